@@ -1,0 +1,418 @@
+package limiter
+
+import (
+	"container/heap"
+	"context"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var epoch = time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+
+func TestParseWindow(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want Window
+		err  bool
+	}{
+		{in: "100/1m", want: Window{100, time.Minute}},
+		{in: "1500/1h", want: Window{1500, time.Hour}},
+		{in: " 10/200ms ", want: Window{10, 200 * time.Millisecond}},
+		{in: "100", err: true},
+		{in: "0/1m", err: true},
+		{in: "-1/1m", err: true},
+		{in: "x/1m", err: true},
+		{in: "100/0s", err: true},
+		{in: "100/minute", err: true},
+		{in: "", err: true},
+	} {
+		got, err := ParseWindow(tc.in)
+		if tc.err {
+			if err == nil {
+				t.Errorf("ParseWindow(%q) = %v, want an error", tc.in, got)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ParseWindow(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
+	}
+	if _, err := ParseWindows(nil); err == nil {
+		t.Error("ParseWindows(nil) gave no error")
+	}
+}
+
+func TestWindowLabel(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[time.Duration]string{
+		time.Minute: "1m", time.Hour: "1h", 90 * time.Second: "90s", 200 * time.Millisecond: "200ms", 2 * time.Hour: "2h",
+	} {
+		if got := (Window{Count: 1, Length: in}).Label(); got != want {
+			t.Errorf("Label(%v) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTryAcquireWindow(t *testing.T) {
+	t.Parallel()
+	l := NewTenant(clockwork.NewFakeClockAt(epoch)).Add("offboard", []Window{{Count: 3, Length: time.Minute}})
+	var permits []*Permit
+	for i := range 3 {
+		p, _ := l.TryAcquire(epoch)
+		if p == nil {
+			t.Fatalf("call %d refused with an empty window", i)
+		}
+		permits = append(permits, p)
+	}
+	if p, wait := l.TryAcquire(epoch); p != nil || wait != 0 {
+		t.Fatalf("fourth call: permit %v wait %v; want refusal until a completion", p, wait)
+	}
+	// Answers arrive at +1s, +2s, +3s: the calls sit in the window from then on.
+	for i, p := range permits {
+		p.Complete(epoch.Add(time.Duration(i+1) * time.Second))
+	}
+	if p, wait := l.TryAcquire(epoch.Add(30 * time.Second)); p != nil || wait != 31*time.Second {
+		t.Fatalf("at +30s: permit %v wait %v; want none and 31s (first answer +1s leaves at +61s)", p, wait)
+	}
+	if p, _ := l.TryAcquire(epoch.Add(61 * time.Second)); p == nil {
+		t.Fatal("at +61s the first call has left the window, want a permit")
+	}
+	if p, wait := l.TryAcquire(epoch.Add(61 * time.Second)); p != nil || wait != time.Second {
+		t.Fatalf("second call at +61s: permit %v wait %v; want 1s", p, wait)
+	}
+}
+
+func TestReleaseGivesBackWithoutStamp(t *testing.T) {
+	t.Parallel()
+	l := NewTenant(clockwork.NewFakeClockAt(epoch)).Add("offboard", []Window{{Count: 1, Length: time.Hour}})
+	p, _ := l.TryAcquire(epoch)
+	p.Release()
+	p.Complete(epoch) // ignored: the permit is spent
+	if p2, _ := l.TryAcquire(epoch); p2 == nil {
+		t.Fatal("a released permit still holds its place")
+	}
+}
+
+func TestPauseStopsEveryAPI(t *testing.T) {
+	t.Parallel()
+	tn := NewTenant(clockwork.NewFakeClockAt(epoch))
+	off := tn.Add("offboard", Default())
+	mach := tn.Add("machines", Default())
+	tn.Pause(epoch, 30*time.Second)
+	tn.Pause(epoch, 5*time.Second) // shorter: must not shorten the pause
+	for _, l := range []*Limiter{off, mach} {
+		if p, wait := l.TryAcquire(epoch.Add(10 * time.Second)); p != nil || wait != 20*time.Second {
+			t.Fatalf("%s during pause: permit %v wait %v; want 20s", l.api, p, wait)
+		}
+		if p, _ := l.TryAcquire(epoch.Add(30 * time.Second)); p == nil {
+			t.Fatalf("%s after pause: no permit", l.api)
+		}
+	}
+}
+
+func TestRemaining(t *testing.T) {
+	t.Parallel()
+	l := NewTenant(clockwork.NewFakeClockAt(epoch)).Add("offboard", []Window{{5, time.Second}, {8, time.Minute}})
+	for range 4 {
+		p, _ := l.TryAcquire(epoch)
+		p.Complete(epoch)
+	}
+	held, _ := l.TryAcquire(epoch)
+	if got := l.Remaining(epoch); got[0] != 0 || got[1] != 3 {
+		t.Fatalf("Remaining = %v, want [0 3]", got)
+	}
+	held.Release()
+	if got := l.Remaining(epoch.Add(time.Second)); got[0] != 5 || got[1] != 4 {
+		t.Fatalf("Remaining a second later = %v, want [5 4]", got)
+	}
+}
+
+func TestAcquireWaitsForWindowAndPause(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	tn := NewTenant(clock)
+	l := tn.Add("offboard", []Window{{Count: 1, Length: time.Minute}})
+	ctx := t.Context()
+	p, err := l.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.CompleteNow()
+
+	got := make(chan time.Time, 1)
+	go func() {
+		p, err := l.Acquire(ctx)
+		if err != nil {
+			got <- time.Time{}
+			return
+		}
+		p.Release()
+		got <- clock.Now()
+	}()
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	tn.Pause(clock.Now(), 2*time.Minute) // wakes the waiter, which must wait longer now
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	select {
+	case at := <-got:
+		t.Fatalf("acquired at %v, inside the pause", at.Sub(epoch))
+	default:
+	}
+	if err := clock.BlockUntilContext(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(time.Minute)
+	if at := <-got; at.Sub(epoch) != 2*time.Minute {
+		t.Fatalf("acquired at +%v, want +2m", at.Sub(epoch))
+	}
+}
+
+func TestAcquireHonoursContext(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	l := NewTenant(clock).Add("offboard", []Window{{Count: 1, Length: time.Hour}})
+	p, _ := l.Acquire(t.Context())
+	defer p.Release()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := l.Acquire(ctx)
+		done <- err
+	}()
+	cancel()
+	if err := <-done; err != context.Canceled {
+		t.Fatalf("Acquire after cancel = %v, want context.Canceled", err)
+	}
+}
+
+// TestPropertyNoWindowExceeded drives random arrivals, latencies, concurrency
+// and 429 pauses through ten simulated hours per seed, then checks every
+// window the server could draw.
+func TestPropertyNoWindowExceeded(t *testing.T) {
+	t.Parallel()
+	windows := [][]Window{
+		Default(),
+		{{10, 2 * time.Second}, {40, 20 * time.Second}},
+		{{3, time.Second}, {5, 3 * time.Second}, {50, time.Minute}},
+	}
+	for seed := range uint64(6) {
+		rng := rand.New(rand.NewPCG(seed, 42))
+		ws := windows[int(seed)%len(windows)]
+		horizon := 10 * time.Hour
+		// Arrivals: bursts and gaps at random, half again what the windows
+		// sustain, so the limiter spends hours both saturated and idle.
+		var arrivals []time.Duration
+		rate := 1e9
+		for _, w := range ws {
+			rate = min(rate, float64(w.Count)/w.Length.Seconds()*1.5)
+		}
+		for at := time.Duration(0); at < horizon; {
+			at += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
+			if rng.IntN(1000) == 0 {
+				at += time.Duration(rng.IntN(int(ws[len(ws)-1].Length)))
+			}
+			arrivals = append(arrivals, at)
+		}
+		res := simulate(ws, simConfig{
+			arrivals:    arrivals,
+			concurrency: 1 + rng.IntN(8),
+			latency:     func() time.Duration { return time.Duration(rng.IntN(300)) * time.Millisecond },
+			pauseEvery:  500,
+			rng:         rng,
+		})
+		if res.completed != len(arrivals) {
+			t.Fatalf("seed %d: %d of %d calls completed", seed, res.completed, len(arrivals))
+		}
+		for _, w := range ws {
+			if n := worstWindow(res.calls, w); n > w.Count {
+				t.Fatalf("seed %d: %d calls could fall in one %v window, limit %d", seed, n, w.Length, w.Count)
+			}
+		}
+		t.Logf("seed %d: %d calls over %v, concurrency %d", seed, len(arrivals), res.end.Round(time.Second), res.concurrency)
+	}
+}
+
+// TestDrainIsTight checks the schedule a backlog gets against the ideal one.
+func TestDrainIsTight(t *testing.T) {
+	t.Parallel()
+	ideal := idealFinish(Default(), 3000)
+	if ideal != 74*time.Minute {
+		t.Fatalf("ideal drain of 3000 under 100/1m+1500/1h = %v, want 74m", ideal)
+	}
+	res := drain(Default(), 3000, 4, 50*time.Millisecond)
+	if eff := float64(ideal) / float64(res.end); eff < 0.99 || eff > 1 {
+		t.Fatalf("drain efficiency %.4f, want in [0.99, 1]", eff)
+	}
+}
+
+// BenchmarkDrain prints the drain efficiency (ideal time / simulated time)
+// of a 3000-request backlog under the documented limits.
+func BenchmarkDrain(b *testing.B) {
+	ideal := idealFinish(Default(), 3000)
+	var res simResult
+	for b.Loop() {
+		res = drain(Default(), 3000, 4, 120*time.Millisecond)
+	}
+	b.ReportMetric(float64(ideal)/float64(res.end), "efficiency")
+	b.ReportMetric(res.end.Minutes(), "sim-minutes")
+	b.ReportMetric(ideal.Minutes(), "ideal-minutes")
+}
+
+func drain(ws []Window, n, concurrency int, latency time.Duration) simResult {
+	return simulate(ws, simConfig{
+		arrivals:    make([]time.Duration, n),
+		concurrency: concurrency,
+		latency:     func() time.Duration { return latency },
+	})
+}
+
+// idealFinish is when the n-th call can start at the earliest: the greedy
+// schedule with zero latency, optimal for sliding windows.
+func idealFinish(ws []Window, n int) time.Duration {
+	starts := make([]time.Duration, n)
+	for k := range starts {
+		for _, w := range ws {
+			if k >= w.Count {
+				starts[k] = max(starts[k], starts[k-w.Count]+w.Length)
+			}
+		}
+	}
+	return starts[n-1]
+}
+
+type simCall struct{ sent, done time.Duration }
+
+type simConfig struct {
+	arrivals    []time.Duration // ascending
+	concurrency int
+	latency     func() time.Duration
+	pauseEvery  int // every n-th answer is a 429 pausing the tenant, 0: never
+	rng         *rand.Rand
+}
+
+type simResult struct {
+	calls       []simCall
+	completed   int
+	end         time.Duration
+	concurrency int
+}
+
+type doneHeap []struct {
+	at time.Duration
+	i  int
+}
+
+func (h doneHeap) Len() int           { return len(h) }
+func (h doneHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h doneHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *doneHeap) Push(x any) {
+	*h = append(*h, x.(struct {
+		at time.Duration
+		i  int
+	}))
+}
+func (h *doneHeap) Pop() any { old := *h; x := old[len(old)-1]; *h = old[:len(old)-1]; return x }
+
+// simulate runs the limiter in simulated time as the worker uses it: a call
+// takes a permit, its answer arrives after a latency, and the permit is
+// completed at that moment. A 429 answer pauses the tenant and the call is
+// retried, as the worker does.
+func simulate(ws []Window, cfg simConfig) simResult {
+	tn := NewTenant(clockwork.NewFakeClockAt(epoch))
+	l := tn.Add("offboard", ws)
+	var (
+		now      time.Duration
+		queue    int // calls arrived, not yet sent
+		next     int // next arrival
+		inflight = &doneHeap{}
+		permits  = map[int]*Permit{}
+		res      = simResult{concurrency: cfg.concurrency}
+		answers  int
+	)
+	for res.completed < len(cfg.arrivals) {
+		for next < len(cfg.arrivals) && cfg.arrivals[next] <= now {
+			queue++
+			next++
+		}
+		wait := time.Duration(-1)
+		for queue > 0 && inflight.Len() < cfg.concurrency {
+			p, w := l.TryAcquire(epoch.Add(now))
+			if p == nil {
+				if w > 0 {
+					wait = w
+				}
+				break
+			}
+			queue--
+			i := len(res.calls)
+			res.calls = append(res.calls, simCall{sent: now})
+			permits[i] = p
+			heap.Push(inflight, struct {
+				at time.Duration
+				i  int
+			}{now + cfg.latency(), i})
+		}
+		// Advance to the next event.
+		at := time.Duration(1<<62 - 1)
+		if next < len(cfg.arrivals) {
+			at = cfg.arrivals[next]
+		}
+		if inflight.Len() > 0 {
+			at = min(at, (*inflight)[0].at)
+		}
+		if wait > 0 {
+			at = min(at, now+wait)
+		}
+		now = at
+		for inflight.Len() > 0 && (*inflight)[0].at <= now {
+			c := heap.Pop(inflight).(struct {
+				at time.Duration
+				i  int
+			})
+			permits[c.i].Complete(epoch.Add(c.at))
+			delete(permits, c.i)
+			res.calls[c.i].done = c.at
+			answers++
+			if cfg.pauseEvery > 0 && answers%cfg.pauseEvery == 0 {
+				tn.Pause(epoch.Add(now), time.Duration(1+cfg.rng.IntN(30))*time.Second)
+				queue++ // the throttled call goes back to the queue
+				continue
+			}
+			res.completed++
+		}
+	}
+	res.end = now
+	return res
+}
+
+// worstWindow is the largest number of calls the server could have counted
+// in one window, if it counts each call at any moment between its sending
+// and its answer. For each call j, the calls sent before it whose answers
+// came after sent_j - Length could share a window with it.
+func worstWindow(calls []simCall, w Window) int {
+	worst := 0
+	for j := range calls {
+		n := 1
+		for i := j - 1; i >= 0; i-- {
+			if calls[i].sent < calls[j].sent-w.Length-time.Second {
+				break // latencies stay under a second
+			}
+			if calls[i].done > calls[j].sent-w.Length {
+				n++
+			}
+		}
+		worst = max(worst, n)
+	}
+	return worst
+}

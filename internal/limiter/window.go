@@ -1,0 +1,80 @@
+// Package limiter keeps the Defender API quota: exact sliding windows per
+// tenant and per API, and the pause a 429 imposes on a whole tenant.
+//
+// A call is placed in its windows at the moment its answer arrives, the
+// latest moment the server could have counted it; while it is in flight it
+// counts in every window. With that rule no window the server can draw ever
+// holds more calls than its count, whatever the network delay.
+package limiter
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Window is a sliding-window limit: at most Count calls in any interval of
+// length Length.
+type Window struct {
+	Count  int
+	Length time.Duration
+}
+
+// ParseWindow reads a limit written as "<count>/<duration>", for example
+// "100/1m", "1500/1h" or "10/200ms".
+func ParseWindow(s string) (Window, error) {
+	count, length, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return Window{}, fmt.Errorf("limit %q: want <count>/<duration>, like 100/1m", s)
+	}
+	n, err := strconv.Atoi(count)
+	if err != nil || n < 1 {
+		return Window{}, fmt.Errorf("limit %q: count must be a positive whole number", s)
+	}
+	d, err := time.ParseDuration(length)
+	if err != nil || d <= 0 {
+		return Window{}, fmt.Errorf("limit %q: duration must be a positive Go duration such as 1m or 200ms", s)
+	}
+	return Window{Count: n, Length: d}, nil
+}
+
+// ParseWindows reads a list of limits; an empty list is an error, since a
+// tenant without any limit would hammer the API.
+func ParseWindows(specs []string) ([]Window, error) {
+	if len(specs) == 0 {
+		return nil, fmt.Errorf("no limits given")
+	}
+	ws := make([]Window, 0, len(specs))
+	for _, s := range specs {
+		w, err := ParseWindow(s)
+		if err != nil {
+			return nil, err
+		}
+		ws = append(ws, w)
+	}
+	return ws, nil
+}
+
+func (w Window) String() string { return fmt.Sprintf("%d/%s", w.Count, w.Length) }
+
+// Label is the window's length as a short, stable metric label: "1m" and
+// "1h" rather than Go's "1m0s" and "1h0m0s".
+func (w Window) Label() string {
+	switch d := w.Length; {
+	case d%time.Hour == 0:
+		return fmt.Sprintf("%dh", d/time.Hour)
+	case d%time.Minute == 0:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d%time.Second == 0:
+		return fmt.Sprintf("%ds", d/time.Second)
+	default:
+		return d.String()
+	}
+}
+
+// Default is the documented Defender for Endpoint limit of every API the
+// worker uses: 100 calls per minute and 1500 per hour.
+func Default() []Window {
+	return []Window{{Count: 100, Length: time.Minute}, {Count: 1500, Length: time.Hour}}
+}
