@@ -1,0 +1,222 @@
+package mde
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+// API names: each has its own quota and limiter.
+const (
+	APIOffboard       = "offboard"       // POST /api/machines/{id}/offboard
+	APIMachines       = "machines"       // GET /api/machines
+	APIMachineActions = "machineactions" // GET /api/machineactions
+)
+
+// APIs lists the API names in a fixed order.
+var APIs = []string{APIOffboard, APIMachines, APIMachineActions}
+
+// MaxBody caps how much of an answer is read.
+const MaxBody = 4 << 20
+
+// Client calls one tenant's Defender for Endpoint API. It makes exactly one
+// HTTP request per method call: retries, quota and backoff belong to the
+// caller, which knows the tenant's limits.
+type Client struct {
+	base    string
+	scope   string
+	cred    azcore.TokenCredential
+	http    *http.Client
+	timeout time.Duration
+}
+
+// Options configure a Client.
+type Options struct {
+	Cloud      Cloud
+	Credential azcore.TokenCredential
+	HTTPClient *http.Client  // nil: a client with sane timeouts
+	Timeout    time.Duration // per call, default 30s
+}
+
+// NewClient returns a client for one tenant.
+func NewClient(o Options) *Client {
+	hc := o.HTTPClient
+	if hc == nil {
+		hc = &http.Client{}
+	}
+	// Never follow a redirect: it could carry the bearer token elsewhere.
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if o.Timeout <= 0 {
+		o.Timeout = 30 * time.Second
+	}
+	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: &c, timeout: o.Timeout}
+}
+
+// Offboard asks the API to offboard one device: POST
+// /api/machines/{id}/offboard with {"Comment": comment}.
+func (c *Client) Offboard(ctx context.Context, machineID, comment string) (*Answer, error) {
+	body, err := json.Marshal(struct {
+		Comment string `json:"Comment"` // the API is case-sensitive
+	}{comment})
+	if err != nil {
+		return nil, err
+	}
+	return c.do(ctx, http.MethodPost, "/api/machines/"+url.PathEscape(machineID)+"/offboard", nil, body)
+}
+
+// FindMachinesByName lists the devices whose computerDnsName equals name.
+func (c *Client) FindMachinesByName(ctx context.Context, name string) (*Answer, error) {
+	q := url.Values{"$filter": {"computerDnsName eq " + odataString(name)}}
+	return c.do(ctx, http.MethodGet, "/api/machines", q, nil)
+}
+
+// OffboardActions lists the Offboard actions of one device.
+func (c *Client) OffboardActions(ctx context.Context, machineID string) (*Answer, error) {
+	q := url.Values{"$filter": {"machineId eq " + odataString(machineID) + " and type eq 'Offboard'"}}
+	return c.do(ctx, http.MethodGet, "/api/machineactions", q, nil)
+}
+
+// GetAction reads one Machine Action.
+func (c *Client) GetAction(ctx context.Context, id string) (*Answer, error) {
+	return c.do(ctx, http.MethodGet, "/api/machineactions/"+url.PathEscape(id), nil, nil)
+}
+
+// odataString quotes a value for an OData filter: single quotes inside the
+// value are doubled.
+func odataString(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
+
+// do sends one request. Its error is a *TokenError when nothing was sent,
+// and wraps ErrTransport when the request may have reached the server.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) (*Answer, error) {
+	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
+	if err != nil {
+		return nil, err
+	}
+	u := c.base + path
+	if len(q) > 0 {
+		// Spaces as %20: the API's OData parser does not read '+' as a space.
+		u += "?" + strings.ReplaceAll(q.Encode(), "+", "%20")
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, &TokenError{Final: true, err: fmt.Errorf("build request: %w", err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s: %w", ErrTransport, method, path, redactURL(err))
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s %s: read answer: %w", ErrTransport, method, path, err)
+	}
+	return Classify(resp.StatusCode, resp.Header, data), nil
+}
+
+// redactURL strips the URL from a *url.Error: it holds nothing secret, but
+// the query makes log lines long and the caller already says what it did.
+func redactURL(err error) error {
+	if ue, ok := err.(*url.Error); ok {
+		return ue.Err
+	}
+	return err
+}
+
+// Action is the part of a Machine Action the worker reads. The whole action
+// is kept in Raw and published verbatim.
+type Action struct {
+	ID                  string `json:"id"`
+	Type                string `json:"type"`
+	Status              string `json:"status"`
+	MachineID           string `json:"machineId"`
+	ComputerDNSName     string `json:"computerDnsName"`
+	CreationDateTimeUTC string `json:"creationDateTimeUtc"`
+	Raw                 json.RawMessage
+}
+
+// Created is the action's creation time, or zero if the API gave none that
+// reads as a time (it is not always written with a zone).
+func (a Action) Created() time.Time {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
+		if t, err := time.Parse(layout, a.CreationDateTimeUTC); err == nil {
+			return t.UTC()
+		}
+	}
+	return time.Time{}
+}
+
+// Unfinished reports whether the action may still change.
+func (a Action) Unfinished() bool { return a.Status == "Pending" || a.Status == "InProgress" }
+
+// ParseAction reads one Machine Action.
+func ParseAction(body []byte) (Action, error) {
+	var a Action
+	if err := json.Unmarshal(body, &a); err != nil {
+		return Action{}, fmt.Errorf("read machine action: %w", err)
+	}
+	if a.ID == "" {
+		return Action{}, fmt.Errorf("read machine action: no id")
+	}
+	a.Raw = append(json.RawMessage(nil), body...)
+	return a, nil
+}
+
+// ParseActions reads a list answer {"value": [...]}.
+func ParseActions(body []byte) ([]Action, error) {
+	var list struct {
+		Value []json.RawMessage `json:"value"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("read machine actions: %w", err)
+	}
+	out := make([]Action, 0, len(list.Value))
+	for _, raw := range list.Value {
+		a, err := ParseAction(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// Machine is the part of a device record the worker reads.
+type Machine struct {
+	ID              string `json:"id"`
+	ComputerDNSName string `json:"computerDnsName"`
+	LastSeen        string `json:"lastSeen"`
+	HealthStatus    string `json:"healthStatus"`
+	OSPlatform      string `json:"osPlatform"`
+}
+
+// ParseMachines reads a list answer {"value": [...]}.
+func ParseMachines(body []byte) ([]Machine, error) {
+	var list struct {
+		Value []Machine `json:"value"`
+	}
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, fmt.Errorf("read machines: %w", err)
+	}
+	return list.Value, nil
+}

@@ -1,0 +1,115 @@
+// Package mde talks to the Microsoft Defender for Endpoint API: app-only
+// tokens, the offboard call, the reads that go with it, and the one place
+// where every answer is classified.
+package mde
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// Cloud is where a tenant lives: its login host, API host and token scope.
+type Cloud struct {
+	Name          string
+	AuthorityHost string
+	APIBaseURL    string
+	Scope         string
+}
+
+// Clouds lists the national clouds Defender for Endpoint runs in. The hosts
+// and the commercial scope are documented by Microsoft ("Supported Microsoft
+// Defender for Endpoint APIs", "Microsoft Defender for Endpoint for US
+// Government customers"); the government token scopes are not, so these are
+// the API host followed by /.default and can be overridden per tenant.
+var Clouds = map[string]Cloud{
+	"commercial": {
+		Name:          "commercial",
+		AuthorityHost: "https://login.microsoftonline.com",
+		APIBaseURL:    "https://api.securitycenter.microsoft.com",
+		Scope:         "https://api.securitycenter.microsoft.com/.default",
+	},
+	"gcc": {
+		Name:          "gcc",
+		AuthorityHost: "https://login.microsoftonline.com",
+		APIBaseURL:    "https://api-gcc.securitycenter.microsoft.us",
+		Scope:         "https://api-gcc.securitycenter.microsoft.us/.default",
+	},
+	"gcc-high": {
+		Name:          "gcc-high",
+		AuthorityHost: "https://login.microsoftonline.us",
+		APIBaseURL:    "https://api-gov.securitycenter.microsoft.us",
+		Scope:         "https://api-gov.securitycenter.microsoft.us/.default",
+	},
+	"dod": {
+		Name:          "dod",
+		AuthorityHost: "https://login.microsoftonline.us",
+		APIBaseURL:    "https://api-gov.securitycenter.microsoft.us",
+		Scope:         "https://api-gov.securitycenter.microsoft.us/.default",
+	},
+}
+
+// ResolveCloud returns the cloud of the given name with the overrides
+// applied. The scope follows the cloud, not the API host, unless scope is
+// set: a geo host or a simulator takes the cloud's usual token.
+func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) {
+	if name == "" {
+		name = "commercial"
+	}
+	c, ok := Clouds[name]
+	if !ok {
+		return Cloud{}, fmt.Errorf("cloud %q: want commercial, gcc, gcc-high or dod", name)
+	}
+	if apiBaseURL != "" {
+		u, err := checkEndpoint(apiBaseURL)
+		if err != nil {
+			return Cloud{}, fmt.Errorf("apiBaseURL: %w", err)
+		}
+		c.APIBaseURL = u
+	}
+	if authorityHost != "" {
+		u, err := checkEndpoint(authorityHost)
+		if err != nil {
+			return Cloud{}, fmt.Errorf("authorityHost: %w", err)
+		}
+		if !strings.HasPrefix(u, "https://") {
+			return Cloud{}, fmt.Errorf("authorityHost %q: the login host must use https", authorityHost)
+		}
+		c.AuthorityHost = u
+	}
+	if scope != "" {
+		c.Scope = scope
+	}
+	return c, nil
+}
+
+// checkEndpoint accepts https URLs, and http only for loopback hosts, and
+// returns the URL without a trailing slash.
+func checkEndpoint(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", fmt.Errorf("%q is not a URL", raw)
+	}
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials, query or fragment", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !isLoopback(u.Hostname()) {
+			return "", fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
+		}
+	default:
+		return "", fmt.Errorf("%q: scheme must be https", raw)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
