@@ -1,0 +1,204 @@
+// Package config reads the tenants file.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+	"text/template"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+)
+
+// TenantName is the form of a tenant's configured name, used in subjects,
+// consumer names and metric labels.
+var TenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// DefaultComment is the comment sent when neither the request nor the
+// tenant gives one.
+const DefaultComment = "Offboarded by mde-offboard: {{.Source}} {{.RequestID}}"
+
+// MaxCommentLength is the longest comment the worker sends.
+const MaxCommentLength = 1000
+
+// Tenant is one entry of the tenants file.
+type Tenant struct {
+	Name                    string              `yaml:"name"`
+	TenantID                string              `yaml:"tenantId"`
+	ClientID                string              `yaml:"clientId"`
+	ClientSecretFile        string              `yaml:"clientSecretFile"`
+	ClientSecretEnv         string              `yaml:"clientSecretEnv"`
+	CertificateFile         string              `yaml:"certificateFile"`
+	CertificatePasswordFile string              `yaml:"certificatePasswordFile"`
+	WorkloadIdentity        bool                `yaml:"workloadIdentity"`
+	TokenFile               string              `yaml:"tokenFile"`
+	ManagedIdentity         bool                `yaml:"managedIdentity"`
+	Cloud                   string              `yaml:"cloud"`
+	APIBaseURL              string              `yaml:"apiBaseURL"`
+	AuthorityHost           string              `yaml:"authorityHost"`
+	Scope                   string              `yaml:"scope"`
+	CAFile                  string              `yaml:"caFile"`
+	Comment                 string              `yaml:"comment"`
+	Limits                  map[string][]string `yaml:"limits"`
+	MaxInFlight             int                 `yaml:"maxInFlight"`
+
+	// Filled by Load.
+	Resolved Resolved `yaml:"-"`
+}
+
+// Resolved is what Load derives from a tenant entry.
+type Resolved struct {
+	Cloud   mde.Cloud
+	Windows map[string][]limiter.Window // per API
+	Comment *template.Template
+}
+
+// CommentData is what a comment template can use.
+type CommentData struct {
+	RequestID, Source, RequestedBy, Tenant, MachineID, ComputerDNSName string
+}
+
+// Credential returns the tenant's credential settings.
+func (t *Tenant) Credential() mde.CredentialConfig {
+	return mde.CredentialConfig{
+		TenantID: t.TenantID, ClientID: t.ClientID,
+		ClientSecretFile: t.ClientSecretFile, ClientSecretEnv: t.ClientSecretEnv,
+		CertificateFile: t.CertificateFile, CertificatePasswordFile: t.CertificatePasswordFile,
+		WorkloadIdentity: t.WorkloadIdentity, TokenFile: t.TokenFile, ManagedIdentity: t.ManagedIdentity,
+	}
+}
+
+// RenderComment fills the tenant's comment template.
+func (t *Tenant) RenderComment(d CommentData) (string, error) {
+	var b bytes.Buffer
+	if err := t.Resolved.Comment.Execute(&b, d); err != nil {
+		return "", fmt.Errorf("comment template: %w", err)
+	}
+	s := strings.Join(strings.Fields(b.String()), " ")
+	if len(s) > MaxCommentLength {
+		s = s[:MaxCommentLength]
+	}
+	return s, nil
+}
+
+// File is the tenants file.
+type File struct {
+	Tenants []*Tenant `yaml:"tenants"`
+}
+
+// Load reads and checks a tenants file. Unknown keys are errors: a typo in
+// a limit must not silently fall back to the default.
+func Load(path string) (*File, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
+	return Parse(data)
+}
+
+// Parse checks a tenants file's content.
+func Parse(data []byte) (*File, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f File
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
+	if len(f.Tenants) == 0 {
+		return nil, errors.New("tenants file: no tenants")
+	}
+	seen := map[string]bool{}
+	var errs []error
+	for i, t := range f.Tenants {
+		if err := t.resolve(); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %d (%q): %w", i+1, t.Name, err))
+			continue
+		}
+		if seen[t.Name] {
+			errs = append(errs, fmt.Errorf("tenant %q: configured twice", t.Name))
+		}
+		seen[t.Name] = true
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+func (t *Tenant) resolve() error {
+	var errs []error
+	if !TenantName.MatchString(t.Name) {
+		errs = append(errs, fmt.Errorf("name must match %s", TenantName))
+	}
+	if !guid.MatchString(t.TenantID) {
+		errs = append(errs, errors.New("tenantId must be a GUID"))
+	}
+	if !guid.MatchString(t.ClientID) && !t.ManagedIdentity {
+		errs = append(errs, errors.New("clientId must be a GUID"))
+	}
+	if err := t.Credential().Check(); err != nil {
+		errs = append(errs, err)
+	}
+	c, err := mde.ResolveCloud(t.Cloud, t.APIBaseURL, t.AuthorityHost, t.Scope)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	t.Resolved.Cloud = c
+
+	t.Resolved.Windows = map[string][]limiter.Window{}
+	for api := range t.Limits {
+		if !isAPI(api) {
+			errs = append(errs, fmt.Errorf("limits: unknown API %q (want %s)", api, strings.Join(mde.APIs, ", ")))
+		}
+	}
+	for _, api := range mde.APIs {
+		specs, ok := t.Limits[api]
+		if !ok {
+			t.Resolved.Windows[api] = limiter.Default()
+			continue
+		}
+		ws, err := limiter.ParseWindows(specs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("limits.%s: %w", api, err))
+		}
+		t.Resolved.Windows[api] = ws
+	}
+
+	text := t.Comment
+	if text == "" {
+		text = DefaultComment
+	}
+	tmpl, err := template.New(t.Name).Option("missingkey=error").Parse(text)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("comment: %w", err))
+	} else {
+		t.Resolved.Comment = tmpl
+		if _, err := t.RenderComment(CommentData{}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if t.MaxInFlight < 0 {
+		errs = append(errs, errors.New("maxInFlight must not be negative"))
+	}
+	if t.MaxInFlight == 0 {
+		t.MaxInFlight = 4
+	}
+	return errors.Join(errs...)
+}
+
+func isAPI(name string) bool {
+	for _, a := range mde.APIs {
+		if a == name {
+			return true
+		}
+	}
+	return false
+}

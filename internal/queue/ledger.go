@@ -1,0 +1,110 @@
+package queue
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Ledger remembers request ids: the ones being worked on (with the device
+// and the time the offboard call was about to be sent) and the completed
+// ones with their result. It lives in a JetStream key-value bucket, so
+// every replica and every restart sees it.
+type Ledger struct{ kv jetstream.KeyValue }
+
+// NewLedger opens the ledger bucket.
+func NewLedger(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
+	kv, err := js.KeyValue(ctx, BucketLedger)
+	if err != nil {
+		return nil, fmt.Errorf("ledger: %w", err)
+	}
+	return &Ledger{kv: kv}, nil
+}
+
+// Entry states.
+const (
+	StateCalling = "calling" // the offboard call may have been sent
+	StateDone    = "done"    // the result is stored
+)
+
+// Entry is what the ledger holds for one request id.
+type Entry struct {
+	State     string          `json:"state"`
+	Seq       uint64          `json:"seq"` // the request's stream sequence
+	MachineID string          `json:"machineId,omitempty"`
+	Started   time.Time       `json:"started"`
+	Result    json.RawMessage `json:"result,omitempty"`
+
+	revision uint64
+}
+
+// ErrConflict means another worker changed the entry first.
+var ErrConflict = errors.New("ledger entry changed by another worker")
+
+func ledgerKey(tenant, requestID string) string {
+	// Request ids may hold ':' which keys may not: encode them.
+	return "r." + tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(requestID))
+}
+
+// Get returns the entry of a request id, or nil.
+func (l *Ledger) Get(ctx context.Context, tenant, requestID string) (*Entry, error) {
+	kve, err := l.kv.Get(ctx, ledgerKey(tenant, requestID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ledger get: %w", err)
+	}
+	var e Entry
+	if err := json.Unmarshal(kve.Value(), &e); err != nil {
+		return nil, fmt.Errorf("ledger entry %s: %w", kve.Key(), err)
+	}
+	e.revision = kve.Revision()
+	return &e, nil
+}
+
+// Put writes an entry over prev (nil: the id must be new). It fails with
+// ErrConflict when the entry changed since prev was read.
+func (l *Ledger) Put(ctx context.Context, tenant, requestID string, prev, e *Entry) error {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	key := ledgerKey(tenant, requestID)
+	var rev uint64
+	if prev == nil {
+		rev, err = l.kv.Create(ctx, key, data)
+	} else {
+		rev, err = l.kv.Update(ctx, key, data, prev.revision)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
+		return ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("ledger put: %w", err)
+	}
+	e.revision = rev
+	return nil
+}
+
+func isWrongLastSequence(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
+}
+
+// Done records a request's result, whatever was there before.
+func (l *Ledger) Done(ctx context.Context, tenant, requestID string, seq uint64, result []byte) error {
+	data, err := json.Marshal(&Entry{State: StateDone, Seq: seq, Result: result})
+	if err != nil {
+		return err
+	}
+	if _, err := l.kv.Put(ctx, ledgerKey(tenant, requestID), data); err != nil {
+		return fmt.Errorf("ledger put: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,65 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Dead-letter headers added to the original request's headers.
+const (
+	HeaderErrorCode    = "Mde-Error-Code"
+	HeaderErrorMessage = "Mde-Error-Message"
+	HeaderRequestSeq   = "Mde-Request-Seq"
+)
+
+// ResultMsgID is the Nats-Msg-Id of a request's result, so that a result
+// published again after a crash is dropped by the stream as a duplicate.
+// It holds the tenant because request ids are unique per tenant only: two
+// tenants' CMDBs may well both send "CHG0012345".
+func ResultMsgID(tenant, requestID string, seq uint64) string {
+	if requestID == "" {
+		return "result-seq-" + strconv.FormatUint(seq, 10)
+	}
+	return "result-" + tenant + "-" + requestID
+}
+
+// PublishResult stores a result and waits for the stream's acknowledgement.
+func PublishResult(ctx context.Context, js jetstream.JetStream, subject, msgID string, body []byte) error {
+	m := nats.NewMsg(subject)
+	m.Data = body
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Header.Set("Content-Type", "application/json")
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish result to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// PublishDead stores a copy of a failed request: its body and headers as
+// they were published, plus the failure, so it can be inspected and
+// replayed.
+func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, orig jetstream.Msg, seq uint64, code, message string) error {
+	m := nats.NewMsg(subject)
+	m.Data = orig.Data()
+	for k, vs := range orig.Headers() {
+		for _, v := range vs {
+			m.Header.Add(k, v)
+		}
+	}
+	m.Header.Set(HeaderErrorCode, code)
+	m.Header.Set(HeaderErrorMessage, message)
+	m.Header.Set(HeaderRequestSeq, strconv.FormatUint(seq, 10))
+	if m.Header.Get(jetstream.MsgIDHeader) == "" {
+		// Without the publisher's id, one derived from the request's place
+		// in the stream keeps a re-published dead letter single.
+		m.Header.Set(jetstream.MsgIDHeader, "dead-seq-"+strconv.FormatUint(seq, 10))
+	}
+	if _, err := js.PublishMsg(ctx, m); err != nil {
+		return fmt.Errorf("publish dead letter to %s: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,180 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// MaxRequestSize is the largest request the request stream accepts; larger
+// ones are refused at publish time, so the publisher sees the error.
+const MaxRequestSize = 64 << 10
+
+// Settings shape the streams, consumers and ledger.
+type Settings struct {
+	Subjects      Subjects
+	Tenants       []string      // configured tenant names
+	Duplicates    time.Duration // duplicate window of the request and result streams
+	Replicas      int           // stream replicas in a cluster
+	ResultsMaxAge time.Duration // 0: keep results forever
+	DeadMaxAge    time.Duration // 0: keep dead letters until removed
+	LedgerTTL     time.Duration // how long a completed request id is remembered
+	AckWait       time.Duration // how long a delivered request may go without progress
+	MaxAckPending int           // per tenant and priority, across replicas
+}
+
+// WithDefaults fills unset fields.
+func (s Settings) WithDefaults() Settings {
+	if s.Subjects.Prefix == "" {
+		s.Subjects.Prefix = "mde.offboard"
+	}
+	if s.Duplicates <= 0 {
+		s.Duplicates = 24 * time.Hour
+	}
+	if s.Replicas <= 0 {
+		s.Replicas = 1
+	}
+	if s.LedgerTTL <= 0 {
+		s.LedgerTTL = 30 * 24 * time.Hour
+	}
+	if s.AckWait <= 0 {
+		s.AckWait = time.Minute
+	}
+	if s.MaxAckPending <= 0 {
+		s.MaxAckPending = 256
+	}
+	return s
+}
+
+// Streams returns the definitions of the three streams.
+func (s Settings) Streams() []jetstream.StreamConfig {
+	s = s.WithDefaults()
+	p := s.Subjects.Prefix
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamRequests,
+			Description: "Defender for Endpoint offboard requests; a request leaves once its result is stored",
+			Subjects:    []string{s.Subjects.AllRequests()},
+			// Interest retention: a request stays while any consumer still
+			// needs it. The unrouted consumer sees every request, so nothing
+			// published to a request subject is dropped.
+			Retention:  jetstream.InterestPolicy,
+			Storage:    jetstream.FileStorage,
+			Replicas:   s.Replicas,
+			MaxMsgSize: MaxRequestSize,
+			Duplicates: s.Duplicates,
+			Discard:    jetstream.DiscardNew,
+		},
+		{
+			Name:        StreamResults,
+			Description: "One result per offboard request, and Machine Action status changes",
+			Subjects:    []string{p + ".result.>", p + ".action.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.ResultsMaxAge,
+			Duplicates:  s.Duplicates,
+		},
+		{
+			Name:        StreamDead,
+			Description: "Failed offboard requests as published, with Mde-Error-* headers, for inspection and replay",
+			Subjects:    []string{p + ".dead.>"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.DeadMaxAge,
+			Duplicates:  s.Duplicates,
+		},
+	}
+}
+
+// Consumers returns the durable pull consumers of the request stream: one
+// per tenant and priority, and the unrouted one.
+func (s Settings) Consumers() []jetstream.ConsumerConfig {
+	s = s.WithDefaults()
+	out := make([]jetstream.ConsumerConfig, 0, 2*len(s.Tenants)+1)
+	for _, t := range s.Tenants {
+		for _, p := range []Priority{Normal, Bulk} {
+			out = append(out, jetstream.ConsumerConfig{
+				Durable:       ConsumerName(t, p),
+				Description:   fmt.Sprintf("%s-priority offboard requests of tenant %s", p, t),
+				FilterSubject: s.Subjects.Request(t, p),
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       s.AckWait,
+				MaxDeliver:    -1, // never drop a request; poison input is answered, not redelivered
+				MaxAckPending: s.MaxAckPending,
+				MaxWaiting:    512,
+			})
+		}
+	}
+	out = append(out, jetstream.ConsumerConfig{
+		Durable:       ConsumerUnrouted,
+		Description:   "every request: answers those of unconfigured tenants",
+		FilterSubject: s.Subjects.AllRequests(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       s.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: 10000,
+	})
+	return out
+}
+
+// Ledger returns the definition of the ledger bucket.
+func (s Settings) Ledger() jetstream.KeyValueConfig {
+	s = s.WithDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      BucketLedger,
+		Description: "request ids in progress and completed, with their results",
+		History:     1,
+		TTL:         s.LedgerTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+	}
+}
+
+// Ensure creates or updates the streams, consumers and ledger. It is
+// idempotent and safe to run from several replicas at once.
+func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	var errs []error
+	for _, cfg := range s.Streams() {
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	for _, cfg := range s.Consumers() {
+		if _, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
+		}
+	}
+	if _, err := js.CreateOrUpdateKeyValue(ctx, s.Ledger()); err != nil {
+		errs = append(errs, fmt.Errorf("ledger %s: %w", BucketLedger, err))
+	}
+	return errors.Join(errs...)
+}
+
+// Check reports whether every stream, consumer and the ledger the worker
+// needs exist. /readyz uses it.
+func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	for _, cfg := range s.Streams() {
+		if _, err := js.Stream(ctx, cfg.Name); err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+	}
+	for _, cfg := range s.Consumers() {
+		if _, err := js.Consumer(ctx, StreamRequests, cfg.Durable); err != nil {
+			return fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+		}
+	}
+	if _, err := js.KeyValue(ctx, BucketLedger); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
+}

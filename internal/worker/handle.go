@@ -1,0 +1,485 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// job is one request being worked on.
+type job struct {
+	t        *tenantRun
+	msg      jetstream.Msg
+	seq      uint64
+	prio     queue.Priority
+	req      Request
+	received time.Time
+	attempts int
+	log      *zap.Logger
+}
+
+// handle works one request to its result. permit is an offboard permit,
+// taken before the request was pulled; handle spends or releases it.
+func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio queue.Priority, permit *limiter.Permit) {
+	w.m.InFlight.WithLabelValues(t.name).Inc()
+	defer w.m.InFlight.WithLabelValues(t.name).Dec()
+	w.m.RequestsReceived.WithLabelValues(t.name, string(prio)).Inc()
+	defer permit.Release() // no-op once spent
+
+	j := &job{t: t, msg: msg, prio: prio, received: w.clock.Now().UTC()}
+	if meta, err := msg.Metadata(); err == nil {
+		j.seq = meta.Sequence.Stream
+	}
+	j.log = t.log.With(zap.Uint64("request_seq", j.seq))
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.Error("request handling panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			w.finish(ctx, j, j.failed(mde.CodeInternal, "the worker met an internal error; see its log", nil))
+		}
+	}()
+
+	req, err := parseRequest(msg.Data(), t.name)
+	j.req = req
+	j.log = j.log.With(zap.String("request_id", req.RequestID))
+	if err != nil {
+		w.finish(ctx, j, j.failed(mde.CodeInvalidRequest, err.Error(), nil))
+		return
+	}
+	entry, err := w.opts.Ledger.Get(ctx, t.name, req.RequestID)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	if entry != nil && entry.State == queue.StateDone {
+		w.replay(ctx, j, entry)
+		return
+	}
+	if entry != nil && entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease {
+		// Another message with this id is being worked on right now; come
+		// back when it has its result, and answer from the ledger then.
+		w.leave(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq))
+		return
+	}
+	res, err := w.process(ctx, j, entry, permit)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	w.finish(ctx, j, res)
+}
+
+// leave puts a request back for redelivery after a short delay: the queue
+// or the ledger could not be reached, or the worker is stopping.
+func (w *Worker) leave(j *job, err error) {
+	if errors.Is(err, context.Canceled) {
+		j.log.Info("request left for redelivery: worker stopping")
+	} else {
+		j.log.Warn("request left for redelivery", zap.Error(err))
+	}
+	if nerr := j.msg.NakWithDelay(5 * time.Second); nerr != nil {
+		j.log.Warn("nak request", zap.Error(nerr))
+	}
+}
+
+func (j *job) result(outcome string) *Result {
+	return &Result{
+		RequestID: j.req.RequestID, Tenant: j.t.name, MachineID: j.req.MachineID,
+		ComputerDNSName: j.req.ComputerDNSName, Outcome: outcome, Attempts: j.attempts,
+		RequestedBy: j.req.RequestedBy, Source: j.req.Source, RequestSeq: j.seq,
+		Priority: string(j.prio), ReceivedAt: j.received,
+	}
+}
+
+func (j *job) failed(code, message string, a *mde.Answer) *Result {
+	r := j.result(OutcomeFailed)
+	r.Error = &ResultError{Code: code, Message: message}
+	if a != nil {
+		r.Error.HTTPStatus = a.Status
+		r.Error.APICode = a.APICode()
+	}
+	return r
+}
+
+func (j *job) withAction(outcome string, a mde.Action) *Result {
+	r := j.result(outcome)
+	r.MachineAction = a.Raw
+	if r.MachineID == "" {
+		r.MachineID = a.MachineID
+	}
+	return r
+}
+
+// process resolves the device and offboards it. An error means the request
+// must be left for redelivery; every other end is a result.
+func (w *Worker) process(ctx context.Context, j *job, entry *queue.Entry, permit *limiter.Permit) (*Result, error) {
+	t := j.t
+	if j.req.MachineID == "" {
+		id, res, err := w.resolve(ctx, j)
+		if err != nil || res != nil {
+			return res, err
+		}
+		j.req.MachineID = id
+	}
+	if j.req.DryRun {
+		return j.result(OutcomeDryRun), nil
+	}
+	comment := j.req.Comment
+	if comment == "" {
+		var err error
+		comment, err = t.Config.RenderComment(config.CommentData{
+			RequestID: j.req.RequestID, Source: j.req.Source, RequestedBy: j.req.RequestedBy,
+			Tenant: t.name, MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName,
+		})
+		if err != nil {
+			return j.failed(mde.CodeInternal, err.Error(), nil), nil
+		}
+	}
+
+	unlock, err := t.devices.lock(ctx, j.req.MachineID)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+
+	// A call for this id may have been sent before a crash: look for the
+	// action it created before sending another.
+	if entry != nil && entry.State == queue.StateCalling && entry.MachineID == j.req.MachineID {
+		a, found, res, err := w.findOwnAction(ctx, j, entry.Started)
+		if err != nil || res != nil {
+			return res, err
+		}
+		if found {
+			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
+			return j.withAction(OutcomeCreated, a), nil
+		}
+	}
+	next := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
+	if err := w.opts.Ledger.Put(ctx, t.name, j.req.RequestID, entry, next); err != nil {
+		return nil, err
+	}
+
+	a, res, err := w.call(ctx, j, mde.APIOffboard, permit, func(ctx context.Context) (*mde.Answer, error) {
+		return t.Client.Offboard(ctx, j.req.MachineID, comment)
+	})
+	if err != nil || res != nil {
+		return res, err
+	}
+	switch a.Class {
+	case mde.Success:
+		action, err := mde.ParseAction(a.Body)
+		if err != nil {
+			return j.failed(mde.CodeAPIError, "the API accepted the call but its answer is not a Machine Action: "+err.Error(), a), nil
+		}
+		// Some answers to a duplicate hand back the existing action.
+		if action.Created().Before(next.Started.Add(-time.Minute)) && action.Unfinished() {
+			return j.withAction(OutcomeAlreadyPending, action), nil
+		}
+		return j.withAction(OutcomeCreated, action), nil
+	case mde.AlreadyPending:
+		return w.existingAction(ctx, j, a)
+	}
+	return j.failed(a.FailureCode, a.Error(), a), nil
+}
+
+// resolve finds the one device with the requested name.
+func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
+	a, res, err := w.call(ctx, j, mde.APIMachines, nil, func(ctx context.Context) (*mde.Answer, error) {
+		return j.t.Client.FindMachinesByName(ctx, j.req.ComputerDNSName)
+	})
+	if err != nil || res != nil {
+		return "", res, err
+	}
+	if a.Class != mde.Success {
+		return "", j.failed(a.FailureCode, a.Error(), a), nil
+	}
+	machines, err := mde.ParseMachines(a.Body)
+	if err != nil {
+		return "", j.failed(mde.CodeAPIError, err.Error(), a), nil
+	}
+	switch len(machines) {
+	case 0:
+		return "", j.failed(mde.CodeMachineNotFound, "no device is named "+quote(j.req.ComputerDNSName), nil), nil
+	case 1:
+		if !machineIDForm.MatchString(machines[0].ID) {
+			return "", j.failed(mde.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
+		}
+		return machines[0].ID, nil, nil
+	}
+	r := j.failed(mde.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), quote(j.req.ComputerDNSName)), nil)
+	for _, m := range machines {
+		r.Error.Candidates = append(r.Error.Candidates, Candidate{MachineID: m.ID, LastSeen: m.LastSeen, HealthStatus: m.HealthStatus})
+	}
+	return "", r, nil
+}
+
+// existingAction answers ActiveRequestAlreadyExists with the device's
+// unfinished Offboard action.
+func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer) (*Result, error) {
+	actions, res, err := w.offboardActions(ctx, j)
+	if err != nil || res != nil {
+		return res, err
+	}
+	for _, a := range actions {
+		if a.Unfinished() {
+			return j.withAction(OutcomeAlreadyPending, a), nil
+		}
+	}
+	return j.failed(mde.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
+}
+
+// findOwnAction looks for an Offboard action created since a call of this
+// request may have been sent.
+func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time) (mde.Action, bool, *Result, error) {
+	actions, res, err := w.offboardActions(ctx, j)
+	if err != nil || res != nil {
+		return mde.Action{}, false, res, err
+	}
+	for _, a := range actions {
+		if !a.Created().Before(since.Add(-time.Minute)) {
+			return a, true, nil, nil
+		}
+	}
+	return mde.Action{}, false, nil, nil
+}
+
+// offboardActions lists the device's Offboard actions, newest first.
+func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Result, error) {
+	a, res, err := w.call(ctx, j, mde.APIMachineActions, nil, func(ctx context.Context) (*mde.Answer, error) {
+		return j.t.Client.OffboardActions(ctx, j.req.MachineID)
+	})
+	if err != nil || res != nil {
+		return nil, res, err
+	}
+	if a.Class != mde.Success {
+		return nil, j.failed(a.FailureCode, "list the device's offboard actions: "+a.Error(), a), nil
+	}
+	actions, err := mde.ParseActions(a.Body)
+	if err != nil {
+		return nil, j.failed(mde.CodeAPIError, err.Error(), a), nil
+	}
+	// Newest first, whatever order the API used.
+	for i := 1; i < len(actions); i++ {
+		for k := i; k > 0 && actions[k].Created().After(actions[k-1].Created()); k-- {
+			actions[k], actions[k-1] = actions[k-1], actions[k]
+		}
+	}
+	return actions, nil, nil
+}
+
+// call makes one API call under the tenant's quota and repeats it as the
+// answer's class says. It returns the last answer when it is success,
+// already-pending or final; a failed result when retries ran out; an error
+// when the request must be left for redelivery.
+func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.Permit,
+	do func(context.Context) (*mde.Answer, error),
+) (*mde.Answer, *Result, error) {
+	t := j.t
+	lim := t.limits.API(api)
+	var retries, notFound, throttles int
+	for {
+		if permit == nil {
+			var err error
+			if permit, err = w.acquire(ctx, j, api, lim); err != nil {
+				return nil, nil, err
+			}
+		}
+		if api == mde.APIOffboard {
+			j.attempts++
+		}
+		start := w.clock.Now()
+		a, err := do(ctx)
+		var tokErr *mde.TokenError
+		if errors.As(err, &tokErr) {
+			permit.Release() // nothing was sent
+		} else {
+			permit.CompleteNow()
+		}
+		permit = nil
+		status := "error"
+		if a != nil {
+			status = strconv.Itoa(a.Status)
+			w.m.APILatency.WithLabelValues(t.name, api).Observe(w.clock.Since(start).Seconds())
+		}
+		if tokErr == nil {
+			w.m.APICalls.WithLabelValues(t.name, api, status).Inc()
+		}
+
+		var reason string
+		switch {
+		case ctx.Err() != nil:
+			return nil, nil, ctx.Err()
+		case tokErr != nil && tokErr.Final:
+			return nil, j.failed(mde.CodeUnauthorized, "the login host refused the tenant's credentials: "+tokErr.Error(), nil), nil
+		case err != nil:
+			reason = "network"
+			if tokErr != nil {
+				reason = "token"
+			}
+			j.log.Warn("API call failed", zap.String("api", api), zap.Error(err))
+		case a.Class == mde.Throttled:
+			throttles++
+			w.m.Throttled.WithLabelValues(t.name, api).Inc()
+			t.limits.Pause(w.clock.Now(), a.RetryAfter)
+			j.log.Warn("throttled: tenant paused", zap.String("api", api), zap.Duration("retry_after", a.RetryAfter))
+			if throttles >= w.retry.Throttles {
+				return nil, j.failed(mde.CodeAPIError, fmt.Sprintf("throttled %d times in a row", throttles), a), nil
+			}
+			w.m.Retries.WithLabelValues(t.name, api, "throttled").Inc()
+			continue // the pause is the wait
+		case a.Class == mde.Retry:
+			reason = "server_error"
+			j.log.Warn("API call failed", zap.String("api", api), zap.String("answer", a.Error()))
+		case a.Class == mde.NotFound && api != mde.APIMachineActions && notFound < w.retry.NotFoundCheck:
+			notFound++
+			reason = "not_found"
+		case a.Class == mde.NotFound:
+			return &mde.Answer{Status: a.Status, Class: mde.Final, Body: a.Body, Err: a.Err, FailureCode: a.FailureCode}, nil, nil
+		default:
+			return a, nil, nil
+		}
+		retries++
+		if retries >= w.retry.Attempts+w.retry.NotFoundCheck || (reason != "not_found" && retries-notFound >= w.retry.Attempts) {
+			msg := "gave up after " + strconv.Itoa(retries) + " attempts"
+			if err != nil {
+				msg += ": " + err.Error()
+			} else {
+				msg += ": " + a.Error()
+			}
+			return nil, j.failed(mde.CodeAPIError, msg, a), nil
+		}
+		w.m.Retries.WithLabelValues(t.name, api, reason).Inc()
+		if err := w.backoff(ctx, j, retries); err != nil {
+			return nil, nil, err
+		}
+	}
+}
+
+// acquire waits for quota, telling JetStream the request is still being
+// worked on so that it is not redelivered meanwhile.
+func (w *Worker) acquire(ctx context.Context, j *job, api string, lim *limiter.Limiter) (*limiter.Permit, error) {
+	start := w.clock.Now()
+	defer func() { w.m.LimiterWait.WithLabelValues(j.t.name, api).Observe(w.clock.Since(start).Seconds()) }()
+	for {
+		actx, cancel := context.WithTimeout(ctx, w.opts.Settings.AckWait/3)
+		p, err := lim.Acquire(actx)
+		cancel()
+		if err == nil {
+			return p, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if err := j.msg.InProgress(); err != nil {
+			j.log.Warn("extend ack wait", zap.Error(err))
+		}
+	}
+}
+
+// backoff waits before retry n: capped exponential with full jitter.
+func (w *Worker) backoff(ctx context.Context, j *job, n int) error {
+	d := w.retry.Base << min(n-1, 20)
+	d = min(d, w.retry.Max)
+	d = d/2 + rand.N(d/2+1)
+	if err := j.msg.InProgress(); err != nil {
+		j.log.Warn("extend ack wait", zap.Error(err))
+	}
+	return sleepCtx(ctx, w.clock, d)
+}
+
+// finish records and publishes a request's result, then acks the request.
+// If anything fails before the ack, the request comes back and is answered
+// from the ledger or worked again; the result's message id keeps it single.
+func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
+	res.CompletedAt = w.clock.Now().UTC()
+	res.Attempts = j.attempts
+	data, err := json.Marshal(res)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	// Publishing must not be cut short by a stop: a result half-stored is
+	// worse than a stop a moment late.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if res.RequestID != "" {
+		if err := w.opts.Ledger.Done(pctx, j.t.name, res.RequestID, j.seq, data); err != nil {
+			w.leave(j, err)
+			return
+		}
+	}
+	if err := w.publish(pctx, j.t.name, j.msg, j.seq, res, data); err != nil {
+		w.leave(j, err)
+		return
+	}
+	w.ack(pctx, j)
+	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
+	if res.Error != nil {
+		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
+	}
+	j.log.Info("request completed", fields...)
+}
+
+// replay answers a request id that already has a result from the ledger,
+// without calling the API.
+func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
+	var res Result
+	if err := json.Unmarshal(e.Result, &res); err != nil {
+		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
+		return
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := w.publish(pctx, j.t.name, j.msg, e.Seq, &res, e.Result); err != nil {
+		w.leave(j, err)
+		return
+	}
+	w.ack(pctx, j)
+	j.log.Info("request answered from the ledger", zap.String("outcome", res.Outcome), zap.Uint64("first_seq", e.Seq))
+}
+
+// publish stores the result, and a dead letter if it failed.
+func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, seq uint64, res *Result, data []byte) error {
+	s := w.opts.Settings.Subjects
+	if err := queue.PublishResult(ctx, w.opts.JS, s.Result(tenant), queue.ResultMsgID(tenant, res.RequestID, seq), data); err != nil {
+		return err
+	}
+	code := ""
+	if res.Error != nil {
+		code = res.Error.Code
+		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, seq, code, res.Error.Message); err != nil {
+			return err
+		}
+		w.m.DeadLetters.WithLabelValues(metricTenant(tenant, w), code).Inc()
+	}
+	w.m.Results.WithLabelValues(metricTenant(tenant, w), res.Outcome, code).Inc()
+	return nil
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+func metricTenant(name string, w *Worker) string {
+	if _, ok := w.tenants[name]; ok {
+		return name
+	}
+	return queue.UnknownTenant
+}
+
+func (w *Worker) ack(ctx context.Context, j *job) {
+	if err := j.msg.DoubleAck(ctx); err != nil {
+		// The result is stored: a redelivery is answered from the ledger.
+		j.log.Warn("ack request", zap.Error(err))
+	}
+}

@@ -1,0 +1,78 @@
+package worker
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the worker's Prometheus metrics. Label values are bounded:
+// tenants are configured names (queue.UnknownTenant stands for the rest),
+// APIs, outcomes and codes are fixed lists.
+type Metrics struct {
+	RequestsReceived *prometheus.CounterVec   // tenant, priority
+	Results          *prometheus.CounterVec   // tenant, outcome, code
+	APICalls         *prometheus.CounterVec   // tenant, api, status
+	APILatency       *prometheus.HistogramVec // tenant, api
+	LimiterWait      *prometheus.HistogramVec // tenant, api
+	QuotaRemaining   *prometheus.GaugeVec     // tenant, api, window
+	Throttled        *prometheus.CounterVec   // tenant, api
+	DeadLetters      *prometheus.CounterVec   // tenant, code
+	Backlog          *prometheus.GaugeVec     // tenant, priority
+	InFlight         *prometheus.GaugeVec     // tenant
+	Retries          *prometheus.CounterVec   // tenant, api, reason
+}
+
+// NewMetrics creates the metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	const ns = "mde_offboard"
+	m := &Metrics{
+		RequestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "requests_received_total",
+			Help: "Offboard requests taken from the stream, redeliveries included.",
+		}, []string{"tenant", "priority"}),
+		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "results_total",
+			Help: "Results published, by outcome and failure code (empty unless failed).",
+		}, []string{"tenant", "outcome", "code"}),
+		APICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "api_calls_total",
+			Help: "Calls to the Defender API by HTTP status (\"error\" when no answer came).",
+		}, []string{"tenant", "api", "status"}),
+		APILatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "api_call_duration_seconds",
+			Help:    "Time from sending a Defender API call to its answer.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
+		}, []string{"tenant", "api"}),
+		LimiterWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: ns, Name: "limiter_wait_seconds",
+			Help:    "Time a call waited for quota.",
+			Buckets: []float64{0.001, 0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600},
+		}, []string{"tenant", "api"}),
+		QuotaRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "quota_remaining_calls",
+			Help: "Calls that could start now in each sliding window of each API.",
+		}, []string{"tenant", "api", "window"}),
+		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "throttled_total",
+			Help: "429 answers; each pauses the tenant for its Retry-After.",
+		}, []string{"tenant", "api"}),
+		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "dead_letters_total",
+			Help: "Failed requests copied to the dead-letter stream, by failure code.",
+		}, []string{"tenant", "code"}),
+		Backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "backlog_requests",
+			Help: "Requests waiting in the stream, by tenant and priority.",
+		}, []string{"tenant", "priority"}),
+		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "in_flight_requests",
+			Help: "Requests taken from the stream and not yet resulted.",
+		}, []string{"tenant"}),
+		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "api_retries_total",
+			Help: "Calls repeated after a retryable answer, by reason.",
+		}, []string{"tenant", "api", "reason"}),
+	}
+	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
+		m.QuotaRemaining, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries)
+	return m
+}

@@ -1,0 +1,297 @@
+// Package worker joins the queue, the limiter and the Defender client: it
+// takes each tenant's requests from JetStream as the quota allows, offboards
+// the device, and publishes exactly one result per request.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// RetryPolicy says how often and how fast failed calls are repeated.
+type RetryPolicy struct {
+	Attempts      int           // calls per request for network errors and 5xx, default 6
+	NotFoundCheck int           // extra looks after a 404 before it is final, default 3
+	Throttles     int           // 429s per call before giving up, default 30
+	Base          time.Duration // first backoff, default 1s
+	Max           time.Duration // backoff cap, default 1m
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.Attempts <= 0 {
+		p.Attempts = 6
+	}
+	if p.NotFoundCheck <= 0 {
+		p.NotFoundCheck = 3
+	}
+	if p.Throttles <= 0 {
+		p.Throttles = 30
+	}
+	if p.Base <= 0 {
+		p.Base = time.Second
+	}
+	if p.Max <= 0 {
+		p.Max = time.Minute
+	}
+	return p
+}
+
+// Options configure a Worker.
+type Options struct {
+	JS       jetstream.JetStream
+	Settings queue.Settings
+	Ledger   *queue.Ledger
+	Router   *queue.Router
+	Logger   *zap.Logger
+	Metrics  *Metrics
+	Clock    clockwork.Clock
+	Retry    RetryPolicy
+	// Poll bounds how long a request can wait when its wake-up was missed.
+	Poll time.Duration
+	// CallingLease is how long a request id whose call is under way blocks
+	// another message with the same id (default: the ack wait).
+	CallingLease time.Duration
+	// StatsEvery is how often backlog and quota gauges are refreshed.
+	StatsEvery time.Duration
+}
+
+// Tenant is a configured tenant with its API client.
+type Tenant struct {
+	Config *config.Tenant
+	Client *mde.Client
+	Cred   *mde.Credential
+}
+
+type tenantRun struct {
+	*Tenant
+	name    string
+	limits  *limiter.Tenant
+	source  *queue.Source
+	devices keyedMutex
+	log     *zap.Logger
+}
+
+// Worker processes the requests of all configured tenants.
+type Worker struct {
+	opts    Options
+	log     *zap.Logger
+	m       *Metrics
+	clock   clockwork.Clock
+	retry   RetryPolicy
+	tenants map[string]*tenantRun
+	unknown jetstream.Consumer
+
+	stopFetch context.CancelFunc
+	stopWork  context.CancelFunc
+	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
+	handlers  sync.WaitGroup // requests being worked on
+	stopOnce  sync.Once
+}
+
+// New prepares a worker for the given tenants. The streams and consumers
+// must exist (queue.Ensure).
+func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) {
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = 2 * time.Second
+	}
+	opts.Settings = opts.Settings.WithDefaults()
+	if opts.CallingLease <= 0 {
+		opts.CallingLease = opts.Settings.AckWait
+	}
+	if opts.StatsEvery <= 0 {
+		opts.StatsEvery = 15 * time.Second
+	}
+	w := &Worker{
+		opts: opts, log: opts.Logger.Named("worker"), m: opts.Metrics, clock: opts.Clock,
+		retry: opts.Retry.withDefaults(), tenants: map[string]*tenantRun{},
+	}
+	for _, t := range tenants {
+		name := t.Config.Name
+		lt := limiter.NewTenant(opts.Clock)
+		for _, api := range mde.APIs {
+			lt.Add(api, t.Config.Resolved.Windows[api])
+		}
+		src, err := opts.Router.Source(ctx, opts.JS, name, opts.Poll)
+		if err != nil {
+			return nil, err
+		}
+		w.tenants[name] = &tenantRun{Tenant: t, name: name, limits: lt, source: src, log: w.log.With(zap.String("tenant", name))}
+	}
+	unknown, err := opts.JS.Consumer(ctx, queue.StreamRequests, queue.ConsumerUnrouted)
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", queue.ConsumerUnrouted, err)
+	}
+	w.unknown = unknown
+	return w, nil
+}
+
+// Start begins taking requests. It returns at once.
+func (w *Worker) Start() {
+	fetchCtx, stopFetch := context.WithCancel(context.Background())
+	workCtx, stopWork := context.WithCancel(context.Background())
+	w.stopFetch, w.stopWork = stopFetch, stopWork
+	for _, t := range w.tenants {
+		w.fetchers.Go(func() { w.runTenant(fetchCtx, workCtx, t) })
+	}
+	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
+	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+}
+
+// Stop stops taking requests and waits for those under way to finish. When
+// ctx ends first, their calls are cancelled: a cancelled request is not
+// acked and comes back after its ack wait, and the ledger keeps it from
+// creating a second action. Stop is idempotent.
+func (w *Worker) Stop(ctx context.Context) error {
+	var err error
+	w.stopOnce.Do(func() {
+		if w.stopFetch == nil {
+			return
+		}
+		w.stopFetch()
+		w.fetchers.Wait()
+		done := make(chan struct{})
+		go func() { w.handlers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			err = fmt.Errorf("stop: requests still under way, cancelled: %w", ctx.Err())
+			w.stopWork()
+			<-done
+		}
+		w.stopWork()
+	})
+	return err
+}
+
+// runTenant takes the tenant's requests one by one, as quota and the
+// tenant's in-flight cap allow. A request is pulled from the stream only
+// once an offboard call could start, so waiting requests stay in the stream.
+func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
+	slots := make(chan struct{}, t.Config.MaxInFlight)
+	off := t.limits.API(mde.APIOffboard)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-fetchCtx.Done():
+			return
+		}
+		start := w.clock.Now()
+		permit, err := off.Acquire(fetchCtx)
+		if err != nil {
+			<-slots
+			return
+		}
+		w.m.LimiterWait.WithLabelValues(t.name, mde.APIOffboard).Observe(w.clock.Since(start).Seconds())
+		msg, prio, err := t.source.Next(fetchCtx)
+		if err != nil {
+			permit.Release()
+			<-slots
+			if fetchCtx.Err() != nil {
+				return
+			}
+			t.log.Warn("fetch request", zap.Error(err))
+			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
+				return
+			}
+			continue
+		}
+		w.handlers.Go(func() {
+			defer func() { <-slots }()
+			w.handle(workCtx, t, msg, prio, permit)
+		})
+	}
+}
+
+func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
+	t := clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Chan():
+		return nil
+	}
+}
+
+// runStats refreshes the backlog and quota gauges.
+func (w *Worker) runStats(ctx context.Context) {
+	for {
+		for _, t := range w.tenants {
+			for _, api := range mde.APIs {
+				l := t.limits.API(api)
+				rem := l.Remaining(w.clock.Now())
+				for i, win := range l.Windows() {
+					w.m.QuotaRemaining.WithLabelValues(t.name, api, win.Label()).Set(float64(rem[i]))
+				}
+			}
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			normal, bulk, err := t.source.Backlog(qctx)
+			cancel()
+			if err == nil {
+				w.m.Backlog.WithLabelValues(t.name, string(queue.Normal)).Set(float64(normal))
+				w.m.Backlog.WithLabelValues(t.name, string(queue.Bulk)).Set(float64(bulk))
+			}
+		}
+		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {
+			return
+		}
+	}
+}
+
+// keyedMutex serialises work on one device, so that two requests for it
+// never race each other to the API.
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*keyedEntry
+}
+
+type keyedEntry struct {
+	ch   chan struct{}
+	refs int
+}
+
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedEntry{}
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{ch: make(chan struct{}, 1)}
+		k.locks[key] = e
+	}
+	e.refs++
+	k.mu.Unlock()
+	release := func() {
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+	select {
+	case e.ch <- struct{}{}:
+		return func() { <-e.ch; release() }, nil
+	case <-ctx.Done():
+		release()
+		return nil, ctx.Err()
+	}
+}
+
+var errNotAcked = errors.New("request left for redelivery")
