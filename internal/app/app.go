@@ -179,7 +179,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	natsOpts := []nats.Option{
 		nats.Name("mde-offboard-worker"),
 		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { a.log.Warn("NATS disconnected", zap.Error(err)) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil { // nil: we closed the connection ourselves
+				a.log.Warn("NATS disconnected", zap.Error(err))
+			}
+		}),
 		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("NATS reconnected") }),
 	}
 	if a.opts.NATSCreds != "" {

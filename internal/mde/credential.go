@@ -35,6 +35,12 @@ type CredentialConfig struct {
 	ManagedIdentity bool // the host's managed identity; ClientID picks a user-assigned one
 }
 
+// Check reports whether exactly one way to authenticate is set.
+func (c CredentialConfig) Check() error {
+	_, err := c.kind()
+	return err
+}
+
 func (c CredentialConfig) kind() (string, error) {
 	var kinds []string
 	if c.ClientSecretFile != "" {

@@ -1,0 +1,28 @@
+# Targets for newcomers and CI. `make help` lists them.
+GO        ?= go
+GOLANGCI  ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
+BIN       := bin
+
+.PHONY: help build demo test bench lint clean
+
+help: ## List the targets
+	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## Build the worker and the simulator into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/worker ./cmd/mdesim
+
+demo: ## Run the whole job end to end: embedded NATS, simulator, worker, sample batch
+	$(GO) run ./cmd/demo
+
+test: ## go vet, then every test with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+bench: ## Print the benchmark figures (drain efficiency, ...)
+	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/limiter/
+
+lint: ## golangci-lint with the checks listed in .golangci.yml
+	$(GOLANGCI) run ./...
+
+clean: ## Remove build output and demo data
+	rm -rf $(BIN) data demo-data

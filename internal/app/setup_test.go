@@ -1,0 +1,295 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/goleak"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The HTTP client's idle keep-alive connections to the simulator.
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+	)
+}
+
+// testTenant is a tenant known to both the simulator and the worker.
+type testTenant struct {
+	name, tenantID, clientID, secret string
+	machines                         []mdesim.Machine
+}
+
+type env struct {
+	t       *testing.T
+	sim     *mdesim.Server
+	base    string
+	tenants map[string]*testTenant
+	dir     string
+	app     *App
+	reg     *prometheus.Registry
+	opts    Options
+	nc      *nats.Conn
+	js      jetstream.JetStream
+}
+
+type envConfig struct {
+	sim      mdesim.Options
+	limits   string // YAML flow list for offboard, e.g. ["10/200ms", "40/2s"]
+	tenants  []string
+	machines int // per tenant
+}
+
+func newID() string {
+	b := make([]byte, 20)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newGUID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// setup starts the simulator and the worker app with an embedded NATS
+// server, and connects a publisher.
+func setup(t *testing.T, c envConfig) *env {
+	t.Helper()
+	if len(c.tenants) == 0 {
+		c.tenants = []string{"contoso", "fabrikam"}
+	}
+	if c.limits == "" {
+		c.limits = `["100/1m", "1500/1h"]`
+	}
+	e := &env{t: t, sim: mdesim.New(c.sim), tenants: map[string]*testTenant{}, dir: t.TempDir()}
+	e.base = e.sim.StartTLS()
+	t.Cleanup(e.sim.Close)
+
+	var yaml strings.Builder
+	yaml.WriteString("tenants:\n")
+	for _, name := range c.tenants {
+		tt := &testTenant{name: name, tenantID: newGUID(), clientID: newGUID(), secret: "s3cr3t-" + newID()}
+		e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, ClientSecret: tt.secret})
+		for i := range c.machines {
+			m := mdesim.Machine{ID: newID(), ComputerDNSName: fmt.Sprintf("pc-%04d.%s.local", i, name),
+				OSPlatform: "Windows11", HealthStatus: "Active", LastSeen: time.Now().Add(-time.Hour)}
+			e.sim.AddMachine(tt.tenantID, m)
+			tt.machines = append(tt.machines, m)
+		}
+		secretFile := filepath.Join(e.dir, name+".secret")
+		if err := os.WriteFile(secretFile, []byte(tt.secret+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&yaml, `  - name: %s
+    tenantId: %s
+    clientId: %s
+    clientSecretFile: %s
+    apiBaseURL: %s
+    authorityHost: %s
+    maxInFlight: 4
+    limits:
+      offboard: %s
+`, name, tt.tenantID, tt.clientID, secretFile, e.base, e.base, c.limits)
+		e.tenants[name] = tt
+	}
+	f, err := config.Parse([]byte(yaml.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.reg = prometheus.NewRegistry()
+	e.opts = Options{
+		Tenants:        f,
+		DataDir:        filepath.Join(e.dir, "nats"),
+		EmbeddedListen: "127.0.0.1:-1",
+		Listen:         "127.0.0.1:0",
+		Logger:         zaptest.NewLogger(t),
+		Registry:       e.reg,
+		HTTPClient: &http.Client{Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: e.sim.CertPool(), MinVersion: tls.VersionTLS12},
+		}},
+		Retry: worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		Poll:  200 * time.Millisecond,
+		Queue: queue.Settings{AckWait: 10 * time.Second},
+	}
+	e.start()
+	return e
+}
+
+// start starts (or restarts) the app and connects the publisher.
+func (e *env) start() {
+	t := e.t
+	t.Helper()
+	a, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	e.app = a
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	nc, err := nats.Connect(a.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e.nc = nc
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stop stops the app, closing the embedded server with it.
+func (e *env) stop() {
+	e.t.Helper()
+	e.nc.Close()
+	if err := e.app.Stop(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	// A fresh registry for the next app in the same test.
+	e.reg = prometheus.NewRegistry()
+	e.opts.Registry = e.reg
+}
+
+// publish sends a request; msgID "" sends none.
+func (e *env) publish(subject string, body any, msgID string) *jetstream.PubAck {
+	e.t.Helper()
+	var data []byte
+	switch b := body.(type) {
+	case []byte:
+		data = b
+	case string:
+		data = []byte(b)
+	default:
+		var err error
+		if data, err = json.Marshal(b); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	if msgID != "" {
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+	}
+	ack, err := e.js.PublishMsg(e.t.Context(), m)
+	if err != nil {
+		e.t.Fatalf("publish to %s: %v", subject, err)
+	}
+	return ack
+}
+
+// results collects results until want distinct keys arrived (keyed by
+// requestId, or by requestSeq when the id is empty), then waits a moment
+// for strays.
+type collector struct {
+	mu      sync.Mutex
+	byKey   map[string][]worker.Result
+	headers map[string][]string
+	cc      jetstream.ConsumeContext
+}
+
+func (e *env) collect(filter string) *collector {
+	e.t.Helper()
+	c := &collector{byKey: map[string][]worker.Result{}, headers: map[string][]string{}}
+	cons, err := e.js.OrderedConsumer(e.t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{filter},
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	c.cc, err = cons.Consume(func(m jetstream.Msg) {
+		var r worker.Result
+		if err := json.Unmarshal(m.Data(), &r); err != nil {
+			e.t.Errorf("result is not JSON: %v", err)
+			return
+		}
+		key := r.Tenant + "/" + r.RequestID
+		if r.RequestID == "" {
+			key = fmt.Sprintf("%s/seq-%d", r.Tenant, r.RequestSeq)
+		}
+		c.mu.Lock()
+		c.byKey[key] = append(c.byKey[key], r)
+		c.headers[key] = append(c.headers[key], m.Headers().Get(jetstream.MsgIDHeader))
+		c.mu.Unlock()
+	})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(c.cc.Stop)
+	return c
+}
+
+// wait blocks until n distinct requests have results or the deadline.
+func (c *collector) wait(t *testing.T, n int, d time.Duration) map[string][]worker.Result {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		c.mu.Lock()
+		got := len(c.byKey)
+		c.mu.Unlock()
+		if got >= n {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d results after %v", got, n, d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string][]worker.Result, len(c.byKey))
+	for k, v := range c.byKey {
+		out[k] = append([]worker.Result(nil), v...)
+	}
+	return out
+}
+
+// streamMsgs reports how many messages a stream holds.
+func (e *env) streamMsgs(name string) uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(e.t.Context(), name)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+// eventually polls cond until it holds or d passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
