@@ -1,0 +1,179 @@
+// Command mdesim runs the Defender for Endpoint and Entra ID simulator of
+// package mdesim as a standalone HTTPS server, for demos and manual tests.
+//
+// The base URL it prints serves as both the login authority host and the API
+// base. The server certificate is self-signed; --ca-out writes it in PEM form
+// for clients to trust.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+)
+
+func main() { os.Exit(run()) }
+
+type config struct {
+	listen, tenantID, clientID, secret, secretFile, limits, caOut string
+	machines                                                      int
+	failRate, spurious404Rate                                     float64
+	latency, completeAfter, tokenLifetime                         time.Duration
+	duplicateReturnsExisting, verbose                             bool
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("mdesim", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "`address` to listen on")
+	fs.StringVar(&c.tenantID, "tenant-id", "", "tenant `GUID` (default: random)")
+	fs.StringVar(&c.clientID, "client-id", "", "application (client) `GUID` (default: random)")
+	fs.StringVar(&c.secret, "client-secret", "", "accepted client `secret` (default: random, printed)")
+	fs.StringVar(&c.secretFile, "client-secret-file", "", "read the client secret from `file`")
+	fs.IntVar(&c.machines, "machines", 10, "generate `N` Windows machines pc-0001.contoso.local...")
+	fs.StringVar(&c.limits, "limits", "", "rate limits, e.g. `offboard=100/1m,1500/1h;machines=100/1m`; empty: 100/1m and 1500/1h for all APIs; \"none\": no limits; unnamed APIs keep the defaults")
+	fs.StringVar(&c.caOut, "ca-out", "", "write the server certificate (PEM) to `file`")
+	fs.Float64Var(&c.failRate, "fail-rate", 0, "probability of a 500 on API calls")
+	fs.Float64Var(&c.spurious404Rate, "spurious-404-rate", 0, "probability of a 404 for an existing machine")
+	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
+	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
+	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
+	fs.BoolVar(&c.duplicateReturnsExisting, "duplicate-returns-existing", false, "answer a duplicate offboard with 201 and the pending action instead of 400")
+	fs.BoolVar(&c.verbose, "v", false, "log every API call")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if c.secret != "" && c.secretFile != "" {
+		return c, errors.New("--client-secret and --client-secret-file are exclusive")
+	}
+	if c.secretFile != "" {
+		b, err := os.ReadFile(c.secretFile)
+		if err != nil {
+			return c, fmt.Errorf("client secret: %w", err)
+		}
+		c.secret = strings.TrimSpace(string(b))
+		if c.secret == "" {
+			return c, fmt.Errorf("client secret file %s is empty", c.secretFile)
+		}
+	}
+	return c, nil
+}
+
+func run() int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	c, err := parseFlags(os.Args[1:])
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mdesim:", err)
+		return 2
+	}
+	if err := serve(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "mdesim:", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c config) error {
+	limits, err := mdesim.ParseLimits(c.limits)
+	if err != nil {
+		return err
+	}
+	generatedSecret := c.secret == ""
+	if generatedSecret {
+		b := make([]byte, 24)
+		rand.Read(b)
+		c.secret = base64.RawURLEncoding.EncodeToString(b)
+	}
+	if c.tenantID == "" {
+		c.tenantID = uuid.NewString()
+	}
+	if c.clientID == "" {
+		c.clientID = uuid.NewString()
+	}
+
+	opts := mdesim.Options{
+		Limits:                   limits,
+		TokenLifetime:            c.tokenLifetime,
+		ActionCompleteAfter:      c.completeAfter,
+		DuplicateReturnsExisting: c.duplicateReturnsExisting,
+		Latency:                  c.latency,
+		FailRate:                 c.failRate,
+		Spurious404Rate:          c.spurious404Rate,
+	}
+	if c.verbose {
+		opts.OnCall = func(call mdesim.Call) {
+			fmt.Fprintf(os.Stderr, "%s %s %s -> %d %s\n", call.At.Format(time.RFC3339Nano), call.Method, call.Path, call.Status, call.ActionID)
+		}
+	}
+	s := mdesim.New(opts)
+	s.AddTenant(mdesim.Tenant{TenantID: c.tenantID, ClientID: c.clientID, ClientSecret: c.secret})
+	platforms := []string{"Windows11", "Windows10", "WindowsServer2019", "WindowsServer2022"}
+	for i := range c.machines {
+		s.AddMachine(c.tenantID, mdesim.Machine{
+			ID:              mdesim.NewMachineID(),
+			ComputerDNSName: fmt.Sprintf("pc-%04d.contoso.local", i+1),
+			OSPlatform:      platforms[i%len(platforms)],
+		})
+	}
+
+	host, _, err := net.SplitHostPort(c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		hosts = append(hosts, host)
+	} else if name, err := os.Hostname(); err == nil {
+		hosts = append(hosts, name)
+	}
+	cert, err := mdesim.NewSelfSignedCert(hosts...)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	base := s.StartTLSListener(ln, &cert)
+	defer s.Close()
+	if c.caOut != "" {
+		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil {
+			return fmt.Errorf("--ca-out: %w", err)
+		}
+	}
+
+	fmt.Printf("base URL:      %s\n", base)
+	fmt.Printf("tenant id:     %s\n", c.tenantID)
+	fmt.Printf("client id:     %s\n", c.clientID)
+	if generatedSecret {
+		fmt.Printf("client secret: %s (generated)\n", c.secret)
+	}
+	fmt.Printf("scope:         %s\n", mdesim.ScopeSecurityCenter)
+	fmt.Printf("machines:      %d\n", c.machines)
+	if c.caOut != "" {
+		fmt.Printf("certificate:   %s\n", c.caOut)
+	}
+	<-ctx.Done()
+	return nil
+}

@@ -1,0 +1,323 @@
+package mdesim
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The OData $filter subset understood by the simulator:
+//
+//	expr    = and { "or" and }
+//	and     = primary { "and" primary }
+//	primary = "(" expr ")"
+//	        | field op literal
+//	        | "startswith(" field "," string ")"
+//
+// String fields take eq and ne with a single-quoted literal (a quote inside
+// is doubled) and compare case-insensitively. Time fields take eq, ne, gt,
+// ge, lt and le with a bare date-time literal such as 2024-05-01T10:00:00Z
+// or 2024-05-01Z. Field names are case-sensitive, as in OData.
+
+type fieldKind int
+
+const (
+	kindString fieldKind = iota
+	kindTime
+)
+
+// schema maps the filterable fields of an entity to their kinds.
+type schema struct {
+	entity string // for messages, e.g. "PublicMachineDto"
+	fields map[string]fieldKind
+}
+
+var machineSchema = schema{
+	entity: "microsoft.windowsDefenderATP.api.PublicMachineDto",
+	fields: map[string]fieldKind{
+		"id":               kindString,
+		"computerDnsName":  kindString,
+		"osPlatform":       kindString,
+		"healthStatus":     kindString,
+		"onboardingStatus": kindString,
+		"lastSeen":         kindTime,
+		"firstSeen":        kindTime,
+	},
+}
+
+var actionSchema = schema{
+	entity: "microsoft.windowsDefenderATP.api.PublicMachineActionDto",
+	fields: map[string]fieldKind{
+		"id":                  kindString,
+		"status":              kindString,
+		"machineId":           kindString,
+		"type":                kindString,
+		"requestor":           kindString,
+		"creationDateTimeUtc": kindTime,
+	},
+}
+
+// record gives a field's value: a string or a time.Time.
+type record func(field string) any
+
+type filterExpr func(record) bool
+
+type tokKind int
+
+const (
+	tokWord tokKind = iota
+	tokString
+	tokLParen
+	tokRParen
+	tokComma
+	tokEnd
+)
+
+type token struct {
+	kind tokKind
+	text string
+	pos  int
+}
+
+func tokenize(src string) ([]token, error) {
+	var toks []token
+	for i := 0; i < len(src); {
+		c := src[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '(':
+			toks = append(toks, token{tokLParen, "(", i})
+			i++
+		case c == ')':
+			toks = append(toks, token{tokRParen, ")", i})
+			i++
+		case c == ',':
+			toks = append(toks, token{tokComma, ",", i})
+			i++
+		case c == '\'':
+			start := i
+			var b strings.Builder
+			i++
+			for {
+				if i >= len(src) {
+					return nil, fmt.Errorf("unterminated string literal at position %d", start)
+				}
+				if src[i] == '\'' {
+					if i+1 < len(src) && src[i+1] == '\'' {
+						b.WriteByte('\'')
+						i += 2
+						continue
+					}
+					i++
+					break
+				}
+				b.WriteByte(src[i])
+				i++
+			}
+			toks = append(toks, token{tokString, b.String(), start})
+		default:
+			start := i
+			for i < len(src) && !strings.ContainsRune(" \t\r\n(),'", rune(src[i])) {
+				i++
+			}
+			toks = append(toks, token{tokWord, src[start:i], start})
+		}
+	}
+	return append(toks, token{tokEnd, "", len(src)}), nil
+}
+
+type filterParser struct {
+	toks []token
+	pos  int
+	sch  schema
+}
+
+// parseFilter compiles src against sch.
+func parseFilter(src string, sch schema) (filterExpr, error) {
+	toks, err := tokenize(src)
+	if err != nil {
+		return nil, err
+	}
+	p := &filterParser{toks: toks, sch: sch}
+	if p.peek().kind == tokEnd {
+		return nil, errors.New("empty $filter")
+	}
+	e, err := p.or()
+	if err != nil {
+		return nil, err
+	}
+	if t := p.peek(); t.kind != tokEnd {
+		return nil, fmt.Errorf("syntax error at position %d in '%s'", t.pos, src)
+	}
+	return e, nil
+}
+
+func (p *filterParser) peek() token { return p.toks[p.pos] }
+
+func (p *filterParser) next() token {
+	t := p.toks[p.pos]
+	if t.kind != tokEnd {
+		p.pos++
+	}
+	return t
+}
+
+func (p *filterParser) or() (filterExpr, error) {
+	left, err := p.and()
+	if err != nil {
+		return nil, err
+	}
+	for t := p.peek(); t.kind == tokWord && t.text == "or"; t = p.peek() {
+		p.next()
+		right, err := p.and()
+		if err != nil {
+			return nil, err
+		}
+		l := left
+		left = func(r record) bool { return l(r) || right(r) }
+	}
+	return left, nil
+}
+
+func (p *filterParser) and() (filterExpr, error) {
+	left, err := p.primary()
+	if err != nil {
+		return nil, err
+	}
+	for t := p.peek(); t.kind == tokWord && t.text == "and"; t = p.peek() {
+		p.next()
+		right, err := p.primary()
+		if err != nil {
+			return nil, err
+		}
+		l := left
+		left = func(r record) bool { return l(r) && right(r) }
+	}
+	return left, nil
+}
+
+func (p *filterParser) primary() (filterExpr, error) {
+	t := p.next()
+	switch t.kind {
+	case tokLParen:
+		e, err := p.or()
+		if err != nil {
+			return nil, err
+		}
+		if c := p.next(); c.kind != tokRParen {
+			return nil, fmt.Errorf("')' expected at position %d", c.pos)
+		}
+		return e, nil
+	case tokWord:
+	default:
+		return nil, fmt.Errorf("syntax error at position %d", t.pos)
+	}
+	if p.peek().kind == tokLParen {
+		return p.function(t)
+	}
+	kind, err := p.field(t)
+	if err != nil {
+		return nil, err
+	}
+	op := p.next()
+	if op.kind != tokWord {
+		return nil, fmt.Errorf("operator expected at position %d", op.pos)
+	}
+	lit := p.next()
+	name := t.text
+	switch kind {
+	case kindString:
+		if op.text != "eq" && op.text != "ne" {
+			return nil, fmt.Errorf("operator '%s' is not supported for property '%s'", op.text, name)
+		}
+		if lit.kind != tokString {
+			return nil, fmt.Errorf("a single-quoted string is expected at position %d for property '%s'", lit.pos, name)
+		}
+		want, neg := lit.text, op.text == "ne"
+		return func(r record) bool {
+			v, _ := r(name).(string)
+			return strings.EqualFold(v, want) != neg
+		}, nil
+	default:
+		if lit.kind != tokWord {
+			return nil, fmt.Errorf("a date-time literal is expected at position %d for property '%s'", lit.pos, name)
+		}
+		want, err := parseODataTime(lit.text)
+		if err != nil {
+			return nil, err
+		}
+		var cmp func(int) bool
+		switch op.text {
+		case "eq":
+			cmp = func(c int) bool { return c == 0 }
+		case "ne":
+			cmp = func(c int) bool { return c != 0 }
+		case "gt":
+			cmp = func(c int) bool { return c > 0 }
+		case "ge":
+			cmp = func(c int) bool { return c >= 0 }
+		case "lt":
+			cmp = func(c int) bool { return c < 0 }
+		case "le":
+			cmp = func(c int) bool { return c <= 0 }
+		default:
+			return nil, fmt.Errorf("unknown operator '%s' at position %d", op.text, op.pos)
+		}
+		return func(r record) bool {
+			v, _ := r(name).(time.Time)
+			return cmp(v.Compare(want))
+		}, nil
+	}
+}
+
+func (p *filterParser) field(t token) (fieldKind, error) {
+	if t.kind != tokWord {
+		return 0, fmt.Errorf("property name expected at position %d", t.pos)
+	}
+	kind, ok := p.sch.fields[t.text]
+	if !ok {
+		return 0, fmt.Errorf("could not find a property named '%s' on type '%s'", t.text, p.sch.entity)
+	}
+	return kind, nil
+}
+
+func (p *filterParser) function(name token) (filterExpr, error) {
+	if name.text != "startswith" {
+		return nil, fmt.Errorf("unknown function '%s'", name.text)
+	}
+	p.next() // (
+	f := p.next()
+	kind, err := p.field(f)
+	if err != nil {
+		return nil, err
+	}
+	if kind != kindString {
+		return nil, fmt.Errorf("no function signature for 'startswith' matches property '%s'", f.text)
+	}
+	if c := p.next(); c.kind != tokComma {
+		return nil, fmt.Errorf("',' expected at position %d", c.pos)
+	}
+	lit := p.next()
+	if lit.kind != tokString {
+		return nil, fmt.Errorf("a single-quoted string is expected at position %d", lit.pos)
+	}
+	if c := p.next(); c.kind != tokRParen {
+		return nil, fmt.Errorf("')' expected at position %d", c.pos)
+	}
+	prefix := strings.ToLower(lit.text)
+	return func(r record) bool {
+		v, _ := r(f.text).(string)
+		return strings.HasPrefix(strings.ToLower(v), prefix)
+	}, nil
+}
+
+func parseODataTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04Z07:00", "2006-01-02Z07:00", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("'%s' is not a valid date-time literal", s)
+}

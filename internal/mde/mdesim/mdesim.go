@@ -1,0 +1,507 @@
+// Package mdesim is an in-process simulator of the Microsoft Defender for
+// Endpoint (MDE) API and of the Entra ID (Azure AD) token endpoint.
+//
+// It is meant for integration tests, benchmarks and demos, in the manner of
+// net/http/httptest: create a Server with New, register tenants and
+// machines, start it with StartTLS and point the client at the returned base
+// URL, used both as the login authority host and as the API base. The
+// simulator imitates the documented and observed behaviour of the real
+// service: client-credential tokens, app roles, the offboard call and its
+// Machine Action, OData $filter/$top/$skip on list calls, the per
+// application-and-tenant rate limits with 429 and Retry-After, and the AAD
+// and MDE error shapes. Faults (5xx, spurious 404s, latency, injected
+// statuses) can be added to exercise retry logic.
+//
+// All time-dependent behaviour uses Options.Clock, so tests can drive rate
+// windows, token expiry and action progress with a fake clock.
+//
+// Clients using MSAL or azidentity must disable instance discovery
+// (DisableInstanceDiscovery: true), since MSAL would otherwise ask
+// login.microsoftonline.com about the simulator's host.
+package mdesim
+
+import (
+	"context"
+	"crypto/x509"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// API names used in Options.Limits, Call.API and the per-API methods.
+const (
+	APIOffboard       = "offboard"
+	APIMachines       = "machines"
+	APIMachineActions = "machineactions"
+)
+
+// Default scopes accepted by the token endpoint.
+const (
+	ScopeSecurityCenter = "https://api.securitycenter.microsoft.com/.default"
+	ScopeWindowsATP     = "https://securitycenter.onmicrosoft.com/windowsatpservice/.default"
+)
+
+// App roles checked by the API.
+const (
+	RoleOffboard     = "Machine.Offboard"
+	RoleReadAll      = "Machine.Read.All"
+	RoleReadWriteAll = "Machine.ReadWrite.All"
+)
+
+// Machine Action statuses.
+const (
+	StatusPending    = "Pending"
+	StatusInProgress = "InProgress"
+	StatusSucceeded  = "Succeeded"
+	StatusFailed     = "Failed"
+	StatusTimeOut    = "TimeOut"
+	StatusCancelled  = "Cancelled"
+)
+
+// Window is a sliding rate-limit window: at most Count calls per Length.
+type Window struct {
+	Count  int
+	Length time.Duration
+}
+
+// Options configures a Server. The zero value is a usable configuration with
+// no rate limits and no faults.
+type Options struct {
+	// Clock drives every time-dependent behaviour. Nil means the real clock.
+	Clock clockwork.Clock
+	// Limits holds the rate-limit windows per API name (APIOffboard,
+	// APIMachines, APIMachineActions). A missing key or a nil map means no
+	// limit for that API. Windows with a non-positive Length are ignored;
+	// a Count of zero throttles every call.
+	Limits map[string][]Window
+	// TokenLifetime is the lifetime of issued access tokens; default 1h.
+	TokenLifetime time.Duration
+	// ActionCompleteAfter, when positive, makes a Pending action read as
+	// Succeeded once that long has passed since its creation. Zero leaves
+	// offboard actions Pending forever, as for a device that never comes
+	// back online.
+	ActionCompleteAfter time.Duration
+	// DuplicateReturnsExisting selects the answer to an offboard request for
+	// a machine that already has an unfinished offboard action: false gives
+	// 400 ActiveRequestAlreadyExists, true gives 201 with the existing
+	// action. Both have been seen from the real service.
+	DuplicateReturnsExisting bool
+	// NullActionMachineFields makes the answer to an offboard request carry
+	// null machineId and computerDnsName, as the real service sometimes
+	// does for a fresh Pending action. Later reads have both set.
+	NullActionMachineFields bool
+	// Latency is added to every API answer, slept on Clock.
+	Latency time.Duration
+	// FailRate is the probability of a 500 InternalServerError on an API
+	// call, decided after authentication and rate limiting, before the call
+	// has any effect.
+	FailRate float64
+	// Spurious404Rate is the probability of a 404 ResourceNotFound for a
+	// machine that exists, on offboard and GET machine calls.
+	Spurious404Rate float64
+	// Rand is the source for fault injection; nil means a randomly seeded
+	// one. It is only used under the server's lock.
+	Rand *rand.Rand
+	// Scopes are the scopes accepted by the token endpoint (compared
+	// case-insensitively). Nil means ScopeSecurityCenter and
+	// ScopeWindowsATP.
+	Scopes []string
+	// OnCall, if set, is called with each API call after it was answered,
+	// from the request's goroutine.
+	OnCall func(Call)
+}
+
+// Tenant is an Entra ID tenant with one application registration that may
+// call the API.
+type Tenant struct {
+	TenantID string // GUID
+	ClientID string // application (client) id, GUID
+	// ClientSecret is the accepted client secret; empty means none. See
+	// SetSecret and AddSecret for rotation.
+	ClientSecret string
+	// Certificate, if set, lets the application authenticate with RS256 or
+	// PS256 client assertions signed by this certificate's key.
+	Certificate *x509.Certificate
+	// Roles are the app roles put in issued tokens. Nil means RoleOffboard
+	// and RoleReadAll; an empty non-nil slice means none.
+	Roles []string
+}
+
+// Machine is a device known to a tenant's MDE instance.
+type Machine struct {
+	ID              string // 40 lowercase hex; see NewMachineID
+	ComputerDNSName string
+	// OSPlatform is "Windows10", "Windows11", "WindowsServer2019", "Linux",
+	// "macOS"... Offboarding a platform not starting with "Windows" answers
+	// 400 OsPlatformNotSupported. Empty means "Windows11".
+	OSPlatform string
+	// HealthStatus is "Active", "Inactive", ...; empty means "Active".
+	HealthStatus string
+	// LastSeen is zero for "when added".
+	LastSeen time.Time
+	// FirstSeen is zero for LastSeen.
+	FirstSeen time.Time
+	// OnboardingStatus is empty for "Onboarded".
+	OnboardingStatus string
+}
+
+// Call records one HTTP request that reached the API routes (token and
+// discovery requests are not recorded; see TokenRequests).
+type Call struct {
+	At        time.Time // clock time when the request was received
+	TenantID  string    // from the token; "" if unauthenticated
+	ClientID  string    // from the token; "" if unauthenticated
+	API       string    // APIOffboard, APIMachines, APIMachineActions; "" for unknown routes
+	Method    string
+	Path      string // request URI: escaped path and raw query
+	Status    int
+	MachineID string // for offboard and GET machine
+	ActionID  string // action created or returned, if any
+	// Throttled is true when the answer was a 429 caused by a full rate
+	// window (not an injected one).
+	Throttled bool
+}
+
+// Server is the simulator. Its methods are safe for concurrent use.
+type Server struct {
+	opts  Options
+	clock clockwork.Clock
+
+	done      chan struct{}
+	closeOnce sync.Once
+
+	mu            sync.Mutex
+	rnd           *rand.Rand
+	tenants       map[string]*tenant // by lower-case tenant id
+	tokens        map[string]*accessToken
+	windows       map[windowKey][]time.Time // admitted call times, oldest first
+	injections    map[injectKey][]*injection
+	calls         []Call
+	tokenRequests map[string]int // by lower-case tenant id
+	httpSrv       *httptest.Server
+}
+
+type tenant struct {
+	id          string
+	clientID    string
+	secrets     []string
+	cert        *x509.Certificate
+	roles       []string
+	registered  bool
+	machines    map[string]*Machine       // by lower-case id
+	machineList []*Machine                // in insertion order
+	actions     []*MachineAction          // in creation order
+	actionByID  map[string]*MachineAction // by lower-case id
+}
+
+type accessToken struct {
+	tenant   *tenant
+	clientID string
+	roles    []string
+	expires  time.Time
+}
+
+// New returns a Server configured by opts. It serves nothing until
+// StartTLS is called or its Handler is mounted.
+func New(opts Options) *Server {
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.TokenLifetime <= 0 {
+		opts.TokenLifetime = time.Hour
+	}
+	if opts.Scopes == nil {
+		opts.Scopes = []string{ScopeSecurityCenter, ScopeWindowsATP}
+	}
+	limits := make(map[string][]Window, len(opts.Limits))
+	for api, ws := range opts.Limits {
+		var keep []Window
+		for _, w := range ws {
+			if w.Length > 0 && w.Count >= 0 {
+				keep = append(keep, w)
+			}
+		}
+		if len(keep) > 0 {
+			limits[api] = keep
+		}
+	}
+	opts.Limits = limits
+	rnd := opts.Rand
+	if rnd == nil {
+		rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
+	}
+	return &Server{
+		opts:          opts,
+		clock:         opts.Clock,
+		done:          make(chan struct{}),
+		rnd:           rnd,
+		tenants:       make(map[string]*tenant),
+		tokens:        make(map[string]*accessToken),
+		windows:       make(map[windowKey][]time.Time),
+		injections:    make(map[injectKey][]*injection),
+		tokenRequests: make(map[string]int),
+	}
+}
+
+// tenantLocked returns the tenant record for id, creating it if needed.
+func (s *Server) tenantLocked(id string) *tenant {
+	key := strings.ToLower(id)
+	t := s.tenants[key]
+	if t == nil {
+		t = &tenant{
+			id:         id,
+			machines:   make(map[string]*Machine),
+			actionByID: make(map[string]*MachineAction),
+		}
+		s.tenants[key] = t
+	}
+	return t
+}
+
+// AddTenant registers a tenant and its application. Adding a tenant again
+// replaces its application registration but keeps its machines and actions;
+// tokens already issued stay valid until they expire.
+func (s *Server) AddTenant(t Tenant) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tn := s.tenantLocked(t.TenantID)
+	tn.id = t.TenantID
+	tn.clientID = t.ClientID
+	tn.secrets = nil
+	if t.ClientSecret != "" {
+		tn.secrets = []string{t.ClientSecret}
+	}
+	tn.cert = t.Certificate
+	if t.Roles == nil {
+		tn.roles = []string{RoleOffboard, RoleReadAll}
+	} else {
+		tn.roles = slices.Clone(t.Roles)
+	}
+	tn.registered = true
+}
+
+// SetSecret makes secret the only accepted client secret of the tenant's
+// application: previous secrets are rejected from now on. Tokens already
+// issued stay valid until they expire, as with Entra ID.
+func (s *Server) SetSecret(tenantID, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tn := s.tenantLocked(tenantID)
+	tn.secrets = []string{secret}
+}
+
+// AddSecret adds an accepted client secret, keeping the existing ones, as
+// during a rotation with two live secrets.
+func (s *Server) AddSecret(tenantID, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tn := s.tenantLocked(tenantID)
+	tn.secrets = append(tn.secrets, secret)
+}
+
+// AddMachine adds or replaces a machine of the tenant. Empty fields get the
+// defaults documented on Machine; an empty ID gets a NewMachineID.
+func (s *Server) AddMachine(tenantID string, m Machine) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.ID == "" {
+		m.ID = NewMachineID()
+	}
+	if m.OSPlatform == "" {
+		m.OSPlatform = "Windows11"
+	}
+	if m.HealthStatus == "" {
+		m.HealthStatus = "Active"
+	}
+	if m.LastSeen.IsZero() {
+		m.LastSeen = s.clock.Now()
+	}
+	if m.FirstSeen.IsZero() {
+		m.FirstSeen = m.LastSeen
+	}
+	if m.OnboardingStatus == "" {
+		m.OnboardingStatus = "Onboarded"
+	}
+	tn := s.tenantLocked(tenantID)
+	key := strings.ToLower(m.ID)
+	if old := tn.machines[key]; old != nil {
+		*old = m
+		return
+	}
+	mc := m
+	tn.machines[key] = &mc
+	tn.machineList = append(tn.machineList, &mc)
+}
+
+// Machines returns a copy of the tenant's machines in insertion order.
+func (s *Server) Machines(tenantID string) []Machine {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tn := s.tenants[strings.ToLower(tenantID)]
+	if tn == nil {
+		return nil
+	}
+	out := make([]Machine, len(tn.machineList))
+	for i, m := range tn.machineList {
+		out[i] = *m
+	}
+	return out
+}
+
+// Handler returns the handler serving both the login routes
+// (/{tenant}/v2.0/.well-known/openid-configuration and
+// /{tenant}/oauth2/v2.0/token) and the API routes (/api/...).
+func (s *Server) Handler() http.Handler {
+	return http.HandlerFunc(s.serveHTTP)
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	segs := splitPath(r.URL)
+	switch {
+	case len(segs) >= 1 && strings.EqualFold(segs[0], "api"):
+		s.serveAPI(w, r, segs[1:])
+	case len(segs) == 4 && strings.EqualFold(segs[1], "v2.0") &&
+		segs[2] == ".well-known" && segs[3] == "openid-configuration":
+		s.serveOpenIDConfig(w, r, segs[0])
+	case len(segs) == 4 && strings.EqualFold(segs[1], "oauth2") &&
+		strings.EqualFold(segs[2], "v2.0") && strings.EqualFold(segs[3], "token"):
+		s.serveToken(w, r, segs[0])
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// Calls returns a copy of the API call log in arrival order.
+func (s *Server) Calls() []Call {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+// ResetCalls empties the API call log. Rate windows are not affected.
+func (s *Server) ResetCalls() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = nil
+}
+
+// TokenRequests returns the number of requests, successful or not, made to
+// the tenant's token endpoint.
+func (s *Server) TokenRequests(tenantID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tokenRequests[strings.ToLower(tenantID)]
+}
+
+// ThrottledCount returns the number of the tenant's calls to api that were
+// answered 429 because a rate window was full.
+func (s *Server) ThrottledCount(tenantID, api string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.calls {
+		if c.Throttled && c.API == api && strings.EqualFold(c.TenantID, tenantID) {
+			n++
+		}
+	}
+	return n
+}
+
+// MaxInWindow returns the largest number of admitted calls (any answer but a
+// rate-window 429) of the tenant to api that fell in any half-open interval
+// [a, a+w.Length). Tests compare it to w.Count. Calls of every application
+// of the tenant are counted.
+func (s *Server) MaxInWindow(tenantID, api string, w Window) int {
+	s.mu.Lock()
+	var times []time.Time
+	for _, c := range s.calls {
+		if !c.Throttled && c.API == api && c.TenantID != "" && strings.EqualFold(c.TenantID, tenantID) {
+			times = append(times, c.At)
+		}
+	}
+	s.mu.Unlock()
+	if w.Length <= 0 {
+		return 0
+	}
+	slices.SortFunc(times, time.Time.Compare)
+	best, i := 0, 0
+	for j := range times {
+		for !times[j].Before(times[i].Add(w.Length)) {
+			i++
+		}
+		best = max(best, j-i+1)
+	}
+	return best
+}
+
+type injectKey struct{ tenant, api string }
+
+type injection struct {
+	status     int
+	code       string
+	message    string
+	retryAfter time.Duration
+	remaining  int
+}
+
+// InjectStatus makes the next n API calls of the tenant to api answer status
+// with the given error code and message, after authentication and rate
+// limiting and before method and role checks. Empty code and message get defaults for the status (for 429 the
+// quota message with code "429"). A positive retryAfter sets the
+// Retry-After header. Injections queue up in the order they were made.
+func (s *Server) InjectStatus(tenantID, api string, status int, code, message string, n int, retryAfter time.Duration) {
+	if n <= 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := injectKey{strings.ToLower(tenantID), api}
+	s.injections[k] = append(s.injections[k], &injection{
+		status: status, code: code, message: message, retryAfter: retryAfter, remaining: n,
+	})
+}
+
+func (s *Server) nextInjectionLocked(tenantID, api string) *injection {
+	k := injectKey{strings.ToLower(tenantID), api}
+	q := s.injections[k]
+	if len(q) == 0 {
+		return nil
+	}
+	inj := q[0]
+	inj.remaining--
+	if inj.remaining <= 0 {
+		q = q[1:]
+		if len(q) == 0 {
+			delete(s.injections, k)
+		} else {
+			s.injections[k] = q
+		}
+	}
+	return inj
+}
+
+// chanceLocked reports whether an event of probability p happens.
+func (s *Server) chanceLocked(p float64) bool {
+	return p > 0 && s.rnd.Float64() < p
+}
+
+// sleep waits d on the server's clock; it returns early when ctx is done or
+// the server is closed.
+func (s *Server) sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := s.clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.Chan():
+	case <-ctx.Done():
+	case <-s.done:
+	}
+}
