@@ -46,6 +46,9 @@ func parseRequest(data []byte, subjectTenant string) (Request, error) {
 		return r, fmt.Errorf("request is not UTF-8")
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
+		if !requestIDForm.MatchString(r.RequestID) {
+			r.RequestID = "" // keep an id only when it is one
+		}
 		return r, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
 	}
 	// Keep the id for the result even when other fields are wrong.

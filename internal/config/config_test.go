@@ -1,0 +1,91 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+)
+
+const okTenant = `
+  - name: contoso
+    tenantId: 11111111-2222-3333-4444-555555555555
+    clientId: 66666666-7777-8888-9999-000000000000
+    clientSecretFile: /var/run/secrets/contoso/client-secret
+`
+
+func TestParseDefaults(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := f.Tenants[0]
+	if tn.Resolved.Cloud.APIBaseURL != "https://api.securitycenter.microsoft.com" ||
+		tn.Resolved.Cloud.Scope != "https://api.securitycenter.microsoft.com/.default" {
+		t.Errorf("cloud = %+v, want commercial", tn.Resolved.Cloud)
+	}
+	for _, api := range []string{"offboard", "machines", "machineactions"} {
+		ws := tn.Resolved.Windows[api]
+		if len(ws) != 2 || ws[0] != (limiter.Window{Count: 100, Length: time.Minute}) || ws[1] != (limiter.Window{Count: 1500, Length: time.Hour}) {
+			t.Errorf("%s limits = %v, want 100/1m and 1500/1h", api, ws)
+		}
+	}
+	if tn.MaxInFlight != 4 {
+		t.Errorf("maxInFlight = %d, want 4", tn.MaxInFlight)
+	}
+	c, err := tn.RenderComment(CommentData{RequestID: "r-1", Source: "cmdb"})
+	if err != nil || c != "Offboarded by mde-offboard: cmdb r-1" {
+		t.Errorf("default comment = %q, %v", c, err)
+	}
+}
+
+func TestParseLimitsAndComment(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant + `    comment: "Retired {{.Source}} {{.RequestID}}"
+    limits:
+      offboard: ["10/200ms", "40/2s"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := f.Tenants[0]
+	if got := tn.Resolved.Windows["offboard"]; len(got) != 2 || got[0].Count != 10 || got[1].Length != 2*time.Second {
+		t.Errorf("offboard limits = %v", got)
+	}
+	if got := tn.Resolved.Windows["machines"]; len(got) != 2 || got[0].Count != 100 {
+		t.Errorf("machines limits = %v, want the default", got)
+	}
+	long, err := tn.RenderComment(CommentData{Source: strings.Repeat("x", 2000)})
+	if err != nil || len(long) != MaxCommentLength {
+		t.Errorf("long comment: %d bytes, %v; want cut to %d", len(long), err, MaxCommentLength)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty", "tenants: []", "no tenants"},
+		{"unknown key", "tenants:" + okTenant + "    clientSecret: hunter2\n", "field clientSecret not found"},
+		{"bad name", strings.Replace("tenants:"+okTenant, "contoso", "Contoso!", 1), "name must match"},
+		{"bad tenant id", strings.Replace("tenants:"+okTenant, "11111111-2222", "x", 1), "tenantId must be a GUID"},
+		{"no credential", strings.Replace("tenants:"+okTenant, "    clientSecretFile: /var/run/secrets/contoso/client-secret\n", "", 1), "set exactly one"},
+		{"two credentials", "tenants:" + okTenant + "    certificateFile: /c.pem\n", "clientSecretFile, certificateFile"},
+		{"bad cloud", "tenants:" + okTenant + "    cloud: mars\n", "cloud \"mars\""},
+		{"http API", "tenants:" + okTenant + "    apiBaseURL: http://api.example.com\n", "only for loopback"},
+		{"http login", "tenants:" + okTenant + "    authorityHost: http://127.0.0.1:8443\n", "must use https"},
+		{"bad limit", "tenants:" + okTenant + "    limits:\n      offboard: [\"100 per minute\"]\n", "limits.offboard"},
+		{"empty limits", "tenants:" + okTenant + "    limits:\n      offboard: []\n", "no limits"},
+		{"unknown API", "tenants:" + okTenant + "    limits:\n      isolate: [\"1/1m\"]\n", "unknown API \"isolate\""},
+		{"bad template", "tenants:" + okTenant + "    comment: \"{{.Nope}}\"\n", "comment template"},
+		{"duplicate", "tenants:" + okTenant + okTenant, "configured twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}

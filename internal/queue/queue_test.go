@@ -1,0 +1,231 @@
+package queue
+
+import (
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/goleak"
+)
+
+var update = flag.Bool("update", false, "rewrite deploy/nats from the code")
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// connect starts an embedded NATS server with JetStream and connects to it.
+func connect(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	ns, err := StartEmbedded(EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func TestEnsureIsIdempotent(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso", "fabrikam"}}
+	if err := Check(t.Context(), js, s); err == nil {
+		t.Fatal("Check passed before anything was created")
+	}
+	for range 2 {
+		if err := Ensure(t.Context(), js, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := Check(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	// A request over 64 KiB is refused at publish time.
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", make([]byte, MaxRequestSize+1)); err == nil {
+		t.Error("oversize request accepted")
+	}
+}
+
+func TestSourceServesNormalBeforeBulk(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	s := Settings{Tenants: []string{"contoso", "fabrikam"}}
+	if err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	subj := s.WithDefaults().Subjects
+	for i := range 5 {
+		if _, err := js.Publish(t.Context(), subj.Request("contoso", Bulk), []byte{byte('a' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 2 {
+		if _, err := js.Publish(t.Context(), subj.Request("contoso", Normal), []byte{byte('A' + i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(t.Context(), subj.Request("fabrikam", Normal), []byte("other tenant")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRouter(nc, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	src, err := r.Source(t.Context(), js, "contoso", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order string
+	for range 7 {
+		msg, _, err := src.Next(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		order += string(msg.Data())
+		if err := msg.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if order != "ABabcde" {
+		t.Fatalf("served %q, want normal first: ABabcde", order)
+	}
+	n, b, err := src.Backlog(t.Context())
+	if err != nil || n != 0 || b != 0 {
+		t.Fatalf("backlog after draining = %d, %d, %v", n, b, err)
+	}
+
+	// An idle source wakes up for a new request without waiting for its poll.
+	got := make(chan string, 1)
+	go func() {
+		msg, _, err := src.Next(t.Context())
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		_ = msg.Ack()
+		got <- string(msg.Data())
+	}()
+	time.Sleep(50 * time.Millisecond)
+	start := time.Now()
+	if _, err := js.Publish(t.Context(), subj.Request("contoso", Normal), []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if v := <-got; v != "late" {
+		t.Fatalf("got %q", v)
+	}
+	t.Logf("woke up %v after the publish (poll is 1s)", time.Since(start))
+}
+
+func TestLedger(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	if err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	if e, err := l.Get(ctx, "contoso", "id:1"); e != nil || err != nil {
+		t.Fatalf("Get of a new id = %v, %v", e, err)
+	}
+	first := &Entry{State: StateCalling, Seq: 1, MachineID: "m"}
+	if err := l.Put(ctx, "contoso", "id:1", nil, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Put(ctx, "contoso", "id:1", nil, &Entry{State: StateCalling, Seq: 2}); err != ErrConflict {
+		t.Fatalf("second create = %v, want ErrConflict", err)
+	}
+	got, err := l.Get(ctx, "contoso", "id:1")
+	if err != nil || got.Seq != 1 {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	if err := l.Put(ctx, "contoso", "id:1", got, &Entry{State: StateCalling, Seq: 3}); err != nil {
+		t.Fatalf("update at the read revision: %v", err)
+	}
+	if err := l.Put(ctx, "contoso", "id:1", got, &Entry{State: StateCalling, Seq: 4}); err != ErrConflict {
+		t.Fatalf("update at a stale revision = %v, want ErrConflict", err)
+	}
+	if err := l.Done(ctx, "contoso", "id:1", 3, []byte(`{"outcome":"created"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := l.Get(ctx, "contoso", "id:1"); got.State != StateDone || string(got.Result) != `{"outcome":"created"}` {
+		t.Fatalf("after Done: %+v", got)
+	}
+	// Ids are per tenant.
+	if e, _ := l.Get(ctx, "fabrikam", "id:1"); e != nil {
+		t.Fatal("another tenant sees the id")
+	}
+}
+
+func TestSubjects(t *testing.T) {
+	t.Parallel()
+	s := Subjects{Prefix: "mde.offboard"}
+	for subject, want := range map[string]struct {
+		tenant string
+		p      Priority
+		ok     bool
+	}{
+		"mde.offboard.request.contoso":        {"contoso", Normal, true},
+		"mde.offboard.request.contoso.bulk":   {"contoso", Bulk, true},
+		"mde.offboard.request.contoso.urgent": {"contoso", "", false},
+		"mde.offboard.request.a.b.c":          {"a", "", false},
+		"mde.offboard.result.contoso":         {"", "", false},
+	} {
+		tenant, p, ok := s.ParseRequest(subject)
+		if tenant != want.tenant || p != want.p || ok != want.ok {
+			t.Errorf("ParseRequest(%q) = %q, %q, %v; want %+v", subject, tenant, p, ok, want)
+		}
+	}
+}
+
+// TestDeployDefinitions keeps deploy/nats in step with the code. Run
+// `go test ./internal/queue -run TestDeployDefinitions -update` after a
+// change to the streams or consumers.
+func TestDeployDefinitions(t *testing.T) {
+	s := Settings{Tenants: []string{"contoso"}}
+	files := map[string]any{}
+	for _, c := range s.Streams() {
+		files["stream-"+c.Name+".json"] = c
+	}
+	for _, c := range s.Consumers() {
+		files["consumer-"+c.Durable+".json"] = c
+	}
+	files["kv-"+BucketLedger+".json"] = s.Ledger()
+	dir := filepath.Join("..", "..", "deploy", "nats")
+	for name, v := range files {
+		want, err := json.MarshalIndent(v, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, '\n')
+		path := filepath.Join(dir, name)
+		if *update {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("%s is not what the code creates; run go test ./internal/queue -run TestDeployDefinitions -update", path)
+		}
+	}
+}

@@ -1,0 +1,62 @@
+package worker
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseRequest(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	for _, tc := range []struct {
+		name, body string
+		wantErr    string // substring; "" means valid
+		wantID     string // requestId kept in the answer
+	}{
+		{name: "by id", body: `{"requestId":"r1","machineId":"` + id + `"}`, wantID: "r1"},
+		{name: "upper-case id", body: `{"requestId":"r1","machineId":"` + strings.ToUpper(id) + `"}`, wantID: "r1"},
+		{name: "by name", body: `{"requestId":"r:1.x-y_z","computerDnsName":"laptop-123.contoso.local"}`, wantID: "r:1.x-y_z"},
+		{name: "unknown fields ignored", body: `{"requestId":"r1","machineId":"` + id + `","extra":{"a":1}}`, wantID: "r1"},
+		{name: "tenant matches", body: `{"requestId":"r1","machineId":"` + id + `","tenant":"contoso"}`, wantID: "r1"},
+		{name: "dry run", body: `{"requestId":"r1","machineId":"` + id + `","dryRun":true}`, wantID: "r1"},
+		{name: "not JSON", body: `{"requestId":`, wantErr: "not a JSON object"},
+		{name: "JSON array", body: `[1]`, wantErr: "not a JSON object"},
+		{name: "wrong type", body: `{"requestId":"r1","machineId":5}`, wantErr: "machineId must be", wantID: "r1"},
+		{name: "wrong type, bad id", body: `{"requestId":"a b","machineId":5}`, wantErr: "machineId must be"},
+		{name: "no request id", body: `{"machineId":"` + id + `"}`, wantErr: "requestId is missing"},
+		{name: "bad request id", body: `{"requestId":"a b","machineId":"` + id + `"}`, wantErr: "requestId \"a b\" does not match"},
+		{name: "long request id", body: `{"requestId":"` + strings.Repeat("a", 129) + `","machineId":"` + id + `"}`, wantErr: "does not match"},
+		{name: "both", body: `{"requestId":"r1","machineId":"` + id + `","computerDnsName":"a.b"}`, wantErr: "not both", wantID: "r1"},
+		{name: "neither", body: `{"requestId":"r1"}`, wantErr: "is required", wantID: "r1"},
+		{name: "short id", body: `{"requestId":"r1","machineId":"abc"}`, wantErr: "not 40 hexadecimal", wantID: "r1"},
+		{name: "path trick", body: `{"requestId":"r1","machineId":"../../../../api/machines/aaaaaaaaaaaaaaa"}`, wantErr: "not 40 hexadecimal", wantID: "r1"},
+		{name: "name with slash", body: `{"requestId":"r1","computerDnsName":"a/../b"}`, wantErr: "not a DNS name", wantID: "r1"},
+		{name: "name with quote", body: `{"requestId":"r1","computerDnsName":"a'b"}`, wantErr: "not a DNS name", wantID: "r1"},
+		{name: "tenant mismatch", body: `{"requestId":"r1","machineId":"` + id + `","tenant":"fabrikam"}`, wantErr: "does not match the subject", wantID: "r1"},
+		{name: "long comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"` + strings.Repeat("é", 1001) + `"}`, wantErr: "1001 characters", wantID: "r1"},
+		{name: "control in comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"a\u0000b"}`, wantErr: "control", wantID: "r1"},
+		{name: "long source", body: `{"requestId":"r1","machineId":"` + id + `","source":"` + strings.Repeat("s", 257) + `"}`, wantErr: "source must be", wantID: "r1"},
+		{name: "not UTF-8", body: "{\"requestId\":\"r1\",\"comment\":\"\xff\"}", wantErr: "not UTF-8"},
+		{name: "oversize", body: `{"requestId":"r1","comment":"` + strings.Repeat("x", 70<<10) + `"}`, wantErr: "more than 65536"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := parseRequest([]byte(tc.body), "contoso")
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("unexpected error: %v", err)
+				}
+				if r.MachineID != "" && r.MachineID != strings.ToLower(r.MachineID) {
+					t.Errorf("machineId %q not lower-cased", r.MachineID)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, tc.wantErr)
+			}
+			if r.RequestID != tc.wantID {
+				t.Errorf("requestId kept = %q, want %q", r.RequestID, tc.wantID)
+			}
+			if err != nil && len(err.Error()) > 300 {
+				t.Errorf("error message is %d bytes long: untrusted input must be cut short", len(err.Error()))
+			}
+		})
+	}
+}
