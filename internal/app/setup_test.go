@@ -19,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -60,6 +61,8 @@ type envConfig struct {
 	limits   string // YAML flow list for offboard, e.g. ["10/200ms", "40/2s"]
 	tenants  []string
 	machines int // per tenant
+	logger   *zap.Logger
+	ackWait  time.Duration
 }
 
 func newID() string {
@@ -121,19 +124,25 @@ func setup(t *testing.T, c envConfig) *env {
 		t.Fatal(err)
 	}
 	e.reg = prometheus.NewRegistry()
+	if c.logger == nil {
+		c.logger = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
+	if c.ackWait == 0 {
+		c.ackWait = 10 * time.Second
+	}
 	e.opts = Options{
 		Tenants:        f,
 		DataDir:        filepath.Join(e.dir, "nats"),
 		EmbeddedListen: "127.0.0.1:-1",
 		Listen:         "127.0.0.1:0",
-		Logger:         zaptest.NewLogger(t),
+		Logger:         c.logger,
 		Registry:       e.reg,
 		HTTPClient: &http.Client{Transport: &http.Transport{
 			TLSClientConfig: &tls.Config{RootCAs: e.sim.CertPool(), MinVersion: tls.VersionTLS12},
 		}},
 		Retry: worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		Poll:  200 * time.Millisecond,
-		Queue: queue.Settings{AckWait: 10 * time.Second},
+		Queue: queue.Settings{AckWait: c.ackWait},
 	}
 	e.start()
 	return e

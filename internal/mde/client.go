@@ -151,6 +151,7 @@ type Action struct {
 	Status              string `json:"status"`
 	MachineID           string `json:"machineId"`
 	ComputerDNSName     string `json:"computerDnsName"`
+	RequestorComment    string `json:"requestorComment"`
 	CreationDateTimeUTC string `json:"creationDateTimeUtc"`
 	Raw                 json.RawMessage
 }

@@ -19,6 +19,9 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
+// clockSkew is how far the API's clock and ours may disagree.
+const clockSkew = 5 * time.Minute
+
 // job is one request being worked on.
 type job struct {
 	t        *tenantRun
@@ -183,8 +186,11 @@ func (w *Worker) process(ctx context.Context, j *job, entry *queue.Entry, permit
 		if err != nil {
 			return j.failed(mde.CodeAPIError, "the API accepted the call but its answer is not a Machine Action: "+err.Error(), a), nil
 		}
-		// Some answers to a duplicate hand back the existing action.
-		if action.Created().Before(next.Started.Add(-time.Minute)) && action.Unfinished() {
+		// The service has been seen answering a duplicate with the pending
+		// action instead of ActiveRequestAlreadyExists. Ours carries our
+		// comment and was created after we sent the call (give or take the
+		// clocks' skew).
+		if action.Unfinished() && (action.RequestorComment != comment || action.Created().Before(next.Started.Add(-clockSkew))) {
 			return j.withAction(OutcomeAlreadyPending, action), nil
 		}
 		return j.withAction(OutcomeCreated, action), nil
@@ -248,7 +254,7 @@ func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time) (md
 		return mde.Action{}, false, res, err
 	}
 	for _, a := range actions {
-		if !a.Created().Before(since.Add(-time.Minute)) {
+		if !a.Created().Before(since.Add(-clockSkew)) {
 			return a, true, nil, nil
 		}
 	}

@@ -455,13 +455,17 @@ type injection struct {
 // limiting and before method and role checks. Empty code and message get defaults for the status (for 429 the
 // quota message with code "429"). A positive retryAfter sets the
 // Retry-After header. Injections queue up in the order they were made.
+//
+// A call with n <= 0 drops every injection still queued for the tenant and
+// API.
 func (s *Server) InjectStatus(tenantID, api string, status int, code, message string, n int, retryAfter time.Duration) {
-	if n <= 0 {
-		return
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := injectKey{strings.ToLower(tenantID), api}
+	if n <= 0 {
+		delete(s.injections, k)
+		return
+	}
 	s.injections[k] = append(s.injections[k], &injection{
 		status: status, code: code, message: message, retryAfter: retryAfter, remaining: n,
 	})

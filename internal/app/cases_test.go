@@ -1,0 +1,338 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
+)
+
+// one publishes a request for contoso and waits for its result.
+func (e *env) one(c *collector, subject string, body map[string]any) worker.Result {
+	e.t.Helper()
+	id, _ := body["requestId"].(string)
+	e.publish(subject, body, id)
+	got := c.wait(e.t, len(c.snapshot())+1, 20*time.Second)
+	rs := got["contoso/"+id]
+	if len(rs) != 1 {
+		e.t.Fatalf("%s: %d results", id, len(rs))
+	}
+	return rs[0]
+}
+
+func (c *collector) snapshot() map[string][]worker.Result {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.byKey
+}
+
+func (e *env) offboardCalls(tenantID, machineID string) int {
+	n := 0
+	for _, c := range e.sim.Calls() {
+		if c.TenantID == tenantID && c.API == "offboard" && c.MachineID == machineID {
+			n++
+		}
+	}
+	return n
+}
+
+func TestUnknownTenant(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1})
+	c := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.northwind", map[string]any{"requestId": "nw-1", "machineId": strings.Repeat("a", 40)}, "nw-1")
+	e.publish("mde.offboard.request.contoso.urgent", map[string]any{"requestId": "odd-1", "machineId": strings.Repeat("b", 40)}, "odd-1")
+	got := c.wait(t, 2, 10*time.Second)
+	if r := got["northwind/nw-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeUnknownTenant {
+		t.Errorf("northwind: %+v, want unknown_tenant", r)
+	}
+	if r := got["contoso/odd-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeInvalidRequest {
+		t.Errorf("contoso.urgent: %+v, want invalid_request", r)
+	}
+	if n := len(e.sim.Calls()); n != 0 {
+		t.Errorf("%d API calls, want none", n)
+	}
+	// Dead letters keep the original body and headers, plus the failure.
+	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamDead, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := msg.Headers()
+	if h.Get(jetstream.MsgIDHeader) == "" || h.Get(queue.HeaderErrorCode) == "" || h.Get(queue.HeaderRequestSeq) == "" || h.Get(queue.HeaderErrorMessage) == "" {
+		t.Errorf("dead letter headers %v", h)
+	}
+	if !strings.Contains(string(msg.Data()), `"requestId":"`) {
+		t.Errorf("dead letter body %q is not the original request", msg.Data())
+	}
+	eventually(t, 5*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
+}
+
+func TestHostNames(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 3, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	// A re-imaged device keeps its old record under the same name.
+	old := mdesim.Machine{ID: newID(), ComputerDNSName: "PC-0001.contoso.local", OSPlatform: "Windows10", HealthStatus: "Inactive", LastSeen: time.Now().Add(-60 * 24 * time.Hour)}
+	e.sim.AddMachine(tt.tenantID, old)
+
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-1", "computerDnsName": tt.machines[0].ComputerDNSName})
+	if r.Outcome != worker.OutcomeCreated || r.MachineID != tt.machines[0].ID {
+		t.Errorf("resolved name: %+v", r)
+	}
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-2", "computerDnsName": "pc-0001.contoso.local"})
+	if r.Outcome != worker.OutcomeFailed || r.Error.Code != mde.CodeAmbiguousMachine || len(r.Error.Candidates) != 2 {
+		t.Fatalf("ambiguous name: %+v", r)
+	}
+	ids := map[string]bool{r.Error.Candidates[0].MachineID: true, r.Error.Candidates[1].MachineID: true}
+	if !ids[old.ID] || !ids[tt.machines[1].ID] || r.Error.Candidates[0].LastSeen == "" || r.Error.Candidates[0].HealthStatus == "" {
+		t.Errorf("candidates %+v, want both devices with last-seen and health", r.Error.Candidates)
+	}
+	if n := e.offboardCalls(tt.tenantID, old.ID) + e.offboardCalls(tt.tenantID, tt.machines[1].ID); n != 0 {
+		t.Errorf("an ambiguous name led to %d offboard calls", n)
+	}
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-3", "computerDnsName": "nowhere.contoso.local"})
+	if r.Error == nil || r.Error.Code != mde.CodeMachineNotFound {
+		t.Errorf("unknown name: %+v", r)
+	}
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-4", "computerDnsName": "o'brien.contoso.local"})
+	if r.Error == nil || r.Error.Code != mde.CodeInvalidRequest || len(e.sim.Calls()) != 4 {
+		t.Errorf("a name with a quote: %+v after %d calls; want invalid_request and no call", r, len(e.sim.Calls()))
+	}
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-5", "computerDnsName": tt.machines[2].ComputerDNSName, "dryRun": true})
+	if r.Outcome != worker.OutcomeDryRun || r.MachineID != tt.machines[2].ID || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
+		t.Errorf("dry run: %+v", r)
+	}
+}
+
+func TestAlreadyPending(t *testing.T) {
+	t.Parallel()
+	for _, existing := range []bool{false, true} {
+		t.Run(fmt.Sprintf("duplicateReturnsExisting=%v", existing), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{DuplicateReturnsExisting: existing}})
+			c := e.collect("mde.offboard.result.>")
+			m := e.tenants["contoso"].machines[0]
+			first := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "a-1", "machineId": m.ID})
+			second := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "a-2", "machineId": m.ID})
+			if first.Outcome != worker.OutcomeCreated || second.Outcome != worker.OutcomeAlreadyPending {
+				t.Fatalf("outcomes %q, %q; want created, already_pending", first.Outcome, second.Outcome)
+			}
+			var a1, a2 struct{ ID string }
+			_ = json.Unmarshal(first.MachineAction, &a1)
+			_ = json.Unmarshal(second.MachineAction, &a2)
+			if a1.ID == "" || a1.ID != a2.ID {
+				t.Errorf("actions %q and %q, want the same one", a1.ID, a2.ID)
+			}
+			if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
+				t.Errorf("%d actions, want 1", n)
+			}
+		})
+	}
+}
+
+// TestFindsOwnActionAfterCrash: a worker that died after sending the call
+// but before storing the result left a "calling" entry in the ledger. The
+// redelivered request must find the action and create no other.
+func TestFindsOwnActionAfterCrash(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, ackWait: 2 * time.Second})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	// The call the dead worker sent.
+	a := e.app.tenants[0]
+	ans, err := a.Client.Offboard(t.Context(), m.ID, "sent before the crash")
+	if err != nil || ans.Class != mde.Success {
+		t.Fatalf("offboard: %v %+v", err, ans)
+	}
+	action, _ := mde.ParseAction(ans.Body)
+	e.sim.SetActionStatus(tt.tenantID, action.ID, "Succeeded") // the device came online meanwhile
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.Put(t.Context(), "contoso", "crash-1", nil, &queue.Entry{
+		State: queue.StateCalling, Seq: 999, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "crash-1", "machineId": m.ID})
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	if r.Outcome != worker.OutcomeCreated || got.ID != action.ID {
+		t.Errorf("result %+v, want created with action %s", r, action.ID)
+	}
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls, want only the one before the crash", n)
+	}
+}
+
+func TestRetriesAndFinalAnswers(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 6, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	for i, tc := range []struct {
+		status       int
+		code         string
+		n            int
+		wantOutcome  string
+		wantCode     string
+		wantAttempts int
+	}{
+		{http.StatusInternalServerError, "InternalServerError", 2, worker.OutcomeCreated, "", 3},
+		{http.StatusNotFound, "ResourceNotFound", 2, worker.OutcomeCreated, "", 3}, // exists after all
+		{http.StatusNotFound, "ResourceNotFound", 4, worker.OutcomeFailed, mde.CodeMachineNotFound, 4},
+		{http.StatusForbidden, "Forbidden", 1, worker.OutcomeFailed, mde.CodeForbidden, 1},
+		{http.StatusBadRequest, "InvalidRequestBody", 1, worker.OutcomeFailed, mde.CodeAPIRejected, 1},
+		{http.StatusServiceUnavailable, "ServiceUnavailable", 6, worker.OutcomeFailed, mde.CodeAPIError, 6},
+	} {
+		e.sim.InjectStatus(tt.tenantID, "offboard", tc.status, tc.code, "injected", tc.n, 0)
+		id := fmt.Sprintf("r-%d", i)
+		r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": tt.machines[i].ID})
+		if r.Outcome != tc.wantOutcome || r.Attempts != tc.wantAttempts || (tc.wantCode != "" && (r.Error == nil || r.Error.Code != tc.wantCode)) {
+			t.Errorf("%d %s ×%d: outcome %q attempts %d error %+v; want %q, %d attempts, code %q",
+				tc.status, tc.code, tc.n, r.Outcome, r.Attempts, r.Error, tc.wantOutcome, tc.wantAttempts, tc.wantCode)
+		}
+		if r.Error != nil && tc.wantCode == mde.CodeForbidden && (r.Error.HTTPStatus != 403 || r.Error.APICode != "Forbidden") {
+			t.Errorf("forbidden: error %+v lacks the API's status and code", r.Error)
+		}
+		e.sim.InjectStatus(tt.tenantID, "offboard", 0, "", "", 0, 0) // clear what is left
+	}
+}
+
+// TestRestartLosesNothing stops the worker in the middle of a backlog and
+// starts a new one on the same storage: every request still gets exactly
+// one result and every device one action.
+func TestRestartLosesNothing(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		machines: 40, tenants: []string{"contoso"},
+		sim:    mdesim.Options{Limits: map[string][]mdesim.Window{"offboard": {{Count: 5, Length: 200 * time.Millisecond}}}},
+		limits: `["5/200ms"]`,
+	})
+	tt := e.tenants["contoso"]
+	for i, m := range tt.machines {
+		id := fmt.Sprintf("r-%02d", i)
+		e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": m.ID}, id)
+	}
+	eventually(t, 10*time.Second, "some results", func() bool {
+		return metricValue(t, e, "mde_offboard_results_total", nil) >= 10
+	})
+	e.stop()
+	stoppedAfter := len(e.sim.Actions(tt.tenantID))
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	got := c.wait(t, 40, 30*time.Second)
+	time.Sleep(200 * time.Millisecond)
+	for key, rs := range c.wait(t, 40, time.Second) {
+		if len(rs) != 1 || rs[0].Outcome != worker.OutcomeCreated {
+			t.Errorf("%s: %d results, first %+v", key, len(rs), rs[0])
+		}
+	}
+	perMachine := map[string]int{}
+	for _, a := range e.sim.Actions(tt.tenantID) {
+		perMachine[a.MachineID]++
+	}
+	if len(perMachine) != 40 || len(got) != 40 {
+		t.Errorf("%d devices with actions, %d results; want 40 and 40", len(perMachine), len(got))
+	}
+	for m, n := range perMachine {
+		if n != 1 {
+			t.Errorf("device %s: %d actions", m, n)
+		}
+	}
+	t.Logf("stopped after %d of 40 actions, restarted, finished", stoppedAfter)
+}
+
+// TestSecretsStayOut runs a tenant whose secret is wrong and one whose
+// secret is right, then looks for either secret and any token in logs,
+// results, dead letters, metrics and health answers.
+func TestSecretsStayOut(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.DebugLevel)
+	e := setup(t, envConfig{machines: 1, logger: zap.New(core)})
+	c := e.collect("mde.offboard.>")
+	bad := e.tenants["fabrikam"]
+	e.sim.SetSecret(bad.tenantID, "rotated-"+newID()) // fabrikam's file now holds a stale secret
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "s-1", "machineId": e.tenants["contoso"].machines[0].ID}, "s-1")
+	e.publish("mde.offboard.request.fabrikam", map[string]any{"requestId": "s-2", "machineId": bad.machines[0].ID}, "s-2")
+	got := c.wait(t, 2, 20*time.Second)
+	if r := got["fabrikam/s-2"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeUnauthorized {
+		t.Fatalf("stale secret: %+v, want unauthorized", r)
+	}
+	var everything strings.Builder
+	for _, entry := range logs.All() {
+		everything.WriteString(entry.Message)
+		for k, v := range entry.ContextMap() {
+			fmt.Fprintf(&everything, " %s=%v", k, v)
+		}
+		everything.WriteString("\n")
+	}
+	for _, rs := range got {
+		for _, r := range rs {
+			b, _ := json.Marshal(r)
+			everything.Write(b)
+		}
+	}
+	for _, path := range []string{"/metrics", "/healthz", "/readyz"} {
+		resp, err := http.Get("http://" + e.app.HTTPAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("%s answered %d: %s", path, resp.StatusCode, b)
+		}
+		everything.Write(b)
+	}
+	text := everything.String()
+	for name, tt := range e.tenants {
+		if strings.Contains(text, tt.secret) {
+			t.Errorf("%s's client secret appears in logs, results or endpoints", name)
+		}
+	}
+	for _, bearer := range []string{"Bearer ", "access_token"} {
+		if strings.Contains(text, bearer) {
+			t.Errorf("%q appears in logs, results or endpoints", bearer)
+		}
+	}
+}
+
+func TestReadyAndStop(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}})
+	if err := e.app.Ready(t.Context()); err != nil {
+		t.Fatalf("not ready: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.app.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Stop(ctx); err != nil {
+		t.Fatalf("second Stop: %v", err)
+	}
+	if _, err := http.Get("http://" + e.app.HTTPAddr() + "/healthz"); err == nil {
+		t.Error("HTTP server still answers after Stop")
+	}
+}

@@ -1,0 +1,182 @@
+package mde
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// apiErrorBody is an error body in the API's shape.
+func apiErrorBody(code, message string) []byte {
+	return []byte(`{"error":{"code":"` + code + `","message":"` + message + `","target":"0f6a6d7c-5a3e-4c1f-9b1e-3c1d2e4f5a6b"}}`)
+}
+
+func TestClassify(t *testing.T) {
+	t.Parallel()
+
+	const quotaMsg = "API calls quota exceeded! maximum allowed 1500 per 01:00:00"
+	ra := func(v string) http.Header { return http.Header{"Retry-After": {v}} }
+
+	tests := []struct {
+		name   string
+		status int
+		header http.Header
+		body   []byte
+
+		class       Class
+		failureCode string
+		apiCode     string
+		message     string // also expected in Error() when apiCode is set
+		retryAfter  time.Duration
+	}{
+		// 2xx: success, whatever the body says.
+		{name: "200 action", status: 200, body: []byte(`{"id":"5382f7ea-7557-4ab7-9782-d50480024a4e","type":"Offboard","status":"Pending"}`), class: Success},
+		{name: "201 action", status: 201, body: []byte(`{"id":"5382f7ea-7557-4ab7-9782-d50480024a4e","type":"Offboard","status":"Pending"}`), class: Success},
+		{name: "204 empty", status: 204, class: Success},
+		{name: "200 with an error-shaped body is not parsed", status: 200, body: apiErrorBody("BadRequest", "x"), class: Success},
+
+		// 400: what the API refused stays refused, except a pending action.
+		{name: "400 BadRequest", status: 400, body: apiErrorBody("BadRequest", "Invalid request"), class: Final, failureCode: CodeAPIRejected, apiCode: "BadRequest", message: "Invalid request"},
+		{name: "400 ODataError", status: 400, body: apiErrorBody("ODataError", "Invalid filter clause"), class: Final, failureCode: CodeAPIRejected, apiCode: "ODataError", message: "Invalid filter clause"},
+		{name: "400 InvalidInput", status: 400, body: apiErrorBody("InvalidInput", "Invalid machine id"), class: Final, failureCode: CodeAPIRejected, apiCode: "InvalidInput", message: "Invalid machine id"},
+		{name: "400 InvalidRequestBody", status: 400, body: apiErrorBody("InvalidRequestBody", "Request body is incorrect"), class: Final, failureCode: CodeAPIRejected, apiCode: "InvalidRequestBody", message: "Request body is incorrect"},
+		{name: "400 MissingRequiredParameter", status: 400, body: apiErrorBody("MissingRequiredParameter", "Parameter Comment is missing"), class: Final, failureCode: CodeAPIRejected, apiCode: "MissingRequiredParameter", message: "Parameter Comment is missing"},
+		{name: "400 OsPlatformNotSupported", status: 400, body: apiErrorBody("OsPlatformNotSupported", "Offboarding is not supported for macOS"), class: Final, failureCode: CodeUnsupportedOS, apiCode: "OsPlatformNotSupported", message: "Offboarding is not supported for macOS"},
+		{name: "400 ClientVersionNotSupported", status: 400, body: apiErrorBody("ClientVersionNotSupported", "Client version does not support this action"), class: Final, failureCode: CodeUnsupportedClient, apiCode: "ClientVersionNotSupported", message: "Client version does not support this action"},
+		{name: "400 MaximumBatchSizeExceeded", status: 400, body: apiErrorBody("MaximumBatchSizeExceeded", "Maximum batch size exceeded"), class: Final, failureCode: CodeAPIRejected, apiCode: "MaximumBatchSizeExceeded", message: "Maximum batch size exceeded"},
+		{name: "400 ActiveRequestAlreadyExists", status: 400, body: apiErrorBody("ActiveRequestAlreadyExists", "Action is already in progress."), class: AlreadyPending, apiCode: "ActiveRequestAlreadyExists", message: "Action is already in progress."},
+		{name: "400 unknown code", status: 400, body: apiErrorBody("SomethingNew", "new"), class: Final, failureCode: CodeAPIRejected, apiCode: "SomethingNew", message: "new"},
+		{name: "400 non-JSON body", status: 400, body: []byte("Bad Request"), class: Final, failureCode: CodeAPIRejected},
+
+		// 401, 403.
+		{name: "401 Unauthorized", status: 401, body: apiErrorBody("Unauthorized", "Unauthorized"), class: Final, failureCode: CodeUnauthorized, apiCode: "Unauthorized", message: "Unauthorized"},
+		{name: "401 empty body", status: 401, class: Final, failureCode: CodeUnauthorized},
+		{name: "403 Forbidden missing roles", status: 403, body: apiErrorBody("Forbidden", "Missing application roles. API required roles: Machine.Offboard"), class: Final, failureCode: CodeForbidden, apiCode: "Forbidden", message: "Missing application roles. API required roles: Machine.Offboard"},
+		{name: "403 DisabledFeature", status: 403, body: apiErrorBody("DisabledFeature", "Feature is disabled"), class: Final, failureCode: CodeForbidden, apiCode: "DisabledFeature", message: "Feature is disabled"},
+		{name: "403 DisallowedOperation", status: 403, body: apiErrorBody("DisallowedOperation", "Operation is not allowed"), class: Final, failureCode: CodeForbidden, apiCode: "DisallowedOperation", message: "Operation is not allowed"},
+
+		// 404: checked again by the caller before it is final.
+		{name: "404 NotFound", status: 404, body: apiErrorBody("NotFound", "Machine was not found"), class: NotFound, failureCode: CodeMachineNotFound, apiCode: "NotFound", message: "Machine was not found"},
+		{name: "404 ResourceNotFound", status: 404, body: apiErrorBody("ResourceNotFound", "Machine 1e5bc9d7 was not found"), class: NotFound, failureCode: CodeMachineNotFound, apiCode: "ResourceNotFound", message: "Machine 1e5bc9d7 was not found"},
+
+		// 429: matched on the status; the pause comes from Retry-After.
+		{name: "429 Retry-After seconds", status: 429, header: ra("7"), body: apiErrorBody("429", quotaMsg), class: Throttled, apiCode: "429", message: quotaMsg, retryAfter: 7 * time.Second},
+		{name: "429 Retry-After fractional", status: 429, header: ra("1.5"), body: apiErrorBody("429", quotaMsg), class: Throttled, apiCode: "429", message: quotaMsg, retryAfter: 1500 * time.Millisecond},
+		{name: "429 Retry-After missing", status: 429, body: apiErrorBody("429", quotaMsg), class: Throttled, apiCode: "429", message: quotaMsg, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After garbage", status: 429, header: ra("soon"), body: apiErrorBody("429", quotaMsg), class: Throttled, apiCode: "429", message: quotaMsg, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After zero", status: 429, header: ra("0"), class: Throttled, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After negative", status: 429, header: ra("-5"), class: Throttled, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After infinite", status: 429, header: ra("+Inf"), class: Throttled, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After NaN", status: 429, header: ra("NaN"), class: Throttled, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After capped at an hour", status: 429, header: ra("7200"), class: Throttled, retryAfter: time.Hour},
+		{name: "429 Retry-After HTTP-date in the past", status: 429, header: ra("Wed, 21 Oct 2015 07:28:00 GMT"), class: Throttled, retryAfter: MinRetryAfter},
+		{name: "429 Retry-After HTTP-date beyond an hour", status: 429, header: ra(time.Now().Add(3 * time.Hour).UTC().Format(http.TimeFormat)), class: Throttled, retryAfter: time.Hour},
+		{name: "429 other body code", status: 429, header: ra("3"), body: apiErrorBody("TooManyRequests", "slow down"), class: Throttled, apiCode: "TooManyRequests", message: "slow down", retryAfter: 3 * time.Second},
+		{name: "429 no body", status: 429, header: ra("3"), class: Throttled, retryAfter: 3 * time.Second},
+
+		// 5xx and 408: try again.
+		{name: "500 InternalServerError", status: 500, body: apiErrorBody("InternalServerError", "An error occurred"), class: Retry, apiCode: "InternalServerError", message: "An error occurred"},
+		{name: "502 HTML from a proxy", status: 502, body: []byte("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"), class: Retry},
+		{name: "503", status: 503, body: []byte("Service Unavailable"), class: Retry},
+		{name: "504 empty", status: 504, class: Retry},
+		{name: "408", status: 408, class: Retry},
+
+		// Other answers: final.
+		{name: "302 redirect", status: 302, class: Final, failureCode: CodeAPIRejected},
+		{name: "405", status: 405, body: apiErrorBody("MethodNotAllowed", "no"), class: Final, failureCode: CodeAPIRejected, apiCode: "MethodNotAllowed", message: "no"},
+		{name: "error is a string, not an object", status: 400, body: []byte(`{"error":"invalid_request"}`), class: Final, failureCode: CodeAPIRejected},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := Classify(tt.status, tt.header, tt.body)
+			if a.Status != tt.status {
+				t.Errorf("Status = %d, want %d", a.Status, tt.status)
+			}
+			if string(a.Body) != string(tt.body) {
+				t.Errorf("Body = %q, want %q", a.Body, tt.body)
+			}
+			if a.Class != tt.class {
+				t.Errorf("Class = %v, want %v", a.Class, tt.class)
+			}
+			if a.FailureCode != tt.failureCode {
+				t.Errorf("FailureCode = %q, want %q", a.FailureCode, tt.failureCode)
+			}
+			if got := a.APICode(); got != tt.apiCode {
+				t.Errorf("APICode() = %q, want %q", got, tt.apiCode)
+			}
+			if a.RetryAfter != tt.retryAfter {
+				t.Errorf("RetryAfter = %v, want %v", a.RetryAfter, tt.retryAfter)
+			}
+			msg := a.Error()
+			if tt.apiCode != "" {
+				if a.Err == nil || a.Err.Message != tt.message {
+					t.Fatalf("Err = %+v, want message %q", a.Err, tt.message)
+				}
+				if a.Err.Target == "" {
+					t.Errorf("Err.Target is empty, want the correlation id")
+				}
+				if !strings.Contains(msg, tt.apiCode) || !strings.Contains(msg, tt.message) {
+					t.Errorf("Error() = %q, want it to hold %q and %q", msg, tt.apiCode, tt.message)
+				}
+				if !strings.HasPrefix(msg, "HTTP "+strconv.Itoa(tt.status)+" ") {
+					t.Errorf("Error() = %q, want it to start with the status", msg)
+				}
+			} else if want := "HTTP " + strconv.Itoa(tt.status); msg != want {
+				t.Errorf("Error() = %q, want %q", msg, want)
+			}
+		})
+	}
+}
+
+// An HTTP-date a few minutes ahead gives the time left until then; the
+// date has a one-second resolution, hence the range.
+func TestClassifyRetryAfterHTTPDate(t *testing.T) {
+	t.Parallel()
+	h := http.Header{"Retry-After": {time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat)}}
+	a := Classify(http.StatusTooManyRequests, h, nil)
+	if a.Class != Throttled {
+		t.Fatalf("Class = %v, want %v", a.Class, Throttled)
+	}
+	if a.RetryAfter <= 9*time.Minute || a.RetryAfter > 10*time.Minute {
+		t.Errorf("RetryAfter = %v, want about 10m", a.RetryAfter)
+	}
+}
+
+func TestClassString(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		c    Class
+		want string
+	}{
+		{Success, "success"},
+		{AlreadyPending, "already_pending"},
+		{Retry, "retry"},
+		{Throttled, "throttled"},
+		{NotFound, "not_found"},
+		{Final, "final"},
+		{Class(42), "class(42)"},
+	}
+	for _, tt := range tests {
+		if got := tt.c.String(); got != tt.want {
+			t.Errorf("Class(%d).String() = %q, want %q", int(tt.c), got, tt.want)
+		}
+	}
+}
+
+func TestAnswerWithoutErrorBody(t *testing.T) {
+	t.Parallel()
+	a := &Answer{Status: 503}
+	if got := a.APICode(); got != "" {
+		t.Errorf("APICode() = %q, want empty", got)
+	}
+	if got := a.Error(); got != "HTTP 503" {
+		t.Errorf("Error() = %q, want %q", got, "HTTP 503")
+	}
+	a.Err = &APIError{Message: "no code"}
+	if got := a.Error(); got != "HTTP 503" {
+		t.Errorf("Error() with a code-less error body = %q, want %q", got, "HTTP 503")
+	}
+}

@@ -1,0 +1,824 @@
+package mde
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+const (
+	testToken     = "eyJ0eXAiOiJKV1QiLCJhbGciOiJub25lIn0.test-token"
+	testMachineID = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	testActionID  = "5382f7ea-7557-4ab7-9782-d50480024a4e"
+)
+
+// fakeCredential hands out a fixed token, or a fixed error, and counts the
+// calls.
+type fakeCredential struct {
+	token string
+	err   error
+
+	calls  atomic.Int32
+	mu     sync.Mutex
+	scopes [][]string
+}
+
+func (f *fakeCredential) GetToken(_ context.Context, o policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	f.calls.Add(1)
+	f.mu.Lock()
+	f.scopes = append(f.scopes, append([]string(nil), o.Scopes...))
+	f.mu.Unlock()
+	if f.err != nil {
+		return azcore.AccessToken{}, f.err
+	}
+	return azcore.AccessToken{Token: f.token, ExpiresOn: time.Now().Add(time.Hour)}, nil
+}
+
+// seenRequest is what the API server received.
+type seenRequest struct {
+	Method      string
+	EscapedPath string
+	RawQuery    string
+	Header      http.Header
+	Body        []byte
+}
+
+// apiFixture is a Client pointed at an httptest server, with its fakes.
+type apiFixture struct {
+	client *Client
+	cred   *fakeCredential
+	srv    *httptest.Server
+	cloud  Cloud
+
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+func (f *apiFixture) requests() []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]seenRequest(nil), f.seen...)
+}
+
+// setupAPI starts a server answering with h, recording every request, and a
+// client for it. opts may adjust the client's options.
+func setupAPI(t *testing.T, h http.HandlerFunc, opts func(*Options)) *apiFixture {
+	t.Helper()
+	f := &apiFixture{cred: &fakeCredential{token: testToken}}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.seen = append(f.seen, seenRequest{
+			Method: r.Method, EscapedPath: r.URL.EscapedPath(), RawQuery: r.URL.RawQuery,
+			Header: r.Header.Clone(), Body: body,
+		})
+		f.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(f.srv.Close)
+	c, err := ResolveCloud("commercial", f.srv.URL, "", "")
+	if err != nil {
+		t.Fatalf("ResolveCloud(%q): %v", f.srv.URL, err)
+	}
+	f.cloud = c
+	o := Options{Cloud: c, Credential: f.cred}
+	if opts != nil {
+		opts(&o)
+	}
+	f.client = NewClient(o)
+	return f
+}
+
+func answerWith(status int, header http.Header, body string) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		for k, v := range header {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(status)
+		io.WriteString(w, body)
+	}
+}
+
+const pendingAction = `{"@odata.context":"https://api.securitycenter.microsoft.com/api/$metadata#MachineActions/$entity","id":"` + testActionID + `","type":"Offboard","status":"Pending","machineId":null,"computerDnsName":null}`
+
+func TestClientRequests(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		call func(context.Context, *Client) (*Answer, error)
+
+		method     string
+		path       string // escaped
+		filter     string // decoded $filter; "" for none
+		body       string // exact; "" for none
+		rawQueryOK func(string) bool
+	}{
+		{
+			name: "offboard",
+			call: func(ctx context.Context, c *Client) (*Answer, error) {
+				return c.Offboard(ctx, testMachineID, "Retired in CMDB (CHG0012345)")
+			},
+			method: http.MethodPost,
+			path:   "/api/machines/" + testMachineID + "/offboard",
+			body:   `{"Comment":"Retired in CMDB (CHG0012345)"}`,
+		},
+		{
+			name: "offboard comment with quotes and unicode",
+			call: func(ctx context.Context, c *Client) (*Answer, error) {
+				return c.Offboard(ctx, testMachineID, `Retired "laptop-123" — naïve café ✓ \ <b>&`)
+			},
+			method: http.MethodPost,
+			path:   "/api/machines/" + testMachineID + "/offboard",
+			body:   `{"Comment":"Retired \"laptop-123\" — naïve café ✓ \\ \u003cb\u003e\u0026"}`,
+		},
+		{
+			name:   "offboard empty comment still sends the field",
+			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.Offboard(ctx, testMachineID, "") },
+			method: http.MethodPost,
+			path:   "/api/machines/" + testMachineID + "/offboard",
+			body:   `{"Comment":""}`,
+		},
+		{
+			name:   "offboard id cannot change the path",
+			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.Offboard(ctx, "../x/y?z#w", "c") },
+			method: http.MethodPost,
+			path:   "/api/machines/..%2Fx%2Fy%3Fz%23w/offboard",
+			body:   `{"Comment":"c"}`,
+		},
+		{
+			name: "find machines by name doubles quotes",
+			call: func(ctx context.Context, c *Client) (*Answer, error) {
+				return c.FindMachinesByName(ctx, "o'brien.contoso.local")
+			},
+			method: http.MethodGet,
+			path:   "/api/machines",
+			filter: "computerDnsName eq 'o''brien.contoso.local'",
+			rawQueryOK: func(q string) bool {
+				return !strings.Contains(q, "+") && strings.Contains(q, "%20eq%20")
+			},
+		},
+		{
+			name: "find machines by name keeps a plus apart from spaces",
+			call: func(ctx context.Context, c *Client) (*Answer, error) {
+				return c.FindMachinesByName(ctx, "my host+1.contoso.local")
+			},
+			method: http.MethodGet,
+			path:   "/api/machines",
+			filter: "computerDnsName eq 'my host+1.contoso.local'",
+			rawQueryOK: func(q string) bool {
+				return !strings.Contains(q, "+") && strings.Contains(q, "my%20host%2B1")
+			},
+		},
+		{
+			name:   "offboard actions of a device",
+			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.OffboardActions(ctx, testMachineID) },
+			method: http.MethodGet,
+			path:   "/api/machineactions",
+			filter: "machineId eq '" + testMachineID + "' and type eq 'Offboard'",
+			rawQueryOK: func(q string) bool {
+				return !strings.Contains(q, "+") && strings.Contains(q, "%20and%20type%20eq%20")
+			},
+		},
+		{
+			name:   "get action",
+			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetAction(ctx, testActionID) },
+			method: http.MethodGet,
+			path:   "/api/machineactions/" + testActionID,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setupAPI(t, answerWith(http.StatusCreated, http.Header{"Content-Type": {"application/json"}}, pendingAction), nil)
+			a, err := tt.call(context.Background(), f.client)
+			if err != nil {
+				t.Fatalf("call: %v", err)
+			}
+			if a.Class != Success || a.Status != http.StatusCreated || string(a.Body) != pendingAction {
+				t.Errorf("answer = %d %v %q, want 201 success with the server's body", a.Status, a.Class, a.Body)
+			}
+
+			reqs := f.requests()
+			if len(reqs) != 1 {
+				t.Fatalf("server got %d requests, want 1", len(reqs))
+			}
+			r := reqs[0]
+			if r.Method != tt.method {
+				t.Errorf("method = %s, want %s", r.Method, tt.method)
+			}
+			if r.EscapedPath != tt.path {
+				t.Errorf("path = %s, want %s", r.EscapedPath, tt.path)
+			}
+			if got, want := r.Header.Get("Authorization"), "Bearer "+testToken; got != want {
+				t.Errorf("Authorization header is not %q", "Bearer <the credential's token>")
+			}
+			if got := r.Header.Get("Accept"); got != "application/json" {
+				t.Errorf("Accept = %q, want application/json", got)
+			}
+
+			if tt.body != "" {
+				if got := r.Header.Get("Content-Type"); got != "application/json" {
+					t.Errorf("Content-Type = %q, want application/json", got)
+				}
+				if string(r.Body) != tt.body {
+					t.Errorf("body = %s, want %s", r.Body, tt.body)
+				}
+				// The comment round-trips and "Comment" is the only key.
+				var m map[string]string
+				if err := json.Unmarshal(r.Body, &m); err != nil || len(m) != 1 {
+					t.Errorf("body %s: want a one-key JSON object (err %v)", r.Body, err)
+				}
+				var want map[string]string
+				json.Unmarshal([]byte(tt.body), &want)
+				if m["Comment"] != want["Comment"] {
+					t.Errorf("Comment = %q, want %q", m["Comment"], want["Comment"])
+				}
+			} else {
+				if len(r.Body) != 0 {
+					t.Errorf("body = %q, want none", r.Body)
+				}
+				if got := r.Header.Get("Content-Type"); got != "" {
+					t.Errorf("Content-Type = %q on a request without body", got)
+				}
+			}
+
+			q, err := parseQuery(r.RawQuery)
+			if err != nil {
+				t.Fatalf("query %q: %v", r.RawQuery, err)
+			}
+			if got := q["$filter"]; got != tt.filter {
+				t.Errorf("$filter = %q, want %q (raw query %q)", got, tt.filter, r.RawQuery)
+			}
+			if tt.filter == "" && r.RawQuery != "" {
+				t.Errorf("raw query = %q, want none", r.RawQuery)
+			}
+			if tt.rawQueryOK != nil && !tt.rawQueryOK(r.RawQuery) {
+				t.Errorf("raw query = %q: spaces must be sent as %%20, a plus as %%2B", r.RawQuery)
+			}
+
+			if n := f.cred.calls.Load(); n != 1 {
+				t.Errorf("credential called %d times, want 1", n)
+			}
+			f.cred.mu.Lock()
+			scopes := f.cred.scopes
+			f.cred.mu.Unlock()
+			if len(scopes) != 1 || len(scopes[0]) != 1 || scopes[0][0] != f.cloud.Scope {
+				t.Errorf("token scopes = %v, want [[%s]]", scopes, f.cloud.Scope)
+			}
+		})
+	}
+}
+
+// parseQuery decodes a raw query the strict way: '+' stays a plus, as the
+// API's OData parser reads it.
+func parseQuery(raw string) (map[string]string, error) {
+	m := map[string]string{}
+	if raw == "" {
+		return m, nil
+	}
+	for _, kv := range strings.Split(raw, "&") {
+		k, v, _ := strings.Cut(kv, "=")
+		dk, err := url.PathUnescape(k)
+		if err != nil {
+			return nil, err
+		}
+		dv, err := url.PathUnescape(v)
+		if err != nil {
+			return nil, err
+		}
+		m[dk] = dv
+	}
+	return m, nil
+}
+
+// TestClientAnswers runs one call per status and body through the client,
+// to check that what the server says reaches Classify unchanged.
+func TestClientAnswers(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name       string
+		status     int
+		header     http.Header
+		body       string
+		class      Class
+		code       string
+		apiCode    string
+		retryAfter time.Duration
+	}{
+		{name: "201 action", status: 201, body: pendingAction, class: Success},
+		{name: "200 action", status: 200, body: pendingAction, class: Success},
+		{name: "400 ActiveRequestAlreadyExists", status: 400, body: `{"error":{"code":"ActiveRequestAlreadyExists","message":"Action is already in progress.","target":"c1"}}`, class: AlreadyPending, apiCode: "ActiveRequestAlreadyExists"},
+		{name: "400 InvalidRequestBody", status: 400, body: `{"error":{"code":"InvalidRequestBody","message":"Request body is incorrect","target":"c2"}}`, class: Final, code: CodeAPIRejected, apiCode: "InvalidRequestBody"},
+		{name: "400 OsPlatformNotSupported", status: 400, body: `{"error":{"code":"OsPlatformNotSupported","message":"not supported","target":"c3"}}`, class: Final, code: CodeUnsupportedOS, apiCode: "OsPlatformNotSupported"},
+		{name: "401 Unauthorized", status: 401, body: `{"error":{"code":"Unauthorized","message":"Unauthorized","target":"c4"}}`, class: Final, code: CodeUnauthorized, apiCode: "Unauthorized"},
+		{name: "403 Forbidden", status: 403, body: `{"error":{"code":"Forbidden","message":"Missing application roles. API required roles: Machine.Offboard","target":"c5"}}`, class: Final, code: CodeForbidden, apiCode: "Forbidden"},
+		{name: "404 ResourceNotFound", status: 404, body: `{"error":{"code":"ResourceNotFound","message":"Machine was not found","target":"c6"}}`, class: NotFound, code: CodeMachineNotFound, apiCode: "ResourceNotFound"},
+		{name: "429 quota", status: 429, header: http.Header{"Retry-After": {"7"}}, body: `{"error":{"code":"429","message":"API calls quota exceeded! maximum allowed 1500 per 01:00:00"}}`, class: Throttled, apiCode: "429", retryAfter: 7 * time.Second},
+		{name: "500 InternalServerError", status: 500, body: `{"error":{"code":"InternalServerError","message":"An error occurred","target":"c7"}}`, class: Retry, apiCode: "InternalServerError"},
+		{name: "502 HTML", status: 502, header: http.Header{"Content-Type": {"text/html"}}, body: "<html><body><h1>502 Bad Gateway</h1></body></html>", class: Retry},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setupAPI(t, answerWith(tt.status, tt.header, tt.body), nil)
+			a, err := f.client.Offboard(context.Background(), testMachineID, "c")
+			if err != nil {
+				t.Fatalf("Offboard: %v", err)
+			}
+			if a.Status != tt.status || a.Class != tt.class || a.FailureCode != tt.code || a.APICode() != tt.apiCode || a.RetryAfter != tt.retryAfter {
+				t.Errorf("answer = {%d %v %q %q %v}, want {%d %v %q %q %v}",
+					a.Status, a.Class, a.FailureCode, a.APICode(), a.RetryAfter,
+					tt.status, tt.class, tt.code, tt.apiCode, tt.retryAfter)
+			}
+			if string(a.Body) != tt.body {
+				t.Errorf("Body = %q, want %q", a.Body, tt.body)
+			}
+		})
+	}
+}
+
+// A redirect is never followed: it could carry the bearer token to another
+// host. The 3xx itself is the answer, and it is final.
+func TestClientDoesNotFollowRedirects(t *testing.T) {
+	t.Parallel()
+	for _, status := range []int{301, 302, 303, 307, 308} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			t.Parallel()
+			var elsewhere atomic.Int32
+			other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				elsewhere.Add(1)
+				w.WriteHeader(http.StatusCreated)
+			}))
+			t.Cleanup(other.Close)
+
+			// The caller's client follows redirects; NewClient must not
+			// change it, nor let it follow one.
+			hc := &http.Client{}
+			f := setupAPI(t, func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, other.URL+r.URL.Path, status)
+			}, func(o *Options) { o.HTTPClient = hc })
+			if hc.CheckRedirect != nil {
+				t.Errorf("NewClient changed the caller's http.Client")
+			}
+
+			a, err := f.client.Offboard(context.Background(), testMachineID, "c")
+			if err != nil {
+				t.Fatalf("Offboard: %v", err)
+			}
+			if n := elsewhere.Load(); n != 0 {
+				t.Errorf("the redirect target got %d requests, want 0", n)
+			}
+			if a.Status != status || a.Class != Final || a.FailureCode != CodeAPIRejected {
+				t.Errorf("answer = %d %v %q, want %d final %q", a.Status, a.Class, a.FailureCode, status, CodeAPIRejected)
+			}
+			if n := len(f.requests()); n != 1 {
+				t.Errorf("API server got %d requests, want 1", n)
+			}
+		})
+	}
+}
+
+func TestClientBodyCap(t *testing.T) {
+	t.Parallel()
+	for _, size := range []int{0, 1, MaxBody - 1, MaxBody, MaxBody + 1, MaxBody + 64<<10} {
+		t.Run(strconv.Itoa(size), func(t *testing.T) {
+			t.Parallel()
+			body := bytes.Repeat([]byte("a"), size)
+			f := setupAPI(t, func(w http.ResponseWriter, _ *http.Request) {
+				w.WriteHeader(http.StatusOK)
+				w.Write(body)
+			}, nil)
+			a, err := f.client.GetAction(context.Background(), testActionID)
+			if err != nil {
+				t.Fatalf("GetAction: %v", err)
+			}
+			want := min(size, MaxBody)
+			if len(a.Body) != want {
+				t.Errorf("len(Body) = %d, want %d", len(a.Body), want)
+			}
+		})
+	}
+}
+
+func TestClientTransportErrors(t *testing.T) {
+	t.Parallel()
+	// hang answers nothing until the client gives up or the test ends.
+	hang := func(arrived chan<- struct{}, release <-chan struct{}) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			close(arrived)
+			select {
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}
+	}
+	tests := []struct {
+		name            string
+		handler         func(arrived chan<- struct{}, release <-chan struct{}) http.HandlerFunc
+		timeout         time.Duration
+		cancelOnArrival bool // the caller cancels once the server has the request
+		closed          bool // the server is closed before the call
+		wantErr         error
+	}{
+		{
+			name:    "no answer within the timeout",
+			handler: hang,
+			timeout: 100 * time.Millisecond,
+			wantErr: context.DeadlineExceeded,
+		},
+		{
+			name: "body stalls past the timeout",
+			handler: func(arrived chan<- struct{}, release <-chan struct{}) http.HandlerFunc {
+				return func(w http.ResponseWriter, r *http.Request) {
+					close(arrived)
+					w.WriteHeader(http.StatusCreated)
+					io.WriteString(w, `{"id":`)
+					w.(http.Flusher).Flush()
+					select {
+					case <-r.Context().Done():
+					case <-release:
+					}
+				}
+			},
+			timeout: 100 * time.Millisecond,
+			wantErr: context.DeadlineExceeded,
+		},
+		{
+			name:            "caller cancels",
+			handler:         hang,
+			timeout:         time.Hour,
+			cancelOnArrival: true,
+			wantErr:         context.Canceled,
+		},
+		{
+			name: "connection refused",
+			handler: func(chan<- struct{}, <-chan struct{}) http.HandlerFunc {
+				return answerWith(201, nil, pendingAction)
+			},
+			timeout: 100 * time.Millisecond,
+			closed:  true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			arrived, release := make(chan struct{}), make(chan struct{})
+			f := setupAPI(t, tt.handler(arrived, release), func(o *Options) { o.Timeout = tt.timeout })
+			// Cleanups run last-in first-out: release the handler before
+			// the server's Close waits for it.
+			t.Cleanup(func() { close(release) })
+			if tt.closed {
+				f.srv.Close()
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tt.cancelOnArrival {
+				go func() {
+					select {
+					case <-arrived:
+						cancel()
+					case <-release:
+					}
+				}()
+			}
+
+			a, err := f.client.Offboard(ctx, testMachineID, "c")
+			if err == nil {
+				t.Fatalf("Offboard answered %d, want an error", a.Status)
+			}
+			if a != nil {
+				t.Errorf("answer = %+v, want nil with an error", a)
+			}
+			if !errors.Is(err, ErrTransport) {
+				t.Errorf("error %v does not wrap ErrTransport", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Errorf("error %v does not wrap %v", err, tt.wantErr)
+			}
+			var te *TokenError
+			if errors.As(err, &te) {
+				t.Errorf("error %v is a *TokenError, but a request was sent", err)
+			}
+			if strings.Contains(err.Error(), testToken) {
+				t.Errorf("error message holds the token")
+			}
+		})
+	}
+}
+
+// No token, no request.
+func TestClientTokenError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		err   error
+		final bool
+	}{
+		{name: "refused credentials", err: &TokenError{Final: true, err: errors.New("AADSTS7000215: Invalid client secret provided")}, final: true},
+		{name: "login host unreachable", err: &TokenError{err: errors.New("dial tcp: connection refused")}},
+	}
+	calls := map[string]func(*Client) (*Answer, error){
+		"Offboard": func(c *Client) (*Answer, error) { return c.Offboard(context.Background(), testMachineID, "c") },
+		"FindMachinesByName": func(c *Client) (*Answer, error) {
+			return c.FindMachinesByName(context.Background(), "pc.contoso.local")
+		},
+		"OffboardActions": func(c *Client) (*Answer, error) { return c.OffboardActions(context.Background(), testMachineID) },
+		"GetAction":       func(c *Client) (*Answer, error) { return c.GetAction(context.Background(), testActionID) },
+	}
+	for _, tt := range tests {
+		for name, call := range calls {
+			t.Run(tt.name+"/"+name, func(t *testing.T) {
+				t.Parallel()
+				f := setupAPI(t, answerWith(201, nil, pendingAction), nil)
+				f.cred.err = tt.err
+				a, err := call(f.client)
+				if err == nil {
+					t.Fatalf("answered %d, want an error", a.Status)
+				}
+				var te *TokenError
+				if !errors.As(err, &te) {
+					t.Fatalf("error %v is not a *TokenError", err)
+				}
+				if te.Final != tt.final {
+					t.Errorf("Final = %v, want %v", te.Final, tt.final)
+				}
+				if errors.Is(err, ErrTransport) {
+					t.Errorf("error %v wraps ErrTransport, but nothing was sent", err)
+				}
+				if n := len(f.requests()); n != 0 {
+					t.Errorf("server got %d requests, want 0", n)
+				}
+			})
+		}
+	}
+}
+
+func TestNewClientOptions(t *testing.T) {
+	t.Parallel()
+
+	t.Run("default timeout", func(t *testing.T) {
+		t.Parallel()
+		c := NewClient(Options{Cloud: Clouds["commercial"], Credential: &fakeCredential{token: testToken}})
+		if c.timeout != 30*time.Second {
+			t.Errorf("timeout = %v, want 30s", c.timeout)
+		}
+		if c.base != "https://api.securitycenter.microsoft.com" || c.scope != "https://api.securitycenter.microsoft.com/.default" {
+			t.Errorf("base, scope = %q, %q", c.base, c.scope)
+		}
+	})
+
+	t.Run("the caller's transport is used", func(t *testing.T) {
+		t.Parallel()
+		var trips atomic.Int32
+		rt := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			trips.Add(1)
+			return http.DefaultTransport.RoundTrip(r)
+		})
+		f := setupAPI(t, answerWith(201, nil, pendingAction), func(o *Options) {
+			o.HTTPClient = &http.Client{Transport: rt}
+		})
+		if _, err := f.client.Offboard(context.Background(), testMachineID, "c"); err != nil {
+			t.Fatalf("Offboard: %v", err)
+		}
+		if n := trips.Load(); n != 1 {
+			t.Errorf("transport used %d times, want 1", n)
+		}
+	})
+
+	t.Run("base URL with a path", func(t *testing.T) {
+		t.Parallel()
+		f := setupAPI(t, answerWith(201, nil, pendingAction), nil)
+		c, err := ResolveCloud("commercial", f.srv.URL+"/proxy/mde/", "", "")
+		if err != nil {
+			t.Fatalf("ResolveCloud: %v", err)
+		}
+		client := NewClient(Options{Cloud: c, Credential: f.cred})
+		if _, err := client.Offboard(context.Background(), testMachineID, "c"); err != nil {
+			t.Fatalf("Offboard: %v", err)
+		}
+		reqs := f.requests()
+		if len(reqs) != 1 || reqs[0].EscapedPath != "/proxy/mde/api/machines/"+testMachineID+"/offboard" {
+			t.Errorf("requests = %+v, want one to /proxy/mde/api/machines/<id>/offboard", reqs)
+		}
+	})
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// realAction is a Machine Action as the API answers a fresh offboard:
+// every documented field, machineId and computerDnsName null, and the
+// creation time with seven fractional digits. The layout (spaces, field
+// order) must survive in Raw.
+const realAction = `{
+    "@odata.context": "https://api.securitycenter.microsoft.com/api/$metadata#MachineActions/$entity",
+    "id": "5382f7ea-7557-4ab7-9782-d50480024a4e",
+    "type": "Offboard",
+    "title": null,
+    "requestor": "3f0c2a1e-7777-8888-9999-000000000000",
+    "requestorComment": "Retired in CMDB (CHG0012345) \u00e9",
+    "status": "Pending",
+    "machineId": null,
+    "computerDnsName": null,
+    "creationDateTimeUtc": "2024-11-24T10:00:01.1234567Z",
+    "lastUpdateDateTimeUtc": "2024-11-24T10:00:01.1234567Z",
+    "cancellationRequestor": null,
+    "cancellationComment": null,
+    "cancellationDateTimeUtc": null,
+    "errorHResult": 0,
+    "scope": null,
+    "externalId": null,
+    "requestSource": "PublicApi",
+    "relatedFileInfo": null,
+    "commands": [],
+    "troubleshootInfo": null,
+    "someFutureField": {"nested": [1, 2, 3]}
+}`
+
+func TestParseAction(t *testing.T) {
+	t.Parallel()
+	input := []byte(realAction)
+	a, err := ParseAction(input)
+	if err != nil {
+		t.Fatalf("ParseAction: %v", err)
+	}
+	want := Action{ID: testActionID, Type: "Offboard", Status: "Pending", CreationDateTimeUTC: "2024-11-24T10:00:01.1234567Z"}
+	if a.ID != want.ID || a.Type != want.Type || a.Status != want.Status || a.MachineID != "" || a.ComputerDNSName != "" || a.CreationDateTimeUTC != want.CreationDateTimeUTC {
+		t.Errorf("ParseAction = %+v, want %+v", a, want)
+	}
+	if !a.Unfinished() {
+		t.Errorf("a Pending action is not Unfinished")
+	}
+	if string(a.Raw) != realAction {
+		t.Errorf("Raw = %s, want the exact input bytes", a.Raw)
+	}
+	// Raw is a copy: the caller may reuse its buffer.
+	input[0] = 'X'
+	if a.Raw[0] != '{' {
+		t.Errorf("Raw shares the input's memory")
+	}
+	if got, want := a.Created(), time.Date(2024, 11, 24, 10, 0, 1, 123456700, time.UTC); !got.Equal(want) || got.Location() != time.UTC {
+		t.Errorf("Created() = %v, want %v", got, want)
+	}
+}
+
+func TestParseActionErrors(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		``,
+		`null`,
+		`[]`,
+		`{}`,
+		`{"id": null, "type": "Offboard"}`,
+		`{"id": "", "type": "Offboard"}`,
+		`{"id": 42}`,
+		`{"id": "x"`,
+		`<html>502</html>`,
+	} {
+		if a, err := ParseAction([]byte(body)); err == nil {
+			t.Errorf("ParseAction(%q) = %+v, want an error", body, a)
+		}
+	}
+}
+
+func TestActionCreated(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in   string
+		want time.Time
+	}{
+		{"2024-11-24T10:00:01.1234567Z", time.Date(2024, 11, 24, 10, 0, 1, 123456700, time.UTC)},
+		{"2024-11-24T10:00:01.1234567", time.Date(2024, 11, 24, 10, 0, 1, 123456700, time.UTC)},
+		{"2024-11-24T10:00:01Z", time.Date(2024, 11, 24, 10, 0, 1, 0, time.UTC)},
+		{"2024-11-24T10:00:01", time.Date(2024, 11, 24, 10, 0, 1, 0, time.UTC)},
+		{"2024-11-24T10:00:01.5", time.Date(2024, 11, 24, 10, 0, 1, 500000000, time.UTC)},
+		{"2024-11-24T12:00:01.1234567+02:00", time.Date(2024, 11, 24, 10, 0, 1, 123456700, time.UTC)},
+		{"", time.Time{}},
+		{"yesterday", time.Time{}},
+		{"2024-11-24", time.Time{}},
+	}
+	for _, tt := range tests {
+		got := Action{CreationDateTimeUTC: tt.in}.Created()
+		if !got.Equal(tt.want) {
+			t.Errorf("Created(%q) = %v, want %v", tt.in, got, tt.want)
+		}
+		if !got.IsZero() && got.Location() != time.UTC {
+			t.Errorf("Created(%q) is in %v, want UTC", tt.in, got.Location())
+		}
+	}
+}
+
+func TestActionUnfinished(t *testing.T) {
+	t.Parallel()
+	for status, want := range map[string]bool{
+		"Pending": true, "InProgress": true,
+		"Succeeded": false, "Failed": false, "TimeOut": false, "Cancelled": false, "": false,
+	} {
+		if got := (Action{Status: status}).Unfinished(); got != want {
+			t.Errorf("Unfinished(%q) = %v, want %v", status, got, want)
+		}
+	}
+}
+
+func TestParseActions(t *testing.T) {
+	t.Parallel()
+	first := `{"id": "5382f7ea-7557-4ab7-9782-d50480024a4e", "type": "Offboard", "status": "Pending", "machineId": "` + testMachineID + `", "computerDnsName": "pc.contoso.local", "creationDateTimeUtc": "2024-11-24T10:00:01.1234567Z"}`
+	second := `{"id":"0f6a6d7c-5a3e-4c1f-9b1e-3c1d2e4f5a6b","type":"Offboard","status":"Failed","machineId":null,"creationDateTimeUtc":"2024-11-20T08:00:00"}`
+
+	tests := []struct {
+		name    string
+		body    string
+		want    []Action
+		wantErr bool
+	}{
+		{
+			name: "two actions",
+			body: `{"@odata.context": "https://api.securitycenter.microsoft.com/api/$metadata#MachineActions", "value": [` + first + `, ` + second + `]}`,
+			want: []Action{
+				{ID: testActionID, Type: "Offboard", Status: "Pending", MachineID: testMachineID, ComputerDNSName: "pc.contoso.local", CreationDateTimeUTC: "2024-11-24T10:00:01.1234567Z", Raw: []byte(first)},
+				{ID: "0f6a6d7c-5a3e-4c1f-9b1e-3c1d2e4f5a6b", Type: "Offboard", Status: "Failed", CreationDateTimeUTC: "2024-11-20T08:00:00", Raw: []byte(second)},
+			},
+		},
+		{name: "empty list", body: `{"value": []}`, want: []Action{}},
+		{name: "no value", body: `{"@odata.context": "x"}`, want: []Action{}},
+		{name: "an action without id", body: `{"value": [` + first + `, {"type": "Offboard"}]}`, wantErr: true},
+		{name: "value is not a list", body: `{"value": {}}`, wantErr: true},
+		{name: "not JSON", body: `<html></html>`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseActions([]byte(tt.body))
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("ParseActions: err = %v, want error %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("ParseActions = %d actions, want %d", len(got), len(tt.want))
+			}
+			for i := range got {
+				g, w := got[i], tt.want[i]
+				if g.ID != w.ID || g.Type != w.Type || g.Status != w.Status || g.MachineID != w.MachineID ||
+					g.ComputerDNSName != w.ComputerDNSName || g.CreationDateTimeUTC != w.CreationDateTimeUTC || string(g.Raw) != string(w.Raw) {
+					t.Errorf("action %d = %+v (Raw %s), want %+v (Raw %s)", i, g, g.Raw, w, w.Raw)
+				}
+			}
+		})
+	}
+}
+
+func TestParseMachines(t *testing.T) {
+	t.Parallel()
+	body := `{
+  "@odata.context": "https://api.securitycenter.microsoft.com/api/$metadata#Machines",
+  "value": [
+    {"id": "` + testMachineID + `", "computerDnsName": "pc.contoso.local", "firstSeen": "2023-01-01T00:00:00Z",
+     "lastSeen": "2024-11-24T09:00:00.1234567Z", "osPlatform": "Windows11", "healthStatus": "Active",
+     "machineTags": ["retired"], "ipAddresses": [{"ipAddress": "10.0.0.1"}]},
+    {"id": "ffffffffffffffffffffffffffffffffffffffff", "computerDnsName": "pc.contoso.local", "lastSeen": null,
+     "osPlatform": "WindowsServer2019", "healthStatus": "Inactive"}
+  ]
+}`
+	got, err := ParseMachines([]byte(body))
+	if err != nil {
+		t.Fatalf("ParseMachines: %v", err)
+	}
+	want := []Machine{
+		{ID: testMachineID, ComputerDNSName: "pc.contoso.local", LastSeen: "2024-11-24T09:00:00.1234567Z", HealthStatus: "Active", OSPlatform: "Windows11"},
+		{ID: "ffffffffffffffffffffffffffffffffffffffff", ComputerDNSName: "pc.contoso.local", HealthStatus: "Inactive", OSPlatform: "WindowsServer2019"},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("ParseMachines = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("machine %d = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+
+	for _, bad := range []string{`<html></html>`, `{"value": "x"}`, ``} {
+		if m, err := ParseMachines([]byte(bad)); err == nil {
+			t.Errorf("ParseMachines(%q) = %+v, want an error", bad, m)
+		}
+	}
+	if m, err := ParseMachines([]byte(`{"value": []}`)); err != nil || len(m) != 0 {
+		t.Errorf("ParseMachines(empty list) = %+v, %v", m, err)
+	}
+}

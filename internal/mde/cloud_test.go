@@ -1,0 +1,187 @@
+package mde
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestResolveCloud(t *testing.T) {
+	t.Parallel()
+	const (
+		comScope = "https://api.securitycenter.microsoft.com/.default"
+		gccScope = "https://api-gcc.securitycenter.microsoft.us/.default"
+		govScope = "https://api-gov.securitycenter.microsoft.us/.default"
+	)
+	tests := []struct {
+		name                             string
+		cloud, apiBase, authority, scope string
+		want                             Cloud
+	}{
+		{
+			name:  "commercial",
+			cloud: "commercial",
+			want:  Cloud{"commercial", "https://login.microsoftonline.com", "https://api.securitycenter.microsoft.com", comScope},
+		},
+		{
+			name: "empty name is commercial",
+			want: Cloud{"commercial", "https://login.microsoftonline.com", "https://api.securitycenter.microsoft.com", comScope},
+		},
+		{
+			name:  "gcc",
+			cloud: "gcc",
+			want:  Cloud{"gcc", "https://login.microsoftonline.com", "https://api-gcc.securitycenter.microsoft.us", gccScope},
+		},
+		{
+			name:  "gcc-high",
+			cloud: "gcc-high",
+			want:  Cloud{"gcc-high", "https://login.microsoftonline.us", "https://api-gov.securitycenter.microsoft.us", govScope},
+		},
+		{
+			name:  "dod",
+			cloud: "dod",
+			want:  Cloud{"dod", "https://login.microsoftonline.us", "https://api-gov.securitycenter.microsoft.us", govScope},
+		},
+		{
+			name:    "geo host keeps the commercial scope",
+			cloud:   "commercial",
+			apiBase: "https://eu.api.security.microsoft.com",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "https://eu.api.security.microsoft.com", comScope},
+		},
+		{
+			name:    "gov API override keeps the gov scope",
+			cloud:   "gcc-high",
+			apiBase: "https://proxy.contoso.us/mde",
+			want:    Cloud{"gcc-high", "https://login.microsoftonline.us", "https://proxy.contoso.us/mde", govScope},
+		},
+		{
+			name:  "scope override",
+			cloud: "gcc-high",
+			scope: "https://securitycenter.onmicrosoft.us/windowsatpservice/.default",
+			want:  Cloud{"gcc-high", "https://login.microsoftonline.us", "https://api-gov.securitycenter.microsoft.us", "https://securitycenter.onmicrosoft.us/windowsatpservice/.default"},
+		},
+		{
+			name:    "http on 127.0.0.1 with a port",
+			cloud:   "commercial",
+			apiBase: "http://127.0.0.1:8080",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "http://127.0.0.1:8080", comScope},
+		},
+		{
+			name:    "http on localhost",
+			cloud:   "commercial",
+			apiBase: "http://localhost",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "http://localhost", comScope},
+		},
+		{
+			name:    "http on ::1",
+			cloud:   "commercial",
+			apiBase: "http://[::1]:8443",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "http://[::1]:8443", comScope},
+		},
+		{
+			name:    "http on 127.0.0.2",
+			cloud:   "commercial",
+			apiBase: "http://127.0.0.2:1",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "http://127.0.0.2:1", comScope},
+		},
+		{
+			name:    "trailing slashes trimmed",
+			cloud:   "commercial",
+			apiBase: "https://api.securitycenter.microsoft.com/",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "https://api.securitycenter.microsoft.com", comScope},
+		},
+		{
+			name:    "trailing slash trimmed after a path",
+			cloud:   "commercial",
+			apiBase: "http://127.0.0.1:8080/sim//",
+			want:    Cloud{"commercial", "https://login.microsoftonline.com", "http://127.0.0.1:8080/sim", comScope},
+		},
+		{
+			name:      "authority override",
+			cloud:     "commercial",
+			apiBase:   "https://127.0.0.1:9443",
+			authority: "https://127.0.0.1:9443/",
+			want:      Cloud{"commercial", "https://127.0.0.1:9443", "https://127.0.0.1:9443", comScope},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ResolveCloud(tt.cloud, tt.apiBase, tt.authority, tt.scope)
+			if err != nil {
+				t.Fatalf("ResolveCloud: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("ResolveCloud = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestResolveCloudRefuses(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name                      string
+		cloud, apiBase, authority string
+		wantInErr                 string
+	}{
+		{name: "unknown cloud", cloud: "china", wantInErr: `"china"`},
+		{name: "cloud names are exact", cloud: "Commercial", wantInErr: `"Commercial"`},
+		{name: "http on a public host", apiBase: "http://example.com", wantInErr: "apiBaseURL"},
+		{name: "http on a name that starts like localhost", apiBase: "http://localhost.example.com", wantInErr: "apiBaseURL"},
+		{name: "http on a name that starts like loopback", apiBase: "http://127.0.0.1.example.com", wantInErr: "apiBaseURL"},
+		{name: "http on a private address", apiBase: "http://10.0.0.1:8080", wantInErr: "apiBaseURL"},
+		{name: "ftp", apiBase: "ftp://127.0.0.1/", wantInErr: "apiBaseURL"},
+		{name: "no scheme", apiBase: "api.securitycenter.microsoft.com", wantInErr: "apiBaseURL"},
+		{name: "no host", apiBase: "https:///api", wantInErr: "apiBaseURL"},
+		{name: "opaque", apiBase: "https:api.securitycenter.microsoft.com", wantInErr: "apiBaseURL"},
+		{name: "user and password", apiBase: "https://user:pass@api.securitycenter.microsoft.com", wantInErr: "apiBaseURL"},
+		{name: "user only", apiBase: "https://user@api.securitycenter.microsoft.com", wantInErr: "apiBaseURL"},
+		{name: "query", apiBase: "https://api.securitycenter.microsoft.com/?x=1", wantInErr: "apiBaseURL"},
+		{name: "fragment", apiBase: "https://api.securitycenter.microsoft.com/#x", wantInErr: "apiBaseURL"},
+		{name: "not a URL", apiBase: "https://api.securitycenter.microsoft.com:port", wantInErr: "apiBaseURL"},
+		{name: "authority over http on loopback", authority: "http://127.0.0.1:8080", wantInErr: "authorityHost"},
+		{name: "authority over http on localhost", authority: "http://localhost", wantInErr: "authorityHost"},
+		{name: "authority over http on a public host", authority: "http://login.microsoftonline.com", wantInErr: "authorityHost"},
+		{name: "authority with credentials", authority: "https://u:p@login.microsoftonline.com", wantInErr: "authorityHost"},
+		{name: "authority with a query", authority: "https://login.microsoftonline.com?x=1", wantInErr: "authorityHost"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ResolveCloud(tt.cloud, tt.apiBase, tt.authority, "")
+			if err == nil {
+				t.Fatalf("ResolveCloud = %+v, want an error", got)
+			}
+			if !strings.Contains(err.Error(), tt.wantInErr) {
+				t.Errorf("error %q does not name %q", err, tt.wantInErr)
+			}
+			if got != (Cloud{}) {
+				t.Errorf("ResolveCloud returned %+v with its error, want the zero Cloud", got)
+			}
+		})
+	}
+}
+
+// ResolveCloud hands out copies: an override never changes the table.
+func TestResolveCloudKeepsTable(t *testing.T) {
+	t.Parallel()
+	if _, err := ResolveCloud("gcc", "http://127.0.0.1:1", "https://127.0.0.1:2", "custom"); err != nil {
+		t.Fatalf("ResolveCloud: %v", err)
+	}
+	c := Clouds["gcc"]
+	if c.APIBaseURL != "https://api-gcc.securitycenter.microsoft.us" || c.AuthorityHost != "https://login.microsoftonline.com" ||
+		c.Scope != "https://api-gcc.securitycenter.microsoft.us/.default" {
+		t.Errorf("Clouds[gcc] = %+v after an override", c)
+	}
+	for name, c := range Clouds {
+		if c.Name != name {
+			t.Errorf("Clouds[%q].Name = %q", name, c.Name)
+		}
+		if !isMicrosoftLogin(c.AuthorityHost) || !isMicrosoftLogin(c.AuthorityHost+"/") {
+			t.Errorf("isMicrosoftLogin(%q) = false", c.AuthorityHost)
+		}
+	}
+	if isMicrosoftLogin("https://127.0.0.1:9443") {
+		t.Errorf("isMicrosoftLogin(simulator) = true: instance discovery would reach the public cloud")
+	}
+}
