@@ -49,6 +49,7 @@ type Tenant struct {
 	Comment                 string              `yaml:"comment"`
 	Limits                  map[string][]string `yaml:"limits"`
 	MaxInFlight             int                 `yaml:"maxInFlight"`
+	SpreadBurst             int                 `yaml:"spreadBurst"`
 
 	// Filled by Load.
 	Resolved Resolved `yaml:"-"`
@@ -187,6 +188,9 @@ func (t *Tenant) resolve() error {
 	}
 	if t.MaxInFlight < 0 {
 		errs = append(errs, errors.New("maxInFlight must not be negative"))
+	}
+	if t.SpreadBurst < 0 {
+		errs = append(errs, errors.New("spreadBurst must not be negative"))
 	}
 	if t.MaxInFlight == 0 {
 		t.MaxInFlight = 4

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"golang.org/x/time/rate"
 )
 
 // Tenant holds the limiters of one tenant's APIs. They share one lock and
@@ -28,6 +29,17 @@ func NewTenant(clock clockwork.Clock) *Tenant {
 
 // Add creates the limiter of one API. Windows must not be empty.
 func (t *Tenant) Add(api string, windows []Window) *Limiter {
+	return t.AddSpread(api, windows, 0)
+}
+
+// AddSpread creates the limiter of one API whose calls are also spread
+// out: a token bucket refilling at the rate of the shortest window
+// (100/1m: one call every 600ms) lets at most burst calls go at once. The
+// windows alone would let a backlog fire 100 calls in the first second of
+// every minute; the bucket trades a little drain speed for an even load on
+// the API. burst 0 means no spreading. The bucket never decides what the
+// quota allows: the exact windows do.
+func (t *Tenant) AddSpread(api string, windows []Window, burst int) *Limiter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	l := &Limiter{tenant: t, api: api, windows: slices.Clone(windows)}
@@ -35,6 +47,17 @@ func (t *Tenant) Add(api string, windows []Window) *Limiter {
 		l.keep = max(l.keep, w.Count)
 		l.horizon = max(l.horizon, w.Length)
 	}
+	if burst > 0 {
+		// The shortest window sets the pace.
+		short := windows[0]
+		for _, w := range windows {
+			if w.Length < short.Length {
+				short = w
+			}
+		}
+		l.spread = rate.NewLimiter(rate.Limit(float64(short.Count)/short.Length.Seconds()), burst)
+	}
+
 	t.apis[api] = l
 	return l
 }
@@ -80,6 +103,7 @@ type Limiter struct {
 	// Guarded by tenant.mu.
 	stamps   []time.Time // completion times of recent calls, ascending
 	inFlight int         // calls sent whose answer has not arrived
+	spread   *rate.Limiter
 }
 
 // Windows returns the limiter's windows.
@@ -99,8 +123,15 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	if next.After(now) {
 		return nil, next.Sub(now)
 	}
-	l.inFlight++
+	l.takeLocked(now)
 	return &Permit{l: l}, 0
+}
+
+func (l *Limiter) takeLocked(now time.Time) {
+	l.inFlight++
+	if l.spread != nil {
+		l.spread.AllowN(now, 1)
+	}
 }
 
 // Acquire blocks until a call may start, then returns its permit.
@@ -111,7 +142,7 @@ func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
 		now := t.clock.Now()
 		next, ok := l.nextLocked(now)
 		if ok && !next.After(now) {
-			l.inFlight++
+			l.takeLocked(now)
 			t.mu.Unlock()
 			return &Permit{l: l}, nil
 		}
@@ -157,6 +188,14 @@ func (l *Limiter) nextLocked(now time.Time) (next time.Time, ok bool) {
 		// a window (t-Length, t] then holds at most free-1 of them.
 		if at := l.stamps[len(l.stamps)-free].Add(w.Length); at.After(next) {
 			next = at
+		}
+	}
+	if l.spread != nil {
+		if missing := 1 - l.spread.TokensAt(now); missing > 0 {
+			wait := time.Duration(missing / float64(l.spread.Limit()) * float64(time.Second))
+			if at := now.Add(wait + time.Microsecond); at.After(next) {
+				next = at
+			}
 		}
 	}
 	return next, true

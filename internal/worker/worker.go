@@ -124,7 +124,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		name := t.Config.Name
 		lt := limiter.NewTenant(opts.Clock)
 		for _, api := range mde.APIs {
-			lt.Add(api, t.Config.Resolved.Windows[api])
+			lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
 		}
 		src, err := opts.Router.Source(ctx, opts.JS, name, opts.Poll)
 		if err != nil {
