@@ -1,6 +1,6 @@
 # Targets for newcomers and CI. `make help` lists them.
 GO        ?= go
-GOLANGCI  ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.6.2
+GOLANGCI  ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 BIN       := bin
 
 .PHONY: help build demo test bench lint clean
