@@ -1,9 +1,16 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"slices"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -63,6 +70,8 @@ type envConfig struct {
 	machines int // per tenant
 	logger   *zap.Logger
 	ackWait  time.Duration
+	extra    string   // YAML appended to every tenant entry
+	certs    []string // tenants that log in with a certificate instead of a secret
 }
 
 func newID() string {
@@ -96,27 +105,33 @@ func setup(t *testing.T, c envConfig) *env {
 	yaml.WriteString("tenants:\n")
 	for _, name := range c.tenants {
 		tt := &testTenant{name: name, tenantID: newGUID(), clientID: newGUID(), secret: "s3cr3t-" + newID()}
-		e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, ClientSecret: tt.secret})
+		if !slices.Contains(c.certs, name) {
+			e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, ClientSecret: tt.secret})
+		}
 		for i := range c.machines {
 			m := mdesim.Machine{ID: newID(), ComputerDNSName: fmt.Sprintf("pc-%04d.%s.local", i, name),
 				OSPlatform: "Windows11", HealthStatus: "Active", LastSeen: time.Now().Add(-time.Hour)}
 			e.sim.AddMachine(tt.tenantID, m)
 			tt.machines = append(tt.machines, m)
 		}
-		secretFile := filepath.Join(e.dir, name+".secret")
-		if err := os.WriteFile(secretFile, []byte(tt.secret+"\n"), 0o600); err != nil {
+		credential := "clientSecretFile: " + filepath.Join(e.dir, name+".secret")
+		if slices.Contains(c.certs, name) {
+			cert, pemFile := newCertificate(t, e.dir, name)
+			e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, Certificate: cert})
+			credential = "certificateFile: " + pemFile
+		} else if err := os.WriteFile(filepath.Join(e.dir, name+".secret"), []byte(tt.secret+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		fmt.Fprintf(&yaml, `  - name: %s
     tenantId: %s
     clientId: %s
-    clientSecretFile: %s
+    %s
     apiBaseURL: %s
     authorityHost: %s
     maxInFlight: 4
     limits:
       offboard: %s
-`, name, tt.tenantID, tt.clientID, secretFile, e.base, e.base, c.limits)
+%s`, name, tt.tenantID, tt.clientID, credential, e.base, e.base, c.limits, c.extra)
 		e.tenants[name] = tt
 	}
 	f, err := config.Parse([]byte(yaml.String()))
@@ -146,6 +161,36 @@ func setup(t *testing.T, c envConfig) *env {
 	}
 	e.start()
 	return e
+}
+
+// newCertificate makes a self-signed certificate and writes it with its key
+// as one PEM file, the form certificateFile takes.
+func newCertificate(t *testing.T, dir, name string) (*x509.Certificate, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name + "-offboard"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	_ = pem.Encode(&buf, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	path := filepath.Join(dir, name+".pem")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cert, path
 }
 
 // start starts (or restarts) the app and connects the publisher.

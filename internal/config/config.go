@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"text/template"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -50,9 +51,31 @@ type Tenant struct {
 	Limits                  map[string][]string `yaml:"limits"`
 	MaxInFlight             int                 `yaml:"maxInFlight"`
 	SpreadBurst             int                 `yaml:"spreadBurst"`
+	Tracking                Tracking            `yaml:"tracking"`
 
 	// Filled by Load.
 	Resolved Resolved `yaml:"-"`
+}
+
+// Tracking follows created actions until they finish.
+type Tracking struct {
+	Enabled     bool     `yaml:"enabled"`
+	FirstCheck  Duration `yaml:"firstCheck"`  // first look after creation, default 1m
+	MaxInterval Duration `yaml:"maxInterval"` // the interval doubles up to this, default 1h
+	MaxAge      Duration `yaml:"maxAge"`      // stop following after this, default 168h
+}
+
+// Duration is a time.Duration written as a Go duration string ("90s").
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := time.ParseDuration(n.Value)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration such as 90s, 5m or 1h", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // Resolved is what Load derives from a tenant entry.
@@ -188,6 +211,16 @@ func (t *Tenant) resolve() error {
 	}
 	if t.MaxInFlight < 0 {
 		errs = append(errs, errors.New("maxInFlight must not be negative"))
+	}
+	tr := &t.Tracking
+	if tr.FirstCheck == 0 {
+		tr.FirstCheck = Duration(time.Minute)
+	}
+	if tr.MaxInterval == 0 {
+		tr.MaxInterval = Duration(time.Hour)
+	}
+	if tr.MaxAge == 0 {
+		tr.MaxAge = Duration(7 * 24 * time.Hour)
 	}
 	if t.SpreadBurst < 0 {
 		errs = append(errs, errors.New("spreadBurst must not be negative"))

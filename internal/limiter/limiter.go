@@ -116,7 +116,7 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	next, ok := l.nextLocked(now)
+	next, ok := l.nextLocked(now, false)
 	if !ok {
 		return nil, 0
 	}
@@ -135,12 +135,18 @@ func (l *Limiter) takeLocked(now time.Time) {
 }
 
 // Acquire blocks until a call may start, then returns its permit.
-func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
+func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) { return l.acquire(ctx, false) }
+
+// AcquireLow is Acquire for work that must never take quota from the rest:
+// it starts a call only while half of every window stays free.
+func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) { return l.acquire(ctx, true) }
+
+func (l *Limiter) acquire(ctx context.Context, low bool) (*Permit, error) {
 	t := l.tenant
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
-		next, ok := l.nextLocked(now)
+		next, ok := l.nextLocked(now, low)
 		if ok && !next.After(now) {
 			l.takeLocked(now)
 			t.mu.Unlock()
@@ -172,12 +178,16 @@ func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
 }
 
 // nextLocked returns the earliest time a new call may start. ok is false when
-// in-flight calls alone fill a window, so only a completion can help.
-func (l *Limiter) nextLocked(now time.Time) (next time.Time, ok bool) {
+// in-flight calls alone fill a window, so only a completion can help. A low
+// call leaves half of every window to the others.
+func (l *Limiter) nextLocked(now time.Time, low bool) (next time.Time, ok bool) {
 	l.pruneLocked(now)
 	next = l.tenant.pausedUntil
 	for _, w := range l.windows {
 		free := w.Count - l.inFlight // calls that may still be placed in this window
+		if low {
+			free -= w.Count / 2
+		}
 		if free <= 0 {
 			return time.Time{}, false
 		}

@@ -198,6 +198,31 @@ func TestSpreadPacesCalls(t *testing.T) {
 	}
 }
 
+func TestAcquireLowLeavesHalf(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	l := NewTenant(clock).Add("machineactions", []Window{{Count: 10, Length: time.Minute}})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+	defer cancel()
+	for i := range 5 {
+		p, err := l.AcquireLow(ctx)
+		if err != nil {
+			t.Fatalf("low call %d: %v", i, err)
+		}
+		p.CompleteNow()
+	}
+	short, cancelShort := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancelShort()
+	if _, err := l.AcquireLow(short); err == nil {
+		t.Fatal("a sixth low call took quota from the reserved half")
+	}
+	for i := range 5 {
+		if p, _ := l.TryAcquire(clock.Now()); p == nil {
+			t.Fatalf("normal call %d refused: the low calls took its half", i)
+		}
+	}
+}
+
 func TestAcquireHonoursContext(t *testing.T) {
 	t.Parallel()
 	clock := clockwork.NewFakeClockAt(epoch)

@@ -108,3 +108,43 @@ func (l *Ledger) Done(ctx context.Context, tenant, requestID string, seq uint64,
 	}
 	return nil
 }
+
+func trackKey(tenant, actionID string) string {
+	return "a." + tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(actionID))
+}
+
+// Track stores the tracking state of an action.
+func (l *Ledger) Track(ctx context.Context, tenant, actionID string, state []byte) error {
+	if _, err := l.kv.Put(ctx, trackKey(tenant, actionID), state); err != nil {
+		return fmt.Errorf("ledger track: %w", err)
+	}
+	return nil
+}
+
+// Untrack forgets an action.
+func (l *Ledger) Untrack(ctx context.Context, tenant, actionID string) error {
+	if err := l.kv.Delete(ctx, trackKey(tenant, actionID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return fmt.Errorf("ledger untrack: %w", err)
+	}
+	return nil
+}
+
+// Tracked returns the tracking states of a tenant's actions.
+func (l *Ledger) Tracked(ctx context.Context, tenant string) ([][]byte, error) {
+	lister, err := l.kv.ListKeysFiltered(ctx, "a."+tenant+".*")
+	if err != nil {
+		return nil, fmt.Errorf("ledger list tracked: %w", err)
+	}
+	var out [][]byte
+	for key := range lister.Keys() {
+		e, err := l.kv.Get(ctx, key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ledger get %s: %w", key, err)
+		}
+		out = append(out, e.Value())
+	}
+	return out, nil
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -295,6 +296,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 	t := j.t
 	lim := t.limits.API(api)
 	var retries, notFound, throttles int
+	refreshed := false
 	for {
 		if permit == nil {
 			var err error
@@ -348,6 +350,16 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 		case a.Class == mde.Retry:
 			reason = "server_error"
 			j.log.Warn("API call failed", zap.String("api", api), zap.String("answer", a.Error()))
+		case a.Status == http.StatusUnauthorized && !refreshed && t.Cred != nil:
+			// The cached token may have been revoked or the app's
+			// credentials rotated: get a new token once and try again.
+			refreshed = true
+			j.log.Warn("API answered 401: getting a new token", zap.String("api", api))
+			if err := t.Cred.Invalidate(); err != nil {
+				return nil, j.failed(mde.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), a), nil
+			}
+			w.m.Retries.WithLabelValues(t.name, api, "token").Inc()
+			continue
 		case a.Class == mde.NotFound && api != mde.APIMachineActions && notFound < w.retry.NotFoundCheck:
 			notFound++
 			reason = "not_found"
@@ -431,6 +443,11 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 		return
 	}
 	w.ack(pctx, j)
+	if j.t.Config.Tracking.Enabled && len(res.MachineAction) > 0 {
+		if err := w.track(pctx, j.t, res); err != nil {
+			j.log.Warn("start tracking the action", zap.Error(err))
+		}
+	}
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
 	if res.Error != nil {
 		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))

@@ -80,6 +80,7 @@ type tenantRun struct {
 	limits  *limiter.Tenant
 	source  *queue.Source
 	devices keyedMutex
+	tracker *tracker
 	log     *zap.Logger
 }
 
@@ -130,7 +131,10 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		if err != nil {
 			return nil, err
 		}
-		w.tenants[name] = &tenantRun{Tenant: t, name: name, limits: lt, source: src, log: w.log.With(zap.String("tenant", name))}
+		w.tenants[name] = &tenantRun{
+			Tenant: t, name: name, limits: lt, source: src, tracker: newTracker(),
+			log: w.log.With(zap.String("tenant", name)),
+		}
 	}
 	unknown, err := opts.JS.Consumer(ctx, queue.StreamRequests, queue.ConsumerUnrouted)
 	if err != nil {
@@ -147,6 +151,9 @@ func (w *Worker) Start() {
 	w.stopFetch, w.stopWork = stopFetch, stopWork
 	for _, t := range w.tenants {
 		w.fetchers.Go(func() { w.runTenant(fetchCtx, workCtx, t) })
+		if t.Config.Tracking.Enabled {
+			w.fetchers.Go(func() { w.runTracker(fetchCtx, t) })
+		}
 	}
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })

@@ -1,0 +1,216 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
+)
+
+// TestCertificateAndSecretSideBySide runs a tenant that logs in with a
+// certificate next to one that uses a client secret.
+func TestCertificateAndSecretSideBySide(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 3, certs: []string{"fabrikam"}})
+	c := e.collect("mde.offboard.result.>")
+	for _, name := range []string{"contoso", "fabrikam"} {
+		for i, m := range e.tenants[name].machines {
+			id := fmt.Sprintf("%s-%d", name, i)
+			e.publish("mde.offboard.request."+name, map[string]any{"requestId": id, "machineId": m.ID}, id)
+		}
+	}
+	for key, rs := range c.wait(t, 6, 20*time.Second) {
+		if len(rs) != 1 || rs[0].Outcome != worker.OutcomeCreated {
+			t.Errorf("%s: %+v", key, rs)
+		}
+	}
+	for name, tt := range e.tenants {
+		if n := e.sim.TokenRequests(tt.tenantID); n != 1 {
+			t.Errorf("%s: %d token requests, want 1 (cached)", name, n)
+		}
+	}
+}
+
+// TestSecretRotationWithoutRestart: a tenant starts with a stale secret in
+// its file; once the file holds the new one, requests go through, without a
+// restart.
+func TestSecretRotationWithoutRestart(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	fresh := "rotated-" + newID()
+	e.sim.SetSecret(tt.tenantID, fresh) // the old secret is revoked
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "rot-1", "machineId": tt.machines[0].ID})
+	if r.Error == nil || r.Error.Code != mde.CodeUnauthorized {
+		t.Fatalf("with the revoked secret: %+v, want unauthorized", r)
+	}
+	path := filepath.Join(e.dir, "contoso.secret")
+	if err := os.WriteFile(path, []byte(fresh), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Second)
+	_ = os.Chtimes(path, later, later)
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "rot-2", "machineId": tt.machines[1].ID})
+	if r.Outcome != worker.OutcomeCreated {
+		t.Fatalf("after the file was rotated: %+v, want created", r)
+	}
+}
+
+// TestUnauthorizedRefreshesTokenOnce: a 401 to a cached token makes the
+// worker get a new token and try once more.
+func TestUnauthorizedRefreshesTokenOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-0", "machineId": tt.machines[0].ID})
+	before := e.sim.TokenRequests(tt.tenantID)
+	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusUnauthorized, "Unauthorized", "token revoked", 1, 0)
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-1", "machineId": tt.machines[1].ID})
+	if r.Outcome != worker.OutcomeCreated || r.Attempts != 2 {
+		t.Errorf("after one 401: %+v, want created in 2 attempts", r)
+	}
+	if n := e.sim.TokenRequests(tt.tenantID) - before; n != 1 {
+		t.Errorf("%d new token requests after the 401, want 1", n)
+	}
+	// Two 401s in a row: the new token is refused too, so it is final.
+	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusUnauthorized, "Unauthorized", "no", 2, 0)
+	e.sim.AddMachine(tt.tenantID, mdesim.Machine{ID: newID(), ComputerDNSName: "x.contoso.local", OSPlatform: "Windows11"})
+	ms := e.sim.Machines(tt.tenantID)
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-2", "machineId": ms[len(ms)-1].ID})
+	if r.Error == nil || r.Error.Code != mde.CodeUnauthorized || r.Attempts != 2 {
+		t.Errorf("after two 401s: %+v, want unauthorized after 2 attempts", r)
+	}
+}
+
+// TestFaultyAPI runs 200 requests against an API that answers 5% of calls
+// with a 500 and 2% of device calls with a spurious 404.
+func TestFaultyAPI(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		machines: 100,
+		sim:      mdesim.Options{FailRate: 0.05, Spurious404Rate: 0.02, Rand: rand.New(rand.NewPCG(7, 7))},
+	})
+	c := e.collect("mde.offboard.result.>")
+	for _, name := range []string{"contoso", "fabrikam"} {
+		for i, m := range e.tenants[name].machines {
+			id := fmt.Sprintf("%s-%03d", name, i)
+			e.publish("mde.offboard.request."+name, map[string]any{"requestId": id, "machineId": m.ID}, id)
+		}
+	}
+	got := c.wait(t, 200, 60*time.Second)
+	for key, rs := range got {
+		if len(rs) != 1 || (rs[0].Outcome != worker.OutcomeCreated && rs[0].Outcome != worker.OutcomeAlreadyPending) {
+			t.Errorf("%s: %d results, first %+v", key, len(rs), rs[0])
+		}
+	}
+	faults := 0
+	for _, call := range e.sim.Calls() {
+		if call.Status == http.StatusInternalServerError || call.Status == http.StatusNotFound {
+			faults++
+		}
+	}
+	for name, tt := range e.tenants {
+		perMachine := map[string]int{}
+		for _, a := range e.sim.Actions(tt.tenantID) {
+			perMachine[a.MachineID]++
+		}
+		if len(perMachine) != 100 {
+			t.Errorf("%s: %d devices with an action, want 100", name, len(perMachine))
+		}
+		for m, n := range perMachine {
+			if n != 1 {
+				t.Errorf("%s: device %s has %d actions", name, m, n)
+			}
+		}
+	}
+	if faults == 0 {
+		t.Error("the simulator injected no fault: the test shows nothing")
+	}
+	t.Logf("%d faults injected over %d calls", faults, len(e.sim.Calls()))
+}
+
+// TestTracking follows created actions from Pending to Succeeded and
+// publishes each change, using at most half of the machineactions quota.
+func TestTracking(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		machines: 6, tenants: []string{"contoso"},
+		sim: mdesim.Options{
+			ActionCompleteAfter: 1500 * time.Millisecond,
+			Limits:              map[string][]mdesim.Window{"machineactions": {{Count: 4, Length: time.Second}}},
+		},
+		extra: `      machineactions: ["4/1s"]
+    tracking:
+      enabled: true
+      firstCheck: 200ms
+      maxInterval: 400ms
+`,
+	})
+	var (
+		mu     sync.Mutex
+		events = map[string][]worker.ActionEvent{}
+	)
+	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var ev worker.ActionEvent
+		if json.Unmarshal(m.Data(), &ev) == nil {
+			mu.Lock()
+			events[ev.ActionID] = append(events[ev.ActionID], ev)
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+	for i, m := range e.tenants["contoso"].machines {
+		id := fmt.Sprintf("t-%d", i)
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
+	}
+	eventually(t, 30*time.Second, "every action followed to Succeeded", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		done := 0
+		for _, evs := range events {
+			if last := evs[len(evs)-1]; last.Status == "Succeeded" && last.Final {
+				done++
+			}
+		}
+		return done == 6
+	})
+	mu.Lock()
+	for id, evs := range events {
+		if len(evs) != 2 || evs[0].Status != "Pending" || evs[1].Status != "Succeeded" || evs[1].PreviousStatus != "Pending" || evs[0].RequestID == "" {
+			t.Errorf("action %s: events %+v, want Pending then Succeeded", id, evs)
+		}
+	}
+	mu.Unlock()
+	if n := e.sim.MaxInWindow(e.tenants["contoso"].tenantID, "machineactions", mdesim.Window{Count: 4, Length: time.Second}); n > 2 {
+		t.Errorf("tracking made %d calls in one second: more than half of the 4/1s quota", n)
+	}
+	// Nothing left to follow in the ledger.
+	l, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left, err := l.Tracked(t.Context(), "contoso"); err != nil || len(left) != 0 {
+		t.Errorf("tracked after completion: %d, %v", len(left), err)
+	}
+}

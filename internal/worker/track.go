@@ -1,0 +1,240 @@
+package worker
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+)
+
+// ActionEvent is published on <prefix>.action.<tenant> each time a tracked
+// Machine Action is seen in a new status.
+type ActionEvent struct {
+	Tenant         string          `json:"tenant"`
+	RequestID      string          `json:"requestId"`
+	MachineID      string          `json:"machineId"`
+	ActionID       string          `json:"actionId"`
+	Status         string          `json:"status"`
+	PreviousStatus string          `json:"previousStatus,omitempty"`
+	MachineAction  json.RawMessage `json:"machineAction"`
+	ObservedAt     time.Time       `json:"observedAt"`
+	// Final is true when tracking ends: the status is final or the action
+	// outlived the tracking's maxAge (then Status is still unfinished).
+	Final bool `json:"final"`
+}
+
+// tracked is the state of one followed action, kept in the ledger so that
+// a restart goes on where it stopped.
+type tracked struct {
+	RequestID string        `json:"requestId"`
+	MachineID string        `json:"machineId"`
+	ActionID  string        `json:"actionId"`
+	Status    string        `json:"status"`
+	Since     time.Time     `json:"since"`
+	Next      time.Time     `json:"next"`
+	Interval  time.Duration `json:"interval"`
+}
+
+type trackQueue []*tracked
+
+func (q trackQueue) Len() int           { return len(q) }
+func (q trackQueue) Less(i, j int) bool { return q[i].Next.Before(q[j].Next) }
+func (q trackQueue) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *trackQueue) Push(x any)        { *q = append(*q, x.(*tracked)) }
+func (q *trackQueue) Pop() any          { old := *q; x := old[len(old)-1]; *q = old[:len(old)-1]; return x }
+
+// tracker follows one tenant's created actions with GET
+// /api/machineactions/{id}, under the machineactions limiter and never
+// using more than half of its windows, so lookups for offboard calls always
+// find quota.
+type tracker struct {
+	mu    sync.Mutex
+	queue trackQueue
+	wake  chan struct{}
+}
+
+func newTracker() *tracker { return &tracker{wake: make(chan struct{}, 1)} }
+
+func (tr *tracker) push(a *tracked) {
+	tr.mu.Lock()
+	heap.Push(&tr.queue, a)
+	tr.mu.Unlock()
+	select {
+	case tr.wake <- struct{}{}:
+	default:
+	}
+}
+
+// track starts following an action that a result carries.
+func (w *Worker) track(ctx context.Context, t *tenantRun, res *Result) error {
+	a, err := mde.ParseAction(res.MachineAction)
+	if err != nil || !a.Unfinished() {
+		return nil //nolint:nilerr // nothing to follow
+	}
+	now := w.clock.Now().UTC()
+	cfg := t.Config.Tracking
+	st := &tracked{
+		RequestID: res.RequestID, MachineID: res.MachineID, ActionID: a.ID, Status: a.Status,
+		Since: now, Next: now.Add(time.Duration(cfg.FirstCheck)), Interval: time.Duration(cfg.FirstCheck),
+	}
+	if err := w.saveTracked(ctx, t, st); err != nil {
+		return err
+	}
+	if err := w.publishAction(ctx, t, st, "", a.Raw, false); err != nil {
+		return err
+	}
+	t.tracker.push(st)
+	return nil
+}
+
+func (w *Worker) saveTracked(ctx context.Context, t *tenantRun, st *tracked) error {
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	return w.opts.Ledger.Track(ctx, t.name, st.ActionID, data)
+}
+
+func (w *Worker) publishAction(ctx context.Context, t *tenantRun, st *tracked, previous string, raw json.RawMessage, final bool) error {
+	ev := ActionEvent{
+		Tenant: t.name, RequestID: st.RequestID, MachineID: st.MachineID, ActionID: st.ActionID,
+		Status: st.Status, PreviousStatus: previous, MachineAction: raw, ObservedAt: w.clock.Now().UTC(), Final: final,
+	}
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(w.opts.Settings.Subjects.Action(t.name))
+	m.Data = data
+	id := "action-" + t.name + "-" + st.ActionID + "-" + st.Status
+	if final && previous == st.Status {
+		id += "-expired" // tracking gave up on an action still unfinished
+	}
+	m.Header.Set(jetstream.MsgIDHeader, id)
+	m.Header.Set("Content-Type", "application/json")
+	_, err = w.opts.JS.PublishMsg(ctx, m)
+	return err
+}
+
+// runTracker polls the tenant's tracked actions as they come due.
+func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
+	log := t.log.Named("tracker")
+	states, err := w.opts.Ledger.Tracked(ctx, t.name)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("load tracked actions", zap.Error(err))
+	}
+	for _, data := range states {
+		var st tracked
+		if json.Unmarshal(data, &st) == nil && st.ActionID != "" {
+			t.tracker.push(&st)
+		}
+	}
+	for {
+		t.tracker.mu.Lock()
+		var due *tracked
+		wait := time.Hour
+		if len(t.tracker.queue) > 0 {
+			if d := t.tracker.queue[0].Next.Sub(w.clock.Now()); d <= 0 {
+				due = heap.Pop(&t.tracker.queue).(*tracked)
+			} else {
+				wait = d
+			}
+		}
+		t.tracker.mu.Unlock()
+		if due == nil {
+			timer := w.clock.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return
+			case <-t.tracker.wake:
+			case <-timer.Chan():
+			}
+			timer.Stop()
+			continue
+		}
+		if err := w.poll(ctx, t, due); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			log.Warn("poll action", zap.String("action_id", due.ActionID), zap.Error(err))
+			due.Next = w.clock.Now().Add(due.Interval)
+			t.tracker.push(due)
+		}
+	}
+}
+
+// poll reads one action, publishes a status change, and schedules the next
+// look or ends the tracking.
+func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
+	permit, err := t.limits.API(mde.APIMachineActions).AcquireLow(ctx)
+	if err != nil {
+		return err
+	}
+	start := w.clock.Now()
+	a, err := t.Client.GetAction(ctx, st.ActionID)
+	var tokErr *mde.TokenError
+	if errors.As(err, &tokErr) {
+		permit.Release()
+		return err
+	}
+	permit.CompleteNow()
+	if err != nil {
+		w.m.APICalls.WithLabelValues(t.name, mde.APIMachineActions, "error").Inc()
+		return err
+	}
+	w.m.APICalls.WithLabelValues(t.name, mde.APIMachineActions, strconv.Itoa(a.Status)).Inc()
+	w.m.APILatency.WithLabelValues(t.name, mde.APIMachineActions).Observe(w.clock.Since(start).Seconds())
+	now := w.clock.Now().UTC()
+	cfg := t.Config.Tracking
+	switch {
+	case a.Class == mde.Throttled:
+		w.m.Throttled.WithLabelValues(t.name, mde.APIMachineActions).Inc()
+		t.limits.Pause(now, a.RetryAfter)
+		st.Next = now.Add(a.RetryAfter)
+		t.tracker.push(st)
+		return nil
+	case a.Status == http.StatusNotFound, a.Class == mde.Final:
+		// The action is gone or unreadable: stop following it.
+		t.log.Warn("tracked action unreadable: tracking stops", zap.String("action_id", st.ActionID), zap.String("answer", a.Error()))
+		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+	case a.Class != mde.Success:
+		st.Next = now.Add(st.Interval)
+		t.tracker.push(st)
+		return nil
+	}
+	action, err := mde.ParseAction(a.Body)
+	if err != nil {
+		return err
+	}
+	expired := now.Sub(st.Since) >= time.Duration(cfg.MaxAge)
+	final := !action.Unfinished() || expired
+	if action.Status != st.Status || final {
+		previous := st.Status
+		st.Status = action.Status
+		if err := w.publishAction(ctx, t, st, previous, action.Raw, final); err != nil {
+			st.Status = previous
+			return err
+		}
+	}
+	if final {
+		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+	}
+	st.Interval = min(2*st.Interval, time.Duration(cfg.MaxInterval))
+	st.Next = now.Add(st.Interval)
+	if err := w.saveTracked(ctx, t, st); err != nil {
+		return err
+	}
+	t.tracker.push(st)
+	return nil
+}
