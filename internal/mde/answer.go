@@ -57,6 +57,13 @@ const (
 	CodeInternal          = "internal_error"
 )
 
+// FailureCodes lists every failure code, for metric labels known up front.
+var FailureCodes = []string{
+	CodeInvalidRequest, CodeUnknownTenant, CodeMachineNotFound, CodeAmbiguousMachine,
+	CodeUnsupportedOS, CodeUnsupportedClient, CodeForbidden, CodeUnauthorized,
+	CodeAPIRejected, CodeAPIError, CodeBlockedByPolicy, CodeInternal,
+}
+
 // APIError is the error body the API sends:
 // {"error": {"code": "...", "message": "...", "target": "<correlation id>"}}.
 type APIError struct {

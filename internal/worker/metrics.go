@@ -2,6 +2,9 @@ package worker
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 )
 
 // Metrics are the worker's Prometheus metrics. Label values are bounded:
@@ -14,6 +17,7 @@ type Metrics struct {
 	APILatency       *prometheus.HistogramVec // tenant, api
 	LimiterWait      *prometheus.HistogramVec // tenant, api
 	QuotaRemaining   *prometheus.GaugeVec     // tenant, api, window
+	QuotaLimit       *prometheus.GaugeVec     // tenant, api, window
 	Throttled        *prometheus.CounterVec   // tenant, api
 	DeadLetters      *prometheus.CounterVec   // tenant, code
 	Backlog          *prometheus.GaugeVec     // tenant, priority
@@ -51,6 +55,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "quota_remaining_calls",
 			Help: "Calls that could start now in each sliding window of each API.",
 		}, []string{"tenant", "api", "window"}),
+		QuotaLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "quota_limit_calls",
+			Help: "Configured calls allowed in each sliding window of each API.",
+		}, []string{"tenant", "api", "window"}),
 		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "throttled_total",
 			Help: "429 answers; each pauses the tenant for its Retry-After.",
@@ -73,6 +81,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "api", "reason"}),
 	}
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
-		m.QuotaRemaining, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries)
+		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries)
 	return m
+}
+
+// initTenant creates a tenant's series at zero, so that the first event
+// after a start shows in rate() and increase().
+func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
+	for _, api := range mde.APIs {
+		m.Throttled.WithLabelValues(name, api)
+		m.APILatency.WithLabelValues(name, api)
+		m.LimiterWait.WithLabelValues(name, api)
+		for _, w := range windows[api] {
+			m.QuotaLimit.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
+			m.QuotaRemaining.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
+		}
+	}
+	for _, outcome := range []string{OutcomeCreated, OutcomeAlreadyPending, OutcomeDryRun} {
+		m.Results.WithLabelValues(name, outcome, "")
+	}
+	for _, code := range mde.FailureCodes {
+		m.Results.WithLabelValues(name, OutcomeFailed, code)
+		m.DeadLetters.WithLabelValues(name, code)
+	}
+	for _, p := range []string{"normal", "bulk"} {
+		m.RequestsReceived.WithLabelValues(name, p)
+		m.Backlog.WithLabelValues(name, p)
+	}
+	m.InFlight.WithLabelValues(name)
 }

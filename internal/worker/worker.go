@@ -5,7 +5,6 @@ package worker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -131,6 +130,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		if err != nil {
 			return nil, err
 		}
+		w.m.initTenant(name, t.Config.Resolved.Windows)
 		w.tenants[name] = &tenantRun{
 			Tenant: t, name: name, limits: lt, source: src, tracker: newTracker(),
 			log: w.log.With(zap.String("tenant", name)),
@@ -300,5 +300,3 @@ func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
 		return nil, ctx.Err()
 	}
 }
-
-var errNotAcked = errors.New("request left for redelivery")
