@@ -120,6 +120,14 @@ func TestHostNames(t *testing.T) {
 	if r.Outcome != worker.OutcomeDryRun || r.MachineID != tt.machines[2].ID || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
 		t.Errorf("dry run: %+v", r)
 	}
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-6", "machineId": tt.machines[2].ID, "dryRun": true})
+	if r.Outcome != worker.OutcomeDryRun || r.ComputerDNSName != tt.machines[2].ComputerDNSName || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
+		t.Errorf("dry run by id: %+v", r)
+	}
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-7", "machineId": newID(), "dryRun": true})
+	if r.Error == nil || r.Error.Code != mde.CodeMachineNotFound {
+		t.Errorf("dry run of an unknown device: %+v, want machine_not_found", r)
+	}
 }
 
 func TestAlreadyPending(t *testing.T) {

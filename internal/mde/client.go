@@ -80,6 +80,11 @@ func (c *Client) FindMachinesByName(ctx context.Context, name string) (*Answer, 
 	return c.do(ctx, http.MethodGet, "/api/machines", q, nil)
 }
 
+// GetMachine reads one device record.
+func (c *Client) GetMachine(ctx context.Context, machineID string) (*Answer, error) {
+	return c.do(ctx, http.MethodGet, "/api/machines/"+url.PathEscape(machineID), nil, nil)
+}
+
 // OffboardActions lists the Offboard actions of one device.
 func (c *Client) OffboardActions(ctx context.Context, machineID string) (*Answer, error) {
 	q := url.Values{"$filter": {"machineId eq " + odataString(machineID) + " and type eq 'Offboard'"}}
@@ -209,6 +214,15 @@ type Machine struct {
 	LastSeen        string `json:"lastSeen"`
 	HealthStatus    string `json:"healthStatus"`
 	OSPlatform      string `json:"osPlatform"`
+}
+
+// ParseMachine reads one device record.
+func ParseMachine(body []byte) (Machine, error) {
+	var m Machine
+	if err := json.Unmarshal(body, &m); err != nil {
+		return Machine{}, fmt.Errorf("read machine: %w", err)
+	}
+	return m, nil
 }
 
 // ParseMachines reads a list answer {"value": [...]}.

@@ -138,7 +138,7 @@ func (w *Worker) process(ctx context.Context, j *job, entry *queue.Entry, permit
 		j.req.MachineID = id
 	}
 	if j.req.DryRun {
-		return j.result(OutcomeDryRun), nil
+		return w.dryRun(ctx, j)
 	}
 	comment := j.req.Comment
 	if comment == "" {
@@ -199,6 +199,29 @@ func (w *Worker) process(ctx context.Context, j *job, entry *queue.Entry, permit
 		return w.existingAction(ctx, j, a)
 	}
 	return j.failed(a.FailureCode, a.Error(), a), nil
+}
+
+// dryRun checks that the device exists, and calls nothing destructive.
+func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
+	if j.req.ComputerDNSName != "" {
+		return j.result(OutcomeDryRun), nil // resolve already read the device
+	}
+	a, res, err := w.call(ctx, j, mde.APIMachines, nil, func(ctx context.Context) (*mde.Answer, error) {
+		return j.t.Client.GetMachine(ctx, j.req.MachineID)
+	})
+	if err != nil || res != nil {
+		return res, err
+	}
+	if a.Class != mde.Success {
+		return j.failed(a.FailureCode, a.Error(), a), nil
+	}
+	m, err := mde.ParseMachine(a.Body)
+	if err != nil {
+		return j.failed(mde.CodeAPIError, err.Error(), a), nil
+	}
+	r := j.result(OutcomeDryRun)
+	r.ComputerDNSName = m.ComputerDNSName
+	return r, nil
 }
 
 // resolve finds the one device with the requested name.

@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+)
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestRunServesAndStopsOnSIGTERM runs the command as an operator would:
+// flags and environment, a tenants file with a CA file, the embedded NATS
+// server; one request goes through; SIGTERM stops it cleanly.
+func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
+	sim := mdesim.New(mdesim.Options{})
+	base := sim.StartTLS()
+	defer sim.Close()
+	const tenantID, clientID = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
+	sim.AddTenant(mdesim.Tenant{TenantID: tenantID, ClientID: clientID, ClientSecret: "cmd-test-secret"})
+	machine := mdesim.Machine{ID: mdesim.NewMachineID(), ComputerDNSName: "pc-1.contoso.local", OSPlatform: "Windows11"}
+	sim.AddMachine(tenantID, machine)
+
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secret := write("secret", "cmd-test-secret\n")
+	ca := write("ca.pem", string(sim.CertPEM()))
+	cfg := write("worker.yaml", fmt.Sprintf(`tenants:
+  - name: contoso
+    tenantId: %s
+    clientId: %s
+    clientSecretFile: %s
+    apiBaseURL: %s
+    authorityHost: %s
+    caFile: %s
+`, tenantID, clientID, secret, base, base, ca))
+	httpAddr, natsAddr := freePort(t), freePort(t)
+	t.Setenv("LOG_LEVEL", "warn") // environment, as an operator would set it
+	t.Setenv("LOG_FORMAT", "console")
+
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run([]string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"),
+			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"})
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + httpAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case code := <-exit:
+			t.Fatalf("worker exited with %d before it was ready", code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"requestId": "cmd-1", "machineId": machine.ID})
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_RESULTS", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct{ Outcome string }
+	if err := json.Unmarshal(msg.Data(), &res); err != nil || res.Outcome != "created" {
+		t.Fatalf("result %s, want created", msg.Data())
+	}
+	nc.Close()
+
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit code %d after SIGTERM, want 0", code)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still running 20s after SIGTERM")
+	}
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "worker.yaml")
+	if err := os.WriteFile(cfg, []byte("tenants:\n  - name: Bad Name\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code := run([]string{"--config", cfg, "--log-level", "error"}); code != 2 {
+		t.Fatalf("exit code %d for a bad tenants file, want 2", code)
+	}
+	if code := run([]string{"--log-format", "xml"}); code != 2 {
+		t.Fatalf("exit code %d for a bad log format, want 2", code)
+	}
+}
