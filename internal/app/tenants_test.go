@@ -103,6 +103,7 @@ func TestFaultyAPI(t *testing.T) {
 	e := setup(t, envConfig{
 		machines: 100,
 		sim:      mdesim.Options{FailRate: 0.05, Spurious404Rate: 0.02, Rand: rand.New(rand.NewPCG(7, 7))},
+		limits:   `["1000/1m"]`, // retries would otherwise wait for the next minute
 	})
 	c := e.collect("mde.offboard.result.>")
 	for _, name := range []string{"contoso", "fabrikam"} {
