@@ -56,7 +56,7 @@ func demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	defer func() { _ = os.RemoveAll(dir) }()
 
 	sim := mdesim.New(mdesim.Options{Limits: map[string][]mdesim.Window{"offboard": demoWindows}})
 	base := sim.StartTLS()
@@ -142,7 +142,7 @@ func demo(ctx context.Context) error {
 	// Print results as they arrive.
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "TIME\tTENANT\tREQUEST\tOUTCOME\tDEVICE\tACTION / ERROR")
-	w.Flush()
+	_ = w.Flush()
 	var (
 		mu       sync.Mutex
 		outcomes = map[string]int{}
@@ -172,7 +172,7 @@ func demo(ctx context.Context) error {
 		mu.Lock()
 		defer mu.Unlock()
 		fmt.Fprintf(w, "%5.1fs\t%s\t%s\t%s\t%s\t%s\n", time.Since(start).Seconds(), r.Tenant, orDash(r.RequestID), r.Outcome, short(orDash(r.MachineID), 12), detail)
-		w.Flush()
+		_ = w.Flush()
 		key := r.Outcome
 		if r.Error != nil {
 			key += " (" + r.Error.Code + ")"

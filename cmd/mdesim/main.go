@@ -151,14 +151,15 @@ func serve(ctx context.Context, c config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.listen)
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
 	if err != nil {
 		return err
 	}
 	base := s.StartTLSListener(ln, &cert)
 	defer s.Close()
 	if c.caOut != "" {
-		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil {
+		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil { //nolint:gosec // a certificate is public
+
 			return fmt.Errorf("--ca-out: %w", err)
 		}
 	}

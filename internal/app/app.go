@@ -215,7 +215,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if a.lis, err = net.Listen("tcp", a.opts.Listen); err != nil {
+	if a.lis, err = (&net.ListenConfig{}).Listen(ctx, "tcp", a.opts.Listen); err != nil {
 		return fmt.Errorf("listen %s: %w", a.opts.Listen, err)
 	}
 	mux := http.NewServeMux()

@@ -83,9 +83,9 @@ func TestPipeline(t *testing.T) {
 	}
 
 	// 300 good + 7 bad with an id + 3 bad without one (keyed by sequence).
-	got := results.wait(t, 300+len(bad), 60*time.Second)
+	results.wait(t, 300+len(bad), 60*time.Second)
 	time.Sleep(300 * time.Millisecond) // let any duplicate result show itself
-	got = results.wait(t, 0, time.Second)
+	got := results.wait(t, 0, time.Second)
 
 	for key, rs := range got {
 		if len(rs) != 1 {

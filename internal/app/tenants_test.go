@@ -76,10 +76,12 @@ func TestUnauthorizedRefreshesTokenOnce(t *testing.T) {
 	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}})
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
-	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-0", "machineId": tt.machines[0].ID})
+	if r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-0", "machineId": tt.machines[0].ID}); r.Outcome != worker.OutcomeCreated {
+		t.Fatalf("first request: %+v", r)
+	}
 	before := e.sim.TokenRequests(tt.tenantID)
 	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusUnauthorized, "Unauthorized", "token revoked", 1, 0)
-	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-1", "machineId": tt.machines[1].ID})
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-1", "machineId": tt.machines[1].ID})
 	if r.Outcome != worker.OutcomeCreated || r.Attempts != 2 {
 		t.Errorf("after one 401: %+v, want created in 2 attempts", r)
 	}

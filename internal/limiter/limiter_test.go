@@ -3,6 +3,7 @@ package limiter
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -236,7 +237,7 @@ func TestAcquireHonoursContext(t *testing.T) {
 		done <- err
 	}()
 	cancel()
-	if err := <-done; err != context.Canceled {
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire after cancel = %v, want context.Canceled", err)
 	}
 }

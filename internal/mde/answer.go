@@ -16,19 +16,19 @@ import (
 type Class int
 
 const (
-	// Success: a 2xx answer.
+	// Success is a 2xx answer.
 	Success Class = iota
-	// AlreadyPending: the device has an unfinished action of the same type
-	// (400 ActiveRequestAlreadyExists).
+	// AlreadyPending means the device has an unfinished action of the same
+	// type (400 ActiveRequestAlreadyExists).
 	AlreadyPending
-	// Retry: network error, timeout or 5xx; try again with backoff.
+	// Retry is a network error, timeout or 5xx: try again with backoff.
 	Retry
-	// Throttled: 429; pause the tenant for RetryAfter, then try again.
+	// Throttled is a 429: pause the tenant for RetryAfter, then try again.
 	Throttled
-	// NotFound: 404; the API answers it now and then for devices that
-	// exist, so check again a few times before it is final.
+	// NotFound is a 404. The API answers it now and then for devices that
+	// exist, so look again a few times before it is final.
 	NotFound
-	// Final: any other answer; do not try again.
+	// Final is any other answer: do not try again.
 	Final
 )
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -131,7 +132,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s %s: %w", ErrTransport, method, path, redactURL(err))
 	}
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s %s: read answer: %w", ErrTransport, method, path, err)
@@ -142,7 +143,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 // redactURL strips the URL from a *url.Error: it holds nothing secret, but
 // the query makes log lines long and the caller already says what it did.
 func redactURL(err error) error {
-	if ue, ok := err.(*url.Error); ok {
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		return ue.Err
 	}
 	return err

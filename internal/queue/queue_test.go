@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"errors"
 	"flag"
 	"os"
 	"path/filepath"
@@ -147,7 +148,7 @@ func TestLedger(t *testing.T) {
 	if err := l.Put(ctx, "contoso", "id:1", nil, first); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Put(ctx, "contoso", "id:1", nil, &Entry{State: StateCalling, Seq: 2}); err != ErrConflict {
+	if err := l.Put(ctx, "contoso", "id:1", nil, &Entry{State: StateCalling, Seq: 2}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("second create = %v, want ErrConflict", err)
 	}
 	got, err := l.Get(ctx, "contoso", "id:1")
@@ -157,7 +158,7 @@ func TestLedger(t *testing.T) {
 	if err := l.Put(ctx, "contoso", "id:1", got, &Entry{State: StateCalling, Seq: 3}); err != nil {
 		t.Fatalf("update at the read revision: %v", err)
 	}
-	if err := l.Put(ctx, "contoso", "id:1", got, &Entry{State: StateCalling, Seq: 4}); err != ErrConflict {
+	if err := l.Put(ctx, "contoso", "id:1", got, &Entry{State: StateCalling, Seq: 4}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("update at a stale revision = %v, want ErrConflict", err)
 	}
 	if err := l.Done(ctx, "contoso", "id:1", 3, []byte(`{"outcome":"created"}`)); err != nil {

@@ -379,6 +379,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			refreshed = true
 			j.log.Warn("API answered 401: getting a new token", zap.String("api", api))
 			if err := t.Cred.Invalidate(); err != nil {
+				//nolint:nilerr // the failure is the request's result
 				return nil, j.failed(mde.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), a), nil
 			}
 			w.m.Retries.WithLabelValues(t.name, api, "token").Inc()

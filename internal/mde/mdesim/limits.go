@@ -41,7 +41,7 @@ func ParseLimits(spec string) (map[string][]Window, error) {
 		api, windows, ok := strings.Cut(part, "=")
 		api = strings.ToLower(strings.TrimSpace(api))
 		if !ok {
-			return nil, fmt.Errorf("limit %q: want api=count/duration,...", part)
+			return nil, fmt.Errorf("limit %q: want api=count/duration pairs separated by commas", part)
 		}
 		if _, known := limits[api]; !known {
 			return nil, fmt.Errorf("limit %q: unknown API %q (want %s, %s or %s)", part, api, APIOffboard, APIMachines, APIMachineActions)

@@ -324,5 +324,5 @@ func writeJSON(w http.ResponseWriter, status int, contentType string, v any) {
 	}
 	w.Header().Set("Content-Type", contentType)
 	w.WriteHeader(status)
-	w.Write(b)
+	_, _ = w.Write(b) // the client went away: nothing to do
 }

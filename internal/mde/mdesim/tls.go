@@ -39,14 +39,14 @@ func (s *Server) start(ln net.Listener, cert *tls.Certificate) string {
 	defer s.mu.Unlock()
 	if s.httpSrv != nil {
 		if ln != nil {
-			ln.Close()
+			_ = ln.Close() // already serving: the offered listener is not needed
 		}
 		return s.httpSrv.URL
 	}
 	srv := httptest.NewUnstartedServer(s.Handler())
 	srv.Config.ErrorLog = log.New(handshakeNoiseFilter{os.Stderr}, "", log.LstdFlags)
 	if ln != nil {
-		srv.Listener.Close()
+		_ = srv.Listener.Close() // replaced by the caller's listener
 		srv.Listener = ln
 	}
 	if cert != nil {
