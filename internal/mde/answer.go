@@ -35,7 +35,7 @@ const (
 var classNames = [...]string{"success", "already_pending", "retry", "throttled", "not_found", "final"}
 
 func (c Class) String() string {
-	if int(c) < len(classNames) {
+	if c >= 0 && int(c) < len(classNames) {
 		return classNames[c]
 	}
 	return "class(" + strconv.Itoa(int(c)) + ")"
@@ -134,8 +134,9 @@ func Classify(status int, header http.Header, body []byte) *Answer {
 const MinRetryAfter = 10 * time.Second
 
 func retryAfter(v string) time.Duration {
-	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && !math.IsInf(secs, 0) {
-		return min(time.Duration(secs*float64(time.Second)), time.Hour)
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && !math.IsNaN(secs) && !math.IsInf(secs, 0) {
+		// Capped before converting: a huge value would overflow Duration.
+		return max(time.Duration(min(secs, time.Hour.Seconds())*float64(time.Second)), time.Second)
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := time.Until(t); d > 0 {

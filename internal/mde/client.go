@@ -104,6 +104,10 @@ func odataString(v string) string { return "'" + strings.ReplaceAll(v, "'", "''"
 // do sends one request. Its error is a *TokenError when nothing was sent,
 // and wraps ErrTransport when the request may have reached the server.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) (*Answer, error) {
+	// The timeout covers getting the token too: a login host that hangs
+	// must not hold the call longer than an API host that hangs.
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
 	if err != nil {
 		return nil, err
@@ -113,8 +117,6 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		// Spaces as %20: the API's OData parser does not read '+' as a space.
 		u += "?" + strings.ReplaceAll(q.Encode(), "+", "%20")
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -222,6 +224,9 @@ func ParseMachine(body []byte) (Machine, error) {
 	var m Machine
 	if err := json.Unmarshal(body, &m); err != nil {
 		return Machine{}, fmt.Errorf("read machine: %w", err)
+	}
+	if m.ID == "" {
+		return Machine{}, errors.New("read machine: no id")
 	}
 	return m, nil
 }

@@ -194,6 +194,18 @@ func TestClientRequests(t *testing.T) {
 			},
 		},
 		{
+			name:   "get machine",
+			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetMachine(ctx, testMachineID) },
+			method: http.MethodGet,
+			path:   "/api/machines/" + testMachineID,
+		},
+		{
+			name:   "get machine id cannot change the path",
+			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetMachine(ctx, "x/offboard") },
+			method: http.MethodGet,
+			path:   "/api/machines/x%2Foffboard",
+		},
+		{
 			name:   "get action",
 			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetAction(ctx, testActionID) },
 			method: http.MethodGet,
@@ -484,7 +496,11 @@ func TestClientTransportErrors(t *testing.T) {
 			if tt.closed {
 				f.srv.Close()
 			}
-			ctx, cancel := context.WithCancel(context.Background())
+			// The outer deadline only keeps a regression from hanging the
+			// test; the client's own Timeout must end the call first.
+			outer, cancelOuter := context.WithTimeout(context.Background(), time.Minute)
+			defer cancelOuter()
+			ctx, cancel := context.WithCancel(outer)
 			defer cancel()
 			if tt.cancelOnArrival {
 				go func() {
@@ -502,6 +518,9 @@ func TestClientTransportErrors(t *testing.T) {
 			}
 			if a != nil {
 				t.Errorf("answer = %+v, want nil with an error", a)
+			}
+			if outer.Err() != nil {
+				t.Fatalf("the call ended only with the test's own deadline: %v", err)
 			}
 			if !errors.Is(err, ErrTransport) {
 				t.Errorf("error %v does not wrap ErrTransport", err)
@@ -820,5 +839,25 @@ func TestParseMachines(t *testing.T) {
 	}
 	if m, err := ParseMachines([]byte(`{"value": []}`)); err != nil || len(m) != 0 {
 		t.Errorf("ParseMachines(empty list) = %+v, %v", m, err)
+	}
+}
+
+func TestParseMachine(t *testing.T) {
+	t.Parallel()
+	body := `{"@odata.context": "https://api.securitycenter.microsoft.com/api/$metadata#Machines/$entity",
+  "id": "` + testMachineID + `", "computerDnsName": "pc.contoso.local", "lastSeen": "2024-11-24T09:00:00.1234567Z",
+  "osPlatform": "Windows11", "healthStatus": "Active", "machineTags": []}`
+	got, err := ParseMachine([]byte(body))
+	if err != nil {
+		t.Fatalf("ParseMachine: %v", err)
+	}
+	want := Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local", LastSeen: "2024-11-24T09:00:00.1234567Z", OSPlatform: "Windows11", HealthStatus: "Active"}
+	if got != want {
+		t.Errorf("ParseMachine = %+v, want %+v", got, want)
+	}
+	for _, bad := range []string{`<html></html>`, `[]`, ``} {
+		if m, err := ParseMachine([]byte(bad)); err == nil {
+			t.Errorf("ParseMachine(%q) = %+v, want an error", bad, m)
+		}
 	}
 }

@@ -91,7 +91,7 @@ func checkEndpoint(raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not a URL", raw)
 	}
-	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials, query or fragment", raw)
 	}
 	switch u.Scheme {
@@ -107,7 +107,7 @@ func checkEndpoint(raw string) (string, error) {
 }
 
 func isLoopback(host string) bool {
-	if host == "localhost" {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)

@@ -220,7 +220,9 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	c.mu.Unlock()
 	if changed {
 		if err := c.refresh(); err != nil {
-			return azcore.AccessToken{}, &TokenError{Final: true, err: err}
+			// Not final: a file being rewritten can read empty for a moment;
+			// the next attempt reads it again.
+			return azcore.AccessToken{}, &TokenError{err: err}
 		}
 	}
 	c.mu.Lock()
