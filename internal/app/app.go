@@ -196,8 +196,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	if !a.opts.NoSetup {
-		if err := queue.Ensure(ctx, a.js, a.opts.Queue); err != nil {
+		removed, err := queue.Ensure(ctx, a.js, a.opts.Queue)
+		if err != nil {
 			return fmt.Errorf("prepare streams: %w", err)
+		}
+		for _, name := range removed {
+			a.log.Warn("removed the consumer of a tenant no longer configured; its requests are answered unknown_tenant",
+				zap.String("consumer", name))
 		}
 	}
 	ledger, err := queue.NewLedger(ctx, a.js)

@@ -6,14 +6,17 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -36,7 +39,11 @@ func (e *env) one(c *collector, subject string, body map[string]any) worker.Resu
 func (c *collector) snapshot() map[string][]worker.Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.byKey
+	out := make(map[string][]worker.Result, len(c.byKey))
+	for k, v := range c.byKey {
+		out[k] = append([]worker.Result(nil), v...)
+	}
+	return out
 }
 
 func (e *env) offboardCalls(tenantID, machineID string) int {
@@ -165,9 +172,13 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
 	m := tt.machines[0]
-	// The call the dead worker sent.
+	// The call the dead worker sent, with the comment it would send.
 	a := e.app.tenants[0]
-	ans, err := a.Client.Offboard(t.Context(), m.ID, "sent before the crash")
+	comment, err := a.Config.RenderComment(config.CommentData{RequestID: "crash-1", Tenant: "contoso", MachineID: m.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ans, err := a.Client.Offboard(t.Context(), m.ID, comment)
 	if err != nil || ans.Class != mde.Success {
 		t.Fatalf("offboard: %v %+v", err, ans)
 	}
@@ -190,6 +201,27 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 	}
 	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
 		t.Errorf("%d offboard calls, want only the one before the crash", n)
+	}
+}
+
+// TestLostAnswerMakesNoSecondAction: the offboard call creates the action
+// but its answer is lost (504), and the device comes online at once, so a
+// second call would create a second action. The worker must find the first.
+func TestLostAnswerMakesNoSecondAction(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{ActionCompleteAfter: time.Millisecond}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "lost-1", "machineId": tt.machines[0].ID})
+	actions := e.sim.Actions(tt.tenantID)
+	if len(actions) != 1 {
+		t.Fatalf("%d actions after a lost answer, want 1", len(actions))
+	}
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	if r.Outcome != worker.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("result %+v, want created with the action of the lost answer", r)
 	}
 }
 
@@ -342,5 +374,51 @@ func TestReadyAndStop(t *testing.T) {
 	}
 	if _, err := http.Get("http://" + e.app.HTTPAddr() + "/healthz"); err == nil {
 		t.Error("HTTP server still answers after Stop")
+	}
+}
+
+// TestBadCopyCannotClobber: a malformed message that reuses a valid
+// request's id gets its own answer and leaves the valid request's result
+// and ledger entry alone; a publisher's Nats-Expected-Stream header does
+// not stop its dead letter from being stored.
+func TestBadCopyCannotClobber(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	m := e.tenants["contoso"].machines[0]
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "x-1", "machineId": m.ID}, "x-1")
+	bad := nats.NewMsg("mde.offboard.request.contoso")
+	bad.Data = []byte(`{"requestId": "x-1", "machineId": "not-a-device"}`)
+	bad.Header.Set(jetstream.ExpectedStreamHeader, queue.StreamRequests)
+	if _, err := e.js.PublishMsg(t.Context(), bad); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "two results for x-1", func() bool { return len(c.snapshot()["contoso/x-1"]) == 2 })
+	var outcomes []string
+	for _, r := range c.wait(t, 1, time.Second)["contoso/x-1"] {
+		outcomes = append(outcomes, r.Outcome)
+	}
+	if !slices.Contains(outcomes, worker.OutcomeCreated) || !slices.Contains(outcomes, worker.OutcomeFailed) {
+		t.Errorf("outcomes %v, want one created and one failed", outcomes)
+	}
+	l, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := l.Get(t.Context(), "contoso", "x-1")
+	if err != nil || entry == nil || !strings.Contains(string(entry.Result), `"outcome":"created"`) {
+		t.Errorf("ledger entry of x-1: %+v, %v; want the created result", entry, err)
+	}
+	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
+	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamDead, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if dead.Headers().Get(queue.HeaderOriginalPrefix+jetstream.ExpectedStreamHeader) != queue.StreamRequests {
+		t.Errorf("dead letter headers %v: the original Nats-Expected-Stream is not kept", dead.Headers())
 	}
 }

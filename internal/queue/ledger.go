@@ -97,16 +97,11 @@ func isWrongLastSequence(err error) bool {
 	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
 }
 
-// Done records a request's result, whatever was there before.
-func (l *Ledger) Done(ctx context.Context, tenant, requestID string, seq uint64, result []byte) error {
-	data, err := json.Marshal(&Entry{State: StateDone, Seq: seq, Result: result})
-	if err != nil {
-		return err
-	}
-	if _, err := l.kv.Put(ctx, ledgerKey(tenant, requestID), data); err != nil {
-		return fmt.Errorf("ledger put: %w", err)
-	}
-	return nil
+// Finish records a request's result over prev, the entry as the caller
+// last read or wrote it (nil: none). ErrConflict means another worker
+// changed it meanwhile.
+func (l *Ledger) Finish(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte) error {
+	return l.Put(ctx, tenant, requestID, prev, &Entry{State: StateDone, Seq: seq, Result: result})
 }
 
 func trackKey(tenant, actionID string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -14,6 +15,9 @@ const (
 	HeaderErrorCode    = "Mde-Error-Code"
 	HeaderErrorMessage = "Mde-Error-Message"
 	HeaderRequestSeq   = "Mde-Request-Seq"
+	// HeaderOriginalPrefix keeps a request's Nats-* headers (but
+	// Nats-Msg-Id) in its dead letter.
+	HeaderOriginalPrefix = "Mde-Original-"
 )
 
 // ResultMsgID is the Nats-Msg-Id of a request's result, so that a result
@@ -48,6 +52,17 @@ func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, or
 	for k, vs := range orig.Headers() {
 		for _, v := range vs {
 			m.Header.Add(k, v)
+		}
+	}
+	for k := range m.Header {
+		// Headers the server acts on (Nats-Expected-Stream, Nats-Rollup,
+		// Nats-TTL, ...) would make the copy fail or misbehave in the
+		// dead-letter stream: they are kept under Mde-Original-<name>.
+		if strings.HasPrefix(k, "Nats-") && k != jetstream.MsgIDHeader {
+			for _, v := range m.Header[k] {
+				m.Header.Add(HeaderOriginalPrefix+k, v)
+			}
+			m.Header.Del(k)
 		}
 	}
 	m.Header.Set(HeaderErrorCode, code)

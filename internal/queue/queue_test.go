@@ -46,9 +46,20 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		t.Fatal("Check passed before anything was created")
 	}
 	for range 2 {
-		if err := Ensure(t.Context(), js, s); err != nil {
+		if _, err := Ensure(t.Context(), js, s); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A tenant dropped from the configuration loses its consumers.
+	removed, err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso"}})
+	if err != nil || len(removed) != 2 || removed[0] != "tenant-fabrikam" && removed[1] != "tenant-fabrikam" {
+		t.Fatalf("Ensure without fabrikam removed %v, %v", removed, err)
+	}
+	if _, err := js.Consumer(t.Context(), StreamRequests, "tenant-fabrikam-bulk"); err == nil {
+		t.Fatal("fabrikam's bulk consumer is still there")
+	}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
 	}
 	if err := Check(t.Context(), js, s); err != nil {
 		t.Fatal(err)
@@ -63,7 +74,7 @@ func TestSourceServesNormalBeforeBulk(t *testing.T) {
 	t.Parallel()
 	nc, js := connect(t)
 	s := Settings{Tenants: []string{"contoso", "fabrikam"}}
-	if err := Ensure(t.Context(), js, s); err != nil {
+	if _, err := Ensure(t.Context(), js, s); err != nil {
 		t.Fatal(err)
 	}
 	subj := s.WithDefaults().Subjects
@@ -133,7 +144,7 @@ func TestSourceServesNormalBeforeBulk(t *testing.T) {
 func TestLedger(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	if err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso"}}); err != nil {
+	if _, err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}
 	l, err := NewLedger(t.Context(), js)
@@ -161,7 +172,11 @@ func TestLedger(t *testing.T) {
 	if err := l.Put(ctx, "contoso", "id:1", got, &Entry{State: StateCalling, Seq: 4}); !errors.Is(err, ErrConflict) {
 		t.Fatalf("update at a stale revision = %v, want ErrConflict", err)
 	}
-	if err := l.Done(ctx, "contoso", "id:1", 3, []byte(`{"outcome":"created"}`)); err != nil {
+	cur, _ := l.Get(ctx, "contoso", "id:1")
+	if err := l.Finish(ctx, "contoso", "id:1", got, 3, []byte(`{"outcome":"failed"}`)); !errors.Is(err, ErrConflict) {
+		t.Fatalf("finish over a stale entry = %v, want ErrConflict", err)
+	}
+	if err := l.Finish(ctx, "contoso", "id:1", cur, 3, []byte(`{"outcome":"created"}`)); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := l.Get(ctx, "contoso", "id:1"); got.State != StateDone || string(got.Result) != `{"outcome":"created"}` {

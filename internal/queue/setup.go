@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -138,8 +139,14 @@ func (s Settings) Ledger() jetstream.KeyValueConfig {
 }
 
 // Ensure creates or updates the streams, consumers and ledger. It is
-// idempotent and safe to run from several replicas at once.
-func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
+// idempotent and safe to run from several replicas with the same tenants.
+//
+// It also removes the consumers of tenants no longer configured and
+// returns their names: such a consumer would keep its tenant's requests in
+// the stream after the unrouted consumer answered them unknown_tenant, and
+// a tenant configured again later would offboard devices whose requests
+// were already answered.
+func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (removed []string, err error) {
 	var errs []error
 	for _, cfg := range s.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -147,9 +154,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
+	want := map[string]bool{}
 	for _, cfg := range s.Consumers() {
+		want[cfg.Durable] = true
 		if _, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, cfg); err != nil {
 			errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
 		}
@@ -157,7 +166,28 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	if _, err := js.CreateOrUpdateKeyValue(ctx, s.Ledger()); err != nil {
 		errs = append(errs, fmt.Errorf("ledger %s: %w", BucketLedger, err))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	stream, err := js.Stream(ctx, StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamRequests, err)
+	}
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		if strings.HasPrefix(name, "tenant-") && !want[name] {
+			removed = append(removed, name)
+		}
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers: %w", err)
+	}
+	for _, name := range removed {
+		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return removed, fmt.Errorf("remove consumer %s: %w", name, err)
+		}
+	}
+	return removed, nil
 }
 
 // Check reports whether every stream, consumer and the ledger the worker

@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -33,6 +35,12 @@ type job struct {
 	received time.Time
 	attempts int
 	log      *zap.Logger
+	// checked is set once the request passed its checks: from then on its
+	// id is used in the ledger and in the result's message id.
+	checked bool
+	// entry is the request id's ledger entry as this job last read or
+	// wrote it (nil: none); the result is written over it.
+	entry *queue.Entry
 }
 
 // handle works one request to its result. permit is an offboard permit,
@@ -48,6 +56,14 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 		j.seq = meta.Sequence.Stream
 	}
 	j.log = t.log.With(zap.Uint64("request_seq", j.seq))
+	// A redelivery of a request this process is still working on (its ack
+	// wait ran out) is left to the first delivery, which will ack it.
+	if _, busy := t.working.LoadOrStore(j.seq, true); busy {
+		j.log.Debug("redelivery of a request under way: left to the first delivery")
+		return
+	}
+	defer t.working.Delete(j.seq)
+	defer w.keepAlive(j)()
 	defer func() {
 		if r := recover(); r != nil {
 			j.log.Error("request handling panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
@@ -62,11 +78,13 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 		w.finish(ctx, j, j.failed(mde.CodeInvalidRequest, err.Error(), nil))
 		return
 	}
+	j.checked = true
 	entry, err := w.opts.Ledger.Get(ctx, t.name, req.RequestID)
 	if err != nil {
 		w.leave(j, err)
 		return
 	}
+	j.entry = entry
 	if entry != nil && entry.State == queue.StateDone {
 		w.replay(ctx, j, entry)
 		return
@@ -77,12 +95,37 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 		w.leave(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq))
 		return
 	}
-	res, err := w.process(ctx, j, entry, permit)
+	res, err := w.process(ctx, j, permit)
 	if err != nil {
 		w.leave(j, err)
 		return
 	}
 	w.finish(ctx, j, res)
+}
+
+// keepAlive tells JetStream, every third of the ack wait, that the request
+// is still being worked on (waiting for quota, a backoff, another request
+// for the same device), so it is not redelivered meanwhile. The returned
+// func stops it.
+func (w *Worker) keepAlive(j *job) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Real time: this paces messages to the server, not logic.
+		tick := time.NewTicker(w.opts.Settings.AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if err := j.msg.InProgress(); err != nil {
+					j.log.Warn("extend ack wait", zap.Error(err))
+				}
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
 }
 
 // leave puts a request back for redelivery after a short delay: the queue
@@ -128,7 +171,7 @@ func (j *job) withAction(outcome string, a mde.Action) *Result {
 
 // process resolves the device and offboards it. An error means the request
 // must be left for redelivery; every other end is a result.
-func (w *Worker) process(ctx context.Context, j *job, entry *queue.Entry, permit *limiter.Permit) (*Result, error) {
+func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*Result, error) {
 	t := j.t
 	if j.req.MachineID == "" {
 		id, res, err := w.resolve(ctx, j)
@@ -152,31 +195,38 @@ func (w *Worker) process(ctx context.Context, j *job, entry *queue.Entry, permit
 		}
 	}
 
-	unlock, err := t.devices.lock(ctx, j.req.MachineID)
-	if err != nil {
-		return nil, err
+	unlock, ok := t.devices.tryLock(j.req.MachineID)
+	if !ok {
+		// Another request for this device is under way: give the permit
+		// back while waiting, so other devices are not held up.
+		permit.Release()
+		permit = nil
+		var err error
+		if unlock, err = t.devices.lock(ctx, j.req.MachineID); err != nil {
+			return nil, err
+		}
 	}
 	defer unlock()
 
 	// A call for this id may have been sent before a crash: look for the
 	// action it created before sending another.
-	if entry != nil && entry.State == queue.StateCalling && entry.MachineID == j.req.MachineID {
-		a, found, res, err := w.findOwnAction(ctx, j, entry.Started)
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
+		res, err := w.findOwnAction(ctx, j, e.Started, comment)
 		if err != nil || res != nil {
 			return res, err
 		}
-		if found {
-			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
-			return j.withAction(OutcomeCreated, a), nil
-		}
 	}
 	next := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
-	if err := w.opts.Ledger.Put(ctx, t.name, j.req.RequestID, entry, next); err != nil {
+	if err := w.opts.Ledger.Put(ctx, t.name, j.req.RequestID, j.entry, next); err != nil {
 		return nil, err
 	}
+	j.entry = next
 
 	a, res, err := w.call(ctx, j, mde.APIOffboard, permit, func(ctx context.Context) (*mde.Answer, error) {
 		return t.Client.Offboard(ctx, j.req.MachineID, comment)
+	}, func(ctx context.Context) (*Result, error) {
+		// The failed attempt may have created the action all the same.
+		return w.findOwnAction(ctx, j, next.Started, comment)
 	})
 	if err != nil || res != nil {
 		return res, err
@@ -208,7 +258,7 @@ func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
 	}
 	a, res, err := w.call(ctx, j, mde.APIMachines, nil, func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.GetMachine(ctx, j.req.MachineID)
-	})
+	}, nil)
 	if err != nil || res != nil {
 		return res, err
 	}
@@ -228,16 +278,23 @@ func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
 func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
 	a, res, err := w.call(ctx, j, mde.APIMachines, nil, func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.FindMachinesByName(ctx, j.req.ComputerDNSName)
-	})
+	}, nil)
 	if err != nil || res != nil {
 		return "", res, err
 	}
 	if a.Class != mde.Success {
 		return "", j.failed(a.FailureCode, a.Error(), a), nil
 	}
-	machines, err := mde.ParseMachines(a.Body)
+	all, err := mde.ParseMachines(a.Body)
 	if err != nil {
 		return "", j.failed(mde.CodeAPIError, err.Error(), a), nil
+	}
+	// Only exact matches count, whatever the API's filter let through.
+	var machines []mde.Machine
+	for _, m := range all {
+		if strings.EqualFold(strings.TrimSuffix(m.ComputerDNSName, "."), strings.TrimSuffix(j.req.ComputerDNSName, ".")) {
+			machines = append(machines, m)
+		}
 	}
 	switch len(machines) {
 	case 0:
@@ -246,7 +303,7 @@ func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
 		if !machineIDForm.MatchString(machines[0].ID) {
 			return "", j.failed(mde.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
 		}
-		return machines[0].ID, nil, nil
+		return strings.ToLower(machines[0].ID), nil, nil
 	}
 	r := j.failed(mde.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), quote(j.req.ComputerDNSName)), nil)
 	for _, m := range machines {
@@ -270,26 +327,29 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer
 	return j.failed(mde.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
 }
 
-// findOwnAction looks for an Offboard action created since a call of this
-// request may have been sent.
-func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time) (mde.Action, bool, *Result, error) {
+// findOwnAction looks for the Offboard action a call of this request may
+// have created since it was sent (after a crash, or an attempt whose answer
+// was lost): one with our comment, created since then. Found, it is the
+// request's result; not found (nil, nil), a call may be sent.
+func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*Result, error) {
 	actions, res, err := w.offboardActions(ctx, j)
 	if err != nil || res != nil {
-		return mde.Action{}, false, res, err
+		return res, err
 	}
 	for _, a := range actions {
-		if !a.Created().Before(since.Add(-clockSkew)) {
-			return a, true, nil, nil
+		if a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
+			return j.withAction(OutcomeCreated, a), nil
 		}
 	}
-	return mde.Action{}, false, nil, nil
+	return nil, nil
 }
 
 // offboardActions lists the device's Offboard actions, newest first.
 func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Result, error) {
 	a, res, err := w.call(ctx, j, mde.APIMachineActions, nil, func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.OffboardActions(ctx, j.req.MachineID)
-	})
+	}, nil)
 	if err != nil || res != nil {
 		return nil, res, err
 	}
@@ -313,14 +373,23 @@ func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Re
 // answer's class says. It returns the last answer when it is success,
 // already-pending or final; a failed result when retries ran out; an error
 // when the request must be left for redelivery.
+//
+// recheck, if given, runs before a call is repeated after an attempt whose
+// effect is unknown (no answer, a timeout, a 5xx): a result from it ends
+// the call, so a lost answer never leads to a second action.
 func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.Permit,
-	do func(context.Context) (*mde.Answer, error),
+	do func(context.Context) (*mde.Answer, error), recheck func(context.Context) (*Result, error),
 ) (*mde.Answer, *Result, error) {
 	t := j.t
 	lim := t.limits.API(api)
 	var retries, notFound, throttles int
 	refreshed := false
 	for {
+		if permit != nil && t.limits.PausedUntil().After(w.clock.Now()) {
+			// Taken before a 429 paused the tenant: wait for the pause.
+			permit.Release()
+			permit = nil
+		}
 		if permit == nil {
 			var err error
 			if permit, err = w.acquire(ctx, j, api, lim); err != nil {
@@ -331,14 +400,10 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			j.attempts++
 		}
 		start := w.clock.Now()
-		a, err := do(ctx)
-		var tokErr *mde.TokenError
-		if errors.As(err, &tokErr) {
-			permit.Release() // nothing was sent
-		} else {
-			permit.CompleteNow()
-		}
+		a, err := send(ctx, permit, do)
 		permit = nil
+		var tokErr *mde.TokenError
+		errors.As(err, &tokErr)
 		status := "error"
 		if a != nil {
 			status = strconv.Itoa(a.Status)
@@ -403,41 +468,44 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			return nil, j.failed(mde.CodeAPIError, msg, a), nil
 		}
 		w.m.Retries.WithLabelValues(t.name, api, reason).Inc()
-		if err := w.backoff(ctx, j, retries); err != nil {
+		if err := w.backoff(ctx, retries); err != nil {
 			return nil, nil, err
+		}
+		if recheck != nil && (reason == "network" || reason == "server_error") {
+			if res, err := recheck(ctx); err != nil || res != nil {
+				return nil, res, err
+			}
 		}
 	}
 }
 
-// acquire waits for quota, telling JetStream the request is still being
-// worked on so that it is not redelivered meanwhile.
+// send makes one call and places it in the windows: completed when it may
+// have reached the server, released when it surely did not (no token). A
+// panic in do still gives the permit back, so the quota never shrinks.
+func send(ctx context.Context, permit *limiter.Permit, do func(context.Context) (*mde.Answer, error)) (a *mde.Answer, err error) {
+	defer func() {
+		var tokErr *mde.TokenError
+		if errors.As(err, &tokErr) {
+			permit.Release() // nothing was sent
+		} else {
+			permit.CompleteNow() // also when do panicked
+		}
+	}()
+	return do(ctx)
+}
+
+// acquire waits for quota.
 func (w *Worker) acquire(ctx context.Context, j *job, api string, lim *limiter.Limiter) (*limiter.Permit, error) {
 	start := w.clock.Now()
 	defer func() { w.m.LimiterWait.WithLabelValues(j.t.name, api).Observe(w.clock.Since(start).Seconds()) }()
-	for {
-		actx, cancel := context.WithTimeout(ctx, w.opts.Settings.AckWait/3)
-		p, err := lim.Acquire(actx)
-		cancel()
-		if err == nil {
-			return p, nil
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if err := j.msg.InProgress(); err != nil {
-			j.log.Warn("extend ack wait", zap.Error(err))
-		}
-	}
+	return lim.Acquire(ctx)
 }
 
 // backoff waits before retry n: capped exponential with full jitter.
-func (w *Worker) backoff(ctx context.Context, j *job, n int) error {
+func (w *Worker) backoff(ctx context.Context, n int) error {
 	d := w.retry.Base << min(n-1, 20)
 	d = min(d, w.retry.Max)
 	d = d/2 + rand.N(d/2+1)
-	if err := j.msg.InProgress(); err != nil {
-		j.log.Warn("extend ack wait", zap.Error(err))
-	}
 	return sleepCtx(ctx, w.clock, d)
 }
 
@@ -456,13 +524,17 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 	// worse than a stop a moment late.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if res.RequestID != "" {
-		if err := w.opts.Ledger.Done(pctx, j.t.name, res.RequestID, j.seq, data); err != nil {
+	msgID := queue.ResultMsgID(j.t.name, "", j.seq)
+	if j.checked {
+		// Written over the entry this job holds: if another worker changed
+		// it meanwhile, that one owns the request id.
+		if err := w.opts.Ledger.Finish(pctx, j.t.name, res.RequestID, j.entry, j.seq, data); err != nil {
 			w.leave(j, err)
 			return
 		}
+		msgID = queue.ResultMsgID(j.t.name, res.RequestID, j.seq)
 	}
-	if err := w.publish(pctx, j.t.name, j.msg, j.seq, res, data); err != nil {
+	if err := w.publish(pctx, j.t.name, j.msg, msgID, j.seq, res, data); err != nil {
 		w.leave(j, err)
 		return
 	}
@@ -489,7 +561,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := w.publish(pctx, j.t.name, j.msg, e.Seq, &res, e.Result); err != nil {
+	if err := w.publish(pctx, j.t.name, j.msg, queue.ResultMsgID(j.t.name, res.RequestID, e.Seq), e.Seq, &res, e.Result); err != nil {
 		w.leave(j, err)
 		return
 	}
@@ -498,9 +570,9 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 }
 
 // publish stores the result, and a dead letter if it failed.
-func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, seq uint64, res *Result, data []byte) error {
+func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *Result, data []byte) error {
 	s := w.opts.Settings.Subjects
-	if err := queue.PublishResult(ctx, w.opts.JS, s.Result(tenant), queue.ResultMsgID(tenant, res.RequestID, seq), data); err != nil {
+	if err := queue.PublishResult(ctx, w.opts.JS, s.Result(tenant), msgID, data); err != nil {
 		return err
 	}
 	code := ""

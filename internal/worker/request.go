@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,6 +36,41 @@ var (
 
 const maxLabel = 256 // requestedBy, source
 
+var fieldNames = []string{"requestId", "machineId", "computerDnsName", "comment", "tenant", "requestedBy", "source", "dryRun"}
+
+// checkMembers refuses what encoding/json would read differently from a
+// case-sensitive reader (an approval step, an audit): a member that repeats,
+// or one that differs from a field name only in case ({"DryRun": false}
+// next to {"dryRun": true}). Other unknown members are ignored.
+func checkMembers(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return errors.New("request is not a JSON object of the documented form")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("member %s appears twice", quote(key))
+		}
+		seen[key] = true
+		for _, f := range fieldNames {
+			if key != f && strings.EqualFold(key, f) {
+				return fmt.Errorf("member %s: field names are case-sensitive, write %q", quote(key), f)
+			}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
+		}
+	}
+	return nil
+}
+
 // parseRequest reads and checks a request. The error message is meant for
 // the publisher: it says which field is wrong and why, and never echoes
 // more than a short, printable part of the input.
@@ -45,6 +81,13 @@ func parseRequest(data []byte, subjectTenant string) (Request, error) {
 	}
 	if !utf8.Valid(data) {
 		return r, fmt.Errorf("request is not UTF-8")
+	}
+	if err := checkMembers(data); err != nil {
+		json.Unmarshal(data, &r) //nolint:errcheck // only to keep the id for the answer
+		if !requestIDForm.MatchString(r.RequestID) {
+			r.RequestID = ""
+		}
+		return r, err
 	}
 	if err := json.Unmarshal(data, &r); err != nil {
 		if !requestIDForm.MatchString(r.RequestID) {

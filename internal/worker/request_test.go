@@ -37,6 +37,9 @@ func TestParseRequest(t *testing.T) {
 		{name: "control in comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"a\u0000b"}`, wantErr: "control", wantID: "r1"},
 		{name: "long source", body: `{"requestId":"r1","machineId":"` + id + `","source":"` + strings.Repeat("s", 257) + `"}`, wantErr: "source must be", wantID: "r1"},
 		{name: "not UTF-8", body: "{\"requestId\":\"r1\",\"comment\":\"\xff\"}", wantErr: "not UTF-8"},
+		{name: "duplicate member", body: `{"requestId":"r1","dryRun":true,"dryRun":false,"machineId":"` + id + `"}`, wantErr: "appears twice", wantID: "r1"},
+		{name: "member in other case", body: `{"requestId":"r1","dryRun":true,"DryRun":false,"machineId":"` + id + `"}`, wantErr: "case-sensitive", wantID: "r1"},
+		{name: "id in other case", body: `{"requestId":"r1","MachineId":"` + id + `"}`, wantErr: "case-sensitive", wantID: "r1"},
 		{name: "oversize", body: `{"requestId":"r1","comment":"` + strings.Repeat("x", 70<<10) + `"}`, wantErr: "more than 65536"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,6 +43,7 @@ type tracked struct {
 	Since     time.Time     `json:"since"`
 	Next      time.Time     `json:"next"`
 	Interval  time.Duration `json:"interval"`
+	Misses    int           `json:"misses,omitempty"` // 401s and 404s in a row
 }
 
 type trackQueue []*tracked
@@ -204,6 +205,18 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 		st.Next = now.Add(a.RetryAfter)
 		t.tracker.push(st)
 		return nil
+	case (a.Status == http.StatusNotFound || a.Status == http.StatusUnauthorized) && st.Misses < 3:
+		// A fresh action can read 404 for a moment, and a token can be
+		// revoked: look again later before giving up.
+		st.Misses++
+		if a.Status == http.StatusUnauthorized && t.Cred != nil {
+			if err := t.Cred.Invalidate(); err != nil {
+				t.log.Warn("get a new token", zap.Error(err))
+			}
+		}
+		st.Next = now.Add(st.Interval)
+		t.tracker.push(st)
+		return nil
 	case a.Status == http.StatusNotFound, a.Class == mde.Final:
 		// The action is gone or unreadable: stop following it.
 		t.log.Warn("tracked action unreadable: tracking stops", zap.String("action_id", st.ActionID), zap.String("answer", a.Error()))
@@ -217,6 +230,7 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 	if err != nil {
 		return err
 	}
+	st.Misses = 0
 	expired := now.Sub(st.Since) >= time.Duration(cfg.MaxAge)
 	final := !action.Unfinished() || expired
 	if action.Status != st.Status || final {

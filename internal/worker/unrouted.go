@@ -66,9 +66,14 @@ func (w *Worker) route(ctx context.Context, log *zap.Logger, msg jetstream.Msg) 
 	}
 	res.Tenant = token
 	res.CompletedAt = w.clock.Now().UTC()
+	// Finish what was started even when the worker is stopping.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
 	data, err := jsonMarshal(res)
 	if err == nil {
-		err = w.publish(ctx, j.t.name, msg, j.seq, res, data)
+		// No ledger here: the id of the answer is the request's place in
+		// the stream, so a tenant configured later keeps its own ids.
+		err = w.publish(ctx, j.t.name, msg, queue.ResultMsgID(j.t.name, "", j.seq), j.seq, res, data)
 	}
 	if err != nil {
 		log.Warn("answer unrouted request", zap.Error(err))

@@ -79,6 +79,7 @@ type tenantRun struct {
 	limits  *limiter.Tenant
 	source  *queue.Source
 	devices keyedMutex
+	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
 	log     *zap.Logger
 }
@@ -270,6 +271,35 @@ type keyedMutex struct {
 type keyedEntry struct {
 	ch   chan struct{}
 	refs int
+}
+
+// tryLock takes the device's lock if it is free.
+func (k *keyedMutex) tryLock(key string) (func(), bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.locks == nil {
+		k.locks = map[string]*keyedEntry{}
+	}
+	e := k.locks[key]
+	if e == nil {
+		e = &keyedEntry{ch: make(chan struct{}, 1)}
+		k.locks[key] = e
+	}
+	select {
+	case e.ch <- struct{}{}:
+	default:
+		return nil, false
+	}
+	e.refs++
+	return func() {
+		<-e.ch
+		k.mu.Lock()
+		e.refs--
+		if e.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}, true
 }
 
 func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {

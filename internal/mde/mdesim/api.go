@@ -325,7 +325,11 @@ func (s *Server) handleAPILocked(r *http.Request, rt route, found bool, body []b
 
 	switch rt.kind {
 	case routeOffboard:
-		return s.offboardLocked(r, tok, rt.id, body, bodyErr, now, call)
+		rep := s.offboardLocked(r, tok, rt.id, body, bodyErr, now, call)
+		if rep.status/100 == 2 && s.loseAnswerLocked(tn.id) {
+			return errorReply(http.StatusGatewayTimeout, "GatewayTimeout", "The gateway did not receive a response in time.")
+		}
+		return rep
 	case routeGetMachine:
 		return s.getMachineLocked(tn, rt.id, call)
 	case routeListMachines:

@@ -105,6 +105,10 @@ type Options struct {
 	// Spurious404Rate is the probability of a 404 ResourceNotFound for a
 	// machine that exists, on offboard and GET machine calls.
 	Spurious404Rate float64
+	// LostAnswerRate is the probability that an offboard call takes effect
+	// (the action is created) but its answer is lost: the client gets a 504
+	// GatewayTimeout, as behind a proxy that gave up waiting.
+	LostAnswerRate float64
 	// Rand is the source for fault injection; nil means a randomly seeded
 	// one. It is only used under the server's lock.
 	Rand *rand.Rand
@@ -182,6 +186,7 @@ type Server struct {
 	tokens        map[string]*accessToken
 	windows       map[windowKey][]time.Time // admitted call times, oldest first
 	injections    map[injectKey][]*injection
+	lostAnswers   map[string]int // by lower-case tenant id: offboards whose answer is lost
 	calls         []Call
 	tokenRequests map[string]int // by lower-case tenant id
 	httpSrv       *httptest.Server
@@ -469,6 +474,26 @@ func (s *Server) InjectStatus(tenantID, api string, status int, code, message st
 	s.injections[k] = append(s.injections[k], &injection{
 		status: status, code: code, message: message, retryAfter: retryAfter, remaining: n,
 	})
+}
+
+// LoseAnswers makes the next n offboard calls of a tenant take effect but
+// answer 504 GatewayTimeout, as if the answer was lost on the way back.
+func (s *Server) LoseAnswers(tenantID string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lostAnswers == nil {
+		s.lostAnswers = map[string]int{}
+	}
+	s.lostAnswers[strings.ToLower(tenantID)] = n
+}
+
+func (s *Server) loseAnswerLocked(tenantID string) bool {
+	k := strings.ToLower(tenantID)
+	if s.lostAnswers[k] > 0 {
+		s.lostAnswers[k]--
+		return true
+	}
+	return s.chanceLocked(s.opts.LostAnswerRate)
 }
 
 func (s *Server) nextInjectionLocked(tenantID, api string) *injection {
