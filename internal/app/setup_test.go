@@ -313,13 +313,7 @@ func (c *collector) wait(t *testing.T, n int, d time.Duration) map[string][]work
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	out := make(map[string][]worker.Result, len(c.byKey))
-	for k, v := range c.byKey {
-		out[k] = append([]worker.Result(nil), v...)
-	}
-	return out
+	return c.snapshot()
 }
 
 // streamMsgs reports how many messages a stream holds.

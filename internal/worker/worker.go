@@ -273,8 +273,9 @@ type keyedEntry struct {
 	refs int
 }
 
-// tryLock takes the device's lock if it is free.
-func (k *keyedMutex) tryLock(key string) (func(), bool) {
+// ref returns the key's entry, created if needed, counted as used until
+// the returned func is called.
+func (k *keyedMutex) ref(key string) (*keyedEntry, func()) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.locks == nil {
@@ -285,48 +286,36 @@ func (k *keyedMutex) tryLock(key string) (func(), bool) {
 		e = &keyedEntry{ch: make(chan struct{}, 1)}
 		k.locks[key] = e
 	}
-	select {
-	case e.ch <- struct{}{}:
-	default:
-		return nil, false
-	}
 	e.refs++
-	return func() {
-		<-e.ch
+	return e, func() {
 		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
+		defer k.mu.Unlock()
+		if e.refs--; e.refs == 0 {
 			delete(k.locks, key)
 		}
-		k.mu.Unlock()
-	}, true
+	}
 }
 
-func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
-	k.mu.Lock()
-	if k.locks == nil {
-		k.locks = map[string]*keyedEntry{}
-	}
-	e := k.locks[key]
-	if e == nil {
-		e = &keyedEntry{ch: make(chan struct{}, 1)}
-		k.locks[key] = e
-	}
-	e.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		e.refs--
-		if e.refs == 0 {
-			delete(k.locks, key)
-		}
-		k.mu.Unlock()
-	}
+// tryLock takes the device's lock if it is free.
+func (k *keyedMutex) tryLock(key string) (func(), bool) {
+	e, unref := k.ref(key)
 	select {
 	case e.ch <- struct{}{}:
-		return func() { <-e.ch; release() }, nil
+		return func() { <-e.ch; unref() }, true
+	default:
+		unref()
+		return nil, false
+	}
+}
+
+// lock waits for the device's lock.
+func (k *keyedMutex) lock(ctx context.Context, key string) (func(), error) {
+	e, unref := k.ref(key)
+	select {
+	case e.ch <- struct{}{}:
+		return func() { <-e.ch; unref() }, nil
 	case <-ctx.Done():
-		release()
+		unref()
 		return nil, ctx.Err()
 	}
 }
