@@ -72,6 +72,7 @@ type envConfig struct {
 	ackWait  time.Duration
 	extra    string   // YAML appended to every tenant entry
 	certs    []string // tenants that log in with a certificate instead of a secret
+	workload []string // tenants that log in with a workload identity token file
 }
 
 func newID() string {
@@ -105,7 +106,7 @@ func setup(t *testing.T, c envConfig) *env {
 	yaml.WriteString("tenants:\n")
 	for _, name := range c.tenants {
 		tt := &testTenant{name: name, tenantID: newGUID(), clientID: newGUID(), secret: "s3cr3t-" + newID()}
-		if !slices.Contains(c.certs, name) {
+		if !slices.Contains(c.certs, name) && !slices.Contains(c.workload, name) {
 			e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, ClientSecret: tt.secret})
 		}
 		for i := range c.machines {
@@ -115,12 +116,23 @@ func setup(t *testing.T, c envConfig) *env {
 			tt.machines = append(tt.machines, m)
 		}
 		credential := "clientSecretFile: " + filepath.Join(e.dir, name+".secret")
-		if slices.Contains(c.certs, name) {
+		switch {
+		case slices.Contains(c.certs, name):
 			cert, pemFile := newCertificate(t, e.dir, name)
 			e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, Certificate: cert})
 			credential = "certificateFile: " + pemFile
-		} else if err := os.WriteFile(filepath.Join(e.dir, name+".secret"), []byte(tt.secret+"\n"), 0o600); err != nil {
-			t.Fatal(err)
+		case slices.Contains(c.workload, name):
+			token := "eyJhbGciOiJSUzI1NiJ9.projected-" + newID() + ".sig" // what the kubelet projects
+			tokenFile := filepath.Join(e.dir, name+".token")
+			if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e.sim.AddTenant(mdesim.Tenant{TenantID: tt.tenantID, ClientID: tt.clientID, FederatedToken: token})
+			credential = "workloadIdentity: true\n    tokenFile: " + tokenFile
+		default:
+			if err := os.WriteFile(filepath.Join(e.dir, name+".secret"), []byte(tt.secret+"\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 		}
 		fmt.Fprintf(&yaml, `  - name: %s
     tenantId: %s

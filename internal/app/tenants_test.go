@@ -19,19 +19,20 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/worker"
 )
 
-// TestCertificateAndSecretSideBySide runs a tenant that logs in with a
-// certificate next to one that uses a client secret.
-func TestCertificateAndSecretSideBySide(t *testing.T) {
+// TestCredentialKindsSideBySide runs a tenant that logs in with a client
+// secret, one with a certificate and one with a workload identity token.
+func TestCredentialKindsSideBySide(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{machines: 3, certs: []string{"fabrikam"}})
+	e := setup(t, envConfig{machines: 3, tenants: []string{"contoso", "fabrikam", "northwind"},
+		certs: []string{"fabrikam"}, workload: []string{"northwind"}})
 	c := e.collect("mde.offboard.result.>")
-	for _, name := range []string{"contoso", "fabrikam"} {
+	for _, name := range []string{"contoso", "fabrikam", "northwind"} {
 		for i, m := range e.tenants[name].machines {
 			id := fmt.Sprintf("%s-%d", name, i)
 			e.publish("mde.offboard.request."+name, map[string]any{"requestId": id, "machineId": m.ID}, id)
 		}
 	}
-	for key, rs := range c.wait(t, 6, 20*time.Second) {
+	for key, rs := range c.wait(t, 9, 20*time.Second) {
 		if len(rs) != 1 || rs[0].Outcome != worker.OutcomeCreated {
 			t.Errorf("%s: %+v", key, rs)
 		}

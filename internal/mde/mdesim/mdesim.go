@@ -135,6 +135,11 @@ type Tenant struct {
 	// Roles are the app roles put in issued tokens. Nil means RoleOffboard
 	// and RoleReadAll; an empty non-nil slice means none.
 	Roles []string
+	// FederatedToken is a workload identity's token (as a Kubernetes
+	// service-account token projected for Entra ID): accepted, as it is, as
+	// a client assertion. Entra ID checks such a token against its issuer's
+	// keys; the simulator compares it.
+	FederatedToken string
 }
 
 // Machine is a device known to a tenant's MDE instance.
@@ -197,6 +202,7 @@ type tenant struct {
 	clientID    string
 	secrets     []string
 	cert        *x509.Certificate
+	federated   string
 	roles       []string
 	registered  bool
 	machines    map[string]*Machine       // by lower-case id
@@ -283,6 +289,7 @@ func (s *Server) AddTenant(t Tenant) {
 		tn.secrets = []string{t.ClientSecret}
 	}
 	tn.cert = t.Certificate
+	tn.federated = t.FederatedToken
 	if t.Roles == nil {
 		tn.roles = []string{RoleOffboard, RoleReadAll}
 	} else {
