@@ -3,7 +3,7 @@ GO        ?= go
 GOLANGCI  ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 BIN       := bin
 
-.PHONY: help build demo test bench lint clean
+.PHONY: help build demo test check-alerts bench lint clean
 
 help: ## List the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -14,9 +14,23 @@ build: ## Build the worker and the simulator into bin/
 demo: ## Run the whole job end to end: embedded NATS, simulator, worker, sample batch
 	$(GO) run ./cmd/demo
 
-test: ## go vet, then every test with the race detector
+test: ## go vet, every test with the race detector, then the alert rules
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory check-alerts
+
+check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, installs promtool)
+	@if ! command -v promtool >/dev/null 2>&1 && [ "$$CI" = true ] && [ "$$(id -u)" = 0 ]; then \
+		echo "installing promtool (Debian package prometheus)"; \
+		apt-get update -qq >/dev/null 2>&1; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || true; \
+	fi
+	@if command -v promtool >/dev/null 2>&1; then \
+		promtool check rules deploy/prometheus/alerts.yaml && \
+		promtool test rules deploy/prometheus/alerts_test.yaml; \
+	else \
+		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed (Debian: apt-get install prometheus) ***"; \
+	fi
 
 bench: ## Print the benchmark figures (drain efficiency, ...)
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/limiter/
