@@ -73,11 +73,25 @@ func (s Subjects) ParseRequest(subject string) (tenant string, p Priority, ok bo
 	return parts[0], "", false
 }
 
+// Prefixes of the consumer names of tenants' requests.
+const (
+	consumerNormal = "tenant-"
+	consumerBulk   = "bulk-"
+)
+
 // ConsumerName is the durable consumer of a tenant's requests of one
-// priority.
+// priority. The priority is a prefix, not a suffix: tenant names may hold
+// '-', and "tenant-a-bulk" could be tenant a's bulk consumer or tenant
+// a-bulk's normal one.
 func ConsumerName(tenant string, p Priority) string {
 	if p == Bulk {
-		return "tenant-" + tenant + "-bulk"
+		return consumerBulk + tenant
 	}
-	return "tenant-" + tenant
+	return consumerNormal + tenant
+}
+
+// isTenantConsumer reports whether a consumer name is one ConsumerName
+// makes.
+func isTenantConsumer(name string) bool {
+	return strings.HasPrefix(name, consumerNormal) || strings.HasPrefix(name, consumerBulk)
 }

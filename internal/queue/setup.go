@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -175,7 +174,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (removed []
 	}
 	names := stream.ConsumerNames(ctx)
 	for name := range names.Name() {
-		if strings.HasPrefix(name, "tenant-") && !want[name] {
+		if isTenantConsumer(name) && !want[name] {
 			removed = append(removed, name)
 		}
 	}
