@@ -30,7 +30,7 @@ func main() { os.Exit(run()) }
 type config struct {
 	listen, tenantID, clientID, secret, secretFile, limits, caOut string
 	machines                                                      int
-	failRate, spurious404Rate                                     float64
+	failRate, spurious404Rate, lostAnswerRate                     float64
 	latency, completeAfter, tokenLifetime                         time.Duration
 	duplicateReturnsExisting, verbose                             bool
 }
@@ -48,6 +48,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.caOut, "ca-out", "", "write the server certificate (PEM) to `file`")
 	fs.Float64Var(&c.failRate, "fail-rate", 0, "probability of a 500 on API calls")
 	fs.Float64Var(&c.spurious404Rate, "spurious-404-rate", 0, "probability of a 404 for an existing machine")
+	fs.Float64Var(&c.lostAnswerRate, "lost-answer-rate", 0, "probability that an offboard takes effect but answers 504")
 	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
@@ -120,6 +121,7 @@ func serve(ctx context.Context, c config) error {
 		Latency:                  c.latency,
 		FailRate:                 c.failRate,
 		Spurious404Rate:          c.spurious404Rate,
+		LostAnswerRate:           c.lostAnswerRate,
 	}
 	if c.verbose {
 		opts.OnCall = func(call mdesim.Call) {
