@@ -195,15 +195,18 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.js, err = jetstream.New(a.nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if !a.opts.NoSetup {
-		removed, err := queue.Ensure(ctx, a.js, a.opts.Queue)
-		if err != nil {
-			return fmt.Errorf("prepare streams: %w", err)
-		}
-		for _, name := range removed {
-			a.log.Warn("removed the consumer of a tenant no longer configured; its requests are answered unknown_tenant",
-				zap.String("consumer", name))
-		}
+	var stale []string
+	if a.opts.NoSetup {
+		stale, err = queue.Stale(ctx, a.js, a.opts.Queue)
+	} else {
+		stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
+	}
+	if err != nil {
+		return fmt.Errorf("prepare streams: %w", err)
+	}
+	for _, name := range stale {
+		a.log.Warn("consumer of a tenant no longer configured: its requests are answered unknown_tenant; remove it once empty",
+			zap.String("consumer", name))
 	}
 	ledger, err := queue.NewLedger(ctx, a.js)
 	if err != nil {
@@ -215,7 +218,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
-		Retry: a.opts.Retry, Poll: a.opts.Poll,
+		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale,
 	}, a.tenants)
 	if err != nil {
 		return err

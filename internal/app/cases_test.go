@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -188,8 +189,18 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The dead worker's entry names the request's own place in the stream:
+	// it is the same message, delivered again.
+	s, err := e.js.Stream(t.Context(), queue.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := ledger.Put(t.Context(), "contoso", "crash-1", nil, &queue.Entry{
-		State: queue.StateCalling, Seq: 999, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
+		State: queue.StateCalling, Seq: info.State.LastSeq + 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -222,6 +233,16 @@ func TestLostAnswerMakesNoSecondAction(t *testing.T) {
 	_ = json.Unmarshal(r.MachineAction, &got)
 	if r.Outcome != worker.OutcomeCreated || got.ID != actions[0].ID {
 		t.Errorf("result %+v, want created with the action of the lost answer", r)
+	}
+
+	// The same on the last attempt: five 503s, then the answer is lost.
+	m := mdesim.Machine{ID: newID(), ComputerDNSName: "late.contoso.local", OSPlatform: "Windows11"}
+	e.sim.AddMachine(tt.tenantID, m)
+	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusServiceUnavailable, "ServiceUnavailable", "busy", 5, 0)
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "lost-2", "machineId": m.ID})
+	if r.Outcome != worker.OutcomeCreated || r.Attempts != 6 {
+		t.Errorf("lost answer on the last attempt: %+v, want created after 6 attempts", r)
 	}
 }
 
@@ -420,5 +441,44 @@ func TestBadCopyCannotClobber(t *testing.T) {
 	}
 	if dead.Headers().Get(queue.HeaderOriginalPrefix+jetstream.ExpectedStreamHeader) != queue.StreamRequests {
 		t.Errorf("dead letter headers %v: the original Nats-Expected-Stream is not kept", dead.Headers())
+	}
+}
+
+// TestRemovedTenantIsAnsweredNotDropped: a tenant with requests waiting is
+// removed from the configuration. After the restart its requests are each
+// answered unknown_tenant once, and none is dropped unanswered.
+func TestRemovedTenantIsAnsweredNotDropped(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 5, tweak: func(f *config.File) {
+		// fabrikam may make one call an hour: four requests stay waiting.
+		f.Tenants[1].Resolved.Windows["offboard"] = []limiter.Window{{Count: 1, Length: time.Hour}}
+	}})
+	for i, m := range e.tenants["fabrikam"].machines {
+		id := fmt.Sprintf("f-%d", i)
+		e.publish("mde.offboard.request.fabrikam", map[string]any{"requestId": id, "machineId": m.ID}, id)
+	}
+	eventually(t, 10*time.Second, "one fabrikam result", func() bool {
+		return metricValue(t, e, "mde_offboard_results_total", map[string]string{"tenant": "fabrikam"}) == 1
+	})
+	e.stop()
+	e.opts.Tenants.Tenants = e.opts.Tenants.Tenants[:1] // contoso only
+	e.start()
+	c := e.collect("mde.offboard.result.fabrikam")
+	got := c.wait(t, 5, 20*time.Second)
+	unknown := 0
+	for key, rs := range got {
+		if len(rs) != 1 {
+			t.Errorf("%s: %d results", key, len(rs))
+		}
+		if rs[0].Error != nil && rs[0].Error.Code == mde.CodeUnknownTenant {
+			unknown++
+		}
+	}
+	if unknown != 4 {
+		t.Errorf("%d requests answered unknown_tenant, want the 4 that were waiting", unknown)
+	}
+	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
+	if n := len(e.sim.Actions(e.tenants["fabrikam"].tenantID)); n != 1 {
+		t.Errorf("fabrikam has %d actions, want the 1 made before the removal", n)
 	}
 }

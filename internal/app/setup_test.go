@@ -73,6 +73,7 @@ type envConfig struct {
 	extra    string   // YAML appended to every tenant entry
 	certs    []string // tenants that log in with a certificate instead of a secret
 	workload []string // tenants that log in with a workload identity token file
+	tweak    func(*config.File)
 }
 
 func newID() string {
@@ -149,6 +150,9 @@ func setup(t *testing.T, c envConfig) *env {
 	f, err := config.Parse([]byte(yaml.String()))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.tweak != nil {
+		c.tweak(f)
 	}
 	e.reg = prometheus.NewRegistry()
 	if c.logger == nil {

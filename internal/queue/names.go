@@ -89,9 +89,3 @@ func ConsumerName(tenant string, p Priority) string {
 	}
 	return consumerNormal + tenant
 }
-
-// isTenantConsumer reports whether a consumer name is one ConsumerName
-// makes.
-func isTenantConsumer(name string) bool {
-	return strings.HasPrefix(name, consumerNormal) || strings.HasPrefix(name, consumerBulk)
-}

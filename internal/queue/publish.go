@@ -23,12 +23,29 @@ const (
 // ResultMsgID is the Nats-Msg-Id of a request's result, so that a result
 // published again after a crash is dropped by the stream as a duplicate.
 // It holds the tenant because request ids are unique per tenant only: two
-// tenants' CMDBs may well both send "CHG0012345".
-func ResultMsgID(tenant, requestID string, seq uint64) string {
-	if requestID == "" {
-		return "result-seq-" + strconv.FormatUint(seq, 10)
-	}
-	return "result-" + tenant + "-" + requestID
+// tenants' CMDBs may well both send "CHG0012345". The ':' after the tenant
+// cannot occur in a tenant name, so tenant "contoso" with id "gov-1" and
+// tenant "contoso-gov" with id "1" stay apart.
+func ResultMsgID(tenant, requestID string) string {
+	return "result:" + tenant + ":" + requestID
+}
+
+// Seq identifies a request by its place in the request stream, for answers
+// that do not go through the ledger. The stream's creation time keeps the
+// ids of a re-created stream, whose sequences start again at 1, apart.
+type Seq struct {
+	Epoch int64 // creation time of the request stream, Unix nanoseconds
+	N     uint64
+}
+
+func (s Seq) String() string {
+	return strconv.FormatInt(s.Epoch, 36) + ":" + strconv.FormatUint(s.N, 10)
+}
+
+// SeqResultMsgID is the Nats-Msg-Id of a result published without the
+// ledger (a request that failed its checks, or of an unconfigured tenant).
+func SeqResultMsgID(tenant string, seq Seq) string {
+	return "result-seq:" + tenant + ":" + seq.String()
 }
 
 // PublishResult stores a result and waits for the stream's acknowledgement.
@@ -46,7 +63,7 @@ func PublishResult(ctx context.Context, js jetstream.JetStream, subject, msgID s
 // PublishDead stores a copy of a failed request: its body and headers as
 // they were published, plus the failure, so it can be inspected and
 // replayed.
-func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, orig jetstream.Msg, seq uint64, code, message string) error {
+func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, orig jetstream.Msg, seq Seq, code, message string) error {
 	m := nats.NewMsg(subject)
 	m.Data = orig.Data()
 	for k, vs := range orig.Headers() {
@@ -67,11 +84,11 @@ func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, or
 	}
 	m.Header.Set(HeaderErrorCode, code)
 	m.Header.Set(HeaderErrorMessage, message)
-	m.Header.Set(HeaderRequestSeq, strconv.FormatUint(seq, 10))
+	m.Header.Set(HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
 	if m.Header.Get(jetstream.MsgIDHeader) == "" {
 		// Without the publisher's id, one derived from the request's place
 		// in the stream keeps a re-published dead letter single.
-		m.Header.Set(jetstream.MsgIDHeader, "dead-seq-"+strconv.FormatUint(seq, 10))
+		m.Header.Set(jetstream.MsgIDHeader, "dead-seq:"+seq.String())
 	}
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish dead letter to %s: %w", subject, err)

@@ -54,13 +54,23 @@ func TestEnsureIsIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// A tenant dropped from the configuration loses its consumers.
-	removed, err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso", "a", "a-bulk"}})
-	if err != nil || len(removed) != 2 || !slices.Contains(removed, "tenant-fabrikam") || !slices.Contains(removed, "bulk-fabrikam") {
-		t.Fatalf("Ensure without fabrikam removed %v, %v", removed, err)
+	// A tenant dropped from the configuration keeps its consumers (removing
+	// them would drop their requests), reported as stale; a consumer that
+	// is not the worker's is left alone.
+	if _, err := js.CreateOrUpdateConsumer(t.Context(), StreamRequests, jetstream.ConsumerConfig{
+		Durable: "bulk-export", FilterSubject: "mde.offboard.request.contoso", AckPolicy: jetstream.AckExplicitPolicy,
+	}); err != nil {
+		t.Fatal(err)
 	}
-	if _, err := js.Consumer(t.Context(), StreamRequests, "bulk-fabrikam"); err == nil {
-		t.Fatal("fabrikam's bulk consumer is still there")
+	stale, err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso", "a", "a-bulk"}})
+	slices.Sort(stale)
+	if err != nil || !slices.Equal(stale, []string{"bulk-fabrikam", "tenant-fabrikam"}) {
+		t.Fatalf("Ensure without fabrikam: stale %v, %v", stale, err)
+	}
+	for _, name := range []string{"bulk-fabrikam", "bulk-export"} {
+		if _, err := js.Consumer(t.Context(), StreamRequests, name); err != nil {
+			t.Fatalf("consumer %s: %v", name, err)
+		}
 	}
 	if _, err := Ensure(t.Context(), js, s); err != nil {
 		t.Fatal(err)

@@ -99,6 +99,7 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 	for _, t := range s.Tenants {
 		for _, p := range []Priority{Normal, Bulk} {
 			out = append(out, jetstream.ConsumerConfig{
+				Metadata:      map[string]string{MetaTenant: t, MetaPriority: string(p)},
 				Durable:       ConsumerName(t, p),
 				Description:   fmt.Sprintf("%s-priority offboard requests of tenant %s", p, t),
 				FilterSubject: s.Subjects.Request(t, p),
@@ -137,15 +138,20 @@ func (s Settings) Ledger() jetstream.KeyValueConfig {
 	}
 }
 
+// Consumer metadata that marks the worker's tenant consumers.
+const (
+	MetaTenant   = "mde-offboard-tenant"
+	MetaPriority = "mde-offboard-priority"
+)
+
 // Ensure creates or updates the streams, consumers and ledger. It is
 // idempotent and safe to run from several replicas with the same tenants.
 //
-// It also removes the consumers of tenants no longer configured and
-// returns their names: such a consumer would keep its tenant's requests in
-// the stream after the unrouted consumer answered them unknown_tenant, and
-// a tenant configured again later would offboard devices whose requests
-// were already answered.
-func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (removed []string, err error) {
+// It returns the names of tenant consumers left from an earlier
+// configuration (marked with MetaTenant, tenant no longer configured). They
+// are not removed: under interest retention that would drop their requests
+// unanswered.
+func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []string, err error) {
 	var errs []error
 	for _, cfg := range s.Streams() {
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -155,9 +161,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (removed []
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	want := map[string]bool{}
 	for _, cfg := range s.Consumers() {
-		want[cfg.Durable] = true
 		if _, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, cfg); err != nil {
 			errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
 		}
@@ -168,25 +172,30 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (removed []
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	return Stale(ctx, js, s)
+}
+
+// Stale lists the tenant consumers whose tenant is not configured.
+func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
+	want := map[string]bool{}
+	for _, t := range s.Tenants {
+		want[t] = true
+	}
 	stream, err := js.Stream(ctx, StreamRequests)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", StreamRequests, err)
 	}
-	names := stream.ConsumerNames(ctx)
-	for name := range names.Name() {
-		if isTenantConsumer(name) && !want[name] {
-			removed = append(removed, name)
+	var stale []string
+	infos := stream.ListConsumers(ctx)
+	for info := range infos.Info() {
+		if t, ours := info.Config.Metadata[MetaTenant]; ours && !want[t] {
+			stale = append(stale, info.Name)
 		}
 	}
-	if err := names.Err(); err != nil {
+	if err := infos.Err(); err != nil {
 		return nil, fmt.Errorf("list consumers: %w", err)
 	}
-	for _, name := range removed {
-		if err := stream.DeleteConsumer(ctx, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return removed, fmt.Errorf("remove consumer %s: %w", name, err)
-		}
-	}
-	return removed, nil
+	return stale, nil
 }
 
 // Check reports whether every stream, consumer and the ledger the worker

@@ -41,6 +41,9 @@ type job struct {
 	// entry is the request id's ledger entry as this job last read or
 	// wrote it (nil: none); the result is written over it.
 	entry *queue.Entry
+	// stopAlive stops the in-progress ticks; called before the ack or nak,
+	// so that a late tick cannot undo a nak's delay.
+	stopAlive func()
 }
 
 // handle works one request to its result. permit is an offboard permit,
@@ -63,7 +66,8 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 		return
 	}
 	defer t.working.Delete(j.seq)
-	defer w.keepAlive(j)()
+	j.stopAlive = w.keepAlive(j)
+	defer j.stopAlive()
 	defer func() {
 		if r := recover(); r != nil {
 			j.log.Error("request handling panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
@@ -92,7 +96,7 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 	if entry != nil && entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease {
 		// Another message with this id is being worked on right now; come
 		// back when it has its result, and answer from the ledger then.
-		w.leave(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq))
+		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
 		return
 	}
 	res, err := w.process(ctx, j, permit)
@@ -125,18 +129,25 @@ func (w *Worker) keepAlive(j *job) func() {
 			}
 		}
 	})
-	return func() { close(done); wg.Wait() }
+	var once sync.Once
+	return func() { once.Do(func() { close(done); wg.Wait() }) }
 }
 
 // leave puts a request back for redelivery after a short delay: the queue
 // or the ledger could not be reached, or the worker is stopping.
-func (w *Worker) leave(j *job, err error) {
+func (w *Worker) leave(j *job, err error) { w.leaveFor(j, err, 5*time.Second) }
+
+// leaveFor is leave with the delay before redelivery.
+func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	if errors.Is(err, context.Canceled) {
 		j.log.Info("request left for redelivery: worker stopping")
 	} else {
 		j.log.Warn("request left for redelivery", zap.Error(err))
 	}
-	if nerr := j.msg.NakWithDelay(5 * time.Second); nerr != nil {
+	if j.stopAlive != nil {
+		j.stopAlive()
+	}
+	if nerr := j.msg.NakWithDelay(delay); nerr != nil {
 		j.log.Warn("nak request", zap.Error(nerr))
 	}
 }
@@ -458,7 +469,13 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			return a, nil, nil
 		}
 		retries++
+		unknown := recheck != nil && (reason == "network" || reason == "server_error")
 		if retries >= w.retry.Attempts+w.retry.NotFoundCheck || (reason != "not_found" && retries-notFound >= w.retry.Attempts) {
+			if unknown { // the last attempt may have worked after all
+				if res, err := recheck(ctx); err != nil || res != nil {
+					return nil, res, err
+				}
+			}
 			msg := "gave up after " + strconv.Itoa(retries) + " attempts"
 			if err != nil {
 				msg += ": " + err.Error()
@@ -471,7 +488,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 		if err := w.backoff(ctx, retries); err != nil {
 			return nil, nil, err
 		}
-		if recheck != nil && (reason == "network" || reason == "server_error") {
+		if unknown {
 			if res, err := recheck(ctx); err != nil || res != nil {
 				return nil, res, err
 			}
@@ -524,7 +541,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 	// worse than a stop a moment late.
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	msgID := queue.ResultMsgID(j.t.name, "", j.seq)
+	msgID := w.seqMsgID(j.t.name, j.seq)
 	if j.checked {
 		// Written over the entry this job holds: if another worker changed
 		// it meanwhile, that one owns the request id.
@@ -532,18 +549,14 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 			w.leave(j, err)
 			return
 		}
-		msgID = queue.ResultMsgID(j.t.name, res.RequestID, j.seq)
+		msgID = queue.ResultMsgID(j.t.name, res.RequestID)
 	}
 	if err := w.publish(pctx, j.t.name, j.msg, msgID, j.seq, res, data); err != nil {
 		w.leave(j, err)
 		return
 	}
+	w.startTracking(pctx, j, res)
 	w.ack(pctx, j)
-	if j.t.Config.Tracking.Enabled && len(res.MachineAction) > 0 {
-		if err := w.track(pctx, j.t, res); err != nil {
-			j.log.Warn("start tracking the action", zap.Error(err))
-		}
-	}
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
 	if res.Error != nil {
 		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
@@ -561,10 +574,11 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	}
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := w.publish(pctx, j.t.name, j.msg, queue.ResultMsgID(j.t.name, res.RequestID, e.Seq), e.Seq, &res, e.Result); err != nil {
+	if err := w.publish(pctx, j.t.name, j.msg, queue.ResultMsgID(j.t.name, res.RequestID), e.Seq, &res, e.Result); err != nil {
 		w.leave(j, err)
 		return
 	}
+	w.startTracking(pctx, j, &res) // in case a crash came between result and tracking
 	w.ack(pctx, j)
 	j.log.Info("request answered from the ledger", zap.String("outcome", res.Outcome), zap.Uint64("first_seq", e.Seq))
 }
@@ -578,13 +592,17 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 	code := ""
 	if res.Error != nil {
 		code = res.Error.Code
-		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, seq, code, res.Error.Message); err != nil {
+		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, queue.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
 			return err
 		}
 		w.m.DeadLetters.WithLabelValues(metricTenant(tenant, w), code).Inc()
 	}
 	w.m.Results.WithLabelValues(metricTenant(tenant, w), res.Outcome, code).Inc()
 	return nil
+}
+
+func (w *Worker) seqMsgID(tenant string, seq uint64) string {
+	return queue.SeqResultMsgID(tenant, queue.Seq{Epoch: w.epoch, N: seq})
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
@@ -596,7 +614,22 @@ func metricTenant(name string, w *Worker) string {
 	return queue.UnknownTenant
 }
 
+// startTracking follows the result's action, when the tenant asks for it.
+// It comes before the ack, so a crash cannot lose it; a failure is logged,
+// not fatal: the result stands.
+func (w *Worker) startTracking(ctx context.Context, j *job, res *Result) {
+	if !j.t.Config.Tracking.Enabled || len(res.MachineAction) == 0 {
+		return
+	}
+	if err := w.track(ctx, j.t, res); err != nil {
+		j.log.Warn("start tracking the action", zap.Error(err))
+	}
+}
+
 func (w *Worker) ack(ctx context.Context, j *job) {
+	if j.stopAlive != nil {
+		j.stopAlive()
+	}
 	if err := j.msg.DoubleAck(ctx); err != nil {
 		// The result is stored: a redelivery is answered from the ledger.
 		j.log.Warn("ack request", zap.Error(err))

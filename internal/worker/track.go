@@ -61,11 +61,39 @@ func (q *trackQueue) Pop() any          { old := *q; x := old[len(old)-1]; *q = 
 type tracker struct {
 	mu    sync.Mutex
 	queue trackQueue
+	ids   map[string]bool // actions being followed
 	wake  chan struct{}
 }
 
-func newTracker() *tracker { return &tracker{wake: make(chan struct{}, 1)} }
+func newTracker() *tracker { return &tracker{wake: make(chan struct{}, 1), ids: map[string]bool{}} }
 
+// add starts following an action; false if it is followed already.
+func (tr *tracker) add(a *tracked) bool {
+	tr.mu.Lock()
+	if tr.ids[a.ActionID] {
+		tr.mu.Unlock()
+		return false
+	}
+	tr.ids[a.ActionID] = true
+	tr.mu.Unlock()
+	tr.push(a)
+	return true
+}
+
+// done stops following an action.
+func (tr *tracker) done(actionID string) {
+	tr.mu.Lock()
+	delete(tr.ids, actionID)
+	tr.mu.Unlock()
+}
+
+func (tr *tracker) following(actionID string) bool {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return tr.ids[actionID]
+}
+
+// push schedules a followed action's next look.
 func (tr *tracker) push(a *tracked) {
 	tr.mu.Lock()
 	heap.Push(&tr.queue, a)
@@ -79,8 +107,8 @@ func (tr *tracker) push(a *tracked) {
 // track starts following an action that a result carries.
 func (w *Worker) track(ctx context.Context, t *tenantRun, res *Result) error {
 	a, err := mde.ParseAction(res.MachineAction)
-	if err != nil || !a.Unfinished() {
-		return nil //nolint:nilerr // nothing to follow
+	if err != nil || !a.Unfinished() || t.tracker.following(a.ID) {
+		return nil //nolint:nilerr // nothing (new) to follow
 	}
 	now := w.clock.Now().UTC()
 	cfg := t.Config.Tracking
@@ -94,7 +122,7 @@ func (w *Worker) track(ctx context.Context, t *tenantRun, res *Result) error {
 	if err := w.publishAction(ctx, t, st, "", a.Raw, false); err != nil {
 		return err
 	}
-	t.tracker.push(st)
+	t.tracker.add(st)
 	return nil
 }
 
@@ -117,9 +145,9 @@ func (w *Worker) publishAction(ctx context.Context, t *tenantRun, st *tracked, p
 	}
 	m := nats.NewMsg(w.opts.Settings.Subjects.Action(t.name))
 	m.Data = data
-	id := "action-" + t.name + "-" + st.ActionID + "-" + st.Status
+	id := "action:" + t.name + ":" + st.ActionID + ":" + st.Status
 	if final && previous == st.Status {
-		id += "-expired" // tracking gave up on an action still unfinished
+		id += ":ended" // tracking gave up on an action still unfinished
 	}
 	m.Header.Set(jetstream.MsgIDHeader, id)
 	m.Header.Set("Content-Type", "application/json")
@@ -137,7 +165,7 @@ func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
 	for _, data := range states {
 		var st tracked
 		if json.Unmarshal(data, &st) == nil && st.ActionID != "" {
-			t.tracker.push(&st)
+			t.tracker.add(&st)
 		}
 	}
 	for {
@@ -202,29 +230,31 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 	case a.Class == mde.Throttled:
 		w.m.Throttled.WithLabelValues(t.name, mde.APIMachineActions).Inc()
 		t.limits.Pause(now, a.RetryAfter)
-		st.Next = now.Add(a.RetryAfter)
-		t.tracker.push(st)
-		return nil
-	case (a.Status == http.StatusNotFound || a.Status == http.StatusUnauthorized) && st.Misses < 3:
-		// A fresh action can read 404 for a moment, and a token can be
-		// revoked: look again later before giving up.
-		st.Misses++
+		return w.reschedule(ctx, t, st, now)
+	case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden:
+		// Credentials or permission trouble says nothing about the action:
+		// keep following it (maxAge still bounds that).
 		if a.Status == http.StatusUnauthorized && t.Cred != nil {
 			if err := t.Cred.Invalidate(); err != nil {
 				t.log.Warn("get a new token", zap.Error(err))
 			}
 		}
-		st.Next = now.Add(st.Interval)
-		t.tracker.push(st)
-		return nil
-	case a.Status == http.StatusNotFound, a.Class == mde.Final:
-		// The action is gone or unreadable: stop following it.
+		return w.reschedule(ctx, t, st, now)
+	case a.Status == http.StatusNotFound && st.Misses < 3:
+		// A fresh action can read 404 for a moment: look again before
+		// giving up.
+		st.Misses++
+		return w.reschedule(ctx, t, st, now)
+	case a.Class == mde.NotFound, a.Class == mde.Final:
+		// The action is gone or unreadable: a last event says tracking ends.
 		t.log.Warn("tracked action unreadable: tracking stops", zap.String("action_id", st.ActionID), zap.String("answer", a.Error()))
+		if err := w.publishAction(ctx, t, st, st.Status, nil, true); err != nil {
+			return err
+		}
+		t.tracker.done(st.ActionID)
 		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
 	case a.Class != mde.Success:
-		st.Next = now.Add(st.Interval)
-		t.tracker.push(st)
-		return nil
+		return w.reschedule(ctx, t, st, now)
 	}
 	action, err := mde.ParseAction(a.Body)
 	if err != nil {
@@ -242,9 +272,15 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 		}
 	}
 	if final {
+		t.tracker.done(st.ActionID)
 		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
 	}
 	st.Interval = min(2*st.Interval, time.Duration(cfg.MaxInterval))
+	return w.reschedule(ctx, t, st, now)
+}
+
+// reschedule saves a followed action's state and plans its next look.
+func (w *Worker) reschedule(ctx context.Context, t *tenantRun, st *tracked, now time.Time) error {
 	st.Next = now.Add(st.Interval)
 	if err := w.saveTracked(ctx, t, st); err != nil {
 		return err

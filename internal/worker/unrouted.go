@@ -14,12 +14,39 @@ import (
 
 // runUnrouted reads every request through the unrouted consumer. Requests
 // of configured tenants are let go at once (their tenant's consumer keeps
-// them); the others are answered unknown_tenant, or invalid_request when
-// the subject has no contract form, so that they do not sit in the stream.
+// them), and so are those of tenants whose consumer is left from an earlier
+// configuration (runStale answers them); the others are answered
+// unknown_tenant, or invalid_request when the subject has no contract form,
+// so that they do not sit in the stream.
 func (w *Worker) runUnrouted(ctx context.Context) {
 	log := w.log.Named("unrouted")
+	w.drain(ctx, log, w.unknown, func(msg jetstream.Msg) {
+		token, _, ok := w.opts.Settings.Subjects.ParseRequest(msg.Subject())
+		_, configured := w.tenants[token]
+		_, stale := w.stale[token]
+		if ok && (configured || stale) {
+			if err := msg.Ack(); err != nil {
+				log.Warn("ack routed request", zap.Error(err))
+			}
+			return
+		}
+		w.answerUnrouted(ctx, log, msg)
+	})
+}
+
+// runStale answers every request held by the consumer of a tenant that is
+// no longer configured. Deleting such a consumer would drop its requests
+// unanswered (the unrouted consumer has let them go), so it is drained for
+// as long as it exists; an operator removes it once it is empty.
+func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
+	log := w.log.Named("stale").With(zap.String("consumer", cons.CachedInfo().Name))
+	w.drain(ctx, log, cons, func(msg jetstream.Msg) { w.answerUnrouted(ctx, log, msg) })
+}
+
+// drain hands every message of a consumer to handle, in batches.
+func (w *Worker) drain(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
 	for {
-		batch, err := w.unknown.Fetch(256, jetstream.FetchMaxWait(w.opts.Poll))
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(w.opts.Poll))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -31,7 +58,7 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 			continue
 		}
 		for msg := range batch.Messages() {
-			w.route(ctx, log, msg)
+			handle(msg)
 		}
 		if ctx.Err() != nil {
 			return
@@ -39,15 +66,11 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 	}
 }
 
-func (w *Worker) route(ctx context.Context, log *zap.Logger, msg jetstream.Msg) {
+// answerUnrouted answers a request no configured tenant takes:
+// unknown_tenant, or invalid_request for a subject of no contract form.
+func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstream.Msg) {
 	s := w.opts.Settings.Subjects
 	token, prio, ok := s.ParseRequest(msg.Subject())
-	if _, configured := w.tenants[token]; ok && configured {
-		if err := msg.Ack(); err != nil {
-			log.Warn("ack routed request", zap.Error(err))
-		}
-		return
-	}
 	j := &job{msg: msg, prio: prio, received: w.clock.Now().UTC(), t: &tenantRun{name: token}}
 	if meta, err := msg.Metadata(); err == nil {
 		j.seq = meta.Sequence.Stream
@@ -71,9 +94,9 @@ func (w *Worker) route(ctx context.Context, log *zap.Logger, msg jetstream.Msg) 
 	defer cancel()
 	data, err := jsonMarshal(res)
 	if err == nil {
-		// No ledger here: the id of the answer is the request's place in
-		// the stream, so a tenant configured later keeps its own ids.
-		err = w.publish(ctx, j.t.name, msg, queue.ResultMsgID(j.t.name, "", j.seq), j.seq, res, data)
+		// No ledger here: the answer's id is the request's place in the
+		// stream, so a tenant configured later keeps its own ids.
+		err = w.publish(ctx, j.t.name, msg, w.seqMsgID(j.t.name, j.seq), j.seq, res, data)
 	}
 	if err != nil {
 		log.Warn("answer unrouted request", zap.Error(err))

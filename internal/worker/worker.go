@@ -64,6 +64,10 @@ type Options struct {
 	CallingLease time.Duration
 	// StatsEvery is how often backlog and quota gauges are refreshed.
 	StatsEvery time.Duration
+	// Stale names tenant consumers left from an earlier configuration
+	// (queue.Ensure, queue.Stale): their requests are answered
+	// unknown_tenant.
+	Stale []string
 }
 
 // Tenant is a configured tenant with its API client.
@@ -93,6 +97,8 @@ type Worker struct {
 	retry   RetryPolicy
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
+	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
+	epoch   int64                           // creation time of the request stream (queue.Seq)
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -112,7 +118,9 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	}
 	opts.Settings = opts.Settings.WithDefaults()
 	if opts.CallingLease <= 0 {
-		opts.CallingLease = opts.Settings.AckWait
+		// Longer than any call can take with its backoffs and 429 pauses
+		// (the in-progress ticks keep it from being redelivered meanwhile).
+		opts.CallingLease = 2 * time.Hour
 	}
 	if opts.StatsEvery <= 0 {
 		opts.StatsEvery = 15 * time.Second
@@ -142,6 +150,20 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("consumer %s: %w", queue.ConsumerUnrouted, err)
 	}
 	w.unknown = unknown
+	w.stale = map[string][]jetstream.Consumer{}
+	for _, name := range opts.Stale {
+		cons, err := opts.JS.Consumer(ctx, queue.StreamRequests, name)
+		if err != nil {
+			return nil, fmt.Errorf("consumer %s: %w", name, err)
+		}
+		token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
+		w.stale[token] = append(w.stale[token], cons)
+	}
+	stream, err := opts.JS.Stream(ctx, queue.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", queue.StreamRequests, err)
+	}
+	w.epoch = stream.CachedInfo().Created.UnixNano()
 	return w, nil
 }
 
@@ -157,6 +179,11 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
+	for _, conss := range w.stale {
+		for _, cons := range conss {
+			w.fetchers.Go(func() { w.runStale(fetchCtx, cons) })
+		}
+	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
 }
 
