@@ -83,7 +83,7 @@ func parseRequest(data []byte, subjectTenant string) (Request, error) {
 		return r, fmt.Errorf("request is not UTF-8")
 	}
 	if err := checkMembers(data); err != nil {
-		json.Unmarshal(data, &r) //nolint:errcheck // only to keep the id for the answer
+		_ = json.Unmarshal(data, &r) // only to keep the id for the answer
 		if !requestIDForm.MatchString(r.RequestID) {
 			r.RequestID = ""
 		}
