@@ -77,15 +77,33 @@ func fetchOne(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) 
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
+	// A no-wait pull has no timer of its own: if its answer never came,
+	// ranging over the batch would stall the tenant for good.
+	guard := time.NewTimer(fetchGuard)
+	defer guard.Stop()
 	var msg jetstream.Msg
-	for m := range batch.Messages() {
-		msg = m
+	for {
+		select {
+		case m, ok := <-batch.Messages():
+			if ok {
+				msg = m
+				continue
+			}
+		case <-guard.C:
+			return nil, fmt.Errorf("fetch: no answer from the server in %v", fetchGuard)
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		break
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
 		return msg, fmt.Errorf("fetch: %w", err)
 	}
 	return msg, nil
 }
+
+// fetchGuard bounds the wait for the answer to a no-wait pull.
+const fetchGuard = 10 * time.Second
 
 // Router wakes a tenant's Source when a request is published for it. It
 // listens on the request subjects with a plain subscription, which costs
