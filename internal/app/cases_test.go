@@ -246,6 +246,37 @@ func TestLostAnswerMakesNoSecondAction(t *testing.T) {
 	}
 }
 
+// TestLostAnswerWhileActionsLag: the answer is lost and the new action
+// stays out of lists for a moment, so the look for it finds nothing and the
+// call is sent again; the API refuses it (ActiveRequestAlreadyExists) and
+// the worker must wait for the action to show rather than fail.
+func TestLostAnswerWhileActionsLag(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{ActionVisibleAfter: 100 * time.Millisecond}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "lag-1", "machineId": tt.machines[0].ID})
+	actions := e.sim.Actions(tt.tenantID)
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	if len(actions) != 1 || got.ID != actions[0].ID || (r.Outcome != worker.OutcomeCreated && r.Outcome != worker.OutcomeAlreadyPending) {
+		t.Errorf("result %+v with %d actions, want the one action", r, len(actions))
+	}
+}
+
+// TestOffboardAnswered200: the documentation says 200, the service has
+// been seen answering 201; both are success.
+func TestOffboardAnswered200(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{OffboardStatus: http.StatusOK}})
+	c := e.collect("mde.offboard.result.>")
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "ok-1", "machineId": e.tenants["contoso"].machines[0].ID})
+	if r.Outcome != worker.OutcomeCreated || len(r.MachineAction) == 0 {
+		t.Errorf("200 answer: %+v, want created with the action", r)
+	}
+}
+
 func TestRetriesAndFinalAnswers(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{machines: 6, tenants: []string{"contoso"}})

@@ -99,9 +99,21 @@ func setup(t *testing.T, c envConfig) *env {
 	if c.limits == "" {
 		c.limits = `["100/1m", "1500/1h"]`
 	}
+	c.sim.ShuffleLists = true // the real order is not documented: rely on none
 	e := &env{t: t, sim: mdesim.New(c.sim), tenants: map[string]*testTenant{}, dir: t.TempDir()}
 	e.base = e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
+	// Whatever a test does, the worker must never fill a window: the
+	// simulator keeps the documented limits unless the test set others.
+	t.Cleanup(func() {
+		for name, tt := range e.tenants {
+			for _, api := range []string{"offboard", "machines", "machineactions"} {
+				if n := e.sim.ThrottledCount(tt.tenantID, api); n != 0 {
+					t.Errorf("%s: the simulator answered %d %s calls 429 for a full window", name, n, api)
+				}
+			}
+		}
+	})
 
 	var yaml strings.Builder
 	yaml.WriteString("tenants:\n")

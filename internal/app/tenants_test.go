@@ -105,8 +105,9 @@ func TestFaultyAPI(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{
 		machines: 100,
-		sim:      mdesim.Options{FailRate: 0.05, Spurious404Rate: 0.02, Rand: rand.New(rand.NewPCG(7, 7))},
-		limits:   `["1000/1m"]`, // retries would otherwise wait for the next minute
+		sim: mdesim.Options{FailRate: 0.05, Spurious404Rate: 0.02, Rand: rand.New(rand.NewPCG(7, 7)),
+			Limits: map[string][]mdesim.Window{"offboard": {{Count: 1000, Length: time.Minute}}}},
+		limits: `["1000/1m"]`, // retries would otherwise wait for the next minute
 	})
 	c := e.collect("mde.offboard.result.>")
 	for _, name := range []string{"contoso", "fabrikam"} {

@@ -326,16 +326,25 @@ func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
 // existingAction answers ActiveRequestAlreadyExists with the device's
 // unfinished Offboard action.
 func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer) (*Result, error) {
-	actions, res, err := w.offboardActions(ctx, j)
-	if err != nil || res != nil {
-		return res, err
-	}
-	for _, a := range actions {
-		if a.Unfinished() {
-			return j.withAction(OutcomeAlreadyPending, a), nil
+	// A fresh action can be missing from lists for a moment: look again a
+	// few times before saying so.
+	for look := 0; ; look++ {
+		actions, res, err := w.offboardActions(ctx, j)
+		if err != nil || res != nil {
+			return res, err
+		}
+		for _, a := range actions {
+			if a.Unfinished() {
+				return j.withAction(OutcomeAlreadyPending, a), nil
+			}
+		}
+		if look >= w.retry.NotFoundCheck {
+			return j.failed(mde.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
+		}
+		if err := w.backoff(ctx, look+1); err != nil {
+			return nil, err
 		}
 	}
-	return j.failed(mde.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
 }
 
 // findOwnAction looks for the Offboard action a call of this request may

@@ -427,7 +427,7 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		}
 		if s.opts.DuplicateReturnsExisting {
 			call.ActionID = v.ID
-			return s.actionReply(http.StatusCreated, v, true)
+			return s.actionReply(s.opts.OffboardStatus, v, true)
 		}
 		return errorReply(http.StatusBadRequest, "ActiveRequestAlreadyExists",
 			"Action is already in progress.")
@@ -454,7 +454,7 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 	tn.actions = append(tn.actions, a)
 	tn.actionByID[strings.ToLower(a.ID)] = a
 	call.ActionID = a.ID
-	return s.actionReply(http.StatusCreated, *a, true)
+	return s.actionReply(s.opts.OffboardStatus, *a, true)
 }
 
 // parseOffboardBody extracts the required, case-sensitive "Comment" field.
@@ -642,11 +642,16 @@ func actionRecord(a *MachineAction) record {
 
 func (s *Server) getActionLocked(tn *tenant, id string, now time.Time, call *Call) reply {
 	a := tn.actionByID[strings.ToLower(id)]
-	if a == nil {
+	if a == nil || !s.visibleLocked(a, now) {
 		return errorReply(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("MachineAction %s was not found.", id))
 	}
 	call.ActionID = a.ID
 	return s.actionReply(http.StatusOK, s.viewLocked(a, now), false)
+}
+
+// visibleLocked reports whether an action shows in reads yet.
+func (s *Server) visibleLocked(a *MachineAction, now time.Time) bool {
+	return !now.Before(a.CreationDateTimeUTC.Add(s.opts.ActionVisibleAfter))
 }
 
 func (s *Server) listActionsLocked(tn *tenant, rawQuery string, now time.Time) reply {
@@ -656,10 +661,16 @@ func (s *Server) listActionsLocked(tn *tenant, rawQuery string, now time.Time) r
 	}
 	var match []actionWire
 	for i := len(tn.actions) - 1; i >= 0; i-- {
+		if !s.visibleLocked(tn.actions[i], now) {
+			continue
+		}
 		v := s.viewLocked(tn.actions[i], now)
 		if q.filter == nil || q.filter(actionRecord(&v)) {
 			match = append(match, v.wire(false))
 		}
+	}
+	if s.opts.ShuffleLists {
+		s.rnd.Shuffle(len(match), func(i, j int) { match[i], match[j] = match[j], match[i] })
 	}
 	from, to := q.page(len(match))
 	out := match[from:to]

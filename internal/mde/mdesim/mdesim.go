@@ -23,6 +23,7 @@ package mdesim
 import (
 	"context"
 	"crypto/x509"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -71,15 +72,29 @@ type Window struct {
 }
 
 // Options configures a Server. The zero value is a usable configuration with
-// no rate limits and no faults.
+// the documented rate limits and no faults.
 type Options struct {
 	// Clock drives every time-dependent behaviour. Nil means the real clock.
 	Clock clockwork.Clock
 	// Limits holds the rate-limit windows per API name (APIOffboard,
-	// APIMachines, APIMachineActions). A missing key or a nil map means no
-	// limit for that API. Windows with a non-positive Length are ignored;
-	// a Count of zero throttles every call.
+	// APIMachines, APIMachineActions). An API missing from the map (or a
+	// nil map) has the documented limits, 100/1m and 1500/1h, as the real
+	// service does; an API present with no windows has none. Windows with a
+	// non-positive Length are ignored; a Count of zero throttles every call.
 	Limits map[string][]Window
+	// Unlimited turns every rate limit off.
+	Unlimited bool
+	// OffboardStatus is the status of a successful offboard answer: 201 (the
+	// default, as the service has been seen to answer) or 200 (as the
+	// documentation says).
+	OffboardStatus int
+	// ShuffleLists answers list requests in random order: the real order is
+	// not documented.
+	ShuffleLists bool
+	// ActionVisibleAfter hides a new action from reads and lists for that
+	// long after its creation, as fresh actions have been seen missing for
+	// a moment.
+	ActionVisibleAfter time.Duration
 	// TokenLifetime is the lifetime of issued access tokens; default 1h.
 	TokenLifetime time.Duration
 	// ActionCompleteAfter, when positive, makes a Pending action read as
@@ -230,8 +245,16 @@ func New(opts Options) *Server {
 	if opts.Scopes == nil {
 		opts.Scopes = []string{ScopeSecurityCenter, ScopeWindowsATP}
 	}
-	limits := make(map[string][]Window, len(opts.Limits))
-	for api, ws := range opts.Limits {
+	if opts.OffboardStatus == 0 {
+		opts.OffboardStatus = http.StatusCreated
+	}
+	given := opts.Limits
+	if !opts.Unlimited {
+		given = DefaultLimits()
+		maps.Copy(given, opts.Limits)
+	}
+	limits := make(map[string][]Window, len(given))
+	for api, ws := range given {
 		var keep []Window
 		for _, w := range ws {
 			if w.Length > 0 && w.Count >= 0 {
