@@ -219,3 +219,49 @@ func TestTracking(t *testing.T) {
 		t.Errorf("tracked after completion: %d, %v", len(left), err)
 	}
 }
+
+// TestTrackingGivesUpAtMaxAge: an action that stays Pending (a device that
+// never comes back) is followed until maxAge, then a final event says so.
+func TestTrackingGivesUpAtMaxAge(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		machines: 1, tenants: []string{"contoso"},
+		extra: `    tracking:
+      enabled: true
+      firstCheck: 100ms
+      maxInterval: 200ms
+      maxAge: 600ms
+`,
+	})
+	var (
+		mu     sync.Mutex
+		events []worker.ActionEvent
+	)
+	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		var ev worker.ActionEvent
+		if json.Unmarshal(m.Data(), &ev) == nil {
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "old-1", "machineId": e.tenants["contoso"].machines[0].ID}, "old-1")
+	eventually(t, 10*time.Second, "a final event", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) > 0 && events[len(events)-1].Final
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || events[0].Status != "Pending" || events[1].Status != "Pending" || !events[1].Final {
+		t.Errorf("events %+v, want Pending, then Pending with final", events)
+	}
+}

@@ -107,8 +107,8 @@ func (t *Tenant) RenderComment(d CommentData) (string, error) {
 		return "", fmt.Errorf("comment template: %w", err)
 	}
 	s := strings.Join(strings.Fields(b.String()), " ")
-	if len(s) > MaxCommentLength {
-		s = s[:MaxCommentLength]
+	if r := []rune(s); len(r) > MaxCommentLength {
+		s = string(r[:MaxCommentLength]) // characters, not bytes: never half a character
 	}
 	return s, nil
 }

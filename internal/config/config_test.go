@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 )
@@ -57,9 +58,9 @@ func TestParseLimitsAndComment(t *testing.T) {
 	if got := tn.Resolved.Windows["machines"]; len(got) != 2 || got[0].Count != 100 {
 		t.Errorf("machines limits = %v, want the default", got)
 	}
-	long, err := tn.RenderComment(CommentData{Source: strings.Repeat("x", 2000)})
-	if err != nil || len(long) != MaxCommentLength {
-		t.Errorf("long comment: %d bytes, %v; want cut to %d", len(long), err, MaxCommentLength)
+	long, err := tn.RenderComment(CommentData{Source: strings.Repeat("é", 2000)})
+	if err != nil || utf8.RuneCountInString(long) != MaxCommentLength || !utf8.ValidString(long) {
+		t.Errorf("long comment: %d characters, valid %v, %v; want cut to %d characters", utf8.RuneCountInString(long), utf8.ValidString(long), err, MaxCommentLength)
 	}
 }
 

@@ -206,6 +206,15 @@ func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
 // poll reads one action, publishes a status change, and schedules the next
 // look or ends the tracking.
 func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
+	if w.clock.Since(st.Since) >= time.Duration(t.Config.Tracking.MaxAge) {
+		// Too old, whatever the API has been answering lately: a last
+		// event says tracking ends.
+		if err := w.publishAction(ctx, t, st, st.Status, nil, true); err != nil {
+			return err
+		}
+		t.tracker.done(st.ActionID)
+		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+	}
 	permit, err := t.limits.API(mde.APIMachineActions).AcquireLow(ctx)
 	if err != nil {
 		return err
