@@ -165,48 +165,25 @@ func TestTracking(t *testing.T) {
       maxInterval: 400ms
 `,
 	})
-	var (
-		mu     sync.Mutex
-		events = map[string][]worker.ActionEvent{}
-	)
-	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var ev worker.ActionEvent
-		if json.Unmarshal(m.Data(), &ev) == nil {
-			mu.Lock()
-			events[ev.ActionID] = append(events[ev.ActionID], ev)
-			mu.Unlock()
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cc.Stop()
+	events := e.actionEvents()
 	for i, m := range e.tenants["contoso"].machines {
 		id := fmt.Sprintf("t-%d", i)
 		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
 	}
 	eventually(t, 30*time.Second, "every action followed to Succeeded", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
 		done := 0
-		for _, evs := range events {
+		for _, evs := range events() {
 			if last := evs[len(evs)-1]; last.Status == "Succeeded" && last.Final {
 				done++
 			}
 		}
 		return done == 6
 	})
-	mu.Lock()
-	for id, evs := range events {
+	for id, evs := range events() {
 		if len(evs) != 2 || evs[0].Status != "Pending" || evs[1].Status != "Succeeded" || evs[1].PreviousStatus != "Pending" || evs[0].RequestID == "" {
 			t.Errorf("action %s: events %+v, want Pending then Succeeded", id, evs)
 		}
 	}
-	mu.Unlock()
 	if n := e.sim.MaxInWindow(e.tenants["contoso"].tenantID, "machineactions", mdesim.Window{Count: 4, Length: time.Second}); n > 2 {
 		t.Errorf("tracking made %d calls in one second: more than half of the 4/1s quota", n)
 	}
@@ -233,35 +210,51 @@ func TestTrackingGivesUpAtMaxAge(t *testing.T) {
       maxAge: 600ms
 `,
 	})
+	all := e.actionEvents()
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "old-1", "machineId": e.tenants["contoso"].machines[0].ID}, "old-1")
+	var events []worker.ActionEvent
+	eventually(t, 10*time.Second, "a final event", func() bool {
+		for _, evs := range all() {
+			events = evs
+		}
+		return len(events) > 0 && events[len(events)-1].Final
+	})
+	if len(events) != 2 || events[0].Status != "Pending" || events[1].Status != "Pending" || !events[1].Final {
+		t.Errorf("events %+v, want Pending, then Pending with final", events)
+	}
+}
+
+// actionEvents collects the action events published from now on; the
+// returned func gives them by action id.
+func (e *env) actionEvents() func() map[string][]worker.ActionEvent {
+	e.t.Helper()
 	var (
 		mu     sync.Mutex
-		events []worker.ActionEvent
+		events = map[string][]worker.ActionEvent{}
 	)
-	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
+	cons, err := e.js.OrderedConsumer(e.t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		var ev worker.ActionEvent
 		if json.Unmarshal(m.Data(), &ev) == nil {
 			mu.Lock()
-			events = append(events, ev)
+			events[ev.ActionID] = append(events[ev.ActionID], ev)
 			mu.Unlock()
 		}
 	})
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	defer cc.Stop()
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "old-1", "machineId": e.tenants["contoso"].machines[0].ID}, "old-1")
-	eventually(t, 10*time.Second, "a final event", func() bool {
+	e.t.Cleanup(cc.Stop)
+	return func() map[string][]worker.ActionEvent {
 		mu.Lock()
 		defer mu.Unlock()
-		return len(events) > 0 && events[len(events)-1].Final
-	})
-	mu.Lock()
-	defer mu.Unlock()
-	if len(events) != 2 || events[0].Status != "Pending" || events[1].Status != "Pending" || !events[1].Final {
-		t.Errorf("events %+v, want Pending, then Pending with final", events)
+		out := make(map[string][]worker.ActionEvent, len(events))
+		for k, v := range events {
+			out[k] = append([]worker.ActionEvent(nil), v...)
+		}
+		return out
 	}
 }

@@ -207,13 +207,7 @@ func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
 // look or ends the tracking.
 func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 	if w.clock.Since(st.Since) >= time.Duration(t.Config.Tracking.MaxAge) {
-		// Too old, whatever the API has been answering lately: a last
-		// event says tracking ends.
-		if err := w.publishAction(ctx, t, st, st.Status, nil, true); err != nil {
-			return err
-		}
-		t.tracker.done(st.ActionID)
-		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+		return w.endTracking(ctx, t, st) // too old, whatever the API answers lately
 	}
 	permit, err := t.limits.API(mde.APIMachineActions).AcquireLow(ctx)
 	if err != nil {
@@ -257,11 +251,7 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 	case a.Class == mde.NotFound, a.Class == mde.Final:
 		// The action is gone or unreadable: a last event says tracking ends.
 		t.log.Warn("tracked action unreadable: tracking stops", zap.String("action_id", st.ActionID), zap.String("answer", a.Error()))
-		if err := w.publishAction(ctx, t, st, st.Status, nil, true); err != nil {
-			return err
-		}
-		t.tracker.done(st.ActionID)
-		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+		return w.endTracking(ctx, t, st)
 	case a.Class != mde.Success:
 		return w.reschedule(ctx, t, st, now)
 	}
@@ -286,6 +276,16 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 	}
 	st.Interval = min(2*st.Interval, time.Duration(cfg.MaxInterval))
 	return w.reschedule(ctx, t, st, now)
+}
+
+// endTracking gives up on an unfinished action: a last event, marked final,
+// says so.
+func (w *Worker) endTracking(ctx context.Context, t *tenantRun, st *tracked) error {
+	if err := w.publishAction(ctx, t, st, st.Status, nil, true); err != nil {
+		return err
+	}
+	t.tracker.done(st.ActionID)
+	return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
 }
 
 // reschedule saves a followed action's state and plans its next look.
