@@ -128,18 +128,7 @@ func TestPipeline(t *testing.T) {
 
 	// The API: one action per device, no window ever exceeded, no bad call.
 	for name, tt := range e.tenants {
-		perMachine := map[string]int{}
-		for _, a := range e.sim.Actions(tt.tenantID) {
-			perMachine[a.MachineID]++
-		}
-		if len(perMachine) != 150 {
-			t.Errorf("%s: actions for %d devices, want 150", name, len(perMachine))
-		}
-		for m, n := range perMachine {
-			if n != 1 {
-				t.Errorf("%s: device %s has %d actions", name, m, n)
-			}
-		}
+		e.oneActionEach(name, 150)
 		for _, w := range scaled {
 			if n := e.sim.MaxInWindow(tt.tenantID, "offboard", w); n > w.Count {
 				t.Errorf("%s: %d calls in one %v window, limit %d", name, n, w.Length, w.Count)

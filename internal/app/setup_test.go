@@ -369,3 +369,21 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// oneActionEach checks that the simulator holds exactly one action for each
+// of devices devices of a tenant.
+func (e *env) oneActionEach(tenant string, devices int) {
+	e.t.Helper()
+	perMachine := map[string]int{}
+	for _, a := range e.sim.Actions(e.tenants[tenant].tenantID) {
+		perMachine[a.MachineID]++
+	}
+	if len(perMachine) != devices {
+		e.t.Errorf("%s: actions for %d devices, want %d", tenant, len(perMachine), devices)
+	}
+	for m, n := range perMachine {
+		if n != 1 {
+			e.t.Errorf("%s: device %s has %d actions", tenant, m, n)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -129,8 +130,7 @@ func (w *Worker) keepAlive(j *job) func() {
 			}
 		}
 	})
-	var once sync.Once
-	return func() { once.Do(func() { close(done); wg.Wait() }) }
+	return sync.OnceFunc(func() { close(done); wg.Wait() })
 }
 
 // leave puts a request back for redelivery after a short delay: the queue
@@ -262,19 +262,29 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	return j.failed(a.FailureCode, a.Error(), a), nil
 }
 
+// read makes a read call: any answer but success is the request's failed
+// result, its message prefixed with what.
+func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(context.Context) (*mde.Answer, error)) (*mde.Answer, *Result, error) {
+	a, res, err := w.call(ctx, j, api, nil, do, nil)
+	if err != nil || res != nil {
+		return nil, res, err
+	}
+	if a.Class != mde.Success {
+		return nil, j.failed(a.FailureCode, what+a.Error(), a), nil
+	}
+	return a, nil, nil
+}
+
 // dryRun checks that the device exists, and calls nothing destructive.
 func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
 	if j.req.ComputerDNSName != "" {
 		return j.result(OutcomeDryRun), nil // resolve already read the device
 	}
-	a, res, err := w.call(ctx, j, mde.APIMachines, nil, func(ctx context.Context) (*mde.Answer, error) {
+	a, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.GetMachine(ctx, j.req.MachineID)
-	}, nil)
+	})
 	if err != nil || res != nil {
 		return res, err
-	}
-	if a.Class != mde.Success {
-		return j.failed(a.FailureCode, a.Error(), a), nil
 	}
 	m, err := mde.ParseMachine(a.Body)
 	if err != nil {
@@ -287,14 +297,11 @@ func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
 
 // resolve finds the one device with the requested name.
 func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
-	a, res, err := w.call(ctx, j, mde.APIMachines, nil, func(ctx context.Context) (*mde.Answer, error) {
+	a, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.FindMachinesByName(ctx, j.req.ComputerDNSName)
-	}, nil)
+	})
 	if err != nil || res != nil {
 		return "", res, err
-	}
-	if a.Class != mde.Success {
-		return "", j.failed(a.FailureCode, a.Error(), a), nil
 	}
 	all, err := mde.ParseMachines(a.Body)
 	if err != nil {
@@ -367,25 +374,18 @@ func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, com
 
 // offboardActions lists the device's Offboard actions, newest first.
 func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Result, error) {
-	a, res, err := w.call(ctx, j, mde.APIMachineActions, nil, func(ctx context.Context) (*mde.Answer, error) {
+	a, res, err := w.read(ctx, j, mde.APIMachineActions, "list the device's offboard actions: ", func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.OffboardActions(ctx, j.req.MachineID)
-	}, nil)
+	})
 	if err != nil || res != nil {
 		return nil, res, err
-	}
-	if a.Class != mde.Success {
-		return nil, j.failed(a.FailureCode, "list the device's offboard actions: "+a.Error(), a), nil
 	}
 	actions, err := mde.ParseActions(a.Body)
 	if err != nil {
 		return nil, j.failed(mde.CodeAPIError, err.Error(), a), nil
 	}
 	// Newest first, whatever order the API used.
-	for i := 1; i < len(actions); i++ {
-		for k := i; k > 0 && actions[k].Created().After(actions[k-1].Created()); k-- {
-			actions[k], actions[k-1] = actions[k-1], actions[k]
-		}
-	}
+	slices.SortStableFunc(actions, func(a, b mde.Action) int { return b.Created().Compare(a.Created()) })
 	return actions, nil, nil
 }
 
@@ -401,7 +401,6 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 	do func(context.Context) (*mde.Answer, error), recheck func(context.Context) (*Result, error),
 ) (*mde.Answer, *Result, error) {
 	t := j.t
-	lim := t.limits.API(api)
 	var retries, notFound, throttles int
 	refreshed := false
 	for {
@@ -412,26 +411,17 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 		}
 		if permit == nil {
 			var err error
-			if permit, err = w.acquire(ctx, j, api, lim); err != nil {
+			if permit, err = w.acquire(ctx, t, api); err != nil {
 				return nil, nil, err
 			}
 		}
 		if api == mde.APIOffboard {
 			j.attempts++
 		}
-		start := w.clock.Now()
-		a, err := send(ctx, permit, do)
+		a, err := w.send(ctx, t, api, permit, do)
 		permit = nil
 		var tokErr *mde.TokenError
 		errors.As(err, &tokErr)
-		status := "error"
-		if a != nil {
-			status = strconv.Itoa(a.Status)
-			w.m.APILatency.WithLabelValues(t.name, api).Observe(w.clock.Since(start).Seconds())
-		}
-		if tokErr == nil {
-			w.m.APICalls.WithLabelValues(t.name, api, status).Inc()
-		}
 
 		var reason string
 		switch {
@@ -505,26 +495,36 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 	}
 }
 
-// send makes one call and places it in the windows: completed when it may
-// have reached the server, released when it surely did not (no token). A
-// panic in do still gives the permit back, so the quota never shrinks.
-func send(ctx context.Context, permit *limiter.Permit, do func(context.Context) (*mde.Answer, error)) (a *mde.Answer, err error) {
+// send makes one call, places it in the windows and counts it: completed
+// when it may have reached the server, released when it surely did not (no
+// token). A panic in do still gives the permit back, so the quota never
+// shrinks.
+func (w *Worker) send(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
+	do func(context.Context) (*mde.Answer, error),
+) (a *mde.Answer, err error) {
+	start := w.clock.Now()
 	defer func() {
 		var tokErr *mde.TokenError
 		if errors.As(err, &tokErr) {
 			permit.Release() // nothing was sent
-		} else {
-			permit.CompleteNow() // also when do panicked
+			return
 		}
+		permit.CompleteNow() // also when do panicked
+		status := "error"
+		if a != nil {
+			status = strconv.Itoa(a.Status)
+			w.m.APILatency.WithLabelValues(t.name, api).Observe(w.clock.Since(start).Seconds())
+		}
+		w.m.APICalls.WithLabelValues(t.name, api, status).Inc()
 	}()
 	return do(ctx)
 }
 
 // acquire waits for quota.
-func (w *Worker) acquire(ctx context.Context, j *job, api string, lim *limiter.Limiter) (*limiter.Permit, error) {
+func (w *Worker) acquire(ctx context.Context, t *tenantRun, api string) (*limiter.Permit, error) {
 	start := w.clock.Now()
-	defer func() { w.m.LimiterWait.WithLabelValues(j.t.name, api).Observe(w.clock.Since(start).Seconds()) }()
-	return lim.Acquire(ctx)
+	defer func() { w.m.LimiterWait.WithLabelValues(t.name, api).Observe(w.clock.Since(start).Seconds()) }()
+	return t.limits.API(api).Acquire(ctx)
 }
 
 // backoff waits before retry n: capped exponential with full jitter.
@@ -546,9 +546,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 		w.leave(j, err)
 		return
 	}
-	// Publishing must not be cut short by a stop: a result half-stored is
-	// worse than a stop a moment late.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := w.seqMsgID(j.t.name, j.seq)
 	if j.checked {
@@ -573,6 +571,13 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 	j.log.Info("request completed", fields...)
 }
 
+// storeCtx is the context results are stored and acked under: a stop must
+// not cut it short (a result half-stored is worse than a stop a moment
+// late), but it has its own bound.
+func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
 // replay answers a request id that already has a result from the ledger,
 // without calling the API.
 func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
@@ -581,7 +586,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
 		return
 	}
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	if err := w.publish(pctx, j.t.name, j.msg, queue.ResultMsgID(j.t.name, res.RequestID), e.Seq, &res, e.Result); err != nil {
 		w.leave(j, err)
@@ -604,9 +609,9 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, queue.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
 			return err
 		}
-		w.m.DeadLetters.WithLabelValues(metricTenant(tenant, w), code).Inc()
+		w.m.DeadLetters.WithLabelValues(w.metricTenant(tenant), code).Inc()
 	}
-	w.m.Results.WithLabelValues(metricTenant(tenant, w), res.Outcome, code).Inc()
+	w.m.Results.WithLabelValues(w.metricTenant(tenant), res.Outcome, code).Inc()
 	return nil
 }
 
@@ -614,9 +619,9 @@ func (w *Worker) seqMsgID(tenant string, seq uint64) string {
 	return queue.SeqResultMsgID(tenant, queue.Seq{Epoch: w.epoch, N: seq})
 }
 
-func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
-
-func metricTenant(name string, w *Worker) string {
+// metricTenant is the tenant label: the name if configured, else
+// queue.UnknownTenant, so labels stay bounded.
+func (w *Worker) metricTenant(name string) string {
 	if _, ok := w.tenants[name]; ok {
 		return name
 	}

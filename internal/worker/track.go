@@ -4,9 +4,7 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -213,20 +211,12 @@ func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
 	if err != nil {
 		return err
 	}
-	start := w.clock.Now()
-	a, err := t.Client.GetAction(ctx, st.ActionID)
-	var tokErr *mde.TokenError
-	if errors.As(err, &tokErr) {
-		permit.Release()
-		return err
-	}
-	permit.CompleteNow()
+	a, err := w.send(ctx, t, mde.APIMachineActions, permit, func(ctx context.Context) (*mde.Answer, error) {
+		return t.Client.GetAction(ctx, st.ActionID)
+	})
 	if err != nil {
-		w.m.APICalls.WithLabelValues(t.name, mde.APIMachineActions, "error").Inc()
 		return err
 	}
-	w.m.APICalls.WithLabelValues(t.name, mde.APIMachineActions, strconv.Itoa(a.Status)).Inc()
-	w.m.APILatency.WithLabelValues(t.name, mde.APIMachineActions).Observe(w.clock.Since(start).Seconds())
 	now := w.clock.Now().UTC()
 	cfg := t.Config.Tracking
 	switch {

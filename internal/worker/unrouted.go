@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -89,18 +90,16 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	}
 	res.Tenant = token
 	res.CompletedAt = w.clock.Now().UTC()
-	// Finish what was started even when the worker is stopping.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := storeCtx(ctx)
 	defer cancel()
-	data, err := jsonMarshal(res)
+	data, err := json.Marshal(res)
 	if err == nil {
 		// No ledger here: the answer's id is the request's place in the
 		// stream, so a tenant configured later keeps its own ids.
 		err = w.publish(ctx, j.t.name, msg, w.seqMsgID(j.t.name, j.seq), j.seq, res, data)
 	}
 	if err != nil {
-		log.Warn("answer unrouted request", zap.Error(err))
-		_ = msg.NakWithDelay(5 * time.Second)
+		w.leave(j, err)
 		return
 	}
 	w.ack(ctx, j)

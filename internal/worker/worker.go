@@ -218,20 +218,17 @@ func (w *Worker) Stop(ctx context.Context) error {
 // once an offboard call could start, so waiting requests stay in the stream.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	slots := make(chan struct{}, t.Config.MaxInFlight)
-	off := t.limits.API(mde.APIOffboard)
 	for {
 		select {
 		case slots <- struct{}{}:
 		case <-fetchCtx.Done():
 			return
 		}
-		start := w.clock.Now()
-		permit, err := off.Acquire(fetchCtx)
+		permit, err := w.acquire(fetchCtx, t, mde.APIOffboard)
 		if err != nil {
 			<-slots
 			return
 		}
-		w.m.LimiterWait.WithLabelValues(t.name, mde.APIOffboard).Observe(w.clock.Since(start).Seconds())
 		msg, prio, err := t.source.Next(fetchCtx)
 		if err != nil {
 			permit.Release()

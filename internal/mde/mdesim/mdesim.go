@@ -419,13 +419,6 @@ func (s *Server) Calls() []Call {
 	return slices.Clone(s.calls)
 }
 
-// ResetCalls empties the API call log. Rate windows are not affected.
-func (s *Server) ResetCalls() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.calls = nil
-}
-
 // TokenRequests returns the number of requests, successful or not, made to
 // the tenant's token endpoint.
 func (s *Server) TokenRequests(tenantID string) int {
