@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
@@ -45,6 +46,9 @@ type Options struct {
 	Listen string // metrics and health, default :9090
 
 	Queue queue.Settings // stream tuning; Subjects and Tenants are filled in
+	// QuotaMargin is added to the times other replicas wrote in the
+	// quota journal, for clock skew (default 500ms).
+	QuotaMargin time.Duration
 	Retry worker.RetryPolicy
 	Poll  time.Duration
 
@@ -65,6 +69,8 @@ type App struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	router *queue.Router
+	shared *limiter.Shared
+	follow func() // stops the quota journal feed
 	worker *worker.Worker
 	http   *http.Server
 	lis    net.Listener
@@ -132,7 +138,31 @@ func New(o Options) (*App, error) {
 		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)
 	}
 	a.opts.Queue = a.opts.Queue.WithDefaults()
+	if a.opts.QuotaMargin <= 0 {
+		a.opts.QuotaMargin = 500 * time.Millisecond
+	}
+	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
+		return nil, fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
+	}
 	return a, nil
+}
+
+// callLease is how long a call may take from its entry in the quota
+// journal to its answer: more than the API client's timeout.
+const callLease = mde.DefaultTimeout + 15*time.Second
+
+// quotaBack is how far back the quota journal still counts: the longest
+// window of any tenant and API, plus the call lease and the margin.
+func (a *App) quotaBack() time.Duration {
+	var longest time.Duration
+	for _, t := range a.tenants {
+		for _, ws := range t.Config.Resolved.Windows {
+			for _, w := range ws {
+				longest = max(longest, w.Length)
+			}
+		}
+	}
+	return longest + callLease + a.opts.QuotaMargin
 }
 
 // httpClient returns an HTTP client for the login and API hosts, trusting
@@ -215,12 +245,24 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if a.router, err = queue.NewRouter(a.nc, a.opts.Queue.Subjects); err != nil {
 		return err
 	}
+	journal, err := queue.NewQuotaJournal(ctx, a.js, a.opts.Queue.Subjects)
+	if err != nil {
+		return err
+	}
+	a.shared = limiter.NewShared(limiter.SharedOptions{
+		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: callLease,
+	})
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
-		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale,
+		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
 	}, a.tenants)
 	if err != nil {
+		return err
+	}
+	// The feed starts after the worker made its tenants, so none of their
+	// journal entries is missed; no call starts before it has caught up.
+	if a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log); err != nil {
 		return err
 	}
 	if a.lis, err = (&net.ListenConfig{}).Listen(ctx, "tcp", a.opts.Listen); err != nil {
@@ -285,6 +327,16 @@ func (a *App) Stop(ctx context.Context) error {
 		var errs []error
 		if a.worker != nil {
 			errs = append(errs, a.worker.Stop(ctx))
+		}
+		if a.shared != nil {
+			// Ends of calls not yet written: written now, or the other
+			// replicas count them until their lease ends.
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			a.shared.Close(wctx)
+			cancel()
+		}
+		if a.follow != nil {
+			a.follow()
 		}
 		if a.router != nil {
 			errs = append(errs, a.router.Close())

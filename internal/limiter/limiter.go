@@ -15,14 +15,29 @@ import (
 // Retry-After it named has passed.
 type Tenant struct {
 	clock clockwork.Clock
+	name  string
+	// shared, when set, is the journal every replica records its calls
+	// in (shared.go); nil keeps the quota in this process only.
+	shared *Shared
 
 	mu          sync.Mutex
 	pausedUntil time.Time
 	changed     chan struct{} // closed and replaced whenever capacity may have grown
 	apis        map[string]*Limiter
+
+	// Journal state, guarded by mu (shared.go).
+	lastSeq uint64 // the tenant's last journal entry applied here
+	pending Event  // completions and pauses not written to the journal yet
+	nextID  uint64 // the last call id handed out
+	// wmu serialises this process's journal writes for the tenant, so
+	// that the entry a write expects to follow cannot move meanwhile
+	// except by another replica.
+	wmu   sync.Mutex
+	flush chan struct{} // wakes the writer of pending
 }
 
-// NewTenant returns an empty set of limiters that reads time from clock.
+// NewTenant returns an empty set of limiters that reads time from clock
+// and keeps its quota in this process only.
 func NewTenant(clock clockwork.Clock) *Tenant {
 	return &Tenant{clock: clock, changed: make(chan struct{}), apis: make(map[string]*Limiter)}
 }
@@ -42,7 +57,7 @@ func (t *Tenant) Add(api string, windows []Window) *Limiter {
 func (t *Tenant) AddSpread(api string, windows []Window, burst int) *Limiter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	l := &Limiter{tenant: t, api: api, windows: slices.Clone(windows)}
+	l := &Limiter{tenant: t, api: api, windows: slices.Clone(windows), foreign: map[callKey]time.Time{}, expired: map[callKey]time.Time{}}
 	for _, w := range windows {
 		l.keep = max(l.keep, w.Count)
 		l.horizon = max(l.horizon, w.Length)
@@ -71,11 +86,17 @@ func (t *Tenant) API(api string) *Limiter {
 
 // Pause stops every API of the tenant until now+d (a 429's Retry-After). A
 // shorter pause never cuts a longer one short.
+// With a journal, every replica learns of the pause.
 func (t *Tenant) Pause(now time.Time, d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if until := now.Add(d); until.After(t.pausedUntil) {
+	until := now.Add(d)
+	if until.After(t.pausedUntil) {
 		t.pausedUntil = until
+	}
+	if t.shared != nil && until.UnixNano() > t.pending.Paused {
+		t.pending.Paused = until.UnixNano()
+		t.wakeWriterLocked()
 	}
 	t.notifyLocked() // waiters recompute their deadline
 }
@@ -102,8 +123,21 @@ type Limiter struct {
 
 	// Guarded by tenant.mu.
 	stamps   []time.Time // completion times of recent calls, ascending
-	inFlight int         // calls sent whose answer has not arrived
-	spread   *rate.Limiter
+	held     int         // permits of this process not yet in the journal (without one: calls under way)
+	reserved int         // this process's calls in the journal whose answer has not arrived
+	// foreign are other replicas' calls under way, with the time by which
+	// their answer must have arrived; expired are those that passed it
+	// and now stand in stamps, so that a late completion is not counted
+	// twice.
+	foreign map[callKey]time.Time
+	expired map[callKey]time.Time
+	spread  *rate.Limiter
+}
+
+// callKey names a call in the journal: the writing process and its number.
+type callKey struct {
+	writer string
+	id     uint64
 }
 
 // Windows returns the limiter's windows.
@@ -116,22 +150,22 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	next, ok := l.nextLocked(now, false)
+	next, ok := l.nextLocked(now, false, false)
 	if !ok {
 		return nil, 0
 	}
 	if next.After(now) {
 		return nil, next.Sub(now)
 	}
-	l.takeLocked(now)
-	return &Permit{l: l}, 0
+	return l.takeLocked(now, false), 0
 }
 
-func (l *Limiter) takeLocked(now time.Time) {
-	l.inFlight++
+func (l *Limiter) takeLocked(now time.Time, low bool) *Permit {
+	l.held++
 	if l.spread != nil {
 		l.spread.AllowN(now, 1)
 	}
+	return &Permit{l: l, low: low}
 }
 
 // Acquire blocks until a call may start, then returns its permit.
@@ -146,45 +180,56 @@ func (l *Limiter) acquire(ctx context.Context, low bool) (*Permit, error) {
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
-		next, ok := l.nextLocked(now, low)
+		next, ok := l.nextLocked(now, low, false)
 		if ok && !next.After(now) {
-			l.takeLocked(now)
+			p := l.takeLocked(now, low)
 			t.mu.Unlock()
-			return &Permit{l: l}, nil
+			return p, nil
 		}
 		changed := t.changed
 		t.mu.Unlock()
-
-		var timer clockwork.Timer
-		var timeout <-chan time.Time
-		if ok {
-			timer = t.clock.NewTimer(next.Sub(now))
-			timeout = timer.Chan()
-		}
-		var err error
-		select {
-		case <-ctx.Done():
-			err = ctx.Err()
-		case <-changed:
-		case <-timeout:
-		}
-		if timer != nil {
-			timer.Stop()
-		}
-		if err != nil {
+		if err := t.wait(ctx, changed, now, next, ok); err != nil {
 			return nil, err
 		}
 	}
 }
 
+// wait returns when ctx ends, changed is closed, or (if ok) next comes.
+func (t *Tenant) wait(ctx context.Context, changed <-chan struct{}, now, next time.Time, ok bool) error {
+	var timeout <-chan time.Time
+	if ok {
+		timer := t.clock.NewTimer(next.Sub(now))
+		defer timer.Stop()
+		timeout = timer.Chan()
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-timeout:
+	}
+	return nil
+}
+
 // nextLocked returns the earliest time a new call may start. ok is false when
-// in-flight calls alone fill a window, so only a completion can help. A low
-// call leaves half of every window to the others.
-func (l *Limiter) nextLocked(now time.Time, low bool) (next time.Time, ok bool) {
+// in-flight calls alone fill a window, so only a completion can help (or,
+// with a journal, before this process has read it). A low call leaves half
+// of every window to the others. For a journal entry (entry), the
+// permits held here do not count, since they are not calls: the journal
+// alone says what may be called.
+func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok bool) {
+	t := l.tenant
+	if t.shared != nil && !t.shared.CaughtUp() {
+		return time.Time{}, false
+	}
 	l.pruneLocked(now)
-	next = l.tenant.pausedUntil
+	inFlight := l.reserved + len(l.foreign)
+	if !entry {
+		inFlight += l.held
+	}
+	next = t.pausedUntil
 	for _, w := range l.windows {
-		free := w.Count - l.inFlight // calls that may still be placed in this window
+		free := w.Count - inFlight // calls that may still be placed in this window
 		if low {
 			free -= w.Count / 2
 		}
@@ -212,6 +257,20 @@ func (l *Limiter) nextLocked(now time.Time, low bool) (next time.Time, ok bool) 
 }
 
 func (l *Limiter) pruneLocked(now time.Time) {
+	// Another replica's call whose answer is overdue counts from the time
+	// it was due: its process has died, or its answer will never come.
+	for k, due := range l.foreign {
+		if !due.After(now) {
+			delete(l.foreign, k)
+			l.expired[k] = due
+			l.insertLocked(due)
+		}
+	}
+	for k, due := range l.expired {
+		if !due.After(now.Add(-l.horizon)) {
+			delete(l.expired, k)
+		}
+	}
 	cut := 0
 	for cut < len(l.stamps) && !l.stamps[cut].After(now.Add(-l.horizon)) {
 		cut++
@@ -233,7 +292,7 @@ func (l *Limiter) Remaining(now time.Time) []int {
 	l.pruneLocked(now)
 	out := make([]int, len(l.windows))
 	for i, w := range l.windows {
-		used := l.inFlight
+		used := l.held + l.reserved + len(l.foreign)
 		for _, s := range l.stamps {
 			if s.After(now.Add(-w.Length)) {
 				used++
@@ -245,10 +304,16 @@ func (l *Limiter) Remaining(now time.Time) []int {
 }
 
 // Permit is one call's place in the windows. Exactly one of Complete and
-// Release must be called; later calls are ignored.
+// Release must be called; later calls are ignored. With a journal, Record
+// must come before the call is sent.
 type Permit struct {
 	l    *Limiter
+	low  bool
 	once sync.Once
+
+	// Set by Record.
+	id  uint64
+	due time.Time
 }
 
 // Complete places the call in the windows at the given time, which must be
@@ -259,11 +324,14 @@ func (p *Permit) Complete(at time.Time) {
 		l := p.l
 		l.tenant.mu.Lock()
 		defer l.tenant.mu.Unlock()
-		l.inFlight--
-		i, _ := slices.BinarySearchFunc(l.stamps, at, time.Time.Compare)
-		l.stamps = slices.Insert(l.stamps, i, at)
-		l.tenant.notifyLocked()
+		l.insertLocked(at)
+		p.endLocked(at.UnixNano())
 	})
+}
+
+func (l *Limiter) insertLocked(at time.Time) {
+	i, _ := slices.BinarySearchFunc(l.stamps, at, time.Time.Compare)
+	l.stamps = slices.Insert(l.stamps, i, at)
 }
 
 // CompleteNow is Complete at the limiter clock's current time.
@@ -272,10 +340,22 @@ func (p *Permit) CompleteNow() { p.Complete(p.l.tenant.clock.Now()) }
 // Release gives the permit back for a call that was never sent.
 func (p *Permit) Release() {
 	p.once.Do(func() {
-		l := p.l
-		l.tenant.mu.Lock()
-		defer l.tenant.mu.Unlock()
-		l.inFlight--
-		l.tenant.notifyLocked()
+		p.l.tenant.mu.Lock()
+		defer p.l.tenant.mu.Unlock()
+		p.endLocked(0)
 	})
+}
+
+// endLocked takes the permit out of the calls under way; a call in the
+// journal gets its end written there (at 0: it was never sent).
+func (p *Permit) endLocked(at int64) {
+	l, t := p.l, p.l.tenant
+	if p.id == 0 {
+		l.held--
+	} else {
+		l.reserved--
+		t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: p.id, At: at})
+		t.wakeWriterLocked()
+	}
+	t.notifyLocked()
 }

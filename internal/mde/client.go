@@ -40,12 +40,15 @@ type Client struct {
 	timeout time.Duration
 }
 
+// DefaultTimeout bounds one API call, getting its token included.
+const DefaultTimeout = 30 * time.Second
+
 // Options configure a Client.
 type Options struct {
 	Cloud      Cloud
 	Credential azcore.TokenCredential
 	HTTPClient *http.Client  // nil: a client with sane timeouts
-	Timeout    time.Duration // per call, default 30s
+	Timeout    time.Duration // per call, default DefaultTimeout
 }
 
 // NewClient returns a client for one tenant.
@@ -58,7 +61,7 @@ func NewClient(o Options) *Client {
 	c := *hc
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	if o.Timeout <= 0 {
-		o.Timeout = 30 * time.Second
+		o.Timeout = DefaultTimeout
 	}
 	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: &c, timeout: o.Timeout}
 }

@@ -13,6 +13,7 @@ const (
 	StreamResults  = "MDE_OFFBOARD_RESULTS"
 	StreamDead     = "MDE_OFFBOARD_DEAD"
 	BucketLedger   = "MDE_OFFBOARD_LEDGER"
+	StreamQuota    = "MDE_OFFBOARD_QUOTA"
 
 	// ConsumerUnrouted sees every request; it answers those of tenants
 	// that are not configured and lets the others go to their tenant.
@@ -55,6 +56,12 @@ func (s Subjects) Dead(tenant string) string { return s.Prefix + ".dead." + tena
 
 // Action is the subject of a tenant's Machine Action status changes.
 func (s Subjects) Action(tenant string) string { return s.Prefix + ".action." + tenant }
+
+// Quota is the subject of a tenant's quota journal.
+func (s Subjects) Quota(tenant string) string { return s.Prefix + ".quota." + tenant }
+
+// AllQuota matches every tenant's quota journal.
+func (s Subjects) AllQuota() string { return s.Prefix + ".quota.>" }
 
 // ParseRequest reads the tenant token and priority of a request subject.
 // ok is false when the subject has neither contract form.

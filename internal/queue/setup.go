@@ -24,6 +24,7 @@ type Settings struct {
 	LedgerTTL     time.Duration // how long a completed request id is remembered
 	AckWait       time.Duration // how long a delivered request may go without progress
 	MaxAckPending int           // per tenant and priority, across replicas
+	QuotaHistory  time.Duration // how long quota journal entries are kept: longer than any window
 }
 
 // WithDefaults fills unset fields.
@@ -46,10 +47,13 @@ func (s Settings) WithDefaults() Settings {
 	if s.MaxAckPending <= 0 {
 		s.MaxAckPending = 256
 	}
+	if s.QuotaHistory <= 0 {
+		s.QuotaHistory = 2 * time.Hour
+	}
 	return s
 }
 
-// Streams returns the definitions of the three streams.
+// Streams returns the definitions of the streams.
 func (s Settings) Streams() []jetstream.StreamConfig {
 	s = s.WithDefaults()
 	p := s.Subjects.Prefix
@@ -87,6 +91,18 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Replicas:    s.Replicas,
 			MaxAge:      s.DeadMaxAge,
 			Duplicates:  s.Duplicates,
+		},
+		{
+			Name:        StreamQuota,
+			Description: "The quota journal: every API call of every tenant, entered before it is sent, shared by all replicas",
+			Subjects:    []string{s.Subjects.AllQuota()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.QuotaHistory,
+			Discard:     jetstream.DiscardOld,
+			Duplicates:  time.Minute, // entries carry no message id
+			AllowDirect: true,
 		},
 	}
 }

@@ -427,6 +427,10 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 		switch {
 		case ctx.Err() != nil:
 			return nil, nil, ctx.Err()
+		case errors.Is(err, errQuotaJournal):
+			// Nothing was sent; the request comes back once the journal
+			// can be reached.
+			return nil, nil, err
 		case tokErr != nil && tokErr.Final:
 			return nil, j.failed(mde.CodeUnauthorized, "the login host refused the tenant's credentials: "+tokErr.Error(), nil), nil
 		case err != nil:
@@ -495,6 +499,10 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 	}
 }
 
+// errQuotaJournal marks a call that was not sent because the shared quota
+// journal could not be reached.
+var errQuotaJournal = errors.New("quota journal unreachable: call not sent")
+
 // send makes one call, places it in the windows and counts it: completed
 // when it may have reached the server, released when it surely did not (no
 // token). A panic in do still gives the permit back, so the quota never
@@ -502,6 +510,18 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 func (w *Worker) send(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) (*mde.Answer, error),
 ) (a *mde.Answer, err error) {
+	// With a shared quota, the call is entered in the journal first, and
+	// must end by the time the journal says its answer is due.
+	due, err := permit.Record(ctx)
+	if err != nil {
+		permit.Release()
+		return nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
+	}
+	if !due.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, due.Sub(w.clock.Now()))
+		defer cancel()
+	}
 	start := w.clock.Now()
 	defer func() {
 		var tokErr *mde.TokenError

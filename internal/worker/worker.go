@@ -64,6 +64,9 @@ type Options struct {
 	CallingLease time.Duration
 	// StatsEvery is how often backlog and quota gauges are refreshed.
 	StatsEvery time.Duration
+	// Shared, when set, keeps every tenant's quota in the journal all
+	// replicas share; nil keeps it in this process.
+	Shared *limiter.Shared
 	// Stale names tenant consumers left from an earlier configuration
 	// (queue.Ensure, queue.Stale): their requests are answered
 	// unknown_tenant.
@@ -132,6 +135,9 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	for _, t := range tenants {
 		name := t.Config.Name
 		lt := limiter.NewTenant(opts.Clock)
+		if opts.Shared != nil {
+			lt = opts.Shared.Tenant(name)
+		}
 		for _, api := range mde.APIs {
 			lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
 		}

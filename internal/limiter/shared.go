@@ -1,0 +1,405 @@
+package limiter
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// Event is one entry of a tenant's quota journal. The journal is what
+// every replica of the worker, and every restart, knows of the tenant's
+// calls: a call is entered before it is sent, its end once its answer has
+// arrived, and a 429's pause as soon as it is known.
+type Event struct {
+	Writer   string `json:"w"`               // the process that wrote it
+	Reserved []Call `json:"res,omitempty"`   // calls about to be sent; At is when their answer is due at the latest
+	Done     []Call `json:"done,omitempty"`  // calls that ended: At is when their answer arrived, 0 if never sent
+	Paused   int64  `json:"pause,omitempty"` // the tenant is paused until then (Unix ns)
+}
+
+// Call is a call in an Event.
+type Call struct {
+	API string `json:"api"`
+	ID  uint64 `json:"id"`
+	At  int64  `json:"at"` // Unix ns
+}
+
+func (e *Event) empty() bool { return len(e.Reserved) == 0 && len(e.Done) == 0 && e.Paused == 0 }
+
+// Journal stores the quota events of every tenant, in one order per
+// tenant that all replicas see.
+type Journal interface {
+	// Append adds ev to the tenant's journal if the tenant's last entry
+	// is still the one numbered last (0: none), and returns the new
+	// entry's number. If another entry came first, it returns a
+	// *ConflictError.
+	Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error)
+}
+
+// ConflictError is Append's answer when the journal moved on: Last is the
+// number of the tenant's newest entry.
+type ConflictError struct{ Last uint64 }
+
+func (e *ConflictError) Error() string {
+	return fmt.Sprintf("quota journal: another entry came first (last is %d)", e.Last)
+}
+
+// SharedOptions configure a Shared.
+type SharedOptions struct {
+	Journal Journal
+	Clock   clockwork.Clock
+	// Margin is added to every time another process wrote (a call's end,
+	// the time an answer is due, a pause): it covers the skew between
+	// the replicas' clocks. This process's own times are exact.
+	Margin time.Duration
+	// Lease is how long a call may take from its entry in the journal to
+	// its answer. A call whose end is not written by then (its process
+	// died) counts as ended at that time. It must be at least the API
+	// client's timeout.
+	Lease time.Duration
+	// Writer names this process in the journal; empty picks a random one.
+	Writer string
+}
+
+// Shared is the quota every replica of the worker shares: each tenant's
+// calls are entered in a Journal before they are sent, each entry
+// expecting to follow the tenant's last one (compare-and-swap), so no two
+// replicas can both take the last free place of a window.
+//
+// A feed from the journal (Deliver, MarkCaughtUp) keeps this process's view of
+// the others' calls current. Until it has caught up, no call may start: a restarted
+// process first reads the calls of the last hour.
+type Shared struct {
+	opts SharedOptions
+
+	mu      sync.Mutex
+	ready   bool
+	pos     uint64 // the journal entry the feed is at
+	moved   chan struct{}
+	tenants map[string]*Tenant
+
+	stop    chan struct{}
+	writers sync.WaitGroup
+}
+
+// NewShared returns a shared quota over opts.Journal. Tenant creates its
+// tenants; Close stops their journal writers.
+func NewShared(opts SharedOptions) *Shared {
+	if opts.Clock == nil {
+		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.Writer == "" {
+		b := make([]byte, 6)
+		_, _ = rand.Read(b)
+		opts.Writer = hex.EncodeToString(b)
+	}
+	return &Shared{opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stop: make(chan struct{})}
+}
+
+// Writer is this process's name in the journal.
+func (s *Shared) Writer() string { return s.opts.Writer }
+
+// Tenant returns the limiters of a tenant whose calls go through the
+// journal.
+func (s *Shared) Tenant(name string) *Tenant {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if t := s.tenants[name]; t != nil {
+		return t
+	}
+	t := NewTenant(s.opts.Clock)
+	t.name, t.shared, t.flush = name, s, make(chan struct{}, 1)
+	s.tenants[name] = t
+	s.writers.Go(func() { t.writePending(s.stop) })
+	return t
+}
+
+// CaughtUp reports whether the feed has read the journal as it was when
+// it started.
+func (s *Shared) CaughtUp() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready
+}
+
+// MarkCaughtUp says the feed has delivered every entry up to pos, which is
+// at least the journal's end as it was when the feed started: calls may
+// start.
+func (s *Shared) MarkCaughtUp(pos uint64) {
+	s.mu.Lock()
+	s.ready = true
+	s.advanceLocked(pos)
+	tenants := make([]*Tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		tenants = append(tenants, t)
+	}
+	s.mu.Unlock()
+	for _, t := range tenants {
+		t.mu.Lock()
+		t.notifyLocked()
+		t.mu.Unlock()
+	}
+}
+
+func (s *Shared) advanceLocked(pos uint64) {
+	if pos > s.pos {
+		s.pos = pos
+		close(s.moved)
+		s.moved = make(chan struct{})
+	}
+}
+
+// Deliver applies the journal entry numbered seq of a tenant. The feed
+// calls it in journal order; entries of tenants this process does not
+// serve only move the feed on.
+func (s *Shared) Deliver(seq uint64, tenant string, ev Event) {
+	s.mu.Lock()
+	t := s.tenants[tenant]
+	s.mu.Unlock()
+	if t != nil {
+		t.apply(seq, ev)
+	}
+	s.mu.Lock()
+	s.advanceLocked(seq)
+	s.mu.Unlock()
+}
+
+// waitFeed reports whether the feed has delivered entry pos, waiting for
+// it at most d.
+func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (bool, error) {
+	timer := time.NewTimer(d) // real time: this waits for the server, not for the quota
+	defer timer.Stop()
+	for {
+		s.mu.Lock()
+		at, moved := s.pos, s.moved
+		s.mu.Unlock()
+		if at >= pos {
+			return true, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-timer.C:
+			return false, nil
+		case <-moved:
+		}
+	}
+}
+
+// Close writes what is pending (within ctx) and stops the writers.
+func (s *Shared) Close(ctx context.Context) {
+	s.mu.Lock()
+	tenants := make([]*Tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		tenants = append(tenants, t)
+	}
+	s.mu.Unlock()
+	for _, t := range tenants {
+		_ = t.writeOnce(ctx) // best effort: what is not written ends at its lease
+	}
+	close(s.stop)
+	s.writers.Wait()
+}
+
+// apply adds another process's entry to this view. Entries this process
+// wrote are already applied.
+func (t *Tenant) apply(seq uint64, ev Event) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if seq <= t.lastSeq {
+		return
+	}
+	t.lastSeq = seq
+	if ev.Writer == t.shared.opts.Writer {
+		return // this process's own entry: counted when it was written
+	}
+	margin := t.shared.opts.Margin
+	for _, c := range ev.Reserved {
+		if l := t.apis[c.API]; l != nil {
+			l.foreign[callKey{ev.Writer, c.ID}] = time.Unix(0, c.At).Add(margin)
+		}
+	}
+	for _, c := range ev.Done {
+		l := t.apis[c.API]
+		if l == nil {
+			continue
+		}
+		k := callKey{ev.Writer, c.ID}
+		if _, ok := l.expired[k]; ok {
+			continue // already counted from when it was due
+		}
+		delete(l.foreign, k)
+		if c.At != 0 {
+			l.insertLocked(time.Unix(0, c.At).Add(margin))
+		}
+	}
+	if ev.Paused != 0 {
+		if until := time.Unix(0, ev.Paused).Add(margin); until.After(t.pausedUntil) {
+			t.pausedUntil = until
+		}
+	}
+	t.notifyLocked()
+}
+
+func (t *Tenant) wakeWriterLocked() {
+	select {
+	case t.flush <- struct{}{}:
+	default:
+	}
+}
+
+// Record enters the call in the journal before it is sent, waiting while
+// the journal leaves no room for it. It returns when the call's answer is
+// due at the latest: the call must be given up by then. Without a journal
+// it returns at once with a zero time.
+func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
+	l := p.l
+	t := l.tenant
+	if t.shared == nil || p.id != 0 {
+		return p.due, nil
+	}
+	for {
+		t.wmu.Lock()
+		t.mu.Lock()
+		now := t.clock.Now()
+		next, ok := l.nextLocked(now, p.low, true)
+		if !ok || next.After(now) {
+			changed := t.changed
+			t.mu.Unlock()
+			t.wmu.Unlock()
+			if err := t.wait(ctx, changed, now, next, ok); err != nil {
+				return time.Time{}, err
+			}
+			continue
+		}
+		t.nextID++
+		id, due := t.nextID, now.Add(t.shared.opts.Lease)
+		ev := t.takePendingLocked()
+		ev.Reserved = []Call{{API: l.api, ID: id, At: due.UnixNano()}}
+		last := t.lastSeq
+		t.mu.Unlock()
+
+		seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
+		t.mu.Lock()
+		if err == nil {
+			t.lastSeq = max(t.lastSeq, seq)
+			l.held--
+			l.reserved++
+			p.id, p.due = id, due
+			t.mu.Unlock()
+			t.wmu.Unlock()
+			return due, nil
+		}
+		ev.Reserved = nil
+		t.restorePendingLocked(ev)
+		t.mu.Unlock()
+		err = t.afterConflict(ctx, err)
+		t.wmu.Unlock()
+		if err != nil {
+			return time.Time{}, err
+		}
+	}
+}
+
+// afterConflict handles a failed Append: after a conflict it waits until
+// the feed has brought the entries that came first (nil: try again);
+// any other error is returned.
+func (t *Tenant) afterConflict(ctx context.Context, err error) error {
+	var conflict *ConflictError
+	if !errors.As(err, &conflict) {
+		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
+	}
+	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
+	if err != nil || !reached {
+		return err // not reached: the next attempt meets the conflict again
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The feed has passed the journal's last entry: either it applied it,
+	// or the entry is older than anything that still counts. Last 0: the
+	// tenant's entries all aged out of the journal.
+	if conflict.Last > t.lastSeq || conflict.Last == 0 {
+		t.lastSeq = conflict.Last
+	}
+	return nil
+}
+
+func (t *Tenant) takePendingLocked() Event {
+	ev := t.pending
+	ev.Writer = t.shared.opts.Writer
+	t.pending = Event{}
+	return ev
+}
+
+// restorePendingLocked puts back what a failed Append did not write.
+func (t *Tenant) restorePendingLocked(ev Event) {
+	t.pending.Done = append(ev.Done, t.pending.Done...)
+	t.pending.Paused = max(t.pending.Paused, ev.Paused)
+}
+
+// writePending writes call ends and pauses as they come, until stop.
+func (t *Tenant) writePending(stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.flush:
+		}
+		for attempt := 0; ; attempt++ {
+			err := t.writeOnce(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			// Not written: other replicas keep counting the calls until
+			// their lease ends, which is safe; try again soon.
+			select {
+			case <-stop:
+				return
+			case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second)):
+			}
+		}
+	}
+}
+
+// writeOnce writes what is pending, following conflicts.
+func (t *Tenant) writeOnce(ctx context.Context) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	for {
+		t.mu.Lock()
+		if t.pending.empty() {
+			t.mu.Unlock()
+			return nil
+		}
+		ev := t.takePendingLocked()
+		last := t.lastSeq
+		t.mu.Unlock()
+		seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
+		t.mu.Lock()
+		if err == nil {
+			t.lastSeq = max(t.lastSeq, seq)
+			t.mu.Unlock()
+			continue
+		}
+		t.restorePendingLocked(ev)
+		t.mu.Unlock()
+		if err := t.afterConflict(ctx, err); err != nil {
+			return err
+		}
+	}
+}

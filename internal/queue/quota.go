@@ -1,0 +1,115 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+)
+
+// QuotaJournal is the limiter's journal in the quota stream: one subject
+// per tenant, each entry published only if the subject's last entry is the
+// one the writer expects (Nats-Expected-Last-Subject-Sequence).
+type QuotaJournal struct {
+	js       jetstream.JetStream
+	stream   jetstream.Stream
+	subjects Subjects
+}
+
+// NewQuotaJournal opens the quota stream, which must exist (Ensure).
+func NewQuotaJournal(ctx context.Context, js jetstream.JetStream, subjects Subjects) (*QuotaJournal, error) {
+	stream, err := js.Stream(ctx, StreamQuota)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+	}
+	return &QuotaJournal{js: js, stream: stream, subjects: subjects}, nil
+}
+
+// Append implements limiter.Journal.
+func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Event, last uint64) (uint64, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return 0, err
+	}
+	subject := j.subjects.Quota(tenant)
+	ack, err := j.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(last))
+	if err == nil {
+		return ack.Sequence, nil
+	}
+	if !isWrongLastSequence(err) {
+		return 0, err
+	}
+	// A replicated stream does not say which entry is last: ask.
+	m, err := j.stream.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, &limiter.ConflictError{Last: 0}
+	case err != nil:
+		return 0, fmt.Errorf("last quota entry of %s: %w", tenant, err)
+	}
+	return 0, &limiter.ConflictError{Last: m.Sequence}
+}
+
+// FollowQuota feeds shared with the quota journal's entries written in the
+// last back (the longest window, plus the call lease and the clock
+// margin), then with each new one, until the returned stop is called.
+// shared becomes ready once the feed has reached the journal's end as it
+// was at the start.
+func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
+	stream, err := js.Stream(ctx, StreamQuota)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+	}
+	end := info.State.LastSeq
+	// The server stamps entries with its own clock; the margin covers the
+	// difference.
+	start := time.Now().Add(-back)
+	cons, err := js.OrderedConsumer(ctx, StreamQuota, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subjects.AllQuota()},
+		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
+		OptStartTime:   &start,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
+	}
+	ready := end == 0 || info.State.LastTime.Before(start)
+	if ready {
+		shared.MarkCaughtUp(end) // nothing that still counts
+	}
+	prefix := subjects.Prefix + ".quota."
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		meta, err := msg.Metadata()
+		if err != nil {
+			return
+		}
+		seq := meta.Sequence.Stream
+		var ev limiter.Event
+		tenant := strings.TrimPrefix(msg.Subject(), prefix)
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			log.Warn("unreadable quota journal entry: skipped", zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Error(err))
+			tenant, ev = "", limiter.Event{}
+		}
+		shared.Deliver(seq, tenant, ev)
+		if !ready && seq >= end {
+			ready = true
+			shared.MarkCaughtUp(seq)
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		log.Warn("quota journal feed", zap.Error(err))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
+	}
+	return cc.Stop, nil
+}
