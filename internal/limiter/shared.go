@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -86,6 +87,19 @@ type Shared struct {
 
 	stop    chan struct{}
 	writers sync.WaitGroup
+
+	conflicts, failures atomic.Uint64
+}
+
+// JournalStats counts what happened to this process's journal writes.
+type JournalStats struct {
+	Conflicts uint64 // writes another replica's entry came before, tried again
+	Failures  uint64 // writes that failed otherwise (the journal unreachable)
+}
+
+// Stats returns the journal write counts so far.
+func (s *Shared) Stats() JournalStats {
+	return JournalStats{Conflicts: s.conflicts.Load(), Failures: s.failures.Load()}
 }
 
 // NewShared returns a shared quota over opts.Journal. Tenant creates its
@@ -313,8 +327,12 @@ func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
 func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 	var conflict *ConflictError
 	if !errors.As(err, &conflict) {
+		if ctx.Err() == nil {
+			t.shared.failures.Add(1)
+		}
 		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
 	}
+	t.shared.conflicts.Add(1)
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
 		return err // not reached: the next attempt meets the conflict again

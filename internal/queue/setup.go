@@ -222,9 +222,23 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 			return fmt.Errorf("stream %s: %w", cfg.Name, err)
 		}
 	}
+	// One listing rather than a lookup per consumer: with a thousand
+	// tenants, a probe would otherwise cost two thousand requests.
+	stream, err := js.Stream(ctx, StreamRequests)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", StreamRequests, err)
+	}
+	have := map[string]bool{}
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		have[name] = true
+	}
+	if err := names.Err(); err != nil {
+		return fmt.Errorf("list consumers: %w", err)
+	}
 	for _, cfg := range s.Consumers() {
-		if _, err := js.Consumer(ctx, StreamRequests, cfg.Durable); err != nil {
-			return fmt.Errorf("consumer %s: %w", cfg.Durable, err)
+		if !have[cfg.Durable] {
+			return fmt.Errorf("consumer %s: %w", cfg.Durable, jetstream.ErrConsumerNotFound)
 		}
 	}
 	if _, err := js.KeyValue(ctx, BucketLedger); err != nil {
