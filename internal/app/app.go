@@ -49,8 +49,8 @@ type Options struct {
 	// QuotaMargin is added to the times other replicas wrote in the
 	// quota journal, for clock skew (default 500ms).
 	QuotaMargin time.Duration
-	Retry worker.RetryPolicy
-	Poll  time.Duration
+	Retry       worker.RetryPolicy
+	Poll        time.Duration
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors

@@ -1,0 +1,203 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// memJournal is a journal in memory whose feed delivers every entry to
+// every process at once, in order.
+type memJournal struct {
+	mu      sync.Mutex
+	seq     uint64
+	last    map[string]uint64
+	readers []*Shared
+	// hold, while set, keeps new entries from the feed: another replica's
+	// write that this process has not read yet.
+	hold    bool
+	pending []func()
+}
+
+func (j *memJournal) Append(_ context.Context, tenant string, ev Event, last uint64) (uint64, error) {
+	j.mu.Lock()
+	if j.last[tenant] != last {
+		defer j.mu.Unlock()
+		return 0, &ConflictError{Last: j.last[tenant]}
+	}
+	j.seq++
+	seq := j.seq
+	j.last[tenant] = seq
+	readers := j.readers
+	deliver := func() {
+		for _, r := range readers {
+			r.Deliver(seq, tenant, ev)
+		}
+	}
+	if j.hold {
+		j.pending = append(j.pending, deliver)
+		j.mu.Unlock()
+		return seq, nil
+	}
+	j.mu.Unlock()
+	deliver()
+	return seq, nil
+}
+
+// release delivers the held entries.
+func (j *memJournal) release() {
+	j.mu.Lock()
+	pending := j.pending
+	j.pending, j.hold = nil, false
+	j.mu.Unlock()
+	for _, d := range pending {
+		d()
+	}
+}
+
+func (j *memJournal) process(t *testing.T, clock clockwork.Clock, margin, lease time.Duration, ws []Window) (*Shared, *Limiter) {
+	t.Helper()
+	s := NewShared(SharedOptions{Journal: j, Clock: clock, Margin: margin, Lease: lease})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	l := s.Tenant("contoso").Add("offboard", ws)
+	j.mu.Lock()
+	j.readers = append(j.readers, s)
+	j.mu.Unlock()
+	s.MarkCaughtUp(0)
+	return s, l
+}
+
+// call takes a permit, enters it in the journal and completes it at once.
+func call(t *testing.T, l *Limiter) *Permit {
+	t.Helper()
+	p, wait := l.TryAcquire(l.tenant.clock.Now())
+	if p == nil {
+		t.Fatalf("no permit (wait %v)", wait)
+	}
+	if _, err := p.Record(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// flush writes what p's process has pending (the call ends).
+func flush(t *testing.T, s *Shared) {
+	t.Helper()
+	for _, tn := range s.tenants {
+		if err := tn.writeOnce(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestSharedOtherProcessTimesGetTheMargin(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 1, Length: time.Second}}
+	const margin = 100 * time.Millisecond
+	a, la := j.process(t, clock, margin, 10*time.Second, ws)
+	_, lb := j.process(t, clock, margin, 10*time.Second, ws)
+
+	call(t, la).CompleteNow()
+	flush(t, a)
+	// A's own call leaves A's window after 1s; for B, whose clock may be
+	// behind, it ended 100ms later.
+	clock.Advance(time.Second)
+	if got := la.Remaining(clock.Now()); got[0] != 1 {
+		t.Errorf("A at 1s: %d free, want 1", got[0])
+	}
+	if p, wait := lb.TryAcquire(clock.Now()); p != nil || wait != margin {
+		t.Errorf("B at 1s: permit %v, wait %v; want none for %v", p != nil, wait, margin)
+	}
+	clock.Advance(margin)
+	if got := lb.Remaining(clock.Now()); got[0] != 1 {
+		t.Errorf("B at 1.1s: %d free, want 1", got[0])
+	}
+}
+
+func TestSharedCallOfADeadProcessCountsUntilDue(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 2, Length: time.Second}}
+	const lease, margin = 3 * time.Second, 100 * time.Millisecond
+	a, la := j.process(t, clock, margin, lease, ws)
+	_, lb := j.process(t, clock, margin, lease, ws)
+
+	pa := call(t, la) // A hangs with it under way: its end is not written
+	for _, at := range []struct {
+		d    time.Duration
+		free int
+	}{
+		{0, 1},
+		{lease, 1},                          // under way until due, with the margin
+		{lease + margin, 1},                 // then answered at due+margin ...
+		{lease + margin + time.Second/2, 1}, // ... and in the window for a second
+	} {
+		if got := lb.Remaining(epoch.Add(at.d)); got[0] != at.free {
+			t.Errorf("B at %v: %d free, want %d", at.d, got[0], at.free)
+		}
+	}
+	// An end written after the call was due (the process was only slow)
+	// is not counted a second time.
+	clock.Advance(lease + margin + time.Second/2)
+	pa.CompleteNow()
+	flush(t, a)
+	if got := lb.Remaining(clock.Now()); got[0] != 1 {
+		t.Errorf("B after the late end: %d free, want 1", got[0])
+	}
+	if got := lb.Remaining(epoch.Add(lease + margin + time.Second)); got[0] != 2 {
+		t.Errorf("B a second after the call was due: %d free, want 2", got[0])
+	}
+}
+
+func TestSharedRecordWaitsForAnEntryNotYetRead(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 1, Length: time.Second}}
+	_, la := j.process(t, clock, 0, 10*time.Second, ws)
+	_, lb := j.process(t, clock, 0, 10*time.Second, ws)
+
+	// B takes a permit (its view is empty), then A's entry is written but
+	// not yet read by B.
+	pb, _ := lb.TryAcquire(clock.Now())
+	if pb == nil {
+		t.Fatal("B: no permit")
+	}
+	j.mu.Lock()
+	j.hold = true
+	j.mu.Unlock()
+	pa := call(t, la)
+	defer pa.CompleteNow()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	recorded := make(chan error, 1)
+	go func() {
+		_, err := pb.Record(ctx)
+		recorded <- err
+	}()
+	select {
+	case err := <-recorded:
+		t.Fatalf("B entered its call while A's took the window's only place (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	// Once B reads A's entry it sees the window full, and waits for it.
+	j.release()
+	select {
+	case err := <-recorded:
+		t.Fatalf("B entered its call in a full window (err %v)", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	cancel()
+	if err := <-recorded; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Record after cancel: %v", err)
+	}
+	pb.Release()
+}
