@@ -125,3 +125,68 @@ func TestReplicasShareTheQuotaAndARestartKeepsIt(t *testing.T) {
 	}
 	e.oneActionEach("contoso", 60)
 }
+
+// TestReplicasTrackEachActionOnce: a second worker that starts while the
+// first follows actions loads them all from the ledger, yet each look at an
+// action is made by one of them only.
+func TestReplicasTrackEachActionOnce(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		machines: 6, tenants: []string{"contoso"},
+		sim: mdesim.Options{
+			ActionCompleteAfter: 2 * time.Second,
+			Limits:              map[string][]mdesim.Window{"machineactions": {{Count: 600, Length: time.Minute}}},
+		},
+		// Quota for every look: only the looks themselves are counted.
+		extra: `      machineactions: ["600/1m"]
+    tracking:
+      enabled: true
+      firstCheck: 300ms
+      maxInterval: 300ms
+`,
+	})
+	events := e.actionEvents()
+	for i, m := range e.tenants["contoso"].machines {
+		id := fmt.Sprintf("t-%d", i)
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
+	}
+	eventually(t, 10*time.Second, "every action followed", func() bool { return len(events()) == 6 })
+	o := e.opts
+	o.NATSURL = e.app.NATSURL()
+	o.Registry = prometheus.NewRegistry()
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	eventually(t, 30*time.Second, "every action followed to Succeeded", func() bool {
+		done := 0
+		for _, evs := range events() {
+			if last := evs[len(evs)-1]; last.Status == "Succeeded" && last.Final {
+				done++
+			}
+		}
+		return done == 6
+	})
+	// Looks at one action come a tracking interval apart; two within a
+	// fraction of it are two replicas looking at once.
+	looks := map[string][]time.Time{}
+	for _, c := range e.sim.Calls() {
+		if c.API == "machineactions" && c.Method == "GET" && c.ActionID != "" {
+			looks[c.ActionID] = append(looks[c.ActionID], c.At)
+		}
+	}
+	if len(looks) != 6 {
+		t.Fatalf("looks at %d actions, want 6", len(looks))
+	}
+	for id, at := range looks {
+		for i := 1; i < len(at); i++ {
+			if gap := at[i].Sub(at[i-1]); gap < 150*time.Millisecond {
+				t.Errorf("action %s looked at twice within %v (looks at %v)", id, gap, at)
+			}
+		}
+	}
+}

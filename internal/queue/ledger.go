@@ -117,6 +117,31 @@ func (l *Ledger) Track(ctx context.Context, tenant, actionID string, state []byt
 	return nil
 }
 
+// TrackedState returns an action's tracking state and its revision; nil
+// if the action is not followed (any more).
+func (l *Ledger) TrackedState(ctx context.Context, tenant, actionID string) ([]byte, uint64, error) {
+	e, err := l.kv.Get(ctx, trackKey(tenant, actionID))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		return nil, 0, nil
+	case err != nil:
+		return nil, 0, fmt.Errorf("ledger tracked state: %w", err)
+	}
+	return e.Value(), e.Revision(), nil
+}
+
+// TrackOver stores an action's tracking state over the revision the caller
+// read. ErrConflict means another replica changed it meanwhile.
+func (l *Ledger) TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error {
+	if _, err := l.kv.Update(ctx, trackKey(tenant, actionID), state, rev); err != nil {
+		if isWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
+			return ErrConflict
+		}
+		return fmt.Errorf("ledger track: %w", err)
+	}
+	return nil
+}
+
 // Untrack forgets an action.
 func (l *Ledger) Untrack(ctx context.Context, tenant, actionID string) error {
 	if err := l.kv.Delete(ctx, trackKey(tenant, actionID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -4,6 +4,8 @@ import (
 	"container/heap"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
 	"sync"
 	"time"
@@ -13,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
 // ActionEvent is published on <prefix>.action.<tenant> each time a tracked
@@ -153,28 +156,27 @@ func (w *Worker) publishAction(ctx context.Context, t *tenantRun, st *tracked, p
 	return err
 }
 
+// trackReload is how often a tracker reads the ledger for actions it does
+// not follow yet: those another replica started following before it died.
+const trackReload = 5 * time.Minute
+
 // runTracker polls the tenant's tracked actions as they come due.
 func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
 	log := t.log.Named("tracker")
-	states, err := w.opts.Ledger.Tracked(ctx, t.name)
-	if err != nil && ctx.Err() == nil {
-		log.Warn("load tracked actions", zap.Error(err))
-	}
-	for _, data := range states {
-		var st tracked
-		if json.Unmarshal(data, &st) == nil && st.ActionID != "" {
-			t.tracker.add(&st)
-		}
-	}
+	var loaded time.Time
 	for {
+		if w.clock.Since(loaded) >= trackReload {
+			loaded = w.clock.Now()
+			w.loadTracked(ctx, t, log)
+		}
 		t.tracker.mu.Lock()
 		var due *tracked
-		wait := time.Hour
+		wait := trackReload - w.clock.Since(loaded)
 		if len(t.tracker.queue) > 0 {
 			if d := t.tracker.queue[0].Next.Sub(w.clock.Now()); d <= 0 {
 				due = heap.Pop(&t.tracker.queue).(*tracked)
 			} else {
-				wait = d
+				wait = min(wait, d)
 			}
 		}
 		t.tracker.mu.Unlock()
@@ -201,9 +203,67 @@ func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
 	}
 }
 
+// loadTracked follows the tenant's actions in the ledger that this tracker
+// does not follow yet.
+func (w *Worker) loadTracked(ctx context.Context, t *tenantRun, log *zap.Logger) {
+	states, err := w.opts.Ledger.Tracked(ctx, t.name)
+	if err != nil && ctx.Err() == nil {
+		log.Warn("load tracked actions", zap.Error(err))
+	}
+	for _, data := range states {
+		var st tracked
+		if json.Unmarshal(data, &st) == nil && st.ActionID != "" {
+			t.tracker.add(&st)
+		}
+	}
+}
+
+// claim makes this replica the one to look at the action now. Every
+// replica may follow the same actions (each loads them all from the
+// ledger); the ledger says when the next look is due, and a replica moves
+// it on (compare-and-swap) before looking, so each look is made once.
+// false: not this replica's look, or the tracking has ended.
+func (w *Worker) claim(ctx context.Context, t *tenantRun, st *tracked) (bool, error) {
+	data, rev, err := w.opts.Ledger.TrackedState(ctx, t.name, st.ActionID)
+	if err != nil {
+		return false, err
+	}
+	if data == nil { // another replica ended the tracking
+		t.tracker.done(st.ActionID)
+		return false, nil
+	}
+	var cur tracked
+	if err := json.Unmarshal(data, &cur); err != nil {
+		return false, fmt.Errorf("tracked state of %s: %w", st.ActionID, err)
+	}
+	now := w.clock.Now()
+	if cur.Next.After(now) { // another replica looked, or is looking
+		*st = cur
+		t.tracker.push(st)
+		return false, nil
+	}
+	cur.Next = now.Add(cur.Interval)
+	if data, err = json.Marshal(cur); err != nil {
+		return false, err
+	}
+	if err := w.opts.Ledger.TrackOver(ctx, t.name, st.ActionID, data, rev); err != nil {
+		if errors.Is(err, queue.ErrConflict) { // another replica claimed it first
+			st.Next = now
+			t.tracker.push(st)
+			return false, nil
+		}
+		return false, err
+	}
+	*st = cur
+	return true, nil
+}
+
 // poll reads one action, publishes a status change, and schedules the next
 // look or ends the tracking.
 func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
+	if mine, err := w.claim(ctx, t, st); err != nil || !mine {
+		return err
+	}
 	if w.clock.Since(st.Since) >= time.Duration(t.Config.Tracking.MaxAge) {
 		return w.endTracking(ctx, t, st) // too old, whatever the API answers lately
 	}
