@@ -245,7 +245,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			next = at
 		}
 	}
-	if l.spread != nil {
+	if l.spread != nil && !entry { // the permit took its token already
 		if missing := 1 - l.spread.TokensAt(now); missing > 0 {
 			wait := time.Duration(missing / float64(l.spread.Limit()) * float64(time.Second))
 			if at := now.Add(wait + time.Microsecond); at.After(next) {

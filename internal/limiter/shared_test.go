@@ -201,3 +201,26 @@ func TestSharedRecordWaitsForAnEntryNotYetRead(t *testing.T) {
 	}
 	pb.Release()
 }
+
+// TestSharedRecordDoesNotWaitForASecondSpreadToken: spreading paces the
+// permits; entering a permit's call in the journal must not wait for the
+// next token as well, or the pace would halve.
+func TestSharedRecordDoesNotWaitForASecondSpreadToken(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	s := NewShared(SharedOptions{Journal: j, Clock: clock, Lease: time.Second})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	l := s.Tenant("contoso").AddSpread("offboard", []Window{{Count: 10, Length: time.Second}}, 1)
+	s.MarkCaughtUp(0)
+	p, _ := l.TryAcquire(clock.Now())
+	if p == nil {
+		t.Fatal("no permit")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second) // real time: the fake clock never moves
+	defer cancel()
+	if _, err := p.Record(ctx); err != nil {
+		t.Fatalf("Record waited for another token: %v", err)
+	}
+	p.CompleteNow()
+}
