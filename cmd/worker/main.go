@@ -43,7 +43,8 @@ func run(args []string) int {
 	fs.DurationVar(&o.Queue.AckWait, "ack-wait", time.Minute, "how long a request may go without progress before redelivery")
 	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
 	fs.DurationVar(&o.QuotaMargin, "quota-margin", 500*time.Millisecond, "added to the call times other replicas wrote in the quota journal, for clock skew")
-	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window plus 45s and the margin")
+	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
+	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
 	if err := ff.Parse(fs, args, ff.WithEnvVars()); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -49,6 +49,10 @@ type Options struct {
 	// QuotaMargin is added to the times other replicas wrote in the
 	// quota journal, for clock skew (default 500ms).
 	QuotaMargin time.Duration
+	// CallTimeout bounds one API call, its token included (default 30s).
+	// A call's place in the quota journal is held for half as long again
+	// when its process dies before writing its end.
+	CallTimeout time.Duration
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
 
@@ -104,6 +108,9 @@ func New(o Options) (*App, error) {
 	if o.EmbeddedListen == "" {
 		o.EmbeddedListen = "127.0.0.1:4222"
 	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = mde.DefaultTimeout
+	}
 	f := o.Tenants
 	if f == nil {
 		var err error
@@ -129,7 +136,7 @@ func New(o Options) (*App, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: credentials: %w", tc.Name, err)
 		}
-		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc})
+		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})
 		a.tenants = append(a.tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
 	}
 	a.opts.Queue.Subjects = queue.Subjects{Prefix: o.SubjectPrefix}
@@ -149,7 +156,7 @@ func New(o Options) (*App, error) {
 
 // callLease is how long a call may take from its entry in the quota
 // journal to its answer: more than the API client's timeout.
-const callLease = mde.DefaultTimeout + 15*time.Second
+func (a *App) callLease() time.Duration { return a.opts.CallTimeout * 3 / 2 }
 
 // quotaBack is how far back the quota journal still counts: the longest
 // window of any tenant and API, plus the call lease and the margin.
@@ -162,7 +169,7 @@ func (a *App) quotaBack() time.Duration {
 			}
 		}
 	}
-	return longest + callLease + a.opts.QuotaMargin
+	return longest + a.callLease() + a.opts.QuotaMargin
 }
 
 // httpClient returns an HTTP client for the login and API hosts, trusting
@@ -250,7 +257,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 		return err
 	}
 	a.shared = limiter.NewShared(limiter.SharedOptions{
-		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: callLease,
+		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: a.callLease(),
 	})
 	a.registerJournalMetrics()
 	a.worker, err = worker.New(ctx, worker.Options{
