@@ -112,7 +112,8 @@ func demo(ctx context.Context) error {
 		Tenants: f, DataDir: filepath.Join(dir, "nats"), EmbeddedListen: "127.0.0.1:-1", Listen: "127.0.0.1:0",
 		Logger: log,
 		HTTPClient: &http.Client{Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: sim.CertPool(), MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: 64, // every tenant's calls under way
+			TLSClientConfig:     &tls.Config{RootCAs: sim.CertPool(), MinVersion: tls.VersionTLS12},
 		}},
 	})
 	if err != nil {

@@ -128,7 +128,7 @@ func New(o Options) (*App, error) {
 		hc := o.HTTPClient
 		if hc == nil {
 			var err error
-			if hc, err = httpClient(tc.CAFile); err != nil {
+			if hc, err = httpClient(tc.CAFile, tc.MaxInFlight); err != nil {
 				return nil, fmt.Errorf("tenant %s: %w", tc.Name, err)
 			}
 		}
@@ -174,9 +174,12 @@ func (a *App) quotaBack() time.Duration {
 
 // httpClient returns an HTTP client for the login and API hosts, trusting
 // an extra CA bundle when one is given (a TLS-inspecting proxy, a test
-// double).
-func httpClient(caFile string) (*http.Client, error) {
+// double). It keeps a connection open for each call the tenant may have
+// under way: with Go's default of two, most calls paid a new TLS
+// handshake.
+func httpClient(caFile string, inFlight int) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = inFlight + 2 // the calls, and a lookup or a poll beside them
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	tr.ResponseHeaderTimeout = 30 * time.Second
 	if caFile != "" {

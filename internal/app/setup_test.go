@@ -181,7 +181,8 @@ func setup(t *testing.T, c envConfig) *env {
 		Logger:         c.logger,
 		Registry:       e.reg,
 		HTTPClient: &http.Client{Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: e.sim.CertPool(), MinVersion: tls.VersionTLS12},
+			MaxIdleConnsPerHost: 64, // every tenant's calls under way
+			TLSClientConfig:     &tls.Config{RootCAs: e.sim.CertPool(), MinVersion: tls.VersionTLS12},
 		}},
 		Retry: worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
 		Poll:  200 * time.Millisecond,
