@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -260,5 +261,22 @@ func TestDeployDefinitions(t *testing.T) {
 		if err != nil || string(got) != string(want) {
 			t.Errorf("%s is not what the code creates; run go test ./internal/queue -run TestDeployDefinitions -update", path)
 		}
+	}
+}
+
+// TestEnsureManyTenants: a NATS server caps a stream at 1000 consumers
+// unless the stream says otherwise; 510 tenants need 1021.
+func TestEnsureManyTenants(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	s := Settings{}
+	for i := range 510 {
+		s.Tenants = append(s.Tenants, fmt.Sprintf("t%03d", i))
+	}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := Check(t.Context(), js, s); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -71,6 +72,11 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			MaxMsgSize: MaxRequestSize,
 			Duplicates: s.Duplicates,
 			Discard:    jetstream.DiscardNew,
+			// Two consumers per tenant and the unrouted one, with room
+			// for those of tenants no longer configured and for
+			// operators' own. Unset, the server caps a stream at 1000
+			// consumers: 500 tenants.
+			MaxConsumers: 2*len(s.Tenants) + 1 + 1000,
 		},
 		{
 			Name:        StreamResults,
@@ -177,11 +183,24 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// A few at a time: one by one, a thousand tenants took seconds.
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		sema = make(chan struct{}, 16)
+	)
 	for _, cfg := range s.Consumers() {
-		if _, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, cfg); err != nil {
-			errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
-		}
+		sema <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sema }()
+			if _, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, cfg); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
+				mu.Unlock()
+			}
+		})
 	}
+	wg.Wait()
 	if _, err := js.CreateOrUpdateKeyValue(ctx, s.Ledger()); err != nil {
 		errs = append(errs, fmt.Errorf("ledger %s: %w", BucketLedger, err))
 	}
