@@ -32,8 +32,8 @@ check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, inst
 		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed (Debian: apt-get install prometheus) ***"; \
 	fi
 
-bench: ## Print the benchmark figures (drain efficiency, ...)
-	$(GO) test -run '^$$' -bench . -benchtime 1x ./internal/limiter/
+bench: ## Print the benchmark figures (drain efficiency, ...); BENCH_SCALE=60 compresses time
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./internal/limiter/ ./internal/bench/
 
 lint: ## golangci-lint with the checks listed in .golangci.yml
 	$(GOLANGCI) run ./...

@@ -351,7 +351,15 @@ func (a *App) Ready(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	a.readyErr = queue.Check(cctx, a.js, a.opts.Queue)
+	err := queue.Check(cctx, a.js, a.opts.Queue)
+	if errors.Is(err, context.DeadlineExceeded) && !a.readyAt.IsZero() && a.readyErr == nil {
+		// Connected, but the server is slow to answer (busy with a
+		// thousand tenants): that says nothing about the definitions,
+		// and a failing probe would stall a rollout.
+		a.log.Debug("readiness check timed out: last answer kept", zap.Error(err))
+		err = nil
+	}
+	a.readyErr = err
 	a.readyAt = time.Now()
 	return a.readyErr
 }

@@ -1,0 +1,34 @@
+// Package bench measures the real worker end to end: the command built
+// from ./cmd/worker runs as one or more subprocesses against a NATS server
+// with JetStream and the Defender simulator, both started in the benchmark
+// process. Nothing here is imported; the package holds only tests and
+// benchmarks.
+//
+//	make bench                                   # every benchmark, default settings
+//	go test -run '^$' -bench Drain -benchtime 1x -timeout 60m ./internal/bench/
+//	go test -run TestDrain ./internal/bench/     # the quick check, part of make test
+//
+// Time is compressed: the documented limits 100/1m and 1500/1h become
+// 100/1s and 1500/1m at the default factor, in the simulator and in the
+// tenants file alike. Settings, all from the environment:
+//
+//	BENCH_SCALE             time compression factor (default 60)
+//	BENCH_WORKER            use this worker binary instead of building ./cmd/worker
+//	BENCH_BACKLOG           requests waiting in BenchmarkBacklogMemory (default 1000000)
+//	BENCH_BACKLOG_SECONDS   how long the worker runs over that backlog (default 15)
+//	BENCH_OVERHEAD_N        requests of BenchmarkOverhead (default 5000)
+//	BENCH_TENANTS           tenants of BenchmarkTenants1000 (default 1000)
+//	BENCH_TENANTS_TIMEOUT   how long BenchmarkTenants1000 waits for 100 calls per tenant (default 4m)
+//
+// The windows are compressed, and so are --quota-margin and --call-timeout
+// in the drain and isolation benchmarks (a call of a killed worker holds
+// its place in the quota for 1.5 × the call timeout). Past a factor of
+// about 100 the worker's own throughput, not the windows, sets the pace.
+//
+// BenchmarkTenants1000 first tries a NATS server with its default limit of
+// 1000 consumers per stream, reports when the worker cannot start on it,
+// and then measures with that limit lifted.
+//
+// Benchmarks report figures and never judge them; they fail only when the
+// harness itself cannot run. With -v they also print progress to stderr.
+package bench
