@@ -21,7 +21,7 @@ import (
 )
 
 // StartTLS starts an HTTPS server on 127.0.0.1 with a random port, using
-// httptest's built-in certificate, and returns its base URL (for example
+// a fresh self-signed ECDSA certificate, and returns its base URL (for example
 // "https://127.0.0.1:41234"). It is both the login authority host and the
 // API base. Calling it again returns the running server's URL.
 func (s *Server) StartTLS() (baseURL string) {
@@ -49,9 +49,16 @@ func (s *Server) start(ln net.Listener, cert *tls.Certificate) string {
 		_ = srv.Listener.Close() // replaced by the caller's listener
 		srv.Listener = ln
 	}
-	if cert != nil {
-		srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	if cert == nil {
+		// Not httptest's RSA certificate: signing every handshake with
+		// an RSA key took a quarter of a busy test's CPU.
+		own, err := NewSelfSignedCert("127.0.0.1", "localhost")
+		if err != nil {
+			panic("mdesim: " + err.Error()) // crypto/rand failed
+		}
+		cert = &own
 	}
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
 	srv.StartTLS()
 	s.httpSrv = srv
 	return srv.URL
