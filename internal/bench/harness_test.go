@@ -117,6 +117,9 @@ type options struct {
 	// maxConsumers is the NATS server's default_max_consumers: 0 keeps the
 	// server's default (1000 per stream), -1 lifts it.
 	maxConsumers int
+	// natsDir, if set, holds the NATS server's storage instead of the
+	// test's temporary directory (a tmpfs such as /dev/shm).
+	natsDir string
 }
 
 type tenant struct {
@@ -146,10 +149,19 @@ func newHarness(tb testing.TB, o options) *harness {
 	tb.Helper()
 	workerBinary(tb) // build first: a build error is the first thing to see
 	h := &harness{tb: tb, dir: tb.TempDir(), opts: o, calls: newCallCounter()}
+	store := filepath.Join(h.dir, "nats")
+	if o.natsDir != "" {
+		dir, err := os.MkdirTemp(o.natsDir, "mde-offboard-bench-nats-")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = os.RemoveAll(dir) })
+		store = dir
+	}
 
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "mde-offboard-bench", Host: "127.0.0.1", Port: -1,
-		JetStream: true, StoreDir: filepath.Join(h.dir, "nats"),
+		JetStream: true, StoreDir: store,
 		NoSigs: true, NoLog: true, MaxPayload: 1 << 20,
 		JetStreamLimits: server.JSLimitOpts{DefaultMaxConsumers: o.maxConsumers},
 	})
