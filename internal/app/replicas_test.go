@@ -162,15 +162,7 @@ func TestReplicasTrackEachActionOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
-	eventually(t, 30*time.Second, "every action followed to Succeeded", func() bool {
-		done := 0
-		for _, evs := range events() {
-			if last := evs[len(evs)-1]; last.Status == "Succeeded" && last.Final {
-				done++
-			}
-		}
-		return done == 6
-	})
+	allSucceeded(t, events, 6)
 	// Looks at one action come a tracking interval apart; two within a
 	// fraction of it are two replicas looking at once.
 	looks := map[string][]time.Time{}

@@ -159,15 +159,7 @@ func TestTracking(t *testing.T) {
 		id := fmt.Sprintf("t-%d", i)
 		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
 	}
-	eventually(t, 30*time.Second, "every action followed to Succeeded", func() bool {
-		done := 0
-		for _, evs := range events() {
-			if last := evs[len(evs)-1]; last.Status == "Succeeded" && last.Final {
-				done++
-			}
-		}
-		return done == 6
-	})
+	allSucceeded(t, events, 6)
 	for id, evs := range events() {
 		if len(evs) != 2 || evs[0].Status != "Pending" || evs[1].Status != "Succeeded" || evs[1].PreviousStatus != "Pending" || evs[0].RequestID == "" {
 			t.Errorf("action %s: events %+v, want Pending then Succeeded", id, evs)
@@ -211,6 +203,20 @@ func TestTrackingGivesUpAtMaxAge(t *testing.T) {
 	if len(events) != 2 || events[0].Status != "Pending" || events[1].Status != "Pending" || !events[1].Final {
 		t.Errorf("events %+v, want Pending, then Pending with final", events)
 	}
+}
+
+// allSucceeded waits until n actions have a final Succeeded event.
+func allSucceeded(t *testing.T, events func() map[string][]worker.ActionEvent, n int) {
+	t.Helper()
+	eventually(t, 30*time.Second, "every action followed to Succeeded", func() bool {
+		done := 0
+		for _, evs := range events() {
+			if last := evs[len(evs)-1]; last.Status == "Succeeded" && last.Final {
+				done++
+			}
+		}
+		return done == n
+	})
 }
 
 // actionEvents collects the action events published from now on; the
