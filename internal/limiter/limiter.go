@@ -234,6 +234,12 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			free -= w.Count / 2
 		}
 		if free <= 0 {
+			// Another replica's call that comes due turns into a stamp
+			// and may make room: look again then. Nothing else would
+			// wake the waiters if its process died.
+			if due, ok := l.firstForeignDue(); ok {
+				return due, true
+			}
 			return time.Time{}, false
 		}
 		if len(l.stamps) < free {
@@ -254,6 +260,18 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 		}
 	}
 	return next, true
+}
+
+// firstForeignDue is the earliest time another replica's call under way is
+// due.
+func (l *Limiter) firstForeignDue() (time.Time, bool) {
+	var first time.Time
+	for _, due := range l.foreign {
+		if first.IsZero() || due.Before(first) {
+			first = due
+		}
+	}
+	return first, !first.IsZero()
 }
 
 func (l *Limiter) pruneLocked(now time.Time) {

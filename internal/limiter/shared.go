@@ -184,6 +184,14 @@ func (s *Shared) Deliver(seq uint64, tenant string, ev Event) {
 	s.mu.Unlock()
 }
 
+// DeliverUnreadable stands for an entry of the tenant that could not be
+// read (written by an incompatible version): it may have entered calls, so
+// the tenant is paused as long as a call could last, with the margin.
+func (s *Shared) DeliverUnreadable(seq uint64, tenant string) {
+	until := s.opts.Clock.Now().Add(s.opts.Lease + s.opts.Margin).UnixNano()
+	s.Deliver(seq, tenant, Event{Writer: "?", Paused: until})
+}
+
 // waitFeed reports whether the feed has delivered entry pos, waiting for
 // it at most d.
 func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (bool, error) {
@@ -214,11 +222,13 @@ func (s *Shared) Close(ctx context.Context) {
 		tenants = append(tenants, t)
 	}
 	s.mu.Unlock()
+	// The writers stop first: one that cannot follow the feed must not
+	// keep the last writes waiting.
+	close(s.stop)
+	s.writers.Wait()
 	for _, t := range tenants {
 		_ = t.writeOnce(ctx) // best effort: what is not written ends at its lease
 	}
-	close(s.stop)
-	s.writers.Wait()
 }
 
 // apply adds another process's entry to this view. Entries this process
@@ -312,6 +322,14 @@ func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
 		}
 		ev.Reserved = nil
 		t.restorePendingLocked(ev)
+		var conflict *ConflictError
+		if !errors.As(err, &conflict) {
+			// The entry may have been stored all the same (its answer
+			// lost): its end, as a call never sent, lets the others
+			// forget it.
+			t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: id})
+		}
+		t.wakeWriterLocked()
 		t.mu.Unlock()
 		err = t.afterConflict(ctx, err)
 		t.wmu.Unlock()

@@ -224,3 +224,42 @@ func TestSharedRecordDoesNotWaitForASecondSpreadToken(t *testing.T) {
 	}
 	p.CompleteNow()
 }
+
+// TestSharedWaiterWakesWhenADeadProcessCallComesDue: calls of a process
+// that died fill the window; no entry will ever come, yet a waiter must
+// get its permit once they are due and out of the window.
+func TestSharedWaiterWakesWhenADeadProcessCallComesDue(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 1, Length: time.Second}}
+	const lease = 3 * time.Second
+	_, la := j.process(t, clock, 0, lease, ws)
+	_, lb := j.process(t, clock, 0, lease, ws)
+	call(t, la) // A dies with it under way
+
+	got := make(chan error, 1)
+	go func() {
+		p, err := lb.Acquire(t.Context())
+		if err == nil {
+			p.Release()
+		}
+		got <- err
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second) // real time
+	defer cancel()
+	for _, step := range []time.Duration{lease, time.Second} {
+		if err := clock.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatalf("B does not wait on a timer: %v", err)
+		}
+		clock.Advance(step)
+	}
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-ctx.Done():
+		t.Fatal("B still waits after A's call came due and left the window")
+	}
+}

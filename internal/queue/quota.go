@@ -97,10 +97,13 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 		var ev limiter.Event
 		tenant := strings.TrimPrefix(msg.Subject(), prefix)
 		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
-			log.Warn("unreadable quota journal entry: skipped", zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Error(err))
-			tenant, ev = "", limiter.Event{}
+			// It may have entered calls this process cannot see: the
+			// tenant waits as long as any call could last.
+			log.Error("unreadable quota journal entry: tenant paused for a call lease", zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Error(err))
+			shared.DeliverUnreadable(seq, tenant)
+		} else {
+			shared.Deliver(seq, tenant, ev)
 		}
-		shared.Deliver(seq, tenant, ev)
 		if !ready && seq >= end {
 			ready = true
 			shared.MarkCaughtUp(seq)

@@ -108,7 +108,8 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			MaxAge:      s.QuotaHistory,
 			Discard:     jetstream.DiscardOld,
 			Duplicates:  time.Minute, // entries carry no message id
-			AllowDirect: true,
+			// No direct gets: a follower could answer them behind the
+			// leader, and a writer would spin on a stale last entry.
 		},
 	}
 }

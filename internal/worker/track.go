@@ -261,15 +261,19 @@ func (w *Worker) claim(ctx context.Context, t *tenantRun, st *tracked) (bool, er
 // poll reads one action, publishes a status change, and schedules the next
 // look or ends the tracking.
 func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
-	if mine, err := w.claim(ctx, t, st); err != nil || !mine {
-		return err
-	}
-	if w.clock.Since(st.Since) >= time.Duration(t.Config.Tracking.MaxAge) {
-		return w.endTracking(ctx, t, st) // too old, whatever the API answers lately
-	}
+	// The permit first, then the claim: a claim held while waiting for
+	// quota could run out, and another replica look at the same time.
 	permit, err := t.limits.API(mde.APIMachineActions).AcquireLow(ctx)
 	if err != nil {
 		return err
+	}
+	if mine, err := w.claim(ctx, t, st); err != nil || !mine {
+		permit.Release()
+		return err
+	}
+	if w.clock.Since(st.Since) >= time.Duration(t.Config.Tracking.MaxAge) {
+		permit.Release()
+		return w.endTracking(ctx, t, st) // too old, whatever the API answers lately
 	}
 	a, err := w.send(ctx, t, mde.APIMachineActions, permit, func(ctx context.Context) (*mde.Answer, error) {
 		return t.Client.GetAction(ctx, st.ActionID)
