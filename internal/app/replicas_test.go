@@ -68,9 +68,7 @@ func TestReplicasShareTheQuotaAndARestartKeepsIt(t *testing.T) {
 	}
 
 	res := e.collect("mde.offboard.result.>")
-	for i := range 40 {
-		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": fmt.Sprintf("r%d", i), "machineId": tt.machines[i].ID}, "")
-	}
+	e.offboardEach("contoso", "r", 0, 40)
 	res.wait(t, 40, 30*time.Second)
 	busy := 0
 	for i, reg := range regs {
@@ -107,9 +105,7 @@ func TestReplicasShareTheQuotaAndARestartKeepsIt(t *testing.T) {
 	stopped := time.Now()
 	e.start()
 	res = e.collect("mde.offboard.result.>")
-	for i := 40; i < 60; i++ {
-		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": fmt.Sprintf("r%d", i), "machineId": tt.machines[i].ID}, "")
-	}
+	e.offboardEach("contoso", "r", 40, 60)
 	eventually(t, 30*time.Second, "results of the 20 requests after the restart", func() bool {
 		got := res.snapshot()
 		for i := 40; i < 60; i++ {
@@ -146,10 +142,7 @@ func TestReplicasTrackEachActionOnce(t *testing.T) {
 `,
 	})
 	events := e.actionEvents()
-	for i, m := range e.tenants["contoso"].machines {
-		id := fmt.Sprintf("t-%d", i)
-		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
-	}
+	e.offboardEach("contoso", "t-", 0, 6)
 	eventually(t, 10*time.Second, "every action followed", func() bool { return len(events()) == 6 })
 	o := e.opts
 	o.NATSURL = e.app.NATSURL()

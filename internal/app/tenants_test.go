@@ -155,10 +155,7 @@ func TestTracking(t *testing.T) {
 `,
 	})
 	events := e.actionEvents()
-	for i, m := range e.tenants["contoso"].machines {
-		id := fmt.Sprintf("t-%d", i)
-		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
-	}
+	e.offboardEach("contoso", "t-", 0, 6)
 	allSucceeded(t, events, 6)
 	for id, evs := range events() {
 		if len(evs) != 2 || evs[0].Status != "Pending" || evs[1].Status != "Succeeded" || evs[1].PreviousStatus != "Pending" || evs[0].RequestID == "" {
@@ -202,6 +199,16 @@ func TestTrackingGivesUpAtMaxAge(t *testing.T) {
 	})
 	if len(events) != 2 || events[0].Status != "Pending" || events[1].Status != "Pending" || !events[1].Final {
 		t.Errorf("events %+v, want Pending, then Pending with final", events)
+	}
+}
+
+// offboardEach publishes one request for each of the tenant's machines from
+// to to, with request id (and message id) prefix+index.
+func (e *env) offboardEach(tenant, prefix string, from, to int) {
+	e.t.Helper()
+	for i := from; i < to; i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
+		e.publish("mde.offboard.request."+tenant, map[string]any{"requestId": id, "machineId": e.tenants[tenant].machines[i].ID}, id)
 	}
 }
 
