@@ -223,10 +223,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 		return time.Time{}, false
 	}
 	l.pruneLocked(now)
-	inFlight := l.reserved + len(l.foreign)
-	if !entry {
-		inFlight += l.held
-	}
+	inFlight := l.inFlightLocked(entry)
 	next = t.pausedUntil
 	for _, w := range l.windows {
 		free := w.Count - inFlight // calls that may still be placed in this window
@@ -260,6 +257,17 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 		}
 	}
 	return next, true
+}
+
+// inFlightLocked counts the calls under way: this process's and the other
+// replicas' in the journal, and (unless for a journal entry) the permits
+// held here.
+func (l *Limiter) inFlightLocked(entry bool) int {
+	n := l.reserved + len(l.foreign)
+	if !entry {
+		n += l.held
+	}
+	return n
 }
 
 // firstForeignDue is the earliest time another replica's call under way is
@@ -310,7 +318,7 @@ func (l *Limiter) Remaining(now time.Time) []int {
 	l.pruneLocked(now)
 	out := make([]int, len(l.windows))
 	for i, w := range l.windows {
-		used := l.held + l.reserved + len(l.foreign)
+		used := l.inFlightLocked(false)
 		for _, s := range l.stamps {
 			if s.After(now.Add(-w.Length)) {
 				used++
