@@ -27,7 +27,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/app"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
-	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func main() { os.Exit(run()) }
@@ -157,7 +157,7 @@ func demo(ctx context.Context) error {
 		return err
 	}
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		var r worker.Result
+		var r offboard.Result
 		if json.Unmarshal(m.Data(), &r) != nil {
 			return
 		}

@@ -29,6 +29,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Options configure the app. Zero values take the documented defaults.
@@ -139,7 +140,7 @@ func New(o Options) (*App, error) {
 		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})
 		a.tenants = append(a.tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
 	}
-	a.opts.Queue.Subjects = queue.Subjects{Prefix: o.SubjectPrefix}
+	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
 	a.opts.Queue.Tenants = nil
 	for _, t := range a.tenants {
 		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)

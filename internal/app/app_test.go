@@ -10,10 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 var scaled = []mdesim.Window{{Count: 10, Length: 200 * time.Millisecond}, {Count: 40, Length: 2 * time.Second}}
@@ -99,7 +97,7 @@ func TestPipeline(t *testing.T) {
 			continue
 		}
 		r := rs[0]
-		if r.Outcome != worker.OutcomeCreated || r.MachineID != s.machine || len(r.MachineAction) == 0 {
+		if r.Outcome != offboard.OutcomeCreated || r.MachineID != s.machine || len(r.MachineAction) == 0 {
 			t.Errorf("%s/%s: outcome %q machine %q action %d bytes (error %+v)", s.tenant, s.id, r.Outcome, r.MachineID, len(r.MachineAction), r.Error)
 		}
 	}
@@ -109,7 +107,7 @@ func TestPipeline(t *testing.T) {
 			continue // no readable id: keyed by sequence below
 		}
 		rs := got[key]
-		if len(rs) != 1 || rs[0].Outcome != worker.OutcomeFailed || rs[0].Error == nil || rs[0].Error.Code != mde.CodeInvalidRequest {
+		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeFailed || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeInvalidRequest {
 			t.Errorf("%s: results %+v, want one invalid_request", key, rs)
 		}
 	}
@@ -117,7 +115,7 @@ func TestPipeline(t *testing.T) {
 	for key, rs := range got {
 		if strings.HasPrefix(key, "contoso/seq-") {
 			bySeq++
-			if rs[0].Error == nil || rs[0].Error.Code != mde.CodeInvalidRequest {
+			if rs[0].Error == nil || rs[0].Error.Code != offboard.CodeInvalidRequest {
 				t.Errorf("%s: %+v, want invalid_request", key, rs[0])
 			}
 		}
@@ -182,8 +180,8 @@ func TestPipeline(t *testing.T) {
 	}
 
 	// Nothing left behind: every request was acked after its result.
-	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
-	if n := e.streamMsgs(queue.StreamDead); n != uint64(len(bad)) {
+	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
+	if n := e.streamMsgs(offboard.StreamDead); n != uint64(len(bad)) {
 		t.Errorf("%d dead letters, want %d", n, len(bad))
 	}
 	checkMetricsLint(t, e)

@@ -21,11 +21,11 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // one publishes a request for contoso and waits for its result.
-func (e *env) one(c *collector, subject string, body map[string]any) worker.Result {
+func (e *env) one(c *collector, subject string, body map[string]any) offboard.Result {
 	e.t.Helper()
 	id, _ := body["requestId"].(string)
 	e.publish(subject, body, id)
@@ -37,12 +37,12 @@ func (e *env) one(c *collector, subject string, body map[string]any) worker.Resu
 	return rs[0]
 }
 
-func (c *collector) snapshot() map[string][]worker.Result {
+func (c *collector) snapshot() map[string][]offboard.Result {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make(map[string][]worker.Result, len(c.byKey))
+	out := make(map[string][]offboard.Result, len(c.byKey))
 	for k, v := range c.byKey {
-		out[k] = append([]worker.Result(nil), v...)
+		out[k] = append([]offboard.Result(nil), v...)
 	}
 	return out
 }
@@ -64,17 +64,17 @@ func TestUnknownTenant(t *testing.T) {
 	e.publish("mde.offboard.request.northwind", map[string]any{"requestId": "nw-1", "machineId": strings.Repeat("a", 40)}, "nw-1")
 	e.publish("mde.offboard.request.contoso.urgent", map[string]any{"requestId": "odd-1", "machineId": strings.Repeat("b", 40)}, "odd-1")
 	got := c.wait(t, 2, 10*time.Second)
-	if r := got["northwind/nw-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeUnknownTenant {
+	if r := got["northwind/nw-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant {
 		t.Errorf("northwind: %+v, want unknown_tenant", r)
 	}
-	if r := got["contoso/odd-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeInvalidRequest {
+	if r := got["contoso/odd-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeInvalidRequest {
 		t.Errorf("contoso.urgent: %+v, want invalid_request", r)
 	}
 	if n := len(e.sim.Calls()); n != 0 {
 		t.Errorf("%d API calls, want none", n)
 	}
 	// Dead letters keep the original body and headers, plus the failure.
-	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamDead, jetstream.OrderedConsumerConfig{})
+	cons, err := e.js.OrderedConsumer(t.Context(), offboard.StreamDead, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,13 +83,13 @@ func TestUnknownTenant(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := msg.Headers()
-	if h.Get(jetstream.MsgIDHeader) == "" || h.Get(queue.HeaderErrorCode) == "" || h.Get(queue.HeaderRequestSeq) == "" || h.Get(queue.HeaderErrorMessage) == "" {
+	if h.Get(jetstream.MsgIDHeader) == "" || h.Get(offboard.HeaderErrorCode) == "" || h.Get(offboard.HeaderRequestSeq) == "" || h.Get(offboard.HeaderErrorMessage) == "" {
 		t.Errorf("dead letter headers %v", h)
 	}
 	if !strings.Contains(string(msg.Data()), `"requestId":"`) {
 		t.Errorf("dead letter body %q is not the original request", msg.Data())
 	}
-	eventually(t, 5*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
+	eventually(t, 5*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
 }
 
 func TestHostNames(t *testing.T) {
@@ -102,11 +102,11 @@ func TestHostNames(t *testing.T) {
 	e.sim.AddMachine(tt.tenantID, old)
 
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-1", "computerDnsName": tt.machines[0].ComputerDNSName})
-	if r.Outcome != worker.OutcomeCreated || r.MachineID != tt.machines[0].ID {
+	if r.Outcome != offboard.OutcomeCreated || r.MachineID != tt.machines[0].ID {
 		t.Errorf("resolved name: %+v", r)
 	}
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-2", "computerDnsName": "pc-0001.contoso.local"})
-	if r.Outcome != worker.OutcomeFailed || r.Error.Code != mde.CodeAmbiguousMachine || len(r.Error.Candidates) != 2 {
+	if r.Outcome != offboard.OutcomeFailed || r.Error.Code != offboard.CodeAmbiguousMachine || len(r.Error.Candidates) != 2 {
 		t.Fatalf("ambiguous name: %+v", r)
 	}
 	ids := map[string]bool{r.Error.Candidates[0].MachineID: true, r.Error.Candidates[1].MachineID: true}
@@ -117,23 +117,23 @@ func TestHostNames(t *testing.T) {
 		t.Errorf("an ambiguous name led to %d offboard calls", n)
 	}
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-3", "computerDnsName": "nowhere.contoso.local"})
-	if r.Error == nil || r.Error.Code != mde.CodeMachineNotFound {
+	if r.Error == nil || r.Error.Code != offboard.CodeMachineNotFound {
 		t.Errorf("unknown name: %+v", r)
 	}
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-4", "computerDnsName": "o'brien.contoso.local"})
-	if r.Error == nil || r.Error.Code != mde.CodeInvalidRequest || len(e.sim.Calls()) != 4 {
+	if r.Error == nil || r.Error.Code != offboard.CodeInvalidRequest || len(e.sim.Calls()) != 4 {
 		t.Errorf("a name with a quote: %+v after %d calls; want invalid_request and no call", r, len(e.sim.Calls()))
 	}
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-5", "computerDnsName": tt.machines[2].ComputerDNSName, "dryRun": true})
-	if r.Outcome != worker.OutcomeDryRun || r.MachineID != tt.machines[2].ID || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
+	if r.Outcome != offboard.OutcomeDryRun || r.MachineID != tt.machines[2].ID || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
 		t.Errorf("dry run: %+v", r)
 	}
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-6", "machineId": tt.machines[2].ID, "dryRun": true})
-	if r.Outcome != worker.OutcomeDryRun || r.ComputerDNSName != tt.machines[2].ComputerDNSName || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
+	if r.Outcome != offboard.OutcomeDryRun || r.ComputerDNSName != tt.machines[2].ComputerDNSName || e.offboardCalls(tt.tenantID, tt.machines[2].ID) != 0 {
 		t.Errorf("dry run by id: %+v", r)
 	}
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "n-7", "machineId": newID(), "dryRun": true})
-	if r.Error == nil || r.Error.Code != mde.CodeMachineNotFound {
+	if r.Error == nil || r.Error.Code != offboard.CodeMachineNotFound {
 		t.Errorf("dry run of an unknown device: %+v, want machine_not_found", r)
 	}
 }
@@ -148,7 +148,7 @@ func TestAlreadyPending(t *testing.T) {
 			m := e.tenants["contoso"].machines[0]
 			first := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "a-1", "machineId": m.ID})
 			second := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "a-2", "machineId": m.ID})
-			if first.Outcome != worker.OutcomeCreated || second.Outcome != worker.OutcomeAlreadyPending {
+			if first.Outcome != offboard.OutcomeCreated || second.Outcome != offboard.OutcomeAlreadyPending {
 				t.Fatalf("outcomes %q, %q; want created, already_pending", first.Outcome, second.Outcome)
 			}
 			var a1, a2 struct{ ID string }
@@ -191,7 +191,7 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 	}
 	// The dead worker's entry names the request's own place in the stream:
 	// it is the same message, delivered again.
-	s, err := e.js.Stream(t.Context(), queue.StreamRequests)
+	s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +207,7 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "crash-1", "machineId": m.ID})
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)
-	if r.Outcome != worker.OutcomeCreated || got.ID != action.ID {
+	if r.Outcome != offboard.OutcomeCreated || got.ID != action.ID {
 		t.Errorf("result %+v, want created with action %s", r, action.ID)
 	}
 	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
@@ -231,7 +231,7 @@ func TestLostAnswerMakesNoSecondAction(t *testing.T) {
 	}
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)
-	if r.Outcome != worker.OutcomeCreated || got.ID != actions[0].ID {
+	if r.Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
 		t.Errorf("result %+v, want created with the action of the lost answer", r)
 	}
 
@@ -241,7 +241,7 @@ func TestLostAnswerMakesNoSecondAction(t *testing.T) {
 	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusServiceUnavailable, "ServiceUnavailable", "busy", 5, 0)
 	e.sim.LoseAnswers(tt.tenantID, 1)
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "lost-2", "machineId": m.ID})
-	if r.Outcome != worker.OutcomeCreated || r.Attempts != 6 {
+	if r.Outcome != offboard.OutcomeCreated || r.Attempts != 6 {
 		t.Errorf("lost answer on the last attempt: %+v, want created after 6 attempts", r)
 	}
 }
@@ -260,7 +260,7 @@ func TestLostAnswerWhileActionsLag(t *testing.T) {
 	actions := e.sim.Actions(tt.tenantID)
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)
-	if len(actions) != 1 || got.ID != actions[0].ID || (r.Outcome != worker.OutcomeCreated && r.Outcome != worker.OutcomeAlreadyPending) {
+	if len(actions) != 1 || got.ID != actions[0].ID || (r.Outcome != offboard.OutcomeCreated && r.Outcome != offboard.OutcomeAlreadyPending) {
 		t.Errorf("result %+v with %d actions, want the one action", r, len(actions))
 	}
 }
@@ -272,7 +272,7 @@ func TestOffboardAnswered200(t *testing.T) {
 	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{OffboardStatus: http.StatusOK}})
 	c := e.collect("mde.offboard.result.>")
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "ok-1", "machineId": e.tenants["contoso"].machines[0].ID})
-	if r.Outcome != worker.OutcomeCreated || len(r.MachineAction) == 0 {
+	if r.Outcome != offboard.OutcomeCreated || len(r.MachineAction) == 0 {
 		t.Errorf("200 answer: %+v, want created with the action", r)
 	}
 }
@@ -290,12 +290,12 @@ func TestRetriesAndFinalAnswers(t *testing.T) {
 		wantCode     string
 		wantAttempts int
 	}{
-		{http.StatusInternalServerError, "InternalServerError", 2, worker.OutcomeCreated, "", 3},
-		{http.StatusNotFound, "ResourceNotFound", 2, worker.OutcomeCreated, "", 3}, // exists after all
-		{http.StatusNotFound, "ResourceNotFound", 4, worker.OutcomeFailed, mde.CodeMachineNotFound, 4},
-		{http.StatusForbidden, "Forbidden", 1, worker.OutcomeFailed, mde.CodeForbidden, 1},
-		{http.StatusBadRequest, "InvalidRequestBody", 1, worker.OutcomeFailed, mde.CodeAPIRejected, 1},
-		{http.StatusServiceUnavailable, "ServiceUnavailable", 6, worker.OutcomeFailed, mde.CodeAPIError, 6},
+		{http.StatusInternalServerError, "InternalServerError", 2, offboard.OutcomeCreated, "", 3},
+		{http.StatusNotFound, "ResourceNotFound", 2, offboard.OutcomeCreated, "", 3}, // exists after all
+		{http.StatusNotFound, "ResourceNotFound", 4, offboard.OutcomeFailed, offboard.CodeMachineNotFound, 4},
+		{http.StatusForbidden, "Forbidden", 1, offboard.OutcomeFailed, offboard.CodeForbidden, 1},
+		{http.StatusBadRequest, "InvalidRequestBody", 1, offboard.OutcomeFailed, offboard.CodeAPIRejected, 1},
+		{http.StatusServiceUnavailable, "ServiceUnavailable", 6, offboard.OutcomeFailed, offboard.CodeAPIError, 6},
 	} {
 		e.sim.InjectStatus(tt.tenantID, "offboard", tc.status, tc.code, "injected", tc.n, 0)
 		id := fmt.Sprintf("r-%d", i)
@@ -304,7 +304,7 @@ func TestRetriesAndFinalAnswers(t *testing.T) {
 			t.Errorf("%d %s ×%d: outcome %q attempts %d error %+v; want %q, %d attempts, code %q",
 				tc.status, tc.code, tc.n, r.Outcome, r.Attempts, r.Error, tc.wantOutcome, tc.wantAttempts, tc.wantCode)
 		}
-		if r.Error != nil && tc.wantCode == mde.CodeForbidden && (r.Error.HTTPStatus != 403 || r.Error.APICode != "Forbidden") {
+		if r.Error != nil && tc.wantCode == offboard.CodeForbidden && (r.Error.HTTPStatus != 403 || r.Error.APICode != "Forbidden") {
 			t.Errorf("forbidden: error %+v lacks the API's status and code", r.Error)
 		}
 		e.sim.InjectStatus(tt.tenantID, "offboard", 0, "", "", 0, 0) // clear what is left
@@ -336,7 +336,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	got := c.wait(t, 40, 30*time.Second)
 	time.Sleep(200 * time.Millisecond)
 	for key, rs := range c.wait(t, 40, time.Second) {
-		if len(rs) != 1 || rs[0].Outcome != worker.OutcomeCreated {
+		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 			t.Errorf("%s: %d results, first %+v", key, len(rs), rs[0])
 		}
 	}
@@ -360,7 +360,7 @@ func TestSecretsStayOut(t *testing.T) {
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "s-1", "machineId": e.tenants["contoso"].machines[0].ID}, "s-1")
 	e.publish("mde.offboard.request.fabrikam", map[string]any{"requestId": "s-2", "machineId": bad.machines[0].ID}, "s-2")
 	got := c.wait(t, 2, 20*time.Second)
-	if r := got["fabrikam/s-2"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeUnauthorized {
+	if r := got["fabrikam/s-2"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnauthorized {
 		t.Fatalf("stale secret: %+v, want unauthorized", r)
 	}
 	var everything strings.Builder
@@ -433,7 +433,7 @@ func TestBadCopyCannotClobber(t *testing.T) {
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "x-1", "machineId": m.ID}, "x-1")
 	bad := nats.NewMsg("mde.offboard.request.contoso")
 	bad.Data = []byte(`{"requestId": "x-1", "machineId": "not-a-device"}`)
-	bad.Header.Set(jetstream.ExpectedStreamHeader, queue.StreamRequests)
+	bad.Header.Set(jetstream.ExpectedStreamHeader, offboard.StreamRequests)
 	if _, err := e.js.PublishMsg(t.Context(), bad); err != nil {
 		t.Fatal(err)
 	}
@@ -442,7 +442,7 @@ func TestBadCopyCannotClobber(t *testing.T) {
 	for _, r := range c.wait(t, 1, time.Second)["contoso/x-1"] {
 		outcomes = append(outcomes, r.Outcome)
 	}
-	if !slices.Contains(outcomes, worker.OutcomeCreated) || !slices.Contains(outcomes, worker.OutcomeFailed) {
+	if !slices.Contains(outcomes, offboard.OutcomeCreated) || !slices.Contains(outcomes, offboard.OutcomeFailed) {
 		t.Errorf("outcomes %v, want one created and one failed", outcomes)
 	}
 	l, err := queue.NewLedger(t.Context(), e.js)
@@ -453,8 +453,8 @@ func TestBadCopyCannotClobber(t *testing.T) {
 	if err != nil || entry == nil || !strings.Contains(string(entry.Result), `"outcome":"created"`) {
 		t.Errorf("ledger entry of x-1: %+v, %v; want the created result", entry, err)
 	}
-	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
-	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamDead, jetstream.OrderedConsumerConfig{})
+	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
+	cons, err := e.js.OrderedConsumer(t.Context(), offboard.StreamDead, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -462,7 +462,7 @@ func TestBadCopyCannotClobber(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if dead.Headers().Get(queue.HeaderOriginalPrefix+jetstream.ExpectedStreamHeader) != queue.StreamRequests {
+	if dead.Headers().Get(offboard.HeaderOriginalPrefix+jetstream.ExpectedStreamHeader) != offboard.StreamRequests {
 		t.Errorf("dead letter headers %v: the original Nats-Expected-Stream is not kept", dead.Headers())
 	}
 }
@@ -493,14 +493,14 @@ func TestRemovedTenantIsAnsweredNotDropped(t *testing.T) {
 		if len(rs) != 1 {
 			t.Errorf("%s: %d results", key, len(rs))
 		}
-		if rs[0].Error != nil && rs[0].Error.Code == mde.CodeUnknownTenant {
+		if rs[0].Error != nil && rs[0].Error.Code == offboard.CodeUnknownTenant {
 			unknown++
 		}
 	}
 	if unknown != 4 {
 		t.Errorf("%d requests answered unknown_tenant, want the 4 that were waiting", unknown)
 	}
-	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(queue.StreamRequests) == 0 })
+	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
 	if n := len(e.sim.Actions(e.tenants["fabrikam"].tenantID)); n != 1 {
 		t.Errorf("fabrikam has %d actions, want the 1 made before the removal", n)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func TestMain(m *testing.M) {
@@ -290,22 +291,22 @@ func (e *env) publish(subject string, body any, msgID string) *jetstream.PubAck 
 // for strays.
 type collector struct {
 	mu      sync.Mutex
-	byKey   map[string][]worker.Result
+	byKey   map[string][]offboard.Result
 	headers map[string][]string
 	cc      jetstream.ConsumeContext
 }
 
 func (e *env) collect(filter string) *collector {
 	e.t.Helper()
-	c := &collector{byKey: map[string][]worker.Result{}, headers: map[string][]string{}}
-	cons, err := e.js.OrderedConsumer(e.t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{
+	c := &collector{byKey: map[string][]offboard.Result{}, headers: map[string][]string{}}
+	cons, err := e.js.OrderedConsumer(e.t.Context(), offboard.StreamResults, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{filter},
 	})
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	c.cc, err = cons.Consume(func(m jetstream.Msg) {
-		var r worker.Result
+		var r offboard.Result
 		if err := json.Unmarshal(m.Data(), &r); err != nil {
 			e.t.Errorf("result is not JSON: %v", err)
 			return
@@ -327,7 +328,7 @@ func (e *env) collect(filter string) *collector {
 }
 
 // wait blocks until n distinct requests have results or the deadline.
-func (c *collector) wait(t *testing.T, n int, d time.Duration) map[string][]worker.Result {
+func (c *collector) wait(t *testing.T, n int, d time.Duration) map[string][]offboard.Result {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {

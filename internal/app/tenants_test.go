@@ -13,10 +13,10 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestCredentialKindsSideBySide runs a tenant that logs in with a client
@@ -33,7 +33,7 @@ func TestCredentialKindsSideBySide(t *testing.T) {
 		}
 	}
 	for key, rs := range c.wait(t, 9, 20*time.Second) {
-		if len(rs) != 1 || rs[0].Outcome != worker.OutcomeCreated {
+		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 			t.Errorf("%s: %+v", key, rs)
 		}
 	}
@@ -55,7 +55,7 @@ func TestSecretRotationWithoutRestart(t *testing.T) {
 	fresh := "rotated-" + newID()
 	e.sim.SetSecret(tt.tenantID, fresh) // the old secret is revoked
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "rot-1", "machineId": tt.machines[0].ID})
-	if r.Error == nil || r.Error.Code != mde.CodeUnauthorized {
+	if r.Error == nil || r.Error.Code != offboard.CodeUnauthorized {
 		t.Fatalf("with the revoked secret: %+v, want unauthorized", r)
 	}
 	path := filepath.Join(e.dir, "contoso.secret")
@@ -65,7 +65,7 @@ func TestSecretRotationWithoutRestart(t *testing.T) {
 	later := time.Now().Add(time.Second)
 	_ = os.Chtimes(path, later, later)
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "rot-2", "machineId": tt.machines[1].ID})
-	if r.Outcome != worker.OutcomeCreated {
+	if r.Outcome != offboard.OutcomeCreated {
 		t.Fatalf("after the file was rotated: %+v, want created", r)
 	}
 }
@@ -77,13 +77,13 @@ func TestUnauthorizedRefreshesTokenOnce(t *testing.T) {
 	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}})
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
-	if r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-0", "machineId": tt.machines[0].ID}); r.Outcome != worker.OutcomeCreated {
+	if r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-0", "machineId": tt.machines[0].ID}); r.Outcome != offboard.OutcomeCreated {
 		t.Fatalf("first request: %+v", r)
 	}
 	before := e.sim.TokenRequests(tt.tenantID)
 	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusUnauthorized, "Unauthorized", "token revoked", 1, 0)
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-1", "machineId": tt.machines[1].ID})
-	if r.Outcome != worker.OutcomeCreated || r.Attempts != 2 {
+	if r.Outcome != offboard.OutcomeCreated || r.Attempts != 2 {
 		t.Errorf("after one 401: %+v, want created in 2 attempts", r)
 	}
 	if n := e.sim.TokenRequests(tt.tenantID) - before; n != 1 {
@@ -94,7 +94,7 @@ func TestUnauthorizedRefreshesTokenOnce(t *testing.T) {
 	e.sim.AddMachine(tt.tenantID, mdesim.Machine{ID: newID(), ComputerDNSName: "x.contoso.local", OSPlatform: "Windows11"})
 	ms := e.sim.Machines(tt.tenantID)
 	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "u-2", "machineId": ms[len(ms)-1].ID})
-	if r.Error == nil || r.Error.Code != mde.CodeUnauthorized || r.Attempts != 2 {
+	if r.Error == nil || r.Error.Code != offboard.CodeUnauthorized || r.Attempts != 2 {
 		t.Errorf("after two 401s: %+v, want unauthorized after 2 attempts", r)
 	}
 }
@@ -118,7 +118,7 @@ func TestFaultyAPI(t *testing.T) {
 	}
 	got := c.wait(t, 200, 60*time.Second)
 	for key, rs := range got {
-		if len(rs) != 1 || (rs[0].Outcome != worker.OutcomeCreated && rs[0].Outcome != worker.OutcomeAlreadyPending) {
+		if len(rs) != 1 || (rs[0].Outcome != offboard.OutcomeCreated && rs[0].Outcome != offboard.OutcomeAlreadyPending) {
 			t.Errorf("%s: %d results, first %+v", key, len(rs), rs[0])
 		}
 	}
@@ -234,7 +234,7 @@ func (e *env) actionEvents() func() map[string][]worker.ActionEvent {
 		mu     sync.Mutex
 		events = map[string][]worker.ActionEvent{}
 	)
-	cons, err := e.js.OrderedConsumer(e.t.Context(), queue.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
+	cons, err := e.js.OrderedConsumer(e.t.Context(), offboard.StreamResults, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.action.>"}})
 	if err != nil {
 		e.t.Fatal(err)
 	}

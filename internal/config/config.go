@@ -15,6 +15,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TenantName is the form of a tenant's configured name, used in subjects,
@@ -26,9 +27,6 @@ var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 // DefaultComment is the comment sent when neither the request nor the
 // tenant gives one.
 const DefaultComment = "Offboarded by mde-offboard: {{.Source}} {{.RequestID}}"
-
-// MaxCommentLength is the longest comment the worker sends.
-const MaxCommentLength = 1000
 
 // Tenant is one entry of the tenants file.
 type Tenant struct {
@@ -107,8 +105,8 @@ func (t *Tenant) RenderComment(d CommentData) (string, error) {
 		return "", fmt.Errorf("comment template: %w", err)
 	}
 	s := strings.Join(strings.Fields(b.String()), " ")
-	if r := []rune(s); len(r) > MaxCommentLength {
-		s = string(r[:MaxCommentLength]) // characters, not bytes: never half a character
+	if r := []rune(s); len(r) > offboard.MaxCommentLength {
+		s = string(r[:offboard.MaxCommentLength]) // characters, not bytes: never half a character
 	}
 	return s, nil
 }

@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 const okTenant = `
@@ -59,8 +60,8 @@ func TestParseLimitsAndComment(t *testing.T) {
 		t.Errorf("machines limits = %v, want the default", got)
 	}
 	long, err := tn.RenderComment(CommentData{Source: strings.Repeat("é", 2000)})
-	if err != nil || utf8.RuneCountInString(long) != MaxCommentLength || !utf8.ValidString(long) {
-		t.Errorf("long comment: %d characters, valid %v, %v; want cut to %d characters", utf8.RuneCountInString(long), utf8.ValidString(long), err, MaxCommentLength)
+	if err != nil || utf8.RuneCountInString(long) != offboard.MaxCommentLength || !utf8.ValidString(long) {
+		t.Errorf("long comment: %d characters, valid %v, %v; want cut to %d characters", utf8.RuneCountInString(long), utf8.ValidString(long), err, offboard.MaxCommentLength)
 	}
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Class is what the worker does with an answer. Every answer of the API is
@@ -39,29 +41,6 @@ func (c Class) String() string {
 		return classNames[c]
 	}
 	return "class(" + strconv.Itoa(int(c)) + ")"
-}
-
-// Failure codes a result carries. They are part of the public contract.
-const (
-	CodeInvalidRequest    = "invalid_request"
-	CodeUnknownTenant     = "unknown_tenant"
-	CodeMachineNotFound   = "machine_not_found"
-	CodeAmbiguousMachine  = "ambiguous_machine"
-	CodeUnsupportedOS     = "unsupported_os"
-	CodeUnsupportedClient = "unsupported_client_version"
-	CodeForbidden         = "forbidden"
-	CodeUnauthorized      = "unauthorized"
-	CodeAPIRejected       = "api_rejected"
-	CodeAPIError          = "api_error"
-	CodeBlockedByPolicy   = "blocked_by_policy"
-	CodeInternal          = "internal_error"
-)
-
-// FailureCodes lists every failure code, for metric labels known up front.
-var FailureCodes = []string{
-	CodeInvalidRequest, CodeUnknownTenant, CodeMachineNotFound, CodeAmbiguousMachine,
-	CodeUnsupportedOS, CodeUnsupportedClient, CodeForbidden, CodeUnauthorized,
-	CodeAPIRejected, CodeAPIError, CodeBlockedByPolicy, CodeInternal,
 }
 
 // APIError is the error body the API sends:
@@ -109,22 +88,22 @@ func Classify(status int, header http.Header, body []byte) *Answer {
 	case status >= 500 || status == http.StatusRequestTimeout:
 		a.Class = Retry
 	case status == http.StatusNotFound:
-		a.Class, a.FailureCode = NotFound, CodeMachineNotFound
+		a.Class, a.FailureCode = NotFound, offboard.CodeMachineNotFound
 	case status == http.StatusUnauthorized:
-		a.Class, a.FailureCode = Final, CodeUnauthorized
+		a.Class, a.FailureCode = Final, offboard.CodeUnauthorized
 	case status == http.StatusForbidden:
-		a.Class, a.FailureCode = Final, CodeForbidden
+		a.Class, a.FailureCode = Final, offboard.CodeForbidden
 	case status == http.StatusBadRequest && code == "ActiveRequestAlreadyExists":
 		a.Class = AlreadyPending
 	case status == http.StatusBadRequest && code == "OsPlatformNotSupported":
-		a.Class, a.FailureCode = Final, CodeUnsupportedOS
+		a.Class, a.FailureCode = Final, offboard.CodeUnsupportedOS
 	case status == http.StatusBadRequest && code == "ClientVersionNotSupported":
-		a.Class, a.FailureCode = Final, CodeUnsupportedClient
+		a.Class, a.FailureCode = Final, offboard.CodeUnsupportedClient
 	default:
 		// 400 InvalidRequestBody, MissingRequiredParameter, InvalidInput,
 		// BadRequest, ODataError, and any other 4xx: the API refused what it
 		// was sent, and sending it again will not change that.
-		a.Class, a.FailureCode = Final, CodeAPIRejected
+		a.Class, a.FailureCode = Final, offboard.CodeAPIRejected
 	}
 	return a
 }

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // apiErrorBody is an error body in the API's shape.
@@ -38,28 +40,28 @@ func TestClassify(t *testing.T) {
 		{name: "200 with an error-shaped body is not parsed", status: 200, body: apiErrorBody("BadRequest", "x"), class: Success},
 
 		// 400: what the API refused stays refused, except a pending action.
-		{name: "400 BadRequest", status: 400, body: apiErrorBody("BadRequest", "Invalid request"), class: Final, failureCode: CodeAPIRejected, apiCode: "BadRequest", message: "Invalid request"},
-		{name: "400 ODataError", status: 400, body: apiErrorBody("ODataError", "Invalid filter clause"), class: Final, failureCode: CodeAPIRejected, apiCode: "ODataError", message: "Invalid filter clause"},
-		{name: "400 InvalidInput", status: 400, body: apiErrorBody("InvalidInput", "Invalid machine id"), class: Final, failureCode: CodeAPIRejected, apiCode: "InvalidInput", message: "Invalid machine id"},
-		{name: "400 InvalidRequestBody", status: 400, body: apiErrorBody("InvalidRequestBody", "Request body is incorrect"), class: Final, failureCode: CodeAPIRejected, apiCode: "InvalidRequestBody", message: "Request body is incorrect"},
-		{name: "400 MissingRequiredParameter", status: 400, body: apiErrorBody("MissingRequiredParameter", "Parameter Comment is missing"), class: Final, failureCode: CodeAPIRejected, apiCode: "MissingRequiredParameter", message: "Parameter Comment is missing"},
-		{name: "400 OsPlatformNotSupported", status: 400, body: apiErrorBody("OsPlatformNotSupported", "Offboarding is not supported for macOS"), class: Final, failureCode: CodeUnsupportedOS, apiCode: "OsPlatformNotSupported", message: "Offboarding is not supported for macOS"},
-		{name: "400 ClientVersionNotSupported", status: 400, body: apiErrorBody("ClientVersionNotSupported", "Client version does not support this action"), class: Final, failureCode: CodeUnsupportedClient, apiCode: "ClientVersionNotSupported", message: "Client version does not support this action"},
-		{name: "400 MaximumBatchSizeExceeded", status: 400, body: apiErrorBody("MaximumBatchSizeExceeded", "Maximum batch size exceeded"), class: Final, failureCode: CodeAPIRejected, apiCode: "MaximumBatchSizeExceeded", message: "Maximum batch size exceeded"},
+		{name: "400 BadRequest", status: 400, body: apiErrorBody("BadRequest", "Invalid request"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "BadRequest", message: "Invalid request"},
+		{name: "400 ODataError", status: 400, body: apiErrorBody("ODataError", "Invalid filter clause"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "ODataError", message: "Invalid filter clause"},
+		{name: "400 InvalidInput", status: 400, body: apiErrorBody("InvalidInput", "Invalid machine id"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "InvalidInput", message: "Invalid machine id"},
+		{name: "400 InvalidRequestBody", status: 400, body: apiErrorBody("InvalidRequestBody", "Request body is incorrect"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "InvalidRequestBody", message: "Request body is incorrect"},
+		{name: "400 MissingRequiredParameter", status: 400, body: apiErrorBody("MissingRequiredParameter", "Parameter Comment is missing"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "MissingRequiredParameter", message: "Parameter Comment is missing"},
+		{name: "400 OsPlatformNotSupported", status: 400, body: apiErrorBody("OsPlatformNotSupported", "Offboarding is not supported for macOS"), class: Final, failureCode: offboard.CodeUnsupportedOS, apiCode: "OsPlatformNotSupported", message: "Offboarding is not supported for macOS"},
+		{name: "400 ClientVersionNotSupported", status: 400, body: apiErrorBody("ClientVersionNotSupported", "Client version does not support this action"), class: Final, failureCode: offboard.CodeUnsupportedClient, apiCode: "ClientVersionNotSupported", message: "Client version does not support this action"},
+		{name: "400 MaximumBatchSizeExceeded", status: 400, body: apiErrorBody("MaximumBatchSizeExceeded", "Maximum batch size exceeded"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "MaximumBatchSizeExceeded", message: "Maximum batch size exceeded"},
 		{name: "400 ActiveRequestAlreadyExists", status: 400, body: apiErrorBody("ActiveRequestAlreadyExists", "Action is already in progress."), class: AlreadyPending, apiCode: "ActiveRequestAlreadyExists", message: "Action is already in progress."},
-		{name: "400 unknown code", status: 400, body: apiErrorBody("SomethingNew", "new"), class: Final, failureCode: CodeAPIRejected, apiCode: "SomethingNew", message: "new"},
-		{name: "400 non-JSON body", status: 400, body: []byte("Bad Request"), class: Final, failureCode: CodeAPIRejected},
+		{name: "400 unknown code", status: 400, body: apiErrorBody("SomethingNew", "new"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "SomethingNew", message: "new"},
+		{name: "400 non-JSON body", status: 400, body: []byte("Bad Request"), class: Final, failureCode: offboard.CodeAPIRejected},
 
 		// 401, 403.
-		{name: "401 Unauthorized", status: 401, body: apiErrorBody("Unauthorized", "Unauthorized"), class: Final, failureCode: CodeUnauthorized, apiCode: "Unauthorized", message: "Unauthorized"},
-		{name: "401 empty body", status: 401, class: Final, failureCode: CodeUnauthorized},
-		{name: "403 Forbidden missing roles", status: 403, body: apiErrorBody("Forbidden", "Missing application roles. API required roles: Machine.Offboard"), class: Final, failureCode: CodeForbidden, apiCode: "Forbidden", message: "Missing application roles. API required roles: Machine.Offboard"},
-		{name: "403 DisabledFeature", status: 403, body: apiErrorBody("DisabledFeature", "Feature is disabled"), class: Final, failureCode: CodeForbidden, apiCode: "DisabledFeature", message: "Feature is disabled"},
-		{name: "403 DisallowedOperation", status: 403, body: apiErrorBody("DisallowedOperation", "Operation is not allowed"), class: Final, failureCode: CodeForbidden, apiCode: "DisallowedOperation", message: "Operation is not allowed"},
+		{name: "401 Unauthorized", status: 401, body: apiErrorBody("Unauthorized", "Unauthorized"), class: Final, failureCode: offboard.CodeUnauthorized, apiCode: "Unauthorized", message: "Unauthorized"},
+		{name: "401 empty body", status: 401, class: Final, failureCode: offboard.CodeUnauthorized},
+		{name: "403 Forbidden missing roles", status: 403, body: apiErrorBody("Forbidden", "Missing application roles. API required roles: Machine.Offboard"), class: Final, failureCode: offboard.CodeForbidden, apiCode: "Forbidden", message: "Missing application roles. API required roles: Machine.Offboard"},
+		{name: "403 DisabledFeature", status: 403, body: apiErrorBody("DisabledFeature", "Feature is disabled"), class: Final, failureCode: offboard.CodeForbidden, apiCode: "DisabledFeature", message: "Feature is disabled"},
+		{name: "403 DisallowedOperation", status: 403, body: apiErrorBody("DisallowedOperation", "Operation is not allowed"), class: Final, failureCode: offboard.CodeForbidden, apiCode: "DisallowedOperation", message: "Operation is not allowed"},
 
 		// 404: checked again by the caller before it is final.
-		{name: "404 NotFound", status: 404, body: apiErrorBody("NotFound", "Machine was not found"), class: NotFound, failureCode: CodeMachineNotFound, apiCode: "NotFound", message: "Machine was not found"},
-		{name: "404 ResourceNotFound", status: 404, body: apiErrorBody("ResourceNotFound", "Machine 1e5bc9d7 was not found"), class: NotFound, failureCode: CodeMachineNotFound, apiCode: "ResourceNotFound", message: "Machine 1e5bc9d7 was not found"},
+		{name: "404 NotFound", status: 404, body: apiErrorBody("NotFound", "Machine was not found"), class: NotFound, failureCode: offboard.CodeMachineNotFound, apiCode: "NotFound", message: "Machine was not found"},
+		{name: "404 ResourceNotFound", status: 404, body: apiErrorBody("ResourceNotFound", "Machine 1e5bc9d7 was not found"), class: NotFound, failureCode: offboard.CodeMachineNotFound, apiCode: "ResourceNotFound", message: "Machine 1e5bc9d7 was not found"},
 
 		// 429: matched on the status; the pause comes from Retry-After.
 		{name: "429 Retry-After seconds", status: 429, header: ra("7"), body: apiErrorBody("429", quotaMsg), class: Throttled, apiCode: "429", message: quotaMsg, retryAfter: 7 * time.Second},
@@ -84,9 +86,9 @@ func TestClassify(t *testing.T) {
 		{name: "408", status: 408, class: Retry},
 
 		// Other answers: final.
-		{name: "302 redirect", status: 302, class: Final, failureCode: CodeAPIRejected},
-		{name: "405", status: 405, body: apiErrorBody("MethodNotAllowed", "no"), class: Final, failureCode: CodeAPIRejected, apiCode: "MethodNotAllowed", message: "no"},
-		{name: "error is a string, not an object", status: 400, body: []byte(`{"error":"invalid_request"}`), class: Final, failureCode: CodeAPIRejected},
+		{name: "302 redirect", status: 302, class: Final, failureCode: offboard.CodeAPIRejected},
+		{name: "405", status: 405, body: apiErrorBody("MethodNotAllowed", "no"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "MethodNotAllowed", message: "no"},
+		{name: "error is a string, not an object", status: 400, body: []byte(`{"error":"invalid_request"}`), class: Final, failureCode: offboard.CodeAPIRejected},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

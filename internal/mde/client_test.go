@@ -18,6 +18,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 const (
@@ -334,11 +335,11 @@ func TestClientAnswers(t *testing.T) {
 		{name: "201 action", status: 201, body: pendingAction, class: Success},
 		{name: "200 action", status: 200, body: pendingAction, class: Success},
 		{name: "400 ActiveRequestAlreadyExists", status: 400, body: `{"error":{"code":"ActiveRequestAlreadyExists","message":"Action is already in progress.","target":"c1"}}`, class: AlreadyPending, apiCode: "ActiveRequestAlreadyExists"},
-		{name: "400 InvalidRequestBody", status: 400, body: `{"error":{"code":"InvalidRequestBody","message":"Request body is incorrect","target":"c2"}}`, class: Final, code: CodeAPIRejected, apiCode: "InvalidRequestBody"},
-		{name: "400 OsPlatformNotSupported", status: 400, body: `{"error":{"code":"OsPlatformNotSupported","message":"not supported","target":"c3"}}`, class: Final, code: CodeUnsupportedOS, apiCode: "OsPlatformNotSupported"},
-		{name: "401 Unauthorized", status: 401, body: `{"error":{"code":"Unauthorized","message":"Unauthorized","target":"c4"}}`, class: Final, code: CodeUnauthorized, apiCode: "Unauthorized"},
-		{name: "403 Forbidden", status: 403, body: `{"error":{"code":"Forbidden","message":"Missing application roles. API required roles: Machine.Offboard","target":"c5"}}`, class: Final, code: CodeForbidden, apiCode: "Forbidden"},
-		{name: "404 ResourceNotFound", status: 404, body: `{"error":{"code":"ResourceNotFound","message":"Machine was not found","target":"c6"}}`, class: NotFound, code: CodeMachineNotFound, apiCode: "ResourceNotFound"},
+		{name: "400 InvalidRequestBody", status: 400, body: `{"error":{"code":"InvalidRequestBody","message":"Request body is incorrect","target":"c2"}}`, class: Final, code: offboard.CodeAPIRejected, apiCode: "InvalidRequestBody"},
+		{name: "400 OsPlatformNotSupported", status: 400, body: `{"error":{"code":"OsPlatformNotSupported","message":"not supported","target":"c3"}}`, class: Final, code: offboard.CodeUnsupportedOS, apiCode: "OsPlatformNotSupported"},
+		{name: "401 Unauthorized", status: 401, body: `{"error":{"code":"Unauthorized","message":"Unauthorized","target":"c4"}}`, class: Final, code: offboard.CodeUnauthorized, apiCode: "Unauthorized"},
+		{name: "403 Forbidden", status: 403, body: `{"error":{"code":"Forbidden","message":"Missing application roles. API required roles: Machine.Offboard","target":"c5"}}`, class: Final, code: offboard.CodeForbidden, apiCode: "Forbidden"},
+		{name: "404 ResourceNotFound", status: 404, body: `{"error":{"code":"ResourceNotFound","message":"Machine was not found","target":"c6"}}`, class: NotFound, code: offboard.CodeMachineNotFound, apiCode: "ResourceNotFound"},
 		{name: "429 quota", status: 429, header: http.Header{"Retry-After": {"7"}}, body: `{"error":{"code":"429","message":"API calls quota exceeded! maximum allowed 1500 per 01:00:00"}}`, class: Throttled, apiCode: "429", retryAfter: 7 * time.Second},
 		{name: "500 InternalServerError", status: 500, body: `{"error":{"code":"InternalServerError","message":"An error occurred","target":"c7"}}`, class: Retry, apiCode: "InternalServerError"},
 		{name: "502 HTML", status: 502, header: http.Header{"Content-Type": {"text/html"}}, body: "<html><body><h1>502 Bad Gateway</h1></body></html>", class: Retry},
@@ -394,8 +395,8 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 			if n := elsewhere.Load(); n != 0 {
 				t.Errorf("the redirect target got %d requests, want 0", n)
 			}
-			if a.Status != status || a.Class != Final || a.FailureCode != CodeAPIRejected {
-				t.Errorf("answer = %d %v %q, want %d final %q", a.Status, a.Class, a.FailureCode, status, CodeAPIRejected)
+			if a.Status != status || a.Class != Final || a.FailureCode != offboard.CodeAPIRejected {
+				t.Errorf("answer = %d %v %q, want %d final %q", a.Status, a.Class, a.FailureCode, status, offboard.CodeAPIRejected)
 			}
 			if n := len(f.requests()); n != 1 {
 				t.Errorf("API server got %d requests, want 1", n)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/offboard"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -19,7 +20,7 @@ type Ledger struct{ kv jetstream.KeyValue }
 
 // NewLedger opens the ledger bucket.
 func NewLedger(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
-	kv, err := js.KeyValue(ctx, BucketLedger)
+	kv, err := js.KeyValue(ctx, offboard.BucketLedger)
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/offboard"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
@@ -58,7 +59,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	// A tenant dropped from the configuration keeps its consumers (removing
 	// them would drop their requests), reported as stale; a consumer that
 	// is not the worker's is left alone.
-	if _, err := js.CreateOrUpdateConsumer(t.Context(), StreamRequests, jetstream.ConsumerConfig{
+	if _, err := js.CreateOrUpdateConsumer(t.Context(), offboard.StreamRequests, jetstream.ConsumerConfig{
 		Durable: "bulk-export", FilterSubject: "mde.offboard.request.contoso", AckPolicy: jetstream.AckExplicitPolicy,
 	}); err != nil {
 		t.Fatal(err)
@@ -69,7 +70,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		t.Fatalf("Ensure without fabrikam: stale %v, %v", stale, err)
 	}
 	for _, name := range []string{"bulk-fabrikam", "bulk-export"} {
-		if _, err := js.Consumer(t.Context(), StreamRequests, name); err != nil {
+		if _, err := js.Consumer(t.Context(), offboard.StreamRequests, name); err != nil {
 			t.Fatalf("consumer %s: %v", name, err)
 		}
 	}
@@ -80,7 +81,7 @@ func TestEnsureIsIdempotent(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A request over 64 KiB is refused at publish time.
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", make([]byte, MaxRequestSize+1)); err == nil {
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", make([]byte, offboard.MaxRequestSize+1)); err == nil {
 		t.Error("oversize request accepted")
 	}
 }
@@ -94,16 +95,16 @@ func TestSourceServesNormalBeforeBulk(t *testing.T) {
 	}
 	subj := s.WithDefaults().Subjects
 	for i := range 5 {
-		if _, err := js.Publish(t.Context(), subj.Request("contoso", Bulk), []byte{byte('a' + i)}); err != nil {
+		if _, err := js.Publish(t.Context(), subj.Request("contoso", offboard.Bulk), []byte{byte('a' + i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for i := range 2 {
-		if _, err := js.Publish(t.Context(), subj.Request("contoso", Normal), []byte{byte('A' + i)}); err != nil {
+		if _, err := js.Publish(t.Context(), subj.Request("contoso", offboard.Normal), []byte{byte('A' + i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := js.Publish(t.Context(), subj.Request("fabrikam", Normal), []byte("other tenant")); err != nil {
+	if _, err := js.Publish(t.Context(), subj.Request("fabrikam", offboard.Normal), []byte("other tenant")); err != nil {
 		t.Fatal(err)
 	}
 	r, err := NewRouter(nc, subj)
@@ -147,7 +148,7 @@ func TestSourceServesNormalBeforeBulk(t *testing.T) {
 	}()
 	time.Sleep(50 * time.Millisecond)
 	start := time.Now()
-	if _, err := js.Publish(t.Context(), subj.Request("contoso", Normal), []byte("late")); err != nil {
+	if _, err := js.Publish(t.Context(), subj.Request("contoso", offboard.Normal), []byte("late")); err != nil {
 		t.Fatal(err)
 	}
 	if v := <-got; v != "late" {
@@ -205,14 +206,14 @@ func TestLedger(t *testing.T) {
 
 func TestSubjects(t *testing.T) {
 	t.Parallel()
-	s := Subjects{Prefix: "mde.offboard"}
+	s := offboard.Subjects{Prefix: "mde.offboard"}
 	for subject, want := range map[string]struct {
 		tenant string
-		p      Priority
+		p      offboard.Priority
 		ok     bool
 	}{
-		"mde.offboard.request.contoso":        {"contoso", Normal, true},
-		"mde.offboard.request.contoso.bulk":   {"contoso", Bulk, true},
+		"mde.offboard.request.contoso":        {"contoso", offboard.Normal, true},
+		"mde.offboard.request.contoso.bulk":   {"contoso", offboard.Bulk, true},
 		"mde.offboard.request.contoso.urgent": {"contoso", "", false},
 		"mde.offboard.request.a.b.c":          {"a", "", false},
 		"mde.offboard.result.contoso":         {"", "", false},
@@ -236,7 +237,7 @@ func TestDeployDefinitions(t *testing.T) {
 	for _, c := range s.Consumers() {
 		files["consumer-"+c.Durable+".json"] = c
 	}
-	files["kv-"+BucketLedger+".json"] = s.Ledger()
+	files["kv-"+offboard.BucketLedger+".json"] = s.Ledger()
 	dir := filepath.Join("..", "..", "deploy", "nats")
 	for name, v := range files {
 		var buf bytes.Buffer

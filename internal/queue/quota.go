@@ -12,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // QuotaJournal is the limiter's journal in the quota stream: one subject
@@ -20,14 +21,14 @@ import (
 type QuotaJournal struct {
 	js       jetstream.JetStream
 	stream   jetstream.Stream
-	subjects Subjects
+	subjects offboard.Subjects
 }
 
 // NewQuotaJournal opens the quota stream, which must exist (Ensure).
-func NewQuotaJournal(ctx context.Context, js jetstream.JetStream, subjects Subjects) (*QuotaJournal, error) {
-	stream, err := js.Stream(ctx, StreamQuota)
+func NewQuotaJournal(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects) (*QuotaJournal, error) {
+	stream, err := js.Stream(ctx, offboard.StreamQuota)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
 	}
 	return &QuotaJournal{js: js, stream: stream, subjects: subjects}, nil
 }
@@ -62,26 +63,26 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 // margin), then with each new one, until the returned stop is called.
 // shared becomes ready once the feed has reached the journal's end as it
 // was at the start.
-func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	stream, err := js.Stream(ctx, StreamQuota)
+func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
+	stream, err := js.Stream(ctx, offboard.StreamQuota)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
 	}
 	end := info.State.LastSeq
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
 	start := time.Now().Add(-back)
-	cons, err := js.OrderedConsumer(ctx, StreamQuota, jetstream.OrderedConsumerConfig{
+	cons, err := js.OrderedConsumer(ctx, offboard.StreamQuota, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjects.AllQuota()},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &start,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
+		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
 	}
 	ready := end == 0 || info.State.LastTime.Before(start)
 	if ready {
@@ -112,7 +113,7 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 		log.Warn("quota journal feed", zap.Error(err))
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
+		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
 	}
 	return cc.Stop, nil
 }

@@ -7,16 +7,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/offboard"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// MaxRequestSize is the largest request the request stream accepts; larger
-// ones are refused at publish time, so the publisher sees the error.
-const MaxRequestSize = 64 << 10
-
 // Settings shape the streams, consumers and ledger.
 type Settings struct {
-	Subjects      Subjects
+	Subjects      offboard.Subjects
 	Tenants       []string      // configured tenant names
 	Duplicates    time.Duration // duplicate window of the request and result streams
 	Replicas      int           // stream replicas in a cluster
@@ -60,7 +57,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 	p := s.Subjects.Prefix
 	return []jetstream.StreamConfig{
 		{
-			Name:        StreamRequests,
+			Name:        offboard.StreamRequests,
 			Description: "Defender for Endpoint offboard requests; a request leaves once its result is stored",
 			Subjects:    []string{s.Subjects.AllRequests()},
 			// Interest retention: a request stays while any consumer still
@@ -69,7 +66,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Retention:  jetstream.InterestPolicy,
 			Storage:    jetstream.FileStorage,
 			Replicas:   s.Replicas,
-			MaxMsgSize: MaxRequestSize,
+			MaxMsgSize: offboard.MaxRequestSize,
 			Duplicates: s.Duplicates,
 			Discard:    jetstream.DiscardNew,
 			// Two consumers per tenant and the unrouted one, with room
@@ -79,7 +76,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			MaxConsumers: 2*len(s.Tenants) + 1 + 1000,
 		},
 		{
-			Name:        StreamResults,
+			Name:        offboard.StreamResults,
 			Description: "One result per offboard request, and Machine Action status changes",
 			Subjects:    []string{p + ".result.>", p + ".action.>"},
 			Retention:   jetstream.LimitsPolicy,
@@ -89,7 +86,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Duplicates:  s.Duplicates,
 		},
 		{
-			Name:        StreamDead,
+			Name:        offboard.StreamDead,
 			Description: "Failed offboard requests as published, with Mde-Error-* headers, for inspection and replay",
 			Subjects:    []string{p + ".dead.>"},
 			Retention:   jetstream.LimitsPolicy,
@@ -99,7 +96,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Duplicates:  s.Duplicates,
 		},
 		{
-			Name:        StreamQuota,
+			Name:        offboard.StreamQuota,
 			Description: "The quota journal: every API call of every tenant, entered before it is sent, shared by all replicas",
 			Subjects:    []string{s.Subjects.AllQuota()},
 			Retention:   jetstream.LimitsPolicy,
@@ -120,7 +117,7 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 	s = s.WithDefaults()
 	out := make([]jetstream.ConsumerConfig, 0, 2*len(s.Tenants)+1)
 	for _, t := range s.Tenants {
-		for _, p := range []Priority{Normal, Bulk} {
+		for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 			out = append(out, jetstream.ConsumerConfig{
 				Metadata:      map[string]string{MetaTenant: t, MetaPriority: string(p)},
 				Durable:       ConsumerName(t, p),
@@ -152,7 +149,7 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 func (s Settings) Ledger() jetstream.KeyValueConfig {
 	s = s.WithDefaults()
 	return jetstream.KeyValueConfig{
-		Bucket:      BucketLedger,
+		Bucket:      offboard.BucketLedger,
 		Description: "request ids in progress and completed, with their results",
 		History:     1,
 		TTL:         s.LedgerTTL,
@@ -194,7 +191,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		sema <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sema }()
-			if _, err := js.CreateOrUpdateConsumer(ctx, StreamRequests, cfg); err != nil {
+			if _, err := js.CreateOrUpdateConsumer(ctx, offboard.StreamRequests, cfg); err != nil {
 				mu.Lock()
 				errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
 				mu.Unlock()
@@ -203,7 +200,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	}
 	wg.Wait()
 	if _, err := js.CreateOrUpdateKeyValue(ctx, s.Ledger()); err != nil {
-		errs = append(errs, fmt.Errorf("ledger %s: %w", BucketLedger, err))
+		errs = append(errs, fmt.Errorf("ledger %s: %w", offboard.BucketLedger, err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -217,9 +214,9 @@ func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, e
 	for _, t := range s.Tenants {
 		want[t] = true
 	}
-	stream, err := js.Stream(ctx, StreamRequests)
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamRequests, err)
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	var stale []string
 	infos := stream.ListConsumers(ctx)
@@ -244,9 +241,9 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	}
 	// One listing rather than a lookup per consumer: with a thousand
 	// tenants, a probe would otherwise cost two thousand requests.
-	stream, err := js.Stream(ctx, StreamRequests)
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", StreamRequests, err)
+		return fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	have := map[string]bool{}
 	names := stream.ConsumerNames(ctx)
@@ -261,7 +258,7 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 			return fmt.Errorf("consumer %s: %w", cfg.Durable, jetstream.ErrConsumerNotFound)
 		}
 	}
-	if _, err := js.KeyValue(ctx, BucketLedger); err != nil {
+	if _, err := js.KeyValue(ctx, offboard.BucketLedger); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	return nil

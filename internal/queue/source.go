@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/offboard"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -22,7 +23,7 @@ type Source struct {
 
 // Next returns the next request, blocking until one is published or ctx
 // ends.
-func (s *Source) Next(ctx context.Context) (jetstream.Msg, Priority, error) {
+func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, error) {
 	for {
 		// A publish wakes us a moment before the stream has stored the
 		// message, so look a few times, briefly, before going back to sleep.
@@ -34,8 +35,8 @@ func (s *Source) Next(ctx context.Context) (jetstream.Msg, Priority, error) {
 			}
 			for _, c := range []struct {
 				cons jetstream.Consumer
-				p    Priority
-			}{{s.normal, Normal}, {s.bulk, Bulk}} {
+				p    offboard.Priority
+			}{{s.normal, offboard.Normal}, {s.bulk, offboard.Bulk}} {
 				msg, err := fetchOne(ctx, c.cons)
 				if err != nil {
 					return nil, "", err
@@ -109,7 +110,7 @@ const fetchGuard = 10 * time.Second
 // listens on the request subjects with a plain subscription, which costs
 // the server nothing beyond a copy of each publish.
 type Router struct {
-	subjects Subjects
+	subjects offboard.Subjects
 	sub      *nats.Subscription
 
 	mu    sync.Mutex
@@ -117,7 +118,7 @@ type Router struct {
 }
 
 // NewRouter subscribes to the request subjects.
-func NewRouter(nc *nats.Conn, s Subjects) (*Router, error) {
+func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
 	r := &Router{subjects: s, wakes: map[string]chan struct{}{}}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
 		tenant, _, ok := s.ParseRequest(m.Subject)
@@ -144,13 +145,13 @@ func NewRouter(nc *nats.Conn, s Subjects) (*Router, error) {
 // Source returns the tenant's source; poll bounds how long a missed wake-up
 // can delay a request.
 func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant string, poll time.Duration) (*Source, error) {
-	normal, err := js.Consumer(ctx, StreamRequests, ConsumerName(tenant, Normal))
+	normal, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName(tenant, offboard.Normal))
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, Normal), err)
+		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, offboard.Normal), err)
 	}
-	bulk, err := js.Consumer(ctx, StreamRequests, ConsumerName(tenant, Bulk))
+	bulk, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName(tenant, offboard.Bulk))
 	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, Bulk), err)
+		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, offboard.Bulk), err)
 	}
 	wake := make(chan struct{}, 1)
 	r.mu.Lock()

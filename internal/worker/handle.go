@@ -21,6 +21,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // clockSkew is how far the API's clock and ours may disagree.
@@ -31,8 +32,8 @@ type job struct {
 	t        *tenantRun
 	msg      jetstream.Msg
 	seq      uint64
-	prio     queue.Priority
-	req      Request
+	prio     offboard.Priority
+	req      offboard.Request
 	received time.Time
 	attempts int
 	log      *zap.Logger
@@ -49,7 +50,7 @@ type job struct {
 
 // handle works one request to its result. permit is an offboard permit,
 // taken before the request was pulled; handle spends or releases it.
-func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio queue.Priority, permit *limiter.Permit) {
+func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio offboard.Priority, permit *limiter.Permit) {
 	w.m.InFlight.WithLabelValues(t.name).Inc()
 	defer w.m.InFlight.WithLabelValues(t.name).Dec()
 	w.m.RequestsReceived.WithLabelValues(t.name, string(prio)).Inc()
@@ -72,15 +73,15 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 	defer func() {
 		if r := recover(); r != nil {
 			j.log.Error("request handling panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
-			w.finish(ctx, j, j.failed(mde.CodeInternal, "the worker met an internal error; see its log", nil))
+			w.finish(ctx, j, j.failed(offboard.CodeInternal, "the worker met an internal error; see its log", nil))
 		}
 	}()
 
-	req, err := parseRequest(msg.Data(), t.name)
+	req, err := offboard.ParseRequest(msg.Data(), t.name)
 	j.req = req
 	j.log = j.log.With(zap.String("request_id", req.RequestID))
 	if err != nil {
-		w.finish(ctx, j, j.failed(mde.CodeInvalidRequest, err.Error(), nil))
+		w.finish(ctx, j, j.failed(offboard.CodeInvalidRequest, err.Error(), nil))
 		return
 	}
 	j.checked = true
@@ -152,18 +153,18 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	}
 }
 
-func (j *job) result(outcome string) *Result {
-	return &Result{
+func (j *job) result(outcome string) *offboard.Result {
+	return &offboard.Result{
 		RequestID: j.req.RequestID, Tenant: j.t.name, MachineID: j.req.MachineID,
 		ComputerDNSName: j.req.ComputerDNSName, Outcome: outcome, Attempts: j.attempts,
 		RequestedBy: j.req.RequestedBy, Source: j.req.Source, RequestSeq: j.seq,
-		Priority: string(j.prio), ReceivedAt: j.received,
+		Priority: j.prio, ReceivedAt: j.received, Attempt: j.req.AttemptOrFirst(),
 	}
 }
 
-func (j *job) failed(code, message string, a *mde.Answer) *Result {
-	r := j.result(OutcomeFailed)
-	r.Error = &ResultError{Code: code, Message: message}
+func (j *job) failed(code, message string, a *mde.Answer) *offboard.Result {
+	r := j.result(offboard.OutcomeFailed)
+	r.Error = offboard.Failed(code, message)
 	if a != nil {
 		r.Error.HTTPStatus = a.Status
 		r.Error.APICode = a.APICode()
@@ -171,7 +172,7 @@ func (j *job) failed(code, message string, a *mde.Answer) *Result {
 	return r
 }
 
-func (j *job) withAction(outcome string, a mde.Action) *Result {
+func (j *job) withAction(outcome string, a mde.Action) *offboard.Result {
 	r := j.result(outcome)
 	r.MachineAction = a.Raw
 	if r.MachineID == "" {
@@ -182,7 +183,7 @@ func (j *job) withAction(outcome string, a mde.Action) *Result {
 
 // process resolves the device and offboards it. An error means the request
 // must be left for redelivery; every other end is a result.
-func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*Result, error) {
+func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*offboard.Result, error) {
 	t := j.t
 	if j.req.MachineID == "" {
 		id, res, err := w.resolve(ctx, j)
@@ -202,7 +203,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 			Tenant: t.name, MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName,
 		})
 		if err != nil {
-			return j.failed(mde.CodeInternal, err.Error(), nil), nil
+			return j.failed(offboard.CodeInternal, err.Error(), nil), nil
 		}
 	}
 
@@ -235,7 +236,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 
 	a, res, err := w.call(ctx, j, mde.APIOffboard, permit, func(ctx context.Context) (*mde.Answer, error) {
 		return t.Client.Offboard(ctx, j.req.MachineID, comment)
-	}, func(ctx context.Context) (*Result, error) {
+	}, func(ctx context.Context) (*offboard.Result, error) {
 		// The failed attempt may have created the action all the same.
 		return w.findOwnAction(ctx, j, next.Started, comment)
 	})
@@ -246,16 +247,16 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	case mde.Success:
 		action, err := mde.ParseAction(a.Body)
 		if err != nil {
-			return j.failed(mde.CodeAPIError, "the API accepted the call but its answer is not a Machine Action: "+err.Error(), a), nil
+			return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action: "+err.Error(), a), nil
 		}
 		// The service has been seen answering a duplicate with the pending
 		// action instead of ActiveRequestAlreadyExists. Ours carries our
 		// comment and was created after we sent the call (give or take the
 		// clocks' skew).
 		if action.Unfinished() && (action.RequestorComment != comment || action.Created().Before(next.Started.Add(-clockSkew))) {
-			return j.withAction(OutcomeAlreadyPending, action), nil
+			return j.withAction(offboard.OutcomeAlreadyPending, action), nil
 		}
-		return j.withAction(OutcomeCreated, action), nil
+		return j.withAction(offboard.OutcomeCreated, action), nil
 	case mde.AlreadyPending:
 		return w.existingAction(ctx, j, a)
 	}
@@ -264,7 +265,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 
 // read makes a read call: any answer but success is the request's failed
 // result, its message prefixed with what.
-func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(context.Context) (*mde.Answer, error)) (*mde.Answer, *Result, error) {
+func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(context.Context) (*mde.Answer, error)) (*mde.Answer, *offboard.Result, error) {
 	a, res, err := w.call(ctx, j, api, nil, do, nil)
 	if err != nil || res != nil {
 		return nil, res, err
@@ -276,9 +277,9 @@ func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(con
 }
 
 // dryRun checks that the device exists, and calls nothing destructive.
-func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
+func (w *Worker) dryRun(ctx context.Context, j *job) (*offboard.Result, error) {
 	if j.req.ComputerDNSName != "" {
-		return j.result(OutcomeDryRun), nil // resolve already read the device
+		return j.result(offboard.OutcomeDryRun), nil // resolve already read the device
 	}
 	a, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.GetMachine(ctx, j.req.MachineID)
@@ -288,15 +289,15 @@ func (w *Worker) dryRun(ctx context.Context, j *job) (*Result, error) {
 	}
 	m, err := mde.ParseMachine(a.Body)
 	if err != nil {
-		return j.failed(mde.CodeAPIError, err.Error(), a), nil
+		return j.failed(offboard.CodeAPIError, err.Error(), a), nil
 	}
-	r := j.result(OutcomeDryRun)
+	r := j.result(offboard.OutcomeDryRun)
 	r.ComputerDNSName = m.ComputerDNSName
 	return r, nil
 }
 
 // resolve finds the one device with the requested name.
-func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
+func (w *Worker) resolve(ctx context.Context, j *job) (string, *offboard.Result, error) {
 	a, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.FindMachinesByName(ctx, j.req.ComputerDNSName)
 	})
@@ -305,7 +306,7 @@ func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
 	}
 	all, err := mde.ParseMachines(a.Body)
 	if err != nil {
-		return "", j.failed(mde.CodeAPIError, err.Error(), a), nil
+		return "", j.failed(offboard.CodeAPIError, err.Error(), a), nil
 	}
 	// Only exact matches count, whatever the API's filter let through.
 	var machines []mde.Machine
@@ -316,23 +317,23 @@ func (w *Worker) resolve(ctx context.Context, j *job) (string, *Result, error) {
 	}
 	switch len(machines) {
 	case 0:
-		return "", j.failed(mde.CodeMachineNotFound, "no device is named "+quote(j.req.ComputerDNSName), nil), nil
+		return "", j.failed(offboard.CodeMachineNotFound, "no device is named "+offboard.Quote(j.req.ComputerDNSName), nil), nil
 	case 1:
-		if !machineIDForm.MatchString(machines[0].ID) {
-			return "", j.failed(mde.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
+		if !offboard.ValidMachineID(machines[0].ID) {
+			return "", j.failed(offboard.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
 		}
 		return strings.ToLower(machines[0].ID), nil, nil
 	}
-	r := j.failed(mde.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), quote(j.req.ComputerDNSName)), nil)
+	r := j.failed(offboard.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), offboard.Quote(j.req.ComputerDNSName)), nil)
 	for _, m := range machines {
-		r.Error.Candidates = append(r.Error.Candidates, Candidate{MachineID: m.ID, LastSeen: m.LastSeen, HealthStatus: m.HealthStatus})
+		r.Error.Candidates = append(r.Error.Candidates, offboard.Candidate{MachineID: m.ID, LastSeen: m.LastSeen, HealthStatus: m.HealthStatus})
 	}
 	return "", r, nil
 }
 
 // existingAction answers ActiveRequestAlreadyExists with the device's
 // unfinished Offboard action.
-func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer) (*Result, error) {
+func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer) (*offboard.Result, error) {
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
 	for look := 0; ; look++ {
@@ -342,11 +343,11 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
-				return j.withAction(OutcomeAlreadyPending, a), nil
+				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
 		}
 		if look >= w.retry.NotFoundCheck {
-			return j.failed(mde.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
+			return j.failed(offboard.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
 		}
 		if err := w.backoff(ctx, look+1); err != nil {
 			return nil, err
@@ -358,7 +359,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Answer
 // have created since it was sent (after a crash, or an attempt whose answer
 // was lost): one with our comment, created since then. Found, it is the
 // request's result; not found (nil, nil), a call may be sent.
-func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*Result, error) {
+func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
 	actions, res, err := w.offboardActions(ctx, j)
 	if err != nil || res != nil {
 		return res, err
@@ -366,14 +367,14 @@ func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, com
 	for _, a := range actions {
 		if a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
 			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
-			return j.withAction(OutcomeCreated, a), nil
+			return j.withAction(offboard.OutcomeCreated, a), nil
 		}
 	}
 	return nil, nil
 }
 
 // offboardActions lists the device's Offboard actions, newest first.
-func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Result, error) {
+func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *offboard.Result, error) {
 	a, res, err := w.read(ctx, j, mde.APIMachineActions, "list the device's offboard actions: ", func(ctx context.Context) (*mde.Answer, error) {
 		return j.t.Client.OffboardActions(ctx, j.req.MachineID)
 	})
@@ -382,7 +383,7 @@ func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Re
 	}
 	actions, err := mde.ParseActions(a.Body)
 	if err != nil {
-		return nil, j.failed(mde.CodeAPIError, err.Error(), a), nil
+		return nil, j.failed(offboard.CodeAPIError, err.Error(), a), nil
 	}
 	// Newest first, whatever order the API used.
 	slices.SortStableFunc(actions, func(a, b mde.Action) int { return b.Created().Compare(a.Created()) })
@@ -398,8 +399,8 @@ func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *Re
 // effect is unknown (no answer, a timeout, a 5xx): a result from it ends
 // the call, so a lost answer never leads to a second action.
 func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.Permit,
-	do func(context.Context) (*mde.Answer, error), recheck func(context.Context) (*Result, error),
-) (*mde.Answer, *Result, error) {
+	do func(context.Context) (*mde.Answer, error), recheck func(context.Context) (*offboard.Result, error),
+) (*mde.Answer, *offboard.Result, error) {
 	t := j.t
 	var retries, notFound, throttles int
 	refreshed := false
@@ -432,7 +433,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			// can be reached.
 			return nil, nil, err
 		case tokErr != nil && tokErr.Final:
-			return nil, j.failed(mde.CodeUnauthorized, "the login host refused the tenant's credentials: "+tokErr.Error(), nil), nil
+			return nil, j.failed(offboard.CodeUnauthorized, "the login host refused the tenant's credentials: "+tokErr.Error(), nil), nil
 		case err != nil:
 			reason = "network"
 			if tokErr != nil {
@@ -445,7 +446,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			t.limits.Pause(w.clock.Now(), a.RetryAfter)
 			j.log.Warn("throttled: tenant paused", zap.String("api", api), zap.Duration("retry_after", a.RetryAfter))
 			if throttles >= w.retry.Throttles {
-				return nil, j.failed(mde.CodeAPIError, fmt.Sprintf("throttled %d times in a row", throttles), a), nil
+				return nil, j.failed(offboard.CodeAPIError, fmt.Sprintf("throttled %d times in a row", throttles), a), nil
 			}
 			w.m.Retries.WithLabelValues(t.name, api, "throttled").Inc()
 			continue // the pause is the wait
@@ -459,7 +460,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			j.log.Warn("API answered 401: getting a new token", zap.String("api", api))
 			if err := t.Cred.Invalidate(); err != nil {
 				//nolint:nilerr // the failure is the request's result
-				return nil, j.failed(mde.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), a), nil
+				return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), a), nil
 			}
 			w.m.Retries.WithLabelValues(t.name, api, "token").Inc()
 			continue
@@ -485,7 +486,7 @@ func (w *Worker) call(ctx context.Context, j *job, api string, permit *limiter.P
 			} else {
 				msg += ": " + a.Error()
 			}
-			return nil, j.failed(mde.CodeAPIError, msg, a), nil
+			return nil, j.failed(offboard.CodeAPIError, msg, a), nil
 		}
 		w.m.Retries.WithLabelValues(t.name, api, reason).Inc()
 		if err := w.backoff(ctx, retries); err != nil {
@@ -558,7 +559,7 @@ func (w *Worker) backoff(ctx context.Context, n int) error {
 // finish records and publishes a request's result, then acks the request.
 // If anything fails before the ack, the request comes back and is answered
 // from the ledger or worked again; the result's message id keeps it single.
-func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
+func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 	res.CompletedAt = w.clock.Now().UTC()
 	res.Attempts = j.attempts
 	data, err := json.Marshal(res)
@@ -576,7 +577,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *Result) {
 			w.leave(j, err)
 			return
 		}
-		msgID = queue.ResultMsgID(j.t.name, res.RequestID)
+		msgID = offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
 	}
 	if err := w.publish(pctx, j.t.name, j.msg, msgID, j.seq, res, data); err != nil {
 		w.leave(j, err)
@@ -601,14 +602,14 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // replay answers a request id that already has a result from the ledger,
 // without calling the API.
 func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
-	var res Result
+	var res offboard.Result
 	if err := json.Unmarshal(e.Result, &res); err != nil {
 		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
 		return
 	}
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
-	if err := w.publish(pctx, j.t.name, j.msg, queue.ResultMsgID(j.t.name, res.RequestID), e.Seq, &res, e.Result); err != nil {
+	if err := w.publish(pctx, j.t.name, j.msg, offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt), e.Seq, &res, e.Result); err != nil {
 		w.leave(j, err)
 		return
 	}
@@ -618,7 +619,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 }
 
 // publish stores the result, and a dead letter if it failed.
-func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *Result, data []byte) error {
+func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
 	s := w.opts.Settings.Subjects
 	if err := queue.PublishResult(ctx, w.opts.JS, s.Result(tenant), msgID, data); err != nil {
 		return err
@@ -626,7 +627,7 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 	code := ""
 	if res.Error != nil {
 		code = res.Error.Code
-		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, queue.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
+		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
 			return err
 		}
 		w.m.DeadLetters.WithLabelValues(w.metricTenant(tenant), code).Inc()
@@ -636,7 +637,7 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 }
 
 func (w *Worker) seqMsgID(tenant string, seq uint64) string {
-	return queue.SeqResultMsgID(tenant, queue.Seq{Epoch: w.epoch, N: seq})
+	return offboard.SeqResultMsgID(tenant, offboard.Seq{Epoch: w.epoch, N: seq})
 }
 
 // metricTenant is the tenant label: the name if configured, else
@@ -651,7 +652,7 @@ func (w *Worker) metricTenant(name string) string {
 // startTracking follows the result's action, when the tenant asks for it.
 // It comes before the ack, so a crash cannot lose it; a failure is logged,
 // not fatal: the result stands.
-func (w *Worker) startTracking(ctx context.Context, j *job, res *Result) {
+func (w *Worker) startTracking(ctx context.Context, j *job, res *offboard.Result) {
 	if !j.t.Config.Tracking.Enabled || len(res.MachineAction) == 0 {
 		return
 	}

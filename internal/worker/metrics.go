@@ -5,6 +5,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Metrics are the worker's Prometheus metrics. Label values are bounded:
@@ -97,11 +98,11 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 			m.QuotaRemaining.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
 		}
 	}
-	for _, outcome := range []string{OutcomeCreated, OutcomeAlreadyPending, OutcomeDryRun} {
+	for _, outcome := range []string{offboard.OutcomeCreated, offboard.OutcomeAlreadyPending, offboard.OutcomeDryRun} {
 		m.Results.WithLabelValues(name, outcome, "")
 	}
-	for _, code := range mde.FailureCodes {
-		m.Results.WithLabelValues(name, OutcomeFailed, code)
+	for _, code := range offboard.FailureCodes {
+		m.Results.WithLabelValues(name, offboard.OutcomeFailed, code)
 		m.DeadLetters.WithLabelValues(name, code)
 	}
 	for _, p := range []string{"normal", "bulk"} {

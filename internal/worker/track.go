@@ -16,6 +16,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // ActionEvent is published on <prefix>.action.<tenant> each time a tracked
@@ -106,7 +107,7 @@ func (tr *tracker) push(a *tracked) {
 }
 
 // track starts following an action that a result carries.
-func (w *Worker) track(ctx context.Context, t *tenantRun, res *Result) error {
+func (w *Worker) track(ctx context.Context, t *tenantRun, res *offboard.Result) error {
 	a, err := mde.ParseAction(res.MachineAction)
 	if err != nil || !a.Unfinished() || t.tracker.following(a.ID) {
 		return nil //nolint:nilerr // nothing (new) to follow

@@ -9,8 +9,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
-	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // runUnrouted reads every request through the unrouted consumer. Requests
@@ -77,16 +77,16 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 		j.seq = meta.Sequence.Stream
 	}
 	// Best effort: keep the request id in the answer when it can be read.
-	j.req, _ = parseRequest(msg.Data(), token)
+	j.req, _ = offboard.ParseRequest(msg.Data(), token)
 	if !config.TenantName.MatchString(token) {
 		j.t.name = queue.UnknownTenant
 	}
 	j.log = log.With(zap.String("subject", msg.Subject()), zap.Uint64("request_seq", j.seq))
-	var res *Result
+	var res *offboard.Result
 	if ok {
-		res = j.failed(mde.CodeUnknownTenant, "tenant "+quote(token)+" is not configured in this worker", nil)
+		res = j.failed(offboard.CodeUnknownTenant, "tenant "+offboard.Quote(token)+" is not configured in this worker", nil)
 	} else {
-		res = j.failed(mde.CodeInvalidRequest, "subject "+quote(msg.Subject())+" is not "+s.Request("<tenant>", queue.Normal)+"[.bulk]", nil)
+		res = j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil)
 	}
 	res.Tenant = token
 	res.CompletedAt = w.clock.Now().UTC()

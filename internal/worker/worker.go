@@ -17,6 +17,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // RetryPolicy says how often and how fast failed calls are repeated.
@@ -101,7 +102,7 @@ type Worker struct {
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
-	epoch   int64                           // creation time of the request stream (queue.Seq)
+	epoch   int64                           // creation time of the request stream (offboard.Seq)
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -151,23 +152,23 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 			log: w.log.With(zap.String("tenant", name)),
 		}
 	}
-	unknown, err := opts.JS.Consumer(ctx, queue.StreamRequests, queue.ConsumerUnrouted)
+	unknown, err := opts.JS.Consumer(ctx, offboard.StreamRequests, queue.ConsumerUnrouted)
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", queue.ConsumerUnrouted, err)
 	}
 	w.unknown = unknown
 	w.stale = map[string][]jetstream.Consumer{}
 	for _, name := range opts.Stale {
-		cons, err := opts.JS.Consumer(ctx, queue.StreamRequests, name)
+		cons, err := opts.JS.Consumer(ctx, offboard.StreamRequests, name)
 		if err != nil {
 			return nil, fmt.Errorf("consumer %s: %w", name, err)
 		}
 		token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
 		w.stale[token] = append(w.stale[token], cons)
 	}
-	stream, err := opts.JS.Stream(ctx, queue.StreamRequests)
+	stream, err := opts.JS.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", queue.StreamRequests, err)
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
 	return w, nil
@@ -281,8 +282,8 @@ func (w *Worker) runStats(ctx context.Context) {
 			normal, bulk, err := t.source.Backlog(qctx)
 			cancel()
 			if err == nil {
-				w.m.Backlog.WithLabelValues(t.name, string(queue.Normal)).Set(float64(normal))
-				w.m.Backlog.WithLabelValues(t.name, string(queue.Bulk)).Set(float64(bulk))
+				w.m.Backlog.WithLabelValues(t.name, string(offboard.Normal)).Set(float64(normal))
+				w.m.Backlog.WithLabelValues(t.name, string(offboard.Bulk)).Set(float64(bulk))
 			}
 		}
 		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {

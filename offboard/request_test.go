@@ -1,9 +1,9 @@
-package worker
+package offboard
 
 import (
-	"context"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestParseRequest(t *testing.T) {
@@ -36,7 +36,11 @@ func TestParseRequest(t *testing.T) {
 		{name: "tenant mismatch", body: `{"requestId":"r1","machineId":"` + id + `","tenant":"fabrikam"}`, wantErr: "does not match the subject", wantID: "r1"},
 		{name: "long comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"` + strings.Repeat("é", 1001) + `"}`, wantErr: "1001 characters", wantID: "r1"},
 		{name: "control in comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"a\u0000b"}`, wantErr: "control", wantID: "r1"},
-		{name: "long source", body: `{"requestId":"r1","machineId":"` + id + `","source":"` + strings.Repeat("s", 257) + `"}`, wantErr: "source must be", wantID: "r1"},
+		{name: "long source", body: `{"requestId":"r1","machineId":"` + id + `","source":"` + strings.Repeat("s", 257) + `"}`, wantErr: "source has 257 characters", wantID: "r1"},
+		{name: "bidi override in requestedBy", body: `{"requestId":"r1","machineId":"` + id + `","requestedBy":"admin\u202egnp.exe"}`, wantErr: "formatting characters", wantID: "r1"},
+		{name: "attempt", body: `{"requestId":"r1","machineId":"` + id + `","attempt":2}`, wantID: "r1"},
+		{name: "attempt zero", body: `{"requestId":"r1","machineId":"` + id + `","attempt":0}`, wantErr: "attempt must be at least 1", wantID: "r1"},
+		{name: "attempt fraction", body: `{"requestId":"r1","machineId":"` + id + `","attempt":1.5}`, wantErr: "attempt must be", wantID: "r1"},
 		{name: "not UTF-8", body: "{\"requestId\":\"r1\",\"comment\":\"\xff\"}", wantErr: "not UTF-8"},
 		{name: "duplicate member", body: `{"requestId":"r1","dryRun":true,"dryRun":false,"machineId":"` + id + `"}`, wantErr: "appears twice", wantID: "r1"},
 		{name: "member in other case", body: `{"requestId":"r1","dryRun":true,"DryRun":false,"machineId":"` + id + `"}`, wantErr: "case-sensitive", wantID: "r1"},
@@ -44,7 +48,7 @@ func TestParseRequest(t *testing.T) {
 		{name: "oversize", body: `{"requestId":"r1","comment":"` + strings.Repeat("x", 70<<10) + `"}`, wantErr: "more than 65536"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := parseRequest([]byte(tc.body), "contoso")
+			r, err := ParseRequest([]byte(tc.body), "contoso")
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -65,37 +69,33 @@ func TestParseRequest(t *testing.T) {
 	}
 }
 
-func TestKeyedMutex(t *testing.T) {
+// A refused request's answer echoes only the fields that passed their own
+// check: a bad machineId, a 64 KiB requestedBy or a source with control
+// characters never reach the result or the log.
+func TestParseRequestKeepsOnlyCheckedFields(t *testing.T) {
 	t.Parallel()
-	var k keyedMutex
-	unlock, ok := k.tryLock("a")
-	if !ok {
-		t.Fatal("a free lock was not taken")
+	long := strings.Repeat("x", 60<<10)
+	body := `{"requestId":"r1","machineId":"../../api/x","requestedBy":"` + long + `","source":"a\u001b[31mb","comment":"ok"}`
+	r, err := ParseRequest([]byte(body), "contoso")
+	if err == nil {
+		t.Fatal("a request with a bad machineId was accepted")
 	}
-	if _, ok := k.tryLock("a"); ok {
-		t.Fatal("a held lock was taken twice")
+	want := Request{RequestID: "r1", Comment: "ok"}
+	if r != want {
+		t.Fatalf("kept %+v, want only the checked fields %+v", r, want)
 	}
-	if u, ok := k.tryLock("b"); !ok {
-		t.Fatal("another key is blocked")
-	} else {
-		u()
+	if len(err.Error()) > 300 || strings.Contains(err.Error(), "\x1b") {
+		t.Fatalf("error echoes untrusted input: %q", err.Error())
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := k.lock(ctx, "a"); err == nil {
-		t.Fatal("lock of a held key returned with a cancelled context")
+}
+
+func TestTruncateMessage(t *testing.T) {
+	t.Parallel()
+	s := TruncateMessage(strings.Repeat("é", 5000))
+	if n := utf8.RuneCountInString(s); n != MaxMessageLength || !utf8.ValidString(s) {
+		t.Fatalf("cut to %d characters (valid UTF-8: %v), want %d", n, utf8.ValidString(s), MaxMessageLength)
 	}
-	got := make(chan struct{})
-	go func() {
-		u, err := k.lock(t.Context(), "a")
-		if err == nil {
-			u()
-		}
-		close(got)
-	}()
-	unlock()
-	<-got
-	if len(k.locks) != 0 {
-		t.Fatalf("%d entries left after every lock was released", len(k.locks))
+	if Failed("x", "short").Message != "short" {
+		t.Fatal("a short message was changed")
 	}
 }

@@ -1,0 +1,96 @@
+package offboard
+
+import (
+	"encoding/json"
+	"time"
+	"unicode/utf8"
+)
+
+// Outcome of a request.
+type Outcome = string
+
+// Outcomes.
+const (
+	OutcomeCreated        Outcome = "created"
+	OutcomeAlreadyPending Outcome = "already_pending"
+	OutcomeDryRun         Outcome = "dry_run"
+	OutcomeFailed         Outcome = "failed"
+)
+
+// Outcomes lists every outcome, for metric labels known up front.
+var Outcomes = []Outcome{OutcomeCreated, OutcomeAlreadyPending, OutcomeDryRun, OutcomeFailed}
+
+// Failure codes a failed result carries. They are stable: publishers and
+// alerts depend on them.
+const (
+	CodeInvalidRequest    = "invalid_request"
+	CodeUnknownTenant     = "unknown_tenant"
+	CodeMachineNotFound   = "machine_not_found"
+	CodeAmbiguousMachine  = "ambiguous_machine"
+	CodeUnsupportedOS     = "unsupported_os"
+	CodeUnsupportedClient = "unsupported_client_version"
+	CodeForbidden         = "forbidden"
+	CodeUnauthorized      = "unauthorized"
+	CodeAPIRejected       = "api_rejected"
+	CodeAPIError          = "api_error"
+	CodeBlockedByPolicy   = "blocked_by_policy"
+	CodeCancelled         = "cancelled"
+	CodeInternal          = "internal_error"
+)
+
+// FailureCodes lists every failure code, for metric labels known up front.
+var FailureCodes = []string{
+	CodeInvalidRequest, CodeUnknownTenant, CodeMachineNotFound, CodeAmbiguousMachine,
+	CodeUnsupportedOS, CodeUnsupportedClient, CodeForbidden, CodeUnauthorized,
+	CodeAPIRejected, CodeAPIError, CodeBlockedByPolicy, CodeCancelled, CodeInternal,
+}
+
+// Result is what the worker publishes for each request.
+type Result struct {
+	RequestID       string          `json:"requestId"`
+	Tenant          string          `json:"tenant"`
+	MachineID       string          `json:"machineId,omitempty"`
+	ComputerDNSName string          `json:"computerDnsName,omitempty"`
+	Outcome         Outcome         `json:"outcome"`
+	MachineAction   json.RawMessage `json:"machineAction,omitempty"`
+	Error           *ResultError    `json:"error,omitempty"`
+	Attempts        int             `json:"attempts"` // offboard calls made for this request
+	Attempt         int             `json:"attempt"`  // which attempt of the request this answers
+	RequestedBy     string          `json:"requestedBy,omitempty"`
+	Source          string          `json:"source,omitempty"`
+	RequestSeq      uint64          `json:"requestSeq"`
+	Priority        Priority        `json:"priority,omitempty"`
+	ReceivedAt      time.Time       `json:"receivedAt"`
+	CompletedAt     time.Time       `json:"completedAt"`
+}
+
+// ResultError describes a failure.
+type ResultError struct {
+	Code       string      `json:"code"`
+	Message    string      `json:"message"`
+	HTTPStatus int         `json:"httpStatus,omitempty"`
+	APICode    string      `json:"apiCode,omitempty"`
+	Rule       string      `json:"rule,omitempty"`
+	Candidates []Candidate `json:"candidates,omitempty"`
+}
+
+// Candidate is one of several devices sharing a requested name.
+type Candidate struct {
+	MachineID    string `json:"machineId"`
+	LastSeen     string `json:"lastSeen,omitempty"`
+	HealthStatus string `json:"healthStatus,omitempty"`
+}
+
+// Failed is a failure with its message cut to MaxMessageLength characters.
+func Failed(code, message string) *ResultError {
+	return &ResultError{Code: code, Message: TruncateMessage(message)}
+}
+
+// TruncateMessage cuts a message to MaxMessageLength characters, never in
+// the middle of a character.
+func TruncateMessage(s string) string {
+	if utf8.RuneCountInString(s) <= MaxMessageLength {
+		return s
+	}
+	return string([]rune(s)[:MaxMessageLength-1]) + "…"
+}

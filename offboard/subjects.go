@@ -1,0 +1,147 @@
+package offboard
+
+import (
+	"strconv"
+	"strings"
+)
+
+// DefaultPrefix is the prefix of every subject unless configured otherwise.
+const DefaultPrefix = "mde.offboard"
+
+// Streams and key-value buckets of the contract.
+const (
+	StreamRequests = "MDE_OFFBOARD_REQUESTS"
+	StreamResults  = "MDE_OFFBOARD_RESULTS"
+	StreamDead     = "MDE_OFFBOARD_DEAD"
+	StreamQuota    = "MDE_OFFBOARD_QUOTA"
+	BucketLedger   = "MDE_OFFBOARD_LEDGER"
+	BucketControl  = "MDE_OFFBOARD_CONTROL"
+)
+
+// Priority of a request: its subject says it.
+type Priority string
+
+// Priorities, in the order they are served.
+const (
+	Normal Priority = "normal"
+	Bulk   Priority = "bulk"
+)
+
+// Subjects builds the contract's subjects under one prefix. The zero value
+// uses DefaultPrefix.
+type Subjects struct{ Prefix string }
+
+func (s Subjects) prefix() string {
+	if s.Prefix == "" {
+		return DefaultPrefix
+	}
+	return s.Prefix
+}
+
+// Request is where a tenant's requests of a priority are published.
+func (s Subjects) Request(tenant string, p Priority) string {
+	if p == Bulk {
+		return s.prefix() + ".request." + tenant + ".bulk"
+	}
+	return s.prefix() + ".request." + tenant
+}
+
+// AllRequests matches every request subject.
+func (s Subjects) AllRequests() string { return s.prefix() + ".request.>" }
+
+// Result is the subject of a tenant's results.
+func (s Subjects) Result(tenant string) string { return s.prefix() + ".result." + tenant }
+
+// Dead is the subject of a tenant's dead letters.
+func (s Subjects) Dead(tenant string) string { return s.prefix() + ".dead." + tenant }
+
+// Action is the subject of a tenant's Machine Action status changes.
+func (s Subjects) Action(tenant string) string { return s.prefix() + ".action." + tenant }
+
+// Quota is the subject of a tenant's quota journal (the worker's own).
+func (s Subjects) Quota(tenant string) string { return s.prefix() + ".quota." + tenant }
+
+// AllQuota matches every tenant's quota journal.
+func (s Subjects) AllQuota() string { return s.prefix() + ".quota.>" }
+
+// Control is the subject of a tenant's control events (audit trail).
+func (s Subjects) Control(tenant string) string { return s.prefix() + ".control." + tenant }
+
+// Plan is the subject a worker answers campaign plan requests on.
+func (s Subjects) Plan(tenant string) string { return s.prefix() + ".plan." + tenant }
+
+// ParseRequest reads the tenant token and priority of a request subject.
+// ok is false when the subject has neither contract form.
+func (s Subjects) ParseRequest(subject string) (tenant string, p Priority, ok bool) {
+	rest, found := strings.CutPrefix(subject, s.prefix()+".request.")
+	if !found || rest == "" {
+		return "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	switch {
+	case len(parts) == 1:
+		return parts[0], Normal, true
+	case len(parts) == 2 && parts[1] == "bulk":
+		return parts[0], Bulk, true
+	}
+	return parts[0], "", false
+}
+
+// Message ids (Nats-Msg-Id). Request ids are unique per tenant only, so
+// every id carries the tenant; the ':' after it cannot occur in a tenant
+// name, so tenant "contoso" with id "gov-1" and tenant "contoso-gov" with
+// id "1" stay apart.
+
+// RequestMsgID is the message id a publisher sets on a request: attempt 1
+// (or 0, the default) is <tenant>:<requestId>, a retry
+// <tenant>:<requestId>:<attempt>.
+func RequestMsgID(tenant, requestID string, attempt int) string {
+	return withAttempt(tenant+":"+requestID, attempt)
+}
+
+// ResultMsgID is the message id of a checked request's result, so that a
+// result published again after a crash is dropped as a duplicate.
+func ResultMsgID(tenant, requestID string, attempt int) string {
+	return withAttempt("result:"+tenant+":"+requestID, attempt)
+}
+
+func withAttempt(id string, attempt int) string {
+	if attempt > 1 {
+		return id + ":" + strconv.Itoa(attempt)
+	}
+	return id
+}
+
+// Seq identifies a request by its place in the request stream, for answers
+// that do not go through the ledger. The stream's creation time keeps the
+// ids of a re-created stream, whose sequences start again at 1, apart.
+type Seq struct {
+	Epoch int64 // creation time of the request stream, Unix nanoseconds
+	N     uint64
+}
+
+func (s Seq) String() string {
+	return strconv.FormatInt(s.Epoch, 36) + ":" + strconv.FormatUint(s.N, 10)
+}
+
+// SeqResultMsgID is the message id of a result published without the
+// ledger: a request that failed its checks, or of an unconfigured tenant.
+func SeqResultMsgID(tenant string, seq Seq) string {
+	return "result-seq:" + tenant + ":" + seq.String()
+}
+
+// ActionMsgID is the message id of a Machine Action's status change.
+func ActionMsgID(tenant, actionID, status string) string {
+	return "action:" + tenant + ":" + actionID + ":" + status
+}
+
+// Dead-letter headers added to the original request's headers.
+const (
+	HeaderErrorCode       = "Mde-Error-Code"
+	HeaderErrorMessage    = "Mde-Error-Message"
+	HeaderRequestSeq      = "Mde-Request-Seq"
+	HeaderOriginalSubject = "Mde-Original-Subject"
+	// HeaderOriginalPrefix keeps a request's Nats-* headers (but
+	// Nats-Msg-Id) in its dead letter.
+	HeaderOriginalPrefix = "Mde-Original-"
+)
