@@ -38,6 +38,7 @@ type Client struct {
 	cred    azcore.TokenCredential
 	http    *http.Client
 	timeout time.Duration
+	now     func() time.Time
 }
 
 // DefaultTimeout bounds one API call, getting its token included.
@@ -49,6 +50,7 @@ type Options struct {
 	Credential azcore.TokenCredential
 	HTTPClient *http.Client  // nil: a client with sane timeouts
 	Timeout    time.Duration // per call, default DefaultTimeout
+	Now        func() time.Time // reads a Retry-After date; default time.Now
 }
 
 // NewClient returns a client for one tenant.
@@ -63,40 +65,48 @@ func NewClient(o Options) *Client {
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
-	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: &c, timeout: o.Timeout}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: &c, timeout: o.Timeout, now: o.Now}
 }
 
 // Offboard asks the API to offboard one device: POST
 // /api/machines/{id}/offboard with {"Comment": comment}.
-func (c *Client) Offboard(ctx context.Context, machineID, comment string) (*Answer, error) {
+func (c *Client) Offboard(ctx context.Context, machineID, comment string) *Verdict {
 	body, err := json.Marshal(struct {
 		Comment string `json:"Comment"` // the API is case-sensitive
 	}{comment})
 	if err != nil {
-		return nil, err
+		return ClassifyError(ctx, fmt.Errorf("%w: %w", errBuild, err), false)
 	}
 	return c.do(ctx, http.MethodPost, "/api/machines/"+url.PathEscape(machineID)+"/offboard", nil, body)
 }
 
 // FindMachinesByName lists the devices whose computerDnsName equals name.
-func (c *Client) FindMachinesByName(ctx context.Context, name string) (*Answer, error) {
+func (c *Client) FindMachinesByName(ctx context.Context, name string) *Verdict {
 	q := url.Values{"$filter": {"computerDnsName eq " + odataString(name)}}
 	return c.do(ctx, http.MethodGet, "/api/machines", q, nil)
 }
 
 // GetMachine reads one device record.
-func (c *Client) GetMachine(ctx context.Context, machineID string) (*Answer, error) {
+func (c *Client) GetMachine(ctx context.Context, machineID string) *Verdict {
 	return c.do(ctx, http.MethodGet, "/api/machines/"+url.PathEscape(machineID), nil, nil)
 }
 
 // OffboardActions lists the Offboard actions of one device.
-func (c *Client) OffboardActions(ctx context.Context, machineID string) (*Answer, error) {
+func (c *Client) OffboardActions(ctx context.Context, machineID string) *Verdict {
 	q := url.Values{"$filter": {"machineId eq " + odataString(machineID) + " and type eq 'Offboard'"}}
-	return c.do(ctx, http.MethodGet, "/api/machineactions", q, nil)
+	v := c.do(ctx, http.MethodGet, "/api/machineactions", q, nil)
+	if v.Class == NotFound {
+		// A list is not a device that may be missing for a moment.
+		v.Class = Final
+	}
+	return v
 }
 
 // GetAction reads one Machine Action.
-func (c *Client) GetAction(ctx context.Context, id string) (*Answer, error) {
+func (c *Client) GetAction(ctx context.Context, id string) *Verdict {
 	return c.do(ctx, http.MethodGet, "/api/machineactions/"+url.PathEscape(id), nil, nil)
 }
 
@@ -104,16 +114,15 @@ func (c *Client) GetAction(ctx context.Context, id string) (*Answer, error) {
 // value are doubled.
 func odataString(v string) string { return "'" + strings.ReplaceAll(v, "'", "''") + "'" }
 
-// do sends one request. Its error is a *TokenError when nothing was sent,
-// and wraps ErrTransport when the request may have reached the server.
-func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) (*Answer, error) {
+// do sends one request and classifies what came of it.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) *Verdict {
 	// The timeout covers getting the token too: a login host that hangs
 	// must not hold the call longer than an API host that hangs.
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	tok, err := c.cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.scope}})
 	if err != nil {
-		return nil, err
+		return ClassifyError(ctx, err, false)
 	}
 	u := c.base + path
 	if len(q) > 0 {
@@ -126,7 +135,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return nil, &TokenError{Final: true, err: fmt.Errorf("build request: %w", err)}
+		return ClassifyError(ctx, fmt.Errorf("%w: %w", errBuild, redactURL(err)), false)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	req.Header.Set("Accept", "application/json")
@@ -135,14 +144,14 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s %s: %w", ErrTransport, method, path, redactURL(err))
+		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, redactURL(err)), true)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
 	if err != nil {
-		return nil, fmt.Errorf("%w: %s %s: read answer: %w", ErrTransport, method, path, err)
+		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}
-	return Classify(resp.StatusCode, resp.Header, data), nil
+	return Classify(resp.StatusCode, resp.Header, data, c.now())
 }
 
 // redactURL strips the URL from a *url.Error: it holds nothing secret, but

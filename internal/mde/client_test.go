@@ -120,7 +120,7 @@ func TestClientRequests(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		call func(context.Context, *Client) (*Answer, error)
+		call func(context.Context, *Client) *Verdict
 
 		method     string
 		path       string // escaped
@@ -130,7 +130,7 @@ func TestClientRequests(t *testing.T) {
 	}{
 		{
 			name: "offboard",
-			call: func(ctx context.Context, c *Client) (*Answer, error) {
+			call: func(ctx context.Context, c *Client) *Verdict {
 				return c.Offboard(ctx, testMachineID, "Retired in CMDB (CHG0012345)")
 			},
 			method: http.MethodPost,
@@ -139,7 +139,7 @@ func TestClientRequests(t *testing.T) {
 		},
 		{
 			name: "offboard comment with quotes and unicode",
-			call: func(ctx context.Context, c *Client) (*Answer, error) {
+			call: func(ctx context.Context, c *Client) *Verdict {
 				return c.Offboard(ctx, testMachineID, `Retired "laptop-123" — naïve café ✓ \ <b>&`)
 			},
 			method: http.MethodPost,
@@ -148,21 +148,21 @@ func TestClientRequests(t *testing.T) {
 		},
 		{
 			name:   "offboard empty comment still sends the field",
-			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.Offboard(ctx, testMachineID, "") },
+			call:   func(ctx context.Context, c *Client) *Verdict { return c.Offboard(ctx, testMachineID, "") },
 			method: http.MethodPost,
 			path:   "/api/machines/" + testMachineID + "/offboard",
 			body:   `{"Comment":""}`,
 		},
 		{
 			name:   "offboard id cannot change the path",
-			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.Offboard(ctx, "../x/y?z#w", "c") },
+			call:   func(ctx context.Context, c *Client) *Verdict { return c.Offboard(ctx, "../x/y?z#w", "c") },
 			method: http.MethodPost,
 			path:   "/api/machines/..%2Fx%2Fy%3Fz%23w/offboard",
 			body:   `{"Comment":"c"}`,
 		},
 		{
 			name: "find machines by name doubles quotes",
-			call: func(ctx context.Context, c *Client) (*Answer, error) {
+			call: func(ctx context.Context, c *Client) *Verdict {
 				return c.FindMachinesByName(ctx, "o'brien.contoso.local")
 			},
 			method: http.MethodGet,
@@ -174,7 +174,7 @@ func TestClientRequests(t *testing.T) {
 		},
 		{
 			name: "find machines by name keeps a plus apart from spaces",
-			call: func(ctx context.Context, c *Client) (*Answer, error) {
+			call: func(ctx context.Context, c *Client) *Verdict {
 				return c.FindMachinesByName(ctx, "my host+1.contoso.local")
 			},
 			method: http.MethodGet,
@@ -186,7 +186,7 @@ func TestClientRequests(t *testing.T) {
 		},
 		{
 			name:   "offboard actions of a device",
-			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.OffboardActions(ctx, testMachineID) },
+			call:   func(ctx context.Context, c *Client) *Verdict { return c.OffboardActions(ctx, testMachineID) },
 			method: http.MethodGet,
 			path:   "/api/machineactions",
 			filter: "machineId eq '" + testMachineID + "' and type eq 'Offboard'",
@@ -196,19 +196,19 @@ func TestClientRequests(t *testing.T) {
 		},
 		{
 			name:   "get machine",
-			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetMachine(ctx, testMachineID) },
+			call:   func(ctx context.Context, c *Client) *Verdict { return c.GetMachine(ctx, testMachineID) },
 			method: http.MethodGet,
 			path:   "/api/machines/" + testMachineID,
 		},
 		{
 			name:   "get machine id cannot change the path",
-			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetMachine(ctx, "x/offboard") },
+			call:   func(ctx context.Context, c *Client) *Verdict { return c.GetMachine(ctx, "x/offboard") },
 			method: http.MethodGet,
 			path:   "/api/machines/x%2Foffboard",
 		},
 		{
 			name:   "get action",
-			call:   func(ctx context.Context, c *Client) (*Answer, error) { return c.GetAction(ctx, testActionID) },
+			call:   func(ctx context.Context, c *Client) *Verdict { return c.GetAction(ctx, testActionID) },
 			method: http.MethodGet,
 			path:   "/api/machineactions/" + testActionID,
 		},
@@ -217,9 +217,9 @@ func TestClientRequests(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := setupAPI(t, answerWith(http.StatusCreated, http.Header{"Content-Type": {"application/json"}}, pendingAction), nil)
-			a, err := tt.call(context.Background(), f.client)
-			if err != nil {
-				t.Fatalf("call: %v", err)
+			a := tt.call(context.Background(), f.client)
+			if a.Status == 0 {
+				t.Fatalf("call: %v", a.Error())
 			}
 			if a.Class != Success || a.Status != http.StatusCreated || string(a.Body) != pendingAction {
 				t.Errorf("answer = %d %v %q, want 201 success with the server's body", a.Status, a.Class, a.Body)
@@ -348,9 +348,9 @@ func TestClientAnswers(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			f := setupAPI(t, answerWith(tt.status, tt.header, tt.body), nil)
-			a, err := f.client.Offboard(context.Background(), testMachineID, "c")
-			if err != nil {
-				t.Fatalf("Offboard: %v", err)
+			a := f.client.Offboard(context.Background(), testMachineID, "c")
+			if a.Status == 0 {
+				t.Fatalf("Offboard: %v", a.Error())
 			}
 			if a.Status != tt.status || a.Class != tt.class || a.FailureCode != tt.code || a.APICode() != tt.apiCode || a.RetryAfter != tt.retryAfter {
 				t.Errorf("answer = {%d %v %q %q %v}, want {%d %v %q %q %v}",
@@ -388,9 +388,9 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 				t.Errorf("NewClient changed the caller's http.Client")
 			}
 
-			a, err := f.client.Offboard(context.Background(), testMachineID, "c")
-			if err != nil {
-				t.Fatalf("Offboard: %v", err)
+			a := f.client.Offboard(context.Background(), testMachineID, "c")
+			if a.Status == 0 {
+				t.Fatalf("Offboard: %v", a.Error())
 			}
 			if n := elsewhere.Load(); n != 0 {
 				t.Errorf("the redirect target got %d requests, want 0", n)
@@ -415,9 +415,9 @@ func TestClientBodyCap(t *testing.T) {
 				w.WriteHeader(http.StatusOK)
 				w.Write(body)
 			}, nil)
-			a, err := f.client.GetAction(context.Background(), testActionID)
-			if err != nil {
-				t.Fatalf("GetAction: %v", err)
+			a := f.client.GetAction(context.Background(), testActionID)
+			if a.Status == 0 {
+				t.Fatalf("GetAction: %v", a.Error())
 			}
 			want := min(size, MaxBody)
 			if len(a.Body) != want {
@@ -445,13 +445,13 @@ func TestClientTransportErrors(t *testing.T) {
 		timeout         time.Duration
 		cancelOnArrival bool // the caller cancels once the server has the request
 		closed          bool // the server is closed before the call
-		wantErr         error
+		wantReason      Reason
 	}{
 		{
 			name:    "no answer within the timeout",
 			handler: hang,
-			timeout: 100 * time.Millisecond,
-			wantErr: context.DeadlineExceeded,
+			timeout:    100 * time.Millisecond,
+			wantReason: ReasonTimeout,
 		},
 		{
 			name: "body stalls past the timeout",
@@ -467,23 +467,24 @@ func TestClientTransportErrors(t *testing.T) {
 					}
 				}
 			},
-			timeout: 100 * time.Millisecond,
-			wantErr: context.DeadlineExceeded,
+			timeout:    100 * time.Millisecond,
+			wantReason: ReasonTimeout,
 		},
 		{
 			name:            "caller cancels",
 			handler:         hang,
 			timeout:         time.Hour,
 			cancelOnArrival: true,
-			wantErr:         context.Canceled,
+			wantReason:      ReasonCancelled,
 		},
 		{
 			name: "connection refused",
 			handler: func(chan<- struct{}, <-chan struct{}) http.HandlerFunc {
 				return answerWith(201, nil, pendingAction)
 			},
-			timeout: 100 * time.Millisecond,
-			closed:  true,
+			timeout:    100 * time.Millisecond,
+			closed:     true,
+			wantReason: ReasonNetwork,
 		},
 	}
 	for _, tt := range tests {
@@ -513,28 +514,15 @@ func TestClientTransportErrors(t *testing.T) {
 				}()
 			}
 
-			a, err := f.client.Offboard(ctx, testMachineID, "c")
-			if err == nil {
-				t.Fatalf("Offboard answered %d, want an error", a.Status)
-			}
-			if a != nil {
-				t.Errorf("answer = %+v, want nil with an error", a)
-			}
+			v := f.client.Offboard(ctx, testMachineID, "c")
 			if outer.Err() != nil {
-				t.Fatalf("the call ended only with the test's own deadline: %v", err)
+				t.Fatalf("the call ended only with the test's own deadline: %v", v.Error())
 			}
-			if !errors.Is(err, ErrTransport) {
-				t.Errorf("error %v does not wrap ErrTransport", err)
+			if v.Status != 0 || v.Class != Retry || v.Reason != tt.wantReason || !v.Sent {
+				t.Errorf("verdict = {status %d, %v, %v, sent %v}, want {0, retry, %v, sent true}", v.Status, v.Class, v.Reason, v.Sent, tt.wantReason)
 			}
-			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
-				t.Errorf("error %v does not wrap %v", err, tt.wantErr)
-			}
-			var te *TokenError
-			if errors.As(err, &te) {
-				t.Errorf("error %v is a *TokenError, but a request was sent", err)
-			}
-			if strings.Contains(err.Error(), testToken) {
-				t.Errorf("error message holds the token")
+			if strings.Contains(v.Error(), testToken) {
+				t.Errorf("message holds the token")
 			}
 		})
 	}
@@ -551,13 +539,13 @@ func TestClientTokenError(t *testing.T) {
 		{name: "refused credentials", err: &TokenError{Final: true, err: errors.New("AADSTS7000215: Invalid client secret provided")}, final: true},
 		{name: "login host unreachable", err: &TokenError{err: errors.New("dial tcp: connection refused")}},
 	}
-	calls := map[string]func(*Client) (*Answer, error){
-		"Offboard": func(c *Client) (*Answer, error) { return c.Offboard(context.Background(), testMachineID, "c") },
-		"FindMachinesByName": func(c *Client) (*Answer, error) {
+	calls := map[string]func(*Client) *Verdict{
+		"Offboard": func(c *Client) *Verdict { return c.Offboard(context.Background(), testMachineID, "c") },
+		"FindMachinesByName": func(c *Client) *Verdict {
 			return c.FindMachinesByName(context.Background(), "pc.contoso.local")
 		},
-		"OffboardActions": func(c *Client) (*Answer, error) { return c.OffboardActions(context.Background(), testMachineID) },
-		"GetAction":       func(c *Client) (*Answer, error) { return c.GetAction(context.Background(), testActionID) },
+		"OffboardActions": func(c *Client) *Verdict { return c.OffboardActions(context.Background(), testMachineID) },
+		"GetAction":       func(c *Client) *Verdict { return c.GetAction(context.Background(), testActionID) },
 	}
 	for _, tt := range tests {
 		for name, call := range calls {
@@ -565,19 +553,13 @@ func TestClientTokenError(t *testing.T) {
 				t.Parallel()
 				f := setupAPI(t, answerWith(201, nil, pendingAction), nil)
 				f.cred.err = tt.err
-				a, err := call(f.client)
-				if err == nil {
-					t.Fatalf("answered %d, want an error", a.Status)
+				v := call(f.client)
+				wantClass, wantReason := Retry, ReasonToken
+				if tt.final {
+					wantClass, wantReason = Final, ReasonCredentialsRejected
 				}
-				var te *TokenError
-				if !errors.As(err, &te) {
-					t.Fatalf("error %v is not a *TokenError", err)
-				}
-				if te.Final != tt.final {
-					t.Errorf("Final = %v, want %v", te.Final, tt.final)
-				}
-				if errors.Is(err, ErrTransport) {
-					t.Errorf("error %v wraps ErrTransport, but nothing was sent", err)
+				if v.Status != 0 || v.Sent || v.Class != wantClass || v.Reason != wantReason {
+					t.Errorf("verdict = {status %d, sent %v, %v, %v}, want {0, false, %v, %v}", v.Status, v.Sent, v.Class, v.Reason, wantClass, wantReason)
 				}
 				if n := len(f.requests()); n != 0 {
 					t.Errorf("server got %d requests, want 0", n)
@@ -611,8 +593,8 @@ func TestNewClientOptions(t *testing.T) {
 		f := setupAPI(t, answerWith(201, nil, pendingAction), func(o *Options) {
 			o.HTTPClient = &http.Client{Transport: rt}
 		})
-		if _, err := f.client.Offboard(context.Background(), testMachineID, "c"); err != nil {
-			t.Fatalf("Offboard: %v", err)
+		if a := f.client.Offboard(context.Background(), testMachineID, "c"); a.Status == 0 {
+			t.Fatalf("Offboard: %v", a.Error())
 		}
 		if n := trips.Load(); n != 1 {
 			t.Errorf("transport used %d times, want 1", n)
@@ -627,8 +609,8 @@ func TestNewClientOptions(t *testing.T) {
 			t.Fatalf("ResolveCloud: %v", err)
 		}
 		client := NewClient(Options{Cloud: c, Credential: f.cred})
-		if _, err := client.Offboard(context.Background(), testMachineID, "c"); err != nil {
-			t.Fatalf("Offboard: %v", err)
+		if a := client.Offboard(context.Background(), testMachineID, "c"); a.Status == 0 {
+			t.Fatalf("Offboard: %v", a.Error())
 		}
 		reqs := f.requests()
 		if len(reqs) != 1 || reqs[0].EscapedPath != "/proxy/mde/api/machines/"+testMachineID+"/offboard" {

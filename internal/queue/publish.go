@@ -11,14 +11,15 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// PublishResult stores a result and waits for the stream's acknowledgement.
-func PublishResult(ctx context.Context, js jetstream.JetStream, subject, msgID string, body []byte) error {
+// PublishJSON stores a JSON message with its message id (so the stream
+// drops a repeat) and waits for the stream's acknowledgement.
+func PublishJSON(ctx context.Context, js jetstream.JetStream, subject, msgID string, body []byte) error {
 	m := nats.NewMsg(subject)
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Header.Set("Content-Type", "application/json")
 	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish result to %s: %w", subject, err)
+		return fmt.Errorf("publish to %s: %w", subject, err)
 	}
 	return nil
 }
@@ -45,6 +46,7 @@ func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, or
 			m.Header.Del(k)
 		}
 	}
+	m.Header.Set(offboard.HeaderOriginalSubject, orig.Subject())
 	m.Header.Set(offboard.HeaderErrorCode, code)
 	m.Header.Set(offboard.HeaderErrorMessage, message)
 	m.Header.Set(offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))

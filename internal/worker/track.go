@@ -6,17 +6,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
+	"github.com/jonboulle/clockwork"
 )
 
 // ActionEvent is published on <prefix>.action.<tenant> each time a tracked
@@ -61,13 +61,56 @@ func (q *trackQueue) Pop() any          { old := *q; x := old[len(old)-1]; *q = 
 // using more than half of its windows, so lookups for offboard calls always
 // find quota.
 type tracker struct {
+	trackerConfig
+
 	mu    sync.Mutex
 	queue trackQueue
 	ids   map[string]bool // actions being followed
 	wake  chan struct{}
 }
 
-func newTracker() *tracker { return &tracker{wake: make(chan struct{}, 1), ids: map[string]bool{}} }
+// trackStore keeps followed actions' states (queue.Ledger).
+type trackStore interface {
+	Track(ctx context.Context, tenant, actionID string, state []byte) error
+	TrackedState(ctx context.Context, tenant, actionID string) ([]byte, uint64, error)
+	TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error
+	Untrack(ctx context.Context, tenant, actionID string) error
+	Tracked(ctx context.Context, tenant string) ([][]byte, error)
+}
+
+// actionReader reads actions under the tenant's machineactions quota.
+type actionReader interface {
+	// permit waits for quota at low priority: tracking never takes the
+	// quota lookups for offboard calls need.
+	permit(ctx context.Context) (*limiter.Permit, error)
+	// get reads one action with the permit; the error is the quota
+	// journal's only.
+	get(ctx context.Context, p *limiter.Permit, actionID string) (*mde.Verdict, error)
+	// throttled pauses the tenant for a 429.
+	throttled(v *mde.Verdict)
+	// refreshToken drops the cached token after a 401.
+	refreshToken()
+}
+
+// trackerConfig is what a tracker needs: narrow interfaces, so it can be
+// tested and reasoned about apart from the worker.
+type trackerConfig struct {
+	tenant   string
+	cfg      config.Tracking
+	store    trackStore
+	actions  actionReader
+	publish  func(ctx context.Context, subject, msgID string, data []byte) error
+	subjects offboard.Subjects
+	clock    clockwork.Clock
+	log      *zap.Logger
+	// notFoundCheck is how many 404s in a row are looked at again before
+	// the action counts as gone (RetryPolicy.NotFoundCheck).
+	notFoundCheck int
+}
+
+func newTracker(c trackerConfig) *tracker {
+	return &tracker{trackerConfig: c, wake: make(chan struct{}, 1), ids: map[string]bool{}}
+}
 
 // add starts following an action; false if it is followed already.
 func (tr *tracker) add(a *tracked) bool {
@@ -107,114 +150,108 @@ func (tr *tracker) push(a *tracked) {
 }
 
 // track starts following an action that a result carries.
-func (w *Worker) track(ctx context.Context, t *tenantRun, res *offboard.Result) error {
+func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	a, err := mde.ParseAction(res.MachineAction)
-	if err != nil || !a.Unfinished() || t.tracker.following(a.ID) {
+	if err != nil || !a.Unfinished() || tr.following(a.ID) {
 		return nil //nolint:nilerr // nothing (new) to follow
 	}
-	now := w.clock.Now().UTC()
-	cfg := t.Config.Tracking
+	now := tr.clock.Now().UTC()
+	cfg := tr.cfg
 	st := &tracked{
 		RequestID: res.RequestID, MachineID: res.MachineID, ActionID: a.ID, Status: a.Status,
 		Since: now, Next: now.Add(time.Duration(cfg.FirstCheck)), Interval: time.Duration(cfg.FirstCheck),
 	}
-	if err := w.saveTracked(ctx, t, st); err != nil {
+	if err := tr.save(ctx, st); err != nil {
 		return err
 	}
-	if err := w.publishAction(ctx, t, st, "", a.Raw, false); err != nil {
+	if err := tr.publishAction(ctx, st, "", a.Raw, false); err != nil {
 		return err
 	}
-	t.tracker.add(st)
+	tr.add(st)
 	return nil
 }
 
-func (w *Worker) saveTracked(ctx context.Context, t *tenantRun, st *tracked) error {
+func (tr *tracker) save(ctx context.Context, st *tracked) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return w.opts.Ledger.Track(ctx, t.name, st.ActionID, data)
+	return tr.store.Track(ctx, tr.tenant, st.ActionID, data)
 }
 
-func (w *Worker) publishAction(ctx context.Context, t *tenantRun, st *tracked, previous string, raw json.RawMessage, final bool) error {
+func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
 	ev := ActionEvent{
-		Tenant: t.name, RequestID: st.RequestID, MachineID: st.MachineID, ActionID: st.ActionID,
-		Status: st.Status, PreviousStatus: previous, MachineAction: raw, ObservedAt: w.clock.Now().UTC(), Final: final,
+		Tenant: tr.tenant, RequestID: st.RequestID, MachineID: st.MachineID, ActionID: st.ActionID,
+		Status: st.Status, PreviousStatus: previous, MachineAction: raw, ObservedAt: tr.clock.Now().UTC(), Final: final,
 	}
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err
 	}
-	m := nats.NewMsg(w.opts.Settings.Subjects.Action(t.name))
-	m.Data = data
-	id := "action:" + t.name + ":" + st.ActionID + ":" + st.Status
+	id := offboard.ActionMsgID(tr.tenant, st.ActionID, st.Status)
 	if final && previous == st.Status {
 		id += ":ended" // tracking gave up on an action still unfinished
 	}
-	m.Header.Set(jetstream.MsgIDHeader, id)
-	m.Header.Set("Content-Type", "application/json")
-	_, err = w.opts.JS.PublishMsg(ctx, m)
-	return err
+	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
 
 // trackReload is how often a tracker reads the ledger for actions it does
 // not follow yet: those another replica started following before it died.
 const trackReload = 5 * time.Minute
 
-// runTracker polls the tenant's tracked actions as they come due.
-func (w *Worker) runTracker(ctx context.Context, t *tenantRun) {
-	log := t.log.Named("tracker")
+// run polls the tenant's tracked actions as they come due.
+func (tr *tracker) run(ctx context.Context) {
 	var loaded time.Time
 	for {
-		if w.clock.Since(loaded) >= trackReload {
-			loaded = w.clock.Now()
-			w.loadTracked(ctx, t, log)
+		if tr.clock.Since(loaded) >= trackReload {
+			loaded = tr.clock.Now()
+			tr.load(ctx)
 		}
-		t.tracker.mu.Lock()
+		tr.mu.Lock()
 		var due *tracked
-		wait := trackReload - w.clock.Since(loaded)
-		if len(t.tracker.queue) > 0 {
-			if d := t.tracker.queue[0].Next.Sub(w.clock.Now()); d <= 0 {
-				due = heap.Pop(&t.tracker.queue).(*tracked)
+		wait := trackReload - tr.clock.Since(loaded)
+		if len(tr.queue) > 0 {
+			if d := tr.queue[0].Next.Sub(tr.clock.Now()); d <= 0 {
+				due = heap.Pop(&tr.queue).(*tracked)
 			} else {
 				wait = min(wait, d)
 			}
 		}
-		t.tracker.mu.Unlock()
+		tr.mu.Unlock()
 		if due == nil {
-			timer := w.clock.NewTimer(wait)
+			timer := tr.clock.NewTimer(wait)
 			select {
 			case <-ctx.Done():
 				timer.Stop()
 				return
-			case <-t.tracker.wake:
+			case <-tr.wake:
 			case <-timer.Chan():
 			}
 			timer.Stop()
 			continue
 		}
-		if err := w.poll(ctx, t, due); err != nil {
+		if err := tr.poll(ctx, due); err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			log.Warn("poll action", zap.String("action_id", due.ActionID), zap.Error(err))
-			due.Next = w.clock.Now().Add(due.Interval)
-			t.tracker.push(due)
+			tr.log.Warn("poll action", zap.String("action_id", due.ActionID), zap.Error(err))
+			due.Next = tr.clock.Now().Add(due.Interval)
+			tr.push(due)
 		}
 	}
 }
 
-// loadTracked follows the tenant's actions in the ledger that this tracker
+// load follows the tenant's actions in the ledger that this tracker
 // does not follow yet.
-func (w *Worker) loadTracked(ctx context.Context, t *tenantRun, log *zap.Logger) {
-	states, err := w.opts.Ledger.Tracked(ctx, t.name)
+func (tr *tracker) load(ctx context.Context) {
+	states, err := tr.store.Tracked(ctx, tr.tenant)
 	if err != nil && ctx.Err() == nil {
-		log.Warn("load tracked actions", zap.Error(err))
+		tr.log.Warn("load tracked actions", zap.Error(err))
 	}
 	for _, data := range states {
 		var st tracked
 		if json.Unmarshal(data, &st) == nil && st.ActionID != "" {
-			t.tracker.add(&st)
+			tr.add(&st)
 		}
 	}
 }
@@ -224,33 +261,33 @@ func (w *Worker) loadTracked(ctx context.Context, t *tenantRun, log *zap.Logger)
 // ledger); the ledger says when the next look is due, and a replica moves
 // it on (compare-and-swap) before looking, so each look is made once.
 // false: not this replica's look, or the tracking has ended.
-func (w *Worker) claim(ctx context.Context, t *tenantRun, st *tracked) (bool, error) {
-	data, rev, err := w.opts.Ledger.TrackedState(ctx, t.name, st.ActionID)
+func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
+	data, rev, err := tr.store.TrackedState(ctx, tr.tenant, st.ActionID)
 	if err != nil {
 		return false, err
 	}
 	if data == nil { // another replica ended the tracking
-		t.tracker.done(st.ActionID)
+		tr.done(st.ActionID)
 		return false, nil
 	}
 	var cur tracked
 	if err := json.Unmarshal(data, &cur); err != nil {
 		return false, fmt.Errorf("tracked state of %s: %w", st.ActionID, err)
 	}
-	now := w.clock.Now()
+	now := tr.clock.Now()
 	if cur.Next.After(now) { // another replica looked, or is looking
 		*st = cur
-		t.tracker.push(st)
+		tr.push(st)
 		return false, nil
 	}
 	cur.Next = now.Add(cur.Interval)
 	if data, err = json.Marshal(cur); err != nil {
 		return false, err
 	}
-	if err := w.opts.Ledger.TrackOver(ctx, t.name, st.ActionID, data, rev); err != nil {
+	if err := tr.store.TrackOver(ctx, tr.tenant, st.ActionID, data, rev); err != nil {
 		if errors.Is(err, queue.ErrConflict) { // another replica claimed it first
 			st.Next = now
-			t.tracker.push(st)
+			tr.push(st)
 			return false, nil
 		}
 		return false, err
@@ -261,94 +298,94 @@ func (w *Worker) claim(ctx context.Context, t *tenantRun, st *tracked) (bool, er
 
 // poll reads one action, publishes a status change, and schedules the next
 // look or ends the tracking.
-func (w *Worker) poll(ctx context.Context, t *tenantRun, st *tracked) error {
+func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	// The permit first, then the claim: a claim held while waiting for
 	// quota could run out, and another replica look at the same time.
-	permit, err := t.limits.API(mde.APIMachineActions).AcquireLow(ctx)
+	permit, err := tr.actions.permit(ctx)
 	if err != nil {
 		return err
 	}
-	if mine, err := w.claim(ctx, t, st); err != nil || !mine {
+	if mine, err := tr.claim(ctx, st); err != nil || !mine {
 		permit.Release()
 		return err
 	}
-	if w.clock.Since(st.Since) >= time.Duration(t.Config.Tracking.MaxAge) {
+	if tr.clock.Since(st.Since) >= time.Duration(tr.cfg.MaxAge) {
 		permit.Release()
-		return w.endTracking(ctx, t, st) // too old, whatever the API answers lately
+		return tr.end(ctx, st) // too old, whatever the API answers lately
 	}
-	a, err := w.send(ctx, t, mde.APIMachineActions, permit, func(ctx context.Context) (*mde.Answer, error) {
-		return t.Client.GetAction(ctx, st.ActionID)
-	})
+	v, err := tr.actions.get(ctx, permit, st.ActionID)
 	if err != nil {
 		return err
 	}
-	now := w.clock.Now().UTC()
-	cfg := t.Config.Tracking
+	now := tr.clock.Now().UTC()
 	switch {
-	case a.Class == mde.Throttled:
-		w.m.Throttled.WithLabelValues(t.name, mde.APIMachineActions).Inc()
-		t.limits.Pause(now, a.RetryAfter)
-		return w.reschedule(ctx, t, st, now)
-	case a.Status == http.StatusUnauthorized || a.Status == http.StatusForbidden:
+	case v.Class == mde.Throttled:
+		tr.actions.throttled(v)
+		return tr.reschedule(ctx, st, now)
+	case v.Reason == mde.ReasonUnauthorized || v.Reason == mde.ReasonForbidden:
 		// Credentials or permission trouble says nothing about the action:
 		// keep following it (maxAge still bounds that).
-		if a.Status == http.StatusUnauthorized && t.Cred != nil {
-			if err := t.Cred.Invalidate(); err != nil {
-				t.log.Warn("get a new token", zap.Error(err))
-			}
+		if v.RefreshToken {
+			tr.actions.refreshToken()
 		}
-		return w.reschedule(ctx, t, st, now)
-	case a.Status == http.StatusNotFound && st.Misses < 3:
+		return tr.reschedule(ctx, st, now)
+	case v.Class == mde.NotFound && st.Misses < tr.notFoundCheck:
 		// A fresh action can read 404 for a moment: look again before
 		// giving up.
 		st.Misses++
-		return w.reschedule(ctx, t, st, now)
-	case a.Class == mde.NotFound, a.Class == mde.Final:
+		return tr.reschedule(ctx, st, now)
+	case v.Class == mde.NotFound, v.Class == mde.Final:
 		// The action is gone or unreadable: a last event says tracking ends.
-		t.log.Warn("tracked action unreadable: tracking stops", zap.String("action_id", st.ActionID), zap.String("answer", a.Error()))
-		return w.endTracking(ctx, t, st)
-	case a.Class != mde.Success:
-		return w.reschedule(ctx, t, st, now)
+		tr.log.Warn("tracked action unreadable: tracking stops", zap.String("action_id", st.ActionID), zap.String("answer", v.Error()))
+		return tr.end(ctx, st)
+	case v.Class != mde.Success:
+		return tr.reschedule(ctx, st, now)
 	}
-	action, err := mde.ParseAction(a.Body)
+	return tr.observe(ctx, st, v, now)
+}
+
+// observe publishes what a successful look saw, and ends the tracking or
+// plans the next look.
+func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now time.Time) error {
+	action, err := mde.ParseAction(v.Body)
 	if err != nil {
 		return err
 	}
 	st.Misses = 0
-	expired := now.Sub(st.Since) >= time.Duration(cfg.MaxAge)
+	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge)
 	final := !action.Unfinished() || expired
 	if action.Status != st.Status || final {
 		previous := st.Status
 		st.Status = action.Status
-		if err := w.publishAction(ctx, t, st, previous, action.Raw, final); err != nil {
+		if err := tr.publishAction(ctx, st, previous, action.Raw, final); err != nil {
 			st.Status = previous
 			return err
 		}
 	}
 	if final {
-		t.tracker.done(st.ActionID)
-		return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+		tr.done(st.ActionID)
+		return tr.store.Untrack(ctx, tr.tenant, st.ActionID)
 	}
-	st.Interval = min(2*st.Interval, time.Duration(cfg.MaxInterval))
-	return w.reschedule(ctx, t, st, now)
+	st.Interval = min(2*st.Interval, time.Duration(tr.cfg.MaxInterval))
+	return tr.reschedule(ctx, st, now)
 }
 
-// endTracking gives up on an unfinished action: a last event, marked final,
+// end gives up on an unfinished action: a last event, marked final,
 // says so.
-func (w *Worker) endTracking(ctx context.Context, t *tenantRun, st *tracked) error {
-	if err := w.publishAction(ctx, t, st, st.Status, nil, true); err != nil {
+func (tr *tracker) end(ctx context.Context, st *tracked) error {
+	if err := tr.publishAction(ctx, st, st.Status, nil, true); err != nil {
 		return err
 	}
-	t.tracker.done(st.ActionID)
-	return w.opts.Ledger.Untrack(ctx, t.name, st.ActionID)
+	tr.done(st.ActionID)
+	return tr.store.Untrack(ctx, tr.tenant, st.ActionID)
 }
 
 // reschedule saves a followed action's state and plans its next look.
-func (w *Worker) reschedule(ctx context.Context, t *tenantRun, st *tracked, now time.Time) error {
+func (tr *tracker) reschedule(ctx context.Context, st *tracked, now time.Time) error {
 	st.Next = now.Add(st.Interval)
-	if err := w.saveTracked(ctx, t, st); err != nil {
+	if err := tr.save(ctx, st); err != nil {
 		return err
 	}
-	t.tracker.push(st)
+	tr.push(st)
 	return nil
 }

@@ -20,34 +20,6 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// RetryPolicy says how often and how fast failed calls are repeated.
-type RetryPolicy struct {
-	Attempts      int           // calls per request for network errors and 5xx, default 6
-	NotFoundCheck int           // extra looks after a 404 before it is final, default 3
-	Throttles     int           // 429s per call before giving up, default 30
-	Base          time.Duration // first backoff, default 1s
-	Max           time.Duration // backoff cap, default 1m
-}
-
-func (p RetryPolicy) withDefaults() RetryPolicy {
-	if p.Attempts <= 0 {
-		p.Attempts = 6
-	}
-	if p.NotFoundCheck <= 0 {
-		p.NotFoundCheck = 3
-	}
-	if p.Throttles <= 0 {
-		p.Throttles = 30
-	}
-	if p.Base <= 0 {
-		p.Base = time.Second
-	}
-	if p.Max <= 0 {
-		p.Max = time.Minute
-	}
-	return p
-}
-
 // Options configure a Worker.
 type Options struct {
 	JS       jetstream.JetStream
@@ -58,6 +30,8 @@ type Options struct {
 	Metrics  *Metrics
 	Clock    clockwork.Clock
 	Retry    RetryPolicy
+	// Seed seeds the backoff's jitter (0: from the clock).
+	Seed uint64
 	// Poll bounds how long a request can wait when its wake-up was missed.
 	Poll time.Duration
 	// CallingLease is how long a request id whose call is under way blocks
@@ -98,7 +72,7 @@ type Worker struct {
 	log     *zap.Logger
 	m       *Metrics
 	clock   clockwork.Clock
-	retry   RetryPolicy
+	caller  *caller
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
@@ -109,47 +83,43 @@ type Worker struct {
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
 	handlers  sync.WaitGroup // requests being worked on
 	stopOnce  sync.Once
+	stopErr   error
+}
+
+func (o Options) withDefaults() Options {
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.Poll <= 0 {
+		o.Poll = 2 * time.Second
+	}
+	o.Settings = o.Settings.WithDefaults()
+	if o.CallingLease <= 0 {
+		// Longer than any call can take with its backoffs and 429 pauses
+		// (the in-progress ticks keep it from being redelivered meanwhile).
+		o.CallingLease = 2 * time.Hour
+	}
+	if o.StatsEvery <= 0 {
+		o.StatsEvery = 15 * time.Second
+	}
+	if o.Seed == 0 {
+		o.Seed = uint64(o.Clock.Now().UnixNano())
+	}
+	return o
 }
 
 // New prepares a worker for the given tenants. The streams and consumers
 // must exist (queue.Ensure).
 func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) {
-	if opts.Clock == nil {
-		opts.Clock = clockwork.NewRealClock()
-	}
-	if opts.Poll <= 0 {
-		opts.Poll = 2 * time.Second
-	}
-	opts.Settings = opts.Settings.WithDefaults()
-	if opts.CallingLease <= 0 {
-		// Longer than any call can take with its backoffs and 429 pauses
-		// (the in-progress ticks keep it from being redelivered meanwhile).
-		opts.CallingLease = 2 * time.Hour
-	}
-	if opts.StatsEvery <= 0 {
-		opts.StatsEvery = 15 * time.Second
-	}
+	opts = opts.withDefaults()
 	w := &Worker{
 		opts: opts, log: opts.Logger.Named("worker"), m: opts.Metrics, clock: opts.Clock,
-		retry: opts.Retry.withDefaults(), tenants: map[string]*tenantRun{},
+		tenants: map[string]*tenantRun{},
+		caller:  newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
 	}
 	for _, t := range tenants {
-		name := t.Config.Name
-		lt := limiter.NewTenant(opts.Clock)
-		if opts.Shared != nil {
-			lt = opts.Shared.Tenant(name)
-		}
-		for _, api := range mde.APIs {
-			lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
-		}
-		src, err := opts.Router.Source(ctx, opts.JS, name, opts.Poll)
-		if err != nil {
+		if err := w.addTenant(ctx, t); err != nil {
 			return nil, err
-		}
-		w.m.initTenant(name, t.Config.Resolved.Windows)
-		w.tenants[name] = &tenantRun{
-			Tenant: t, name: name, limits: lt, source: src, tracker: newTracker(),
-			log: w.log.With(zap.String("tenant", name)),
 		}
 	}
 	unknown, err := opts.JS.Consumer(ctx, offboard.StreamRequests, queue.ConsumerUnrouted)
@@ -174,6 +144,29 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	return w, nil
 }
 
+// addTenant prepares a tenant's limiter, source, metrics and tracker.
+func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
+	name := t.Config.Name
+	lt := limiter.NewTenant(w.clock)
+	if w.opts.Shared != nil {
+		lt = w.opts.Shared.Tenant(name)
+	}
+	for _, api := range mde.APIs {
+		lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
+	}
+	src, err := w.opts.Router.Source(ctx, w.opts.JS, name, w.opts.Poll)
+	if err != nil {
+		return err
+	}
+	w.m.initTenant(name, t.Config.Resolved.Windows)
+	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, log: w.log.With(zap.String("tenant", name))}
+	if t.Config.Tracking.Enabled {
+		tr.tracker = w.newTracker(tr)
+	}
+	w.tenants[name] = tr
+	return nil
+}
+
 // Start begins taking requests. It returns at once.
 func (w *Worker) Start() {
 	fetchCtx, stopFetch := context.WithCancel(context.Background())
@@ -181,8 +174,8 @@ func (w *Worker) Start() {
 	w.stopFetch, w.stopWork = stopFetch, stopWork
 	for _, t := range w.tenants {
 		w.fetchers.Go(func() { w.runTenant(fetchCtx, workCtx, t) })
-		if t.Config.Tracking.Enabled {
-			w.fetchers.Go(func() { w.runTracker(fetchCtx, t) })
+		if t.tracker != nil {
+			w.fetchers.Go(func() { t.tracker.run(fetchCtx) })
 		}
 	}
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
@@ -194,30 +187,47 @@ func (w *Worker) Start() {
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
 }
 
+// stopGrace bounds how long Stop waits for requests after it cancelled
+// them: a cancelled request only stores what it has (each store bounded by
+// storeCtx) and naks.
+const stopGrace = 40 * time.Second
+
 // Stop stops taking requests and waits for those under way to finish. When
 // ctx ends first, their calls are cancelled: a cancelled request is not
 // acked and comes back after its ack wait, and the ledger keeps it from
-// creating a second action. Stop is idempotent.
+// creating a second action. Stop never waits more than stopGrace after ctx
+// ends. Stop is idempotent.
 func (w *Worker) Stop(ctx context.Context) error {
-	var err error
-	w.stopOnce.Do(func() {
-		if w.stopFetch == nil {
-			return
-		}
-		w.stopFetch()
-		w.fetchers.Wait()
-		done := make(chan struct{})
-		go func() { w.handlers.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			err = fmt.Errorf("stop: requests still under way, cancelled: %w", ctx.Err())
-			w.stopWork()
-			<-done
-		}
+	w.stopOnce.Do(func() { w.stopErr = w.stop(ctx) })
+	return w.stopErr
+}
+
+func (w *Worker) stop(ctx context.Context) error {
+	if w.stopFetch == nil {
+		return nil
+	}
+	w.stopFetch()
+	done := make(chan struct{})
+	go func() {
+		w.fetchers.Wait() // no handler starts after this
+		w.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
 		w.stopWork()
-	})
-	return err
+		return nil
+	case <-ctx.Done():
+	}
+	w.stopWork()
+	grace := time.NewTimer(stopGrace) // real time: bounds a shutdown, not logic
+	defer grace.Stop()
+	select {
+	case <-done:
+		return fmt.Errorf("stop: requests still under way, cancelled: %w", ctx.Err())
+	case <-grace.C:
+		return fmt.Errorf("stop: requests still under way %v after they were cancelled", stopGrace)
+	}
 }
 
 // runTenant takes the tenant's requests one by one, as quota and the
@@ -231,7 +241,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		permit, err := w.acquire(fetchCtx, t, mde.APIOffboard)
+		permit, err := w.caller.acquire(fetchCtx, t, mde.APIOffboard)
 		if err != nil {
 			<-slots
 			return
@@ -256,14 +266,40 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	}
 }
 
-func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
-	t := clock.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.Chan():
-		return nil
+// newTracker makes the tenant's tracker.
+func (w *Worker) newTracker(t *tenantRun) *tracker {
+	return newTracker(trackerConfig{
+		tenant: t.name, cfg: t.Config.Tracking, store: w.opts.Ledger, actions: tenantActions{c: w.caller, t: t},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			return queue.PublishJSON(ctx, w.opts.JS, subject, msgID, data)
+		},
+		subjects: w.opts.Settings.Subjects, clock: w.clock, log: t.log.Named("tracker"),
+		notFoundCheck: w.caller.retry.NotFoundCheck,
+	})
+}
+
+// tenantActions reads a tenant's actions for its tracker.
+type tenantActions struct {
+	c *caller
+	t *tenantRun
+}
+
+func (a tenantActions) permit(ctx context.Context) (*limiter.Permit, error) {
+	return a.t.limits.API(mde.APIMachineActions).AcquireLow(ctx)
+}
+
+func (a tenantActions) get(ctx context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
+	return a.c.send(ctx, a.t, mde.APIMachineActions, p, func(ctx context.Context) *mde.Verdict { return a.t.Client.GetAction(ctx, id) })
+}
+
+func (a tenantActions) throttled(v *mde.Verdict) { a.c.pause(a.t, mde.APIMachineActions, v, a.t.log) }
+
+func (a tenantActions) refreshToken() {
+	if a.t.Cred == nil {
+		return
+	}
+	if err := a.t.Cred.Invalidate(); err != nil {
+		a.t.log.Warn("get a new token", zap.Error(err))
 	}
 }
 

@@ -1,6 +1,10 @@
 package mde
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -13,6 +17,31 @@ import (
 // apiErrorBody is an error body in the API's shape.
 func apiErrorBody(code, message string) []byte {
 	return []byte(`{"error":{"code":"` + code + `","message":"` + message + `","target":"0f6a6d7c-5a3e-4c1f-9b1e-3c1d2e4f5a6b"}}`)
+}
+
+// testNow is the caller's clock in these tests.
+var testNow = time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+
+// httpReason is the reason an HTTP answer of the class and failure code
+// must get: one verdict per answer.
+func httpReason(c Class, code string) Reason {
+	switch c {
+	case Success:
+		return ReasonSuccess
+	case AlreadyPending:
+		return ReasonAlreadyPending
+	case Throttled:
+		return ReasonThrottled
+	case Retry:
+		return ReasonServerError
+	case NotFound:
+		return ReasonNotFound
+	}
+	return map[string]Reason{
+		offboard.CodeUnauthorized: ReasonUnauthorized, offboard.CodeForbidden: ReasonForbidden,
+		offboard.CodeUnsupportedOS: ReasonUnsupportedOS, offboard.CodeUnsupportedClient: ReasonUnsupportedClient,
+		offboard.CodeAPIRejected: ReasonRejected,
+	}[code]
 }
 
 func TestClassify(t *testing.T) {
@@ -74,7 +103,7 @@ func TestClassify(t *testing.T) {
 		{name: "429 Retry-After NaN", status: 429, header: ra("NaN"), class: Throttled, retryAfter: MinRetryAfter},
 		{name: "429 Retry-After capped at an hour", status: 429, header: ra("7200"), class: Throttled, retryAfter: time.Hour},
 		{name: "429 Retry-After HTTP-date in the past", status: 429, header: ra("Wed, 21 Oct 2015 07:28:00 GMT"), class: Throttled, retryAfter: MinRetryAfter},
-		{name: "429 Retry-After HTTP-date beyond an hour", status: 429, header: ra(time.Now().Add(3 * time.Hour).UTC().Format(http.TimeFormat)), class: Throttled, retryAfter: time.Hour},
+		{name: "429 Retry-After HTTP-date beyond an hour", status: 429, header: ra(testNow.Add(3 * time.Hour).UTC().Format(http.TimeFormat)), class: Throttled, retryAfter: time.Hour},
 		{name: "429 other body code", status: 429, header: ra("3"), body: apiErrorBody("TooManyRequests", "slow down"), class: Throttled, apiCode: "TooManyRequests", message: "slow down", retryAfter: 3 * time.Second},
 		{name: "429 no body", status: 429, header: ra("3"), class: Throttled, retryAfter: 3 * time.Second},
 
@@ -93,7 +122,7 @@ func TestClassify(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			a := Classify(tt.status, tt.header, tt.body)
+			a := Classify(tt.status, tt.header, tt.body, testNow)
 			if a.Status != tt.status {
 				t.Errorf("Status = %d, want %d", a.Status, tt.status)
 			}
@@ -102,6 +131,12 @@ func TestClassify(t *testing.T) {
 			}
 			if a.Class != tt.class {
 				t.Errorf("Class = %v, want %v", a.Class, tt.class)
+			}
+			if want := httpReason(tt.class, tt.failureCode); a.Reason != want || !a.Sent {
+				t.Errorf("Reason = %v (sent %v), want %v (sent)", a.Reason, a.Sent, want)
+			}
+			if a.RefreshToken != (tt.status == http.StatusUnauthorized) {
+				t.Errorf("RefreshToken = %v for HTTP %d", a.RefreshToken, tt.status)
 			}
 			if a.FailureCode != tt.failureCode {
 				t.Errorf("FailureCode = %q, want %q", a.FailureCode, tt.failureCode)
@@ -137,13 +172,13 @@ func TestClassify(t *testing.T) {
 // date has a one-second resolution, hence the range.
 func TestClassifyRetryAfterHTTPDate(t *testing.T) {
 	t.Parallel()
-	h := http.Header{"Retry-After": {time.Now().Add(10 * time.Minute).UTC().Format(http.TimeFormat)}}
-	a := Classify(http.StatusTooManyRequests, h, nil)
+	h := http.Header{"Retry-After": {testNow.Add(10 * time.Minute).UTC().Format(http.TimeFormat)}}
+	a := Classify(http.StatusTooManyRequests, h, nil, testNow.Add(-time.Second/2))
 	if a.Class != Throttled {
 		t.Fatalf("Class = %v, want %v", a.Class, Throttled)
 	}
-	if a.RetryAfter <= 9*time.Minute || a.RetryAfter > 10*time.Minute {
-		t.Errorf("RetryAfter = %v, want about 10m", a.RetryAfter)
+	if a.RetryAfter != 10*time.Minute+time.Second/2 {
+		t.Errorf("RetryAfter = %v, want 10m0.5s (the date less the caller's now)", a.RetryAfter)
 	}
 }
 
@@ -170,7 +205,7 @@ func TestClassString(t *testing.T) {
 
 func TestAnswerWithoutErrorBody(t *testing.T) {
 	t.Parallel()
-	a := &Answer{Status: 503}
+	a := &Verdict{Status: 503}
 	if got := a.APICode(); got != "" {
 		t.Errorf("APICode() = %q, want empty", got)
 	}
@@ -180,5 +215,64 @@ func TestAnswerWithoutErrorBody(t *testing.T) {
 	a.Err = &APIError{Message: "no code"}
 	if got := a.Error(); got != "HTTP 503" {
 		t.Errorf("Error() with a code-less error body = %q, want %q", got, "HTTP 503")
+	}
+}
+
+// Attempts that got no HTTP answer: each maps to one verdict, and says
+// whether the call may have reached the API.
+func TestClassifyError(t *testing.T) {
+	t.Parallel()
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	expired, cancel2 := context.WithDeadline(context.Background(), testNow)
+	defer cancel2()
+	refused := &TokenError{Final: true, err: errors.New("AADSTS7000215")}
+	unreachable := &TokenError{err: errors.New("dial tcp: connection refused")}
+	tests := []struct {
+		name   string
+		ctx    context.Context
+		err    error
+		sent   bool
+		class  Class
+		reason Reason
+		code   string
+	}{
+		{name: "credentials refused", ctx: context.Background(), err: refused, class: Final, reason: ReasonCredentialsRejected, code: offboard.CodeUnauthorized},
+		{name: "login host unreachable", ctx: context.Background(), err: unreachable, class: Retry, reason: ReasonToken},
+		{name: "wrapped token error", ctx: context.Background(), err: fmt.Errorf("x: %w", refused), class: Final, reason: ReasonCredentialsRejected, code: offboard.CodeUnauthorized},
+		{name: "another credential's error", ctx: context.Background(), err: errors.New(`{"access_token":"eyJsecret"}`), class: Retry, reason: ReasonToken},
+		{name: "request not built", ctx: context.Background(), err: fmt.Errorf("%w: bad URL", errBuild), class: Final, reason: ReasonRejected, code: offboard.CodeInternal},
+		{name: "connection refused", ctx: context.Background(), err: &net.OpError{Op: "dial", Err: errors.New("connection refused")}, sent: true, class: Retry, reason: ReasonNetwork},
+		{name: "timeout", ctx: expired, err: context.DeadlineExceeded, sent: true, class: Retry, reason: ReasonTimeout},
+		{name: "net timeout", ctx: context.Background(), err: &net.DNSError{IsTimeout: true}, sent: true, class: Retry, reason: ReasonTimeout},
+		{name: "caller cancelled", ctx: cancelled, err: context.Canceled, sent: true, class: Retry, reason: ReasonCancelled},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v := ClassifyError(tt.ctx, tt.err, tt.sent)
+			if v.Class != tt.class || v.Reason != tt.reason || v.Sent != tt.sent || v.FailureCode != tt.code || v.Status != 0 {
+				t.Errorf("verdict = {%v %v sent=%v %q status %d}, want {%v %v sent=%v %q status 0}",
+					v.Class, v.Reason, v.Sent, v.FailureCode, v.Status, tt.class, tt.reason, tt.sent, tt.code)
+			}
+			if v.Error() == "" || strings.Contains(v.Error(), "eyJsecret") {
+				t.Errorf("message %q: empty, or holds what the credential's error said", v.Error())
+			}
+		})
+	}
+}
+
+func TestReasonString(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for _, r := range Reasons() {
+		s := r.String()
+		if s == "" || strings.HasPrefix(s, "reason(") || seen[s] {
+			t.Errorf("reason %d has label %q (empty, unnamed or repeated)", int(r), s)
+		}
+		seen[s] = true
+	}
+	if got := Reason(99).String(); got != "reason(99)" {
+		t.Errorf("Reason(99) = %q", got)
 	}
 }

@@ -1,0 +1,270 @@
+package mde
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// Class is what the caller does next. Every attempt (an HTTP answer, a
+// transport error, a timeout, a token failure) is classified once, here;
+// the class drives the retry and the ack, the reason the metric label.
+type Class int
+
+const (
+	// Success is a 2xx answer.
+	Success Class = iota
+	// AlreadyPending means the device has an unfinished action of the same
+	// type (400 ActiveRequestAlreadyExists).
+	AlreadyPending
+	// Retry is a network error, timeout, 5xx or a token that could not be
+	// had for now: try again with backoff.
+	Retry
+	// Throttled is a 429: pause the tenant for RetryAfter, then try again.
+	Throttled
+	// NotFound is a 404 of a single device or action. The API answers it
+	// now and then for things that exist, so look again a few times before
+	// it is final.
+	NotFound
+	// Final is any other answer: do not try again.
+	Final
+)
+
+var classNames = [...]string{"success", "already_pending", "retry", "throttled", "not_found", "final"}
+
+func (c Class) String() string {
+	if c >= 0 && int(c) < len(classNames) {
+		return classNames[c]
+	}
+	return "class(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Reason says why an attempt got its class. Its String is the metric label;
+// the list is fixed, so label values are known up front.
+type Reason int
+
+// Reasons.
+const (
+	ReasonSuccess             Reason = iota // 2xx
+	ReasonAlreadyPending                    // 400 ActiveRequestAlreadyExists
+	ReasonThrottled                         // 429
+	ReasonServerError                       // 5xx, 408
+	ReasonTimeout                           // no answer within the call's time
+	ReasonNetwork                           // no answer: connection refused, reset, ...
+	ReasonToken                             // no token for now: nothing was sent
+	ReasonCredentialsRejected               // the login host refused the credentials: nothing was sent
+	ReasonUnauthorized                      // 401 from the API
+	ReasonForbidden                         // 403
+	ReasonNotFound                          // 404
+	ReasonUnsupportedOS                     // 400 OsPlatformNotSupported
+	ReasonUnsupportedClient                 // 400 ClientVersionNotSupported
+	ReasonRejected                          // any other answer
+	ReasonCancelled                         // the caller's context ended
+)
+
+var reasonNames = [...]string{
+	"success", "already_pending", "throttled", "server_error", "timeout", "network", "token",
+	"credentials_rejected", "unauthorized", "forbidden", "not_found", "unsupported_os",
+	"unsupported_client_version", "rejected", "cancelled",
+}
+
+// Reasons lists every reason, for metric labels known up front.
+func Reasons() []Reason {
+	rs := make([]Reason, len(reasonNames))
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
+
+func (r Reason) String() string {
+	if r >= 0 && int(r) < len(reasonNames) {
+		return reasonNames[r]
+	}
+	return "reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// APIError is the error body the API sends:
+// {"error": {"code": "...", "message": "...", "target": "<correlation id>"}}.
+type APIError struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Target  string `json:"target,omitempty"`
+}
+
+// Verdict is one attempt, classified: what came back and what to do next.
+type Verdict struct {
+	Class  Class
+	Reason Reason
+	// Status is the HTTP status; 0 when no answer came.
+	Status int
+	// Body is the answer's body as received (size-capped).
+	Body []byte
+	// Err is the parsed error body, if any.
+	Err *APIError
+	// RetryAfter is the pause a 429 asks for.
+	RetryAfter time.Duration
+	// Sent is true when the call may have reached the API: it counts in
+	// the quota, and a write may have taken effect.
+	Sent bool
+	// RefreshToken hints that a new token may help (the API refused the
+	// one sent): get one, then try once more.
+	RefreshToken bool
+	// FailureCode is the contract's code when the attempt is final (or
+	// not found).
+	FailureCode string
+	// cause describes an attempt that got no HTTP answer; safe to show.
+	cause string
+}
+
+// Classify turns an HTTP answer into a Verdict. It is the only place that
+// interprets status codes and API error codes. now reads a Retry-After
+// given as a date.
+func Classify(status int, header http.Header, body []byte, now time.Time) *Verdict {
+	v := &Verdict{Status: status, Body: body, Sent: true}
+	if status < 200 || status >= 300 {
+		var eb struct {
+			Error *APIError `json:"error"`
+		}
+		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
+			v.Err = eb.Error
+		}
+	}
+	code := v.APICode()
+	switch {
+	case status >= 200 && status < 300:
+		v.Class, v.Reason = Success, ReasonSuccess
+	case status == http.StatusTooManyRequests:
+		// Matched on the status: the body's code has been seen as "429".
+		v.Class, v.Reason = Throttled, ReasonThrottled
+		v.RetryAfter = retryAfter(header.Get("Retry-After"), now)
+	case status >= 500 || status == http.StatusRequestTimeout:
+		v.Class, v.Reason = Retry, ReasonServerError
+	case status == http.StatusNotFound:
+		v.Class, v.Reason, v.FailureCode = NotFound, ReasonNotFound, offboard.CodeMachineNotFound
+	case status == http.StatusUnauthorized:
+		v.Class, v.Reason, v.FailureCode = Final, ReasonUnauthorized, offboard.CodeUnauthorized
+		v.RefreshToken = true
+	case status == http.StatusForbidden:
+		v.Class, v.Reason, v.FailureCode = Final, ReasonForbidden, offboard.CodeForbidden
+	case status == http.StatusBadRequest && code == "ActiveRequestAlreadyExists":
+		v.Class, v.Reason = AlreadyPending, ReasonAlreadyPending
+	case status == http.StatusBadRequest && code == "OsPlatformNotSupported":
+		v.Class, v.Reason, v.FailureCode = Final, ReasonUnsupportedOS, offboard.CodeUnsupportedOS
+	case status == http.StatusBadRequest && code == "ClientVersionNotSupported":
+		v.Class, v.Reason, v.FailureCode = Final, ReasonUnsupportedClient, offboard.CodeUnsupportedClient
+	default:
+		// 400 InvalidRequestBody, MissingRequiredParameter, InvalidInput,
+		// BadRequest, ODataError, and any other 4xx: the API refused what it
+		// was sent, and sending it again will not change that.
+		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
+	}
+	return v
+}
+
+// ClassifyError turns an attempt that got no HTTP answer into a Verdict.
+// sent says whether the request may have left (false: it failed before,
+// getting its token or being built). ctx is the call's context.
+func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
+	v := &Verdict{Class: Retry, Sent: sent}
+	var tokErr *TokenError
+	var netErr net.Error
+	switch {
+	case ctx.Err() != nil && !errors.Is(ctx.Err(), context.DeadlineExceeded):
+		v.Reason, v.cause = ReasonCancelled, "the call was cancelled"
+	case errors.As(err, &tokErr) && tokErr.Final:
+		v.Class, v.Reason, v.FailureCode = Final, ReasonCredentialsRejected, offboard.CodeUnauthorized
+		v.cause = tokErr.Error()
+	case errors.As(err, &tokErr):
+		v.Reason, v.cause = ReasonToken, safeText(tokErr)
+	case !sent && !errors.Is(err, errBuild):
+		// Another credential's error text may hold what the login host
+		// said, token included: it is not shown.
+		v.Reason, v.cause = ReasonToken, "get token: the credential gave no token"
+	case !sent:
+		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeInternal
+		v.cause = safeText(err)
+	case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout():
+		v.Reason, v.cause = ReasonTimeout, "no answer from the API in time"
+	default:
+		v.Reason, v.cause = ReasonNetwork, "no answer from the API: "+safeText(err)
+	}
+	return v
+}
+
+// errBuild marks a request that could not be built: nothing was sent, and
+// trying again will not help.
+var errBuild = errors.New("build request")
+
+// safeText is an error's text cut short. Callers pass only errors whose
+// text holds no secret: transport errors (URL stripped) and *TokenError.
+func safeText(err error) string {
+	s := err.Error()
+	if utf8.RuneCountInString(s) > 300 {
+		s = string([]rune(s)[:299]) + "…"
+	}
+	return s
+}
+
+// MinRetryAfter is the pause taken after a 429 that names no usable
+// Retry-After.
+const MinRetryAfter = 10 * time.Second
+
+func retryAfter(v string, now time.Time) time.Duration {
+	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && !math.IsNaN(secs) && !math.IsInf(secs, 0) {
+		// Capped before converting: a huge value would overflow Duration.
+		return max(time.Duration(min(secs, time.Hour.Seconds())*float64(time.Second)), time.Second)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return min(d, time.Hour)
+		}
+	}
+	return MinRetryAfter
+}
+
+// Error describes the attempt for logs and results: the status, the API's
+// code and message (cut short), or why no answer came. It never includes
+// the request's headers, so it cannot carry a token.
+func (v *Verdict) Error() string {
+	switch {
+	case !v.Answered():
+		return v.cause
+	case v.Err != nil && v.Err.Code != "":
+		msg := v.Err.Message
+		if utf8.RuneCountInString(msg) > 300 {
+			msg = string([]rune(msg)[:299]) + "…"
+		}
+		return fmt.Sprintf("HTTP %d %s: %s", v.Status, v.Err.Code, msg)
+	}
+	return fmt.Sprintf("HTTP %d", v.Status)
+}
+
+// APICode is the API's own error code, or "".
+func (v *Verdict) APICode() string {
+	if v.Err == nil {
+		return ""
+	}
+	return v.Err.Code
+}
+
+// Answered says whether an HTTP answer came.
+func (v *Verdict) Answered() bool { return v.Status != 0 }
+
+// StatusLabel is the status as a metric label: the HTTP status, or "error"
+// when no answer came.
+func (v *Verdict) StatusLabel() string {
+	if !v.Answered() {
+		return "error"
+	}
+	return strconv.Itoa(v.Status)
+}

@@ -1,0 +1,278 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// RetryPolicy says how often and how fast failed calls are repeated. It is
+// the one place these numbers live: the offboarding steps and the tracker
+// both read it.
+type RetryPolicy struct {
+	Attempts      int           // calls per request for network errors and 5xx, default 6
+	NotFoundCheck int           // extra looks after a 404 before it is final, default 3
+	Throttles     int           // 429s per call before giving up, default 30
+	Base          time.Duration // first backoff, default 1s
+	Max           time.Duration // backoff cap, default 1m
+}
+
+func (p RetryPolicy) withDefaults() RetryPolicy {
+	if p.Attempts <= 0 {
+		p.Attempts = 6
+	}
+	if p.NotFoundCheck <= 0 {
+		p.NotFoundCheck = 3
+	}
+	if p.Throttles <= 0 {
+		p.Throttles = 30
+	}
+	if p.Base <= 0 {
+		p.Base = time.Second
+	}
+	if p.Max <= 0 {
+		p.Max = time.Minute
+	}
+	return p
+}
+
+// tries counts one call's attempts by what came of them.
+type tries struct {
+	retries, notFound, throttles int
+	refreshed                    bool
+}
+
+// next is what the caller does after an attempt.
+type next int
+
+const (
+	nextDone    next = iota // the verdict is the call's answer
+	nextBackoff             // wait, then try again
+	nextAgain               // try again at once: a new token, or a 429's pause is the wait
+	nextGiveUp              // retries ran out
+)
+
+// decide applies the policy to one verdict. It reads only the verdict, so
+// every answer, transport error and token failure is handled alike.
+func (p RetryPolicy) decide(n *tries, v *mde.Verdict, canRefresh bool) next {
+	switch {
+	case v.Class == mde.Throttled:
+		n.throttles++
+		if n.throttles >= p.Throttles {
+			return nextGiveUp
+		}
+		return nextAgain
+	case v.RefreshToken && canRefresh && !n.refreshed:
+		n.refreshed = true
+		return nextAgain
+	case v.Class == mde.NotFound && n.notFound < p.NotFoundCheck:
+		n.notFound++
+	case v.Class != mde.Retry:
+		return nextDone
+	}
+	n.retries++
+	if n.retries >= p.Attempts+p.NotFoundCheck || (v.Class != mde.NotFound && n.retries-n.notFound >= p.Attempts) {
+		return nextGiveUp
+	}
+	return nextBackoff
+}
+
+// caller makes API calls under a tenant's quota: it waits for a permit,
+// enters the call in the quota, sends it, counts it, and repeats it as the
+// retry policy says.
+type caller struct {
+	clock clockwork.Clock
+	m     *Metrics
+	retry RetryPolicy
+
+	mu  sync.Mutex
+	rng *rand.Rand // backoff jitter; seeded, so tests can repeat a run
+}
+
+func newCaller(clock clockwork.Clock, m *Metrics, retry RetryPolicy, seed uint64) *caller {
+	return &caller{clock: clock, m: m, retry: retry.withDefaults(), rng: rand.New(rand.NewPCG(seed, seed>>1|1))}
+}
+
+// errQuotaJournal marks a call that was not sent because the shared quota
+// journal could not be reached.
+var errQuotaJournal = errors.New("quota journal unreachable: call not sent")
+
+// callSpec is one API call a request makes.
+type callSpec struct {
+	api string
+	do  func(context.Context) *mde.Verdict
+	// recheck, if set, runs before a call is repeated after an attempt
+	// whose effect is unknown (it may have reached the API): a result from
+	// it ends the call, so a lost answer never leads to a second action.
+	recheck func(context.Context) (*offboard.Result, error)
+}
+
+// call makes one API call for a request and repeats it as the policy says.
+// It returns the last verdict when it is the call's answer (success,
+// already pending, final, not found); a failed result when retries ran
+// out; an error when the request must be left for redelivery. permit, if
+// given, is an offboard permit taken before; call spends or releases it.
+func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limiter.Permit) (*mde.Verdict, *offboard.Result, error) {
+	t := j.t
+	var n tries
+	for {
+		if permit != nil && t.limits.PausedUntil().After(c.clock.Now()) {
+			// Taken before a 429 paused the tenant: wait for the pause.
+			permit.Release()
+			permit = nil
+		}
+		if permit == nil {
+			var err error
+			if permit, err = c.acquire(ctx, t, spec.api); err != nil {
+				return nil, nil, err
+			}
+		}
+		if spec.api == mde.APIOffboard {
+			j.attempts++
+		}
+		v, err := c.send(ctx, t, spec.api, permit, spec.do)
+		permit = nil
+		if err != nil {
+			return nil, nil, err
+		}
+		if ctx.Err() != nil {
+			return nil, nil, ctx.Err()
+		}
+		v, res, err := c.after(ctx, j, spec, &n, v)
+		if v != nil || res != nil || err != nil {
+			return v, res, err
+		}
+	}
+}
+
+// after acts on one attempt's verdict: all nil means try again.
+func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *mde.Verdict) (*mde.Verdict, *offboard.Result, error) {
+	t := j.t
+	step := c.retry.decide(n, v, t.Cred != nil)
+	unknown := spec.recheck != nil && v.Sent && v.Class == mde.Retry
+	switch {
+	case step == nextDone:
+		return v, nil, nil
+	case step == nextGiveUp:
+		if unknown { // the last attempt may have worked after all
+			if res, err := spec.recheck(ctx); err != nil || res != nil {
+				return nil, res, err
+			}
+		}
+		msg := fmt.Sprintf("gave up after %d attempts: %s", n.retries+n.throttles, v.Error())
+		return nil, j.failed(offboard.CodeAPIError, msg, v), nil
+	}
+	c.m.Retries.WithLabelValues(t.name, spec.api, v.Reason.String()).Inc()
+	switch {
+	case v.Class == mde.Throttled:
+		c.pause(t, spec.api, v, j.log)
+	case v.RefreshToken:
+		// The cached token may have been revoked or the app's credentials
+		// rotated: get a new token once and try again.
+		j.log.Warn("API answered 401: getting a new token", zap.String("api", spec.api))
+		if err := t.Cred.Invalidate(); err != nil {
+			//nolint:nilerr // the failure is the request's result
+			return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), v), nil
+		}
+	default:
+		j.log.Warn("API call failed", zap.String("api", spec.api), zap.Stringer("reason", v.Reason), zap.String("answer", v.Error()))
+		if err := c.backoff(ctx, n.retries); err != nil {
+			return nil, nil, err
+		}
+		if unknown {
+			return spec.recheckResult(ctx)
+		}
+	}
+	return nil, nil, nil
+}
+
+func (s callSpec) recheckResult(ctx context.Context) (*mde.Verdict, *offboard.Result, error) {
+	res, err := s.recheck(ctx)
+	return nil, res, err
+}
+
+// pause stops the tenant's calls for a 429's Retry-After.
+func (c *caller) pause(t *tenantRun, api string, v *mde.Verdict, log *zap.Logger) {
+	c.m.Throttled.WithLabelValues(t.name, api).Inc()
+	t.limits.Pause(c.clock.Now(), v.RetryAfter)
+	log.Warn("throttled: tenant paused", zap.String("api", api), zap.Duration("retry_after", v.RetryAfter))
+}
+
+// send makes one call, places it in the windows and counts it: completed
+// when it may have reached the server, released when it surely did not (no
+// token). A panic in do still gives the permit back, so the quota never
+// shrinks. The error is errQuotaJournal only: nothing was sent.
+func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
+	do func(context.Context) *mde.Verdict,
+) (*mde.Verdict, error) {
+	// With a shared quota, the call is entered in the journal first, and
+	// must end by the time the journal says its answer is due.
+	due, err := permit.Record(ctx)
+	if err != nil {
+		permit.Release()
+		return nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
+	}
+	if !due.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, due.Sub(c.clock.Now()))
+		defer cancel()
+	}
+	start := c.clock.Now()
+	var v *mde.Verdict
+	defer func() {
+		if v != nil && !v.Sent {
+			permit.Release() // nothing was sent
+			return
+		}
+		permit.CompleteNow() // also when do panicked
+		if v != nil && v.Answered() {
+			c.m.APILatency.WithLabelValues(t.name, api).Observe(c.clock.Since(start).Seconds())
+		}
+		status := "error"
+		if v != nil {
+			status = v.StatusLabel()
+		}
+		c.m.APICalls.WithLabelValues(t.name, api, status).Inc()
+	}()
+	v = do(ctx)
+	return v, nil
+}
+
+// acquire waits for quota.
+func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limiter.Permit, error) {
+	start := c.clock.Now()
+	defer func() { c.m.LimiterWait.WithLabelValues(t.name, api).Observe(c.clock.Since(start).Seconds()) }()
+	return t.limits.API(api).Acquire(ctx)
+}
+
+// backoff waits before retry n: capped exponential with full jitter.
+func (c *caller) backoff(ctx context.Context, n int) error {
+	d := c.retry.Base << min(n-1, 20)
+	d = min(d, c.retry.Max)
+	c.mu.Lock()
+	d = d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
+	c.mu.Unlock()
+	return sleepCtx(ctx, c.clock, d)
+}
+
+// sleepCtx waits d on clock, or until ctx ends.
+func sleepCtx(ctx context.Context, clock clockwork.Clock, d time.Duration) error {
+	t := clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Chan():
+		return nil
+	}
+}

@@ -1,0 +1,307 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// This file is a request's message lifecycle: taken from the stream,
+// checked, answered from the ledger or worked on (steps.go), its result
+// stored and published, and only then acked.
+
+// job is one request being worked on.
+type job struct {
+	t        *tenantRun
+	msg      jetstream.Msg
+	seq      uint64
+	prio     offboard.Priority
+	req      offboard.Request
+	received time.Time
+	attempts int
+	log      *zap.Logger
+	// checked is set once the request passed its checks: from then on its
+	// id is used in the ledger and in the result's message id.
+	checked bool
+	// entry is the request id's ledger entry as this job last read or
+	// wrote it (nil: none); the result is written over it.
+	entry *queue.Entry
+	// stopAlive stops the in-progress ticks; called before the ack or nak,
+	// so that a late tick cannot undo a nak's delay.
+	stopAlive func()
+}
+
+// handle works one request to its result. permit is an offboard permit,
+// taken before the request was pulled; handle spends or releases it.
+func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio offboard.Priority, permit *limiter.Permit) {
+	w.m.InFlight.WithLabelValues(t.name).Inc()
+	defer w.m.InFlight.WithLabelValues(t.name).Dec()
+	w.m.RequestsReceived.WithLabelValues(t.name, string(prio)).Inc()
+	defer permit.Release() // no-op once spent
+
+	j := w.newJob(t, msg, prio)
+	// A redelivery of a request this process is still working on (its ack
+	// wait ran out) is left to the first delivery, which will ack it.
+	if _, busy := t.working.LoadOrStore(j.seq, true); busy {
+		j.log.Debug("redelivery of a request under way: left to the first delivery")
+		return
+	}
+	defer t.working.Delete(j.seq)
+	j.stopAlive = w.keepAlive(j)
+	defer j.stopAlive()
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.Error("request handling panicked", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+			w.finish(ctx, j, j.failed(offboard.CodeInternal, "the worker met an internal error; see its log", nil))
+		}
+	}()
+	req, err := offboard.ParseRequest(msg.Data(), t.name)
+	j.req = req
+	j.log = j.log.With(zap.String("request_id", req.RequestID))
+	if err != nil {
+		w.finish(ctx, j, j.failed(offboard.CodeInvalidRequest, err.Error(), nil))
+		return
+	}
+	j.checked = true
+	if w.answered(ctx, j) {
+		return
+	}
+	res, err := w.process(ctx, j, permit)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	w.finish(ctx, j, res)
+}
+
+func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority) *job {
+	j := &job{t: t, msg: msg, prio: prio, received: w.clock.Now().UTC()}
+	if meta, err := msg.Metadata(); err == nil {
+		j.seq = meta.Sequence.Stream
+	}
+	j.log = t.log.With(zap.Uint64("request_seq", j.seq))
+	return j
+}
+
+// answered consults the ledger: a request id that has its result is
+// answered from it; one that another message is working on right now is
+// left for later. false: work on the request.
+func (w *Worker) answered(ctx context.Context, j *job) bool {
+	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
+	if err != nil {
+		w.leave(j, err)
+		return true
+	}
+	j.entry = entry
+	if entry != nil && entry.State == queue.StateDone {
+		w.replay(ctx, j, entry)
+		return true
+	}
+	if entry != nil && entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease {
+		// Another message with this id is being worked on right now; come
+		// back when it has its result, and answer from the ledger then.
+		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
+		return true
+	}
+	return false
+}
+
+// keepAlive tells JetStream, every third of the ack wait, that the request
+// is still being worked on (waiting for quota, a backoff, another request
+// for the same device), so it is not redelivered meanwhile. The returned
+// func stops it.
+func (w *Worker) keepAlive(j *job) func() {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Real time: this paces messages to the server, not logic.
+		tick := time.NewTicker(w.opts.Settings.AckWait / 3)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				if err := j.msg.InProgress(); err != nil {
+					j.log.Warn("extend ack wait", zap.Error(err))
+				}
+			}
+		}
+	})
+	return sync.OnceFunc(func() { close(done); wg.Wait() })
+}
+
+// leave puts a request back for redelivery after a short delay: the queue
+// or the ledger could not be reached, or the worker is stopping.
+func (w *Worker) leave(j *job, err error) { w.leaveFor(j, err, 5*time.Second) }
+
+// leaveFor is leave with the delay before redelivery.
+func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
+	if errors.Is(err, context.Canceled) {
+		j.log.Info("request left for redelivery: worker stopping")
+	} else {
+		j.log.Warn("request left for redelivery", zap.Error(err))
+	}
+	if j.stopAlive != nil {
+		j.stopAlive()
+	}
+	if nerr := j.msg.NakWithDelay(delay); nerr != nil {
+		j.log.Warn("nak request", zap.Error(nerr))
+	}
+}
+
+func (j *job) result(outcome offboard.Outcome) *offboard.Result {
+	return &offboard.Result{
+		RequestID: j.req.RequestID, Tenant: j.t.name, MachineID: j.req.MachineID,
+		ComputerDNSName: j.req.ComputerDNSName, Outcome: outcome, Attempts: j.attempts,
+		RequestedBy: j.req.RequestedBy, Source: j.req.Source, RequestSeq: j.seq,
+		Priority: j.prio, ReceivedAt: j.received, Attempt: j.req.AttemptOrFirst(),
+	}
+}
+
+// failed is a failed result; v, when given, is the API's answer.
+func (j *job) failed(code, message string, v *mde.Verdict) *offboard.Result {
+	r := j.result(offboard.OutcomeFailed)
+	r.Error = offboard.Failed(code, message)
+	if v != nil {
+		r.Error.HTTPStatus = v.Status
+		r.Error.APICode = v.APICode()
+	}
+	return r
+}
+
+func (j *job) withAction(outcome offboard.Outcome, a mde.Action) *offboard.Result {
+	r := j.result(outcome)
+	r.MachineAction = a.Raw
+	if r.MachineID == "" {
+		r.MachineID = a.MachineID
+	}
+	return r
+}
+
+// finish records and publishes a request's result, then acks the request.
+// If anything fails before the ack, the request comes back and is answered
+// from the ledger or worked again; the result's message id keeps it single.
+func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
+	res.CompletedAt = w.clock.Now().UTC()
+	res.Attempts = j.attempts
+	data, err := json.Marshal(res)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	pctx, cancel := storeCtx(ctx)
+	defer cancel()
+	msgID := w.seqMsgID(j.t.name, j.seq)
+	if j.checked {
+		// Written over the entry this job holds: if another worker changed
+		// it meanwhile, that one owns the request id.
+		if err := w.opts.Ledger.Finish(pctx, j.t.name, res.RequestID, j.entry, j.seq, data); err != nil {
+			w.leave(j, err)
+			return
+		}
+		msgID = offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
+	}
+	if err := w.publish(pctx, j.t.name, j.msg, msgID, j.seq, res, data); err != nil {
+		w.leave(j, err)
+		return
+	}
+	w.startTracking(pctx, j, res)
+	w.ack(pctx, j)
+	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
+	if res.Error != nil {
+		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
+	}
+	j.log.Info("request completed", fields...)
+}
+
+// storeCtx is the context results are stored and acked under: a stop must
+// not cut it short (a result half-stored is worse than a stop a moment
+// late), but it has its own bound.
+func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+}
+
+// replay answers a request id that already has a result from the ledger,
+// without calling the API.
+func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
+	var res offboard.Result
+	if err := json.Unmarshal(e.Result, &res); err != nil {
+		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
+		return
+	}
+	pctx, cancel := storeCtx(ctx)
+	defer cancel()
+	if err := w.publish(pctx, j.t.name, j.msg, offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt), e.Seq, &res, e.Result); err != nil {
+		w.leave(j, err)
+		return
+	}
+	w.startTracking(pctx, j, &res) // in case a crash came between result and tracking
+	w.ack(pctx, j)
+	j.log.Info("request answered from the ledger", zap.String("outcome", res.Outcome), zap.Uint64("first_seq", e.Seq))
+}
+
+// publish stores the result, and a dead letter if it failed.
+func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
+	s := w.opts.Settings.Subjects
+	if err := queue.PublishJSON(ctx, w.opts.JS, s.Result(tenant), msgID, data); err != nil {
+		return err
+	}
+	code := ""
+	if res.Error != nil {
+		code = res.Error.Code
+		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
+			return err
+		}
+		w.m.DeadLetters.WithLabelValues(w.metricTenant(tenant), code).Inc()
+	}
+	w.m.Results.WithLabelValues(w.metricTenant(tenant), res.Outcome, code).Inc()
+	return nil
+}
+
+func (w *Worker) seqMsgID(tenant string, seq uint64) string {
+	return offboard.SeqResultMsgID(tenant, offboard.Seq{Epoch: w.epoch, N: seq})
+}
+
+// metricTenant is the tenant label: the name if configured, else
+// queue.UnknownTenant, so labels stay bounded.
+func (w *Worker) metricTenant(name string) string {
+	if _, ok := w.tenants[name]; ok {
+		return name
+	}
+	return queue.UnknownTenant
+}
+
+// startTracking follows the result's action, when the tenant asks for it.
+// It comes before the ack, so a crash cannot lose it; a failure is logged,
+// not fatal: the result stands.
+func (w *Worker) startTracking(ctx context.Context, j *job, res *offboard.Result) {
+	if j.t.tracker == nil || len(res.MachineAction) == 0 {
+		return
+	}
+	if err := j.t.tracker.track(ctx, res); err != nil {
+		j.log.Warn("start tracking the action", zap.Error(err))
+	}
+}
+
+func (w *Worker) ack(ctx context.Context, j *job) {
+	if j.stopAlive != nil {
+		j.stopAlive()
+	}
+	if err := j.msg.DoubleAck(ctx); err != nil {
+		// The result is stored: a redelivery is answered from the ledger.
+		j.log.Warn("ack request", zap.Error(err))
+	}
+}

@@ -1,0 +1,272 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// This file holds the offboarding steps of a checked request: resolve the
+// device, apply the guards, stop at a dry run, call, and find the action a
+// lost answer created. Each step returns a result when it ends the request,
+// an error when the request must be left for redelivery, or neither to go
+// on.
+
+// clockSkew is how far the API's clock and ours may disagree.
+const clockSkew = 5 * time.Minute
+
+// device is what the steps know of the device to offboard.
+type device struct {
+	id string
+	// machine is the device as Defender reported it during this request
+	// (a name lookup returns it); nil when not read.
+	machine *mde.Machine
+}
+
+// process resolves the device and offboards it. An error means the request
+// must be left for redelivery; every other end is a result.
+func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*offboard.Result, error) {
+	dev := device{id: j.req.MachineID}
+	if dev.id == "" {
+		res, err := w.resolve(ctx, j, &dev)
+		if err != nil || res != nil {
+			return res, err
+		}
+		j.req.MachineID = dev.id
+	}
+	if res, err := w.guard(ctx, j, &dev); err != nil || res != nil {
+		return res, err
+	}
+	if j.req.DryRun {
+		return w.dryRun(ctx, j, &dev)
+	}
+	comment, err := w.comment(j)
+	if err != nil {
+		return j.failed(offboard.CodeInternal, err.Error(), nil), nil
+	}
+	unlock, permit, err := w.lockDevice(ctx, j, permit)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	// A call for this id may have been sent before a crash: look for the
+	// action it created before sending another.
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
+		res, err := w.findOwnAction(ctx, j, e.Started, comment)
+		if err != nil || res != nil {
+			return res, err
+		}
+	}
+	return w.offboard(ctx, j, comment, permit)
+}
+
+// guard is where the tenant's policy stands between a resolved device and
+// any destructive call (dry runs included): a result refuses the device.
+// No guard is configured yet: every device passes.
+func (w *Worker) guard(context.Context, *job, *device) (*offboard.Result, error) {
+	return nil, nil
+}
+
+// comment is the request's comment, or the tenant's template's.
+func (w *Worker) comment(j *job) (string, error) {
+	if j.req.Comment != "" {
+		return j.req.Comment, nil
+	}
+	return j.t.Config.RenderComment(config.CommentData{
+		RequestID: j.req.RequestID, Source: j.req.Source, RequestedBy: j.req.RequestedBy,
+		Tenant: j.t.name, MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName,
+	})
+}
+
+// lockDevice waits until no other request of this process works on the
+// device. While it waits it gives the permit back, so other devices are
+// not held up; the permit returned may be nil.
+func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit) (func(), *limiter.Permit, error) {
+	if unlock, ok := j.t.devices.tryLock(j.req.MachineID); ok {
+		return unlock, permit, nil
+	}
+	if permit != nil {
+		permit.Release()
+	}
+	unlock, err := j.t.devices.lock(ctx, j.req.MachineID)
+	return unlock, nil, err
+}
+
+// offboard records the call in the ledger, then sends it.
+func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *limiter.Permit) (*offboard.Result, error) {
+	next := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
+	if err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next); err != nil {
+		return nil, err
+	}
+	j.entry = next
+	v, res, err := w.caller.call(ctx, j, callSpec{
+		api: mde.APIOffboard,
+		do:  func(ctx context.Context) *mde.Verdict { return j.t.Client.Offboard(ctx, j.req.MachineID, comment) },
+		recheck: func(ctx context.Context) (*offboard.Result, error) {
+			// The failed attempt may have created the action all the same.
+			return w.findOwnAction(ctx, j, next.Started, comment)
+		},
+	}, permit)
+	if err != nil || res != nil {
+		return res, err
+	}
+	switch v.Class {
+	case mde.Success:
+		action, err := mde.ParseAction(v.Body)
+		if err != nil {
+			//nolint:nilerr // the failure is the request's result
+			return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action: "+err.Error(), v), nil
+		}
+		// The service has been seen answering a duplicate with the pending
+		// action instead of ActiveRequestAlreadyExists. Ours carries our
+		// comment and was created after we sent the call (give or take the
+		// clocks' skew).
+		if action.Unfinished() && (action.RequestorComment != comment || action.Created().Before(next.Started.Add(-clockSkew))) {
+			return j.withAction(offboard.OutcomeAlreadyPending, action), nil
+		}
+		return j.withAction(offboard.OutcomeCreated, action), nil
+	case mde.AlreadyPending:
+		return w.existingAction(ctx, j, v)
+	}
+	return j.failed(v.FailureCode, v.Error(), v), nil
+}
+
+// read makes a read call: any answer but success is the request's failed
+// result, its message prefixed with what.
+func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(context.Context) *mde.Verdict) (*mde.Verdict, *offboard.Result, error) {
+	v, res, err := w.caller.call(ctx, j, callSpec{api: api, do: do}, nil)
+	if err != nil || res != nil {
+		return nil, res, err
+	}
+	if v.Class != mde.Success {
+		return nil, j.failed(v.FailureCode, what+v.Error(), v), nil
+	}
+	return v, nil, nil
+}
+
+// dryRun checks that the device exists, and calls nothing destructive.
+func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
+	if dev.machine == nil {
+		v, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) *mde.Verdict {
+			return j.t.Client.GetMachine(ctx, dev.id)
+		})
+		if err != nil || res != nil {
+			return res, err
+		}
+		m, err := mde.ParseMachine(v.Body)
+		if err != nil {
+			return j.failed(offboard.CodeAPIError, err.Error(), v), nil
+		}
+		dev.machine = &m
+	}
+	r := j.result(offboard.OutcomeDryRun)
+	if r.ComputerDNSName == "" {
+		r.ComputerDNSName = dev.machine.ComputerDNSName
+	}
+	return r, nil
+}
+
+// resolve finds the one device with the requested name.
+func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
+	v, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) *mde.Verdict {
+		return j.t.Client.FindMachinesByName(ctx, j.req.ComputerDNSName)
+	})
+	if err != nil || res != nil {
+		return res, err
+	}
+	all, err := mde.ParseMachines(v.Body)
+	if err != nil {
+		return j.failed(offboard.CodeAPIError, err.Error(), v), nil
+	}
+	// Only exact matches count, whatever the API's filter let through.
+	var machines []mde.Machine
+	for _, m := range all {
+		if strings.EqualFold(strings.TrimSuffix(m.ComputerDNSName, "."), strings.TrimSuffix(j.req.ComputerDNSName, ".")) {
+			machines = append(machines, m)
+		}
+	}
+	switch len(machines) {
+	case 0:
+		return j.failed(offboard.CodeMachineNotFound, "no device is named "+offboard.Quote(j.req.ComputerDNSName), nil), nil
+	case 1:
+		if !offboard.ValidMachineID(machines[0].ID) {
+			return j.failed(offboard.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
+		}
+		dev.id, dev.machine = strings.ToLower(machines[0].ID), &machines[0]
+		return nil, nil
+	}
+	r := j.failed(offboard.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), offboard.Quote(j.req.ComputerDNSName)), nil)
+	for _, m := range machines {
+		r.Error.Candidates = append(r.Error.Candidates, offboard.Candidate{MachineID: m.ID, LastSeen: m.LastSeen, HealthStatus: m.HealthStatus})
+	}
+	return r, nil
+}
+
+// existingAction answers ActiveRequestAlreadyExists with the device's
+// unfinished Offboard action.
+func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict) (*offboard.Result, error) {
+	// A fresh action can be missing from lists for a moment: look again a
+	// few times before saying so.
+	for look := 0; ; look++ {
+		actions, res, err := w.offboardActions(ctx, j)
+		if err != nil || res != nil {
+			return res, err
+		}
+		for _, a := range actions {
+			if a.Unfinished() {
+				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
+			}
+		}
+		if look >= w.caller.retry.NotFoundCheck {
+			return j.failed(offboard.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
+		}
+		if err := w.caller.backoff(ctx, look+1); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// findOwnAction looks for the Offboard action a call of this request may
+// have created since it was sent (after a crash, or an attempt whose answer
+// was lost): one with our comment, created since then. Found, it is the
+// request's result; not found (nil, nil), a call may be sent.
+func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
+	actions, res, err := w.offboardActions(ctx, j)
+	if err != nil || res != nil {
+		return res, err
+	}
+	for _, a := range actions {
+		if a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
+			return j.withAction(offboard.OutcomeCreated, a), nil
+		}
+	}
+	return nil, nil
+}
+
+// offboardActions lists the device's Offboard actions, newest first.
+func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *offboard.Result, error) {
+	v, res, err := w.read(ctx, j, mde.APIMachineActions, "list the device's offboard actions: ", func(ctx context.Context) *mde.Verdict {
+		return j.t.Client.OffboardActions(ctx, j.req.MachineID)
+	})
+	if err != nil || res != nil {
+		return nil, res, err
+	}
+	actions, err := mde.ParseActions(v.Body)
+	if err != nil {
+		return nil, j.failed(offboard.CodeAPIError, err.Error(), v), nil
+	}
+	// Newest first, whatever order the API used.
+	slices.SortStableFunc(actions, func(a, b mde.Action) int { return b.Created().Compare(a.Created()) })
+	return actions, nil, nil
+}
