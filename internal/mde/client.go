@@ -48,8 +48,8 @@ const DefaultTimeout = 30 * time.Second
 type Options struct {
 	Cloud      Cloud
 	Credential azcore.TokenCredential
-	HTTPClient *http.Client  // nil: a client with sane timeouts
-	Timeout    time.Duration // per call, default DefaultTimeout
+	HTTPClient *http.Client     // nil: a client with sane timeouts
+	Timeout    time.Duration    // per call, default DefaultTimeout
 	Now        func() time.Time // reads a Retry-After date; default time.Now
 }
 

@@ -448,8 +448,8 @@ func TestClientTransportErrors(t *testing.T) {
 		wantReason      Reason
 	}{
 		{
-			name:    "no answer within the timeout",
-			handler: hang,
+			name:       "no answer within the timeout",
+			handler:    hang,
 			timeout:    100 * time.Millisecond,
 			wantReason: ReasonTimeout,
 		},
