@@ -29,6 +29,7 @@ func main() { os.Exit(run()) }
 
 type config struct {
 	listen, tenantID, clientID, secret, secretFile, limits, caOut string
+	loginFault                                                    mdesim.LoginFault
 	machines                                                      int
 	failRate, spurious404Rate, lostAnswerRate                     float64
 	latency, completeAfter, tokenLifetime                         time.Duration
@@ -49,6 +50,11 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.failRate, "fail-rate", 0, "probability of a 500 on API calls")
 	fs.Float64Var(&c.spurious404Rate, "spurious-404-rate", 0, "probability of a 404 for an existing machine")
 	fs.Float64Var(&c.lostAnswerRate, "lost-answer-rate", 0, "probability that an offboard takes effect but answers 504")
+	fs.Func("login-fault", "token endpoint `fault`: garbled (200 with a token MSAL cannot decode) or refused-long-body (401 with a 100 KiB body)", func(v string) error {
+		f, err := mdesim.ParseLoginFault(v)
+		c.loginFault = f
+		return err
+	})
 	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
@@ -122,6 +128,7 @@ func serve(ctx context.Context, c config) error {
 		FailRate:                 c.failRate,
 		Spurious404Rate:          c.spurious404Rate,
 		LostAnswerRate:           c.lostAnswerRate,
+		LoginFault:               c.loginFault,
 	}
 	if c.verbose {
 		opts.OnCall = func(call mdesim.Call) {

@@ -131,6 +131,9 @@ type Options struct {
 	// case-insensitively). Nil means ScopeSecurityCenter and
 	// ScopeWindowsATP.
 	Scopes []string
+	// LoginFault, when set, is how the token endpoint answers every
+	// request for which no InjectLoginFault is pending.
+	LoginFault LoginFault
 	// OnCall, if set, is called with each API call after it was answered,
 	// from the request's goroutine.
 	OnCall func(Call)
@@ -208,7 +211,8 @@ type Server struct {
 	injections    map[injectKey][]*injection
 	lostAnswers   map[string]int // by lower-case tenant id: offboards whose answer is lost
 	calls         []Call
-	tokenRequests map[string]int // by lower-case tenant id
+	tokenRequests map[string]int             // by lower-case tenant id
+	loginFaults   map[string]*loginInjection // by lower-case tenant id
 	httpSrv       *httptest.Server
 }
 
@@ -280,6 +284,7 @@ func New(opts Options) *Server {
 		windows:       make(map[windowKey][]time.Time),
 		injections:    make(map[injectKey][]*injection),
 		tokenRequests: make(map[string]int),
+		loginFaults:   make(map[string]*loginInjection),
 	}
 }
 
