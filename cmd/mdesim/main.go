@@ -102,12 +102,51 @@ func run() int {
 }
 
 func serve(ctx context.Context, c config) error {
-	limits, err := mdesim.ParseLimits(c.limits)
+	generatedSecret := c.secret == ""
+	s, err := newServer(&c)
 	if err != nil {
 		return err
 	}
-	generatedSecret := c.secret == ""
-	if generatedSecret {
+
+	host, _, err := net.SplitHostPort(c.listen)
+	if err != nil {
+		return fmt.Errorf("--listen: %w", err)
+	}
+	hosts := []string{"localhost", "127.0.0.1", "::1"}
+	if host != "" && host != "0.0.0.0" && host != "::" {
+		hosts = append(hosts, host)
+	} else if name, err := os.Hostname(); err == nil {
+		hosts = append(hosts, name)
+	}
+	cert, err := mdesim.NewSelfSignedCert(hosts...)
+	if err != nil {
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	base := s.StartTLSListener(ln, &cert)
+	defer s.Close()
+	if c.caOut != "" {
+		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil { //nolint:gosec // a certificate is public
+
+			return fmt.Errorf("--ca-out: %w", err)
+		}
+	}
+	printInfo(c, base, generatedSecret)
+	<-ctx.Done()
+	return nil
+}
+
+// newServer makes the simulator with one tenant and its machines, filling
+// in the random ids and secret c leaves empty.
+func newServer(c *config) (*mdesim.Server, error) {
+	limits, err := mdesim.ParseLimits(c.limits)
+	if err != nil {
+		return nil, err
+	}
+	if c.secret == "" {
 		b := make([]byte, 24)
 		rand.Read(b)
 		c.secret = base64.RawURLEncoding.EncodeToString(b)
@@ -145,34 +184,10 @@ func serve(ctx context.Context, c config) error {
 			OSPlatform:      platforms[i%len(platforms)],
 		})
 	}
+	return s, nil
+}
 
-	host, _, err := net.SplitHostPort(c.listen)
-	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
-	}
-	hosts := []string{"localhost", "127.0.0.1", "::1"}
-	if host != "" && host != "0.0.0.0" && host != "::" {
-		hosts = append(hosts, host)
-	} else if name, err := os.Hostname(); err == nil {
-		hosts = append(hosts, name)
-	}
-	cert, err := mdesim.NewSelfSignedCert(hosts...)
-	if err != nil {
-		return err
-	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
-	if err != nil {
-		return err
-	}
-	base := s.StartTLSListener(ln, &cert)
-	defer s.Close()
-	if c.caOut != "" {
-		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil { //nolint:gosec // a certificate is public
-
-			return fmt.Errorf("--ca-out: %w", err)
-		}
-	}
-
+func printInfo(c config, base string, generatedSecret bool) {
 	fmt.Printf("base URL:      %s\n", base)
 	fmt.Printf("tenant id:     %s\n", c.tenantID)
 	fmt.Printf("client id:     %s\n", c.clientID)
@@ -184,6 +199,7 @@ func serve(ctx context.Context, c config) error {
 	if c.caOut != "" {
 		fmt.Printf("certificate:   %s\n", c.caOut)
 	}
-	<-ctx.Done()
-	return nil
+	if c.loginFault != mdesim.LoginNormal {
+		fmt.Printf("login fault:   %s\n", c.loginFault)
+	}
 }
