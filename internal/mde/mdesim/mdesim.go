@@ -10,7 +10,9 @@
 // Machine Action, OData $filter/$top/$skip on list calls, the per
 // application-and-tenant rate limits with 429 and Retry-After, and the AAD
 // and MDE error shapes. Faults (5xx, spurious 404s, latency, injected
-// statuses) can be added to exercise retry logic.
+// statuses) can be added to exercise retry logic, and login faults
+// (LoginGarbled, LoginRefusedLongBody) give answers carrying a token or a
+// long body that a client must not repeat.
 //
 // All time-dependent behaviour uses Options.Clock, so tests can drive rate
 // windows, token expiry and action progress with a fake clock.
