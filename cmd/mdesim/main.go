@@ -29,6 +29,7 @@ func main() { os.Exit(run()) }
 
 type config struct {
 	listen, tenantID, clientID, secret, secretFile, limits, caOut string
+	loginFault                                                    mdesim.LoginFault
 	machines                                                      int
 	failRate, spurious404Rate, lostAnswerRate                     float64
 	latency, completeAfter, tokenLifetime                         time.Duration
@@ -49,6 +50,11 @@ func parseFlags(args []string) (config, error) {
 	fs.Float64Var(&c.failRate, "fail-rate", 0, "probability of a 500 on API calls")
 	fs.Float64Var(&c.spurious404Rate, "spurious-404-rate", 0, "probability of a 404 for an existing machine")
 	fs.Float64Var(&c.lostAnswerRate, "lost-answer-rate", 0, "probability that an offboard takes effect but answers 504")
+	fs.Func("login-fault", "token endpoint `fault`: garbled (200 with a token MSAL cannot decode) or refused-long-body (401 with a 100 KiB body)", func(v string) error {
+		f, err := mdesim.ParseLoginFault(v)
+		c.loginFault = f
+		return err
+	})
 	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
@@ -96,47 +102,10 @@ func run() int {
 }
 
 func serve(ctx context.Context, c config) error {
-	limits, err := mdesim.ParseLimits(c.limits)
+	generatedSecret := c.secret == ""
+	s, err := newServer(&c)
 	if err != nil {
 		return err
-	}
-	generatedSecret := c.secret == ""
-	if generatedSecret {
-		b := make([]byte, 24)
-		rand.Read(b)
-		c.secret = base64.RawURLEncoding.EncodeToString(b)
-	}
-	if c.tenantID == "" {
-		c.tenantID = uuid.NewString()
-	}
-	if c.clientID == "" {
-		c.clientID = uuid.NewString()
-	}
-
-	opts := mdesim.Options{
-		Limits:                   limits,
-		TokenLifetime:            c.tokenLifetime,
-		ActionCompleteAfter:      c.completeAfter,
-		DuplicateReturnsExisting: c.duplicateReturnsExisting,
-		Latency:                  c.latency,
-		FailRate:                 c.failRate,
-		Spurious404Rate:          c.spurious404Rate,
-		LostAnswerRate:           c.lostAnswerRate,
-	}
-	if c.verbose {
-		opts.OnCall = func(call mdesim.Call) {
-			fmt.Fprintf(os.Stderr, "%s %s %s -> %d %s\n", call.At.Format(time.RFC3339Nano), call.Method, call.Path, call.Status, call.ActionID)
-		}
-	}
-	s := mdesim.New(opts)
-	s.AddTenant(mdesim.Tenant{TenantID: c.tenantID, ClientID: c.clientID, ClientSecret: c.secret})
-	platforms := []string{"Windows11", "Windows10", "WindowsServer2019", "WindowsServer2022"}
-	for i := range c.machines {
-		s.AddMachine(c.tenantID, mdesim.Machine{
-			ID:              mdesim.NewMachineID(),
-			ComputerDNSName: fmt.Sprintf("pc-%04d.contoso.local", i+1),
-			OSPlatform:      platforms[i%len(platforms)],
-		})
 	}
 
 	host, _, err := net.SplitHostPort(c.listen)
@@ -165,7 +134,60 @@ func serve(ctx context.Context, c config) error {
 			return fmt.Errorf("--ca-out: %w", err)
 		}
 	}
+	printInfo(c, base, generatedSecret)
+	<-ctx.Done()
+	return nil
+}
 
+// newServer makes the simulator with one tenant and its machines, filling
+// in the random ids and secret c leaves empty.
+func newServer(c *config) (*mdesim.Server, error) {
+	limits, err := mdesim.ParseLimits(c.limits)
+	if err != nil {
+		return nil, err
+	}
+	if c.secret == "" {
+		b := make([]byte, 24)
+		rand.Read(b)
+		c.secret = base64.RawURLEncoding.EncodeToString(b)
+	}
+	if c.tenantID == "" {
+		c.tenantID = uuid.NewString()
+	}
+	if c.clientID == "" {
+		c.clientID = uuid.NewString()
+	}
+
+	opts := mdesim.Options{
+		Limits:                   limits,
+		TokenLifetime:            c.tokenLifetime,
+		ActionCompleteAfter:      c.completeAfter,
+		DuplicateReturnsExisting: c.duplicateReturnsExisting,
+		Latency:                  c.latency,
+		FailRate:                 c.failRate,
+		Spurious404Rate:          c.spurious404Rate,
+		LostAnswerRate:           c.lostAnswerRate,
+		LoginFault:               c.loginFault,
+	}
+	if c.verbose {
+		opts.OnCall = func(call mdesim.Call) {
+			fmt.Fprintf(os.Stderr, "%s %s %s -> %d %s\n", call.At.Format(time.RFC3339Nano), call.Method, call.Path, call.Status, call.ActionID)
+		}
+	}
+	s := mdesim.New(opts)
+	s.AddTenant(mdesim.Tenant{TenantID: c.tenantID, ClientID: c.clientID, ClientSecret: c.secret})
+	platforms := []string{"Windows11", "Windows10", "WindowsServer2019", "WindowsServer2022"}
+	for i := range c.machines {
+		s.AddMachine(c.tenantID, mdesim.Machine{
+			ID:              mdesim.NewMachineID(),
+			ComputerDNSName: fmt.Sprintf("pc-%04d.contoso.local", i+1),
+			OSPlatform:      platforms[i%len(platforms)],
+		})
+	}
+	return s, nil
+}
+
+func printInfo(c config, base string, generatedSecret bool) {
 	fmt.Printf("base URL:      %s\n", base)
 	fmt.Printf("tenant id:     %s\n", c.tenantID)
 	fmt.Printf("client id:     %s\n", c.clientID)
@@ -177,6 +199,7 @@ func serve(ctx context.Context, c config) error {
 	if c.caOut != "" {
 		fmt.Printf("certificate:   %s\n", c.caOut)
 	}
-	<-ctx.Done()
-	return nil
+	if c.loginFault != mdesim.LoginNormal {
+		fmt.Printf("login fault:   %s\n", c.loginFault)
+	}
 }

@@ -3,9 +3,9 @@ package mde
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -70,6 +70,7 @@ func (c CredentialConfig) kind() (string, error) {
 type Credential struct {
 	build func() (azcore.TokenCredential, error)
 	watch string // a file whose change rebuilds the credential
+	host  string // the login host, for messages
 
 	mu      sync.Mutex
 	current azcore.TokenCredential
@@ -79,6 +80,18 @@ type Credential struct {
 type fileStamp struct {
 	mod  time.Time
 	size int64
+}
+
+// builder makes the function that builds a credential of one kind, and
+// names the file whose change rebuilds it ("" for none).
+type builder func(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (build func() (azcore.TokenCredential, error), watch string)
+
+var builders = map[string]builder{
+	"clientSecretFile": secretFileBuilder,
+	"clientSecretEnv":  secretEnvBuilder,
+	"certificateFile":  certificateBuilder,
+	"workloadIdentity": workloadIdentityBuilder,
+	"managedIdentity":  managedIdentityBuilder,
 }
 
 // NewCredential builds the credential of one tenant. The transport is used
@@ -97,69 +110,86 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	// Only the configured login host is contacted: no instance discovery
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
-	cred := &Credential{}
-	switch kind {
-	case "clientSecretFile":
-		cred.watch = cc.ClientSecretFile
-		cred.build = func() (azcore.TokenCredential, error) {
-			secret, err := readSecret(cc.ClientSecretFile)
-			if err != nil {
-				return nil, err
-			}
-			return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
-				&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
-		}
-	case "clientSecretEnv":
-		cred.build = func() (azcore.TokenCredential, error) {
-			secret := strings.TrimSpace(os.Getenv(cc.ClientSecretEnv))
-			if secret == "" {
-				return nil, fmt.Errorf("environment variable %s is empty", cc.ClientSecretEnv)
-			}
-			return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
-				&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
-		}
-	case "certificateFile":
-		cred.watch = cc.CertificateFile
-		cred.build = func() (azcore.TokenCredential, error) {
-			data, err := os.ReadFile(cc.CertificateFile)
-			if err != nil {
-				return nil, fmt.Errorf("read certificate: %w", err)
-			}
-			var password []byte
-			if cc.CertificatePasswordFile != "" {
-				p, err := readSecret(cc.CertificatePasswordFile)
-				if err != nil {
-					return nil, err
-				}
-				password = []byte(p)
-			}
-			certs, key, err := azidentity.ParseCertificates(data, password)
-			if err != nil {
-				return nil, fmt.Errorf("certificate %s: %w", cc.CertificateFile, err)
-			}
-			return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
-				&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
-		}
-	case "workloadIdentity":
-		cred.build = func() (azcore.TokenCredential, error) {
-			return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-				ClientOptions: opts, TenantID: cc.TenantID, ClientID: cc.ClientID,
-				TokenFilePath: cc.TokenFile, DisableInstanceDiscovery: noDiscovery,
-			})
-		}
-	case "managedIdentity":
-		cred.build = func() (azcore.TokenCredential, error) {
-			o := &azidentity.ManagedIdentityCredentialOptions{}
-			if cc.ClientID != "" {
-				o.ID = azidentity.ClientID(cc.ClientID)
-			}
-			return azidentity.NewManagedIdentityCredential(o)
-		}
-	}
+	cred := &Credential{host: hostOf(c.AuthorityHost)}
+	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery)
 	if err := cred.refresh(); err != nil {
 		return nil, err
 	}
 	return cred, nil
+}
+
+func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+	return func() (azcore.TokenCredential, error) {
+		secret, err := readSecret(cc.ClientSecretFile)
+		if err != nil {
+			return nil, err
+		}
+		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
+	}, cc.ClientSecretFile
+}
+
+func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+	return func() (azcore.TokenCredential, error) {
+		secret := strings.TrimSpace(os.Getenv(cc.ClientSecretEnv))
+		if secret == "" {
+			return nil, fmt.Errorf("environment variable %s is empty", cc.ClientSecretEnv)
+		}
+		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
+			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
+	}, ""
+}
+
+func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+	return func() (azcore.TokenCredential, error) {
+		data, err := os.ReadFile(cc.CertificateFile)
+		if err != nil {
+			return nil, fmt.Errorf("read certificate: %w", err)
+		}
+		var password []byte
+		if cc.CertificatePasswordFile != "" {
+			p, err := readSecret(cc.CertificatePasswordFile)
+			if err != nil {
+				return nil, err
+			}
+			password = []byte(p)
+		}
+		certs, key, err := azidentity.ParseCertificates(data, password)
+		if err != nil {
+			// The library's text is not repeated: it is about the file's
+			// contents.
+			return nil, fmt.Errorf("certificate %s: no certificate and private key could be read (wrong format or password)", cc.CertificateFile)
+		}
+		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
+			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
+	}, cc.CertificateFile
+}
+
+func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+	return func() (azcore.TokenCredential, error) {
+		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
+			ClientOptions: opts, TenantID: cc.TenantID, ClientID: cc.ClientID,
+			TokenFilePath: cc.TokenFile, DisableInstanceDiscovery: noDiscovery,
+		})
+	}, ""
+}
+
+func managedIdentityBuilder(cc CredentialConfig, _ azcore.ClientOptions, _ bool) (func() (azcore.TokenCredential, error), string) {
+	return func() (azcore.TokenCredential, error) {
+		o := &azidentity.ManagedIdentityCredentialOptions{}
+		if cc.ClientID != "" {
+			o.ID = azidentity.ClientID(cc.ClientID)
+		}
+		return azidentity.NewManagedIdentityCredential(o)
+	}, ""
+}
+
+// hostOf returns the host of a login host's URL, for messages.
+func hostOf(authority string) string {
+	if u, err := url.Parse(authority); err == nil && u.Host != "" {
+		return u.Host
+	}
+	return "(unknown)"
 }
 
 func isMicrosoftLogin(host string) bool {
@@ -208,12 +238,24 @@ func (c *Credential) refresh() error {
 }
 
 // Invalidate makes the next token request go to the login host, for
-// instance after the API answered 401 to a cached token.
-func (c *Credential) Invalidate() error { return c.refresh() }
+// instance after the API answered 401 to a cached token. Its error is a
+// *TokenError.
+func (c *Credential) Invalidate() error {
+	if err := c.refresh(); err != nil {
+		return c.credentialError()
+	}
+	return nil
+}
+
+// credentialError is the error of a credential that could not be rebuilt.
+// The cause is not kept: it may hold part of a file's contents.
+func (c *Credential) credentialError() *TokenError {
+	return &TokenError{Host: c.host, File: c.watch, failure: failCredential}
+}
 
 // GetToken returns a token, cached by the underlying credential until
 // shortly before it expires. A changed secret or certificate file is picked
-// up first.
+// up first. Its error is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
 	changed := c.watch != "" && stampOf(c.watch) != c.stamp
@@ -222,7 +264,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		if err := c.refresh(); err != nil {
 			// Not final: a file being rewritten can read empty for a moment;
 			// the next attempt reads it again.
-			return azcore.AccessToken{}, &TokenError{err: err}
+			return azcore.AccessToken{}, c.credentialError()
 		}
 	}
 	c.mu.Lock()
@@ -230,26 +272,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	c.mu.Unlock()
 	tok, err := tc.GetToken(ctx, opts)
 	if err != nil {
-		return azcore.AccessToken{}, classifyTokenError(err)
+		return azcore.AccessToken{}, classifyTokenError(ctx, c.host, err)
 	}
 	return tok, nil
-}
-
-// TokenError is a failure to get a token: no API call was sent. Final means
-// the login host refused the credentials; otherwise it may work later.
-type TokenError struct {
-	Final bool
-	err   error
-}
-
-func (e *TokenError) Error() string { return "get token: " + e.err.Error() }
-func (e *TokenError) Unwrap() error { return e.err }
-
-func classifyTokenError(err error) error {
-	var afe *azidentity.AuthenticationFailedError
-	if errors.As(err, &afe) && afe.RawResponse != nil {
-		s := afe.RawResponse.StatusCode
-		return &TokenError{Final: s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout, err: err}
-	}
-	return &TokenError{err: err}
 }

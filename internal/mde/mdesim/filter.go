@@ -165,35 +165,28 @@ func (p *filterParser) next() token {
 }
 
 func (p *filterParser) or() (filterExpr, error) {
-	left, err := p.and()
-	if err != nil {
-		return nil, err
-	}
-	for t := p.peek(); t.kind == tokWord && t.text == "or"; t = p.peek() {
-		p.next()
-		right, err := p.and()
-		if err != nil {
-			return nil, err
-		}
-		l := left
-		left = func(r record) bool { return l(r) || right(r) }
-	}
-	return left, nil
+	return p.binary("or", p.and, func(l, r bool) bool { return l || r })
 }
 
 func (p *filterParser) and() (filterExpr, error) {
-	left, err := p.primary()
+	return p.binary("and", p.primary, func(l, r bool) bool { return l && r })
+}
+
+// binary parses operand { op operand }, left-associative, combining the
+// operands' values with join.
+func (p *filterParser) binary(op string, operand func() (filterExpr, error), join func(l, r bool) bool) (filterExpr, error) {
+	left, err := operand()
 	if err != nil {
 		return nil, err
 	}
-	for t := p.peek(); t.kind == tokWord && t.text == "and"; t = p.peek() {
+	for t := p.peek(); t.kind == tokWord && t.text == op; t = p.peek() {
 		p.next()
-		right, err := p.primary()
+		right, err := operand()
 		if err != nil {
 			return nil, err
 		}
 		l := left
-		left = func(r record) bool { return l(r) && right(r) }
+		left = func(r record) bool { return join(l(r), right(r)) }
 	}
 	return left, nil
 }
@@ -217,7 +210,12 @@ func (p *filterParser) primary() (filterExpr, error) {
 	if p.peek().kind == tokLParen {
 		return p.function(t)
 	}
-	kind, err := p.field(t)
+	return p.comparison(t)
+}
+
+// comparison parses the rest of field op literal, the field being name.
+func (p *filterParser) comparison(name token) (filterExpr, error) {
+	kind, err := p.field(name)
 	if err != nil {
 		return nil, err
 	}
@@ -226,50 +224,52 @@ func (p *filterParser) primary() (filterExpr, error) {
 		return nil, fmt.Errorf("operator expected at position %d", op.pos)
 	}
 	lit := p.next()
-	name := t.text
-	switch kind {
-	case kindString:
-		if op.text != "eq" && op.text != "ne" {
-			return nil, fmt.Errorf("operator '%s' is not supported for property '%s'", op.text, name)
-		}
-		if lit.kind != tokString {
-			return nil, fmt.Errorf("a single-quoted string is expected at position %d for property '%s'", lit.pos, name)
-		}
-		want, neg := lit.text, op.text == "ne"
-		return func(r record) bool {
-			v, _ := r(name).(string)
-			return strings.EqualFold(v, want) != neg
-		}, nil
-	default:
-		if lit.kind != tokWord {
-			return nil, fmt.Errorf("a date-time literal is expected at position %d for property '%s'", lit.pos, name)
-		}
-		want, err := parseODataTime(lit.text)
-		if err != nil {
-			return nil, err
-		}
-		var cmp func(int) bool
-		switch op.text {
-		case "eq":
-			cmp = func(c int) bool { return c == 0 }
-		case "ne":
-			cmp = func(c int) bool { return c != 0 }
-		case "gt":
-			cmp = func(c int) bool { return c > 0 }
-		case "ge":
-			cmp = func(c int) bool { return c >= 0 }
-		case "lt":
-			cmp = func(c int) bool { return c < 0 }
-		case "le":
-			cmp = func(c int) bool { return c <= 0 }
-		default:
-			return nil, fmt.Errorf("unknown operator '%s' at position %d", op.text, op.pos)
-		}
-		return func(r record) bool {
-			v, _ := r(name).(time.Time)
-			return cmp(v.Compare(want))
-		}, nil
+	if kind == kindString {
+		return stringComparison(name.text, op, lit)
 	}
+	return timeComparison(name.text, op, lit)
+}
+
+func stringComparison(name string, op, lit token) (filterExpr, error) {
+	if op.text != "eq" && op.text != "ne" {
+		return nil, fmt.Errorf("operator '%s' is not supported for property '%s'", op.text, name)
+	}
+	if lit.kind != tokString {
+		return nil, fmt.Errorf("a single-quoted string is expected at position %d for property '%s'", lit.pos, name)
+	}
+	want, neg := lit.text, op.text == "ne"
+	return func(r record) bool {
+		v, _ := r(name).(string)
+		return strings.EqualFold(v, want) != neg
+	}, nil
+}
+
+// timeOps maps the time comparison operators to tests of a Compare result.
+var timeOps = map[string]func(int) bool{
+	"eq": func(c int) bool { return c == 0 },
+	"ne": func(c int) bool { return c != 0 },
+	"gt": func(c int) bool { return c > 0 },
+	"ge": func(c int) bool { return c >= 0 },
+	"lt": func(c int) bool { return c < 0 },
+	"le": func(c int) bool { return c <= 0 },
+}
+
+func timeComparison(name string, op, lit token) (filterExpr, error) {
+	if lit.kind != tokWord {
+		return nil, fmt.Errorf("a date-time literal is expected at position %d for property '%s'", lit.pos, name)
+	}
+	want, err := parseODataTime(lit.text)
+	if err != nil {
+		return nil, err
+	}
+	cmp, ok := timeOps[op.text]
+	if !ok {
+		return nil, fmt.Errorf("unknown operator '%s' at position %d", op.text, op.pos)
+	}
+	return func(r record) bool {
+		v, _ := r(name).(time.Time)
+		return cmp(v.Compare(want))
+	}, nil
 }
 
 func (p *filterParser) field(t token) (fieldKind, error) {

@@ -88,6 +88,7 @@ type aadError struct {
 func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenantID string) {
 	s.mu.Lock()
 	s.tokenRequests[strings.ToLower(tenantID)]++
+	fault := s.loginFaultLocked(tenantID)
 	s.mu.Unlock()
 
 	if r.Method != http.MethodPost {
@@ -95,22 +96,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenantID str
 			"The endpoint only accepts POST, OPTIONS requests. Received a "+r.Method+" request.")
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	if err := r.ParseForm(); err != nil {
-		s.writeAADError(w, http.StatusBadRequest, "invalid_request", 900144,
-			"The request body must contain the following parameter: 'grant_type'.")
+	if s.writeLoginFault(w, fault) {
 		return
 	}
-	form := r.PostForm
-	if user, pass, ok := r.BasicAuth(); ok && form.Get("client_secret") == "" {
-		if form.Get("client_id") == "" {
-			if u, err := url.QueryUnescape(user); err == nil {
-				form.Set("client_id", u)
-			}
-		}
-		if p, err := url.QueryUnescape(pass); err == nil {
-			form.Set("client_secret", p)
-		}
+	form, ok := s.tokenForm(w, r)
+	if !ok {
+		return
 	}
 	tokenEndpoint := baseURL(r) + r.URL.Path
 
@@ -132,7 +123,36 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenantID str
 		s.writeAADError(w, e.status, e.err, e.code, e.message)
 		return
 	}
+	s.issueToken(w, tn, &app, now)
+}
 
+// tokenForm reads a token request's form, taking the client id and secret
+// from HTTP basic authentication when the form lacks them. It answers the
+// request itself and reports false when the form cannot be read.
+func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (url.Values, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	if err := r.ParseForm(); err != nil {
+		s.writeAADError(w, http.StatusBadRequest, "invalid_request", 900144,
+			"The request body must contain the following parameter: 'grant_type'.")
+		return nil, false
+	}
+	form := r.PostForm
+	if user, pass, ok := r.BasicAuth(); ok && form.Get("client_secret") == "" {
+		if form.Get("client_id") == "" {
+			if u, err := url.QueryUnescape(user); err == nil {
+				form.Set("client_id", u)
+			}
+		}
+		if p, err := url.QueryUnescape(pass); err == nil {
+			form.Set("client_secret", p)
+		}
+	}
+	return form, true
+}
+
+// issueToken records a new access token of the tenant's application and
+// answers with it.
+func (s *Server) issueToken(w http.ResponseWriter, tn *tenant, app *tenant, now time.Time) {
 	var b [32]byte
 	rand.Read(b[:])
 	raw := base64.RawURLEncoding.EncodeToString(b[:])

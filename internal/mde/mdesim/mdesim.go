@@ -10,7 +10,9 @@
 // Machine Action, OData $filter/$top/$skip on list calls, the per
 // application-and-tenant rate limits with 429 and Retry-After, and the AAD
 // and MDE error shapes. Faults (5xx, spurious 404s, latency, injected
-// statuses) can be added to exercise retry logic.
+// statuses) can be added to exercise retry logic, and login faults
+// (LoginGarbled, LoginRefusedLongBody) give answers carrying a token or a
+// long body that a client must not repeat.
 //
 // All time-dependent behaviour uses Options.Clock, so tests can drive rate
 // windows, token expiry and action progress with a fake clock.
@@ -131,6 +133,9 @@ type Options struct {
 	// case-insensitively). Nil means ScopeSecurityCenter and
 	// ScopeWindowsATP.
 	Scopes []string
+	// LoginFault, when set, is how the token endpoint answers every
+	// request for which no InjectLoginFault is pending.
+	LoginFault LoginFault
 	// OnCall, if set, is called with each API call after it was answered,
 	// from the request's goroutine.
 	OnCall func(Call)
@@ -208,7 +213,8 @@ type Server struct {
 	injections    map[injectKey][]*injection
 	lostAnswers   map[string]int // by lower-case tenant id: offboards whose answer is lost
 	calls         []Call
-	tokenRequests map[string]int // by lower-case tenant id
+	tokenRequests map[string]int             // by lower-case tenant id
+	loginFaults   map[string]*loginInjection // by lower-case tenant id
 	httpSrv       *httptest.Server
 }
 
@@ -280,6 +286,7 @@ func New(opts Options) *Server {
 		windows:       make(map[windowKey][]time.Time),
 		injections:    make(map[injectKey][]*injection),
 		tokenRequests: make(map[string]int),
+		loginFaults:   make(map[string]*loginInjection),
 	}
 }
 

@@ -1359,3 +1359,57 @@ func TestStartTLSListener(t *testing.T) {
 		t.Errorf("issuer = %v, want %s (the host the client used)", m["issuer"], want)
 	}
 }
+
+func TestLoginFaults(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	good := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientA}, "client_secret": {secretA}, "scope": {mdesim.ScopeSecurityCenter}}
+
+	s.InjectLoginFault(tenantA, mdesim.LoginGarbled, 1)
+	r := s.tokenRequest(t, tenantA, good)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"expires_in":"3599.0"`) ||
+		!strings.Contains(string(r.body), mdesim.FaultAccessToken) {
+		t.Errorf("garbled: status %d, body %s", r.status, r.body)
+	}
+	if tok := s.token(t, tenantA, clientA, secretA); tok == mdesim.FaultAccessToken {
+		t.Error("the fault outlived its one request")
+	}
+
+	s.InjectLoginFault(tenantA, mdesim.LoginRefusedLongBody, 2)
+	for range 2 {
+		r = s.tokenRequest(t, tenantA, good)
+		var e struct {
+			Codes         []int  `json:"error_codes"`
+			CorrelationID string `json:"correlation_id"`
+			Description   string `json:"error_description"`
+		}
+		if err := json.Unmarshal(r.body, &e); err != nil {
+			t.Fatalf("refused: body is not JSON: %v", err)
+		}
+		if r.status != http.StatusUnauthorized || len(r.body) < 100<<10 || len(e.Codes) != 1 || e.Codes[0] != mdesim.FaultAADSTS ||
+			e.CorrelationID != mdesim.FaultCorrelationID || !strings.Contains(e.Description, mdesim.FaultSecret) {
+			t.Errorf("refused: status %d, %d bytes, codes %v, correlation id %q", r.status, len(r.body), e.Codes, e.CorrelationID)
+		}
+	}
+	if r := s.tokenRequest(t, tenantB, url.Values{"grant_type": {"client_credentials"}, "client_id": {clientB},
+		"client_secret": {secretB}, "scope": {mdesim.ScopeSecurityCenter}}); r.status != http.StatusOK || strings.Contains(string(r.body), "3599.0") {
+		t.Errorf("another tenant: status %d, body %s", r.status, r.body)
+	}
+	s.InjectLoginFault(tenantA, mdesim.LoginGarbled, 5)
+	s.InjectLoginFault(tenantA, mdesim.LoginGarbled, 0)
+	s.token(t, tenantA, clientA, secretA)
+
+	all := newSim(t, mdesim.Options{LoginFault: mdesim.LoginGarbled})
+	for range 2 {
+		if r := all.tokenRequest(t, tenantB, url.Values{}); r.status != http.StatusOK || !strings.Contains(string(r.body), mdesim.FaultAccessToken) {
+			t.Errorf("Options.LoginFault: status %d, body %s", r.status, r.body)
+		}
+	}
+	for _, f := range []mdesim.LoginFault{mdesim.LoginNormal, mdesim.LoginGarbled, mdesim.LoginRefusedLongBody} {
+		if got, err := mdesim.ParseLoginFault(f.String()); err != nil || got != f {
+			t.Errorf("ParseLoginFault(%q) = %v, %v", f.String(), got, err)
+		}
+	}
+	if _, err := mdesim.ParseLoginFault("nope"); err == nil {
+		t.Error("ParseLoginFault(nope) = nil error")
+	}
+}

@@ -1,0 +1,163 @@
+package mde
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+)
+
+// TokenError is a failure to get a token: no API call was sent. Final means
+// the login host refused the credentials; otherwise it may work later.
+//
+// Its text is fixed, built from its fields only: the identity library's
+// error text and the login host's answer can hold a token or a secret, so
+// neither is kept, printed or unwrapped.
+type TokenError struct {
+	Final bool
+	// Status is the HTTP status of the login host's error answer; 0 when
+	// there was none.
+	Status int
+	// AADSTS is the Entra ID error code, such as "AADSTS7000215", when the
+	// login host gave one.
+	AADSTS string
+	// CorrelationID is the login host's correlation id of the failed
+	// request (a GUID), when it gave one: Microsoft support asks for it.
+	CorrelationID string
+	// Host is the login host, such as "login.microsoftonline.com".
+	Host string
+	// File is the credential file that could not be read or used, when
+	// that is the failure.
+	File string
+
+	failure tokenFailure
+	cause   error // only the context's error, which holds no secret
+	err     error // what went wrong, when no field says it; never printed
+}
+
+// tokenFailure says which fixed text a TokenError has.
+type tokenFailure int
+
+const (
+	failOther      tokenFailure = iota // no token, no request; the zero value
+	failRefused                        // the login host answered an error status
+	failUnreadable                     // the login host's answer could not be decoded
+	failNoAnswer                       // the login host could not be reached in time
+	failUnknown                        // the identity library gave no token, for another reason
+	failCredential                     // the local credential could not be loaded
+)
+
+func (e *TokenError) Error() string {
+	switch e.failure {
+	case failRefused:
+		what := fmt.Sprintf("answered HTTP %d", e.Status)
+		if e.Final {
+			what = "refused the credentials"
+		}
+		codes := []string{fmt.Sprintf("HTTP %d", e.Status)}
+		if e.AADSTS != "" {
+			codes = append(codes, e.AADSTS)
+		}
+		if e.CorrelationID != "" {
+			codes = append(codes, "correlation id "+e.CorrelationID)
+		}
+		return fmt.Sprintf("get token: the login host %s %s (%s)", e.Host, what, strings.Join(codes, ", "))
+	case failUnreadable:
+		return "get token: the answer of the login host " + e.Host + " could not be read"
+	case failNoAnswer:
+		return "get token: no answer from the login host " + e.Host
+	case failUnknown:
+		return "get token: the login host " + e.Host + " gave no token"
+	case failCredential:
+		if e.File != "" {
+			return "get token: the credential file " + e.File + " could not be read or used"
+		}
+		return "get token: the credential could not be loaded"
+	default:
+		return "get token: no token, no request sent"
+	}
+}
+
+// Unwrap returns the context's error when the context ended the attempt,
+// so that errors.Is(err, context.DeadlineExceeded) works; nothing else.
+func (e *TokenError) Unwrap() error { return e.cause }
+
+var (
+	aadstsPattern      = regexp.MustCompile(`AADSTS\d{1,12}`)
+	correlationPattern = regexp.MustCompile(`(?i)correlation[ _]id\W{1,4}([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})\b`)
+	guidPattern        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+)
+
+// classifyTokenError turns the identity library's error into a TokenError
+// holding only the status, the AADSTS code and the correlation id. The
+// library's text is read to tell the failures apart and to find the codes,
+// never copied.
+func classifyTokenError(ctx context.Context, host string, err error) *TokenError {
+	te := &TokenError{Host: host}
+	text := err.Error()
+	var afe *azidentity.AuthenticationFailedError
+	switch {
+	case errors.As(err, &afe) && afe.RawResponse != nil:
+		s := afe.RawResponse.StatusCode
+		te.failure, te.Status = failRefused, s
+		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout
+		te.AADSTS, te.CorrelationID = loginErrorCodes(afe.RawResponse)
+	case ctx.Err() != nil:
+		te.failure, te.cause = failNoAnswer, ctx.Err()
+	case strings.Contains(text, "json decode error"):
+		// MSAL puts the whole answer, token included, in this text.
+		te.failure = failUnreadable
+	case strings.Contains(text, "server response error"):
+		te.failure = failNoAnswer
+	default:
+		te.failure = failUnknown
+	}
+	if te.AADSTS == "" {
+		te.AADSTS = aadstsPattern.FindString(text)
+	}
+	if te.CorrelationID == "" {
+		if m := correlationPattern.FindStringSubmatch(text); m != nil {
+			te.CorrelationID = m[1]
+		}
+	}
+	return te
+}
+
+// loginErrorCodes reads the AADSTS code and the correlation id from an
+// Entra ID error answer. Only values of the expected shape are kept.
+func loginErrorCodes(resp *http.Response) (aadsts, correlationID string) {
+	body, err := runtime.Payload(resp)
+	if err != nil {
+		return "", ""
+	}
+	var e struct {
+		Codes         []int64 `json:"error_codes"`
+		Description   string  `json:"error_description"`
+		CorrelationID string  `json:"correlation_id"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		// Not JSON: look for the codes in the text.
+		if m := correlationPattern.FindSubmatch(body); m != nil {
+			correlationID = string(m[1])
+		}
+		return string(aadstsPattern.Find(body)), correlationID
+	}
+	switch {
+	case len(e.Codes) > 0 && e.Codes[0] > 0:
+		aadsts = fmt.Sprintf("AADSTS%d", e.Codes[0])
+	default:
+		aadsts = aadstsPattern.FindString(e.Description)
+	}
+	if guidPattern.MatchString(e.CorrelationID) {
+		correlationID = e.CorrelationID
+	} else if m := correlationPattern.FindStringSubmatch(e.Description); m != nil {
+		correlationID = m[1]
+	}
+	return aadsts, correlationID
+}
