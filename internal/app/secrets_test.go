@@ -13,10 +13,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestLoginAnswersStayOut: the login host answers one tenant 200 with a
@@ -37,10 +35,10 @@ func TestLoginAnswersStayOut(t *testing.T) {
 	got := c.wait(t, 2, 30*time.Second)
 
 	g, r := got["contoso/g-1"], got["fabrikam/r-1"]
-	if len(g) != 1 || g[0].Outcome != worker.OutcomeFailed || g[0].Error == nil {
+	if len(g) != 1 || g[0].Outcome != offboard.OutcomeFailed || g[0].Error == nil {
 		t.Fatalf("garbled token answer: results %+v, want one failed", g)
 	}
-	if len(r) != 1 || r[0].Error == nil || r[0].Error.Code != mde.CodeUnauthorized {
+	if len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnauthorized {
 		t.Fatalf("refusal: results %+v, want one unauthorized", r)
 	}
 	for _, want := range []string{fmt.Sprintf("AADSTS%d", mdesim.FaultAADSTS), mdesim.FaultCorrelationID} {
@@ -48,7 +46,7 @@ func TestLoginAnswersStayOut(t *testing.T) {
 			t.Errorf("refusal's message %q does not hold %q", r[0].Error.Message, want)
 		}
 	}
-	for _, res := range []worker.Result{g[0], r[0]} {
+	for _, res := range []offboard.Result{g[0], r[0]} {
 		if n := len(res.Error.Message); n > 1000 {
 			t.Errorf("%s: message of %d characters, want at most 1000", res.Tenant, n)
 		}
@@ -68,7 +66,7 @@ func TestLoginAnswersStayOut(t *testing.T) {
 			everything.WriteString("\n")
 		}
 	}
-	eventually(t, 10*time.Second, "two dead letters", func() bool { return e.streamMsgs(queue.StreamDead) == 2 })
+	eventually(t, 10*time.Second, "two dead letters", func() bool { return e.streamMsgs(offboard.StreamDead) == 2 })
 	e.writeDeadLetters(t, &everything, 2)
 	e.writeLedger(t, &everything)
 	e.writeEndpoint(t, &everything, "/metrics")
@@ -80,7 +78,7 @@ func TestLoginAnswersStayOut(t *testing.T) {
 		everything.WriteString("\n")
 	}
 	text := everything.String()
-	if !strings.Contains(text, queue.HeaderErrorMessage) || !strings.Contains(text, "g-1") {
+	if !strings.Contains(text, offboard.HeaderErrorMessage) || !strings.Contains(text, "g-1") {
 		t.Fatalf("the collected text lacks the dead letters or the ledger:\n%.2000s", text)
 	}
 	forbidden := []string{
@@ -105,7 +103,7 @@ func TestLoginAnswersStayOut(t *testing.T) {
 // writeDeadLetters writes the body and headers of the first n dead letters.
 func (e *env) writeDeadLetters(t *testing.T, w io.Writer, n int) {
 	t.Helper()
-	cons, err := e.js.OrderedConsumer(t.Context(), queue.StreamDead, jetstream.OrderedConsumerConfig{})
+	cons, err := e.js.OrderedConsumer(t.Context(), offboard.StreamDead, jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +122,7 @@ func (e *env) writeDeadLetters(t *testing.T, w io.Writer, n int) {
 // writeLedger writes every key and value of the ledger bucket.
 func (e *env) writeLedger(t *testing.T, w io.Writer) {
 	t.Helper()
-	kv, err := e.js.KeyValue(t.Context(), queue.BucketLedger)
+	kv, err := e.js.KeyValue(t.Context(), offboard.BucketLedger)
 	if err != nil {
 		t.Fatal(err)
 	}
