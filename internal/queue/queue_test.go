@@ -238,6 +238,7 @@ func TestDeployDefinitions(t *testing.T) {
 		files["consumer-"+c.Durable+".json"] = c
 	}
 	files["kv-"+offboard.BucketLedger+".json"] = s.Ledger()
+	files["kv-"+BucketPresence+".json"] = s.Presence()
 	dir := filepath.Join("..", "..", "deploy", "nats")
 	for name, v := range files {
 		var buf bytes.Buffer

@@ -28,7 +28,7 @@ type Settings struct {
 // WithDefaults fills unset fields.
 func (s Settings) WithDefaults() Settings {
 	if s.Subjects.Prefix == "" {
-		s.Subjects.Prefix = "mde.offboard"
+		s.Subjects.Prefix = offboard.DefaultPrefix
 	}
 	if s.Duplicates <= 0 {
 		s.Duplicates = 24 * time.Hour
@@ -199,8 +199,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		})
 	}
 	wg.Wait()
-	if _, err := js.CreateOrUpdateKeyValue(ctx, s.Ledger()); err != nil {
-		errs = append(errs, fmt.Errorf("ledger %s: %w", offboard.BucketLedger, err))
+	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence()} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -258,8 +260,10 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 			return fmt.Errorf("consumer %s: %w", cfg.Durable, jetstream.ErrConsumerNotFound)
 		}
 	}
-	if _, err := js.KeyValue(ctx, offboard.BucketLedger); err != nil {
-		return fmt.Errorf("ledger: %w", err)
+	for _, bucket := range []string{offboard.BucketLedger, BucketPresence} {
+		if _, err := js.KeyValue(ctx, bucket); err != nil {
+			return fmt.Errorf("bucket %s: %w", bucket, err)
+		}
 	}
 	return nil
 }

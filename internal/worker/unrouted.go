@@ -13,19 +13,31 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
+// Presence says which tenants live replicas serve (queue.Presence).
+type Presence interface {
+	// Serves is true when a live replica, this one included, serves the
+	// tenant, or when that cannot be known yet.
+	Serves(tenant string) bool
+}
+
+// servesNone is the presence of a worker that is told nothing of other
+// replicas: it answers for every tenant it does not configure.
+type servesNone struct{}
+
+func (servesNone) Serves(string) bool { return false }
+
 // runUnrouted reads every request through the unrouted consumer. Requests
-// of configured tenants are let go at once (their tenant's consumer keeps
-// them), and so are those of tenants whose consumer is left from an earlier
-// configuration (runStale answers them); the others are answered
-// unknown_tenant, or invalid_request when the subject has no contract form,
-// so that they do not sit in the stream.
+// of tenants that this or another live replica serves are let go at once
+// (the tenant's consumer keeps them), and so are those of tenants whose
+// consumer is left from an earlier configuration (runStale answers them);
+// the others are answered unknown_tenant, or invalid_request when the
+// subject has no contract form, so that they do not sit in the stream.
 func (w *Worker) runUnrouted(ctx context.Context) {
 	log := w.log.Named("unrouted")
 	w.drain(ctx, log, w.unknown, func(msg jetstream.Msg) {
 		token, _, ok := w.opts.Settings.Subjects.ParseRequest(msg.Subject())
-		_, configured := w.tenants[token]
 		_, stale := w.stale[token]
-		if ok && (configured || stale) {
+		if ok && (stale || w.serves(token)) {
 			if err := msg.Ack(); err != nil {
 				log.Warn("ack routed request", zap.Error(err))
 			}
@@ -35,40 +47,66 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 	})
 }
 
-// runStale answers every request held by the consumer of a tenant that is
-// no longer configured. Deleting such a consumer would drop its requests
-// unanswered (the unrouted consumer has let them go), so it is drained for
-// as long as it exists; an operator removes it once it is empty.
-func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
-	log := w.log.Named("stale").With(zap.String("consumer", cons.CachedInfo().Name))
-	w.drain(ctx, log, cons, func(msg jetstream.Msg) { w.answerUnrouted(ctx, log, msg) })
+// serves says whether this or another live replica serves the tenant.
+func (w *Worker) serves(tenant string) bool {
+	_, configured := w.tenants[tenant]
+	return configured || w.opts.Presence.Serves(tenant)
 }
 
-// drain hands every message of a consumer to handle, in batches.
-func (w *Worker) drain(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(w.opts.Poll))
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			log.Warn("fetch", zap.Error(err))
-			if sleepCtx(ctx, w.clock, time.Second) != nil {
+// runStale answers the requests held by the consumer of a tenant that this
+// replica does not serve. Deleting such a consumer would drop its requests
+// unanswered (the unrouted consumer has let them go), so it is drained for
+// as long as it exists; an operator removes it once it is empty. While
+// another live replica serves the tenant (a rolling update), the consumer
+// is that replica's: it is left alone.
+func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
+	token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
+	log := w.log.Named("stale").With(zap.String("consumer", cons.CachedInfo().Name))
+	for ctx.Err() == nil {
+		if w.serves(token) {
+			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
 				return
 			}
 			continue
 		}
-		for msg := range batch.Messages() {
-			handle(msg)
-		}
-		if ctx.Err() != nil {
-			return
-		}
+		w.drainOnce(ctx, log, cons, func(msg jetstream.Msg) {
+			if w.serves(token) { // a replica came back meanwhile: its request
+				if err := msg.Nak(); err != nil {
+					log.Warn("nak request of a served tenant", zap.Error(err))
+				}
+				return
+			}
+			w.answerUnrouted(ctx, log, msg)
+		})
 	}
 }
 
-// answerUnrouted answers a request no configured tenant takes:
-// unknown_tenant, or invalid_request for a subject of no contract form.
+// drain hands every message of a consumer to handle, in batches.
+func (w *Worker) drain(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
+	for ctx.Err() == nil {
+		w.drainOnce(ctx, log, cons, handle)
+	}
+}
+
+// drainOnce fetches one batch and hands each message to handle.
+func (w *Worker) drainOnce(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
+	batch, err := cons.Fetch(256, jetstream.FetchMaxWait(w.opts.Poll))
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Warn("fetch", zap.Error(err))
+			_ = sleepCtx(ctx, w.clock, time.Second)
+		}
+		return
+	}
+	for msg := range batch.Messages() {
+		handle(msg)
+	}
+}
+
+// answerUnrouted answers a request no live replica serves: from the ledger
+// if its id has a result there (the tenant was served when the request
+// came), else unknown_tenant; invalid_request for a subject of no contract
+// form.
 func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstream.Msg) {
 	s := w.opts.Settings.Subjects
 	token, prio, ok := s.ParseRequest(msg.Subject())
@@ -76,32 +114,66 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	if meta, err := msg.Metadata(); err == nil {
 		j.seq = meta.Sequence.Stream
 	}
-	// Best effort: keep the request id in the answer when it can be read.
-	j.req, _ = offboard.ParseRequest(msg.Data(), token)
+	// Best effort: keep the checked fields in the answer.
+	req, perr := offboard.ParseRequest(msg.Data(), token)
+	j.req = req
 	if !config.TenantName.MatchString(token) {
 		j.t.name = queue.UnknownTenant
 	}
-	j.log = log.With(zap.String("subject", msg.Subject()), zap.Uint64("request_seq", j.seq))
-	var res *offboard.Result
-	if ok {
-		res = j.failed(offboard.CodeUnknownTenant, "tenant "+offboard.Quote(token)+" is not configured in this worker", nil)
-	} else {
-		res = j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil)
+	j.log = log.With(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
+	if !ok {
+		w.answerSeq(ctx, j, j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil))
+		return
 	}
-	res.Tenant = token
+	if perr == nil && j.t.name == token && w.fromLedger(ctx, j) {
+		return
+	}
+	w.answerSeq(ctx, j, j.failed(offboard.CodeUnknownTenant, "no worker serves tenant "+offboard.Quote(token), nil))
+}
+
+// fromLedger answers a checked request of an unserved tenant from the
+// ledger: a stored result is replayed; a call under way (its replica was
+// cut off mid-call) is left for later, since whether it created an action
+// is not known. false: the ledger knows nothing of it.
+func (w *Worker) fromLedger(ctx context.Context, j *job) bool {
+	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
+	switch {
+	case err != nil:
+		w.leave(j, err)
+		return true
+	case entry == nil:
+		return false
+	case entry.State == queue.StateDone:
+		w.replay(ctx, j, entry)
+		return true
+	case w.clock.Since(entry.Started) < w.opts.CallingLease:
+		w.leaveFor(j, errCutOffMidCall, time.Minute)
+		return true
+	}
+	return false
+}
+
+var errCutOffMidCall = errLeave("a call of this request may be under way, and no worker serves its tenant now")
+
+type errLeave string
+
+func (e errLeave) Error() string { return string(e) }
+
+// answerSeq publishes the answer of a request that does not go through the
+// ledger, under a message id from its place in the stream.
+func (w *Worker) answerSeq(ctx context.Context, j *job, res *offboard.Result) {
+	res.Tenant = j.t.name
 	res.CompletedAt = w.clock.Now().UTC()
 	ctx, cancel := storeCtx(ctx)
 	defer cancel()
 	data, err := json.Marshal(res)
 	if err == nil {
-		// No ledger here: the answer's id is the request's place in the
-		// stream, so a tenant configured later keeps its own ids.
-		err = w.publish(ctx, j.t.name, msg, w.seqMsgID(j.t.name, j.seq), j.seq, res, data)
+		err = w.publish(ctx, j.t.name, j.msg, w.seqMsgID(j.t.name, j.seq), j.seq, res, data)
 	}
 	if err != nil {
 		w.leave(j, err)
 		return
 	}
 	w.ack(ctx, j)
-	j.log.Info("request for an unconfigured tenant answered", zap.String("code", res.Error.Code))
+	j.log.Info("request of an unserved tenant answered", zap.String("code", res.Error.Code))
 }

@@ -46,6 +46,9 @@ type Options struct {
 	// (queue.Ensure, queue.Stale): their requests are answered
 	// unknown_tenant.
 	Stale []string
+	// Presence says which tenants other live replicas serve; nil: this
+	// worker answers unknown_tenant for every tenant it does not configure.
+	Presence Presence
 }
 
 // Tenant is a configured tenant with its API client.
@@ -101,6 +104,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StatsEvery <= 0 {
 		o.StatsEvery = 15 * time.Second
+	}
+	if o.Presence == nil {
+		o.Presence = servesNone{}
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
