@@ -1,5 +1,3 @@
-// Command worker offboards devices from Microsoft Defender for Endpoint as
-// requests arrive on NATS JetStream. See the README for the contract.
 package main
 
 import (

@@ -1,4 +1,3 @@
-// Package config reads the tenants file.
 package config
 
 import (

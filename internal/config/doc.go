@@ -1,0 +1,2 @@
+// Package config reads the tenants file.
+package config
