@@ -9,6 +9,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -96,14 +97,49 @@ func run() int {
 }
 
 func serve(ctx context.Context, c config) error {
-	limits, err := mdesim.ParseLimits(c.limits)
+	s, generatedSecret, err := newSimulator(c)
 	if err != nil {
 		return err
+	}
+	c.secret = s.secret
+	c.tenantID, c.clientID = s.tenantID, s.clientID
+	cert, err := serverCert(c.listen)
+	if err != nil {
+		return err
+	}
+	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
+	if err != nil {
+		return err
+	}
+	base := s.StartTLSListener(ln, &cert)
+	defer s.Close()
+	if c.caOut != "" {
+		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil { //nolint:gosec // a certificate is public
+			return fmt.Errorf("--ca-out: %w", err)
+		}
+	}
+	printSummary(base, c, generatedSecret)
+	<-ctx.Done()
+	return nil
+}
+
+// simulator is the server with the one tenant it serves.
+type simulator struct {
+	*mdesim.Server
+	tenantID, clientID, secret string
+}
+
+// newSimulator builds the simulator with one tenant and its machines;
+// missing ids and the secret are generated.
+func newSimulator(c config) (simulator, bool, error) {
+	limits, err := mdesim.ParseLimits(c.limits)
+	if err != nil {
+		return simulator{}, false, err
 	}
 	generatedSecret := c.secret == ""
 	if generatedSecret {
 		b := make([]byte, 24)
-		rand.Read(b)
+		_, _ = rand.Read(b)
 		c.secret = base64.RawURLEncoding.EncodeToString(b)
 	}
 	if c.tenantID == "" {
@@ -112,7 +148,6 @@ func serve(ctx context.Context, c config) error {
 	if c.clientID == "" {
 		c.clientID = uuid.NewString()
 	}
-
 	opts := mdesim.Options{
 		Limits:                   limits,
 		TokenLifetime:            c.tokenLifetime,
@@ -138,10 +173,16 @@ func serve(ctx context.Context, c config) error {
 			OSPlatform:      platforms[i%len(platforms)],
 		})
 	}
+	return simulator{Server: s, tenantID: c.tenantID, clientID: c.clientID, secret: c.secret}, generatedSecret, nil
+}
 
-	host, _, err := net.SplitHostPort(c.listen)
+// serverCert makes a self-signed certificate for the listen address's
+// host and the loopback names (the machine's name when it listens on
+// every address).
+func serverCert(listen string) (tls.Certificate, error) {
+	host, _, err := net.SplitHostPort(listen)
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		return tls.Certificate{}, fmt.Errorf("--listen: %w", err)
 	}
 	hosts := []string{"localhost", "127.0.0.1", "::1"}
 	if host != "" && host != "0.0.0.0" && host != "::" {
@@ -149,23 +190,11 @@ func serve(ctx context.Context, c config) error {
 	} else if name, err := os.Hostname(); err == nil {
 		hosts = append(hosts, name)
 	}
-	cert, err := mdesim.NewSelfSignedCert(hosts...)
-	if err != nil {
-		return err
-	}
-	ln, err := (&net.ListenConfig{}).Listen(ctx, "tcp", c.listen)
-	if err != nil {
-		return err
-	}
-	base := s.StartTLSListener(ln, &cert)
-	defer s.Close()
-	if c.caOut != "" {
-		if err := os.WriteFile(c.caOut, s.CertPEM(), 0o644); err != nil { //nolint:gosec // a certificate is public
+	return mdesim.NewSelfSignedCert(hosts...)
+}
 
-			return fmt.Errorf("--ca-out: %w", err)
-		}
-	}
-
+// printSummary prints what a client needs to use the simulator.
+func printSummary(base string, c config, generatedSecret bool) {
 	fmt.Printf("base URL:      %s\n", base)
 	fmt.Printf("tenant id:     %s\n", c.tenantID)
 	fmt.Printf("client id:     %s\n", c.clientID)
@@ -177,6 +206,4 @@ func serve(ctx context.Context, c config) error {
 	if c.caOut != "" {
 		fmt.Printf("certificate:   %s\n", c.caOut)
 	}
-	<-ctx.Done()
-	return nil
 }
