@@ -75,18 +75,23 @@ type App struct {
 	http      *http.Server
 	serveDone chan struct{}
 
-	ns       *server.Server
-	nc       *nats.Conn
-	ncClosed chan struct{} // closed by the connection's ClosedHandler
-	js       jetstream.JetStream
-	router   *queue.Router
-	shared   *limiter.Shared
-	follow   func() // stops the quota journal feed
-	worker   *worker.Worker
+	ns        *server.Server
+	nc        *nats.Conn
+	ncClosed  chan struct{}    // closed by the connection's ClosedHandler
+	connected prometheus.Gauge // mde_offboard_nats_connected
+	js        jetstream.JetStream
+	router    *queue.Router
+	shared    *limiter.Shared
+	follow    func() // stops the quota journal feed
+	worker    *worker.Worker
 
 	ready    sync.Mutex
 	readyAt  time.Time
 	readyErr error
+
+	// onConnChange, when set before Start, hears every change of the
+	// NATS connection's state (tests wait on it).
+	onConnChange func(connected bool)
 }
 
 // New checks the configuration and builds the tenants' clients. Nothing is

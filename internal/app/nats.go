@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -30,31 +31,79 @@ func (a *App) connect() error {
 		url = ns.ClientURL()
 		a.log.Info("embedded NATS server started", zap.String("url", url), zap.String("data_dir", a.opts.DataDir))
 	}
-	var closeOnce sync.Once
-	natsOpts := []nats.Option{
-		nats.Name("mde-offboard-worker"),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: we closed the connection ourselves
-				a.log.Warn("NATS disconnected", zap.Error(err))
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("NATS reconnected") }),
-		nats.ClosedHandler(func(*nats.Conn) { closeOnce.Do(func() { close(a.ncClosed) }) }),
-	}
-	if a.opts.NATSCreds != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(a.opts.NATSCreds))
-	}
-	nc, err := nats.Connect(url, natsOpts...)
+	a.connected = a.natsConnectedGauge()
+	nc, err := nats.Connect(url, a.natsOptions()...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
+		return fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
 	}
 	a.nc = nc
+	a.setConnected(true)
 	a.life.add("NATS connection", a.drainNATS)
 	if a.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	return nil
+}
+
+// natsOptions are the connection's options: reconnect for ever, and
+// report every change of state in the log and in mde_offboard_nats_connected.
+func (a *App) natsOptions() []nats.Option {
+	var closeOnce sync.Once
+	o := []nats.Option{
+		nats.Name("mde-offboard-worker"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			a.setConnected(false)
+			if err != nil { // nil: we closed the connection ourselves
+				a.log.Warn("NATS disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			a.setConnected(true)
+			a.log.Info("NATS reconnected")
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			a.setConnected(false)
+			closeOnce.Do(func() { close(a.ncClosed) })
+		}),
+	}
+	if a.opts.NATSCreds != "" {
+		o = append(o, nats.UserCredentials(a.opts.NATSCreds))
+	}
+	return o
+}
+
+// setConnected sets mde_offboard_nats_connected.
+func (a *App) setConnected(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	a.connected.Set(v)
+	if a.onConnChange != nil {
+		a.onConnChange(up)
+	}
+}
+
+// redactURL drops the user information of each URL in a comma-separated
+// NATS server list, so an error can name the servers without credentials.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			scheme, rest = "", p
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		if scheme != "" {
+			rest = scheme + "://" + rest
+		}
+		parts[i] = rest
+	}
+	return strings.Join(parts, ",")
 }
 
 // drainNATS drains the connection and waits for its ClosedHandler; when
