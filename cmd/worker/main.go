@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,42 +18,24 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/app"
 )
 
-func main() { os.Exit(run(os.Args[1:])) }
+func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
-func run(args []string) int {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	var (
-		o         app.Options
-		logLevel  = fs.String("log-level", "info", "debug, info, warn or error")
-		logFormat = fs.String("log-format", "json", "json or console")
-		stopAfter = fs.Duration("shutdown-timeout", 30*time.Second, "how long requests under way may take to finish on SIGTERM")
-	)
-	fs.StringVar(&o.ConfigPath, "config", "worker.yaml", "tenants file")
-	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server URL; empty starts an embedded server with JetStream")
-	fs.StringVar(&o.NATSCreds, "nats-creds", "", "NATS credentials file")
-	fs.StringVar(&o.DataDir, "data-dir", "./data", "embedded NATS server storage")
-	fs.StringVar(&o.EmbeddedListen, "embedded-listen", "127.0.0.1:4222", "client address of the embedded NATS server")
-	fs.StringVar(&o.SubjectPrefix, "subject-prefix", "mde.offboard", "prefix of every subject")
-	fs.StringVar(&o.Listen, "listen", ":9090", "address of /metrics, /healthz and /readyz")
-	fs.BoolVar(&o.NoSetup, "no-setup", false, "do not create or update streams and consumers (use deploy/ definitions)")
-	fs.DurationVar(&o.Queue.Duplicates, "duplicate-window", 24*time.Hour, "duplicate window of the request and result streams")
-	fs.DurationVar(&o.Queue.ResultsMaxAge, "results-max-age", 0, "how long results are kept (0: forever)")
-	fs.DurationVar(&o.Queue.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long a completed request id is remembered")
-	fs.DurationVar(&o.Queue.AckWait, "ack-wait", time.Minute, "how long a request may go without progress before redelivery")
-	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
-	fs.DurationVar(&o.QuotaMargin, "quota-margin", 500*time.Millisecond, "added to the call times other replicas wrote in the quota journal, for clock skew")
-	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
-	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
-	if err := ff.Parse(fs, args, ff.WithEnvVars()); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(os.Stderr, "worker:", err)
+// run is the command: flags and environment into options, signals into a
+// context, one call into the app. Errors are one line on stderr (in the
+// log format chosen), never a stack trace. Exit status 2: bad flags or
+// configuration; 1: the start or the stop failed.
+func run(args []string, stderr io.Writer) int {
+	o, logLevel, logFormat, err := parseFlags(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
-	log, err := newLogger(*logLevel, *logFormat)
+	log, err := newLogger(logLevel, logFormat, stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
+		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
@@ -70,10 +53,8 @@ func run(args []string) int {
 		return 1
 	}
 	<-ctx.Done()
-	log.Info("stopping: finishing requests under way", zap.Duration("timeout", *stopAfter))
-	sctx, cancel := context.WithTimeout(context.Background(), *stopAfter)
-	defer cancel()
-	if err := a.Stop(sctx); err != nil {
+	log.Info("stopping: finishing requests under way", zap.Duration("timeout", o.ShutdownTimeout))
+	if err := a.Stop(context.Background()); err != nil { // Stop has its own time cap
 		log.Error("stop", zap.Error(err))
 		return 1
 	}
@@ -81,22 +62,58 @@ func run(args []string) int {
 	return 0
 }
 
-func newLogger(level, format string) (*zap.Logger, error) {
+// parseFlags reads the flags and their environment variables into the
+// app's options; the defaults are the app's.
+func parseFlags(args []string, stderr io.Writer) (o app.Options, logLevel, logFormat string, err error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&logFormat, "log-format", "json", "json or console")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long requests under way may take to finish on SIGTERM")
+	fs.StringVar(&o.ConfigPath, "config", "worker.yaml", "tenants file")
+	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server URL; empty starts an embedded server with JetStream")
+	fs.StringVar(&o.NATSCreds, "nats-creds", "", "NATS credentials file")
+	fs.StringVar(&o.DataDir, "data-dir", app.DefaultDataDir, "embedded NATS server storage")
+	fs.StringVar(&o.EmbeddedListen, "embedded-listen", app.DefaultEmbeddedListen, "client address of the embedded NATS server")
+	fs.StringVar(&o.SubjectPrefix, "subject-prefix", app.DefaultSubjectPrefix, "prefix of every subject")
+	fs.StringVar(&o.Listen, "listen", app.DefaultListen, "address of /metrics, /healthz and /readyz")
+	fs.BoolVar(&o.NoSetup, "no-setup", false, "do not create or update streams and consumers (use deploy/ definitions)")
+	fs.DurationVar(&o.Queue.Duplicates, "duplicate-window", 24*time.Hour, "duplicate window of the request and result streams")
+	fs.DurationVar(&o.Queue.ResultsMaxAge, "results-max-age", 0, "how long results are kept (0: forever)")
+	fs.DurationVar(&o.Queue.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long a completed request id is remembered")
+	fs.DurationVar(&o.Queue.AckWait, "ack-wait", time.Minute, "how long a request may go without progress before redelivery")
+	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
+	fs.DurationVar(&o.QuotaMargin, "quota-margin", app.DefaultQuotaMargin, "added to the call times other replicas wrote in the quota journal, for clock skew")
+	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
+	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
+	err = ff.Parse(fs, args, ff.WithEnvVars())
+	return o, logLevel, logFormat, err
+}
+
+// newLogger writes to w in the format asked for. It adds no stack traces:
+// every error is one line.
+func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
-	cfg := zap.NewProductionConfig()
+	var enc zapcore.Encoder
 	switch format {
 	case "json":
+		cfg := zap.NewProductionEncoderConfig()
+		cfg.TimeKey = "ts"
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewJSONEncoder(cfg)
 	case "console":
-		cfg.Encoding = "console"
-		cfg.EncoderConfig = zap.NewDevelopmentEncoderConfig()
+		cfg := zap.NewDevelopmentEncoderConfig()
+		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
+		enc = zapcore.NewConsoleEncoder(cfg)
 	default:
 		return nil, fmt.Errorf("--log-format %q: want json or console", format)
 	}
-	cfg.Level = zap.NewAtomicLevelAt(lvl)
-	cfg.EncoderConfig.TimeKey = "ts"
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	return cfg.Build()
+	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	// The production logger's sampling: at most 100 equal messages a
+	// second, then every 100th.
+	core = zapcore.NewSamplerWithOptions(core, time.Second, 100, 100)
+	return zap.New(core, zap.AddCaller(), zap.ErrorOutput(zapcore.Lock(zapcore.AddSync(w)))), nil
 }

@@ -1,12 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -65,7 +67,7 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	exit := make(chan int, 1)
 	go func() {
 		exit <- run([]string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"),
-			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"})
+			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"}, os.Stderr)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -127,16 +129,39 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 }
 
+// TestRunRejectsBadConfiguration: a bad tenants file or flag exits 2 with
+// one line on stderr, in the log format chosen, and no stack trace.
 func TestRunRejectsBadConfiguration(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "worker.yaml")
 	if err := os.WriteFile(cfg, []byte("tenants:\n  - name: Bad Name\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if code := run([]string{"--config", cfg, "--log-level", "error"}); code != 2 {
-		t.Fatalf("exit code %d for a bad tenants file, want 2", code)
-	}
-	if code := run([]string{"--log-format", "xml"}); code != 2 {
-		t.Fatalf("exit code %d for a bad log format, want 2", code)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"tenants file, json", []string{"--config", cfg, "--log-level", "error"}, "Bad Name"},
+		{"tenants file, console", []string{"--config", cfg, "--log-format", "console"}, "Bad Name"},
+		{"missing tenants file", []string{"--config", filepath.Join(dir, "absent.yaml")}, "absent.yaml"},
+		{"log format", []string{"--log-format", "xml"}, "xml"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := run(tc.args, &stderr); code != 2 {
+				t.Fatalf("exit code %d, want 2", code)
+			}
+			out := stderr.String()
+			if !strings.Contains(out, tc.want) {
+				t.Errorf("error does not mention %q:\n%s", tc.want, out)
+			}
+			if !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
+				t.Errorf("error is not one line:\n%s", out)
+			}
+			if strings.Contains(out, "stacktrace") || strings.Contains(out, "goroutine") {
+				t.Errorf("error carries a stack trace:\n%s", out)
+			}
+		})
 	}
 }

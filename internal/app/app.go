@@ -1,13 +1,9 @@
-// Package app wires the worker together: configuration, NATS (connected or
-// embedded), the Defender clients, the HTTP endpoints, and the order in
-// which they start and stop. It never touches signals, so tests can run it.
 package app
 
 import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -21,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -39,16 +34,21 @@ type Options struct {
 
 	NATSURL        string // empty: start an embedded server
 	NATSCreds      string // optional credentials file for NATS
-	DataDir        string // embedded server storage
-	EmbeddedListen string // embedded server client address, default 127.0.0.1:4222
-	SubjectPrefix  string
-	NoSetup        bool // do not create or update streams and consumers
+	DataDir        string // embedded server storage, default DefaultDataDir
+	EmbeddedListen string // embedded server client address, default DefaultEmbeddedListen
+	SubjectPrefix  string // default DefaultSubjectPrefix
+	NoSetup        bool   // do not create or update streams and consumers
 
-	Listen string // metrics and health, default :9090
+	Listen string // metrics and health, default DefaultListen
+
+	// ShutdownTimeout is how long Stop lets requests under way finish
+	// before it cancels them (default 30s). Stop returns at the latest
+	// 15s after that, whatever its caller's context does.
+	ShutdownTimeout time.Duration
 
 	Queue queue.Settings // stream tuning; Subjects and Tenants are filled in
 	// QuotaMargin is added to the times other replicas wrote in the
-	// quota journal, for clock skew (default 500ms).
+	// quota journal, for clock skew (default DefaultQuotaMargin).
 	QuotaMargin time.Duration
 	// CallTimeout bounds one API call, its token included (default 30s).
 	// A call's place in the quota journal is held for half as long again
@@ -70,48 +70,35 @@ type App struct {
 	reg     *prometheus.Registry
 	tenants []*worker.Tenant
 
-	ns     *server.Server
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	router *queue.Router
-	shared *limiter.Shared
-	follow func() // stops the quota journal feed
-	worker *worker.Worker
-	http   *http.Server
-	lis    net.Listener
+	life lifecycle
 
-	ready     sync.Mutex
-	readyAt   time.Time
-	readyErr  error
-	stopOnce  sync.Once
-	stopErr   error
+	lis       net.Listener // bound first: a busy port fails before NATS is touched
+	http      *http.Server
 	serveDone chan struct{}
+
+	ns        *server.Server
+	nc        *nats.Conn
+	ncClosed  chan struct{}    // closed by the connection's ClosedHandler
+	connected prometheus.Gauge // mde_offboard_nats_connected
+	js        jetstream.JetStream
+	router    *queue.Router
+	shared    *limiter.Shared
+	follow    func() // stops the quota journal feed
+	worker    *worker.Worker
+
+	ready    sync.Mutex
+	readyAt  time.Time
+	readyErr error
+
+	// onConnChange, when set before Start, hears every change of the
+	// NATS connection's state (tests wait on it).
+	onConnChange func(connected bool)
 }
 
 // New checks the configuration and builds the tenants' clients. Nothing is
 // started yet.
 func New(o Options) (*App, error) {
-	if o.Logger == nil {
-		o.Logger = zap.NewNop()
-	}
-	if o.Clock == nil {
-		o.Clock = clockwork.NewRealClock()
-	}
-	if o.SubjectPrefix == "" {
-		o.SubjectPrefix = "mde.offboard"
-	}
-	if o.Listen == "" {
-		o.Listen = ":9090"
-	}
-	if o.DataDir == "" {
-		o.DataDir = "./data"
-	}
-	if o.EmbeddedListen == "" {
-		o.EmbeddedListen = "127.0.0.1:4222"
-	}
-	if o.CallTimeout <= 0 {
-		o.CallTimeout = mde.DefaultTimeout
-	}
+	o = o.withDefaults()
 	f := o.Tenants
 	if f == nil {
 		var err error
@@ -124,7 +111,26 @@ func New(o Options) (*App, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{})}
+	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{})}
+	var err error
+	if a.tenants, err = newTenants(f, o); err != nil {
+		return nil, err
+	}
+	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
+	a.opts.Queue.Tenants = nil
+	for _, t := range a.tenants {
+		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)
+	}
+	a.opts.Queue = a.opts.Queue.WithDefaults()
+	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
+		return nil, fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
+	}
+	return a, nil
+}
+
+// newTenants builds each tenant's credential and API client.
+func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
+	var tenants []*worker.Tenant
 	for _, tc := range f.Tenants {
 		hc := o.HTTPClient
 		if hc == nil {
@@ -138,21 +144,9 @@ func New(o Options) (*App, error) {
 			return nil, fmt.Errorf("tenant %s: credentials: %w", tc.Name, err)
 		}
 		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})
-		a.tenants = append(a.tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
+		tenants = append(tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
 	}
-	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
-	a.opts.Queue.Tenants = nil
-	for _, t := range a.tenants {
-		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)
-	}
-	a.opts.Queue = a.opts.Queue.WithDefaults()
-	if a.opts.QuotaMargin <= 0 {
-		a.opts.QuotaMargin = 500 * time.Millisecond
-	}
-	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
-		return nil, fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
-	}
-	return a, nil
+	return tenants, nil
 }
 
 // callLease is how long a call may take from its entry in the quota
@@ -200,50 +194,50 @@ func httpClient(caFile string, inFlight int) (*http.Client, error) {
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
 }
 
-// Start connects to NATS (or starts the embedded server), prepares the
-// streams, starts the worker and serves the HTTP endpoints.
+// Start binds the HTTP address, connects to NATS (or starts the embedded
+// server), prepares the streams, starts the worker and serves the HTTP
+// endpoints. Each part it brings up registers its cleanup; when a part
+// fails, the parts already up are stopped again.
 func (a *App) Start(ctx context.Context) (err error) {
 	defer func() {
 		if err != nil {
 			_ = a.Stop(context.Background())
 		}
 	}()
-	url := a.opts.NATSURL
-	if url == "" {
-		a.ns, err = queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: a.opts.DataDir, Listen: a.opts.EmbeddedListen})
-		if err != nil {
-			return err
-		}
-		url = a.ns.ClientURL()
-		a.log.Info("embedded NATS server started", zap.String("url", url), zap.String("data_dir", a.opts.DataDir))
+	if err := a.listen(ctx); err != nil {
+		return err
 	}
-	natsOpts := []nats.Option{
-		nats.Name("mde-offboard-worker"),
-		nats.MaxReconnects(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if err != nil { // nil: we closed the connection ourselves
-				a.log.Warn("NATS disconnected", zap.Error(err))
-			}
-		}),
-		nats.ReconnectHandler(func(*nats.Conn) { a.log.Info("NATS reconnected") }),
+	if err := a.connect(); err != nil {
+		return err
 	}
-	if a.opts.NATSCreds != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(a.opts.NATSCreds))
+	a.life.add("HTTP server", a.shutdownHTTP)
+	stale, ledger, err := a.prepareQueue(ctx)
+	if err != nil {
+		return err
 	}
-	if a.nc, err = nats.Connect(url, natsOpts...); err != nil {
-		return fmt.Errorf("connect to NATS: %w", err)
+	if err := a.startWorker(ctx, stale, ledger); err != nil {
+		return err
 	}
-	if a.js, err = jetstream.New(a.nc); err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
-	var stale []string
+	a.serve()
+	a.worker.Start()
+	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))
+	return nil
+}
+
+// prepareQueue creates or checks the streams and consumers, and opens the
+// ledger, the router and the quota journal.
+func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error) {
+	var (
+		stale []string
+		err   error
+	)
 	if a.opts.NoSetup {
 		stale, err = queue.Stale(ctx, a.js, a.opts.Queue)
 	} else {
 		stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
 	}
 	if err != nil {
-		return fmt.Errorf("prepare streams: %w", err)
+		return nil, nil, fmt.Errorf("prepare streams: %w", err)
 	}
 	for _, name := range stale {
 		a.log.Warn("consumer of a tenant no longer configured: its requests are answered unknown_tenant; remove it once empty",
@@ -251,19 +245,41 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	ledger, err := queue.NewLedger(ctx, a.js)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	if a.router, err = queue.NewRouter(a.nc, a.opts.Queue.Subjects); err != nil {
-		return err
+		return nil, nil, err
 	}
+	a.life.add("router", func(context.Context) error { return a.router.Close() })
 	journal, err := queue.NewQuotaJournal(ctx, a.js, a.opts.Queue.Subjects)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
+	a.life.add("quota journal feed", func(context.Context) error {
+		if a.follow != nil {
+			a.follow()
+		}
+		return nil
+	})
 	a.shared = limiter.NewShared(limiter.SharedOptions{
 		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: a.callLease(),
 	})
+	a.life.add("quota journal writes", func(ctx context.Context) error {
+		// Ends of calls not yet written: written now, or the other
+		// replicas count them until their lease ends.
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		a.shared.Close(wctx)
+		return nil
+	})
 	a.registerJournalMetrics()
+	return stale, ledger, nil
+}
+
+// startWorker makes the worker and starts the quota journal's feed. The
+// worker's fetching starts later, in Start.
+func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Ledger) error {
+	var err error
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
@@ -272,146 +288,27 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	// Stop fetching, let the requests under way finish (the caller's
+	// context or ShutdownTimeout, whichever ends first), then cancel them.
+	a.life.addCallerBound("worker", func(ctx context.Context) error {
+		wctx, cancel := context.WithTimeout(ctx, a.opts.ShutdownTimeout)
+		defer cancel()
+		return a.worker.Stop(wctx)
+	})
 	// The feed starts after the worker made its tenants, so none of their
 	// journal entries is missed; no call starts before it has caught up.
-	if a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log); err != nil {
-		return err
-	}
-	if a.lis, err = (&net.ListenConfig{}).Listen(ctx, "tcp", a.opts.Listen); err != nil {
-		return fmt.Errorf("listen %s: %w", a.opts.Listen, err)
-	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("GET /readyz", a.serveReady)
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		defer close(a.serveDone)
-		if err := a.http.Serve(a.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			a.log.Error("HTTP server stopped", zap.Error(err))
-		}
-	}()
-	a.worker.Start()
-	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))
-	return nil
+	a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log)
+	return err
 }
-
-// serveReady answers 200 only when NATS is connected and every stream,
-// consumer and the ledger exist. The check is cached for a few seconds, so a
-// probe never costs more than one round of lookups.
-func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
-	err := a.Ready(r.Context())
-	if err != nil {
-		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	_, _ = w.Write([]byte("ready\n"))
-}
-
-// registerJournalMetrics exposes the quota journal's state. They are
-// registered once per registry: a test may start several apps.
-func (a *App) registerJournalMetrics() {
-	shared := a.shared
-	for _, c := range []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "mde_offboard", Name: "quota_journal_conflicts_total",
-			Help: "Quota journal writes another replica's entry came before (tried again); high values mean replicas contend for one tenant.",
-		}, func() float64 { return float64(shared.Stats().Conflicts) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "mde_offboard", Name: "quota_journal_write_failures_total",
-			Help: "Quota journal writes that failed (NATS unreachable); no call is sent without its entry.",
-		}, func() float64 { return float64(shared.Stats().Failures) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "mde_offboard", Name: "quota_journal_caught_up",
-			Help: "1 once this process has read the quota journal's recent calls; before that it makes no call.",
-		}, func() float64 {
-			if shared.CaughtUp() {
-				return 1
-			}
-			return 0
-		}),
-	} {
-		if err := a.reg.Register(c); err != nil {
-			a.log.Warn("register quota journal metric", zap.Error(err))
-		}
-	}
-}
-
-// Ready reports whether the worker can take requests.
-func (a *App) Ready(ctx context.Context) error {
-	if a.nc == nil || !a.nc.IsConnected() {
-		return errors.New("NATS is not connected")
-	}
-	if a.shared == nil || !a.shared.CaughtUp() {
-		return errors.New("the quota journal is still being read")
-	}
-	a.ready.Lock()
-	defer a.ready.Unlock()
-	if time.Since(a.readyAt) < 5*time.Second {
-		return a.readyErr
-	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	err := queue.Check(cctx, a.js, a.opts.Queue)
-	if errors.Is(err, context.DeadlineExceeded) && !a.readyAt.IsZero() && a.readyErr == nil {
-		// Connected, but the server is slow to answer (busy with a
-		// thousand tenants): that says nothing about the definitions,
-		// and a failing probe would stall a rollout.
-		a.log.Debug("readiness check timed out: last answer kept", zap.Error(err))
-		err = nil
-	}
-	a.readyErr = err
-	a.readyAt = time.Now()
-	return a.readyErr
-}
-
-// HTTPAddr is the address the HTTP endpoints listen on.
-func (a *App) HTTPAddr() string { return a.lis.Addr().String() }
 
 // NATSURL is the URL of the NATS server in use.
 func (a *App) NATSURL() string { return a.nc.ConnectedUrl() }
 
 // Stop shuts down in order: stop fetching, let requests under way finish
-// (cancelled when ctx ends), close the HTTP server, then NATS. It is
-// idempotent.
+// (cancelled when ctx ends or after ShutdownTimeout), write the quota
+// journal's last entries, close the HTTP server, drain NATS, stop the
+// embedded server. It returns at the latest ShutdownTimeout + 15s after it
+// was called, whatever ctx does. It is idempotent.
 func (a *App) Stop(ctx context.Context) error {
-	a.stopOnce.Do(func() {
-		var errs []error
-		if a.worker != nil {
-			errs = append(errs, a.worker.Stop(ctx))
-		}
-		if a.shared != nil {
-			// Ends of calls not yet written: written now, or the other
-			// replicas count them until their lease ends.
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			a.shared.Close(wctx)
-			cancel()
-		}
-		if a.follow != nil {
-			a.follow()
-		}
-		if a.router != nil {
-			errs = append(errs, a.router.Close())
-		}
-		if a.http != nil {
-			hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			errs = append(errs, a.http.Shutdown(hctx))
-			cancel()
-			<-a.serveDone
-		}
-		if a.nc != nil {
-			if err := a.nc.Drain(); err != nil {
-				errs = append(errs, err)
-			}
-			for a.nc.IsDraining() {
-				time.Sleep(10 * time.Millisecond)
-			}
-		}
-		if a.ns != nil {
-			a.ns.Shutdown()
-			a.ns.WaitForShutdown()
-		}
-		a.stopErr = errors.Join(errs...)
-	})
-	return a.stopErr
+	return a.life.stop(ctx, a.opts.ShutdownTimeout+stopReserve)
 }

@@ -242,7 +242,7 @@ func checkMetricsLint(t *testing.T, e *env) {
 		"mde_offboard_requests_received_total", "mde_offboard_results_total", "mde_offboard_api_calls_total",
 		"mde_offboard_api_call_duration_seconds", "mde_offboard_limiter_wait_seconds", "mde_offboard_quota_remaining_calls",
 		"mde_offboard_throttled_total", "mde_offboard_dead_letters_total", "mde_offboard_backlog_requests",
-		"mde_offboard_in_flight_requests",
+		"mde_offboard_in_flight_requests", "mde_offboard_nats_connected",
 	} {
 		if !strings.Contains(string(body), name) {
 			t.Errorf("/metrics lacks %s", name)

@@ -75,6 +75,7 @@ type envConfig struct {
 	certs    []string // tenants that log in with a certificate instead of a secret
 	workload []string // tenants that log in with a workload identity token file
 	tweak    func(*config.File)
+	noStart  bool // build e.opts only; the test starts its own app
 }
 
 func newID() string {
@@ -189,7 +190,9 @@ func setup(t *testing.T, c envConfig) *env {
 		Poll:  200 * time.Millisecond,
 		Queue: queue.Settings{AckWait: c.ackWait},
 	}
-	e.start()
+	if !c.noStart {
+		e.start()
+	}
 	return e
 }
 

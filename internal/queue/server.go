@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -43,10 +44,49 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
 	}
+	// The server reports a port it cannot bind through its logger's
+	// Fatalf, during Start, and then never becomes ready: keep that
+	// message and fail at once with it.
+	fatal := &fatalLogger{}
+	ns.SetLogger(fatal, false, false)
 	ns.Start()
+	if msg := fatal.message(); msg != "" {
+		ns.Shutdown()
+		return nil, fmt.Errorf("embedded NATS: %s", msg)
+	}
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
+		if msg := fatal.message(); msg != "" {
+			return nil, fmt.Errorf("embedded NATS: %s", msg)
+		}
 		return nil, fmt.Errorf("embedded NATS: not ready after 10s")
 	}
 	return ns, nil
 }
+
+// fatalLogger keeps the server's first fatal message and drops the rest
+// of its log, as NoLog did.
+type fatalLogger struct {
+	mu    sync.Mutex
+	fatal string
+}
+
+func (l *fatalLogger) message() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.fatal
+}
+
+func (l *fatalLogger) Fatalf(format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.fatal == "" {
+		l.fatal = fmt.Sprintf(format, v...)
+	}
+}
+
+func (*fatalLogger) Noticef(string, ...any) {}
+func (*fatalLogger) Warnf(string, ...any)   {}
+func (*fatalLogger) Errorf(string, ...any)  {}
+func (*fatalLogger) Debugf(string, ...any)  {}
+func (*fatalLogger) Tracef(string, ...any)  {}

@@ -1,0 +1,59 @@
+package app
+
+import (
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+)
+
+// The defaults of Options. cmd/worker shows the same values as its flags'
+// defaults: they are defined here only.
+const (
+	DefaultSubjectPrefix   = "mde.offboard"
+	DefaultListen          = ":9090"
+	DefaultDataDir         = "./data"
+	DefaultEmbeddedListen  = "127.0.0.1:4222"
+	DefaultQuotaMargin     = 500 * time.Millisecond
+	DefaultShutdownTimeout = 30 * time.Second
+)
+
+// stopReserve is how long Stop gives the steps after the requests under
+// way (writing the quota journal's last entries, closing the HTTP server,
+// draining NATS, stopping the embedded server): Stop's time cap is
+// ShutdownTimeout plus this.
+const stopReserve = 15 * time.Second
+
+// withDefaults fills in the zero values.
+func (o Options) withDefaults() Options {
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
+	if o.SubjectPrefix == "" {
+		o.SubjectPrefix = DefaultSubjectPrefix
+	}
+	if o.Listen == "" {
+		o.Listen = DefaultListen
+	}
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir
+	}
+	if o.EmbeddedListen == "" {
+		o.EmbeddedListen = DefaultEmbeddedListen
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = mde.DefaultTimeout
+	}
+	if o.QuotaMargin <= 0 {
+		o.QuotaMargin = DefaultQuotaMargin
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	return o
+}

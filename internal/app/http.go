@@ -1,0 +1,112 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// listen binds the HTTP address before anything else starts, so a busy
+// port stops the start at once.
+func (a *App) listen(ctx context.Context) error {
+	lis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", a.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", a.opts.Listen, err)
+	}
+	a.lis = lis
+	// Closes the listener when the start failed before serving; once
+	// served, the HTTP server's cleanup has closed it already.
+	a.life.add("HTTP listener", func(context.Context) error {
+		if err := lis.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
+	})
+	return nil
+}
+
+// serve serves /metrics, /healthz and /readyz on the bound listener.
+func (a *App) serve() {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.serveReady)
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		defer close(a.serveDone)
+		if err := a.http.Serve(a.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("HTTP server stopped", zap.Error(err))
+		}
+	}()
+}
+
+// shutdownHTTP closes the HTTP server, letting answers under way finish
+// for up to 5s.
+func (a *App) shutdownHTTP(ctx context.Context) error {
+	if a.http == nil {
+		return nil // never served: the listener's cleanup closes it
+	}
+	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := a.http.Shutdown(hctx)
+	select {
+	case <-a.serveDone:
+	case <-ctx.Done():
+		return errors.Join(err, ctx.Err())
+	}
+	return err
+}
+
+// HTTPAddr is the address the HTTP endpoints listen on.
+func (a *App) HTTPAddr() string { return a.lis.Addr().String() }
+
+// serveReady answers 200 only when NATS is connected and every stream,
+// consumer and the ledger exist. The check is cached for a few seconds, so a
+// probe never costs more than one round of lookups.
+func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
+	err := a.Ready(r.Context())
+	if err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// readyFor is how long an answer of Ready is reused.
+const readyFor = 5 * time.Second
+
+// Ready reports whether the worker can take requests.
+func (a *App) Ready(ctx context.Context) error {
+	if a.nc == nil || !a.nc.IsConnected() {
+		return errors.New("NATS is not connected")
+	}
+	if a.shared == nil || !a.shared.CaughtUp() {
+		return errors.New("the quota journal is still being read")
+	}
+	a.ready.Lock()
+	defer a.ready.Unlock()
+	if !a.readyAt.IsZero() && a.opts.Clock.Since(a.readyAt) < readyFor {
+		return a.readyErr
+	}
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	err := queue.Check(cctx, a.js, a.opts.Queue)
+	if errors.Is(err, context.DeadlineExceeded) && !a.readyAt.IsZero() && a.readyErr == nil {
+		// Connected, but the server is slow to answer (busy with a
+		// thousand tenants): that says nothing about the definitions,
+		// and a failing probe would stall a rollout.
+		a.log.Debug("readiness check timed out: last answer kept", zap.Error(err))
+		err = nil
+	}
+	a.readyErr = err
+	a.readyAt = a.opts.Clock.Now()
+	return a.readyErr
+}

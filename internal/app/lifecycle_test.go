@@ -1,0 +1,61 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestLifecycleStopsInReverseUnderOneCap: the cleanups run last first,
+// their errors are joined, a second stop returns the first answer, and a
+// step that never returns does not hold Stop past its cap although the
+// caller's context never ends.
+func TestLifecycleStopsInReverseUnderOneCap(t *testing.T) {
+	t.Parallel()
+	var l lifecycle
+	var order []string
+	errA, errC := errors.New("a failed"), errors.New("c failed")
+	l.add("a", func(context.Context) error { order = append(order, "a"); return errA })
+	l.add("b", func(context.Context) error { order = append(order, "b"); return nil })
+	l.add("c", func(context.Context) error { order = append(order, "c"); return errC })
+	err := l.stop(context.Background(), time.Minute)
+	if !slices.Equal(order, []string{"c", "b", "a"}) {
+		t.Errorf("order %v, want [c b a]", order)
+	}
+	if !errors.Is(err, errA) || !errors.Is(err, errC) {
+		t.Errorf("error %v, want both steps' errors", err)
+	}
+	if again := l.stop(context.Background(), time.Minute); !errors.Is(again, err) || len(order) != 3 {
+		t.Errorf("second stop ran again or answered %v", again)
+	}
+
+	var stuck lifecycle
+	release := make(chan struct{})
+	defer close(release)
+	stuck.add("never returns", func(context.Context) error { <-release; return nil })
+	err = stuck.stop(context.Background(), 50*time.Millisecond)
+	if err == nil || !strings.Contains(err.Error(), "never returns") {
+		t.Errorf("error %v, want one naming the step still running", err)
+	}
+}
+
+// TestLifecycleCallerBound: only a callerBound step ends with the caller's
+// context; the steps after it still get their time.
+func TestLifecycleCallerBound(t *testing.T) {
+	t.Parallel()
+	var l lifecycle
+	var later error
+	l.add("later", func(ctx context.Context) error { later = ctx.Err(); return nil })
+	l.addCallerBound("requests", func(ctx context.Context) error { <-ctx.Done(); return nil })
+	caller, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.stop(caller, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if later != nil {
+		t.Errorf("a step after the caller's context ended got a done context: %v", later)
+	}
+}

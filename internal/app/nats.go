@@ -1,0 +1,123 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// connect starts the embedded server when no URL is given, then connects
+// to NATS.
+func (a *App) connect() error {
+	url := a.opts.NATSURL
+	if url == "" {
+		ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: a.opts.DataDir, Listen: a.opts.EmbeddedListen})
+		if err != nil {
+			return err
+		}
+		a.ns = ns
+		a.life.add("embedded NATS server", func(context.Context) error {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+			return nil
+		})
+		url = ns.ClientURL()
+		a.log.Info("embedded NATS server started", zap.String("url", url), zap.String("data_dir", a.opts.DataDir))
+	}
+	a.connected = a.natsConnectedGauge()
+	nc, err := nats.Connect(url, a.natsOptions()...)
+	if err != nil {
+		return fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
+	}
+	a.nc = nc
+	a.setConnected(true)
+	a.life.add("NATS connection", a.drainNATS)
+	if a.js, err = jetstream.New(nc); err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	return nil
+}
+
+// natsOptions are the connection's options: reconnect for ever, and
+// report every change of state in the log and in mde_offboard_nats_connected.
+func (a *App) natsOptions() []nats.Option {
+	var closeOnce sync.Once
+	o := []nats.Option{
+		nats.Name("mde-offboard-worker"),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			a.setConnected(false)
+			if err != nil { // nil: we closed the connection ourselves
+				a.log.Warn("NATS disconnected", zap.Error(err))
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			a.setConnected(true)
+			a.log.Info("NATS reconnected")
+		}),
+		nats.ClosedHandler(func(*nats.Conn) {
+			a.setConnected(false)
+			closeOnce.Do(func() { close(a.ncClosed) })
+		}),
+	}
+	if a.opts.NATSCreds != "" {
+		o = append(o, nats.UserCredentials(a.opts.NATSCreds))
+	}
+	return o
+}
+
+// setConnected sets mde_offboard_nats_connected.
+func (a *App) setConnected(up bool) {
+	v := 0.0
+	if up {
+		v = 1
+	}
+	a.connected.Set(v)
+	if a.onConnChange != nil {
+		a.onConnChange(up)
+	}
+}
+
+// redactURL drops the user information of each URL in a comma-separated
+// NATS server list, so an error can name the servers without credentials.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			scheme, rest = "", p
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		if scheme != "" {
+			rest = scheme + "://" + rest
+		}
+		parts[i] = rest
+	}
+	return strings.Join(parts, ",")
+}
+
+// drainNATS drains the connection and waits for its ClosedHandler; when
+// ctx ends first, it closes the connection.
+func (a *App) drainNATS(ctx context.Context) error {
+	err := a.nc.Drain()
+	if err != nil {
+		a.nc.Close()
+	}
+	select {
+	case <-a.ncClosed:
+		return err
+	case <-ctx.Done():
+		a.nc.Close()
+		return fmt.Errorf("drain: %w", ctx.Err())
+	}
+}
