@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
@@ -279,11 +281,15 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 // startWorker makes the worker and starts the quota journal's feed. The
 // worker's fetching starts later, in Start.
 func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Ledger) error {
-	var err error
+	presence, err := a.startPresence(ctx)
+	if err != nil {
+		return err
+	}
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
+		Presence: presence,
 	}, a.tenants)
 	if err != nil {
 		return err
@@ -299,6 +305,50 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	// journal entries is missed; no call starts before it has caught up.
 	a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log)
 	return err
+}
+
+// startPresence announces this replica's tenants and follows the other
+// replicas' announcements; it returns once it knows them all. It stops
+// after the worker, so other replicas go on counting on this one until its
+// requests under way are finished.
+func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
+	p, err := queue.NewPresence(ctx, a.js, replicaID(), a.opts.Queue.Tenants, a.opts.Clock, a.log)
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(pctx) }()
+	a.life.add("presence", func(ctx context.Context) error {
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	select {
+	case <-p.Current():
+		return p, nil
+	case err := <-done:
+		return nil, fmt.Errorf("presence: %w", err)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// replicaID names this process among the replicas: host, process id and
+// a random part, in the characters a KV key allows.
+func replicaID() string {
+	host, _ := os.Hostname()
+	host = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '_'
+	}, host)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), nuid.Next())
 }
 
 // NATSURL is the URL of the NATS server in use.
