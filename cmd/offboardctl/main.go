@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// Exit status.
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// usageError is a mistake in how the command was called: exit status 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format, a...)} }
+
+// run runs the command line; errors are one line on stderr.
+func run(args []string, stdout, stderr io.Writer) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := newRoot(stdout, stderr)
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintln(stderr, "offboardctl:", err)
+	if errors.As(err, new(usageError)) {
+		return exitUsage
+	}
+	return exitFailed
+}
+
+// cli holds what every subcommand shares: its connection settings and,
+// once connected, the connection.
+type cli struct {
+	conn     queue.Conn
+	prefix   string
+	timeout  time.Duration
+	stdout   io.Writer
+	stderr   io.Writer
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	subjects offboard.Subjects
+}
+
+func newRoot(stdout, stderr io.Writer) *cobra.Command {
+	c := &cli{stdout: stdout, stderr: stderr}
+	root := &cobra.Command{
+		Use:           "offboardctl",
+		Short:         "Steer the Defender for Endpoint offboarding worker",
+		Version:       version(),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return c.fromEnv(cmd.Flags())
+		},
+		PersistentPostRun: func(*cobra.Command, []string) { c.close() },
+		RunE: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q; see offboardctl --help", args[0])
+			}
+			return usagef("a command is required; see offboardctl --help")
+		},
+	}
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.conn.URL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated (env NATS_URL)")
+	pf.StringVar(&c.conn.Creds, "nats-creds", "", "NATS credentials file (env NATS_CREDS)")
+	pf.StringVar(&c.conn.TLSCA, "tlsca", "", "CA bundle to trust for the NATS server (env NATS_CA)")
+	pf.StringVar(&c.conn.TLSCert, "tlscert", "", "client certificate for NATS (env NATS_CERT)")
+	pf.StringVar(&c.conn.TLSKey, "tlskey", "", "client certificate's key (env NATS_KEY)")
+	pf.StringVar(&c.prefix, "subject-prefix", offboard.DefaultPrefix, "prefix of every subject (env MDE_OFFBOARD_SUBJECT_PREFIX)")
+	pf.DurationVar(&c.timeout, "connect-timeout", 5*time.Second, "how long to wait for NATS")
+	for _, sub := range commands {
+		root.AddCommand(sub(c))
+	}
+	return root
+}
+
+// commands are the subcommands; each file adds its own.
+var commands []func(*cli) *cobra.Command
+
+// env names each connection flag's environment variables, first wins.
+var env = map[string][]string{
+	"nats-url":       {"MDE_OFFBOARD_NATS_URL", "NATS_URL"},
+	"nats-creds":     {"MDE_OFFBOARD_NATS_CREDS", "NATS_CREDS"},
+	"tlsca":          {"MDE_OFFBOARD_NATS_CA", "NATS_CA"},
+	"tlscert":        {"MDE_OFFBOARD_NATS_CERT", "NATS_CERT"},
+	"tlskey":         {"MDE_OFFBOARD_NATS_KEY", "NATS_KEY"},
+	"subject-prefix": {"MDE_OFFBOARD_SUBJECT_PREFIX", "SUBJECT_PREFIX"},
+}
+
+// fromEnv fills the flags not given on the command line from the
+// environment.
+func (c *cli) fromEnv(fs *pflag.FlagSet) error {
+	for name, vars := range env {
+		f := fs.Lookup(name)
+		if f == nil || f.Changed {
+			continue
+		}
+		for _, v := range vars {
+			if val, ok := os.LookupEnv(v); ok {
+				if err := f.Value.Set(val); err != nil {
+					return usagef("%s: %v", v, err)
+				}
+				break
+			}
+		}
+	}
+	if err := c.conn.Check(); err != nil {
+		return usageError{err}
+	}
+	c.subjects = offboard.Subjects{Prefix: c.prefix}
+	return nil
+}
+
+// connect opens the NATS connection and JetStream, once.
+func (c *cli) connect() (jetstream.JetStream, error) {
+	if c.js != nil {
+		return c.js, nil
+	}
+	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout))
+	nc, err := nats.Connect(c.conn.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(c.conn.URL), err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	c.nc, c.js = nc, js
+	return js, nil
+}
+
+func (c *cli) close() {
+	if c.nc != nil {
+		_ = c.nc.Drain()
+	}
+}
+
+func redactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		parts[i] = queue.RedactURL(strings.TrimSpace(p))
+	}
+	return strings.Join(parts, ",")
+}
+
+// version is the module version and VCS revision the binary was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
+}
+
+// exactArgs is cobra.ExactArgs with a usage error.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usagef("%s takes %d argument(s), got %d; see %s --help", cmd.CommandPath(), n, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}
