@@ -78,6 +78,9 @@ type Worker struct {
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
 
+	requests       jetstream.Stream              // the request stream, for the stats loop
+	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
+
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
@@ -144,6 +147,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
+	w.requests = stream
 	return w, nil
 }
 
@@ -306,7 +310,7 @@ func (a tenantActions) refreshToken() {
 	}
 }
 
-// runStats refreshes the backlog and quota gauges.
+// runStats refreshes the backlog, oldest waiting age and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
 	for {
 		for _, t := range w.tenants {
@@ -317,13 +321,7 @@ func (w *Worker) runStats(ctx context.Context) {
 					w.m.QuotaRemaining.WithLabelValues(t.name, api, win.Label()).Set(float64(rem[i]))
 				}
 			}
-			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			normal, bulk, err := t.source.Backlog(qctx)
-			cancel()
-			if err == nil {
-				w.m.Backlog.WithLabelValues(t.name, string(offboard.Normal)).Set(float64(normal))
-				w.m.Backlog.WithLabelValues(t.name, string(offboard.Bulk)).Set(float64(bulk))
-			}
+			w.refreshWaiting(ctx, t)
 		}
 		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {
 			return
