@@ -58,6 +58,7 @@ type Options struct {
 	CallTimeout time.Duration
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
+	StatsEvery  time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
@@ -288,7 +289,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
-		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
+		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, Stale: stale, Shared: a.shared,
 		Presence: presence,
 	}, a.tenants)
 	if err != nil {
