@@ -142,13 +142,32 @@ func (s *Shared) CaughtUp() bool {
 	return s.ready
 }
 
+// WaitCaughtUp returns once the feed has caught up, or when ctx ends.
+func (s *Shared) WaitCaughtUp(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		ready, moved := s.ready, s.moved
+		s.mu.Unlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
 // MarkCaughtUp says the feed has delivered every entry up to pos, which is
 // at least the journal's end as it was when the feed started: calls may
 // start.
 func (s *Shared) MarkCaughtUp(pos uint64) {
 	s.mu.Lock()
 	s.ready = true
-	s.advanceLocked(pos)
+	if !s.advanceLocked(pos) {
+		s.signalLocked() // WaitCaughtUp
+	}
 	tenants := make([]*Tenant, 0, len(s.tenants))
 	for _, t := range s.tenants {
 		tenants = append(tenants, t)
@@ -161,12 +180,21 @@ func (s *Shared) MarkCaughtUp(pos uint64) {
 	}
 }
 
-func (s *Shared) advanceLocked(pos uint64) {
-	if pos > s.pos {
-		s.pos = pos
-		close(s.moved)
-		s.moved = make(chan struct{})
+// advanceLocked moves the feed's position on, and reports whether it
+// moved.
+func (s *Shared) advanceLocked(pos uint64) bool {
+	if pos <= s.pos {
+		return false
 	}
+	s.pos = pos
+	s.signalLocked()
+	return true
+}
+
+// signalLocked wakes whoever waits for the feed.
+func (s *Shared) signalLocked() {
+	close(s.moved)
+	s.moved = make(chan struct{})
 }
 
 // Deliver applies the journal entry numbered seq of a tenant. The feed

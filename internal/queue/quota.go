@@ -57,21 +57,30 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 	return 0, &limiter.ConflictError{Last: m.Sequence}
 }
 
+// clockProbe is the journal subject of the entries a process writes to
+// find its own place in the journal (and, with the server's timestamp,
+// its clock's offset). No tenant can have this name.
+const clockProbe = "_clock"
+
 // FollowQuota feeds shared with the quota journal's entries written in the
 // last back (the longest window, plus the call lease and the clock
 // margin), then with each new one, until the returned stop is called.
-// shared becomes ready once the feed has reached the journal's end as it
-// was at the start.
+//
+// shared becomes ready once the feed has delivered an entry this process
+// wrote at the start (a probe, on a subject no tenant has): everything the
+// journal held then has been read. Waiting for the stream's last sequence
+// instead would wait forever after a purge, or with the last entry
+// deleted, since that entry never comes.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	stream, err := js.Stream(ctx, StreamQuota)
+	data, err := json.Marshal(limiter.Event{Writer: shared.Writer()})
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+		return nil, err
 	}
-	info, err := stream.Info(ctx)
+	probe, err := js.Publish(ctx, subjects.Quota(clockProbe), data)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+		return nil, fmt.Errorf("quota journal probe: %w", err)
 	}
-	end := info.State.LastSeq
+	end := probe.Sequence
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
 	start := time.Now().Add(-back)
@@ -83,10 +92,7 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
 	}
-	ready := end == 0 || info.State.LastTime.Before(start)
-	if ready {
-		shared.MarkCaughtUp(end) // nothing that still counts
-	}
+	ready := false
 	prefix := subjects.Prefix + ".quota."
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()

@@ -201,3 +201,57 @@ func TestSharedQuotaHoldsAcrossReplicasAndRestarts(t *testing.T) {
 	}
 	t.Logf("%d calls by replica: %v", len(r.calls), perReplica)
 }
+
+// TestQuotaFeedCatchesUpWithAnEmptiedJournal: after `nats stream purge`,
+// or with the journal's last entry deleted, no entry numbered the stream's
+// last sequence will ever come; a new process must still become ready.
+func TestQuotaFeedCatchesUpWithAnEmptiedJournal(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		empty func(ctx context.Context, st jetstream.Stream, last uint64) error
+	}{
+		{"purged", func(ctx context.Context, st jetstream.Stream, _ uint64) error { return st.Purge(ctx) }},
+		{"last deleted", func(ctx context.Context, st jetstream.Stream, last uint64) error { return st.DeleteMsg(ctx, last) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, js := connect(t)
+			s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+			if _, err := Ensure(t.Context(), js, s); err != nil {
+				t.Fatal(err)
+			}
+			var last uint64
+			for range 3 {
+				ack, err := js.Publish(t.Context(), s.Subjects.Quota("contoso"), []byte(`{"w":"gone","done":[{"api":"offboard","id":1,"at":1}]}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = ack.Sequence
+			}
+			st, err := js.Stream(t.Context(), StreamQuota)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.empty(t.Context(), st, last); err != nil {
+				t.Fatal(err)
+			}
+			journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Lease: time.Second})
+			defer shared.Close(context.Background())
+			stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // real time: a bound, not a measure
+			defer cancel()
+			if err := shared.WaitCaughtUp(ctx); err != nil {
+				t.Fatalf("the feed never caught up with the %s journal: %v", tc.name, err)
+			}
+		})
+	}
+}
