@@ -83,7 +83,7 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 	end := probe.Sequence
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
-	start := time.Now().Add(-back)
+	start := shared.Wall().Now().Add(-back)
 	cons, err := js.OrderedConsumer(ctx, StreamQuota, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjects.AllQuota()},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
