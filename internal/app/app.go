@@ -261,8 +261,8 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.shared = limiter.NewShared(limiter.SharedOptions{
 		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: a.callLease(),
+		Metrics: limiter.NewJournalMetrics(a.reg),
 	})
-	a.registerJournalMetrics()
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
@@ -305,35 +305,6 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = w.Write([]byte("ready\n"))
-}
-
-// registerJournalMetrics exposes the quota journal's state. They are
-// registered once per registry: a test may start several apps.
-func (a *App) registerJournalMetrics() {
-	shared := a.shared
-	for _, c := range []prometheus.Collector{
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "mde_offboard", Name: "quota_journal_conflicts_total",
-			Help: "Quota journal writes another replica's entry came before (tried again); high values mean replicas contend for one tenant.",
-		}, func() float64 { return float64(shared.Stats().Conflicts) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Namespace: "mde_offboard", Name: "quota_journal_write_failures_total",
-			Help: "Quota journal writes that failed (NATS unreachable); no call is sent without its entry.",
-		}, func() float64 { return float64(shared.Stats().Failures) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Namespace: "mde_offboard", Name: "quota_journal_caught_up",
-			Help: "1 once this process has read the quota journal's recent calls; before that it makes no call.",
-		}, func() float64 {
-			if shared.CaughtUp() {
-				return 1
-			}
-			return 0
-		}),
-	} {
-		if err := a.reg.Register(c); err != nil {
-			a.log.Warn("register quota journal metric", zap.Error(err))
-		}
-	}
 }
 
 // Ready reports whether the worker can take requests.

@@ -8,7 +8,6 @@ import (
 	"hash/fnv"
 	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -71,6 +70,8 @@ type SharedOptions struct {
 	// the feed's start, waits for the server. Nil: Clock. Tests whose
 	// Clock is fake while the server runs on real time set a real one.
 	Wall clockwork.Clock
+	// Metrics, when set, count what happens to the journal.
+	Metrics *JournalMetrics
 	// Seed seeds the jitter of the journal writes' backoff; 0 derives it
 	// from Writer.
 	Seed uint64
@@ -96,21 +97,10 @@ type Shared struct {
 	stop    chan struct{}
 	writers sync.WaitGroup
 
-	conflicts, failures atomic.Uint64
+	metrics *JournalMetrics
 
 	rmu sync.Mutex
 	rnd *rand.Rand // backoff jitter, guarded by rmu
-}
-
-// JournalStats counts what happened to this process's journal writes.
-type JournalStats struct {
-	Conflicts uint64 // writes another replica's entry came before, tried again
-	Failures  uint64 // writes that failed otherwise (the journal unreachable)
-}
-
-// Stats returns the journal write counts so far.
-func (s *Shared) Stats() JournalStats {
-	return JournalStats{Conflicts: s.conflicts.Load(), Failures: s.failures.Load()}
 }
 
 // NewShared returns a shared quota over opts.Journal. Tenant creates its
@@ -127,6 +117,10 @@ func NewShared(opts SharedOptions) *Shared {
 		_, _ = crand.Read(b)
 		opts.Writer = hex.EncodeToString(b)
 	}
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = NewJournalMetrics(nil)
+	}
 	if opts.Seed == 0 {
 		h := fnv.New64a()
 		_, _ = h.Write([]byte(opts.Writer))
@@ -134,7 +128,7 @@ func NewShared(opts SharedOptions) *Shared {
 	}
 	return &Shared{
 		opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stop: make(chan struct{}),
-		rnd: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>1|1)),
+		metrics: metrics, rnd: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>1|1)),
 	}
 }
 
@@ -202,6 +196,7 @@ func (s *Shared) WaitCaughtUp(ctx context.Context) error {
 func (s *Shared) MarkCaughtUp(pos uint64) {
 	s.mu.Lock()
 	s.ready = true
+	s.metrics.caughtUp.Set(1)
 	if !s.advanceLocked(pos) {
 		s.signalLocked() // WaitCaughtUp
 	}

@@ -126,11 +126,11 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 	var conflict *ConflictError
 	if !errors.As(err, &conflict) {
 		if ctx.Err() == nil {
-			t.shared.failures.Add(1)
+			t.shared.metrics.failures.Inc()
 		}
 		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
 	}
-	t.shared.conflicts.Add(1)
+	t.shared.metrics.conflicts.Inc()
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
 		return err // not reached: the next attempt meets the conflict again
