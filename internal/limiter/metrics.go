@@ -11,6 +11,8 @@ type JournalMetrics struct {
 	conflicts prometheus.Counter
 	failures  prometheus.Counter
 	caughtUp  prometheus.Gauge
+	// clockOffset is this process's clock minus the journal server's.
+	clockOffset prometheus.Gauge
 }
 
 // NewJournalMetrics creates the journal's metrics and registers them on
@@ -30,6 +32,10 @@ func NewJournalMetrics(reg prometheus.Registerer) *JournalMetrics {
 		caughtUp: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: "quota_journal_caught_up",
 			Help: "1 once this process has read the quota journal's recent calls; before that it makes no call.",
+		}),
+		clockOffset: f.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Name: "clock_offset_seconds",
+			Help: "How far this process's clock is ahead of the NATS server's (negative: behind), from the quota journal's timestamps; beyond --quota-margin the process makes no call.",
 		}),
 	}
 }

@@ -22,6 +22,10 @@ type Event struct {
 	Reserved []Call `json:"res,omitempty"`   // calls about to be sent; At is when their answer is due at the latest
 	Done     []Call `json:"done,omitempty"`  // calls that ended: At is when their answer arrived, 0 if never sent
 	Paused   int64  `json:"pause,omitempty"` // the tenant is paused until then (Unix ns)
+	// Written is when the writer wrote the entry, by its own clock (Unix
+	// ns): with the server's timestamp of the entry, the writer learns
+	// how far ahead its clock may be.
+	Written int64 `json:"t,omitempty"`
 }
 
 // Call is a call in an Event.
@@ -57,7 +61,9 @@ type SharedOptions struct {
 	Clock   clockwork.Clock
 	// Margin is added to every time another process wrote (a call's end,
 	// the time an answer is due, a pause): it covers the skew between
-	// the replicas' clocks. This process's own times are exact.
+	// the replicas' clocks. This process's own times are exact. A process
+	// whose clock is off the journal server's by more than the margin
+	// makes no call (ObserveStamp).
 	Margin time.Duration
 	// Lease is how long a call may take from its entry in the journal to
 	// its answer. A call whose end is not written by then (its process
@@ -93,6 +99,7 @@ type Shared struct {
 	pos     uint64 // the journal entry the feed is at
 	moved   chan struct{}
 	tenants map[string]*Tenant
+	skew    offset // this process's clock against the journal server's
 
 	stop    chan struct{}
 	writers sync.WaitGroup
@@ -200,11 +207,21 @@ func (s *Shared) MarkCaughtUp(pos uint64) {
 	if !s.advanceLocked(pos) {
 		s.signalLocked() // WaitCaughtUp
 	}
+	tenants := s.tenantsLocked()
+	s.mu.Unlock()
+	wake(tenants)
+}
+
+func (s *Shared) tenantsLocked() []*Tenant {
 	tenants := make([]*Tenant, 0, len(s.tenants))
 	for _, t := range s.tenants {
 		tenants = append(tenants, t)
 	}
-	s.mu.Unlock()
+	return tenants
+}
+
+// wake wakes the tenants' waiters: calls may start.
+func wake(tenants []*Tenant) {
 	for _, t := range tenants {
 		t.mu.Lock()
 		t.notifyLocked()
@@ -277,10 +294,7 @@ func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (boo
 // Close writes what is pending (within ctx) and stops the writers.
 func (s *Shared) Close(ctx context.Context) {
 	s.mu.Lock()
-	tenants := make([]*Tenant, 0, len(s.tenants))
-	for _, t := range s.tenants {
-		tenants = append(tenants, t)
-	}
+	tenants := s.tenantsLocked()
 	s.mu.Unlock()
 	// The writers stop first: one that cannot follow the feed must not
 	// keep the last writes waiting.
@@ -303,10 +317,15 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	if ev.Writer == t.shared.opts.Writer {
 		return // this process's own entry: counted when it was written
 	}
-	margin := t.shared.opts.Margin
+	// Times from the journal are capped: an entry written by anyone but
+	// the worker, or by a process whose clock is far ahead, must not hold
+	// a call longer than its lease nor pause the tenant longer than its
+	// longest window.
+	margin, now := t.shared.opts.Margin, t.clock.Now()
+	dueCap := now.Add(t.shared.opts.Lease + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {
-			l.foreign[callKey{ev.Writer, c.ID}] = time.Unix(0, c.At).Add(margin)
+			l.foreign[callKey{ev.Writer, c.ID}] = earliest(time.Unix(0, c.At).Add(margin), dueCap)
 		}
 	}
 	for _, c := range ev.Done {
@@ -324,9 +343,26 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 		}
 	}
 	if ev.Paused != 0 {
-		if until := time.Unix(0, ev.Paused).Add(margin); until.After(t.pausedUntil) {
+		pauseCap := now.Add(t.longestLocked() + margin)
+		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap); until.After(t.pausedUntil) {
 			t.pausedUntil = until
 		}
 	}
 	t.notifyLocked()
+}
+
+// longestLocked is the tenant's longest window.
+func (t *Tenant) longestLocked() time.Duration {
+	var d time.Duration
+	for _, l := range t.apis {
+		d = max(d, l.horizon)
+	}
+	return d
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
 }

@@ -149,6 +149,7 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 func (t *Tenant) takePendingLocked() Event {
 	ev := t.pending
 	ev.Writer = t.shared.opts.Writer
+	ev.Written = t.shared.opts.Wall.Now().UnixNano()
 	t.pending = Event{}
 	return ev
 }

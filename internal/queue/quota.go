@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,29 +59,30 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 }
 
 // clockProbe is the journal subject of the entries a process writes to
-// find its own place in the journal (and, with the server's timestamp,
-// its clock's offset). No tenant can have this name.
+// find its own place in the journal and, with the server's timestamp, its
+// clock's offset. No tenant can have this name.
 const clockProbe = "_clock"
+
+// probeEvery is how often a process writes a probe: an idle process, or
+// one stopped by its clock's offset, has no other entry to measure it by.
+const probeEvery = 30 * time.Second
 
 // FollowQuota feeds shared with the quota journal's entries written in the
 // last back (the longest window, plus the call lease and the clock
 // margin), then with each new one, until the returned stop is called.
+// Each entry's server timestamp also measures this process's clock offset
+// (limiter.Shared.ObserveStamp).
 //
 // shared becomes ready once the feed has delivered an entry this process
 // wrote at the start (a probe, on a subject no tenant has): everything the
-// journal held then has been read. Waiting for the stream's last sequence
-// instead would wait forever after a purge, or with the last entry
-// deleted, since that entry never comes.
+// journal held then has been read, and the clock has been measured.
+// Waiting for the stream's last sequence instead would wait forever after
+// a purge, or with the last entry deleted, since that entry never comes.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	data, err := json.Marshal(limiter.Event{Writer: shared.Writer()})
+	end, err := writeProbe(ctx, js, subjects, shared)
 	if err != nil {
 		return nil, err
 	}
-	probe, err := js.Publish(ctx, subjects.Quota(clockProbe), data)
-	if err != nil {
-		return nil, fmt.Errorf("quota journal probe: %w", err)
-	}
-	end := probe.Sequence
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
 	start := shared.Wall().Now().Add(-back)
@@ -92,9 +94,54 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
 	}
+	cc, err := cons.Consume(feed(subjects, shared, end, log), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		log.Warn("quota journal feed", zap.Error(err))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
+	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var probes sync.WaitGroup
+	probes.Go(func() {
+		ticker := shared.Wall().NewTicker(probeEvery)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-pctx.Done():
+				return
+			case <-ticker.Chan():
+			}
+			if _, err := writeProbe(pctx, js, subjects, shared); err != nil && pctx.Err() == nil {
+				log.Warn("quota journal probe", zap.Error(err))
+			}
+		}
+	})
+	return func() {
+		cancel()
+		probes.Wait()
+		cc.Stop()
+	}, nil
+}
+
+// writeProbe writes a probe entry and returns its number.
+func writeProbe(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared) (uint64, error) {
+	data, err := json.Marshal(limiter.Event{Writer: shared.Writer(), Written: shared.Wall().Now().UnixNano()})
+	if err != nil {
+		return 0, err
+	}
+	ack, err := js.Publish(ctx, subjects.Quota(clockProbe), data)
+	if err != nil {
+		return 0, fmt.Errorf("quota journal probe: %w", err)
+	}
+	return ack.Sequence, nil
+}
+
+// feed applies each journal entry to shared, and marks it caught up once
+// the entry numbered end has come.
+func feed(subjects Subjects, shared *limiter.Shared, end uint64, log *zap.Logger) jetstream.MessageHandler {
 	ready := false
 	prefix := subjects.Prefix + ".quota."
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	return func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {
 			return
@@ -106,19 +153,15 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 			// It may have entered calls this process cannot see: the
 			// tenant waits as long as any call could last.
 			log.Error("unreadable quota journal entry: tenant paused for a call lease", zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Error(err))
+			shared.ObserveStamp(limiter.Event{}, meta.Timestamp)
 			shared.DeliverUnreadable(seq, tenant)
 		} else {
+			shared.ObserveStamp(ev, meta.Timestamp)
 			shared.Deliver(seq, tenant, ev)
 		}
 		if !ready && seq >= end {
 			ready = true
 			shared.MarkCaughtUp(seq)
 		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		log.Warn("quota journal feed", zap.Error(err))
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", StreamQuota, err)
 	}
-	return cc.Stop, nil
 }
