@@ -63,9 +63,9 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 // clock's offset. No tenant can have this name.
 const clockProbe = "_clock"
 
-// probeEvery is how often a process writes a probe: an idle process, or
+// probeInterval is how often a process writes a probe: an idle process, or
 // one stopped by its clock's offset, has no other entry to measure it by.
-const probeEvery = 30 * time.Second
+const probeInterval = 30 * time.Second
 
 // FollowQuota feeds shared with the quota journal's entries written in the
 // last back (the longest window, plus the call lease and the clock
@@ -75,17 +75,37 @@ const probeEvery = 30 * time.Second
 //
 // shared becomes ready once the feed has delivered an entry this process
 // wrote at the start (a probe, on a subject no tenant has): everything the
-// journal held then has been read, and the clock has been measured.
+// journal held then has been read, and the clock has been measured. When
+// the journal holds nothing that still counts, it is ready at once, its
+// clock measured on the probe as stored.
 // Waiting for the stream's last sequence instead would wait forever after
 // a purge, or with the last entry deleted, since that entry never comes.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	end, err := writeProbe(ctx, js, subjects, shared)
+	stream, err := js.Stream(ctx, StreamQuota)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", StreamQuota, err)
 	}
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
 	start := shared.Wall().Now().Add(-back)
+	end, written, err := writeProbe(ctx, js, subjects, shared)
+	if err != nil {
+		return nil, err
+	}
+	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
+		// Nothing that still counts: ready once the clock is measured
+		// on the probe, without waiting for the feed to bring it.
+		probe, err := stream.GetMsg(ctx, end)
+		if err != nil {
+			return nil, fmt.Errorf("quota journal probe: %w", err)
+		}
+		shared.ObserveStamp(limiter.Event{Writer: shared.Writer(), Written: written}, probe.Time)
+		shared.MarkCaughtUp(info.State.LastSeq)
+	}
 	cons, err := js.OrderedConsumer(ctx, StreamQuota, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjects.AllQuota()},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
@@ -102,20 +122,7 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var probes sync.WaitGroup
-	probes.Go(func() {
-		ticker := shared.Wall().NewTicker(probeEvery)
-		defer ticker.Stop()
-		for {
-			select {
-			case <-pctx.Done():
-				return
-			case <-ticker.Chan():
-			}
-			if _, err := writeProbe(pctx, js, subjects, shared); err != nil && pctx.Err() == nil {
-				log.Warn("quota journal probe", zap.Error(err))
-			}
-		}
-	})
+	probes.Go(func() { probeEvery(pctx, js, subjects, shared, log) })
 	return func() {
 		cancel()
 		probes.Wait()
@@ -123,17 +130,35 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects Subjects,
 	}, nil
 }
 
-// writeProbe writes a probe entry and returns its number.
-func writeProbe(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared) (uint64, error) {
-	data, err := json.Marshal(limiter.Event{Writer: shared.Writer(), Written: shared.Wall().Now().UnixNano()})
+// probeEvery writes a probe every probeInterval until ctx ends.
+func probeEvery(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared, log *zap.Logger) {
+	ticker := shared.Wall().NewTicker(probeInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.Chan():
+		}
+		if _, _, err := writeProbe(ctx, js, subjects, shared); err != nil && ctx.Err() == nil {
+			log.Warn("quota journal probe", zap.Error(err))
+		}
+	}
+}
+
+// writeProbe writes a probe entry and returns its number and the time it
+// was written.
+func writeProbe(ctx context.Context, js jetstream.JetStream, subjects Subjects, shared *limiter.Shared) (seq uint64, written int64, err error) {
+	written = shared.Wall().Now().UnixNano()
+	data, err := json.Marshal(limiter.Event{Writer: shared.Writer(), Written: written})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	ack, err := js.Publish(ctx, subjects.Quota(clockProbe), data)
 	if err != nil {
-		return 0, fmt.Errorf("quota journal probe: %w", err)
+		return 0, 0, fmt.Errorf("quota journal probe: %w", err)
 	}
-	return ack.Sequence, nil
+	return ack.Sequence, written, nil
 }
 
 // feed applies each journal entry to shared, and marks it caught up once
