@@ -213,13 +213,14 @@ func (t *Tenant) wait(ctx context.Context, changed <-chan struct{}, now, next ti
 
 // nextLocked returns the earliest time a new call may start. ok is false when
 // in-flight calls alone fill a window, so only a completion can help (or,
-// with a journal, before this process has read it). A low call leaves half
+// with a journal, before this process has read it, and while its clock is
+// off by more than the margin). A low call leaves half
 // of every window to the others. For a journal entry (entry), the
 // permits held here do not count, since they are not calls: the journal
 // alone says what may be called.
 func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok bool) {
 	t := l.tenant
-	if t.shared != nil && !t.shared.CaughtUp() {
+	if t.shared != nil && !t.shared.mayCall() {
 		return time.Time{}, false
 	}
 	l.pruneLocked(now)
