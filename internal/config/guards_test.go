@@ -102,3 +102,16 @@ func TestDurationDays(t *testing.T) {
 		}
 	}
 }
+
+// TestDeployExample: the commented tenants file in deploy/ loads, guards
+// included.
+func TestDeployExample(t *testing.T) {
+	t.Parallel()
+	f, err := Load("../../deploy/worker.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Tenants[0].Guards.Checked(); !slices.Equal(got, []string{GuardProtect, GuardRequireInactiveFor}) {
+		t.Errorf("contoso guards: Checked() = %q", got)
+	}
+}
