@@ -24,6 +24,7 @@ type Metrics struct {
 	Backlog          *prometheus.GaugeVec     // tenant, priority
 	InFlight         *prometheus.GaugeVec     // tenant
 	Retries          *prometheus.CounterVec   // tenant, api, reason
+	Blocked          *prometheus.CounterVec   // tenant, rule
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -80,9 +81,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "api_retries_total",
 			Help: "Calls repeated after a retryable answer, by reason.",
 		}, []string{"tenant", "api", "reason"}),
+		Blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "blocked_total",
+			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
+		}, []string{"tenant", "rule"}),
 	}
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
-		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries)
+		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked)
 	return m
 }
 
@@ -110,4 +115,7 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 		m.Backlog.WithLabelValues(name, p)
 	}
 	m.InFlight.WithLabelValues(name)
+	for _, rule := range offboard.Rules {
+		m.Blocked.WithLabelValues(name, rule)
+	}
 }
