@@ -169,20 +169,32 @@ func (l *Limiter) takeLocked(now time.Time, low bool) *Permit {
 }
 
 // Acquire blocks until a call may start, then returns its permit.
-func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) { return l.acquire(ctx, false) }
+func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) { return l.acquire(ctx, false, true) }
 
 // AcquireLow is Acquire for work that must never take quota from the rest:
 // it starts a call only while half of every window stays free.
-func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) { return l.acquire(ctx, true) }
+func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) { return l.acquire(ctx, true, true) }
 
-func (l *Limiter) acquire(ctx context.Context, low bool) (*Permit, error) {
+// Wait blocks until a call could start, without taking a permit: for a
+// caller that should not commit to work before there is quota for it, and
+// must not hold quota meanwhile. Someone else may take the place first.
+func (l *Limiter) Wait(ctx context.Context) error {
+	_, err := l.acquire(ctx, false, false)
+	return err
+}
+
+// acquire waits until a call may start and, if take, takes its permit.
+func (l *Limiter) acquire(ctx context.Context, low, take bool) (*Permit, error) {
 	t := l.tenant
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
 		next, ok := l.nextLocked(now, low, false)
 		if ok && !next.After(now) {
-			p := l.takeLocked(now, low)
+			var p *Permit
+			if take {
+				p = l.takeLocked(now, low)
+			}
 			t.mu.Unlock()
 			return p, nil
 		}
