@@ -24,6 +24,8 @@ type Metrics struct {
 	Backlog          *prometheus.GaugeVec     // tenant, priority
 	InFlight         *prometheus.GaugeVec     // tenant
 	Retries          *prometheus.CounterVec   // tenant, api, reason
+	TrackedActions   *prometheus.GaugeVec     // tenant
+	TrackingLag      *prometheus.GaugeVec     // tenant
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -81,6 +83,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Calls repeated after a retryable answer, by reason.",
 		}, []string{"tenant", "api", "reason"}),
 	}
+	m.addTracking()
+	reg.MustRegister(m.TrackedActions, m.TrackingLag)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
 		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries)
 	return m
@@ -110,4 +114,18 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 		m.Backlog.WithLabelValues(name, p)
 	}
 	m.InFlight.WithLabelValues(name)
+}
+
+// addTracking creates the action tracking's gauges; a tracker sets its
+// tenant's series.
+func (m *Metrics) addTracking() {
+	const ns = "mde_offboard"
+	m.TrackedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tracked_actions",
+		Help: "Machine Actions followed until they finish (tenants with tracking on).",
+	}, []string{"tenant"})
+	m.TrackingLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tracking_lag_seconds",
+		Help: "How overdue the most overdue look at a followed action is.",
+	}, []string{"tenant"})
 }
