@@ -307,9 +307,10 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
 
-// trackReload is how often a tracker scans the ledger even when the
-// actions it holds have not run out: for those another replica started
-// following (before it died, say), and the count of followed actions.
+// trackReload is how often (at least, see reload) a tracker scans the
+// ledger even when the actions it holds have not run out: for those
+// another replica started following (before it died, say), and the count
+// of followed actions.
 const trackReload = 5 * time.Minute
 
 // trackRetry is how soon a failed scan is tried again.
@@ -410,7 +411,9 @@ func (tr *tracker) reload(ctx context.Context) time.Time {
 	tr.mu.Unlock()
 	tr.log.Info("tracked actions loaded", zap.Int("followed", followed), zap.Int("held", held),
 		zap.Duration("took", tr.clock.Since(start)))
-	return tr.clock.Now().Add(trackReload)
+	// A scan reads every followed action: with many, scan no more often
+	// than each is looked at. The held ones running out scans sooner.
+	return tr.clock.Now().Add(max(trackReload, tr.spread()))
 }
 
 // load scans the ledger for the soonest due followed actions and holds
@@ -422,8 +425,8 @@ func (tr *tracker) load(ctx context.Context) error {
 	n := 0
 	err := tr.store.ScanTracked(ctx, tr.tenant, func(data []byte) error {
 		st := new(tracked)
-		if json.Unmarshal(data, st) != nil || st.ActionID == "" {
-			return nil
+		if err := json.Unmarshal(data, st); err != nil || st.ActionID == "" {
+			return nil //nolint:nilerr // not a state this tracker wrote: skip it
 		}
 		n++
 		soonest.offer(st, tr.window)
