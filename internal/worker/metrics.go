@@ -25,6 +25,8 @@ type Metrics struct {
 	InFlight         *prometheus.GaugeVec     // tenant
 	Retries          *prometheus.CounterVec   // tenant, api, reason
 	Blocked          *prometheus.CounterVec   // tenant, rule
+	TrackedActions   *prometheus.GaugeVec     // tenant
+	TrackingLag      *prometheus.GaugeVec     // tenant
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -86,6 +88,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
 	}
+	m.addTracking()
+	reg.MustRegister(m.TrackedActions, m.TrackingLag)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
 		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked)
 	return m
@@ -118,4 +122,18 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
 	}
+}
+
+// addTracking creates the action tracking's gauges; a tracker sets its
+// tenant's series.
+func (m *Metrics) addTracking() {
+	const ns = "mde_offboard"
+	m.TrackedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tracked_actions",
+		Help: "Machine Actions followed until they finish (tenants with tracking on).",
+	}, []string{"tenant"})
+	m.TrackingLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tracking_lag_seconds",
+		Help: "How overdue the most overdue look at a followed action is.",
+	}, []string{"tenant"})
 }

@@ -290,7 +290,7 @@ func (w *Worker) newTracker(t *tenantRun) *tracker {
 			return queue.PublishJSON(ctx, w.opts.JS, subject, msgID, data)
 		},
 		subjects: w.opts.Settings.Subjects, clock: w.clock, log: t.log.Named("tracker"),
-		notFoundCheck: w.caller.retry.NotFoundCheck,
+		notFoundCheck: w.caller.retry.NotFoundCheck, metrics: w.m,
 	})
 }
 
