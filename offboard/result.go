@@ -54,8 +54,9 @@ type Result struct {
 	Outcome         Outcome         `json:"outcome"`
 	MachineAction   json.RawMessage `json:"machineAction,omitempty"`
 	Error           *ResultError    `json:"error,omitempty"`
-	Attempts        int             `json:"attempts"` // offboard calls made for this request
-	Attempt         int             `json:"attempt"`  // which attempt of the request this answers
+	Policy          *Policy         `json:"policy,omitempty"` // the guards applied, when the tenant has any
+	Attempts        int             `json:"attempts"`         // offboard calls made for this request
+	Attempt         int             `json:"attempt"`          // which attempt of the request this answers
 	RequestedBy     string          `json:"requestedBy,omitempty"`
 	Source          string          `json:"source,omitempty"`
 	RequestSeq      uint64          `json:"requestSeq"`
@@ -64,13 +65,36 @@ type Result struct {
 	CompletedAt     time.Time       `json:"completedAt"`
 }
 
+// Guard rules a blocked_by_policy result names in error.rule, in the order
+// they are applied: the first that matches is the one named.
+const (
+	RuleMachineIDs         = "protect.machineIds"
+	RuleComputerDNSNames   = "protect.computerDnsNames"
+	RuleMachineTags        = "protect.machineTags"
+	RuleRbacGroups         = "protect.rbacGroups"
+	RuleRequireInactiveFor = "requireInactiveFor"
+)
+
+// Rules lists every guard rule, for metric labels known up front.
+var Rules = []string{RuleMachineIDs, RuleComputerDNSNames, RuleMachineTags, RuleRbacGroups, RuleRequireInactiveFor}
+
+// Policy records the guards applied to a request's device.
+type Policy struct {
+	// Checked lists the kinds of guard configured: "protect",
+	// "requireInactiveFor".
+	Checked []string `json:"checked"`
+	// LastSeen is the device's lastSeen as Defender reported it, when the
+	// device was read.
+	LastSeen string `json:"lastSeen,omitempty"`
+}
+
 // ResultError describes a failure.
 type ResultError struct {
 	Code       string      `json:"code"`
 	Message    string      `json:"message"`
 	HTTPStatus int         `json:"httpStatus,omitempty"`
 	APICode    string      `json:"apiCode,omitempty"`
-	Rule       string      `json:"rule,omitempty"`
+	Rule       string      `json:"rule,omitempty"` // blocked_by_policy: the guard rule that refused (Rules)
 	Candidates []Candidate `json:"candidates,omitempty"`
 }
 

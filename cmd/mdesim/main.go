@@ -24,6 +24,7 @@ func main() { os.Exit(run()) }
 
 type config struct {
 	listen, tenantID, clientID, secret, secretFile, limits, caOut string
+	fixtures                                                      *mdesim.Fixtures
 	loginFault                                                    mdesim.LoginFault
 	machines                                                      int
 	failRate, spurious404Rate, lostAnswerRate                     float64
@@ -48,6 +49,14 @@ func parseFlags(args []string) (config, error) {
 	fs.Func("login-fault", "token endpoint `fault`: garbled (200 with a token MSAL cannot decode) or refused-long-body (401 with a 100 KiB body)", func(v string) error {
 		f, err := mdesim.ParseLoginFault(v)
 		c.loginFault = f
+		return err
+	})
+	fs.Func("fixtures", "add the tenants and devices of `file` (YAML or JSON; see mdesim.Fixtures); a tenant without clientId or clientSecret gets the flags' ones", func(v string) error {
+		b, err := os.ReadFile(v)
+		if err != nil {
+			return err
+		}
+		c.fixtures, err = mdesim.ParseFixtures(b)
 		return err
 	})
 	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
@@ -184,6 +193,18 @@ func newServer(c *config) (*mdesim.Server, error) {
 			OSPlatform:      platforms[i%len(platforms)],
 		})
 	}
+	if c.fixtures != nil {
+		for i := range c.fixtures.Tenants {
+			ft := &c.fixtures.Tenants[i]
+			if ft.ClientID == "" {
+				ft.ClientID = c.clientID
+			}
+			if ft.ClientSecret == "" {
+				ft.ClientSecret = c.secret
+			}
+		}
+		s.AddFixtures(c.fixtures)
+	}
 	return s, nil
 }
 
@@ -196,6 +217,11 @@ func printInfo(c config, base string, generatedSecret bool) {
 	}
 	fmt.Printf("scope:         %s\n", mdesim.ScopeSecurityCenter)
 	fmt.Printf("machines:      %d\n", c.machines)
+	if c.fixtures != nil {
+		for _, ft := range c.fixtures.Tenants {
+			fmt.Printf("fixture:       tenant %s, client %s, %d machines\n", ft.TenantID, ft.ClientID, len(ft.Machines))
+		}
+	}
 	if c.caOut != "" {
 		fmt.Printf("certificate:   %s\n", c.caOut)
 	}

@@ -266,6 +266,7 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 	})
 	a.shared = limiter.NewShared(limiter.SharedOptions{
 		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: a.callLease(),
+		Metrics: limiter.NewJournalMetrics(a.reg),
 	})
 	a.life.add("quota journal writes", func(ctx context.Context) error {
 		// Ends of calls not yet written: written now, or the other
@@ -275,7 +276,6 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 		a.shared.Close(wctx)
 		return nil
 	})
-	a.registerJournalMetrics()
 	return stale, ledger, nil
 }
 

@@ -28,8 +28,9 @@ import (
 func (e *env) one(c *collector, subject string, body map[string]any) offboard.Result {
 	e.t.Helper()
 	id, _ := body["requestId"].(string)
+	before := len(c.snapshot()) // before publishing: the result may come at once
 	e.publish(subject, body, id)
-	got := c.wait(e.t, len(c.snapshot())+1, 20*time.Second)
+	got := c.wait(e.t, before+1, 20*time.Second)
 	rs := got["contoso/"+id]
 	if len(rs) != 1 {
 		e.t.Fatalf("%s: %d results", id, len(rs))

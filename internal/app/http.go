@@ -88,8 +88,11 @@ func (a *App) Ready(ctx context.Context) error {
 	if a.nc == nil || !a.nc.IsConnected() {
 		return errors.New("NATS is not connected")
 	}
-	if a.shared == nil || !a.shared.CaughtUp() {
+	if a.shared == nil {
 		return errors.New("the quota journal is still being read")
+	}
+	if err := a.shared.Healthy(); err != nil { // journal read, clock within the margin
+		return err
 	}
 	a.ready.Lock()
 	defer a.ready.Unlock()

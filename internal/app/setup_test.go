@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"math/big"
 	"net/http"
 	"os"
@@ -342,7 +343,7 @@ func (c *collector) wait(t *testing.T, n int, d time.Duration) map[string][]offb
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d results after %v", got, n, d)
+			t.Fatalf("%d of %d results after %v: %v", got, n, d, slices.Collect(maps.Keys(c.snapshot())))
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -19,6 +19,10 @@
 //	BENCH_OVERHEAD_N        requests of BenchmarkOverhead (default 5000)
 //	BENCH_TENANTS           tenants of BenchmarkTenants1000 (default 1000)
 //	BENCH_TENANTS_TIMEOUT   how long BenchmarkTenants1000 waits for 100 calls per tenant (default 4m)
+//	BENCH_IDLE_TENANTS      idle tenants of BenchmarkIdleTenants (default 1000)
+//	BENCH_IDLE_WINDOW       how long BenchmarkIdleTenants counts JetStream API requests (default 60s)
+//	BENCH_TRACKED           actions followed in BenchmarkTracking250k (default 250000)
+//	BENCH_TRACKING_SECONDS  how long the worker runs over them (default 40)
 //
 // The windows are compressed, and so are --quota-margin and --call-timeout
 // in the drain and isolation benchmarks (a call of a killed worker holds

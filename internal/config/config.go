@@ -49,6 +49,7 @@ type Tenant struct {
 	MaxInFlight             int                 `yaml:"maxInFlight"`
 	SpreadBurst             int                 `yaml:"spreadBurst"`
 	Tracking                Tracking            `yaml:"tracking"`
+	Guards                  Guards              `yaml:"guards"`
 
 	// Filled by Load.
 	Resolved Resolved `yaml:"-"`
@@ -62,14 +63,15 @@ type Tracking struct {
 	MaxAge      Duration `yaml:"maxAge"`      // stop following after this, default 168h
 }
 
-// Duration is a time.Duration written as a Go duration string ("90s").
+// Duration is a time.Duration written as a Go duration string ("90s"), or
+// as a whole number of days ("90d").
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration string.
+// UnmarshalYAML reads a Go duration string or a number of days.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	v, err := time.ParseDuration(n.Value)
+	v, err := parseDuration(n.Value)
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration such as 90s, 5m or 1h", n.Line, n.Value)
+		return fmt.Errorf("line %d: %q is not a duration such as 90s, 5m, 1h or 90d", n.Line, n.Value)
 	}
 	*d = Duration(v)
 	return nil
@@ -173,25 +175,7 @@ func (t *Tenant) resolve() error {
 		errs = append(errs, err)
 	}
 	t.Resolved.Cloud = c
-
-	t.Resolved.Windows = map[string][]limiter.Window{}
-	for api := range t.Limits {
-		if !isAPI(api) {
-			errs = append(errs, fmt.Errorf("limits: unknown API %q (want %s)", api, strings.Join(mde.APIs, ", ")))
-		}
-	}
-	for _, api := range mde.APIs {
-		specs, ok := t.Limits[api]
-		if !ok {
-			t.Resolved.Windows[api] = limiter.Default()
-			continue
-		}
-		ws, err := limiter.ParseWindows(specs)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("limits.%s: %w", api, err))
-		}
-		t.Resolved.Windows[api] = ws
-	}
+	errs = append(errs, t.resolveLimits()...)
 
 	text := t.Comment
 	if text == "" {
@@ -205,6 +189,9 @@ func (t *Tenant) resolve() error {
 		if _, err := t.RenderComment(CommentData{}); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := t.Guards.check(); err != nil {
+		errs = append(errs, err)
 	}
 	if t.MaxInFlight < 0 {
 		errs = append(errs, errors.New("maxInFlight must not be negative"))
@@ -226,6 +213,30 @@ func (t *Tenant) resolve() error {
 		t.MaxInFlight = 4
 	}
 	return errors.Join(errs...)
+}
+
+// resolveLimits reads the limits of each API, the defaults where none.
+func (t *Tenant) resolveLimits() []error {
+	var errs []error
+	t.Resolved.Windows = map[string][]limiter.Window{}
+	for api := range t.Limits {
+		if !isAPI(api) {
+			errs = append(errs, fmt.Errorf("limits: unknown API %q (want %s)", api, strings.Join(mde.APIs, ", ")))
+		}
+	}
+	for _, api := range mde.APIs {
+		specs, ok := t.Limits[api]
+		if !ok {
+			t.Resolved.Windows[api] = limiter.Default()
+			continue
+		}
+		ws, err := limiter.ParseWindows(specs)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("limits.%s: %w", api, err))
+		}
+		t.Resolved.Windows[api] = ws
+	}
+	return errs
 }
 
 func isAPI(name string) bool {

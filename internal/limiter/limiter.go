@@ -169,20 +169,32 @@ func (l *Limiter) takeLocked(now time.Time, low bool) *Permit {
 }
 
 // Acquire blocks until a call may start, then returns its permit.
-func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) { return l.acquire(ctx, false) }
+func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) { return l.acquire(ctx, false, true) }
 
 // AcquireLow is Acquire for work that must never take quota from the rest:
 // it starts a call only while half of every window stays free.
-func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) { return l.acquire(ctx, true) }
+func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) { return l.acquire(ctx, true, true) }
 
-func (l *Limiter) acquire(ctx context.Context, low bool) (*Permit, error) {
+// Wait blocks until a call could start, without taking a permit: for a
+// caller that should not commit to work before there is quota for it, and
+// must not hold quota meanwhile. Someone else may take the place first.
+func (l *Limiter) Wait(ctx context.Context) error {
+	_, err := l.acquire(ctx, false, false)
+	return err
+}
+
+// acquire waits until a call may start and, if take, takes its permit.
+func (l *Limiter) acquire(ctx context.Context, low, take bool) (*Permit, error) {
 	t := l.tenant
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
 		next, ok := l.nextLocked(now, low, false)
 		if ok && !next.After(now) {
-			p := l.takeLocked(now, low)
+			var p *Permit
+			if take {
+				p = l.takeLocked(now, low)
+			}
 			t.mu.Unlock()
 			return p, nil
 		}
@@ -213,13 +225,14 @@ func (t *Tenant) wait(ctx context.Context, changed <-chan struct{}, now, next ti
 
 // nextLocked returns the earliest time a new call may start. ok is false when
 // in-flight calls alone fill a window, so only a completion can help (or,
-// with a journal, before this process has read it). A low call leaves half
+// with a journal, before this process has read it, and while its clock is
+// off by more than the margin). A low call leaves half
 // of every window to the others. For a journal entry (entry), the
 // permits held here do not count, since they are not calls: the journal
 // alone says what may be called.
 func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok bool) {
 	t := l.tenant
-	if t.shared != nil && !t.shared.CaughtUp() {
+	if t.shared != nil && !t.shared.mayCall() {
 		return time.Time{}, false
 	}
 	l.pruneLocked(now)

@@ -2,12 +2,12 @@ package limiter
 
 import (
 	"context"
-	"crypto/rand"
+	crand "crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -22,6 +22,10 @@ type Event struct {
 	Reserved []Call `json:"res,omitempty"`   // calls about to be sent; At is when their answer is due at the latest
 	Done     []Call `json:"done,omitempty"`  // calls that ended: At is when their answer arrived, 0 if never sent
 	Paused   int64  `json:"pause,omitempty"` // the tenant is paused until then (Unix ns)
+	// Written is when the writer wrote the entry, by its own clock (Unix
+	// ns): with the server's timestamp of the entry, the writer learns
+	// how far ahead its clock may be.
+	Written int64 `json:"t,omitempty"`
 }
 
 // Call is a call in an Event.
@@ -57,7 +61,9 @@ type SharedOptions struct {
 	Clock   clockwork.Clock
 	// Margin is added to every time another process wrote (a call's end,
 	// the time an answer is due, a pause): it covers the skew between
-	// the replicas' clocks. This process's own times are exact.
+	// the replicas' clocks. This process's own times are exact. A process
+	// whose clock is off the journal server's by more than the margin
+	// makes no call (ObserveStamp).
 	Margin time.Duration
 	// Lease is how long a call may take from its entry in the journal to
 	// its answer. A call whose end is not written by then (its process
@@ -66,6 +72,15 @@ type SharedOptions struct {
 	Lease time.Duration
 	// Writer names this process in the journal; empty picks a random one.
 	Writer string
+	// Wall is the clock compared with the journal server's timestamps:
+	// the feed's start, waits for the server. Nil: Clock. Tests whose
+	// Clock is fake while the server runs on real time set a real one.
+	Wall clockwork.Clock
+	// Metrics, when set, count what happens to the journal.
+	Metrics *JournalMetrics
+	// Seed seeds the jitter of the journal writes' backoff; 0 derives it
+	// from Writer.
+	Seed uint64
 }
 
 // Shared is the quota every replica of the worker shares: each tenant's
@@ -84,22 +99,15 @@ type Shared struct {
 	pos     uint64 // the journal entry the feed is at
 	moved   chan struct{}
 	tenants map[string]*Tenant
+	skew    offset // this process's clock against the journal server's
 
 	stop    chan struct{}
 	writers sync.WaitGroup
 
-	conflicts, failures atomic.Uint64
-}
+	metrics *JournalMetrics
 
-// JournalStats counts what happened to this process's journal writes.
-type JournalStats struct {
-	Conflicts uint64 // writes another replica's entry came before, tried again
-	Failures  uint64 // writes that failed otherwise (the journal unreachable)
-}
-
-// Stats returns the journal write counts so far.
-func (s *Shared) Stats() JournalStats {
-	return JournalStats{Conflicts: s.conflicts.Load(), Failures: s.failures.Load()}
+	rmu sync.Mutex
+	rnd *rand.Rand // backoff jitter, guarded by rmu
 }
 
 // NewShared returns a shared quota over opts.Journal. Tenant creates its
@@ -108,12 +116,42 @@ func NewShared(opts SharedOptions) *Shared {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
 	}
+	if opts.Wall == nil {
+		opts.Wall = opts.Clock
+	}
 	if opts.Writer == "" {
 		b := make([]byte, 6)
-		_, _ = rand.Read(b)
+		_, _ = crand.Read(b)
 		opts.Writer = hex.EncodeToString(b)
 	}
-	return &Shared{opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stop: make(chan struct{})}
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = NewJournalMetrics(nil)
+	}
+	if opts.Seed == 0 {
+		h := fnv.New64a()
+		_, _ = h.Write([]byte(opts.Writer))
+		opts.Seed = h.Sum64()
+	}
+	return &Shared{
+		opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stop: make(chan struct{}),
+		metrics: metrics, rnd: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>1|1)),
+	}
+}
+
+// Wall is the clock this process compares with the journal server's
+// timestamps (SharedOptions.Wall).
+func (s *Shared) Wall() clockwork.Clock { return s.opts.Wall }
+
+// backoff is the wait before a failed journal write is tried again: it
+// grows with the attempts up to 5s, jittered by ±25% so that replicas that
+// lost the journal together do not come back in step.
+func (s *Shared) backoff(attempt int) time.Duration {
+	base := min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second)
+	s.rmu.Lock()
+	f := 0.75 + s.rnd.Float64()/2
+	s.rmu.Unlock()
+	return time.Duration(float64(base) * f)
 }
 
 // Writer is this process's name in the journal.
@@ -142,18 +180,48 @@ func (s *Shared) CaughtUp() bool {
 	return s.ready
 }
 
+// WaitCaughtUp returns once the feed has caught up, or when ctx ends.
+func (s *Shared) WaitCaughtUp(ctx context.Context) error {
+	for {
+		s.mu.Lock()
+		ready, moved := s.ready, s.moved
+		s.mu.Unlock()
+		if ready {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-moved:
+		}
+	}
+}
+
 // MarkCaughtUp says the feed has delivered every entry up to pos, which is
 // at least the journal's end as it was when the feed started: calls may
 // start.
 func (s *Shared) MarkCaughtUp(pos uint64) {
 	s.mu.Lock()
 	s.ready = true
-	s.advanceLocked(pos)
+	s.metrics.caughtUp.Set(1)
+	if !s.advanceLocked(pos) {
+		s.signalLocked() // WaitCaughtUp
+	}
+	tenants := s.tenantsLocked()
+	s.mu.Unlock()
+	wake(tenants)
+}
+
+func (s *Shared) tenantsLocked() []*Tenant {
 	tenants := make([]*Tenant, 0, len(s.tenants))
 	for _, t := range s.tenants {
 		tenants = append(tenants, t)
 	}
-	s.mu.Unlock()
+	return tenants
+}
+
+// wake wakes the tenants' waiters: calls may start.
+func wake(tenants []*Tenant) {
 	for _, t := range tenants {
 		t.mu.Lock()
 		t.notifyLocked()
@@ -161,12 +229,21 @@ func (s *Shared) MarkCaughtUp(pos uint64) {
 	}
 }
 
-func (s *Shared) advanceLocked(pos uint64) {
-	if pos > s.pos {
-		s.pos = pos
-		close(s.moved)
-		s.moved = make(chan struct{})
+// advanceLocked moves the feed's position on, and reports whether it
+// moved.
+func (s *Shared) advanceLocked(pos uint64) bool {
+	if pos <= s.pos {
+		return false
 	}
+	s.pos = pos
+	s.signalLocked()
+	return true
+}
+
+// signalLocked wakes whoever waits for the feed.
+func (s *Shared) signalLocked() {
+	close(s.moved)
+	s.moved = make(chan struct{})
 }
 
 // Deliver applies the journal entry numbered seq of a tenant. The feed
@@ -195,7 +272,7 @@ func (s *Shared) DeliverUnreadable(seq uint64, tenant string) {
 // waitFeed reports whether the feed has delivered entry pos, waiting for
 // it at most d.
 func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (bool, error) {
-	timer := time.NewTimer(d) // real time: this waits for the server, not for the quota
+	timer := s.opts.Wall.NewTimer(d) // this waits for the server, not for the quota
 	defer timer.Stop()
 	for {
 		s.mu.Lock()
@@ -207,7 +284,7 @@ func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (boo
 		select {
 		case <-ctx.Done():
 			return false, ctx.Err()
-		case <-timer.C:
+		case <-timer.Chan():
 			return false, nil
 		case <-moved:
 		}
@@ -217,10 +294,7 @@ func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (boo
 // Close writes what is pending (within ctx) and stops the writers.
 func (s *Shared) Close(ctx context.Context) {
 	s.mu.Lock()
-	tenants := make([]*Tenant, 0, len(s.tenants))
-	for _, t := range s.tenants {
-		tenants = append(tenants, t)
-	}
+	tenants := s.tenantsLocked()
 	s.mu.Unlock()
 	// The writers stop first: one that cannot follow the feed must not
 	// keep the last writes waiting.
@@ -243,10 +317,15 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	if ev.Writer == t.shared.opts.Writer {
 		return // this process's own entry: counted when it was written
 	}
-	margin := t.shared.opts.Margin
+	// Times from the journal are capped: an entry written by anyone but
+	// the worker, or by a process whose clock is far ahead, must not hold
+	// a call longer than its lease nor pause the tenant longer than its
+	// longest window.
+	margin, now := t.shared.opts.Margin, t.clock.Now()
+	dueCap := now.Add(t.shared.opts.Lease + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {
-			l.foreign[callKey{ev.Writer, c.ID}] = time.Unix(0, c.At).Add(margin)
+			l.foreign[callKey{ev.Writer, c.ID}] = earliest(time.Unix(0, c.At).Add(margin), dueCap)
 		}
 	}
 	for _, c := range ev.Done {
@@ -264,178 +343,26 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 		}
 	}
 	if ev.Paused != 0 {
-		if until := time.Unix(0, ev.Paused).Add(margin); until.After(t.pausedUntil) {
+		pauseCap := now.Add(t.longestLocked() + margin)
+		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap); until.After(t.pausedUntil) {
 			t.pausedUntil = until
 		}
 	}
 	t.notifyLocked()
 }
 
-func (t *Tenant) wakeWriterLocked() {
-	select {
-	case t.flush <- struct{}{}:
-	default:
+// longestLocked is the tenant's longest window.
+func (t *Tenant) longestLocked() time.Duration {
+	var d time.Duration
+	for _, l := range t.apis {
+		d = max(d, l.horizon)
 	}
+	return d
 }
 
-// Record enters the call in the journal before it is sent, waiting while
-// the journal leaves no room for it. It returns when the call's answer is
-// due at the latest: the call must be given up by then. Without a journal
-// it returns at once with a zero time.
-func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
-	l := p.l
-	t := l.tenant
-	if t.shared == nil || p.id != 0 {
-		return p.due, nil
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
 	}
-	for {
-		t.wmu.Lock()
-		t.mu.Lock()
-		now := t.clock.Now()
-		next, ok := l.nextLocked(now, p.low, true)
-		if !ok || next.After(now) {
-			changed := t.changed
-			t.mu.Unlock()
-			t.wmu.Unlock()
-			if err := t.wait(ctx, changed, now, next, ok); err != nil {
-				return time.Time{}, err
-			}
-			continue
-		}
-		t.nextID++
-		id, due := t.nextID, now.Add(t.shared.opts.Lease)
-		ev := t.takePendingLocked()
-		ev.Reserved = []Call{{API: l.api, ID: id, At: due.UnixNano()}}
-		last := t.lastSeq
-		t.mu.Unlock()
-
-		seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
-		t.mu.Lock()
-		if err == nil {
-			t.lastSeq = max(t.lastSeq, seq)
-			l.held--
-			l.reserved++
-			p.id, p.due = id, due
-			t.mu.Unlock()
-			t.wmu.Unlock()
-			return due, nil
-		}
-		ev.Reserved = nil
-		t.restorePendingLocked(ev)
-		var conflict *ConflictError
-		if !errors.As(err, &conflict) {
-			// The entry may have been stored all the same (its answer
-			// lost): its end, as a call never sent, lets the others
-			// forget it.
-			t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: id})
-		}
-		t.wakeWriterLocked()
-		t.mu.Unlock()
-		err = t.afterConflict(ctx, err)
-		t.wmu.Unlock()
-		if err != nil {
-			return time.Time{}, err
-		}
-	}
-}
-
-// afterConflict handles a failed Append: after a conflict it waits until
-// the feed has brought the entries that came first (nil: try again);
-// any other error is returned.
-func (t *Tenant) afterConflict(ctx context.Context, err error) error {
-	var conflict *ConflictError
-	if !errors.As(err, &conflict) {
-		if ctx.Err() == nil {
-			t.shared.failures.Add(1)
-		}
-		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
-	}
-	t.shared.conflicts.Add(1)
-	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
-	if err != nil || !reached {
-		return err // not reached: the next attempt meets the conflict again
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	// The feed has passed the journal's last entry: either it applied it,
-	// or the entry is older than anything that still counts. Last 0: the
-	// tenant's entries all aged out of the journal.
-	if conflict.Last > t.lastSeq || conflict.Last == 0 {
-		t.lastSeq = conflict.Last
-	}
-	return nil
-}
-
-func (t *Tenant) takePendingLocked() Event {
-	ev := t.pending
-	ev.Writer = t.shared.opts.Writer
-	t.pending = Event{}
-	return ev
-}
-
-// restorePendingLocked puts back what a failed Append did not write.
-func (t *Tenant) restorePendingLocked(ev Event) {
-	t.pending.Done = append(ev.Done, t.pending.Done...)
-	t.pending.Paused = max(t.pending.Paused, ev.Paused)
-}
-
-// writePending writes call ends and pauses as they come, until stop.
-func (t *Tenant) writePending(stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	for {
-		select {
-		case <-stop:
-			return
-		case <-t.flush:
-		}
-		for attempt := 0; ; attempt++ {
-			err := t.writeOnce(ctx)
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			// Not written: other replicas keep counting the calls until
-			// their lease ends, which is safe; try again soon.
-			select {
-			case <-stop:
-				return
-			case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second)):
-			}
-		}
-	}
-}
-
-// writeOnce writes what is pending, following conflicts.
-func (t *Tenant) writeOnce(ctx context.Context) error {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	for {
-		t.mu.Lock()
-		if t.pending.empty() {
-			t.mu.Unlock()
-			return nil
-		}
-		ev := t.takePendingLocked()
-		last := t.lastSeq
-		t.mu.Unlock()
-		seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
-		t.mu.Lock()
-		if err == nil {
-			t.lastSeq = max(t.lastSeq, seq)
-			t.mu.Unlock()
-			continue
-		}
-		t.restorePendingLocked(ev)
-		t.mu.Unlock()
-		if err := t.afterConflict(ctx, err); err != nil {
-			return err
-		}
-	}
+	return a
 }

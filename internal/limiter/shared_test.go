@@ -263,3 +263,40 @@ func TestSharedWaiterWakesWhenADeadProcessCallComesDue(t *testing.T) {
 		t.Fatal("B still waits after A's call came due and left the window")
 	}
 }
+
+// TestSharedClockBehindStopsCallsUntilBack: entries stamped by the server
+// 2s after this process received them (by its clock) show its clock 2s
+// behind; with a 500ms margin no permit is granted, and a waiter gets one
+// once the clock is back within the margin.
+func TestSharedClockBehindStopsCallsUntilBack(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	s, l := j.process(t, clock, 500*time.Millisecond, time.Second, []Window{{Count: 5, Length: time.Second}})
+
+	s.ObserveStamp(Event{Writer: "other"}, clock.Now().Add(2*time.Second))
+	if off := s.ClockOffset(); off != -2*time.Second {
+		t.Errorf("offset %v, want -2s", off)
+	}
+	if err := s.Healthy(); err == nil {
+		t.Error("healthy with the clock 2s behind")
+	}
+	if p, _ := l.TryAcquire(clock.Now()); p != nil {
+		t.Fatal("permit with the clock 2s behind")
+	}
+	got := make(chan error, 1)
+	go func() {
+		p, err := l.Acquire(t.Context())
+		if err == nil {
+			p.Release()
+		}
+		got <- err
+	}()
+	s.ObserveStamp(Event{Writer: "other"}, clock.Now().Add(-10*time.Millisecond))
+	if err := s.Healthy(); err != nil {
+		t.Errorf("clock back within the margin: %v", err)
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+}

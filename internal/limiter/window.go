@@ -1,10 +1,3 @@
-// Package limiter keeps the Defender API quota: exact sliding windows per
-// tenant and per API, and the pause a 429 imposes on a whole tenant.
-//
-// A call is placed in its windows at the moment its answer arrives, the
-// latest moment the server could have counted it; while it is in flight it
-// counts in every window. With that rule no window the server can draw ever
-// holds more calls than its count, whatever the network delay.
 package limiter
 
 import (

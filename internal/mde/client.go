@@ -179,12 +179,19 @@ type Action struct {
 // Created is the action's creation time, or zero if the API gave none that
 // reads as a time (it is not always written with a zone).
 func (a Action) Created() time.Time {
+	t, _ := parseAPITime(a.CreationDateTimeUTC)
+	return t
+}
+
+// parseAPITime reads a time as the API writes it: RFC 3339, or without a
+// zone (then UTC).
+func parseAPITime(s string) (time.Time, bool) {
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
-		if t, err := time.Parse(layout, a.CreationDateTimeUTC); err == nil {
-			return t.UTC()
+		if t, err := time.Parse(layout, s); err == nil {
+			return t.UTC(), true
 		}
 	}
-	return time.Time{}
+	return time.Time{}, false
 }
 
 // Unfinished reports whether the action may still change.
@@ -222,13 +229,26 @@ func ParseActions(body []byte) ([]Action, error) {
 	return out, nil
 }
 
-// Machine is the part of a device record the worker reads.
+// Machine is the part of a device record the worker reads: the guards
+// match on its tags, device group and last-seen time.
 type Machine struct {
-	ID              string `json:"id"`
-	ComputerDNSName string `json:"computerDnsName"`
-	LastSeen        string `json:"lastSeen"`
-	HealthStatus    string `json:"healthStatus"`
-	OSPlatform      string `json:"osPlatform"`
+	ID              string   `json:"id"`
+	ComputerDNSName string   `json:"computerDnsName"`
+	LastSeen        string   `json:"lastSeen"`
+	HealthStatus    string   `json:"healthStatus"`
+	OSPlatform      string   `json:"osPlatform"`
+	MachineTags     []string `json:"machineTags"`
+	RbacGroupName   string   `json:"rbacGroupName"`
+	// RbacGroupID is a number in the API's answers; json.Number also
+	// takes it written as a string, so an odd answer does not make the
+	// whole record unreadable.
+	RbacGroupID json.Number `json:"rbacGroupId"`
+}
+
+// LastSeenTime is the device's lastSeen as a time; false when the API gave
+// none that reads as one (it is not always written with a zone).
+func (m Machine) LastSeenTime() (time.Time, bool) {
+	return parseAPITime(m.LastSeen)
 }
 
 // ParseMachine reads one device record.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -793,9 +794,9 @@ func TestParseMachines(t *testing.T) {
   "value": [
     {"id": "` + testMachineID + `", "computerDnsName": "pc.contoso.local", "firstSeen": "2023-01-01T00:00:00Z",
      "lastSeen": "2024-11-24T09:00:00.1234567Z", "osPlatform": "Windows11", "healthStatus": "Active",
-     "machineTags": ["retired"], "ipAddresses": [{"ipAddress": "10.0.0.1"}]},
+     "machineTags": ["retired"], "rbacGroupId": 42, "rbacGroupName": "Tier 0 servers", "ipAddresses": [{"ipAddress": "10.0.0.1"}]},
     {"id": "ffffffffffffffffffffffffffffffffffffffff", "computerDnsName": "pc.contoso.local", "lastSeen": null,
-     "osPlatform": "WindowsServer2019", "healthStatus": "Inactive"}
+     "osPlatform": "WindowsServer2019", "healthStatus": "Inactive", "machineTags": null, "rbacGroupId": null, "rbacGroupName": null}
   ]
 }`
 	got, err := ParseMachines([]byte(body))
@@ -803,14 +804,15 @@ func TestParseMachines(t *testing.T) {
 		t.Fatalf("ParseMachines: %v", err)
 	}
 	want := []Machine{
-		{ID: testMachineID, ComputerDNSName: "pc.contoso.local", LastSeen: "2024-11-24T09:00:00.1234567Z", HealthStatus: "Active", OSPlatform: "Windows11"},
+		{ID: testMachineID, ComputerDNSName: "pc.contoso.local", LastSeen: "2024-11-24T09:00:00.1234567Z", HealthStatus: "Active", OSPlatform: "Windows11",
+			MachineTags: []string{"retired"}, RbacGroupID: "42", RbacGroupName: "Tier 0 servers"},
 		{ID: "ffffffffffffffffffffffffffffffffffffffff", ComputerDNSName: "pc.contoso.local", HealthStatus: "Inactive", OSPlatform: "WindowsServer2019"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("ParseMachines = %+v, want %+v", got, want)
 	}
 	for i := range want {
-		if got[i] != want[i] {
+		if !reflect.DeepEqual(got[i], want[i]) {
 			t.Errorf("machine %d = %+v, want %+v", i, got[i], want[i])
 		}
 	}
@@ -829,18 +831,39 @@ func TestParseMachine(t *testing.T) {
 	t.Parallel()
 	body := `{"@odata.context": "https://api.securitycenter.microsoft.com/api/$metadata#Machines/$entity",
   "id": "` + testMachineID + `", "computerDnsName": "pc.contoso.local", "lastSeen": "2024-11-24T09:00:00.1234567Z",
-  "osPlatform": "Windows11", "healthStatus": "Active", "machineTags": []}`
+  "osPlatform": "Windows11", "healthStatus": "Active", "machineTags": [], "rbacGroupId": "7", "rbacGroupName": "Workstations"}`
 	got, err := ParseMachine([]byte(body))
 	if err != nil {
 		t.Fatalf("ParseMachine: %v", err)
 	}
-	want := Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local", LastSeen: "2024-11-24T09:00:00.1234567Z", OSPlatform: "Windows11", HealthStatus: "Active"}
-	if got != want {
+	want := Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local", LastSeen: "2024-11-24T09:00:00.1234567Z", OSPlatform: "Windows11", HealthStatus: "Active",
+		MachineTags: []string{}, RbacGroupID: "7", RbacGroupName: "Workstations"}
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("ParseMachine = %+v, want %+v", got, want)
 	}
 	for _, bad := range []string{`<html></html>`, `[]`, ``} {
 		if m, err := ParseMachine([]byte(bad)); err == nil {
 			t.Errorf("ParseMachine(%q) = %+v, want an error", bad, m)
+		}
+	}
+}
+
+func TestMachineLastSeenTime(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		lastSeen string
+		want     time.Time
+		ok       bool
+	}{
+		{"2024-11-24T09:00:00.1234567Z", time.Date(2024, 11, 24, 9, 0, 0, 123456700, time.UTC), true},
+		{"2024-11-24T10:00:00+01:00", time.Date(2024, 11, 24, 9, 0, 0, 0, time.UTC), true},
+		{"2024-11-24T09:00:00", time.Date(2024, 11, 24, 9, 0, 0, 0, time.UTC), true},
+		{"", time.Time{}, false},
+		{"yesterday", time.Time{}, false},
+	} {
+		got, ok := Machine{LastSeen: c.lastSeen}.LastSeenTime()
+		if ok != c.ok || !got.Equal(c.want) {
+			t.Errorf("LastSeenTime(%q) = %v, %v; want %v, %v", c.lastSeen, got, ok, c.want, c.ok)
 		}
 	}
 }

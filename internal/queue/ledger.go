@@ -151,22 +151,53 @@ func (l *Ledger) Untrack(ctx context.Context, tenant, actionID string) error {
 	return nil
 }
 
-// Tracked returns the tracking states of a tenant's actions.
-func (l *Ledger) Tracked(ctx context.Context, tenant string) ([][]byte, error) {
-	lister, err := l.kv.ListKeysFiltered(ctx, "a."+tenant+".*")
+// TrackNew starts following an action: it stores its tracking state unless
+// the action is followed already (ErrConflict).
+func (l *Ledger) TrackNew(ctx context.Context, tenant, actionID string, state []byte) error {
+	if _, err := l.kv.Create(ctx, trackKey(tenant, actionID), state); err != nil {
+		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
+			return ErrConflict
+		}
+		return fmt.Errorf("ledger track: %w", err)
+	}
+	return nil
+}
+
+// ScanTracked calls fn with the tracking state of each of a tenant's
+// followed actions, in one pass over the bucket (an ordered consumer, not
+// one read per action), and holds nothing itself: the caller keeps what it
+// needs. It stops at fn's first error.
+func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state []byte) error) error {
+	w, err := l.kv.WatchFiltered(ctx, []string{"a." + tenant + ".*"}, jetstream.IgnoreDeletes())
 	if err != nil {
-		return nil, fmt.Errorf("ledger list tracked: %w", err)
+		return fmt.Errorf("ledger scan tracked: %w", err)
 	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("ledger scan tracked: watcher stopped")
+			}
+			if e == nil { // every stored state has been seen
+				return nil
+			}
+			if err := fn(e.Value()); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// Tracked returns the tracking states of a tenant's actions (all of them
+// in memory: for tests and tools, not for the tracker).
+func (l *Ledger) Tracked(ctx context.Context, tenant string) ([][]byte, error) {
 	var out [][]byte
-	for key := range lister.Keys() {
-		e, err := l.kv.Get(ctx, key)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ledger get %s: %w", key, err)
-		}
-		out = append(out, e.Value())
-	}
-	return out, nil
+	err := l.ScanTracked(ctx, tenant, func(state []byte) error {
+		out = append(out, state)
+		return nil
+	})
+	return out, err
 }

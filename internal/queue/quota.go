@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,11 +59,28 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 	return 0, &limiter.ConflictError{Last: m.Sequence}
 }
 
+// clockProbe is the journal subject of the entries a process writes to
+// find its own place in the journal and, with the server's timestamp, its
+// clock's offset. No tenant can have this name.
+const clockProbe = "_clock"
+
+// probeInterval is how often a process writes a probe: an idle process, or
+// one stopped by its clock's offset, has no other entry to measure it by.
+const probeInterval = 30 * time.Second
+
 // FollowQuota feeds shared with the quota journal's entries written in the
 // last back (the longest window, plus the call lease and the clock
 // margin), then with each new one, until the returned stop is called.
-// shared becomes ready once the feed has reached the journal's end as it
-// was at the start.
+// Each entry's server timestamp also measures this process's clock offset
+// (limiter.Shared.ObserveStamp).
+//
+// shared becomes ready once the feed has delivered an entry this process
+// wrote at the start (a probe, on a subject no tenant has): everything the
+// journal held then has been read, and the clock has been measured. When
+// the journal holds nothing that still counts, it is ready at once, its
+// clock measured on the probe as stored.
+// Waiting for the stream's last sequence instead would wait forever after
+// a purge, or with the last entry deleted, since that entry never comes.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
 	stream, err := js.Stream(ctx, offboard.StreamQuota)
 	if err != nil {
@@ -72,10 +90,23 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
 	}
-	end := info.State.LastSeq
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
-	start := time.Now().Add(-back)
+	start := shared.Wall().Now().Add(-back)
+	end, written, err := writeProbe(ctx, js, subjects, shared)
+	if err != nil {
+		return nil, err
+	}
+	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
+		// Nothing that still counts: ready once the clock is measured
+		// on the probe, without waiting for the feed to bring it.
+		probe, err := stream.GetMsg(ctx, end)
+		if err != nil {
+			return nil, fmt.Errorf("quota journal probe: %w", err)
+		}
+		shared.ObserveStamp(limiter.Event{Writer: shared.Writer(), Written: written}, probe.Time)
+		shared.MarkCaughtUp(info.State.LastSeq)
+	}
 	cons, err := js.OrderedConsumer(ctx, offboard.StreamQuota, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{subjects.AllQuota()},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
@@ -84,12 +115,59 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
 	}
-	ready := end == 0 || info.State.LastTime.Before(start)
-	if ready {
-		shared.MarkCaughtUp(end) // nothing that still counts
+	cc, err := cons.Consume(feed(subjects, shared, end, log), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		log.Warn("quota journal feed", zap.Error(err))
+	}))
+	if err != nil {
+		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
 	}
+	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var probes sync.WaitGroup
+	probes.Go(func() { probeEvery(pctx, js, subjects, shared, log) })
+	return func() {
+		cancel()
+		probes.Wait()
+		cc.Stop()
+	}, nil
+}
+
+// probeEvery writes a probe every probeInterval until ctx ends.
+func probeEvery(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, log *zap.Logger) {
+	ticker := shared.Wall().NewTicker(probeInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.Chan():
+		}
+		if _, _, err := writeProbe(ctx, js, subjects, shared); err != nil && ctx.Err() == nil {
+			log.Warn("quota journal probe", zap.Error(err))
+		}
+	}
+}
+
+// writeProbe writes a probe entry and returns its number and the time it
+// was written.
+func writeProbe(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared) (seq uint64, written int64, err error) {
+	written = shared.Wall().Now().UnixNano()
+	data, err := json.Marshal(limiter.Event{Writer: shared.Writer(), Written: written})
+	if err != nil {
+		return 0, 0, err
+	}
+	ack, err := js.Publish(ctx, subjects.Quota(clockProbe), data)
+	if err != nil {
+		return 0, 0, fmt.Errorf("quota journal probe: %w", err)
+	}
+	return ack.Sequence, written, nil
+}
+
+// feed applies each journal entry to shared, and marks it caught up once
+// the entry numbered end has come.
+func feed(subjects offboard.Subjects, shared *limiter.Shared, end uint64, log *zap.Logger) jetstream.MessageHandler {
+	ready := false
 	prefix := subjects.Prefix + ".quota."
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	return func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {
 			return
@@ -101,19 +179,15 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.
 			// It may have entered calls this process cannot see: the
 			// tenant waits as long as any call could last.
 			log.Error("unreadable quota journal entry: tenant paused for a call lease", zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Error(err))
+			shared.ObserveStamp(limiter.Event{}, meta.Timestamp)
 			shared.DeliverUnreadable(seq, tenant)
 		} else {
+			shared.ObserveStamp(ev, meta.Timestamp)
 			shared.Deliver(seq, tenant, ev)
 		}
 		if !ready && seq >= end {
 			ready = true
 			shared.MarkCaughtUp(seq)
 		}
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		log.Warn("quota journal feed", zap.Error(err))
-	}))
-	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
 	}
-	return cc.Stop, nil
 }

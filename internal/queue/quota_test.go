@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // quotaCall is one call as the API could see it: counted at any moment
@@ -30,6 +32,7 @@ type quotaReplica struct {
 	cancel context.CancelFunc
 	calls  sync.WaitGroup
 	follow func()
+	killed sync.Once
 }
 
 type quotaRig struct {
@@ -39,6 +42,7 @@ type quotaRig struct {
 	clock   *clockwork.FakeClock
 	windows []limiter.Window
 	lease   time.Duration
+	margin  time.Duration
 
 	mu    sync.Mutex
 	calls []quotaCall
@@ -52,13 +56,33 @@ func (r *quotaRig) record(c quotaCall) {
 
 // start starts a replica with a fresh view of the journal, as a new process
 // would.
-func (r *quotaRig) start(id int) *quotaReplica {
+func (r *quotaRig) start(id int) *quotaReplica { return r.startSkewed(id, 0) }
+
+// skewedClock is a clock that is off by skew.
+type skewedClock struct {
+	clockwork.Clock
+	skew time.Duration
+}
+
+func (c skewedClock) Now() time.Time                  { return c.Clock.Now().Add(c.skew) }
+func (c skewedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c skewedClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
+
+// startSkewed starts a replica whose clock is skew ahead of the others
+// (behind if negative). The limiter reads the rig's fake clock; the
+// server stamps entries with real time, which the replica reads (as Wall)
+// off by the same skew.
+func (r *quotaRig) startSkewed(id int, skew time.Duration) *quotaReplica {
 	r.t.Helper()
 	journal, err := NewQuotaJournal(r.t.Context(), r.js, r.s.Subjects)
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: r.clock, Lease: r.lease})
+	clock := skewedClock{r.clock, skew}
+	shared := limiter.NewShared(limiter.SharedOptions{
+		Journal: journal, Clock: clock, Lease: r.lease, Margin: r.margin,
+		Wall: skewedClock{clockwork.NewRealClock(), skew},
+	})
 	tn := shared.Tenant("contoso")
 	l := tn.Add("offboard", r.windows)
 	follow, err := FollowQuota(r.t.Context(), r.js, r.s.Subjects, shared, time.Hour, zap.NewNop())
@@ -89,7 +113,7 @@ func (r *quotaRig) start(id int) *quotaReplica {
 					return
 				}
 				answered := r.clock.Now()
-				p.Complete(answered)
+				p.Complete(answered.Add(skew))
 				r.record(quotaCall{sent: sent, answered: answered, replica: id})
 			}
 		})
@@ -98,7 +122,9 @@ func (r *quotaRig) start(id int) *quotaReplica {
 }
 
 // kill stops the replica as SIGKILL would: calls under way never end.
-func (rp *quotaReplica) kill() {
+func (rp *quotaReplica) kill() { rp.killed.Do(rp.killNow) }
+
+func (rp *quotaReplica) killNow() {
 	rp.cancel()
 	rp.calls.Wait()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -200,4 +226,174 @@ func TestSharedQuotaHoldsAcrossReplicasAndRestarts(t *testing.T) {
 		t.Errorf("%d calls in 40 simulated seconds, want at least %d (the window allows 5 a second)", len(r.calls), min5)
 	}
 	t.Logf("%d calls by replica: %v", len(r.calls), perReplica)
+}
+
+// TestQuotaFeedCatchesUpWithAnEmptiedJournal: after `nats stream purge`,
+// or with the journal's last entry deleted, no entry numbered the stream's
+// last sequence will ever come; a new process must still become ready.
+func TestQuotaFeedCatchesUpWithAnEmptiedJournal(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name  string
+		empty func(ctx context.Context, st jetstream.Stream, last uint64) error
+	}{
+		{"purged", func(ctx context.Context, st jetstream.Stream, _ uint64) error { return st.Purge(ctx) }},
+		{"last deleted", func(ctx context.Context, st jetstream.Stream, last uint64) error { return st.DeleteMsg(ctx, last) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, js := connect(t)
+			s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+			if _, err := Ensure(t.Context(), js, s); err != nil {
+				t.Fatal(err)
+			}
+			var last uint64
+			for range 3 {
+				ack, err := js.Publish(t.Context(), s.Subjects.Quota("contoso"), []byte(`{"w":"gone","done":[{"api":"offboard","id":1,"at":1}]}`))
+				if err != nil {
+					t.Fatal(err)
+				}
+				last = ack.Sequence
+			}
+			st, err := js.Stream(t.Context(), offboard.StreamQuota)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := tc.empty(t.Context(), st, last); err != nil {
+				t.Fatal(err)
+			}
+			journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Lease: time.Second})
+			defer shared.Close(context.Background())
+			stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stop()
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // real time: a bound, not a measure
+			defer cancel()
+			if err := shared.WaitCaughtUp(ctx); err != nil {
+				t.Fatalf("the feed never caught up with the %s journal: %v", tc.name, err)
+			}
+		})
+	}
+}
+
+// TestSkewedReplicaStopsCalling: B's clock is 5s ahead, beyond the 500ms
+// margin. B reads A's call ends 4.5s early and, unchecked, fills the
+// window again while A's calls are still in it: A and B made 20 calls in
+// one 10s window. B measures its offset against the server's timestamps
+// and makes no call; together they never exceed the window.
+func TestSkewedReplicaStopsCalling(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	w := limiter.Window{Count: 10, Length: 10 * time.Second}
+	r := &quotaRig{
+		t: t, js: js, s: s, clock: clockwork.NewFakeClockAt(epoch),
+		windows: []limiter.Window{w}, lease: 2 * time.Second, margin: 500 * time.Millisecond,
+	}
+	a := r.start(0)
+	b := r.startSkewed(1, 5*time.Second)
+	defer func() {
+		a.kill()
+		b.kill()
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // real time: a bound
+	defer cancel()
+	for _, rp := range []*quotaReplica{a, b} {
+		if err := rp.shared.WaitCaughtUp(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.shared.Healthy(); err == nil {
+		t.Error("B, 5s ahead with a 500ms margin, reports healthy")
+	}
+	if err := a.shared.Healthy(); err != nil {
+		t.Errorf("A: %v", err)
+	}
+	if off := a.shared.ClockOffset(); off.Abs() > r.margin {
+		t.Errorf("A's clock offset %v, want within the margin", off)
+	}
+	if off := b.shared.ClockOffset(); off < 4*time.Second || off > 5*time.Second {
+		t.Errorf("B's clock offset %v, want about 5s", off)
+	}
+	for range 1500 { // 30 simulated seconds
+		r.clock.Advance(20 * time.Millisecond)
+		time.Sleep(500 * time.Microsecond) // pace: the replicas' goroutines run
+	}
+	a.kill()
+	b.kill()
+
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	byReplica := map[int]int{}
+	for _, c := range r.calls {
+		byReplica[c.replica]++
+	}
+	if n, at := worst(r.calls, w); n > w.Count {
+		t.Errorf("the API could count %d calls in the 10s window ending at %v (by replica: %v)", n, at.Sub(epoch), byReplica)
+	}
+	if byReplica[1] != 0 {
+		t.Errorf("B, skewed, made %d calls", byReplica[1])
+	}
+	if byReplica[0] < 2*w.Count {
+		t.Errorf("A made %d calls in 30s, want at least %d: it must not be held up by B", byReplica[0], 2*w.Count)
+	}
+}
+
+// TestForgedFarFuturePauseIsCapped: an entry nobody but the worker should
+// write, pausing the tenant for a year and holding a call due in a year,
+// holds the tenant at most the longest window plus the margin, and the
+// call at most its lease plus the margin.
+func TestForgedFarFuturePauseIsCapped(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(epoch)
+	far := epoch.Add(365 * 24 * time.Hour).UnixNano()
+	forged := fmt.Sprintf(`{"w":"forger","pause":%d,"res":[{"api":"offboard","id":1,"at":%d}]}`, far, far)
+	if _, err := js.Publish(t.Context(), s.Subjects.Quota("contoso"), []byte(forged)); err != nil {
+		t.Fatal(err)
+	}
+	journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const lease, margin = 2 * time.Second, 500 * time.Millisecond
+	w := limiter.Window{Count: 10, Length: 10 * time.Second}
+	shared := limiter.NewShared(limiter.SharedOptions{
+		Journal: journal, Clock: clock, Wall: clockwork.NewRealClock(), Lease: lease, Margin: margin,
+	})
+	defer shared.Close(context.Background())
+	l := shared.Tenant("contoso").Add("offboard", []limiter.Window{w})
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // real time: a bound
+	defer cancel()
+	if err := shared.WaitCaughtUp(ctx); err != nil { // the forged entry was read before
+		t.Fatal(err)
+	}
+	if got, limit := shared.Tenant("contoso").PausedUntil(), epoch.Add(w.Length+margin); got.After(limit) {
+		t.Errorf("forged pause holds the tenant until %v, want at most %v", got.Sub(epoch), limit.Sub(epoch))
+	}
+	// The forged call counts as answered at most lease+margin from now,
+	// then leaves the window a window length later.
+	if got := l.Remaining(epoch.Add(lease + margin + w.Length)); got[0] != w.Count {
+		t.Errorf("%d calls free once the forged call is due and out of the window, want %d", got[0], w.Count)
+	}
 }

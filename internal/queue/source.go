@@ -15,38 +15,61 @@ import (
 // Source hands out a tenant's requests one at a time, normal priority
 // before bulk. It pulls a message only when asked, so requests that wait
 // for quota stay in the stream: not in memory, not delivered and unacked.
+//
+// An idle source costs the server next to nothing: it pulls from a
+// consumer only when that consumer may have a message for it (the Router
+// saw a request published, or the consumer's last count or info said so).
+// A safety poll (two consumer infos) covers a missed wake-up: every poll
+// while requests are under way, every IdlePoll otherwise.
 type Source struct {
-	normal, bulk jetstream.Consumer
-	wake         chan struct{}
-	poll         time.Duration
+	lanes [2]*lane // normal, then bulk
+	wake  chan struct{}
+	poll  time.Duration
+
+	mu       sync.Mutex
+	lastPoll time.Time // zero: look at the consumers first
+	busy     bool      // requests under way or just published: poll soon
 }
+
+// lane is one priority's consumer and what the source knows of it.
+type lane struct {
+	cons jetstream.Consumer
+	prio offboard.Priority
+
+	// Guarded by Source.mu.
+	pending uint64 // undelivered messages, as last counted, plus those published since
+	maybe   bool   // a pull may find a message (undelivered, or a redelivery due)
+	woken   bool   // a request was published since the last pull: wait a moment for it
+	wakes   uint64 // wake-ups so far, so a pull knows whether one came meanwhile
+}
+
+// IdlePoll is how often an idle source looks at its consumers in case a
+// wake-up was missed.
+const IdlePoll = 30 * time.Second
+
+// wakeWait is how long a pull after a wake-up waits for the message: the
+// wake-up can come a moment before the stream has stored it.
+const wakeWait = 250 * time.Millisecond
 
 // Next returns the next request, blocking until one is published or ctx
 // ends.
 func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, error) {
 	for {
-		// A publish wakes us a moment before the stream has stored the
-		// message, so look a few times, briefly, before going back to sleep.
-		for _, pause := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 25 * time.Millisecond} {
-			if pause > 0 {
-				if err := sleep(ctx, pause); err != nil {
-					return nil, "", err
-				}
-			}
-			for _, c := range []struct {
-				cons jetstream.Consumer
-				p    offboard.Priority
-			}{{s.normal, offboard.Normal}, {s.bulk, offboard.Bulk}} {
-				msg, err := fetchOne(ctx, c.cons)
-				if err != nil {
-					return nil, "", err
-				}
-				if msg != nil {
-					return msg, c.p, nil
-				}
+		if s.pollDue(time.Now()) {
+			if err := s.refresh(ctx); err != nil {
+				return nil, "", err
 			}
 		}
-		t := time.NewTimer(s.poll)
+		for _, l := range s.lanes {
+			msg, err := s.pull(ctx, l)
+			if err != nil {
+				return nil, "", err
+			}
+			if msg != nil {
+				return msg, l.prio, nil
+			}
+		}
+		t := time.NewTimer(s.untilPoll(time.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -58,29 +81,120 @@ func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, er
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
+// pollDue says whether the safety poll is due at now.
+func (s *Source) pollDue(now time.Time) bool { return s.untilPoll(now) <= 0 }
+
+func (s *Source) untilPoll(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastPoll.IsZero() {
+		return 0
+	}
+	every := IdlePoll
+	if s.busy {
+		every = s.poll
+	}
+	return s.lastPoll.Add(every).Sub(now)
+}
+
+// refresh reads both consumers' counts: the safety poll.
+func (s *Source) refresh(ctx context.Context) error {
+	infos := make([]*jetstream.ConsumerInfo, len(s.lanes))
+	for i, l := range s.lanes {
+		info, err := l.cons.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("consumer info: %w", err)
+		}
+		infos[i] = info
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastPoll = time.Now()
+	s.busy = false
+	for i, l := range s.lanes {
+		l.pending = infos[i].NumPending
+		// A delivered message not acked yet may come back (a nak, an
+		// ack wait run out): look for it at every poll until it is gone.
+		l.maybe = l.maybe || infos[i].NumPending > 0 || infos[i].NumAckPending > 0
+		s.busy = s.busy || infos[i].NumPending > 0 || infos[i].NumAckPending > 0
+	}
+	return nil
+}
+
+// pull fetches one message from the lane if it may have one.
+func (s *Source) pull(ctx context.Context, l *lane) (jetstream.Msg, error) {
+	s.mu.Lock()
+	if !l.maybe {
+		s.mu.Unlock()
+		return nil, nil
+	}
+	wakes, woken := l.wakes, l.woken
+	l.woken = false
+	s.mu.Unlock()
+	var wait time.Duration
+	if woken {
+		wait = wakeWait
+	}
+	msg, err := fetchOne(ctx, l.cons, wait)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case msg != nil:
+		s.busy = true // under way now
+		if meta, err := msg.Metadata(); err == nil {
+			l.pending = meta.NumPending
+		}
+		// Keep pulling while the lane had more than this one: a
+		// redelivery does not show in the count.
+		l.maybe = true
+	case l.wakes == wakes:
+		l.pending, l.maybe = 0, false
+		if woken {
+			s.busy = true // its message may not have been stored yet
+		}
+	}
+	return msg, nil
+}
+
+// woken notes that a request of priority p was published.
+func (s *Source) woken(p offboard.Priority) {
+	l := s.lanes[0]
+	if p == offboard.Bulk {
+		l = s.lanes[1]
+	}
+	s.mu.Lock()
+	l.pending++
+	l.maybe, l.woken = true, true
+	l.wakes++
+	s.mu.Unlock()
 	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
+	case s.wake <- struct{}{}:
+	default: // already awake
 	}
 }
 
-// fetchOne pulls at most one message without waiting for one to arrive.
-func fetchOne(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
+// fetchOne pulls at most one message, waiting up to wait for one (0: no
+// wait).
+func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	batch, err := c.FetchNoWait(1)
+	var batch jetstream.MessageBatch
+	var err error
+	if wait > 0 {
+		batch, err = c.Fetch(1, jetstream.FetchMaxWait(wait))
+	} else {
+		batch, err = c.FetchNoWait(1)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	// A no-wait pull has no timer of its own: if its answer never came,
 	// ranging over the batch would stall the tenant for good.
-	guard := time.NewTimer(fetchGuard)
+	guard := time.NewTimer(wait + fetchGuard)
 	defer guard.Stop()
 	var msg jetstream.Msg
 	for {
@@ -91,7 +205,7 @@ func fetchOne(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) 
 				continue
 			}
 		case <-guard.C:
-			return nil, fmt.Errorf("fetch: no answer from the server in %v", fetchGuard)
+			return nil, fmt.Errorf("fetch: no answer from the server in %v", wait+fetchGuard)
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
@@ -113,26 +227,23 @@ type Router struct {
 	subjects offboard.Subjects
 	sub      *nats.Subscription
 
-	mu    sync.Mutex
-	wakes map[string]chan struct{}
+	mu      sync.Mutex
+	sources map[string]*Source
 }
 
 // NewRouter subscribes to the request subjects.
 func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
-	r := &Router{subjects: s, wakes: map[string]chan struct{}{}}
+	r := &Router{subjects: s, sources: map[string]*Source{}}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
-		tenant, _, ok := s.ParseRequest(m.Subject)
+		tenant, p, ok := s.ParseRequest(m.Subject)
 		if !ok {
 			return
 		}
 		r.mu.Lock()
-		ch := r.wakes[tenant]
+		src := r.sources[tenant]
 		r.mu.Unlock()
-		if ch != nil {
-			select {
-			case ch <- struct{}{}:
-			default: // already awake
-			}
+		if src != nil {
+			src.woken(p)
 		}
 	})
 	if err != nil {
@@ -143,7 +254,8 @@ func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
 }
 
 // Source returns the tenant's source; poll bounds how long a missed wake-up
-// can delay a request.
+// can delay a request while the tenant has requests under way (IdlePoll
+// otherwise).
 func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant string, poll time.Duration) (*Source, error) {
 	normal, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName(tenant, offboard.Normal))
 	if err != nil {
@@ -153,26 +265,44 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, offboard.Bulk), err)
 	}
-	wake := make(chan struct{}, 1)
+	src := &Source{
+		lanes: [2]*lane{{cons: normal, prio: offboard.Normal}, {cons: bulk, prio: offboard.Bulk}},
+		wake:  make(chan struct{}, 1), poll: poll,
+	}
 	r.mu.Lock()
-	r.wakes[tenant] = wake
+	r.sources[tenant] = src
 	r.mu.Unlock()
-	return &Source{normal: normal, bulk: bulk, wake: wake, poll: poll}, nil
+	return src, nil
 }
 
 // Close stops the subscription.
 func (r *Router) Close() error { return r.sub.Unsubscribe() }
 
 // Backlog reports how many requests of each priority wait in the stream
-// for this tenant (not yet delivered).
+// for this tenant (not yet delivered). It answers from what the source
+// last learnt (its pulls, its safety poll, the requests published since)
+// and asks the server only when that is older than IdlePoll, so reading it
+// costs an idle tenant nothing more.
 func (s *Source) Backlog(ctx context.Context) (normal, bulk uint64, err error) {
-	ni, err := s.normal.Info(ctx)
-	if err != nil {
-		return 0, 0, err
+	if s.untilStale(time.Now()) <= 0 {
+		if err := s.refresh(ctx); err != nil {
+			return 0, 0, err
+		}
+		select {
+		case s.wake <- struct{}{}: // Next acts on what it found
+		default:
+		}
 	}
-	bi, err := s.bulk.Info(ctx)
-	if err != nil {
-		return 0, 0, err
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lanes[0].pending, s.lanes[1].pending, nil
+}
+
+func (s *Source) untilStale(now time.Time) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lastPoll.IsZero() {
+		return 0
 	}
-	return ni.NumPending, bi.NumPending, nil
+	return s.lastPoll.Add(IdlePoll).Sub(now)
 }

@@ -43,13 +43,16 @@ type job struct {
 	stopAlive func()
 }
 
-// handle works one request to its result. permit is an offboard permit,
-// taken before the request was pulled; handle spends or releases it.
+// handle works one request to its result. permit is an offboard permit
+// taken as the request was pulled, or nil (its call waits for one);
+// handle spends or releases it.
 func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio offboard.Priority, permit *limiter.Permit) {
 	w.m.InFlight.WithLabelValues(t.name).Inc()
 	defer w.m.InFlight.WithLabelValues(t.name).Dec()
 	w.m.RequestsReceived.WithLabelValues(t.name, string(prio)).Inc()
-	defer permit.Release() // no-op once spent
+	if permit != nil {
+		defer permit.Release() // no-op once spent
+	}
 
 	j := w.newJob(t, msg, prio)
 	// A redelivery of a request this process is still working on (its ack

@@ -33,6 +33,9 @@ type Metrics struct {
 	RequestToResult  *prometheus.HistogramVec // priority, outcome
 	InFlight         *prometheus.GaugeVec     // tenant
 	Retries          *prometheus.CounterVec   // api, reason
+	Blocked          *prometheus.CounterVec   // tenant, rule
+	TrackedActions   *prometheus.GaugeVec     // tenant
+	TrackingLag      *prometheus.GaugeVec     // tenant
 
 	pending *pendingMetrics
 }
@@ -87,12 +90,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "api_retries_total",
 			Help: "Calls repeated after a retryable answer, by reason, all tenants.",
 		}, []string{"api", "reason"}),
+		Blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "blocked_total",
+			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
+		}, []string{"tenant", "rule"}),
 	}
 	m.addLatency()
+	m.addTracking()
 	m.pending = newPendingMetrics(reg)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
-		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries,
-		m.OldestWaiting, m.RequestToResult, buildInfo())
+		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked,
+		m.OldestWaiting, m.RequestToResult, m.TrackedActions, m.TrackingLag, buildInfo())
 	return m
 }
 
@@ -156,22 +164,20 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 		m.OldestWaiting.WithLabelValues(name, p)
 	}
 	m.InFlight.WithLabelValues(name)
+	for _, rule := range offboard.Rules {
+		m.Blocked.WithLabelValues(name, rule)
+	}
 	m.pending.initTenant(name)
 }
 
-// Metrics the dashboard and the alerts read that other parts of the
-// worker own (the control plane, the guards, action tracking, the quota
-// journal's clock). Until those parts set them, they are registered here
-// at zero, per tenant, so that /metrics has every series the dashboard and
-// alerts name. The owner's registration replaces this block.
+// Metrics the dashboard and the alerts read that the control plane owns
+// (pauses, budget holds). Until it sets them, they are registered here at
+// zero, per tenant, so that /metrics has every series the dashboard and
+// alerts name. The control plane's registration replaces this block.
 type pendingMetrics struct {
-	paused          *prometheus.GaugeVec   // tenant, priority
-	held            *prometheus.GaugeVec   // tenant, reason
-	budgetRemaining *prometheus.GaugeVec   // tenant
-	blocked         *prometheus.CounterVec // tenant, rule
-	trackedActions  *prometheus.GaugeVec   // tenant
-	trackingLag     *prometheus.GaugeVec   // tenant
-	clockOffset     prometheus.Gauge
+	paused          *prometheus.GaugeVec // tenant, priority
+	held            *prometheus.GaugeVec // tenant, reason
+	budgetRemaining *prometheus.GaugeVec // tenant
 }
 
 func newPendingMetrics(reg prometheus.Registerer) *pendingMetrics {
@@ -189,32 +195,10 @@ func newPendingMetrics(reg prometheus.Registerer) *pendingMetrics {
 			Namespace: ns, Name: "budget_remaining",
 			Help: "Actions the tenant's budget still allows in its window (absent: no budget).",
 		}, []string{"tenant"}),
-		blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "blocked_total",
-			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
-		}, []string{"tenant", "rule"}),
-		trackedActions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "tracked_actions",
-			Help: "Machine Actions followed until they finish (tenants with tracking on).",
-		}, []string{"tenant"}),
-		trackingLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "tracking_lag_seconds",
-			Help: "How overdue the most overdue look at a followed action is.",
-		}, []string{"tenant"}),
-		clockOffset: prometheus.NewGauge(prometheus.GaugeOpts{
-			Namespace: ns, Name: "clock_offset_seconds",
-			Help: "How far this process's clock is ahead of the NATS server's (negative: behind), from the quota journal's timestamps; beyond --quota-margin the process makes no call.",
-		}),
 	}
-	for _, c := range []prometheus.Collector{p.paused, p.held, p.budgetRemaining, p.blocked, p.trackedActions, p.trackingLag, p.clockOffset} {
-		// Already registered: its owner landed first and sets it.
-		_ = reg.Register(c)
-	}
+	reg.MustRegister(p.paused, p.held, p.budgetRemaining)
 	return p
 }
-
-// guardRules are the guards' error.rule values (CONTRACT.md, Guards).
-var guardRules = []string{"protect.machineIds", "protect.computerDnsNames", "protect.machineTags", "protect.rbacGroups", "requireInactiveFor"}
 
 func (p *pendingMetrics) initTenant(name string) {
 	for _, prio := range []string{string(offboard.Normal), string(offboard.Bulk)} {
@@ -222,9 +206,18 @@ func (p *pendingMetrics) initTenant(name string) {
 	}
 	p.held.WithLabelValues(name, "budget")
 	p.budgetRemaining.WithLabelValues(name)
-	for _, rule := range guardRules {
-		p.blocked.WithLabelValues(name, rule)
-	}
-	p.trackedActions.WithLabelValues(name)
-	p.trackingLag.WithLabelValues(name)
+}
+
+// addTracking creates the action tracking's gauges; a tracker sets its
+// tenant's series.
+func (m *Metrics) addTracking() {
+	const ns = "mde_offboard"
+	m.TrackedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tracked_actions",
+		Help: "Machine Actions followed until they finish (tenants with tracking on).",
+	}, []string{"tenant"})
+	m.TrackingLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tracking_lag_seconds",
+		Help: "How overdue the most overdue look at a followed action is.",
+	}, []string{"tenant"})
 }

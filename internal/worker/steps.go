@@ -33,8 +33,10 @@ type device struct {
 	machine *mde.Machine
 }
 
-// process resolves the device and offboards it. An error means the request
-// must be left for redelivery; every other end is a result.
+// process resolves the device, applies the tenant's guards and offboards
+// it. An error means the request must be left for redelivery; every other
+// end is a result, which records the guards applied (policy) once they
+// were.
 func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*offboard.Result, error) {
 	dev := device{id: j.req.MachineID}
 	if dev.id == "" {
@@ -44,11 +46,20 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}
 		j.req.MachineID = dev.id
 	}
-	if res, err := w.guard(ctx, j, &dev); err != nil || res != nil {
-		return res, err
+	pol, res, err := w.guard(ctx, j, &dev)
+	if err == nil && res == nil {
+		res, err = w.act(ctx, j, &dev, permit)
 	}
+	if res != nil && pol != nil {
+		res.Policy = pol
+	}
+	return res, err
+}
+
+// act offboards a device that passed the guards, or stops at a dry run.
+func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.Permit) (*offboard.Result, error) {
 	if j.req.DryRun {
-		return w.dryRun(ctx, j, &dev)
+		return w.dryRun(ctx, j, dev)
 	}
 	comment, err := w.comment(j)
 	if err != nil {
@@ -68,13 +79,6 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}
 	}
 	return w.offboard(ctx, j, comment, permit)
-}
-
-// guard is where the tenant's policy stands between a resolved device and
-// any destructive call (dry runs included): a result refuses the device.
-// No guard is configured yet: every device passes.
-func (w *Worker) guard(context.Context, *job, *device) (*offboard.Result, error) {
-	return nil, nil
 }
 
 // comment is the request's comment, or the tenant's template's.

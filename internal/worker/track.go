@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -60,13 +61,23 @@ func (q *trackQueue) Pop() any          { old := *q; x := old[len(old)-1]; *q = 
 // /api/machineactions/{id}, under the machineactions limiter and never
 // using more than half of its windows, so lookups for offboard calls always
 // find quota.
+//
+// The followed actions live in the ledger; in memory a tracker holds only
+// the soonest due of them (at most window), and scans the ledger again
+// when those run out. Each action's interval stretches to followed/budget
+// when that is longer, so the looks asked for fit the budget whatever
+// the number followed.
 type tracker struct {
 	trackerConfig
 
 	mu    sync.Mutex
-	queue trackQueue
-	ids   map[string]bool // actions being followed
-	wake  chan struct{}
+	queue trackQueue      // the followed actions held in memory, soonest due first
+	ids   map[string]bool // their ids, and the one being looked at
+	// horizon: a followed action not held in memory is due no sooner than
+	// this. Zero when every followed action is held.
+	horizon  time.Time
+	followed int // followed actions, held or not: the last scan, and changes since
+	wake     chan struct{}
 }
 
 // trackStore keeps followed actions' states (queue.Ledger).
@@ -75,7 +86,11 @@ type trackStore interface {
 	TrackedState(ctx context.Context, tenant, actionID string) ([]byte, uint64, error)
 	TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error
 	Untrack(ctx context.Context, tenant, actionID string) error
-	Tracked(ctx context.Context, tenant string) ([][]byte, error)
+	// TrackNew stores the state of an action not followed yet;
+	// queue.ErrConflict if it is.
+	TrackNew(ctx context.Context, tenant, actionID string, state []byte) error
+	// ScanTracked reads every followed action's state in one pass.
+	ScanTracked(ctx context.Context, tenant string, fn func(state []byte) error) error
 }
 
 // actionReader reads actions under the tenant's machineactions quota.
@@ -90,6 +105,8 @@ type actionReader interface {
 	throttled(v *mde.Verdict)
 	// refreshToken drops the cached token after a 401.
 	refreshToken()
+	// budget is how many looks per second tracking may make (0: no limit).
+	budget() float64
 }
 
 // trackerConfig is what a tracker needs: narrow interfaces, so it can be
@@ -106,22 +123,39 @@ type trackerConfig struct {
 	// notFoundCheck is how many 404s in a row are looked at again before
 	// the action counts as gone (RetryPolicy.NotFoundCheck).
 	notFoundCheck int
+	// window is how many followed actions are held in memory at most
+	// (default trackWindow).
+	window  int
+	metrics *Metrics // nil: none
 }
 
+// trackWindow is how many followed actions a tracker holds in memory
+// unless told otherwise: a few hundred kilobytes.
+const trackWindow = 2000
+
 func newTracker(c trackerConfig) *tracker {
+	if c.window <= 0 {
+		c.window = trackWindow
+	}
+	if c.metrics != nil {
+		c.metrics.TrackedActions.WithLabelValues(c.tenant).Set(0)
+		c.metrics.TrackingLag.WithLabelValues(c.tenant).Set(0)
+	}
 	return &tracker{trackerConfig: c, wake: make(chan struct{}, 1), ids: map[string]bool{}}
 }
 
-// add starts following an action; false if it is followed already.
+// add holds an action in memory that is not held yet; false if it is.
 func (tr *tracker) add(a *tracked) bool {
 	tr.mu.Lock()
 	if tr.ids[a.ActionID] {
 		tr.mu.Unlock()
 		return false
 	}
-	tr.ids[a.ActionID] = true
+	kept := tr.keepLocked(a)
 	tr.mu.Unlock()
-	tr.push(a)
+	if kept {
+		tr.signal()
+	}
 	return true
 }
 
@@ -129,44 +163,122 @@ func (tr *tracker) add(a *tracked) bool {
 func (tr *tracker) done(actionID string) {
 	tr.mu.Lock()
 	delete(tr.ids, actionID)
+	tr.followed = max(tr.followed-1, 0)
 	tr.mu.Unlock()
 }
 
-func (tr *tracker) following(actionID string) bool {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	return tr.ids[actionID]
-}
-
-// push schedules a followed action's next look.
+// push schedules the next look at a held action.
 func (tr *tracker) push(a *tracked) {
 	tr.mu.Lock()
-	heap.Push(&tr.queue, a)
+	kept := tr.keepLocked(a)
 	tr.mu.Unlock()
+	if kept {
+		tr.signal()
+	}
+}
+
+func (tr *tracker) signal() {
 	select {
 	case tr.wake <- struct{}{}:
 	default:
 	}
 }
 
-// track starts following an action that a result carries.
+// keepLocked holds an action in memory if it is due before the horizon;
+// otherwise it is left to the ledger, where a later scan finds it. Past
+// the window, the latest due action is left out and the horizon moves
+// down to it.
+func (tr *tracker) keepLocked(a *tracked) bool {
+	if !tr.horizon.IsZero() && !a.Next.Before(tr.horizon) {
+		delete(tr.ids, a.ActionID)
+		return false
+	}
+	tr.ids[a.ActionID] = true
+	heap.Push(&tr.queue, a)
+	for len(tr.queue) > tr.window {
+		latest := 0
+		for i, b := range tr.queue {
+			if b.Next.After(tr.queue[latest].Next) {
+				latest = i
+			}
+		}
+		b := heap.Remove(&tr.queue, latest).(*tracked)
+		delete(tr.ids, b.ActionID)
+		tr.horizon = b.Next
+	}
+	return tr.ids[a.ActionID]
+}
+
+// spread is the shortest interval that lets every followed action be
+// looked at within the budget: followed / budget.
+func (tr *tracker) spread() time.Duration {
+	b := tr.actions.budget()
+	tr.mu.Lock()
+	n := tr.followed
+	tr.mu.Unlock()
+	if b <= 0 {
+		return 0
+	}
+	return time.Duration(float64(n) / b * float64(time.Second))
+}
+
+// nextLook is when an action is looked at next: after its own interval,
+// stretched to spread when that is longer, and no later than the end of
+// its tracking (maxAge).
+func (tr *tracker) nextLook(st *tracked, now time.Time) time.Time {
+	next := now.Add(max(st.Interval, tr.spread()))
+	if end := st.Since.Add(time.Duration(tr.cfg.MaxAge)); next.After(end) {
+		return end
+	}
+	return next
+}
+
+// trackBudget is how many looks per second tracking may make under the
+// machineactions windows: what AcquireLow leaves it of the tightest one.
+func trackBudget(ws []limiter.Window) float64 {
+	b := math.Inf(1)
+	for _, w := range ws {
+		if w.Length > 0 {
+			b = min(b, float64(w.Count-w.Count/2)/w.Length.Seconds())
+		}
+	}
+	if math.IsInf(b, 1) {
+		return 0
+	}
+	return b
+}
+
+// track starts following an action that a result carries. The first
+// event goes out before the state is stored: both are idempotent (message
+// id, create-only), so a request redelivered after a crash in between
+// completes what the first try began.
 func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	a, err := mde.ParseAction(res.MachineAction)
-	if err != nil || !a.Unfinished() || tr.following(a.ID) {
-		return nil //nolint:nilerr // nothing (new) to follow
+	if err != nil || !a.Unfinished() {
+		return nil //nolint:nilerr // nothing to follow
 	}
 	now := tr.clock.Now().UTC()
-	cfg := tr.cfg
 	st := &tracked{
 		RequestID: res.RequestID, MachineID: res.MachineID, ActionID: a.ID, Status: a.Status,
-		Since: now, Next: now.Add(time.Duration(cfg.FirstCheck)), Interval: time.Duration(cfg.FirstCheck),
+		Since: now, Interval: time.Duration(tr.cfg.FirstCheck),
 	}
-	if err := tr.save(ctx, st); err != nil {
-		return err
-	}
+	st.Next = tr.nextLook(st, now)
 	if err := tr.publishAction(ctx, st, "", a.Raw, false); err != nil {
 		return err
 	}
+	data, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	if err := tr.store.TrackNew(ctx, tr.tenant, st.ActionID, data); err != nil {
+		if errors.Is(err, queue.ErrConflict) {
+			return nil // followed already
+		}
+		return err
+	}
+	tr.mu.Lock()
+	tr.followed++
+	tr.mu.Unlock()
 	tr.add(st)
 	return nil
 }
@@ -195,29 +307,23 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
 
-// trackReload is how often a tracker reads the ledger for actions it does
-// not follow yet: those another replica started following before it died.
+// trackReload is how often (at least, see reload) a tracker scans the
+// ledger even when the actions it holds have not run out: for those
+// another replica started following (before it died, say), and the count
+// of followed actions.
 const trackReload = 5 * time.Minute
+
+// trackRetry is how soon a failed scan is tried again.
+const trackRetry = 10 * time.Second
 
 // run polls the tenant's tracked actions as they come due.
 func (tr *tracker) run(ctx context.Context) {
-	var loaded time.Time
+	var nextLoad time.Time // zero: scan at once
 	for {
-		if tr.clock.Since(loaded) >= trackReload {
-			loaded = tr.clock.Now()
-			tr.load(ctx)
+		if tr.loadDue(nextLoad) {
+			nextLoad = tr.reload(ctx)
 		}
-		tr.mu.Lock()
-		var due *tracked
-		wait := trackReload - tr.clock.Since(loaded)
-		if len(tr.queue) > 0 {
-			if d := tr.queue[0].Next.Sub(tr.clock.Now()); d <= 0 {
-				due = heap.Pop(&tr.queue).(*tracked)
-			} else {
-				wait = min(wait, d)
-			}
-		}
-		tr.mu.Unlock()
+		due, wait := tr.next(nextLoad)
 		if due == nil {
 			timer := tr.clock.NewTimer(wait)
 			select {
@@ -241,18 +347,136 @@ func (tr *tracker) run(ctx context.Context) {
 	}
 }
 
-// load follows the tenant's actions in the ledger that this tracker
-// does not follow yet.
-func (tr *tracker) load(ctx context.Context) {
-	states, err := tr.store.Tracked(ctx, tr.tenant)
-	if err != nil && ctx.Err() == nil {
-		tr.log.Warn("load tracked actions", zap.Error(err))
+// loadDue says whether to scan the ledger now: at nextLoad, or when the
+// horizon has come and no action held in memory is due, since then the
+// soonest due may be among those not held.
+func (tr *tracker) loadDue(nextLoad time.Time) bool {
+	now := tr.clock.Now()
+	if !now.Before(nextLoad) {
+		return true
 	}
-	for _, data := range states {
-		var st tracked
-		if json.Unmarshal(data, &st) == nil && st.ActionID != "" {
-			tr.add(&st)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	return !tr.horizon.IsZero() && !now.Before(tr.horizon) &&
+		(len(tr.queue) == 0 || tr.queue[0].Next.After(now))
+}
+
+// next takes the held action that is due, if any, or says how long to
+// wait; it also refreshes the gauges.
+func (tr *tracker) next(nextLoad time.Time) (*tracked, time.Duration) {
+	now := tr.clock.Now()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	soonest := tr.horizon
+	if len(tr.queue) > 0 && (soonest.IsZero() || tr.queue[0].Next.Before(soonest)) {
+		soonest = tr.queue[0].Next
+	}
+	if tr.metrics != nil {
+		lag := 0.0
+		if !soonest.IsZero() && soonest.Before(now) {
+			lag = now.Sub(soonest).Seconds()
 		}
+		tr.metrics.TrackingLag.WithLabelValues(tr.tenant).Set(lag)
+		tr.metrics.TrackedActions.WithLabelValues(tr.tenant).Set(float64(tr.followed))
+	}
+	wait := nextLoad.Sub(now)
+	if !tr.horizon.IsZero() {
+		wait = min(wait, tr.horizon.Sub(now))
+	}
+	if len(tr.queue) > 0 {
+		d := tr.queue[0].Next.Sub(now)
+		if d <= 0 {
+			return heap.Pop(&tr.queue).(*tracked), 0
+		}
+		wait = min(wait, d)
+	}
+	return nil, wait
+}
+
+// reload scans the ledger and returns when to scan next.
+func (tr *tracker) reload(ctx context.Context) time.Time {
+	start := tr.clock.Now()
+	if err := tr.load(ctx); err != nil {
+		if ctx.Err() == nil {
+			tr.log.Warn("load tracked actions", zap.Error(err))
+		}
+		// Hold what is held; the next scan finds the rest.
+		tr.mu.Lock()
+		tr.horizon = time.Time{}
+		tr.mu.Unlock()
+		return tr.clock.Now().Add(trackRetry)
+	}
+	tr.mu.Lock()
+	held, followed := len(tr.queue), tr.followed
+	tr.mu.Unlock()
+	tr.log.Info("tracked actions loaded", zap.Int("followed", followed), zap.Int("held", held),
+		zap.Duration("took", tr.clock.Since(start)))
+	// A scan reads every followed action: with many, scan no more often
+	// than each is looked at. The held ones running out scans sooner.
+	return tr.clock.Now().Add(max(trackReload, tr.spread()))
+}
+
+// load scans the ledger for the soonest due followed actions and holds
+// them (at most window), instead of those held so far; it also counts
+// them all. Memory stays within the window whatever the ledger holds.
+func (tr *tracker) load(ctx context.Context) error {
+	start := tr.clock.Now()
+	var soonest latestFirst
+	n := 0
+	err := tr.store.ScanTracked(ctx, tr.tenant, func(data []byte) error {
+		st := new(tracked)
+		if err := json.Unmarshal(data, st); err != nil || st.ActionID == "" {
+			return nil //nolint:nilerr // not a state this tracker wrote: skip it
+		}
+		n++
+		soonest.offer(st, tr.window)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	old := tr.queue
+	tr.horizon = time.Time{}
+	if n > len(soonest) { // some were left out: none is due before the latest held
+		tr.horizon = soonest[0].Next
+	}
+	tr.queue = trackQueue(soonest)
+	heap.Init(&tr.queue)
+	tr.ids = make(map[string]bool, len(tr.queue))
+	for _, a := range tr.queue {
+		tr.ids[a.ActionID] = true
+	}
+	// Actions started during the scan may have been missed by it.
+	for _, a := range old {
+		if !a.Since.Before(start) && !tr.ids[a.ActionID] {
+			n++
+			tr.keepLocked(a)
+		}
+	}
+	tr.followed = n
+	return nil
+}
+
+// latestFirst holds the soonest due actions of a scan, the latest due of
+// them on top, so that a sooner one takes its place.
+type latestFirst []*tracked
+
+func (q latestFirst) Len() int           { return len(q) }
+func (q latestFirst) Less(i, j int) bool { return q[i].Next.After(q[j].Next) }
+func (q latestFirst) Swap(i, j int)      { q[i], q[j] = q[j], q[i] }
+func (q *latestFirst) Push(x any)        { *q = append(*q, x.(*tracked)) }
+func (q *latestFirst) Pop() any          { old := *q; x := old[len(old)-1]; *q = old[:len(old)-1]; return x }
+
+// offer keeps st if it is among the limit soonest due seen so far.
+func (q *latestFirst) offer(st *tracked, limit int) {
+	switch {
+	case len(*q) < limit:
+		heap.Push(q, st)
+	case st.Next.Before((*q)[0].Next):
+		(*q)[0] = st
+		heap.Fix(q, 0)
 	}
 }
 
@@ -299,6 +523,12 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 // poll reads one action, publishes a status change, and schedules the next
 // look or ends the tracking.
 func (tr *tracker) poll(ctx context.Context, st *tracked) error {
+	if tr.expired(st) { // no look, so no quota: ending never waits for it
+		if mine, err := tr.claim(ctx, st); err != nil || !mine {
+			return err
+		}
+		return tr.end(ctx, st)
+	}
 	// The permit first, then the claim: a claim held while waiting for
 	// quota could run out, and another replica look at the same time.
 	permit, err := tr.actions.permit(ctx)
@@ -309,7 +539,7 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		permit.Release()
 		return err
 	}
-	if tr.clock.Since(st.Since) >= time.Duration(tr.cfg.MaxAge) {
+	if tr.expired(st) {
 		permit.Release()
 		return tr.end(ctx, st) // too old, whatever the API answers lately
 	}
@@ -342,6 +572,12 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		return tr.reschedule(ctx, st, now)
 	}
 	return tr.observe(ctx, st, v, now)
+}
+
+// expired says whether the action is older than maxAge: its tracking ends
+// whatever the API answers.
+func (tr *tracker) expired(st *tracked) bool {
+	return tr.clock.Since(st.Since) >= time.Duration(tr.cfg.MaxAge)
 }
 
 // observe publishes what a successful look saw, and ends the tracking or
@@ -382,10 +618,14 @@ func (tr *tracker) end(ctx context.Context, st *tracked) error {
 
 // reschedule saves a followed action's state and plans its next look.
 func (tr *tracker) reschedule(ctx context.Context, st *tracked, now time.Time) error {
-	st.Next = now.Add(st.Interval)
+	st.Next = tr.nextLook(st, now)
 	if err := tr.save(ctx, st); err != nil {
 		return err
 	}
 	tr.push(st)
 	return nil
+}
+
+func (a tenantActions) budget() float64 {
+	return trackBudget(a.t.limits.API(mde.APIMachineActions).Windows())
 }

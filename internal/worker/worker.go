@@ -240,6 +240,8 @@ func (w *Worker) stop(ctx context.Context) error {
 // runTenant takes the tenant's requests one by one, as quota and the
 // tenant's in-flight cap allow. A request is pulled from the stream only
 // once an offboard call could start, so waiting requests stay in the stream.
+// The loop holds no permit while it waits for a request: a retry under
+// way, or the quota gauge, must not find it taken by an idle loop.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	slots := make(chan struct{}, t.Config.MaxInFlight)
 	for {
@@ -248,14 +250,12 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		permit, err := w.caller.acquire(fetchCtx, t, mde.APIOffboard)
-		if err != nil {
+		if err := w.waitQuota(fetchCtx, t); err != nil {
 			<-slots
 			return
 		}
 		msg, prio, err := t.source.Next(fetchCtx)
 		if err != nil {
-			permit.Release()
 			<-slots
 			if fetchCtx.Err() != nil {
 				return
@@ -266,11 +266,24 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			}
 			continue
 		}
+		// Usually the quota is still there; if a retry took it meanwhile,
+		// the request waits for its permit like a retry does, kept alive.
+		permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
 		w.handlers.Go(func() {
 			defer func() { <-slots }()
 			w.handle(workCtx, t, msg, prio, permit)
 		})
 	}
+}
+
+// waitQuota returns once an offboard call of the tenant could start,
+// without taking its permit.
+func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
+	start := w.clock.Now()
+	defer func() {
+		w.m.LimiterWait.WithLabelValues(mde.APIOffboard).Observe(w.clock.Since(start).Seconds())
+	}()
+	return t.limits.API(mde.APIOffboard).Wait(ctx)
 }
 
 // newTracker makes the tenant's tracker.
@@ -281,7 +294,7 @@ func (w *Worker) newTracker(t *tenantRun) *tracker {
 			return queue.PublishJSON(ctx, w.opts.JS, subject, msgID, data)
 		},
 		subjects: w.opts.Settings.Subjects, clock: w.clock, log: t.log.Named("tracker"),
-		notFoundCheck: w.caller.retry.NotFoundCheck,
+		notFoundCheck: w.caller.retry.NotFoundCheck, metrics: w.m,
 	})
 }
 

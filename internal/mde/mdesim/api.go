@@ -157,6 +157,14 @@ type machineWire struct {
 }
 
 func machineJSON(m *Machine, context string) machineWire {
+	tags := slices.Clone(m.MachineTags)
+	if tags == nil {
+		tags = []string{}
+	}
+	var group *string
+	if g := m.RbacGroupName; g != "" {
+		group = &g // a copy: the answer is written after the lock is let go
+	}
 	return machineWire{
 		ODataContext:     context,
 		ID:               m.ID,
@@ -169,7 +177,9 @@ func machineJSON(m *Machine, context string) machineWire {
 		DeviceValue:      "Normal",
 		RiskScore:        "None",
 		ExposureLevel:    "None",
-		MachineTags:      []string{},
+		RbacGroupID:      m.RbacGroupID,
+		RbacGroupName:    group,
+		MachineTags:      tags,
 		OnboardingStatus: m.OnboardingStatus,
 		IPAddresses:      []any{},
 	}

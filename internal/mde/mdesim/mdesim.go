@@ -156,6 +156,12 @@ type Machine struct {
 	FirstSeen time.Time
 	// OnboardingStatus is empty for "Onboarded".
 	OnboardingStatus string
+	// MachineTags are the device's tags, served as given (none: []).
+	MachineTags []string
+	// RbacGroupName is the device group; empty is served as null.
+	RbacGroupName string
+	// RbacGroupID is the device group's id (0 when in no group).
+	RbacGroupID int
 }
 
 // Call records one HTTP request that reached the API routes (token and
@@ -348,6 +354,7 @@ func (s *Server) AddMachine(tenantID string, m Machine) {
 	if m.OnboardingStatus == "" {
 		m.OnboardingStatus = "Onboarded"
 	}
+	m.MachineTags = slices.Clone(m.MachineTags)
 	tn := s.tenantLocked(tenantID)
 	key := strings.ToLower(m.ID)
 	if old := tn.machines[key]; old != nil {
@@ -370,6 +377,7 @@ func (s *Server) Machines(tenantID string) []Machine {
 	out := make([]Machine, len(tn.machineList))
 	for i, m := range tn.machineList {
 		out[i] = *m
+		out[i].MachineTags = slices.Clone(m.MachineTags)
 	}
 	return out
 }

@@ -1,0 +1,102 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// Guards are a tenant's rules against offboarding a device that must keep
+// its protection. The worker applies them to the device as Defender reports
+// it, after resolving it and before any destructive call.
+type Guards struct {
+	Protect Protect `yaml:"protect"`
+	// RequireInactiveFor refuses a device Defender saw (lastSeen) less than
+	// this long ago, or whose lastSeen is missing; nil: not checked.
+	RequireInactiveFor *Duration `yaml:"requireInactiveFor"`
+}
+
+// Protect lists the devices that are never offboarded. Every comparison
+// ignores case; Load lower-cases MachineIDs and ComputerDNSNames.
+type Protect struct {
+	MachineIDs       []string `yaml:"machineIds"`
+	ComputerDNSNames []string `yaml:"computerDnsNames"` // globs (path.Match)
+	MachineTags      []string `yaml:"machineTags"`      // any of the device's machineTags
+	RbacGroups       []string `yaml:"rbacGroups"`       // the device group, rbacGroupName
+}
+
+// Guard kinds, as a result's policy.checked lists them.
+const (
+	GuardProtect            = "protect"
+	GuardRequireInactiveFor = "requireInactiveFor"
+)
+
+// Checked lists the kinds of guard configured, in a fixed order; none:
+// the tenant has no guards.
+func (g *Guards) Checked() []string {
+	var kinds []string
+	p := &g.Protect
+	if len(p.MachineIDs)+len(p.ComputerDNSNames)+len(p.MachineTags)+len(p.RbacGroups) > 0 {
+		kinds = append(kinds, GuardProtect)
+	}
+	if g.RequireInactiveFor != nil {
+		kinds = append(kinds, GuardRequireInactiveFor)
+	}
+	return kinds
+}
+
+// NeedsDevice reports whether a guard looks at the device record: every one
+// but protect.machineIds does.
+func (g *Guards) NeedsDevice() bool {
+	p := &g.Protect
+	return len(p.ComputerDNSNames)+len(p.MachineTags)+len(p.RbacGroups) > 0 || g.RequireInactiveFor != nil
+}
+
+// check validates the guards and lower-cases what is matched by lower-case.
+func (g *Guards) check() error {
+	var errs []error
+	p := &g.Protect
+	for i, id := range p.MachineIDs {
+		if !offboard.ValidMachineID(id) {
+			errs = append(errs, fmt.Errorf("guards.protect.machineIds[%d]: %q is not a device id (40 hexadecimal characters)", i, id))
+		}
+		p.MachineIDs[i] = strings.ToLower(id)
+	}
+	for i, glob := range p.ComputerDNSNames {
+		glob = strings.ToLower(strings.TrimSuffix(glob, "."))
+		if _, err := path.Match(glob, ""); glob == "" || err != nil {
+			errs = append(errs, fmt.Errorf("guards.protect.computerDnsNames[%d]: %q is not a glob (Go path.Match: *, ?, [a-z], \\ escapes)", i, p.ComputerDNSNames[i]))
+		}
+		p.ComputerDNSNames[i] = glob
+	}
+	for _, l := range []struct {
+		name   string
+		values []string
+	}{{"machineTags", p.MachineTags}, {"rbacGroups", p.RbacGroups}} {
+		for i, v := range l.values {
+			if strings.TrimSpace(v) == "" {
+				errs = append(errs, fmt.Errorf("guards.protect.%s[%d]: empty", l.name, i))
+			}
+		}
+	}
+	if d := g.RequireInactiveFor; d != nil && *d <= 0 {
+		errs = append(errs, errors.New("guards.requireInactiveFor must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// parseDuration reads a Go duration, or a whole number of days ("90d").
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		// Digits only, and few enough not to overflow a Duration.
+		if n, err := strconv.Atoi(days); err == nil && strings.Trim(days, "0123456789") == "" && n < 100000 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	return time.ParseDuration(s)
+}

@@ -1,0 +1,117 @@
+package config
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseGuards(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant + `    guards:
+      protect:
+        machineIds: ["1E5BC9D7E413DDD7902C2932E418702B84D0CC07"]
+        computerDnsNames: ["DC*.contoso.local.", "*.tier0.contoso.local"]
+        machineTags: ["DoNotOffboard"]
+        rbacGroups: ["Tier 0 servers"]
+      requireInactiveFor: 90d
+` + strings.Replace(okTenant, "contoso", "fabrikam", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := f.Tenants[0].Guards
+	if !slices.Equal(g.Protect.MachineIDs, []string{"1e5bc9d7e413ddd7902c2932e418702b84d0cc07"}) {
+		t.Errorf("machineIds = %q, want lower case", g.Protect.MachineIDs)
+	}
+	if !slices.Equal(g.Protect.ComputerDNSNames, []string{"dc*.contoso.local", "*.tier0.contoso.local"}) {
+		t.Errorf("computerDnsNames = %q, want lower case without the root dot", g.Protect.ComputerDNSNames)
+	}
+	if g.RequireInactiveFor == nil || time.Duration(*g.RequireInactiveFor) != 90*24*time.Hour {
+		t.Errorf("requireInactiveFor = %v, want 90 days", g.RequireInactiveFor)
+	}
+	if got := g.Checked(); !slices.Equal(got, []string{GuardProtect, GuardRequireInactiveFor}) || !g.NeedsDevice() {
+		t.Errorf("Checked() = %q, NeedsDevice() = %v", got, g.NeedsDevice())
+	}
+	if none := f.Tenants[1].Guards; none.Checked() != nil || none.NeedsDevice() {
+		t.Errorf("a tenant without guards: Checked() = %q, NeedsDevice() = %v", none.Checked(), none.NeedsDevice())
+	}
+}
+
+func TestGuardKinds(t *testing.T) {
+	t.Parallel()
+	week := Duration(7 * 24 * time.Hour)
+	for _, tc := range []struct {
+		name    string
+		g       Guards
+		checked []string
+		device  bool
+	}{
+		{"none", Guards{}, nil, false},
+		{"machine ids alone need no device read", Guards{Protect: Protect{MachineIDs: []string{"x"}}}, []string{"protect"}, false},
+		{"names", Guards{Protect: Protect{ComputerDNSNames: []string{"x"}}}, []string{"protect"}, true},
+		{"tags", Guards{Protect: Protect{MachineTags: []string{"x"}}}, []string{"protect"}, true},
+		{"groups", Guards{Protect: Protect{RbacGroups: []string{"x"}}}, []string{"protect"}, true},
+		{"inactivity alone", Guards{RequireInactiveFor: &week}, []string{"requireInactiveFor"}, true},
+	} {
+		if got := tc.g.Checked(); !slices.Equal(got, tc.checked) || tc.g.NeedsDevice() != tc.device {
+			t.Errorf("%s: Checked() = %q, NeedsDevice() = %v; want %q, %v", tc.name, got, tc.g.NeedsDevice(), tc.checked, tc.device)
+		}
+	}
+}
+
+func TestParseGuardErrors(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"bad glob", guards + "      protect:\n        computerDnsNames: [\"dc[0-9.contoso.local\"]\n", `guards.protect.computerDnsNames[0]: "dc[0-9.contoso.local" is not a glob`},
+		{"empty glob", guards + "      protect:\n        computerDnsNames: [\"\"]\n", "guards.protect.computerDnsNames[0]"},
+		{"short machine id", guards + "      protect:\n        machineIds: [\"1e5bc9d7\"]\n", `guards.protect.machineIds[0]: "1e5bc9d7" is not a device id`},
+		{"machine id not hex", guards + "      protect:\n        machineIds: [\"" + strings.Repeat("g", 40) + "\"]\n", "guards.protect.machineIds[0]"},
+		{"empty tag", guards + "      protect:\n        machineTags: [\"ok\", \" \"]\n", "guards.protect.machineTags[1]: empty"},
+		{"empty group", guards + "      protect:\n        rbacGroups: [\"\"]\n", "guards.protect.rbacGroups[0]: empty"},
+		{"bad duration", guards + "      requireInactiveFor: 3 months\n", `"3 months" is not a duration`},
+		{"bad days", guards + "      requireInactiveFor: 1.5d\n", `"1.5d" is not a duration`},
+		{"negative days", guards + "      requireInactiveFor: -1d\n", `"-1d" is not a duration`},
+		{"negative duration", guards + "      requireInactiveFor: -1h\n", `"-1h" is not a duration`},
+		{"zero", guards + "      requireInactiveFor: 0s\n", "guards.requireInactiveFor must be positive"},
+		{"unknown guard", guards + "      protectt:\n        machineTags: [x]\n", "field protectt not found"},
+		{"unknown list", guards + "      protect:\n        hostnames: [x]\n", "field hostnames not found"},
+		{"not a list", guards + "      protect:\n        machineTags: DoNotOffboard\n", "cannot unmarshal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDurationDays(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "0d": 0, "72h": 72 * time.Hour, "1h30m": 90 * time.Minute} {
+		if got, err := parseDuration(in); err != nil || got != want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	for _, bad := range []string{"d", "+1d", "1 d", "99999999999d", "1d12h", "90"} {
+		if got, err := parseDuration(bad); err == nil {
+			t.Errorf("parseDuration(%q) = %v, want an error", bad, got)
+		}
+	}
+}
+
+// TestDeployExample: the commented tenants file in deploy/ loads, guards
+// included.
+func TestDeployExample(t *testing.T) {
+	t.Parallel()
+	f, err := Load("../../deploy/worker.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Tenants[0].Guards.Checked(); !slices.Equal(got, []string{GuardProtect, GuardRequireInactiveFor}) {
+		t.Errorf("contoso guards: Checked() = %q", got)
+	}
+}

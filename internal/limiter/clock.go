@@ -1,0 +1,91 @@
+package limiter
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// offset bounds this process's clock minus the journal server's, from the
+// server's timestamps of journal entries. An entry reaches this process
+// after the server stored it, so the offset is at most the local receive
+// time minus the server's timestamp (hi). An entry this process wrote was
+// written before the server stored it, so the offset is at least its
+// written time minus the server's timestamp (lo). Each bound comes from the
+// latest entry that gives one: old entries read at the start only give a
+// loose bound, never a false alarm.
+type offset struct {
+	lo, hi         time.Duration
+	haveLo, haveHi bool
+}
+
+// estimate is the offset closest to zero within the bounds: latency alone
+// never shows as an offset.
+func (o offset) estimate() time.Duration {
+	switch {
+	case o.haveLo && o.haveHi && o.lo > o.hi: // bounds from moments apart, the clock moved in between
+		return (o.lo + o.hi) / 2
+	case o.haveLo && o.lo > 0:
+		return o.lo
+	case o.haveHi && o.hi < 0:
+		return o.hi
+	}
+	return 0
+}
+
+// ObserveStamp takes the journal server's timestamp of an entry the feed
+// delivers now (before Deliver). When this process's clock turns out to
+// be off the server's by more than the margin, it makes no call until it
+// is back within it: the others read its times with only the margin for
+// skew, and it reads theirs the same way.
+func (s *Shared) ObserveStamp(ev Event, server time.Time) {
+	received := s.opts.Wall.Now()
+	s.mu.Lock()
+	was := s.skewedLocked()
+	s.skew.hi, s.skew.haveHi = received.Sub(server), true
+	if ev.Writer == s.opts.Writer && ev.Written != 0 {
+		s.skew.lo, s.skew.haveLo = time.Unix(0, ev.Written).Sub(server), true
+	}
+	s.metrics.clockOffset.Set(s.skew.estimate().Seconds())
+	skewed := s.skewedLocked()
+	var tenants []*Tenant
+	if was != skewed {
+		s.signalLocked()
+		if !skewed {
+			tenants = s.tenantsLocked()
+		}
+	}
+	s.mu.Unlock()
+	wake(tenants)
+}
+
+func (s *Shared) skewedLocked() bool { return s.skew.estimate().Abs() > s.opts.Margin }
+
+// ClockOffset is how far this process's clock is ahead of the journal
+// server's (negative: behind), as far as the journal's entries tell.
+func (s *Shared) ClockOffset() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skew.estimate()
+}
+
+// mayCall reports whether calls may start: the feed has caught up and the
+// clock is within the margin.
+func (s *Shared) mayCall() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ready && !s.skewedLocked()
+}
+
+// Healthy returns why this process may not start calls, or nil.
+func (s *Shared) Healthy() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.ready {
+		return errors.New("the quota journal is still being read")
+	}
+	if s.skewedLocked() {
+		return fmt.Errorf("the clock is %v off the NATS server's, more than the quota margin %v: no call starts", s.skew.estimate(), s.opts.Margin)
+	}
+	return nil
+}

@@ -1,0 +1,213 @@
+package limiter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// This file holds the journal writes of a tenant: a call's entry before
+// it is sent (Record), and the ends and pauses written as they come
+// (writePending). Both go through write, which appends after the tenant's
+// last entry this process has seen and follows conflicts.
+
+func (t *Tenant) wakeWriterLocked() {
+	select {
+	case t.flush <- struct{}{}:
+	default:
+	}
+}
+
+// Record enters the call in the journal before it is sent, waiting while
+// the journal leaves no room for it. It returns when the call's answer is
+// due at the latest: the call must be given up by then. Without a journal
+// it returns at once with a zero time.
+func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
+	t := p.l.tenant
+	if t.shared == nil || p.id != 0 {
+		return p.due, nil
+	}
+	for {
+		t.wmu.Lock()
+		done, wait, err := p.tryRecord(ctx)
+		t.wmu.Unlock()
+		switch {
+		case err != nil:
+			return time.Time{}, err
+		case done:
+			return p.due, nil
+		case wait != nil:
+			// Waiting without wmu: the ends of this process's calls,
+			// which make room, must get written meanwhile.
+			if err := t.wait(ctx, wait.changed, wait.now, wait.next, wait.ok); err != nil {
+				return time.Time{}, err
+			}
+		}
+	}
+}
+
+// noRoom is what a Record that found no room in the windows waits for
+// (see Tenant.wait).
+type noRoom struct {
+	changed   <-chan struct{}
+	now, next time.Time
+	ok        bool
+}
+
+// tryRecord makes one attempt at entering the call, with t.wmu held. It
+// reports done once the entry is written; wait when the windows leave no
+// room; neither after a conflict the feed has caught up with (try again).
+func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err error) {
+	l, t := p.l, p.l.tenant
+	t.mu.Lock()
+	now := t.clock.Now()
+	next, ok := l.nextLocked(now, p.low, true)
+	if !ok || next.After(now) {
+		wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
+		t.mu.Unlock()
+		return false, wait, nil
+	}
+	t.nextID++
+	id, due := t.nextID, now.Add(t.shared.opts.Lease)
+	ev := t.takePendingLocked()
+	ev.Reserved = []Call{{API: l.api, ID: id, At: due.UnixNano()}}
+	last := t.lastSeq
+	t.mu.Unlock()
+	done, err = t.write(ctx, ev, last, func() {
+		l.held--
+		l.reserved++
+		p.id, p.due = id, due
+	})
+	return done, nil, err
+}
+
+// write appends ev, made of what was pending and, for a call about to be
+// sent, its reservation, after the tenant's entry numbered last. The
+// caller holds t.wmu. Once written, the tenant's last entry moves on and
+// written runs under t.mu; it reports true. Otherwise what was pending is
+// put back; after a conflict it returns false and nil once the feed has
+// brought the entries that came first, so the caller tries again; any
+// other failure is returned.
+func (t *Tenant) write(ctx context.Context, ev Event, last uint64, written func()) (bool, error) {
+	seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
+	t.mu.Lock()
+	if err == nil {
+		t.lastSeq = max(t.lastSeq, seq)
+		if written != nil {
+			written()
+		}
+		t.mu.Unlock()
+		return true, nil
+	}
+	reserved := ev.Reserved
+	ev.Reserved = nil
+	t.restorePendingLocked(ev)
+	if len(reserved) > 0 {
+		var conflict *ConflictError
+		if !errors.As(err, &conflict) {
+			// The entry may have been stored all the same (its answer
+			// lost): its end, as a call never sent, lets the others
+			// forget it.
+			for _, c := range reserved {
+				t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID})
+			}
+		}
+		t.wakeWriterLocked()
+	}
+	t.mu.Unlock()
+	return false, t.afterConflict(ctx, err)
+}
+
+// afterConflict handles a failed Append: after a conflict it waits until
+// the feed has brought the entries that came first (nil: try again);
+// any other error is returned.
+func (t *Tenant) afterConflict(ctx context.Context, err error) error {
+	var conflict *ConflictError
+	if !errors.As(err, &conflict) {
+		if ctx.Err() == nil {
+			t.shared.metrics.failures.Inc()
+		}
+		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
+	}
+	t.shared.metrics.conflicts.Inc()
+	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
+	if err != nil || !reached {
+		return err // not reached: the next attempt meets the conflict again
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// The feed has passed the journal's last entry: either it applied it,
+	// or the entry is older than anything that still counts. Last 0: the
+	// tenant's entries all aged out of the journal.
+	if conflict.Last > t.lastSeq || conflict.Last == 0 {
+		t.lastSeq = conflict.Last
+	}
+	return nil
+}
+
+func (t *Tenant) takePendingLocked() Event {
+	ev := t.pending
+	ev.Writer = t.shared.opts.Writer
+	ev.Written = t.shared.opts.Wall.Now().UnixNano()
+	t.pending = Event{}
+	return ev
+}
+
+// restorePendingLocked puts back what a failed Append did not write.
+func (t *Tenant) restorePendingLocked(ev Event) {
+	t.pending.Done = append(ev.Done, t.pending.Done...)
+	t.pending.Paused = max(t.pending.Paused, ev.Paused)
+}
+
+// writePending writes call ends and pauses as they come, until stop.
+func (t *Tenant) writePending(stop <-chan struct{}) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		select {
+		case <-stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.flush:
+		}
+		for attempt := 0; ; attempt++ {
+			err := t.writeOnce(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			// Not written: other replicas keep counting the calls until
+			// their lease ends, which is safe; try again soon.
+			select {
+			case <-stop:
+				return
+			case <-t.clock.After(t.shared.backoff(attempt)):
+			}
+		}
+	}
+}
+
+// writeOnce writes what is pending, following conflicts.
+func (t *Tenant) writeOnce(ctx context.Context) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	for {
+		t.mu.Lock()
+		if t.pending.empty() {
+			t.mu.Unlock()
+			return nil
+		}
+		ev := t.takePendingLocked()
+		last := t.lastSeq
+		t.mu.Unlock()
+		if _, err := t.write(ctx, ev, last, nil); err != nil {
+			return err
+		}
+	}
+}

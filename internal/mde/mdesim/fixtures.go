@@ -1,0 +1,125 @@
+package mdesim
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Fixtures are tenants and their devices written in a file (YAML, or JSON,
+// which YAML reads too), for cmd/mdesim --fixtures and for tests:
+//
+//	tenants:
+//	  - tenantId: 11111111-2222-3333-4444-555555555555
+//	    clientId: 66666666-7777-8888-9999-000000000000
+//	    clientSecret: s3cret
+//	    machines:
+//	      - computerDnsName: dc01.contoso.local
+//	        machineTags: [DoNotOffboard]
+//	        rbacGroupName: Tier 0 servers
+//	        rbacGroupId: 7
+//	        lastSeenAgo: 100d
+type Fixtures struct {
+	Tenants []FixtureTenant `yaml:"tenants"`
+}
+
+// FixtureTenant is a tenant of a fixtures file. Empty fields are left for
+// the caller to fill (cmd/mdesim gives them its flags' values).
+type FixtureTenant struct {
+	TenantID     string           `yaml:"tenantId"`
+	ClientID     string           `yaml:"clientId"`
+	ClientSecret string           `yaml:"clientSecret"`
+	Roles        []string         `yaml:"roles"` // nil: RoleOffboard and RoleReadAll
+	Machines     []FixtureMachine `yaml:"machines"`
+}
+
+// FixtureMachine is a device of a fixtures file; empty fields get
+// Machine's defaults.
+type FixtureMachine struct {
+	ID              string    `yaml:"id"`
+	ComputerDNSName string    `yaml:"computerDnsName"`
+	OSPlatform      string    `yaml:"osPlatform"`
+	HealthStatus    string    `yaml:"healthStatus"`
+	LastSeen        time.Time `yaml:"lastSeen"`
+	// LastSeenAgo sets lastSeen relative to when the fixtures are added:
+	// a Go duration or a number of days ("90d"). Exclusive with LastSeen.
+	LastSeenAgo   string   `yaml:"lastSeenAgo"`
+	MachineTags   []string `yaml:"machineTags"`
+	RbacGroupName string   `yaml:"rbacGroupName"`
+	RbacGroupID   int      `yaml:"rbacGroupId"`
+}
+
+var fixtureMachineID = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
+
+// ParseFixtures reads a fixtures file. Unknown keys are errors.
+func ParseFixtures(data []byte) (*Fixtures, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var f Fixtures
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("fixtures: %w", err)
+	}
+	var errs []error
+	for i, t := range f.Tenants {
+		if t.TenantID == "" {
+			errs = append(errs, fmt.Errorf("fixtures: tenant %d: no tenantId", i+1))
+		}
+		for k, m := range t.Machines {
+			where := fmt.Sprintf("fixtures: tenant %d, machine %d", i+1, k+1)
+			if m.ID != "" && !fixtureMachineID.MatchString(m.ID) {
+				errs = append(errs, fmt.Errorf("%s: id %q is not 40 hexadecimal characters", where, m.ID))
+			}
+			if m.LastSeenAgo != "" {
+				if !m.LastSeen.IsZero() {
+					errs = append(errs, fmt.Errorf("%s: lastSeen and lastSeenAgo are exclusive", where))
+				}
+				if _, err := parseAgo(m.LastSeenAgo); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", where, err))
+				}
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return &f, nil
+}
+
+// AddFixtures registers the fixtures' tenants and their machines.
+func (s *Server) AddFixtures(f *Fixtures) {
+	now := s.clock.Now()
+	for _, t := range f.Tenants {
+		s.AddTenant(Tenant{TenantID: t.TenantID, ClientID: t.ClientID, ClientSecret: t.ClientSecret, Roles: t.Roles})
+		for _, m := range t.Machines {
+			lastSeen := m.LastSeen
+			if ago, err := parseAgo(m.LastSeenAgo); err == nil && m.LastSeenAgo != "" {
+				lastSeen = now.Add(-ago)
+			}
+			s.AddMachine(t.TenantID, Machine{
+				ID: strings.ToLower(m.ID), ComputerDNSName: m.ComputerDNSName, OSPlatform: m.OSPlatform,
+				HealthStatus: m.HealthStatus, LastSeen: lastSeen, MachineTags: m.MachineTags,
+				RbacGroupName: m.RbacGroupName, RbacGroupID: m.RbacGroupID,
+			})
+		}
+	}
+}
+
+// parseAgo reads a Go duration or a number of days ("90d").
+func parseAgo(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+			return time.Duration(n) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("lastSeenAgo %q is not a duration such as 36h or 90d", s)
+	}
+	return d, nil
+}

@@ -1,0 +1,147 @@
+package worker
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// guard applies the tenant's guards to a resolved device, before any
+// destructive call (dry runs included). It returns the policy to record on
+// the request's result (nil: the tenant has no guards) and a result when
+// the device is refused or cannot be read: a device the guards cannot see
+// is never offboarded.
+func (w *Worker) guard(ctx context.Context, j *job, dev *device) (*offboard.Policy, *offboard.Result, error) {
+	g := &j.t.Config.Guards
+	checked := g.Checked()
+	if checked == nil {
+		return nil, nil, nil
+	}
+	pol := &offboard.Policy{Checked: checked}
+	// The device id needs no read: refuse a listed one before any call.
+	if rule, why := refusal(g, dev.id, nil, time.Time{}); rule != "" {
+		return pol, w.blocked(j, dev, rule, why), nil
+	}
+	if g.NeedsDevice() && dev.machine == nil {
+		res, err := w.readDevice(ctx, j, dev)
+		if err != nil || res != nil {
+			return pol, res, err
+		}
+	}
+	if dev.machine == nil {
+		return pol, nil, nil
+	}
+	pol.LastSeen = dev.machine.LastSeen
+	if rule, why := refusal(g, dev.id, dev.machine, w.clock.Now()); rule != "" {
+		return pol, w.blocked(j, dev, rule, why), nil
+	}
+	return pol, nil, nil
+}
+
+// readDevice reads the device as Defender reports it now, under the
+// machines quota. A result means it could not be read: the read's answer
+// decides the outcome (forbidden, machine_not_found, ...).
+func (w *Worker) readDevice(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
+	v, res, err := w.read(ctx, j, mde.APIMachines, "read the device for the guards: ", func(ctx context.Context) *mde.Verdict {
+		return j.t.Client.GetMachine(ctx, dev.id)
+	})
+	if err != nil || res != nil {
+		return res, err
+	}
+	m, err := mde.ParseMachine(v.Body)
+	if err != nil {
+		return j.failed(offboard.CodeAPIError, err.Error(), v), nil
+	}
+	if !strings.EqualFold(m.ID, dev.id) {
+		return j.failed(offboard.CodeAPIError, "the API answered the read of the device with another device", v), nil
+	}
+	dev.machine = &m
+	return nil, nil
+}
+
+// blocked is the failed result of a device a guard refused.
+func (w *Worker) blocked(j *job, dev *device, rule, why string) *offboard.Result {
+	w.m.Blocked.WithLabelValues(j.t.name, rule).Inc()
+	j.log.Info("device refused by a guard", zap.String("machine_id", dev.id), zap.String("rule", rule))
+	r := j.failed(offboard.CodeBlockedByPolicy, "blocked by "+rule+": "+why, nil)
+	r.Error.Rule = rule
+	if r.ComputerDNSName == "" && dev.machine != nil {
+		r.ComputerDNSName = dev.machine.ComputerDNSName
+	}
+	return r
+}
+
+// refusal is the first guard rule, in the contract's order, that refuses
+// the device, and what matched, for people; "" when none does. m is the
+// device as Defender reported it; nil checks the device id alone.
+// Device-provided text in why is quoted with offboard.Quote.
+func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, why string) {
+	p := &g.Protect
+	if slices.Contains(p.MachineIDs, strings.ToLower(id)) {
+		return offboard.RuleMachineIDs, "the device id " + id + " is listed"
+	}
+	if m == nil {
+		return "", ""
+	}
+	name := strings.ToLower(strings.TrimSuffix(m.ComputerDNSName, "."))
+	for _, glob := range p.ComputerDNSNames {
+		if ok, _ := path.Match(glob, name); ok {
+			return offboard.RuleComputerDNSNames, fmt.Sprintf("computerDnsName %s matches %s", offboard.Quote(m.ComputerDNSName), offboard.Quote(glob))
+		}
+	}
+	for _, tag := range p.MachineTags {
+		for _, has := range m.MachineTags {
+			if strings.EqualFold(strings.TrimSpace(has), strings.TrimSpace(tag)) {
+				return offboard.RuleMachineTags, "the device is tagged " + offboard.Quote(has)
+			}
+		}
+	}
+	for _, group := range p.RbacGroups {
+		if strings.EqualFold(strings.TrimSpace(m.RbacGroupName), strings.TrimSpace(group)) {
+			return offboard.RuleRbacGroups, "the device is in the device group " + offboard.Quote(m.RbacGroupName)
+		}
+	}
+	if d := g.RequireInactiveFor; d != nil {
+		if why := tooRecent(time.Duration(*d), m, now); why != "" {
+			return offboard.RuleRequireInactiveFor, why
+		}
+	}
+	return "", ""
+}
+
+// tooRecent says why the device does not show the required inactivity:
+// Defender saw it less than d before now, or gives no lastSeen that reads
+// as a time; "" when it does.
+func tooRecent(d time.Duration, m *mde.Machine, now time.Time) string {
+	last, ok := m.LastSeenTime()
+	switch {
+	case m.LastSeen == "":
+		return "Defender gives no lastSeen for the device; it must have been inactive for " + days(d)
+	case !ok:
+		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is not a time; it must have been inactive for " + days(d)
+	case last.After(now):
+		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is in the future; it must have been inactive for " + days(d)
+	case last.After(now.Add(-d)):
+		return fmt.Sprintf("Defender saw the device %s ago (lastSeen %s); it must have been inactive for %s",
+			days(now.Sub(last).Truncate(time.Minute)), offboard.Quote(m.LastSeen), days(d))
+	}
+	return ""
+}
+
+// days writes a duration of whole days as "90d", any other as Go does.
+func days(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd", d/day)
+	}
+	return d.String()
+}

@@ -1,0 +1,90 @@
+package worker
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestRefusal: each rule refuses what it names, case-insensitively; the
+// first matching rule in the contract's order is the one named.
+func TestRefusal(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	week := config.Duration(7 * 24 * time.Hour)
+	all := config.Guards{
+		Protect: config.Protect{
+			MachineIDs:       []string{"ffffffffffffffffffffffffffffffffffffffff"},
+			ComputerDNSNames: []string{"dc*.contoso.local", "*.tier0.contoso.local"},
+			MachineTags:      []string{"DoNotOffboard"},
+			RbacGroups:       []string{"Tier 0 servers"},
+		},
+		RequireInactiveFor: &week,
+	}
+	old := now.Add(-30 * 24 * time.Hour).Format(time.RFC3339)
+	plain := mde.Machine{ID: id, ComputerDNSName: "pc-1.contoso.local", LastSeen: old, MachineTags: []string{"retired"}, RbacGroupName: "Workstations"}
+	with := func(f func(m *mde.Machine)) *mde.Machine { m := plain; f(&m); return &m }
+
+	for _, tc := range []struct {
+		name   string
+		id     string
+		m      *mde.Machine
+		rule   string
+		whyHas string
+		guards *config.Guards
+	}{
+		{name: "unprotected and inactive", m: &plain},
+		{name: "listed id, upper case", id: strings.ToUpper("ffffffffffffffffffffffffffffffffffffffff"), rule: offboard.RuleMachineIDs, whyHas: "is listed"},
+		{name: "listed id needs no device", id: "ffffffffffffffffffffffffffffffffffffffff", m: nil, rule: offboard.RuleMachineIDs},
+		{name: "name glob", m: with(func(m *mde.Machine) { m.ComputerDNSName = "DC01.Contoso.Local" }), rule: offboard.RuleComputerDNSNames, whyHas: `"DC01.Contoso.Local" matches "dc*.contoso.local"`},
+		{name: "name glob, root dot", m: with(func(m *mde.Machine) { m.ComputerDNSName = "sql1.tier0.contoso.local." }), rule: offboard.RuleComputerDNSNames},
+		{name: "glob does not cross a label by accident", m: with(func(m *mde.Machine) { m.ComputerDNSName = "xdc01.contoso.local" })},
+		{name: "tag", m: with(func(m *mde.Machine) { m.MachineTags = []string{"x", "donotoffboard"} }), rule: offboard.RuleMachineTags, whyHas: `tagged "donotoffboard"`},
+		{name: "group", m: with(func(m *mde.Machine) { m.RbacGroupName = "TIER 0 SERVERS" }), rule: offboard.RuleRbacGroups, whyHas: `"TIER 0 SERVERS"`},
+		{name: "seen a day ago", m: with(func(m *mde.Machine) { m.LastSeen = now.Add(-24 * time.Hour).Format(time.RFC3339Nano) }), rule: offboard.RuleRequireInactiveFor, whyHas: "saw the device 1d ago"},
+		{name: "seen exactly the setting ago", m: with(func(m *mde.Machine) { m.LastSeen = now.Add(-7 * 24 * time.Hour).Format(time.RFC3339) })},
+		{name: "lastSeen without zone", m: with(func(m *mde.Machine) { m.LastSeen = "2026-11-23T10:00:00.1234567" }), rule: offboard.RuleRequireInactiveFor},
+		{name: "no lastSeen", m: with(func(m *mde.Machine) { m.LastSeen = "" }), rule: offboard.RuleRequireInactiveFor, whyHas: "no lastSeen"},
+		{name: "unreadable lastSeen", m: with(func(m *mde.Machine) { m.LastSeen = "yesterday\n" }), rule: offboard.RuleRequireInactiveFor, whyHas: `"yesterday\n" is not a time`},
+		{name: "lastSeen in the future", m: with(func(m *mde.Machine) { m.LastSeen = now.Add(time.Hour).Format(time.RFC3339) }), rule: offboard.RuleRequireInactiveFor, whyHas: "future"},
+		{name: "first rule wins", id: "ffffffffffffffffffffffffffffffffffffffff", m: with(func(m *mde.Machine) {
+			m.ComputerDNSName, m.MachineTags, m.RbacGroupName, m.LastSeen = "dc1.contoso.local", []string{"DoNotOffboard"}, "Tier 0 servers", ""
+		}), rule: offboard.RuleMachineIDs},
+		{name: "name before tag", m: with(func(m *mde.Machine) {
+			m.ComputerDNSName, m.MachineTags = "dc1.contoso.local", []string{"DoNotOffboard"}
+		}), rule: offboard.RuleComputerDNSNames},
+		{name: "tag before group", m: with(func(m *mde.Machine) { m.MachineTags, m.RbacGroupName = []string{"DoNotOffboard"}, "Tier 0 servers" }), rule: offboard.RuleMachineTags},
+		{name: "group before inactivity", m: with(func(m *mde.Machine) { m.RbacGroupName, m.LastSeen = "Tier 0 servers", "" }), rule: offboard.RuleRbacGroups},
+		{name: "no inactivity guard: a fresh device passes", m: with(func(m *mde.Machine) { m.LastSeen = now.Format(time.RFC3339) }), guards: &config.Guards{Protect: config.Protect{MachineTags: []string{"DoNotOffboard"}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			g := &all
+			if tc.guards != nil {
+				g = tc.guards
+			}
+			devID := id
+			if tc.id != "" {
+				devID = tc.id
+			}
+			rule, why := refusal(g, devID, tc.m, now)
+			if rule != tc.rule || !strings.Contains(why, tc.whyHas) {
+				t.Errorf("refusal = %q, %q; want %q with %q", rule, why, tc.rule, tc.whyHas)
+			}
+		})
+	}
+}
+
+func TestDays(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{90 * 24 * time.Hour: "90d", 72 * time.Hour: "3d", 36 * time.Hour: "36h0m0s", time.Minute: "1m0s"} {
+		if got := days(d); got != want {
+			t.Errorf("days(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

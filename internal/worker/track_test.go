@@ -1,0 +1,314 @@
+package worker
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// The documented machineactions limits: tracking may take half of them,
+// 750 looks an hour.
+var trackWindows = []limiter.Window{{Count: 100, Length: time.Minute}, {Count: 1500, Length: time.Hour}}
+
+const trackBudgetPerHour = 750
+
+// fakeActions answers every look with a Pending action and records it.
+type fakeActions struct {
+	clock   clockwork.Clock
+	lim     *limiter.Limiter
+	windows []limiter.Window
+
+	mu    sync.Mutex
+	looks map[string][]time.Time
+	all   []time.Time
+}
+
+func (f *fakeActions) permit(ctx context.Context) (*limiter.Permit, error) {
+	return f.lim.AcquireLow(ctx)
+}
+
+func (f *fakeActions) get(_ context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
+	now := f.clock.Now()
+	p.Complete(now)
+	f.mu.Lock()
+	f.looks[id] = append(f.looks[id], now)
+	f.all = append(f.all, now)
+	f.mu.Unlock()
+	body := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":"Pending"}`, id)
+	return &mde.Verdict{Class: mde.Success, Status: 200, Body: []byte(body), Sent: true}, nil
+}
+
+func (f *fakeActions) throttled(*mde.Verdict) {}
+func (f *fakeActions) refreshToken()          {}
+func (f *fakeActions) budget() float64        { return trackBudget(f.windows) }
+
+func (f *fakeActions) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.all)
+}
+
+// maxInHour is the most looks in any sliding hour.
+func (f *fakeActions) maxInHour() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	most := 0
+	for i, at := range f.all {
+		j, _ := slices.BinarySearchFunc(f.all, at.Add(-time.Hour), func(a, b time.Time) int { return a.Compare(b) })
+		for j < i && !f.all[j].After(at.Add(-time.Hour)) {
+			j++
+		}
+		most = max(most, i-j+1)
+	}
+	return most
+}
+
+// trackEnv is a tracker over a real ledger (NATS in this process) with a
+// fake clock, a real limiter and a fake API.
+type trackEnv struct {
+	t      *testing.T
+	tr     *tracker
+	clock  *clockwork.FakeClock
+	api    *fakeActions
+	m      *Metrics
+	reads  atomic.Int64 // ledger reads of one entry, seen on the wire
+	obs    *nats.Conn
+	start  time.Time
+	window int
+}
+
+// setupTracker seeds the ledger with n followed actions, all Pending since
+// the start and due within its first hour, then starts a tracker that
+// holds at most window of them.
+func setupTracker(t *testing.T, n, window int) *trackEnv {
+	t.Helper()
+	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &trackEnv{t: t, start: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), window: window}
+	e.countReads(ns.ClientURL())
+	e.seed(js, n)
+	e.clock = clockwork.NewFakeClockAt(e.start)
+	e.api = &fakeActions{clock: e.clock, windows: trackWindows, looks: map[string][]time.Time{},
+		lim: limiter.NewTenant(e.clock).Add(mde.APIMachineActions, trackWindows)}
+	e.m = NewMetrics(prometheus.NewRegistry())
+	e.tr = newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: e.api, clock: e.clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish:  func(context.Context, string, string, []byte) error { return nil },
+		subjects: offboard.Subjects{}, notFoundCheck: 3, metrics: e.m,
+		window: window,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.tr.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return e
+}
+
+// countReads counts the requests that read one ledger entry (KV get),
+// whichever API the client uses for them.
+func (e *trackEnv) countReads(url string) {
+	obs, err := nats.Connect(url)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(obs.Close)
+	stream := "KV_" + offboard.BucketLedger
+	for _, subj := range []string{"$JS.API.DIRECT.GET." + stream, "$JS.API.DIRECT.GET." + stream + ".>", "$JS.API.STREAM.MSG.GET." + stream} {
+		if _, err := obs.Subscribe(subj, func(*nats.Msg) { e.reads.Add(1) }); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	if err := obs.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	e.obs = obs
+}
+
+// readsSoFar is the count of ledger reads made until now.
+func (e *trackEnv) readsSoFar() int64 {
+	if err := e.obs.Flush(); err != nil {
+		e.t.Fatal(err)
+	}
+	return e.reads.Load()
+}
+
+func (e *trackEnv) seed(js jetstream.JetStream, n int) {
+	for i := range n {
+		st := tracked{
+			RequestID: fmt.Sprintf("r-%06d", i), MachineID: fmt.Sprintf("%040x", i), ActionID: fmt.Sprintf("act-%06d", i),
+			Status: "Pending", Since: e.start, Interval: time.Hour,
+			Next: e.start.Add(time.Duration(i) * time.Hour / time.Duration(n)),
+		}
+		data, err := json.Marshal(st)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		key := "a.contoso." + base64.RawURLEncoding.EncodeToString([]byte(st.ActionID))
+		if _, err := js.PublishAsync("$KV."+offboard.BucketLedger+"."+key, data); err != nil {
+			e.t.Fatal(err)
+		}
+		if i%1000 == 999 || i == n-1 { // within the client's limit of messages in flight
+			select {
+			case <-js.PublishAsyncComplete():
+			case <-time.After(time.Minute):
+				e.t.Fatal("seeding the ledger stalled for a minute")
+			}
+		}
+	}
+}
+
+// runFor moves the fake clock on by step each time the tracker waits on
+// it, for d, and calls check before each step.
+func (e *trackEnv) runFor(d, step time.Duration, check func(now time.Time)) {
+	e.t.Helper()
+	end := e.clock.Now().Add(d)
+	for e.clock.Now().Before(end) {
+		ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
+		err := e.clock.BlockUntilContext(ctx, 1)
+		cancel()
+		if err != nil {
+			e.t.Fatalf("at %v the tracker never waited: %v", e.clock.Since(e.start), err)
+		}
+		check(e.clock.Now())
+		e.clock.Advance(step)
+	}
+}
+
+// held is how many actions the tracker holds in memory, and their ids
+// (the one being looked at included).
+func (e *trackEnv) held() (queued, ids int) {
+	e.tr.mu.Lock()
+	defer e.tr.mu.Unlock()
+	return len(e.tr.queue), len(e.tr.ids)
+}
+
+// checkHeld fails the test when the tracker holds more than its window.
+func (e *trackEnv) checkHeld(most *int) func(time.Time) {
+	return func(now time.Time) {
+		q, ids := e.held()
+		*most = max(*most, q, ids)
+		if q > e.window || ids > e.window+1 {
+			e.t.Fatalf("at %v the tracker holds %d actions (%d ids), more than its window of %d", now.Sub(e.start), q, ids, e.window)
+		}
+	}
+}
+
+// TestTrackerMemoryAndReadsStayBounded: with 20,000 followed actions and a
+// window of 500, the tracker holds at most 500 of them in memory, its
+// scans of the ledger read no entry one by one (the only single reads are
+// the claims before each look), and it looks within the budget.
+func TestTrackerMemoryAndReadsStayBounded(t *testing.T) {
+	t.Parallel()
+	const n, window = 20_000, 500
+	e := setupTracker(t, n, window)
+	most := 0
+	e.runFor(time.Hour, 10*time.Second, e.checkHeld(&most))
+	reads := e.readsSoFar()
+	looks := e.api.count()
+	t.Logf("held at most %d; %d looks, %d single ledger reads in an hour", most, looks, reads)
+	if looks == 0 {
+		t.Fatal("no look in an hour")
+	}
+	// One read per look (the claim); a scan of the ledger reads none.
+	if reads > int64(looks)+1 {
+		t.Errorf("%d single ledger reads for %d looks: the scans read entries one by one", reads, looks)
+	}
+	if most := e.api.maxInHour(); most > trackBudgetPerHour {
+		t.Errorf("%d looks in one hour, budget %d", most, trackBudgetPerHour)
+	}
+	if got := testutil.ToFloat64(e.m.TrackedActions.WithLabelValues("contoso")); got != n {
+		t.Errorf("mde_offboard_tracked_actions = %v, want %d", got, n)
+	}
+}
+
+// TestTrackerLooksAtEveryActionWithinBudget: with 1,500 actions followed
+// and a budget of 750 looks an hour, each is looked at within
+// max(maxInterval, followed/budget) = 2 h of its due time, no hour sees
+// more looks than the budget, the tracker holds no more than its window,
+// and once the first round is done the looks keep up: the lag stays
+// small, where intervals that ignore the budget (1 h) would leave it
+// hours behind.
+func TestTrackerLooksAtEveryActionWithinBudget(t *testing.T) {
+	t.Parallel()
+	const n, window = 1500, 100
+	e := setupTracker(t, n, window)
+	most := 0
+	check := e.checkHeld(&most)
+	spread := time.Duration(n) * time.Hour / trackBudgetPerHour // 2h
+	var lagLate float64
+	e.runFor(7*time.Hour, 30*time.Second, func(now time.Time) {
+		check(now)
+		if now.Sub(e.start) > 2*spread {
+			lagLate = max(lagLate, testutil.ToFloat64(e.m.TrackingLag.WithLabelValues("contoso")))
+		}
+	})
+	e.api.mu.Lock()
+	looked := len(e.api.looks)
+	var late []string
+	for id, at := range e.api.looks {
+		// Due within the first hour, looked at within the spread after.
+		if first := at[0]; first.After(e.start.Add(time.Hour + spread + 30*time.Minute)) {
+			late = append(late, fmt.Sprintf("%s first at %v", id, first.Sub(e.start)))
+		}
+		for i := 1; i < len(at); i++ {
+			if gap := at[i].Sub(at[i-1]); gap > spread+time.Hour {
+				late = append(late, fmt.Sprintf("%s %v between looks", id, gap))
+			}
+		}
+	}
+	e.api.mu.Unlock()
+	t.Logf("%d of %d actions looked at, %d looks, held at most %d, lag after the first rounds at most %.0fs",
+		looked, n, e.api.count(), most, lagLate)
+	if looked != n {
+		t.Errorf("%d of %d actions looked at", looked, n)
+	}
+	if len(late) > 0 {
+		t.Errorf("%d looks later than the schedule allows, first: %v", len(late), late[:min(5, len(late))])
+	}
+	if most := e.api.maxInHour(); most > trackBudgetPerHour {
+		t.Errorf("%d looks in one hour, budget %d", most, trackBudgetPerHour)
+	}
+	if lagLate > time.Hour.Seconds() {
+		t.Errorf("tracking lag reached %.0fs after the first rounds: the looks asked for exceed the budget", lagLate)
+	}
+}
