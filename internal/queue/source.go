@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -24,6 +25,22 @@ type Source struct {
 // Next returns the next request, blocking until one is published or ctx
 // ends.
 func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, error) {
+	return s.NextOf(ctx, offboard.Normal, offboard.Bulk)
+}
+
+// NextOf is Next over the given priorities only (those not paused),
+// normal before bulk.
+func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstream.Msg, offboard.Priority, error) {
+	type source struct {
+		cons jetstream.Consumer
+		p    offboard.Priority
+	}
+	var from []source
+	for _, c := range []source{{s.normal, offboard.Normal}, {s.bulk, offboard.Bulk}} {
+		if slices.Contains(prios, c.p) {
+			from = append(from, c)
+		}
+	}
 	for {
 		// A publish wakes us a moment before the stream has stored the
 		// message, so look a few times, briefly, before going back to sleep.
@@ -33,10 +50,7 @@ func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, er
 					return nil, "", err
 				}
 			}
-			for _, c := range []struct {
-				cons jetstream.Consumer
-				p    offboard.Priority
-			}{{s.normal, offboard.Normal}, {s.bulk, offboard.Bulk}} {
+			for _, c := range from {
 				msg, err := fetchOne(ctx, c.cons)
 				if err != nil {
 					return nil, "", err

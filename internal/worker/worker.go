@@ -46,6 +46,8 @@ type Options struct {
 	// Presence says which tenants other live replicas serve; nil: this
 	// worker answers unknown_tenant for every tenant it does not configure.
 	Presence Presence
+	// Control holds the operators' pauses; nil: nothing is ever paused.
+	Control Control
 }
 
 // Tenant is a configured tenant with its API client.
@@ -64,6 +66,7 @@ type tenantRun struct {
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
 	log     *zap.Logger
+	backlog map[offboard.Priority]uint64 // last read by runStats
 }
 
 // Worker processes the requests of all configured tenants.
@@ -104,6 +107,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Presence == nil {
 		o.Presence = servesNone{}
+	}
+	if o.Control == nil {
+		o.Control = noControl{}
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
@@ -244,17 +250,29 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
+		// A paused priority is not fetched: its requests wait in the
+		// stream. A pause that lands during the fetch ends it.
+		prios, changed, err := w.served(fetchCtx, t.name)
+		if err != nil {
+			<-slots
+			return
+		}
 		permit, err := w.caller.acquire(fetchCtx, t, mde.APIOffboard)
 		if err != nil {
 			<-slots
 			return
 		}
-		msg, prio, err := t.source.Next(fetchCtx)
+		nextCtx, stopNext := w.untilPaused(fetchCtx, t.name, prios, changed)
+		msg, prio, err := t.source.NextOf(nextCtx, prios...)
+		stopNext()
 		if err != nil {
 			permit.Release()
 			<-slots
 			if fetchCtx.Err() != nil {
 				return
+			}
+			if nextCtx.Err() != nil {
+				continue // the tenant's pauses changed
 			}
 			t.log.Warn("fetch request", zap.Error(err))
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
@@ -323,10 +341,19 @@ func (w *Worker) runStats(ctx context.Context) {
 			if err == nil {
 				w.m.Backlog.WithLabelValues(t.name, string(offboard.Normal)).Set(float64(normal))
 				w.m.Backlog.WithLabelValues(t.name, string(offboard.Bulk)).Set(float64(bulk))
+				t.backlog = map[offboard.Priority]uint64{offboard.Normal: normal, offboard.Bulk: bulk}
 			}
+			w.setPaused(t.name, t.backlog)
 		}
-		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {
+		// A control change refreshes the paused and held gauges at once.
+		timer := w.clock.NewTimer(w.opts.StatsEvery)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
 			return
+		case <-timer.Chan():
+		case <-w.opts.Control.Changed():
+			timer.Stop()
 		}
 	}
 }
