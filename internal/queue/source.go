@@ -106,8 +106,9 @@ func fetchOne(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) 
 			}
 		case <-guard.C:
 			return nil, fmt.Errorf("fetch: no answer from the server in %v", fetchGuard)
-		case <-ctx.Done():
-			return nil, ctx.Err()
+			// Not on ctx: the server may have delivered the message
+			// already, and one dropped here would wait out its ack wait.
+			// The answer to a no-wait pull takes a round trip.
 		}
 		break
 	}

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -262,6 +263,12 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			<-slots
 			return
 		}
+		// The wait for quota can be long: a pause may have landed since.
+		if !slices.Equal(w.unpaused(t.name), prios) {
+			permit.Release()
+			<-slots
+			continue
+		}
 		nextCtx, stopNext := w.untilPaused(fetchCtx, t.name, prios, changed)
 		msg, prio, err := t.source.NextOf(nextCtx, prios...)
 		stopNext()
@@ -327,6 +334,7 @@ func (a tenantActions) refreshToken() {
 // runStats refreshes the backlog and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
 	for {
+		changed := w.opts.Control.Changed() // before the controls are read
 		for _, t := range w.tenants {
 			for _, api := range mde.APIs {
 				l := t.limits.API(api)
@@ -352,7 +360,7 @@ func (w *Worker) runStats(ctx context.Context) {
 			timer.Stop()
 			return
 		case <-timer.Chan():
-		case <-w.opts.Control.Changed():
+		case <-changed:
 			timer.Stop()
 		}
 	}
