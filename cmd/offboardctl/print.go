@@ -28,7 +28,7 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", st.Tenant, pausedCell(st), budgetCell(st.Budget),
 			quotaCell(st), backlogCell(st), oldestCell(st), st.InFlight, etaCell(st))
 	}
-	tw.Flush()
+	_ = tw.Flush()
 	for _, st := range sts {
 		for _, p := range control.Priorities {
 			if e := st.Pauses[p]; e.Paused {

@@ -41,20 +41,18 @@ const rewatchAfter = time.Second
 // Run follows the bucket until ctx ends. When the watch ends it watches
 // again; the entries are read again and overwrite what was known.
 func (w *Watcher) Run(ctx context.Context) error {
-	for {
-		err := w.watch(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		w.log.Warn("control watch ended; watching again", zap.Error(err))
-		t := time.NewTimer(rewatchAfter) // real time: waits for the server, not logic
-		select {
-		case <-ctx.Done():
+	for ctx.Err() == nil {
+		if err := w.watch(ctx); ctx.Err() == nil {
+			w.log.Warn("control watch ended; watching again", zap.Error(err))
+			t := time.NewTimer(rewatchAfter) // real time: waits for the server, not logic
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
 			t.Stop()
-			return nil
-		case <-t.C:
 		}
 	}
+	return nil
 }
 
 func (w *Watcher) watch(ctx context.Context) error {

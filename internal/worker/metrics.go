@@ -92,23 +92,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "api_retries_total",
 			Help: "Calls repeated after a retryable answer, by reason.",
 		}, []string{"tenant", "api", "reason"}),
-		TenantPaused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "tenant_paused",
-			Help: "1 while an operator has paused the tenant's priority (offboardctl pause), else 0.",
-		}, []string{"tenant", "priority"}),
-		HeldRequests: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "held_requests",
-			Help: "Requests waiting in the stream because of a pause or a spent budget.",
-		}, []string{"tenant", "reason"}),
-		BudgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "budget_remaining",
-			Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
-		}, []string{"tenant"}),
 	}
+	m.addControlMetrics(ns)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
 		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries,
 		m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
 	return m
+}
+
+// addControlMetrics creates the metrics of pauses and budgets.
+func (m *Metrics) addControlMetrics(ns string) {
+	m.TenantPaused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tenant_paused",
+		Help: "1 while an operator has paused the tenant's priority (offboardctl pause), else 0.",
+	}, []string{"tenant", "priority"})
+	m.HeldRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "held_requests",
+		Help: "Requests waiting in the stream because of a pause or a spent budget.",
+	}, []string{"tenant", "reason"})
+	m.BudgetRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "budget_remaining",
+		Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
+	}, []string{"tenant"})
 }
 
 // initTenant creates a tenant's series at zero, so that the first event
