@@ -77,8 +77,8 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 		},
 		{
 			Name:        offboard.StreamResults,
-			Description: "One result per offboard request, and Machine Action status changes",
-			Subjects:    []string{p + ".result.>", p + ".action.>"},
+			Description: "One result per offboard request, Machine Action status changes, and control events",
+			Subjects:    []string{p + ".result.>", p + ".action.>", p + ".control.>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    s.Replicas,
