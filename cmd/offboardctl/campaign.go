@@ -14,7 +14,9 @@ func newCampaignCmd(c *cli) *cobra.Command {
 		Use:   "campaign",
 		Short: "Run, follow and cancel bulk offboarding campaigns",
 		Args:  exactArgs(0),
-		RunE:  func(*cobra.Command, []string) error { return usagef("a campaign command is required: run, status or cancel") },
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("a campaign command is required: run, status or cancel")
+		},
 	}
 	cmd.AddCommand(newCampaignRunCmd(c), newCampaignStatusCmd(c), newCampaignCancelCmd(c))
 	return cmd

@@ -188,3 +188,18 @@ func (e *testEnv) waitFor(what string, d time.Duration, cond func() bool) {
 		_, _ = sub.NextMsg(min(left, time.Second))
 	}
 }
+
+// requestsWaiting is the number of requests in the request stream: a
+// request leaves once its result is stored.
+func (e *testEnv) requestsWaiting() uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(e.t.Context(), offboard.StreamRequests)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Msgs
+}
