@@ -420,5 +420,5 @@ func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offbo
 	if err != nil {
 		return 0, err
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
+	return info.NumPending + uint64(max(info.NumAckPending, 0)), nil
 }

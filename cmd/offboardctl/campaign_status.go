@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -66,7 +67,7 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		if err != nil {
 			return err
 		}
-		st.Backlog += int(n)
+		st.Backlog += int(min(n, uint64(math.MaxInt32)))
 	}
 	if st.Waiting > 0 {
 		eta := campaign.Estimate{Ahead: st.Backlog, Windows: ws}.ETA()

@@ -94,6 +94,7 @@ func TestCampaignProgressBarOnATerminal(t *testing.T) {
 	mu.Lock()
 	got := screen.String()
 	mu.Unlock()
+	t.Logf("terminal: %q", got[max(0, len(got)-400):])
 	if !strings.Contains(got, "\r") || !strings.Contains(got, "30/30") || !strings.Contains(got, "created 30") || !strings.Contains(got, "ETA") {
 		t.Errorf("no progress bar on the terminal: %q", got)
 	}

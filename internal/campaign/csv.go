@@ -37,7 +37,7 @@ const (
 	ColSource          = "source"
 )
 
-// ErrNoDeviceColumn: the header names neither device column.
+// ErrNoDeviceColumn means the header names neither device column.
 var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a computerDnsName column")
 
 // NewReader reads the header row.

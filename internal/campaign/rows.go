@@ -158,7 +158,7 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 	}
 	r.off[n] = r.size + 1
 	r.size += int64(r.buf.Len())
-	r.attempt[n] = byte(attempt)
+	r.attempt[n] = byte(min(max(attempt, 0), 255))
 	r.move(n, st)
 	return nil
 }
