@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 )
@@ -35,13 +34,6 @@ func defaultUser() string {
 		}
 	}
 	return "unknown"
-}
-
-func checkTenant(name string) error {
-	if !config.TenantName.MatchString(name) {
-		return usagef("tenant %q: a tenant name matches %s", name, config.TenantName)
-	}
-	return nil
 }
 
 func pauseCommand(c *cli) *cobra.Command  { return pauseResume(c, control.ActionPause) }

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -83,6 +84,9 @@ type Worker struct {
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
 
+	// campaigns knows which campaigns are cancelled (package campaign).
+	campaigns *campaign.Watcher
+
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
@@ -152,6 +156,9 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
+	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -196,6 +203,7 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
