@@ -53,10 +53,10 @@ func TestRollingUpdateOneResultPerRequest(t *testing.T) {
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("fabrikam", "f-", 0, 20)
 	e.offboardEach("contoso", "c-", 0, 5)
-	got := res.wait(t, 25, 30*time.Second)
+	res.wait(t, 25, 30*time.Second)
 	// Strays: a second answer would come within a poll or two.
 	time.Sleep(1 * time.Second)
-	got = res.snapshot()
+	got := res.snapshot()
 	for key, rs := range got {
 		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 			var outs []string
@@ -96,9 +96,9 @@ func TestUnservedTenantAnsweredFromTheLedger(t *testing.T) {
 	for _, id := range []string{"done-1", "calling-1", "new-1"} {
 		e.publish("mde.offboard.request.gone", map[string]any{"requestId": id, "machineId": newID()}, "gone:"+id)
 	}
-	got := res.wait(t, 2, 20*time.Second)
+	res.wait(t, 2, 20*time.Second)
 	time.Sleep(time.Second) // the call under way must stay unanswered
-	got = res.snapshot()
+	got := res.snapshot()
 	if rs := got["gone/done-1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 		t.Errorf("done-1: %+v, want the stored created result", rs)
 	}

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"math"
 	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -36,9 +37,17 @@ type Metrics struct {
 	Blocked          *prometheus.CounterVec   // tenant, rule
 	TrackedActions   *prometheus.GaugeVec     // tenant
 	TrackingLag      *prometheus.GaugeVec     // tenant
-
-	pending *pendingMetrics
+	TenantPaused     *prometheus.GaugeVec     // tenant, priority
+	HeldRequests     *prometheus.GaugeVec     // tenant, reason (HeldPause, HeldBudget)
+	BudgetRemaining  *prometheus.GaugeVec     // tenant
 }
+
+// Reasons a request waits in the stream, as mde_offboard_held_requests
+// labels them.
+const (
+	HeldPause  = "pause"  // an operator paused its tenant and priority
+	HeldBudget = "budget" // its tenant's budget is spent
+)
 
 // NewMetrics creates the metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -97,10 +106,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.addLatency()
 	m.addTracking()
-	m.pending = newPendingMetrics(reg)
+	m.addControlMetrics(ns)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
 		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked,
-		m.OldestWaiting, m.RequestToResult, m.TrackedActions, m.TrackingLag, buildInfo())
+		m.OldestWaiting, m.RequestToResult, m.TrackedActions, m.TrackingLag, buildInfo(),
+		m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
 	return m
 }
 
@@ -143,6 +153,22 @@ func buildInfo() prometheus.Collector {
 	return g
 }
 
+// addControlMetrics creates the metrics of pauses and budgets.
+func (m *Metrics) addControlMetrics(ns string) {
+	m.TenantPaused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tenant_paused",
+		Help: "1 while an operator has paused the tenant's priority (offboardctl pause), else 0.",
+	}, []string{"tenant", "priority"})
+	m.HeldRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "held_requests",
+		Help: "Requests waiting in the stream because of a pause or a spent budget.",
+	}, []string{"tenant", "reason"})
+	m.BudgetRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "budget_remaining",
+		Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
+	}, []string{"tenant"})
+}
+
 // initTenant creates a tenant's series at zero, so that the first event
 // after a start shows in rate() and increase(). Failure codes are left to
 // their first result: thirteen series a tenant that are nearly always zero
@@ -162,50 +188,15 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 		m.RequestsReceived.WithLabelValues(name, p)
 		m.Backlog.WithLabelValues(name, p)
 		m.OldestWaiting.WithLabelValues(name, p)
+		m.TenantPaused.WithLabelValues(name, p)
 	}
+	m.HeldRequests.WithLabelValues(name, HeldPause)
+	m.HeldRequests.WithLabelValues(name, HeldBudget)
+	m.BudgetRemaining.WithLabelValues(name).Set(math.NaN())
 	m.InFlight.WithLabelValues(name)
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
 	}
-	m.pending.initTenant(name)
-}
-
-// Metrics the dashboard and the alerts read that the control plane owns
-// (pauses, budget holds). Until it sets them, they are registered here at
-// zero, per tenant, so that /metrics has every series the dashboard and
-// alerts name. The control plane's registration replaces this block.
-type pendingMetrics struct {
-	paused          *prometheus.GaugeVec // tenant, priority
-	held            *prometheus.GaugeVec // tenant, reason
-	budgetRemaining *prometheus.GaugeVec // tenant
-}
-
-func newPendingMetrics(reg prometheus.Registerer) *pendingMetrics {
-	const ns = "mde_offboard"
-	p := &pendingMetrics{
-		paused: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "tenant_paused",
-			Help: "1 while an operator has paused the tenant's requests of this priority (offboardctl pause).",
-		}, []string{"tenant", "priority"}),
-		held: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "held_requests",
-			Help: "Requests of the tenant waiting in the stream because they are held (reason budget: the tenant's budget is spent).",
-		}, []string{"tenant", "reason"}),
-		budgetRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "budget_remaining",
-			Help: "Actions the tenant's budget still allows in its window (absent: no budget).",
-		}, []string{"tenant"}),
-	}
-	reg.MustRegister(p.paused, p.held, p.budgetRemaining)
-	return p
-}
-
-func (p *pendingMetrics) initTenant(name string) {
-	for _, prio := range []string{string(offboard.Normal), string(offboard.Bulk)} {
-		p.paused.WithLabelValues(name, prio)
-	}
-	p.held.WithLabelValues(name, "budget")
-	p.budgetRemaining.WithLabelValues(name)
 }
 
 // addTracking creates the action tracking's gauges; a tracker sets its

@@ -12,9 +12,12 @@ import (
 )
 
 // refreshWaiting sets a tenant's backlog and oldest waiting age gauges
-// from its consumers. Only the stats loop calls it.
-func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
+// from its consumers, and returns the backlog by priority (last's count
+// for a priority it could not read). Only the stats loop calls it.
+func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offboard.Priority]uint64) map[offboard.Priority]uint64 {
+	backlog := map[offboard.Priority]uint64{}
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		backlog[p] = last[p]
 		cons, err := w.waitingConsumer(ctx, t.name, p)
 		if err != nil {
 			t.log.Debug("backlog", zap.Error(err))
@@ -27,6 +30,7 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
 			t.log.Debug("backlog", zap.Error(err))
 			continue
 		}
+		backlog[p] = n
 		w.m.Backlog.WithLabelValues(t.name, string(p)).Set(float64(n))
 		age := 0.0
 		if !oldest.IsZero() {
@@ -34,6 +38,7 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
 		}
 		w.m.OldestWaiting.WithLabelValues(t.name, string(p)).Set(age)
 	}
+	return backlog
 }
 
 // waitingConsumer returns the tenant's consumer of priority p, looked up

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -46,6 +49,8 @@ type Options struct {
 	// Presence says which tenants other live replicas serve; nil: this
 	// worker answers unknown_tenant for every tenant it does not configure.
 	Presence Presence
+	// Control holds the operators' pauses; nil: nothing is ever paused.
+	Control Control
 }
 
 // Tenant is a configured tenant with its API client.
@@ -64,6 +69,7 @@ type tenantRun struct {
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
 	log     *zap.Logger
+	backlog map[offboard.Priority]uint64 // last read by runStats
 }
 
 // Worker processes the requests of all configured tenants.
@@ -80,6 +86,9 @@ type Worker struct {
 
 	requests       jetstream.Stream              // the request stream, for the stats loop
 	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
+
+	// campaigns knows which campaigns are cancelled (package campaign).
+	campaigns *campaign.Watcher
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -107,6 +116,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Presence == nil {
 		o.Presence = servesNone{}
+	}
+	if o.Control == nil {
+		o.Control = noControl{}
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
@@ -148,6 +160,9 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
 	w.requests = stream
+	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -192,6 +207,7 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -250,15 +266,14 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		if err := w.waitQuota(fetchCtx, t); err != nil {
-			<-slots
-			return
-		}
-		msg, prio, err := t.source.Next(fetchCtx)
+		msg, prio, err := w.nextRequest(fetchCtx, t)
 		if err != nil {
 			<-slots
 			if fetchCtx.Err() != nil {
 				return
+			}
+			if errors.Is(err, errPausesChanged) {
+				continue
 			}
 			t.log.Warn("fetch request", zap.Error(err))
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
@@ -274,6 +289,35 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			w.handle(workCtx, t, msg, prio, permit)
 		})
 	}
+}
+
+// errPausesChanged ends a wait for a request when a pause or resume
+// changed which of the tenant's priorities are served.
+var errPausesChanged = errors.New("the tenant's pauses changed")
+
+// nextRequest waits until a priority of the tenant is served (not paused)
+// and an offboard call could start, without taking its permit, then
+// fetches one request of the served priorities. A paused priority is not
+// fetched: its requests wait in the stream.
+func (w *Worker) nextRequest(ctx context.Context, t *tenantRun) (jetstream.Msg, offboard.Priority, error) {
+	prios, changed, err := w.served(ctx, t.name)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := w.waitQuota(ctx, t); err != nil {
+		return nil, "", err
+	}
+	// The wait for quota can be long: a pause may have landed since.
+	if !slices.Equal(w.unpaused(t.name), prios) {
+		return nil, "", errPausesChanged
+	}
+	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
+	defer stopNext()
+	msg, prio, err := t.source.NextOf(nextCtx, prios...)
+	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
+		return nil, "", errPausesChanged
+	}
+	return msg, prio, err
 }
 
 // waitQuota returns once an offboard call of the tenant could start,
@@ -326,6 +370,7 @@ func (a tenantActions) refreshToken() {
 // runStats refreshes the backlog, oldest waiting age and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
 	for {
+		changed := w.opts.Control.Changed() // before the controls are read
 		for _, t := range w.tenants {
 			for _, api := range mde.APIs {
 				l := t.limits.API(api)
@@ -334,10 +379,18 @@ func (w *Worker) runStats(ctx context.Context) {
 					w.m.QuotaRemaining.WithLabelValues(t.name, api, win.Label()).Set(float64(rem[i]))
 				}
 			}
-			w.refreshWaiting(ctx, t)
+			t.backlog = w.refreshWaiting(ctx, t, t.backlog)
+			w.setPaused(t.name, t.backlog)
 		}
-		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {
+		// A control change refreshes the paused and held gauges at once.
+		timer := w.clock.NewTimer(w.opts.StatsEvery)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
 			return
+		case <-timer.Chan():
+		case <-changed:
+			timer.Stop()
 		}
 	}
 }
