@@ -107,10 +107,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.addLatency()
 	m.addTracking()
 	m.addControlMetrics(ns)
-	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
-		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked,
-		m.OldestWaiting, m.RequestToResult, m.TrackedActions, m.TrackingLag, buildInfo(),
-		m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
+	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait, m.QuotaRemaining,
+		m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked, m.OldestWaiting, m.RequestToResult,
+		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
 	return m
 }
 
