@@ -58,6 +58,8 @@ type Options struct {
 	CallTimeout time.Duration
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
+	// Plan tunes the answers to campaign plan requests.
+	Plan worker.PlanOptions
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
@@ -289,7 +291,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
-		Presence: presence,
+		Presence: presence, Plan: a.opts.Plan,
 	}, a.tenants)
 	if err != nil {
 		return err

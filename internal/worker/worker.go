@@ -46,6 +46,8 @@ type Options struct {
 	// Presence says which tenants other live replicas serve; nil: this
 	// worker answers unknown_tenant for every tenant it does not configure.
 	Presence Presence
+	// Plan tunes the answers to campaign plan requests.
+	Plan PlanOptions
 }
 
 // Tenant is a configured tenant with its API client.
@@ -73,6 +75,7 @@ type Worker struct {
 	m       *Metrics
 	clock   clockwork.Clock
 	caller  *caller
+	planner *planner
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
@@ -144,6 +147,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
+	w.planner = newPlanner(w, opts.Plan)
 	return w, nil
 }
 
@@ -188,6 +192,7 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.planner.start()
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -209,6 +214,7 @@ func (w *Worker) stop(ctx context.Context) error {
 	if w.stopFetch == nil {
 		return nil
 	}
+	w.planner.stop()
 	w.stopFetch()
 	done := make(chan struct{})
 	go func() {
