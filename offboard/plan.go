@@ -231,7 +231,7 @@ func (r *PlanReply) WriteSummary(w io.Writer, file string) {
 		limits[i] = fmt.Sprintf("%d/%s", l.Count, shortDuration(l.Window))
 	}
 	eta := DrainTime(r.Limits, r.Backlog+r.Count)
-	fmt.Fprintf(w, "  campaign run     about %s at %s (%d requests of the tenant waiting ahead of it); %d inventory pages read\n",
+	fmt.Fprintf(w, "  campaign run     about %s at %s (%d requests of the tenant waiting ahead of it); inventory pages read: %d\n",
 		shortDuration(eta.Round(time.Second)), strings.Join(limits, " and "), r.Backlog, r.Pages)
 }
 
