@@ -107,7 +107,8 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	return nil
 }
 
-// writeFileAtomic writes the file whole or not at all.
+// writeFileAtomic writes the file whole or not at all, readable by its
+// owner only: it lists device names.
 func writeFileAtomic(path string, data []byte) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
@@ -119,9 +120,6 @@ func writeFileAtomic(path string, data []byte) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {

@@ -6,6 +6,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -147,7 +148,7 @@ func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanReque
 	r := b.finish()
 	r.Pages = pages
 	if normal, bulk, err := t.source.Backlog(ctx); err == nil {
-		r.Backlog = int(normal + bulk)
+		r.Backlog = int(min(normal+bulk, math.MaxInt32)) //nolint:gosec // capped just before
 	}
 	data, err := b.csv()
 	if err != nil {
