@@ -63,6 +63,8 @@ type Options struct {
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
 	StatsEvery  time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
+	// Plan tunes the answers to campaign plan requests.
+	Plan worker.PlanOptions
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
@@ -307,7 +309,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, Stale: stale, Shared: a.shared,
-		Presence: presence, Control: ctrl,
+		Presence: presence, Control: ctrl, Plan: a.opts.Plan,
 	}, a.tenants)
 	if err != nil {
 		return err

@@ -51,6 +51,8 @@ type Options struct {
 	Presence Presence
 	// Control holds the operators' pauses; nil: nothing is ever paused.
 	Control Control
+	// Plan tunes the answers to campaign plan requests.
+	Plan PlanOptions
 }
 
 // Tenant is a configured tenant with its API client.
@@ -79,6 +81,7 @@ type Worker struct {
 	m       *Metrics
 	clock   clockwork.Clock
 	caller  *caller
+	planner *planner
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
@@ -163,6 +166,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
 		return nil, err
 	}
+	w.planner = newPlanner(w, opts.Plan)
 	return w, nil
 }
 
@@ -208,6 +212,7 @@ func (w *Worker) Start() {
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
 	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
+	w.planner.start()
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -229,6 +234,7 @@ func (w *Worker) stop(ctx context.Context) error {
 	if w.stopFetch == nil {
 		return nil
 	}
+	w.planner.stop()
 	w.stopFetch()
 	done := make(chan struct{})
 	go func() {
