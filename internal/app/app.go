@@ -82,15 +82,17 @@ type App struct {
 	http      *http.Server
 	serveDone chan struct{}
 
-	ns        *server.Server
-	nc        *nats.Conn
-	ncClosed  chan struct{}    // closed by the connection's ClosedHandler
-	connected prometheus.Gauge // mde_offboard_nats_connected
-	js        jetstream.JetStream
-	router    *queue.Router
-	shared    *limiter.Shared
-	follow    func() // stops the quota journal feed
-	worker    *worker.Worker
+	ns           *server.Server
+	nc           *nats.Conn
+	ncClosed     chan struct{}    // closed by the connection's ClosedHandler
+	connected    prometheus.Gauge // mde_offboard_nats_connected
+	js           jetstream.JetStream
+	router       *queue.Router
+	shared       *limiter.Shared
+	follow       func()          // stops the quota journal feed
+	budget       *limiter.Shared // the budgets' journal (budget.go)
+	followBudget func()          // stops the budget journal feed
+	worker       *worker.Worker
 
 	ready    sync.Mutex
 	readyAt  time.Time
@@ -139,6 +141,9 @@ func New(o Options) (*App, error) {
 	a.opts.Queue = a.opts.Queue.WithDefaults()
 	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
 		return nil, fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
+	}
+	if err := a.checkBudgets(); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -288,6 +293,9 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 		a.shared.Close(wctx)
 		return nil
 	})
+	if err := a.openBudget(ctx); err != nil {
+		return nil, nil, err
+	}
 	return stale, ledger, nil
 }
 
@@ -306,7 +314,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
-		Presence: presence, Control: ctrl,
+		Presence: presence, Control: ctrl, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
 	}, a.tenants)
 	if err != nil {
 		return err
@@ -320,8 +328,10 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	})
 	// The feed starts after the worker made its tenants, so none of their
 	// journal entries is missed; no call starts before it has caught up.
-	a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log)
-	return err
+	if a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log); err != nil {
+		return err
+	}
+	return a.startBudgetFeed(ctx)
 }
 
 // startPresence announces this replica's tenants and follows the other
