@@ -130,6 +130,7 @@ func New(o Options) (*App, error) {
 	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
 	a.opts.Queue.Tenants = nil
 	a.opts.Queue.Limits = map[string]string{}
+	a.opts.Queue.Budgets = map[string]string{}
 	for _, t := range a.tenants {
 		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)
 		var ws []string
@@ -137,6 +138,9 @@ func New(o Options) (*App, error) {
 			ws = append(ws, w.String())
 		}
 		a.opts.Queue.Limits[t.Config.Name] = strings.Join(ws, ",")
+		if b := t.Config.Guards.BudgetWindow; b != nil {
+			a.opts.Queue.Budgets[t.Config.Name] = b.String()
+		}
 	}
 	a.opts.Queue = a.opts.Queue.WithDefaults()
 	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {

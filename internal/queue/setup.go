@@ -27,6 +27,9 @@ type Settings struct {
 	// Limits are the tenants' offboard limits ("100/1m,1500/1h"), kept in
 	// their consumers' metadata (MetaLimits) for offboardctl status.
 	Limits map[string]string
+	// Budgets are the tenants' budgets from the tenants file ("500/24h"),
+	// kept in their consumers' metadata (MetaBudget) for offboardctl status.
+	Budgets map[string]string
 }
 
 // WithDefaults fills unset fields.
@@ -145,6 +148,9 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 			if l := s.Limits[t]; l != "" {
 				meta[MetaLimits] = l
 			}
+			if b := s.Budgets[t]; b != "" {
+				meta[MetaBudget] = b
+			}
 			out = append(out, jetstream.ConsumerConfig{
 				Metadata:      meta,
 				Durable:       ConsumerName(t, p),
@@ -205,6 +211,9 @@ const (
 	// MetaLimits holds the tenant's offboard limits as the worker that
 	// last set up the consumer had them, comma-separated.
 	MetaLimits = "mde-offboard-offboard-limits"
+	// MetaBudget holds the tenant's budget from the tenants file, as the
+	// worker that last set up the consumer had it.
+	MetaBudget = "mde-offboard-budget"
 )
 
 // Ensure creates or updates the streams, consumers and ledger. It is
