@@ -62,6 +62,8 @@ type Options struct {
 	CallTimeout time.Duration
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
+	// Plan tunes the answers to campaign plan requests.
+	Plan worker.PlanOptions
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
@@ -318,7 +320,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
-		Presence: presence, Control: ctrl, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
+		Presence: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
 	}, a.tenants)
 	if err != nil {
 		return err

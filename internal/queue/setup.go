@@ -204,6 +204,23 @@ func (s Settings) Control() jetstream.KeyValueConfig {
 	}
 }
 
+// PlansTTL is how long a campaign plan's CSV stays in the plans bucket
+// when nobody fetched it.
+const PlansTTL = 24 * time.Hour
+
+// Plans returns the definition of the object store bucket that carries
+// campaign plans too large for a reply.
+func (s Settings) Plans() jetstream.ObjectStoreConfig {
+	s = s.WithDefaults()
+	return jetstream.ObjectStoreConfig{
+		Bucket:      offboard.BucketPlans,
+		Description: "campaign plans (CSV of stale devices) too large for the reply; removed once fetched",
+		TTL:         PlansTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+	}
+}
+
 // Consumer metadata that marks the worker's tenant consumers.
 const (
 	MetaTenant   = "mde-offboard-tenant"
@@ -255,6 +272,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
 		}
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, s.Plans()); err != nil {
+		errs = append(errs, fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

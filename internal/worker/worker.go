@@ -59,6 +59,8 @@ type Options struct {
 	// (its history less the reservation lease and the margin); a longer
 	// override is not applied. Default 24h.
 	BudgetHorizon time.Duration
+	// Plan tunes the answers to campaign plan requests.
+	Plan PlanOptions
 }
 
 // Tenant is a configured tenant with its API client.
@@ -88,6 +90,7 @@ type Worker struct {
 	m       *Metrics
 	clock   clockwork.Clock
 	caller  *caller
+	planner *planner
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
@@ -173,6 +176,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
 		return nil, err
 	}
+	w.planner = newPlanner(w, opts.Plan)
 	return w, nil
 }
 
@@ -221,6 +225,7 @@ func (w *Worker) Start() {
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
 	w.fetchers.Go(func() { w.runBudgets(fetchCtx) })
 	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
+	w.planner.start()
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -242,6 +247,7 @@ func (w *Worker) stop(ctx context.Context) error {
 	if w.stopFetch == nil {
 		return nil
 	}
+	w.planner.stop()
 	w.stopFetch()
 	done := make(chan struct{})
 	go func() {
