@@ -19,6 +19,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/app"
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -117,6 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
 	fs.DurationVar(&o.QuotaMargin, "quota-margin", app.DefaultQuotaMargin, "added to the call times other replicas wrote in the quota journal, for clock skew")
 	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
+	fs.DurationVar(&o.Queue.BudgetHistory, "budget-history", queue.DefaultBudgetHistory, "how long the budget journal keeps entries; more than the longest budget + 2h (the reservation lease) + the margin")
 	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(strings.TrimSuffix(envPrefix, "_"))); err != nil {
 		return c, err

@@ -51,6 +51,14 @@ type Options struct {
 	Presence Presence
 	// Control holds the operators' pauses; nil: nothing is ever paused.
 	Control Control
+	// Budget, when set, counts every tenant's created actions in the
+	// budget journal all replicas share (budget.go); nil counts them in
+	// this process.
+	Budget *limiter.Shared
+	// BudgetHorizon is the longest budget window the journal can count
+	// (its history less the reservation lease and the margin); a longer
+	// override is not applied. Default 24h.
+	BudgetHorizon time.Duration
 	// Plan tunes the answers to campaign plan requests.
 	Plan PlanOptions
 }
@@ -70,6 +78,7 @@ type tenantRun struct {
 	devices keyedMutex
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
+	budget  *budget
 	log     *zap.Logger
 	backlog map[offboard.Priority]uint64 // last read by runStats
 }
@@ -93,6 +102,8 @@ type Worker struct {
 	// campaigns knows which campaigns are cancelled (package campaign).
 	campaigns *campaign.Watcher
 
+	fetchCtx  context.Context // ends when fetching stops (Stop)
+	statsKick chan struct{}   // refreshes the gauges now (a budget ran out)
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
@@ -126,6 +137,9 @@ func (o Options) withDefaults() Options {
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
 	}
+	if o.BudgetHorizon <= 0 {
+		o.BudgetHorizon = 24 * time.Hour
+	}
 	return o
 }
 
@@ -135,8 +149,8 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	opts = opts.withDefaults()
 	w := &Worker{
 		opts: opts, log: opts.Logger.Named("worker"), m: opts.Metrics, clock: opts.Clock,
-		tenants: map[string]*tenantRun{},
-		caller:  newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
+		tenants: map[string]*tenantRun{}, statsKick: make(chan struct{}, 1),
+		caller: newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
 	}
 	for _, t := range tenants {
 		if err := w.addTenant(ctx, t); err != nil {
@@ -186,6 +200,7 @@ func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
 	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, log: w.log.With(zap.String("tenant", name))}
+	tr.budget = w.newBudget(tr)
 	if t.Config.Tracking.Enabled {
 		tr.tracker = w.newTracker(tr)
 	}
@@ -198,6 +213,7 @@ func (w *Worker) Start() {
 	fetchCtx, stopFetch := context.WithCancel(context.Background())
 	workCtx, stopWork := context.WithCancel(context.Background())
 	w.stopFetch, w.stopWork = stopFetch, stopWork
+	w.fetchCtx = fetchCtx
 	for _, t := range w.tenants {
 		w.fetchers.Go(func() { w.runTenant(fetchCtx, workCtx, t) })
 		if t.tracker != nil {
@@ -211,6 +227,7 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.fetchers.Go(func() { w.runBudgets(fetchCtx) })
 	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
 	w.planner.start()
 }
@@ -313,7 +330,10 @@ func (w *Worker) nextRequest(ctx context.Context, t *tenantRun) (jetstream.Msg, 
 	if err := w.waitQuota(ctx, t); err != nil {
 		return nil, "", err
 	}
-	// The wait for quota can be long: a pause may have landed since.
+	if err := w.waitBudget(ctx, t); err != nil {
+		return nil, "", err
+	}
+	// The waits for quota and budget can be long: a pause may have landed since.
 	if !slices.Equal(w.unpaused(t.name), prios) {
 		return nil, "", errPausesChanged
 	}
@@ -387,6 +407,8 @@ func (w *Worker) runStats(ctx context.Context) {
 			}
 			t.backlog = w.refreshWaiting(ctx, t, t.backlog)
 			w.setPaused(t.name, t.backlog)
+			t.budget.setPending(t.backlog, w.opts.Control)
+			w.setBudgetGauges(t)
 		}
 		// A control change refreshes the paused and held gauges at once.
 		timer := w.clock.NewTimer(w.opts.StatsEvery)
@@ -396,6 +418,8 @@ func (w *Worker) runStats(ctx context.Context) {
 			return
 		case <-timer.Chan():
 		case <-changed:
+			timer.Stop()
+		case <-w.statsKick:
 			timer.Stop()
 		}
 	}
