@@ -159,6 +159,7 @@ func TestPipeline(t *testing.T) {
 		}
 	}
 	var throttledAt time.Time
+	var during []time.Duration
 	for _, c := range e.sim.Calls() {
 		if c.TenantID != contoso.tenantID || c.API != "offboard" {
 			continue
@@ -166,11 +167,16 @@ func TestPipeline(t *testing.T) {
 		switch {
 		case c.Status == http.StatusTooManyRequests && throttledAt.IsZero():
 			throttledAt = c.At
-		case !throttledAt.IsZero() && c.At.After(throttledAt.Add(100*time.Millisecond)) && c.At.Before(throttledAt.Add(time.Second)):
-			// Calls already sent when the 429 came back arrive right after
-			// it; anything later must wait for the Retry-After.
-			t.Errorf("contoso called the API %v after a 429 with Retry-After 1s", c.At.Sub(throttledAt))
+		case !throttledAt.IsZero() && c.At.After(throttledAt) && c.At.Before(throttledAt.Add(time.Second)):
+			during = append(during, c.At.Sub(throttledAt))
 		}
+	}
+	// Only calls already under way when the 429 came back may arrive
+	// within its Retry-After: at most the other maxInFlight-1 (3). How
+	// late they arrive depends on the machine's load, not on the worker;
+	// a worker that ignored the pause would make up to 40 here.
+	if len(during) > 3 {
+		t.Errorf("contoso made %d calls within the Retry-After of a 429 (at %v after it), want at most the 3 already under way", len(during), during)
 	}
 	if throttledAt.IsZero() {
 		t.Error("the injected 429 was never answered")
