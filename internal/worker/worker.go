@@ -233,9 +233,11 @@ func (w *Worker) stop(ctx context.Context) error {
 	}
 }
 
-// runTenant takes the tenant's requests one by one, as quota and the
-// tenant's in-flight cap allow. A request is pulled from the stream only
-// once an offboard call could start, so waiting requests stay in the stream.
+// runTenant takes the tenant's requests as quota and the tenant's
+// in-flight cap allow. A request is pulled from the stream only once an
+// offboard call could start, so waiting requests stay in the stream; when
+// several calls could start, their requests come in one pull, never more
+// than the free slots and the quota left allow.
 // The loop holds no permit while it waits for a request: a retry under
 // way, or the quota gauge, must not find it taken by an idle loop.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
@@ -250,9 +252,12 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			<-slots
 			return
 		}
-		msg, prio, err := t.source.Next(fetchCtx)
+		n := 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).Available(w.clock.Now(), cap(slots))-1)
+		ds, err := t.source.NextBatch(fetchCtx, n)
+		for range n - len(ds) {
+			<-slots // slots the pull did not fill
+		}
 		if err != nil {
-			<-slots
 			if fetchCtx.Err() != nil {
 				return
 			}
@@ -262,14 +267,30 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			}
 			continue
 		}
-		// Usually the quota is still there; if a retry took it meanwhile,
-		// the request waits for its permit like a retry does, kept alive.
-		permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
-		w.handlers.Go(func() {
-			defer func() { <-slots }()
-			w.handle(workCtx, t, msg, prio, permit)
-		})
+		for _, d := range ds {
+			// Usually the quota is still there; if a retry took it
+			// meanwhile, the request waits for its permit like a retry
+			// does, kept alive.
+			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
+			w.handlers.Go(func() {
+				defer func() { <-slots }()
+				w.handle(workCtx, t, d.Msg, d.Prio, permit)
+			})
+		}
 	}
+}
+
+// takeSlots takes up to n more of the free slots, without waiting, and
+// says how many it took.
+func takeSlots(slots chan struct{}, n int) int {
+	for i := range max(n, 0) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			return i
+		}
+	}
+	return max(n, 0)
 }
 
 // waitQuota returns once an offboard call of the tenant could start,
