@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -60,19 +61,25 @@ type Delivery struct {
 // Next returns the next request, blocking until one is published or ctx
 // ends.
 func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, error) {
-	ds, err := s.NextBatch(ctx, 1)
+	return s.NextOf(ctx, offboard.Normal, offboard.Bulk)
+}
+
+// NextOf is Next over the given priorities only (those not paused),
+// normal before bulk.
+func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstream.Msg, offboard.Priority, error) {
+	ds, err := s.NextBatch(ctx, 1, prios...)
 	if err != nil {
 		return nil, "", err
 	}
 	return ds[0].Msg, ds[0].Prio, nil
 }
 
-// NextBatch returns at least one and at most limit requests,
-// normal priority first and bulk only for the rest, blocking until one is
-// published or ctx ends. It pulls them in one request per consumer, so a
-// caller that may start limit calls pays one round trip for them, and never
-// takes more than it asked for: the others stay in the stream.
-func (s *Source) NextBatch(ctx context.Context, limit int) ([]Delivery, error) {
+// NextBatch returns at least one and at most limit requests of the given
+// priorities, normal first and bulk only for the rest, blocking until one
+// is published or ctx ends. It pulls them in one request per consumer, so
+// a caller that may start limit calls pays one round trip for them, and
+// never takes more than it asked for: the others stay in the stream.
+func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Priority) ([]Delivery, error) {
 	limit = max(limit, 1)
 	for {
 		if s.pollDue(time.Now()) {
@@ -84,6 +91,9 @@ func (s *Source) NextBatch(ctx context.Context, limit int) ([]Delivery, error) {
 		for _, l := range s.lanes {
 			if len(out) == limit {
 				break
+			}
+			if !slices.Contains(prios, l.prio) {
+				continue
 			}
 			msgs, err := s.pull(ctx, l, limit-len(out))
 			if err != nil {
@@ -240,8 +250,8 @@ func fetchUpTo(ctx context.Context, c jetstream.Consumer, n int, wait time.Durat
 			}
 		case <-guard.C:
 			return nil, fmt.Errorf("fetch: no answer from the server in %v", wait+fetchGuard)
-		case <-ctx.Done():
-			return nil, ctx.Err()
+			// Not on ctx: the server may have delivered the message
+			// already, and one dropped here would wait out its ack wait.
 		}
 		break
 	}

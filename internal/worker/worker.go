@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -46,6 +49,8 @@ type Options struct {
 	// Presence says which tenants other live replicas serve; nil: this
 	// worker answers unknown_tenant for every tenant it does not configure.
 	Presence Presence
+	// Control holds the operators' pauses; nil: nothing is ever paused.
+	Control Control
 }
 
 // Tenant is a configured tenant with its API client.
@@ -64,6 +69,7 @@ type tenantRun struct {
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
 	log     *zap.Logger
+	backlog map[offboard.Priority]uint64 // last read by runStats
 }
 
 // Worker processes the requests of all configured tenants.
@@ -77,6 +83,9 @@ type Worker struct {
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
+
+	// campaigns knows which campaigns are cancelled (package campaign).
+	campaigns *campaign.Watcher
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -104,6 +113,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Presence == nil {
 		o.Presence = servesNone{}
+	}
+	if o.Control == nil {
+		o.Control = noControl{}
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
@@ -144,6 +156,9 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
+	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
+		return nil, err
+	}
 	return w, nil
 }
 
@@ -188,6 +203,7 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -248,18 +264,16 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		if err := w.waitQuota(fetchCtx, t); err != nil {
-			<-slots
-			return
-		}
-		n := 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).Available(w.clock.Now(), cap(slots))-1)
-		ds, err := t.source.NextBatch(fetchCtx, n)
+		ds, n, err := w.nextRequests(fetchCtx, t, slots)
 		for range n - len(ds) {
 			<-slots // slots the pull did not fill
 		}
 		if err != nil {
 			if fetchCtx.Err() != nil {
 				return
+			}
+			if errors.Is(err, errPausesChanged) {
+				continue
 			}
 			t.log.Warn("fetch request", zap.Error(err))
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
@@ -278,6 +292,38 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			})
 		}
 	}
+}
+
+// errPausesChanged ends a wait for a request when a pause or resume
+// changed which of the tenant's priorities are served.
+var errPausesChanged = errors.New("the tenant's pauses changed")
+
+// nextRequests waits until a priority of the tenant is served (not
+// paused) and an offboard call could start, without taking its permit,
+// then fetches requests of the served priorities: as many as the calls
+// that could start now and the free slots allow (it takes those slots;
+// with the one the caller holds, n of them). A paused priority is not
+// fetched: its requests wait in the stream.
+func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan struct{}) (ds []queue.Delivery, n int, err error) {
+	prios, changed, err := w.served(ctx, t.name)
+	if err != nil {
+		return nil, 1, err
+	}
+	if err := w.waitQuota(ctx, t); err != nil {
+		return nil, 1, err
+	}
+	// The wait for quota can be long: a pause may have landed since.
+	if !slices.Equal(w.unpaused(t.name), prios) {
+		return nil, 1, errPausesChanged
+	}
+	n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).Available(w.clock.Now(), cap(slots))-1)
+	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
+	defer stopNext()
+	ds, err = t.source.NextBatch(nextCtx, n, prios...)
+	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
+		return nil, n, errPausesChanged
+	}
+	return ds, n, err
 }
 
 // takeSlots takes up to n more of the free slots, without waiting, and
@@ -343,6 +389,7 @@ func (a tenantActions) refreshToken() {
 // runStats refreshes the backlog and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
 	for {
+		changed := w.opts.Control.Changed() // before the controls are read
 		for _, t := range w.tenants {
 			for _, api := range mde.APIs {
 				l := t.limits.API(api)
@@ -357,10 +404,19 @@ func (w *Worker) runStats(ctx context.Context) {
 			if err == nil {
 				w.m.Backlog.WithLabelValues(t.name, string(offboard.Normal)).Set(float64(normal))
 				w.m.Backlog.WithLabelValues(t.name, string(offboard.Bulk)).Set(float64(bulk))
+				t.backlog = map[offboard.Priority]uint64{offboard.Normal: normal, offboard.Bulk: bulk}
 			}
+			w.setPaused(t.name, t.backlog)
 		}
-		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {
+		// A control change refreshes the paused and held gauges at once.
+		timer := w.clock.NewTimer(w.opts.StatsEvery)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
 			return
+		case <-timer.Chan():
+		case <-changed:
+			timer.Stop()
 		}
 	}
 }
