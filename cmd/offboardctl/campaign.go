@@ -12,13 +12,13 @@ func init() { commands = append(commands, newCampaignCmd) }
 func newCampaignCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "campaign",
-		Short: "Run, follow and cancel bulk offboarding campaigns",
+		Short: "Plan, run, follow and cancel bulk offboarding campaigns",
 		Args:  exactArgs(0),
 		RunE: func(*cobra.Command, []string) error {
-			return usagef("a campaign command is required: run, status or cancel")
+			return usagef("a campaign command is required: plan, run, status or cancel")
 		},
 	}
-	cmd.AddCommand(newCampaignRunCmd(c), newCampaignStatusCmd(c), newCampaignCancelCmd(c))
+	cmd.AddCommand(newCampaignPlanCmd(c), newCampaignRunCmd(c), newCampaignStatusCmd(c), newCampaignCancelCmd(c))
 	return cmd
 }
 

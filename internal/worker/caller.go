@@ -107,6 +107,10 @@ func newCaller(clock clockwork.Clock, m *Metrics, retry RetryPolicy, seed uint64
 // journal could not be reached.
 var errQuotaJournal = errors.New("quota journal unreachable: call not sent")
 
+// errPausedMeanwhile marks a call that was not sent because a 429 paused
+// the tenant while the call was being entered in the quota journal.
+var errPausedMeanwhile = errors.New("the tenant was paused by a 429 meanwhile: call not sent")
+
 // callSpec is one API call a request makes.
 type callSpec struct {
 	api string
@@ -142,6 +146,12 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		}
 		v, err := c.send(ctx, t, spec.api, permit, spec.do)
 		permit = nil
+		if errors.Is(err, errPausedMeanwhile) {
+			if spec.api == mde.APIOffboard {
+				j.attempts-- // not sent
+			}
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -172,7 +182,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 		msg := fmt.Sprintf("gave up after %d attempts: %s", n.retries+n.throttles, v.Error())
 		return nil, j.failed(offboard.CodeAPIError, msg, v), nil
 	}
-	c.m.Retries.WithLabelValues(t.name, spec.api, v.Reason.String()).Inc()
+	c.m.Retries.WithLabelValues(spec.api, v.Reason.String()).Inc()
 	switch {
 	case v.Class == mde.Throttled:
 		c.pause(t, spec.api, v, j.log)
@@ -222,6 +232,13 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 		permit.Release()
 		return nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
 	}
+	if t.limits.PausedUntil().After(c.clock.Now()) {
+		// A 429 came back while the entry was written: the entry stands
+		// (counted as a call ended now, which only errs on the safe side),
+		// but no call goes out during the pause.
+		permit.CompleteNow()
+		return nil, errPausedMeanwhile
+	}
 	if !due.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, due.Sub(c.clock.Now()))
@@ -236,7 +253,7 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 		}
 		permit.CompleteNow() // also when do panicked
 		if v != nil && v.Answered() {
-			c.m.APILatency.WithLabelValues(t.name, api).Observe(c.clock.Since(start).Seconds())
+			c.m.APILatency.WithLabelValues(api).Observe(c.clock.Since(start).Seconds())
 		}
 		status := "error"
 		if v != nil {
@@ -251,7 +268,7 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 // acquire waits for quota.
 func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limiter.Permit, error) {
 	start := c.clock.Now()
-	defer func() { c.m.LimiterWait.WithLabelValues(t.name, api).Observe(c.clock.Since(start).Seconds()) }()
+	defer func() { c.m.LimiterWait.WithLabelValues(api).Observe(c.clock.Since(start).Seconds()) }()
 	return t.limits.API(api).Acquire(ctx)
 }
 

@@ -248,7 +248,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		w.leave(j, err)
 		return
 	}
-	w.countResult(j.t.name, res)
+	w.countResult(j.t.name, j.msg, res)
 	w.startTracking(pctx, j, res)
 	w.ack(pctx, j)
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
@@ -311,7 +311,7 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 	if err != nil {
 		return err
 	}
-	w.countResult(tenant, res)
+	w.countResult(tenant, msg, res)
 	return nil
 }
 
@@ -327,14 +327,14 @@ func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, se
 	return []queue.Stored{result, dead}, err
 }
 
-// countResult counts a stored result, and its dead letter.
-func (w *Worker) countResult(tenant string, res *offboard.Result) {
+// countResult counts a stored result and records its time.
+func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Result) {
 	code := ""
 	if res.Error != nil {
 		code = res.Error.Code
-		w.m.DeadLetters.WithLabelValues(w.metricTenant(tenant), code).Inc()
 	}
 	w.m.Results.WithLabelValues(w.metricTenant(tenant), res.Outcome, code).Inc()
+	w.observeResult(msg, res)
 }
 
 func (w *Worker) seqMsgID(tenant string, seq uint64) string {
