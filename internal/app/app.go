@@ -69,7 +69,7 @@ type Options struct {
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
 	Clock      clockwork.Clock
-	HTTPClient *http.Client // transport for login and API hosts; nil: built per tenant
+	HTTPClient *http.Client // transport for login and API hosts; nil: one per CA bundle, shared by its tenants
 }
 
 // App is a running worker process.
@@ -155,16 +155,21 @@ func New(o Options) (*App, error) {
 	return a, nil
 }
 
-// newTenants builds each tenant's credential and API client.
+// newTenants builds each tenant's credential and API client. The tenants
+// share their HTTP clients (see transports).
 func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
+	clients := map[string]*http.Client{}
+	if o.HTTPClient == nil {
+		var err error
+		if clients, err = transports(f.Tenants); err != nil {
+			return nil, err
+		}
+	}
 	var tenants []*worker.Tenant
 	for _, tc := range f.Tenants {
 		hc := o.HTTPClient
 		if hc == nil {
-			var err error
-			if hc, err = httpClient(tc.CAFile, tc.MaxInFlight); err != nil {
-				return nil, fmt.Errorf("tenant %s: %w", tc.Name, err)
-			}
+			hc = clients[tc.CAFile]
 		}
 		cred, err := mde.NewCredential(tc.Credential(), tc.Resolved.Cloud, hc)
 		if err != nil {
@@ -174,6 +179,35 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 		tenants = append(tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
 	}
 	return tenants, nil
+}
+
+// maxIdlePerHost caps the idle connections a transport keeps per host.
+const maxIdlePerHost = 1024
+
+// transports builds one HTTP client per CA bundle (none: the system's),
+// shared by the tenants that name it. A connection belongs to no tenant:
+// the bearer token travels with each request, and a transport keeps its
+// connections per host, so tenants of one cloud share the API and login
+// hosts' connections. Each client keeps open a connection for every call
+// its tenants may have under way, a lookup or a poll beside each tenant's
+// calls, up to maxIdlePerHost.
+func transports(tenants []*config.Tenant) (map[string]*http.Client, error) {
+	idle := map[string]int{}
+	for _, tc := range tenants {
+		idle[tc.CAFile] += tc.MaxInFlight + 2
+	}
+	clients := map[string]*http.Client{}
+	for _, tc := range tenants {
+		if clients[tc.CAFile] != nil {
+			continue
+		}
+		hc, err := httpClient(tc.CAFile, min(idle[tc.CAFile], maxIdlePerHost))
+		if err != nil {
+			return nil, fmt.Errorf("tenant %s: %w", tc.Name, err)
+		}
+		clients[tc.CAFile] = hc
+	}
+	return clients, nil
 }
 
 // callLease is how long a call may take from its entry in the quota
@@ -196,12 +230,12 @@ func (a *App) quotaBack() time.Duration {
 
 // httpClient returns an HTTP client for the login and API hosts, trusting
 // an extra CA bundle when one is given (a TLS-inspecting proxy, a test
-// double). It keeps a connection open for each call the tenant may have
-// under way: with Go's default of two, most calls paid a new TLS
-// handshake.
-func httpClient(caFile string, inFlight int) (*http.Client, error) {
+// double). It keeps up to idle connections open per host: with Go's
+// default of two, most calls paid a new TLS handshake.
+func httpClient(caFile string, idle int) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = inFlight + 2 // the calls, and a lookup or a poll beside them
+	tr.MaxIdleConnsPerHost = idle
+	tr.MaxIdleConns = 0 // no limit over all hosts: the per-host one holds
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	tr.ResponseHeaderTimeout = 30 * time.Second
 	if caFile != "" {

@@ -169,37 +169,51 @@ func (r drainResult) report(b *testing.B) {
 
 // BenchmarkDrain drains 3 tenants × 3000 distinct devices under the
 // documented windows compressed by BENCH_SCALE, with one worker process,
-// three at once, and one killed and restarted five times. Efficiency is the
-// ideal span (greedy schedule, instantaneous calls) over the span between
-// the first and last offboard call the simulator admitted for the tenant.
+// three at once, and one killed and restarted five times; then once more
+// with one worker at BENCH_DRAIN_FAST (default 200) times compression,
+// where the worker's own speed, not the windows, starts to set the pace.
+// Efficiency is the ideal span (greedy schedule, instantaneous calls)
+// over the span between the first and last offboard call the simulator
+// admitted for the tenant.
 func BenchmarkDrain(b *testing.B) {
 	factor := timeScale(b)
-	base := drainCase{
+	fast := float64(envInt(b, "BENCH_DRAIN_FAST", 200))
+	cases := []struct {
+		name   string
+		factor float64
+		set    func(*drainCase)
+	}{
+		{"replicas=1", factor, func(*drainCase) {}},
+		{"replicas=3", factor, func(c *drainCase) { c.replicas = 3 }},
+		{"kill=5", factor, func(c *drainCase) { c.kills, c.ackWait = 5, 3*time.Second }},
+		{fmt.Sprintf("scale=%.0f", fast), fast, func(*drainCase) {}},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			c := drainBase(b, tc.factor)
+			tc.set(&c)
+			r := runDrain(b, c) // once, whatever b.N: a drain takes minutes
+			b.Logf("time compressed %.0f times", tc.factor)
+			r.log(b, c)
+			r.report(b)
+		})
+	}
+}
+
+// drainBase is BenchmarkDrain's backlog at a time compression factor: one
+// worker, the documented windows, the simulator's 120 ms latency, the
+// quota margin and the call timeout all compressed alike.
+func drainBase(b *testing.B, factor float64) drainCase {
+	c := drainCase{
 		tenants: 3, requests: 3000, replicas: 1,
 		windows: scaled(documented(), factor),
 		latency: time.Duration(float64(120*time.Millisecond) / factor),
 		ackWait: time.Minute,
 		margin:  scaledArgs(b, factor, "quota-margin", "call-timeout"),
 	}
-	ideal := idealStarts(base.windows, base.requests)
-	base.timeout = 3*ideal[len(ideal)-1] + 2*time.Minute
-	cases := []struct {
-		name string
-		set  func(*drainCase)
-	}{
-		{"replicas=1", func(*drainCase) {}},
-		{"replicas=3", func(c *drainCase) { c.replicas = 3 }},
-		{"kill=5", func(c *drainCase) { c.kills, c.ackWait = 5, 3*time.Second }},
-	}
-	for _, tc := range cases {
-		b.Run(tc.name, func(b *testing.B) {
-			c := base
-			tc.set(&c)
-			r := runDrain(b, c) // once, whatever b.N: a drain takes minutes
-			r.log(b, c)
-			r.report(b)
-		})
-	}
+	ideal := idealStarts(c.windows, c.requests)
+	c.timeout = 3*ideal[len(ideal)-1] + 2*time.Minute
+	return c
 }
 
 // TestDrainSharedQuota drains a small backlog with two worker processes at

@@ -161,6 +161,29 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	return l.takeLocked(now, false), 0
 }
 
+// Available says how many calls could start at now one after the other,
+// up to limit, if nobody else took quota meanwhile: how many permits
+// TryAcquire would hand out in a row. It takes none.
+func (l *Limiter) Available(now time.Time, limit int) int {
+	t := l.tenant
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	held := l.held
+	defer func() { l.held = held }()
+	n := 0
+	for n < limit {
+		if next, ok := l.nextLocked(now, false, false); !ok || next.After(now) {
+			break
+		}
+		n++
+		l.held++ // as if taken: the next one counts it
+	}
+	if l.spread != nil {
+		n = min(n, int(l.spread.TokensAt(now)))
+	}
+	return n
+}
+
 func (l *Limiter) takeLocked(now time.Time, low bool) *Permit {
 	l.held++
 	if l.spread != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -16,7 +17,10 @@ import (
 // and the time the offboard call was about to be sent) and the completed
 // ones with their result. It lives in a JetStream key-value bucket, so
 // every replica and every restart sees it.
-type Ledger struct{ kv jetstream.KeyValue }
+type Ledger struct {
+	kv jetstream.KeyValue
+	js jetstream.JetStream // for FinishAsync
+}
 
 // NewLedger opens the ledger bucket.
 func NewLedger(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
@@ -24,7 +28,7 @@ func NewLedger(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ledger: %w", err)
 	}
-	return &Ledger{kv: kv}, nil
+	return &Ledger{kv: kv, js: js}, nil
 }
 
 // Entry states.
@@ -140,6 +144,46 @@ func (e *Entry) Retried(attempt int) bool {
 	}
 	return attempt > e.StoredAttempt()
 }
+
+// FinishAsync is Finish over an entry the caller holds, without the
+// wait: the entry goes out at once as a compare-and-swap (the bucket's
+// expected last sequence of the key is prev's revision), so that it can
+// travel beside the result. The returned Stored waits for it and says
+// ErrConflict when another worker changed the entry meanwhile.
+func (l *Ledger) FinishAsync(tenant, requestID string, prev *Entry, seq uint64, result []byte) (Stored, error) {
+	if prev == nil {
+		return nil, errors.New("ledger finish: no entry to write over")
+	}
+	e := &Entry{State: StateDone, Seq: seq, Result: result}
+	data, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(l.subject(ledgerKey(tenant, requestID)))
+	m.Data = data
+	f, err := l.js.PublishMsgAsync(m, jetstream.WithExpectLastSequencePerSubject(prev.revision))
+	if err != nil {
+		return nil, fmt.Errorf("ledger put: %w", err)
+	}
+	return func(ctx context.Context) error {
+		select {
+		case pa := <-f.Ok():
+			e.revision = pa.Sequence
+			return nil
+		case err := <-f.Err():
+			if isWrongLastSequence(err) {
+				return ErrConflict
+			}
+			return fmt.Errorf("ledger put: %w", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}, nil
+}
+
+// subject is the subject a key's values are stored under: a put is a
+// publish on it.
+func (l *Ledger) subject(key string) string { return "$KV." + l.kv.Bucket() + "." + key }
 
 func trackKey(tenant, actionID string) string {
 	return "a." + tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(actionID))

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,20 +15,80 @@ import (
 // PublishJSON stores a JSON message with its message id (so the stream
 // drops a repeat) and waits for the stream's acknowledgement.
 func PublishJSON(ctx context.Context, js jetstream.JetStream, subject, msgID string, body []byte) error {
+	if _, err := js.PublishMsg(ctx, jsonMsg(subject, msgID, body)); err != nil {
+		return fmt.Errorf("publish to %s: %w", subject, err)
+	}
+	return nil
+}
+
+func jsonMsg(subject, msgID string, body []byte) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Header.Set("Content-Type", "application/json")
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish to %s: %w", subject, err)
+	return m
+}
+
+// Stored is a store sent and not yet acknowledged: it returns once the
+// stream has stored the message, or why it has not.
+type Stored func(ctx context.Context) error
+
+// PublishJSONAsync is PublishJSON without the wait: the message goes out
+// at once, beside others, and the returned Stored waits for the stream's
+// acknowledgement.
+func PublishJSONAsync(js jetstream.JetStream, subject, msgID string, body []byte) (Stored, error) {
+	f, err := js.PublishMsgAsync(jsonMsg(subject, msgID, body))
+	if err != nil {
+		return nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
-	return nil
+	return awaitAck(f, "publish to "+subject), nil
+}
+
+// awaitAck waits for an asynchronous publish's acknowledgement.
+func awaitAck(f jetstream.PubAckFuture, what string) Stored {
+	return func(ctx context.Context) error {
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return fmt.Errorf("%s: %w", what, err)
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w", what, ctx.Err())
+		}
+	}
+}
+
+// WaitStored waits for every store, and returns their errors joined.
+func WaitStored(ctx context.Context, stores ...Stored) error {
+	var errs []error
+	for _, s := range stores {
+		if err := s(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // PublishDead stores a copy of a failed request: its body and headers as
 // they were published, plus the failure, so it can be inspected and
 // replayed.
 func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, orig jetstream.Msg, seq offboard.Seq, code, message string) error {
+	if _, err := js.PublishMsg(ctx, deadMsg(subject, orig, seq, code, message)); err != nil {
+		return fmt.Errorf("publish dead letter to %s: %w", subject, err)
+	}
+	return nil
+}
+
+// PublishDeadAsync is PublishDead without the wait (see PublishJSONAsync).
+func PublishDeadAsync(js jetstream.JetStream, subject string, orig jetstream.Msg, seq offboard.Seq, code, message string) (Stored, error) {
+	f, err := js.PublishMsgAsync(deadMsg(subject, orig, seq, code, message))
+	if err != nil {
+		return nil, fmt.Errorf("publish dead letter to %s: %w", subject, err)
+	}
+	return awaitAck(f, "publish dead letter to "+subject), nil
+}
+
+func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message string) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = orig.Data()
 	for k, vs := range orig.Headers() {
@@ -55,8 +116,5 @@ func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, or
 		// in the stream keeps a re-published dead letter single.
 		m.Header.Set(jetstream.MsgIDHeader, "dead-seq:"+seq.String())
 	}
-	if _, err := js.PublishMsg(ctx, m); err != nil {
-		return fmt.Errorf("publish dead letter to %s: %w", subject, err)
-	}
-	return nil
+	return m
 }

@@ -52,6 +52,12 @@ const IdlePoll = 30 * time.Second
 // wake-up can come a moment before the stream has stored it.
 const wakeWait = 250 * time.Millisecond
 
+// Delivery is a request taken from the stream, with its priority.
+type Delivery struct {
+	Msg  jetstream.Msg
+	Prio offboard.Priority
+}
+
 // Next returns the next request, blocking until one is published or ctx
 // ends.
 func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, error) {
@@ -61,29 +67,53 @@ func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, er
 // NextOf is Next over the given priorities only (those not paused),
 // normal before bulk.
 func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstream.Msg, offboard.Priority, error) {
+	ds, err := s.NextBatch(ctx, 1, prios...)
+	if err != nil {
+		return nil, "", err
+	}
+	return ds[0].Msg, ds[0].Prio, nil
+}
+
+// NextBatch returns at least one and at most limit requests of the given
+// priorities, normal first and bulk only for the rest, blocking until one
+// is published or ctx ends. It pulls them in one request per consumer, so
+// a caller that may start limit calls pays one round trip for them, and
+// never takes more than it asked for: the others stay in the stream.
+func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Priority) ([]Delivery, error) {
+	limit = max(limit, 1)
 	for {
 		if s.pollDue(time.Now()) {
 			if err := s.refresh(ctx); err != nil {
-				return nil, "", err
+				return nil, err
 			}
 		}
+		var out []Delivery
 		for _, l := range s.lanes {
+			if len(out) == limit {
+				break
+			}
 			if !slices.Contains(prios, l.prio) {
 				continue
 			}
-			msg, err := s.pull(ctx, l)
+			msgs, err := s.pull(ctx, l, limit-len(out))
 			if err != nil {
-				return nil, "", err
+				if len(out) > 0 {
+					return out, nil // the error comes back with the next pull
+				}
+				return nil, err
 			}
-			if msg != nil {
-				return msg, l.prio, nil
+			for _, m := range msgs {
+				out = append(out, Delivery{Msg: m, Prio: l.prio})
 			}
+		}
+		if len(out) > 0 {
+			return out, nil
 		}
 		t := time.NewTimer(s.untilPoll(time.Now()))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, "", ctx.Err()
+			return nil, ctx.Err()
 		case <-s.wake:
 		case <-t.C:
 		}
@@ -131,8 +161,10 @@ func (s *Source) refresh(ctx context.Context) error {
 	return nil
 }
 
-// pull fetches one message from the lane if it may have one.
-func (s *Source) pull(ctx context.Context, l *lane) (jetstream.Msg, error) {
+// pull fetches up to n messages from the lane if it may have any. After a
+// wake-up it waits a moment for one, if none was there yet: the wake-up
+// can come before the stream stored its request.
+func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, error) {
 	s.mu.Lock()
 	if !l.maybe {
 		s.mu.Unlock()
@@ -141,32 +173,34 @@ func (s *Source) pull(ctx context.Context, l *lane) (jetstream.Msg, error) {
 	wakes, woken := l.wakes, l.woken
 	l.woken = false
 	s.mu.Unlock()
-	var wait time.Duration
-	if woken {
-		wait = wakeWait
+	msgs, err := fetchUpTo(ctx, l.cons, n, 0)
+	if err == nil && len(msgs) == 0 && woken {
+		msgs, err = fetchUpTo(ctx, l.cons, 1, wakeWait)
 	}
-	msg, err := fetchOne(ctx, l.cons, wait)
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
-	case msg != nil:
+	case len(msgs) > 0:
 		s.busy = true // under way now
-		if meta, err := msg.Metadata(); err == nil {
+		if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
 			l.pending = meta.NumPending
 		}
-		// Keep pulling while the lane had more than this one: a
-		// redelivery does not show in the count.
-		l.maybe = true
+		// A full batch: there may be more (a redelivery does not show in
+		// the count). A short one emptied the lane, unless a request was
+		// published meanwhile or the one woken for is not stored yet.
+		if len(msgs) < n && l.wakes == wakes && !woken {
+			l.pending, l.maybe = 0, false
+		}
 	case l.wakes == wakes:
 		l.pending, l.maybe = 0, false
 		if woken {
 			s.busy = true // its message may not have been stored yet
 		}
 	}
-	return msg, nil
+	return msgs, nil
 }
 
 // woken notes that a request of priority p was published.
@@ -186,18 +220,18 @@ func (s *Source) woken(p offboard.Priority) {
 	}
 }
 
-// fetchOne pulls at most one message, waiting up to wait for one (0: no
-// wait).
-func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
+// fetchUpTo pulls at most n messages, waiting up to wait for the first
+// (0: no wait).
+func fetchUpTo(ctx context.Context, c jetstream.Consumer, n int, wait time.Duration) ([]jetstream.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	var batch jetstream.MessageBatch
 	var err error
 	if wait > 0 {
-		batch, err = c.Fetch(1, jetstream.FetchMaxWait(wait))
+		batch, err = c.Fetch(n, jetstream.FetchMaxWait(wait))
 	} else {
-		batch, err = c.FetchNoWait(1)
+		batch, err = c.FetchNoWait(n)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
@@ -206,12 +240,12 @@ func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (je
 	// ranging over the batch would stall the tenant for good.
 	guard := time.NewTimer(wait + fetchGuard)
 	defer guard.Stop()
-	var msg jetstream.Msg
+	var msgs []jetstream.Msg
 	for {
 		select {
 		case m, ok := <-batch.Messages():
 			if ok {
-				msg = m
+				msgs = append(msgs, m)
 				continue
 			}
 		case <-guard.C:
@@ -222,9 +256,9 @@ func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (je
 		break
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages) {
-		return msg, fmt.Errorf("fetch: %w", err)
+		return msgs, fmt.Errorf("fetch: %w", err)
 	}
-	return msg, nil
+	return msgs, nil
 }
 
 // fetchGuard bounds the wait for the answer to a no-wait pull.

@@ -232,19 +232,23 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := w.seqMsgID(j.t.name, j.seq)
+	var stores []queue.Stored
 	if j.checked {
-		// Written over the entry this job holds: if another worker changed
-		// it meanwhile, that one owns the request id.
-		if err := w.opts.Ledger.Finish(pctx, j.t.name, res.RequestID, j.entry, j.seq, data); err != nil {
+		msgID = offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
+		if stores, err = w.storeLedger(pctx, j, res, data); err != nil {
 			w.leave(j, err)
 			return
 		}
-		msgID = offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
 	}
-	if err := w.publish(pctx, j.t.name, j.msg, msgID, j.seq, res, data); err != nil {
+	pubs, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data)
+	if err == nil {
+		err = queue.WaitStored(pctx, append(stores, pubs...)...)
+	}
+	if err != nil {
 		w.leave(j, err)
 		return
 	}
+	w.countResult(j.t.name, j.msg, res)
 	w.startTracking(pctx, j, res)
 	w.ack(pctx, j)
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
@@ -252,6 +256,24 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
 	}
 	j.log.Info("request completed", fields...)
+}
+
+// storeLedger writes the result over the request id's ledger entry (if
+// another worker changed the entry meanwhile, that one owns the request
+// id). Over the "calling" entry this very message wrote, the write is
+// only sent, to travel beside the result (the returned stores); no other
+// message may have owned the id since. Otherwise it is stored before the
+// result goes out, so that a result never speaks for an id another worker
+// holds.
+func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, data []byte) ([]queue.Stored, error) {
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.Seq == j.seq {
+		s, err := w.opts.Ledger.FinishAsync(j.t.name, res.RequestID, e, j.seq, data)
+		if err != nil {
+			return nil, err
+		}
+		return []queue.Stored{s}, nil
+	}
+	return nil, w.opts.Ledger.Finish(ctx, j.t.name, res.RequestID, j.entry, j.seq, data)
 }
 
 // storeCtx is the context results are stored and acked under: a stop must
@@ -282,20 +304,37 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 
 // publish stores the result, and a dead letter if it failed.
 func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
-	s := w.opts.Settings.Subjects
-	if err := queue.PublishJSON(ctx, w.opts.JS, s.Result(tenant), msgID, data); err != nil {
+	stores, err := w.publishAsync(tenant, msg, msgID, seq, res, data)
+	if err == nil {
+		err = queue.WaitStored(ctx, stores...)
+	}
+	if err != nil {
 		return err
 	}
+	w.countResult(tenant, msg, res)
+	return nil
+}
+
+// publishAsync sends the result, and a dead letter if it failed, side by
+// side; the returned stores wait for them.
+func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) ([]queue.Stored, error) {
+	s := w.opts.Settings.Subjects
+	result, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
+	if err != nil || res.Error == nil {
+		return []queue.Stored{result}, err
+	}
+	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, res.Error.Code, res.Error.Message)
+	return []queue.Stored{result, dead}, err
+}
+
+// countResult counts a stored result and records its time.
+func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Result) {
 	code := ""
 	if res.Error != nil {
 		code = res.Error.Code
-		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
-			return err
-		}
 	}
 	w.m.Results.WithLabelValues(w.metricTenant(tenant), res.Outcome, code).Inc()
 	w.observeResult(msg, res)
-	return nil
 }
 
 func (w *Worker) seqMsgID(tenant string, seq uint64) string {

@@ -276,9 +276,11 @@ func (w *Worker) stop(ctx context.Context) error {
 	}
 }
 
-// runTenant takes the tenant's requests one by one, as quota and the
-// tenant's in-flight cap allow. A request is pulled from the stream only
-// once an offboard call could start, so waiting requests stay in the stream.
+// runTenant takes the tenant's requests as quota and the tenant's
+// in-flight cap allow. A request is pulled from the stream only once an
+// offboard call could start, so waiting requests stay in the stream; when
+// several calls could start, their requests come in one pull, never more
+// than the free slots and the quota left allow.
 // The loop holds no permit while it waits for a request: a retry under
 // way, or the quota gauge, must not find it taken by an idle loop.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
@@ -289,9 +291,11 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		msg, prio, err := w.nextRequest(fetchCtx, t)
+		ds, n, err := w.nextRequests(fetchCtx, t, slots)
+		for range n - len(ds) {
+			<-slots // slots the pull did not fill
+		}
 		if err != nil {
-			<-slots
 			if fetchCtx.Err() != nil {
 				return
 			}
@@ -304,13 +308,16 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			}
 			continue
 		}
-		// Usually the quota is still there; if a retry took it meanwhile,
-		// the request waits for its permit like a retry does, kept alive.
-		permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
-		w.handlers.Go(func() {
-			defer func() { <-slots }()
-			w.handle(workCtx, t, msg, prio, permit)
-		})
+		for _, d := range ds {
+			// Usually the quota is still there; if a retry took it
+			// meanwhile, the request waits for its permit like a retry
+			// does, kept alive.
+			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
+			w.handlers.Go(func() {
+				defer func() { <-slots }()
+				w.handle(workCtx, t, d.Msg, d.Prio, permit)
+			})
+		}
 	}
 }
 
@@ -318,32 +325,48 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 // changed which of the tenant's priorities are served.
 var errPausesChanged = errors.New("the tenant's pauses changed")
 
-// nextRequest waits until a priority of the tenant is served (not paused)
-// and an offboard call could start, without taking its permit, then
-// fetches one request of the served priorities. A paused priority is not
+// nextRequests waits until a priority of the tenant is served (not
+// paused) and an offboard call could start, without taking its permit,
+// then fetches requests of the served priorities: as many as the calls
+// that could start now and the free slots allow (it takes those slots;
+// with the one the caller holds, n of them). A paused priority is not
 // fetched: its requests wait in the stream.
-func (w *Worker) nextRequest(ctx context.Context, t *tenantRun) (jetstream.Msg, offboard.Priority, error) {
+func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan struct{}) (ds []queue.Delivery, n int, err error) {
 	prios, changed, err := w.served(ctx, t.name)
 	if err != nil {
-		return nil, "", err
+		return nil, 1, err
 	}
 	if err := w.waitQuota(ctx, t); err != nil {
-		return nil, "", err
+		return nil, 1, err
 	}
 	if err := w.waitBudget(ctx, t); err != nil {
-		return nil, "", err
+		return nil, 1, err
 	}
 	// The waits for quota and budget can be long: a pause may have landed since.
 	if !slices.Equal(w.unpaused(t.name), prios) {
-		return nil, "", errPausesChanged
+		return nil, 1, errPausesChanged
 	}
+	n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).Available(w.clock.Now(), cap(slots))-1)
 	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
 	defer stopNext()
-	msg, prio, err := t.source.NextOf(nextCtx, prios...)
+	ds, err = t.source.NextBatch(nextCtx, n, prios...)
 	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
-		return nil, "", errPausesChanged
+		return nil, n, errPausesChanged
 	}
-	return msg, prio, err
+	return ds, n, err
+}
+
+// takeSlots takes up to n more of the free slots, without waiting, and
+// says how many it took.
+func takeSlots(slots chan struct{}, n int) int {
+	for i := range max(n, 0) {
+		select {
+		case slots <- struct{}{}:
+		default:
+			return i
+		}
+	}
+	return max(n, 0)
 }
 
 // waitQuota returns once an offboard call of the tenant could start,
