@@ -10,10 +10,11 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 
 	"github.com/google/uuid"
 
@@ -231,16 +232,4 @@ func printInfo(c config, base string, generatedSecret bool) {
 }
 
 // version is the module version and VCS revision the binary was built from.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " (" + s.Value[:12] + ")"
-		}
-	}
-	return v
-}
+func version() string { return buildinfo.Read().String() }

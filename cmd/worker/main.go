@@ -8,10 +8,11 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 
 	"github.com/peterbourgon/ff/v3"
 	"go.uber.org/zap"
@@ -164,19 +165,7 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 }
 
 // version is the module version and VCS revision the binary was built from.
-func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	v := bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " (" + s.Value[:12] + ")"
-		}
-	}
-	return v
-}
+func version() string { return buildinfo.Read().String() }
 
 // newLogger writes to w in the format asked for. It adds no stack traces:
 // every error is one line.

@@ -137,4 +137,3 @@ func TestParse(t *testing.T) {
 		t.Error("priority urgent accepted")
 	}
 }
-

@@ -2,10 +2,10 @@ package mde
 
 import (
 	"context"
-	"io"
-	"net/http"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"

@@ -2,7 +2,8 @@ package worker
 
 import (
 	"math"
-	"runtime/debug"
+
+	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -131,22 +132,11 @@ func (m *Metrics) addLatency() {
 // buildInfo is mde_offboard_build_info: 1, with the version and revision
 // the binary was built from.
 func buildInfo() prometheus.Collector {
-	version, revision, goVersion := "(devel)", "unknown", "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		goVersion = bi.GoVersion
-		if bi.Main.Version != "" {
-			version = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" {
-				revision = s.Value
-			}
-		}
-	}
+	bi := buildinfo.Read()
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "mde_offboard", Name: "build_info",
 		Help:        "Always 1; the labels say which build runs.",
-		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+		ConstLabels: prometheus.Labels{"version": bi.Version, "revision": bi.Revision, "goversion": bi.GoVersion},
 	})
 	g.Set(1)
 	return g

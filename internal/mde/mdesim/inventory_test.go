@@ -50,7 +50,9 @@ func TestInventoryFilterAndPaging(t *testing.T) {
 	}{
 		{"lastSeen lt", filterQuery("lastSeen lt " + day(20)), pick(func(i int) bool { return i > 20 })},
 		{"lastSeen gt", filterQuery("lastSeen gt " + day(3)), pick(func(i int) bool { return i < 3 })},
-		{"date-only literal", filterQuery("lastSeen lt 2025-02-01Z"), pick(func(i int) bool { return t0.Add(-time.Duration(i) * 24 * time.Hour).Before(time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC)) })},
+		{"date-only literal", filterQuery("lastSeen lt 2025-02-01Z"), pick(func(i int) bool {
+			return t0.Add(-time.Duration(i) * 24 * time.Hour).Before(time.Date(2025, 2, 1, 0, 0, 0, 0, time.UTC))
+		})},
 		{"what the plan sends", filterQuery(mde.InactiveFilter(t0.Add(-10*24*time.Hour), []string{"Inactive"}, []string{"Windows10", "Linux"})),
 			pick(func(i int) bool { return i > 10 && i%3 == 0 && i%2 == 1 })},
 		{"rbacGroupId", filterQuery("rbacGroupId eq 2 and lastSeen lt " + day(25)), pick(func(i int) bool { return i > 25 && i%2 == 1 })},
