@@ -58,6 +58,10 @@ type Options struct {
 	CallTimeout time.Duration
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
+	// PresenceBeat is how often a replica announces itself to the others
+	// (default queue.PresenceBeat); a replica that dies hands its tenants
+	// over after three beats. Every replica must use the same.
+	PresenceBeat time.Duration
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
@@ -289,7 +293,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
-		Presence: presence,
+		Presence: presence, Assignment: presence,
 	}, a.tenants)
 	if err != nil {
 		return err
@@ -312,7 +316,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 // after the worker, so other replicas go on counting on this one until its
 // requests under way are finished.
 func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
-	p, err := queue.NewPresence(ctx, a.js, replicaID(), a.opts.Queue.Tenants, a.opts.Clock, a.log)
+	p, err := queue.NewPresence(ctx, a.js, replicaID(), a.opts.Queue.Tenants, a.opts.PresenceBeat, a.opts.Clock, a.log)
 	if err != nil {
 		return nil, err
 	}

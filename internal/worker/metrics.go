@@ -27,6 +27,7 @@ type Metrics struct {
 	Blocked          *prometheus.CounterVec   // tenant, rule
 	TrackedActions   *prometheus.GaugeVec     // tenant
 	TrackingLag      *prometheus.GaugeVec     // tenant
+	Assigned         *prometheus.GaugeVec     // tenant
 }
 
 // NewMetrics creates the metrics and registers them on reg.
@@ -89,6 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "rule"}),
 	}
 	m.addTracking()
+	m.addAssignment(reg)
 	reg.MustRegister(m.TrackedActions, m.TrackingLag)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
 		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked)
@@ -119,6 +121,7 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 		m.Backlog.WithLabelValues(name, p)
 	}
 	m.InFlight.WithLabelValues(name)
+	m.Assigned.WithLabelValues(name)
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
 	}
@@ -136,4 +139,14 @@ func (m *Metrics) addTracking() {
 		Namespace: ns, Name: "tracking_lag_seconds",
 		Help: "How overdue the most overdue look at a followed action is.",
 	}, []string{"tenant"})
+}
+
+// addAssignment creates and registers the gauge that shows which tenants
+// this replica works (see Assignment).
+func (m *Metrics) addAssignment(reg prometheus.Registerer) {
+	m.Assigned = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "mde_offboard", Name: "tenant_assigned",
+		Help: "1 while this replica takes the tenant's requests; the tenants are spread across the replicas.",
+	}, []string{"tenant"})
+	reg.MustRegister(m.Assigned)
 }

@@ -46,6 +46,9 @@ type Options struct {
 	// Presence says which tenants other live replicas serve; nil: this
 	// worker answers unknown_tenant for every tenant it does not configure.
 	Presence Presence
+	// Assignment says which of the configured tenants this replica works
+	// now (queue.Presence); nil: all of them.
+	Assignment Assignment
 }
 
 // Tenant is a configured tenant with its API client.
@@ -63,6 +66,7 @@ type tenantRun struct {
 	devices keyedMutex
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
+	gate    *gate // open while the tenant is assigned to this replica
 	log     *zap.Logger
 }
 
@@ -104,6 +108,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Presence == nil {
 		o.Presence = servesNone{}
+	}
+	if o.Assignment == nil {
+		o.Assignment = everyTenant{}
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
@@ -162,7 +169,7 @@ func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
 		return err
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
-	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, log: w.log.With(zap.String("tenant", name))}
+	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.With(zap.String("tenant", name))}
 	if t.Config.Tracking.Enabled {
 		tr.tracker = w.newTracker(tr)
 	}
@@ -181,6 +188,7 @@ func (w *Worker) Start() {
 			w.fetchers.Go(func() { t.tracker.run(fetchCtx) })
 		}
 	}
+	w.fetchers.Go(func() { w.runAssignment(fetchCtx) })
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
 	for _, conss := range w.stale {
 		for _, cons := range conss {
@@ -238,6 +246,8 @@ func (w *Worker) stop(ctx context.Context) error {
 // once an offboard call could start, so waiting requests stay in the stream.
 // The loop holds no permit while it waits for a request: a retry under
 // way, or the quota gauge, must not find it taken by an idle loop.
+// It takes requests only while the tenant is assigned to this replica;
+// requests under way when the assignment moves are finished here.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	slots := make(chan struct{}, t.Config.MaxInFlight)
 	for {
@@ -246,15 +256,20 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		if err := w.waitQuota(fetchCtx, t); err != nil {
+		actx, err := t.gate.wait(fetchCtx)
+		if err != nil {
 			<-slots
 			return
 		}
-		msg, prio, err := t.source.Next(fetchCtx)
+		if err := w.waitQuota(actx, t); err != nil {
+			<-slots
+			continue // stopping (the gate says so next), or no longer assigned
+		}
+		msg, prio, err := t.source.Next(actx)
 		if err != nil {
 			<-slots
-			if fetchCtx.Err() != nil {
-				return
+			if actx.Err() != nil {
+				continue
 			}
 			t.log.Warn("fetch request", zap.Error(err))
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
