@@ -18,6 +18,8 @@ func PublishJSON(ctx context.Context, js jetstream.JetStream, subject, msgID str
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
 	m.Header.Set("Content-Type", "application/json")
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish to %s: %w", subject, err)
 	}
@@ -55,6 +57,8 @@ func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, or
 		// in the stream keeps a re-published dead letter single.
 		m.Header.Set(jetstream.MsgIDHeader, "dead-seq:"+seq.String())
 	}
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	if _, err := js.PublishMsg(ctx, m); err != nil {
 		return fmt.Errorf("publish dead letter to %s: %w", subject, err)
 	}

@@ -25,6 +25,7 @@ type Source struct {
 	lanes [2]*lane // normal, then bulk
 	wake  chan struct{}
 	poll  time.Duration
+	late  func(jetstream.MessageBatch) // takes over a pull given up on
 
 	mu       sync.Mutex
 	lastPoll time.Time // zero: look at the consumers first
@@ -100,6 +101,8 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 // refresh reads both consumers' counts: the safety poll.
 func (s *Source) refresh(ctx context.Context) error {
 	infos := make([]*jetstream.ConsumerInfo, len(s.lanes))
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	for i, l := range s.lanes {
 		info, err := l.cons.Info(ctx)
 		if err != nil {
@@ -135,7 +138,7 @@ func (s *Source) pull(ctx context.Context, l *lane) (jetstream.Msg, error) {
 	if woken {
 		wait = wakeWait
 	}
-	msg, err := fetchOne(ctx, l.cons, wait)
+	msg, err := fetchOne(ctx, l.cons, wait, s.late)
 	if err != nil {
 		return nil, err
 	}
@@ -177,8 +180,9 @@ func (s *Source) woken(p offboard.Priority) {
 }
 
 // fetchOne pulls at most one message, waiting up to wait for one (0: no
-// wait).
-func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (jetstream.Msg, error) {
+// wait). A pull it gives up on (no answer in time, ctx ended) goes to
+// late: its message may still come.
+func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration, late func(jetstream.MessageBatch)) (jetstream.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -205,8 +209,10 @@ func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (je
 				continue
 			}
 		case <-guard.C:
+			late(batch)
 			return nil, fmt.Errorf("fetch: no answer from the server in %v", wait+fetchGuard)
 		case <-ctx.Done():
+			late(batch)
 			return nil, ctx.Err()
 		}
 		break
@@ -217,8 +223,10 @@ func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration) (je
 	return msg, nil
 }
 
-// fetchGuard bounds the wait for the answer to a no-wait pull.
-const fetchGuard = 10 * time.Second
+// fetchGuard bounds the wait for the answer to a no-wait pull. A pull
+// sent while the consumer has no leader (a cluster node lost) gets none:
+// the tenant's loop tries again after it.
+const fetchGuard = StepTimeout
 
 // Router wakes a tenant's Source when a request is published for it. It
 // listens on the request subjects with a plain subscription, which costs
@@ -226,6 +234,8 @@ const fetchGuard = 10 * time.Second
 type Router struct {
 	subjects offboard.Subjects
 	sub      *nats.Subscription
+	late     sync.WaitGroup // pulls given up on, still read
+	closed   chan struct{}
 
 	mu      sync.Mutex
 	sources map[string]*Source
@@ -233,7 +243,7 @@ type Router struct {
 
 // NewRouter subscribes to the request subjects.
 func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
-	r := &Router{subjects: s, sources: map[string]*Source{}}
+	r := &Router{subjects: s, sources: map[string]*Source{}, closed: make(chan struct{})}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
 		tenant, p, ok := s.ParseRequest(m.Subject)
 		if !ok {
@@ -267,7 +277,7 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	}
 	src := &Source{
 		lanes: [2]*lane{{cons: normal, prio: offboard.Normal}, {cons: bulk, prio: offboard.Bulk}},
-		wake:  make(chan struct{}, 1), poll: poll,
+		wake:  make(chan struct{}, 1), poll: poll, late: r.nakLate,
 	}
 	r.mu.Lock()
 	r.sources[tenant] = src
@@ -275,8 +285,39 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	return src, nil
 }
 
-// Close stops the subscription.
-func (r *Router) Close() error { return r.sub.Unsubscribe() }
+// Close stops the subscription and the reading of pulls given up on.
+func (r *Router) Close() error {
+	close(r.closed)
+	r.late.Wait()
+	return r.sub.Unsubscribe()
+}
+
+// lateWait is how long a pull given up on is still read.
+const lateWait = 30 * time.Second
+
+// nakLate reads a pull its source gave up on (a leader election or a
+// fail-over held its answer back, or the tenant's loop let go of it) and
+// naks what still comes: delivered to nobody, a request would otherwise
+// wait for its ack wait.
+func (r *Router) nakLate(batch jetstream.MessageBatch) {
+	r.late.Go(func() {
+		t := time.NewTimer(lateWait)
+		defer t.Stop()
+		for {
+			select {
+			case m, ok := <-batch.Messages():
+				if !ok {
+					return
+				}
+				_ = m.Nak() // unanswered, it still comes back after its ack wait
+			case <-t.C:
+				return
+			case <-r.closed:
+				return
+			}
+		}
+	})
+}
 
 // Backlog reports how many requests of each priority wait in the stream
 // for this tenant (not yet delivered). It answers from what the source
