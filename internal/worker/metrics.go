@@ -90,8 +90,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "rule"}),
 	}
 	m.addTracking()
-	m.addAssignment(reg)
-	reg.MustRegister(m.TrackedActions, m.TrackingLag)
+	reg.MustRegister(m.TrackedActions, m.TrackingLag, m.Assigned)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
 		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked)
 	return m
@@ -127,8 +126,8 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	}
 }
 
-// addTracking creates the action tracking's gauges; a tracker sets its
-// tenant's series.
+// addTracking creates the action tracking's gauges, which a tracker sets
+// for its tenant, and the assignment's gauge (see Assignment).
 func (m *Metrics) addTracking() {
 	const ns = "mde_offboard"
 	m.TrackedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -139,14 +138,9 @@ func (m *Metrics) addTracking() {
 		Namespace: ns, Name: "tracking_lag_seconds",
 		Help: "How overdue the most overdue look at a followed action is.",
 	}, []string{"tenant"})
-}
-
-// addAssignment creates and registers the gauge that shows which tenants
-// this replica works (see Assignment).
-func (m *Metrics) addAssignment(reg prometheus.Registerer) {
 	m.Assigned = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Namespace: "mde_offboard", Name: "tenant_assigned",
+		Namespace: ns, Name: "tenant_assigned",
 		Help: "1 while this replica takes the tenant's requests; the tenants are spread across the replicas.",
 	}, []string{"tenant"})
-	reg.MustRegister(m.Assigned)
 }
+

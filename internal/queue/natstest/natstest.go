@@ -66,7 +66,7 @@ func freePorts(tb testing.TB, n int) []int {
 	var ports []int
 	var lis []net.Listener
 	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
 		if err != nil {
 			tb.Fatal(err)
 		}
