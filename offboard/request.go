@@ -84,8 +84,9 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 		return Request{}, errors.New("request is not UTF-8")
 	}
 	var w wire
-	if err := checkMembers(data); err != nil {
+	if refused, err := checkMembers(data); err != nil {
 		_ = json.Unmarshal(data, &w) // best effort: only to keep checked fields for the answer
+		w.drop(refused)
 		r, _ := w.check(subjectTenant)
 		return r, err
 	}
@@ -184,34 +185,76 @@ func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicod
 // checkMembers refuses what encoding/json would read differently from a
 // case-sensitive reader (an approval step, an audit): a member that repeats,
 // or one that differs from a field name only in case ({"DryRun": false}
-// next to {"dryRun": true}). Other unknown members are ignored.
-func checkMembers(data []byte) error {
+// next to {"dryRun": true}). Other unknown members are ignored. refused
+// names the fields such members stand for: which of their values
+// encoding/json keeps is not what the request says, so none is echoed.
+func checkMembers(data []byte) (refused map[string]bool, err error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return errors.New("request is not a JSON object of the documented form")
+		return nil, errors.New("request is not a JSON object of the documented form")
 	}
+	refused = map[string]bool{}
 	seen := map[string]bool{}
 	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
+		tok, terr := dec.Token()
+		if terr != nil {
+			return refused, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(terr))
 		}
 		key, _ := tok.(string)
-		if seen[key] {
-			return fmt.Errorf("member %s appears twice", Quote(key))
+		field := ""
+		for _, f := range fieldNames {
+			if strings.EqualFold(key, f) {
+				field = f
+			}
+		}
+		var problem error
+		switch {
+		case seen[key]:
+			problem = fmt.Errorf("member %s appears twice", Quote(key))
+		case field != "" && key != field:
+			problem = fmt.Errorf("member %s: field names are case-sensitive, write %q", Quote(key), field)
 		}
 		seen[key] = true
-		for _, f := range fieldNames {
-			if key != f && strings.EqualFold(key, f) {
-				return fmt.Errorf("member %s: field names are case-sensitive, write %q", Quote(key), f)
+		if problem != nil {
+			if field != "" {
+				refused[field] = true
+			}
+			if err == nil {
+				err = problem
 			}
 		}
 		var skip json.RawMessage
-		if err := dec.Decode(&skip); err != nil {
-			return fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
+		if derr := dec.Decode(&skip); derr != nil {
+			return refused, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(derr))
 		}
 	}
-	return nil
+	return refused, err
+}
+
+// drop forgets the fields named, so that they are not echoed.
+func (w *wire) drop(fields map[string]bool) {
+	for f := range fields {
+		switch f {
+		case "requestId":
+			w.RequestID = ""
+		case "machineId":
+			w.MachineID = ""
+		case "computerDnsName":
+			w.ComputerDNSName = ""
+		case "comment":
+			w.Comment = ""
+		case "tenant":
+			w.Tenant = ""
+		case "requestedBy":
+			w.RequestedBy = ""
+		case "source":
+			w.Source = ""
+		case "dryRun":
+			w.DryRun = false
+		case "attempt":
+			w.Attempt = nil
+		}
+	}
 }
 
 // Quote shows at most 48 characters of untrusted input, escaped, for a

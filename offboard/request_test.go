@@ -99,3 +99,24 @@ func TestTruncateMessage(t *testing.T) {
 		t.Fatal("a short message was changed")
 	}
 }
+
+// A member refused for repeating, or for differing from a field name only
+// in case, is a refused field: its value is not echoed, whichever copy a
+// case-insensitive reader would keep.
+func TestParseRequestDoesNotEchoRefusedMembers(t *testing.T) {
+	t.Parallel()
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	for _, body := range []string{
+		`{"requestId":"r1","machineId":"` + a + `","MachineId":"` + b + `"}`,
+		`{"requestId":"r1","machineId":"` + a + `","machineId":"` + b + `"}`,
+		`{"requestId":"r1","machineId":"` + a + `","requestedBy":"x","RequestedBy":"mallory"}`,
+	} {
+		r, err := ParseRequest([]byte(body), "contoso")
+		if err == nil {
+			t.Fatalf("%s accepted", body)
+		}
+		if r.MachineID == b || r.RequestedBy != "" || r.RequestID != "r1" {
+			t.Errorf("%s: kept %+v, want requestId r1 and nothing of a refused member", body, r)
+		}
+	}
+}

@@ -67,5 +67,6 @@ func demo(ctx context.Context) error {
 		return err
 	}
 	table.summary(env)
-	return nil
+	cc.Stop()
+	return campaign(ctx, os.Stdout, js)
 }

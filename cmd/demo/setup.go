@@ -55,6 +55,10 @@ func start(ctx context.Context, dir string) (*env, error) {
 	// A re-imaged device: two records share a name.
 	e.sim.AddMachine(e.tenants[0].tenantID, mdesim.Machine{ID: strings.Repeat("ab", 20), ComputerDNSName: "pc-0003.contoso.local",
 		OSPlatform: "Windows11", HealthStatus: "Inactive", LastSeen: time.Now().Add(-90 * 24 * time.Hour)})
+	// Devices gone quiet months ago, for the campaign.
+	for i := range staleDevices {
+		e.sim.AddMachine(e.tenants[0].tenantID, staleMachine(i))
+	}
 
 	var err error
 	if e.app, err = e.startWorker(ctx, yaml.String(), dir); err != nil {
@@ -89,6 +93,10 @@ func (e *env) addTenant(yaml *strings.Builder, dir string, ti int, t *demoTenant
 		"    apiBaseURL: %s\n    authorityHost: %s\n    comment: \"Retired in CMDB ({{.Source}}), request {{.RequestID}}\"\n"+
 		"    limits:\n      offboard: [\"5/1s\", \"25/10s\"]\n",
 		t.name, t.tenantID, t.clientID, secretFile, e.base, e.base)
+	if ti == 0 {
+		// Two of the stale devices must stay: the plan leaves them out.
+		fmt.Fprintf(yaml, "    guards:\n      protect:\n        machineIds: [%q, %q]\n", staleMachine(0).ID, staleMachine(1).ID)
+	}
 	return nil
 }
 

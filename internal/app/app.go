@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -36,6 +37,9 @@ type Options struct {
 
 	NATSURL        string // empty: start an embedded server
 	NATSCreds      string // optional credentials file for NATS
+	NATSTLSCA      string // CA bundle to trust for the NATS server
+	NATSTLSCert    string // client certificate for NATS, with NATSTLSKey
+	NATSTLSKey     string
 	DataDir        string // embedded server storage, default DefaultDataDir
 	EmbeddedListen string // embedded server client address, default DefaultEmbeddedListen
 	SubjectPrefix  string // default DefaultSubjectPrefix
@@ -62,6 +66,8 @@ type Options struct {
 	// (default queue.PresenceBeat); a replica that dies hands its tenants
 	// over after three beats. Every replica must use the same.
 	PresenceBeat time.Duration
+	// Plan tunes the answers to campaign plan requests.
+	Plan worker.PlanOptions
 
 	Logger     *zap.Logger
 	Registry   *prometheus.Registry // nil: a new one with Go and process collectors
@@ -117,6 +123,9 @@ func New(o Options) (*App, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
+	if err := o.natsConn().Check(); err != nil {
+		return nil, err
+	}
 	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{})}
 	var err error
 	if a.tenants, err = newTenants(f, o); err != nil {
@@ -124,8 +133,14 @@ func New(o Options) (*App, error) {
 	}
 	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
 	a.opts.Queue.Tenants = nil
+	a.opts.Queue.Limits = map[string]string{}
 	for _, t := range a.tenants {
 		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)
+		var ws []string
+		for _, w := range t.Config.Resolved.Windows[mde.APIOffboard] {
+			ws = append(ws, w.String())
+		}
+		a.opts.Queue.Limits[t.Config.Name] = strings.Join(ws, ",")
 	}
 	a.opts.Queue = a.opts.Queue.WithDefaults()
 	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
@@ -289,11 +304,15 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	if err != nil {
 		return err
 	}
+	ctrl, err := a.startControl(ctx)
+	if err != nil {
+		return err
+	}
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
-		Presence: presence, Assignment: presence,
+		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan,
 	}, a.tenants)
 	if err != nil {
 		return err
@@ -320,10 +339,32 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	if err != nil {
 		return nil, err
 	}
-	pctx, cancel := context.WithCancel(context.Background())
+	if err := a.runService(ctx, "presence", p.Run, p.Current()); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// startControl follows the operators' controls; it returns once it knows
+// those in force, so a restarted replica takes nothing a pause holds.
+func (a *App) startControl(ctx context.Context) (*control.Watcher, error) {
+	w, err := control.NewWatcher(ctx, a.js, a.log)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.runService(ctx, "control", w.Run, w.Current()); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// runService runs a service until Stop reaches its cleanup, and waits
+// until it is current.
+func (a *App) runService(ctx context.Context, name string, run func(context.Context) error, current <-chan struct{}) error {
+	sctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(pctx) }()
-	a.life.add("presence", func(ctx context.Context) error {
+	go func() { done <- run(sctx) }()
+	a.life.add(name, func(ctx context.Context) error {
 		cancel()
 		select {
 		case err := <-done:
@@ -333,12 +374,12 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 		}
 	})
 	select {
-	case <-p.Current():
-		return p, nil
+	case <-current:
+		return nil
 	case err := <-done:
-		return nil, fmt.Errorf("presence: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 }
 

@@ -70,10 +70,12 @@ func (a *App) natsOptions() []nats.Option {
 			closeOnce.Do(func() { close(a.ncClosed) })
 		}),
 	}
-	if a.opts.NATSCreds != "" {
-		o = append(o, nats.UserCredentials(a.opts.NATSCreds))
-	}
-	return o
+	return append(o, a.opts.natsConn().Options()...)
+}
+
+// natsConn is the connection's credentials and TLS settings.
+func (o Options) natsConn() queue.Conn {
+	return queue.Conn{URL: o.NATSURL, Creds: o.NATSCreds, TLSCA: o.NATSTLSCA, TLSCert: o.NATSTLSCert, TLSKey: o.NATSTLSKey}
 }
 
 // setConnected sets mde_offboard_nats_connected.

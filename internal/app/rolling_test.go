@@ -109,3 +109,29 @@ func TestUnservedTenantAnsweredFromTheLedger(t *testing.T) {
 		t.Errorf("calling-1 answered %+v while its call may be under way", rs)
 	}
 }
+
+// TestUnservedTenantRetryGetsItsOwnAnswer: a retry (a higher attempt) of a
+// request whose stored result is failed is not answered with that stored
+// result: its message id is the stored result's, so the results stream
+// would drop it and the retry would go unanswered. With no replica to
+// work on it, it gets an unknown_tenant answer of its own.
+func TestUnservedTenantRetryGetsItsOwnAnswer(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}})
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := json.Marshal(offboard.Result{RequestID: "failed-1", Tenant: "gone", Outcome: offboard.OutcomeFailed, Attempt: 1,
+		Error: offboard.Failed(offboard.CodeAPIError, "gave up")})
+	if err := ledger.Finish(t.Context(), "gone", "failed-1", nil, 1, stored); err != nil {
+		t.Fatal(err)
+	}
+	res := e.collect("mde.offboard.result.gone")
+	e.publish("mde.offboard.request.gone", map[string]any{"requestId": "failed-1", "machineId": newID(), "attempt": 2}, "gone:failed-1:2")
+	got := res.wait(t, 1, 20*time.Second)
+	rs := got["gone/failed-1"]
+	if len(rs) != 1 || rs[0].Attempt != 2 || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeUnknownTenant {
+		t.Errorf("retry of failed-1: %+v, want its own unknown_tenant answer of attempt 2", rs)
+	}
+}

@@ -90,6 +90,9 @@ func (g *Guards) check() error {
 	return errors.Join(errs...)
 }
 
+// ParseDuration reads a Go duration, or a whole number of days ("90d").
+func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
+
 // parseDuration reads a Go duration, or a whole number of days ("90d").
 func parseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {

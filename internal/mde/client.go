@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,6 +29,13 @@ var APIs = []string{APIOffboard, APIMachines, APIMachineActions}
 
 // MaxBody caps how much of an answer is read.
 const MaxBody = 4 << 20
+
+// MaxListBody caps how much of a page of the device inventory is read: a
+// full page holds 10,000 device records of one to two kilobytes each.
+const MaxListBody = 64 << 20
+
+// MaxPage is the most devices one page of GET /api/machines holds.
+const MaxPage = 10000
 
 // Client calls one tenant's Defender for Endpoint API. It makes exactly one
 // HTTP request per method call: retries, quota and backoff belong to the
@@ -89,6 +97,41 @@ func (c *Client) FindMachinesByName(ctx context.Context, name string) *Verdict {
 	return c.do(ctx, http.MethodGet, "/api/machines", q, nil)
 }
 
+// ListMachines reads one page of the device inventory: GET /api/machines
+// with the OData filter (see InactiveFilter), $top and $skip.
+func (c *Client) ListMachines(ctx context.Context, filter string, top, skip int) *Verdict {
+	q := url.Values{"$top": {strconv.Itoa(top)}, "$skip": {strconv.Itoa(skip)}}
+	if filter != "" {
+		q.Set("$filter", filter)
+	}
+	return c.doLimit(ctx, http.MethodGet, "/api/machines", q, nil, MaxListBody)
+}
+
+// InactiveFilter is the OData filter of the devices last seen before
+// cutoff whose healthStatus is one of health and osPlatform one of os
+// (empty: any): "or" within a field, "and" across fields.
+func InactiveFilter(cutoff time.Time, health, os []string) string {
+	parts := []string{"lastSeen lt " + cutoff.UTC().Format(time.RFC3339Nano)}
+	for _, f := range []struct {
+		field  string
+		values []string
+	}{{"healthStatus", health}, {"osPlatform", os}} {
+		if len(f.values) == 0 {
+			continue
+		}
+		alts := make([]string, len(f.values))
+		for i, v := range f.values {
+			alts[i] = f.field + " eq " + odataString(v)
+		}
+		if len(alts) == 1 {
+			parts = append(parts, alts[0])
+		} else {
+			parts = append(parts, "("+strings.Join(alts, " or ")+")")
+		}
+	}
+	return strings.Join(parts, " and ")
+}
+
 // GetMachine reads one device record.
 func (c *Client) GetMachine(ctx context.Context, machineID string) *Verdict {
 	return c.do(ctx, http.MethodGet, "/api/machines/"+url.PathEscape(machineID), nil, nil)
@@ -116,6 +159,11 @@ func odataString(v string) string { return "'" + strings.ReplaceAll(v, "'", "''"
 
 // do sends one request and classifies what came of it.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, body []byte) *Verdict {
+	return c.doLimit(ctx, method, path, q, body, MaxBody)
+}
+
+// doLimit is do reading at most limit bytes of the answer.
+func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values, body []byte, limit int64) *Verdict {
 	// The timeout covers getting the token too: a login host that hangs
 	// must not hold the call longer than an API host that hangs.
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -147,7 +195,7 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, redactURL(err)), true)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, MaxBody))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
 	if err != nil {
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}

@@ -40,6 +40,9 @@ type Entry struct {
 	MachineID string          `json:"machineId,omitempty"`
 	Started   time.Time       `json:"started"`
 	Result    json.RawMessage `json:"result,omitempty"`
+	// Attempt is the attempt of the request the stored result answers
+	// (0 in entries written before attempts: the first).
+	Attempt int `json:"attempt,omitempty"`
 
 	revision uint64
 }
@@ -104,10 +107,42 @@ func isWrongLastSequence(err error) bool {
 }
 
 // Finish records a request's result over prev, the entry as the caller
-// last read or wrote it (nil: none). ErrConflict means another worker
-// changed it meanwhile.
+// last read or wrote it (nil: none). The entry keeps the attempt the
+// result answers. ErrConflict means another worker changed it meanwhile.
 func (l *Ledger) Finish(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte) error {
-	return l.Put(ctx, tenant, requestID, prev, &Entry{State: StateDone, Seq: seq, Result: result})
+	e := &Entry{State: StateDone, Seq: seq, Result: result}
+	e.Attempt = e.StoredAttempt()
+	return l.Put(ctx, tenant, requestID, prev, e)
+}
+
+// StoredAttempt is the attempt the stored result answers: at least 1.
+func (e *Entry) StoredAttempt() int {
+	if e.Attempt > 0 {
+		return e.Attempt
+	}
+	var r struct {
+		Attempt int `json:"attempt"`
+	}
+	_ = json.Unmarshal(e.Result, &r)
+	return max(r.Attempt, 1)
+}
+
+// Retried says whether a request of the given attempt is worked on again
+// rather than answered from this entry: the stored result is failed and
+// the attempt is higher than the one it answers. A created, already
+// pending or dry-run result always answers (a retry never makes a second
+// action).
+func (e *Entry) Retried(attempt int) bool {
+	if e.State != StateDone {
+		return false
+	}
+	var r struct {
+		Outcome string `json:"outcome"`
+	}
+	if json.Unmarshal(e.Result, &r) != nil || r.Outcome != offboard.OutcomeFailed {
+		return false
+	}
+	return attempt > e.StoredAttempt()
 }
 
 func trackKey(tenant, actionID string) string {

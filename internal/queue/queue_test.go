@@ -239,6 +239,8 @@ func TestDeployDefinitions(t *testing.T) {
 	}
 	files["kv-"+offboard.BucketLedger+".json"] = s.Ledger()
 	files["kv-"+BucketPresence+".json"] = s.Presence()
+	files["kv-"+offboard.BucketControl+".json"] = s.Control()
+	files["obj-"+offboard.BucketPlans+".json"] = s.Plans()
 	dir := filepath.Join("..", "..", "deploy", "nats")
 	for name, v := range files {
 		var buf bytes.Buffer

@@ -23,6 +23,9 @@ type Settings struct {
 	AckWait       time.Duration // how long a delivered request may go without progress
 	MaxAckPending int           // per tenant and priority, across replicas
 	QuotaHistory  time.Duration // how long quota journal entries are kept: longer than any window
+	// Limits are the tenants' offboard limits ("100/1m,1500/1h"), kept in
+	// their consumers' metadata (MetaLimits) for offboardctl status.
+	Limits map[string]string
 }
 
 // WithDefaults fills unset fields.
@@ -77,8 +80,8 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 		},
 		{
 			Name:        offboard.StreamResults,
-			Description: "One result per offboard request, and Machine Action status changes",
-			Subjects:    []string{p + ".result.>", p + ".action.>"},
+			Description: "One result per offboard request, Machine Action status changes, and operators' control changes",
+			Subjects:    []string{p + ".result.>", p + ".action.>", p + ".control.>"},
 			Retention:   jetstream.LimitsPolicy,
 			Storage:     jetstream.FileStorage,
 			Replicas:    s.Replicas,
@@ -118,8 +121,12 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 	out := make([]jetstream.ConsumerConfig, 0, 2*len(s.Tenants)+1)
 	for _, t := range s.Tenants {
 		for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+			meta := map[string]string{MetaTenant: t, MetaPriority: string(p)}
+			if l := s.Limits[t]; l != "" {
+				meta[MetaLimits] = l
+			}
 			out = append(out, jetstream.ConsumerConfig{
-				Metadata:      map[string]string{MetaTenant: t, MetaPriority: string(p)},
+				Metadata:      meta,
 				Durable:       ConsumerName(t, p),
 				Description:   fmt.Sprintf("%s-priority offboard requests of tenant %s", p, t),
 				FilterSubject: s.Subjects.Request(t, p),
@@ -158,10 +165,43 @@ func (s Settings) Ledger() jetstream.KeyValueConfig {
 	}
 }
 
+// Control returns the definition of the control bucket: operators'
+// pauses and budget overrides, kept until changed.
+func (s Settings) Control() jetstream.KeyValueConfig {
+	s = s.WithDefaults()
+	return jetstream.KeyValueConfig{
+		Bucket:      offboard.BucketControl,
+		Description: "operators' controls per tenant: pauses and budget overrides",
+		History:     5,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+	}
+}
+
+// PlansTTL is how long a campaign plan's CSV stays in the plans bucket
+// when nobody fetched it.
+const PlansTTL = 24 * time.Hour
+
+// Plans returns the definition of the object store bucket that carries
+// campaign plans too large for a reply.
+func (s Settings) Plans() jetstream.ObjectStoreConfig {
+	s = s.WithDefaults()
+	return jetstream.ObjectStoreConfig{
+		Bucket:      offboard.BucketPlans,
+		Description: "campaign plans (CSV of stale devices) too large for the reply; removed once fetched",
+		TTL:         PlansTTL,
+		Storage:     jetstream.FileStorage,
+		Replicas:    s.Replicas,
+	}
+}
+
 // Consumer metadata that marks the worker's tenant consumers.
 const (
 	MetaTenant   = "mde-offboard-tenant"
 	MetaPriority = "mde-offboard-priority"
+	// MetaLimits holds the tenant's offboard limits as the worker that
+	// last set up the consumer had them, comma-separated.
+	MetaLimits = "mde-offboard-offboard-limits"
 )
 
 // Ensure creates or updates the streams, consumers and ledger. It is
@@ -199,10 +239,13 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		})
 	}
 	wg.Wait()
-	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence()} {
+	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
 		}
+	}
+	if _, err := js.CreateOrUpdateObjectStore(ctx, s.Plans()); err != nil {
+		errs = append(errs, fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -260,7 +303,7 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 			return fmt.Errorf("consumer %s: %w", cfg.Durable, jetstream.ErrConsumerNotFound)
 		}
 	}
-	for _, bucket := range []string{offboard.BucketLedger, BucketPresence} {
+	for _, bucket := range []string{offboard.BucketLedger, BucketPresence, offboard.BucketControl} {
 		if _, err := js.KeyValue(ctx, bucket); err != nil {
 			return fmt.Errorf("bucket %s: %w", bucket, err)
 		}

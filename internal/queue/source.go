@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -55,6 +56,12 @@ const wakeWait = 250 * time.Millisecond
 // Next returns the next request, blocking until one is published or ctx
 // ends.
 func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, error) {
+	return s.NextOf(ctx, offboard.Normal, offboard.Bulk)
+}
+
+// NextOf is Next over the given priorities only (those not paused),
+// normal before bulk.
+func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstream.Msg, offboard.Priority, error) {
 	for {
 		if s.pollDue(time.Now()) {
 			if err := s.refresh(ctx); err != nil {
@@ -62,6 +69,9 @@ func (s *Source) Next(ctx context.Context) (jetstream.Msg, offboard.Priority, er
 			}
 		}
 		for _, l := range s.lanes {
+			if !slices.Contains(prios, l.prio) {
+				continue
+			}
 			msg, err := s.pull(ctx, l)
 			if err != nil {
 				return nil, "", err
@@ -180,8 +190,8 @@ func (s *Source) woken(p offboard.Priority) {
 }
 
 // fetchOne pulls at most one message, waiting up to wait for one (0: no
-// wait). A pull it gives up on (no answer in time, ctx ended) goes to
-// late: its message may still come.
+// wait). A pull it gives up on (no answer in time) goes to late: its
+// message may still come.
 func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration, late func(jetstream.MessageBatch)) (jetstream.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -211,9 +221,8 @@ func fetchOne(ctx context.Context, c jetstream.Consumer, wait time.Duration, lat
 		case <-guard.C:
 			late(batch)
 			return nil, fmt.Errorf("fetch: no answer from the server in %v", wait+fetchGuard)
-		case <-ctx.Done():
-			late(batch)
-			return nil, ctx.Err()
+			// Not on ctx: the server may have delivered the message
+			// already, and one dropped here would wait out its ack wait.
 		}
 		break
 	}

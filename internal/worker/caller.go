@@ -107,6 +107,10 @@ func newCaller(clock clockwork.Clock, m *Metrics, retry RetryPolicy, seed uint64
 // journal could not be reached.
 var errQuotaJournal = errors.New("quota journal unreachable: call not sent")
 
+// errPausedMeanwhile marks a call that was not sent because a 429 paused
+// the tenant while the call was being entered in the quota journal.
+var errPausedMeanwhile = errors.New("the tenant was paused by a 429 meanwhile: call not sent")
+
 // callSpec is one API call a request makes.
 type callSpec struct {
 	api string
@@ -142,6 +146,12 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		}
 		v, err := c.send(ctx, t, spec.api, permit, spec.do)
 		permit = nil
+		if errors.Is(err, errPausedMeanwhile) {
+			if spec.api == mde.APIOffboard {
+				j.attempts-- // not sent
+			}
+			continue
+		}
 		if err != nil {
 			return nil, nil, err
 		}
@@ -221,6 +231,13 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 	if err != nil {
 		permit.Release()
 		return nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
+	}
+	if t.limits.PausedUntil().After(c.clock.Now()) {
+		// A 429 came back while the entry was written: the entry stands
+		// (counted as a call ended now, which only errs on the safe side),
+		// but no call goes out during the pause.
+		permit.CompleteNow()
+		return nil, errPausedMeanwhile
 	}
 	if !due.IsZero() {
 		var cancel context.CancelFunc

@@ -99,8 +99,10 @@ func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority)
 }
 
 // answered consults the ledger: a request id that has its result is
-// answered from it; one that another message is working on right now is
-// left for later. false: work on the request.
+// answered from it, unless the result is failed and the request a later
+// attempt (a retry: worked on again); one that another message is working
+// on right now is left for later. A request of a cancelled campaign that
+// no call was made for is answered cancelled. false: work on the request.
 func (w *Worker) answered(ctx context.Context, j *job) bool {
 	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
 	if err != nil {
@@ -108,17 +110,39 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return true
 	}
 	j.entry = entry
-	if entry != nil && entry.State == queue.StateDone {
+	switch {
+	case entry == nil:
+	case entry.State == queue.StateDone && !entry.Retried(j.req.AttemptOrFirst()):
 		w.replay(ctx, j, entry)
 		return true
-	}
-	if entry != nil && entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease {
+	case entry.State == queue.StateDone:
+		j.log.Info("failed request retried", zap.Int("attempt", j.req.AttemptOrFirst()), zap.Int("stored_attempt", entry.StoredAttempt()))
+	case entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease:
 		// Another message with this id is being worked on right now; come
 		// back when it has its result, and answer from the ledger then.
 		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
 		return true
+	default:
+		// A call of this id may have been sent (a crash): it is under
+		// way, and finishes whatever a cancel says.
+		return false
 	}
-	return false
+	return w.withdrawn(ctx, j)
+}
+
+// withdrawn answers a request of a cancelled campaign: failed, cancelled,
+// with a dead letter, and no API call. The campaign is the one its source
+// names or its request id has the form of (package campaign).
+func (w *Worker) withdrawn(ctx context.Context, j *job) bool {
+	if w.campaigns == nil {
+		return false
+	}
+	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req)
+	if !cancelled {
+		return false
+	}
+	w.finish(ctx, j, j.failed(offboard.CodeCancelled, "campaign "+offboard.Quote(name)+" was cancelled by an operator before this request was worked on", nil))
+	return true
 }
 
 // keepAlive tells JetStream, every third of the ack wait, that the request

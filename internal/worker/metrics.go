@@ -1,6 +1,8 @@
 package worker
 
 import (
+	"math"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -28,7 +30,17 @@ type Metrics struct {
 	TrackedActions   *prometheus.GaugeVec     // tenant
 	TrackingLag      *prometheus.GaugeVec     // tenant
 	Assigned         *prometheus.GaugeVec     // tenant
+	TenantPaused     *prometheus.GaugeVec     // tenant, priority
+	HeldRequests     *prometheus.GaugeVec     // tenant, reason (HeldPause, HeldBudget)
+	BudgetRemaining  *prometheus.GaugeVec     // tenant
 }
+
+// Reasons a request waits in the stream, as mde_offboard_held_requests
+// labels them.
+const (
+	HeldPause  = "pause"  // an operator paused its tenant and priority
+	HeldBudget = "budget" // its tenant's budget is spent
+)
 
 // NewMetrics creates the metrics and registers them on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -90,10 +102,28 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "rule"}),
 	}
 	m.addTracking()
+	m.addControlMetrics(ns)
 	reg.MustRegister(m.TrackedActions, m.TrackingLag, m.Assigned)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
-		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked)
+		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked,
+		m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
 	return m
+}
+
+// addControlMetrics creates the metrics of pauses and budgets.
+func (m *Metrics) addControlMetrics(ns string) {
+	m.TenantPaused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tenant_paused",
+		Help: "1 while an operator has paused the tenant's priority (offboardctl pause), else 0.",
+	}, []string{"tenant", "priority"})
+	m.HeldRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "held_requests",
+		Help: "Requests waiting in the stream because of a pause or a spent budget.",
+	}, []string{"tenant", "reason"})
+	m.BudgetRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "budget_remaining",
+		Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
+	}, []string{"tenant"})
 }
 
 // initTenant creates a tenant's series at zero, so that the first event
@@ -118,7 +148,11 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	for _, p := range []string{"normal", "bulk"} {
 		m.RequestsReceived.WithLabelValues(name, p)
 		m.Backlog.WithLabelValues(name, p)
+		m.TenantPaused.WithLabelValues(name, p)
 	}
+	m.HeldRequests.WithLabelValues(name, HeldPause)
+	m.HeldRequests.WithLabelValues(name, HeldBudget)
+	m.BudgetRemaining.WithLabelValues(name).Set(math.NaN())
 	m.InFlight.WithLabelValues(name)
 	m.Assigned.WithLabelValues(name)
 	for _, rule := range offboard.Rules {

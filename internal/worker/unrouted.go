@@ -132,7 +132,8 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 }
 
 // fromLedger answers a checked request of an unserved tenant from the
-// ledger: a stored result is replayed; a call under way (its replica was
+// ledger: a stored result is replayed, unless the request retries a failed
+// one; a call under way (its replica was
 // cut off mid-call) is left for later, since whether it created an action
 // is not known. false: the ledger knows nothing of it.
 func (w *Worker) fromLedger(ctx context.Context, j *job) bool {
@@ -142,6 +143,10 @@ func (w *Worker) fromLedger(ctx context.Context, j *job) bool {
 		w.leave(j, err)
 		return true
 	case entry == nil:
+		return false
+	case entry.State == queue.StateDone && entry.Retried(j.req.AttemptOrFirst()):
+		// A retry of a failed request gets an answer of its own: the
+		// stored one's message id would make the results stream drop it.
 		return false
 	case entry.State == queue.StateDone:
 		w.replay(ctx, j, entry)

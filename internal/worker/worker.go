@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -49,6 +52,10 @@ type Options struct {
 	// Assignment says which of the configured tenants this replica works
 	// now (queue.Presence); nil: all of them.
 	Assignment Assignment
+	// Control holds the operators' pauses; nil: nothing is ever paused.
+	Control Control
+	// Plan tunes the answers to campaign plan requests.
+	Plan PlanOptions
 }
 
 // Tenant is a configured tenant with its API client.
@@ -68,6 +75,7 @@ type tenantRun struct {
 	tracker *tracker
 	gate    *gate // open while the tenant is assigned to this replica
 	log     *zap.Logger
+	backlog map[offboard.Priority]uint64 // last read by runStats
 }
 
 // Worker processes the requests of all configured tenants.
@@ -77,10 +85,14 @@ type Worker struct {
 	m       *Metrics
 	clock   clockwork.Clock
 	caller  *caller
+	planner *planner
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
+
+	// campaigns knows which campaigns are cancelled (package campaign).
+	campaigns *campaign.Watcher
 
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
@@ -111,6 +123,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Assignment == nil {
 		o.Assignment = everyTenant{}
+	}
+	if o.Control == nil {
+		o.Control = noControl{}
 	}
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
@@ -151,6 +166,10 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
+	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
+		return nil, err
+	}
+	w.planner = newPlanner(w, opts.Plan)
 	return w, nil
 }
 
@@ -196,6 +215,8 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
+	w.planner.start()
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -217,6 +238,7 @@ func (w *Worker) stop(ctx context.Context) error {
 	if w.stopFetch == nil {
 		return nil
 	}
+	w.planner.stop()
 	w.stopFetch()
 	done := make(chan struct{})
 	go func() {
@@ -261,15 +283,11 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			<-slots
 			return
 		}
-		if err := w.waitQuota(actx, t); err != nil {
-			<-slots
-			continue // stopping (the gate says so next), or no longer assigned
-		}
-		msg, prio, err := t.source.Next(actx)
+		msg, prio, err := w.nextRequest(actx, t)
 		if err != nil {
 			<-slots
-			if actx.Err() != nil {
-				continue
+			if actx.Err() != nil || errors.Is(err, errPausesChanged) {
+				continue // stopping, the tenant moved to another replica, or its pauses changed
 			}
 			t.log.Warn("fetch request", zap.Error(err))
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
@@ -285,6 +303,35 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			w.handle(workCtx, t, msg, prio, permit)
 		})
 	}
+}
+
+// errPausesChanged ends a wait for a request when a pause or resume
+// changed which of the tenant's priorities are served.
+var errPausesChanged = errors.New("the tenant's pauses changed")
+
+// nextRequest waits until a priority of the tenant is served (not paused)
+// and an offboard call could start, without taking its permit, then
+// fetches one request of the served priorities. A paused priority is not
+// fetched: its requests wait in the stream.
+func (w *Worker) nextRequest(ctx context.Context, t *tenantRun) (jetstream.Msg, offboard.Priority, error) {
+	prios, changed, err := w.served(ctx, t.name)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := w.waitQuota(ctx, t); err != nil {
+		return nil, "", err
+	}
+	// The wait for quota can be long: a pause may have landed since.
+	if !slices.Equal(w.unpaused(t.name), prios) {
+		return nil, "", errPausesChanged
+	}
+	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
+	defer stopNext()
+	msg, prio, err := t.source.NextOf(nextCtx, prios...)
+	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
+		return nil, "", errPausesChanged
+	}
+	return msg, prio, err
 }
 
 // waitQuota returns once an offboard call of the tenant could start,
@@ -337,6 +384,7 @@ func (a tenantActions) refreshToken() {
 // runStats refreshes the backlog and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
 	for {
+		changed := w.opts.Control.Changed() // before the controls are read
 		for _, t := range w.tenants {
 			for _, api := range mde.APIs {
 				l := t.limits.API(api)
@@ -351,10 +399,19 @@ func (w *Worker) runStats(ctx context.Context) {
 			if err == nil {
 				w.m.Backlog.WithLabelValues(t.name, string(offboard.Normal)).Set(float64(normal))
 				w.m.Backlog.WithLabelValues(t.name, string(offboard.Bulk)).Set(float64(bulk))
+				t.backlog = map[offboard.Priority]uint64{offboard.Normal: normal, offboard.Bulk: bulk}
 			}
+			w.setPaused(t.name, t.backlog)
 		}
-		if err := sleepCtx(ctx, w.clock, w.opts.StatsEvery); err != nil {
+		// A control change refreshes the paused and held gauges at once.
+		timer := w.clock.NewTimer(w.opts.StatsEvery)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
 			return
+		case <-timer.Chan():
+		case <-changed:
+			timer.Stop()
 		}
 	}
 }

@@ -594,16 +594,21 @@ func (s *Server) listMachinesLocked(tn *tenant, rawQuery string) reply {
 	if rep != nil {
 		return *rep
 	}
-	var match []machineWire
+	// Only the page is written out: an inventory of 100,000 devices must
+	// not cost 100,000 records per page.
+	out := []machineWire{}
+	matched := 0
 	for _, m := range tn.machineList {
-		if q.filter == nil || q.filter(machineRecord(m)) {
-			match = append(match, machineJSON(m, ""))
+		if q.filter != nil && !q.filter(machineRecord(m)) {
+			continue
 		}
-	}
-	from, to := q.page(len(match))
-	out := match[from:to]
-	if out == nil {
-		out = []machineWire{}
+		if matched >= q.skip && len(out) < q.top {
+			out = append(out, machineJSON(m, ""))
+		}
+		matched++
+		if q.top > 0 && len(out) == q.top {
+			break
+		}
 	}
 	return reply{status: http.StatusOK, body: listBody{odataContextBase + "Machines", out}}
 }
@@ -625,6 +630,8 @@ func machineRecord(m *Machine) record {
 			return m.LastSeen
 		case "firstSeen":
 			return m.FirstSeen
+		case "rbacGroupId":
+			return int64(m.RbacGroupID)
 		}
 		return nil
 	}

@@ -3,6 +3,7 @@ package mdesim
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -18,13 +19,15 @@ import (
 // String fields take eq and ne with a single-quoted literal (a quote inside
 // is doubled) and compare case-insensitively. Time fields take eq, ne, gt,
 // ge, lt and le with a bare date-time literal such as 2024-05-01T10:00:00Z
-// or 2024-05-01Z. Field names are case-sensitive, as in OData.
+// or 2024-05-01Z; number fields (rbacGroupId) the same operators with an
+// integer. Field names are case-sensitive, as in OData.
 
 type fieldKind int
 
 const (
 	kindString fieldKind = iota
 	kindTime
+	kindNumber
 )
 
 // schema maps the filterable fields of an entity to their kinds.
@@ -43,6 +46,7 @@ var machineSchema = schema{
 		"onboardingStatus": kindString,
 		"lastSeen":         kindTime,
 		"firstSeen":        kindTime,
+		"rbacGroupId":      kindNumber,
 	},
 }
 
@@ -224,8 +228,11 @@ func (p *filterParser) comparison(name token) (filterExpr, error) {
 		return nil, fmt.Errorf("operator expected at position %d", op.pos)
 	}
 	lit := p.next()
-	if kind == kindString {
+	switch kind {
+	case kindString:
 		return stringComparison(name.text, op, lit)
+	case kindNumber:
+		return numberComparison(name.text, op, lit)
 	}
 	return timeComparison(name.text, op, lit)
 }
@@ -269,6 +276,27 @@ func timeComparison(name string, op, lit token) (filterExpr, error) {
 	return func(r record) bool {
 		v, _ := r(name).(time.Time)
 		return cmp(v.Compare(want))
+	}, nil
+}
+
+func numberComparison(name string, op, lit token) (filterExpr, error) {
+	want, err := strconv.ParseInt(lit.text, 10, 64)
+	if lit.kind != tokWord || err != nil {
+		return nil, fmt.Errorf("an integer literal is expected at position %d for property '%s'", lit.pos, name)
+	}
+	cmp, ok := timeOps[op.text]
+	if !ok {
+		return nil, fmt.Errorf("unknown operator '%s' at position %d", op.text, op.pos)
+	}
+	return func(r record) bool {
+		v, _ := r(name).(int64)
+		switch {
+		case v < want:
+			return cmp(-1)
+		case v > want:
+			return cmp(1)
+		}
+		return cmp(0)
 	}, nil
 }
 

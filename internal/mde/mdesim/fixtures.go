@@ -25,6 +25,7 @@ import (
 //	        rbacGroupName: Tier 0 servers
 //	        rbacGroupId: 7
 //	        lastSeenAgo: 100d
+//	    generate: 5000   # and 5000 more devices, spread as in a real tenant
 type Fixtures struct {
 	Tenants []FixtureTenant `yaml:"tenants"`
 }
@@ -37,6 +38,11 @@ type FixtureTenant struct {
 	ClientSecret string           `yaml:"clientSecret"`
 	Roles        []string         `yaml:"roles"` // nil: RoleOffboard and RoleReadAll
 	Machines     []FixtureMachine `yaml:"machines"`
+	// Generate adds that many devices made by Inventory (lastSeen, OS,
+	// health, groups and tags spread as in a real tenant), with seed
+	// GenerateSeed.
+	Generate     int    `yaml:"generate"`
+	GenerateSeed uint64 `yaml:"generateSeed"`
 }
 
 // FixtureMachine is a device of a fixtures file; empty fields get
@@ -69,6 +75,9 @@ func ParseFixtures(data []byte) (*Fixtures, error) {
 	for i, t := range f.Tenants {
 		if t.TenantID == "" {
 			errs = append(errs, fmt.Errorf("fixtures: tenant %d: no tenantId", i+1))
+		}
+		if t.Generate < 0 {
+			errs = append(errs, fmt.Errorf("fixtures: tenant %d: generate must not be negative", i+1))
 		}
 		for k, m := range t.Machines {
 			where := fmt.Sprintf("fixtures: tenant %d, machine %d", i+1, k+1)
@@ -106,6 +115,9 @@ func (s *Server) AddFixtures(f *Fixtures) {
 				HealthStatus: m.HealthStatus, LastSeen: lastSeen, MachineTags: m.MachineTags,
 				RbacGroupName: m.RbacGroupName, RbacGroupID: m.RbacGroupID,
 			})
+		}
+		for _, m := range Inventory(t.Generate, t.GenerateSeed, now) {
+			s.AddMachine(t.TenantID, m)
 		}
 	}
 }

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/config"
+)
+
+func init() { commands = append(commands, newCampaignCmd) }
+
+func newCampaignCmd(c *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "campaign",
+		Short: "Plan, run, follow and cancel bulk offboarding campaigns",
+		Args:  exactArgs(0),
+		RunE: func(*cobra.Command, []string) error {
+			return usagef("a campaign command is required: plan, run, status or cancel")
+		},
+	}
+	cmd.AddCommand(newCampaignPlanCmd(c), newCampaignRunCmd(c), newCampaignStatusCmd(c), newCampaignCancelCmd(c))
+	return cmd
+}
+
+// checkTenant refuses a tenant name that no worker can have.
+func checkTenant(tenant string) error {
+	switch {
+	case tenant == "":
+		return usagef("--tenant is required")
+	case !config.TenantName.MatchString(tenant):
+		return usagef("tenant %q is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", tenant)
+	}
+	return nil
+}
+
+// checkName refuses a campaign name that cannot make request ids.
+func checkName(name string) error {
+	if !campaign.ValidName(name) {
+		return usagef("campaign name %q: want 1 to 120 of [a-z0-9._-]", name)
+	}
+	return nil
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func newCampaignCancelCmd(c *cli) *cobra.Command {
+	var tenant, name, reason, by string
+	cmd := &cobra.Command{
+		Use:   "cancel --tenant T --name NAME",
+		Short: "Withdraw a campaign's waiting requests: each is answered failed with code cancelled",
+		Long: `Marks the campaign cancelled in the control bucket. Every worker replica
+answers each of its requests that it takes from then on, and that no call
+was made for, failed with code cancelled (and a dead letter), without an
+API call; a request already under way finishes. Nothing is dropped
+unanswered.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTenant(tenant); err != nil {
+				return err
+			}
+			if err := checkName(name); err != nil {
+				return err
+			}
+			return c.cancelCampaign(cmd.Context(), tenant, name, campaign.Mark{Cancelled: true, By: by, Reason: reason, At: time.Now().UTC()})
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant (required)")
+	cmd.Flags().StringVar(&name, "name", "", "campaign name (required)")
+	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail")
+	cmd.Flags().StringVar(&by, "by", os.Getenv("USER"), "who, for the audit trail")
+	return cmd
+}
+
+// controlEvent is published on the tenant's control subject for the audit
+// trail.
+type controlEvent struct {
+	Action   string    `json:"action"`
+	Tenant   string    `json:"tenant"`
+	Campaign string    `json:"campaign,omitempty"`
+	By       string    `json:"by,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	At       time.Time `json:"at"`
+}
+
+func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaign.Mark) error {
+	js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	kv, err := campaign.ControlBucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	if err := campaign.SetMark(ctx, kv, tenant, name, m); err != nil {
+		return err
+	}
+	ev, err := json.Marshal(controlEvent{Action: "campaign.cancel", Tenant: tenant, Campaign: name, By: m.By, Reason: m.Reason, At: m.At})
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("control:%s:campaign.cancel:%s:%d", tenant, name, m.At.UnixNano())
+	if err := queue.PublishJSON(ctx, js, c.subjects.Control(tenant), id, ev); err != nil {
+		return fmt.Errorf("campaign %s is cancelled, but its control event was not stored: %w", name, err)
+	}
+	st, err := c.campaignStatus(ctx, js, tenant, name)
+	if err != nil {
+		fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled; its waiting requests will be answered cancelled\n", name, tenant)
+		return nil //nolint:nilerr // the cancel stands; the count is only information
+	}
+	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %d requests waiting will be answered cancelled (%d answered so far)\n",
+		name, tenant, st.Waiting, st.Answered)
+	return nil
+}
+
+// campaignState is what campaign status shows.
+type campaignState struct {
+	Tenant         string         `json:"tenant"`
+	Name           string         `json:"name"`
+	Cancelled      *campaign.Mark `json:"cancelled,omitempty"`
+	Answered       int            `json:"answered"`
+	Created        int            `json:"created"`
+	AlreadyPending int            `json:"already_pending"`
+	DryRun         int            `json:"dry_run"`
+	Failed         int            `json:"failed"`
+	FailedByCode   map[string]int `json:"failedByCode,omitempty"`
+	Waiting        int            `json:"waiting"`
+	Backlog        int            `json:"tenantBacklog"`
+	ETASeconds     float64        `json:"etaSeconds"`
+	ETA            string         `json:"eta"`
+}
+
+// tally keeps the latest outcome of each row seen: one byte per row.
+type tally struct {
+	outcome []string // by row; "" none
+	attempt []int
+	code    []string
+}
+
+func (t *tally) add(name string, r resultView) {
+	n, ok := campaign.RowOf(name, r.RequestID)
+	if !ok {
+		return
+	}
+	for len(t.outcome) <= n {
+		t.outcome, t.attempt, t.code = append(t.outcome, ""), append(t.attempt, 0), append(t.code, "")
+	}
+	if t.outcome[n] != "" && r.Attempt <= t.attempt[n] {
+		return
+	}
+	t.outcome[n], t.attempt[n], t.code[n] = r.Outcome, r.Attempt, r.Code
+}
+
+type resultView struct {
+	RequestID, Outcome, Code string
+	Attempt                  int
+}
+
+func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant, name string) (*campaignState, error) {
+	var t tally
+	err := scan(ctx, js, offboard.StreamResults, c.subjects.Result(tenant), func(m jetstream.Msg) {
+		if r, ok := decodeResult(m); ok {
+			v := resultView{RequestID: r.RequestID, Outcome: r.Outcome, Attempt: r.Attempt}
+			if r.Error != nil {
+				v.Code = r.Error.Code
+			}
+			t.add(name, v)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	st := &campaignState{Tenant: tenant, Name: name, FailedByCode: map[string]int{}}
+	for i, o := range t.outcome {
+		st.count(o, t.code[i])
+	}
+	answered := func(id string) bool {
+		n, ok := campaign.RowOf(name, id)
+		return ok && n < len(t.outcome) && t.outcome[n] != ""
+	}
+	if st.Waiting, err = waitingOf(ctx, js, c.subjects, tenant, name, answered); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *campaignState) count(outcome, code string) {
+	switch outcome {
+	case "":
+		return
+	case "created":
+		st.Created++
+	case "already_pending":
+		st.AlreadyPending++
+	case "dry_run":
+		st.DryRun++
+	case "failed":
+		st.Failed++
+		st.FailedByCode[code]++
+	}
+	st.Answered++
+}

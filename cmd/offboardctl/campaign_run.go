@@ -1,0 +1,424 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// runFlags are campaign run's flags.
+type runFlags struct {
+	tenant, csv, name, priority, comment, report, rate string
+	dryRun                                             bool
+	timeout, every                                     time.Duration
+	maxPending                                         int
+}
+
+func newCampaignRunCmd(c *cli) *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run --tenant T --csv FILE",
+		Short: "Publish a CSV's devices as offboard requests, wait for every result, write the report",
+		Long: `Publishes one request per CSV row (request id <NAME>-<row as 6 digits>,
+source campaign:<NAME>), waits for every row's result and writes the report.
+Running the same command again publishes nothing that was published before
+and writes the same report: an interrupted campaign resumes.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := newCampaignRun(c, f)
+			if err != nil {
+				return err
+			}
+			return r.run(cmd.Context())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.tenant, "tenant", "", "tenant (required)")
+	fl.StringVar(&f.csv, "csv", "", "CSV file with a header row and a machineId or computerDnsName column (required)")
+	fl.StringVar(&f.name, "name", "", "campaign name (default: the CSV's base name)")
+	fl.StringVar(&f.priority, "priority", string(offboard.Bulk), "bulk or normal")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "publish every row as a dry run")
+	fl.StringVar(&f.comment, "comment", "", "comment of rows without their own")
+	fl.StringVar(&f.report, "report", "", "report file (default <NAME>-report.csv)")
+	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
+	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: the documented ones)")
+	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")
+	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")
+	_ = fl.MarkHidden("max-pending")
+	return cmd
+}
+
+// campaignRun is one run of a campaign.
+type campaignRun struct {
+	c       *cli
+	f       runFlags
+	set     campaign.Settings
+	prio    offboard.Priority
+	windows []campaign.Window
+	total   int
+	rows    *campaign.Rows
+	js      jetstream.JetStream // with bounded asynchronous publishing
+
+	published, duplicates, skipped atomic.Int64
+	unread                         atomic.Int64 // rows the publishing has not reached yet
+	pubErr                         atomic.Value // first publish error
+	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
+	stateErr                       atomic.Value
+}
+
+func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
+	if err := checkTenant(f.tenant); err != nil {
+		return nil, err
+	}
+	if f.csv == "" {
+		return nil, usagef("--csv is required")
+	}
+	if f.name == "" {
+		f.name = campaign.NameFromFile(f.csv)
+	}
+	if err := checkName(f.name); err != nil {
+		return nil, err
+	}
+	r := &campaignRun{c: c, f: f, prio: offboard.Priority(f.priority), windows: campaign.DefaultWindows,
+		set: campaign.Settings{Tenant: f.tenant, Name: f.name, Comment: f.comment, DryRun: f.dryRun}}
+	if r.prio != offboard.Bulk && r.prio != offboard.Normal {
+		return nil, usagef("--priority %q: want bulk or normal", f.priority)
+	}
+	if f.rate != "" {
+		ws, err := campaign.ParseWindows(f.rate)
+		if err != nil {
+			return nil, usageError{err}
+		}
+		r.windows = ws
+	}
+	if r.f.report == "" {
+		r.f.report = f.name + "-report.csv"
+	}
+	if f.maxPending < 1 {
+		return nil, usagef("--max-pending must be at least 1")
+	}
+	n, err := countRows(f.csv)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	r.total = n
+	return r, nil
+}
+
+// countRows reads the whole CSV once, so that a broken file stops the run
+// before anything is published, and the progress knows the total.
+func countRows(path string) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = f.Close() }()
+	rd, err := campaign.NewReader(f)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	n := 0
+	for {
+		_, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", path, err)
+		}
+		if n++; n > campaign.MaxRows {
+			return 0, fmt.Errorf("%s: more than %d rows; split the campaign", path, campaign.MaxRows)
+		}
+	}
+	return n, nil
+}
+
+func (r *campaignRun) run(ctx context.Context) error {
+	if r.f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, fmt.Errorf("--timeout %v", r.f.timeout))
+		defer cancel()
+	}
+	if _, err := r.c.connect(); err != nil {
+		return err
+	}
+	js, err := jetstream.New(r.c.nc, jetstream.WithPublishAsyncMaxPending(r.f.maxPending),
+		jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	r.js = js
+	if r.rows, err = campaign.NewRows(r.f.name, r.total, ""); err != nil {
+		return err
+	}
+	defer func() { _ = r.rows.Close() }()
+	fol, err := follow(ctx, js, offboard.StreamResults, r.c.subjects.Result(r.f.tenant), r.onResult)
+	if err != nil {
+		return err
+	}
+	defer fol.stop()
+	if err := fol.wait(ctx); err != nil {
+		return err
+	}
+	waitErr := r.publishAndWait(ctx)
+	return r.finish(waitErr)
+}
+
+// onResult records a result of the tenant, when it is one of the campaign's.
+func (r *campaignRun) onResult(m jetstream.Msg) {
+	res, ok := decodeResult(m)
+	if !ok {
+		return
+	}
+	if _, err := r.rows.Result(res); err != nil {
+		r.stateErr.CompareAndSwap(nil, err)
+	}
+}
+
+// publishAndWait publishes the rows (in the background) and waits for
+// every result, showing progress.
+func (r *campaignRun) publishAndWait(ctx context.Context) error {
+	r.unread.Store(int64(r.total))
+	r.refreshAhead(ctx)
+	pubCtx, stopPub := context.WithCancel(ctx)
+	defer stopPub()
+	var wg sync.WaitGroup
+	var pubErr error
+	pubDone := make(chan struct{})
+	wg.Go(func() { defer close(pubDone); pubErr = r.publishRows(pubCtx) })
+	defer wg.Wait()
+	p := newProgress(r.c.stdout, r.f.every, r.total)
+	defer p.finish()
+	started := time.Now()
+	base := r.rows.Counts().Answered()
+	tick := time.NewTicker(200 * time.Millisecond) // real time: paces the display
+	defer tick.Stop()
+	lastAhead := time.Now()
+	for {
+		counts := r.rows.Counts()
+		p.show(r.snapshot(counts, counts.Answered()-base, time.Since(started)))
+		select {
+		case <-pubDone:
+			if pubErr != nil && ctx.Err() == nil {
+				return pubErr
+			}
+		default:
+		}
+		if err := r.stateErr.Load(); err != nil {
+			return err.(error)
+		}
+		if counts.Waiting == 0 && isClosed(pubDone) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-r.rows.Changed():
+		case <-tick.C:
+		case <-pubDone:
+		}
+		if time.Since(lastAhead) >= 5*time.Second {
+			r.refreshAhead(ctx)
+			lastAhead = time.Now()
+		}
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+// refreshAhead reads the tenant's backlog that is served before the
+// campaign's end: normal priority always, bulk too for a bulk campaign.
+func (r *campaignRun) refreshAhead(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	prios := []offboard.Priority{offboard.Normal}
+	if r.prio == offboard.Bulk {
+		prios = append(prios, offboard.Bulk)
+	}
+	var n uint64
+	for _, p := range prios {
+		pending, err := backlog(ctx, r.js, r.f.tenant, p)
+		if err != nil {
+			return // no estimate update; the last one stands
+		}
+		n += pending
+	}
+	r.ahead.Store(int64(n))
+}
+
+func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
+	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.unread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
+	return progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
+		duplicates: r.duplicates.Load(), eta: est.ETA()}
+}
+
+// publishRows publishes every row that has no result yet, asynchronously
+// with at most --max-pending acknowledgements outstanding; an invalid row
+// is recorded failed and not published.
+func (r *campaignRun) publishRows(ctx context.Context) error {
+	f, err := os.Open(r.f.csv)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	rd, err := campaign.NewReader(f)
+	if err != nil {
+		return err
+	}
+	acks := make(chan pendingAck, r.f.maxPending)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.collectAcks(ctx, acks) })
+	defer wg.Wait()
+	defer close(acks)
+	subject := r.c.subjects.Request(r.f.tenant, r.prio)
+	for ctx.Err() == nil {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		r.unread.Add(-1)
+		if err := r.publishRow(ctx, subject, row, acks); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type pendingAck struct {
+	row int
+	f   jetstream.PubAckFuture
+}
+
+func (r *campaignRun) publishRow(ctx context.Context, subject string, row campaign.Row, acks chan<- pendingAck) error {
+	if r.rows.Has(row.N) {
+		r.skipped.Add(1)
+		return nil
+	}
+	req, data, err := r.set.Request(row)
+	if err != nil {
+		return r.rows.Invalid(row.N, req, err.Error())
+	}
+	m := nats.NewMsg(subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(r.f.tenant, req.RequestID, req.Attempt))
+	m.Header.Set("Content-Type", "application/json")
+	for {
+		f, err := r.js.PublishMsgAsync(m)
+		switch {
+		case err == nil:
+			acks <- pendingAck{row.N, f}
+			return nil
+		case errors.Is(err, jetstream.ErrTooManyStalledMsgs) && ctx.Err() == nil:
+			continue // the server is behind: wait for its acknowledgements
+		}
+		r.rows.Unpublished(row.N)
+		r.pubErr.CompareAndSwap(nil, err)
+		return fmt.Errorf("publish row %d: %w", row.N, err)
+	}
+}
+
+// collectAcks counts the stream's answers: stored, or dropped as a
+// duplicate (published before); a refused row is recorded unpublished.
+func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
+	for p := range acks {
+		select {
+		case ack := <-p.f.Ok():
+			if ack.Duplicate {
+				r.duplicates.Add(1)
+			} else {
+				r.published.Add(1)
+			}
+		case err := <-p.f.Err():
+			r.rows.Unpublished(p.row)
+			r.pubErr.CompareAndSwap(nil, err)
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// finish writes the report, whatever happened, and says how it ended.
+func (r *campaignRun) finish(waitErr error) error {
+	if err := r.writeReport(); err != nil {
+		return errors.Join(waitErr, err)
+	}
+	c := r.rows.Counts()
+	fmt.Fprintf(r.c.stdout, "campaign %s (tenant %s): %d rows: created %d, already_pending %d, dry_run %d, failed %d, no result %d; "+
+		"published %d, published before %d, answered before %d; report %s\n",
+		r.f.name, r.f.tenant, c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
+		r.published.Load(), r.duplicates.Load(), r.skipped.Load(), r.f.report)
+	switch {
+	case waitErr != nil:
+		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
+	case c.Unpublished > 0:
+		err, _ := r.pubErr.Load().(error)
+		return fmt.Errorf("campaign %s: %d rows could not be published (%w); run the same command again", r.f.name, c.Unpublished, err)
+	}
+	return nil
+}
+
+// writeReport writes the report next to its final name, then renames it.
+func (r *campaignRun) writeReport() error {
+	in, err := os.Open(r.f.csv)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = in.Close() }()
+	tmp, err := os.CreateTemp(filepath.Dir(r.f.report), filepath.Base(r.f.report)+".*")
+	if err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	if err := r.rows.WriteReport(tmp, in); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	if err := os.Rename(tmp.Name(), r.f.report); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	return nil
+}
+
+// backlog is the number of a tenant's requests of a priority waiting or
+// being worked on, from its consumer (0 when the consumer does not exist).
+func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offboard.Priority) (uint64, error) {
+	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(max(info.NumAckPending, 0)), nil
+}

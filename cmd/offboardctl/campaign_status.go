@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func newCampaignStatusCmd(c *cli) *cobra.Command {
+	var tenant, name, rate string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status --tenant T --name NAME",
+		Short: "A campaign's results so far by outcome, its requests waiting, and an ETA",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := checkTenant(tenant); err != nil {
+				return err
+			}
+			if err := checkName(name); err != nil {
+				return err
+			}
+			ws := campaign.DefaultWindows
+			if rate != "" {
+				var err error
+				if ws, err = campaign.ParseWindows(rate); err != nil {
+					return usageError{err}
+				}
+			}
+			return c.showCampaign(cmd.Context(), tenant, name, ws, asJSON)
+		},
+	}
+	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant (required)")
+	cmd.Flags().StringVar(&name, "name", "", "campaign name (required)")
+	cmd.Flags().StringVar(&rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: the documented ones)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	return cmd
+}
+
+func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campaign.Window, asJSON bool) error {
+	js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	st, err := c.campaignStatus(ctx, js, tenant, name)
+	if err != nil {
+		return err
+	}
+	if kv, err := campaign.ControlBucket(ctx, js); err == nil {
+		if st.Cancelled, err = campaign.GetMark(ctx, kv, tenant, name); err != nil {
+			return err
+		}
+	}
+	// The campaign's last request waits behind the tenant's whole backlog
+	// (normal first, then bulk, its own requests among them).
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		n, err := backlog(ctx, js, tenant, p)
+		if err != nil {
+			return err
+		}
+		st.Backlog += int(min(n, uint64(math.MaxInt32)))
+	}
+	if st.Waiting > 0 {
+		eta := campaign.Estimate{Ahead: st.Backlog, Windows: ws}.ETA()
+		st.ETASeconds, st.ETA = eta.Seconds(), campaign.Human(eta)
+	} else {
+		st.ETA = "0s"
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	st.print(c)
+	return nil
+}
+
+func (st *campaignState) print(c *cli) {
+	w := c.stdout
+	fmt.Fprintf(w, "campaign %s (tenant %s)\n", st.Name, st.Tenant)
+	if m := st.Cancelled; m != nil && m.Cancelled {
+		fmt.Fprintf(w, "  cancelled  %s by %s: %s\n", m.At.Format("2006-01-02 15:04:05Z07:00"), orNone(m.By), orNone(m.Reason))
+	}
+	fmt.Fprintf(w, "  answered   %d: created %d, already_pending %d, dry_run %d, failed %d\n",
+		st.Answered, st.Created, st.AlreadyPending, st.DryRun, st.Failed)
+	if len(st.FailedByCode) > 0 {
+		var parts []string
+		for _, code := range slices.Sorted(maps.Keys(st.FailedByCode)) {
+			parts = append(parts, fmt.Sprintf("%s %d", code, st.FailedByCode[code]))
+		}
+		fmt.Fprintf(w, "  failed     %s\n", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(w, "  waiting    %d (tenant backlog %d)\n", st.Waiting, st.Backlog)
+	fmt.Fprintf(w, "  ETA        %s\n", st.ETA)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

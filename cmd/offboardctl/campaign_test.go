@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// want is what a row's report line must say.
+type want struct{ outcome, code string }
+
+// writeCampaign writes a CSV of n rows: most name a device by id, every
+// tenth by name, and some are broken on purpose.
+func writeCampaign(t *testing.T, e *testEnv, path string, n int) map[int]want {
+	t.Helper()
+	// Two devices under one name: a row naming it must not be guessed.
+	for range 2 {
+		e.sim.AddMachine(e.tenantID, mdesim.Machine{ID: randHex(20), ComputerDNSName: "twin.contoso.local", OSPlatform: "Windows11"})
+	}
+	var b strings.Builder
+	b.WriteString("machineId,computerDnsName,owner,comment\n")
+	wants := map[int]want{}
+	for row := 1; row <= n; row++ {
+		m := e.machines[row-1]
+		switch {
+		case row%50 == 7:
+			fmt.Fprintf(&b, "%s,,alice,\n", "not-a-device-id") // invalid
+			wants[row] = want{offboard.OutcomeFailed, offboard.CodeInvalidRequest}
+		case row%50 == 13:
+			b.WriteString(",,bob,no device at all\n")
+			wants[row] = want{offboard.OutcomeFailed, offboard.CodeInvalidRequest}
+		case row%50 == 21:
+			b.WriteString(",twin.contoso.local,carol,\n")
+			wants[row] = want{offboard.OutcomeFailed, offboard.CodeAmbiguousMachine}
+		case row%50 == 33:
+			fmt.Fprintf(&b, "%s,,dave,\n", randHex(20)) // no such device
+			wants[row] = want{offboard.OutcomeFailed, offboard.CodeMachineNotFound}
+		case row%10 == 0:
+			fmt.Fprintf(&b, ",%s,erin,\"retired, by name\"\n", m.ComputerDNSName)
+			wants[row] = want{offboard.OutcomeCreated, ""}
+		default:
+			// Both columns, as a plan's CSV: the id names the device.
+			fmt.Fprintf(&b, "%s,%s,frank,\n", m.ID, m.ComputerDNSName)
+			wants[row] = want{offboard.OutcomeCreated, ""}
+		}
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return wants
+}
+
+func readReport(t *testing.T, path string) [][]string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	recs, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs
+}
+
+// checkReport checks one line per row in row order with the right
+// outcome, code and action.
+func checkReport(t *testing.T, recs [][]string, name string, wants map[int]want) {
+	t.Helper()
+	if got := strings.Join(recs[0], ","); got != "row,requestId,machineId,computerDnsName,outcome,code,message,actionId,actionStatus" {
+		t.Fatalf("header %q", got)
+	}
+	if len(recs)-1 != len(wants) {
+		t.Fatalf("%d report lines, want %d", len(recs)-1, len(wants))
+	}
+	for i, rec := range recs[1:] {
+		row := i + 1
+		w := wants[row]
+		if rec[0] != fmt.Sprint(row) || rec[1] != fmt.Sprintf("%s-%06d", name, row) {
+			t.Fatalf("line %d: row %s id %s", row, rec[0], rec[1])
+		}
+		if rec[4] != w.outcome || rec[5] != w.code {
+			t.Errorf("row %d: %s/%s (%s), want %s/%s", row, rec[4], rec[5], rec[6], w.outcome, w.code)
+		}
+		if (w.outcome == offboard.OutcomeCreated) != (rec[7] != "" && rec[8] != "") {
+			t.Errorf("row %d: %s with action %q status %q", row, rec[4], rec[7], rec[8])
+		}
+		if w.outcome == offboard.OutcomeCreated && rec[2] == "" {
+			t.Errorf("row %d: created without a machine id", row)
+		}
+	}
+}
+
+// A 300-row campaign: one report line per row in row order with the right
+// outcome, code and action; progress lines while it waits; run again, it
+// publishes nothing and writes the same report.
+func TestCampaignRunAndRunAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 300)
+	e.startWorker()
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "Retire 2026.csv")
+	wants := writeCampaign(t, e, csvPath, 300)
+	report := filepath.Join(dir, "report.csv")
+	args := []string{"campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report, "--progress-every", "1ms"}
+
+	code, out, errOut := e.ctl(t.Context(), args...)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "campaign retire-2026 (contoso): ") || !strings.Contains(out, " answered: created ") || !strings.Contains(out, "ETA ") {
+		t.Errorf("no progress lines in %q", out)
+	}
+	first, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReport(t, readReport(t, report), "retire-2026", wants)
+	e.sim.Actions(e.tenantID) // one action per created row
+	if n, created := len(e.sim.Actions(e.tenantID)), countWant(wants, offboard.OutcomeCreated); n != created {
+		t.Errorf("%d actions, want %d", n, created)
+	}
+	for _, r := range e.results() {
+		if r.Source != "campaign:retire-2026" || r.Priority != offboard.Bulk {
+			t.Fatalf("result %s: source %q priority %q", r.RequestID, r.Source, r.Priority)
+		}
+	}
+
+	seq := e.lastSeq()
+	code, out, errOut = e.ctl(t.Context(), args...)
+	if code != exitOK {
+		t.Fatalf("second run: exit %d: %s", code, errOut)
+	}
+	if e.lastSeq() != seq {
+		t.Errorf("second run stored %d requests", e.lastSeq()-seq)
+	}
+	if !strings.Contains(out, "published 0, published before 0, answered before 288") {
+		t.Errorf("second run: %q", out)
+	}
+	second, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(first) != string(second) {
+		t.Errorf("second report differs:\n%s\n---\n%s", first, second)
+	}
+}
+
+func countWant(wants map[int]want, outcome string) int {
+	n := 0
+	for _, w := range wants {
+		if w.outcome == outcome && w.code == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// An interrupted run, run again, completes: each request has one result,
+// each device one action, and nothing was stored twice.
+func TestCampaignResumes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 200)
+	e.startWorker()
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "q3.csv")
+	wants := writeCampaign(t, e, csvPath, 200)
+	report := filepath.Join(dir, "q3-report.csv")
+	args := []string{"campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report}
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	go func() {
+		code, _, _ := e.ctl(ctx, args...)
+		done <- code
+	}()
+	e.waitFor("30 results of the campaign", time.Minute, func() bool { return len(e.results()) >= 30 })
+	cancel()
+	if code := <-done; code != exitFailed {
+		t.Fatalf("interrupted run: exit %d, want %d", code, exitFailed)
+	}
+	code, out, errOut := e.ctl(t.Context(), args...)
+	if code != exitOK {
+		t.Fatalf("resumed run: exit %d: %s %s", code, out, errOut)
+	}
+	checkReport(t, readReport(t, report), "q3", wants)
+	perID := map[string]int{}
+	for _, r := range e.results() {
+		perID[r.RequestID]++
+	}
+	for id, n := range perID {
+		if n != 1 {
+			t.Errorf("%s: %d results", id, n)
+		}
+	}
+	valid := len(wants) - 8 // two invalid rows in each 50
+	if len(perID) != valid || e.lastSeq() != uint64(valid) {
+		t.Errorf("%d requests answered, %d stored; want %d", len(perID), e.lastSeq(), valid)
+	}
+	devices := map[string]int{}
+	for _, a := range e.sim.Actions(e.tenantID) {
+		devices[a.MachineID]++
+	}
+	for m, n := range devices {
+		if n != 1 {
+			t.Errorf("device %s: %d actions", m, n)
+		}
+	}
+}
+
+// A cancelled campaign's waiting requests are each answered cancelled,
+// once, with a dead letter and no API call, by a worker started after the
+// cancel.
+func TestCampaignCancel(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 40)
+	e.startWorker() // sets up the streams
+	e.stopWorker()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for _, m := range e.machines {
+		b.WriteString(m.ID + "\n")
+	}
+	csvPath := filepath.Join(dir, "wave1.csv")
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s")
+	if code != exitFailed || !strings.Contains(errOut, "40 rows without a result") {
+		t.Fatalf("no worker: exit %d, %s %s", code, out, errOut)
+	}
+	code, out, errOut = e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave1", "--reason", "wrong list", "--by", "alice")
+	if code != exitOK || !strings.Contains(out, "40 requests waiting will be answered cancelled") {
+		t.Fatalf("cancel: exit %d: %s %s", code, out, errOut)
+	}
+	calls := len(e.sim.Calls())
+	e.startWorker()
+	e.waitFor("40 results", time.Minute, func() bool { return len(e.results()) >= 40 })
+	for _, r := range e.results() {
+		if r.Outcome != offboard.OutcomeFailed || r.Error.Code != offboard.CodeCancelled {
+			t.Errorf("%s: %s %+v", r.RequestID, r.Outcome, r.Error)
+		}
+	}
+	if n := len(e.sim.Calls()) - calls; n != 0 {
+		t.Errorf("%d API calls after the cancel", n)
+	}
+	code, out, _ = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave1", "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
+		t.Fatalf("status: exit %d, %v: %s", code, err, out)
+	}
+	if st.Failed != 40 || st.FailedByCode[offboard.CodeCancelled] != 40 || st.Waiting != 0 || st.Cancelled == nil || st.Cancelled.By != "alice" {
+		t.Errorf("status %+v", st)
+	}
+	code, out, _ = e.ctl(t.Context(), "dead", "ls", tenant, "--code", offboard.CodeCancelled, "--json")
+	var ds []deadLetter
+	if err := json.Unmarshal([]byte(out), &ds); code != exitOK || err != nil || len(ds) != 40 {
+		t.Errorf("dead ls: exit %d, %v, %d dead letters", code, err, len(ds))
+	}
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/creack/pty"
+)
+
+// Bad usage and an unreadable CSV exit 2 before anything is published.
+func TestCampaignBadUsage(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	good := write("good.csv", "machineId\n"+strings.Repeat("a", 40)+"\n")
+	for name, args := range map[string][]string{
+		"no tenant":        {"campaign", "run", "--csv", good},
+		"bad tenant":       {"campaign", "run", "--tenant", "Con So", "--csv", good},
+		"no csv":           {"campaign", "run", "--tenant", "contoso"},
+		"missing csv":      {"campaign", "run", "--tenant", "contoso", "--csv", filepath.Join(dir, "none.csv")},
+		"no device column": {"campaign", "run", "--tenant", "contoso", "--csv", write("cols.csv", "host,owner\na,b\n")},
+		"broken quoting":   {"campaign", "run", "--tenant", "contoso", "--csv", write("broken.csv", "machineId\n\"abc\n")},
+		"empty":            {"campaign", "run", "--tenant", "contoso", "--csv", write("empty.csv", "")},
+		"bad priority":     {"campaign", "run", "--tenant", "contoso", "--csv", good, "--priority", "urgent"},
+		"bad name":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "Big One"},
+		"bad rate":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--rate", "100"},
+		"cancel no name":   {"campaign", "cancel", "--tenant", "contoso"},
+		"retry neither":    {"dead", "retry", "contoso"},
+		"retry both":       {"dead", "retry", "contoso", "--all", "--seq", "3"},
+	} {
+		var out, errb bytes.Buffer
+		// Nothing listens there: a usage error comes before connecting.
+		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb); code != exitUsage {
+			t.Errorf("%s: exit %d, want %d: %s", name, code, exitUsage, errb.String())
+		}
+	}
+}
+
+// On a terminal, campaign run shows a progress bar.
+func TestCampaignProgressBarOnATerminal(t *testing.T) {
+	t.Parallel()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer func() { _ = ptmx.Close() }()
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 160}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var screen bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	})
+	e := newEnv(t, 30)
+	e.startWorker()
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for _, m := range e.machines {
+		b.WriteString(m.ID + "\n")
+	}
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "tty.csv")
+	if err := os.WriteFile(csvPath, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	code := runContext(t.Context(), []string{"--nats-url", e.url, "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv")}, tty, &errb)
+	_ = tty.Close()
+	wg.Wait()
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	mu.Lock()
+	got := screen.String()
+	mu.Unlock()
+	t.Logf("terminal: %q", got[max(0, len(got)-400):])
+	if !strings.Contains(got, "\r") || !strings.Contains(got, "30/30") || !strings.Contains(got, "created 30") || !strings.Contains(got, "ETA") {
+		t.Errorf("no progress bar on the terminal: %q", got)
+	}
+}

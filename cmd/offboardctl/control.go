@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/user"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+)
+
+func init() { commands = append(commands, pauseCommand, resumeCommand, budgetCommand) }
+
+// who says who made a change, and why.
+type who struct{ as, reason string }
+
+func (w *who) flags(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&w.as, "as", defaultUser(), "who makes the change, for the audit trail")
+	cmd.Flags().StringVar(&w.reason, "reason", "", "why, for the audit trail (a change ticket, an incident)")
+}
+
+// defaultUser is the operating system's user name.
+func defaultUser() string {
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		return u.Username
+	}
+	for _, v := range []string{"USER", "USERNAME"} {
+		if s := os.Getenv(v); s != "" {
+			return s
+		}
+	}
+	return "unknown"
+}
+
+func pauseCommand(c *cli) *cobra.Command  { return pauseResume(c, control.ActionPause) }
+func resumeCommand(c *cli) *cobra.Command { return pauseResume(c, control.ActionResume) }
+
+func pauseResume(c *cli, action string) *cobra.Command {
+	var (
+		w        who
+		priority string
+	)
+	short := "Stop starting offboard calls for a tenant; its requests wait in the stream"
+	if action == control.ActionResume {
+		short = "Undo a pause: the tenant's waiting requests go on"
+	}
+	cmd := &cobra.Command{
+		Use:   action + " TENANT",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTenant(args[0]); err != nil {
+				return err
+			}
+			if _, err := control.ParsePriority(priority); err != nil {
+				return usageError{err}
+			}
+			return c.apply(cmd.Context(), control.Change{
+				Tenant: args[0], Action: action, Priority: priority, By: w.as, Reason: w.reason,
+			})
+		},
+	}
+	cmd.Flags().StringVar(&priority, "priority", control.PriorityAll, "normal, bulk or all")
+	w.flags(cmd)
+	return cmd
+}
+
+func budgetCommand(c *cli) *cobra.Command {
+	var (
+		w       who
+		clearIt bool
+	)
+	cmd := &cobra.Command{
+		Use:   "budget TENANT (COUNT/DURATION | --clear)",
+		Short: "Override the tenant's budget of offboarded devices, or go back to the tenants file's",
+		Args:  rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTenant(args[0]); err != nil {
+				return err
+			}
+			ch := control.Change{Tenant: args[0], Action: control.ActionBudgetClear, By: w.as, Reason: w.reason}
+			switch {
+			case clearIt && len(args) == 1:
+			case !clearIt && len(args) == 2:
+				if _, err := limiter.ParseWindow(args[1]); err != nil {
+					return usagef("budget: %v", err)
+				}
+				ch.Action, ch.Value = control.ActionBudget, args[1]
+			default:
+				return usagef("budget takes TENANT and either COUNT/DURATION (500/24h) or --clear")
+			}
+			return c.apply(cmd.Context(), ch)
+		},
+	}
+	cmd.Flags().BoolVar(&clearIt, "clear", false, "remove the override: the tenants file's budget applies again")
+	w.flags(cmd)
+	return cmd
+}
+
+// apply writes a change and says what it did.
+func (c *cli) apply(ctx context.Context, ch control.Change) error {
+	js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	store, err := control.Open(ctx, js, c.subjects)
+	if err != nil {
+		return err
+	}
+	ev, err := store.Apply(ctx, ch)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, describe(ev))
+	return nil
+}
+
+// describe is one line on a change made.
+func describe(ev control.Event) string {
+	var b strings.Builder
+	switch ev.Action {
+	case control.ActionPause:
+		fmt.Fprintf(&b, "paused %s (%s): no new offboard call starts; requests wait in the stream", ev.Tenant, ev.Priority)
+	case control.ActionResume:
+		fmt.Fprintf(&b, "resumed %s (%s): waiting requests go on", ev.Tenant, ev.Priority)
+	case control.ActionBudget:
+		fmt.Fprintf(&b, "budget of %s set to %s", ev.Tenant, ev.Value)
+	case control.ActionBudgetClear:
+		fmt.Fprintf(&b, "budget override of %s cleared: the tenants file's budget applies", ev.Tenant)
+	}
+	fmt.Fprintf(&b, "; by %s", ev.By)
+	if ev.Reason != "" {
+		fmt.Fprintf(&b, " (%s)", ev.Reason)
+	}
+	fmt.Fprintf(&b, "; see offboardctl status %s", ev.Tenant)
+	return b.String()
+}
+
+// rangeArgs is cobra.RangeArgs with a usage error.
+func rangeArgs(lo, hi int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) < lo || len(args) > hi {
+			return usagef("%s takes %d to %d arguments, got %d; see %s --help", cmd.CommandPath(), lo, hi, len(args), cmd.CommandPath())
+		}
+		return nil
+	}
+}

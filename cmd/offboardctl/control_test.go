@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// natsWithStreams starts a NATS server with the worker's streams for
+// contoso and fabrikam, as a worker would have set them up, and returns
+// its URL.
+func natsWithStreams(t *testing.T) (string, jetstream.JetStream) {
+	t.Helper()
+	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := queue.Settings{Tenants: []string{"contoso", "fabrikam"}, Limits: map[string]string{"contoso": "10/1m0s,100/1h0m0s"}}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	return ns.ClientURL(), js
+}
+
+func ctl(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(append([]string{"--nats-url", url}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// pause writes the control and publishes its event with who and why;
+// status shows the pause and the backlog, in a table and in JSON.
+func TestPauseStatusResume(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	for range 3 {
+		if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso.bulk", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := ctl(t, url, "pause", "contoso", "--reason", "CAB-42", "--as", "alice"); code != exitOK || !strings.Contains(out, "paused contoso (all)") {
+		t.Fatalf("pause: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	stream, err := js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := stream.GetLastMsgForSubject(t.Context(), "mde.offboard.control.contoso")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev control.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	if ev.Action != "pause" || ev.Priority != "all" || ev.By != "alice" || ev.Reason != "CAB-42" || ev.At.IsZero() {
+		t.Errorf("event %+v", ev)
+	}
+
+	code, out, errs := ctl(t, url, "status")
+	t.Logf("status:\n%s", out)
+	if code != exitOK {
+		t.Fatalf("status: exit %d, stderr %q", code, errs)
+	}
+	for _, want := range []string{"TENANT", "contoso   all", "normal 3, bulk 1", "10/10 per 1m, 100/100 per 1h", "paused by alice", "CAB-42", "fabrikam"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q", want)
+		}
+	}
+
+	code, out, _ = ctl(t, url, "status", "contoso", "--json")
+	var sts []tenantStatus
+	if err := json.Unmarshal([]byte(out), &sts); code != exitOK || err != nil || len(sts) != 1 {
+		t.Fatalf("status --json: exit %d, %v: %s", code, err, out)
+	}
+	st := sts[0]
+	if !st.Paused[offboard.Normal] || !st.Paused[offboard.Bulk] || st.Backlog[offboard.Normal] != 3 || st.Backlog[offboard.Bulk] != 1 ||
+		st.Held != 4 || st.ETA != nil || st.OldestWaiting[offboard.Normal].IsZero() || st.Budget.Used != nil {
+		t.Errorf("status %s", out)
+	}
+
+	if code, _, errs := ctl(t, url, "resume", "contoso", "--priority", "bulk"); code != exitOK {
+		t.Fatalf("resume: exit %d: %s", code, errs)
+	}
+	if code, _, errs := ctl(t, url, "budget", "contoso", "50/24h"); code != exitOK {
+		t.Fatalf("budget: exit %d: %s", code, errs)
+	}
+	_, out, _ = ctl(t, url, "status", "contoso", "--json")
+	sts = nil
+	_ = json.Unmarshal([]byte(out), &sts)
+	if st := sts[0]; !st.Paused[offboard.Normal] || st.Paused[offboard.Bulk] || st.Budget.Override != "50/24h" || st.ETA == nil {
+		t.Errorf("after resuming bulk and setting the budget: %s", out)
+	}
+}
+
+// Bad usage is exit 2 and one line; NATS unreachable is exit 1 and one
+// line naming the URL.
+func TestControlBadUsage(t *testing.T) {
+	t.Parallel()
+	url, _ := natsWithStreams(t)
+	for _, args := range [][]string{
+		{"pause", "Contoso"}, {"pause", "con.toso"}, {"pause"}, {"pause", "contoso", "--priority", "urgent"},
+		{"resume", "contoso", "extra"}, {"budget", "contoso"}, {"budget", "contoso", "0/1h"}, {"budget", "contoso", "10/forever"},
+		{"budget", "contoso", "10/1h", "--clear"}, {"status", "-x"}, {"status", "UPPER"},
+	} {
+		code, _, errs := ctl(t, url, args...)
+		if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || errs == "" {
+			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+	code, _, errs := ctl(t, "nats://127.0.0.1:1", "status")
+	if code != exitFailed || !strings.Contains(errs, "nats://127.0.0.1:1") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Errorf("unreachable: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := ctl(t, url, "status", "nosuch"); code != exitFailed {
+		t.Errorf("unknown tenant: exit %d, stderr %q", code, errs)
+	}
+}
+
+// The ETA follows the windows: 3000 calls at 100/1m + 1500/1h take 74
+// minutes (1500 in the first 14, then the hour), 150 take one minute and
+// a half.
+func TestETA(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_000_000, 0)
+	ws := limiter.Default()
+	for n, want := range map[int]time.Duration{0: 0, 100: 0, 101: time.Minute, 3000: 74 * time.Minute} {
+		if got := eta(ws, nil, n, now); got != want {
+			t.Errorf("eta(%d) = %v, want %v", n, got, want)
+		}
+	}
+	past := []time.Time{now.Add(-30 * time.Second)}
+	if left := callsLeft(ws, past, now); left[0] != 99 || left[1] != 1499 {
+		t.Errorf("left %v", left)
+	}
+}

@@ -1,0 +1,187 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func init() { commands = append(commands, newDeadCmd) }
+
+func newDeadCmd(c *cli) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "dead",
+		Short: "List dead letters and retry them",
+		Args:  exactArgs(0),
+		RunE:  func(*cobra.Command, []string) error { return usagef("a dead command is required: ls or retry") },
+	}
+	cmd.AddCommand(newDeadLsCmd(c), newDeadRetryCmd(c))
+	return cmd
+}
+
+// deadLetter is one message of MDE_OFFBOARD_DEAD, as listed.
+type deadLetter struct {
+	Seq       uint64    `json:"seq"`
+	Tenant    string    `json:"tenant"`
+	RequestID string    `json:"requestId"`
+	Attempt   int       `json:"attempt"`
+	Code      string    `json:"code"`
+	Message   string    `json:"message"`
+	Stored    time.Time `json:"stored"`
+	Age       string    `json:"age"`
+
+	subject string // Mde-Original-Subject
+	body    []byte
+	header  nats.Header
+}
+
+func newDeadLsCmd(c *cli) *cobra.Command {
+	var code string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls [TENANT]",
+		Short: "List dead letters: sequence, tenant, request id, attempt, code, message, age",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef("%s takes at most one tenant; see %s --help", cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant := ""
+			if len(args) == 1 {
+				tenant = args[0]
+				if err := checkTenant(tenant); err != nil {
+					return err
+				}
+			}
+			ds, err := c.deadLetters(cmd.Context(), tenant, code)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(c, ds)
+			}
+			return printDead(c, ds)
+		},
+	}
+	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
+	return cmd
+}
+
+func writeJSON(c *cli, v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func printDead(c *cli, ds []deadLetter) error {
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SEQ\tTENANT\tREQUEST ID\tATTEMPT\tCODE\tMESSAGE\tAGE")
+	for _, d := range ds {
+		msg := d.Message
+		if r := []rune(msg); len(r) > 80 {
+			msg = string(r[:79]) + "…"
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Tenant, orNone(d.RequestID), d.Attempt, d.Code, msg, d.Age)
+	}
+	return tw.Flush()
+}
+
+// deadLetters reads the dead letters of a tenant ("": all), in order.
+func (c *cli) deadLetters(ctx context.Context, tenant, code string) ([]deadLetter, error) {
+	js, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	subject := c.subjects.Dead(tenant)
+	if tenant == "" {
+		subject = c.subjects.Dead(">")
+	}
+	now := time.Now()
+	var out []deadLetter
+	err = scan(ctx, js, offboard.StreamDead, subject, func(m jetstream.Msg) {
+		d := c.readDead(m, now)
+		if code == "" || d.Code == code {
+			out = append(out, d)
+		}
+	})
+	return out, err
+}
+
+func (c *cli) readDead(m jetstream.Msg, now time.Time) deadLetter {
+	h := m.Headers()
+	d := deadLetter{
+		Tenant: strings.TrimPrefix(m.Subject(), c.subjects.Dead("")), Code: h.Get(offboard.HeaderErrorCode),
+		Message: h.Get(offboard.HeaderErrorMessage), subject: h.Get(offboard.HeaderOriginalSubject),
+		body: m.Data(), header: h,
+	}
+	if meta, err := m.Metadata(); err == nil {
+		d.Seq, d.Stored = meta.Sequence.Stream, meta.Timestamp.UTC()
+		d.Age = age(now.Sub(meta.Timestamp))
+	}
+	// Best effort: a body that failed its checks may have neither.
+	var r struct {
+		RequestID string `json:"requestId"`
+		Attempt   int    `json:"attempt"`
+	}
+	_ = json.Unmarshal(d.body, &r)
+	d.RequestID, d.Attempt = r.RequestID, max(r.Attempt, 1)
+	return d
+}
+
+func age(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd", int(d.Hours()/24))
+}
+
+// withAttempt rewrites a JSON object's attempt member to n, keeping every
+// other byte; without one, it adds it first.
+func withAttempt(body []byte, n int) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	open := dec.InputOffset()
+	val := []byte(strconv.Itoa(n))
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, fmt.Errorf("the body is not JSON: %w", err)
+		}
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return nil, fmt.Errorf("the body is not JSON: %w", err)
+		}
+		if tok == "attempt" {
+			end := int(dec.InputOffset())
+			start := end - len(raw)
+			return append(append(append([]byte{}, body[:start]...), val...), body[end:]...), nil
+		}
+	}
+	sep := ","
+	if len(bytes.TrimSpace(body[open:])) == 1 { // {}
+		sep = ""
+	}
+	return append(append(append([]byte{}, body[:open]...), []byte(`"attempt":`+string(val)+sep)...), body[open:]...), nil
+}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func newDeadRetryCmd(c *cli) *cobra.Command {
+	var seq uint64
+	var all bool
+	var code string
+	cmd := &cobra.Command{
+		Use:   "retry TENANT (--seq N | --all)",
+		Short: "Re-publish dead letters as retries: the same request id, the next attempt",
+		Long: `Re-publishes a dead letter's original body with its attempt member set to
+the next attempt, on its original subject (same priority), with
+Nats-Msg-Id <tenant>:<requestId>:<attempt>. With --all, each request id is
+retried once, from its latest dead letter. A request whose stored result is
+created, already_pending or dry_run is answered from the ledger: a retry
+never makes a second action.`,
+		Args: exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkTenant(args[0]); err != nil {
+				return err
+			}
+			if (seq == 0) == !all {
+				return usagef("give --seq N or --all")
+			}
+			return c.retryDead(cmd.Context(), args[0], seq, code)
+		},
+	}
+	cmd.Flags().Uint64Var(&seq, "seq", 0, "the dead letter's sequence in MDE_OFFBOARD_DEAD")
+	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the tenant (the latest of each request id)")
+	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
+	return cmd
+}
+
+func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code string) error {
+	ds, err := c.deadLetters(ctx, tenant, code)
+	if err != nil {
+		return err
+	}
+	picked := latestPerRequest(ds)
+	if seq != 0 {
+		picked = nil
+		for _, d := range ds {
+			if d.Seq == seq {
+				picked = append(picked, d)
+			}
+		}
+		if len(picked) == 0 {
+			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(code))
+		}
+	}
+	var retried, dup int
+	var errs []error
+	for _, d := range picked {
+		ack, err := c.retryOne(ctx, tenant, d)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("dead letter %d: %w", d.Seq, err))
+		case ack.Duplicate:
+			dup++
+		default:
+			retried++
+			fmt.Fprintf(c.stdout, "retried %s attempt %d (dead letter %d, %s)\n", d.RequestID, d.Attempt+1, d.Seq, d.Code)
+		}
+	}
+	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried\n", retried, dup, len(errs))
+	return errors.Join(errs...)
+}
+
+func codeNote(code string) string {
+	if code == "" {
+		return ""
+	}
+	return " with code " + code
+}
+
+// latestPerRequest keeps, of the dead letters in stream order, the latest
+// of each request id, in the order of those latest ones. Those without a
+// request id are kept each.
+func latestPerRequest(ds []deadLetter) []deadLetter {
+	last := map[string]int{}
+	for i, d := range ds {
+		if d.RequestID != "" {
+			last[d.RequestID] = i
+		}
+	}
+	var out []deadLetter
+	for i, d := range ds {
+		if d.RequestID == "" || last[d.RequestID] == i {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// retryOne re-publishes one dead letter as the next attempt.
+func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter) (*jetstream.PubAck, error) {
+	if d.RequestID == "" {
+		return nil, errors.New("its body has no request id: it cannot be retried under one (fix it and publish it anew)")
+	}
+	if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != tenant {
+		return nil, fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), tenant)
+	}
+	attempt := d.Attempt + 1
+	body, err := withAttempt(d.body, attempt)
+	if err != nil {
+		return nil, err
+	}
+	m := nats.NewMsg(d.subject)
+	m.Data = body
+	for k, vs := range d.header {
+		// The publisher's own headers go with the retry; the dead-letter
+		// ones and the server's do not.
+		if strings.HasPrefix(k, "Mde-") || strings.HasPrefix(k, "Nats-") {
+			continue
+		}
+		m.Header[k] = vs
+	}
+	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(tenant, d.RequestID, attempt))
+	js, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	ack, err := js.PublishMsg(pctx, m)
+	if err != nil {
+		return nil, fmt.Errorf("publish the retry of %s: %w", d.RequestID, err)
+	}
+	return ack, nil
+}

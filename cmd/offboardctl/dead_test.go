@@ -1,0 +1,130 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// A dead letter retried keeps its request id and gets a result of its own
+// with attempt 2; a retry of a created request makes no second action.
+func TestDeadRetry(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.startWorker()
+	late := mdesim.Machine{ID: randHex(20), ComputerDNSName: "late.contoso.local", OSPlatform: "Windows11"}
+	publish := func(r offboard.Request) {
+		t.Helper()
+		if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Normal, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(offboard.Request{RequestID: "chg-1", MachineID: late.ID})          // not there yet
+	publish(offboard.Request{RequestID: "chg-2", MachineID: e.machines[0].ID}) // created
+	e.waitFor("two results", time.Minute, func() bool { return len(e.results()) == 2 })
+
+	code, out, errOut := e.ctl(t.Context(), "dead", "ls", tenant)
+	if code != exitOK || !strings.Contains(out, "chg-1") || !strings.Contains(out, offboard.CodeMachineNotFound) || strings.Contains(out, "chg-2") {
+		t.Fatalf("dead ls: exit %d: %s %s", code, out, errOut)
+	}
+	e.sim.AddMachine(e.tenantID, late)
+	code, out, errOut = e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "retried chg-1 attempt 2") {
+		t.Fatalf("dead retry: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitFor("the retry's result", time.Minute, func() bool { return len(e.results()) == 3 })
+	got := e.results()[2]
+	if got.RequestID != "chg-1" || got.Attempt != 2 || got.Outcome != offboard.OutcomeCreated {
+		t.Errorf("retry's result: %s attempt %d %s", got.RequestID, got.Attempt, got.Outcome)
+	}
+	// Again: the retry was published before, the stream drops the repeat.
+	if code, out, _ = e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "0 retried, 1 retried before") {
+		t.Errorf("second retry: exit %d: %s", code, out)
+	}
+
+	// A retry of the created request is answered from the ledger, under
+	// the stored result's message id: the results stream drops the repeat.
+	publish(offboard.Request{RequestID: "chg-2", MachineID: e.machines[0].ID, Attempt: 2})
+	e.waitFor("the retry answered", time.Minute, func() bool { return e.requestsWaiting() == 0 })
+	if n := len(e.sim.Actions(e.tenantID)); n != 2 {
+		t.Errorf("%d actions, want 2 (one per device)", n)
+	}
+	for _, r := range e.results() {
+		if r.RequestID == "chg-2" && (r.Outcome != offboard.OutcomeCreated || r.Attempt != 1) {
+			t.Errorf("chg-2: %s attempt %d", r.Outcome, r.Attempt)
+		}
+	}
+}
+
+// Several dead letters of one request id: one retry, from the latest.
+func TestDeadRetryOncePerRequestFromTheLatest(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	e.stopWorker() // dead letters published by hand
+	dead := func(body string) {
+		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
+		m.Data = []byte(body)
+		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeAPIError)
+		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Bulk))
+		m.Header.Set("Traceparent", "00-abc-def-01")
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead(`{"requestId":"x-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
+	dead(`{"attempt": 2, "requestId":"x-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
+	dead(`{"requestId":"x-2","computerDnsName":"b.contoso.local","attempt":1}`)
+	if code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "2 retried") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	var got []jetstream.Msg
+	err := scan(t.Context(), e.js, offboard.StreamRequests, offboard.Subjects{}.Request(tenant, offboard.Bulk), func(m jetstream.Msg) { got = append(got, m) })
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%d retries (%v)", len(got), err)
+	}
+	wantBody := []string{
+		`{"attempt": 3, "requestId":"x-1","machineId":"` + strings.Repeat("a", 40) + `"}`,
+		`{"requestId":"x-2","computerDnsName":"b.contoso.local","attempt":2}`,
+	}
+	wantID := []string{"contoso:x-1:3", "contoso:x-2:2"}
+	for i, m := range got {
+		if string(m.Data()) != wantBody[i] || m.Headers().Get(jetstream.MsgIDHeader) != wantID[i] || m.Headers().Get("Traceparent") == "" {
+			t.Errorf("retry %d: %s %v", i, m.Data(), m.Headers())
+		}
+	}
+}
+
+func TestWithAttempt(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		`{}`:                            `{"attempt":2}`,
+		` { } `:                         ` {"attempt":2 } `,
+		`{"requestId":"a"}`:             `{"attempt":2,"requestId":"a"}`,
+		`{"requestId":"a","attempt":1}`: `{"requestId":"a","attempt":2}`,
+		`{"x":{"attempt":7},"attempt" :  1 , "y":[1]}`: `{"x":{"attempt":7},"attempt" :  2 , "y":[1]}`,
+	} {
+		got, err := withAttempt([]byte(in), 2)
+		if err != nil || string(got) != want {
+			t.Errorf("%s: %s, %v; want %s", in, got, err, want)
+		}
+		if _, err := offboard.ParseRequest(got, tenant); err != nil && !strings.Contains(err.Error(), "required") && !strings.Contains(err.Error(), "missing") {
+			t.Errorf("%s: %v", got, err)
+		}
+	}
+	if _, err := withAttempt([]byte(`not json`), 2); err == nil {
+		t.Error("not JSON: no error")
+	}
+	var v map[string]any
+	got, _ := withAttempt([]byte(`{"requestId":"a"}`), 3)
+	if err := json.Unmarshal(got, &v); err != nil || v["attempt"] != 3.0 {
+		t.Errorf("%s", got)
+	}
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// planAccept is how long a worker serving the tenant may take to take a
+// plan request: after it, no worker serves the tenant.
+const planAccept = 10 * time.Second
+
+type planFlags struct {
+	tenant, inactiveFor, out string
+	health, os               []string
+	timeout                  time.Duration
+}
+
+// newCampaignPlanCmd is `campaign plan`: it asks a worker serving the
+// tenant for the devices Defender has not seen for a while, and writes
+// them as a CSV that `campaign run` takes as it is.
+func newCampaignPlanCmd(c *cli) *cobra.Command {
+	var f planFlags
+	cmd := &cobra.Command{
+		Use:   "plan --tenant T --inactive-for DURATION [--health STATUS]... [--os PLATFORM]... [--out FILE]",
+		Short: "List the tenant's devices not seen for DURATION as a campaign CSV",
+		Long: `Asks a worker serving the tenant for its devices that Defender has not seen
+for at least DURATION (lastSeen older than now - DURATION; Go durations or
+days: 90d), optionally only those with one of the --health or --os values,
+and writes them, oldest first, as a CSV that "campaign run" takes as it is.
+Devices the tenant's guards protect are left out and counted. Nothing is
+offboarded; offboardctl needs only its NATS connection.`,
+		Args: exactArgs(0),
+		RunE: func(cmd *cobra.Command, _ []string) error { return c.plan(cmd, f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.tenant, "tenant", "", "tenant name (required)")
+	fl.StringVar(&f.inactiveFor, "inactive-for", "", "devices not seen for at least this long: 90d, 2160h (required)")
+	fl.StringArrayVar(&f.health, "health", nil, "only devices with this healthStatus (repeat for any of several)")
+	fl.StringArrayVar(&f.os, "os", nil, "only devices with this osPlatform (repeat for any of several)")
+	fl.StringVar(&f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv)")
+	fl.DurationVar(&f.timeout, "timeout", 15*time.Minute, "how long the whole plan may take")
+	return cmd
+}
+
+// request checks the flags and makes the plan request.
+func (f *planFlags) request() (offboard.PlanRequest, error) {
+	if f.tenant == "" || f.inactiveFor == "" {
+		return offboard.PlanRequest{}, usagef("--tenant and --inactive-for are required")
+	}
+	if !config.TenantName.MatchString(f.tenant) {
+		return offboard.PlanRequest{}, usagef("--tenant %q is not a tenant name (%s)", f.tenant, config.TenantName)
+	}
+	d, err := config.ParseDuration(f.inactiveFor)
+	if err != nil || d <= 0 {
+		return offboard.PlanRequest{}, usagef("--inactive-for %q is not a positive duration such as 90d or 2160h", f.inactiveFor)
+	}
+	for _, v := range append(append([]string(nil), f.health...), f.os...) {
+		if strings.TrimSpace(v) == "" {
+			return offboard.PlanRequest{}, usagef("--health and --os take a value")
+		}
+	}
+	if f.out == "" {
+		f.out = fmt.Sprintf("%s-inactive-%s.csv", f.tenant, f.inactiveFor)
+	}
+	return offboard.PlanRequest{InactiveFor: d, Health: f.health, OS: f.os}, nil
+}
+
+func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
+	req, err := f.request()
+	if err != nil {
+		return err
+	}
+	js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	defer cancel()
+	reply, data, err := offboard.RequestPlan(ctx, js, c.subjects, f.tenant, req, planAccept)
+	if errors.Is(err, offboard.ErrNoPlanner) {
+		return fmt.Errorf("%w (is a worker configured with tenant %s running?)", err, f.tenant)
+	}
+	if err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
+	if reply.State != offboard.PlanDone {
+		msg := "the worker gave no reason"
+		if reply.Error != nil {
+			msg = reply.Error.Code + ": " + reply.Error.Message
+		}
+		return fmt.Errorf("no plan for tenant %s: %s", f.tenant, msg)
+	}
+	if err := writeFileAtomic(f.out, data); err != nil {
+		return err
+	}
+	reply.WriteSummary(c.stdout, f.out)
+	return nil
+}
+
+// writeFileAtomic writes the file whole or not at all, readable by its
+// owner only: it lists device names.
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	defer func() { _ = os.Remove(tmp.Name()) }()
+	if _, err := tmp.Write(data); err != nil {
+		_ = tmp.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}

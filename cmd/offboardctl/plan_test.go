@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/csv"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/contoso-secops/mde-offboard/internal/app"
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// planEnv is a simulator with one tenant's inventory and a worker serving
+// it, on an embedded NATS server.
+type planEnv struct {
+	sim      *mdesim.Server
+	tenantID string
+	app      *app.App
+	dir      string
+	stale    []mdesim.Machine // the devices a 90d plan must list, oldest first
+}
+
+// setupPlan: 300 devices, 200 of them unseen for 100 days or more; of
+// those 5 carry the DoNotOffboard tag and 2 are named dc-*; every tenth
+// stale device reports NoSensorData. A recent device is tagged too: it is
+// not in the plan, and not counted as left out.
+func setupPlan(t *testing.T, plan worker.PlanOptions) *planEnv {
+	t.Helper()
+	e := &planEnv{sim: mdesim.New(mdesim.Options{ShuffleLists: true}), tenantID: "11111111-2222-3333-4444-555555555555", dir: t.TempDir()}
+	base := e.sim.StartTLS()
+	t.Cleanup(e.sim.Close)
+	clientID, secret := "66666666-7777-8888-9999-000000000000", "plan-test-secret"
+	e.sim.AddTenant(mdesim.Tenant{TenantID: e.tenantID, ClientID: clientID, ClientSecret: secret})
+	now := time.Now()
+	for i := range 300 {
+		m := mdesim.Machine{
+			ID: fmt.Sprintf("%040x", i+1), ComputerDNSName: fmt.Sprintf("pc-%04d.contoso.local", i),
+			OSPlatform: "Windows11", HealthStatus: "Active", LastSeen: now.Add(-time.Hour),
+		}
+		if i == 250 {
+			m.MachineTags = []string{"DoNotOffboard"}
+		}
+		if i < 200 {
+			m.LastSeen = now.Add(-100*24*time.Hour - time.Duration(i)*time.Minute)
+			m.HealthStatus = "Inactive"
+			if i%10 == 0 {
+				m.HealthStatus = "NoSensorData"
+			}
+		}
+		switch {
+		case i >= 20 && i < 25:
+			m.MachineTags = []string{"Lab", "donotoffboard"}
+		case i == 30 || i == 31:
+			m.ComputerDNSName = fmt.Sprintf("dc-%02d.contoso.local", i)
+		case i < 200:
+			e.stale = append(e.stale, m)
+		}
+		e.sim.AddMachine(e.tenantID, m)
+	}
+	slices.Reverse(e.stale) // the larger i, the older
+	secretFile := filepath.Join(e.dir, "contoso.secret")
+	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := config.Parse(fmt.Appendf(nil, `tenants:
+  - name: contoso
+    tenantId: %s
+    clientId: %s
+    clientSecretFile: %s
+    apiBaseURL: %s
+    authorityHost: %s
+    guards:
+      protect:
+        computerDnsNames: ["dc-*.contoso.local"]
+        machineTags: ["DoNotOffboard"]
+      requireInactiveFor: 400d
+`, e.tenantID, clientID, secretFile, base, base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.app, err = app.New(app.Options{
+		Tenants: f, DataDir: filepath.Join(e.dir, "nats"), EmbeddedListen: "127.0.0.1:-1", Listen: "127.0.0.1:0",
+		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)),
+		HTTPClient: &http.Client{Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: e.sim.CertPool(), MinVersion: tls.VersionTLS12},
+		}},
+		Retry: worker.RetryPolicy{Base: 20 * time.Millisecond, Max: 200 * time.Millisecond},
+		Plan:  plan,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.app.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.app.Stop(context.Background()) })
+	return e
+}
+
+// ctl runs offboardctl against the env's NATS server.
+func (e *planEnv) ctl(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(append([]string{"--nats-url", e.app.NATSURL()}, args...), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// calls counts the simulator's calls of the tenant by API.
+func (e *planEnv) calls() map[string]int {
+	n := map[string]int{}
+	for _, c := range e.sim.Calls() {
+		if strings.EqualFold(c.TenantID, e.tenantID) {
+			n[c.API]++
+		}
+	}
+	return n
+}
+
+func readCSV(t *testing.T, path string) [][]string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return rows
+}
+
+// TestCampaignPlan: a 90d plan lists the 193 stale devices no guard
+// protects, oldest first, with the contract's header; the 7 protected ones
+// are counted by rule; requireInactiveFor (400d) does not apply; nothing is
+// offboarded; the inventory takes one machines call per page (64 a page
+// here: 200 stale devices, 4 pages), and the CSV, larger than the reply
+// allows here, comes through the plans bucket, which is emptied.
+func TestCampaignPlan(t *testing.T) {
+	e := setupPlan(t, worker.PlanOptions{PageSize: 64, InlineMax: 4096})
+	out := filepath.Join(e.dir, "stale.csv")
+	code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rows := readCSV(t, out)
+	if !slices.Equal(rows[0], offboard.PlanHeader) {
+		t.Errorf("header %v, want %v", rows[0], offboard.PlanHeader)
+	}
+	if len(rows)-1 != 193 {
+		t.Fatalf("%d devices in the plan, want 193", len(rows)-1)
+	}
+	for i, m := range e.stale {
+		row := rows[i+1]
+		if row[0] != m.ID || row[1] != m.ComputerDNSName || row[3] != "Windows11" || row[4] != m.HealthStatus {
+			t.Fatalf("row %d = %v, want device %s (%s)", i+1, row, m.ID, m.ComputerDNSName)
+		}
+		if last, err := time.Parse(time.RFC3339, row[2]); err != nil || !last.Equal(m.LastSeen.UTC().Truncate(100)) {
+			t.Fatalf("row %d: lastSeen %q, want %v (RFC 3339)", i+1, row[2], m.LastSeen.UTC())
+		}
+	}
+	for _, want := range []string{"193 devices", "protect.machineTags: 5", "protect.computerDnsNames: 2", "left out         7 protected",
+		"Inactive 175, NoSensorData 18", "campaign run     about"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("summary lacks %q:\n%s", want, stdout)
+		}
+	}
+	calls := e.calls()
+	if calls["offboard"] != 0 || calls["machineactions"] != 0 {
+		t.Errorf("calls %v: a plan calls nothing but the inventory", calls)
+	}
+	if calls["machines"] != 4 {
+		t.Errorf("%d machines calls, want 4 (one per page of 64)", calls["machines"])
+	}
+	store, err := e.js(t).ObjectStore(t.Context(), offboard.BucketPlans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if infos, err := store.List(t.Context()); err == nil || len(infos) > 0 {
+		t.Errorf("plans bucket holds %d objects after the plan was fetched (%v)", len(infos), err)
+	}
+
+	// Filters: any of several values within a field, all fields; a small
+	// plan comes in the reply.
+	small := filepath.Join(e.dir, "small.csv")
+	code, stdout, stderr = e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "2400h",
+		"--health", "nosensordata", "--health", "Unknown", "--os", "Windows11", "--os", "Linux", "--out", small)
+	if code != exitOK {
+		t.Fatalf("filtered plan: exit %d: %s", code, stderr)
+	}
+	rows = readCSV(t, small)
+	// Devices 0, 10, ... 190 report NoSensorData; 20 is tagged, 30 named dc-30.
+	if len(rows)-1 != 18 || !strings.Contains(stdout, "protect.computerDnsNames: 1; protect.machineTags: 1") {
+		t.Errorf("filtered plan: %d rows, want 18:\n%s", len(rows)-1, stdout)
+	}
+}
+
+func (e *planEnv) js(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(e.app.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// TestCampaignPlanUnservedTenant: no worker serves the tenant: a clear
+// message, exit 1 within seconds, no file.
+func TestCampaignPlanUnservedTenant(t *testing.T) {
+	e := setupPlan(t, worker.PlanOptions{})
+	out := filepath.Join(e.dir, "nobody.csv")
+	start := time.Now()
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "30d", "--out", out)
+	if code != exitFailed || !strings.Contains(stderr, "no worker serving the tenant answered") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v", took)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a file was written: %v", err)
+	}
+}
+
+// TestCampaignPlanUsage: bad flags are exit 2, before any connection.
+func TestCampaignPlanUsage(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{
+		{"campaign", "plan", "--tenant", "contoso"},
+		{"campaign", "plan", "--inactive-for", "90d"},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "ninety"},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "-5d"},
+		{"campaign", "plan", "--tenant", "Contoso!", "--inactive-for", "90d"},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "extra"},
+		{"campaign"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb); code != exitUsage {
+			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, exitUsage, errb.String())
+		}
+	}
+}

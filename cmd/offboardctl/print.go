@@ -1,0 +1,132 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// printTable writes the status as an aligned table, then a line for each
+// pause in force: who paused and why.
+func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TENANT\tPAUSED\tBUDGET\tCALLS LEFT\tBACKLOG\tOLDEST\tIN FLIGHT\tETA")
+	for _, st := range sts {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", st.Tenant, pausedCell(st), budgetCell(st.Budget),
+			quotaCell(st), backlogCell(st), oldestCell(st), st.InFlight, etaCell(st))
+	}
+	_ = tw.Flush()
+	for _, st := range sts {
+		for _, p := range control.Priorities {
+			if e := st.Pauses[p]; e.Paused {
+				fmt.Fprintf(w, "%s: %s paused by %s %s ago%s\n", st.Tenant, p, e.By, roundAge(now.Sub(e.At)), because(e.Reason))
+			}
+		}
+		if st.LimitsDefault {
+			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
+		}
+	}
+}
+
+func because(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + reason
+}
+
+func pausedCell(st tenantStatus) string {
+	n, b := st.Paused[offboard.Normal], st.Paused[offboard.Bulk]
+	switch {
+	case n && b:
+		return "all"
+	case n:
+		return "normal"
+	case b:
+		return "bulk"
+	}
+	return "no"
+}
+
+func budgetCell(b budgetStatus) string {
+	s := "file"
+	if b.Override != "" {
+		s = b.Override + " (override)"
+	}
+	if b.Used == nil {
+		return s + ", left n/a"
+	}
+	return fmt.Sprintf("%s, used %d, left %d", s, *b.Used, *b.Left)
+}
+
+func quotaCell(st tenantStatus) string {
+	parts := make([]string, 0, len(st.Quota))
+	for _, q := range st.Quota {
+		label := q.Window
+		if w, err := limiter.ParseWindow(q.Window); err == nil {
+			label = w.Label()
+		}
+		parts = append(parts, fmt.Sprintf("%d/%d per %s", q.Left, q.Limit, label))
+	}
+	s := strings.Join(parts, ", ")
+	if st.ThrottledTill != nil {
+		s += " (429 pause)"
+	}
+	return s
+}
+
+func backlogCell(st tenantStatus) string {
+	return fmt.Sprintf("normal %d, bulk %d", st.Backlog[offboard.Normal], st.Backlog[offboard.Bulk])
+}
+
+func oldestCell(st tenantStatus) string {
+	oldest := -1.0
+	for _, a := range st.OldestAge {
+		oldest = max(oldest, a)
+	}
+	if oldest < 0 {
+		return "-"
+	}
+	return roundAge(time.Duration(oldest * float64(time.Second))).String()
+}
+
+func etaCell(st tenantStatus) string {
+	switch {
+	case st.ETA == nil:
+		return "paused"
+	case st.Backlog[offboard.Normal]+st.Backlog[offboard.Bulk] == 0:
+		return "-"
+	case *st.ETA < 1:
+		return "now"
+	}
+	s := roundAge(time.Duration(*st.ETA * float64(time.Second))).String()
+	if st.Held > 0 {
+		s += " (+paused)"
+	}
+	return s
+}
+
+// roundAge rounds a duration for people: seconds under an hour, minutes
+// above.
+func roundAge(d time.Duration) time.Duration {
+	if d > time.Hour {
+		return d.Round(time.Minute)
+	}
+	if d > 10*time.Second {
+		return d.Round(time.Second)
+	}
+	return d.Round(100 * time.Millisecond)
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// journalSlack is read from the quota journal beyond the longest window:
+// a call's entry is written before it is sent, and a call counts until its
+// answer, at the latest its lease (1.5 × the worker's call timeout, 45 s
+// by default) later.
+const journalSlack = 2 * time.Minute
+
+// tenantWindows are the tenant's offboard limits as its consumers' metadata
+// records them; def is true when they do not and the documented defaults
+// stand in.
+func tenantWindows(meta map[string]string) (ws []limiter.Window, def bool) {
+	if s := meta[queue.MetaLimits]; s != "" {
+		if ws, err := limiter.ParseWindows(strings.Split(s, ",")); err == nil {
+			return ws, false
+		}
+	}
+	return limiter.Default(), true
+}
+
+// journalCall is one offboard call in the journal.
+type journalCall struct {
+	due, end time.Time
+	ended    bool
+}
+
+// offboardCalls reads the tenant's offboard calls from the quota journal
+// since the given time, and when a 429 pauses the tenant until. Each call is
+// the time it counts from in the windows: its answer's arrival; now while
+// it is under way; its due time when its process died without writing its
+// end.
+func offboardCalls(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, since, now time.Time) (calls []time.Time, pausedUntil time.Time, err error) {
+	subject := s.Quota(tenant)
+	stream, err := js.Stream(ctx, offboard.StreamQuota)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
+	}
+	last, err := stream.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("quota journal of %s: %w", tenant, err)
+	}
+	if last.Time.Before(since) {
+		return nil, time.Time{}, nil
+	}
+	byID, pausedUntil, err := readJournal(ctx, js, subject, since, last.Sequence)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("quota journal of %s: %w", tenant, err)
+	}
+	for _, c := range byID {
+		switch {
+		case c.ended && c.end.IsZero(): // never sent
+		case c.ended:
+			calls = append(calls, c.end)
+		case c.due.After(now):
+			calls = append(calls, now)
+		default:
+			calls = append(calls, c.due)
+		}
+	}
+	slices.SortFunc(calls, func(a, b time.Time) int { return a.Compare(b) })
+	return calls, pausedUntil, nil
+}
+
+// readJournal reads one tenant's journal entries from since to the entry
+// numbered last.
+func readJournal(ctx context.Context, js jetstream.JetStream, subject string, since time.Time, last uint64) (map[string]*journalCall, time.Time, error) {
+	cons, err := js.OrderedConsumer(ctx, offboard.StreamQuota, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	calls := map[string]*journalCall{}
+	var paused time.Time
+	call := func(writer string, c limiter.Call) *journalCall {
+		k := fmt.Sprintf("%s/%d", writer, c.ID)
+		if calls[k] == nil {
+			calls[k] = &journalCall{}
+		}
+		return calls[k]
+	}
+	for {
+		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, time.Time{}, err
+		}
+		var seq uint64
+		for msg := range batch.Messages() {
+			meta, err := msg.Metadata()
+			if err != nil {
+				return nil, time.Time{}, err
+			}
+			seq = meta.Sequence.Stream
+			var ev limiter.Event
+			if json.Unmarshal(msg.Data(), &ev) != nil {
+				continue // an entry of another version: the worker pauses for it, status cannot say more
+			}
+			for _, c := range ev.Reserved {
+				if c.API == mde.APIOffboard {
+					call(ev.Writer, c).due = time.Unix(0, c.At)
+				}
+			}
+			for _, c := range ev.Done {
+				if c.API == mde.APIOffboard {
+					jc := call(ev.Writer, c)
+					jc.ended = true
+					if c.At != 0 {
+						jc.end = time.Unix(0, c.At)
+					}
+				}
+			}
+			if ev.Paused != 0 {
+				paused = maxTime(paused, time.Unix(0, ev.Paused))
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+			return nil, time.Time{}, err
+		}
+		if seq >= last || seq == 0 {
+			return calls, paused, nil
+		}
+	}
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// callsLeft is how many calls could start now in each window.
+func callsLeft(ws []limiter.Window, calls []time.Time, now time.Time) []int {
+	left := make([]int, len(ws))
+	for i, w := range ws {
+		n := 0
+		for _, t := range calls {
+			if t.After(now.Add(-w.Length)) {
+				n++
+			}
+		}
+		left[i] = max(w.Count-n, 0)
+	}
+	return left
+}
+
+// etaCap is how many calls eta schedules one by one; beyond, it goes on
+// at the windows' long-run rate.
+const etaCap = 200_000
+
+// eta is how long n calls take at the quota's pace, after the calls
+// already made: each starts as soon as every window has room. It is a
+// lower bound (it leaves out the calls' latency and the in-flight cap).
+func eta(ws []limiter.Window, calls []time.Time, n int, now time.Time) time.Duration {
+	if n <= 0 || len(ws) == 0 {
+		return 0
+	}
+	all := slices.Clone(calls)
+	t := now
+	for range min(n, etaCap) {
+		t = now
+		for _, w := range ws {
+			if len(all) >= w.Count {
+				t = maxTime(t, all[len(all)-w.Count].Add(w.Length))
+			}
+		}
+		all = append(all, t)
+	}
+	d := t.Sub(now)
+	if n > etaCap {
+		rate := float64(ws[0].Count) / ws[0].Length.Seconds()
+		for _, w := range ws[1:] {
+			rate = min(rate, float64(w.Count)/w.Length.Seconds())
+		}
+		d += time.Duration(float64(n-etaCap) / rate * float64(time.Second))
+	}
+	return d
+}

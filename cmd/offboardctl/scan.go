@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// follower reads a stream's messages on a subject from the first, in
+// order, and goes on with those stored later. caughtUp closes once every
+// message stored when it started was handed over.
+type follower struct {
+	cc       jetstream.ConsumeContext
+	caughtUp chan struct{}
+	once     sync.Once
+}
+
+// follow starts a follower of subject in stream, handing each message to fn
+// (one at a time).
+func follow(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(jetstream.Msg)) (*follower, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	f := &follower{caughtUp: make(chan struct{})}
+	var last uint64
+	switch m, err := s.GetLastMsgForSubject(ctx, subject); {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		f.once.Do(func() { close(f.caughtUp) })
+	case err != nil:
+		return nil, fmt.Errorf("stream %s: last message on %s: %w", stream, subject, err)
+	default:
+		last = m.Sequence
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subject, err)
+	}
+	f.cc, err = cons.Consume(func(m jetstream.Msg) {
+		fn(m)
+		if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream >= last {
+			f.once.Do(func() { close(f.caughtUp) })
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", subject, err)
+	}
+	return f, nil
+}
+
+// wait blocks until the follower caught up or ctx ends.
+func (f *follower) wait(ctx context.Context) error {
+	select {
+	case <-f.caughtUp:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("reading what is stored: %w", context.Cause(ctx))
+	}
+}
+
+func (f *follower) stop() { f.cc.Stop() }
+
+// scan reads every message stored now on subject, in order, then stops:
+// when the last one read says nothing is pending, or a fetch finds nothing
+// (on the request stream, messages leave as they are answered).
+func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(jetstream.Msg)) error {
+	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	for {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(300*time.Millisecond))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		n, done := 0, false
+		for m := range batch.Messages() {
+			fn(m)
+			n++
+			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+				done = true
+			}
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		if n == 0 || done || ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// decodeResult reads a result message; false for anything else.
+func decodeResult(m jetstream.Msg) (*offboard.Result, bool) {
+	var r offboard.Result
+	if json.Unmarshal(m.Data(), &r) != nil || r.RequestID == "" {
+		return nil, false
+	}
+	return &r, true
+}
+
+// waitingOf counts the requests of a campaign still in the request stream
+// (published, not yet answered), by their message ids.
+func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(id string) bool) (int, error) {
+	n := 0
+	prefix := tenant + ":" + name + "-"
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		err := scan(ctx, js, offboard.StreamRequests, s.Request(tenant, p), func(m jetstream.Msg) {
+			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), prefix)
+			id, _, _ = strings.Cut(id, ":") // a retry's id ends in :<attempt>
+			if ok && !answered(name+"-"+id) {
+				n++
+			}
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}

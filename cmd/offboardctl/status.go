@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func init() { commands = append(commands, statusCommand) }
+
+// tenantStatus is one tenant's line of offboardctl status; its JSON form
+// is the machine output.
+type tenantStatus struct {
+	Tenant string                       `json:"tenant"`
+	Paused map[offboard.Priority]bool   `json:"paused"`
+	Pauses map[offboard.Priority]pauseB `json:"pauses,omitempty"` // who paused or resumed, and why
+	Budget budgetStatus                 `json:"budget"`
+	// Quota is the offboard API's windows: calls left in each now.
+	Quota         []windowStatus                  `json:"quota"`
+	LimitsDefault bool                            `json:"limitsDefault,omitempty"` // the consumers record no limits: the documented defaults shown
+	ThrottledTill *time.Time                      `json:"throttledUntil,omitempty"`
+	Backlog       map[offboard.Priority]uint64    `json:"backlog"`
+	OldestWaiting map[offboard.Priority]time.Time `json:"oldestWaiting,omitempty"`
+	OldestAge     map[offboard.Priority]float64   `json:"oldestAgeSeconds,omitempty"`
+	InFlight      uint64                          `json:"inFlight"`
+	// ETA is how long the backlog of the priorities not paused takes at
+	// the quota's pace; nil when everything waiting is paused.
+	ETA *float64 `json:"etaSeconds"`
+	// Held is the backlog held by a pause.
+	Held uint64 `json:"heldByPause"`
+}
+
+type pauseB struct {
+	Paused bool      `json:"paused"`
+	By     string    `json:"by"`
+	Reason string    `json:"reason,omitempty"`
+	At     time.Time `json:"at"`
+}
+
+// budgetStatus is the tenant's budget. Used and Left stay nil until the
+// worker records the budget's count where offboardctl can read it.
+type budgetStatus struct {
+	Override string `json:"override,omitempty"`
+	By       string `json:"by,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Used     *int   `json:"used"`
+	Left     *int   `json:"left"`
+}
+
+type windowStatus struct {
+	Window string `json:"window"` // "100/1m0s"
+	Limit  int    `json:"limit"`
+	Used   int    `json:"used"`
+	Left   int    `json:"left"`
+}
+
+// budgetUsage reads how much of a tenant's budget is used and left; ok is
+// false when that is not known. The seam for the budget's count: until the
+// worker keeps it where offboardctl can read it, status says n/a.
+var budgetUsage = func(context.Context, jetstream.JetStream, string) (used, left int, ok bool, err error) {
+	return 0, 0, false, nil
+}
+
+func statusCommand(c *cli) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "status [TENANT]",
+		Short: "Show each tenant's pauses, budget, quota left, backlog, oldest waiting request, in flight and ETA",
+		Args:  rangeArgs(0, 1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant := ""
+			if len(args) == 1 {
+				if err := checkTenant(args[0]); err != nil {
+					return err
+				}
+				tenant = args[0]
+			}
+			sts, err := c.status(cmd.Context(), tenant, time.Now())
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return printJSON(c.stdout, sts)
+			}
+			printTable(c.stdout, sts, time.Now())
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "machine output: a JSON array, one object per tenant")
+	return cmd
+}
+
+// tenantConsumers are a tenant's two request consumers' states.
+type tenantConsumers struct {
+	meta map[string]string
+	info map[offboard.Priority]*jetstream.ConsumerInfo
+}
+
+// status gathers the status of one tenant, or of every tenant whose
+// consumers exist.
+func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenantStatus, error) {
+	js, err := c.connect()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 4*c.timeout)
+	defer cancel()
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	tenants, err := listTenants(ctx, stream)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(tenants))
+	for name := range tenants {
+		if tenant == "" || name == tenant {
+			names = append(names, name)
+		}
+	}
+	if tenant != "" && len(names) == 0 {
+		return nil, fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file)", tenant)
+	}
+	slices.Sort(names)
+	view := &control.View{}
+	if store, err := control.Open(ctx, js, c.subjects); err == nil {
+		if view, err = store.Load(ctx); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, control.ErrNoBucket) {
+		return nil, err
+	}
+	out := make([]tenantStatus, 0, len(names))
+	for _, name := range names {
+		st, err := c.tenantStatus(ctx, js, stream, name, tenants[name], view, now)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
+// listTenants finds the tenants by their consumers' metadata.
+func listTenants(ctx context.Context, stream jetstream.Stream) (map[string]*tenantConsumers, error) {
+	tenants := map[string]*tenantConsumers{}
+	infos := stream.ListConsumers(ctx)
+	for info := range infos.Info() {
+		t, ours := info.Config.Metadata[queue.MetaTenant]
+		if !ours {
+			continue
+		}
+		tc := tenants[t]
+		if tc == nil {
+			tc = &tenantConsumers{meta: info.Config.Metadata, info: map[offboard.Priority]*jetstream.ConsumerInfo{}}
+			tenants[t] = tc
+		}
+		tc.info[offboard.Priority(info.Config.Metadata[queue.MetaPriority])] = info
+	}
+	if err := infos.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers of %s: %w", offboard.StreamRequests, err)
+	}
+	return tenants, nil
+}
+
+// tenantStatus gathers one tenant's status.
+func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, name string, tc *tenantConsumers, view *control.View, now time.Time) (tenantStatus, error) {
+	st := tenantStatus{
+		Tenant: name, Paused: map[offboard.Priority]bool{}, Pauses: map[offboard.Priority]pauseB{},
+		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
+	}
+	served := 0
+	for _, p := range control.Priorities {
+		st.Paused[p] = view.Paused(name, p)
+		if e, ok := view.Pause(name, p); ok {
+			st.Pauses[p] = pauseB{Paused: e.Paused, By: e.By, Reason: e.Reason, At: e.At}
+		}
+		info := tc.info[p]
+		if info == nil {
+			continue
+		}
+		acked := uint64(max(info.NumAckPending, 0)) //nolint:gosec // not negative
+		st.Backlog[p] = info.NumPending + acked
+		st.InFlight += acked
+		if st.Paused[p] {
+			st.Held += info.NumPending
+		} else {
+			served += int(min(info.NumPending, 1<<40)) //nolint:gosec // bounded
+		}
+		if st.Backlog[p] > 0 {
+			if m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject)); err == nil {
+				st.OldestWaiting[p] = m.Time.UTC()
+				st.OldestAge[p] = now.Sub(m.Time).Seconds()
+			}
+		}
+	}
+	if err := c.budgetStatus(ctx, js, name, view, &st); err != nil {
+		return st, err
+	}
+	ws, def := tenantWindows(tc.meta)
+	st.LimitsDefault = def
+	calls, paused, err := offboardCalls(ctx, js, c.subjects, name, now.Add(-longest(ws)-journalSlack), now)
+	if err != nil {
+		return st, err
+	}
+	if paused.After(now) {
+		st.ThrottledTill = &paused
+	}
+	for i, left := range callsLeft(ws, calls, now) {
+		st.Quota = append(st.Quota, windowStatus{Window: ws[i].String(), Limit: ws[i].Count, Used: ws[i].Count - left, Left: left})
+	}
+	if served > 0 || st.Held == 0 {
+		secs := eta(ws, calls, served, maxTime(now, paused)).Seconds() + maxTime(now, paused).Sub(now).Seconds()
+		st.ETA = &secs
+	}
+	return st, nil
+}
+
+func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, view *control.View, st *tenantStatus) error {
+	if e, ok := view.Budget(name); ok {
+		st.Budget = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
+	}
+	used, left, ok, err := budgetUsage(ctx, js, name)
+	if err != nil {
+		return err
+	}
+	if ok {
+		st.Budget.Used, st.Budget.Left = &used, &left
+	}
+	return nil
+}
+
+func longest(ws []limiter.Window) time.Duration {
+	var d time.Duration
+	for _, w := range ws {
+		d = max(d, w.Length)
+	}
+	return d
+}

@@ -1,0 +1,54 @@
+package campaign
+
+import (
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func TestNames(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"/tmp/Retire 2026.csv": "retire-2026", "q3.v2.csv": "q3.v2", "Été_1": "-t-_1",
+	} {
+		if got := NameFromFile(in); got != want {
+			t.Errorf("NameFromFile(%q) = %q, want %q", in, got, want)
+		}
+	}
+	if id := RequestID("retire-2026", 42); id != "retire-2026-000042" {
+		t.Errorf("RequestID = %q", id)
+	}
+	for id, want := range map[string]int{"wave-000001": 1, "wave-999999": 999999, "wave-00001": 0, "wave-0000001": 0, "wave-+00001": 0, "wave2-000001": 0} {
+		if n, _ := RowOf("wave", id); n != want {
+			t.Errorf("RowOf(wave, %q) = %d, want %d", id, n, want)
+		}
+	}
+	bySource, byID := Names(offboard.Request{RequestID: "a-b-000003", Source: "campaign:other"})
+	if bySource != "other" || byID != "a-b" {
+		t.Errorf("Names = %q, %q", bySource, byID)
+	}
+	if s, i := Names(offboard.Request{RequestID: "chg-12345", Source: "servicenow:CHG1"}); s != "" || i != "" {
+		t.Errorf("Names of a plain request = %q, %q", s, i)
+	}
+}
+
+func TestETA(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[int]time.Duration{0: 0, 1: 0, 100: 0, 101: time.Minute, 1500: 14 * time.Minute, 1501: time.Hour, 3000: time.Hour, 3001: 2 * time.Hour} {
+		if got := DrainTime(n, DefaultWindows); got != want {
+			t.Errorf("DrainTime(%d) = %v, want %v", n, got, want)
+		}
+	}
+	if got := (Estimate{Ahead: 100, Done: 50, Elapsed: 50 * time.Second}).ETA(); got != 100*time.Second {
+		t.Errorf("observed ETA %v", got)
+	}
+	if _, err := ParseWindows("100/1m,1500/1h"); err != nil {
+		t.Error(err)
+	}
+	for _, bad := range []string{"", "100", "0/1m", "x/1m", "100/0s"} {
+		if _, err := ParseWindows(bad); err == nil {
+			t.Errorf("ParseWindows(%q): no error", bad)
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package campaign
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// Row is one CSV row of a campaign: the device and the optional columns.
+type Row struct {
+	N               int // 1-based, the header not counted
+	MachineID       string
+	ComputerDNSName string
+	Comment         string
+	RequestedBy     string
+	Source          string
+}
+
+// Reader reads a campaign's CSV one row at a time.
+type Reader struct {
+	r    *csv.Reader
+	cols map[string]int
+	n    int
+}
+
+// Columns a campaign's CSV may have; others are ignored.
+const (
+	ColMachineID       = "machineId"
+	ColComputerDNSName = "computerDnsName"
+	ColComment         = "comment"
+	ColRequestedBy     = "requestedBy"
+	ColSource          = "source"
+)
+
+// ErrNoDeviceColumn means the header names neither device column.
+var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a computerDnsName column")
+
+// NewReader reads the header row.
+func NewReader(r io.Reader) (*Reader, error) {
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
+	cr.ReuseRecord = true
+	header, err := cr.Read()
+	if errors.Is(err, io.EOF) {
+		return nil, errors.New("the CSV is empty: it needs a header row")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("header row: %w", err)
+	}
+	cols := map[string]int{}
+	for i, h := range header {
+		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+		for _, c := range []string{ColMachineID, ColComputerDNSName, ColComment, ColRequestedBy, ColSource} {
+			if strings.EqualFold(h, c) {
+				if _, dup := cols[c]; dup {
+					return nil, fmt.Errorf("header row: column %s appears twice", c)
+				}
+				cols[c] = i
+			}
+		}
+	}
+	_, byID := cols[ColMachineID]
+	_, byName := cols[ColComputerDNSName]
+	if !byID && !byName {
+		return nil, ErrNoDeviceColumn
+	}
+	return &Reader{r: cr, cols: cols}, nil
+}
+
+// Next returns the next row, or io.EOF after the last.
+func (r *Reader) Next() (Row, error) {
+	rec, err := r.r.Read()
+	if err != nil {
+		if errors.Is(err, io.EOF) {
+			return Row{}, io.EOF
+		}
+		return Row{}, fmt.Errorf("row %d: %w", r.n+1, err)
+	}
+	r.n++
+	get := func(col string) string {
+		if i, ok := r.cols[col]; ok && i < len(rec) {
+			return strings.TrimSpace(rec[i])
+		}
+		return ""
+	}
+	return Row{
+		N: r.n, MachineID: get(ColMachineID), ComputerDNSName: get(ColComputerDNSName),
+		Comment: get(ColComment), RequestedBy: get(ColRequestedBy), Source: get(ColSource),
+	}, nil
+}
+
+// Settings are the campaign's choices that every row's request carries.
+type Settings struct {
+	Tenant  string
+	Name    string
+	Comment string // for rows without their own
+	DryRun  bool
+}
+
+// Request is the row's request and its body, checked as the worker will
+// check it. On error the request holds the fields that passed their check.
+func (s Settings) Request(row Row) (offboard.Request, []byte, error) {
+	r := offboard.Request{
+		RequestID: RequestID(s.Name, row.N), MachineID: row.MachineID, Comment: row.Comment,
+		RequestedBy: row.RequestedBy, Source: row.Source, DryRun: s.DryRun,
+	}
+	if r.MachineID == "" {
+		// A row filling both names the device by its id; the name is
+		// only informational then.
+		r.ComputerDNSName = row.ComputerDNSName
+	}
+	if r.Comment == "" {
+		r.Comment = s.Comment
+	}
+	if r.Source == "" {
+		r.Source = Source(s.Name)
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return r, nil, err
+	}
+	checked, err := offboard.ParseRequest(data, s.Tenant)
+	if err != nil {
+		return checked, nil, err
+	}
+	return checked, data, nil
+}

@@ -1,0 +1,104 @@
+package campaign
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Window is one quota window: at most Count calls in any Length.
+type Window struct {
+	Count  int
+	Length time.Duration
+}
+
+// DefaultWindows are the documented offboard limits of a tenant: 100 calls
+// a minute and 1500 an hour.
+var DefaultWindows = []Window{{100, time.Minute}, {1500, time.Hour}}
+
+// ParseWindows reads "100/1m,1500/1h".
+func ParseWindows(s string) ([]Window, error) {
+	var ws []Window
+	for part := range strings.SplitSeq(s, ",") {
+		c, d, ok := strings.Cut(strings.TrimSpace(part), "/")
+		n, err := strconv.Atoi(c)
+		if !ok || err != nil || n < 1 {
+			return nil, fmt.Errorf("rate %q: want COUNT/DURATION, as 100/1m", part)
+		}
+		l, err := time.ParseDuration(d)
+		if err != nil || l <= 0 {
+			return nil, fmt.Errorf("rate %q: want COUNT/DURATION, as 100/1m", part)
+		}
+		ws = append(ws, Window{n, l})
+	}
+	return ws, nil
+}
+
+// DrainTime is how long n calls take under the windows, starting with
+// every window empty: the k-th call (0-based) can start no earlier than
+// floor(k / Count) × Length in each window; the last call sets the time.
+func DrainTime(n int, ws []Window) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	var d time.Duration
+	for _, w := range ws {
+		d = max(d, time.Duration((n-1)/w.Count)*w.Length)
+	}
+	return d
+}
+
+// Estimate is what the end of a campaign is estimated from.
+type Estimate struct {
+	// Ahead is the tenant's backlog served before the campaign's last
+	// request: normal-priority requests waiting, and for a bulk campaign
+	// the bulk ones too (the campaign's own published rows among them).
+	Ahead int
+	// Unpublished is the campaign's rows not published yet.
+	Unpublished int
+	// Done is the number of results this run has seen arrive, over Elapsed.
+	Done    int
+	Elapsed time.Duration
+	Windows []Window
+}
+
+// minObserved is how many results, and over how long, make an observed
+// rate worth more than the quota's.
+const (
+	minObserved     = 20
+	minObservedSpan = 10 * time.Second
+)
+
+// ETA estimates how long until the campaign's last result. With enough
+// results seen, at the rate they came; before that, at the quota's pace.
+func (e Estimate) ETA() time.Duration {
+	n := e.Ahead + e.Unpublished
+	if n <= 0 {
+		return 0
+	}
+	if e.Done >= minObserved && e.Elapsed >= minObservedSpan {
+		rate := float64(e.Done) / e.Elapsed.Seconds()
+		return time.Duration(float64(n) / rate * float64(time.Second))
+	}
+	ws := e.Windows
+	if len(ws) == 0 {
+		ws = DefaultWindows
+	}
+	return DrainTime(n, ws)
+}
+
+// Human shows a duration the way people read an ETA: 2h05m, 4m10s, 12s.
+func Human(d time.Duration) string {
+	switch {
+	case d <= 0:
+		return "0s"
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		d = d.Round(time.Second)
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	d = d.Round(time.Minute)
+	return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+}

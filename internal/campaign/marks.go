@@ -1,0 +1,181 @@
+package campaign
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// Mark is a campaign's entry in the control bucket.
+type Mark struct {
+	Cancelled bool      `json:"cancelled"`
+	By        string    `json:"by,omitempty"`
+	Reason    string    `json:"reason,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// keyPrefix starts every campaign key of the control bucket:
+// campaign.<tenant>.<name>.
+const keyPrefix = "campaign."
+
+// Key is a campaign's key in the control bucket.
+func Key(tenant, name string) string { return keyPrefix + tenant + "." + name }
+
+// splitKey reads the tenant and name of a campaign key. Tenant names hold
+// no '.', so the first one after the prefix ends the tenant.
+func splitKey(key string) (tenant, name string, ok bool) {
+	rest, found := strings.CutPrefix(key, keyPrefix)
+	if !found {
+		return "", "", false
+	}
+	return strings.Cut(rest, ".")
+}
+
+// ControlBucket opens the control bucket, creating it when it does not
+// exist yet. An existing bucket is used as it is: whoever set it up (the
+// worker's setup, deploy/nats) owns its settings.
+func ControlBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, offboard.BucketControl)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      offboard.BucketControl,
+			Description: "Operators' controls: pauses, budget overrides, cancelled campaigns",
+			History:     5,
+			Storage:     jetstream.FileStorage,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, offboard.BucketControl)
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	return kv, nil
+}
+
+// SetMark writes a campaign's mark.
+func SetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string, m Mark) error {
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Put(ctx, Key(tenant, name), data); err != nil {
+		return fmt.Errorf("mark campaign %s of %s: %w", name, tenant, err)
+	}
+	return nil
+}
+
+// GetMark reads a campaign's mark; nil when it has none.
+func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*Mark, error) {
+	e, err := kv.Get(ctx, Key(tenant, name))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read campaign %s of %s: %w", name, tenant, err)
+	}
+	var m Mark
+	if err := json.Unmarshal(e.Value(), &m); err != nil {
+		return nil, fmt.Errorf("campaign %s of %s: %w", name, tenant, err)
+	}
+	return &m, nil
+}
+
+// Watcher knows which campaigns are cancelled, from a watch of the control
+// bucket: a worker asks it for every request it takes, without a round
+// trip.
+type Watcher struct {
+	w         jetstream.KeyWatcher
+	mu        sync.RWMutex
+	cancelled map[string]bool // tenant + "." + name
+}
+
+// NewWatcher starts watching the campaign marks and returns once it holds
+// every mark stored now, so that a worker started after a cancel sees it
+// before its first request.
+func NewWatcher(ctx context.Context, js jetstream.JetStream) (*Watcher, error) {
+	kv, err := ControlBucket(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	kw, err := kv.Watch(context.Background(), keyPrefix+">")
+	if err != nil {
+		return nil, fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
+	}
+	w := &Watcher{w: kw, cancelled: map[string]bool{}}
+	for {
+		select {
+		case e, ok := <-kw.Updates():
+			if !ok {
+				return nil, fmt.Errorf("watch %s: closed", offboard.BucketControl)
+			}
+			if e == nil { // every stored mark is in
+				return w, nil
+			}
+			w.apply(e)
+		case <-ctx.Done():
+			_ = kw.Stop()
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// Run applies changes until ctx ends, then stops the watch.
+func (w *Watcher) Run(ctx context.Context) {
+	defer func() { _ = w.w.Stop() }()
+	for {
+		select {
+		case e, ok := <-w.w.Updates():
+			if !ok {
+				return
+			}
+			if e != nil {
+				w.apply(e)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+func (w *Watcher) apply(e jetstream.KeyValueEntry) {
+	tenant, name, ok := splitKey(e.Key())
+	if !ok {
+		return
+	}
+	var m Mark
+	cancelled := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &m) == nil && m.Cancelled
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cancelled {
+		w.cancelled[tenant+"."+name] = true
+	} else {
+		delete(w.cancelled, tenant+"."+name)
+	}
+}
+
+// Cancelled says whether the request belongs to a cancelled campaign of
+// the tenant, and which: the campaign its source names, or the one its
+// request id has the form of.
+func (w *Watcher) Cancelled(tenant string, r offboard.Request) (string, bool) {
+	bySource, byID := Names(r)
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if len(w.cancelled) == 0 {
+		return "", false
+	}
+	for _, n := range []string{bySource, byID} {
+		if n != "" && w.cancelled[tenant+"."+n] {
+			return n, true
+		}
+	}
+	return "", false
+}

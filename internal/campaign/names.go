@@ -1,0 +1,81 @@
+package campaign
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// SourcePrefix starts the source of a campaign's requests: campaign:<name>.
+const SourcePrefix = "campaign:"
+
+// rowDigits is the width of the row number in a request id.
+const rowDigits = 6
+
+// MaxRows is the most rows a campaign may have: row numbers have six digits.
+const MaxRows = 999_999
+
+var nameForm = regexp.MustCompile(`^[a-z0-9._-]{1,120}$`)
+
+// ValidName says whether name can name a campaign: [a-z0-9._-], short
+// enough that its request ids fit the contract's 128 characters.
+func ValidName(name string) bool { return nameForm.MatchString(name) }
+
+// NameFromFile is the default campaign name of a CSV file: its base name
+// without extension, lower-cased, with anything outside [a-z0-9._-]
+// replaced by '-'.
+func NameFromFile(path string) string {
+	base := filepath.Base(path)
+	base = strings.TrimSuffix(base, filepath.Ext(base))
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '-'
+	}, strings.ToLower(base))
+}
+
+// RequestID is the request id of a campaign's row (1-based).
+func RequestID(name string, row int) string {
+	return fmt.Sprintf("%s-%0*d", name, rowDigits, row)
+}
+
+// Source is the source a campaign's requests carry unless a row says
+// otherwise.
+func Source(name string) string { return SourcePrefix + name }
+
+// RowOf is the row number of one of the campaign's request ids; ok is false
+// when the id is not one of them.
+func RowOf(name, requestID string) (row int, ok bool) {
+	rest, found := strings.CutPrefix(requestID, name+"-")
+	if !found || len(rest) != rowDigits {
+		return 0, false
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil || n < 1 || rest[0] == '+' || rest[0] == '-' {
+		return 0, false
+	}
+	return n, true
+}
+
+// Names are the campaigns a request may belong to: the one its source
+// names, and the one its request id has the form of (a row may set its
+// own source). Either may be empty.
+func Names(r offboard.Request) (bySource, byID string) {
+	if n, ok := strings.CutPrefix(r.Source, SourcePrefix); ok && ValidName(n) {
+		bySource = n
+	}
+	id := r.RequestID
+	if len(id) > rowDigits+1 && id[len(id)-rowDigits-1] == '-' {
+		n := id[:len(id)-rowDigits-1]
+		if _, ok := RowOf(n, id); ok && ValidName(n) {
+			byID = n
+		}
+	}
+	return bySource, byID
+}

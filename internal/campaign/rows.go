@@ -1,0 +1,274 @@
+package campaign
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// State of a row, one byte each.
+const (
+	stateNone byte = iota
+	stateCreated
+	stateAlreadyPending
+	stateDryRun
+	stateFailed
+	stateUnpublished // the publish failed: no result will come in this run
+	numStates
+)
+
+var outcomeState = map[offboard.Outcome]byte{
+	offboard.OutcomeCreated: stateCreated, offboard.OutcomeAlreadyPending: stateAlreadyPending,
+	offboard.OutcomeDryRun: stateDryRun, offboard.OutcomeFailed: stateFailed,
+}
+
+// Counts are a campaign's rows by what is known of them.
+type Counts struct {
+	Rows           int `json:"rows"`
+	Created        int `json:"created"`
+	AlreadyPending int `json:"already_pending"`
+	DryRun         int `json:"dry_run"`
+	Failed         int `json:"failed"`
+	Unpublished    int `json:"unpublished,omitempty"`
+	Waiting        int `json:"waiting"` // no result yet
+}
+
+// Answered is the number of rows with a result.
+func (c Counts) Answered() int { return c.Created + c.AlreadyPending + c.DryRun + c.Failed }
+
+// Rows is what a campaign run knows of each row, compactly: one state byte
+// and the offset of its report fields in a spill file. A result's fields
+// go to the file as they arrive, in any order; the report reads them back
+// in row order. Memory is 10 bytes a row, whatever the results hold.
+type Rows struct {
+	name    string
+	mu      sync.Mutex
+	state   []byte
+	attempt []byte  // attempt of the result held, at most 255
+	off     []int64 // offset + 1 of the row's fields in spill; 0: none
+	spill   *os.File
+	size    int64
+	counts  [numStates]int
+	buf     bytes.Buffer
+	w       *csv.Writer
+	changed chan struct{}
+}
+
+// NewRows prepares the state of a campaign of n rows; the spill file goes
+// to dir (empty: the system's temporary directory). Close removes it.
+func NewRows(name string, n int, dir string) (*Rows, error) {
+	f, err := os.CreateTemp(dir, "offboardctl-"+name+"-*.spill")
+	if err != nil {
+		return nil, fmt.Errorf("campaign state: %w", err)
+	}
+	r := &Rows{name: name, state: make([]byte, n+1), attempt: make([]byte, n+1), off: make([]int64, n+1),
+		spill: f, changed: make(chan struct{}, 1)}
+	r.counts[stateNone] = n
+	r.w = csv.NewWriter(&r.buf)
+	return r, nil
+}
+
+// Close removes the spill file.
+func (r *Rows) Close() error {
+	return errors.Join(r.spill.Close(), os.Remove(r.spill.Name()))
+}
+
+// Changed is signalled (without blocking) whenever a row's state changes.
+func (r *Rows) Changed() <-chan struct{} { return r.changed }
+
+// Has says whether the row has a result (or is known invalid).
+func (r *Rows) Has(n int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return n < len(r.state) && r.state[n] != stateNone && r.state[n] != stateUnpublished
+}
+
+// Counts counts the rows by state.
+func (r *Rows) Counts() Counts {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return Counts{
+		Rows: len(r.state) - 1, Created: r.counts[stateCreated], AlreadyPending: r.counts[stateAlreadyPending],
+		DryRun: r.counts[stateDryRun], Failed: r.counts[stateFailed], Unpublished: r.counts[stateUnpublished],
+		Waiting: r.counts[stateNone],
+	}
+}
+
+// Result records a result of the campaign; false when it is not one of
+// its rows. Of several results for one row (a retry), the highest attempt
+// is kept.
+func (r *Rows) Result(res *offboard.Result) (bool, error) {
+	n, ok := RowOf(r.name, res.RequestID)
+	st, known := outcomeState[res.Outcome]
+	if !ok || !known {
+		return false, nil
+	}
+	code, msg := "", ""
+	if res.Error != nil {
+		code, msg = res.Error.Code, res.Error.Message
+	}
+	id, status := action(res.MachineAction)
+	return true, r.set(n, st, min(res.Attempt, 255), []string{res.MachineID, res.ComputerDNSName, res.Outcome, code, msg, id, status})
+}
+
+// Invalid records a row that is not a valid request: it is not published
+// and is reported failed with invalid_request.
+func (r *Rows) Invalid(n int, req offboard.Request, problem string) error {
+	return r.set(n, stateFailed, 255, []string{req.MachineID, req.ComputerDNSName, offboard.OutcomeFailed, offboard.CodeInvalidRequest, problem, "", ""})
+}
+
+// Unpublished records a row whose publish failed.
+func (r *Rows) Unpublished(n int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n < len(r.state) && r.state[n] == stateNone {
+		r.move(n, stateUnpublished)
+	}
+}
+
+func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n >= len(r.state) {
+		return nil // a row beyond this CSV's end: an earlier, longer CSV under the same name
+	}
+	if r.off[n] != 0 && attempt <= int(r.attempt[n]) {
+		return nil
+	}
+	r.buf.Reset()
+	for i, f := range fields {
+		fields[i] = clean(f)
+	}
+	if err := r.w.Write(fields); err != nil {
+		return err
+	}
+	r.w.Flush()
+	if _, err := r.spill.Write(r.buf.Bytes()); err != nil {
+		return fmt.Errorf("campaign state: %w", err)
+	}
+	r.off[n] = r.size + 1
+	r.size += int64(r.buf.Len())
+	r.attempt[n] = byte(min(max(attempt, 0), 255))
+	r.move(n, st)
+	return nil
+}
+
+func (r *Rows) move(n int, st byte) {
+	r.counts[r.state[n]]--
+	r.state[n] = st
+	r.counts[st]++
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// reportMessageLength is how much of a failure's message the report keeps.
+const reportMessageLength = 200
+
+// clean makes a field one line of at most reportMessageLength characters.
+func clean(s string) string {
+	s = strings.Map(func(c rune) rune {
+		if c == '\n' || c == '\r' || c == '\t' {
+			return ' '
+		}
+		return c
+	}, s)
+	if rs := []rune(s); len(rs) > reportMessageLength {
+		s = string(rs[:reportMessageLength-1]) + "…"
+	}
+	return s
+}
+
+func action(raw json.RawMessage) (id, status string) {
+	if len(raw) == 0 {
+		return "", ""
+	}
+	var a struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	_ = json.Unmarshal(raw, &a)
+	return a.ID, a.Status
+}
+
+// ReportHeader is the report's header row.
+var ReportHeader = []string{"row", "requestId", "machineId", "computerDnsName", "outcome", "code", "message", "actionId", "actionStatus"}
+
+// WriteReport writes the report: one line per CSV row in row order. csv
+// is the campaign's CSV again, read for the devices as the rows name them;
+// a row without a result has an empty outcome.
+func (r *Rows) WriteReport(out io.Writer, csvFile io.Reader) error {
+	rd, err := NewReader(csvFile)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(out)
+	w := csv.NewWriter(bw)
+	if err := w.Write(ReportHeader); err != nil {
+		return err
+	}
+	line := make([]string, len(ReportHeader))
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		fields, err := r.fields(row.N)
+		if err != nil {
+			return err
+		}
+		// The row's own names first; the result's where the row has none
+		// (a device id resolved from its name).
+		line[0], line[1] = strconv.Itoa(row.N), RequestID(r.name, row.N)
+		line[2], line[3] = firstOf(clean(row.MachineID), fields[0]), firstOf(clean(row.ComputerDNSName), fields[1])
+		copy(line[4:], fields[2:])
+		if err := w.Write(line); err != nil {
+			return err
+		}
+	}
+	w.Flush()
+	if err := w.Error(); err != nil {
+		return err
+	}
+	return bw.Flush()
+}
+
+func firstOf(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// fields reads a row's fields back from the spill file: machineId,
+// computerDnsName, outcome, code, message, actionId, actionStatus.
+func (r *Rows) fields(n int) ([]string, error) {
+	r.mu.Lock()
+	off, size := int64(0), r.size
+	if n < len(r.off) {
+		off = r.off[n]
+	}
+	r.mu.Unlock()
+	if off == 0 {
+		return make([]string, 7), nil
+	}
+	rec, err := csv.NewReader(io.NewSectionReader(r.spill, off-1, size-off+1)).Read()
+	if err != nil {
+		return nil, fmt.Errorf("campaign state of row %d: %w", n, err)
+	}
+	return rec, nil
+}

@@ -1,0 +1,133 @@
+package control
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// Change is an operator's change of a tenant's controls.
+type Change struct {
+	Tenant   string
+	Action   string // ActionPause, ActionResume, ActionBudget, ActionBudgetClear
+	Priority string // pause and resume: normal, bulk or all
+	Value    string // ActionBudget: "<count>/<duration>", already checked
+	By       string
+	Reason   string
+}
+
+// Store writes operators' changes into the control bucket and publishes
+// each as an Event. offboardctl uses it.
+type Store struct {
+	js       jetstream.JetStream
+	kv       jetstream.KeyValue
+	subjects offboard.Subjects
+	now      func() time.Time
+}
+
+// ErrNoBucket says the control bucket does not exist: no worker has set up
+// the streams yet, and deploy/nats was not applied.
+var ErrNoBucket = errors.New("control bucket " + offboard.BucketControl + " does not exist (start a worker, or apply deploy/nats)")
+
+// Open opens the control bucket, which must exist (queue.Ensure).
+func Open(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects) (*Store, error) {
+	kv, err := js.KeyValue(ctx, offboard.BucketControl)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, ErrNoBucket
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	return &Store{js: js, kv: kv, subjects: subjects, now: time.Now}, nil
+}
+
+// Apply writes the change into the bucket, where every replica sees it,
+// then publishes it on the tenant's control subject. An error after the
+// write says so: the change is in force, its event is missing.
+func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
+	at := s.now().UTC()
+	ev := Event{Tenant: c.Tenant, Action: c.Action, By: c.By, Reason: c.Reason, At: at}
+	entry := Entry{By: c.By, Reason: c.Reason, At: at}
+	var keys []string
+	switch c.Action {
+	case ActionPause, ActionResume:
+		prios, err := ParsePriority(c.Priority)
+		if err != nil {
+			return Event{}, err
+		}
+		ev.Priority = c.Priority
+		if ev.Priority == "" {
+			ev.Priority = PriorityAll
+		}
+		entry.Paused = c.Action == ActionPause
+		for _, p := range prios {
+			keys = append(keys, PauseKey(c.Tenant, p))
+		}
+	case ActionBudget, ActionBudgetClear:
+		if c.Action == ActionBudget {
+			entry.Value, ev.Value = c.Value, c.Value
+		}
+		keys = append(keys, BudgetKey(c.Tenant))
+	default:
+		return Event{}, fmt.Errorf("unknown control action %q", c.Action)
+	}
+	data, err := json.Marshal(entry)
+	if err != nil {
+		return Event{}, err
+	}
+	for _, k := range keys {
+		rev, err := s.kv.Put(ctx, k, data)
+		if err != nil {
+			return Event{}, fmt.Errorf("write %s: %w", k, err)
+		}
+		ev.Revision = rev
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return ev, err
+	}
+	msg := nats.NewMsg(s.subjects.Control(c.Tenant))
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, "control:"+c.Tenant+":"+strconv.FormatUint(ev.Revision, 10))
+	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+		return ev, fmt.Errorf("%s is in force, but its audit event was not published: %w", c.Action, err)
+	}
+	return ev, nil
+}
+
+// Load reads every control in force.
+func (s *Store) Load(ctx context.Context) (*View, error) {
+	return load(ctx, s.kv)
+}
+
+// load reads the bucket up to its end as it is now.
+func load(ctx context.Context, kv jetstream.KeyValue) (*View, error) {
+	w, err := kv.WatchAll(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", offboard.BucketControl, err)
+	}
+	defer func() { _ = w.Stop() }()
+	v := &View{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read %s: watch ended", offboard.BucketControl)
+			}
+			if e == nil {
+				return v, nil
+			}
+			_, _ = v.apply(e) // a key of no known form is not ours to judge here
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read %s: %w", offboard.BucketControl, ctx.Err())
+		}
+	}
+}

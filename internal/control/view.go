@@ -1,0 +1,72 @@
+package control
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// View is the controls in force, as read from the bucket. The zero value
+// is empty: nothing paused, no override. It is not safe for concurrent
+// use; Watcher guards its own.
+type View struct {
+	pauses  map[string]Entry // by PauseKey
+	budgets map[string]Entry // by tenant
+}
+
+// Pause returns the entry of a tenant's pause of one priority; ok is false
+// when the tenant was never paused.
+func (v *View) Pause(tenant string, p offboard.Priority) (Entry, bool) {
+	e, ok := v.pauses[PauseKey(tenant, p)]
+	return e, ok
+}
+
+// Paused says whether the tenant's priority is paused.
+func (v *View) Paused(tenant string, p offboard.Priority) bool {
+	return v.pauses[PauseKey(tenant, p)].Paused
+}
+
+// Budget returns the tenant's budget override ("<count>/<duration>"); ok
+// is false when none is set and the tenants file's budget applies.
+func (v *View) Budget(tenant string) (Entry, bool) {
+	e := v.budgets[tenant]
+	return e, e.Value != ""
+}
+
+// apply records one entry of the bucket; it returns what changed, for the
+// log, and false for an entry of no known form.
+func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
+	kind, tenant, p, ok := ParseKey(e.Key())
+	if !ok {
+		return change{}, fmt.Errorf("unknown control key %q", e.Key())
+	}
+	var ent Entry
+	if e.Operation() == jetstream.KeyValuePut {
+		if err := json.Unmarshal(e.Value(), &ent); err != nil {
+			return change{}, fmt.Errorf("control key %q: %w", e.Key(), err)
+		}
+	}
+	if v.pauses == nil {
+		v.pauses, v.budgets = map[string]Entry{}, map[string]Entry{}
+	}
+	if kind == "pause" {
+		v.pauses[e.Key()] = ent
+	} else {
+		v.budgets[tenant] = ent
+	}
+	return change{kind: kind, tenant: tenant, priority: p, entry: ent}, nil
+}
+
+// change is one applied entry.
+type change struct {
+	kind     string
+	tenant   string
+	priority offboard.Priority
+	entry    Entry
+}
+
+// inForce says whether the change leaves a control in force.
+func (c change) inForce() bool { return c.entry.Paused || c.entry.Value != "" }

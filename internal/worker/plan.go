@@ -1,0 +1,321 @@
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// PlanOptions tune the answers to campaign plan requests.
+type PlanOptions struct {
+	// PageSize is the devices asked for per inventory page (default and
+	// most: mde.MaxPage).
+	PageSize int
+	// InlineMax is the largest CSV sent in the reply itself; a larger one
+	// goes through the plans bucket (default: what fits the server's
+	// maximum payload once encoded).
+	InlineMax int
+	// Timeout bounds one plan (default 15m).
+	Timeout time.Duration
+}
+
+// planGroup is the queue group of the plan subscriptions: one worker
+// answers each request.
+const planGroup = "plan"
+
+// planner answers campaign plan requests for the worker's tenants: it
+// reads the inventory under each tenant's machines quota, applies the
+// tenant's protect guards and hands back the CSV. It never calls anything
+// destructive.
+type planner struct {
+	w    *Worker
+	opts PlanOptions
+	nc   *nats.Conn
+	log  *zap.Logger
+
+	mu      sync.Mutex
+	subs    []*nats.Subscription
+	stopped bool
+	ctx     context.Context
+	cancel  context.CancelFunc
+	plans   sync.WaitGroup
+}
+
+func newPlanner(w *Worker, o PlanOptions) *planner {
+	if o.PageSize <= 0 || o.PageSize > mde.MaxPage {
+		o.PageSize = mde.MaxPage
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 15 * time.Minute
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &planner{w: w, opts: o, nc: w.opts.JS.Conn(), log: w.log.Named("plan"), ctx: ctx, cancel: cancel}
+}
+
+// start subscribes to every tenant's plan subject.
+func (p *planner) start() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.w.tenants {
+		sub, err := p.nc.QueueSubscribe(p.w.opts.Settings.Subjects.Plan(t.name), planGroup, func(m *nats.Msg) { p.receive(t, m) })
+		if err != nil {
+			t.log.Error("subscribe to plan requests: this replica answers none", zap.Error(err))
+			continue
+		}
+		p.subs = append(p.subs, sub)
+	}
+	// Once Start returns, the server knows the subscriptions.
+	if err := p.nc.FlushTimeout(5 * time.Second); err != nil {
+		p.log.Warn("flush the plan subscriptions", zap.Error(err))
+	}
+}
+
+// stop takes no more plan requests, cancels those under way (each answers
+// failed) and waits for them.
+func (p *planner) stop() {
+	p.mu.Lock()
+	p.stopped = true
+	for _, sub := range p.subs {
+		_ = sub.Unsubscribe()
+	}
+	p.subs = nil
+	p.mu.Unlock()
+	p.cancel()
+	p.plans.Wait()
+}
+
+// receive acknowledges a plan request at once, then works on it apart from
+// the connection's delivery goroutine.
+func (p *planner) receive(t *tenantRun, m *nats.Msg) {
+	if m.Reply == "" {
+		return
+	}
+	var req offboard.PlanRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.InactiveFor <= 0 {
+		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeInvalid, "the plan request is not JSON with a positive inactiveFor"))
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopped {
+		return // no answer: the asker says no worker answered
+	}
+	p.send(t, m.Reply, &offboard.PlanReply{State: offboard.PlanWorking, Tenant: t.name})
+	p.plans.Go(func() {
+		ctx, cancel := context.WithTimeout(p.ctx, p.opts.Timeout)
+		defer cancel()
+		p.send(t, m.Reply, p.plan(ctx, t, req))
+	})
+}
+
+func (p *planner) send(t *tenantRun, subject string, r *offboard.PlanReply) {
+	data, err := json.Marshal(r)
+	if err == nil {
+		err = p.nc.Publish(subject, data)
+	}
+	if err != nil {
+		t.log.Warn("answer a plan request", zap.Error(err))
+	}
+}
+
+func planFailed(tenant, code, msg string) *offboard.PlanReply {
+	return &offboard.PlanReply{State: offboard.PlanFailed, Tenant: tenant, Error: offboard.Failed(code, msg)}
+}
+
+// plan reads the tenant's inventory and builds the plan.
+func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanRequest) *offboard.PlanReply {
+	now := p.w.clock.Now().UTC()
+	b := newPlanBuilder(t, req, now)
+	pages, failed := p.readInventory(ctx, t, mde.InactiveFilter(b.reply.Cutoff, req.Health, req.OS), b.add)
+	if failed != nil {
+		return failed
+	}
+	r := b.finish()
+	r.Pages = pages
+	if normal, bulk, err := t.source.Backlog(ctx); err == nil {
+		r.Backlog = int(min(normal+bulk, math.MaxInt32)) //nolint:gosec // capped just before
+	}
+	data, err := b.csv()
+	if err != nil {
+		return planFailed(t.name, offboard.PlanCodeInternal, "write the CSV: "+err.Error())
+	}
+	if failed := p.deliver(ctx, t, r, data); failed != nil {
+		return failed
+	}
+	t.log.Info("plan made", zap.Int("devices", r.Count), zap.Int("pages", pages), zap.Any("left_out", r.LeftOut))
+	return r
+}
+
+// readInventory reads the inventory pages matching filter, each under the
+// tenant's machines quota, and gives every device to add. It returns the
+// pages read, or a failed reply.
+func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, add func(mde.Machine)) (int, *offboard.PlanReply) {
+	j := &job{t: t, log: t.log.Named("plan")}
+	top := p.opts.PageSize
+	for page := 0; ; page++ {
+		skip := page * top
+		v, res, err := p.w.caller.call(ctx, j, callSpec{api: mde.APIMachines, do: func(ctx context.Context) *mde.Verdict {
+			return t.Client.ListMachines(ctx, filter, top, skip)
+		}}, nil)
+		switch {
+		case err != nil:
+			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+err.Error())
+		case res != nil:
+			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+res.Error.Message)
+		case v.Class != mde.Success:
+			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+v.Error())
+		}
+		machines, err := mde.ParseMachines(v.Body)
+		if err != nil {
+			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+err.Error())
+		}
+		for _, m := range machines {
+			add(m)
+		}
+		if len(machines) < top {
+			return page + 1, nil
+		}
+	}
+}
+
+// deliver puts the CSV in the reply, or in the plans bucket when large.
+func (p *planner) deliver(ctx context.Context, t *tenantRun, r *offboard.PlanReply, data []byte) *offboard.PlanReply {
+	r.Size = len(data)
+	inline := p.opts.InlineMax
+	if inline <= 0 {
+		// Base64 makes 4 bytes of 3; the rest of the reply is small.
+		inline = int(p.nc.MaxPayload())*3/4 - 64<<10
+	}
+	if len(data) <= inline {
+		r.CSV = data
+		return nil
+	}
+	store, err := p.w.opts.JS.ObjectStore(ctx, offboard.BucketPlans)
+	if err != nil {
+		return planFailed(t.name, offboard.PlanCodeInternal, fmt.Sprintf("bucket %s: %v", offboard.BucketPlans, err))
+	}
+	name := fmt.Sprintf("%s/%s-%s.csv", t.name, r.AsOf.Format("20060102T150405Z"), nuid.Next())
+	if _, err := store.Put(ctx, jetstream.ObjectMeta{Name: name, Description: "campaign plan of tenant " + t.name}, bytes.NewReader(data)); err != nil {
+		return planFailed(t.name, offboard.PlanCodeInternal, fmt.Sprintf("store the plan in %s: %v", offboard.BucketPlans, err))
+	}
+	r.Object = name
+	return nil
+}
+
+// planRow is one device of a plan.
+type planRow struct {
+	m    mde.Machine
+	last time.Time
+}
+
+// planBuilder keeps the devices that pass the filters and no protect
+// guard, and counts them.
+type planBuilder struct {
+	t      *tenantRun
+	req    offboard.PlanRequest
+	now    time.Time
+	reply  *offboard.PlanReply
+	seen   map[string]bool
+	rows   []planRow
+	guards func(mde.Machine) string
+}
+
+func newPlanBuilder(t *tenantRun, req offboard.PlanRequest, now time.Time) *planBuilder {
+	// The protect rules only: the plan's own inactiveFor is the choice made.
+	g := t.Config.Guards
+	g.RequireInactiveFor = nil
+	return &planBuilder{
+		t: t, req: req, now: now, seen: map[string]bool{},
+		reply: &offboard.PlanReply{
+			State: offboard.PlanDone, Tenant: t.name, AsOf: now, Cutoff: now.Add(-req.InactiveFor),
+			ByOS: offboard.Counts{}, ByHealth: offboard.Counts{}, ByGroup: offboard.Counts{}, LeftOut: offboard.Counts{},
+			Limits: planLimits(t),
+		},
+		guards: func(m mde.Machine) string {
+			rule, _ := refusal(&g, m.ID, &m, now)
+			return rule
+		},
+	}
+}
+
+func planLimits(t *tenantRun) []offboard.PlanLimit {
+	var out []offboard.PlanLimit
+	for _, w := range t.Config.Resolved.Windows[mde.APIOffboard] {
+		out = append(out, offboard.PlanLimit{Count: w.Count, Window: w.Length})
+	}
+	return out
+}
+
+// add takes one device of the inventory: whatever the API's filter let
+// through, only the devices that match the request count.
+func (b *planBuilder) add(m mde.Machine) {
+	id := strings.ToLower(m.ID)
+	if !offboard.ValidMachineID(id) || b.seen[id] {
+		return // a page boundary moved under a changing inventory
+	}
+	last, ok := m.LastSeenTime()
+	if !ok || !last.Before(b.reply.Cutoff) || !oneOf(m.HealthStatus, b.req.Health) || !oneOf(m.OSPlatform, b.req.OS) {
+		return
+	}
+	b.seen[id] = true
+	if rule := b.guards(m); rule != "" {
+		b.reply.LeftOut[rule]++
+		return
+	}
+	m.ID = id
+	b.rows = append(b.rows, planRow{m: m, last: last})
+	b.reply.ByOS[m.OSPlatform]++
+	b.reply.ByHealth[m.HealthStatus]++
+	b.reply.ByGroup[m.RbacGroupName]++
+}
+
+// oneOf reports whether v is one of want (any case); no want: any v.
+func oneOf(v string, want []string) bool {
+	return len(want) == 0 || slices.ContainsFunc(want, func(w string) bool { return strings.EqualFold(v, w) })
+}
+
+// finish sorts the rows, oldest lastSeen first, and completes the counts.
+func (b *planBuilder) finish() *offboard.PlanReply {
+	slices.SortFunc(b.rows, func(x, y planRow) int {
+		if c := x.last.Compare(y.last); c != 0 {
+			return c
+		}
+		return strings.Compare(x.m.ID, y.m.ID)
+	})
+	r := b.reply
+	r.Count = len(b.rows)
+	if r.Count > 0 {
+		r.Oldest = b.rows[0].last.Format(time.RFC3339)
+		r.Newest = b.rows[r.Count-1].last.Format(time.RFC3339)
+	}
+	return r
+}
+
+// csv writes the rows as the contract's CSV.
+func (b *planBuilder) csv() ([]byte, error) {
+	var buf bytes.Buffer
+	w := csv.NewWriter(&buf)
+	_ = w.Write(offboard.PlanHeader)
+	for _, row := range b.rows {
+		m := row.m
+		_ = w.Write([]string{m.ID, m.ComputerDNSName, row.last.Format(time.RFC3339Nano), m.OSPlatform,
+			m.HealthStatus, m.RbacGroupName, strings.Join(m.MachineTags, ";")})
+	}
+	w.Flush()
+	return buf.Bytes(), w.Error()
+}

@@ -1,0 +1,266 @@
+package offboard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketPlans is the object store bucket that carries a campaign plan's
+// CSV when it is too large for the reply.
+const BucketPlans = "MDE_OFFBOARD_PLANS"
+
+// PlanHeader is the header row of a plan's CSV.
+var PlanHeader = []string{"machineId", "computerDnsName", "lastSeen", "osPlatform", "healthStatus", "rbacGroupName", "machineTags"}
+
+// PlanRequest asks a worker for the tenant's devices that Defender has not
+// seen for InactiveFor, on Subjects.Plan(tenant).
+type PlanRequest struct {
+	InactiveFor time.Duration `json:"inactiveFor"` // nanoseconds, > 0
+	Health      []string      `json:"healthStatus,omitempty"`
+	OS          []string      `json:"osPlatform,omitempty"`
+}
+
+// Plan states, in the order a worker sends them on the reply subject.
+const (
+	PlanWorking = "working" // the worker took the request; more follows
+	PlanDone    = "done"
+	PlanFailed  = "failed"
+)
+
+// Plan failure codes.
+const (
+	PlanCodeInvalid   = "invalid_request"      // the plan request itself is wrong
+	PlanCodeInventory = "inventory_unreadable" // the API did not give the inventory
+	PlanCodeInternal  = CodeInternal
+)
+
+// PlanReply is a worker's answer to a PlanRequest. The worker first sends
+// one with State PlanWorking as soon as it takes the request, then one
+// with PlanDone or PlanFailed.
+type PlanReply struct {
+	State    string       `json:"state"`
+	Tenant   string       `json:"tenant"`
+	Error    *ResultError `json:"error,omitempty"` // PlanFailed: code and message
+	AsOf     time.Time    `json:"asOf,omitzero"`   // the worker's clock when it read the inventory
+	Cutoff   time.Time    `json:"cutoff,omitzero"` // devices last seen strictly before this are in the plan
+	Count    int          `json:"count"`
+	Oldest   string       `json:"oldest,omitempty"` // lastSeen of the first row, RFC 3339
+	Newest   string       `json:"newest,omitempty"`
+	ByOS     Counts       `json:"byOsPlatform,omitempty"`
+	ByHealth Counts       `json:"byHealthStatus,omitempty"`
+	ByGroup  Counts       `json:"byRbacGroup,omitempty"`
+	// LeftOut counts the devices that passed the filters but a guard
+	// protects, by rule (the first matching rule in the rule table's order).
+	LeftOut Counts `json:"leftOut,omitempty"`
+	// Pages is how many machines API calls the inventory took.
+	Pages int `json:"pages"`
+	// Limits are the tenant's offboard windows; Backlog the requests of the
+	// tenant waiting now, both priorities: a campaign's requests go after
+	// them.
+	Limits  []PlanLimit `json:"offboardLimits,omitempty"`
+	Backlog int         `json:"backlog"`
+	// The CSV: in CSV when small, else in the object Object of bucket
+	// BucketPlans (Size bytes).
+	CSV    []byte `json:"csv,omitempty"`
+	Object string `json:"object,omitempty"`
+	Size   int    `json:"size"`
+}
+
+// Counts are counts by a name.
+type Counts map[string]int
+
+// PlanLimit is one quota window: Count calls in any Window.
+type PlanLimit struct {
+	Count  int           `json:"count"`
+	Window time.Duration `json:"window"` // nanoseconds
+}
+
+// ErrNoPlanner is returned when no worker serving the tenant took a plan
+// request in time.
+var ErrNoPlanner = errors.New("no worker serving the tenant answered")
+
+// RequestPlan asks a worker serving tenant for a plan and returns its
+// answer and the CSV. accept bounds how long a worker may take to answer
+// at all (ErrNoPlanner); ctx bounds the whole plan. A worker's refusal is
+// returned as the reply, with State PlanFailed, and no CSV.
+func RequestPlan(ctx context.Context, js jetstream.JetStream, s Subjects, tenant string, req PlanRequest, accept time.Duration) (*PlanReply, []byte, error) {
+	data, err := json.Marshal(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	nc := js.Conn()
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, nil, fmt.Errorf("subscribe to the reply subject: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	m := nats.NewMsg(s.Plan(tenant))
+	m.Reply = inbox
+	m.Data = data
+	if err := nc.PublishMsg(m); err != nil {
+		return nil, nil, fmt.Errorf("send plan request: %w", err)
+	}
+	reply, err := nextReply(ctx, sub, accept)
+	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+		return nil, nil, fmt.Errorf("tenant %s: %w within %v", tenant, ErrNoPlanner, accept)
+	}
+	for err == nil && reply.State == PlanWorking {
+		reply, err = nextReply(ctx, sub, 0)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if reply.State != PlanDone {
+		return reply, nil, nil
+	}
+	csv, err := planCSV(ctx, js, reply)
+	return reply, csv, err
+}
+
+// nextReply waits for the next message on the reply subject, at most wait
+// when it is set.
+func nextReply(ctx context.Context, sub *nats.Subscription, wait time.Duration) (*PlanReply, error) {
+	wctx := ctx
+	if wait > 0 {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithTimeout(ctx, wait)
+		defer cancel()
+	}
+	msg, err := sub.NextMsgWithContext(wctx)
+	if err != nil {
+		if wctx.Err() != nil && ctx.Err() == nil {
+			return nil, nats.ErrTimeout
+		}
+		return nil, fmt.Errorf("wait for the plan: %w", err)
+	}
+	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+		return nil, nats.ErrNoResponders
+	}
+	var r PlanReply
+	if err := json.Unmarshal(msg.Data, &r); err != nil {
+		return nil, fmt.Errorf("read the worker's answer: %w", err)
+	}
+	return &r, nil
+}
+
+// planCSV is the plan's CSV, from the reply or the object store. The
+// object is removed once read: it holds device names.
+func planCSV(ctx context.Context, js jetstream.JetStream, r *PlanReply) ([]byte, error) {
+	if r.Object == "" {
+		return r.CSV, nil
+	}
+	store, err := js.ObjectStore(ctx, BucketPlans)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", BucketPlans, err)
+	}
+	obj, err := store.Get(ctx, r.Object)
+	if err != nil {
+		return nil, fmt.Errorf("plan %s: %w", r.Object, err)
+	}
+	defer func() { _ = obj.Close() }()
+	var buf bytes.Buffer
+	if _, err := io.Copy(&buf, obj); err != nil {
+		return nil, fmt.Errorf("read plan %s: %w", r.Object, err)
+	}
+	if buf.Len() != r.Size {
+		return nil, fmt.Errorf("plan %s: %d bytes, the worker wrote %d", r.Object, buf.Len(), r.Size)
+	}
+	_ = store.Delete(ctx, r.Object)
+	return buf.Bytes(), nil
+}
+
+// DrainTime is how long n offboard calls take at best under the limits,
+// with no other call in the windows: the start of the last call in the
+// earliest schedule the windows allow.
+func DrainTime(limits []PlanLimit, n int) time.Duration {
+	if n <= 0 {
+		return 0
+	}
+	starts := make([]time.Duration, n)
+	for k := range starts {
+		for _, l := range limits {
+			if l.Count > 0 && k >= l.Count {
+				starts[k] = max(starts[k], starts[k-l.Count]+l.Window)
+			}
+		}
+	}
+	return starts[n-1]
+}
+
+// WriteSummary writes a plan's summary for people: count, oldest and
+// newest lastSeen, counts by platform, health and device group, the
+// devices left out by each guard rule, and how long running it as a
+// campaign would take at the tenant's quota.
+func (r *PlanReply) WriteSummary(w io.Writer, file string) {
+	fmt.Fprintf(w, "plan for tenant %s: %d devices not seen since %s", r.Tenant, r.Count, r.Cutoff.UTC().Format(time.RFC3339))
+	if file != "" {
+		fmt.Fprintf(w, ", written to %s", file)
+	}
+	fmt.Fprintln(w)
+	if r.Count > 0 {
+		fmt.Fprintf(w, "  lastSeen         oldest %s, newest %s\n", r.Oldest, r.Newest)
+	}
+	writeCounts(w, "osPlatform", r.ByOS)
+	writeCounts(w, "healthStatus", r.ByHealth)
+	writeCounts(w, "device group", r.ByGroup)
+	left := 0
+	for _, n := range r.LeftOut {
+		left += n
+	}
+	fmt.Fprintf(w, "  left out         %d protected by the tenant's guards", left)
+	for _, rule := range Rules {
+		if n := r.LeftOut[rule]; n > 0 {
+			fmt.Fprintf(w, "; %s: %d", rule, n)
+		}
+	}
+	fmt.Fprintln(w)
+	limits := make([]string, len(r.Limits))
+	for i, l := range r.Limits {
+		limits[i] = fmt.Sprintf("%d/%s", l.Count, shortDuration(l.Window))
+	}
+	eta := DrainTime(r.Limits, r.Backlog+r.Count)
+	fmt.Fprintf(w, "  campaign run     about %s at %s (%d requests of the tenant waiting ahead of it); inventory pages read: %d\n",
+		shortDuration(eta.Round(time.Second)), strings.Join(limits, " and "), r.Backlog, r.Pages)
+}
+
+func writeCounts(w io.Writer, what string, c Counts) {
+	if len(c) == 0 {
+		return
+	}
+	names := slices.Sorted(maps.Keys(c))
+	// Largest first, then by name.
+	slices.SortStableFunc(names, func(a, b string) int { return c[b] - c[a] })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		label := n
+		if label == "" {
+			label = "(none)"
+		}
+		parts[i] = fmt.Sprintf("%s %d", label, c[n])
+	}
+	fmt.Fprintf(w, "  %-16s %s\n", what, strings.Join(parts, ", "))
+}
+
+// shortDuration writes 1h0m0s as 1h, 1m0s as 1m, 90m as 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
