@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
 // tenantCalls counts an app's offboard calls by tenant, from its metrics.
@@ -34,15 +36,41 @@ func tenantCalls(t *testing.T, reg *prometheus.Registry) map[string]int {
 	return out
 }
 
-// crash stops an app as if its process died: the NATS connection goes
-// first, so its presence is not withdrawn and the other replicas learn of
-// it only when its announcement expires.
-func crash(t *testing.T, a *App) {
-	t.Helper()
-	a.nc.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = a.Stop(ctx) // errors expected: NATS is gone for it
+// announcements reads the presence bucket: each replica's announcement.
+func (e *env) announcements() map[string][]byte {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(e.t.Context(), queue.BucketPresence)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for k := range keys.Keys() {
+		if entry, err := kv.Get(e.t.Context(), k); err == nil {
+			out[k] = entry.Value()
+		}
+	}
+	return out
+}
+
+// crash stops an app as if its process died: its announcement stays in
+// the presence bucket (put back after the stop withdrew it), so the other
+// replicas learn of it only when the announcement expires.
+func (e *env) crash(a *App, id string, announcement []byte) {
+	e.t.Helper()
+	if err := a.Stop(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	kv, err := e.js.KeyValue(e.t.Context(), queue.BucketPresence)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := kv.Put(e.t.Context(), id, announcement); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 // TestTenantsSpreadAcrossReplicas runs two replicas with 20 tenants: each
@@ -60,7 +88,15 @@ func TestTenantsSpreadAcrossReplicas(t *testing.T) {
 	e.opts.PresenceBeat = 300 * time.Millisecond
 	e.start()
 	regA := e.reg
+	before := e.announcements()
 	b := e.startReplica(names...)
+	var idB string
+	var annB []byte
+	for id, a := range e.announcements() {
+		if _, ok := before[id]; !ok {
+			idB, annB = id, a
+		}
+	}
 	regB := b.opts.Registry
 
 	res := e.collect("mde.offboard.result.>")
@@ -85,7 +121,7 @@ func TestTenantsSpreadAcrossReplicas(t *testing.T) {
 		t.Errorf("tenants split %d/%d, want roughly even", len(callsA), len(callsB))
 	}
 
-	crash(t, b)
+	e.crash(b, idB, annB)
 	crashed := time.Now()
 	for _, n := range names {
 		e.offboardEach(n, n+"-b-", 2, 4)
