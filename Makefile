@@ -26,7 +26,7 @@ check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, inst
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || true; \
 	fi
 	@if command -v promtool >/dev/null 2>&1; then \
-		promtool check rules deploy/prometheus/alerts.yaml && \
+		promtool check rules deploy/prometheus/alerts.yaml deploy/prometheus/rules.yaml && \
 		promtool test rules deploy/prometheus/alerts_test.yaml; \
 	else \
 		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed (Debian: apt-get install prometheus) ***"; \

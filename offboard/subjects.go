@@ -14,6 +14,7 @@ const (
 	StreamResults  = "MDE_OFFBOARD_RESULTS"
 	StreamDead     = "MDE_OFFBOARD_DEAD"
 	StreamQuota    = "MDE_OFFBOARD_QUOTA"
+	StreamBudget   = "MDE_OFFBOARD_BUDGET"
 	BucketLedger   = "MDE_OFFBOARD_LEDGER"
 	BucketControl  = "MDE_OFFBOARD_CONTROL"
 )
@@ -63,6 +64,13 @@ func (s Subjects) Quota(tenant string) string { return s.prefix() + ".quota." + 
 
 // AllQuota matches every tenant's quota journal.
 func (s Subjects) AllQuota() string { return s.prefix() + ".quota.>" }
+
+// Budget is the subject of a tenant's budget journal (the worker's own):
+// the actions created, entered like quota calls.
+func (s Subjects) Budget(tenant string) string { return s.prefix() + ".budget." + tenant }
+
+// AllBudget matches every tenant's budget journal.
+func (s Subjects) AllBudget() string { return s.prefix() + ".budget.>" }
 
 // Control is the subject of a tenant's control events (audit trail).
 func (s Subjects) Control(tenant string) string { return s.prefix() + ".control." + tenant }

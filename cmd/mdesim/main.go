@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -28,7 +29,7 @@ type config struct {
 	machines                                                      int
 	failRate, spurious404Rate, lostAnswerRate                     float64
 	latency, completeAfter, tokenLifetime                         time.Duration
-	duplicateReturnsExisting, verbose                             bool
+	duplicateReturnsExisting, verbose, version                    bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -63,6 +64,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.BoolVar(&c.duplicateReturnsExisting, "duplicate-returns-existing", false, "answer a duplicate offboard with 201 and the pending action instead of 400")
 	fs.BoolVar(&c.verbose, "v", false, "log every API call")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -96,6 +98,10 @@ func run() int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mdesim:", err)
 		return 2
+	}
+	if c.version {
+		fmt.Println("mdesim", version())
+		return 0
 	}
 	if err := serve(ctx, c); err != nil {
 		fmt.Fprintln(os.Stderr, "mdesim:", err)
@@ -222,4 +228,19 @@ func printInfo(c config, base string, generatedSecret bool) {
 	if c.loginFault != mdesim.LoginNormal {
 		fmt.Printf("login fault:   %s\n", c.loginFault)
 	}
+}
+
+// version is the module version and VCS revision the binary was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
 }

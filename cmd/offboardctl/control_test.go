@@ -112,8 +112,26 @@ func TestPauseStatusResume(t *testing.T) {
 	_, out, _ = ctl(t, url, "status", "contoso", "--json")
 	sts = nil
 	_ = json.Unmarshal([]byte(out), &sts)
-	if st := sts[0]; !st.Paused[offboard.Normal] || st.Paused[offboard.Bulk] || st.Budget.Override != "50/24h" || st.ETA == nil {
+	if st := sts[0]; !st.Paused[offboard.Normal] || st.Paused[offboard.Bulk] || st.Budget.Override != "50/24h" || st.ETA == nil ||
+		st.Budget.Used == nil || *st.Budget.Used != 0 || *st.Budget.Left != 50 {
 		t.Errorf("after resuming bulk and setting the budget: %s", out)
+	}
+
+	// Three slots reserved in the budget journal: one created, one given
+	// back, one under way. Used counts the first and the last.
+	now := time.Now()
+	for _, ev := range []limiter.Event{
+		{Writer: "w1", Reserved: []limiter.Call{{API: "created", ID: 1, At: now.Add(time.Hour).UnixNano()}, {API: "created", ID: 2, At: now.Add(time.Hour).UnixNano()}, {API: "created", ID: 3, At: now.Add(time.Hour).UnixNano()}}},
+		{Writer: "w1", Done: []limiter.Call{{API: "created", ID: 1, At: now.UnixNano()}, {API: "created", ID: 2}}},
+	} {
+		data, _ := json.Marshal(ev)
+		if _, err := js.Publish(t.Context(), "mde.offboard.budget.contoso", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, out, _ = ctl(t, url, "status", "contoso")
+	if !strings.Contains(out, "50/24h (override), used 2, left 48") {
+		t.Errorf("status after two slots counted:\n%s", out)
 	}
 }
 

@@ -62,7 +62,10 @@ func pausedCell(st tenantStatus) string {
 }
 
 func budgetCell(b budgetStatus) string {
-	s := "file"
+	s := "file " + b.InForce
+	if b.InForce == "" {
+		s = "none"
+	}
 	if b.Override != "" {
 		s = b.Override + " (override)"
 	}

@@ -47,24 +47,33 @@ type journalCall struct {
 // it is under way; its due time when its process died without writing its
 // end.
 func offboardCalls(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, since, now time.Time) (calls []time.Time, pausedUntil time.Time, err error) {
-	subject := s.Quota(tenant)
-	stream, err := js.Stream(ctx, offboard.StreamQuota)
+	return journalCalls(ctx, js, journalOf{offboard.StreamQuota, s.Quota(tenant), mde.APIOffboard}, tenant, since, now)
+}
+
+// journalOf names what journalCalls reads: a stream, a tenant's subject in
+// it, and the API whose calls count.
+type journalOf struct{ stream, subject, api string }
+
+// journalCalls is offboardCalls for any journal and API.
+func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tenant string, since, now time.Time) (calls []time.Time, pausedUntil time.Time, err error) {
+	subject := j.subject
+	stream, err := js.Stream(ctx, j.stream)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
+		return nil, time.Time{}, fmt.Errorf("stream %s: %w", j.stream, err)
 	}
 	last, err := stream.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, time.Time{}, nil
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("quota journal of %s: %w", tenant, err)
+		return nil, time.Time{}, fmt.Errorf("%s of %s: %w", j.stream, tenant, err)
 	}
 	if last.Time.Before(since) {
 		return nil, time.Time{}, nil
 	}
-	byID, pausedUntil, err := readJournal(ctx, js, subject, since, last.Sequence)
+	byID, pausedUntil, err := readJournal(ctx, js, j, since, last.Sequence)
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("quota journal of %s: %w", tenant, err)
+		return nil, time.Time{}, fmt.Errorf("%s of %s: %w", j.stream, tenant, err)
 	}
 	for _, c := range byID {
 		switch {
@@ -83,9 +92,9 @@ func offboardCalls(ctx context.Context, js jetstream.JetStream, s offboard.Subje
 
 // readJournal reads one tenant's journal entries from since to the entry
 // numbered last.
-func readJournal(ctx context.Context, js jetstream.JetStream, subject string, since time.Time, last uint64) (map[string]*journalCall, time.Time, error) {
-	cons, err := js.OrderedConsumer(ctx, offboard.StreamQuota, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since time.Time, last uint64) (map[string]*journalCall, time.Time, error) {
+	cons, err := js.OrderedConsumer(ctx, j.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{j.subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
 	})
 	if err != nil {
 		return nil, time.Time{}, err
@@ -116,12 +125,12 @@ func readJournal(ctx context.Context, js jetstream.JetStream, subject string, si
 				continue // an entry of another version: the worker pauses for it, status cannot say more
 			}
 			for _, c := range ev.Reserved {
-				if c.API == mde.APIOffboard {
+				if c.API == j.api {
 					call(ev.Writer, c).due = time.Unix(0, c.At)
 				}
 			}
 			for _, c := range ev.Done {
-				if c.API == mde.APIOffboard {
+				if c.API == j.api {
 					jc := call(ev.Writer, c)
 					jc.ended = true
 					if c.At != 0 {

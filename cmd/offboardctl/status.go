@@ -47,9 +47,10 @@ type pauseB struct {
 	At     time.Time `json:"at"`
 }
 
-// budgetStatus is the tenant's budget. Used and Left stay nil until the
-// worker records the budget's count where offboardctl can read it.
+// budgetStatus is the tenant's budget. Used and Left are nil without a
+// budget.
 type budgetStatus struct {
+	InForce  string `json:"inForce,omitempty"` // the override, else the tenants file's; empty: none
 	Override string `json:"override,omitempty"`
 	By       string `json:"by,omitempty"`
 	Reason   string `json:"reason,omitempty"`
@@ -64,12 +65,36 @@ type windowStatus struct {
 	Left   int    `json:"left"`
 }
 
-// budgetUsage reads how much of a tenant's budget is used and left; ok is
-// false when that is not known. The seam for the budget's count: until the
-// worker keeps it where offboardctl can read it, status says n/a.
-var budgetUsage = func(context.Context, jetstream.JetStream, string) (used, left int, ok bool, err error) {
-	return 0, 0, false, nil
+// budgetUsage reads how much of a tenant's budget is used and left, from
+// the budget journal over the budget's window (as the worker counts it:
+// every slot reserved and not given back, a slot under way as used now,
+// one whose process died from its due time); ok is false without a
+// budget.
+var budgetUsage = func(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, budget string) (used, left int, ok bool, err error) {
+	w, err := limiter.ParseWindow(budget)
+	if budget == "" || err != nil {
+		return 0, 0, false, nil //nolint:nilerr // an unreadable budget is not applied by the worker either
+	}
+	now := time.Now()
+	created, _, err := journalCalls(ctx, js, journalOf{offboard.StreamBudget, s.Budget(tenant), budgetAPI}, tenant, now.Add(-w.Length-budgetSlack), now)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	for _, at := range created {
+		if at.After(now.Add(-w.Length)) {
+			used++
+		}
+	}
+	return used, max(w.Count-used, 0), true, nil
 }
+
+// budgetAPI names the budget's slots in the budget journal (the worker's
+// internal/worker/budget.go).
+const budgetAPI = "created"
+
+// budgetSlack is read from the budget journal beyond the budget's window:
+// a slot counts until its outcome, at the latest its lease (2 h) later.
+const budgetSlack = 2*time.Hour + time.Minute
 
 func statusCommand(c *cli) *cobra.Command {
 	var asJSON bool
@@ -205,7 +230,7 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 			}
 		}
 	}
-	if err := c.budgetStatus(ctx, js, name, view, &st); err != nil {
+	if err := c.budgetStatus(ctx, js, name, tc.meta, view, &st); err != nil {
 		return st, err
 	}
 	ws, def := tenantWindows(tc.meta)
@@ -227,11 +252,16 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 	return st, nil
 }
 
-func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, view *control.View, st *tenantStatus) error {
+func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, meta map[string]string, view *control.View, st *tenantStatus) error {
 	if e, ok := view.Budget(name); ok {
 		st.Budget = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
 	}
-	used, left, ok, err := budgetUsage(ctx, js, name)
+	budget := meta[queue.MetaBudget]
+	if e, ok := view.Budget(name); ok {
+		budget = e.Value
+	}
+	st.Budget.InForce = budget
+	used, left, ok, err := budgetUsage(ctx, js, c.subjects, name, budget)
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,29 +18,41 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/contoso-secops/mde-offboard/internal/app"
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run is the command: flags and environment into options, signals into a
 // context, one call into the app. Errors are one line on stderr (in the
 // log format chosen), never a stack trace. Exit status 2: bad flags or
 // configuration; 1: the start or the stop failed.
-func run(args []string, stderr io.Writer) int {
-	o, logLevel, logFormat, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := parseFlags(args, stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
 		return 0
-	}
-	if err != nil {
+	case err != nil:
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
+	case c.version:
+		fmt.Fprintln(stdout, "worker", version())
+		return 0
+	case c.checkConfig:
+		return checkConfig(c.o.ConfigPath, stdout, stderr)
 	}
-	log, err := newLogger(logLevel, logFormat, stderr)
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	for _, old := range c.oldEnv {
+		log.Warn("environment variable without the MDE_OFFBOARD_ prefix: rename it",
+			zap.String("variable", old), zap.String("use", envPrefix+old))
+	}
+	o := c.o
 	o.Logger = log
 
 	a, err := app.New(o)
@@ -62,13 +76,29 @@ func run(args []string, stderr io.Writer) int {
 	return 0
 }
 
+// cli is what the command line and the environment say.
+type cli struct {
+	o                   app.Options
+	logLevel, logFormat string
+	version             bool
+	checkConfig         bool
+	oldEnv              []string // variables read under their old, unprefixed name
+}
+
+// envPrefix starts every flag's environment variable: --nats-url is
+// MDE_OFFBOARD_NATS_URL.
+const envPrefix = "MDE_OFFBOARD_"
+
 // parseFlags reads the flags and their environment variables into the
 // app's options; the defaults are the app's.
-func parseFlags(args []string, stderr io.Writer) (o app.Options, logLevel, logFormat string, err error) {
+func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&logFormat, "log-format", "json", "json or console")
+	o := &c.o
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "check the tenants file (--config) and exit: 0 valid, 2 not")
+	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&c.logFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long requests under way may take to finish on SIGTERM")
 	fs.StringVar(&o.ConfigPath, "config", "worker.yaml", "tenants file")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server URL; empty starts an embedded server with JetStream")
@@ -88,9 +118,64 @@ func parseFlags(args []string, stderr io.Writer) (o app.Options, logLevel, logFo
 	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
 	fs.DurationVar(&o.QuotaMargin, "quota-margin", app.DefaultQuotaMargin, "added to the call times other replicas wrote in the quota journal, for clock skew")
 	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
+	fs.DurationVar(&o.Queue.BudgetHistory, "budget-history", queue.DefaultBudgetHistory, "how long the budget journal keeps entries; more than the longest budget + 2h (the reservation lease) + the margin")
 	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
-	err = ff.Parse(fs, args, ff.WithEnvVars())
-	return o, logLevel, logFormat, err
+	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(strings.TrimSuffix(envPrefix, "_"))); err != nil {
+		return c, err
+	}
+	c.oldEnv, err = oldEnvVars(fs, os.LookupEnv)
+	return c, err
+}
+
+// oldEnvVars sets each flag that neither the command line nor its
+// MDE_OFFBOARD_ variable set from its variable's old name (--nats-url:
+// NATS_URL), and returns the old names it used.
+func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string, error) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var used []string
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] || err != nil || f.Name == "version" || f.Name == "check-config" {
+			return
+		}
+		name := strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(name); ok {
+			if serr := fs.Set(f.Name, v); serr != nil {
+				err = fmt.Errorf("environment variable %s: %w", name, serr)
+				return
+			}
+			used = append(used, name)
+		}
+	})
+	return used, err
+}
+
+// checkConfig checks the tenants file: 0 and one line when it is valid,
+// 2 and one line saying what is wrong when not.
+func checkConfig(path string, stdout, stderr io.Writer) int {
+	f, err := config.Load(path)
+	if err != nil {
+		fmt.Fprintln(stderr, "worker:", path+":", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 2
+	}
+	fmt.Fprintf(stdout, "worker: %s: valid, %d tenant(s)\n", path, len(f.Tenants))
+	return 0
+}
+
+// version is the module version and VCS revision the binary was built from.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
 }
 
 // newLogger writes to w in the format asked for. It adds no stack traces:

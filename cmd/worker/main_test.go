@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -61,13 +62,13 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
     caFile: %s
 `, tenantID, clientID, secret, base, base, ca))
 	httpAddr, natsAddr := freePort(t), freePort(t)
-	t.Setenv("LOG_LEVEL", "warn") // environment, as an operator would set it
+	t.Setenv("MDE_OFFBOARD_LOG_LEVEL", "warn") // environment, as an operator would set it
 	t.Setenv("LOG_FORMAT", "console")
 
 	exit := make(chan int, 1)
 	go func() {
 		exit <- run([]string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"),
-			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"}, os.Stderr)
+			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"}, io.Discard, os.Stderr)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -149,7 +150,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
-			if code := run(tc.args, &stderr); code != 2 {
+			if code := run(tc.args, io.Discard, &stderr); code != 2 {
 				t.Fatalf("exit code %d, want 2", code)
 			}
 			out := stderr.String()
@@ -163,5 +164,60 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 				t.Errorf("error carries a stack trace:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestVersion prints the version and exits 0.
+func TestVersion(t *testing.T) {
+	var stdout bytes.Buffer
+	if code := run([]string{"--version"}, &stdout, io.Discard); code != 0 {
+		t.Fatalf("exit code %d", code)
+	}
+	if !strings.HasPrefix(stdout.String(), "worker ") {
+		t.Errorf("--version printed %q", stdout.String())
+	}
+}
+
+// TestCheckConfig: a valid tenants file exits 0, an invalid one 2 with
+// one line; nothing is started.
+func TestCheckConfig(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte("tenants:\n  - name: Bad Name\n  - name: also bad\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("deploy/worker.yaml: exit code %d: %s", code, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "valid, 2 tenant(s)") {
+		t.Errorf("stdout %q", stdout.String())
+	}
+	stderr.Reset()
+	if code := run([]string{"--check-config", "--config", bad}, io.Discard, &stderr); code != 2 {
+		t.Fatalf("bad file: exit code %d, want 2", code)
+	}
+	if out := stderr.String(); strings.Count(out, "\n") != 1 || !strings.Contains(out, "Bad Name") {
+		t.Errorf("bad file: want one line naming the tenant, got %q", out)
+	}
+}
+
+// TestOldEnvironmentVariables: the old, unprefixed name still sets its
+// flag and is reported; the MDE_OFFBOARD_ name wins over it, the command
+// line over both.
+func TestOldEnvironmentVariables(t *testing.T) {
+	t.Setenv("LISTEN", "127.0.0.1:1111")
+	t.Setenv("DATA_DIR", "/old")
+	t.Setenv("MDE_OFFBOARD_DATA_DIR", "/new")
+	t.Setenv("SUBJECT_PREFIX", "old.prefix")
+	c, err := parseFlags([]string{"--subject-prefix", "cli.prefix"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.o.Listen != "127.0.0.1:1111" || c.o.DataDir != "/new" || c.o.SubjectPrefix != "cli.prefix" {
+		t.Errorf("listen %q, data dir %q, prefix %q", c.o.Listen, c.o.DataDir, c.o.SubjectPrefix)
+	}
+	if len(c.oldEnv) != 1 || c.oldEnv[0] != "LISTEN" {
+		t.Errorf("old variables reported: %v, want [LISTEN]", c.oldEnv)
 	}
 }

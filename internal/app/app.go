@@ -66,6 +66,7 @@ type Options struct {
 	// (default queue.PresenceBeat); a replica that dies hands its tenants
 	// over after three beats. Every replica must use the same.
 	PresenceBeat time.Duration
+	StatsEvery   time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
 	// Plan tunes the answers to campaign plan requests.
 	Plan worker.PlanOptions
 
@@ -88,15 +89,17 @@ type App struct {
 	http      *http.Server
 	serveDone chan struct{}
 
-	ns        *server.Server
-	nc        *nats.Conn
-	ncClosed  chan struct{}    // closed by the connection's ClosedHandler
-	connected prometheus.Gauge // mde_offboard_nats_connected
-	js        jetstream.JetStream
-	router    *queue.Router
-	shared    *limiter.Shared
-	follow    func() // stops the quota journal feed
-	worker    *worker.Worker
+	ns           *server.Server
+	nc           *nats.Conn
+	ncClosed     chan struct{}    // closed by the connection's ClosedHandler
+	connected    prometheus.Gauge // mde_offboard_nats_connected
+	js           jetstream.JetStream
+	router       *queue.Router
+	shared       *limiter.Shared
+	follow       func()          // stops the quota journal feed
+	budget       *limiter.Shared // the budgets' journal (budget.go)
+	followBudget func()          // stops the budget journal feed
+	worker       *worker.Worker
 
 	ready    sync.Mutex
 	readyAt  time.Time
@@ -134,6 +137,7 @@ func New(o Options) (*App, error) {
 	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
 	a.opts.Queue.Tenants = nil
 	a.opts.Queue.Limits = map[string]string{}
+	a.opts.Queue.Budgets = map[string]string{}
 	for _, t := range a.tenants {
 		a.opts.Queue.Tenants = append(a.opts.Queue.Tenants, t.Config.Name)
 		var ws []string
@@ -141,10 +145,16 @@ func New(o Options) (*App, error) {
 			ws = append(ws, w.String())
 		}
 		a.opts.Queue.Limits[t.Config.Name] = strings.Join(ws, ",")
+		if b := t.Config.Guards.BudgetWindow; b != nil {
+			a.opts.Queue.Budgets[t.Config.Name] = b.String()
+		}
 	}
 	a.opts.Queue = a.opts.Queue.WithDefaults()
 	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
 		return nil, fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
+	}
+	if err := a.checkBudgets(); err != nil {
+		return nil, err
 	}
 	return a, nil
 }
@@ -294,6 +304,9 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 		a.shared.Close(wctx)
 		return nil
 	})
+	if err := a.openBudget(ctx); err != nil {
+		return nil, nil, err
+	}
 	return stale, ledger, nil
 }
 
@@ -311,8 +324,8 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
-		Retry: a.opts.Retry, Poll: a.opts.Poll, Stale: stale, Shared: a.shared,
-		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan,
+		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, Stale: stale, Shared: a.shared,
+		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
 	}, a.tenants)
 	if err != nil {
 		return err
@@ -326,8 +339,10 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	})
 	// The feed starts after the worker made its tenants, so none of their
 	// journal entries is missed; no call starts before it has caught up.
-	a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log)
-	return err
+	if a.follow, err = queue.FollowQuota(ctx, a.js, a.opts.Queue.Subjects, a.shared, a.quotaBack(), a.log); err != nil {
+		return err
+	}
+	return a.startBudgetFeed(ctx)
 }
 
 // startPresence announces this replica's tenants and follows the other

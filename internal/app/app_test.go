@@ -241,7 +241,8 @@ func checkMetricsLint(t *testing.T, e *env) {
 	for _, name := range []string{
 		"mde_offboard_requests_received_total", "mde_offboard_results_total", "mde_offboard_api_calls_total",
 		"mde_offboard_api_call_duration_seconds", "mde_offboard_limiter_wait_seconds", "mde_offboard_quota_remaining_calls",
-		"mde_offboard_throttled_total", "mde_offboard_dead_letters_total", "mde_offboard_backlog_requests",
+		"mde_offboard_throttled_total", "mde_offboard_backlog_requests", "mde_offboard_oldest_waiting_seconds",
+		"mde_offboard_request_to_result_seconds", "mde_offboard_build_info",
 		"mde_offboard_in_flight_requests", "mde_offboard_nats_connected",
 	} {
 		if !strings.Contains(string(body), name) {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -19,6 +20,12 @@ type Guards struct {
 	// RequireInactiveFor refuses a device Defender saw (lastSeen) less than
 	// this long ago, or whose lastSeen is missing; nil: not checked.
 	RequireInactiveFor *Duration `yaml:"requireInactiveFor"`
+	// Budget caps the actions created for the tenant in any sliding
+	// window: "<count>/<duration>" as in limits ("500/24h"); empty: none.
+	// Load parses it into Window.
+	Budget string `yaml:"budget"`
+	// BudgetWindow is Budget parsed; nil: no budget.
+	BudgetWindow *limiter.Window `yaml:"-"`
 }
 
 // Protect lists the devices that are never offboarded. Every comparison
@@ -86,6 +93,15 @@ func (g *Guards) check() error {
 	}
 	if d := g.RequireInactiveFor; d != nil && *d <= 0 {
 		errs = append(errs, errors.New("guards.requireInactiveFor must be positive"))
+	}
+	g.BudgetWindow = nil
+	if g.Budget != "" {
+		w, err := limiter.ParseWindow(g.Budget)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("guards.budget: %w", err))
+		} else {
+			g.BudgetWindow = &w
+		}
 	}
 	return errors.Join(errs...)
 }

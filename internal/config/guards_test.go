@@ -78,6 +78,9 @@ func TestParseGuardErrors(t *testing.T) {
 		{"unknown guard", guards + "      protectt:\n        machineTags: [x]\n", "field protectt not found"},
 		{"unknown list", guards + "      protect:\n        hostnames: [x]\n", "field hostnames not found"},
 		{"not a list", guards + "      protect:\n        machineTags: DoNotOffboard\n", "cannot unmarshal"},
+		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: limit "500"`},
+		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: limit \"0/24h\": count must be a positive"},
+		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: limit \"500/day\": duration"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -113,5 +116,16 @@ func TestDeployExample(t *testing.T) {
 	}
 	if got := f.Tenants[0].Guards.Checked(); !slices.Equal(got, []string{GuardProtect, GuardRequireInactiveFor}) {
 		t.Errorf("contoso guards: Checked() = %q", got)
+	}
+}
+
+func TestParseBudget(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant + "    guards:\n      budget: \"500/24h\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := f.Tenants[0].Guards.BudgetWindow; w == nil || w.Count != 500 || w.Length != 24*time.Hour {
+		t.Errorf("BudgetWindow = %v, want 500/24h", w)
 	}
 }

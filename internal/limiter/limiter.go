@@ -2,6 +2,7 @@ package limiter
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -395,6 +396,32 @@ func (p *Permit) endLocked(at int64) {
 		l.reserved--
 		t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: p.id, At: at})
 		t.wakeWriterLocked()
+	}
+	t.notifyLocked()
+}
+
+// AddCounter creates a limiter whose windows change while it runs
+// (SetWindows): a budget. It keeps every stamp of the last horizon,
+// whatever its windows, so that a longer window set later still sees
+// them. Without windows it never holds a call.
+func (t *Tenant) AddCounter(api string, horizon time.Duration) *Limiter {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l := &Limiter{tenant: t, api: api, keep: math.MaxInt, horizon: horizon, foreign: map[callKey]time.Time{}, expired: map[callKey]time.Time{}}
+	t.apis[api] = l
+	return l
+}
+
+// SetWindows replaces the limiter's windows (an AddCounter limiter's), and
+// wakes whoever waits for it: a higher limit lets them go at once. A
+// window longer than the limiter's horizon is cut to it.
+func (l *Limiter) SetWindows(ws []Window) {
+	t := l.tenant
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l.windows = slices.Clone(ws)
+	for i := range l.windows {
+		l.windows[i].Length = min(l.windows[i].Length, l.horizon)
 	}
 	t.notifyLocked()
 }

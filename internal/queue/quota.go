@@ -19,19 +19,49 @@ import (
 // QuotaJournal is the limiter's journal in the quota stream: one subject
 // per tenant, each entry published only if the subject's last entry is the
 // one the writer expects (Nats-Expected-Last-Subject-Sequence).
+//
+// The budget journal (stream MDE_OFFBOARD_BUDGET, <prefix>.budget.<tenant>)
+// is the same machinery over its own stream: see NewBudgetJournal.
 type QuotaJournal struct {
-	js       jetstream.JetStream
-	stream   jetstream.Stream
-	subjects offboard.Subjects
+	js     jetstream.JetStream
+	stream jetstream.Stream
+	kind   journalKind
+}
+
+// journalKind names a journal's stream and subjects.
+type journalKind struct {
+	stream  string
+	subject func(tenant string) string
+	all     string // matches every tenant's subject
+	prefix  string // a tenant's subject is prefix + tenant
+}
+
+func quotaKind(s offboard.Subjects) journalKind {
+	return journalKind{stream: offboard.StreamQuota, subject: s.Quota, all: s.AllQuota(), prefix: s.Quota("")}
+}
+
+func budgetKind(s offboard.Subjects) journalKind {
+	return journalKind{stream: offboard.StreamBudget, subject: s.Budget, all: s.AllBudget(), prefix: s.Budget("")}
 }
 
 // NewQuotaJournal opens the quota stream, which must exist (Ensure).
 func NewQuotaJournal(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects) (*QuotaJournal, error) {
-	stream, err := js.Stream(ctx, offboard.StreamQuota)
+	return openJournal(ctx, js, quotaKind(subjects))
+}
+
+// NewBudgetJournal opens the budget stream, which must exist (Ensure):
+// each tenant's created actions, reserved before the offboard call as a
+// quota call is, with the same compare-and-swap.
+func NewBudgetJournal(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects) (*QuotaJournal, error) {
+	return openJournal(ctx, js, budgetKind(subjects))
+}
+
+func openJournal(ctx context.Context, js jetstream.JetStream, kind journalKind) (*QuotaJournal, error) {
+	stream, err := js.Stream(ctx, kind.stream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
+		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
 	}
-	return &QuotaJournal{js: js, stream: stream, subjects: subjects}, nil
+	return &QuotaJournal{js: js, stream: stream, kind: kind}, nil
 }
 
 // Append implements limiter.Journal.
@@ -40,7 +70,7 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 	if err != nil {
 		return 0, err
 	}
-	subject := j.subjects.Quota(tenant)
+	subject := j.kind.subject(tenant)
 	ctx, cancel := StepCtx(ctx)
 	defer cancel()
 	ack, err := j.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(last))
@@ -56,7 +86,7 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return 0, &limiter.ConflictError{Last: 0}
 	case err != nil:
-		return 0, fmt.Errorf("last quota entry of %s: %w", tenant, err)
+		return 0, fmt.Errorf("last %s entry of %s: %w", j.kind.stream, tenant, err)
 	}
 	return 0, &limiter.ConflictError{Last: m.Sequence}
 }
@@ -84,18 +114,27 @@ const probeInterval = 30 * time.Second
 // Waiting for the stream's last sequence instead would wait forever after
 // a purge, or with the last entry deleted, since that entry never comes.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	stream, err := js.Stream(ctx, offboard.StreamQuota)
+	return followJournal(ctx, js, quotaKind(subjects), shared, back, log)
+}
+
+// FollowBudget is FollowQuota for the budget journal.
+func FollowBudget(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
+	return followJournal(ctx, js, budgetKind(subjects), shared, back, log)
+}
+
+func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
+	stream, err := js.Stream(ctx, kind.stream)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
+		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
 	}
 	info, err := stream.Info(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamQuota, err)
+		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
 	}
 	// The server stamps entries with its own clock; the margin covers the
 	// difference.
 	start := shared.Wall().Now().Add(-back)
-	end, written, err := writeProbe(ctx, js, subjects, shared)
+	end, written, err := writeProbe(ctx, js, kind, shared)
 	if err != nil {
 		return nil, err
 	}
@@ -109,23 +148,23 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.
 		shared.ObserveStamp(limiter.Event{Writer: shared.Writer(), Written: written}, probe.Time)
 		shared.MarkCaughtUp(info.State.LastSeq)
 	}
-	cons, err := js.OrderedConsumer(ctx, offboard.StreamQuota, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subjects.AllQuota()},
+	cons, err := js.OrderedConsumer(ctx, kind.stream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{kind.all},
 		DeliverPolicy:  jetstream.DeliverByStartTimePolicy,
 		OptStartTime:   &start,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
+		return nil, fmt.Errorf("follow %s: %w", kind.stream, err)
 	}
-	cc, err := cons.Consume(feed(subjects, shared, end, log), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		log.Warn("quota journal feed", zap.Error(err))
+	cc, err := cons.Consume(feed(kind, shared, end, log), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		log.Warn("journal feed", zap.String("stream", kind.stream), zap.Error(err))
 	}))
 	if err != nil {
-		return nil, fmt.Errorf("follow %s: %w", offboard.StreamQuota, err)
+		return nil, fmt.Errorf("follow %s: %w", kind.stream, err)
 	}
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var probes sync.WaitGroup
-	probes.Go(func() { probeEvery(pctx, js, subjects, shared, log) })
+	probes.Go(func() { probeEvery(pctx, js, kind, shared, log) })
 	return func() {
 		cancel()
 		probes.Wait()
@@ -134,7 +173,7 @@ func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.
 }
 
 // probeEvery writes a probe every probeInterval until ctx ends.
-func probeEvery(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, log *zap.Logger) {
+func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, log *zap.Logger) {
 	ticker := shared.Wall().NewTicker(probeInterval)
 	defer ticker.Stop()
 	for {
@@ -143,7 +182,7 @@ func probeEvery(ctx context.Context, js jetstream.JetStream, subjects offboard.S
 			return
 		case <-ticker.Chan():
 		}
-		if _, _, err := writeProbe(ctx, js, subjects, shared); err != nil && ctx.Err() == nil {
+		if _, _, err := writeProbe(ctx, js, kind, shared); err != nil && ctx.Err() == nil {
 			log.Warn("quota journal probe", zap.Error(err))
 		}
 	}
@@ -151,13 +190,13 @@ func probeEvery(ctx context.Context, js jetstream.JetStream, subjects offboard.S
 
 // writeProbe writes a probe entry and returns its number and the time it
 // was written.
-func writeProbe(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared) (seq uint64, written int64, err error) {
+func writeProbe(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared) (seq uint64, written int64, err error) {
 	written = shared.Wall().Now().UnixNano()
 	data, err := json.Marshal(limiter.Event{Writer: shared.Writer(), Written: written})
 	if err != nil {
 		return 0, 0, err
 	}
-	ack, err := js.Publish(ctx, subjects.Quota(clockProbe), data)
+	ack, err := js.Publish(ctx, kind.subject(clockProbe), data)
 	if err != nil {
 		return 0, 0, fmt.Errorf("quota journal probe: %w", err)
 	}
@@ -166,9 +205,9 @@ func writeProbe(ctx context.Context, js jetstream.JetStream, subjects offboard.S
 
 // feed applies each journal entry to shared, and marks it caught up once
 // the entry numbered end has come.
-func feed(subjects offboard.Subjects, shared *limiter.Shared, end uint64, log *zap.Logger) jetstream.MessageHandler {
+func feed(kind journalKind, shared *limiter.Shared, end uint64, log *zap.Logger) jetstream.MessageHandler {
 	ready := false
-	prefix := subjects.Prefix + ".quota."
+	prefix := kind.prefix
 	return func(msg jetstream.Msg) {
 		meta, err := msg.Metadata()
 		if err != nil {

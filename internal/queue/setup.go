@@ -23,9 +23,13 @@ type Settings struct {
 	AckWait       time.Duration // how long a delivered request may go without progress
 	MaxAckPending int           // per tenant and priority, across replicas
 	QuotaHistory  time.Duration // how long quota journal entries are kept: longer than any window
+	BudgetHistory time.Duration // how long budget journal entries are kept: longer than any budget
 	// Limits are the tenants' offboard limits ("100/1m,1500/1h"), kept in
 	// their consumers' metadata (MetaLimits) for offboardctl status.
 	Limits map[string]string
+	// Budgets are the tenants' budgets from the tenants file ("500/24h"),
+	// kept in their consumers' metadata (MetaBudget) for offboardctl status.
+	Budgets map[string]string
 }
 
 // WithDefaults fills unset fields.
@@ -50,6 +54,9 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.QuotaHistory <= 0 {
 		s.QuotaHistory = 2 * time.Hour
+	}
+	if s.BudgetHistory <= 0 {
+		s.BudgetHistory = DefaultBudgetHistory
 	}
 	return s
 }
@@ -111,8 +118,24 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			// No direct gets: a follower could answer them behind the
 			// leader, and a writer would spin on a stale last entry.
 		},
+		{
+			Name:        offboard.StreamBudget,
+			Description: "The budget journal: every offboard action of a tenant with a budget, reserved before its call, shared by all replicas",
+			Subjects:    []string{s.Subjects.AllBudget()},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			Replicas:    s.Replicas,
+			MaxAge:      s.BudgetHistory,
+			Discard:     jetstream.DiscardOld,
+			Duplicates:  time.Minute, // entries carry no message id
+		},
 	}
 }
+
+// DefaultBudgetHistory is how long the budget journal keeps its entries
+// unless configured: budgets up to a day, with the reservation lease and
+// room to spare.
+const DefaultBudgetHistory = 48 * time.Hour
 
 // Consumers returns the durable pull consumers of the request stream: one
 // per tenant and priority, and the unrouted one.
@@ -124,6 +147,9 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 			meta := map[string]string{MetaTenant: t, MetaPriority: string(p)}
 			if l := s.Limits[t]; l != "" {
 				meta[MetaLimits] = l
+			}
+			if b := s.Budgets[t]; b != "" {
+				meta[MetaBudget] = b
 			}
 			out = append(out, jetstream.ConsumerConfig{
 				Metadata:      meta,
@@ -202,6 +228,9 @@ const (
 	// MetaLimits holds the tenant's offboard limits as the worker that
 	// last set up the consumer had them, comma-separated.
 	MetaLimits = "mde-offboard-offboard-limits"
+	// MetaBudget holds the tenant's budget from the tenants file, as the
+	// worker that last set up the consumer had it.
+	MetaBudget = "mde-offboard-budget"
 )
 
 // Ensure creates or updates the streams, consumers and ledger. It is

@@ -182,7 +182,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 		msg := fmt.Sprintf("gave up after %d attempts: %s", n.retries+n.throttles, v.Error())
 		return nil, j.failed(offboard.CodeAPIError, msg, v), nil
 	}
-	c.m.Retries.WithLabelValues(t.name, spec.api, v.Reason.String()).Inc()
+	c.m.Retries.WithLabelValues(spec.api, v.Reason.String()).Inc()
 	switch {
 	case v.Class == mde.Throttled:
 		c.pause(t, spec.api, v, j.log)
@@ -253,7 +253,7 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 		}
 		permit.CompleteNow() // also when do panicked
 		if v != nil && v.Answered() {
-			c.m.APILatency.WithLabelValues(t.name, api).Observe(c.clock.Since(start).Seconds())
+			c.m.APILatency.WithLabelValues(api).Observe(c.clock.Since(start).Seconds())
 		}
 		status := "error"
 		if v != nil {
@@ -268,7 +268,7 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 // acquire waits for quota.
 func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limiter.Permit, error) {
 	start := c.clock.Now()
-	defer func() { c.m.LimiterWait.WithLabelValues(t.name, api).Observe(c.clock.Since(start).Seconds()) }()
+	defer func() { c.m.LimiterWait.WithLabelValues(api).Observe(c.clock.Since(start).Seconds()) }()
 	return t.limits.API(api).Acquire(ctx)
 }
 

@@ -13,6 +13,9 @@ type Control interface {
 	// Paused says whether the tenant's priority is paused: no new
 	// request of it is taken.
 	Paused(tenant string, p offboard.Priority) bool
+	// Budget returns the tenant's budget override ("<count>/<duration>");
+	// ok is false when the tenants file's budget applies.
+	Budget(tenant string) (override string, ok bool)
 	// Changed is closed at the next change of any control.
 	Changed() <-chan struct{}
 }
@@ -23,6 +26,7 @@ type noControl struct{}
 
 func (noControl) Paused(string, offboard.Priority) bool { return false }
 func (noControl) Changed() <-chan struct{}              { return nil }
+func (noControl) Budget(string) (string, bool)          { return "", false }
 
 // served returns the tenant's priorities not paused, waiting while every
 // one is; changed is closed at the next change after the answer was read.

@@ -305,9 +305,9 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 		if err := queue.PublishDead(ctx, w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, code, res.Error.Message); err != nil {
 			return err
 		}
-		w.m.DeadLetters.WithLabelValues(w.metricTenant(tenant), code).Inc()
 	}
 	w.m.Results.WithLabelValues(w.metricTenant(tenant), res.Outcome, code).Inc()
+	w.observeResult(msg, res)
 	return nil
 }
 

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"math"
+	"runtime/debug"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -13,19 +14,26 @@ import (
 // Metrics are the worker's Prometheus metrics. Label values are bounded:
 // tenants are configured names (queue.UnknownTenant stands for the rest),
 // APIs, outcomes and codes are fixed lists.
+//
+// A replica may serve a thousand tenants, so a series per tenant costs a
+// thousand series: the tenant label is kept where someone on call acts on
+// one tenant (its backlog, its quota, its 429s, its failures), and left off
+// the histograms, which answer "is the API or the worker slow" for all
+// tenants at once (README, Metrics).
 type Metrics struct {
 	RequestsReceived *prometheus.CounterVec   // tenant, priority
 	Results          *prometheus.CounterVec   // tenant, outcome, code
 	APICalls         *prometheus.CounterVec   // tenant, api, status
-	APILatency       *prometheus.HistogramVec // tenant, api
-	LimiterWait      *prometheus.HistogramVec // tenant, api
+	APILatency       *prometheus.HistogramVec // api
+	LimiterWait      *prometheus.HistogramVec // api
 	QuotaRemaining   *prometheus.GaugeVec     // tenant, api, window
 	QuotaLimit       *prometheus.GaugeVec     // tenant, api, window
 	Throttled        *prometheus.CounterVec   // tenant, api
-	DeadLetters      *prometheus.CounterVec   // tenant, code
 	Backlog          *prometheus.GaugeVec     // tenant, priority
+	OldestWaiting    *prometheus.GaugeVec     // tenant, priority
+	RequestToResult  *prometheus.HistogramVec // priority, outcome
 	InFlight         *prometheus.GaugeVec     // tenant
-	Retries          *prometheus.CounterVec   // tenant, api, reason
+	Retries          *prometheus.CounterVec   // api, reason
 	Blocked          *prometheus.CounterVec   // tenant, rule
 	TrackedActions   *prometheus.GaugeVec     // tenant
 	TrackingLag      *prometheus.GaugeVec     // tenant
@@ -52,7 +60,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "priority"}),
 		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "results_total",
-			Help: "Results published, by outcome and failure code (empty unless failed).",
+			Help: "Results published, by outcome and failure code (empty unless failed); every failed one is also a dead letter.",
 		}, []string{"tenant", "outcome", "code"}),
 		APICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "api_calls_total",
@@ -60,14 +68,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "api", "status"}),
 		APILatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "api_call_duration_seconds",
-			Help:    "Time from sending a Defender API call to its answer.",
+			Help:    "Time from sending a Defender API call to its answer, all tenants.",
 			Buckets: prometheus.ExponentialBuckets(0.01, 2.5, 10),
-		}, []string{"tenant", "api"}),
+		}, []string{"api"}),
 		LimiterWait: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: ns, Name: "limiter_wait_seconds",
-			Help:    "Time a call waited for quota.",
+			Help:    "Time a call waited for quota, all tenants.",
 			Buckets: []float64{0.001, 0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600},
-		}, []string{"tenant", "api"}),
+		}, []string{"api"}),
 		QuotaRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "quota_remaining_calls",
 			Help: "Calls that could start now in each sliding window of each API.",
@@ -80,10 +88,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "throttled_total",
 			Help: "429 answers; each pauses the tenant for its Retry-After.",
 		}, []string{"tenant", "api"}),
-		DeadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "dead_letters_total",
-			Help: "Failed requests copied to the dead-letter stream, by failure code.",
-		}, []string{"tenant", "code"}),
 		Backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "backlog_requests",
 			Help: "Requests waiting in the stream, by tenant and priority.",
@@ -94,20 +98,59 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant"}),
 		Retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "api_retries_total",
-			Help: "Calls repeated after a retryable answer, by reason.",
-		}, []string{"tenant", "api", "reason"}),
+			Help: "Calls repeated after a retryable answer, by reason, all tenants.",
+		}, []string{"api", "reason"}),
 		Blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "blocked_total",
 			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
 	}
+	m.addLatency()
 	m.addTracking()
 	m.addControlMetrics(ns)
-	reg.MustRegister(m.TrackedActions, m.TrackingLag, m.Assigned)
-	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait,
-		m.QuotaRemaining, m.QuotaLimit, m.Throttled, m.DeadLetters, m.Backlog, m.InFlight, m.Retries, m.Blocked,
-		m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
+	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait, m.QuotaRemaining,
+		m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked, m.OldestWaiting, m.RequestToResult,
+		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining, m.Assigned)
 	return m
+}
+
+// addLatency creates the metrics of how long requests wait: the oldest
+// waiting one per tenant, and publication to result for all tenants.
+func (m *Metrics) addLatency() {
+	const ns = "mde_offboard"
+	m.OldestWaiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "oldest_waiting_seconds",
+		Help: "Age of the oldest request waiting in the stream (0: none waits), by tenant and priority.",
+	}, []string{"tenant", "priority"})
+	m.RequestToResult = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: ns, Name: "request_to_result_seconds",
+		Help:    "Time from a request's publication to its result, all tenants.",
+		Buckets: []float64{1, 5, 15, 60, 300, 900, 3600, 4 * 3600, 24 * 3600},
+	}, []string{"priority", "outcome"})
+}
+
+// buildInfo is mde_offboard_build_info: 1, with the version and revision
+// the binary was built from.
+func buildInfo() prometheus.Collector {
+	version, revision, goVersion := "(devel)", "unknown", "unknown"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		goVersion = bi.GoVersion
+		if bi.Main.Version != "" {
+			version = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				revision = s.Value
+			}
+		}
+	}
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "mde_offboard", Name: "build_info",
+		Help:        "Always 1; the labels say which build runs.",
+		ConstLabels: prometheus.Labels{"version": version, "revision": revision, "goversion": goVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // addControlMetrics creates the metrics of pauses and budgets.
@@ -127,12 +170,12 @@ func (m *Metrics) addControlMetrics(ns string) {
 }
 
 // initTenant creates a tenant's series at zero, so that the first event
-// after a start shows in rate() and increase().
+// after a start shows in rate() and increase(). Failure codes are left to
+// their first result: thirteen series a tenant that are nearly always zero
+// (the alerts on them also fire on a series that just appeared).
 func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	for _, api := range mde.APIs {
 		m.Throttled.WithLabelValues(name, api)
-		m.APILatency.WithLabelValues(name, api)
-		m.LimiterWait.WithLabelValues(name, api)
 		for _, w := range windows[api] {
 			m.QuotaLimit.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
 			m.QuotaRemaining.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
@@ -141,13 +184,10 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	for _, outcome := range []string{offboard.OutcomeCreated, offboard.OutcomeAlreadyPending, offboard.OutcomeDryRun} {
 		m.Results.WithLabelValues(name, outcome, "")
 	}
-	for _, code := range offboard.FailureCodes {
-		m.Results.WithLabelValues(name, offboard.OutcomeFailed, code)
-		m.DeadLetters.WithLabelValues(name, code)
-	}
-	for _, p := range []string{"normal", "bulk"} {
+	for _, p := range []string{string(offboard.Normal), string(offboard.Bulk)} {
 		m.RequestsReceived.WithLabelValues(name, p)
 		m.Backlog.WithLabelValues(name, p)
+		m.OldestWaiting.WithLabelValues(name, p)
 		m.TenantPaused.WithLabelValues(name, p)
 	}
 	m.HeldRequests.WithLabelValues(name, HeldPause)
@@ -177,4 +217,3 @@ func (m *Metrics) addTracking() {
 		Help: "1 while this replica takes the tenant's requests; the tenants are spread across the replicas.",
 	}, []string{"tenant"})
 }
-

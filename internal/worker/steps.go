@@ -78,7 +78,17 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 			return res, err
 		}
 	}
-	return w.offboard(ctx, j, comment, permit)
+	end, permit, err := w.reserveBudget(ctx, j, permit)
+	if err != nil {
+		if permit != nil {
+			permit.Release()
+		}
+		return nil, err
+	}
+	defer end(nil, errNotFinished) // a panic: ignored once ended
+	res, err := w.offboard(ctx, j, comment, permit)
+	end(res, err)
+	return res, err
 }
 
 // comment is the request's comment, or the tenant's template's.

@@ -54,6 +54,14 @@ type Options struct {
 	Assignment Assignment
 	// Control holds the operators' pauses; nil: nothing is ever paused.
 	Control Control
+	// Budget, when set, counts every tenant's created actions in the
+	// budget journal all replicas share (budget.go); nil counts them in
+	// this process.
+	Budget *limiter.Shared
+	// BudgetHorizon is the longest budget window the journal can count
+	// (its history less the reservation lease and the margin); a longer
+	// override is not applied. Default 24h.
+	BudgetHorizon time.Duration
 	// Plan tunes the answers to campaign plan requests.
 	Plan PlanOptions
 }
@@ -74,6 +82,7 @@ type tenantRun struct {
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
 	gate    *gate // open while the tenant is assigned to this replica
+	budget  *budget
 	log     *zap.Logger
 	backlog map[offboard.Priority]uint64 // last read by runStats
 }
@@ -91,9 +100,14 @@ type Worker struct {
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
 
+	requests       jetstream.Stream              // the request stream, for the stats loop
+	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
+
 	// campaigns knows which campaigns are cancelled (package campaign).
 	campaigns *campaign.Watcher
 
+	fetchCtx  context.Context // ends when fetching stops (Stop)
+	statsKick chan struct{}   // refreshes the gauges now (a budget ran out)
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
@@ -130,6 +144,9 @@ func (o Options) withDefaults() Options {
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
 	}
+	if o.BudgetHorizon <= 0 {
+		o.BudgetHorizon = 24 * time.Hour
+	}
 	return o
 }
 
@@ -139,8 +156,8 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	opts = opts.withDefaults()
 	w := &Worker{
 		opts: opts, log: opts.Logger.Named("worker"), m: opts.Metrics, clock: opts.Clock,
-		tenants: map[string]*tenantRun{},
-		caller:  newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
+		tenants: map[string]*tenantRun{}, statsKick: make(chan struct{}, 1),
+		caller: newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
 	}
 	for _, t := range tenants {
 		if err := w.addTenant(ctx, t); err != nil {
@@ -166,6 +183,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
+	w.requests = stream
 	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
 		return nil, err
 	}
@@ -189,6 +207,7 @@ func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
 	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.With(zap.String("tenant", name))}
+	tr.budget = w.newBudget(tr)
 	if t.Config.Tracking.Enabled {
 		tr.tracker = w.newTracker(tr)
 	}
@@ -201,6 +220,7 @@ func (w *Worker) Start() {
 	fetchCtx, stopFetch := context.WithCancel(context.Background())
 	workCtx, stopWork := context.WithCancel(context.Background())
 	w.stopFetch, w.stopWork = stopFetch, stopWork
+	w.fetchCtx = fetchCtx
 	for _, t := range w.tenants {
 		w.fetchers.Go(func() { w.runTenant(fetchCtx, workCtx, t) })
 		if t.tracker != nil {
@@ -215,6 +235,7 @@ func (w *Worker) Start() {
 		}
 	}
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
+	w.fetchers.Go(func() { w.runBudgets(fetchCtx) })
 	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
 	w.planner.start()
 }
@@ -321,7 +342,10 @@ func (w *Worker) nextRequest(ctx context.Context, t *tenantRun) (jetstream.Msg, 
 	if err := w.waitQuota(ctx, t); err != nil {
 		return nil, "", err
 	}
-	// The wait for quota can be long: a pause may have landed since.
+	if err := w.waitBudget(ctx, t); err != nil {
+		return nil, "", err
+	}
+	// The waits for quota and budget can be long: a pause may have landed since.
 	if !slices.Equal(w.unpaused(t.name), prios) {
 		return nil, "", errPausesChanged
 	}
@@ -339,7 +363,7 @@ func (w *Worker) nextRequest(ctx context.Context, t *tenantRun) (jetstream.Msg, 
 func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
 	start := w.clock.Now()
 	defer func() {
-		w.m.LimiterWait.WithLabelValues(t.name, mde.APIOffboard).Observe(w.clock.Since(start).Seconds())
+		w.m.LimiterWait.WithLabelValues(mde.APIOffboard).Observe(w.clock.Since(start).Seconds())
 	}()
 	return t.limits.API(mde.APIOffboard).Wait(ctx)
 }
@@ -381,7 +405,7 @@ func (a tenantActions) refreshToken() {
 	}
 }
 
-// runStats refreshes the backlog and quota gauges.
+// runStats refreshes the backlog, oldest waiting age and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
 	for {
 		changed := w.opts.Control.Changed() // before the controls are read
@@ -393,15 +417,10 @@ func (w *Worker) runStats(ctx context.Context) {
 					w.m.QuotaRemaining.WithLabelValues(t.name, api, win.Label()).Set(float64(rem[i]))
 				}
 			}
-			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			normal, bulk, err := t.source.Backlog(qctx)
-			cancel()
-			if err == nil {
-				w.m.Backlog.WithLabelValues(t.name, string(offboard.Normal)).Set(float64(normal))
-				w.m.Backlog.WithLabelValues(t.name, string(offboard.Bulk)).Set(float64(bulk))
-				t.backlog = map[offboard.Priority]uint64{offboard.Normal: normal, offboard.Bulk: bulk}
-			}
+			t.backlog = w.refreshWaiting(ctx, t, t.backlog)
 			w.setPaused(t.name, t.backlog)
+			t.budget.setPending(t.backlog, w.opts.Control)
+			w.setBudgetGauges(t)
 		}
 		// A control change refreshes the paused and held gauges at once.
 		timer := w.clock.NewTimer(w.opts.StatsEvery)
@@ -411,6 +430,8 @@ func (w *Worker) runStats(ctx context.Context) {
 			return
 		case <-timer.Chan():
 		case <-changed:
+			timer.Stop()
+		case <-w.statsKick:
 			timer.Stop()
 		}
 	}

@@ -1,0 +1,274 @@
+package deploy
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path"
+	"strings"
+	"testing"
+
+	"go.yaml.in/yaml/v3"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+)
+
+// rendered is a kustomization's output, decoded strictly into the
+// Kubernetes API types.
+type rendered struct {
+	deployments []*appsv1.Deployment
+	services    []*corev1.Service
+	configMaps  []*corev1.ConfigMap
+	accounts    []*corev1.ServiceAccount
+	budgets     []*policyv1.PodDisruptionBudget
+	policies    []*networkingv1.NetworkPolicy
+}
+
+// renderKustomization runs kustomize on dir (on disk, no network) and
+// decodes every object it yields, refusing unknown fields and kinds.
+func renderKustomization(t *testing.T, dir string) *rendered {
+	t.Helper()
+	m, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rendered{}
+	for _, res := range m.Resources() {
+		data, err := res.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var target any
+		switch gvk := res.GetGvk(); gvk.ApiVersion() + "/" + gvk.Kind {
+		case "apps/v1/Deployment":
+			target = appendNew(&r.deployments)
+		case "v1/Service":
+			target = appendNew(&r.services)
+		case "v1/ConfigMap":
+			target = appendNew(&r.configMaps)
+		case "v1/ServiceAccount":
+			target = appendNew(&r.accounts)
+		case "policy/v1/PodDisruptionBudget":
+			target = appendNew(&r.budgets)
+		case "networking.k8s.io/v1/NetworkPolicy":
+			target = appendNew(&r.policies)
+		default:
+			t.Fatalf("%s: unexpected kind %s", res.GetName(), gvk)
+		}
+		dec := json.NewDecoder(bytes.NewReader(data))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(target); err != nil {
+			t.Errorf("%s %s: %v", res.GetKind(), res.GetName(), err)
+		}
+	}
+	return r
+}
+
+func appendNew[T any](list *[]*T) *T {
+	v := new(T)
+	*list = append(*list, v)
+	return v
+}
+
+func (r *rendered) service(t *testing.T, name string) *corev1.Service {
+	t.Helper()
+	for _, s := range r.services {
+		if s.Name == name {
+			return s
+		}
+	}
+	t.Fatalf("no Service %s", name)
+	return nil
+}
+
+// TestKustomization renders deploy/kubernetes and checks what the kit
+// promises: the generated tenants ConfigMap, memory and GOMEMLIMIT, one
+// projected volume holding every tenant's credential, the disruption
+// budget, the spread over nodes, the network policy and the identity.
+func TestKustomization(t *testing.T) {
+	r := renderKustomization(t, "kubernetes")
+	if len(r.deployments) != 1 || len(r.configMaps) != 1 || len(r.accounts) != 1 || len(r.budgets) != 1 || len(r.policies) != 1 {
+		t.Fatalf("want one Deployment, ConfigMap, ServiceAccount, PodDisruptionBudget and NetworkPolicy; got %d, %d, %d, %d, %d",
+			len(r.deployments), len(r.configMaps), len(r.accounts), len(r.budgets), len(r.policies))
+	}
+	d := r.deployments[0]
+	pod := d.Spec.Template.Spec
+	if len(pod.Containers) != 1 {
+		t.Fatalf("%d containers", len(pod.Containers))
+	}
+	c := pod.Containers[0]
+
+	t.Run("tenants ConfigMap rolls the pods", func(t *testing.T) {
+		cm := r.configMaps[0]
+		if !strings.HasPrefix(cm.Name, "mde-offboard-config-") {
+			t.Errorf("ConfigMap %s carries no content hash", cm.Name)
+		}
+		if volume(t, pod, "config").ConfigMap.Name != cm.Name {
+			t.Errorf("the config volume names %s, not the generated %s", volume(t, pod, "config").ConfigMap.Name, cm.Name)
+		}
+		plain, err := os.ReadFile("worker.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cm.Data["worker.yaml"] != string(plain) {
+			t.Error("kubernetes/worker.yaml differs from deploy/worker.yaml: copy it")
+		}
+	})
+	t.Run("memory", func(t *testing.T) { checkMemory(t, c) })
+	t.Run("credentials in one projected volume", func(t *testing.T) { checkCredentials(t, r.configMaps[0], pod, c) })
+	t.Run("disruption budget and spread", func(t *testing.T) {
+		sel := d.Spec.Selector.MatchLabels
+		pdb := r.budgets[0]
+		if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+			t.Errorf("PodDisruptionBudget maxUnavailable %v, want 1", pdb.Spec.MaxUnavailable)
+		}
+		checkSelects(t, "PodDisruptionBudget", pdb.Spec.Selector.MatchLabels, sel)
+		if len(pod.TopologySpreadConstraints) == 0 || pod.TopologySpreadConstraints[0].TopologyKey != corev1.LabelHostname {
+			t.Fatal("no topology spread over nodes")
+		}
+		checkSelects(t, "topology spread", pod.TopologySpreadConstraints[0].LabelSelector.MatchLabels, sel)
+	})
+	t.Run("network policy", func(t *testing.T) { checkNetworkPolicy(t, r.policies[0], d) })
+	t.Run("identity", func(t *testing.T) {
+		sa := r.accounts[0]
+		if pod.ServiceAccountName != sa.Name {
+			t.Errorf("pod runs as %q, not the ServiceAccount %s", pod.ServiceAccountName, sa.Name)
+		}
+		if sa.Annotations["azure.workload.identity/client-id"] == "" {
+			t.Error("the ServiceAccount lacks the workload identity client-id annotation")
+		}
+		if pod.AutomountServiceAccountToken == nil || *pod.AutomountServiceAccountToken {
+			t.Error("the pod mounts a Kubernetes API token it does not use")
+		}
+	})
+	t.Run("environment uses the MDE_OFFBOARD_ prefix", func(t *testing.T) {
+		for _, e := range c.Env {
+			if e.Name != "GOMEMLIMIT" && !strings.HasPrefix(e.Name, "MDE_OFFBOARD_") {
+				t.Errorf("environment variable %s: use MDE_OFFBOARD_%s", e.Name, e.Name)
+			}
+		}
+	})
+}
+
+func volume(t *testing.T, pod corev1.PodSpec, name string) corev1.Volume {
+	t.Helper()
+	for _, v := range pod.Volumes {
+		if v.Name == name {
+			return v
+		}
+	}
+	t.Fatalf("no volume %s", name)
+	return corev1.Volume{}
+}
+
+func checkSelects(t *testing.T, what string, sel, podLabels map[string]string) {
+	t.Helper()
+	if len(sel) == 0 {
+		t.Errorf("%s selects everything", what)
+	}
+	for k, v := range sel {
+		if podLabels[k] != v {
+			t.Errorf("%s selects %s=%s, which the worker's pods do not carry", what, k, v)
+		}
+	}
+}
+
+// checkMemory: a request and a limit, and GOMEMLIMIT at about 90% of the
+// limit.
+func checkMemory(t *testing.T, c corev1.Container) {
+	req, lim := c.Resources.Requests.Memory(), c.Resources.Limits.Memory()
+	if req.IsZero() || lim.IsZero() || req.Cmp(*lim) > 0 {
+		t.Fatalf("memory request %s and limit %s", req, lim)
+	}
+	var gomemlimit string
+	for _, e := range c.Env {
+		if e.Name == "GOMEMLIMIT" {
+			gomemlimit = e.Value
+		}
+	}
+	// GOMEMLIMIT takes B, KiB, MiB, GiB; a Kubernetes quantity the same
+	// without the B.
+	q, err := resource.ParseQuantity(strings.TrimSuffix(gomemlimit, "B"))
+	if err != nil {
+		t.Fatalf("GOMEMLIMIT %q: %v", gomemlimit, err)
+	}
+	if ratio := float64(q.Value()) / float64(lim.Value()); ratio < 0.85 || ratio > 0.95 {
+		t.Errorf("GOMEMLIMIT %s is %.0f%% of the limit %s, want about 90%%", gomemlimit, ratio*100, lim)
+	}
+}
+
+// checkCredentials: every credential file the tenants file names is an
+// item of the one projected volume, mounted read-only.
+func checkCredentials(t *testing.T, cm *corev1.ConfigMap, pod corev1.PodSpec, c corev1.Container) {
+	var f struct {
+		Tenants []map[string]any `yaml:"tenants"`
+	}
+	if err := yaml.Unmarshal([]byte(cm.Data["worker.yaml"]), &f); err != nil {
+		t.Fatal(err)
+	}
+	creds := volume(t, pod, "credentials")
+	if creds.Projected == nil {
+		t.Fatal("the credentials volume is not projected")
+	}
+	var mount *corev1.VolumeMount
+	for i, m := range c.VolumeMounts {
+		if m.Name == "credentials" {
+			mount = &c.VolumeMounts[i]
+		}
+	}
+	if mount == nil || !mount.ReadOnly {
+		t.Fatal("the credentials volume is not mounted read-only")
+	}
+	provided := map[string]bool{}
+	for _, src := range creds.Projected.Sources {
+		if src.Secret == nil {
+			continue
+		}
+		for _, it := range src.Secret.Items {
+			provided[path.Join(mount.MountPath, it.Path)] = true
+		}
+	}
+	for _, tenant := range f.Tenants {
+		for _, key := range []string{"clientSecretFile", "certificateFile"} {
+			if file, ok := tenant[key].(string); ok && file != "" && !provided[file] {
+				t.Errorf("tenant %v: %s %s is not in the credentials volume", tenant["name"], key, file)
+			}
+		}
+	}
+}
+
+// checkNetworkPolicy: ingress on the metrics port from the monitoring
+// namespace only; egress to NATS, 443 and DNS only.
+func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, d *appsv1.Deployment) {
+	checkSelects(t, "NetworkPolicy", np.Spec.PodSelector.MatchLabels, d.Spec.Template.Labels)
+	if len(np.Spec.PolicyTypes) != 2 {
+		t.Errorf("policy types %v, want Ingress and Egress", np.Spec.PolicyTypes)
+	}
+	if len(np.Spec.Ingress) != 1 || len(np.Spec.Ingress[0].From) != 1 ||
+		np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" ||
+		np.Spec.Ingress[0].Ports[0].Port.IntValue() != 9090 {
+		t.Errorf("ingress %+v: want port 9090 from the monitoring namespace only", np.Spec.Ingress)
+	}
+	ports := map[int]bool{}
+	for _, rule := range np.Spec.Egress {
+		for _, p := range rule.Ports {
+			ports[p.Port.IntValue()] = true
+		}
+		if len(rule.Ports) == 0 {
+			t.Error("an egress rule allows every port")
+		}
+	}
+	for _, p := range []int{4222, 443, 53} {
+		if !ports[p] {
+			t.Errorf("no egress to port %d", p)
+		}
+	}
+	if len(ports) != 3 {
+		t.Errorf("egress ports %v, want NATS, 443 and DNS only", ports)
+	}
+}

@@ -1,0 +1,67 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// budgetLease is how long a budget slot may stay reserved before its
+// outcome is written: the worker's calling lease, longer than an offboard
+// call can take with its retries and 429 pauses. A slot of a process that
+// died counts until then, and as a creation at that time after.
+const budgetLease = 2 * time.Hour
+
+// budgetHorizon is the longest budget the budget journal can count: its
+// history less the lease and the clock margin.
+func (a *App) budgetHorizon() time.Duration {
+	return a.opts.Queue.BudgetHistory - budgetLease - a.opts.QuotaMargin
+}
+
+// checkBudgets refuses a tenants file whose budgets the budget journal
+// keeps too short a history for.
+func (a *App) checkBudgets() error {
+	for _, t := range a.tenants {
+		if w := t.Config.Guards.BudgetWindow; w != nil && w.Length > a.budgetHorizon() {
+			return fmt.Errorf("tenant %s: guards.budget %s is longer than the budget history %s allows (less the %s lease and the margin): raise --budget-history",
+				t.Config.Name, w, a.opts.Queue.BudgetHistory, budgetLease)
+		}
+	}
+	return nil
+}
+
+// openBudget opens the budget journal and the budget every replica shares
+// through it (internal/worker/budget.go).
+func (a *App) openBudget(ctx context.Context) error {
+	journal, err := queue.NewBudgetJournal(ctx, a.js, a.opts.Queue.Subjects)
+	if err != nil {
+		return err
+	}
+	a.life.add("budget journal feed", func(context.Context) error {
+		if a.followBudget != nil {
+			a.followBudget()
+		}
+		return nil
+	})
+	a.budget = limiter.NewShared(limiter.SharedOptions{
+		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: budgetLease,
+		Writer: a.shared.Writer(), // one name per process in both journals
+	})
+	a.life.add("budget journal writes", func(ctx context.Context) error {
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		a.budget.Close(wctx)
+		return nil
+	})
+	return nil
+}
+
+// startBudgetFeed reads the budget journal's whole history, then follows
+// it.
+func (a *App) startBudgetFeed(ctx context.Context) (err error) {
+	a.followBudget, err = queue.FollowBudget(ctx, a.js, a.opts.Queue.Subjects, a.budget, a.opts.Queue.BudgetHistory, a.log)
+	return err
+}

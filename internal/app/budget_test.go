@@ -1,0 +1,97 @@
+package app
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// setBudget overrides a tenant's budget, as offboardctl budget does.
+func (e *env) setBudget(tenant, value string) {
+	e.t.Helper()
+	store, err := control.Open(e.t.Context(), e.js, offboard.Subjects{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := store.Apply(e.t.Context(), control.Change{Tenant: tenant, Action: control.ActionBudget, Value: value, By: "test", Reason: "test"}); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// createdOf counts a tenant's results with outcome created.
+func (c *collector) createdOf(tenant string) int {
+	n := 0
+	for key, rs := range c.snapshot() {
+		if len(key) > len(tenant) && key[:len(tenant)+1] == tenant+"/" && rs[len(rs)-1].Outcome == offboard.OutcomeCreated {
+			n++
+		}
+	}
+	return n
+}
+
+// TestBudgetHoldsUntilRaised: a budget of 40 with 60 requests creates
+// exactly 40 actions and holds the other 20 in the stream (no result, no
+// call, the held and budget-left gauges say so) until an operator raises
+// it; then all 60 are created.
+func TestBudgetHoldsUntilRaised(t *testing.T) { testBudgetHold(t, 1) }
+
+// TestBudgetHoldsAcrossReplicas is TestBudgetHoldsUntilRaised with three
+// replicas sharing the budget.
+func TestBudgetHoldsAcrossReplicas(t *testing.T) { testBudgetHold(t, 3) }
+
+func testBudgetHold(t *testing.T, replicas int) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		limits:  `["20/250ms"]`,
+		tenants: []string{"contoso"}, machines: 60,
+		extra: "    guards:\n      budget: \"40/1h\"\n",
+	})
+	regs := []*prometheus.Registry{e.reg}
+	for range replicas - 1 {
+		_, reg := e.replica()
+		regs = append(regs, reg)
+	}
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "c", 0, 60)
+	eventually(t, 20*time.Second, "40 actions created", func() bool { return res.createdOf("contoso") >= 40 })
+	tenant := map[string]string{"tenant": "contoso"}
+	eventually(t, 10*time.Second, "the budget shows spent, the rest held", func() bool {
+		held := 0.0
+		for _, reg := range regs {
+			if gaugeOf(t, reg, "mde_offboard_budget_remaining", tenant) != 0 {
+				return false
+			}
+			held = max(held, gaugeOf(t, reg, "mde_offboard_held_requests", map[string]string{"tenant": "contoso", "reason": "budget"}))
+		}
+		return held > 0 && (replicas > 1 || held == 20)
+	})
+	if n := res.resultsOf("contoso"); n != 40 {
+		t.Fatalf("%d results while the budget is spent, want 40 (the rest wait, none failed)", n)
+	}
+	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 40 {
+		t.Fatalf("%d actions created under a budget of 40", n)
+	}
+	if n := len(e.offboardCallsSince("contoso", time.Time{})); n != 40 {
+		t.Fatalf("%d offboard calls under a budget of 40", n)
+	}
+
+	raised := time.Now()
+	e.setBudget("contoso", "100/1h")
+	res.wait(t, 60, 20*time.Second)
+	if first := e.offboardCallsSince("contoso", raised); len(first) == 0 || first[0].Sub(raised) > time.Second {
+		t.Errorf("the first held request's call came %v after the raise, want within a second", first)
+	}
+	if n := res.createdOf("contoso"); n != 60 {
+		t.Errorf("%d created after the raise, want 60", n)
+	}
+	e.oneActionEach("contoso", 60)
+	// Every replica's gauge counts the others' creations too, by its next
+	// refresh (15 s).
+	eventually(t, 20*time.Second, "budget left 40 of 100", func() bool {
+		return gaugeOf(t, e.reg, "mde_offboard_budget_remaining", tenant) == 40
+	})
+}

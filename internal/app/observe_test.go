@@ -1,0 +1,149 @@
+package app
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/contoso-secops/mde-offboard/deploy"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// maxSeriesPerTenant is the contract's bound: with 1000 tenants a replica
+// exposes at most 50 series per tenant.
+const maxSeriesPerTenant = 50
+
+// scrape reads /metrics over HTTP.
+func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + e.app.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
+}
+
+// seriesOf counts the series a metric stores in Prometheus (a histogram:
+// a bucket each, a sum and a count) and returns the sample names it has.
+func seriesOf(mf *dto.MetricFamily, m *dto.Metric) (int, []string) {
+	name := mf.GetName()
+	if mf.GetType() == dto.MetricType_HISTOGRAM {
+		return len(m.GetHistogram().GetBucket()) + 3, // + the +Inf bucket
+			[]string{name + "_bucket", name + "_sum", name + "_count"}
+	}
+	if mf.GetType() == dto.MetricType_SUMMARY {
+		return len(m.GetSummary().GetQuantile()) + 2, []string{name, name + "_sum", name + "_count"}
+	}
+	return 1, []string{name}
+}
+
+// TestMetricsTenTenants scrapes a live worker serving 10 tenants after
+// each had requests answered: at most 50 series per tenant, and every
+// metric the dashboard, the alerts and the recording rules name is there.
+func TestMetricsTenTenants(t *testing.T) {
+	var tenants []string
+	for i := range 10 {
+		tenants = append(tenants, fmt.Sprintf("tenant-%02d", i))
+	}
+	// Tracking on: its gauges exist only for tenants that follow actions.
+	e := setup(t, envConfig{tenants: tenants, machines: 2, extra: "    tracking:\n      enabled: true\n"})
+	results := e.collect("mde.offboard.result.>")
+	for _, name := range tenants {
+		for i, m := range e.tenants[name].machines {
+			id := fmt.Sprintf("%s-%d", name, i)
+			subject := "mde.offboard.request." + name
+			if i == 1 {
+				subject += ".bulk"
+			}
+			e.publish(subject, map[string]any{"requestId": id, "machineId": m.ID}, name+":"+id)
+		}
+		// One that fails: a failure code's series appears with it.
+		e.publish("mde.offboard.request."+name, map[string]any{"requestId": name + "-bad", "machineId": "nope"}, name+":bad")
+	}
+	results.wait(t, 30, 30*time.Second)
+
+	mfs := scrape(t, e)
+	total, perTenant := 0, 0
+	samples := map[string]bool{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			n, names := seriesOf(mf, m)
+			for _, s := range names {
+				samples[s] = true
+			}
+			total += n
+			for _, lp := range m.GetLabel() {
+				if lp.GetName() == "tenant" && lp.GetValue() != queue.UnknownTenant {
+					perTenant += n
+				}
+			}
+		}
+	}
+	figure := float64(perTenant) / float64(len(tenants))
+	t.Logf("%d series, %d of them tenant-independent: %.1f series per tenant", total, total-perTenant, figure)
+	if figure > maxSeriesPerTenant {
+		t.Errorf("%.1f series per tenant, want at most %d", figure, maxSeriesPerTenant)
+	}
+
+	qs, err := deploy.Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded, err := deploy.Recorded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range qs {
+		names, err := deploy.MetricNames(q.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", q.Where, err)
+		}
+		for _, name := range names {
+			if name == "up" || slices.Contains(recorded, name) {
+				continue
+			}
+			if !samples[name] {
+				t.Errorf("%s names %s, which /metrics lacks", q.Where, name)
+			}
+		}
+	}
+	if !samples["mde_offboard_request_to_result_seconds_bucket"] || !samples["mde_offboard_build_info"] {
+		t.Error("/metrics lacks request_to_result_seconds or build_info")
+	}
+}
+
+// TestOldestWaiting: requests held back by a tenant's quota show in the
+// backlog and the oldest waiting age of their priority.
+func TestOldestWaiting(t *testing.T) {
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 4, limits: `["1/1h"]`, noStart: true})
+	e.opts.StatsEvery = 100 * time.Millisecond
+	e.start()
+	for i, m := range e.tenants["contoso"].machines {
+		id := fmt.Sprintf("w-%d", i)
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, "contoso:"+id)
+	}
+	labels := map[string]string{"tenant": "contoso", "priority": "normal"}
+	eventually(t, 10*time.Second, "three requests waiting, the oldest for a while", func() bool {
+		return metricValue(t, e, "mde_offboard_backlog_requests", labels) == 3 &&
+			metricValue(t, e, "mde_offboard_oldest_waiting_seconds", labels) > 0.2
+	})
+	if v := metricValue(t, e, "mde_offboard_oldest_waiting_seconds", map[string]string{"tenant": "contoso", "priority": "bulk"}); v != 0 {
+		t.Errorf("bulk: oldest waiting %v, want 0 (none waits)", v)
+	}
+	if age := metricValue(t, e, "mde_offboard_oldest_waiting_seconds", labels); age > 30 || strings.Contains(fmt.Sprint(age), "NaN") {
+		t.Errorf("oldest waiting %v s", age)
+	}
+}

@@ -1,0 +1,226 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// This file is the tenant's budget (guards.budget, offboardctl budget): at
+// most COUNT actions created in any sliding DURATION, across replicas and
+// restarts. Each offboard call first reserves a slot in the budget
+// journal, exactly as a quota call is entered in the quota journal (the
+// same limiter, over stream MDE_OFFBOARD_BUDGET): a compare-and-swap
+// append, so two replicas cannot both take the last slot. The slot counts
+// from then on; it becomes a creation (Complete) when the outcome is
+// created, and is given back (Release) otherwise. A slot whose process
+// died counts until its lease, then as a creation at that time.
+
+// budgetAPI names the budget's limiter in the budget journal.
+const budgetAPI = "created"
+
+// budget is one tenant's budget in this process.
+type budget struct {
+	tenant  string
+	file    *limiter.Window // the tenants file's; nil: none
+	horizon limiter.Window  // Length: the longest window the journal can count
+	l       *limiter.Limiter
+	log     *zap.Logger
+
+	mu      sync.Mutex
+	current string // the budget in force, "" none
+
+	waiting atomic.Int64  // requests fetched that wait for a slot
+	pending atomic.Uint64 // requests of served priorities in the stream, last read
+}
+
+func (w *Worker) newBudget(t *tenantRun) *budget {
+	lt := limiter.NewTenant(w.clock)
+	if w.opts.Budget != nil {
+		lt = w.opts.Budget.Tenant(t.name)
+	}
+	b := &budget{
+		tenant: t.name, file: t.Config.Guards.BudgetWindow, horizon: limiter.Window{Length: w.opts.BudgetHorizon},
+		l: lt.AddCounter(budgetAPI, w.opts.BudgetHorizon), log: t.log.Named("budget"),
+	}
+	b.update(w.opts.Control)
+	return b
+}
+
+// update applies the budget in force: the operator's override, else the
+// tenants file's. It reports whether that changed.
+func (b *budget) update(ctrl Control) bool {
+	spec := ""
+	if b.file != nil {
+		spec = b.file.String()
+	}
+	if o, ok := ctrl.Budget(b.tenant); ok {
+		switch w, err := limiter.ParseWindow(o); {
+		case err != nil:
+			b.log.Warn("budget override ignored", zap.String("budget", o), zap.Error(err))
+		case w.Length > b.horizon.Length:
+			b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history",
+				zap.String("budget", o), zap.Duration("longest", b.horizon.Length))
+		default:
+			spec = w.String()
+		}
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if spec == b.current {
+		return false
+	}
+	b.current = spec
+	var ws []limiter.Window
+	if spec != "" {
+		w, _ := limiter.ParseWindow(spec) // checked above
+		ws = []limiter.Window{w}
+	}
+	b.l.SetWindows(ws) // wakes the requests that wait for a slot
+	b.log.Info("budget in force", zap.String("budget", spec))
+	return true
+}
+
+func (b *budget) active() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.current != ""
+}
+
+// waitBudget returns once a slot could be reserved, without taking it: the
+// tenant loop fetches nothing while the budget is spent.
+func (w *Worker) waitBudget(ctx context.Context, t *tenantRun) error {
+	b := t.budget
+	if !b.active() {
+		return nil
+	}
+	if b.remaining(w) == 0 {
+		w.kickStats() // the held gauge shows the backlog now
+	}
+	return b.l.Wait(ctx)
+}
+
+// kickStats has runStats refresh the gauges now.
+func (w *Worker) kickStats() {
+	select {
+	case w.statsKick <- struct{}{}:
+	default:
+	}
+}
+
+// remaining is the budget left, NaN without a budget.
+func (b *budget) remaining(w *Worker) float64 {
+	if !b.active() {
+		return math.NaN()
+	}
+	rem := b.l.Remaining(w.clock.Now())
+	if len(rem) == 0 {
+		return math.NaN()
+	}
+	return float64(rem[0])
+}
+
+// setPending records the requests of the served priorities waiting in the
+// stream (the backlog last read).
+func (b *budget) setPending(backlog map[offboard.Priority]uint64, ctrl Control) {
+	var n uint64
+	for p, v := range backlog {
+		if !ctrl.Paused(b.tenant, p) {
+			n += v
+		}
+	}
+	b.pending.Store(n)
+}
+
+// setBudgetGauges sets the tenant's budget left and the requests its
+// spent budget holds: those fetched that wait for a slot and, while it is
+// spent, those of served priorities in the stream.
+func (w *Worker) setBudgetGauges(t *tenantRun) {
+	b := t.budget
+	left := b.remaining(w)
+	held := float64(b.waiting.Load())
+	if left == 0 {
+		held += float64(b.pending.Load())
+	}
+	w.m.BudgetRemaining.WithLabelValues(t.name).Set(left)
+	w.m.HeldRequests.WithLabelValues(t.name, HeldBudget).Set(held)
+}
+
+// runBudgets applies every control change to the budgets until ctx ends.
+func (w *Worker) runBudgets(ctx context.Context) {
+	for {
+		changed := w.opts.Control.Changed() // before the controls are read
+		for _, t := range w.tenants {
+			t.budget.update(w.opts.Control)
+			w.setBudgetGauges(t)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
+		}
+	}
+}
+
+// errNotFinished ends a budget slot whose request did not get to its end
+// (a panic): counted if a call was made.
+var errNotFinished = errors.New("request not finished")
+
+// reserveBudget takes a budget slot for the request's offboard call,
+// waiting while the budget is spent: the request stays fetched, kept
+// alive, and fails nothing. While it waits it gives the quota permit back.
+// It returns the slot's end, to call with the request's outcome (at most
+// once counts), and the permit left. Without a budget there is no slot.
+func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Permit) (func(*offboard.Result, error), *limiter.Permit, error) {
+	b := j.t.budget
+	if !b.active() {
+		return func(*offboard.Result, error) {}, permit, nil
+	}
+	// A wait for a slot ends when the worker stops fetching: the request
+	// goes back to the stream rather than hold the shutdown.
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if w.fetchCtx != nil {
+		defer context.AfterFunc(w.fetchCtx, cancel)()
+	}
+	slot, _ := b.l.TryAcquire(w.clock.Now())
+	if slot == nil {
+		if permit != nil {
+			permit.Release()
+			permit = nil
+		}
+		b.waiting.Add(1)
+		w.kickStats()
+		j.log.Info("budget spent: request waits for it")
+		var err error
+		slot, err = b.l.Acquire(bctx)
+		b.waiting.Add(-1)
+		if err != nil {
+			return nil, permit, err
+		}
+	}
+	if _, err := slot.Record(bctx); err != nil {
+		slot.Release()
+		return nil, permit, err
+	}
+	return func(res *offboard.Result, err error) {
+		switch {
+		case res != nil && res.Outcome == offboard.OutcomeCreated:
+			slot.CompleteNow()
+		case err != nil && j.attempts > 0:
+			// Left for redelivery after a call was sent: it may have
+			// created the action, which the redelivery then finds.
+			slot.CompleteNow()
+		default:
+			slot.Release()
+		}
+		w.setBudgetGauges(j.t)
+	}, permit, nil
+}
