@@ -62,7 +62,11 @@ type Options struct {
 	CallTimeout time.Duration
 	Retry       worker.RetryPolicy
 	Poll        time.Duration
-	StatsEvery  time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
+	// PresenceBeat is how often a replica announces itself to the others
+	// (default queue.PresenceBeat); a replica that dies hands its tenants
+	// over after three beats. Every replica must use the same.
+	PresenceBeat time.Duration
+	StatsEvery   time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
 	// Plan tunes the answers to campaign plan requests.
 	Plan worker.PlanOptions
 
@@ -355,7 +359,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, Stale: stale, Shared: a.shared,
-		Presence: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
+		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
 	}, a.tenants)
 	if err != nil {
 		return err
@@ -380,7 +384,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 // after the worker, so other replicas go on counting on this one until its
 // requests under way are finished.
 func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
-	p, err := queue.NewPresence(ctx, a.js, replicaID(), a.opts.Queue.Tenants, a.opts.Clock, a.log)
+	p, err := queue.NewPresence(ctx, a.js, replicaID(), a.opts.Queue.Tenants, a.opts.PresenceBeat, a.opts.Clock, a.log)
 	if err != nil {
 		return nil, err
 	}

@@ -48,8 +48,12 @@ func testBudgetHold(t *testing.T, replicas int) {
 	e := setup(t, envConfig{
 		limits:  `["20/250ms"]`,
 		tenants: []string{"contoso"}, machines: 60,
-		extra: "    guards:\n      budget: \"40/1h\"\n",
+		extra: "    guards:\n      budget: \"40/1h\"\n", noStart: true,
 	})
+	// One replica works the tenant; the others see its budget spent at
+	// their next stats refresh.
+	e.opts.StatsEvery = 250 * time.Millisecond
+	e.start()
 	regs := []*prometheus.Registry{e.reg}
 	for range replicas - 1 {
 		_, reg := e.replica()

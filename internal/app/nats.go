@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,6 +53,8 @@ func (a *App) natsOptions() []nats.Option {
 	o := []nats.Option{
 		nats.Name("mde-offboard-worker"),
 		nats.MaxReconnects(-1),
+		// A server back from a restart is found within half a second.
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			a.setConnected(false)
 			if err != nil { // nil: we closed the connection ourselves

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // The contract's names (CONTRACT.md, deploy/nats). They are written out
@@ -120,6 +121,9 @@ type options struct {
 	// natsDir, if set, holds the NATS server's storage instead of the
 	// test's temporary directory (a tmpfs such as /dev/shm).
 	natsDir string
+	// nodes, if set, runs NATS as natstest servers the benchmark can shut
+	// down and restart: one, or a cluster of several.
+	nodes int
 }
 
 type tenant struct {
@@ -130,13 +134,16 @@ type tenant struct {
 type harness struct {
 	tb      testing.TB
 	dir     string
-	ns      *server.Server
+	ns      *server.Server    // nil when opts.nodes is set
+	cluster *natstest.Cluster // set when opts.nodes is
+	url     string            // the NATS URLs workers get
 	nc      *nats.Conn
 	js      jetstream.JetStream
 	sim     *mdesim.Server
 	opts    options
 	tenants []*tenant
 	config  string
+	base    string // the simulator's URL
 	calls   *callCounter
 
 	mu    sync.Mutex
@@ -159,6 +166,31 @@ func newHarness(tb testing.TB, o options) *harness {
 		store = dir
 	}
 
+	h.startNATS(store)
+	var err error
+	if h.nc, err = nats.Connect(h.url, nats.Name("mde-offboard-bench"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond)); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(h.nc.Close)
+	if h.js, err = jetstream.New(h.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
+		tb.Fatal(err)
+	}
+	h.startSim()
+	h.writeTenants()
+	// Workers go first, then the simulator and NATS (cleanups run last
+	// registered, first run).
+	tb.Cleanup(h.stopAll)
+	return h
+}
+
+// startNATS starts the NATS server, or the natstest servers.
+func (h *harness) startNATS(store string) {
+	tb, o := h.tb, h.opts
+	if o.nodes > 0 {
+		h.cluster = natstest.Start(tb, o.nodes)
+		h.url = h.cluster.URLs()
+		return
+	}
 	ns, err := server.NewServer(&server.Options{
 		ServerName: "mde-offboard-bench", Host: "127.0.0.1", Port: -1,
 		JetStream: true, StoreDir: store,
@@ -172,19 +204,16 @@ func newHarness(tb testing.TB, o options) *harness {
 	if !ns.ReadyForConnections(10 * time.Second) {
 		tb.Fatal("NATS not ready after 10s")
 	}
-	h.ns = ns
+	h.ns, h.url = ns, ns.ClientURL()
 	tb.Cleanup(func() {
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	if h.nc, err = nats.Connect(ns.ClientURL(), nats.Name("mde-offboard-bench")); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(h.nc.Close)
-	if h.js, err = jetstream.New(h.nc, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
-		tb.Fatal(err)
-	}
+}
 
+// startSim starts the simulator with the harness's limits.
+func (h *harness) startSim() {
+	o := h.opts
 	simOpts := mdesim.Options{
 		Unlimited: o.unlimited,
 		Latency:   o.latency,
@@ -201,8 +230,14 @@ func newHarness(tb testing.TB, o options) *harness {
 		}
 	}
 	h.sim = mdesim.New(simOpts)
-	base := h.sim.StartTLS()
-	tb.Cleanup(h.sim.Close)
+	h.base = h.sim.StartTLS()
+	h.tb.Cleanup(h.sim.Close)
+}
+
+// writeTenants registers the tenants and their devices in the simulator
+// and writes the tenants file.
+func (h *harness) writeTenants() {
+	tb, o, base := h.tb, h.opts, h.base
 	ca := filepath.Join(h.dir, "ca.pem")
 	if err := os.WriteFile(ca, h.sim.CertPEM(), 0o600); err != nil {
 		tb.Fatal(err)
@@ -253,10 +288,6 @@ func newHarness(tb testing.TB, o options) *harness {
 	if err := os.WriteFile(h.config, []byte(yaml.String()), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	// Workers go first, then the simulator and NATS (cleanups run last
-	// registered, first run).
-	tb.Cleanup(h.stopAll)
-	return h
 }
 
 // machineID is the id of device m of tenant t: 40 lowercase hex digits.
@@ -409,6 +440,7 @@ func (h *harness) publishAsync(reqs []request) (int, error) {
 
 type resultRecord struct {
 	first  time.Time // arrival of the first copy
+	stored time.Time // when the stream stored the first copy
 	copies int
 	outcome,
 	code string
@@ -443,6 +475,9 @@ func (h *harness) collect() *collector {
 		rec := c.results[key]
 		if rec == nil {
 			rec = &resultRecord{first: now, outcome: r.Outcome}
+			if meta, err := m.Metadata(); err == nil {
+				rec.stored = meta.Timestamp
+			}
 			if r.Error != nil {
 				rec.code = r.Error.Code
 			}

@@ -151,7 +151,7 @@ func (h *harness) startWorker(extra ...string) *proc {
 	}
 	httpAddr := ln.Addr().String()
 	_ = ln.Close()
-	args := []string{"--nats-url", h.ns.ClientURL(), "--config", h.config, "--listen", httpAddr,
+	args := []string{"--nats-url", h.url, "--config", h.config, "--listen", httpAddr,
 		"--log-level", "warn", "--shutdown-timeout", "5s"}
 	args = append(args, extra...)
 	h.mu.Lock()
@@ -311,8 +311,10 @@ func (h *harness) close() {
 	h.stopAll()
 	h.nc.Close()
 	h.sim.Close()
-	h.ns.Shutdown()
-	h.ns.WaitForShutdown()
+	if h.ns != nil {
+		h.ns.Shutdown()
+		h.ns.WaitForShutdown()
+	}
 }
 
 func (h *harness) stopAll() {

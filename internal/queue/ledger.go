@@ -61,6 +61,8 @@ func ledgerKey(tenant, requestID string) string {
 
 // Get returns the entry of a request id, or nil.
 func (l *Ledger) Get(ctx context.Context, tenant, requestID string) (*Entry, error) {
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	kve, err := l.kv.Get(ctx, ledgerKey(tenant, requestID))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
@@ -84,6 +86,8 @@ func (l *Ledger) Put(ctx context.Context, tenant, requestID string, prev, e *Ent
 		return err
 	}
 	key := ledgerKey(tenant, requestID)
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	var rev uint64
 	if prev == nil {
 		rev, err = l.kv.Create(ctx, key, data)

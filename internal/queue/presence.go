@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"sync"
 	"time"
@@ -50,16 +51,25 @@ type announcement struct {
 // others', so that a request of a tenant this replica does not serve is
 // answered unknown_tenant only when no live replica serves it. During a
 // rolling update, replicas with different tenants files then agree.
+//
+// It also spreads the tenants across the live replicas (Assigned): each
+// tenant goes to one of the replicas that serve it, by rendezvous hashing,
+// so a tenant's calls come from one replica at a time and a replica that
+// leaves or dies moves only its own tenants.
 type Presence struct {
 	kv      jetstream.KeyValue
 	id      string
 	tenants []string
 	clock   clockwork.Clock
 	log     *zap.Logger
+	beat    time.Duration // how often this replica announces itself
+	ttl     time.Duration // how long another's announcement counts
 
 	mu      sync.Mutex
 	others  map[string]seen // by replica id
+	live    []string        // the other replicas live at the last look, sorted
 	current chan struct{}   // closed once the watch has read every entry
+	changed chan struct{}   // closed, and replaced, when the live replicas change
 }
 
 type seen struct {
@@ -68,15 +78,21 @@ type seen struct {
 }
 
 // NewPresence prepares this replica's presence. id must be unique among
-// replicas (a host name and process id, a pod name).
-func NewPresence(ctx context.Context, js jetstream.JetStream, id string, tenants []string, clock clockwork.Clock, log *zap.Logger) (*Presence, error) {
+// replicas (a host name and process id, a pod name). beat is how often it
+// announces itself (0: PresenceBeat); an announcement counts for three
+// beats, so every replica must use the same beat.
+func NewPresence(ctx context.Context, js jetstream.JetStream, id string, tenants []string, beat time.Duration, clock clockwork.Clock, log *zap.Logger) (*Presence, error) {
 	kv, err := js.KeyValue(ctx, BucketPresence)
 	if err != nil {
 		return nil, fmt.Errorf("presence bucket %s: %w", BucketPresence, err)
 	}
+	if beat <= 0 {
+		beat = PresenceBeat
+	}
 	return &Presence{
 		kv: kv, id: id, tenants: slices.Clone(tenants), clock: clock, log: log.Named("presence"),
-		others: map[string]seen{}, current: make(chan struct{}),
+		beat: beat, ttl: 3 * beat,
+		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}),
 	}, nil
 }
 
@@ -91,8 +107,12 @@ func (p *Presence) Run(ctx context.Context) error {
 		return fmt.Errorf("watch %s: %w", BucketPresence, err)
 	}
 	defer func() { _ = w.Stop() }()
-	beat := p.clock.NewTicker(PresenceBeat)
+	beat := p.clock.NewTicker(p.beat)
 	defer beat.Stop()
+	// Replicas that die do not say so: look for expired announcements a
+	// few times per beat.
+	expiry := p.clock.NewTicker(p.beat / 4)
+	defer expiry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -107,6 +127,10 @@ func (p *Presence) Run(ctx context.Context) error {
 			if err := p.announce(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("announce", zap.Error(err))
 			}
+		case <-expiry.Chan():
+			p.mu.Lock()
+			p.look()
+			p.mu.Unlock()
 		}
 	}
 }
@@ -141,8 +165,10 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 		default:
 			close(p.current)
 		}
+		p.look()
 		return
 	}
+	defer p.look()
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(p.others, e.Key())
 		return
@@ -181,9 +207,78 @@ func (p *Presence) Serves(tenant string) bool {
 	}
 	now := p.clock.Now()
 	for id, s := range p.others {
-		if id != p.id && s.tenants[tenant] && now.Sub(s.at) < PresenceTTL {
+		if id != p.id && s.tenants[tenant] && now.Sub(s.at) < p.ttl {
 			return true
 		}
 	}
 	return false
+}
+
+// look recomputes the live replicas and, when they changed, closes the
+// changed channel. The caller holds p.mu.
+func (p *Presence) look() {
+	now := p.clock.Now()
+	var live []string
+	for id, s := range p.others {
+		if id != p.id && now.Sub(s.at) < p.ttl {
+			live = append(live, id)
+		}
+	}
+	slices.Sort(live)
+	if slices.Equal(live, p.live) {
+		return
+	}
+	p.live = live
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// Changed is closed when the live replicas, and so the assignment of
+// tenants, may have changed: the announcements changed, or one expired.
+func (p *Presence) Changed() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+// Assigned says whether this replica should work the tenant now: of the
+// live replicas that serve it, this one ranks highest by rendezvous
+// hashing. Every replica that sees the same announcements picks the same
+// one. A replica that dies keeps its tenants until its announcement
+// expires (three beats); one that stops withdraws it, and its tenants move
+// at once. During a hand-over two replicas may briefly work one tenant:
+// the quota journal keeps that safe; the assignment only saves contention.
+func (p *Presence) Assigned(tenant string) bool {
+	if !slices.Contains(p.tenants, tenant) {
+		return false
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	mine := rank(p.id, tenant)
+	for _, id := range p.live {
+		if !p.others[id].tenants[tenant] {
+			continue
+		}
+		if r := rank(id, tenant); r > mine || r == mine && id > p.id {
+			return false
+		}
+	}
+	return true
+}
+
+// rank is a replica's score for a tenant in the rendezvous hashing.
+func rank(replica, tenant string) uint64 {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(replica))
+	_, _ = h.Write([]byte{0})
+	_, _ = h.Write([]byte(tenant))
+	// FNV's last bytes barely reach its high bits: mix them (splitmix64's
+	// finaliser) so that the order of replicas is as good as random.
+	x := h.Sum64()
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }

@@ -15,6 +15,8 @@ import (
 // PublishJSON stores a JSON message with its message id (so the stream
 // drops a repeat) and waits for the stream's acknowledgement.
 func PublishJSON(ctx context.Context, js jetstream.JetStream, subject, msgID string, body []byte) error {
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	if _, err := js.PublishMsg(ctx, jsonMsg(subject, msgID, body)); err != nil {
 		return fmt.Errorf("publish to %s: %w", subject, err)
 	}
@@ -73,6 +75,8 @@ func WaitStored(ctx context.Context, stores ...Stored) error {
 // they were published, plus the failure, so it can be inspected and
 // replayed.
 func PublishDead(ctx context.Context, js jetstream.JetStream, subject string, orig jetstream.Msg, seq offboard.Seq, code, message string) error {
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	if _, err := js.PublishMsg(ctx, deadMsg(subject, orig, seq, code, message)); err != nil {
 		return fmt.Errorf("publish dead letter to %s: %w", subject, err)
 	}

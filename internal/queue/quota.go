@@ -71,6 +71,8 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 		return 0, err
 	}
 	subject := j.kind.subject(tenant)
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	ack, err := j.js.Publish(ctx, subject, data, jetstream.WithExpectLastSequencePerSubject(last))
 	if err == nil {
 		return ack.Sequence, nil

@@ -26,6 +26,7 @@ type Source struct {
 	lanes [2]*lane // normal, then bulk
 	wake  chan struct{}
 	poll  time.Duration
+	late  func(jetstream.MessageBatch) // takes over a pull given up on
 
 	mu       sync.Mutex
 	lastPoll time.Time // zero: look at the consumers first
@@ -140,6 +141,8 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 // refresh reads both consumers' counts: the safety poll.
 func (s *Source) refresh(ctx context.Context) error {
 	infos := make([]*jetstream.ConsumerInfo, len(s.lanes))
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	for i, l := range s.lanes {
 		info, err := l.cons.Info(ctx)
 		if err != nil {
@@ -173,9 +176,9 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 	wakes, woken := l.wakes, l.woken
 	l.woken = false
 	s.mu.Unlock()
-	msgs, err := fetchUpTo(ctx, l.cons, n, 0)
+	msgs, err := fetchUpTo(ctx, l.cons, n, 0, s.late)
 	if err == nil && len(msgs) == 0 && woken {
-		msgs, err = fetchUpTo(ctx, l.cons, 1, wakeWait)
+		msgs, err = fetchUpTo(ctx, l.cons, 1, wakeWait, s.late)
 	}
 	if err != nil {
 		return nil, err
@@ -221,8 +224,9 @@ func (s *Source) woken(p offboard.Priority) {
 }
 
 // fetchUpTo pulls at most n messages, waiting up to wait for the first
-// (0: no wait).
-func fetchUpTo(ctx context.Context, c jetstream.Consumer, n int, wait time.Duration) ([]jetstream.Msg, error) {
+// (0: no wait). A pull it gives up on (no answer in time) goes to late:
+// its messages may still come.
+func fetchUpTo(ctx context.Context, c jetstream.Consumer, n int, wait time.Duration, late func(jetstream.MessageBatch)) ([]jetstream.Msg, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -249,6 +253,10 @@ func fetchUpTo(ctx context.Context, c jetstream.Consumer, n int, wait time.Durat
 				continue
 			}
 		case <-guard.C:
+			late(batch)
+			if len(msgs) > 0 {
+				return msgs, nil // the rest, if any, goes to late
+			}
 			return nil, fmt.Errorf("fetch: no answer from the server in %v", wait+fetchGuard)
 			// Not on ctx: the server may have delivered the message
 			// already, and one dropped here would wait out its ack wait.
@@ -261,8 +269,10 @@ func fetchUpTo(ctx context.Context, c jetstream.Consumer, n int, wait time.Durat
 	return msgs, nil
 }
 
-// fetchGuard bounds the wait for the answer to a no-wait pull.
-const fetchGuard = 10 * time.Second
+// fetchGuard bounds the wait for the answer to a no-wait pull. A pull
+// sent while the consumer has no leader (a cluster node lost) gets none:
+// the tenant's loop tries again after it.
+const fetchGuard = StepTimeout
 
 // Router wakes a tenant's Source when a request is published for it. It
 // listens on the request subjects with a plain subscription, which costs
@@ -270,6 +280,8 @@ const fetchGuard = 10 * time.Second
 type Router struct {
 	subjects offboard.Subjects
 	sub      *nats.Subscription
+	late     sync.WaitGroup // pulls given up on, still read
+	closed   chan struct{}
 
 	mu      sync.Mutex
 	sources map[string]*Source
@@ -277,7 +289,7 @@ type Router struct {
 
 // NewRouter subscribes to the request subjects.
 func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
-	r := &Router{subjects: s, sources: map[string]*Source{}}
+	r := &Router{subjects: s, sources: map[string]*Source{}, closed: make(chan struct{})}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
 		tenant, p, ok := s.ParseRequest(m.Subject)
 		if !ok {
@@ -311,7 +323,7 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	}
 	src := &Source{
 		lanes: [2]*lane{{cons: normal, prio: offboard.Normal}, {cons: bulk, prio: offboard.Bulk}},
-		wake:  make(chan struct{}, 1), poll: poll,
+		wake:  make(chan struct{}, 1), poll: poll, late: r.nakLate,
 	}
 	r.mu.Lock()
 	r.sources[tenant] = src
@@ -319,8 +331,39 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	return src, nil
 }
 
-// Close stops the subscription.
-func (r *Router) Close() error { return r.sub.Unsubscribe() }
+// Close stops the subscription and the reading of pulls given up on.
+func (r *Router) Close() error {
+	close(r.closed)
+	r.late.Wait()
+	return r.sub.Unsubscribe()
+}
+
+// lateWait is how long a pull given up on is still read.
+const lateWait = 30 * time.Second
+
+// nakLate reads a pull its source gave up on (a leader election or a
+// fail-over held its answer back, or the tenant's loop let go of it) and
+// naks what still comes: delivered to nobody, a request would otherwise
+// wait for its ack wait.
+func (r *Router) nakLate(batch jetstream.MessageBatch) {
+	r.late.Go(func() {
+		t := time.NewTimer(lateWait)
+		defer t.Stop()
+		for {
+			select {
+			case m, ok := <-batch.Messages():
+				if !ok {
+					return
+				}
+				_ = m.Nak() // unanswered, it still comes back after its ack wait
+			case <-t.C:
+				return
+			case <-r.closed:
+				return
+			}
+		}
+	})
+}
 
 // Backlog reports how many requests of each priority wait in the stream
 // for this tenant (not yet delivered). It answers from what the source

@@ -171,8 +171,21 @@ func (w *Worker) keepAlive(j *job) func() {
 }
 
 // leave puts a request back for redelivery after a short delay: the queue
-// or the ledger could not be reached, or the worker is stopping.
-func (w *Worker) leave(j *job, err error) { w.leaveFor(j, err, 5*time.Second) }
+// or the ledger could not be reached, or the worker is stopping. When NATS
+// was away for a moment (a restart, a leader election), the request comes
+// back almost at once: the nak, buffered while the connection is down,
+// reaches the server as soon as it is back, and the request is not left
+// to its ack wait.
+func (w *Worker) leave(j *job, err error) {
+	delay := 5 * time.Second
+	if queue.Outage(err) {
+		delay = outageRetry
+	}
+	w.leaveFor(j, err, delay)
+}
+
+// outageRetry is how soon a step cut off by a NATS outage is taken again.
+const outageRetry = 250 * time.Millisecond
 
 // leaveFor is leave with the delay before redelivery.
 func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
@@ -366,8 +379,32 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 	if j.stopAlive != nil {
 		j.stopAlive()
 	}
-	if err := j.msg.DoubleAck(ctx); err != nil {
-		// The result is stored: a redelivery is answered from the ledger.
-		j.log.Warn("ack request", zap.Error(err))
+	// An ack lost to an outage is sent again once NATS is back: else the
+	// request would come back only after its ack wait.
+	for {
+		actx, cancel := queue.StepCtx(ctx)
+		err := j.msg.DoubleAck(actx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if !queue.Outage(err) || pace(ctx, outageRetry) != nil {
+			// The result is stored: a redelivery is answered from the ledger.
+			j.log.Warn("ack request", zap.Error(err))
+			return
+		}
+	}
+}
+
+// pace waits d of real time, or until ctx ends: it spaces messages to the
+// server, not logic a test controls.
+func pace(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

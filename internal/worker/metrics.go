@@ -38,6 +38,7 @@ type Metrics struct {
 	Blocked          *prometheus.CounterVec   // tenant, rule
 	TrackedActions   *prometheus.GaugeVec     // tenant
 	TrackingLag      *prometheus.GaugeVec     // tenant
+	Assigned         *prometheus.GaugeVec     // tenant
 	TenantPaused     *prometheus.GaugeVec     // tenant, priority
 	HeldRequests     *prometheus.GaugeVec     // tenant, reason (HeldPause, HeldBudget)
 	BudgetRemaining  *prometheus.GaugeVec     // tenant
@@ -110,7 +111,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m.addControlMetrics(ns)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait, m.QuotaRemaining,
 		m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked, m.OldestWaiting, m.RequestToResult,
-		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining)
+		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining, m.Assigned)
 	return m
 }
 
@@ -183,13 +184,14 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	m.HeldRequests.WithLabelValues(name, HeldBudget)
 	m.BudgetRemaining.WithLabelValues(name).Set(math.NaN())
 	m.InFlight.WithLabelValues(name)
+	m.Assigned.WithLabelValues(name)
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
 	}
 }
 
-// addTracking creates the action tracking's gauges; a tracker sets its
-// tenant's series.
+// addTracking creates the action tracking's gauges, which a tracker sets
+// for its tenant, and the assignment's gauge (see Assignment).
 func (m *Metrics) addTracking() {
 	const ns = "mde_offboard"
 	m.TrackedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
@@ -199,5 +201,9 @@ func (m *Metrics) addTracking() {
 	m.TrackingLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "tracking_lag_seconds",
 		Help: "How overdue the most overdue look at a followed action is.",
+	}, []string{"tenant"})
+	m.Assigned = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "tenant_assigned",
+		Help: "1 while this replica takes the tenant's requests; the tenants are spread across the replicas.",
 	}, []string{"tenant"})
 }

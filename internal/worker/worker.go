@@ -49,6 +49,9 @@ type Options struct {
 	// Presence says which tenants other live replicas serve; nil: this
 	// worker answers unknown_tenant for every tenant it does not configure.
 	Presence Presence
+	// Assignment says which of the configured tenants this replica works
+	// now (queue.Presence); nil: all of them.
+	Assignment Assignment
 	// Control holds the operators' pauses; nil: nothing is ever paused.
 	Control Control
 	// Budget, when set, counts every tenant's created actions in the
@@ -78,6 +81,7 @@ type tenantRun struct {
 	devices keyedMutex
 	working sync.Map // stream sequences of requests being handled
 	tracker *tracker
+	gate    *gate // open while the tenant is assigned to this replica
 	budget  *budget
 	log     *zap.Logger
 	backlog map[offboard.Priority]uint64 // last read by runStats
@@ -130,6 +134,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Presence == nil {
 		o.Presence = servesNone{}
+	}
+	if o.Assignment == nil {
+		o.Assignment = everyTenant{}
 	}
 	if o.Control == nil {
 		o.Control = noControl{}
@@ -199,7 +206,7 @@ func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
 		return err
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
-	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, log: w.log.With(zap.String("tenant", name))}
+	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.With(zap.String("tenant", name))}
 	tr.budget = w.newBudget(tr)
 	if t.Config.Tracking.Enabled {
 		tr.tracker = w.newTracker(tr)
@@ -220,6 +227,7 @@ func (w *Worker) Start() {
 			w.fetchers.Go(func() { t.tracker.run(fetchCtx) })
 		}
 	}
+	w.fetchers.Go(func() { w.runAssignment(fetchCtx) })
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
 	for _, conss := range w.stale {
 		for _, cons := range conss {
@@ -283,6 +291,8 @@ func (w *Worker) stop(ctx context.Context) error {
 // than the free slots and the quota left allow.
 // The loop holds no permit while it waits for a request: a retry under
 // way, or the quota gauge, must not find it taken by an idle loop.
+// It takes requests only while the tenant is assigned to this replica;
+// requests under way when the assignment moves are finished here.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	slots := make(chan struct{}, t.Config.MaxInFlight)
 	for {
@@ -291,7 +301,12 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		case <-fetchCtx.Done():
 			return
 		}
-		ds, n, err := w.nextRequests(fetchCtx, t, slots)
+		actx, err := t.gate.wait(fetchCtx)
+		if err != nil {
+			<-slots
+			return
+		}
+		ds, n, err := w.nextRequests(actx, t, slots)
 		for range n - len(ds) {
 			<-slots // slots the pull did not fill
 		}
@@ -299,8 +314,8 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			if fetchCtx.Err() != nil {
 				return
 			}
-			if errors.Is(err, errPausesChanged) {
-				continue
+			if actx.Err() != nil || errors.Is(err, errPausesChanged) {
+				continue // the tenant moved to another replica, or its pauses changed
 			}
 			t.log.Warn("fetch request", zap.Error(err))
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {

@@ -1,0 +1,147 @@
+package app
+
+import (
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// outageEnv is a worker on NATS servers the test shuts down and restarts
+// while the worker drains a backlog.
+func outageEnv(t *testing.T, nodes int) (*env, *natstest.Cluster) {
+	t.Helper()
+	c := natstest.Start(t, nodes)
+	win := mdesim.Window{Count: 10, Length: time.Second}
+	e := setup(t, envConfig{
+		sim:      mdesim.Options{Limits: map[string][]mdesim.Window{"offboard": {win}}, Latency: 10 * time.Millisecond},
+		limits:   `["10/1s"]`,
+		machines: outageRequests, ackWait: outageAckWait, noStart: true,
+	})
+	e.opts.NATSURL = c.URLs()
+	e.opts.Queue.Replicas = nodes
+	e.start()
+	// The publisher and the results' reader know every server, as the
+	// worker does.
+	e.nc.Close()
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e.nc = nc
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	return e, c
+}
+
+// outageRequests is each tenant's backlog: 4 s of quota for the two tenants.
+const outageRequests = 40
+
+// outageAckWait is the request consumers' ack wait. A request whose
+// handling an outage cut off is taken up again at once (a nak, sent when
+// NATS is back), but one delivered at the moment its server went down
+// never reached the worker, and only its ack wait brings it back: the
+// README advises a short one on a cluster.
+const outageAckWait = 10 * time.Second
+
+// drainThrough publishes both tenants' backlogs and, as the results come,
+// runs each outage once the given share of results is in. It checks one
+// result and one action per request, and no window exceeded; it returns
+// how long after each outage the last result came.
+func drainThrough(t *testing.T, e *env, at []float64, outages ...func()) []time.Duration {
+	t.Helper()
+	res := e.collect("mde.offboard.result.>")
+	total := 2 * outageRequests
+	for _, tenant := range []string{"contoso", "fabrikam"} {
+		e.offboardEach(tenant, tenant+"-", 0, outageRequests)
+	}
+	back := make([]time.Time, len(outages))
+	for i, outage := range outages {
+		// The worker's progress, as the API sees it: the results' reader
+		// may lag behind after an outage.
+		eventually(t, 60*time.Second, "calls before the outage", func() bool {
+			return e.apiCalls("offboard") >= int(at[i]*float64(total))
+		})
+		outage()
+		back[i] = time.Now()
+	}
+	res.wait(t, total, 40*time.Second)
+	time.Sleep(time.Second) // strays: a second result would come within a poll or two
+	var last time.Time
+	for key, rs := range res.snapshot() {
+		if rs[0].CompletedAt.After(last) {
+			last = rs[0].CompletedAt
+		}
+		if len(rs) != 1 {
+			t.Errorf("%s: %d results", key, len(rs))
+		}
+		if rs[0].Outcome != offboard.OutcomeCreated && rs[0].Outcome != offboard.OutcomeAlreadyPending {
+			t.Errorf("%s: outcome %s %+v", key, rs[0].Outcome, rs[0].Error)
+		}
+	}
+	for name, tt := range e.tenants {
+		e.oneActionEach(name, outageRequests)
+		if n := e.sim.MaxInWindow(tt.tenantID, "offboard", mdesim.Window{Count: 10, Length: time.Second}); n > 10 {
+			t.Errorf("%s: %d calls in a 1s window of 10", name, n)
+		}
+	}
+	var since []time.Duration
+	for _, b := range back {
+		since = append(since, last.Sub(b))
+	}
+	return since
+}
+
+// TestClusterLeadersLostMidDrain runs the worker on a three-node cluster
+// with streams of three replicas. Mid-drain, the leader of the quota
+// journal's stream is shut down and restarted, later the leader of the
+// request stream: every request gets one result, no window is exceeded,
+// no device gets a second action, and the drain goes on at once.
+func TestClusterLeadersLostMidDrain(t *testing.T) {
+	t.Parallel()
+	e, c := outageEnv(t, 3)
+	bounce := func(stream string) func() {
+		return func() {
+			i := c.StreamLeader(t.Context(), e.js, stream)
+			t.Logf("shutting down %s, leader of %s", c.Name(i), stream)
+			c.Shutdown(i)
+			c.Restart(i)
+		}
+	}
+	since := drainThrough(t, e, []float64{0.2, 0.6}, bounce(offboard.StreamQuota), bounce(offboard.StreamRequests))
+	t.Logf("last result %v after the quota leader came back, %v after the request leader did",
+		since[0].Round(10*time.Millisecond), since[1].Round(10*time.Millisecond))
+}
+
+// TestServerRestartMidDrain restarts a lone NATS server on its store
+// mid-drain: the worker reconnects by itself, the requests cut off are
+// taken up again at once (not after their ack wait), and every request
+// gets one result.
+func TestServerRestartMidDrain(t *testing.T) {
+	t.Parallel()
+	e, c := outageEnv(t, 1)
+	since := drainThrough(t, e, []float64{0.4}, func() {
+		c.Shutdown(0)
+		time.Sleep(500 * time.Millisecond)
+		c.Restart(0)
+	})
+	t.Logf("last result %v after NATS came back", since[0].Round(10*time.Millisecond))
+}
+
+// apiCalls is how many calls of api the simulator has seen.
+func (e *env) apiCalls(api string) int {
+	n := 0
+	for _, c := range e.sim.Calls() {
+		if c.API == api {
+			n++
+		}
+	}
+	return n
+}

@@ -1,0 +1,139 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// tenantCalls counts an app's offboard calls by tenant, from its metrics.
+func tenantCalls(t *testing.T, reg *prometheus.Registry) map[string]int {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, mf := range mfs {
+		if mf.GetName() != "mde_offboard_api_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["api"] == "offboard" && m.GetCounter().GetValue() > 0 {
+				out[labels["tenant"]] += int(m.GetCounter().GetValue())
+			}
+		}
+	}
+	return out
+}
+
+// announcements reads the presence bucket: each replica's announcement.
+func (e *env) announcements() map[string][]byte {
+	e.t.Helper()
+	kv, err := e.js.KeyValue(e.t.Context(), queue.BucketPresence)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	keys, err := kv.ListKeys(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string][]byte{}
+	for k := range keys.Keys() {
+		if entry, err := kv.Get(e.t.Context(), k); err == nil {
+			out[k] = entry.Value()
+		}
+	}
+	return out
+}
+
+// crash stops an app as if its process died: its announcement stays in
+// the presence bucket (put back after the stop withdrew it), so the other
+// replicas learn of it only when the announcement expires.
+func (e *env) crash(a *App, id string, announcement []byte) {
+	e.t.Helper()
+	if err := a.Stop(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	kv, err := e.js.KeyValue(e.t.Context(), queue.BucketPresence)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := kv.Put(e.t.Context(), id, announcement); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// TestTenantsSpreadAcrossReplicas runs two replicas with 20 tenants: each
+// tenant's calls come from one replica, and each replica has a fair share
+// of the tenants. Then one replica dies without a word: its tenants are
+// served by the other within a few presence beats, and every request still
+// gets one result and one action.
+func TestTenantsSpreadAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	var names []string
+	for i := range 20 {
+		names = append(names, fmt.Sprintf("t%02d", i))
+	}
+	e := setup(t, envConfig{tenants: names, machines: 4, noStart: true})
+	e.opts.PresenceBeat = 300 * time.Millisecond
+	e.start()
+	regA := e.reg
+	before := e.announcements()
+	b := e.startReplica(names...)
+	var idB string
+	var annB []byte
+	for id, a := range e.announcements() {
+		if _, ok := before[id]; !ok {
+			idB, annB = id, a
+		}
+	}
+	regB := b.opts.Registry
+
+	res := e.collect("mde.offboard.result.>")
+	for _, n := range names {
+		e.offboardEach(n, n+"-a-", 0, 2)
+	}
+	res.wait(t, 40, 30*time.Second)
+	callsA, callsB := tenantCalls(t, regA), tenantCalls(t, regB)
+	var onB []string
+	for _, n := range names {
+		if callsA[n] > 0 && callsB[n] > 0 {
+			t.Errorf("tenant %s: calls from both replicas (%d, %d)", n, callsA[n], callsB[n])
+		}
+		if callsB[n] > 0 {
+			onB = append(onB, n)
+		}
+	}
+	t.Logf("tenants on A: %d, on B: %d %v", len(callsA), len(callsB), onB)
+	// Rendezvous hashing over random replica ids: 3 or fewer of 20 on one
+	// side happens about once in 2500 runs.
+	if len(callsA) < 3 || len(callsB) < 3 {
+		t.Errorf("tenants split %d/%d, want roughly even", len(callsA), len(callsB))
+	}
+
+	e.crash(b, idB, annB)
+	crashed := time.Now()
+	for _, n := range names {
+		e.offboardEach(n, n+"-b-", 2, 4)
+	}
+	got := res.wait(t, 80, 30*time.Second)
+	t.Logf("B's %d tenants served by A %v after B died (beat 300ms)", len(onB), time.Since(crashed).Round(10*time.Millisecond))
+	for key, rs := range got {
+		if len(rs) != 1 {
+			t.Errorf("%s: %d results", key, len(rs))
+		}
+	}
+	for _, n := range names {
+		e.oneActionEach(n, 4)
+	}
+}

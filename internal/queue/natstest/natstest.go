@@ -1,0 +1,178 @@
+// Package natstest runs real NATS servers with JetStream in the test's
+// process: one server, or a cluster of several with routes between them,
+// each of which can be shut down and restarted on its own ports and store.
+package natstest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Cluster is a set of NATS servers with JetStream: a cluster when there are
+// several, a lone server otherwise.
+type Cluster struct {
+	tb   testing.TB
+	mu   sync.Mutex
+	opts []*server.Options
+	srv  []*server.Server // nil while a server is down
+}
+
+// Start starts n servers (n > 1: clustered, with routes between all) and
+// waits until they accept clients; with several, until JetStream has a
+// meta leader. The servers are shut down when the test ends.
+func Start(tb testing.TB, n int) *Cluster {
+	tb.Helper()
+	ports := freePorts(tb, 2*n)
+	var routes []string
+	for i := range n {
+		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[n+i]))
+	}
+	c := &Cluster{tb: tb, srv: make([]*server.Server, n)}
+	for i := range n {
+		o := &server.Options{
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Host:       "127.0.0.1", Port: ports[i],
+			JetStream: true, StoreDir: tb.TempDir(),
+			NoSigs: true, NoLog: true, MaxPayload: 1 << 20,
+		}
+		if n > 1 {
+			o.Cluster = server.ClusterOpts{Name: "mde-offboard-test", Host: "127.0.0.1", Port: ports[n+i]}
+			o.Routes = server.RoutesFromStr(strings.Join(routes, ","))
+		}
+		c.opts = append(c.opts, o)
+	}
+	tb.Cleanup(c.shutdownAll)
+	for i := range n {
+		c.Restart(i)
+	}
+	if n > 1 {
+		c.waitMetaLeader()
+	}
+	return c
+}
+
+// freePorts finds n ports nobody listens on. Fixed ports let a server come
+// back where its peers and clients expect it.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	var ports []int
+	var lis []net.Listener
+	for range n {
+		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatal(err)
+		}
+		lis = append(lis, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range lis {
+		_ = l.Close()
+	}
+	return ports
+}
+
+// URLs is the servers' client URLs, comma-separated, as a client takes them.
+func (c *Cluster) URLs() string {
+	var urls []string
+	for _, o := range c.opts {
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", o.Port))
+	}
+	return strings.Join(urls, ",")
+}
+
+// Index is the position of the server named name, or -1.
+func (c *Cluster) Index(name string) int {
+	for i, o := range c.opts {
+		if o.ServerName == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// Shutdown stops server i, keeping its store.
+func (c *Cluster) Shutdown(i int) {
+	c.mu.Lock()
+	s := c.srv[i]
+	c.srv[i] = nil
+	c.mu.Unlock()
+	if s != nil {
+		s.Shutdown()
+		s.WaitForShutdown()
+	}
+}
+
+// Restart starts server i again on its ports and store, and waits until it
+// accepts clients.
+func (c *Cluster) Restart(i int) {
+	c.tb.Helper()
+	o := c.opts[i].Clone()
+	s, err := server.NewServer(o)
+	if err != nil {
+		c.tb.Fatalf("server %s: %v", o.ServerName, err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		s.Shutdown()
+		c.tb.Fatalf("server %s: not ready after 10s", o.ServerName)
+	}
+	c.mu.Lock()
+	c.srv[i] = s
+	c.mu.Unlock()
+}
+
+func (c *Cluster) shutdownAll() {
+	for i := range c.srv {
+		c.Shutdown(i)
+	}
+}
+
+// waitMetaLeader waits until JetStream in the cluster has a leader.
+func (c *Cluster) waitMetaLeader() {
+	c.tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		c.mu.Lock()
+		for _, s := range c.srv {
+			if s != nil && s.JetStreamIsLeader() {
+				c.mu.Unlock()
+				return
+			}
+		}
+		c.mu.Unlock()
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.tb.Fatal("no JetStream meta leader after 20s")
+}
+
+// StreamLeader is the index of the server leading the stream, waiting
+// up to 20s for one.
+func (c *Cluster) StreamLeader(ctx context.Context, js jetstream.JetStream, stream string) int {
+	c.tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := js.Stream(ctx, stream)
+		if err == nil {
+			info, err := s.Info(ctx)
+			if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+				if i := c.Index(info.Cluster.Leader); i >= 0 {
+					return i
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.tb.Fatalf("stream %s: no leader after 20s", stream)
+	return -1
+}
+
+// Name is the name of server i.
+func (c *Cluster) Name(i int) string { return c.opts[i].ServerName }

@@ -1,0 +1,45 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Outage says whether err is NATS being away for a moment (a server
+// restarting, a stream electing its leader, the connection reconnecting)
+// rather than a refusal: a step that failed so is worth taking again as
+// soon as NATS is back.
+func Outage(err error) bool {
+	if err == nil {
+		return false
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) && api.Code == 503 { // JetStream temporarily unavailable
+		return true
+	}
+	for _, e := range []error{
+		nats.ErrNoResponders, nats.ErrTimeout, nats.ErrDisconnected, nats.ErrConnectionReconnecting,
+		nats.ErrNoServers, jetstream.ErrNoStreamResponse, jetstream.ErrNoHeartbeat, context.DeadlineExceeded,
+	} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// StepTimeout bounds one JetStream step of a request (a ledger read or
+// write, a quota journal entry, a result, an ack). A step sent while a
+// stream has no leader, or into a connection about to fail over, gets no
+// answer at all: bounded, it fails as an outage and is taken again soon,
+// instead of holding the request for the client's default of 5 s or more.
+const StepTimeout = 2 * time.Second
+
+// StepCtx is ctx bounded by StepTimeout (or its own deadline, if sooner).
+func StepCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, StepTimeout)
+}
