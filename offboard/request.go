@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -45,16 +44,61 @@ type Request struct {
 // AttemptOrFirst is the request's attempt, 1 when not given.
 func (r Request) AttemptOrFirst() int { return max(r.Attempt, 1) }
 
-var (
-	requestIDForm = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-	machineIDForm = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
-	// A DNS name: labels of letters, digits, '-' and '_', joined by dots.
-	dnsNameForm = regexp.MustCompile(`^[A-Za-z0-9_]([A-Za-z0-9_-]{0,62})(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,62}))*\.?$`)
-)
+// The forms are checked byte by byte: a request is parsed once by the
+// worker and once by every publisher that checks before it sends.
+
+// validRequestID: [A-Za-z0-9._:-]{1,128}.
+func validRequestID(id string) bool {
+	if len(id) < 1 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !isAlnum(c) && c != '.' && c != '_' && c != ':' && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
+// validDNSName: labels of letters, digits, '-' and '_' (1 to 63, not
+// starting with '-'), joined by dots, with an optional final dot.
+func validDNSName(name string) bool {
+	name = strings.TrimSuffix(name, ".")
+	if name == "" {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if len(label) < 1 || len(label) > 63 || label[0] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			if c := label[i]; !isAlnum(c) && c != '_' && c != '-' {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isAlnum(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
+}
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
 
 // ValidMachineID says whether id has the form of a device id: 40
 // hexadecimal characters.
-func ValidMachineID(id string) bool { return machineIDForm.MatchString(id) }
+func ValidMachineID(id string) bool {
+	if len(id) != 40 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !isHex(id[i]) {
+			return false
+		}
+	}
+	return true
+}
 
 var fieldNames = []string{"requestId", "machineId", "computerDnsName", "comment", "tenant", "requestedBy", "source", "dryRun", "attempt"}
 
@@ -138,21 +182,21 @@ func checkRequestID(id string) error {
 	switch {
 	case id == "":
 		return errors.New("requestId is missing")
-	case !requestIDForm.MatchString(id):
+	case !validRequestID(id):
 		return fmt.Errorf("requestId %s does not match [A-Za-z0-9._:-]{1,128}", Quote(id))
 	}
 	return nil
 }
 
 func checkMachineID(id string) error {
-	if id != "" && !machineIDForm.MatchString(id) {
+	if id != "" && !ValidMachineID(id) {
 		return fmt.Errorf("machineId %s is not 40 hexadecimal characters", Quote(id))
 	}
 	return nil
 }
 
 func checkDNSName(name string) error {
-	if name != "" && (len(name) > MaxDNSNameLength || !dnsNameForm.MatchString(name)) {
+	if name != "" && (len(name) > MaxDNSNameLength || !validDNSName(name)) {
 		return fmt.Errorf("computerDnsName %s is not a DNS name", Quote(name))
 	}
 	return nil
@@ -189,46 +233,71 @@ func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicod
 // names the fields such members stand for: which of their values
 // encoding/json keeps is not what the request says, so none is echoed.
 func checkMembers(data []byte) (refused map[string]bool, err error) {
+	keys, ok := memberNames(data)
+	if !ok {
+		return checkMembersSlow(data)
+	}
+	j := memberJudge{refused: map[string]bool{}, seen: map[string]bool{}}
+	for _, key := range keys {
+		j.judge(key)
+	}
+	return j.refused, j.err
+}
+
+// memberJudge applies the member rules one name at a time.
+type memberJudge struct {
+	refused map[string]bool
+	seen    map[string]bool
+	err     error
+}
+
+func (j *memberJudge) judge(key string) {
+	field := ""
+	for _, f := range fieldNames {
+		if strings.EqualFold(key, f) {
+			field = f
+		}
+	}
+	var problem error
+	switch {
+	case j.seen[key]:
+		problem = fmt.Errorf("member %s appears twice", Quote(key))
+	case field != "" && key != field:
+		problem = fmt.Errorf("member %s: field names are case-sensitive, write %q", Quote(key), field)
+	}
+	j.seen[key] = true
+	if problem != nil {
+		if field != "" {
+			j.refused[field] = true
+		}
+		if j.err == nil {
+			j.err = problem
+		}
+	}
+}
+
+// checkMembersSlow is checkMembers with encoding/json's tokenizer: the
+// path of input the quick scan does not take, and the one that names a
+// syntax error's place.
+func checkMembersSlow(data []byte) (map[string]bool, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 		return nil, errors.New("request is not a JSON object of the documented form")
 	}
-	refused = map[string]bool{}
-	seen := map[string]bool{}
+	j := memberJudge{refused: map[string]bool{}, seen: map[string]bool{}}
 	for dec.More() {
 		tok, terr := dec.Token()
 		if terr != nil {
-			return refused, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(terr))
+			return j.refused, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(terr))
 		}
 		key, _ := tok.(string)
-		field := ""
-		for _, f := range fieldNames {
-			if strings.EqualFold(key, f) {
-				field = f
-			}
-		}
-		var problem error
-		switch {
-		case seen[key]:
-			problem = fmt.Errorf("member %s appears twice", Quote(key))
-		case field != "" && key != field:
-			problem = fmt.Errorf("member %s: field names are case-sensitive, write %q", Quote(key), field)
-		}
-		seen[key] = true
-		if problem != nil {
-			if field != "" {
-				refused[field] = true
-			}
-			if err == nil {
-				err = problem
-			}
-		}
+		j.judge(key)
 		var skip json.RawMessage
 		if derr := dec.Decode(&skip); derr != nil {
-			return refused, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(derr))
+			return j.refused, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(derr))
 		}
 	}
-	return refused, err
+	return j.refused, j.err
 }
 
 // drop forgets the fields named, so that they are not echoed.

@@ -1,6 +1,7 @@
 package offboard
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -117,6 +118,33 @@ func TestParseRequestDoesNotEchoRefusedMembers(t *testing.T) {
 		}
 		if r.MachineID == b || r.RequestedBy != "" || r.RequestID != "r1" {
 			t.Errorf("%s: kept %+v, want requestId r1 and nothing of a refused member", body, r)
+		}
+	}
+}
+
+// The quick member scan and encoding/json's tokenizer agree on every
+// member list, and the scan declines what it does not plainly read.
+func TestMemberNamesAgreeWithTheTokenizer(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{}`, ` { "a" : 1 , "b" : [1, {"c": "}"}], "d": {"e": [ ]} } `,
+		`{"requestId":"r","\u0072equestId":"s"}`, `{"a":"x\"y","b":null,"c":true,"d":-1.5e3}`,
+		`{"requeſtId":"r"}`,
+	} {
+		keys, ok := memberNames([]byte(body))
+		if !ok {
+			t.Errorf("%s: the scan declined a well-formed object", body)
+			continue
+		}
+		fast, ferr := checkMembers([]byte(body))
+		slow, serr := checkMembersSlow([]byte(body))
+		if fmt.Sprint(fast) != fmt.Sprint(slow) || fmt.Sprint(ferr) != fmt.Sprint(serr) {
+			t.Errorf("%s: scan %v %v (keys %q), tokenizer %v %v", body, fast, ferr, keys, slow, serr)
+		}
+	}
+	for _, body := range []string{`[]`, `{"a":1,}`, `{"a" 1}`, `{"a":1}x`, "{\"a\x01\":1}", `{"a":"unterminated}`, `{"a":{"b":1}`, `{,}`} {
+		if _, ok := memberNames([]byte(body)); ok {
+			t.Errorf("%s: the scan read malformed input", body)
 		}
 	}
 }
