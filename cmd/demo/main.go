@@ -10,6 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func main() { os.Exit(run()) }
@@ -53,8 +55,10 @@ func demo(ctx context.Context) error {
 	}
 
 	batch := sample(env.tenants)
-	table := newResultTable(os.Stdout, batch.results)
-	cc, err := table.follow(ctx, js)
+	fmt.Printf("Sample batch: %d requests (%d distinct, one a duplicate) for %d results, printed as they arrive\n",
+		len(batch.msgs), batch.results, batch.results)
+	table := newResultTable(os.Stdout, batch.msgs)
+	cc, err := table.follow(ctx, js, offboard.Subjects{}.Result(">"), jetstream.DeliverAllPolicy)
 	if err != nil {
 		return err
 	}
@@ -62,8 +66,7 @@ func demo(ctx context.Context) error {
 	if err := batch.publish(ctx, js); err != nil {
 		return err
 	}
-	fmt.Printf("published %d requests (%d distinct, one a duplicate), waiting for %d results\n\n", len(batch.msgs), batch.results, batch.results)
-	if err := table.wait(ctx, 2*time.Minute); err != nil {
+	if err := table.wait(ctx, batch.results, 2*time.Minute); err != nil {
 		return err
 	}
 	table.summary(env)
