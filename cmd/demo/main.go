@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,7 +28,8 @@ func run() int {
 }
 
 // demo starts the simulator and the worker, publishes the sample batch,
-// prints the results as they arrive, then a summary.
+// prints the results as they arrive and a summary, then shows the guards,
+// a budget, a pause and a campaign.
 func demo(ctx context.Context) error {
 	dir, err := os.MkdirTemp("", "mde-offboard-demo-")
 	if err != nil {
@@ -35,16 +37,16 @@ func demo(ctx context.Context) error {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	env, err := start(ctx, dir)
+	e, err := start(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer env.stop()
+	defer e.stop()
 	fmt.Printf("simulator   %s\nNATS        %s (embedded, JetStream)\nmetrics     http://%s/metrics\n"+
 		"limits      offboard 5/1s and 25/10s per tenant (the real 100/1m and 1500/1h, 60x faster)\n\n",
-		env.base, env.app.NATSURL(), env.app.HTTPAddr())
+		e.base, e.app.NATSURL(), e.app.HTTPAddr())
 
-	nc, err := nats.Connect(env.app.NATSURL())
+	nc, err := nats.Connect(e.app.NATSURL())
 	if err != nil {
 		return err
 	}
@@ -53,7 +55,20 @@ func demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := sampleRun(ctx, js, e); err != nil {
+		return err
+	}
+	for _, part := range []func(context.Context, io.Writer, jetstream.JetStream, *env) error{guardsPart, budgetPart, pausePart} {
+		if err := part(ctx, os.Stdout, js, e); err != nil {
+			return err
+		}
+	}
+	return campaign(ctx, os.Stdout, js)
+}
 
+// sampleRun publishes the sample batch, prints its results as they arrive
+// and then the summary.
+func sampleRun(ctx context.Context, js jetstream.JetStream, env *env) error {
 	batch := sample(env.tenants)
 	fmt.Printf("Sample batch: %d requests (%d distinct, one a duplicate) for %d results, printed as they arrive\n",
 		len(batch.msgs), batch.results, batch.results)
@@ -70,6 +85,5 @@ func demo(ctx context.Context) error {
 		return err
 	}
 	table.summary(env)
-	cc.Stop()
-	return campaign(ctx, os.Stdout, js)
+	return nil
 }

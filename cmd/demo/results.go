@@ -69,7 +69,7 @@ func (t *resultTable) add(r offboard.Result) {
 	detail := ""
 	switch {
 	case r.Error != nil && r.Error.Rule != "":
-		detail = r.Error.Code + " [" + r.Error.Rule + "]: " + short(r.Error.Message, 90)
+		detail = r.Error.Code + ", rule " + r.Error.Rule + ": " + strings.TrimPrefix(r.Error.Message, "blocked by "+r.Error.Rule+": ")
 	case r.Error != nil:
 		detail = r.Error.Code + ": " + short(r.Error.Message, 70)
 	case len(r.MachineAction) > 0:
@@ -86,6 +86,13 @@ func (t *resultTable) add(r offboard.Result) {
 	}
 	t.outcomes[key]++
 	t.seen++
+}
+
+// note prints a line between the rows, after the time since the start.
+func (t *resultTable) note(format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.out, "%6s  "+format+"\n", append([]any{fmt.Sprintf("%5.1fs", time.Since(t.start).Seconds())}, args...)...)
 }
 
 // answered is the number of results printed.
