@@ -63,7 +63,11 @@ func demo(ctx context.Context) error {
 			return err
 		}
 	}
-	return campaign(ctx, os.Stdout, js)
+	if err := campaign(ctx, os.Stdout, js); err != nil {
+		return err
+	}
+	keep(ctx, os.Stdout, e)
+	return nil
 }
 
 // sampleRun publishes the sample batch, prints its results as they arrive
