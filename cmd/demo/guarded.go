@@ -113,8 +113,8 @@ func budgetPart(ctx context.Context, out io.Writer, js jetstream.JetStream, e *e
 		return err
 	}
 	held := p.heldFor(ctx, "budget", len(ps)-3)
-	p.table.note("budget spent: %d of %d answered, %.1fs on no other result; %s %v, mde_offboard_budget_remaining{tenant=%q} %v",
-		p.table.answered(), len(ps), held.Seconds(), heldName(t.name, "budget"), p.gauge("mde_offboard_held_requests", "tenant", t.name, "reason", "budget"),
+	p.table.note("budget spent: %d of %d wait, no result for %.1fs; %s %v, mde_offboard_budget_remaining{tenant=%q} %v",
+		len(ps)-p.table.answered(), len(ps), held.Seconds(), heldName(t.name, "budget"), p.gauge("mde_offboard_held_requests", "tenant", t.name, "reason", "budget"),
 		t.name, p.gauge("mde_offboard_budget_remaining", "tenant", t.name))
 	if err := p.apply(ctx, control.Change{Tenant: t.name, Action: control.ActionBudget, Value: raisedBudget, By: "demo", Reason: "let the held requests go"},
 		fmt.Sprintf("offboardctl budget %s %s --reason %q", t.name, raisedBudget, "let the held requests go")); err != nil {
@@ -142,7 +142,7 @@ func pausePart(ctx context.Context, out io.Writer, js jetstream.JetStream, e *en
 		return err
 	}
 	held := p.heldFor(ctx, "pause", len(ps))
-	p.table.note("paused: %d of %d answered after %.1fs; %s %v", p.table.answered(), len(ps), held.Seconds(),
+	p.table.note("paused: %d of %d answered in %.1fs; %s %v", p.table.answered(), len(ps), held.Seconds(),
 		heldName(t.name, "pause"), p.gauge("mde_offboard_held_requests", "tenant", t.name, "reason", "pause"))
 	pause.Action = control.ActionResume
 	if err := p.apply(ctx, pause, fmt.Sprintf("offboardctl resume %s --priority bulk", t.name)); err != nil {

@@ -121,7 +121,7 @@ func (t *resultTable) wait(ctx context.Context, n int, d time.Duration) error {
 // summary prints the counts by outcome, the calls the simulator saw and
 // the busiest windows of the sample's tenants.
 func (t *resultTable) summary(e *env) {
-	fmt.Fprintf(t.out, "\nSummary after %.1fs\n", time.Since(t.start).Seconds())
+	fmt.Fprintf(t.out, "\nSummary of the sample batch after %.1fs\n", time.Since(t.start).Seconds())
 	t.mu.Lock()
 	for _, k := range slices.Sorted(maps.Keys(t.outcomes)) {
 		fmt.Fprintf(t.out, "  %-36s %d\n", k, t.outcomes[k])
