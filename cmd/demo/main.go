@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -10,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func main() { os.Exit(run()) }
@@ -25,7 +28,8 @@ func run() int {
 }
 
 // demo starts the simulator and the worker, publishes the sample batch,
-// prints the results as they arrive, then a summary.
+// prints the results as they arrive and a summary, then shows the guards,
+// a budget, a pause and a campaign.
 func demo(ctx context.Context) error {
 	dir, err := os.MkdirTemp("", "mde-offboard-demo-")
 	if err != nil {
@@ -33,16 +37,16 @@ func demo(ctx context.Context) error {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	env, err := start(ctx, dir)
+	e, err := start(ctx, dir)
 	if err != nil {
 		return err
 	}
-	defer env.stop()
+	defer e.stop()
 	fmt.Printf("simulator   %s\nNATS        %s (embedded, JetStream)\nmetrics     http://%s/metrics\n"+
 		"limits      offboard 5/1s and 25/10s per tenant (the real 100/1m and 1500/1h, 60x faster)\n\n",
-		env.base, env.app.NATSURL(), env.app.HTTPAddr())
+		e.base, e.app.NATSURL(), e.app.HTTPAddr())
 
-	nc, err := nats.Connect(env.app.NATSURL())
+	nc, err := nats.Connect(e.app.NATSURL())
 	if err != nil {
 		return err
 	}
@@ -51,10 +55,29 @@ func demo(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := sampleRun(ctx, js, e); err != nil {
+		return err
+	}
+	for _, part := range []func(context.Context, io.Writer, jetstream.JetStream, *env) error{guardsPart, budgetPart, pausePart} {
+		if err := part(ctx, os.Stdout, js, e); err != nil {
+			return err
+		}
+	}
+	if err := campaign(ctx, os.Stdout, js); err != nil {
+		return err
+	}
+	keep(ctx, os.Stdout, e)
+	return nil
+}
 
+// sampleRun publishes the sample batch, prints its results as they arrive
+// and then the summary.
+func sampleRun(ctx context.Context, js jetstream.JetStream, env *env) error {
 	batch := sample(env.tenants)
-	table := newResultTable(os.Stdout, batch.results)
-	cc, err := table.follow(ctx, js)
+	fmt.Printf("Sample batch: %d requests (%d distinct, one a duplicate) for %d results, printed as they arrive\n",
+		len(batch.msgs), batch.results, batch.results)
+	table := newResultTable(os.Stdout, batch.msgs)
+	cc, err := table.follow(ctx, js, offboard.Subjects{}.Result(">"), jetstream.DeliverAllPolicy)
 	if err != nil {
 		return err
 	}
@@ -62,11 +85,9 @@ func demo(ctx context.Context) error {
 	if err := batch.publish(ctx, js); err != nil {
 		return err
 	}
-	fmt.Printf("published %d requests (%d distinct, one a duplicate), waiting for %d results\n\n", len(batch.msgs), batch.results, batch.results)
-	if err := table.wait(ctx, 2*time.Minute); err != nil {
+	if err := table.wait(ctx, batch.results, 2*time.Minute); err != nil {
 		return err
 	}
 	table.summary(env)
-	cc.Stop()
-	return campaign(ctx, os.Stdout, js)
+	return nil
 }

@@ -7,8 +7,8 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,30 +16,43 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// resultTable prints results as they arrive and counts them by outcome.
+// deviceWidth is how much of a machine id the tables show: the demo's ids
+// differ only in their last characters.
+const deviceWidth = 12
+
+// resultTable prints results as they arrive, in columns as wide as the
+// tenants and request ids it was made for, and counts them by outcome.
 type resultTable struct {
+	out   io.Writer
 	start time.Time
-	want  int
-	done  chan struct{}
+	row   string // the format of a row
 
 	mu       sync.Mutex
-	w        *tabwriter.Writer
 	outcomes map[string]int // "failed (code)" for failures
 	seen     int
 }
 
-func newResultTable(out io.Writer, want int) *resultTable {
-	t := &resultTable{start: time.Now(), want: want, done: make(chan struct{}), w: tabwriter.NewWriter(out, 0, 0, 2, ' ', 0), outcomes: map[string]int{}}
-	fmt.Fprintln(t.w, "TIME\tTENANT\tREQUEST\tOUTCOME\tDEVICE\tACTION / ERROR")
-	_ = t.w.Flush()
+// newResultTable prints the header of a table for the results of msgs.
+func newResultTable(out io.Writer, msgs []pub) *resultTable {
+	tw, rw := len("TENANT"), len("REQUEST")
+	for _, p := range msgs {
+		tw = max(tw, len(p.tenant))
+		rw = max(rw, len(p.requestID()))
+	}
+	t := &resultTable{
+		out: out, start: time.Now(), outcomes: map[string]int{},
+		row: fmt.Sprintf("%%-6s  %%-%ds  %%-%ds  %%-15s  %%-%ds  %%s\n", tw, rw, deviceWidth+1),
+	}
+	fmt.Fprintf(out, t.row, "TIME", "TENANT", "REQUEST", "OUTCOME", "DEVICE", "ACTION / ERROR")
 	return t
 }
 
-// follow prints every tenant's results from the start of the results
-// stream until the returned ConsumeContext is stopped.
-func (t *resultTable) follow(ctx context.Context, js jetstream.JetStream) (jetstream.ConsumeContext, error) {
+// follow prints the results published on subject (every tenant's:
+// offboard.Subjects{}.Result(">")) from the policy's start until the
+// returned ConsumeContext is stopped.
+func (t *resultTable) follow(ctx context.Context, js jetstream.JetStream, subject string, from jetstream.DeliverPolicy) (jetstream.ConsumeContext, error) {
 	cons, err := js.OrderedConsumer(ctx, offboard.StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{offboard.Subjects{}.Result(">")}, // every tenant's
+		FilterSubjects: []string{subject}, DeliverPolicy: from,
 	})
 	if err != nil {
 		return nil, err
@@ -55,6 +68,8 @@ func (t *resultTable) follow(ctx context.Context, js jetstream.JetStream) (jetst
 func (t *resultTable) add(r offboard.Result) {
 	detail := ""
 	switch {
+	case r.Error != nil && r.Error.Rule != "":
+		detail = r.Error.Code + ", rule " + r.Error.Rule + ": " + strings.TrimPrefix(r.Error.Message, "blocked by "+r.Error.Rule+": ")
 	case r.Error != nil:
 		detail = r.Error.Code + ": " + short(r.Error.Message, 70)
 	case len(r.MachineAction) > 0:
@@ -64,55 +79,75 @@ func (t *resultTable) add(r offboard.Result) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	fmt.Fprintf(t.w, "%5.1fs\t%s\t%s\t%s\t%s\t%s\n", time.Since(t.start).Seconds(), r.Tenant, orDash(r.RequestID), r.Outcome, short(orDash(r.MachineID), 12), detail)
-	_ = t.w.Flush()
+	fmt.Fprintf(t.out, t.row, fmt.Sprintf("%5.1fs", time.Since(t.start).Seconds()), r.Tenant, orDash(r.RequestID), r.Outcome, device(r.MachineID), orDash(detail))
 	key := r.Outcome
 	if r.Error != nil {
 		key += " (" + r.Error.Code + ")"
 	}
 	t.outcomes[key]++
 	t.seen++
-	if t.seen == t.want {
-		close(t.done)
-	}
 }
 
-// wait waits for every result, for at most d.
-func (t *resultTable) wait(ctx context.Context, d time.Duration) error {
-	select {
-	case <-t.done:
-		return nil
-	case <-time.After(d):
-		t.mu.Lock()
-		defer t.mu.Unlock()
-		return fmt.Errorf("only %d of %d results after %v", t.seen, t.want, d)
-	case <-ctx.Done():
-		return ctx.Err()
+// note prints a line between the rows, after the time since the start.
+func (t *resultTable) note(format string, args ...any) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.out, "%6s  "+format+"\n", append([]any{fmt.Sprintf("%5.1fs", time.Since(t.start).Seconds())}, args...)...)
+}
+
+// answered is the number of results printed.
+func (t *resultTable) answered() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seen
+}
+
+// wait waits until n results are printed, for at most d.
+func (t *resultTable) wait(ctx context.Context, n int, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for t.answered() < n {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("only %d of %d results after %v", t.answered(), n, d)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
+	return nil
 }
 
 // summary prints the counts by outcome, the calls the simulator saw and
-// its busiest windows.
+// the busiest windows of the sample's tenants.
 func (t *resultTable) summary(e *env) {
-	fmt.Printf("\nSummary after %.1fs\n", time.Since(t.start).Seconds())
+	fmt.Fprintf(t.out, "\nSummary of the sample batch after %.1fs\n", time.Since(t.start).Seconds())
 	t.mu.Lock()
 	for _, k := range slices.Sorted(maps.Keys(t.outcomes)) {
-		fmt.Printf("  %-36s %d\n", k, t.outcomes[k])
+		fmt.Fprintf(t.out, "  %-36s %d\n", k, t.outcomes[k])
 	}
 	t.mu.Unlock()
 	calls := map[string]int{}
 	for _, c := range e.sim.Calls() {
 		calls[c.API]++
 	}
-	fmt.Printf("  API calls seen by the simulator      offboard %d, machines %d, machineactions %d\n",
+	fmt.Fprintf(t.out, "  API calls seen by the simulator      offboard %d, machines %d, machineactions %d\n",
 		calls["offboard"], calls["machines"], calls["machineactions"])
 	for _, tn := range e.tenants {
-		fmt.Printf("  %-8s busiest windows               ", tn.name)
+		fmt.Fprintf(t.out, "  %-8s busiest windows               ", tn.name)
 		for _, win := range demoWindows {
-			fmt.Printf("%d/%d in %v  ", e.sim.MaxInWindow(tn.tenantID, "offboard", win), win.Count, win.Length)
+			fmt.Fprintf(t.out, "%d/%d in %v  ", e.sim.MaxInWindow(tn.tenantID, "offboard", win), win.Count, win.Length)
 		}
-		fmt.Printf("429s for full windows: %d\n", e.sim.ThrottledCount(tn.tenantID, "offboard"))
+		fmt.Fprintf(t.out, "429s for full windows: %d\n", e.sim.ThrottledCount(tn.tenantID, "offboard"))
 	}
+}
+
+// device is the end of a machine id, where the demo's ids differ.
+func device(id string) string {
+	if len(id) <= deviceWidth {
+		return orDash(id)
+	}
+	return "…" + id[len(id)-deviceWidth:]
 }
 
 func short(s string, n int) string {
@@ -127,4 +162,14 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// requestID is the request id the message carries, "" when it has none.
+func (p pub) requestID() string {
+	if p.raw == nil {
+		return p.req.RequestID
+	}
+	var r struct{ RequestID string }
+	_ = json.Unmarshal(p.raw, &r)
+	return strings.TrimSpace(r.RequestID)
 }

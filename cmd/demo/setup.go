@@ -7,9 +7,12 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -21,6 +24,7 @@ import (
 type demoTenant struct {
 	name, tenantID, clientID, secret string
 	machines                         []mdesim.Machine
+	guards                           string // the tenants file's guards entry, indented
 }
 
 // The demo's limits are the documented ones scaled down 60 times, so the
@@ -31,12 +35,15 @@ var demoWindows = []mdesim.Window{{Count: 5, Length: time.Second}, {Count: 25, L
 type env struct {
 	sim     *mdesim.Server
 	base    string
-	tenants []*demoTenant
+	tenants []*demoTenant // those of the sample batch
+	guarded *demoTenant   // the one of the guard, budget and pause parts
 	app     *app.App
+	reg     *prometheus.Registry // the worker's metrics
 }
 
-// start starts the simulator with two tenants of 30 devices each and a
-// worker serving both, keeping their files under dir.
+// start starts the simulator with two tenants of 30 devices each, a third
+// with guards and a budget, and a worker serving them, keeping their files
+// under dir.
 func start(ctx context.Context, dir string) (*env, error) {
 	e := &env{sim: mdesim.New(mdesim.Options{Limits: map[string][]mdesim.Window{"offboard": demoWindows}})}
 	e.base = e.sim.StartTLS()
@@ -44,9 +51,15 @@ func start(ctx context.Context, dir string) (*env, error) {
 		{name: "contoso", tenantID: "11111111-2222-3333-4444-555555555555", clientID: "66666666-7777-8888-9999-000000000000"},
 		{name: "fabrikam", tenantID: "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee", clientID: "ffffffff-0000-1111-2222-333333333333"},
 	}
+	for ti, t := range e.tenants {
+		t.machines = sampleMachines(ti, t.name)
+	}
+	// Two of contoso's stale devices must stay: the plan leaves them out.
+	e.tenants[0].guards = fmt.Sprintf("      protect:\n        machineIds: [%q, %q]\n", staleMachine(0).ID, staleMachine(1).ID)
+	e.guarded = guardedTenant()
 	var yaml strings.Builder
 	yaml.WriteString("tenants:\n")
-	for ti, t := range e.tenants {
+	for ti, t := range append(slices.Clone(e.tenants), e.guarded) {
 		if err := e.addTenant(&yaml, dir, ti, t); err != nil {
 			e.sim.Close()
 			return nil, err
@@ -68,22 +81,31 @@ func start(ctx context.Context, dir string) (*env, error) {
 	return e, nil
 }
 
-// addTenant adds tenant number ti and its devices to the simulator, writes
-// its secret file, and its entry of the tenants file to yaml.
-func (e *env) addTenant(yaml *strings.Builder, dir string, ti int, t *demoTenant) error {
-	t.secret = fmt.Sprintf("demo-secret-%d-%d", ti, time.Now().UnixNano())
-	e.sim.AddTenant(mdesim.Tenant{TenantID: t.tenantID, ClientID: t.clientID, ClientSecret: t.secret})
+// sampleMachines are the 30 devices of tenant number ti of the sample
+// batch, seen two days ago; the last one runs Linux.
+func sampleMachines(ti int, name string) []mdesim.Machine {
+	var ms []mdesim.Machine
 	for i := range 30 {
 		m := mdesim.Machine{
 			ID:              fmt.Sprintf("%02x%038x", ti+1, i+1),
-			ComputerDNSName: fmt.Sprintf("pc-%04d.%s.local", i, t.name),
+			ComputerDNSName: fmt.Sprintf("pc-%04d.%s.local", i, name),
 			OSPlatform:      "Windows11", HealthStatus: "Active", LastSeen: time.Now().Add(-48 * time.Hour),
 		}
 		if i == 29 {
 			m.OSPlatform = "Linux"
 		}
+		ms = append(ms, m)
+	}
+	return ms
+}
+
+// addTenant adds tenant number ti and its devices to the simulator, writes
+// its secret file, and its entry of the tenants file to yaml.
+func (e *env) addTenant(yaml *strings.Builder, dir string, ti int, t *demoTenant) error {
+	t.secret = fmt.Sprintf("demo-secret-%d-%d", ti, time.Now().UnixNano())
+	e.sim.AddTenant(mdesim.Tenant{TenantID: t.tenantID, ClientID: t.clientID, ClientSecret: t.secret})
+	for _, m := range t.machines {
 		e.sim.AddMachine(t.tenantID, m)
-		t.machines = append(t.machines, m)
 	}
 	secretFile := filepath.Join(dir, t.name+".secret")
 	if err := os.WriteFile(secretFile, []byte(t.secret), 0o600); err != nil {
@@ -93,9 +115,8 @@ func (e *env) addTenant(yaml *strings.Builder, dir string, ti int, t *demoTenant
 		"    apiBaseURL: %s\n    authorityHost: %s\n    comment: \"Retired in CMDB ({{.Source}}), request {{.RequestID}}\"\n"+
 		"    limits:\n      offboard: [\"5/1s\", \"25/10s\"]\n",
 		t.name, t.tenantID, t.clientID, secretFile, e.base, e.base)
-	if ti == 0 {
-		// Two of the stale devices must stay: the plan leaves them out.
-		fmt.Fprintf(yaml, "    guards:\n      protect:\n        machineIds: [%q, %q]\n", staleMachine(0).ID, staleMachine(1).ID)
+	if t.guards != "" {
+		yaml.WriteString("    guards:\n" + t.guards)
 	}
 	return nil
 }
@@ -115,9 +136,12 @@ func (e *env) startWorker(ctx context.Context, tenantsFile, dir string) (*app.Ap
 	if err != nil {
 		return nil, err
 	}
+	e.reg = prometheus.NewRegistry()
+	e.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	a, err := app.New(app.Options{
 		Tenants: f, DataDir: filepath.Join(dir, "nats"), EmbeddedListen: "127.0.0.1:-1", Listen: "127.0.0.1:0",
-		Logger: log,
+		Logger: log, Registry: e.reg,
+		StatsEvery: 250 * time.Millisecond, // the held-requests gauges the demo reads
 		HTTPClient: &http.Client{Transport: &http.Transport{
 			MaxIdleConnsPerHost: 64, // every tenant's calls under way
 			TLSClientConfig:     &tls.Config{RootCAs: e.sim.CertPool(), MinVersion: tls.VersionTLS12},
