@@ -42,7 +42,23 @@ type planEnv struct {
 // not in the plan, and not counted as left out.
 func setupPlan(t *testing.T, plan worker.PlanOptions) *planEnv {
 	t.Helper()
-	e := &planEnv{sim: mdesim.New(mdesim.Options{ShuffleLists: true}), tenantID: "11111111-2222-3333-4444-555555555555", dir: t.TempDir()}
+	return setupPlanWith(t, plan, "400d", false)
+}
+
+// setupPlanWith is setupPlan with the tenant's requireInactiveFor, and
+// with wide offboard and machines windows (1000/1m, in the worker and the
+// simulator) when fast, so that a campaign of the plan (a device read for
+// the guards, then the call) runs in seconds.
+func setupPlanWith(t *testing.T, plan worker.PlanOptions, inactive string, fast bool) *planEnv {
+	t.Helper()
+	simOpts := mdesim.Options{ShuffleLists: true}
+	limits := ""
+	if fast {
+		wide := []mdesim.Window{{Count: 1000, Length: time.Minute}}
+		simOpts.Limits = map[string][]mdesim.Window{"offboard": wide, "machines": wide}
+		limits = "\n    limits:\n      offboard: [\"1000/1m\"]\n      machines: [\"1000/1m\"]"
+	}
+	e := &planEnv{sim: mdesim.New(simOpts), tenantID: "11111111-2222-3333-4444-555555555555", dir: t.TempDir()}
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
 	clientID, secret := "66666666-7777-8888-9999-000000000000", "plan-test-secret"
@@ -89,8 +105,8 @@ func setupPlan(t *testing.T, plan worker.PlanOptions) *planEnv {
       protect:
         computerDnsNames: ["dc-*.contoso.local"]
         machineTags: ["DoNotOffboard"]
-      requireInactiveFor: 400d
-`, e.tenantID, clientID, secretFile, base, base))
+      requireInactiveFor: %s%s
+`, e.tenantID, clientID, secretFile, base, base, inactive, limits))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,6 +237,42 @@ func (e *planEnv) js(t *testing.T) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	return js
+}
+
+// TestCampaignPlanThenRun: the plan's CSV, run as a campaign as it is,
+// offboards exactly the 193 devices of the plan, one action each.
+func TestCampaignPlanThenRun(t *testing.T) {
+	e := setupPlanWith(t, worker.PlanOptions{}, "90d", true)
+	out := filepath.Join(e.dir, "stale.csv")
+	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out); code != exitOK {
+		t.Fatalf("plan: exit %d: %s", code, stderr)
+	}
+	report := filepath.Join(e.dir, "report.csv")
+	code, _, stderr := e.ctl("campaign", "run", "--tenant", "contoso", "--csv", out, "--report", report, "--timeout", "2m")
+	if code != exitOK {
+		t.Fatalf("run: exit %d: %s", code, stderr)
+	}
+	planned := map[string]bool{}
+	for _, row := range readCSV(t, out)[1:] {
+		planned[row[0]] = true
+	}
+	actions := map[string]int{}
+	for _, a := range e.sim.Actions(e.tenantID) {
+		actions[a.MachineID]++
+	}
+	if len(actions) != 193 {
+		t.Errorf("actions for %d devices, want the plan's 193", len(actions))
+	}
+	for id, n := range actions {
+		if !planned[id] || n != 1 {
+			t.Errorf("device %s: %d actions (in the plan: %v)", id, n, planned[id])
+		}
+	}
+	for _, row := range readCSV(t, report)[1:] {
+		if row[4] != offboard.OutcomeCreated {
+			t.Errorf("report row %v: want created", row)
+		}
+	}
 }
 
 // TestCampaignPlanUnservedTenant: no worker serves the tenant: a clear
