@@ -139,6 +139,9 @@ func TestPauseBulkKeepsNormalFlowing(t *testing.T) {
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 20})
 	res := e.collect("mde.offboard.result.>")
 	e.control(control.ActionPause, "contoso", string(offboard.Bulk))
+	// The contract gives a control one second to take effect on every
+	// replica; requests published sooner may be taken before it does.
+	time.Sleep(time.Second)
 	for i := range 10 {
 		id := "b" + string(rune('a'+i))
 		e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": e.tenants["contoso"].machines[10+i].ID}, "contoso:"+id)
