@@ -216,4 +216,3 @@ func (p *part) gauge(name string, labels ...string) float64 {
 	}
 	return math.NaN()
 }
-

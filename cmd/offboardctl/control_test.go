@@ -7,12 +7,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -21,25 +21,12 @@ import (
 // its URL.
 func natsWithStreams(t *testing.T) (string, jetstream.JetStream) {
 	t.Helper()
-	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Connect(t)
 	s := queue.Settings{Tenants: []string{"contoso", "fabrikam"}, Limits: map[string]string{"contoso": "10/1m0s,100/1h0m0s"}}
 	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
 		t.Fatal(err)
 	}
-	return ns.ClientURL(), js
+	return nc.ConnectedUrl(), js
 }
 
 func ctl(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {

@@ -22,6 +22,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -101,20 +102,7 @@ type trackEnv struct {
 // holds at most window of them.
 func setupTracker(t *testing.T, n, window int) *trackEnv {
 	t.Helper()
-	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: t.TempDir(), Listen: "127.0.0.1:-1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	nc, err := nats.Connect(ns.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, js := natstest.Connect(t)
 	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +111,7 @@ func setupTracker(t *testing.T, n, window int) *trackEnv {
 		t.Fatal(err)
 	}
 	e := &trackEnv{t: t, start: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), window: window}
-	e.countReads(ns.ClientURL())
+	e.countReads(nc.ConnectedUrl())
 	e.seed(js, n)
 	e.clock = clockwork.NewFakeClockAt(e.start)
 	e.api = &fakeActions{clock: e.clock, windows: trackWindows, looks: map[string][]time.Time{},
