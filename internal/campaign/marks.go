@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -45,12 +46,8 @@ func splitKey(key string) (tenant, name string, ok bool) {
 func ControlBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, offboard.BucketControl)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      offboard.BucketControl,
-			Description: "Operators' controls: pauses, budget overrides, cancelled campaigns",
-			History:     5,
-			Storage:     jetstream.FileStorage,
-		})
+		// The definition the worker's setup creates (queue.Ensure).
+		kv, err = js.CreateKeyValue(ctx, queue.Settings{}.Control())
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, offboard.BucketControl)
 		}

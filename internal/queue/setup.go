@@ -197,7 +197,7 @@ func (s Settings) Control() jetstream.KeyValueConfig {
 	s = s.WithDefaults()
 	return jetstream.KeyValueConfig{
 		Bucket:      offboard.BucketControl,
-		Description: "operators' controls per tenant: pauses and budget overrides",
+		Description: "operators' controls per tenant: pauses, budget overrides, cancelled campaigns",
 		History:     5,
 		Storage:     jetstream.FileStorage,
 		Replicas:    s.Replicas,

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -380,7 +381,8 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 		j.stopAlive()
 	}
 	// An ack lost to an outage is sent again once NATS is back: else the
-	// request would come back only after its ack wait.
+	// request would come back only after its ack wait. The pause is real
+	// time: it spaces messages to the server, not logic a test controls.
 	for {
 		actx, cancel := queue.StepCtx(ctx)
 		err := j.msg.DoubleAck(actx)
@@ -388,7 +390,7 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 		if err == nil {
 			return
 		}
-		if !queue.Outage(err) || pace(ctx, outageRetry) != nil {
+		if !queue.Outage(err) || sleepCtx(ctx, realClock, outageRetry) != nil {
 			// The result is stored: a redelivery is answered from the ledger.
 			j.log.Warn("ack request", zap.Error(err))
 			return
@@ -396,15 +398,5 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 	}
 }
 
-// pace waits d of real time, or until ctx ends: it spaces messages to the
-// server, not logic a test controls.
-func pace(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
+// realClock paces messages to the server.
+var realClock = clockwork.NewRealClock()
