@@ -32,7 +32,7 @@ func (w *Worker) guard(ctx context.Context, j *job, dev *device) (*offboard.Poli
 		return pol, w.blocked(j, dev, rule, why), nil
 	}
 	if g.NeedsDevice() && dev.machine == nil {
-		res, err := w.readDevice(ctx, j, dev)
+		res, err := w.readDevice(ctx, j, dev, "read the device for the guards: ")
 		if err != nil || res != nil {
 			return pol, res, err
 		}
@@ -48,10 +48,11 @@ func (w *Worker) guard(ctx context.Context, j *job, dev *device) (*offboard.Poli
 }
 
 // readDevice reads the device as Defender reports it now, under the
-// machines quota. A result means it could not be read: the read's answer
-// decides the outcome (forbidden, machine_not_found, ...).
-func (w *Worker) readDevice(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
-	v, res, err := w.read(ctx, j, mde.APIMachines, "read the device for the guards: ", func(ctx context.Context) *mde.Verdict {
+// machines quota; what prefixes a failure's message. A result means it
+// could not be read: the read's answer decides the outcome (forbidden,
+// machine_not_found, ...).
+func (w *Worker) readDevice(ctx context.Context, j *job, dev *device, what string) (*offboard.Result, error) {
+	v, res, err := w.read(ctx, j, mde.APIMachines, what, func(ctx context.Context) *mde.Verdict {
 		return j.t.Client.GetMachine(ctx, dev.id)
 	})
 	if err != nil || res != nil {

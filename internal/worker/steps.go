@@ -171,17 +171,9 @@ func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(con
 // dryRun checks that the device exists, and calls nothing destructive.
 func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
 	if dev.machine == nil {
-		v, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) *mde.Verdict {
-			return j.t.Client.GetMachine(ctx, dev.id)
-		})
-		if err != nil || res != nil {
+		if res, err := w.readDevice(ctx, j, dev, ""); err != nil || res != nil {
 			return res, err
 		}
-		m, err := mde.ParseMachine(v.Body)
-		if err != nil {
-			return j.failed(offboard.CodeAPIError, err.Error(), v), nil
-		}
-		dev.machine = &m
 	}
 	r := j.result(offboard.OutcomeDryRun)
 	if r.ComputerDNSName == "" {
