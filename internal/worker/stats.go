@@ -11,34 +11,47 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// refreshWaiting sets a tenant's backlog and oldest waiting age gauges
-// from its consumers, and returns the backlog by priority (last's count
-// for a priority it could not read). Only the stats loop calls it.
+// refreshWaiting sets a tenant's backlog and oldest waiting age gauges,
+// and returns the backlog by priority (last's count for a priority it could
+// not read). The counts come from the tenant's source, which knows them
+// from its pulls and wake-ups; the server is asked only about a priority
+// with requests waiting, for the oldest one and the exact count, so an
+// idle tenant costs the stats loop no request. Only the stats loop calls
+// it.
 func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offboard.Priority]uint64) map[offboard.Priority]uint64 {
-	backlog := map[offboard.Priority]uint64{}
+	backlog := map[offboard.Priority]uint64{offboard.Normal: last[offboard.Normal], offboard.Bulk: last[offboard.Bulk]}
+	if normal, bulk, err := t.source.Backlog(ctx); err == nil {
+		backlog[offboard.Normal], backlog[offboard.Bulk] = normal, bulk
+	}
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		backlog[p] = last[p]
-		cons, err := w.waitingConsumer(ctx, t.name, p)
-		if err != nil {
-			t.log.Debug("backlog", zap.Error(err))
-			continue
-		}
-		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		n, oldest, err := queue.Waiting(qctx, w.requests, cons)
-		cancel()
-		if err != nil {
-			t.log.Debug("backlog", zap.Error(err))
-			continue
-		}
-		backlog[p] = n
-		w.m.Backlog.WithLabelValues(t.name, string(p)).Set(float64(n))
 		age := 0.0
-		if !oldest.IsZero() {
-			age = max(w.clock.Since(oldest).Seconds(), 0)
+		if backlog[p] > 0 {
+			n, oldest, err := w.waiting(ctx, t.name, p)
+			if err != nil {
+				t.log.Debug("backlog", zap.Error(err))
+				continue
+			}
+			backlog[p] = n
+			if !oldest.IsZero() {
+				age = max(w.clock.Since(oldest).Seconds(), 0)
+			}
 		}
+		w.m.Backlog.WithLabelValues(t.name, string(p)).Set(float64(backlog[p]))
 		w.m.OldestWaiting.WithLabelValues(t.name, string(p)).Set(age)
 	}
 	return backlog
+}
+
+// waiting asks the server how many requests of the tenant's priority wait
+// and when the oldest was published.
+func (w *Worker) waiting(ctx context.Context, tenant string, p offboard.Priority) (uint64, time.Time, error) {
+	cons, err := w.waitingConsumer(ctx, tenant, p)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return queue.Waiting(qctx, w.requests, cons)
 }
 
 // waitingConsumer returns the tenant's consumer of priority p, looked up
