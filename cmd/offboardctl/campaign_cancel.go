@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -16,7 +15,10 @@ import (
 )
 
 func newCampaignCancelCmd(c *cli) *cobra.Command {
-	var tenant, name, reason, by string
+	var (
+		tenant, name string
+		w            who
+	)
 	cmd := &cobra.Command{
 		Use:   "cancel --tenant T --name NAME",
 		Short: "Withdraw a campaign's waiting requests: each is answered failed with code cancelled",
@@ -33,13 +35,15 @@ unanswered.`,
 			if err := checkName(name); err != nil {
 				return err
 			}
-			return c.cancelCampaign(cmd.Context(), tenant, name, campaign.Mark{Cancelled: true, By: by, Reason: reason, At: time.Now().UTC()})
+			return c.cancelCampaign(cmd.Context(), tenant, name, campaign.Mark{Cancelled: true, By: w.as, Reason: w.reason, At: time.Now().UTC()})
 		},
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant (required)")
 	cmd.Flags().StringVar(&name, "name", "", "campaign name (required)")
-	cmd.Flags().StringVar(&reason, "reason", "", "why, for the audit trail")
-	cmd.Flags().StringVar(&by, "by", os.Getenv("USER"), "who, for the audit trail")
+	w.flags(cmd)
+	// --by was this command's name for --as; kept so scripts go on working.
+	cmd.Flags().StringVar(&w.as, "by", defaultUser(), "same as --as")
+	_ = cmd.Flags().MarkDeprecated("by", "use --as, as the other control commands do")
 	return cmd
 }
 
