@@ -426,12 +426,9 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
 			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform))
 	}
-	for i := len(tn.actions) - 1; i >= 0; i-- {
-		a := tn.actions[i]
-		if a.Type != "Offboard" || !strings.EqualFold(a.MachineID, m.ID) {
-			continue
-		}
-		v := s.viewLocked(a, now)
+	mine := tn.offboards[strings.ToLower(m.ID)]
+	for i := len(mine) - 1; i >= 0; i-- {
+		v := s.viewLocked(mine[i], now)
 		if v.Status != StatusPending && v.Status != StatusInProgress {
 			continue
 		}
@@ -462,6 +459,7 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		Commands:              []json.RawMessage{},
 	}
 	tn.actions = append(tn.actions, a)
+	tn.offboards[strings.ToLower(m.ID)] = append(tn.offboards[strings.ToLower(m.ID)], a)
 	tn.actionByID[strings.ToLower(a.ID)] = a
 	call.ActionID = a.ID
 	return s.actionReply(s.opts.OffboardStatus, *a, true)

@@ -214,6 +214,9 @@ type tenant struct {
 	machineList []*Machine                // in insertion order
 	actions     []*MachineAction          // in creation order
 	actionByID  map[string]*MachineAction // by lower-case id
+	// offboards holds each machine's offboard actions in creation order,
+	// by lower-case machine id: the duplicate check reads only these.
+	offboards map[string][]*MachineAction
 }
 
 type accessToken struct {
@@ -283,6 +286,7 @@ func (s *Server) tenantLocked(id string) *tenant {
 			id:         id,
 			machines:   make(map[string]*Machine),
 			actionByID: make(map[string]*MachineAction),
+			offboards:  make(map[string][]*MachineAction),
 		}
 		s.tenants[key] = t
 	}
