@@ -75,7 +75,19 @@ type Credential struct {
 	mu      sync.Mutex
 	current azcore.TokenCredential
 	stamp   fileStamp
+	// token is the last token current gave, for scopes; it is handed out
+	// until tokenMargin before it expires (or from when the login host
+	// asked for it to be refreshed), so that a call does not pay for the
+	// library's cache lookup. Building a new credential drops it.
+	token  azcore.AccessToken
+	scopes string
+	gen    uint64 // counts the credentials built
+	now    func() time.Time // wall clock; a field so tests can move it
 }
+
+// tokenMargin is how long before its expiry a cached token is no longer
+// handed out: a call that takes it has time to finish.
+const tokenMargin = 5 * time.Minute
 
 type fileStamp struct {
 	mod  time.Time
@@ -110,7 +122,7 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	// Only the configured login host is contacted: no instance discovery
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
-	cred := &Credential{host: hostOf(c.AuthorityHost)}
+	cred := &Credential{host: hostOf(c.AuthorityHost), now: time.Now}
 	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery)
 	if err := cred.refresh(); err != nil {
 		return nil, err
@@ -233,6 +245,8 @@ func (c *Credential) refresh() error {
 	}
 	c.mu.Lock()
 	c.current, c.stamp = tc, stamp
+	c.token, c.scopes = azcore.AccessToken{}, ""
+	c.gen++
 	c.mu.Unlock()
 	return nil
 }
@@ -253,8 +267,8 @@ func (c *Credential) credentialError() *TokenError {
 	return &TokenError{Host: c.host, File: c.watch, failure: failCredential}
 }
 
-// GetToken returns a token, cached by the underlying credential until
-// shortly before it expires. A changed secret or certificate file is picked
+// GetToken returns a token, cached until shortly before it expires (or
+// the login host asks for it to be refreshed). A changed secret or certificate file is picked
 // up first. Its error is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
@@ -267,12 +281,36 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 			return azcore.AccessToken{}, c.credentialError()
 		}
 	}
+	scopes := strings.Join(opts.Scopes, " ")
+	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE
 	c.mu.Lock()
-	tc := c.current
+	tc, gen := c.current, c.gen
+	if reusable && c.scopes == scopes && c.fresh(c.token) {
+		tok := c.token
+		c.mu.Unlock()
+		return tok, nil
+	}
 	c.mu.Unlock()
 	tok, err := tc.GetToken(ctx, opts)
 	if err != nil {
 		return azcore.AccessToken{}, classifyTokenError(ctx, c.host, err)
 	}
+	c.mu.Lock()
+	if reusable && c.gen == gen { // not rebuilt meanwhile
+		c.token, c.scopes = tok, scopes
+	}
+	c.mu.Unlock()
 	return tok, nil
+}
+
+// fresh says whether a cached token may still be handed out. c.mu held.
+func (c *Credential) fresh(tok azcore.AccessToken) bool {
+	if tok.Token == "" {
+		return false
+	}
+	now := c.now()
+	if !tok.RefreshOn.IsZero() && !now.Before(tok.RefreshOn) {
+		return false
+	}
+	return now.Before(tok.ExpiresOn.Add(-tokenMargin))
 }
