@@ -151,24 +151,32 @@ func (w *Worker) withdrawn(ctx context.Context, j *job) bool {
 // for the same device), so it is not redelivered meanwhile. The returned
 // func stops it.
 func (w *Worker) keepAlive(j *job) func() {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		// Real time: this paces messages to the server, not logic.
-		tick := time.NewTicker(w.opts.Settings.AckWait / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-				if err := j.msg.InProgress(); err != nil {
-					j.log.Warn("extend ack wait", zap.Error(err))
-				}
-			}
+	var (
+		mu      sync.Mutex
+		stopped bool
+		tick    *time.Timer
+	)
+	every := w.opts.Settings.AckWait / 3
+	// Real time: this paces messages to the server, not logic. A timer,
+	// not a goroutine: most requests finish long before the first tick.
+	tick = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
+		if err := j.msg.InProgress(); err != nil {
+			j.log.Warn("extend ack wait", zap.Error(err))
+		}
+		tick.Reset(every)
 	})
-	return sync.OnceFunc(func() { close(done); wg.Wait() })
+	// Once stop returns, no tick is under way and none comes.
+	return func() {
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		tick.Stop()
+	}
 }
 
 // leave puts a request back for redelivery after a short delay: the queue
