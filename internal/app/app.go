@@ -46,6 +46,10 @@ type Options struct {
 	NoSetup        bool   // do not create or update streams and consumers
 
 	Listen string // metrics and health, default DefaultListen
+	// Profiling serves Go's runtime profiles under /debug/pprof/ on
+	// Listen. Off by default: a profile shows no secret, but anyone who
+	// can reach the port could make the process spend CPU on one.
+	Profiling bool
 
 	// ShutdownTimeout is how long Stop lets requests under way finish
 	// before it cancels them (default 30s). Stop returns at the latest

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -33,13 +34,26 @@ func (a *App) listen(ctx context.Context) error {
 	return nil
 }
 
-// serve serves /metrics, /healthz and /readyz on the bound listener.
+// serve serves /metrics, /healthz and /readyz on the bound listener, and
+// /debug/pprof/ when profiling is on.
 func (a *App) serve() {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.serveReady)
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if a.opts.Profiling {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
+	// Requests run under a context that shutdown cancels, so a long one
+	// (a profile) ends with the server instead of holding it up.
+	base, cancel := context.WithCancel(context.Background())
+	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return base }}
+	a.http.RegisterOnShutdown(cancel)
 	go func() {
 		defer close(a.serveDone)
 		if err := a.http.Serve(a.lis); err != nil && !errors.Is(err, http.ErrServerClosed) {

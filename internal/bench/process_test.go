@@ -154,6 +154,10 @@ func (h *harness) startWorker(extra ...string) *proc {
 	args := []string{"--nats-url", h.url, "--config", h.config, "--listen", httpAddr,
 		"--log-level", "warn", "--shutdown-timeout", "5s"}
 	args = append(args, extra...)
+	profileDir := os.Getenv("BENCH_PROFILE")
+	if profileDir != "" {
+		args = append(args, "--pprof")
+	}
 	h.mu.Lock()
 	n := len(h.procs)
 	h.mu.Unlock()
@@ -177,7 +181,47 @@ func (h *harness) startWorker(extra ...string) *proc {
 	h.mu.Lock()
 	h.procs = append(h.procs, p)
 	h.mu.Unlock()
+	if profileDir != "" {
+		go h.profile(p, filepath.Join(profileDir, fmt.Sprintf("cpu-%02d.pprof", n)))
+	}
 	return p
+}
+
+// profile takes a CPU profile of the worker, BENCH_PROFILE_SECONDS long
+// (default 15), once it serves /healthz, into path. Profiling is a
+// diagnostic: a failure is printed, not fatal.
+func (h *harness) profile(p *proc, path string) {
+	secs := 15
+	if s := os.Getenv("BENCH_PROFILE_SECONDS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			secs = n
+		}
+	}
+	err := func() error {
+		if _, err := h.tryStarted(p, 2*time.Minute); err != nil {
+			return err
+		}
+		resp, err := (&http.Client{Timeout: time.Duration(secs+30) * time.Second}).
+			Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.http, secs))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(path)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(f, resp.Body); err != nil {
+			_ = f.Close()
+			return err
+		}
+		return f.Close()
+	}()
+	if err != nil {
+		h.progress("profile of worker pid %d: %v", p.pid(), err)
+		return
+	}
+	h.progress("profile of worker pid %d: %s", p.pid(), path)
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
