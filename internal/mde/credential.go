@@ -81,7 +81,7 @@ type Credential struct {
 	// library's cache lookup. Building a new credential drops it.
 	token  azcore.AccessToken
 	scopes string
-	gen    uint64 // counts the credentials built
+	gen    uint64           // counts the credentials built
 	now    func() time.Time // wall clock; a field so tests can move it
 }
 
