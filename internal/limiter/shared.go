@@ -78,6 +78,9 @@ type SharedOptions struct {
 	Wall clockwork.Clock
 	// Metrics, when set, count what happens to the journal.
 	Metrics *JournalMetrics
+	// EndsLinger is how long the ends of calls wait to be written with
+	// more (default DefaultEndsLinger); a pause is written at once.
+	EndsLinger time.Duration
 	// Seed seeds the jitter of the journal writes' backoff; 0 derives it
 	// from Writer.
 	Seed uint64
@@ -115,6 +118,9 @@ type Shared struct {
 func NewShared(opts SharedOptions) *Shared {
 	if opts.Clock == nil {
 		opts.Clock = clockwork.NewRealClock()
+	}
+	if opts.EndsLinger <= 0 {
+		opts.EndsLinger = DefaultEndsLinger
 	}
 	if opts.Wall == nil {
 		opts.Wall = opts.Clock

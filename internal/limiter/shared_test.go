@@ -300,3 +300,66 @@ func TestSharedClockBehindStopsCallsUntilBack(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// entryLog is a memJournal that keeps every entry.
+type entryLog struct {
+	memJournal
+	mu      sync.Mutex
+	entries []Event
+	added   chan struct{}
+}
+
+func (j *entryLog) Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error) {
+	seq, err := j.memJournal.Append(ctx, tenant, ev, last)
+	if err == nil {
+		j.mu.Lock()
+		j.entries = append(j.entries, ev)
+		j.mu.Unlock()
+		j.added <- struct{}{}
+	}
+	return seq, err
+}
+
+// TestSharedEndsWaitToGoTogether: the ends of calls are not written one
+// entry each as they come, but together (here: with the pause that cuts
+// the wait short, the linger being an hour); a pause is written at once.
+func TestSharedEndsWaitToGoTogether(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &entryLog{memJournal: memJournal{last: map[string]uint64{}}, added: make(chan struct{}, 100)}
+	s := NewShared(SharedOptions{Journal: j, Clock: clock, Lease: 10 * time.Second, EndsLinger: time.Hour})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	tn := s.Tenant("contoso")
+	l := tn.Add("offboard", []Window{{Count: 100, Length: time.Minute}})
+	s.MarkCaughtUp(0)
+
+	permits := make([]*Permit, 10)
+	for i := range permits {
+		permits[i] = call(t, l)
+		<-j.added // its reservation
+	}
+	for _, p := range permits {
+		p.CompleteNow()
+	}
+	// Nothing is written for the ends alone while they linger. (A writer
+	// that did not wait writes them within microseconds.)
+	select {
+	case <-j.added:
+		t.Fatal("the ends were written at once")
+	case <-time.After(200 * time.Millisecond):
+	}
+	tn.Pause(clock.Now(), time.Second)
+	select {
+	case <-j.added:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the pause was not written")
+	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if len(j.entries) != 11 {
+		t.Fatalf("%d entries, want 10 reservations and one entry with the ends and the pause", len(j.entries))
+	}
+	if last := j.entries[10]; last.Paused == 0 || len(last.Done) != 10 {
+		t.Errorf("last entry: pause %d, %d ends; want the pause and the 10 ends", last.Paused, len(last.Done))
+	}
+}

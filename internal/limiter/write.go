@@ -177,6 +177,9 @@ func (t *Tenant) writePending(stop <-chan struct{}) {
 			return
 		case <-t.flush:
 		}
+		if !t.linger(stop) {
+			return
+		}
 		for attempt := 0; ; attempt++ {
 			err := t.writeOnce(ctx)
 			if err == nil || ctx.Err() != nil {
@@ -189,6 +192,36 @@ func (t *Tenant) writePending(stop <-chan struct{}) {
 				return
 			case <-t.clock.After(t.shared.backoff(attempt)):
 			}
+		}
+	}
+}
+
+// DefaultEndsLinger is how long the ends of calls wait to be written, so
+// that several go in one entry, or with the next call's reservation.
+// Meanwhile other replicas count those calls as under way until their due
+// time: safe, and only for that long.
+const DefaultEndsLinger = 20 * time.Millisecond
+
+// linger waits up to the ends' linger for more of what is pending to come, or
+// not at all once a pause is pending: other replicas must learn of a 429
+// at once. It reports false if stop came first. The wait is real time: it
+// paces messages to the server, not logic a test controls.
+func (t *Tenant) linger(stop <-chan struct{}) bool {
+	timer := time.NewTimer(t.shared.opts.EndsLinger)
+	defer timer.Stop()
+	for {
+		t.mu.Lock()
+		urgent := t.pending.Paused != 0
+		t.mu.Unlock()
+		if urgent {
+			return true
+		}
+		select {
+		case <-stop:
+			return false
+		case <-timer.C:
+			return true
+		case <-t.flush:
 		}
 	}
 }
