@@ -35,6 +35,10 @@ type Tenant struct {
 	// except by another replica.
 	wmu   sync.Mutex
 	flush chan struct{} // wakes the writer of pending
+	// recording are the permits whose Record waits for wmu: whoever
+	// holds it enters all that fit in one entry (group commit), so calls
+	// that start together cost one journal write, not one each in turn.
+	recording []*Permit
 }
 
 // NewTenant returns an empty set of limiters that reads time from clock

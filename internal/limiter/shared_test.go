@@ -363,3 +363,120 @@ func TestSharedEndsWaitToGoTogether(t *testing.T) {
 		t.Errorf("last entry: pause %d, %d ends; want the pause and the 10 ends", last.Paused, len(last.Done))
 	}
 }
+
+// gatedJournal is an entryLog whose appends wait for a gate while it is
+// closed.
+type gatedJournal struct {
+	*entryLog
+	gate chan struct{}
+}
+
+func (j *gatedJournal) Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error) {
+	<-j.gate
+	return j.entryLog.Append(ctx, tenant, ev, last)
+}
+
+// TestSharedCallsStartingTogetherShareAnEntry: calls whose permits wait to
+// be entered while another entry is being written go in one entry
+// together, not one entry each in turn.
+func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	log := &entryLog{memJournal: memJournal{last: map[string]uint64{}}, added: make(chan struct{}, 100)}
+	j := &gatedJournal{entryLog: log, gate: make(chan struct{})}
+	s := NewShared(SharedOptions{Journal: j, Clock: clock, Lease: 10 * time.Second, EndsLinger: time.Hour})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	tn := s.Tenant("contoso")
+	l := tn.Add("offboard", []Window{{Count: 100, Length: time.Minute}})
+	s.MarkCaughtUp(0)
+
+	const n = 6
+	errs := make(chan error, n)
+	for range n {
+		p, _ := l.TryAcquire(clock.Now())
+		if p == nil {
+			t.Fatal("no permit")
+		}
+		go func() {
+			_, err := p.Record(t.Context())
+			errs <- err
+		}()
+	}
+	// One Record writes (held at the gate); the other five wait for it.
+	for {
+		tn.mu.Lock()
+		queued := len(tn.recording)
+		tn.mu.Unlock()
+		if queued == n {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(j.gate)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var sizes []int
+	for _, ev := range log.entries {
+		sizes = append(sizes, len(ev.Reserved))
+	}
+	if len(sizes) != 2 || sizes[0] != 1 || sizes[1] != n-1 {
+		t.Errorf("reservations per entry %v, want [1 %d]", sizes, n-1)
+	}
+	if got := l.Remaining(clock.Now()); got[0] != 100-n {
+		t.Errorf("remaining %v, want %d", got, 100-n)
+	}
+}
+
+// failOnce is an entryLog whose first append fails.
+type failOnce struct {
+	*entryLog
+	failed bool
+}
+
+func (j *failOnce) Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error) {
+	if !j.failed {
+		j.failed = true
+		return 0, errors.New("no responders")
+	}
+	return j.entryLog.Append(ctx, tenant, ev, last)
+}
+
+// TestSharedFailedEntryIsUndone: a reservation whose entry could not be
+// written is not taken as entered: the next Record writes it.
+func TestSharedFailedEntryIsUndone(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &failOnce{entryLog: &entryLog{memJournal: memJournal{last: map[string]uint64{}}, added: make(chan struct{}, 100)}}
+	s := NewShared(SharedOptions{Journal: j, Clock: clock, Lease: 10 * time.Second, EndsLinger: time.Hour})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	l := s.Tenant("contoso").Add("offboard", []Window{{Count: 2, Length: time.Minute}})
+	s.MarkCaughtUp(0)
+
+	p, _ := l.TryAcquire(clock.Now())
+	if _, err := p.Record(t.Context()); err == nil {
+		t.Fatal("Record succeeded over a failing journal")
+	}
+	if _, err := p.Record(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	j.mu.Lock()
+	entries := append([]Event(nil), j.entries...)
+	j.mu.Unlock()
+	if len(entries) != 1 || len(entries[0].Reserved) != 1 || entries[0].Reserved[0].ID != p.id {
+		t.Fatalf("entries %+v, want one with the permit's reservation (id %d)", entries, p.id)
+	}
+	// The failed attempt's id is ended in the journal, in case its entry
+	// was stored after all.
+	if len(entries[0].Done) != 1 || entries[0].Done[0].At != 0 || entries[0].Done[0].ID == p.id {
+		t.Errorf("ends %+v, want the failed attempt's id, never sent", entries[0].Done)
+	}
+	p.CompleteNow()
+	if got := l.Remaining(clock.Now()); got[0] != 1 {
+		t.Errorf("remaining %v after one call, want 1", got)
+	}
+}

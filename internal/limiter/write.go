@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -28,6 +29,10 @@ func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
 	if t.shared == nil || p.id != 0 {
 		return p.due, nil
 	}
+	t.mu.Lock()
+	t.recording = append(t.recording, p)
+	t.mu.Unlock()
+	defer p.leaveRecording()
 	for {
 		t.wmu.Lock()
 		done, wait, err := p.tryRecord(ctx)
@@ -47,6 +52,18 @@ func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
 	}
 }
 
+// leaveRecording takes p off the permits waiting to be entered. It takes
+// wmu first: a write that took p along, and its undoing if it failed, is
+// over before p's Record returns.
+func (p *Permit) leaveRecording() {
+	t := p.l.tenant
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.recording = slices.DeleteFunc(t.recording, func(q *Permit) bool { return q == p })
+}
+
 // noRoom is what a Record that found no room in the windows waits for
 // (see Tenant.wait).
 type noRoom struct {
@@ -55,31 +72,67 @@ type noRoom struct {
 	ok        bool
 }
 
-// tryRecord makes one attempt at entering the call, with t.wmu held. It
-// reports done once the entry is written; wait when the windows leave no
-// room; neither after a conflict the feed has caught up with (try again).
+// tryRecord makes one attempt at entering the call, with t.wmu held,
+// together with every other permit waiting to be entered that the windows
+// have room for. It reports done once p is entered (by this attempt or an
+// earlier one that took it along); wait when the windows leave no room
+// for p; neither after a conflict the feed has caught up with (try
+// again).
 func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err error) {
-	l, t := p.l, p.l.tenant
+	t := p.l.tenant
 	t.mu.Lock()
+	if p.id != 0 { // entered with another permit's entry
+		t.mu.Unlock()
+		return true, nil, nil
+	}
 	now := t.clock.Now()
-	next, ok := l.nextLocked(now, p.low, true)
-	if !ok || next.After(now) {
-		wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
+	var batch []*Permit
+	var calls []Call
+	for _, q := range t.recording {
+		if q.id != 0 {
+			continue
+		}
+		if next, ok := q.l.nextLocked(now, q.low, true); !ok || next.After(now) {
+			if q == p {
+				wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
+			}
+			continue
+		}
+		// Counted as under way from here, so that the next permit of the
+		// batch sees it; undone if the entry is not written.
+		q.l.held--
+		q.l.reserved++
+		t.nextID++
+		q.id, q.due = t.nextID, now.Add(t.shared.opts.Lease)
+		batch = append(batch, q)
+		calls = append(calls, Call{API: q.l.api, ID: q.id, At: q.due.UnixNano()})
+	}
+	if wait != nil && len(batch) == 0 {
 		t.mu.Unlock()
 		return false, wait, nil
 	}
-	t.nextID++
-	id, due := t.nextID, now.Add(t.shared.opts.Lease)
 	ev := t.takePendingLocked()
-	ev.Reserved = []Call{{API: l.api, ID: id, At: due.UnixNano()}}
+	ev.Reserved = calls
 	last := t.lastSeq
 	t.mu.Unlock()
-	done, err = t.write(ctx, ev, last, func() {
-		l.held--
-		l.reserved++
-		p.id, p.due = id, due
-	})
-	return done, nil, err
+	written, err := t.write(ctx, ev, last, nil)
+	if !written {
+		t.mu.Lock()
+		for _, q := range batch {
+			q.l.held++
+			q.l.reserved--
+			q.id, q.due = 0, time.Time{}
+		}
+		t.notifyLocked()
+		t.mu.Unlock()
+	}
+	if err != nil || !written {
+		return false, nil, err
+	}
+	if wait != nil {
+		return false, wait, nil // the others went; p waits for room
+	}
+	return true, nil, nil
 }
 
 // write appends ev, made of what was pending and, for a call about to be
