@@ -187,8 +187,28 @@ func (h *harness) startWorker(extra ...string) *proc {
 	return p
 }
 
+// fetchProfile saves one of the worker's /debug/pprof/ answers to path.
+func fetchProfile(p *proc, what, path string, timeoutSecs int) error {
+	resp, err := (&http.Client{Timeout: time.Duration(timeoutSecs) * time.Second}).
+		Get(fmt.Sprintf("http://%s/debug/pprof/%s", p.http, what))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
+}
+
 // profile takes a CPU profile of the worker, BENCH_PROFILE_SECONDS long
-// (default 15), once it serves /healthz, into path. Profiling is a
+// (default 15), once it serves /healthz, into path, then its heap
+// (heap-NN.pprof). Profiling is a
 // diagnostic: a failure is printed, not fatal.
 func (h *harness) profile(p *proc, path string) {
 	secs := 15
@@ -201,21 +221,11 @@ func (h *harness) profile(p *proc, path string) {
 		if _, err := h.tryStarted(p, 2*time.Minute); err != nil {
 			return err
 		}
-		resp, err := (&http.Client{Timeout: time.Duration(secs+30) * time.Second}).
-			Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.http, secs))
-		if err != nil {
+		if err := fetchProfile(p, fmt.Sprintf("profile?seconds=%d", secs), path, secs+30); err != nil {
 			return err
 		}
-		defer resp.Body.Close()
-		f, err := os.Create(path)
-		if err != nil {
-			return err
-		}
-		if _, err := io.Copy(f, resp.Body); err != nil {
-			_ = f.Close()
-			return err
-		}
-		return f.Close()
+		// The heap as the CPU profile ends: mostly under full load.
+		return fetchProfile(p, "heap", strings.Replace(path, "cpu-", "heap-", 1), 30)
 	}()
 	if err != nil {
 		h.progress("profile of worker pid %d: %v", p.pid(), err)
