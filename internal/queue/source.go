@@ -83,8 +83,14 @@ func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstr
 func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Priority) ([]Delivery, error) {
 	limit = max(limit, 1)
 	for {
-		if s.pollDue(time.Now()) {
-			if err := s.refresh(ctx); err != nil {
+		if now := time.Now(); s.pollDue(now) {
+			if s.allMaybe(prios) {
+				// Every lane asked for is pulled now anyway: its answer
+				// says what the counts would. Asking the server for them
+				// cost a request per consumer every poll, for every busy
+				// tenant.
+				s.polled(now)
+			} else if err := s.refresh(ctx); err != nil {
 				return nil, err
 			}
 		}
@@ -136,6 +142,26 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 		every = s.poll
 	}
 	return s.lastPoll.Add(every).Sub(now)
+}
+
+// allMaybe says whether every lane of the given priorities may have a
+// message, so will be pulled.
+func (s *Source) allMaybe(prios []offboard.Priority) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lanes {
+		if slices.Contains(prios, l.prio) && !l.maybe {
+			return false
+		}
+	}
+	return true
+}
+
+// polled restarts the safety poll's interval.
+func (s *Source) polled(now time.Time) {
+	s.mu.Lock()
+	s.lastPoll = now
+	s.mu.Unlock()
 }
 
 // refresh reads both consumers' counts: the safety poll.

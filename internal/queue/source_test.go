@@ -140,3 +140,75 @@ func TestIdleSourcesBarelyAskTheServer(t *testing.T) {
 		gate <- struct{}{}
 	}
 }
+
+// TestBusySourceDoesNotAskForCounts: a tenant whose lanes both have
+// requests waiting pulls them without asking the server for the
+// consumers' counts at every safety poll. (A lane found empty is polled
+// again: a wake-up may have been missed.)
+func TestBusySourceDoesNotAskForCounts(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	s := Settings{Tenants: []string{"busy"}}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRouter(nc, s.WithDefaults().Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	subj := s.WithDefaults().Subjects
+	for i := range 80 {
+		for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+			if _, err := js.Publish(t.Context(), subj.Request("busy", p), fmt.Appendf(nil, "%s%d", p, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const poll = 20 * time.Millisecond
+	src, err := r.Source(t.Context(), js, "busy", poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first batch learns the counts (a safety poll); from then on
+	// both lanes are known to hold more.
+	first, err := src.NextBatch(t.Context(), 1, offboard.Bulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = first[0].Msg.Ack()
+	infos := countInfos(t, nc)
+	got := 0
+	for range 30 {
+		time.Sleep(poll) // a safety poll is due at every batch
+		ds, err := src.NextBatch(t.Context(), 2, offboard.Normal, offboard.Bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range ds {
+			_ = d.Msg.Ack()
+		}
+		got += len(ds)
+	}
+	if got != 60 {
+		t.Errorf("%d requests in 30 batches of 2, want 60", got)
+	}
+	if n := infos.Load(); n != 0 {
+		t.Errorf("%d consumer info requests while both lanes were known to hold requests, want 0", n)
+	}
+}
+
+// countInfos counts the consumer info requests sent from now on.
+func countInfos(t *testing.T, nc *nats.Conn) *atomic.Int64 {
+	t.Helper()
+	var n atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.INFO.>", func(*nats.Msg) { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return &n
+}
