@@ -39,6 +39,9 @@ type job struct {
 	// entry is the request id's ledger entry as this job last read or
 	// wrote it (nil: none); the result is written over it.
 	entry *queue.Entry
+	// claimed is set when this delivery wrote entry as the id's first
+	// (claim): no call of it can have been sent before.
+	claimed bool
 	// stopAlive stops the in-progress ticks; called before the ack or nak,
 	// so that a late tick cannot undo a nak's delay.
 	stopAlive func()
@@ -105,6 +108,14 @@ func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority)
 // on right now is left for later. A request of a cancelled campaign that
 // no call was made for is answered cancelled. false: work on the request.
 func (w *Worker) answered(ctx context.Context, j *job) bool {
+	claimed, err := w.claim(ctx, j)
+	if err != nil {
+		w.leave(j, err)
+		return true
+	}
+	if claimed {
+		return w.withdrawn(ctx, j)
+	}
 	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
 	if err != nil {
 		w.leave(j, err)
@@ -129,6 +140,29 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return false
 	}
 	return w.withdrawn(ctx, j)
+}
+
+// claim writes the "calling" entry of a request id the ledger does not
+// know yet, in the one round trip that also tells that it is new: most
+// requests are, and then neither a read of the ledger nor a second write
+// before the call is needed (offboard uses the entry if it is still
+// fresh). It reports false, with nothing written, when the id has an
+// entry: the caller reads it. Only for a request that names its device:
+// the entry says which device a call may have been sent for.
+func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
+	if j.req.MachineID == "" {
+		return false, nil
+	}
+	e := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
+	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, nil, e)
+	if errors.Is(err, queue.ErrConflict) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	j.entry, j.claimed = e, true
+	return true, nil
 }
 
 // withdrawn answers a request of a cancelled campaign: failed, cancelled,

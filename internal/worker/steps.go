@@ -71,8 +71,9 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 	}
 	defer unlock()
 	// A call for this id may have been sent before a crash: look for the
-	// action it created before sending another.
-	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
+	// action it created before sending another. (Not when this delivery
+	// claimed the id: nothing was sent for it before.)
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID && !j.claimed {
 		res, err := w.findOwnAction(ctx, j, e.Started, comment)
 		if err != nil || res != nil {
 			return res, err
@@ -118,11 +119,10 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 
 // offboard records the call in the ledger, then sends it.
 func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *limiter.Permit) (*offboard.Result, error) {
-	next := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
-	if err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next); err != nil {
+	next, err := w.calling(ctx, j, permit)
+	if err != nil {
 		return nil, err
 	}
-	j.entry = next
 	v, res, err := w.caller.call(ctx, j, callSpec{
 		api: mde.APIOffboard,
 		do:  func(ctx context.Context) *mde.Verdict { return j.t.Client.Offboard(ctx, j.req.MachineID, comment) },
@@ -153,6 +153,43 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 		return w.existingAction(ctx, j, v)
 	}
 	return j.failed(v.FailureCode, v.Error(), v), nil
+}
+
+// claimFresh is how old a claim (message.go) may be and still stand for
+// the "calling" entry written just before the call: its Started bounds
+// when the call was sent.
+const claimFresh = time.Second
+
+// calling makes sure the ledger says, before the call goes out, that a
+// call for this id and device is about to be sent and when: the claim
+// this delivery wrote if it is fresh, else a new entry. The call's entry
+// in the quota journal, which must be written before the call too, is
+// written meanwhile: neither waits for the other.
+func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*queue.Entry, error) {
+	now := w.clock.Now()
+	if e := j.entry; j.claimed && e.Seq == j.seq && e.MachineID == j.req.MachineID && now.Sub(e.Started) < claimFresh {
+		return e, nil
+	}
+	var recorded chan struct{}
+	if permit != nil {
+		// The call records it again (at no cost once written) and
+		// reports a failure.
+		recorded = make(chan struct{})
+		go func() {
+			defer close(recorded)
+			_, _ = permit.Record(ctx)
+		}()
+	}
+	next := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: now.UTC()}
+	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next)
+	if recorded != nil {
+		<-recorded // the permit is the call's again
+	}
+	if err != nil {
+		return nil, err
+	}
+	j.entry = next
+	return next, nil
 }
 
 // read makes a read call: any answer but success is the request's failed
