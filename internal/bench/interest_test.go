@@ -1,0 +1,108 @@
+package bench
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+)
+
+// BenchmarkInterestAcks measures what an ack costs the NATS server on a
+// stream shaped like the request stream (interest retention, on disk), as
+// the number of tenants, hence of consumers, grows: two filtered
+// consumers per tenant and one over every request, as the worker has.
+// 2000 requests of one tenant are taken and acked by its consumer and by
+// the one over everything, as the worker and its unrouted consumer do;
+// the other tenants are idle. The server checks, for every ack, whether
+// any other consumer of the stream still needs the message, under the
+// stream's lock: the rate falls as consumers are added, whatever the
+// worker does.
+func BenchmarkInterestAcks(b *testing.B) {
+	for _, tenants := range []int{1, 100, 500, 1000} {
+		b.Run(fmt.Sprintf("tenants=%d", tenants), func(b *testing.B) {
+			rate := interestAcks(b, tenants, envInt(b, "BENCH_INTEREST_N", 2000))
+			b.Logf("%d tenants, %d consumers: %.0f requests/s acked by both consumers (%.0f µs per request)",
+				tenants, 2*tenants+1, rate, 1e6/rate)
+			b.ReportMetric(rate, "requests/s")
+		})
+	}
+}
+
+func interestAcks(b *testing.B, tenants, n int) float64 {
+	b.Helper()
+	c := natstest.Start(b, 1)
+	nc, err := nats.Connect(c.URLs())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := b.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "INTEREST", Subjects: []string{"req.>"}, Retention: jetstream.InterestPolicy,
+		Storage: jetstream.FileStorage, MaxConsumers: 2*tenants + 1,
+	}); err != nil {
+		b.Fatal(err)
+	}
+	consumer := func(name, filter string) jetstream.Consumer {
+		cons, err := js.CreateOrUpdateConsumer(ctx, "INTEREST", jetstream.ConsumerConfig{
+			Durable: name, FilterSubject: filter, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: -1,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return cons
+	}
+	all := consumer("all", "req.>")
+	var first jetstream.Consumer
+	for i := range tenants {
+		t := fmt.Sprintf("t%04d", i)
+		cons := consumer("tenant-"+t, "req."+t)
+		consumer("bulk-"+t, "req."+t+".bulk")
+		if i == 0 {
+			first = cons
+		}
+	}
+	for i := range n {
+		if _, err := js.PublishAsync("req.t0000", fmt.Appendf(nil, "request %d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+
+	start := time.Now()
+	done := make(chan error, 2)
+	for _, cons := range []jetstream.Consumer{first, all} {
+		go func() {
+			left := n
+			for left > 0 {
+				batch, err := cons.Fetch(min(left, 256), jetstream.FetchMaxWait(5*time.Second))
+				if err != nil {
+					done <- err
+					return
+				}
+				for m := range batch.Messages() {
+					if err := m.DoubleAck(ctx); err != nil {
+						done <- err
+						return
+					}
+					left--
+				}
+			}
+			done <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+	}
+	return float64(n) / time.Since(start).Seconds()
+}
