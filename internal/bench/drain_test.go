@@ -130,10 +130,10 @@ func (r drainResult) log(tb testing.TB, c drainCase) {
 			}
 			others = "; not created: " + strings.Join(parts, ", ")
 		}
-		tb.Logf("%s: efficiency %.4f (ideal %v, actual %v); busiest windows %s; 429s %d; results %d/%d (+%d copies); "+
-			"actions %d, devices with 2+ actions %d, extra calls %d; last result at %v%s",
+		tb.Logf("%s: efficiency %.4f (ideal %v, actual %v); busiest windows %s; a place in the shortest window used again %v after it freed (median; 90%%: %v); "+
+			"429s %d; results %d/%d (+%d copies); actions %d, devices with 2+ actions %d, extra calls %d; last result at %v%s",
 			t.name, t.efficiency(), t.ideal.Round(time.Millisecond), t.calls.last.Sub(t.calls.first).Round(time.Millisecond),
-			t.calls.windowsString(c.windows), t.calls.throttled, t.results, r.want, t.extraCopies,
+			t.calls.windowsString(c.windows), t.calls.lag50.Round(10*time.Microsecond), t.calls.lag90.Round(10*time.Microsecond), t.calls.throttled, t.results, r.want, t.extraCopies,
 			t.calls.actions, t.calls.dupActions, t.calls.extraCalls, t.wall.Round(time.Millisecond), others)
 	}
 	restarts := ""

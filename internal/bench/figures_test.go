@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -79,11 +80,17 @@ type tenantCalls struct {
 	throttled   int       // rate-window 429s
 	dupActions  int       // devices with more than one action
 	actions     int
+	// lag is, for the shortest window (Count calls per Length), how long
+	// after call i's place left the window call i+Count came: the
+	// median and the 90th percentile. Zero for a perfect worker at full
+	// pace; it is what a drain loses each time the window comes round.
+	lag50, lag90 time.Duration
 }
 
 func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) tenantCalls {
 	var v tenantCalls
 	perDevice := map[string]int{}
+	var at []time.Time
 	for _, c := range calls {
 		if c.API != mdesim.APIOffboard || !strings.EqualFold(c.TenantID, t.id) {
 			continue
@@ -91,6 +98,7 @@ func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) te
 		if c.Throttled {
 			continue
 		}
+		at = append(at, c.At)
 		v.admitted++
 		if v.first.IsZero() || c.At.Before(v.first) {
 			v.first = c.At
@@ -102,6 +110,7 @@ func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) te
 	}
 	v.devices = len(perDevice)
 	v.extraCalls = v.admitted - v.devices
+	v.lag50, v.lag90 = slotLag(at, ws)
 	for _, w := range ws {
 		n := h.sim.MaxInWindow(t.id, mdesim.APIOffboard, w)
 		v.maxIn = append(v.maxIn, n)
@@ -119,6 +128,29 @@ func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) te
 		}
 	}
 	return v
+}
+
+// slotLag is the median and 90th percentile of how late call i+Count
+// came after call i's place left the shortest window, over the calls
+// that came within twice the window's length (the others waited for a
+// longer window, not for the worker).
+func slotLag(at []time.Time, ws []mdesim.Window) (p50, p90 time.Duration) {
+	if len(ws) == 0 {
+		return 0, 0
+	}
+	w := slices.MinFunc(ws, func(a, b mdesim.Window) int { return cmp.Compare(a.Length, b.Length) })
+	slices.SortFunc(at, time.Time.Compare)
+	var lags []time.Duration
+	for i := 0; i+w.Count < len(at); i++ {
+		if lag := at[i+w.Count].Sub(at[i]) - w.Length; lag < w.Length {
+			lags = append(lags, lag)
+		}
+	}
+	if len(lags) == 0 {
+		return 0, 0
+	}
+	slices.Sort(lags)
+	return lags[len(lags)/2], lags[len(lags)*9/10]
 }
 
 func (v tenantCalls) windowsString(ws []mdesim.Window) string {

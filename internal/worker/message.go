@@ -45,12 +45,19 @@ type job struct {
 	// stopAlive stops the in-progress ticks; called before the ack or nak,
 	// so that a late tick cannot undo a nak's delay.
 	stopAlive func()
+	// free gives the request's in-flight slot back (more than once is
+	// fine). The slot bounds the calls under way: a request whose calls
+	// are over frees it before its result is stored, so storing results
+	// and acking, which takes as long as the call itself, does not hold
+	// up the tenant's next call.
+	free func()
 }
 
 // handle works one request to its result. permit is an offboard permit
 // taken as the request was pulled, or nil (its call waits for one);
-// handle spends or releases it.
-func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio offboard.Priority, permit *limiter.Permit) {
+// handle spends or releases it. free gives its in-flight slot back once
+// its API calls are over.
+func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, prio offboard.Priority, permit *limiter.Permit, free func()) {
 	w.m.InFlight.WithLabelValues(t.name).Inc()
 	defer w.m.InFlight.WithLabelValues(t.name).Dec()
 	w.m.RequestsReceived.WithLabelValues(t.name, string(prio)).Inc()
@@ -59,6 +66,7 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 	}
 
 	j := w.newJob(t, msg, prio)
+	j.free = free
 	// A redelivery of a request this process is still working on (its ack
 	// wait ran out) is left to the first delivery, which will ack it.
 	if _, busy := t.working.LoadOrStore(j.seq, true); busy {
@@ -278,6 +286,11 @@ func (j *job) withAction(outcome offboard.Outcome, a mde.Action) *offboard.Resul
 // If anything fails before the ack, the request comes back and is answered
 // from the ledger or worked again; the result's message id keeps it single.
 func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
+	if j.attempts > 0 && j.free != nil {
+		// Its calls are over. (A request that made none keeps its slot:
+		// those are bounded by the slots alone, not by the quota.)
+		j.free()
+	}
 	res.CompletedAt = w.clock.Now().UTC()
 	res.Attempts = j.attempts
 	data, err := json.Marshal(res)

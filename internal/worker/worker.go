@@ -328,9 +328,10 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			// meanwhile, the request waits for its permit like a retry
 			// does, kept alive.
 			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
+			free := sync.OnceFunc(func() { <-slots })
 			w.handlers.Go(func() {
-				defer func() { <-slots }()
-				w.handle(workCtx, t, d.Msg, d.Prio, permit)
+				defer free()
+				w.handle(workCtx, t, d.Msg, d.Prio, permit, free)
 			})
 		}
 	}

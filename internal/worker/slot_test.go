@@ -1,0 +1,65 @@
+package worker
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestSlotFreedBeforeTheResultIsStored: a request whose call is over gives
+// its in-flight slot back before its result is stored and acked, so the
+// tenant's next call need not wait for that; one that made no call keeps
+// it to the end.
+func TestSlotFreedBeforeTheResultIsStored(t *testing.T) {
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	ctx := t.Context()
+	// A scratch stream for the messages handed to finish.
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCRATCH", Subjects: []string{"scratch"}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, "SCRATCH", jetstream.ConsumerConfig{Durable: "s", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := func() uint64 {
+		s, err := e.js.Stream(ctx, "MDE_OFFBOARD_RESULTS")
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	tr := e.w.tenants["contoso"]
+	for _, c := range []struct {
+		attempts  int
+		wantFreed bool
+	}{{1, true}, {0, false}} {
+		if _, err := e.js.Publish(ctx, "scratch", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := cons.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := results()
+		freedWith := int64(-1) // results stored when the slot was freed
+		j := e.w.newJob(tr, msg, offboard.Normal)
+		j.attempts = c.attempts
+		j.free = func() { freedWith = int64(results() - before) }
+		e.w.finish(ctx, j, j.failed(offboard.CodeInternal, "test", nil))
+		if got := results() - before; got != 1 {
+			t.Fatalf("attempts %d: %d results stored, want 1", c.attempts, got)
+		}
+		switch {
+		case c.wantFreed && freedWith != 0:
+			t.Errorf("attempts %d: slot freed with %d results stored, want freed before the result (0)", c.attempts, freedWith)
+		case !c.wantFreed && freedWith != -1:
+			t.Errorf("attempts %d: slot freed by finish; a request that made no call keeps it", c.attempts)
+		}
+	}
+}
