@@ -201,6 +201,9 @@ func (w *Worker) keepAlive(j *job) func() {
 	every := w.opts.Settings.AckWait / 3
 	// Real time: this paces messages to the server, not logic. A timer,
 	// not a goroutine: most requests finish long before the first tick.
+	// Set under mu: the first tick reads it.
+	mu.Lock()
+	defer mu.Unlock()
 	tick = time.AfterFunc(every, func() {
 		mu.Lock()
 		defer mu.Unlock()

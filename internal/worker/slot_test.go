@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -62,4 +64,53 @@ func TestSlotFreedBeforeTheResultIsStored(t *testing.T) {
 			t.Errorf("attempts %d: slot freed by finish; a request that made no call keeps it", c.attempts)
 		}
 	}
+}
+
+// TestKeepAliveTicksAndStops: the in-progress ticks come every third of
+// the ack wait, and none comes once stopped (run under -race: the first
+// tick reads the timer its start sets).
+func TestKeepAliveTicksAndStops(t *testing.T) {
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	ctx := t.Context()
+	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCRATCH", Subjects: []string{"scratch"}}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := e.js.CreateOrUpdateConsumer(ctx, "SCRATCH", jetstream.ConsumerConfig{Durable: "s", AckPolicy: jetstream.AckExplicitPolicy})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.js.Publish(ctx, "scratch", []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A worker of its own with a short ack wait; the running one is not
+	// touched.
+	w := &Worker{opts: e.w.opts, clock: e.w.clock}
+	w.opts.Settings.AckWait = 3 * time.Millisecond
+	stop := w.keepAlive(w.newJob(e.w.tenants["contoso"], &countingMsg{Msg: msg}, offboard.Normal))
+	time.Sleep(50 * time.Millisecond)
+	stop()
+	// Ticks went to the server as in-progress acks: the message is still
+	// pending, not redelivered, and after stop no tick comes.
+	cm := stopAliveCount.Load()
+	if cm == 0 {
+		t.Fatal("no in-progress tick in 50ms with an ack wait of 3ms")
+	}
+	time.Sleep(20 * time.Millisecond)
+	if after := stopAliveCount.Load(); after != cm {
+		t.Errorf("%d ticks after stop returned", after-cm)
+	}
+}
+
+var stopAliveCount atomic.Int64
+
+// countingMsg counts its in-progress acks.
+type countingMsg struct{ jetstream.Msg }
+
+func (m *countingMsg) InProgress() error {
+	stopAliveCount.Add(1)
+	return m.Msg.InProgress()
 }
