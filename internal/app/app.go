@@ -189,9 +189,8 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 	return tenants, nil
 }
 
-// maxConnsPerHost caps the connections a transport opens and keeps per
-// host.
-const maxConnsPerHost = 1024
+// maxIdlePerHost caps the idle connections a transport keeps per host.
+const maxIdlePerHost = 1024
 
 // transports builds one HTTP client per CA bundle (none: the system's),
 // shared by the tenants that name it. A connection belongs to no tenant:
@@ -199,10 +198,9 @@ const maxConnsPerHost = 1024
 // connections per host, so tenants of one cloud share the API and login
 // hosts' connections. Each client keeps open a connection for every call
 // its tenants may have under way, a lookup or a poll beside each tenant's
-// calls, up to maxConnsPerHost, and opens no more than that per host: when
-// a thousand tenants start at once, their calls beyond it wait for a
-// connection instead of each paying a TLS handshake for a connection
-// closed right after.
+// calls, up to maxIdlePerHost. It opens more when needed: a cap shared by
+// all tenants would let some tenants' hanging calls hold every connection
+// while the others' calls wait.
 func transports(tenants []*config.Tenant) (map[string]*http.Client, error) {
 	idle := map[string]int{}
 	for _, tc := range tenants {
@@ -213,7 +211,7 @@ func transports(tenants []*config.Tenant) (map[string]*http.Client, error) {
 		if clients[tc.CAFile] != nil {
 			continue
 		}
-		hc, err := httpClient(tc.CAFile, min(idle[tc.CAFile], maxConnsPerHost))
+		hc, err := httpClient(tc.CAFile, min(idle[tc.CAFile], maxIdlePerHost))
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: %w", tc.Name, err)
 		}
@@ -242,13 +240,11 @@ func (a *App) quotaBack() time.Duration {
 
 // httpClient returns an HTTP client for the login and API hosts, trusting
 // an extra CA bundle when one is given (a TLS-inspecting proxy, a test
-// double). It keeps up to conns connections open per host, and opens no
-// more: with Go's default of two idle ones, most calls paid a new TLS
-// handshake.
-func httpClient(caFile string, conns int) (*http.Client, error) {
+// double). It keeps up to idle connections open per host: with Go's
+// default of two, most calls paid a new TLS handshake.
+func httpClient(caFile string, idle int) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = conns
-	tr.MaxConnsPerHost = conns
+	tr.MaxIdleConnsPerHost = idle
 	tr.MaxIdleConns = 0 // no limit over all hosts: the per-host one holds
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	tr.ResponseHeaderTimeout = 30 * time.Second
