@@ -32,7 +32,7 @@ func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
 	t.mu.Lock()
 	t.recording = append(t.recording, p)
 	t.mu.Unlock()
-	defer p.leaveRecording()
+	defer func() { p.leaveRecording(err == nil) }()
 	for {
 		t.wmu.Lock()
 		done, wait, err := p.tryRecord(ctx)
@@ -52,13 +52,16 @@ func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
 	}
 }
 
-// leaveRecording takes p off the permits waiting to be entered. It takes
-// wmu first: a write that took p along, and its undoing if it failed, is
-// over before p's Record returns.
-func (p *Permit) leaveRecording() {
+// leaveRecording takes p off the permits waiting to be entered. Unless p
+// was entered (then no write can take it along any more), it takes wmu
+// first: a write that took p along, and its undoing if it failed, is over
+// before p's Record returns.
+func (p *Permit) leaveRecording(entered bool) {
 	t := p.l.tenant
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
+	if !entered {
+		t.wmu.Lock()
+		defer t.wmu.Unlock()
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.recording = slices.DeleteFunc(t.recording, func(q *Permit) bool { return q == p })
