@@ -30,6 +30,9 @@ type Source struct {
 
 	mu       sync.Mutex
 	lastPoll time.Time // zero: look at the consumers first
+	// counted is when the consumers' counts were last read from the
+	// server (lastPoll also moves when a poll was not needed).
+	counted time.Time
 	busy     bool      // requests under way or just published: poll soon
 }
 
@@ -145,10 +148,13 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 }
 
 // allMaybe says whether every lane of the given priorities may have a
-// message, so will be pulled.
+// message, so will be pulled; false before the counts were first read.
 func (s *Source) allMaybe(prios []offboard.Priority) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.counted.IsZero() {
+		return false
+	}
 	for _, l := range s.lanes {
 		if slices.Contains(prios, l.prio) && !l.maybe {
 			return false
@@ -179,6 +185,7 @@ func (s *Source) refresh(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastPoll = time.Now()
+	s.counted = s.lastPoll
 	s.busy = false
 	for i, l := range s.lanes {
 		l.pending = infos[i].NumPending
@@ -414,8 +421,8 @@ func (s *Source) Backlog(ctx context.Context) (normal, bulk uint64, err error) {
 func (s *Source) untilStale(now time.Time) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.lastPoll.IsZero() {
+	if s.counted.IsZero() {
 		return 0
 	}
-	return s.lastPoll.Add(IdlePoll).Sub(now)
+	return s.counted.Add(IdlePoll).Sub(now)
 }
