@@ -33,7 +33,7 @@ type Source struct {
 	// counted is when the consumers' counts were last read from the
 	// server (lastPoll also moves when a poll was not needed).
 	counted time.Time
-	busy     bool      // requests under way or just published: poll soon
+	busy    bool // requests under way or just published: poll soon
 }
 
 // lane is one priority's consumer and what the source knows of it.
