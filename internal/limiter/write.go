@@ -88,28 +88,7 @@ func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err er
 		t.mu.Unlock()
 		return true, nil, nil
 	}
-	now := t.clock.Now()
-	var batch []*Permit
-	var calls []Call
-	for _, q := range t.recording {
-		if q.id != 0 {
-			continue
-		}
-		if next, ok := q.l.nextLocked(now, q.low, true); !ok || next.After(now) {
-			if q == p {
-				wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
-			}
-			continue
-		}
-		// Counted as under way from here, so that the next permit of the
-		// batch sees it; undone if the entry is not written.
-		q.l.held--
-		q.l.reserved++
-		t.nextID++
-		q.id, q.due = t.nextID, now.Add(t.shared.opts.Lease)
-		batch = append(batch, q)
-		calls = append(calls, Call{API: q.l.api, ID: q.id, At: q.due.UnixNano()})
-	}
+	batch, calls, wait := p.batchLocked(t.clock.Now())
 	if wait != nil && len(batch) == 0 {
 		t.mu.Unlock()
 		return false, wait, nil
@@ -120,14 +99,7 @@ func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err er
 	t.mu.Unlock()
 	written, err := t.write(ctx, ev, last, nil)
 	if !written {
-		t.mu.Lock()
-		for _, q := range batch {
-			q.l.held++
-			q.l.reserved--
-			q.id, q.due = 0, time.Time{}
-		}
-		t.notifyLocked()
-		t.mu.Unlock()
+		t.undo(batch)
 	}
 	if err != nil || !written {
 		return false, nil, err
@@ -136,6 +108,44 @@ func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err er
 		return false, wait, nil // the others went; p waits for room
 	}
 	return true, nil, nil
+}
+
+// batchLocked picks the permits waiting to be entered that the windows
+// have room for at now, in the order they came, and counts them as under
+// way: each sees the ones before it. wait is set when p is not among
+// them. t.mu held.
+func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait *noRoom) {
+	t := p.l.tenant
+	for _, q := range t.recording {
+		if q.id != 0 {
+			continue
+		}
+		if next, ok := q.l.nextLocked(now, q.low, true); !ok || next.After(now) {
+			if q == p {
+				wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
+			}
+			continue
+		}
+		q.l.held--
+		q.l.reserved++
+		t.nextID++
+		q.id, q.due = t.nextID, now.Add(t.shared.opts.Lease)
+		batch = append(batch, q)
+		calls = append(calls, Call{API: q.l.api, ID: q.id, At: q.due.UnixNano()})
+	}
+	return batch, calls, wait
+}
+
+// undo takes back the counting of a batch whose entry was not written.
+func (t *Tenant) undo(batch []*Permit) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, q := range batch {
+		q.l.held++
+		q.l.reserved--
+		q.id, q.due = 0, time.Time{}
+	}
+	t.notifyLocked()
 }
 
 // write appends ev, made of what was pending and, for a call about to be
