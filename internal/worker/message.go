@@ -45,11 +45,12 @@ type job struct {
 	// stopAlive stops the in-progress ticks; called before the ack or nak,
 	// so that a late tick cannot undo a nak's delay.
 	stopAlive func()
-	// free gives the request's in-flight slot back (more than once is
-	// fine). The slot bounds the calls under way: a request whose calls
-	// are over frees it before its result is stored, so storing results
-	// and acking, which takes as long as the call itself, does not hold
-	// up the tenant's next call.
+	// free moves the request from its in-flight slot to a finishing one
+	// (more than once is fine). The in-flight slots bound the calls under
+	// way: a request whose calls are over frees its slot before its
+	// result is stored, so storing results and acking, which takes as
+	// long as the call itself, does not hold up the tenant's next call;
+	// as many finishing slots bound those being stored.
 	free func()
 }
 

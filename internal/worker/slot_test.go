@@ -114,3 +114,42 @@ func (m *countingMsg) InProgress() error {
 	stopAliveCount.Add(1)
 	return m.Msg.InProgress()
 }
+
+// TestFinishingSlotsBoundStoring: a request whose calls are over frees its
+// in-flight slot only for a finishing one; with every finishing slot
+// taken (NATS slow to store results), it keeps its in-flight slot, so the
+// loop takes no more requests.
+func TestFinishingSlotsBoundStoring(t *testing.T) {
+	t.Parallel()
+	slots, finishing := make(chan struct{}, 1), make(chan struct{}, 1)
+	take := func() *inFlight {
+		slots <- struct{}{} // the loop takes a slot before each request
+		return &inFlight{slots: slots, finishing: finishing}
+	}
+	first := take()
+	first.callsOver() // storing its result
+	second := take()  // the freed slot went to the next request
+	moved := make(chan struct{})
+	go func() {
+		second.callsOver()
+		close(moved)
+	}()
+	select {
+	case <-moved:
+		t.Fatal("a second request moved to finishing while the only finishing slot was taken")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if len(slots) != 1 {
+		t.Fatalf("in-flight slots taken %d, want 1 (the second request keeps its own)", len(slots))
+	}
+	first.done() // its result stored
+	select {
+	case <-moved:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the second request did not move to finishing once a slot was free")
+	}
+	second.done()
+	if len(slots)+len(finishing) != 0 {
+		t.Errorf("slots left taken: %d in flight, %d finishing", len(slots), len(finishing))
+	}
+}

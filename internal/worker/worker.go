@@ -295,6 +295,9 @@ func (w *Worker) stop(ctx context.Context) error {
 // requests under way when the assignment moves are finished here.
 func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	slots := make(chan struct{}, t.Config.MaxInFlight)
+	// Requests whose calls are over and whose results are being stored:
+	// as many again at most, so that a slow NATS cannot pile them up.
+	finishing := make(chan struct{}, t.Config.MaxInFlight)
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -328,12 +331,45 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			// meanwhile, the request waits for its permit like a retry
 			// does, kept alive.
 			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
-			free := sync.OnceFunc(func() { <-slots })
+			slot := &inFlight{slots: slots, finishing: finishing}
 			w.handlers.Go(func() {
-				defer free()
-				w.handle(workCtx, t, d.Msg, d.Prio, permit, free)
+				defer slot.done()
+				w.handle(workCtx, t, d.Msg, d.Prio, permit, slot.callsOver)
 			})
 		}
+	}
+}
+
+// inFlight is a request's place in its tenant's loop: an in-flight slot
+// while it may call the API, then a finishing one while its result is
+// stored.
+type inFlight struct {
+	slots, finishing chan struct{}
+	mu               sync.Mutex
+	moved            bool
+}
+
+// callsOver moves the request from its in-flight slot to a finishing one,
+// waiting for one to be free.
+func (f *inFlight) callsOver() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.moved {
+		return
+	}
+	f.finishing <- struct{}{}
+	<-f.slots
+	f.moved = true
+}
+
+// done gives back whichever slot the request holds.
+func (f *inFlight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.moved {
+		<-f.finishing
+	} else {
+		<-f.slots
 	}
 }
 
