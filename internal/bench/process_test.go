@@ -168,6 +168,10 @@ func (h *harness) startWorker(extra ...string) *proc {
 	}
 	p := &proc{cmd: exec.Command(bin, args...), log: logPath, http: httpAddr, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = logFile, logFile
+	if limit := os.Getenv("BENCH_WORKER_GOMEMLIMIT"); limit != "" {
+		// The worker's alone: the benchmark process holds NATS too.
+		p.cmd.Env = append(os.Environ(), "GOMEMLIMIT="+limit)
+	}
 	if err := p.cmd.Start(); err != nil {
 		_ = logFile.Close()
 		h.tb.Fatal(err)

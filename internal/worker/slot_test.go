@@ -17,14 +17,7 @@ import (
 func TestSlotFreedBeforeTheResultIsStored(t *testing.T) {
 	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
 	ctx := t.Context()
-	// A scratch stream for the messages handed to finish.
-	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCRATCH", Subjects: []string{"scratch"}}); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := e.js.CreateOrUpdateConsumer(ctx, "SCRATCH", jetstream.ConsumerConfig{Durable: "s", AckPolicy: jetstream.AckExplicitPolicy})
-	if err != nil {
-		t.Fatal(err)
-	}
+	next := e.scratch(t)
 	results := func() uint64 {
 		s, err := e.js.Stream(ctx, "MDE_OFFBOARD_RESULTS")
 		if err != nil {
@@ -41,13 +34,7 @@ func TestSlotFreedBeforeTheResultIsStored(t *testing.T) {
 		attempts  int
 		wantFreed bool
 	}{{1, true}, {0, false}} {
-		if _, err := e.js.Publish(ctx, "scratch", []byte("{}")); err != nil {
-			t.Fatal(err)
-		}
-		msg, err := cons.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+		msg := next()
 		before := results()
 		freedWith := int64(-1) // results stored when the slot was freed
 		j := e.w.newJob(tr, msg, offboard.Normal)
@@ -66,11 +53,11 @@ func TestSlotFreedBeforeTheResultIsStored(t *testing.T) {
 	}
 }
 
-// TestKeepAliveTicksAndStops: the in-progress ticks come every third of
-// the ack wait, and none comes once stopped (run under -race: the first
-// tick reads the timer its start sets).
-func TestKeepAliveTicksAndStops(t *testing.T) {
-	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+// scratch makes a stream of its own and returns a func that hands out a
+// fresh delivered message of it: a message for worker code under test,
+// which the running worker never sees.
+func (e *loopEnv) scratch(t *testing.T) func() jetstream.Msg {
+	t.Helper()
 	ctx := t.Context()
 	if _, err := e.js.CreateStream(ctx, jetstream.StreamConfig{Name: "SCRATCH", Subjects: []string{"scratch"}}); err != nil {
 		t.Fatal(err)
@@ -79,13 +66,25 @@ func TestKeepAliveTicksAndStops(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.js.Publish(ctx, "scratch", []byte("{}")); err != nil {
-		t.Fatal(err)
+	return func() jetstream.Msg {
+		t.Helper()
+		if _, err := e.js.Publish(ctx, "scratch", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		msg, err := cons.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msg
 	}
-	msg, err := cons.Next()
-	if err != nil {
-		t.Fatal(err)
-	}
+}
+
+// TestKeepAliveTicksAndStops: the in-progress ticks come every third of
+// the ack wait, and none comes once stopped (run under -race: the first
+// tick reads the timer its start sets).
+func TestKeepAliveTicksAndStops(t *testing.T) {
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	msg := e.scratch(t)()
 	// A worker of its own with a short ack wait; the running one is not
 	// touched.
 	w := &Worker{opts: e.w.opts, clock: e.w.clock}
