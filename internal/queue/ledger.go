@@ -33,6 +33,9 @@ func NewLedger(ctx context.Context, js jetstream.JetStream) (*Ledger, error) {
 
 // Entry states.
 const (
+	// StateClaimed: a message is working on the request id; no offboard
+	// call of it has been sent.
+	StateClaimed = "claimed"
 	StateCalling = "calling" // the offboard call may have been sent
 	StateDone    = "done"    // the result is stored
 )

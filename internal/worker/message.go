@@ -39,9 +39,6 @@ type job struct {
 	// entry is the request id's ledger entry as this job last read or
 	// wrote it (nil: none); the result is written over it.
 	entry *queue.Entry
-	// claimed is set when this delivery wrote entry as the id's first
-	// (claim): no call of it can have been sent before.
-	claimed bool
 	// stopAlive stops the in-progress ticks; called before the ack or nak,
 	// so that a late tick cannot undo a nak's delay.
 	stopAlive func()
@@ -133,6 +130,10 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 	j.entry = entry
 	switch {
 	case entry == nil:
+	case entry.State == queue.StateClaimed && (entry.Seq == j.seq || w.clock.Since(entry.Started) >= w.opts.CallingLease):
+		// This message's own claim (it was left before its call), or one
+		// whose message is long gone: no call was sent; the entry is
+		// written over.
 	case entry.State == queue.StateDone && !entry.Retried(j.req.AttemptOrFirst()):
 		w.replay(ctx, j, entry)
 		return true
@@ -151,18 +152,15 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 	return w.withdrawn(ctx, j)
 }
 
-// claim writes the "calling" entry of a request id the ledger does not
+// claim writes a "claimed" entry for a request id the ledger does not
 // know yet, in the one round trip that also tells that it is new: most
-// requests are, and then neither a read of the ledger nor a second write
-// before the call is needed (offboard uses the entry if it is still
-// fresh). It reports false, with nothing written, when the id has an
-// entry: the caller reads it. Only for a request that names its device:
-// the entry says which device a call may have been sent for.
+// requests are, and then the ledger is not read. It reports false, with
+// nothing written, when the id has an entry: the caller reads it. A claim
+// says that a message works on the id and that no call was sent; the
+// "calling" entry written over it before the call says when one may
+// have been (steps.go).
 func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
-	if j.req.MachineID == "" {
-		return false, nil
-	}
-	e := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
+	e := &queue.Entry{State: queue.StateClaimed, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
 	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, nil, e)
 	if errors.Is(err, queue.ErrConflict) {
 		return false, nil
@@ -170,7 +168,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	j.entry, j.claimed = e, true
+	j.entry = e
 	return true, nil
 }
 
@@ -339,7 +337,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 // result goes out, so that a result never speaks for an id another worker
 // holds.
 func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, data []byte) ([]queue.Stored, error) {
-	if e := j.entry; e != nil && e.State == queue.StateCalling && e.Seq == j.seq {
+	if e := j.entry; e != nil && (e.State == queue.StateCalling || e.State == queue.StateClaimed) && e.Seq == j.seq {
 		s, err := w.opts.Ledger.FinishAsync(j.t.name, res.RequestID, e, j.seq, data)
 		if err != nil {
 			return nil, err

@@ -71,9 +71,8 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 	}
 	defer unlock()
 	// A call for this id may have been sent before a crash: look for the
-	// action it created before sending another. (Not when this delivery
-	// claimed the id: nothing was sent for it before.)
-	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID && !j.claimed {
+	// action it created before sending another.
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
 		res, err := w.findOwnAction(ctx, j, e.Started, comment)
 		if err != nil || res != nil {
 			return res, err
@@ -155,21 +154,14 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 	return j.failed(v.FailureCode, v.Error(), v), nil
 }
 
-// claimFresh is how old a claim (message.go) may be and still stand for
-// the "calling" entry written just before the call: its Started bounds
-// when the call was sent.
-const claimFresh = time.Second
-
-// calling makes sure the ledger says, before the call goes out, that a
-// call for this id and device is about to be sent and when: the claim
-// this delivery wrote if it is fresh, else a new entry. The call's entry
-// in the quota journal, which must be written before the call too, is
-// written meanwhile: neither waits for the other.
+// calling writes in the ledger, before the call goes out, that a call for
+// this id and device is about to be sent and when, over the entry this
+// message read or wrote (compare-and-swap: if another message took the
+// id meanwhile, this one does not call). The call's entry in the quota
+// journal, which must be written before the call too, is written
+// meanwhile: neither waits for the other.
 func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*queue.Entry, error) {
 	now := w.clock.Now()
-	if e := j.entry; j.claimed && e.Seq == j.seq && e.MachineID == j.req.MachineID && now.Sub(e.Started) < claimFresh {
-		return e, nil
-	}
 	var recorded chan struct{}
 	if permit != nil {
 		// The call records it again (at no cost once written) and
