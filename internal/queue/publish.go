@@ -60,8 +60,13 @@ func awaitAck(f jetstream.PubAckFuture, what string) Stored {
 	}
 }
 
-// WaitStored waits for every store, and returns their errors joined.
+// WaitStored waits for every store, and returns their errors joined. It
+// waits at most StepTimeout: a publish whose answer never comes (its
+// stream lost its leader while it was on the way) fails as an outage, so
+// the request is taken again soon, not when a longer deadline runs out.
 func WaitStored(ctx context.Context, stores ...Stored) error {
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
 	var errs []error
 	for _, s := range stores {
 		if err := s(ctx); err != nil {
