@@ -146,6 +146,17 @@ func TestKustomization(t *testing.T) {
 			t.Error("the pod mounts a Kubernetes API token it does not use")
 		}
 	})
+	t.Run("replica id is the pod's name", func(t *testing.T) {
+		for _, e := range c.Env {
+			if e.Name == "MDE_OFFBOARD_REPLICA_ID" {
+				if e.ValueFrom == nil || e.ValueFrom.FieldRef == nil || e.ValueFrom.FieldRef.FieldPath != "metadata.name" {
+					t.Errorf("MDE_OFFBOARD_REPLICA_ID is not taken from metadata.name: %+v", e)
+				}
+				return
+			}
+		}
+		t.Error("no MDE_OFFBOARD_REPLICA_ID: a restarted container would wait out its dead self's announcement")
+	})
 	t.Run("environment uses the MDE_OFFBOARD_ prefix", func(t *testing.T) {
 		for _, e := range c.Env {
 			if e.Name != "GOMEMLIMIT" && !strings.HasPrefix(e.Name, "MDE_OFFBOARD_") {

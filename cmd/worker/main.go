@@ -111,6 +111,7 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs.StringVar(&o.EmbeddedListen, "embedded-listen", app.DefaultEmbeddedListen, "client address of the embedded NATS server")
 	fs.StringVar(&o.SubjectPrefix, "subject-prefix", app.DefaultSubjectPrefix, "prefix of every subject")
 	fs.StringVar(&o.Listen, "listen", app.DefaultListen, "address of /metrics, /healthz and /readyz")
+	fs.StringVar(&o.ReplicaID, "replica-id", "", "this replica's name among the replicas (a pod's name): restarted under the same name it takes its tenants back at once; empty: host, process id and a random part")
 	fs.BoolVar(&o.Profiling, "pprof", false, "serve Go runtime profiles under /debug/pprof/ on --listen")
 	fs.BoolVar(&o.NoSetup, "no-setup", false, "do not create or update streams and consumers (use deploy/ definitions)")
 	fs.DurationVar(&o.Queue.Duplicates, "duplicate-window", 24*time.Hour, "duplicate window of the request and result streams")

@@ -138,11 +138,21 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte("tenants:\n  - name: Bad Name\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	secret := filepath.Join(dir, "secret")
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(good, fmt.Appendf(nil, "tenants:\n  - name: contoso\n    tenantId: 11111111-2222-3333-4444-555555555555\n"+
+		"    clientId: 66666666-7777-8888-9999-000000000000\n    clientSecretFile: %s\n", secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		args []string
 		want string
 	}{
+		{"replica id", []string{"--config", good, "--replica-id", "pod/1", "--listen", "127.0.0.1:0"}, "pod/1"},
 		{"tenants file, json", []string{"--config", cfg, "--log-level", "error"}, "Bad Name"},
 		{"tenants file, console", []string{"--config", cfg, "--log-format", "console"}, "Bad Name"},
 		{"missing tenants file", []string{"--config", filepath.Join(dir, "absent.yaml")}, "absent.yaml"},

@@ -70,6 +70,12 @@ type Options struct {
 	// (default queue.PresenceBeat); a replica that dies hands its tenants
 	// over after three beats. Every replica must use the same.
 	PresenceBeat time.Duration
+	// ReplicaID names this replica among the others (a pod's name): a
+	// worker restarted under the same name takes its tenants back at
+	// once, where a new name waits until the dead one's announcement
+	// expires. Empty: host, process id and a random part. Two live
+	// replicas must never share a name.
+	ReplicaID string
 	StatsEvery   time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
 	// Plan tunes the answers to campaign plan requests.
 	Plan worker.PlanOptions
@@ -132,6 +138,9 @@ func New(o Options) (*App, error) {
 	}
 	if err := o.natsConn().Check(); err != nil {
 		return nil, err
+	}
+	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
+		return nil, fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
 	}
 	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{})}
 	var err error
@@ -390,7 +399,11 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 // after the worker, so other replicas go on counting on this one until its
 // requests under way are finished.
 func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
-	p, err := queue.NewPresence(ctx, a.js, replicaID(), a.opts.Queue.Tenants, a.opts.PresenceBeat, a.opts.Clock, a.log)
+	id := a.opts.ReplicaID
+	if id == "" {
+		id = replicaID()
+	}
+	p, err := queue.NewPresence(ctx, a.js, id, a.opts.Queue.Tenants, a.opts.PresenceBeat, a.opts.Clock, a.log)
 	if err != nil {
 		return nil, err
 	}
@@ -443,12 +456,22 @@ func (a *App) runService(ctx context.Context, name string, run func(context.Cont
 func replicaID() string {
 	host, _ := os.Hostname()
 	host = strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+		if replicaIDRune(r) {
 			return r
 		}
 		return '_'
 	}, host)
 	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), nuid.Next())
+}
+
+// validReplicaID says whether a configured replica id is a plain name: it
+// is a key of the presence bucket.
+func validReplicaID(id string) bool {
+	return len(id) <= 64 && id != "" && !strings.ContainsFunc(id, func(r rune) bool { return !replicaIDRune(r) })
+}
+
+func replicaIDRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_'
 }
 
 // NATSURL is the URL of the NATS server in use.

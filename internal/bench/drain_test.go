@@ -62,6 +62,11 @@ func runDrain(tb testing.TB, c drainCase) drainResult {
 		tenants: tenantNames("t", c.tenants), machines: c.requests, windows: c.windows, latency: c.latency,
 	})
 	args := append([]string{"--ack-wait", c.ackWait.String()}, c.margin...)
+	if c.kills > 0 && c.replicas == 1 {
+		// A killed worker comes back under its name, as a crashed pod's
+		// container does (deploy/kubernetes sets it to the pod's name).
+		args = append(args, "--replica-id", "drain-worker")
+	}
 	for range c.replicas {
 		h.startWorker(args...)
 	}
