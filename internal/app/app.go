@@ -75,8 +75,8 @@ type Options struct {
 	// once, where a new name waits until the dead one's announcement
 	// expires. Empty: host, process id and a random part. Two live
 	// replicas must never share a name.
-	ReplicaID string
-	StatsEvery   time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
+	ReplicaID  string
+	StatsEvery time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
 	// Plan tunes the answers to campaign plan requests.
 	Plan worker.PlanOptions
 
