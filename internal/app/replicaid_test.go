@@ -1,7 +1,6 @@
 package app
 
 import (
-	"fmt"
 	"maps"
 	"slices"
 	"testing"
@@ -43,10 +42,7 @@ func assignedTenants(t *testing.T, reg *prometheus.Registry) []string {
 // leaving them to a dead replica until the announcement expires (15 s).
 func TestRestartUnderTheSameNameTakesItsTenantsBack(t *testing.T) {
 	t.Parallel()
-	var names []string
-	for i := range 20 {
-		names = append(names, fmt.Sprintf("t%02d", i))
-	}
+	names := numberedTenants(20)
 	e := setup(t, envConfig{tenants: names, machines: 1, noStart: true})
 	e.opts.ReplicaID = "replica-a"
 	e.start()

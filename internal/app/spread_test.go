@@ -36,6 +36,15 @@ func tenantCalls(t *testing.T, reg *prometheus.Registry) map[string]int {
 	return out
 }
 
+// numberedTenants names n tenants t00, t01, ...
+func numberedTenants(n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("t%02d", i)
+	}
+	return names
+}
+
 // announcements reads the presence bucket: each replica's announcement.
 func (e *env) announcements() map[string][]byte {
 	e.t.Helper()
@@ -80,10 +89,7 @@ func (e *env) crash(a *App, id string, announcement []byte) {
 // gets one result and one action.
 func TestTenantsSpreadAcrossReplicas(t *testing.T) {
 	t.Parallel()
-	var names []string
-	for i := range 20 {
-		names = append(names, fmt.Sprintf("t%02d", i))
-	}
+	names := numberedTenants(20)
 	e := setup(t, envConfig{tenants: names, machines: 4, noStart: true})
 	e.opts.PresenceBeat = 300 * time.Millisecond
 	e.start()
