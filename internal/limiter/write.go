@@ -97,7 +97,7 @@ func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err er
 	ev.Reserved = calls
 	last := t.lastSeq
 	t.mu.Unlock()
-	written, err := t.write(ctx, ev, last, nil)
+	written, err := t.write(ctx, ev, last)
 	if !written {
 		t.undo(batch)
 	}
@@ -148,21 +148,18 @@ func (t *Tenant) undo(batch []*Permit) {
 	t.notifyLocked()
 }
 
-// write appends ev, made of what was pending and, for a call about to be
-// sent, its reservation, after the tenant's entry numbered last. The
-// caller holds t.wmu. Once written, the tenant's last entry moves on and
-// written runs under t.mu; it reports true. Otherwise what was pending is
+// write appends ev, made of what was pending and, for calls about to be
+// sent, their reservations, after the tenant's entry numbered last. The
+// caller holds t.wmu. Once written, the tenant's last entry moves on; it
+// reports true. Otherwise what was pending is
 // put back; after a conflict it returns false and nil once the feed has
 // brought the entries that came first, so the caller tries again; any
 // other failure is returned.
-func (t *Tenant) write(ctx context.Context, ev Event, last uint64, written func()) (bool, error) {
+func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error) {
 	seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
 	t.mu.Lock()
 	if err == nil {
 		t.lastSeq = max(t.lastSeq, seq)
-		if written != nil {
-			written()
-		}
 		t.mu.Unlock()
 		return true, nil
 	}
@@ -305,7 +302,7 @@ func (t *Tenant) writeOnce(ctx context.Context) error {
 		ev := t.takePendingLocked()
 		last := t.lastSeq
 		t.mu.Unlock()
-		if _, err := t.write(ctx, ev, last, nil); err != nil {
+		if _, err := t.write(ctx, ev, last); err != nil {
 			return err
 		}
 	}

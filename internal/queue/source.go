@@ -86,14 +86,8 @@ func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstr
 func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Priority) ([]Delivery, error) {
 	limit = max(limit, 1)
 	for {
-		if now := time.Now(); s.pollDue(now) {
-			if s.allMaybe(prios) {
-				// Every lane asked for is pulled now anyway: its answer
-				// says what the counts would. Asking the server for them
-				// cost a request per consumer every poll, for every busy
-				// tenant.
-				s.polled(now)
-			} else if err := s.refresh(ctx); err != nil {
+		if s.pollNeeded(time.Now(), prios) {
+			if err := s.refresh(ctx); err != nil {
 				return nil, err
 			}
 		}
@@ -147,27 +141,27 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 	return s.lastPoll.Add(every).Sub(now)
 }
 
-// allMaybe says whether every lane of the given priorities may have a
-// message, so will be pulled; false before the counts were first read.
-func (s *Source) allMaybe(prios []offboard.Priority) bool {
+// pollNeeded says whether the safety poll must ask the server now. Not
+// when every lane asked for may have a message, so is pulled now anyway:
+// the pull's answer says what the counts would (asking for them cost a
+// request per consumer every poll, for every busy tenant); the poll's
+// interval starts again then. The counts are always read once first.
+func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) bool {
+	if !s.pollDue(now) {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.counted.IsZero() {
-		return false
+		return true
 	}
 	for _, l := range s.lanes {
 		if slices.Contains(prios, l.prio) && !l.maybe {
-			return false
+			return true
 		}
 	}
-	return true
-}
-
-// polled restarts the safety poll's interval.
-func (s *Source) polled(now time.Time) {
-	s.mu.Lock()
 	s.lastPoll = now
-	s.mu.Unlock()
+	return false
 }
 
 // refresh reads both consumers' counts: the safety poll.

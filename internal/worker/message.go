@@ -160,7 +160,7 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 // "calling" entry written over it before the call says when one may
 // have been (steps.go).
 func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
-	e := &queue.Entry{State: queue.StateClaimed, Seq: j.seq, MachineID: j.req.MachineID, Started: w.clock.Now().UTC()}
+	e := j.entryNow(queue.StateClaimed, w.clock.Now())
 	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, nil, e)
 	if errors.Is(err, queue.ErrConflict) {
 		return false, nil
@@ -170,6 +170,12 @@ func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
 	}
 	j.entry = e
 	return true, nil
+}
+
+// entryNow is the ledger entry this message writes for its request id
+// before its result: claimed, or calling, as of now.
+func (j *job) entryNow(state string, now time.Time) *queue.Entry {
+	return &queue.Entry{State: state, Seq: j.seq, MachineID: j.req.MachineID, Started: now.UTC()}
 }
 
 // withdrawn answers a request of a cancelled campaign: failed, cancelled,

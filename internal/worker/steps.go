@@ -161,7 +161,6 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 // journal, which must be written before the call too, is written
 // meanwhile: neither waits for the other.
 func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*queue.Entry, error) {
-	now := w.clock.Now()
 	var recorded chan struct{}
 	if permit != nil {
 		// The call records it again (at no cost once written) and
@@ -172,7 +171,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 			_, _ = permit.Record(ctx)
 		}()
 	}
-	next := &queue.Entry{State: queue.StateCalling, Seq: j.seq, MachineID: j.req.MachineID, Started: now.UTC()}
+	next := j.entryNow(queue.StateCalling, w.clock.Now())
 	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next)
 	if recorded != nil {
 		<-recorded // the permit is the call's again

@@ -342,18 +342,15 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 
 // inFlight is a request's place in its tenant's loop: an in-flight slot
 // while it may call the API, then a finishing one while its result is
-// stored.
+// stored. Only the request's own goroutine uses it.
 type inFlight struct {
 	slots, finishing chan struct{}
-	mu               sync.Mutex
 	moved            bool
 }
 
 // callsOver moves the request from its in-flight slot to a finishing one,
 // waiting for one to be free.
 func (f *inFlight) callsOver() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.moved {
 		return
 	}
@@ -364,8 +361,6 @@ func (f *inFlight) callsOver() {
 
 // done gives back whichever slot the request holds.
 func (f *inFlight) done() {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	if f.moved {
 		<-f.finishing
 	} else {

@@ -426,7 +426,8 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
 			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform))
 	}
-	mine := tn.offboards[strings.ToLower(m.ID)]
+	machineKey := strings.ToLower(m.ID)
+	mine := tn.offboards[machineKey]
 	for i := len(mine) - 1; i >= 0; i-- {
 		v := s.viewLocked(mine[i], now)
 		if v.Status != StatusPending && v.Status != StatusInProgress {
@@ -459,7 +460,7 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		Commands:              []json.RawMessage{},
 	}
 	tn.actions = append(tn.actions, a)
-	tn.offboards[strings.ToLower(m.ID)] = append(tn.offboards[strings.ToLower(m.ID)], a)
+	tn.offboards[machineKey] = append(mine, a)
 	tn.actionByID[strings.ToLower(a.ID)] = a
 	call.ActionID = a.ID
 	return s.actionReply(s.opts.OffboardStatus, *a, true)
