@@ -5,39 +5,50 @@ import (
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// TestClaimedThenLeftRequestOfCancelledCampaign: a campaign request that
-// claimed its id and was left before any call (it waited for the budget
-// when the worker stopped) is answered cancelled once its campaign is
-// cancelled, with no call: its own claim says no call was sent. (When the
-// claim was a "calling" entry, the request came back as created.)
+// TestClaimedThenLeftRequestOfCancelledCampaign: a campaign request whose
+// own claim is in the ledger (a worker claimed it, then stopped before
+// its call) is answered cancelled once its campaign is cancelled, with no
+// call: its claim says no call was sent. (A "calling" entry in its place
+// would have it looked for and offboarded.)
 func TestClaimedThenLeftRequestOfCancelledCampaign(t *testing.T) {
-	e := setup(t, envConfig{
-		tenants: []string{"contoso"}, machines: 2,
-		extra: "    guards:\n      budget: \"1/1h\"\n",
-	})
-	ms := e.tenants["contoso"].machines
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	m := e.tenants["contoso"].machines[0]
 	res := e.collect("mde.offboard.result.>")
-	// The first request spends the budget.
-	if r := e.one(res, "mde.offboard.request.contoso", map[string]any{"requestId": "plain-1", "machineId": ms[0].ID}); r.Outcome != offboard.OutcomeCreated {
-		t.Fatalf("first request: %s", r.Outcome)
-	}
-	// A campaign row claims its id, then waits for the budget.
+	// Paused, the tenant's requests stay in the stream: the claim below is
+	// written as the worker that took the request before would have.
+	e.control(control.ActionPause, "contoso", "all")
+	eventually(t, 10*time.Second, "the worker paused", func() bool {
+		mfs, err := e.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "mde_offboard_tenant_paused" {
+				for _, m := range mf.GetMetric() {
+					if m.GetGauge().GetValue() == 1 {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
 	id := campaign.RequestID("wave1", 1)
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": ms[1].ID, "source": campaign.Source("wave1")}, id)
+	ack := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID, "source": campaign.Source("wave1")}, id)
 	ledger, err := queue.NewLedger(t.Context(), e.js)
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the campaign request claimed", func() bool {
-		entry, err := ledger.Get(t.Context(), "contoso", id)
-		return err == nil && entry != nil && entry.State == queue.StateClaimed
-	})
-	// The operator cancels the campaign, and a rolling update stops the
-	// worker: the waiting request is left, no call sent.
+	claim := &queue.Entry{State: queue.StateClaimed, Seq: ack.Sequence, MachineID: m.ID, Started: time.Now().UTC()}
+	if err := ledger.Put(t.Context(), "contoso", id, nil, claim); err != nil {
+		t.Fatal(err)
+	}
+	// The operator cancels the campaign; the tenant is resumed.
 	kv, err := campaign.ControlBucket(t.Context(), e.js)
 	if err != nil {
 		t.Fatal(err)
@@ -45,10 +56,7 @@ func TestClaimedThenLeftRequestOfCancelledCampaign(t *testing.T) {
 	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, By: "op", At: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	e.stop()
-	e.start()
-	res = e.collect("mde.offboard.result.>")
-	e.setBudget("contoso", "100/1h") // the request is fetched again
+	e.control(control.ActionResume, "contoso", "all")
 	eventually(t, 20*time.Second, "the campaign request answered", func() bool { return len(res.snapshot()["contoso/"+id]) > 0 })
 	rs := res.snapshot()["contoso/"+id]
 	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeFailed || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeCancelled {
@@ -56,7 +64,7 @@ func TestClaimedThenLeftRequestOfCancelledCampaign(t *testing.T) {
 			t.Errorf("result: %s %+v, want one, failed cancelled", r.Outcome, r.Error)
 		}
 	}
-	if n := e.offboardCalls(e.tenants["contoso"].tenantID, ms[1].ID); n != 0 {
+	if n := e.offboardCalls(e.tenants["contoso"].tenantID, m.ID); n != 0 {
 		t.Errorf("%d offboard calls for a request of a cancelled campaign that had none before the cancel", n)
 	}
 }
