@@ -77,6 +77,7 @@ type Options struct {
 	// replicas must never share a name.
 	ReplicaID  string
 	StatsEvery time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
+	SweepEvery time.Duration // how often each tenant's answered requests left in the request stream are looked for (default 10m)
 	// Plan tunes the answers to campaign plan requests.
 	Plan worker.PlanOptions
 
@@ -373,7 +374,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	a.worker, err = worker.New(ctx, worker.Options{
 		JS: a.js, Settings: a.opts.Queue, Ledger: ledger, Router: a.router,
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
-		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, Stale: stale, Shared: a.shared,
+		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, SweepEvery: a.opts.SweepEvery, Stale: stale, Shared: a.shared,
 		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
 	}, a.tenants)
 	if err != nil {

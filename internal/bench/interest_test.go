@@ -22,17 +22,19 @@ import (
 // stream's lock: the rate falls as consumers are added, whatever the
 // worker does.
 func BenchmarkInterestAcks(b *testing.B) {
-	for _, tenants := range []int{1, 100, 500, 1000} {
-		b.Run(fmt.Sprintf("tenants=%d", tenants), func(b *testing.B) {
-			rate := interestAcks(b, tenants, envInt(b, "BENCH_INTEREST_N", 2000))
-			b.Logf("%d tenants, %d consumers: %.0f requests/s acked by both consumers (%.0f µs per request)",
-				tenants, 2*tenants+1, rate, 1e6/rate)
-			b.ReportMetric(rate, "requests/s")
-		})
+	for _, retention := range []jetstream.RetentionPolicy{jetstream.InterestPolicy, jetstream.LimitsPolicy} {
+		for _, tenants := range []int{1, 100, 500, 1000} {
+			b.Run(fmt.Sprintf("retention=%s/tenants=%d", retention, tenants), func(b *testing.B) {
+				rate := interestAcks(b, retention, tenants, envInt(b, "BENCH_INTEREST_N", 2000))
+				b.Logf("%s retention, %d tenants, %d consumers: %.0f requests/s acked by both consumers (%.0f µs per request)",
+					retention, tenants, 2*tenants+1, rate, 1e6/rate)
+				b.ReportMetric(rate, "requests/s")
+			})
+		}
 	}
 }
 
-func interestAcks(b *testing.B, tenants, n int) float64 {
+func interestAcks(b *testing.B, retention jetstream.RetentionPolicy, tenants, n int) float64 {
 	b.Helper()
 	c := natstest.Start(b, 1)
 	nc, err := nats.Connect(c.URLs())
@@ -46,7 +48,7 @@ func interestAcks(b *testing.B, tenants, n int) float64 {
 	}
 	ctx := b.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "INTEREST", Subjects: []string{"req.>"}, Retention: jetstream.InterestPolicy,
+		Name: "INTEREST", Subjects: []string{"req.>"}, Retention: retention,
 		Storage: jetstream.FileStorage, MaxConsumers: 2*tenants + 1,
 	}); err != nil {
 		b.Fatal(err)
@@ -79,7 +81,12 @@ func interestAcks(b *testing.B, tenants, n int) float64 {
 
 	start := time.Now()
 	done := make(chan error, 2)
+	stream, err := js.Stream(ctx, "INTEREST")
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, cons := range []jetstream.Consumer{first, all} {
+		deletes := retention == jetstream.LimitsPolicy && cons == first
 		go func() {
 			left := n
 			for left > 0 {
@@ -89,6 +96,16 @@ func interestAcks(b *testing.B, tenants, n int) float64 {
 					return
 				}
 				for m := range batch.Messages() {
+					if deletes {
+						meta, err := m.Metadata()
+						if err == nil {
+							err = stream.DeleteMsg(ctx, meta.Sequence.Stream)
+						}
+						if err != nil {
+							done <- err
+							return
+						}
+					}
 					if err := m.DoubleAck(ctx); err != nil {
 						done <- err
 						return

@@ -272,3 +272,35 @@ func TestEnsureManyTenants(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestEnsureMovesAnEarlierRequestStreamToLimits: a request stream made by
+// an earlier release has interest retention; Ensure changes it in place,
+// keeping the requests that wait in it.
+func TestEnsureMovesAnEarlierRequestStreamToLimits(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	ctx := t.Context()
+	s := Settings{Tenants: []string{"contoso"}}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.Streams()[0]
+	cfg.Retention = jetstream.InterestPolicy
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := stream.CachedInfo()
+	if info.Config.Retention != jetstream.LimitsPolicy || info.State.Msgs != 1 {
+		t.Errorf("after Ensure: %s retention, %d requests; want limits and the 1 waiting", info.Config.Retention, info.State.Msgs)
+	}
+}

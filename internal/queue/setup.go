@@ -70,10 +70,15 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Name:        offboard.StreamRequests,
 			Description: "Defender for Endpoint offboard requests; a request leaves once its result is stored",
 			Subjects:    []string{s.Subjects.AllRequests()},
-			// Interest retention: a request stays while any consumer still
-			// needs it. The unrouted consumer sees every request, so nothing
-			// published to a request subject is dropped.
-			Retention:  jetstream.InterestPolicy,
+			// Limits retention, with no limit: a request stays until the
+			// worker that answered it deletes it (after its result is
+			// stored and it is acked). Under interest retention the server
+			// asks every consumer of the stream, for every ack, whether it
+			// still needs the message, under the stream's lock: at a
+			// thousand tenants (two thousand consumers) that capped the
+			// stream at a few hundred requests a second. A delete costs
+			// the same whatever the number of consumers.
+			Retention:  jetstream.LimitsPolicy,
 			Storage:    jetstream.FileStorage,
 			Replicas:   s.Replicas,
 			MaxMsgSize: offboard.MaxRequestSize,
@@ -238,8 +243,8 @@ const (
 //
 // It returns the names of tenant consumers left from an earlier
 // configuration (marked with MetaTenant, tenant no longer configured). They
-// are not removed: under interest retention that would drop their requests
-// unanswered.
+// are not removed: their requests would then sit in the stream unanswered
+// (the unrouted consumer has let them go).
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []string, err error) {
 	var errs []error
 	for _, cfg := range s.Streams() {

@@ -439,23 +439,38 @@ func (w *Worker) startTracking(ctx context.Context, j *job, res *offboard.Result
 	}
 }
 
+// ack acknowledges a request whose result is stored, then deletes it from
+// the request stream (queue.Retire). The ack comes first so that the
+// delete finds the request no longer pending: deleting a pending message
+// makes the server report it terminated. The delete is sent even when the
+// ack failed: it ends the delivery as well.
 func (w *Worker) ack(ctx context.Context, j *job) {
 	if j.stopAlive != nil {
 		j.stopAlive()
 	}
-	// An ack lost to an outage is sent again once NATS is back: else the
-	// request would come back only after its ack wait. The pause is real
-	// time: it spaces messages to the server, not logic a test controls.
+	w.untilDone(ctx, j, "ack request", j.msg.DoubleAck)
+	w.untilDone(ctx, j, "delete answered request", func(ctx context.Context) error {
+		return queue.Retire(ctx, w.requests, j.seq)
+	})
+}
+
+// untilDone runs a step that follows a stored result. A step lost to an
+// outage is sent again once NATS is back: else the request would come back
+// only after its ack wait, or stay in the stream. The pause is real time:
+// it spaces messages to the server, not logic a test controls. A step that
+// fails for good is logged: the result stands, a redelivery is answered
+// from the ledger, and an answered request left in the stream is removed
+// by the sweep (queue.Sweep).
+func (w *Worker) untilDone(ctx context.Context, j *job, what string, step func(context.Context) error) {
 	for {
-		actx, cancel := queue.StepCtx(ctx)
-		err := j.msg.DoubleAck(actx)
+		sctx, cancel := queue.StepCtx(ctx)
+		err := step(sctx)
 		cancel()
 		if err == nil {
 			return
 		}
 		if !queue.Outage(err) || sleepCtx(ctx, realClock, outageRetry) != nil {
-			// The result is stored: a redelivery is answered from the ledger.
-			j.log.Warn("ack request", zap.Error(err))
+			j.log.Warn(what, zap.Error(err))
 			return
 		}
 	}

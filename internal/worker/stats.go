@@ -72,6 +72,27 @@ func (w *Worker) waitingConsumer(ctx context.Context, tenant string, p offboard.
 	return c, nil
 }
 
+// sweep removes the tenant's answered requests left in the request
+// stream (queue.Sweep). Only the stats loop calls it.
+func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		cons, err := w.waitingConsumer(ctx, t.name, p)
+		if err != nil {
+			t.log.Debug("sweep", zap.Error(err))
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		floor, err := queue.Sweep(sctx, w.requests, cons)
+		cancel()
+		switch {
+		case err != nil:
+			t.log.Warn("sweep answered requests", zap.String("priority", string(p)), zap.Error(err))
+		case floor > 0:
+			t.log.Info("removed answered requests left in the request stream", zap.String("priority", string(p)), zap.Uint64("up_to_seq", floor))
+		}
+	}
+}
+
 // observeResult records a published result's time from the request's
 // publication.
 func (w *Worker) observeResult(msg jetstream.Msg, res *offboard.Result) {

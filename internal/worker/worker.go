@@ -39,6 +39,10 @@ type Options struct {
 	CallingLease time.Duration
 	// StatsEvery is how often backlog and quota gauges are refreshed.
 	StatsEvery time.Duration
+	// SweepEvery is how often the stats loop looks, for each tenant, for
+	// answered requests left in the request stream (queue.Sweep); the
+	// tenants are spread over that time. Default 10 minutes.
+	SweepEvery time.Duration
 	// Shared, when set, keeps every tenant's quota in the journal all
 	// replicas share; nil keeps it in this process.
 	Shared *limiter.Shared
@@ -85,6 +89,7 @@ type tenantRun struct {
 	budget  *budget
 	log     *zap.Logger
 	backlog map[offboard.Priority]uint64 // last read by runStats
+	swept   time.Time                     // last sweep (runStats)
 }
 
 // Worker processes the requests of all configured tenants.
@@ -132,6 +137,9 @@ func (o Options) withDefaults() Options {
 	if o.StatsEvery <= 0 {
 		o.StatsEvery = 15 * time.Second
 	}
+	if o.SweepEvery <= 0 {
+		o.SweepEvery = 10 * time.Minute
+	}
 	if o.Presence == nil {
 		o.Presence = servesNone{}
 	}
@@ -159,10 +167,12 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		tenants: map[string]*tenantRun{}, statsKick: make(chan struct{}, 1),
 		caller: newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
 	}
-	for _, t := range tenants {
+	for i, t := range tenants {
 		if err := w.addTenant(ctx, t); err != nil {
 			return nil, err
 		}
+		// Sweeps spread over SweepEvery, the first ones soon after start.
+		w.tenants[t.Config.Name].swept = w.clock.Now().Add(-opts.SweepEvery * time.Duration(i+1) / time.Duration(len(tenants)+1))
 	}
 	unknown, err := opts.JS.Consumer(ctx, offboard.StreamRequests, queue.ConsumerUnrouted)
 	if err != nil {
@@ -476,6 +486,10 @@ func (w *Worker) runStats(ctx context.Context) {
 				}
 			}
 			t.backlog = w.refreshWaiting(ctx, t, t.backlog)
+			if w.clock.Since(t.swept) >= w.opts.SweepEvery {
+				w.sweep(ctx, t)
+				t.swept = w.clock.Now()
+			}
 			w.setPaused(t.name, t.backlog)
 			t.budget.setPending(t.backlog, w.opts.Control)
 			w.setBudgetGauges(t)
