@@ -304,3 +304,45 @@ func TestEnsureMovesAnEarlierRequestStreamToLimits(t *testing.T) {
 		t.Errorf("after Ensure: %s retention, %d requests; want limits and the 1 waiting", info.Config.Retention, info.State.Msgs)
 	}
 }
+
+// TestRetire: a request deleted twice (the first answer lost) is retired
+// both times; a delete the server refuses is an error, the request stays.
+func TestRetire(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	ctx := t.Context()
+	if _, err := Ensure(ctx, js, Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := Retire(ctx, requests, ack.Sequence); err != nil {
+			t.Fatalf("delete %d: %v", i+1, err)
+		}
+	}
+	if info, err := requests.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Fatalf("request stream after the delete: %+v, %v; want empty", info, err)
+	}
+
+	locked, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "LOCKED", Subjects: []string{"locked"}, DenyDelete: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err = js.Publish(ctx, "locked", []byte(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Retire(ctx, locked, ack.Sequence); err == nil {
+		t.Error("a refused delete was taken for done")
+	}
+	if info, err := locked.Info(ctx); err != nil || info.State.Msgs != 1 {
+		t.Errorf("locked stream: %+v, %v; want its request", info, err)
+	}
+}

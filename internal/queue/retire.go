@@ -19,10 +19,17 @@ func Retire(ctx context.Context, requests jetstream.Stream, seq uint64) error {
 	if err == nil || Outage(err) {
 		return err
 	}
-	// The server says only that the delete failed: ask whether the
-	// request is still there.
-	if _, gerr := requests.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+	// The client says only that the delete failed: ask whether the
+	// request is still there. A delete sent again after one whose answer
+	// was lost fails so; its wait may have used up ctx's time.
+	gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), StepTimeout)
+	defer cancel()
+	_, gerr := requests.GetMsg(gctx, seq)
+	switch {
+	case errors.Is(gerr, jetstream.ErrMsgNotFound):
 		return nil
+	case Outage(gerr):
+		return gerr // not known yet: ask again
 	}
 	return fmt.Errorf("delete request %d: %w", seq, err)
 }
