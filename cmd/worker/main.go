@@ -112,6 +112,7 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs.StringVar(&o.SubjectPrefix, "subject-prefix", app.DefaultSubjectPrefix, "prefix of every subject")
 	fs.StringVar(&o.Listen, "listen", app.DefaultListen, "address of /metrics, /healthz and /readyz")
 	fs.StringVar(&o.ReplicaID, "replica-id", "", "this replica's name among the replicas (a pod's name): restarted under the same name it takes its tenants back at once; empty: host, process id and a random part")
+	fs.IntVar(&o.MaxRequests, "max-requests", app.DefaultMaxRequests, "bound on the requests worked on at once over all tenants (each tenant also has its maxInFlight); 0: no bound")
 	fs.BoolVar(&o.Profiling, "pprof", false, "serve Go runtime profiles under /debug/pprof/ on --listen")
 	fs.BoolVar(&o.NoSetup, "no-setup", false, "do not create or update streams and consumers (use deploy/ definitions)")
 	fs.DurationVar(&o.Queue.Duplicates, "duplicate-window", 24*time.Hour, "duplicate window of the request and result streams")
@@ -126,8 +127,22 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(strings.TrimSuffix(envPrefix, "_"))); err != nil {
 		return c, err
 	}
-	c.oldEnv, err = oldEnvVars(fs, os.LookupEnv)
-	return c, err
+	if c.oldEnv, err = oldEnvVars(fs, os.LookupEnv); err != nil {
+		return c, err
+	}
+	return c, maxRequests(o)
+}
+
+// maxRequests checks --max-requests and turns its 0 (no bound) into the
+// app's.
+func maxRequests(o *app.Options) error {
+	switch {
+	case o.MaxRequests < 0:
+		return fmt.Errorf("--max-requests %d: want 0 (no bound) or more", o.MaxRequests)
+	case o.MaxRequests == 0:
+		o.MaxRequests = -1
+	}
+	return nil
 }
 
 // oldEnvVars sets each flag that neither the command line nor its

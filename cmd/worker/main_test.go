@@ -157,6 +157,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"tenants file, console", []string{"--config", cfg, "--log-format", "console"}, "Bad Name"},
 		{"missing tenants file", []string{"--config", filepath.Join(dir, "absent.yaml")}, "absent.yaml"},
 		{"log format", []string{"--log-format", "xml"}, "xml"},
+		{"max requests", []string{"--config", good, "--max-requests", "-1"}, "--max-requests -1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer

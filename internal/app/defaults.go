@@ -18,6 +18,9 @@ const (
 	DefaultEmbeddedListen  = "127.0.0.1:4222"
 	DefaultQuotaMargin     = 500 * time.Millisecond
 	DefaultShutdownTimeout = 30 * time.Second
+	// DefaultMaxRequests bounds the requests a worker works on at once
+	// over all its tenants (Options.MaxRequests).
+	DefaultMaxRequests = 1024
 )
 
 // stopReserve is how long Stop gives the steps after the requests under
@@ -54,6 +57,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.MaxRequests == 0 {
+		o.MaxRequests = DefaultMaxRequests
 	}
 	return o
 }

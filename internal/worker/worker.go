@@ -66,6 +66,11 @@ type Options struct {
 	// (its history less the reservation lease and the margin); a longer
 	// override is not applied. Default 24h.
 	BudgetHorizon time.Duration
+	// MaxRequests bounds the requests this worker works on at once, over
+	// all its tenants (0: no bound). Each tenant also has its maxInFlight;
+	// with many busy tenants this bound keeps the worker's memory, and
+	// the load it puts on NATS, in hand.
+	MaxRequests int
 	// Plan tunes the answers to campaign plan requests.
 	Plan PlanOptions
 }
@@ -89,7 +94,7 @@ type tenantRun struct {
 	budget  *budget
 	log     *zap.Logger
 	backlog map[offboard.Priority]uint64 // last read by runStats
-	swept   time.Time                     // last sweep (runStats)
+	swept   time.Time                    // last sweep (runStats)
 }
 
 // Worker processes the requests of all configured tenants.
@@ -105,7 +110,8 @@ type Worker struct {
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
 
-	requests       jetstream.Stream              // the request stream, for the stats loop
+	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
+	capacity       chan struct{}                 // one per request worked on (Options.MaxRequests); nil: no bound
 	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
 
 	// campaigns knows which campaigns are cancelled (package campaign).
@@ -166,6 +172,9 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		opts: opts, log: opts.Logger.Named("worker"), m: opts.Metrics, clock: opts.Clock,
 		tenants: map[string]*tenantRun{}, statsKick: make(chan struct{}, 1),
 		caller: newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
+	}
+	if opts.MaxRequests > 0 {
+		w.capacity = make(chan struct{}, opts.MaxRequests)
 	}
 	for i, t := range tenants {
 		if err := w.addTenant(ctx, t); err != nil {
@@ -336,12 +345,20 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			}
 			continue
 		}
-		for _, d := range ds {
+		for i, d := range ds {
+			// The worker's bound, in the order the tenants asked for it.
+			if !w.takeCapacity(fetchCtx) {
+				for _, d := range ds[i:] {
+					_ = d.Msg.Nak() // stopping: not started, let it come back at once
+					<-slots
+				}
+				return
+			}
 			// Usually the quota is still there; if a retry took it
 			// meanwhile, the request waits for its permit like a retry
 			// does, kept alive.
 			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
-			slot := &inFlight{slots: slots, finishing: finishing}
+			slot := &inFlight{slots: slots, finishing: finishing, capacity: w.capacity}
 			w.handlers.Go(func() {
 				defer slot.done()
 				w.handle(workCtx, t, d.Msg, d.Prio, permit, slot.callsOver)
@@ -350,11 +367,27 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	}
 }
 
+// takeCapacity waits for room under the worker's bound on requests
+// (Options.MaxRequests). false: ctx ended first.
+func (w *Worker) takeCapacity(ctx context.Context) bool {
+	if w.capacity == nil {
+		return true
+	}
+	select {
+	case w.capacity <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
 // inFlight is a request's place in its tenant's loop: an in-flight slot
 // while it may call the API, then a finishing one while its result is
-// stored. Only the request's own goroutine uses it.
+// stored; and its place under the worker's bound throughout. Only the
+// request's own goroutine uses it.
 type inFlight struct {
 	slots, finishing chan struct{}
+	capacity         chan struct{} // nil: no bound
 	moved            bool
 }
 
@@ -369,12 +402,16 @@ func (f *inFlight) callsOver() {
 	f.moved = true
 }
 
-// done gives back whichever slot the request holds.
+// done gives back whichever slot the request holds, and its place under
+// the worker's bound.
 func (f *inFlight) done() {
 	if f.moved {
 		<-f.finishing
 	} else {
 		<-f.slots
+	}
+	if f.capacity != nil {
+		<-f.capacity
 	}
 }
 
