@@ -84,6 +84,23 @@ func (s *Source) NextOf(ctx context.Context, prios ...offboard.Priority) (jetstr
 // a caller that may start limit calls pays one round trip for them, and
 // never takes more than it asked for: the others stay in the stream.
 func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Priority) ([]Delivery, error) {
+	return s.NextBatchWithin(ctx, limit, nil, prios...)
+}
+
+// Room bounds the requests a caller works on at once. Take waits until
+// there is room for at least one and takes room for up to n; Give hands
+// back room taken and not used.
+type Room interface {
+	Take(ctx context.Context, n int) (int, error)
+	Give(n int)
+}
+
+// NextBatchWithin is NextBatch within room (nil: no bound): room for the
+// requests is taken only once a request may be waiting, right before the
+// pull, so a caller waiting for requests holds none, and a request
+// pulled never waits for room. The caller gives back each returned
+// request's room.
+func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prios ...offboard.Priority) ([]Delivery, error) {
 	limit = max(limit, 1)
 	for {
 		if s.pollNeeded(time.Now(), prios) {
@@ -91,27 +108,9 @@ func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Pri
 				return nil, err
 			}
 		}
-		var out []Delivery
-		for _, l := range s.lanes {
-			if len(out) == limit {
-				break
-			}
-			if !slices.Contains(prios, l.prio) {
-				continue
-			}
-			msgs, err := s.pull(ctx, l, limit-len(out))
-			if err != nil {
-				if len(out) > 0 {
-					return out, nil // the error comes back with the next pull
-				}
-				return nil, err
-			}
-			for _, m := range msgs {
-				out = append(out, Delivery{Msg: m, Prio: l.prio})
-			}
-		}
-		if len(out) > 0 {
-			return out, nil
+		out, err := s.pullWithin(ctx, limit, room, prios)
+		if err != nil || len(out) > 0 {
+			return out, err
 		}
 		t := time.NewTimer(s.untilPoll(time.Now()))
 		select {
@@ -123,6 +122,58 @@ func (s *Source) NextBatch(ctx context.Context, limit int, prios ...offboard.Pri
 		}
 		t.Stop()
 	}
+}
+
+// pullWithin pulls up to limit requests from the lanes that may have
+// some, normal first, within room.
+func (s *Source) pullWithin(ctx context.Context, limit int, room Room, prios []offboard.Priority) ([]Delivery, error) {
+	if !s.mayHave(prios) {
+		return nil, nil
+	}
+	if room != nil {
+		took, err := room.Take(ctx, limit)
+		if err != nil {
+			return nil, err
+		}
+		limit = took
+	}
+	var out []Delivery
+	defer func() {
+		if room != nil {
+			room.Give(limit - len(out))
+		}
+	}()
+	for _, l := range s.lanes {
+		if len(out) == limit {
+			break
+		}
+		if !slices.Contains(prios, l.prio) {
+			continue
+		}
+		msgs, err := s.pull(ctx, l, limit-len(out))
+		if err != nil {
+			if len(out) > 0 {
+				return out, nil // the error comes back with the next pull
+			}
+			return nil, err
+		}
+		for _, m := range msgs {
+			out = append(out, Delivery{Msg: m, Prio: l.prio})
+		}
+	}
+	return out, nil
+}
+
+// mayHave says whether a lane of the given priorities may hold a request.
+func (s *Source) mayHave(prios []offboard.Priority) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lanes {
+		if l.maybe && slices.Contains(prios, l.prio) {
+			return true
+		}
+	}
+	return false
 }
 
 // pollDue says whether the safety poll is due at now.

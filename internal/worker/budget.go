@@ -199,10 +199,15 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		b.waiting.Add(1)
 		w.kickStats()
 		j.log.Info("budget spent: request waits for it")
-		var err error
-		slot, err = b.l.Acquire(bctx)
+		err := aside(bctx, func() (err error) {
+			slot, err = b.l.Acquire(bctx)
+			return err
+		})
 		b.waiting.Add(-1)
 		if err != nil {
+			if slot != nil {
+				slot.Release()
+			}
 			return nil, permit, err
 		}
 	}

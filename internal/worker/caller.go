@@ -265,11 +265,24 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 	return v, nil
 }
 
-// acquire waits for quota.
+// acquire waits for quota, aside when it must wait.
 func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limiter.Permit, error) {
 	start := c.clock.Now()
 	defer func() { c.m.LimiterWait.WithLabelValues(api).Observe(c.clock.Since(start).Seconds()) }()
-	return t.limits.API(api).Acquire(ctx)
+	l := t.limits.API(api)
+	if p, _ := l.TryAcquire(start); p != nil {
+		return p, nil
+	}
+	var p *limiter.Permit
+	err := aside(ctx, func() (err error) {
+		p, err = l.Acquire(ctx)
+		return err
+	})
+	if err != nil && p != nil {
+		p.Release()
+		p = nil
+	}
+	return p, err
 }
 
 // backoff waits before retry n: capped exponential with full jitter.
@@ -279,7 +292,7 @@ func (c *caller) backoff(ctx context.Context, n int) error {
 	c.mu.Lock()
 	d = d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 	c.mu.Unlock()
-	return sleepCtx(ctx, c.clock, d)
+	return aside(ctx, func() error { return sleepCtx(ctx, c.clock, d) })
 }
 
 // sleepCtx waits d on clock, or until ctx ends.

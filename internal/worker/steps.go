@@ -112,7 +112,15 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 	if permit != nil {
 		permit.Release()
 	}
-	unlock, err := j.t.devices.lock(ctx, j.req.MachineID)
+	var unlock func()
+	err := aside(ctx, func() (err error) {
+		unlock, err = j.t.devices.lock(ctx, j.req.MachineID)
+		return err
+	})
+	if err != nil && unlock != nil {
+		unlock()
+		unlock = nil
+	}
 	return unlock, nil, err
 }
 

@@ -111,7 +111,7 @@ type Worker struct {
 	epoch   int64                           // creation time of the request stream (offboard.Seq)
 
 	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
-	capacity       chan struct{}                 // one per request worked on (Options.MaxRequests); nil: no bound
+	capacity       capacity                      // one per request worked on (Options.MaxRequests); nil: no bound
 	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
 
 	// campaigns knows which campaigns are cancelled (package campaign).
@@ -174,7 +174,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		caller: newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
 	}
 	if opts.MaxRequests > 0 {
-		w.capacity = make(chan struct{}, opts.MaxRequests)
+		w.capacity = make(capacity, opts.MaxRequests)
 	}
 	for i, t := range tenants {
 		if err := w.addTenant(ctx, t); err != nil {
@@ -345,49 +345,28 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			}
 			continue
 		}
-		for i, d := range ds {
-			// The worker's bound, in the order the tenants asked for it.
-			if !w.takeCapacity(fetchCtx) {
-				for _, d := range ds[i:] {
-					_ = d.Msg.Nak() // stopping: not started, let it come back at once
-					<-slots
-				}
-				return
-			}
+		for _, d := range ds {
 			// Usually the quota is still there; if a retry took it
 			// meanwhile, the request waits for its permit like a retry
 			// does, kept alive.
 			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
-			slot := &inFlight{slots: slots, finishing: finishing, capacity: w.capacity}
+			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
+			ctx := context.WithValue(workCtx, placeKey{}, slot.place)
 			w.handlers.Go(func() {
 				defer slot.done()
-				w.handle(workCtx, t, d.Msg, d.Prio, permit, slot.callsOver)
+				w.handle(ctx, t, d.Msg, d.Prio, permit, slot.callsOver)
 			})
 		}
 	}
 }
 
-// takeCapacity waits for room under the worker's bound on requests
-// (Options.MaxRequests). false: ctx ended first.
-func (w *Worker) takeCapacity(ctx context.Context) bool {
-	if w.capacity == nil {
-		return true
-	}
-	select {
-	case w.capacity <- struct{}{}:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // inFlight is a request's place in its tenant's loop: an in-flight slot
 // while it may call the API, then a finishing one while its result is
-// stored; and its place under the worker's bound throughout. Only the
+// stored; and its room under the worker's bound throughout. Only the
 // request's own goroutine uses it.
 type inFlight struct {
 	slots, finishing chan struct{}
-	capacity         chan struct{} // nil: no bound
+	place            *place
 	moved            bool
 }
 
@@ -410,9 +389,7 @@ func (f *inFlight) done() {
 	} else {
 		<-f.slots
 	}
-	if f.capacity != nil {
-		<-f.capacity
-	}
+	f.place.give()
 }
 
 // errPausesChanged ends a wait for a request when a pause or resume
@@ -443,7 +420,7 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 	n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).Available(w.clock.Now(), cap(slots))-1)
 	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
 	defer stopNext()
-	ds, err = t.source.NextBatch(nextCtx, n, prios...)
+	ds, err = t.source.NextBatchWithin(nextCtx, n, w.room(), prios...)
 	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
 		return nil, n, errPausesChanged
 	}

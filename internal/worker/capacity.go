@@ -1,0 +1,101 @@
+package worker
+
+import (
+	"context"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// The worker's bound on the requests it works on at once, over all its
+// tenants (Options.MaxRequests). A tenant's loop takes room for the
+// requests it pulls right before the pull (queue.Room), so a loop waiting
+// for requests holds none and a pulled request never waits for room. A
+// request gives its room back when it is done, and for as long as it waits
+// for something other than this worker's work (quota, budget, a backoff,
+// another request on the same device: aside), so that a tenant held up
+// never holds up the others.
+
+// capacity is the worker's room, one token per request; nil: no bound.
+type capacity chan struct{}
+
+// Take waits for room for one request and takes room for up to n.
+func (c capacity) Take(ctx context.Context, n int) (int, error) {
+	select {
+	case c <- struct{}{}:
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	took := 1
+	for took < n {
+		select {
+		case c <- struct{}{}:
+			took++
+		default:
+			return took, nil
+		}
+	}
+	return took, nil
+}
+
+// Give hands back room for n requests.
+func (c capacity) Give(n int) {
+	for range n {
+		<-c
+	}
+}
+
+// room is the bound as the tenants' sources take it; nil: none.
+func (w *Worker) room() queue.Room {
+	if w.capacity == nil {
+		return nil
+	}
+	return w.capacity
+}
+
+// place is one request's room. Only the request's goroutine uses it.
+type place struct {
+	c    capacity
+	held bool
+}
+
+// newPlace is the room of a request just pulled (nil without a bound).
+func (w *Worker) newPlace() *place {
+	if w.capacity == nil {
+		return nil
+	}
+	return &place{c: w.capacity, held: true}
+}
+
+// give hands the room back, if held.
+func (p *place) give() {
+	if p != nil && p.held {
+		p.c.Give(1)
+		p.held = false
+	}
+}
+
+// take takes room again, waiting for it.
+func (p *place) take(ctx context.Context) error {
+	if p == nil || p.held {
+		return nil
+	}
+	if _, err := p.c.Take(ctx, 1); err != nil {
+		return err
+	}
+	p.held = true
+	return nil
+}
+
+type placeKey struct{}
+
+// aside runs wait, a wait for something other than this worker's work,
+// without the request's room (ctx carries it), and takes the room back
+// after it.
+func aside(ctx context.Context, wait func() error) error {
+	p, _ := ctx.Value(placeKey{}).(*place)
+	p.give()
+	if err := wait(); err != nil {
+		return err
+	}
+	return p.take(ctx)
+}
