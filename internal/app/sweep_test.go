@@ -14,8 +14,11 @@ import (
 
 // TestAnsweredRequestLeftInTheStreamIsSwept: a worker that stopped
 // between a request's ack and its delete left the request in the stream
-// (limits retention: nothing else removes it). The next worker's sweep
-// removes it; a request caught unacked is answered as usual.
+// (limits retention: nothing else removes it), whether a tenant's consumer
+// or the unrouted one (a tenant nobody serves) answered it. The next
+// worker's sweep removes them; a request caught unacked is answered as
+// usual, and the unrouted consumer's acks of served tenants' requests
+// (let go, not answered) remove nothing.
 func TestAnsweredRequestLeftInTheStreamIsSwept(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, ackWait: time.Second})
@@ -40,6 +43,23 @@ func TestAnsweredRequestLeftInTheStreamIsSwept(t *testing.T) {
 		id := []string{"left-acked", "left-unacked"}[i]
 		data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": m.ID})
 		if _, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _ := json.Marshal(map[string]any{"requestId": "nobody-1", "machineId": e.tenants["contoso"].machines[0].ID})
+	if _, err := js.Publish(ctx, "mde.offboard.request.nobody", data, jetstream.WithMsgID("nobody:nobody-1")); err != nil {
+		t.Fatal(err)
+	}
+	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerUnrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, err := unrouted.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range all.Messages() { // contoso's let go, nobody's answered
+		if err := m.DoubleAck(ctx); err != nil {
 			t.Fatal(err)
 		}
 	}

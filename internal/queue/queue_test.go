@@ -346,3 +346,46 @@ func TestRetire(t *testing.T) {
 		t.Errorf("locked stream: %+v, %v; want its request", info, err)
 	}
 }
+
+// TestSweepTrustsOnlyTheWorkersConsumers: a tenant's consumer re-created
+// by hand to deliver only new requests has an ack floor above requests it
+// never saw: the sweep refuses it rather than remove them.
+func TestSweepTrustsOnlyTheWorkersConsumers(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	ctx := t.Context()
+	s := Settings{Tenants: []string{"contoso"}}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := js.Publish(ctx, "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	name := ConsumerName("contoso", offboard.Normal)
+	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, name); err != nil {
+		t.Fatal(err)
+	}
+	var cfg jetstream.ConsumerConfig
+	for _, c := range s.Consumers() {
+		if c.Durable == name {
+			cfg = c
+		}
+	}
+	cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	cons, err := js.CreateConsumer(ctx, offboard.StreamRequests, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Sweep(ctx, requests, cons, s.Subjects.Request("contoso", offboard.Normal)); !errors.Is(err, ErrNotSweepable) {
+		t.Errorf("sweep of a consumer that delivers new requests only: %v, want ErrNotSweepable", err)
+	}
+	if info, err := requests.Info(ctx); err != nil || info.State.Msgs != 2 {
+		t.Errorf("request stream after the sweep: %+v, %v; want the 2 requests nobody saw", info, err)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Retire deletes an answered request from the request stream: under its
@@ -34,20 +36,95 @@ func Retire(ctx context.Context, requests jetstream.Stream, seq uint64) error {
 	return fmt.Errorf("delete request %d: %w", seq, err)
 }
 
-// Sweep removes from the request stream the requests of cons's subject
-// that cons has acked but that are still there: a worker that stopped
-// between a request's ack and its delete, a delete that failed, or a
-// replica of an earlier release (interest retention, no delete). cons
-// acks a request only once its result is stored, so every request of its
-// subject at or below its ack floor is answered. It returns the ack floor
-// when it removed requests, 0 when there were none.
-func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer) (uint64, error) {
+// ErrNotSweepable says a consumer's acks do not tell which requests are
+// answered: it is not as the worker makes it (every request, explicit
+// acks, no delivery limit, the expected subject). Someone changed it.
+var ErrNotSweepable = errors.New("consumer is not as the worker makes it: its ack floor does not tell which requests are answered; not swept")
+
+// sweepable says whether every request at or below the consumer's ack
+// floor was delivered to it and acked by it.
+func sweepable(cfg jetstream.ConsumerConfig) bool {
+	return cfg.DeliverPolicy == jetstream.DeliverAllPolicy && cfg.AckPolicy == jetstream.AckExplicitPolicy && cfg.MaxDeliver <= 0
+}
+
+// Sweep removes from the request stream the requests on subject that
+// cons, a tenant's consumer, has acked but that are still there: a worker
+// that stopped between a request's ack and its delete, a delete that
+// failed, or a replica of an earlier release (interest retention, no
+// delete). A tenant's consumer acks a request only once its result is
+// stored, so every request of its subject at or below its ack floor is
+// answered. It returns the ack floor when it removed requests, 0 when
+// there were none.
+func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer, subject string) (uint64, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
 		return 0, err
 	}
-	subject, floor := info.Config.FilterSubject, info.AckFloor.Stream
-	if subject == "" || floor == 0 {
+	if !sweepable(info.Config) || info.Config.FilterSubject != subject || len(info.Config.FilterSubjects) > 0 {
+		return 0, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
+	}
+	return purgeBelow(ctx, requests, subject, info.AckFloor.Stream)
+}
+
+// SweepUnrouted removes from the request stream the requests that the
+// unrouted consumer answered (those of tenants nobody serves, and those on
+// subjects of no contract form) but that are still there. It sweeps the
+// subjects no other consumer reads exactly: the unrouted consumer acks the
+// others' requests without answering them. It returns the subjects it
+// removed requests from.
+func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects) ([]string, error) {
+	// The floor first: a request at or below it that the unrouted
+	// consumer let go to its tenant's consumer was let go while that
+	// consumer existed, so before the list below is read.
+	info, err := unrouted.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !sweepable(info.Config) {
+		return nil, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
+	}
+	floor := info.AckFloor.Stream
+	if floor == 0 {
+		return nil, nil
+	}
+	read := map[string]bool{}
+	list := requests.ListConsumers(ctx)
+	for c := range list.Info() {
+		if c.Name == info.Name {
+			continue
+		}
+		read[c.Config.FilterSubject] = true
+		for _, f := range c.Config.FilterSubjects {
+			read[f] = true
+		}
+	}
+	if err := list.Err(); err != nil {
+		return nil, err
+	}
+	state, err := requests.Info(ctx, jetstream.WithSubjectFilter(subjects.AllRequests()))
+	if err != nil {
+		return nil, err
+	}
+	var swept []string
+	for subject := range state.State.Subjects {
+		if read[subject] {
+			continue
+		}
+		removed, err := purgeBelow(ctx, requests, subject, floor)
+		if err != nil {
+			return swept, err
+		}
+		if removed > 0 {
+			swept = append(swept, subject)
+		}
+	}
+	return swept, nil
+}
+
+// purgeBelow removes the requests on subject at or below floor. It
+// returns floor when there were some, else 0.
+func purgeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64) (uint64, error) {
+	if floor == 0 {
 		return 0, nil
 	}
 	// Most sweeps find nothing: one look at the subject's first request

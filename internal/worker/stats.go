@@ -81,15 +81,42 @@ func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
 			t.log.Debug("sweep", zap.Error(err))
 			continue
 		}
-		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		floor, err := queue.Sweep(sctx, w.requests, cons)
-		cancel()
-		switch {
-		case err != nil:
-			t.log.Warn("sweep answered requests", zap.String("priority", string(p)), zap.Error(err))
-		case floor > 0:
-			t.log.Info("removed answered requests left in the request stream", zap.String("priority", string(p)), zap.Uint64("up_to_seq", floor))
+		w.sweepConsumer(ctx, t.log, cons, w.opts.Settings.Subjects.Request(t.name, p))
+	}
+}
+
+// sweepOthers removes the answered requests left in the request stream
+// that no configured tenant's consumer reads: those the unrouted consumer
+// and the consumers of tenants no longer configured answered
+// (queue.SweepUnrouted, queue.Sweep). Only the stats loop calls it.
+func (w *Worker) sweepOthers(ctx context.Context) {
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
+	switch {
+	case err != nil:
+		w.log.Warn("sweep answered requests of unserved tenants", zap.Error(err))
+	case len(swept) > 0:
+		w.log.Info("removed answered requests of unserved tenants left in the request stream", zap.Strings("subjects", swept))
+	}
+	for token, conss := range w.stale {
+		for _, cons := range conss {
+			p := offboard.Priority(cons.CachedInfo().Config.Metadata[queue.MetaPriority])
+			w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p))
 		}
+	}
+}
+
+// sweepConsumer sweeps one consumer's subject (queue.Sweep).
+func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, subject string) {
+	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	floor, err := queue.Sweep(sctx, w.requests, cons, subject)
+	switch {
+	case err != nil:
+		log.Warn("sweep answered requests", zap.String("subject", subject), zap.Error(err))
+	case floor > 0:
+		log.Info("removed answered requests left in the request stream", zap.String("subject", subject), zap.Uint64("up_to_seq", floor))
 	}
 }
 

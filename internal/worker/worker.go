@@ -489,6 +489,7 @@ func (a tenantActions) refreshToken() {
 
 // runStats refreshes the backlog, oldest waiting age and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
+	var sweptOthers time.Time // the first pass sweeps them
 	for {
 		changed := w.opts.Control.Changed() // before the controls are read
 		for _, t := range w.tenants {
@@ -507,6 +508,10 @@ func (w *Worker) runStats(ctx context.Context) {
 			w.setPaused(t.name, t.backlog)
 			t.budget.setPending(t.backlog, w.opts.Control)
 			w.setBudgetGauges(t)
+		}
+		if w.clock.Since(sweptOthers) >= w.opts.SweepEvery {
+			w.sweepOthers(ctx)
+			sweptOthers = w.clock.Now()
 		}
 		// A control change refreshes the paused and held gauges at once.
 		timer := w.clock.NewTimer(w.opts.StatsEvery)
