@@ -94,7 +94,7 @@ func (w *Worker) sweepOthers(ctx context.Context) {
 	defer cancel()
 	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
 	switch {
-	case err != nil:
+	case err != nil && ctx.Err() == nil:
 		w.log.Warn("sweep answered requests of unserved tenants", zap.Error(err))
 	case len(swept) > 0:
 		w.log.Info("removed answered requests of unserved tenants left in the request stream", zap.Strings("subjects", swept))
@@ -113,7 +113,7 @@ func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstr
 	defer cancel()
 	floor, err := queue.Sweep(sctx, w.requests, cons, subject)
 	switch {
-	case err != nil:
+	case err != nil && ctx.Err() == nil:
 		log.Warn("sweep answered requests", zap.String("subject", subject), zap.Error(err))
 	case floor > 0:
 		log.Info("removed answered requests left in the request stream", zap.String("subject", subject), zap.Uint64("up_to_seq", floor))
