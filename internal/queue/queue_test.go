@@ -278,12 +278,8 @@ func TestEnsureManyTenants(t *testing.T) {
 // keeping the requests that wait in it.
 func TestEnsureMovesAnEarlierRequestStreamToLimits(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
+	js, s := ensureContoso(t)
 	ctx := t.Context()
-	s := Settings{Tenants: []string{"contoso"}}
-	if _, err := Ensure(ctx, js, s); err != nil {
-		t.Fatal(err)
-	}
 	cfg := s.Streams()[0]
 	cfg.Retention = jetstream.InterestPolicy
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
@@ -309,11 +305,8 @@ func TestEnsureMovesAnEarlierRequestStreamToLimits(t *testing.T) {
 // both times; a delete the server refuses is an error, the request stays.
 func TestRetire(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
+	js, _ := ensureContoso(t)
 	ctx := t.Context()
-	if _, err := Ensure(ctx, js, Settings{Tenants: []string{"contoso"}}); err != nil {
-		t.Fatal(err)
-	}
 	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", []byte(`{}`))
 	if err != nil {
 		t.Fatal(err)
@@ -352,12 +345,8 @@ func TestRetire(t *testing.T) {
 // never saw: the sweep refuses it rather than remove them.
 func TestSweepTrustsOnlyTheWorkersConsumers(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
+	js, s := ensureContoso(t)
 	ctx := t.Context()
-	s := Settings{Tenants: []string{"contoso"}}
-	if _, err := Ensure(ctx, js, s); err != nil {
-		t.Fatal(err)
-	}
 	for range 2 {
 		if _, err := js.Publish(ctx, "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
 			t.Fatal(err)
@@ -388,4 +377,16 @@ func TestSweepTrustsOnlyTheWorkersConsumers(t *testing.T) {
 	if info, err := requests.Info(ctx); err != nil || info.State.Msgs != 2 {
 		t.Errorf("request stream after the sweep: %+v, %v; want the 2 requests nobody saw", info, err)
 	}
+}
+
+// ensureContoso starts a NATS server with the worker's streams and
+// consumers for tenant contoso.
+func ensureContoso(t *testing.T) (jetstream.JetStream, Settings) {
+	t.Helper()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	return js, s
 }
