@@ -390,3 +390,54 @@ func ensureContoso(t *testing.T) (jetstream.JetStream, Settings) {
 	}
 	return js, s
 }
+
+// TestSweepUnroutedLeavesServedTenantsAlone: the unrouted consumer acks a
+// served tenant's requests without answering them. Its sweep removes the
+// answered requests of a tenant nobody serves, never those of a served
+// tenant, even while that tenant has no consumer (deleted, about to be
+// made again).
+func TestSweepUnroutedLeavesServedTenantsAlone(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	for _, subject := range []string{"mde.offboard.request.contoso", "mde.offboard.request.nobody"} {
+		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerUnrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := unrouted.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() { // contoso's let go, nobody's answered
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, ConsumerName("contoso", offboard.Normal)); err != nil {
+		t.Fatal(err)
+	}
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := func(tenant string) bool { return tenant == "contoso" }
+	swept, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects, served)
+	if err != nil || !slices.Equal(swept, []string{"mde.offboard.request.nobody"}) {
+		t.Errorf("swept %v, %v; want nobody's subject only", swept, err)
+	}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := cons.Info(ctx); err != nil || info.NumPending != 1 {
+		t.Errorf("contoso's consumer made again: %+v, %v; want its 1 request waiting", info, err)
+	}
+}

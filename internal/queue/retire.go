@@ -68,14 +68,15 @@ func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consum
 
 // SweepUnrouted removes from the request stream the requests that the
 // unrouted consumer answered (those of tenants nobody serves, and those on
-// subjects of no contract form) but that are still there. It sweeps the
-// subjects no other consumer reads exactly: the unrouted consumer acks the
-// others' requests without answering them. It returns the subjects it
-// removed requests from.
-func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects) ([]string, error) {
+// subjects of no contract form) but that are still there. The unrouted
+// consumer acks a served tenant's requests without answering them (its
+// tenant's consumer does), so a subject is swept only when owned says
+// its tenant is not served and neither of its tenant's consumers exists.
+// It returns the subjects it removed requests from.
+func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects, owned func(tenant string) bool) ([]string, error) {
 	// The floor first: a request at or below it that the unrouted
-	// consumer let go to its tenant's consumer was let go while that
-	// consumer existed, so before the list below is read.
+	// consumer let go was let go while its tenant was served and its
+	// consumers existed, so before they are looked up below.
 	info, err := unrouted.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -87,27 +88,13 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 	if floor == 0 {
 		return nil, nil
 	}
-	read := map[string]bool{}
-	list := requests.ListConsumers(ctx)
-	for c := range list.Info() {
-		if c.Name == info.Name {
-			continue
-		}
-		read[c.Config.FilterSubject] = true
-		for _, f := range c.Config.FilterSubjects {
-			read[f] = true
-		}
-	}
-	if err := list.Err(); err != nil {
-		return nil, err
-	}
 	state, err := requests.Info(ctx, jetstream.WithSubjectFilter(subjects.AllRequests()))
 	if err != nil {
 		return nil, err
 	}
 	var swept []string
 	for subject := range state.State.Subjects {
-		if read[subject] {
+		if token, _, ok := subjects.ParseRequest(subject); ok && (owned(token) || consumerMayExist(ctx, requests, token)) {
 			continue
 		}
 		removed, err := purgeBelow(ctx, requests, subject, floor)
@@ -119,6 +106,17 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 		}
 	}
 	return swept, nil
+}
+
+// consumerMayExist says whether either of the tenant's consumers exists,
+// or may (the server could not say).
+func consumerMayExist(ctx context.Context, requests jetstream.Stream, tenant string) bool {
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		if _, err := requests.Consumer(ctx, ConsumerName(tenant, p)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return true
+		}
+	}
+	return false
 }
 
 // purgeBelow removes the requests on subject at or below floor. It

@@ -92,7 +92,13 @@ func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
 func (w *Worker) sweepOthers(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
+	// A tenant whose stale consumer was removed stays out of the sweep:
+	// requests the unrouted consumer let go to it just before the removal
+	// was seen are not answered.
+	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects, func(tenant string) bool {
+		_, stale := w.stale[tenant]
+		return stale || w.serves(tenant)
+	})
 	switch {
 	case err != nil && ctx.Err() == nil:
 		w.log.Warn("sweep answered requests of unserved tenants", zap.Error(err))
@@ -101,6 +107,9 @@ func (w *Worker) sweepOthers(ctx context.Context) {
 	}
 	for token, conss := range w.stale {
 		for _, cons := range conss {
+			if w.staleGone(cons) {
+				continue
+			}
 			p := offboard.Priority(cons.CachedInfo().Config.Metadata[queue.MetaPriority])
 			w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p))
 		}

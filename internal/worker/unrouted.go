@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,8 +37,7 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 	log := w.log.Named("unrouted")
 	w.drain(ctx, log, w.unknown, func(msg jetstream.Msg) {
 		token, _, ok := w.opts.Settings.Subjects.ParseRequest(msg.Subject())
-		_, stale := w.stale[token]
-		if ok && (stale || w.serves(token)) {
+		if ok && (w.isStale(token) || w.serves(token)) {
 			if err := msg.Ack(); err != nil {
 				log.Warn("ack routed request", zap.Error(err))
 			}
@@ -53,21 +53,46 @@ func (w *Worker) serves(tenant string) bool {
 	return configured || w.opts.Presence.Serves(tenant)
 }
 
+// isStale says whether a consumer left from an earlier configuration
+// holds the tenant's requests: one that an operator has not removed yet.
+// The unrouted consumer lets such a tenant's requests go to it.
+func (w *Worker) isStale(tenant string) bool {
+	for _, cons := range w.stale[tenant] {
+		if !w.staleGone(cons) {
+			return true
+		}
+	}
+	return false
+}
+
+// staleGone says whether a stale consumer was found removed.
+func (w *Worker) staleGone(cons jetstream.Consumer) bool {
+	_, gone := w.removedStale.Load(cons.CachedInfo().Name)
+	return gone
+}
+
 // runStale answers the requests held by the consumer of a tenant that this
-// replica does not serve. Deleting such a consumer would drop its requests
-// unanswered (the unrouted consumer has let them go), so it is drained for
-// as long as it exists; an operator removes it once it is empty. While
-// another live replica serves the tenant (a rolling update), the consumer
-// is that replica's: it is left alone.
+// replica does not serve. Deleting such a consumer would leave its
+// requests unanswered (the unrouted consumer has let them go), so it is
+// drained for as long as it exists; an operator removes it once it is
+// empty, and from then on the unrouted consumer answers the tenant's
+// requests. While another live replica serves the tenant (a rolling
+// update), the consumer is that replica's: it is left alone.
 func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 	token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
-	log := w.log.Named("stale").With(zap.String("consumer", cons.CachedInfo().Name))
+	name := cons.CachedInfo().Name
+	log := w.log.Named("stale").With(zap.String("consumer", name))
 	for ctx.Err() == nil {
 		if w.serves(token) {
 			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
 				return
 			}
 			continue
+		}
+		if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			log.Info("consumer of a tenant no longer configured removed: the tenant's requests are answered unknown_tenant")
+			w.removedStale.Store(name, true)
+			return
 		}
 		w.drainOnce(ctx, log, cons, func(msg jetstream.Msg) {
 			if w.serves(token) { // a replica came back meanwhile: its request

@@ -69,7 +69,11 @@ type Options struct {
 	// MaxRequests bounds the requests this worker works on at once, over
 	// all its tenants (0: no bound). Each tenant also has its maxInFlight;
 	// with many busy tenants this bound keeps the worker's memory, and
-	// the load it puts on NATS, in hand.
+	// the load it puts on NATS, in hand. A request waiting for quota,
+	// budget, a backoff or its device does not count meanwhile, so that a
+	// tenant held up never holds up the others: when many wait so (an API
+	// outage), more requests than this are pulled, up to twice each
+	// tenant's maxInFlight.
 	MaxRequests int
 	// Plan tunes the answers to campaign plan requests.
 	Plan PlanOptions
@@ -108,7 +112,9 @@ type Worker struct {
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
-	epoch   int64                           // creation time of the request stream (offboard.Seq)
+	// removedStale holds the names of stale consumers found removed.
+	removedStale sync.Map
+	epoch        int64 // creation time of the request stream (offboard.Seq)
 
 	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
 	capacity       capacity                      // one per request worked on (Options.MaxRequests); nil: no bound
