@@ -84,8 +84,11 @@ func (r *quotaRig) budgetRequests(ctx context.Context, id int, counter *limiter.
 			slot.Release()
 			continue
 		}
-		slot.CompleteNow()
-		r.record(quotaCall{sent: sent, answered: r.clock.Now(), replica: id})
+		// The time the answer came, read once: the clock moves on
+		// meanwhile, and the action cannot have been created after it.
+		answered := r.clock.Now()
+		slot.Complete(answered)
+		r.record(quotaCall{sent: sent, answered: answered, replica: id})
 	}
 }
 
