@@ -10,13 +10,10 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// TestRemovedStaleConsumerHandsItsTenantToUnrouted: the consumers of a
-// tenant no longer configured hold its requests until an operator removes
-// them; from then on its new requests are answered unknown_tenant (not
-// let go to a consumer that is gone, unanswered) and leave the stream.
-func TestRemovedStaleConsumerHandsItsTenantToUnrouted(t *testing.T) {
-	t.Parallel()
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+// staleOldco makes the consumers of tenant oldco as a worker that served
+// it would have: not configured in e, they are stale at e's next start.
+func staleOldco(t *testing.T, e *env) {
+	t.Helper()
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		if _, err := e.js.CreateOrUpdateConsumer(t.Context(), offboard.StreamRequests, jetstream.ConsumerConfig{
 			Durable: queue.ConsumerName("oldco", p), FilterSubject: e.opts.Queue.Subjects.Request("oldco", p),
@@ -26,19 +23,83 @@ func TestRemovedStaleConsumerHandsItsTenantToUnrouted(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	e.stop()
-	e.start() // oldco's consumers are stale now
-	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+}
+
+// removeOldco removes oldco's consumers of the given priorities and waits
+// for the worker's stale loops to see it (Poll 200 ms).
+func removeOldco(t *testing.T, e *env, prios ...offboard.Priority) {
+	t.Helper()
+	for _, p := range prios {
 		if err := e.js.DeleteConsumer(t.Context(), offboard.StreamRequests, queue.ConsumerName("oldco", p)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Second) // the worker's stale loops see them gone (Poll 200 ms)
+	time.Sleep(time.Second)
+}
+
+// oldcoAnsweredUnknown publishes a normal request of oldco and wants it
+// answered unknown_tenant, once, and gone from the stream.
+func oldcoAnsweredUnknown(t *testing.T, e *env, id string, before func()) {
+	t.Helper()
 	c := e.collect("mde.offboard.result.>")
-	e.publish("mde.offboard.request.oldco", map[string]any{"requestId": "o-1", "machineId": newID()}, "oldco:o-1")
+	e.publish("mde.offboard.request.oldco", map[string]any{"requestId": id, "machineId": newID()}, "oldco:"+id)
+	if before != nil {
+		before()
+	}
 	got := c.wait(t, 1, 10*time.Second)
-	if rs := got["oldco/o-1"]; len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeUnknownTenant {
-		t.Errorf("oldco's request after its consumers were removed: %+v, want one unknown_tenant", rs)
+	if rs := got["oldco/"+id]; len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeUnknownTenant {
+		t.Errorf("oldco's request %s: %+v, want one unknown_tenant", id, rs)
 	}
 	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
+}
+
+// TestRemovedStaleConsumerHandsItsTenantToUnrouted: the consumers of a
+// tenant no longer configured hold its requests until an operator removes
+// them; from then on its new requests are answered unknown_tenant (not
+// let go to a consumer that is gone, unanswered) and leave the stream.
+// Removing the normal one alone hands over the normal requests.
+func TestRemovedStaleConsumerHandsItsTenantToUnrouted(t *testing.T) {
+	t.Parallel()
+	for name, prios := range map[string][]offboard.Priority{
+		"both":   {offboard.Normal, offboard.Bulk},
+		"normal": {offboard.Normal},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+			staleOldco(t, e)
+			e.stop()
+			e.start() // oldco's consumers are stale now
+			removeOldco(t, e, prios...)
+			oldcoAnsweredUnknown(t, e, "o-1", nil)
+		})
+	}
+}
+
+// TestStaleConsumerMadeAgainHoldsItsRequests: a removed stale consumer
+// made again (its tenant configured again on another replica, which then
+// leaves) holds the tenant's requests once more, and this worker answers
+// them from it.
+func TestStaleConsumerMadeAgainHoldsItsRequests(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	staleOldco(t, e)
+	e.stop()
+	e.start()
+	removeOldco(t, e, offboard.Normal, offboard.Bulk)
+	staleOldco(t, e) // replica b's set-up makes them again, and b announces oldco
+	kv, err := e.js.KeyValue(t.Context(), queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "replica-b", []byte(`{"tenants":["oldco"]}`)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	oldcoAnsweredUnknown(t, e, "o-1", func() {
+		time.Sleep(time.Second) // let go to b's consumer
+		if err := kv.Delete(t.Context(), "replica-b"); err != nil { // b leaves before taking it
+			t.Fatal(err)
+		}
+	})
 }

@@ -109,10 +109,12 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 }
 
 // consumerMayExist says whether either of the tenant's consumers exists,
-// or may (the server could not say).
+// or may (the server could not say). A name no consumer can have (the
+// token holds characters names may not) has none.
 func consumerMayExist(ctx context.Context, requests jetstream.Stream, tenant string) bool {
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		if _, err := requests.Consumer(ctx, ConsumerName(tenant, p)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		_, err := requests.Consumer(ctx, ConsumerName(tenant, p))
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrInvalidConsumerName) {
 			return true
 		}
 	}

@@ -92,9 +92,10 @@ func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
 func (w *Worker) sweepOthers(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	// A tenant whose stale consumer was removed stays out of the sweep:
-	// requests the unrouted consumer let go to it just before the removal
-	// was seen are not answered.
+	// A tenant with stale consumers stays out of the sweep, removed or
+	// not: the unrouted consumer let its requests go to them, and those
+	// it let go just before a removal was seen are not answered (they
+	// stay in the stream, for an operator to see).
 	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects, func(tenant string) bool {
 		_, stale := w.stale[tenant]
 		return stale || w.serves(tenant)

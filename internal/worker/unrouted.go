@@ -36,8 +36,8 @@ func (servesNone) Serves(string) bool { return false }
 func (w *Worker) runUnrouted(ctx context.Context) {
 	log := w.log.Named("unrouted")
 	w.drain(ctx, log, w.unknown, func(msg jetstream.Msg) {
-		token, _, ok := w.opts.Settings.Subjects.ParseRequest(msg.Subject())
-		if ok && (w.isStale(token) || w.serves(token)) {
+		token, prio, ok := w.opts.Settings.Subjects.ParseRequest(msg.Subject())
+		if ok && (w.isStale(token, prio) || w.serves(token)) {
 			if err := msg.Ack(); err != nil {
 				log.Warn("ack routed request", zap.Error(err))
 			}
@@ -54,18 +54,19 @@ func (w *Worker) serves(tenant string) bool {
 }
 
 // isStale says whether a consumer left from an earlier configuration
-// holds the tenant's requests: one that an operator has not removed yet.
-// The unrouted consumer lets such a tenant's requests go to it.
-func (w *Worker) isStale(tenant string) bool {
+// holds the tenant's requests of priority p: one that an operator has not
+// removed. The unrouted consumer lets such requests go to it.
+func (w *Worker) isStale(tenant string, p offboard.Priority) bool {
+	name := queue.ConsumerName(tenant, p)
 	for _, cons := range w.stale[tenant] {
-		if !w.staleGone(cons) {
-			return true
+		if cons.CachedInfo().Name == name {
+			return !w.staleGone(cons)
 		}
 	}
 	return false
 }
 
-// staleGone says whether a stale consumer was found removed.
+// staleGone says whether a stale consumer was last found removed.
 func (w *Worker) staleGone(cons jetstream.Consumer) bool {
 	_, gone := w.removedStale.Load(cons.CachedInfo().Name)
 	return gone
@@ -89,10 +90,23 @@ func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 			}
 			continue
 		}
-		if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
-			log.Info("consumer of a tenant no longer configured removed: the tenant's requests are answered unknown_tenant")
-			w.removedStale.Store(name, true)
-			return
+		// Removed by an operator, the consumer's requests go to the
+		// unrouted consumer; made again (the tenant configured again
+		// somewhere), it holds them once more.
+		_, err := cons.Info(ctx)
+		switch {
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+			if _, was := w.removedStale.LoadOrStore(name, true); !was {
+				log.Info("consumer of a tenant no longer configured removed: its requests are answered through the unrouted consumer")
+			}
+			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
+				return
+			}
+			continue
+		case err == nil:
+			if _, was := w.removedStale.LoadAndDelete(name); was {
+				log.Info("consumer of a tenant no longer configured is there again: it holds the tenant's requests")
+			}
 		}
 		w.drainOnce(ctx, log, cons, func(msg jetstream.Msg) {
 			if w.serves(token) { // a replica came back meanwhile: its request
