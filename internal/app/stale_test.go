@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -25,16 +27,32 @@ func staleOldco(t *testing.T, e *env) {
 	}
 }
 
-// removeOldco removes oldco's consumers of the given priorities and waits
-// for the worker's stale loops to see it (Poll 200 ms).
-func removeOldco(t *testing.T, e *env, prios ...offboard.Priority) {
+// staleEnv starts a worker for contoso to which oldco's consumers are
+// stale, with its log observed.
+func staleEnv(t *testing.T) (*env, *observer.ObservedLogs) {
 	t.Helper()
+	core, logs := observer.New(zap.InfoLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, logger: zap.New(core)})
+	staleOldco(t, e)
+	e.stop()
+	e.start()
+	return e, logs
+}
+
+// removeOldco removes oldco's consumers of the given priorities and waits
+// until the worker has seen it (requests let go before that stay
+// unanswered, for an operator to see).
+func removeOldco(t *testing.T, e *env, logs *observer.ObservedLogs, prios ...offboard.Priority) {
+	t.Helper()
+	seen := logs.FilterMessageSnippet("no longer configured removed").Len()
 	for _, p := range prios {
 		if err := e.js.DeleteConsumer(t.Context(), offboard.StreamRequests, queue.ConsumerName("oldco", p)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	time.Sleep(time.Second)
+	eventually(t, 10*time.Second, "the removal seen", func() bool {
+		return logs.FilterMessageSnippet("no longer configured removed").Len() >= seen+len(prios)
+	})
 }
 
 // oldcoAnsweredUnknown publishes a normal request of oldco and wants it
@@ -66,11 +84,8 @@ func TestRemovedStaleConsumerHandsItsTenantToUnrouted(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
-			staleOldco(t, e)
-			e.stop()
-			e.start() // oldco's consumers are stale now
-			removeOldco(t, e, prios...)
+			e, logs := staleEnv(t)
+			removeOldco(t, e, logs, prios...)
 			oldcoAnsweredUnknown(t, e, "o-1", nil)
 		})
 	}
@@ -82,11 +97,8 @@ func TestRemovedStaleConsumerHandsItsTenantToUnrouted(t *testing.T) {
 // them from it.
 func TestStaleConsumerMadeAgainHoldsItsRequests(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
-	staleOldco(t, e)
-	e.stop()
-	e.start()
-	removeOldco(t, e, offboard.Normal, offboard.Bulk)
+	e, logs := staleEnv(t)
+	removeOldco(t, e, logs, offboard.Normal, offboard.Bulk)
 	staleOldco(t, e) // replica b's set-up makes them again, and b announces oldco
 	kv, err := e.js.KeyValue(t.Context(), queue.BucketPresence)
 	if err != nil {
