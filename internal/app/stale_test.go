@@ -109,7 +109,7 @@ func TestStaleConsumerMadeAgainHoldsItsRequests(t *testing.T) {
 	}
 	time.Sleep(500 * time.Millisecond)
 	oldcoAnsweredUnknown(t, e, "o-1", func() {
-		time.Sleep(time.Second) // let go to b's consumer
+		time.Sleep(time.Second)                                     // let go to b's consumer
 		if err := kv.Delete(t.Context(), "replica-b"); err != nil { // b leaves before taking it
 			t.Fatal(err)
 		}

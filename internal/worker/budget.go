@@ -199,15 +199,10 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		b.waiting.Add(1)
 		w.kickStats()
 		j.log.Info("budget spent: request waits for it")
-		err := aside(bctx, func() (err error) {
-			slot, err = b.l.Acquire(bctx)
-			return err
-		})
+		var err error
+		slot, err = asideFor(bctx, func() (*limiter.Permit, error) { return b.l.Acquire(bctx) }, (*limiter.Permit).Release)
 		b.waiting.Add(-1)
 		if err != nil {
-			if slot != nil {
-				slot.Release()
-			}
 			return nil, permit, err
 		}
 	}

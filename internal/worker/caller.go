@@ -273,16 +273,7 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 	if p, _ := l.TryAcquire(start); p != nil {
 		return p, nil
 	}
-	var p *limiter.Permit
-	err := aside(ctx, func() (err error) {
-		p, err = l.Acquire(ctx)
-		return err
-	})
-	if err != nil && p != nil {
-		p.Release()
-		p = nil
-	}
-	return p, err
+	return asideFor(ctx, func() (*limiter.Permit, error) { return l.Acquire(ctx) }, (*limiter.Permit).Release)
 }
 
 // backoff waits before retry n: capped exponential with full jitter.

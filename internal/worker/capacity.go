@@ -92,10 +92,26 @@ type placeKey struct{}
 // without the request's room (ctx carries it), and takes the room back
 // after it.
 func aside(ctx context.Context, wait func() error) error {
+	_, err := asideFor(ctx, func() (struct{}, error) { return struct{}{}, wait() }, nil)
+	return err
+}
+
+// asideFor is aside for a wait that gets something (a permit, a lock):
+// when the room cannot be taken back, drop lets it go and the error is
+// returned.
+func asideFor[T any](ctx context.Context, wait func() (T, error), drop func(T)) (T, error) {
 	p, _ := ctx.Value(placeKey{}).(*place)
 	p.give()
-	if err := wait(); err != nil {
-		return err
+	got, err := wait()
+	if err != nil {
+		return got, err
 	}
-	return p.take(ctx)
+	if err := p.take(ctx); err != nil {
+		if drop != nil {
+			drop(got)
+		}
+		var zero T
+		return zero, err
+	}
+	return got, nil
 }

@@ -112,15 +112,7 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 	if permit != nil {
 		permit.Release()
 	}
-	var unlock func()
-	err := aside(ctx, func() (err error) {
-		unlock, err = j.t.devices.lock(ctx, j.req.MachineID)
-		return err
-	})
-	if err != nil && unlock != nil {
-		unlock()
-		unlock = nil
-	}
+	unlock, err := asideFor(ctx, func() (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
 	return unlock, nil, err
 }
 
