@@ -1,21 +1,32 @@
 package app
 
 import (
+	"encoding/json"
 	"fmt"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
+
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// TestNewRequestDoesNotReadTheLedger: a new request costs the ledger its
-// claim (a create, which also tells that the id is new), the "calling"
-// entry before the call and the result: no read.
+// TestNewRequestDoesNotReadTheLedger: a new request costs the ledger two
+// writes: the "calling" entry before the call (a create, which also tells
+// that the id is new) and the result; no claim, no read. The same ids
+// sent again as new messages are answered from the ledger with no second
+// call, also when the device they name now is one a guard refuses unread:
+// the stored answer stands.
 func TestNewRequestDoesNotReadTheLedger(t *testing.T) {
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 5})
+	listed := newID()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 5, tweak: func(f *config.File) {
+		f.Tenants[0].Guards = parseGuards(t, strings.ReplaceAll(northwindGuards, "%LISTED%", listed))
+	}})
 	results := e.collect("mde.offboard.result.>")
 	var reads, writes atomic.Int64
 	count := func(subject string, n *atomic.Int64) {
@@ -43,24 +54,62 @@ func TestNewRequestDoesNotReadTheLedger(t *testing.T) {
 	if err := e.nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	if r, w := reads.Load(), writes.Load(); r != 0 || w != int64(3*len(ms)) {
-		t.Errorf("%d requests: %d ledger reads, %d writes; want 0 and %d", len(ms), r, w, 3*len(ms))
+	if r, w := reads.Load(), writes.Load(); r != 0 || w != int64(2*len(ms)) {
+		t.Errorf("%d requests: %d ledger reads, %d writes; want 0 and %d", len(ms), r, w, 2*len(ms))
 	}
 
-	// The same ids again (new messages): the claim fails, the ledger is
-	// read and answers them; no second call.
+	// The same ids again (new messages), half of them naming the listed
+	// device: the first write finds the entry, the ledger is read and
+	// answers them; no second call, no other answer.
 	reads.Store(0)
+	var mu sync.Mutex
+	published := map[string][]offboard.Result{} // every result sent, stored or dropped as a duplicate
+	sub, err := e.nc.Subscribe("mde.offboard.result.contoso", func(m *nats.Msg) {
+		var r offboard.Result
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Errorf("result is not JSON: %v", err)
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		published[r.RequestID] = append(published[r.RequestID], r)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	for i, m := range ms {
 		id := fmt.Sprintf("new-%d", i)
-		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id+"-again")
+		machine := m.ID
+		if i%2 == 1 {
+			machine = listed
+		}
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": machine}, id+"-again")
 	}
-	eventually(t, 10*time.Second, "the repeated requests acked", func() bool { return e.streamMsgs("MDE_OFFBOARD_REQUESTS") == 0 })
+	eventually(t, 10*time.Second, "the repeated requests answered", func() bool { return e.streamMsgs("MDE_OFFBOARD_REQUESTS") == 0 })
 	if r := reads.Load(); r < int64(len(ms)) {
 		t.Errorf("%d repeated requests: %d ledger reads, want one each at least", len(ms), r)
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	for i, m := range ms {
+		id := fmt.Sprintf("new-%d", i)
 		if n := e.offboardCalls(e.tenants["contoso"].tenantID, m.ID); n != 1 {
-			t.Errorf("new-%d: %d offboard calls, want 1", i, n)
+			t.Errorf("%s: %d offboard calls, want 1", id, n)
 		}
+		if len(published[id]) == 0 {
+			t.Errorf("%s sent again: no answer", id)
+		}
+		for _, r := range published[id] {
+			if r.Outcome != offboard.OutcomeCreated || r.MachineID != m.ID {
+				t.Errorf("%s answered %s for %s (error %+v); want only the stored answer, created for %s", id, r.Outcome, r.MachineID, r.Error, m.ID)
+			}
+		}
+	}
+	if n := e.offboardCalls(e.tenants["contoso"].tenantID, listed); n != 0 {
+		t.Errorf("%d offboard calls for the listed device", n)
 	}
 }

@@ -31,8 +31,11 @@ type job struct {
 	prio     offboard.Priority
 	req      offboard.Request
 	received time.Time
-	attempts int
-	log      *zap.Logger
+	// delivered is how many times JetStream has delivered the message,
+	// this time included (0: not known).
+	delivered uint64
+	attempts  int
+	log       *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
 	checked bool
@@ -102,7 +105,7 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority) *job {
 	j := &job{t: t, msg: msg, prio: prio, received: w.clock.Now().UTC()}
 	if meta, err := msg.Metadata(); err == nil {
-		j.seq = meta.Sequence.Stream
+		j.seq, j.delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
 	j.log = t.log.With(zap.Uint64("request_seq", j.seq))
 	return j
@@ -113,7 +116,12 @@ func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority)
 // attempt (a retry: worked on again); one that another message is working
 // on right now is left for later. A request of a cancelled campaign that
 // no call was made for is answered cancelled. false: work on the request.
+//
+// A fresh request costs the ledger nothing here (see fresh).
 func (w *Worker) answered(ctx context.Context, j *job) bool {
+	if j.fresh() {
+		return w.withdrawn(ctx, j)
+	}
 	claimed, err := w.claim(ctx, j)
 	if err != nil {
 		w.leave(j, err)
@@ -150,6 +158,21 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return false
 	}
 	return w.withdrawn(ctx, j)
+}
+
+// fresh says whether the request is taken to be new without a claim: its
+// first delivery, its first attempt, and nothing to call before the
+// offboard call (a machine id, no dry run, no guard that reads the
+// device). Nearly every such request is new. Its first ledger write, the
+// "calling" entry before its call or its result, creates the id's entry,
+// and fails if the id has one after all (the same request id sent again
+// as a new message, a consumer made again): then nothing was sent, the
+// quota and budget slots taken for the call are given back, and the
+// request comes back at once (leave) to be claimed like any redelivery.
+// A request that reads the API first is claimed, so that a request id
+// already answered spends no read.
+func (j *job) fresh() bool {
+	return j.delivered == 1 && j.req.AttemptOrFirst() == 1 && j.req.MachineID != "" && !j.req.DryRun && !j.t.Config.Guards.NeedsDevice()
 }
 
 // claim writes a "claimed" entry for a request id the ledger does not
@@ -235,9 +258,23 @@ func (w *Worker) keepAlive(j *job) func() {
 // back almost at once: the nak, buffered while the connection is down,
 // reaches the server as soon as it is back, and the request is not left
 // to its ack wait.
+//
+// A ledger write that found the id's entry changed (queue.ErrConflict:
+// the id was not new after all, or another message took it) is taken
+// again at once too: its redelivery reads the entry and goes by it.
 func (w *Worker) leave(j *job, err error) {
 	delay := 5 * time.Second
-	if queue.Outage(err) {
+	switch {
+	case errors.Is(err, queue.ErrConflict):
+		j.log.Info("request id has a ledger entry this message did not expect: taken again to go by it")
+		if j.stopAlive != nil {
+			j.stopAlive()
+		}
+		if nerr := j.msg.NakWithDelay(outageRetry); nerr != nil {
+			j.log.Warn("nak request", zap.Error(nerr))
+		}
+		return
+	case queue.Outage(err):
 		delay = outageRetry
 	}
 	w.leaveFor(j, err, delay)
