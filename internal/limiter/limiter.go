@@ -169,21 +169,28 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 // up to limit, if nobody else took quota meanwhile: how many permits
 // TryAcquire would hand out in a row. It takes none.
 func (l *Limiter) Available(now time.Time, limit int) int {
+	return l.AvailableWithin(now, 0, limit)
+}
+
+// AvailableWithin is Available for calls that could start by now+lead:
+// what a caller that prepares its calls lead ahead may get ready.
+func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) int {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	held := l.held
 	defer func() { l.held = held }()
+	by := now.Add(lead)
 	n := 0
 	for n < limit {
-		if next, ok := l.nextLocked(now, false, false); !ok || next.After(now) {
+		if next, ok := l.nextLocked(now, false, false); !ok || next.After(by) {
 			break
 		}
 		n++
 		l.held++ // as if taken: the next one counts it
 	}
 	if l.spread != nil {
-		n = min(n, int(l.spread.TokensAt(now)))
+		n = min(n, int(l.spread.TokensAt(by)))
 	}
 	return n
 }
@@ -197,28 +204,42 @@ func (l *Limiter) takeLocked(now time.Time, low bool) *Permit {
 }
 
 // Acquire blocks until a call may start, then returns its permit.
-func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) { return l.acquire(ctx, false, true) }
+func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
+	return l.acquire(ctx, false, true, 0)
+}
 
 // AcquireLow is Acquire for work that must never take quota from the rest:
 // it starts a call only while half of every window stays free.
-func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) { return l.acquire(ctx, true, true) }
+func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) {
+	return l.acquire(ctx, true, true, 0)
+}
 
 // Wait blocks until a call could start, without taking a permit: for a
 // caller that should not commit to work before there is quota for it, and
 // must not hold quota meanwhile. Someone else may take the place first.
-func (l *Limiter) Wait(ctx context.Context) error {
-	_, err := l.acquire(ctx, false, false)
+func (l *Limiter) Wait(ctx context.Context) error { return l.WaitWithin(ctx, 0) }
+
+// WaitWithin is Wait for a caller that prepares its call lead ahead: it
+// returns once a call could start within lead. The call itself still
+// waits for its permit.
+func (l *Limiter) WaitWithin(ctx context.Context, lead time.Duration) error {
+	_, err := l.acquire(ctx, false, false, lead)
 	return err
 }
 
 // acquire waits until a call may start and, if take, takes its permit.
-func (l *Limiter) acquire(ctx context.Context, low, take bool) (*Permit, error) {
+// Without take, it returns lead before a call may start.
+func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duration) (*Permit, error) {
+	ahead := lead
+	if take {
+		ahead = 0 // a permit is never handed out early
+	}
 	t := l.tenant
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
 		next, ok := l.nextLocked(now, low, false)
-		if ok && !next.After(now) {
+		if ok && !next.After(now.Add(ahead)) {
 			var p *Permit
 			if take {
 				p = l.takeLocked(now, low)
@@ -228,7 +249,7 @@ func (l *Limiter) acquire(ctx context.Context, low, take bool) (*Permit, error) 
 		}
 		changed := t.changed
 		t.mu.Unlock()
-		if err := t.wait(ctx, changed, now, next, ok); err != nil {
+		if err := t.wait(ctx, changed, now, next.Add(-ahead), ok); err != nil {
 			return nil, err
 		}
 	}

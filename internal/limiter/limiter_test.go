@@ -489,3 +489,58 @@ func worstWindow(calls []simCall, w Window) int {
 	}
 	return worst
 }
+
+// TestWaitWithinLooksAheadWithoutHandingOutEarly: a caller that prepares
+// its calls ahead learns a place frees within its lead, and how many, but
+// gets no permit before the place is free, and the look ahead forgets no
+// call still in the window.
+func TestWaitWithinLooksAheadWithoutHandingOutEarly(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	l := NewTenant(clock).Add("offboard", []Window{{Count: 2, Length: time.Second}})
+	for range 2 {
+		p, _ := l.TryAcquire(epoch)
+		p.Complete(epoch) // both places free at +1s
+	}
+	clock.Advance(500 * time.Millisecond)
+	now := clock.Now()
+	if n := l.AvailableWithin(now, 600*time.Millisecond, 5); n != 2 {
+		t.Errorf("AvailableWithin 600ms at +500ms = %d, want 2", n)
+	}
+	if n := l.AvailableWithin(now, 400*time.Millisecond, 5); n != 0 {
+		t.Errorf("AvailableWithin 400ms at +500ms = %d, want 0", n)
+	}
+	if n := l.Available(now, 5); n != 0 {
+		t.Errorf("Available at +500ms after a look ahead = %d, want 0: the look ahead dropped a call still in the window", n)
+	}
+	if err := l.WaitWithin(t.Context(), 600*time.Millisecond); err != nil {
+		t.Fatalf("WaitWithin 600ms at +500ms: %v, want at once", err)
+	}
+	if p, wait := l.TryAcquire(now); p != nil || wait != 500*time.Millisecond {
+		t.Fatalf("TryAcquire at +500ms: permit %v wait %v; want none for 500ms", p, wait)
+	}
+
+	woke := make(chan time.Time, 1)
+	go func() {
+		if err := l.WaitWithin(t.Context(), 100*time.Millisecond); err == nil {
+			woke <- clock.Now()
+		}
+		close(woke)
+	}()
+	if err := clock.BlockUntilContext(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(300 * time.Millisecond) // +800ms
+	select {
+	case at := <-woke:
+		t.Fatalf("WaitWithin 100ms returned at +%v, want +900ms", at.Sub(epoch))
+	default:
+	}
+	if err := clock.BlockUntilContext(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(100 * time.Millisecond) // +900ms
+	if at := <-woke; at.Sub(epoch) != 900*time.Millisecond {
+		t.Fatalf("WaitWithin 100ms returned at +%v, want +900ms", at.Sub(epoch))
+	}
+}

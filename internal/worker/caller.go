@@ -270,8 +270,14 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 	start := c.clock.Now()
 	defer func() { c.m.LimiterWait.WithLabelValues(api).Observe(c.clock.Since(start).Seconds()) }()
 	l := t.limits.API(api)
-	if p, _ := l.TryAcquire(start); p != nil {
+	p, wait := l.TryAcquire(start)
+	switch {
+	case p != nil:
 		return p, nil
+	case wait > 0 && wait <= fetchAhead:
+		// A request fetched ahead of its place (fetchAhead): it keeps its
+		// room for so short a wait.
+		return l.Acquire(ctx)
 	}
 	return asideFor(ctx, func() (*limiter.Permit, error) { return l.Acquire(ctx) }, (*limiter.Permit).Release)
 }
