@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -111,5 +113,77 @@ func TestNewRequestDoesNotReadTheLedger(t *testing.T) {
 	}
 	if n := e.offboardCalls(e.tenants["contoso"].tenantID, listed); n != 0 {
 		t.Errorf("%d offboard calls for the listed device", n)
+	}
+}
+
+// TestRepeatedFreshIDsGiveQuotaAndBudgetBack: five calls made under a
+// 6/1m quota and a 6/1h budget; the five ids sent again as new messages
+// each take the one place left, find the id's entry and give place and
+// slot back: all five are answered at once, and a new request still gets
+// its call.
+func TestRepeatedFreshIDsGiveQuotaAndBudgetBack(t *testing.T) {
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 6, limits: `["6/1m"]`,
+		extra: "    guards:\n      budget: \"6/1h\"\n"})
+	results := e.collect("mde.offboard.result.>")
+	ms := e.tenants["contoso"].machines
+	for i := range 5 {
+		id := fmt.Sprintf("q-%d", i)
+		if res := e.one(results, "mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": ms[i].ID}); res.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("%s: %s", id, res.Outcome)
+		}
+	}
+	for i := range 5 {
+		id := fmt.Sprintf("q-%d", i)
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": ms[i].ID}, id+"-again")
+	}
+	eventually(t, 10*time.Second, "the repeated requests answered", func() bool { return e.streamMsgs("MDE_OFFBOARD_REQUESTS") == 0 })
+	if res := e.one(results, "mde.offboard.request.contoso", map[string]any{"requestId": "q-new", "machineId": ms[5].ID}); res.Outcome != offboard.OutcomeCreated {
+		t.Fatalf("q-new: %s %+v", res.Outcome, res.Error)
+	}
+	for i, m := range ms {
+		if n := e.offboardCalls(e.tenants["contoso"].tenantID, m.ID); n != 1 {
+			t.Errorf("machine %d: %d calls", i, n)
+		}
+	}
+}
+
+// TestFreshRequestClaimsItsIDBeforeItWaits: two new requests for one
+// device; the second waits for the first's call (2 s) to end. While it
+// waits its id is claimed in the ledger, as a request that is worked on:
+// a repeated id, or the answer of a tenant nobody serves, sees as much.
+func TestFreshRequestClaimsItsIDBeforeItWaits(t *testing.T) {
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, sim: mdesim.Options{Latency: 2 * time.Second}})
+	results := e.collect("mde.offboard.result.>")
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := e.tenants["contoso"].machines[0]
+	for _, id := range []string{"wait-a", "wait-b"} {
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, id)
+	}
+	states := func() map[string]string {
+		got := map[string]string{}
+		for _, id := range []string{"wait-a", "wait-b"} {
+			entry, err := ledger.Get(t.Context(), "contoso", id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if entry != nil {
+				got[entry.State] = id
+			}
+		}
+		return got
+	}
+	eventually(t, 10*time.Second, "one request calling, the other claimed while it waits for the device", func() bool {
+		s := states()
+		return s[queue.StateCalling] != "" && s[queue.StateClaimed] != ""
+	})
+	eventually(t, 20*time.Second, "both answered", func() bool {
+		snap := results.snapshot()
+		return len(snap["contoso/wait-a"]) > 0 && len(snap["contoso/wait-b"]) > 0
+	})
+	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
+		t.Errorf("%d actions for one device, want 1", n)
 	}
 }

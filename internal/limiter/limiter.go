@@ -155,7 +155,7 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	next, ok := l.nextLocked(now, false, false)
+	next, ok, _ := l.nextLocked(now, false, false)
 	if !ok {
 		return nil, 0
 	}
@@ -183,8 +183,9 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 	by := now.Add(lead)
 	n := 0
 	for n < limit {
-		if next, ok := l.nextLocked(now, false, false); !ok || next.After(by) {
-			break
+		next, ok, recheck := l.nextLocked(now, false, false)
+		if !ok || recheck || next.After(by) {
+			break // (a look again is no place)
 		}
 		n++
 		l.held++ // as if taken: the next one counts it
@@ -238,8 +239,12 @@ func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duratio
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
-		next, ok := l.nextLocked(now, low, false)
-		if ok && !next.After(now.Add(ahead)) {
+		next, ok, recheck := l.nextLocked(now, low, false)
+		lead := ahead
+		if recheck {
+			lead = 0 // a look again is no place: no lead
+		}
+		if ok && !next.After(now.Add(lead)) {
 			var p *Permit
 			if take {
 				p = l.takeLocked(now, low)
@@ -249,7 +254,7 @@ func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duratio
 		}
 		changed := t.changed
 		t.mu.Unlock()
-		if err := t.wait(ctx, changed, now, next.Add(-ahead), ok); err != nil {
+		if err := t.wait(ctx, changed, now, next.Add(-lead), ok); err != nil {
 			return nil, err
 		}
 	}
@@ -275,14 +280,16 @@ func (t *Tenant) wait(ctx context.Context, changed <-chan struct{}, now, next ti
 // nextLocked returns the earliest time a new call may start. ok is false when
 // in-flight calls alone fill a window, so only a completion can help (or,
 // with a journal, before this process has read it, and while its clock is
-// off by more than the margin). A low call leaves half
+// off by more than the margin). recheck says next is only when to look
+// again, not a time a place frees: another replica's call comes due then
+// and turns into a stamp, which may leave no room. A low call leaves half
 // of every window to the others. For a journal entry (entry), the
 // permits held here do not count, since they are not calls: the journal
 // alone says what may be called.
-func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok bool) {
+func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok, recheck bool) {
 	t := l.tenant
 	if t.shared != nil && !t.shared.mayCall() {
-		return time.Time{}, false
+		return time.Time{}, false, false
 	}
 	l.pruneLocked(now)
 	inFlight := l.inFlightLocked(entry)
@@ -297,9 +304,9 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			// and may make room: look again then. Nothing else would
 			// wake the waiters if its process died.
 			if due, ok := l.firstForeignDue(); ok {
-				return due, true
+				return due, true, true
 			}
-			return time.Time{}, false
+			return time.Time{}, false, false
 		}
 		if len(l.stamps) < free {
 			continue
@@ -318,7 +325,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			}
 		}
 	}
-	return next, true
+	return next, true, false
 }
 
 // inFlightLocked counts the calls under way: this process's and the other

@@ -480,3 +480,56 @@ func TestSharedFailedEntryIsUndone(t *testing.T) {
 		t.Errorf("remaining %v after one call, want 1", got)
 	}
 }
+
+// TestLookAheadIsNoPlaceForAnotherReplicasCall: a replica died with a call
+// under way that fills the window. When that call comes due it turns into
+// a stamp and holds the window a second more: its due time is only when
+// to look again. A loop that fetches 10 ms ahead must not take it for a
+// place that frees, neither just before it nor after it.
+func TestLookAheadIsNoPlaceForAnotherReplicasCall(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 1, Length: time.Second}}
+	const lease, lead = 3 * time.Second, 10 * time.Millisecond
+	_, dead := j.process(t, clock, 0, lease, ws)
+	_, alive := j.process(t, clock, 0, lease, ws)
+	call(t, dead) // never ends: due at +3s, then in the window until +4s
+
+	clock.Advance(lease - 5*time.Millisecond)
+	if n := alive.AvailableWithin(clock.Now(), lead, 50); n != 0 {
+		t.Errorf("AvailableWithin %v, 5ms before the dead replica's call comes due = %d, want 0", lead, n)
+	}
+	woke := make(chan time.Duration, 1)
+	go func() {
+		if err := alive.WaitWithin(t.Context(), lead); err == nil {
+			woke <- clock.Since(epoch)
+		}
+		close(woke)
+	}()
+	waiting := func() {
+		t.Helper()
+		select {
+		case at := <-woke:
+			t.Fatalf("WaitWithin %v returned at +%v; no call may start before +4s", lead, at)
+		case <-time.After(20 * time.Millisecond): // real time: lets a wrongly woken waiter report
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		if err := clock.BlockUntilContext(ctx, 1); err != nil {
+			t.Fatal("the waiter is not waiting on the clock")
+		}
+	}
+	waiting()
+	clock.Advance(5 * time.Millisecond) // +3s: the call comes due and holds the window
+	waiting()
+	clock.Advance(time.Second - 2*lead) // +3.98s
+	waiting()
+	clock.Advance(lead) // +3.99s: the place frees within the lead
+	if at := <-woke; at != 4*time.Second-lead {
+		t.Fatalf("WaitWithin %v returned at +%v, want +3.99s", lead, at)
+	}
+	if n := alive.AvailableWithin(clock.Now(), lead, 50); n != 1 {
+		t.Errorf("AvailableWithin %v at +3.99s = %d, want 1", lead, n)
+	}
+}

@@ -120,7 +120,7 @@ func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait
 		if q.id != 0 {
 			continue
 		}
-		if next, ok := q.l.nextLocked(now, q.low, true); !ok || next.After(now) {
+		if next, ok, _ := q.l.nextLocked(now, q.low, true); !ok || next.After(now) {
 			if q == p {
 				wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
 			}

@@ -196,6 +196,9 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			permit.Release()
 			permit = nil
 		}
+		if err := w.claimBeforeWaiting(ctx, j); err != nil {
+			return nil, permit, err
+		}
 		b.waiting.Add(1)
 		w.kickStats()
 		j.log.Info("budget spent: request waits for it")

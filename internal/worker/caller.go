@@ -275,9 +275,15 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 	case p != nil:
 		return p, nil
 	case wait > 0 && wait <= fetchAhead:
-		// A request fetched ahead of its place (fetchAhead): it keeps its
-		// room for so short a wait.
-		return l.Acquire(ctx)
+		// A request fetched ahead of its place (fetchAhead) keeps its
+		// room for so short a wait; if the place goes elsewhere or a
+		// pause comes meanwhile, it waits aside like any other.
+		sctx, cancel := clockwork.WithTimeout(ctx, c.clock, 2*fetchAhead)
+		p, err := l.Acquire(sctx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return p, err
+		}
 	}
 	return asideFor(ctx, func() (*limiter.Permit, error) { return l.Acquire(ctx) }, (*limiter.Permit).Release)
 }

@@ -170,7 +170,8 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 // quota and budget slots taken for the call are given back, and the
 // request comes back at once (leave) to be claimed like any redelivery.
 // A request that reads the API first is claimed, so that a request id
-// already answered spends no read.
+// already answered spends no read; a fresh request that must wait is
+// claimed before it waits (claimBeforeWaiting).
 func (j *job) fresh() bool {
 	return j.delivered == 1 && j.req.AttemptOrFirst() == 1 && j.req.MachineID != "" && !j.req.DryRun && !j.t.Config.Guards.NeedsDevice()
 }
@@ -259,14 +260,13 @@ func (w *Worker) keepAlive(j *job) func() {
 // reaches the server as soon as it is back, and the request is not left
 // to its ack wait.
 //
-// A ledger write that found the id's entry changed (queue.ErrConflict:
-// the id was not new after all, or another message took it) is taken
+// A fresh request whose id had an entry after all (errNotNew) is taken
 // again at once too: its redelivery reads the entry and goes by it.
 func (w *Worker) leave(j *job, err error) {
 	delay := 5 * time.Second
 	switch {
-	case errors.Is(err, queue.ErrConflict):
-		j.log.Info("request id has a ledger entry this message did not expect: taken again to go by it")
+	case errors.Is(err, errNotNew):
+		j.log.Info("request id already in the ledger: taken again to go by its entry")
 		if j.stopAlive != nil {
 			j.stopAlive()
 		}
@@ -278,6 +278,38 @@ func (w *Worker) leave(j *job, err error) {
 		delay = outageRetry
 	}
 	w.leaveFor(j, err, delay)
+}
+
+// errNotNew says that a fresh request's first ledger write found an entry
+// for its id: nothing was sent, and the request is taken again as a
+// redelivery, which reads the entry.
+var errNotNew = errLeave("the request id has a ledger entry already")
+
+// notNew turns the conflict of a fresh request's first ledger write (a
+// create: prev is nil) into errNotNew.
+func notNew(prev *queue.Entry, err error) error {
+	if prev == nil && errors.Is(err, queue.ErrConflict) {
+		return errNotNew
+	}
+	return err
+}
+
+// claimBeforeWaiting claims a fresh request's id before it waits (for its
+// device, its budget or its quota): a request that waits holds its id in
+// the ledger, so that another message of the id, or the answer of a
+// tenant nobody serves (unrouted.go), sees that it is worked on.
+func (w *Worker) claimBeforeWaiting(ctx context.Context, j *job) error {
+	if j.entry != nil {
+		return nil
+	}
+	claimed, err := w.claim(ctx, j)
+	if err != nil {
+		return err
+	}
+	if !claimed {
+		return errNotNew
+	}
+	return nil
 }
 
 // outageRetry is how soon a step cut off by a NATS outage is taken again.
@@ -387,7 +419,7 @@ func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, 
 		}
 		return []queue.Stored{s}, nil
 	}
-	return nil, w.opts.Ledger.Finish(ctx, j.t.name, res.RequestID, j.entry, j.seq, data)
+	return nil, notNew(j.entry, w.opts.Ledger.Finish(ctx, j.t.name, res.RequestID, j.entry, j.seq, data))
 }
 
 // storeCtx is the context results are stored and acked under: a stop must

@@ -112,14 +112,27 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 	if permit != nil {
 		permit.Release()
 	}
+	if err := w.claimBeforeWaiting(ctx, j); err != nil {
+		return nil, nil, err
+	}
 	unlock, err := asideFor(ctx, func() (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
 	return unlock, nil, err
 }
 
 // offboard records the call in the ledger, then sends it.
 func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *limiter.Permit) (*offboard.Result, error) {
+	if permit == nil {
+		// Fetched ahead of its place (fetchAhead), or it gave its permit
+		// back while it waited: the "calling" entry is written as the
+		// call goes out, not before a wait.
+		var err error
+		if permit, err = w.offboardPermit(ctx, j); err != nil {
+			return nil, err
+		}
+	}
 	next, err := w.calling(ctx, j, permit)
 	if err != nil {
+		permit.Release() // no call: its place is given back
 		return nil, err
 	}
 	v, res, err := w.caller.call(ctx, j, callSpec{
@@ -154,6 +167,21 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 	return j.failed(v.FailureCode, v.Error(), v), nil
 }
 
+// offboardPermit waits for the offboard call's permit; a fresh request
+// claims its id first unless the permit is due within fetchAhead.
+func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, error) {
+	p, wait := j.t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
+	if p != nil {
+		return p, nil
+	}
+	if wait == 0 || wait > fetchAhead {
+		if err := w.claimBeforeWaiting(ctx, j); err != nil {
+			return nil, err
+		}
+	}
+	return w.caller.acquire(ctx, j.t, mde.APIOffboard)
+}
+
 // calling writes in the ledger, before the call goes out, that a call for
 // this id and device is about to be sent and when, over the entry this
 // message read or wrote (compare-and-swap: if another message took the
@@ -172,7 +200,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}()
 	}
 	next := j.entryNow(queue.StateCalling, w.clock.Now())
-	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next)
+	err := notNew(j.entry, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next))
 	if recorded != nil {
 		<-recorded // the permit is the call's again
 	}
