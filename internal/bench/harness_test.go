@@ -339,23 +339,30 @@ func (h *harness) waitSetup(timeout time.Duration) time.Duration {
 }
 
 func (h *harness) setupMissing(ctx context.Context, want map[string]bool) string {
-	s, err := h.js.Stream(ctx, streamRequests)
-	if err != nil {
-		return "stream " + streamRequests
+	// Each lookup has its own bound, so that a lookup that hangs is told
+	// apart from one that says the thing is not there.
+	lookup := func(f func(context.Context) error) error {
+		lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return f(lctx)
 	}
-	if _, err := h.js.Stream(ctx, streamResults); err != nil {
-		return "stream " + streamResults
+	var s jetstream.Stream
+	if err := lookup(func(ctx context.Context) (err error) { s, err = h.js.Stream(ctx, streamRequests); return err }); err != nil {
+		return "stream " + streamRequests + " (" + err.Error() + ")"
 	}
-	if _, err := h.js.KeyValue(ctx, bucketLedger); err != nil {
-		return "bucket " + bucketLedger
+	if err := lookup(func(ctx context.Context) error { _, err := h.js.Stream(ctx, streamResults); return err }); err != nil {
+		return "stream " + streamResults + " (" + err.Error() + ")"
+	}
+	if err := lookup(func(ctx context.Context) error { _, err := h.js.KeyValue(ctx, bucketLedger); return err }); err != nil {
+		return "bucket " + bucketLedger + " (" + err.Error() + ")"
 	}
 	have := map[string]bool{}
 	names := s.ConsumerNames(ctx)
 	for n := range names.Name() {
 		have[n] = true
 	}
-	if names.Err() != nil {
-		return "consumer list"
+	if err := names.Err(); err != nil {
+		return "consumer list (" + err.Error() + ")"
 	}
 	missing := 0
 	for n := range want {
