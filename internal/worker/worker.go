@@ -457,11 +457,13 @@ func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
 }
 
 // fetchAhead is how long before a place in the quota frees its tenant's
-// next requests are fetched: the fetch and the ledger's "calling" entry
-// are then done by the time the place frees, and only the call's journal
-// entry stands between it and the call. At full pace a place unused for
-// a few milliseconds in every window is quota lost. A request fetched
-// ahead waits for its permit (caller.acquire) keeping its room.
+// next requests are fetched: the fetch and the request's checks are then
+// done by the time the place frees, and only the ledger's "calling" entry
+// and the call's journal entry, side by side, stand between it and the
+// call. At full pace a place unused for a few milliseconds in every
+// window is quota lost. A request fetched ahead waits for its permit
+// (offboardPermit) keeping its room, for twice the lead at most
+// (caller.acquire).
 const fetchAhead = 10 * time.Millisecond
 
 // newTracker makes the tenant's tracker.
