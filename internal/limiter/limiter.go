@@ -149,14 +149,15 @@ type callKey struct {
 func (l *Limiter) Windows() []Window { return slices.Clone(l.windows) }
 
 // TryAcquire takes a permit if a call may start at now. Otherwise it returns
-// nil and how long to wait before asking again; a wait of zero with a nil
-// permit means capacity comes back only when an in-flight call completes.
+// nil and how long until a place frees; a wait of zero with a nil permit
+// means no time is known: capacity comes back only when a call under way
+// completes (here, or another replica's when it comes due).
 func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	next, ok, _ := l.nextLocked(now, false, false)
-	if !ok {
+	next, ok, recheck := l.nextLocked(now, false, false)
+	if !ok || recheck {
 		return nil, 0
 	}
 	if next.After(now) {

@@ -500,6 +500,9 @@ func TestLookAheadIsNoPlaceForAnotherReplicasCall(t *testing.T) {
 	if n := alive.AvailableWithin(clock.Now(), lead, 50); n != 0 {
 		t.Errorf("AvailableWithin %v, 5ms before the dead replica's call comes due = %d, want 0", lead, n)
 	}
+	if p, wait := alive.TryAcquire(clock.Now()); p != nil || wait != 0 {
+		t.Errorf("TryAcquire 5ms before the dead replica's call comes due: permit %v wait %v; want none and no known wait", p != nil, wait)
+	}
 	woke := make(chan time.Duration, 1)
 	go func() {
 		if err := alive.WaitWithin(t.Context(), lead); err == nil {

@@ -2,14 +2,21 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestFetchedAheadGivesItsRoomBackForAPause: a request fetched ahead
@@ -66,5 +73,74 @@ func TestFetchedAheadGivesItsRoomBackForAPause(t *testing.T) {
 	}
 	if len(room) != 1 {
 		t.Errorf("the request has its permit but not its room back (%d of 1 taken)", len(room))
+	}
+}
+
+// publishFor publishes a request of contoso for a device.
+func (e *loopEnv) publishFor(t *testing.T, id, machine string) {
+	t.Helper()
+	data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": machine})
+	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:"+id)
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFetchAheadTakesOnePlaceAtATime: with one place a minute, four
+// requests published 5 ms before the place frees: the loop fetches one
+// (the calls that could start by then), the first, and it gets the place;
+// the other three stay in the stream, not fetched to wait a window.
+func TestFetchAheadTakesOnePlaceAtATime(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["1/1m"]`, RetryPolicy{})
+	e.publish(t, "r-0")
+	select {
+	case r := <-e.results:
+		if r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("r-0: %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result for r-0")
+	}
+	var machines []string
+	for i := range 4 {
+		id := fmt.Sprintf("%040x", i+1)
+		e.sim.AddMachine(loopTenantID, mdesim.Machine{ID: id, ComputerDNSName: fmt.Sprintf("pc-x%d.contoso.local", i),
+			OSPlatform: "Windows11", HealthStatus: "Active", LastSeen: time.Now().Add(-time.Hour)})
+		machines = append(machines, id)
+	}
+	e.clock.Advance(time.Minute - 5*time.Millisecond) // the place frees in 5 ms
+	for i, m := range machines {
+		e.publishFor(t, fmt.Sprintf("r-%d", i+1), m)
+	}
+	cons, err := e.js.Consumer(t.Context(), offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending := func() int {
+		info, err := cons.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.NumAckPending
+	}
+	time.Sleep(time.Second) // real time: lets the loop fetch what it will
+	if n := pending(); n != 1 {
+		t.Errorf("%d requests fetched 5 ms before the one place frees, want 1", n)
+	}
+	e.clock.Advance(5 * time.Millisecond)
+	select {
+	case r := <-e.results:
+		if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+			t.Errorf("first answer after the place freed: %s %s, want r-1 created", r.RequestID, r.Outcome)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result once the place freed")
+	}
+	time.Sleep(time.Second)
+	if n := pending(); n != 0 {
+		t.Errorf("%d requests fetched to wait a whole window for their place, want 0", n)
 	}
 }

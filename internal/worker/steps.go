@@ -122,9 +122,9 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 // offboard records the call in the ledger, then sends it.
 func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *limiter.Permit) (*offboard.Result, error) {
 	if permit == nil {
-		// Fetched ahead of its place (fetchAhead), or it gave its permit
-		// back while it waited: the "calling" entry is written as the
-		// call goes out, not before a wait.
+		// Its place went elsewhere, or it gave its permit back while it
+		// waited: the "calling" entry is written as the call goes out,
+		// not before a wait.
 		var err error
 		if permit, err = w.offboardPermit(ctx, j); err != nil {
 			return nil, err
@@ -168,16 +168,13 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 }
 
 // offboardPermit waits for the offboard call's permit; a fresh request
-// claims its id first unless the permit is due within fetchAhead.
+// claims its id first.
 func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, error) {
-	p, wait := j.t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
-	if p != nil {
+	if p, _ := j.t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now()); p != nil {
 		return p, nil
 	}
-	if wait == 0 || wait > fetchAhead {
-		if err := w.claimBeforeWaiting(ctx, j); err != nil {
-			return nil, err
-		}
+	if err := w.claimBeforeWaiting(ctx, j); err != nil {
+		return nil, err
 	}
 	return w.caller.acquire(ctx, j.t, mde.APIOffboard)
 }

@@ -352,10 +352,10 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			continue
 		}
 		for _, d := range ds {
-			// Usually the quota is still there; if a retry took it
-			// meanwhile, the request waits for its permit like a retry
-			// does, kept alive.
-			permit, _ := t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now())
+			// Usually the quota is there, or comes within the lead; if a
+			// retry took it meanwhile, the request waits for its permit
+			// like a retry does, kept alive.
+			permit := w.aheadPermit(fetchCtx, t)
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
 			ctx := context.WithValue(workCtx, placeKey{}, slot.place)
 			w.handlers.Go(func() {
@@ -456,14 +456,31 @@ func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
 	return t.limits.API(mde.APIOffboard).WaitWithin(ctx, fetchAhead)
 }
 
+// aheadPermit takes the permit of a request just fetched: at once if its
+// place is free, else when it frees within fetchAhead. The loop waits for
+// it, so that it fetches no more requests for the same place, and hands
+// out the places in the order the requests came. It waits twice the lead
+// at most: nil means the place went elsewhere (a retry took it), and the
+// request waits for its permit itself.
+func (w *Worker) aheadPermit(ctx context.Context, t *tenantRun) *limiter.Permit {
+	l := t.limits.API(mde.APIOffboard)
+	p, wait := l.TryAcquire(w.clock.Now())
+	if p != nil || wait == 0 || wait > fetchAhead {
+		return p
+	}
+	actx, cancel := clockwork.WithTimeout(ctx, w.clock, 2*fetchAhead)
+	defer cancel()
+	p, _ = l.Acquire(actx)
+	return p
+}
+
 // fetchAhead is how long before a place in the quota frees its tenant's
 // next requests are fetched: the fetch and the request's checks are then
 // done by the time the place frees, and only the ledger's "calling" entry
 // and the call's journal entry, side by side, stand between it and the
 // call. At full pace a place unused for a few milliseconds in every
-// window is quota lost. A request fetched ahead waits for its permit
-// (offboardPermit) keeping its room, for twice the lead at most
-// (caller.acquire).
+// window is quota lost. The loop takes the permits of the requests it
+// fetched ahead as their places free (aheadPermit).
 const fetchAhead = 10 * time.Millisecond
 
 // newTracker makes the tenant's tracker.
