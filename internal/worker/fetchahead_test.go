@@ -2,14 +2,11 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -76,18 +73,6 @@ func TestFetchedAheadGivesItsRoomBackForAPause(t *testing.T) {
 	}
 }
 
-// publishFor publishes a request of contoso for a device.
-func (e *loopEnv) publishFor(t *testing.T, id, machine string) {
-	t.Helper()
-	data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": machine})
-	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:"+id)
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestFetchAheadTakesOnePlaceAtATime: with one place a minute, four
 // requests published 5 ms before the place frees: the loop fetches one
 // (the calls that could start by then), the first, and it gets the place;
@@ -96,14 +81,7 @@ func TestFetchAheadTakesOnePlaceAtATime(t *testing.T) {
 	t.Parallel()
 	e := setupLoop(t, `["1/1m"]`, RetryPolicy{})
 	e.publish(t, "r-0")
-	select {
-	case r := <-e.results:
-		if r.Outcome != offboard.OutcomeCreated {
-			t.Fatalf("r-0: %+v", r)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result for r-0")
-	}
+	e.wantCreated(t, "r-0")
 	var machines []string
 	for i := range 4 {
 		id := fmt.Sprintf("%040x", i+1)
@@ -131,14 +109,7 @@ func TestFetchAheadTakesOnePlaceAtATime(t *testing.T) {
 		t.Errorf("%d requests fetched 5 ms before the one place frees, want 1", n)
 	}
 	e.clock.Advance(5 * time.Millisecond)
-	select {
-	case r := <-e.results:
-		if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-			t.Errorf("first answer after the place freed: %s %s, want r-1 created", r.RequestID, r.Outcome)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result once the place freed")
-	}
+	e.wantCreated(t, "r-1") // the first published gets the place
 	time.Sleep(time.Second)
 	if n := pending(); n != 0 {
 		t.Errorf("%d requests fetched to wait a whole window for their place, want 0", n)

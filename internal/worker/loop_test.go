@@ -135,7 +135,26 @@ func setupLoop(t *testing.T, offboardLimits string, retry RetryPolicy) *loopEnv 
 
 func (e *loopEnv) publish(t *testing.T, id string) {
 	t.Helper()
-	data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": loopMachine})
+	e.publishFor(t, id, loopMachine)
+}
+
+// wantCreated waits for the next result, which must be id's, created.
+func (e *loopEnv) wantCreated(t *testing.T, id string) {
+	t.Helper()
+	select {
+	case r := <-e.results:
+		if r.RequestID != id || r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("result %s %s %+v, want %s created", r.RequestID, r.Outcome, r.Error, id)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no result for %s", id)
+	}
+}
+
+// publishFor publishes a request of contoso for a device.
+func (e *loopEnv) publishFor(t *testing.T, id, machine string) {
+	t.Helper()
+	data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": machine})
 	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, "contoso:"+id)
@@ -180,14 +199,7 @@ func TestIdleTenantHasItsWholeQuota(t *testing.T) {
 	t.Parallel()
 	e := setupLoop(t, `["5/1m", "50/1h"]`, RetryPolicy{})
 	e.publish(t, "r-1")
-	select {
-	case r := <-e.results:
-		if r.Outcome != offboard.OutcomeCreated {
-			t.Fatalf("result %+v", r)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result")
-	}
+	e.wantCreated(t, "r-1")
 	// Past every window: nothing the tenant did counts any more.
 	e.clock.Advance(2 * time.Hour)
 	l := e.w.tenants["contoso"].limits.API(mde.APIOffboard)
