@@ -275,9 +275,10 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 	case p != nil:
 		return p, nil
 	case wait > 0 && wait <= fetchAhead:
-		// A request fetched ahead of its place (fetchAhead) keeps its
-		// room for so short a wait; if the place goes elsewhere or a
-		// pause comes meanwhile, it waits aside like any other.
+		// A place frees within fetchAhead (a retry, or a request whose
+		// place went elsewhere): the request keeps its room for so short
+		// a wait; if the place goes elsewhere again or a pause comes
+		// meanwhile, it waits aside like any other.
 		sctx, cancel := clockwork.WithTimeout(ctx, c.clock, 2*fetchAhead)
 		p, err := l.Acquire(sctx)
 		cancel()

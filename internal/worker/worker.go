@@ -470,7 +470,11 @@ func (w *Worker) aheadPermit(ctx context.Context, t *tenantRun) *limiter.Permit 
 	}
 	actx, cancel := clockwork.WithTimeout(ctx, w.clock, 2*fetchAhead)
 	defer cancel()
-	p, _ = l.Acquire(actx)
+	if p, _ = l.Acquire(actx); p == nil {
+		// The bound and the place may have come together (a stalled
+		// loop): look once more, so the next request does not take it.
+		p, _ = l.TryAcquire(w.clock.Now())
+	}
 	return p
 }
 
