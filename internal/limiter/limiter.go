@@ -221,6 +221,26 @@ func (l *Limiter) AcquireLow(ctx context.Context) (*Permit, error) {
 // must not hold quota meanwhile. Someone else may take the place first.
 func (l *Limiter) Wait(ctx context.Context) error { return l.WaitWithin(ctx, 0) }
 
+// AcquireWithin takes a permit at once, or waits for one when a place
+// frees within lead, for twice the lead at most: a place that goes
+// elsewhere, or a pause, ends the wait. nil: no permit within the lead
+// (or ctx ended); the caller waits for one its own way.
+func (l *Limiter) AcquireWithin(ctx context.Context, lead time.Duration) *Permit {
+	clock := l.tenant.clock
+	p, wait := l.TryAcquire(clock.Now())
+	if p != nil || wait == 0 || wait > lead {
+		return p
+	}
+	actx, cancel := clockwork.WithTimeout(ctx, clock, 2*lead)
+	defer cancel()
+	if p, _ = l.Acquire(actx); p == nil && ctx.Err() == nil {
+		// The bound and the place may have come together (a stalled
+		// caller): look once more, so that no one else takes it.
+		p, _ = l.TryAcquire(clock.Now())
+	}
+	return p
+}
+
 // WaitWithin is Wait for a caller that prepares its call lead ahead: it
 // returns once a call could start within lead. The call itself still
 // waits for its permit.

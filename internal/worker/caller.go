@@ -270,21 +270,14 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 	start := c.clock.Now()
 	defer func() { c.m.LimiterWait.WithLabelValues(api).Observe(c.clock.Since(start).Seconds()) }()
 	l := t.limits.API(api)
-	p, wait := l.TryAcquire(start)
-	switch {
-	case p != nil:
+	// A place free now, or within fetchAhead (a retry, or a request whose
+	// place went elsewhere): the request keeps its room for so short a
+	// wait. Otherwise it waits aside like any other.
+	if p := l.AcquireWithin(ctx, fetchAhead); p != nil {
 		return p, nil
-	case wait > 0 && wait <= fetchAhead:
-		// A place frees within fetchAhead (a retry, or a request whose
-		// place went elsewhere): the request keeps its room for so short
-		// a wait; if the place goes elsewhere again or a pause comes
-		// meanwhile, it waits aside like any other.
-		sctx, cancel := clockwork.WithTimeout(ctx, c.clock, 2*fetchAhead)
-		p, err := l.Acquire(sctx)
-		cancel()
-		if err == nil || ctx.Err() != nil {
-			return p, err
-		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	return asideFor(ctx, func() (*limiter.Permit, error) { return l.Acquire(ctx) }, (*limiter.Permit).Release)
 }

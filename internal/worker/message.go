@@ -264,17 +264,7 @@ func (w *Worker) keepAlive(j *job) func() {
 // again at once too: its redelivery reads the entry and goes by it.
 func (w *Worker) leave(j *job, err error) {
 	delay := 5 * time.Second
-	switch {
-	case errors.Is(err, errNotNew):
-		j.log.Info("request id already in the ledger: taken again to go by its entry")
-		if j.stopAlive != nil {
-			j.stopAlive()
-		}
-		if nerr := j.msg.NakWithDelay(outageRetry); nerr != nil {
-			j.log.Warn("nak request", zap.Error(nerr))
-		}
-		return
-	case queue.Outage(err):
+	if errors.Is(err, errNotNew) || queue.Outage(err) {
 		delay = outageRetry
 	}
 	w.leaveFor(j, err, delay)
@@ -317,9 +307,12 @@ const outageRetry = 250 * time.Millisecond
 
 // leaveFor is leave with the delay before redelivery.
 func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
-	if errors.Is(err, context.Canceled) {
+	switch {
+	case errors.Is(err, context.Canceled):
 		j.log.Info("request left for redelivery: worker stopping")
-	} else {
+	case errors.Is(err, errNotNew):
+		j.log.Info("request left for redelivery: its id is in the ledger already; taken again to go by its entry")
+	default:
 		j.log.Warn("request left for redelivery", zap.Error(err))
 	}
 	if j.stopAlive != nil {

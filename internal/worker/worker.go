@@ -459,23 +459,10 @@ func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
 // aheadPermit takes the permit of a request just fetched: at once if its
 // place is free, else when it frees within fetchAhead. The loop waits for
 // it, so that it fetches no more requests for the same place, and hands
-// out the places in the order the requests came. It waits twice the lead
-// at most: nil means the place went elsewhere (a retry took it), and the
-// request waits for its permit itself.
+// out the places in the order the requests came. nil means the place went
+// elsewhere (a retry took it): the request waits for its permit itself.
 func (w *Worker) aheadPermit(ctx context.Context, t *tenantRun) *limiter.Permit {
-	l := t.limits.API(mde.APIOffboard)
-	p, wait := l.TryAcquire(w.clock.Now())
-	if p != nil || wait == 0 || wait > fetchAhead {
-		return p
-	}
-	actx, cancel := clockwork.WithTimeout(ctx, w.clock, 2*fetchAhead)
-	defer cancel()
-	if p, _ = l.Acquire(actx); p == nil {
-		// The bound and the place may have come together (a stalled
-		// loop): look once more, so the next request does not take it.
-		p, _ = l.TryAcquire(w.clock.Now())
-	}
-	return p
+	return t.limits.API(mde.APIOffboard).AcquireWithin(ctx, fetchAhead)
 }
 
 // fetchAhead is how long before a place in the quota frees its tenant's
