@@ -1,12 +1,17 @@
 package bench
 
 import (
+	"fmt"
+	"net/http"
 	"os"
 	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // BenchmarkTenants1000 configures BENCH_TENANTS (default 1000) tenants in
@@ -17,9 +22,19 @@ import (
 // and the worker's peak RSS and CPU time. The simulator, NATS and the
 // benchmark share the machine with the worker; their CPU time is reported
 // beside it.
+//
+// BENCH_REPLICAS (default 1) starts that many worker processes at once over
+// the same tenants. Each then reports its own CPU time, peak RSS and
+// offboard calls (from its /metrics), with the number of tenants whose calls
+// came from more than one replica: replicas spread the tenants between them,
+// so that number stays near zero once they have seen each other.
 func BenchmarkTenants1000(b *testing.B) {
 	const waiting, mark = 120, 100
 	n := envInt(b, "BENCH_TENANTS", 1000)
+	replicas := envInt(b, "BENCH_REPLICAS", 1)
+	if replicas < 1 {
+		b.Fatalf("BENCH_REPLICAS=%d: at least one", replicas)
+	}
 	timeout := envDuration(b, "BENCH_TENANTS_TIMEOUT", 4*time.Minute)
 	windows := documented()
 	opts := options{tenants: tenantNames("t", n), machines: waiting, windows: windows, latency: 100 * time.Millisecond}
@@ -62,21 +77,30 @@ func BenchmarkTenants1000(b *testing.B) {
 
 	h.calls.setMark(mark)
 	cpu0 := selfCPU()
-	p := h.startWorker()
-	started := h.waitStarted(p, timeout)
+	procs := make([]*proc, replicas)
+	for i := range procs {
+		procs[i] = h.startWorker()
+	}
+	p := procs[0]
+	var started time.Duration
+	for _, q := range procs {
+		started = max(started, h.waitStarted(q, timeout))
+	}
 	ready := p.ready()
 	var (
 		firstCall time.Time
 		total     int
 		reached   int
 		at        []time.Time
-		peak      procStats
+		peak      = make([]procStats, replicas)
 	)
 	deadline := p.started.Add(timeout)
 	for {
 		firstCall, total, reached, at = h.calls.snapshot()
-		if st, err := readProcStats(p.pid()); err == nil {
-			peak = st
+		for i, q := range procs {
+			if st, err := readProcStats(q.pid()); err == nil {
+				peak[i] = st
+			}
 		}
 		if reached == n || time.Now().After(deadline) {
 			break
@@ -135,20 +159,84 @@ func BenchmarkTenants1000(b *testing.B) {
 		started.Round(time.Millisecond), ready, firstCall.Sub(p.started).Round(time.Millisecond),
 		mark, span.Round(time.Millisecond), took(0.5).Round(time.Millisecond), took(0.9).Round(time.Millisecond),
 		at60, n, calls60, n*mark, total, rate, throttled)
+	var workerCPU time.Duration
+	var peakRSS int64
+	for _, st := range peak {
+		workerCPU += st.cpu
+		peakRSS = max(peakRSS, st.hwm)
+	}
 	b.Logf("worker: peak RSS %.1f MiB, CPU %v over %v since launch, %d open files; this process (NATS on %s, simulator, publisher): CPU %v; "+
 		"%d cores shared; afterwards, idle, /readyz answered %s; worker warnings: %s; panics in the logs: %d",
-		mb(peak.hwm), peak.cpu.Round(time.Millisecond), end.Sub(p.started).Round(time.Millisecond), fds, store, cpuSelf.Round(time.Millisecond),
+		mb(peakRSS), workerCPU.Round(time.Millisecond), end.Sub(p.started).Round(time.Millisecond), fds, store, cpuSelf.Round(time.Millisecond),
 		runtime.NumCPU(), readyIdle, logs, panics)
+	if replicas > 1 {
+		b.Log(replicaSplit(procs, peak))
+	}
 	b.ReportMetric(span.Seconds(), "s-to-100-each")
 	b.ReportMetric(float64(reached), "tenants-at-100")
 	b.ReportMetric(float64(at60), "tenants-at-100-in-60s")
 	b.ReportMetric(float64(calls60), "calls-in-first-60s")
 	b.ReportMetric(rate, "calls/s")
-	b.ReportMetric(mb(peak.hwm), "peak-MiB")
-	b.ReportMetric(peak.cpu.Seconds(), "worker-cpu-s")
+	b.ReportMetric(mb(peakRSS), "peak-MiB")
+	b.ReportMetric(workerCPU.Seconds(), "worker-cpu-s")
 	b.ReportMetric(cpuSelf.Seconds(), "nats+sim-cpu-s")
 	b.ReportMetric(firstCall.Sub(p.started).Seconds(), "s-to-first-call")
 	b.ReportMetric(refused, "refused-by-default-nats")
 	b.ReportMetric(setupTook.Seconds(), "first-start-s")
 	b.ReportMetric(started.Seconds(), "start-s")
+}
+
+// replicaSplit says how the replicas shared the work: each one's offboard
+// calls, tenants, CPU time and peak RSS (from /proc and its /metrics), and
+// how many tenants had calls from more than one replica.
+func replicaSplit(procs []*proc, peak []procStats) string {
+	var parts []string
+	callers := map[string]int{} // tenant -> replicas that called for it
+	for i, q := range procs {
+		calls, err := scrapeCalls(q.http)
+		if err != nil {
+			parts = append(parts, fmt.Sprintf("replica %d: %v", i, err))
+			continue
+		}
+		sum := 0
+		for t, c := range calls {
+			sum += c
+			callers[t]++
+		}
+		parts = append(parts, fmt.Sprintf("replica %d: %d calls for %d tenants, CPU %v, peak RSS %.1f MiB",
+			i, sum, len(calls), peak[i].cpu.Round(time.Millisecond), mb(peak[i].hwm)))
+	}
+	shared := 0
+	for _, n := range callers {
+		if n > 1 {
+			shared++
+		}
+	}
+	return fmt.Sprintf("%s; %d of %d tenants had calls from more than one replica", strings.Join(parts, "; "), shared, len(callers))
+}
+
+// scrapeCalls reads a worker's offboard calls by tenant from its /metrics
+// (mde_offboard_api_calls_total with api="offboard", every code).
+func scrapeCalls(addr string) (map[string]int, error) {
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("%s/metrics: %w", addr, err)
+	}
+	out := map[string]int{}
+	for _, m := range mfs["mde_offboard_api_calls_total"].GetMetric() {
+		labels := map[string]string{}
+		for _, l := range m.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["api"] == "offboard" && m.GetCounter().GetValue() > 0 {
+			out[labels["tenant"]] += int(m.GetCounter().GetValue())
+		}
+	}
+	return out, nil
 }
