@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,6 +72,78 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	// A request over 64 KiB is refused at publish time.
 	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", make([]byte, offboard.MaxRequestSize+1)); err == nil {
 		t.Error("oversize request accepted")
+	}
+}
+
+// TestEnsureUpdatesOnlyWhatChanged: a worker starting over consumers set up
+// as it would set them sends the server no consumer update; a change of
+// the settings updates the consumers it touches, and a consumer removed
+// by hand is made again.
+func TestEnsureUpdatesOnlyWhatChanged(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	creates := make(chan string, 100)
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.>", func(m *nats.Msg) {
+		if strings.Contains(m.Subject, ".CREATE.") {
+			creates <- m.Subject
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	// updated runs Ensure and returns the consumers it created or updated.
+	updated := func(s Settings) []string {
+		t.Helper()
+		if _, err := Ensure(t.Context(), js, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil { // the subscription has seen every request
+			t.Fatal(err)
+		}
+		var names []string
+		for {
+			select {
+			case subj := <-creates:
+				// $JS.API.CONSUMER.CREATE.<stream>.<consumer>[.<filter>]
+				names = append(names, strings.Split(subj, ".")[5])
+			default:
+				slices.Sort(names)
+				return names
+			}
+		}
+	}
+	s := Settings{Tenants: []string{"contoso", "fabrikam"}, Limits: map[string]string{"contoso": "100/1m"}}
+	if got := updated(s); len(got) != 5 {
+		t.Fatalf("first setup created %v, want 5 consumers", got)
+	}
+	if got := updated(s); len(got) != 0 {
+		t.Fatalf("setup over the same settings updated %v", got)
+	}
+	s.Limits["contoso"] = "50/1m"
+	if got, want := updated(s), []string{"bulk-contoso", "tenant-contoso"}; !slices.Equal(got, want) {
+		t.Fatalf("a tenant's limits changed: updated %v, want %v", got, want)
+	}
+	c, err := js.Consumer(t.Context(), offboard.StreamRequests, "bulk-contoso")
+	if err != nil || c.CachedInfo().Config.Metadata[MetaLimits] != "50/1m" {
+		t.Fatalf("bulk-contoso after the update: %v, %v", c, err)
+	}
+	s.AckWait = 2 * time.Minute
+	if got := updated(s); len(got) != 5 {
+		t.Fatalf("the ack wait changed: updated %v, want every consumer", got)
+	}
+	c, err = js.Consumer(t.Context(), offboard.StreamRequests, "unrouted")
+	if err != nil || c.CachedInfo().Config.AckWait != 2*time.Minute {
+		t.Fatalf("unrouted after the update: %v, %v", c, err)
+	}
+	if err := js.DeleteConsumer(t.Context(), offboard.StreamRequests, "tenant-fabrikam"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := updated(s), []string{"tenant-fabrikam"}; !slices.Equal(got, want) {
+		t.Fatalf("a consumer removed by hand: updated %v, want %v", got, want)
+	}
+	if err := Check(t.Context(), js, s); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -2,8 +2,12 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -171,6 +175,7 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 		}
 	}
 	out = append(out, jetstream.ConsumerConfig{
+		Metadata:      map[string]string{},
 		Durable:       ConsumerUnrouted,
 		Description:   "every request: answers those of unconfigured tenants",
 		FilterSubject: s.Subjects.AllRequests(),
@@ -180,7 +185,22 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 		MaxDeliver:    -1,
 		MaxAckPending: 10000,
 	})
+	for i := range out {
+		out[i].Metadata[MetaConfig] = configHash(out[i])
+	}
 	return out
+}
+
+// configHash fingerprints a consumer's configuration as this worker sets
+// it (MetaConfig): the server adds defaults and metadata of its own, so
+// its copy cannot be compared field by field.
+func configHash(cfg jetstream.ConsumerConfig) string {
+	b, err := json.Marshal(cfg) // map keys sorted: the same config, the same bytes
+	if err != nil {
+		panic(fmt.Sprintf("consumer config %s: %v", cfg.Durable, err)) // plain data: cannot fail
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:12])
 }
 
 // Ledger returns the definition of the ledger bucket.
@@ -236,10 +256,19 @@ const (
 	// MetaBudget holds the tenant's budget from the tenants file, as the
 	// worker that last set up the consumer had it.
 	MetaBudget = "mde-offboard-budget"
+	// MetaConfig fingerprints the rest of the consumer's configuration as
+	// the worker that last set it up had it; setup leaves a consumer whose
+	// fingerprint matches its own alone.
+	MetaConfig = "mde-offboard-config"
 )
 
 // Ensure creates or updates the streams, consumers and ledger. It is
 // idempotent and safe to run from several replicas with the same tenants.
+//
+// A consumer whose configuration is what this worker would set (its
+// MetaConfig matches) is left alone: with a thousand tenants, every start
+// of every replica would otherwise send two thousand consumer updates to
+// the server at once, while the replicas already up are working.
 //
 // It returns the names of tenant consumers left from an earlier
 // configuration (marked with MetaTenant, tenant no longer configured). They
@@ -255,6 +284,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	have, err := consumerMeta(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 	// A few at a time: one by one, a thousand tenants took seconds.
 	var (
 		mu   sync.Mutex
@@ -262,6 +295,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		sema = make(chan struct{}, 16)
 	)
 	for _, cfg := range s.Consumers() {
+		if meta, ok := have[cfg.Durable]; ok && meta[MetaConfig] == cfg.Metadata[MetaConfig] {
+			continue
+		}
 		sema <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sema }()
@@ -284,30 +320,51 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return Stale(ctx, js, s)
+	return s.stale(have), nil
 }
 
 // Stale lists the tenant consumers whose tenant is not configured.
 func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
+	have, err := consumerMeta(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return s.stale(have), nil
+}
+
+// stale picks, from the consumers' metadata by name, the worker's tenant
+// consumers whose tenant is not configured.
+func (s Settings) stale(have map[string]map[string]string) []string {
 	want := map[string]bool{}
 	for _, t := range s.Tenants {
 		want[t] = true
 	}
+	var stale []string
+	for name, meta := range have {
+		if t, ours := meta[MetaTenant]; ours && !want[t] {
+			stale = append(stale, name)
+		}
+	}
+	slices.Sort(stale)
+	return stale
+}
+
+// consumerMeta reads the metadata of every consumer of the request stream
+// in one listing (a page per 256 consumers).
+func consumerMeta(ctx context.Context, js jetstream.JetStream) (map[string]map[string]string, error) {
 	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
-	var stale []string
+	have := map[string]map[string]string{}
 	infos := stream.ListConsumers(ctx)
 	for info := range infos.Info() {
-		if t, ours := info.Config.Metadata[MetaTenant]; ours && !want[t] {
-			stale = append(stale, info.Name)
-		}
+		have[info.Name] = info.Config.Metadata
 	}
 	if err := infos.Err(); err != nil {
 		return nil, fmt.Errorf("list consumers: %w", err)
 	}
-	return stale, nil
+	return have, nil
 }
 
 // Check reports whether every stream, consumer and the ledger the worker
