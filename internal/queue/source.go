@@ -217,7 +217,7 @@ func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) bool {
 
 // refresh reads both consumers' counts: the safety poll.
 func (s *Source) refresh(ctx context.Context) error {
-	infos := make([]*jetstream.ConsumerInfo, len(s.lanes))
+	var infos [2]*jetstream.ConsumerInfo
 	ctx, cancel := StepCtx(ctx)
 	defer cancel()
 	for i, l := range s.lanes {
@@ -227,10 +227,16 @@ func (s *Source) refresh(ctx context.Context) error {
 		}
 		infos[i] = info
 	}
+	s.counts(infos, time.Now())
+	return nil
+}
+
+// counts records the consumers' counts, read at the given time.
+func (s *Source) counts(infos [2]*jetstream.ConsumerInfo, at time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lastPoll = time.Now()
-	s.counted = s.lastPoll
+	s.lastPoll = at
+	s.counted = at
 	s.busy = false
 	for i, l := range s.lanes {
 		l.pending = infos[i].NumPending
@@ -239,7 +245,6 @@ func (s *Source) refresh(ctx context.Context) error {
 		l.maybe = l.maybe || infos[i].NumPending > 0 || infos[i].NumAckPending > 0
 		s.busy = s.busy || infos[i].NumPending > 0 || infos[i].NumAckPending > 0
 	}
-	return nil
 }
 
 // pull fetches up to n messages from the lane if it may have any. After a
@@ -363,11 +368,15 @@ type Router struct {
 
 	mu      sync.Mutex
 	sources map[string]*Source
+	// early holds the wake-ups of a tenant whose source is being made:
+	// published after its consumers' counts were read, they may not be
+	// in them.
+	early map[string][]offboard.Priority
 }
 
 // NewRouter subscribes to the request subjects.
 func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
-	r := &Router{subjects: s, sources: map[string]*Source{}, closed: make(chan struct{})}
+	r := &Router{subjects: s, sources: map[string]*Source{}, early: map[string][]offboard.Priority{}, closed: make(chan struct{})}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
 		tenant, p, ok := s.ParseRequest(m.Subject)
 		if !ok {
@@ -375,6 +384,9 @@ func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
 		}
 		r.mu.Lock()
 		src := r.sources[tenant]
+		if early, making := r.early[tenant]; src == nil && making {
+			r.early[tenant] = append(early, p)
+		}
 		r.mu.Unlock()
 		if src != nil {
 			src.woken(p)
@@ -390,7 +402,19 @@ func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
 // Source returns the tenant's source; poll bounds how long a missed wake-up
 // can delay a request while the tenant has requests under way (IdlePoll
 // otherwise).
+//
+// Its first counts are those the server sent with the consumers, and the
+// requests published since: a source made for each of a thousand tenants
+// at start asks the server nothing more before its first pull.
 func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant string, poll time.Duration) (*Source, error) {
+	r.mu.Lock()
+	r.early[tenant] = []offboard.Priority{}
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		delete(r.early, tenant)
+		r.mu.Unlock()
+	}()
 	normal, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName(tenant, offboard.Normal))
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, offboard.Normal), err)
@@ -403,11 +427,21 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 		lanes: [2]*lane{{cons: normal, prio: offboard.Normal}, {cons: bulk, prio: offboard.Bulk}},
 		wake:  make(chan struct{}, 1), poll: poll, late: r.nakLate,
 	}
+	src.counts([2]*jetstream.ConsumerInfo{normal.CachedInfo(), bulk.CachedInfo()}, time.Now())
+	sourceCounted(tenant)
 	r.mu.Lock()
+	early := r.early[tenant]
 	r.sources[tenant] = src
 	r.mu.Unlock()
+	for _, p := range early {
+		src.woken(p)
+	}
 	return src, nil
 }
+
+// sourceCounted is called as a source has its first counts, before it
+// takes its wake-ups: a test publishes there.
+var sourceCounted = func(string) {}
 
 // Close stops the subscription and the reading of pulls given up on.
 func (r *Router) Close() error {

@@ -212,3 +212,80 @@ func countInfos(t *testing.T, nc *nats.Conn) *atomic.Int64 {
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 	return &n
 }
+
+// TestNewSourceCountsFromItsConsumers: a source's first counts are those
+// that came with its consumers, so a tenant's start costs the two consumer
+// lookups and nothing more before its first pull; a request published
+// after those counts were read, before the source took its wake-ups, is
+// still served at once, not at the idle poll.
+func TestNewSourceCountsFromItsConsumers(t *testing.T) {
+	// Not parallel: it sets sourceCounted.
+	nc, js := connect(t)
+	s := Settings{Tenants: []string{"waiting", "late"}}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	subj := s.WithDefaults().Subjects
+	for i := range 3 {
+		if _, err := js.Publish(t.Context(), subj.Request("waiting", offboard.Bulk), fmt.Appendf(nil, "b%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := NewRouter(nc, subj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	pubs := make(chan error, 1)
+	sourceCounted = func(tenant string) {
+		if tenant != "late" {
+			return
+		}
+		_, err := js.Publish(context.Background(), subj.Request("late", offboard.Normal), []byte("n0"))
+		if err == nil {
+			err = nc.Flush() // the router has the wake-up before the source
+		}
+		pubs <- err
+	}
+	t.Cleanup(func() { sourceCounted = func(string) {} })
+
+	infos := countInfos(t, nc)
+	waiting, err := r.Source(t.Context(), js, "waiting", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		ds, err := waiting.NextBatch(t.Context(), 1, offboard.Normal, offboard.Bulk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := string(ds[0].Msg.Data()), fmt.Sprintf("b%d", i); got != want {
+			t.Fatalf("request %d: %q, want %q", i, got, want)
+		}
+		_ = ds[0].Msg.Ack()
+	}
+	if n := infos.Load(); n != 2 {
+		t.Errorf("%d consumer info requests to make a source and take its 3 waiting requests, want 2 (the consumers)", n)
+	}
+
+	late, err := r.Source(t.Context(), js, "late", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-pubs; err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), IdlePoll/2)
+	defer cancel()
+	start := time.Now()
+	ds, err := late.NextBatch(ctx, 1, offboard.Normal, offboard.Bulk)
+	if err != nil {
+		t.Fatalf("a request published as the source was made: %v after %v", err, time.Since(start))
+	}
+	if string(ds[0].Msg.Data()) != "n0" {
+		t.Fatalf("got %q", ds[0].Msg.Data())
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("a request published as the source was made was served after %v", took)
+	}
+}
