@@ -182,10 +182,12 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	if opts.MaxRequests > 0 {
 		w.capacity = make(capacity, opts.MaxRequests)
 	}
+	sources, err := w.sources(ctx, tenants)
+	if err != nil {
+		return nil, err
+	}
 	for i, t := range tenants {
-		if err := w.addTenant(ctx, t); err != nil {
-			return nil, err
-		}
+		w.addTenant(t, sources[i])
 		// Sweeps spread over SweepEvery, the first ones soon after start.
 		w.tenants[t.Config.Name].swept = w.clock.Now().Add(-opts.SweepEvery * time.Duration(i+1) / time.Duration(len(tenants)+1))
 	}
@@ -216,8 +218,32 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	return w, nil
 }
 
-// addTenant prepares a tenant's limiter, source, metrics and tracker.
-func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
+// sources makes the tenants' sources, a few at a time: each looks up its
+// two consumers, and one by one a thousand tenants took seconds.
+func (w *Worker) sources(ctx context.Context, tenants []*Tenant) ([]*queue.Source, error) {
+	out := make([]*queue.Source, len(tenants))
+	errs := make([]error, len(tenants))
+	var wg sync.WaitGroup
+	sema := make(chan struct{}, 16)
+	for i, t := range tenants {
+		sema <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sema }()
+			out[i], errs[i] = w.opts.Router.Source(ctx, w.opts.JS, t.Config.Name, w.opts.Poll)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return nil, err // the first: with NATS away, all fail alike
+		}
+	}
+	return out, nil
+}
+
+// addTenant prepares a tenant's limiter, metrics and tracker around its
+// source.
+func (w *Worker) addTenant(t *Tenant, src *queue.Source) {
 	name := t.Config.Name
 	lt := limiter.NewTenant(w.clock)
 	if w.opts.Shared != nil {
@@ -226,10 +252,6 @@ func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
 	for _, api := range mde.APIs {
 		lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
 	}
-	src, err := w.opts.Router.Source(ctx, w.opts.JS, name, w.opts.Poll)
-	if err != nil {
-		return err
-	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
 	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.With(zap.String("tenant", name))}
 	tr.budget = w.newBudget(tr)
@@ -237,7 +259,6 @@ func (w *Worker) addTenant(ctx context.Context, t *Tenant) error {
 		tr.tracker = w.newTracker(tr)
 	}
 	w.tenants[name] = tr
-	return nil
 }
 
 // Start begins taking requests. It returns at once.
