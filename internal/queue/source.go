@@ -192,23 +192,26 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 	return s.lastPoll.Add(every).Sub(now)
 }
 
-// pollNeeded says whether the safety poll must ask the server now. Not
-// when every lane asked for may have a message, so is pulled now anyway:
-// the pull's answer says what the counts would (asking for them cost a
-// request per consumer every poll, for every busy tenant); the poll's
-// interval starts again then. The counts are always read once first.
+// pollNeeded says whether the safety poll must ask the server for the
+// consumers' counts now. Only every IdlePoll: in between, a poll due while
+// the tenant is busy marks every lane asked for as one that may have a
+// message, and the pull that follows looks. A pull goes to the consumer
+// itself; a count is a JetStream API request, and those share one queue
+// on the server: a count every poll from each of a thousand busy tenants
+// made it the server's busiest API and, with two replicas, timed out. The
+// counts are always read once first.
 func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) bool {
 	if !s.pollDue(now) {
 		return false
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.counted.IsZero() {
+	if s.counted.IsZero() || now.Sub(s.counted) >= IdlePoll {
 		return true
 	}
 	for _, l := range s.lanes {
-		if slices.Contains(prios, l.prio) && !l.maybe {
-			return true
+		if slices.Contains(prios, l.prio) {
+			l.maybe = true
 		}
 	}
 	s.lastPoll = now

@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -287,5 +288,76 @@ func TestNewSourceCountsFromItsConsumers(t *testing.T) {
 	}
 	if took := time.Since(start); took > time.Second {
 		t.Errorf("a request published as the source was made was served after %v", took)
+	}
+}
+
+// TestBusySourcePollsByPulling: while a tenant is busy, its safety poll
+// looks at an empty lane by pulling it, not by asking the server for the
+// consumers' counts (a JetStream API request, on the queue every API
+// request shares); the counts are read again only every IdlePoll. A
+// request that comes back without a wake-up (a nak) is still found at the
+// next poll.
+func TestBusySourcePollsByPulling(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	s := Settings{Tenants: []string{"busy"}}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRouter(nc, s.WithDefaults().Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	subj := s.WithDefaults().Subjects
+	for i := range 40 {
+		if _, err := js.Publish(t.Context(), subj.Request("busy", offboard.Normal), fmt.Appendf(nil, "n%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(t.Context(), subj.Request("busy", offboard.Bulk), []byte("b0")); err != nil {
+		t.Fatal(err)
+	}
+	const poll = 20 * time.Millisecond
+	src, err := r.Source(t.Context(), js, "busy", poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bulk request is taken and naked: it comes back with no
+	// wake-up. The bulk lane is empty until then.
+	ds, err := src.NextBatch(t.Context(), 1, offboard.Bulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ds[0].Msg.NakWithDelay(300 * time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	// The bulk lane is then found empty: nothing tells of the naked
+	// request's return but a poll.
+	short, cancelShort := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancelShort()
+	if ds, err := src.NextBatch(short, 1, offboard.Bulk); err == nil {
+		t.Fatalf("the bulk lane before the nak's delay: %q", ds[0].Msg.Data())
+	}
+	infos := countInfos(t, nc)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // well within IdlePoll
+	defer cancel()
+	var order []string
+	for len(order) < 41 {
+		time.Sleep(poll) // a safety poll is due at every batch
+		ds, err := src.NextBatch(ctx, 2, offboard.Normal, offboard.Bulk)
+		if err != nil {
+			t.Fatalf("after %d requests (%v): %v", len(order), order, err)
+		}
+		for _, d := range ds {
+			_ = d.Msg.Ack()
+			order = append(order, string(d.Msg.Data()))
+		}
+	}
+	if !slices.Contains(order, "b0") {
+		t.Errorf("the naked bulk request did not come back: %v", order)
+	}
+	if n := infos.Load(); n != 0 {
+		t.Errorf("%d consumer info requests from a busy source with an empty lane, within %v of its counts; want 0", n, IdlePoll)
 	}
 }
