@@ -20,6 +20,7 @@
 //	BENCH_TENANTS           tenants of BenchmarkTenants1000 (default 1000)
 //	BENCH_TENANTS_TIMEOUT   how long BenchmarkTenants1000 waits for 100 calls per tenant (default 4m)
 //	BENCH_TENANTS_STORE     where BenchmarkTenants1000's NATS stores: disk (default) or shm (/dev/shm)
+//	BENCH_REPLICAS          worker processes of BenchmarkTenants1000 over the same tenants (default 1)
 //	BENCH_DRAIN_FAST        time compression of BenchmarkDrain/scale=N (default 200)
 //	BENCH_IDLE_SETTLE       how long BenchmarkIdleMemory lets its workers run before measuring (default 20s)
 //	BENCH_IDLE_TENANTS      idle tenants of BenchmarkIdleTenants and BenchmarkIdleMemory (default 1000)

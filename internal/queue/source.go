@@ -20,8 +20,9 @@ import (
 // An idle source costs the server next to nothing: it pulls from a
 // consumer only when that consumer may have a message for it (the Router
 // saw a request published, or the consumer's last count or info said so).
-// A safety poll (two consumer infos) covers a missed wake-up: every poll
-// while requests are under way, every IdlePoll otherwise.
+// A safety poll covers a missed wake-up: every poll while requests are
+// under way it pulls the consumers not known to hold a message; every
+// IdlePoll it reads both consumers' counts (two consumer infos).
 type Source struct {
 	lanes [2]*lane // normal, then bulk
 	wake  chan struct{}
