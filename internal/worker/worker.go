@@ -11,6 +11,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -219,24 +220,25 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 }
 
 // sources makes the tenants' sources, a few at a time: each looks up its
-// two consumers, and one by one a thousand tenants took seconds.
+// two consumers, and one by one a thousand tenants took seconds. The first
+// failure stops the rest: with NATS not answering, each lookup would
+// otherwise wait out its own timeout.
 func (w *Worker) sources(ctx context.Context, tenants []*Tenant) ([]*queue.Source, error) {
 	out := make([]*queue.Source, len(tenants))
-	errs := make([]error, len(tenants))
-	var wg sync.WaitGroup
-	sema := make(chan struct{}, 16)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
 	for i, t := range tenants {
-		sema <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sema }()
-			out[i], errs[i] = w.opts.Router.Source(ctx, w.opts.JS, t.Config.Name, w.opts.Poll)
+		if gctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			var err error
+			out[i], err = w.opts.Router.Source(gctx, w.opts.JS, t.Config.Name, w.opts.Poll)
+			return err
 		})
 	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, err // the first: with NATS away, all fail alike
-		}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
