@@ -331,7 +331,7 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	if a.router, err = queue.NewRouter(a.nc, a.opts.Queue.Subjects); err != nil {
+	if a.router, err = queue.NewRouter(a.nc, a.opts.Queue.Subjects, a.opts.Queue.Tenants...); err != nil {
 		return nil, nil, err
 	}
 	a.life.add("router", func(context.Context) error { return a.router.Close() })

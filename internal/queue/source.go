@@ -293,14 +293,19 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 	return msgs, nil
 }
 
-// woken notes that a request of priority p was published.
-func (s *Source) woken(p offboard.Priority) {
-	l := s.lanes[0]
+// laneOf is the index of priority p's lane.
+func laneOf(p offboard.Priority) int {
 	if p == offboard.Bulk {
-		l = s.lanes[1]
+		return 1
 	}
+	return 0
+}
+
+// woken notes that n requests of priority p were published.
+func (s *Source) woken(p offboard.Priority, n uint64) {
+	l := s.lanes[laneOf(p)]
 	s.mu.Lock()
-	l.pending++
+	l.pending += n
 	l.maybe, l.woken = true, true
 	l.wakes++
 	s.mu.Unlock()
@@ -372,15 +377,20 @@ type Router struct {
 
 	mu      sync.Mutex
 	sources map[string]*Source
-	// early holds the wake-ups of a tenant whose source is being made:
-	// published after its consumers' counts were read, they may not be
-	// in them.
-	early map[string][]offboard.Priority
+	// early counts the wake-ups, by priority, of the tenants expected and
+	// of those whose source is being made, until their source is there:
+	// the stream may store a request after the consumers' counts were
+	// read, though the router heard of it before.
+	early map[string]*[2]uint64
 }
 
-// NewRouter subscribes to the request subjects.
-func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
-	r := &Router{subjects: s, sources: map[string]*Source{}, early: map[string][]offboard.Priority{}, closed: make(chan struct{})}
+// NewRouter subscribes to the request subjects. The wake-ups of the
+// tenants expected that come before their source is made are kept for it.
+func NewRouter(nc *nats.Conn, s offboard.Subjects, expected ...string) (*Router, error) {
+	r := &Router{subjects: s, sources: map[string]*Source{}, early: map[string]*[2]uint64{}, closed: make(chan struct{})}
+	for _, t := range expected {
+		r.early[t] = new([2]uint64)
+	}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
 		tenant, p, ok := s.ParseRequest(m.Subject)
 		if !ok {
@@ -388,12 +398,12 @@ func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
 		}
 		r.mu.Lock()
 		src := r.sources[tenant]
-		if early, making := r.early[tenant]; src == nil && making {
-			r.early[tenant] = append(early, p)
+		if early := r.early[tenant]; src == nil && early != nil {
+			early[laneOf(p)]++
 		}
 		r.mu.Unlock()
 		if src != nil {
-			src.woken(p)
+			src.woken(p, 1)
 		}
 	})
 	if err != nil {
@@ -412,13 +422,10 @@ func NewRouter(nc *nats.Conn, s offboard.Subjects) (*Router, error) {
 // at start asks the server nothing more before its first pull.
 func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant string, poll time.Duration) (*Source, error) {
 	r.mu.Lock()
-	r.early[tenant] = []offboard.Priority{}
+	if r.early[tenant] == nil {
+		r.early[tenant] = new([2]uint64)
+	}
 	r.mu.Unlock()
-	defer func() {
-		r.mu.Lock()
-		delete(r.early, tenant)
-		r.mu.Unlock()
-	}()
 	normal, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName(tenant, offboard.Normal))
 	if err != nil {
 		return nil, fmt.Errorf("consumer %s: %w", ConsumerName(tenant, offboard.Normal), err)
@@ -435,10 +442,13 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	sourceCounted(tenant)
 	r.mu.Lock()
 	early := r.early[tenant]
+	delete(r.early, tenant)
 	r.sources[tenant] = src
 	r.mu.Unlock()
-	for _, p := range early {
-		src.woken(p)
+	for i, l := range src.lanes {
+		if early[i] > 0 {
+			src.woken(l.prio, early[i])
+		}
 	}
 	return src, nil
 }

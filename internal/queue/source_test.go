@@ -361,3 +361,88 @@ func TestBusySourcePollsByPulling(t *testing.T) {
 		t.Errorf("%d consumer info requests from a busy source with an empty lane, within %v of its counts; want 0", n, IdlePoll)
 	}
 }
+
+// TestWakeUpHeardBeforeTheSourceIsMade: the router hears of a request
+// before the tenant's source is made, and the stream stores it only after
+// the source read its consumers' counts (its inbound queue behind a burst
+// of publishes). The wake-up is kept for the expected tenant, so the
+// request is served once stored, not at the idle poll.
+func TestWakeUpHeardBeforeTheSourceIsMade(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	tenants := []string{"late0", "late1", "late2"}
+	s := Settings{Tenants: tenants}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	subj := s.WithDefaults().Subjects
+	r, err := NewRouter(nc, subj, tenants...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	if err := r.sub.SetPendingLimits(-1, -1); err != nil {
+		t.Fatal(err)
+	}
+	burst, err := nats.Connect(nc.ConnectedUrl())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer burst.Close()
+	// Under the server's queue of 100,000 messages per stream, past
+	// which it drops them. The burst is tried again, with another tenant,
+	// if the stream kept up with it.
+	const n = 80000
+	payload := make([]byte, 64)
+	for _, tenant := range tenants {
+		before, _ := r.sub.Delivered()
+		for range n {
+			if err := burst.Publish(subj.Request("other", offboard.Normal), payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := burst.Publish(subj.Request(tenant, offboard.Normal), []byte(tenant)); err != nil {
+			t.Fatal(err)
+		}
+		if err := burst.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for { // the router has heard of it
+			if d, _ := r.sub.Delivered(); d >= before+n+1 {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+		time.Sleep(10 * time.Millisecond) // and handled it
+		src, err := r.Source(t.Context(), js, tenant, 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if src.lanes[0].cons.CachedInfo().NumPending > 0 {
+			t.Logf("%s: stored before the source read its counts; again", tenant)
+			continue
+		}
+		probe, err := js.Consumer(t.Context(), offboard.StreamRequests, ConsumerName(tenant, offboard.Normal))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for probe.CachedInfo().NumPending == 0 {
+			time.Sleep(10 * time.Millisecond)
+			if _, err := probe.Info(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), IdlePoll/2)
+		defer cancel()
+		start := time.Now()
+		ds, err := src.NextBatch(ctx, 1, offboard.Normal, offboard.Bulk)
+		if err != nil {
+			t.Fatalf("a request the router heard of before its source was made: %v after %v", err, time.Since(start))
+		}
+		if took := time.Since(start); string(ds[0].Msg.Data()) != tenant || took > 5*time.Second {
+			t.Errorf("served %q %v after it was stored", ds[0].Msg.Data(), took)
+		}
+		return
+	}
+	t.Fatalf("the stream stored every request before its source read its counts (%d tries): no burst of %d held it back", len(tenants), n)
+}
