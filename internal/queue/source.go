@@ -104,7 +104,8 @@ type Room interface {
 func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prios ...offboard.Priority) ([]Delivery, error) {
 	limit = max(limit, 1)
 	for {
-		if s.pollNeeded(time.Now(), prios) {
+		poll := s.pollNeeded(time.Now(), prios)
+		if poll == pollCounts {
 			if err := s.refresh(ctx); err != nil {
 				return nil, err
 			}
@@ -112,6 +113,15 @@ func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prio
 		out, err := s.pullWithin(ctx, limit, room, prios)
 		if err != nil || len(out) > 0 {
 			return out, err
+		}
+		if poll == pollPulls {
+			// The poll's pulls found nothing: the counts say whether
+			// the tenant still has requests under way (one may come
+			// back) or is idle now, and polls every IdlePoll.
+			if err := s.refresh(ctx); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		t := time.NewTimer(s.untilPoll(time.Now()))
 		select {
@@ -193,22 +203,31 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 	return s.lastPoll.Add(every).Sub(now)
 }
 
-// pollNeeded says whether the safety poll must ask the server for the
-// consumers' counts now. Only every IdlePoll: in between, a poll due while
-// the tenant is busy marks every lane asked for as one that may have a
-// message, and the pull that follows looks. A pull goes to the consumer
-// itself; a count is a JetStream API request, and those share one queue
-// on the server: a count every poll from each of a thousand busy tenants
-// made it the server's busiest API and, with two replicas, timed out. The
-// counts are always read once first.
-func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) bool {
+// A safety poll, when one is due, reads the consumers' counts or pulls.
+type pollKind int
+
+const (
+	pollNone   pollKind = iota // not due
+	pollCounts                 // read the counts
+	pollPulls                  // pull the lanes; read the counts if they are empty
+)
+
+// pollNeeded says what the safety poll does now. It reads the counts only
+// every IdlePoll, or when its pulls find nothing: in between, a poll due
+// while the tenant is busy marks every lane asked for as one that may
+// have a message, and the pull that follows looks. A pull goes to the
+// consumer itself; a count is a JetStream API request, and those share one
+// queue on the server: a count every poll from each of a thousand busy
+// tenants made it the server's busiest API and, with two replicas, timed
+// out. The counts are always read once first.
+func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) pollKind {
 	if !s.pollDue(now) {
-		return false
+		return pollNone
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.counted.IsZero() || now.Sub(s.counted) >= IdlePoll {
-		return true
+		return pollCounts
 	}
 	for _, l := range s.lanes {
 		if slices.Contains(prios, l.prio) {
@@ -216,7 +235,7 @@ func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) bool {
 		}
 	}
 	s.lastPoll = now
-	return false
+	return pollPulls
 }
 
 // refresh reads both consumers' counts: the safety poll.

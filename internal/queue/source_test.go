@@ -446,3 +446,59 @@ func TestWakeUpHeardBeforeTheSourceIsMade(t *testing.T) {
 	}
 	t.Fatalf("the stream stored every request before its source read its counts (%d tries): no burst of %d held it back", len(tenants), n)
 }
+
+// TestSourceIdleAfterBusyStopsPolling: a tenant that had a request and
+// now has none reads the counts at the first poll whose pulls find
+// nothing, and from then on polls as an idle tenant does, every IdlePoll,
+// rather than pulling both lanes every poll.
+func TestSourceIdleAfterBusyStopsPolling(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	s := Settings{Tenants: []string{"quiet"}}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	subj := s.WithDefaults().Subjects
+	r, err := NewRouter(nc, subj, "quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	const poll = 50 * time.Millisecond
+	src, err := r.Source(t.Context(), js, "quiet", poll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), subj.Request("quiet", offboard.Normal), []byte("one")); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := src.NextBatch(t.Context(), 1, offboard.Normal, offboard.Bulk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ds[0].Msg.DoubleAck(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var pulls atomic.Int64
+	sub, err := nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT.>", func(*nats.Msg) { pulls.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	infos := countInfos(t, nc)
+	ctx, cancel := context.WithTimeout(t.Context(), 40*poll)
+	defer cancel()
+	if ds, err := src.NextBatch(ctx, 1, offboard.Normal, offboard.Bulk); err == nil {
+		t.Fatalf("an idle tenant was handed %q", ds[0].Msg.Data())
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	src.mu.Lock()
+	busy := src.busy
+	src.mu.Unlock()
+	if busy || pulls.Load() > 6 || infos.Load() > 2 {
+		t.Errorf("over %v idle after a request: %d pulls, %d consumer infos, still busy %v; want a poll's pulls, then the counts, then quiet",
+			40*poll, pulls.Load(), infos.Load(), busy)
+	}
+}
