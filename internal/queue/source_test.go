@@ -148,17 +148,7 @@ func TestIdleSourcesBarelyAskTheServer(t *testing.T) {
 // again: a wake-up may have been missed.)
 func TestBusySourceDoesNotAskForCounts(t *testing.T) {
 	t.Parallel()
-	nc, js := connect(t)
-	s := Settings{Tenants: []string{"busy"}}
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRouter(nc, s.WithDefaults().Subjects)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
-	subj := s.WithDefaults().Subjects
+	nc, js, r, subj := routed(t, "busy")
 	for i := range 80 {
 		for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 			if _, err := js.Publish(t.Context(), subj.Request("busy", p), fmt.Appendf(nil, "%s%d", p, i)); err != nil {
@@ -197,6 +187,24 @@ func TestBusySourceDoesNotAskForCounts(t *testing.T) {
 	if n := infos.Load(); n != 0 {
 		t.Errorf("%d consumer info requests while both lanes were known to hold requests, want 0", n)
 	}
+}
+
+// routed starts a NATS server with the worker's streams and the
+// consumers of the given tenants, and a router that expects them.
+func routed(t *testing.T, tenants ...string) (*nats.Conn, jetstream.JetStream, *Router, offboard.Subjects) {
+	t.Helper()
+	nc, js := connect(t)
+	s := Settings{Tenants: tenants}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	subj := s.WithDefaults().Subjects
+	r, err := NewRouter(nc, subj, tenants...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return nc, js, r, subj
 }
 
 // countInfos counts the consumer info requests sent from now on.
@@ -299,17 +307,7 @@ func TestNewSourceCountsFromItsConsumers(t *testing.T) {
 // next poll.
 func TestBusySourcePollsByPulling(t *testing.T) {
 	t.Parallel()
-	nc, js := connect(t)
-	s := Settings{Tenants: []string{"busy"}}
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	r, err := NewRouter(nc, s.WithDefaults().Subjects)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
-	subj := s.WithDefaults().Subjects
+	nc, js, r, subj := routed(t, "busy")
 	for i := range 40 {
 		if _, err := js.Publish(t.Context(), subj.Request("busy", offboard.Normal), fmt.Appendf(nil, "n%d", i)); err != nil {
 			t.Fatal(err)
@@ -369,18 +367,8 @@ func TestBusySourcePollsByPulling(t *testing.T) {
 // request is served once stored, not at the idle poll.
 func TestWakeUpHeardBeforeTheSourceIsMade(t *testing.T) {
 	t.Parallel()
-	nc, js := connect(t)
 	tenants := []string{"late0", "late1", "late2"}
-	s := Settings{Tenants: tenants}
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	subj := s.WithDefaults().Subjects
-	r, err := NewRouter(nc, subj, tenants...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
+	nc, js, r, subj := routed(t, tenants...)
 	if err := r.sub.SetPendingLimits(-1, -1); err != nil {
 		t.Fatal(err)
 	}
@@ -453,17 +441,7 @@ func TestWakeUpHeardBeforeTheSourceIsMade(t *testing.T) {
 // rather than pulling both lanes every poll.
 func TestSourceIdleAfterBusyStopsPolling(t *testing.T) {
 	t.Parallel()
-	nc, js := connect(t)
-	s := Settings{Tenants: []string{"quiet"}}
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	subj := s.WithDefaults().Subjects
-	r, err := NewRouter(nc, subj, "quiet")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = r.Close() })
+	nc, js, r, subj := routed(t, "quiet")
 	const poll = 50 * time.Millisecond
 	src, err := r.Source(t.Context(), js, "quiet", poll)
 	if err != nil {
