@@ -133,22 +133,36 @@ func (c *Cluster) shutdownAll() {
 	}
 }
 
-// waitMetaLeader waits until JetStream in the cluster has a leader.
+// waitMetaLeader waits until JetStream in the cluster has a leader that
+// counts every server as a peer it can place a stream on, and every server
+// is current with it. A leader alone is not enough: until the others have
+// reported to it, a stream with three replicas finds "no suitable peers for
+// placement".
 func (c *Cluster) waitMetaLeader() {
 	c.tb.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for time.Now().Before(deadline) {
-		c.mu.Lock()
-		for _, s := range c.srv {
-			if s != nil && s.JetStreamIsLeader() {
-				c.mu.Unlock()
-				return
-			}
+		if c.jetStreamReady() {
+			return
 		}
-		c.mu.Unlock()
 		time.Sleep(50 * time.Millisecond)
 	}
-	c.tb.Fatal("no JetStream meta leader after 20s")
+	c.tb.Fatal("JetStream cluster not formed after 20s: no meta leader, or not every server a current peer")
+}
+
+func (c *Cluster) jetStreamReady() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var leader *server.Server
+	for _, s := range c.srv {
+		if s == nil || !s.JetStreamIsCurrent() {
+			return false
+		}
+		if s.JetStreamIsLeader() {
+			leader = s
+		}
+	}
+	return leader != nil && len(leader.JetStreamClusterPeers()) == len(c.srv)
 }
 
 // StreamLeader is the index of the server leading the stream, waiting
