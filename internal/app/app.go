@@ -308,18 +308,43 @@ func (a *App) Start(ctx context.Context) (err error) {
 	return nil
 }
 
+// setupWait bounds how long a starting worker waits for NATS to take its
+// streams: a cluster still forming, or a stream electing its leader.
+const setupWait = time.Minute
+
+// setUp creates or updates the streams and consumers (with --no-setup,
+// only lists the stale consumers). While NATS is away for a moment or its
+// cluster is still forming, it tries again every second, for setupWait:
+// a worker started with its NATS cluster would otherwise stop and count
+// on being restarted.
+func (a *App) setUp(ctx context.Context) ([]string, error) {
+	start := time.Now() // real time: bounds a wait on NATS, not logic
+	for attempt := 1; ; attempt++ {
+		var (
+			stale []string
+			err   error
+		)
+		if a.opts.NoSetup {
+			stale, err = queue.Stale(ctx, a.js, a.opts.Queue)
+		} else {
+			stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
+		}
+		if err == nil || !(queue.Outage(err) || queue.ClusterForming(err)) || time.Since(start) >= setupWait {
+			return stale, err
+		}
+		a.log.Warn("NATS cannot take the streams yet; trying again", zap.Int("attempt", attempt), zap.Error(err))
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
 // prepareQueue creates or checks the streams and consumers, and opens the
 // ledger, the router and the quota journal.
 func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error) {
-	var (
-		stale []string
-		err   error
-	)
-	if a.opts.NoSetup {
-		stale, err = queue.Stale(ctx, a.js, a.opts.Queue)
-	} else {
-		stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
-	}
+	stale, err := a.setUp(ctx)
 	if err != nil {
 		return nil, nil, fmt.Errorf("prepare streams: %w", err)
 	}

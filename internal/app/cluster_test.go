@@ -1,8 +1,12 @@
 package app
 
 import (
+	"context"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -144,4 +148,60 @@ func (e *env) apiCalls(api string) int {
 		}
 	}
 	return n
+}
+
+// TestStartWaitsForTheCluster: a worker started while two of its three
+// NATS servers are down finds no JetStream (no quorum: its requests go
+// unanswered); it tries again until the servers are back, then starts
+// and serves, rather than stopping.
+func TestStartWaitsForTheCluster(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 3)
+	c.Shutdown(1)
+	c.Shutdown(2)
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{machines: 1, noStart: true, logger: zap.New(core)})
+	e.opts.NATSURL = c.URLs()
+	e.opts.Queue.Replicas = 3
+	a, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := make(chan error, 1)
+	go func() { started <- a.Start(t.Context()) }()
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	// A step without an answer fails after the client's timeout (5 s);
+	// then the worker says it waits, and tries again.
+	for logs.FilterMessage("NATS cannot take the streams yet; trying again").Len() < 2 {
+		select {
+		case err := <-started:
+			t.Fatalf("the worker's start ended with two servers of three down: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c.Restart(1)
+	c.Restart(2)
+	select {
+	case err := <-started:
+		if err != nil {
+			t.Fatalf("start after the servers came back: %v", err)
+		}
+	case <-time.After(45 * time.Second):
+		t.Fatal("the worker had not started 45 s after the servers came back")
+	}
+	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	e.nc = nc
+	if e.js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	res := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "after-forming", "machineId": e.tenants["contoso"].machines[0].ID}, "after-forming")
+	got := res.wait(t, 1, 30*time.Second)
+	if r := got["contoso/after-forming"]; len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
+		t.Fatalf("result %+v, want one, created", r)
+	}
 }

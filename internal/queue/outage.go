@@ -9,6 +9,19 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// ClusterForming says whether err is a JetStream cluster that cannot place
+// a stream's replicas yet: "no suitable peers for placement", while its
+// servers have not all reported to the meta leader (a cluster starting, a
+// server restarting). It is also what a cluster with fewer servers than
+// the stream's replicas answers, for good.
+func ClusterForming(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeNoPeers
+}
+
+// errCodeNoPeers is nats-server's JSClusterNoPeersErrF.
+const errCodeNoPeers jetstream.ErrorCode = 10005
+
 // Outage says whether err is NATS being away for a moment (a server
 // restarting, a stream electing its leader, the connection reconnecting)
 // rather than a refusal: a step that failed so is worth taking again as

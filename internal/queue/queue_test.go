@@ -514,3 +514,23 @@ func TestSweepUnroutedLeavesServedTenantsAlone(t *testing.T) {
 		t.Errorf("contoso's consumer made again: %+v, %v; want its 1 request waiting", info, err)
 	}
 }
+
+// TestClusterForming: the server's "no suitable peers for placement" is a
+// cluster not ready yet, however wrapped; its other refusals are not.
+func TestClusterForming(t *testing.T) {
+	t.Parallel()
+	noPeers := &jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "no suitable peers for placement"}
+	if !ClusterForming(fmt.Errorf("prepare streams: %w", errors.Join(fmt.Errorf("stream %s: %w", offboard.StreamRequests, noPeers)))) {
+		t.Error("no suitable peers, wrapped and joined: not taken for a cluster forming")
+	}
+	for _, err := range []error{
+		nil,
+		errors.New("no suitable peers for placement"), // the text alone is not the server's answer
+		&jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeStreamNameInUse, Description: "stream name already in use"},
+		&jetstream.APIError{Code: 503, ErrorCode: 10039, Description: "jetstream not enabled for account"},
+	} {
+		if ClusterForming(err) {
+			t.Errorf("%v taken for a cluster forming", err)
+		}
+	}
+}
