@@ -9,7 +9,6 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -33,15 +32,7 @@ func outageEnv(t *testing.T, nodes int) (*env, *natstest.Cluster) {
 	// The publisher and the results' reader know every server, as the
 	// worker does.
 	e.nc.Close()
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	e.nc = nc
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
 	return e, c
 }
 
@@ -189,15 +180,7 @@ func TestStartWaitsForTheCluster(t *testing.T) {
 	case <-time.After(45 * time.Second):
 		t.Fatal("the worker had not started 45 s after the servers came back")
 	}
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	e.nc = nc
-	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
-	}
+	e.connect(c.URLs(), nats.MaxReconnects(-1))
 	res := e.collect("mde.offboard.result.>")
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "after-forming", "machineId": e.tenants["contoso"].machines[0].ID}, "after-forming")
 	got := res.wait(t, 1, 30*time.Second)

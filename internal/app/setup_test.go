@@ -240,14 +240,20 @@ func (e *env) start() {
 	}
 	e.app = a
 	t.Cleanup(func() { _ = a.Stop(context.Background()) })
-	nc, err := nats.Connect(a.NATSURL())
+	e.connect(a.NATSURL())
+}
+
+// connect connects the publisher and the results' reader to the servers.
+func (e *env) connect(urls string, opts ...nats.Option) {
+	e.t.Helper()
+	nc, err := nats.Connect(urls, opts...)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
+	e.t.Cleanup(nc.Close)
 	e.nc = nc
 	if e.js, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
 }
 
