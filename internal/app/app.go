@@ -309,14 +309,15 @@ func (a *App) Start(ctx context.Context) (err error) {
 }
 
 // setupWait bounds how long a starting worker waits for NATS to take its
-// streams: a cluster still forming, or a stream electing its leader.
-const setupWait = time.Minute
+// streams: a cluster still forming, or without quorum. Well inside the
+// Kubernetes manifest's start-up probe (60 s), which the wait comes under.
+const setupWait = 30 * time.Second
 
 // setUp creates or updates the streams and consumers (with --no-setup,
-// only lists the stale consumers). While NATS is away for a moment or its
-// cluster is still forming, it tries again every second, for setupWait:
-// a worker started with its NATS cluster would otherwise stop and count
-// on being restarted.
+// only lists the stale consumers). While NATS is not ready for them
+// (queue.NotReady), it tries again every second, for setupWait: a worker
+// started with its NATS cluster would otherwise stop and count on being
+// restarted.
 func (a *App) setUp(ctx context.Context) ([]string, error) {
 	start := time.Now() // real time: bounds a wait on NATS, not logic
 	for attempt := 1; ; attempt++ {
@@ -329,10 +330,14 @@ func (a *App) setUp(ctx context.Context) ([]string, error) {
 		} else {
 			stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
 		}
-		if err == nil || !(queue.Outage(err) || queue.ClusterForming(err)) || time.Since(start) >= setupWait {
+		if err == nil || !queue.NotReady(err) || time.Since(start) >= setupWait {
 			return stale, err
 		}
-		a.log.Warn("NATS cannot take the streams yet; trying again", zap.Int("attempt", attempt), zap.Error(err))
+		fields := []zap.Field{zap.Int("attempt", attempt), zap.Error(err)}
+		if queue.ClusterForming(err) {
+			fields = append(fields, zap.String("hint", fmt.Sprintf("a cluster still forming; or fewer servers than --stream-replicas %d, which will not pass", a.opts.Queue.Replicas)))
+		}
+		a.log.Warn("NATS cannot take the streams yet; trying again", fields...)
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()

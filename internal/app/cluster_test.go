@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
@@ -186,5 +187,35 @@ func TestStartWaitsForTheCluster(t *testing.T) {
 	got := res.wait(t, 1, 30*time.Second)
 	if r := got["contoso/after-forming"]; len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
 		t.Fatalf("result %+v, want one, created", r)
+	}
+}
+
+// TestStartWithoutJetStreamFailsAtOnce: a NATS server without JetStream
+// (its API has no responders) is a refusal, not a server not ready yet:
+// the start fails at once, without waiting for it.
+func TestStartWithoutJetStreamFailsAtOnce(t *testing.T) {
+	t.Parallel()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns.Start()
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{machines: 1, noStart: true, logger: zap.New(core)})
+	e.opts.NATSURL = ns.ClientURL()
+	a, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	if err := a.Start(t.Context()); err == nil {
+		t.Fatal("started on a NATS server without JetStream")
+	}
+	if n := logs.FilterMessage("NATS cannot take the streams yet; trying again").Len(); n != 0 {
+		t.Errorf("waited %d times for a NATS server without JetStream", n)
 	}
 }

@@ -19,8 +19,46 @@ func ClusterForming(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == errCodeNoPeers
 }
 
-// errCodeNoPeers is nats-server's JSClusterNoPeersErrF.
-const errCodeNoPeers jetstream.ErrorCode = 10005
+// Codes of nats-server's JetStream API errors.
+const (
+	errCodeNoPeers      jetstream.ErrorCode = 10005 // JSClusterNoPeersErrF
+	errCodeNotAvailable jetstream.ErrorCode = 10008 // JSClusterNotAvailErr
+)
+
+// NotReady says whether err, from setting up the streams, is NATS not
+// ready for them yet rather than a refusal: a request unanswered (a
+// cluster without quorum), the connection reconnecting, "JetStream system
+// temporarily unavailable", or a cluster forming (ClusterForming). Every
+// part of a joined error must be so: one refusal among them is a refusal.
+// No responders is not: that is a server or account without JetStream.
+func NotReady(err error) bool {
+	if err == nil {
+		return false
+	}
+	switch e := err.(type) {
+	case interface{ Unwrap() []error }:
+		for _, part := range e.Unwrap() {
+			if part != nil && !NotReady(part) {
+				return false
+			}
+		}
+		return true
+	case *jetstream.APIError:
+		return e.ErrorCode == errCodeNoPeers || e.ErrorCode == errCodeNotAvailable
+	}
+	for _, e := range []error{
+		nats.ErrTimeout, context.DeadlineExceeded, nats.ErrDisconnected, nats.ErrConnectionReconnecting,
+		nats.ErrNoServers, jetstream.ErrNoStreamResponse,
+	} {
+		if err == e {
+			return true
+		}
+	}
+	if next := errors.Unwrap(err); next != nil {
+		return NotReady(next)
+	}
+	return false
+}
 
 // Outage says whether err is NATS being away for a moment (a server
 // restarting, a stream electing its leader, the connection reconnecting)

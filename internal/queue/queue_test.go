@@ -2,6 +2,7 @@ package queue
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -531,6 +532,37 @@ func TestClusterForming(t *testing.T) {
 	} {
 		if ClusterForming(err) {
 			t.Errorf("%v taken for a cluster forming", err)
+		}
+	}
+}
+
+// TestNotReady: setup waits for NATS only when every part of its failure
+// is NATS not ready yet; a server without JetStream, or one refusal among
+// the parts, stops it.
+func TestNotReady(t *testing.T) {
+	t.Parallel()
+	noPeers := &jetstream.APIError{Code: 500, ErrorCode: 10005, Description: "no suitable peers for placement"}
+	unavailable := &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}
+	noJetStream := &jetstream.APIError{Code: 503, ErrorCode: 10039, Description: "jetstream not enabled for account"}
+	stream := func(err error) error { return fmt.Errorf("stream %s: %w", offboard.StreamRequests, err) }
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{nil, false},
+		{stream(noPeers), true},
+		{stream(unavailable), true},
+		{stream(context.DeadlineExceeded), true},
+		{stream(nats.ErrTimeout), true},
+		{errors.Join(stream(unavailable), stream(context.DeadlineExceeded)), true},
+		{stream(nats.ErrNoResponders), false},
+		{stream(noJetStream), false},
+		{errors.Join(stream(unavailable), stream(noJetStream)), false},
+		{errors.Join(stream(context.DeadlineExceeded), errors.New("consumer tenant-a: bad config")), false},
+		{context.Canceled, false},
+	} {
+		if got := NotReady(c.err); got != c.want {
+			t.Errorf("NotReady(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
 }
