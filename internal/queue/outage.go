@@ -35,27 +35,26 @@ func NotReady(err error) bool {
 	if err == nil {
 		return false
 	}
-	switch e := err.(type) {
-	case interface{ Unwrap() []error }:
-		for _, part := range e.Unwrap() {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, part := range joined.Unwrap() {
 			if part != nil && !NotReady(part) {
 				return false
 			}
 		}
 		return true
-	case *jetstream.APIError:
-		return e.ErrorCode == errCodeNoPeers || e.ErrorCode == errCodeNotAvailable
+	}
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode == errCodeNoPeers || api.ErrorCode == errCodeNotAvailable
 	}
 	for _, e := range []error{
 		nats.ErrTimeout, context.DeadlineExceeded, nats.ErrDisconnected, nats.ErrConnectionReconnecting,
 		nats.ErrNoServers, jetstream.ErrNoStreamResponse,
 	} {
-		if err == e {
+		if errors.Is(err, e) {
 			return true
 		}
-	}
-	if next := errors.Unwrap(err); next != nil {
-		return NotReady(next)
 	}
 	return false
 }
