@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -39,16 +38,7 @@ func BenchmarkInterestAcks(b *testing.B) {
 
 func interestAcks(b *testing.B, retention jetstream.RetentionPolicy, tenants, n int) float64 {
 	b.Helper()
-	c := natstest.Start(b, 1)
-	nc, err := nats.Connect(c.URLs())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
+	_, js := natstest.Connect(b)
 	ctx := b.Context()
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: "INTEREST", Subjects: []string{"req.>"}, Retention: retention,

@@ -48,10 +48,19 @@ func NotReady(err error) bool {
 	if errors.As(err, &api) {
 		return api.ErrorCode == errCodeNoPeers || api.ErrorCode == errCodeNotAvailable
 	}
-	for _, e := range []error{
-		nats.ErrTimeout, context.DeadlineExceeded, nats.ErrDisconnected, nats.ErrConnectionReconnecting,
-		nats.ErrNoServers, jetstream.ErrNoStreamResponse,
-	} {
+	return isAny(err, unanswered)
+}
+
+// unanswered are the client's errors for a request that got no answer, or
+// could not be sent while the connection is away.
+var unanswered = []error{
+	nats.ErrTimeout, context.DeadlineExceeded, nats.ErrDisconnected, nats.ErrConnectionReconnecting,
+	nats.ErrNoServers, jetstream.ErrNoStreamResponse,
+}
+
+// isAny says whether err is one of errs.
+func isAny(err error, errs []error) bool {
+	for _, e := range errs {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -71,15 +80,7 @@ func Outage(err error) bool {
 	if errors.As(err, &api) && api.Code == 503 { // JetStream temporarily unavailable
 		return true
 	}
-	for _, e := range []error{
-		nats.ErrNoResponders, nats.ErrTimeout, nats.ErrDisconnected, nats.ErrConnectionReconnecting,
-		nats.ErrNoServers, jetstream.ErrNoStreamResponse, jetstream.ErrNoHeartbeat, context.DeadlineExceeded,
-	} {
-		if errors.Is(err, e) {
-			return true
-		}
-	}
-	return false
+	return isAny(err, unanswered) || isAny(err, []error{nats.ErrNoResponders, jetstream.ErrNoHeartbeat})
 }
 
 // StepTimeout bounds one JetStream step of a request (a ledger read or

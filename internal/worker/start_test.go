@@ -19,11 +19,7 @@ import (
 func TestSourcesStopAtTheFirstFailure(t *testing.T) {
 	t.Parallel()
 	c := natstest.Start(t, 1)
-	nc, err := nats.Connect(c.URLs(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc, _ := c.Connect(t, nats.MaxReconnects(-1))
 	const timeout = 200 * time.Millisecond
 	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(timeout))
 	if err != nil {

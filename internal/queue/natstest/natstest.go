@@ -194,18 +194,13 @@ func (c *Cluster) Name(i int) string { return c.opts[i].ServerName }
 // test.
 func Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	ns, err := server.NewServer(&server.Options{
-		Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: tb.TempDir(), NoSigs: true, NoLog: true,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ns.Start()
-	tb.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
-	if !ns.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("NATS server not ready")
-	}
-	nc, err := nats.Connect(ns.ClientURL())
+	return Start(tb, 1).Connect(tb)
+}
+
+// Connect connects to the servers, for the rest of the test.
+func (c *Cluster) Connect(tb testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(c.URLs(), opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
