@@ -161,8 +161,8 @@ func TestBusySourceDoesNotAskForCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first batch learns the counts (a safety poll); from then on
-	// both lanes are known to hold more.
+	// The counts came with the consumers; from the first batch on both
+	// lanes are known to hold more.
 	first, err := src.NextBatch(t.Context(), 1, offboard.Bulk)
 	if err != nil {
 		t.Fatal(err)
