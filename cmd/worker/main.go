@@ -28,7 +28,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // run is the command: flags and environment into options, signals into a
 // context, one call into the app. Errors are one line on stderr (in the
 // log format chosen), never a stack trace. Exit status 2: bad flags or
-// configuration; 1: the start or the stop failed.
+// configuration; 1: the start or the stop failed; 0 after SIGTERM or
+// SIGINT, also one that came while it started.
 func run(args []string, stdout, stderr io.Writer) int {
 	c, err := parseFlags(args, stderr)
 	switch {
@@ -64,6 +65,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Start(ctx); err != nil {
+		if ctx.Err() != nil {
+			// SIGTERM while starting (a pod deleted while it waits for
+			// NATS): the parts already up are stopped, as asked.
+			log.Info("stopped before the start was over", zap.NamedError("start", err))
+			return 0
+		}
 		log.Error("start", zap.Error(err))
 		return 1
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 func freePort(t *testing.T) string {
@@ -231,4 +233,71 @@ func TestOldEnvironmentVariables(t *testing.T) {
 	if len(c.oldEnv) != 1 || c.oldEnv[0] != "LISTEN" {
 		t.Errorf("old variables reported: %v, want [LISTEN]", c.oldEnv)
 	}
+}
+
+// TestRunStopsOnSIGTERMWhileStarting: a SIGTERM while the worker waits for
+// its NATS cluster (two servers of three down) stops it at once, exit 0,
+// as it would once started: a pod deleted while it starts is not an error.
+func TestRunStopsOnSIGTERMWhileStarting(t *testing.T) {
+	c := natstest.Start(t, 3)
+	c.Shutdown(1)
+	c.Shutdown(2)
+	dir := t.TempDir()
+	secret, cfg := filepath.Join(dir, "secret"), filepath.Join(dir, "worker.yaml")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "tenants:\n  - name: contoso\n    tenantId: 11111111-2222-3333-4444-555555555555\n"+
+		"    clientId: 66666666-7777-8888-9999-000000000000\n    clientSecretFile: %s\n", secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	go func() {
+		exit <- run([]string{"--config", cfg, "--nats-url", c.URLs(), "--stream-replicas", "3",
+			"--listen", freePort(t), "--log-format", "console"}, io.Discard, &stderr)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(stderr.String(), "NATS cannot take the streams yet") {
+		select {
+		case code := <-exit:
+			t.Fatalf("exit code %d before it waited for NATS:\n%s", code, stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no wait for NATS after 30s:\n%s", stderr.String())
+		}
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit code %d after SIGTERM while starting, want 0:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("still running 10s after SIGTERM")
+	}
+	if out := stderr.String(); !strings.Contains(out, "stopped before the start was over") {
+		t.Errorf("no word of the stop:\n%s", out)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer the command writes to while the test reads.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
