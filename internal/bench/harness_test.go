@@ -128,6 +128,7 @@ type options struct {
 
 type tenant struct {
 	name, id, clientID string
+	secret             string // the client secret, for the benchmarks' own calls
 	index              int
 }
 
@@ -268,8 +269,9 @@ func (h *harness) writeTenants() {
 			name: name, index: i,
 			id:       fmt.Sprintf("%08x-0000-4000-8000-%012x", i+1, i+1),
 			clientID: fmt.Sprintf("%08x-1111-4000-8000-%012x", i+1, i+1),
+			secret:   fmt.Sprintf("bench-secret-%d-%d", i, now.UnixNano()),
 		}
-		secret := fmt.Sprintf("bench-secret-%d-%d", i, now.UnixNano())
+		secret := t.secret
 		h.sim.AddTenant(mdesim.Tenant{TenantID: t.id, ClientID: t.clientID, ClientSecret: secret})
 		for m := range o.machines {
 			h.sim.AddMachine(t.id, mdesim.Machine{ID: machineID(i, m), ComputerDNSName: fmt.Sprintf("pc-%06d.%s.local", m, name),

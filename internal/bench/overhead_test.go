@@ -54,15 +54,20 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 
 	bareRate := h.bareLoop(b, names, per, reqBytes, resultBytes, inFlight)
+	stepsRate := h.stepsLoop(b, names, per, reqBytes, resultBytes, inFlight)
 
 	b.Logf("worker: %d requests over %d tenants in %v: %.0f requests/s (%.0f µs CPU per request including start, peak RSS %.1f MiB; %d actions); "+
 		"bare JetStream loop: %.0f messages/s; worker/bare %.3f",
 		n, len(names), last.Sub(first).Round(time.Millisecond), workerRate, float64(st.cpu.Microseconds())/float64(n), mb(st.hwm), actions,
 		bareRate, workerRate/bareRate)
+	b.Logf("the worker's steps by hand (ledger and journal entries, HTTPS call, result and ledger entry, ack, delete): %.0f requests/s; "+
+		"steps/bare %.3f, worker/steps %.3f", stepsRate, stepsRate/bareRate, workerRate/stepsRate)
 	b.Logf("request %d bytes, result %d bytes, maxInFlight %d; worker warnings: %s; panics in the logs: %d", reqBytes, resultBytes, inFlight, logs, panics)
 	b.ReportMetric(workerRate, "worker-req/s")
 	b.ReportMetric(bareRate, "bare-msg/s")
 	b.ReportMetric(workerRate/bareRate, "worker/bare")
+	b.ReportMetric(stepsRate, "steps-req/s")
+	b.ReportMetric(workerRate/stepsRate, "worker/steps")
 	b.ReportMetric(float64(st.cpu.Microseconds())/float64(n), "worker-cpu-us/req")
 }
 

@@ -1,0 +1,280 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+)
+
+// stepsLoop runs, by hand and without the worker, the steps the worker's
+// guarantees take for a new request named by machine id, over the same
+// NATS server and simulator: what those steps cost before any of the
+// worker's own code. inFlight goroutines per tenant, each taking one
+// request after another:
+//
+//   - pull it;
+//   - write the ledger's "calling" entry (a create in a key-value bucket)
+//     and a quota journal entry (a publish), side by side;
+//   - send the offboard call (HTTPS, bearer token, JSON body);
+//   - publish the result and write the ledger's final entry over the
+//     "calling" one, side by side;
+//   - double-ack the request, then delete it from its stream.
+//
+// One ordered consumer reads the journal back, as each worker's feed
+// does. The worker shares a journal entry among the calls that start
+// together and writes the calls' ends in later ones; here each call has
+// its own entry and no end. It returns the rate of stored results.
+func (h *harness) stepsLoop(b *testing.B, names []string, per, reqBytes, resultBytes, inFlight int) float64 {
+	b.Helper()
+	ctx := b.Context()
+	for _, cfg := range []jetstream.StreamConfig{
+		{Name: "STEPS_REQUESTS", Subjects: []string{"steps.request.>"}, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour, Discard: jetstream.DiscardNew},
+		{Name: "STEPS_RESULTS", Subjects: []string{"steps.result.>"}, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour},
+		{Name: "STEPS_QUOTA", Subjects: []string{"steps.quota.>"}, Storage: jetstream.FileStorage, MaxAge: 2 * time.Hour},
+	} {
+		if _, err := h.js.CreateStream(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	requests, err := h.js.Stream(ctx, "STEPS_REQUESTS")
+	if err != nil {
+		b.Fatal(err)
+	}
+	ledger, err := h.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: "STEPS_LEDGER", History: 1, TTL: 30 * 24 * time.Hour, Storage: jetstream.FileStorage,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var journalRead atomic.Int64
+	feed, err := h.js.OrderedConsumer(ctx, "STEPS_QUOTA", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cc, err := feed.Consume(func(m jetstream.Msg) {
+		var ev map[string]any
+		if json.Unmarshal(m.Data(), &ev) == nil {
+			journalRead.Add(1)
+		}
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cc.Stop()
+
+	consumers := make([]jetstream.Consumer, len(names))
+	body := bytes.Repeat([]byte{'x'}, reqBytes)
+	for i, t := range names {
+		c, err := h.js.CreateOrUpdateConsumer(ctx, "STEPS_REQUESTS", jetstream.ConsumerConfig{
+			Durable: "steps-" + t, FilterSubject: "steps.request." + t, AckPolicy: jetstream.AckExplicitPolicy,
+			AckWait: time.Minute, MaxDeliver: -1, MaxAckPending: 256,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		consumers[i] = c
+	}
+	for i := range per {
+		for _, t := range names {
+			m := nats.NewMsg("steps.request." + t)
+			m.Data = body
+			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%d", t, i))
+			if _, err := h.js.PublishMsgAsync(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-h.js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		b.Fatal("requests of the steps loop not acknowledged after 2m")
+	}
+
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+		TLSClientConfig:     &tls.Config{RootCAs: h.sim.CertPool(), MinVersion: tls.VersionTLS12},
+		MaxIdleConnsPerHost: len(names)*inFlight + 2,
+	}}
+	defer hc.CloseIdleConnections()
+	result := bytes.Repeat([]byte{'y'}, resultBytes)
+	var (
+		left = atomic.Int64{}
+		wg   sync.WaitGroup
+		errs = make(chan error, len(names)*inFlight)
+	)
+	left.Store(int64(per * len(names)))
+	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for i, name := range names {
+		t := h.tenants[i]
+		token, err := simToken(runCtx, hc, h.base, t)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for range inFlight {
+			wg.Go(func() {
+				for left.Load() > 0 {
+					msg, err := consumers[i].Next(jetstream.FetchMaxWait(time.Second))
+					if err != nil {
+						if runCtx.Err() != nil {
+							errs <- err
+							return
+						}
+						continue // the tenant's share is taken; others finish
+					}
+					if err := h.steps(runCtx, hc, token, ledger, requests, name, t.index, msg, result); err != nil {
+						errs <- err
+						return
+					}
+					left.Add(-1)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	rate, _, _, _ := h.waitStream(b, "STEPS_RESULTS", per*len(names), time.Minute)
+	if n := journalRead.Load(); n == 0 {
+		b.Fatal("the steps loop's journal feed read nothing")
+	}
+	return rate
+}
+
+// steps takes one request of the steps loop through to its delete.
+func (h *harness) steps(ctx context.Context, hc *http.Client, token string, ledger jetstream.KeyValue, requests jetstream.Stream,
+	name string, tenantIndex int, msg jetstream.Msg, result []byte,
+) error {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return err
+	}
+	msgID := msg.Headers().Get(jetstream.MsgIDHeader)
+	var device int
+	if _, err := fmt.Sscanf(strings.TrimPrefix(msgID, name+":"), "%d", &device); err != nil {
+		return fmt.Errorf("request %q: %w", msgID, err)
+	}
+	key := fmt.Sprintf("%s.r%07d", name, device)
+	started := time.Now().UTC()
+
+	calling, _ := json.Marshal(map[string]any{"state": "calling", "seq": meta.Sequence.Stream, "machineId": machineID(tenantIndex, device), "started": started})
+	entry, _ := json.Marshal(map[string]any{"writer": "steps", "written": started.UnixNano(),
+		"reserved": []map[string]any{{"api": mdesim.APIOffboard, "id": meta.Sequence.Stream, "at": started.Add(90 * time.Second).UnixNano()}}})
+	journal, err := h.js.PublishAsync("steps.quota."+name, entry)
+	if err != nil {
+		return err
+	}
+	rev, err := ledger.Create(ctx, key, calling)
+	if err != nil {
+		return fmt.Errorf("ledger create %s: %w", key, err)
+	}
+	if err := waitAck(ctx, journal); err != nil {
+		return fmt.Errorf("journal entry: %w", err)
+	}
+
+	if err := simOffboard(ctx, hc, h.base, token, machineID(tenantIndex, device)); err != nil {
+		return err
+	}
+
+	out := nats.NewMsg("steps.result." + name)
+	out.Data = result
+	out.Header.Set(jetstream.MsgIDHeader, "result:"+msgID)
+	pub, err := h.js.PublishMsgAsync(out)
+	if err != nil {
+		return err
+	}
+	final := nats.NewMsg("$KV.STEPS_LEDGER." + key)
+	final.Data = append([]byte(`{"state":"done","result":`), append(result, '}')...)
+	done, err := h.js.PublishMsgAsync(final, jetstream.WithExpectLastSequencePerSubject(rev))
+	if err != nil {
+		return err
+	}
+	for _, f := range []jetstream.PubAckFuture{pub, done} {
+		if err := waitAck(ctx, f); err != nil {
+			return fmt.Errorf("result or ledger entry: %w", err)
+		}
+	}
+	if err := msg.DoubleAck(ctx); err != nil {
+		return err
+	}
+	return requests.DeleteMsg(ctx, meta.Sequence.Stream)
+}
+
+// waitAck waits for an asynchronous publish's acknowledgement.
+func waitAck(ctx context.Context, f jetstream.PubAckFuture) error {
+	select {
+	case <-f.Ok():
+		return nil
+	case err := <-f.Err():
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// simToken gets an app-only token for tenant t from the simulator.
+func simToken(ctx context.Context, hc *http.Client, base string, t *tenant) (string, error) {
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {t.clientID}, "client_secret": {t.secret}, "scope": {mdesim.ScopeSecurityCenter}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/"+t.id+"/oauth2/v2.0/token", strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("token of tenant %s: status %d, %v", t.name, resp.StatusCode, err)
+	}
+	return tok.AccessToken, nil
+}
+
+// simOffboard sends one offboard call to the simulator and reads its
+// Machine Action.
+func simOffboard(ctx context.Context, hc *http.Client, base, token, machine string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/api/machines/"+machine+"/offboard",
+		strings.NewReader(`{"Comment":"offboarded by the steps loop"}`))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	var action struct {
+		ID string `json:"id"`
+	}
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal(data, &action) != nil || action.ID == "" {
+		return fmt.Errorf("offboard %s: status %d: %.200s", machine, resp.StatusCode, data)
+	}
+	return nil
+}
