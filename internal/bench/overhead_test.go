@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -110,22 +112,42 @@ func (h *harness) waitStream(b *testing.B, name string, n int, timeout time.Dura
 // tenant that pull one, publish a result of resultBytes and double-ack.
 func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBytes, inFlight int) float64 {
 	b.Helper()
+	consumers := h.loopRequests(b, "bare", jetstream.InterestPolicy, names, per, reqBytes)
+	result := bytes.Repeat([]byte{'y'}, resultBytes)
+	return h.runLoop(b, "bare", consumers, per, inFlight, func(ctx context.Context, i int, msg jetstream.Msg) error {
+		out := nats.NewMsg("bare.result." + names[i])
+		out.Data = result
+		out.Header.Set(jetstream.MsgIDHeader, "result:"+msg.Headers().Get(jetstream.MsgIDHeader))
+		if _, err := h.js.PublishMsg(ctx, out); err != nil {
+			return err
+		}
+		return msg.DoubleAck(ctx)
+	})
+}
+
+// loopRequests makes the request and result streams of a reference loop
+// (subjects <name>.request.> and <name>.result.>, streams named in upper
+// case), a consumer per tenant, and publishes per requests of reqBytes to
+// each tenant, with message ids <tenant>:r<i>.
+func (h *harness) loopRequests(b *testing.B, name string, retention jetstream.RetentionPolicy, names []string, per, reqBytes int) []jetstream.Consumer {
+	b.Helper()
 	ctx := b.Context()
+	upper := strings.ToUpper(name)
 	if _, err := h.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "BARE_REQUESTS", Subjects: []string{"bare.request.>"}, Retention: jetstream.InterestPolicy,
+		Name: upper + "_REQUESTS", Subjects: []string{name + ".request.>"}, Retention: retention,
 		Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour, Discard: jetstream.DiscardNew,
 	}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := h.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: "BARE_RESULTS", Subjects: []string{"bare.result.>"}, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour,
+		Name: upper + "_RESULTS", Subjects: []string{name + ".result.>"}, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour,
 	}); err != nil {
 		b.Fatal(err)
 	}
 	consumers := make([]jetstream.Consumer, len(names))
 	for i, t := range names {
-		c, err := h.js.CreateOrUpdateConsumer(ctx, "BARE_REQUESTS", jetstream.ConsumerConfig{
-			Durable: "bare-" + t, FilterSubject: "bare.request." + t, AckPolicy: jetstream.AckExplicitPolicy,
+		c, err := h.js.CreateOrUpdateConsumer(ctx, upper+"_REQUESTS", jetstream.ConsumerConfig{
+			Durable: name + "-" + t, FilterSubject: name + ".request." + t, AckPolicy: jetstream.AckExplicitPolicy,
 			AckWait: time.Minute, MaxDeliver: -1, MaxAckPending: 256,
 		})
 		if err != nil {
@@ -133,13 +155,10 @@ func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBy
 		}
 		consumers[i] = c
 	}
-	body := make([]byte, reqBytes)
-	for i := range body {
-		body[i] = 'x'
-	}
+	body := bytes.Repeat([]byte{'x'}, reqBytes)
 	for i := range per {
 		for _, t := range names {
-			m := nats.NewMsg("bare.request." + t)
+			m := nats.NewMsg(name + ".request." + t)
 			m.Data = body
 			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:r%07d", t, i))
 			if _, err := h.js.PublishMsgAsync(m); err != nil {
@@ -150,26 +169,32 @@ func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBy
 	select {
 	case <-h.js.PublishAsyncComplete():
 	case <-time.After(2 * time.Minute):
-		b.Fatal("bare requests not acknowledged after 2m")
+		b.Fatalf("%s requests not acknowledged after 2m", name)
 	}
+	return consumers
+}
 
-	result := make([]byte, resultBytes)
-	for i := range result {
-		result[i] = 'y'
-	}
+// runLoop runs inFlight goroutines per tenant (consumers[i] is tenant
+// i's), each pulling one request at a time and handing it to step, until
+// every request is taken. It returns the rate at which the loop's results
+// were stored.
+func (h *harness) runLoop(b *testing.B, name string, consumers []jetstream.Consumer, per, inFlight int,
+	step func(ctx context.Context, i int, msg jetstream.Msg) error,
+) float64 {
+	b.Helper()
 	var (
 		left = atomic.Int64{}
 		wg   sync.WaitGroup
-		errs = make(chan error, len(names)*inFlight)
+		errs = make(chan error, len(consumers)*inFlight)
 	)
-	left.Store(int64(per * len(names)))
-	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	left.Store(int64(per * len(consumers)))
+	runCtx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
 	defer cancel()
-	for i, t := range names {
+	for i, c := range consumers {
 		for range inFlight {
 			wg.Go(func() {
 				for left.Load() > 0 {
-					msg, err := consumers[i].Next(jetstream.FetchMaxWait(time.Second))
+					msg, err := c.Next(jetstream.FetchMaxWait(time.Second))
 					if err != nil {
 						if runCtx.Err() != nil {
 							errs <- err
@@ -177,14 +202,7 @@ func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBy
 						}
 						continue // the tenant's share is taken; others finish
 					}
-					out := nats.NewMsg("bare.result." + t)
-					out.Data = result
-					out.Header.Set(jetstream.MsgIDHeader, "result:"+msg.Headers().Get(jetstream.MsgIDHeader))
-					if _, err := h.js.PublishMsg(runCtx, out); err != nil {
-						errs <- err
-						return
-					}
-					if err := msg.DoubleAck(runCtx); err != nil {
+					if err := step(runCtx, i, msg); err != nil {
 						errs <- err
 						return
 					}
@@ -198,6 +216,6 @@ func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBy
 	for err := range errs {
 		b.Fatal(err)
 	}
-	rate, _, _, _ := h.waitStream(b, "BARE_RESULTS", per*len(names), time.Minute)
+	rate, _, _, _ := h.waitStream(b, strings.ToUpper(name)+"_RESULTS", per*len(consumers), time.Minute)
 	return rate
 }

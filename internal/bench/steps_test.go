@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -42,17 +41,9 @@ import (
 func (h *harness) stepsLoop(b *testing.B, names []string, per, reqBytes, resultBytes, inFlight int) float64 {
 	b.Helper()
 	ctx := b.Context()
-	for _, cfg := range []jetstream.StreamConfig{
-		{Name: "STEPS_REQUESTS", Subjects: []string{"steps.request.>"}, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour, Discard: jetstream.DiscardNew},
-		{Name: "STEPS_RESULTS", Subjects: []string{"steps.result.>"}, Storage: jetstream.FileStorage, Duplicates: 24 * time.Hour},
-		{Name: "STEPS_QUOTA", Subjects: []string{"steps.quota.>"}, Storage: jetstream.FileStorage, MaxAge: 2 * time.Hour},
-	} {
-		if _, err := h.js.CreateStream(ctx, cfg); err != nil {
-			b.Fatal(err)
-		}
-	}
-	requests, err := h.js.Stream(ctx, "STEPS_REQUESTS")
-	if err != nil {
+	if _, err := h.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "STEPS_QUOTA", Subjects: []string{"steps.quota.>"}, Storage: jetstream.FileStorage, MaxAge: 2 * time.Hour,
+	}); err != nil {
 		b.Fatal(err)
 	}
 	ledger, err := h.js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
@@ -76,33 +67,10 @@ func (h *harness) stepsLoop(b *testing.B, names []string, per, reqBytes, resultB
 		b.Fatal(err)
 	}
 	defer cc.Stop()
-
-	consumers := make([]jetstream.Consumer, len(names))
-	body := bytes.Repeat([]byte{'x'}, reqBytes)
-	for i, t := range names {
-		c, err := h.js.CreateOrUpdateConsumer(ctx, "STEPS_REQUESTS", jetstream.ConsumerConfig{
-			Durable: "steps-" + t, FilterSubject: "steps.request." + t, AckPolicy: jetstream.AckExplicitPolicy,
-			AckWait: time.Minute, MaxDeliver: -1, MaxAckPending: 256,
-		})
-		if err != nil {
-			b.Fatal(err)
-		}
-		consumers[i] = c
-	}
-	for i := range per {
-		for _, t := range names {
-			m := nats.NewMsg("steps.request." + t)
-			m.Data = body
-			m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("%s:%d", t, i))
-			if _, err := h.js.PublishMsgAsync(m); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	select {
-	case <-h.js.PublishAsyncComplete():
-	case <-time.After(2 * time.Minute):
-		b.Fatal("requests of the steps loop not acknowledged after 2m")
+	consumers := h.loopRequests(b, "steps", jetstream.LimitsPolicy, names, per, reqBytes)
+	requests, err := h.js.Stream(ctx, "STEPS_REQUESTS")
+	if err != nil {
+		b.Fatal(err)
 	}
 
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
@@ -110,47 +78,16 @@ func (h *harness) stepsLoop(b *testing.B, names []string, per, reqBytes, resultB
 		MaxIdleConnsPerHost: len(names)*inFlight + 2,
 	}}
 	defer hc.CloseIdleConnections()
-	result := bytes.Repeat([]byte{'y'}, resultBytes)
-	var (
-		left = atomic.Int64{}
-		wg   sync.WaitGroup
-		errs = make(chan error, len(names)*inFlight)
-	)
-	left.Store(int64(per * len(names)))
-	runCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-	defer cancel()
-	for i, name := range names {
-		t := h.tenants[i]
-		token, err := simToken(runCtx, hc, h.base, t)
-		if err != nil {
+	tokens := make([]string, len(names))
+	for i, t := range h.tenants {
+		if tokens[i], err = simToken(ctx, hc, h.base, t); err != nil {
 			b.Fatal(err)
 		}
-		for range inFlight {
-			wg.Go(func() {
-				for left.Load() > 0 {
-					msg, err := consumers[i].Next(jetstream.FetchMaxWait(time.Second))
-					if err != nil {
-						if runCtx.Err() != nil {
-							errs <- err
-							return
-						}
-						continue // the tenant's share is taken; others finish
-					}
-					if err := h.steps(runCtx, hc, token, ledger, requests, name, t.index, msg, result); err != nil {
-						errs <- err
-						return
-					}
-					left.Add(-1)
-				}
-			})
-		}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
-	}
-	rate, _, _, _ := h.waitStream(b, "STEPS_RESULTS", per*len(names), time.Minute)
+	result := bytes.Repeat([]byte{'y'}, resultBytes)
+	rate := h.runLoop(b, "steps", consumers, per, inFlight, func(ctx context.Context, i int, msg jetstream.Msg) error {
+		return h.steps(ctx, hc, tokens[i], ledger, requests, h.tenants[i], msg, result)
+	})
 	if n := journalRead.Load(); n == 0 {
 		b.Fatal("the steps loop's journal feed read nothing")
 	}
@@ -159,15 +96,16 @@ func (h *harness) stepsLoop(b *testing.B, names []string, per, reqBytes, resultB
 
 // steps takes one request of the steps loop through to its delete.
 func (h *harness) steps(ctx context.Context, hc *http.Client, token string, ledger jetstream.KeyValue, requests jetstream.Stream,
-	name string, tenantIndex int, msg jetstream.Msg, result []byte,
+	t *tenant, msg jetstream.Msg, result []byte,
 ) error {
 	meta, err := msg.Metadata()
 	if err != nil {
 		return err
 	}
+	name, tenantIndex := t.name, t.index
 	msgID := msg.Headers().Get(jetstream.MsgIDHeader)
 	var device int
-	if _, err := fmt.Sscanf(strings.TrimPrefix(msgID, name+":"), "%d", &device); err != nil {
+	if _, err := fmt.Sscanf(strings.TrimPrefix(msgID, name+":r"), "%d", &device); err != nil {
 		return fmt.Errorf("request %q: %w", msgID, err)
 	}
 	key := fmt.Sprintf("%s.r%07d", name, device)
