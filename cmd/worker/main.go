@@ -65,9 +65,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Start(ctx); err != nil {
-		if ctx.Err() != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 			// SIGTERM while starting (a pod deleted while it waits for
-			// NATS): the parts already up are stopped, as asked.
+			// NATS) cut the start short: Start stopped the parts already
+			// up, and Stop says again how that went.
+			if err := a.Stop(context.Background()); err != nil {
+				log.Error("stop", zap.Error(err))
+				return 1
+			}
 			log.Info("stopped before the start was over", zap.NamedError("start", err))
 			return 0
 		}

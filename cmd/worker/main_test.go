@@ -242,21 +242,11 @@ func TestRunStopsOnSIGTERMWhileStarting(t *testing.T) {
 	c := natstest.Start(t, 3)
 	c.Shutdown(1)
 	c.Shutdown(2)
-	dir := t.TempDir()
-	secret, cfg := filepath.Join(dir, "secret"), filepath.Join(dir, "worker.yaml")
-	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, "tenants:\n  - name: contoso\n    tenantId: 11111111-2222-3333-4444-555555555555\n"+
-		"    clientId: 66666666-7777-8888-9999-000000000000\n    clientSecretFile: %s\n", secret), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	var stderr lockedBuffer
 	exit := make(chan int, 1)
-	go func() {
-		exit <- run([]string{"--config", cfg, "--nats-url", c.URLs(), "--stream-replicas", "3",
-			"--listen", freePort(t), "--log-format", "console"}, io.Discard, &stderr)
-	}()
+	args := []string{"--config", tenantsFile(t), "--nats-url", c.URLs(), "--stream-replicas", "3",
+		"--listen", freePort(t), "--log-format", "console"}
+	go func() { exit <- run(args, io.Discard, &stderr) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(stderr.String(), "NATS cannot take the streams yet") {
 		select {
@@ -282,6 +272,71 @@ func TestRunStopsOnSIGTERMWhileStarting(t *testing.T) {
 	if out := stderr.String(); !strings.Contains(out, "stopped before the start was over") {
 		t.Errorf("no word of the stop:\n%s", out)
 	}
+}
+
+// TestRunFailedStartAtSIGTERMIsAFailure: a start that fails for a reason
+// of its own (a NATS server that takes the connection and never answers)
+// while a SIGTERM waits is a failed start, exit 1, not a stop as asked.
+func TestRunFailedStartAtSIGTERMIsAFailure(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan net.Conn, 8)
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- conn
+		}
+	}()
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	args := []string{"--config", tenantsFile(t), "--nats-url", "nats://" + ln.Addr().String(),
+		"--listen", freePort(t), "--log-format", "console"}
+	go func() { exit <- run(args, io.Discard, &stderr) }()
+	// The connection comes from Start: the signal handler is in place.
+	select {
+	case conn := <-accepted:
+		defer conn.Close()
+	case code := <-exit:
+		t.Fatalf("exit code %d before it connected:\n%s", code, stderr.String())
+	case <-time.After(20 * time.Second):
+		t.Fatal("no connection to the silent NATS server after 20s")
+	}
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exit:
+		if code != 1 {
+			t.Fatalf("exit code %d for a start that failed on its own, want 1:\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("still running 20s after SIGTERM")
+	}
+	if out := stderr.String(); !strings.Contains(out, "connect to NATS") || strings.Contains(out, "stopped before the start was over") {
+		t.Errorf("the failed connection is not the error:\n%s", out)
+	}
+}
+
+// tenantsFile writes a tenants file with one tenant, contoso, and its
+// secret file.
+func tenantsFile(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	secret, cfg := filepath.Join(dir, "secret"), filepath.Join(dir, "worker.yaml")
+	if err := os.WriteFile(secret, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, "tenants:\n  - name: contoso\n    tenantId: 11111111-2222-3333-4444-555555555555\n"+
+		"    clientId: 66666666-7777-8888-9999-000000000000\n    clientSecretFile: %s\n", secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }
 
 // lockedBuffer is a bytes.Buffer the command writes to while the test reads.

@@ -3,15 +3,16 @@ package bench
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 )
 
 // BenchmarkOverhead measures what the worker costs per request when the
@@ -76,7 +77,7 @@ func BenchmarkOverhead(b *testing.B) {
 // waitStream waits until a stream holds n messages and returns the rate
 // between its first and last message, their times, and the size of the
 // last message's body.
-func (h *harness) waitStream(b *testing.B, name string, n int, timeout time.Duration) (rate float64, first, last time.Time, size int) {
+func (h *harness) waitStream(b testing.TB, name string, n int, timeout time.Duration) (rate float64, first, last time.Time, size int) {
 	b.Helper()
 	ctx := b.Context()
 	s, err := h.js.Stream(ctx, name)
@@ -114,7 +115,7 @@ func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBy
 	b.Helper()
 	consumers := h.loopRequests(b, "bare", jetstream.InterestPolicy, names, per, reqBytes)
 	result := bytes.Repeat([]byte{'y'}, resultBytes)
-	return h.runLoop(b, "bare", consumers, per, inFlight, func(ctx context.Context, i int, msg jetstream.Msg) error {
+	rate, err := h.runLoop(b, "bare", consumers, per, inFlight, func(ctx context.Context, i int, msg jetstream.Msg) error {
 		out := nats.NewMsg("bare.result." + names[i])
 		out.Data = result
 		out.Header.Set(jetstream.MsgIDHeader, "result:"+msg.Headers().Get(jetstream.MsgIDHeader))
@@ -123,13 +124,17 @@ func (h *harness) bareLoop(b *testing.B, names []string, per, reqBytes, resultBy
 		}
 		return msg.DoubleAck(ctx)
 	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rate
 }
 
 // loopRequests makes the request and result streams of a reference loop
 // (subjects <name>.request.> and <name>.result.>, streams named in upper
 // case), a consumer per tenant, and publishes per requests of reqBytes to
 // each tenant, with message ids <tenant>:r<i>.
-func (h *harness) loopRequests(b *testing.B, name string, retention jetstream.RetentionPolicy, names []string, per, reqBytes int) []jetstream.Consumer {
+func (h *harness) loopRequests(b testing.TB, name string, retention jetstream.RetentionPolicy, names []string, per, reqBytes int) []jetstream.Consumer {
 	b.Helper()
 	ctx := b.Context()
 	upper := strings.ToUpper(name)
@@ -176,46 +181,40 @@ func (h *harness) loopRequests(b *testing.B, name string, retention jetstream.Re
 
 // runLoop runs inFlight goroutines per tenant (consumers[i] is tenant
 // i's), each pulling one request at a time and handing it to step, until
-// every request is taken. It returns the rate at which the loop's results
-// were stored.
-func (h *harness) runLoop(b *testing.B, name string, consumers []jetstream.Consumer, per, inFlight int,
+// every request is taken; the first failure stops them all. It returns
+// the rate at which the loop's results were stored.
+func (h *harness) runLoop(tb testing.TB, name string, consumers []jetstream.Consumer, per, inFlight int,
 	step func(ctx context.Context, i int, msg jetstream.Msg) error,
-) float64 {
-	b.Helper()
-	var (
-		left = atomic.Int64{}
-		wg   sync.WaitGroup
-		errs = make(chan error, len(consumers)*inFlight)
-	)
+) (float64, error) {
+	tb.Helper()
+	var left atomic.Int64
 	left.Store(int64(per * len(consumers)))
-	runCtx, cancel := context.WithTimeout(b.Context(), 5*time.Minute)
+	runCtx, cancel := context.WithTimeout(tb.Context(), 5*time.Minute)
 	defer cancel()
+	g, ctx := errgroup.WithContext(runCtx)
 	for i, c := range consumers {
 		for range inFlight {
-			wg.Go(func() {
-				for left.Load() > 0 {
+			g.Go(func() error {
+				for left.Load() > 0 && ctx.Err() == nil {
 					msg, err := c.Next(jetstream.FetchMaxWait(time.Second))
-					if err != nil {
-						if runCtx.Err() != nil {
-							errs <- err
-							return
-						}
+					if errors.Is(err, nats.ErrTimeout) {
 						continue // the tenant's share is taken; others finish
 					}
-					if err := step(runCtx, i, msg); err != nil {
-						errs <- err
-						return
+					if err != nil {
+						return err
+					}
+					if err := step(ctx, i, msg); err != nil {
+						return err
 					}
 					left.Add(-1)
 				}
+				return ctx.Err()
 			})
 		}
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		b.Fatal(err)
+	if err := g.Wait(); err != nil {
+		return 0, fmt.Errorf("%s loop: %w", name, err)
 	}
-	rate, _, _, _ := h.waitStream(b, strings.ToUpper(name)+"_RESULTS", per*len(consumers), time.Minute)
-	return rate
+	rate, _, _, _ := h.waitStream(tb, strings.ToUpper(name)+"_RESULTS", per*len(consumers), time.Minute)
+	return rate, nil
 }
