@@ -244,8 +244,9 @@ func TestRunStopsOnSIGTERMWhileStarting(t *testing.T) {
 	c.Shutdown(2)
 	var stderr lockedBuffer
 	exit := make(chan int, 1)
+	listen := freePort(t)
 	args := []string{"--config", tenantsFile(t), "--nats-url", c.URLs(), "--stream-replicas", "3",
-		"--listen", freePort(t), "--log-format", "console"}
+		"--listen", listen, "--log-format", "console"}
 	go func() { exit <- run(args, io.Discard, &stderr) }()
 	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(stderr.String(), "NATS cannot take the streams yet") {
@@ -272,6 +273,12 @@ func TestRunStopsOnSIGTERMWhileStarting(t *testing.T) {
 	if out := stderr.String(); !strings.Contains(out, "stopped before the start was over") {
 		t.Errorf("no word of the stop:\n%s", out)
 	}
+	// What was up is stopped: the HTTP address is free again.
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		t.Fatalf("--listen %s still taken after the stop: %v", listen, err)
+	}
+	_ = ln.Close()
 }
 
 // TestRunFailedStartAtSIGTERMIsAFailure: a start that fails for a reason
