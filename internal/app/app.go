@@ -438,7 +438,10 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	if id == "" {
 		id = replicaID()
 	}
-	p, err := queue.NewPresence(ctx, a.js, id, a.opts.Queue.Tenants, a.opts.PresenceBeat, a.opts.Clock, a.log)
+	p, err := queue.NewPresence(ctx, a.js, queue.PresenceOptions{
+		ID: id, Tenants: a.opts.Queue.Tenants, Beat: a.opts.PresenceBeat,
+		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
+	})
 	if err != nil {
 		return nil, err
 	}

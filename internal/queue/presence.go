@@ -6,12 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 )
 
@@ -45,6 +48,9 @@ func (s Settings) Presence() jetstream.KeyValueConfig {
 // announcement is one replica's entry.
 type announcement struct {
 	Tenants []string `json:"tenants"`
+	// Instance tells this process's announcements from those of another
+	// process started with the same replica id by mistake.
+	Instance string `json:"instance,omitempty"`
 }
 
 // Presence keeps this replica's announcement fresh and follows the
@@ -57,17 +63,25 @@ type announcement struct {
 // so a tenant's calls come from one replica at a time and a replica that
 // leaves or dies moves only its own tenants.
 type Presence struct {
-	kv      jetstream.KeyValue
-	id      string
-	tenants []string
-	clock   clockwork.Clock
-	log     *zap.Logger
-	beat    time.Duration // how often this replica announces itself
-	ttl     time.Duration // how long another's announcement counts
+	kv       jetstream.KeyValue
+	id       string
+	instance string // this process's own mark in its announcements
+	tenants  []string
+	clock    clockwork.Clock
+	log      *zap.Logger
+	beat     time.Duration // how often this replica announces itself
+	ttl      time.Duration // how long another's announcement counts
+	// remake makes the bucket again when it is found missing (an
+	// operator deleted it, a store was restored); nil: it is left to the
+	// operator (--no-setup).
+	remake func(context.Context) error
 
 	mu      sync.Mutex
 	others  map[string]seen // by replica id
 	live    []string        // the other replicas live at the last look, sorted
+	moved   bool            // a live replica's tenants changed since the last look
+	echo    time.Time       // when the watch last brought this process's own announcement
+	twin    time.Time       // when another process's announcement under this id was last reported
 	current chan struct{}   // closed once the watch has read every entry
 	changed chan struct{}   // closed, and replaced, when the live replicas change
 }
@@ -77,27 +91,53 @@ type seen struct {
 	at      time.Time // when this replica read the entry
 }
 
-// NewPresence prepares this replica's presence. id must be unique among
-// replicas (a host name and process id, a pod name). beat is how often it
-// announces itself (0: PresenceBeat); an announcement counts for three
-// beats, so every replica must use the same beat.
-func NewPresence(ctx context.Context, js jetstream.JetStream, id string, tenants []string, beat time.Duration, clock clockwork.Clock, log *zap.Logger) (*Presence, error) {
+// PresenceOptions configure a replica's presence.
+type PresenceOptions struct {
+	// ID must be unique among replicas (a host name and process id, a
+	// pod name).
+	ID      string
+	Tenants []string
+	// Beat is how often the replica announces itself (0: PresenceBeat);
+	// an announcement counts for three beats, so every replica must use
+	// the same beat.
+	Beat time.Duration
+	// Bucket is the bucket's definition (Settings.Presence): when the
+	// bucket is found missing while the replica runs, it is made again,
+	// unless NoSetup.
+	Bucket  jetstream.KeyValueConfig
+	NoSetup bool
+	Clock   clockwork.Clock
+	Logger  *zap.Logger
+}
+
+// NewPresence prepares this replica's presence.
+func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions) (*Presence, error) {
 	kv, err := js.KeyValue(ctx, BucketPresence)
 	if err != nil {
 		return nil, fmt.Errorf("presence bucket %s: %w", BucketPresence, err)
 	}
+	beat := o.Beat
 	if beat <= 0 {
 		beat = PresenceBeat
 	}
-	return &Presence{
-		kv: kv, id: id, tenants: slices.Clone(tenants), clock: clock, log: log.Named("presence"),
+	p := &Presence{
+		kv: kv, id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat,
 		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}),
-	}, nil
+	}
+	if !o.NoSetup {
+		p.remake = func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateKeyValue(ctx, o.Bucket)
+			return err
+		}
+	}
+	return p, nil
 }
 
 // Run announces this replica every PresenceBeat and follows the others
-// until ctx ends; then it withdraws the announcement.
+// until ctx ends; then it withdraws the announcement. When its watch ends
+// (the bucket was deleted, a reset failed), it watches again, making the
+// bucket again if it is missing; meanwhile its view is not Known.
 func (p *Presence) Run(ctx context.Context) error {
 	if err := p.announce(ctx); err != nil {
 		return err
@@ -106,7 +146,6 @@ func (p *Presence) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", BucketPresence, err)
 	}
-	defer func() { _ = w.Stop() }()
 	beat := p.clock.NewTicker(p.beat)
 	defer beat.Stop()
 	// Replicas that die do not say so: look for expired announcements a
@@ -114,18 +153,38 @@ func (p *Presence) Run(ctx context.Context) error {
 	expiry := p.clock.NewTicker(p.beat / 4)
 	defer expiry.Stop()
 	for {
+		var updates <-chan jetstream.KeyValueEntry
+		if w != nil {
+			updates = w.Updates()
+		}
 		select {
 		case <-ctx.Done():
+			if w != nil {
+				_ = w.Stop()
+			}
 			p.withdraw()
 			return nil
-		case e, ok := <-w.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return errors.New("presence watch ended")
+				p.log.Warn("presence watch ended: watching again")
+				_ = w.Stop()
+				w = nil
+				continue
 			}
 			p.apply(e)
 		case <-beat.Chan():
 			if err := p.announce(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("announce", zap.Error(err))
+			}
+			if w != nil && p.blind() {
+				// The watch brings nothing, not even this replica's own
+				// announcements: stuck (a bucket made again under it
+				// starts its sequence anew). A new one reads every entry.
+				_ = w.Stop()
+				w = nil
+			}
+			if w == nil {
+				w = p.watchAgain(ctx)
 			}
 		case <-expiry.Chan():
 			p.mu.Lock()
@@ -135,13 +194,49 @@ func (p *Presence) Run(ctx context.Context) error {
 	}
 }
 
+// blind says whether the watch has brought none of this process's own
+// announcements for three beats.
+func (p *Presence) blind() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.clock.Since(p.echo) >= 3*p.beat
+}
+
+// watchAgain starts a new watch after the last one ended; nil when it
+// could not (the next beat tries again).
+func (p *Presence) watchAgain(ctx context.Context) jetstream.KeyWatcher {
+	w, err := p.kv.WatchAll(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			p.log.Warn("watch again", zap.Error(err))
+		}
+		return nil
+	}
+	p.log.Info("presence watched again")
+	return w
+}
+
 func (p *Presence) announce(ctx context.Context) error {
-	data, err := json.Marshal(announcement{Tenants: p.tenants})
+	data, err := json.Marshal(announcement{Tenants: p.tenants, Instance: p.instance})
 	if err != nil {
 		return err
 	}
 	_, err = p.kv.Put(ctx, p.id, data)
+	if err != nil && p.remake != nil && bucketMissing(err) {
+		p.log.Warn("presence bucket missing: making it again", zap.Error(err))
+		if err := p.remake(ctx); err != nil {
+			return fmt.Errorf("make bucket %s again: %w", BucketPresence, err)
+		}
+		_, err = p.kv.Put(ctx, p.id, data)
+	}
 	return err
+}
+
+// bucketMissing says whether a write to a bucket failed because its
+// stream is gone: no stream takes the subject.
+func bucketMissing(err error) bool {
+	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
+		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, nats.ErrNoResponders)
 }
 
 // withdraw deletes this replica's announcement, so others stop counting on
@@ -181,11 +276,56 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	// Liveness is measured on this replica's clock, from when it read the
 	// entry: no two clocks are compared. An entry of a replica that died
 	// without withdrawing counts for PresenceTTL after this one starts.
-	s := seen{tenants: map[string]bool{}, at: p.clock.Now()}
+	now := p.clock.Now()
+	if e.Key() == p.id {
+		p.ownEntry(a, now)
+		return
+	}
+	s := seen{tenants: map[string]bool{}, at: now}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 	}
+	if old, ok := p.others[e.Key()]; ok && !maps.Equal(old.tenants, s.tenants) {
+		p.moved = true // the same replica serves other tenants: the assignment changes
+	}
 	p.others[e.Key()] = s
+}
+
+// ownEntry records an entry under this replica's id: this process's own
+// announcement coming back (the watch is current), or another process's
+// under the same id, which is reported. p.mu held.
+func (p *Presence) ownEntry(a announcement, now time.Time) {
+	if a.Instance == p.instance {
+		p.echo = now
+		return
+	}
+	if now.Sub(p.twin) >= time.Minute {
+		p.twin = now
+		p.log.Error("another worker announces itself under this replica's id: give each replica its own --replica-id, "+
+			"or both work the same tenants and each takes the other's for gone when it stops",
+			zap.String("replica_id", p.id), zap.Strings("its_tenants", a.Tenants))
+	}
+}
+
+// Known says whether this replica's view of the others is current: its
+// watch has read every entry that existed when it began, and brought
+// this process's own announcement back within the last two beats. While
+// it is not (NATS away, the watch being made again), the others'
+// announcements may just not have come: the view says nothing of who
+// is gone, and the assignment does not move.
+func (p *Presence) Known() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.knownLocked(p.clock.Now())
+}
+
+func (p *Presence) knownLocked(now time.Time) bool {
+	select {
+	case <-p.current:
+	default:
+		return false
+	}
+	return now.Sub(p.echo) < 2*p.beat
 }
 
 // Current is closed once the replica knows every announcement that existed
@@ -193,19 +333,17 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 func (p *Presence) Current() <-chan struct{} { return p.current }
 
 // Serves says whether a live replica (this one included) serves tenant.
-// Before the watch is current it says yes: it cannot know otherwise.
+// While the view is not Known it says yes: it cannot know otherwise.
 func (p *Presence) Serves(tenant string) bool {
 	if slices.Contains(p.tenants, tenant) {
 		return true
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.current:
-	default:
+	now := p.clock.Now()
+	if !p.knownLocked(now) {
 		return true
 	}
-	now := p.clock.Now()
 	for id, s := range p.others {
 		if id != p.id && s.tenants[tenant] && now.Sub(s.at) < p.ttl {
 			return true
@@ -214,10 +352,15 @@ func (p *Presence) Serves(tenant string) bool {
 	return false
 }
 
-// look recomputes the live replicas and, when they changed, closes the
-// changed channel. The caller holds p.mu.
+// look recomputes the live replicas and, when they or the tenants of one
+// of them changed, closes the changed channel. A view that is not Known
+// changes nothing: an announcement that did not come may be late, not
+// gone. The caller holds p.mu.
 func (p *Presence) look() {
 	now := p.clock.Now()
+	if !p.knownLocked(now) {
+		return
+	}
 	var live []string
 	for id, s := range p.others {
 		if id != p.id && now.Sub(s.at) < p.ttl {
@@ -225,10 +368,10 @@ func (p *Presence) look() {
 		}
 	}
 	slices.Sort(live)
-	if slices.Equal(live, p.live) {
+	if slices.Equal(live, p.live) && !p.moved {
 		return
 	}
-	p.live = live
+	p.live, p.moved = live, false
 	close(p.changed)
 	p.changed = make(chan struct{})
 }

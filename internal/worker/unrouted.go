@@ -17,8 +17,12 @@ import (
 // Presence says which tenants live replicas serve (queue.Presence).
 type Presence interface {
 	// Serves is true when a live replica, this one included, serves the
-	// tenant, or when that cannot be known yet.
+	// tenant, or when that cannot be known now.
 	Serves(tenant string) bool
+	// Known is false while this replica's view of the others is behind
+	// (NATS away, its watch being made again): no tenant can be said
+	// unserved then.
+	Known() bool
 }
 
 // servesNone is the presence of a worker that is told nothing of other
@@ -26,6 +30,7 @@ type Presence interface {
 type servesNone struct{}
 
 func (servesNone) Serves(string) bool { return false }
+func (servesNone) Known() bool        { return true }
 
 // runUnrouted reads every request through the unrouted consumer. Requests
 // of tenants that this or another live replica serves are let go at once
@@ -33,17 +38,30 @@ func (servesNone) Serves(string) bool { return false }
 // consumer is left from an earlier configuration (runStale answers them);
 // the others are answered unknown_tenant, or invalid_request when the
 // subject has no contract form, so that they do not sit in the stream.
+// While this replica's view of the others is behind, a request of a
+// tenant it does not configure comes back later: let go, it would stay in
+// the stream unanswered if no replica served the tenant; answered, it
+// could be a request another replica serves.
 func (w *Worker) runUnrouted(ctx context.Context) {
 	log := w.log.Named("unrouted")
 	w.drain(ctx, log, w.unknown, func(msg jetstream.Msg) {
 		token, prio, ok := w.opts.Settings.Subjects.ParseRequest(msg.Subject())
-		if ok && (w.isStale(token, prio) || w.serves(token)) {
-			if err := msg.Ack(); err != nil {
-				log.Warn("ack routed request", zap.Error(err))
+		_, configured := w.tenants[token]
+		switch {
+		case ok && (configured || w.isStale(token, prio)):
+		case ok && !w.opts.Presence.Known():
+			if err := msg.NakWithDelay(w.opts.Poll); err != nil {
+				log.Warn("nak request while the other replicas are not known", zap.Error(err))
 			}
 			return
+		case ok && w.opts.Presence.Serves(token):
+		default:
+			w.answerUnrouted(ctx, log, msg)
+			return
 		}
-		w.answerUnrouted(ctx, log, msg)
+		if err := msg.Ack(); err != nil {
+			log.Warn("ack routed request", zap.Error(err))
+		}
 	})
 }
 

@@ -1,0 +1,169 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// runPresence starts a replica's presence over the bucket (made first),
+// waits until it is current, and stops it when the test ends.
+func runPresence(t *testing.T, js jetstream.JetStream, id string, tenants []string, beat time.Duration, log *zap.Logger) *Presence {
+	t.Helper()
+	cfg := Settings{}.Presence()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("presence %s: %v", id, err)
+		}
+	})
+	select {
+	case <-p.Current():
+	case err := <-done:
+		t.Fatalf("presence %s ended: %v", id, err)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("presence %s not current after 10s", id)
+	}
+	return p
+}
+
+// waitFor polls cond every 20 ms for up to d.
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not so after %v: %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestPresenceAfterItsBucketIsDeleted: the presence bucket deleted under
+// running replicas (an operator, a restore) is made again, and each
+// replica watches it again. Meanwhile no replica takes another's tenant
+// for unserved: its view is not Known, and Serves says yes. Before, the
+// watch ended for good: the view froze, or emptied, and a replica
+// answered requests of another's tenants unknown_tenant.
+func TestPresenceAfterItsBucketIsDeleted(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 200 * time.Millisecond
+	a := runPresence(t, js, "a", []string{"contoso", "fabrikam"}, beat, zap.NewNop())
+	b := runPresence(t, js, "b", []string{"contoso"}, beat, zap.NewNop())
+	waitFor(t, 5*time.Second, "b knows a serves fabrikam", func() bool { return b.Known() && b.Serves("fabrikam") })
+	if b.Serves("northwind") {
+		t.Fatal("b says a tenant nobody configures is served")
+	}
+	if err := js.DeleteKeyValue(t.Context(), BucketPresence); err != nil {
+		t.Fatal(err)
+	}
+	// From now until both watch again, b must never say fabrikam is not
+	// served.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if !b.Serves("fabrikam") {
+			t.Fatal("b says nobody serves fabrikam while a does")
+		}
+		_, err := js.KeyValue(t.Context(), BucketPresence)
+		if err == nil && a.Known() && b.Known() && !b.Serves("northwind") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 30s: bucket %v, a known %v, b known %v", err, a.Known(), b.Known())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// b watches the new bucket: a replica that joins is seen.
+	runPresence(t, js, "c", []string{"northwind"}, beat, zap.NewNop())
+	waitFor(t, 10*time.Second, "b sees c join", func() bool { return b.Serves("northwind") })
+}
+
+// TestPresenceSeesATenantsFileChange: a replica back under the same id
+// with other tenants (a crash, then a new tenants file) moves the
+// assignment: the other replica is told, and takes the tenant the first
+// no longer serves. Before, only a change of the live replicas' ids was
+// told, and the tenant was left to nobody.
+func TestPresenceSeesATenantsFileChange(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 200 * time.Millisecond
+	// A tenant that b, serving it, takes from a.
+	tenant := ""
+	for i := range 100 {
+		if name := fmt.Sprintf("t%02d", i); rank("b", name) > rank("a", name) {
+			tenant = name
+			break
+		}
+	}
+	a := runPresence(t, js, "a", []string{tenant}, beat, zap.NewNop())
+	kv, err := js.KeyValue(t.Context(), BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(tenants ...string) {
+		data, _ := json.Marshal(announcement{Tenants: tenants, Instance: "b-process"})
+		if _, err := kv.Put(t.Context(), "b", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b announces itself every beat, as a live replica does.
+	stop := make(chan struct{})
+	tenants := make(chan []string, 1)
+	tenants <- []string{tenant, "other"}
+	go func() {
+		current := <-tenants
+		for {
+			select {
+			case <-stop:
+				return
+			case current = <-tenants:
+			case <-time.After(beat):
+			}
+			put(current...)
+		}
+	}()
+	defer close(stop)
+	waitFor(t, 5*time.Second, "b takes the tenant", func() bool { return !a.Assigned(tenant) })
+	changed := a.Changed()
+	tenants <- []string{"other"}
+	select {
+	case <-changed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a was not told that b's tenants changed")
+	}
+	if !a.Assigned(tenant) {
+		t.Fatal("a does not take the tenant b no longer serves")
+	}
+}
+
+// TestPresenceReportsASharedReplicaID: two processes started with the
+// same replica id each see the other's announcements under their own id,
+// and say so (before, both silently worked every tenant).
+func TestPresenceReportsASharedReplicaID(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	core, logs := observer.New(zap.ErrorLevel)
+	runPresence(t, js, "pod-0", []string{"contoso"}, 200*time.Millisecond, zap.New(core))
+	runPresence(t, js, "pod-0", []string{"contoso"}, 200*time.Millisecond, zap.NewNop())
+	waitFor(t, 5*time.Second, "the shared id reported", func() bool {
+		return logs.FilterMessageSnippet("another worker announces itself under this replica's id").Len() > 0
+	})
+}
