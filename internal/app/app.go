@@ -143,6 +143,10 @@ func New(o Options) (*App, error) {
 	if err := o.natsConn().Check(); err != nil {
 		return nil, err
 	}
+	if lease := o.CallTimeout * 3 / 2; lease > limiter.MaxLease {
+		return nil, fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
+			o.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
+	}
 	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
 		return nil, fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
 	}
@@ -235,7 +239,7 @@ func transports(tenants []*config.Tenant) (map[string]*http.Client, error) {
 
 // callLease is how long a call may take from its entry in the quota
 // journal to its answer: more than the API client's timeout.
-func (a *App) callLease() time.Duration { return a.opts.CallTimeout * 3 / 2 }
+func (a *App) callLease() time.Duration { return a.opts.CallTimeout * 3 / 2 } // at most limiter.MaxLease (New)
 
 // quotaBack is how far back the quota journal still counts: the longest
 // window of any tenant and API, plus the call lease and the margin.

@@ -35,9 +35,11 @@ func (o offset) estimate() time.Duration {
 
 // ObserveStamp takes the journal server's timestamp of an entry the feed
 // delivers now (before Deliver). When this process's clock turns out to
-// be off the server's by more than the margin, it makes no call until it
-// is back within it: the others read its times with only the margin for
-// skew, and it reads theirs the same way.
+// be off the server's by more than half the margin, it makes no call
+// until it is back within it: the others read its times with only the
+// margin for skew, and it reads theirs the same way, so two processes
+// may disagree by the margin at most: one ahead by half of it, one
+// behind by half.
 func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 	received := s.opts.Wall.Now()
 	s.mu.Lock()
@@ -59,7 +61,7 @@ func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 	wake(tenants)
 }
 
-func (s *Shared) skewedLocked() bool { return s.skew.estimate().Abs() > s.opts.Margin }
+func (s *Shared) skewedLocked() bool { return s.skew.estimate().Abs() > s.opts.Margin/2 }
 
 // ClockOffset is how far this process's clock is ahead of the journal
 // server's (negative: behind), as far as the journal's entries tell.
@@ -70,7 +72,7 @@ func (s *Shared) ClockOffset() time.Duration {
 }
 
 // mayCall reports whether calls may start: the feed has caught up and the
-// clock is within the margin.
+// clock is within half the margin.
 func (s *Shared) mayCall() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -85,7 +87,7 @@ func (s *Shared) Healthy() error {
 		return errors.New("the quota journal is still being read")
 	}
 	if s.skewedLocked() {
-		return fmt.Errorf("the clock is %v off the NATS server's, more than the quota margin %v: no call starts", s.skew.estimate(), s.opts.Margin)
+		return fmt.Errorf("the clock is %v off the NATS server's, more than half the quota margin %v: no call starts", s.skew.estimate(), s.opts.Margin)
 	}
 	return nil
 }

@@ -55,6 +55,11 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("quota journal: another entry came first (last is %d)", e.Last)
 }
 
+// MaxLease bounds every process's call lease: other processes count a
+// call entered in the journal as under way until its due time, but never
+// longer than this after they read it.
+const MaxLease = time.Hour
+
 // SharedOptions configure a Shared.
 type SharedOptions struct {
 	Journal Journal
@@ -62,13 +67,13 @@ type SharedOptions struct {
 	// Margin is added to every time another process wrote (a call's end,
 	// the time an answer is due, a pause): it covers the skew between
 	// the replicas' clocks. This process's own times are exact. A process
-	// whose clock is off the journal server's by more than the margin
-	// makes no call (ObserveStamp).
+	// whose clock is off the journal server's by more than half the
+	// margin makes no call (ObserveStamp).
 	Margin time.Duration
 	// Lease is how long a call may take from its entry in the journal to
 	// its answer. A call whose end is not written by then (its process
 	// died) counts as ended at that time. It must be at least the API
-	// client's timeout.
+	// client's timeout, and at most MaxLease.
 	Lease time.Duration
 	// Writer names this process in the journal; empty picks a random one.
 	Writer string
@@ -325,10 +330,12 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	}
 	// Times from the journal are capped: an entry written by anyone but
 	// the worker, or by a process whose clock is far ahead, must not hold
-	// a call longer than its lease nor pause the tenant longer than its
-	// longest window.
+	// a call longer than any lease (MaxLease), nor pause the tenant
+	// longer than its longest window. Not this process's lease: the
+	// writer's may be longer (its --call-timeout raised in a rolling
+	// update), and its call may reach the API until its own due time.
 	margin, now := t.shared.opts.Margin, t.clock.Now()
-	dueCap := now.Add(t.shared.opts.Lease + margin)
+	dueCap := now.Add(max(t.shared.opts.Lease, MaxLease) + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {
 			l.foreign[callKey{ev.Writer, c.ID}] = earliest(time.Unix(0, c.At).Add(margin), dueCap)

@@ -202,10 +202,12 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 	defer t.mu.Unlock()
 	// The feed has passed the journal's last entry: either it applied it,
 	// or the entry is older than anything that still counts. Last 0: the
-	// tenant's entries all aged out of the journal.
-	if conflict.Last > t.lastSeq || conflict.Last == 0 {
-		t.lastSeq = conflict.Last
-	}
+	// tenant's entries all aged out of the journal. Last below the entry
+	// this process last saw: that entry was deleted (by hand, or lost
+	// with a replica's store); it was counted, and the next entry goes
+	// after the one the journal holds, or every write would meet the
+	// same conflict.
+	t.lastSeq = conflict.Last
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -118,28 +119,25 @@ func TestPresenceSeesATenantsFileChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(tenants ...string) {
-		data, _ := json.Marshal(announcement{Tenants: tenants, Instance: "b-process"})
-		if _, err := kv.Put(t.Context(), "b", data); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// b announces itself every beat, as a live replica does.
 	stop := make(chan struct{})
 	tenants := make(chan []string, 1)
 	tenants <- []string{tenant, "other"}
-	go func() {
+	var announcing sync.WaitGroup
+	announcing.Go(func() {
 		current := <-tenants
 		for {
+			data, _ := json.Marshal(announcement{Tenants: current, Instance: "b-process"})
+			_, _ = kv.Put(context.Background(), "b", data) // a lost beat is a late one
 			select {
 			case <-stop:
 				return
 			case current = <-tenants:
 			case <-time.After(beat):
 			}
-			put(current...)
 		}
-	}()
+	})
+	defer announcing.Wait()
 	defer close(stop)
 	waitFor(t, 5*time.Second, "b takes the tenant", func() bool { return !a.Assigned(tenant) })
 	changed := a.Changed()

@@ -2,9 +2,11 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -352,7 +354,8 @@ func TestSkewedReplicaStopsCalling(t *testing.T) {
 // TestForgedFarFuturePauseIsCapped: an entry nobody but the worker should
 // write, pausing the tenant for a year and holding a call due in a year,
 // holds the tenant at most the longest window plus the margin, and the
-// call at most its lease plus the margin.
+// call at most the longest lease a worker may have (limiter.MaxLease)
+// plus the margin.
 func TestForgedFarFuturePauseIsCapped(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
@@ -391,9 +394,94 @@ func TestForgedFarFuturePauseIsCapped(t *testing.T) {
 	if got, limit := shared.Tenant("contoso").PausedUntil(), epoch.Add(w.Length+margin); got.After(limit) {
 		t.Errorf("forged pause holds the tenant until %v, want at most %v", got.Sub(epoch), limit.Sub(epoch))
 	}
-	// The forged call counts as answered at most lease+margin from now,
-	// then leaves the window a window length later.
-	if got := l.Remaining(epoch.Add(lease + margin + w.Length)); got[0] != w.Count {
+	// The forged call counts as answered at most MaxLease+margin from
+	// now, then leaves the window a window length later.
+	if got := l.Remaining(epoch.Add(limiter.MaxLease + margin + w.Length)); got[0] != w.Count {
 		t.Errorf("%d calls free once the forged call is due and out of the window, want %d", got[0], w.Count)
+	}
+}
+
+// countingJournal counts the appends of a journal.
+type countingJournal struct {
+	*QuotaJournal
+	n atomic.Int64
+}
+
+func (j *countingJournal) Append(ctx context.Context, tenant string, ev limiter.Event, last uint64) (uint64, error) {
+	j.n.Add(1)
+	return j.QuotaJournal.Append(ctx, tenant, ev, last)
+}
+
+// TestJournalWithItsLastEntryDeleted: the tenant's newest journal entry,
+// this process's own, is deleted (by hand, or lost with a server's store)
+// while an older one remains. The next entry goes after the older one,
+// at once. Before, every write met the same conflict again: no call of
+// the tenant went out until its entries aged out, and the writes spun.
+func TestJournalWithItsLastEntryDeleted(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	qj, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := &countingJournal{QuotaJournal: qj}
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: j, Lease: time.Second, Margin: 500 * time.Millisecond})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		shared.Close(ctx)
+	}()
+	l := shared.Tenant("contoso").Add("offboard", []limiter.Window{{Count: 100, Length: time.Minute}})
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if err := shared.WaitCaughtUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	record := func() error {
+		p, _ := l.TryAcquire(time.Now())
+		if p == nil {
+			return errors.New("no permit")
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		defer cancel()
+		_, err := p.Record(ctx)
+		if err != nil {
+			p.Release()
+		} else {
+			p.CompleteNow()
+		}
+		return err
+	}
+	for range 2 {
+		if err := record(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // the ends written
+	st, err := js.Stream(t.Context(), offboard.StreamQuota)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(t.Context(), s.Subjects.Quota("contoso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.DeleteMsg(t.Context(), m.Sequence); err != nil {
+		t.Fatal(err)
+	}
+	before := j.n.Load()
+	if err := record(); err != nil {
+		t.Fatalf("a call entered after the tenant's last entry was deleted: %v (%d appends)", err, j.n.Load()-before)
+	}
+	time.Sleep(200 * time.Millisecond) // its end written too
+	if n := j.n.Load() - before; n > 6 {
+		t.Errorf("%d appends for one call and its end after the deletion", n)
 	}
 }
