@@ -65,19 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := a.Start(ctx); err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			// SIGTERM while starting (a pod deleted while it waits for
-			// NATS) cut the start short: Start stopped the parts already
-			// up, and Stop says again how that went.
-			if err := a.Stop(context.Background()); err != nil {
-				log.Error("stop", zap.Error(err))
-				return 1
-			}
-			log.Info("stopped before the start was over", zap.NamedError("start", err))
-			return 0
-		}
-		log.Error("start", zap.Error(err))
-		return 1
+		return failedStart(ctx, a, log, err)
 	}
 	<-ctx.Done()
 	log.Info("stopping: finishing requests under way", zap.Duration("timeout", o.ShutdownTimeout))
@@ -86,6 +74,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("stopped")
+	return 0
+}
+
+// failedStart reports a start that failed and gives the exit status: 0
+// when a signal cut it short (a pod deleted while it waits for NATS) and
+// what was up stopped cleanly, else 1. Start stopped the parts already
+// up; Stop says again how that went.
+func failedStart(ctx context.Context, a *app.App, log *zap.Logger, err error) int {
+	if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+		log.Error("start", zap.Error(err))
+		return 1
+	}
+	if err := a.Stop(context.Background()); err != nil {
+		log.Error("stop", zap.Error(err))
+		return 1
+	}
+	log.Info("stopped before the start was over", zap.NamedError("start", err))
 	return 0
 }
 

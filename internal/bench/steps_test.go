@@ -191,8 +191,11 @@ func simToken(ctx context.Context, hc *http.Client, base string, t *tenant) (str
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.AccessToken == "" {
-		return "", fmt.Errorf("token of tenant %s: status %d, %v", t.name, resp.StatusCode, err)
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil {
+		return "", fmt.Errorf("token of tenant %s: status %d: %w", t.name, resp.StatusCode, err)
+	}
+	if tok.AccessToken == "" {
+		return "", fmt.Errorf("token of tenant %s: status %d, no access token", t.name, resp.StatusCode)
 	}
 	return tok.AccessToken, nil
 }

@@ -61,7 +61,15 @@ func (j *memJournal) release() {
 
 func (j *memJournal) process(t *testing.T, clock clockwork.Clock, margin, lease time.Duration, ws []Window) (*Shared, *Limiter) {
 	t.Helper()
-	s := NewShared(SharedOptions{Journal: j, Clock: clock, Margin: margin, Lease: lease})
+	return j.processWith(t, SharedOptions{Clock: clock, Margin: margin, Lease: lease}, ws)
+}
+
+// processWith is a process over the journal with the options o, taking
+// the tenant contoso with windows ws.
+func (j *memJournal) processWith(t *testing.T, o SharedOptions, ws []Window) (*Shared, *Limiter) {
+	t.Helper()
+	o.Journal = j
+	s := NewShared(o)
 	t.Cleanup(func() { s.Close(context.Background()) })
 	l := s.Tenant("contoso").Add("offboard", ws)
 	j.mu.Lock()

@@ -17,17 +17,12 @@ func (c offClock) Now() time.Time                  { return c.FakeClock.Now().Ad
 func (c offClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 func (c offClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
 
-// sharedOver makes a process's quota over journal j: its clock reads
-// clock off by skew, and it takes a tenant with windows ws.
-func sharedOver(j *memJournal, clock *clockwork.FakeClock, skew, lease time.Duration, ws []Window) (*Shared, *Limiter) {
+// skewedProcess is a process over journal j whose clock reads clock off
+// by skew, taking a tenant with windows ws.
+func skewedProcess(t *testing.T, j *memJournal, clock *clockwork.FakeClock, skew, lease time.Duration, ws []Window) (*Shared, *Limiter) {
+	t.Helper()
 	c := offClock{clock, skew}
-	s := NewShared(SharedOptions{Journal: j, Clock: c, Wall: c, Margin: 500 * time.Millisecond, Lease: lease, EndsLinger: time.Hour})
-	l := s.Tenant("contoso").Add("offboard", ws)
-	j.mu.Lock()
-	j.readers = append(j.readers, s)
-	j.mu.Unlock()
-	s.MarkCaughtUp(0)
-	return s, l
+	return j.processWith(t, SharedOptions{Clock: c, Wall: c, Margin: 500 * time.Millisecond, Lease: lease, EndsLinger: time.Hour}, ws)
 }
 
 // TestOpposedClocksKeepTheWindow: one process ahead of the NATS server,
@@ -43,10 +38,8 @@ func TestOpposedClocksKeepTheWindow(t *testing.T) {
 			clock := clockwork.NewFakeClockAt(epoch)
 			j := &memJournal{last: map[string]uint64{}}
 			ws := []Window{{Count: 1, Length: 10 * time.Second}}
-			a, la := sharedOver(j, clock, +skew, 5*time.Second, ws)
-			b, lb := sharedOver(j, clock, -skew, 5*time.Second, ws)
-			defer a.Close(t.Context())
-			defer b.Close(t.Context())
+			a, la := skewedProcess(t, j, clock, +skew, 5*time.Second, ws)
+			b, lb := skewedProcess(t, j, clock, -skew, 5*time.Second, ws)
 			// Each measures its clock on its own entry (no latency: the
 			// server's time is the real one).
 			for _, s := range []*Shared{a, b} {
@@ -83,10 +76,8 @@ func TestAnotherProcessLeaseIsKept(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(epoch)
 	j := &memJournal{last: map[string]uint64{}}
 	ws := []Window{{Count: 1, Length: time.Minute}}
-	a, la := sharedOver(j, clock, 0, 45*time.Second, ws)
-	b, lb := sharedOver(j, clock, 0, 90*time.Second, ws)
-	defer a.Close(t.Context())
-	defer b.Close(t.Context())
+	_, la := skewedProcess(t, j, clock, 0, 45*time.Second, ws)
+	_, lb := skewedProcess(t, j, clock, 0, 90*time.Second, ws)
 	pb := call(t, lb) // never ends: b dies; its call may be answered until +90s
 	if !pb.due.Equal(epoch.Add(90 * time.Second)) {
 		t.Fatalf("due at +%v, want +90s", pb.due.Sub(epoch))
