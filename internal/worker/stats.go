@@ -96,9 +96,10 @@ func (w *Worker) sweepOthers(ctx context.Context) {
 	// not: the unrouted consumer let its requests go to them, and those
 	// it let go just before a removal was seen are not answered (they
 	// stay in the stream, for an operator to see).
+	stale := w.staleConsumers()
 	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects, func(tenant string) bool {
-		_, stale := w.stale[tenant]
-		return stale || w.serves(tenant)
+		_, isStale := stale[tenant]
+		return isStale || w.serves(tenant)
 	})
 	switch {
 	case err != nil && ctx.Err() == nil:
@@ -106,7 +107,7 @@ func (w *Worker) sweepOthers(ctx context.Context) {
 	case len(swept) > 0:
 		w.log.Info("removed answered requests of unserved tenants left in the request stream", zap.Strings("subjects", swept))
 	}
-	for token, conss := range w.stale {
+	for token, conss := range stale {
 		for _, cons := range conss {
 			if w.staleGone(cons) {
 				continue

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -76,12 +77,88 @@ func (w *Worker) serves(tenant string) bool {
 // removed. The unrouted consumer lets such requests go to it.
 func (w *Worker) isStale(tenant string, p offboard.Priority) bool {
 	name := queue.ConsumerName(tenant, p)
+	w.staleMu.RLock()
+	defer w.staleMu.RUnlock()
 	for _, cons := range w.stale[tenant] {
 		if cons.CachedInfo().Name == name {
 			return !w.staleGone(cons)
 		}
 	}
 	return false
+}
+
+// addStale records the consumer of a tenant not configured here; it
+// reports false when it was known already.
+func (w *Worker) addStale(cons jetstream.Consumer) bool {
+	token, name := cons.CachedInfo().Config.Metadata[queue.MetaTenant], cons.CachedInfo().Name
+	w.staleMu.Lock()
+	defer w.staleMu.Unlock()
+	for _, c := range w.stale[token] {
+		if c.CachedInfo().Name == name {
+			return false
+		}
+	}
+	w.stale[token] = append(w.stale[token], cons)
+	return true
+}
+
+// staleConsumers are the consumers of tenants not configured here, by
+// tenant.
+func (w *Worker) staleConsumers() map[string][]jetstream.Consumer {
+	w.staleMu.RLock()
+	defer w.staleMu.RUnlock()
+	return maps.Clone(w.stale)
+}
+
+// runFindStale looks, whenever the replicas change and every SweepEvery,
+// for consumers of tenants not configured here that appeared since the
+// start (another replica's tenants file added the tenant), and drains
+// each like those found at the start (runStale): when the last replica
+// that served such a tenant leaves, its requests are answered, not left
+// in the stream.
+func (w *Worker) runFindStale(ctx context.Context) {
+	for {
+		changed := w.opts.Assignment.Changed()
+		timer := w.clock.NewTimer(w.opts.SweepEvery)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return
+		case <-changed:
+		case <-timer.Chan():
+		}
+		timer.Stop()
+		w.findStale(ctx)
+	}
+}
+
+// findStale starts draining the consumers of tenants not configured here
+// that it did not know of.
+func (w *Worker) findStale(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	names, err := queue.Stale(fctx, w.opts.JS, w.opts.Settings)
+	if err != nil {
+		if ctx.Err() == nil {
+			w.log.Warn("look for consumers of tenants not configured here", zap.Error(err))
+		}
+		return
+	}
+	for _, name := range names {
+		cons, err := w.opts.JS.Consumer(fctx, offboard.StreamRequests, name)
+		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				w.log.Warn("consumer of a tenant not configured here", zap.String("consumer", name), zap.Error(err))
+			}
+			continue
+		}
+		if _, configured := w.tenants[cons.CachedInfo().Config.Metadata[queue.MetaTenant]]; configured || !w.addStale(cons) {
+			continue
+		}
+		w.log.Info("consumer of a tenant not configured here: its requests are answered unknown_tenant while no replica serves the tenant",
+			zap.String("consumer", name))
+		w.fetchers.Go(func() { w.runStale(ctx, cons) })
+	}
 }
 
 // staleGone says whether a stale consumer was last found removed.

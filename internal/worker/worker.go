@@ -112,7 +112,8 @@ type Worker struct {
 	planner *planner
 	tenants map[string]*tenantRun
 	unknown jetstream.Consumer
-	stale   map[string][]jetstream.Consumer // by tenant token: consumers left from an earlier configuration
+	staleMu sync.RWMutex
+	stale   map[string][]jetstream.Consumer // by tenant token: consumers of tenants not configured here (staleMu)
 	// removedStale holds the names of stale consumers found removed.
 	removedStale sync.Map
 	epoch        int64 // creation time of the request stream (offboard.Seq)
@@ -203,8 +204,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 		if err != nil {
 			return nil, fmt.Errorf("consumer %s: %w", name, err)
 		}
-		token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
-		w.stale[token] = append(w.stale[token], cons)
+		w.addStale(cons)
 	}
 	stream, err := opts.JS.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
@@ -282,6 +282,7 @@ func (w *Worker) Start() {
 			w.fetchers.Go(func() { w.runStale(fetchCtx, cons) })
 		}
 	}
+	w.fetchers.Go(func() { w.runFindStale(fetchCtx) })
 	w.fetchers.Go(func() { w.runStats(fetchCtx) })
 	w.fetchers.Go(func() { w.runBudgets(fetchCtx) })
 	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
