@@ -81,6 +81,8 @@ type Presence struct {
 	live    []string        // the other replicas live at the last look, sorted
 	moved   bool            // a live replica's tenants changed since the last look
 	echo    time.Time       // when the watch last brought this process's own announcement
+	putRev  uint64          // the revision of this process's last announcement stored
+	echoRev uint64          // the revision of its last announcement the watch brought back
 	twin    time.Time       // when another process's announcement under this id was last reported
 	current chan struct{}   // closed once the watch has read every entry
 	changed chan struct{}   // closed, and replaced, when the live replicas change
@@ -88,7 +90,8 @@ type Presence struct {
 
 type seen struct {
 	tenants map[string]bool
-	at      time.Time // when this replica read the entry
+	at      time.Time // when this replica first read this revision of the entry
+	rev     uint64    // the entry's revision
 }
 
 // PresenceOptions configure a replica's presence.
@@ -221,13 +224,18 @@ func (p *Presence) announce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	_, err = p.kv.Put(ctx, p.id, data)
+	rev, err := p.kv.Put(ctx, p.id, data)
 	if err != nil && p.remake != nil && bucketMissing(err) {
 		p.log.Warn("presence bucket missing: making it again", zap.Error(err))
 		if err := p.remake(ctx); err != nil {
 			return fmt.Errorf("make bucket %s again: %w", BucketPresence, err)
 		}
-		_, err = p.kv.Put(ctx, p.id, data)
+		rev, err = p.kv.Put(ctx, p.id, data)
+	}
+	if err == nil {
+		p.mu.Lock()
+		p.putRev = rev
+		p.mu.Unlock()
 	}
 	return err
 }
@@ -278,14 +286,18 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	// without withdrawing counts for PresenceTTL after this one starts.
 	now := p.clock.Now()
 	if e.Key() == p.id {
-		p.ownEntry(a, now)
+		p.ownEntry(a, e.Revision(), now)
 		return
 	}
-	s := seen{tenants: map[string]bool{}, at: now}
+	old, known := p.others[e.Key()]
+	if known && old.rev == e.Revision() {
+		return // the same entry again (a new watch reads every entry): no sign of life
+	}
+	s := seen{tenants: map[string]bool{}, at: now, rev: e.Revision()}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 	}
-	if old, ok := p.others[e.Key()]; ok && !maps.Equal(old.tenants, s.tenants) {
+	if known && !maps.Equal(old.tenants, s.tenants) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
 	p.others[e.Key()] = s
@@ -294,9 +306,14 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 // ownEntry records an entry under this replica's id: this process's own
 // announcement coming back (the watch is current), or another process's
 // under the same id, which is reported. p.mu held.
-func (p *Presence) ownEntry(a announcement, now time.Time) {
+func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 	if a.Instance == p.instance {
-		p.echo = now
+		// Only the latest announcement stored, the first time it comes
+		// back: a new watch brings the last one stored again, however
+		// long ago that was.
+		if rev == p.putRev && rev != p.echoRev {
+			p.echo, p.echoRev = now, rev
+		}
 		return
 	}
 	if now.Sub(p.twin) >= time.Minute {

@@ -3,8 +3,10 @@ package queue
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,4 +166,64 @@ func TestPresenceReportsASharedReplicaID(t *testing.T) {
 	waitFor(t, 5*time.Second, "the shared id reported", func() bool {
 		return logs.FilterMessageSnippet("another worker announces itself under this replica's id").Len() > 0
 	})
+}
+
+// failingPuts is a presence bucket whose writes fail while fail is set
+// (account storage full, a permission withdrawn), its reads going on.
+type failingPuts struct {
+	jetstream.KeyValue
+	fail atomic.Bool
+}
+
+func (f *failingPuts) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if f.fail.Load() {
+		return 0, errors.New("insufficient resources")
+	}
+	return f.KeyValue.Put(ctx, key, value)
+}
+
+// TestPresenceNotKnownWhileItCannotAnnounce: a replica whose
+// announcements fail while its watch works does not see itself come back
+// and so does not know its view is current; a new watch, which reads its
+// last stored announcement again, does not change that, nor does it bring
+// back to life a replica that died without withdrawing. Before, every new
+// watch made the view Known for two beats, and the dead replica live.
+func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 100 * time.Millisecond
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := json.Marshal(announcement{Tenants: []string{"northwind"}, Instance: "dead"})
+	if _, err := kv.Put(t.Context(), "dead", dead); err != nil { // died without withdrawing
+		t.Fatal(err)
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failingPuts{KeyValue: p.kv}
+	p.kv = f
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-p.Current()
+	f.fail.Store(true)
+	time.Sleep(5 * beat)
+	for end := time.Now().Add(50 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
+		if p.Known() {
+			t.Fatalf("Known %v after its last announcement was stored", 5*beat)
+		}
+	}
+	// Announcing again, it knows its view again; the dead replica's
+	// entry, read at the start, has long expired.
+	f.fail.Store(false)
+	waitFor(t, 5*time.Second, "known again", p.Known)
+	if p.Serves("northwind") {
+		t.Fatal("a replica dead since before the start counts as live")
+	}
 }
