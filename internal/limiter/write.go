@@ -194,6 +194,18 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
 	}
 	t.shared.metrics.conflicts.Inc()
+	seen := t.shared.position()
+	if conflict.NewestKnown && conflict.Newest < seen {
+		// The journal numbers entries again that the feed has passed:
+		// it lost its last entries (a store lost or restored) or was
+		// made anew. Entries written under those numbers never reach
+		// this process's feed, so it cannot count them: no call of the
+		// tenant goes out from it until it starts again and reads the
+		// journal as it is.
+		t.shared.metrics.failures.Inc()
+		return fmt.Errorf("quota journal of tenant %s: %w (its newest entry is %d, this process has read up to %d): restart the worker",
+			t.name, ErrJournalBackwards, conflict.Newest, seen)
+	}
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
 		return err // not reached: the next attempt meets the conflict again
@@ -203,13 +215,20 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 	// The feed has passed the journal's last entry: either it applied it,
 	// or the entry is older than anything that still counts. Last 0: the
 	// tenant's entries all aged out of the journal. Last below the entry
-	// this process last saw: that entry was deleted (by hand, or lost
-	// with a replica's store); it was counted, and the next entry goes
-	// after the one the journal holds, or every write would meet the
-	// same conflict.
-	t.lastSeq = conflict.Last
+	// this process last saw, the journal's numbers not going back: that
+	// entry was deleted; it was counted, and the next entry goes after
+	// the one the journal holds, or every write would meet the same
+	// conflict. Below it with the numbers unknown: the journal is
+	// trusted only as far as it was before.
+	if conflict.Last > t.lastSeq || conflict.Last == 0 || conflict.NewestKnown {
+		t.lastSeq = conflict.Last
+	}
 	return nil
 }
+
+// ErrJournalBackwards says that the quota journal numbers entries again
+// that this process has read past.
+var ErrJournalBackwards = errors.New("the quota journal went back to numbers already used")
 
 func (t *Tenant) takePendingLocked() Event {
 	ev := t.pending

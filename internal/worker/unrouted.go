@@ -102,6 +102,21 @@ func (w *Worker) addStale(cons jetstream.Consumer) bool {
 	return true
 }
 
+// knownStale says whether the consumer named so is a known one of a
+// tenant not configured here.
+func (w *Worker) knownStale(name string) bool {
+	w.staleMu.RLock()
+	defer w.staleMu.RUnlock()
+	for _, conss := range w.stale {
+		for _, c := range conss {
+			if c.CachedInfo().Name == name {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // staleConsumers are the consumers of tenants not configured here, by
 // tenant.
 func (w *Worker) staleConsumers() map[string][]jetstream.Consumer {
@@ -145,9 +160,12 @@ func (w *Worker) findStale(ctx context.Context) {
 		return
 	}
 	for _, name := range names {
+		if w.knownStale(name) {
+			continue
+		}
 		cons, err := w.opts.JS.Consumer(fctx, offboard.StreamRequests, name)
 		if err != nil {
-			if ctx.Err() == nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			if fctx.Err() == nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 				w.log.Warn("consumer of a tenant not configured here", zap.String("consumer", name), zap.Error(err))
 			}
 			continue
