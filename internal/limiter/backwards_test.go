@@ -62,14 +62,11 @@ func TestJournalNumberedAgainStopsCalls(t *testing.T) {
 	j := &lossyJournal{last: map[string]uint64{}, cursor: map[*Shared]uint64{}}
 	ws := []Window{{Count: 1, Length: time.Minute}}
 	process := func() (*Shared, *Limiter) {
-		s := NewShared(SharedOptions{Journal: j, Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second})
-		t.Cleanup(func() { s.Close(context.Background()) })
-		l := s.Tenant("contoso").Add("offboard", ws)
-		j.mu.Lock()
-		j.readers = append(j.readers, s)
-		j.mu.Unlock()
-		s.MarkCaughtUp(0)
-		return s, l
+		return newProcess(t, SharedOptions{Journal: j, Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, ws, func(s *Shared) {
+			j.mu.Lock()
+			j.readers = append(j.readers, s)
+			j.mu.Unlock()
+		})
 	}
 	a, la := process()
 	_, lb := process()

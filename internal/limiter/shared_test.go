@@ -69,12 +69,21 @@ func (j *memJournal) process(t *testing.T, clock clockwork.Clock, margin, lease 
 func (j *memJournal) processWith(t *testing.T, o SharedOptions, ws []Window) (*Shared, *Limiter) {
 	t.Helper()
 	o.Journal = j
+	return newProcess(t, o, ws, func(s *Shared) {
+		j.mu.Lock()
+		j.readers = append(j.readers, s)
+		j.mu.Unlock()
+	})
+}
+
+// newProcess is a process with the options o taking the tenant contoso
+// with windows ws; follow makes it a reader of its journal.
+func newProcess(t *testing.T, o SharedOptions, ws []Window, follow func(*Shared)) (*Shared, *Limiter) {
+	t.Helper()
 	s := NewShared(o)
 	t.Cleanup(func() { s.Close(context.Background()) })
 	l := s.Tenant("contoso").Add("offboard", ws)
-	j.mu.Lock()
-	j.readers = append(j.readers, s)
-	j.mu.Unlock()
+	follow(s)
 	s.MarkCaughtUp(0)
 	return s, l
 }
