@@ -83,6 +83,7 @@ type Presence struct {
 	echo    time.Time       // when the watch last brought this process's own announcement
 	putRev  uint64          // the revision of this process's last announcement stored
 	echoRev uint64          // the revision of its last announcement the watch brought back
+	behind  bool            // the view was not Known at the last report (reportKnown)
 	twin    time.Time       // when another process's announcement under this id was last reported
 	current chan struct{}   // closed once the watch has read every entry
 	changed chan struct{}   // closed, and replaced, when the live replicas change
@@ -192,9 +193,29 @@ func (p *Presence) Run(ctx context.Context) error {
 		case <-expiry.Chan():
 			p.mu.Lock()
 			p.look()
+			p.reportKnownLocked()
 			p.mu.Unlock()
 		}
 	}
+}
+
+// reportKnownLocked logs when the view falls behind and when it is
+// current again. p.mu held.
+func (p *Presence) reportKnownLocked() {
+	select {
+	case <-p.current:
+	default:
+		return // starting: Start waits for it
+	}
+	known := p.knownLocked(p.clock.Now())
+	switch {
+	case known && p.behind:
+		p.log.Info("the view of the other replicas is current again")
+	case !known && !p.behind:
+		p.log.Warn("the view of the other replicas is behind (this replica's announcements do not come back): " +
+			"requests of tenants not configured here wait, and no tenant moves, until it is current again")
+	}
+	p.behind = !known
 }
 
 // blind says whether the watch has brought none of this process's own

@@ -201,7 +201,8 @@ func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	if _, err := kv.Put(t.Context(), "dead", dead); err != nil { // died without withdrawing
 		t.Fatal(err)
 	}
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	core, logs := observer.New(zap.InfoLevel)
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.New(core)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -225,5 +226,12 @@ func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	waitFor(t, 5*time.Second, "known again", p.Known)
 	if p.Serves("northwind") {
 		t.Fatal("a replica dead since before the start counts as live")
+	}
+	// The operator is told both ways, once each.
+	waitFor(t, 5*time.Second, "current again logged", func() bool {
+		return logs.FilterMessage("the view of the other replicas is current again").Len() == 1
+	})
+	if n := logs.FilterMessageSnippet("the view of the other replicas is behind").Len(); n != 1 {
+		t.Errorf("%d warnings that the view is behind, want 1", n)
 	}
 }
