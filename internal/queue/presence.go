@@ -83,6 +83,10 @@ type Presence struct {
 	echo    time.Time       // when the watch last brought this process's own announcement
 	putRev  uint64          // the revision of this process's last announcement stored
 	echoRev uint64          // the revision of its last announcement the watch brought back
+	// regained is when the view last became current after it was not
+	// (or first was): the others' announcements count from then at the
+	// earliest, as time spent behind says nothing of them.
+	regained time.Time
 	behind  bool            // the view was not Known at the last report (reportKnown)
 	twin    time.Time       // when another process's announcement under this id was last reported
 	current chan struct{}   // closed once the watch has read every entry
@@ -333,6 +337,9 @@ func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 		// back: a new watch brings the last one stored again, however
 		// long ago that was.
 		if rev == p.putRev && rev != p.echoRev {
+			if now.Sub(p.echo) >= 2*p.beat {
+				p.regained = now
+			}
 			p.echo, p.echoRev = now, rev
 		}
 		return
@@ -343,6 +350,18 @@ func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 			"or both work the same tenants and each takes the other's for gone when it stops",
 			zap.String("replica_id", p.id), zap.Strings("its_tenants", a.Tenants))
 	}
+}
+
+// liveLocked says whether another replica's entry still counts: read
+// within the last ttl, the time the view was behind not counted. A
+// replica that died counts for ttl after the view is current again; one
+// that lives announces itself meanwhile. p.mu held.
+func (p *Presence) liveLocked(s seen, now time.Time) bool {
+	from := s.at
+	if p.regained.After(from) {
+		from = p.regained
+	}
+	return now.Sub(from) < p.ttl
 }
 
 // Known says whether this replica's view of the others is current: its
@@ -383,7 +402,7 @@ func (p *Presence) Serves(tenant string) bool {
 		return true
 	}
 	for id, s := range p.others {
-		if id != p.id && s.tenants[tenant] && now.Sub(s.at) < p.ttl {
+		if id != p.id && s.tenants[tenant] && p.liveLocked(s, now) {
 			return true
 		}
 	}
@@ -401,7 +420,7 @@ func (p *Presence) look() {
 	}
 	var live []string
 	for id, s := range p.others {
-		if id != p.id && now.Sub(s.at) < p.ttl {
+		if id != p.id && p.liveLocked(s, now) {
 			live = append(live, id)
 		}
 	}

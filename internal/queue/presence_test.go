@@ -11,9 +11,12 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // runPresence starts a replica's presence over the bucket (made first),
@@ -224,8 +227,13 @@ func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	// entry, read at the start, has long expired.
 	f.fail.Store(false)
 	waitFor(t, 5*time.Second, "known again", p.Known)
-	if p.Serves("northwind") {
-		t.Fatal("a replica dead since before the start counts as live")
+	// The dead replica counts one ttl after the view is current again,
+	// then no more.
+	waitFor(t, 10*beat, "the dead replica gone", func() bool { return !p.Serves("northwind") })
+	for end := time.Now().Add(10 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
+		if p.Serves("northwind") {
+			t.Fatal("a replica dead since before the start counts as live again")
+		}
 	}
 	// The operator is told both ways, once each.
 	waitFor(t, 5*time.Second, "current again logged", func() bool {
@@ -233,5 +241,33 @@ func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	})
 	if n := logs.FilterMessageSnippet("the view of the other replicas is behind").Len(); n != 1 {
 		t.Errorf("%d warnings that the view is behind, want 1", n)
+	}
+}
+
+// TestPresenceAfterANATSOutage: after NATS is away for longer than an
+// announcement counts, a replica whose view is current again does not
+// take the other, alive, for gone before it has had a beat to announce
+// itself: time spent behind does not age the others' entries. (The entry
+// read again by the new watch is no sign of life, so without this the
+// other looked dead until its next beat came.)
+func TestPresenceAfterANATSOutage(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	_, js2 := c.Connect(t, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	const beat = 300 * time.Millisecond
+	p := runPresence(t, js, "p", []string{"contoso"}, beat, zap.NewNop())
+	runPresence(t, js2, "x", []string{"northwind"}, beat, zap.NewNop())
+	waitFor(t, 5*time.Second, "p sees x", func() bool { return p.Known() && p.Serves("northwind") })
+	c.Shutdown(0)
+	time.Sleep(6 * beat)
+	c.Restart(0)
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if p.Known() && !p.Serves("northwind") {
+			t.Fatal("p's view is current and says nobody serves x's tenant, x alive")
+		}
+	}
+	if !p.Known() || !p.Serves("northwind") {
+		t.Fatalf("10s after NATS came back: known %v, x serves %v", p.Known(), p.Serves("northwind"))
 	}
 }
