@@ -87,10 +87,10 @@ type Presence struct {
 	// (or first was): the others' announcements count from then at the
 	// earliest, as time spent behind says nothing of them.
 	regained time.Time
-	behind  bool            // the view was not Known at the last report (reportKnown)
-	twin    time.Time       // when another process's announcement under this id was last reported
-	current chan struct{}   // closed once the watch has read every entry
-	changed chan struct{}   // closed, and replaced, when the live replicas change
+	behind   bool          // the view was not Known at the last report (reportKnown)
+	twin     time.Time     // when another process's announcement under this id was last reported
+	current  chan struct{} // closed once the watch has read every entry
+	changed  chan struct{} // closed, and replaced, when the live replicas change
 }
 
 type seen struct {
