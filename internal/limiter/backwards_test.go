@@ -25,7 +25,7 @@ func (j *lossyJournal) Append(_ context.Context, tenant string, ev Event, last u
 	j.mu.Lock()
 	if j.last[tenant] != last {
 		defer j.mu.Unlock()
-		return 0, &ConflictError{Last: j.last[tenant], Newest: j.seq, NewestKnown: j.last[tenant] < last}
+		return 0, &ConflictError{Last: j.last[tenant]}
 	}
 	j.seq++
 	seq := j.seq
@@ -90,8 +90,46 @@ func TestJournalNumberedAgainStopsCalls(t *testing.T) {
 		}
 		return
 	}
-	if !errors.Is(err, ErrJournalBackwards) {
-		t.Fatalf("b's call: %v, want ErrJournalBackwards", err)
+	if !errors.Is(err, ErrJournalEntryGone) {
+		t.Fatalf("b's call: %v, want ErrJournalEntryGone", err)
 	}
 	pb.Release()
+}
+
+// TestJournalMadeAnewStopsCalls: the journal is made anew, and other
+// entries carry its numbers past the entry this process's feed had read
+// before this process writes again. Its entry for the tenant is gone all
+// the same, and it makes no call.
+func TestJournalMadeAnewStopsCalls(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &lossyJournal{last: map[string]uint64{}, cursor: map[*Shared]uint64{}}
+	ws := []Window{{Count: 1, Length: time.Minute}}
+	follow := func(s *Shared) {
+		j.mu.Lock()
+		j.readers = append(j.readers, s)
+		j.mu.Unlock()
+	}
+	opts := SharedOptions{Journal: j, Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	a, la := newProcess(t, opts, ws, follow)
+	call(t, la).CompleteNow()
+	flush(t, a) // entries 1 and 2: a has read up to 2
+	clock.Advance(2 * time.Minute)
+	j.loseTo(0, "contoso", 0) // made anew
+	_, lc := newProcess(t, opts, ws, follow)
+	pc := call(t, lc) // c's call is entry 1, which a's feed never brings
+	defer pc.CompleteNow()
+	for last := range uint64(2) { // probes 2 and 3: past a's feed
+		if _, err := j.Append(t.Context(), "_clock", Event{Writer: "probe"}, last*2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clock.Advance(time.Second)
+	pa, _ := la.TryAcquire(clock.Now())
+	if pa == nil {
+		t.Fatal("no permit for a")
+	}
+	defer pa.Release()
+	if _, err := pa.Record(t.Context()); !errors.Is(err, ErrJournalEntryGone) {
+		t.Fatalf("a's call: %v, want ErrJournalEntryGone; c's call is under way in a window of one", err)
+	}
 }

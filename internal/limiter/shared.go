@@ -48,16 +48,8 @@ type Journal interface {
 }
 
 // ConflictError is Append's answer when the journal moved on: Last is the
-// number of the tenant's newest entry. When Last is below the entry the
-// append expected (0 included), the journal also says its newest entry of
-// any tenant (Newest, NewestKnown): entries deleted leave it where it was,
-// a journal that lost its last entries, or was made anew, numbers them
-// again from below it.
-type ConflictError struct {
-	Last        uint64
-	Newest      uint64
-	NewestKnown bool
-}
+// number of the tenant's newest entry.
+type ConflictError struct{ Last uint64 }
 
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("quota journal: another entry came first (last is %d)", e.Last)
@@ -292,13 +284,6 @@ func (s *Shared) DeliverUnreadable(seq uint64, tenant string) {
 
 // waitFeed reports whether the feed has delivered entry pos, waiting for
 // it at most d.
-// position is the journal entry the feed is at.
-func (s *Shared) position() uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.pos
-}
-
 func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (bool, error) {
 	timer := s.opts.Wall.NewTimer(d) // this waits for the server, not for the quota
 	defer timer.Stop()

@@ -194,17 +194,20 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
 	}
 	t.shared.metrics.conflicts.Inc()
-	seen := t.shared.position()
-	if conflict.NewestKnown && conflict.Newest < seen {
-		// The journal numbers entries again that the feed has passed:
-		// it lost its last entries (a store lost or restored) or was
-		// made anew. Entries written under those numbers never reach
-		// this process's feed, so it cannot count them: no call of the
-		// tenant goes out from it until it starts again and reads the
-		// journal as it is.
+	t.mu.Lock()
+	gone := conflict.Last != 0 && conflict.Last < t.lastSeq
+	t.mu.Unlock()
+	if gone {
+		// The tenant's entry this process last saw is no longer the
+		// journal's last, and none came after it: it was deleted, or the
+		// journal lost its last entries or was made anew and numbers
+		// entries again. Then entries written under those numbers never
+		// reach this process's feed, which has read past them, and it
+		// cannot count them: no call of the tenant goes out from it until
+		// it starts again and reads the journal as it is.
 		t.shared.metrics.failures.Inc()
-		return fmt.Errorf("quota journal of tenant %s: %w (its newest entry is %d, this process has read up to %d): restart the worker",
-			t.name, ErrJournalBackwards, conflict.Newest, seen)
+		return fmt.Errorf("quota journal of tenant %s: %w (its last entry is %d, this process saw %d): restart the worker",
+			t.name, ErrJournalEntryGone, conflict.Last, t.lastSeq)
 	}
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
@@ -214,21 +217,16 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 	defer t.mu.Unlock()
 	// The feed has passed the journal's last entry: either it applied it,
 	// or the entry is older than anything that still counts. Last 0: the
-	// tenant's entries all aged out of the journal. Last below the entry
-	// this process last saw, the journal's numbers not going back: that
-	// entry was deleted; it was counted, and the next entry goes after
-	// the one the journal holds, or every write would meet the same
-	// conflict. Below it with the numbers unknown: the journal is
-	// trusted only as far as it was before.
-	if conflict.Last > t.lastSeq || conflict.Last == 0 || conflict.NewestKnown {
+	// tenant's entries all aged out of the journal.
+	if conflict.Last > t.lastSeq || conflict.Last == 0 {
 		t.lastSeq = conflict.Last
 	}
 	return nil
 }
 
-// ErrJournalBackwards says that the quota journal numbers entries again
-// that this process has read past.
-var ErrJournalBackwards = errors.New("the quota journal went back to numbers already used")
+// ErrJournalEntryGone says that the tenant's last entry in the quota
+// journal that this process saw is gone, and no entry came after it.
+var ErrJournalEntryGone = errors.New("the tenant's last entry in the quota journal is gone (deleted, or the journal lost entries or was made anew)")
 
 func (t *Tenant) takePendingLocked() Event {
 	ev := t.pending

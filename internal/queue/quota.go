@@ -81,26 +81,14 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 		return 0, err
 	}
 	// A replicated stream does not say which entry is last: ask.
-	conflict := &limiter.ConflictError{}
 	m, err := j.stream.GetLastMsgForSubject(ctx, subject)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return 0, &limiter.ConflictError{Last: 0}
 	case err != nil:
 		return 0, fmt.Errorf("last %s entry of %s: %w", j.kind.stream, tenant, err)
-	default:
-		conflict.Last = m.Sequence
 	}
-	if conflict.Last < last {
-		// The tenant's entry that was expected is gone: deleted, or its
-		// number used again (the journal lost its last entries, or was
-		// made anew). The journal's newest entry tells which.
-		info, err := j.stream.Info(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("%s: %w", j.kind.stream, err)
-		}
-		conflict.Newest, conflict.NewestKnown = info.State.LastSeq, true
-	}
-	return 0, conflict
+	return 0, &limiter.ConflictError{Last: m.Sequence}
 }
 
 // clockProbe is the journal subject of the entries a process writes to
