@@ -195,8 +195,9 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 	}
 	t.shared.metrics.conflicts.Inc()
 	t.mu.Lock()
-	gone := conflict.Last != 0 && conflict.Last < t.lastSeq
+	saw := t.lastSeq
 	t.mu.Unlock()
+	gone := conflict.Last != 0 && conflict.Last < saw
 	if gone {
 		// The tenant's entry this process last saw is no longer the
 		// journal's last, and none came after it: it was deleted, or the
@@ -207,7 +208,7 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		// it starts again and reads the journal as it is.
 		t.shared.metrics.failures.Inc()
 		return fmt.Errorf("quota journal of tenant %s: %w (its last entry is %d, this process saw %d): restart the worker",
-			t.name, ErrJournalEntryGone, conflict.Last, t.lastSeq)
+			t.name, ErrJournalEntryGone, conflict.Last, saw)
 	}
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
