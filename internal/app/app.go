@@ -143,14 +143,14 @@ func New(o Options) (*App, error) {
 	if err := o.natsConn().Check(); err != nil {
 		return nil, err
 	}
-	if lease := o.CallTimeout * 3 / 2; lease > limiter.MaxLease {
-		return nil, fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
-			o.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
-	}
 	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
 		return nil, fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
 	}
 	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{})}
+	if a.callLease() > limiter.MaxLease {
+		return nil, fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
+			o.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
+	}
 	var err error
 	if a.tenants, err = newTenants(f, o); err != nil {
 		return nil, err

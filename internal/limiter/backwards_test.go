@@ -3,53 +3,11 @@ package limiter
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 )
-
-// lossyJournal is a journal that can lose its last entries and number
-// entries again from below (a store lost or restored). Its readers follow
-// it as an ordered consumer does: from after the last entry they read.
-type lossyJournal struct {
-	mu      sync.Mutex
-	seq     uint64
-	last    map[string]uint64
-	readers []*Shared
-	cursor  map[*Shared]uint64
-}
-
-func (j *lossyJournal) Append(_ context.Context, tenant string, ev Event, last uint64) (uint64, error) {
-	j.mu.Lock()
-	if j.last[tenant] != last {
-		defer j.mu.Unlock()
-		return 0, &ConflictError{Last: j.last[tenant]}
-	}
-	j.seq++
-	seq := j.seq
-	j.last[tenant] = seq
-	var to []*Shared
-	for _, r := range j.readers {
-		if seq > j.cursor[r] {
-			j.cursor[r] = seq
-			to = append(to, r)
-		}
-	}
-	j.mu.Unlock()
-	for _, r := range to {
-		r.Deliver(seq, tenant, ev)
-	}
-	return seq, nil
-}
-
-// loseTo forgets the entries after seq; the tenant's last is then last.
-func (j *lossyJournal) loseTo(seq uint64, tenant string, last uint64) {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	j.seq, j.last[tenant] = seq, last
-}
 
 // TestJournalNumberedAgainStopsCalls: the journal loses its last entry
 // and numbers the next one again. A process that read past that number
@@ -59,17 +17,11 @@ func (j *lossyJournal) loseTo(seq uint64, tenant string, last uint64) {
 // reused number, and two calls went into a window that allows one.
 func TestJournalNumberedAgainStopsCalls(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(epoch)
-	j := &lossyJournal{last: map[string]uint64{}, cursor: map[*Shared]uint64{}}
+	j := &memJournal{last: map[string]uint64{}}
 	ws := []Window{{Count: 1, Length: time.Minute}}
-	process := func() (*Shared, *Limiter) {
-		return newProcess(t, SharedOptions{Journal: j, Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, ws, func(s *Shared) {
-			j.mu.Lock()
-			j.readers = append(j.readers, s)
-			j.mu.Unlock()
-		})
-	}
-	a, la := process()
-	_, lb := process()
+	opts := SharedOptions{Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	a, la := j.processWith(t, opts, ws)
+	_, lb := j.processWith(t, opts, ws)
 	call(t, la).CompleteNow()
 	flush(t, a) // entries 1 and 2
 	clock.Advance(2 * time.Minute)
@@ -102,20 +54,15 @@ func TestJournalNumberedAgainStopsCalls(t *testing.T) {
 // the same, and it makes no call.
 func TestJournalMadeAnewStopsCalls(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(epoch)
-	j := &lossyJournal{last: map[string]uint64{}, cursor: map[*Shared]uint64{}}
+	j := &memJournal{last: map[string]uint64{}}
 	ws := []Window{{Count: 1, Length: time.Minute}}
-	follow := func(s *Shared) {
-		j.mu.Lock()
-		j.readers = append(j.readers, s)
-		j.mu.Unlock()
-	}
-	opts := SharedOptions{Journal: j, Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
-	a, la := newProcess(t, opts, ws, follow)
+	opts := SharedOptions{Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	a, la := j.processWith(t, opts, ws)
 	call(t, la).CompleteNow()
 	flush(t, a) // entries 1 and 2: a has read up to 2
 	clock.Advance(2 * time.Minute)
 	j.loseTo(0, "contoso", 0) // made anew
-	_, lc := newProcess(t, opts, ws, follow)
+	_, lc := j.processWith(t, opts, ws)
 	pc := call(t, lc) // c's call is entry 1, which a's feed never brings
 	defer pc.CompleteNow()
 	for last := range uint64(2) { // probes 2 and 3: past a's feed

@@ -11,12 +11,15 @@ import (
 )
 
 // memJournal is a journal in memory whose feed delivers every entry to
-// every process at once, in order.
+// every process at once, in order. Each process's feed goes on from after
+// the last entry it read, as an ordered consumer does: entries numbered
+// again after loseTo do not reach a process that read past them.
 type memJournal struct {
 	mu      sync.Mutex
 	seq     uint64
 	last    map[string]uint64
 	readers []*Shared
+	cursor  map[*Shared]uint64 // the last entry each process read
 	// hold, while set, keeps new entries from the feed: another replica's
 	// write that this process has not read yet.
 	hold    bool
@@ -32,7 +35,16 @@ func (j *memJournal) Append(_ context.Context, tenant string, ev Event, last uin
 	j.seq++
 	seq := j.seq
 	j.last[tenant] = seq
-	readers := j.readers
+	if j.cursor == nil {
+		j.cursor = map[*Shared]uint64{}
+	}
+	var readers []*Shared
+	for _, r := range j.readers {
+		if seq > j.cursor[r] {
+			j.cursor[r] = seq
+			readers = append(readers, r)
+		}
+	}
 	deliver := func() {
 		for _, r := range readers {
 			r.Deliver(seq, tenant, ev)
@@ -46,6 +58,14 @@ func (j *memJournal) Append(_ context.Context, tenant string, ev Event, last uin
 	j.mu.Unlock()
 	deliver()
 	return seq, nil
+}
+
+// loseTo forgets the entries after seq (a store lost or restored); the
+// tenant's last is then last, and the next entry is numbered seq+1.
+func (j *memJournal) loseTo(seq uint64, tenant string, last uint64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.seq, j.last[tenant] = seq, last
 }
 
 // release delivers the held entries.
@@ -69,21 +89,12 @@ func (j *memJournal) process(t *testing.T, clock clockwork.Clock, margin, lease 
 func (j *memJournal) processWith(t *testing.T, o SharedOptions, ws []Window) (*Shared, *Limiter) {
 	t.Helper()
 	o.Journal = j
-	return newProcess(t, o, ws, func(s *Shared) {
-		j.mu.Lock()
-		j.readers = append(j.readers, s)
-		j.mu.Unlock()
-	})
-}
-
-// newProcess is a process with the options o taking the tenant contoso
-// with windows ws; follow makes it a reader of its journal.
-func newProcess(t *testing.T, o SharedOptions, ws []Window, follow func(*Shared)) (*Shared, *Limiter) {
-	t.Helper()
 	s := NewShared(o)
 	t.Cleanup(func() { s.Close(context.Background()) })
 	l := s.Tenant("contoso").Add("offboard", ws)
-	follow(s)
+	j.mu.Lock()
+	j.readers = append(j.readers, s)
+	j.mu.Unlock()
 	s.MarkCaughtUp(0)
 	return s, l
 }

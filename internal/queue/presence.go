@@ -77,7 +77,7 @@ type Presence struct {
 	remake func(context.Context) error
 
 	mu      sync.Mutex
-	others  map[string]seen // by replica id
+	others  map[string]seen // by replica id, this one's not among them
 	live    []string        // the other replicas live at the last look, sorted
 	moved   bool            // a live replica's tenants changed since the last look
 	echo    time.Time       // when the watch last brought this process's own announcement
@@ -337,7 +337,7 @@ func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 		// back: a new watch brings the last one stored again, however
 		// long ago that was.
 		if rev == p.putRev && rev != p.echoRev {
-			if now.Sub(p.echo) >= 2*p.beat {
+			if !p.knownLocked(now) {
 				p.regained = now
 			}
 			p.echo, p.echoRev = now, rev
@@ -401,8 +401,8 @@ func (p *Presence) Serves(tenant string) bool {
 	if !p.knownLocked(now) {
 		return true
 	}
-	for id, s := range p.others {
-		if id != p.id && s.tenants[tenant] && p.liveLocked(s, now) {
+	for _, s := range p.others {
+		if s.tenants[tenant] && p.liveLocked(s, now) {
 			return true
 		}
 	}
@@ -420,7 +420,7 @@ func (p *Presence) look() {
 	}
 	var live []string
 	for id, s := range p.others {
-		if id != p.id && p.liveLocked(s, now) {
+		if p.liveLocked(s, now) {
 			live = append(live, id)
 		}
 	}

@@ -90,14 +90,12 @@ func (w *Worker) isStale(tenant string, p offboard.Priority) bool {
 // addStale records the consumer of a tenant not configured here; it
 // reports false when it was known already.
 func (w *Worker) addStale(cons jetstream.Consumer) bool {
-	token, name := cons.CachedInfo().Config.Metadata[queue.MetaTenant], cons.CachedInfo().Name
 	w.staleMu.Lock()
 	defer w.staleMu.Unlock()
-	for _, c := range w.stale[token] {
-		if c.CachedInfo().Name == name {
-			return false
-		}
+	if w.knownStaleLocked(cons.CachedInfo().Name) {
+		return false
 	}
+	token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
 	w.stale[token] = append(w.stale[token], cons)
 	return true
 }
@@ -107,6 +105,10 @@ func (w *Worker) addStale(cons jetstream.Consumer) bool {
 func (w *Worker) knownStale(name string) bool {
 	w.staleMu.RLock()
 	defer w.staleMu.RUnlock()
+	return w.knownStaleLocked(name)
+}
+
+func (w *Worker) knownStaleLocked(name string) bool {
 	for _, conss := range w.stale {
 		for _, c := range conss {
 			if c.CachedInfo().Name == name {
