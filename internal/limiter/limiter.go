@@ -33,8 +33,9 @@ type Tenant struct {
 	// wmu serialises this process's journal writes for the tenant, so
 	// that the entry a write expects to follow cannot move meanwhile
 	// except by another replica.
-	wmu   sync.Mutex
-	flush chan struct{} // wakes the writer of pending
+	wmu     sync.Mutex
+	flush   chan struct{} // wakes the writer of pending
+	writing bool          // the writer of pending runs (writePending)
 	// recording are the permits whose Record waits for wmu: whoever
 	// holds it enters all that fit in one entry (group commit), so calls
 	// that start together cost one journal write, not one each in turn.

@@ -111,8 +111,12 @@ type Shared struct {
 	tenants map[string]*Tenant
 	skew    offset // this process's clock against the journal server's
 
-	stop    chan struct{}
+	// stopped ends when Close starts: the writers' context.
+	stopped context.Context
+	stop    context.CancelFunc
 	writers sync.WaitGroup
+	startMu sync.Mutex // orders startWriter before Close's wait
+	closed  bool       // Close has begun: no writer starts (startMu)
 
 	metrics *JournalMetrics
 
@@ -146,8 +150,9 @@ func NewShared(opts SharedOptions) *Shared {
 		_, _ = h.Write([]byte(opts.Writer))
 		opts.Seed = h.Sum64()
 	}
+	stopped, stop := context.WithCancel(context.Background())
 	return &Shared{
-		opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stop: make(chan struct{}),
+		opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stopped: stopped, stop: stop,
 		metrics: metrics, rnd: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>1|1)),
 	}
 }
@@ -181,8 +186,19 @@ func (s *Shared) Tenant(name string) *Tenant {
 	t := NewTenant(s.opts.Clock)
 	t.name, t.shared, t.flush = name, s, make(chan struct{}, 1)
 	s.tenants[name] = t
-	s.writers.Go(func() { t.writePending(s.stop) })
 	return t
+}
+
+// startWriter runs write in a goroutine that Close waits for, unless
+// Close has begun; it says whether it did.
+func (s *Shared) startWriter(write func(context.Context)) bool {
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.writers.Go(func() { write(s.stopped) })
+	return true
 }
 
 // CaughtUp reports whether the feed has read the journal as it was when
@@ -311,7 +327,10 @@ func (s *Shared) Close(ctx context.Context) {
 	s.mu.Unlock()
 	// The writers stop first: one that cannot follow the feed must not
 	// keep the last writes waiting.
-	close(s.stop)
+	s.startMu.Lock()
+	s.closed = true
+	s.startMu.Unlock()
+	s.stop()
 	s.writers.Wait()
 	for _, t := range tenants {
 		_ = t.writeOnce(ctx) // best effort: what is not written ends at its lease

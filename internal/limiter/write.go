@@ -13,11 +13,18 @@ import (
 // (writePending). Both go through write, which appends after the tenant's
 // last entry this process has seen and follows conflicts.
 
+// wakeWriterLocked has what is pending written: it wakes the tenant's
+// writer, or starts one. A writer runs only while something is pending:
+// an idle tenant costs no goroutine.
 func (t *Tenant) wakeWriterLocked() {
 	select {
 	case t.flush <- struct{}{}:
 	default:
 	}
+	if t.writing || t.shared == nil {
+		return
+	}
+	t.writing = t.shared.startWriter(t.writePending)
 }
 
 // Record enters the call in the journal before it is sent, waiting while
@@ -243,23 +250,11 @@ func (t *Tenant) restorePendingLocked(ev Event) {
 	t.pending.Paused = max(t.pending.Paused, ev.Paused)
 }
 
-// writePending writes call ends and pauses as they come, until stop.
-func (t *Tenant) writePending(stop <-chan struct{}) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+// writePending writes call ends and pauses until nothing is pending, or
+// until ctx ends.
+func (t *Tenant) writePending(ctx context.Context) {
+	stop := ctx.Done()
 	for {
-		select {
-		case <-stop:
-			return
-		case <-t.flush:
-		}
 		if !t.linger(stop) {
 			return
 		}
@@ -276,6 +271,13 @@ func (t *Tenant) writePending(stop <-chan struct{}) {
 			case <-t.clock.After(t.shared.backoff(attempt)):
 			}
 		}
+		t.mu.Lock()
+		if t.pending.empty() {
+			t.writing = false
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
 	}
 }
 
