@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"maps"
 	"slices"
+	"sync"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -55,27 +57,84 @@ func (w *Worker) unpaused(tenant string) []offboard.Priority {
 }
 
 // untilPaused returns a context that ends with ctx, or when a pause
-// changes which of the tenant's priorities are served (prios); stop ends
-// its watch and waits for it.
+// changes which of the tenant's priorities are served (prios); changed is
+// the controls' change signal as it was when prios were read. stop ends
+// its watch. The watches of all tenants share one goroutine (runPauses):
+// every idle tenant waits in one of them.
 func (w *Worker) untilPaused(ctx context.Context, tenant string, prios []offboard.Priority, changed <-chan struct{}) (context.Context, func()) {
 	cctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			select {
-			case <-cctx.Done():
-				return
-			case <-changed:
-				changed = w.opts.Control.Changed()
-				if !slices.Equal(w.unpaused(tenant), prios) {
-					cancel()
-					return
-				}
-			}
+	pw := &pauseWatch{tenant: tenant, prios: prios, cancel: cancel}
+	w.pauses.add(pw)
+	// A change since prios were read may have been looked at by
+	// runPauses before the watch was added: look here.
+	select {
+	case <-changed:
+		w.checkPauses(pw)
+	default:
+	}
+	return cctx, func() {
+		w.pauses.remove(pw)
+		cancel()
+	}
+}
+
+// pauseWatch is one wait of untilPaused.
+type pauseWatch struct {
+	tenant string
+	prios  []offboard.Priority
+	cancel context.CancelFunc
+}
+
+// pauseWatches are the waits untilPaused watches.
+type pauseWatches struct {
+	mu      sync.Mutex
+	watches map[*pauseWatch]struct{}
+}
+
+func (p *pauseWatches) add(pw *pauseWatch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.watches == nil {
+		p.watches = map[*pauseWatch]struct{}{}
+	}
+	p.watches[pw] = struct{}{}
+}
+
+func (p *pauseWatches) remove(pw *pauseWatch) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.watches, pw)
+}
+
+func (p *pauseWatches) all() []*pauseWatch {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Collect(maps.Keys(p.watches))
+}
+
+// runPauses ends the waits whose served priorities a change of the
+// controls changed, until ctx ends. It reads the next change signal before
+// it looks, so that a change while it looks is looked at again.
+func (w *Worker) runPauses(ctx context.Context) {
+	for {
+		changed := w.opts.Control.Changed()
+		w.checkPauses(w.pauses.all()...)
+		select {
+		case <-ctx.Done():
+			return
+		case <-changed:
 		}
-	}()
-	return cctx, func() { cancel(); <-done }
+	}
+}
+
+// checkPauses ends the waits whose tenant's served priorities are no
+// longer those they wait for.
+func (w *Worker) checkPauses(pws ...*pauseWatch) {
+	for _, pw := range pws {
+		if !slices.Equal(w.unpaused(pw.tenant), pw.prios) {
+			pw.cancel()
+		}
+	}
 }
 
 // setPaused sets the tenant's paused and held-by-pause gauges from the

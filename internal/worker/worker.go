@@ -120,6 +120,7 @@ type Worker struct {
 
 	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
 	capacity       capacity                      // one per request worked on (Options.MaxRequests); nil: no bound
+	pauses         pauseWatches                  // the tenant loops' waits for requests (untilPaused)
 	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
 
 	// campaigns knows which campaigns are cancelled (package campaign).
@@ -275,6 +276,7 @@ func (w *Worker) Start() {
 			w.fetchers.Go(func() { t.tracker.run(fetchCtx) })
 		}
 	}
+	w.fetchers.Go(func() { w.runPauses(fetchCtx) })
 	w.fetchers.Go(func() { w.runAssignment(fetchCtx) })
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
 	for _, conss := range w.stale {
