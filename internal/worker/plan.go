@@ -54,7 +54,13 @@ type planner struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	plans   sync.WaitGroup
+	reading sync.WaitGroup // the goroutine that reads the subscriptions
 }
+
+// planBuffer is how many plan requests may wait to be read. They are read
+// at once (receive starts each plan apart); the connection drops what does
+// not fit, and its asker hears no answer.
+const planBuffer = 256
 
 func newPlanner(w *Worker, o PlanOptions) *planner {
 	if o.PageSize <= 0 || o.PageSize > mde.MaxPage {
@@ -67,18 +73,36 @@ func newPlanner(w *Worker, o PlanOptions) *planner {
 	return &planner{w: w, opts: o, nc: w.opts.JS.Conn(), log: w.log.Named("plan"), ctx: ctx, cancel: cancel}
 }
 
-// start subscribes to every tenant's plan subject.
+// start subscribes to every tenant's plan subject. The subscriptions share
+// one channel and one goroutine that reads it: a subscription with a
+// handler of its own costs a goroutine per tenant.
 func (p *planner) start() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	ch := make(chan *nats.Msg, planBuffer)
+	bySubject := make(map[string]*tenantRun, len(p.w.tenants))
 	for _, t := range p.w.tenants {
-		sub, err := p.nc.QueueSubscribe(p.w.opts.Settings.Subjects.Plan(t.name), planGroup, func(m *nats.Msg) { p.receive(t, m) })
+		subject := p.w.opts.Settings.Subjects.Plan(t.name)
+		sub, err := p.nc.ChanQueueSubscribe(subject, planGroup, ch)
 		if err != nil {
 			t.log.Error("subscribe to plan requests: this replica answers none", zap.Error(err))
 			continue
 		}
+		bySubject[subject] = t
 		p.subs = append(p.subs, sub)
 	}
+	p.reading.Go(func() {
+		for {
+			select {
+			case <-p.ctx.Done():
+				return
+			case m := <-ch:
+				if t := bySubject[m.Subject]; t != nil {
+					p.receive(t, m)
+				}
+			}
+		}
+	})
 	// Once Start returns, the server knows the subscriptions.
 	if err := p.nc.FlushTimeout(5 * time.Second); err != nil {
 		p.log.Warn("flush the plan subscriptions", zap.Error(err))
@@ -96,6 +120,7 @@ func (p *planner) stop() {
 	p.subs = nil
 	p.mu.Unlock()
 	p.cancel()
+	p.reading.Wait()
 	p.plans.Wait()
 }
 
