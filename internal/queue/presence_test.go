@@ -225,23 +225,27 @@ func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	}
 	// Announcing again, it knows its view again; the dead replica's
 	// entry, read at the start, has long expired.
+	behind := func() int { return logs.FilterMessageSnippet("the view of the other replicas is behind").Len() }
 	f.fail.Store(false)
 	waitFor(t, 5*time.Second, "known again", p.Known)
 	// The dead replica counts one ttl after the view is current again,
-	// then no more.
-	waitFor(t, 10*beat, "the dead replica gone", func() bool { return !p.Serves("northwind") })
+	// then no more. A machine that stalls past two beats puts the view
+	// behind once more, and the dead replica then counts one more ttl
+	// after it is current again: that is as designed, and logged.
+	waitFor(t, 30*beat, "the dead replica gone", func() bool { return !p.Serves("northwind") })
+	stalls := behind()
 	for end := time.Now().Add(10 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
-		if p.Serves("northwind") {
+		if p.Serves("northwind") && behind() == stalls {
 			t.Fatal("a replica dead since before the start counts as live again")
 		}
 	}
-	// The operator is told both ways, once each.
-	waitFor(t, 5*time.Second, "current again logged", func() bool {
-		return logs.FilterMessage("the view of the other replicas is current again").Len() == 1
-	})
-	if n := logs.FilterMessageSnippet("the view of the other replicas is behind").Len(); n != 1 {
-		t.Errorf("%d warnings that the view is behind, want 1", n)
+	// The operator is told both ways, once each time.
+	if stalls < 1 {
+		t.Errorf("%d warnings that the view is behind, want at least 1", stalls)
 	}
+	waitFor(t, 5*time.Second, "current again logged", func() bool {
+		return logs.FilterMessage("the view of the other replicas is current again").Len() == behind()
+	})
 }
 
 // TestPresenceAfterANATSOutage: after NATS is away for longer than an
