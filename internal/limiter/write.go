@@ -271,6 +271,12 @@ func (t *Tenant) writePending(ctx context.Context) {
 			case <-t.clock.After(t.shared.backoff(attempt)):
 			}
 		}
+		if ctx.Err() != nil {
+			// Stopped: Close writes what is pending. A pause put back by
+			// the failed write would otherwise bring the loop round again
+			// at once, and Close would wait for it for ever.
+			return
+		}
 		t.mu.Lock()
 		if t.pending.empty() {
 			t.writing = false
@@ -292,6 +298,11 @@ const DefaultEndsLinger = 20 * time.Millisecond
 // at once. It reports false if stop came first. The wait is real time: it
 // paces messages to the server, not logic a test controls.
 func (t *Tenant) linger(stop <-chan struct{}) bool {
+	select {
+	case <-stop:
+		return false
+	default:
+	}
 	timer := time.NewTimer(t.shared.opts.EndsLinger)
 	defer timer.Stop()
 	for {
