@@ -311,3 +311,44 @@ func TestCampaignPlanUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestCampaignPlanBurstAnswered: a burst of plan requests (invalid ones,
+// each answered "failed" at once, without a plan) is answered in full,
+// though the tenants' plan subscriptions share one channel and one reader.
+func TestCampaignPlanBurstAnswered(t *testing.T) {
+	e := setupPlan(t, worker.PlanOptions{})
+	nc, err := nats.Connect(e.app.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	inbox := nats.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = replies.SetPendingLimits(-1, -1)
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 2000
+	subject := offboard.Subjects{}.Plan("contoso")
+	for range n {
+		if err := nc.PublishRequest(subject, inbox, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got := 0
+	for got < n {
+		if _, err := replies.NextMsg(3 * time.Second); err != nil {
+			break
+		}
+		got++
+	}
+	if got != n {
+		t.Errorf("%d of %d plan requests answered", got, n)
+	}
+}

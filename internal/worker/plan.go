@@ -57,10 +57,12 @@ type planner struct {
 	reading sync.WaitGroup // the goroutine that reads the subscriptions
 }
 
-// planBuffer is how many plan requests may wait to be read. They are read
-// at once (receive starts each plan apart); the connection drops what does
-// not fit, and its asker hears no answer.
-const planBuffer = 256
+// planBuffer is how many plan requests may wait to be read, over all
+// tenants (128 KiB of channel). The reader answers each at once and plans
+// it apart, but a burst comes faster than that: the connection drops what
+// does not fit (a slow consumer), and, the subscription being a queue
+// group's, no other replica answers it.
+const planBuffer = 16384
 
 func newPlanner(w *Worker, o PlanOptions) *planner {
 	if o.PageSize <= 0 || o.PageSize > mde.MaxPage {
