@@ -171,6 +171,28 @@ func TestPresenceReportsASharedReplicaID(t *testing.T) {
 	})
 }
 
+// afterADeadReplica makes a presence bucket holding the entry of a replica
+// "dead" that serves northwind and died without withdrawing, and the
+// presence (not yet run) of replica "a", serving contoso, over it.
+func afterADeadReplica(t *testing.T, beat time.Duration, log *zap.Logger) (*Presence, jetstream.KeyValue) {
+	t.Helper()
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, _ := json.Marshal(announcement{Tenants: []string{"northwind"}, Instance: "dead"})
+	if _, err := kv.Put(t.Context(), "dead", dead); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, kv
+}
+
 // failingPuts is a presence bucket whose writes fail while fail is set
 // (account storage full, a permission withdrawn), its reads going on.
 type failingPuts struct {
@@ -193,22 +215,9 @@ func (f *failingPuts) Put(ctx context.Context, key string, value []byte) (uint64
 // watch made the view Known for two beats, and the dead replica live.
 func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
 	const beat = 100 * time.Millisecond
-	cfg := Settings{}.Presence()
-	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, _ := json.Marshal(announcement{Tenants: []string{"northwind"}, Instance: "dead"})
-	if _, err := kv.Put(t.Context(), "dead", dead); err != nil { // died without withdrawing
-		t.Fatal(err)
-	}
 	core, logs := observer.New(zap.InfoLevel)
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, _ := afterADeadReplica(t, beat, zap.New(core))
 	f := &failingPuts{KeyValue: p.kv}
 	p.kv = f
 	ctx, cancel := context.WithCancel(context.Background())
@@ -293,21 +302,8 @@ func TestPresenceAfterANATSOutage(t *testing.T) {
 // revision, must not make it live; a new revision of it does.
 func TestPresenceReplayedEntryIsNoSignOfLife(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
 	const beat = 100 * time.Millisecond
-	cfg := Settings{}.Presence()
-	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead, _ := json.Marshal(announcement{Tenants: []string{"northwind"}, Instance: "dead"})
-	if _, err := kv.Put(t.Context(), "dead", dead); err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, kv := afterADeadReplica(t, beat, zap.NewNop())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
@@ -323,6 +319,7 @@ func TestPresenceReplayedEntryIsNoSignOfLife(t *testing.T) {
 	if p.Known() && p.Serves("northwind") {
 		t.Fatal("the dead replica's entry, read again, made it live")
 	}
+	dead, _ := json.Marshal(announcement{Tenants: []string{"northwind"}, Instance: "dead"})
 	if _, err := kv.Put(t.Context(), "dead", dead); err != nil { // it comes back
 		t.Fatal(err)
 	}
