@@ -22,26 +22,26 @@ import (
 // the histograms, which answer "is the API or the worker slow" for all
 // tenants at once (README, Metrics).
 type Metrics struct {
-	RequestsReceived *prometheus.CounterVec   // tenant, priority
-	Results          *prometheus.CounterVec   // tenant, outcome, code
-	APICalls         *prometheus.CounterVec   // tenant, api, status
+	RequestsReceived *seriesVec               // tenant, priority
+	Results          *seriesVec               // tenant, outcome, code
+	APICalls         *seriesVec               // tenant, api, status
 	APILatency       *prometheus.HistogramVec // api
 	LimiterWait      *prometheus.HistogramVec // api
-	QuotaRemaining   *prometheus.GaugeVec     // tenant, api, window
-	QuotaLimit       *prometheus.GaugeVec     // tenant, api, window
-	Throttled        *prometheus.CounterVec   // tenant, api
-	Backlog          *prometheus.GaugeVec     // tenant, priority
-	OldestWaiting    *prometheus.GaugeVec     // tenant, priority
+	QuotaRemaining   *seriesVec               // tenant, api, window
+	QuotaLimit       *seriesVec               // tenant, api, window
+	Throttled        *seriesVec               // tenant, api
+	Backlog          *seriesVec               // tenant, priority
+	OldestWaiting    *seriesVec               // tenant, priority
 	RequestToResult  *prometheus.HistogramVec // priority, outcome
-	InFlight         *prometheus.GaugeVec     // tenant
+	InFlight         *seriesVec               // tenant
 	Retries          *prometheus.CounterVec   // api, reason
-	Blocked          *prometheus.CounterVec   // tenant, rule
-	TrackedActions   *prometheus.GaugeVec     // tenant
-	TrackingLag      *prometheus.GaugeVec     // tenant
-	Assigned         *prometheus.GaugeVec     // tenant
-	TenantPaused     *prometheus.GaugeVec     // tenant, priority
-	HeldRequests     *prometheus.GaugeVec     // tenant, reason (HeldPause, HeldBudget)
-	BudgetRemaining  *prometheus.GaugeVec     // tenant
+	Blocked          *seriesVec               // tenant, rule
+	TrackedActions   *seriesVec               // tenant
+	TrackingLag      *seriesVec               // tenant
+	Assigned         *seriesVec               // tenant
+	TenantPaused     *seriesVec               // tenant, priority
+	HeldRequests     *seriesVec               // tenant, reason (HeldPause, HeldBudget)
+	BudgetRemaining  *seriesVec               // tenant
 }
 
 // Reasons a request waits in the stream, as mde_offboard_held_requests
@@ -55,15 +55,15 @@ const (
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	const ns = "mde_offboard"
 	m := &Metrics{
-		RequestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+		RequestsReceived: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "requests_received_total",
 			Help: "Offboard requests taken from the stream, redeliveries included.",
 		}, []string{"tenant", "priority"}),
-		Results: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Results: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "results_total",
 			Help: "Results published, by outcome and failure code (empty unless failed); every failed one is also a dead letter.",
 		}, []string{"tenant", "outcome", "code"}),
-		APICalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+		APICalls: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "api_calls_total",
 			Help: "Calls to the Defender API by HTTP status (\"error\" when no answer came).",
 		}, []string{"tenant", "api", "status"}),
@@ -77,23 +77,23 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time a call waited for quota, all tenants.",
 			Buckets: []float64{0.001, 0.01, 0.1, 0.5, 1, 5, 15, 30, 60, 300, 900, 3600},
 		}, []string{"api"}),
-		QuotaRemaining: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		QuotaRemaining: newGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "quota_remaining_calls",
 			Help: "Calls that could start now in each sliding window of each API.",
 		}, []string{"tenant", "api", "window"}),
-		QuotaLimit: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		QuotaLimit: newGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "quota_limit_calls",
 			Help: "Configured calls allowed in each sliding window of each API.",
 		}, []string{"tenant", "api", "window"}),
-		Throttled: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Throttled: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "throttled_total",
 			Help: "429 answers; each pauses the tenant for its Retry-After.",
 		}, []string{"tenant", "api"}),
-		Backlog: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Backlog: newGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "backlog_requests",
 			Help: "Requests waiting in the stream, by tenant and priority.",
 		}, []string{"tenant", "priority"}),
-		InFlight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		InFlight: newGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "in_flight_requests",
 			Help: "Requests taken from the stream and not yet resulted.",
 		}, []string{"tenant"}),
@@ -101,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "api_retries_total",
 			Help: "Calls repeated after a retryable answer, by reason, all tenants.",
 		}, []string{"api", "reason"}),
-		Blocked: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Blocked: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "blocked_total",
 			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
@@ -119,7 +119,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // waiting one per tenant, and publication to result for all tenants.
 func (m *Metrics) addLatency() {
 	const ns = "mde_offboard"
-	m.OldestWaiting = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.OldestWaiting = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "oldest_waiting_seconds",
 		Help: "Age of the oldest request waiting in the stream (0: none waits), by tenant and priority.",
 	}, []string{"tenant", "priority"})
@@ -145,15 +145,15 @@ func buildInfo() prometheus.Collector {
 
 // addControlMetrics creates the metrics of pauses and budgets.
 func (m *Metrics) addControlMetrics(ns string) {
-	m.TenantPaused = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.TenantPaused = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "tenant_paused",
 		Help: "1 while an operator has paused the tenant's priority (offboardctl pause), else 0.",
 	}, []string{"tenant", "priority"})
-	m.HeldRequests = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.HeldRequests = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "held_requests",
 		Help: "Requests waiting in the stream because of a pause or a spent budget.",
 	}, []string{"tenant", "reason"})
-	m.BudgetRemaining = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.BudgetRemaining = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "budget_remaining",
 		Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
 	}, []string{"tenant"})
@@ -194,15 +194,15 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 // for its tenant, and the assignment's gauge (see Assignment).
 func (m *Metrics) addTracking() {
 	const ns = "mde_offboard"
-	m.TrackedActions = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.TrackedActions = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "tracked_actions",
 		Help: "Machine Actions followed until they finish (tenants with tracking on).",
 	}, []string{"tenant"})
-	m.TrackingLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.TrackingLag = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "tracking_lag_seconds",
 		Help: "How overdue the most overdue look at a followed action is.",
 	}, []string{"tenant"})
-	m.Assigned = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+	m.Assigned = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "tenant_assigned",
 		Help: "1 while this replica takes the tenant's requests; the tenants are spread across the replicas.",
 	}, []string{"tenant"})
