@@ -22,26 +22,26 @@ import (
 // the histograms, which answer "is the API or the worker slow" for all
 // tenants at once (README, Metrics).
 type Metrics struct {
-	RequestsReceived *seriesVec               // tenant, priority
-	Results          *seriesVec               // tenant, outcome, code
-	APICalls         *seriesVec               // tenant, api, status
+	RequestsReceived counterVec               // tenant, priority
+	Results          counterVec               // tenant, outcome, code
+	APICalls         counterVec               // tenant, api, status
 	APILatency       *prometheus.HistogramVec // api
 	LimiterWait      *prometheus.HistogramVec // api
-	QuotaRemaining   *seriesVec               // tenant, api, window
-	QuotaLimit       *seriesVec               // tenant, api, window
-	Throttled        *seriesVec               // tenant, api
-	Backlog          *seriesVec               // tenant, priority
-	OldestWaiting    *seriesVec               // tenant, priority
+	QuotaRemaining   gaugeVec                 // tenant, api, window
+	QuotaLimit       gaugeVec                 // tenant, api, window
+	Throttled        counterVec               // tenant, api
+	Backlog          gaugeVec                 // tenant, priority
+	OldestWaiting    gaugeVec                 // tenant, priority
 	RequestToResult  *prometheus.HistogramVec // priority, outcome
-	InFlight         *seriesVec               // tenant
+	InFlight         gaugeVec                 // tenant
 	Retries          *prometheus.CounterVec   // api, reason
-	Blocked          *seriesVec               // tenant, rule
-	TrackedActions   *seriesVec               // tenant
-	TrackingLag      *seriesVec               // tenant
-	Assigned         *seriesVec               // tenant
-	TenantPaused     *seriesVec               // tenant, priority
-	HeldRequests     *seriesVec               // tenant, reason (HeldPause, HeldBudget)
-	BudgetRemaining  *seriesVec               // tenant
+	Blocked          counterVec               // tenant, rule
+	TrackedActions   gaugeVec                 // tenant
+	TrackingLag      gaugeVec                 // tenant
+	Assigned         gaugeVec                 // tenant
+	TenantPaused     gaugeVec                 // tenant, priority
+	HeldRequests     gaugeVec                 // tenant, reason (HeldPause, HeldBudget)
+	BudgetRemaining  gaugeVec                 // tenant
 }
 
 // Reasons a request waits in the stream, as mde_offboard_held_requests
