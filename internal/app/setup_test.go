@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"maps"
 	"math/big"
@@ -309,9 +310,19 @@ type collector struct {
 func (e *env) collect(filter string) *collector {
 	e.t.Helper()
 	c := &collector{byKey: map[string][]offboard.Result{}, headers: map[string][]string{}}
-	cons, err := e.js.OrderedConsumer(e.t.Context(), offboard.StreamResults, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{filter},
-	})
+	// A three-node cluster just started, on a busy machine, may not answer
+	// the stream lookup within the API's timeout: try again a few times.
+	var cons jetstream.Consumer
+	var err error
+	for attempt := 1; ; attempt++ {
+		cons, err = e.js.OrderedConsumer(e.t.Context(), offboard.StreamResults, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{filter},
+		})
+		if err == nil || attempt == 5 || !errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
+		e.t.Logf("results reader, attempt %d: %v", attempt, err)
+	}
 	if err != nil {
 		e.t.Fatal(err)
 	}
