@@ -142,7 +142,8 @@ func (v *seriesVec) with(values []string) *series {
 	if s := v.find(h, values); s != nil {
 		return s
 	}
-	s = &series{vec: v, pairs: prometheus.MakeLabelPairs(v.desc, values), next: v.byHash[h]}
+	// A clone: with no variable labels the library hands out its Desc's own.
+	s = &series{vec: v, pairs: slices.Clone(prometheus.MakeLabelPairs(v.desc, values)), next: v.byHash[h]}
 	for i, p := range s.pairs {
 		s.pairs[i] = labelPair(p.GetName(), p.GetValue())
 	}

@@ -152,3 +152,16 @@ func TestSeriesVecIsSmall(t *testing.T) {
 		t.Errorf("a scrape allocates %d bytes, the library's %d", ownScrape, libScrape)
 	}
 }
+
+// TestSeriesVecLeavesItsDescAlone: a vector without variable labels gets
+// its Desc's own constant label pairs from the library; sharing label
+// pairs must not write into them.
+func TestSeriesVecLeavesItsDescAlone(t *testing.T) {
+	t.Parallel()
+	v := newGaugeVec(prometheus.GaugeOpts{Name: "g", Help: "h", ConstLabels: prometheus.Labels{"zone": "desc-alone"}}, nil)
+	before := prometheus.MakeLabelPairs(v.desc, nil)[0]
+	v.WithLabelValues().Set(1)
+	if after := prometheus.MakeLabelPairs(v.desc, nil)[0]; after != before {
+		t.Error("the Desc's constant label pair was replaced")
+	}
+}
