@@ -260,7 +260,13 @@ func (t *Tenant) writePending(ctx context.Context) {
 		}
 		for attempt := 0; ; attempt++ {
 			err := t.writeOnce(ctx)
-			if err == nil || ctx.Err() != nil {
+			if ctx.Err() != nil {
+				// Stopped: Close writes what is pending. A pause put back
+				// by a write that failed on ctx would otherwise bring the
+				// loop round again at once, and Close would wait for ever.
+				return
+			}
+			if err == nil {
 				break
 			}
 			// Not written: other replicas keep counting the calls until
@@ -270,12 +276,6 @@ func (t *Tenant) writePending(ctx context.Context) {
 				return
 			case <-t.clock.After(t.shared.backoff(attempt)):
 			}
-		}
-		if ctx.Err() != nil {
-			// Stopped: Close writes what is pending. A pause put back by
-			// the failed write would otherwise bring the loop round again
-			// at once, and Close would wait for it for ever.
-			return
 		}
 		t.mu.Lock()
 		if t.pending.empty() {
@@ -298,11 +298,6 @@ const DefaultEndsLinger = 20 * time.Millisecond
 // at once. It reports false if stop came first. The wait is real time: it
 // paces messages to the server, not logic a test controls.
 func (t *Tenant) linger(stop <-chan struct{}) bool {
-	select {
-	case <-stop:
-		return false
-	default:
-	}
 	timer := time.NewTimer(t.shared.opts.EndsLinger)
 	defer timer.Stop()
 	for {

@@ -3,6 +3,7 @@ package worker
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math"
 	"slices"
@@ -122,15 +123,15 @@ func newSeriesVec(o prometheus.Opts, kind prometheus.ValueType, labels []string)
 // panics when their number is not that of the labels or one is not UTF-8:
 // label values here are configured names and fixed lists.
 func (v *seriesVec) with(values []string) *series {
+	if len(values) != len(v.at) {
+		panic(fmt.Errorf("%s: %d label values, want %d", v.desc, len(values), len(v.at)))
+	}
 	h := hashValues(values)
 	v.mu.RLock()
 	s := v.find(h, values)
 	v.mu.RUnlock()
 	if s != nil {
 		return s
-	}
-	if len(values) != len(v.at) {
-		panic(fmt.Errorf("%s: %d label values, want %d", v.desc, len(values), len(v.at)))
 	}
 	for _, val := range values {
 		if !utf8.ValidString(val) {
@@ -165,11 +166,9 @@ func (v *seriesVec) find(h uint64, values []string) *series {
 	return nil
 }
 
-// is says whether the series has these label values.
+// is says whether the series has these label values, as many as its
+// vector's labels.
 func (s *series) is(values []string) bool {
-	if len(values) != len(s.vec.at) {
-		return false
-	}
 	for i, at := range s.vec.at {
 		if s.pairs[at].GetValue() != values[i] {
 			return false
@@ -178,20 +177,19 @@ func (s *series) is(values []string) bool {
 	return true
 }
 
-// hashValues is FNV-1a over the values, each followed by a byte that no
-// UTF-8 string holds.
+// seriesSeed seeds the hash of label values.
+var seriesSeed = maphash.MakeSeed()
+
+// hashValues hashes the values, each followed by a byte that no UTF-8
+// string holds.
 func hashValues(values []string) uint64 {
-	const offset, prime = 14695981039346656037, 1099511628211
-	h := uint64(offset)
+	var h maphash.Hash
+	h.SetSeed(seriesSeed)
 	for _, val := range values {
-		for i := 0; i < len(val); i++ {
-			h ^= uint64(val[i])
-			h *= prime
-		}
-		h ^= 0xff
-		h *= prime
+		_, _ = h.WriteString(val)
+		_ = h.WriteByte(0xff)
 	}
-	return h
+	return h.Sum64()
 }
 
 // pairs are the label pairs of the process, one for each name and value.
