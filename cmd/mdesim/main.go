@@ -30,7 +30,7 @@ type config struct {
 	machines                                                      int
 	failRate, spurious404Rate, lostAnswerRate                     float64
 	latency, completeAfter, tokenLifetime                         time.Duration
-	duplicateReturnsExisting, verbose, version                    bool
+	duplicateReturnsExisting, http2, verbose, version             bool
 }
 
 func parseFlags(args []string) (config, error) {
@@ -64,6 +64,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.BoolVar(&c.duplicateReturnsExisting, "duplicate-returns-existing", false, "answer a duplicate offboard with 201 and the pending action instead of 400")
+	fs.BoolVar(&c.http2, "http2", false, "offer HTTP/2 beside HTTP/1.1")
 	fs.BoolVar(&c.verbose, "v", false, "log every API call")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	if err := fs.Parse(args); err != nil {
@@ -178,6 +179,7 @@ func newServer(c *config) (*mdesim.Server, error) {
 		Spurious404Rate:          c.spurious404Rate,
 		LostAnswerRate:           c.lostAnswerRate,
 		LoginFault:               c.loginFault,
+		HTTP2:                    c.http2,
 	}
 	if c.verbose {
 		opts.OnCall = func(call mdesim.Call) {

@@ -117,6 +117,12 @@ type Options struct {
 	// OnCall, if set, is called with each API call after it was answered,
 	// from the request's goroutine.
 	OnCall func(Call)
+	// HTTP2 offers HTTP/2 beside HTTP/1.1 when the client asks for it in
+	// the TLS handshake (ALPN). Off, the simulator speaks HTTP/1.1 only:
+	// whether the Defender API offers HTTP/2 is not documented, and
+	// HTTP/1.1 is the costlier case for a client (a connection per call
+	// under way).
+	HTTP2 bool
 }
 
 // Tenant is an Entra ID tenant with one application registration that may

@@ -1360,6 +1360,38 @@ func TestStartTLSListener(t *testing.T) {
 	}
 }
 
+// TestHTTP2: with HTTP2 the simulator answers an HTTP/2 client over
+// HTTP/2 and an HTTP/1.1 client over HTTP/1.1; without it, both over
+// HTTP/1.1.
+func TestHTTP2(t *testing.T) {
+	for _, offered := range []bool{false, true} {
+		s := mdesim.New(mdesim.Options{HTTP2: offered})
+		base := s.StartTLS()
+		pool := x509.NewCertPool()
+		pool.AppendCertsFromPEM(s.CertPEM())
+		for _, h2 := range []bool{false, true} {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: h2}
+			resp, err := (&http.Client{Transport: tr}).Get(base + "/" + tenantA + "/v2.0/.well-known/openid-configuration")
+			if err != nil {
+				t.Fatalf("HTTP2 %v, client HTTP/2 %v: %v", offered, h2, err)
+			}
+			_ = resp.Body.Close()
+			tr.CloseIdleConnections()
+			if want := 1 + btoi(offered && h2); resp.ProtoMajor != want {
+				t.Errorf("HTTP2 %v, client HTTP/2 %v: answered over %s, want HTTP/%d", offered, h2, resp.Proto, want)
+			}
+		}
+		s.Close()
+	}
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 func TestLoginFaults(t *testing.T) {
 	s := newSim(t, mdesim.Options{})
 	good := url.Values{"grant_type": {"client_credentials"}, "client_id": {clientA}, "client_secret": {secretA}, "scope": {mdesim.ScopeSecurityCenter}}

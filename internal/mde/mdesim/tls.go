@@ -59,6 +59,10 @@ func (s *Server) start(ln net.Listener, cert *tls.Certificate) string {
 		cert = &own
 	}
 	srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	if s.opts.HTTP2 {
+		srv.EnableHTTP2 = true
+		srv.TLS.NextProtos = []string{"h2", "http/1.1"}
+	}
 	srv.StartTLS()
 	s.httpSrv = srv
 	return srv.URL
