@@ -124,6 +124,10 @@ type options struct {
 	// nodes, if set, runs NATS as natstest servers the benchmark can shut
 	// down and restart: one, or a cluster of several.
 	nodes int
+	// http2 has the simulator offer HTTP/2: the worker's calls then share
+	// a connection instead of taking one each. BENCH_HTTP2=1 sets it for
+	// every benchmark.
+	http2 bool
 }
 
 type tenant struct {
@@ -223,6 +227,7 @@ func (h *harness) startSim() {
 		// duplicate calls show as duplicate actions.
 		ActionCompleteAfter: time.Millisecond,
 		OnCall:              h.calls.record,
+		HTTP2:               o.http2 || os.Getenv("BENCH_HTTP2") == "1",
 	}
 	if o.windows != nil && !o.unlimited {
 		simOpts.Limits = map[string][]mdesim.Window{}
