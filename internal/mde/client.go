@@ -37,9 +37,12 @@ const MaxListBody = 64 << 20
 // MaxPage is the most devices one page of GET /api/machines holds.
 const MaxPage = 10000
 
-// Client calls one tenant's Defender for Endpoint API. It makes exactly one
-// HTTP request per method call: retries, quota and backoff belong to the
-// caller, which knows the tenant's limits.
+// Client calls one tenant's Defender for Endpoint API. It makes one HTTP
+// request per method call: retries, quota and backoff belong to the
+// caller, which knows the tenant's limits. An offboard is sent exactly
+// once; a read may be sent again by Go's transport on a connection that
+// failed under it (HTTP/1.1: a reused connection the server closed;
+// HTTP/2: a stream the server refused or reset with PROTOCOL_ERROR).
 type Client struct {
 	base    string
 	scope   string
@@ -185,6 +188,13 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	if err != nil {
 		return ClassifyError(ctx, fmt.Errorf("%w: %w", errBuild, redactURL(err)), false)
 	}
+	// Sent once, whatever the transport meets: with GetBody set, Go's
+	// HTTP/2 transport sends a request again when the server resets its
+	// stream with PROTOCOL_ERROR, on a new connection each time, until the
+	// context ends (31,260 times in 30 s), though the server may have acted
+	// on each. An offboard without an answer is an outcome unknown, which
+	// the caller settles by looking for the action.
+	req.GetBody = nil
 	req.Header.Set("Authorization", "Bearer "+tok.Token)
 	req.Header.Set("Accept", "application/json")
 	if body != nil {
