@@ -1366,6 +1366,7 @@ func TestStartTLSListener(t *testing.T) {
 func TestHTTP2(t *testing.T) {
 	for _, offered := range []bool{false, true} {
 		s := mdesim.New(mdesim.Options{HTTP2: offered})
+		t.Cleanup(s.Close)
 		base := s.StartTLS()
 		pool := x509.NewCertPool()
 		pool.AppendCertsFromPEM(s.CertPEM())
@@ -1381,7 +1382,6 @@ func TestHTTP2(t *testing.T) {
 				t.Errorf("HTTP2 %v, client HTTP/2 %v: answered over %s, want HTTP/%d", offered, h2, resp.Proto, want)
 			}
 		}
-		s.Close()
 	}
 }
 
