@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -200,8 +202,13 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := c.http.Do(req)
+	reqCtx, stop := sendOnce(ctx)
+	defer stop(nil)
+	resp, err := c.http.Do(req.WithContext(reqCtx))
 	if err != nil {
+		if cause := context.Cause(reqCtx); errors.Is(cause, errSentAgain) {
+			err = cause
+		}
 		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, redactURL(err)), true)
 	}
 	defer func() { _ = resp.Body.Close() }()
@@ -210,6 +217,30 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}
 	return Classify(resp.StatusCode, resp.Header, data, c.now())
+}
+
+// errSentAgain ends a call whose request the transport was sending again.
+var errSentAgain = errors.New("the transport began to send the request again: stopped, a call is one request")
+
+// sendOnce returns ctx for one request, cancelled with errSentAgain when the
+// transport takes a connection for it after its headers were written: it
+// is sending it again. Go's HTTP/2 transport resends a read whose stream
+// the server reset with PROTOCOL_ERROR, on a new connection each time, until
+// the context ends, and the API may count each against the quota. The
+// cancel may come too late for the attempt under way: a read is sent at
+// most twice. A request retried before it was written goes ahead (a
+// connection that failed before it was used).
+func sendOnce(ctx context.Context) (context.Context, context.CancelCauseFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	var wrote atomic.Bool
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteHeaders: func() { wrote.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) {
+			if wrote.Load() {
+				cancel(errSentAgain)
+			}
+		},
+	}), cancel
 }
 
 // redactURL strips the URL from a *url.Error: it holds nothing secret, but

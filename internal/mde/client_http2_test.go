@@ -18,12 +18,71 @@ import (
 
 // TestOffboardSentOnceOverHTTP2: a server that reads a whole offboard
 // request and resets its stream with PROTOCOL_ERROR gets it once, and the
-// call ends as an outcome unknown. (Go's HTTP/2 transport sent it again,
-// on a new connection each time, until the call's timeout: hundreds of
-// times in the test's 2 s.)
+// call ends as an outcome unknown; a read, at most twice. (Go's HTTP/2
+// transport sent each again, on a new connection each time, until the
+// call's timeout: over a thousand times in the test's 2 s.)
 func TestOffboardSentOnceOverHTTP2(t *testing.T) {
 	t.Parallel()
-	var posts, conns atomic.Int64
+	for _, tc := range []struct {
+		name string
+		call func(*Client) *Verdict
+		most int64
+	}{
+		{"offboard", func(c *Client) *Verdict { return c.Offboard(context.Background(), testMachineID, "retired") }, 1},
+		{"read", func(c *Client) *Verdict { return c.FindMachinesByName(context.Background(), "pc-0001") }, 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var requests, conns atomic.Int64
+			c := http2Client(t, func(c net.Conn) {
+				conns.Add(1)
+				resetEveryRequest(c, &requests)
+			})
+			v := tc.call(c)
+			if got := requests.Load(); got < 1 || got > tc.most {
+				t.Errorf("the server got the request %d times on %d connections, want 1 to %d", got, conns.Load(), tc.most)
+			}
+			if !v.Sent || v.Class != Retry || v.Reason != ReasonNetwork {
+				t.Errorf("verdict %+v, want sent, an outcome unknown (%s)", v, ReasonNetwork)
+			}
+		})
+	}
+}
+
+// TestCallsOverHTTP2: the guard against resends leaves ordinary calls
+// alone, over HTTP/2 as over HTTP/1.1 (the other tests).
+func TestCallsOverHTTP2(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			http.Error(w, r.Proto, http.StatusHTTPVersionNotSupported)
+			return
+		}
+		if r.Method == http.MethodPost {
+			w.WriteHeader(http.StatusCreated)
+			_, _ = io.WriteString(w, pendingAction)
+			return
+		}
+		_, _ = io.WriteString(w, `{"value":[]}`)
+	}))
+	srv.EnableHTTP2 = true
+	srv.StartTLS()
+	defer srv.Close()
+	c := clientFor(t, srv.URL, srv.Certificate())
+	for range 3 {
+		if v := c.Offboard(context.Background(), testMachineID, "retired"); v.Class != Success {
+			t.Errorf("offboard: %+v", v)
+		}
+		if v := c.FindMachinesByName(context.Background(), "pc-0001"); v.Class != Success {
+			t.Errorf("read: %+v", v)
+		}
+	}
+}
+
+// http2Client is a Client of an HTTP/2 server on 127.0.0.1 whose
+// connections serve hands over.
+func http2Client(t *testing.T, serve func(net.Conn)) *Client {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
 	srv.StartTLS() // for its certificate; the listener below serves
 	srv.Close()
@@ -31,34 +90,33 @@ func TestOffboardSentOnceOverHTTP2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { _ = ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Add(1)
-			go resetEveryRequest(c, &posts)
+			go serve(c)
 		}
 	}()
+	return clientFor(t, "https://"+ln.Addr().String(), srv.Certificate())
+}
+
+// clientFor is a Client of base, trusting cert, attempting HTTP/2, each
+// call timing out after 2 s.
+func clientFor(t *testing.T, base string, cert *x509.Certificate) *Client {
+	t.Helper()
 	pool := x509.NewCertPool()
-	pool.AddCert(srv.Certificate())
+	pool.AddCert(cert)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}
-	defer tr.CloseIdleConnections()
-	cloud, err := ResolveCloud("commercial", "https://"+ln.Addr().String(), "", "")
+	t.Cleanup(tr.CloseIdleConnections)
+	cloud, err := ResolveCloud("commercial", base, "", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewClient(Options{Cloud: cloud, Credential: &fakeCredential{token: testToken},
+	return NewClient(Options{Cloud: cloud, Credential: &fakeCredential{token: testToken},
 		HTTPClient: &http.Client{Transport: tr}, Timeout: 2 * time.Second})
-	v := c.Offboard(context.Background(), testMachineID, "retired")
-	if got := posts.Load(); got != 1 {
-		t.Errorf("the server got the offboard request %d times on %d connections, want once", got, conns.Load())
-	}
-	if !v.Sent || v.Class != Retry || v.Reason != ReasonNetwork {
-		t.Errorf("verdict %+v, want sent, an outcome unknown (%s)", v, ReasonNetwork)
-	}
 }
 
 // resetEveryRequest serves HTTP/2 on c, reading each request whole and
