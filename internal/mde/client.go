@@ -42,9 +42,9 @@ const MaxPage = 10000
 // Client calls one tenant's Defender for Endpoint API. It makes one HTTP
 // request per method call: retries, quota and backoff belong to the
 // caller, which knows the tenant's limits. An offboard is sent exactly
-// once; a read may be sent again by Go's transport on a connection that
-// failed under it (HTTP/1.1: a reused connection the server closed;
-// HTTP/2: a stream the server refused or reset with PROTOCOL_ERROR).
+// once; a read at most twice: Go's transport may send it again on a
+// connection that failed under it (HTTP/1.1: a reused connection the
+// server closed; HTTP/2: a stream the server refused, shut down or reset).
 type Client struct {
 	base    string
 	scope   string
@@ -202,7 +202,7 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	reqCtx, stop := sendOnce(ctx)
+	reqCtx, stop := sendTwice(ctx)
 	defer stop(nil)
 	resp, err := c.http.Do(req.WithContext(reqCtx))
 	if err != nil {
@@ -219,24 +219,26 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	return Classify(resp.StatusCode, resp.Header, data, c.now())
 }
 
-// errSentAgain ends a call whose request the transport was sending again.
-var errSentAgain = errors.New("the transport began to send the request again: stopped, a call is one request")
+// errSentAgain ends a call whose request the transport was sending a
+// third time.
+var errSentAgain = errors.New("the transport began to send the request a third time: stopped")
 
-// sendOnce returns ctx for one request, cancelled with errSentAgain when the
-// transport takes a connection for it after its headers were written: it
-// is sending it again. Go's HTTP/2 transport resends a read whose stream
-// the server reset with PROTOCOL_ERROR, on a new connection each time, until
-// the context ends, and the API may count each against the quota. The
-// cancel may come too late for the attempt under way: a read is sent at
-// most twice. A request retried before it was written goes ahead (a
-// connection that failed before it was used).
-func sendOnce(ctx context.Context) (context.Context, context.CancelCauseFunc) {
+// sendTwice returns ctx for one request, cancelled with errSentAgain when
+// the transport takes a connection for it after writing its headers twice:
+// it is about to send it a third time. Go's HTTP/2 transport resends a
+// read whose stream the server reset with PROTOCOL_ERROR, on a new
+// connection each time, until the context ends, and the API may count each
+// against the quota. One resend goes ahead: the transport's retries after a
+// refused stream, a graceful shutdown (GOAWAY) or a keep-alive connection
+// the server closed are of requests the server did not act on. Attempts
+// that took a connection and wrote nothing do not count.
+func sendTwice(ctx context.Context) (context.Context, context.CancelCauseFunc) {
 	ctx, cancel := context.WithCancelCause(ctx)
-	var wrote atomic.Bool
+	var wrote atomic.Int32
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		WroteHeaders: func() { wrote.Store(true) },
+		WroteHeaders: func() { wrote.Add(1) },
 		GotConn: func(httptrace.GotConnInfo) {
-			if wrote.Load() {
+			if wrote.Load() >= 2 {
 				cancel(errSentAgain)
 			}
 		},

@@ -1,6 +1,7 @@
 package mde
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -36,7 +37,10 @@ func TestOffboardSentOnceOverHTTP2(t *testing.T) {
 			var requests, conns atomic.Int64
 			c := http2Client(t, func(c net.Conn) {
 				conns.Add(1)
-				resetEveryRequest(c, &requests)
+				serveH2(c, &requests, func(fr *http2.Framer, stream uint32, _ int64) bool {
+					_ = fr.WriteRSTStream(stream, http2.ErrCodeProtocol)
+					return true
+				})
 			})
 			v := tc.call(c)
 			if got := requests.Load(); got < 1 || got > tc.most {
@@ -47,6 +51,66 @@ func TestOffboardSentOnceOverHTTP2(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSafeResendsGoAhead: the transport's resend of a request the server
+// did not act on goes ahead, once: a stream the server refused, a request
+// caught by a graceful shutdown (GOAWAY), a reused HTTP/1.1 connection the
+// server closed as the request came.
+func TestSafeResendsGoAhead(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		refuse func(fr *http2.Framer, stream uint32, n int64) bool
+	}{
+		{"refused stream", func(fr *http2.Framer, stream uint32, n int64) bool {
+			if n == 2 {
+				_ = fr.WriteRSTStream(stream, http2.ErrCodeRefusedStream)
+			}
+			return n == 2
+		}},
+		{"shutdown", func(fr *http2.Framer, stream uint32, n int64) bool {
+			if n == 2 {
+				_ = fr.WriteGoAway(stream-2, http2.ErrCodeNo, nil) // the last stream it acted on
+			}
+			return n == 2
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var requests atomic.Int64
+			c := http2Client(t, func(c net.Conn) { serveH2(c, &requests, tc.refuse) })
+			if v := c.FindMachinesByName(context.Background(), "pc-0001"); v.Class != Success {
+				t.Fatalf("first read: %+v", v)
+			}
+			if v := c.FindMachinesByName(context.Background(), "pc-0002"); v.Class != Success || requests.Load() != 3 {
+				t.Errorf("a read the server did not act on: %+v after %d requests, want a success after 3", v, requests.Load())
+			}
+		})
+	}
+	t.Run("keep-alive closed", func(t *testing.T) {
+		t.Parallel()
+		var requests atomic.Int64
+		srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			if requests.Add(1) == 2 {
+				conn, _, err := w.(http.Hijacker).Hijack()
+				if err == nil {
+					_ = conn.Close()
+				}
+				return
+			}
+			_, _ = io.WriteString(w, `{"value":[]}`)
+		}))
+		srv.StartTLS() // HTTP/1.1
+		defer srv.Close()
+		c := clientFor(t, srv.URL, srv.Certificate())
+		if v := c.FindMachinesByName(context.Background(), "pc-0001"); v.Class != Success {
+			t.Fatalf("first read: %+v", v)
+		}
+		if v := c.FindMachinesByName(context.Background(), "pc-0002"); v.Class != Success || requests.Load() != 3 {
+			t.Errorf("a read on a connection closed under it: %+v after %d requests, want a success after 3", v, requests.Load())
+		}
+	})
 }
 
 // TestCallsOverHTTP2: the guard against resends leaves ordinary calls
@@ -119,9 +183,10 @@ func clientFor(t *testing.T, base string, cert *x509.Certificate) *Client {
 		HTTPClient: &http.Client{Transport: tr}, Timeout: 2 * time.Second})
 }
 
-// resetEveryRequest serves HTTP/2 on c, reading each request whole and
-// answering it with RST_STREAM(PROTOCOL_ERROR).
-func resetEveryRequest(c net.Conn, requests *atomic.Int64) {
+// serveH2 serves HTTP/2 on c, reading each request whole, counting it in
+// requests, and handing it to refuse with its number (from 1, over every
+// connection); a request refuse does not answer gets 200 {"value":[]}.
+func serveH2(c net.Conn, requests *atomic.Int64, refuse func(fr *http2.Framer, stream uint32, n int64) bool) {
 	defer c.Close()
 	preface := make([]byte, len(http2.ClientPreface))
 	if _, err := io.ReadFull(c, preface); err != nil {
@@ -148,11 +213,20 @@ func resetEveryRequest(c net.Conn, requests *atomic.Int64) {
 		case *http2.DataFrame:
 			ended = f.StreamEnded()
 		}
-		if ended {
-			requests.Add(1)
-			if fr.WriteRSTStream(f.Header().StreamID, http2.ErrCodeProtocol) != nil {
-				return
-			}
+		if !ended {
+			continue
+		}
+		id := f.Header().StreamID
+		if refuse(fr, id, requests.Add(1)) {
+			continue
+		}
+		var hb bytes.Buffer
+		enc := hpack.NewEncoder(&hb)
+		_ = enc.WriteField(hpack.HeaderField{Name: ":status", Value: "200"})
+		_ = enc.WriteField(hpack.HeaderField{Name: "content-type", Value: "application/json"})
+		if fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndHeaders: true}) != nil ||
+			fr.WriteData(id, true, []byte(`{"value":[]}`)) != nil {
+			return
 		}
 	}
 }
