@@ -106,6 +106,7 @@ type App struct {
 	ns           *server.Server
 	nc           *nats.Conn
 	ncClosed     chan struct{}    // closed by the connection's ClosedHandler
+	lost         chan struct{}    // asks keepConsumers to look for lost consumers
 	connected    prometheus.Gauge // mde_offboard_nats_connected
 	js           jetstream.JetStream
 	router       *queue.Router
@@ -146,7 +147,7 @@ func New(o Options) (*App, error) {
 	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
 		return nil, fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
 	}
-	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{})}
+	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{}), lost: make(chan struct{}, 1)}
 	if a.callLease() > limiter.MaxLease {
 		return nil, fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
 			o.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
@@ -319,6 +320,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.startWorker(ctx, stale, ledger); err != nil {
 		return err
 	}
+	a.startKeeper()
 	a.serve()
 	a.worker.Start()
 	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))
@@ -426,7 +428,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, SweepEvery: a.opts.SweepEvery, Stale: stale, Shared: a.shared,
 		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
-		MaxRequests: max(a.opts.MaxRequests, 0),
+		MaxRequests: max(a.opts.MaxRequests, 0), ConsumerLost: a.consumerLost,
 	}, a.tenants)
 	if err != nil {
 		return err

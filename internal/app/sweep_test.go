@@ -16,8 +16,11 @@ import (
 // between a request's ack and its delete left the request in the stream
 // (limits retention: nothing else removes it), whether a tenant's consumer
 // or the unrouted one (a tenant nobody serves) answered it. The next
-// worker's sweep removes them; a request caught unacked is answered as
-// usual, and the unrouted consumer's acks of served tenants' requests
+// worker removes them without a second answer: the unrouted consumer's
+// through its sweep, the tenant's when its consumer, made again after the
+// embedded server's restart (its state is in memory), delivers it anew
+// and the ledger shows it answered. A request caught unacked is answered
+// as usual, and the unrouted consumer's acks of served tenants' requests
 // (let go, not answered) remove nothing.
 func TestAnsweredRequestLeftInTheStreamIsSwept(t *testing.T) {
 	t.Parallel()
@@ -63,6 +66,11 @@ func TestAnsweredRequestLeftInTheStreamIsSwept(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The tenant's consumers keep their state in memory: the restarted
+	// server lost them, and the worker would make them again.
+	if _, err := queue.Restore(ctx, js, e.opts.Queue); err != nil {
+		t.Fatal(err)
+	}
 	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
 	if err != nil {
 		t.Fatal(err)
@@ -77,6 +85,19 @@ func TestAnsweredRequestLeftInTheStreamIsSwept(t *testing.T) {
 	}
 	if len(got) != 2 {
 		t.Fatalf("fetched %d requests, want 2", len(got))
+	}
+	// The first was answered: its result is in the ledger.
+	meta, err := got[0].Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := []byte(`{"requestId":"left-acked","tenant":"contoso","outcome":"created","attempt":1}`)
+	if err := ledger.Finish(ctx, "contoso", "left-acked", nil, meta.Sequence.Stream, answer); err != nil {
+		t.Fatal(err)
 	}
 	if err := got[0].DoubleAck(ctx); err != nil {
 		t.Fatal(err)

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/offboard"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -171,6 +172,20 @@ func (s Settings) Consumers() []jetstream.ConsumerConfig {
 				MaxDeliver:    -1, // never drop a request; poison input is answered, not redelivered
 				MaxAckPending: s.MaxAckPending,
 				MaxWaiting:    512,
+				// The consumer keeps its state (what it delivered, what
+				// is acked) in the server's memory, not in a file the
+				// server rewrites up to ten times a second for each busy
+				// consumer: at a thousand busy tenants those writes were
+				// most of the server's CPU. Nothing rests on that state:
+				// an answered request is deleted from the stream, so the
+				// stream holds exactly the requests still to answer, and
+				// the ledger keeps a request taken up again from being
+				// answered twice or called twice (a consumer made again
+				// delivers everything left from the start). A lone server
+				// restarted loses these consumers; the worker makes them
+				// again (Restore). In a cluster their definitions stay in
+				// the meta group and their state on the other servers.
+				MemoryStorage: true,
 			})
 		}
 	}
@@ -284,31 +299,33 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	have, err := consumerMeta(ctx, js)
+	have, err := consumerConfigs(ctx, js)
 	if err != nil {
 		return nil, err
 	}
-	// A few at a time: one by one, a thousand tenants took seconds.
-	var (
-		mu   sync.Mutex
-		wg   sync.WaitGroup
-		sema = make(chan struct{}, 16)
-	)
+	var todo []jetstream.ConsumerConfig
 	for _, cfg := range s.Consumers() {
-		if meta, ok := have[cfg.Durable]; ok && meta[MetaConfig] == cfg.Metadata[MetaConfig] {
+		old, ok := have[cfg.Durable]
+		if ok && old.Metadata[MetaConfig] == cfg.Metadata[MetaConfig] {
 			continue
 		}
-		sema <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sema }()
-			if _, err := js.CreateOrUpdateConsumer(ctx, offboard.StreamRequests, cfg); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
-				mu.Unlock()
+		if ok && old.MemoryStorage != cfg.MemoryStorage {
+			// The server cannot change a consumer's storage: made
+			// again. Its requests stay in the stream; the new one
+			// delivers them from the start, and the ledger answers
+			// each once.
+			if err := js.DeleteConsumer(ctx, offboard.StreamRequests, cfg.Durable); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+				errs = append(errs, fmt.Errorf("consumer %s: delete to change its storage: %w", cfg.Durable, err))
+				continue
 			}
-		})
+		}
+		todo = append(todo, cfg)
 	}
-	wg.Wait()
+	orphans, err := s.orphans(ctx, js, func(name string) bool { _, ok := have[name]; return ok })
+	if err != nil {
+		return nil, err
+	}
+	errs = append(errs, createConsumers(ctx, js, append(todo, orphans...)))
 	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
@@ -320,28 +337,180 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return s.stale(have), nil
+	stale = s.stale(have)
+	for _, cfg := range orphans {
+		stale = append(stale, cfg.Durable)
+	}
+	slices.Sort(stale)
+	return stale, nil
 }
 
 // Stale lists the tenant consumers whose tenant is not configured.
 func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
-	have, err := consumerMeta(ctx, js)
+	have, err := consumerConfigs(ctx, js)
 	if err != nil {
 		return nil, err
 	}
 	return s.stale(have), nil
 }
 
-// stale picks, from the consumers' metadata by name, the worker's tenant
-// consumers whose tenant is not configured.
-func (s Settings) stale(have map[string]map[string]string) []string {
+// createConsumers creates or updates consumers, a few at a time: one by
+// one, a thousand tenants took seconds.
+func createConsumers(ctx context.Context, js jetstream.JetStream, cfgs []jetstream.ConsumerConfig) error {
+	var (
+		mu   sync.Mutex
+		wg   sync.WaitGroup
+		errs []error
+		sema = make(chan struct{}, 16)
+	)
+	for _, cfg := range cfgs {
+		sema <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sema }()
+			if _, err := js.CreateOrUpdateConsumer(ctx, offboard.StreamRequests, cfg); err != nil {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("consumer %s: %w", cfg.Durable, err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Restore makes again the worker's consumers that the request stream
+// lacks, and returns their names. A lone NATS server restarted comes back
+// without the tenants' consumers, whose state is kept in memory
+// (Consumers); the requests they held are still in the stream. Unlike
+// Ensure it reads only the consumers' names and touches nothing else.
+func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	have := map[string]bool{}
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		have[name] = true
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers: %w", err)
+	}
+	var missing []jetstream.ConsumerConfig
+	for _, cfg := range s.Consumers() {
+		if !have[cfg.Durable] {
+			missing = append(missing, cfg)
+		}
+	}
+	orphans, err := s.orphans(ctx, js, func(name string) bool { return have[name] })
+	if err != nil {
+		return nil, err
+	}
+	missing = append(missing, orphans...)
+	if err := createConsumers(ctx, js, missing); err != nil {
+		return nil, err
+	}
+	made := make([]string, len(missing))
+	for i, cfg := range missing {
+		made[i] = cfg.Durable
+	}
+	return made, nil
+}
+
+// orphans are the consumers to make for requests that nobody will read:
+// requests of a tenant not configured here, waiting in the stream, that
+// the unrouted consumer has passed (it let them go while the tenant was
+// served), with no consumer of the tenant's to read them. So it is after
+// a tenant is removed from the tenants file, when a lone server's restart
+// loses the tenant's consumers (their state is in memory). Made again,
+// they are stale consumers (Stale), whose requests are answered
+// unknown_tenant while no replica serves the tenant; a replica that serves
+// it uses them as its own. Requests the unrouted consumer has not passed
+// yet are its own to answer.
+func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists func(name string) bool) ([]jetstream.ConsumerConfig, error) {
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	subjects, err := s.unread(ctx, stream, exists)
+	if err != nil {
+		return nil, err
+	}
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	unrouted, err := stream.Consumer(ctx, ConsumerUnrouted)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil // it has let nothing go
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", ConsumerUnrouted, err)
+	}
+	passed := unrouted.CachedInfo().AckFloor.Stream
+	var (
+		tenants []string
+		want    = map[string]bool{}
+	)
+	for _, subject := range subjects {
+		first, err := stream.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue // answered meanwhile
+		}
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: first request on %s: %w", offboard.StreamRequests, subject, err)
+		}
+		if first.Sequence > passed {
+			continue
+		}
+		t, p, _ := s.Subjects.ParseRequest(subject)
+		want[ConsumerName(t, p)] = true
+		if !slices.Contains(tenants, t) {
+			tenants = append(tenants, t)
+		}
+	}
+	var out []jetstream.ConsumerConfig
+	for _, cfg := range (Settings{Subjects: s.Subjects, Tenants: tenants, AckWait: s.AckWait, MaxAckPending: s.MaxAckPending}).Consumers() {
+		if want[cfg.Durable] {
+			out = append(out, cfg)
+		}
+	}
+	return out, nil
+}
+
+// unread lists, sorted, the request subjects of tenants not configured
+// here that have requests waiting and no consumer of the tenant's.
+func (s Settings) unread(ctx context.Context, stream jetstream.Stream, exists func(name string) bool) ([]string, error) {
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(s.Subjects.AllRequests()))
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: requests waiting by subject: %w", offboard.StreamRequests, err)
+	}
+	configured := map[string]bool{}
+	for _, t := range s.Tenants {
+		configured[t] = true
+	}
+	var subjects []string
+	for subject, n := range info.State.Subjects {
+		t, p, ok := s.Subjects.ParseRequest(subject)
+		// A subject of no tenant's form is the unrouted consumer's to
+		// answer: it never lets such a request go.
+		if n > 0 && ok && !configured[t] && config.TenantName.MatchString(t) && !exists(ConsumerName(t, p)) {
+			subjects = append(subjects, subject)
+		}
+	}
+	slices.Sort(subjects)
+	return subjects, nil
+}
+
+// stale picks, from the consumers' configurations by name, the worker's
+// tenant consumers whose tenant is not configured.
+func (s Settings) stale(have map[string]jetstream.ConsumerConfig) []string {
 	want := map[string]bool{}
 	for _, t := range s.Tenants {
 		want[t] = true
 	}
 	var stale []string
-	for name, meta := range have {
-		if t, ours := meta[MetaTenant]; ours && !want[t] {
+	for name, cfg := range have {
+		if t, ours := cfg.Metadata[MetaTenant]; ours && !want[t] {
 			stale = append(stale, name)
 		}
 	}
@@ -349,17 +518,17 @@ func (s Settings) stale(have map[string]map[string]string) []string {
 	return stale
 }
 
-// consumerMeta reads the metadata of every consumer of the request stream
-// in one listing (a page per 256 consumers).
-func consumerMeta(ctx context.Context, js jetstream.JetStream) (map[string]map[string]string, error) {
+// consumerConfigs reads the configuration of every consumer of the
+// request stream in one listing (a page per 256 consumers).
+func consumerConfigs(ctx context.Context, js jetstream.JetStream) (map[string]jetstream.ConsumerConfig, error) {
 	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
-	have := map[string]map[string]string{}
+	have := map[string]jetstream.ConsumerConfig{}
 	infos := stream.ListConsumers(ctx)
 	for info := range infos.Info() {
-		have[info.Name] = info.Config.Metadata
+		have[info.Name] = info.Config
 	}
 	if err := infos.Err(); err != nil {
 		return nil, fmt.Errorf("list consumers: %w", err)

@@ -142,6 +142,17 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// This message's own claim (it was left before its call), or one
 		// whose message is long gone: no call was sent; the entry is
 		// written over.
+	case entry.State == queue.StateDone && entry.Seq == j.seq:
+		// This very message was answered, and its ack or its delete was
+		// lost, or its consumer was made again (a lone NATS server
+		// restarted: the consumers' state is in memory) and delivered it
+		// anew. It is removed, not answered again. (A stream sequence
+		// names one message for the stream's life; a stream deleted and
+		// made again, whose new message took an answered one's sequence
+		// and request id, is the one case this would misread.)
+		w.ack(ctx, j)
+		j.log.Info("answered request left in the stream removed")
+		return true
 	case entry.State == queue.StateDone && !entry.Retried(j.req.AttemptOrFirst()):
 		w.replay(ctx, j, entry)
 		return true

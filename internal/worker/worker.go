@@ -78,6 +78,10 @@ type Options struct {
 	MaxRequests int
 	// Plan tunes the answers to campaign plan requests.
 	Plan PlanOptions
+	// ConsumerLost, when set, is told each time a tenant's fetch finds
+	// its consumer missing (a lone NATS server restarted: the consumers
+	// keep their state in memory). It must not block.
+	ConsumerLost func()
 }
 
 // Tenant is a configured tenant with its API client.
@@ -372,6 +376,9 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 				continue // the tenant moved to another replica, or its pauses changed
 			}
 			t.log.Warn("fetch request", zap.Error(err))
+			if errors.Is(err, jetstream.ErrConsumerNotFound) && w.opts.ConsumerLost != nil {
+				w.opts.ConsumerLost()
+			}
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
 				return
 			}
