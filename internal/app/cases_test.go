@@ -486,6 +486,10 @@ func TestRemovedTenantIsAnsweredNotDropped(t *testing.T) {
 	})
 	e.stop()
 	e.opts.Tenants.Tenants = e.opts.Tenants.Tenants[:1] // contoso only
+	// The restarted embedded server lost fabrikam's consumers (their state
+	// is in memory): its requests get them back once they have waited
+	// OrphanAge (a minute by default) without one.
+	e.opts.Queue.OrphanAge = 200 * time.Millisecond
 	e.start()
 	c := e.collect("mde.offboard.result.fabrikam")
 	got := c.wait(t, 5, 20*time.Second)

@@ -39,26 +39,32 @@ func (a *App) startKeeper() {
 }
 
 // keepConsumers makes again, at each ask (NATS reconnected, a tenant's
-// fetch found its consumer gone), the consumers the request stream lacks.
-// The tenants' consumers keep their state in the server's memory
-// (queue.Settings.Consumers): a lone NATS server restarted comes back
-// without them, while the requests they held are still in the stream.
+// fetch found its consumer gone) and every OrphanAge of the queue settings
+// (a minute), the consumers the
+// request stream lacks. The tenants' consumers keep their state in the
+// server's memory (queue.Settings.Consumers): a lone NATS server restarted
+// comes back without them, while the requests they held are still in the
+// stream. The periodic look also finds requests of tenants no replica
+// serves any more whose consumers were lost (queue.Restore's orphans).
 func (a *App) keepConsumers(ctx context.Context) {
 	var warned time.Time
+	tick := time.NewTicker(a.opts.Queue.WithDefaults().OrphanAge) // real time: paces requests to NATS
+	defer tick.Stop()
 	for {
+		asked := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-a.lost:
+			asked = true
+		case <-tick.C:
 		}
-		if a.opts.NoSetup {
-			// Real time: paces a log line.
-			if time.Since(warned) >= time.Minute {
-				warned = time.Now()
-				a.log.Warn("NATS lacks consumers this worker needs, and with --no-setup the worker does not make them: apply deploy/nats again (a lone server restarted loses the tenants' consumers, which keep their state in memory)")
-			}
-		} else {
+		switch {
+		case !a.opts.NoSetup:
 			a.restoreConsumers(ctx)
+		case asked && time.Since(warned) >= time.Minute:
+			warned = time.Now()
+			a.log.Warn("NATS lacks consumers this worker needs, and with --no-setup the worker does not make them: apply deploy/nats again (a lone server restarted loses the tenants' consumers, which keep their state in memory)")
 		}
 		// Asks made meanwhile were about the same loss, and a tenant's
 		// fetch asks again every second while its consumer is missing.

@@ -465,16 +465,17 @@ func ensureContoso(t *testing.T) (jetstream.JetStream, Settings) {
 	return js, s
 }
 
-// TestSweepUnroutedLeavesServedTenantsAlone: the unrouted consumer acks a
-// served tenant's requests without answering them. Its sweep removes the
-// answered requests of a tenant nobody serves, never those of a served
-// tenant, even while that tenant has no consumer (deleted, about to be
-// made again).
-func TestSweepUnroutedLeavesServedTenantsAlone(t *testing.T) {
+// TestSweepUnroutedRemovesOnlyWhatNoConsumerHolds: the unrouted consumer
+// acks a served tenant's requests without answering them, and a tenant's
+// consumer may be lost (its state is in memory) with such a request still
+// waiting. Its sweep removes only the answered requests that no tenant's
+// consumer could hold (a subject of no contract form); a well-formed
+// tenant's, served or not, stay for the tenant's consumer, made again.
+func TestSweepUnroutedRemovesOnlyWhatNoConsumerHolds(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	for _, subject := range []string{"mde.offboard.request.contoso", "mde.offboard.request.nobody"} {
+	for _, subject := range []string{"mde.offboard.request.contoso", "mde.offboard.request.nobody", "mde.offboard.request.a.b"} {
 		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
 			t.Fatal(err)
 		}
@@ -483,11 +484,11 @@ func TestSweepUnroutedLeavesServedTenantsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := unrouted.Fetch(2, jetstream.FetchMaxWait(5*time.Second))
+	batch, err := unrouted.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for m := range batch.Messages() { // contoso's let go, nobody's answered
+	for m := range batch.Messages() { // contoso's let go, the others answered
 		if err := m.DoubleAck(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -499,10 +500,9 @@ func TestSweepUnroutedLeavesServedTenantsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	served := func(tenant string) bool { return tenant == "contoso" }
-	swept, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects, served)
-	if err != nil || !slices.Equal(swept, []string{"mde.offboard.request.nobody"}) {
-		t.Errorf("swept %v, %v; want nobody's subject only", swept, err)
+	swept, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects)
+	if err != nil || !slices.Equal(swept, []string{"mde.offboard.request.a.b"}) {
+		t.Errorf("swept %v, %v; want the subject of no contract form only", swept, err)
 	}
 	if _, err := Ensure(ctx, js, s); err != nil {
 		t.Fatal(err)
@@ -513,6 +513,13 @@ func TestSweepUnroutedLeavesServedTenantsAlone(t *testing.T) {
 	}
 	if info, err := cons.Info(ctx); err != nil || info.NumPending != 1 {
 		t.Errorf("contoso's consumer made again: %+v, %v; want its 1 request waiting", info, err)
+	}
+	info, err := requests.Info(ctx, jetstream.WithSubjectFilter("mde.offboard.request.nobody"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects["mde.offboard.request.nobody"]; n != 1 {
+		t.Errorf("nobody's requests: %d; want its 1 left for its tenant's consumer (Restore)", n)
 	}
 }
 

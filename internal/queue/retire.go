@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -67,16 +69,16 @@ func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consum
 }
 
 // SweepUnrouted removes from the request stream the requests that the
-// unrouted consumer answered (those of tenants nobody serves, and those on
-// subjects of no contract form) but that are still there. The unrouted
-// consumer acks a served tenant's requests without answering them (its
-// tenant's consumer does), so a subject is swept only when owned says
-// its tenant is not served and neither of its tenant's consumers exists.
-// It returns the subjects it removed requests from.
-func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects, owned func(tenant string) bool) ([]string, error) {
-	// The floor first: a request at or below it that the unrouted
-	// consumer let go was let go while its tenant was served and its
-	// consumers existed, so before they are looked up below.
+// unrouted consumer answered but that are still there (its delete was
+// lost), on subjects that no tenant's consumer can hold: of no contract
+// form, or whose tenant token is no tenant name. The unrouted consumer
+// never lets such a request go. The rest it may have let go to their
+// tenant's consumer, which a lone server's restart loses (its state is in
+// memory): whether such a request was answered cannot be told from the
+// floor, so those are left to Restore, which makes the tenant's consumers
+// again and answers them once (orphans). It returns the subjects it
+// removed requests from.
+func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects) ([]string, error) {
 	info, err := unrouted.Info(ctx)
 	if err != nil {
 		return nil, err
@@ -94,7 +96,7 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 	}
 	var swept []string
 	for subject := range state.State.Subjects {
-		if token, _, ok := subjects.ParseRequest(subject); ok && (owned(token) || consumerMayExist(ctx, requests, token)) {
+		if token, _, ok := subjects.ParseRequest(subject); ok && config.TenantName.MatchString(token) {
 			continue
 		}
 		removed, err := purgeBelow(ctx, requests, subject, floor)
@@ -105,20 +107,8 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 			swept = append(swept, subject)
 		}
 	}
+	slices.Sort(swept)
 	return swept, nil
-}
-
-// consumerMayExist says whether either of the tenant's consumers exists,
-// or may (the server could not say). A name no consumer can have (the
-// token holds characters names may not) has none.
-func consumerMayExist(ctx context.Context, requests jetstream.Stream, tenant string) bool {
-	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		_, err := requests.Consumer(ctx, ConsumerName(tenant, p))
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrInvalidConsumerName) {
-			return true
-		}
-	}
-	return false
 }
 
 // purgeBelow removes the requests on subject at or below floor. It

@@ -29,6 +29,10 @@ type Settings struct {
 	MaxAckPending int           // per tenant and priority, across replicas
 	QuotaHistory  time.Duration // how long quota journal entries are kept: longer than any window
 	BudgetHistory time.Duration // how long budget journal entries are kept: longer than any budget
+	// OrphanAge is how long a request of a tenant not configured here
+	// waits with no consumer of its tenant before Restore and Ensure make
+	// it one (orphans). Default a minute.
+	OrphanAge time.Duration
 	// Limits are the tenants' offboard limits ("100/1m,1500/1h"), kept in
 	// their consumers' metadata (MetaLimits) for offboardctl status.
 	Limits map[string]string
@@ -62,6 +66,9 @@ func (s Settings) WithDefaults() Settings {
 	}
 	if s.BudgetHistory <= 0 {
 		s.BudgetHistory = DefaultBudgetHistory
+	}
+	if s.OrphanAge <= 0 {
+		s.OrphanAge = time.Minute
 	}
 	return s
 }
@@ -417,17 +424,22 @@ func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string,
 	return made, nil
 }
 
-// orphans are the consumers to make for requests that nobody will read:
-// requests of a tenant not configured here, waiting in the stream, that
-// the unrouted consumer has passed (it let them go while the tenant was
-// served), with no consumer of the tenant's to read them. So it is after
-// a tenant is removed from the tenants file, when a lone server's restart
-// loses the tenant's consumers (their state is in memory). Made again,
-// they are stale consumers (Stale), whose requests are answered
-// unknown_tenant while no replica serves the tenant; a replica that serves
-// it uses them as its own. Requests the unrouted consumer has not passed
-// yet are its own to answer.
+// orphans are the consumers to make for requests that nobody may read:
+// requests of a tenant not configured here, waiting in the stream, with no
+// consumer of the tenant's. The unrouted consumer lets a served tenant's
+// requests go to the tenant's consumers; after a lone server's restart
+// those are gone (their state is in memory), and if no replica serves the
+// tenant any more (removed from the tenants file) nobody makes them again.
+// Made here, they are stale consumers (Stale), whose requests are
+// answered unknown_tenant while no replica serves the tenant, and which a
+// replica that serves it uses as its own. A request the unrouted consumer
+// answered (or is about to) may be answered through them too: the answer
+// carries the same message id, and the results stream keeps one. A subject
+// whose oldest request is younger than OrphanAge is left for a later look:
+// the unrouted consumer answers a tenant nobody serves within moments, and
+// a consumer made for it would only add a stale consumer to the server.
 func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists func(name string) bool) ([]jetstream.ConsumerConfig, error) {
+	s = s.WithDefaults()
 	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
@@ -436,17 +448,6 @@ func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists fu
 	if err != nil {
 		return nil, err
 	}
-	if len(subjects) == 0 {
-		return nil, nil
-	}
-	unrouted, err := stream.Consumer(ctx, ConsumerUnrouted)
-	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, nil // it has let nothing go
-	}
-	if err != nil {
-		return nil, fmt.Errorf("consumer %s: %w", ConsumerUnrouted, err)
-	}
-	passed := unrouted.CachedInfo().AckFloor.Stream
 	var (
 		tenants []string
 		want    = map[string]bool{}
@@ -459,7 +460,7 @@ func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists fu
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: first request on %s: %w", offboard.StreamRequests, subject, err)
 		}
-		if first.Sequence > passed {
+		if time.Since(first.Time) < s.OrphanAge { // the server's clock: real time
 			continue
 		}
 		t, p, _ := s.Subjects.ParseRequest(subject)

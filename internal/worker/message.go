@@ -142,17 +142,6 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// This message's own claim (it was left before its call), or one
 		// whose message is long gone: no call was sent; the entry is
 		// written over.
-	case entry.State == queue.StateDone && entry.Seq == j.seq:
-		// This very message was answered, and its ack or its delete was
-		// lost, or its consumer was made again (a lone NATS server
-		// restarted: the consumers' state is in memory) and delivered it
-		// anew. It is removed, not answered again. (A stream sequence
-		// names one message for the stream's life; a stream deleted and
-		// made again, whose new message took an answered one's sequence
-		// and request id, is the one case this would misread.)
-		w.ack(ctx, j)
-		j.log.Info("answered request left in the stream removed")
-		return true
 	case entry.State == queue.StateDone && !entry.Retried(j.req.AttemptOrFirst()):
 		w.replay(ctx, j, entry)
 		return true
@@ -162,6 +151,15 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// Another message with this id is being worked on right now; come
 		// back when it has its result, and answer from the ledger then.
 		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
+		return true
+	case entry.State == queue.StateCalling && w.clock.Since(entry.Started) < w.opts.Settings.AckWait:
+		// This message's call went out less than an ack wait ago: its
+		// consumer, made again (a lone NATS server restarted: the
+		// consumers' state is in memory), delivered it anew while the
+		// delivery that called may still be at work in another process.
+		// It is taken up as a crashed call only once an ack wait has
+		// passed, as the consumer would have redelivered it.
+		w.leaveFor(j, errCallUnderWay, w.opts.Settings.AckWait-w.clock.Since(entry.Started))
 		return true
 	default:
 		// A call of this id may have been sent (a crash): it is under
@@ -206,6 +204,8 @@ func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
 	j.entry = e
 	return true, nil
 }
+
+var errCallUnderWay = errLeave("a call of this request went out less than an ack wait ago and may still be under way")
 
 // entryNow is the ledger entry this message writes for its request id
 // before its result: claimed, or calling, as of now.
@@ -323,6 +323,8 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: worker stopping")
 	case errors.Is(err, errNotNew):
 		j.log.Info("request left for redelivery: its id is in the ledger already; taken again to go by its entry")
+	case errors.Is(err, errCallUnderWay):
+		j.log.Info("request left for redelivery: its call may still be under way elsewhere", zap.Duration("for", delay))
 	default:
 		j.log.Warn("request left for redelivery", zap.Error(err))
 	}

@@ -92,22 +92,14 @@ func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
 func (w *Worker) sweepOthers(ctx context.Context) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	// A tenant with stale consumers stays out of the sweep, removed or
-	// not: the unrouted consumer let its requests go to them, and those
-	// it let go just before a removal was seen are not answered (they
-	// stay in the stream, for an operator to see).
-	stale := w.staleConsumers()
-	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects, func(tenant string) bool {
-		_, isStale := stale[tenant]
-		return isStale || w.serves(tenant)
-	})
+	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		w.log.Warn("sweep answered requests of unserved tenants", zap.Error(err))
 	case len(swept) > 0:
 		w.log.Info("removed answered requests of unserved tenants left in the request stream", zap.Strings("subjects", swept))
 	}
-	for token, conss := range stale {
+	for token, conss := range w.staleConsumers() {
 		for _, cons := range conss {
 			if w.staleGone(cons) {
 				continue

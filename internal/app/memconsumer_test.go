@@ -1,0 +1,186 @@
+package app
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// The tenants' consumers keep their state in memory: the embedded server,
+// restarted with the worker, comes back without them, and the worker makes
+// them again. These tests set up, on the stopped worker's store, what a
+// worker or a replica elsewhere left, and start the worker over it.
+
+// onStore starts the embedded server on the stopped worker's store and
+// connects to it; the returned func stops both.
+func onStore(t *testing.T, e *env) (jetstream.JetStream, func()) {
+	t.Helper()
+	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: e.opts.DataDir, Listen: "127.0.0.1:-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, func() {
+		nc.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}
+}
+
+// TestLedgerDoneWithoutItsResultIsAnswered: the ledger's final entry and
+// the result go out side by side; when the entry landed and the result
+// did not (the server went down between them), the request comes back and
+// its consumer, made again, delivers it anew. The ledger shows it answered
+// by this very message, and the stored answer is published, once.
+func TestLedgerDoneWithoutItsResultIsAnswered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	e.stop()
+	js, stop := onStore(t, e)
+	ctx := t.Context()
+	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": e.tenants["contoso"].machines[0].ID})
+	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := []byte(`{"requestId":"r1","tenant":"contoso","outcome":"created","attempt":1}`)
+	if err := ledger.Finish(ctx, "contoso", "r1", nil, ack.Sequence, answer); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	e.start()
+	c := e.collect("mde.offboard.result.contoso")
+	eventually(t, 20*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
+	if rs := c.wait(t, 1, 5*time.Second)["contoso/r1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results of r1: %+v, want the stored one, once", rs)
+	}
+	if n := e.apiCalls("offboard"); n != 0 {
+		t.Errorf("%d offboard calls for a request the ledger shows answered", n)
+	}
+}
+
+// TestRemovedTenantsRequestsLetGoAreAnswered: the unrouted consumer let a
+// served tenant's requests go while an earlier request (of a tenant nobody
+// serves) was still pending with it, so its ack floor is below them. The
+// server restarts (the tenant's consumers are lost) and the tenant is
+// removed from the tenants file. Its requests are answered unknown_tenant,
+// each once: neither left in the stream nor swept away unanswered.
+func TestRemovedTenantsRequestsLetGoAreAnswered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 4, ackWait: 2 * time.Second})
+	e.stop()
+	js, stop := onStore(t, e)
+	ctx := t.Context()
+	data, _ := json.Marshal(map[string]any{"requestId": "nobody-1", "machineId": e.tenants["contoso"].machines[0].ID})
+	if _, err := js.Publish(ctx, "mde.offboard.request.nobody", data, jetstream.WithMsgID("nobody:nobody-1")); err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range e.tenants["fabrikam"].machines {
+		id := fmt.Sprintf("f-%d", i)
+		data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": m.ID})
+		if _, err := js.Publish(ctx, "mde.offboard.request.fabrikam", data, jetstream.WithMsgID("fabrikam:"+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerUnrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := unrouted.Fetch(5, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range batch.Messages() {
+		n++
+		if strings.HasSuffix(m.Subject(), ".fabrikam") {
+			if err := m.DoubleAck(ctx); err != nil { // let go: fabrikam was served
+				t.Fatal(err)
+			}
+		} // nobody-1: being answered when the server went down, not acked
+	}
+	if n != 5 {
+		t.Fatalf("unrouted delivered %d, want 5", n)
+	}
+	stop()
+
+	e.opts.Tenants.Tenants = e.opts.Tenants.Tenants[:1] // fabrikam removed
+	e.opts.Queue.OrphanAge = 100 * time.Millisecond
+	e.opts.StatsEvery = 50 * time.Millisecond
+	e.opts.SweepEvery = 200 * time.Millisecond
+	e.start()
+	c := e.collect("mde.offboard.result.fabrikam")
+	c.wait(t, 4, 30*time.Second)
+	eventually(t, 10*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
+	got := c.wait(t, 4, time.Second) // and no second answer since
+	for key, rs := range got {
+		if len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeUnknownTenant {
+			t.Errorf("%s: %+v, want one unknown_tenant", key, rs)
+		}
+	}
+}
+
+// TestCallUnderWayElsewhereIsNotSentAgain: a request's "calling" entry,
+// written by this very message just now, is a call that may still be under
+// way in another process (its consumer was made again and delivered it
+// anew). The worker sends no second call until an ack wait has passed
+// since that entry, as a consumer that kept its state would have
+// redelivered it; then it takes it up as a crashed call, finds no action
+// and calls, once.
+func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	const ackWait = 4 * time.Second
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
+	e.stop()
+	js, stop := onStore(t, e)
+	ctx := t.Context()
+	m := e.tenants["contoso"].machines[0]
+	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": m.ID})
+	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calling := &queue.Entry{State: queue.StateCalling, Seq: ack.Sequence, MachineID: m.ID, Started: time.Now().UTC()}
+	if err := ledger.Put(ctx, "contoso", "r1", nil, calling); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	e.start()
+	c := e.collect("mde.offboard.result.contoso")
+	time.Sleep(ackWait / 2)
+	if n := e.apiCalls("offboard"); n != 0 {
+		t.Fatalf("%d offboard calls %v after another process's call of r1 went out", n, time.Since(calling.Started).Round(100*time.Millisecond))
+	}
+	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
+	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results of r1: %+v, want one created", rs)
+	}
+	if n := e.apiCalls("offboard"); n != 1 {
+		t.Errorf("%d offboard calls, want 1 once the ack wait had passed", n)
+	}
+}
