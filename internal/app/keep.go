@@ -86,6 +86,9 @@ func (a *App) restoreConsumers(ctx context.Context) {
 			if len(made) > 0 {
 				a.log.Warn("consumers NATS had lost made again; the requests they held are delivered again, and each is answered once",
 					zap.Int("consumers", len(made)), zap.Strings("names", firstNames(made, 10)))
+				// Those of tenants not configured here are drained as
+				// stale consumers: at once, not at the next sweep.
+				a.worker.LookForStale()
 			}
 			return
 		}

@@ -125,9 +125,10 @@ func TestRemovedTenantsRequestsLetGoAreAnswered(t *testing.T) {
 	stop()
 
 	e.opts.Tenants.Tenants = e.opts.Tenants.Tenants[:1] // fabrikam removed
-	e.opts.Queue.OrphanAge = 100 * time.Millisecond
-	e.opts.StatsEvery = 50 * time.Millisecond
-	e.opts.SweepEvery = 200 * time.Millisecond
+	// Young at the start, fabrikam's requests get their consumers at one
+	// of the keeper's looks, which the worker then drains at once (not at
+	// its next sweep, 10 minutes away).
+	e.opts.Queue.OrphanAge = 2 * time.Second
 	e.start()
 	c := e.collect("mde.offboard.result.fabrikam")
 	c.wait(t, 4, 30*time.Second)
@@ -182,5 +183,71 @@ func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
 	}
 	if n := e.apiCalls("offboard"); n != 1 {
 		t.Errorf("%d offboard calls, want 1 once the ack wait had passed", n)
+	}
+}
+
+// TestCallOfALiveProcessIsNotSentAgain: a request's "calling" entry,
+// written an ack wait ago by another process that is still alive (its
+// call in a long 429 pause, say), is that process's call: a delivery anew
+// here sends nothing while it lives, however old the entry. Once that
+// process is gone (its announcement withdrawn), the call is over, and the
+// request is taken up as a crashed call: no action found, one call.
+func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	const ackWait = 2 * time.Second
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
+	e.stop()
+	js, stop := onStore(t, e)
+	ctx := t.Context()
+	m := e.tenants["contoso"].machines[0]
+	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": m.ID})
+	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calling := &queue.Entry{State: queue.StateCalling, Seq: ack.Sequence, MachineID: m.ID, Started: time.Now().Add(-2 * ackWait).UTC(), Writer: "other-process"}
+	if err := ledger.Put(ctx, "contoso", "r1", nil, calling); err != nil {
+		t.Fatal(err)
+	}
+	// The other process announces itself as a replica of another tenant,
+	// so that contoso stays with this worker.
+	presence, err := js.KeyValue(ctx, queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := presence.Put(ctx, "other-replica", []byte(`{"tenants":["elsewhere"],"instance":"other-process"}`)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+
+	e.opts.PresenceBeat = time.Second // its announcement counts 3 s after each read
+	e.start()
+	c := e.collect("mde.offboard.result.contoso")
+	kv, err := e.js.KeyValue(ctx, queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		time.Sleep(ackWait / 2)
+		if _, err := kv.Put(ctx, "other-replica", []byte(`{"tenants":["elsewhere"],"instance":"other-process"}`)); err != nil { // it lives
+			t.Fatal(err)
+		}
+		if n := e.apiCalls("offboard"); n != 0 {
+			t.Fatalf("%d offboard calls while the process whose call of r1 went out %v ago lives", n, time.Since(calling.Started).Round(100*time.Millisecond))
+		}
+	}
+	if err := kv.Delete(ctx, "other-replica"); err != nil { // withdrawn: it stopped
+		t.Fatal(err)
+	}
+	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
+	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results of r1: %+v, want one created", rs)
+	}
+	if n := e.apiCalls("offboard"); n != 1 {
+		t.Errorf("%d offboard calls, want 1 once the other process was gone", n)
 	}
 }

@@ -64,7 +64,9 @@ func (a *App) natsOptions() []nats.Option {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			a.setConnected(true)
 			a.log.Info("NATS reconnected")
-			a.consumerLost() // a lone server restarted comes back without the tenants' consumers
+			if !a.opts.NoSetup {
+				a.consumerLost() // a lone server restarted comes back without the tenants' consumers
+			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) {
 			a.setConnected(false)

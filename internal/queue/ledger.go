@@ -42,11 +42,14 @@ const (
 
 // Entry is what the ledger holds for one request id.
 type Entry struct {
-	State     string          `json:"state"`
-	Seq       uint64          `json:"seq"` // the request's stream sequence
-	MachineID string          `json:"machineId,omitempty"`
-	Started   time.Time       `json:"started"`
-	Result    json.RawMessage `json:"result,omitempty"`
+	State     string    `json:"state"`
+	Seq       uint64    `json:"seq"` // the request's stream sequence
+	MachineID string    `json:"machineId,omitempty"`
+	Started   time.Time `json:"started"`
+	// Writer marks the process that wrote a claimed or calling entry
+	// (Presence.Instance); empty in entries of earlier releases.
+	Writer string          `json:"writer,omitempty"`
+	Result json.RawMessage `json:"result,omitempty"`
 	// Attempt is the attempt of the request the stored result answers
 	// (0 in entries written before attempts: the first).
 	Attempt int `json:"attempt,omitempty"`

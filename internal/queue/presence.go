@@ -94,9 +94,10 @@ type Presence struct {
 }
 
 type seen struct {
-	tenants map[string]bool
-	at      time.Time // when this replica first read this revision of the entry
-	rev     uint64    // the entry's revision
+	instance string // the process that announced itself (announcement.Instance)
+	tenants  map[string]bool
+	at       time.Time // when this replica first read this revision of the entry
+	rev      uint64    // the entry's revision
 }
 
 // PresenceOptions configure a replica's presence.
@@ -318,7 +319,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	if known && old.rev == e.Revision() {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
-	s := seen{tenants: map[string]bool{}, at: now, rev: e.Revision()}
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, at: now, rev: e.Revision()}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 	}
@@ -388,6 +389,34 @@ func (p *Presence) knownLocked(now time.Time) bool {
 // Current is closed once the replica knows every announcement that existed
 // when it started: before then, Serves cannot say no.
 func (p *Presence) Current() <-chan struct{} { return p.current }
+
+// Instance is this process's mark: another process started under the
+// same replica id has another.
+func (p *Presence) Instance() string { return p.instance }
+
+// Running says whether the process that marked its announcements with
+// instance is alive: this one, or another replica whose announcement
+// still counts. While the view is not Known it says yes: it cannot know
+// otherwise. A process that stopped withdrew its announcement once its
+// requests under way were finished; one that died is taken for alive
+// until its announcement expires.
+func (p *Presence) Running(instance string) bool {
+	if instance == p.instance {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	if !p.knownLocked(now) {
+		return true
+	}
+	for _, s := range p.others {
+		if s.instance == instance && p.liveLocked(s, now) {
+			return true
+		}
+	}
+	return false
+}
 
 // Serves says whether a live replica (this one included) serves tenant.
 // While the view is not Known it says yes: it cannot know otherwise.

@@ -144,10 +144,11 @@ func consumerNames(t *testing.T, js jetstream.JetStream) []string {
 
 // TestRestoreMakesConsumersForRequestsLetGo: a request of a tenant not
 // configured here, with no consumer of its tenant, is the unrouted
-// consumer's to answer for OrphanAge; waiting longer, it may have been let
-// go while the tenant was served and its consumer lost since (a lone
-// server's restart). Restore then makes that consumer, as a stale one, so
-// that the request is answered rather than left.
+// consumer's to answer until it has delivered it and OrphanAge has passed;
+// then it may have been let go while the tenant was served and its
+// consumer lost since (a lone server's restart). Restore then makes that
+// consumer, as a stale one, so that the request is answered rather than
+// left.
 func TestRestoreMakesConsumersForRequestsLetGo(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
@@ -160,9 +161,25 @@ func TestRestoreMakesConsumersForRequestsLetGo(t *testing.T) {
 		t.Fatalf("Restore while the request is younger than OrphanAge: made %v, %v; want nothing", made, err)
 	}
 	time.Sleep(s.OrphanAge)
+	if made, err := Restore(ctx, js, s); err != nil || len(made) != 0 {
+		t.Fatalf("Restore before the unrouted consumer delivered the request (it lags): made %v, %v; want nothing", made, err)
+	}
+	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerUnrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := unrouted.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range drain(batch) {
+		if err := m.DoubleAck(ctx); err != nil { // let go: fabrikam was served
+			t.Fatal(err)
+		}
+	}
 	made, err := Restore(ctx, js, s)
 	if err != nil || !slices.Equal(made, []string{"tenant-fabrikam"}) {
-		t.Fatalf("Restore once the request waited OrphanAge: made %v, %v; want tenant-fabrikam", made, err)
+		t.Fatalf("Restore once the request was let go and waited OrphanAge: made %v, %v; want tenant-fabrikam", made, err)
 	}
 	if stale, err := Stale(ctx, js, s); err != nil || !slices.Equal(stale, []string{"tenant-fabrikam"}) {
 		t.Fatalf("Stale: %v, %v; want tenant-fabrikam", stale, err)

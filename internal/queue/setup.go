@@ -435,9 +435,11 @@ func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string,
 // replica that serves it uses as its own. A request the unrouted consumer
 // answered (or is about to) may be answered through them too: the answer
 // carries the same message id, and the results stream keeps one. A subject
-// whose oldest request is younger than OrphanAge is left for a later look:
-// the unrouted consumer answers a tenant nobody serves within moments, and
-// a consumer made for it would only add a stale consumer to the server.
+// whose oldest request the unrouted consumer has not delivered yet (it
+// lags behind a backlog), or delivered less than OrphanAge ago as far as
+// the request's age tells, is left for a later look: the unrouted consumer
+// answers a tenant nobody serves within moments, and a consumer made for
+// it would only add a stale consumer to the server.
 func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists func(name string) bool) ([]jetstream.ConsumerConfig, error) {
 	s = s.WithDefaults()
 	stream, err := js.Stream(ctx, offboard.StreamRequests)
@@ -448,6 +450,17 @@ func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists fu
 	if err != nil {
 		return nil, err
 	}
+	if len(subjects) == 0 {
+		return nil, nil
+	}
+	unrouted, err := stream.Consumer(ctx, ConsumerUnrouted)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return nil, nil // it let nothing go
+	}
+	if err != nil {
+		return nil, fmt.Errorf("consumer %s: %w", ConsumerUnrouted, err)
+	}
+	seen := unrouted.CachedInfo().Delivered.Stream
 	var (
 		tenants []string
 		want    = map[string]bool{}
@@ -460,7 +473,7 @@ func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists fu
 		if err != nil {
 			return nil, fmt.Errorf("stream %s: first request on %s: %w", offboard.StreamRequests, subject, err)
 		}
-		if time.Since(first.Time) < s.OrphanAge { // the server's clock: real time
+		if first.Sequence > seen || time.Since(first.Time) < s.OrphanAge { // the server's clock: real time
 			continue
 		}
 		t, p, _ := s.Subjects.ParseRequest(subject)

@@ -152,14 +152,8 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// back when it has its result, and answer from the ledger then.
 		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
 		return true
-	case entry.State == queue.StateCalling && w.clock.Since(entry.Started) < w.opts.Settings.AckWait:
-		// This message's call went out less than an ack wait ago: its
-		// consumer, made again (a lone NATS server restarted: the
-		// consumers' state is in memory), delivered it anew while the
-		// delivery that called may still be at work in another process.
-		// It is taken up as a crashed call only once an ack wait has
-		// passed, as the consumer would have redelivered it.
-		w.leaveFor(j, errCallUnderWay, w.opts.Settings.AckWait-w.clock.Since(entry.Started))
+	case entry.State == queue.StateCalling && entry.Seq == j.seq && w.callElsewhere(entry):
+		w.leaveFor(j, errCallUnderWay, w.opts.Settings.AckWait)
 		return true
 	default:
 		// A call of this id may have been sent (a crash): it is under
@@ -193,7 +187,7 @@ func (j *job) fresh() bool {
 // "calling" entry written over it before the call says when one may
 // have been (steps.go).
 func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
-	e := j.entryNow(queue.StateClaimed, w.clock.Now())
+	e := j.entryNow(queue.StateClaimed, w.clock.Now(), w.opts.Presence.Instance())
 	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, nil, e)
 	if errors.Is(err, queue.ErrConflict) {
 		return false, nil
@@ -205,12 +199,36 @@ func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
 	return true, nil
 }
 
+// callElsewhere says whether this message's call, whose "calling" entry a
+// delivery of it meets, may still be under way in another process: its
+// consumer, made again (a lone NATS server restarted: the consumers'
+// state is in memory), delivered it anew while the delivery that called
+// may still be at work, in a backoff or a 429 pause. The process that
+// wrote the entry is asked after (Presence.Running): while it lives, the
+// call is its own, up to the calling lease; gone, its call is over, and
+// the request is taken up as a crashed call (the action it may have made
+// is looked for first). This process's own entry is no call under way:
+// a delivery still at work here is never handled twice (tenantRun.working).
+// An entry that names no process (an earlier release's) counts as under
+// way for an ack wait.
+func (w *Worker) callElsewhere(e *queue.Entry) bool {
+	age := w.clock.Since(e.Started)
+	switch {
+	case e.Writer == "":
+		return age < w.opts.Settings.AckWait
+	case e.Writer == w.opts.Presence.Instance():
+		return false
+	default:
+		return age < w.opts.CallingLease && w.opts.Presence.Running(e.Writer)
+	}
+}
+
 var errCallUnderWay = errLeave("a call of this request went out less than an ack wait ago and may still be under way")
 
 // entryNow is the ledger entry this message writes for its request id
 // before its result: claimed, or calling, as of now.
-func (j *job) entryNow(state string, now time.Time) *queue.Entry {
-	return &queue.Entry{State: state, Seq: j.seq, MachineID: j.req.MachineID, Started: now.UTC()}
+func (j *job) entryNow(state string, now time.Time, writer string) *queue.Entry {
+	return &queue.Entry{State: state, Seq: j.seq, MachineID: j.req.MachineID, Started: now.UTC(), Writer: writer}
 }
 
 // withdrawn answers a request of a cancelled campaign: failed, cancelled,

@@ -196,7 +196,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 			_, _ = permit.Record(ctx)
 		}()
 	}
-	next := j.entryNow(queue.StateCalling, w.clock.Now())
+	next := j.entryNow(queue.StateCalling, w.clock.Now(), w.opts.Presence.Instance())
 	err := notNew(j.entry, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next))
 	if recorded != nil {
 		<-recorded // the permit is the call's again

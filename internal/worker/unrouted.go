@@ -24,14 +24,21 @@ type Presence interface {
 	// (NATS away, its watch being made again): no tenant can be said
 	// unserved then.
 	Known() bool
+	// Instance marks this process: the ledger's "calling" entries carry
+	// it (queue.Entry.Writer). Empty: not marked.
+	Instance() string
+	// Running says whether the process marked so is alive, or may be.
+	Running(instance string) bool
 }
 
 // servesNone is the presence of a worker that is told nothing of other
 // replicas: it answers for every tenant it does not configure.
 type servesNone struct{}
 
-func (servesNone) Serves(string) bool { return false }
-func (servesNone) Known() bool        { return true }
+func (servesNone) Serves(string) bool  { return false }
+func (servesNone) Known() bool         { return true }
+func (servesNone) Instance() string    { return "" }
+func (servesNone) Running(string) bool { return false }
 
 // runUnrouted reads every request through the unrouted consumer. Requests
 // of tenants that this or another live replica serves are let go at once
@@ -143,9 +150,20 @@ func (w *Worker) runFindStale(ctx context.Context) {
 			return
 		case <-changed:
 		case <-timer.Chan():
+		case <-w.lookForStale:
 		}
 		timer.Stop()
 		w.findStale(ctx)
+	}
+}
+
+// LookForStale asks the worker to look for consumers of tenants not
+// configured here now, rather than at the next SweepEvery: consumers made
+// for requests nobody reads (queue.Restore's orphans). It never blocks.
+func (w *Worker) LookForStale() {
+	select {
+	case w.lookForStale <- struct{}{}:
+	default:
 	}
 }
 

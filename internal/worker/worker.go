@@ -98,12 +98,15 @@ type tenantRun struct {
 	source  *queue.Source
 	devices keyedMutex
 	working sync.Map // stream sequences of requests being handled
-	tracker *tracker
-	gate    *gate // open while the tenant is assigned to this replica
-	budget  *budget
-	log     *zap.Logger
-	backlog map[offboard.Priority]uint64 // last read by runStats
-	swept   time.Time                    // last sweep (runStats)
+	// goneSaid is when the fetch last logged the tenant's consumer
+	// missing (the fetch loop's own).
+	goneSaid time.Time
+	tracker  *tracker
+	gate     *gate // open while the tenant is assigned to this replica
+	budget   *budget
+	log      *zap.Logger
+	backlog  map[offboard.Priority]uint64 // last read by runStats
+	swept    time.Time                    // last sweep (runStats)
 }
 
 // Worker processes the requests of all configured tenants.
@@ -120,6 +123,8 @@ type Worker struct {
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers of tenants not configured here (staleMu)
 	// removedStale holds the names of stale consumers found removed.
 	removedStale sync.Map
+	// lookForStale asks runFindStale to look now (LookForStale).
+	lookForStale chan struct{}
 	epoch        int64 // creation time of the request stream (offboard.Seq)
 
 	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
@@ -183,7 +188,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	opts = opts.withDefaults()
 	w := &Worker{
 		opts: opts, log: opts.Logger.Named("worker"), m: opts.Metrics, clock: opts.Clock,
-		tenants: map[string]*tenantRun{}, statsKick: make(chan struct{}, 1),
+		tenants: map[string]*tenantRun{}, statsKick: make(chan struct{}, 1), lookForStale: make(chan struct{}, 1),
 		caller: newCaller(opts.Clock, opts.Metrics, opts.Retry, opts.Seed),
 	}
 	if opts.MaxRequests > 0 {
@@ -375,9 +380,18 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			if actx.Err() != nil || errors.Is(err, errPausesChanged) {
 				continue // the tenant moved to another replica, or its pauses changed
 			}
-			t.log.Warn("fetch request", zap.Error(err))
-			if errors.Is(err, jetstream.ErrConsumerNotFound) && w.opts.ConsumerLost != nil {
-				w.opts.ConsumerLost()
+			if errors.Is(err, jetstream.ErrConsumerNotFound) {
+				// Made again by the app's keeper within a second or so;
+				// with --no-setup, not at all: said once a minute.
+				if now := w.clock.Now(); now.Sub(t.goneSaid) >= time.Minute {
+					t.goneSaid = now
+					t.log.Warn("fetch request: the tenant's consumer is missing (a lone NATS server restarted loses it); it is made again, or with --no-setup, apply deploy/nats", zap.Error(err))
+				}
+				if w.opts.ConsumerLost != nil {
+					w.opts.ConsumerLost()
+				}
+			} else {
+				t.log.Warn("fetch request", zap.Error(err))
 			}
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
 				return
