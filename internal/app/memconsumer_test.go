@@ -141,18 +141,12 @@ func TestRemovedTenantsRequestsLetGoAreAnswered(t *testing.T) {
 	}
 }
 
-// TestCallUnderWayElsewhereIsNotSentAgain: a request's "calling" entry,
-// written by this very message just now, is a call that may still be under
-// way in another process (its consumer was made again and delivered it
-// anew). The worker sends no second call until an ack wait has passed
-// since that entry, as a consumer that kept its state would have
-// redelivered it; then it takes it up as a crashed call, finds no action
-// and calls, once.
-func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
-	t.Parallel()
-	const ackWait = 4 * time.Second
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
-	e.stop()
+// callingLeft publishes request r1 for contoso's device on the stopped
+// worker's store, with the "calling" entry a delivery of it wrote at
+// started in the process writer; the returned func stops the store's
+// server.
+func callingLeft(t *testing.T, e *env, started time.Time, writer string) (jetstream.JetStream, *queue.Entry, func()) {
+	t.Helper()
 	js, stop := onStore(t, e)
 	ctx := t.Context()
 	m := e.tenants["contoso"].machines[0]
@@ -165,10 +159,25 @@ func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	calling := &queue.Entry{State: queue.StateCalling, Seq: ack.Sequence, MachineID: m.ID, Started: time.Now().UTC()}
+	calling := &queue.Entry{State: queue.StateCalling, Seq: ack.Sequence, MachineID: m.ID, Started: started.UTC(), Writer: writer}
 	if err := ledger.Put(ctx, "contoso", "r1", nil, calling); err != nil {
 		t.Fatal(err)
 	}
+	return js, calling, stop
+}
+
+// TestCallUnderWayElsewhereIsNotSentAgain: a request's "calling" entry,
+// written by this very message just now in a process it does not name (an
+// earlier release's), is a call that may still be under way elsewhere
+// (its consumer was made again and delivered it anew). The worker sends
+// no second call until an ack wait has passed since that entry; then it
+// takes it up as a crashed call, finds no action and calls, once.
+func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	const ackWait = 4 * time.Second
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
+	e.stop()
+	_, calling, stop := callingLeft(t, e, time.Now(), "")
 	stop()
 
 	e.start()
@@ -197,22 +206,8 @@ func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 	const ackWait = 2 * time.Second
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
 	e.stop()
-	js, stop := onStore(t, e)
+	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
 	ctx := t.Context()
-	m := e.tenants["contoso"].machines[0]
-	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": m.ID})
-	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := queue.NewLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	calling := &queue.Entry{State: queue.StateCalling, Seq: ack.Sequence, MachineID: m.ID, Started: time.Now().Add(-2 * ackWait).UTC(), Writer: "other-process"}
-	if err := ledger.Put(ctx, "contoso", "r1", nil, calling); err != nil {
-		t.Fatal(err)
-	}
 	// The other process announces itself as a replica of another tenant,
 	// so that contoso stays with this worker.
 	presence, err := js.KeyValue(ctx, queue.BucketPresence)
