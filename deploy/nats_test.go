@@ -32,6 +32,12 @@ func TestNATSAccounts(t *testing.T) {
 			t.Errorf("%s may publish on %v, want %v", user, p.Publish.Allow, want)
 		}
 	}
+	// Replicas ask each other whether a request is in their hands
+	// (request and reply on mde.offboard.working.<process>).
+	if w := users["mde-offboard-worker"]; w == nil || w.Publish == nil || w.Subscribe == nil ||
+		!slices.Contains(w.Publish.Allow, "mde.offboard.working.>") || !slices.Contains(w.Subscribe.Allow, "mde.offboard.working.>") {
+		t.Errorf("mde-offboard-worker may not both publish and subscribe on mde.offboard.working.>")
+	}
 	for user, p := range users {
 		quota := p != nil && p.Publish != nil && slices.Contains(p.Publish.Allow, "mde.offboard.quota.>")
 		if quota != (user == "mde-offboard-worker") {

@@ -75,6 +75,11 @@ func (s Subjects) AllBudget() string { return s.prefix() + ".budget.>" }
 // Control is the subject of a tenant's control events (audit trail).
 func (s Subjects) Control(tenant string) string { return s.prefix() + ".control." + tenant }
 
+// Working is the subject on which the worker process marked instance
+// answers whether a request is in its hands (the worker's own: replicas
+// ask each other, request and reply).
+func (s Subjects) Working(instance string) string { return s.prefix() + ".working." + instance }
+
 // Plan is the subject a worker answers campaign plan requests on.
 func (s Subjects) Plan(tenant string) string { return s.prefix() + ".plan." + tenant }
 

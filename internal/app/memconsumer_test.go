@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -196,30 +197,89 @@ func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
 }
 
 // TestCallOfALiveProcessIsNotSentAgain: a request's "calling" entry,
-// written an ack wait ago by another process that is still alive (its
-// call in a long 429 pause, say), is that process's call: a delivery anew
-// here sends nothing while it lives, however old the entry. Once that
-// process is gone (its announcement withdrawn), the call is over, and the
-// request is taken up as a crashed call: no action found, one call.
+// written two ack waits ago by another process, is that process's call
+// while the process says the request is in its hands (in a long 429
+// pause, say): a delivery anew here sends nothing, however old the entry.
+// Once it says the request is not (it left it, or finished its part), the
+// call is over, and the request is taken up as a crashed call at once: no
+// action found, one call.
 func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
+	t.Parallel()
+	const ackWait = 2 * time.Second
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
+	e.stop()
+	_, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
+	stop()
+
+	e.start()
+	var holding atomic.Bool
+	holding.Store(true)
+	asked := make(chan string, 100)
+	sub, err := e.nc.Subscribe("mde.offboard.working.other-process", func(m *nats.Msg) {
+		asked <- string(m.Data)
+		answer := "no"
+		if holding.Load() {
+			answer = "yes"
+		}
+		_ = m.Respond([]byte(answer))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	c := e.collect("mde.offboard.result.contoso")
+	time.Sleep(2 * ackWait)
+	if n := e.apiCalls("offboard"); n != 0 {
+		t.Fatalf("%d offboard calls while the process whose call of r1 went out %v ago holds it", n, time.Since(calling.Started).Round(100*time.Millisecond))
+	}
+	select {
+	case q := <-asked:
+		if want := fmt.Sprintf("contoso %d", calling.Seq); q != want {
+			t.Errorf("asked %q, want %q", q, want)
+		}
+	default:
+		t.Fatal("the process that wrote the entry was never asked")
+	}
+	holding.Store(false)
+	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
+	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results of r1: %+v, want one created", rs)
+	}
+	if n := e.apiCalls("offboard"); n != 1 {
+		t.Errorf("%d offboard calls, want 1 once the other process had let the request go", n)
+	}
+}
+
+// TestCallOfASilentProcess: the process that wrote a request's "calling"
+// entry does not answer. While its announcement says it lives (cut off
+// from NATS a moment), its call counts as under way; once its
+// announcement is withdrawn it is gone, and the request is taken up,
+// though another replica, under another process, lives on.
+func TestCallOfASilentProcess(t *testing.T) {
 	t.Parallel()
 	const ackWait = 2 * time.Second
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
 	e.stop()
 	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
 	ctx := t.Context()
-	// The other process announces itself as a replica of another tenant,
-	// so that contoso stays with this worker.
 	presence, err := js.KeyValue(ctx, queue.BucketPresence)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := presence.Put(ctx, "other-replica", []byte(`{"tenants":["elsewhere"],"instance":"other-process"}`)); err != nil {
-		t.Fatal(err)
+	// Both announce themselves as replicas of another tenant, so that
+	// contoso stays with this worker.
+	announce := func(kv jetstream.KeyValue) {
+		t.Helper()
+		for id, inst := range map[string]string{"other-replica": "other-process", "third-replica": "third-process"} {
+			if _, err := kv.Put(ctx, id, []byte(`{"tenants":["elsewhere"],"instance":"`+inst+`"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
+	announce(presence)
 	stop()
 
-	e.opts.PresenceBeat = time.Second // its announcement counts 3 s after each read
+	e.opts.PresenceBeat = time.Second // an announcement counts 3 s after each read
 	e.start()
 	c := e.collect("mde.offboard.result.contoso")
 	kv, err := e.js.KeyValue(ctx, queue.BucketPresence)
@@ -228,9 +288,7 @@ func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 	}
 	for range 4 {
 		time.Sleep(ackWait / 2)
-		if _, err := kv.Put(ctx, "other-replica", []byte(`{"tenants":["elsewhere"],"instance":"other-process"}`)); err != nil { // it lives
-			t.Fatal(err)
-		}
+		announce(kv) // both live
 		if n := e.apiCalls("offboard"); n != 0 {
 			t.Fatalf("%d offboard calls while the process whose call of r1 went out %v ago lives", n, time.Since(calling.Started).Round(100*time.Millisecond))
 		}
@@ -238,6 +296,12 @@ func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 	if err := kv.Delete(ctx, "other-replica"); err != nil { // withdrawn: it stopped
 		t.Fatal(err)
 	}
+	go func() { // the third lives on
+		for ctx.Err() == nil {
+			time.Sleep(ackWait / 2)
+			_, _ = kv.Put(ctx, "third-replica", []byte(`{"tenants":["elsewhere"],"instance":"third-process"}`))
+		}
+	}()
 	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
 	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 		t.Errorf("results of r1: %+v, want one created", rs)

@@ -152,7 +152,7 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// back when it has its result, and answer from the ledger then.
 		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
 		return true
-	case entry.State == queue.StateCalling && entry.Seq == j.seq && w.callElsewhere(entry):
+	case entry.State == queue.StateCalling && entry.Seq == j.seq && w.callElsewhere(ctx, j, entry):
 		w.leaveFor(j, errCallUnderWay, w.opts.Settings.AckWait)
 		return true
 	default:
@@ -199,31 +199,7 @@ func (w *Worker) claim(ctx context.Context, j *job) (bool, error) {
 	return true, nil
 }
 
-// callElsewhere says whether this message's call, whose "calling" entry a
-// delivery of it meets, may still be under way in another process: its
-// consumer, made again (a lone NATS server restarted: the consumers'
-// state is in memory), delivered it anew while the delivery that called
-// may still be at work, in a backoff or a 429 pause. The process that
-// wrote the entry is asked after (Presence.Running): while it lives, the
-// call is its own, up to the calling lease; gone, its call is over, and
-// the request is taken up as a crashed call (the action it may have made
-// is looked for first). This process's own entry is no call under way:
-// a delivery still at work here is never handled twice (tenantRun.working).
-// An entry that names no process (an earlier release's) counts as under
-// way for an ack wait.
-func (w *Worker) callElsewhere(e *queue.Entry) bool {
-	age := w.clock.Since(e.Started)
-	switch {
-	case e.Writer == "":
-		return age < w.opts.Settings.AckWait
-	case e.Writer == w.opts.Presence.Instance():
-		return false
-	default:
-		return age < w.opts.CallingLease && w.opts.Presence.Running(e.Writer)
-	}
-}
-
-var errCallUnderWay = errLeave("a call of this request went out less than an ack wait ago and may still be under way")
+var errCallUnderWay = errLeave("a call of this request went out from another process, which may still be at work on it")
 
 // entryNow is the ledger entry this message writes for its request id
 // before its result: claimed, or calling, as of now.

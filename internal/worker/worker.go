@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
@@ -125,7 +126,9 @@ type Worker struct {
 	removedStale sync.Map
 	// lookForStale asks runFindStale to look now (LookForStale).
 	lookForStale chan struct{}
-	epoch        int64 // creation time of the request stream (offboard.Seq)
+	// workingSub answers other processes' questions (serveWorking).
+	workingSub *nats.Subscription
+	epoch      int64 // creation time of the request stream (offboard.Seq)
 
 	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
 	capacity       capacity                      // one per request worked on (Options.MaxRequests); nil: no bound
@@ -298,6 +301,7 @@ func (w *Worker) Start() {
 	w.fetchers.Go(func() { w.runBudgets(fetchCtx) })
 	w.fetchers.Go(func() { w.campaigns.Run(fetchCtx) })
 	w.planner.start()
+	w.serveWorking()
 }
 
 // stopGrace bounds how long Stop waits for requests after it cancelled
@@ -319,6 +323,12 @@ func (w *Worker) stop(ctx context.Context) error {
 	if w.stopFetch == nil {
 		return nil
 	}
+	defer func() {
+		// Asked until the last request here is over.
+		if w.workingSub != nil {
+			_ = w.workingSub.Unsubscribe()
+		}
+	}()
 	w.planner.stop()
 	w.stopFetch()
 	done := make(chan struct{})

@@ -1,0 +1,88 @@
+package worker
+
+import (
+	"context"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+)
+
+// Replicas ask each other whether a request is in their hands: a
+// tenant's consumer made again (a lone NATS server restarted: the
+// consumers' state is in memory) delivers anew a request that another
+// process may still be calling for (callElsewhere).
+
+// serveWorking answers, on Subjects.Working of this process's instance,
+// whether a request ("<tenant> <stream sequence>") is being handled here:
+// "yes" or "no". A worker without an instance (no presence) answers
+// nothing.
+func (w *Worker) serveWorking() {
+	inst := w.opts.Presence.Instance()
+	if inst == "" {
+		return
+	}
+	sub, err := w.opts.JS.Conn().Subscribe(w.opts.Settings.Subjects.Working(inst), func(m *nats.Msg) {
+		tenant, seqText, _ := strings.Cut(string(m.Data), " ")
+		seq, err := strconv.ParseUint(seqText, 10, 64)
+		answer := "no"
+		if t, ok := w.tenants[tenant]; ok && err == nil {
+			if _, busy := t.working.Load(seq); busy {
+				answer = "yes"
+			}
+		}
+		_ = m.Respond([]byte(answer))
+	})
+	if err != nil {
+		w.log.Warn("answer other replicas whether a request is in this one's hands", zap.Error(err))
+		return
+	}
+	w.workingSub = sub
+}
+
+// askWorking asks the process marked instance whether it handles the
+// request now. answered is false when no answer came: the process is
+// gone, or cut off from NATS for a moment.
+func (w *Worker) askWorking(ctx context.Context, instance, tenant string, seq uint64) (busy, answered bool) {
+	ctx, cancel := queue.StepCtx(ctx)
+	defer cancel()
+	msg, err := w.opts.JS.Conn().RequestWithContext(ctx, w.opts.Settings.Subjects.Working(instance), []byte(tenant+" "+strconv.FormatUint(seq, 10)))
+	if err != nil {
+		return false, false
+	}
+	return string(msg.Data) == "yes", true
+}
+
+// callElsewhere says whether this message's call, whose "calling" entry a
+// delivery of it meets, may still be under way in another process: the
+// delivery that called may still be at work there, in a backoff or a 429
+// pause. The process that wrote the entry is asked; one that does not
+// answer counts as at work while the replicas' announcements say it lives
+// (a moment cut off from NATS), and as gone otherwise. A process that
+// handles the request no more, or is gone, has ended its call, and the
+// request is taken up as a crashed call (the action it may have made is
+// looked for first). This process's own entry is no call under way: a
+// delivery still at work here is never handled twice (tenantRun.working).
+// An entry that names no process (an earlier release's), or whose writer
+// cannot be told while this replica's view of the others is behind,
+// counts as under way for an ack wait; any entry, for the calling lease
+// at most.
+func (w *Worker) callElsewhere(ctx context.Context, j *job, e *queue.Entry) bool {
+	age := w.clock.Since(e.Started)
+	switch {
+	case e.Writer == "":
+		return age < w.opts.Settings.AckWait
+	case e.Writer == w.opts.Presence.Instance(), age >= w.opts.CallingLease:
+		return false
+	}
+	if busy, answered := w.askWorking(ctx, e.Writer, j.t.name, j.seq); answered {
+		return busy
+	}
+	if w.opts.Presence.Known() {
+		return w.opts.Presence.Running(e.Writer)
+	}
+	return age < w.opts.Settings.AckWait
+}
