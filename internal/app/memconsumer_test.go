@@ -201,17 +201,42 @@ func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
 // while the process says the request is in its hands (in a long 429
 // pause, say): a delivery anew here sends nothing, however old the entry.
 // Once it says the request is not (it left it, or finished its part), the
-// call is over, and the request is taken up as a crashed call at once: no
-// action found, one call.
+// call is over, and the request is taken up as a call cut off at once,
+// though the process lives on: no action found, one call.
 func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 	t.Parallel()
 	const ackWait = 2 * time.Second
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
 	e.stop()
-	_, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
+	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
+	ctx := t.Context()
+	// It announces itself as a replica of another tenant, so that
+	// contoso stays with this worker; alive, its silence would hold the
+	// request too: only its no lets it go.
+	announce := func(kv jetstream.KeyValue) {
+		if _, err := kv.Put(ctx, "other-replica", []byte(`{"tenants":["elsewhere"],"instance":"other-process"}`)); err != nil && ctx.Err() == nil {
+			t.Error(err)
+		}
+	}
+	presence, err := js.KeyValue(ctx, queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	announce(presence)
 	stop()
 
+	e.opts.PresenceBeat = time.Second // an announcement counts 3 s after each read
 	e.start()
+	kv, err := e.js.KeyValue(ctx, queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { // it lives on
+		for ctx.Err() == nil {
+			announce(kv)
+			time.Sleep(ackWait / 2)
+		}
+	}()
 	var holding atomic.Bool
 	holding.Store(true)
 	asked := make(chan string, 100)

@@ -37,7 +37,9 @@ type Options struct {
 	// Poll bounds how long a request can wait when its wake-up was missed.
 	Poll time.Duration
 	// CallingLease is how long a request id whose call is under way blocks
-	// another message with the same id (default: the ack wait).
+	// another message with the same id, or another process's delivery of
+	// the same message (default 2h: longer than any call with its backoffs
+	// and 429 pauses).
 	CallingLease time.Duration
 	// StatsEvery is how often backlog and quota gauges are refreshed.
 	StatsEvery time.Duration

@@ -18,7 +18,8 @@ import (
 
 // serveWorking answers, on Subjects.Working of this process's instance,
 // whether a request ("<tenant> <stream sequence>") is being handled here:
-// "yes" or "no". A worker without an instance (no presence) answers
+// "yes" or "no"; "?" to a question it cannot read, which the asker takes
+// for no answer. A worker without an instance (no presence) answers
 // nothing.
 func (w *Worker) serveWorking() {
 	inst := w.opts.Presence.Instance()
@@ -28,11 +29,14 @@ func (w *Worker) serveWorking() {
 	sub, err := w.opts.JS.Conn().Subscribe(w.opts.Settings.Subjects.Working(inst), func(m *nats.Msg) {
 		tenant, seqText, _ := strings.Cut(string(m.Data), " ")
 		seq, err := strconv.ParseUint(seqText, 10, 64)
-		answer := "no"
+		answer := "?"
 		if t, ok := w.tenants[tenant]; ok && err == nil {
+			answer = "no"
 			if _, busy := t.working.Load(seq); busy {
 				answer = "yes"
 			}
+		} else if err == nil {
+			answer = "no" // a tenant not served here: none of its requests is
 		}
 		_ = m.Respond([]byte(answer))
 	})
@@ -44,8 +48,8 @@ func (w *Worker) serveWorking() {
 }
 
 // askWorking asks the process marked instance whether it handles the
-// request now. answered is false when no answer came: the process is
-// gone, or cut off from NATS for a moment.
+// request now. answered is false when no plain answer came: the process
+// is gone, or cut off from NATS for a moment.
 func (w *Worker) askWorking(ctx context.Context, instance, tenant string, seq uint64) (busy, answered bool) {
 	ctx, cancel := queue.StepCtx(ctx)
 	defer cancel()
@@ -53,7 +57,13 @@ func (w *Worker) askWorking(ctx context.Context, instance, tenant string, seq ui
 	if err != nil {
 		return false, false
 	}
-	return string(msg.Data) == "yes", true
+	switch string(msg.Data) {
+	case "yes":
+		return true, true
+	case "no":
+		return false, true
+	}
+	return false, false
 }
 
 // callElsewhere says whether this message's call, whose "calling" entry a
@@ -61,15 +71,16 @@ func (w *Worker) askWorking(ctx context.Context, instance, tenant string, seq ui
 // delivery that called may still be at work there, in a backoff or a 429
 // pause. The process that wrote the entry is asked; one that does not
 // answer counts as at work while the replicas' announcements say it lives
-// (a moment cut off from NATS), and as gone otherwise. A process that
-// handles the request no more, or is gone, has ended its call, and the
-// request is taken up as a crashed call (the action it may have made is
-// looked for first). This process's own entry is no call under way: a
-// delivery still at work here is never handled twice (tenantRun.working).
-// An entry that names no process (an earlier release's), or whose writer
-// cannot be told while this replica's view of the others is behind,
-// counts as under way for an ack wait; any entry, for the calling lease
-// at most.
+// (a moment cut off from NATS) or cannot say (this replica's view of the
+// others is behind), and as gone otherwise (a process that died counts
+// as alive until its announcement expires, 15 s). A process that handles
+// the request no more (it left it, or stopped) or is gone has ended its
+// call, and the request is taken up as a call cut off (the action it may
+// have made is looked for first). This process's own entry is no call
+// under way: a delivery still at work here is never handled twice
+// (tenantRun.working). An entry that names no process (an earlier
+// release's) counts as under way for an ack wait; any entry, for the
+// calling lease at most.
 func (w *Worker) callElsewhere(ctx context.Context, j *job, e *queue.Entry) bool {
 	age := w.clock.Since(e.Started)
 	switch {
@@ -81,8 +92,5 @@ func (w *Worker) callElsewhere(ctx context.Context, j *job, e *queue.Entry) bool
 	if busy, answered := w.askWorking(ctx, e.Writer, j.t.name, j.seq); answered {
 		return busy
 	}
-	if w.opts.Presence.Known() {
-		return w.opts.Presence.Running(e.Writer)
-	}
-	return age < w.opts.Settings.AckWait
+	return w.opts.Presence.Running(e.Writer)
 }
