@@ -320,7 +320,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.startWorker(ctx, stale, ledger); err != nil {
 		return err
 	}
-	a.startKeeper()
+	if err := a.startKeeper(ctx); err != nil {
+		return err
+	}
 	a.serve()
 	a.worker.Start()
 	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))

@@ -20,22 +20,13 @@ func (a *App) consumerLost() {
 }
 
 // startKeeper runs keepConsumers until Stop reaches its cleanup.
-func (a *App) startKeeper() {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
+func (a *App) startKeeper(ctx context.Context) error {
+	ready := make(chan struct{})
+	close(ready) // nothing to wait for
+	return a.runService(ctx, "consumer keeper", func(ctx context.Context) error {
 		a.keepConsumers(ctx)
-	}()
-	a.life.add("consumer keeper", func(sctx context.Context) error {
-		cancel()
-		select {
-		case <-done:
-			return nil
-		case <-sctx.Done():
-			return sctx.Err()
-		}
-	})
+		return nil
+	}, ready)
 }
 
 // keepConsumers makes again, at each ask (NATS reconnected, a tenant's

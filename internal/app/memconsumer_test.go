@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -187,13 +188,7 @@ func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
 	if n := e.apiCalls("offboard"); n != 0 {
 		t.Fatalf("%d offboard calls %v after another process's call of r1 went out", n, time.Since(calling.Started).Round(100*time.Millisecond))
 	}
-	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
-	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-		t.Errorf("results of r1: %+v, want one created", rs)
-	}
-	if n := e.apiCalls("offboard"); n != 1 {
-		t.Errorf("%d offboard calls, want 1 once the ack wait had passed", n)
-	}
+	wantCalledOnce(t, e, c, "once the ack wait had passed")
 }
 
 // TestCallOfALiveProcessIsNotSentAgain: a request's "calling" entry,
@@ -209,34 +204,15 @@ func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
 	e.stop()
 	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
-	ctx := t.Context()
 	// It announces itself as a replica of another tenant, so that
 	// contoso stays with this worker; alive, its silence would hold the
 	// request too: only its no lets it go.
-	announce := func(kv jetstream.KeyValue) {
-		if _, err := kv.Put(ctx, "other-replica", []byte(`{"tenants":["elsewhere"],"instance":"other-process"}`)); err != nil && ctx.Err() == nil {
-			t.Error(err)
-		}
-	}
-	presence, err := js.KeyValue(ctx, queue.BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	announce(presence)
+	announceReplica(t, js, "other-replica", "other-process")
 	stop()
 
 	e.opts.PresenceBeat = time.Second // an announcement counts 3 s after each read
 	e.start()
-	kv, err := e.js.KeyValue(ctx, queue.BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { // it lives on
-		for ctx.Err() == nil {
-			announce(kv)
-			time.Sleep(ackWait / 2)
-		}
-	}()
+	keepAnnouncing(t, e.js, ackWait/2, "other-replica", "other-process") // it lives on
 	var holding atomic.Bool
 	holding.Store(true)
 	asked := make(chan string, 100)
@@ -266,13 +242,7 @@ func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 		t.Fatal("the process that wrote the entry was never asked")
 	}
 	holding.Store(false)
-	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
-	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-		t.Errorf("results of r1: %+v, want one created", rs)
-	}
-	if n := e.apiCalls("offboard"); n != 1 {
-		t.Errorf("%d offboard calls, want 1 once the other process had let the request go", n)
-	}
+	wantCalledOnce(t, e, c, "once the other process had let the request go")
 }
 
 // TestCallOfASilentProcess: the process that wrote a request's "calling"
@@ -286,52 +256,85 @@ func TestCallOfASilentProcess(t *testing.T) {
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
 	e.stop()
 	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
-	ctx := t.Context()
-	presence, err := js.KeyValue(ctx, queue.BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Both announce themselves as replicas of another tenant, so that
 	// contoso stays with this worker.
-	announce := func(kv jetstream.KeyValue) {
-		t.Helper()
-		for id, inst := range map[string]string{"other-replica": "other-process", "third-replica": "third-process"} {
-			if _, err := kv.Put(ctx, id, []byte(`{"tenants":["elsewhere"],"instance":"`+inst+`"}`)); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	announce(presence)
+	announceReplica(t, js, "other-replica", "other-process")
+	announceReplica(t, js, "third-replica", "third-process")
 	stop()
 
 	e.opts.PresenceBeat = time.Second // an announcement counts 3 s after each read
 	e.start()
 	c := e.collect("mde.offboard.result.contoso")
-	kv, err := e.js.KeyValue(ctx, queue.BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
+	stopOther := keepAnnouncing(t, e.js, ackWait/2, "other-replica", "other-process")
+	keepAnnouncing(t, e.js, ackWait/2, "third-replica", "third-process") // the third lives on
 	for range 4 {
 		time.Sleep(ackWait / 2)
-		announce(kv) // both live
 		if n := e.apiCalls("offboard"); n != 0 {
 			t.Fatalf("%d offboard calls while the process whose call of r1 went out %v ago lives", n, time.Since(calling.Started).Round(100*time.Millisecond))
 		}
 	}
-	if err := kv.Delete(ctx, "other-replica"); err != nil { // withdrawn: it stopped
+	stopOther()
+	kv, err := e.js.KeyValue(t.Context(), queue.BucketPresence)
+	if err != nil {
 		t.Fatal(err)
 	}
-	go func() { // the third lives on
+	if err := kv.Delete(t.Context(), "other-replica"); err != nil { // withdrawn: it stopped
+		t.Fatal(err)
+	}
+	wantCalledOnce(t, e, c, "once the other process was gone")
+}
+
+// announceReplica puts the announcement of a replica of another tenant
+// (so that it takes none of the test's) made by the process instance.
+func announceReplica(t *testing.T, js jetstream.JetStream, id, instance string) {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), id, []byte(`{"tenants":["elsewhere"],"instance":"`+instance+`"}`)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// keepAnnouncing announces the replica every interval until the test
+// ends or the returned func is called, which returns once the last
+// announcement is out.
+func keepAnnouncing(t *testing.T, js jetstream.JetStream, every time.Duration, id, instance string) (stop func()) {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		for ctx.Err() == nil {
-			time.Sleep(ackWait / 2)
-			_, _ = kv.Put(ctx, "third-replica", []byte(`{"tenants":["elsewhere"],"instance":"third-process"}`))
+			_, _ = kv.Put(ctx, id, []byte(`{"tenants":["elsewhere"],"instance":"`+instance+`"}`))
+			select {
+			case <-ctx.Done():
+			case <-time.After(every):
+			}
 		}
 	}()
+	stop = func() {
+		cancel()
+		<-done
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// wantCalledOnce waits for r1's one result, created, and checks that one
+// offboard call was made, when the test says.
+func wantCalledOnce(t *testing.T, e *env, c *collector, when string) {
+	t.Helper()
 	rs := c.wait(t, 1, 20*time.Second)["contoso/r1"]
 	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 		t.Errorf("results of r1: %+v, want one created", rs)
 	}
 	if n := e.apiCalls("offboard"); n != 1 {
-		t.Errorf("%d offboard calls, want 1 once the other process was gone", n)
+		t.Errorf("%d offboard calls, want 1 %s", n, when)
 	}
 }

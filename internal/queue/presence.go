@@ -401,29 +401,18 @@ func (p *Presence) Instance() string { return p.instance }
 // requests under way were finished; one that died is taken for alive
 // until its announcement expires.
 func (p *Presence) Running(instance string) bool {
-	if instance == p.instance {
-		return true
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	now := p.clock.Now()
-	if !p.knownLocked(now) {
-		return true
-	}
-	for _, s := range p.others {
-		if s.instance == instance && p.liveLocked(s, now) {
-			return true
-		}
-	}
-	return false
+	return instance == p.instance || p.anyLive(func(s seen) bool { return s.instance == instance })
 }
 
 // Serves says whether a live replica (this one included) serves tenant.
 // While the view is not Known it says yes: it cannot know otherwise.
 func (p *Presence) Serves(tenant string) bool {
-	if slices.Contains(p.tenants, tenant) {
-		return true
-	}
+	return slices.Contains(p.tenants, tenant) || p.anyLive(func(s seen) bool { return s.tenants[tenant] })
+}
+
+// anyLive says whether another replica whose entry still counts matches,
+// or, while the view is not Known, that one may.
+func (p *Presence) anyLive(match func(seen) bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.clock.Now()
@@ -431,7 +420,7 @@ func (p *Presence) Serves(tenant string) bool {
 		return true
 	}
 	for _, s := range p.others {
-		if s.tenants[tenant] && p.liveLocked(s, now) {
+		if match(s) && p.liveLocked(s, now) {
 			return true
 		}
 	}

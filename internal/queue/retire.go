@@ -8,7 +8,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -96,7 +95,7 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 	}
 	var swept []string
 	for subject := range state.State.Subjects {
-		if token, _, ok := subjects.ParseRequest(subject); ok && config.TenantName.MatchString(token) {
+		if _, _, ok := tenantSubject(subjects, subject); ok {
 			continue
 		}
 		removed, err := purgeBelow(ctx, requests, subject, floor)

@@ -306,7 +306,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	have, err := consumerConfigs(ctx, js)
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	have, err := consumerConfigs(ctx, requests)
 	if err != nil {
 		return nil, err
 	}
@@ -328,7 +332,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		}
 		todo = append(todo, cfg)
 	}
-	orphans, err := s.orphans(ctx, js, func(name string) bool { _, ok := have[name]; return ok })
+	orphans, err := s.orphans(ctx, requests, func(name string) bool { _, ok := have[name]; return ok })
 	if err != nil {
 		return nil, err
 	}
@@ -354,7 +358,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 
 // Stale lists the tenant consumers whose tenant is not configured.
 func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
-	have, err := consumerConfigs(ctx, js)
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	have, err := consumerConfigs(ctx, requests)
 	if err != nil {
 		return nil, err
 	}
@@ -409,7 +417,7 @@ func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string,
 			missing = append(missing, cfg)
 		}
 	}
-	orphans, err := s.orphans(ctx, js, func(name string) bool { return have[name] })
+	orphans, err := s.orphans(ctx, stream, func(name string) bool { return have[name] })
 	if err != nil {
 		return nil, err
 	}
@@ -440,12 +448,8 @@ func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string,
 // the request's age tells, is left for a later look: the unrouted consumer
 // answers a tenant nobody serves within moments, and a consumer made for
 // it would only add a stale consumer to the server.
-func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists func(name string) bool) ([]jetstream.ConsumerConfig, error) {
+func (s Settings) orphans(ctx context.Context, stream jetstream.Stream, exists func(name string) bool) ([]jetstream.ConsumerConfig, error) {
 	s = s.WithDefaults()
-	stream, err := js.Stream(ctx, offboard.StreamRequests)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
-	}
 	subjects, err := s.unread(ctx, stream, exists)
 	if err != nil {
 		return nil, err
@@ -476,7 +480,7 @@ func (s Settings) orphans(ctx context.Context, js jetstream.JetStream, exists fu
 		if first.Sequence > seen || time.Since(first.Time) < s.OrphanAge { // the server's clock: real time
 			continue
 		}
-		t, p, _ := s.Subjects.ParseRequest(subject)
+		t, p, _ := tenantSubject(s.Subjects, subject)
 		want[ConsumerName(t, p)] = true
 		if !slices.Contains(tenants, t) {
 			tenants = append(tenants, t)
@@ -504,10 +508,10 @@ func (s Settings) unread(ctx context.Context, stream jetstream.Stream, exists fu
 	}
 	var subjects []string
 	for subject, n := range info.State.Subjects {
-		t, p, ok := s.Subjects.ParseRequest(subject)
-		// A subject of no tenant's form is the unrouted consumer's to
-		// answer: it never lets such a request go.
-		if n > 0 && ok && !configured[t] && config.TenantName.MatchString(t) && !exists(ConsumerName(t, p)) {
+		// A subject no tenant's consumer can hold is the unrouted
+		// consumer's to answer: it never lets such a request go.
+		t, p, ok := tenantSubject(s.Subjects, subject)
+		if n > 0 && ok && !configured[t] && !exists(ConsumerName(t, p)) {
 			subjects = append(subjects, subject)
 		}
 	}
@@ -532,13 +536,16 @@ func (s Settings) stale(have map[string]jetstream.ConsumerConfig) []string {
 	return stale
 }
 
+// tenantSubject reads the tenant and priority of a request subject that a
+// tenant's consumer can hold: of a contract form, with a tenant name.
+func tenantSubject(subjects offboard.Subjects, subject string) (tenant string, p offboard.Priority, ok bool) {
+	tenant, p, ok = subjects.ParseRequest(subject)
+	return tenant, p, ok && config.TenantName.MatchString(tenant)
+}
+
 // consumerConfigs reads the configuration of every consumer of the
 // request stream in one listing (a page per 256 consumers).
-func consumerConfigs(ctx context.Context, js jetstream.JetStream) (map[string]jetstream.ConsumerConfig, error) {
-	stream, err := js.Stream(ctx, offboard.StreamRequests)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
-	}
+func consumerConfigs(ctx context.Context, stream jetstream.Stream) (map[string]jetstream.ConsumerConfig, error) {
 	have := map[string]jetstream.ConsumerConfig{}
 	infos := stream.ListConsumers(ctx)
 	for info := range infos.Info() {
