@@ -154,6 +154,8 @@ func (h *harness) startWorker(extra ...string) *proc {
 	args := []string{"--nats-url", h.url, "--config", h.config, "--listen", httpAddr,
 		"--log-level", "warn", "--shutdown-timeout", "5s"}
 	args = append(args, extra...)
+	// BENCH_WORKER_ARGS adds flags to every worker, to try a setting.
+	args = append(args, strings.Fields(os.Getenv("BENCH_WORKER_ARGS"))...)
 	profileDir := os.Getenv("BENCH_PROFILE")
 	if profileDir != "" {
 		args = append(args, "--pprof")
