@@ -11,6 +11,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/deploy"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -145,5 +147,28 @@ func TestOldestWaiting(t *testing.T) {
 	}
 	if age := metricValue(t, e, "mde_offboard_oldest_waiting_seconds", labels); age > 30 || strings.Contains(fmt.Sprint(age), "NaN") {
 		t.Errorf("oldest waiting %v s", age)
+	}
+}
+
+// TestRequestLogCarriesItsFields: a request's log line names its tenant,
+// its stream sequence and its request id (the fields are attached lazily,
+// so that a request that logs nothing pays nothing for them).
+func TestRequestLogCarriesItsFields(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.InfoLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, logger: zap.New(core)})
+	c := e.collect("mde.offboard.result.>")
+	ack := e.publish("mde.offboard.request.contoso",
+		map[string]any{"requestId": "logged-1", "machineId": e.tenants["contoso"].machines[0].ID}, "logged-1")
+	c.wait(t, 1, 10*time.Second)
+	eventually(t, 5*time.Second, "the request's log line", func() bool {
+		return logs.FilterMessage("request completed").Len() > 0
+	})
+	fields := logs.FilterMessage("request completed").All()[0].ContextMap()
+	want := map[string]any{"tenant": "contoso", "request_seq": ack.Sequence, "request_id": "logged-1"}
+	for k, v := range want {
+		if fmt.Sprint(fields[k]) != fmt.Sprint(v) {
+			t.Errorf("log field %s = %v, want %v (fields %v)", k, fields[k], v, fields)
+		}
 	}
 }

@@ -85,7 +85,7 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 	}()
 	req, err := offboard.ParseRequest(msg.Data(), t.name)
 	j.req = req
-	j.log = j.log.With(zap.String("request_id", req.RequestID))
+	j.log = j.log.WithLazy(zap.String("request_id", req.RequestID))
 	if err != nil {
 		w.finish(ctx, j, j.failed(offboard.CodeInvalidRequest, err.Error(), nil))
 		return
@@ -107,7 +107,7 @@ func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority)
 	if meta, err := msg.Metadata(); err == nil {
 		j.seq, j.delivered = meta.Sequence.Stream, meta.NumDelivered
 	}
-	j.log = t.log.With(zap.Uint64("request_seq", j.seq))
+	j.log = t.log.WithLazy(zap.Uint64("request_seq", j.seq))
 	return j
 }
 

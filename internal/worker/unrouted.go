@@ -292,7 +292,7 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	if !config.TenantName.MatchString(token) {
 		j.t.name = queue.UnknownTenant
 	}
-	j.log = log.With(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
+	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
 	if !ok {
 		w.answerSeq(ctx, j, j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil))
 		return
