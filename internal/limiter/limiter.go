@@ -16,6 +16,7 @@ import (
 // Retry-After it named has passed.
 type Tenant struct {
 	clock clockwork.Clock
+	base  time.Time // the origin of its limiters' stamps (since)
 	name  string
 	// shared, when set, is the journal every replica records its calls
 	// in (shared.go); nil keeps the quota in this process only.
@@ -45,7 +46,7 @@ type Tenant struct {
 // NewTenant returns an empty set of limiters that reads time from clock
 // and keeps its quota in this process only.
 func NewTenant(clock clockwork.Clock) *Tenant {
-	return &Tenant{clock: clock, changed: make(chan struct{}), apis: make(map[string]*Limiter)}
+	return &Tenant{clock: clock, base: clock.Now(), changed: make(chan struct{}), apis: make(map[string]*Limiter)}
 }
 
 // Add creates the limiter of one API. Windows must not be empty.
@@ -128,10 +129,11 @@ type Limiter struct {
 	horizon time.Duration // the longest window: older stamps never matter
 
 	// Guarded by tenant.mu.
-	// stamps are the completion times of recent calls, ascending, in
-	// Unix nanoseconds: the journal's unit, a third of a time.Time's
-	// size and nothing for the garbage collector to scan. A busy tenant
-	// keeps up to its largest count (1500 for the documented limits).
+	// stamps are the completion times of recent calls, ascending, as
+	// nanoseconds since the tenant's base (Tenant.since): a third of a
+	// time.Time's size and nothing for the garbage collector to scan. A
+	// busy tenant keeps up to its largest count (1500 for the documented
+	// limits).
 	stamps   []int64
 	held     int // permits of this process not yet in the journal (without one: calls under way)
 	reserved int // this process's calls in the journal whose answer has not arrived
@@ -339,7 +341,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 		}
 		// The free-th most recent completion must leave the window first:
 		// a window (t-Length, t] then holds at most free-1 of them.
-		if at := time.Unix(0, l.stamps[len(l.stamps)-free]).Add(w.Length); at.After(next) {
+		if at := t.at(now, l.stamps[len(l.stamps)-free]).Add(w.Length); at.After(next) {
 			next = at
 		}
 	}
@@ -392,7 +394,7 @@ func (l *Limiter) pruneLocked(now time.Time) {
 			delete(l.expired, k)
 		}
 	}
-	oldest := now.Add(-l.horizon).UnixNano()
+	oldest := l.tenant.since(now, now) - int64(l.horizon)
 	cut, _ := slices.BinarySearch(l.stamps, oldest+1) // stamps at or before oldest
 	if extra := len(l.stamps) - cut - l.keep; extra > 0 {
 		cut += extra
@@ -411,7 +413,7 @@ func (l *Limiter) Remaining(now time.Time) []int {
 	l.pruneLocked(now)
 	out := make([]int, len(l.windows))
 	for i, w := range l.windows {
-		since, _ := slices.BinarySearch(l.stamps, now.Add(-w.Length).UnixNano()+1)
+		since, _ := slices.BinarySearch(l.stamps, t.since(now, now)-int64(w.Length)+1)
 		used := l.inFlightLocked(false) + len(l.stamps) - since
 		out[i] = max(w.Count-used, 0)
 	}
@@ -445,9 +447,25 @@ func (p *Permit) Complete(at time.Time) {
 }
 
 func (l *Limiter) insertLocked(at time.Time) {
-	ns := at.UnixNano()
+	ns := l.tenant.since(at, l.tenant.clock.Now())
 	i, _ := slices.BinarySearch(l.stamps, ns+1) // after equal stamps
 	l.stamps = slices.Insert(l.stamps, i, ns)
+}
+
+// since places at on the tenant's own timeline: nanoseconds since its
+// base, measured from now. A time of this process (its clock's, with a
+// monotonic reading) is placed by that reading, which a step of the wall
+// clock does not move: a clock stepped forward must not age this
+// process's calls out of a window early. A time from the journal (wall
+// clock only) is placed by how far it lies from now on the wall clock,
+// and ages on the monotonic clock from then on.
+func (t *Tenant) since(at, now time.Time) int64 {
+	return int64(at.Sub(now) + now.Sub(t.base))
+}
+
+// at is the time of a stamp, relative to now.
+func (t *Tenant) at(now time.Time, stamp int64) time.Time {
+	return now.Add(time.Duration(stamp - t.since(now, now)))
 }
 
 // CompleteNow is Complete at the limiter clock's current time.
