@@ -64,7 +64,7 @@ func (t *Tenant) Add(api string, windows []Window) *Limiter {
 func (t *Tenant) AddSpread(api string, windows []Window, burst int) *Limiter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	l := &Limiter{tenant: t, api: api, windows: slices.Clone(windows), foreign: map[callKey]time.Time{}, expired: map[callKey]time.Time{}}
+	l := &Limiter{tenant: t, api: api, windows: slices.Clone(windows), foreign: map[callKey]int64{}, expired: map[callKey]int64{}}
 	for _, w := range windows {
 		l.keep = max(l.keep, w.Count)
 		l.horizon = max(l.horizon, w.Length)
@@ -138,11 +138,12 @@ type Limiter struct {
 	held     int // permits of this process not yet in the journal (without one: calls under way)
 	reserved int // this process's calls in the journal whose answer has not arrived
 	// foreign are other replicas' calls under way, with the time by which
-	// their answer must have arrived; expired are those that passed it
+	// their answer must have arrived (on the timeline of stamps); expired
+	// are those that passed it
 	// and now stand in stamps, so that a late completion is not counted
 	// twice.
-	foreign map[callKey]time.Time
-	expired map[callKey]time.Time
+	foreign map[callKey]int64
+	expired map[callKey]int64
 	spread  *rate.Limiter
 }
 
@@ -332,7 +333,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			// and may make room: look again then. Nothing else would
 			// wake the waiters if its process died.
 			if due, ok := l.firstForeignDue(); ok {
-				return due, true, true
+				return t.at(now, due), true, true
 			}
 			return time.Time{}, false, false
 		}
@@ -368,33 +369,34 @@ func (l *Limiter) inFlightLocked(entry bool) int {
 }
 
 // firstForeignDue is the earliest time another replica's call under way is
-// due.
-func (l *Limiter) firstForeignDue() (time.Time, bool) {
-	var first time.Time
+// due, on the timeline of stamps.
+func (l *Limiter) firstForeignDue() (int64, bool) {
+	first, ok := int64(0), false
 	for _, due := range l.foreign {
-		if first.IsZero() || due.Before(first) {
-			first = due
+		if !ok || due < first {
+			first, ok = due, true
 		}
 	}
-	return first, !first.IsZero()
+	return first, ok
 }
 
 func (l *Limiter) pruneLocked(now time.Time) {
 	// Another replica's call whose answer is overdue counts from the time
 	// it was due: its process has died, or its answer will never come.
+	at := l.tenant.since(now, now)
 	for k, due := range l.foreign {
-		if !due.After(now) {
+		if due <= at {
 			delete(l.foreign, k)
 			l.expired[k] = due
-			l.insertLocked(due)
+			l.insertStamp(due)
 		}
 	}
+	oldest := at - int64(l.horizon)
 	for k, due := range l.expired {
-		if !due.After(now.Add(-l.horizon)) {
+		if due <= oldest {
 			delete(l.expired, k)
 		}
 	}
-	oldest := l.tenant.since(now, now) - int64(l.horizon)
 	cut, _ := slices.BinarySearch(l.stamps, oldest+1) // stamps at or before oldest
 	if extra := len(l.stamps) - cut - l.keep; extra > 0 {
 		cut += extra
@@ -447,9 +449,12 @@ func (p *Permit) Complete(at time.Time) {
 }
 
 func (l *Limiter) insertLocked(at time.Time) {
-	ns := l.tenant.since(at, l.tenant.clock.Now())
-	i, _ := slices.BinarySearch(l.stamps, ns+1) // after equal stamps
-	l.stamps = slices.Insert(l.stamps, i, ns)
+	l.insertStamp(l.tenant.since(at, l.tenant.clock.Now()))
+}
+
+func (l *Limiter) insertStamp(stamp int64) {
+	i, _ := slices.BinarySearch(l.stamps, stamp+1) // after equal stamps
+	l.stamps = slices.Insert(l.stamps, i, stamp)
 }
 
 // since places at on the tenant's own timeline: nanoseconds since its
@@ -501,7 +506,7 @@ func (p *Permit) endLocked(at int64) {
 func (t *Tenant) AddCounter(api string, horizon time.Duration) *Limiter {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	l := &Limiter{tenant: t, api: api, keep: math.MaxInt, horizon: horizon, foreign: map[callKey]time.Time{}, expired: map[callKey]time.Time{}}
+	l := &Limiter{tenant: t, api: api, keep: math.MaxInt, horizon: horizon, foreign: map[callKey]int64{}, expired: map[callKey]int64{}}
 	t.apis[api] = l
 	return l
 }

@@ -359,7 +359,7 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	dueCap := now.Add(max(t.shared.opts.Lease, MaxLease) + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {
-			l.foreign[callKey{ev.Writer, c.ID}] = earliest(time.Unix(0, c.At).Add(margin), dueCap)
+			l.foreign[callKey{ev.Writer, c.ID}] = t.since(earliest(time.Unix(0, c.At).Add(margin), dueCap), now)
 		}
 	}
 	for _, c := range ev.Done {

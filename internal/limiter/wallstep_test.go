@@ -79,3 +79,24 @@ func TestJournalCallsOutlastAWallClockStep(t *testing.T) {
 		t.Fatalf("after the step: permit %v, wait %v; want none for about 59s", p != nil, wait)
 	}
 }
+
+// TestJournalCallUnderWayOutlastsAWallClockStep: another replica's call
+// under way counts until its answer is due (its lease), and a step of the
+// clock does not bring that time closer: the window of one stays taken.
+// Compared with the wall clock, the call was due at the step, counted
+// from its due time two minutes back, and the window was free.
+func TestJournalCallUnderWayOutlastsAWallClockStep(t *testing.T) {
+	j := &memJournal{last: map[string]uint64{}}
+	opts := SharedOptions{Clock: clockwork.NewRealClock(), Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	ws := []Window{{Count: 1, Length: time.Minute}}
+	_, la := j.processWith(t, opts, ws)
+	_, lb := j.processWith(t, opts, ws)
+	defer call(t, la).Release() // a's call under way
+	later := stepWall(t, time.Now().Add(time.Second), 2*time.Minute)
+	if p, _ := lb.TryAcquire(later); p != nil {
+		t.Fatal("b got a permit a second after a's call started: the step made it due")
+	}
+	if got := lb.Remaining(later); got[0] != 0 {
+		t.Errorf("remaining after the step %v, want [0]: a's call is under way", got)
+	}
+}
