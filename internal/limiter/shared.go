@@ -379,7 +379,9 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	if ev.Paused != 0 {
 		pauseCap := now.Add(t.longestLocked() + margin)
 		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap); until.After(t.pausedUntil) {
-			t.pausedUntil = until
+			// Measured from now, so that it ends on the monotonic clock:
+			// a step of the wall clock does not end it early.
+			t.pausedUntil = now.Add(until.Sub(now))
 		}
 	}
 	t.notifyLocked()

@@ -100,3 +100,20 @@ func TestJournalCallUnderWayOutlastsAWallClockStep(t *testing.T) {
 		t.Errorf("remaining after the step %v, want [0]: a's call is under way", got)
 	}
 }
+
+// TestJournalPauseOutlastsAWallClockStep: another replica met a 429 and
+// paused the tenant for 30 s; a step of this process's clock does not end
+// the pause. Compared with the wall clock, it ended at the step, and the
+// next call met the API's 429 again.
+func TestJournalPauseOutlastsAWallClockStep(t *testing.T) {
+	j := &memJournal{last: map[string]uint64{}}
+	opts := SharedOptions{Clock: clockwork.NewRealClock(), Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	a, la := j.processWith(t, opts, Default())
+	_, lb := j.processWith(t, opts, Default())
+	la.tenant.Pause(time.Now(), 30*time.Second)
+	flush(t, a)
+	later := stepWall(t, time.Now().Add(time.Second), 2*time.Minute)
+	if p, wait := lb.TryAcquire(later); p != nil || wait < 28*time.Second || wait > 30*time.Second {
+		t.Fatalf("after the step: permit %v, wait %v; want none for about 29s", p != nil, wait)
+	}
+}
