@@ -167,10 +167,13 @@ func countWant(wants map[int]want, outcome string) int {
 }
 
 // An interrupted run, run again, completes: each request has one result,
-// each device one action, and nothing was stored twice.
+// each device one action, and nothing was stored twice. The API answers
+// after 50 ms, so that the run is still waiting for most results when it
+// is interrupted (without, a worker could answer all 200 before the
+// interrupt, and the run ended well).
 func TestCampaignResumes(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, 200)
+	e := newEnvWith(t, 200, 50*time.Millisecond)
 	e.startWorker()
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "q3.csv")

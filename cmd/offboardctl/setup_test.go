@@ -52,6 +52,13 @@ func randHex(n int) string {
 
 func newEnv(t *testing.T, machines int) *testEnv {
 	t.Helper()
+	return newEnvWith(t, machines, 0)
+}
+
+// newEnvWith is newEnv with the simulator answering each API call after
+// latency.
+func newEnvWith(t *testing.T, machines int, latency time.Duration) *testEnv {
+	t.Helper()
 	e := &testEnv{t: t, dir: t.TempDir(), tenantID: "11111111-2222-3333-4444-" + randHex(6)}
 	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(e.dir, "nats"), Listen: "127.0.0.1:-1"})
 	if err != nil {
@@ -67,7 +74,7 @@ func newEnv(t *testing.T, machines int) *testEnv {
 	if e.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
-	e.sim = mdesim.New(mdesim.Options{Unlimited: true, ShuffleLists: true})
+	e.sim = mdesim.New(mdesim.Options{Unlimited: true, ShuffleLists: true, Latency: latency})
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
 	clientID, secret := "66666666-7777-8888-9999-"+randHex(6), "s3cr3t-"+randHex(8)
