@@ -41,12 +41,16 @@ func (o offset) estimate() time.Duration {
 // may disagree by the margin at most: one ahead by half of it, one
 // behind by half.
 func (s *Shared) ObserveStamp(ev Event, server time.Time) {
-	received := s.opts.Wall.Now()
 	s.mu.Lock()
+	s.lookLocked()
+	received := s.looked
 	was := s.skewedLocked()
 	s.skew.hi, s.skew.haveHi = received.Sub(server), true
 	if ev.Writer == s.opts.Writer && ev.Written != 0 {
 		s.skew.lo, s.skew.haveLo = time.Unix(0, ev.Written).Sub(server), true
+		if s.steppedAt != 0 && ev.Written >= s.steppedAt {
+			s.steppedAt = 0 // written after the step: the bounds measure it
+		}
 	}
 	s.metrics.clockOffset.Set(s.skew.estimate().Seconds())
 	skewed := s.skewedLocked()
@@ -61,7 +65,45 @@ func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 	wake(tenants)
 }
 
-func (s *Shared) skewedLocked() bool { return s.skew.estimate().Abs() > s.opts.Margin/2 }
+// skewedLocked says whether calls must wait for the clock: it is off the
+// server's by more than half the margin, or it was stepped and not
+// measured since.
+func (s *Shared) skewedLocked() bool {
+	return s.steppedAt != 0 || s.skew.estimate().Abs() > s.opts.Margin/2
+}
+
+// lookLocked reads the wall clock and looks for a step since the last
+// reading: the wall clock moved by more (or less) than the monotonic
+// clock, by more than half the margin. A step (an NTP step, a
+// hypervisor's time sync) makes every time this process compares with
+// the wall clock, the other replicas' calls and pauses from the journal,
+// wrong by its size, and the offset measured before it stale. Calls then
+// wait until an entry this process writes after the step (a probe, asked
+// for at once) measures the clock again: the clock offset check then
+// decides, and the journal's times are right again as soon as the clock
+// is. Without a monotonic reading (a fake clock) there is no step to see.
+func (s *Shared) lookLocked() {
+	now := s.opts.Wall.Now()
+	if last := s.looked; !last.IsZero() {
+		if step := now.Round(0).Sub(last.Round(0)) - now.Sub(last); step.Abs() > max(s.opts.Margin/2, minStep) {
+			s.steppedAt, s.stepBy = now.UnixNano(), step
+			s.skew = offset{}
+			select {
+			case s.probe <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s.looked = now
+}
+
+// minStep is the least step lookLocked sees: the two readings of one
+// time.Now differ by a little.
+const minStep = 10 * time.Millisecond
+
+// ProbeNow tells when the clock was seen stepped: a probe written then
+// measures it again.
+func (s *Shared) ProbeNow() <-chan struct{} { return s.probe }
 
 // ClockOffset is how far this process's clock is ahead of the journal
 // server's (negative: behind), as far as the journal's entries tell.
@@ -76,6 +118,7 @@ func (s *Shared) ClockOffset() time.Duration {
 func (s *Shared) mayCall() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.lookLocked()
 	return s.ready && !s.skewedLocked()
 }
 
@@ -85,6 +128,10 @@ func (s *Shared) Healthy() error {
 	defer s.mu.Unlock()
 	if !s.ready {
 		return errors.New("the quota journal is still being read")
+	}
+	s.lookLocked()
+	if s.steppedAt != 0 {
+		return fmt.Errorf("the clock was stepped by %v: no call starts until the NATS server's time measures it again (a probe of the quota journal)", s.stepBy.Round(time.Millisecond))
 	}
 	if s.skewedLocked() {
 		return fmt.Errorf("the clock is %v off the NATS server's, more than half the quota margin %v: no call starts", s.skew.estimate(), s.opts.Margin)

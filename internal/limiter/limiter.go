@@ -16,16 +16,20 @@ import (
 // Retry-After it named has passed.
 type Tenant struct {
 	clock clockwork.Clock
-	base  time.Time // the origin of its limiters' stamps (since)
+	base  time.Time // the origin of its limiters' own stamps (since)
 	name  string
 	// shared, when set, is the journal every replica records its calls
 	// in (shared.go); nil keeps the quota in this process only.
 	shared *Shared
 
 	mu          sync.Mutex
-	pausedUntil time.Time
-	changed     chan struct{} // closed and replaced whenever capacity may have grown
-	apis        map[string]*Limiter
+	pausedUntil time.Time // this process's pause (a 429 it met)
+	// journalPause is the end of another replica's pause, in Unix ns: a
+	// wall clock time, compared with the wall clock at each look, as the
+	// other replicas' calls are (Limiter.others).
+	journalPause int64
+	changed      chan struct{} // closed and replaced whenever capacity may have grown
+	apis         map[string]*Limiter
 
 	// Journal state, guarded by mu (shared.go).
 	lastSeq uint64 // the tenant's last journal entry applied here
@@ -112,6 +116,11 @@ func (t *Tenant) Pause(now time.Time, d time.Duration) {
 func (t *Tenant) PausedUntil() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.journalPause != 0 {
+		if theirs := time.Unix(0, t.journalPause); theirs.After(t.pausedUntil) {
+			return theirs
+		}
+	}
 	return t.pausedUntil
 }
 
@@ -129,17 +138,22 @@ type Limiter struct {
 	horizon time.Duration // the longest window: older stamps never matter
 
 	// Guarded by tenant.mu.
-	// stamps are the completion times of recent calls, ascending, as
-	// nanoseconds since the tenant's base (Tenant.since): a third of a
-	// time.Time's size and nothing for the garbage collector to scan. A
-	// busy tenant keeps up to its largest count (1500 for the documented
-	// limits).
+	// stamps are the completion times of this process's recent calls,
+	// ascending, in nanoseconds since the tenant's base on the monotonic
+	// clock (Tenant.since): a step of the wall clock does not move them.
+	// others are the other replicas' (from the journal), ascending, in
+	// Unix nanoseconds: wall clock times, compared with the wall clock at
+	// each look, which the clock offset check keeps within the margin
+	// (clock.go). As integers they take a third of a time.Time's room and
+	// give the garbage collector nothing to scan; a busy tenant keeps up
+	// to its largest count of them (1500 for the documented limits).
 	stamps   []int64
+	others   []int64
 	held     int // permits of this process not yet in the journal (without one: calls under way)
 	reserved int // this process's calls in the journal whose answer has not arrived
 	// foreign are other replicas' calls under way, with the time by which
-	// their answer must have arrived (on the timeline of stamps); expired
-	// are those that passed it
+	// their answer must have arrived (Unix ns); expired are those that
+	// passed it
 	// and now stand in stamps, so that a late completion is not counted
 	// twice.
 	foreign map[callKey]int64
@@ -323,6 +337,11 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 	l.pruneLocked(now)
 	inFlight := l.inFlightLocked(entry)
 	next = t.pausedUntil
+	if wall := now.UnixNano(); t.journalPause > wall {
+		if at := now.Add(time.Duration(t.journalPause - wall)); at.After(next) {
+			next = at
+		}
+	}
 	for _, w := range l.windows {
 		free := w.Count - inFlight // calls that may still be placed in this window
 		if low {
@@ -333,16 +352,16 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			// and may make room: look again then. Nothing else would
 			// wake the waiters if its process died.
 			if due, ok := l.firstForeignDue(); ok {
-				return t.at(now, due), true, true
+				return time.Unix(0, due), true, true
 			}
 			return time.Time{}, false, false
 		}
-		if len(l.stamps) < free {
+		if len(l.stamps)+len(l.others) < free {
 			continue
 		}
 		// The free-th most recent completion must leave the window first:
 		// a window (t-Length, t] then holds at most free-1 of them.
-		if at := t.at(now, l.stamps[len(l.stamps)-free]).Add(w.Length); at.After(next) {
+		if at := now.Add(w.Length - l.age(now, free)); at.After(next) {
 			next = at
 		}
 	}
@@ -369,7 +388,7 @@ func (l *Limiter) inFlightLocked(entry bool) int {
 }
 
 // firstForeignDue is the earliest time another replica's call under way is
-// due, on the timeline of stamps.
+// due, in Unix ns.
 func (l *Limiter) firstForeignDue() (int64, bool) {
 	first, ok := int64(0), false
 	for _, due := range l.foreign {
@@ -383,26 +402,29 @@ func (l *Limiter) firstForeignDue() (int64, bool) {
 func (l *Limiter) pruneLocked(now time.Time) {
 	// Another replica's call whose answer is overdue counts from the time
 	// it was due: its process has died, or its answer will never come.
-	at := l.tenant.since(now, now)
+	wall := now.UnixNano()
 	for k, due := range l.foreign {
-		if due <= at {
+		if due <= wall {
 			delete(l.foreign, k)
 			l.expired[k] = due
-			l.insertStamp(due)
+			l.others = insertSorted(l.others, due)
 		}
 	}
-	oldest := at - int64(l.horizon)
+	oldest := wall - int64(l.horizon)
 	for k, due := range l.expired {
 		if due <= oldest {
 			delete(l.expired, k)
 		}
 	}
-	cut, _ := slices.BinarySearch(l.stamps, oldest+1) // stamps at or before oldest
-	if extra := len(l.stamps) - cut - l.keep; extra > 0 {
-		cut += extra
-	}
-	if cut > 0 {
-		l.stamps = slices.Delete(l.stamps, 0, cut)
+	l.others = dropUpTo(l.others, oldest)
+	l.stamps = dropUpTo(l.stamps, l.tenant.since(now)-int64(l.horizon))
+	// Beyond the largest count, the oldest never matter.
+	for n := len(l.stamps) + len(l.others) - l.keep; n > 0; n-- {
+		if len(l.others) == 0 || len(l.stamps) > 0 && l.tenant.since(now)-l.stamps[0] > wall-l.others[0] {
+			l.stamps = l.stamps[1:]
+		} else {
+			l.others = l.others[1:]
+		}
 	}
 }
 
@@ -415,8 +437,8 @@ func (l *Limiter) Remaining(now time.Time) []int {
 	l.pruneLocked(now)
 	out := make([]int, len(l.windows))
 	for i, w := range l.windows {
-		since, _ := slices.BinarySearch(l.stamps, t.since(now, now)-int64(w.Length)+1)
-		used := l.inFlightLocked(false) + len(l.stamps) - since
+		used := l.inFlightLocked(false) + countAfter(l.stamps, t.since(now)-int64(w.Length)) +
+			countAfter(l.others, now.UnixNano()-int64(w.Length))
 		out[i] = max(w.Count-used, 0)
 	}
 	return out
@@ -449,28 +471,56 @@ func (p *Permit) Complete(at time.Time) {
 }
 
 func (l *Limiter) insertLocked(at time.Time) {
-	l.insertStamp(l.tenant.since(at, l.tenant.clock.Now()))
+	l.stamps = insertSorted(l.stamps, l.tenant.since(at))
 }
 
-func (l *Limiter) insertStamp(stamp int64) {
-	i, _ := slices.BinarySearch(l.stamps, stamp+1) // after equal stamps
-	l.stamps = slices.Insert(l.stamps, i, stamp)
+// since is at's place on the tenant's timeline for this process's calls:
+// nanoseconds since its base. With the clock's monotonic reading in both
+// (a real clock), a step of the wall clock does not move it: a clock
+// stepped forward ages no call of this process out of a window early.
+func (t *Tenant) since(at time.Time) int64 { return int64(at.Sub(t.base)) }
+
+// age is how long ago the k-th most recent completion was, this
+// process's (by the monotonic clock) and the others' (by the wall clock)
+// together. There are at least k.
+func (l *Limiter) age(now time.Time, k int) time.Duration {
+	own, wall := l.tenant.since(now), now.UnixNano()
+	switch { // one replica's alone: no merge
+	case len(l.others) == 0:
+		return time.Duration(own - l.stamps[len(l.stamps)-k])
+	case len(l.stamps) == 0:
+		return time.Duration(wall - l.others[len(l.others)-k])
+	}
+	i, j := len(l.stamps)-1, len(l.others)-1
+	var a int64
+	for range k {
+		if j < 0 || i >= 0 && own-l.stamps[i] <= wall-l.others[j] {
+			a, i = own-l.stamps[i], i-1
+		} else {
+			a, j = wall-l.others[j], j-1
+		}
+	}
+	return time.Duration(a)
 }
 
-// since places at on the tenant's own timeline: nanoseconds since its
-// base, measured from now. A time of this process (its clock's, with a
-// monotonic reading) is placed by that reading, which a step of the wall
-// clock does not move: a clock stepped forward must not age this
-// process's calls out of a window early. A time from the journal (wall
-// clock only) is placed by how far it lies from now on the wall clock,
-// and ages on the monotonic clock from then on.
-func (t *Tenant) since(at, now time.Time) int64 {
-	return int64(at.Sub(now) + now.Sub(t.base))
+// insertSorted adds v to the ascending s, after any equal to it.
+func insertSorted(s []int64, v int64) []int64 {
+	i, _ := slices.BinarySearch(s, v+1)
+	return slices.Insert(s, i, v)
 }
 
-// at is the time of a stamp, relative to now.
-func (t *Tenant) at(now time.Time, stamp int64) time.Time {
-	return now.Add(time.Duration(stamp - t.since(now, now)))
+// dropUpTo removes from the ascending s what is at or before v.
+func dropUpTo(s []int64, v int64) []int64 {
+	if cut, _ := slices.BinarySearch(s, v+1); cut > 0 {
+		return slices.Delete(s, 0, cut)
+	}
+	return s
+}
+
+// countAfter counts what in the ascending s is after v.
+func countAfter(s []int64, v int64) int {
+	i, _ := slices.BinarySearch(s, v+1)
+	return len(s) - i
 }
 
 // CompleteNow is Complete at the limiter clock's current time.

@@ -110,6 +110,13 @@ type Shared struct {
 	moved   chan struct{}
 	tenants map[string]*Tenant
 	skew    offset // this process's clock against the journal server's
+	// The wall clock's steps (clock.go): the last reading looked at, and
+	// while a step has not been measured against the server's clock yet,
+	// when it was seen (Unix ns, after the step) and by how much.
+	looked    time.Time
+	steppedAt int64
+	stepBy    time.Duration
+	probe     chan struct{} // asks the feed for a probe (ProbeNow)
 
 	// stopped ends when Close starts: the writers' context.
 	stopped context.Context
@@ -153,6 +160,7 @@ func NewShared(opts SharedOptions) *Shared {
 	stopped, stop := context.WithCancel(context.Background())
 	return &Shared{
 		opts: opts, moved: make(chan struct{}), tenants: map[string]*Tenant{}, stopped: stopped, stop: stop,
+		probe:   make(chan struct{}, 1),
 		metrics: metrics, rnd: rand.New(rand.NewPCG(opts.Seed, opts.Seed>>1|1)),
 	}
 }
@@ -359,7 +367,7 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	dueCap := now.Add(max(t.shared.opts.Lease, MaxLease) + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {
-			l.foreign[callKey{ev.Writer, c.ID}] = t.since(earliest(time.Unix(0, c.At).Add(margin), dueCap), now)
+			l.foreign[callKey{ev.Writer, c.ID}] = earliest(time.Unix(0, c.At).Add(margin), dueCap).UnixNano()
 		}
 	}
 	for _, c := range ev.Done {
@@ -373,15 +381,14 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 		}
 		delete(l.foreign, k)
 		if c.At != 0 {
-			l.insertLocked(time.Unix(0, c.At).Add(margin))
+			// An end dated after now (a clock far ahead) counts from now.
+			l.others = insertSorted(l.others, min(c.At+int64(margin), now.Add(margin).UnixNano()))
 		}
 	}
 	if ev.Paused != 0 {
 		pauseCap := now.Add(t.longestLocked() + margin)
-		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap); until.After(t.pausedUntil) {
-			// Measured from now, so that it ends on the monotonic clock:
-			// a step of the wall clock does not end it early.
-			t.pausedUntil = now.Add(until.Sub(now))
+		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap).UnixNano(); until > t.journalPause {
+			t.journalPause = until
 		}
 	}
 	t.notifyLocked()

@@ -1,31 +1,19 @@
 package limiter
 
 import (
+	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter/steptest"
 )
 
-// stepWall returns at with its wall clock reading moved by d and its
-// monotonic reading unchanged: what the clock reads after the system's
-// clock was stepped by d (an NTP step, a hypervisor's time sync). The time
-// package offers no way to build one, so the monotonic reading is moved
-// back by hand; the result is checked.
-func stepWall(t *testing.T, at time.Time, d time.Duration) time.Time {
-	t.Helper()
-	u := at.Add(d)
-	type layout struct { // time.Time's fields
-		wall uint64
-		ext  int64 // the monotonic reading, when wall says there is one
-		loc  *time.Location
-	}
-	(*layout)(unsafe.Pointer(&u)).ext -= int64(d)
-	if u.Sub(at) != 0 || u.Round(0).Sub(at.Round(0)) != d {
-		t.Fatalf("stepWall: monotonic moved %v, wall %v; want 0 and %v", u.Sub(at), u.Round(0).Sub(at.Round(0)), d)
-	}
-	return u
+// probe is a probe of s written now by its clock and stamped by the
+// server's, which is never stepped.
+func probe(s *Shared, clock clockwork.Clock) {
+	s.ObserveStamp(Event{Writer: s.Writer(), Written: clock.Now().UnixNano()}, time.Now())
 }
 
 // TestOwnCallsOutlastAWallClockStep: 100 calls end, and a second later the
@@ -43,77 +31,125 @@ func TestOwnCallsOutlastAWallClockStep(t *testing.T) {
 		}
 		p.Complete(t0)
 	}
-	later := stepWall(t, t0.Add(time.Second), 2*time.Minute)
+	steptest.Check(t)
+	later := steptest.Wall(t0.Add(time.Second), 2*time.Minute)
 	if p, wait := l.TryAcquire(later); p != nil || wait < 58*time.Second || wait > time.Minute {
 		t.Fatalf("after the step: permit %v, wait %v; want none for 59s", p != nil, wait)
 	}
 	if got := l.Remaining(later); got[0] != 0 || got[1] != 1400 {
 		t.Errorf("remaining after the step %v, want [0 1400]", got)
 	}
-	if p, _ := l.TryAcquire(stepWall(t, t0.Add(time.Minute+time.Second), 2*time.Minute)); p == nil {
+	if p, _ := l.TryAcquire(steptest.Wall(t0.Add(time.Minute+time.Second), 2*time.Minute)); p == nil {
 		t.Error("no permit a real minute after the calls")
 	}
 }
 
-// TestJournalCallsOutlastAWallClockStep: another replica's 100 calls come
-// through the journal, and a second later this process's clock is stepped
-// two minutes forward. Placed by the wall clock when they arrived, they
-// age on the monotonic clock from then on: the minute stays full here
-// too. Compared with the wall clock at each look, they left the window at
-// the step.
-func TestJournalCallsOutlastAWallClockStep(t *testing.T) {
+// TestWallClockStepStopsCallsUntilMeasured: another replica's 100 calls
+// fill the minute; this process's clock is stepped two minutes forward.
+// Compared with the stepped clock they would have left the window: no
+// call starts, and a probe is asked for, until an entry written after the
+// step measures the clock. Measured two minutes ahead, it is off; set
+// right and measured again, the 100 calls fill the minute as before.
+func TestWallClockStepStopsCallsUntilMeasured(t *testing.T) {
 	j := &memJournal{last: map[string]uint64{}}
-	opts := SharedOptions{Clock: clockwork.NewRealClock(), Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
-	a, la := j.processWith(t, opts, Default())
-	_, lb := j.processWith(t, opts, Default())
+	ca, cb := steptest.NewClock(t), steptest.NewClock(t)
+	opts := SharedOptions{Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: opts.Margin, Lease: opts.Lease}, Default())
+	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: opts.Margin, Lease: opts.Lease}, Default())
+	probe(b, cb)
 	for range 100 {
 		call(t, la).CompleteNow()
 	}
 	flush(t, a)
-	t0 := time.Now()
-	if p, _ := lb.TryAcquire(t0); p != nil {
-		t.Fatal("b got a permit with the other replica's 100 calls in the minute")
+	cb.Step(2 * time.Minute)
+	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
+		t.Fatal("b got a permit after its clock was stepped: the other replica's calls left the window")
 	}
-	later := stepWall(t, t0.Add(time.Second), 2*time.Minute)
-	if p, wait := lb.TryAcquire(later); p != nil || wait < 58*time.Second || wait > time.Minute {
-		t.Fatalf("after the step: permit %v, wait %v; want none for about 59s", p != nil, wait)
+	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "stepped by 2m0s") {
+		t.Errorf("b.Healthy() = %v, want the step", err)
+	}
+	select {
+	case <-b.ProbeNow():
+	default:
+		t.Error("no probe asked for after the step")
+	}
+	probe(b, cb) // measured: two minutes ahead
+	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
+		t.Fatal("b got a permit with its clock two minutes ahead")
+	}
+	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "off the NATS server's") {
+		t.Errorf("b.Healthy() = %v, want the offset", err)
+	}
+	cb.Step(-2 * time.Minute) // set right
+	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
+		t.Fatal("b got a permit as its clock was set right, before it was measured")
+	}
+	probe(b, cb)
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("b.Healthy() = %v after the clock was set right and measured", err)
+	}
+	if p, wait := lb.TryAcquire(cb.Now()); p != nil || wait < 58*time.Second || wait > 61*time.Second {
+		t.Fatalf("b: permit %v, wait %v; want none for about a minute: a's 100 calls fill it", p != nil, wait)
 	}
 }
 
-// TestJournalCallUnderWayOutlastsAWallClockStep: another replica's call
-// under way counts until its answer is due (its lease), and a step of the
-// clock does not bring that time closer: the window of one stays taken.
-// Compared with the wall clock, the call was due at the step, counted
-// from its due time two minutes back, and the window was free.
-func TestJournalCallUnderWayOutlastsAWallClockStep(t *testing.T) {
+// TestJournalReadDuringAStepCountsOnceTheClockIsRight: while this
+// process's clock is two minutes ahead, another replica's 100 ended calls,
+// a call under way and a 30 s pause come through the journal. Once the
+// clock is set right and measured, they count where they are: the minute
+// is full and the tenant paused. Placed by the stepped clock when they
+// came and kept there, they would have stayed two minutes too old.
+func TestJournalReadDuringAStepCountsOnceTheClockIsRight(t *testing.T) {
 	j := &memJournal{last: map[string]uint64{}}
-	opts := SharedOptions{Clock: clockwork.NewRealClock(), Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
-	ws := []Window{{Count: 1, Length: time.Minute}}
-	_, la := j.processWith(t, opts, ws)
-	_, lb := j.processWith(t, opts, ws)
-	defer call(t, la).Release() // a's call under way
-	later := stepWall(t, time.Now().Add(time.Second), 2*time.Minute)
-	if p, _ := lb.TryAcquire(later); p != nil {
-		t.Fatal("b got a permit a second after a's call started: the step made it due")
+	ca, cb := steptest.NewClock(t), steptest.NewClock(t)
+	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, Default())
+	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, Default())
+	cb.Step(2 * time.Minute)
+	probe(b, cb)
+	for range 99 {
+		call(t, la).CompleteNow()
 	}
-	if got := lb.Remaining(later); got[0] != 0 {
-		t.Errorf("remaining after the step %v, want [0]: a's call is under way", got)
-	}
-}
-
-// TestJournalPauseOutlastsAWallClockStep: another replica met a 429 and
-// paused the tenant for 30 s; a step of this process's clock does not end
-// the pause. Compared with the wall clock, it ended at the step, and the
-// next call met the API's 429 again.
-func TestJournalPauseOutlastsAWallClockStep(t *testing.T) {
-	j := &memJournal{last: map[string]uint64{}}
-	opts := SharedOptions{Clock: clockwork.NewRealClock(), Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
-	a, la := j.processWith(t, opts, Default())
-	_, lb := j.processWith(t, opts, Default())
-	la.tenant.Pause(time.Now(), 30*time.Second)
+	defer call(t, la).Release() // under way
+	la.tenant.Pause(ca.Now(), 30*time.Second)
 	flush(t, a)
-	later := stepWall(t, time.Now().Add(time.Second), 2*time.Minute)
-	if p, wait := lb.TryAcquire(later); p != nil || wait < 28*time.Second || wait > 30*time.Second {
-		t.Fatalf("after the step: permit %v, wait %v; want none for about 29s", p != nil, wait)
+	cb.Step(-2 * time.Minute)
+	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
+		t.Fatal("b got a permit as its clock was set right, before it was measured")
+	}
+	probe(b, cb)
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("b.Healthy() = %v after the clock was set right and measured", err)
+	}
+	now := cb.Now()
+	if got := lb.Remaining(now); got[0] != 0 || got[1] != 1400 {
+		t.Errorf("remaining %v, want [0 1400]: a's 99 ended calls and one under way", got)
+	}
+	if until := lb.tenant.PausedUntil().Sub(now); until < 28*time.Second || until > 31*time.Second {
+		t.Errorf("paused for %v more, want about 30s", until)
+	}
+	if p, _ := lb.TryAcquire(now); p != nil {
+		t.Fatal("b got a permit in a full, paused minute")
+	}
+}
+
+// TestEndDatedAheadCountsFromNow: another replica, its clock ten years
+// ahead, ends a call. Its end counts from now (and the margin), so the
+// window of one frees a minute on. Taken as dated, it held the place for
+// ten years.
+func TestEndDatedAheadCountsFromNow(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	margin := 100 * time.Millisecond
+	_, l := j.processWith(t, SharedOptions{Clock: clock, Margin: margin, Lease: 10 * time.Second}, []Window{{Count: 1, Length: time.Minute}})
+	ahead := clock.Now().AddDate(10, 0, 0).UnixNano()
+	if _, err := j.Append(t.Context(), "contoso", Event{Writer: "ahead", Done: []Call{{API: "offboard", ID: 1, At: ahead}}}, 0); err != nil {
+		t.Fatal(err)
+	}
+	if p, wait := l.TryAcquire(clock.Now()); p != nil || wait != time.Minute+margin {
+		t.Fatalf("permit %v, wait %v; want none for %v", p != nil, wait, time.Minute+margin)
+	}
+	clock.Advance(time.Minute + margin + time.Nanosecond)
+	if p, _ := l.TryAcquire(clock.Now()); p == nil {
+		t.Fatal("no permit a minute after the end dated ten years ahead")
 	}
 }

@@ -131,20 +131,21 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
 	}
-	// The server stamps entries with its own clock; the margin covers the
-	// difference.
-	start := shared.Wall().Now().Add(-back)
 	end, written, err := writeProbe(ctx, js, kind, shared)
 	if err != nil {
 		return nil, err
 	}
+	// The entries that still count are those the server stamped within
+	// back of now by its clock, which stamped the probe: by this
+	// process's clock, one running ahead would skip some for good.
+	probe, err := stream.GetMsg(ctx, end)
+	if err != nil {
+		return nil, fmt.Errorf("quota journal probe: %w", err)
+	}
+	start := probe.Time.Add(-back)
 	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
 		// Nothing that still counts: ready once the clock is measured
 		// on the probe, without waiting for the feed to bring it.
-		probe, err := stream.GetMsg(ctx, end)
-		if err != nil {
-			return nil, fmt.Errorf("quota journal probe: %w", err)
-		}
 		shared.ObserveStamp(limiter.Event{Writer: shared.Writer(), Written: written}, probe.Time)
 		shared.MarkCaughtUp(info.State.LastSeq)
 	}
@@ -172,7 +173,8 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	}, nil
 }
 
-// probeEvery writes a probe every probeInterval until ctx ends.
+// probeEvery writes a probe every probeInterval until ctx ends, and at
+// once when shared saw its clock stepped.
 func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, log *zap.Logger) {
 	ticker := shared.Wall().NewTicker(probeInterval)
 	defer ticker.Stop()
@@ -181,6 +183,7 @@ func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, s
 		case <-ctx.Done():
 			return
 		case <-ticker.Chan():
+		case <-shared.ProbeNow():
 		}
 		if _, _, err := writeProbe(ctx, js, kind, shared); err != nil && ctx.Err() == nil {
 			log.Warn("quota journal probe", zap.Error(err))

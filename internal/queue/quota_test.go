@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/limiter/steptest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -498,5 +499,62 @@ func TestJournalWithItsLastEntryDeleted(t *testing.T) {
 	}
 	if err := record(start()); err != nil {
 		t.Fatalf("a process started again: %v", err)
+	}
+}
+
+// TestRestartWithTheClockAheadReadsTheJournal: another replica made 100
+// calls a moment ago; this one starts while its clock is two hours ahead,
+// more than the journal's reach back. The feed starts back from the
+// server's time, not this clock's: once the clock is set right and
+// measured (by a probe written as soon as the step is seen), the 100
+// calls fill the minute. From this clock's time, the feed started after
+// them and never read them.
+func TestRestartWithTheClockAheadReadsTheJournal(t *testing.T) {
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	other, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := limiter.Event{Writer: "other", Written: time.Now().UnixNano()}
+	for i := range 100 {
+		ev.Done = append(ev.Done, limiter.Call{API: "offboard", ID: uint64(i + 1), At: time.Now().UnixNano()})
+	}
+	if _, err := other.Append(t.Context(), "contoso", ev, 0); err != nil {
+		t.Fatal(err)
+	}
+	clock := steptest.NewClock(t)
+	clock.Step(2 * time.Hour)
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: other, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
+	defer shared.Close(context.Background())
+	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := shared.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.Healthy(); err == nil {
+		t.Fatal("healthy with the clock two hours ahead")
+	}
+	// Set right: the step is seen at the next look, and a probe written
+	// at once (not after probeInterval) measures the clock again.
+	clock.Step(-2 * time.Hour)
+	deadline := time.Now().Add(5 * time.Second)
+	for err := shared.Healthy(); err != nil; err = shared.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after the clock was set right: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := l.Remaining(clock.Now()); got[0] != 0 || got[1] != 1400 {
+		t.Errorf("remaining %v, want [0 1400]: the other replica's 100 calls of a moment ago", got)
 	}
 }
