@@ -170,6 +170,24 @@ func TestAlreadyPending(t *testing.T) {
 // redelivered request must find the action and create no other.
 func TestFindsOwnActionAfterCrash(t *testing.T) {
 	t.Parallel()
+	findsOwnActionAfterCrash(t, -3*time.Second, "")
+}
+
+// TestFindsOwnActionOfAWriterAhead: the same, the dead worker's clock ten
+// minutes ahead when it wrote its entry (a step not measured yet). The
+// action is looked for from when the server stored the entry too: from
+// the entry's time alone, the action was older than the look went back,
+// and a second call made a second action.
+func TestFindsOwnActionOfAWriterAhead(t *testing.T) {
+	t.Parallel()
+	findsOwnActionAfterCrash(t, 10*time.Minute, "a-process-that-died")
+}
+
+// findsOwnActionAfterCrash runs TestFindsOwnActionAfterCrash with the dead
+// worker's entry dated started from now and naming writer ("": an entry
+// of a release before entries named their process).
+func findsOwnActionAfterCrash(t *testing.T, started time.Duration, writer string) {
+	t.Helper()
 	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, ackWait: 2 * time.Second})
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
@@ -201,7 +219,7 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := ledger.Put(t.Context(), "contoso", "crash-1", nil, &queue.Entry{
-		State: queue.StateCalling, Seq: info.State.LastSeq + 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
+		State: queue.StateCalling, Seq: info.State.LastSeq + 1, MachineID: m.ID, Started: time.Now().Add(started), Writer: writer,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +227,7 @@ func TestFindsOwnActionAfterCrash(t *testing.T) {
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)
 	if r.Outcome != offboard.OutcomeCreated || got.ID != action.ID {
-		t.Errorf("result %+v, want created with action %s", r, action.ID)
+		t.Errorf("result %s with action %s, want created with action %s", r.Outcome, got.ID, action.ID)
 	}
 	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
 		t.Errorf("%d offboard calls, want only the one before the crash", n)

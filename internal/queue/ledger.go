@@ -55,6 +55,17 @@ type Entry struct {
 	Attempt int `json:"attempt,omitempty"`
 
 	revision uint64
+	stored   time.Time // when the server stored it (Get), by its clock
+}
+
+// Since is the earlier of Started and when the server stored the entry: a
+// bound for what happened after it was written that a writer's clock
+// running ahead does not move.
+func (e *Entry) Since() time.Time {
+	if !e.stored.IsZero() && e.stored.Before(e.Started) {
+		return e.stored
+	}
+	return e.Started
 }
 
 // ErrConflict means another worker changed the entry first.
@@ -80,7 +91,7 @@ func (l *Ledger) Get(ctx context.Context, tenant, requestID string) (*Entry, err
 	if err := json.Unmarshal(kve.Value(), &e); err != nil {
 		return nil, fmt.Errorf("ledger entry %s: %w", kve.Key(), err)
 	}
-	e.revision = kve.Revision()
+	e.revision, e.stored = kve.Revision(), kve.Created()
 	return &e, nil
 }
 

@@ -73,7 +73,7 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 	// A call for this id may have been sent before a crash: look for the
 	// action it created before sending another.
 	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
-		res, err := w.findOwnAction(ctx, j, e.Started, comment)
+		res, err := w.findOwnAction(ctx, j, e.Since(), comment)
 		if err != nil || res != nil {
 			return res, err
 		}
