@@ -153,9 +153,8 @@ type Limiter struct {
 	reserved int // this process's calls in the journal whose answer has not arrived
 	// foreign are other replicas' calls under way, with the time by which
 	// their answer must have arrived (Unix ns); expired are those that
-	// passed it
-	// and now stand in stamps, so that a late completion is not counted
-	// twice.
+	// passed it and now stand in others, so that a late completion is not
+	// counted twice.
 	foreign map[callKey]int64
 	expired map[callKey]int64
 	spread  *rate.Limiter
