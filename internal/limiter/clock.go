@@ -48,8 +48,8 @@ func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 	s.skew.hi, s.skew.haveHi = received.Sub(server), true
 	if ev.Writer == s.opts.Writer && ev.Written != 0 {
 		s.skew.lo, s.skew.haveLo = time.Unix(0, ev.Written).Sub(server), true
-		if s.steppedAt != 0 && ev.Written >= s.steppedAt {
-			s.steppedAt = 0 // written after the step: the bounds measure it
+		if s.steppedAt != 0 && ev.Gen == s.steps {
+			s.steppedAt = 0 // written after the last step: the bounds measure it
 		}
 	}
 	s.metrics.clockOffset.Set(s.skew.estimate().Seconds())
@@ -79,7 +79,7 @@ func (s *Shared) skewedLocked() bool {
 // the wall clock, the other replicas' calls and pauses from the journal,
 // wrong by its size, and the offset measured before it stale. Calls then
 // wait until an entry this process writes after the step (a probe, asked
-// for at once) measures the clock again: the clock offset check then
+// for at once; after by its Event.Gen) measures the clock again: the clock offset check then
 // decides, and the journal's times are right again as soon as the clock
 // is. Without a monotonic reading (a fake clock) there is no step to see.
 func (s *Shared) lookLocked() {
@@ -87,6 +87,7 @@ func (s *Shared) lookLocked() {
 	if last := s.looked; !last.IsZero() {
 		if step := now.Round(0).Sub(last.Round(0)) - now.Sub(last); step.Abs() > max(s.opts.Margin/2, minStep) {
 			s.steppedAt, s.stepBy = now.UnixNano(), step
+			s.steps++
 			s.skew = offset{}
 			select {
 			case s.probe <- struct{}{}:
@@ -100,6 +101,17 @@ func (s *Shared) lookLocked() {
 // minStep is the least step lookLocked sees: the two readings of one
 // time.Now differ by a little.
 const minStep = 10 * time.Millisecond
+
+// Stamp is what this process writes in an entry: when, by its wall clock
+// (Event.Written), and how many steps of it it had seen (Event.Gen). An
+// entry written before a step arrives after it, and its time, from either
+// side of the step, tells nothing of the order: its count does.
+func (s *Shared) Stamp() (written int64, gen uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookLocked()
+	return s.looked.UnixNano(), s.steps
+}
 
 // ProbeNow tells when the clock was seen stepped: a probe written then
 // measures it again.

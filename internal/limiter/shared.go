@@ -26,6 +26,10 @@ type Event struct {
 	// ns): with the server's timestamp of the entry, the writer learns
 	// how far ahead its clock may be.
 	Written int64 `json:"t,omitempty"`
+	// Gen is how many steps of its wall clock the writer had seen when it
+	// wrote the entry (clock.go): an entry written before its last step
+	// does not measure its clock after it.
+	Gen uint64 `json:"g,omitempty"`
 }
 
 // Call is a call in an Event.
@@ -116,6 +120,7 @@ type Shared struct {
 	looked    time.Time
 	steppedAt int64
 	stepBy    time.Duration
+	steps     uint64        // the steps seen (Event.Gen)
 	probe     chan struct{} // asks the feed for a probe (ProbeNow)
 
 	// stopped ends when Close starts: the writers' context.
@@ -381,8 +386,9 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 		}
 		delete(l.foreign, k)
 		if c.At != 0 {
-			// An end dated after now (a clock far ahead) counts from now.
-			l.others = insertSorted(l.others, min(c.At+int64(margin), now.Add(margin).UnixNano()))
+			// An end dated past the longest window (a clock far ahead)
+			// counts from there: it cannot hold a place for longer.
+			l.others = insertSorted(l.others, min(c.At+int64(margin), now.Add(l.horizon+margin).UnixNano()))
 		}
 	}
 	if ev.Paused != 0 {

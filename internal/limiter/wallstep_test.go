@@ -12,8 +12,10 @@ import (
 
 // probe is a probe of s written now by its clock and stamped by the
 // server's, which is never stepped.
-func probe(s *Shared, clock clockwork.Clock) {
-	s.ObserveStamp(Event{Writer: s.Writer(), Written: clock.Now().UnixNano()}, time.Now())
+func probe(s *Shared) {
+	ev := Event{Writer: s.Writer()}
+	ev.Written, ev.Gen = s.Stamp()
+	s.ObserveStamp(ev, time.Now().Round(0)) // as NATS sends it: no monotonic reading
 }
 
 // TestOwnCallsOutlastAWallClockStep: 100 calls end, and a second later the
@@ -56,7 +58,7 @@ func TestWallClockStepStopsCallsUntilMeasured(t *testing.T) {
 	opts := SharedOptions{Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
 	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: opts.Margin, Lease: opts.Lease}, Default())
 	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: opts.Margin, Lease: opts.Lease}, Default())
-	probe(b, cb)
+	probe(b)
 	for range 100 {
 		call(t, la).CompleteNow()
 	}
@@ -73,7 +75,7 @@ func TestWallClockStepStopsCallsUntilMeasured(t *testing.T) {
 	default:
 		t.Error("no probe asked for after the step")
 	}
-	probe(b, cb) // measured: two minutes ahead
+	probe(b) // measured: two minutes ahead
 	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
 		t.Fatal("b got a permit with its clock two minutes ahead")
 	}
@@ -84,7 +86,7 @@ func TestWallClockStepStopsCallsUntilMeasured(t *testing.T) {
 	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
 		t.Fatal("b got a permit as its clock was set right, before it was measured")
 	}
-	probe(b, cb)
+	probe(b)
 	if err := b.Healthy(); err != nil {
 		t.Fatalf("b.Healthy() = %v after the clock was set right and measured", err)
 	}
@@ -105,7 +107,7 @@ func TestJournalReadDuringAStepCountsOnceTheClockIsRight(t *testing.T) {
 	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, Default())
 	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, Default())
 	cb.Step(2 * time.Minute)
-	probe(b, cb)
+	probe(b)
 	for range 99 {
 		call(t, la).CompleteNow()
 	}
@@ -116,7 +118,7 @@ func TestJournalReadDuringAStepCountsOnceTheClockIsRight(t *testing.T) {
 	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
 		t.Fatal("b got a permit as its clock was set right, before it was measured")
 	}
-	probe(b, cb)
+	probe(b)
 	if err := b.Healthy(); err != nil {
 		t.Fatalf("b.Healthy() = %v after the clock was set right and measured", err)
 	}
@@ -132,11 +134,11 @@ func TestJournalReadDuringAStepCountsOnceTheClockIsRight(t *testing.T) {
 	}
 }
 
-// TestEndDatedAheadCountsFromNow: another replica, its clock ten years
-// ahead, ends a call. Its end counts from now (and the margin), so the
-// window of one frees a minute on. Taken as dated, it held the place for
-// ten years.
-func TestEndDatedAheadCountsFromNow(t *testing.T) {
+// TestEndDatedFarAheadIsCapped: another replica, its clock ten years
+// ahead, ends a call. Its end counts from at most the longest window
+// ahead (and the margin), so the window of one frees two minutes on.
+// Taken as dated, it held the place for ten years.
+func TestEndDatedFarAheadIsCapped(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(epoch)
 	j := &memJournal{last: map[string]uint64{}}
 	margin := 100 * time.Millisecond
@@ -145,11 +147,71 @@ func TestEndDatedAheadCountsFromNow(t *testing.T) {
 	if _, err := j.Append(t.Context(), "contoso", Event{Writer: "ahead", Done: []Call{{API: "offboard", ID: 1, At: ahead}}}, 0); err != nil {
 		t.Fatal(err)
 	}
-	if p, wait := l.TryAcquire(clock.Now()); p != nil || wait != time.Minute+margin {
-		t.Fatalf("permit %v, wait %v; want none for %v", p != nil, wait, time.Minute+margin)
+	if p, wait := l.TryAcquire(clock.Now()); p != nil || wait != 2*time.Minute+margin {
+		t.Fatalf("permit %v, wait %v; want none for %v", p != nil, wait, 2*time.Minute+margin)
 	}
-	clock.Advance(time.Minute + margin + time.Nanosecond)
+	clock.Advance(2*time.Minute + margin + time.Nanosecond)
 	if p, _ := l.TryAcquire(clock.Now()); p == nil {
-		t.Fatal("no permit a minute after the end dated ten years ahead")
+		t.Fatal("no permit two minutes after the end dated ten years ahead")
+	}
+}
+
+// TestJournalReadWhileBehindCountsOnceTheClockIsRight: while this
+// process's clock is two minutes behind, another replica's 100 calls end;
+// to this clock they end in its future. Once the clock is set right and
+// measured, they fill the minute. Cut to this clock's now when they came
+// (a cap on ends dated ahead), they would have counted two minutes too
+// early: 200 calls in a minute.
+func TestJournalReadWhileBehindCountsOnceTheClockIsRight(t *testing.T) {
+	j := &memJournal{last: map[string]uint64{}}
+	ca, cb := steptest.NewClock(t), steptest.NewClock(t)
+	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, Default())
+	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}, Default())
+	cb.Step(-2 * time.Minute)
+	probe(b)
+	for range 100 {
+		call(t, la).CompleteNow()
+	}
+	flush(t, a)
+	cb.Step(2 * time.Minute)
+	_ = b.Healthy() // the step seen
+	probe(b)
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("b.Healthy() = %v after the clock was set right and measured", err)
+	}
+	if got := lb.Remaining(cb.Now()); got[0] != 0 || got[1] != 1400 {
+		t.Errorf("remaining %v, want [0 1400]: a's 100 calls of this second", got)
+	}
+}
+
+// TestEntryWrittenBeforeABackwardStepDoesNotMeasureIt: this process's
+// clock is stepped 1.5 s back (the margin is 2 s: half of it may be off),
+// and an entry it wrote just before the step arrives. Dated from before
+// the step, it tells nothing of the clock after it: calls wait for an
+// entry written since. Its time being later than the step's (a step
+// back), it was taken as written after, and calls started with the clock
+// 1.5 s off.
+func TestEntryWrittenBeforeABackwardStepDoesNotMeasureIt(t *testing.T) {
+	j := &memJournal{last: map[string]uint64{}}
+	cb := steptest.NewClock(t)
+	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: 2 * time.Second, Lease: 10 * time.Second}, Default())
+	probe(b)
+	before := Event{Writer: b.Writer()}
+	before.Written, before.Gen = b.Stamp()
+	server := time.Now().Round(0)
+	cb.Step(-1500 * time.Millisecond)
+	if b.Healthy() == nil {
+		t.Fatal("the step was not seen")
+	}
+	b.ObserveStamp(before, server)
+	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "stepped") {
+		t.Fatalf("b.Healthy() = %v after an entry from before the step; want still stepped", err)
+	}
+	if p, _ := lb.TryAcquire(cb.Now()); p != nil {
+		t.Fatal("a permit with the clock 1.5s off, measured by an entry from before the step")
+	}
+	probe(b) // written after the step: measures it
+	if err := b.Healthy(); err == nil || !strings.Contains(err.Error(), "off the NATS server's") {
+		t.Fatalf("b.Healthy() = %v; want the clock 1.5s off", err)
 	}
 }

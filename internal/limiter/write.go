@@ -239,7 +239,7 @@ var ErrJournalEntryGone = errors.New("the tenant's last entry in the quota journ
 func (t *Tenant) takePendingLocked() Event {
 	ev := t.pending
 	ev.Writer = t.shared.opts.Writer
-	ev.Written = t.shared.opts.Wall.Now().UnixNano()
+	ev.Written, ev.Gen = t.shared.Stamp()
 	t.pending = Event{}
 	return ev
 }

@@ -131,7 +131,7 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
 	}
-	end, written, err := writeProbe(ctx, js, kind, shared)
+	end, probeEv, err := writeProbe(ctx, js, kind, shared)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +146,7 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
 		// Nothing that still counts: ready once the clock is measured
 		// on the probe, without waiting for the feed to bring it.
-		shared.ObserveStamp(limiter.Event{Writer: shared.Writer(), Written: written}, probe.Time)
+		shared.ObserveStamp(probeEv, probe.Time)
 		shared.MarkCaughtUp(info.State.LastSeq)
 	}
 	cons, err := js.OrderedConsumer(ctx, kind.stream, jetstream.OrderedConsumerConfig{
@@ -191,19 +191,19 @@ func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, s
 	}
 }
 
-// writeProbe writes a probe entry and returns its number and the time it
-// was written.
-func writeProbe(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared) (seq uint64, written int64, err error) {
-	written = shared.Wall().Now().UnixNano()
-	data, err := json.Marshal(limiter.Event{Writer: shared.Writer(), Written: written})
+// writeProbe writes a probe entry and returns its number and the entry.
+func writeProbe(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared) (seq uint64, ev limiter.Event, err error) {
+	ev = limiter.Event{Writer: shared.Writer()}
+	ev.Written, ev.Gen = shared.Stamp()
+	data, err := json.Marshal(ev)
 	if err != nil {
-		return 0, 0, err
+		return 0, ev, err
 	}
 	ack, err := js.Publish(ctx, kind.subject(clockProbe), data)
 	if err != nil {
-		return 0, 0, fmt.Errorf("quota journal probe: %w", err)
+		return 0, ev, fmt.Errorf("quota journal probe: %w", err)
 	}
-	return ack.Sequence, written, nil
+	return ack.Sequence, ev, nil
 }
 
 // feed applies each journal entry to shared, and marks it caught up once
