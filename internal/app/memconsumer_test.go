@@ -201,17 +201,9 @@ func TestCallUnderWayElsewhereIsNotSentAgain(t *testing.T) {
 func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 	t.Parallel()
 	const ackWait = 2 * time.Second
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
-	e.stop()
-	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
-	// It announces itself as a replica of another tenant, so that
-	// contoso stays with this worker; alive, its silence would hold the
-	// request too: only its no lets it go.
-	announceReplica(t, js, "other-replica", "other-process")
-	stop()
-
-	e.opts.PresenceBeat = time.Second // an announcement counts 3 s after each read
-	e.start()
+	// Alive, its silence would hold the request too: only its no lets it
+	// go.
+	e, calling := callingOfAnotherReplica(t, ackWait, [2]string{"other-replica", "other-process"})
 	keepAnnouncing(t, e.js, ackWait/2, "other-replica", "other-process") // it lives on
 	var holding atomic.Bool
 	holding.Store(true)
@@ -253,17 +245,8 @@ func TestCallOfALiveProcessIsNotSentAgain(t *testing.T) {
 func TestCallOfASilentProcess(t *testing.T) {
 	t.Parallel()
 	const ackWait = 2 * time.Second
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
-	e.stop()
-	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
-	// Both announce themselves as replicas of another tenant, so that
-	// contoso stays with this worker.
-	announceReplica(t, js, "other-replica", "other-process")
-	announceReplica(t, js, "third-replica", "third-process")
-	stop()
-
-	e.opts.PresenceBeat = time.Second // an announcement counts 3 s after each read
-	e.start()
+	e, calling := callingOfAnotherReplica(t, ackWait,
+		[2]string{"other-replica", "other-process"}, [2]string{"third-replica", "third-process"})
 	c := e.collect("mde.offboard.result.contoso")
 	stopOther := keepAnnouncing(t, e.js, ackWait/2, "other-replica", "other-process")
 	keepAnnouncing(t, e.js, ackWait/2, "third-replica", "third-process") // the third lives on
@@ -282,6 +265,25 @@ func TestCallOfASilentProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantCalledOnce(t, e, c, "once the other process was gone")
+}
+
+// callingOfAnotherReplica starts a worker of contoso (ack wait ackWait,
+// announcements counting 3 s after each read) whose request r1 has a
+// "calling" entry written two ack waits ago by other-process, and the
+// replicas (id, process) announced. They announce themselves as replicas
+// of another tenant, so that contoso stays with this worker.
+func callingOfAnotherReplica(t *testing.T, ackWait time.Duration, replicas ...[2]string) (*env, *queue.Entry) {
+	t.Helper()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait})
+	e.stop()
+	js, calling, stop := callingLeft(t, e, time.Now().Add(-2*ackWait), "other-process")
+	for _, r := range replicas {
+		announceReplica(t, js, r[0], r[1])
+	}
+	stop()
+	e.opts.PresenceBeat = time.Second
+	e.start()
+	return e, calling
 }
 
 // announceReplica puts the announcement of a replica of another tenant

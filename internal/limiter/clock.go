@@ -48,8 +48,8 @@ func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 	s.skew.hi, s.skew.haveHi = received.Sub(server), true
 	if ev.Writer == s.opts.Writer && ev.Written != 0 {
 		s.skew.lo, s.skew.haveLo = time.Unix(0, ev.Written).Sub(server), true
-		if s.steppedAt != 0 && ev.Gen == s.steps {
-			s.steppedAt = 0 // written after the last step: the bounds measure it
+		if ev.Gen == s.steps {
+			s.stepBy = 0 // written after the last step: the bounds measure it
 		}
 	}
 	s.metrics.clockOffset.Set(s.skew.estimate().Seconds())
@@ -69,7 +69,7 @@ func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 // server's by more than half the margin, or it was stepped and not
 // measured since.
 func (s *Shared) skewedLocked() bool {
-	return s.steppedAt != 0 || s.skew.estimate().Abs() > s.opts.Margin/2
+	return s.stepBy != 0 || s.skew.estimate().Abs() > s.opts.Margin/2
 }
 
 // lookLocked reads the wall clock and looks for a step since the last
@@ -86,7 +86,7 @@ func (s *Shared) lookLocked() {
 	now := s.opts.Wall.Now()
 	if last := s.looked; !last.IsZero() {
 		if step := now.Round(0).Sub(last.Round(0)) - now.Sub(last); step.Abs() > max(s.opts.Margin/2, minStep) {
-			s.steppedAt, s.stepBy = now.UnixNano(), step
+			s.stepBy = step
 			s.steps++
 			s.skew = offset{}
 			select {
@@ -142,7 +142,7 @@ func (s *Shared) Healthy() error {
 		return errors.New("the quota journal is still being read")
 	}
 	s.lookLocked()
-	if s.steppedAt != 0 {
+	if s.stepBy != 0 {
 		return fmt.Errorf("the clock was stepped by %v: no call starts until the NATS server's time measures it again (a probe of the quota journal)", s.stepBy.Round(time.Millisecond))
 	}
 	if s.skewedLocked() {

@@ -415,11 +415,12 @@ func (l *Limiter) pruneLocked(now time.Time) {
 			delete(l.expired, k)
 		}
 	}
+	own := l.tenant.since(now)
 	l.others = dropUpTo(l.others, oldest)
-	l.stamps = dropUpTo(l.stamps, l.tenant.since(now)-int64(l.horizon))
+	l.stamps = dropUpTo(l.stamps, own-int64(l.horizon))
 	// Beyond the largest count, the oldest never matter.
 	for n := len(l.stamps) + len(l.others) - l.keep; n > 0; n-- {
-		if len(l.others) == 0 || len(l.stamps) > 0 && l.tenant.since(now)-l.stamps[0] > wall-l.others[0] {
+		if len(l.others) == 0 || len(l.stamps) > 0 && own-l.stamps[0] > wall-l.others[0] {
 			l.stamps = l.stamps[1:]
 		} else {
 			l.others = l.others[1:]

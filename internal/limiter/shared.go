@@ -115,13 +115,12 @@ type Shared struct {
 	tenants map[string]*Tenant
 	skew    offset // this process's clock against the journal server's
 	// The wall clock's steps (clock.go): the last reading looked at, and
-	// while a step has not been measured against the server's clock yet,
-	// when it was seen (Unix ns, after the step) and by how much.
-	looked    time.Time
-	steppedAt int64
-	stepBy    time.Duration
-	steps     uint64        // the steps seen (Event.Gen)
-	probe     chan struct{} // asks the feed for a probe (ProbeNow)
+	// while the last step has not been measured against the server's
+	// clock yet, its size (0 once measured).
+	looked time.Time
+	stepBy time.Duration
+	steps  uint64        // the steps seen (Event.Gen)
+	probe  chan struct{} // asks the feed for a probe (ProbeNow)
 
 	// stopped ends when Close starts: the writers' context.
 	stopped context.Context

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"maps"
 	"slices"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestRestoreAfterALoneServerRestart(t *testing.T) {
 	var names []string
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		names = consumerNames(t, js)
+		names = streamConsumers(t, js)
 		if slices.Contains(names, ConsumerUnrouted) || time.Now().After(deadline) {
 			break
 		}
@@ -125,21 +126,19 @@ func drain(b jetstream.MessageBatch) []jetstream.Msg {
 	return out
 }
 
-// consumerNames lists the request stream's consumers, sorted; none while
-// the stream is not back yet.
-func consumerNames(t *testing.T, js jetstream.JetStream) []string {
+// streamConsumers lists the request stream's consumers, sorted; none
+// while the stream is not back yet.
+func streamConsumers(t *testing.T, js jetstream.JetStream) []string {
 	t.Helper()
-	stream, err := js.Stream(t.Context(), offboard.StreamRequests)
+	stream, err := requestStream(t.Context(), js)
 	if err != nil {
 		return nil
 	}
-	var names []string
-	lister := stream.ConsumerNames(t.Context())
-	for name := range lister.Name() {
-		names = append(names, name)
+	have, err := consumerNames(t.Context(), stream)
+	if err != nil {
+		return nil
 	}
-	slices.Sort(names)
-	return names
+	return slices.Sorted(maps.Keys(have))
 }
 
 // TestRestoreMakesConsumersForRequestsLetGo: a request of a tenant not

@@ -306,9 +306,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	requests, err := requestStream(ctx, js)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+		return nil, err
 	}
 	have, err := consumerConfigs(ctx, requests)
 	if err != nil {
@@ -358,9 +358,9 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 
 // Stale lists the tenant consumers whose tenant is not configured.
 func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
-	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	requests, err := requestStream(ctx, js)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+		return nil, err
 	}
 	have, err := consumerConfigs(ctx, requests)
 	if err != nil {
@@ -399,17 +399,13 @@ func createConsumers(ctx context.Context, js jetstream.JetStream, cfgs []jetstre
 // (Consumers); the requests they held are still in the stream. Unlike
 // Ensure it reads only the consumers' names and touches nothing else.
 func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
-	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	stream, err := requestStream(ctx, js)
 	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+		return nil, err
 	}
-	have := map[string]bool{}
-	names := stream.ConsumerNames(ctx)
-	for name := range names.Name() {
-		have[name] = true
-	}
-	if err := names.Err(); err != nil {
-		return nil, fmt.Errorf("list consumers: %w", err)
+	have, err := consumerNames(ctx, stream)
+	if err != nil {
+		return nil, err
 	}
 	var missing []jetstream.ConsumerConfig
 	for _, cfg := range s.Consumers() {
@@ -543,6 +539,29 @@ func tenantSubject(subjects offboard.Subjects, subject string) (tenant string, p
 	return tenant, p, ok && config.TenantName.MatchString(tenant)
 }
 
+// requestStream looks up the request stream.
+func requestStream(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	return stream, nil
+}
+
+// consumerNames reads the names of every consumer of the request stream
+// in one listing.
+func consumerNames(ctx context.Context, stream jetstream.Stream) (map[string]bool, error) {
+	have := map[string]bool{}
+	names := stream.ConsumerNames(ctx)
+	for name := range names.Name() {
+		have[name] = true
+	}
+	if err := names.Err(); err != nil {
+		return nil, fmt.Errorf("list consumers: %w", err)
+	}
+	return have, nil
+}
+
 // consumerConfigs reads the configuration of every consumer of the
 // request stream in one listing (a page per 256 consumers).
 func consumerConfigs(ctx context.Context, stream jetstream.Stream) (map[string]jetstream.ConsumerConfig, error) {
@@ -567,17 +586,13 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	}
 	// One listing rather than a lookup per consumer: with a thousand
 	// tenants, a probe would otherwise cost two thousand requests.
-	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	stream, err := requestStream(ctx, js)
 	if err != nil {
-		return fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+		return err
 	}
-	have := map[string]bool{}
-	names := stream.ConsumerNames(ctx)
-	for name := range names.Name() {
-		have[name] = true
-	}
-	if err := names.Err(); err != nil {
-		return fmt.Errorf("list consumers: %w", err)
+	have, err := consumerNames(ctx, stream)
+	if err != nil {
+		return err
 	}
 	for _, cfg := range s.Consumers() {
 		if !have[cfg.Durable] {
