@@ -53,19 +53,9 @@ func TestLedgerDoneWithoutItsResultIsAnswered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
 	e.stop()
-	js, stop := onStore(t, e)
-	ctx := t.Context()
-	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": e.tenants["contoso"].machines[0].ID})
-	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := queue.NewLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ledger, seq, stop := r1OnStore(t, e)
 	answer := []byte(`{"requestId":"r1","tenant":"contoso","outcome":"created","attempt":1}`)
-	if err := ledger.Finish(ctx, "contoso", "r1", nil, ack.Sequence, answer); err != nil {
+	if err := ledger.Finish(t.Context(), "contoso", "r1", nil, seq, answer); err != nil {
 		t.Fatal(err)
 	}
 	stop()
@@ -149,23 +139,31 @@ func TestRemovedTenantsRequestsLetGoAreAnswered(t *testing.T) {
 // server.
 func callingLeft(t *testing.T, e *env, started time.Time, writer string) (jetstream.JetStream, *queue.Entry, func()) {
 	t.Helper()
-	js, stop := onStore(t, e)
-	ctx := t.Context()
+	js, ledger, seq, stop := r1OnStore(t, e)
 	m := e.tenants["contoso"].machines[0]
-	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": m.ID})
-	ack, err := js.Publish(ctx, "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := queue.NewLedger(ctx, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	calling := &queue.Entry{State: queue.StateCalling, Seq: ack.Sequence, MachineID: m.ID, Started: started.UTC(), Writer: writer}
-	if err := ledger.Put(ctx, "contoso", "r1", nil, calling); err != nil {
+	calling := &queue.Entry{State: queue.StateCalling, Seq: seq, MachineID: m.ID, Started: started.UTC(), Writer: writer}
+	if err := ledger.Put(t.Context(), "contoso", "r1", nil, calling); err != nil {
 		t.Fatal(err)
 	}
 	return js, calling, stop
+}
+
+// r1OnStore publishes contoso's request r1 (its first machine) on e's
+// store while e is stopped (onStore), opens the ledger there, and
+// returns the request's stream sequence.
+func r1OnStore(t *testing.T, e *env) (jetstream.JetStream, *queue.Ledger, uint64, func()) {
+	t.Helper()
+	js, stop := onStore(t, e)
+	data, _ := json.Marshal(map[string]any{"requestId": "r1", "machineId": e.tenants["contoso"].machines[0].ID})
+	ack, err := js.Publish(t.Context(), "mde.offboard.request.contoso", data, jetstream.WithMsgID("contoso:r1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, ledger, ack.Sequence, stop
 }
 
 // TestCallUnderWayElsewhereIsNotSentAgain: a request's "calling" entry,
