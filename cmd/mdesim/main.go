@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -33,9 +34,12 @@ type config struct {
 	duplicateReturnsExisting, http2, verbose, version             bool
 }
 
-func parseFlags(args []string) (config, error) {
+// parseFlags reads the flags; --help prints the usage on stderr. A bad
+// flag is only an error: run makes it one line.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("mdesim", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.listen, "listen", "127.0.0.1:8443", "`address` to listen on")
 	fs.StringVar(&c.tenantID, "tenant-id", "", "tenant `GUID` (default: random)")
 	fs.StringVar(&c.clientID, "client-id", "", "application (client) `GUID` (default: random)")
@@ -67,7 +71,7 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.http2, "http2", false, "offer HTTP/2 beside HTTP/1.1")
 	fs.BoolVar(&c.verbose, "v", false, "log every API call")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	if err := fs.Parse(args); err != nil {
+	if err := parse(fs, args, stderr); err != nil {
 		return c, err
 	}
 	if fs.NArg() > 0 {
@@ -89,11 +93,23 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
+// parse parses args into fs, whose output is discarded; on --help it
+// prints the usage on stderr.
+func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(stderr, "Usage of mdesim:")
+		fs.SetOutput(stderr)
+		fs.PrintDefaults()
+	}
+	return err
+}
+
 func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
-	c, err := parseFlags(os.Args[1:])
+	c, err := parseFlags(os.Args[1:], os.Stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}

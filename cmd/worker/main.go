@@ -111,7 +111,9 @@ const envPrefix = "MDE_OFFBOARD_"
 // app's options; the defaults are the app's.
 func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// A bad flag is run's one line, not the flag package's line and the
+	// whole usage; --help prints the usage below.
+	fs.SetOutput(io.Discard)
 	o := &c.o
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "check the tenants file (--config) and exit: 0 valid, 2 not")
@@ -142,6 +144,11 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs.DurationVar(&o.Queue.BudgetHistory, "budget-history", queue.DefaultBudgetHistory, "how long the budget journal keeps entries; more than the longest budget + 2h (the reservation lease) + the margin")
 	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(strings.TrimSuffix(envPrefix, "_"))); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "Usage of worker:")
+			fs.SetOutput(stderr)
+			fs.PrintDefaults()
+		}
 		return c, err
 	}
 	if c.oldEnv, err = oldEnvVars(fs, os.LookupEnv); err != nil {

@@ -160,6 +160,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"missing tenants file", []string{"--config", filepath.Join(dir, "absent.yaml")}, "absent.yaml"},
 		{"log format", []string{"--log-format", "xml"}, "xml"},
 		{"max requests", []string{"--config", good, "--max-requests", "-1"}, "--max-requests -1"},
+		{"flag value", []string{"--max-requests", "x"}, `invalid value "x" for flag -max-requests`},
+		{"unknown flag", []string{"--max-request", "5"}, "flag provided but not defined: -max-request"},
 		{"call timeout", []string{"--config", good, "--call-timeout", "1h"}, "call timeout 1h0m0s: at most 40m0s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
