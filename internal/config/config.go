@@ -139,9 +139,10 @@ func Parse(data []byte) (*File, error) {
 		return nil, errors.New("tenants file: no tenants")
 	}
 	seen := map[string]bool{}
+	comments := map[string]*template.Template{}
 	var errs []error
 	for i, t := range f.Tenants {
-		if err := t.resolve(); err != nil {
+		if err := t.resolve(comments); err != nil {
 			errs = append(errs, fmt.Errorf("tenant %d (%q): %w", i+1, t.Name, err))
 			continue
 		}
@@ -156,7 +157,11 @@ func Parse(data []byte) (*File, error) {
 	return &f, nil
 }
 
-func (t *Tenant) resolve() error {
+// resolve checks a tenant entry and derives Resolved. Comment templates
+// of the same text are parsed once, in comments, and shared: a parsed
+// template takes about 1.5 KiB, and thousands of tenants mostly keep the
+// default. A template is safe for concurrent use once parsed.
+func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	var errs []error
 	if !TenantName.MatchString(t.Name) {
 		errs = append(errs, fmt.Errorf("name must match %s", TenantName))
@@ -181,13 +186,16 @@ func (t *Tenant) resolve() error {
 	if text == "" {
 		text = DefaultComment
 	}
-	tmpl, err := template.New(t.Name).Option("missingkey=error").Parse(text)
-	if err != nil {
+	if tmpl, ok := comments[text]; ok {
+		t.Resolved.Comment = tmpl
+	} else if tmpl, err := template.New("comment").Option("missingkey=error").Parse(text); err != nil {
 		errs = append(errs, fmt.Errorf("comment: %w", err))
 	} else {
 		t.Resolved.Comment = tmpl
 		if _, err := t.RenderComment(CommentData{}); err != nil {
 			errs = append(errs, err)
+		} else {
+			comments[text] = tmpl
 		}
 	}
 	if err := t.Guards.check(); err != nil {

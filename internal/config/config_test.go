@@ -65,6 +65,41 @@ func TestParseLimitsAndComment(t *testing.T) {
 	}
 }
 
+// TestTenantsShareACommentTemplate: tenants with the same comment text
+// hold one parsed template (thousands of tenants mostly keep the
+// default), and each still renders its own request.
+func TestTenantsShareACommentTemplate(t *testing.T) {
+	t.Parallel()
+	tenant := func(name, comment string) string {
+		s := strings.Replace(okTenant, "contoso", name, 2)
+		if comment != "" {
+			s += "    comment: \"" + comment + "\"\n"
+		}
+		return s
+	}
+	f, err := Parse([]byte("tenants:" + tenant("a", "") + tenant("b", "") +
+		tenant("c", "Retired {{.Tenant}} {{.RequestID}}") + tenant("d", "Retired {{.Tenant}} {{.RequestID}}")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b, c, d := f.Tenants[0], f.Tenants[1], f.Tenants[2], f.Tenants[3]
+	if a.Resolved.Comment != b.Resolved.Comment || c.Resolved.Comment != d.Resolved.Comment {
+		t.Error("tenants with the same comment text hold templates of their own")
+	}
+	if a.Resolved.Comment == c.Resolved.Comment {
+		t.Error("tenants with different comment texts share a template")
+	}
+	for _, tc := range []struct {
+		tn   *Tenant
+		want string
+	}{{a, "Offboarded by mde-offboard: cmdb r-a"}, {c, "Retired c r-c"}, {d, "Retired d r-d"}} {
+		got, err := tc.tn.RenderComment(CommentData{Tenant: tc.tn.Name, RequestID: "r-" + tc.tn.Name, Source: "cmdb"})
+		if err != nil || got != tc.want {
+			t.Errorf("%s: comment %q, %v; want %q", tc.tn.Name, got, err, tc.want)
+		}
+	}
+}
+
 func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, yaml, want string }{
