@@ -270,7 +270,7 @@ func (w *Worker) addTenant(t *Tenant, src *queue.Source) {
 		lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
-	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.With(zap.String("tenant", name))}
+	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name))}
 	tr.budget = w.newBudget(tr)
 	if t.Config.Tracking.Enabled {
 		tr.tracker = w.newTracker(tr)
