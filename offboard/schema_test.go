@@ -430,7 +430,7 @@ func TestResultSchema(t *testing.T) {
 	for name, tc := range cases {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			data, err := json.Marshal(tc.r)
+			data, err := tc.r.Marshal()
 			if err != nil {
 				t.Fatal(err)
 			}

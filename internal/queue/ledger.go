@@ -58,6 +58,19 @@ type Entry struct {
 	stored   time.Time // when the server stored it (Get), by its clock
 }
 
+// marshal encodes the entry. Its result goes in as it is: it is JSON the
+// worker encoded (offboard.Result.Marshal) or read back, and json.Marshal
+// would check and compact it again.
+func (e *Entry) marshal() ([]byte, error) {
+	shallow := *e
+	shallow.Result = nil
+	data, err := json.Marshal(&shallow)
+	if err != nil || len(e.Result) == 0 {
+		return data, err
+	}
+	return offboard.AppendField(data, "result", e.Result), nil
+}
+
 // Since is the earlier of Started and when the server stored the entry: a
 // bound for what happened after it was written that a writer's clock
 // running ahead does not move.
@@ -98,7 +111,7 @@ func (l *Ledger) Get(ctx context.Context, tenant, requestID string) (*Entry, err
 // Put writes an entry over prev (nil: the id must be new). It fails with
 // ErrConflict when the entry changed since prev was read.
 func (l *Ledger) Put(ctx context.Context, tenant, requestID string, prev, e *Entry) error {
-	data, err := json.Marshal(e)
+	data, err := e.marshal()
 	if err != nil {
 		return err
 	}
@@ -176,7 +189,7 @@ func (l *Ledger) FinishAsync(tenant, requestID string, prev *Entry, seq uint64, 
 		return nil, errors.New("ledger finish: no entry to write over")
 	}
 	e := &Entry{State: StateDone, Seq: seq, Result: result}
-	data, err := json.Marshal(e)
+	data, err := e.marshal()
 	if err != nil {
 		return nil, err
 	}

@@ -254,10 +254,11 @@ func TestLedger(t *testing.T) {
 	if err := l.Finish(ctx, "contoso", "id:1", got, 3, []byte(`{"outcome":"failed"}`)); !errors.Is(err, ErrConflict) {
 		t.Fatalf("finish over a stale entry = %v, want ErrConflict", err)
 	}
-	if err := l.Finish(ctx, "contoso", "id:1", cur, 3, []byte(`{"outcome":"created"}`)); err != nil {
+	if err := l.Finish(ctx, "contoso", "id:1", cur, 3, []byte(`{"outcome":"created","attempt":2}`)); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := l.Get(ctx, "contoso", "id:1"); got.State != StateDone || string(got.Result) != `{"outcome":"created"}` {
+	if got, _ := l.Get(ctx, "contoso", "id:1"); got.State != StateDone || got.Seq != 3 || got.Attempt != 2 ||
+		string(got.Result) != `{"outcome":"created","attempt":2}` {
 		t.Fatalf("after Done: %+v", got)
 	}
 	// Ids are per tenant.

@@ -370,7 +370,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 	}
 	res.CompletedAt = w.clock.Now().UTC()
 	res.Attempts = j.attempts
-	data, err := json.Marshal(res)
+	data, err := res.Marshal()
 	if err != nil {
 		w.leave(j, err)
 		return

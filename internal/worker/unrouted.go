@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"maps"
 	"time"
@@ -343,7 +342,7 @@ func (w *Worker) answerSeq(ctx context.Context, j *job, res *offboard.Result) {
 	res.CompletedAt = w.clock.Now().UTC()
 	ctx, cancel := storeCtx(ctx)
 	defer cancel()
-	data, err := json.Marshal(res)
+	data, err := res.Marshal()
 	if err == nil {
 		err = w.publish(ctx, j.t.name, j.msg, w.seqMsgID(j.t.name, j.seq), j.seq, res, data)
 	}
