@@ -119,6 +119,9 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 			http.Error(w, r.Proto, http.StatusHTTPVersionNotSupported)
 			return
 		}
+		if r.URL.Path == "/first" {
+			return
+		}
 		underWay.Add(1)
 		select {
 		case <-release:
@@ -150,8 +153,8 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 	defer hc.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	get := func() (int, error) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	get := func(path string) (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+path, nil)
 		resp, err := hc.Do(req)
 		if err != nil {
 			return 0, err
@@ -162,7 +165,7 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 	statuses := make(chan string, calls+1)
 	var wg sync.WaitGroup
 	call := func() {
-		code, err := get()
+		code, err := get("/")
 		if err != nil {
 			statuses <- err.Error()
 		} else {
@@ -183,9 +186,14 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 			}
 		}
 	}
-	wg.Go(call) // the first call opens the connection the others find
-	waitUnderWay(1)
-	for range calls - 1 {
+	// A first call, answered at once, opens the connection the others
+	// find. Answered, it has also brought the server's settings: calls
+	// started before the client reads them count on 100 streams a
+	// connection, and Go opens more connections for the calls beyond.
+	if code, err := get("/first"); err != nil || code != http.StatusOK {
+		t.Fatalf("first call: %d, %v", code, err)
+	}
+	for range calls {
 		wg.Go(call)
 	}
 	waitUnderWay(calls)
