@@ -171,4 +171,12 @@ func TestRequestLogCarriesItsFields(t *testing.T) {
 			t.Errorf("log field %s = %v, want %v (fields %v)", k, fields[k], v, fields)
 		}
 	}
+	// The assignment's line names its tenant too.
+	assigned := logs.FilterMessage("tenant assignment").All()
+	if len(assigned) == 0 {
+		t.Fatal("no tenant assignment line")
+	}
+	if f := assigned[0].ContextMap(); f["tenant"] != "contoso" || f["assigned"] != true {
+		t.Errorf("tenant assignment fields %v, want tenant contoso, assigned true", f)
+	}
 }

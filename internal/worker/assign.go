@@ -82,7 +82,10 @@ func (w *Worker) runAssignment(ctx context.Context) {
 			assigned := w.opts.Assignment.Assigned(t.name)
 			if t.gate.set(ctx, assigned) {
 				w.m.Assigned.WithLabelValues(t.name).Set(boolGauge(assigned))
-				t.log.Info("tenant assignment", zap.Bool("assigned", assigned))
+				// The worker's logger, not the tenant's: that one encodes
+				// its tenant field on its first line, which an idle tenant
+				// may never log.
+				w.log.Info("tenant assignment", zap.String("tenant", t.name), zap.Bool("assigned", assigned))
 			}
 		}
 		select {
