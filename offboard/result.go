@@ -1,7 +1,9 @@
 package offboard
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 	"unicode/utf8"
 )
@@ -66,33 +68,46 @@ type Result struct {
 }
 
 // Marshal encodes the result as the worker publishes it. MachineAction
-// goes in as it is, last: it is an answer of the API that was decoded
-// when it came (or a result read back), and json.Marshal would check and
-// compact its kilobyte again for every result. It must hold valid JSON.
+// goes in as it is, last (MarshalWith): it is an answer of the API that
+// was checked and compacted when it came (or a result read back), and
+// json.Marshal would check and compact its kilobyte again for every
+// result. It must hold valid JSON.
 func (r *Result) Marshal() ([]byte, error) {
 	shallow := *r
 	shallow.MachineAction = nil
-	data, err := json.Marshal(&shallow)
-	if err != nil || len(r.MachineAction) == 0 {
-		return data, err
-	}
-	return AppendField(data, "machineAction", r.MachineAction), nil
+	return MarshalWith(&shallow, "machineAction", r.MachineAction)
 }
 
-// AppendField adds a member whose value is JSON already to the encoded
-// object obj, without checking or compacting the value again. key must
-// need no escaping, and obj must not hold key already.
-func AppendField(obj []byte, key string, value []byte) []byte {
-	out := make([]byte, 0, len(obj)+len(key)+len(value)+4)
-	out = append(out, obj[:len(obj)-1]...) // without its closing brace
-	if len(obj) > 2 {
+// MarshalWith encodes v, which must encode as a JSON object without the
+// member key, and adds key with value, JSON encoded already, as it is,
+// without checking or compacting it again (json.Marshal does both with a
+// json.RawMessage). value must be valid JSON; white space around it is
+// dropped, and an empty value adds nothing, as omitempty would.
+func MarshalWith(v any, key string, value []byte) ([]byte, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	value = bytes.TrimSpace(value)
+	if len(value) == 0 {
+		return data, nil
+	}
+	if len(data) < 2 || data[len(data)-1] != '}' {
+		return nil, fmt.Errorf("json: %T does not encode as an object", v)
+	}
+	name, err := json.Marshal(key)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]byte, 0, len(data)+len(name)+len(value)+2)
+	out = append(out, data[:len(data)-1]...) // without its closing brace
+	if len(data) > 2 {
 		out = append(out, ',')
 	}
-	out = append(out, '"')
-	out = append(out, key...)
-	out = append(out, '"', ':')
+	out = append(out, name...)
+	out = append(out, ':')
 	out = append(out, value...)
-	return append(out, '}')
+	return append(out, '}'), nil
 }
 
 // Guard rules a blocked_by_policy result names in error.rule, in the order

@@ -59,15 +59,34 @@ func TestResultMarshal(t *testing.T) {
 	}
 }
 
-func TestAppendField(t *testing.T) {
+func TestMarshalWith(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct{ obj, want string }{
-		{`{}`, `{"k":[1, 2]}`},
-		{`{"a":1}`, `{"a":1,"k":[1, 2]}`},
+	type obj struct {
+		A int `json:"a,omitempty"`
+	}
+	for _, tc := range []struct {
+		name  string
+		v     any
+		value string
+		want  string
+	}{
+		{"into an empty object", obj{}, `[1, 2]`, `{"k":[1, 2]}`},
+		{"after a member", obj{A: 1}, `{"x":true}`, `{"a":1,"k":{"x":true}}`},
+		{"white space around it dropped", obj{A: 1}, " \r\n\t{\"x\":true}\n", `{"a":1,"k":{"x":true}}`},
+		{"empty: nothing added", obj{A: 1}, ``, `{"a":1}`},
+		{"white space alone: nothing added", obj{A: 1}, " \n", `{"a":1}`},
+		{"null kept", obj{}, `null`, `{"k":null}`},
 	} {
-		if got := string(offboard.AppendField([]byte(tc.obj), "k", []byte(`[1, 2]`))); got != tc.want {
-			t.Errorf("AppendField(%s) = %s, want %s", tc.obj, got, tc.want)
+		got, err := offboard.MarshalWith(tc.v, "k", []byte(tc.value))
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%s: %s, %v; want %s", tc.name, got, err, tc.want)
 		}
+	}
+	if got, err := offboard.MarshalWith([]int{1}, "k", []byte(`1`)); err == nil {
+		t.Errorf("an array: %s, want an error", got)
+	}
+	if got, err := offboard.MarshalWith(obj{}, `a"b`, []byte(`1`)); err != nil || string(got) != `{"a\"b":1}` {
+		t.Errorf("a key to escape: %s, %v", got, err)
 	}
 }
 

@@ -255,7 +255,7 @@ func redactURL(err error) error {
 }
 
 // Action is the part of a Machine Action the worker reads. The whole action
-// is kept in Raw and published verbatim.
+// is kept in Raw, compacted, and published as it is.
 type Action struct {
 	ID                  string `json:"id"`
 	Type                string `json:"type"`
@@ -297,7 +297,14 @@ func ParseAction(body []byte) (Action, error) {
 	if a.ID == "" {
 		return Action{}, fmt.Errorf("read machine action: no id")
 	}
-	a.Raw = append(json.RawMessage(nil), body...)
+	// Compacted: the result carries it as it is (offboard.MarshalWith),
+	// on one line whatever white space the API put in.
+	var raw bytes.Buffer
+	raw.Grow(len(body))
+	if err := json.Compact(&raw, body); err != nil {
+		return Action{}, fmt.Errorf("read machine action: %w", err)
+	}
+	a.Raw = raw.Bytes()
 	return a, nil
 }
 

@@ -667,8 +667,12 @@ func TestParseAction(t *testing.T) {
 	if !a.Unfinished() {
 		t.Errorf("a Pending action is not Unfinished")
 	}
-	if string(a.Raw) != realAction {
-		t.Errorf("Raw = %s, want the exact input bytes", a.Raw)
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, []byte(realAction)); err != nil {
+		t.Fatal(err)
+	}
+	if string(a.Raw) != compact.String() {
+		t.Errorf("Raw = %s, want the input bytes without white space between tokens: %s", a.Raw, compact.Bytes())
 	}
 	// Raw is a copy: the caller may reuse its buffer.
 	input[0] = 'X'
@@ -740,7 +744,7 @@ func TestActionUnfinished(t *testing.T) {
 
 func TestParseActions(t *testing.T) {
 	t.Parallel()
-	first := `{"id": "5382f7ea-7557-4ab7-9782-d50480024a4e", "type": "Offboard", "status": "Pending", "machineId": "` + testMachineID + `", "computerDnsName": "pc.contoso.local", "creationDateTimeUtc": "2024-11-24T10:00:01.1234567Z"}`
+	first := `{"id": "5382f7ea-7557-4ab7-9782-d50480024a4e","type": "Offboard","status": "Pending","machineId": "` + testMachineID + `","computerDnsName": "pc.contoso.local","creationDateTimeUtc": "2024-11-24T10:00:01.1234567Z"}`
 	second := `{"id":"0f6a6d7c-5a3e-4c1f-9b1e-3c1d2e4f5a6b","type":"Offboard","status":"Failed","machineId":null,"creationDateTimeUtc":"2024-11-20T08:00:00"}`
 
 	tests := []struct {
@@ -753,7 +757,8 @@ func TestParseActions(t *testing.T) {
 			name: "two actions",
 			body: `{"@odata.context": "https://api.securitycenter.microsoft.com/api/$metadata#MachineActions", "value": [` + first + `, ` + second + `]}`,
 			want: []Action{
-				{ID: testActionID, Type: "Offboard", Status: "Pending", MachineID: testMachineID, ComputerDNSName: "pc.contoso.local", CreationDateTimeUTC: "2024-11-24T10:00:01.1234567Z", Raw: []byte(first)},
+				// Raw is the action without the white space between its tokens.
+				{ID: testActionID, Type: "Offboard", Status: "Pending", MachineID: testMachineID, ComputerDNSName: "pc.contoso.local", CreationDateTimeUTC: "2024-11-24T10:00:01.1234567Z", Raw: []byte(strings.ReplaceAll(first, `": "`, `":"`))},
 				{ID: "0f6a6d7c-5a3e-4c1f-9b1e-3c1d2e4f5a6b", Type: "Offboard", Status: "Failed", CreationDateTimeUTC: "2024-11-20T08:00:00", Raw: []byte(second)},
 			},
 		},

@@ -60,15 +60,11 @@ type Entry struct {
 
 // marshal encodes the entry. Its result goes in as it is: it is JSON the
 // worker encoded (offboard.Result.Marshal) or read back, and json.Marshal
-// would check and compact it again.
+// would check and compact it again (offboard.MarshalWith).
 func (e *Entry) marshal() ([]byte, error) {
 	shallow := *e
 	shallow.Result = nil
-	data, err := json.Marshal(&shallow)
-	if err != nil || len(e.Result) == 0 {
-		return data, err
-	}
-	return offboard.AppendField(data, "result", e.Result), nil
+	return offboard.MarshalWith(&shallow, "result", e.Result)
 }
 
 // Since is the earlier of Started and when the server stored the entry: a
