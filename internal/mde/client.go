@@ -305,7 +305,44 @@ func ParseAction(body []byte) (Action, error) {
 		return Action{}, fmt.Errorf("read machine action: %w", err)
 	}
 	a.Raw = raw.Bytes()
+	if d := depth(a.Raw); d > maxActionDepth {
+		return Action{}, fmt.Errorf("read machine action: nested %d deep, more than %d", d, maxActionDepth)
+	}
 	return a, nil
+}
+
+// maxActionDepth bounds how deeply an action may nest its arrays and
+// objects. A Machine Action nests three levels; results and ledger
+// entries carry it one and two levels deeper, and Go's decoder refuses
+// text nested past 10,000: an action nested to that limit would leave a
+// ledger entry nobody can read.
+const maxActionDepth = 64
+
+// depth is how deeply JSON text nests its arrays and objects.
+func depth(text []byte) int {
+	d, most := 0, 0
+	inString, escaped := false, false
+	for _, c := range text {
+		switch {
+		case escaped:
+			escaped = false
+		case inString:
+			switch c {
+			case '\\':
+				escaped = true
+			case '"':
+				inString = false
+			}
+		case c == '"':
+			inString = true
+		case c == '{' || c == '[':
+			d++
+			most = max(most, d)
+		case c == '}' || c == ']':
+			d--
+		}
+	}
+	return most
 }
 
 // ParseActions reads a list answer {"value": [...]}.

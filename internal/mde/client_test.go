@@ -696,10 +696,18 @@ func TestParseActionErrors(t *testing.T) {
 		`{"id": 42}`,
 		`{"id": "x"`,
 		`<html>502</html>`,
+		// Nested past what a result and a ledger entry can carry and
+		// still be read back.
+		`{"id": "x", "commands": ` + strings.Repeat("[", 65) + strings.Repeat("]", 65) + `}`,
 	} {
 		if a, err := ParseAction([]byte(body)); err == nil {
-			t.Errorf("ParseAction(%q) = %+v, want an error", body, a)
+			t.Errorf("ParseAction(%.80q) = %+v, want an error", body, a)
 		}
+	}
+	// Brackets in strings do not nest; 63 levels under the action's own do.
+	deep := `{"id": "x", "comment": "[[{{\\\"[", "commands": ` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}`
+	if _, err := ParseAction([]byte(deep)); err != nil {
+		t.Errorf("an action nested 64 deep: %v", err)
 	}
 }
 
