@@ -129,6 +129,8 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 		}
 	}))
 	srv.EnableHTTP2 = true
+	// Room for every call on one connection (Go's default, said here).
+	srv.Config.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: calls + 50}
 	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
 		if s == http.StateNew {
 			conns.Add(1)
