@@ -393,13 +393,18 @@ func TestSharedEndsWaitToGoTogether(t *testing.T) {
 }
 
 // gatedJournal is an entryLog whose appends wait for a gate while it is
-// closed.
+// closed; appending says when an append has come to the gate.
 type gatedJournal struct {
 	*entryLog
-	gate chan struct{}
+	gate      chan struct{}
+	appending chan struct{}
 }
 
 func (j *gatedJournal) Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error) {
+	select {
+	case j.appending <- struct{}{}:
+	default:
+	}
 	<-j.gate
 	return j.entryLog.Append(ctx, tenant, ev, last)
 }
@@ -411,7 +416,7 @@ func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
 	t.Parallel()
 	clock := clockwork.NewFakeClockAt(epoch)
 	log := &entryLog{memJournal: memJournal{last: map[string]uint64{}}, added: make(chan struct{}, 100)}
-	j := &gatedJournal{entryLog: log, gate: make(chan struct{})}
+	j := &gatedJournal{entryLog: log, gate: make(chan struct{}), appending: make(chan struct{}, 1)}
 	s := NewShared(SharedOptions{Journal: j, Clock: clock, Lease: 10 * time.Second, EndsLinger: time.Hour})
 	t.Cleanup(func() { s.Close(context.Background()) })
 	tn := s.Tenant("contoso")
@@ -420,7 +425,7 @@ func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
 
 	const n = 6
 	errs := make(chan error, n)
-	for range n {
+	record := func() {
 		p, _ := l.TryAcquire(clock.Now())
 		if p == nil {
 			t.Fatal("no permit")
@@ -430,7 +435,13 @@ func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
 			errs <- err
 		}()
 	}
-	// One Record writes (held at the gate); the other five wait for it.
+	// One Record writes (held at the gate); the other five come while it
+	// does, and wait for it.
+	record()
+	<-j.appending
+	for range n - 1 {
+		record()
+	}
 	for {
 		tn.mu.Lock()
 		queued := len(tn.recording)
