@@ -112,16 +112,24 @@ func (t *Tenant) Pause(now time.Time, d time.Duration) {
 	t.notifyLocked() // waiters recompute their deadline
 }
 
-// PausedUntil reports the end of the current pause (zero if never paused).
+// PausedUntil reports the end of the current pause, this process's or
+// another replica's (zero if never paused).
 func (t *Tenant) PausedUntil() time.Time {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.journalPause != 0 {
-		if theirs := time.Unix(0, t.journalPause); theirs.After(t.pausedUntil) {
-			return theirs
+	return t.pauseEndLocked(t.clock.Now())
+}
+
+// pauseEndLocked is when the tenant's pause ends, this process's or
+// another replica's from the journal, whichever is later, on now's clock.
+func (t *Tenant) pauseEndLocked(now time.Time) time.Time {
+	end := t.pausedUntil
+	if wall := now.UnixNano(); t.journalPause > wall {
+		if theirs := now.Add(time.Duration(t.journalPause - wall)); theirs.After(end) {
+			end = theirs
 		}
 	}
-	return t.pausedUntil
+	return end
 }
 
 func (t *Tenant) notifyLocked() {
@@ -335,12 +343,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 	}
 	l.pruneLocked(now)
 	inFlight := l.inFlightLocked(entry)
-	next = t.pausedUntil
-	if wall := now.UnixNano(); t.journalPause > wall {
-		if at := now.Add(time.Duration(t.journalPause - wall)); at.After(next) {
-			next = at
-		}
-	}
+	next = t.pauseEndLocked(now)
 	for _, w := range l.windows {
 		free := w.Count - inFlight // calls that may still be placed in this window
 		if low {

@@ -111,11 +111,7 @@ func (bp *budgetProcess) kill() {
 // actions than the budget allowed then.
 func TestSharedBudgetHoldsAcrossProcessesAndRestarts(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
-	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoQueue(t)
 	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	r := &quotaRig{t: t, js: js, s: s, clock: clockwork.NewFakeClockAt(epoch), lease: 2 * time.Second}
 	low, high := limiter.Window{Count: 8, Length: 3 * time.Second}, limiter.Window{Count: 12, Length: 3 * time.Second}

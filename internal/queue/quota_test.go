@@ -138,6 +138,18 @@ func (rp *quotaReplica) killNow() {
 
 // worst is the largest number of calls the API could have counted in one
 // window: the calls sharing a moment with (t-Length, t] for some t.
+// contosoQueue makes the streams of one tenant, contoso, on a server of
+// its own.
+func contosoQueue(t *testing.T) (jetstream.JetStream, Settings) {
+	t.Helper()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	return js, s
+}
+
 func worst(calls []quotaCall, w limiter.Window) (n int, at time.Time) {
 	for _, c := range calls {
 		// Windows ending at c.sent: every call sent by then and answered
@@ -162,11 +174,7 @@ func worst(calls []quotaCall, w limiter.Window) (n int, at time.Time) {
 // replica calls during the pause.
 func TestSharedQuotaHoldsAcrossReplicasAndRestarts(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
-	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoQueue(t)
 	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	r := &quotaRig{
 		t: t, js: js, s: s, clock: clockwork.NewFakeClockAt(epoch),
@@ -245,11 +253,7 @@ func TestQuotaFeedCatchesUpWithAnEmptiedJournal(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			_, js := connect(t)
-			s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-			if _, err := Ensure(t.Context(), js, s); err != nil {
-				t.Fatal(err)
-			}
+			js, s := contosoQueue(t)
 			var last uint64
 			for range 3 {
 				ack, err := js.Publish(t.Context(), s.Subjects.Quota("contoso"), []byte(`{"w":"gone","done":[{"api":"offboard","id":1,"at":1}]}`))
@@ -292,11 +296,7 @@ func TestQuotaFeedCatchesUpWithAnEmptiedJournal(t *testing.T) {
 // and makes no call; together they never exceed the window.
 func TestSkewedReplicaStopsCalling(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
-	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoQueue(t)
 	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	w := limiter.Window{Count: 10, Length: 10 * time.Second}
 	r := &quotaRig{
@@ -359,11 +359,7 @@ func TestSkewedReplicaStopsCalling(t *testing.T) {
 // plus the margin.
 func TestForgedFarFuturePauseIsCapped(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
-	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoQueue(t)
 	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(epoch)
 	far := epoch.Add(365 * 24 * time.Hour).UnixNano()
@@ -423,11 +419,7 @@ func (j *countingJournal) Append(ctx context.Context, tenant string, ev limiter.
 // as it is and calls.
 func TestJournalWithItsLastEntryDeleted(t *testing.T) {
 	t.Parallel()
-	_, js := connect(t)
-	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoQueue(t)
 	qj, err := NewQuotaJournal(t.Context(), js, s.Subjects)
 	if err != nil {
 		t.Fatal(err)
@@ -510,11 +502,7 @@ func TestJournalWithItsLastEntryDeleted(t *testing.T) {
 // calls fill the minute. From this clock's time, the feed started after
 // them and never read them.
 func TestRestartWithTheClockAheadReadsTheJournal(t *testing.T) {
-	_, js := connect(t)
-	s := Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoQueue(t)
 	other, err := NewQuotaJournal(t.Context(), js, s.Subjects)
 	if err != nil {
 		t.Fatal(err)
