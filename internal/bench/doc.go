@@ -14,9 +14,17 @@
 //
 //	BENCH_SCALE             time compression factor (default 60)
 //	BENCH_WORKER            use this worker binary instead of building ./cmd/worker
+//	BENCH_WORKER_ARGS       flags added to every worker ("--max-requests 256")
+//	BENCH_WORKER_GOMEMLIMIT the workers' GOMEMLIMIT, theirs alone ("144MiB")
+//	BENCH_PROFILE           a directory: every worker runs with --pprof, its CPU profile and heap are saved there
+//	BENCH_PROFILE_SECONDS   how long that CPU profile runs (default 15)
+//	BENCH_HTTP2             1: the simulator offers HTTP/2 in every benchmark
 //	BENCH_BACKLOG           requests waiting in BenchmarkBacklogMemory (default 1000000)
 //	BENCH_BACKLOG_SECONDS   how long the worker runs over that backlog (default 15)
 //	BENCH_OVERHEAD_N        requests of BenchmarkOverhead (default 5000)
+//	BENCH_INTEREST_N        acks per retention and tenant count in BenchmarkInterestAcks (default 2000)
+//	BENCH_CAMPAIGN_ROWS     rows of the large CSV of BenchmarkCampaignPublish (default 100000)
+//	BENCH_PLAN_DEVICES      devices of the tenant BenchmarkPlan100k plans (default 100000)
 //	BENCH_TENANTS           tenants of BenchmarkTenants1000 (default 1000)
 //	BENCH_TENANTS_TIMEOUT   how long BenchmarkTenants1000 waits for 100 calls per tenant (default 4m)
 //	BENCH_TENANTS_STORE     where BenchmarkTenants1000's NATS stores: disk (default) or shm (/dev/shm)
