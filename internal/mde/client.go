@@ -212,11 +212,24 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, redactURL(err)), true)
 	}
 	defer func() { _ = resp.Body.Close() }()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, limit))
+	data, err := readAnswer(resp, limit)
 	if err != nil {
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}
 	return Classify(resp.StatusCode, resp.Header, data, c.now())
+}
+
+// readAnswer reads at most limit bytes of resp's body. An answer that
+// states its length is read into one buffer of that size, not grown from
+// 512 bytes as io.ReadAll does.
+func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if n := resp.ContentLength; n > 0 && n <= limit {
+		// One read more finds the end: bytes.Buffer asks for MinRead free.
+		buf.Grow(int(n) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(io.LimitReader(resp.Body, limit))
+	return buf.Bytes(), err
 }
 
 // errSentAgain ends a call whose request the transport was sending a

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -409,22 +410,29 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 func TestClientBodyCap(t *testing.T) {
 	t.Parallel()
 	for _, size := range []int{0, 1, MaxBody - 1, MaxBody, MaxBody + 1, MaxBody + 64<<10} {
-		t.Run(strconv.Itoa(size), func(t *testing.T) {
-			t.Parallel()
-			body := bytes.Repeat([]byte("a"), size)
-			f := setupAPI(t, func(w http.ResponseWriter, _ *http.Request) {
-				w.WriteHeader(http.StatusOK)
-				w.Write(body)
-			}, nil)
-			a := f.client.GetAction(context.Background(), testActionID)
-			if a.Status == 0 {
-				t.Fatalf("GetAction: %v", a.Error())
-			}
-			want := min(size, MaxBody)
-			if len(a.Body) != want {
-				t.Errorf("len(Body) = %d, want %d", len(a.Body), want)
-			}
-		})
+		// The answer read as it comes, and read into a buffer of the
+		// length it states.
+		for _, stated := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%d/length_stated=%t", size, stated), func(t *testing.T) {
+				t.Parallel()
+				body := bytes.Repeat([]byte("a"), size)
+				f := setupAPI(t, func(w http.ResponseWriter, _ *http.Request) {
+					if stated {
+						w.Header().Set("Content-Length", strconv.Itoa(size))
+					}
+					w.WriteHeader(http.StatusOK)
+					w.Write(body)
+				}, nil)
+				a := f.client.GetAction(context.Background(), testActionID)
+				if a.Status == 0 {
+					t.Fatalf("GetAction: %v", a.Error())
+				}
+				want := min(size, MaxBody)
+				if len(a.Body) != want || !bytes.Equal(a.Body, body[:want]) {
+					t.Errorf("len(Body) = %d, want the first %d bytes", len(a.Body), want)
+				}
+			})
+		}
 	}
 }
 
