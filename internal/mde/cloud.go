@@ -88,7 +88,11 @@ func checkEndpoint(raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not a URL", raw)
 	}
-	if u.Host == "" || u.User != nil || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
+	if u.User != nil {
+		// The URL is not shown: its password would be.
+		return "", fmt.Errorf("%s://%s: want scheme://host[:port][/path], without credentials", u.Scheme, u.Host)
+	}
+	if u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials, query or fragment", raw)
 	}
 	switch u.Scheme {

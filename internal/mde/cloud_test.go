@@ -155,6 +155,9 @@ func TestResolveCloudRefuses(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantInErr) {
 				t.Errorf("error %q does not name %q", err, tt.wantInErr)
 			}
+			if strings.Contains(err.Error(), ":pass@") || strings.Contains(err.Error(), ":p@") {
+				t.Errorf("error %q shows the URL's password", err)
+			}
 			if got != (Cloud{}) {
 				t.Errorf("ResolveCloud returned %+v with its error, want the zero Cloud", got)
 			}
