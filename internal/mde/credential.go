@@ -3,7 +3,9 @@ package mde
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
@@ -116,9 +118,9 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	opts := azcore.ClientOptions{
 		Cloud: cloud.Configuration{ActiveDirectoryAuthorityHost: c.AuthorityHost},
 	}
-	if transport != nil {
-		opts.Transport = transport
-	}
+	// A redirect of the token request would carry the client secret or
+	// the signed assertion to another host: none is followed.
+	opts.Transport = withoutRedirects(transport)
 	// Only the configured login host is contacted: no instance discovery
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
@@ -132,7 +134,7 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 
 func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
-		secret, err := readSecret(cc.ClientSecretFile)
+		secret, err := readSecret("clientSecretFile", cc.ClientSecretFile)
 		if err != nil {
 			return nil, err
 		}
@@ -145,7 +147,9 @@ func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscover
 	return func() (azcore.TokenCredential, error) {
 		secret := strings.TrimSpace(os.Getenv(cc.ClientSecretEnv))
 		if secret == "" {
-			return nil, fmt.Errorf("environment variable %s is empty", cc.ClientSecretEnv)
+			// The variable is not named: a secret pasted in its place
+			// would be shown.
+			return nil, errors.New("clientSecretEnv: the environment variable it names is empty or not set")
 		}
 		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
@@ -156,11 +160,11 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 	return func() (azcore.TokenCredential, error) {
 		data, err := os.ReadFile(cc.CertificateFile)
 		if err != nil {
-			return nil, fmt.Errorf("read certificate: %w", err)
+			return nil, fmt.Errorf("certificateFile: the file it names could not be read: %w", withoutPath(err))
 		}
 		var password []byte
 		if cc.CertificatePasswordFile != "" {
-			p, err := readSecret(cc.CertificatePasswordFile)
+			p, err := readSecret("certificatePasswordFile", cc.CertificatePasswordFile)
 			if err != nil {
 				return nil, err
 			}
@@ -170,7 +174,7 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		if err != nil {
 			// The library's text is not repeated: it is about the file's
 			// contents.
-			return nil, fmt.Errorf("certificate %s: no certificate and private key could be read (wrong format or password)", cc.CertificateFile)
+			return nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
 		}
 		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
@@ -213,16 +217,28 @@ func isMicrosoftLogin(host string) bool {
 	return false
 }
 
-func readSecret(path string) (string, error) {
+// readSecret reads the secret in the file that path, the setting named
+// field, names. Its errors name the setting, not the path: a secret (or a
+// certificate) pasted where its file's path belongs would be shown.
+func readSecret(field, path string) (string, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return "", fmt.Errorf("read secret file: %w", err)
+		return "", fmt.Errorf("%s: the file it names could not be read: %w", field, withoutPath(err))
 	}
 	s := string(bytes.TrimSpace(data))
 	if s == "" {
-		return "", fmt.Errorf("secret file %s is empty", path)
+		return "", fmt.Errorf("%s: the file it names is empty", field)
 	}
 	return s, nil
+}
+
+// withoutPath is a file error without the file's name: "no such file or
+// directory", "permission denied".
+func withoutPath(err error) error {
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 func stampOf(path string) fileStamp {

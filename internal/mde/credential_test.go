@@ -168,17 +168,24 @@ func TestNewCredentialSecretFileErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// What an operator pastes where a file's path belongs: the secret
+	// itself, or the certificate with its private key.
+	const pastedSecret = "Abc8Q~pasted-secret-value"
+	const pastedPEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 	tests := []struct {
 		name      string
 		cc        CredentialConfig
 		wantInErr string
 	}{
-		{name: "missing secret file", cc: CredentialConfig{ClientSecretFile: filepath.Join(dir, "missing")}, wantInErr: "read secret file"},
-		{name: "empty secret file", cc: CredentialConfig{ClientSecretFile: empty}, wantInErr: "is empty"},
-		{name: "blank secret file", cc: CredentialConfig{ClientSecretFile: blank}, wantInErr: "is empty"},
-		{name: "missing certificate", cc: CredentialConfig{CertificateFile: filepath.Join(dir, "missing.pem")}, wantInErr: "read certificate"},
-		{name: "certificate that is not one", cc: CredentialConfig{CertificateFile: blank}, wantInErr: "certificate"},
-		{name: "missing certificate password", cc: CredentialConfig{CertificateFile: blank, CertificatePasswordFile: filepath.Join(dir, "missing")}, wantInErr: "read secret file"},
+		{name: "missing secret file", cc: CredentialConfig{ClientSecretFile: filepath.Join(dir, "missing")}, wantInErr: "clientSecretFile: the file it names could not be read: no such file"},
+		{name: "secret pasted as its file", cc: CredentialConfig{ClientSecretFile: pastedSecret}, wantInErr: "clientSecretFile: the file it names could not be read"},
+		{name: "empty secret file", cc: CredentialConfig{ClientSecretFile: empty}, wantInErr: "clientSecretFile: the file it names is empty"},
+		{name: "blank secret file", cc: CredentialConfig{ClientSecretFile: blank}, wantInErr: "clientSecretFile: the file it names is empty"},
+		{name: "missing certificate", cc: CredentialConfig{CertificateFile: filepath.Join(dir, "missing.pem")}, wantInErr: "certificateFile: the file it names could not be read: no such file"},
+		{name: "certificate pasted as its file", cc: CredentialConfig{CertificateFile: pastedPEM}, wantInErr: "certificateFile: the file it names could not be read"},
+		{name: "certificate that is not one", cc: CredentialConfig{CertificateFile: blank}, wantInErr: "certificateFile: no certificate and private key could be read"},
+		{name: "missing certificate password", cc: CredentialConfig{CertificateFile: blank, CertificatePasswordFile: filepath.Join(dir, "missing")}, wantInErr: "certificatePasswordFile: the file it names could not be read"},
+		{name: "certificate password pasted as its file", cc: CredentialConfig{CertificateFile: blank, CertificatePasswordFile: pastedSecret}, wantInErr: "certificatePasswordFile: the file it names could not be read"},
 		{name: "no way set", cc: CredentialConfig{}, wantInErr: "exactly one"},
 	}
 	for _, tt := range tests {
@@ -192,6 +199,8 @@ func TestNewCredentialSecretFileErrors(t *testing.T) {
 			if !strings.Contains(err.Error(), tt.wantInErr) {
 				t.Errorf("error %q does not hold %q", err, tt.wantInErr)
 			}
+			// The setting is named, never what it holds.
+			checkNoSecret(t, err, pastedSecret, "PRIVATE KEY", dir)
 		})
 	}
 }
@@ -202,9 +211,12 @@ func TestNewCredentialSecretEnv(t *testing.T) {
 	cc := CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretEnv: name}
 
 	t.Setenv(name, "  \n")
-	if _, err := NewCredential(cc, Clouds["commercial"], nil); err == nil || !strings.Contains(err.Error(), name) {
-		t.Errorf("NewCredential with a blank variable: err = %v, want one naming %s", err, name)
+	_, err := NewCredential(cc, Clouds["commercial"], nil)
+	if err == nil || !strings.Contains(err.Error(), "clientSecretEnv: the environment variable it names is empty") {
+		t.Errorf("NewCredential with a blank variable: err = %v, want one naming clientSecretEnv", err)
 	}
+	// The variable's name is not shown: it may be the secret, pasted.
+	checkNoSecret(t, err, name)
 
 	f := setupLogin(t, "env-secret-value-1", "unused")
 	t.Setenv(name, "env-secret-value-1\n")
