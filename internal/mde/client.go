@@ -68,20 +68,26 @@ type Options struct {
 
 // NewClient returns a client for one tenant.
 func NewClient(o Options) *Client {
-	hc := o.HTTPClient
-	if hc == nil {
-		hc = &http.Client{}
-	}
 	// Never follow a redirect: it could carry the bearer token elsewhere.
-	c := *hc
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	hc := withoutRedirects(o.HTTPClient)
 	if o.Timeout <= 0 {
 		o.Timeout = DefaultTimeout
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: &c, timeout: o.Timeout, now: o.Now}
+	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: hc, timeout: o.Timeout, now: o.Now}
+}
+
+// withoutRedirects returns a copy of hc (nil: a default client) that
+// follows no redirect: the caller gets the redirect as the answer.
+func withoutRedirects(hc *http.Client) *http.Client {
+	var c http.Client
+	if hc != nil {
+		c = *hc
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &c
 }
 
 // Offboard asks the API to offboard one device: POST
@@ -216,8 +222,21 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	if err != nil {
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}
-	return Classify(resp.StatusCode, resp.Header, data, c.now())
+	return Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
 }
+
+// withoutToken is an answer with the bearer token it may echo (a gateway
+// that quotes the request's headers in its error) replaced: the answer's
+// message reaches results, dead letters and logs.
+func withoutToken(data []byte, token string) []byte {
+	if token == "" || !bytes.Contains(data, []byte(token)) {
+		return data
+	}
+	return bytes.ReplaceAll(data, []byte(token), []byte(redacted))
+}
+
+// redacted stands for a credential taken out of an answer.
+const redacted = "[redacted]"
 
 // readAnswer reads at most limit bytes of resp's body. An answer that
 // states its length is read into one buffer of that size, not grown from

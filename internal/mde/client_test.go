@@ -359,8 +359,8 @@ func TestClientAnswers(t *testing.T) {
 					a.Status, a.Class, a.FailureCode, a.APICode(), a.RetryAfter,
 					tt.status, tt.class, tt.code, tt.apiCode, tt.retryAfter)
 			}
-			if string(a.Body) != tt.body {
-				t.Errorf("Body = %q, want %q", a.Body, tt.body)
+			if want := tt.body; a.Class != Success && a.Body != nil || a.Class == Success && string(a.Body) != want {
+				t.Errorf("Body = %q, want %q for a success, none for an error", a.Body, want)
 			}
 		})
 	}
@@ -405,6 +405,71 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClientAnswerQuotingTheToken: a gateway or an API that quotes the
+// request's Authorization header in its answer, whole, in part or escaped,
+// does not bring the token into the verdict's text (results, dead
+// letters, logs) nor its body.
+func TestClientAnswerQuotingTheToken(t *testing.T) {
+	t.Parallel()
+	escaped, _ := json.Marshal("Bearer " + testToken) // JSON may escape what it likes; the token's parts stay apart
+	tokenParts := strings.Split(testToken, ".")
+	quotes := map[string]string{
+		"whole":      "Request denied for header Authorization: Bearer " + testToken,
+		"cut short":  "Authorization: Bearer " + testToken[:30] + "…",
+		"bare":       "token " + testToken + " is not valid",
+		"escaped":    "header " + strings.ReplaceAll(string(escaped[1:len(escaped)-1]), ".", `\u002e`),
+		"lower case": "authorization: bearer " + testToken,
+	}
+	for _, status := range []int{http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden, http.StatusInternalServerError} {
+		for name, quote := range quotes {
+			t.Run(fmt.Sprintf("%d/%s", status, name), func(t *testing.T) {
+				t.Parallel()
+				body := `{"error":{"code":"Forbidden","message":"` + quote + `","target":"` + testToken + `"}}`
+				f := setupAPI(t, answerWith(status, nil, body), nil)
+				v := f.client.Offboard(context.Background(), testMachineID, "c")
+				if v.Status != status || v.Err == nil {
+					t.Fatalf("verdict = %d %+v, want %d with the API's error", v.Status, v.Err, status)
+				}
+				texts := []string{v.Error(), v.Err.Message, v.Err.Code, v.Err.Target, string(v.Body)}
+				for i, text := range texts {
+					if strings.Contains(text, testToken[:30]) || strings.Contains(text, tokenParts[len(tokenParts)-1]) {
+						t.Errorf("text #%d holds the token: %q", i, text)
+					}
+				}
+				if !strings.Contains(v.Error(), "[redacted]") {
+					t.Errorf("Error() = %q, want the token marked [redacted]", v.Error())
+				}
+			})
+		}
+	}
+
+	t.Run("success", func(t *testing.T) {
+		t.Parallel()
+		action := strings.Replace(pendingAction, `"type":"Offboard"`, `"type":"Offboard","requestorComment":"`+testToken+`"`, 1)
+		f := setupAPI(t, answerWith(http.StatusCreated, nil, action), nil)
+		v := f.client.Offboard(context.Background(), testMachineID, "c")
+		if v.Class != Success {
+			t.Fatalf("verdict = %v %s, want success", v.Class, v.Error())
+		}
+		if bytes.Contains(v.Body, []byte(testToken)) {
+			t.Errorf("body holds the token: %s", v.Body)
+		}
+		if _, err := ParseAction(v.Body); err != nil {
+			t.Errorf("ParseAction of the body with the token taken out: %v", err)
+		}
+	})
+
+	t.Run("words that are no token", func(t *testing.T) {
+		t.Parallel()
+		const msg = "Bearer token missing or expired; see https://aka.ms/eyJ for help"
+		f := setupAPI(t, answerWith(http.StatusUnauthorized, nil, `{"error":{"code":"Unauthorized","message":"`+msg+`"}}`), nil)
+		v := f.client.Offboard(context.Background(), testMachineID, "c")
+		if v.Err == nil || v.Err.Message != msg {
+			t.Errorf("message = %+v, want %q as sent", v.Err, msg)
+		}
+	})
 }
 
 func TestClientBodyCap(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 	"unicode/utf8"
@@ -107,7 +108,9 @@ type Verdict struct {
 	Reason Reason
 	// Status is the HTTP status; 0 when no answer came.
 	Status int
-	// Body is the answer's body as received (size-capped).
+	// Body is a successful answer's body as received (size-capped). An
+	// error answer's body is read into Err and not kept: it may quote what
+	// the request carried, its token included.
 	Body []byte
 	// Err is the parsed error body, if any.
 	Err *APIError
@@ -130,13 +133,18 @@ type Verdict struct {
 // interprets status codes and API error codes. now reads a Retry-After
 // given as a date.
 func Classify(status int, header http.Header, body []byte, now time.Time) *Verdict {
-	v := &Verdict{Status: status, Body: body, Sent: true}
-	if status < 200 || status >= 300 {
+	v := &Verdict{Status: status, Sent: true}
+	if status >= 200 && status < 300 {
+		v.Body = body
+	} else {
 		var eb struct {
 			Error *APIError `json:"error"`
 		}
 		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
 			v.Err = eb.Error
+			// Shown in results and logs: a credential the answer quotes,
+			// in part or escaped so the client could not match it, goes.
+			v.Err.Code, v.Err.Message, v.Err.Target = withoutCredentials(v.Err.Code), withoutCredentials(v.Err.Message), withoutCredentials(v.Err.Target)
 		}
 	}
 	code := v.APICode()
@@ -169,6 +177,21 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
 	}
 	return v
+}
+
+// bearerValue and jwtText match what looks like a credential in an API's
+// error text: an Authorization header's value (at least 16 characters
+// after "Bearer", so that "Bearer token" stays), and anything shaped like
+// a JSON Web Token (base64url parts, the first an encoded JSON object).
+var (
+	bearerValue = regexp.MustCompile(`(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{16,}=*`)
+	jwtText     = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-.]*`)
+)
+
+// withoutCredentials is s with what looks like a credential replaced.
+func withoutCredentials(s string) string {
+	s = bearerValue.ReplaceAllString(s, "$1 "+redacted)
+	return jwtText.ReplaceAllString(s, redacted)
 }
 
 // ClassifyError turns an attempt that got no HTTP answer into a Verdict.

@@ -126,8 +126,13 @@ func TestClassify(t *testing.T) {
 			if a.Status != tt.status {
 				t.Errorf("Status = %d, want %d", a.Status, tt.status)
 			}
-			if string(a.Body) != string(tt.body) {
-				t.Errorf("Body = %q, want %q", a.Body, tt.body)
+			// An error answer's body is not kept: it may quote the token.
+			if want := tt.body; tt.status < 200 || tt.status > 299 {
+				if a.Body != nil {
+					t.Errorf("Body = %q, want none for an error answer", a.Body)
+				}
+			} else if string(a.Body) != string(want) {
+				t.Errorf("Body = %q, want %q", a.Body, want)
 			}
 			if a.Class != tt.class {
 				t.Errorf("Class = %v, want %v", a.Class, tt.class)

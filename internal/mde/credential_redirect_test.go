@@ -1,0 +1,124 @@
+package mde
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+// TestCredentialFollowsNoLoginRedirect: a login host that answers the
+// token request with a redirect to another host gets no token out of the
+// credential, and the other host gets nothing: following would send the
+// client secret, or the assertion signed with the certificate, there.
+func TestCredentialFollowsNoLoginRedirect(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const secret = "redirected-secret-0001"
+	secretFile := filepath.Join(dir, "secret")
+	writeSecretFile(t, secretFile, secret, time.Now())
+	certFile := writeTestCertificate(t, dir)
+
+	for _, status := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect, http.StatusFound} {
+		for name, cc := range map[string]CredentialConfig{
+			"clientSecretFile": {ClientSecretFile: secretFile},
+			"certificateFile":  {CertificateFile: certFile},
+		} {
+			t.Run(fmt.Sprintf("%d/%s", status, name), func(t *testing.T) {
+				t.Parallel()
+				var mu sync.Mutex
+				var elsewhere []string
+				other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					body, _ := io.ReadAll(r.Body)
+					mu.Lock()
+					elsewhere = append(elsewhere, string(body))
+					mu.Unlock()
+					w.Header().Set("Content-Type", "application/json")
+					io.WriteString(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"from-elsewhere"}`)
+				}))
+				t.Cleanup(other.Close)
+				login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					base := "https://" + r.Host
+					tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+					switch {
+					case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
+						w.Header().Set("Content-Type", "application/json")
+						fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
+					case strings.HasSuffix(r.URL.Path, "/token"):
+						http.Redirect(w, r, other.URL+"/token", status)
+					default:
+						http.NotFound(w, r)
+					}
+				}))
+				t.Cleanup(login.Close)
+				c, err := ResolveCloud("commercial", "", login.URL, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				cc.TenantID, cc.ClientID = simTenantID, simClientID
+				// The caller's client follows redirects, as Go's does.
+				hc := login.Client()
+				cred, err := NewCredential(cc, c, hc)
+				if err != nil {
+					t.Fatalf("NewCredential: %v", err)
+				}
+				if hc.CheckRedirect != nil {
+					t.Errorf("NewCredential changed the caller's http.Client")
+				}
+				tok, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
+				if err == nil {
+					t.Errorf("GetToken = a token (%d characters), want an error", len(tok.Token))
+				} else {
+					checkTokenErrorText(t, err, secret)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(elsewhere) != 0 {
+					t.Errorf("the redirect's target got %d requests, want 0", len(elsewhere))
+				}
+			})
+		}
+	}
+}
+
+// writeTestCertificate writes a self-signed certificate and its key as
+// one PEM file, the form certificateFile takes, and returns its path.
+func writeTestCertificate(t *testing.T, dir string) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "offboard-test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	_ = pem.Encode(&buf, &pem.Block{Type: "CERTIFICATE", Bytes: der})
+	_ = pem.Encode(&buf, &pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	path := filepath.Join(dir, "cert.pem")
+	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
