@@ -271,7 +271,11 @@ func TestLostAnswerMakesNoSecondAction(t *testing.T) {
 // the worker must wait for the action to show rather than fail.
 func TestLostAnswerWhileActionsLag(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{ActionVisibleAfter: 100 * time.Millisecond}})
+	// The lag is shorter than the worker's looks after the refusal take
+	// at the least (the test's backoff: 10, 20 and 40 ms at the least,
+	// after jitter), else the last look could come before the action
+	// shows; it is longer than the look right after the lost answer.
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{ActionVisibleAfter: 50 * time.Millisecond}})
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
 	e.sim.LoseAnswers(tt.tenantID, 1)
@@ -280,7 +284,7 @@ func TestLostAnswerWhileActionsLag(t *testing.T) {
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)
 	if len(actions) != 1 || got.ID != actions[0].ID || (r.Outcome != offboard.OutcomeCreated && r.Outcome != offboard.OutcomeAlreadyPending) {
-		t.Errorf("result %+v with %d actions, want the one action", r, len(actions))
+		t.Errorf("result %+v (%+v) with %d actions, want the one action", r, r.Error, len(actions))
 	}
 }
 
