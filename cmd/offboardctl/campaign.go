@@ -33,10 +33,11 @@ func checkTenant(tenant string) error {
 	return nil
 }
 
-// checkName refuses a campaign name that cannot make request ids.
+// checkName refuses a campaign name that cannot make request ids or a
+// control key (so could not be cancelled).
 func checkName(name string) error {
 	if !campaign.ValidName(name) {
-		return usagef("campaign name %q: want 1 to 120 of [a-z0-9._-]", name)
+		return usagef("campaign name %q: want 1 to 120 of [a-z0-9._-], not starting or ending with '.', without '..'", name)
 	}
 	return nil
 }

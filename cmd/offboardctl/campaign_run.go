@@ -89,6 +89,9 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	}
 	if f.name == "" {
 		f.name = campaign.NameFromFile(f.csv)
+		if !campaign.ValidName(f.name) {
+			return nil, usagef("--csv %s gives no valid campaign name (%q); give one with --name", f.csv, f.name)
+		}
 	}
 	if err := checkName(f.name); err != nil {
 		return nil, err

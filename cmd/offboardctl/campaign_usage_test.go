@@ -33,6 +33,13 @@ func TestCampaignBadUsage(t *testing.T) {
 		"empty":            {"campaign", "run", "--tenant", "contoso", "--csv", write("empty.csv", "")},
 		"bad priority":     {"campaign", "run", "--tenant", "contoso", "--csv", good, "--priority", "urgent"},
 		"bad name":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "Big One"},
+		"name dot":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "wave."},
+		"name dots":        {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ".."},
+		"name leading dot": {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ".wave"},
+		"name inner dots":  {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "a..b"},
+		"no name from csv": {"campaign", "run", "--tenant", "contoso", "--csv", write("..csv", "machineId\n"+strings.Repeat("a", 40)+"\n")},
+		"cancel bad name":  {"campaign", "cancel", "--tenant", "contoso", "--name", "wave."},
+		"status bad name":  {"campaign", "status", "--tenant", "contoso", "--name", "."},
 		"bad rate":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--rate", "100"},
 		"cancel no name":   {"campaign", "cancel", "--tenant", "contoso"},
 		"retry neither":    {"dead", "retry", "contoso"},
@@ -42,6 +49,9 @@ func TestCampaignBadUsage(t *testing.T) {
 		// Nothing listens there: a usage error comes before connecting.
 		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb); code != exitUsage {
 			t.Errorf("%s: exit %d, want %d: %s", name, code, exitUsage, errb.String())
+		}
+		if lines := strings.Count(strings.TrimSpace(errb.String()), "\n"); lines != 0 {
+			t.Errorf("%s: %d lines on stderr, want one: %q", name, lines+1, errb.String())
 		}
 	}
 }

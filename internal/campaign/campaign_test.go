@@ -11,9 +11,18 @@ func TestNames(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
 		"/tmp/Retire 2026.csv": "retire-2026", "q3.v2.csv": "q3.v2", "Été_1": "-t-_1",
+		"wave..csv": "wave", ".wave.csv": "wave", "a...b.csv": "a.b", "..csv": "", "...": "",
 	} {
 		if got := NameFromFile(in); got != want {
 			t.Errorf("NameFromFile(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for name, want := range map[string]bool{
+		"wave": true, "q3.v2": true, "-": true, "a_b-c.d": true,
+		"": false, ".": false, "..": false, "wave.": false, ".wave": false, "a..b": false, "Wave": false,
+	} {
+		if got := ValidName(name); got != want {
+			t.Errorf("ValidName(%q) = %v, want %v", name, got, want)
 		}
 	}
 	if id := RequestID("retire-2026", 42); id != "retire-2026-000042" {

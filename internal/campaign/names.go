@@ -22,22 +22,32 @@ const MaxRows = 999_999
 var nameForm = regexp.MustCompile(`^[a-z0-9._-]{1,120}$`)
 
 // ValidName says whether name can name a campaign: [a-z0-9._-], short
-// enough that its request ids fit the contract's 128 characters.
-func ValidName(name string) bool { return nameForm.MatchString(name) }
+// enough that its request ids fit the contract's 128 characters, and
+// usable in a control bucket key (campaign.<tenant>.<name>): no leading
+// or trailing '.', no "..". A name the bucket refuses could not be
+// cancelled.
+func ValidName(name string) bool {
+	return nameForm.MatchString(name) && !strings.HasPrefix(name, ".") && !strings.HasSuffix(name, ".") && !strings.Contains(name, "..")
+}
 
 // NameFromFile is the default campaign name of a CSV file: its base name
 // without extension, lower-cased, with anything outside [a-z0-9._-]
-// replaced by '-'.
+// replaced by '-', runs of '.' made one and '.' trimmed from both ends,
+// so that it is a valid name whenever it is not empty or too long.
 func NameFromFile(path string) string {
 	base := filepath.Base(path)
 	base = strings.TrimSuffix(base, filepath.Ext(base))
-	return strings.Map(func(r rune) rune {
+	name := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
 			return r
 		}
 		return '-'
 	}, strings.ToLower(base))
+	for strings.Contains(name, "..") {
+		name = strings.ReplaceAll(name, "..", ".")
+	}
+	return strings.Trim(name, ".")
 }
 
 // RequestID is the request id of a campaign's row (1-based).
