@@ -11,6 +11,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func init() { commands = append(commands, pauseCommand, resumeCommand, budgetCommand) }
@@ -86,8 +87,12 @@ func budgetCommand(c *cli) *cobra.Command {
 			switch {
 			case clearIt && len(args) == 1:
 			case !clearIt && len(args) == 2:
-				if _, err := limiter.ParseWindow(args[1]); err != nil {
+				bw, err := limiter.ParseWindow(args[1])
+				if err != nil {
 					return usagef("budget: %v", err)
+				}
+				if err := c.checkBudgetWindow(cmd.Context(), args[1], bw); err != nil {
+					return err
 				}
 				ch.Action, ch.Value = control.ActionBudget, args[1]
 			default:
@@ -99,6 +104,26 @@ func budgetCommand(c *cli) *cobra.Command {
 	cmd.Flags().BoolVar(&clearIt, "clear", false, "remove the override: the tenants file's budget applies again")
 	w.flags(cmd)
 	return cmd
+}
+
+// checkBudgetWindow refuses a budget whose window the budget journal
+// cannot count: the worker would ignore it (internal/worker/budget.go).
+func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Window) error {
+	js, err := c.connect()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	h, err := readBudgetHorizon(ctx, js)
+	if err != nil {
+		return err
+	}
+	if h.limited && w.Length > h.longest {
+		return usagef("budget %s: the worker would ignore it: the longest window it counts is %s (stream %s keeps %s, less the %s lease and the %s margin; see the worker's --budget-history)",
+			spec, h.longest, offboard.StreamBudget, h.history, budgetLease, budgetMargin)
+	}
+	return nil
 }
 
 // apply writes a change and says what it did.

@@ -163,3 +163,37 @@ func TestETA(t *testing.T) {
 		t.Errorf("left %v", left)
 	}
 }
+
+// A budget whose window the budget journal (48 h by default) cannot count
+// is refused, naming the longest allowed; one stored anyway is shown as
+// ignored, as the worker ignores it.
+func TestBudgetLongerThanTheJournal(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	code, _, errs := ctl(t, url, "budget", "contoso", "10/46h")
+	if code != exitUsage || !strings.Contains(errs, "45h59m59.5s") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Errorf("budget 10/46h: exit %d, stderr %q", code, errs)
+	}
+	if code, _, errs := ctl(t, url, "budget", "contoso", "10/45h"); code != exitOK {
+		t.Fatalf("budget 10/45h: exit %d, stderr %q", code, errs)
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionBudget, Value: "10/47h", By: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := ctl(t, url, "status", "contoso")
+	if !strings.Contains(out, "none (override 10/47h ignored)") || !strings.Contains(out, "contoso: budget override 10/47h ignored by the worker") {
+		t.Errorf("status with an override the worker ignores:\n%s", out)
+	}
+	_, out, _ = ctl(t, url, "status", "contoso", "--json")
+	var sts []tenantStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("status --json: %v: %s", err, out)
+	}
+	if b := sts[0].Budget; b.InForce != "" || b.Override != "10/47h" || b.Ignored == "" || b.Used != nil {
+		t.Errorf("budget %+v", b)
+	}
+}

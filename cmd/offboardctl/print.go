@@ -35,6 +35,9 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 				fmt.Fprintf(w, "%s: %s paused by %s %s ago%s\n", st.Tenant, p, e.By, roundAge(now.Sub(e.At)), because(e.Reason))
 			}
 		}
+		if b := st.Budget; b.Ignored != "" {
+			fmt.Fprintf(w, "%s: budget override %s ignored by the worker: %s\n", st.Tenant, b.Override, b.Ignored)
+		}
 		if st.LimitsDefault {
 			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
 		}
@@ -66,7 +69,10 @@ func budgetCell(b budgetStatus) string {
 	if b.InForce == "" {
 		s = "none"
 	}
-	if b.Override != "" {
+	switch {
+	case b.Override != "" && b.Ignored != "":
+		s += " (override " + b.Override + " ignored)"
+	case b.Override != "":
 		s = b.Override + " (override)"
 	}
 	if b.Used == nil {

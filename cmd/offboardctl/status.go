@@ -52,10 +52,13 @@ type pauseB struct {
 type budgetStatus struct {
 	InForce  string `json:"inForce,omitempty"` // the override, else the tenants file's; empty: none
 	Override string `json:"override,omitempty"`
-	By       string `json:"by,omitempty"`
-	Reason   string `json:"reason,omitempty"`
-	Used     *int   `json:"used"`
-	Left     *int   `json:"left"`
+	// Ignored says why the worker does not apply the override; empty: it
+	// does.
+	Ignored string `json:"overrideIgnored,omitempty"`
+	By      string `json:"by,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	Used    *int   `json:"used"`
+	Left    *int   `json:"left"`
 }
 
 type windowStatus struct {
@@ -94,7 +97,42 @@ const budgetAPI = "created"
 
 // budgetSlack is read from the budget journal beyond the budget's window:
 // a slot counts until its outcome, at the latest its lease (2 h) later.
-const budgetSlack = 2*time.Hour + time.Minute
+const budgetSlack = budgetLease + time.Minute
+
+// budgetLease and budgetMargin are the worker's reservation lease and its
+// --quota-margin default (internal/app/budget.go): the longest budget the
+// worker counts is the budget journal's history less both. It ignores an
+// override with a longer window.
+const (
+	budgetLease  = 2 * time.Hour
+	budgetMargin = 500 * time.Millisecond
+)
+
+// budgetHorizon is the longest budget window the budget journal can count.
+type budgetHorizon struct {
+	history, longest time.Duration
+	limited          bool // false: the stream keeps entries forever
+}
+
+// readBudgetHorizon reads the budget stream's MaxAge, which the worker
+// sets to its --budget-history.
+func readBudgetHorizon(ctx context.Context, js jetstream.JetStream) (budgetHorizon, error) {
+	stream, err := js.Stream(ctx, offboard.StreamBudget)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return budgetHorizon{}, fmt.Errorf("stream %s does not exist (start a worker, or apply deploy/nats)", offboard.StreamBudget)
+	}
+	if err != nil {
+		return budgetHorizon{}, fmt.Errorf("stream %s: %w", offboard.StreamBudget, err)
+	}
+	age := stream.CachedInfo().Config.MaxAge
+	if age <= 0 {
+		return budgetHorizon{}, nil
+	}
+	return budgetHorizon{history: age, longest: age - budgetLease - budgetMargin, limited: true}, nil
+}
+
+// counts says whether the worker counts (and so applies) a budget.
+func (h budgetHorizon) counts(w limiter.Window) bool { return !h.limited || w.Length <= h.longest }
 
 func statusCommand(c *cli) *cobra.Command {
 	var asJSON bool
@@ -166,9 +204,13 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	} else if !errors.Is(err, control.ErrNoBucket) {
 		return nil, err
 	}
+	horizon, err := readBudgetHorizon(ctx, js)
+	if err != nil {
+		horizon = budgetHorizon{} // no journal: nothing counted, no override judged
+	}
 	out := make([]tenantStatus, 0, len(names))
 	for _, name := range names {
-		st, err := c.tenantStatus(ctx, js, stream, name, tenants[name], view, now)
+		st, err := c.tenantStatus(ctx, js, stream, name, tenants[name], view, horizon, now)
 		if err != nil {
 			return nil, err
 		}
@@ -200,7 +242,7 @@ func listTenants(ctx context.Context, stream jetstream.Stream) (map[string]*tena
 }
 
 // tenantStatus gathers one tenant's status.
-func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, name string, tc *tenantConsumers, view *control.View, now time.Time) (tenantStatus, error) {
+func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, name string, tc *tenantConsumers, view *control.View, h budgetHorizon, now time.Time) (tenantStatus, error) {
 	st := tenantStatus{
 		Tenant: name, Paused: map[offboard.Priority]bool{}, Pauses: map[offboard.Priority]pauseB{},
 		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
@@ -230,7 +272,7 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 			}
 		}
 	}
-	if err := c.budgetStatus(ctx, js, name, tc.meta, view, &st); err != nil {
+	if err := c.budgetStatus(ctx, js, name, tc.meta, view, h, &st); err != nil {
 		return st, err
 	}
 	ws, def := tenantWindows(tc.meta)
@@ -252,13 +294,21 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 	return st, nil
 }
 
-func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, meta map[string]string, view *control.View, st *tenantStatus) error {
-	if e, ok := view.Budget(name); ok {
-		st.Budget = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
-	}
+// budgetStatus reads the budget in force as the worker chooses it: the
+// override, unless the worker ignores it (unreadable, or a window longer
+// than the budget journal counts), else the tenants file's.
+func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, meta map[string]string, view *control.View, h budgetHorizon, st *tenantStatus) error {
 	budget := meta[queue.MetaBudget]
 	if e, ok := view.Budget(name); ok {
-		budget = e.Value
+		st.Budget = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
+		switch w, err := limiter.ParseWindow(e.Value); {
+		case err != nil:
+			st.Budget.Ignored = "not a budget"
+		case !h.counts(w):
+			st.Budget.Ignored = fmt.Sprintf("its window is longer than %s, the longest the budget journal counts", h.longest)
+		default:
+			budget = e.Value
+		}
 	}
 	st.Budget.InForce = budget
 	used, left, ok, err := budgetUsage(ctx, js, c.subjects, name, budget)
