@@ -111,6 +111,12 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	if r.f.report == "" {
 		r.f.report = f.name + "-report.csv"
 	}
+	if f.timeout < 0 {
+		return nil, usagef("--timeout %v: want a positive duration, or 0 to wait for every result", f.timeout)
+	}
+	if f.every <= 0 {
+		return nil, usagef("--progress-every %v: want a positive duration", f.every)
+	}
 	if f.maxPending < 1 {
 		return nil, usagef("--max-pending must be at least 1")
 	}

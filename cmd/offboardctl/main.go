@@ -83,7 +83,10 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return c.fromEnv(cmd.Flags())
+			if err := c.fromEnv(cmd.Flags()); err != nil {
+				return err
+			}
+			return c.check()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { c.close() },
 		RunE: func(_ *cobra.Command, args []string) error {
@@ -144,6 +147,14 @@ func (c *cli) fromEnv(fs *pflag.FlagSet) error {
 		return usageError{err}
 	}
 	c.subjects = offboard.Subjects{Prefix: c.prefix}
+	return nil
+}
+
+// check refuses connection settings that cannot work.
+func (c *cli) check() error {
+	if c.timeout <= 0 {
+		return usagef("--connect-timeout %v: want a positive duration", c.timeout)
+	}
 	return nil
 }
 

@@ -64,6 +64,9 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 	if err != nil || d <= 0 {
 		return offboard.PlanRequest{}, usagef("--inactive-for %q is not a positive duration such as 90d or 2160h", f.inactiveFor)
 	}
+	if f.timeout <= 0 {
+		return offboard.PlanRequest{}, usagef("--timeout %v: want a positive duration", f.timeout)
+	}
 	for _, v := range append(append([]string(nil), f.health...), f.os...) {
 		if strings.TrimSpace(v) == "" {
 			return offboard.PlanRequest{}, usagef("--health and --os take a value")
