@@ -125,7 +125,44 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 		return nil, usageError{err}
 	}
 	r.total = n
+	if err := checkReportPath(r.f.report, f.csv); err != nil {
+		return nil, err
+	}
 	return r, nil
+}
+
+// checkReportPath refuses, before anything is published, a report that could
+// not be written at the end, or that would replace the campaign's CSV.
+func checkReportPath(report, csv string) error {
+	ra, err := filepath.Abs(report)
+	if err != nil {
+		return usagef("--report %s: %v", report, err)
+	}
+	ca, err := filepath.Abs(csv)
+	if err != nil {
+		return usagef("--csv %s: %v", csv, err)
+	}
+	if ra == ca {
+		return usagef("--report %s is the CSV itself; give another file", report)
+	}
+	if fi, err := os.Stat(report); err == nil {
+		if fi.IsDir() {
+			return usagef("--report %s is a directory; give a file", report)
+		}
+		if ci, err := os.Stat(csv); err == nil && os.SameFile(fi, ci) {
+			return usagef("--report %s is the CSV itself; give another file", report)
+		}
+	}
+	// The report is written next to its final name, then renamed: try
+	// that directory now.
+	dir := filepath.Dir(report)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(report)+".check.*")
+	if err != nil {
+		return usagef("--report %s: cannot write in %s: %v", report, dir, errors.Unwrap(err))
+	}
+	_ = tmp.Close()
+	_ = os.Remove(tmp.Name())
+	return nil
 }
 
 // countRows reads the whole CSV once, so that a broken file stops the run

@@ -23,34 +23,46 @@ func TestCampaignBadUsage(t *testing.T) {
 		return p
 	}
 	good := write("good.csv", "machineId\n"+strings.Repeat("a", 40)+"\n")
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link.csv")
+	if err := os.Symlink(good, link); err != nil {
+		t.Fatal(err)
+	}
 	for name, args := range map[string][]string{
-		"no tenant":                {"campaign", "run", "--csv", good},
-		"bad tenant":               {"campaign", "run", "--tenant", "Con So", "--csv", good},
-		"no csv":                   {"campaign", "run", "--tenant", "contoso"},
-		"missing csv":              {"campaign", "run", "--tenant", "contoso", "--csv", filepath.Join(dir, "none.csv")},
-		"no device column":         {"campaign", "run", "--tenant", "contoso", "--csv", write("cols.csv", "host,owner\na,b\n")},
-		"broken quoting":           {"campaign", "run", "--tenant", "contoso", "--csv", write("broken.csv", "machineId\n\"abc\n")},
-		"empty":                    {"campaign", "run", "--tenant", "contoso", "--csv", write("empty.csv", "")},
-		"bad priority":             {"campaign", "run", "--tenant", "contoso", "--csv", good, "--priority", "urgent"},
-		"bad name":                 {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "Big One"},
-		"name dot":                 {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "wave."},
-		"name dots":                {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ".."},
-		"name leading dot":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ".wave"},
-		"name inner dots":          {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "a..b"},
-		"no name from csv":         {"campaign", "run", "--tenant", "contoso", "--csv", write("..csv", "machineId\n"+strings.Repeat("a", 40)+"\n")},
-		"cancel bad name":          {"campaign", "cancel", "--tenant", "contoso", "--name", "wave."},
-		"status bad name":          {"campaign", "status", "--tenant", "contoso", "--name", "."},
-		"bad rate":                 {"campaign", "run", "--tenant", "contoso", "--csv", good, "--rate", "100"},
-		"cancel no name":           {"campaign", "cancel", "--tenant", "contoso"},
-		"timeout negative":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--timeout", "-1s"},
-		"progress zero":            {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "0s"},
-		"progress negative":        {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "-5s"},
-		"plan timeout zero":        {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "0s"},
-		"plan timeout negative":    {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "-1s"},
-		"connect timeout zero":     {"--connect-timeout", "0s", "status"},
-		"connect timeout negative": {"--connect-timeout", "-1s", "campaign", "status", "--tenant", "contoso", "--name", "wave"},
-		"retry neither":            {"dead", "retry", "contoso"},
-		"retry both":               {"dead", "retry", "contoso", "--all", "--seq", "3"},
+		"no tenant":                 {"campaign", "run", "--csv", good},
+		"bad tenant":                {"campaign", "run", "--tenant", "Con So", "--csv", good},
+		"no csv":                    {"campaign", "run", "--tenant", "contoso"},
+		"missing csv":               {"campaign", "run", "--tenant", "contoso", "--csv", filepath.Join(dir, "none.csv")},
+		"no device column":          {"campaign", "run", "--tenant", "contoso", "--csv", write("cols.csv", "host,owner\na,b\n")},
+		"broken quoting":            {"campaign", "run", "--tenant", "contoso", "--csv", write("broken.csv", "machineId\n\"abc\n")},
+		"empty":                     {"campaign", "run", "--tenant", "contoso", "--csv", write("empty.csv", "")},
+		"bad priority":              {"campaign", "run", "--tenant", "contoso", "--csv", good, "--priority", "urgent"},
+		"bad name":                  {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "Big One"},
+		"name dot":                  {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "wave."},
+		"name dots":                 {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ".."},
+		"name leading dot":          {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ".wave"},
+		"name inner dots":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", "a..b"},
+		"no name from csv":          {"campaign", "run", "--tenant", "contoso", "--csv", write("..csv", "machineId\n"+strings.Repeat("a", 40)+"\n")},
+		"cancel bad name":           {"campaign", "cancel", "--tenant", "contoso", "--name", "wave."},
+		"status bad name":           {"campaign", "status", "--tenant", "contoso", "--name", "."},
+		"bad rate":                  {"campaign", "run", "--tenant", "contoso", "--csv", good, "--rate", "100"},
+		"cancel no name":            {"campaign", "cancel", "--tenant", "contoso"},
+		"report no dir":             {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", filepath.Join(dir, "none", "r.csv")},
+		"report is csv":             {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", good},
+		"report is csv, other path": {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", filepath.Join(dir, "sub", "..", "good.csv")},
+		"report is csv, linked":     {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", link},
+		"report is a dir":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", dir},
+		"timeout negative":          {"campaign", "run", "--tenant", "contoso", "--csv", good, "--timeout", "-1s"},
+		"progress zero":             {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "0s"},
+		"progress negative":         {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "-5s"},
+		"plan timeout zero":         {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "0s"},
+		"plan timeout negative":     {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "-1s"},
+		"connect timeout zero":      {"--connect-timeout", "0s", "status"},
+		"connect timeout negative":  {"--connect-timeout", "-1s", "campaign", "status", "--tenant", "contoso", "--name", "wave"},
+		"retry neither":             {"dead", "retry", "contoso"},
+		"retry both":                {"dead", "retry", "contoso", "--all", "--seq", "3"},
 	} {
 		var out, errb bytes.Buffer
 		// Nothing listens there: a usage error comes before connecting.
@@ -114,5 +126,28 @@ func TestCampaignProgressBarOnATerminal(t *testing.T) {
 	t.Logf("terminal: %q", got[max(0, len(got)-400):])
 	if !strings.Contains(got, "\r") || !strings.Contains(got, "30/30") || !strings.Contains(got, "created 30") || !strings.Contains(got, "ETA") {
 		t.Errorf("no progress bar on the terminal: %q", got)
+	}
+}
+
+// A report in a directory the user cannot write in is refused before
+// anything is published.
+func TestCampaignReportDirNotWritable(t *testing.T) {
+	t.Parallel()
+	if os.Geteuid() == 0 {
+		t.Skip("root writes in any directory")
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.csv")
+	if err := os.WriteFile(good, []byte("machineId\n"+strings.Repeat("a", 40)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ro := filepath.Join(dir, "ro")
+	if err := os.Mkdir(ro, 0o500); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--csv", good, "--report", filepath.Join(ro, "r.csv")}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "cannot write") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }
