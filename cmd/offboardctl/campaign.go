@@ -22,11 +22,18 @@ func newCampaignCmd(c *cli) *cobra.Command {
 	return cmd
 }
 
-// checkTenant refuses a tenant name that no worker can have.
-func checkTenant(tenant string) error {
+// checkTenant refuses a --tenant that no worker can have.
+func checkTenant(tenant string) error { return checkTenantAs("--tenant", tenant) }
+
+// checkTenantArg refuses a TENANT argument that no worker can have.
+func checkTenantArg(tenant string) error { return checkTenantAs("TENANT", tenant) }
+
+// checkTenantAs refuses a tenant name that no worker can have; what says
+// where it was given.
+func checkTenantAs(what, tenant string) error {
 	switch {
 	case tenant == "":
-		return usagef("--tenant is required")
+		return usagef("%s is required", what)
 	case !config.TenantName.MatchString(tenant):
 		return usagef("tenant %q is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", tenant)
 	}

@@ -54,8 +54,11 @@ func pauseResume(c *cli, action string) *cobra.Command {
 		Short: short,
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkTenant(args[0]); err != nil {
+			if err := checkTenantArg(args[0]); err != nil {
 				return err
+			}
+			if priority == "" {
+				return usagef("--priority is empty: want normal, bulk or all")
 			}
 			if _, err := control.ParsePriority(priority); err != nil {
 				return usageError{err}
@@ -80,7 +83,7 @@ func budgetCommand(c *cli) *cobra.Command {
 		Short: "Override the tenant's budget of offboarded devices, or go back to the tenants file's",
 		Args:  rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkTenant(args[0]); err != nil {
+			if err := checkTenantArg(args[0]); err != nil {
 				return err
 			}
 			ch := control.Change{Tenant: args[0], Action: control.ActionBudgetClear, By: w.as, Reason: w.reason}

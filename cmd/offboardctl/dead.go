@@ -63,7 +63,7 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 			tenant := ""
 			if len(args) == 1 {
 				tenant = args[0]
-				if err := checkTenant(tenant); err != nil {
+				if err := checkTenantArg(tenant); err != nil {
 					return err
 				}
 			}

@@ -29,7 +29,7 @@ created, already_pending or dry_run is answered from the ledger: a retry
 never makes a second action.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkTenant(args[0]); err != nil {
+			if err := checkTenantArg(args[0]); err != nil {
 				return err
 			}
 			if (seq == 0) == !all {

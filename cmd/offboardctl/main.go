@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
 
 	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 
@@ -89,6 +90,8 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 			return c.check()
 		},
 		PersistentPostRun: func(*cobra.Command, []string) { c.close() },
+		// Any arguments reach RunE, so an unknown command is a usage error.
+		Args: cobra.ArbitraryArgs,
 		RunE: func(_ *cobra.Command, args []string) error {
 			if len(args) > 0 {
 				return usagef("unknown command %q; see offboardctl --help", args[0])
@@ -110,7 +113,48 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	for _, sub := range commands {
 		root.AddCommand(sub(c))
 	}
+	root.SetHelpCommand(helpCommand())
+	completionUsage(root)
 	return root
+}
+
+// helpCommand is cobra's help command, with an unknown topic a usage
+// error rather than the whole usage and exit status 0.
+func helpCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "help [command]",
+		Short: "Help about any command",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target, rest, err := cmd.Root().Find(args)
+			if target == nil || err != nil || len(rest) > 0 {
+				return usagef("unknown help topic %q; see offboardctl --help", strings.Join(args, " "))
+			}
+			return target.Help()
+		},
+	}
+}
+
+// completionUsage makes cobra's completion command's mistakes usage
+// errors: a missing or unknown shell, an argument after the shell.
+func completionUsage(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, comp := range root.Commands() {
+		if comp.Name() != "completion" {
+			continue
+		}
+		shells := make([]string, 0, len(comp.Commands()))
+		for _, sh := range comp.Commands() {
+			sh.Args = exactArgs(0)
+			shells = append(shells, sh.Name())
+		}
+		comp.Args = cobra.ArbitraryArgs
+		comp.RunE = func(_ *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return usagef("completion takes a shell: %s", strings.Join(shells, ", "))
+			}
+			return usagef("completion: unknown shell %q; want one of %s", args[0], strings.Join(shells, ", "))
+		}
+	}
 }
 
 // commands are the subcommands; each file adds its own.
@@ -154,6 +198,38 @@ func (c *cli) fromEnv(fs *pflag.FlagSet) error {
 func (c *cli) check() error {
 	if c.timeout <= 0 {
 		return usagef("--connect-timeout %v: want a positive duration", c.timeout)
+	}
+	if strings.TrimSpace(c.conn.URL) == "" {
+		return usagef("--nats-url is empty: give the NATS server's URL")
+	}
+	if err := checkPrefix(c.prefix); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkPrefix refuses a --subject-prefix that cannot start a subject:
+// it must be dot-separated, non-empty tokens without white space, control
+// characters or the wildcards '*' and '>'.
+func checkPrefix(prefix string) error {
+	bad := func(why string) error {
+		return usagef("--subject-prefix %q: %s; want tokens separated by '.', such as %s", prefix, why, offboard.DefaultPrefix)
+	}
+	if prefix == "" {
+		return bad("empty")
+	}
+	for tok := range strings.SplitSeq(prefix, ".") {
+		if tok == "" {
+			return bad("an empty token (a leading, trailing or doubled '.')")
+		}
+		for _, r := range tok {
+			switch {
+			case r == '*' || r == '>':
+				return bad("a wildcard")
+			case unicode.IsSpace(r) || unicode.IsControl(r):
+				return bad("white space or a control character")
+			}
+		}
 	}
 	return nil
 }

@@ -6,19 +6,58 @@ import (
 	"testing"
 )
 
-// Bad usage is one line on stderr and exit status 2.
+// Bad usage is one line on stderr and exit status 2, before connecting
+// (nothing listens at the URL given).
 func TestBadUsage(t *testing.T) {
 	t.Parallel()
 	for _, args := range [][]string{
 		{"--no-such-flag"},
 		{"--tlscert", "c.pem"},
+		{"bogus"},
+		{"help", "bogus"},
+		{"help", "campaign", "bogus"},
+		{"completion"},
+		{"completion", "tcsh"},
+		{"completion", "bash", "extra"},
+		{"--nats-url", "", "status"},
+		{"--nats-url", " ", "status"},
+		{"--subject-prefix", "", "status"},
+		{"--subject-prefix", "mde offboard", "status"},
+		{"--subject-prefix", "mde.*", "status"},
+		{"--subject-prefix", "mde.>", "status"},
+		{"--subject-prefix", "mde>x", "status"},
+		{"--subject-prefix", "a..b", "status"},
+		{"--subject-prefix", ".mde", "status"},
+		{"--subject-prefix", "mde.", "status"},
+		{"--subject-prefix", "mde\tx", "status"},
+		{"pause", "contoso", "--priority", ""},
+		{"resume", "contoso", "--priority", ""},
+		{"pause", ""},
 	} {
 		var out, errb bytes.Buffer
-		if code := run(args, &out, &errb); code != exitUsage {
-			t.Errorf("%v: exit %d, want %d (stderr %q)", args, code, exitUsage, errb.String())
+		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb); code != exitUsage {
+			t.Errorf("%q: exit %d, want %d (stderr %q)", args, code, exitUsage, errb.String())
 		}
 		if lines := strings.Count(strings.TrimSpace(errb.String()), "\n"); lines != 0 {
-			t.Errorf("%v: %d lines on stderr, want one: %q", args, lines+1, errb.String())
+			t.Errorf("%q: %d lines on stderr, want one: %q", args, lines+1, errb.String())
+		}
+		if out.Len() != 0 {
+			t.Errorf("%q: stdout %q, want nothing", args, out.String())
+		}
+	}
+	var out, errb bytes.Buffer
+	if code := run([]string{"pause", ""}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "TENANT is required") {
+		t.Errorf("pause '': exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// Help and completion still work.
+func TestHelpAndCompletion(t *testing.T) {
+	t.Parallel()
+	for _, args := range [][]string{{"help"}, {"help", "campaign", "run"}, {"--help"}, {"completion", "bash"}, {"completion", "zsh"}, {"completion", "--help"}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitOK || out.Len() == 0 {
+			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q", args, code, out.Len(), errb.String())
 		}
 	}
 }

@@ -143,7 +143,7 @@ func statusCommand(c *cli) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tenant := ""
 			if len(args) == 1 {
-				if err := checkTenant(args[0]); err != nil {
+				if err := checkTenantArg(args[0]); err != nil {
 					return err
 				}
 				tenant = args[0]
