@@ -35,6 +35,9 @@ unanswered.`,
 			if err := checkName(name); err != nil {
 				return err
 			}
+			if err := w.check(); err != nil {
+				return err
+			}
 			return c.cancelCampaign(cmd.Context(), tenant, name, campaign.Mark{Cancelled: true, By: w.as, Reason: w.reason, At: time.Now().UTC()})
 		},
 	}

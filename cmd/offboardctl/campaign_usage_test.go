@@ -61,6 +61,8 @@ func TestCampaignBadUsage(t *testing.T) {
 		"plan timeout negative":     {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "-1s"},
 		"connect timeout zero":      {"--connect-timeout", "0s", "status"},
 		"connect timeout negative":  {"--connect-timeout", "-1s", "campaign", "status", "--tenant", "contoso", "--name", "wave"},
+		"cancel reason newline":     {"campaign", "cancel", "--tenant", "contoso", "--name", "wave", "--reason", "a\nb"},
+		"cancel empty as":           {"campaign", "cancel", "--tenant", "contoso", "--name", "wave", "--as", ""},
 		"retry neither":             {"dead", "retry", "contoso"},
 		"retry both":                {"dead", "retry", "contoso", "--all", "--seq", "3"},
 	} {

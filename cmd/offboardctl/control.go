@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/user"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -22,6 +24,29 @@ type who struct{ as, reason string }
 func (w *who) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&w.as, "as", defaultUser(), "who makes the change, for the audit trail")
 	cmd.Flags().StringVar(&w.reason, "reason", "", "why, for the audit trail (a change ticket, an incident)")
+}
+
+// check refuses who and why that are not one line of text: they are
+// shown in status, one line each, and a newline or a terminal control
+// would forge lines there.
+func (w *who) check() error {
+	if strings.TrimSpace(w.as) == "" {
+		return usagef("--as is empty: say who makes the change")
+	}
+	for _, f := range []struct{ name, v string }{{"--as", w.as}, {"--reason", w.reason}} {
+		if !oneLine(f.v) {
+			return usagef("%s holds a control character (a newline, a tab, an escape, ...) or is not UTF-8: give one line of text", f.name)
+		}
+	}
+	return nil
+}
+
+// oneLine says whether s is valid UTF-8 without control or format
+// characters, nor line or paragraph separators.
+func oneLine(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+	})
 }
 
 // defaultUser is the operating system's user name.
@@ -57,6 +82,9 @@ func pauseResume(c *cli, action string) *cobra.Command {
 			if err := checkTenantArg(args[0]); err != nil {
 				return err
 			}
+			if err := w.check(); err != nil {
+				return err
+			}
 			if priority == "" {
 				return usagef("--priority is empty: want normal, bulk or all")
 			}
@@ -84,6 +112,9 @@ func budgetCommand(c *cli) *cobra.Command {
 		Args:  rangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkTenantArg(args[0]); err != nil {
+				return err
+			}
+			if err := w.check(); err != nil {
 				return err
 			}
 			ch := control.Change{Tenant: args[0], Action: control.ActionBudgetClear, By: w.as, Reason: w.reason}

@@ -131,11 +131,18 @@ func TestControlBadUsage(t *testing.T) {
 		{"pause", "Contoso"}, {"pause", "con.toso"}, {"pause"}, {"pause", "contoso", "--priority", "urgent"},
 		{"resume", "contoso", "extra"}, {"budget", "contoso"}, {"budget", "contoso", "0/1h"}, {"budget", "contoso", "10/forever"},
 		{"budget", "contoso", "10/1h", "--clear"}, {"status", "-x"}, {"status", "UPPER"},
+		{"pause", "contoso", "--reason", "ok\ncontoso: normal paused by admin 1s ago: approved"},
+		{"pause", "contoso", "--as", ""}, {"pause", "contoso", "--as", "  "}, {"resume", "contoso", "--as", "eve\x1b[2J"},
+		{"budget", "contoso", "10/1h", "--reason", "a\rb"}, {"budget", "contoso", "--clear", "--as", "a\tb"},
+		{"pause", "contoso", "--reason", "a\u2028b"}, {"pause", "contoso", "--reason", "\xff"},
 	} {
 		code, _, errs := ctl(t, url, args...)
 		if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || errs == "" {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errs)
 		}
+	}
+	if code, out, errs := ctl(t, url, "pause", "fabrikam", "--as", "Zoë", "--reason", "CHG 42 – ok ✓"); code != exitOK || !strings.Contains(out, "by Zoë (CHG 42 – ok ✓)") {
+		t.Errorf("pause with text beyond ASCII: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	code, _, errs := ctl(t, "nats://127.0.0.1:1", "status")
 	if code != exitFailed || !strings.Contains(errs, "nats://127.0.0.1:1") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
