@@ -220,8 +220,54 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := fol.wait(ctx); err != nil {
 		return err
 	}
+	if err := r.checkEarlierResults(); err != nil {
+		return err
+	}
 	waitErr := r.publishAndWait(ctx)
 	return r.finish(waitErr)
+}
+
+// checkEarlierResults refuses, before anything is published, a run whose
+// stored results (from an earlier run under the same name) name another
+// device than the CSV's row: its request id is taken, and the report
+// would name the wrong device.
+func (r *campaignRun) checkEarlierResults() error {
+	f, err := os.Open(r.f.csv)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = f.Close() }()
+	rd, err := campaign.NewReader(f)
+	if err != nil {
+		return err
+	}
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !r.rows.Has(row.N) {
+			continue
+		}
+		other, err := r.rows.OtherDevice(row)
+		if err != nil {
+			return err
+		}
+		if other != "" {
+			return usagef("row %d (%s) names %q, but campaign %s already has a result for that row naming %q: it was run before with another CSV; give this one a new --name",
+				row.N, campaign.RequestID(r.f.name, row.N), firstNonEmpty(row.MachineID, row.ComputerDNSName), r.f.name, other)
+		}
+	}
+}
+
+func firstNonEmpty(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // onResult records a result of the tenant, when it is one of the campaign's.

@@ -272,3 +272,66 @@ func TestCampaignCancel(t *testing.T) {
 		t.Errorf("dead ls: exit %d, %v, %d dead letters", code, err, len(ds))
 	}
 }
+
+// A campaign run again under its name with another CSV is refused before
+// anything is published when a stored result of a row names another
+// device than the row: the report would name the wrong devices. The same
+// devices (by id, or by name in another case) go on.
+func TestCampaignRerunWithAnotherCSV(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b, c := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	for _, res := range []offboard.Result{
+		{RequestID: "wave-000001", MachineID: a},
+		{RequestID: "wave-000002", MachineID: b},
+		{RequestID: "wave-000003", MachineID: c, ComputerDNSName: "pc-1.contoso.local"},
+	} {
+		res.Tenant, res.Outcome, res.Attempt = "contoso", offboard.OutcomeDryRun, 1
+		data, err := json.Marshal(res)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(t.Context(), "mde.offboard.result.contoso", data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	requests := func() uint64 {
+		s, err := js.Stream(t.Context(), offboard.StreamRequests)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	for name, body := range map[string]string{
+		"other id":   "machineId,computerDnsName\n" + a + ",\n" + c + ",\n,pc-1.contoso.local\n",
+		"other name": "machineId,computerDnsName\n" + a + ",\n" + b + ",\n,pc-9.contoso.local\n",
+	} {
+		report := filepath.Join(dir, name+"-report.csv")
+		code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", write(name+".csv", body), "--name", "wave", "--report", report)
+		if code != exitUsage || !strings.Contains(errs, "new --name") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q", name, code, errs)
+		}
+		if _, err := os.Stat(report); err == nil {
+			t.Errorf("%s: a report was written", name)
+		}
+	}
+	if n := requests(); n != 0 {
+		t.Errorf("%d requests published", n)
+	}
+	same := write("same.csv", "machineId,computerDnsName\n"+strings.ToUpper(a)+",\n"+b+",\n,PC-1.contoso.local\n")
+	if code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", same, "--name", "wave", "--report", filepath.Join(dir, "same-report.csv")); code != exitOK {
+		t.Errorf("same devices: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

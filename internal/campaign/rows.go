@@ -121,6 +121,32 @@ func (r *Rows) Result(res *offboard.Result) (bool, error) {
 	return true, r.set(n, st, min(res.Attempt, 255), []string{res.MachineID, res.ComputerDNSName, res.Outcome, code, msg, id, status})
 }
 
+// OtherDevice is the device the row's stored result names when it is not
+// the device the row names (by machineId when the row gives one, else by
+// computerDnsName, case-insensitive); empty when it is the same, or the
+// row has no result, or the result names nothing to compare. A result
+// of another device for the row's request id comes from an earlier run
+// of the campaign's name with another CSV.
+func (r *Rows) OtherDevice(row Row) (string, error) {
+	fields, err := r.fields(row.N)
+	if err != nil {
+		return "", err
+	}
+	differs := func(want, got string) bool {
+		want, got = strings.TrimSpace(clean(want)), strings.TrimSpace(got)
+		return want != "" && got != "" && !strings.EqualFold(want, got)
+	}
+	switch {
+	case row.MachineID != "":
+		if differs(row.MachineID, fields[0]) {
+			return fields[0], nil
+		}
+	case differs(row.ComputerDNSName, fields[1]):
+		return fields[1], nil
+	}
+	return "", nil
+}
+
 // Invalid records a row that is not a valid request: it is not published
 // and is reported failed with invalid_request.
 func (r *Rows) Invalid(n int, req offboard.Request, problem string) error {
