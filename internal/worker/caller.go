@@ -119,6 +119,9 @@ type callSpec struct {
 	// whose effect is unknown (it may have reached the API): a result from
 	// it ends the call, so a lost answer never leads to a second action.
 	recheck func(context.Context) (*offboard.Result, error)
+	// again, if set, runs before the call is repeated, once its permit is
+	// in hand: a result or an error from it ends the call unsent.
+	again func(context.Context) (*offboard.Result, error)
 }
 
 // call makes one API call for a request and repeats it as the policy says.
@@ -129,7 +132,7 @@ type callSpec struct {
 func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limiter.Permit) (*mde.Verdict, *offboard.Result, error) {
 	t := j.t
 	var n tries
-	for {
+	for sent := 0; ; {
 		if permit != nil && t.limits.PausedUntil().After(c.clock.Now()) {
 			// Taken before a 429 paused the tenant: wait for the pause.
 			permit.Release()
@@ -141,15 +144,23 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 				return nil, nil, err
 			}
 		}
+		if sent > 0 && spec.again != nil {
+			if res, err := spec.again(ctx); err != nil || res != nil {
+				permit.Release()
+				return nil, res, err
+			}
+		}
 		if spec.api == mde.APIOffboard {
 			j.attempts++
 		}
+		sent++
 		v, err := c.send(ctx, t, spec.api, permit, spec.do)
 		permit = nil
 		if errors.Is(err, errPausedMeanwhile) {
 			if spec.api == mde.APIOffboard {
 				j.attempts-- // not sent
 			}
+			sent--
 			continue
 		}
 		if err != nil {

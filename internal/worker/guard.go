@@ -65,7 +65,7 @@ func (w *Worker) readDevice(ctx context.Context, j *job, dev *device, what strin
 	if !strings.EqualFold(m.ID, dev.id) {
 		return j.failed(offboard.CodeAPIError, "the API answered the read of the device with another device", v), nil
 	}
-	dev.machine = &m
+	dev.machine, dev.read = &m, w.clock.Now()
 	return nil, nil
 }
 

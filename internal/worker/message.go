@@ -211,15 +211,26 @@ func (j *job) entryNow(state string, now time.Time, writer string) *queue.Entry 
 // with a dead letter, and no API call. The campaign is the one its source
 // names or its request id has the form of (package campaign).
 func (w *Worker) withdrawn(ctx context.Context, j *job) bool {
-	if w.campaigns == nil {
+	res := w.cancelled(j)
+	if res == nil {
 		return false
+	}
+	w.finish(ctx, j, res)
+	return true
+}
+
+// cancelled is the result of a request of a cancelled campaign (nil: its
+// campaign, if any, is not cancelled): no call of it goes out, also when
+// the cancel came while it waited in the worker.
+func (w *Worker) cancelled(j *job) *offboard.Result {
+	if w.campaigns == nil {
+		return nil
 	}
 	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req)
 	if !cancelled {
-		return false
+		return nil
 	}
-	w.finish(ctx, j, j.failed(offboard.CodeCancelled, "campaign "+offboard.Quote(name)+" was cancelled by an operator before this request was worked on", nil))
-	return true
+	return j.failed(offboard.CodeCancelled, "campaign "+offboard.Quote(name)+" was cancelled by an operator before the request's offboard call", nil)
 }
 
 // keepAlive tells JetStream, every third of the ack wait, that the request
@@ -319,6 +330,8 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: its id is in the ledger already; taken again to go by its entry")
 	case errors.Is(err, errCallUnderWay):
 		j.log.Info("request left for redelivery: its call may still be under way elsewhere", zap.Duration("for", delay))
+	case errors.Is(err, errPausedWhileWaiting):
+		j.log.Info("request left for redelivery: its tenant was paused while it waited")
 	default:
 		j.log.Warn("request left for redelivery", zap.Error(err))
 	}

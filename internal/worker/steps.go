@@ -29,9 +29,19 @@ const clockSkew = 5 * time.Minute
 type device struct {
 	id string
 	// machine is the device as Defender reported it during this request
-	// (a name lookup returns it); nil when not read.
+	// (a name lookup returns it); nil when not read. read is when.
 	machine *mde.Machine
+	read    time.Time
+	// policy is the guards applied, for the result (nil: the tenant has
+	// none), as last applied.
+	policy *offboard.Policy
 }
+
+// guardMaxAge is how old the device as read for the guards may be when
+// the offboard call goes out. A request that waited longer (for its
+// device, its budget, a 429's pause, a backoff) reads it again: the
+// guards judge the device as Defender reports it now.
+const guardMaxAge = time.Second
 
 // process resolves the device, applies the tenant's guards and offboards
 // it. An error means the request must be left for redelivery; every other
@@ -46,12 +56,45 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}
 		j.req.MachineID = dev.id
 	}
-	pol, res, err := w.guard(ctx, j, &dev)
+	var res *offboard.Result
+	var err error
+	dev.policy, res, err = w.guard(ctx, j, &dev)
 	if err == nil && res == nil {
 		res, err = w.act(ctx, j, &dev, permit)
 	}
-	if res != nil && pol != nil {
-		res.Policy = pol
+	if res != nil && dev.policy != nil {
+		res.Policy = dev.policy
+	}
+	return res, err
+}
+
+// errPausedWhileWaiting leaves a request whose tenant and priority an
+// operator paused while it waited in the worker: it goes back to the
+// stream, where it waits for the resume like the requests not yet taken.
+var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
+
+// beforeCall checks, as an offboard call is about to go out, what may have
+// changed while the request waited in the worker (for its device, its
+// budget, its quota, a 429's pause or a backoff): an operator's pause of
+// its tenant and priority (the request goes back to the stream), a cancel
+// of its campaign (it is answered cancelled), and the device, read again
+// for the guards when the read they judged is older than guardMaxAge.
+// A result or an error means no call.
+func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
+	if w.opts.Control.Paused(j.t.name, j.prio) {
+		return nil, errPausedWhileWaiting
+	}
+	if res := w.cancelled(j); res != nil {
+		return res, nil
+	}
+	if dev.machine == nil || dev.policy == nil || w.clock.Since(dev.read) <= guardMaxAge {
+		return nil, nil
+	}
+	j.log.Info("device read again for the guards: the request waited", zap.Duration("since_read", w.clock.Since(dev.read)))
+	dev.machine = nil
+	pol, res, err := w.guard(ctx, j, dev)
+	if pol != nil {
+		dev.policy = pol
 	}
 	return res, err
 }
@@ -86,7 +129,7 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 		return nil, err
 	}
 	defer end(nil, errNotFinished) // a panic: ignored once ended
-	res, err := w.offboard(ctx, j, comment, permit)
+	res, err := w.offboard(ctx, j, dev, comment, permit)
 	end(res, err)
 	return res, err
 }
@@ -120,7 +163,7 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 }
 
 // offboard records the call in the ledger, then sends it.
-func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *limiter.Permit) (*offboard.Result, error) {
+func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment string, permit *limiter.Permit) (*offboard.Result, error) {
 	if permit == nil {
 		// Its place went elsewhere, or it gave its permit back while it
 		// waited: the "calling" entry is written as the call goes out,
@@ -129,6 +172,10 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 		if permit, err = w.offboardPermit(ctx, j); err != nil {
 			return nil, err
 		}
+	}
+	if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
+		permit.Release() // no call: its place is given back
+		return res, err
 	}
 	next, err := w.calling(ctx, j, permit)
 	if err != nil {
@@ -142,6 +189,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, comment string, permit *l
 			// The failed attempt may have created the action all the same.
 			return w.findOwnAction(ctx, j, next.Started, comment)
 		},
+		again: func(ctx context.Context) (*offboard.Result, error) { return w.beforeCall(ctx, j, dev) },
 	}, permit)
 	if err != nil || res != nil {
 		return res, err
@@ -261,7 +309,7 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 		if !offboard.ValidMachineID(machines[0].ID) {
 			return j.failed(offboard.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
 		}
-		dev.id, dev.machine = strings.ToLower(machines[0].ID), &machines[0]
+		dev.id, dev.machine, dev.read = strings.ToLower(machines[0].ID), &machines[0], w.clock.Now()
 		return nil, nil
 	}
 	r := j.failed(offboard.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), offboard.Quote(j.req.ComputerDNSName)), nil)
