@@ -157,4 +157,8 @@ const (
 	// HeaderOriginalPrefix keeps a request's Nats-* headers (but
 	// Nats-Msg-Id) in its dead letter.
 	HeaderOriginalPrefix = "Mde-Original-"
+	// HeaderOriginalHeader keeps, as "<name>: <value>", a request's header
+	// whose name the NATS client library cannot send (it allows fewer
+	// characters than the server and other clients do) in its dead letter.
+	HeaderOriginalHeader = "Mde-Original-Header"
 )

@@ -102,6 +102,13 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 	m.Data = orig.Data()
 	for k, vs := range orig.Headers() {
 		for _, v := range vs {
+			if !sendableHeaderName(k) {
+				// nats.go refuses to send the whole message for it: the
+				// dead letter could never be stored, and the request
+				// would be taken again forever. Kept as a value.
+				m.Header.Add(offboard.HeaderOriginalHeader, k+": "+v)
+				continue
+			}
 			m.Header.Add(k, v)
 		}
 	}
@@ -126,4 +133,19 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 		m.Header.Set(jetstream.MsgIDHeader, "dead-seq:"+seq.String())
 	}
 	return m
+}
+
+// sendableHeaderName says whether nats.go sends a header of this name:
+// printable ASCII without any of "()/,:;<=>?@[\]{} (its check, stricter
+// than the protocol's, which the server and other clients follow).
+func sendableHeaderName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := range len(k) {
+		if c := k[i]; c < '!' || c > '~' || strings.IndexByte(`"()/,:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }

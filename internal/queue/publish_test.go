@@ -5,6 +5,10 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // TestWaitStoredGivesUpOnAnAnswerThatNeverComes: a store whose answer never
@@ -29,5 +33,24 @@ func TestWaitStoredGivesUpOnAnAnswerThatNeverComes(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("WaitStored still waiting after 20s for an answer that never comes (its caller's deadline is a minute)")
+	}
+}
+
+// TestSendableHeaderNameAgreesWithTheClient: the names sendableHeaderName
+// lets through are those the NATS client sends, and no other: a dead
+// letter carries a request's headers as they came, and one whose name the
+// client refuses could never be stored.
+func TestSendableHeaderNameAgreesWithTheClient(t *testing.T) {
+	t.Parallel()
+	nc, _ := natstest.Connect(t)
+	names := []string{"X-Ref-Id", "Nats-Msg-Id", "a", "~!#$%&'*+-.^_`|", "X-Ref(id)", "X Ref", "X:Ref", "X/Ref", "X;Ref", "X\"Ref",
+		"X<Ref>", "X=Ref", "X?Ref", "X@Ref", "X[Ref]", "X\\Ref", "X{Ref}", "X,Ref", "Ré", "X\tRef", "X\x7fRef"}
+	for _, name := range names {
+		m := nats.NewMsg("sendable.test")
+		m.Header[name] = []string{"v"}
+		sent := nc.PublishMsg(m) == nil
+		if got := sendableHeaderName(name); got != sent {
+			t.Errorf("sendableHeaderName(%q) = %t, but the client sends it: %t", name, got, sent)
+		}
 	}
 }
