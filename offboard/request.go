@@ -12,9 +12,16 @@ import (
 
 // Limits of the contract.
 const (
-	// MaxRequestSize is the largest request the request stream accepts;
-	// larger ones are refused at publish time.
+	// MaxRequestSize is the largest request body; a larger one is answered
+	// invalid_request.
 	MaxRequestSize = 64 << 10
+	// MaxRequestHeaders is the room the request stream leaves for a
+	// request's headers on top of its body: the stream's limit counts
+	// both, and a 64 KiB request with its Nats-Msg-Id must be taken.
+	MaxRequestHeaders = 4 << 10
+	// MaxRequestMessage is the largest message the request stream
+	// accepts; larger ones are refused at publish time.
+	MaxRequestMessage = MaxRequestSize + MaxRequestHeaders
 	// MaxCommentLength is the longest comment, in characters.
 	MaxCommentLength = 1000
 	// MaxLabelLength is the longest requestedBy or source, in characters.

@@ -70,8 +70,16 @@ func TestEnsureIsIdempotent(t *testing.T) {
 	if err := Check(t.Context(), js, s); err != nil {
 		t.Fatal(err)
 	}
-	// A request over 64 KiB is refused at publish time.
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", make([]byte, offboard.MaxRequestSize+1)); err == nil {
+	// A request of 64 KiB is taken with its headers; a message beyond the
+	// room for them is refused at publish time.
+	full := nats.NewMsg("mde.offboard.request.contoso")
+	full.Data = make([]byte, offboard.MaxRequestSize)
+	full.Header.Set(jetstream.MsgIDHeader, "contoso:"+strings.Repeat("r", 128))
+	full.Header.Set("Traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if _, err := js.PublishMsg(t.Context(), full); err != nil {
+		t.Errorf("a 64 KiB request with its headers: %v", err)
+	}
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", make([]byte, offboard.MaxRequestMessage+1)); err == nil {
 		t.Error("oversize request accepted")
 	}
 }

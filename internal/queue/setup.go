@@ -93,7 +93,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Retention:  jetstream.LimitsPolicy,
 			Storage:    jetstream.FileStorage,
 			Replicas:   s.Replicas,
-			MaxMsgSize: offboard.MaxRequestSize,
+			MaxMsgSize: offboard.MaxRequestMessage,
 			Duplicates: s.Duplicates,
 			Discard:    jetstream.DiscardNew,
 			// Two consumers per tenant and the unrouted one, with room
