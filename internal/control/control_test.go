@@ -124,3 +124,129 @@ func TestParse(t *testing.T) {
 		t.Error("priority urgent accepted")
 	}
 }
+
+// startWatcher runs a watcher until the test ends and waits until it has
+// read the bucket.
+func startWatcher(t *testing.T, js jetstream.JetStream, log *zap.Logger) *control.Watcher {
+	t.Helper()
+	w, err := control.NewWatcher(t.Context(), js, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-w.Current()
+	return w
+}
+
+// waitPaused waits until the watcher says contoso's bulk priority is as
+// want, at most d.
+func waitPaused(t *testing.T, w *control.Watcher, want bool, d time.Duration) {
+	t.Helper()
+	deadline := time.After(d)
+	for {
+		ch := w.Changed()
+		if w.Paused("contoso", offboard.Bulk) == want {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatalf("contoso bulk paused %t after %v, want %t", !want, d, want)
+		}
+	}
+}
+
+// TestWatcherFollowsABucketMadeAgain: the control bucket deleted and made
+// again while a watcher runs (the bucket's stream and the watch's
+// consumer are gone, and nothing is sent to the watch): a pause written
+// to the new bucket is in force within the contract's second, and one
+// that was only in the old bucket is not.
+func TestWatcherFollowsABucketMadeAgain(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	w := startWatcher(t, js, zap.NewNop())
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pause := func(tenant string) {
+		t.Helper()
+		if _, err := store.Apply(t.Context(), control.Change{Tenant: tenant, Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pause("fabrikam")
+	for !w.Paused("fabrikam", offboard.Bulk) {
+		<-w.Changed()
+	}
+	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	if store, err = control.Open(t.Context(), js, offboard.Subjects{}); err != nil {
+		t.Fatal(err)
+	}
+	pause("contoso")
+	// A second for the contract, a second for the check's pace.
+	waitPaused(t, w, true, 2500*time.Millisecond)
+	if w.Paused("fabrikam", offboard.Bulk) {
+		t.Error("fabrikam still paused: its pause went with the old bucket")
+	}
+}
+
+// TestWatcherForgetsControlsPurged: the bucket's stream purged while a
+// watcher runs (no delete marker reaches it): the pause it held is no
+// longer in force, as it is not for a replica started now.
+func TestWatcherForgetsControlsPurged(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	w := startWatcher(t, js, zap.NewNop())
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitPaused(t, w, true, time.Second)
+	s, err := js.Stream(t.Context(), "KV_"+offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	waitPaused(t, w, false, 2500*time.Millisecond)
+}
+
+// TestWatcherReadsOnlyControls: a campaign's mark in the same bucket is
+// not a control: no warning about it.
+func TestWatcherReadsOnlyControls(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	core, logs := observer.New(zap.InfoLevel)
+	w := startWatcher(t, js, zap.New(core))
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "campaign.contoso.wave1", []byte(`{"cancelled":true}`)); err != nil {
+		t.Fatal(err)
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitPaused(t, w, true, time.Second) // the pause came after the mark
+	if n := logs.FilterMessage("control entry ignored").Len(); n != 0 {
+		t.Errorf("%d warnings of an ignored entry, want none for a campaign's mark", n)
+	}
+}

@@ -15,6 +15,36 @@ import (
 type View struct {
 	pauses  map[string]Entry // by PauseKey
 	budgets map[string]Entry // by tenant
+	// revisions are the bucket's revisions of the entries held, by key.
+	revisions map[string]uint64
+}
+
+// lowest is the lowest revision of an entry held (0: none). A bucket whose
+// first message comes after it lost that entry without a delete.
+func (v *View) lowest() uint64 {
+	var low uint64
+	for _, r := range v.revisions {
+		if low == 0 || r < low {
+			low = r
+		}
+	}
+	return low
+}
+
+// inForce counts the controls in force.
+func (v *View) inForce() int {
+	n := 0
+	for _, e := range v.pauses {
+		if e.Paused {
+			n++
+		}
+	}
+	for _, e := range v.budgets {
+		if e.Value != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // Pause returns the entry of a tenant's pause of one priority; ok is false
@@ -50,7 +80,12 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 		}
 	}
 	if v.pauses == nil {
-		v.pauses, v.budgets = map[string]Entry{}, map[string]Entry{}
+		v.pauses, v.budgets, v.revisions = map[string]Entry{}, map[string]Entry{}, map[string]uint64{}
+	}
+	if e.Operation() == jetstream.KeyValuePut {
+		v.revisions[e.Key()] = e.Revision()
+	} else {
+		delete(v.revisions, e.Key()) // a delete marker may go any time
 	}
 	if kind == "pause" {
 		v.pauses[e.Key()] = ent

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -38,46 +39,138 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*
 // ended (the server went away for longer than the watch survives).
 const rewatchAfter = time.Second
 
+// checkEvery is how often a watch checks that the bucket it reads is
+// still the one it started on, with every entry it holds: a bucket
+// deleted and made again, or purged, sends its watchers nothing.
+const checkEvery = time.Second
+
+// errBucketReset ends a watch whose bucket was made again or purged.
+var errBucketReset = errors.New("the control bucket was made again or purged")
+
 // Run follows the bucket until ctx ends. When the watch ends it watches
-// again; the entries are read again and overwrite what was known.
+// again; the entries are read again and replace what was known.
 func (w *Watcher) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		if err := w.watch(ctx); ctx.Err() == nil {
-			w.log.Warn("control watch ended; watching again", zap.Error(err))
-			t := time.NewTimer(rewatchAfter) // real time: waits for the server, not logic
-			select {
-			case <-ctx.Done():
-			case <-t.C:
-			}
-			t.Stop()
+			w.ended(ctx, err)
 		}
 	}
 	return nil
 }
 
+// ended logs why a watch ended and waits before the next, unless the
+// bucket is to be read anew at once.
+func (w *Watcher) ended(ctx context.Context, err error) {
+	if errors.Is(err, errBucketReset) {
+		w.log.Warn("control bucket made again or purged: reading it anew")
+		return
+	}
+	w.log.Warn("control watch ended; watching again", zap.Error(err))
+	t := time.NewTimer(rewatchAfter) // real time: waits for the server, not logic
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// controlKeys are the keys the watcher reads: the campaigns' marks share
+// the bucket (package campaign). A new slice each time: WatchFiltered
+// writes the bucket's prefix into the one it is given.
+func controlKeys() []string { return []string{"pause.>", "budget.>"} }
+
 func (w *Watcher) watch(ctx context.Context) error {
-	kw, err := w.kv.WatchAll(ctx)
+	start, err := w.kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	kw, err := w.kv.WatchFiltered(ctx, controlKeys())
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
 	}
 	defer func() { _ = kw.Stop() }()
-	live := false // past the entries that existed when this watch began
+	// The entries that exist now make a new view, which replaces the old
+	// one once all are read: a control that is gone from the bucket is
+	// gone from the view. Until then the old one stays in force.
+	var fresh *View
+	if w.started() {
+		fresh = &View{}
+	}
+	check := time.NewTicker(checkEvery) // real time: paces requests to the server
+	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-check.C:
+			if w.reset(ctx, start) {
+				return errBucketReset
+			}
 		case e, ok := <-kw.Updates():
 			if !ok {
 				return fmt.Errorf("watch %s closed", offboard.BucketControl)
 			}
-			if e == nil {
-				live = true
+			switch {
+			case e == nil && fresh != nil:
+				w.replace(fresh)
+				fresh = nil
+			case e == nil:
 				w.markCurrent()
-				continue
+			case fresh != nil:
+				if _, err := fresh.apply(e); err != nil {
+					w.log.Warn("control entry ignored", zap.String("key", e.Key()), zap.Error(err))
+				}
+			default:
+				w.apply(e, w.started())
 			}
-			w.apply(e, live)
 		}
 	}
+}
+
+// reset says whether the bucket was made again since start, or lost an
+// entry the view holds without a delete (a purge of its stream).
+func (w *Watcher) reset(ctx context.Context, start jetstream.KeyValueStatus) bool {
+	now, err := w.kv.Status(ctx)
+	if err != nil {
+		return false // not known: the watch goes on, and its end says more
+	}
+	was, is := streamOf(start), streamOf(now)
+	if was == nil || is == nil {
+		return false
+	}
+	if !is.Created.Equal(was.Created) {
+		return true
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.view.lowest() != 0 && is.State.FirstSeq > w.view.lowest()
+}
+
+func streamOf(s jetstream.KeyValueStatus) *jetstream.StreamInfo {
+	if b, ok := s.(*jetstream.KeyValueBucketStatus); ok {
+		return b.StreamInfo()
+	}
+	return nil
+}
+
+// started says whether the first read of the bucket is over.
+func (w *Watcher) started() bool {
+	select {
+	case <-w.current:
+		return true
+	default:
+		return false
+	}
+}
+
+// replace puts a view read anew in force and signals the change.
+func (w *Watcher) replace(v *View) {
+	w.mu.Lock()
+	w.view = *v
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+	w.log.Info("controls read anew", zap.Int("in_force", v.inForce()))
 }
 
 func (w *Watcher) markCurrent() {
