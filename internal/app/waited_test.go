@@ -1,12 +1,18 @@
 package app
 
 import (
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -181,4 +187,183 @@ func TestCancelWithdrawsRequestsWaitingInTheWorker(t *testing.T) {
 	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 2 {
 		t.Errorf("%d actions, want 2", n)
 	}
+}
+
+// heldBehindAThrottle starts contoso with two devices and the guards
+// given, and sends a request for each: the first one's call is answered
+// 429 (Retry-After 4 s) while the second one's device read is held back,
+// so that the second takes its place in the quota, then waits out the
+// pause before its call. It returns once the pause is in force and the
+// second request is waiting; the test changes something then.
+func heldBehindAThrottle(t *testing.T, guards string) (*env, *collector) {
+	t.Helper()
+	var (
+		ep      atomic.Pointer[env]
+		second  atomic.Value
+		holding sync.Once
+	)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, extra: guards,
+		sim: mdesim.Options{OnCall: func(c mdesim.Call) {
+			if id, _ := second.Load().(string); c.API != mde.APIMachines || c.MachineID != id {
+				return
+			}
+			holding.Do(func() {
+				e := ep.Load()
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == 429 }) {
+						time.Sleep(300 * time.Millisecond) // the worker takes the pause in
+						return
+					}
+				}
+			})
+		}}})
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	second.Store(tt.machines[1].ID)
+	res := e.collect("mde.offboard.result.>")
+	e.sim.InjectStatus(tt.tenantID, mde.APIOffboard, 429, "429", "API calls quota exceeded! maximum allowed 100 per 00:01:00", 1, 4*time.Second)
+	e.offboardEach("contoso", "c", 0, 2)
+	eventually(t, 10*time.Second, "the throttled call", func() bool { return len(e.offboardCallsSince("contoso", time.Time{})) >= 1 })
+	time.Sleep(500 * time.Millisecond)
+	return e, res
+}
+
+// TestChecksAfterWaitingOutAThrottle: a request whose first call waits
+// out another request's 429 (its place taken before the 429 came) is
+// checked again before that call: a pause meanwhile sends it back, a
+// device tagged meanwhile is refused.
+func TestChecksAfterWaitingOutAThrottle(t *testing.T) {
+	t.Parallel()
+	const guards = "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n"
+
+	t.Run("pause", func(t *testing.T) {
+		t.Parallel()
+		e, res := heldBehindAThrottle(t, guards)
+		paused := e.control(control.ActionPause, "contoso", control.PriorityAll)
+		time.Sleep(5 * time.Second) // past the 429's pause
+		if late := e.offboardCallsSince("contoso", paused.Add(time.Second)); len(late) > 0 {
+			t.Errorf("%d offboard calls while contoso was paused, the first %v after the pause", len(late), late[0].Sub(paused))
+		}
+		e.control(control.ActionResume, "contoso", control.PriorityAll)
+		res.wait(t, 2, 30*time.Second)
+		if n := res.createdOf("contoso"); n != 2 {
+			t.Errorf("%d created after the resume, want 2", n)
+		}
+	})
+
+	t.Run("guard", func(t *testing.T) {
+		t.Parallel()
+		e, res := heldBehindAThrottle(t, guards)
+		tt := e.tenants["contoso"]
+		m := tt.machines[1]
+		m.MachineTags = []string{"DoNotOffboard"}
+		e.sim.AddMachine(tt.tenantID, m)
+		r := res.wait(t, 2, 30*time.Second)["contoso/c1"][0]
+		if r.Error == nil || r.Error.Code != offboard.CodeBlockedByPolicy {
+			t.Errorf("c1: %s %+v, want blocked_by_policy", r.Outcome, r.Error)
+		}
+		if n := e.offboardCalls(tt.tenantID, m.ID); n != 0 {
+			t.Errorf("%d offboard calls of the device tagged while its request waited, want 0", n)
+		}
+	})
+}
+
+// TestPauseAfterAThrottleSpendsNoBudget: a request throttled (429), then
+// paused while it waits, goes back to the stream without spending its
+// budget slot: a 429 created no action. After the resume it is created
+// with the tenant's one slot.
+func TestPauseAfterAThrottleSpendsNoBudget(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, extra: "    guards:\n      budget: \"1/1h\"\n"})
+	res := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.InjectStatus(tt.tenantID, mde.APIOffboard, 429, "429", "API calls quota exceeded! maximum allowed 100 per 00:01:00", 1, 3*time.Second)
+	e.offboardEach("contoso", "c", 0, 1)
+	eventually(t, 10*time.Second, "the throttled call", func() bool { return len(e.offboardCallsSince("contoso", time.Time{})) == 1 })
+	e.control(control.ActionPause, "contoso", control.PriorityAll)
+	time.Sleep(4 * time.Second) // past the 429's pause: the request goes back
+	e.control(control.ActionResume, "contoso", control.PriorityAll)
+	res.wait(t, 1, 20*time.Second)
+	if n := res.createdOf("contoso"); n != 1 {
+		t.Errorf("%d created, want the request created after the resume with the budget's one slot", n)
+	}
+}
+
+// lostAnswerThen sends one request whose offboard call creates the action
+// but loses its answer (504), the action showing in lists only after lag;
+// meanwhile runs as the 504 is answered, before the call is looked for
+// and repeated.
+func lostAnswerThen(t *testing.T, extra string, lag time.Duration, meanwhile func(*env)) (*env, offboard.Result) {
+	t.Helper()
+	var (
+		ep   atomic.Pointer[env]
+		once sync.Once
+	)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, extra: extra, noStart: true,
+		sim: mdesim.Options{ActionVisibleAfter: lag, OnCall: func(c mdesim.Call) {
+			if c.API == mde.APIOffboard && c.Status == http.StatusGatewayTimeout {
+				once.Do(func() { meanwhile(ep.Load()) })
+			}
+		}}})
+	// Backoffs of 100-200, 200-400 and 400-800 ms: the look right after
+	// the lost answer comes within 400 ms of it, the last look for the
+	// action after a repeat refused ActiveRequestAlreadyExists at least
+	// 700 ms after that.
+	e.opts.Retry = worker.RetryPolicy{Base: 200 * time.Millisecond, Max: time.Second}
+	e.start()
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	res := e.collect("mde.offboard.result.>")
+	id := campaign.RequestID("wave1", 1)
+	e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": tt.machines[0].ID, "source": campaign.Source("wave1")}, "contoso:"+id)
+	return e, res.wait(t, 1, 30*time.Second)["contoso/"+id][0]
+}
+
+// TestLostAnswerStandsOverCancelAndGuards: once a call whose answer was
+// lost may have created the action, a cancel or a guard's refusal that
+// comes before the call is repeated does not become the result: the
+// action is found and the request is created, its budget slot spent.
+func TestLostAnswerStandsOverCancelAndGuards(t *testing.T) {
+	t.Parallel()
+
+	t.Run("cancel", func(t *testing.T) {
+		t.Parallel()
+		// The action shows after the first look, before the last.
+		e, r := lostAnswerThen(t, "    guards:\n      budget: \"1/1h\"\n", 600*time.Millisecond, func(e *env) {
+			kv, err := campaign.ControlBucket(e.t.Context(), e.js)
+			if err == nil {
+				err = campaign.SetMark(e.t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, By: "op", At: time.Now()})
+			}
+			if err != nil {
+				e.t.Error(err)
+			}
+			time.Sleep(200 * time.Millisecond) // the cancel reaches the worker
+		})
+		if r.Outcome != offboard.OutcomeCreated && r.Outcome != offboard.OutcomeAlreadyPending {
+			t.Errorf("result %s %+v, want the action of the lost answer", r.Outcome, r.Error)
+		}
+		if left := gaugeOf(t, e.reg, "mde_offboard_budget_remaining", map[string]string{"tenant": "contoso"}); left != 0 {
+			t.Errorf("budget left %v, want 0: the action counts", left)
+		}
+	})
+
+	t.Run("guard", func(t *testing.T) {
+		t.Parallel()
+		// The action shows after the repeat is refused by the guard, before
+		// the request is taken again (5 s).
+		e, r := lostAnswerThen(t, "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n", 3*time.Second, func(e *env) {
+			tt := e.tenants["contoso"]
+			m := tt.machines[0]
+			m.MachineTags = []string{"DoNotOffboard"}
+			e.sim.AddMachine(tt.tenantID, m)
+			time.Sleep(1500 * time.Millisecond) // the device read is stale by the repeat
+		})
+		if r.Outcome != offboard.OutcomeCreated {
+			t.Errorf("result %s %+v, want the action of the lost answer", r.Outcome, r.Error)
+		}
+		if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
+			t.Errorf("%d actions, want 1", n)
+		}
+	})
 }

@@ -217,9 +217,10 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		switch {
 		case res != nil && res.Outcome == offboard.OutcomeCreated:
 			slot.CompleteNow()
-		case err != nil && j.attempts > 0:
-			// Left for redelivery after a call was sent: it may have
-			// created the action, which the redelivery then finds.
+		case err != nil && j.mayHaveActed:
+			// Left for redelivery after a call whose answer was lost:
+			// it may have created the action, which the redelivery then
+			// finds. A call refused or throttled created none.
 			slot.CompleteNow()
 		default:
 			slot.Release()

@@ -119,8 +119,10 @@ type callSpec struct {
 	// whose effect is unknown (it may have reached the API): a result from
 	// it ends the call, so a lost answer never leads to a second action.
 	recheck func(context.Context) (*offboard.Result, error)
-	// again, if set, runs before the call is repeated, once its permit is
-	// in hand: a result or an error from it ends the call unsent.
+	// again, if set, runs just before each attempt goes out, its place in
+	// the quota taken and entered (which may have meant a wait: a 429's
+	// pause, a full window): a result or an error from it ends the call
+	// unsent.
 	again func(context.Context) (*offboard.Result, error)
 }
 
@@ -132,7 +134,7 @@ type callSpec struct {
 func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limiter.Permit) (*mde.Verdict, *offboard.Result, error) {
 	t := j.t
 	var n tries
-	for sent := 0; ; {
+	for {
 		if permit != nil && t.limits.PausedUntil().After(c.clock.Now()) {
 			// Taken before a 429 paused the tenant: wait for the pause.
 			permit.Release()
@@ -144,32 +146,27 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 				return nil, nil, err
 			}
 		}
-		if sent > 0 && spec.again != nil {
-			if res, err := spec.again(ctx); err != nil || res != nil {
-				permit.Release()
-				return nil, res, err
-			}
-		}
 		if spec.api == mde.APIOffboard {
 			j.attempts++
 		}
-		sent++
-		v, err := c.send(ctx, t, spec.api, permit, spec.do)
+		v, res, err := c.sendChecked(ctx, t, spec.api, permit, spec.do, spec.again)
 		permit = nil
+		if v == nil && spec.api == mde.APIOffboard {
+			j.attempts-- // not sent
+		}
 		if errors.Is(err, errPausedMeanwhile) {
-			if spec.api == mde.APIOffboard {
-				j.attempts-- // not sent
-			}
-			sent--
 			continue
 		}
-		if err != nil {
-			return nil, nil, err
+		if err != nil || res != nil {
+			return nil, res, err
+		}
+		if spec.api == mde.APIOffboard && v.Sent && (v.Class == mde.Retry || v.Class == mde.Success) {
+			j.mayHaveActed = true
 		}
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
-		v, res, err := c.after(ctx, j, spec, &n, v)
+		v, res, err = c.after(ctx, j, spec, &n, v)
 		if v != nil || res != nil || err != nil {
 			return v, res, err
 		}
@@ -236,19 +233,48 @@ func (c *caller) pause(t *tenantRun, api string, v *mde.Verdict, log *zap.Logger
 func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict,
 ) (*mde.Verdict, error) {
+	v, _, err := c.sendChecked(ctx, t, api, permit, do, nil)
+	return v, err
+}
+
+// sendChecked is send with again, if set, run once the call's place is
+// entered in the journal, just before the call goes out: a result or an
+// error from it means no call (the verdict is nil), its place given back.
+// An error is also errQuotaJournal or errPausedMeanwhile.
+func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
+	do func(context.Context) *mde.Verdict, again func(context.Context) (*offboard.Result, error),
+) (*mde.Verdict, *offboard.Result, error) {
+	check := func() (*offboard.Result, error) {
+		if again == nil {
+			return nil, nil
+		}
+		res, err := again(ctx)
+		if err != nil || res != nil {
+			permit.Release() // nothing was sent
+		}
+		return res, err
+	}
+	// Checked before the call's place is entered, and again after: the
+	// entry may have waited (a window full, a 429 elsewhere).
+	if res, err := check(); err != nil || res != nil {
+		return nil, res, err
+	}
 	// With a shared quota, the call is entered in the journal first, and
 	// must end by the time the journal says its answer is due.
 	due, err := permit.Record(ctx)
 	if err != nil {
 		permit.Release()
-		return nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
+		return nil, nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
 	}
 	if t.limits.PausedUntil().After(c.clock.Now()) {
 		// A 429 came back while the entry was written: the entry stands
 		// (counted as a call ended now, which only errs on the safe side),
 		// but no call goes out during the pause.
 		permit.CompleteNow()
-		return nil, errPausedMeanwhile
+		return nil, nil, errPausedMeanwhile
+	}
+	if res, err := check(); err != nil || res != nil {
+		return nil, res, err
 	}
 	if !due.IsZero() {
 		var cancel context.CancelFunc
@@ -273,7 +299,7 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 		c.m.APICalls.WithLabelValues(t.name, api, status).Inc()
 	}()
 	v = do(ctx)
-	return v, nil
+	return v, nil, nil
 }
 
 // acquire waits for quota, aside when it must wait.

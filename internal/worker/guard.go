@@ -21,30 +21,39 @@ import (
 // the device is refused or cannot be read: a device the guards cannot see
 // is never offboarded.
 func (w *Worker) guard(ctx context.Context, j *job, dev *device) (*offboard.Policy, *offboard.Result, error) {
+	pol, rule, why, res, err := w.judge(ctx, j, dev)
+	if rule != "" {
+		res = w.blocked(j, dev, rule, why)
+	}
+	return pol, res, err
+}
+
+// judge is guard without its refusal's result: the rule that refuses the
+// device and why ("" when none does), or a result when the device cannot
+// be read.
+func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.Policy, rule, why string, res *offboard.Result, err error) {
 	g := &j.t.Config.Guards
 	checked := g.Checked()
 	if checked == nil {
-		return nil, nil, nil
+		return nil, "", "", nil, nil
 	}
-	pol := &offboard.Policy{Checked: checked}
+	pol = &offboard.Policy{Checked: checked}
 	// The device id needs no read: refuse a listed one before any call.
 	if rule, why := refusal(g, dev.id, nil, time.Time{}); rule != "" {
-		return pol, w.blocked(j, dev, rule, why), nil
+		return pol, rule, why, nil, nil
 	}
 	if g.NeedsDevice() && dev.machine == nil {
 		res, err := w.readDevice(ctx, j, dev, "read the device for the guards: ")
 		if err != nil || res != nil {
-			return pol, res, err
+			return pol, "", "", res, err
 		}
 	}
 	if dev.machine == nil {
-		return pol, nil, nil
+		return pol, "", "", nil, nil
 	}
 	pol.LastSeen = dev.machine.LastSeen
-	if rule, why := refusal(g, dev.id, dev.machine, w.clock.Now()); rule != "" {
-		return pol, w.blocked(j, dev, rule, why), nil
-	}
-	return pol, nil, nil
+	rule, why = refusal(g, dev.id, dev.machine, w.clock.Now())
+	return pol, rule, why, nil, nil
 }
 
 // readDevice reads the device as Defender reports it now, under the

@@ -35,7 +35,11 @@ type job struct {
 	// this time included (0: not known).
 	delivered uint64
 	attempts  int
-	log       *zap.Logger
+	// mayHaveActed says that an offboard attempt of this message may have
+	// created an action: it was answered with success, or its answer was
+	// lost (a 5xx, a timeout). A 429 or a refusal created none.
+	mayHaveActed bool
+	log          *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
 	checked bool

@@ -56,6 +56,18 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}
 		j.req.MachineID = dev.id
 	}
+	// A call of this id may have gone out before (a crash, or an answer
+	// lost and the request left): the action it created is the answer,
+	// whatever the guards say of the device now.
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID && !j.req.DryRun {
+		comment, err := w.comment(j)
+		if err != nil {
+			return j.failed(offboard.CodeInternal, err.Error(), nil), nil
+		}
+		if res, err := w.findOwnAction(ctx, j, e.Since(), comment); err != nil || res != nil {
+			return res, err
+		}
+	}
 	var res *offboard.Result
 	var err error
 	dev.policy, res, err = w.guard(ctx, j, &dev)
@@ -73,6 +85,12 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 // stream, where it waits for the resume like the requests not yet taken.
 var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
 
+// errRefusedAfterLostAnswer leaves a request whose device a guard refuses
+// now, after an attempt whose answer was lost: no call goes out again, and
+// the redelivery looks for the action that attempt may have created
+// before it applies the guards.
+var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an earlier call's answer was lost: taken again to look for its action")
+
 // beforeCall checks, as an offboard call is about to go out, what may have
 // changed while the request waited in the worker (for its device, its
 // budget, its quota, a 429's pause or a backoff): an operator's pause of
@@ -80,21 +98,34 @@ var errPausedWhileWaiting = errLeave("an operator paused the tenant while the re
 // of its campaign (it is answered cancelled), and the device, read again
 // for the guards when the read they judged is older than guardMaxAge.
 // A result or an error means no call.
+//
+// After an attempt whose answer was lost (j.mayHaveActed) an action may
+// exist: a cancel no longer applies (as for a request delivered again
+// after such a call), and a guard's refusal sends the request back to
+// look for that action rather than answer it refused.
 func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
 	}
-	if res := w.cancelled(j); res != nil {
-		return res, nil
+	if !j.mayHaveActed {
+		if res := w.cancelled(j); res != nil {
+			return res, nil
+		}
 	}
-	if dev.machine == nil || dev.policy == nil || w.clock.Since(dev.read) <= guardMaxAge {
+	if dev.policy == nil || !j.t.Config.Guards.NeedsDevice() || w.clock.Since(dev.read) <= guardMaxAge {
 		return nil, nil
 	}
 	j.log.Info("device read again for the guards: the request waited", zap.Duration("since_read", w.clock.Since(dev.read)))
 	dev.machine = nil
-	pol, res, err := w.guard(ctx, j, dev)
+	pol, rule, why, res, err := w.judge(ctx, j, dev)
 	if pol != nil {
 		dev.policy = pol
+	}
+	switch {
+	case rule != "" && j.mayHaveActed:
+		return nil, errRefusedAfterLostAnswer
+	case rule != "":
+		return w.blocked(j, dev, rule, why), nil
 	}
 	return res, err
 }
@@ -113,14 +144,6 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 		return nil, err
 	}
 	defer unlock()
-	// A call for this id may have been sent before a crash: look for the
-	// action it created before sending another.
-	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
-		res, err := w.findOwnAction(ctx, j, e.Since(), comment)
-		if err != nil || res != nil {
-			return res, err
-		}
-	}
 	end, permit, err := w.reserveBudget(ctx, j, permit)
 	if err != nil {
 		if permit != nil {
@@ -210,7 +233,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		}
 		return j.withAction(offboard.OutcomeCreated, action), nil
 	case mde.AlreadyPending:
-		return w.existingAction(ctx, j, v)
+		return w.existingAction(ctx, j, v, next.Started, comment)
 	}
 	return j.failed(v.FailureCode, v.Error(), v), nil
 }
@@ -320,8 +343,10 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 }
 
 // existingAction answers ActiveRequestAlreadyExists with the device's
-// unfinished Offboard action.
-func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict) (*offboard.Result, error) {
+// unfinished Offboard action: already pending, or created when an earlier
+// attempt of this message whose answer was lost made it (our comment,
+// created since the call was sent).
+func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict, since time.Time, comment string) (*offboard.Result, error) {
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
 	for look := 0; ; look++ {
@@ -331,6 +356,9 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
+				if j.mayHaveActed && a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+					return j.withAction(offboard.OutcomeCreated, a), nil
+				}
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
 		}
