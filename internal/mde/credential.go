@@ -190,9 +190,11 @@ func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noD
 	}, ""
 }
 
-func managedIdentityBuilder(cc CredentialConfig, _ azcore.ClientOptions, _ bool) (func() (azcore.TokenCredential, error), string) {
+func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
-		o := &azidentity.ManagedIdentityCredentialOptions{}
+		// The same client as the others: it follows no redirect, which
+		// would carry the identity endpoint's secret header elsewhere.
+		o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
 		if cc.ClientID != "" {
 			o.ID = azidentity.ClientID(cc.ClientID)
 		}

@@ -122,3 +122,39 @@ func writeTestCertificate(t *testing.T, dir string) string {
 	}
 	return path
 }
+
+// TestManagedIdentityFollowsNoRedirect: the identity endpoint answering
+// with a redirect gets no token out of the credential, and the other host
+// never sees the endpoint's secret header. t.Setenv: not parallel.
+func TestManagedIdentityFollowsNoRedirect(t *testing.T) {
+	var mu sync.Mutex
+	var elsewhere []string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		elsewhere = append(elsewhere, r.Header.Get("X-Identity-Header"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"access_token":"from-elsewhere","expires_on":"9999999999","resource":"x","token_type":"Bearer"}`)
+	}))
+	t.Cleanup(other.Close)
+	endpoint := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(endpoint.Close)
+	t.Setenv("IDENTITY_ENDPOINT", endpoint.URL+"/msi/token")
+	t.Setenv("IDENTITY_HEADER", "identity-endpoint-secret")
+	cred, err := NewCredential(CredentialConfig{ManagedIdentity: true}, Clouds["commercial"], &http.Client{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if tok, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{Clouds["commercial"].Scope}}); err == nil {
+		t.Errorf("GetToken = a token (%d characters) from the redirect's target, want an error", len(tok.Token))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(elsewhere) != 0 {
+		t.Errorf("the redirect's target got %d requests, want 0", len(elsewhere))
+	}
+}
