@@ -463,7 +463,7 @@ func TestClientAnswerQuotingTheToken(t *testing.T) {
 
 	t.Run("words that are no token", func(t *testing.T) {
 		t.Parallel()
-		const msg = "Bearer token missing or expired; see https://aka.ms/eyJ for help"
+		const msg = "Bearer token missing or expired; Bearer authentication/authorization failed; see https://aka.ms/eyJ for help"
 		f := setupAPI(t, answerWith(http.StatusUnauthorized, nil, `{"error":{"code":"Unauthorized","message":"`+msg+`"}}`), nil)
 		v := f.client.Offboard(context.Background(), testMachineID, "c")
 		if v.Err == nil || v.Err.Message != msg {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -181,16 +182,23 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 
 // bearerValue and jwtText match what looks like a credential in an API's
 // error text: an Authorization header's value (at least 16 characters
-// after "Bearer", so that "Bearer token" stays), and anything shaped like
-// a JSON Web Token (base64url parts, the first an encoded JSON object).
+// after "Bearer", with a digit among them, so that "Bearer token" and
+// "Bearer authentication/authorization" stay), and anything shaped like a
+// JSON Web Token (base64url parts, the first an encoded JSON object).
 var (
-	bearerValue = regexp.MustCompile(`(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]{16,}=*`)
+	bearerValue = regexp.MustCompile(`(?i)\b(bearer)(\s+)([A-Za-z0-9\-._~+/]{16,}=*)`)
 	jwtText     = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-.]*`)
 )
 
 // withoutCredentials is s with what looks like a credential replaced.
 func withoutCredentials(s string) string {
-	s = bearerValue.ReplaceAllString(s, "$1 "+redacted)
+	s = bearerValue.ReplaceAllStringFunc(s, func(m string) string {
+		parts := bearerValue.FindStringSubmatch(m)
+		if !strings.ContainsAny(parts[3], "0123456789") {
+			return m
+		}
+		return parts[1] + parts[2] + redacted
+	})
 	return jwtText.ReplaceAllString(s, redacted)
 }
 
