@@ -62,7 +62,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 // bucket is to be read anew at once.
 func (w *Watcher) ended(ctx context.Context, err error) {
 	if errors.Is(err, errBucketReset) {
-		w.log.Warn("control bucket made again or purged: reading it anew")
+		w.log.Warn("control bucket made again, purged, or an entry gone without a delete: reading it anew")
 		return
 	}
 	w.log.Warn("control watch ended; watching again", zap.Error(err))
