@@ -227,20 +227,31 @@ func (r *campaignRun) run(ctx context.Context) error {
 	return r.finish(waitErr)
 }
 
+// openCSV opens the campaign's CSV for a read from its first row; the
+// returned func closes it.
+func (r *campaignRun) openCSV() (*campaign.Reader, func(), error) {
+	f, err := os.Open(r.f.csv)
+	if err != nil {
+		return nil, nil, err
+	}
+	rd, err := campaign.NewReader(f)
+	if err != nil {
+		_ = f.Close()
+		return nil, nil, err
+	}
+	return rd, func() { _ = f.Close() }, nil
+}
+
 // checkEarlierResults refuses, before anything is published, a run whose
 // stored results (from an earlier run under the same name) name another
 // device than the CSV's row: its request id is taken, and the report
 // would name the wrong device.
 func (r *campaignRun) checkEarlierResults() error {
-	f, err := os.Open(r.f.csv)
+	rd, closeCSV, err := r.openCSV()
 	if err != nil {
 		return err
 	}
-	defer func() { _ = f.Close() }()
-	rd, err := campaign.NewReader(f)
-	if err != nil {
-		return err
-	}
+	defer closeCSV()
 	for {
 		row, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -369,15 +380,11 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 // with at most --max-pending acknowledgements outstanding; an invalid row
 // is recorded failed and not published.
 func (r *campaignRun) publishRows(ctx context.Context) error {
-	f, err := os.Open(r.f.csv)
+	rd, closeCSV, err := r.openCSV()
 	if err != nil {
 		return err
 	}
-	defer func() { _ = f.Close() }()
-	rd, err := campaign.NewReader(f)
-	if err != nil {
-		return err
-	}
+	defer closeCSV()
 	acks := make(chan pendingAck, r.f.maxPending)
 	var wg sync.WaitGroup
 	wg.Go(func() { r.collectAcks(ctx, acks) })

@@ -41,8 +41,14 @@ func budgetHeld(t *testing.T, n int, guards string) (*env, *collector) {
 	return e, res
 }
 
-// offboardedSince returns the devices of contoso that got an action, and
-// those that did not.
+// protect tags the device DoNotOffboard in Defender, as an analyst would
+// in the portal.
+func protect(e *env, m mdesim.Machine) {
+	m.MachineTags = []string{"DoNotOffboard"}
+	e.sim.AddMachine(e.tenants["contoso"].tenantID, m)
+}
+
+// offboarded returns the devices of contoso that got an action.
 func offboarded(e *env) map[string]bool {
 	done := map[string]bool{}
 	for _, a := range e.sim.Actions(e.tenants["contoso"].tenantID) {
@@ -66,8 +72,7 @@ func TestGuardsJudgeTheDeviceAtItsCall(t *testing.T) {
 		before := offboarded(e)
 		for _, m := range tt.machines {
 			if !before[m.ID] {
-				m.MachineTags = []string{"DoNotOffboard"}
-				e.sim.AddMachine(tt.tenantID, m)
+				protect(e, m)
 			}
 		}
 		e.setBudget("contoso", "100/1h")
@@ -95,8 +100,7 @@ func TestGuardsJudgeTheDeviceAtItsCall(t *testing.T) {
 		e.sim.InjectStatus(tt.tenantID, mde.APIOffboard, 429, "429", "API calls quota exceeded! maximum allowed 100 per 00:01:00", 1, 3*time.Second)
 		e.offboardEach("contoso", "c", 0, 1)
 		eventually(t, 10*time.Second, "the throttled call", func() bool { return e.offboardCalls(tt.tenantID, m.ID) == 1 })
-		m.MachineTags = []string{"DoNotOffboard"}
-		e.sim.AddMachine(tt.tenantID, m)
+		protect(e, m)
 		r := res.wait(t, 1, 20*time.Second)["contoso/c0"][0]
 		if r.Error == nil || r.Error.Code != offboard.CodeBlockedByPolicy {
 			t.Errorf("result %s %+v, want blocked_by_policy", r.Outcome, r.Error)
@@ -256,8 +260,7 @@ func TestChecksAfterWaitingOutAThrottle(t *testing.T) {
 		e, res := heldBehindAThrottle(t, guards)
 		tt := e.tenants["contoso"]
 		m := tt.machines[1]
-		m.MachineTags = []string{"DoNotOffboard"}
-		e.sim.AddMachine(tt.tenantID, m)
+		protect(e, m)
 		r := res.wait(t, 2, 30*time.Second)["contoso/c1"][0]
 		if r.Error == nil || r.Error.Code != offboard.CodeBlockedByPolicy {
 			t.Errorf("c1: %s %+v, want blocked_by_policy", r.Outcome, r.Error)
@@ -353,10 +356,7 @@ func TestLostAnswerStandsOverCancelAndGuards(t *testing.T) {
 		// The action shows after the repeat is refused by the guard, before
 		// the request is taken again (5 s).
 		e, r := lostAnswerThen(t, "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n", 3*time.Second, func(e *env) {
-			tt := e.tenants["contoso"]
-			m := tt.machines[0]
-			m.MachineTags = []string{"DoNotOffboard"}
-			e.sim.AddMachine(tt.tenantID, m)
+			protect(e, e.tenants["contoso"].machines[0])
 			time.Sleep(1500 * time.Millisecond) // the device read is stale by the repeat
 		})
 		if r.Outcome != offboard.OutcomeCreated {

@@ -35,15 +35,7 @@ func TestStoreAndWatcher(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
 	core, logs := observer.New(zap.InfoLevel)
-	w, err := control.NewWatcher(t.Context(), js, zap.New(core))
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() { done <- w.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	<-w.Current()
+	w := startWatcher(t, js, zap.New(core))
 
 	store, err := control.Open(t.Context(), js, offboard.Subjects{})
 	if err != nil {
@@ -159,6 +151,19 @@ func waitPaused(t *testing.T, w *control.Watcher, want bool, d time.Duration) {
 	}
 }
 
+// pauseBulk pauses the tenant's bulk priority as offboardctl does, with a
+// store opened now (the bucket may have been made again).
+func pauseBulk(t *testing.T, js jetstream.JetStream, tenant string) {
+	t.Helper()
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: tenant, Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWatcherFollowsABucketMadeAgain: the control bucket deleted and made
 // again while a watcher runs (the bucket's stream and the watch's
 // consumer are gone, and nothing is sent to the watch): a pause written
@@ -168,17 +173,7 @@ func TestWatcherFollowsABucketMadeAgain(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
 	w := startWatcher(t, js, zap.NewNop())
-	store, err := control.Open(t.Context(), js, offboard.Subjects{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pause := func(tenant string) {
-		t.Helper()
-		if _, err := store.Apply(t.Context(), control.Change{Tenant: tenant, Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	pause("fabrikam")
+	pauseBulk(t, js, "fabrikam")
 	for !w.Paused("fabrikam", offboard.Bulk) {
 		<-w.Changed()
 	}
@@ -188,10 +183,7 @@ func TestWatcherFollowsABucketMadeAgain(t *testing.T) {
 	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}
-	if store, err = control.Open(t.Context(), js, offboard.Subjects{}); err != nil {
-		t.Fatal(err)
-	}
-	pause("contoso")
+	pauseBulk(t, js, "contoso")
 	// A second for the contract, a second for the check's pace.
 	waitPaused(t, w, true, 2500*time.Millisecond)
 	if w.Paused("fabrikam", offboard.Bulk) {
@@ -206,13 +198,7 @@ func TestWatcherForgetsControlsPurged(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
 	w := startWatcher(t, js, zap.NewNop())
-	store, err := control.Open(t.Context(), js, offboard.Subjects{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
-		t.Fatal(err)
-	}
+	pauseBulk(t, js, "contoso")
 	waitPaused(t, w, true, time.Second)
 	s, err := js.Stream(t.Context(), "KV_"+offboard.BucketControl)
 	if err != nil {
@@ -238,13 +224,7 @@ func TestWatcherReadsOnlyControls(t *testing.T) {
 	if _, err := kv.Put(t.Context(), "campaign.contoso.wave1", []byte(`{"cancelled":true}`)); err != nil {
 		t.Fatal(err)
 	}
-	store, err := control.Open(t.Context(), js, offboard.Subjects{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionPause, Priority: "bulk", By: "alice"}); err != nil {
-		t.Fatal(err)
-	}
+	pauseBulk(t, js, "contoso")
 	waitPaused(t, w, true, time.Second) // the pause came after the mark
 	if n := logs.FilterMessage("control entry ignored").Len(); n != 0 {
 		t.Errorf("%d warnings of an ignored entry, want none for a campaign's mark", n)
