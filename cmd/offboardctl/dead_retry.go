@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,15 +46,20 @@ never makes a second action.`,
 }
 
 func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code string) error {
-	ds, err := c.deadLetters(ctx, tenant, code)
+	// Every code is read: a request id's latest dead letter decides
+	// whether --code picks it. One that failed with the code and then,
+	// retried, with another (cancelled by an operator, say) is not
+	// retried for the older failure.
+	ds, err := c.deadLetters(ctx, tenant, "")
 	if err != nil {
 		return err
 	}
-	picked := latestPerRequest(ds)
+	withCode := func(d deadLetter) bool { return code == "" || d.Code == code }
+	picked := slices.DeleteFunc(latestPerRequest(ds), func(d deadLetter) bool { return !withCode(d) })
 	if seq != 0 {
 		picked = nil
 		for _, d := range ds {
-			if d.Seq == seq {
+			if d.Seq == seq && withCode(d) {
 				picked = append(picked, d)
 			}
 		}

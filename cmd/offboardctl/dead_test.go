@@ -69,10 +69,10 @@ func TestDeadRetryOncePerRequestFromTheLatest(t *testing.T) {
 	e := newEnv(t, 0)
 	e.startWorker()
 	e.stopWorker() // dead letters published by hand
-	dead := func(body string) {
+	dead := func(body string, code ...string) {
 		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
 		m.Data = []byte(body)
-		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeAPIError)
+		m.Header.Set(offboard.HeaderErrorCode, append(code, offboard.CodeAPIError)[0])
 		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Bulk))
 		m.Header.Set("Traceparent", "00-abc-def-01")
 		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
@@ -82,7 +82,11 @@ func TestDeadRetryOncePerRequestFromTheLatest(t *testing.T) {
 	dead(`{"requestId":"x-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
 	dead(`{"attempt": 2, "requestId":"x-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
 	dead(`{"requestId":"x-2","computerDnsName":"b.contoso.local","attempt":1}`)
-	if code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "2 retried") {
+	// x-3 failed api_error, then, retried, was cancelled: its latest
+	// failure is not api_error, and --code api_error leaves it alone.
+	dead(`{"requestId":"x-3","machineId":"` + strings.Repeat("c", 40) + `"}`)
+	dead(`{"attempt": 2, "requestId":"x-3","machineId":"`+strings.Repeat("c", 40)+`"}`, offboard.CodeCancelled)
+	if code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all", "--code", offboard.CodeAPIError); code != exitOK || !strings.Contains(out, "2 retried") {
 		t.Fatalf("exit %d: %s %s", code, out, errOut)
 	}
 	var got []jetstream.Msg
