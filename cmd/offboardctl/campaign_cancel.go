@@ -29,6 +29,10 @@ API call; a request already under way finishes. Nothing is dropped
 unanswered.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("by") {
+				// On standard error: standard output is the command's answer.
+				fmt.Fprintln(c.stderr, "offboardctl: --by is deprecated: use --as, as the other control commands do")
+			}
 			if err := checkTenant(tenant); err != nil {
 				return err
 			}
@@ -46,7 +50,7 @@ unanswered.`,
 	w.flags(cmd)
 	// --by was this command's name for --as; kept so scripts go on working.
 	cmd.Flags().StringVar(&w.as, "by", defaultUser(), "same as --as")
-	_ = cmd.Flags().MarkDeprecated("by", "use --as, as the other control commands do")
+	_ = cmd.Flags().MarkHidden("by")
 	return cmd
 }
 

@@ -247,6 +247,10 @@ func TestCampaignCancel(t *testing.T) {
 	if code != exitOK || !strings.Contains(out, "40 requests waiting will be answered cancelled") {
 		t.Fatalf("cancel: exit %d: %s %s", code, out, errOut)
 	}
+	// The old flag's notice is for people, on standard error.
+	if strings.Contains(out, "deprecated") || !strings.Contains(errOut, "--by is deprecated") {
+		t.Errorf("--by's notice: stdout %q, stderr %q; want it on stderr alone", out, errOut)
+	}
 	calls := len(e.sim.Calls())
 	e.startWorker()
 	e.waitFor("40 results", time.Minute, func() bool { return len(e.results()) >= 40 })
