@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -58,6 +59,26 @@ func TestETA(t *testing.T) {
 	for _, bad := range []string{"", "100", "0/1m", "x/1m", "100/0s"} {
 		if _, err := ParseWindows(bad); err == nil {
 			t.Errorf("ParseWindows(%q): no error", bad)
+		}
+	}
+}
+
+// TestRequestRefusesBytesThatAreNotUTF8: a row saved in another encoding
+// is refused, not sent with its bytes replaced.
+func TestRequestRefusesBytesThatAreNotUTF8(t *testing.T) {
+	t.Parallel()
+	s := Settings{Tenant: "contoso", Name: "wave1"}
+	id := strings.Repeat("a", 40)
+	if _, _, err := s.Request(Row{N: 1, MachineID: id, Comment: "café ✓"}); err != nil {
+		t.Errorf("a UTF-8 row: %v", err)
+	}
+	for col, row := range map[string]Row{
+		ColComment:         {N: 2, MachineID: id, Comment: "caf\xe9"},
+		ColComputerDNSName: {N: 3, ComputerDNSName: "pc-\xe9.contoso.local"},
+		ColRequestedBy:     {N: 4, MachineID: id, RequestedBy: "Ren\xe9"},
+	} {
+		if _, data, err := s.Request(row); err == nil || !strings.Contains(err.Error(), col+" is not UTF-8") {
+			t.Errorf("%s in Latin-1: %v (body %q), want an error naming %s", col, err, data, col)
 		}
 	}
 }

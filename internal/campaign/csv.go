@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -119,6 +120,13 @@ func (s Settings) Request(row Row) (offboard.Request, []byte, error) {
 	}
 	if r.Source == "" {
 		r.Source = Source(s.Name)
+	}
+	// JSON would carry invalid bytes as U+FFFD: a name or comment in
+	// another encoding (Latin-1) would be sent altered, not refused.
+	for col, v := range map[string]string{ColMachineID: row.MachineID, ColComputerDNSName: row.ComputerDNSName, ColComment: r.Comment, ColRequestedBy: row.RequestedBy, ColSource: row.Source} {
+		if !utf8.ValidString(v) {
+			return r, nil, fmt.Errorf("%s is not UTF-8: save the CSV as UTF-8", col)
+		}
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
