@@ -353,9 +353,10 @@ func TestLostAnswerStandsOverCancelAndGuards(t *testing.T) {
 
 	t.Run("guard", func(t *testing.T) {
 		t.Parallel()
-		// The action shows after the repeat is refused by the guard, before
-		// the request is taken again (5 s).
-		e, r := lostAnswerThen(t, "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n", 3*time.Second, func(e *env) {
+		// The action shows after the repeat is refused by the guard, and
+		// after the request is first taken again (5 s): it is taken
+		// again until the action shows.
+		e, r := lostAnswerThen(t, "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n", 7*time.Second, func(e *env) {
 			protect(e, e.tenants["contoso"].machines[0])
 			time.Sleep(1500 * time.Millisecond) // the device read is stale by the repeat
 		})

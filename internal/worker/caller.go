@@ -266,15 +266,16 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 		permit.Release()
 		return nil, nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
 	}
+	if res, err := check(); err != nil || res != nil {
+		return nil, res, err
+	}
+	// Last, right before the call: the check may have read the device.
 	if t.limits.PausedUntil().After(c.clock.Now()) {
 		// A 429 came back while the entry was written: the entry stands
 		// (counted as a call ended now, which only errs on the safe side),
 		// but no call goes out during the pause.
 		permit.CompleteNow()
 		return nil, nil, errPausedMeanwhile
-	}
-	if res, err := check(); err != nil || res != nil {
-		return nil, res, err
 	}
 	if !due.IsZero() {
 		var cancel context.CancelFunc

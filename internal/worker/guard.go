@@ -15,22 +15,12 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// guard applies the tenant's guards to a resolved device, before any
+// judge applies the tenant's guards to a resolved device, before any
 // destructive call (dry runs included). It returns the policy to record on
-// the request's result (nil: the tenant has no guards) and a result when
-// the device is refused or cannot be read: a device the guards cannot see
-// is never offboarded.
-func (w *Worker) guard(ctx context.Context, j *job, dev *device) (*offboard.Policy, *offboard.Result, error) {
-	pol, rule, why, res, err := w.judge(ctx, j, dev)
-	if rule != "" {
-		res = w.blocked(j, dev, rule, why)
-	}
-	return pol, res, err
-}
-
-// judge is guard without its refusal's result: the rule that refuses the
-// device and why ("" when none does), or a result when the device cannot
-// be read.
+// the request's result (nil: the tenant has no guards), the rule that
+// refuses the device and why ("" when none does: the caller answers a
+// refusal with blocked), and a result when the device cannot be read: a
+// device the guards cannot see is never offboarded.
 func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.Policy, rule, why string, res *offboard.Result, err error) {
 	g := &j.t.Config.Guards
 	checked := g.Checked()

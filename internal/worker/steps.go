@@ -68,9 +68,17 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 			return res, err
 		}
 	}
-	var res *offboard.Result
-	var err error
-	dev.policy, res, err = w.guard(ctx, j, &dev)
+	pol, rule, why, res, err := w.judge(ctx, j, &dev)
+	dev.policy = pol
+	if rule != "" {
+		if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID && w.clock.Since(e.Since()) < actionShowsWithin {
+			// The call that may have gone out may have created an
+			// action that lists do not show yet: looked for again
+			// later, until the action would have shown.
+			return nil, errRefusedAfterLostAnswer
+		}
+		res = w.blocked(j, &dev, rule, why)
+	}
 	if err == nil && res == nil {
 		res, err = w.act(ctx, j, &dev, permit)
 	}
@@ -84,6 +92,12 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 // operator paused while it waited in the worker: it goes back to the
 // stream, where it waits for the resume like the requests not yet taken.
 var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
+
+// actionShowsWithin is how long after its call a new action may take to
+// show in the device's list of actions. Until then a request whose call
+// may have gone out, and whose device a guard now refuses, is taken
+// again to look for it rather than answered refused.
+const actionShowsWithin = time.Minute
 
 // errRefusedAfterLostAnswer leaves a request whose device a guard refuses
 // now, after an attempt whose answer was lost: no call goes out again, and
