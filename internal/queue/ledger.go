@@ -77,6 +77,16 @@ func (e *Entry) Since() time.Time {
 	return e.Started
 }
 
+// Latest is the later of Started and when the server stored the entry: a
+// bound for how long ago it was written that a writer's clock running
+// behind does not stretch.
+func (e *Entry) Latest() time.Time {
+	if e.stored.After(e.Started) {
+		return e.stored
+	}
+	return e.Started
+}
+
 // ErrConflict means another worker changed the entry first.
 var ErrConflict = errors.New("ledger entry changed by another worker")
 

@@ -39,7 +39,11 @@ type job struct {
 	// created an action: it was answered with success, or its answer was
 	// lost (a 5xx, a timeout). A 429 or a refusal created none.
 	mayHaveActed bool
-	log          *zap.Logger
+	// earlierCall is when the request id's ledger entry, as this message
+	// read it, says a call for its device was about to go out (zero: it
+	// does not): one of an earlier delivery, or of a replica that stopped.
+	earlierCall time.Time
+	log         *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
 	checked bool
@@ -336,6 +340,8 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: its call may still be under way elsewhere", zap.Duration("for", delay))
 	case errors.Is(err, errPausedWhileWaiting):
 		j.log.Info("request left for redelivery: its tenant was paused while it waited")
+	case errors.Is(err, errRefusedAfterLostAnswer):
+		j.log.Info("request left for redelivery: a guard refuses the device, and a call of it may have created an action that does not show yet")
 	default:
 		j.log.Warn("request left for redelivery", zap.Error(err))
 	}

@@ -56,10 +56,13 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}
 		j.req.MachineID = dev.id
 	}
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
+		j.earlierCall = e.Latest()
+	}
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
 	// whatever the guards say of the device now.
-	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID && !j.req.DryRun {
+	if e := j.entry; j.calledBefore() && !j.req.DryRun {
 		comment, err := w.comment(j)
 		if err != nil {
 			return j.failed(offboard.CodeInternal, err.Error(), nil), nil
@@ -71,7 +74,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
 	if rule != "" {
-		if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID && w.clock.Since(e.Since()) < actionShowsWithin {
+		if j.calledBefore() && w.clock.Since(j.earlierCall) < actionShowsWithin {
 			// The call that may have gone out may have created an
 			// action that lists do not show yet: looked for again
 			// later, until the action would have shown.
@@ -87,6 +90,15 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	return res, err
 }
+
+// calledBefore says whether the request id's ledger entry, as this
+// message read it, says a call for this device may have gone out before
+// it: an earlier delivery, or a replica that stopped (earlierCall).
+func (j *job) calledBefore() bool { return !j.earlierCall.IsZero() }
+
+// mayHaveCalled says whether an action of this request may exist: a call
+// of this message whose answer was lost, or one made before it.
+func (j *job) mayHaveCalled() bool { return j.mayHaveActed || j.calledBefore() }
 
 // errPausedWhileWaiting leaves a request whose tenant and priority an
 // operator paused while it waited in the worker: it goes back to the
@@ -121,7 +133,7 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
 	}
-	if !j.mayHaveActed {
+	if !j.mayHaveCalled() {
 		if res := w.cancelled(j); res != nil {
 			return res, nil
 		}
@@ -136,7 +148,7 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 		dev.policy = pol
 	}
 	switch {
-	case rule != "" && j.mayHaveActed:
+	case rule != "" && j.mayHaveCalled():
 		return nil, errRefusedAfterLostAnswer
 	case rule != "":
 		return w.blocked(j, dev, rule, why), nil
@@ -370,7 +382,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
-				if j.mayHaveActed && a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+				if j.mayHaveCalled() && a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
 					return j.withAction(offboard.OutcomeCreated, a), nil
 				}
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
