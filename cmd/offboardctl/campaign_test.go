@@ -321,6 +321,8 @@ func TestCampaignRerunWithAnotherCSV(t *testing.T) {
 	for name, body := range map[string]string{
 		"other id":   "machineId,computerDnsName\n" + a + ",\n" + c + ",\n,pc-1.contoso.local\n",
 		"other name": "machineId,computerDnsName\n" + a + ",\n" + b + ",\n,pc-9.contoso.local\n",
+		// Row 1 was a machineId; a name now, whatever device it names.
+		"name for an id": "machineId,computerDnsName\n,pc-5.contoso.local\n" + b + ",\n,pc-1.contoso.local\n",
 	} {
 		report := filepath.Join(dir, name+"-report.csv")
 		code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", write(name+".csv", body), "--name", "wave", "--report", report)

@@ -137,10 +137,16 @@ func (r *Rows) OtherDevice(row Row) (string, error) {
 		return want != "" && got != "" && !strings.EqualFold(want, got)
 	}
 	switch {
+	case row.MachineID != "" && fields[0] == "" && fields[1] != "":
+		// The earlier row named its device by name alone.
+		return fields[1], nil
 	case row.MachineID != "":
 		if differs(row.MachineID, fields[0]) {
 			return fields[0], nil
 		}
+	case fields[1] == "" && fields[0] != "":
+		// The earlier row named its device by id alone.
+		return fields[0], nil
 	case differs(row.ComputerDNSName, fields[1]):
 		return fields[1], nil
 	}
