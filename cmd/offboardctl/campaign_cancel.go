@@ -29,10 +29,6 @@ API call; a request already under way finishes. Nothing is dropped
 unanswered.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if cmd.Flags().Changed("by") {
-				// On standard error: standard output is the command's answer.
-				fmt.Fprintln(c.stderr, "offboardctl: --by is deprecated: use --as, as the other control commands do")
-			}
 			if err := checkTenant(tenant); err != nil {
 				return err
 			}
@@ -41,6 +37,11 @@ unanswered.`,
 			}
 			if err := w.check(); err != nil {
 				return err
+			}
+			if cmd.Flags().Changed("by") {
+				// On standard error, once the usage is right: standard
+				// output is the command's answer.
+				fmt.Fprintln(c.stderr, "offboardctl: --by is deprecated: use --as, as the other control commands do")
 			}
 			return c.cancelCampaign(cmd.Context(), tenant, name, campaign.Mark{Cancelled: true, By: w.as, Reason: w.reason, At: time.Now().UTC()})
 		},

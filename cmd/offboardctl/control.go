@@ -41,11 +41,13 @@ func (w *who) check() error {
 	return nil
 }
 
-// oneLine says whether s is valid UTF-8 without control or format
-// characters, nor line or paragraph separators.
+// oneLine says whether s is valid UTF-8 without control characters, line
+// or paragraph separators, or the bidirectional controls that reorder
+// what a terminal shows. Other format characters stay: emoji sequences
+// and scripts such as Persian need the zero-width joiners.
 func oneLine(s string) bool {
 	return utf8.ValidString(s) && !strings.ContainsFunc(s, func(r rune) bool {
-		return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+		return unicode.IsControl(r) || unicode.In(r, unicode.Zl, unicode.Zp, unicode.Bidi_Control)
 	})
 }
 

@@ -135,6 +135,7 @@ func TestControlBadUsage(t *testing.T) {
 		{"pause", "contoso", "--as", ""}, {"pause", "contoso", "--as", "  "}, {"resume", "contoso", "--as", "eve\x1b[2J"},
 		{"budget", "contoso", "10/1h", "--reason", "a\rb"}, {"budget", "contoso", "--clear", "--as", "a\tb"},
 		{"pause", "contoso", "--reason", "a\u2028b"}, {"pause", "contoso", "--reason", "\xff"},
+		{"pause", "contoso", "--reason", "ok \u202eevil"}, {"pause", "contoso", "--as", "\u2066bob"},
 	} {
 		code, _, errs := ctl(t, url, args...)
 		if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || errs == "" {
@@ -143,6 +144,12 @@ func TestControlBadUsage(t *testing.T) {
 	}
 	if code, out, errs := ctl(t, url, "pause", "fabrikam", "--as", "Zoë", "--reason", "CHG 42 – ok ✓"); code != exitOK || !strings.Contains(out, "by Zoë (CHG 42 – ok ✓)") {
 		t.Errorf("pause with text beyond ASCII: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// Emoji sequences and scripts joined by zero-width (non-)joiners.
+	for _, reason := range []string{"👨\u200d💻 maintenance", "🏳️\u200d🌈 test", "Persian نمی\u200cخواهم"} {
+		if code, _, errs := ctl(t, url, "resume", "fabrikam", "--reason", reason); code != exitOK {
+			t.Errorf("--reason %q: exit %d, stderr %q", reason, code, errs)
+		}
 	}
 	code, _, errs := ctl(t, "nats://127.0.0.1:1", "status")
 	if code != exitFailed || !strings.Contains(errs, "nats://127.0.0.1:1") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {

@@ -84,6 +84,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if !connects(cmd) {
+				return nil // help and completion: no connection settings read
+			}
 			if err := c.fromEnv(cmd.Flags()); err != nil {
 				return err
 			}
@@ -116,6 +119,18 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	root.SetHelpCommand(helpCommand())
 	completionUsage(root)
 	return root
+}
+
+// connects says whether cmd may connect to NATS: help, completion and
+// cobra's hidden completion commands do not, and a connection setting
+// they do not use must not stop them.
+func connects(cmd *cobra.Command) bool {
+	for ; cmd != nil; cmd = cmd.Parent() {
+		if n := cmd.Name(); n == "help" || n == "completion" || strings.HasPrefix(n, "__complete") {
+			return false
+		}
+	}
+	return true
 }
 
 // helpCommand is cobra's help command, with an unknown topic a usage

@@ -62,6 +62,20 @@ func TestHelpAndCompletion(t *testing.T) {
 	}
 }
 
+// Help and completion read no connection setting: an empty NATS_URL or a
+// bad prefix in the environment does not stop them (nor tab completion).
+// t.Setenv: not parallel.
+func TestHelpAndCompletionIgnoreConnectionSettings(t *testing.T) {
+	t.Setenv("NATS_URL", "")
+	t.Setenv("MDE_OFFBOARD_SUBJECT_PREFIX", "a b")
+	for _, args := range [][]string{{"help"}, {"help", "status"}, {"completion", "bash"}, {"__complete", ""}} {
+		var out, errb bytes.Buffer
+		if code := run(args, &out, &errb); code != exitOK || out.Len() == 0 {
+			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q", args, code, out.Len(), errb.String())
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	t.Parallel()
 	var out, errb bytes.Buffer
