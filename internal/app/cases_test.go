@@ -18,7 +18,6 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
-	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -193,16 +192,7 @@ func findsOwnActionAfterCrash(t *testing.T, started time.Duration, writer string
 	tt := e.tenants["contoso"]
 	m := tt.machines[0]
 	// The call the dead worker sent, with the comment it would send.
-	a := e.app.tenants[0]
-	comment, err := a.Config.RenderComment(config.CommentData{RequestID: "crash-1", Tenant: "contoso", MachineID: m.ID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ans := a.Client.Offboard(t.Context(), m.ID, comment)
-	if ans.Class != mde.Success {
-		t.Fatalf("offboard: %v", ans.Error())
-	}
-	action, _ := mde.ParseAction(ans.Body)
+	action := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "crash-1", Tenant: "contoso", MachineID: m.ID})
 	e.sim.SetActionStatus(tt.tenantID, action.ID, "Succeeded") // the device came online meanwhile
 	ledger, err := queue.NewLedger(t.Context(), e.js)
 	if err != nil {

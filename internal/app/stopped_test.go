@@ -10,6 +10,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -28,16 +29,7 @@ func callOfAStoppedReplica(t *testing.T, extra string, lag, started time.Duratio
 	a := e.app.tenants[0]
 	actionID := ""
 	if call {
-		comment, err := a.Config.RenderComment(config.CommentData{RequestID: id, Source: campaign.Source("wave1"), Tenant: "contoso", MachineID: m.ID})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ans := a.Client.Offboard(t.Context(), m.ID, comment)
-		if ans.Class != mde.Success {
-			t.Fatalf("offboard: %v", ans.Error())
-		}
-		action, _ := mde.ParseAction(ans.Body)
-		actionID = action.ID
+		actionID = e.offboardAsTheWorker(a, config.CommentData{RequestID: id, Source: campaign.Source("wave1"), Tenant: "contoso", MachineID: m.ID}).ID
 	}
 	ledger, err := queue.NewLedger(t.Context(), e.js)
 	if err != nil {
@@ -107,4 +99,24 @@ func TestGuardAfterAStoppedReplicasCall(t *testing.T) {
 			}
 		})
 	}
+}
+
+// offboardAsTheWorker makes the offboard call the worker would make for a
+// request (its comment rendered from d), as a worker that then stopped,
+// and returns the action created.
+func (e *env) offboardAsTheWorker(a *worker.Tenant, d config.CommentData) mde.Action {
+	e.t.Helper()
+	comment, err := a.Config.RenderComment(d)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ans := a.Client.Offboard(e.t.Context(), d.MachineID, comment)
+	if ans.Class != mde.Success {
+		e.t.Fatalf("offboard: %v", ans.Error())
+	}
+	action, err := mde.ParseAction(ans.Body)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return action
 }
