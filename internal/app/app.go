@@ -78,6 +78,9 @@ type Options struct {
 	ReplicaID  string
 	StatsEvery time.Duration // how often backlog, waiting age and quota gauges are refreshed (default 15s)
 	SweepEvery time.Duration // how often each tenant's answered requests left in the request stream are looked for (default 10m)
+	// ActionShowsWithin is how long a new action may take to show in
+	// lists (worker.Options; default a minute). Tests shorten it.
+	ActionShowsWithin time.Duration
 	// MaxRequests bounds the requests worked on at once over all tenants
 	// (0: DefaultMaxRequests; negative: no bound).
 	MaxRequests int
@@ -430,7 +433,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		Logger: a.log, Metrics: worker.NewMetrics(a.reg), Clock: a.opts.Clock,
 		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, SweepEvery: a.opts.SweepEvery, Stale: stale, Shared: a.shared,
 		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
-		MaxRequests: max(a.opts.MaxRequests, 0), ConsumerLost: a.consumerLost,
+		MaxRequests: max(a.opts.MaxRequests, 0), ConsumerLost: a.consumerLost, ActionShowsWithin: a.opts.ActionShowsWithin,
 	}, a.tenants)
 	if err != nil {
 		return err

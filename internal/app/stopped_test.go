@@ -20,8 +20,17 @@ import (
 // call went out). before runs, then the request is delivered.
 func callOfAStoppedReplica(t *testing.T, extra string, lag, started time.Duration, call bool, before func(*env)) (*env, offboard.Result, string) {
 	t.Helper()
-	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, ackWait: 2 * time.Second, extra: extra,
+	return callOfAStoppedReplicaWithin(t, extra, lag, started, call, 0, before)
+}
+
+// callOfAStoppedReplicaWithin is callOfAStoppedReplica with the time a new
+// action may take to show in lists (0: the default, a minute).
+func callOfAStoppedReplicaWithin(t *testing.T, extra string, lag, started time.Duration, call bool, shows time.Duration, before func(*env)) (*env, offboard.Result, string) {
+	t.Helper()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, ackWait: 2 * time.Second, extra: extra, noStart: true,
 		sim: mdesim.Options{ActionVisibleAfter: lag}})
+	e.opts.ActionShowsWithin = shows
+	e.start()
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
 	m := tt.machines[0]
@@ -57,21 +66,41 @@ func callOfAStoppedReplica(t *testing.T, extra string, lag, started time.Duratio
 	return e, r, actionID
 }
 
+// cancelWave1 cancels campaign wave1 of contoso and lets the cancel reach
+// the worker.
+func cancelWave1(e *env) {
+	kv, err := campaign.ControlBucket(e.t.Context(), e.js)
+	if err == nil {
+		err = campaign.SetMark(e.t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, By: "op", At: time.Now()})
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+}
+
+// TestCancelAfterAStoppedReplicasEntryWithoutCall: a replica wrote
+// "calling" and stopped before its call went out; the campaign was
+// cancelled after. Past the time an action takes to show (shortened to a
+// second here), and none found: the request is answered cancelled, no
+// call.
+func TestCancelAfterAStoppedReplicasEntryWithoutCall(t *testing.T) {
+	t.Parallel()
+	e, r, _ := callOfAStoppedReplicaWithin(t, "", 0, 0, false, time.Second, cancelWave1)
+	if r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+		t.Errorf("result %s %+v, want cancelled", r.Outcome, r.Error)
+	}
+	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 0 {
+		t.Errorf("%d actions, want none", n)
+	}
+}
+
 // TestCancelAfterAStoppedReplicasCall: a stopped replica's call created
 // the action; the campaign was cancelled after. The action is not in lists
 // yet when the request comes back: it is not answered cancelled.
 func TestCancelAfterAStoppedReplicasCall(t *testing.T) {
 	t.Parallel()
-	e, r, _ := callOfAStoppedReplica(t, "", 8*time.Second, -time.Second, true, func(e *env) {
-		kv, err := campaign.ControlBucket(e.t.Context(), e.js)
-		if err == nil {
-			err = campaign.SetMark(e.t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, By: "op", At: time.Now()})
-		}
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		time.Sleep(time.Second)
-	})
+	e, r, _ := callOfAStoppedReplica(t, "", 8*time.Second, -time.Second, true, cancelWave1)
 	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
 		t.Errorf("%d actions", n)
 	}

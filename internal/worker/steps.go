@@ -74,7 +74,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
 	if rule != "" {
-		if j.calledBefore() && w.clock.Since(j.earlierCall) < actionShowsWithin {
+		if w.mayHaveCalled(j) {
 			// The call that may have gone out may have created an
 			// action that lists do not show yet: looked for again
 			// later, until the action would have shown.
@@ -96,20 +96,19 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 // it: an earlier delivery, or a replica that stopped (earlierCall).
 func (j *job) calledBefore() bool { return !j.earlierCall.IsZero() }
 
-// mayHaveCalled says whether an action of this request may exist: a call
-// of this message whose answer was lost, or one made before it.
-func (j *job) mayHaveCalled() bool { return j.mayHaveActed || j.calledBefore() }
+// mayHaveCalled says whether an action of this request may exist that
+// lists may not show yet: a call of this message whose answer was lost, or
+// one made before it less than Options.ActionShowsWithin ago (an entry says only
+// that a call was about to go out; past that time, the look for its
+// action that process made settles it).
+func (w *Worker) mayHaveCalled(j *job) bool {
+	return j.mayHaveActed || j.calledBefore() && w.clock.Since(j.earlierCall) < w.opts.ActionShowsWithin
+}
 
 // errPausedWhileWaiting leaves a request whose tenant and priority an
 // operator paused while it waited in the worker: it goes back to the
 // stream, where it waits for the resume like the requests not yet taken.
 var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
-
-// actionShowsWithin is how long after its call a new action may take to
-// show in the device's list of actions. Until then a request whose call
-// may have gone out, and whose device a guard now refuses, is taken
-// again to look for it rather than answered refused.
-const actionShowsWithin = time.Minute
 
 // errRefusedAfterLostAnswer leaves a request whose device a guard refuses
 // now, after an attempt whose answer was lost: no call goes out again, and
@@ -133,7 +132,7 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
 	}
-	if !j.mayHaveCalled() {
+	if !w.mayHaveCalled(j) {
 		if res := w.cancelled(j); res != nil {
 			return res, nil
 		}
@@ -148,7 +147,7 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 		dev.policy = pol
 	}
 	switch {
-	case rule != "" && j.mayHaveCalled():
+	case rule != "" && w.mayHaveCalled(j):
 		return nil, errRefusedAfterLostAnswer
 	case rule != "":
 		return w.blocked(j, dev, rule, why), nil
@@ -382,7 +381,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
-				if j.mayHaveCalled() && a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+				if w.mayHaveCalled(j) && a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
 					return j.withAction(offboard.OutcomeCreated, a), nil
 				}
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil

@@ -41,6 +41,13 @@ type Options struct {
 	// the same message (default 2h: longer than any call with its backoffs
 	// and 429 pauses).
 	CallingLease time.Duration
+	// ActionShowsWithin is how long after its call a new action may take
+	// to show in the device's list of actions (default a minute). Until
+	// then a call that may have gone out before this delivery (the
+	// ledger's "calling" entry) keeps a cancel from applying, and keeps a
+	// guard's refusal from being the answer: the request is taken again
+	// to look for the action.
+	ActionShowsWithin time.Duration
 	// StatsEvery is how often backlog and quota gauges are refreshed.
 	StatsEvery time.Duration
 	// SweepEvery is how often the stats loop looks, for each tenant, for
@@ -162,6 +169,9 @@ func (o Options) withDefaults() Options {
 		// Longer than any call can take with its backoffs and 429 pauses
 		// (the in-progress ticks keep it from being redelivered meanwhile).
 		o.CallingLease = 2 * time.Hour
+	}
+	if o.ActionShowsWithin <= 0 {
+		o.ActionShowsWithin = time.Minute
 	}
 	if o.StatsEvery <= 0 {
 		o.StatsEvery = 15 * time.Second
