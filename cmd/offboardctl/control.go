@@ -30,8 +30,12 @@ func (w *who) flags(cmd *cobra.Command) {
 // shown in status, one line each, and a newline or a terminal control
 // would forge lines there.
 func (w *who) check() error {
-	if strings.TrimSpace(w.as) == "" {
+	if !strings.ContainsFunc(w.as, func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) && !unicode.Is(unicode.Cf, r) }) {
 		return usagef("--as is empty: say who makes the change")
+	}
+	if strings.ContainsFunc(w.as, func(r rune) bool { return unicode.Is(unicode.Cf, r) }) {
+		// Zero-width and tag characters: a name that looks like another.
+		return usagef("--as holds an invisible character: give the name as it reads")
 	}
 	for _, f := range []struct{ name, v string }{{"--as", w.as}, {"--reason", w.reason}} {
 		if !oneLine(f.v) {

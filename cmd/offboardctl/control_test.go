@@ -136,6 +136,8 @@ func TestControlBadUsage(t *testing.T) {
 		{"budget", "contoso", "10/1h", "--reason", "a\rb"}, {"budget", "contoso", "--clear", "--as", "a\tb"},
 		{"pause", "contoso", "--reason", "a\u2028b"}, {"pause", "contoso", "--reason", "\xff"},
 		{"pause", "contoso", "--reason", "ok \u202eevil"}, {"pause", "contoso", "--as", "\u2066bob"},
+		{"pause", "contoso", "--as", "\u200b"}, {"pause", "contoso", "--as", "\ufeff"}, {"pause", "contoso", "--as", "bo\u200bb"},
+		{"pause", "contoso", "--as", "\U000e0062\U000e006f"}, {"pause", "contoso", "--as", "\u00ad"},
 	} {
 		code, _, errs := ctl(t, url, args...)
 		if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || errs == "" {
