@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -269,16 +270,9 @@ func (r *campaignRun) checkEarlierResults() error {
 		}
 		if other != "" {
 			return usagef("row %d (%s) names %q, but campaign %s already has a result for that row naming %q: it was run before with another CSV; give this one a new --name",
-				row.N, campaign.RequestID(r.f.name, row.N), firstNonEmpty(row.MachineID, row.ComputerDNSName), r.f.name, other)
+				row.N, campaign.RequestID(r.f.name, row.N), cmp.Or(row.MachineID, row.ComputerDNSName), r.f.name, other)
 		}
 	}
-}
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // onResult records a result of the tenant, when it is one of the campaign's.

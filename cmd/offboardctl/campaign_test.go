@@ -300,13 +300,7 @@ func TestCampaignRerunWithAnotherCSV(t *testing.T) {
 		}
 	}
 	dir := t.TempDir()
-	write := func(name, body string) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	write := func(name, body string) string { return writeFile(t, dir, name, body) }
 	requests := func() uint64 {
 		s, err := js.Stream(t.Context(), offboard.StreamRequests)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -161,7 +162,7 @@ func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Wind
 	}
 	if h.limited && w.Length > h.longest {
 		return usagef("budget %s: the worker would ignore it: the longest window it counts is %s (stream %s keeps %s, less the %s lease and the %s margin; see the worker's --budget-history)",
-			spec, h.longest, offboard.StreamBudget, h.history, budgetLease, budgetMargin)
+			spec, h.longest, offboard.StreamBudget, h.history, queue.BudgetLease, queue.DefaultQuotaMargin)
 	}
 	return nil
 }

@@ -210,3 +210,13 @@ func (e *testEnv) requestsWaiting() uint64 {
 	}
 	return info.State.Msgs
 }
+
+// writeFile writes body to name in dir and returns its path.
+func writeFile(t *testing.T, dir, name, body string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

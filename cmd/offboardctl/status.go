@@ -97,16 +97,7 @@ const budgetAPI = "created"
 
 // budgetSlack is read from the budget journal beyond the budget's window:
 // a slot counts until its outcome, at the latest its lease (2 h) later.
-const budgetSlack = budgetLease + time.Minute
-
-// budgetLease and budgetMargin are the worker's reservation lease and its
-// --quota-margin default (internal/app/budget.go): the longest budget the
-// worker counts is the budget journal's history less both. It ignores an
-// override with a longer window.
-const (
-	budgetLease  = 2 * time.Hour
-	budgetMargin = 500 * time.Millisecond
-)
+const budgetSlack = queue.BudgetLease + time.Minute
 
 // budgetHorizon is the longest budget window the budget journal can count.
 type budgetHorizon struct {
@@ -115,7 +106,8 @@ type budgetHorizon struct {
 }
 
 // readBudgetHorizon reads the budget stream's MaxAge, which the worker
-// sets to its --budget-history.
+// sets to its --budget-history, and applies the worker's rule with its
+// default --quota-margin (queue.BudgetHorizon).
 func readBudgetHorizon(ctx context.Context, js jetstream.JetStream) (budgetHorizon, error) {
 	stream, err := js.Stream(ctx, offboard.StreamBudget)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -128,7 +120,7 @@ func readBudgetHorizon(ctx context.Context, js jetstream.JetStream) (budgetHoriz
 	if age <= 0 {
 		return budgetHorizon{}, nil
 	}
-	return budgetHorizon{history: age, longest: age - budgetLease - budgetMargin, limited: true}, nil
+	return budgetHorizon{history: age, longest: queue.BudgetHorizon(age, queue.DefaultQuotaMargin), limited: true}, nil
 }
 
 // counts says whether the worker counts (and so applies) a budget.

@@ -9,16 +9,10 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
-// budgetLease is how long a budget slot may stay reserved before its
-// outcome is written: the worker's calling lease, longer than an offboard
-// call can take with its retries and 429 pauses. A slot of a process that
-// died counts until then, and as a creation at that time after.
-const budgetLease = 2 * time.Hour
-
 // budgetHorizon is the longest budget the budget journal can count: its
 // history less the lease and the clock margin.
 func (a *App) budgetHorizon() time.Duration {
-	return a.opts.Queue.BudgetHistory - budgetLease - a.opts.QuotaMargin
+	return queue.BudgetHorizon(a.opts.Queue.BudgetHistory, a.opts.QuotaMargin)
 }
 
 // checkBudgets refuses a tenants file whose budgets the budget journal
@@ -27,7 +21,7 @@ func (a *App) checkBudgets() error {
 	for _, t := range a.tenants {
 		if w := t.Config.Guards.BudgetWindow; w != nil && w.Length > a.budgetHorizon() {
 			return fmt.Errorf("tenant %s: guards.budget %s is longer than the budget history %s allows (less the %s lease and the margin): raise --budget-history",
-				t.Config.Name, w, a.opts.Queue.BudgetHistory, budgetLease)
+				t.Config.Name, w, a.opts.Queue.BudgetHistory, queue.BudgetLease)
 		}
 	}
 	return nil
@@ -47,7 +41,7 @@ func (a *App) openBudget(ctx context.Context) error {
 		return nil
 	})
 	a.budget = limiter.NewShared(limiter.SharedOptions{
-		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: budgetLease,
+		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: queue.BudgetLease,
 		Writer: a.shared.Writer(), // one name per process in both journals
 	})
 	a.life.add("budget journal writes", func(ctx context.Context) error {

@@ -7,6 +7,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
 // The defaults of Options. cmd/worker shows the same values as its flags'
@@ -16,7 +17,7 @@ const (
 	DefaultListen          = ":9090"
 	DefaultDataDir         = "./data"
 	DefaultEmbeddedListen  = "127.0.0.1:4222"
-	DefaultQuotaMargin     = 500 * time.Millisecond
+	DefaultQuotaMargin     = queue.DefaultQuotaMargin
 	DefaultShutdownTimeout = 30 * time.Second
 	// DefaultMaxRequests bounds the requests a worker works on at once
 	// over all its tenants (Options.MaxRequests). A thousand tenants at

@@ -3,6 +3,7 @@ package campaign
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -266,7 +267,7 @@ func (r *Rows) WriteReport(out io.Writer, csvFile io.Reader) error {
 		// The row's own names first; the result's where the row has none
 		// (a device id resolved from its name).
 		line[0], line[1] = strconv.Itoa(row.N), RequestID(r.name, row.N)
-		line[2], line[3] = firstOf(clean(row.MachineID), fields[0]), firstOf(clean(row.ComputerDNSName), fields[1])
+		line[2], line[3] = cmp.Or(clean(row.MachineID), fields[0]), cmp.Or(clean(row.ComputerDNSName), fields[1])
 		copy(line[4:], fields[2:])
 		if err := w.Write(line); err != nil {
 			return err
@@ -277,13 +278,6 @@ func (r *Rows) WriteReport(out io.Writer, csvFile io.Reader) error {
 		return err
 	}
 	return bw.Flush()
-}
-
-func firstOf(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // fields reads a row's fields back from the spill file: machineId,

@@ -142,8 +142,9 @@ func (w *Watcher) reset(ctx context.Context, start jetstream.KeyValueStatus) boo
 		return true
 	}
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.view.lowest() != 0 && is.State.FirstSeq > w.view.lowest()
+	low := w.view.lowest()
+	w.mu.Unlock()
+	return low != 0 && is.State.FirstSeq > low
 }
 
 func streamOf(s jetstream.KeyValueStatus) *jetstream.StreamInfo {

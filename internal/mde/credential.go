@@ -158,9 +158,9 @@ func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscover
 
 func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
-		data, err := os.ReadFile(cc.CertificateFile)
+		data, err := readCredentialFile("certificateFile", cc.CertificateFile)
 		if err != nil {
-			return nil, fmt.Errorf("certificateFile: the file it names could not be read: %w", withoutPath(err))
+			return nil, err
 		}
 		var password []byte
 		if cc.CertificatePasswordFile != "" {
@@ -223,9 +223,9 @@ func isMicrosoftLogin(host string) bool {
 // field, names. Its errors name the setting, not the path: a secret (or a
 // certificate) pasted where its file's path belongs would be shown.
 func readSecret(field, path string) (string, error) {
-	data, err := os.ReadFile(path)
+	data, err := readCredentialFile(field, path)
 	if err != nil {
-		return "", fmt.Errorf("%s: the file it names could not be read: %w", field, withoutPath(err))
+		return "", err
 	}
 	s := string(bytes.TrimSpace(data))
 	if s == "" {
@@ -234,13 +234,18 @@ func readSecret(field, path string) (string, error) {
 	return s, nil
 }
 
-// withoutPath is a file error without the file's name: "no such file or
-// directory", "permission denied".
-func withoutPath(err error) error {
+// readCredentialFile reads the file that path, the setting named field,
+// names. Its error names the setting and the reason ("no such file or
+// directory", "permission denied"), not the path.
+func readCredentialFile(field, path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-		return pe.Err
+		err = pe.Err
 	}
-	return err
+	if err != nil {
+		return nil, fmt.Errorf("%s: the file it names could not be read: %w", field, err)
+	}
+	return data, nil
 }
 
 func stampOf(path string) fileStamp {

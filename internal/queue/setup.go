@@ -154,6 +154,23 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 // room to spare.
 const DefaultBudgetHistory = 48 * time.Hour
 
+// BudgetLease is how long a budget slot may stay reserved before its
+// outcome is written: the worker's calling lease, longer than an offboard
+// call can take with its retries and 429 pauses. A slot of a process that
+// died counts until then, and as a creation at that time after.
+const BudgetLease = 2 * time.Hour
+
+// DefaultQuotaMargin is what a worker adds to the times other replicas
+// wrote in the quota and budget journals, for clock skew, unless set.
+const DefaultQuotaMargin = 500 * time.Millisecond
+
+// BudgetHorizon is the longest budget window the budget journal can count
+// when it keeps history and the worker adds margin: a worker refuses a
+// longer budget in its tenants file and ignores a longer override.
+func BudgetHorizon(history, margin time.Duration) time.Duration {
+	return history - BudgetLease - margin
+}
+
 // Consumers returns the durable pull consumers of the request stream: one
 // per tenant and priority, and the unrouted one.
 func (s Settings) Consumers() []jetstream.ConsumerConfig {

@@ -74,13 +74,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
 	if rule != "" {
-		if w.mayHaveCalled(j) {
-			// The call that may have gone out may have created an
-			// action that lists do not show yet: looked for again
-			// later, until the action would have shown.
-			return nil, errRefusedAfterLostAnswer
-		}
-		res = w.blocked(j, &dev, rule, why)
+		res, err = w.refused(j, &dev, rule, why)
 	}
 	if err == nil && res == nil {
 		res, err = w.act(ctx, j, &dev, permit)
@@ -146,13 +140,21 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if pol != nil {
 		dev.policy = pol
 	}
-	switch {
-	case rule != "" && w.mayHaveCalled(j):
-		return nil, errRefusedAfterLostAnswer
-	case rule != "":
-		return w.blocked(j, dev, rule, why), nil
+	if rule != "" {
+		return w.refused(j, dev, rule, why)
 	}
 	return res, err
+}
+
+// refused answers a device a guard refuses: blocked, unless a call of the
+// request may have created an action that lists do not show yet; then
+// the request is taken again later to look for it, until the action
+// would have shown.
+func (w *Worker) refused(j *job, dev *device, rule, why string) (*offboard.Result, error) {
+	if w.mayHaveCalled(j) {
+		return nil, errRefusedAfterLostAnswer
+	}
+	return w.blocked(j, dev, rule, why), nil
 }
 
 // act offboards a device that passed the guards, or stops at a dry run.
