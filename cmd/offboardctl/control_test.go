@@ -120,6 +120,22 @@ func TestPauseStatusResume(t *testing.T) {
 	if !strings.Contains(out, "50/24h (override), used 2, left 48") {
 		t.Errorf("status after two slots counted:\n%s", out)
 	}
+
+	// With those two slots the whole of a 2/24h budget, the request
+	// waiting is held for a day: the ETA says so, not "now".
+	if code, _, errs := ctl(t, url, "budget", "contoso", "2/24h"); code != exitOK {
+		t.Fatalf("budget 2/24h: exit %d: %s", code, errs)
+	}
+	_, out, _ = ctl(t, url, "status", "contoso", "--json")
+	sts = nil
+	_ = json.Unmarshal([]byte(out), &sts)
+	if st := sts[0]; st.ETA == nil || *st.ETA < (23*time.Hour).Seconds() || *st.ETA > (24*time.Hour).Seconds() || !st.ETAByBudget {
+		t.Errorf("ETA with the budget spent: %s", out)
+	}
+	_, out, _ = ctl(t, url, "status", "contoso")
+	if !strings.Contains(out, "(budget)") || !strings.Contains(out, "24h0m0s (budget)") {
+		t.Errorf("status with the budget spent:\n%s", out)
+	}
 }
 
 // Bad usage is exit 2 and one line; NATS unreachable is exit 1 and one

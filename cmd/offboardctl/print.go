@@ -122,6 +122,9 @@ func etaCell(st tenantStatus) string {
 		return "now"
 	}
 	s := roundAge(time.Duration(*st.ETA * float64(time.Second))).String()
+	if st.ETAByBudget {
+		s += " (budget)"
+	}
 	if st.Held > 0 {
 		s += " (+paused)"
 	}

@@ -36,6 +36,8 @@ type tenantStatus struct {
 	// ETA is how long the backlog of the priorities not paused takes at
 	// the quota's pace; nil when everything waiting is paused.
 	ETA *float64 `json:"etaSeconds"`
+	// ETAByBudget says the budget, not the quota, sets the ETA.
+	ETAByBudget bool `json:"etaByBudget,omitempty"`
 	// Held is the backlog held by a pause.
 	Held uint64 `json:"heldByPause"`
 }
@@ -68,27 +70,21 @@ type windowStatus struct {
 	Left   int    `json:"left"`
 }
 
-// budgetUsage reads how much of a tenant's budget is used and left, from
-// the budget journal over the budget's window (as the worker counts it:
+// budgetSlots reads a tenant's budget window and the times of the slots
+// counted against it, from the budget journal (as the worker counts them:
 // every slot reserved and not given back, a slot under way as used now,
 // one whose process died from its due time); ok is false without a
 // budget.
-var budgetUsage = func(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, budget string) (used, left int, ok bool, err error) {
-	w, err := limiter.ParseWindow(budget)
+func budgetSlots(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, budget string, now time.Time) (w limiter.Window, slots []time.Time, ok bool, err error) {
+	w, err = limiter.ParseWindow(budget)
 	if budget == "" || err != nil {
-		return 0, 0, false, nil //nolint:nilerr // an unreadable budget is not applied by the worker either
+		return w, nil, false, nil //nolint:nilerr // an unreadable budget is not applied by the worker either
 	}
-	now := time.Now()
-	created, _, err := journalCalls(ctx, js, journalOf{offboard.StreamBudget, s.Budget(tenant), budgetAPI}, tenant, now.Add(-w.Length-budgetSlack), now)
+	slots, _, err = journalCalls(ctx, js, journalOf{offboard.StreamBudget, s.Budget(tenant), budgetAPI}, tenant, now.Add(-w.Length-budgetSlack), now)
 	if err != nil {
-		return 0, 0, false, err
+		return w, nil, false, err
 	}
-	for _, at := range created {
-		if at.After(now.Add(-w.Length)) {
-			used++
-		}
-	}
-	return used, max(w.Count-used, 0), true, nil
+	return w, slots, true, nil
 }
 
 // budgetAPI names the budget's slots in the budget journal (the worker's
@@ -264,7 +260,8 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 			}
 		}
 	}
-	if err := c.budgetStatus(ctx, js, name, tc.meta, view, h, &st); err != nil {
+	pace, err := c.budgetStatus(ctx, js, name, tc.meta, view, h, now, &st)
+	if err != nil {
 		return st, err
 	}
 	ws, def := tenantWindows(tc.meta)
@@ -280,7 +277,15 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 		st.Quota = append(st.Quota, windowStatus{Window: ws[i].String(), Limit: ws[i].Count, Used: ws[i].Count - left, Left: left})
 	}
 	if served > 0 || st.Held == 0 {
-		secs := eta(ws, calls, served, maxTime(now, paused)).Seconds() + maxTime(now, paused).Sub(now).Seconds()
+		d := eta(ws, calls, served, maxTime(now, paused)) + maxTime(now, paused).Sub(now)
+		if pace != nil {
+			// Each request waiting creates an action at most: the budget
+			// holds them to its own pace.
+			if b := eta([]limiter.Window{pace.window}, pace.slots, served, now); b > d {
+				d, st.ETAByBudget = b, true
+			}
+		}
+		secs := d.Seconds()
 		st.ETA = &secs
 	}
 	return st, nil
@@ -289,7 +294,7 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 // budgetStatus reads the budget in force as the worker chooses it: the
 // override, unless the worker ignores it (unreadable, or a window longer
 // than the budget journal counts), else the tenants file's.
-func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, meta map[string]string, view *control.View, h budgetHorizon, st *tenantStatus) error {
+func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, meta map[string]string, view *control.View, h budgetHorizon, now time.Time, st *tenantStatus) (*budgetPace, error) {
 	budget := meta[queue.MetaBudget]
 	if e, ok := view.Budget(name); ok {
 		st.Budget = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
@@ -303,14 +308,26 @@ func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name str
 		}
 	}
 	st.Budget.InForce = budget
-	used, left, ok, err := budgetUsage(ctx, js, c.subjects, name, budget)
-	if err != nil {
-		return err
+	w, slots, ok, err := budgetSlots(ctx, js, c.subjects, name, budget, now)
+	if err != nil || !ok {
+		return nil, err
 	}
-	if ok {
-		st.Budget.Used, st.Budget.Left = &used, &left
+	used := 0
+	for _, at := range slots {
+		if at.After(now.Add(-w.Length)) {
+			used++
+		}
 	}
-	return nil
+	left := max(w.Count-used, 0)
+	st.Budget.Used, st.Budget.Left = &used, &left
+	return &budgetPace{w, slots}, nil
+}
+
+// budgetPace is a budget in force and the slots already counted against
+// it: what the ETA must wait for besides the quota.
+type budgetPace struct {
+	window limiter.Window
+	slots  []time.Time
 }
 
 func longest(ws []limiter.Window) time.Duration {
