@@ -13,7 +13,7 @@ func newCampaignCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "campaign",
 		Short: "Plan, run, follow and cancel bulk offboarding campaigns",
-		Args:  exactArgs(0),
+		Args:  noSubcommandArgs,
 		RunE: func(*cobra.Command, []string) error {
 			return usagef("a campaign command is required: plan, run, status or cancel")
 		},

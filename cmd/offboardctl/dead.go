@@ -24,7 +24,7 @@ func newDeadCmd(c *cli) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dead",
 		Short: "List dead letters and retry them",
-		Args:  exactArgs(0),
+		Args:  noSubcommandArgs,
 		RunE:  func(*cobra.Command, []string) error { return usagef("a dead command is required: ls or retry") },
 	}
 	cmd.AddCommand(newDeadLsCmd(c), newDeadRetryCmd(c))

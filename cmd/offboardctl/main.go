@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -49,9 +50,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run under a context that an interrupt ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	root := newRoot(stdout, stderr)
+	root, c := newRoot(stdout, stderr)
 	root.SetArgs(args)
-	err := root.ExecuteContext(ctx)
+	err := cmp.Or(root.ExecuteContext(ctx), c.helpErr)
 	if err == nil {
 		return exitOK
 	}
@@ -73,9 +74,12 @@ type cli struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	subjects offboard.Subjects
+	// helpErr is a mistake found while --help was asked for, when cobra
+	// shows help instead of running anything.
+	helpErr error
 }
 
-func newRoot(stdout, stderr io.Writer) *cobra.Command {
+func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 	c := &cli{stdout: stdout, stderr: stderr}
 	root := &cobra.Command{
 		Use:           "offboardctl",
@@ -95,9 +99,9 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		PersistentPostRun: func(*cobra.Command, []string) { c.close() },
 		// Any arguments reach RunE, so an unknown command is a usage error.
 		Args: cobra.ArbitraryArgs,
-		RunE: func(_ *cobra.Command, args []string) error {
+		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return usagef("unknown command %q; see offboardctl --help", args[0])
+				return unknownCommand(cmd, args[0])
 			}
 			return usagef("a command is required; see offboardctl --help")
 		},
@@ -117,8 +121,23 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		root.AddCommand(sub(c))
 	}
 	root.SetHelpCommand(helpCommand())
+	helpUsage(root, c)
 	completionUsage(root)
-	return root
+	return root, c
+}
+
+// helpUsage makes --help after an unknown command a usage error, where
+// cobra would show the parent's help and exit 0 ("offboardctl bogus
+// --help", "offboardctl campaign bogus -h").
+func helpUsage(root *cobra.Command, c *cli) {
+	show := root.HelpFunc()
+	root.SetHelpFunc(func(cmd *cobra.Command, args []string) {
+		if rest := cmd.Flags().Args(); cmd.HasAvailableSubCommands() && len(rest) > 0 {
+			c.helpErr = unknownCommand(cmd, rest[0])
+			return
+		}
+		show(cmd, args)
+	})
 }
 
 // connects says whether cmd may connect to NATS: help, completion and
@@ -139,6 +158,21 @@ func helpCommand() *cobra.Command {
 	return &cobra.Command{
 		Use:   "help [command]",
 		Short: "Help about any command",
+		// Completes the commands under those already typed, as cobra's
+		// own help command does.
+		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+			parent, _, err := cmd.Root().Find(args)
+			if err != nil {
+				return nil, cobra.ShellCompDirectiveNoFileComp
+			}
+			var topics []cobra.Completion
+			for _, sub := range parent.Commands() {
+				if sub.IsAvailableCommand() && strings.HasPrefix(sub.Name(), toComplete) {
+					topics = append(topics, cobra.CompletionWithDesc(sub.Name(), sub.Short))
+				}
+			}
+			return topics, cobra.ShellCompDirectiveNoFileComp
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, rest, err := cmd.Root().Find(args)
 			if target == nil || err != nil || len(rest) > 0 {
@@ -284,6 +318,19 @@ func redactURLs(urls string) string {
 
 // version is the module version and VCS revision the binary was built from.
 func version() string { return buildinfo.Read().String() }
+
+// noSubcommandArgs refuses an argument to a group of commands as an
+// unknown command.
+func noSubcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return unknownCommand(cmd, args[0])
+	}
+	return nil
+}
+
+func unknownCommand(cmd *cobra.Command, name string) error {
+	return usagef("unknown command %q for %q; see %s --help", name, cmd.CommandPath(), cmd.CommandPath())
+}
 
 // exactArgs is cobra.ExactArgs with a usage error.
 func exactArgs(n int) cobra.PositionalArgs {

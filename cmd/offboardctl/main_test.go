@@ -14,6 +14,10 @@ func TestBadUsage(t *testing.T) {
 		{"--no-such-flag"},
 		{"--tlscert", "c.pem"},
 		{"bogus"},
+		{"bogus", "--help"},
+		{"campaign", "bogus"},
+		{"campaign", "bogus", "-h"},
+		{"dead", "lst", "--help"},
 		{"help", "bogus"},
 		{"help", "campaign", "bogus"},
 		{"completion"},
@@ -72,6 +76,17 @@ func TestHelpAndCompletionIgnoreConnectionSettings(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(args, &out, &errb); code != exitOK || out.Len() == 0 {
 			t.Errorf("%q: exit %d, stdout %d bytes, stderr %q", args, code, out.Len(), errb.String())
+		}
+	}
+}
+
+// The help command completes the commands under those already typed.
+func TestHelpCompletesTopics(t *testing.T) {
+	t.Parallel()
+	for args, want := range map[string]string{"help ": "campaign\t", "help campaign r": "run\t", "help dead ": "retry\t"} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"__complete"}, strings.Split(args, " ")...), &out, &errb); code != exitOK || !strings.Contains(out.String(), want) {
+			t.Errorf("complete %q: exit %d, stdout %q, want %q", args, code, out.String(), want)
 		}
 	}
 }
