@@ -147,19 +147,25 @@ func checkReportPath(report, csv string) error {
 		return usagef("--report %s is the CSV itself; give another file", report)
 	}
 	if fi, err := os.Stat(report); err == nil {
-		if fi.IsDir() {
-			return usagef("--report %s is a directory; give a file", report)
-		}
 		if ci, err := os.Stat(csv); err == nil && os.SameFile(fi, ci) {
 			return usagef("--report %s is the CSV itself; give another file", report)
 		}
 	}
-	// The report is written next to its final name, then renamed: try
-	// that directory now.
-	dir := filepath.Dir(report)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(report)+".check.*")
+	return checkOutputFile("--report", report)
+}
+
+// checkOutputFile refuses, before any work, a file that could not be
+// written at the end: a directory, or a file in a directory that cannot
+// be written in. The file is written next to its final name, then
+// renamed: that directory is tried now.
+func checkOutputFile(flag, path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return usagef("%s %s is a directory; give a file", flag, path)
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check.*")
 	if err != nil {
-		return usagef("--report %s: cannot write in %s: %v", report, dir, errors.Unwrap(err))
+		return usagef("%s %s: cannot write in %s: %v", flag, path, dir, errors.Unwrap(err))
 	}
 	_ = tmp.Close()
 	_ = os.Remove(tmp.Name())

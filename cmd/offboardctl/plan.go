@@ -75,6 +75,9 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 	if f.out == "" {
 		f.out = fmt.Sprintf("%s-inactive-%s.csv", f.tenant, f.inactiveFor)
 	}
+	if err := checkOutputFile("--out", f.out); err != nil {
+		return offboard.PlanRequest{}, err
+	}
 	return offboard.PlanRequest{InactiveFor: d, Health: f.health, OS: f.os}, nil
 }
 

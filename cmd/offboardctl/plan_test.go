@@ -293,10 +293,14 @@ func TestCampaignPlanUnservedTenant(t *testing.T) {
 	}
 }
 
-// TestCampaignPlanUsage: bad flags are exit 2, before any connection.
+// TestCampaignPlanUsage: bad flags are exit 2, before any connection,
+// and so is an --out that could not be written at the end.
 func TestCampaignPlanUsage(t *testing.T) {
 	t.Parallel()
+	dir := t.TempDir()
 	for _, args := range [][]string{
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", dir},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", filepath.Join(dir, "missing", "plan.csv")},
 		{"campaign", "plan", "--tenant", "contoso"},
 		{"campaign", "plan", "--inactive-for", "90d"},
 		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "ninety"},
