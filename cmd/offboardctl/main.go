@@ -56,6 +56,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err == nil {
 		return exitOK
 	}
+	err = c.explainNoResponders(ctx, err)
 	fmt.Fprintln(stderr, "offboardctl:", err)
 	if errors.As(err, new(usageError)) {
 		return exitUsage
@@ -300,6 +301,20 @@ func (c *cli) connect() (jetstream.JetStream, error) {
 	}
 	c.nc, c.js = nc, js
 	return js, nil
+}
+
+// explainNoResponders says why NATS had no one to answer a JetStream
+// request when the server, or the account, has no JetStream.
+func (c *cli) explainNoResponders(ctx context.Context, err error) error {
+	if c.js == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
+	defer cancel()
+	if explained := queue.ExplainNoJetStream(ctx, c.js, err); explained != err { //nolint:errorlint // the same error: nothing to explain
+		return fmt.Errorf("NATS at %s: %w", redactURLs(c.conn.URL), explained)
+	}
+	return err
 }
 
 func (c *cli) close() {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"strings"
 	"testing"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // Bad usage is one line on stderr and exit status 2, before connecting
@@ -87,6 +89,19 @@ func TestHelpCompletesTopics(t *testing.T) {
 		var out, errb bytes.Buffer
 		if code := run(append([]string{"__complete"}, strings.Split(args, " ")...), &out, &errb); code != exitOK || !strings.Contains(out.String(), want) {
 			t.Errorf("complete %q: exit %d, stdout %q, want %q", args, code, out.String(), want)
+		}
+	}
+}
+
+// A NATS server without JetStream is said to be one, not "no responders".
+func TestNATSWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	url := natstest.StartWithoutJetStream(t, false)
+	for _, args := range [][]string{{"status"}, {"pause", "contoso"}, {"dead", "ls"}} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"--nats-url", url}, args...), &out, &errb)
+		if code != exitFailed || !strings.Contains(errb.String(), "has no JetStream") || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errb.String())
 		}
 	}
 }

@@ -375,7 +375,7 @@ func (a *App) setUp(ctx context.Context) ([]string, error) {
 func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error) {
 	stale, err := a.setUp(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("prepare streams: %w", err)
+		return nil, nil, fmt.Errorf("prepare streams: %w", queue.ExplainNoJetStream(ctx, a.js, err))
 	}
 	for _, name := range stale {
 		a.log.Warn("consumer of a tenant no longer configured: its requests are answered unknown_tenant; remove it once empty",

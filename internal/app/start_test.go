@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // busyPort holds a TCP port for the test and returns its address.
@@ -77,6 +78,18 @@ func TestStartNamesUnreachableNATS(t *testing.T) {
 	}
 	if strings.Contains(msg, "hunter2") || strings.Contains(msg, "worker@") {
 		t.Errorf("error %q carries the URL's credentials", msg)
+	}
+}
+
+// TestStartSaysNATSHasNoJetStream: a NATS server without JetStream stops
+// the start with an error that says so, not "no responders".
+func TestStartSaysNATSHasNoJetStream(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
+	o := e.opts
+	o.NATSURL = natstest.StartWithoutJetStream(t, false)
+	if err := startErr(t, o); !strings.Contains(err.Error(), "the NATS server has no JetStream") {
+		t.Errorf("error %q does not say the server has no JetStream", err)
 	}
 }
 

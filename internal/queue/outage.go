@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -24,6 +25,22 @@ const (
 	errCodeNoPeers      jetstream.ErrorCode = 10005 // JSClusterNoPeersErrF
 	errCodeNotAvailable jetstream.ErrorCode = 10008 // JSClusterNotAvailErr
 )
+
+// ExplainNoJetStream makes a "no responders" error of a JetStream request
+// say so when the server has no JetStream: the error alone does not tell,
+// and it is also what a cluster answers for a moment while a stream has
+// no leader. (An account without JetStream is answered in so many words.)
+// It asks the server once; any other error, or no answer, is returned as
+// it is.
+func ExplainNoJetStream(ctx context.Context, js jetstream.JetStream, err error) error {
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return err
+	}
+	if _, infoErr := js.AccountInfo(ctx); errors.Is(infoErr, jetstream.ErrJetStreamNotEnabled) {
+		return fmt.Errorf("the NATS server has no JetStream: start it with JetStream enabled (-js, or jetstream {} in its configuration): %w", err)
+	}
+	return err
+}
 
 // NotReady says whether err, from setting up the streams, is NATS not
 // ready for them yet rather than a refusal: a request unanswered (a

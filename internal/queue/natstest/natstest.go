@@ -211,3 +211,32 @@ func (c *Cluster) Connect(tb testing.TB, opts ...nats.Option) (*nats.Conn, jetst
 	}
 	return nc, js
 }
+
+// StartWithoutJetStream starts a lone NATS server as a server without
+// JetStream is (jetStream false), or, with jetStream true, one with
+// JetStream whose only account, that of user "app" (password "app"),
+// has none; it returns the server's URL. The server is shut down when the
+// test ends.
+func StartWithoutJetStream(tb testing.TB, jetStream bool) string {
+	tb.Helper()
+	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true}
+	if jetStream {
+		app := server.NewAccount("APP")
+		o.JetStream, o.StoreDir = true, tb.TempDir()
+		o.Accounts = []*server.Account{app}
+		o.Users = []*server.User{{Username: "app", Password: "app", Account: app}}
+	}
+	s, err := server.NewServer(o)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go s.Start()
+	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("NATS server not ready")
+	}
+	if !jetStream {
+		return s.ClientURL()
+	}
+	return strings.Replace(s.ClientURL(), "nats://", "nats://app:app@", 1)
+}
