@@ -117,6 +117,9 @@ type Verdict struct {
 	Err *APIError
 	// RetryAfter is the pause a 429 asks for.
 	RetryAfter time.Duration
+	// ServerTime is the API's clock when it answered (its Date header, to
+	// the second); zero without one.
+	ServerTime time.Time
 	// Sent is true when the call may have reached the API: it counts in
 	// the quota, and a write may have taken effect.
 	Sent bool
@@ -135,6 +138,9 @@ type Verdict struct {
 // given as a date.
 func Classify(status int, header http.Header, body []byte, now time.Time) *Verdict {
 	v := &Verdict{Status: status, Sent: true}
+	if d, err := http.ParseTime(header.Get("Date")); err == nil {
+		v.ServerTime = d.UTC()
+	}
 	if status >= 200 && status < 300 {
 		v.Body = body
 	} else {

@@ -143,8 +143,20 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if rule != "" {
 		return w.refused(j, dev, rule, why)
 	}
+	if res != nil && w.mayHaveCalled(j) {
+		// The device could not be read (an intermittent 404, a read
+		// failing): the request is not answered failed while its action
+		// may exist, but taken again to look for it.
+		j.log.Info("device not read again after a call whose answer was lost", zap.String("code", res.Error.Code))
+		return nil, errUnreadAfterLostAnswer
+	}
 	return res, err
 }
+
+// errUnreadAfterLostAnswer leaves a request whose device could not be read
+// again for the guards after an attempt whose answer was lost, as
+// errRefusedAfterLostAnswer does for a refusal.
+var errUnreadAfterLostAnswer = errLeave("the device could not be read again, and an earlier call's answer was lost: taken again to look for its action")
 
 // refused answers a device a guard refuses: blocked, unless a call of the
 // request may have created an action that lists do not show yet; then
@@ -248,14 +260,11 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	case mde.Success:
 		action, err := mde.ParseAction(v.Body)
 		if err != nil {
-			//nolint:nilerr // the failure is the request's result
-			return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action: "+err.Error(), v), nil
+			return w.acceptedUnread(ctx, j, v, next.Started, comment, err)
 		}
 		// The service has been seen answering a duplicate with the pending
-		// action instead of ActiveRequestAlreadyExists. Ours carries our
-		// comment and was created after we sent the call (give or take the
-		// clocks' skew).
-		if action.Unfinished() && (action.RequestorComment != comment || action.Created().Before(next.Started.Add(-clockSkew))) {
+		// action instead of ActiveRequestAlreadyExists.
+		if action.Unfinished() && handedBack(action, comment, reachedAPI(v, next.Started, w.clock.Now())) {
 			return j.withAction(offboard.OutcomeAlreadyPending, action), nil
 		}
 		return j.withAction(offboard.OutcomeCreated, action), nil
@@ -369,6 +378,65 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 	return r, nil
 }
 
+// answerSkew is how far the API's clocks (its answer's Date, an action's
+// creation time) may disagree among themselves.
+const answerSkew = 30 * time.Second
+
+// reachedAPI is the earliest time, on the API's clock, at which a call
+// sent at started (our clock) and answered v at now can have reached the
+// API: the answer's Date less the time the call took, give or take the
+// API's clocks; without a Date, our clock less the skew between ours and
+// the API's.
+func reachedAPI(v *mde.Verdict, started, now time.Time) time.Time {
+	if v.ServerTime.IsZero() {
+		return started.Add(-clockSkew)
+	}
+	return v.ServerTime.Add(-max(now.Sub(started), 0) - answerSkew)
+}
+
+// handedBack says whether an unfinished action a successful offboard
+// answered with is one that was there before the call rather than the
+// call's own: it carries another comment, or was created before the call
+// reached the API. A field the API left out (MDE-API.md: any may be null
+// or missing) proves nothing: the action is the call's, and the budget
+// counts it.
+func handedBack(a mde.Action, comment string, reached time.Time) bool {
+	if a.RequestorComment != "" && a.RequestorComment != comment {
+		return true
+	}
+	created := a.Created()
+	return !created.IsZero() && created.Before(reached)
+}
+
+// mayBeOwnAction says whether an action in a list may be the one a call
+// of this request, sent at since, created: our comment, and created since
+// then (give or take the clocks' skew), or at a time the API left out.
+func mayBeOwnAction(a mde.Action, comment string, since time.Time) bool {
+	created := a.Created()
+	return a.RequestorComment == comment && (created.IsZero() || !created.Before(since.Add(-clockSkew)))
+}
+
+// acceptedUnread answers an offboard the API accepted (any 2xx is a
+// success: MDE-API.md) with an answer that is not a Machine Action (empty,
+// cut short, a proxy's page): the action exists, so it is looked for, a
+// few times as a fresh action can be missing from lists for a moment.
+// Not found, the request fails; the call counts as one that acted.
+func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, since time.Time, comment string, parseErr error) (*offboard.Result, error) {
+	for look := 0; ; look++ {
+		res, err := w.findOwnAction(ctx, j, since, comment)
+		if err != nil || res != nil {
+			return res, err
+		}
+		if look >= w.caller.retry.NotFoundCheck {
+			return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action ("+parseErr.Error()+
+				"), and the device's offboard actions show none of ours", v), nil
+		}
+		if err := w.caller.backoff(ctx, look+1); err != nil {
+			return nil, err
+		}
+	}
+}
+
 // existingAction answers ActiveRequestAlreadyExists with the device's
 // unfinished Offboard action: already pending, or created when an earlier
 // attempt of this message whose answer was lost made it (our comment,
@@ -383,7 +451,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
-				if w.mayHaveCalled(j) && a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+				if w.mayHaveCalled(j) && mayBeOwnAction(a, comment, since) {
 					return j.withAction(offboard.OutcomeCreated, a), nil
 				}
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
@@ -408,7 +476,7 @@ func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, com
 		return res, err
 	}
 	for _, a := range actions {
-		if a.RequestorComment == comment && !a.Created().Before(since.Add(-clockSkew)) {
+		if mayBeOwnAction(a, comment, since) {
 			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
 			return j.withAction(offboard.OutcomeCreated, a), nil
 		}

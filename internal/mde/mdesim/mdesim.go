@@ -400,6 +400,9 @@ func (s *Server) Handler() http.Handler {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	// The service's clock, as every HTTP server tells it (net/http would
+	// write the real clock's).
+	w.Header().Set("Date", s.clock.Now().UTC().Format(http.TimeFormat))
 	segs := splitPath(r.URL)
 	switch {
 	case len(segs) >= 1 && strings.EqualFold(segs[0], "api"):

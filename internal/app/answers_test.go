@@ -1,0 +1,211 @@
+package app
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// rewriteRT rewrites the API's answers before the worker reads them, to
+// give the answers MDE-API.md says the real service can give but the
+// simulator cannot.
+type rewriteRT struct {
+	next    http.RoundTripper
+	rewrite func(req *http.Request, status int, body []byte) []byte
+}
+
+func (r rewriteRT) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := r.next.RoundTrip(req)
+	if err != nil || !strings.Contains(req.URL.Path, "/api/") {
+		return resp, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	body = r.rewrite(req, resp.StatusCode, body)
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.Header.Del("Content-Length")
+	return resp, nil
+}
+
+// nullField sets field to null in a Machine Action, or in every action of
+// a list answer.
+func nullField(body []byte, field string) []byte {
+	var one map[string]any
+	if json.Unmarshal(body, &one) != nil {
+		return body
+	}
+	if list, ok := one["value"].([]any); ok {
+		for _, a := range list {
+			if m, ok := a.(map[string]any); ok {
+				m[field] = nil
+			}
+		}
+	} else if _, ok := one["id"]; ok {
+		one[field] = nil
+	}
+	out, _ := json.Marshal(one)
+	return out
+}
+
+func withRewrite(e *env, rewrite func(req *http.Request, status int, body []byte) []byte) {
+	hc := *e.opts.HTTPClient
+	hc.Transport = rewriteRT{next: hc.Transport, rewrite: rewrite}
+	e.opts.HTTPClient = &hc
+}
+
+func isOffboard(req *http.Request) bool { return strings.HasSuffix(req.URL.Path, "/offboard") }
+
+// TestDuplicateAnsweredWithTheExistingAction: the API answers a
+// duplicate offboard with the existing pending action (MDE-API.md,
+// "A duplicate offboard while one is pending ... with the existing pending
+// action"). Two requests with different ids and the same comment (a CMDB
+// retirement event sent twice) must give created, then already_pending
+// (CONTRACT.md "already_pending"); the budget counts created results only.
+func TestDuplicateAnsweredWithTheExistingAction(t *testing.T) {
+	t.Parallel()
+	// The service's clock (its answers' Date, its actions' times) moves
+	// on a minute between the two requests; the worker's is the real one.
+	apiClock := clockwork.NewFakeClockAt(time.Now())
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{DuplicateReturnsExisting: true, Clock: apiClock}})
+	c := e.collect("mde.offboard.result.>")
+	m := e.tenants["contoso"].machines[0]
+	const comment = "Retired in CMDB (CHG0012345)"
+	first := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "d-1", "machineId": m.ID, "comment": comment})
+	apiClock.Advance(time.Minute)
+	second := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "d-2", "machineId": m.ID, "comment": comment})
+	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
+		t.Fatalf("%d actions", n)
+	}
+	if first.Outcome != offboard.OutcomeCreated || second.Outcome != offboard.OutcomeAlreadyPending {
+		t.Errorf("outcomes %q, %q; want created, already_pending (the second call created nothing)", first.Outcome, second.Outcome)
+	}
+}
+
+// TestFreshActionWithoutCreationTime: MDE-API.md, Machine Action:
+// "all may be null or missing". A fresh 201 whose creationDateTimeUtc is
+// null is still the action this call created: created, counted in the
+// budget. Observed: already_pending, the budget not spent, so a budget of
+// 1 lets a second device be offboarded.
+func TestFreshActionWithoutCreationTime(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}, noStart: true,
+		extra: "    guards:\n      budget: \"1/1h\"\n"})
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if isOffboard(req) && status/100 == 2 {
+			return nullField(body, "creationDateTimeUtc")
+		}
+		return body
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "nt-1", "machineId": tt.machines[0].ID})
+	if r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("fresh action without creationDateTimeUtc: outcome %q, want created", r.Outcome)
+	}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "nt-2", "machineId": tt.machines[1].ID}, "nt-2")
+	time.Sleep(3 * time.Second)
+	if n := len(e.sim.Actions(tt.tenantID)); n > 1 {
+		t.Errorf("%d actions created under a budget of 1/1h", n)
+	}
+}
+
+// TestLostAnswerActionWithoutCreationTime: the answer of the
+// offboard is lost (504 after the action was made), the device comes
+// online at once, and the list answers carry no creationDateTimeUtc
+// (MDE-API.md: "all may be null or missing"). The worker must not send a
+// second offboard that makes a second action (CONTRACT.md "At most one
+// Machine Action per device").
+func TestLostAnswerActionWithoutCreationTime(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true,
+		sim: mdesim.Options{ActionCompleteAfter: time.Millisecond}})
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if strings.HasSuffix(req.URL.Path, "/machineactions") && status == 200 {
+			return nullField(body, "creationDateTimeUtc")
+		}
+		return body
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "lost-nt", "machineId": tt.machines[0].ID})
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions for one device after a lost answer (result %s, %d offboard calls), want 1", n, r.Outcome, r.Attempts)
+	}
+}
+
+// TestAcceptedWithoutMachineAction: MDE-API.md "Treat any 2xx as
+// success". An offboard answered 201 whose body cannot be read as a Machine
+// Action (empty, cut, a proxy's page) did create the action; the result
+// must not be failed (and dead-lettered, and the budget slot given back)
+// while the action exists.
+func TestAcceptedWithoutMachineAction(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true})
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if isOffboard(req) && status/100 == 2 {
+			return nil
+		}
+		return body
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "empty-1", "machineId": tt.machines[0].ID})
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Fatalf("%d actions", n)
+	}
+	if r.Outcome != offboard.OutcomeCreated || !strings.Contains(string(r.MachineAction), e.sim.Actions(tt.tenantID)[0].ID) {
+		t.Errorf("2xx with an unreadable body: %s %+v, though the action exists; want created with the action", r.Outcome, r.Error)
+	}
+}
+
+// TestGuardReadFailsAfterLostAnswer: the offboard's answer is lost
+// (the action was made) and the new action is missing from lists for a
+// moment (MDE-API.md: "fresh actions have been reported missing for a
+// moment"); before sending again the worker reads the device for the
+// guards, and that read meets the intermittent 404 of MDE-API.md (#13047).
+// The result must not be failed machine_not_found (plus a dead letter and
+// the budget slot given back) while the request's action exists: as for a
+// guard's refusal after a lost answer, the request should go back to
+// look for its action.
+func TestGuardReadFailsAfterLostAnswer(t *testing.T) {
+	t.Parallel()
+	var sim *mdesim.Server
+	var tenantID string
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true,
+		extra: "    guards:\n      requireInactiveFor: 30m\n",
+		sim: mdesim.Options{ActionVisibleAfter: 6 * time.Second, OnCall: func(c mdesim.Call) {
+			if c.API == "offboard" && c.Status == http.StatusGatewayTimeout {
+				sim.InjectStatus(tenantID, "machines", http.StatusNotFound, "ResourceNotFound", "Machine was not found.", 4, 0)
+			}
+		}}})
+	sim, tenantID = e.sim, e.tenants["contoso"].tenantID
+	e.opts.Retry.Base, e.opts.Retry.Max = 2500*time.Millisecond, 2500*time.Millisecond
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	id := "lost-guard"
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": tt.machines[0].ID}, id)
+	got := c.wait(t, 1, 60*time.Second)
+	r := got["contoso/"+id][0]
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("%d actions; result %s %+v, want created with the request's action", n, r.Outcome, r.Error)
+	}
+}
