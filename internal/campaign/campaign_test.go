@@ -82,3 +82,27 @@ func TestRequestRefusesBytesThatAreNotUTF8(t *testing.T) {
 		}
 	}
 }
+
+// A byte order mark before the header is skipped, whether the header's
+// cells are quoted (PowerShell's Export-Csv) or not (Excel); one after it
+// is part of the cell.
+func TestReaderSkipsAByteOrderMark(t *testing.T) {
+	t.Parallel()
+	for name, body := range map[string]string{
+		"quoted": "\ufeff\"machineId\",\"computerDnsName\",\"comment\"\r\n\"m1\",,\"retired, ok\"\r\n",
+		"plain":  "\ufeffmachineId,computerDnsName,comment\r\nm1,,\"retired, ok\"\r\n",
+	} {
+		r, err := NewReader(strings.NewReader(body))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		row, err := r.Next()
+		if err != nil || row.MachineID != "m1" || row.Comment != "retired, ok" {
+			t.Errorf("%s: row %+v, %v", name, row, err)
+		}
+	}
+	if _, err := NewReader(strings.NewReader("machineId,\ufeffcomment\r\nm1,x\r\n")); err != nil {
+		t.Errorf("a BOM inside the header: %v", err)
+	}
+}

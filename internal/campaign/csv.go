@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"bufio"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -38,12 +39,19 @@ const (
 	ColSource          = "source"
 )
 
+const utf8BOM = "\ufeff"
+
 // ErrNoDeviceColumn means the header names neither device column.
 var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a computerDnsName column")
 
-// NewReader reads the header row.
+// NewReader reads the header row. A byte order mark before it (Excel's
+// and PowerShell's "UTF-8") is skipped, quoted header cells included.
 func NewReader(r io.Reader) (*Reader, error) {
-	cr := csv.NewReader(r)
+	br := bufio.NewReader(r)
+	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
+		_, _ = br.Discard(len(utf8BOM))
+	}
+	cr := csv.NewReader(br)
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -55,7 +63,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	}
 	cols := map[string]int{}
 	for i, h := range header {
-		h = strings.TrimSpace(strings.TrimPrefix(h, "\ufeff"))
+		h = strings.TrimSpace(h)
 		for _, c := range []string{ColMachineID, ColComputerDNSName, ColComment, ColRequestedBy, ColSource} {
 			if strings.EqualFold(h, c) {
 				if _, dup := cols[c]; dup {
