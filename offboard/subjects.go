@@ -1,8 +1,10 @@
 package offboard
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // DefaultPrefix is the prefix of every subject unless configured otherwise.
@@ -162,3 +164,29 @@ const (
 	// characters than the server and other clients do) in its dead letter.
 	HeaderOriginalHeader = "Mde-Original-Header"
 )
+
+// CheckPrefix refuses a subject prefix that cannot start a subject: it
+// must be dot-separated, non-empty tokens without white space, control
+// characters or the wildcards '*' and '>'.
+func CheckPrefix(prefix string) error {
+	bad := func(why string) error {
+		return fmt.Errorf("%s; want tokens separated by '.', such as %s", why, DefaultPrefix)
+	}
+	if prefix == "" {
+		return bad("empty")
+	}
+	for tok := range strings.SplitSeq(prefix, ".") {
+		if tok == "" {
+			return bad("an empty token (a leading, trailing or doubled '.')")
+		}
+		for _, r := range tok {
+			switch {
+			case r == '*' || r == '>':
+				return bad("a wildcard")
+			case unicode.IsSpace(r) || unicode.IsControl(r):
+				return bad("white space or a control character")
+			}
+		}
+	}
+	return nil
+}

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-	"unicode"
 
 	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 
@@ -258,28 +257,10 @@ func (c *cli) check() error {
 	return nil
 }
 
-// checkPrefix refuses a --subject-prefix that cannot start a subject:
-// it must be dot-separated, non-empty tokens without white space, control
-// characters or the wildcards '*' and '>'.
+// checkPrefix refuses a --subject-prefix that cannot start a subject.
 func checkPrefix(prefix string) error {
-	bad := func(why string) error {
-		return usagef("--subject-prefix %q: %s; want tokens separated by '.', such as %s", prefix, why, offboard.DefaultPrefix)
-	}
-	if prefix == "" {
-		return bad("empty")
-	}
-	for tok := range strings.SplitSeq(prefix, ".") {
-		if tok == "" {
-			return bad("an empty token (a leading, trailing or doubled '.')")
-		}
-		for _, r := range tok {
-			switch {
-			case r == '*' || r == '>':
-				return bad("a wildcard")
-			case unicode.IsSpace(r) || unicode.IsControl(r):
-				return bad("white space or a control character")
-			}
-		}
+	if err := offboard.CheckPrefix(prefix); err != nil {
+		return usagef("--subject-prefix %q: %v", prefix, err)
 	}
 	return nil
 }
@@ -292,7 +273,7 @@ func (c *cli) connect() (jetstream.JetStream, error) {
 	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout))
 	nc, err := nats.Connect(c.conn.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", redactURLs(c.conn.URL), err)
+		return nil, fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -312,7 +293,7 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	if explained := queue.ExplainNoJetStream(ctx, c.js, err); explained != err { //nolint:errorlint // the same error: nothing to explain
-		return fmt.Errorf("NATS at %s: %w", redactURLs(c.conn.URL), explained)
+		return fmt.Errorf("NATS at %s: %w", queue.RedactURLs(c.conn.URL), explained)
 	}
 	return err
 }
@@ -323,13 +304,6 @@ func (c *cli) close() {
 	}
 }
 
-func redactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		parts[i] = queue.RedactURL(strings.TrimSpace(p))
-	}
-	return strings.Join(parts, ",")
-}
 
 // version is the module version and VCS revision the binary was built from.
 func version() string { return buildinfo.Read().String() }

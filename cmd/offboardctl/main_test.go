@@ -106,6 +106,19 @@ func TestNATSWithoutJetStream(t *testing.T) {
 	}
 }
 
+// The URL of a server that cannot be reached is named without its
+// password, whether it has a scheme or not.
+func TestUnreachableNATSNamedWithoutPassword(t *testing.T) {
+	t.Parallel()
+	for _, url := range []string{"alice:hunter2@127.0.0.1:1", "nats://alice:hunter2@127.0.0.1:1", "nats://127.0.0.1:2,bob:hunter2@127.0.0.1:1"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)
+		if code != exitFailed || strings.Contains(errb.String(), "hunter2") || !strings.Contains(errb.String(), "127.0.0.1:1") {
+			t.Errorf("%s: exit %d, stderr %q", url, code, errb.String())
+		}
+	}
+}
+
 func TestVersion(t *testing.T) {
 	t.Parallel()
 	var out, errb bytes.Buffer

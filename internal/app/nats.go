@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -35,7 +34,7 @@ func (a *App) connect() error {
 	a.connected = a.natsConnectedGauge()
 	nc, err := nats.Connect(url, a.natsOptions()...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w", redactURL(url), err)
+		return fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(url), err)
 	}
 	a.nc = nc
 	a.setConnected(true)
@@ -91,27 +90,6 @@ func (a *App) setConnected(up bool) {
 	if a.onConnChange != nil {
 		a.onConnChange(up)
 	}
-}
-
-// redactURL drops the user information of each URL in a comma-separated
-// NATS server list, so an error can name the servers without credentials.
-func redactURL(urls string) string {
-	parts := strings.Split(urls, ",")
-	for i, p := range parts {
-		p = strings.TrimSpace(p)
-		scheme, rest, ok := strings.Cut(p, "://")
-		if !ok {
-			scheme, rest = "", p
-		}
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			rest = rest[at+1:]
-		}
-		if scheme != "" {
-			rest = scheme + "://" + rest
-		}
-		parts[i] = rest
-	}
-	return strings.Join(parts, ",")
 }
 
 // drainNATS drains the connection and waits for its ClosedHandler; when

@@ -2,7 +2,7 @@ package queue
 
 import (
 	"errors"
-	"net/url"
+	"strings"
 
 	"github.com/nats-io/nats.go"
 )
@@ -40,12 +40,24 @@ func (c Conn) Options() []nats.Option {
 	return o
 }
 
-// RedactURL is a server URL without its user and password, for messages.
-func RedactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
+// RedactURLs drops the user information of each URL in a comma-separated
+// NATS server list, so a message can name the servers without
+// credentials, whether a URL has a scheme or not ("alice:pw@host:4222").
+func RedactURLs(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		p = strings.TrimSpace(p)
+		scheme, rest, ok := strings.Cut(p, "://")
+		if !ok {
+			scheme, rest = "", p
+		}
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			rest = rest[at+1:]
+		}
+		if scheme != "" {
+			rest = scheme + "://" + rest
+		}
+		parts[i] = rest
 	}
-	u.User = nil
-	return u.String()
+	return strings.Join(parts, ",")
 }
