@@ -21,6 +21,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/app"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -42,7 +43,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "worker", version())
 		return 0
 	case c.checkConfig:
-		return checkConfig(c.o.ConfigPath, stdout, stderr)
+		return checkConfig(c.o, stdout, stderr)
 	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
@@ -151,10 +152,45 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		}
 		return c, err
 	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected argument %q: give the tenants file as --config FILE, and flags before any argument", fs.Arg(0))
+	}
 	if c.oldEnv, err = oldEnvVars(fs, os.LookupEnv); err != nil {
 		return c, err
 	}
+	if err := checkFlags(o); err != nil {
+		return c, err
+	}
 	return c, maxRequests(o)
+}
+
+// checkFlags refuses values the flags' defaults would otherwise stand in
+// for silently (a negative timeout), or that NATS would take for its own
+// (a duplicate window of 0 is its 2 minutes, which breaks a campaign's
+// resume), before anything starts.
+func checkFlags(o *app.Options) error {
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{
+		{"shutdown-timeout", o.ShutdownTimeout}, {"ack-wait", o.Queue.AckWait}, {"duplicate-window", o.Queue.Duplicates},
+		{"ledger-ttl", o.Queue.LedgerTTL}, {"call-timeout", o.CallTimeout}, {"quota-history", o.Queue.QuotaHistory},
+		{"budget-history", o.Queue.BudgetHistory}, {"quota-margin", o.QuotaMargin},
+	} {
+		if d.v <= 0 {
+			return fmt.Errorf("--%s %v: want a positive duration", d.flag, d.v)
+		}
+	}
+	if o.Queue.ResultsMaxAge < 0 {
+		return fmt.Errorf("--results-max-age %v: want 0 (kept for ever) or a positive duration", o.Queue.ResultsMaxAge)
+	}
+	if o.Queue.Replicas < 1 || o.Queue.Replicas > 5 {
+		return fmt.Errorf("--stream-replicas %d: want 1 to 5", o.Queue.Replicas)
+	}
+	if err := offboard.CheckPrefix(o.SubjectPrefix); err != nil {
+		return fmt.Errorf("--subject-prefix %q: %w", o.SubjectPrefix, err)
+	}
+	return nil
 }
 
 // maxRequests checks --max-requests and turns its 0 (no bound) into the
@@ -193,10 +229,16 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 	return used, err
 }
 
-// checkConfig checks the tenants file: 0 and one line when it is valid,
-// 2 and one line saying what is wrong when not.
-func checkConfig(path string, stdout, stderr io.Writer) int {
+// checkConfig checks the tenants file, and it against the flags (its
+// windows and budgets against the journals' histories), as the worker
+// does at start, without reading a secret: 0 and one line when it is
+// valid, 2 and one line saying what is wrong when not.
+func checkConfig(o app.Options, stdout, stderr io.Writer) int {
+	path := o.ConfigPath
 	f, err := config.Load(path)
+	if err == nil {
+		err = app.CheckConfig(f, o)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", path+":", strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2

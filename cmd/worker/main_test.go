@@ -163,6 +163,15 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"flag value", []string{"--max-requests", "x"}, `invalid value "x" for flag -max-requests`},
 		{"unknown flag", []string{"--max-request", "5"}, "flag provided but not defined: -max-request"},
 		{"call timeout", []string{"--config", good, "--call-timeout", "1h"}, "call timeout 1h0m0s: at most 40m0s"},
+		{"stray argument", []string{"other.yaml", "--config", good, "--check-config"}, `unexpected argument "other.yaml"`},
+		{"negative ack wait", []string{"--config", good, "--ack-wait", "-1s"}, "--ack-wait -1s: want a positive duration"},
+		{"negative shutdown timeout", []string{"--config", good, "--shutdown-timeout", "-1s"}, "--shutdown-timeout -1s"},
+		{"no duplicate window", []string{"--config", good, "--duplicate-window", "0s"}, "--duplicate-window 0s"},
+		{"no ledger ttl", []string{"--config", good, "--ledger-ttl", "0s"}, "--ledger-ttl 0s"},
+		{"negative quota margin", []string{"--config", good, "--quota-margin", "-1s"}, "--quota-margin -1s"},
+		{"negative results age", []string{"--config", good, "--results-max-age", "-1h"}, "--results-max-age -1h0m0s"},
+		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
+		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix "a..b": an empty token`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -215,6 +224,28 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if out := stderr.String(); strings.Count(out, "\n") != 1 || !strings.Contains(out, "Bad Name") {
 		t.Errorf("bad file: want one line naming the tenant, got %q", out)
+	}
+
+	// A file the worker would refuse against its flags is not valid
+	// either: a budget or a window longer than its journal keeps. No
+	// secret is read: the variable named is not set.
+	tenant := "tenants:\n  - name: contoso\n    tenantId: 11111111-2222-3333-4444-555555555555\n" +
+		"    clientId: 66666666-7777-8888-9999-000000000000\n    clientSecretEnv: MDE_TEST_UNSET_SECRET\n"
+	for name, tc := range map[string]struct{ extra, want string }{
+		"budget": {"    guards: {budget: \"10/100h\"}\n", "longer than the budget history"},
+		"window": {"    limits: {offboard: [\"10/3h\"]}\n", "quota history 2h0m0s is shorter"},
+	} {
+		path := filepath.Join(dir, name+".yaml")
+		if err := os.WriteFile(path, []byte(tenant+tc.extra), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		stderr.Reset()
+		if code := run([]string{"--check-config", "--config", path}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%s: exit code %d, stderr %q; want 2 and %q", name, code, stderr.String(), tc.want)
+		}
+		if code := run([]string{"--check-config", "--config", path, "--quota-history", "4h", "--budget-history", "200h"}, io.Discard, &stderr); code != 0 {
+			t.Errorf("%s with the histories raised: exit code %d", name, code)
+		}
 	}
 }
 

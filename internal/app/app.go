@@ -151,9 +151,8 @@ func New(o Options) (*App, error) {
 		return nil, fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
 	}
 	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{}), lost: make(chan struct{}, 1)}
-	if a.callLease() > limiter.MaxLease {
-		return nil, fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
-			o.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
+	if err := a.checkCallTimeout(); err != nil {
+		return nil, err
 	}
 	var err error
 	if a.tenants, err = newTenants(f, o); err != nil {
@@ -175,13 +174,44 @@ func New(o Options) (*App, error) {
 		}
 	}
 	a.opts.Queue = a.opts.Queue.WithDefaults()
-	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
-		return nil, fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
-	}
-	if err := a.checkBudgets(); err != nil {
+	if err := a.checkHistories(); err != nil {
 		return nil, err
 	}
 	return a, nil
+}
+
+// CheckConfig makes the checks of New that need no secret: the tenants
+// file f against the options (the call timeout, and the tenants' windows
+// and budgets against what the quota and budget journals keep).
+func CheckConfig(f *config.File, o Options) error {
+	a := &App{opts: o.withDefaults()}
+	a.opts.Queue = a.opts.Queue.WithDefaults()
+	for _, tc := range f.Tenants {
+		a.tenants = append(a.tenants, &worker.Tenant{Config: tc})
+	}
+	if err := a.checkCallTimeout(); err != nil {
+		return err
+	}
+	return a.checkHistories()
+}
+
+// checkCallTimeout refuses a call timeout whose lease other replicas
+// could not count.
+func (a *App) checkCallTimeout() error {
+	if a.callLease() > limiter.MaxLease {
+		return fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
+			a.opts.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
+	}
+	return nil
+}
+
+// checkHistories refuses windows and budgets longer than the quota and
+// budget journals keep.
+func (a *App) checkHistories() error {
+	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
+		return fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
+	}
+	return a.checkBudgets()
 }
 
 // newTenants builds each tenant's credential and API client. The tenants
