@@ -304,7 +304,6 @@ func (c *cli) close() {
 	}
 }
 
-
 // version is the module version and VCS revision the binary was built from.
 func version() string { return buildinfo.Read().String() }
 
