@@ -52,7 +52,7 @@ and writes the same report: an interrupted campaign resumes.`,
 	fl.StringVar(&f.csv, "csv", "", "CSV file with a header row and a machineId or computerDnsName column (required)")
 	fl.StringVar(&f.name, "name", "", "campaign name (default: the CSV's base name)")
 	fl.StringVar(&f.priority, "priority", string(offboard.Bulk), "bulk or normal")
-	fl.BoolVar(&f.dryRun, "dry-run", false, "publish every row as a dry run")
+	fl.BoolVar(&f.dryRun, "dry-run", false, "publish every row as a dry run (name it apart from the real run: their request ids must differ)")
 	fl.StringVar(&f.comment, "comment", "", "comment of rows without their own")
 	fl.StringVar(&f.report, "report", "", "report file (default <NAME>-report.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
@@ -252,7 +252,11 @@ func (r *campaignRun) openCSV() (*campaign.Reader, func(), error) {
 // checkEarlierResults refuses, before anything is published, a run whose
 // stored results (from an earlier run under the same name) name another
 // device than the CSV's row: its request id is taken, and the report
-// would name the wrong device.
+// would name the wrong device. It refuses too a real run where a row has
+// a dry_run result, and a dry run where a row has a created or
+// already_pending one: the worker answers a request id from its ledger,
+// so the run would only be given the earlier run's results. A failed
+// result does not say whether it was a dry run; it is kept either way.
 func (r *campaignRun) checkEarlierResults() error {
 	rd, closeCSV, err := r.openCSV()
 	if err != nil {
@@ -277,6 +281,14 @@ func (r *campaignRun) checkEarlierResults() error {
 		if other != "" {
 			return usagef("row %d (%s) names %q, but campaign %s already has a result for that row naming %q: it was run before with another CSV; give this one a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), cmp.Or(row.MachineID, row.ComputerDNSName), r.f.name, other)
+		}
+		switch o := r.rows.Outcome(row.N); {
+		case !r.f.dryRun && o == offboard.OutcomeDryRun:
+			return usagef("row %d (%s) already has a dry_run result: campaign %s was run with --dry-run, and a real run under its name would only be answered dry_run again; give the real run a new --name",
+				row.N, campaign.RequestID(r.f.name, row.N), r.f.name)
+		case r.f.dryRun && (o == offboard.OutcomeCreated || o == offboard.OutcomeAlreadyPending):
+			return usagef("row %d (%s) already has a %s result: campaign %s was run without --dry-run, and a dry run under its name would only be answered with those results; give the dry run a new --name",
+				row.N, campaign.RequestID(r.f.name, row.N), o, r.f.name)
 		}
 	}
 }

@@ -280,7 +280,8 @@ func TestCampaignCancel(t *testing.T) {
 // A campaign run again under its name with another CSV is refused before
 // anything is published when a stored result of a row names another
 // device than the row: the report would name the wrong devices. The same
-// devices (by id, or by name in another case) go on.
+// devices (by id, or by name in another case) go on. The stored results
+// are dry runs, and so are the runs: a real run would be refused for that.
 func TestCampaignRerunWithAnotherCSV(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
@@ -319,7 +320,7 @@ func TestCampaignRerunWithAnotherCSV(t *testing.T) {
 		"name for an id": "machineId,computerDnsName\n,pc-5.contoso.local\n" + b + ",\n,pc-1.contoso.local\n",
 	} {
 		report := filepath.Join(dir, name+"-report.csv")
-		code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", write(name+".csv", body), "--name", "wave", "--report", report)
+		code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", write(name+".csv", body), "--name", "wave", "--report", report, "--dry-run")
 		if code != exitUsage || !strings.Contains(errs, "new --name") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 			t.Errorf("%s: exit %d, stderr %q", name, code, errs)
 		}
@@ -331,7 +332,63 @@ func TestCampaignRerunWithAnotherCSV(t *testing.T) {
 		t.Errorf("%d requests published", n)
 	}
 	same := write("same.csv", "machineId,computerDnsName\n"+strings.ToUpper(a)+",\n"+b+",\n,PC-1.contoso.local\n")
-	if code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", same, "--name", "wave", "--report", filepath.Join(dir, "same-report.csv")); code != exitOK {
+	if code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", same, "--name", "wave", "--report", filepath.Join(dir, "same-report.csv"), "--dry-run"); code != exitOK {
 		t.Errorf("same devices: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A campaign rehearsed with --dry-run and then run for real under the same
+// name would get the same request ids, and the worker would answer each
+// from its ledger, dry_run: the real run is refused before anything is
+// published, and so is a dry run over a name with real results. Under
+// another name, each goes on.
+func TestDryRunThenRealRunRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 5)
+	e.startWorker()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for _, m := range e.machines[:5] {
+		b.WriteString(m.ID + "\n")
+	}
+	p := writeFile(t, dir, "retire.csv", b.String())
+	run := func(name string, args ...string) (int, string, string) {
+		return e.ctl(t.Context(), append([]string{"campaign", "run", "--tenant", tenant, "--csv", p,
+			"--name", name, "--report", filepath.Join(dir, name+"-report.csv")}, args...)...)
+	}
+	refused := func(what string, code int, stderr string) {
+		t.Helper()
+		if code != exitUsage || !strings.Contains(stderr, "new --name") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q", what, code, stderr)
+		}
+	}
+	if code, out, errs := run("retire", "--dry-run"); code != exitOK {
+		t.Fatalf("dry run: exit %d %s %s", code, out, errs)
+	}
+	published := e.lastSeq()
+	code, _, errs := run("retire")
+	refused("real run after the dry run", code, errs)
+	if !strings.Contains(errs, "dry_run") {
+		t.Errorf("real run after the dry run: stderr %q does not name the dry run", errs)
+	}
+	if n := e.lastSeq(); n != published {
+		t.Errorf("real run after the dry run: %d requests published", n-published)
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != 0 {
+		t.Errorf("%d actions after a dry run", n)
+	}
+
+	if code, out, errs := run("retire-real"); code != exitOK {
+		t.Fatalf("real run under another name: exit %d %s %s", code, out, errs)
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != 5 {
+		t.Errorf("real run under another name: %d actions for 5 rows", n)
+	}
+	published = e.lastSeq()
+	code, _, errs = run("retire-real", "--dry-run")
+	refused("dry run after the real run", code, errs)
+	if n := e.lastSeq(); n != published {
+		t.Errorf("dry run after the real run: %d requests published", n-published)
 	}
 }

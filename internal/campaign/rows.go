@@ -122,6 +122,22 @@ func (r *Rows) Result(res *offboard.Result) (bool, error) {
 	return true, r.set(n, st, min(res.Attempt, 255), []string{res.MachineID, res.ComputerDNSName, res.Outcome, code, msg, id, status})
 }
 
+// Outcome is the outcome of the row's result: created, already_pending,
+// dry_run or failed (an invalid row too); empty when it has none.
+func (r *Rows) Outcome(n int) offboard.Outcome {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n >= len(r.state) {
+		return ""
+	}
+	for o, st := range outcomeState {
+		if r.state[n] == st {
+			return o
+		}
+	}
+	return ""
+}
+
 // OtherDevice is the device the row's stored result names when it is not
 // the device the row names (by machineId when the row gives one, else by
 // computerDnsName, case-insensitive); empty when it is the same, or the
