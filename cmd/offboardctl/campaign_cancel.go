@@ -157,10 +157,7 @@ func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant
 	for i, o := range t.outcome {
 		st.count(o, t.code[i])
 	}
-	answered := func(id string) bool {
-		n, ok := campaign.RowOf(name, id)
-		return ok && n < len(t.outcome) && t.outcome[n] != ""
-	}
+	answered := func(row int) bool { return row < len(t.outcome) && t.outcome[row] != "" }
 	if st.Waiting, err = waitingOf(ctx, js, c.subjects, tenant, name, answered); err != nil {
 		return nil, err
 	}

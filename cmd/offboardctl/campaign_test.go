@@ -392,3 +392,41 @@ func TestDryRunThenRealRunRefused(t *testing.T) {
 		t.Errorf("dry run after the real run: %d requests published", n-published)
 	}
 }
+
+// Campaign wave-2 has 30 requests waiting; wave, whose name is a prefix
+// of it, has none: its status and cancel count none of wave-2's.
+func TestCampaignStatusOfANamePrefix(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30)
+	e.startWorker()
+	e.stopWorker()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for _, m := range e.machines {
+		b.WriteString(m.ID + "\n")
+	}
+	p := writeFile(t, dir, "wave-2.csv", b.String())
+	if code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s"); code != exitFailed {
+		t.Fatalf("run of wave-2 without a worker: exit %d %s %s", code, out, errs)
+	}
+	status := func(name string) campaignState {
+		t.Helper()
+		code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", name, "--json")
+		var st campaignState
+		if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
+			t.Fatalf("status of %s: exit %d %v %s %s", name, code, err, out, errs)
+		}
+		return st
+	}
+	if st := status("wave-2"); st.Waiting != 30 {
+		t.Errorf("wave-2: %d requests waiting, want 30", st.Waiting)
+	}
+	if st := status("wave"); st.Waiting != 0 {
+		t.Errorf("wave (never run): %d requests waiting, want 0", st.Waiting)
+	}
+	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "test")
+	if code != exitOK || !strings.Contains(out, ": 0 requests waiting") {
+		t.Errorf("cancel of wave: exit %d: %s %s", code, out, errs)
+	}
+}

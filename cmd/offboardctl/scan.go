@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -109,15 +110,16 @@ func decodeResult(m jetstream.Msg) (*offboard.Result, bool) {
 }
 
 // waitingOf counts the requests of a campaign still in the request stream
-// (published, not yet answered), by their message ids.
-func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(id string) bool) (int, error) {
+// (published, not yet answered), by their message ids: those whose request
+// id is one of the campaign's rows (wave-000001 is campaign wave's,
+// wave-2-000001 is not) and whose row answered does not say is answered.
+func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row int) bool) (int, error) {
 	n := 0
-	prefix := tenant + ":" + name + "-"
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		err := scan(ctx, js, offboard.StreamRequests, s.Request(tenant, p), func(m jetstream.Msg) {
-			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), prefix)
+			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), tenant+":")
 			id, _, _ = strings.Cut(id, ":") // a retry's id ends in :<attempt>
-			if ok && !answered(name+"-"+id) {
+			if row, isRow := campaign.RowOf(name, id); ok && isRow && !answered(row) {
 				n++
 			}
 		})
