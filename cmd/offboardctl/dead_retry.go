@@ -24,10 +24,11 @@ func newDeadRetryCmd(c *cli) *cobra.Command {
 		Short: "Re-publish dead letters as retries: the same request id, the next attempt",
 		Long: `Re-publishes a dead letter's original body with its attempt member set to
 the next attempt, on its original subject (same priority), with
-Nats-Msg-Id <tenant>:<requestId>:<attempt>. With --all, each request id is
-retried once, from its latest dead letter. A request whose stored result is
-created, already_pending or dry_run is answered from the ledger: a retry
-never makes a second action.`,
+Nats-Msg-Id <tenant>:<requestId>:<attempt>. A request id is retried once,
+from its latest dead letter: --seq of an older one retries from the latest,
+and --code is matched against the latest one, with --seq as with --all.
+A request whose stored result is created, already_pending or dry_run is
+answered from the ledger: a retry never makes a second action.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkTenantArg(args[0]); err != nil {
@@ -39,7 +40,7 @@ never makes a second action.`,
 			return c.retryDead(cmd.Context(), args[0], seq, code)
 		},
 	}
-	cmd.Flags().Uint64Var(&seq, "seq", 0, "the dead letter's sequence in MDE_OFFBOARD_DEAD")
+	cmd.Flags().Uint64Var(&seq, "seq", 0, "the dead letter's sequence in MDE_OFFBOARD_DEAD (its request id is retried from its latest)")
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the tenant (the latest of each request id)")
 	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
 	return cmd
@@ -57,15 +58,23 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 	withCode := func(d deadLetter) bool { return code == "" || d.Code == code }
 	picked := slices.DeleteFunc(latestPerRequest(ds), func(d deadLetter) bool { return !withCode(d) })
 	if seq != 0 {
-		picked = nil
-		for _, d := range ds {
-			if d.Seq == seq && withCode(d) {
-				picked = append(picked, d)
-			}
+		// An older dead letter of a request id is retried from the
+		// latest, as --all does: its own attempt was published before
+		// (the latest is its retry), and the stream would drop the repeat.
+		i := slices.IndexFunc(ds, func(d deadLetter) bool { return d.Seq == seq })
+		if i < 0 {
+			return fmt.Errorf("no dead letter %d of tenant %s", seq, tenant)
 		}
-		if len(picked) == 0 {
+		latest := latestOf(ds, ds[i])
+		switch {
+		case withCode(latest):
+		case latest.Seq == seq:
 			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(code))
+		default:
+			return fmt.Errorf("dead letter %d of tenant %s: %s failed again since: its latest dead letter is %d, with code %s, not %s",
+				seq, tenant, latest.RequestID, latest.Seq, latest.Code, code)
 		}
+		picked = []deadLetter{latest}
 	}
 	var retried, dup int
 	var errs []error
@@ -109,6 +118,20 @@ func latestPerRequest(ds []deadLetter) []deadLetter {
 		}
 	}
 	return out
+}
+
+// latestOf is the latest of ds (in stream order) with d's request id; d
+// itself when it has none.
+func latestOf(ds []deadLetter, d deadLetter) deadLetter {
+	if d.RequestID == "" {
+		return d
+	}
+	for _, l := range slices.Backward(ds) {
+		if l.RequestID == d.RequestID {
+			return l
+		}
+	}
+	return d
 }
 
 // retryOne re-publishes one dead letter as the next attempt.

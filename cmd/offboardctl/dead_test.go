@@ -106,6 +106,63 @@ func TestDeadRetryOncePerRequestFromTheLatest(t *testing.T) {
 	}
 }
 
+// dead retry --seq of an older dead letter of a request id retries the
+// request from its latest dead letter, as --all does: re-sending the older
+// attempt would be dropped as a repeat and retry nothing. --code is the
+// latest dead letter's, as with --all.
+func TestDeadRetrySeqOfAnOlderDeadLetter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	e.stopWorker() // dead letters published by hand
+	dead := func(body, code string) {
+		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
+		m.Data = []byte(body)
+		m.Header.Set(offboard.HeaderErrorCode, code)
+		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Bulk))
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, c := strings.Repeat("a", 40), strings.Repeat("c", 40)
+	dead(`{"requestId":"x-1","machineId":"`+a+`"}`, offboard.CodeMachineNotFound)             // 1
+	dead(`{"attempt":2,"requestId":"x-1","machineId":"`+a+`"}`, offboard.CodeMachineNotFound) // 2
+	dead(`{"requestId":"x-3","machineId":"`+c+`"}`, offboard.CodeAPIError)                    // 3
+	dead(`{"attempt":2,"requestId":"x-3","machineId":"`+c+`"}`, offboard.CodeCancelled)       // 4
+	retries := func() []jetstream.Msg {
+		t.Helper()
+		var got []jetstream.Msg
+		err := scan(t.Context(), e.js, offboard.StreamRequests, offboard.Subjects{}.Request(tenant, offboard.Bulk), func(m jetstream.Msg) { got = append(got, m) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--seq", "1")
+	if code != exitOK || !strings.Contains(out, "retried x-1 attempt 3 (dead letter 2,") || !strings.Contains(out, "1 retried, 0 retried before") {
+		t.Errorf("retry --seq 1: exit %d: %s %s", code, out, errOut)
+	}
+	got := retries()
+	if len(got) != 1 || got[0].Headers().Get(jetstream.MsgIDHeader) != "contoso:x-1:3" ||
+		string(got[0].Data()) != `{"attempt":3,"requestId":"x-1","machineId":"`+a+`"}` {
+		t.Fatalf("%d retries: %v", len(got), got)
+	}
+	// The latest one now: the same retry, dropped as a repeat.
+	if code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--seq", "2"); code != exitOK || !strings.Contains(out, "0 retried, 1 retried before") {
+		t.Errorf("retry --seq 2: exit %d: %s %s", code, out, errOut)
+	}
+	// x-3 failed api_error, then was cancelled: --code api_error does not
+	// retry it, even by the older dead letter's sequence.
+	code, out, errOut = e.ctl(t.Context(), "dead", "retry", tenant, "--seq", "3", "--code", offboard.CodeAPIError)
+	if code != exitFailed || !strings.Contains(errOut, "latest dead letter is 4, with code cancelled") || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
+		t.Errorf("retry --seq 3 --code api_error: exit %d: %s %s", code, out, errOut)
+	}
+	if n := len(retries()); n != 1 {
+		t.Errorf("%d retries, want 1", n)
+	}
+}
+
 func TestWithAttempt(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
