@@ -157,7 +157,11 @@ func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant
 	for i, o := range t.outcome {
 		st.count(o, t.code[i])
 	}
-	answered := func(row int) bool { return row < len(t.outcome) && t.outcome[row] != "" }
+	// A retry (attempt 2 or more) of a row whose result answers an
+	// earlier attempt is waiting again.
+	answered := func(row, attempt int) bool {
+		return row < len(t.outcome) && t.outcome[row] != "" && max(t.attempt[row], 1) >= attempt
+	}
 	if st.Waiting, err = waitingOf(ctx, js, c.subjects, tenant, name, answered); err != nil {
 		return nil, err
 	}

@@ -430,3 +430,37 @@ func TestCampaignStatusOfANamePrefix(t *testing.T) {
 		t.Errorf("cancel of wave: exit %d: %s %s", code, out, errs)
 	}
 }
+
+// A campaign's row that failed and was retried (dead retry: its message id
+// ends in :<attempt>) waits again until the retry's result: campaign
+// status counts it.
+func TestCampaignStatusCountsARetryWaiting(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Bulk,
+		offboard.Request{RequestID: "camp-000001", MachineID: randHex(20), Source: "campaign:camp"}); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the result", time.Minute, func() bool { return len(e.results()) == 1 })
+	e.waitFor("the request answered", time.Minute, func() bool { return e.requestsWaiting() == 0 })
+	e.stopWorker()
+	status := func() campaignState {
+		t.Helper()
+		code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "camp", "--json")
+		var st campaignState
+		if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
+			t.Fatalf("status: exit %d %v %s %s", code, err, out, errs)
+		}
+		return st
+	}
+	if st := status(); st.Failed != 1 || st.Waiting != 0 {
+		t.Fatalf("before the retry: failed %d, waiting %d", st.Failed, st.Waiting)
+	}
+	if code, out, errs := e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "retried camp-000001 attempt 2") {
+		t.Fatalf("dead retry: exit %d %s %s", code, out, errs)
+	}
+	if st := status(); st.Failed != 1 || st.Waiting != 1 || st.Backlog != 1 {
+		t.Errorf("the retry waiting (%d requests in the stream): failed %d, waiting %d, backlog %d", e.requestsWaiting(), st.Failed, st.Waiting, st.Backlog)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -112,14 +113,19 @@ func decodeResult(m jetstream.Msg) (*offboard.Result, bool) {
 // waitingOf counts the requests of a campaign still in the request stream
 // (published, not yet answered), by their message ids: those whose request
 // id is one of the campaign's rows (wave-000001 is campaign wave's,
-// wave-2-000001 is not) and whose row answered does not say is answered.
-func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row int) bool) (int, error) {
+// wave-2-000001 is not) and that answered says have no result for their
+// attempt (a retry's message id ends in :<attempt>; 1 without).
+func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row, attempt int) bool) (int, error) {
 	n := 0
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		err := scan(ctx, js, offboard.StreamRequests, s.Request(tenant, p), func(m jetstream.Msg) {
 			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), tenant+":")
-			id, _, _ = strings.Cut(id, ":") // a retry's id ends in :<attempt>
-			if row, isRow := campaign.RowOf(name, id); ok && isRow && !answered(row) {
+			id, suffix, retry := strings.Cut(id, ":")
+			attempt := 1
+			if a, err := strconv.Atoi(suffix); retry && err == nil && a > 1 {
+				attempt = a
+			}
+			if row, isRow := campaign.RowOf(name, id); ok && isRow && !answered(row, attempt) {
 				n++
 			}
 		})
