@@ -8,8 +8,8 @@ BIN       := bin
 help: ## List the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-build: ## Build the worker and the simulator into bin/
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/worker ./cmd/mdesim
+build: ## Build the worker, offboardctl and the simulator into bin/
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/worker ./cmd/offboardctl ./cmd/mdesim
 
 demo: ## Run the whole job end to end: embedded NATS, simulator, worker, sample batch
 	$(GO) run ./cmd/demo
