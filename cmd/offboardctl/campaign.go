@@ -43,6 +43,9 @@ func checkTenantAs(what, tenant string) error {
 // checkName refuses a campaign name that cannot make request ids or a
 // control key (so could not be cancelled).
 func checkName(name string) error {
+	if name == "" {
+		return usagef("--name is required")
+	}
 	if !campaign.ValidName(name) {
 		return usagef("campaign name %q: want 1 to 120 of [a-z0-9._-], not starting or ending with '.', without '..'", name)
 	}

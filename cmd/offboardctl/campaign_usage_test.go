@@ -60,6 +60,10 @@ func TestCampaignBadUsage(t *testing.T) {
 		"cancel empty as":            {"campaign", "cancel", "--tenant", "contoso", "--name", "wave", "--as", ""},
 		"retry neither":              {"dead", "retry", "contoso"},
 		"retry both":                 {"dead", "retry", "contoso", "--all", "--seq", "3"},
+		"retry unknown code":         {"dead", "retry", "contoso", "--all", "--code", "machine_not_fond"},
+		"ls unknown code":            {"dead", "ls", "--code", "nosuchcode"},
+		"status without name":        {"campaign", "status", "--tenant", "contoso"},
+		"cancel without name":        {"campaign", "cancel", "--tenant", "contoso"},
 	} {
 		var out, errb bytes.Buffer
 		// Nothing listens there: a usage error comes before connecting.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -67,6 +68,9 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 					return err
 				}
 			}
+			if err := checkCode(code); err != nil {
+				return err
+			}
 			ds, err := c.deadLetters(cmd.Context(), tenant, code)
 			if err != nil {
 				return err
@@ -102,6 +106,15 @@ func printDead(c *cli, ds []deadLetter) error {
 }
 
 // deadLetters reads the dead letters of a tenant ("": all), in order.
+// checkCode refuses a --code that is not one of the contract's failure
+// codes: a typo would match nothing, and say so only as an empty list.
+func checkCode(code string) error {
+	if code != "" && !slices.Contains(offboard.FailureCodes, code) {
+		return usagef("--code %q is not a failure code; one of %s", code, strings.Join(offboard.FailureCodes, ", "))
+	}
+	return nil
+}
+
 func (c *cli) deadLetters(ctx context.Context, tenant, code string) ([]deadLetter, error) {
 	js, err := c.connect()
 	if err != nil {

@@ -37,6 +37,9 @@ answered from the ledger: a retry never makes a second action.`,
 			if (seq == 0) == !all {
 				return usagef("give --seq N or --all")
 			}
+			if err := checkCode(code); err != nil {
+				return err
+			}
 			return c.retryDead(cmd.Context(), args[0], seq, code)
 		},
 	}
