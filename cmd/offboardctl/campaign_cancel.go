@@ -71,6 +71,12 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if err != nil {
 		return err
 	}
+	// A name no request carries is a mistake (the CSV's file name for
+	// the campaign's, a typo): its mark would cancel nothing now, and a
+	// later campaign of that name at once.
+	if st, err := c.campaignStatus(ctx, js, tenant, name); err == nil && st.Answered == 0 && st.Waiting == 0 {
+		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered; nothing cancelled (see campaign status --name)", tenant, name)
+	}
 	kv, err := campaign.ControlBucket(ctx, js)
 	if err != nil {
 		return err

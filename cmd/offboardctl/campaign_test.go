@@ -425,9 +425,14 @@ func TestCampaignStatusOfANamePrefix(t *testing.T) {
 	if st := status("wave"); st.Waiting != 0 {
 		t.Errorf("wave (never run): %d requests waiting, want 0", st.Waiting)
 	}
+	// Nor is a campaign never run cancelled: the name is a mistake, and
+	// its mark would cancel a later campaign of that name.
 	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "test")
-	if code != exitOK || !strings.Contains(out, ": 0 requests waiting") {
+	if code != exitFailed || !strings.Contains(errs, "has no campaign wave") || strings.Contains(out, "cancelled") {
 		t.Errorf("cancel of wave: exit %d: %s %s", code, out, errs)
+	}
+	if st := status("wave"); st.Cancelled != nil {
+		t.Errorf("wave marked cancelled: %+v", st.Cancelled)
 	}
 }
 
