@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -9,6 +10,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
@@ -19,12 +21,21 @@ import (
 
 func init() { commands = append(commands, pauseCommand, resumeCommand, budgetCommand) }
 
-// who says who made a change, and why.
-type who struct{ as, reason string }
+// who says who made a change, and why; unknownTenant lets a control
+// command change a tenant no worker serves yet.
+type who struct {
+	as, reason    string
+	unknownTenant bool
+}
 
 func (w *who) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&w.as, "as", defaultUser(), "who makes the change, for the audit trail")
 	cmd.Flags().StringVar(&w.reason, "reason", "", "why, for the audit trail (a change ticket, an incident)")
+}
+
+// tenantFlag adds --unknown-tenant to a control command.
+func (w *who) tenantFlag(cmd *cobra.Command) {
+	cmd.Flags().BoolVar(&w.unknownTenant, "unknown-tenant", false, "change a tenant no worker has set up yet (not in any tenants file)")
 }
 
 // check refuses who and why that are not one line of text: they are
@@ -100,11 +111,12 @@ func pauseResume(c *cli, action string) *cobra.Command {
 			}
 			return c.apply(cmd.Context(), control.Change{
 				Tenant: args[0], Action: action, Priority: priority, By: w.as, Reason: w.reason,
-			})
+			}, w)
 		},
 	}
 	cmd.Flags().StringVar(&priority, "priority", control.PriorityAll, "normal, bulk or all")
 	w.flags(cmd)
+	w.tenantFlag(cmd)
 	return cmd
 }
 
@@ -139,11 +151,12 @@ func budgetCommand(c *cli) *cobra.Command {
 			default:
 				return usagef("budget takes TENANT and either COUNT/DURATION (500/24h) or --clear")
 			}
-			return c.apply(cmd.Context(), ch)
+			return c.apply(cmd.Context(), ch, w)
 		},
 	}
 	cmd.Flags().BoolVar(&clearIt, "clear", false, "remove the override: the tenants file's budget applies again")
 	w.flags(cmd)
+	w.tenantFlag(cmd)
 	return cmd
 }
 
@@ -168,13 +181,18 @@ func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Wind
 }
 
 // apply writes a change and says what it did.
-func (c *cli) apply(ctx context.Context, ch control.Change) error {
+func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
 	js, err := c.connect()
 	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
+	if !w.unknownTenant {
+		if err := knownTenant(ctx, js, ch.Tenant); err != nil {
+			return err
+		}
+	}
 	store, err := control.Open(ctx, js, c.subjects)
 	if err != nil {
 		return err
@@ -185,6 +203,23 @@ func (c *cli) apply(ctx context.Context, ch control.Change) error {
 	}
 	fmt.Fprintln(c.stdout, describe(ev))
 	return nil
+}
+
+// knownTenant refuses a tenant no worker has set up (its consumers are how
+// status finds tenants): a typo would change nothing that runs, and say
+// it did.
+func knownTenant(ctx context.Context, js jetstream.JetStream, tenant string) error {
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		_, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("tenant %s: %w", tenant, err)
+		}
+	}
+	return fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file?); nothing changed. "+
+		"offboardctl status lists the tenants; --unknown-tenant changes it all the same", tenant)
 }
 
 // describe is one line on a change made.

@@ -138,6 +138,37 @@ func TestPauseStatusResume(t *testing.T) {
 	}
 }
 
+// A tenant no worker has set up (a typo) is refused: nothing changes,
+// where a pause of it would have said "paused" and held nothing.
+// --unknown-tenant changes it all the same.
+func TestControlOfAnUnknownTenant(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	for _, args := range [][]string{{"pause", "contosso"}, {"resume", "contosso"}, {"budget", "contosso", "5/1h"}} {
+		code, out, errs := ctl(t, url, args...)
+		if code != exitFailed || out != "" || !strings.Contains(errs, "tenant contosso: no worker has set up its consumers") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if view.Paused("contosso", offboard.Normal) {
+		t.Error("the unknown tenant was paused")
+	}
+	if code, out, errs := ctl(t, url, "pause", "contosso", "--unknown-tenant"); code != exitOK || !strings.Contains(out, "paused contosso") {
+		t.Errorf("pause --unknown-tenant: exit %d, %q %q", code, out, errs)
+	}
+	if code, _, errs := ctl(t, url, "pause", "fabrikam"); code != exitOK {
+		t.Errorf("pause of a known tenant: exit %d, %q", code, errs)
+	}
+}
+
 // Bad usage is exit 2 and one line; NATS unreachable is exit 1 and one
 // line naming the URL.
 func TestControlBadUsage(t *testing.T) {
