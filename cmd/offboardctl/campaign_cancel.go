@@ -116,7 +116,10 @@ type campaignState struct {
 	Waiting        int            `json:"waiting"`
 	Backlog        int            `json:"tenantBacklog"`
 	ETASeconds     float64        `json:"etaSeconds"`
-	ETA            string         `json:"eta"`
+	ETA            string         `json:"eta"` // "paused" while a pause holds every request waiting
+	Paused         bool           `json:"paused,omitempty"`
+
+	waitingBy map[offboard.Priority]int
 }
 
 // tally keeps the latest outcome of each row seen: one byte per row.
@@ -168,8 +171,11 @@ func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant
 	answered := func(row, attempt int) bool {
 		return row < len(t.outcome) && t.outcome[row] != "" && max(t.attempt[row], 1) >= attempt
 	}
-	if st.Waiting, err = waitingOf(ctx, js, c.subjects, tenant, name, answered); err != nil {
+	if st.waitingBy, err = waitingOf(ctx, js, c.subjects, tenant, name, answered); err != nil {
 		return nil, err
+	}
+	for _, n := range st.waitingBy {
+		st.Waiting += n
 	}
 	return st, nil
 }

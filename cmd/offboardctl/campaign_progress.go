@@ -18,13 +18,23 @@ type progressSnapshot struct {
 	counts                campaign.Counts
 	published, duplicates int64
 	eta                   time.Duration
+	paused                bool // the campaign's priority is paused
 }
 
 func (s progressSnapshot) line() string {
 	c := s.counts
 	return fmt.Sprintf("campaign %s (%s): %d/%d answered: created %d, already_pending %d, dry_run %d, failed %d; waiting %d; published %d (before %d); ETA %s",
 		s.name, s.tenant, c.Answered(), c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting,
-		s.published, s.duplicates, campaign.Human(s.eta))
+		s.published, s.duplicates, s.etaText())
+}
+
+// etaText is the ETA as shown: "paused" while an operator's pause holds
+// the campaign's requests.
+func (s progressSnapshot) etaText() string {
+	if s.paused && s.counts.Waiting > 0 {
+		return "paused"
+	}
+	return campaign.Human(s.eta)
 }
 
 // progress shows a campaign's progress: a bar on a terminal, a line every
@@ -57,7 +67,7 @@ type barProgress struct {
 func (p *barProgress) show(s progressSnapshot) {
 	c := s.counts
 	p.bar.Describe(fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d · ETA %s",
-		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, campaign.Human(s.eta)))
+		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, s.etaText()))
 	_ = p.bar.Set(c.Answered())
 }
 

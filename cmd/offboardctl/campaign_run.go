@@ -78,6 +78,7 @@ type campaignRun struct {
 	unread                         atomic.Int64 // rows the publishing has not reached yet
 	pubErr                         atomic.Value // first publish error
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
+	paused                         atomic.Bool  // an operator paused the campaign's priority
 	stateErr                       atomic.Value
 }
 
@@ -380,12 +381,15 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 		n += pending
 	}
 	r.ahead.Store(int64(n))
+	if paused, err := priorityPaused(ctx, r.js, r.c.subjects, r.f.tenant, r.prio); err == nil {
+		r.paused.Store(paused)
+	}
 }
 
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
 	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.unread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
 	return progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
-		duplicates: r.duplicates.Load(), eta: est.ETA()}
+		duplicates: r.duplicates.Load(), eta: est.ETA(), paused: r.paused.Load()}
 }
 
 // publishRows publishes every row that has no result yet, asynchronously

@@ -3,15 +3,18 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -69,10 +72,23 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		}
 		st.Backlog += int(min(n, uint64(math.MaxInt32)))
 	}
-	if st.Waiting > 0 {
+	st.Paused = st.Waiting > 0
+	for p, n := range st.waitingBy {
+		if n > 0 {
+			paused, err := priorityPaused(ctx, js, c.subjects, tenant, p)
+			if err != nil {
+				return err
+			}
+			st.Paused = st.Paused && paused
+		}
+	}
+	switch {
+	case st.Paused:
+		st.ETA = "paused"
+	case st.Waiting > 0:
 		eta := campaign.Estimate{Ahead: st.Backlog, Windows: ws}.ETA()
 		st.ETASeconds, st.ETA = eta.Seconds(), campaign.Human(eta)
-	} else {
+	default:
 		st.ETA = "0s"
 	}
 	if asJSON {
@@ -108,4 +124,21 @@ func orNone(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// priorityPaused says whether an operator paused the tenant's priority p
+// (no control bucket yet: not paused).
+func priorityPaused(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, p offboard.Priority) (bool, error) {
+	store, err := control.Open(ctx, js, s)
+	if errors.Is(err, control.ErrNoBucket) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	view, err := store.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	return view.Paused(tenant, p), nil
 }

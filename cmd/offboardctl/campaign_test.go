@@ -469,3 +469,35 @@ func TestCampaignStatusCountsARetryWaiting(t *testing.T) {
 		t.Errorf("the retry waiting (%d requests in the stream): failed %d, waiting %d, backlog %d", e.requestsWaiting(), st.Failed, st.Waiting, st.Backlog)
 	}
 }
+
+// While an operator's pause holds a campaign's requests, its progress and
+// campaign status say "paused", not an ETA of 0s.
+func TestCampaignETAWhilePaused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 5)
+	e.startWorker()
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "bulk"); code != exitOK {
+		t.Fatalf("pause: exit %d: %s", code, errs)
+	}
+	dir := t.TempDir()
+	csvPath := filepath.Join(dir, "held.csv")
+	writeCampaign(t, e, csvPath, 5)
+	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"),
+		"--progress-every", "1ms", "--timeout", "1s")
+	if code != exitFailed || !strings.Contains(out, "; ETA paused") || strings.Contains(out, "ETA 0s") {
+		t.Errorf("campaign run while paused: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "held", "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || st.ETA != "paused" || !st.Paused || st.Waiting != 5 {
+		t.Errorf("campaign status while paused: exit %d, %v, %s %s", code, err, out, errs)
+	}
+	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
+		t.Fatalf("resume: exit %d: %s", code, errs)
+	}
+	_, out, _ = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "held", "--json")
+	st = campaignState{}
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Paused || st.ETA == "paused" {
+		t.Errorf("campaign status after the resume: %v %s", err, out)
+	}
+}

@@ -115,8 +115,8 @@ func decodeResult(m jetstream.Msg) (*offboard.Result, bool) {
 // id is one of the campaign's rows (wave-000001 is campaign wave's,
 // wave-2-000001 is not) and that answered says have no result for their
 // attempt (a retry's message id ends in :<attempt>; 1 without).
-func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row, attempt int) bool) (int, error) {
-	n := 0
+func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row, attempt int) bool) (map[offboard.Priority]int, error) {
+	n := map[offboard.Priority]int{}
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		err := scan(ctx, js, offboard.StreamRequests, s.Request(tenant, p), func(m jetstream.Msg) {
 			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), tenant+":")
@@ -126,11 +126,11 @@ func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects,
 				attempt = a
 			}
 			if row, isRow := campaign.RowOf(name, id); ok && isRow && !answered(row, attempt) {
-				n++
+				n[p]++
 			}
 		})
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 	}
 	return n, nil
