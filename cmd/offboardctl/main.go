@@ -110,11 +110,11 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&c.conn.URL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated (env NATS_URL)")
-	pf.StringVar(&c.conn.Creds, "nats-creds", "", "NATS credentials file (env NATS_CREDS)")
-	pf.StringVar(&c.conn.TLSCA, "tlsca", "", "CA bundle to trust for the NATS server (env NATS_CA)")
-	pf.StringVar(&c.conn.TLSCert, "tlscert", "", "client certificate for NATS (env NATS_CERT)")
-	pf.StringVar(&c.conn.TLSKey, "tlskey", "", "client certificate's key (env NATS_KEY)")
+	pf.StringVar(&c.conn.URL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated (env MDE_OFFBOARD_NATS_URL, NATS_URL)")
+	pf.StringVar(&c.conn.Creds, "nats-creds", "", "NATS credentials file (env MDE_OFFBOARD_NATS_CREDS, NATS_CREDS)")
+	pf.StringVar(&c.conn.TLSCA, "tlsca", "", "CA bundle to trust for the NATS server (env MDE_OFFBOARD_TLSCA, NATS_CA)")
+	pf.StringVar(&c.conn.TLSCert, "tlscert", "", "client certificate for NATS (env MDE_OFFBOARD_TLSCERT, NATS_CERT)")
+	pf.StringVar(&c.conn.TLSKey, "tlskey", "", "client certificate's key (env MDE_OFFBOARD_TLSKEY, NATS_KEY)")
 	pf.StringVar(&c.prefix, "subject-prefix", offboard.DefaultPrefix, "prefix of every subject (env MDE_OFFBOARD_SUBJECT_PREFIX)")
 	pf.DurationVar(&c.timeout, "connect-timeout", 5*time.Second, "how long to wait for NATS")
 	for _, sub := range commands {
@@ -213,9 +213,9 @@ var commands []func(*cli) *cobra.Command
 var env = map[string][]string{
 	"nats-url":       {"MDE_OFFBOARD_NATS_URL", "NATS_URL"},
 	"nats-creds":     {"MDE_OFFBOARD_NATS_CREDS", "NATS_CREDS"},
-	"tlsca":          {"MDE_OFFBOARD_NATS_CA", "NATS_CA"},
-	"tlscert":        {"MDE_OFFBOARD_NATS_CERT", "NATS_CERT"},
-	"tlskey":         {"MDE_OFFBOARD_NATS_KEY", "NATS_KEY"},
+	"tlsca":          {"MDE_OFFBOARD_TLSCA", "MDE_OFFBOARD_NATS_CA", "NATS_CA"}, // the worker's name first
+	"tlscert":        {"MDE_OFFBOARD_TLSCERT", "MDE_OFFBOARD_NATS_CERT", "NATS_CERT"},
+	"tlskey":         {"MDE_OFFBOARD_TLSKEY", "MDE_OFFBOARD_NATS_KEY", "NATS_KEY"},
 	"subject-prefix": {"MDE_OFFBOARD_SUBJECT_PREFIX", "SUBJECT_PREFIX"},
 }
 
