@@ -4,11 +4,17 @@
 #
 #   docker build -t mde-offboard .
 #   docker run --rm -v "$PWD/deploy/worker.yaml:/etc/mde-offboard/worker.yaml:ro" \
-#     -e NATS_URL=nats://nats:4222 -p 9090:9090 mde-offboard
+#     -e MDE_OFFBOARD_NATS_URL=nats://nats:4222 -p 9090:9090 mde-offboard
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS
 ARG TARGETARCH
+# .git is not copied in: say what is built, for --version and
+# mde_offboard_build_info:
+#   docker build --build-arg VERSION=$(git describe --tags --always) \
+#     --build-arg REVISION=$(git rev-parse HEAD) -t mde-offboard .
+ARG VERSION=
+ARG REVISION=
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
@@ -16,14 +22,17 @@ COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod \
     --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
-    go build -trimpath -ldflags="-s -w" -o /out/worker ./cmd/worker
+    go build -trimpath -o /out/ \
+      -ldflags="-s -w -X github.com/contoso-secops/mde-offboard/internal/buildinfo.version=${VERSION} -X github.com/contoso-secops/mde-offboard/internal/buildinfo.revision=${REVISION}" \
+      ./cmd/worker ./cmd/offboardctl
 
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/worker /usr/local/bin/worker
+COPY --from=build /out/worker /out/offboardctl /usr/local/bin/
 USER nonroot:nonroot
 # /metrics, /healthz and /readyz (--listen).
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/worker"]
-# Every flag can also be set by its environment variable (NATS_URL, ...);
+# Every flag can also be set by its environment variable
+# (MDE_OFFBOARD_NATS_URL, ...);
 # a flag given here wins over the variable.
 CMD ["--config=/etc/mde-offboard/worker.yaml"]

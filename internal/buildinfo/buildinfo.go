@@ -9,21 +9,33 @@ type Info struct {
 	GoVersion string
 }
 
+// version and revision, when set at link time, stand for what Go records:
+// an image built without the repository (.git is not copied into the
+// build) knows neither, so its build passes them:
+//
+//	go build -ldflags "-X github.com/contoso-secops/mde-offboard/internal/buildinfo.version=v1.4.0 \
+//	  -X github.com/contoso-secops/mde-offboard/internal/buildinfo.revision=$(git rev-parse HEAD)"
+var version, revision string
+
 // Read reads the binary's build information.
 func Read() Info {
 	i := Info{Version: "(devel)", Revision: "unknown", GoVersion: "unknown"}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return i
-	}
-	i.GoVersion = bi.GoVersion
-	if bi.Main.Version != "" {
-		i.Version = bi.Main.Version
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			i.Revision = s.Value
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		i.GoVersion = bi.GoVersion
+		if bi.Main.Version != "" {
+			i.Version = bi.Main.Version
 		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				i.Revision = s.Value
+			}
+		}
+	}
+	if version != "" {
+		i.Version = version
+	}
+	if revision != "" {
+		i.Revision = revision
 	}
 	return i
 }
