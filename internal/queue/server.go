@@ -14,7 +14,7 @@ import (
 // given no URL.
 type EmbeddedOptions struct {
 	StoreDir string // JetStream file storage
-	Listen   string // host:port for clients; "127.0.0.1:-1" picks a free port
+	Listen   string // host:port for clients; port 0 or -1 picks a free port
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process and
@@ -28,6 +28,9 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		}
 		if port, err = strconv.Atoi(p); err != nil {
 			return nil, fmt.Errorf("embedded NATS listen port %q: %w", p, err)
+		}
+		if port == 0 {
+			port = -1 // a free port, as with net.Listen; NATS reads 0 as its default, 4222
 		}
 		host = h
 	}
