@@ -91,14 +91,18 @@ func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*
 // trip.
 type Watcher struct {
 	w         jetstream.KeyWatcher
+	landed    func(tenant string) // nil: nobody is told
 	mu        sync.RWMutex
 	cancelled map[string]bool // tenant + "." + name
 }
 
 // NewWatcher starts watching the campaign marks and returns once it holds
 // every mark stored now, so that a worker started after a cancel sees it
-// before its first request.
-func NewWatcher(ctx context.Context, js jetstream.JetStream) (*Watcher, error) {
+// before its first request. landed, when set, is told the tenant of every
+// cancel mark the watch reads, those stored now included, once Cancelled
+// answers by it: a worker ends its tenant's waits with it. It must not
+// block.
+func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant string)) (*Watcher, error) {
 	kv, err := ControlBucket(ctx, js)
 	if err != nil {
 		return nil, err
@@ -107,7 +111,7 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream) (*Watcher, error) {
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
 	}
-	w := &Watcher{w: kw, cancelled: map[string]bool{}}
+	w := &Watcher{w: kw, landed: landed, cancelled: map[string]bool{}}
 	for {
 		select {
 		case e, ok := <-kw.Updates():
@@ -151,11 +155,14 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) {
 	var m Mark
 	cancelled := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &m) == nil && m.Cancelled
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	if cancelled {
 		w.cancelled[tenant+"."+name] = true
 	} else {
 		delete(w.cancelled, tenant+"."+name)
+	}
+	w.mu.Unlock()
+	if cancelled && w.landed != nil {
+		w.landed(tenant)
 	}
 }
 

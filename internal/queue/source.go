@@ -135,6 +135,21 @@ func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prio
 	}
 }
 
+// NextBatchNow is NextBatchWithin without the wait: the requests of the
+// given priorities there are now, none when there are none. It pulls from
+// each lane asked for, whatever the source knows of it: it is for a rare
+// look (a campaign's cancel) that must not miss a request waiting.
+func (s *Source) NextBatchNow(ctx context.Context, limit int, room Room, prios ...offboard.Priority) ([]Delivery, error) {
+	s.mu.Lock()
+	for _, l := range s.lanes {
+		if slices.Contains(prios, l.prio) {
+			l.maybe = true
+		}
+	}
+	s.mu.Unlock()
+	return s.pullWithin(ctx, max(limit, 1), room, prios)
+}
+
 // pullWithin pulls up to limit requests from the lanes that may have
 // some, normal first, within room.
 func (s *Source) pullWithin(ctx context.Context, limit int, room Room, prios []offboard.Priority) ([]Delivery, error) {

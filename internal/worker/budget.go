@@ -175,7 +175,8 @@ var errNotFinished = errors.New("request not finished")
 
 // reserveBudget takes a budget slot for the request's offboard call,
 // waiting while the budget is spent: the request stays fetched, kept
-// alive, and fails nothing. While it waits it gives the quota permit back.
+// alive, and fails nothing (a cancel of its campaign ends the wait:
+// unlessWithdrawn). While it waits it gives the quota permit back.
 // It returns the slot's end, to call with the request's outcome (at most
 // once counts), and the permit left. Without a budget there is no slot.
 func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Permit) (func(*offboard.Result, error), *limiter.Permit, error) {
@@ -203,7 +204,9 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		w.kickStats()
 		j.log.Info("budget spent: request waits for it")
 		var err error
-		slot, err = asideFor(bctx, func() (*limiter.Permit, error) { return b.l.Acquire(bctx) }, (*limiter.Permit).Release)
+		slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+			return asideFor(ctx, func() (*limiter.Permit, error) { return b.l.Acquire(ctx) }, (*limiter.Permit).Release)
+		})
 		b.waiting.Add(-1)
 		if err != nil {
 			return nil, permit, err

@@ -124,6 +124,9 @@ type callSpec struct {
 	// pause, a full window): a result or an error from it ends the call
 	// unsent.
 	again func(context.Context) (*offboard.Result, error)
+	// acquire, if set, waits for a repeat's permit in place of the
+	// caller's own wait (the offboard call's: a cancel ends it).
+	acquire func(context.Context) (*limiter.Permit, error)
 }
 
 // call makes one API call for a request and repeats it as the policy says.
@@ -142,7 +145,12 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		}
 		if permit == nil {
 			var err error
-			if permit, err = c.acquire(ctx, t, spec.api); err != nil {
+			if spec.acquire != nil {
+				permit, err = spec.acquire(ctx)
+			} else {
+				permit, err = c.acquire(ctx, t, spec.api)
+			}
+			if err != nil {
 				return nil, nil, err
 			}
 		}

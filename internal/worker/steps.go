@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -78,11 +79,27 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	if err == nil && res == nil {
 		res, err = w.act(ctx, j, &dev, permit)
+		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
+			res, err = w.withdrawnWaiting(ctx, j, wd)
+		}
 	}
 	if res != nil && dev.policy != nil {
 		res.Policy = dev.policy
 	}
 	return res, err
+}
+
+// withdrawnWaiting answers a request whose campaign was cancelled while
+// it waited in the worker: cancelled, no call. Its room, given back for
+// the wait, is taken again to store the result.
+func (w *Worker) withdrawnWaiting(ctx context.Context, j *job, wd *withdrawnError) (*offboard.Result, error) {
+	j.log.Info("request withdrawn while it waited: its campaign was cancelled")
+	if p, _ := ctx.Value(placeKey{}).(*place); p != nil {
+		if err := p.take(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return wd.res, nil
 }
 
 // calledBefore says whether the request id's ledger entry, as this
@@ -220,7 +237,9 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 	if err := w.claimBeforeWaiting(ctx, j); err != nil {
 		return nil, nil, err
 	}
-	unlock, err := asideFor(ctx, func() (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
+	unlock, err := unlessWithdrawn(ctx, w, j, func(ctx context.Context) (func(), error) {
+		return asideFor(ctx, func() (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
+	})
 	return unlock, nil, err
 }
 
@@ -251,7 +270,8 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			// The failed attempt may have created the action all the same.
 			return w.findOwnAction(ctx, j, next.Started, comment)
 		},
-		again: func(ctx context.Context) (*offboard.Result, error) { return w.beforeCall(ctx, j, dev) },
+		again:   func(ctx context.Context) (*offboard.Result, error) { return w.beforeCall(ctx, j, dev) },
+		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
 	}, permit)
 	if err != nil || res != nil {
 		return res, err
@@ -275,7 +295,8 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 }
 
 // offboardPermit waits for the offboard call's permit; a fresh request
-// claims its id first.
+// claims its id first. A cancel of its campaign ends the wait
+// (unlessWithdrawn).
 func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, error) {
 	if p, _ := j.t.limits.API(mde.APIOffboard).TryAcquire(w.clock.Now()); p != nil {
 		return p, nil
@@ -283,7 +304,9 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 	if err := w.claimBeforeWaiting(ctx, j); err != nil {
 		return nil, err
 	}
-	return w.caller.acquire(ctx, j.t, mde.APIOffboard)
+	return unlessWithdrawn(ctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+		return w.caller.acquire(ctx, j.t, mde.APIOffboard)
+	})
 }
 
 // calling writes in the ledger, before the call goes out, that a call for

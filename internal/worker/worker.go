@@ -117,6 +117,12 @@ type tenantRun struct {
 	log      *zap.Logger
 	backlog  map[offboard.Priority]uint64 // last read by runStats
 	swept    time.Time                    // last sweep (runStats)
+	cancels  *cancels                     // its campaigns' cancels as they land
+	// landed ends when a cancel of one of the tenant's campaigns lands
+	// after the loop last took requests for one; withdrawing says that
+	// the loop takes requests for a cancel (both the fetch loop's own).
+	landed      context.Context
+	withdrawing bool
 }
 
 // Worker processes the requests of all configured tenants.
@@ -237,7 +243,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	}
 	w.epoch = stream.CachedInfo().Created.UnixNano()
 	w.requests = stream
-	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS); err != nil {
+	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS, w.cancelLanded); err != nil {
 		return nil, err
 	}
 	w.planner = newPlanner(w, opts.Plan)
@@ -280,7 +286,10 @@ func (w *Worker) addTenant(t *Tenant, src *queue.Source) {
 		lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
-	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name))}
+	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name)), cancels: newCancels()}
+	// Before the campaign watcher reads the marks: a tenant with a
+	// cancelled campaign looks for its requests once, at its first wait.
+	tr.landed = tr.cancels.next()
 	tr.budget = w.newBudget(tr)
 	if t.Config.Tracking.Enabled {
 		tr.tracker = w.newTracker(tr)
@@ -368,7 +377,8 @@ func (w *Worker) stop(ctx context.Context) error {
 
 // runTenant takes the tenant's requests as quota and the tenant's
 // in-flight cap allow. A request is pulled from the stream only once an
-// offboard call could start, so waiting requests stay in the stream; when
+// offboard call could start, so waiting requests stay in the stream
+// (unless a campaign's cancel withdraws them: nextRequests); when
 // several calls could start, their requests come in one pull, never more
 // than the free slots and the quota left allow.
 // The loop holds no permit while it waits for a request: a retry under
@@ -476,26 +486,35 @@ var errPausesChanged = errors.New("the tenant's pauses changed")
 // then fetches requests of the served priorities: as many as the calls
 // that could start now and the free slots allow (it takes those slots;
 // with the one the caller holds, n of them). A paused priority is not
-// fetched: its requests wait in the stream.
+// fetched: its requests wait in the stream. A cancel of one of the
+// tenant's campaigns ends the wait for quota and budget: the requests
+// there are then fetched without it, for as long as they hold requests of
+// a cancelled campaign (cancels.go).
 func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan struct{}) (ds []queue.Delivery, n int, err error) {
 	prios, changed, err := w.served(ctx, t.name)
 	if err != nil {
 		return nil, 1, err
 	}
-	if err := w.waitQuota(ctx, t); err != nil {
-		return nil, 1, err
-	}
-	if err := w.waitBudget(ctx, t); err != nil {
-		return nil, 1, err
+	if !t.withdrawing {
+		if err := w.waitCall(ctx, t); err != nil {
+			if ctx.Err() != nil || t.landed.Err() == nil {
+				return nil, 1, err
+			}
+			t.withdrawing = true // a cancel landed
+		}
 	}
 	// The waits for quota and budget can be long: a pause may have landed since.
 	if !slices.Equal(w.unpaused(t.name), prios) {
 		return nil, 1, errPausesChanged
 	}
-	n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).AvailableWithin(w.clock.Now(), fetchAhead, cap(slots))-1)
 	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
 	defer stopNext()
-	ds, err = t.source.NextBatchWithin(nextCtx, n, w.room(), prios...)
+	if t.withdrawing {
+		ds, n, t.withdrawing, err = w.fetchWithdrawn(nextCtx, t, slots, prios)
+	} else {
+		n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).AvailableWithin(w.clock.Now(), fetchAhead, cap(slots))-1)
+		ds, err = t.source.NextBatchWithin(nextCtx, n, w.room(), prios...)
+	}
 	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
 		return nil, n, errPausesChanged
 	}

@@ -1,0 +1,148 @@
+package worker
+
+import (
+	"context"
+	"sync"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// This file carries a campaign's cancel to the requests it withdraws
+// wherever they wait, within a moment of its mark landing (campaign.Watcher):
+// in the stream while the tenant's loop waits for quota or budget (the loop
+// then takes them: they need neither, and are answered cancelled), and in
+// the worker, while they wait for their device, a budget slot or a place
+// in the quota.
+
+// cancels tells a tenant's waits that a cancel of one of its campaigns
+// landed.
+type cancels struct {
+	mu     sync.Mutex
+	landed context.Context // ends at the next cancel
+	land   context.CancelFunc
+}
+
+func newCancels() *cancels {
+	c := &cancels{}
+	c.landed, c.land = context.WithCancel(context.Background())
+	return c
+}
+
+// next returns a context that ends when a cancel of one of the tenant's
+// campaigns lands from now on.
+func (c *cancels) next() context.Context {
+	if c == nil {
+		return context.Background() // never: a tenant without a loop
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.landed
+}
+
+// landedNow ends the waits on the current context; later ones wait for
+// the next cancel.
+func (c *cancels) landedNow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.land()
+	c.landed, c.land = context.WithCancel(context.Background())
+}
+
+// cancelLanded is told by the campaign watcher of each cancel it reads.
+func (w *Worker) cancelLanded(tenant string) {
+	if t := w.tenants[tenant]; t != nil {
+		t.cancels.landedNow()
+	}
+}
+
+// waitCall waits until an offboard call of the tenant could start: its
+// quota, then its budget. A cancel of one of the tenant's campaigns landed
+// since the loop last took requests for one (t.landed) ends the wait: the
+// error is then that of a context ended, and the loop takes the requests
+// there are (fetchWithdrawn).
+func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if t.landed.Err() != nil {
+		cancel() // landed already: a call that could start now goes on
+	} else {
+		defer context.AfterFunc(t.landed, cancel)()
+	}
+	if err := w.waitQuota(wctx, t); err != nil {
+		return err
+	}
+	return w.waitBudget(wctx, t)
+}
+
+// fetchWithdrawn takes the requests of the served priorities there are
+// now, as many as the free slots allow (it takes those slots; with the one
+// the caller holds, n of them), for a cancel: those of a cancelled
+// campaign are answered at once, without a call; any other waits in the
+// worker for its place in the quota and its budget slot, as a request
+// whose place went elsewhere does. It says whether the batch held a
+// request of a cancelled campaign: if so, the loop takes the next batch
+// the same way.
+func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
+	// Read before the fetch: a cancel landing from now on is taken
+	// again.
+	t.landed = t.cancels.next()
+	n = 1 + takeSlots(slots, cap(slots)-1)
+	ds, err = t.source.NextBatchNow(ctx, n, w.room(), prios...)
+	if err != nil {
+		return nil, n, true, err // taken again after the error
+	}
+	return ds, n, w.withdrawsAny(t, ds), nil
+}
+
+// withdrawsAny says whether one of the requests belongs to a cancelled
+// campaign.
+func (w *Worker) withdrawsAny(t *tenantRun, ds []queue.Delivery) bool {
+	if w.campaigns == nil {
+		return false
+	}
+	for _, d := range ds {
+		req, err := offboard.ParseRequest(d.Msg.Data(), t.name)
+		if err != nil {
+			continue
+		}
+		if _, ok := w.campaigns.Cancelled(t.name, req); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// withdrawnError ends a request's wait in the worker: its campaign was
+// cancelled. res is its result.
+type withdrawnError struct{ res *offboard.Result }
+
+func (e *withdrawnError) Error() string {
+	return "the request's campaign was cancelled while it waited"
+}
+
+// unlessWithdrawn runs wait, a request's wait in the worker before its
+// offboard call (for its device, a budget slot, its place in the quota),
+// so that a cancel of its campaign ends it, also one landing meanwhile:
+// the error is then a *withdrawnError. A request a call of which may have
+// gone out (mayHaveCalled) is not withdrawn, as in beforeCall. A cancel of
+// another campaign of the tenant has the wait go on.
+func unlessWithdrawn[T any](ctx context.Context, w *Worker, j *job, wait func(context.Context) (T, error)) (T, error) {
+	for {
+		landed := j.t.cancels.next()
+		if !w.mayHaveCalled(j) {
+			if res := w.cancelled(j); res != nil {
+				var zero T
+				return zero, &withdrawnError{res: res}
+			}
+		}
+		wctx, cancel := context.WithCancel(ctx)
+		stop := context.AfterFunc(landed, cancel)
+		got, err := wait(wctx)
+		stop()
+		cancel()
+		if err == nil || ctx.Err() != nil || landed.Err() == nil {
+			return got, err
+		}
+	}
+}
