@@ -59,6 +59,13 @@ func newEnv(t *testing.T, machines int) *testEnv {
 // latency.
 func newEnvWith(t *testing.T, machines int, latency time.Duration) *testEnv {
 	t.Helper()
+	return newEnvLimited(t, machines, latency, "5000/1m")
+}
+
+// newEnvLimited is newEnvWith with the tenant's offboard limit
+// ("<count>/<duration>").
+func newEnvLimited(t *testing.T, machines int, latency time.Duration, offboardLimit string) *testEnv {
+	t.Helper()
 	e := &testEnv{t: t, dir: t.TempDir(), tenantID: "11111111-2222-3333-4444-" + randHex(6)}
 	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(e.dir, "nats"), Listen: "127.0.0.1:-1"})
 	if err != nil {
@@ -98,9 +105,9 @@ func newEnvWith(t *testing.T, machines int, latency time.Duration) *testEnv {
     authorityHost: %s
     maxInFlight: 8
     limits:
-      offboard: ["5000/1m"]
+      offboard: ["%s"]
       machines: ["5000/1m"]
-`, tenant, e.tenantID, clientID, secretFile, base, base))
+`, tenant, e.tenantID, clientID, secretFile, base, base, offboardLimit))
 	if err != nil {
 		t.Fatal(err)
 	}

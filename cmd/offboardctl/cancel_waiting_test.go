@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// withdrawnWithin bounds how long a cancelled campaign's run may take to
+// end after the cancel: far less than the quota or budget window its
+// requests wait for, so that a run that ends only once the window frees
+// fails.
+const withdrawnWithin = 30 * time.Second
+
+// runCampaign writes a CSV of every device of the environment as
+// NAME.csv and runs the campaign in the background; the returned channel
+// gives the run's exit code.
+func runCampaign(t *testing.T, e *testEnv, name string) <-chan int {
+	t.Helper()
+	dir := t.TempDir()
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for _, m := range e.machines {
+		b.WriteString(m.ID + "\n")
+	}
+	p := writeFile(t, dir, name+".csv", b.String())
+	ctx, cancel := context.WithCancel(t.Context())
+	t.Cleanup(cancel)
+	done := make(chan int, 1)
+	go func() {
+		code, _, errOut := e.ctl(ctx, "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"))
+		if code != exitOK {
+			t.Logf("campaign run: exit %d: %s", code, errOut)
+		}
+		done <- code
+	}()
+	return done
+}
+
+// cancelAndWait cancels the campaign and waits for its run to end, every
+// row answered: each request not created is answered cancelled, with no
+// API call after the cancel.
+func cancelAndWait(t *testing.T, e *testEnv, name string, done <-chan int) {
+	t.Helper()
+	actions := len(e.sim.Actions(e.tenantID))
+	start := time.Now()
+	if code, out, errOut := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", name, "--reason", "stop"); code != exitOK {
+		t.Fatalf("cancel: exit %d: %s %s", code, out, errOut)
+	}
+	select {
+	case code := <-done:
+		t.Logf("the run ended %v after the cancel", time.Since(start).Round(time.Millisecond))
+		if code != exitOK {
+			t.Errorf("campaign run: exit %d", code)
+		}
+	case <-time.After(withdrawnWithin):
+		t.Fatalf("%v after the cancel: %d of %d rows answered, %d requests still in the stream",
+			withdrawnWithin, len(e.results()), len(e.machines), e.requestsWaiting())
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != actions {
+		t.Errorf("%d actions after the cancel, %d before", n, actions)
+	}
+	per := map[string]int{}
+	created, cancelled := 0, 0
+	for _, r := range e.results() {
+		per[r.RequestID]++
+		switch {
+		case r.Outcome == offboard.OutcomeCreated:
+			created++
+		case r.Error != nil && r.Error.Code == offboard.CodeCancelled:
+			cancelled++
+		default:
+			t.Errorf("%s: %s %+v", r.RequestID, r.Outcome, r.Error)
+		}
+	}
+	if len(per) != len(e.machines) || created+cancelled != len(e.machines) || created != actions {
+		t.Errorf("%d requests answered, %d results: %d created (%d actions), %d cancelled; want each of %d once",
+			len(per), created+cancelled, created, actions, cancelled, len(e.machines))
+	}
+	code, out, _ := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", name, "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
+		t.Fatalf("status: exit %d, %v: %s", code, err, out)
+	}
+	if st.Created != created || st.FailedByCode[offboard.CodeCancelled] != cancelled || st.Waiting != 0 {
+		t.Errorf("status %+v; the results: %d created, %d cancelled", st, created, cancelled)
+	}
+}
+
+// A campaign whose requests wait in the stream for the tenant's quota
+// (10 calls an hour) is cancelled after its first 10 calls: the rest are
+// answered cancelled at once, without a call, not when the quota frees.
+func TestCancelWhileWaitingForQuota(t *testing.T) {
+	t.Parallel()
+	e := newEnvLimited(t, 40, 0, "10/1h")
+	e.startWorker()
+	done := runCampaign(t, e, "slow")
+	e.waitFor("10 results", time.Minute, func() bool { return len(e.results()) >= 10 })
+	cancelAndWait(t, e, "slow", done)
+}
+
+// A campaign held by the tenant's budget (5 a day) is cancelled: its held
+// requests, in the stream or fetched already and waiting in the worker
+// for a budget slot, are answered cancelled at once (they need neither a
+// call nor a slot), not when the budget's window frees.
+func TestCancelWhileHeldByBudget(t *testing.T) {
+	t.Parallel()
+	e := newEnvLimited(t, 20, 0, "1000000/1m")
+	e.startWorker()
+	if code, out, errOut := e.ctl(t.Context(), "budget", tenant, "5/24h", "--reason", "test"); code != exitOK {
+		t.Fatalf("budget: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitBudgetLeft(5)
+	done := runCampaign(t, e, "held")
+	e.waitFor("5 results", time.Minute, func() bool { return len(e.results()) >= 5 })
+	cancelAndWait(t, e, "held", done)
+}
+
+// waitBudgetLeft waits until the worker's budget left for the tenant
+// (mde_offboard_budget_remaining) is left: the budget set is in force.
+func (e *testEnv) waitBudgetLeft(left float64) {
+	e.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mfs, err := e.opts.Registry.Gather()
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "mde_offboard_budget_remaining" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetGauge().GetValue() == left {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the worker's budget left is not %v within 10s", left)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
