@@ -76,15 +76,17 @@ func isOffboard(req *http.Request) bool { return strings.HasSuffix(req.URL.Path,
 // (CONTRACT.md "already_pending"); the budget counts created results only.
 func TestDuplicateAnsweredWithTheExistingAction(t *testing.T) {
 	t.Parallel()
-	// The service's clock (its answers' Date, its actions' times) moves
-	// on a minute between the two requests; the worker's is the real one.
-	apiClock := clockwork.NewFakeClockAt(time.Now())
+	// The service's clock (its answers' Date, its actions' times) runs six
+	// minutes behind the worker's for the first request, then catches up:
+	// the first action is six minutes old when the second call is
+	// answered, by the answer's Date and by the worker's clock alike.
+	apiClock := clockwork.NewFakeClockAt(time.Now().Add(-6 * time.Minute))
 	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{DuplicateReturnsExisting: true, Clock: apiClock}})
 	c := e.collect("mde.offboard.result.>")
 	m := e.tenants["contoso"].machines[0]
 	const comment = "Retired in CMDB (CHG0012345)"
 	first := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "d-1", "machineId": m.ID, "comment": comment})
-	apiClock.Advance(time.Minute)
+	apiClock.Advance(6 * time.Minute)
 	second := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "d-2", "machineId": m.ID, "comment": comment})
 	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
 		t.Fatalf("%d actions", n)

@@ -296,7 +296,22 @@ type Action struct {
 	ComputerDNSName     string `json:"computerDnsName"`
 	RequestorComment    string `json:"requestorComment"`
 	CreationDateTimeUTC string `json:"creationDateTimeUtc"`
-	Raw                 json.RawMessage
+	// The last update's time, under its documented name and the one list
+	// examples show.
+	LastUpdateDateTimeUTC string `json:"lastUpdateDateTimeUtc"`
+	LastUpdateTimeUTC     string `json:"lastUpdateTimeUtc"`
+	Raw                   json.RawMessage
+}
+
+// Updated is the action's last update time, or zero if the API gave none
+// that reads as a time.
+func (a Action) Updated() time.Time {
+	for _, s := range []string{a.LastUpdateDateTimeUTC, a.LastUpdateTimeUTC} {
+		if t, ok := parseAPITime(s); ok {
+			return t
+		}
+	}
+	return time.Time{}
 }
 
 // Created is the action's creation time, or zero if the API gave none that

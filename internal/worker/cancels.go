@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 
+	"go.uber.org/zap"
+
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -78,11 +80,9 @@ func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
 // fetchWithdrawn takes the requests of the served priorities there are
 // now, as many as the free slots allow (it takes those slots; with the one
 // the caller holds, n of them), for a cancel: those of a cancelled
-// campaign are answered at once, without a call; any other waits in the
-// worker for its place in the quota and its budget slot, as a request
-// whose place went elsewhere does. It says whether the batch held a
-// request of a cancelled campaign: if so, the loop takes the next batch
-// the same way.
+// campaign are answered at once, without a call; any other goes back to
+// the stream. It says whether the batch held a request of a cancelled
+// campaign: if so, the loop takes the next batch the same way.
 func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
 	// Read before the fetch: a cancel landing from now on is taken
 	// again.
@@ -92,25 +92,28 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 	if err != nil {
 		return nil, n, true, err // taken again after the error
 	}
-	return ds, n, w.withdrawsAny(t, ds), nil
+	withdrawn := w.keepWithdrawn(t, ds)
+	return withdrawn, n, len(withdrawn) > 0, nil
 }
 
-// withdrawsAny says whether one of the requests belongs to a cancelled
-// campaign.
-func (w *Worker) withdrawsAny(t *tenantRun, ds []queue.Delivery) bool {
-	if w.campaigns == nil {
-		return false
-	}
+// keepWithdrawn keeps the requests of a cancelled campaign and gives the
+// others back to the stream at once: held in the worker for a place in
+// the quota, they would take the next places ahead of requests that come
+// before them (normal priority before bulk).
+func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delivery {
+	kept := ds[:0]
 	for _, d := range ds {
-		req, err := offboard.ParseRequest(d.Msg.Data(), t.name)
-		if err != nil {
-			continue
+		if req, err := offboard.ParseRequest(d.Msg.Data(), t.name); err == nil && w.campaigns != nil {
+			if _, ok := w.campaigns.Cancelled(t.name, req); ok {
+				kept = append(kept, d)
+				continue
+			}
 		}
-		if _, ok := w.campaigns.Cancelled(t.name, req); ok {
-			return true
+		if err := d.Msg.Nak(); err != nil {
+			t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))
 		}
 	}
-	return false
+	return kept
 }
 
 // withdrawnError ends a request's wait in the worker: its campaign was

@@ -46,6 +46,13 @@ type loopEnv struct {
 // windows.
 func setupLoop(t *testing.T, offboardLimits string, retry RetryPolicy) *loopEnv {
 	t.Helper()
+	return setupLoopWith(t, offboardLimits, "", retry)
+}
+
+// setupLoopWith is setupLoop with YAML added to the tenant's entry, after
+// its offboard limits.
+func setupLoopWith(t *testing.T, offboardLimits, extra string, retry RetryPolicy) *loopEnv {
+	t.Helper()
 	e := &loopEnv{sim: mdesim.New(mdesim.Options{}), clock: clockwork.NewFakeClock(), results: make(chan offboard.Result, 16)}
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
@@ -65,7 +72,7 @@ func setupLoop(t *testing.T, offboardLimits string, retry RetryPolicy) *loopEnv 
     authorityHost: %s
     limits:
       offboard: %s
-`, loopTenantID, loopClientID, filepath.Join(dir, "secret"), base, base, offboardLimits))
+%s`, loopTenantID, loopClientID, filepath.Join(dir, "secret"), base, base, offboardLimits, extra))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -79,9 +79,9 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	if err == nil && res == nil {
 		res, err = w.act(ctx, j, &dev, permit)
-		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
-			res, err = w.withdrawnWaiting(ctx, j, wd)
-		}
+	}
+	if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
+		res, err = w.withdrawnWaiting(ctx, j, wd)
 	}
 	if res != nil && dev.policy != nil {
 		res.Policy = dev.policy
@@ -304,7 +304,14 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 	if err := w.claimBeforeWaiting(ctx, j); err != nil {
 		return nil, err
 	}
-	return unlessWithdrawn(ctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+	// The wait ends when the worker stops fetching: the request goes back
+	// to the stream rather than hold the shutdown (as a budget wait).
+	pctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if w.fetchCtx != nil {
+		defer context.AfterFunc(w.fetchCtx, cancel)()
+	}
+	return unlessWithdrawn(pctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
 		return w.caller.acquire(ctx, j.t, mde.APIOffboard)
 	})
 }
@@ -341,7 +348,17 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 // read makes a read call: any answer but success is the request's failed
 // result, its message prefixed with what.
 func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(context.Context) *mde.Verdict) (*mde.Verdict, *offboard.Result, error) {
-	v, res, err := w.caller.call(ctx, j, callSpec{api: api, do: do}, nil)
+	acquire := func(ctx context.Context) (*limiter.Permit, error) {
+		if p, _ := j.t.limits.API(api).TryAcquire(w.clock.Now()); p != nil {
+			return p, nil
+		}
+		// A cancel of the request's campaign ends the wait for the
+		// read's place, as for the offboard call's.
+		return unlessWithdrawn(ctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+			return w.caller.acquire(ctx, j.t, api)
+		})
+	}
+	v, res, err := w.caller.call(ctx, j, callSpec{api: api, do: do, acquire: acquire}, nil)
 	if err != nil || res != nil {
 		return nil, res, err
 	}
@@ -405,16 +422,21 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 // creation time) may disagree among themselves.
 const answerSkew = 30 * time.Second
 
-// reachedAPI is the earliest time, on the API's clock, at which a call
-// sent at started (our clock) and answered v at now can have reached the
-// API: the answer's Date less the time the call took, give or take the
-// API's clocks; without a Date, our clock less the skew between ours and
-// the API's.
+// reachedAPI is a time before which an action was surely there before a
+// call sent at started (our clock) and answered v at now: five minutes
+// before the call by our clock (the skew between ours and the API's), and
+// no later than the answer's Date less the time the call took, give or
+// take the API's own clocks. Whichever clock is off, the earlier of the
+// two errs toward the call's own action: counted in the budget, never
+// left out of it.
 func reachedAPI(v *mde.Verdict, started, now time.Time) time.Time {
-	if v.ServerTime.IsZero() {
-		return started.Add(-clockSkew)
+	bound := started.Add(-clockSkew)
+	if !v.ServerTime.IsZero() {
+		if byDate := v.ServerTime.Add(-max(now.Sub(started), 0) - answerSkew); byDate.Before(bound) {
+			bound = byDate
+		}
 	}
-	return v.ServerTime.Add(-max(now.Sub(started), 0) - answerSkew)
+	return bound
 }
 
 // handedBack says whether an unfinished action a successful offboard
@@ -433,10 +455,22 @@ func handedBack(a mde.Action, comment string, reached time.Time) bool {
 
 // mayBeOwnAction says whether an action in a list may be the one a call
 // of this request, sent at since, created: our comment, and created since
-// then (give or take the clocks' skew), or at a time the API left out.
+// then (give or take the clocks' skew). Without a creation time (any field
+// may be missing), its last update must be since then; without either,
+// it must be unfinished: an older action with the same comment, cancelled
+// or failed, must not pass for one that offboards the device.
 func mayBeOwnAction(a mde.Action, comment string, since time.Time) bool {
-	created := a.Created()
-	return a.RequestorComment == comment && (created.IsZero() || !created.Before(since.Add(-clockSkew)))
+	if a.RequestorComment != comment {
+		return false
+	}
+	bound := since.Add(-clockSkew)
+	if created := a.Created(); !created.IsZero() {
+		return !created.Before(bound)
+	}
+	if updated := a.Updated(); !updated.IsZero() {
+		return !updated.Before(bound)
+	}
+	return a.Unfinished()
 }
 
 // acceptedUnread answers an offboard the API accepted (any 2xx is a
