@@ -19,15 +19,22 @@ test: ## go vet, every test with the race detector, then the alert rules
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory check-alerts
 
-check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, installs promtool)
-	@if ! command -v promtool >/dev/null 2>&1 && [ "$$CI" = true ] && [ "$$(id -u)" = 0 ]; then \
-		echo "installing promtool (Debian package prometheus)"; \
-		apt-get update -qq >/dev/null 2>&1; \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1 || true; \
-	fi
-	@if command -v promtool >/dev/null 2>&1; then \
+check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, installs promtool or fails)
+	@ci=false; case "$${CI:-}" in ""|false|0) ;; *) ci=true ;; esac; \
+	if ! command -v promtool >/dev/null 2>&1 && [ "$$ci" = true ]; then \
+		if [ "$$(id -u)" = 0 ]; then sudo=; elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then sudo="sudo -n"; else sudo=none; fi; \
+		if [ "$$sudo" != none ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing promtool (Debian package prometheus)"; \
+			$$sudo apt-get update -qq >/dev/null 2>&1; \
+			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; \
+		fi; \
+	fi; \
+	if command -v promtool >/dev/null 2>&1; then \
 		promtool check rules deploy/prometheus/alerts.yaml deploy/prometheus/rules.yaml && \
 		promtool test rules deploy/prometheus/alerts_test.yaml; \
+	elif [ "$$ci" = true ]; then \
+		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed and could not be installed (Debian: apt-get install prometheus); CI fails ***" >&2; \
+		exit 1; \
 	else \
 		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed (Debian: apt-get install prometheus) ***"; \
 	fi
