@@ -133,6 +133,16 @@ func TestKustomization(t *testing.T) {
 		}
 		checkSelects(t, "topology spread", pod.TopologySpreadConstraints[0].LabelSelector.MatchLabels, sel)
 	})
+	t.Run("scraped once, through the ServiceMonitor", func(t *testing.T) {
+		// A Prometheus that also discovers pods by their prometheus.io/*
+		// annotations would scrape every replica a second time, under
+		// another job, and double every counter the alerts sum.
+		for k := range d.Spec.Template.Annotations {
+			if strings.HasPrefix(k, "prometheus.io/") {
+				t.Errorf("pod annotation %s: the ServiceMonitor (job mde-offboard) scrapes the pods", k)
+			}
+		}
+	})
 	t.Run("network policy", func(t *testing.T) { checkNetworkPolicy(t, r.policies[0], d) })
 	t.Run("identity", func(t *testing.T) {
 		sa := r.accounts[0]
