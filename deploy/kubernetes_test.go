@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -291,5 +292,88 @@ func checkNetworkPolicy(t *testing.T, np *networkingv1.NetworkPolicy, d *appsv1.
 	}
 	if len(ports) != 3 {
 		t.Errorf("egress ports %v, want NATS, 443 and DNS only", ports)
+	}
+}
+
+// TestNetworkPolicyOptionalRules checks the egress rules networkpolicy.yaml
+// keeps commented out, for the clusters that need them: DNS through
+// NodeLocal DNSCache, and the Azure instance metadata service for
+// managedIdentity. Uncommented, each must be a valid rule that opens one
+// address on its port and nothing more.
+func TestNetworkPolicyOptionalRules(t *testing.T) {
+	data, err := os.ReadFile("kubernetes/networkpolicy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A commented rule starts with "    # - " under egress: and goes on
+	// with lines "    #   ..."; uncomment those, keep the rest.
+	var b strings.Builder
+	optional, in := 0, false
+	for line := range strings.SplitAfterSeq(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "    # - "):
+			optional++
+			in = true
+			line = "    " + strings.TrimPrefix(line, "    # ")
+		case in && strings.HasPrefix(line, "    #   "):
+			line = "    " + strings.TrimPrefix(line, "    # ")
+		default:
+			in = false
+		}
+		b.WriteString(line)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal([]byte(b.String()), &doc); err != nil {
+		t.Fatalf("networkpolicy.yaml with its optional rules uncommented: %v", err)
+	}
+	js, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var np networkingv1.NetworkPolicy
+	dec := json.NewDecoder(bytes.NewReader(js))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&np); err != nil {
+		t.Fatalf("networkpolicy.yaml with its optional rules uncommented: %v", err)
+	}
+	want := map[string][]string{
+		"169.254.20.10/32":   {"UDP/53", "TCP/53"}, // NodeLocal DNSCache
+		"169.254.169.254/32": {"TCP/80"},           // instance metadata service
+	}
+	if optional != len(want) {
+		t.Errorf("%d commented rules, want %d (NodeLocal DNSCache, instance metadata service)", optional, len(want))
+	}
+	found := map[string]bool{}
+	for _, rule := range np.Spec.Egress {
+		for _, peer := range rule.To {
+			if peer.IPBlock == nil {
+				continue
+			}
+			ports, ok := want[peer.IPBlock.CIDR]
+			if !ok {
+				t.Errorf("egress to %s: not a documented optional rule", peer.IPBlock.CIDR)
+				continue
+			}
+			found[peer.IPBlock.CIDR] = true
+			if len(rule.To) != 1 || len(peer.IPBlock.Except) != 0 {
+				t.Errorf("egress to %s: the rule names other peers too", peer.IPBlock.CIDR)
+			}
+			var got []string
+			for _, p := range rule.Ports {
+				proto := corev1.ProtocolTCP // the default
+				if p.Protocol != nil {
+					proto = *p.Protocol
+				}
+				got = append(got, string(proto)+"/"+p.Port.String())
+			}
+			if !slices.Equal(got, ports) {
+				t.Errorf("egress to %s on %v, want %v", peer.IPBlock.CIDR, got, ports)
+			}
+		}
+	}
+	for cidr := range want {
+		if !found[cidr] {
+			t.Errorf("no commented egress rule to %s", cidr)
+		}
 	}
 }
