@@ -19,6 +19,10 @@ test: ## go vet, every test with the race detector, then the alert rules
 	$(GO) test -race -count=1 -timeout 20m ./...
 	@$(MAKE) --no-print-directory check-alerts
 
+# The promtool of the Prometheus module the deploy tests use (go.mod), built
+# when no promtool is installed and none can be.
+PROMTOOL_VERSION := $(shell $(GO) list -m -f '{{.Version}}' github.com/prometheus/prometheus 2>/dev/null)
+
 check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, installs promtool or fails)
 	@ci=false; case "$${CI:-}" in ""|false|0) ;; *) ci=true ;; esac; \
 	if ! command -v promtool >/dev/null 2>&1 && [ "$$ci" = true ]; then \
@@ -28,12 +32,17 @@ check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, inst
 			$$sudo apt-get update -qq >/dev/null 2>&1; \
 			$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null 2>&1; \
 		fi; \
+		if ! command -v promtool >/dev/null 2>&1; then \
+			echo "building promtool from the Go module proxy into bin/ (a few minutes)"; \
+			GOBIN="$(CURDIR)/bin" $(GO) install github.com/prometheus/prometheus/cmd/promtool@$(PROMTOOL_VERSION) && PATH="$(CURDIR)/bin:$$PATH"; \
+		fi; \
 	fi; \
+	if [ -x bin/promtool ]; then PATH="$(CURDIR)/bin:$$PATH"; fi; \
 	if command -v promtool >/dev/null 2>&1; then \
 		promtool check rules deploy/prometheus/alerts.yaml deploy/prometheus/rules.yaml && \
 		promtool test rules deploy/prometheus/alerts_test.yaml; \
 	elif [ "$$ci" = true ]; then \
-		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed and could not be installed (Debian: apt-get install prometheus); CI fails ***" >&2; \
+		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed and could not be installed or built (Debian: apt-get install prometheus); CI fails ***" >&2; \
 		exit 1; \
 	else \
 		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed (Debian: apt-get install prometheus) ***"; \
