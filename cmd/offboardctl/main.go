@@ -115,6 +115,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 	pf.StringVar(&c.conn.TLSCA, "tlsca", "", "CA bundle to trust for the NATS server (env MDE_OFFBOARD_TLSCA, NATS_CA)")
 	pf.StringVar(&c.conn.TLSCert, "tlscert", "", "client certificate for NATS (env MDE_OFFBOARD_TLSCERT, NATS_CERT)")
 	pf.StringVar(&c.conn.TLSKey, "tlskey", "", "client certificate's key (env MDE_OFFBOARD_TLSKEY, NATS_KEY)")
+	pf.StringVar(&c.conn.InboxPrefix, "nats-inbox-prefix", "", "subject prefix of replies instead of _INBOX, such as _INBOX_offboardctl (env MDE_OFFBOARD_NATS_INBOX_PREFIX)")
 	pf.StringVar(&c.prefix, "subject-prefix", offboard.DefaultPrefix, "prefix of every subject (env MDE_OFFBOARD_SUBJECT_PREFIX)")
 	pf.DurationVar(&c.timeout, "connect-timeout", 5*time.Second, "how long to wait for NATS")
 	for _, sub := range commands {
@@ -211,12 +212,13 @@ var commands []func(*cli) *cobra.Command
 
 // env names each connection flag's environment variables, first wins.
 var env = map[string][]string{
-	"nats-url":       {"MDE_OFFBOARD_NATS_URL", "NATS_URL"},
-	"nats-creds":     {"MDE_OFFBOARD_NATS_CREDS", "NATS_CREDS"},
-	"tlsca":          {"MDE_OFFBOARD_TLSCA", "MDE_OFFBOARD_NATS_CA", "NATS_CA"}, // the worker's name first
-	"tlscert":        {"MDE_OFFBOARD_TLSCERT", "MDE_OFFBOARD_NATS_CERT", "NATS_CERT"},
-	"tlskey":         {"MDE_OFFBOARD_TLSKEY", "MDE_OFFBOARD_NATS_KEY", "NATS_KEY"},
-	"subject-prefix": {"MDE_OFFBOARD_SUBJECT_PREFIX", "SUBJECT_PREFIX"},
+	"nats-url":          {"MDE_OFFBOARD_NATS_URL", "NATS_URL"},
+	"nats-creds":        {"MDE_OFFBOARD_NATS_CREDS", "NATS_CREDS"},
+	"tlsca":             {"MDE_OFFBOARD_TLSCA", "MDE_OFFBOARD_NATS_CA", "NATS_CA"}, // the worker's name first
+	"tlscert":           {"MDE_OFFBOARD_TLSCERT", "MDE_OFFBOARD_NATS_CERT", "NATS_CERT"},
+	"tlskey":            {"MDE_OFFBOARD_TLSKEY", "MDE_OFFBOARD_NATS_KEY", "NATS_KEY"},
+	"subject-prefix":    {"MDE_OFFBOARD_SUBJECT_PREFIX", "SUBJECT_PREFIX"},
+	"nats-inbox-prefix": {"MDE_OFFBOARD_NATS_INBOX_PREFIX"},
 }
 
 // fromEnv fills the flags not given on the command line from the

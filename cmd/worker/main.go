@@ -127,6 +127,7 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs.StringVar(&o.NATSTLSCA, "tlsca", "", "CA bundle to trust for the NATS server")
 	fs.StringVar(&o.NATSTLSCert, "tlscert", "", "client certificate for NATS (with --tlskey)")
 	fs.StringVar(&o.NATSTLSKey, "tlskey", "", "client certificate's key for NATS")
+	fs.StringVar(&o.NATSInboxPrefix, "nats-inbox-prefix", "", "subject prefix of the NATS connection's replies instead of _INBOX (one the account lets this user alone subscribe to, such as _INBOX_worker)")
 	fs.StringVar(&o.DataDir, "data-dir", app.DefaultDataDir, "embedded NATS server storage")
 	fs.StringVar(&o.EmbeddedListen, "embedded-listen", app.DefaultEmbeddedListen, "client address of the embedded NATS server")
 	fs.StringVar(&o.SubjectPrefix, "subject-prefix", app.DefaultSubjectPrefix, "prefix of every subject")

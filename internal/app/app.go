@@ -45,6 +45,10 @@ type Options struct {
 	SubjectPrefix  string // default DefaultSubjectPrefix
 	NoSetup        bool   // do not create or update streams and consumers
 
+	// NATSInboxPrefix replaces _INBOX in the connection's reply subjects
+	// (queue.Conn.InboxPrefix); empty: _INBOX.
+	NATSInboxPrefix string
+
 	Listen string // metrics and health, default DefaultListen
 	// Profiling serves Go's runtime profiles under /debug/pprof/ on
 	// Listen. Off by default: a profile shows no secret, but anyone who

@@ -77,7 +77,8 @@ func (a *App) natsOptions() []nats.Option {
 
 // natsConn is the connection's credentials and TLS settings.
 func (o Options) natsConn() queue.Conn {
-	return queue.Conn{URL: o.NATSURL, Creds: o.NATSCreds, TLSCA: o.NATSTLSCA, TLSCert: o.NATSTLSCert, TLSKey: o.NATSTLSKey}
+	return queue.Conn{URL: o.NATSURL, Creds: o.NATSCreds, TLSCA: o.NATSTLSCA, TLSCert: o.NATSTLSCert, TLSKey: o.NATSTLSKey,
+		InboxPrefix: o.NATSInboxPrefix}
 }
 
 // setConnected sets mde_offboard_nats_connected.

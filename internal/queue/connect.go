@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/nats-io/nats.go"
@@ -15,12 +16,21 @@ type Conn struct {
 	TLSCA   string // CA bundle to trust for the server
 	TLSCert string // client certificate, with TLSKey
 	TLSKey  string
+	// InboxPrefix replaces _INBOX in the subjects replies come back on
+	// (requests, JetStream API answers, publish acknowledgements, pull
+	// consumers' messages), so a NATS account can let each user read its
+	// own replies only. Empty: _INBOX.
+	InboxPrefix string
 }
 
 // Check refuses settings that cannot work together.
 func (c Conn) Check() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tlscert and --tlskey go together")
+	}
+	if p := c.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t\r\n") || strings.HasPrefix(p, ".") ||
+		strings.HasSuffix(p, ".") || strings.Contains(p, "..")) {
+		return fmt.Errorf("--nats-inbox-prefix %q: want subject tokens without wildcards or white space, such as _INBOX_<user>", p)
 	}
 	return nil
 }
@@ -36,6 +46,9 @@ func (c Conn) Options() []nats.Option {
 	}
 	if c.TLSCert != "" {
 		o = append(o, nats.ClientCert(c.TLSCert, c.TLSKey))
+	}
+	if c.InboxPrefix != "" {
+		o = append(o, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	return o
 }
