@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -9,10 +10,11 @@ import (
 
 // TestNATSAccounts loads deploy/nats/accounts.conf with the NATS server's
 // parser and checks each publisher may publish only its tenant's request
-// subjects, and only the worker on the quota subject.
+// subjects, only the worker on the quota subject, and each user may read
+// only its own inbox prefix.
 func TestNATSAccounts(t *testing.T) {
-	for _, env := range []string{"MDE_OFFBOARD_WORKER_PASSWORD", "CONTOSO_CMDB_PASSWORD", "CONTOSO_GOV_CMDB_PASSWORD", "OFFBOARDCTL_PASSWORD"} {
-		t.Setenv(env, "example")
+	for _, u := range accountUsers {
+		t.Setenv(u.passwordEnv, "example")
 	}
 	opts, err := server.ProcessConfigFile("nats/accounts.conf")
 	if err != nil {
@@ -42,6 +44,38 @@ func TestNATSAccounts(t *testing.T) {
 		quota := p != nil && p.Publish != nil && slices.Contains(p.Publish.Allow, "mde.offboard.quota.>")
 		if quota != (user == "mde-offboard-worker") {
 			t.Errorf("%s: may publish on the quota journal: %v", user, quota)
+		}
+	}
+	// Replies: a user subscribes to its own inbox prefix only; only the
+	// worker publishes on inboxes, its own and offboardctl's (plans).
+	if len(users) != len(accountUsers) {
+		t.Errorf("%d users, want %d", len(users), len(accountUsers))
+	}
+	for user, p := range users {
+		own := accountUsers[user].inbox + ".>"
+		if p == nil || p.Subscribe == nil || !slices.Contains(p.Subscribe.Allow, own) {
+			t.Errorf("%s may not subscribe to its inbox %s", user, own)
+			continue
+		}
+		for _, s := range p.Subscribe.Allow {
+			if strings.HasPrefix(s, "_INBOX") && s != own || s == ">" {
+				t.Errorf("%s may subscribe to %s: another user's replies", user, s)
+			}
+		}
+		var inboxes []string
+		if p.Publish != nil {
+			for _, s := range p.Publish.Allow {
+				if strings.HasPrefix(s, "_INBOX") || s == ">" {
+					inboxes = append(inboxes, s)
+				}
+			}
+		}
+		want := []string(nil)
+		if user == "mde-offboard-worker" {
+			want = []string{"_INBOX_worker.>", "_INBOX_offboardctl.>"}
+		}
+		if !slices.Equal(inboxes, want) {
+			t.Errorf("%s may publish on inboxes %v, want %v", user, inboxes, want)
 		}
 	}
 }
