@@ -34,7 +34,9 @@ func TestRestoreAfterALoneServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := cons.FetchNoWait(1)
+	// Waited for: a consumer made a moment ago may not have taken the
+	// request in yet, and a no-wait fetch then finds nothing.
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
