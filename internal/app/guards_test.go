@@ -201,17 +201,26 @@ func TestGuardsBlock(t *testing.T) {
 // wantDeadLetters checks the codes of a tenant's dead letters, in order.
 func (g *guardEnv) wantDeadLetters(tenant string, codes ...string) {
 	g.t.Helper()
-	cons, err := g.js.OrderedConsumer(g.t.Context(), offboard.StreamDead, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.dead." + tenant}})
-	if err != nil {
-		g.t.Fatal(err)
-	}
-	batch, err := cons.FetchNoWait(100)
-	if err != nil {
-		g.t.Fatal(err)
-	}
 	var got []string
-	for m := range batch.Messages() {
-		got = append(got, m.Headers().Get(offboard.HeaderErrorCode))
+	// A consumer made a moment ago may not hold every message yet: read
+	// again until as many as wanted came, for a few seconds.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		cons, err := g.js.OrderedConsumer(g.t.Context(), offboard.StreamDead, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"mde.offboard.dead." + tenant}})
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		batch, err := cons.FetchNoWait(100)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		got = got[:0]
+		for m := range batch.Messages() {
+			got = append(got, m.Headers().Get(offboard.HeaderErrorCode))
+		}
+		if len(got) >= len(codes) || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if !slices.Equal(got, codes) {
 		g.t.Errorf("%s: dead letters with codes %q, want %q", tenant, got, codes)
