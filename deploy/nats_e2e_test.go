@@ -180,7 +180,7 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 			return err
 		})
 	}
-	waitFor(t, ctx, "the request's action", func() bool { return len(sim.Actions(tenantID)) == 1 })
+	waitFor(ctx, t, "the request's action", func() bool { return len(sim.Actions(tenantID)) == 1 })
 
 	if err := <-built; err != nil {
 		t.Fatal(err)
@@ -221,7 +221,7 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 	if rows := readRows(t, big); len(rows)-1 != len(stale)+1 {
 		t.Errorf("plan: %d devices, want %d", len(rows)-1, len(stale)+1)
 	}
-	checkPlansBucket(t, ctx, hostPort)
+	checkPlansBucket(ctx, t, hostPort)
 	small := filepath.Join(dir, "linux.csv")
 	run("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--os", "Linux", "--out", small)
 	if rows := readRows(t, small); len(rows) != 2 || rows[1][0] != linux.ID {
@@ -377,7 +377,7 @@ func (c *client) refused(t *testing.T, kind, subject string, what func() error) 
 
 // checkPlansBucket checks, as offboardctl, that a plan went through the
 // plans bucket and was deleted once fetched.
-func checkPlansBucket(t *testing.T, ctx context.Context, hostPort string) {
+func checkPlansBucket(ctx context.Context, t *testing.T, hostPort string) {
 	t.Helper()
 	ctl := connectAs(t, hostPort, "offboardctl")
 	js, err := jetstream.New(ctl.nc)
@@ -400,7 +400,7 @@ func checkPlansBucket(t *testing.T, ctx context.Context, hostPort string) {
 	}
 }
 
-func waitFor(t *testing.T, ctx context.Context, what string, cond func() bool) {
+func waitFor(ctx context.Context, t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		select {

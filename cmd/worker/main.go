@@ -108,13 +108,9 @@ type cli struct {
 // MDE_OFFBOARD_NATS_URL.
 const envPrefix = "MDE_OFFBOARD_"
 
-// parseFlags reads the flags and their environment variables into the
-// app's options; the defaults are the app's.
-func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
-	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
-	// A bad flag is run's one line, not the flag package's line and the
-	// whole usage; --help prints the usage below.
-	fs.SetOutput(io.Discard)
+// defineFlags declares the worker's flags into c; the defaults are the
+// app's.
+func defineFlags(fs *flag.FlagSet, c *cli) {
 	o := &c.o
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.BoolVar(&c.checkConfig, "check-config", false, "check the tenants file (--config) and exit: 0 valid, 2 not")
@@ -145,6 +141,16 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
 	fs.DurationVar(&o.Queue.BudgetHistory, "budget-history", queue.DefaultBudgetHistory, "how long the budget journal keeps entries; more than the longest budget + 2h (the reservation lease) + the margin")
 	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
+}
+
+// parseFlags reads the flags and their environment variables into the
+// app's options; the defaults are the app's.
+func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	// A bad flag is run's one line, not the flag package's line and the
+	// whole usage; --help prints the usage below.
+	fs.SetOutput(io.Discard)
+	defineFlags(fs, &c)
 	if err := ff.Parse(fs, args, ff.WithEnvVarPrefix(strings.TrimSuffix(envPrefix, "_"))); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(stderr, "Usage of worker:")
@@ -159,10 +165,10 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	if c.oldEnv, err = oldEnvVars(fs, os.LookupEnv); err != nil {
 		return c, err
 	}
-	if err := checkFlags(o); err != nil {
+	if err := checkFlags(&c.o); err != nil {
 		return c, err
 	}
-	return c, maxRequests(o)
+	return c, maxRequests(&c.o)
 }
 
 // checkFlags refuses values the flags' defaults would otherwise stand in
