@@ -230,13 +230,9 @@ func TestCampaignCancel(t *testing.T) {
 	e.startWorker() // sets up the streams
 	e.stopWorker()
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for _, m := range e.machines {
-		b.WriteString(m.ID + "\n")
-	}
+	b := idsCSV(e.machines)
 	csvPath := filepath.Join(dir, "wave1.csv")
-	if err := os.WriteFile(csvPath, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(csvPath, []byte(b), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s")
@@ -347,12 +343,8 @@ func TestDryRunThenRealRunRefused(t *testing.T) {
 	e := newEnv(t, 5)
 	e.startWorker()
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for _, m := range e.machines[:5] {
-		b.WriteString(m.ID + "\n")
-	}
-	p := writeFile(t, dir, "retire.csv", b.String())
+	b := idsCSV(e.machines[:5])
+	p := writeFile(t, dir, "retire.csv", b)
 	run := func(name string, args ...string) (int, string, string) {
 		return e.ctl(t.Context(), append([]string{"campaign", "run", "--tenant", tenant, "--csv", p,
 			"--name", name, "--report", filepath.Join(dir, name+"-report.csv")}, args...)...)
@@ -401,12 +393,8 @@ func TestCampaignStatusOfANamePrefix(t *testing.T) {
 	e.startWorker()
 	e.stopWorker()
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for _, m := range e.machines {
-		b.WriteString(m.ID + "\n")
-	}
-	p := writeFile(t, dir, "wave-2.csv", b.String())
+	b := idsCSV(e.machines)
+	p := writeFile(t, dir, "wave-2.csv", b)
 	if code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s"); code != exitFailed {
 		t.Fatalf("run of wave-2 without a worker: exit %d %s %s", code, out, errs)
 	}

@@ -103,14 +103,10 @@ func TestCampaignProgressBarOnATerminal(t *testing.T) {
 	})
 	e := newEnv(t, 30)
 	e.startWorker()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for _, m := range e.machines {
-		b.WriteString(m.ID + "\n")
-	}
+	b := idsCSV(e.machines)
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "tty.csv")
-	if err := os.WriteFile(csvPath, []byte(b.String()), 0o600); err != nil {
+	if err := os.WriteFile(csvPath, []byte(b), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	var errb bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -23,12 +22,8 @@ const withdrawnWithin = 30 * time.Second
 func runCampaign(t *testing.T, e *testEnv, name string) <-chan int {
 	t.Helper()
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for _, m := range e.machines {
-		b.WriteString(m.ID + "\n")
-	}
-	p := writeFile(t, dir, name+".csv", b.String())
+	b := idsCSV(e.machines)
+	p := writeFile(t, dir, name+".csv", b)
 	ctx, cancel := context.WithCancel(t.Context())
 	t.Cleanup(cancel)
 	done := make(chan int, 1)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -226,4 +227,14 @@ func writeFile(t *testing.T, dir, name, body string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// idsCSV is a campaign CSV naming the machines by id, one row each.
+func idsCSV(machines []mdesim.Machine) string {
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for _, m := range machines {
+		b.WriteString(m.ID + "\n")
+	}
+	return b.String()
 }

@@ -46,17 +46,7 @@ func TestDateAheadKeepsOwnActionCreated(t *testing.T) {
 	hc.Transport = dateRT{next: hc.Transport, skew: 2 * time.Minute}
 	e.opts.HTTPClient = &hc
 	e.start()
-	c := e.collect("mde.offboard.result.>")
-	tt := e.tenants["contoso"]
-	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "skew-1", "machineId": tt.machines[0].ID})
-	if r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("the call's own fresh action, Date 2m ahead: outcome %q, want created", r.Outcome)
-	}
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "skew-2", "machineId": tt.machines[1].ID}, "skew-2")
-	time.Sleep(3 * time.Second)
-	if n := len(e.sim.Actions(tt.tenantID)); n > 1 {
-		t.Errorf("%d actions created under a budget of 1/1h", n)
-	}
+	createdThenHeldByBudget(t, e, "skew", "the call's own fresh action, Date 2m ahead")
 }
 
 // TestOldActionWithoutCreationTimeIsNotOwn: MDE-API.md "all may

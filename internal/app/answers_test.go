@@ -112,16 +112,24 @@ func TestFreshActionWithoutCreationTime(t *testing.T) {
 		return body
 	})
 	e.start()
+	createdThenHeldByBudget(t, e, "nt", "fresh action without creationDateTimeUtc")
+}
+
+// createdThenHeldByBudget offboards contoso's first device, which must be
+// created, then asks for its second, which a budget of 1/1h must hold:
+// the first action counted.
+func createdThenHeldByBudget(t *testing.T, e *env, prefix, what string) {
+	t.Helper()
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
-	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "nt-1", "machineId": tt.machines[0].ID})
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": prefix + "-1", "machineId": tt.machines[0].ID})
 	if r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("fresh action without creationDateTimeUtc: outcome %q, want created", r.Outcome)
+		t.Errorf("%s: outcome %q, want created", what, r.Outcome)
 	}
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "nt-2", "machineId": tt.machines[1].ID}, "nt-2")
-	time.Sleep(3 * time.Second)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": prefix + "-2", "machineId": tt.machines[1].ID}, prefix+"-2")
+	time.Sleep(3 * time.Second) // the second request, held, gets no answer
 	if n := len(e.sim.Actions(tt.tenantID)); n > 1 {
-		t.Errorf("%d actions created under a budget of 1/1h", n)
+		t.Errorf("%s: %d actions created under a budget of 1/1h", what, n)
 	}
 }
 

@@ -26,13 +26,7 @@ func TestCancelReachesRequestsWaitingForQuota(t *testing.T) {
 		want[id] = true
 	}
 	e.publish(t, "r-2")
-	kv, err := campaign.ControlBucket(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	e.cancelCampaign(t, "wave1")
 	for len(want) > 0 {
 		select {
 		case r := <-e.results:

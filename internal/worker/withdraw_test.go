@@ -48,13 +48,7 @@ func TestCancelDoesNotLetBulkOvertakeNormal(t *testing.T) {
 		e.publishPrio(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
 	}
 	time.Sleep(300 * time.Millisecond)
-	kv, err := campaign.ControlBucket(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	e.cancelCampaign(t, "wave1")
 	for range 2 {
 		select {
 		case r := <-e.results:
@@ -94,13 +88,7 @@ func TestCancelReachesRequestWaitingForAGuardRead(t *testing.T) {
 	id := campaign.RequestID("wave1", 1)
 	e.publishPrio(t, id, offboard.Bulk)
 	time.Sleep(time.Second) // taken, waiting for its read
-	kv, err := campaign.ControlBucket(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	e.cancelCampaign(t, "wave1")
 	select {
 	case r := <-e.results:
 		if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
@@ -141,13 +129,7 @@ func TestStopAfterCancelDoesNotWaitForQuota(t *testing.T) {
 	e.publishPrio(t, campaign.RequestID("wave1", 1), offboard.Bulk)
 	e.publishPrio(t, campaign.RequestID("wave2", 1), offboard.Bulk)
 	time.Sleep(300 * time.Millisecond)
-	kv, err := campaign.ControlBucket(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, At: time.Now()}); err != nil {
-		t.Fatal(err)
-	}
+	e.cancelCampaign(t, "wave1")
 	select {
 	case <-e.results:
 	case <-time.After(20 * time.Second):
@@ -159,5 +141,18 @@ func TestStopAfterCancelDoesNotWaitForQuota(t *testing.T) {
 	start := time.Now()
 	if err := e.w.Stop(ctx); err != nil {
 		t.Errorf("Stop after %v: %v (a request of wave2 pulled along by the cancel waits in the worker for the quota)", time.Since(start).Round(time.Second), err)
+	}
+}
+
+// cancelCampaign marks contoso's campaign name cancelled, as offboardctl
+// campaign cancel does.
+func (e *loopEnv) cancelCampaign(t *testing.T, name string) {
+	t.Helper()
+	kv, err := campaign.ControlBucket(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := campaign.SetMark(t.Context(), kv, "contoso", name, campaign.Mark{Cancelled: true, At: time.Now()}); err != nil {
+		t.Fatal(err)
 	}
 }
