@@ -350,6 +350,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(context.Context) *mde.Verdict) (*mde.Verdict, *offboard.Result, error) {
 	acquire := func(ctx context.Context) (*limiter.Permit, error) {
 		if p, _ := j.t.limits.API(api).TryAcquire(w.clock.Now()); p != nil {
+			w.m.LimiterWait.WithLabelValues(api).Observe(0) // as caller.acquire counts a place free at once
 			return p, nil
 		}
 		// A cancel of the request's campaign ends the wait for the
