@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 	"strings"
@@ -112,6 +113,11 @@ func (t *Tenant) RenderComment(d CommentData) (string, error) {
 	return s, nil
 }
 
+// quotedValue is a value the YAML decoder quotes in its errors (cannot
+// unmarshal !!str `…`): a secret pasted where a path or a name belongs
+// would be shown, so it is not.
+var quotedValue = regexp.MustCompile("`[^`]*`")
+
 // File is the tenants file.
 type File struct {
 	Tenants []*Tenant `yaml:"tenants"`
@@ -120,12 +126,29 @@ type File struct {
 // Load reads and checks a tenants file. Unknown keys are errors: a typo in
 // a limit must not silently fall back to the default.
 func Load(path string) (*File, error) {
-	data, err := os.ReadFile(path)
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)
 	}
+	defer func() { _ = f.Close() }()
+	// A device or a pipe given by mistake (/dev/zero) would be read for
+	// ever: a regular file of a sane size only.
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("tenants file %s: not a regular file", path)
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
+	if len(data) > maxFileSize {
+		return nil, fmt.Errorf("tenants file %s: larger than %d MiB", path, maxFileSize>>20)
+	}
 	return Parse(data)
 }
+
+// maxFileSize bounds a tenants file: thousands of tenants take well under
+// a megabyte.
+const maxFileSize = 16 << 20
 
 // Parse checks a tenants file's content.
 func Parse(data []byte) (*File, error) {
@@ -133,7 +156,7 @@ func Parse(data []byte) (*File, error) {
 	dec.KnownFields(true)
 	var f File
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("tenants file: %w", err)
+		return nil, fmt.Errorf("tenants file: %s", quotedValue.ReplaceAllString(err.Error(), "a value"))
 	}
 	if len(f.Tenants) == 0 {
 		return nil, errors.New("tenants file: no tenants")

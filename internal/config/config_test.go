@@ -1,6 +1,9 @@
 package config
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -124,5 +127,33 @@ func TestParseErrors(t *testing.T) {
 				t.Fatalf("Parse error = %v, want one containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A secret pasted in place of the tenants file, or a value in the wrong
+// place, is not quoted in the error, which the worker prints.
+func TestParseErrorQuotesNoValue(t *testing.T) {
+	t.Parallel()
+	for _, data := range []string{"Sup3rS3cretValue~with.chars", "tenants: Sup3rS3cretValue~with.chars\n"} {
+		_, err := Parse([]byte(data))
+		if err == nil || strings.Contains(err.Error(), "Sup3r") {
+			t.Errorf("%q: error %v", data, err)
+		}
+	}
+}
+
+// A tenants file that is not a regular file (a device read by mistake,
+// /dev/zero, which never ends) is refused at once, as is one too large.
+func TestLoadRefusesWhatIsNotATenantsFile(t *testing.T) {
+	t.Parallel()
+	if _, err := Load("/dev/zero"); err == nil || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("/dev/zero: %v", err)
+	}
+	big := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(big, bytes.Repeat([]byte("#\n"), maxFileSize/2+1), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(big); err == nil || !strings.Contains(err.Error(), "larger than") {
+		t.Errorf("a file over %d bytes: %v", maxFileSize, err)
 	}
 }
