@@ -1,6 +1,7 @@
 package offboard
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -169,22 +170,29 @@ const (
 // must be dot-separated, non-empty tokens without white space, control
 // characters or the wildcards '*' and '>'.
 func CheckPrefix(prefix string) error {
-	bad := func(why string) error {
-		return fmt.Errorf("%s; want tokens separated by '.', such as %s", why, DefaultPrefix)
+	if err := CheckTokens(prefix); err != nil {
+		return fmt.Errorf("%w; want tokens separated by '.', such as %s", err, DefaultPrefix)
 	}
-	if prefix == "" {
-		return bad("empty")
+	return nil
+}
+
+// CheckTokens says what keeps s from being the start of a subject: empty,
+// an empty token, a wildcard, white space or a control character; nil
+// when nothing does.
+func CheckTokens(s string) error {
+	if s == "" {
+		return errors.New("empty")
 	}
-	for tok := range strings.SplitSeq(prefix, ".") {
+	for tok := range strings.SplitSeq(s, ".") {
 		if tok == "" {
-			return bad("an empty token (a leading, trailing or doubled '.')")
+			return errors.New("an empty token (a leading, trailing or doubled '.')")
 		}
 		for _, r := range tok {
 			switch {
 			case r == '*' || r == '>':
-				return bad("a wildcard")
+				return errors.New("a wildcard")
 			case unicode.IsSpace(r) || unicode.IsControl(r):
-				return bad("white space or a control character")
+				return errors.New("white space or a control character")
 			}
 		}
 	}

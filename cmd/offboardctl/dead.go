@@ -68,7 +68,7 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 					return err
 				}
 			}
-			if err := checkCode(code); err != nil {
+			if err := checkCode(cmd, code); err != nil {
 				return err
 			}
 			ds, err := c.deadLetters(cmd.Context(), tenant, code)
@@ -108,7 +108,11 @@ func printDead(c *cli, ds []deadLetter) error {
 // deadLetters reads the dead letters of a tenant ("": all), in order.
 // checkCode refuses a --code that is not one of the contract's failure
 // codes: a typo would match nothing, and say so only as an empty list.
-func checkCode(code string) error {
+func checkCode(cmd *cobra.Command, code string) error {
+	if code == "" && cmd.Flags().Changed("code") {
+		// An unset shell variable: no filter would act on every letter.
+		return usagef("--code is empty: give a failure code, or leave the flag out")
+	}
 	if code != "" && !slices.Contains(offboard.FailureCodes, code) {
 		return usagef("--code %q is not a failure code; one of %s", code, strings.Join(offboard.FailureCodes, ", "))
 	}

@@ -37,7 +37,7 @@ answered from the ledger: a retry never makes a second action.`,
 			if (seq == 0) == !all {
 				return usagef("give --seq N or --all")
 			}
-			if err := checkCode(code); err != nil {
+			if err := checkCode(cmd, code); err != nil {
 				return err
 			}
 			return c.retryDead(cmd.Context(), args[0], seq, code)

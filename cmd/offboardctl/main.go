@@ -55,7 +55,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err == nil {
 		return exitOK
 	}
-	err = c.explainNoResponders(ctx, err)
+	err = c.explainRefused(c.explainNoResponders(ctx, err))
 	fmt.Fprintln(stderr, "offboardctl:", err)
 	if errors.As(err, new(usageError)) {
 		return exitUsage
@@ -162,9 +162,9 @@ func helpCommand() *cobra.Command {
 		// Completes the commands under those already typed, as cobra's
 		// own help command does.
 		ValidArgsFunction: func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
-			parent, _, err := cmd.Root().Find(args)
-			if err != nil {
-				return nil, cobra.ShellCompDirectiveNoFileComp
+			parent, rest, err := cmd.Root().Find(args)
+			if err != nil || len(rest) > 0 {
+				return nil, cobra.ShellCompDirectiveNoFileComp // after an unknown topic, nothing
 			}
 			var topics []cobra.Completion
 			for _, sub := range parent.Commands() {
@@ -238,6 +238,7 @@ func (c *cli) fromEnv(fs *pflag.FlagSet) error {
 			}
 		}
 	}
+	c.conn.SubjectPrefix = c.prefix
 	if err := c.conn.Check(); err != nil {
 		return usageError{err}
 	}
@@ -272,10 +273,17 @@ func (c *cli) connect() (jetstream.JetStream, error) {
 	if c.js != nil {
 		return c.js, nil
 	}
-	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout))
+	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout),
+		// A refused permission is told once, in the command's error
+		// (explainRefused), not as a raw line of its own.
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
 	nc, err := nats.Connect(c.conn.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), err)
+	}
+	if err := queue.CheckReplies(nc, c.timeout); err != nil {
+		nc.Close()
+		return nil, err
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -296,6 +304,19 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	defer cancel()
 	if explained := queue.ExplainNoJetStream(ctx, c.js, err); explained != err { //nolint:errorlint // the same error: nothing to explain
 		return fmt.Errorf("NATS at %s: %w", queue.RedactURLs(c.conn.URL), explained)
+	}
+	return err
+}
+
+// explainRefused adds to a command's error a permission NATS refused
+// meanwhile (a subscription to an inbox the user may not read, a publish
+// it may not make): the command itself saw only a timeout.
+func (c *cli) explainRefused(err error) error {
+	if c.nc == nil {
+		return err
+	}
+	if refused := c.nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
+		return fmt.Errorf("%w; NATS refused this user: %v (check its permissions and --nats-inbox-prefix)", err, refused)
 	}
 	return err
 }

@@ -39,6 +39,12 @@ func TestBadUsage(t *testing.T) {
 		{"pause", "contoso", "--priority", ""},
 		{"resume", "contoso", "--priority", ""},
 		{"pause", ""},
+		{"--nats-inbox-prefix", "mde.offboard.request.contoso", "status"},
+		{"--nats-inbox-prefix", "$JS.x", "status"},
+		{"--nats-inbox-prefix", "_INBOX_\x01", "status"},
+		{"--nats-inbox-prefix", "_INBOX_\u00a0x", "status"},
+		{"dead", "retry", "contoso", "--all", "--code", ""},
+		{"dead", "ls", "--code", ""},
 	} {
 		var out, errb bytes.Buffer
 		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb); code != exitUsage {
@@ -91,6 +97,10 @@ func TestHelpCompletesTopics(t *testing.T) {
 			t.Errorf("complete %q: exit %d, stdout %q, want %q", args, code, out.String(), want)
 		}
 	}
+	var out, errb bytes.Buffer
+	if run([]string{"__complete", "help", "bogus", ""}, &out, &errb); strings.Contains(out.String(), "campaign") {
+		t.Errorf("complete \"help bogus \": %q, want nothing after an unknown topic", out.String())
+	}
 }
 
 // A NATS server without JetStream is said to be one, not "no responders".
@@ -107,9 +117,18 @@ func TestNATSWithoutJetStream(t *testing.T) {
 }
 
 // The URL of a server that cannot be reached is named without its
-// password, whether it has a scheme or not.
+// password, whether it has a scheme or not; one that is not a URL is bad
+// usage, named without its password too (the URL parser's own error
+// quotes it whole).
 func TestUnreachableNATSNamedWithoutPassword(t *testing.T) {
 	t.Parallel()
+	for _, url := range []string{"nats://alice:hunter2@host:bad", "nats://alice:hunter2%zz@127.0.0.1:1", "nats://alice:hunter2@[::1", "nats://127.0.0.1:2, bob:hunter2@h:x"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)
+		if code != exitUsage || strings.Contains(errb.String(), "hunter2") || !strings.Contains(errb.String(), "is not a URL") {
+			t.Errorf("%s: exit %d, stderr %q", url, code, errb.String())
+		}
+	}
 	for _, url := range []string{"alice:hunter2@127.0.0.1:1", "nats://alice:hunter2@127.0.0.1:1", "nats://127.0.0.1:2,bob:hunter2@127.0.0.1:1"} {
 		var out, errb bytes.Buffer
 		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)

@@ -43,6 +43,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "worker", version())
 		return 0
 	case c.checkConfig:
+		if _, err := newLogger(c.logLevel, c.logFormat, io.Discard); err != nil {
+			fmt.Fprintln(stderr, "worker:", err)
+			return 2
+		}
 		return checkConfig(c.o, stdout, stderr)
 	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)

@@ -172,6 +172,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"negative results age", []string{"--config", good, "--results-max-age", "-1h"}, "--results-max-age -1h0m0s"},
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
 		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix "a..b": an empty token`},
+		{"URL not parsed", []string{"--config", good, "--nats-url", "nats://alice:s3cret@host:bad"}, "NATS URL nats://host:bad is not a URL"},
+		{"inbox under the subjects", []string{"--config", good, "--nats-inbox-prefix", "mde.offboard.x"}, "is under mde.offboard"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -184,6 +186,9 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			}
 			if !strings.HasSuffix(out, "\n") || strings.Count(out, "\n") != 1 {
 				t.Errorf("error is not one line:\n%s", out)
+			}
+			if strings.Contains(out, "s3cret") {
+				t.Errorf("error shows the URL's password:\n%s", out)
 			}
 			if strings.Contains(out, "stacktrace") || strings.Contains(out, "goroutine") {
 				t.Errorf("error carries a stack trace:\n%s", out)
@@ -224,6 +229,17 @@ func TestCheckConfig(t *testing.T) {
 	}
 	if out := stderr.String(); strings.Count(out, "\n") != 1 || !strings.Contains(out, "Bad Name") {
 		t.Errorf("bad file: want one line naming the tenant, got %q", out)
+	}
+
+	// Flags the worker refuses at start are refused by the check too.
+	for _, flags := range [][]string{
+		{"--nats-inbox-prefix", "a b"}, {"--replica-id", "bad id!"}, {"--tlscert", "cert.pem"},
+		{"--log-level", "bogus"}, {"--log-format", "bogus"}, {"--nats-url", "nats://u:p@h:x"},
+	} {
+		stderr.Reset()
+		if code := run(append([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, flags...), io.Discard, &stderr); code != 2 {
+			t.Errorf("--check-config %v: exit code %d, want 2 as the worker's start", flags, code)
+		}
 	}
 
 	// A file the worker would refuse against its flags is not valid

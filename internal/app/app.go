@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -148,11 +149,8 @@ func New(o Options) (*App, error) {
 		reg = prometheus.NewRegistry()
 		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	}
-	if err := o.natsConn().Check(); err != nil {
+	if err := o.checkFlags(); err != nil {
 		return nil, err
-	}
-	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
-		return nil, fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
 	}
 	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{}), lost: make(chan struct{}, 1)}
 	if err := a.checkCallTimeout(); err != nil {
@@ -188,6 +186,9 @@ func New(o Options) (*App, error) {
 // file f against the options (the call timeout, and the tenants' windows
 // and budgets against what the quota and budget journals keep).
 func CheckConfig(f *config.File, o Options) error {
+	if err := o.checkFlags(); err != nil {
+		return err
+	}
 	a := &App{opts: o.withDefaults()}
 	a.opts.Queue = a.opts.Queue.WithDefaults()
 	for _, tc := range f.Tenants {
@@ -197,6 +198,18 @@ func CheckConfig(f *config.File, o Options) error {
 		return err
 	}
 	return a.checkHistories()
+}
+
+// checkFlags refuses connection settings and a replica id that cannot
+// work, before anything starts.
+func (o Options) checkFlags() error {
+	if err := o.natsConn().Check(); err != nil {
+		return err
+	}
+	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
+		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
+	}
+	return nil
 }
 
 // checkCallTimeout refuses a call timeout whose lease other replicas
@@ -387,6 +400,13 @@ func (a *App) setUp(ctx context.Context) ([]string, error) {
 			stale, err = queue.Stale(ctx, a.js, a.opts.Queue)
 		} else {
 			stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
+		}
+		if err != nil && a.nc != nil {
+			if refused := a.nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
+				// Not NATS being slow: its answers cannot reach us, or the
+				// request was not ours to make. No use waiting.
+				return stale, fmt.Errorf("%w; NATS refused this user: %v (check its permissions and --nats-inbox-prefix)", err, refused)
+			}
 		}
 		if err == nil || !queue.NotReady(err) || time.Since(start) >= setupWait {
 			return stale, err

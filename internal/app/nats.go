@@ -39,6 +39,9 @@ func (a *App) connect() error {
 	a.nc = nc
 	a.setConnected(true)
 	a.life.add("NATS connection", a.drainNATS)
+	if err := queue.CheckReplies(nc, 5*time.Second); err != nil {
+		return err
+	}
 	if a.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -67,6 +70,11 @@ func (a *App) natsOptions() []nats.Option {
 				a.consumerLost() // a lone server restarted comes back without the tenants' consumers
 			}
 		}),
+		// Errors NATS reports on its own (a permission refused, a slow
+		// subscription) go to the log, not as a raw line on stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			a.log.Warn("NATS reported an error", zap.Error(err))
+		}),
 		nats.ClosedHandler(func(*nats.Conn) {
 			a.setConnected(false)
 			closeOnce.Do(func() { close(a.ncClosed) })
@@ -78,7 +86,7 @@ func (a *App) natsOptions() []nats.Option {
 // natsConn is the connection's credentials and TLS settings.
 func (o Options) natsConn() queue.Conn {
 	return queue.Conn{URL: o.NATSURL, Creds: o.NATSCreds, TLSCA: o.NATSTLSCA, TLSCert: o.NATSTLSCert, TLSKey: o.NATSTLSKey,
-		InboxPrefix: o.NATSInboxPrefix}
+		InboxPrefix: o.NATSInboxPrefix, SubjectPrefix: o.SubjectPrefix}
 }
 
 // setConnected sets mde_offboard_nats_connected.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -203,5 +204,43 @@ func TestNATSConnectedGauge(t *testing.T) {
 	}
 	if v := metricValue(t, e, "mde_offboard_nats_connected", nil); v != 1 {
 		t.Errorf("/metrics registry: nats_connected = %v, want 1", v)
+	}
+}
+
+// TestStartSaysNATSRefusedTheInbox: under deploy/nats/accounts.conf, a
+// worker whose --nats-inbox-prefix its user may not read gets no answer
+// from JetStream; it stops at once saying NATS refused it, rather than
+// take the silence for a cluster not ready and wait it out.
+// t.Setenv: not parallel.
+func TestStartSaysNATSRefusedTheInbox(t *testing.T) {
+	t.Setenv("MDE_OFFBOARD_WORKER_PASSWORD", "pw")
+	for _, v := range []string{"OFFBOARDCTL_PASSWORD", "CONTOSO_CMDB_PASSWORD", "CONTOSO_GOV_CMDB_PASSWORD"} {
+		t.Setenv(v, "x")
+	}
+	opts, err := server.ProcessConfigFile("../../deploy/nats/accounts.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, t.TempDir(), true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
+	o := e.opts
+	o.NATSURL = strings.Replace(s.ClientURL(), "nats://", "nats://mde-offboard-worker:pw@", 1)
+	o.NATSInboxPrefix = "_INBOX_bogus"
+	start := time.Now()
+	err = startErr(t, o)
+	if !strings.Contains(err.Error(), "NATS refused this user") || !strings.Contains(err.Error(), "--nats-inbox-prefix") {
+		t.Errorf("error %q does not say NATS refused the user", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("the start took %v to give up", d)
 	}
 }

@@ -1,11 +1,16 @@
 package queue
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Conn is how a process connects to NATS: the worker and offboardctl take
@@ -21,16 +26,41 @@ type Conn struct {
 	// consumers' messages), so a NATS account can let each user read its
 	// own replies only. Empty: _INBOX.
 	InboxPrefix string
+	// SubjectPrefix is the prefix of the service's subjects (empty: the
+	// default): replies must not come back under it.
+	SubjectPrefix string
 }
 
-// Check refuses settings that cannot work together.
+// Check refuses settings that cannot work together, before any
+// connection: a URL that does not parse (named without its password: the
+// parser's own error quotes it whole), a certificate without its key, an
+// inbox prefix that is not subject tokens or falls where replies would be
+// taken for messages (the service's subjects, JetStream's).
 func (c Conn) Check() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tlscert and --tlskey go together")
 	}
-	if p := c.InboxPrefix; p != "" && (strings.ContainsAny(p, "*> \t\r\n") || strings.HasPrefix(p, ".") ||
-		strings.HasSuffix(p, ".") || strings.Contains(p, "..")) {
-		return fmt.Errorf("--nats-inbox-prefix %q: want subject tokens without wildcards or white space, such as _INBOX_<user>", p)
+	for u := range strings.SplitSeq(c.URL, ",") {
+		u = strings.TrimSpace(u)
+		s := u
+		if !strings.Contains(s, "://") {
+			s = "nats://" + s
+		}
+		if _, err := url.Parse(s); u != "" && err != nil {
+			return fmt.Errorf("NATS URL %s is not a URL: want nats://host:port (or host:port), a user and password escaped", RedactURLs(u))
+		}
+	}
+	p := c.InboxPrefix
+	if p == "" {
+		return nil
+	}
+	if err := offboard.CheckTokens(p); err != nil {
+		return fmt.Errorf("--nats-inbox-prefix %q: %w; want tokens separated by '.', such as _INBOX_<user>", p, err)
+	}
+	for _, taken := range []string{cmp.Or(c.SubjectPrefix, offboard.DefaultPrefix), "$JS", "$KV", "$O", "$SYS"} {
+		if p == taken || strings.HasPrefix(p, taken+".") {
+			return fmt.Errorf("--nats-inbox-prefix %q is under %s, where replies would be taken for messages; use one such as _INBOX_<user>", p, taken)
+		}
 	}
 	return nil
 }
@@ -73,4 +103,24 @@ func RedactURLs(urls string) string {
 		parts[i] = rest
 	}
 	return strings.Join(parts, ",")
+}
+
+// CheckReplies makes sure the connection may read its own replies: it
+// subscribes to an inbox of its prefix and waits for the server's word on
+// it. A user whose permissions leave its inbox out (another user's
+// --nats-inbox-prefix, or none where the account wants one) would
+// otherwise see every request time out, with nothing to say why.
+func CheckReplies(nc *nats.Conn, timeout time.Duration) error {
+	sub, err := nc.SubscribeSync(nc.NewInbox())
+	if err != nil {
+		return err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.FlushTimeout(timeout); err != nil {
+		return nil //nolint:nilerr // no word from the server: the requests will tell
+	}
+	if refused := nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
+		return fmt.Errorf("NATS refused this user its replies (%v): check --nats-inbox-prefix and the user's permissions", refused)
+	}
+	return nil
 }
