@@ -32,14 +32,19 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// The users of deploy/nats/accounts.conf, their passwords' variables and
-// the inbox prefixes the file lets each of them read.
-var accountUsers = map[string]struct{ passwordEnv, inbox string }{
-	"mde-offboard-worker": {"MDE_OFFBOARD_WORKER_PASSWORD", "_INBOX_worker"},
-	"offboardctl":         {"OFFBOARDCTL_PASSWORD", "_INBOX_offboardctl"},
-	"contoso-cmdb":        {"CONTOSO_CMDB_PASSWORD", "_INBOX_contoso-cmdb"},
-	"contoso-gov-cmdb":    {"CONTOSO_GOV_CMDB_PASSWORD", "_INBOX_contoso-gov-cmdb"},
+// The users of deploy/nats/accounts.conf, their passwords' variables,
+// their accounts and the inbox prefixes the file lets each of them read
+// (empty: the client's default, _INBOX, in an account of its own).
+var accountUsers = map[string]struct{ passwordEnv, account, inbox string }{
+	"mde-offboard-worker": {"MDE_OFFBOARD_WORKER_PASSWORD", "MDE", "_INBOX_worker"},
+	"offboardctl":         {"OFFBOARDCTL_PASSWORD", "MDE", "_INBOX_offboardctl"},
+	"contoso-cmdb":        {"CONTOSO_CMDB_PASSWORD", "CONTOSO_CMDB", ""},
+	"contoso-gov-cmdb":    {"CONTOSO_GOV_CMDB_PASSWORD", "CONTOSO_GOV_CMDB", ""},
 }
+
+// publishers is the publishers of deploy/nats/accounts.conf and their
+// tenants.
+var publishers = map[string]string{"contoso-cmdb": "contoso", "contoso-gov-cmdb": "contoso-gov"}
 
 // violations collects the server's permission violations.
 type violations struct {
@@ -121,8 +126,12 @@ func userURL(hostPort, user string) string {
 // offboardctl against a NATS server configured by deploy/nats/accounts.conf,
 // each as its user with its inbox prefix: the worker starts and answers
 // requests and plans (one through the plans bucket), offboardctl's
-// commands work, and the publisher can neither publish for another tenant
-// nor read another user's replies.
+// commands work, and no other refusal of theirs is logged. The publisher
+// can neither publish for another tenant nor read another user's replies,
+// nor have its acknowledgements sent anywhere but to its own account
+// (checkReflectedReplies); offboardctl cannot touch the worker's durable
+// consumers, streams, journals or ledger, nor the worker publish a control
+// change (checkOperatorRefusals).
 func TestNATSAccountsEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds offboardctl and runs the worker")
@@ -150,37 +159,42 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 	sim, tenantID, stale, linux := startSimulator(t)
 	startWorker(t, hostPort, sim, tenantID, dir)
 
-	// The publisher: its request is stored and answered.
+	// The publisher, in an account of its own: its request goes through
+	// the import to the stream, is answered, and its acknowledgement comes
+	// back.
 	cmdb := connectAs(t, hostPort, "contoso-cmdb")
 	js, err := jetstream.New(cmdb.nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := offboard.Publish(ctx, js, offboard.Subjects{}, "contoso", offboard.Normal,
-		offboard.Request{RequestID: "chg-1", MachineID: stale[0].ID, RequestedBy: "cmdb"}); err != nil {
+	first := offboard.Request{RequestID: "chg-1", MachineID: stale[0].ID, RequestedBy: "cmdb"}
+	if _, err := offboard.Publish(ctx, js, offboard.Subjects{}, "contoso", offboard.Normal, first); err != nil {
 		t.Fatalf("contoso-cmdb: %v", err)
 	}
-	// No such device: a dead letter for dead ls and dead retry.
-	if _, err := offboard.Publish(ctx, js, offboard.Subjects{}, "contoso", offboard.Normal,
+	// No such device: a dead letter for dead ls and dead retry. Bulk: the
+	// account imports both request subjects.
+	if _, err := offboard.Publish(ctx, js, offboard.Subjects{}, "contoso", offboard.Bulk,
 		offboard.Request{RequestID: "chg-2", MachineID: strings.Repeat("f", 40), RequestedBy: "cmdb"}); err != nil {
 		t.Fatalf("contoso-cmdb: %v", err)
 	}
-	cmdb.refused(t, "publish", "mde.offboard.request.contoso-gov", func() error {
-		return cmdb.nc.Publish("mde.offboard.request.contoso-gov", []byte(`{"requestId":"x","machineId":"`+stale[1].ID+`"}`))
-	})
-	cmdb.refused(t, "publish", "mde.offboard.quota.contoso", func() error {
-		return cmdb.nc.Publish("mde.offboard.quota.contoso", []byte("{}"))
-	})
-	cmdb.refused(t, "publish", "$JS.API.STREAM.PURGE.MDE_OFFBOARD_REQUESTS", func() error {
-		return cmdb.nc.Publish("$JS.API.STREAM.PURGE.MDE_OFFBOARD_REQUESTS", nil)
-	})
-	for _, inbox := range []string{"_INBOX.>", "_INBOX_worker.>", "_INBOX_offboardctl.>", "_INBOX_contoso-gov-cmdb.>", ">"} {
-		cmdb.refused(t, "subscription", inbox, func() error {
-			_, err := cmdb.nc.SubscribeSync(inbox)
+	for _, subject := range []string{
+		"mde.offboard.request.contoso-gov", "mde.offboard.request.contoso.x", "mde.offboard.quota.contoso",
+		"mde.offboard.control.contoso", "$KV.MDE_OFFBOARD_CONTROL.pause.contoso.normal",
+		"$JS.API.STREAM.PURGE.MDE_OFFBOARD_REQUESTS", "$JS.API.INFO",
+	} {
+		cmdb.refused(t, "publish", subject, func() error {
+			return cmdb.nc.Publish(subject, []byte(`{"requestId":"x","machineId":"`+stale[1].ID+`"}`))
+		})
+	}
+	for _, subject := range []string{"_INBOX_worker.>", "_INBOX_offboardctl.>", "mde.offboard.>", ">"} {
+		cmdb.refused(t, "subscription", subject, func() error {
+			_, err := cmdb.nc.SubscribeSync(subject)
 			return err
 		})
 	}
 	waitFor(ctx, t, "the request's action", func() bool { return len(sim.Actions(tenantID)) == 1 })
+	checkReflectedReplies(ctx, t, hostPort, cmdb, first)
+	checkPublishersApart(ctx, t, hostPort, cmdb)
 
 	if err := <-built; err != nil {
 		t.Fatal(err)
@@ -247,9 +261,14 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 	}
 	run("campaign", "cancel", "--tenant", "contoso", "--name", "wave1", "--reason", "test")
 
-	for _, user := range []string{"mde-offboard-worker", "offboardctl"} {
+	// What offboardctl and the worker may not do; any other refusal of
+	// theirs is a grant missing.
+	ctlTried, workerTried := checkOperatorRefusals(t, hostPort)
+	for user, c := range map[string]*client{"mde-offboard-worker": workerTried, "offboardctl": ctlTried} {
 		for _, l := range viol.of(user) {
-			t.Errorf("%s: %s", user, l)
+			if !c.tried(l) {
+				t.Errorf("%s: %s", user, l)
+			}
 		}
 	}
 }
@@ -333,20 +352,24 @@ func startWorker(t *testing.T, hostPort string, sim *mdesim.Server, tenantID, di
 // client is a connection as one user, with its inbox prefix, that
 // collects the server's refusals.
 type client struct {
-	nc   *nats.Conn
-	errs chan error
+	nc      *nats.Conn
+	errs    chan error
+	refuses []string // the subjects refused checked
 }
 
 func connectAs(t *testing.T, hostPort, user string) *client {
 	t.Helper()
 	c := &client{errs: make(chan error, 16)}
-	nc, err := nats.Connect(userURL(hostPort, user), nats.CustomInboxPrefix(accountUsers[user].inbox),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			select {
-			case c.errs <- err:
-			default:
-			}
-		}))
+	opts := []nats.Option{nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		select {
+		case c.errs <- err:
+		default:
+		}
+	})}
+	if inbox := accountUsers[user].inbox; inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(inbox))
+	}
+	nc, err := nats.Connect(userURL(hostPort, user), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -359,6 +382,7 @@ func connectAs(t *testing.T, hostPort, user string) *client {
 // violation for a publish or subscription on subject.
 func (c *client) refused(t *testing.T, kind, subject string, what func() error) {
 	t.Helper()
+	c.refuses = append(c.refuses, subject)
 	if err := what(); err != nil {
 		t.Fatal(err)
 	}
@@ -373,6 +397,12 @@ func (c *client) refused(t *testing.T, kind, subject string, what func() error) 
 	case <-time.After(2 * time.Second):
 		t.Errorf("%s on %s: allowed", kind, subject)
 	}
+}
+
+// tried says whether a server's violation line is about a subject
+// refused checked.
+func (c *client) tried(line string) bool {
+	return slices.ContainsFunc(c.refuses, func(s string) bool { return strings.Contains(line, fmt.Sprintf("Subject %q", s)) })
 }
 
 // checkPlansBucket checks, as offboardctl, that a plan went through the
