@@ -158,10 +158,13 @@ func checkReportPath(report, csv string) error {
 // checkOutputFile refuses, before any work, a file that could not be
 // written at the end: a directory, or a file in a directory that cannot
 // be written in. The file is written next to its final name, then
-// renamed: that directory is tried now.
+// renamed: that directory is tried now. The rename replaces whatever has
+// the name, so an existing name that is not a regular file is refused
+// too: a device, a FIFO or a socket would become a regular file, and a
+// symbolic link would be replaced, not written through.
 func checkOutputFile(flag, path string) error {
-	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return usagef("%s %s is a directory; give a file", flag, path)
+	if err := checkReplaceable(flag, path); err != nil {
+		return usageError{err}
 	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".check.*")
@@ -171,6 +174,41 @@ func checkOutputFile(flag, path string) error {
 	_ = tmp.Close()
 	_ = os.Remove(tmp.Name())
 	return nil
+}
+
+// checkReplaceable refuses an existing path that is not a regular file
+// (os.Lstat: a symbolic link is not followed); a path that does not
+// exist yet is fine.
+func checkReplaceable(flag, path string) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return nil //nolint:nilerr // missing: it is created; unreadable: the write in its directory is tried next
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		return fmt.Errorf("%s %s is a directory; give a file", flag, path)
+	case m&os.ModeSymlink != 0:
+		return fmt.Errorf("%s %s is a symbolic link, which the file would replace; give the path of a regular file", flag, path)
+	default:
+		return fmt.Errorf("%s %s is %s, not a regular file, and the file would replace it; give a regular file", flag, path, fileKind(m))
+	}
+}
+
+// fileKind names a file type that is not a regular file.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
 }
 
 // countRows reads the whole CSV once, so that a broken file stops the run
@@ -513,6 +551,10 @@ func (r *campaignRun) writeReport() error {
 		return fmt.Errorf("report: %w", err)
 	}
 	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("report: %w", err)
+	}
+	// The name may have become something else than a file since the start.
+	if err := checkReplaceable("--report", r.f.report); err != nil {
 		return fmt.Errorf("report: %w", err)
 	}
 	if err := os.Rename(tmp.Name(), r.f.report); err != nil {

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/creack/pty"
@@ -145,5 +146,56 @@ func TestCampaignReportDirNotWritable(t *testing.T) {
 	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--csv", good, "--report", filepath.Join(ro, "r.csv")}, &out, &errb)
 	if code != exitUsage || !strings.Contains(errb.String(), "cannot write") {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// The report and the plan are written next to their name and renamed over
+// it: an existing name that is not a regular file (a FIFO, a symbolic
+// link, even one to a regular file or to nothing) is refused before
+// anything is done, and left as it was.
+func TestOutputNotARegularFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	good := writeFile(t, dir, "good.csv", "machineId\n"+strings.Repeat("a", 40)+"\n")
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip(err)
+	}
+	target := writeFile(t, dir, "target.csv", "kept\n")
+	link := filepath.Join(dir, "link.csv")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	dangling := filepath.Join(dir, "dangling.csv")
+	if err := os.Symlink(filepath.Join(dir, "none.csv"), dangling); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{fifo, link, dangling} {
+		before, err := os.Lstat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkOutputFile("--out", path); err == nil {
+			t.Errorf("checkOutputFile(%s): accepted", path)
+		}
+		for _, args := range [][]string{
+			{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", path},
+			{"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", path},
+		} {
+			var out, errb bytes.Buffer
+			// Nothing listens there: a usage error comes before connecting.
+			code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb)
+			if code != exitUsage || !strings.Contains(errb.String(), "not a regular file") && !strings.Contains(errb.String(), "symbolic link") ||
+				strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+				t.Errorf("%v: exit %d, stderr %q", args, code, errb.String())
+			}
+		}
+		after, err := os.Lstat(path)
+		if err != nil || after.Mode() != before.Mode() {
+			t.Errorf("%s: %v before, %v after (%v)", path, before.Mode(), after.Mode(), err)
+		}
+	}
+	if b, err := os.ReadFile(target); err != nil || string(b) != "kept\n" {
+		t.Errorf("the link's target: %q %v", b, err)
 	}
 }
