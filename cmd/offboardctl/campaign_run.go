@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -254,6 +255,13 @@ func (r *campaignRun) run(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	r.js = js
+	// The requests first, then the results: a request leaves the stream
+	// only once its result is stored, so each row's earlier request is
+	// seen in one or the other.
+	otherWaiting, err := r.otherRunWaiting(ctx)
+	if err != nil {
+		return err
+	}
 	if r.rows, err = campaign.NewRows(r.f.name, r.total, ""); err != nil {
 		return err
 	}
@@ -267,6 +275,9 @@ func (r *campaignRun) run(ctx context.Context) error {
 		return err
 	}
 	if err := r.checkEarlierResults(); err != nil {
+		return err
+	}
+	if err := r.checkWaitingRequests(otherWaiting); err != nil {
 		return err
 	}
 	waitErr := r.publishAndWait(ctx)
@@ -329,6 +340,45 @@ func (r *campaignRun) checkEarlierResults() error {
 			return usagef("row %d (%s) already has a %s result: campaign %s was run without --dry-run, and a dry run under its name would only be answered with those results; give the dry run a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), o, r.f.name)
 		}
+	}
+}
+
+// otherRunWaiting finds the first row (0: none) whose request from an
+// earlier run under the same name still waits in the request stream,
+// unanswered, with the other --dry-run than this run's.
+func (r *campaignRun) otherRunWaiting(ctx context.Context) (int, error) {
+	first := 0
+	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, _ int, m jetstream.Msg) {
+		if row > r.total || (first != 0 && row >= first) {
+			return
+		}
+		var req struct {
+			DryRun bool `json:"dryRun"`
+		}
+		if json.Unmarshal(m.Data(), &req) == nil && req.DryRun != r.f.dryRun {
+			first = row
+		}
+	})
+	return first, err
+}
+
+// checkWaitingRequests refuses, before anything is published, a run
+// where a row's request from an earlier run under the same name still
+// waits with the other --dry-run (first, from otherRunWaiting): the run's
+// request would be dropped as a duplicate of it (same message id), and
+// the row answered as that request is: a real run would get dry_run
+// results and offboard nothing, a dry run would report the real run's
+// actions as its own.
+func (r *campaignRun) checkWaitingRequests(first int) error {
+	switch {
+	case first == 0:
+		return nil
+	case r.f.dryRun:
+		return usagef("row %d (%s) has a request without --dry-run still waiting: campaign %s was run for real, and a dry run under its name would only be given that request's result; give the dry run a new --name",
+			first, campaign.RequestID(r.f.name, first), r.f.name)
+	default:
+		return usagef("row %d (%s) has a --dry-run request still waiting: campaign %s was run with --dry-run, and a real run under its name would only be answered dry_run; give the real run a new --name",
+			first, campaign.RequestID(r.f.name, first), r.f.name)
 	}
 }
 

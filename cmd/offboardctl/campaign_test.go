@@ -385,6 +385,57 @@ func TestDryRunThenRealRunRefused(t *testing.T) {
 	}
 }
 
+// The same, while the earlier run's requests still wait unanswered (the
+// tenant paused, the run given up with --timeout): the new run's requests
+// would be dropped as duplicates of them and answered as they are. A real
+// run after a waiting dry run, and a dry run after a waiting real run, are
+// refused before anything is published.
+func TestRunAfterWaitingRunRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	e.startWorker()
+	dir := t.TempDir()
+	p := writeFile(t, dir, "retire.csv", idsCSV(e.machines[:3]))
+	run := func(name string, args ...string) (int, string, string) {
+		return e.ctl(t.Context(), append([]string{"campaign", "run", "--tenant", tenant, "--csv", p,
+			"--name", name, "--report", filepath.Join(dir, name+"-report.csv"), "--timeout", "1s"}, args...)...)
+	}
+	refused := func(what string, code int, stderr string) {
+		t.Helper()
+		if code != exitUsage || !strings.Contains(stderr, "still waiting") || !strings.Contains(stderr, "new --name") ||
+			strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q", what, code, stderr)
+		}
+	}
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--reason", "t"); code != exitOK {
+		t.Fatal(errs)
+	}
+	if code, out, errs := run("retire", "--dry-run"); code != exitFailed {
+		t.Fatalf("dry run while paused: exit %d, want 1 (timeout): %s %s", code, out, errs)
+	}
+	published := e.lastSeq()
+	code, _, errs := run("retire")
+	refused("real run after the waiting dry run", code, errs)
+	if code, out, errs := run("retire-real"); code != exitFailed {
+		t.Fatalf("real run while paused: exit %d, want 1 (timeout): %s %s", code, out, errs)
+	}
+	published += 3
+	code, _, errs = run("retire-real", "--dry-run")
+	refused("dry run after the waiting real run", code, errs)
+	if n := e.lastSeq(); n != published {
+		t.Errorf("%d requests published by the refused runs", n-published)
+	}
+
+	// Resumed: the dry run's rows answered dry_run, the real run's created.
+	if code, _, errs := e.ctl(t.Context(), "resume", tenant, "--reason", "t"); code != exitOK {
+		t.Fatal(errs)
+	}
+	e.waitFor("6 results", time.Minute, func() bool { return len(e.results()) == 6 })
+	if n := len(e.sim.Actions(e.tenantID)); n != 3 {
+		t.Errorf("%d actions, want 3 (the real run's)", n)
+	}
+}
+
 // Campaign wave-2 has 30 requests waiting; wave, whose name is a prefix
 // of it, has none: its status and cancel count none of wave-2's.
 func TestCampaignStatusOfANamePrefix(t *testing.T) {

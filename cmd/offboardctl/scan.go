@@ -111,12 +111,27 @@ func decodeResult(m jetstream.Msg) (*offboard.Result, bool) {
 }
 
 // waitingOf counts the requests of a campaign still in the request stream
-// (published, not yet answered), by their message ids: those whose request
-// id is one of the campaign's rows (wave-000001 is campaign wave's,
-// wave-2-000001 is not) and that answered says have no result for their
-// attempt (a retry's message id ends in :<attempt>; 1 without).
+// (published, not yet answered): those campaignRequests hands over that
+// answered says have no result for their attempt.
 func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row, attempt int) bool) (map[offboard.Priority]int, error) {
 	n := map[offboard.Priority]int{}
+	err := campaignRequests(ctx, js, s, tenant, name, func(p offboard.Priority, row, attempt int, _ jetstream.Msg) {
+		if !answered(row, attempt) {
+			n[p]++
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// campaignRequests reads a campaign's requests still in the request stream
+// (published, not yet answered), of both priorities, by their message ids:
+// those whose request id is one of the campaign's rows (wave-000001 is
+// campaign wave's, wave-2-000001 is not), with their attempt (a retry's
+// message id ends in :<attempt>; 1 without).
+func campaignRequests(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, fn func(p offboard.Priority, row, attempt int, m jetstream.Msg)) error {
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		err := scan(ctx, js, offboard.StreamRequests, s.Request(tenant, p), func(m jetstream.Msg) {
 			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), tenant+":")
@@ -125,13 +140,13 @@ func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects,
 			if a, err := strconv.Atoi(suffix); retry && err == nil && a > 1 {
 				attempt = a
 			}
-			if row, isRow := campaign.RowOf(name, id); ok && isRow && !answered(row, attempt) {
-				n[p]++
+			if row, isRow := campaign.RowOf(name, id); ok && isRow {
+				fn(p, row, attempt, m)
 			}
 		})
 		if err != nil {
-			return nil, err
+			return err
 		}
 	}
-	return n, nil
+	return nil
 }
