@@ -19,6 +19,7 @@ type progressSnapshot struct {
 	published, duplicates int64
 	eta                   time.Duration
 	paused                bool // the campaign's priority is paused
+	byBudget              bool // the tenant's budget, not the quota, sets the ETA
 }
 
 func (s progressSnapshot) line() string {
@@ -33,6 +34,9 @@ func (s progressSnapshot) line() string {
 func (s progressSnapshot) etaText() string {
 	if s.paused && s.counts.Waiting > 0 {
 		return "paused"
+	}
+	if s.byBudget && s.eta > 0 {
+		return campaign.Human(s.eta) + " (budget)"
 	}
 	return campaign.Human(s.eta)
 }

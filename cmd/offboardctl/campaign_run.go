@@ -80,6 +80,7 @@ type campaignRun struct {
 	pubErr                         atomic.Value // first publish error
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	paused                         atomic.Bool  // an operator paused the campaign's priority
+	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
 	stateErr                       atomic.Value
 }
 
@@ -460,24 +461,59 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 	if r.prio == offboard.Bulk {
 		prios = append(prios, offboard.Bulk)
 	}
-	var n uint64
+	var waiting, inFlight uint64
 	for _, p := range prios {
-		pending, err := backlog(ctx, r.js, r.f.tenant, p)
+		w, f, err := backlog(ctx, r.js, r.f.tenant, p)
 		if err != nil {
 			return // no estimate update; the last one stands
 		}
-		n += pending
+		waiting, inFlight = waiting+w, inFlight+f
 	}
-	r.ahead.Store(int64(n))
+	r.ahead.Store(int64(waiting + inFlight))
 	if paused, err := priorityPaused(ctx, r.js, r.c.subjects, r.f.tenant, r.prio); err == nil {
 		r.paused.Store(paused)
 	}
+	r.refreshBudget(ctx, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
+}
+
+// refreshBudget reads the tenant's budget in force and when, at the
+// earliest, it lets the backlog ahead (waiting in the stream, and in
+// flight) and the rows not published yet create their actions (each
+// counted as one). A dry run's own rows take no slot, but wait like any
+// request while the budget is spent: they count as one, the moment a slot
+// is free after the requests ahead of them.
+func (r *campaignRun) refreshBudget(ctx context.Context, waiting, inFlight int) {
+	now := time.Now()
+	pace, err := r.c.tenantBudget(ctx, r.js, r.f.tenant, now)
+	switch {
+	case err != nil:
+		return // the last one stands
+	case pace == nil:
+		r.budgetUntil.Store(0)
+		return
+	}
+	unread := int(r.unread.Load())
+	if r.f.dryRun {
+		// The run's rows published and unanswered, in the stream or in
+		// flight: taken from those waiting first.
+		own := max(r.rows.Counts().Waiting-unread, 0)
+		fromWaiting := min(own, waiting)
+		waiting, inFlight, unread = waiting-fromWaiting+1, max(inFlight-(own-fromWaiting), 0), 0
+	}
+	r.budgetUntil.Store(now.Add(pace.eta(waiting+unread, inFlight, now)).UnixNano())
 }
 
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
 	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.unread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
+	eta, byBudget := est.ETA(), false
+	// Never shorter than the budget allows, while rows wait.
+	if until := r.budgetUntil.Load(); until != 0 && c.Waiting > 0 {
+		if b := time.Until(time.Unix(0, until)); b > eta {
+			eta, byBudget = b, true
+		}
+	}
 	return progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
-		duplicates: r.duplicates.Load(), eta: est.ETA(), paused: r.paused.Load()}
+		duplicates: r.duplicates.Load(), eta: eta, paused: r.paused.Load(), byBudget: byBudget}
 }
 
 // publishRows publishes every row that has no result yet, asynchronously
@@ -613,19 +649,20 @@ func (r *campaignRun) writeReport() error {
 	return nil
 }
 
-// backlog is the number of a tenant's requests of a priority waiting or
-// being worked on, from its consumer (0 when the consumer does not exist).
-func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offboard.Priority) (uint64, error) {
+// backlog is the number of a tenant's requests of a priority waiting in
+// the stream, and in flight (fetched, being worked on or waiting in the
+// worker), from its consumer (0 when the consumer does not exist).
+func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offboard.Priority) (waiting, inFlight uint64, err error) {
 	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, nil
+		return 0, 0, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return info.NumPending + uint64(max(info.NumAckPending, 0)), nil
+	return info.NumPending, uint64(max(info.NumAckPending, 0)), nil
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
@@ -65,12 +66,14 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	}
 	// The campaign's last request waits behind the tenant's whole backlog
 	// (normal first, then bulk, its own requests among them).
+	inFlight := 0
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		n, err := backlog(ctx, js, tenant, p)
+		waiting, fetched, err := backlog(ctx, js, tenant, p)
 		if err != nil {
 			return err
 		}
-		st.Backlog += int(min(n, uint64(math.MaxInt32)))
+		st.Backlog += int(min(waiting+fetched, uint64(math.MaxInt32)))
+		inFlight += int(min(fetched, uint64(math.MaxInt32)))
 	}
 	st.Paused = st.Waiting > 0
 	for p, n := range st.waitingBy {
@@ -87,7 +90,23 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		st.ETA = "paused"
 	case st.Waiting > 0:
 		eta := campaign.Estimate{Ahead: st.Backlog, Windows: ws}.ETA()
+		byBudget := false
+		// The tenant's budget in force holds the backlog to its own pace,
+		// each request counted as an action (a dry run's is not: errs long).
+		now := time.Now()
+		pace, err := c.tenantBudget(ctx, js, tenant, now)
+		if err != nil {
+			return err
+		}
+		if pace != nil {
+			if b := pace.eta(st.Backlog-inFlight, inFlight, now); b > eta {
+				eta, byBudget = b, true
+			}
+		}
 		st.ETASeconds, st.ETA = eta.Seconds(), campaign.Human(eta)
+		if byBudget {
+			st.ETA += " (budget)"
+		}
 	default:
 		st.ETA = "0s"
 	}

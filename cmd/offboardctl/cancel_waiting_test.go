@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,5 +141,43 @@ func (e *testEnv) waitBudgetLeft(left float64) {
 			e.t.Fatalf("the worker's budget left is not %v within 10s", left)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Budget 2/24h and 10 rows: 2 actions are created, 8 wait for the budget
+// (in the stream or fetched already, in flight), so the last is created
+// after 4 more budget windows, 96 h. status, campaign run's progress and
+// campaign status each say so, not the quota's seconds.
+func TestBudgetETA(t *testing.T) {
+	t.Parallel()
+	e := newEnvLimited(t, 10, 0, "1000000/1m")
+	e.startWorker()
+	if code, out, errOut := e.ctl(t.Context(), "budget", tenant, "2/24h", "--reason", "test"); code != exitOK {
+		t.Fatalf("budget: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitBudgetLeft(2)
+	dir := t.TempDir()
+	p := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"),
+		"--progress-every", "1ms", "--timeout", "3s")
+	if code != exitFailed || !strings.Contains(out, "; ETA 9") || !strings.Contains(out, "h") || !strings.Contains(out, "(budget)") || strings.Contains(out, "ETA 0s") {
+		t.Errorf("campaign run held by the budget: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	e.waitFor("2 results", time.Minute, func() bool { return len(e.results()) >= 2 })
+
+	_, out, _ = e.ctl(t.Context(), "status", tenant, "--json")
+	var sts []tenantStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || sts[0].ETA == nil {
+		t.Fatalf("status: %v %s", err, out)
+	}
+	if st := sts[0]; *st.ETA/3600 < 95 || *st.ETA/3600 > 96 || !st.ETAByBudget {
+		t.Errorf("status ETA %.1fh (by budget %v; in flight %d, backlog %v), want about 96h", *st.ETA/3600, st.ETAByBudget, st.InFlight, st.Backlog)
+	}
+
+	_, out, _ = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave", "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Waiting != 8 || st.ETASeconds/3600 < 95 || st.ETASeconds/3600 > 96 ||
+		!strings.HasSuffix(st.ETA, " (budget)") {
+		t.Errorf("campaign status held by the budget: %v %s", err, out)
 	}
 }

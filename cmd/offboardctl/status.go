@@ -279,9 +279,10 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 	if served > 0 || st.Held == 0 {
 		d := eta(ws, calls, served, maxTime(now, paused)) + maxTime(now, paused).Sub(now)
 		if pace != nil {
-			// Each request waiting creates an action at most: the budget
-			// holds them to its own pace.
-			if b := eta([]limiter.Window{pace.window}, pace.slots, served, now); b > d {
+			// Each request waiting creates an action at most, and so does
+			// each in flight (fetched, waiting in the worker for a slot):
+			// the budget holds them to its own pace.
+			if b := pace.eta(served, int(min(st.InFlight, 1<<40)), now); b > d { //nolint:gosec // bounded
 				d, st.ETAByBudget = b, true
 			}
 		}
@@ -312,15 +313,18 @@ func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name str
 	if err != nil || !ok {
 		return nil, err
 	}
-	used := 0
+	used, underWay := 0, 0
 	for _, at := range slots {
 		if at.After(now.Add(-w.Length)) {
 			used++
 		}
+		if at.Equal(now) { // budgetSlots counts a slot under way as used now
+			underWay++
+		}
 	}
 	left := max(w.Count-used, 0)
 	st.Budget.Used, st.Budget.Left = &used, &left
-	return &budgetPace{w, slots}, nil
+	return &budgetPace{w, slots, underWay}, nil
 }
 
 // budgetPace is a budget in force and the slots already counted against
@@ -328,6 +332,52 @@ func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name str
 type budgetPace struct {
 	window limiter.Window
 	slots  []time.Time
+	// underWay is the slots of calls under way (or of a process that
+	// died, until their lease): their requests, in flight, need no other
+	// slot.
+	underWay int
+}
+
+// eta is how long until the budget has let the requests waiting in the
+// stream and those in flight (fetched, most waiting in the worker for a
+// slot) create their action, each counted as one, after the slots
+// already counted: those in flight less the slots under way, which
+// belong to some of them.
+func (p *budgetPace) eta(waiting, inFlight int, now time.Time) time.Duration {
+	return eta([]limiter.Window{p.window}, p.slots, waiting+max(inFlight-p.underWay, 0), now)
+}
+
+// tenantBudget reads the tenant's budget in force as status does (the
+// override unless the worker ignores it, else the tenants file's recorded
+// in its consumers' metadata) with the slots counted against it; nil
+// without a budget.
+func (c *cli) tenantBudget(ctx context.Context, js jetstream.JetStream, tenant string, now time.Time) (*budgetPace, error) {
+	var meta map[string]string
+	for _, p := range control.Priorities {
+		cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("consumer of %s: %w", tenant, err)
+		}
+		meta = cons.CachedInfo().Config.Metadata
+		break
+	}
+	view := &control.View{}
+	if store, err := control.Open(ctx, js, c.subjects); err == nil {
+		if view, err = store.Load(ctx); err != nil {
+			return nil, err
+		}
+	} else if !errors.Is(err, control.ErrNoBucket) {
+		return nil, err
+	}
+	horizon, err := readBudgetHorizon(ctx, js)
+	if err != nil {
+		horizon = budgetHorizon{} // as status: nothing counted, no override judged
+	}
+	var st tenantStatus
+	return c.budgetStatus(ctx, js, tenant, meta, view, horizon, now, &st)
 }
 
 func longest(ws []limiter.Window) time.Duration {
