@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -81,8 +82,9 @@ func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
 // now, as many as the free slots allow (it takes those slots; with the one
 // the caller holds, n of them), for a cancel: those of a cancelled
 // campaign are answered at once, without a call; any other goes back to
-// the stream. It says whether the batch held a request of a cancelled
-// campaign: if so, the loop takes the next batch the same way.
+// the stream for withdrawnAside, so that the pass goes on to the requests
+// behind it. It says whether to take the next batch the same way: while
+// the stream has some, up to withdrawScan requests a pass.
 func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
 	// Read before the fetch: a cancel landing from now on is taken
 	// again.
@@ -92,14 +94,24 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 	if err != nil {
 		return nil, n, true, err // taken again after the error
 	}
+	t.withdrawScanned += len(ds)
 	withdrawn := w.keepWithdrawn(t, ds)
-	return withdrawn, n, len(withdrawn) > 0, nil
+	return withdrawn, n, len(ds) > 0 && t.withdrawScanned < withdrawScan, nil
 }
 
+// withdrawScan bounds the requests one cancel pass takes from the stream:
+// a cancelled campaign's requests behind as many others wait for the
+// quota as before. withdrawAside is how long the others stay aside: long
+// enough for the pass to get past them, short beside any wait for quota.
+const (
+	withdrawScan  = 5000
+	withdrawAside = 5 * time.Second
+)
+
 // keepWithdrawn keeps the requests of a cancelled campaign and gives the
-// others back to the stream at once: held in the worker for a place in
-// the quota, they would take the next places ahead of requests that come
-// before them (normal priority before bulk).
+// others back to the stream, for withdrawAside: held in the worker for a
+// place in the quota, they would take the next places ahead of requests
+// that come before them (normal priority before bulk).
 func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delivery {
 	kept := ds[:0]
 	for _, d := range ds {
@@ -109,7 +121,7 @@ func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delive
 				continue
 			}
 		}
-		if err := d.Msg.Nak(); err != nil {
+		if err := d.Msg.NakWithDelay(withdrawAside); err != nil {
 			t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))
 		}
 	}

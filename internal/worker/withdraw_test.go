@@ -156,3 +156,49 @@ func (e *loopEnv) cancelCampaign(t *testing.T, name string) {
 		t.Fatal(err)
 	}
 }
+
+// TestCancelReachesRowsBehindAnotherCampaign: with the quota spent, a
+// cancelled campaign's rows behind another campaign's bulk rows (more
+// than a fetch's worth), or mixed with them, are answered cancelled
+// without waiting for the quota: the other rows are set aside a moment
+// rather than stop the pass.
+func TestCancelReachesRowsBehindAnotherCampaign(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name          string
+		before, mixed int
+	}{{"behind", 100, 0}, {"mixed", 0, 100}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
+			e.publish(t, "r-1")
+			e.wantCreated(t, "r-1") // the hour's only call is spent
+			for i := range tc.before {
+				e.publishPrio(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
+			}
+			cancelled := 3
+			for i := range tc.mixed {
+				e.publishPrio(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
+				e.publishPrio(t, campaign.RequestID("wave1", i+1), offboard.Bulk)
+				cancelled = tc.mixed
+			}
+			if tc.mixed == 0 {
+				for i := range cancelled {
+					e.publishPrio(t, campaign.RequestID("wave1", i+1), offboard.Bulk)
+				}
+			}
+			time.Sleep(300 * time.Millisecond)
+			e.cancelCampaign(t, "wave1")
+			for got := 0; got < cancelled; got++ {
+				select {
+				case r := <-e.results:
+					if r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+						t.Fatalf("result %s %s %+v, want a wave1 row cancelled", r.RequestID, r.Outcome, r.Error)
+					}
+				case <-time.After(20 * time.Second):
+					t.Fatalf("%d of wave1's %d rows answered cancelled: the others wait for the quota (an hour)", got, cancelled)
+				}
+			}
+		})
+	}
+}
