@@ -242,11 +242,6 @@ func countRows(path string) (int, error) {
 }
 
 func (r *campaignRun) run(ctx context.Context) error {
-	if r.f.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, fmt.Errorf("--timeout %v", r.f.timeout))
-		defer cancel()
-	}
 	if _, err := r.c.connect(); err != nil {
 		return err
 	}
@@ -258,10 +253,17 @@ func (r *campaignRun) run(ctx context.Context) error {
 	r.js = js
 	// The requests first, then the results: a request leaves the stream
 	// only once its result is stored, so each row's earlier request is
-	// seen in one or the other.
+	// seen in one or the other. This reads the tenant's whole backlog (a
+	// second or so per 100,000 requests waiting), before --timeout starts:
+	// it bounds the publishing and the wait for results.
 	otherWaiting, err := r.otherRunWaiting(ctx)
 	if err != nil {
 		return err
+	}
+	if r.f.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, fmt.Errorf("--timeout %v", r.f.timeout))
+		defer cancel()
 	}
 	if r.rows, err = campaign.NewRows(r.f.name, r.total, ""); err != nil {
 		return err
