@@ -75,10 +75,26 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		st.Backlog += int(min(waiting+fetched, uint64(math.MaxInt32)))
 		inFlight += int(min(fetched, uint64(math.MaxInt32)))
 	}
+	if err := c.campaignETA(ctx, js, st, ws, inFlight); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	st.print(c)
+	return nil
+}
+
+// campaignETA sets the campaign's ETA: "paused" while a pause holds every
+// request of it waiting, else the quota's pace over the tenant's backlog,
+// or the budget's when that is slower.
+func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campaignState, ws []campaign.Window, inFlight int) error {
 	st.Paused = st.Waiting > 0
 	for p, n := range st.waitingBy {
 		if n > 0 {
-			paused, err := priorityPaused(ctx, js, c.subjects, tenant, p)
+			paused, err := priorityPaused(ctx, js, c.subjects, st.Tenant, p)
 			if err != nil {
 				return err
 			}
@@ -94,7 +110,7 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		// The tenant's budget in force holds the backlog to its own pace,
 		// each request counted as an action (a dry run's is not: errs long).
 		now := time.Now()
-		pace, err := c.tenantBudget(ctx, js, tenant, now)
+		pace, err := c.tenantBudget(ctx, js, st.Tenant, now)
 		if err != nil {
 			return err
 		}
@@ -110,12 +126,6 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	default:
 		st.ETA = "0s"
 	}
-	if asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
-	}
-	st.print(c)
 	return nil
 }
 

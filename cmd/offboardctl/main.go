@@ -316,7 +316,7 @@ func (c *cli) explainRefused(err error) error {
 		return err
 	}
 	if refused := c.nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
-		return fmt.Errorf("%w; NATS refused this user: %v (check its permissions and --nats-inbox-prefix)", err, refused)
+		return fmt.Errorf("%w; NATS refused this user: %w (check its permissions and --nats-inbox-prefix)", err, refused)
 	}
 	return err
 }

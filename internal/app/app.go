@@ -405,7 +405,7 @@ func (a *App) setUp(ctx context.Context) ([]string, error) {
 			if refused := a.nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
 				// Not NATS being slow: its answers cannot reach us, or the
 				// request was not ours to make. No use waiting.
-				return stale, fmt.Errorf("%w; NATS refused this user: %v (check its permissions and --nats-inbox-prefix)", err, refused)
+				return stale, fmt.Errorf("%w; NATS refused this user: %w (check its permissions and --nats-inbox-prefix)", err, refused)
 			}
 		}
 		if err == nil || !queue.NotReady(err) || time.Since(start) >= setupWait {

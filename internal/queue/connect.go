@@ -120,7 +120,7 @@ func CheckReplies(nc *nats.Conn, timeout time.Duration) error {
 		return nil //nolint:nilerr // no word from the server: the requests will tell
 	}
 	if refused := nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
-		return fmt.Errorf("NATS refused this user its replies (%v): check --nats-inbox-prefix and the user's permissions", refused)
+		return fmt.Errorf("NATS refused this user its replies (%w): check --nats-inbox-prefix and the user's permissions", refused)
 	}
 	return nil
 }
