@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -15,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
-	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -158,14 +156,7 @@ func orNone(s string) string {
 // priorityPaused says whether an operator paused the tenant's priority p
 // (no control bucket yet: not paused).
 func priorityPaused(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, p offboard.Priority) (bool, error) {
-	store, err := control.Open(ctx, js, s)
-	if errors.Is(err, control.ErrNoBucket) {
-		return false, nil
-	}
-	if err != nil {
-		return false, err
-	}
-	view, err := store.Load(ctx)
+	view, err := controlView(ctx, js, s)
 	if err != nil {
 		return false, err
 	}

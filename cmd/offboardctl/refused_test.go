@@ -3,12 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // Under deploy/nats/accounts.conf, offboardctl without the inbox prefix
@@ -17,25 +15,9 @@ import (
 // said only "context deadline exceeded" after a raw line from the client
 // library. t.Setenv: not parallel.
 func TestRefusedInboxIsNamed(t *testing.T) {
-	t.Setenv("OFFBOARDCTL_PASSWORD", "pw")
-	for _, v := range []string{"MDE_OFFBOARD_WORKER_PASSWORD", "CONTOSO_CMDB_PASSWORD", "CONTOSO_GOV_CMDB_PASSWORD"} {
-		t.Setenv(v, "x")
-	}
-	opts, err := server.ProcessConfigFile("../../deploy/nats/accounts.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, t.TempDir(), true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
-	u := "nats://" + url.UserPassword("offboardctl", "pw").String() + "@" + strings.TrimPrefix(s.ClientURL(), "nats://")
+	url := natstest.StartFromConfig(t, "../../deploy/nats/accounts.conf", "pw",
+		"OFFBOARDCTL_PASSWORD", "MDE_OFFBOARD_WORKER_PASSWORD", "CONTOSO_CMDB_PASSWORD", "CONTOSO_GOV_CMDB_PASSWORD")
+	u := strings.Replace(url, "nats://", "nats://offboardctl:pw@", 1)
 	for _, prefix := range []string{"", "_INBOX_worker"} {
 		var out, errb bytes.Buffer
 		code := runContext(context.Background(), []string{"--nats-url", u, "--connect-timeout", "1s", "--nats-inbox-prefix", prefix, "dead", "ls", "contoso"}, &out, &errb)

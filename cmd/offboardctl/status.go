@@ -184,17 +184,9 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 		return nil, fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file)", tenant)
 	}
 	slices.Sort(names)
-	view := &control.View{}
-	if store, err := control.Open(ctx, js, c.subjects); err == nil {
-		if view, err = store.Load(ctx); err != nil {
-			return nil, err
-		}
-	} else if !errors.Is(err, control.ErrNoBucket) {
-		return nil, err
-	}
-	horizon, err := readBudgetHorizon(ctx, js)
+	view, horizon, err := readControls(ctx, js, c.subjects)
 	if err != nil {
-		horizon = budgetHorizon{} // no journal: nothing counted, no override judged
+		return nil, err
 	}
 	out := make([]tenantStatus, 0, len(names))
 	for _, name := range names {
@@ -364,17 +356,9 @@ func (c *cli) tenantBudget(ctx context.Context, js jetstream.JetStream, tenant s
 		meta = cons.CachedInfo().Config.Metadata
 		break
 	}
-	view := &control.View{}
-	if store, err := control.Open(ctx, js, c.subjects); err == nil {
-		if view, err = store.Load(ctx); err != nil {
-			return nil, err
-		}
-	} else if !errors.Is(err, control.ErrNoBucket) {
-		return nil, err
-	}
-	horizon, err := readBudgetHorizon(ctx, js)
+	view, horizon, err := readControls(ctx, js, c.subjects)
 	if err != nil {
-		horizon = budgetHorizon{} // as status: nothing counted, no override judged
+		return nil, err
 	}
 	var st tenantStatus
 	return c.budgetStatus(ctx, js, tenant, meta, view, horizon, now, &st)
@@ -386,4 +370,31 @@ func longest(ws []limiter.Window) time.Duration {
 		d = max(d, w.Length)
 	}
 	return d
+}
+
+// readControls reads the operators' controls (none without their bucket)
+// and the budget journal's horizon (none without the journal: nothing
+// counted, no override judged).
+func readControls(ctx context.Context, js jetstream.JetStream, s offboard.Subjects) (*control.View, budgetHorizon, error) {
+	view, err := controlView(ctx, js, s)
+	if err != nil {
+		return nil, budgetHorizon{}, err
+	}
+	horizon, err := readBudgetHorizon(ctx, js)
+	if err != nil {
+		horizon = budgetHorizon{}
+	}
+	return view, horizon, nil
+}
+
+// controlView reads the operators' controls; none without their bucket.
+func controlView(ctx context.Context, js jetstream.JetStream, s offboard.Subjects) (*control.View, error) {
+	store, err := control.Open(ctx, js, s)
+	if errors.Is(err, control.ErrNoBucket) {
+		return &control.View{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return store.Load(ctx)
 }

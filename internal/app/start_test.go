@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -213,30 +212,14 @@ func TestNATSConnectedGauge(t *testing.T) {
 // take the silence for a cluster not ready and wait it out.
 // t.Setenv: not parallel.
 func TestStartSaysNATSRefusedTheInbox(t *testing.T) {
-	t.Setenv("MDE_OFFBOARD_WORKER_PASSWORD", "pw")
-	for _, v := range []string{"OFFBOARDCTL_PASSWORD", "CONTOSO_CMDB_PASSWORD", "CONTOSO_GOV_CMDB_PASSWORD"} {
-		t.Setenv(v, "x")
-	}
-	opts, err := server.ProcessConfigFile("../../deploy/nats/accounts.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, t.TempDir(), true, true
-	s, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
+	url := natstest.StartFromConfig(t, "../../deploy/nats/accounts.conf", "pw",
+		"OFFBOARDCTL_PASSWORD", "MDE_OFFBOARD_WORKER_PASSWORD", "CONTOSO_CMDB_PASSWORD", "CONTOSO_GOV_CMDB_PASSWORD")
 	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
 	o := e.opts
-	o.NATSURL = strings.Replace(s.ClientURL(), "nats://", "nats://mde-offboard-worker:pw@", 1)
+	o.NATSURL = strings.Replace(url, "nats://", "nats://mde-offboard-worker:pw@", 1)
 	o.NATSInboxPrefix = "_INBOX_bogus"
 	start := time.Now()
-	err = startErr(t, o)
+	err := startErr(t, o)
 	if !strings.Contains(err.Error(), "NATS refused this user") || !strings.Contains(err.Error(), "--nats-inbox-prefix") {
 		t.Errorf("error %q does not say NATS refused the user", err)
 	}

@@ -240,3 +240,30 @@ func StartWithoutJetStream(tb testing.TB, jetStream bool) string {
 	}
 	return strings.Replace(s.ClientURL(), "nats://", "nats://app:app@", 1)
 }
+
+// StartFromConfig starts a lone NATS server with JetStream from a
+// nats-server configuration file (deploy/nats/accounts.conf), its
+// passwords' variables set to password, on a free port; it returns the
+// client URL, without credentials. The server is shut down when the test
+// ends. It sets environment variables: not for parallel tests.
+func StartFromConfig(t *testing.T, path, password string, passwordVars ...string) string {
+	t.Helper()
+	for _, v := range passwordVars {
+		t.Setenv(v, password)
+	}
+	opts, err := server.ProcessConfigFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, t.TempDir(), true, true
+	s, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	return s.ClientURL()
+}
