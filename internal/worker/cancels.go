@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"sync"
-	"time"
 
 	"go.uber.org/zap"
 
@@ -82,9 +81,8 @@ func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
 // now, as many as the free slots allow (it takes those slots; with the one
 // the caller holds, n of them), for a cancel: those of a cancelled
 // campaign are answered at once, without a call; any other goes back to
-// the stream for withdrawnAside, so that the pass goes on to the requests
-// behind it. It says whether to take the next batch the same way: while
-// the stream has some, up to withdrawScan requests a pass.
+// the stream. It says whether the batch held a request of a cancelled
+// campaign: if so, the loop takes the next batch the same way.
 func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
 	// Read before the fetch: a cancel landing from now on is taken
 	// again.
@@ -94,24 +92,17 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 	if err != nil {
 		return nil, n, true, err // taken again after the error
 	}
-	t.withdrawScanned += len(ds)
 	withdrawn := w.keepWithdrawn(t, ds)
-	return withdrawn, n, len(ds) > 0 && t.withdrawScanned < withdrawScan, nil
+	return withdrawn, n, len(withdrawn) > 0, nil
 }
 
-// withdrawScan bounds the requests one cancel pass takes from the stream:
-// a cancelled campaign's requests behind as many others wait for the
-// quota as before. withdrawAside is how long the others stay aside: long
-// enough for the pass to get past them, short beside any wait for quota.
-const (
-	withdrawScan  = 5000
-	withdrawAside = 5 * time.Second
-)
-
 // keepWithdrawn keeps the requests of a cancelled campaign and gives the
-// others back to the stream, for withdrawAside: held in the worker for a
-// place in the quota, they would take the next places ahead of requests
-// that come before them (normal priority before bulk).
+// others back to the stream at once, with the room the pull took for
+// them: held in the worker for a place in the quota, they would take the
+// next places ahead of requests that come before them (normal priority
+// before bulk). At once, not after a delay: set aside, a normal request
+// would let a bulk one take the next place, and one whose place frees
+// meanwhile would wait out the delay.
 func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delivery {
 	kept := ds[:0]
 	for _, d := range ds {
@@ -121,9 +112,10 @@ func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delive
 				continue
 			}
 		}
-		if err := d.Msg.NakWithDelay(withdrawAside); err != nil {
+		if err := d.Msg.Nak(); err != nil {
 			t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))
 		}
+		w.newPlace().give() // the room NextBatchNow took for it
 	}
 	return kept
 }

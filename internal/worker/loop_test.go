@@ -53,6 +53,13 @@ func setupLoop(t *testing.T, offboardLimits string, retry RetryPolicy) *loopEnv 
 // its offboard limits.
 func setupLoopWith(t *testing.T, offboardLimits, extra string, retry RetryPolicy) *loopEnv {
 	t.Helper()
+	return setupLoopOpts(t, offboardLimits, extra, retry, nil)
+}
+
+// setupLoopOpts is setupLoopWith with the worker's options changed by opt
+// (nil: none).
+func setupLoopOpts(t *testing.T, offboardLimits, extra string, retry RetryPolicy, opt func(*Options)) *loopEnv {
+	t.Helper()
 	e := &loopEnv{sim: mdesim.New(mdesim.Options{}), clock: clockwork.NewFakeClock(), results: make(chan offboard.Result, 16)}
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
@@ -121,11 +128,15 @@ func setupLoopWith(t *testing.T, offboardLimits, extra string, retry RetryPolicy
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	e.w, err = New(t.Context(), Options{
+	opts := Options{
 		JS: e.js, Settings: settings, Ledger: ledger, Router: router,
 		Logger: zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)), Metrics: NewMetrics(prometheus.NewRegistry()),
 		Clock: e.clock, Retry: retry, Seed: 1, StatsEvery: time.Hour,
-	}, []*Tenant{{Config: tc, Client: client, Cred: cred}})
+	}
+	if opt != nil {
+		opt(&opts)
+	}
+	e.w, err = New(t.Context(), opts, []*Tenant{{Config: tc, Client: client, Cred: cred}})
 	if err != nil {
 		t.Fatal(err)
 	}

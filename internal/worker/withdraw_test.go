@@ -157,48 +157,86 @@ func (e *loopEnv) cancelCampaign(t *testing.T, name string) {
 	}
 }
 
-// TestCancelReachesRowsBehindAnotherCampaign: with the quota spent, a
-// cancelled campaign's rows behind another campaign's bulk rows (more
-// than a fetch's worth), or mixed with them, are answered cancelled
-// without waiting for the quota: the other rows are set aside a moment
-// rather than stop the pass.
-func TestCancelReachesRowsBehindAnotherCampaign(t *testing.T) {
+// TestCancelPassGivesBackTheRoomOfRequestsItReturns: the worker's bound on
+// the requests it works on (Options.MaxRequests, 512 by default) is taken
+// by the cancel pass's pulls (NextBatchNow with w.room()); a request the
+// pass gives back to the stream (keepWithdrawn) gives its room back too.
+// Here the room is 3: a pass that returns three requests of another
+// campaign must not leave the worker with no room for ever.
+func TestCancelPassGivesBackTheRoomOfRequestsItReturns(t *testing.T) {
 	t.Parallel()
-	for _, tc := range []struct {
-		name          string
-		before, mixed int
-	}{{"behind", 100, 0}, {"mixed", 0, 100}} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
-			e.publish(t, "r-1")
-			e.wantCreated(t, "r-1") // the hour's only call is spent
-			for i := range tc.before {
-				e.publishPrio(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
-			}
-			cancelled := 3
-			for i := range tc.mixed {
-				e.publishPrio(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
-				e.publishPrio(t, campaign.RequestID("wave1", i+1), offboard.Bulk)
-				cancelled = tc.mixed
-			}
-			if tc.mixed == 0 {
-				for i := range cancelled {
-					e.publishPrio(t, campaign.RequestID("wave1", i+1), offboard.Bulk)
-				}
-			}
-			time.Sleep(300 * time.Millisecond)
-			e.cancelCampaign(t, "wave1")
-			for got := 0; got < cancelled; got++ {
-				select {
-				case r := <-e.results:
-					if r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-						t.Fatalf("result %s %s %+v, want a wave1 row cancelled", r.RequestID, r.Outcome, r.Error)
-					}
-				case <-time.After(20 * time.Second):
-					t.Fatalf("%d of wave1's %d rows answered cancelled: the others wait for the quota (an hour)", got, cancelled)
-				}
-			}
-		})
+	e := setupLoopOpts(t, `["1/1h"]`, "", RetryPolicy{}, func(o *Options) { o.MaxRequests = 3 })
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1") // the hour's only call is spent
+	for i := range 3 {
+		e.publishPrio(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave1") // wave2's three rows go back to the stream
+	time.Sleep(time.Second)
+	e.clock.Advance(time.Hour + time.Second)
+	select {
+	case r := <-e.results:
+		if r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("result %s %s %+v, want a wave2 row created", r.RequestID, r.Outcome, r.Error)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result once the quota freed: the rows the cancel pass returned kept their room (MaxRequests), the loop waits for room for ever")
+	}
+}
+
+// TestCancelPassDoesNotLetBulkOvertakeNormal: CONTRACT.md "bulk
+// never delays normal priority within a tenant". A normal request waiting
+// for the quota is taken and returned by a cancel pass (of a campaign it
+// has nothing to do with); a bulk request published meanwhile must not
+// take the quota's next place ahead of it.
+func TestCancelPassDoesNotLetBulkOvertakeNormal(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1") // the hour's only call is spent
+	e.publish(t, "n-1")     // normal, waits for the quota
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave1") // the pass takes n-1 and returns it
+	time.Sleep(500 * time.Millisecond)
+	e.publishPrio(t, "b-1", offboard.Bulk)
+	time.Sleep(300 * time.Millisecond)
+	e.clock.Advance(time.Hour + time.Second) // one place
+	select {
+	case r := <-e.results:
+		if r.RequestID != "n-1" {
+			t.Errorf("the hour's next call went to bulk %s (%s); want the normal request n-1, waiting before it (bulk must not delay normal)", r.RequestID, r.Outcome)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result once the quota freed")
+	}
+}
+
+// TestCancelPassDoesNotHoldBackRequestsOnceQuotaFrees: a normal request
+// waiting for the quota is taken and returned by a cancel pass for a
+// campaign it has nothing to do with. When the quota frees a moment later
+// (at full pace a place frees every 0.6 s with 100/1m), the request gets
+// it at once, not after some delay with the quota unused.
+func TestCancelPassDoesNotHoldBackRequestsOnceQuotaFrees(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1") // the hour's only call is spent
+	e.publish(t, "n-1")     // waits for the quota
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave1")
+	time.Sleep(300 * time.Millisecond)
+	e.clock.Advance(time.Hour + time.Second) // the place frees
+	freed := time.Now()
+	select {
+	case r := <-e.results:
+		if r.RequestID != "n-1" {
+			t.Fatalf("result %s %s, want n-1", r.RequestID, r.Outcome)
+		}
+		if d := time.Since(freed); d > 2*time.Second {
+			t.Errorf("n-1 answered %v after the quota freed: set aside by a cancel pass of another campaign, the quota unused meanwhile", d.Round(100*time.Millisecond))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result once the quota freed")
 	}
 }

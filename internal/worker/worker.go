@@ -121,9 +121,8 @@ type tenantRun struct {
 	// landed ends when a cancel of one of the tenant's campaigns lands
 	// after the loop last took requests for one; withdrawing says that
 	// the loop takes requests for a cancel (both the fetch loop's own).
-	landed          context.Context
-	withdrawing     bool
-	withdrawScanned int // requests the cancel pass took so far
+	landed      context.Context
+	withdrawing bool
 }
 
 // Worker processes the requests of all configured tenants.
@@ -501,7 +500,7 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 			if ctx.Err() != nil || t.landed.Err() == nil {
 				return nil, 1, err
 			}
-			t.withdrawing, t.withdrawScanned = true, 0 // a cancel landed: a pass starts
+			t.withdrawing = true // a cancel landed
 		}
 	}
 	// The waits for quota and budget can be long: a pause may have landed since.
