@@ -40,8 +40,10 @@ func (c Conn) Check() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tlscert and --tlskey go together")
 	}
-	for u := range strings.SplitSeq(c.URL, ",") {
-		u = strings.TrimSpace(u)
+	for _, u := range servers(c.URL) {
+		if strings.Contains(u, ",") {
+			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list: write it %%2C", RedactURLs(u))
+		}
 		s := u
 		if !strings.Contains(s, "://") {
 			s = "nats://" + s
@@ -87,9 +89,8 @@ func (c Conn) Options() []nats.Option {
 // NATS server list, so a message can name the servers without
 // credentials, whether a URL has a scheme or not ("alice:pw@host:4222").
 func RedactURLs(urls string) string {
-	parts := strings.Split(urls, ",")
+	parts := servers(urls)
 	for i, p := range parts {
-		p = strings.TrimSpace(p)
 		scheme, rest, ok := strings.Cut(p, "://")
 		if !ok {
 			scheme, rest = "", p
@@ -103,6 +104,37 @@ func RedactURLs(urls string) string {
 		parts[i] = rest
 	}
 	return strings.Join(parts, ",")
+}
+
+// servers splits a comma-separated server list, trimmed, keeping a ',' in
+// a user or password with its URL ("nats://alice:pa,ss@host": the piece
+// after the comma names no scheme and holds the '@'), so that it is never
+// shown as a URL of its own.
+func servers(urls string) []string {
+	var out []string
+	for _, p := range strings.Split(urls, ",") {
+		p = strings.TrimSpace(p)
+		if n := len(out); n > 0 && !strings.Contains(p, "://") && strings.Contains(p, "@") && cutUserInfo(out[n-1]) {
+			out[n-1] += "," + p
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// cutUserInfo says whether a piece of a server list is the start of a
+// URL whose user or password a ',' cut: no '@' yet, and either a scheme
+// or no port after its last ':' ("alice:pa" of "alice:pa,ss@host").
+func cutUserInfo(piece string) bool {
+	if strings.Contains(piece, "@") {
+		return false
+	}
+	if strings.Contains(piece, "://") {
+		return true
+	}
+	i := strings.LastIndex(piece, ":")
+	return i >= 0 && strings.Trim(piece[i+1:], "0123456789") != ""
 }
 
 // CheckReplies makes sure the connection may read its own replies: it
