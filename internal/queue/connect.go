@@ -124,17 +124,20 @@ func servers(urls string) []string {
 }
 
 // cutUserInfo says whether a piece of a server list is the start of a
-// URL whose user or password a ',' cut: no '@' yet, and either a scheme
-// or no port after its last ':' ("alice:pa" of "alice:pa,ss@host").
+// URL whose user or password a ',' cut: no '@' yet, and after its last
+// ':' (past the scheme) no port but a password's start ("alice:pa" of
+// "nats://alice:pa,ss@host"). A password cut after digits alone looks
+// like a port, and is not told.
 func cutUserInfo(piece string) bool {
 	if strings.Contains(piece, "@") {
 		return false
 	}
-	if strings.Contains(piece, "://") {
-		return true
+	_, rest, found := strings.Cut(piece, "://")
+	if !found {
+		rest = piece
 	}
-	i := strings.LastIndex(piece, ":")
-	return i >= 0 && strings.Trim(piece[i+1:], "0123456789") != ""
+	i := strings.LastIndex(rest, ":")
+	return i >= 0 && strings.Trim(rest[i+1:], "0123456789") != ""
 }
 
 // CheckReplies makes sure the connection may read its own replies: it
