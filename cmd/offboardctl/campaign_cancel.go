@@ -26,7 +26,8 @@ func newCampaignCancelCmd(c *cli) *cobra.Command {
 answers each of its requests that it takes from then on, and that no call
 was made for, failed with code cancelled (and a dead letter), without an
 API call; a request already under way finishes. Nothing is dropped
-unanswered.`,
+unanswered. A name none of the tenant's requests carries is refused
+(exit 1) and nothing is marked.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkTenant(tenant); err != nil {
