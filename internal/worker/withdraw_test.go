@@ -62,15 +62,7 @@ func TestCancelDoesNotLetBulkOvertakeNormal(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	e.publishPrio(t, "n-1", offboard.Normal)
 	time.Sleep(500 * time.Millisecond)
-	e.clock.Advance(time.Hour + time.Second)
-	select {
-	case r := <-e.results:
-		if r.RequestID != "n-1" {
-			t.Errorf("the hour's next call went to bulk %s (%s); want the normal request n-1 (bulk must not delay normal)", r.RequestID, r.Outcome)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result once the quota freed")
-	}
+	e.wantNextPlaceFor(t, "n-1")
 }
 
 // TestCancelReachesRequestWaitingForAGuardRead: commit "a
@@ -201,15 +193,7 @@ func TestCancelPassDoesNotLetBulkOvertakeNormal(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	e.publishPrio(t, "b-1", offboard.Bulk)
 	time.Sleep(300 * time.Millisecond)
-	e.clock.Advance(time.Hour + time.Second) // one place
-	select {
-	case r := <-e.results:
-		if r.RequestID != "n-1" {
-			t.Errorf("the hour's next call went to bulk %s (%s); want the normal request n-1, waiting before it (bulk must not delay normal)", r.RequestID, r.Outcome)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result once the quota freed")
-	}
+	e.wantNextPlaceFor(t, "n-1")
 }
 
 // TestCancelPassDoesNotHoldBackRequestsOnceQuotaFrees: a normal request
@@ -235,6 +219,21 @@ func TestCancelPassDoesNotHoldBackRequestsOnceQuotaFrees(t *testing.T) {
 		}
 		if d := time.Since(freed); d > 2*time.Second {
 			t.Errorf("n-1 answered %v after the quota freed: set aside by a cancel pass of another campaign, the quota unused meanwhile", d.Round(100*time.Millisecond))
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result once the quota freed")
+	}
+}
+
+// wantNextPlaceFor frees the hour's one place and checks that the normal
+// request id gets it (bulk must not delay normal).
+func (e *loopEnv) wantNextPlaceFor(t *testing.T, id string) {
+	t.Helper()
+	e.clock.Advance(time.Hour + time.Second)
+	select {
+	case r := <-e.results:
+		if r.RequestID != id {
+			t.Errorf("the hour's next call went to %s (%s); want the normal request %s, waiting before it (bulk must not delay normal)", r.RequestID, r.Outcome, id)
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no result once the quota freed")
