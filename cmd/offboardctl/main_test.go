@@ -122,14 +122,22 @@ func TestNATSWithoutJetStream(t *testing.T) {
 // quotes it whole).
 func TestUnreachableNATSNamedWithoutPassword(t *testing.T) {
 	t.Parallel()
-	for _, url := range []string{"nats://alice:hunter2@host:bad", "nats://alice:hunter2%zz@127.0.0.1:1", "nats://alice:hunter2@[::1", "nats://127.0.0.1:2, bob:hunter2@h:x"} {
+	for _, url := range []string{"nats://alice:hunter2@host:bad", "nats://alice:hunter2%zz@127.0.0.1:1", "nats://alice:hunter2@[::1"} {
 		var out, errb bytes.Buffer
 		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)
 		if code != exitUsage || strings.Contains(errb.String(), "hunter2") || !strings.Contains(errb.String(), "is not a URL") {
 			t.Errorf("%s: exit %d, stderr %q", url, code, errb.String())
 		}
 	}
-	for _, url := range []string{"alice:hunter2@127.0.0.1:1", "nats://alice:hunter2@127.0.0.1:1", "nats://127.0.0.1:2,bob:hunter2@127.0.0.1:1"} {
+	// A schemeless URL with a user after another cannot be told from a ',' in a password.
+	for _, url := range []string{"nats://127.0.0.1:2, bob:hunter2@h:x", "nats://127.0.0.1:2,bob:hunter2@127.0.0.1:1"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)
+		if code != exitUsage || strings.Contains(errb.String(), "hunter2") {
+			t.Errorf("%s: exit %d, stderr %q", url, code, errb.String())
+		}
+	}
+	for _, url := range []string{"alice:hunter2@127.0.0.1:1", "nats://alice:hunter2@127.0.0.1:1", "nats://127.0.0.1:2,nats://bob:hunter2@127.0.0.1:1"} {
 		var out, errb bytes.Buffer
 		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)
 		if code != exitFailed || strings.Contains(errb.String(), "hunter2") || !strings.Contains(errb.String(), "127.0.0.1:1") {

@@ -42,14 +42,21 @@ func (c Conn) Check() error {
 	}
 	for _, u := range servers(c.URL) {
 		if strings.Contains(u, ",") {
-			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list: write it %%2C", RedactURLs(u))
+			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list (or a URL without its scheme after another): write it %%2C, and nats:// before each URL", RedactURLs(u))
 		}
 		s := u
 		if !strings.Contains(s, "://") {
 			s = "nats://" + s
 		}
-		if _, err := url.Parse(s); u != "" && err != nil {
+		pu, err := url.Parse(s)
+		if u != "" && err != nil {
 			return fmt.Errorf("NATS URL %s is not a URL: want nats://host:port (or host:port), a user and password escaped", RedactURLs(u))
+		}
+		// An '@' past the host: a '/', '?' or '#' in the user or password
+		// ended the authority early, and the rest of it would be dialled
+		// (and named in the dial error) as the host.
+		if err == nil && strings.Contains(pu.Opaque+pu.Path+pu.RawQuery+pu.Fragment, "@") {
+			return fmt.Errorf("NATS URL %s has a '/', '?' or '#' in its user or password: escape it (%%2F, %%3F, %%23)", RedactURLs(u))
 		}
 	}
 	p := c.InboxPrefix
@@ -106,38 +113,33 @@ func RedactURLs(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// servers splits a comma-separated server list, trimmed, keeping a ',' in
-// a user or password with its URL ("nats://alice:pa,ss@host": the piece
-// after the comma names no scheme and holds the '@'), so that it is never
-// shown as a URL of its own.
+// servers splits a comma-separated server list, trimmed. A piece with an
+// '@' and no scheme is joined back to the pieces before it that have no
+// '@', up to one with a scheme: a ',' in a user, password or token
+// ("nats://alice:pa,s,s@host", "nats://tok,en@host", "nats://alice:4222,x@host")
+// cannot be told from a list whose later URL has no scheme, so such a
+// list is kept whole, for Check to refuse, and never shown but from its
+// last '@'.
 func servers(urls string) []string {
 	var out []string
 	for _, p := range strings.Split(urls, ",") {
 		p = strings.TrimSpace(p)
-		if n := len(out); n > 0 && !strings.Contains(p, "://") && strings.Contains(p, "@") && cutUserInfo(out[n-1]) {
-			out[n-1] += "," + p
-			continue
+		if !strings.Contains(p, "://") && strings.Contains(p, "@") {
+			j := len(out)
+			for j > 0 && !strings.Contains(out[j-1], "@") {
+				j--
+				if strings.Contains(out[j], "://") {
+					break
+				}
+			}
+			if j < len(out) {
+				p = strings.Join(append(out[j:len(out):len(out)], p), ",")
+				out = out[:j]
+			}
 		}
 		out = append(out, p)
 	}
 	return out
-}
-
-// cutUserInfo says whether a piece of a server list is the start of a
-// URL whose user or password a ',' cut: no '@' yet, and after its last
-// ':' (past the scheme) no port but a password's start ("alice:pa" of
-// "nats://alice:pa,ss@host"). A password cut after digits alone looks
-// like a port, and is not told.
-func cutUserInfo(piece string) bool {
-	if strings.Contains(piece, "@") {
-		return false
-	}
-	_, rest, found := strings.Cut(piece, "://")
-	if !found {
-		rest = piece
-	}
-	i := strings.LastIndex(rest, ":")
-	return i >= 0 && strings.Trim(rest[i+1:], "0123456789") != ""
 }
 
 // CheckReplies makes sure the connection may read its own replies: it
