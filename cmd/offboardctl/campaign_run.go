@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -472,10 +473,12 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 		waiting, inFlight = waiting+w, inFlight+f
 	}
 	r.ahead.Store(int64(waiting + inFlight))
-	if paused, err := priorityPaused(ctx, r.js, r.c.subjects, r.f.tenant, r.prio); err == nil {
-		r.paused.Store(paused)
+	view, horizon, err := readControls(ctx, r.js, r.c.subjects)
+	if err != nil {
+		return // the last ones stand
 	}
-	r.refreshBudget(ctx, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
+	r.paused.Store(view.Paused(r.f.tenant, r.prio))
+	r.refreshBudget(ctx, view, horizon, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
 }
 
 // refreshBudget reads the tenant's budget in force and when, at the
@@ -484,9 +487,9 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 // counted as one). A dry run's own rows take no slot, but wait like any
 // request while the budget is spent: they count as one, the moment a slot
 // is free after the requests ahead of them.
-func (r *campaignRun) refreshBudget(ctx context.Context, waiting, inFlight int) {
+func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h budgetHorizon, waiting, inFlight int) {
 	now := time.Now()
-	pace, err := r.c.tenantBudget(ctx, r.js, r.f.tenant, now)
+	pace, err := r.c.tenantBudget(ctx, r.js, r.f.tenant, view, h, now)
 	switch {
 	case err != nil:
 		return // the last one stands

@@ -89,14 +89,14 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 // request of it waiting, else the quota's pace over the tenant's backlog,
 // or the budget's when that is slower.
 func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campaignState, ws []campaign.Window, inFlight int) error {
+	view, horizon, err := readControls(ctx, js, c.subjects)
+	if err != nil {
+		return err
+	}
 	st.Paused = st.Waiting > 0
 	for p, n := range st.waitingBy {
 		if n > 0 {
-			paused, err := priorityPaused(ctx, js, c.subjects, st.Tenant, p)
-			if err != nil {
-				return err
-			}
-			st.Paused = st.Paused && paused
+			st.Paused = st.Paused && view.Paused(st.Tenant, p)
 		}
 	}
 	switch {
@@ -108,7 +108,7 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 		// The tenant's budget in force holds the backlog to its own pace,
 		// each request counted as an action (a dry run's is not: errs long).
 		now := time.Now()
-		pace, err := c.tenantBudget(ctx, js, st.Tenant, now)
+		pace, err := c.tenantBudget(ctx, js, st.Tenant, view, horizon, now)
 		if err != nil {
 			return err
 		}
@@ -151,14 +151,4 @@ func orNone(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// priorityPaused says whether an operator paused the tenant's priority p
-// (no control bucket yet: not paused).
-func priorityPaused(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, p offboard.Priority) (bool, error) {
-	view, err := controlView(ctx, js, s)
-	if err != nil {
-		return false, err
-	}
-	return view.Paused(tenant, p), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -106,12 +107,7 @@ func TestCancelWhileWaitingForQuota(t *testing.T) {
 // call nor a slot), not when the budget's window frees.
 func TestCancelWhileHeldByBudget(t *testing.T) {
 	t.Parallel()
-	e := newEnvLimited(t, 20, 0, "1000000/1m")
-	e.startWorker()
-	if code, out, errOut := e.ctl(t.Context(), "budget", tenant, "5/24h", "--reason", "test"); code != exitOK {
-		t.Fatalf("budget: exit %d: %s %s", code, out, errOut)
-	}
-	e.waitBudgetLeft(5)
+	e := budgetedEnv(t, 20, 5)
 	done := runCampaign(t, e, "held")
 	e.waitFor("5 results", time.Minute, func() bool { return len(e.results()) >= 5 })
 	cancelAndWait(t, e, "held", done)
@@ -150,12 +146,7 @@ func (e *testEnv) waitBudgetLeft(left float64) {
 // campaign status each say so, not the quota's seconds.
 func TestBudgetETA(t *testing.T) {
 	t.Parallel()
-	e := newEnvLimited(t, 10, 0, "1000000/1m")
-	e.startWorker()
-	if code, out, errOut := e.ctl(t.Context(), "budget", tenant, "2/24h", "--reason", "test"); code != exitOK {
-		t.Fatalf("budget: exit %d: %s %s", code, out, errOut)
-	}
-	e.waitBudgetLeft(2)
+	e := budgetedEnv(t, 10, 2)
 	dir := t.TempDir()
 	p := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
 	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"),
@@ -180,4 +171,17 @@ func TestBudgetETA(t *testing.T) {
 		!strings.HasSuffix(st.ETA, " (budget)") {
 		t.Errorf("campaign status held by the budget: %v %s", err, out)
 	}
+}
+
+// budgetedEnv is a worker over machines devices with a quota that never
+// holds them, and a budget override of count a day, all of it left.
+func budgetedEnv(t *testing.T, machines, count int) *testEnv {
+	t.Helper()
+	e := newEnvLimited(t, machines, 0, "1000000/1m")
+	e.startWorker()
+	if code, out, errOut := e.ctl(t.Context(), "budget", tenant, fmt.Sprintf("%d/24h", count), "--reason", "test"); code != exitOK {
+		t.Fatalf("budget: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitBudgetLeft(float64(count))
+	return e
 }

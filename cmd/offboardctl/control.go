@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -209,14 +208,8 @@ func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
 // status finds tenants): a typo would change nothing that runs, and say
 // it did.
 func knownTenant(ctx context.Context, js jetstream.JetStream, tenant string) error {
-	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		_, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("tenant %s: %w", tenant, err)
-		}
+	if cons, err := tenantConsumer(ctx, js, tenant); err != nil || cons != nil {
+		return err
 	}
 	return fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file?); nothing changed. "+
 		"offboardctl status lists the tenants; --unknown-tenant changes it all the same", tenant)

@@ -340,28 +340,36 @@ func (p *budgetPace) eta(waiting, inFlight int, now time.Time) time.Duration {
 }
 
 // tenantBudget reads the tenant's budget in force as status does (the
-// override unless the worker ignores it, else the tenants file's recorded
-// in its consumers' metadata) with the slots counted against it; nil
-// without a budget.
-func (c *cli) tenantBudget(ctx context.Context, js jetstream.JetStream, tenant string, now time.Time) (*budgetPace, error) {
+// override in view unless the worker ignores it, else the tenants file's
+// recorded in its consumers' metadata) with the slots counted against
+// it; nil without a budget.
+func (c *cli) tenantBudget(ctx context.Context, js jetstream.JetStream, tenant string, view *control.View, h budgetHorizon, now time.Time) (*budgetPace, error) {
 	var meta map[string]string
+	cons, err := tenantConsumer(ctx, js, tenant)
+	if err != nil {
+		return nil, err
+	}
+	if cons != nil {
+		meta = cons.CachedInfo().Config.Metadata
+	}
+	var st tenantStatus
+	return c.budgetStatus(ctx, js, tenant, meta, view, h, now, &st)
+}
+
+// tenantConsumer is one of the tenant's two consumers, the normal one
+// first; nil when a worker has set up neither.
+func tenantConsumer(ctx context.Context, js jetstream.JetStream, tenant string) (jetstream.Consumer, error) {
 	for _, p := range control.Priorities {
 		cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("consumer of %s: %w", tenant, err)
 		}
-		meta = cons.CachedInfo().Config.Metadata
-		break
+		return cons, nil
 	}
-	view, horizon, err := readControls(ctx, js, c.subjects)
-	if err != nil {
-		return nil, err
-	}
-	var st tenantStatus
-	return c.budgetStatus(ctx, js, tenant, meta, view, horizon, now, &st)
+	return nil, nil
 }
 
 func longest(ws []limiter.Window) time.Duration {
