@@ -55,7 +55,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err == nil {
 		return exitOK
 	}
-	err = c.explainRefused(c.explainNoResponders(ctx, err))
+	_, err = queue.Refusal(c.nc, c.explainNoResponders(ctx, err))
 	fmt.Fprintln(stderr, "offboardctl:", err)
 	if errors.As(err, new(usageError)) {
 		return exitUsage
@@ -304,19 +304,6 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	defer cancel()
 	if explained := queue.ExplainNoJetStream(ctx, c.js, err); explained != err { //nolint:errorlint // the same error: nothing to explain
 		return fmt.Errorf("NATS at %s: %w", queue.RedactURLs(c.conn.URL), explained)
-	}
-	return err
-}
-
-// explainRefused adds to a command's error a permission NATS refused
-// meanwhile (a subscription to an inbox the user may not read, a publish
-// it may not make): the command itself saw only a timeout.
-func (c *cli) explainRefused(err error) error {
-	if c.nc == nil {
-		return err
-	}
-	if refused := c.nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
-		return fmt.Errorf("%w; NATS refused this user: %w (check its permissions and --nats-inbox-prefix)", err, refused)
 	}
 	return err
 }

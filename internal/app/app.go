@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -401,12 +400,10 @@ func (a *App) setUp(ctx context.Context) ([]string, error) {
 		} else {
 			stale, err = queue.Ensure(ctx, a.js, a.opts.Queue)
 		}
-		if err != nil && a.nc != nil {
-			if refused := a.nc.LastError(); errors.Is(refused, nats.ErrPermissionViolation) {
-				// Not NATS being slow: its answers cannot reach us, or the
-				// request was not ours to make. No use waiting.
-				return stale, fmt.Errorf("%w; NATS refused this user: %w (check its permissions and --nats-inbox-prefix)", err, refused)
-			}
+		if refused, explained := queue.Refusal(a.nc, err); refused {
+			// Not NATS being slow: its answers cannot reach us, or the
+			// request was not ours to make. No use waiting.
+			return stale, explained
 		}
 		if err == nil || !queue.NotReady(err) || time.Since(start) >= setupWait {
 			return stale, err

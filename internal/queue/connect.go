@@ -142,6 +142,20 @@ func servers(urls string) []string {
 	return out
 }
 
+// Refusal adds to err a permission NATS refused the connection meanwhile
+// (a subscription to an inbox the user may not read, a publish it may not
+// make), which the failing step itself saw only as a timeout; refused
+// says whether there was one.
+func Refusal(nc *nats.Conn, err error) (refused bool, explained error) {
+	if nc == nil || err == nil {
+		return false, err
+	}
+	if last := nc.LastError(); errors.Is(last, nats.ErrPermissionViolation) {
+		return true, fmt.Errorf("%w; NATS refused this user: %w (check its permissions and --nats-inbox-prefix)", err, last)
+	}
+	return false, err
+}
+
 // CheckReplies makes sure the connection may read its own replies: it
 // subscribes to an inbox of its prefix and waits for the server's word on
 // it. A user whose permissions leave its inbox out (another user's
