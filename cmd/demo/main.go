@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +20,13 @@ import (
 func main() { os.Exit(run()) }
 
 func run() int {
+	switch err := parseArgs(os.Args[1:], os.Stdout); {
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		return 2
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := demo(ctx); err != nil {
@@ -25,6 +34,36 @@ func run() int {
 		return 1
 	}
 	return 0
+}
+
+const usage = `Usage: demo (or: make demo)
+
+Runs the worker's main job end to end on this machine: an embedded NATS
+server, the Defender simulator, the worker and a sample batch of requests,
+each result printed as it arrives; then the guards, a budget, a pause and a
+campaign. It takes no arguments.
+
+Environment:
+  DEMO_KEEP=1  leave the worker, NATS and the simulator running after the
+               summary, until Ctrl-C
+`
+
+// parseArgs accepts --help (the usage goes to out, and the error is
+// flag.ErrHelp) and nothing else: the demo takes no arguments.
+func parseArgs(args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(out, usage)
+		return err
+	case err != nil:
+		return fmt.Errorf("%w (see --help)", err)
+	case fs.NArg() > 0:
+		return fmt.Errorf("unexpected argument %q: the demo takes none (see --help)", fs.Arg(0))
+	}
+	return nil
 }
 
 // demo starts the simulator and the worker, publishes the sample batch,
