@@ -158,6 +158,9 @@ func Parse(data []byte) (*File, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("tenants file: %s", quotedValue.ReplaceAllString(err.Error(), "a value"))
 	}
+	if err := noNulls(data); err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
 	if len(f.Tenants) == 0 {
 		return nil, errors.New("tenants file: no tenants")
 	}
@@ -178,6 +181,52 @@ func Parse(data []byte) (*File, error) {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// noNulls refuses a key without a value (`requireInactiveFor:`, `~`,
+// `null`) and an empty list item. The decoder leaves such a field as it
+// was, so a guard whose value a template left out would be dropped
+// without a word, and an empty tenant item would be a nil tenant. Nothing
+// in the file means anything by null.
+func noNulls(data []byte) error {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return err // the decoder above reported it already
+	}
+	// An alias is not followed: its anchor is checked where it stands.
+	var walk func(n *yaml.Node, path string) error
+	walk = func(n *yaml.Node, path string) error {
+		switch {
+		case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
+			return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
+		case n.Kind == yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if err := walk(n.Content[i+1], joinPath(path, n.Content[i].Value)); err != nil {
+					return err
+				}
+			}
+		case n.Kind == yaml.SequenceNode || n.Kind == yaml.DocumentNode:
+			for i, c := range n.Content {
+				p := path
+				if n.Kind == yaml.SequenceNode {
+					p = fmt.Sprintf("%s[%d]", path, i)
+				}
+				if err := walk(c, p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(&doc, "")
+}
+
+// joinPath names a key below path, as in tenants[0].guards.budget.
+func joinPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
 }
 
 // resolve checks a tenant entry and derives Resolved. Comment templates

@@ -120,6 +120,9 @@ func TestParseErrors(t *testing.T) {
 		{"unknown API", "tenants:" + okTenant + "    limits:\n      isolate: [\"1/1m\"]\n", "unknown API \"isolate\""},
 		{"bad template", "tenants:" + okTenant + "    comment: \"{{.Nope}}\"\n", "comment template"},
 		{"duplicate", "tenants:" + okTenant + okTenant, "configured twice"},
+		{"empty tenant item", "tenants:\n  -\n", "line 2: tenants[0] has no value"},
+		{"limit without value", "tenants:" + okTenant + "    limits:\n      offboard:\n", "tenants[0].limits.offboard has no value"},
+		{"name null", strings.Replace("tenants:"+okTenant, "name: contoso", "name: ~", 1), "tenants[0].name has no value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

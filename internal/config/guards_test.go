@@ -81,6 +81,15 @@ func TestParseGuardErrors(t *testing.T) {
 		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: limit "500"`},
 		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: limit \"0/24h\": count must be a positive"},
 		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: limit \"500/day\": duration"},
+		// A key left without a value (a template's variable that expanded
+		// to nothing) must not drop its guard.
+		{"duration without value", guards + "      requireInactiveFor:\n", "line 7: tenants[0].guards.requireInactiveFor has no value"},
+		{"duration null", guards + "      requireInactiveFor: null\n", "tenants[0].guards.requireInactiveFor has no value"},
+		{"list without value", guards + "      protect:\n        machineTags:\n", "tenants[0].guards.protect.machineTags has no value"},
+		{"protect without value", guards + "      protect: ~\n", "tenants[0].guards.protect has no value"},
+		{"guards without value", "tenants:" + okTenant + "    guards:\n", "tenants[0].guards has no value"},
+		{"budget without value", guards + "      budget:\n", "tenants[0].guards.budget has no value"},
+		{"null list item", guards + "      protect:\n        machineTags: [x, null]\n", "tenants[0].guards.protect.machineTags[1] has no value"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
