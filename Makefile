@@ -3,7 +3,7 @@ GO        ?= go
 GOLANGCI  ?= $(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0
 BIN       := bin
 
-.PHONY: help build demo test check-alerts bench lint clean
+.PHONY: help build demo test check-alerts dashboard bench lint clean
 
 help: ## List the targets
 	@awk 'BEGIN{FS=":.*## "} /^[a-z-]+:.*## /{printf "  %-8s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -47,6 +47,9 @@ check-alerts: ## promtool check and unit tests of deploy/prometheus (on CI, inst
 	else \
 		echo "*** deploy/prometheus NOT CHECKED: promtool is not installed (Debian: apt-get install prometheus) ***"; \
 	fi
+
+dashboard: ## Write deploy/grafana/mde-offboard.json from deploy/grafana/dashboard.go
+	$(GO) run ./deploy/grafana/gen -o deploy/grafana/mde-offboard.json
 
 bench: ## Print the benchmark figures (drain efficiency, ...); BENCH_SCALE=60 compresses time
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 60m ./internal/limiter/ ./internal/bench/

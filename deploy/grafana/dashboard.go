@@ -1,0 +1,322 @@
+// Package grafana builds the Grafana dashboard of the worker,
+// mde-offboard.json, with the Grafana foundation SDK. Change the dashboard
+// here and run `make dashboard`; a test fails while the file differs.
+package grafana
+
+//go:generate go run ./gen -o mde-offboard.json
+
+import (
+	"bytes"
+	"encoding/json"
+
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// File is the dashboard's file, relative to this package's directory.
+const File = "mde-offboard.json"
+
+// The grid is 24 columns wide; a panel is 8 rows high but for the builds table.
+const (
+	full    = 24
+	half    = 12
+	third   = 8
+	quarter = 6
+	high    = 8
+)
+
+// datasource is the panels' data source: the one picked in the variable.
+var datasource = common.DataSourceRef{Type: cog.ToPtr("prometheus"), Uid: cog.ToPtr("${datasource}")}
+
+// A row and the panels under it. The rows stay expanded, so the panels
+// follow the row on the dashboard instead of nesting in it, and the SDK
+// lays them out left to right, top to bottom.
+type row struct {
+	id     uint32
+	title  string
+	panels []cog.Builder[dashboard.Panel]
+}
+
+// Dashboard builds the dashboard.
+//
+// The SDK marks its dashboard package deprecated for dashboardv2, the
+// schema of Grafana 12's new dashboard API; the file is a classic
+// dashboard, which every Grafana imports.
+//
+//nolint:staticcheck // SA1019: see above
+func Dashboard() (dashboard.Dashboard, error) {
+	b := dashboard.NewDashboardBuilder("MDE offboarding").
+		Uid("mde-offboard").
+		Tags([]string{"mde-offboard"}).
+		Description("The mde-offboard worker: what waits, how fast it drains, what the Defender API answers, and whether the worker is healthy. README, Dashboard, says which panel answers which question.").
+		Timezone("utc").
+		Version(1).
+		Editable().
+		Tooltip(dashboard.DashboardCursorSyncCrosshair).
+		Refresh("1m").
+		Time("now-6h", "now").
+		WithVariable(dashboard.NewDatasourceVariableBuilder("datasource").
+			Label("Prometheus").
+			Type("prometheus").
+			Hide(dashboard.VariableHideDontHide)).
+		WithVariable(tenantVariable())
+	for _, r := range []row{waiting(), quota(), results(), controls(), health()} {
+		b.WithRow(dashboard.NewRowBuilder(r.title).Id(r.id))
+		for _, p := range r.panels {
+			b.WithPanel(p)
+		}
+	}
+	return b.Build()
+}
+
+// tenantVariable lists the tenants that have a backlog series; all by default.
+func tenantVariable() *dashboard.QueryVariableBuilder {
+	const query = "label_values(mde_offboard_backlog_requests, tenant)"
+	all := "All"
+	allValue := "$__all"
+	return dashboard.NewQueryVariableBuilder("tenant").
+		Label("Tenant").
+		Datasource(datasource).
+		Query(dashboard.StringOrMap{Map: map[string]any{"query": query, "refId": "tenant"}}).
+		Definition(query).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Multi(true).
+		IncludeAll(true).
+		AllValue(".*").
+		Current(dashboard.VariableOption{
+			Text:  dashboard.StringOrArrayOfString{String: &all},
+			Value: dashboard.StringOrArrayOfString{String: &allValue},
+		}).
+		Sort(dashboard.VariableSortAlphabeticalAsc).
+		Hide(dashboard.VariableHideDontHide)
+}
+
+// JSON is the dashboard as the file holds it: indented, '<', '>' and '&'
+// kept as they are, a newline at the end.
+func JSON() ([]byte, error) {
+	d, err := Dashboard()
+	if err != nil {
+		return nil, err
+	}
+	data, err := json.Marshal(d)
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := json.Indent(&b, unescapeHTML(data), "", "  "); err != nil {
+		return nil, err
+	}
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
+// unescapeHTML turns encoding/json's \u003c, \u003e and \u0026 back into
+// '<', '>' and '&' (the SDK's panels marshal themselves, so the encoder's
+// SetEscapeHTML does not reach them). Other escapes are left alone.
+func unescapeHTML(data []byte) []byte {
+	out := make([]byte, 0, len(data))
+	for i := 0; i < len(data); i++ {
+		if data[i] != '\\' || i+1 == len(data) {
+			out = append(out, data[i])
+			continue
+		}
+		if data[i+1] == 'u' && i+6 <= len(data) {
+			switch string(data[i+2 : i+6]) {
+			case "003c":
+				out = append(out, '<')
+				i += 5
+				continue
+			case "003e":
+				out = append(out, '>')
+				i += 5
+				continue
+			case "0026":
+				out = append(out, '&')
+				i += 5
+				continue
+			}
+		}
+		out = append(out, data[i], data[i+1])
+		i++
+	}
+	return out
+}
+
+// query is one PromQL query of a panel.
+func query(refID, expr, legend string) *prometheus.DataqueryBuilder {
+	q := prometheus.NewDataqueryBuilder().RefId(refID).Datasource(datasource).Expr(expr)
+	if legend != "" {
+		q.LegendFormat(legend)
+	}
+	return q
+}
+
+// series is a time series panel with its legend as a table on the right.
+func series(id uint32, title, description, unit string, w uint32, queries ...*prometheus.DataqueryBuilder) *timeseries.PanelBuilder {
+	p := timeseries.NewPanelBuilder().
+		Id(id).
+		Title(title).
+		Description(description).
+		Datasource(datasource).
+		Span(w).
+		Height(high).
+		Unit(unit).
+		Legend(common.NewVizLegendOptionsBuilder().
+			DisplayMode(common.LegendDisplayModeTable).
+			Placement(common.LegendPlacementRight).
+			ShowLegend(true)).
+		// Grafana's defaults; the SDK would write empty strings.
+		Tooltip(common.NewVizTooltipOptionsBuilder().
+			Mode(common.TooltipDisplayModeSingle).
+			Sort(common.SortOrderNone))
+	for _, q := range queries {
+		p.WithTarget(q)
+	}
+	return p
+}
+
+// tableOf is a table panel.
+func tableOf(id uint32, title, description string, w, h uint32, q *prometheus.DataqueryBuilder) *table.PanelBuilder {
+	return table.NewPanelBuilder().
+		Id(id).
+		Title(title).
+		Description(description).
+		Datasource(datasource).
+		Span(w).
+		Height(h).
+		Unit("short").
+		ShowHeader(true).
+		// No footer; the SDK would write its reducers as null.
+		Footer(common.NewTableFooterOptionsBuilder().Reducer([]string{})).
+		WithTarget(q)
+}
+
+func waiting() row {
+	return row{id: 1, title: "Waiting requests", panels: []cog.Builder[dashboard.Panel]{
+		series(2, "Backlog by priority",
+			"Requests waiting in MDE_OFFBOARD_REQUESTS per tenant and priority (max across replicas). Does anything wait, and which priority?",
+			"short", half,
+			query("A", `tenant_priority:mde_offboard_backlog_requests:max{tenant=~"$tenant"}`, "{{tenant}} {{priority}}")),
+		series(3, "Oldest waiting request",
+			"Age of the oldest request still waiting, per tenant and priority. The service level: normal 15 minutes, bulk 24 hours (alert MdeOffboardRequestsWaitingTooLong).",
+			"s", half,
+			query("A", `tenant_priority:mde_offboard_oldest_waiting_seconds:max{tenant=~"$tenant"}`, "{{tenant}} {{priority}}")).
+			Thresholds(dashboard.NewThresholdsConfigBuilder().
+				Mode(dashboard.ThresholdsModeAbsolute).
+				Steps([]dashboard.Threshold{
+					{Color: "green"},
+					{Color: "orange", Value: cog.ToPtr[float64](900)},
+				})),
+	}}
+}
+
+func quota() row {
+	return row{id: 4, title: "Quota and the Defender API", panels: []cog.Builder[dashboard.Panel]{
+		series(5, "Quota windows used",
+			"Share of each sliding window in use against its configured limit (100/1m, 1500/1h by default). At 100% requests wait for quota, by design.",
+			"percentunit", half,
+			query("A", `tenant_api_window:mde_offboard_quota_used:ratio{tenant=~"$tenant"}`, "{{tenant}} {{api}} {{window}}")).
+			Min(0).
+			Max(1),
+		series(6, "API calls by status",
+			"Defender API calls per second by HTTP status (error: no answer). 5xx and error are retried; 429 pauses the tenant.",
+			"reqps", half,
+			query("A", `sum by (api, status) (tenant_api_status:mde_offboard_api_calls:rate5m{tenant=~"$tenant"})`, "{{api}} {{status}}")),
+		series(7, "429 answers (last hour)",
+			"Throttled calls per tenant and API in the last hour. Any 429 means something else uses the same application and tenant, or the limits are set too high (alert MdeOffboardThrottled).",
+			"short", half,
+			query("A", `tenant_api:mde_offboard_throttled:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{api}}")),
+		series(8, "API latency (all tenants)",
+			"50th and 95th percentile of the Defender API's answer time, by API, all tenants.",
+			"s", half,
+			query("A", `histogram_quantile(0.95, sum by (le, api) (rate(mde_offboard_api_call_duration_seconds_bucket[$__rate_interval])))`, "p95 {{api}}"),
+			query("B", `histogram_quantile(0.5, sum by (le, api) (rate(mde_offboard_api_call_duration_seconds_bucket[$__rate_interval])))`, "p50 {{api}}")),
+	}}
+}
+
+func results() row {
+	return row{id: 9, title: "Results", panels: []cog.Builder[dashboard.Panel]{
+		series(10, "Results by outcome",
+			"Results published per second by outcome and failure code. Failed results are also the dead letters (offboardctl dead ls).",
+			"reqps", half,
+			query("A", `sum by (outcome, code) (tenant_outcome_code:mde_offboard_results:rate5m{tenant=~"$tenant"})`, "{{outcome}} {{code}}")),
+		series(11, "Request to result",
+			"Time from a request's publication to its result, 50th and 95th percentile by priority, all tenants.",
+			"s", half,
+			query("A", "priority:mde_offboard_request_to_result_seconds:p95_5m", "p95 {{priority}}"),
+			query("B", "priority:mde_offboard_request_to_result_seconds:p50_5m", "p50 {{priority}}")),
+		series(12, "Guard refusals (last hour)",
+			"Devices the tenant's guards refused (blocked_by_policy) in the last hour, by rule. A refusal is the guard doing its job; many of them point at a publisher sending the wrong devices.",
+			"short", half,
+			query("A", `tenant_rule:mde_offboard_blocked:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{rule}}")),
+		series(13, "In flight",
+			"Requests taken from the stream and not yet answered, per tenant, summed over replicas.",
+			"short", half,
+			query("A", `sum by (tenant) (mde_offboard_in_flight_requests{tenant=~"$tenant"})`, "{{tenant}}")),
+	}}
+}
+
+func controls() row {
+	return row{id: 14, title: "Controls: paused, held, budget", panels: []cog.Builder[dashboard.Panel]{
+		tableOf(15, "Paused",
+			"1 while an operator has paused the tenant's priority (offboardctl pause). Its requests wait; the waiting alerts stay quiet.",
+			third, high,
+			query("A", `max by (tenant, priority) (mde_offboard_tenant_paused{tenant=~"$tenant"}) > 0`, "{{tenant}} {{priority}}")),
+		series(16, "Held requests",
+			"Requests waiting on purpose, by reason: pause (an operator paused the tenant) or budget (its budget is spent; a higher budget, offboardctl budget, lets them go).",
+			"short", third,
+			query("A", `max by (tenant, reason) (mde_offboard_held_requests{tenant=~"$tenant"}) > 0`, "{{tenant}} {{reason}}")),
+		series(17, "Budget left",
+			"Actions the tenant's budget still allows in its window (tenants with a budget).",
+			"short", third,
+			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"})`, "{{tenant}}")),
+	}}
+}
+
+func health() row {
+	return row{id: 18, title: "Health", panels: []cog.Builder[dashboard.Panel]{
+		stat.NewPanelBuilder().
+			Id(19).
+			Title("NATS connected").
+			Description("1 while each replica's NATS connection is up. 0: that replica takes no request (alert MdeOffboardNATSDisconnected).").
+			Datasource(datasource).
+			Span(quarter).
+			Height(high).
+			Unit("short").
+			Mappings([]dashboard.ValueMapping{{ValueMap: &dashboard.ValueMap{
+				Type: dashboard.MappingTypeValueToText,
+				Options: map[string]dashboard.ValueMappingResult{
+					"0": {Text: cog.ToPtr("down"), Color: cog.ToPtr("red")},
+					"1": {Text: cog.ToPtr("up"), Color: cog.ToPtr("green")},
+				},
+			}}}).
+			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"})).
+			ColorMode(common.BigValueColorModeBackground).
+			Orientation(common.VizOrientationAuto).
+			WithTarget(query("A", "mde_offboard_nats_connected", "{{instance}}")),
+		series(20, "Quota journal",
+			"Caught up (1) per replica; write failures and conflicts per second. Without the journal no call is made.",
+			"short", quarter,
+			query("A", "mde_offboard_quota_journal_caught_up", "caught up {{instance}}"),
+			query("B", "rate(mde_offboard_quota_journal_write_failures_total[$__rate_interval])", "write failures {{instance}}"),
+			query("C", "rate(mde_offboard_quota_journal_conflicts_total[$__rate_interval])", "conflicts {{instance}}")),
+		series(21, "Clock offset",
+			"Each replica's clock minus the NATS server's. Beyond half of --quota-margin (250ms by default) a replica makes no call (alert MdeOffboardClockOffset).",
+			"s", quarter,
+			query("A", "mde_offboard_clock_offset_seconds", "{{instance}}")),
+		series(22, "Action tracking",
+			"Machine Actions followed and how far the tracking is behind, per tenant (alert MdeOffboardTrackingBehind).",
+			"short", quarter,
+			query("A", `max by (tenant) (mde_offboard_tracked_actions{tenant=~"$tenant"})`, "tracked {{tenant}}"),
+			query("B", `max by (tenant) (mde_offboard_tracking_lag_seconds{tenant=~"$tenant"})`, "lag s {{tenant}}")),
+		tableOf(23, "Builds running", "Version and revision of each replica.", full, 5,
+			query("A", "mde_offboard_build_info", "").
+				Format(prometheus.PromQueryFormatTable).
+				Instant()),
+	}}
+}
