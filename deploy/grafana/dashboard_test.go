@@ -2,8 +2,40 @@ package grafana
 
 import (
 	"bytes"
+	"os"
+	"strings"
 	"testing"
 )
+
+// TestFileIsGenerated fails while mde-offboard.json differs from what
+// Dashboard builds: the file is changed by changing dashboard.go and
+// running `make dashboard`, never by hand.
+func TestFileIsGenerated(t *testing.T) {
+	want, err := JSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(File)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Equal(got, want) {
+		return
+	}
+	gotLines, wantLines := strings.Split(string(got), "\n"), strings.Split(string(want), "\n")
+	line := 0
+	for line < len(gotLines) && line < len(wantLines) && gotLines[line] == wantLines[line] {
+		line++
+	}
+	at := func(lines []string) string {
+		if line < len(lines) {
+			return strings.TrimSpace(lines[line])
+		}
+		return "(end of file)"
+	}
+	t.Errorf("deploy/grafana/%s is not what deploy/grafana/dashboard.go generates (line %d: have %q, generated %q): run make dashboard",
+		File, line+1, at(gotLines), at(wantLines))
+}
 
 // TestJSONStable builds the dashboard twice: the same bytes, so that the
 // file changes only when the dashboard does.
