@@ -16,6 +16,10 @@ import (
 func main() {
 	out := flag.String("o", "", "the file to write (default: the standard output)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "gen: unexpected argument %q (see -h)\n", flag.Arg(0))
+		os.Exit(2)
+	}
 	if err := run(*out); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
 		os.Exit(1)
