@@ -269,6 +269,28 @@ func TestChecksAfterWaitingOutAThrottle(t *testing.T) {
 			t.Errorf("%d offboard calls of the device tagged while its request waited, want 0", n)
 		}
 	})
+
+	// Both requests hold a slot of a 100/1h budget when it is lowered to
+	// 1/1h: one action, not two; raised again, the other goes.
+	t.Run("budget", func(t *testing.T) {
+		t.Parallel()
+		e, res := heldBehindAThrottle(t, guards+"      budget: \"100/1h\"\n")
+		lowered := time.Now()
+		e.setBudget("contoso", "1/1h")
+		res.wait(t, 1, 30*time.Second)
+		time.Sleep(6 * time.Second) // past the 429's pause and a request's 5 s back in the stream
+		if n := res.createdOf("contoso"); n != 1 {
+			t.Errorf("%d created under a budget lowered to 1/1h, want 1", n)
+		}
+		if calls := e.offboardCallsSince("contoso", lowered.Add(time.Second)); len(calls) > 1 {
+			t.Errorf("%d offboard calls after the budget was lowered to 1/1h, want at most 1", len(calls))
+		}
+		e.setBudget("contoso", "100/1h")
+		res.wait(t, 2, 30*time.Second)
+		if n := res.createdOf("contoso"); n != 2 {
+			t.Errorf("%d created after the budget was raised again, want 2", n)
+		}
+	})
 }
 
 // TestPauseAfterAThrottleSpendsNoBudget: a request throttled (429), then

@@ -440,11 +440,33 @@ func (l *Limiter) Remaining(now time.Time) []int {
 	l.pruneLocked(now)
 	out := make([]int, len(l.windows))
 	for i, w := range l.windows {
-		used := l.inFlightLocked(false) + countAfter(l.stamps, t.since(now)-int64(w.Length)) +
-			countAfter(l.others, now.UnixNano()-int64(w.Length))
-		out[i] = max(w.Count-used, 0)
+		out[i] = max(w.Count-l.usedLocked(now, w), 0)
 	}
 	return out
+}
+
+// usedLocked counts the calls under way and those made within window w
+// before now.
+func (l *Limiter) usedLocked(now time.Time, w Window) int {
+	return l.inFlightLocked(false) + countAfter(l.stamps, l.tenant.since(now)-int64(w.Length)) +
+		countAfter(l.others, now.UnixNano()-int64(w.Length))
+}
+
+// Overdrawn says whether a window counts more calls under way and made
+// than it allows: its count was lowered (SetWindows) after permits were
+// handed out. Holders of permits that have not called yet should give
+// them back until it is not.
+func (l *Limiter) Overdrawn(now time.Time) bool {
+	t := l.tenant
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	l.pruneLocked(now)
+	for _, w := range l.windows {
+		if l.usedLocked(now, w) > w.Count {
+			return true
+		}
+	}
+	return false
 }
 
 // Permit is one call's place in the windows. Exactly one of Complete and

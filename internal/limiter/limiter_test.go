@@ -136,6 +136,34 @@ func TestRemaining(t *testing.T) {
 	}
 }
 
+// TestOverdrawnAfterALowerWindow: a counter's window lowered below the
+// permits held and the calls made is overdrawn until enough permits are
+// given back, and not before it is lowered.
+func TestOverdrawnAfterALowerWindow(t *testing.T) {
+	t.Parallel()
+	l := NewTenant(clockwork.NewFakeClockAt(epoch)).AddCounter("created", time.Hour)
+	l.SetWindows([]Window{{Count: 10, Length: time.Hour}})
+	made, _ := l.TryAcquire(epoch)
+	made.Complete(epoch)
+	a, _ := l.TryAcquire(epoch)
+	b, _ := l.TryAcquire(epoch)
+	if l.Overdrawn(epoch) {
+		t.Fatal("overdrawn at 3 of 10")
+	}
+	l.SetWindows([]Window{{Count: 2, Length: time.Hour}})
+	if !l.Overdrawn(epoch) {
+		t.Fatal("not overdrawn at 3 of 2")
+	}
+	b.Release()
+	if l.Overdrawn(epoch) {
+		t.Fatal("overdrawn at 2 of 2")
+	}
+	a.Release()
+	if got := l.Remaining(epoch); got[0] != 1 {
+		t.Fatalf("Remaining = %v, want [1]", got)
+	}
+}
+
 func TestAcquireWaitsForWindowAndPause(t *testing.T) {
 	t.Parallel()
 	clock := clockwork.NewFakeClockAt(epoch)

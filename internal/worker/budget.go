@@ -107,6 +107,15 @@ func (w *Worker) waitBudget(ctx context.Context, t *tenantRun) error {
 	return b.l.Wait(ctx)
 }
 
+// overdrawn says whether the budget in force counts more actions, created
+// and under way, than it allows: it was lowered after slots were taken.
+// Every replica's requests holding a slot then give theirs back before
+// their call, until it fits (more may give back than needed: fewer calls,
+// never more).
+func (b *budget) overdrawn(w *Worker) bool {
+	return b.active() && b.l.Overdrawn(w.clock.Now())
+}
+
 // kickStats has runStats refresh the gauges now.
 func (w *Worker) kickStats() {
 	select {

@@ -121,6 +121,12 @@ func (w *Worker) mayHaveCalled(j *job) bool {
 // stream, where it waits for the resume like the requests not yet taken.
 var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
 
+// errBudgetLowered leaves a request whose budget slot no longer fits the
+// budget in force: an operator lowered it (offboardctl budget) while the
+// request waited with its slot. Its slot is given back, and it comes back
+// from the stream when the budget has room.
+var errBudgetLowered = errLeave("the budget was lowered while the request waited: back to the stream until it has room")
+
 // errRefusedAfterLostAnswer leaves a request whose device a guard refuses
 // now, after an attempt whose answer was lost: no call goes out again, and
 // the redelivery looks for the action that attempt may have created
@@ -130,7 +136,8 @@ var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an
 // beforeCall checks, as an offboard call is about to go out, what may have
 // changed while the request waited in the worker (for its device, its
 // budget, its quota, a 429's pause or a backoff): an operator's pause of
-// its tenant and priority (the request goes back to the stream), a cancel
+// its tenant and priority or a budget lowered below the slots taken (the
+// request goes back to the stream), a cancel
 // of its campaign (it is answered cancelled), and the device, read again
 // for the guards when the read they judged is older than guardMaxAge.
 // A result or an error means no call.
@@ -142,6 +149,9 @@ var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an
 func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
+	}
+	if j.t.budget.overdrawn(w) {
+		return nil, errBudgetLowered
 	}
 	if !w.mayHaveCalled(j) {
 		if res := w.cancelled(j); res != nil {
