@@ -297,11 +297,20 @@ func (v *Verdict) APICode() string {
 // Answered says whether an HTTP answer came.
 func (v *Verdict) Answered() bool { return v.Status != 0 }
 
-// StatusLabel is the status as a metric label: the HTTP status, or "error"
-// when no answer came.
+// StatusLabel is the status as a metric label: the HTTP status the API
+// documents (MDE-API.md: 200, 201, 400, 401, 403, 404, 429, 500) or 503
+// (the service busy), else its class ("2xx" … "5xx", "other" outside
+// 100–599), and "error" when no answer came. The label's values stay
+// few whatever a proxy on the way answers: each is a series per tenant
+// and API.
 func (v *Verdict) StatusLabel() string {
-	if !v.Answered() {
+	switch s := v.Status; {
+	case !v.Answered():
 		return "error"
+	case s == 200, s == 201, s == 400, s == 401, s == 403, s == 404, s == 429, s == 500, s == 503:
+		return strconv.Itoa(s)
+	case s >= 100 && s < 600:
+		return strconv.Itoa(s/100) + "xx"
 	}
-	return strconv.Itoa(v.Status)
+	return "other"
 }

@@ -281,3 +281,24 @@ func TestReasonString(t *testing.T) {
 		t.Errorf("Reason(99) = %q", got)
 	}
 }
+
+// TestStatusLabelIsBounded: the documented statuses keep their number,
+// any other its class, so a proxy's 418, 502 or 599 adds no series.
+func TestStatusLabelIsBounded(t *testing.T) {
+	t.Parallel()
+	for status, want := range map[int]string{
+		0: "error", 200: "200", 201: "201", 204: "2xx", 302: "3xx", 400: "400", 401: "401", 403: "403", 404: "404",
+		418: "4xx", 429: "429", 500: "500", 502: "5xx", 503: "503", 504: "5xx", 599: "5xx", 99: "other", 600: "other", 999: "other",
+	} {
+		if got := (&Verdict{Status: status}).StatusLabel(); got != want {
+			t.Errorf("status %d: label %q, want %q", status, got, want)
+		}
+	}
+	labels := map[string]bool{}
+	for status := range 1000 {
+		labels[(&Verdict{Status: status}).StatusLabel()] = true
+	}
+	if len(labels) > 16 {
+		t.Errorf("%d label values over the statuses 0-999, want at most 16: %v", len(labels), labels)
+	}
+}
