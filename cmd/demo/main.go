@@ -56,7 +56,7 @@ func parseArgs(args []string, out io.Writer) error {
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprint(out, usage)
+		_, _ = io.WriteString(out, usage)
 		return err
 	case err != nil:
 		return fmt.Errorf("%w (see --help)", err)
