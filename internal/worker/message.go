@@ -409,7 +409,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 			return
 		}
 	}
-	pubs, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data)
+	pubs, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data, true)
 	if err == nil {
 		err = queue.WaitStored(pctx, append(stores, pubs...)...)
 	}
@@ -454,6 +454,16 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // replay answers a request id that already has a result from the ledger,
 // without calling the API.
+//
+// The stored result goes out again under its own message id, as it was
+// stored: its requestSeq stays that of the request it answers (e.Seq). A
+// failed one's dead letter is sent again only by that very request, taken
+// again (the dead letter may not have been stored beside the result; the
+// dead-letter stream drops a repeat by its message id). Another message
+// with the request id and no higher attempt (a publisher sending it anew)
+// gets no dead letter: its failure is the stored one, dead-lettered
+// already, and a second copy would list it twice and carry an attempt
+// older than the latest, which dead retry would then re-send.
 func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	var res offboard.Result
 	if err := json.Unmarshal(e.Result, &res); err != nil {
@@ -462,10 +472,16 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	}
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
-	if err := w.publish(pctx, j.t.name, j.msg, offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt), e.Seq, &res, e.Result); err != nil {
+	msgID := offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
+	stores, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, &res, e.Result, e.Seq == j.seq)
+	if err == nil {
+		err = queue.WaitStored(pctx, stores...)
+	}
+	if err != nil {
 		w.leave(j, err)
 		return
 	}
+	w.countResult(j.t.name, j.msg, &res)
 	w.startTracking(pctx, j, &res) // in case a crash came between result and tracking
 	w.ack(pctx, j)
 	j.log.Info("request answered from the ledger", zap.String("outcome", res.Outcome), zap.Uint64("first_seq", e.Seq))
@@ -473,7 +489,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 
 // publish stores the result, and a dead letter if it failed.
 func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
-	stores, err := w.publishAsync(tenant, msg, msgID, seq, res, data)
+	stores, err := w.publishAsync(tenant, msg, msgID, seq, res, data, true)
 	if err == nil {
 		err = queue.WaitStored(ctx, stores...)
 	}
@@ -484,12 +500,13 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 	return nil
 }
 
-// publishAsync sends the result, and a dead letter if it failed, side by
-// side; the returned stores wait for them.
-func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) ([]queue.Stored, error) {
+// publishAsync sends the result, and a dead letter of msg (the request at
+// seq) if it failed and deadLetter says so, side by side; the returned stores
+// wait for them.
+func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte, deadLetter bool) ([]queue.Stored, error) {
 	s := w.opts.Settings.Subjects
 	result, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
-	if err != nil || res.Error == nil {
+	if err != nil || res.Error == nil || !deadLetter {
 		return []queue.Stored{result}, err
 	}
 	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, res.Error.Code, res.Error.Message)
