@@ -25,8 +25,9 @@ func newDeadRetryCmd(c *cli) *cobra.Command {
 		Long: `Re-publishes a dead letter's original body with its attempt member set to
 the next attempt, on its original subject (same priority), with
 Nats-Msg-Id <tenant>:<requestId>:<attempt>. A request id is retried once,
-from its latest dead letter: --seq of an older one retries from the latest,
-and --code is matched against the latest one, with --seq as with --all.
+from its latest dead letter, as one more than the highest attempt of its
+dead letters: --seq of an older one retries from the latest, and --code is
+matched against the latest one, with --seq as with --all.
 A request whose stored result is created, already_pending or dry_run is
 answered from the ledger: a retry never makes a second action.`,
 		Args: exactArgs(1),
@@ -79,18 +80,21 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 		}
 		picked = []deadLetter{latest}
 	}
+	highest := highestAttempts(ds)
 	var retried, dup int
 	var errs []error
 	for _, d := range picked {
-		ack, err := c.retryOne(ctx, tenant, d)
+		attempt := max(highest[d.RequestID], d.Attempt) + 1
+		ack, err := c.retryOne(ctx, tenant, d, attempt)
 		switch {
 		case err != nil:
 			errs = append(errs, fmt.Errorf("dead letter %d: %w", d.Seq, err))
 		case ack.Duplicate:
 			dup++
+			fmt.Fprintf(c.stdout, "%s attempt %d was retried before (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
 		default:
 			retried++
-			fmt.Fprintf(c.stdout, "retried %s attempt %d (dead letter %d, %s)\n", d.RequestID, d.Attempt+1, d.Seq, d.Code)
+			fmt.Fprintf(c.stdout, "retried %s attempt %d (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
 		}
 	}
 	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried\n", retried, dup, len(errs))
@@ -123,6 +127,23 @@ func latestPerRequest(ds []deadLetter) []deadLetter {
 	return out
 }
 
+// highestAttempts is, per request id, the highest attempt of its dead
+// letters. The latest in stream order need not hold it: a request failed
+// at attempt 2 may have been dead-lettered again at attempt 1 afterwards
+// (a copy sent anew that failed its checks, or, by workers before this
+// release, a failure answered again from the ledger). A retry is one more
+// than the highest: the latest's attempt + 1 may have been published
+// before, and the stream would drop it as a repeat.
+func highestAttempts(ds []deadLetter) map[string]int {
+	out := map[string]int{}
+	for _, d := range ds {
+		if d.RequestID != "" {
+			out[d.RequestID] = max(out[d.RequestID], d.Attempt)
+		}
+	}
+	return out
+}
+
 // latestOf is the latest of ds (in stream order) with d's request id; d
 // itself when it has none.
 func latestOf(ds []deadLetter, d deadLetter) deadLetter {
@@ -137,15 +158,14 @@ func latestOf(ds []deadLetter, d deadLetter) deadLetter {
 	return d
 }
 
-// retryOne re-publishes one dead letter as the next attempt.
-func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter) (*jetstream.PubAck, error) {
+// retryOne re-publishes one dead letter as the given attempt.
+func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt int) (*jetstream.PubAck, error) {
 	if d.RequestID == "" {
 		return nil, errors.New("its body has no request id: it cannot be retried under one (fix it and publish it anew)")
 	}
 	if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != tenant {
 		return nil, fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), tenant)
 	}
-	attempt := d.Attempt + 1
 	body, err := withAttempt(d.body, attempt)
 	if err != nil {
 		return nil, err

@@ -163,6 +163,101 @@ func TestDeadRetrySeqOfAnOlderDeadLetter(t *testing.T) {
 	}
 }
 
+// dead retry retries a request id as one more than the highest attempt of
+// its dead letters, from the latest one's body: attempt 1 failed, its
+// retry (2) failed, then a dead letter of attempt 1 again (a copy sent
+// anew). The latest's attempt + 1, 2, was published before: the stream
+// dropped it as a repeat, and the request could not be retried for the
+// duplicate window while dead retry said it had been.
+func TestDeadRetryIsOneMoreThanTheHighestAttempt(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	e.stopWorker() // dead letters published by hand
+	a := strings.Repeat("a", 40)
+	for _, body := range []string{
+		`{"requestId":"x-1","machineId":"` + a + `"}`,             // 1
+		`{"attempt":2,"requestId":"x-1","machineId":"` + a + `"}`, // 2
+		`{"requestId":"x-1","machineId":"` + a + `","x":1}`,       // 3
+	} {
+		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
+		m.Data = []byte(body)
+		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeMachineNotFound)
+		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Normal))
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Attempt 2's retry was published before (it failed: dead letter 2).
+	retry2 := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
+	retry2.Data = []byte(`{"attempt":2,"requestId":"x-1","machineId":"` + a + `"}`)
+	retry2.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(tenant, "x-1", 2))
+	if _, err := e.js.PublishMsg(t.Context(), retry2); err != nil {
+		t.Fatal(err)
+	}
+
+	code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "retried x-1 attempt 3 (dead letter 3,") || !strings.Contains(out, "1 retried, 0 retried before") {
+		t.Fatalf("dead retry --all: exit %d: %s %s", code, out, errOut)
+	}
+	var got []jetstream.Msg
+	err := scan(t.Context(), e.js, offboard.StreamRequests, offboard.Subjects{}.Request(tenant, offboard.Normal), func(m jetstream.Msg) { got = append(got, m) })
+	if err != nil || len(got) != 2 {
+		t.Fatalf("%d requests (%v), want attempt 2's and the retry", len(got), err)
+	}
+	if m := got[1]; m.Headers().Get(jetstream.MsgIDHeader) != "contoso:x-1:3" ||
+		string(m.Data()) != `{"attempt":3,"requestId":"x-1","machineId":"`+a+`","x":1}` {
+		t.Errorf("retry: %s %v, want the latest body as attempt 3", m.Data(), m.Headers())
+	}
+	// --seq of the older dead letters: the same retry, reported a repeat.
+	for _, seq := range []string{"1", "2"} {
+		code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--seq", seq)
+		if code != exitOK || !strings.Contains(out, "x-1 attempt 3 was retried before (dead letter 3,") || !strings.Contains(out, "0 retried, 1 retried before") {
+			t.Errorf("dead retry --seq %s: exit %d: %s %s", seq, code, out, errOut)
+		}
+	}
+}
+
+// A request failed, was retried and failed again, then its publisher sent
+// attempt 1 anew: answered from the ledger, with no dead letter of its own.
+// dead retry then makes attempt 3, which the worker works on.
+func TestDeadRetryAfterTheRequestWasSentAnew(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	body := []byte(`{"requestId":"nf-1","machineId":"` + strings.Repeat("e", 40) + `"}`)
+	send := func(msgID string) {
+		t.Helper()
+		m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
+		m.Data = body
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("contoso:nf-1")
+	e.waitFor("attempt 1's result", time.Minute, func() bool { return len(e.results()) == 1 })
+	if code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "retried nf-1 attempt 2") {
+		t.Fatalf("first retry: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitFor("attempt 2's result", time.Minute, func() bool { return len(e.results()) == 2 })
+	send("contoso:nf-1:sent-anew")
+	e.waitFor("attempt 1 sent anew answered", time.Minute, func() bool { return e.requestsWaiting() == 0 })
+
+	code, out, errOut := e.ctl(t.Context(), "dead", "ls", tenant, "--json")
+	var ds []deadLetter
+	if err := json.Unmarshal([]byte(out), &ds); code != exitOK || err != nil || len(ds) != 2 || ds[0].Attempt != 1 || ds[1].Attempt != 2 {
+		t.Fatalf("dead ls: exit %d (%v): %s %s; want attempts 1 and 2", code, err, out, errOut)
+	}
+	if code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "retried nf-1 attempt 3") {
+		t.Fatalf("second retry: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitFor("attempt 3's result", time.Minute, func() bool { return len(e.results()) == 3 })
+	if r := e.results()[2]; r.RequestID != "nf-1" || r.Attempt != 3 || r.Outcome != offboard.OutcomeFailed {
+		t.Errorf("third result: %s attempt %d %s", r.RequestID, r.Attempt, r.Outcome)
+	}
+}
+
 func TestWithAttempt(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[string]string{
