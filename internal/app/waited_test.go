@@ -320,6 +320,13 @@ func TestPauseAfterAThrottleSpendsNoBudget(t *testing.T) {
 // and repeated.
 func lostAnswerThen(t *testing.T, extra string, lag time.Duration, meanwhile func(*env)) (*env, offboard.Result) {
 	t.Helper()
+	return lostAnswerOf(t, "machineId", extra, lag, meanwhile)
+}
+
+// lostAnswerOf is lostAnswerThen with the request naming its device by
+// the given field: "machineId" or "computerDnsName".
+func lostAnswerOf(t *testing.T, by, extra string, lag time.Duration, meanwhile func(*env)) (*env, offboard.Result) {
+	t.Helper()
 	var (
 		ep   atomic.Pointer[env]
 		once sync.Once
@@ -341,7 +348,11 @@ func lostAnswerThen(t *testing.T, extra string, lag time.Duration, meanwhile fun
 	e.sim.LoseAnswers(tt.tenantID, 1)
 	res := e.collect("mde.offboard.result.>")
 	id := campaign.RequestID("wave1", 1)
-	e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": tt.machines[0].ID, "source": campaign.Source("wave1")}, "contoso:"+id)
+	device := tt.machines[0].ID
+	if by == "computerDnsName" {
+		device = tt.machines[0].ComputerDNSName
+	}
+	e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, by: device, "source": campaign.Source("wave1")}, "contoso:"+id)
 	return e, res.wait(t, 1, 30*time.Second)["contoso/"+id][0]
 }
 
@@ -389,4 +400,56 @@ func TestLostAnswerStandsOverCancelAndGuards(t *testing.T) {
 			t.Errorf("%d actions, want 1", n)
 		}
 	})
+}
+
+// TestLostAnswerByNameStaysOnItsDevice: a request by name whose call's
+// answer was lost is taken again (a guard refuses the device as the call
+// would be repeated) after its name has come to name another device, or
+// a second one (the device re-onboarded, the name reused). It is kept on
+// the device its call went to, by the ledger's "calling" entry, and not
+// resolved again: its action there is found and it is created, with that
+// device's id; no call goes to the other record. Resolved again, it
+// offboarded the new record too (two actions for one request), or was
+// answered ambiguous_machine while its action existed.
+func TestLostAnswerByNameStaysOnItsDevice(t *testing.T) {
+	t.Parallel()
+	const guards = "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n"
+	for _, tc := range []struct {
+		name string
+		// move changes the device records as the answer is lost: the
+		// first device is tagged, so that the repeat is refused and the
+		// request taken again.
+		move func(e *env, m mdesim.Machine, other string)
+	}{
+		{"renamed", func(e *env, m mdesim.Machine, other string) {
+			name := m.ComputerDNSName
+			m.ComputerDNSName = "old-" + name
+			protect(e, m)
+			e.sim.AddMachine(e.tenants["contoso"].tenantID, mdesim.Machine{ID: other, ComputerDNSName: name, LastSeen: time.Now().Add(-time.Hour)})
+		}},
+		{"ambiguous", func(e *env, m mdesim.Machine, other string) {
+			protect(e, m)
+			e.sim.AddMachine(e.tenants["contoso"].tenantID, mdesim.Machine{ID: other, ComputerDNSName: m.ComputerDNSName, LastSeen: time.Now()})
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			other := newID()
+			e, r := lostAnswerOf(t, "computerDnsName", guards, 7*time.Second, func(e *env) {
+				tc.move(e, e.tenants["contoso"].machines[0], other)
+				time.Sleep(1500 * time.Millisecond) // the device read is stale by the repeat
+			})
+			tt := e.tenants["contoso"]
+			m := tt.machines[0]
+			if r.Outcome != offboard.OutcomeCreated || r.MachineID != m.ID || r.ComputerDNSName != m.ComputerDNSName {
+				t.Errorf("result %s for %s (%s) %+v, want created for %s (%s): the action of the lost answer", r.Outcome, r.MachineID, r.ComputerDNSName, r.Error, m.ID, m.ComputerDNSName)
+			}
+			if n := e.offboardCalls(tt.tenantID, other); n != 0 {
+				t.Errorf("%d offboard calls of the other record, want 0", n)
+			}
+			if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+				t.Errorf("%d actions for one request, want 1", n)
+			}
+		})
+	}
 }

@@ -42,10 +42,14 @@ const (
 
 // Entry is what the ledger holds for one request id.
 type Entry struct {
-	State     string    `json:"state"`
-	Seq       uint64    `json:"seq"` // the request's stream sequence
-	MachineID string    `json:"machineId,omitempty"`
-	Started   time.Time `json:"started"`
+	State     string `json:"state"`
+	Seq       uint64 `json:"seq"` // the request's stream sequence
+	MachineID string `json:"machineId,omitempty"`
+	// ComputerDNSName is the name a request by name asked for, as the
+	// request gave it (empty for a request by id, and in entries of
+	// earlier releases): with MachineID, the device it resolved to.
+	ComputerDNSName string    `json:"computerDnsName,omitempty"`
+	Started         time.Time `json:"started"`
 	// Writer marks the process that wrote a claimed or calling entry
 	// (Presence.Instance); empty in entries of earlier releases.
 	Writer string          `json:"writer,omitempty"`

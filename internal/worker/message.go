@@ -212,7 +212,7 @@ var errCallUnderWay = errLeave("a call of this request went out from another pro
 // entryNow is the ledger entry this message writes for its request id
 // before its result: claimed, or calling, as of now.
 func (j *job) entryNow(state string, now time.Time, writer string) *queue.Entry {
-	return &queue.Entry{State: state, Seq: j.seq, MachineID: j.req.MachineID, Started: now.UTC(), Writer: writer}
+	return &queue.Entry{State: state, Seq: j.seq, MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName, Started: now.UTC(), Writer: writer}
 }
 
 // withdrawn answers a request of a cancelled campaign: failed, cancelled,

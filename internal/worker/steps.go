@@ -51,12 +51,15 @@ const guardMaxAge = time.Second
 func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*offboard.Result, error) {
 	dev := device{id: j.req.MachineID}
 	if dev.id == "" {
+		dev.id = j.pinned()
+	}
+	if dev.id == "" {
 		res, err := w.resolve(ctx, j, &dev)
 		if err != nil || res != nil {
 			return res, err
 		}
-		j.req.MachineID = dev.id
 	}
+	j.req.MachineID = dev.id
 	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
 		j.earlierCall = e.Latest()
 	}
@@ -87,6 +90,41 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		res.Policy = dev.policy
 	}
 	return res, err
+}
+
+// pinned is the device a request by name is pinned to ("": none, the
+// name is resolved): the one an earlier call of its request id went to,
+// by the id's "calling" entry. The name is not looked up again, as it may
+// now name another device or several (a device re-onboarded, a name
+// reused): the look for the earlier call's action runs on that device,
+// and if the request goes on, it goes on for that device, judged by the
+// guards as it is now. One request never offboards two devices.
+//
+// An entry written by another message of the request id (the id sent
+// again; it is worked on only once the other's lease has run out) pins
+// it only when it names the same computer: the request id is the
+// idempotency key, so the same id and name is the same request, whose
+// call may have gone out; another name is other content under a reused
+// id, and its device is not offboarded for this message, as a request by
+// id counts only an entry for its own device (process). An entry of an
+// earlier release without the name pins only its own message. A dry run
+// is not pinned: it calls nothing, and resolves the name as it is now.
+func (j *job) pinned() string {
+	e := j.entry
+	if j.req.MachineID != "" || j.req.DryRun || e == nil || e.State != queue.StateCalling || !offboard.ValidMachineID(e.MachineID) {
+		return ""
+	}
+	if e.Seq != j.seq && (e.ComputerDNSName == "" || !sameName(e.ComputerDNSName, j.req.ComputerDNSName)) {
+		return ""
+	}
+	j.log.Info("request by name kept on the device its earlier call went to: the name is not looked up again", zap.String("machine_id", e.MachineID))
+	return e.MachineID
+}
+
+// sameName says whether two computer names are the same, as a name
+// lookup matches them: case aside, and a final dot.
+func sameName(a, b string) bool {
+	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
 }
 
 // withdrawnWaiting answers a request whose campaign was cancelled while
@@ -408,7 +446,7 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 	// Only exact matches count, whatever the API's filter let through.
 	var machines []mde.Machine
 	for _, m := range all {
-		if strings.EqualFold(strings.TrimSuffix(m.ComputerDNSName, "."), strings.TrimSuffix(j.req.ComputerDNSName, ".")) {
+		if sameName(m.ComputerDNSName, j.req.ComputerDNSName) {
 			machines = append(machines, m)
 		}
 	}
