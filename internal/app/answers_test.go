@@ -3,6 +3,7 @@ package app
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -93,6 +94,55 @@ func TestDuplicateAnsweredWithTheExistingAction(t *testing.T) {
 	}
 	if first.Outcome != offboard.OutcomeCreated || second.Outcome != offboard.OutcomeAlreadyPending {
 		t.Errorf("outcomes %q, %q; want created, already_pending (the second call created nothing)", first.Outcome, second.Outcome)
+	}
+}
+
+// TestSameCommentHandedBackToAnotherRequest: the API hands the pending
+// action back for a duplicate offboard (MDE-API.md), and two requests for
+// one device (one by id, one by name) carry the same comment, as a
+// campaign's --comment or a CMDB's fixed text does. The action the first
+// was answered created for is handed back to the second within the
+// seconds that comment and creation time cannot tell apart; the second
+// is already_pending with that action (CONTRACT.md "already_pending"),
+// its budget slot given back. Observed: both created, the budget counting
+// one action twice. Sent together, the device lock serialises them; sent
+// one after the other, the second finds the device free.
+func TestSameCommentHandedBackToAnotherRequest(t *testing.T) {
+	t.Parallel()
+	for _, together := range []bool{true, false} {
+		t.Run(fmt.Sprintf("together=%v", together), func(t *testing.T) {
+			t.Parallel()
+			e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, sim: mdesim.Options{DuplicateReturnsExisting: true},
+				extra: "    guards:\n      budget: \"10/1h\"\n"})
+			c := e.collect("mde.offboard.result.>")
+			tt := e.tenants["contoso"]
+			m := tt.machines[0]
+			const comment = "Retired in CMDB"
+			e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "by-id", "machineId": m.ID, "comment": comment}, "contoso:by-id")
+			if !together {
+				c.wait(t, 1, 20*time.Second)
+			}
+			e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "by-name", "computerDnsName": m.ComputerDNSName, "comment": comment}, "contoso:by-name")
+			got := c.wait(t, 2, 20*time.Second)
+			actions := e.sim.Actions(tt.tenantID)
+			if len(actions) != 1 {
+				t.Fatalf("%d actions, want 1", len(actions))
+			}
+			outcomes := map[string]int{}
+			for key, rs := range got {
+				r := rs[len(rs)-1]
+				outcomes[r.Outcome]++
+				if !strings.Contains(string(r.MachineAction), actions[0].ID) {
+					t.Errorf("%s: %s without the device's action %s", key, r.Outcome, actions[0].ID)
+				}
+			}
+			if outcomes[offboard.OutcomeCreated] != 1 || outcomes[offboard.OutcomeAlreadyPending] != 1 {
+				t.Errorf("outcomes %v for one action, want one created and one already_pending", outcomes)
+			}
+			if left := gaugeOf(t, e.reg, "mde_offboard_budget_remaining", map[string]string{"tenant": "contoso"}); left != 9 {
+				t.Errorf("budget left %v, want 9: one action counted once", left)
+			}
+		})
 	}
 }
 

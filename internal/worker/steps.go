@@ -331,11 +331,15 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			return w.acceptedUnread(ctx, j, v, next.Started, comment, err)
 		}
 		// The service has been seen answering a duplicate with the pending
-		// action instead of ActiveRequestAlreadyExists.
-		if action.Unfinished() && handedBack(action, comment, reachedAPI(v, next.Started, w.clock.Now())) {
+		// action instead of ActiveRequestAlreadyExists. An action this
+		// process answered created for another request is that one's,
+		// handed back, whatever its comment and times say (it may carry
+		// the same comment: a campaign's, a CMDB's fixed text).
+		if j.t.created.forAnother(action.ID, j.req.RequestID) ||
+			action.Unfinished() && handedBack(action, comment, reachedAPI(v, next.Started, w.clock.Now())) {
 			return j.withAction(offboard.OutcomeAlreadyPending, action), nil
 		}
-		return j.withAction(offboard.OutcomeCreated, action), nil
+		return w.ownAction(j, action), nil
 	case mde.AlreadyPending:
 		return w.existingAction(ctx, j, v, next.Started, comment)
 	}
@@ -546,7 +550,8 @@ func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, sin
 // existingAction answers ActiveRequestAlreadyExists with the device's
 // unfinished Offboard action: already pending, or created when an earlier
 // attempt of this message whose answer was lost made it (our comment,
-// created since the call was sent).
+// created since the call was sent, and not answered created for another
+// request: createdActions).
 func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict, since time.Time, comment string) (*offboard.Result, error) {
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
@@ -557,8 +562,8 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
-				if w.mayHaveCalled(j) && mayBeOwnAction(a, comment, since) {
-					return j.withAction(offboard.OutcomeCreated, a), nil
+				if w.mayHaveCalled(j) && mayBeOwnAction(a, comment, since) && !j.t.created.forAnother(a.ID, j.req.RequestID) {
+					return w.ownAction(j, a), nil
 				}
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
@@ -574,7 +579,8 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 
 // findOwnAction looks for the Offboard action a call of this request may
 // have created since it was sent (after a crash, or an attempt whose answer
-// was lost): one with our comment, created since then. Found, it is the
+// was lost): one with our comment, created since then, and not one this
+// process answered created for another request. Found, it is the
 // request's result; not found (nil, nil), a call may be sent.
 func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
 	actions, res, err := w.offboardActions(ctx, j)
@@ -582,12 +588,19 @@ func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, com
 		return res, err
 	}
 	for _, a := range actions {
-		if mayBeOwnAction(a, comment, since) {
+		if mayBeOwnAction(a, comment, since) && !j.t.created.forAnother(a.ID, j.req.RequestID) {
 			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
-			return j.withAction(offboard.OutcomeCreated, a), nil
+			return w.ownAction(j, a), nil
 		}
 	}
 	return nil, nil
+}
+
+// ownAction is the created result with the request's own action, which
+// this process then remembers as answered for it (createdActions).
+func (w *Worker) ownAction(j *job, a mde.Action) *offboard.Result {
+	j.t.created.note(a.ID, j.req.RequestID, w.clock.Now())
+	return j.withAction(offboard.OutcomeCreated, a)
 }
 
 // offboardActions lists the device's Offboard actions, newest first.

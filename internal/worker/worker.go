@@ -107,7 +107,8 @@ type tenantRun struct {
 	limits  *limiter.Tenant
 	source  *queue.Source
 	devices keyedMutex
-	working sync.Map // stream sequences of requests being handled
+	created createdActions // the actions this process answered created
+	working sync.Map       // stream sequences of requests being handled
 	// goneSaid is when the fetch last logged the tenant's consumer
 	// missing (the fetch loop's own).
 	goneSaid time.Time
