@@ -86,14 +86,16 @@ func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*
 	return &m, nil
 }
 
-// Watcher knows which campaigns are cancelled, from a watch of the control
-// bucket: a worker asks it for every request it takes, without a round
-// trip.
+// Watcher knows which campaigns are cancelled, and since when, from a
+// watch of the control bucket: a worker asks it for every request it
+// takes, without a round trip.
 type Watcher struct {
-	w         jetstream.KeyWatcher
-	landed    func(tenant string) // nil: nobody is told
-	mu        sync.RWMutex
-	cancelled map[string]bool // tenant + "." + name
+	w      jetstream.KeyWatcher
+	landed func(tenant string) // nil: nobody is told
+	mu     sync.RWMutex
+	// cancelled holds when the server stored each cancel mark, by
+	// tenant + "." + name.
+	cancelled map[string]time.Time
 }
 
 // NewWatcher starts watching the campaign marks and returns once it holds
@@ -111,7 +113,7 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 	if err != nil {
 		return nil, fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
 	}
-	w := &Watcher{w: kw, landed: landed, cancelled: map[string]bool{}}
+	w := &Watcher{w: kw, landed: landed, cancelled: map[string]time.Time{}}
 	for {
 		select {
 		case e, ok := <-kw.Updates():
@@ -156,7 +158,7 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) {
 	cancelled := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &m) == nil && m.Cancelled
 	w.mu.Lock()
 	if cancelled {
-		w.cancelled[tenant+"."+name] = true
+		w.cancelled[tenant+"."+name] = e.Created()
 	} else {
 		delete(w.cancelled, tenant+"."+name)
 	}
@@ -166,20 +168,45 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) {
 	}
 }
 
+// ClockMargin is how long after its campaign's cancel mark a request
+// whose id has the campaign's form may have been stored and still be
+// withdrawn. The two times come from the servers' clocks: the mark's from
+// the control bucket's leader, the request's from the request stream's,
+// which in a cluster may be another server, a little ahead or behind. A
+// campaign run stops publishing once it reads the mark, and the rows it
+// had sent by then are stored a moment after it. An unrelated request
+// that merely has the form of the campaign's ids is withdrawn only if it
+// came within this margin of the cancel.
+const ClockMargin = 2 * time.Second
+
 // Cancelled says whether the request belongs to a cancelled campaign of
-// the tenant, and which: the campaign its source names, or the one its
-// request id has the form of.
-func (w *Watcher) Cancelled(tenant string, r offboard.Request) (string, bool) {
+// the tenant, and which. It does when its source names the campaign
+// (campaign:<name>), and when its request id has the form of the
+// campaign's (<name>-<6 digits>) and it was stored in the request stream
+// before the cancel mark (within ClockMargin after it): a cancel
+// withdraws the requests waiting when it is made, and a request that
+// merely has that form later (a CMDB's inc-004711 after campaign inc) is
+// not the campaign's. stored is when the server stored the request; zero
+// is taken as before any mark: a time not known, or the retry of a
+// request answered cancelled, which was the campaign's.
+func (w *Watcher) Cancelled(tenant string, r offboard.Request, stored time.Time) (string, bool) {
 	bySource, byID := Names(r)
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	if len(w.cancelled) == 0 {
 		return "", false
 	}
-	for _, n := range []string{bySource, byID} {
-		if n != "" && w.cancelled[tenant+"."+n] {
-			return n, true
-		}
+	if _, ok := w.cancelled[tenant+"."+bySource]; ok && bySource != "" {
+		return bySource, true
+	}
+	if at, ok := w.cancelled[tenant+"."+byID]; ok && byID != "" && storedBefore(stored, at) {
+		return byID, true
 	}
 	return "", false
+}
+
+// storedBefore says whether a request stored at stored (zero: taken as
+// before) came before a cancel mark stored at mark, within ClockMargin.
+func storedBefore(stored, mark time.Time) bool {
+	return stored.IsZero() || !stored.After(mark.Add(ClockMargin))
 }

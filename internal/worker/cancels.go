@@ -3,6 +3,9 @@ package worker
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"go.uber.org/zap"
 
@@ -107,7 +110,7 @@ func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delive
 	kept := ds[:0]
 	for _, d := range ds {
 		if req, err := offboard.ParseRequest(d.Msg.Data(), t.name); err == nil && w.campaigns != nil {
-			if _, ok := w.campaigns.Cancelled(t.name, req); ok {
+			if _, ok := w.campaigns.Cancelled(t.name, req, storedAt(d.Msg)); ok {
 				kept = append(kept, d)
 				continue
 			}
@@ -118,6 +121,16 @@ func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delive
 		w.newPlace().give() // the room NextBatchNow took for it
 	}
 	return kept
+}
+
+// storedAt is when the server stored a request in the stream (zero: not
+// known).
+func storedAt(m jetstream.Msg) time.Time {
+	meta, err := m.Metadata()
+	if err != nil {
+		return time.Time{}
+	}
+	return meta.Timestamp
 }
 
 // withdrawnError ends a request's wait in the worker: its campaign was

@@ -60,3 +60,49 @@ func TestCancelReachesRequestsWaitingForQuota(t *testing.T) {
 		t.Errorf("%d calls left in the hour, want 0", n)
 	}
 }
+
+// TestCancelPassLeavesALaterRequestWithACampaignsIDForm: a request sent
+// after its campaign's cancel that merely has the form of the campaign's
+// ids is not the campaign's. Pulled along by the pass of another cancel
+// while the quota is spent, it is not answered cancelled: it has its call
+// once the quota frees.
+func TestCancelPassLeavesALaterRequestWithACampaignsIDForm(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1")
+	wantCancelled := func(id string) {
+		t.Helper()
+		select {
+		case r := <-e.results:
+			if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+				t.Fatalf("result %s %s %+v, want %s cancelled", r.RequestID, r.Outcome, r.Error, id)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%s not answered while the quota is spent", id)
+		}
+	}
+	e.publish(t, campaign.RequestID("wave1", 1))
+	e.cancelCampaign(t, "wave1")
+	wantCancelled(campaign.RequestID("wave1", 1))
+	time.Sleep(3 * time.Second) // past campaign.ClockMargin (2 s)
+	later := campaign.RequestID("wave1", 4711)
+	e.publish(t, campaign.RequestID("wave2", 1))
+	e.publish(t, later)
+	e.cancelCampaign(t, "wave2") // its pass pulls both
+	wantCancelled(campaign.RequestID("wave2", 1))
+	select {
+	case r := <-e.results:
+		t.Fatalf("result %s %s %+v before the quota freed", r.RequestID, r.Outcome, r.Error)
+	case <-time.After(200 * time.Millisecond):
+	}
+	e.clock.Advance(time.Hour)
+	select {
+	case r := <-e.results: // already_pending: r-1's action is for the same device
+		if r.RequestID != later || r.Outcome == offboard.OutcomeFailed {
+			t.Fatalf("result %s %s %+v, want %s's call", r.RequestID, r.Outcome, r.Error, later)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no result for %s once the quota freed", later)
+	}
+}

@@ -31,6 +31,15 @@ type job struct {
 	prio     offboard.Priority
 	req      offboard.Request
 	received time.Time
+	// stored is when the server stored the request in the request stream
+	// (zero: not known), or, for a retry, its earlier attempt's result
+	// when that is earlier: the request id came then. A request that has
+	// the form of a cancelled campaign's ids is that campaign's only if
+	// it came before the cancel.
+	stored time.Time
+	// retriesWithdrawn says that the request retries one answered
+	// cancelled: it was a cancelled campaign's, whenever it was sent again.
+	retriesWithdrawn bool
 	// delivered is how many times JetStream has delivered the message,
 	// this time included (0: not known).
 	delivered uint64
@@ -113,7 +122,7 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 func (w *Worker) newJob(t *tenantRun, msg jetstream.Msg, prio offboard.Priority) *job {
 	j := &job{t: t, msg: msg, prio: prio, received: w.clock.Now().UTC()}
 	if meta, err := msg.Metadata(); err == nil {
-		j.seq, j.delivered = meta.Sequence.Stream, meta.NumDelivered
+		j.seq, j.delivered, j.stored = meta.Sequence.Stream, meta.NumDelivered, meta.Timestamp
 	}
 	j.log = t.log.WithLazy(zap.Uint64("request_seq", j.seq))
 	return j
@@ -155,6 +164,10 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return true
 	case entry.State == queue.StateDone:
 		j.log.Info("failed request retried", zap.Int("attempt", j.req.AttemptOrFirst()), zap.Int("stored_attempt", entry.StoredAttempt()))
+		j.retriesWithdrawn = entry.Withdrawn()
+		if s := entry.Stored(); !s.IsZero() && s.Before(j.stored) {
+			j.stored = s
+		}
 	case entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease:
 		// Another message with this id is being worked on right now; come
 		// back when it has its result, and answer from the ledger then.
@@ -217,7 +230,8 @@ func (j *job) entryNow(state string, now time.Time, writer string) *queue.Entry 
 
 // withdrawn answers a request of a cancelled campaign: failed, cancelled,
 // with a dead letter, and no API call. The campaign is the one its source
-// names or its request id has the form of (package campaign).
+// names, or the one its request id has the form of when it was stored
+// before the cancel (campaign.Watcher.Cancelled).
 func (w *Worker) withdrawn(ctx context.Context, j *job) bool {
 	res := w.cancelled(j)
 	if res == nil {
@@ -234,7 +248,11 @@ func (w *Worker) cancelled(j *job) *offboard.Result {
 	if w.campaigns == nil {
 		return nil
 	}
-	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req)
+	stored := j.stored
+	if j.retriesWithdrawn {
+		stored = time.Time{} // the campaign's, as its earlier attempt was
+	}
+	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req, stored)
 	if !cancelled {
 		return nil
 	}
