@@ -25,9 +25,11 @@ func newCampaignCancelCmd(c *cli) *cobra.Command {
 		Long: `Marks the campaign cancelled in the control bucket. Every worker replica
 answers each of its requests that it takes from then on, and that no call
 was made for, failed with code cancelled (and a dead letter), without an
-API call; a request already under way finishes. Nothing is dropped
-unanswered. A name none of the tenant's requests carries is refused
-(exit 1) and nothing is marked.`,
+API call; a request already under way finishes. Its requests are those
+with source campaign:<NAME>, and those with its request ids
+(<NAME>-<6 digits>) stored before the cancel. A campaign run still
+publishing stops. Nothing is dropped unanswered. A name none of the
+tenant's requests carries is refused (exit 1) and nothing is marked.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkTenant(tenant); err != nil {

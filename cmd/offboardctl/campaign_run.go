@@ -82,6 +82,7 @@ type campaignRun struct {
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	paused                         atomic.Bool  // an operator paused the campaign's priority
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
+	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
 }
 
@@ -284,8 +285,69 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := r.checkWaitingRequests(otherWaiting); err != nil {
 		return err
 	}
+	stopWatch, err := r.watchCancel(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
 	waitErr := r.publishAndWait(ctx)
 	return r.finish(waitErr)
+}
+
+// watchCancel follows the campaign's cancel mark, so that a run still
+// publishing when its campaign is cancelled publishes no more rows: a row
+// with a source of its own published after the cancel would not be
+// withdrawn (campaign.Watcher.Cancelled). It returns once it has read
+// the mark stored now, if any: a run of a campaign cancelled before
+// publishes nothing. Without the control bucket (the worker's setup makes
+// it, a cancel too) there is no mark to follow.
+func (r *campaignRun) watchCancel(ctx context.Context) (stop func(), err error) {
+	kv, err := r.js.KeyValue(ctx, offboard.BucketControl)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	kw, err := kv.Watch(ctx, campaign.Key(r.f.tenant, r.f.name))
+	if err != nil {
+		return nil, fmt.Errorf("watch campaign %s's mark: %w", r.f.name, err)
+	}
+	read := func(e jetstream.KeyValueEntry) {
+		if e != nil && campaign.IsCancel(e) {
+			r.cancelled.Store(true)
+		}
+	}
+	for e := range kw.Updates() {
+		if e == nil { // the mark stored now is in
+			break
+		}
+		read(e)
+	}
+	if err := ctx.Err(); err != nil {
+		_ = kw.Stop()
+		return nil, context.Cause(ctx)
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case e, ok := <-kw.Updates():
+				if !ok {
+					return
+				}
+				read(e)
+			case <-done:
+				return
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+		_ = kw.Stop()
+	}, nil
 }
 
 // openCSV opens the campaign's CSV for a read from its first row; the
@@ -565,6 +627,9 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	req, data, err := r.set.Request(row)
 	if err != nil {
 		return r.rows.Invalid(row.N, req, err.Error())
+	}
+	if r.cancelled.Load() {
+		return r.rows.Withdrawn(row.N, row)
 	}
 	m := nats.NewMsg(subject)
 	m.Data = data

@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -184,4 +186,52 @@ func budgetedEnv(t *testing.T, machines, count int) *testEnv {
 	}
 	e.waitBudgetLeft(float64(count))
 	return e
+}
+
+// TestRunOfACancelledCampaignPublishesNothing: a run that reads its
+// campaign's cancel mark publishes no more rows (here the mark was there
+// before the run, so none): a row with a source of its own published after
+// the cancel would not be withdrawn by the worker. Each row is reported
+// failed with code cancelled, and no call goes out.
+func TestRunOfACancelledCampaignPublishesNothing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	e.startWorker()
+	kv, err := campaign.ControlBucket(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := campaign.SetMark(t.Context(), kv, tenant, "inc", campaign.Mark{Cancelled: true, By: "op", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // past campaign.ClockMargin (2 s)
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "inc.csv", "machineId,source\n"+e.machines[0].ID+",\n"+e.machines[1].ID+",cmdb:CHG0012345\n")
+	report := filepath.Join(dir, "r.csv")
+	seq := e.lastSeq()
+	ctx, cancel := context.WithTimeout(t.Context(), withdrawnWithin)
+	defer cancel()
+	code, out, errOut := e.ctl(ctx, "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report)
+	if code != exitOK {
+		t.Fatalf("run: exit %d: %s %s", code, out, errOut)
+	}
+	if s := e.lastSeq(); s != seq {
+		t.Errorf("the request stream moved from %d to %d: rows of a cancelled campaign published", seq, s)
+	}
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("report:\n%s", b)
+	}
+	for _, l := range lines[1:] {
+		if f := strings.Split(l, ","); len(f) < 6 || f[4] != offboard.OutcomeFailed || f[5] != offboard.CodeCancelled {
+			t.Errorf("report line %q, want failed cancelled", l)
+		}
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != 0 {
+		t.Errorf("%d actions, want none", n)
+	}
 }

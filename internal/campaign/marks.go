@@ -86,6 +86,12 @@ func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*
 	return &m, nil
 }
 
+// IsCancel says whether a control bucket entry is a cancel mark in force.
+func IsCancel(e jetstream.KeyValueEntry) bool {
+	var m Mark
+	return e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &m) == nil && m.Cancelled
+}
+
 // Watcher knows which campaigns are cancelled, and since when, from a
 // watch of the control bucket: a worker asks it for every request it
 // takes, without a round trip.
@@ -154,8 +160,7 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) {
 	if !ok {
 		return
 	}
-	var m Mark
-	cancelled := e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &m) == nil && m.Cancelled
+	cancelled := IsCancel(e)
 	w.mu.Lock()
 	if cancelled {
 		w.cancelled[tenant+"."+name] = e.Created()

@@ -176,6 +176,15 @@ func (r *Rows) Invalid(n int, req offboard.Request, problem string) error {
 	return r.set(n, stateFailed, 255, []string{req.MachineID, req.ComputerDNSName, offboard.OutcomeFailed, offboard.CodeInvalidRequest, problem, "", ""})
 }
 
+// Withdrawn records a row not published because its campaign was
+// cancelled: it is reported failed with cancelled, as the worker answers
+// the rows it withdraws. A result that comes for the row (a request of
+// an earlier run, waiting) takes its place.
+func (r *Rows) Withdrawn(n int, row Row) error {
+	return r.set(n, stateFailed, 0, []string{row.MachineID, row.ComputerDNSName, offboard.OutcomeFailed, offboard.CodeCancelled,
+		"campaign " + offboard.Quote(r.name) + " was cancelled by an operator before the row was published", "", ""})
+}
+
 // Unpublished records a row whose publish failed.
 func (r *Rows) Unpublished(n int) {
 	r.mu.Lock()
