@@ -311,14 +311,26 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		permit.Release() // no call: its place is given back
 		return nil, err
 	}
+	sent := false // an attempt went out: a repeat checks the id is still this message's
 	v, res, err := w.caller.call(ctx, j, callSpec{
 		api: mde.APIOffboard,
-		do:  func(ctx context.Context) *mde.Verdict { return j.t.Client.Offboard(ctx, j.req.MachineID, comment) },
+		do: func(ctx context.Context) *mde.Verdict {
+			sent = true
+			return j.t.Client.Offboard(ctx, j.req.MachineID, comment)
+		},
 		recheck: func(ctx context.Context) (*offboard.Result, error) {
 			// The failed attempt may have created the action all the same.
 			return w.findOwnAction(ctx, j, next.Started, comment)
 		},
-		again:   func(ctx context.Context) (*offboard.Result, error) { return w.beforeCall(ctx, j, dev) },
+		again: func(ctx context.Context) (*offboard.Result, error) {
+			if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
+				return res, err
+			}
+			if sent {
+				return nil, w.stillCalling(ctx, j)
+			}
+			return nil, nil
+		},
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
 	}, permit)
 	if err != nil || res != nil {
@@ -345,6 +357,34 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	}
 	return j.failed(v.FailureCode, v.Error(), v), nil
 }
+
+// stillCalling writes the request's "calling" entry again, as it stands,
+// before a repeat of its call goes out (compare-and-swap over the entry
+// this message wrote). A repeat may come long after the first attempt (a
+// 429's pause, a backoff, a token refreshed), and the process may have
+// been frozen meanwhile (a stopped container, a paused VM): past its
+// presence's lease another replica takes the request up as a crashed
+// one's, writes its own entry and may call. Then the entry is not this
+// message's any more, and the repeat is not sent: the request goes back
+// to the stream and is answered from the ledger. The first attempt needs
+// no such write: calling wrote the entry just before it.
+func (w *Worker) stillCalling(ctx context.Context, j *job) error {
+	next := *j.entry
+	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, &next)
+	if errors.Is(err, queue.ErrConflict) {
+		j.log.Warn("the request's ledger entry changed while its call waited to be repeated: another worker took it up; not sent again")
+		return errTakenOver
+	}
+	if err != nil {
+		return err
+	}
+	j.entry = &next
+	return nil
+}
+
+// errTakenOver leaves a request whose ledger entry another worker wrote
+// while this one waited to repeat its call.
+var errTakenOver = errLeave("another worker took the request up while its call waited to be repeated: not sent again; taken again to answer from the ledger")
 
 // offboardPermit waits for the offboard call's permit; a fresh request
 // claims its id first. A cancel of its campaign ends the wait
