@@ -52,15 +52,9 @@ func onStore(t *testing.T, e *env) (jetstream.JetStream, func()) {
 func TestLedgerDoneWithoutItsResultIsAnswered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
-	e.stop()
-	_, ledger, seq, stop := r1OnStore(t, e)
-	answer := []byte(`{"requestId":"r1","tenant":"contoso","outcome":"created","attempt":1}`)
-	if err := ledger.Finish(t.Context(), "contoso", "r1", nil, seq, answer); err != nil {
-		t.Fatal(err)
-	}
-	stop()
-
-	e.start()
+	answeredWhileStopped(t, e, func(uint64) []byte {
+		return []byte(`{"requestId":"r1","tenant":"contoso","outcome":"created","attempt":1}`)
+	})
 	c := e.collect("mde.offboard.result.contoso")
 	eventually(t, 20*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
 	if rs := c.wait(t, 1, 5*time.Second)["contoso/r1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
@@ -146,6 +140,22 @@ func callingLeft(t *testing.T, e *env, started time.Time, writer string) (jetstr
 		t.Fatal(err)
 	}
 	return js, calling, stop
+}
+
+// answeredWhileStopped stops e, publishes r1 and stores its answer in the
+// ledger (answer gets r1's stream sequence) as a worker that stopped
+// before its result was published would have, and starts e again. It
+// returns r1's sequence.
+func answeredWhileStopped(t *testing.T, e *env, answer func(seq uint64) []byte) uint64 {
+	t.Helper()
+	e.stop()
+	_, ledger, seq, stop := r1OnStore(t, e)
+	if err := ledger.Finish(t.Context(), "contoso", "r1", nil, seq, answer(seq)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	e.start()
+	return seq
 }
 
 // r1OnStore publishes contoso's request r1 (its first machine) on e's

@@ -82,16 +82,10 @@ func TestResentFailedRequestWritesNoSecondDeadLetter(t *testing.T) {
 func TestLedgerFailedWithoutItsDeadLetterIsDeadLettered(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
-	e.stop()
-	_, ledger, seq, stop := r1OnStore(t, e)
-	answer := []byte(`{"requestId":"r1","tenant":"contoso","outcome":"failed","attempt":1,` +
-		`"error":{"code":"machine_not_found","message":"no such device"},"requestSeq":` + strconv.FormatUint(seq, 10) + `}`)
-	if err := ledger.Finish(t.Context(), "contoso", "r1", nil, seq, answer); err != nil {
-		t.Fatal(err)
-	}
-	stop()
-
-	e.start()
+	seq := answeredWhileStopped(t, e, func(seq uint64) []byte {
+		return []byte(`{"requestId":"r1","tenant":"contoso","outcome":"failed","attempt":1,` +
+			`"error":{"code":"machine_not_found","message":"no such device"},"requestSeq":` + strconv.FormatUint(seq, 10) + `}`)
+	})
 	c := e.collect("mde.offboard.result.contoso")
 	eventually(t, 20*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
 	if rs := c.wait(t, 1, 5*time.Second)["contoso/r1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeFailed {
