@@ -25,7 +25,7 @@ func TestCreatedActions(t *testing.T) {
 		t.Error("x is another request's to a, which it was answered for, or an action without id is")
 	}
 	c.note("y", "c", now.Add(createdRemembered))
-	if _, kept := c.byID["x"]; kept || len(c.byID) != 1 {
+	if _, kept := c.byID[idHash("x")]; kept || len(c.byID) != 1 {
 		t.Errorf("%d actions remembered, x kept %v; want y alone once x is %v old", len(c.byID), kept, createdRemembered)
 	}
 }
