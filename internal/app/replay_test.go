@@ -30,14 +30,15 @@ func (e *env) deadLetters() []jetstream.Msg {
 	return out
 }
 
-// TestResentFailedRequestWritesNoSecondDeadLetter: a publisher sends a
-// failed request again, attempt 1 again, under a new message id (after the
+// TestResentFailedRequestGetsItsOwnDeadLetter: a publisher sends a failed
+// request again, attempt 1 again, under a new message id (after the
 // duplicate window, or a different id). It is answered from the ledger
-// with the stored failure, and no dead letter is added: the failure is the
-// stored one, dead-lettered already. The second copy used to carry the new
-// message with the first one's Mde-Request-Seq, and made dead retry take
-// attempt 1 as the request's latest after attempt 2 had failed.
-func TestResentFailedRequestWritesNoSecondDeadLetter(t *testing.T) {
+// with the stored failure, no call, one result; and, failed, it is copied
+// to the dead letters as the contract says of every failed request: the
+// copy is of the message sent again, under its own sequence (it used to
+// carry the first request's Mde-Request-Seq), so that it can be inspected
+// and retried even once the first dead letter has aged out of its stream.
+func TestResentFailedRequestGetsItsOwnDeadLetter(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
 	c := e.collect("mde.offboard.result.contoso")
@@ -62,15 +63,17 @@ func TestResentFailedRequestWritesNoSecondDeadLetter(t *testing.T) {
 		t.Errorf("%d results of nf-1, want the stored one, once: %+v", len(rs), rs)
 	}
 	dead := e.deadLetters()
-	if len(dead) != 1 {
-		for _, d := range dead {
-			t.Logf("dead letter: %v %s", d.Headers(), d.Data())
-		}
-		t.Fatalf("%d dead letters, want 1: the resent request's answer is the stored failure", len(dead))
+	if len(dead) != 2 {
+		t.Fatalf("%d dead letters, want 2: the first request's and the one sent again", len(dead))
 	}
-	h := dead[0].Headers()
-	if h.Get(offboard.HeaderRequestSeq) != strconv.FormatUint(first.Sequence, 10) || h.Get(jetstream.MsgIDHeader) != "contoso:nf-1" {
-		t.Errorf("dead letter headers %v, want the first request's (sequence %d)", h, first.Sequence)
+	for i, want := range []struct {
+		seq   uint64
+		msgID string
+	}{{first.Sequence, "contoso:nf-1"}, {resent.Sequence, "contoso:nf-1:resent"}} {
+		h := dead[i].Headers()
+		if h.Get(offboard.HeaderRequestSeq) != strconv.FormatUint(want.seq, 10) || h.Get(jetstream.MsgIDHeader) != want.msgID {
+			t.Errorf("dead letter %d headers %v, want request %d's (%s)", i+1, h, want.seq, want.msgID)
+		}
 	}
 }
 

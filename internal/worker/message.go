@@ -427,7 +427,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 			return
 		}
 	}
-	pubs, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data, true)
+	pubs, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data)
 	if err == nil {
 		err = queue.WaitStored(pctx, append(stores, pubs...)...)
 	}
@@ -475,13 +475,13 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 //
 // The stored result goes out again under its own message id, as it was
 // stored: its requestSeq stays that of the request it answers (e.Seq). A
-// failed one's dead letter is sent again only by that very request, taken
-// again (the dead letter may not have been stored beside the result; the
-// dead-letter stream drops a repeat by its message id). Another message
-// with the request id and no higher attempt (a publisher sending it anew)
-// gets no dead letter: its failure is the stored one, dead-lettered
-// already, and a second copy would list it twice and carry an attempt
-// older than the latest, which dead retry would then re-send.
+// failed one is copied to the dead letters as this message, under its own
+// sequence: the same request taken again sends the copy its result may
+// have gone out without (the dead-letter stream drops a repeat by its
+// message id); a publisher's message sent anew gets a copy of its own, as
+// every failed request does, which can be retried (dead retry takes the
+// attempt after the highest of the request id's dead letters) even once
+// the first copy has aged out of its stream.
 func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	var res offboard.Result
 	if err := json.Unmarshal(e.Result, &res); err != nil {
@@ -491,7 +491,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
-	stores, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, &res, e.Result, e.Seq == j.seq)
+	stores, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, &res, e.Result)
 	if err == nil {
 		err = queue.WaitStored(pctx, stores...)
 	}
@@ -507,7 +507,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 
 // publish stores the result, and a dead letter if it failed.
 func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
-	stores, err := w.publishAsync(tenant, msg, msgID, seq, res, data, true)
+	stores, err := w.publishAsync(tenant, msg, msgID, seq, res, data)
 	if err == nil {
 		err = queue.WaitStored(ctx, stores...)
 	}
@@ -519,12 +519,12 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 }
 
 // publishAsync sends the result, and a dead letter of msg (the request at
-// seq) if it failed and deadLetter says so, side by side; the returned stores
+// seq) if it failed, side by side; the returned stores
 // wait for them.
-func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte, deadLetter bool) ([]queue.Stored, error) {
+func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) ([]queue.Stored, error) {
 	s := w.opts.Settings.Subjects
 	result, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
-	if err != nil || res.Error == nil || !deadLetter {
+	if err != nil || res.Error == nil {
 		return []queue.Stored{result}, err
 	}
 	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, res.Error.Code, res.Error.Message)

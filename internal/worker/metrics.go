@@ -61,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"tenant", "priority"}),
 		Results: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "results_total",
-			Help: "Results published, by outcome and failure code (empty unless failed); every failed one is also a dead letter, but for a stored failure answered again to a request sent anew.",
+			Help: "Results published, by outcome and failure code (empty unless failed); every failed one is also a dead letter.",
 		}, []string{"tenant", "outcome", "code"}),
 		APICalls: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "api_calls_total",
