@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -84,7 +85,19 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if err != nil {
 		return err
 	}
-	if err := campaign.SetMark(ctx, kv, tenant, name, m); err != nil {
+	switch err := campaign.SetMark(ctx, kv, tenant, name, m); {
+	case errors.Is(err, campaign.ErrCancelledAlready):
+		// The first cancel's mark stays: its time tells the campaign's
+		// requests from later ones with the form of its ids.
+		was, gerr := campaign.GetMark(ctx, kv, tenant, name)
+		if gerr != nil || was == nil {
+			fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already; nothing changed\n", name, tenant)
+			return nil //nolint:nilerr // the cancel stands; who made it is only information
+		}
+		fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already, %s by %s: %s; nothing changed\n",
+			name, tenant, was.At.Format("2006-01-02 15:04:05Z07:00"), orNone(was.By), orNone(was.Reason))
+		return nil
+	case err != nil:
 		return err
 	}
 	ev, err := json.Marshal(controlEvent{Action: "campaign.cancel", Tenant: tenant, Campaign: name, By: m.By, Reason: m.Reason, At: m.At})

@@ -247,6 +247,12 @@ func TestCampaignCancel(t *testing.T) {
 	if strings.Contains(out, "deprecated") || !strings.Contains(errOut, "--by is deprecated") {
 		t.Errorf("--by's notice: stdout %q, stderr %q; want it on stderr alone", out, errOut)
 	}
+	// A second cancel leaves the first's mark: its time tells the
+	// campaign's requests from later look-alikes.
+	code, out, errOut = e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave1", "--reason", "again", "--as", "bob")
+	if code != exitOK || !strings.Contains(out, "was cancelled already") || !strings.Contains(out, "by alice: wrong list; nothing changed") {
+		t.Errorf("second cancel: exit %d: %s %s", code, out, errOut)
+	}
 	calls := len(e.sim.Calls())
 	e.startWorker()
 	e.waitFor("40 results", time.Minute, func() bool { return len(e.results()) >= 40 })

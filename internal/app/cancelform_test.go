@@ -13,9 +13,9 @@ import (
 // the campaign's requests waiting when it is made, and those whose source
 // names the campaign; a request that merely has the form of the
 // campaign's ids, sent later with a source of its own (a CMDB's
-// inc-004711 days after campaign inc), is worked on. The retry of a row
-// answered before the cancel, or answered cancelled, is the campaign's,
-// whatever its source.
+// inc-004711 days after campaign inc), is worked on. A retry of an id of
+// the campaign's form is the campaign's whenever sent, whatever its
+// source.
 func TestCancelSparesALaterRequestWithTheCampaignsIDForm(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 4})
@@ -77,13 +77,15 @@ func TestCancelSparesALaterRequestWithTheCampaignsIDForm(t *testing.T) {
 		}
 	}
 	// Retries sent after the cancel of rows with a source of their own:
-	// the campaign's still, as their first attempts were (one answered
-	// cancelled, one answered before the cancel).
+	// the campaign's still, whenever sent (one first answered cancelled,
+	// one answered before the cancel, one whose first attempt the ledger
+	// no longer holds, as after --ledger-ttl).
 	send(bulk, "inc-000002", m[1].ID, "cmdb:CHG0012345", 2)
 	send(normal, "inc-000005", m[0].ID, "cmdb:CHG0012346", 2)
-	for _, id := range []string{"inc-000002", "inc-000005"} {
-		eventually(t, 20*time.Second, id+"'s retry answered", func() bool { return len(res.snapshot()["contoso/"+id]) == 2 })
-		if r := res.snapshot()["contoso/"+id][1]; r.Attempt != 2 || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+	send(normal, "inc-000006", m[3].ID, "cmdb:CHG0012347", 2)
+	for id, n := range map[string]int{"inc-000002": 2, "inc-000005": 2, "inc-000006": 1} {
+		eventually(t, 20*time.Second, id+"'s retry answered", func() bool { return len(res.snapshot()["contoso/"+id]) == n })
+		if r := res.snapshot()["contoso/"+id][n-1]; r.Attempt != 2 || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
 			t.Errorf("%s's retry: attempt %d %s %+v, want attempt 2 failed cancelled", id, r.Attempt, r.Outcome, r.Error)
 		}
 	}

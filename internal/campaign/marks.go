@@ -58,13 +58,32 @@ func ControlBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyVa
 	return kv, nil
 }
 
-// SetMark writes a campaign's mark.
+// ErrCancelledAlready says that the campaign's cancel mark was there
+// already, and was left as it is.
+var ErrCancelledAlready = errors.New("cancelled already")
+
+// SetMark writes a campaign's mark, unless it has a cancel mark already
+// (ErrCancelledAlready): when the server stored that mark tells the
+// campaign's requests from later ones that merely have the form of its
+// ids (Watcher.Cancelled), so a second cancel must not move it.
 func SetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string, m Mark) error {
 	data, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	if _, err := kv.Put(ctx, Key(tenant, name), data); err != nil {
+	key := Key(tenant, name)
+	_, err = kv.Create(ctx, key, data)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		var e jetstream.KeyValueEntry
+		if e, err = kv.Get(ctx, key); err == nil {
+			var old Mark
+			if json.Unmarshal(e.Value(), &old) == nil && old.Cancelled {
+				return ErrCancelledAlready
+			}
+			_, err = kv.Update(ctx, key, data, e.Revision())
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("mark campaign %s of %s: %w", name, tenant, err)
 	}
 	return nil
@@ -163,7 +182,14 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) {
 	cancelled := IsCancel(e)
 	w.mu.Lock()
 	if cancelled {
-		w.cancelled[tenant+"."+name] = e.Created()
+		// The first cancel's time stands: a mark written again (by hand;
+		// offboardctl does not) must not make requests that came between
+		// the two the campaign's.
+		at, had := w.cancelled[tenant+"."+name]
+		if !had || e.Created().Before(at) {
+			at = e.Created()
+		}
+		w.cancelled[tenant+"."+name] = at
 	} else {
 		delete(w.cancelled, tenant+"."+name)
 	}

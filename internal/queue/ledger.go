@@ -189,24 +189,6 @@ func (e *Entry) Retried(attempt int) bool {
 	return attempt > e.StoredAttempt()
 }
 
-// Stored is when the server stored the entry, by its clock (zero: not
-// read from the bucket).
-func (e *Entry) Stored() time.Time { return e.stored }
-
-// Withdrawn says whether the stored result is a cancel's: failed with code
-// cancelled (its request was a cancelled campaign's).
-func (e *Entry) Withdrawn() bool {
-	if e.State != StateDone {
-		return false
-	}
-	var r struct {
-		Error *struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	return json.Unmarshal(e.Result, &r) == nil && r.Error != nil && r.Error.Code == offboard.CodeCancelled
-}
-
 // FinishAsync is Finish over an entry the caller holds, without the
 // wait: the entry goes out at once as a compare-and-swap (the bucket's
 // expected last sequence of the key is prev's revision), so that it can

@@ -32,14 +32,9 @@ type job struct {
 	req      offboard.Request
 	received time.Time
 	// stored is when the server stored the request in the request stream
-	// (zero: not known), or, for a retry, its earlier attempt's result
-	// when that is earlier: the request id came then. A request that has
-	// the form of a cancelled campaign's ids is that campaign's only if
-	// it came before the cancel.
+	// (zero: not known). A first attempt that has the form of a cancelled
+	// campaign's ids is that campaign's only if it came before the cancel.
 	stored time.Time
-	// retriesWithdrawn says that the request retries one answered
-	// cancelled: it was a cancelled campaign's, whenever it was sent again.
-	retriesWithdrawn bool
 	// delivered is how many times JetStream has delivered the message,
 	// this time included (0: not known).
 	delivered uint64
@@ -164,10 +159,6 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return true
 	case entry.State == queue.StateDone:
 		j.log.Info("failed request retried", zap.Int("attempt", j.req.AttemptOrFirst()), zap.Int("stored_attempt", entry.StoredAttempt()))
-		j.retriesWithdrawn = entry.Withdrawn()
-		if s := entry.Stored(); !s.IsZero() && s.Before(j.stored) {
-			j.stored = s
-		}
 	case entry.Seq != j.seq && w.clock.Since(entry.Started) < w.opts.CallingLease:
 		// Another message with this id is being worked on right now; come
 		// back when it has its result, and answer from the ledger then.
@@ -249,8 +240,12 @@ func (w *Worker) cancelled(j *job) *offboard.Result {
 		return nil
 	}
 	stored := j.stored
-	if j.retriesWithdrawn {
-		stored = time.Time{} // the campaign's, as its earlier attempt was
+	if j.req.AttemptOrFirst() > 1 {
+		// A retry re-sends a request of that id whenever the operator
+		// asks (dead retry, weeks later): by the id's form it is the
+		// cancelled campaign's, whenever sent. What its first attempt
+		// was, and when, the ledger may have forgotten (--ledger-ttl).
+		stored = time.Time{}
 	}
 	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req, stored)
 	if !cancelled {
