@@ -2,14 +2,20 @@ package app
 
 import (
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -68,5 +74,135 @@ func TestRepeatAfterATakeOverIsNotSent(t *testing.T) {
 	}
 	if n := len(e.sim.Actions(tt.tenantID)); n != 0 {
 		t.Errorf("%d actions, want none", n)
+	}
+}
+
+// TestFirstAttemptAfterATakeOverIsNotSent: a request's first attempt is
+// held after its "calling" entry is written. Of r0 and r1, under a budget
+// of 1/1h, one is created and the other held (so its device read for the
+// guards goes stale); the budget is raised, and while the held one reads
+// its device again, r2's read is throttled (429, Retry-After 3 s), which
+// pauses the tenant. Meanwhile another worker takes the held request up
+// and answers it. Its first attempt, 3 s after its entry was written,
+// finds the entry changed and is not sent.
+func TestFirstAttemptAfterATakeOverIsNotSent(t *testing.T) {
+	t.Parallel()
+	var (
+		ep   atomic.Pointer[env]
+		held atomic.Pointer[string] // the held request's device, once the budget is raised
+		once sync.Once
+	)
+	answer := func(id string) []byte {
+		return []byte(`{"requestId":"` + id + `","tenant":"contoso","outcome":"failed","attempt":1,"error":{"code":"api_error","message":"answered by another worker"}}`)
+	}
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 3, noStart: true,
+		extra: "    guards:\n      budget: \"1/1h\"\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n",
+		sim: mdesim.Options{OnCall: func(c mdesim.Call) {
+			dev := held.Load()
+			if dev == nil || c.API != mde.APIMachines || c.MachineID != *dev {
+				return
+			}
+			once.Do(func() {
+				// The held request's device read again: the answer waits
+				// until r2's read is throttled (the tenant paused for
+				// 3 s), and another worker takes the request up meanwhile.
+				e := ep.Load()
+				tt := e.tenants["contoso"]
+				id := "r0"
+				if *dev == tt.machines[1].ID {
+					id = "r1"
+				}
+				e.sim.InjectStatus(tt.tenantID, mde.APIMachines, http.StatusTooManyRequests, "", "", 1, 3*time.Second)
+				e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r2", "machineId": tt.machines[2].ID}, "contoso:r2")
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) &&
+					!slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }); {
+					time.Sleep(10 * time.Millisecond)
+				}
+				time.Sleep(300 * time.Millisecond) // the worker takes the pause in
+				go func() {
+					ledger, err := queue.NewLedger(t.Context(), e.js)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+						entry, err := ledger.Get(t.Context(), "contoso", id)
+						if err == nil && entry != nil && entry.State == queue.StateCalling {
+							if err := ledger.Finish(t.Context(), "contoso", id, entry, entry.Seq, answer(id)); err != nil {
+								t.Error(err)
+							}
+							return
+						}
+					}
+					t.Errorf("%s wrote no calling entry during the pause", id)
+				}()
+			})
+		}}})
+	e.start()
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	res := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r0", "machineId": tt.machines[0].ID}, "contoso:r0")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[1].ID}, "contoso:r1")
+	first := res.wait(t, 1, 10*time.Second)
+	id, dev := "r1", tt.machines[1].ID
+	if len(first["contoso/r1"]) == 1 {
+		id, dev = "r0", tt.machines[0].ID
+	}
+	time.Sleep(2 * time.Second) // the held request's device read goes stale
+	held.Store(&dev)
+	e.setBudget("contoso", "100/1h")
+	got := res.wait(t, 3, 30*time.Second)
+	if r := got["contoso/"+id]; len(r) != 1 || r[0].Error == nil || r[0].Error.Message != "answered by another worker" {
+		for _, x := range r {
+			t.Errorf("result of %s: %s %+v", id, x.Outcome, x.Error)
+		}
+		t.Errorf("%d results of %s, want the other worker's, once", len(r), id)
+	}
+	if n := e.offboardCalls(tt.tenantID, dev); n != 0 {
+		t.Errorf("%d offboard calls for %s's device, want none: another worker answered %s before its first attempt", n, id, id)
+	}
+}
+
+// TestLoweredBudgetDoesNotSendBackALostAnswersRequest: a call whose
+// answer was lost (504, the action created) counts in the budget whatever
+// comes. A budget lowered meanwhile to 1/1h, already spent, does not send
+// the request back to the stream, which would free nothing and make it
+// wait for a slot if its action did not show by then: it goes on to find
+// its action and is answered created with it.
+func TestLoweredBudgetDoesNotSendBackALostAnswersRequest(t *testing.T) {
+	t.Parallel()
+	var (
+		ep   atomic.Pointer[env]
+		once sync.Once
+	)
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true, logger: zap.New(core),
+		extra: "    guards:\n      budget: \"100/1h\"\n",
+		sim: mdesim.Options{ActionVisibleAfter: 600 * time.Millisecond, OnCall: func(c mdesim.Call) {
+			if c.API == mde.APIOffboard && c.Status == http.StatusGatewayTimeout {
+				once.Do(func() { ep.Load().setBudget("contoso", "1/1h") })
+			}
+		}}})
+	e.opts.Retry = worker.RetryPolicy{Base: 200 * time.Millisecond, Max: time.Second}
+	e.start()
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	res := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "first", "machineId": tt.machines[1].ID}, "contoso:first")
+	res.wait(t, 1, 10*time.Second)
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "lost", "machineId": tt.machines[0].ID}, "contoso:lost")
+	r := res.wait(t, 2, 30*time.Second)["contoso/lost"]
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results of the request whose answer was lost: %+v, want created", r)
+	}
+	if n := len(e.sim.Actions(tt.tenantID)); n != 2 {
+		t.Errorf("%d actions, want 2", n)
+	}
+	for _, l := range logs.FilterMessage("request left for redelivery").All() {
+		if err, _ := l.ContextMap()["error"].(string); strings.Contains(err, "budget was lowered") {
+			t.Errorf("the request whose answer was lost was sent back for the lowered budget: %v", l.ContextMap())
+		}
 	}
 }

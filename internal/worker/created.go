@@ -33,13 +33,21 @@ type createdActions struct {
 	// was answered created for and when: about 34 bytes an action in the
 	// map, where the ids as strings took about 156. A tenant draining its
 	// quota adds 100 a minute, and thousands of tenants share the process.
-	byID   map[uint64]createdAction
-	pruned time.Time // when entries older than createdRemembered were last dropped
+	byID map[uint64]createdAction
+	// order lists the actions as noted, oldest first, so that those older
+	// than createdRemembered are dropped without a scan of the map.
+	order []createdNote
+	peak  int // the most actions held since the map was last made
 }
 
 type createdAction struct {
 	request uint64 // the request id's hash
 	at      int64  // Unix ns
+}
+
+type createdNote struct {
+	id uint64
+	at int64
 }
 
 // createdSeed seeds the ids' hashes. Two ids with one hash (one chance in
@@ -55,19 +63,14 @@ func (c *createdActions) note(actionID, requestID string, now time.Time) {
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.pruneLocked(now)
 	if c.byID == nil {
 		c.byID = map[uint64]createdAction{}
 	}
-	if now.Sub(c.pruned) >= createdRemembered {
-		oldest := now.Add(-createdRemembered).UnixNano()
-		for id, a := range c.byID {
-			if a.at <= oldest {
-				delete(c.byID, id)
-			}
-		}
-		c.pruned = now
-	}
-	c.byID[idHash(actionID)] = createdAction{request: idHash(requestID), at: now.UnixNano()}
+	id, at := idHash(actionID), now.UnixNano()
+	c.byID[id] = createdAction{request: idHash(requestID), at: at}
+	c.order = append(c.order, createdNote{id: id, at: at})
+	c.peak = max(c.peak, len(c.byID))
 }
 
 // forAnother says whether the action was answered created for another
@@ -80,4 +83,40 @@ func (c *createdActions) forAnother(actionID, requestID string) bool {
 	defer c.mu.Unlock()
 	a, ok := c.byID[idHash(actionID)]
 	return ok && a.request != idHash(requestID)
+}
+
+// prune drops the actions noted createdRemembered or longer ago; the
+// worker calls it for every tenant with its statistics, so that a tenant
+// gone quiet does not keep them.
+func (c *createdActions) prune(now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pruneLocked(now)
+}
+
+func (c *createdActions) pruneLocked(now time.Time) {
+	cut := now.Add(-createdRemembered).UnixNano()
+	n := 0
+	for n < len(c.order) && c.order[n].at <= cut {
+		if a, ok := c.byID[c.order[n].id]; ok && a.at == c.order[n].at {
+			delete(c.byID, c.order[n].id)
+		}
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	c.order = c.order[n:] // append moves it to a new array as it grows
+	// A map keeps its room when emptied: made anew once it holds a
+	// quarter of its peak, it gives the memory of a burst back.
+	if len(c.byID) <= c.peak/4 {
+		byID := make(map[uint64]createdAction, len(c.byID))
+		for id, a := range c.byID {
+			byID[id] = a
+		}
+		c.byID, c.peak = byID, len(byID)
+		if len(byID) == 0 {
+			c.byID, c.order = nil, nil
+		}
+	}
 }

@@ -188,7 +188,10 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
 	}
-	if j.t.budget.overdrawn(w) {
+	if !j.mayHaveActed && j.t.budget.overdrawn(w) {
+		// After an attempt whose answer was lost the slot is counted
+		// whatever comes (the action may exist): going back frees
+		// nothing, and would hold the look for that action.
 		return nil, errBudgetLowered
 	}
 	if !w.mayHaveCalled(j) {
@@ -306,18 +309,18 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		permit.Release() // no call: its place is given back
 		return res, err
 	}
+	// When the entry was last written as this message's: calling writes
+	// it at once, and may then wait for the call's quota journal entry (a
+	// 429's pause landing meanwhile).
+	owned := w.clock.Now()
 	next, err := w.calling(ctx, j, permit)
 	if err != nil {
 		permit.Release() // no call: its place is given back
 		return nil, err
 	}
-	sent := false // an attempt went out: a repeat checks the id is still this message's
 	v, res, err := w.caller.call(ctx, j, callSpec{
 		api: mde.APIOffboard,
-		do: func(ctx context.Context) *mde.Verdict {
-			sent = true
-			return j.t.Client.Offboard(ctx, j.req.MachineID, comment)
-		},
+		do:  func(ctx context.Context) *mde.Verdict { return j.t.Client.Offboard(ctx, j.req.MachineID, comment) },
 		recheck: func(ctx context.Context) (*offboard.Result, error) {
 			// The failed attempt may have created the action all the same.
 			return w.findOwnAction(ctx, j, next.Started, comment)
@@ -326,9 +329,14 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
 				return res, err
 			}
-			if sent {
-				return nil, w.stillCalling(ctx, j)
+			if w.clock.Since(owned) < ownedFor {
+				return nil, nil
 			}
+			at := w.clock.Now()
+			if err := w.stillCalling(ctx, j); err != nil {
+				return nil, err
+			}
+			owned = at
 			return nil, nil
 		},
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
@@ -358,21 +366,30 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	return j.failed(v.FailureCode, v.Error(), v), nil
 }
 
+// ownedFor is how long after this message wrote its "calling" entry an
+// attempt goes out without writing it again (stillCalling). Another
+// replica takes a request up only once this process's presence has
+// lapsed (15 s), which a process that wrote its entry a moment ago, by
+// its own clock, cannot have let happen; a process frozen meanwhile
+// finds, thawed, that its clock has moved on.
+const ownedFor = time.Second
+
 // stillCalling writes the request's "calling" entry again, as it stands,
-// before a repeat of its call goes out (compare-and-swap over the entry
-// this message wrote). A repeat may come long after the first attempt (a
-// 429's pause, a backoff, a token refreshed), and the process may have
-// been frozen meanwhile (a stopped container, a paused VM): past its
+// before an attempt that comes ownedFor or more after the entry was last
+// written (compare-and-swap over the entry this message wrote). An
+// attempt may come long after it: a 429's pause (also for the first
+// attempt, when the 429 of another request came between the entry and
+// the call), a backoff, a token refreshed; and the process may have been
+// frozen meanwhile (a stopped container, a paused VM): past its
 // presence's lease another replica takes the request up as a crashed
 // one's, writes its own entry and may call. Then the entry is not this
-// message's any more, and the repeat is not sent: the request goes back
-// to the stream and is answered from the ledger. The first attempt needs
-// no such write: calling wrote the entry just before it.
+// message's any more, and the attempt is not sent: the request goes back
+// to the stream and is answered from the ledger.
 func (w *Worker) stillCalling(ctx context.Context, j *job) error {
 	next := *j.entry
 	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, &next)
 	if errors.Is(err, queue.ErrConflict) {
-		j.log.Warn("the request's ledger entry changed while its call waited to be repeated: another worker took it up; not sent again")
+		j.log.Warn("the request's ledger entry changed while its call waited: another worker took it up; not sent")
 		return errTakenOver
 	}
 	if err != nil {
@@ -383,8 +400,8 @@ func (w *Worker) stillCalling(ctx context.Context, j *job) error {
 }
 
 // errTakenOver leaves a request whose ledger entry another worker wrote
-// while this one waited to repeat its call.
-var errTakenOver = errLeave("another worker took the request up while its call waited to be repeated: not sent again; taken again to answer from the ledger")
+// while this one's call waited.
+var errTakenOver = errLeave("another worker took the request up while its call waited: not sent; taken again to answer from the ledger")
 
 // offboardPermit waits for the offboard call's permit; a fresh request
 // claims its id first. A cancel of its campaign ends the wait

@@ -619,6 +619,7 @@ func (w *Worker) runStats(ctx context.Context) {
 				t.swept = w.clock.Now()
 			}
 			w.setPaused(t.name, t.backlog)
+			t.created.prune(w.clock.Now())
 			t.budget.setPending(t.backlog, w.opts.Control)
 			w.setBudgetGauges(t)
 		}
