@@ -75,28 +75,32 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if err != nil {
 		return err
 	}
+	kv, err := campaign.ControlBucket(ctx, js)
+	if err != nil {
+		return err
+	}
+	// A campaign cancelled already keeps its first mark: its time tells
+	// the campaign's requests from later ones with the form of its ids.
+	// Read first: its results may have aged out of their stream.
+	if was, err := campaign.GetMark(ctx, kv, tenant, name); err != nil {
+		return err
+	} else if was != nil && was.Cancelled {
+		return c.cancelledAlready(tenant, name, was)
+	}
 	// A name no request carries is a mistake (the CSV's file name for
 	// the campaign's, a typo): its mark would cancel nothing now, and a
 	// later campaign of that name at once.
 	if st, err := c.campaignStatus(ctx, js, tenant, name); err == nil && st.Answered == 0 && st.Waiting == 0 {
 		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered; nothing cancelled (see campaign status --name)", tenant, name)
 	}
-	kv, err := campaign.ControlBucket(ctx, js)
-	if err != nil {
-		return err
-	}
 	switch err := campaign.SetMark(ctx, kv, tenant, name, m); {
 	case errors.Is(err, campaign.ErrCancelledAlready):
-		// The first cancel's mark stays: its time tells the campaign's
-		// requests from later ones with the form of its ids.
+		// Another operator's cancel came first.
 		was, gerr := campaign.GetMark(ctx, kv, tenant, name)
 		if gerr != nil || was == nil {
-			fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already; nothing changed\n", name, tenant)
-			return nil //nolint:nilerr // the cancel stands; who made it is only information
+			was = &campaign.Mark{Cancelled: true}
 		}
-		fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already, %s by %s: %s; nothing changed\n",
-			name, tenant, was.At.Format("2006-01-02 15:04:05Z07:00"), orNone(was.By), orNone(was.Reason))
-		return nil
+		return c.cancelledAlready(tenant, name, was)
 	case err != nil:
 		return err
 	}
@@ -115,6 +119,18 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	}
 	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %d requests waiting will be answered cancelled (%d answered so far)\n",
 		name, tenant, st.Waiting, st.Answered)
+	return nil
+}
+
+// cancelledAlready says that the campaign was cancelled before, by whom,
+// when and why: nothing changed, and that is no failure.
+func (c *cli) cancelledAlready(tenant, name string, was *campaign.Mark) error {
+	if was.At.IsZero() {
+		fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already; nothing changed\n", name, tenant)
+		return nil
+	}
+	fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already, %s by %s: %s; nothing changed\n",
+		name, tenant, was.At.Format("2006-01-02 15:04:05Z07:00"), orNone(was.By), orNone(was.Reason))
 	return nil
 }
 

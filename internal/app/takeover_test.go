@@ -3,14 +3,10 @@ package app
 import (
 	"net/http"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
@@ -164,45 +160,58 @@ func TestFirstAttemptAfterATakeOverIsNotSent(t *testing.T) {
 	}
 }
 
-// TestLoweredBudgetDoesNotSendBackALostAnswersRequest: a call whose
-// answer was lost (504, the action created) counts in the budget whatever
-// comes. A budget lowered meanwhile to 1/1h, already spent, does not send
-// the request back to the stream, which would free nothing and make it
-// wait for a slot if its action did not show by then: it goes on to find
-// its action and is answered created with it.
-func TestLoweredBudgetDoesNotSendBackALostAnswersRequest(t *testing.T) {
+// TestLoweredBudgetAfterAnUnknownAttempt: a call whose effect is unknown
+// (a 503, or a 504 after which the action exists) counts in the budget
+// whatever comes. A budget lowered meanwhile to 1/1h, already spent,
+// sends no repeat: a repeat after a 503 that made nothing would be a
+// second action in a window that allows one. The request waits with the
+// budget's held requests; raised, the budget lets it go: after the 503 it
+// calls again and is created, after the 504 it is created with the action
+// its call made (shown 8 s late; a repeat, if it went out before the
+// action showed, is refused as a duplicate by the API): one action each.
+func TestLoweredBudgetAfterAnUnknownAttempt(t *testing.T) {
 	t.Parallel()
-	var (
-		ep   atomic.Pointer[env]
-		once sync.Once
-	)
-	core, logs := observer.New(zap.WarnLevel)
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true, logger: zap.New(core),
-		extra: "    guards:\n      budget: \"100/1h\"\n",
-		sim: mdesim.Options{ActionVisibleAfter: 600 * time.Millisecond, OnCall: func(c mdesim.Call) {
-			if c.API == mde.APIOffboard && c.Status == http.StatusGatewayTimeout {
-				once.Do(func() { ep.Load().setBudget("contoso", "1/1h") })
+	for _, tc := range []struct{ status int }{{http.StatusServiceUnavailable}, {http.StatusGatewayTimeout}} {
+		t.Run(http.StatusText(tc.status), func(t *testing.T) {
+			t.Parallel()
+			var (
+				ep   atomic.Pointer[env]
+				once sync.Once
+			)
+			e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true,
+				extra: "    guards:\n      budget: \"100/1h\"\n",
+				sim: mdesim.Options{ActionVisibleAfter: 8 * time.Second, OnCall: func(c mdesim.Call) {
+					if c.API == mde.APIOffboard && c.Status == tc.status {
+						once.Do(func() { ep.Load().setBudget("contoso", "1/1h") })
+					}
+				}}})
+			e.opts.Retry = worker.RetryPolicy{Base: 200 * time.Millisecond, Max: time.Second}
+			e.start()
+			ep.Store(e)
+			tt := e.tenants["contoso"]
+			res := e.collect("mde.offboard.result.>")
+			e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "first", "machineId": tt.machines[1].ID}, "contoso:first")
+			res.wait(t, 1, 10*time.Second)
+			if tc.status == http.StatusGatewayTimeout {
+				e.sim.LoseAnswers(tt.tenantID, 1)
+			} else {
+				e.sim.InjectStatus(tt.tenantID, mde.APIOffboard, tc.status, "", "", 1, 0)
 			}
-		}}})
-	e.opts.Retry = worker.RetryPolicy{Base: 200 * time.Millisecond, Max: time.Second}
-	e.start()
-	ep.Store(e)
-	tt := e.tenants["contoso"]
-	res := e.collect("mde.offboard.result.>")
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "first", "machineId": tt.machines[1].ID}, "contoso:first")
-	res.wait(t, 1, 10*time.Second)
-	e.sim.LoseAnswers(tt.tenantID, 1)
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "lost", "machineId": tt.machines[0].ID}, "contoso:lost")
-	r := res.wait(t, 2, 30*time.Second)["contoso/lost"]
-	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
-		t.Errorf("results of the request whose answer was lost: %+v, want created", r)
-	}
-	if n := len(e.sim.Actions(tt.tenantID)); n != 2 {
-		t.Errorf("%d actions, want 2", n)
-	}
-	for _, l := range logs.FilterMessage("request left for redelivery").All() {
-		if err, _ := l.ContextMap()["error"].(string); strings.Contains(err, "budget was lowered") {
-			t.Errorf("the request whose answer was lost was sent back for the lowered budget: %v", l.ContextMap())
-		}
+			e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "x", "machineId": tt.machines[0].ID}, "contoso:x")
+			time.Sleep(10 * time.Second) // past the action's lag
+			if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n != 1 {
+				t.Errorf("%d offboard calls for x's device under a budget lowered to 1/1h and spent, want its one attempt", n)
+			}
+			e.setBudget("contoso", "100/1h")
+			if r := res.wait(t, 2, 30*time.Second)["contoso/x"]; len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
+				t.Errorf("results of x: %+v, want created once the budget was raised", r)
+			}
+			if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n > 2 {
+				t.Errorf("%d offboard calls for x's device, want at most 2", n)
+			}
+			if n := len(e.sim.Actions(tt.tenantID)); n != 2 {
+				t.Errorf("%d actions, want 2", n)
+			}
+		})
 	}
 }

@@ -72,21 +72,28 @@ func SetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string, m 
 		return err
 	}
 	key := Key(tenant, name)
-	_, err = kv.Create(ctx, key, data)
-	if errors.Is(err, jetstream.ErrKeyExists) {
-		var e jetstream.KeyValueEntry
-		if e, err = kv.Get(ctx, key); err == nil {
-			var old Mark
-			if json.Unmarshal(e.Value(), &old) == nil && old.Cancelled {
-				return ErrCancelledAlready
+	for tries := 0; ; tries++ {
+		_, err = kv.Create(ctx, key, data)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			var e jetstream.KeyValueEntry
+			if e, err = kv.Get(ctx, key); err == nil {
+				var old Mark
+				if json.Unmarshal(e.Value(), &old) == nil && old.Cancelled {
+					return ErrCancelledAlready
+				}
+				_, err = kv.Update(ctx, key, data, e.Revision())
 			}
-			_, err = kv.Update(ctx, key, data, e.Revision())
 		}
+		// Another writer came between the read and the write (two
+		// operators cancelling at once): read again.
+		if tries < 5 && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("mark campaign %s of %s: %w", name, tenant, err)
+		}
+		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("mark campaign %s of %s: %w", name, tenant, err)
-	}
-	return nil
 }
 
 // GetMark reads a campaign's mark; nil when it has none.

@@ -134,7 +134,7 @@ func (l *Ledger) Put(ctx context.Context, tenant, requestID string, prev, e *Ent
 	} else {
 		rev, err = l.kv.Update(ctx, key, data, prev.revision)
 	}
-	if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
+	if errors.Is(err, jetstream.ErrKeyExists) || IsWrongLastSequence(err) {
 		return ErrConflict
 	}
 	if err != nil {
@@ -144,7 +144,9 @@ func (l *Ledger) Put(ctx context.Context, tenant, requestID string, prev, e *Ent
 	return nil
 }
 
-func isWrongLastSequence(err error) bool {
+// IsWrongLastSequence says whether a write with an expected last
+// sequence (a KV update, a compare-and-swap append) lost to another writer.
+func IsWrongLastSequence(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.As(err, &apiErr) &&
 		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
@@ -215,7 +217,7 @@ func (l *Ledger) FinishAsync(tenant, requestID string, prev *Entry, seq uint64, 
 			e.revision = pa.Sequence
 			return nil
 		case err := <-f.Err():
-			if isWrongLastSequence(err) {
+			if IsWrongLastSequence(err) {
 				return ErrConflict
 			}
 			return fmt.Errorf("ledger put: %w", err)
@@ -258,7 +260,7 @@ func (l *Ledger) TrackedState(ctx context.Context, tenant, actionID string) ([]b
 // read. ErrConflict means another replica changed it meanwhile.
 func (l *Ledger) TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error {
 	if _, err := l.kv.Update(ctx, trackKey(tenant, actionID), state, rev); err != nil {
-		if isWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
+		if IsWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
 			return ErrConflict
 		}
 		return fmt.Errorf("ledger track: %w", err)
@@ -278,7 +280,7 @@ func (l *Ledger) Untrack(ctx context.Context, tenant, actionID string) error {
 // the action is followed already (ErrConflict).
 func (l *Ledger) TrackNew(ctx context.Context, tenant, actionID string, state []byte) error {
 	if _, err := l.kv.Create(ctx, trackKey(tenant, actionID), state); err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err) {
+		if errors.Is(err, jetstream.ErrKeyExists) || IsWrongLastSequence(err) {
 			return ErrConflict
 		}
 		return fmt.Errorf("ledger track: %w", err)

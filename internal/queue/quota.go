@@ -77,7 +77,7 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 	if err == nil {
 		return ack.Sequence, nil
 	}
-	if !isWrongLastSequence(err) {
+	if !IsWrongLastSequence(err) {
 		return 0, err
 	}
 	// A replicated stream does not say which entry is last: ask.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -188,10 +189,11 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
 	}
-	if !j.mayHaveActed && j.t.budget.overdrawn(w) {
-		// After an attempt whose answer was lost the slot is counted
-		// whatever comes (the action may exist): going back frees
-		// nothing, and would hold the look for that action.
+	if j.t.budget.overdrawn(w) {
+		// Also after an attempt whose answer was lost: its slot counts
+		// whatever comes, but a repeat could create a second action
+		// over the budget if the first made none. The request, taken
+		// again, looks for its action before it needs a slot.
 		return nil, errBudgetLowered
 	}
 	if !w.mayHaveCalled(j) {
@@ -329,7 +331,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
 				return res, err
 			}
-			if w.clock.Since(owned) < ownedFor {
+			if sinceBoth(w.clock, owned) < ownedFor {
 				return nil, nil
 			}
 			at := w.clock.Now()
@@ -371,8 +373,16 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 // replica takes a request up only once this process's presence has
 // lapsed (15 s), which a process that wrote its entry a moment ago, by
 // its own clock, cannot have let happen; a process frozen meanwhile
-// finds, thawed, that its clock has moved on.
+// finds, thawed, that its clock has moved on (sinceBoth).
 const ownedFor = time.Second
+
+// sinceBoth is the time since t by the monotonic clock or by the wall
+// clock, whichever is longer: the monotonic clock stands still while the
+// machine is suspended, the wall clock moves on (and may step either way).
+func sinceBoth(clock clockwork.Clock, t time.Time) time.Duration {
+	now := clock.Now()
+	return max(now.Sub(t), now.Round(0).Sub(t.Round(0)))
+}
 
 // stillCalling writes the request's "calling" entry again, as it stands,
 // before an attempt that comes ownedFor or more after the entry was last
