@@ -215,3 +215,36 @@ func TestLoweredBudgetAfterAnUnknownAttempt(t *testing.T) {
 		})
 	}
 }
+
+// TestLostAnswerActionFinishedBeforeItShows: the answer is lost, the
+// repeat is refused (ActiveRequestAlreadyExists: the action is pending),
+// and the action finishes (the device took it at once) before lists show
+// it. The worker takes it for its own, finished, and answers created with
+// it, rather than fail for want of an unfinished one.
+func TestLostAnswerActionFinishedBeforeItShows(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true,
+		sim: mdesim.Options{ActionVisibleAfter: time.Second, ActionCompleteAfter: 600 * time.Millisecond}})
+	// Backoffs of 150-300, 300-600 and 600-1200 ms: the repeat goes out
+	// within 0.6 s of the lost answer, while the action is pending; the
+	// last of the three looks after the refusal comes after it shows.
+	e.opts.Retry = worker.RetryPolicy{Base: 300 * time.Millisecond, Max: 2 * time.Second}
+	e.start()
+	tt := e.tenants["contoso"]
+	res := e.collect("mde.offboard.result.>")
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
+	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
+		for _, x := range r {
+			t.Errorf("result: %s %+v", x.Outcome, x.Error)
+		}
+	}
+	refused := slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusBadRequest })
+	if !refused {
+		t.Error("no repeat was refused: the case is not the one this test is about")
+	}
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions, want 1", n)
+	}
+}

@@ -614,11 +614,11 @@ func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, sin
 	}
 }
 
-// existingAction answers ActiveRequestAlreadyExists with the device's
-// unfinished Offboard action: already pending, or created when an earlier
-// attempt of this message whose answer was lost made it (our comment,
-// created since the call was sent, and not answered created for another
-// request: createdActions).
+// existingAction answers ActiveRequestAlreadyExists: created with the
+// action an earlier attempt of this message whose answer was lost made
+// (our comment, created since the call was sent, and not answered created
+// for another request: createdActions), finished or not; else already
+// pending with the device's unfinished Offboard action.
 func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict, since time.Time, comment string) (*offboard.Result, error) {
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
@@ -627,11 +627,18 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		if err != nil || res != nil {
 			return res, err
 		}
-		for _, a := range actions {
-			if a.Unfinished() {
-				if w.mayHaveCalled(j) && mayBeOwnAction(a, comment, since) && !j.t.created.forAnother(a.ID, j.req.RequestID) {
+		// The request's own action, from an attempt whose answer was
+		// lost, may have finished meanwhile (the device took it at once):
+		// it is looked for among all of them first.
+		if w.mayHaveCalled(j) {
+			for _, a := range actions {
+				if mayBeOwnAction(a, comment, since) && !j.t.created.forAnother(a.ID, j.req.RequestID) {
 					return w.ownAction(j, a), nil
 				}
+			}
+		}
+		for _, a := range actions {
+			if a.Unfinished() {
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
 		}
