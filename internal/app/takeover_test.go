@@ -1,6 +1,7 @@
 package app
 
 import (
+	"encoding/json"
 	"net/http"
 	"slices"
 	"sync"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -216,18 +218,84 @@ func TestLoweredBudgetAfterAnUnknownAttempt(t *testing.T) {
 	}
 }
 
-// TestLostAnswerActionFinishedBeforeItShows: the answer is lost, the
-// repeat is refused (ActiveRequestAlreadyExists: the action is pending),
-// and the action finishes (the device took it at once) before lists show
-// it. The worker takes it for its own, finished, and answers created with
-// it, rather than fail for want of an unfinished one.
-func TestLostAnswerActionFinishedBeforeItShows(t *testing.T) {
+// TestCallsActionFinishedBeforeItShows: a worker died during its call,
+// whose action lists do not show for 3 s. The request, delivered again,
+// looks for it (not shown), and its call is refused as a duplicate
+// (ActiveRequestAlreadyExists: the action is pending); the device takes
+// the action before lists show it. The worker takes the action, finished,
+// for the request's own and answers created with it, rather than fail for
+// want of an unfinished one.
+func TestCallsActionFinishedBeforeItShows(t *testing.T) {
+	t.Parallel()
+	const lag = 3 * time.Second
+	var (
+		ep     atomic.Pointer[env]
+		action atomic.Pointer[mde.Action]
+		once   sync.Once
+	)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true, ackWait: 2 * time.Second,
+		sim: mdesim.Options{ActionVisibleAfter: lag, OnCall: func(c mdesim.Call) {
+			if c.API != mde.APIOffboard || c.Status != http.StatusBadRequest {
+				return
+			}
+			once.Do(func() {
+				// The refusal is answered once the action shows, finished.
+				a := action.Load()
+				time.Sleep(time.Until(a.Created().Add(lag + 200*time.Millisecond)))
+				e := ep.Load()
+				e.sim.SetActionStatus(e.tenants["contoso"].tenantID, a.ID, "Succeeded")
+			})
+		}}})
+	e.start()
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	res := e.collect("mde.offboard.result.>")
+	a := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "r1", Tenant: "contoso", MachineID: m.ID})
+	action.Store(&a)
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.Put(t.Context(), "contoso", "r1", nil, &queue.Entry{
+		// An entry of a release before entries named their writer, older
+		// than the ack wait: the call is not taken to be under way.
+		State: queue.StateCalling, Seq: 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": m.ID}, "contoso:r1")
+	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
+	var got struct{ ID string }
+	if len(r) == 1 {
+		_ = json.Unmarshal(r[0].MachineAction, &got)
+	}
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated || got.ID != a.ID {
+		for _, x := range r {
+			t.Errorf("result: %s %+v", x.Outcome, x.Error)
+		}
+		t.Errorf("want created with the dead worker's action %s", a.ID)
+	}
+	refused := slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusBadRequest })
+	if !refused {
+		t.Error("no call was refused as a duplicate: the case is not the one this test is about")
+	}
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions, want 1", n)
+	}
+}
+
+// TestLostAnswerWhileListsLagMakesNoSecondAction: the answer is lost, the
+// device takes the action at once, and lists show it only 0.7 s after it
+// was made. A repeat would not be refused (nothing pending) and would make
+// a second action: the worker looks for its action a few times, with
+// backoffs, before it repeats the call, and finds it.
+func TestLostAnswerWhileListsLagMakesNoSecondAction(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true,
-		sim: mdesim.Options{ActionVisibleAfter: time.Second, ActionCompleteAfter: 600 * time.Millisecond}})
-	// Backoffs of 150-300, 300-600 and 600-1200 ms: the repeat goes out
-	// within 0.6 s of the lost answer, while the action is pending; the
-	// last of the three looks after the refusal comes after it shows.
+		sim: mdesim.Options{ActionVisibleAfter: 700 * time.Millisecond, ActionCompleteAfter: time.Millisecond}})
+	// Backoffs of 150-300, 150-300, 300-600 and 600-1200 ms: the first
+	// look comes before the action shows, the last after.
 	e.opts.Retry = worker.RetryPolicy{Base: 300 * time.Millisecond, Max: 2 * time.Second}
 	e.start()
 	tt := e.tenants["contoso"]
@@ -236,15 +304,9 @@ func TestLostAnswerActionFinishedBeforeItShows(t *testing.T) {
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
 	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
 	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
-		for _, x := range r {
-			t.Errorf("result: %s %+v", x.Outcome, x.Error)
-		}
-	}
-	refused := slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusBadRequest })
-	if !refused {
-		t.Error("no repeat was refused: the case is not the one this test is about")
+		t.Errorf("results: %+v, want created", r)
 	}
 	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
-		t.Errorf("%d actions, want 1", n)
+		t.Errorf("%d actions after a lost answer, want 1", n)
 	}
 }

@@ -324,8 +324,11 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		api: mde.APIOffboard,
 		do:  func(ctx context.Context) *mde.Verdict { return j.t.Client.Offboard(ctx, j.req.MachineID, comment) },
 		recheck: func(ctx context.Context) (*offboard.Result, error) {
-			// The failed attempt may have created the action all the same.
-			return w.findOwnAction(ctx, j, next.Started, comment)
+			// The failed attempt may have created the action all the same;
+			// a repeat while lists do not show it yet relies on the API
+			// refusing a second offboard, which it does only while the
+			// first is pending: looked for a few times first.
+			return w.lookForOwnAction(ctx, j, next.Started, comment)
 		},
 		again: func(ctx context.Context) (*offboard.Result, error) {
 			if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
@@ -599,14 +602,22 @@ func mayBeOwnAction(a mde.Action, comment string, since time.Time) bool {
 // few times as a fresh action can be missing from lists for a moment.
 // Not found, the request fails; the call counts as one that acted.
 func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, since time.Time, comment string, parseErr error) (*offboard.Result, error) {
+	res, err := w.lookForOwnAction(ctx, j, since, comment)
+	if err != nil || res != nil {
+		return res, err
+	}
+	return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action ("+parseErr.Error()+
+		"), and the device's offboard actions show none of ours", v), nil
+}
+
+// lookForOwnAction is findOwnAction, looked for again a few times
+// (NotFoundCheck, with backoffs) while lists do not show it: a fresh
+// action can be missing from them for a moment.
+func (w *Worker) lookForOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
 	for look := 0; ; look++ {
 		res, err := w.findOwnAction(ctx, j, since, comment)
-		if err != nil || res != nil {
+		if err != nil || res != nil || look >= w.caller.retry.NotFoundCheck {
 			return res, err
-		}
-		if look >= w.caller.retry.NotFoundCheck {
-			return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action ("+parseErr.Error()+
-				"), and the device's offboard actions show none of ours", v), nil
 		}
 		if err := w.caller.backoff(ctx, look+1); err != nil {
 			return nil, err
