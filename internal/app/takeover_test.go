@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"sync"
@@ -308,5 +309,50 @@ func TestLostAnswerWhileListsLagMakesNoSecondAction(t *testing.T) {
 	}
 	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
 		t.Errorf("%d actions after a lost answer, want 1", n)
+	}
+}
+
+// TestLostAnswerLookThatFails: the answer is lost, and the list calls
+// that look for the action fail (404 twice, an intermittent fault).
+// The request is not answered failed while its action exists, its budget
+// slot given back: it is taken again, finds its action and is created
+// with it. A budget of 2/1h then lets one more request go, not two.
+func TestLostAnswerLookThatFails(t *testing.T) {
+	t.Parallel()
+	var (
+		ep   atomic.Pointer[env]
+		once sync.Once
+	)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 3, noStart: true,
+		extra: "    guards:\n      budget: \"2/1h\"\n",
+		sim: mdesim.Options{ActionVisibleAfter: 3 * time.Second, OnCall: func(c mdesim.Call) {
+			if c.API == mde.APIOffboard && c.Status == http.StatusGatewayTimeout {
+				once.Do(func() {
+					e := ep.Load()
+					e.sim.InjectStatus(e.tenants["contoso"].tenantID, mde.APIMachineActions, http.StatusNotFound, "ResourceNotFound", "not found", 2, 0)
+				})
+			}
+		}}})
+	e.start()
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	res := e.collect("mde.offboard.result.>")
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
+	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
+		for _, x := range r {
+			t.Errorf("result: %s %+v", x.Outcome, x.Error)
+		}
+		t.Error("want created with the action of the lost answer")
+	}
+	for i := 2; i <= 3; i++ {
+		id := fmt.Sprintf("r%d", i)
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": tt.machines[i-1].ID}, "contoso:"+id)
+	}
+	res.wait(t, 2, 30*time.Second)
+	time.Sleep(3 * time.Second)
+	if n := len(e.sim.Actions(tt.tenantID)); n != 2 {
+		t.Errorf("%d actions under a budget of 2/1h, want 2", n)
 	}
 }

@@ -223,6 +223,10 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	return res, err
 }
 
+// errUnlistedAfterCall leaves a request whose device's actions could not
+// be listed to look for the action a call of it may have made.
+var errUnlistedAfterCall = errLeave("the device's actions could not be listed, and a call of the request may have created one: taken again to look for it")
+
 // errUnreadAfterLostAnswer leaves a request whose device could not be read
 // again for the guards after an attempt whose answer was lost, as
 // errRefusedAfterLostAnswer does for a refusal.
@@ -669,6 +673,13 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 // request's result; not found (nil, nil), a call may be sent.
 func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
 	actions, res, err := w.offboardActions(ctx, j)
+	if res != nil && w.mayHaveCalled(j) {
+		// The list could not be read (a 404, a 5xx, a proxy's page): the
+		// action a call of the request may have made is not answered
+		// failed, but looked for again when the request is taken again.
+		j.log.Info("the device's actions could not be listed after a call that may have acted", zap.String("code", res.Error.Code))
+		return nil, errUnlistedAfterCall
+	}
 	if err != nil || res != nil {
 		return res, err
 	}
