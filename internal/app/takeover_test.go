@@ -356,3 +356,45 @@ func TestLostAnswerLookThatFails(t *testing.T) {
 		t.Errorf("%d actions under a budget of 2/1h, want 2", n)
 	}
 }
+
+// TestRefusedRepeatLookThatFails: the answer is lost, lists show the
+// action only after the looks before the repeat, the repeat is refused
+// (ActiveRequestAlreadyExists), and the list call that looks for the
+// pending action then fails (404). The request is taken again and is
+// created with its action, not answered failed.
+func TestRefusedRepeatLookThatFails(t *testing.T) {
+	t.Parallel()
+	var (
+		ep   atomic.Pointer[env]
+		once sync.Once
+	)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true,
+		sim: mdesim.Options{ActionVisibleAfter: 5 * time.Second, OnCall: func(c mdesim.Call) {
+			if c.API == mde.APIOffboard && c.Status == http.StatusBadRequest {
+				once.Do(func() {
+					e := ep.Load()
+					e.sim.InjectStatus(e.tenants["contoso"].tenantID, mde.APIMachineActions, http.StatusNotFound, "ResourceNotFound", "not found", 1, 0)
+				})
+			}
+		}}})
+	e.opts.Retry = worker.RetryPolicy{Base: 100 * time.Millisecond, Max: time.Second}
+	e.start()
+	ep.Store(e)
+	tt := e.tenants["contoso"]
+	res := e.collect("mde.offboard.result.>")
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
+	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
+		for _, x := range r {
+			t.Errorf("result: %s %+v", x.Outcome, x.Error)
+		}
+		t.Error("want created with the action of the lost answer")
+	}
+	if !slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIMachineActions && c.Status == http.StatusNotFound }) {
+		t.Error("no list call failed: the case is not the one this test is about")
+	}
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions, want 1", n)
+	}
+}

@@ -639,6 +639,9 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 	// few times before saying so.
 	for look := 0; ; look++ {
 		actions, res, err := w.offboardActions(ctx, j)
+		if res != nil && w.mayHaveCalled(j) {
+			return nil, errUnlistedAfterCall // as in findOwnAction
+		}
 		if err != nil || res != nil {
 			return res, err
 		}
