@@ -398,3 +398,46 @@ func TestRefusedRepeatLookThatFails(t *testing.T) {
 		t.Errorf("%d actions, want 1", n)
 	}
 }
+
+// TestCrashedCallsActionShownLate: a worker died during its call, whose
+// action the device took at once and lists show only 1 s after it was
+// made. The request, delivered again, looks for it a few times before
+// it calls, and finds it: a call would not have been refused (nothing
+// pending) and would have made a second action.
+func TestCrashedCallsActionShownLate(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true, ackWait: 2 * time.Second,
+		sim: mdesim.Options{ActionVisibleAfter: time.Second}})
+	// Backoffs of 150-300, 300-600 and 600-1200 ms: the last look comes
+	// after the action shows.
+	e.opts.Retry = worker.RetryPolicy{Base: 300 * time.Millisecond, Max: 2 * time.Second}
+	e.start()
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	res := e.collect("mde.offboard.result.>")
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.Put(t.Context(), "contoso", "r1", nil, &queue.Entry{
+		// An entry of a release before entries named their writer, older
+		// than the ack wait: the call is not taken to be under way.
+		State: queue.StateCalling, Seq: 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	a := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "r1", Tenant: "contoso", MachineID: m.ID})
+	e.sim.SetActionStatus(tt.tenantID, a.ID, "Succeeded") // the device took it at once
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": m.ID}, "contoso:r1")
+	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
+	var got struct{ ID string }
+	if len(r) == 1 {
+		_ = json.Unmarshal(r[0].MachineAction, &got)
+	}
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated || got.ID != a.ID {
+		t.Errorf("%d results, created with %q; want created with the dead worker's action %s", len(r), got.ID, a.ID)
+	}
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions, want 1", n)
+	}
+}

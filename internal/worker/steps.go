@@ -72,7 +72,14 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		if err != nil {
 			return j.failed(offboard.CodeInternal, err.Error(), nil), nil
 		}
-		if res, err := w.findOwnAction(ctx, j, e.Since(), comment); err != nil || res != nil {
+		// Lists may not show an action made less than ActionShowsWithin
+		// ago: looked for a few times then, before a call that the API
+		// would not refuse if the device has taken the action already.
+		look := w.findOwnAction
+		if w.mayHaveCalled(j) {
+			look = w.lookForOwnAction
+		}
+		if res, err := look(ctx, j, e.Since(), comment); err != nil || res != nil {
 			return res, err
 		}
 	}
