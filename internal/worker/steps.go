@@ -646,9 +646,6 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 	// few times before saying so.
 	for look := 0; ; look++ {
 		actions, res, err := w.offboardActions(ctx, j)
-		if res != nil && w.mayHaveCalled(j) {
-			return nil, errUnlistedAfterCall // as in findOwnAction
-		}
 		if err != nil || res != nil {
 			return res, err
 		}
@@ -656,10 +653,8 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		// lost, may have finished meanwhile (the device took it at once):
 		// it is looked for among all of them first.
 		if w.mayHaveCalled(j) {
-			for _, a := range actions {
-				if mayBeOwnAction(a, comment, since) && !j.t.created.forAnother(a.ID, j.req.RequestID) {
-					return w.ownAction(j, a), nil
-				}
+			if res := w.ownAmong(j, actions, comment, since); res != nil {
+				return res, nil
 			}
 		}
 		for _, a := range actions {
@@ -683,23 +678,24 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 // request's result; not found (nil, nil), a call may be sent.
 func (w *Worker) findOwnAction(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
 	actions, res, err := w.offboardActions(ctx, j)
-	if res != nil && w.mayHaveCalled(j) {
-		// The list could not be read (a 404, a 5xx, a proxy's page): the
-		// action a call of the request may have made is not answered
-		// failed, but looked for again when the request is taken again.
-		j.log.Info("the device's actions could not be listed after a call that may have acted", zap.String("code", res.Error.Code))
-		return nil, errUnlistedAfterCall
-	}
 	if err != nil || res != nil {
 		return res, err
 	}
+	return w.ownAmong(j, actions, comment, since), nil
+}
+
+// ownAmong is the created result with the action among actions that a
+// call of this request, sent at since, may have made (mayBeOwnAction),
+// and that this process did not answer created for another request; nil
+// when there is none.
+func (w *Worker) ownAmong(j *job, actions []mde.Action, comment string, since time.Time) *offboard.Result {
 	for _, a := range actions {
 		if mayBeOwnAction(a, comment, since) && !j.t.created.forAnother(a.ID, j.req.RequestID) {
 			j.log.Info("found the action of an earlier attempt", zap.String("action_id", a.ID))
-			return w.ownAction(j, a), nil
+			return w.ownAction(j, a)
 		}
 	}
-	return nil, nil
+	return nil
 }
 
 // ownAction is the created result with the request's own action, which
@@ -709,17 +705,28 @@ func (w *Worker) ownAction(j *job, a mde.Action) *offboard.Result {
 	return j.withAction(offboard.OutcomeCreated, a)
 }
 
-// offboardActions lists the device's Offboard actions, newest first.
+// offboardActions lists the device's Offboard actions, newest first. A
+// list that cannot be read (a 404, a 5xx, a proxy's page) is the
+// request's failed result, unless a call of the request may have made an
+// action: then the request is not answered failed while its action may
+// exist, but taken again to look for it (errUnlistedAfterCall).
 func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *offboard.Result, error) {
 	v, res, err := w.read(ctx, j, mde.APIMachineActions, "list the device's offboard actions: ", func(ctx context.Context) *mde.Verdict {
 		return j.t.Client.OffboardActions(ctx, j.req.MachineID)
 	})
+	var actions []mde.Action
+	if err == nil && res == nil {
+		var perr error
+		if actions, perr = mde.ParseActions(v.Body); perr != nil {
+			res = j.failed(offboard.CodeAPIError, perr.Error(), v)
+		}
+	}
+	if res != nil && w.mayHaveCalled(j) {
+		j.log.Info("the device's actions could not be listed after a call that may have acted", zap.String("code", res.Error.Code))
+		return nil, nil, errUnlistedAfterCall
+	}
 	if err != nil || res != nil {
 		return nil, res, err
-	}
-	actions, err := mde.ParseActions(v.Body)
-	if err != nil {
-		return nil, j.failed(offboard.CodeAPIError, err.Error(), v), nil
 	}
 	// Newest first, whatever order the API used.
 	slices.SortStableFunc(actions, func(a, b mde.Action) int { return b.Created().Compare(a.Created()) })
