@@ -18,6 +18,97 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
+// onFirstCall makes the simulator of c run do once, with the env, on the
+// first API call that match accepts (from the call's goroutine, its answer
+// written and not yet sent on). bind hands it the env; call it before the
+// env starts (noStart).
+func onFirstCall(c *envConfig, match func(mdesim.Call) bool, do func(*env)) (bind func(*env)) {
+	var (
+		ep   atomic.Pointer[env]
+		once sync.Once
+	)
+	c.sim.OnCall = func(call mdesim.Call) {
+		if e := ep.Load(); e != nil && match(call) {
+			once.Do(func() { do(e) })
+		}
+	}
+	return func(e *env) { ep.Store(e) }
+}
+
+// answeredElsewhere is the message of the result another worker stores
+// for a request it takes up (takeOver).
+const answeredElsewhere = "answered by another worker"
+
+// takeOver does what another worker does when it takes contoso's request
+// id up as a crashed one's and answers it: it writes the id's "calling"
+// entry over with a failed result. It reports false, writing nothing,
+// when the entry is not a calling one.
+func takeOver(t *testing.T, e *env, id string) bool {
+	t.Helper()
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Error(err)
+		return false
+	}
+	entry, err := ledger.Get(t.Context(), "contoso", id)
+	if err != nil || entry == nil || entry.State != queue.StateCalling {
+		return false
+	}
+	answer := []byte(`{"requestId":"` + id + `","tenant":"contoso","outcome":"failed","attempt":1,"error":{"code":"api_error","message":"` + answeredElsewhere + `"}}`)
+	if err := ledger.Finish(t.Context(), "contoso", id, entry, entry.Seq, answer); err != nil {
+		t.Error(err)
+	}
+	return true
+}
+
+// wantAnsweredElsewhere checks that request id has one result: the one
+// another worker stored (takeOver).
+func wantAnsweredElsewhere(t *testing.T, r []offboard.Result, id string) {
+	t.Helper()
+	if len(r) != 1 || r[0].Error == nil || r[0].Error.Message != answeredElsewhere {
+		for _, x := range r {
+			t.Errorf("result of %s: %s %+v", id, x.Outcome, x.Error)
+		}
+		t.Errorf("%d results of %s, want the other worker's, once", len(r), id)
+	}
+}
+
+// wantCreated checks that a request has one result, created, with the
+// action actionID unless that is empty.
+func wantCreated(t *testing.T, r []offboard.Result, actionID string) {
+	t.Helper()
+	var got struct{ ID string }
+	if len(r) == 1 {
+		_ = json.Unmarshal(r[0].MachineAction, &got)
+	}
+	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated || actionID != "" && got.ID != actionID {
+		for _, x := range r {
+			t.Errorf("result: %s %+v, action %q", x.Outcome, x.Error, got.ID)
+		}
+		t.Errorf("%d results, want one, created with action %q", len(r), actionID)
+	}
+}
+
+// deadWorkersCall makes contoso's first device's offboard call for
+// request r1 as a worker that then died would have: its "calling" entry,
+// of a release before entries named their writer and older than the ack
+// wait (the call is not taken to be under way), and the call. It returns
+// the action the call made.
+func deadWorkersCall(t *testing.T, e *env) mde.Action {
+	t.Helper()
+	m := e.tenants["contoso"].machines[0]
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.Put(t.Context(), "contoso", "r1", nil, &queue.Entry{
+		State: queue.StateCalling, Seq: 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "r1", Tenant: "contoso", MachineID: m.ID})
+}
+
 // TestRepeatAfterATakeOverIsNotSent: a request's call is throttled (429,
 // Retry-After 2 s), and while this worker waits out the pause another
 // takes the request up (as it does when this one is frozen past its
@@ -27,47 +118,23 @@ import (
 // 429), no action, one result.
 func TestRepeatAfterATakeOverIsNotSent(t *testing.T) {
 	t.Parallel()
-	var (
-		ep   atomic.Pointer[env]
-		once sync.Once
-	)
-	answer := []byte(`{"requestId":"r1","tenant":"contoso","outcome":"failed","attempt":1,"error":{"code":"api_error","message":"answered by another worker"}}`)
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true,
-		sim: mdesim.Options{OnCall: func(c mdesim.Call) {
-			if c.API != mde.APIOffboard || c.Status != http.StatusTooManyRequests {
-				return
+	c := envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true}
+	bind := onFirstCall(&c, func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusTooManyRequests },
+		func(e *env) {
+			if !takeOver(t, e, "r1") {
+				t.Error("r1 had no calling entry during its 429")
 			}
-			once.Do(func() {
-				e := ep.Load()
-				ledger, err := queue.NewLedger(t.Context(), e.js)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				entry, err := ledger.Get(t.Context(), "contoso", "r1")
-				if err != nil || entry == nil || entry.State != queue.StateCalling {
-					t.Errorf("ledger entry of r1 during its 429: %+v, %v; want a calling entry", entry, err)
-					return
-				}
-				if err := ledger.Finish(t.Context(), "contoso", "r1", entry, entry.Seq, answer); err != nil {
-					t.Error(err)
-				}
-			})
-		}}})
+		})
+	e := setup(t, c)
+	bind(e)
 	e.start()
-	ep.Store(e)
 	tt := e.tenants["contoso"]
 	e.sim.InjectStatus(tt.tenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "", 1, 2*time.Second)
 	res := e.collect("mde.offboard.result.>")
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
 	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
 	eventually(t, 20*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
-	if len(r) != 1 || r[0].Error == nil || r[0].Error.Message != "answered by another worker" {
-		for _, x := range r {
-			t.Errorf("result of r1: %s %+v", x.Outcome, x.Error)
-		}
-		t.Errorf("%d results of r1, want the other worker's, once", len(r))
-	}
+	wantAnsweredElsewhere(t, r, "r1")
 	if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n != 1 {
 		t.Errorf("%d offboard calls, want 1 (the 429): the repeat went out after another worker took the request up", n)
 	}
@@ -86,59 +153,41 @@ func TestRepeatAfterATakeOverIsNotSent(t *testing.T) {
 // finds the entry changed and is not sent.
 func TestFirstAttemptAfterATakeOverIsNotSent(t *testing.T) {
 	t.Parallel()
-	var (
-		ep   atomic.Pointer[env]
-		held atomic.Pointer[string] // the held request's device, once the budget is raised
-		once sync.Once
-	)
-	answer := func(id string) []byte {
-		return []byte(`{"requestId":"` + id + `","tenant":"contoso","outcome":"failed","attempt":1,"error":{"code":"api_error","message":"answered by another worker"}}`)
-	}
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 3, noStart: true,
-		extra: "    guards:\n      budget: \"1/1h\"\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n",
-		sim: mdesim.Options{OnCall: func(c mdesim.Call) {
-			dev := held.Load()
-			if dev == nil || c.API != mde.APIMachines || c.MachineID != *dev {
-				return
+	var held atomic.Pointer[string] // the held request's device, once the budget is raised
+	c := envConfig{tenants: []string{"contoso"}, machines: 3, noStart: true,
+		extra: "    guards:\n      budget: \"1/1h\"\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n"}
+	bind := onFirstCall(&c, func(c mdesim.Call) bool {
+		dev := held.Load()
+		return dev != nil && c.API == mde.APIMachines && c.MachineID == *dev
+	},
+		func(e *env) {
+			// The held request's device read again: the answer waits
+			// until r2's read is throttled (the tenant paused for 3 s),
+			// and another worker takes the request up meanwhile.
+			tt := e.tenants["contoso"]
+			id := "r0"
+			if *held.Load() == tt.machines[1].ID {
+				id = "r1"
 			}
-			once.Do(func() {
-				// The held request's device read again: the answer waits
-				// until r2's read is throttled (the tenant paused for
-				// 3 s), and another worker takes the request up meanwhile.
-				e := ep.Load()
-				tt := e.tenants["contoso"]
-				id := "r0"
-				if *dev == tt.machines[1].ID {
-					id = "r1"
-				}
-				e.sim.InjectStatus(tt.tenantID, mde.APIMachines, http.StatusTooManyRequests, "", "", 1, 3*time.Second)
-				e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r2", "machineId": tt.machines[2].ID}, "contoso:r2")
-				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) &&
-					!slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }); {
-					time.Sleep(10 * time.Millisecond)
-				}
-				time.Sleep(300 * time.Millisecond) // the worker takes the pause in
-				go func() {
-					ledger, err := queue.NewLedger(t.Context(), e.js)
-					if err != nil {
-						t.Error(err)
+			e.sim.InjectStatus(tt.tenantID, mde.APIMachines, http.StatusTooManyRequests, "", "", 1, 3*time.Second)
+			e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r2", "machineId": tt.machines[2].ID}, "contoso:r2")
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline) &&
+				!slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }); {
+				time.Sleep(10 * time.Millisecond)
+			}
+			time.Sleep(300 * time.Millisecond) // the worker takes the pause in
+			go func() {
+				for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+					if takeOver(t, e, id) {
 						return
 					}
-					for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-						entry, err := ledger.Get(t.Context(), "contoso", id)
-						if err == nil && entry != nil && entry.State == queue.StateCalling {
-							if err := ledger.Finish(t.Context(), "contoso", id, entry, entry.Seq, answer(id)); err != nil {
-								t.Error(err)
-							}
-							return
-						}
-					}
-					t.Errorf("%s wrote no calling entry during the pause", id)
-				}()
-			})
-		}}})
+				}
+				t.Errorf("%s wrote no calling entry during the pause", id)
+			}()
+		})
+	e := setup(t, c)
+	bind(e)
 	e.start()
-	ep.Store(e)
 	tt := e.tenants["contoso"]
 	res := e.collect("mde.offboard.result.>")
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r0", "machineId": tt.machines[0].ID}, "contoso:r0")
@@ -151,13 +200,7 @@ func TestFirstAttemptAfterATakeOverIsNotSent(t *testing.T) {
 	time.Sleep(2 * time.Second) // the held request's device read goes stale
 	held.Store(&dev)
 	e.setBudget("contoso", "100/1h")
-	got := res.wait(t, 3, 30*time.Second)
-	if r := got["contoso/"+id]; len(r) != 1 || r[0].Error == nil || r[0].Error.Message != "answered by another worker" {
-		for _, x := range r {
-			t.Errorf("result of %s: %s %+v", id, x.Outcome, x.Error)
-		}
-		t.Errorf("%d results of %s, want the other worker's, once", len(r), id)
-	}
+	wantAnsweredElsewhere(t, res.wait(t, 3, 30*time.Second)["contoso/"+id], id)
 	if n := e.offboardCalls(tt.tenantID, dev); n != 0 {
 		t.Errorf("%d offboard calls for %s's device, want none: another worker answered %s before its first attempt", n, id, id)
 	}
@@ -177,20 +220,14 @@ func TestLoweredBudgetAfterAnUnknownAttempt(t *testing.T) {
 	for _, tc := range []struct{ status int }{{http.StatusServiceUnavailable}, {http.StatusGatewayTimeout}} {
 		t.Run(http.StatusText(tc.status), func(t *testing.T) {
 			t.Parallel()
-			var (
-				ep   atomic.Pointer[env]
-				once sync.Once
-			)
-			e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true,
-				extra: "    guards:\n      budget: \"100/1h\"\n",
-				sim: mdesim.Options{ActionVisibleAfter: 8 * time.Second, OnCall: func(c mdesim.Call) {
-					if c.API == mde.APIOffboard && c.Status == tc.status {
-						once.Do(func() { ep.Load().setBudget("contoso", "1/1h") })
-					}
-				}}})
+			c := envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true,
+				extra: "    guards:\n      budget: \"100/1h\"\n", sim: mdesim.Options{ActionVisibleAfter: 8 * time.Second}}
+			bind := onFirstCall(&c, func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == tc.status },
+				func(e *env) { e.setBudget("contoso", "1/1h") })
+			e := setup(t, c)
+			bind(e)
 			e.opts.Retry = worker.RetryPolicy{Base: 200 * time.Millisecond, Max: time.Second}
 			e.start()
-			ep.Store(e)
 			tt := e.tenants["contoso"]
 			res := e.collect("mde.offboard.result.>")
 			e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "first", "machineId": tt.machines[1].ID}, "contoso:first")
@@ -206,9 +243,7 @@ func TestLoweredBudgetAfterAnUnknownAttempt(t *testing.T) {
 				t.Errorf("%d offboard calls for x's device under a budget lowered to 1/1h and spent, want its one attempt", n)
 			}
 			e.setBudget("contoso", "100/1h")
-			if r := res.wait(t, 2, 30*time.Second)["contoso/x"]; len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
-				t.Errorf("results of x: %+v, want created once the budget was raised", r)
-			}
+			wantCreated(t, res.wait(t, 2, 30*time.Second)["contoso/x"], "") // once the budget was raised
 			if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n > 2 {
 				t.Errorf("%d offboard calls for x's device, want at most 2", n)
 			}
@@ -229,54 +264,25 @@ func TestLoweredBudgetAfterAnUnknownAttempt(t *testing.T) {
 func TestCallsActionFinishedBeforeItShows(t *testing.T) {
 	t.Parallel()
 	const lag = 3 * time.Second
-	var (
-		ep     atomic.Pointer[env]
-		action atomic.Pointer[mde.Action]
-		once   sync.Once
-	)
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true, ackWait: 2 * time.Second,
-		sim: mdesim.Options{ActionVisibleAfter: lag, OnCall: func(c mdesim.Call) {
-			if c.API != mde.APIOffboard || c.Status != http.StatusBadRequest {
-				return
-			}
-			once.Do(func() {
-				// The refusal is answered once the action shows, finished.
-				a := action.Load()
-				time.Sleep(time.Until(a.Created().Add(lag + 200*time.Millisecond)))
-				e := ep.Load()
-				e.sim.SetActionStatus(e.tenants["contoso"].tenantID, a.ID, "Succeeded")
-			})
-		}}})
+	var action atomic.Pointer[mde.Action]
+	c := envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true, ackWait: 2 * time.Second,
+		sim: mdesim.Options{ActionVisibleAfter: lag}}
+	bind := onFirstCall(&c, func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusBadRequest },
+		func(e *env) {
+			// The refusal is answered once the action shows, finished.
+			a := action.Load()
+			time.Sleep(time.Until(a.Created().Add(lag + 200*time.Millisecond)))
+			e.sim.SetActionStatus(e.tenants["contoso"].tenantID, a.ID, "Succeeded")
+		})
+	e := setup(t, c)
+	bind(e)
 	e.start()
-	ep.Store(e)
 	tt := e.tenants["contoso"]
-	m := tt.machines[0]
 	res := e.collect("mde.offboard.result.>")
-	a := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "r1", Tenant: "contoso", MachineID: m.ID})
+	a := deadWorkersCall(t, e)
 	action.Store(&a)
-	ledger, err := queue.NewLedger(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.Put(t.Context(), "contoso", "r1", nil, &queue.Entry{
-		// An entry of a release before entries named their writer, older
-		// than the ack wait: the call is not taken to be under way.
-		State: queue.StateCalling, Seq: 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": m.ID}, "contoso:r1")
-	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
-	var got struct{ ID string }
-	if len(r) == 1 {
-		_ = json.Unmarshal(r[0].MachineAction, &got)
-	}
-	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated || got.ID != a.ID {
-		for _, x := range r {
-			t.Errorf("result: %s %+v", x.Outcome, x.Error)
-		}
-		t.Errorf("want created with the dead worker's action %s", a.ID)
-	}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
+	wantCreated(t, res.wait(t, 1, 30*time.Second)["contoso/r1"], a.ID)
 	refused := slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusBadRequest })
 	if !refused {
 		t.Error("no call was refused as a duplicate: the case is not the one this test is about")
@@ -303,10 +309,7 @@ func TestLostAnswerWhileListsLagMakesNoSecondAction(t *testing.T) {
 	res := e.collect("mde.offboard.result.>")
 	e.sim.LoseAnswers(tt.tenantID, 1)
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
-	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
-	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
-		t.Errorf("results: %+v, want created", r)
-	}
+	wantCreated(t, res.wait(t, 1, 30*time.Second)["contoso/r1"], "")
 	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
 		t.Errorf("%d actions after a lost answer, want 1", n)
 	}
@@ -319,33 +322,20 @@ func TestLostAnswerWhileListsLagMakesNoSecondAction(t *testing.T) {
 // with it. A budget of 2/1h then lets one more request go, not two.
 func TestLostAnswerLookThatFails(t *testing.T) {
 	t.Parallel()
-	var (
-		ep   atomic.Pointer[env]
-		once sync.Once
-	)
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 3, noStart: true,
-		extra: "    guards:\n      budget: \"2/1h\"\n",
-		sim: mdesim.Options{ActionVisibleAfter: 3 * time.Second, OnCall: func(c mdesim.Call) {
-			if c.API == mde.APIOffboard && c.Status == http.StatusGatewayTimeout {
-				once.Do(func() {
-					e := ep.Load()
-					e.sim.InjectStatus(e.tenants["contoso"].tenantID, mde.APIMachineActions, http.StatusNotFound, "ResourceNotFound", "not found", 2, 0)
-				})
-			}
-		}}})
+	c := envConfig{tenants: []string{"contoso"}, machines: 3, noStart: true,
+		extra: "    guards:\n      budget: \"2/1h\"\n", sim: mdesim.Options{ActionVisibleAfter: 3 * time.Second}}
+	bind := onFirstCall(&c, func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusGatewayTimeout },
+		func(e *env) {
+			e.sim.InjectStatus(e.tenants["contoso"].tenantID, mde.APIMachineActions, http.StatusNotFound, "ResourceNotFound", "not found", 2, 0)
+		})
+	e := setup(t, c)
+	bind(e)
 	e.start()
-	ep.Store(e)
 	tt := e.tenants["contoso"]
 	res := e.collect("mde.offboard.result.>")
 	e.sim.LoseAnswers(tt.tenantID, 1)
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
-	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
-	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
-		for _, x := range r {
-			t.Errorf("result: %s %+v", x.Outcome, x.Error)
-		}
-		t.Error("want created with the action of the lost answer")
-	}
+	wantCreated(t, res.wait(t, 1, 30*time.Second)["contoso/r1"], "") // with the action of the lost answer
 	for i := 2; i <= 3; i++ {
 		id := fmt.Sprintf("r%d", i)
 		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": tt.machines[i-1].ID}, "contoso:"+id)
@@ -364,33 +354,20 @@ func TestLostAnswerLookThatFails(t *testing.T) {
 // created with its action, not answered failed.
 func TestRefusedRepeatLookThatFails(t *testing.T) {
 	t.Parallel()
-	var (
-		ep   atomic.Pointer[env]
-		once sync.Once
-	)
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true,
-		sim: mdesim.Options{ActionVisibleAfter: 5 * time.Second, OnCall: func(c mdesim.Call) {
-			if c.API == mde.APIOffboard && c.Status == http.StatusBadRequest {
-				once.Do(func() {
-					e := ep.Load()
-					e.sim.InjectStatus(e.tenants["contoso"].tenantID, mde.APIMachineActions, http.StatusNotFound, "ResourceNotFound", "not found", 1, 0)
-				})
-			}
-		}}})
+	c := envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true, sim: mdesim.Options{ActionVisibleAfter: 5 * time.Second}}
+	bind := onFirstCall(&c, func(c mdesim.Call) bool { return c.API == mde.APIOffboard && c.Status == http.StatusBadRequest },
+		func(e *env) {
+			e.sim.InjectStatus(e.tenants["contoso"].tenantID, mde.APIMachineActions, http.StatusNotFound, "ResourceNotFound", "not found", 1, 0)
+		})
+	e := setup(t, c)
+	bind(e)
 	e.opts.Retry = worker.RetryPolicy{Base: 100 * time.Millisecond, Max: time.Second}
 	e.start()
-	ep.Store(e)
 	tt := e.tenants["contoso"]
 	res := e.collect("mde.offboard.result.>")
 	e.sim.LoseAnswers(tt.tenantID, 1)
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
-	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
-	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated {
-		for _, x := range r {
-			t.Errorf("result: %s %+v", x.Outcome, x.Error)
-		}
-		t.Error("want created with the action of the lost answer")
-	}
+	wantCreated(t, res.wait(t, 1, 30*time.Second)["contoso/r1"], "") // with the action of the lost answer
 	if !slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API == mde.APIMachineActions && c.Status == http.StatusNotFound }) {
 		t.Error("no list call failed: the case is not the one this test is about")
 	}
@@ -413,30 +390,11 @@ func TestCrashedCallsActionShownLate(t *testing.T) {
 	e.opts.Retry = worker.RetryPolicy{Base: 300 * time.Millisecond, Max: 2 * time.Second}
 	e.start()
 	tt := e.tenants["contoso"]
-	m := tt.machines[0]
 	res := e.collect("mde.offboard.result.>")
-	ledger, err := queue.NewLedger(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.Put(t.Context(), "contoso", "r1", nil, &queue.Entry{
-		// An entry of a release before entries named their writer, older
-		// than the ack wait: the call is not taken to be under way.
-		State: queue.StateCalling, Seq: 1, MachineID: m.ID, Started: time.Now().Add(-3 * time.Second),
-	}); err != nil {
-		t.Fatal(err)
-	}
-	a := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "r1", Tenant: "contoso", MachineID: m.ID})
+	a := deadWorkersCall(t, e)
 	e.sim.SetActionStatus(tt.tenantID, a.ID, "Succeeded") // the device took it at once
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": m.ID}, "contoso:r1")
-	r := res.wait(t, 1, 30*time.Second)["contoso/r1"]
-	var got struct{ ID string }
-	if len(r) == 1 {
-		_ = json.Unmarshal(r[0].MachineAction, &got)
-	}
-	if len(r) != 1 || r[0].Outcome != offboard.OutcomeCreated || got.ID != a.ID {
-		t.Errorf("%d results, created with %q; want created with the dead worker's action %s", len(r), got.ID, a.ID)
-	}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "r1", "machineId": tt.machines[0].ID}, "contoso:r1")
+	wantCreated(t, res.wait(t, 1, 30*time.Second)["contoso/r1"], a.ID)
 	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
 		t.Errorf("%d actions, want 1", n)
 	}
