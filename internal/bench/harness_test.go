@@ -415,13 +415,17 @@ func requests(tenants []*tenant, n int, bulk bool) []request {
 	return out
 }
 
+// publishBatch is how many asynchronous publishes go out before their
+// acknowledgements are awaited: under the client's limit of outstanding
+// ones (4096 here), past which a publish fails once it has waited 200 ms.
+const publishBatch = 2048
+
 // publishAsync publishes the requests in batches, each acknowledged by the
 // stream before the next. It returns how many were stored.
 func (h *harness) publishAsync(reqs []request) (int, error) {
-	const batch = 2048 // under the client's 4000 outstanding async publishes, which stall past 200ms
 	stored := 0
-	for start := 0; start < len(reqs); start += batch {
-		end := min(start+batch, len(reqs))
+	for start := 0; start < len(reqs); start += publishBatch {
+		end := min(start+publishBatch, len(reqs))
 		futures := make([]jetstream.PubAckFuture, 0, end-start)
 		for _, r := range reqs[start:end] {
 			f, err := h.js.PublishMsgAsync(h.requestMsg(r))

@@ -161,6 +161,7 @@ func (h *harness) loopRequests(b testing.TB, name string, retention jetstream.Re
 		consumers[i] = c
 	}
 	body := bytes.Repeat([]byte{'x'}, reqBytes)
+	sent := 0
 	for i := range per {
 		for _, t := range names {
 			m := nats.NewMsg(name + ".request." + t)
@@ -169,14 +170,24 @@ func (h *harness) loopRequests(b testing.TB, name string, retention jetstream.Re
 			if _, err := h.js.PublishMsgAsync(m); err != nil {
 				b.Fatal(err)
 			}
+			if sent++; sent%publishBatch == 0 {
+				h.publishedAll(b, name)
+			}
 		}
 	}
+	h.publishedAll(b, name)
+	return consumers
+}
+
+// publishedAll waits until every asynchronous publish has its
+// acknowledgement.
+func (h *harness) publishedAll(b testing.TB, name string) {
+	b.Helper()
 	select {
 	case <-h.js.PublishAsyncComplete():
 	case <-time.After(2 * time.Minute):
 		b.Fatalf("%s requests not acknowledged after 2m", name)
 	}
-	return consumers
 }
 
 // runLoop runs inFlight goroutines per tenant (consumers[i] is tenant
