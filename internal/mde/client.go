@@ -105,7 +105,7 @@ func (c *Client) Offboard(ctx context.Context, machineID, comment string) *Verdi
 // FindMachinesByName lists the devices whose computerDnsName equals name.
 func (c *Client) FindMachinesByName(ctx context.Context, name string) *Verdict {
 	q := url.Values{"$filter": {"computerDnsName eq " + odataString(name)}}
-	return c.do(ctx, http.MethodGet, "/api/machines", q, nil)
+	return noDevices(c.do(ctx, http.MethodGet, "/api/machines", q, nil))
 }
 
 // ListMachines reads one page of the device inventory: GET /api/machines
@@ -115,7 +115,20 @@ func (c *Client) ListMachines(ctx context.Context, filter string, top, skip int)
 	if filter != "" {
 		q.Set("$filter", filter)
 	}
-	return c.doLimit(ctx, http.MethodGet, "/api/machines", q, nil, MaxListBody)
+	return noDevices(c.doLimit(ctx, http.MethodGet, "/api/machines", q, nil, MaxListBody))
+}
+
+// noDevices reads a 404 answer to GET /api/machines as the empty list it
+// stands for: the List machines API answers 404 Not Found when there are
+// no devices to list, not 200 with none. Its status stays 404 (for the
+// metrics); a single device's 404 (GetMachine) is not this.
+func noDevices(v *Verdict) *Verdict {
+	if v.Class != NotFound {
+		return v
+	}
+	v.Class, v.Reason, v.FailureCode, v.Err = Success, ReasonSuccess, "", nil
+	v.Body = []byte(`{"value":[]}`)
+	return v
 }
 
 // InactiveFilter is the OData filter of the devices last seen before

@@ -366,6 +366,55 @@ func TestClientAnswers(t *testing.T) {
 	}
 }
 
+// The List machines API answers 404 Not Found when no device matches
+// ("If there are no recent machines, you see 404 Not Found"): a name no
+// device has, a filter nothing passes, the page after a full last one. A
+// list call reads that as the empty list; a single device's or action's
+// 404 stays not found, and a list of actions has no such answer.
+func TestClientMachineListNotFound(t *testing.T) {
+	t.Parallel()
+	const notFound = `{"error":{"code":"NotFound","message":"No machines found","target":"c8"}}`
+	lists := map[string]func(*Client) *Verdict{
+		"FindMachinesByName": func(c *Client) *Verdict {
+			return c.FindMachinesByName(context.Background(), "retired.contoso.local")
+		},
+		"ListMachines": func(c *Client) *Verdict {
+			return c.ListMachines(context.Background(), "lastSeen lt 2024-01-01T00:00:00Z", MaxPage, 2*MaxPage)
+		},
+	}
+	for name, call := range lists {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setupAPI(t, answerWith(404, nil, notFound), nil)
+			v := call(f.client)
+			if v.Status != 404 || v.Class != Success || v.FailureCode != "" || !v.Sent {
+				t.Fatalf("verdict = {%d %v %q sent %v}, want {404 success \"\" sent true}", v.Status, v.Class, v.FailureCode, v.Sent)
+			}
+			if m, err := ParseMachines(v.Body); err != nil || len(m) != 0 {
+				t.Errorf("ParseMachines(%q) = %+v, %v; want no device", v.Body, m, err)
+			}
+		})
+	}
+	others := map[string]struct {
+		call  func(*Client) *Verdict
+		class Class
+	}{
+		"GetMachine":      {func(c *Client) *Verdict { return c.GetMachine(context.Background(), testMachineID) }, NotFound},
+		"GetAction":       {func(c *Client) *Verdict { return c.GetAction(context.Background(), testActionID) }, NotFound},
+		"OffboardActions": {func(c *Client) *Verdict { return c.OffboardActions(context.Background(), testMachineID) }, Final},
+		"Offboard":        {func(c *Client) *Verdict { return c.Offboard(context.Background(), testMachineID, "c") }, NotFound},
+	}
+	for name, o := range others {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := setupAPI(t, answerWith(404, nil, notFound), nil)
+			if v := o.call(f.client); v.Status != 404 || v.Class != o.class || v.Body != nil {
+				t.Errorf("verdict = {%d %v body %q}, want {404 %v no body}", v.Status, v.Class, v.Body, o.class)
+			}
+		})
+	}
+}
+
 // A redirect is never followed: it could carry the bearer token to another
 // host. The 3xx itself is the answer, and it is final.
 func TestClientDoesNotFollowRedirects(t *testing.T) {
