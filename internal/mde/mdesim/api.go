@@ -609,6 +609,9 @@ func (s *Server) listMachinesLocked(tn *tenant, rawQuery string) reply {
 			break
 		}
 	}
+	if len(out) == 0 && s.opts.EmptyMachineListNotFound {
+		return errorReply(http.StatusNotFound, "NotFound", "No machines were found.")
+	}
 	return reply{status: http.StatusOK, body: listBody{odataContextBase + "Machines", out}}
 }
 

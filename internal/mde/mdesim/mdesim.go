@@ -87,6 +87,13 @@ type Options struct {
 	// 400 ActiveRequestAlreadyExists, true gives 201 with the existing
 	// action. Both have been seen from the real service.
 	DuplicateReturnsExisting bool
+	// EmptyMachineListNotFound answers a GET /api/machines page with no
+	// device in it (a filter nothing passes, a $skip past the end) 404
+	// NotFound instead of 200 with an empty list, as the List machines API
+	// documents ("If there are no recent machines, you see 404 Not
+	// Found"). Other list APIs documented so were seen answering 200 with
+	// an empty set: both are possible.
+	EmptyMachineListNotFound bool
 	// NullActionMachineFields makes the answer to an offboard request carry
 	// null machineId and computerDnsName, as the real service sometimes
 	// does for a fresh Pending action. Later reads have both set.

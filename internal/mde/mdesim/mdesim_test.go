@@ -984,6 +984,43 @@ func TestMachines(t *testing.T) {
 	}
 }
 
+// TestEmptyMachineListNotFound: the List machines API documents "If
+// there are no recent machines, you see 404 Not Found"; with the option
+// set, a list with no device in it is answered so, a list with devices
+// as always.
+func TestEmptyMachineListNotFound(t *testing.T) {
+	for _, notFound := range []bool{false, true} {
+		t.Run(fmt.Sprintf("EmptyMachineListNotFound=%v", notFound), func(t *testing.T) {
+			s := newSim(t, mdesim.Options{EmptyMachineListNotFound: notFound})
+			tok := s.token(t, tenantA, clientA, secretA)
+			for _, tc := range []struct {
+				name, query string
+				empty       bool
+			}{
+				{"a name no device has", filterQuery("computerDnsName eq 'nosuch.contoso.local'"), true},
+				{"past the last page", "$skip=1000", true},
+				{"a name a device has", filterQuery("computerDnsName eq 'pc-0001.contoso.local'"), false},
+			} {
+				status, ids, r := listIDs(t, s, tok, "/api/machines?"+tc.query)
+				switch {
+				case tc.empty && notFound:
+					if status != http.StatusNotFound || r.apiError(t).Code != "NotFound" {
+						t.Errorf("%s: status %d %s, want 404 NotFound", tc.name, status, r.body)
+					}
+				case tc.empty:
+					if status != 200 || len(ids) != 0 {
+						t.Errorf("%s: status %d ids %v, want 200 and none", tc.name, status, ids)
+					}
+				default:
+					if status != 200 || len(ids) != 1 {
+						t.Errorf("%s: status %d ids %v, want 200 and one", tc.name, status, ids)
+					}
+				}
+			}
+		})
+	}
+}
+
 func TestRateLimit(t *testing.T) {
 	minute := mdesim.Window{Count: 3, Length: time.Minute}
 	hour := mdesim.Window{Count: 5, Length: time.Hour}
