@@ -630,8 +630,6 @@ func machineRecord(m *Machine) record {
 			return m.OnboardingStatus
 		case "lastSeen":
 			return m.LastSeen
-		case "firstSeen":
-			return m.FirstSeen
 		case "rbacGroupId":
 			return int64(m.RbacGroupID)
 		}

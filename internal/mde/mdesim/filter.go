@@ -36,6 +36,9 @@ type schema struct {
 	fields map[string]fieldKind
 }
 
+// machineSchema holds the filterable device properties the simulator
+// serves, each one the List machines API documents as filterable
+// (firstSeen, served in every record, is not).
 var machineSchema = schema{
 	entity: "microsoft.windowsDefenderATP.api.PublicMachineDto",
 	fields: map[string]fieldKind{
@@ -45,7 +48,6 @@ var machineSchema = schema{
 		"healthStatus":     kindString,
 		"onboardingStatus": kindString,
 		"lastSeen":         kindTime,
-		"firstSeen":        kindTime,
 		"rbacGroupId":      kindNumber,
 	},
 }

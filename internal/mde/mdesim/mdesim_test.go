@@ -929,6 +929,8 @@ func TestMachines(t *testing.T) {
 		{"by id", filterQuery("id eq '" + linuxID + "'"), []string{linuxID}, false},
 		{"plus-encoded spaces", "$filter=computerDnsName+eq+'mac-01.contoso.local'", []string{macID}, false},
 		{"startswith on time", filterQuery("startswith(lastSeen,'2')"), nil, true},
+		// Not among the filterable properties the List machines API documents.
+		{"firstSeen is not filterable", filterQuery("firstSeen lt 2030-01-01T00:00:00Z"), nil, true},
 		{"unknown function", filterQuery("contains(computerDnsName,'pc')"), nil, true},
 	}
 	for _, tc := range tests {
