@@ -82,29 +82,55 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 }
 
 // checkEndpoint accepts https URLs, and http only for loopback hosts, and
-// returns the URL without a trailing slash.
+// returns the URL without a trailing slash. Its errors name the URL as
+// shownURL gives it, never as written: it may carry a password or a key.
 func checkEndpoint(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%q is not a URL", raw)
+		return "", fmt.Errorf("%q is not a URL", shownURL(raw))
 	}
 	if u.User != nil {
-		// The URL is not shown: its password would be.
-		return "", fmt.Errorf("%s://%s: want scheme://host[:port][/path], without credentials", u.Scheme, u.Host)
+		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials", shownURL(raw))
 	}
 	if u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
-		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials, query or fragment", raw)
+		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials, query or fragment", shownURL(raw))
 	}
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !isLoopback(u.Hostname()) {
-			return "", fmt.Errorf("%q: plain http is allowed only for loopback hosts", raw)
+			return "", fmt.Errorf("%q: plain http is allowed only for loopback hosts", shownURL(raw))
 		}
 	default:
-		return "", fmt.Errorf("%q: scheme must be https", raw)
+		return "", fmt.Errorf("%q: scheme must be https", shownURL(raw))
 	}
 	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// shownURL is a URL as an error may show it: without anything up to its
+// last '@' (a user and password, also one whose '/', '?' or '#' ended the
+// host early, or that does not parse) and without a query or fragment
+// (an API key, a signature, a token). It is cut from the text, not parsed:
+// the text may not be a URL.
+func shownURL(raw string) string {
+	scheme, rest, ok := strings.Cut(raw, "://")
+	if !ok || strings.ContainsFunc(scheme, func(r rune) bool { return !isSchemeRune(r) }) {
+		scheme, rest = "", raw
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		rest = rest[at+1:]
+	}
+	if end := strings.IndexAny(rest, "?#"); end >= 0 {
+		rest = rest[:end]
+	}
+	if scheme != "" {
+		rest = scheme + "://" + rest
+	}
+	return rest
+}
+
+func isSchemeRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '+' || r == '-' || r == '.'
 }
 
 func isLoopback(host string) bool {

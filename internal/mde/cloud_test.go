@@ -188,3 +188,40 @@ func TestResolveCloudKeepsTable(t *testing.T) {
 		t.Errorf("isMicrosoftLogin(simulator) = true: instance discovery would reach the public cloud")
 	}
 }
+
+// A refused endpoint is named without what could be a credential: the
+// user information (also when it does not parse, or when a '/', '?' or '#'
+// in its password ended the host early), the query and the fragment. The
+// error ends the start, and --check-config prints it.
+func TestResolveCloudRefusalShowsNoCredential(t *testing.T) {
+	t.Parallel()
+	const secret = "S3cretPw"
+	for _, raw := range []string{
+		"https://user:" + secret + "%zz@api.example.com",     // bad escape: does not parse
+		"https://user:" + secret + "/x@api.example.com",      // '/' in the password: a bad port
+		"https://user:12#" + secret + "@api.example.com",     // '#' in the password: a fragment
+		"https://user:12?" + secret + "@api.example.com",     // '?' in the password: a query
+		"user:" + secret + "@api.example.com",                // no scheme
+		"https://api.example.com/?code=" + secret,            // a key in the query
+		"https://api.example.com/#access_token=" + secret,    // a token in the fragment
+		"http://user:" + secret + "%zz@10.0.0.1",             // plain http elsewhere
+		"ftp://user:" + secret + "%zz@api.example.com/x?y#z", // another scheme
+		"user:" + secret + "@api.example.com://x",            // no scheme before the user
+	} {
+		for _, field := range []string{"apiBaseURL", "authorityHost"} {
+			var err error
+			if field == "apiBaseURL" {
+				_, err = ResolveCloud("", raw, "", "")
+			} else {
+				_, err = ResolveCloud("", "", raw, "")
+			}
+			if err == nil {
+				t.Errorf("%s %q: no error", field, raw)
+				continue
+			}
+			if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), field) {
+				t.Errorf("%s %q: error %q shows the secret or does not name the setting", field, raw, err)
+			}
+		}
+	}
+}
