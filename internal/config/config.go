@@ -115,8 +115,24 @@ func (t *Tenant) RenderComment(d CommentData) (string, error) {
 
 // quotedValue is a value the YAML decoder quotes in its errors (cannot
 // unmarshal !!str `…`): a secret pasted where a path or a name belongs
-// would be shown, so it is not.
-var quotedValue = regexp.MustCompile("`[^`]*`")
+// would be shown, so it is not. The decoder writes the value as it is,
+// backquotes included: everything from an error's first backquote to its
+// last goes.
+var quotedValue = regexp.MustCompile("(?s)`.*`")
+
+// decodeError is the text of the YAML decoder's error without the values
+// it quotes, each of its errors on its own line as the decoder writes them.
+func decodeError(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return quotedValue.ReplaceAllString(err.Error(), "a value")
+	}
+	lines := make([]string, len(te.Errors))
+	for i, e := range te.Errors {
+		lines[i] = quotedValue.ReplaceAllString(e, "a value")
+	}
+	return "yaml: unmarshal errors:\n  " + strings.Join(lines, "\n  ")
+}
 
 // File is the tenants file.
 type File struct {
@@ -156,7 +172,7 @@ func Parse(data []byte) (*File, error) {
 	dec.KnownFields(true)
 	var f File
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("tenants file: %s", quotedValue.ReplaceAllString(err.Error(), "a value"))
+		return nil, fmt.Errorf("tenants file: %s", decodeError(err))
 	}
 	if err := noNulls(data); err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)

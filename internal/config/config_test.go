@@ -145,6 +145,24 @@ func TestParseErrorQuotesNoValue(t *testing.T) {
 	}
 }
 
+// A value the decoder quotes in its error is left out whole, also when it
+// holds a backquote, which the decoder writes as it is.
+func TestParseErrorQuotesNoValueWithABackquote(t *testing.T) {
+	t.Parallel()
+	for _, entry := range []string{
+		"    workloadIdentity: S`ecr3t\n",
+		"    maxInFlight: \"S`ecr3t\"\n",
+		"    maxInFlight: \"S`e`cr3t\"\n",
+		"    maxInFlight: !!int S`ecr3t\n",
+		"    workloadIdentity: Se`cr3t\n    maxInFlight: \"S`ecr3t\"\n",
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + entry))
+		if err == nil || strings.Contains(err.Error(), "cr3") || strings.Contains(err.Error(), "ecr") {
+			t.Errorf("%q: error %v", entry, err)
+		}
+	}
+}
+
 // A tenants file that is not a regular file (a device read by mistake,
 // /dev/zero, which never ends) is refused at once, as is one too large.
 func TestLoadRefusesWhatIsNotATenantsFile(t *testing.T) {
