@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -43,7 +47,7 @@ func (a *App) serve() {
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	if a.opts.Profiling {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
-		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/cmdline", serveCmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
@@ -60,6 +64,38 @@ func (a *App) serve() {
 			a.log.Error("HTTP server stopped", zap.Error(err))
 		}
 	}()
+}
+
+// serveCmdline is pprof.Cmdline showing the command line as shownArgs
+// gives it.
+func serveCmdline(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, strings.Join(shownArgs(os.Args), "\x00"))
+}
+
+// shownArgs is a command line without the user, password or token of the
+// NATS URLs given with --nats-url (or -nats-url, with or without '='):
+// the only flag whose value may hold a secret.
+func shownArgs(args []string) []string {
+	out := slices.Clone(args)
+	for i := 1; i < len(out); i++ {
+		if out[i] == "--" {
+			break
+		}
+		name, value, hasValue := strings.Cut(out[i], "=")
+		if name != "-nats-url" && name != "--nats-url" {
+			continue
+		}
+		switch {
+		case hasValue:
+			out[i] = name + "=" + queue.RedactURLs(value)
+		case i+1 < len(out):
+			i++
+			out[i] = queue.RedactURLs(out[i])
+		}
+	}
+	return out
 }
 
 // shutdownHTTP closes the HTTP server, letting answers under way finish

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -60,4 +61,42 @@ func TestProfilingEndpoints(t *testing.T) {
 		t.Errorf("stop with a CPU profile under way: %v", err)
 	}
 	<-profiling
+}
+
+// TestProfilingCommandLineHidesTheNATSPassword: /debug/pprof/cmdline shows
+// the command line without the user and password of --nats-url, in each
+// way the flag can be written. Not parallel: it sets os.Args.
+func TestProfilingCommandLineHidesTheNATSPassword(t *testing.T) {
+	saved := os.Args
+	t.Cleanup(func() { os.Args = saved })
+	os.Args = []string{"worker",
+		"--nats-url", "nats://alice:PW1secret@nats.example:4222",
+		"-nats-url=nats://bob:PW2secret@nats.example:4222,nats://bob:PW3secret@nats2.example:4222",
+		"--nats-url=carol:PW4secret@nats.example:4222",
+		"-nats-url", "TOKEN5secret@nats.example",
+		"--config", "/etc/mde/worker.yaml", "--pprof"}
+
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true})
+	e.opts.Profiling = true
+	e.start()
+	resp, err := http.Get("http://" + e.app.HTTPAddr() + "/debug/pprof/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	got := string(b)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/debug/pprof/cmdline answered %d", resp.StatusCode)
+	}
+	for _, s := range []string{"secret", "alice", "bob", "carol"} {
+		if strings.Contains(got, s) {
+			t.Errorf("the command line shown holds %q", s)
+		}
+	}
+	for _, s := range []string{"nats://nats.example:4222", "nats://nats2.example:4222", "nats.example", "/etc/mde/worker.yaml", "--pprof"} {
+		if !strings.Contains(got, s) {
+			t.Errorf("the command line shown lacks %q: %q", s, got)
+		}
+	}
 }
