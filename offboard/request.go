@@ -164,6 +164,12 @@ func (w wire) check(subjectTenant string) (Request, error) {
 	keep(&r.MachineID, strings.ToLower(w.MachineID), checkMachineID(w.MachineID))
 	keep(&r.ComputerDNSName, w.ComputerDNSName, checkDNSName(w.ComputerDNSName))
 	keep(&r.Comment, w.Comment, checkText("comment", w.Comment, MaxCommentLength))
+	if strings.TrimSpace(r.Comment) == "" {
+		// White space alone says nothing, and the API refuses it as a
+		// missing comment: it counts as absent, like "", and the tenant's
+		// template gives the comment.
+		r.Comment = ""
+	}
 	keep(&r.Tenant, w.Tenant, checkTenant(w.Tenant, subjectTenant))
 	keep(&r.RequestedBy, w.RequestedBy, checkText("requestedBy", w.RequestedBy, MaxLabelLength))
 	keep(&r.Source, w.Source, checkText("source", w.Source, MaxLabelLength))

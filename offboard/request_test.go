@@ -90,6 +90,26 @@ func TestParseRequestKeepsOnlyCheckedFields(t *testing.T) {
 	}
 }
 
+// A comment of white space alone counts as absent, like "": the API
+// refuses it as a missing comment, so the tenant's template gives it.
+func TestParseRequestBlankCommentIsAbsent(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	for _, comment := range []string{" ", "   ", "\u00a0", " \u3000 \u2003"} {
+		r, err := ParseRequest([]byte(`{"requestId":"r1","machineId":"`+id+`","comment":"`+comment+`"}`), "contoso")
+		if err != nil {
+			t.Fatalf("comment %q: %v", comment, err)
+		}
+		if r.Comment != "" {
+			t.Errorf("comment %q kept as %q, want it absent", comment, r.Comment)
+		}
+	}
+	r, err := ParseRequest([]byte(`{"requestId":"r1","machineId":"`+id+`","comment":" kept as sent "}`), "contoso")
+	if err != nil || r.Comment != " kept as sent " {
+		t.Errorf("a comment with text: %q, %v; want it as sent", r.Comment, err)
+	}
+}
+
 func TestTruncateMessage(t *testing.T) {
 	t.Parallel()
 	s := TruncateMessage(strings.Repeat("é", 5000))

@@ -76,6 +76,7 @@ func requestCases() []requestCase {
 		{name: "requestedBy of 256 characters", body: byID + `,"requestedBy":"` + long("ü", 256) + `"}`, valid: true},
 		{name: "letters of any script", body: byID + `,"comment":"Gerät außer Dienst, 设备退役 ✓"}`, valid: true},
 		{name: "empty machineId counts as absent", body: `{"requestId":"r1","machineId":"","computerDnsName":"pc-1.contoso.local"}`, valid: true},
+		{name: "comment of white space alone counts as absent", body: byID + `,"comment":" \u00a0\u3000 "}`, valid: true},
 		{name: "null counts as absent", body: byID + `,"computerDnsName":null,"comment":null,"tenant":null,"dryRun":null,"attempt":null}`, valid: true},
 		{name: "largest attempt", body: byID + `,"attempt":9223372036854775807}`, valid: true},
 
