@@ -348,10 +348,18 @@ func Quote(s string) string {
 	return fmt.Sprintf("%+q", s)
 }
 
+// maxJSONDepth is how deep encoding/json reads nested values; a deeper
+// request is refused, whatever member holds them.
+const maxJSONDepth = 10000
+
 func jsonProblem(err error) string {
 	var syntax *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
+	case errors.As(err, &syntax) && strings.HasSuffix(syntax.Error(), "exceeded max depth"):
+		// Well-formed, but deeper than Go's JSON reader goes: not a
+		// syntax error, which the publisher would look for in vain.
+		return fmt.Sprintf("values nested more than %d levels deep (at byte %d)", maxJSONDepth, syntax.Offset)
 	case errors.As(err, &syntax):
 		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
 	case errors.As(err, &typ):

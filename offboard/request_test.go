@@ -46,6 +46,7 @@ func TestParseRequest(t *testing.T) {
 		{name: "duplicate member", body: `{"requestId":"r1","dryRun":true,"dryRun":false,"machineId":"` + id + `"}`, wantErr: "appears twice", wantID: "r1"},
 		{name: "member in other case", body: `{"requestId":"r1","dryRun":true,"DryRun":false,"machineId":"` + id + `"}`, wantErr: "case-sensitive", wantID: "r1"},
 		{name: "id in other case", body: `{"requestId":"r1","MachineId":"` + id + `"}`, wantErr: "case-sensitive", wantID: "r1"},
+		{name: "nested too deep", body: `{"requestId":"r1","machineId":"` + id + `","extra":` + strings.Repeat("[", 10001) + strings.Repeat("]", 10001) + `}`, wantErr: "nested more than 10000 levels deep"},
 		{name: "oversize", body: `{"requestId":"r1","comment":"` + strings.Repeat("x", 70<<10) + `"}`, wantErr: "more than 65536"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
