@@ -116,9 +116,30 @@ func RequestMsgID(tenant, requestID string, attempt int) string {
 }
 
 // ResultMsgID is the message id of a checked request's result, so that a
-// result published again after a crash is dropped as a duplicate.
+// result published again after a crash is dropped as a duplicate:
+// result:<tenant>:<requestId>, a retry's result:<tenant>:<requestId>:<attempt>.
+//
+// A request id may itself end in ":<digits>", so those two forms alone
+// would give request "chg:2" and the retry "chg" attempt 2 one id, and
+// the results stream would drop the second of the two results as a
+// duplicate: that request would never be answered. The first attempt of
+// such an id therefore names its attempt too (result:<tenant>:chg:2:1),
+// which keeps every request id and attempt apart.
 func ResultMsgID(tenant, requestID string, attempt int) string {
+	if attempt <= 1 && endsInAttempt(requestID) {
+		return "result:" + tenant + ":" + requestID + ":1"
+	}
 	return withAttempt("result:"+tenant+":"+requestID, attempt)
+}
+
+// endsInAttempt tells whether id ends in ":<digits>", the form of a retry's
+// suffix.
+func endsInAttempt(id string) bool {
+	i := strings.LastIndexByte(id, ':')
+	if i < 0 || i == len(id)-1 {
+		return false
+	}
+	return strings.Trim(id[i+1:], "0123456789") == ""
 }
 
 func withAttempt(id string, attempt int) string {

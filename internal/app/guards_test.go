@@ -288,3 +288,22 @@ func TestGuardsPassAndReadFailures(t *testing.T) {
 		t.Errorf("ids-only guards read the device %d times, want none", n)
 	}
 }
+
+// TestRequestIDEndingLikeARetry: request "chg:2" and the retry of "chg"
+// at attempt 2 each get their result. Their results once shared a message
+// id (result:contoso:chg:2), and the results stream dropped the second as
+// a duplicate: the device was offboarded and the request never answered.
+func TestRequestIDEndingLikeARetry(t *testing.T) {
+	t.Parallel()
+	g := setupGuards(t)
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "chg", "machineId": g.recent.ID}), g.recent, "requireInactiveFor", "lastSeen")
+	g.publish("mde.offboard.request.contoso", map[string]any{"requestId": "chg", "machineId": g.recent.ID, "attempt": 2}, "contoso:chg:retry")
+	eventually(t, 20*time.Second, "the retry's result", func() bool { return len(g.c.snapshot()["contoso/chg"]) == 2 })
+	r := g.request("contoso", map[string]any{"requestId": "chg:2", "machineId": g.inactive.ID})
+	if r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("chg:2: %+v (error %+v), want created", r, r.Error)
+	}
+	if got := g.c.snapshot()["contoso/chg"]; len(got) != 2 || got[1].Attempt != 2 {
+		t.Errorf("chg: %+v, want attempts 1 and 2 answered", got)
+	}
+}
