@@ -100,10 +100,23 @@ func (t *Tenant) Credential() mde.CredentialConfig {
 	}
 }
 
-// RenderComment fills the tenant's comment template.
+// defaultComment is DefaultComment's template.
+var defaultComment = template.Must(template.New("comment").Option("missingkey=error").Parse(DefaultComment))
+
+// RenderComment fills the tenant's comment template. Where it leaves no
+// text (a template of fields this request does not have), the default
+// template gives the comment: the API refuses an offboard without one.
 func (t *Tenant) RenderComment(d CommentData) (string, error) {
+	s, err := renderComment(t.Resolved.Comment, d)
+	if err != nil || s != "" {
+		return s, err
+	}
+	return renderComment(defaultComment, d)
+}
+
+func renderComment(tmpl *template.Template, d CommentData) (string, error) {
 	var b bytes.Buffer
-	if err := t.Resolved.Comment.Execute(&b, d); err != nil {
+	if err := tmpl.Execute(&b, d); err != nil {
 		return "", fmt.Errorf("comment template: %w", err)
 	}
 	s := strings.Join(strings.Fields(b.String()), " ")

@@ -46,6 +46,25 @@ func TestParseDefaults(t *testing.T) {
 	}
 }
 
+// TestCommentThatRendersNoText: a template of fields a request does not
+// have gives no text, which the API refuses as a missing comment: the
+// default template gives it then.
+func TestCommentThatRendersNoText(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant + `    comment: "{{.Source}} {{.RequestedBy}}"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tn := f.Tenants[0]
+	if c, err := tn.RenderComment(CommentData{RequestID: "r-1", Source: "cmdb"}); err != nil || c != "cmdb" {
+		t.Errorf("with a source: %q, %v; want the tenant's template", c, err)
+	}
+	if c, err := tn.RenderComment(CommentData{RequestID: "r-1"}); err != nil || c != "Offboarded by mde-offboard: r-1" {
+		t.Errorf("with no source: %q, %v; want the default comment", c, err)
+	}
+}
+
 func TestParseLimitsAndComment(t *testing.T) {
 	t.Parallel()
 	f, err := Parse([]byte("tenants:" + okTenant + `    comment: "Retired {{.Source}} {{.RequestID}}"
