@@ -235,9 +235,12 @@ func checkText(field, v string, limit int) error {
 	return nil
 }
 
-// unprintable: control characters and format characters (bidirectional
-// overrides, zero-width joiners and the like).
-func unprintable(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
+// unprintable: control characters, format characters (bidirectional
+// overrides, zero-width joiners and the like) and the line and paragraph
+// separators U+2028 and U+2029, which break a line as a newline does.
+func unprintable(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+}
 
 // checkMembers refuses what encoding/json would read differently from a
 // case-sensitive reader (an approval step, an audit): a member that repeats,

@@ -39,6 +39,7 @@ func TestParseRequest(t *testing.T) {
 		{name: "control in comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"a\u0000b"}`, wantErr: "control", wantID: "r1"},
 		{name: "long source", body: `{"requestId":"r1","machineId":"` + id + `","source":"` + strings.Repeat("s", 257) + `"}`, wantErr: "source has 257 characters", wantID: "r1"},
 		{name: "bidi override in requestedBy", body: `{"requestId":"r1","machineId":"` + id + `","requestedBy":"admin\u202egnp.exe"}`, wantErr: "formatting characters", wantID: "r1"},
+		{name: "line separator in comment", body: `{"requestId":"r1","machineId":"` + id + `","comment":"retired\u2028approved by: ciso"}`, wantErr: "formatting characters", wantID: "r1"},
 		{name: "attempt", body: `{"requestId":"r1","machineId":"` + id + `","attempt":2}`, wantID: "r1"},
 		{name: "attempt zero", body: `{"requestId":"r1","machineId":"` + id + `","attempt":0}`, wantErr: "attempt must be at least 1", wantID: "r1"},
 		{name: "attempt fraction", body: `{"requestId":"r1","machineId":"` + id + `","attempt":1.5}`, wantErr: "attempt must be", wantID: "r1"},

@@ -108,6 +108,8 @@ func requestCases() []requestCase {
 		{name: "C1 control in comment", body: byID + `,"comment":"a\u0085b"}`},
 		{name: "bidi override in requestedBy", body: byID + `,"requestedBy":"admin\u202egnp.exe"}`},
 		{name: "zero-width joiner in source", body: byID + `,"source":"cmdb\u200dsync"}`},
+		{name: "line separator in comment", body: byID + `,"comment":"retired\u2028approved by: ciso"}`},
+		{name: "paragraph separator in source", body: byID + `,"source":"cmdb\u2029sync"}`},
 		{name: "escape sequence in source", body: byID + `,"source":"a\u001b[31mb"}`},
 		{name: "source of 257 characters", body: byID + `,"source":"` + long("s", 257) + `"}`},
 		{name: "tenant that is no tenant name", body: byID + `,"tenant":"Contoso"}`},
