@@ -89,3 +89,29 @@ func TestHeaderTheClientCannotSendIsKeptInTheDeadLetter(t *testing.T) {
 		t.Errorf("dead letters keep %v under %s, want both X-Ref(id) headers", kept, offboard.HeaderOriginalHeader)
 	}
 }
+
+// TestDeadLetterIDOfAnotherRequestsPlace: a request whose message id has
+// the form of the dead-letter id of another request's place
+// (dead-seq:<epoch>:<seq>) does not take that request's dead letter: both
+// failed requests keep theirs. The dead letter once kept the publisher's
+// id, and the stream dropped the other as a duplicate.
+func TestDeadLetterIDOfAnotherRequestsPlace(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	c := e.collect("mde.offboard.result.>")
+	requests, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := requests.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := offboard.Seq{Epoch: info.Created.UnixNano(), N: info.State.LastSeq + 2}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "taker", "machineId": "zz"}, "dead-seq:"+next.String())
+	if ack := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "victim", "machineId": "zz"}, ""); ack.Sequence != next.N {
+		t.Fatalf("victim stored at %d, want %d", ack.Sequence, next.N)
+	}
+	c.wait(t, 2, 20*time.Second)
+	eventually(t, 10*time.Second, "two dead letters", func() bool { return e.streamMsgs(offboard.StreamDead) == 2 })
+}

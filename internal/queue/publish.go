@@ -97,6 +97,10 @@ func PublishDeadAsync(js jetstream.JetStream, subject string, orig jetstream.Msg
 	return awaitAck(f, "publish dead letter to "+subject), nil
 }
 
+// deadSeqPrefix begins the message id of a dead letter named by its
+// request's place in the stream.
+const deadSeqPrefix = "dead-seq:"
+
 func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message string) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = orig.Data()
@@ -127,10 +131,13 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 	m.Header.Set(offboard.HeaderErrorCode, code)
 	m.Header.Set(offboard.HeaderErrorMessage, message)
 	m.Header.Set(offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
-	if m.Header.Get(jetstream.MsgIDHeader) == "" {
+	if id := m.Header.Get(jetstream.MsgIDHeader); id == "" || strings.HasPrefix(id, deadSeqPrefix) {
 		// Without the publisher's id, one derived from the request's place
-		// in the stream keeps a re-published dead letter single.
-		m.Header.Set(jetstream.MsgIDHeader, "dead-seq:"+seq.String())
+		// in the stream keeps a re-published dead letter single. A
+		// publisher's id of that form gets one of its own place too: as
+		// it was, it could take the dead-letter id of the request at the
+		// place it names, whose dead letter the stream would then drop.
+		m.Header.Set(jetstream.MsgIDHeader, deadSeqPrefix+seq.String())
 	}
 	return m
 }
