@@ -93,6 +93,9 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	if f.csv == "" {
 		return nil, usagef("--csv is required")
 	}
+	if err := checkCSVFile(f.csv); err != nil {
+		return nil, err
+	}
 	if f.name == "" {
 		f.name = campaign.NameFromFile(f.csv)
 		if !campaign.ValidName(f.name) {
@@ -213,6 +216,26 @@ func fileKind(m os.FileMode) string {
 		return "a device"
 	}
 	return "a special file"
+}
+
+// checkCSVFile refuses, before it is opened, a CSV that is not a regular
+// file: it is read more than once, and a pipe (--csv <(...)) would be
+// empty the second time, a FIFO would block in its open, and a device such
+// as /dev/zero would be read until memory ran out. A symbolic link to a
+// file is fine; a path that cannot be read is told by its open.
+func checkCSVFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil //nolint:nilerr // told by the open that follows
+	}
+	switch m := fi.Mode(); {
+	case m.IsRegular():
+		return nil
+	case m.IsDir():
+		return usagef("--csv %s is a directory; give a file", path)
+	default:
+		return usagef("--csv %s is %s, not a regular file: the CSV is read more than once; save it to a file first", path, fileKind(m))
+	}
 }
 
 // countRows reads the whole CSV once, so that a broken file stops the run

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/creack/pty"
 )
@@ -197,5 +199,47 @@ func TestOutputNotARegularFile(t *testing.T) {
 	}
 	if b, err := os.ReadFile(target); err != nil || string(b) != "kept\n" {
 		t.Errorf("the link's target: %q %v", b, err)
+	}
+}
+
+// A CSV that is not a regular file is refused before anything is read: it
+// is read more than once (counted, checked against the results stored,
+// published), and a pipe (--csv <(grep ... plan.csv)) would be empty the
+// second time, a FIFO would block the run in its open, and /dev/zero would
+// be read until memory ran out.
+func TestCampaignCSVNotARegularFile(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "wave.csv")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skip(err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	if _, err := w.WriteString("machineId\n" + strings.Repeat("a", 40) + "\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = w.Close()
+	piped := fmt.Sprintf("/proc/self/fd/%d", r.Fd())
+	for _, path := range []string{piped, fifo, "/dev/zero"} {
+		done := make(chan struct{})
+		var code int
+		var out, errb bytes.Buffer
+		go func() {
+			defer close(done)
+			// Nothing listens there: a usage error comes before connecting.
+			code = run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--name", "wave", "--csv", path}, &out, &errb)
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: still running after 10s", path)
+		}
+		if code != exitUsage || !strings.Contains(errb.String(), "not a regular file") || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q", path, code, errb.String())
+		}
 	}
 }
