@@ -596,6 +596,10 @@ func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h b
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
 	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.unread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
 	eta, byBudget := est.ETA(), false
+	if c.Waiting == 0 {
+		// Every row is answered: the tenant's backlog is not the campaign's.
+		eta = 0
+	}
 	// Never shorter than the budget allows, while rows wait.
 	if until := r.budgetUntil.Load(); until != 0 && c.Waiting > 0 {
 		if b := time.Until(time.Unix(0, until)); b > eta {

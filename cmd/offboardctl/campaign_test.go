@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -544,5 +545,22 @@ func TestCampaignETAWhilePaused(t *testing.T) {
 	st = campaignState{}
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Paused || st.ETA == "paused" {
 		t.Errorf("campaign status after the resume: %v %s", err, out)
+	}
+}
+
+// Once no row of the campaign waits, its progress shows no time left,
+// whatever the tenant's backlog: a campaign of no rows, or one whose last
+// result came while other requests of the tenant still wait, is done.
+func TestCampaignProgressETAWhenNothingWaits(t *testing.T) {
+	t.Parallel()
+	r := &campaignRun{f: runFlags{tenant: tenant, name: "wave"}, windows: campaign.DefaultWindows}
+	r.ahead.Store(5000)
+	for _, c := range []campaign.Counts{{}, {Rows: 3, Created: 2, Failed: 1}} {
+		if got := r.snapshot(c, c.Answered(), time.Second).etaText(); got != "0s" {
+			t.Errorf("%+v: ETA %s, want 0s", c, got)
+		}
+	}
+	if got := r.snapshot(campaign.Counts{Rows: 3, Created: 2, Waiting: 1}, 2, time.Second).etaText(); got == "0s" {
+		t.Errorf("a row waiting behind 5000 requests: ETA %s", got)
 	}
 }
