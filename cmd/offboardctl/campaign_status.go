@@ -62,6 +62,11 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 			return err
 		}
 	}
+	if st.Answered == 0 && st.Waiting == 0 && (st.Cancelled == nil || !st.Cancelled.Cancelled) {
+		// A typo, or the CSV's file name for the campaign's: zeros would
+		// read as a campaign with nothing left to do.
+		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered", tenant, name)
+	}
 	// The campaign's last request waits behind the tenant's whole backlog
 	// (normal first, then bulk, its own requests among them).
 	inFlight := 0
