@@ -81,12 +81,20 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 		picked = []deadLetter{latest}
 	}
 	highest := highestAttempts(ds)
-	var retried, dup int
+	var retried, dup, left int
 	var errs []error
-	for _, d := range picked {
+	for i, d := range picked {
+		if ctx.Err() != nil {
+			// Interrupted: this one and those after it are not retried;
+			// the same command retries them.
+			left = len(picked) - i
+			break
+		}
 		attempt := max(highest[d.RequestID], d.Attempt) + 1
 		ack, err := c.retryOne(ctx, tenant, d, attempt)
 		switch {
+		case err != nil && ctx.Err() != nil:
+			left = len(picked) - i // its retry may have been stored: run again, the stream drops a repeat
 		case err != nil:
 			errs = append(errs, fmt.Errorf("dead letter %d: %w", d.Seq, err))
 		case ack.Duplicate:
@@ -96,8 +104,14 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 			retried++
 			fmt.Fprintf(c.stdout, "retried %s attempt %d (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
 		}
+		if left > 0 {
+			break
+		}
 	}
-	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried\n", retried, dup, len(errs))
+	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried\n", retried, dup, len(errs)+left)
+	if left > 0 {
+		errs = append(errs, fmt.Errorf("interrupted with %d dead letters left (%w); run the same command again to retry them", left, context.Cause(ctx)))
+	}
 	return errors.Join(errs...)
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -283,5 +285,58 @@ func TestWithAttempt(t *testing.T) {
 	got, _ := withAttempt([]byte(`{"requestId":"a"}`), 3)
 	if err := json.Unmarshal(got, &v); err != nil || v["attempt"] != 3.0 {
 		t.Errorf("%s", got)
+	}
+}
+
+// cancelOnWrite cancels a context at the first line written that starts
+// with prefix: an operator's Ctrl-C at that moment.
+type cancelOnWrite struct {
+	strings.Builder
+	prefix string
+	cancel func()
+}
+
+func (w *cancelOnWrite) Write(p []byte) (int, error) {
+	if strings.HasPrefix(string(p), w.prefix) {
+		w.cancel()
+	}
+	return w.Builder.Write(p)
+}
+
+// A dead retry --all interrupted stops there: one line says so, nothing
+// is lost, and the same command retries the rest.
+func TestDeadRetryInterrupted(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	const n = 20
+	for i := range n {
+		if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Normal,
+			offboard.Request{RequestID: fmt.Sprintf("chg-%d", i), MachineID: randHex(20)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.waitFor("the results", time.Minute, func() bool { return len(e.results()) == n })
+	e.waitFor("the requests answered", time.Minute, func() bool { return e.requestsWaiting() == 0 })
+	e.stopWorker() // the retries wait in the stream
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &cancelOnWrite{prefix: "retried ", cancel: cancel}
+	var errb strings.Builder
+	code := runContext(ctx, []string{"--nats-url", e.url, "dead", "retry", tenant, "--all"}, out, &errb)
+	retried := strings.Count(out.String(), "retried chg-")
+	if code != exitFailed || !strings.Contains(errb.String(), "interrupted") || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+		t.Errorf("interrupted: exit %d, stderr %q", code, errb.String())
+	}
+	if retried == 0 || retried == n || e.requestsWaiting() != uint64(retried) {
+		t.Errorf("%d retried, %d requests waiting: %s", retried, e.requestsWaiting(), out.String())
+	}
+	if code, out, errs := e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK ||
+		!strings.Contains(out, fmt.Sprintf("%d retried, %d retried before", n-retried, retried)) {
+		t.Errorf("again: exit %d: %s %s", code, out, errs)
+	}
+	if got := e.requestsWaiting(); got != n {
+		t.Errorf("%d requests waiting, want %d", got, n)
 	}
 }
