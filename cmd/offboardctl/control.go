@@ -139,14 +139,17 @@ func budgetCommand(c *cli) *cobra.Command {
 			switch {
 			case clearIt && len(args) == 1:
 			case !clearIt && len(args) == 2:
-				bw, err := limiter.ParseWindow(args[1])
+				// As read: ParseWindow takes the space around it, which
+				// would be stored and break status's lines.
+				spec := strings.TrimSpace(args[1])
+				bw, err := limiter.ParseWindow(spec)
 				if err != nil {
 					return usagef("budget: %v", err)
 				}
-				if err := c.checkBudgetWindow(cmd.Context(), args[1], bw); err != nil {
+				if err := c.checkBudgetWindow(cmd.Context(), spec, bw); err != nil {
 					return err
 				}
-				ch.Action, ch.Value = control.ActionBudget, args[1]
+				ch.Action, ch.Value = control.ActionBudget, spec
 			default:
 				return usagef("budget takes TENANT and either COUNT/DURATION (500/24h) or --clear")
 			}

@@ -260,3 +260,19 @@ func TestBudgetLongerThanTheJournal(t *testing.T) {
 		t.Errorf("budget %+v", b)
 	}
 }
+
+// A budget given with white space around it (a newline from a script's
+// echo, a tab) is stored as it was read: status shows it on one line.
+func TestBudgetWithSpaceAround(t *testing.T) {
+	t.Parallel()
+	url, _ := natsWithStreams(t)
+	code, out, errs := ctl(t, url, "budget", "contoso", "\t50/24h\n")
+	if code != exitOK || !strings.Contains(out, "budget of contoso set to 50/24h;") || strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("budget: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	_, out, _ = ctl(t, url, "status", "contoso", "--json")
+	var sts []tenantStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || sts[0].Budget.Override != "50/24h" || sts[0].Budget.InForce != "50/24h" {
+		t.Errorf("status: %v %s", err, out)
+	}
+}
