@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -158,7 +160,7 @@ func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscover
 
 func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
-		data, err := readCredentialFile("certificateFile", cc.CertificateFile)
+		data, err := readCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
 		if err != nil {
 			return nil, err
 		}
@@ -181,14 +183,88 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 	}, cc.CertificateFile
 }
 
+// workloadIdentityBuilder builds what azidentity's
+// WorkloadIdentityCredential does, a client assertion credential whose
+// assertion is the federated token file's content, re-read every
+// tokenFileReuse, but reads the file as the other credential files are
+// read: a regular file of bounded size (the library reads whatever the
+// path names, to its end).
 func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
-		return azidentity.NewWorkloadIdentityCredential(&azidentity.WorkloadIdentityCredentialOptions{
-			ClientOptions: opts, TenantID: cc.TenantID, ClientID: cc.ClientID,
-			TokenFilePath: cc.TokenFile, DisableInstanceDiscovery: noDiscovery,
-		})
+		// The library's defaults, from the variables the workload
+		// identity webhook sets.
+		tenantID, clientID, file := cc.TenantID, cc.ClientID, cc.TokenFile
+		for _, d := range []struct {
+			v    *string
+			name string
+		}{{&tenantID, "AZURE_TENANT_ID"}, {&clientID, "AZURE_CLIENT_ID"}, {&file, "AZURE_FEDERATED_TOKEN_FILE"}} {
+			if *d.v == "" {
+				*d.v = os.Getenv(d.name)
+			}
+			if *d.v == "" {
+				return nil, fmt.Errorf("workloadIdentity: %s is not set", d.name)
+			}
+		}
+		tf := &tokenFile{path: file}
+		cred, err := azidentity.NewClientAssertionCredential(tenantID, clientID, tf.assertion,
+			&azidentity.ClientAssertionCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
+		if err != nil {
+			return nil, err
+		}
+		return &workloadCredential{cred: cred, file: tf}, nil
 	}, ""
 }
+
+// workloadCredential reads the token file before each token request, so
+// that a file that cannot be read is reported as such: the identity
+// library does not pass on the assertion's error.
+type workloadCredential struct {
+	cred *azidentity.ClientAssertionCredential
+	file *tokenFile
+}
+
+func (w *workloadCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if _, err := w.file.assertion(ctx); err != nil {
+		return azcore.AccessToken{}, err
+	}
+	return w.cred.GetToken(ctx, opts)
+}
+
+// tokenFileReuse is how long a federated token read from its file is
+// used before the file is read again, as azidentity does: Kubernetes
+// replaces the token when 80% of its life (at least an hour) has passed.
+const tokenFileReuse = 10 * time.Minute
+
+// tokenFile is a workload identity's federated token file.
+type tokenFile struct {
+	path string
+
+	mu    sync.Mutex
+	token string
+	until time.Time
+}
+
+// assertion returns the federated token, read again when older than
+// tokenFileReuse. Its error is a *credentialFileError.
+func (f *tokenFile) assertion(context.Context) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if now := time.Now(); !now.Before(f.until) {
+		tok, err := readSecret("tokenFile", f.path)
+		if err != nil {
+			return "", &credentialFileError{err: err}
+		}
+		f.token, f.until = tok, now.Add(tokenFileReuse)
+	}
+	return f.token, nil
+}
+
+// credentialFileError is a credential file that could not be read when a
+// token was asked for. Its text names the setting and the reason, never
+// the path or the content.
+type credentialFileError struct{ err error }
+
+func (e *credentialFileError) Error() string { return e.err.Error() }
 
 func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
@@ -219,11 +295,19 @@ func isMicrosoftLogin(host string) bool {
 	return false
 }
 
+// Bounds of the credential files: a client secret, a password or a
+// federated token takes a few KiB at most; a certificate bundle, its
+// chain included, some tens of KiB.
+const (
+	maxSecretFile      = 64 << 10
+	maxCertificateFile = 4 << 20
+)
+
 // readSecret reads the secret in the file that path, the setting named
 // field, names. Its errors name the setting, not the path: a secret (or a
 // certificate) pasted where its file's path belongs would be shown.
 func readSecret(field, path string) (string, error) {
-	data, err := readCredentialFile(field, path)
+	data, err := readCredentialFile(field, path, maxSecretFile)
 	if err != nil {
 		return "", err
 	}
@@ -235,17 +319,61 @@ func readSecret(field, path string) (string, error) {
 }
 
 // readCredentialFile reads the file that path, the setting named field,
-// names. Its error names the setting and the reason ("no such file or
-// directory", "permission denied"), not the path.
-func readCredentialFile(field, path string) ([]byte, error) {
-	data, err := os.ReadFile(path)
+// names: a regular file of at most limit bytes. A device or a FIFO named
+// by mistake (/dev/zero, /dev/stdin) would be read for ever, or block
+// the start or the reload that reads it. Its error names the setting and
+// the reason ("no such file or directory", "permission denied", "not a
+// regular file"), not the path.
+func readCredentialFile(field, path string, limit int64) ([]byte, error) {
+	data, err := readRegularFile(path, limit)
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		err = pe.Err
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errNotRegular):
+		return nil, fmt.Errorf("%s: the file it names is not a regular file", field)
+	case errors.Is(err, errTooLarge):
+		return nil, fmt.Errorf("%s: the file it names is larger than %d KiB", field, limit>>10)
+	case err != nil:
 		return nil, fmt.Errorf("%s: the file it names could not be read: %w", field, err)
 	}
 	return data, nil
+}
+
+var (
+	errNotRegular = errors.New("not a regular file")
+	errTooLarge   = errors.New("file too large")
+)
+
+// readRegularFile reads a regular file of at most limit bytes. It is
+// opened without blocking: opening a FIFO for reading otherwise waits
+// for a writer.
+func readRegularFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = f.Close() }()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, errNotRegular
+	}
+	if fi.Size() > limit {
+		return nil, errTooLarge
+	}
+	var buf bytes.Buffer
+	buf.Grow(int(fi.Size()) + bytes.MinRead)
+	// The file may have grown since: one byte more than the bound tells.
+	if _, err := buf.ReadFrom(io.LimitReader(f, limit+1)); err != nil {
+		return nil, err
+	}
+	if int64(buf.Len()) > limit {
+		return nil, errTooLarge
+	}
+	return buf.Bytes(), nil
 }
 
 func stampOf(path string) fileStamp {
@@ -315,6 +443,10 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	c.mu.Unlock()
 	tok, err := tc.GetToken(ctx, opts)
+	if fe := (*credentialFileError)(nil); errors.As(err, &fe) {
+		// Not final: the file may be put right.
+		return azcore.AccessToken{}, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()}
+	}
 	if err != nil {
 		return azcore.AccessToken{}, classifyTokenError(ctx, c.host, err)
 	}

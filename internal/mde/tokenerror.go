@@ -37,8 +37,9 @@ type TokenError struct {
 	File string
 
 	failure tokenFailure
-	cause   error // only the context's error, which holds no secret
-	err     error // what went wrong, when no field says it; never printed
+	detail  string // why a credential file could not be read: the setting and the reason, never the path or content
+	cause   error  // only the context's error, which holds no secret
+	err     error  // what went wrong, when no field says it; never printed
 }
 
 // tokenFailure says which fixed text a TokenError has.
@@ -75,6 +76,9 @@ func (e *TokenError) Error() string {
 	case failUnknown:
 		return "get token: the login host " + e.Host + " gave no token"
 	case failCredential:
+		if e.detail != "" {
+			return "get token: " + e.detail
+		}
 		if e.File != "" {
 			return "get token: the credential file " + e.File + " could not be read or used"
 		}
