@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
@@ -140,6 +142,9 @@ func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscove
 		if err != nil {
 			return nil, err
 		}
+		if err := checkClientSecret(secret); err != nil {
+			return nil, fmt.Errorf("clientSecretFile: the file it names %w", err)
+		}
 		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
 	}, cc.ClientSecretFile
@@ -153,9 +158,27 @@ func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscover
 			// would be shown.
 			return nil, errors.New("clientSecretEnv: the environment variable it names is empty or not set")
 		}
+		if err := checkClientSecret(secret); err != nil {
+			return nil, fmt.Errorf("clientSecretEnv: the environment variable it names %w", err)
+		}
 		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
 	}, ""
+}
+
+// checkClientSecret refuses what is plainly no client secret, before it
+// is sent to the login host as one: a certificate or key put in the
+// secret's place, as PEM or as PKCS#12 (binary). A client secret is
+// printable text (Entra ID makes them of letters, digits and ~._-).
+// Its error says what was found, not the content.
+func checkClientSecret(secret string) error {
+	switch {
+	case strings.Contains(secret, "-----BEGIN "):
+		return errors.New("holds a certificate or key; use certificateFile")
+	case !utf8.ValidString(secret) || strings.ContainsFunc(secret, unicode.IsControl):
+		return errors.New("holds binary data, not a client secret (a PKCS#12 certificate or a key?); use certificateFile for a certificate")
+	}
+	return nil
 }
 
 func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
