@@ -242,14 +242,51 @@ func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 // trying again will not help.
 var errBuild = errors.New("build request")
 
-// safeText is an error's text cut short. Callers pass only errors whose
-// text holds no secret: transport errors (URL stripped) and *TokenError.
+// safeText is an error's text, each URL in it without its user
+// information, query and fragment, cut short. Callers pass only errors
+// whose text holds no other secret: transport errors (the request's URL
+// stripped) and *TokenError. A transport error can still name a URL in
+// its text: a proxy setting that does not parse is quoted whole, its
+// user and password included, by the proxy function's error.
 func safeText(err error) string {
-	s := err.Error()
+	// Before the cut, which could leave a user and password without
+	// the '@' that marks them.
+	s := withoutURLCredentials(err.Error())
 	if utf8.RuneCountInString(s) > 300 {
 		s = string([]rune(s)[:299]) + "…"
 	}
 	return s
+}
+
+// quotedText is a string quoted as Go's %q does: errors that name a URL
+// (url.Error, a proxy setting's) quote it so, whatever it holds.
+var quotedText = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
+
+// word is a run of text without white space.
+var word = regexp.MustCompile(`\S+`)
+
+// withoutURLCredentials is text with each URL in it, quoted or not, shown
+// as shownURL gives it: without anything up to its last '@' (a user and
+// password, a token) and without its query or fragment. A quoted string
+// is taken whole, so a password with a space or a quote in it goes too;
+// elsewhere, each word that holds "://" or '@' is taken.
+func withoutURLCredentials(s string) string {
+	if !strings.Contains(s, "://") && !strings.Contains(s, "@") {
+		return s
+	}
+	s = quotedText.ReplaceAllStringFunc(s, func(q string) string {
+		inner := q[1 : len(q)-1]
+		if !strings.Contains(inner, "://") && !strings.Contains(inner, "@") {
+			return q
+		}
+		return `"` + shownURL(inner) + `"`
+	})
+	return word.ReplaceAllStringFunc(s, func(w string) string {
+		if !strings.Contains(w, "://") && !strings.Contains(w, "@") {
+			return w
+		}
+		return shownURL(w)
+	})
 }
 
 // MinRetryAfter is the pause taken after a 429 that names no usable
