@@ -239,13 +239,66 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 }
 
 // withoutToken is an answer with the bearer token it may echo (a gateway
-// that quotes the request's headers in its error) replaced: the answer's
-// message reaches results, dead letters and logs.
+// that quotes the request's headers in its error) replaced, as sent or
+// written with JSON escapes (\u002e for '.', \/ for '/'): an error
+// answer's message reaches results, dead letters and logs, a successful
+// one's body results and the ledger.
 func withoutToken(data []byte, token string) []byte {
-	if token == "" || !bytes.Contains(data, []byte(token)) {
+	if token == "" {
 		return data
 	}
-	return bytes.ReplaceAll(data, []byte(token), []byte(redacted))
+	if bytes.Contains(data, []byte(token)) {
+		data = bytes.ReplaceAll(data, []byte(token), []byte(redacted))
+	}
+	if bytes.IndexByte(data, '\\') < 0 {
+		return data // no escape: no other way to write it
+	}
+	return withoutEscapedToken(data, token)
+}
+
+// withoutEscapedToken replaces the token in each JSON string of data
+// that holds it once decoded; such a string is written anew, without
+// the token, and everything else is left as it came. Only strings with
+// an escape are decoded: the token as sent is already gone.
+func withoutEscapedToken(data []byte, token string) []byte {
+	var out []byte // nil until a string is written anew
+	done := 0      // data[:done] is in out
+	for i := 0; i < len(data); i++ {
+		if data[i] != '"' {
+			continue
+		}
+		end, escaped := i+1, false
+		for ; end < len(data) && data[end] != '"'; end++ {
+			if data[end] == '\\' {
+				escaped = true
+				end++ // the escaped byte
+			}
+		}
+		if end >= len(data) {
+			break // not closed: not JSON
+		}
+		var s string
+		if escaped && json.Unmarshal(data[i:end+1], &s) == nil && strings.Contains(s, token) {
+			out = append(out, data[done:i]...)
+			out = appendJSONString(out, strings.ReplaceAll(s, token, redacted))
+			done = end + 1
+		}
+		i = end
+	}
+	if out == nil {
+		return data
+	}
+	return append(out, data[done:]...)
+}
+
+// appendJSONString appends s to b as a JSON string, with no more escapes
+// than JSON needs.
+func appendJSONString(b []byte, s string) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s) // a string always encodes
+	return append(b, bytes.TrimSuffix(buf.Bytes(), []byte("\n"))...)
 }
 
 // redacted stands for a credential taken out of an answer.
