@@ -68,14 +68,63 @@ type Tracking struct {
 // as a whole number of days ("90d").
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration string or a number of days.
+// UnmarshalYAML reads a Go duration string or a number of days. Its
+// error does not hold the value (a secret pasted in the wrong place would
+// be shown): Parse names the key.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := parseDuration(n.Value)
 	if err != nil || v < 0 {
-		return fmt.Errorf("line %d: %q is not a duration such as 90s, 5m, 1h or 90d", n.Line, n.Value)
+		return &durationError{line: n.Line, column: n.Column}
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// durationError is a value that is not a duration, by where it stands.
+type durationError struct{ line, column int }
+
+func (e *durationError) Error() string {
+	return fmt.Sprintf("line %d: a value is not a duration such as 90s, 5m, 1h or 90d", e.line)
+}
+
+// describe names the key of the value as in tenants[0].tracking.maxAge,
+// found in the file's text, data.
+func (e *durationError) describe(data []byte) string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return e.Error()
+	}
+	var find func(n *yaml.Node, path string) string
+	find = func(n *yaml.Node, path string) string {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			if n.Line == e.line && n.Column == e.column {
+				return path
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if p := find(n.Content[i+1], joinPath(path, n.Content[i].Value)); p != "" {
+					return p
+				}
+			}
+		case yaml.SequenceNode, yaml.DocumentNode:
+			for i, c := range n.Content {
+				p := path
+				if n.Kind == yaml.SequenceNode {
+					p = fmt.Sprintf("%s[%d]", path, i)
+				}
+				if p := find(c, p); p != "" {
+					return p
+				}
+			}
+		}
+		return ""
+	}
+	key := find(&doc, "")
+	if key == "" {
+		return e.Error()
+	}
+	return fmt.Sprintf("line %d: %s is not a duration such as 90s, 5m, 1h or 90d", e.line, key)
 }
 
 // Resolved is what Load derives from a tenant entry.
@@ -185,6 +234,9 @@ func Parse(data []byte) (*File, error) {
 	dec.KnownFields(true)
 	var f File
 	if err := dec.Decode(&f); err != nil {
+		if de := (*durationError)(nil); errors.As(err, &de) {
+			return nil, fmt.Errorf("tenants file: %s", de.describe(data))
+		}
 		return nil, fmt.Errorf("tenants file: %s", decodeError(err))
 	}
 	if err := noNulls(data); err != nil {

@@ -197,3 +197,30 @@ func TestLoadRefusesWhatIsNotATenantsFile(t *testing.T) {
 		t.Errorf("a file over %d bytes: %v", maxFileSize, err)
 	}
 }
+
+// A duration that does not read as one is named by its key, never
+// quoted: a secret pasted there would be shown.
+func TestParseDurationErrorQuotesNoValue(t *testing.T) {
+	t.Parallel()
+	const secret = "Abc8Q~S3cret.value"
+	for _, tc := range []struct{ yaml, key string }{
+		{"    guards:\n      requireInactiveFor: " + secret + "\n", "line 7: tenants[0].guards.requireInactiveFor"},
+		{"    tracking:\n      firstCheck: " + secret + "\n", "line 7: tenants[0].tracking.firstCheck"},
+		{"    tracking:\n      enabled: true\n      maxInterval: \"" + secret + "\"\n", "line 8: tenants[0].tracking.maxInterval"},
+		{"    tracking:\n      maxAge: '-" + secret + "'\n", "line 7: tenants[0].tracking.maxAge"},
+		{"    tracking:\n      maxAge: -1h\n", "line 7: tenants[0].tracking.maxAge"},
+		{"    tracking: {maxAge: 1h, firstCheck: " + secret + "}\n", "line 6: tenants[0].tracking.firstCheck"},
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + tc.yaml))
+		if err == nil {
+			t.Errorf("%s: no error", tc.key)
+			continue
+		}
+		if strings.Contains(err.Error(), "S3cret") {
+			t.Errorf("%s: the error quotes the value", tc.key)
+		}
+		if want := tc.key + " is not a duration such as 90s, 5m, 1h or 90d"; !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %q does not hold %q", tc.key, strings.ReplaceAll(err.Error(), secret, "…"), want)
+		}
+	}
+}
