@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"text/template"
 	"time"
 
@@ -204,7 +205,9 @@ type File struct {
 // Load reads and checks a tenants file. Unknown keys are errors: a typo in
 // a limit must not silently fall back to the default.
 func Load(path string) (*File, error) {
-	f, err := os.Open(path)
+	// Opened without blocking: opening a FIFO to read would wait for a
+	// writer.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)
 	}
