@@ -26,7 +26,7 @@ import (
 // runFlags are campaign run's flags.
 type runFlags struct {
 	tenant, csv, name, priority, comment, report, rate string
-	dryRun                                             bool
+	dryRun, unknownTenant                              bool
 	timeout, every                                     time.Duration
 	maxPending                                         int
 }
@@ -60,6 +60,7 @@ and writes the same report: an interrupted campaign resumes.`,
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
 	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: the documented ones)")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")
+	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "publish to a tenant no worker has set up yet (not in any tenants file)")
 	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")
 	_ = fl.MarkHidden("max-pending")
 	return cmd
@@ -276,6 +277,16 @@ func (r *campaignRun) run(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	r.js = js
+	// A typo's rows would go where no worker serves, each answered
+	// unknown_tenant, a dead letter each.
+	if !r.f.unknownTenant {
+		kctx, cancel := context.WithTimeout(ctx, r.c.timeout)
+		err := knownTenant(kctx, js, r.f.tenant, "nothing published", "publishes to it")
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
 	// The requests first, then the results: a request leaves the stream
 	// only once its result is stored, so each row's earlier request is
 	// seen in one or the other. This reads the tenant's whole backlog (a

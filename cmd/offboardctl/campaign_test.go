@@ -569,3 +569,52 @@ func TestCampaignProgressETAWhenNothingWaits(t *testing.T) {
 		t.Errorf("a row waiting behind 5000 requests: ETA %s", got)
 	}
 }
+
+// A campaign run of a tenant no worker has set up (a typo) is refused
+// before anything is published, as pause, resume and budget refuse it:
+// each row would be answered unknown_tenant, with a dead letter each.
+// --unknown-tenant publishes all the same.
+func TestCampaignRunOfAnUnknownTenant(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "wave.csv", fmt.Sprintf("machineId\n%040x\n%040x\n%040x\n", 1, 2, 3))
+	report := filepath.Join(dir, "wave-report.csv")
+	requests := func() uint64 {
+		t.Helper()
+		s, err := js.Stream(t.Context(), offboard.StreamRequests)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contosso", "--csv", csvPath, "--report", report, "--timeout", "1s")
+	if code != exitFailed || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 ||
+		!strings.Contains(errs, "tenant contosso: no worker has set up its consumers") || !strings.Contains(errs, "nothing published") ||
+		!strings.Contains(errs, "--unknown-tenant") {
+		t.Errorf("run of an unknown tenant: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if n := requests(); n != 0 {
+		t.Errorf("%d requests published to the unknown tenant", n)
+	}
+	if _, err := os.Stat(report); err == nil {
+		t.Error("a report was written")
+	}
+	// As for a tenant about to be added: published, left waiting.
+	code, _, errs = ctl(t, url, "campaign", "run", "--tenant", "contosso", "--csv", csvPath, "--report", report, "--timeout", "1s", "--unknown-tenant")
+	if code != exitFailed || !strings.Contains(errs, "run the same command again") {
+		t.Errorf("run --unknown-tenant: exit %d, stderr %q; want the rows published and the timeout", code, errs)
+	}
+	if n := requests(); n != 3 {
+		t.Errorf("run --unknown-tenant: %d requests published, want 3", n)
+	}
+	// A known tenant goes on as before.
+	code, _, errs = ctl(t, url, "campaign", "run", "--tenant", "fabrikam", "--csv", csvPath, "--report", report, "--timeout", "1s")
+	if code != exitFailed || !strings.Contains(errs, "run the same command again") || requests() != 6 {
+		t.Errorf("run of a known tenant: exit %d, stderr %q, %d requests", code, errs, requests())
+	}
+}

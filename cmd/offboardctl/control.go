@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
@@ -191,7 +192,7 @@ func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	if !w.unknownTenant {
-		if err := knownTenant(ctx, js, ch.Tenant); err != nil {
+		if err := knownTenant(ctx, js, ch.Tenant, "nothing changed", "changes it"); err != nil {
 			return err
 		}
 	}
@@ -209,13 +210,18 @@ func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
 
 // knownTenant refuses a tenant no worker has set up (its consumers are how
 // status finds tenants): a typo would change nothing that runs, and say
-// it did.
-func knownTenant(ctx context.Context, js jetstream.JetStream, tenant string) error {
+// it did. undone says what the command did not do ("nothing changed"),
+// override what --unknown-tenant makes it do ("changes it"; empty: the
+// command has no such flag).
+func knownTenant(ctx context.Context, js jetstream.JetStream, tenant, undone, override string) error {
 	if cons, err := tenantConsumer(ctx, js, tenant); err != nil || cons != nil {
 		return err
 	}
-	return fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file?); nothing changed. "+
-		"offboardctl status lists the tenants; --unknown-tenant changes it all the same", tenant)
+	msg := fmt.Sprintf("tenant %s: no worker has set up its consumers (not in any tenants file?); %s. offboardctl status lists the tenants", tenant, undone)
+	if override != "" {
+		msg += "; --unknown-tenant " + override + " all the same"
+	}
+	return errors.New(msg)
 }
 
 // describe is one line on a change made.

@@ -23,6 +23,7 @@ type planFlags struct {
 	tenant, inactiveFor, out string
 	health, os               []string
 	timeout                  time.Duration
+	unknownTenant            bool
 }
 
 // newCampaignPlanCmd is `campaign plan`: it asks a worker serving the
@@ -49,6 +50,7 @@ offboarded; offboardctl needs only its NATS connection.`,
 	fl.StringArrayVar(&f.os, "os", nil, "only devices with this osPlatform (repeat for any of several)")
 	fl.StringVar(&f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Minute, "how long the whole plan may take")
+	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "ask for a tenant no worker has set up yet (not in any tenants file), waiting up to 10s for a worker to answer")
 	return cmd
 }
 
@@ -92,6 +94,17 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
 	defer cancel()
+	// No worker answers for a tenant none has set up; the request would
+	// wait its 10 s for nothing when something else listens on the plan
+	// subjects (no "no responders" answer then).
+	if !f.unknownTenant {
+		kctx, kcancel := context.WithTimeout(ctx, c.timeout)
+		err := knownTenant(kctx, js, f.tenant, "no plan asked for", "asks")
+		kcancel()
+		if err != nil {
+			return err
+		}
+	}
 	reply, data, err := offboard.RequestPlan(ctx, js, c.subjects, f.tenant, req, planAccept)
 	if errors.Is(err, offboard.ErrNoPlanner) {
 		return fmt.Errorf("%w (is a worker configured with tenant %s running?)", err, f.tenant)

@@ -276,20 +276,54 @@ func TestCampaignPlanThenRun(t *testing.T) {
 }
 
 // TestCampaignPlanUnservedTenant: no worker serves the tenant: a clear
-// message, exit 1 within seconds, no file.
+// message, exit 1 within seconds, no file. A tenant no worker has set up
+// (no consumers, as pause refuses it) is refused before it is asked for,
+// so at once even when something else listens on the plan subjects (a
+// "nats sub" tap: no "no responders" answer then, and the request would
+// wait its 10 s for a worker). --unknown-tenant asks all the same.
 func TestCampaignPlanUnservedTenant(t *testing.T) {
 	e := setupPlan(t, worker.PlanOptions{})
+	nc, err := nats.Connect(e.app.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	tap, err := nc.SubscribeSync(offboard.Subjects{}.Plan(">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	out := filepath.Join(e.dir, "nobody.csv")
 	start := time.Now()
 	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "30d", "--out", out)
-	if code != exitFailed || !strings.Contains(stderr, "no worker serving the tenant answered") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+	if code != exitFailed || !strings.Contains(stderr, "tenant northwind: no worker has set up its consumers") ||
+		!strings.Contains(stderr, "--unknown-tenant") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
-	if took := time.Since(start); took > 5*time.Second {
+	if took := time.Since(start); took > 2*time.Second {
 		t.Errorf("took %v", took)
 	}
 	if _, err := os.Stat(out); !os.IsNotExist(err) {
 		t.Errorf("a file was written: %v", err)
+	}
+	if m, err := tap.NextMsg(100 * time.Millisecond); err == nil {
+		t.Errorf("a plan request was sent: %s", m.Data)
+	}
+	_ = tap.Unsubscribe()
+
+	// Asked all the same: no worker serves it, said within seconds.
+	start = time.Now()
+	code, _, stderr = e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "30d", "--out", out, "--unknown-tenant")
+	if code != exitFailed || !strings.Contains(stderr, "no worker serving the tenant answered") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("--unknown-tenant: exit %d, stderr %q", code, stderr)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("--unknown-tenant: took %v", took)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("--unknown-tenant: a file was written: %v", err)
 	}
 }
 
