@@ -105,7 +105,6 @@ func printDead(c *cli, ds []deadLetter) error {
 	return tw.Flush()
 }
 
-// deadLetters reads the dead letters of a tenant ("": all), in order.
 // checkCode refuses a --code that is not one of the contract's failure
 // codes: a typo would match nothing, and say so only as an empty list.
 func checkCode(cmd *cobra.Command, code string) error {
@@ -119,6 +118,11 @@ func checkCode(cmd *cobra.Command, code string) error {
 	return nil
 }
 
+// deadLetters reads the dead letters of a tenant ("": all), in order,
+// those with code only when it is set. A tenant with no dead letter at
+// all must be one a worker has set up (knownTenant): a typo would read as
+// a tenant with nothing failed. One removed from the tenants files may
+// still have dead letters: they are read all the same.
 func (c *cli) deadLetters(ctx context.Context, tenant, code string) ([]deadLetter, error) {
 	js, err := c.connect()
 	if err != nil {
@@ -130,13 +134,25 @@ func (c *cli) deadLetters(ctx context.Context, tenant, code string) ([]deadLette
 	}
 	now := time.Now()
 	var out []deadLetter
+	seen := false
 	err = scan(ctx, js, offboard.StreamDead, subject, func(m jetstream.Msg) {
+		seen = true
 		d := c.readDead(m, now)
 		if code == "" || d.Code == code {
 			out = append(out, d)
 		}
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	if tenant != "" && !seen {
+		kctx, cancel := context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+		if err := knownTenant(kctx, js, tenant, "it has no dead letters either", ""); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 func (c *cli) readDead(m jetstream.Msg, now time.Time) deadLetter {

@@ -340,3 +340,51 @@ func TestDeadRetryInterrupted(t *testing.T) {
 		t.Errorf("%d requests waiting, want %d", got, n)
 	}
 }
+
+// dead ls and dead retry of a tenant no worker has set up (a typo) say so,
+// exit 1, where they printed an empty list as if nothing had failed. A
+// known tenant without dead letters lists none, exit 0; a tenant removed
+// from the tenants files whose dead letters are still kept has them
+// listed and retried.
+func TestDeadOfAnUnknownTenant(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	for _, args := range [][]string{
+		{"dead", "ls", "contosso"}, {"dead", "ls", "contosso", "--json"}, {"dead", "ls", "contosso", "--code", offboard.CodeAPIError},
+		{"dead", "retry", "contosso", "--all"}, {"dead", "retry", "contosso", "--seq", "1"},
+	} {
+		code, out, errs := ctl(t, url, args...)
+		if code != exitFailed || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 ||
+			!strings.Contains(errs, "tenant contosso: no worker has set up its consumers") || !strings.Contains(errs, "no dead letters") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	if code, out, errs := ctl(t, url, "dead", "ls", "fabrikam"); code != exitOK || strings.TrimSpace(out) != "SEQ  TENANT  REQUEST ID  ATTEMPT  CODE  MESSAGE  AGE" {
+		t.Errorf("dead ls of a known tenant without dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := ctl(t, url, "dead", "ls", "fabrikam", "--json"); code != exitOK || strings.TrimSpace(out) != "null" {
+		t.Errorf("dead ls --json of a known tenant without dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := ctl(t, url, "dead", "retry", "fabrikam", "--all"); code != exitOK || !strings.Contains(out, "0 retried, 0 retried before") {
+		t.Errorf("dead retry of a known tenant without dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	// northwind was removed from the tenants file (no consumers); its
+	// dead letter is still there.
+	m := nats.NewMsg(offboard.Subjects{}.Dead("northwind"))
+	m.Data = []byte(`{"requestId":"nw-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
+	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeAPIError)
+	m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("northwind", offboard.Normal))
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := ctl(t, url, "dead", "ls", "northwind"); code != exitOK || !strings.Contains(out, "nw-1") {
+		t.Errorf("dead ls of a removed tenant's dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := ctl(t, url, "dead", "ls", "northwind", "--code", offboard.CodeMachineNotFound); code != exitOK || strings.Contains(out, "nw-1") {
+		t.Errorf("dead ls --code of a removed tenant's dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := ctl(t, url, "dead", "retry", "northwind", "--all"); code != exitOK || !strings.Contains(out, "retried nw-1 attempt 2") {
+		t.Errorf("dead retry of a removed tenant's dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
