@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -90,7 +91,15 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 			left = len(picked) - i
 			break
 		}
-		attempt := max(highest[d.RequestID], d.Attempt) + 1
+		high := max(highest[d.RequestID], d.Attempt)
+		if high == math.MaxInt {
+			// One more would wrap around to a negative attempt, which
+			// the worker refuses as invalid_request.
+			errs = append(errs, fmt.Errorf("dead letter %d: %s is at attempt %d, the highest there is, and cannot be retried under its request id; publish it anew under a new request id",
+				d.Seq, d.RequestID, high))
+			continue
+		}
+		attempt := high + 1
 		ack, err := c.retryOne(ctx, tenant, d, attempt)
 		switch {
 		case err != nil && ctx.Err() != nil:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -386,5 +387,54 @@ func TestDeadOfAnUnknownTenant(t *testing.T) {
 	}
 	if code, out, errs := ctl(t, url, "dead", "retry", "northwind", "--all"); code != exitOK || !strings.Contains(out, "retried nw-1 attempt 2") {
 		t.Errorf("dead retry of a removed tenant's dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A dead letter at the largest attempt there is cannot be retried under
+// its request id: one more would wrap around to a negative attempt. It
+// is refused, one line, exit 1, and nothing is published for it; the
+// other dead letters are retried.
+func TestDeadRetryAtTheLargestAttempt(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	for _, body := range []string{
+		fmt.Sprintf(`{"requestId":"x-1","machineId":"%s","attempt":%d}`, a, math.MaxInt), // 1
+		`{"requestId":"y-1","machineId":"` + a + `"}`,                                    // 2
+	} {
+		m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+		m.Data = []byte(body)
+		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeMachineNotFound)
+		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requests := func() []string {
+		t.Helper()
+		var got []string
+		err := scan(t.Context(), js, offboard.StreamRequests, offboard.Subjects{}.Request("contoso", offboard.Normal), func(m jetstream.Msg) {
+			got = append(got, string(m.Data()))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitFailed || strings.Count(strings.TrimSpace(errs), "\n") != 0 ||
+		!strings.Contains(errs, fmt.Sprintf("dead letter 1: x-1 is at attempt %d", math.MaxInt)) ||
+		!strings.Contains(out, "retried y-1 attempt 2") || !strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 1 not retried") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if got := requests(); len(got) != 1 || !strings.Contains(got[0], `"y-1"`) {
+		t.Errorf("requests published: %q, want y-1's retry only", got)
+	}
+	code, out, errs = ctl(t, url, "dead", "retry", "contoso", "--seq", "1")
+	if code != exitFailed || !strings.Contains(errs, "x-1 is at attempt") || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") {
+		t.Errorf("dead retry --seq 1: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if got := requests(); len(got) != 1 {
+		t.Errorf("requests published: %q, want y-1's retry only", got)
 	}
 }
