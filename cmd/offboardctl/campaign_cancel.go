@@ -89,8 +89,13 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	}
 	// A name no request carries is a mistake (the CSV's file name for
 	// the campaign's, a typo): its mark would cancel nothing now, and a
-	// later campaign of that name at once.
-	if st, err := c.campaignStatus(ctx, js, tenant, name); err == nil && st.Answered == 0 && st.Waiting == 0 {
+	// later campaign of that name at once. Requests and results that
+	// cannot be read cannot tell: nothing is marked blindly.
+	st, err := c.campaignStatus(ctx, js, tenant, name)
+	if err != nil {
+		return fmt.Errorf("campaign %s of tenant %s: cannot tell whether any request carries it: %w; nothing cancelled", name, tenant, err)
+	}
+	if st.Answered == 0 && st.Waiting == 0 {
 		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered; nothing cancelled (see campaign status --name)", tenant, name)
 	}
 	switch err := campaign.SetMark(ctx, kv, tenant, name, m); {
@@ -112,7 +117,7 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if err := queue.PublishJSON(ctx, js, c.subjects.Control(tenant), id, ev); err != nil {
 		return fmt.Errorf("campaign %s is cancelled, but its control event was not stored: %w", name, err)
 	}
-	st, err := c.campaignStatus(ctx, js, tenant, name)
+	st, err = c.campaignStatus(ctx, js, tenant, name)
 	if err != nil {
 		fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled; its waiting requests will be answered cancelled\n", name, tenant)
 		return nil //nolint:nilerr // the cancel stands; the count is only information

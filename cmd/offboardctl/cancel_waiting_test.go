@@ -235,3 +235,30 @@ func TestRunOfACancelledCampaignPublishesNothing(t *testing.T) {
 		t.Errorf("%d actions, want none", n)
 	}
 }
+
+// A cancel that cannot read the tenant's requests and results (here: the
+// results stream is not there) cannot tell a campaign from a typo: it
+// fails with the read error, one line, exit 1, and marks nothing, where
+// it marked the name blindly.
+func TestCancelWhenTheRequestsCannotBeRead(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Bulk), []byte(`{"requestId":"wave-000001"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), offboard.StreamResults); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "test")
+	if code != exitFailed || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 ||
+		!strings.Contains(errs, "cannot tell whether any request carries it") || !strings.Contains(errs, "nothing cancelled") {
+		t.Errorf("cancel: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	kv, err := campaign.ControlBucket(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := campaign.GetMark(t.Context(), kv, tenant, "wave"); err != nil || m != nil {
+		t.Errorf("mark %+v (%v), want none", m, err)
+	}
+}
