@@ -78,6 +78,7 @@ type campaignRun struct {
 	js      jetstream.JetStream // with bounded asynchronous publishing
 
 	published, duplicates, skipped atomic.Int64
+	unconfirmed                    atomic.Int64 // publishes sent whose acknowledgement did not come (interrupted)
 	unread                         atomic.Int64 // rows the publishing has not reached yet
 	pubErr                         atomic.Value // first publish error
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
@@ -688,23 +689,55 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	}
 }
 
+// ackGrace bounds how long an interrupted run (Ctrl-C, --timeout) waits
+// for the acknowledgements of the publishes it sent: the summary counts
+// them, and a publish whose acknowledgement does not come is told as
+// unconfirmed.
+const ackGrace = 5 * time.Second
+
 // collectAcks counts the stream's answers: stored, or dropped as a
 // duplicate (published before); a refused row is recorded unpublished.
+// Once ctx ends, the publishes already sent are awaited up to ackGrace;
+// those still unanswered then are counted unconfirmed.
 func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
+	interrupted := ctx.Done()
+	var gaveUp <-chan struct{}
 	for p := range acks {
-		select {
-		case ack := <-p.f.Ok():
-			if ack.Duplicate {
-				r.duplicates.Add(1)
-			} else {
-				r.published.Add(1)
+		for answered := false; !answered; {
+			select {
+			case ack := <-p.f.Ok():
+				r.countAck(ack)
+				answered = true
+			case err := <-p.f.Err():
+				r.rows.Unpublished(p.row)
+				r.pubErr.CompareAndSwap(nil, err)
+				answered = true
+			case <-interrupted:
+				gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackGrace)
+				defer cancel()
+				interrupted, gaveUp = nil, gctx.Done()
+			case <-gaveUp:
+				// An answer that came at the same time still counts.
+				select {
+				case ack := <-p.f.Ok():
+					r.countAck(ack)
+				case err := <-p.f.Err():
+					r.rows.Unpublished(p.row)
+					r.pubErr.CompareAndSwap(nil, err)
+				default:
+					r.unconfirmed.Add(1)
+				}
+				answered = true
 			}
-		case err := <-p.f.Err():
-			r.rows.Unpublished(p.row)
-			r.pubErr.CompareAndSwap(nil, err)
-		case <-ctx.Done():
-			return
 		}
+	}
+}
+
+func (r *campaignRun) countAck(ack *jetstream.PubAck) {
+	if ack.Duplicate {
+		r.duplicates.Add(1)
+	} else {
+		r.published.Add(1)
 	}
 }
 
@@ -714,10 +747,14 @@ func (r *campaignRun) finish(waitErr error) error {
 		return errors.Join(waitErr, err)
 	}
 	c := r.rows.Counts()
+	unconfirmed := ""
+	if n := r.unconfirmed.Load(); n > 0 {
+		unconfirmed = fmt.Sprintf(", %d sent unconfirmed (stored or not: running again publishes them once)", n)
+	}
 	fmt.Fprintf(r.c.stdout, "campaign %s (tenant %s): %d rows: created %d, already_pending %d, dry_run %d, failed %d, no result %d; "+
-		"published %d, published before %d, answered before %d; report %s\n",
+		"published %d, published before %d%s, answered before %d; report %s\n",
 		r.f.name, r.f.tenant, c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
-		r.published.Load(), r.duplicates.Load(), r.skipped.Load(), r.f.report)
+		r.published.Load(), r.duplicates.Load(), unconfirmed, r.skipped.Load(), r.f.report)
 	switch {
 	case waitErr != nil:
 		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
