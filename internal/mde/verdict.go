@@ -313,10 +313,15 @@ func (v *Verdict) Error() string {
 	switch {
 	case !v.Answered():
 		return v.cause
-	case v.Err != nil && v.Err.Code != "":
+	case v.Err != nil && (v.Err.Code != "" || v.Err.Message != ""):
 		msg := v.Err.Message
 		if utf8.RuneCountInString(msg) > 300 {
 			msg = string([]rune(msg)[:299]) + "…"
+		}
+		if v.Err.Code == "" {
+			// The API has answered with an empty code and a message that
+			// says what was wrong (an OData option it does not know).
+			return fmt.Sprintf("HTTP %d: %s", v.Status, msg)
 		}
 		return fmt.Sprintf("HTTP %d %s: %s", v.Status, v.Err.Code, msg)
 	}

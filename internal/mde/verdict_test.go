@@ -217,9 +217,15 @@ func TestAnswerWithoutErrorBody(t *testing.T) {
 	if got := a.Error(); got != "HTTP 503" {
 		t.Errorf("Error() = %q, want %q", got, "HTTP 503")
 	}
-	a.Err = &APIError{Message: "no code"}
+	a.Err = &APIError{}
 	if got := a.Error(); got != "HTTP 503" {
-		t.Errorf("Error() with a code-less error body = %q, want %q", got, "HTTP 503")
+		t.Errorf("Error() with an empty error body = %q, want %q", got, "HTTP 503")
+	}
+	// As the API has answered an OData option it does not know: the
+	// message is what tells the operator what was wrong.
+	a.Status, a.Err = 400, &APIError{Message: "Invalid ODataQueryOptions: Custom query option '$stop' is not allowed."}
+	if got, want := a.Error(), "HTTP 400: Invalid ODataQueryOptions: Custom query option '$stop' is not allowed."; got != want {
+		t.Errorf("Error() with a code-less error body = %q, want %q", got, want)
 	}
 }
 
