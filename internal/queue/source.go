@@ -177,14 +177,14 @@ func (s *Source) pullWithin(ctx context.Context, limit int, room Room, prios []o
 			continue
 		}
 		msgs, err := s.pull(ctx, l, limit-len(out))
+		for _, m := range msgs {
+			out = append(out, Delivery{Msg: m, Prio: l.prio})
+		}
 		if err != nil {
 			if len(out) > 0 {
 				return out, nil // the error comes back with the next pull
 			}
 			return nil, err
-		}
-		for _, m := range msgs {
-			out = append(out, Delivery{Msg: m, Prio: l.prio})
 		}
 	}
 	return out, nil
@@ -287,7 +287,9 @@ func (s *Source) counts(infos [2]*jetstream.ConsumerInfo, at time.Time) {
 
 // pull fetches up to n messages from the lane if it may have any. After a
 // wake-up it waits a moment for one, if none was there yet: the wake-up
-// can come before the stream stored its request.
+// can come before the stream stored its request. A pull that ended in an
+// error returns the messages that came before it, with the error: they
+// are delivered, and dropped they would wait out their ack wait.
 func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, error) {
 	s.mu.Lock()
 	if !l.maybe {
@@ -301,7 +303,7 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 	if err == nil && len(msgs) == 0 && woken {
 		msgs, err = fetchUpTo(ctx, l.cons, 1, wakeWait, s.late)
 	}
-	if err != nil {
+	if err != nil && len(msgs) == 0 {
 		return nil, err
 	}
 	s.mu.Lock()
@@ -309,13 +311,14 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 	switch {
 	case len(msgs) > 0:
 		s.busy = true // under way now
-		if meta, err := msgs[len(msgs)-1].Metadata(); err == nil {
+		if meta, merr := msgs[len(msgs)-1].Metadata(); merr == nil {
 			l.pending = meta.NumPending
 		}
 		// A full batch: there may be more (a redelivery does not show in
 		// the count). A short one emptied the lane, unless a request was
-		// published meanwhile or the one woken for is not stored yet.
-		if len(msgs) < n && l.wakes == wakes && !woken {
+		// published meanwhile, the one woken for is not stored yet, or
+		// the pull was cut short by an error.
+		if len(msgs) < n && l.wakes == wakes && !woken && err == nil {
 			l.pending, l.maybe = 0, false
 		}
 	case l.wakes == wakes:
@@ -324,7 +327,7 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 			s.busy = true // its message may not have been stored yet
 		}
 	}
-	return msgs, nil
+	return msgs, err
 }
 
 // laneOf is the index of priority p's lane.

@@ -480,3 +480,45 @@ func TestSourceIdleAfterBusyStopsPolling(t *testing.T) {
 			40*poll, pulls.Load(), infos.Load(), busy)
 	}
 }
+
+// TestPullHandsOnWhatCameBeforeAnError: a pull that the client ends with
+// an error part way (a message with no body and a Status header, which the
+// Go client takes for a status of the server: "nats: consumer deleted")
+// still hands on the requests that came before it. Dropped with the
+// error, they were delivered to nobody and waited out their ack wait.
+func TestPullHandsOnWhatCameBeforeAnError(t *testing.T) {
+	t.Parallel()
+	_, js, r, subj := routed(t, "contoso")
+	publish := func(data, status string) {
+		t.Helper()
+		m := nats.NewMsg(subj.Request("contoso", offboard.Normal))
+		m.Data = []byte(data)
+		if status != "" {
+			m.Header.Set("Status", status)
+			m.Header.Set("Description", "Consumer Deleted")
+		}
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("A", "")
+	publish("", "409")
+	src, err := r.Source(t.Context(), js, "contoso", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := src.NextBatch(t.Context(), 4, offboard.Normal, offboard.Bulk)
+	if err != nil {
+		t.Fatalf("pull: %v; want A, the request before the lookalike", err)
+	}
+	var got []string
+	for _, d := range ds {
+		got = append(got, string(d.Msg.Data()))
+		if err := d.Msg.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(got, []string{"A"}) {
+		t.Errorf("pulled %q, want [A]", got)
+	}
+}
