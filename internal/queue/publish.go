@@ -127,6 +127,15 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 			m.Header.Del(k)
 		}
 	}
+	if StatusLookalike(m.Data, m.Header) {
+		// Read through a consumer (offboardctl dead ls), a copy that
+		// looks like a status message of the server would never be seen,
+		// or end the read with an error.
+		for _, v := range m.Header.Values("Status") {
+			m.Header.Add(offboard.HeaderOriginalPrefix+"Status", v)
+		}
+		m.Header.Del("Status")
+	}
 	m.Header.Set(offboard.HeaderOriginalSubject, orig.Subject())
 	m.Header.Set(offboard.HeaderErrorCode, code)
 	m.Header.Set(offboard.HeaderErrorMessage, message)

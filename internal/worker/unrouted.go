@@ -6,6 +6,7 @@ import (
 	"maps"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -292,14 +293,15 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 		j.t.name = queue.UnknownTenant
 	}
 	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
+	const answered = "request of an unserved tenant answered"
 	if !ok {
-		w.answerSeq(ctx, j, j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil))
+		w.answerSeq(ctx, j, j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil), answered)
 		return
 	}
 	if perr == nil && j.t.name == token && w.fromLedger(ctx, j) {
 		return
 	}
-	w.answerSeq(ctx, j, j.failed(offboard.CodeUnknownTenant, "no worker serves tenant "+offboard.Quote(token), nil))
+	w.answerSeq(ctx, j, j.failed(offboard.CodeUnknownTenant, "no worker serves tenant "+offboard.Quote(token), nil), answered)
 }
 
 // fromLedger answers a checked request of an unserved tenant from the
@@ -336,8 +338,9 @@ type errLeave string
 func (e errLeave) Error() string { return string(e) }
 
 // answerSeq publishes the answer of a request that does not go through the
-// ledger, under a message id from its place in the stream.
-func (w *Worker) answerSeq(ctx context.Context, j *job, res *offboard.Result) {
+// ledger, under a message id from its place in the stream; what is logged
+// once it is stored.
+func (w *Worker) answerSeq(ctx context.Context, j *job, res *offboard.Result, what string) {
 	res.Tenant = j.t.name
 	res.CompletedAt = w.clock.Now().UTC()
 	ctx, cancel := storeCtx(ctx)
@@ -351,5 +354,60 @@ func (w *Worker) answerSeq(ctx context.Context, j *job, res *offboard.Result) {
 		return
 	}
 	w.ack(ctx, j)
-	j.log.Info("request of an unserved tenant answered", zap.String("code", res.Error.Code))
+	j.log.Info(what, zap.String("code", res.Error.Code))
 }
+
+// lookalikeReads bounds the requests one look for status lookalikes reads.
+const lookalikeReads = 32
+
+// answerLookalikes answers, invalid_request, the requests that look like
+// status messages of the server (queue.StatusLookalike): no pull hands
+// them over, so they are read from the request stream. Every request goes
+// to the unrouted consumer, which acks the others at once, so such a
+// request holds its ack floor, whatever its subject: one look there finds
+// them, for every tenant. Answered by any replica, such a request gets the
+// same message ids (the streams keep one answer), and its delete ends its
+// delivery to every consumer (the server reports it terminated). Only the
+// stats loop calls it.
+func (w *Worker) answerLookalikes(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	found, err := queue.Lookalikes(lctx, w.requests, w.unknown, w.opts.Settings.Subjects.AllRequests(), lookalikeReads)
+	switch {
+	case err == nil || ctx.Err() != nil:
+	case queue.Outage(err) || errors.Is(err, jetstream.ErrConsumerNotFound):
+		w.log.Debug("look for requests taken for status messages", zap.Error(err)) // looked at again next pass
+	default:
+		w.log.Warn("look for requests taken for status messages", zap.Error(err))
+	}
+	for _, m := range found {
+		token, prio, _ := w.opts.Settings.Subjects.ParseRequest(m.Subject)
+		j := &job{msg: storedRequest{m}, seq: m.Sequence, prio: prio, received: w.clock.Now().UTC(), t: &tenantRun{name: token}}
+		if !config.TenantName.MatchString(token) {
+			j.t.name = queue.UnknownTenant
+		}
+		j.log = w.log.Named("unrouted").WithLazy(zap.String("subject", offboard.Quote(m.Subject)), zap.Uint64("request_seq", j.seq))
+		res := j.failed(offboard.CodeInvalidRequest, "request has no body and a Status header: NATS clients take it for a status message of the server, never for a request", nil)
+		w.answerSeq(lctx, j, res, "request taken for a status message answered")
+	}
+}
+
+// storedRequest is a request read from the request stream, not delivered
+// by a consumer: it has no delivery to ack, nak or extend. It is answered
+// and deleted (Worker.ack); a step that fails leaves it for the next look.
+type storedRequest struct{ m *jetstream.RawStreamMsg }
+
+func (r storedRequest) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: r.m.Sequence}, Timestamp: r.m.Time, Stream: offboard.StreamRequests}, nil
+}
+func (r storedRequest) Data() []byte                   { return r.m.Data }
+func (r storedRequest) Headers() nats.Header           { return r.m.Header }
+func (r storedRequest) Subject() string                { return r.m.Subject }
+func (storedRequest) Reply() string                    { return "" }
+func (storedRequest) Ack() error                       { return nil }
+func (storedRequest) DoubleAck(context.Context) error  { return nil }
+func (storedRequest) Nak() error                       { return nil }
+func (storedRequest) NakWithDelay(time.Duration) error { return nil }
+func (storedRequest) InProgress() error                { return nil }
+func (storedRequest) Term() error                      { return nil }
+func (storedRequest) TermWithReason(string) error      { return nil }

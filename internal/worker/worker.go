@@ -623,6 +623,7 @@ func (w *Worker) runStats(ctx context.Context) {
 			t.budget.setPending(t.backlog, w.opts.Control)
 			w.setBudgetGauges(t)
 		}
+		w.answerLookalikes(ctx)
 		if w.clock.Since(sweptOthers) >= w.opts.SweepEvery {
 			w.sweepOthers(ctx)
 			sweptOthers = w.clock.Now()

@@ -1,0 +1,57 @@
+package queue
+
+import (
+	"context"
+	"errors"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StatusLookalike says whether a message looks like a status message of
+// the server to the Go client's JetStream pulls (jetstream's checkMsg): no
+// body and a Status header. A request published so never reaches the
+// worker: the pull drops it (100), ends as if nothing were left (404,
+// 408), or fails ("nats: consumer deleted" for a 409), and the requests
+// delivered after it in the same pull wait out their ack wait. Unacked,
+// it is delivered again every ack wait, for good. Reading the stream does
+// not go through that check.
+func StatusLookalike(data []byte, h nats.Header) bool {
+	return len(data) == 0 && h.Get("Status") != ""
+}
+
+// Lookalikes returns the status lookalikes (StatusLookalike) on subject
+// that cons was delivered and has not acked, read from the request stream
+// from the consumer's ack floor up to the last request delivered to it.
+// It reads at most reads messages (those above the floor that are still
+// in the stream), and none when the consumer has nothing unacked.
+func Lookalikes(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer, subject string, reads int) ([]*jetstream.RawStreamMsg, error) {
+	info, err := cons.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if info.NumAckPending == 0 {
+		return nil, nil
+	}
+	var found []*jetstream.RawStreamMsg
+	next, last := info.AckFloor.Stream+1, info.Delivered.Stream
+	for range reads {
+		if next > last {
+			break
+		}
+		m, err := requests.GetMsg(ctx, next, jetstream.WithGetMsgSubject(subject))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return found, nil
+		case err != nil:
+			return found, err
+		case m.Sequence > last:
+			return found, nil
+		}
+		if StatusLookalike(m.Data, m.Header) {
+			found = append(found, m)
+		}
+		next = m.Sequence + 1
+	}
+	return found, nil
+}
