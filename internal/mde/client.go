@@ -122,14 +122,27 @@ func (c *Client) ListMachines(ctx context.Context, filter string, top, skip int)
 // stands for: the List machines API answers 404 Not Found when there are
 // no devices to list, not 200 with none. Its status stays 404 (for the
 // metrics); a single device's 404 (GetMachine) is not this.
+//
+// Only the API's own answer is read so: its error body, and not the one
+// it gives a path it has no resource for. A 404 without that body (a
+// proxy's or web server's page) or naming no resource for the URI (an
+// apiBaseURL with a path too many, ".../api") says the URL is wrong, not
+// that there is no device: read as an empty list, a campaign plan would
+// report no stale device and every name lookup would fail at once, with
+// nothing pointing at the setting.
 func noDevices(v *Verdict) *Verdict {
-	if v.Class != NotFound {
+	if v.Class != NotFound || v.Err == nil || strings.HasPrefix(v.Err.Message, routeMiss) {
 		return v
 	}
 	v.Class, v.Reason, v.FailureCode, v.Err = Success, ReasonSuccess, "", nil
 	v.Body = []byte(`{"value":[]}`)
 	return v
 }
+
+// routeMiss begins the API's message for a path it has no resource for
+// (ASP.NET's): "No HTTP resource was found that matches the request URI
+// '...'".
+const routeMiss = "No HTTP resource was found"
 
 // InactiveFilter is the OData filter of the devices last seen before
 // cutoff whose healthStatus is one of health and osPlatform one of os
