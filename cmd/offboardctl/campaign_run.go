@@ -701,7 +701,13 @@ const ackGrace = 5 * time.Second
 // those still unanswered then are counted unconfirmed.
 func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 	interrupted := ctx.Done()
-	var gaveUp <-chan struct{}
+	var gaveUp <-chan time.Time
+	var grace *time.Timer
+	defer func() {
+		if grace != nil {
+			grace.Stop()
+		}
+	}()
 	for p := range acks {
 		for answered := false; !answered; {
 			select {
@@ -713,9 +719,8 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				r.pubErr.CompareAndSwap(nil, err)
 				answered = true
 			case <-interrupted:
-				gctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ackGrace)
-				defer cancel()
-				interrupted, gaveUp = nil, gctx.Done()
+				grace = time.NewTimer(ackGrace)
+				interrupted, gaveUp = nil, grace.C
 			case <-gaveUp:
 				// An answer that came at the same time still counts.
 				select {

@@ -81,7 +81,12 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 		}
 		picked = []deadLetter{latest}
 	}
-	highest := highestAttempts(ds)
+	return c.retryEach(ctx, tenant, picked, highestAttempts(ds))
+}
+
+// retryEach re-publishes each picked dead letter as its request id's next
+// attempt after the highest one, and says what became of each.
+func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int) error {
 	var retried, dup, left int
 	var errs []error
 	for i, d := range picked {

@@ -23,7 +23,7 @@ func TestClientTransportErrorShowsNoProxyCredentials(t *testing.T) {
 		if err == nil {
 			t.Fatalf("url.Parse(%q) = nil error", raw)
 		}
-		return fmt.Errorf("invalid proxy address %q: %v", raw, err)
+		return fmt.Errorf("invalid proxy address %q: %w", raw, err)
 	}
 	withProxy := func(proxy func(*http.Request) (*url.URL, error)) func(*Options) {
 		return func(o *Options) {
