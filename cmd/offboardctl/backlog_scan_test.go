@@ -52,17 +52,7 @@ func TestCampaignRunScansTheBacklogBeforeItsTimeout(t *testing.T) {
 			}
 		}
 	}
-	lastSeq := func() uint64 {
-		st, err := js.Stream(t.Context(), offboard.StreamRequests)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := st.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
+	lastSeq := func() uint64 { return lastRequestSeq(t, js) }
 	before := lastSeq()
 	start := time.Now()
 	if err := campaignRequests(t.Context(), js, offboard.Subjects{}, "contoso", "wave-b", func(offboard.Priority, int, int, jetstream.Msg) {}); err != nil {

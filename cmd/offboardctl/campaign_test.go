@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -580,18 +582,7 @@ func TestCampaignRunOfAnUnknownTenant(t *testing.T) {
 	dir := t.TempDir()
 	csvPath := writeFile(t, dir, "wave.csv", fmt.Sprintf("machineId\n%040x\n%040x\n%040x\n", 1, 2, 3))
 	report := filepath.Join(dir, "wave-report.csv")
-	requests := func() uint64 {
-		t.Helper()
-		s, err := js.Stream(t.Context(), offboard.StreamRequests)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
+	requests := func() uint64 { return lastRequestSeq(t, js) }
 	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contosso", "--csv", csvPath, "--report", report, "--timeout", "1s")
 	if code != exitFailed || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 ||
 		!strings.Contains(errs, "tenant contosso: no worker has set up its consumers") || !strings.Contains(errs, "nothing published") ||
@@ -633,18 +624,7 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 		fmt.Fprintf(&b, "%040x\n", i+1)
 	}
 	csvPath := writeFile(t, dir, "big.csv", b.String())
-	stored := func() uint64 {
-		t.Helper()
-		s, err := js.Stream(t.Context(), offboard.StreamRequests)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
+	stored := func() uint64 { return lastRequestSeq(t, js) }
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	type result struct {
@@ -680,4 +660,19 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 	if uint64(published) != n || before != 0 || strings.Contains(res.out, "unconfirmed") {
 		t.Errorf("summary says published %d (before %d), the stream stored %d: %q", published, before, n, res.out[i:])
 	}
+}
+
+// lastRequestSeq is the request stream's last sequence: how many requests
+// were ever stored in it.
+func lastRequestSeq(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	s, err := js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.LastSeq
 }
