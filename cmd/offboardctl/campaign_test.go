@@ -307,17 +307,7 @@ func TestCampaignRerunWithAnotherCSV(t *testing.T) {
 	}
 	dir := t.TempDir()
 	write := func(name, body string) string { return writeFile(t, dir, name, body) }
-	requests := func() uint64 {
-		s, err := js.Stream(t.Context(), offboard.StreamRequests)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.LastSeq
-	}
+	requests := func() uint64 { return lastRequestSeq(t, js) }
 	for name, body := range map[string]string{
 		"other id":   "machineId,computerDnsName\n" + a + ",\n" + c + ",\n,pc-1.contoso.local\n",
 		"other name": "machineId,computerDnsName\n" + a + ",\n" + b + ",\n,pc-9.contoso.local\n",
