@@ -293,6 +293,30 @@ func TestChecksAfterWaitingOutAThrottle(t *testing.T) {
 	})
 }
 
+// TestBudgetSetWhileRequestsWaitOutAThrottle: a budget set (offboardctl
+// budget) on a tenant that had none, while two requests wait out a 429's
+// pause past the point where a slot would have been taken, holds their
+// calls too: one action, not two; raised, the other goes.
+func TestBudgetSetWhileRequestsWaitOutAThrottle(t *testing.T) {
+	t.Parallel()
+	e, res := heldBehindAThrottle(t, "")
+	set := time.Now()
+	e.setBudget("contoso", "1/1h")
+	res.wait(t, 1, 30*time.Second)
+	time.Sleep(6 * time.Second) // past the 429's pause and a request's 5 s back in the stream
+	if n := res.createdOf("contoso"); n != 1 {
+		t.Errorf("%d created under a budget of 1/1h set while they waited, want 1", n)
+	}
+	if calls := e.offboardCallsSince("contoso", set.Add(time.Second)); len(calls) > 1 {
+		t.Errorf("%d offboard calls after the budget was set to 1/1h, want at most 1", len(calls))
+	}
+	e.setBudget("contoso", "100/1h")
+	res.wait(t, 2, 30*time.Second)
+	if n := res.createdOf("contoso"); n != 2 {
+		t.Errorf("%d created after the budget was raised, want 2", n)
+	}
+}
+
 // TestPauseAfterAThrottleSpendsNoBudget: a request throttled (429), then
 // paused while it waits, goes back to the stream without spending its
 // budget slot: a 429 created no action. After the resume it is created

@@ -225,6 +225,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		slot.Release()
 		return nil, permit, err
 	}
+	j.budgetSlot = true
 	return func(res *offboard.Result, err error) {
 		switch {
 		case res != nil && res.Outcome == offboard.OutcomeCreated:
@@ -237,6 +238,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		default:
 			slot.Release()
 		}
+		j.budgetSlot = false
 		w.setBudgetGauges(j.t)
 	}, permit, nil
 }

@@ -43,6 +43,10 @@ type job struct {
 	// created an action: it was answered with success, or its answer was
 	// lost (a 5xx, a timeout). A 429 or a refusal created none.
 	mayHaveActed bool
+	// budgetSlot says that the request holds a slot of its tenant's
+	// budget for its offboard call (reserveBudget): none is taken while
+	// the tenant has no budget.
+	budgetSlot bool
 	// earlierCall is when the request id's ledger entry, as this message
 	// read it, says a call for its device was about to go out (zero: it
 	// does not): one of an earlier delivery, or of a replica that stopped.

@@ -173,6 +173,13 @@ var errPausedWhileWaiting = errLeave("an operator paused the tenant while the re
 // from the stream when the budget has room.
 var errBudgetLowered = errLeave("the budget was lowered while the request waited: back to the stream until it has room")
 
+// errBudgetSet leaves a request that holds no budget slot because its
+// tenant had no budget when it would have taken one, and has one now: an
+// operator set it (offboardctl budget) while the request waited. Its call
+// would create an action the budget does not count. It comes back from
+// the stream and takes a slot, or waits with the held requests.
+var errBudgetSet = errLeave("a budget was set while the request waited: back to the stream to take a slot of it")
+
 // errRefusedAfterLostAnswer leaves a request whose device a guard refuses
 // now, after an attempt whose answer was lost: no call goes out again, and
 // the redelivery looks for the action that attempt may have created
@@ -182,8 +189,8 @@ var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an
 // beforeCall checks, as an offboard call is about to go out, what may have
 // changed while the request waited in the worker (for its device, its
 // budget, its quota, a 429's pause or a backoff): an operator's pause of
-// its tenant and priority or a budget lowered below the slots taken (the
-// request goes back to the stream), a cancel
+// its tenant and priority, a budget lowered below the slots taken or set
+// on a tenant that had none (the request goes back to the stream), a cancel
 // of its campaign (it is answered cancelled), and the device, read again
 // for the guards when the read they judged is older than guardMaxAge.
 // A result or an error means no call.
@@ -202,6 +209,11 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 		// over the budget if the first made none. The request, taken
 		// again, looks for its action before it needs a slot.
 		return nil, errBudgetLowered
+	}
+	if !j.budgetSlot && j.t.budget.active() {
+		// As above after an attempt whose answer was lost: taken again,
+		// the request looks for its action before it needs a slot.
+		return nil, errBudgetSet
 	}
 	if !w.mayHaveCalled(j) {
 		if res := w.cancelled(j); res != nil {
