@@ -95,9 +95,23 @@ type Credential struct {
 // handed out: a call that takes it has time to finish.
 const tokenMargin = 5 * time.Minute
 
+// fileStamp tells a watched file's change. A file renamed into place (as
+// a Kubernetes secret volume, rsync or install replace one) is another
+// file even when it has the size and modification time of the one it
+// replaced (kept by cp -p, rsync -a, or within one tick of a coarse
+// clock).
 type fileStamp struct {
 	mod  time.Time
 	size int64
+	info os.FileInfo // nil: the file could not be read
+}
+
+// same says whether two stamps are of the same file, unchanged.
+func (s fileStamp) same(o fileStamp) bool {
+	if s.info == nil || o.info == nil {
+		return s.info == nil && o.info == nil
+	}
+	return s.mod.Equal(o.mod) && s.size == o.size && os.SameFile(s.info, o.info)
 }
 
 // builder makes the function that builds a credential of one kind, and
@@ -407,7 +421,7 @@ func stampOf(path string) fileStamp {
 	if err != nil {
 		return fileStamp{}
 	}
-	return fileStamp{mod: fi.ModTime(), size: fi.Size()}
+	return fileStamp{mod: fi.ModTime(), size: fi.Size(), info: fi}
 }
 
 // refresh builds a new credential, dropping any cached token.
@@ -446,7 +460,7 @@ func (c *Credential) credentialError() *TokenError {
 // up first. Its error is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
-	changed := c.watch != "" && stampOf(c.watch) != c.stamp
+	changed := c.watch != "" && !stampOf(c.watch).same(c.stamp)
 	c.mu.Unlock()
 	if changed {
 		if err := c.refresh(); err != nil {
@@ -471,7 +485,18 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		return azcore.AccessToken{}, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()}
 	}
 	if err != nil {
-		return azcore.AccessToken{}, classifyTokenError(ctx, c.host, err)
+		te := classifyTokenError(ctx, c.host, err)
+		if te.Final && c.watch != "" {
+			// The file may hold another secret than the one read, rewritten
+			// in place with its size and time: read again at the next
+			// token request rather than refused until a restart.
+			c.mu.Lock()
+			if c.gen == gen {
+				c.stamp = fileStamp{}
+			}
+			c.mu.Unlock()
+		}
+		return azcore.AccessToken{}, te
 	}
 	c.mu.Lock()
 	if reusable && c.gen == gen { // not rebuilt meanwhile

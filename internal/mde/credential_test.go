@@ -390,6 +390,60 @@ func TestCredentialSecretFile(t *testing.T) {
 		}
 	})
 
+	// A rotated file whose size and modification time are those of the
+	// one it replaces (cp -p, rsync -a, install -p, a timestamp too
+	// coarse to tell two writes apart): the new secret is picked up,
+	// replaced by a rename at once, rewritten in place at the latest
+	// after the login host refused the old one; the tenant does not stay
+	// on the old secret until a restart.
+	for _, inPlace := range []bool{false, true} {
+		name := "rotated file with the same size and time, replaced"
+		if inPlace {
+			name = "rotated file with the same size and time, rewritten in place"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			const oldSecret, newSecret = "rotation-secret-E", "rotation-secret-F"
+			f := setupLogin(t, oldSecret, oldSecret)
+			cred := f.newCredential(t)
+			if _, err := f.getToken(cred); err != nil {
+				checkNoSecret(t, err, oldSecret, newSecret)
+				t.Fatalf("GetToken: %v", err)
+			}
+			f.sim.SetSecret(simTenantID, newSecret)
+			if err := cred.Invalidate(); err != nil { // the token expired
+				t.Fatalf("Invalidate: %v", err)
+			}
+			st, err := os.Stat(f.secretFile)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inPlace {
+				writeSecretFile(t, f.secretFile, newSecret, st.ModTime())
+			} else {
+				tmp := f.secretFile + ".tmp"
+				writeSecretFile(t, tmp, newSecret, st.ModTime())
+				if err := os.Rename(tmp, f.secretFile); err != nil {
+					t.Fatal(err)
+				}
+			}
+			tries := 1
+			if inPlace {
+				tries = 2
+			}
+			var tok string
+			for range tries {
+				if tok, err = f.getToken(cred); err == nil {
+					break
+				}
+				checkNoSecret(t, err, oldSecret, newSecret)
+			}
+			if err != nil || tok == "" {
+				t.Errorf("GetToken after the secret file changed (%d tries): err = %v, want the new secret's token", tries, err)
+			}
+		})
+	}
+
 	t.Run("secret file removed", func(t *testing.T) {
 		t.Parallel()
 		const secret = "right-secret-0004"
