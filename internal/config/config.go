@@ -249,6 +249,10 @@ func Parse(data []byte) (*File, error) {
 		return nil, errors.New("tenants file: no tenants")
 	}
 	seen := map[string]bool{}
+	// The API's limits hold per application and Entra ID tenant; the
+	// quota journal and the budget are kept per name. Two names for one
+	// application in one tenant would each take the whole quota.
+	apps := map[[2]string]string{}
 	comments := map[string]*template.Template{}
 	var errs []error
 	for i, t := range f.Tenants {
@@ -260,6 +264,11 @@ func Parse(data []byte) (*File, error) {
 			errs = append(errs, fmt.Errorf("tenant %q: configured twice", t.Name))
 		}
 		seen[t.Name] = true
+		app := [2]string{strings.ToLower(t.TenantID), strings.ToLower(t.ClientID)}
+		if other, ok := apps[app]; ok && other != t.Name {
+			errs = append(errs, fmt.Errorf("tenant %q: the same tenantId and clientId as tenant %q: the API's limits are per application and tenant, and each name would take the whole quota; use one name, or another application", t.Name, other))
+		}
+		apps[app] = t.Name
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

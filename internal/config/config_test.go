@@ -2,6 +2,8 @@ package config
 
 import (
 	"bytes"
+	"fmt"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +21,28 @@ const okTenant = `
     clientId: 66666666-7777-8888-9999-000000000000
     clientSecretFile: /var/run/secrets/contoso/client-secret
 `
+
+// namedTenant is okTenant under another name, with an application of its
+// own (a name, not the letters of its clientId's last group).
+func namedTenant(name string) string {
+	s := strings.Replace(okTenant, "contoso", name, 2)
+	return strings.Replace(s, "9999-000000000000", fmt.Sprintf("9999-%012x", crc32.ChecksumIEEE([]byte(name))), 1)
+}
+
+// TestOneApplicationUnderTwoNames: two names for one application in one
+// tenant would each take the API's whole quota, which holds per
+// application and tenant.
+func TestOneApplicationUnderTwoNames(t *testing.T) {
+	t.Parallel()
+	twice := strings.Replace(okTenant, "contoso", "contoso-eu", 1)
+	_, err := Parse([]byte("tenants:" + okTenant + twice))
+	if err == nil || !strings.Contains(err.Error(), `tenant "contoso-eu": the same tenantId and clientId as tenant "contoso"`) {
+		t.Errorf("one application under two names: %v", err)
+	}
+	if _, err := Parse([]byte("tenants:" + okTenant + namedTenant("contoso-eu"))); err != nil {
+		t.Errorf("another application in the same tenant: %v", err)
+	}
+}
 
 func TestParseDefaults(t *testing.T) {
 	t.Parallel()
@@ -93,7 +117,7 @@ func TestParseLimitsAndComment(t *testing.T) {
 func TestTenantsShareACommentTemplate(t *testing.T) {
 	t.Parallel()
 	tenant := func(name, comment string) string {
-		s := strings.Replace(okTenant, "contoso", name, 2)
+		s := namedTenant(name)
 		if comment != "" {
 			s += "    comment: \"" + comment + "\"\n"
 		}

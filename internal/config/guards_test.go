@@ -16,7 +16,7 @@ func TestParseGuards(t *testing.T) {
         machineTags: ["DoNotOffboard"]
         rbacGroups: ["Tier 0 servers"]
       requireInactiveFor: 90d
-` + strings.Replace(okTenant, "contoso", "fabrikam", 1)))
+` + namedTenant("fabrikam")))
 	if err != nil {
 		t.Fatal(err)
 	}
