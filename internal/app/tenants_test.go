@@ -58,6 +58,10 @@ func TestSecretRotationWithoutRestart(t *testing.T) {
 	if r.Error == nil || r.Error.Code != offboard.CodeUnauthorized {
 		t.Fatalf("with the revoked secret: %+v, want unauthorized", r)
 	}
+	// No token, no offboard call: attempts counts the calls made.
+	if r.Attempts != 0 || e.offboardCalls(tt.tenantID, tt.machines[0].ID) != 0 {
+		t.Errorf("with the revoked secret: %d attempts, %d offboard calls; want none", r.Attempts, e.offboardCalls(tt.tenantID, tt.machines[0].ID))
+	}
 	path := filepath.Join(e.dir, "contoso.secret")
 	if err := os.WriteFile(path, []byte(fresh), 0o600); err != nil {
 		t.Fatal(err)

@@ -159,8 +159,8 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		}
 		v, res, err := c.sendChecked(ctx, t, spec.api, permit, spec.do, spec.again)
 		permit = nil
-		if v == nil && spec.api == mde.APIOffboard {
-			j.attempts-- // not sent
+		if (v == nil || !v.Sent) && spec.api == mde.APIOffboard {
+			j.attempts-- // not sent: no token, say, or no connection
 		}
 		if errors.Is(err, errPausedMeanwhile) {
 			continue
