@@ -444,6 +444,9 @@ func (c *Credential) refresh() error {
 // *TokenError.
 func (c *Credential) Invalidate() error {
 	if err := c.refresh(); err != nil {
+		c.mu.Lock()
+		c.token = azcore.AccessToken{} // refused: never handed out again
+		c.mu.Unlock()
 		return c.credentialError()
 	}
 	return nil
@@ -462,15 +465,22 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	c.mu.Lock()
 	changed := c.watch != "" && !stampOf(c.watch).same(c.stamp)
 	c.mu.Unlock()
+	scopes := strings.Join(opts.Scopes, " ")
+	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE
 	if changed {
 		if err := c.refresh(); err != nil {
 			// Not final: a file being rewritten can read empty for a moment;
-			// the next attempt reads it again.
+			// the next request reads it again. Meanwhile a token the file's
+			// last good content got serves until it expires: a file gone
+			// or broken fails the tenant's calls only once it has.
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if reusable && c.scopes == scopes && c.fresh(c.token) {
+				return c.token, nil
+			}
 			return azcore.AccessToken{}, c.credentialError()
 		}
 	}
-	scopes := strings.Join(opts.Scopes, " ")
-	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE
 	c.mu.Lock()
 	tc, gen := c.current, c.gen
 	if reusable && c.scopes == scopes && c.fresh(c.token) {

@@ -449,17 +449,26 @@ func TestCredentialSecretFile(t *testing.T) {
 		const secret = "right-secret-0004"
 		f := setupLogin(t, secret, secret)
 		cred := f.newCredential(t)
-		if _, err := f.getToken(cred); err != nil {
+		tok, err := f.getToken(cred)
+		if err != nil {
 			checkNoSecret(t, err, secret)
 			t.Fatalf("GetToken: %v", err)
 		}
 		if err := os.Remove(f.secretFile); err != nil {
 			t.Fatal(err)
 		}
-		_, err := f.getToken(cred)
+		// The token the file's secret got serves until it expires.
+		if again, err := f.getToken(cred); err != nil || again != tok {
+			t.Errorf("GetToken without the secret file, a token cached: err = %v, same token %v; want the cached token", err, again == tok)
+		}
+		// Once the API refuses it, nothing is left to hand out.
+		if err := cred.Invalidate(); err == nil {
+			t.Error("Invalidate without the secret file: no error")
+		}
+		_, err = f.getToken(cred)
 		var te *TokenError
 		if !errors.As(err, &te) {
-			t.Fatalf("GetToken without the secret file: err = %v, want a *TokenError", err)
+			t.Fatalf("GetToken without the secret file after Invalidate: err = %v, want a *TokenError", err)
 		}
 		if n := f.sim.TokenRequests(simTenantID); n != 1 {
 			t.Errorf("token requests = %d, want 1: an unreadable secret sends nothing", n)
