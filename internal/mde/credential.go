@@ -81,13 +81,18 @@ type Credential struct {
 	mu      sync.Mutex
 	current azcore.TokenCredential
 	stamp   fileStamp
+	// reload makes the next token request build the credential again,
+	// whatever the file's stamp says: the login host refused what current
+	// holds, or the API refused its token and it could not be rebuilt
+	// then. current's own cache may still hold that token.
+	reload bool
 	// token is the last token current gave, for scopes; it is handed out
 	// until tokenMargin before it expires (or from when the login host
 	// asked for it to be refreshed), so that a call does not pay for the
 	// library's cache lookup. Building a new credential drops it.
 	token  azcore.AccessToken
 	scopes string
-	gen    uint64           // counts the credentials built
+	gen    uint64           // counts the credentials built, and the refusals of one that could not be rebuilt
 	now    func() time.Time // wall clock; a field so tests can move it
 }
 
@@ -432,7 +437,7 @@ func (c *Credential) refresh() error {
 		return err
 	}
 	c.mu.Lock()
-	c.current, c.stamp = tc, stamp
+	c.current, c.stamp, c.reload = tc, stamp, false
 	c.token, c.scopes = azcore.AccessToken{}, ""
 	c.gen++
 	c.mu.Unlock()
@@ -445,7 +450,11 @@ func (c *Credential) refresh() error {
 func (c *Credential) Invalidate() error {
 	if err := c.refresh(); err != nil {
 		c.mu.Lock()
-		c.token = azcore.AccessToken{} // refused: never handed out again
+		// Refused: never handed out again, neither from here nor from
+		// the cache of the credential that got it.
+		// A token request under way meanwhile does not keep its token.
+		c.token, c.reload = azcore.AccessToken{}, true
+		c.gen++
 		c.mu.Unlock()
 		return c.credentialError()
 	}
@@ -463,7 +472,7 @@ func (c *Credential) credentialError() *TokenError {
 // up first. Its error is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
-	changed := c.watch != "" && !stampOf(c.watch).same(c.stamp)
+	changed := c.reload || c.watch != "" && !stampOf(c.watch).same(c.stamp)
 	c.mu.Unlock()
 	scopes := strings.Join(opts.Scopes, " ")
 	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE
@@ -499,10 +508,12 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		if te.Final && c.watch != "" {
 			// The file may hold another secret than the one read, rewritten
 			// in place with its size and time: read again at the next
-			// token request rather than refused until a restart.
+			// token request rather than refused until a restart; a file
+			// gone meanwhile is the failure then, and the refused secret
+			// is not sent again.
 			c.mu.Lock()
 			if c.gen == gen {
-				c.stamp = fileStamp{}
+				c.reload = true
 			}
 			c.mu.Unlock()
 		}
