@@ -275,22 +275,31 @@ func TestChecksAfterWaitingOutAThrottle(t *testing.T) {
 	t.Run("budget", func(t *testing.T) {
 		t.Parallel()
 		e, res := heldBehindAThrottle(t, guards+"      budget: \"100/1h\"\n")
-		lowered := time.Now()
-		e.setBudget("contoso", "1/1h")
-		res.wait(t, 1, 30*time.Second)
-		time.Sleep(6 * time.Second) // past the 429's pause and a request's 5 s back in the stream
-		if n := res.createdOf("contoso"); n != 1 {
-			t.Errorf("%d created under a budget lowered to 1/1h, want 1", n)
-		}
-		if calls := e.offboardCallsSince("contoso", lowered.Add(time.Second)); len(calls) > 1 {
-			t.Errorf("%d offboard calls after the budget was lowered to 1/1h, want at most 1", len(calls))
-		}
-		e.setBudget("contoso", "100/1h")
-		res.wait(t, 2, 30*time.Second)
-		if n := res.createdOf("contoso"); n != 2 {
-			t.Errorf("%d created after the budget was raised again, want 2", n)
-		}
+		budgetHoldsTheWaiting(t, e, res, "lowered")
 	})
+}
+
+// budgetHoldsTheWaiting sets contoso's budget to 1/1h while two of its
+// requests wait out a 429's pause (heldBehindAThrottle): one action, not
+// two; raised to 100/1h, the other goes. how says what became of the
+// budget, for the messages.
+func budgetHoldsTheWaiting(t *testing.T, e *env, res *collector, how string) {
+	t.Helper()
+	set := time.Now()
+	e.setBudget("contoso", "1/1h")
+	res.wait(t, 1, 30*time.Second)
+	time.Sleep(6 * time.Second) // past the 429's pause and a request's 5 s back in the stream
+	if n := res.createdOf("contoso"); n != 1 {
+		t.Errorf("%d created under a budget %s to 1/1h while they waited, want 1", n, how)
+	}
+	if calls := e.offboardCallsSince("contoso", set.Add(time.Second)); len(calls) > 1 {
+		t.Errorf("%d offboard calls after the budget was %s to 1/1h, want at most 1", len(calls), how)
+	}
+	e.setBudget("contoso", "100/1h")
+	res.wait(t, 2, 30*time.Second)
+	if n := res.createdOf("contoso"); n != 2 {
+		t.Errorf("%d created after the budget was raised, want 2", n)
+	}
 }
 
 // TestBudgetSetWhileRequestsWaitOutAThrottle: a budget set (offboardctl
@@ -300,21 +309,7 @@ func TestChecksAfterWaitingOutAThrottle(t *testing.T) {
 func TestBudgetSetWhileRequestsWaitOutAThrottle(t *testing.T) {
 	t.Parallel()
 	e, res := heldBehindAThrottle(t, "")
-	set := time.Now()
-	e.setBudget("contoso", "1/1h")
-	res.wait(t, 1, 30*time.Second)
-	time.Sleep(6 * time.Second) // past the 429's pause and a request's 5 s back in the stream
-	if n := res.createdOf("contoso"); n != 1 {
-		t.Errorf("%d created under a budget of 1/1h set while they waited, want 1", n)
-	}
-	if calls := e.offboardCallsSince("contoso", set.Add(time.Second)); len(calls) > 1 {
-		t.Errorf("%d offboard calls after the budget was set to 1/1h, want at most 1", len(calls))
-	}
-	e.setBudget("contoso", "100/1h")
-	res.wait(t, 2, 30*time.Second)
-	if n := res.createdOf("contoso"); n != 2 {
-		t.Errorf("%d created after the budget was raised, want 2", n)
-	}
+	budgetHoldsTheWaiting(t, e, res, "set")
 }
 
 // TestPauseAfterAThrottleSpendsNoBudget: a request throttled (429), then
