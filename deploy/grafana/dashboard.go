@@ -180,7 +180,9 @@ func series(id uint32, title, description, unit string, w uint32, queries ...*pr
 	return p
 }
 
-// tableOf is a table panel.
+// tableOf is a table panel. Its query must be an instant one in table
+// format: a range query gives the table a frame per series, and it shows
+// only the first (TestTablesAreInstant).
 func tableOf(id uint32, title, description string, w, h uint32, q *prometheus.DataqueryBuilder) *table.PanelBuilder {
 	return table.NewPanelBuilder().
 		Id(id).
@@ -266,7 +268,9 @@ func controls() row {
 		tableOf(15, "Paused",
 			"1 while an operator has paused the tenant's priority (offboardctl pause). Its requests wait; the waiting alerts stay quiet.",
 			third, high,
-			query("A", `max by (tenant, priority) (mde_offboard_tenant_paused{tenant=~"$tenant"}) > 0`, "{{tenant}} {{priority}}")),
+			query("A", `max by (tenant, priority) (mde_offboard_tenant_paused{tenant=~"$tenant"}) > 0`, "{{tenant}} {{priority}}").
+				Format(prometheus.PromQueryFormatTable).
+				Instant()),
 		series(16, "Held requests",
 			"Requests waiting on purpose, by reason: pause (an operator paused the tenant) or budget (its budget is spent; a higher budget, offboardctl budget, lets them go).",
 			"short", third,
