@@ -314,10 +314,15 @@ func health() row {
 			"s", quarter,
 			query("A", "mde_offboard_clock_offset_seconds", "{{instance}}")),
 		series(22, "Action tracking",
-			"Machine Actions followed and how far the tracking is behind, per tenant (alert MdeOffboardTrackingBehind).",
+			"Machine Actions followed (left axis) and how far the tracking is behind (right axis, time), per tenant (alert MdeOffboardTrackingBehind).",
 			"short", quarter,
 			query("A", `max by (tenant) (mde_offboard_tracked_actions{tenant=~"$tenant"})`, "tracked {{tenant}}"),
-			query("B", `max by (tenant) (mde_offboard_tracking_lag_seconds{tenant=~"$tenant"})`, "lag s {{tenant}}")),
+			query("B", `max by (tenant) (mde_offboard_tracking_lag_seconds{tenant=~"$tenant"})`, "lag {{tenant}}")).
+			// The lag is in seconds, beside a count: its own unit and axis.
+			OverrideByQuery("B", []dashboard.DynamicConfigValue{
+				{Id: "unit", Value: "s"},
+				{Id: "custom.axisPlacement", Value: "right"},
+			}),
 		tableOf(23, "Builds running", "Version and revision of each replica.", full, 5,
 			query("A", "mde_offboard_build_info", "").
 				Format(prometheus.PromQueryFormatTable).

@@ -2,7 +2,10 @@ package grafana
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/prometheus/promql/parser"
 )
 
 // panel is what these tests read of a panel in the generated JSON.
@@ -47,6 +50,23 @@ func panels(t *testing.T) []panel {
 	return d.Panels
 }
 
+// unitOf is the unit a query's series are shown in: an override of its
+// query's, else the panel's.
+func (p panel) unitOf(refID string) string {
+	unit := p.FieldConfig.Defaults.Unit
+	for _, o := range p.FieldConfig.Overrides {
+		if o.Matcher.ID != "byFrameRefID" || o.Matcher.Options != refID {
+			continue
+		}
+		for _, prop := range o.Properties {
+			if prop.ID == "unit" {
+				unit, _ = prop.Value.(string)
+			}
+		}
+	}
+	return unit
+}
+
 // TestTablesAreInstant: a table shows one row per series only from an
 // instant query in table format; a range query gives a frame per series,
 // and the table shows the first (one paused tenant of many).
@@ -58,6 +78,33 @@ func TestTablesAreInstant(t *testing.T) {
 		for _, q := range p.Targets {
 			if !q.Instant || q.Format != "table" {
 				t.Errorf("table %q, query %s: instant %v, format %q; want an instant query in table format", p.Title, q.RefID, q.Instant, q.Format)
+			}
+		}
+	}
+}
+
+// TestSecondsShownAsSeconds: a query of a metric in seconds is shown with
+// the unit s, not as a bare number beside other series.
+func TestSecondsShownAsSeconds(t *testing.T) {
+	vars := strings.NewReplacer("$__rate_interval", "5m", "$tenant", "contoso")
+	for _, p := range panels(t) {
+		for _, q := range p.Targets {
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(vars.Replace(q.Expr))
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.Title, q.RefID, err)
+			}
+			seconds := false
+			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				if vs, ok := n.(*parser.VectorSelector); ok && strings.Contains(vs.Name, "_seconds") && !strings.HasSuffix(vs.Name, "_bucket") {
+					seconds = true
+				}
+				if c, ok := n.(*parser.Call); ok && c.Func.Name == "histogram_quantile" {
+					seconds = true
+				}
+				return nil
+			})
+			if seconds && p.unitOf(q.RefID) != "s" {
+				t.Errorf("panel %q, query %s (%s): unit %q, want s", p.Title, q.RefID, q.Expr, p.unitOf(q.RefID))
 			}
 		}
 	}
