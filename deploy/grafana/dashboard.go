@@ -278,7 +278,8 @@ func controls() row {
 		series(17, "Budget left",
 			"Actions the tenant's budget still allows in its window (tenants with a budget).",
 			"short", third,
-			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"})`, "{{tenant}}")),
+			// A tenant without a budget reports NaN: >= 0 leaves it out.
+			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"}) >= 0`, "{{tenant}}")),
 	}}
 }
 

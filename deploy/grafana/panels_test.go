@@ -2,6 +2,10 @@ package grafana
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -48,6 +52,17 @@ func panels(t *testing.T) []panel {
 		t.Fatal(err)
 	}
 	return d.Panels
+}
+
+func panelTitled(t *testing.T, title string) panel {
+	t.Helper()
+	for _, p := range panels(t) {
+		if p.Title == title {
+			return p
+		}
+	}
+	t.Fatalf("no panel %q", title)
+	return panel{}
 }
 
 // unitOf is the unit a query's series are shown in: an override of its
@@ -107,5 +122,53 @@ func TestSecondsShownAsSeconds(t *testing.T) {
 				t.Errorf("panel %q, query %s (%s): unit %q, want s", p.Title, q.RefID, q.Expr, p.unitOf(q.RefID))
 			}
 		}
+	}
+}
+
+// TestBudgetLeftOnlyBudgetedTenants: a tenant without a budget reports
+// NaN; the panel lists the tenants with one, not every tenant as NaN. The
+// query is evaluated by promtool, as a recording rule.
+func TestBudgetLeftOnlyBudgetedTenants(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Skip("promtool not installed (make check-alerts installs it)")
+	}
+	p := panelTitled(t, "Budget left")
+	expr := strings.ReplaceAll(p.Targets[0].Expr, "$tenant", ".*")
+	dir := t.TempDir()
+	rules := "groups:\n  - name: panel\n    rules:\n      - record: panel\n        expr: " + strconv.Quote(expr) + "\n"
+	test := `rule_files: [rules.yaml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'mde_offboard_budget_remaining{instance="a", tenant="contoso"}'
+        values: 'NaN NaN'
+      - series: 'mde_offboard_budget_remaining{instance="b", tenant="contoso"}'
+        values: 'NaN NaN'
+      - series: 'mde_offboard_budget_remaining{instance="a", tenant="woodgrove"}'
+        values: '3 2'
+      - series: 'mde_offboard_budget_remaining{instance="b", tenant="woodgrove"}'
+        values: '3 3'
+      - series: 'mde_offboard_budget_remaining{instance="a", tenant="fabrikam"}'
+        values: '0 0'
+    promql_expr_test:
+      - expr: panel
+        eval_time: 1m
+        exp_samples:
+          - labels: 'panel{tenant="woodgrove"}'
+            value: 2
+          - labels: 'panel{tenant="fabrikam"}'
+            value: 0
+`
+	for name, data := range map[string]string{"rules.yaml": rules, "test.yaml": test} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command(promtool, "test", "rules", "test.yaml")
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("Budget left (%s) over a tenant without a budget (NaN), one with and one spent: %v\n%s", p.Targets[0].Expr, err, out)
 	}
 }
