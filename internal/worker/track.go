@@ -49,6 +49,15 @@ type tracked struct {
 	Misses    int           `json:"misses,omitempty"` // 401s and 404s in a row
 }
 
+// ended is what an ended tracking leaves in the ledger in place of the
+// action's state: a result answered again from the ledger (a request sent
+// again, days later) must not start following the action anew, with a
+// Pending event after the final one. It has no actionId, so scans skip
+// it; the ledger's TTL removes it, after the request id's own entry.
+type ended struct {
+	Ended time.Time `json:"ended"`
+}
+
 type trackQueue []*tracked
 
 func (q trackQueue) Len() int           { return len(q) }
@@ -85,7 +94,6 @@ type trackStore interface {
 	Track(ctx context.Context, tenant, actionID string, state []byte) error
 	TrackedState(ctx context.Context, tenant, actionID string) ([]byte, uint64, error)
 	TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error
-	Untrack(ctx context.Context, tenant, actionID string) error
 	// TrackNew stores the state of an action not followed yet;
 	// queue.ErrConflict if it is.
 	TrackNew(ctx context.Context, tenant, actionID string, state []byte) error
@@ -251,11 +259,15 @@ func trackBudget(ws []limiter.Window) float64 {
 // track starts following an action that a result carries. The first
 // event goes out before the state is stored: both are idempotent (message
 // id, create-only), so a request redelivered after a crash in between
-// completes what the first try began.
+// completes what the first try began. A state stored, followed or ended,
+// means the first event went out: nothing to do.
 func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	a, err := mde.ParseAction(res.MachineAction)
 	if err != nil || !a.Unfinished() {
 		return nil //nolint:nilerr // nothing to follow
+	}
+	if data, _, err := tr.store.TrackedState(ctx, tr.tenant, a.ID); err != nil || data != nil {
+		return err
 	}
 	now := tr.clock.Now().UTC()
 	st := &tracked{
@@ -490,13 +502,15 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if data == nil { // another replica ended the tracking
+	var cur tracked
+	if data != nil {
+		if err := json.Unmarshal(data, &cur); err != nil {
+			return false, fmt.Errorf("tracked state of %s: %w", st.ActionID, err)
+		}
+	}
+	if cur.ActionID == "" { // another replica ended the tracking
 		tr.done(st.ActionID)
 		return false, nil
-	}
-	var cur tracked
-	if err := json.Unmarshal(data, &cur); err != nil {
-		return false, fmt.Errorf("tracked state of %s: %w", st.ActionID, err)
 	}
 	now := tr.clock.Now()
 	if cur.Next.After(now) { // another replica looked, or is looking
@@ -599,8 +613,7 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 		}
 	}
 	if final {
-		tr.done(st.ActionID)
-		return tr.store.Untrack(ctx, tr.tenant, st.ActionID)
+		return tr.stop(ctx, st)
 	}
 	st.Interval = min(2*st.Interval, time.Duration(tr.cfg.MaxInterval))
 	return tr.reschedule(ctx, st, now)
@@ -612,8 +625,18 @@ func (tr *tracker) end(ctx context.Context, st *tracked) error {
 	if err := tr.publishAction(ctx, st, st.Status, nil, true); err != nil {
 		return err
 	}
+	return tr.stop(ctx, st)
+}
+
+// stop ends the tracking once its final event is out: the action's state
+// gives way to an ended mark (see ended).
+func (tr *tracker) stop(ctx context.Context, st *tracked) error {
+	data, err := json.Marshal(ended{Ended: tr.clock.Now().UTC()})
+	if err != nil {
+		return err
+	}
 	tr.done(st.ActionID)
-	return tr.store.Untrack(ctx, tr.tenant, st.ActionID)
+	return tr.store.Track(ctx, tr.tenant, st.ActionID, data)
 }
 
 // reschedule saves a followed action's state and plans its next look.
