@@ -86,7 +86,10 @@ type tracker struct {
 	// this. Zero when every followed action is held.
 	horizon  time.Time
 	followed int // followed actions, held or not: the last scan, and changes since
-	wake     chan struct{}
+	// waiting: when the look that waits for quota was due (zero: none
+	// waits). It counts in the lag.
+	waiting time.Time
+	wake    chan struct{}
 }
 
 // trackStore keeps followed actions' states (queue.Ledger).
@@ -135,6 +138,9 @@ type trackerConfig struct {
 	// (default trackWindow).
 	window  int
 	metrics *Metrics // nil: none
+	// lagRefresh is how often the lag gauge is set while a look waits for
+	// quota (default trackLagRefresh).
+	lagRefresh time.Duration
 }
 
 // trackWindow is how many followed actions a tracker holds in memory
@@ -144,6 +150,9 @@ const trackWindow = 2000
 func newTracker(c trackerConfig) *tracker {
 	if c.window <= 0 {
 		c.window = trackWindow
+	}
+	if c.lagRefresh <= 0 {
+		c.lagRefresh = trackLagRefresh
 	}
 	if c.metrics != nil {
 		c.metrics.TrackedActions.WithLabelValues(c.tenant).Set(0)
@@ -379,16 +388,8 @@ func (tr *tracker) next(nextLoad time.Time) (*tracked, time.Duration) {
 	now := tr.clock.Now()
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	soonest := tr.horizon
-	if len(tr.queue) > 0 && (soonest.IsZero() || tr.queue[0].Next.Before(soonest)) {
-		soonest = tr.queue[0].Next
-	}
 	if tr.metrics != nil {
-		lag := 0.0
-		if !soonest.IsZero() && soonest.Before(now) {
-			lag = now.Sub(soonest).Seconds()
-		}
-		tr.metrics.TrackingLag.WithLabelValues(tr.tenant).Set(lag)
+		tr.setLagLocked(now)
 		tr.metrics.TrackedActions.WithLabelValues(tr.tenant).Set(float64(tr.followed))
 	}
 	wait := nextLoad.Sub(now)
@@ -403,6 +404,71 @@ func (tr *tracker) next(nextLoad time.Time) (*tracked, time.Duration) {
 		wait = min(wait, d)
 	}
 	return nil, wait
+}
+
+// setLagLocked sets the lag gauge: how overdue at now the most overdue
+// look is, among the one waiting for quota, the held ones and those left
+// to the ledger (none before the horizon).
+func (tr *tracker) setLagLocked(now time.Time) {
+	soonest := tr.horizon
+	for _, due := range []time.Time{tr.waiting, tr.peekLocked()} {
+		if !due.IsZero() && (soonest.IsZero() || due.Before(soonest)) {
+			soonest = due
+		}
+	}
+	lag := 0.0
+	if !soonest.IsZero() && soonest.Before(now) {
+		lag = now.Sub(soonest).Seconds()
+	}
+	tr.metrics.TrackingLag.WithLabelValues(tr.tenant).Set(lag)
+}
+
+// peekLocked is when the soonest held action is due; zero if none is held.
+func (tr *tracker) peekLocked() time.Time {
+	if len(tr.queue) == 0 {
+		return time.Time{}
+	}
+	return tr.queue[0].Next
+}
+
+// trackLagRefresh is how often the lag gauge is set while a look waits
+// for quota: the wait lasts as long as other calls take the quota, which
+// is what the lag must show.
+const trackLagRefresh = 5 * time.Second
+
+// permit waits for quota for a look at st, the lag gauge kept current
+// meanwhile. The refresh is paced in real time, as scrapes come; the lag
+// itself is read on the tracker's clock.
+func (tr *tracker) permit(ctx context.Context, st *tracked) (*limiter.Permit, error) {
+	if tr.metrics == nil {
+		return tr.actions.permit(ctx)
+	}
+	tr.mu.Lock()
+	tr.waiting = st.Next
+	tr.mu.Unlock()
+	ticker := time.NewTicker(tr.lagRefresh)
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ticker.C:
+				tr.mu.Lock()
+				tr.setLagLocked(tr.clock.Now())
+				tr.mu.Unlock()
+			}
+		}
+	}()
+	p, err := tr.actions.permit(ctx)
+	close(stop)
+	<-stopped
+	ticker.Stop()
+	tr.mu.Lock()
+	tr.waiting = time.Time{}
+	tr.mu.Unlock()
+	return p, err
 }
 
 // reload scans the ledger and returns when to scan next.
@@ -545,7 +611,7 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	}
 	// The permit first, then the claim: a claim held while waiting for
 	// quota could run out, and another replica look at the same time.
-	permit, err := tr.actions.permit(ctx)
+	permit, err := tr.permit(ctx, st)
 	if err != nil {
 		return err
 	}

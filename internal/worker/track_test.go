@@ -300,3 +300,68 @@ func TestTrackerLooksAtEveryActionWithinBudget(t *testing.T) {
 		t.Errorf("tracking lag reached %.0fs after the first rounds: the looks asked for exceed the budget", lagLate)
 	}
 }
+
+// starvedActions never gets quota: the offboard lookups take every
+// machineactions call the windows allow.
+type starvedActions struct{ fakeActions }
+
+func (s *starvedActions) permit(ctx context.Context) (*limiter.Permit, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestTrackingLagShowsStarvedLooks: while a due look waits for quota that
+// never comes, the lag gauge grows with the wait (what
+// MdeOffboardTrackingBehind alerts on) instead of keeping the value it had
+// when the look came due.
+func TestTrackingLagShowsStarvedLooks(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	m := NewMetrics(prometheus.NewRegistry())
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(),
+		actions: &starvedActions{fakeActions{clock: clock, windows: trackWindows}},
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish:  func(context.Context, string, string, []byte) error { return nil },
+		subjects: offboard.Subjects{}, notFoundCheck: 3, metrics: m, lagRefresh: 10 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
+	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
+		t.Fatal(err)
+	}
+	// The look comes due after firstCheck (or the spread), then waits for
+	// quota without waiting on the clock: step the clock on regardless.
+	for range 120 {
+		wctx, wcancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		_ = clock.BlockUntilContext(wctx, 1)
+		wcancel()
+		clock.Advance(30 * time.Second)
+	}
+	// An hour on, the look is some 58 minutes overdue.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		lag := testutil.ToFloat64(m.TrackingLag.WithLabelValues("contoso"))
+		if lag >= (55 * time.Minute).Seconds() {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("mde_offboard_tracking_lag_seconds = %.0f an hour after the look came due, waiting for quota all along", lag)
+		}
+		time.Sleep(20 * time.Millisecond)
+		clock.Advance(time.Second)
+	}
+}
