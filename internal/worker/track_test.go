@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -363,5 +364,96 @@ func TestTrackingLagShowsStarvedLooks(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 		clock.Advance(time.Second)
+	}
+}
+
+// scriptedActions answers looks with the given statuses in turn ("null":
+// the status member null), the last one over and over.
+type scriptedActions struct {
+	fakeActions
+	statuses []string
+}
+
+func (s *scriptedActions) permit(context.Context) (*limiter.Permit, error) {
+	return s.lim.AcquireLow(context.Background())
+}
+
+func (s *scriptedActions) get(_ context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
+	p.Complete(s.clock.Now())
+	s.mu.Lock()
+	status := s.statuses[min(len(s.all), len(s.statuses)-1)]
+	s.all = append(s.all, s.clock.Now())
+	s.mu.Unlock()
+	if status != "null" {
+		status = strconv.Quote(status)
+	}
+	body := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":%s}`, id, status)
+	return &mde.Verdict{Class: mde.Success, Status: 200, Body: []byte(body), Sent: true}, nil
+}
+
+// TestTrackingEndsOnlyOnAFinalStatus: an action read without a status
+// (the API may answer any member null) is not finished: tracking goes on
+// and ends on the documented final status that follows.
+func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := &scriptedActions{statuses: []string{"null", "Succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
+		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+	var mu sync.Mutex
+	var events []ActionEvent
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: func(_ context.Context, _, _ string, data []byte) error {
+			var ev ActionEvent
+			if err := json.Unmarshal(data, &ev); err != nil {
+				return err
+			}
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
+	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
+		t.Fatal(err)
+	}
+	for range 30 { // ten minutes: a look at 1 min, the next 2 min later
+		wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := clock.BlockUntilContext(wctx, 1)
+		wcancel()
+		if err != nil {
+			t.Fatalf("the tracker never waited: %v", err)
+		}
+		clock.Advance(20 * time.Second)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, ev := range events {
+		got = append(got, fmt.Sprintf("%q final=%v", ev.Status, ev.Final))
+	}
+	if last := events[len(events)-1]; last.Status != "Succeeded" || !last.Final {
+		t.Errorf("events %v, want the last Succeeded and final", got)
+	}
+	for _, ev := range events[:len(events)-1] {
+		if ev.Final {
+			t.Errorf("events %v: a final event before Succeeded", got)
+		}
 	}
 }
