@@ -268,14 +268,6 @@ func (l *Ledger) TrackOver(ctx context.Context, tenant, actionID string, state [
 	return nil
 }
 
-// Untrack forgets an action.
-func (l *Ledger) Untrack(ctx context.Context, tenant, actionID string) error {
-	if err := l.kv.Delete(ctx, trackKey(tenant, actionID)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
-		return fmt.Errorf("ledger untrack: %w", err)
-	}
-	return nil
-}
-
 // TrackNew starts following an action: it stores its tracking state unless
 // the action is followed already (ErrConflict).
 func (l *Ledger) TrackNew(ctx context.Context, tenant, actionID string, state []byte) error {
