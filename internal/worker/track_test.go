@@ -98,12 +98,10 @@ type trackEnv struct {
 	window int
 }
 
-// setupTracker seeds the ledger with n followed actions, all Pending since
-// the start and due within its first hour, then starts a tracker that
-// holds at most window of them.
-func setupTracker(t *testing.T, n, window int) *trackEnv {
+// contosoLedger makes the streams and buckets of tenant contoso and
+// returns the ledger.
+func contosoLedger(t *testing.T, js jetstream.JetStream) *queue.Ledger {
 	t.Helper()
-	nc, js := natstest.Connect(t)
 	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +109,16 @@ func setupTracker(t *testing.T, n, window int) *trackEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ledger
+}
+
+// setupTracker seeds the ledger with n followed actions, all Pending since
+// the start and due within its first hour, then starts a tracker that
+// holds at most window of them.
+func setupTracker(t *testing.T, n, window int) *trackEnv {
+	t.Helper()
+	nc, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
 	e := &trackEnv{t: t, start: time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC), window: window}
 	e.countReads(nc.ConnectedUrl())
 	e.seed(js, n)
@@ -318,13 +326,7 @@ func (s *starvedActions) permit(ctx context.Context) (*limiter.Permit, error) {
 func TestTrackingLagShowsStarvedLooks(t *testing.T) {
 	t.Parallel()
 	_, js := natstest.Connect(t)
-	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := queue.NewLedger(t.Context(), js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := contosoLedger(t, js)
 	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
 	m := NewMetrics(prometheus.NewRegistry())
@@ -397,13 +399,7 @@ func (s *scriptedActions) get(_ context.Context, p *limiter.Permit, id string) (
 func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 	t.Parallel()
 	_, js := natstest.Connect(t)
-	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
-		t.Fatal(err)
-	}
-	ledger, err := queue.NewLedger(t.Context(), js)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	api := &scriptedActions{statuses: []string{"null", "Succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
 		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
