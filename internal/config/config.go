@@ -91,37 +91,7 @@ func (e *durationError) Error() string {
 // describe names the key of the value as in tenants[0].tracking.maxAge,
 // found in the file's text, data.
 func (e *durationError) describe(data []byte) string {
-	var doc yaml.Node
-	if yaml.Unmarshal(data, &doc) != nil {
-		return e.Error()
-	}
-	var find func(n *yaml.Node, path string) string
-	find = func(n *yaml.Node, path string) string {
-		switch n.Kind {
-		case yaml.ScalarNode:
-			if n.Line == e.line && n.Column == e.column {
-				return path
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if p := find(n.Content[i+1], joinPath(path, n.Content[i].Value)); p != "" {
-					return p
-				}
-			}
-		case yaml.SequenceNode, yaml.DocumentNode:
-			for i, c := range n.Content {
-				p := path
-				if n.Kind == yaml.SequenceNode {
-					p = fmt.Sprintf("%s[%d]", path, i)
-				}
-				if p := find(c, p); p != "" {
-					return p
-				}
-			}
-		}
-		return ""
-	}
-	key := find(&doc, "")
+	_, key := findScalar(data, func(n *yaml.Node) bool { return n.Line == e.line && n.Column == e.column })
 	if key == "" {
 		return e.Error()
 	}
@@ -282,36 +252,48 @@ func Parse(data []byte) (*File, error) {
 // without a word, and an empty tenant item would be a nil tenant. Nothing
 // in the file means anything by null.
 func noNulls(data []byte) error {
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return err // the decoder above reported it already
+	if n, path := findScalar(data, func(n *yaml.Node) bool { return n.Tag == "!!null" }); n != nil {
+		return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
 	}
-	// An alias is not followed: its anchor is checked where it stands.
-	var walk func(n *yaml.Node, path string) error
-	walk = func(n *yaml.Node, path string) error {
-		switch {
-		case n.Kind == yaml.ScalarNode && n.Tag == "!!null":
-			return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
-		case n.Kind == yaml.MappingNode:
+	return nil
+}
+
+// findScalar returns the first scalar of the YAML document in data for
+// which match holds, with its path (tenants[0].guards.budget); nil and ""
+// if none does, or data is not YAML (the decoder has said so already). An
+// alias is not followed: its anchor is looked at where it stands.
+func findScalar(data []byte, match func(*yaml.Node) bool) (*yaml.Node, string) {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil, ""
+	}
+	var find func(n *yaml.Node, path string) (*yaml.Node, string)
+	find = func(n *yaml.Node, path string) (*yaml.Node, string) {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			if match(n) {
+				return n, path
+			}
+		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
-				if err := walk(n.Content[i+1], joinPath(path, n.Content[i].Value)); err != nil {
-					return err
+				if m, p := find(n.Content[i+1], joinPath(path, n.Content[i].Value)); m != nil {
+					return m, p
 				}
 			}
-		case n.Kind == yaml.SequenceNode || n.Kind == yaml.DocumentNode:
+		case yaml.SequenceNode, yaml.DocumentNode:
 			for i, c := range n.Content {
 				p := path
 				if n.Kind == yaml.SequenceNode {
 					p = fmt.Sprintf("%s[%d]", path, i)
 				}
-				if err := walk(c, p); err != nil {
-					return err
+				if m, p := find(c, p); m != nil {
+					return m, p
 				}
 			}
 		}
-		return nil
+		return nil, ""
 	}
-	return walk(&doc, "")
+	return find(&doc, "")
 }
 
 // joinPath names a key below path, as in tenants[0].guards.budget.
