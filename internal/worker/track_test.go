@@ -338,14 +338,7 @@ func TestTrackingLagShowsStarvedLooks(t *testing.T) {
 		publish:  func(context.Context, string, string, []byte) error { return nil },
 		subjects: offboard.Subjects{}, notFoundCheck: 3, metrics: m, lagRefresh: 10 * time.Millisecond,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
-	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
-		t.Fatal(err)
-	}
+	runTrackingPending(t, tr)
 	// The look comes due after firstCheck (or the spread), then waits for
 	// quota without waiting on the clock: step the clock on regardless.
 	for range 120 {
@@ -421,14 +414,7 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 		},
 		subjects: offboard.Subjects{}, notFoundCheck: 3,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
-	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
-		t.Fatal(err)
-	}
+	runTrackingPending(t, tr)
 	for range 30 { // ten minutes: a look at 1 min, the next 2 min later
 		wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
 		err := clock.BlockUntilContext(wctx, 1)
@@ -451,5 +437,19 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 		if ev.Final {
 			t.Errorf("events %v: a final event before Succeeded", got)
 		}
+	}
+}
+
+// runTrackingPending runs tr until the test ends, and has it follow one
+// Pending action, act-1 of request r-1.
+func runTrackingPending(t *testing.T, tr *tracker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
+	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
+		t.Fatal(err)
 	}
 }
