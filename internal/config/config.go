@@ -4,11 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"regexp"
 	"strings"
-	"syscall"
 	"text/template"
 	"time"
 
@@ -175,24 +172,14 @@ type File struct {
 // Load reads and checks a tenants file. Unknown keys are errors: a typo in
 // a limit must not silently fall back to the default.
 func Load(path string) (*File, error) {
-	// Opened without blocking: opening a FIFO to read would wait for a
-	// writer.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, fmt.Errorf("tenants file: %w", err)
-	}
-	defer func() { _ = f.Close() }()
-	// A device or a pipe given by mistake (/dev/zero) would be read for
-	// ever: a regular file of a sane size only.
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+	data, err := mde.ReadRegularFile(path, maxFileSize)
+	switch {
+	case errors.Is(err, mde.ErrNotRegular):
 		return nil, fmt.Errorf("tenants file %s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
-	if err != nil {
-		return nil, fmt.Errorf("tenants file: %w", err)
-	}
-	if len(data) > maxFileSize {
+	case errors.Is(err, mde.ErrTooLarge):
 		return nil, fmt.Errorf("tenants file %s: larger than %d MiB", path, maxFileSize>>20)
+	case err != nil:
+		return nil, fmt.Errorf("tenants file: %w", err)
 	}
 	return Parse(data)
 }

@@ -367,14 +367,14 @@ func readSecret(field, path string) (string, error) {
 // the reason ("no such file or directory", "permission denied", "not a
 // regular file"), not the path.
 func readCredentialFile(field, path string, limit int64) ([]byte, error) {
-	data, err := readRegularFile(path, limit)
+	data, err := ReadRegularFile(path, limit)
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		err = pe.Err
 	}
 	switch {
-	case errors.Is(err, errNotRegular):
+	case errors.Is(err, ErrNotRegular):
 		return nil, fmt.Errorf("%s: the file it names is not a regular file", field)
-	case errors.Is(err, errTooLarge):
+	case errors.Is(err, ErrTooLarge):
 		return nil, fmt.Errorf("%s: the file it names is larger than %d KiB", field, limit>>10)
 	case err != nil:
 		return nil, fmt.Errorf("%s: the file it names could not be read: %w", field, err)
@@ -382,15 +382,17 @@ func readCredentialFile(field, path string, limit int64) ([]byte, error) {
 	return data, nil
 }
 
+// Errors of ReadRegularFile.
 var (
-	errNotRegular = errors.New("not a regular file")
-	errTooLarge   = errors.New("file too large")
+	ErrNotRegular = errors.New("not a regular file")
+	ErrTooLarge   = errors.New("file too large")
 )
 
-// readRegularFile reads a regular file of at most limit bytes. It is
+// ReadRegularFile reads a regular file of at most limit bytes: a device or
+// a FIFO named by mistake (/dev/zero) would be read for ever. It is
 // opened without blocking: opening a FIFO for reading otherwise waits
-// for a writer.
-func readRegularFile(path string, limit int64) ([]byte, error) {
+// for a writer. The credential files are read so, and the tenants file.
+func ReadRegularFile(path string, limit int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
@@ -401,10 +403,10 @@ func readRegularFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, errNotRegular
+		return nil, ErrNotRegular
 	}
 	if fi.Size() > limit {
-		return nil, errTooLarge
+		return nil, ErrTooLarge
 	}
 	var buf bytes.Buffer
 	buf.Grow(int(fi.Size()) + bytes.MinRead)
@@ -413,7 +415,7 @@ func readRegularFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(buf.Len()) > limit {
-		return nil, errTooLarge
+		return nil, ErrTooLarge
 	}
 	return buf.Bytes(), nil
 }
