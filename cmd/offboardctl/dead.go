@@ -71,14 +71,19 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 			if err := checkCode(cmd, code); err != nil {
 				return err
 			}
-			ds, err := c.deadLetters(cmd.Context(), tenant, code)
+			// Each dead letter is written as it is read, without its
+			// body: a stream of hundreds of thousands is listed in the
+			// memory of its table's text alone.
+			list := newDeadList(c, asJSON)
+			err := c.eachDead(cmd.Context(), tenant, func(d deadLetter) {
+				if code == "" || d.Code == code {
+					list.add(d)
+				}
+			})
 			if err != nil {
 				return err
 			}
-			if asJSON {
-				return writeJSON(c, ds)
-			}
-			return printDead(c, ds)
+			return list.end()
 		},
 	}
 	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
@@ -86,23 +91,64 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 	return cmd
 }
 
-func writeJSON(c *cli, v any) error {
-	enc := json.NewEncoder(c.stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+// deadList writes the dead letters listed, one at a time: a JSON array,
+// or a table aligned as a whole when it ends.
+type deadList struct {
+	c      *cli
+	asJSON bool
+	tw     *tabwriter.Writer
+	n      int
+	err    error
 }
 
-func printDead(c *cli, ds []deadLetter) error {
-	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tTENANT\tREQUEST ID\tATTEMPT\tCODE\tMESSAGE\tAGE")
-	for _, d := range ds {
+func newDeadList(c *cli, asJSON bool) *deadList {
+	l := &deadList{c: c, asJSON: asJSON}
+	if !asJSON {
+		l.tw = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(l.tw, "SEQ\tTENANT\tREQUEST ID\tATTEMPT\tCODE\tMESSAGE\tAGE")
+	}
+	return l
+}
+
+func (l *deadList) add(d deadLetter) {
+	if l.err != nil {
+		return
+	}
+	l.n++
+	if !l.asJSON {
 		msg := d.Message
 		if r := []rune(msg); len(r) > 80 {
 			msg = string(r[:79]) + "…"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Tenant, orNone(d.RequestID), d.Attempt, d.Code, msg, d.Age)
+		fmt.Fprintf(l.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Tenant, orNone(d.RequestID), d.Attempt, d.Code, msg, d.Age)
+		return
 	}
-	return tw.Flush()
+	b, err := json.MarshalIndent(d, "  ", "  ")
+	if err != nil {
+		l.err = err
+		return
+	}
+	sep := ",\n  "
+	if l.n == 1 {
+		sep = "[\n  "
+	}
+	_, l.err = fmt.Fprintf(l.c.stdout, "%s%s", sep, b)
+}
+
+// end writes what closes the list: the table, or the array's end ([] when
+// nothing was listed).
+func (l *deadList) end() error {
+	switch {
+	case l.err != nil:
+		return l.err
+	case !l.asJSON:
+		return l.tw.Flush()
+	case l.n == 0:
+		_, err := fmt.Fprintln(l.c.stdout, "[]")
+		return err
+	}
+	_, err := fmt.Fprintln(l.c.stdout, "\n]")
+	return err
 }
 
 // checkCode refuses a --code that is not one of the contract's failure
@@ -118,41 +164,43 @@ func checkCode(cmd *cobra.Command, code string) error {
 	return nil
 }
 
-// deadLetters reads the dead letters of a tenant ("": all), in order,
-// those with code only when it is set. A tenant with no dead letter at
-// all must be one a worker has set up (knownTenant): a typo would read as
-// a tenant with nothing failed. One removed from the tenants files may
-// still have dead letters: they are read all the same.
-func (c *cli) deadLetters(ctx context.Context, tenant, code string) ([]deadLetter, error) {
+// deadLetters reads the dead letters of a tenant ("": all), in order, with
+// their bodies and headers (to retry them).
+func (c *cli) deadLetters(ctx context.Context, tenant string) ([]deadLetter, error) {
+	var out []deadLetter
+	err := c.eachDead(ctx, tenant, func(d deadLetter) { out = append(out, d) })
+	return out, err
+}
+
+// eachDead hands each dead letter of a tenant ("": all) to fn, in order.
+// A tenant with no dead letter at all must be one a worker has set up
+// (knownTenant): a typo would read as a tenant with nothing failed. One
+// removed from the tenants files may still have dead letters: they are
+// read all the same.
+func (c *cli) eachDead(ctx context.Context, tenant string, fn func(deadLetter)) error {
 	js, err := c.connect()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	subject := c.subjects.Dead(tenant)
 	if tenant == "" {
 		subject = c.subjects.Dead(">")
 	}
 	now := time.Now()
-	var out []deadLetter
 	seen := false
 	err = scan(ctx, js, offboard.StreamDead, subject, func(m jetstream.Msg) {
 		seen = true
-		d := c.readDead(m, now)
-		if code == "" || d.Code == code {
-			out = append(out, d)
-		}
+		fn(c.readDead(m, now))
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if tenant != "" && !seen {
 		kctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
-		if err := knownTenant(kctx, js, tenant, "it has no dead letters either", ""); err != nil {
-			return nil, err
-		}
+		return knownTenant(kctx, js, tenant, "it has no dead letters either", "")
 	}
-	return out, nil
+	return nil
 }
 
 func (c *cli) readDead(m jetstream.Msg, now time.Time) deadLetter {

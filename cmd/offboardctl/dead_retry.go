@@ -56,7 +56,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 	// whether --code picks it. One that failed with the code and then,
 	// retried, with another (cancelled by an operator, say) is not
 	// retried for the older failure.
-	ds, err := c.deadLetters(ctx, tenant, "")
+	ds, err := c.deadLetters(ctx, tenant)
 	if err != nil {
 		return err
 	}

@@ -346,7 +346,7 @@ func TestDeadRetryInterrupted(t *testing.T) {
 // exit 1, where they printed an empty list as if nothing had failed. A
 // known tenant without dead letters lists none, exit 0; a tenant removed
 // from the tenants files whose dead letters are still kept has them
-// listed and retried.
+// listed and retried. An empty list in JSON is an empty array.
 func TestDeadOfAnUnknownTenant(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
@@ -363,7 +363,7 @@ func TestDeadOfAnUnknownTenant(t *testing.T) {
 	if code, out, errs := ctl(t, url, "dead", "ls", "fabrikam"); code != exitOK || strings.TrimSpace(out) != "SEQ  TENANT  REQUEST ID  ATTEMPT  CODE  MESSAGE  AGE" {
 		t.Errorf("dead ls of a known tenant without dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	if code, out, errs := ctl(t, url, "dead", "ls", "fabrikam", "--json"); code != exitOK || strings.TrimSpace(out) != "null" {
+	if code, out, errs := ctl(t, url, "dead", "ls", "fabrikam", "--json"); code != exitOK || strings.TrimSpace(out) != "[]" {
 		t.Errorf("dead ls --json of a known tenant without dead letters: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	if code, out, errs := ctl(t, url, "dead", "retry", "fabrikam", "--all"); code != exitOK || !strings.Contains(out, "0 retried, 0 retried before") {
