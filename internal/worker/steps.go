@@ -192,7 +192,8 @@ var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an
 // its tenant and priority, a budget lowered below the slots taken or set
 // on a tenant that had none (the request goes back to the stream), a cancel
 // of its campaign (it is answered cancelled), and the device, read again
-// for the guards when the read they judged is older than guardMaxAge.
+// for the guards when the read they judged is older than guardMaxAge;
+// that read can wait too, so the controls are checked again after it.
 // A result or an error means no call.
 //
 // After an attempt whose answer was lost (j.mayHaveActed) an action may
@@ -200,25 +201,8 @@ var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an
 // after such a call), and a guard's refusal sends the request back to
 // look for that action rather than answer it refused.
 func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
-	if w.opts.Control.Paused(j.t.name, j.prio) {
-		return nil, errPausedWhileWaiting
-	}
-	if j.t.budget.overdrawn(w) {
-		// Also after an attempt whose answer was lost: its slot counts
-		// whatever comes, but a repeat could create a second action
-		// over the budget if the first made none. The request, taken
-		// again, looks for its action before it needs a slot.
-		return nil, errBudgetLowered
-	}
-	if !j.budgetSlot && j.t.budget.active() {
-		// As above after an attempt whose answer was lost: taken again,
-		// the request looks for its action before it needs a slot.
-		return nil, errBudgetSet
-	}
-	if !w.mayHaveCalled(j) {
-		if res := w.cancelled(j); res != nil {
-			return res, nil
-		}
+	if res, err := w.controlsBeforeCall(j); err != nil || res != nil {
+		return res, err
 	}
 	if dev.policy == nil || !j.t.Config.Guards.NeedsDevice() || w.clock.Since(dev.read) <= guardMaxAge {
 		return nil, nil
@@ -239,7 +223,39 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 		j.log.Info("device not read again after a call whose answer was lost", zap.String("code", res.Error.Code))
 		return nil, errUnreadAfterLostAnswer
 	}
-	return res, err
+	if err != nil || res != nil {
+		return res, err
+	}
+	// The read may have waited (for the machines quota, a 429's pause, a
+	// backoff): what an operator changed meanwhile is checked again.
+	return w.controlsBeforeCall(j)
+}
+
+// controlsBeforeCall checks the operators' controls as an offboard call
+// is about to go out (beforeCall): a pause of the request's tenant and
+// priority, a budget lowered or set, a cancel of its campaign.
+func (w *Worker) controlsBeforeCall(j *job) (*offboard.Result, error) {
+	if w.opts.Control.Paused(j.t.name, j.prio) {
+		return nil, errPausedWhileWaiting
+	}
+	if j.t.budget.overdrawn(w) {
+		// Also after an attempt whose answer was lost: its slot counts
+		// whatever comes, but a repeat could create a second action
+		// over the budget if the first made none. The request, taken
+		// again, looks for its action before it needs a slot.
+		return nil, errBudgetLowered
+	}
+	if !j.budgetSlot && j.t.budget.active() {
+		// As above after an attempt whose answer was lost: taken again,
+		// the request looks for its action before it needs a slot.
+		return nil, errBudgetSet
+	}
+	if !w.mayHaveCalled(j) {
+		if res := w.cancelled(j); res != nil {
+			return res, nil
+		}
+	}
+	return nil, nil
 }
 
 // errUnlistedAfterCall leaves a request whose device's actions could not
