@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -83,13 +84,11 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	for _, k := range keys {
-		rev, err := s.kv.Put(ctx, k, data)
-		if err != nil {
-			return Event{}, fmt.Errorf("write %s: %w", k, err)
-		}
-		ev.Revision = rev
+	rev, err := s.put(ctx, keys, data)
+	if err != nil {
+		return Event{}, err
 	}
+	ev.Revision = rev
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return ev, err
@@ -101,6 +100,48 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 		return ev, fmt.Errorf("%s is in force, but its audit event was not published: %w", c.Action, err)
 	}
 	return ev, nil
+}
+
+// put writes data under every key, each over the revision it had when
+// read (compare-and-swap), and returns the last key's revision. A change
+// of two keys (a pause or resume of both priorities) that another change
+// wrote in between is written again whole: two operators' changes at once
+// leave one or the other in force, never a mix of both (normal paused,
+// bulk resumed) that neither asked for.
+func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, error) {
+	for tries := 0; ; tries++ {
+		revs := make([]uint64, len(keys))
+		for i, k := range keys {
+			e, err := s.kv.Get(ctx, k)
+			switch {
+			case errors.Is(err, jetstream.ErrKeyNotFound): // none, or deleted
+			case err != nil:
+				return 0, fmt.Errorf("read %s: %w", k, err)
+			default:
+				revs[i] = e.Revision()
+			}
+		}
+		var (
+			rev uint64
+			err error
+		)
+		for i, k := range keys {
+			if revs[i] == 0 {
+				rev, err = s.kv.Create(ctx, k, data)
+			} else {
+				rev, err = s.kv.Update(ctx, k, data, revs[i])
+			}
+			if err != nil {
+				err = fmt.Errorf("write %s: %w", k, err)
+				break
+			}
+		}
+		// Another change came between the read and the write: read again.
+		if tries < 5 && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
+			continue
+		}
+		return rev, err
+	}
 }
 
 // Load reads every control in force.
