@@ -448,11 +448,15 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 // another worker changed the entry meanwhile, that one owns the request
 // id). Over the "calling" entry this very message wrote, the write is
 // only sent, to travel beside the result (the returned stores); no other
-// message may have owned the id since. Otherwise it is stored before the
+// message may have owned the id since: another delivery of it takes a
+// call's entry up only once its writer is at work on it no more
+// (callElsewhere). Otherwise, a claim included, it is stored before the
 // result goes out, so that a result never speaks for an id another worker
-// holds.
+// holds: another delivery of the message takes a claim up without asking
+// its writer, which may still be at work (frozen past the ack wait) and
+// write its call's entry over it, and call.
 func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, data []byte) ([]queue.Stored, error) {
-	if e := j.entry; e != nil && (e.State == queue.StateCalling || e.State == queue.StateClaimed) && e.Seq == j.seq {
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.Seq == j.seq {
 		s, err := w.opts.Ledger.FinishAsync(j.t.name, res.RequestID, e, j.seq, data)
 		if err != nil {
 			return nil, err
