@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,6 +18,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/contoso-secops/mde-offboard/internal/app"
 )
 
 // rendered is a kustomization's output, decoded strictly into the
@@ -168,6 +171,7 @@ func TestKustomization(t *testing.T) {
 		}
 		t.Error("no MDE_OFFBOARD_REPLICA_ID: a restarted container would wait out its dead self's announcement")
 	})
+	t.Run("stops within its grace period", func(t *testing.T) { checkGracePeriod(t, pod, c) })
 	t.Run("environment uses the MDE_OFFBOARD_ prefix", func(t *testing.T) {
 		for _, e := range c.Env {
 			if e.Name != "GOMEMLIMIT" && !strings.HasPrefix(e.Name, "MDE_OFFBOARD_") {
@@ -175,6 +179,39 @@ func TestKustomization(t *testing.T) {
 			}
 		}
 	})
+}
+
+// checkGracePeriod: the pod's termination grace period covers the
+// worker's whole stop, --shutdown-timeout for the requests under way and
+// app.StopReserve for what follows; a shorter one has the kubelet kill
+// the worker while it still stores results and drains NATS.
+func checkGracePeriod(t *testing.T, pod corev1.PodSpec, c corev1.Container) {
+	shutdown := app.DefaultShutdownTimeout
+	for _, e := range c.Env {
+		if e.Name == "MDE_OFFBOARD_SHUTDOWN_TIMEOUT" {
+			d, err := time.ParseDuration(e.Value)
+			if err != nil {
+				t.Fatalf("MDE_OFFBOARD_SHUTDOWN_TIMEOUT %q: %v", e.Value, err)
+			}
+			shutdown = d
+		}
+	}
+	for _, a := range c.Args {
+		if v, ok := strings.CutPrefix(a, "--shutdown-timeout="); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				t.Fatalf("%s: %v", a, err)
+			}
+			shutdown = d
+		}
+	}
+	grace := 30 * time.Second // Kubernetes' default
+	if pod.TerminationGracePeriodSeconds != nil {
+		grace = time.Duration(*pod.TerminationGracePeriodSeconds) * time.Second
+	}
+	if need := shutdown + app.StopReserve; grace < need {
+		t.Errorf("terminationGracePeriodSeconds %v is shorter than the worker's stop, --shutdown-timeout %v + %v", grace, shutdown, app.StopReserve)
+	}
 }
 
 func volume(t *testing.T, pod corev1.PodSpec, name string) corev1.Volume {

@@ -596,5 +596,5 @@ func (a *App) NATSURL() string { return a.nc.ConnectedUrl() }
 // embedded server. It returns at the latest ShutdownTimeout + 15s after it
 // was called, whatever ctx does. It is idempotent.
 func (a *App) Stop(ctx context.Context) error {
-	return a.life.stop(ctx, a.opts.ShutdownTimeout+stopReserve)
+	return a.life.stop(ctx, a.opts.ShutdownTimeout+StopReserve)
 }

@@ -27,11 +27,11 @@ const (
 	DefaultMaxRequests = 512
 )
 
-// stopReserve is how long Stop gives the steps after the requests under
+// StopReserve is how long Stop gives the steps after the requests under
 // way (writing the quota journal's last entries, closing the HTTP server,
 // draining NATS, stopping the embedded server): Stop's time cap is
 // ShutdownTimeout plus this.
-const stopReserve = 15 * time.Second
+const StopReserve = 15 * time.Second
 
 // withDefaults fills in the zero values.
 func (o Options) withDefaults() Options {
