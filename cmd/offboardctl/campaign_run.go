@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -444,42 +446,95 @@ func (r *campaignRun) checkEarlierResults() error {
 	}
 }
 
-// otherRunWaiting finds the first row (0: none) whose request from an
-// earlier run under the same name still waits in the request stream,
-// unanswered, with the other --dry-run than this run's.
-func (r *campaignRun) otherRunWaiting(ctx context.Context) (int, error) {
-	first := 0
-	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, _ int, m jetstream.Msg) {
-		if row > r.total || (first != 0 && row >= first) {
+// earlierWaiting is what otherRunWaiting finds of an earlier run's
+// requests still waiting: the first row (0: none) whose request has the
+// other --dry-run than this run's, and the first whose request names
+// another device than the CSV's row, with that device.
+type earlierWaiting struct {
+	otherDryRun, otherDevice int
+	device                   string
+}
+
+// otherRunWaiting reads the requests of earlier runs under the same name
+// that still wait in the request stream, unanswered, and finds those of
+// the CSV's rows that this run could not take as its own (earlierWaiting).
+func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
+	// The CSV's devices, hashed: 8 bytes a row.
+	seed := maphash.MakeSeed()
+	devices := make([]uint64, r.total+1)
+	rd, closeCSV, err := r.openCSV()
+	if err != nil {
+		return earlierWaiting{}, err
+	}
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			closeCSV()
+			return earlierWaiting{}, err
+		}
+		if row.N < len(devices) {
+			devices[row.N] = maphash.String(seed, deviceOf(row.MachineID, row.ComputerDNSName))
+		}
+	}
+	closeCSV()
+	var w earlierWaiting
+	err = campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, _ int, m jetstream.Msg) {
+		if row > r.total {
 			return
 		}
 		var req struct {
-			DryRun bool `json:"dryRun"`
+			DryRun          bool   `json:"dryRun"`
+			MachineID       string `json:"machineId"`
+			ComputerDNSName string `json:"computerDnsName"`
 		}
-		if json.Unmarshal(m.Data(), &req) == nil && req.DryRun != r.f.dryRun {
-			first = row
+		if json.Unmarshal(m.Data(), &req) != nil {
+			return
+		}
+		if req.DryRun != r.f.dryRun && (w.otherDryRun == 0 || row < w.otherDryRun) {
+			w.otherDryRun = row
+		}
+		if maphash.String(seed, deviceOf(req.MachineID, req.ComputerDNSName)) != devices[row] && (w.otherDevice == 0 || row < w.otherDevice) {
+			w.otherDevice, w.device = row, cmp.Or(req.MachineID, req.ComputerDNSName)
 		}
 	})
-	return first, err
+	return w, err
+}
+
+// deviceOf is the device a row or a request names, as the worker takes
+// it: by its machineId when it has one, else by its computerDnsName;
+// case-insensitive.
+func deviceOf(machineID, computerDNSName string) string {
+	if id := strings.TrimSpace(machineID); id != "" {
+		return "machineId " + strings.ToLower(id)
+	}
+	return "computerDnsName " + strings.ToLower(strings.TrimSpace(computerDNSName))
 }
 
 // checkWaitingRequests refuses, before anything is published, a run
 // where a row's request from an earlier run under the same name still
-// waits with the other --dry-run (first, from otherRunWaiting): the run's
-// request would be dropped as a duplicate of it (same message id), and
-// the row answered as that request is: a real run would get dry_run
-// results and offboard nothing, a dry run would report the real run's
-// actions as its own.
-func (r *campaignRun) checkWaitingRequests(first int) error {
+// waits (w, from otherRunWaiting) and names another device than the row
+// (the CSV changed since), or has the other --dry-run: the run's request
+// would be dropped as a duplicate of it (same message id), and the row
+// answered as that request is: the row's device would not be offboarded
+// and the report would give it the other device's result; a real run
+// would get dry_run results and offboard nothing, a dry run would report
+// the real run's actions as its own.
+func (r *campaignRun) checkWaitingRequests(w earlierWaiting) error {
 	switch {
-	case first == 0:
+	case w.otherDevice != 0:
+		return usagef("row %d (%s) has a request still waiting that names %q, not the row's device: campaign %s was run before with another CSV; give this one a new --name",
+			w.otherDevice, campaign.RequestID(r.f.name, w.otherDevice), w.device, r.f.name)
+	case w.otherDryRun == 0:
 		return nil
 	case r.f.dryRun:
 		return usagef("row %d (%s) has a request without --dry-run still waiting: campaign %s was run for real, and a dry run under its name would only be given that request's result; give the dry run a new --name",
-			first, campaign.RequestID(r.f.name, first), r.f.name)
+			w.otherDryRun, campaign.RequestID(r.f.name, w.otherDryRun), r.f.name)
 	default:
 		return usagef("row %d (%s) has a --dry-run request still waiting: campaign %s was run with --dry-run, and a real run under its name would only be answered dry_run; give the real run a new --name",
-			first, campaign.RequestID(r.f.name, first), r.f.name)
+			w.otherDryRun, campaign.RequestID(r.f.name, w.otherDryRun), r.f.name)
 	}
 }
 

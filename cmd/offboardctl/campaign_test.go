@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
@@ -432,6 +433,55 @@ func TestRunAfterWaitingRunRefused(t *testing.T) {
 	e.waitFor("6 results", time.Minute, func() bool { return len(e.results()) == 6 })
 	if n := len(e.sim.Actions(e.tenantID)); n != 3 {
 		t.Errorf("%d actions, want 3 (the real run's)", n)
+	}
+}
+
+// A campaign run again under its name with another CSV (rows deleted
+// after an interrupted run) is refused before anything is published when
+// a row's request from the earlier run still waits and names another
+// device: the row's request would be dropped as its duplicate, and the
+// report would give the row that other device's result. The same devices
+// (by id in another case, or by name) go on.
+func TestRerunWithAnotherCSVWhileRequestsWait(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	for i, body := range []string{
+		`{"requestId":"wave-000001","machineId":"` + a + `","source":"campaign:wave"}`,
+		`{"requestId":"wave-000002","machineId":"` + b + `","source":"campaign:wave"}`,
+		`{"requestId":"wave-000003","computerDnsName":"pc-1.contoso.local","source":"campaign:wave"}`,
+	} {
+		m := nats.NewMsg("mde.offboard.request.contoso.bulk")
+		m.Data = []byte(body)
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("contoso:wave-%06d", i+1))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	published := lastRequestSeq(t, js)
+	for name, body := range map[string]string{
+		"row deleted": "machineId,computerDnsName\n" + b + ",\n,pc-1.contoso.local\n",
+		"other name":  "machineId,computerDnsName\n" + a + ",\n" + b + ",\n,pc-9.contoso.local\n",
+		"id for name": "machineId,computerDnsName\n" + a + ",\n" + b + ",\n" + a + ",pc-1.contoso.local\n",
+	} {
+		report := filepath.Join(dir, name+"-report.csv")
+		code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, name+".csv", body),
+			"--name", "wave", "--report", report, "--timeout", "1s")
+		if code != exitUsage || !strings.Contains(errs, "new --name") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q", name, code, errs)
+		}
+		if _, err := os.Stat(report); err == nil {
+			t.Errorf("%s: a report was written", name)
+		}
+	}
+	if n := lastRequestSeq(t, js); n != published {
+		t.Errorf("%d requests published by the refused runs", n-published)
+	}
+	same := writeFile(t, dir, "same.csv", "machineId,computerDnsName\n"+strings.ToUpper(a)+",\n"+b+",pc-2.contoso.local\n,PC-1.contoso.local\n")
+	if code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", same, "--name", "wave",
+		"--report", filepath.Join(dir, "same-report.csv"), "--timeout", "1s"); code != exitFailed {
+		t.Errorf("same devices: exit %d, want 1 (no worker: timeout), stdout %q, stderr %q", code, out, errs)
 	}
 }
 
