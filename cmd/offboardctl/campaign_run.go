@@ -48,6 +48,7 @@ and writes the same report: an interrupted campaign resumes.`,
 			if err != nil {
 				return err
 			}
+			defer r.close()
 			return r.run(cmd.Context())
 		},
 	}
@@ -72,6 +73,7 @@ and writes the same report: an interrupted campaign resumes.`,
 type campaignRun struct {
 	c       *cli
 	f       runFlags
+	src     string // the private copy of the CSV that the run reads
 	set     campaign.Settings
 	prio    offboard.Priority
 	windows []campaign.Window
@@ -133,16 +135,49 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	if f.maxPending < 1 {
 		return nil, usagef("--max-pending must be at least 1")
 	}
-	n, err := countRows(f.csv)
+	src, err := snapshotCSV(f.csv, f.name)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, err
+	}
+	r.src = src
+	n, err := countRows(src)
+	if err != nil {
+		r.close()
+		return nil, usagef("%s: %w", f.csv, err)
 	}
 	r.total = n
 	if err := checkReportPath(r.f.report, f.csv); err != nil {
+		r.close()
 		return nil, err
 	}
 	return r, nil
 }
+
+// snapshotCSV copies the campaign's CSV to a private temporary file,
+// which the run reads from then on (it reads the rows more than once):
+// the rows it checks, publishes and reports are the file's as it was when
+// the run started, whatever is saved over it meanwhile. A CSV that cannot
+// be opened is bad usage.
+func snapshotCSV(path, name string) (string, error) {
+	in, err := os.Open(path)
+	if err != nil {
+		return "", usageError{err}
+	}
+	defer func() { _ = in.Close() }()
+	out, err := os.CreateTemp("", "offboardctl-"+name+"-*.csv")
+	if err != nil {
+		return "", fmt.Errorf("copy of the CSV: %w", err)
+	}
+	_, err = io.Copy(out, in)
+	if err = errors.Join(err, out.Close()); err != nil {
+		_ = os.Remove(out.Name())
+		return "", fmt.Errorf("copy of %s: %w", path, err)
+	}
+	return out.Name(), nil
+}
+
+// close removes the run's copy of the CSV.
+func (r *campaignRun) close() { _ = os.Remove(r.src) }
 
 // checkReportPath refuses, before anything is published, a report that could
 // not be written at the end, or that would replace the campaign's CSV.
@@ -252,7 +287,7 @@ func countRows(path string) (int, error) {
 	defer func() { _ = f.Close() }()
 	rd, err := campaign.NewReader(f)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", path, err)
+		return 0, err
 	}
 	n := 0
 	for {
@@ -261,10 +296,10 @@ func countRows(path string) (int, error) {
 			break
 		}
 		if err != nil {
-			return 0, fmt.Errorf("%s: %w", path, err)
+			return 0, err
 		}
 		if n++; n > campaign.MaxRows {
-			return 0, fmt.Errorf("%s: more than %d rows; split the campaign", path, campaign.MaxRows)
+			return 0, fmt.Errorf("more than %d rows; split the campaign", campaign.MaxRows)
 		}
 	}
 	return n, nil
@@ -390,7 +425,7 @@ func (r *campaignRun) watchCancel(ctx context.Context) (stop func(), err error) 
 // openCSV opens the campaign's CSV for a read from its first row; the
 // returned func closes it.
 func (r *campaignRun) openCSV() (*campaign.Reader, func(), error) {
-	f, err := os.Open(r.f.csv)
+	f, err := os.Open(r.src)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -827,7 +862,7 @@ func (r *campaignRun) finish(waitErr error) error {
 
 // writeReport writes the report next to its final name, then renames it.
 func (r *campaignRun) writeReport() error {
-	in, err := os.Open(r.f.csv)
+	in, err := os.Open(r.src)
 	if err != nil {
 		return err
 	}

@@ -485,6 +485,60 @@ func TestRerunWithAnotherCSVWhileRequestsWait(t *testing.T) {
 	}
 }
 
+// The CSV saved over while the campaign runs (rows deleted, one added)
+// changes nothing of the run: it publishes, and reports, the rows as they
+// were when it started; the report names each row's device with its own
+// result, and no row is published that the run does not follow.
+func TestCampaignCSVSavedOverDuringTheRun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 4)
+	e.startWorker()
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--reason", "t"); code != exitOK {
+		t.Fatal(errs)
+	}
+	sub, err := e.js.Conn().SubscribeSync(offboard.Subjects{}.Request(tenant, offboard.Bulk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	dir := t.TempDir()
+	p := writeFile(t, dir, "wave.csv", idsCSV(e.machines[:3]))
+	report := filepath.Join(dir, "report.csv")
+	done := make(chan int, 1)
+	go func() {
+		code, _, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", report)
+		if code != exitOK {
+			t.Logf("campaign run: exit %d: %s", code, errs)
+		}
+		done <- code
+	}()
+	for range 3 {
+		if _, err := sub.NextMsg(30 * time.Second); err != nil {
+			t.Fatalf("the run's rows not published: %v", err)
+		}
+	}
+	// Saved over: the first row deleted, a fourth device added.
+	writeFile(t, dir, "wave.csv", idsCSV(e.machines[1:4]))
+	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
+		t.Fatal(errs)
+	}
+	if code := <-done; code != exitOK {
+		t.Fatalf("campaign run: exit %d", code)
+	}
+	recs := readReport(t, report)
+	if len(recs) != 4 {
+		t.Fatalf("report of %d lines, want the header and 3 rows: %v", len(recs), recs)
+	}
+	for i, rec := range recs[1:] {
+		if rec[2] != e.machines[i].ID || rec[4] != offboard.OutcomeCreated {
+			t.Errorf("row %d: %v, want %s created", i+1, rec, e.machines[i].ID)
+		}
+	}
+	if n := e.lastSeq(); n != 3 {
+		t.Errorf("%d requests stored, want the 3 rows", n)
+	}
+}
+
 // Campaign wave-2 has 30 requests waiting; wave, whose name is a prefix
 // of it, has none: its status and cancel count none of wave-2's.
 func TestCampaignStatusOfANamePrefix(t *testing.T) {
