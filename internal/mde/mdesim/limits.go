@@ -26,10 +26,15 @@ func DefaultLimits() map[string][]Window {
 // means one of it.
 func ParseLimits(spec string) (map[string][]Window, error) {
 	spec = strings.TrimSpace(spec)
-	if strings.EqualFold(spec, "none") {
-		return map[string][]Window{}, nil
-	}
 	limits := DefaultLimits()
+	if strings.EqualFold(spec, "none") {
+		// Each API present with no windows: one missing from the map
+		// would have the documented limits (Options.Limits).
+		for api := range limits {
+			limits[api] = nil
+		}
+		return limits, nil
+	}
 	if spec == "" {
 		return limits, nil
 	}

@@ -1094,6 +1094,22 @@ func TestRateLimit(t *testing.T) {
 	}
 }
 
+// ParseLimits("none"), as mdesim --limits none gives it, turns every
+// limit off: the documented 100 calls a minute do not throttle the 101st.
+func TestParseLimitsNoneIsUnlimited(t *testing.T) {
+	limits, err := mdesim.ParseLimits("none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, mdesim.Options{TokenLifetime: 2 * time.Hour, Limits: limits})
+	tok := s.token(t, tenantA, clientA, secretA)
+	for i := range 101 {
+		if r := s.do(t, http.MethodGet, "/api/machines/"+winID, tok, "", ""); r.status != http.StatusOK {
+			t.Fatalf("call %d: status %d", i+1, r.status)
+		}
+	}
+}
+
 func TestRateLimitConcurrent(t *testing.T) {
 	w := mdesim.Window{Count: 10, Length: time.Minute}
 	s := newSim(t, mdesim.Options{Limits: map[string][]mdesim.Window{mdesim.APIOffboard: {w}}})
@@ -1313,7 +1329,7 @@ func TestParseLimits(t *testing.T) {
 		wantErr bool
 	}{
 		{"", map[string][]mdesim.Window{"offboard": def, "machines": def, "machineactions": def}, false},
-		{"none", map[string][]mdesim.Window{}, false},
+		{"none", map[string][]mdesim.Window{"offboard": nil, "machines": nil, "machineactions": nil}, false},
 		{"offboard=10/1m,50/1h;machines=5/30s", map[string][]mdesim.Window{
 			"offboard":       {{10, time.Minute}, {50, time.Hour}},
 			"machines":       {{5, 30 * time.Second}},
