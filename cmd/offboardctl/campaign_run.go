@@ -90,6 +90,12 @@ type campaignRun struct {
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
 	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
+	checked                        atomic.Bool // the earlier runs' results and requests were checked against the CSV
+
+	// The CSV's devices, hashed (deviceOf): 8 bytes a row, devices[n]
+	// row n's.
+	seed    maphash.Seed
+	devices []uint64
 }
 
 func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
@@ -357,6 +363,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := r.checkWaitingRequests(otherWaiting); err != nil {
 		return err
 	}
+	r.checked.Store(true)
 	stopWatch, err := r.watchCancel(ctx)
 	if err != nil {
 		return err
@@ -494,9 +501,9 @@ type earlierWaiting struct {
 // that still wait in the request stream, unanswered, and finds those of
 // the CSV's rows that this run could not take as its own (earlierWaiting).
 func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
-	// The CSV's devices, hashed: 8 bytes a row.
-	seed := maphash.MakeSeed()
-	devices := make([]uint64, r.total+1)
+	r.seed = maphash.MakeSeed()
+	r.devices = make([]uint64, r.total+1)
+	seed, devices := r.seed, r.devices
 	rd, closeCSV, err := r.openCSV()
 	if err != nil {
 		return earlierWaiting{}, err
@@ -579,9 +586,36 @@ func (r *campaignRun) onResult(m jetstream.Msg) {
 	if !ok {
 		return
 	}
+	if n, ok := campaign.RowOf(r.f.name, res.RequestID); ok && r.checked.Load() && !r.rowsDevice(n, res) {
+		// The request id was answered for another device: from the
+		// worker's ledger, for an earlier run under the same name whose
+		// results are no longer stored (--results-max-age), so that
+		// checkEarlierResults could not see it. The row's device is not
+		// offboarded; the result is not the row's, and not reported.
+		r.stateErr.CompareAndSwap(nil, otherDeviceError{fmt.Errorf("row %d (%s) was answered for %q, not the row's device: campaign %s was run before with another CSV, "+
+			"and the worker answers a request id from its ledger; give this one a new --name",
+			n, res.RequestID, cmp.Or(res.MachineID, res.ComputerDNSName), r.f.name)})
+		return
+	}
 	if _, err := r.rows.Result(res); err != nil {
 		r.stateErr.CompareAndSwap(nil, err)
 	}
+}
+
+// otherDeviceError ends a run whose row was answered for another device
+// (onResult): running the same command again would not help.
+type otherDeviceError struct{ error }
+
+func (e otherDeviceError) Unwrap() error { return e.error }
+
+// rowsDevice says whether a result names row n's device: its machine id
+// for a row by id, its host name for a row by name.
+func (r *campaignRun) rowsDevice(n int, res *offboard.Result) bool {
+	if n >= len(r.devices) {
+		return true // not one of this CSV's rows
+	}
+	return r.devices[n] == maphash.String(r.seed, deviceOf(res.MachineID, "")) ||
+		r.devices[n] == maphash.String(r.seed, deviceOf("", res.ComputerDNSName))
 }
 
 // publishAndWait publishes the rows (in the background) and waits for
@@ -851,6 +885,8 @@ func (r *campaignRun) finish(waitErr error) error {
 		r.f.name, r.f.tenant, c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
 		r.published.Load(), r.duplicates.Load(), unconfirmed, r.skipped.Load(), r.f.report)
 	switch {
+	case errors.As(waitErr, new(otherDeviceError)):
+		return waitErr
 	case waitErr != nil:
 		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
 	case c.Unpublished > 0:

@@ -485,6 +485,62 @@ func TestRerunWithAnotherCSVWhileRequestsWait(t *testing.T) {
 	}
 }
 
+// A row answered for another device while the run waits (the worker
+// answers a request id from its ledger; the earlier run's result, no
+// longer stored, could not be checked before publishing) ends the run:
+// one line that says to give a new --name, exit 1, and the report does
+// not give the row the other device's result.
+func TestRowAnsweredForAnotherDevice(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report.csv")
+	published := lastRequestSeq(t, js)
+	type exit struct {
+		code     int
+		out, err string
+	}
+	done := make(chan exit, 1)
+	go func() {
+		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "wave", "--report", report, "--timeout", "30s",
+			"--csv", writeFile(t, dir, "wave.csv", "machineId,computerDnsName\n"+a+",\n,pc-1.contoso.local\n"))
+		done <- exit{code, out, errs}
+	}()
+	for lastRequestSeq(t, js) < published+2 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	answer := func(row int, body string) {
+		m := nats.NewMsg(offboard.Subjects{}.Result("contoso"))
+		m.Data = []byte(body)
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("result:contoso:wave-%06d", row))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Row 2, by name, answered with its name and the id it resolved to:
+	// its own. Row 1 answered for device b.
+	answer(2, `{"requestId":"wave-000002","tenant":"contoso","machineId":"`+strings.Repeat("c", 40)+`","computerDnsName":"PC-1.contoso.local","outcome":"created","attempt":1}`)
+	answer(1, `{"requestId":"wave-000001","tenant":"contoso","machineId":"`+b+`","outcome":"created","attempt":1}`)
+	var got exit
+	select {
+	case got = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the run did not end")
+	}
+	if got.code != exitFailed || !strings.Contains(got.err, "row 1 (wave-000001) was answered for \""+b+"\"") ||
+		!strings.Contains(got.err, "new --name") || strings.Count(strings.TrimSpace(got.err), "\n") != 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	}
+	body, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(body), b) || strings.Count(string(body), "created") != 1 {
+		t.Errorf("report:\n%s", body)
+	}
+}
+
 // The CSV saved over while the campaign runs (rows deleted, one added)
 // changes nothing of the run: it publishes, and reports, the rows as they
 // were when it started; the report names each row's device with its own
