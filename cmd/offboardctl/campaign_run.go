@@ -132,14 +132,8 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	if r.f.report == "" {
 		r.f.report = f.name + "-report.csv"
 	}
-	if f.timeout < 0 {
-		return nil, usagef("--timeout %v: want a positive duration, or 0 to wait for every result", f.timeout)
-	}
-	if f.every <= 0 {
-		return nil, usagef("--progress-every %v: want a positive duration", f.every)
-	}
-	if f.maxPending < 1 {
-		return nil, usagef("--max-pending must be at least 1")
+	if err := f.checkPace(); err != nil {
+		return nil, err
 	}
 	src, err := snapshotCSV(f.csv, f.name)
 	if err != nil {
@@ -157,6 +151,20 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// checkPace refuses a --timeout, --progress-every or --max-pending out of
+// range.
+func (f runFlags) checkPace() error {
+	switch {
+	case f.timeout < 0:
+		return usagef("--timeout %v: want a positive duration, or 0 to wait for every result", f.timeout)
+	case f.every <= 0:
+		return usagef("--progress-every %v: want a positive duration", f.every)
+	case f.maxPending < 1:
+		return usagef("--max-pending must be at least 1")
+	}
+	return nil
 }
 
 // snapshotCSV copies the campaign's CSV to a private temporary file,
