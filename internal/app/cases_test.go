@@ -182,6 +182,29 @@ func TestFindsOwnActionOfAWriterAhead(t *testing.T) {
 	findsOwnActionAfterCrash(t, 10*time.Minute, "a-process-that-died")
 }
 
+// putForNextRequest writes entry, as a worker that took the request up
+// before would have, for the request id of contoso's next request: its
+// Seq is the place in the stream that request will take.
+func (e *env) putForNextRequest(t *testing.T, requestID string, entry *queue.Entry) {
+	t.Helper()
+	ledger, err := queue.NewLedger(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry.Seq = info.State.LastSeq + 1
+	if err := ledger.Put(t.Context(), "contoso", requestID, nil, entry); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // findsOwnActionAfterCrash runs TestFindsOwnActionAfterCrash with the dead
 // worker's entry dated started from now and naming writer ("": an entry
 // of a release before entries named their process).
@@ -194,25 +217,9 @@ func findsOwnActionAfterCrash(t *testing.T, started time.Duration, writer string
 	// The call the dead worker sent, with the comment it would send.
 	action := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "crash-1", Tenant: "contoso", MachineID: m.ID})
 	e.sim.SetActionStatus(tt.tenantID, action.ID, "Succeeded") // the device came online meanwhile
-	ledger, err := queue.NewLedger(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The dead worker's entry names the request's own place in the stream:
 	// it is the same message, delivered again.
-	s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.Put(t.Context(), "contoso", "crash-1", nil, &queue.Entry{
-		State: queue.StateCalling, Seq: info.State.LastSeq + 1, MachineID: m.ID, Started: time.Now().Add(started), Writer: writer,
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.putForNextRequest(t, "crash-1", &queue.Entry{State: queue.StateCalling, MachineID: m.ID, Started: time.Now().Add(started), Writer: writer})
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "crash-1", "machineId": m.ID})
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)

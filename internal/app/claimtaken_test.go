@@ -47,24 +47,10 @@ func TestClaimOfAnotherDeliveryIsNotAnsweredOver(t *testing.T) {
 	res := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
 	m := tt.machines[0]
-	ledger, err := queue.NewLedger(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The frozen worker's claim names the request's own place in the
 	// stream: the same message, delivered again here.
-	claim = &queue.Entry{State: queue.StateClaimed, Seq: info.State.LastSeq + 1, MachineID: m.ID, Started: time.Now().UTC(), Writer: "frozen-replica"}
-	if err := ledger.Put(t.Context(), "contoso", "frozen-1", nil, claim); err != nil {
-		t.Fatal(err)
-	}
+	claim = &queue.Entry{State: queue.StateClaimed, MachineID: m.ID, Started: time.Now().UTC(), Writer: "frozen-replica"}
+	e.putForNextRequest(t, "frozen-1", claim)
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "frozen-1", "machineId": m.ID}, "contoso:frozen-1")
 	select {
 	case <-thawed:

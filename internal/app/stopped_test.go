@@ -40,17 +40,7 @@ func callOfAStoppedReplicaWithin(t *testing.T, extra string, lag, started time.D
 	if call {
 		actionID = e.offboardAsTheWorker(a, config.CommentData{RequestID: id, Source: campaign.Source("wave1"), Tenant: "contoso", MachineID: m.ID}).ID
 	}
-	ledger, err := queue.NewLedger(t.Context(), e.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, _ := e.js.Stream(t.Context(), offboard.StreamRequests)
-	info, _ := s.Info(t.Context())
-	if err := ledger.Put(t.Context(), "contoso", id, nil, &queue.Entry{
-		State: queue.StateCalling, Seq: info.State.LastSeq + 1, MachineID: m.ID, Started: time.Now().Add(started), Writer: "dead-replica",
-	}); err != nil {
-		t.Fatal(err)
-	}
+	e.putForNextRequest(t, id, &queue.Entry{State: queue.StateCalling, MachineID: m.ID, Started: time.Now().Add(started), Writer: "dead-replica"})
 	if before != nil {
 		before(e)
 	}
