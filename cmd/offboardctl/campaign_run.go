@@ -91,6 +91,7 @@ type campaignRun struct {
 	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
 	checked                        atomic.Bool // the earlier runs' results and requests were checked against the CSV
+	retrying                       map[int]bool // rows whose retry waits in the request stream; set before publishing
 
 	// The CSV's devices, hashed (deviceOf): 8 bytes a row, devices[n]
 	// row n's.
@@ -372,6 +373,14 @@ func (r *campaignRun) run(ctx context.Context) error {
 		return err
 	}
 	r.checked.Store(true)
+	// A row retried (dead retry) whose retry still waits is answered by
+	// the retry's result, not by the earlier attempt's, and is not
+	// published again.
+	r.retrying = map[int]bool{}
+	for n, attempt := range otherWaiting.retries {
+		r.rows.Retrying(n, attempt)
+		r.retrying[n] = true
+	}
 	stopWatch, err := r.watchCancel(ctx)
 	if err != nil {
 		return err
@@ -503,6 +512,7 @@ func (r *campaignRun) checkEarlierResults() error {
 type earlierWaiting struct {
 	otherDryRun, otherDevice int
 	device                   string
+	retries                  map[int]int // row: the highest attempt of its retries waiting (dead retry)
 }
 
 // otherRunWaiting reads the requests of earlier runs under the same name
@@ -530,10 +540,13 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		}
 	}
 	closeCSV()
-	var w earlierWaiting
-	err = campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, _ int, m jetstream.Msg) {
+	w := earlierWaiting{retries: map[int]int{}}
+	err = campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
 		if row > r.total {
 			return
+		}
+		if attempt > 1 {
+			w.retries[row] = max(w.retries[row], attempt)
 		}
 		var req struct {
 			DryRun          bool   `json:"dryRun"`
@@ -793,6 +806,10 @@ type pendingAck struct {
 func (r *campaignRun) publishRow(ctx context.Context, subject string, row campaign.Row, acks chan<- pendingAck) error {
 	if r.rows.Has(row.N) {
 		r.skipped.Add(1)
+		return nil
+	}
+	if r.retrying[row.N] {
+		r.duplicates.Add(1) // its retry was published, and waits
 		return nil
 	}
 	req, data, err := r.set.Request(row)

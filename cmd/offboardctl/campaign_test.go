@@ -541,6 +541,59 @@ func TestRowAnsweredForAnotherDevice(t *testing.T) {
 	}
 }
 
+// A run of a campaign one of whose failed rows was retried (dead retry),
+// the retry still waiting, waits for the retry's result: it neither ends
+// at once with the earlier failure nor publishes the row again.
+func TestRunWaitsForARetryOfAFailedRow(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	publish := func(subject, msgID, body string) {
+		m := nats.NewMsg(subject)
+		m.Data = []byte(body)
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	result := offboard.Subjects{}.Result("contoso")
+	publish(result, "result:contoso:wave-000001", `{"requestId":"wave-000001","tenant":"contoso","machineId":"`+a+`","outcome":"failed","error":{"code":"api_error","message":"503"},"attempt":1}`)
+	publish(result, "result:contoso:wave-000002", `{"requestId":"wave-000002","tenant":"contoso","machineId":"`+b+`","outcome":"created","attempt":1}`)
+	publish("mde.offboard.request.contoso.bulk", "contoso:wave-000001:2", `{"requestId":"wave-000001","machineId":"`+a+`","source":"campaign:wave","attempt":2}`)
+	published := lastRequestSeq(t, js)
+
+	dir := t.TempDir()
+	report := filepath.Join(dir, "report.csv")
+	type exit struct {
+		code     int
+		out, err string
+	}
+	done := make(chan exit, 1)
+	go func() {
+		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "wave", "--report", report, "--timeout", "30s",
+			"--csv", writeFile(t, dir, "wave.csv", "machineId\n"+a+"\n"+b+"\n"))
+		done <- exit{code, out, errs}
+	}()
+	select {
+	case got := <-done:
+		t.Fatalf("the run ended before the retry's result: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	case <-time.After(time.Second):
+	}
+	publish(result, "result:contoso:wave-000001:2", `{"requestId":"wave-000001","tenant":"contoso","machineId":"`+a+`","outcome":"created","attempt":2}`)
+	var got exit
+	select {
+	case got = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the run did not end after the retry's result")
+	}
+	if got.code != exitOK || !strings.Contains(got.out, "created 2, already_pending 0, dry_run 0, failed 0") {
+		t.Errorf("exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	}
+	if n := lastRequestSeq(t, js); n != published {
+		t.Errorf("%d requests published; the row's retry was waiting", n-published)
+	}
+}
+
 // The CSV saved over while the campaign runs (rows deleted, one added)
 // changes nothing of the run: it publishes, and reports, the rows as they
 // were when it started; the report names each row's device with its own

@@ -106,3 +106,31 @@ func TestReaderSkipsAByteOrderMark(t *testing.T) {
 		t.Errorf("a BOM inside the header: %v", err)
 	}
 }
+
+// A row waiting for a retry drops the earlier attempt's result, ignores
+// a late copy of it, and takes the retry's.
+func TestRowsRetrying(t *testing.T) {
+	r, err := NewRows("wave", 2, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	res := func(attempt int, outcome offboard.Outcome) *offboard.Result {
+		return &offboard.Result{RequestID: RequestID("wave", 1), Outcome: outcome, Attempt: attempt}
+	}
+	if _, err := r.Result(res(1, offboard.OutcomeFailed)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Retrying(1, 1) || r.Retrying(3, 2) {
+		t.Error("Retrying of the attempt held, or of a row beyond the CSV, changed a row")
+	}
+	if !r.Retrying(1, 2) || r.Has(1) || r.Counts().Waiting != 2 {
+		t.Fatalf("after Retrying(1, 2): has %v, %+v", r.Has(1), r.Counts())
+	}
+	if _, err := r.Result(res(1, offboard.OutcomeFailed)); err != nil || r.Has(1) {
+		t.Fatalf("the earlier attempt's result taken again: %v", err)
+	}
+	if _, err := r.Result(res(2, offboard.OutcomeCreated)); err != nil || r.Outcome(1) != offboard.OutcomeCreated {
+		t.Fatalf("the retry's result: %s, %v", r.Outcome(1), err)
+	}
+}

@@ -200,8 +200,8 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 	if n >= len(r.state) {
 		return nil // a row beyond this CSV's end: an earlier, longer CSV under the same name
 	}
-	if r.off[n] != 0 && attempt <= int(r.attempt[n]) {
-		return nil
+	if (r.off[n] != 0 || r.attempt[n] != 0) && attempt <= int(r.attempt[n]) {
+		return nil // an attempt before the one held, or one Retrying waits past
 	}
 	r.buf.Reset()
 	for i, f := range fields {
@@ -219,6 +219,24 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 	r.attempt[n] = byte(min(max(attempt, 0), 255))
 	r.move(n, st)
 	return nil
+}
+
+// Retrying makes row n wait for the result of a retry (attempt, more than
+// 1) still in the request stream (offboardctl dead retry): a result it
+// holds of an earlier attempt is dropped, and results of attempts before
+// this one are ignored from now on. False for a row beyond the CSV or one
+// that holds this attempt's result or a later one.
+func (r *Rows) Retrying(n, attempt int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n >= len(r.state) || attempt <= int(r.attempt[n]) && (r.off[n] != 0 || r.attempt[n] != 0) {
+		return false
+	}
+	r.off[n], r.attempt[n] = 0, byte(min(attempt-1, 255))
+	if r.state[n] != stateNone {
+		r.move(n, stateNone)
+	}
+	return true
 }
 
 func (r *Rows) move(n int, st byte) {
