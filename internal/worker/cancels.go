@@ -110,7 +110,7 @@ func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delive
 	kept := ds[:0]
 	for _, d := range ds {
 		if req, err := offboard.ParseRequest(d.Msg.Data(), t.name); err == nil && w.campaigns != nil {
-			if _, ok := w.campaigns.Cancelled(t.name, req, storedAt(d.Msg)); ok {
+			if _, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, storedAt(d.Msg))); ok {
 				kept = append(kept, d)
 				continue
 			}

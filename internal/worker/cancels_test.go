@@ -1,8 +1,12 @@
 package worker
 
 import (
+	"encoding/json"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -104,5 +108,41 @@ func TestCancelPassLeavesALaterRequestWithACampaignsIDForm(t *testing.T) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no result for %s once the quota freed", later)
+	}
+}
+
+// TestCancelPassTakesALaterRetryOfTheCampaign: a retry (attempt 2) of a
+// cancelled campaign's row, sent after the cancel with a source of its
+// own, is the campaign's whenever sent. Pulled along by the pass of
+// another cancel while the quota is spent, it is answered cancelled at
+// once, not handed back to wait for the quota.
+func TestCancelPassTakesALaterRetryOfTheCampaign(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1")
+	e.cancelCampaign(t, "wave1")
+	time.Sleep(3 * time.Second) // past campaign.ClockMargin (2 s)
+	retry := campaign.RequestID("wave1", 7)
+	data, _ := json.Marshal(map[string]any{"requestId": retry, "machineId": loopMachine, "attempt": 2, "source": "cmdb"})
+	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID("contoso", retry, 2))
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	e.publish(t, campaign.RequestID("wave2", 1))
+	e.cancelCampaign(t, "wave2") // its pass pulls both
+	want := map[string]bool{retry: true, campaign.RequestID("wave2", 1): true}
+	for len(want) > 0 {
+		select {
+		case r := <-e.results:
+			if !want[r.RequestID] || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+				t.Fatalf("result %s %s %+v, want one of %v cancelled", r.RequestID, r.Outcome, r.Error, want)
+			}
+			delete(want, r.RequestID)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%v not answered while the quota is spent", want)
+		}
 	}
 }

@@ -243,19 +243,24 @@ func (w *Worker) cancelled(j *job) *offboard.Result {
 	if w.campaigns == nil {
 		return nil
 	}
-	stored := j.stored
-	if j.req.AttemptOrFirst() > 1 {
-		// A retry re-sends a request of that id whenever the operator
-		// asks (dead retry, weeks later): by the id's form it is the
-		// cancelled campaign's, whenever sent. What its first attempt
-		// was, and when, the ledger may have forgotten (--ledger-ttl).
-		stored = time.Time{}
-	}
-	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req, stored)
+	name, cancelled := w.campaigns.Cancelled(j.t.name, j.req, cancelStored(j.req, j.stored))
 	if !cancelled {
 		return nil
 	}
 	return j.failed(offboard.CodeCancelled, "campaign "+offboard.Quote(name)+" was cancelled by an operator before the request's offboard call", nil)
+}
+
+// cancelStored is when a request counts as stored for a campaign's
+// cancel: when the server stored it, or no time at all (whenever sent)
+// for a retry. A retry re-sends a request of that id whenever the
+// operator asks (dead retry, weeks later): by the id's form it is the
+// cancelled campaign's, whenever sent. What its first attempt was, and
+// when, the ledger may have forgotten (--ledger-ttl).
+func cancelStored(req offboard.Request, stored time.Time) time.Time {
+	if req.AttemptOrFirst() > 1 {
+		return time.Time{}
+	}
+	return stored
 }
 
 // keepAlive tells JetStream, every third of the ack wait, that the request
