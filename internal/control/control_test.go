@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -276,5 +277,49 @@ func TestPauseAndResumeAtOnce(t *testing.T) {
 		if n, b := v.Paused("contoso", offboard.Normal), v.Paused("contoso", offboard.Bulk); n != b {
 			t.Fatalf("round %d: normal paused %v, bulk paused %v: a mix of the pause and the resume", round, n, b)
 		}
+	}
+}
+
+// TestUnreadablePauseEntryPauses: a pause key written by hand with a
+// value the worker cannot read ("paused": "true", a bad time) is taken as
+// paused, with a warning, by a watcher started after it and by one
+// running: someone meant to change the pause, and the worker does not go
+// on calling as if nothing was written. A resume written anew lifts it.
+func TestUnreadablePauseEntryPauses(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := control.PauseKey("contoso", offboard.Bulk)
+	if _, err := kv.Put(t.Context(), key, []byte(`{"paused":"true","by":"cron"}`)); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	w := startWatcher(t, js, zap.New(core))
+	waitPaused(t, w, true, time.Second)
+	if n := logs.FilterMessage("control entry unreadable").Len(); n != 1 {
+		t.Errorf("%d warnings of an unreadable entry, want 1", n)
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionResume, Priority: "bulk", By: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	waitPaused(t, w, false, time.Second)
+	if _, err := kv.Put(t.Context(), key, []byte(`{"paused":true,"at":"now"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitPaused(t, w, true, time.Second)
+	// What offboardctl status reads says why.
+	v, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := v.Pause("contoso", offboard.Bulk); !e.Paused || !strings.Contains(e.Reason, "could not be read") {
+		t.Errorf("status: %+v", e)
 	}
 }

@@ -74,9 +74,19 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 		return change{}, fmt.Errorf("unknown control key %q", e.Key())
 	}
 	var ent Entry
+	var unreadable error
 	if e.Operation() == jetstream.KeyValuePut {
 		if err := json.Unmarshal(e.Value(), &ent); err != nil {
-			return change{}, fmt.Errorf("control key %q: %w", e.Key(), err)
+			if kind != "pause" {
+				return change{}, fmt.Errorf("control key %q: %w", e.Key(), err)
+			}
+			// Someone meant to pause or resume, and wrote a value the
+			// worker cannot read ("paused": "true", "at": "now"): taken
+			// as paused, not as whatever came before, until the key is
+			// written again (offboardctl pause or resume).
+			ent = Entry{Paused: true, By: "unknown", At: e.Created(),
+				Reason: "the control entry could not be read: taken as paused until written again (offboardctl resume)"}
+			unreadable = &UnreadablePauseError{Key: e.Key(), Err: err}
 		}
 	}
 	if v.pauses == nil {
@@ -92,8 +102,21 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 	} else {
 		v.budgets[tenant] = ent
 	}
-	return change{kind: kind, tenant: tenant, priority: p, entry: ent}, nil
+	return change{kind: kind, tenant: tenant, priority: p, entry: ent}, unreadable
 }
+
+// UnreadablePauseError is a pause key whose value could not be read: the
+// view took its priority as paused.
+type UnreadablePauseError struct {
+	Key string
+	Err error
+}
+
+func (e *UnreadablePauseError) Error() string {
+	return fmt.Sprintf("control key %q: %v: taken as paused until written again", e.Key, e.Err)
+}
+
+func (e *UnreadablePauseError) Unwrap() error { return e.Err }
 
 // change is one applied entry.
 type change struct {

@@ -118,7 +118,7 @@ func (w *Watcher) watch(ctx context.Context) error {
 				w.markCurrent()
 			case fresh != nil:
 				if _, err := fresh.apply(e); err != nil {
-					w.log.Warn("control entry ignored", zap.String("key", e.Key()), zap.Error(err))
+					w.log.Warn("control entry ignored or unreadable", zap.String("key", e.Key()), zap.Error(err))
 				}
 			default:
 				w.apply(e, w.started())
@@ -188,14 +188,19 @@ func (w *Watcher) markCurrent() {
 func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 	w.mu.Lock()
 	c, err := w.view.apply(e)
-	if err == nil {
+	var unreadable *UnreadablePauseError
+	recorded := err == nil || errors.As(err, &unreadable)
+	if recorded {
 		close(w.changed)
 		w.changed = make(chan struct{})
 	}
 	w.mu.Unlock()
-	if err != nil {
+	switch {
+	case !recorded:
 		w.log.Warn("control entry ignored", zap.String("key", e.Key()), zap.Error(err))
 		return
+	case err != nil:
+		w.log.Warn("control entry unreadable", zap.String("key", e.Key()), zap.Error(err))
 	}
 	fields := []zap.Field{
 		zap.String("tenant", c.tenant), zap.String("control", c.kind),
