@@ -172,7 +172,7 @@ func (f runFlags) checkPace() error {
 // which the run reads from then on (it reads the rows more than once):
 // the rows it checks, publishes and reports are the file's as it was when
 // the run started, whatever is saved over it meanwhile. A CSV that cannot
-// be opened is bad usage.
+// be opened or read is bad usage.
 func snapshotCSV(path, name string) (string, error) {
 	in, err := os.Open(path)
 	if err != nil {
@@ -183,12 +183,31 @@ func snapshotCSV(path, name string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("copy of the CSV: %w", err)
 	}
-	_, err = io.Copy(out, in)
+	src := &readErrs{r: in}
+	_, err = io.Copy(out, src)
 	if err = errors.Join(err, out.Close()); err != nil {
 		_ = os.Remove(out.Name())
+		if src.err != nil {
+			return "", usageError{src.err} // an unreadable CSV
+		}
 		return "", fmt.Errorf("copy of %s: %w", path, err)
 	}
 	return out.Name(), nil
+}
+
+// readErrs keeps the error of a read, to tell a CSV that cannot be read
+// (bad usage) from a copy that cannot be written.
+type readErrs struct {
+	r   io.Reader
+	err error
+}
+
+func (e *readErrs) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) {
+		e.err = err
+	}
+	return n, err
 }
 
 // close removes the run's copy of the CSV.

@@ -243,3 +243,25 @@ func TestCampaignCSVNotARegularFile(t *testing.T) {
 		}
 	}
 }
+
+// A CSV that opens but cannot be read (an I/O error: here /proc/self/mem,
+// whose first page is not mapped) is an unreadable CSV: exit 2, one line,
+// nothing left behind of the run's copy.
+func TestCampaignCSVReadError(t *testing.T) {
+	const path = "/proc/self/mem"
+	if _, err := os.Stat(path); err != nil {
+		t.Skip(err)
+	}
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	var out, errb bytes.Buffer
+	// Nothing listens there: an unreadable CSV is told before connecting.
+	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--name", "wave", "--csv", path,
+		"--report", filepath.Join(t.TempDir(), "report.csv")}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), path) || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q; want exit %d naming %s", code, errb.String(), exitUsage, path)
+	}
+	if ents, err := os.ReadDir(tmp); err != nil || len(ents) != 0 {
+		t.Errorf("left in TMPDIR: %v %v", ents, err)
+	}
+}
