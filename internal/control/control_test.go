@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -321,5 +322,50 @@ func TestUnreadablePauseEntryPauses(t *testing.T) {
 	}
 	if e, _ := v.Pause("contoso", offboard.Bulk); !e.Paused || !strings.Contains(e.Reason, "could not be read") {
 		t.Errorf("status: %+v", e)
+	}
+}
+
+// TestPauseWhileAnotherKeepsWriting: a pause of both priorities while
+// another writer keeps changing the bulk key is not given up half
+// written. It failed (exit 1, no audit event) once its compare-and-swap
+// lost five times, with the normal priority's pause already in force.
+func TestPauseWhileAnotherKeepsWriting(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, js2 := c.Connect(t)
+	alice, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js2.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				_, _ = kv.Put(ctx, control.PauseKey("contoso", offboard.Bulk), []byte(`{"paused":false,"by":"bob"}`))
+			}
+		})
+	}
+	defer wg.Wait()
+	defer cancel()
+	for round := range 50 {
+		if _, err := alice.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionResume, Priority: string(offboard.Normal), By: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := alice.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionPause, Priority: control.PriorityAll, By: "alice"}); err != nil {
+			v, lerr := alice.Load(t.Context())
+			if lerr != nil {
+				t.Fatal(lerr)
+			}
+			t.Fatalf("round %d: pause of both priorities failed (%v) with normal paused %v", round, err, v.Paused("contoso", offboard.Normal))
+		}
 	}
 }

@@ -102,6 +102,10 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	return ev, nil
 }
 
+// putTries is how many times put writes a change with compare-and-swap
+// before it writes it without.
+const putTries = 5
+
 // put writes data under every key, each over the revision it had when
 // read (compare-and-swap), and returns the last key's revision. A change
 // of two keys (a pause or resume of both priorities) that another change
@@ -126,9 +130,15 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, er
 			err error
 		)
 		for i, k := range keys {
-			if revs[i] == 0 {
+			switch {
+			case tries == putTries:
+				// Others kept writing in between: the change is written
+				// whole all the same, without a check, rather than given
+				// up after some of its keys (in force, no audit event).
+				rev, err = s.kv.Put(ctx, k, data)
+			case revs[i] == 0:
 				rev, err = s.kv.Create(ctx, k, data)
-			} else {
+			default:
 				rev, err = s.kv.Update(ctx, k, data, revs[i])
 			}
 			if err != nil {
@@ -137,7 +147,7 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, er
 			}
 		}
 		// Another change came between the read and the write: read again.
-		if tries < 5 && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
+		if tries < putTries && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
 			continue
 		}
 		return rev, err
