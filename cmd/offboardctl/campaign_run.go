@@ -90,7 +90,7 @@ type campaignRun struct {
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
 	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
-	checked                        atomic.Bool // the earlier runs' results and requests were checked against the CSV
+	checked                        atomic.Bool // results are checked against the CSV's devices as they come
 	retrying                       map[int]bool // rows whose retry waits in the request stream; set before publishing
 
 	// The CSV's devices, hashed (deviceOf): 8 bytes a row, devices[n]
@@ -385,13 +385,18 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := fol.wait(ctx); err != nil {
 		return err
 	}
+	// From here on each result is checked as it comes (onResult);
+	// checkEarlierResults checks those recorded before.
+	r.checked.Store(true)
 	if err := r.checkEarlierResults(); err != nil {
 		return err
 	}
 	if err := r.checkWaitingRequests(otherWaiting); err != nil {
 		return err
 	}
-	r.checked.Store(true)
+	if err, _ := r.stateErr.Load().(error); err != nil {
+		return err
+	}
 	// A row retried (dead retry) whose retry still waits is answered by
 	// the retry's result, not by the earlier attempt's, and is not
 	// published again.
