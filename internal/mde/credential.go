@@ -143,7 +143,7 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	}
 	// A redirect of the token request would carry the client secret or
 	// the signed assertion to another host: none is followed.
-	opts.Transport = withoutRedirects(transport)
+	opts.Transport = boundedAnswers{withoutRedirects(transport)}
 	// Only the configured login host is contacted: no instance discovery
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
@@ -153,6 +153,49 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 		return nil, err
 	}
 	return cred, nil
+}
+
+// maxLoginAnswer bounds how much of an answer of the login host (or the
+// managed identity endpoint) is read: a token answer takes a few KiB, an
+// error answer some tens. The identity library reads an answer whole
+// into memory, however long.
+const maxLoginAnswer = 1 << 20
+
+// errLoginAnswerTooLarge ends the read of a login answer past
+// maxLoginAnswer.
+var errLoginAnswerTooLarge = fmt.Errorf("answer longer than %d KiB", maxLoginAnswer>>10)
+
+// boundedAnswers is the identity library's client: each answer's body
+// reads at most maxLoginAnswer bytes, then fails.
+type boundedAnswers struct{ c *http.Client }
+
+func (b boundedAnswers) Do(req *http.Request) (*http.Response, error) {
+	resp, err := b.c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Body = &boundedBody{ReadCloser: resp.Body, left: maxLoginAnswer}
+	return resp, nil
+}
+
+// boundedBody is a body that fails once more than left bytes are read.
+type boundedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *boundedBody) Read(p []byte) (int, error) {
+	if b.left < 0 {
+		return 0, errLoginAnswerTooLarge
+	}
+	if int64(len(p)) > b.left+1 {
+		p = p[:b.left+1] // one byte more than the bound tells
+	}
+	n, err := b.ReadCloser.Read(p)
+	if b.left -= int64(n); b.left < 0 {
+		return n, errLoginAnswerTooLarge
+	}
+	return n, err
 }
 
 func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,4 +208,51 @@ func TestTokenErrorZeroValue(t *testing.T) {
 	if err.Unwrap() != nil {
 		t.Error("Unwrap() exposes the cause")
 	}
+}
+
+// TestTokenErrorHugeAnswer: a login host that answers without end (a
+// broken proxy, a hostile host) is read no further than a bound, as the
+// API's answers are: the whole answer would be held in memory.
+func TestTokenErrorHugeAnswer(t *testing.T) {
+	t.Parallel()
+	const secret = "right-secret-0101"
+	f := setupLogin(t, secret, secret)
+	read := &countingTransport{rt: f.hc.Transport}
+	f.hc = &http.Client{Transport: read}
+	f.sim.InjectLoginFault(simTenantID, mdesim.LoginHugeBody, 100)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := f.newCredential(t).GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{f.cloud.Scope}})
+	if err == nil {
+		t.Fatal("GetToken with a huge answer succeeded")
+	}
+	checkTokenErrorText(t, err, secret)
+	if n := read.n.Load(); n > 8<<20 {
+		t.Errorf("read %d MiB of the login host's answers, want at most 8 MiB", n>>20)
+	}
+}
+
+// countingTransport counts the bytes read from its answers' bodies.
+type countingTransport struct {
+	rt http.RoundTripper
+	n  atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := c.rt.RoundTrip(req)
+	if err == nil {
+		resp.Body = &countingBody{ReadCloser: resp.Body, n: &c.n}
+	}
+	return resp, err
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n.Add(int64(n))
+	return n, err
 }

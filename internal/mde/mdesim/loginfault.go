@@ -2,6 +2,7 @@ package mdesim
 
 import (
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 )
@@ -22,6 +23,10 @@ const (
 	// and correlation id FaultCorrelationID, in a body of about 100 KiB
 	// whose description carries FaultSecret.
 	LoginRefusedLongBody
+	// LoginHugeBody answers 401 invalid_client with an error description
+	// of LoginHugeBodySize bytes, as a broken proxy or a hostile host
+	// might: a client must stop reading long before its end.
+	LoginHugeBody
 )
 
 // What the faulty login answers carry.
@@ -39,26 +44,29 @@ const (
 	faultTraceID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	// faultBodySize is about the size of a LoginRefusedLongBody answer.
 	faultBodySize = 100 << 10
+	// LoginHugeBodySize is about the size of a LoginHugeBody answer.
+	LoginHugeBodySize = 32 << 20
 )
 
 var loginFaultNames = map[LoginFault]string{
 	LoginNormal:          "",
 	LoginGarbled:         "garbled",
 	LoginRefusedLongBody: "refused-long-body",
+	LoginHugeBody:        "huge-body",
 }
 
 // String returns the fault's name as ParseLoginFault reads it.
 func (f LoginFault) String() string { return loginFaultNames[f] }
 
 // ParseLoginFault reads a fault's name: "" (none), "garbled" or
-// "refused-long-body".
+// "refused-long-body" or "huge-body".
 func ParseLoginFault(s string) (LoginFault, error) {
 	for f, name := range loginFaultNames {
 		if s == name {
 			return f, nil
 		}
 	}
-	return LoginNormal, fmt.Errorf("unknown login fault %q (want garbled or refused-long-body)", s)
+	return LoginNormal, fmt.Errorf("unknown login fault %q (want garbled, refused-long-body or huge-body)", s)
 }
 
 type loginInjection struct {
@@ -118,6 +126,18 @@ func (s *Server) writeLoginFault(w http.ResponseWriter, f LoginFault) bool {
 			"correlation_id":    FaultCorrelationID,
 			"error_uri":         fmt.Sprintf("https://login.microsoftonline.com/error?code=%d", FaultAADSTS),
 		})
+		return true
+	case LoginHugeBody:
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		_, _ = io.WriteString(w, `{"error":"invalid_client","error_description":"`)
+		chunk := strings.Repeat("x", 64<<10)
+		for range LoginHugeBodySize / len(chunk) {
+			if _, err := io.WriteString(w, chunk); err != nil {
+				return true // the client stopped reading
+			}
+		}
+		_, _ = io.WriteString(w, `"}`)
 		return true
 	default:
 		return false
