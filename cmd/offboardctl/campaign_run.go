@@ -90,7 +90,7 @@ type campaignRun struct {
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
 	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
-	checked                        atomic.Bool // results are checked against the CSV's devices as they come
+	checked                        atomic.Bool  // results are checked against the CSV's devices as they come
 	retrying                       map[int]bool // rows whose retry waits in the request stream; set before publishing
 
 	// The CSV's devices, hashed (deviceOf): 8 bytes a row, devices[n]
