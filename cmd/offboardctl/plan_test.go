@@ -21,6 +21,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/app"
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -48,10 +49,14 @@ func setupPlan(t *testing.T, plan worker.PlanOptions) *planEnv {
 // setupPlanWith is setupPlan with the tenant's requireInactiveFor, and
 // with wide offboard and machines windows (1000/1m, in the worker and the
 // simulator) when fast, so that a campaign of the plan (a device read for
-// the guards, then the call) runs in seconds.
-func setupPlanWith(t *testing.T, plan worker.PlanOptions, inactive string, fast bool) *planEnv {
+// the guards, then the call) runs in seconds. sim, if given, changes the
+// simulator's options.
+func setupPlanWith(t *testing.T, plan worker.PlanOptions, inactive string, fast bool, sim ...func(*mdesim.Options)) *planEnv {
 	t.Helper()
 	simOpts := mdesim.Options{ShuffleLists: true}
+	for _, f := range sim {
+		f(&simOpts)
+	}
 	limits := ""
 	if fast {
 		wide := []mdesim.Window{{Count: 1000, Length: time.Minute}}
@@ -388,5 +393,46 @@ func TestCampaignPlanBurstAnswered(t *testing.T) {
 	}
 	if got != n {
 		t.Errorf("%d of %d plan requests answered", got, n)
+	}
+}
+
+// TestCampaignPlanOneAtATime: a second plan of a tenant asked while one is
+// being built is refused (exit 1, one line saying so) rather than read the
+// inventory again beside it; once the first is done, a plan is built again.
+func TestCampaignPlanOneAtATime(t *testing.T) {
+	t.Parallel()
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	e := setupPlanWith(t, worker.PlanOptions{}, "400d", false, func(o *mdesim.Options) {
+		o.OnCall = func(c mdesim.Call) {
+			if c.API == mde.APIMachines {
+				select {
+				case held <- struct{}{}:
+					<-hold // the first plan's first page waits
+				default:
+				}
+			}
+		}
+	})
+	out := filepath.Join(e.dir, "first.csv")
+	first := make(chan int, 1)
+	go func() {
+		code, _, _ := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out)
+		first <- code
+	}()
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the first plan read no page")
+	}
+	code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "30d", "--out", filepath.Join(e.dir, "second.csv"))
+	if code != exitFailed || !strings.Contains(stderr, "busy: a plan of tenant contoso is being built already") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+		t.Errorf("second plan: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	close(hold)
+	if code := <-first; code != exitOK {
+		t.Fatalf("first plan: exit %d", code)
+	}
+	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "30d", "--out", filepath.Join(e.dir, "third.csv")); code != exitOK {
+		t.Errorf("a plan after the first: exit %d, stderr %q", code, stderr)
 	}
 }

@@ -51,6 +51,7 @@ type planner struct {
 	mu      sync.Mutex
 	subs    []*nats.Subscription
 	stopped bool
+	running map[string]time.Time // tenant: when its plan under way began
 	ctx     context.Context
 	cancel  context.CancelFunc
 	plans   sync.WaitGroup
@@ -142,13 +143,39 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 	if p.stopped {
 		return // no answer: the asker says no worker answered
 	}
+	// Each plan holds the tenant's filtered inventory and reads pages of up
+	// to 64 MiB under the tenant's machines quota: one plan at a time per
+	// tenant, and maxPlans over all of them.
+	if began, ok := p.running[t.name]; ok {
+		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeBusy, fmt.Sprintf(
+			"a plan of tenant %s is being built already (for %v): ask again once it is done", t.name, p.w.clock.Since(began).Round(time.Second))))
+		return
+	}
+	if len(p.running) >= maxPlans {
+		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeBusy, fmt.Sprintf(
+			"this worker is building %d plans already, its most: ask again once one is done", len(p.running))))
+		return
+	}
+	if p.running == nil {
+		p.running = map[string]time.Time{}
+	}
+	p.running[t.name] = p.w.clock.Now()
 	p.send(t, m.Reply, &offboard.PlanReply{State: offboard.PlanWorking, Tenant: t.name})
 	p.plans.Go(func() {
 		ctx, cancel := context.WithTimeout(p.ctx, p.opts.Timeout)
 		defer cancel()
-		p.send(t, m.Reply, p.plan(ctx, t, req))
+		reply := p.plan(ctx, t, req)
+		// Done before the answer goes: an asker who asks again at once
+		// is not told a plan is under way.
+		p.mu.Lock()
+		delete(p.running, t.name)
+		p.mu.Unlock()
+		p.send(t, m.Reply, reply)
 	})
 }
+
+// maxPlans is how many plans a worker builds at once, over all tenants.
+const maxPlans = 4
 
 func (p *planner) send(t *tenantRun, subject string, r *offboard.PlanReply) {
 	data, err := json.Marshal(r)
