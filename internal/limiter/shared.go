@@ -108,9 +108,13 @@ type SharedOptions struct {
 type Shared struct {
 	opts SharedOptions
 
-	mu      sync.Mutex
-	ready   bool
-	pos     uint64 // the journal entry the feed is at
+	mu    sync.Mutex
+	ready bool
+	pos   uint64 // the journal entry the feed is at
+	// from is the first entry the feed brought, or the one after the
+	// journal's end if it caught up before bringing any: it brings every
+	// entry from there on.
+	from    uint64
 	moved   chan struct{}
 	tenants map[string]*Tenant
 	skew    offset // this process's clock against the journal server's
@@ -245,6 +249,9 @@ func (s *Shared) MarkCaughtUp(pos uint64) {
 	s.mu.Lock()
 	s.ready = true
 	s.metrics.caughtUp.Set(1)
+	if s.from == 0 {
+		s.from = pos + 1
+	}
 	if !s.advanceLocked(pos) {
 		s.signalLocked() // WaitCaughtUp
 	}
@@ -298,6 +305,9 @@ func (s *Shared) Deliver(seq uint64, tenant string, ev Event) {
 		t.apply(seq, ev)
 	}
 	s.mu.Lock()
+	if s.from == 0 {
+		s.from = seq
+	}
 	s.advanceLocked(seq)
 	s.mu.Unlock()
 }
@@ -308,6 +318,14 @@ func (s *Shared) Deliver(seq uint64, tenant string, ev Event) {
 func (s *Shared) DeliverUnreadable(seq uint64, tenant string) {
 	until := s.opts.Clock.Now().Add(s.opts.Lease + s.opts.Margin).UnixNano()
 	s.Deliver(seq, tenant, Event{Writer: "?", Paused: until})
+}
+
+// feedFrom is the first entry the feed brings every entry from (0: none
+// yet).
+func (s *Shared) feedFrom() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.from
 }
 
 // waitFeed reports whether the feed has delivered entry pos, waiting for

@@ -213,16 +213,24 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		// reach this process's feed, which has read past them, and it
 		// cannot count them: no call of the tenant goes out from it until
 		// it starts again and reads the journal as it is.
-		t.shared.metrics.failures.Inc()
-		return fmt.Errorf("quota journal of tenant %s: %w (its last entry is %d, this process saw %d): restart the worker",
-			t.name, ErrJournalEntryGone, conflict.Last, saw)
+		return t.entryGone(conflict.Last, saw)
 	}
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
 		return err // not reached: the next attempt meets the conflict again
 	}
+	from := t.shared.feedFrom()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if conflict.Last > t.lastSeq && conflict.Last >= from {
+		// The feed reads every entry from its first on, and has passed
+		// this one without bringing it: the journal was made anew and
+		// numbers entries again, below where the feed reads. This entry
+		// (after one of this process's, say, written in the new journal
+		// while none of the tenant's was there) is another process's,
+		// which it cannot count.
+		return t.entryGone(conflict.Last, t.lastSeq)
+	}
 	// The feed has passed the journal's last entry: either it applied it,
 	// or the entry is older than anything that still counts. Last 0: the
 	// tenant's entries all aged out of the journal.
@@ -230,6 +238,15 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		t.lastSeq = conflict.Last
 	}
 	return nil
+}
+
+// entryGone is the error of a tenant whose journal this process can no
+// longer follow: the journal's last entry is last, and this process saw
+// saw.
+func (t *Tenant) entryGone(last, saw uint64) error {
+	t.shared.metrics.failures.Inc()
+	return fmt.Errorf("quota journal of tenant %s: %w (its last entry is %d, this process saw %d): restart the worker",
+		t.name, ErrJournalEntryGone, last, saw)
 }
 
 // ErrJournalEntryGone says that the tenant's last entry in the quota

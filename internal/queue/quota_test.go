@@ -494,6 +494,93 @@ func TestJournalWithItsLastEntryDeleted(t *testing.T) {
 	}
 }
 
+// TestJournalMadeAnewUnderARunningProcess: the quota stream is deleted
+// and made anew while a process runs; its feed has read further than the
+// new stream's first entries. It writes the tenant's first entry in the
+// new stream, then another process's call is entered under a number its
+// feed has read past. It must not call while that call is under way in
+// a window of one.
+func TestJournalMadeAnewUnderARunningProcess(t *testing.T) {
+	js, s := contosoQueue(t)
+	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(epoch)
+	ws := []limiter.Window{{Count: 1, Length: time.Minute}}
+	start := func() *limiter.Limiter {
+		journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Wall: clockwork.NewRealClock(),
+			Lease: 2 * time.Second, Margin: 100 * time.Millisecond})
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			shared.Close(ctx)
+		})
+		l := shared.Tenant("contoso").Add("offboard", ws)
+		stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		if err := shared.WaitCaughtUp(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	// record enters a call; it returns the permit, or nil and why not.
+	record := func(l *limiter.Limiter) (*limiter.Permit, error) {
+		p, _ := l.TryAcquire(clock.Now())
+		if p == nil {
+			return nil, errors.New("no permit")
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+		defer cancel()
+		if _, err := p.Record(ctx); err != nil {
+			p.Release()
+			return nil, err
+		}
+		return p, nil
+	}
+	a := start()
+	for range 5 { // a's feed reads past the first numbers
+		p, err := record(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.CompleteNow()
+		clock.Advance(2 * time.Minute)
+	}
+	time.Sleep(300 * time.Millisecond) // the last end written and read
+	if err := js.DeleteStream(t.Context(), offboard.StreamQuota); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	c := start()
+	if p, err := record(a); err == nil { // the tenant's first entry in the new stream
+		p.CompleteNow()
+	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	clock.Advance(2 * time.Minute)
+	pc, err := record(c) // under way
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.CompleteNow()
+	time.Sleep(300 * time.Millisecond)
+	clock.Advance(time.Second)
+	if pa, err := record(a); err == nil {
+		pa.CompleteNow()
+		t.Fatal("two calls under way in a window of one: the process never read the other's entry")
+	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
+		t.Logf("a's call refused: %v", err)
+	}
+}
+
 // TestRestartWithTheClockAheadReadsTheJournal: another replica made 100
 // calls a moment ago; this one starts while its clock is two hours ahead,
 // more than the journal's reach back. The feed starts back from the
