@@ -252,6 +252,9 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict, again func(context.Context) (*offboard.Result, error),
 ) (*mde.Verdict, *offboard.Result, error) {
+	// A panic before the call goes out (in again, say) gives the place
+	// back; once the call is spent, this does nothing.
+	defer permit.Release()
 	check := func() (*offboard.Result, error) {
 		if again == nil {
 			return nil, nil

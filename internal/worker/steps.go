@@ -345,6 +345,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		if permit, err = w.offboardPermit(ctx, j); err != nil {
 			return nil, err
 		}
+		defer permit.Release() // a panic before the call; once spent, nothing
 	}
 	if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
 		permit.Release() // no call: its place is given back
