@@ -142,7 +142,7 @@ func defineFlags(fs *flag.FlagSet, c *cli) {
 	fs.DurationVar(&o.Queue.AckWait, "ack-wait", time.Minute, "how long a request may go without progress before redelivery")
 	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
 	fs.DurationVar(&o.QuotaMargin, "quota-margin", app.DefaultQuotaMargin, "added to the call times other replicas wrote in the quota journal, for clock skew")
-	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window, 1.5 × the call timeout and the margin")
+	fs.DurationVar(&o.Queue.QuotaHistory, "quota-history", 2*time.Hour, "how long the quota journal keeps entries; more than the longest window and 1.5 × the call timeout (or an hour, a 429's longest pause), and the margin")
 	fs.DurationVar(&o.Queue.BudgetHistory, "budget-history", queue.DefaultBudgetHistory, "how long the budget journal keeps entries; more than the longest budget + 2h (the reservation lease) + the margin")
 	fs.DurationVar(&o.CallTimeout, "call-timeout", 30*time.Second, "bound of one API call, its token included")
 }

@@ -225,7 +225,7 @@ func (a *App) checkCallTimeout() error {
 // budget journals keep.
 func (a *App) checkHistories() error {
 	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
-		return fmt.Errorf("quota history %s is shorter than the longest window plus the call lease and margin (%s)", a.opts.Queue.QuotaHistory, back)
+		return fmt.Errorf("quota history %s is shorter than the longest window plus the call lease (or a 429's longest pause), and the margin (%s)", a.opts.Queue.QuotaHistory, back)
 	}
 	return a.checkBudgets()
 }
@@ -292,7 +292,8 @@ func transports(tenants []*config.Tenant) (map[string]*http.Client, error) {
 func (a *App) callLease() time.Duration { return a.opts.CallTimeout * 3 / 2 } // at most limiter.MaxLease (New)
 
 // quotaBack is how far back the quota journal still counts: the longest
-// window of any tenant and API, plus the call lease and the margin.
+// window of any tenant and API plus the call lease, or a 429's longest
+// pause if longer, and the margin.
 func (a *App) quotaBack() time.Duration {
 	var longest time.Duration
 	for _, t := range a.tenants {
@@ -302,7 +303,7 @@ func (a *App) quotaBack() time.Duration {
 			}
 		}
 	}
-	return longest + a.callLease() + a.opts.QuotaMargin
+	return max(longest+a.callLease(), limiter.MaxPause) + a.opts.QuotaMargin
 }
 
 // httpClient returns an HTTP client for the login and API hosts, trusting

@@ -64,6 +64,11 @@ func (e *ConflictError) Error() string {
 // longer than this after they read it.
 const MaxLease = time.Hour
 
+// MaxPause is the longest pause a 429 sets (the API client keeps a
+// Retry-After up to an hour): other processes cut a pause in the journal
+// to it, or to the tenant's longest window if that is longer.
+const MaxPause = time.Hour
+
 // SharedOptions configure a Shared.
 type SharedOptions struct {
 	Journal Journal
@@ -382,7 +387,8 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	// Times from the journal are capped: an entry written by anyone but
 	// the worker, or by a process whose clock is far ahead, must not hold
 	// a call longer than any lease (MaxLease), nor pause the tenant
-	// longer than its longest window. Not this process's lease: the
+	// longer than a 429 can (MaxPause) or its longest window. Not this
+	// process's lease: the
 	// writer's may be longer (its --call-timeout raised in a rolling
 	// update), and its call may reach the API until its own due time.
 	margin, now := t.shared.opts.Margin, t.clock.Now()
@@ -409,7 +415,7 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 		}
 	}
 	if ev.Paused != 0 {
-		pauseCap := now.Add(t.longestLocked() + margin)
+		pauseCap := now.Add(max(t.longestLocked(), MaxPause) + margin)
 		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap).UnixNano(); until > t.journalPause {
 			t.journalPause = until
 		}

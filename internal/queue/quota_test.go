@@ -354,9 +354,9 @@ func TestSkewedReplicaStopsCalling(t *testing.T) {
 
 // TestForgedFarFuturePauseIsCapped: an entry nobody but the worker should
 // write, pausing the tenant for a year and holding a call due in a year,
-// holds the tenant at most the longest window plus the margin, and the
-// call at most the longest lease a worker may have (limiter.MaxLease)
-// plus the margin.
+// holds the tenant at most the longest pause a 429 sets (limiter.MaxPause,
+// or the longest window if longer) plus the margin, and the call at most
+// the longest lease a worker may have (limiter.MaxLease) plus the margin.
 func TestForgedFarFuturePauseIsCapped(t *testing.T) {
 	t.Parallel()
 	js, s := contosoQueue(t)
@@ -388,7 +388,7 @@ func TestForgedFarFuturePauseIsCapped(t *testing.T) {
 	if err := shared.WaitCaughtUp(ctx); err != nil { // the forged entry was read before
 		t.Fatal(err)
 	}
-	if got, limit := shared.Tenant("contoso").PausedUntil(), epoch.Add(w.Length+margin); got.After(limit) {
+	if got, limit := shared.Tenant("contoso").PausedUntil(), epoch.Add(max(w.Length, limiter.MaxPause)+margin); got.After(limit) {
 		t.Errorf("forged pause holds the tenant until %v, want at most %v", got.Sub(epoch), limit.Sub(epoch))
 	}
 	// The forged call counts as answered at most MaxLease+margin from
@@ -631,5 +631,53 @@ func TestRestartWithTheClockAheadReadsTheJournal(t *testing.T) {
 	}
 	if got := l.Remaining(clock.Now()); got[0] != 0 || got[1] != 1400 {
 		t.Errorf("remaining %v, want [0 1400]: the other replica's 100 calls of a moment ago", got)
+	}
+}
+
+// TestPauseLongerThanTheWindowsReachesTheOthers: the tenant's limits are
+// a minute long, and a 429 names a Retry-After of ten minutes. Every
+// replica pauses for the ten minutes, not only the one that met the 429:
+// the others must not read the pause as a forgery to cut to the longest
+// window. Before, they called again after a minute, into the API's pause.
+func TestPauseLongerThanTheWindowsReachesTheOthers(t *testing.T) {
+	t.Parallel()
+	js, s := contosoQueue(t)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
+	start := func() *limiter.Tenant {
+		journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Wall: clockwork.NewRealClock(),
+			Lease: 2 * time.Second, Margin: 100 * time.Millisecond})
+		t.Cleanup(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			shared.Close(ctx)
+		})
+		tn := shared.Tenant("contoso")
+		tn.Add("offboard", []limiter.Window{{Count: 100, Length: time.Minute}})
+		stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(stop)
+		if err := shared.WaitCaughtUp(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		return tn
+	}
+	a, b := start(), start()
+	pausedAt := clock.Now()
+	a.Pause(pausedAt, 10*time.Minute)
+	deadline := time.Now().Add(5 * time.Second) // real time: a bound, not a measure
+	for b.PausedUntil().IsZero() {
+		if time.Now().After(deadline) {
+			t.Fatal("the other replica never learnt of the pause")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := b.PausedUntil().Sub(pausedAt); got < 10*time.Minute {
+		t.Errorf("the other replica is paused for %v after a 429 that named 10m", got)
 	}
 }
