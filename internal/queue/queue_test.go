@@ -532,6 +532,54 @@ func TestSweepUnroutedRemovesOnlyWhatNoConsumerHolds(t *testing.T) {
 	}
 }
 
+// TestSweepUnroutedLeavesWildcardSubjectsAlone: a server not in pedantic
+// mode stores a request published on a subject with a wildcard token
+// (mde.offboard.request.*), which the unrouted consumer answers. Its
+// subject, taken as a purge filter, matches every tenant's requests: the
+// sweep must not remove the waiting requests of other tenants with it.
+func TestSweepUnroutedLeavesWildcardSubjectsAlone(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	for _, subject := range []string{"mde.offboard.request.contoso", "mde.offboard.request.contoso.bulk",
+		"mde.offboard.request.*", "mde.offboard.request.*.bulk", "mde.offboard.request.>"} {
+		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerUnrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := unrouted.Fetch(5, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() { // contoso's let go, the others answered (their deletes lost)
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects); err != nil {
+		t.Fatal(err)
+	}
+	info, err := requests.Info(ctx, jetstream.WithSubjectFilter("mde.offboard.request.contoso.>"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	normal, err := requests.Info(ctx, jetstream.WithSubjectFilter("mde.offboard.request.contoso"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, b := normal.State.Subjects["mde.offboard.request.contoso"], info.State.Subjects["mde.offboard.request.contoso.bulk"]; n != 1 || b != 1 {
+		t.Errorf("contoso's requests after the sweep: normal %d, bulk %d; want both waiting for its consumers", n, b)
+	}
+}
+
 // TestClusterForming: the server's "no suitable peers for placement" is a
 // cluster not ready yet, however wrapped; its other refusals are not.
 func TestClusterForming(t *testing.T) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -98,6 +99,13 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 		if _, _, ok := tenantSubject(subjects, subject); ok {
 			continue
 		}
+		if !literal(subject) {
+			// A request published on mde.offboard.request.* (a server
+			// not in pedantic mode stores it): as a purge filter, its
+			// subject would match every tenant's requests. Left alone;
+			// the unrouted consumer deletes it once answered.
+			continue
+		}
 		removed, err := purgeBelow(ctx, requests, subject, floor)
 		if err != nil {
 			return swept, err
@@ -108,6 +116,17 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 	}
 	slices.Sort(swept)
 	return swept, nil
+}
+
+// literal says whether subject has no wildcard token: as a filter, it
+// matches itself only.
+func literal(subject string) bool {
+	for token := range strings.SplitSeq(subject, ".") {
+		if token == "*" || token == ">" {
+			return false
+		}
+	}
+	return true
 }
 
 // purgeBelow removes the requests on subject at or below floor. It
