@@ -532,6 +532,37 @@ func TestSweepUnroutedRemovesOnlyWhatNoConsumerHolds(t *testing.T) {
 	}
 }
 
+// TestEnsureSetsBackAConsumerEditedByHand: an operator edits a tenant's
+// consumer (nats consumer edit), keeping its metadata: another filter, a
+// delivery limit. The unrouted consumer still lets the tenant's requests
+// go to it, so requests it no longer holds, or drops, are never answered.
+// The next start sets it back as the worker makes it.
+func TestEnsureSetsBackAConsumerEditedByHand(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	name := ConsumerName("contoso", offboard.Normal)
+	c, err := js.Consumer(ctx, offboard.StreamRequests, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := c.CachedInfo().Config
+	edited.FilterSubject = "mde.offboard.request.contoso.x"
+	edited.MaxDeliver = 3
+	if _, err := js.UpdateConsumer(ctx, offboard.StreamRequests, edited); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = js.Consumer(ctx, offboard.StreamRequests, name); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := c.CachedInfo().Config; cfg.FilterSubject != "mde.offboard.request.contoso" || cfg.MaxDeliver != -1 {
+		t.Errorf("%s after setup: filter %q, max deliver %d; want mde.offboard.request.contoso, -1", name, cfg.FilterSubject, cfg.MaxDeliver)
+	}
+}
+
 // TestSweepUnroutedLeavesWildcardSubjectsAlone: a server not in pedantic
 // mode stores a request published on a subject with a wildcard token
 // (mde.offboard.request.*), which the unrouted consumer answers. Its

@@ -334,7 +334,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	var todo []jetstream.ConsumerConfig
 	for _, cfg := range s.Consumers() {
 		old, ok := have[cfg.Durable]
-		if ok && old.Metadata[MetaConfig] == cfg.Metadata[MetaConfig] {
+		if ok && old.Metadata[MetaConfig] == cfg.Metadata[MetaConfig] && !editedByHand(old, cfg) {
 			continue
 		}
 		if ok && old.MemoryStorage != cfg.MemoryStorage {
@@ -371,6 +371,16 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	}
 	slices.Sort(stale)
 	return stale, nil
+}
+
+// editedByHand says whether the server's copy of a consumer differs from
+// what the worker sets in what decides which requests it holds and keeps
+// (nats consumer edit leaves the metadata, and so MetaConfig, as it was):
+// requests it no longer holds, or drops after a delivery limit, would
+// never be answered.
+func editedByHand(have, want jetstream.ConsumerConfig) bool {
+	return have.FilterSubject != want.FilterSubject || len(have.FilterSubjects) > 0 ||
+		have.MaxDeliver != want.MaxDeliver || have.AckWait != want.AckWait || have.MaxAckPending != want.MaxAckPending
 }
 
 // Stale lists the tenant consumers whose tenant is not configured.
