@@ -63,14 +63,57 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 			}
 			return
 		case ok && w.opts.Presence.Serves(token):
-		default:
+		case !ok:
 			w.answerUnrouted(ctx, log, msg)
 			return
+		default:
+			held, err := w.heldByItsConsumer(ctx, token, prio)
+			if err != nil {
+				if err := msg.NakWithDelay(w.opts.Poll); err != nil {
+					log.Warn("nak request whose tenant's consumer could not be looked up", zap.Error(err))
+				}
+				return
+			}
+			if !held {
+				w.answerUnrouted(ctx, log, msg)
+				return
+			}
 		}
 		if err := msg.Ack(); err != nil {
 			log.Warn("ack routed request", zap.Error(err))
 		}
 	})
+}
+
+// heldByItsConsumer says whether the tenant's consumer of priority p
+// exists and holds the tenant's requests of that priority, though no live
+// replica is known to serve the tenant and no consumer left from an
+// earlier configuration is known here: a replica starting with the tenant
+// makes its consumers before it announces itself, and this replica reads
+// the announcement a moment later. That consumer may have handed the
+// request to the starting replica already: answered here too, it would
+// get two results, one of them for a call made. The request is the
+// consumer's; the consumer is looked for as a stale one (runFindStale),
+// which answers its requests while no replica serves the tenant.
+func (w *Worker) heldByItsConsumer(ctx context.Context, tenant string, p offboard.Priority) (bool, error) {
+	if !config.TenantName.MatchString(tenant) {
+		return false, nil
+	}
+	cctx, cancel := queue.StepCtx(ctx)
+	defer cancel()
+	cons, err := w.opts.JS.Consumer(cctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	cfg := cons.CachedInfo().Config
+	if cfg.Metadata[queue.MetaTenant] != tenant || cfg.FilterSubject != w.opts.Settings.Subjects.Request(tenant, p) {
+		return false, nil // not the worker's, or edited by hand: it does not hold the request
+	}
+	w.LookForStale()
+	return true, nil
 }
 
 // serves says whether this or another live replica serves the tenant.
