@@ -356,6 +356,33 @@ func TestEnsureManyTenants(t *testing.T) {
 	}
 }
 
+// TestEnsureKeepsRoomForAnotherReplicasTenants: replicas with different
+// tenants files (a rolling update, a canary) set up the same request
+// stream. One with few tenants must not lower the stream's limit of
+// consumers under what the consumers of another's tenants need: after a
+// lone server's restart, or for a tenant added, they could not be made.
+func TestEnsureKeepsRoomForAnotherReplicasTenants(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	ctx := t.Context()
+	many := Settings{}
+	for i := range 510 {
+		many.Tenants = append(many.Tenants, fmt.Sprintf("t%03d", i))
+	}
+	if _, err := Ensure(ctx, js, many); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(ctx, js, Settings{Tenants: many.Tenants[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, ConsumerName("t509", offboard.Bulk)); err != nil {
+		t.Fatal(err)
+	}
+	if made, err := Restore(ctx, js, many); err != nil || !slices.Equal(made, []string{"bulk-t509"}) {
+		t.Errorf("the many tenants' replica restores its lost consumer: made %v, %v", made, err)
+	}
+}
+
 // TestEnsureMovesAnEarlierRequestStreamToLimits: a request stream made by
 // an earlier release has interest retention; Ensure changes it in place,
 // keeping the requests that wait in it.

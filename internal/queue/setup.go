@@ -316,6 +316,9 @@ const (
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []string, err error) {
 	var errs []error
 	for _, cfg := range s.Streams() {
+		if cfg.Name == offboard.StreamRequests {
+			cfg.MaxConsumers = keptMaxConsumers(ctx, js, cfg.MaxConsumers)
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
 		}
@@ -371,6 +374,19 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	}
 	slices.Sort(stale)
 	return stale, nil
+}
+
+// keptMaxConsumers is the request stream's limit of consumers to set:
+// want, or the stream's own if higher. Replicas with different tenants
+// files (a rolling update, a canary) set up the same stream; one with
+// fewer tenants must not take away the room another's consumers need,
+// which it would then fail to make again after a lone server's restart.
+func keptMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) int {
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return want // none yet; or the update says what is wrong
+	}
+	return max(want, stream.CachedInfo().Config.MaxConsumers)
 }
 
 // editedByHand says whether the server's copy of a consumer differs from
