@@ -385,6 +385,22 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := fol.wait(ctx); err != nil {
 		return err
 	}
+	if err := r.beforePublishing(otherWaiting); err != nil {
+		return err
+	}
+	stopWatch, err := r.watchCancel(ctx)
+	if err != nil {
+		return err
+	}
+	defer stopWatch()
+	waitErr := r.publishAndWait(ctx)
+	return r.finish(waitErr)
+}
+
+// beforePublishing checks the earlier runs' results and waiting requests
+// (otherWaiting) against the CSV, once the results stored were read, and
+// makes the rows whose retry waits wait for it.
+func (r *campaignRun) beforePublishing(otherWaiting earlierWaiting) error {
 	// From here on each result is checked as it comes (onResult);
 	// checkEarlierResults checks those recorded before.
 	r.checked.Store(true)
@@ -405,13 +421,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 		r.rows.Retrying(n, attempt)
 		r.retrying[n] = true
 	}
-	stopWatch, err := r.watchCancel(ctx)
-	if err != nil {
-		return err
-	}
-	defer stopWatch()
-	waitErr := r.publishAndWait(ctx)
-	return r.finish(waitErr)
+	return nil
 }
 
 // watchCancel follows the campaign's cancel mark, so that a run still

@@ -232,7 +232,7 @@ func (r *Rows) Retrying(n, attempt int) bool {
 	if n >= len(r.state) || attempt <= int(r.attempt[n]) && (r.off[n] != 0 || r.attempt[n] != 0) {
 		return false
 	}
-	r.off[n], r.attempt[n] = 0, byte(min(attempt-1, 255))
+	r.off[n], r.attempt[n] = 0, byte(min(max(attempt-1, 0), 255))
 	if r.state[n] != stateNone {
 		r.move(n, stateNone)
 	}
