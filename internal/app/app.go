@@ -514,8 +514,12 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	if id == "" {
 		id = replicaID()
 	}
+	apps := map[string]string{}
+	for _, t := range a.tenants {
+		apps[t.Config.Name] = queue.AppDigest(t.Config.TenantID, t.Config.ClientID)
+	}
 	p, err := queue.NewPresence(ctx, a.js, queue.PresenceOptions{
-		ID: id, Tenants: a.opts.Queue.Tenants, Beat: a.opts.PresenceBeat,
+		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Beat: a.opts.PresenceBeat,
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
 	})
 	if err != nil {

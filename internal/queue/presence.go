@@ -2,12 +2,15 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +51,11 @@ func (s Settings) Presence() jetstream.KeyValueConfig {
 // announcement is one replica's entry.
 type announcement struct {
 	Tenants []string `json:"tenants"`
+	// Apps holds, for each tenant, a digest of the Entra tenant and
+	// application it names (AppDigest): two replicas whose files give one
+	// tenant name to different ones would offboard in the wrong tenant
+	// for each other's requests. Empty from a release before it.
+	Apps map[string]string `json:"apps,omitempty"`
 	// Instance tells this process's announcements from those of another
 	// process started with the same replica id by mistake.
 	Instance string `json:"instance,omitempty"`
@@ -67,6 +75,7 @@ type Presence struct {
 	id       string
 	instance string // this process's own mark in its announcements
 	tenants  []string
+	apps     map[string]string // tenant: AppDigest
 	clock    clockwork.Clock
 	log      *zap.Logger
 	beat     time.Duration // how often this replica announces itself
@@ -96,8 +105,9 @@ type Presence struct {
 type seen struct {
 	instance string // the process that announced itself (announcement.Instance)
 	tenants  map[string]bool
-	at       time.Time // when this replica first read this revision of the entry
-	rev      uint64    // the entry's revision
+	apps     map[string]string // announcement.Apps
+	at       time.Time         // when this replica first read this revision of the entry
+	rev      uint64            // the entry's revision
 }
 
 // PresenceOptions configure a replica's presence.
@@ -106,6 +116,8 @@ type PresenceOptions struct {
 	// pod name).
 	ID      string
 	Tenants []string
+	// Apps is each tenant's AppDigest, announced with the tenants.
+	Apps map[string]string
 	// Beat is how often the replica announces itself (0: PresenceBeat);
 	// an announcement counts for three beats, so every replica must use
 	// the same beat.
@@ -130,7 +142,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 		beat = PresenceBeat
 	}
 	p := &Presence{
-		kv: kv, id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), clock: o.Clock, log: o.Logger.Named("presence"),
+		kv: kv, id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat,
 		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}),
 	}
@@ -246,7 +258,7 @@ func (p *Presence) watchAgain(ctx context.Context) jetstream.KeyWatcher {
 }
 
 func (p *Presence) announce(ctx context.Context) error {
-	data, err := json.Marshal(announcement{Tenants: p.tenants, Instance: p.instance})
+	data, err := json.Marshal(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance})
 	if err != nil {
 		return err
 	}
@@ -319,14 +331,35 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	if known && old.rev == e.Revision() {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
-	s := seen{instance: a.Instance, tenants: map[string]bool{}, at: now, rev: e.Revision()}
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, at: now, rev: e.Revision()}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 	}
-	if known && !maps.Equal(old.tenants, s.tenants) {
+	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps)) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
 	p.others[e.Key()] = s
+	for _, t := range p.tenants {
+		if p.otherApp(s, t) && (!known || !p.otherApp(old, t)) {
+			p.log.Error("another replica's tenants file gives this tenant another Entra tenant or application: "+
+				"neither replica works it until the files agree (its requests wait)",
+				zap.String("tenant", t), zap.String("replica", e.Key()))
+		}
+	}
+}
+
+// otherApp says whether s serves tenant under another application than
+// this replica's (both announced). p.mu held.
+func (p *Presence) otherApp(s seen, tenant string) bool {
+	mine, theirs := p.apps[tenant], s.apps[tenant]
+	return s.tenants[tenant] && mine != "" && theirs != "" && mine != theirs
+}
+
+// AppDigest is what a replica announces of the Entra tenant and
+// application a tenant name stands for: a digest, not the ids.
+func AppDigest(tenantID, clientID string) string {
+	sum := sha256.Sum256([]byte(strings.ToLower(tenantID) + "\x00" + strings.ToLower(clientID)))
+	return hex.EncodeToString(sum[:8])
 }
 
 // ownEntry records an entry under this replica's id: this process's own
@@ -461,7 +494,7 @@ func (p *Presence) Changed() <-chan struct{} {
 
 // Assigned says whether this replica should work the tenant now: of the
 // live replicas that serve it, this one ranks highest by rendezvous
-// hashing. Every replica that sees the same announcements picks the same
+// hashing, and none of them announces another application for it. Every replica that sees the same announcements picks the same
 // one. A replica that dies keeps its tenants until its announcement
 // expires (three beats); one that stops withdraws it, and its tenants move
 // at once. During a hand-over two replicas may briefly work one tenant:
@@ -476,6 +509,12 @@ func (p *Presence) Assigned(tenant string) bool {
 	for _, id := range p.live {
 		if !p.others[id].tenants[tenant] {
 			continue
+		}
+		if p.otherApp(p.others[id], tenant) {
+			// One name, two applications: which is meant is not known,
+			// and the other replica's requests would go to this one's
+			// tenant. Neither works it; its requests wait.
+			return false
 		}
 		if r := rank(id, tenant); r > mine || r == mine && id > p.id {
 			return false

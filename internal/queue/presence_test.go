@@ -325,3 +325,81 @@ func TestPresenceReplayedEntryIsNoSignOfLife(t *testing.T) {
 	}
 	waitFor(t, 5*time.Second, "the replica back", func() bool { return p.Serves("northwind") })
 }
+
+// TestPresenceHoldsATenantTwoFilesGiveDifferentApps: another replica
+// whose tenants file gives one tenant name another Entra tenant or
+// application stops this replica working it, though this one ranks first
+// for it (requests of either would go to the other's tenant), and says so
+// once; when the files agree, or the other announces no applications (a
+// release before them), the tenant is worked again.
+func TestPresenceHoldsATenantTwoFilesGiveDifferentApps(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 200 * time.Millisecond
+	tenant := ""
+	for i := range 100 {
+		if name := fmt.Sprintf("t%02d", i); rank("a", name) > rank("b", name) {
+			tenant = name
+			break
+		}
+	}
+	mine := AppDigest("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222")
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := Settings{}.Presence()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{tenant}, Apps: map[string]string{tenant: mine},
+		Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	kv, err := js.KeyValue(t.Context(), BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps := make(chan map[string]string, 1)
+	apps <- map[string]string{tenant: AppDigest("33333333-3333-3333-3333-333333333333", "22222222-2222-2222-2222-222222222222")}
+	stop := make(chan struct{})
+	var announcing sync.WaitGroup
+	announcing.Go(func() {
+		current := <-apps
+		for {
+			data, _ := json.Marshal(announcement{Tenants: []string{tenant}, Apps: current, Instance: "b-process"})
+			_, _ = kv.Put(context.Background(), "b", data)
+			select {
+			case <-stop:
+				return
+			case current = <-apps:
+			case <-time.After(beat):
+			}
+		}
+	})
+	defer announcing.Wait()
+	defer close(stop)
+	msg := "another replica's tenants file gives this tenant another Entra tenant or application: neither replica works it until the files agree (its requests wait)"
+	waitFor(t, 5*time.Second, "a sees b's other application", func() bool { return logs.FilterMessage(msg).Len() > 0 })
+	if a.Assigned(tenant) {
+		t.Error("a works a tenant b names another application for")
+	}
+	time.Sleep(3 * beat)
+	if n := logs.FilterMessage(msg).Len(); n != 1 {
+		t.Errorf("said %d times, want once", n)
+	}
+	apps <- map[string]string{tenant: mine}
+	waitFor(t, 5*time.Second, "a works the tenant once the files agree", func() bool { return a.Assigned(tenant) })
+	apps <- nil
+	time.Sleep(3 * beat)
+	if !a.Assigned(tenant) {
+		t.Error("a does not work the tenant beside a replica that announces no applications")
+	}
+}
