@@ -879,3 +879,45 @@ func lastRequestSeq(t *testing.T, js jetstream.JetStream) uint64 {
 	}
 	return info.State.LastSeq
 }
+
+// A row whose retry waiting in the request stream has an attempt past
+// 255 (a retry published by hand with a high attempt) is answered by that
+// retry's result: the run ends once it comes.
+func TestRunWaitsForARetryOfAHighAttempt(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	publish := func(subject, msgID, body string) {
+		m := nats.NewMsg(subject)
+		m.Data = []byte(body)
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	result := offboard.Subjects{}.Result("contoso")
+	publish(result, "result:contoso:high-000001", `{"requestId":"high-000001","tenant":"contoso","machineId":"`+a+`","outcome":"failed","error":{"code":"api_error","message":"503"},"attempt":1}`)
+	publish("mde.offboard.request.contoso.bulk", "contoso:high-000001:300", `{"requestId":"high-000001","machineId":"`+a+`","source":"campaign:high","attempt":300}`)
+
+	dir := t.TempDir()
+	type exit struct {
+		code     int
+		out, err string
+	}
+	done := make(chan exit, 1)
+	go func() {
+		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "high", "--report", filepath.Join(dir, "report.csv"), "--timeout", "20s",
+			"--csv", writeFile(t, dir, "high.csv", "machineId\n"+a+"\n"))
+		done <- exit{code, out, errs}
+	}()
+	select {
+	case got := <-done:
+		t.Fatalf("the run ended before the retry's result: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	case <-time.After(time.Second):
+	}
+	publish(result, "result:contoso:high-000001:300", `{"requestId":"high-000001","tenant":"contoso","machineId":"`+a+`","outcome":"created","attempt":300}`)
+	got := <-done
+	if got.code != exitOK || !strings.Contains(got.out, "created 1, already_pending 0, dry_run 0, failed 0") {
+		t.Errorf("exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	}
+}

@@ -134,3 +134,32 @@ func TestRowsRetrying(t *testing.T) {
 		t.Fatalf("the retry's result: %s, %v", r.Outcome(1), err)
 	}
 }
+
+// A retry of an attempt past 255 is told apart from the results before
+// it: the row waits for it and takes its result, and keeps that result
+// when it already holds it.
+func TestRowsRetryingAHighAttempt(t *testing.T) {
+	r, err := NewRows("wave", 2, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	res := func(n, attempt int, outcome offboard.Outcome) *offboard.Result {
+		return &offboard.Result{RequestID: RequestID("wave", n), Outcome: outcome, Attempt: attempt}
+	}
+	if _, err := r.Result(res(1, 1, offboard.OutcomeFailed)); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Retrying(1, 300) || r.Has(1) {
+		t.Fatal("Retrying(1, 300) kept the first attempt's result")
+	}
+	if _, err := r.Result(res(1, 300, offboard.OutcomeCreated)); err != nil || r.Outcome(1) != offboard.OutcomeCreated {
+		t.Fatalf("the retry's result not taken: %v, %q", err, r.Outcome(1))
+	}
+	if _, err := r.Result(res(2, 300, offboard.OutcomeCreated)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Retrying(2, 300) || r.Outcome(2) != offboard.OutcomeCreated {
+		t.Fatalf("Retrying(2, 300) dropped the retry's own result: %q", r.Outcome(2))
+	}
+}

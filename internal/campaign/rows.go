@@ -229,10 +229,12 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 func (r *Rows) Retrying(n, attempt int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n >= len(r.state) || attempt <= int(r.attempt[n]) && (r.off[n] != 0 || r.attempt[n] != 0) {
+	if n >= len(r.state) || min(attempt, 255) <= int(r.attempt[n]) && (r.off[n] != 0 || r.attempt[n] != 0) {
 		return false
 	}
-	r.off[n], r.attempt[n] = 0, byte(min(max(attempt-1, 0), 255))
+	// At most 254: a result's attempt is held as at most 255, and the
+	// retry's (255 or more) must still count as later.
+	r.off[n], r.attempt[n] = 0, byte(min(max(attempt-1, 0), 254))
 	if r.state[n] != stateNone {
 		r.move(n, stateNone)
 	}
