@@ -602,12 +602,12 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 
 // deviceOf is the device a row or a request names, as the worker takes
 // it: by its machineId when it has one, else by its computerDnsName;
-// case-insensitive.
+// case-insensitive, a name's final dot aside.
 func deviceOf(machineID, computerDNSName string) string {
 	if id := strings.TrimSpace(machineID); id != "" {
 		return "machineId " + strings.ToLower(id)
 	}
-	return "computerDnsName " + strings.ToLower(strings.TrimSpace(computerDNSName))
+	return "computerDnsName " + strings.ToLower(strings.TrimSuffix(strings.TrimSpace(computerDNSName), "."))
 }
 
 // checkWaitingRequests refuses, before anything is published, a run

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -538,6 +539,50 @@ func TestRowAnsweredForAnotherDevice(t *testing.T) {
 	}
 	if strings.Contains(string(body), b) || strings.Count(string(body), "created") != 1 {
 		t.Errorf("report:\n%s", body)
+	}
+}
+
+// A row's host name with a final dot names the same device as its result
+// without it, as the worker matches names: neither the check of earlier
+// results nor that of results as they come takes it for another device.
+func TestRowNameWithAFinalDot(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	answer := func(row int, name string) {
+		m := nats.NewMsg(offboard.Subjects{}.Result("contoso"))
+		m.Data = fmt.Appendf(nil, `{"requestId":"dot-%06d","tenant":"contoso","machineId":"%s","computerDnsName":"%s","outcome":"created","attempt":1}`,
+			row, strings.Repeat(strconv.Itoa(row), 40), name)
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("result:contoso:dot-%06d", row))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	answer(1, "pc-1.contoso.local")
+	dir := t.TempDir()
+	published := lastRequestSeq(t, js)
+	done := make(chan [3]string, 1)
+	go func() {
+		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "dot", "--report", filepath.Join(dir, "report.csv"), "--timeout", "30s",
+			"--csv", writeFile(t, dir, "dot.csv", "computerDnsName\npc-1.contoso.local.\nPC-2.contoso.local.\n"))
+		done <- [3]string{strconv.Itoa(code), out, errs}
+	}()
+	var got [3]string
+	for lastRequestSeq(t, js) < published+1 && got[0] == "" {
+		select {
+		case got = <-done: // ended before publishing: refused
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if got[0] == "" {
+		answer(2, "pc-2.contoso.local")
+		select {
+		case got = <-done:
+		case <-time.After(time.Minute):
+			t.Fatal("the run did not end")
+		}
+	}
+	if got[0] != strconv.Itoa(exitOK) || !strings.Contains(got[1], "created 2") {
+		t.Errorf("exit %s, stdout %q, stderr %q", got[0], got[1], got[2])
 	}
 }
 

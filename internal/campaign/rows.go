@@ -150,7 +150,8 @@ func (r *Rows) OtherDevice(row Row) (string, error) {
 		return "", err
 	}
 	differs := func(want, got string) bool {
-		want, got = strings.TrimSpace(clean(want)), strings.TrimSpace(got)
+		// As the worker matches names: case and a final dot aside.
+		want, got = strings.TrimSuffix(strings.TrimSpace(clean(want)), "."), strings.TrimSuffix(strings.TrimSpace(got), ".")
 		return want != "" && got != "" && !strings.EqualFold(want, got)
 	}
 	switch {
