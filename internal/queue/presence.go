@@ -106,6 +106,7 @@ type seen struct {
 	instance string // the process that announced itself (announcement.Instance)
 	tenants  map[string]bool
 	apps     map[string]string // announcement.Apps
+	names    map[string]string // a tenant name by its AppDigest
 	at       time.Time         // when this replica first read this revision of the entry
 	rev      uint64            // the entry's revision
 }
@@ -331,9 +332,12 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	if known && old.rev == e.Revision() {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
-	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, at: now, rev: e.Revision()}
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, at: now, rev: e.Revision()}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
+		if d := a.Apps[t]; d != "" {
+			s.names[d] = t
+		}
 	}
 	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps)) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
@@ -345,7 +349,27 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 				"neither replica works it until the files agree (its requests wait)",
 				zap.String("tenant", t), zap.String("replica", e.Key()))
 		}
+		if other := p.otherName(s, t); other != "" && (!known || p.otherName(old, t) != other) {
+			p.log.Error("another replica's tenants file gives this tenant's Entra tenant and application another name: "+
+				"neither replica works it until the files agree (its requests wait)",
+				zap.String("tenant", t), zap.String("other_name", other), zap.String("replica", e.Key()))
+		}
 	}
+}
+
+// otherName is the name under which s serves this replica's Entra tenant
+// and application of tenant, when that is another name ("": none). Two
+// names of one application would each have their own quota journal,
+// budget and ledger: twice the API's quota. p.mu held.
+func (p *Presence) otherName(s seen, tenant string) string {
+	mine := p.apps[tenant]
+	if mine == "" {
+		return ""
+	}
+	if name := s.names[mine]; name != "" && name != tenant && s.tenants[name] {
+		return name
+	}
+	return ""
 }
 
 // otherApp says whether s serves tenant under another application than
@@ -494,8 +518,9 @@ func (p *Presence) Changed() <-chan struct{} {
 
 // Assigned says whether this replica should work the tenant now: of the
 // live replicas that serve it, this one ranks highest by rendezvous
-// hashing, and none of them announces another application for it. Every replica that sees the same announcements picks the same
-// one. A replica that dies keeps its tenants until its announcement
+// hashing, and none of them announces another application for it, nor
+// its application under another name. Every replica that sees the same
+// announcements picks the same one. A replica that dies keeps its tenants until its announcement
 // expires (three beats); one that stops withdraws it, and its tenants move
 // at once. During a hand-over two replicas may briefly work one tenant:
 // the quota journal keeps that safe; the assignment only saves contention.
@@ -507,6 +532,11 @@ func (p *Presence) Assigned(tenant string) bool {
 	defer p.mu.Unlock()
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {
+		if p.otherName(p.others[id], tenant) != "" {
+			// One application, two names: each would take the whole
+			// quota. Neither works it; its requests wait.
+			return false
+		}
 		if !p.others[id].tenants[tenant] {
 			continue
 		}

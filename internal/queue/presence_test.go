@@ -403,3 +403,68 @@ func TestPresenceHoldsATenantTwoFilesGiveDifferentApps(t *testing.T) {
 		t.Error("a does not work the tenant beside a replica that announces no applications")
 	}
 }
+
+// TestPresenceHoldsAnAppAnotherReplicaNamesOtherwise: another replica
+// whose tenants file gives this tenant's Entra tenant and application
+// another name (a rename during a rolling update) would call the same
+// application under a quota journal, budget and ledger of its own: two
+// names, twice the API's quota. Neither works it while both announce it;
+// once the other names another application, this one works it again.
+func TestPresenceHoldsAnAppAnotherReplicaNamesOtherwise(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 200 * time.Millisecond
+	mine := AppDigest("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222")
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := Settings{}.Presence()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Apps: map[string]string{"contoso": mine},
+		Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	}()
+	kv, err := js.KeyValue(t.Context(), BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	apps := make(chan map[string]string, 1)
+	apps <- map[string]string{"contoso-eu": mine}
+	stop := make(chan struct{})
+	var announcing sync.WaitGroup
+	announcing.Go(func() {
+		current := <-apps
+		for {
+			data, _ := json.Marshal(announcement{Tenants: []string{"contoso-eu"}, Apps: current, Instance: "b-process"})
+			_, _ = kv.Put(context.Background(), "b", data)
+			select {
+			case <-stop:
+				return
+			case current = <-apps:
+			case <-time.After(beat):
+			}
+		}
+	})
+	defer announcing.Wait()
+	defer close(stop)
+	waitFor(t, 5*time.Second, "a sees b", func() bool { return a.Known() && a.Serves("contoso-eu") })
+	if a.Assigned("contoso") {
+		t.Error("a works an application b works under another name")
+	}
+	msg := "another replica's tenants file gives this tenant's Entra tenant and application another name: neither replica works it until the files agree (its requests wait)"
+	if n := logs.FilterMessage(msg).Len(); n != 1 {
+		t.Errorf("said %d times, want once", n)
+	}
+	apps <- map[string]string{"contoso-eu": AppDigest("33333333-3333-3333-3333-333333333333", "22222222-2222-2222-2222-222222222222")}
+	waitFor(t, 5*time.Second, "a works the tenant once b names another application", func() bool { return a.Assigned("contoso") })
+}
