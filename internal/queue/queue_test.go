@@ -383,6 +383,29 @@ func TestEnsureKeepsRoomForAnotherReplicasTenants(t *testing.T) {
 	}
 }
 
+// TestEnsureKeepsAnUnlimitedMaxConsumers: a request stream an operator
+// set to no limit of consumers (-1) keeps none: setup does not set one.
+func TestEnsureKeepsAnUnlimitedMaxConsumers(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	cfg := s.Streams()[0]
+	cfg.MaxConsumers = -1
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stream.CachedInfo().Config.MaxConsumers; n != -1 {
+		t.Errorf("max_consumers %d, want -1 kept", n)
+	}
+}
+
 // TestEnsureMovesAnEarlierRequestStreamToLimits: a request stream made by
 // an earlier release has interest retention; Ensure changes it in place,
 // keeping the requests that wait in it.

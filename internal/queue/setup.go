@@ -386,7 +386,11 @@ func keptMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) int
 	if err != nil {
 		return want // none yet; or the update says what is wrong
 	}
-	return max(want, stream.CachedInfo().Config.MaxConsumers)
+	has := stream.CachedInfo().Config.MaxConsumers
+	if has < 0 {
+		return has // no limit (an operator's choice): none is set
+	}
+	return max(want, has)
 }
 
 // editedByHand says whether the server's copy of a consumer differs from
