@@ -43,6 +43,7 @@ const (
 	PlanCodeInvalid   = "invalid_request"      // the plan request itself is wrong
 	PlanCodeInventory = "inventory_unreadable" // the API did not give the inventory
 	PlanCodeBusy      = "busy"                 // a plan of the tenant, or the worker's most, under way already
+	PlanCodeHeld      = "held"                 // the replicas' tenants files disagree on the tenant
 	PlanCodeInternal  = CodeInternal
 )
 

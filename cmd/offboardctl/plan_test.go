@@ -23,6 +23,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -434,5 +435,47 @@ func TestCampaignPlanOneAtATime(t *testing.T) {
 	}
 	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "30d", "--out", filepath.Join(e.dir, "third.csv")); code != exitOK {
 		t.Errorf("a plan after the first: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestCampaignPlanWhileTheFilesDisagree: while another live replica's
+// tenants file gives the tenant another Entra tenant or application, no
+// plan is built (this replica's file may be the wrong one, and its plan
+// would list another tenant's devices): exit 1, one line that says why.
+func TestCampaignPlanWhileTheFilesDisagree(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	nc, err := nats.Connect(e.app.NATSURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), queue.BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := fmt.Sprintf(`{"tenants":["contoso"],"apps":{"contoso":%q},"instance":"other-process"}`,
+		queue.AppDigest("99999999-9999-9999-9999-999999999999", "66666666-7777-8888-9999-000000000000"))
+	if _, err := kv.Put(t.Context(), "other-replica", []byte(other)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", filepath.Join(e.dir, "held.csv"))
+		if code == exitFailed && strings.Contains(stderr, "held: the replicas' tenants files disagree on tenant contoso (replica other-replica serves it with another Entra tenant or application)") &&
+			strings.Count(strings.TrimSpace(stderr), "\n") == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "held.csv")); err == nil {
+		t.Error("a plan was written")
 	}
 }

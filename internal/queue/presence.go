@@ -530,27 +530,45 @@ func (p *Presence) Assigned(tenant string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.disputedLocked(tenant) != "" {
+		return false
+	}
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {
-		if p.otherName(p.others[id], tenant) != "" {
-			// One application, two names: each would take the whole
-			// quota. Neither works it; its requests wait.
-			return false
-		}
 		if !p.others[id].tenants[tenant] {
 			continue
-		}
-		if p.otherApp(p.others[id], tenant) {
-			// One name, two applications: which is meant is not known,
-			// and the other replica's requests would go to this one's
-			// tenant. Neither works it; its requests wait.
-			return false
 		}
 		if r := rank(id, tenant); r > mine || r == mine && id > p.id {
 			return false
 		}
 	}
 	return true
+}
+
+// Disputed says why no replica works tenant now ("": it is not so): a
+// live replica's tenants file gives the name another Entra tenant or
+// application, or gives its application another name.
+func (p *Presence) Disputed(tenant string) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.disputedLocked(tenant)
+}
+
+func (p *Presence) disputedLocked(tenant string) string {
+	for _, id := range p.live {
+		if name := p.otherName(p.others[id], tenant); name != "" {
+			// One application, two names: each would take the whole
+			// quota. Neither works it; its requests wait.
+			return fmt.Sprintf("replica %s serves its Entra tenant and application as %s", id, name)
+		}
+		if p.otherApp(p.others[id], tenant) {
+			// One name, two applications: which is meant is not known,
+			// and the other replica's requests would go to this one's
+			// tenant. Neither works it; its requests wait.
+			return fmt.Sprintf("replica %s serves it with another Entra tenant or application", id)
+		}
+	}
+	return ""
 }
 
 // rank is a replica's score for a tenant in the rendezvous hashing.

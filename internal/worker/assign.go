@@ -18,6 +18,21 @@ type Assignment interface {
 	Changed() <-chan struct{}
 }
 
+// disputes is what an Assignment may also tell (queue.Presence): why no
+// replica works a tenant now, the replicas' tenants files disagreeing
+// on it ("": they do not).
+type disputes interface {
+	Disputed(tenant string) string
+}
+
+// disputed is why no replica works the tenant now ("": none is known).
+func (w *Worker) disputed(tenant string) string {
+	if d, ok := w.opts.Assignment.(disputes); ok {
+		return d.Disputed(tenant)
+	}
+	return ""
+}
+
 // everyTenant assigns every tenant to this replica: a worker told nothing
 // of other replicas.
 type everyTenant struct{}

@@ -143,6 +143,13 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 	if p.stopped {
 		return // no answer: the asker says no worker answered
 	}
+	if why := p.w.disputed(t.name); why != "" {
+		// This replica's file may name the wrong tenant: its inventory
+		// would list another tenant's devices.
+		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeHeld, fmt.Sprintf(
+			"the replicas' tenants files disagree on tenant %s (%s): no plan, and no offboarding, until they agree", t.name, why)))
+		return
+	}
 	// Each plan holds the tenant's filtered inventory and reads pages of up
 	// to 64 MiB under the tenant's machines quota: one plan at a time per
 	// tenant, and maxPlans over all of them.
