@@ -23,11 +23,19 @@ import (
 // waits until it is current, and stops it when the test ends.
 func runPresence(t *testing.T, js jetstream.JetStream, id string, tenants []string, beat time.Duration, log *zap.Logger) *Presence {
 	t.Helper()
-	cfg := Settings{}.Presence()
-	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+	return runPresenceWith(t, js, PresenceOptions{ID: id, Tenants: tenants, Beat: beat, Logger: log})
+}
+
+// runPresenceWith is runPresence with every option (the bucket's
+// definition and a real clock filled in).
+func runPresenceWith(t *testing.T, js jetstream.JetStream, o PresenceOptions) *Presence {
+	t.Helper()
+	id := o.ID
+	o.Bucket, o.Clock = Settings{}.Presence(), clockwork.NewRealClock()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), o.Bucket); err != nil {
 		t.Fatal(err)
 	}
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: log})
+	p, err := NewPresence(t.Context(), js, o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,6 +68,36 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// announceAs announces replica id every beat, as a live replica does:
+// first a, then each announcement sent on the returned channel, until the
+// test ends.
+func announceAs(t *testing.T, js jetstream.JetStream, id string, beat time.Duration, a announcement) chan<- announcement {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, stop := make(chan announcement), make(chan struct{})
+	var announcing sync.WaitGroup
+	announcing.Go(func() {
+		for {
+			data, _ := json.Marshal(a)
+			_, _ = kv.Put(context.Background(), id, data) // a lost beat is a late one
+			select {
+			case <-stop:
+				return
+			case a = <-next:
+			case <-time.After(beat):
+			}
+		}
+	})
+	t.Cleanup(func() {
+		close(stop)
+		announcing.Wait()
+	})
+	return next
 }
 
 // TestPresenceAfterItsBucketIsDeleted: the presence bucket deleted under
@@ -345,47 +383,10 @@ func TestPresenceHoldsATenantTwoFilesGiveDifferentApps(t *testing.T) {
 	}
 	mine := AppDigest("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222")
 	core, logs := observer.New(zap.InfoLevel)
-	cfg := Settings{}.Presence()
-	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{tenant}, Apps: map[string]string{tenant: mine},
-		Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	kv, err := js.KeyValue(t.Context(), BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apps := make(chan map[string]string, 1)
-	apps <- map[string]string{tenant: AppDigest("33333333-3333-3333-3333-333333333333", "22222222-2222-2222-2222-222222222222")}
-	stop := make(chan struct{})
-	var announcing sync.WaitGroup
-	announcing.Go(func() {
-		current := <-apps
-		for {
-			data, _ := json.Marshal(announcement{Tenants: []string{tenant}, Apps: current, Instance: "b-process"})
-			_, _ = kv.Put(context.Background(), "b", data)
-			select {
-			case <-stop:
-				return
-			case current = <-apps:
-			case <-time.After(beat):
-			}
-		}
-	})
-	defer announcing.Wait()
-	defer close(stop)
+	a := runPresenceWith(t, js, PresenceOptions{ID: "a", Tenants: []string{tenant}, Apps: map[string]string{tenant: mine}, Beat: beat, Logger: zap.New(core)})
+	b := announcement{Tenants: []string{tenant}, Instance: "b-process",
+		Apps: map[string]string{tenant: AppDigest("33333333-3333-3333-3333-333333333333", "22222222-2222-2222-2222-222222222222")}}
+	next := announceAs(t, js, "b", beat, b)
 	msg := "another replica's tenants file gives this tenant another Entra tenant or application: neither replica works it until the files agree (its requests wait)"
 	waitFor(t, 5*time.Second, "a sees b's other application", func() bool { return logs.FilterMessage(msg).Len() > 0 })
 	if a.Assigned(tenant) {
@@ -395,9 +396,11 @@ func TestPresenceHoldsATenantTwoFilesGiveDifferentApps(t *testing.T) {
 	if n := logs.FilterMessage(msg).Len(); n != 1 {
 		t.Errorf("said %d times, want once", n)
 	}
-	apps <- map[string]string{tenant: mine}
+	b.Apps = map[string]string{tenant: mine}
+	next <- b
 	waitFor(t, 5*time.Second, "a works the tenant once the files agree", func() bool { return a.Assigned(tenant) })
-	apps <- nil
+	b.Apps = nil
+	next <- b
 	time.Sleep(3 * beat)
 	if !a.Assigned(tenant) {
 		t.Error("a does not work the tenant beside a replica that announces no applications")
@@ -416,47 +419,9 @@ func TestPresenceHoldsAnAppAnotherReplicaNamesOtherwise(t *testing.T) {
 	const beat = 200 * time.Millisecond
 	mine := AppDigest("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222")
 	core, logs := observer.New(zap.InfoLevel)
-	cfg := Settings{}.Presence()
-	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Apps: map[string]string{"contoso": mine},
-		Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.New(core)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Error(err)
-		}
-	}()
-	kv, err := js.KeyValue(t.Context(), BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	apps := make(chan map[string]string, 1)
-	apps <- map[string]string{"contoso-eu": mine}
-	stop := make(chan struct{})
-	var announcing sync.WaitGroup
-	announcing.Go(func() {
-		current := <-apps
-		for {
-			data, _ := json.Marshal(announcement{Tenants: []string{"contoso-eu"}, Apps: current, Instance: "b-process"})
-			_, _ = kv.Put(context.Background(), "b", data)
-			select {
-			case <-stop:
-				return
-			case current = <-apps:
-			case <-time.After(beat):
-			}
-		}
-	})
-	defer announcing.Wait()
-	defer close(stop)
+	a := runPresenceWith(t, js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Apps: map[string]string{"contoso": mine}, Beat: beat, Logger: zap.New(core)})
+	b := announcement{Tenants: []string{"contoso-eu"}, Instance: "b-process", Apps: map[string]string{"contoso-eu": mine}}
+	next := announceAs(t, js, "b", beat, b)
 	waitFor(t, 5*time.Second, "a sees b", func() bool { return a.Known() && a.Serves("contoso-eu") })
 	if a.Assigned("contoso") {
 		t.Error("a works an application b works under another name")
@@ -465,6 +430,7 @@ func TestPresenceHoldsAnAppAnotherReplicaNamesOtherwise(t *testing.T) {
 	if n := logs.FilterMessage(msg).Len(); n != 1 {
 		t.Errorf("said %d times, want once", n)
 	}
-	apps <- map[string]string{"contoso-eu": AppDigest("33333333-3333-3333-3333-333333333333", "22222222-2222-2222-2222-222222222222")}
+	b.Apps = map[string]string{"contoso-eu": AppDigest("33333333-3333-3333-3333-333333333333", "22222222-2222-2222-2222-222222222222")}
+	next <- b
 	waitFor(t, 5*time.Second, "a works the tenant once b names another application", func() bool { return a.Assigned("contoso") })
 }
