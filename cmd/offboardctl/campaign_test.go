@@ -498,32 +498,19 @@ func TestRowAnsweredForAnotherDevice(t *testing.T) {
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.csv")
 	published := lastRequestSeq(t, js)
-	type exit struct {
-		code     int
-		out, err string
-	}
-	done := make(chan exit, 1)
-	go func() {
-		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "wave", "--report", report, "--timeout", "30s",
-			"--csv", writeFile(t, dir, "wave.csv", "machineId,computerDnsName\n"+a+",\n,pc-1.contoso.local\n"))
-		done <- exit{code, out, errs}
-	}()
-	for lastRequestSeq(t, js) < published+2 {
-		time.Sleep(10 * time.Millisecond)
+	done := ctlAsync(t, url, "campaign", "run", "--tenant", "contoso", "--name", "wave", "--report", report, "--timeout", "30s",
+		"--csv", writeFile(t, dir, "wave.csv", "machineId,computerDnsName\n"+a+",\n,pc-1.contoso.local\n"))
+	if got := publishedOrEnded(t, js, published+2, done); got.ended {
+		t.Fatalf("the run ended before it published: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
 	}
 	answer := func(row int, body string) {
-		m := nats.NewMsg(offboard.Subjects{}.Result("contoso"))
-		m.Data = []byte(body)
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("result:contoso:wave-%06d", row))
-		if _, err := js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
+		publishRaw(t, js, offboard.Subjects{}.Result("contoso"), fmt.Sprintf("result:contoso:wave-%06d", row), body)
 	}
 	// Row 2, by name, answered with its name and the id it resolved to:
 	// its own. Row 1 answered for device b.
 	answer(2, `{"requestId":"wave-000002","tenant":"contoso","machineId":"`+strings.Repeat("c", 40)+`","computerDnsName":"PC-1.contoso.local","outcome":"created","attempt":1}`)
 	answer(1, `{"requestId":"wave-000001","tenant":"contoso","machineId":"`+b+`","outcome":"created","attempt":1}`)
-	var got exit
+	var got ctlExit
 	select {
 	case got = <-done:
 	case <-time.After(time.Minute):
@@ -549,31 +536,17 @@ func TestRowNameWithAFinalDot(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	answer := func(row int, name string) {
-		m := nats.NewMsg(offboard.Subjects{}.Result("contoso"))
-		m.Data = fmt.Appendf(nil, `{"requestId":"dot-%06d","tenant":"contoso","machineId":"%s","computerDnsName":"%s","outcome":"created","attempt":1}`,
-			row, strings.Repeat(strconv.Itoa(row), 40), name)
-		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("result:contoso:dot-%06d", row))
-		if _, err := js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
+		publishRaw(t, js, offboard.Subjects{}.Result("contoso"), fmt.Sprintf("result:contoso:dot-%06d", row),
+			fmt.Sprintf(`{"requestId":"dot-%06d","tenant":"contoso","machineId":"%s","computerDnsName":"%s","outcome":"created","attempt":1}`,
+				row, strings.Repeat(strconv.Itoa(row), 40), name))
 	}
 	answer(1, "pc-1.contoso.local")
 	dir := t.TempDir()
 	published := lastRequestSeq(t, js)
-	done := make(chan [3]string, 1)
-	go func() {
-		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "dot", "--report", filepath.Join(dir, "report.csv"), "--timeout", "30s",
-			"--csv", writeFile(t, dir, "dot.csv", "computerDnsName\npc-1.contoso.local.\nPC-2.contoso.local.\n"))
-		done <- [3]string{strconv.Itoa(code), out, errs}
-	}()
-	var got [3]string
-	for lastRequestSeq(t, js) < published+1 && got[0] == "" {
-		select {
-		case got = <-done: // ended before publishing: refused
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	if got[0] == "" {
+	done := ctlAsync(t, url, "campaign", "run", "--tenant", "contoso", "--name", "dot", "--report", filepath.Join(dir, "report.csv"), "--timeout", "30s",
+		"--csv", writeFile(t, dir, "dot.csv", "computerDnsName\npc-1.contoso.local.\nPC-2.contoso.local.\n"))
+	got := publishedOrEnded(t, js, published+1, done) // ended before publishing: refused
+	if !got.ended {
 		answer(2, "pc-2.contoso.local")
 		select {
 		case got = <-done:
@@ -581,8 +554,8 @@ func TestRowNameWithAFinalDot(t *testing.T) {
 			t.Fatal("the run did not end")
 		}
 	}
-	if got[0] != strconv.Itoa(exitOK) || !strings.Contains(got[1], "created 2") {
-		t.Errorf("exit %s, stdout %q, stderr %q", got[0], got[1], got[2])
+	if got.code != exitOK || !strings.Contains(got.out, "created 2") {
+		t.Errorf("exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
 	}
 }
 
@@ -593,14 +566,7 @@ func TestRunWaitsForARetryOfAFailedRow(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
-	publish := func(subject, msgID, body string) {
-		m := nats.NewMsg(subject)
-		m.Data = []byte(body)
-		m.Header.Set(jetstream.MsgIDHeader, msgID)
-		if _, err := js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := func(subject, msgID, body string) { publishRaw(t, js, subject, msgID, body) }
 	result := offboard.Subjects{}.Result("contoso")
 	publish(result, "result:contoso:wave-000001", `{"requestId":"wave-000001","tenant":"contoso","machineId":"`+a+`","outcome":"failed","error":{"code":"api_error","message":"503"},"attempt":1}`)
 	publish(result, "result:contoso:wave-000002", `{"requestId":"wave-000002","tenant":"contoso","machineId":"`+b+`","outcome":"created","attempt":1}`)
@@ -609,23 +575,15 @@ func TestRunWaitsForARetryOfAFailedRow(t *testing.T) {
 
 	dir := t.TempDir()
 	report := filepath.Join(dir, "report.csv")
-	type exit struct {
-		code     int
-		out, err string
-	}
-	done := make(chan exit, 1)
-	go func() {
-		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "wave", "--report", report, "--timeout", "30s",
-			"--csv", writeFile(t, dir, "wave.csv", "machineId\n"+a+"\n"+b+"\n"))
-		done <- exit{code, out, errs}
-	}()
+	done := ctlAsync(t, url, "campaign", "run", "--tenant", "contoso", "--name", "wave", "--report", report, "--timeout", "30s",
+		"--csv", writeFile(t, dir, "wave.csv", "machineId\n"+a+"\n"+b+"\n"))
 	select {
 	case got := <-done:
 		t.Fatalf("the run ended before the retry's result: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
 	case <-time.After(time.Second):
 	}
 	publish(result, "result:contoso:wave-000001:2", `{"requestId":"wave-000001","tenant":"contoso","machineId":"`+a+`","outcome":"created","attempt":2}`)
-	var got exit
+	var got ctlExit
 	select {
 	case got = <-done:
 	case <-time.After(time.Minute):
@@ -932,29 +890,14 @@ func TestRunWaitsForARetryOfAHighAttempt(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	a := strings.Repeat("a", 40)
-	publish := func(subject, msgID, body string) {
-		m := nats.NewMsg(subject)
-		m.Data = []byte(body)
-		m.Header.Set(jetstream.MsgIDHeader, msgID)
-		if _, err := js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publish := func(subject, msgID, body string) { publishRaw(t, js, subject, msgID, body) }
 	result := offboard.Subjects{}.Result("contoso")
 	publish(result, "result:contoso:high-000001", `{"requestId":"high-000001","tenant":"contoso","machineId":"`+a+`","outcome":"failed","error":{"code":"api_error","message":"503"},"attempt":1}`)
 	publish("mde.offboard.request.contoso.bulk", "contoso:high-000001:300", `{"requestId":"high-000001","machineId":"`+a+`","source":"campaign:high","attempt":300}`)
 
 	dir := t.TempDir()
-	type exit struct {
-		code     int
-		out, err string
-	}
-	done := make(chan exit, 1)
-	go func() {
-		code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--name", "high", "--report", filepath.Join(dir, "report.csv"), "--timeout", "20s",
-			"--csv", writeFile(t, dir, "high.csv", "machineId\n"+a+"\n"))
-		done <- exit{code, out, errs}
-	}()
+	done := ctlAsync(t, url, "campaign", "run", "--tenant", "contoso", "--name", "high", "--report", filepath.Join(dir, "report.csv"), "--timeout", "20s",
+		"--csv", writeFile(t, dir, "high.csv", "machineId\n"+a+"\n"))
 	select {
 	case got := <-done:
 		t.Fatalf("the run ended before the retry's result: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
@@ -965,4 +908,51 @@ func TestRunWaitsForARetryOfAHighAttempt(t *testing.T) {
 	if got.code != exitOK || !strings.Contains(got.out, "created 1, already_pending 0, dry_run 0, failed 0") {
 		t.Errorf("exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
 	}
+}
+
+// ctlExit is how an offboardctl run ended.
+type ctlExit struct {
+	ended    bool
+	code     int
+	out, err string
+}
+
+// ctlAsync runs offboardctl in the background; its end comes on the
+// channel.
+func ctlAsync(t *testing.T, url string, args ...string) <-chan ctlExit {
+	done := make(chan ctlExit, 1)
+	go func() {
+		code, out, errs := ctl(t, url, args...)
+		done <- ctlExit{true, code, out, errs}
+	}()
+	return done
+}
+
+// publishRaw publishes body on subject with a message id, as a worker or
+// a publisher would.
+func publishRaw(t *testing.T, js jetstream.JetStream, subject, msgID, body string) {
+	t.Helper()
+	m := nats.NewMsg(subject)
+	m.Data = []byte(body)
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishedOrEnded waits until the request stream's last sequence is at
+// least seq, or the run on done ended first (then its end).
+func publishedOrEnded(t *testing.T, js jetstream.JetStream, seq uint64, done <-chan ctlExit) ctlExit {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for lastRequestSeq(t, js) < seq {
+		select {
+		case got := <-done:
+			return got
+		case <-deadline:
+			t.Fatalf("the run published nothing in 30s")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return ctlExit{}
 }
