@@ -161,12 +161,8 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 // into memory, however long.
 const maxLoginAnswer = 1 << 20
 
-// errLoginAnswerTooLarge ends the read of a login answer past
-// maxLoginAnswer.
-var errLoginAnswerTooLarge = fmt.Errorf("answer longer than %d KiB", maxLoginAnswer>>10)
-
 // boundedAnswers is the identity library's client: each answer's body
-// reads at most maxLoginAnswer bytes, then fails.
+// reads at most maxLoginAnswer bytes, then fails (http.MaxBytesReader).
 type boundedAnswers struct{ c *http.Client }
 
 func (b boundedAnswers) Do(req *http.Request) (*http.Response, error) {
@@ -174,28 +170,8 @@ func (b boundedAnswers) Do(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	resp.Body = &boundedBody{ReadCloser: resp.Body, left: maxLoginAnswer}
+	resp.Body = http.MaxBytesReader(nil, resp.Body, maxLoginAnswer)
 	return resp, nil
-}
-
-// boundedBody is a body that fails once more than left bytes are read.
-type boundedBody struct {
-	io.ReadCloser
-	left int64
-}
-
-func (b *boundedBody) Read(p []byte) (int, error) {
-	if b.left < 0 {
-		return 0, errLoginAnswerTooLarge
-	}
-	if int64(len(p)) > b.left+1 {
-		p = p[:b.left+1] // one byte more than the bound tells
-	}
-	n, err := b.ReadCloser.Read(p)
-	if b.left -= int64(n); b.left < 0 {
-		return n, errLoginAnswerTooLarge
-	}
-	return n, err
 }
 
 func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
