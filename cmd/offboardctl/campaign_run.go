@@ -93,10 +93,8 @@ type campaignRun struct {
 	checked                        atomic.Bool  // results are checked against the CSV's devices as they come
 	retrying                       map[int]bool // rows whose retry waits in the request stream; set before publishing
 
-	// The CSV's devices, hashed (deviceOf): 8 bytes a row, devices[n]
-	// row n's.
 	seed    maphash.Seed
-	devices []uint64
+	devices []uint64 // the CSV's devices, hashed (readCSV)
 }
 
 func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
@@ -141,12 +139,10 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 		return nil, err
 	}
 	r.src = src
-	n, err := countRows(src)
-	if err != nil {
+	if err := r.readCSV(); err != nil {
 		r.close()
 		return nil, usagef("%s: %w", f.csv, err)
 	}
-	r.total = n
 	if err := checkReportPath(r.f.report, f.csv); err != nil {
 		r.close()
 		return nil, err
@@ -311,32 +307,32 @@ func checkCSVFile(path string) error {
 	}
 }
 
-// countRows reads the whole CSV once, so that a broken file stops the run
-// before anything is published, and the progress knows the total.
-func countRows(path string) (int, error) {
-	f, err := os.Open(path)
+// readCSV reads the whole CSV once, so that a broken file stops the run
+// before anything is published: the progress knows the total, and each
+// row's device is kept hashed (deviceOf), 8 bytes a row, devices[n] row
+// n's, to check earlier runs' requests and results against.
+func (r *campaignRun) readCSV() error {
+	rd, closeCSV, err := r.openCSV()
 	if err != nil {
-		return 0, err
+		return err
 	}
-	defer func() { _ = f.Close() }()
-	rd, err := campaign.NewReader(f)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
+	defer closeCSV()
+	r.seed, r.devices = maphash.MakeSeed(), []uint64{0}
 	for {
-		_, err := rd.Next()
+		row, err := rd.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return 0, err
+			return err
 		}
-		if n++; n > campaign.MaxRows {
-			return 0, fmt.Errorf("more than %d rows; split the campaign", campaign.MaxRows)
+		if len(r.devices) > campaign.MaxRows {
+			return fmt.Errorf("more than %d rows; split the campaign", campaign.MaxRows)
 		}
+		r.devices = append(r.devices, maphash.String(r.seed, deviceOf(row.MachineID, row.ComputerDNSName)))
 	}
-	return n, nil
+	r.total = len(r.devices) - 1
+	return nil
 }
 
 func (r *campaignRun) run(ctx context.Context) error {
@@ -553,29 +549,8 @@ type earlierWaiting struct {
 // that still wait in the request stream, unanswered, and finds those of
 // the CSV's rows that this run could not take as its own (earlierWaiting).
 func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
-	r.seed = maphash.MakeSeed()
-	r.devices = make([]uint64, r.total+1)
-	seed, devices := r.seed, r.devices
-	rd, closeCSV, err := r.openCSV()
-	if err != nil {
-		return earlierWaiting{}, err
-	}
-	for {
-		row, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			closeCSV()
-			return earlierWaiting{}, err
-		}
-		if row.N < len(devices) {
-			devices[row.N] = maphash.String(seed, deviceOf(row.MachineID, row.ComputerDNSName))
-		}
-	}
-	closeCSV()
 	w := earlierWaiting{retries: map[int]int{}}
-	err = campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
+	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
 		if row > r.total {
 			return
 		}
@@ -593,7 +568,7 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		if req.DryRun != r.f.dryRun && (w.otherDryRun == 0 || row < w.otherDryRun) {
 			w.otherDryRun = row
 		}
-		if maphash.String(seed, deviceOf(req.MachineID, req.ComputerDNSName)) != devices[row] && (w.otherDevice == 0 || row < w.otherDevice) {
+		if maphash.String(r.seed, deviceOf(req.MachineID, req.ComputerDNSName)) != r.devices[row] && (w.otherDevice == 0 || row < w.otherDevice) {
 			w.otherDevice, w.device = row, cmp.Or(req.MachineID, req.ComputerDNSName)
 		}
 	})
