@@ -411,8 +411,19 @@ func parseAPITime(s string) (time.Time, bool) {
 	return time.Time{}, false
 }
 
-// Unfinished reports whether the action may still change.
+// Unfinished reports whether the action is pending or in progress.
 func (a Action) Unfinished() bool { return a.Status == "Pending" || a.Status == "InProgress" }
+
+// Finished reports whether the action's status is final: Succeeded,
+// Failed, TimeOut or Cancelled. Any other, or none (the API may answer
+// any member null), may still change.
+func (a Action) Finished() bool {
+	switch a.Status {
+	case "Succeeded", "Failed", "TimeOut", "Cancelled":
+		return true
+	}
+	return false
+}
 
 // ParseAction reads one Machine Action.
 func ParseAction(body []byte) (Action, error) {

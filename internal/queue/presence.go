@@ -520,9 +520,9 @@ func (p *Presence) Changed() <-chan struct{} {
 // live replicas that serve it, this one ranks highest by rendezvous
 // hashing, and none of them announces another application for it, nor
 // its application under another name. Every replica that sees the same
-// announcements picks the same one. A replica that dies keeps its tenants until its announcement
-// expires (three beats); one that stops withdraws it, and its tenants move
-// at once. During a hand-over two replicas may briefly work one tenant:
+// announcements picks the same one. A replica that dies keeps its tenants
+// until its announcement expires (three beats); one that stops withdraws
+// it, and its tenants move at once. During a hand-over two replicas may briefly work one tenant:
 // the quota journal keeps that safe; the assignment only saves contention.
 func (p *Presence) Assigned(tenant string) bool {
 	if !slices.Contains(p.tenants, tenant) {

@@ -272,7 +272,7 @@ func trackBudget(ws []limiter.Window) float64 {
 // means the first event went out: nothing to do.
 func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	a, err := mde.ParseAction(res.MachineAction)
-	if err != nil || finished(a.Status) {
+	if err != nil || a.Finished() {
 		return nil //nolint:nilerr // nothing to follow
 	}
 	if data, _, err := tr.store.TrackedState(ctx, tr.tenant, a.ID); err != nil || data != nil {
@@ -654,17 +654,6 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	return tr.observe(ctx, st, v, now)
 }
 
-// finished says whether an action's status is final: Succeeded, Failed,
-// TimeOut or Cancelled. Any other, or none (the API may answer any member
-// null), may still change: the action stays followed, until maxAge at most.
-func finished(status string) bool {
-	switch status {
-	case "Succeeded", "Failed", "TimeOut", "Cancelled":
-		return true
-	}
-	return false
-}
-
 // expired says whether the action is older than maxAge: its tracking ends
 // whatever the API answers.
 func (tr *tracker) expired(st *tracked) bool {
@@ -679,11 +668,11 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 		return err
 	}
 	st.Misses = 0
-	if action.Status == "" { // read without a status: no change known
+	if action.Status == "" { // read without a status: no change known, until maxAge at most
 		action.Status = st.Status
 	}
 	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge)
-	final := finished(action.Status) || expired
+	final := action.Finished() || expired
 	if action.Status != st.Status || final {
 		previous := st.Status
 		st.Status = action.Status
