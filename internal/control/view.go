@@ -86,7 +86,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 			// written again (offboardctl pause or resume).
 			ent = Entry{Paused: true, By: "unknown", At: e.Created(),
 				Reason: "the control entry could not be read: taken as paused until written again (offboardctl resume)"}
-			unreadable = &UnreadablePauseError{Key: e.Key(), Err: err}
+			unreadable = &unreadablePauseError{Key: e.Key(), Err: err}
 		}
 	}
 	if v.pauses == nil {
@@ -105,18 +105,18 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 	return change{kind: kind, tenant: tenant, priority: p, entry: ent}, unreadable
 }
 
-// UnreadablePauseError is a pause key whose value could not be read: the
+// unreadablePauseError is a pause key whose value could not be read: the
 // view took its priority as paused.
-type UnreadablePauseError struct {
+type unreadablePauseError struct {
 	Key string
 	Err error
 }
 
-func (e *UnreadablePauseError) Error() string {
+func (e *unreadablePauseError) Error() string {
 	return fmt.Sprintf("control key %q: %v: taken as paused until written again", e.Key, e.Err)
 }
 
-func (e *UnreadablePauseError) Unwrap() error { return e.Err }
+func (e *unreadablePauseError) Unwrap() error { return e.Err }
 
 // change is one applied entry.
 type change struct {

@@ -188,7 +188,7 @@ func (w *Watcher) markCurrent() {
 func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 	w.mu.Lock()
 	c, err := w.view.apply(e)
-	var unreadable *UnreadablePauseError
+	var unreadable *unreadablePauseError
 	recorded := err == nil || errors.As(err, &unreadable)
 	if recorded {
 		close(w.changed)
