@@ -506,26 +506,8 @@ func TestJournalMadeAnewUnderARunningProcess(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(epoch)
 	ws := []limiter.Window{{Count: 1, Length: time.Minute}}
 	start := func() *limiter.Limiter {
-		journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Wall: clockwork.NewRealClock(),
-			Lease: 2 * time.Second, Margin: 100 * time.Millisecond})
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			shared.Close(ctx)
-		})
-		l := shared.Tenant("contoso").Add("offboard", ws)
-		stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		if err := shared.WaitCaughtUp(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		var l *limiter.Limiter
+		followedTenant(t, js, s, clock, func(tn *limiter.Tenant) { l = tn.Add("offboard", ws) })
 		return l
 	}
 	// record enters a call; it returns the permit, or nil and why not.
@@ -644,28 +626,9 @@ func TestPauseLongerThanTheWindowsReachesTheOthers(t *testing.T) {
 	js, s := contosoQueue(t)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
 	start := func() *limiter.Tenant {
-		journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Wall: clockwork.NewRealClock(),
-			Lease: 2 * time.Second, Margin: 100 * time.Millisecond})
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			shared.Close(ctx)
+		return followedTenant(t, js, s, clock, func(tn *limiter.Tenant) {
+			tn.Add("offboard", []limiter.Window{{Count: 100, Length: time.Minute}})
 		})
-		tn := shared.Tenant("contoso")
-		tn.Add("offboard", []limiter.Window{{Count: 100, Length: time.Minute}})
-		stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		if err := shared.WaitCaughtUp(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		return tn
 	}
 	a, b := start(), start()
 	pausedAt := clock.Now()
@@ -680,4 +643,33 @@ func TestPauseLongerThanTheWindowsReachesTheOthers(t *testing.T) {
 	if got := b.PausedUntil().Sub(pausedAt); got < 10*time.Minute {
 		t.Errorf("the other replica is paused for %v after a 429 that named 10m", got)
 	}
+}
+
+// followedTenant is tenant contoso of a new process's shared quota on the
+// journal (lease 2 s, margin 100 ms), given its APIs by add before the
+// feed starts, the feed caught up; all is closed when the test ends.
+func followedTenant(t *testing.T, js jetstream.JetStream, s Settings, clock clockwork.Clock, add func(*limiter.Tenant)) *limiter.Tenant {
+	t.Helper()
+	journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Wall: clockwork.NewRealClock(),
+		Lease: 2 * time.Second, Margin: 100 * time.Millisecond})
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		shared.Close(ctx)
+	})
+	tn := shared.Tenant("contoso")
+	add(tn)
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	if err := shared.WaitCaughtUp(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return tn
 }
