@@ -241,12 +241,7 @@ func TestWatcherReadsOnlyControls(t *testing.T) {
 // operator's command, though both said they were done.
 func TestPauseAndResumeAtOnce(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 1)
-	_, js := c.Connect(t)
-	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
-		t.Fatal(err)
-	}
-	_, js2 := c.Connect(t)
+	js, js2 := twoConnections(t)
 	alice, err := control.Open(t.Context(), js, offboard.Subjects{})
 	if err != nil {
 		t.Fatal(err)
@@ -331,12 +326,7 @@ func TestUnreadablePauseEntryPauses(t *testing.T) {
 // lost five times, with the normal priority's pause already in force.
 func TestPauseWhileAnotherKeepsWriting(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 1)
-	_, js := c.Connect(t)
-	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
-		t.Fatal(err)
-	}
-	_, js2 := c.Connect(t)
+	js, js2 := twoConnections(t)
 	alice, err := control.Open(t.Context(), js, offboard.Subjects{})
 	if err != nil {
 		t.Fatal(err)
@@ -368,4 +358,17 @@ func TestPauseWhileAnotherKeepsWriting(t *testing.T) {
 			t.Fatalf("round %d: pause of both priorities failed (%v) with normal paused %v", round, err, v.Paused("contoso", offboard.Normal))
 		}
 	}
+}
+
+// twoConnections sets up contoso's streams and buckets on a NATS server
+// and connects to it twice, as two operators' offboardctl would.
+func twoConnections(t *testing.T) (jetstream.JetStream, jetstream.JetStream) {
+	t.Helper()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	_, js2 := c.Connect(t)
+	return js, js2
 }
