@@ -534,24 +534,8 @@ func TestSweepUnroutedRemovesOnlyWhatNoConsumerHolds(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	for _, subject := range []string{"mde.offboard.request.contoso", "mde.offboard.request.nobody", "mde.offboard.request.a.b"} {
-		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerUnrouted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := unrouted.Fetch(3, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() { // contoso's let go, the others answered
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// contoso's let go, the others answered
+	unrouted := unroutedAcked(t, js, "mde.offboard.request.contoso", "mde.offboard.request.nobody", "mde.offboard.request.a.b")
 	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, ConsumerName("contoso", offboard.Normal)); err != nil {
 		t.Fatal(err)
 	}
@@ -622,25 +606,9 @@ func TestSweepUnroutedLeavesWildcardSubjectsAlone(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	for _, subject := range []string{"mde.offboard.request.contoso", "mde.offboard.request.contoso.bulk",
-		"mde.offboard.request.*", "mde.offboard.request.*.bulk", "mde.offboard.request.>"} {
-		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerUnrouted)
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := unrouted.Fetch(5, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for m := range batch.Messages() { // contoso's let go, the others answered (their deletes lost)
-		if err := m.DoubleAck(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
+	// contoso's let go, the others answered (their deletes lost)
+	unrouted := unroutedAcked(t, js, "mde.offboard.request.contoso", "mde.offboard.request.contoso.bulk",
+		"mde.offboard.request.*", "mde.offboard.request.*.bulk", "mde.offboard.request.>")
 	requests, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
 		t.Fatal(err)
@@ -710,4 +678,31 @@ func TestNotReady(t *testing.T) {
 			t.Errorf("NotReady(%v) = %v, want %v", c.err, got, c.want)
 		}
 	}
+}
+
+// unroutedAcked publishes a request on each subject, and has the unrouted
+// consumer take them all and ack them, as it does a request it lets go or
+// answers; it returns that consumer.
+func unroutedAcked(t *testing.T, js jetstream.JetStream, subjects ...string) jetstream.Consumer {
+	t.Helper()
+	ctx := t.Context()
+	for _, subject := range subjects {
+		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unrouted, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerUnrouted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := unrouted.Fetch(len(subjects), jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return unrouted
 }

@@ -31,17 +31,7 @@ func TestCancelReachesRequestsWaitingForQuota(t *testing.T) {
 	}
 	e.publish(t, "r-2")
 	e.cancelCampaign(t, "wave1")
-	for len(want) > 0 {
-		select {
-		case r := <-e.results:
-			if !want[r.RequestID] || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-				t.Fatalf("result %s %s %+v, want one of %v cancelled", r.RequestID, r.Outcome, r.Error, want)
-			}
-			delete(want, r.RequestID)
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%v not answered while the quota is spent", want)
-		}
-	}
+	e.wantCancelled(t, want)
 	if n := len(e.sim.Calls()); n != 1 {
 		t.Errorf("%d API calls, want r-1's alone", n)
 	}
@@ -133,7 +123,13 @@ func TestCancelPassTakesALaterRetryOfTheCampaign(t *testing.T) {
 	}
 	e.publish(t, campaign.RequestID("wave2", 1))
 	e.cancelCampaign(t, "wave2") // its pass pulls both
-	want := map[string]bool{retry: true, campaign.RequestID("wave2", 1): true}
+	e.wantCancelled(t, map[string]bool{retry: true, campaign.RequestID("wave2", 1): true})
+}
+
+// wantCancelled takes results until each of want's request ids has come,
+// answered cancelled, and fails at any other result first.
+func (e *loopEnv) wantCancelled(t *testing.T, want map[string]bool) {
+	t.Helper()
 	for len(want) > 0 {
 		select {
 		case r := <-e.results:
