@@ -206,6 +206,31 @@ func TestParseErrorQuotesNoValueWithABackquote(t *testing.T) {
 	}
 }
 
+// A limit, a budget or a protected device that does not read as one is
+// named by its place, never quoted: a secret pasted there would be shown.
+func TestParseLimitAndGuardErrorsQuoteNoValue(t *testing.T) {
+	t.Parallel()
+	const secret = "Abc8Q~S3cret.value/1m"
+	for _, tc := range []struct{ yaml, want string }{
+		{"    limits:\n      offboard: [\"100/1m\", \"" + secret + "\"]\n", "limits.offboard: limit 2 of 2: a limit's count"},
+		{"    guards:\n      budget: \"" + secret + "\"\n", "guards.budget: a limit's count"},
+		{"    guards:\n      protect:\n        machineIds: [\"" + secret + "\"]\n", "guards.protect.machineIds[0]: not a device id"},
+		{"    guards:\n      protect:\n        computerDnsNames: [\"[" + secret + "\"]\n", "guards.protect.computerDnsNames[0]: not a glob"},
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + tc.yaml))
+		if err == nil {
+			t.Errorf("%s: no error", tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "S3cret") {
+			t.Errorf("%s: the error quotes the value", tc.want)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %q does not hold %q", strings.ReplaceAll(err.Error(), secret, "…"), tc.want)
+		}
+	}
+}
+
 // A tenants file that is not a regular file (a device read by mistake,
 // /dev/zero, which never ends) is refused at once, as is one too large.
 func TestLoadRefusesWhatIsNotATenantsFile(t *testing.T) {

@@ -70,14 +70,14 @@ func (g *Guards) check() error {
 	p := &g.Protect
 	for i, id := range p.MachineIDs {
 		if !offboard.ValidMachineID(id) {
-			errs = append(errs, fmt.Errorf("guards.protect.machineIds[%d]: %q is not a device id (40 hexadecimal characters)", i, id))
+			errs = append(errs, fmt.Errorf("guards.protect.machineIds[%d]: not a device id (40 hexadecimal characters)", i))
 		}
 		p.MachineIDs[i] = strings.ToLower(id)
 	}
 	for i, glob := range p.ComputerDNSNames {
 		glob = strings.ToLower(strings.TrimSuffix(glob, "."))
 		if _, err := path.Match(glob, ""); glob == "" || err != nil {
-			errs = append(errs, fmt.Errorf("guards.protect.computerDnsNames[%d]: %q is not a glob (Go path.Match: *, ?, [a-z], \\ escapes)", i, p.ComputerDNSNames[i]))
+			errs = append(errs, fmt.Errorf("guards.protect.computerDnsNames[%d]: not a glob (Go path.Match: *, ?, [a-z], \\ escapes)", i))
 		}
 		p.ComputerDNSNames[i] = glob
 	}

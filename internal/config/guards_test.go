@@ -64,9 +64,9 @@ func TestParseGuardErrors(t *testing.T) {
 	t.Parallel()
 	guards := "tenants:" + okTenant + "    guards:\n"
 	for _, tc := range []struct{ name, yaml, want string }{
-		{"bad glob", guards + "      protect:\n        computerDnsNames: [\"dc[0-9.contoso.local\"]\n", `guards.protect.computerDnsNames[0]: "dc[0-9.contoso.local" is not a glob`},
+		{"bad glob", guards + "      protect:\n        computerDnsNames: [\"dc[0-9.contoso.local\"]\n", `guards.protect.computerDnsNames[0]: not a glob`},
 		{"empty glob", guards + "      protect:\n        computerDnsNames: [\"\"]\n", "guards.protect.computerDnsNames[0]"},
-		{"short machine id", guards + "      protect:\n        machineIds: [\"1e5bc9d7\"]\n", `guards.protect.machineIds[0]: "1e5bc9d7" is not a device id`},
+		{"short machine id", guards + "      protect:\n        machineIds: [\"1e5bc9d7\"]\n", `guards.protect.machineIds[0]: not a device id`},
 		{"machine id not hex", guards + "      protect:\n        machineIds: [\"" + strings.Repeat("g", 40) + "\"]\n", "guards.protect.machineIds[0]"},
 		{"empty tag", guards + "      protect:\n        machineTags: [\"ok\", \" \"]\n", "guards.protect.machineTags[1]: empty"},
 		{"empty group", guards + "      protect:\n        rbacGroups: [\"\"]\n", "guards.protect.rbacGroups[0]: empty"},
@@ -78,9 +78,9 @@ func TestParseGuardErrors(t *testing.T) {
 		{"unknown guard", guards + "      protectt:\n        machineTags: [x]\n", "field protectt not found"},
 		{"unknown list", guards + "      protect:\n        hostnames: [x]\n", "field hostnames not found"},
 		{"not a list", guards + "      protect:\n        machineTags: DoNotOffboard\n", "cannot unmarshal"},
-		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: limit "500"`},
-		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: limit \"0/24h\": count must be a positive"},
-		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: limit \"500/day\": duration"},
+		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: a limit is written <count>/<duration>`},
+		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: a limit's count must be a positive"},
+		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: a limit's duration"},
 		// A key left without a value (a template's variable that expanded
 		// to nothing) must not drop its guard.
 		{"duration without value", guards + "      requireInactiveFor:\n", "line 7: tenants[0].guards.requireInactiveFor has no value"},

@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,19 +16,20 @@ type Window struct {
 }
 
 // ParseWindow reads a limit written as "<count>/<duration>", for example
-// "100/1m", "1500/1h" or "10/200ms".
+// "100/1m", "1500/1h" or "10/200ms". Its errors do not quote the value: a
+// secret pasted in its place would be shown wherever they are printed.
 func ParseWindow(s string) (Window, error) {
 	count, length, ok := strings.Cut(strings.TrimSpace(s), "/")
 	if !ok {
-		return Window{}, fmt.Errorf("limit %q: want <count>/<duration>, like 100/1m", s)
+		return Window{}, errors.New("a limit is written <count>/<duration>, like 100/1m")
 	}
 	n, err := strconv.Atoi(count)
 	if err != nil || n < 1 {
-		return Window{}, fmt.Errorf("limit %q: count must be a positive whole number", s)
+		return Window{}, errors.New("a limit's count must be a positive whole number, like the 100 of 100/1m")
 	}
 	d, err := time.ParseDuration(length)
 	if err != nil || d <= 0 {
-		return Window{}, fmt.Errorf("limit %q: duration must be a positive Go duration such as 1m or 200ms", s)
+		return Window{}, errors.New("a limit's duration must be a positive Go duration, like the 1m of 100/1m or 200ms")
 	}
 	return Window{Count: n, Length: d}, nil
 }
@@ -39,10 +41,10 @@ func ParseWindows(specs []string) ([]Window, error) {
 		return nil, fmt.Errorf("no limits given")
 	}
 	ws := make([]Window, 0, len(specs))
-	for _, s := range specs {
+	for i, s := range specs {
 		w, err := ParseWindow(s)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("limit %d of %d: %w", i+1, len(specs), err)
 		}
 		ws = append(ws, w)
 	}

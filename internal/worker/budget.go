@@ -64,7 +64,7 @@ func (b *budget) update(ctrl Control) bool {
 	if o, ok := ctrl.Budget(b.tenant); ok {
 		switch w, err := limiter.ParseWindow(o); {
 		case err != nil:
-			b.log.Warn("budget override ignored", zap.String("budget", o), zap.Error(err))
+			b.log.Warn("budget override ignored", zap.Error(err)) // the value unquoted: it could be anything
 		case w.Length > b.horizon.Length:
 			b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history",
 				zap.String("budget", o), zap.Duration("longest", b.horizon.Length))
