@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -80,10 +81,10 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 					list.add(d)
 				}
 			})
-			if err != nil {
-				return err
+			if err != nil && cmd.Context().Err() != nil {
+				err = fmt.Errorf("interrupted: the list is not whole (%d listed; %w)", list.n, context.Cause(cmd.Context()))
 			}
-			return list.end()
+			return list.end(err)
 		},
 	}
 	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
@@ -136,19 +137,25 @@ func (l *deadList) add(d deadLetter) {
 }
 
 // end writes what closes the list: the table, or the array's end ([] when
-// nothing was listed).
-func (l *deadList) end() error {
+// nothing was listed). A read cut short after some were listed (readErr:
+// Ctrl-C, a lost connection) still closes what was written, so that the
+// part listed reads as a table or as JSON; readErr is returned, and the
+// exit status says the list is not whole.
+func (l *deadList) end(readErr error) error {
+	var err error
 	switch {
 	case l.err != nil:
 		return l.err
+	case readErr != nil && l.n == 0:
+		return readErr
 	case !l.asJSON:
-		return l.tw.Flush()
+		err = l.tw.Flush()
 	case l.n == 0:
-		_, err := fmt.Fprintln(l.c.stdout, "[]")
-		return err
+		_, err = fmt.Fprintln(l.c.stdout, "[]")
+	default:
+		_, err = fmt.Fprintln(l.c.stdout, "\n]")
 	}
-	_, err := fmt.Fprintln(l.c.stdout, "\n]")
-	return err
+	return cmp.Or(readErr, err)
 }
 
 // checkCode refuses a --code that is not one of the contract's failure

@@ -438,3 +438,30 @@ func TestDeadRetryAtTheLargestAttempt(t *testing.T) {
 		t.Errorf("requests published: %q, want y-1's retry only", got)
 	}
 }
+
+// dead ls --json interrupted closes the array it started: what was listed
+// reads as JSON, and the exit status says the list is not whole.
+func TestDeadListInterruptedIsStillJSON(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker() // sets up the streams
+	e.stopWorker()
+	for i := range 3 {
+		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
+		m.Data = fmt.Appendf(nil, `{"requestId":"chg-%d","machineId":"%s"}`, i, strings.Repeat("e", 40))
+		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeMachineNotFound)
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	out := &cancelOnWrite{prefix: "[", cancel: cancel}
+	var errb strings.Builder
+	code := runContext(ctx, []string{"--nats-url", e.url, "dead", "ls", tenant, "--json"}, out, &errb)
+	var ds []deadLetter
+	if err := json.Unmarshal([]byte(out.String()), &ds); code != exitFailed || err != nil || len(ds) == 0 ||
+		!strings.HasPrefix(errb.String(), "offboardctl: interrupted: the list is not whole") {
+		t.Errorf("exit %d, %d listed (%v): %s; stderr %q", code, len(ds), err, out.String(), errb.String())
+	}
+}
