@@ -13,8 +13,17 @@ import (
 // given priority, with the message id the contract asks for, and returns
 // the stream's answer. A duplicate (the same tenant, request id and attempt
 // within the stream's duplicate window) is not stored twice: the answer's
-// Duplicate says so.
+// Duplicate says so. A tenant that is not a name of the contract's form,
+// or a priority other than Normal and Bulk, is refused before publishing:
+// the subject would be another tenant's, the other priority's ("contoso.bulk"),
+// a wildcard or no subject at all.
 func Publish(ctx context.Context, js jetstream.JetStream, s Subjects, tenant string, p Priority, r Request) (*jetstream.PubAck, error) {
+	if !TenantName.MatchString(tenant) {
+		return nil, fmt.Errorf("request %s: tenant %s is not a tenant name (%s)", Quote(r.RequestID), Quote(tenant), TenantName)
+	}
+	if p != Normal && p != Bulk {
+		return nil, fmt.Errorf("request %s: priority %s is neither %s nor %s", Quote(r.RequestID), Quote(string(p)), Normal, Bulk)
+	}
 	data, err := json.Marshal(r)
 	if err != nil {
 		return nil, fmt.Errorf("encode request %s: %w", r.RequestID, err)

@@ -3,6 +3,7 @@ package offboard
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"unicode"
@@ -21,6 +22,10 @@ const (
 	BucketLedger   = "MDE_OFFBOARD_LEDGER"
 	BucketControl  = "MDE_OFFBOARD_CONTROL"
 )
+
+// TenantName is the form of a tenant's configured name, used in subjects,
+// consumer names and metric labels.
+var TenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
 // Priority of a request: its subject says it.
 type Priority string

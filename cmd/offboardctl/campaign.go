@@ -4,7 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
-	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func init() { commands = append(commands, newCampaignCmd) }
@@ -34,7 +34,7 @@ func checkTenantAs(what, tenant string) error {
 	switch {
 	case tenant == "":
 		return usagef("%s is required", what)
-	case !config.TenantName.MatchString(tenant):
+	case !offboard.TenantName.MatchString(tenant):
 		return usagef("tenant %q is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", tenant)
 	}
 	return nil

@@ -59,8 +59,8 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 	if f.tenant == "" || f.inactiveFor == "" {
 		return offboard.PlanRequest{}, usagef("--tenant and --inactive-for are required")
 	}
-	if !config.TenantName.MatchString(f.tenant) {
-		return offboard.PlanRequest{}, usagef("--tenant %q is not a tenant name (%s)", f.tenant, config.TenantName)
+	if !offboard.TenantName.MatchString(f.tenant) {
+		return offboard.PlanRequest{}, usagef("--tenant %q is not a tenant name (%s)", f.tenant, offboard.TenantName)
 	}
 	d, err := config.ParseDuration(f.inactiveFor)
 	if err != nil || d <= 0 {

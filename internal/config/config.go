@@ -16,10 +16,6 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// TenantName is the form of a tenant's configured name, used in subjects,
-// consumer names and metric labels.
-var TenantName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
-
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // DefaultComment is the comment sent when neither the request nor the
@@ -297,8 +293,8 @@ func joinPath(path, key string) string {
 // default. A template is safe for concurrent use once parsed.
 func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	var errs []error
-	if !TenantName.MatchString(t.Name) {
-		errs = append(errs, fmt.Errorf("name must match %s", TenantName))
+	if !offboard.TenantName.MatchString(t.Name) {
+		errs = append(errs, fmt.Errorf("name must match %s", offboard.TenantName))
 	}
 	if !guid.MatchString(t.TenantID) {
 		errs = append(errs, errors.New("tenantId must be a GUID"))

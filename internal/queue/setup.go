@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/offboard"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -583,7 +582,7 @@ func (s Settings) stale(have map[string]jetstream.ConsumerConfig) []string {
 // tenant's consumer can hold: of a contract form, with a tenant name.
 func tenantSubject(subjects offboard.Subjects, subject string) (tenant string, p offboard.Priority, ok bool) {
 	tenant, p, ok = subjects.ParseRequest(subject)
-	return tenant, p, ok && config.TenantName.MatchString(tenant)
+	return tenant, p, ok && offboard.TenantName.MatchString(tenant)
 }
 
 // requestStream looks up the request stream.

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -96,7 +95,7 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 // consumer's; the consumer is looked for as a stale one (runFindStale),
 // which answers its requests while no replica serves the tenant.
 func (w *Worker) heldByItsConsumer(ctx context.Context, tenant string, p offboard.Priority) (bool, error) {
-	if !config.TenantName.MatchString(tenant) {
+	if !offboard.TenantName.MatchString(tenant) {
 		return false, nil
 	}
 	cctx, cancel := queue.StepCtx(ctx)
@@ -332,7 +331,7 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	// Best effort: keep the checked fields in the answer.
 	req, perr := offboard.ParseRequest(msg.Data(), token)
 	j.req = req
-	if !config.TenantName.MatchString(token) {
+	if !offboard.TenantName.MatchString(token) {
 		j.t.name = queue.UnknownTenant
 	}
 	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
@@ -426,7 +425,7 @@ func (w *Worker) answerLookalikes(ctx context.Context) {
 	for _, m := range found {
 		token, prio, _ := w.opts.Settings.Subjects.ParseRequest(m.Subject)
 		j := &job{msg: storedRequest{m}, seq: m.Sequence, prio: prio, received: w.clock.Now().UTC(), t: &tenantRun{name: token}}
-		if !config.TenantName.MatchString(token) {
+		if !offboard.TenantName.MatchString(token) {
 			j.t.name = queue.UnknownTenant
 		}
 		j.log = w.log.Named("unrouted").WithLazy(zap.String("subject", offboard.Quote(m.Subject)), zap.Uint64("request_seq", j.seq))
