@@ -269,3 +269,24 @@ func TestGuardReadFailsAfterLostAnswer(t *testing.T) {
 		t.Errorf("%d actions; result %s %+v, want created with the request's action", n, r.Outcome, r.Error)
 	}
 }
+
+// TestRefusalWithAHugeCodeIsAnswered: the API (or a gateway before it)
+// refuses the offboard with an error code of 2 MiB, within the bytes the
+// client reads of an answer. The request must get its failed result
+// (CONTRACT.md: every request ends in exactly one result), not come back
+// for ever with a result too large to store, calling the API each time.
+func TestRefusalWithAHugeCodeIsAnswered(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusBadRequest, strings.Repeat("X", 2<<20), "refused", 100, 0)
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "huge-code", "machineId": tt.machines[0].ID})
+	if r.Outcome != offboard.OutcomeFailed || r.Error.Code != offboard.CodeAPIRejected || len(r.Error.APICode) > 1000 {
+		t.Errorf("result %s, code %q, apiCode of %d bytes; want failed %q with a short apiCode",
+			r.Outcome, r.Error.Code, len(r.Error.APICode), offboard.CodeAPIRejected)
+	}
+	if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n != 1 {
+		t.Errorf("%d offboard calls, want 1", n)
+	}
+}

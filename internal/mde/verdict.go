@@ -152,6 +152,7 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 			// Shown in results and logs: a credential the answer quotes,
 			// in part or escaped so the client could not match it, goes.
 			v.Err.Code, v.Err.Message, v.Err.Target = withoutCredentials(v.Err.Code), withoutCredentials(v.Err.Message), withoutCredentials(v.Err.Target)
+			v.Err.Code = shortened(v.Err.Code, maxAPICode)
 		}
 	}
 	code := v.APICode()
@@ -184,6 +185,22 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
 	}
 	return v
+}
+
+// maxAPICode is the most characters of the API's error code kept. The
+// code goes as it is into results (error.apiCode), ledger entries and
+// log lines; the documented codes are identifiers of a few tens of
+// characters. An answer may hold megabytes in it (a broken gateway): a
+// result that large cannot be stored, and its request would come back
+// for ever, calling the API each time.
+const maxAPICode = 100
+
+// shortened is s cut to at most n characters, "…" marking a cut.
+func shortened(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n-1]) + "…"
 }
 
 // bearerValue and jwtText match what looks like a credential in an API's

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -226,6 +227,24 @@ func TestAnswerWithoutErrorBody(t *testing.T) {
 	a.Status, a.Err = 400, &APIError{Message: "Invalid ODataQueryOptions: Custom query option '$stop' is not allowed."}
 	if got, want := a.Error(), "HTTP 400: Invalid ODataQueryOptions: Custom query option '$stop' is not allowed."; got != want {
 		t.Errorf("Error() with a code-less error body = %q, want %q", got, want)
+	}
+}
+
+// TestClassifyCutsALongAPICode: the API's error code goes as it is into
+// the result (error.apiCode), its ledger entry and the log. An answer
+// whose code runs to megabytes (a broken gateway) must not make a result
+// too large to be stored: its request would come back for ever.
+func TestClassifyCutsALongAPICode(t *testing.T) {
+	t.Parallel()
+	v := Classify(http.StatusBadRequest, nil, apiErrorBody(strings.Repeat("X", 2<<20), "refused"), testNow)
+	if v.Class != Final || v.FailureCode != offboard.CodeAPIRejected {
+		t.Errorf("verdict = %v %q, want final %q", v.Class, v.FailureCode, offboard.CodeAPIRejected)
+	}
+	if n := utf8.RuneCountInString(v.APICode()); n > 100 || !strings.HasPrefix(v.APICode(), "XXXX") {
+		t.Errorf("APICode() has %d characters (%.10q...), want at most 100, from the answer's", n, v.APICode())
+	}
+	if n := utf8.RuneCountInString(v.Error()); n > 500 {
+		t.Errorf("Error() has %d characters, want at most 500", n)
 	}
 }
 
