@@ -77,6 +77,14 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	// Checked here, not when the server starts: a value that does not
+	// parse is bad usage (exit 2), not a failure to serve.
+	if _, err := mdesim.ParseLimits(c.limits); err != nil {
+		return c, fmt.Errorf("--limits: %w", err)
+	}
+	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+		return c, fmt.Errorf("--listen: %w", err)
+	}
 	if c.secret != "" && c.secretFile != "" {
 		return c, errors.New("--client-secret and --client-secret-file are exclusive")
 	}

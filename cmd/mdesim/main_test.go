@@ -11,7 +11,7 @@ import (
 // TestBadFlagIsOneError: a bad flag is an error and nothing else (run
 // prints it as one line); --help prints the usage.
 func TestBadFlagIsOneError(t *testing.T) {
-	for _, args := range [][]string{{"--nope"}, {"--latency", "soon"}} {
+	for _, args := range [][]string{{"--nope"}, {"--latency", "soon"}, {"--limits", "offboard=100"}, {"--listen", "8443"}} {
 		var stderr bytes.Buffer
 		if _, err := parseFlags(args, &stderr); err == nil || errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%v: error %v, want a parse error", args, err)
