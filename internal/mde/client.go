@@ -485,13 +485,16 @@ func depth(text []byte) int {
 // ParseActions reads a list answer {"value": [...]}.
 func ParseActions(body []byte) ([]Action, error) {
 	var list struct {
-		Value []json.RawMessage `json:"value"`
+		Value *[]json.RawMessage `json:"value"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, fmt.Errorf("read machine actions: %w", err)
 	}
-	out := make([]Action, 0, len(list.Value))
-	for _, raw := range list.Value {
+	if list.Value == nil {
+		return nil, errNoList("machine actions")
+	}
+	out := make([]Action, 0, len(*list.Value))
+	for _, raw := range *list.Value {
 		a, err := ParseAction(raw)
 		if err != nil {
 			return nil, err
@@ -538,10 +541,20 @@ func ParseMachine(body []byte) (Machine, error) {
 // ParseMachines reads a list answer {"value": [...]}.
 func ParseMachines(body []byte) ([]Machine, error) {
 	var list struct {
-		Value []Machine `json:"value"`
+		Value *[]Machine `json:"value"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, fmt.Errorf("read machines: %w", err)
 	}
-	return list.Value, nil
+	if list.Value == nil {
+		return nil, errNoList("machines")
+	}
+	return *list.Value, nil
+}
+
+// errNoList is a list answer without its "value" list ({} or "value":
+// null): not the API's form of an empty list ({"value": []}), so it is not
+// read as one. An action read as absent could be made a second time.
+func errNoList(what string) error {
+	return fmt.Errorf("read %s: the answer has no \"value\" list", what)
 }

@@ -893,7 +893,8 @@ func TestParseActions(t *testing.T) {
 			},
 		},
 		{name: "empty list", body: `{"value": []}`, want: []Action{}},
-		{name: "no value", body: `{"@odata.context": "x"}`, want: []Action{}},
+		{name: "no value", body: `{"@odata.context": "x"}`, wantErr: true},
+		{name: "value null", body: `{"value": null}`, wantErr: true},
 		{name: "an action without id", body: `{"value": [` + first + `, {"type": "Offboard"}]}`, wantErr: true},
 		{name: "value is not a list", body: `{"value": {}}`, wantErr: true},
 		{name: "not JSON", body: `<html></html>`, wantErr: true},
@@ -952,7 +953,7 @@ func TestParseMachines(t *testing.T) {
 		}
 	}
 
-	for _, bad := range []string{`<html></html>`, `{"value": "x"}`, ``} {
+	for _, bad := range []string{`<html></html>`, `{"value": "x"}`, ``, `{}`, `{"value": null}`} {
 		if m, err := ParseMachines([]byte(bad)); err == nil {
 			t.Errorf("ParseMachines(%q) = %+v, want an error", bad, m)
 		}
