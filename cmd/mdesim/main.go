@@ -77,28 +77,34 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	// Checked here, not when the server starts: a value that does not
-	// parse is bad usage (exit 2), not a failure to serve.
+	err := c.check() // before c is returned: it sets the secret
+	return c, err
+}
+
+// check reads the values that parse only as a whole, here and not when
+// the server starts: a value that does not parse is bad usage (exit 2),
+// not a failure to serve. It reads the client secret file.
+func (c *config) check() error {
 	if _, err := mdesim.ParseLimits(c.limits); err != nil {
-		return c, fmt.Errorf("--limits: %w", err)
+		return fmt.Errorf("--limits: %w", err)
 	}
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
-		return c, fmt.Errorf("--listen: %w", err)
+		return fmt.Errorf("--listen: %w", err)
 	}
 	if c.secret != "" && c.secretFile != "" {
-		return c, errors.New("--client-secret and --client-secret-file are exclusive")
+		return errors.New("--client-secret and --client-secret-file are exclusive")
 	}
 	if c.secretFile != "" {
 		b, err := os.ReadFile(c.secretFile)
 		if err != nil {
-			return c, fmt.Errorf("client secret: %w", err)
+			return fmt.Errorf("client secret: %w", err)
 		}
 		c.secret = strings.TrimSpace(string(b))
 		if c.secret == "" {
-			return c, fmt.Errorf("client secret file %s is empty", c.secretFile)
+			return fmt.Errorf("client secret file %s is empty", c.secretFile)
 		}
 	}
-	return c, nil
+	return nil
 }
 
 // parse parses args into fs, whose output is discarded; on --help it
