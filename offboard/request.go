@@ -54,8 +54,9 @@ func (r Request) AttemptOrFirst() int { return max(r.Attempt, 1) }
 // The forms are checked byte by byte: a request is parsed once by the
 // worker and once by every publisher that checks before it sends.
 
-// validRequestID: [A-Za-z0-9._:-]{1,128}.
-func validRequestID(id string) bool {
+// ValidRequestID says whether id has the form of a request id:
+// [A-Za-z0-9._:-]{1,128}.
+func ValidRequestID(id string) bool {
 	if len(id) < 1 || len(id) > 128 {
 		return false
 	}
@@ -195,7 +196,7 @@ func checkRequestID(id string) error {
 	switch {
 	case id == "":
 		return errors.New("requestId is missing")
-	case !validRequestID(id):
+	case !ValidRequestID(id):
 		return fmt.Errorf("requestId %s does not match [A-Za-z0-9._:-]{1,128}", Quote(id))
 	}
 	return nil

@@ -121,7 +121,7 @@ func (l *deadList) add(d deadLetter) {
 		if r := []rune(msg); len(r) > 80 {
 			msg = string(r[:79]) + "…"
 		}
-		fmt.Fprintf(l.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Tenant, orNone(d.RequestID), d.Attempt, d.Code, msg, d.Age)
+		fmt.Fprintf(l.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Tenant, shownID(d.RequestID), d.Attempt, d.Code, msg, d.Age)
 		return
 	}
 	b, err := json.MarshalIndent(d, "  ", "  ")
@@ -229,6 +229,17 @@ func (c *cli) readDead(m jetstream.Msg, now time.Time) deadLetter {
 	_ = json.Unmarshal(d.body, &r)
 	d.RequestID, d.Attempt = r.RequestID, max(r.Attempt, 1)
 	return d
+}
+
+// shownID is a dead letter's request id as shown: as it is when it has a
+// request id's form, else escaped as the worker's messages show it. The
+// body is the publisher's, and a request id that failed its checks may
+// hold a newline or a terminal escape that would forge lines.
+func shownID(id string) string {
+	if id == "" || offboard.ValidRequestID(id) {
+		return orNone(id)
+	}
+	return offboard.Quote(id)
 }
 
 func age(d time.Duration) string {

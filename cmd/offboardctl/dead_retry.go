@@ -77,7 +77,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(code))
 		default:
 			return fmt.Errorf("dead letter %d of tenant %s: %s failed again since: its latest dead letter is %d, with code %s, not %s",
-				seq, tenant, latest.RequestID, latest.Seq, latest.Code, code)
+				seq, tenant, shownID(latest.RequestID), latest.Seq, latest.Code, code)
 		}
 		picked = []deadLetter{latest}
 	}
@@ -101,7 +101,7 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			// One more would wrap around to a negative attempt, which
 			// the worker refuses as invalid_request.
 			errs = append(errs, fmt.Errorf("dead letter %d: %s is at attempt %d, the highest there is, and cannot be retried under its request id; publish it anew under a new request id",
-				d.Seq, d.RequestID, high))
+				d.Seq, shownID(d.RequestID), high))
 			continue
 		}
 		attempt := high + 1
@@ -190,6 +190,11 @@ func latestOf(ds []deadLetter, d deadLetter) deadLetter {
 func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt int) (*jetstream.PubAck, error) {
 	if d.RequestID == "" {
 		return nil, errors.New("its body has no request id: it cannot be retried under one (fix it and publish it anew)")
+	}
+	if !offboard.ValidRequestID(d.RequestID) {
+		// The worker would refuse the retry as it refused the request;
+		// and the id would go into the retry's Nats-Msg-Id header.
+		return nil, fmt.Errorf("its request id %s is not one ([A-Za-z0-9._:-]{1,128}): it cannot be retried under it (fix it and publish it anew)", shownID(d.RequestID))
 	}
 	if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != tenant {
 		return nil, fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), tenant)

@@ -465,3 +465,41 @@ func TestDeadListInterruptedIsStillJSON(t *testing.T) {
 		t.Errorf("exit %d, %d listed (%v): %s; stderr %q", code, len(ds), err, out.String(), errb.String())
 	}
 }
+
+// A dead letter's request id is the publisher's, unchecked when the
+// request failed its checks for it: dead ls shows it escaped, so that a
+// newline or a terminal escape in it forges no line, and dead retry
+// refuses it (the worker would refuse the retry again) and publishes
+// nothing for it.
+func TestDeadLetterWithAnInvalidRequestID(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	evil := "x-1\n99  contoso  forged  1  api_error  \x1b[2J"
+	body, err := json.Marshal(map[string]string{"requestId": evil, "machineId": a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+	m.Data = body
+	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeInvalidRequest)
+	m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ctl(t, url, "dead", "ls", "contoso")
+	if code != exitOK || strings.Count(out, "\n") != 2 || strings.Contains(out, "\x1b") || !strings.Contains(out, offboard.Quote(evil)) {
+		t.Errorf("dead ls: exit %d, stdout %q, stderr %q; want the header and one line, the id escaped", code, out, errs)
+	}
+	code, out, errs = ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitFailed || strings.Count(strings.TrimSpace(errs), "\n") != 0 || strings.Contains(out+errs, "\x1b") ||
+		!strings.Contains(errs, "is not one") || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	err = scan(t.Context(), js, offboard.StreamRequests, offboard.Subjects{}.Request("contoso", offboard.Normal), func(m jetstream.Msg) {
+		t.Errorf("published: %q", m.Data())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
