@@ -121,6 +121,9 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	if r.prio != offboard.Bulk && r.prio != offboard.Normal {
 		return nil, usagef("--priority %q: want bulk or normal", f.priority)
 	}
+	if err := r.set.CheckComment(); err != nil {
+		return nil, usagef("--comment: %v", err)
+	}
 	if f.rate != "" {
 		ws, err := campaign.ParseWindows(f.rate)
 		if err != nil {

@@ -111,6 +111,18 @@ type Settings struct {
 	DryRun  bool
 }
 
+// CheckComment refuses a comment for rows without their own that the
+// worker would refuse in every such row: too long, or holding control
+// characters.
+func (s Settings) CheckComment() error {
+	if !utf8.ValidString(s.Comment) {
+		return errors.New("comment is not UTF-8")
+	}
+	// A row of a valid device: only the comment can make it invalid.
+	_, _, err := s.Request(Row{N: 1, MachineID: strings.Repeat("0", 40)})
+	return err
+}
+
 // Request is the row's request and its body, checked as the worker will
 // check it. On error the request holds the fields that passed their check.
 func (s Settings) Request(row Row) (offboard.Request, []byte, error) {
