@@ -71,7 +71,7 @@ type controlEvent struct {
 }
 
 func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaign.Mark) error {
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -339,7 +339,7 @@ func (r *campaignRun) readCSV() error {
 }
 
 func (r *campaignRun) run(ctx context.Context) error {
-	if _, err := r.c.connect(); err != nil {
+	if _, err := r.c.connect(ctx); err != nil {
 		return err
 	}
 	js, err := jetstream.New(r.c.nc, jetstream.WithPublishAsyncMaxPending(r.f.maxPending),

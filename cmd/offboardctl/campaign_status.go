@@ -49,7 +49,7 @@ func newCampaignStatusCmd(c *cli) *cobra.Command {
 }
 
 func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campaign.Window, asJSON bool) error {
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}

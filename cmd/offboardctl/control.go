@@ -166,7 +166,7 @@ func budgetCommand(c *cli) *cobra.Command {
 // checkBudgetWindow refuses a budget whose window the budget journal
 // cannot count: the worker would ignore it (internal/worker/budget.go).
 func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Window) error {
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}
@@ -185,7 +185,7 @@ func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Wind
 
 // apply writes a change and says what it did.
 func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -185,7 +185,7 @@ func (c *cli) deadLetters(ctx context.Context, tenant string) ([]deadLetter, err
 // removed from the tenants files may still have dead letters: they are
 // read all the same.
 func (c *cli) eachDead(ctx context.Context, tenant string, fn func(deadLetter)) error {
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return err
 	}

@@ -214,7 +214,7 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 		m.Header[k] = vs
 	}
 	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(tenant, d.RequestID, attempt))
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -268,8 +268,10 @@ func checkPrefix(prefix string) error {
 	return nil
 }
 
-// connect opens the NATS connection and JetStream, once.
-func (c *cli) connect() (jetstream.JetStream, error) {
+// connect opens the NATS connection and JetStream, once. An interrupt
+// (ctx) ends the wait for a server that does not answer, which
+// nats.Connect would wait for up to --connect-timeout.
+func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 	if c.js != nil {
 		return c.js, nil
 	}
@@ -277,13 +279,39 @@ func (c *cli) connect() (jetstream.JetStream, error) {
 		// A refused permission is told once, in the command's error
 		// (explainRefused), not as a raw line of its own.
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-	nc, err := nats.Connect(c.conn.URL, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), err)
+	type connected struct {
+		nc  *nats.Conn
+		err error
 	}
-	if err := queue.CheckReplies(nc, c.timeout); err != nil {
-		nc.Close()
-		return nil, err
+	done := make(chan connected, 1)
+	go func() {
+		nc, err := nats.Connect(c.conn.URL, opts...)
+		if err != nil {
+			done <- connected{err: fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), err)}
+			return
+		}
+		if err := queue.CheckReplies(nc, c.timeout); err != nil {
+			nc.Close()
+			done <- connected{err: err}
+			return
+		}
+		done <- connected{nc: nc}
+	}()
+	var nc *nats.Conn
+	select {
+	case r := <-done:
+		if r.err != nil {
+			return nil, r.err
+		}
+		nc = r.nc
+	case <-ctx.Done():
+		// The connection, should it come, is closed when it does.
+		go func() {
+			if r := <-done; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), context.Cause(ctx))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -2,8 +2,13 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
@@ -161,5 +166,49 @@ func TestVersion(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := run([]string{"--version"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "offboardctl version") {
 		t.Errorf("--version: exit %d, stdout %q", code, out.String())
+	}
+}
+
+// An interrupt while NATS has not answered the connection ends the
+// command at once, exit 1, not at the end of --connect-timeout: the
+// server here takes the connection and never says a word.
+func TestInterruptWhileConnecting(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		_ = ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			_ = c.Close()
+		}
+	})
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+		}
+	}()
+	ctx, interrupt := context.WithCancelCause(t.Context())
+	time.AfterFunc(200*time.Millisecond, func() { interrupt(errors.New("interrupt signal received")) })
+	start := time.Now()
+	var out, errb bytes.Buffer
+	code := runContext(ctx, []string{"--nats-url", "nats://alice:hunter2@" + ln.Addr().String(), "--connect-timeout", "1m", "status"}, &out, &errb)
+	if took := time.Since(start); took > 20*time.Second {
+		t.Errorf("the interrupt ended the command after %v", took)
+	}
+	if code != exitFailed || !strings.Contains(errb.String(), "interrupt") || strings.Contains(errb.String(), "hunter2") ||
+		strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -88,7 +88,7 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	if err != nil {
 		return err
 	}
-	js, err := c.connect()
+	js, err := c.connect(cmd.Context())
 	if err != nil {
 		return err
 	}

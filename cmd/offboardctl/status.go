@@ -160,7 +160,7 @@ type tenantConsumers struct {
 // status gathers the status of one tenant, or of every tenant whose
 // consumers exist.
 func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenantStatus, error) {
-	js, err := c.connect()
+	js, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
