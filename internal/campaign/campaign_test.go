@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,13 @@ func TestETA(t *testing.T) {
 	for n, want := range map[int]time.Duration{0: 0, 1: 0, 100: 0, 101: time.Minute, 1500: 14 * time.Minute, 1501: time.Hour, 3000: time.Hour, 3001: 2 * time.Hour} {
 		if got := DrainTime(n, DefaultWindows); got != want {
 			t.Errorf("DrainTime(%d) = %v, want %v", n, got, want)
+		}
+	}
+	// A window so long that the product overflows is the longest ETA, not
+	// one wrapped around to 0s or less.
+	for n, ws := range map[int][]Window{3: {{1, 2562047 * time.Hour}}, 5: {{100, time.Minute}, {1, 1000000 * time.Hour}}} {
+		if got := DrainTime(n, ws); got != math.MaxInt64 {
+			t.Errorf("DrainTime(%d, %v) = %v, want the longest", n, ws, got)
 		}
 	}
 	if got := (Estimate{Ahead: 100, Done: 50, Elapsed: 50 * time.Second}).ETA(); got != 100*time.Second {

@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -44,7 +45,13 @@ func DrainTime(n int, ws []Window) time.Duration {
 	}
 	var d time.Duration
 	for _, w := range ws {
-		d = max(d, time.Duration((n-1)/w.Count)*w.Length)
+		k := time.Duration((n - 1) / w.Count)
+		if k > 0 && w.Length > math.MaxInt64/k {
+			// Longer than a Duration holds (--rate 1/1000000h): the
+			// longest, rather than a product wrapped around to nothing.
+			return math.MaxInt64
+		}
+		d = max(d, k*w.Length)
 	}
 	return d
 }
