@@ -153,6 +153,10 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	return r, nil
 }
 
+// maxPendingLimit bounds --max-pending: a channel of that many waiting
+// acknowledgements is made at once, and a larger one ran out of memory.
+const maxPendingLimit = 1 << 16
+
 // checkPace refuses a --timeout, --progress-every or --max-pending out of
 // range.
 func (f runFlags) checkPace() error {
@@ -161,8 +165,8 @@ func (f runFlags) checkPace() error {
 		return usagef("--timeout %v: want a positive duration, or 0 to wait for every result", f.timeout)
 	case f.every <= 0:
 		return usagef("--progress-every %v: want a positive duration", f.every)
-	case f.maxPending < 1:
-		return usagef("--max-pending must be at least 1")
+	case f.maxPending < 1 || f.maxPending > maxPendingLimit:
+		return usagef("--max-pending must be from 1 to %d", maxPendingLimit)
 	}
 	return nil
 }

@@ -56,6 +56,8 @@ func TestCampaignBadUsage(t *testing.T) {
 		"report is csv, linked":      {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", link},
 		"report is a dir":            {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", dir},
 		"timeout negative":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--timeout", "-1s"},
+		"max pending huge":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--max-pending", "99999999999"},
+		"max pending zero":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--max-pending", "0"},
 		"progress zero":              {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "0s"},
 		"progress negative":          {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "-5s"},
 		"plan timeout zero":          {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "0s"},
