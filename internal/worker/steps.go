@@ -545,10 +545,13 @@ func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Res
 	return r, nil
 }
 
-// resolve finds the one device with the requested name.
+// resolve finds the one device with the requested name. A final dot is
+// left out of the lookup: Defender's names have none, and its filter
+// compares whole names; the devices it lists are matched as sameName
+// says, a final dot aside.
 func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
 	v, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) *mde.Verdict {
-		return j.t.Client.FindMachinesByName(ctx, j.req.ComputerDNSName)
+		return j.t.Client.FindMachinesByName(ctx, strings.TrimSuffix(j.req.ComputerDNSName, "."))
 	})
 	if err != nil || res != nil {
 		return res, err
