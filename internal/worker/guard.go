@@ -41,7 +41,12 @@ func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.
 	if dev.machine == nil {
 		return pol, "", "", nil, nil
 	}
-	pol.LastSeen = dev.machine.LastSeen
+	// In RFC 3339, as the result's schema has it: the API may give a time
+	// without a zone (read as UTC), or something that is no time (left
+	// out; a refusal's message quotes it).
+	if last, ok := dev.machine.LastSeenTime(); ok {
+		pol.LastSeen = last.Format(time.RFC3339Nano)
+	}
 	rule, why = refusal(g, dev.id, dev.machine, w.clock.Now())
 	return pol, rule, why, nil, nil
 }

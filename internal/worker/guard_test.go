@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -85,6 +88,38 @@ func TestDays(t *testing.T) {
 	for d, want := range map[time.Duration]string{90 * 24 * time.Hour: "90d", 72 * time.Hour: "3d", 36 * time.Hour: "36h0m0s", time.Minute: "1m0s"} {
 		if got := days(d); got != want {
 			t.Errorf("days(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestPolicyLastSeen: a result's policy.lastSeen is an RFC 3339 time in
+// UTC, as the result schema has it (format date-time), whatever form of
+// time the API gave: Defender's seven fractional digits stay as they are,
+// a time without a zone (which the API has been seen to answer, and the
+// guard reads as UTC) gets one, and a lastSeen that is no time is left
+// out (the refusal's message quotes it). It used to be copied as the API
+// gave it.
+func TestPolicyLastSeen(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	w := &Worker{clock: clockwork.NewFakeClockAt(now)}
+	day := config.Duration(24 * time.Hour)
+	j := &job{t: &tenantRun{Tenant: &Tenant{Config: &config.Tenant{Guards: config.Guards{RequireInactiveFor: &day}}}}, log: zap.NewNop()}
+	for lastSeen, want := range map[string]string{
+		"2026-11-20T02:37:24.8112783Z": "2026-11-20T02:37:24.8112783Z",
+		"2026-11-20T02:37:24.8112783":  "2026-11-20T02:37:24.8112783Z",
+		"2026-11-20T03:37:24+01:00":    "2026-11-20T02:37:24Z",
+		"yesterday":                    "",
+		"":                             "",
+	} {
+		dev := device{id: id, machine: &mde.Machine{ID: id, LastSeen: lastSeen}}
+		pol, _, _, res, err := w.judge(t.Context(), j, &dev)
+		if err != nil || res != nil || pol == nil {
+			t.Fatalf("lastSeen %q: policy %+v, result %+v, error %v", lastSeen, pol, res, err)
+		}
+		if pol.LastSeen != want {
+			t.Errorf("lastSeen %q: policy.lastSeen %q, want %q", lastSeen, pol.LastSeen, want)
 		}
 	}
 }
