@@ -190,6 +190,11 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 	case step == nextDone:
 		return v, nil, nil
 	case step == nextGiveUp:
+		if v.Class == mde.Throttled {
+			// The last 429 too pauses the tenant and counts: the next
+			// request must not call into the throttling.
+			c.pause(t, spec.api, v, j.log)
+		}
 		if unknown { // the last attempt may have worked after all
 			if res, err := spec.recheck(ctx); err != nil || res != nil {
 				return nil, res, err
