@@ -37,20 +37,26 @@ type Stored func(ctx context.Context) error
 
 // PublishJSONAsync is PublishJSON without the wait: the message goes out
 // at once, beside others, and the returned Stored waits for the stream's
-// acknowledgement.
-func PublishJSONAsync(js jetstream.JetStream, subject, msgID string, body []byte) (Stored, error) {
+// acknowledgement. Once that has returned nil, repeat says whether the
+// stream dropped the message as a repeat of its message id.
+func PublishJSONAsync(js jetstream.JetStream, subject, msgID string, body []byte) (s Stored, repeat func() bool, err error) {
 	f, err := js.PublishMsgAsync(jsonMsg(subject, msgID, body))
 	if err != nil {
-		return nil, fmt.Errorf("publish to %s: %w", subject, err)
+		return nil, nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
-	return awaitAck(f, "publish to "+subject), nil
+	var dup bool
+	return awaitAck(f, "publish to "+subject, &dup), func() bool { return dup }, nil
 }
 
-// awaitAck waits for an asynchronous publish's acknowledgement.
-func awaitAck(f jetstream.PubAckFuture, what string) Stored {
+// awaitAck waits for an asynchronous publish's acknowledgement; dup, if
+// not nil, is set to whether the stream dropped the message as a repeat.
+func awaitAck(f jetstream.PubAckFuture, what string, dup *bool) Stored {
 	return func(ctx context.Context) error {
 		select {
-		case <-f.Ok():
+		case pa := <-f.Ok():
+			if dup != nil && pa != nil {
+				*dup = pa.Duplicate
+			}
 			return nil
 		case err := <-f.Err():
 			return fmt.Errorf("%s: %w", what, err)
@@ -94,7 +100,7 @@ func PublishDeadAsync(js jetstream.JetStream, subject string, orig jetstream.Msg
 	if err != nil {
 		return nil, fmt.Errorf("publish dead letter to %s: %w", subject, err)
 	}
-	return awaitAck(f, "publish dead letter to "+subject), nil
+	return awaitAck(f, "publish dead letter to "+subject, nil), nil
 }
 
 // deadSeqPrefix begins the message id of a dead letter named by its

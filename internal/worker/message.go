@@ -431,7 +431,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 			return
 		}
 	}
-	pubs, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data)
+	pubs, repeat, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data)
 	if err == nil {
 		err = queue.WaitStored(pctx, append(stores, pubs...)...)
 	}
@@ -439,7 +439,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		w.leave(j, err)
 		return
 	}
-	w.countResult(j.t.name, j.msg, res)
+	w.countResult(j.t.name, j.msg, res, repeat())
 	w.startTracking(pctx, j, res)
 	w.ack(pctx, j)
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
@@ -499,7 +499,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
-	stores, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, &res, e.Result)
+	stores, repeat, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, &res, e.Result)
 	if err == nil {
 		err = queue.WaitStored(pctx, stores...)
 	}
@@ -507,7 +507,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 		w.leave(j, err)
 		return
 	}
-	w.countResult(j.t.name, j.msg, &res)
+	w.countResult(j.t.name, j.msg, &res, repeat())
 	w.startTracking(pctx, j, &res) // in case a crash came between result and tracking
 	w.ack(pctx, j)
 	j.log.Info("request answered from the ledger", zap.String("outcome", res.Outcome), zap.Uint64("first_seq", e.Seq))
@@ -515,32 +515,38 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 
 // publish stores the result, and a dead letter if it failed.
 func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
-	stores, err := w.publishAsync(tenant, msg, msgID, seq, res, data)
+	stores, repeat, err := w.publishAsync(tenant, msg, msgID, seq, res, data)
 	if err == nil {
 		err = queue.WaitStored(ctx, stores...)
 	}
 	if err != nil {
 		return err
 	}
-	w.countResult(tenant, msg, res)
+	w.countResult(tenant, msg, res, repeat())
 	return nil
 }
 
 // publishAsync sends the result, and a dead letter of msg (the request at
 // seq) if it failed, side by side; the returned stores
-// wait for them.
-func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) ([]queue.Stored, error) {
+// wait for them, and repeat then says whether the results stream dropped
+// the result as a repeat of its message id.
+func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) (stores []queue.Stored, repeat func() bool, err error) {
 	s := w.opts.Settings.Subjects
-	result, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
+	result, repeat, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
 	if err != nil || res.Error == nil {
-		return []queue.Stored{result}, err
+		return []queue.Stored{result}, repeat, err
 	}
 	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, res.Error.Code, res.Error.Message)
-	return []queue.Stored{result, dead}, err
+	return []queue.Stored{result, dead}, repeat, err
 }
 
-// countResult counts a stored result and records its time.
-func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Result) {
+// countResult counts a stored result and records its time. A repeat, the
+// results stream dropped (a request answered again from the ledger, its
+// result already out), is not counted again.
+func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Result, repeat bool) {
+	if repeat {
+		return
+	}
 	code := ""
 	if res.Error != nil {
 		code = res.Error.Code
