@@ -3,6 +3,7 @@ package control_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -371,4 +372,41 @@ func twoConnections(t *testing.T) (jetstream.JetStream, jetstream.JetStream) {
 	}
 	_, js2 := c.Connect(t)
 	return js, js2
+}
+
+// TestUnreadableBudgetEntryIsNotLogged: a budget entry written by hand
+// whose value does not read as a budget (a secret pasted there) is not
+// quoted in the watcher's log, read at start or changed live; a budget
+// that reads as one is.
+func TestUnreadableBudgetEntryIsNotLogged(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const secret = "Abc8Q~S3cret.value"
+	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"`+secret+`","by":"cron"}`)); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	w := startWatcher(t, js, zap.New(core))
+	ch := w.Changed()
+	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"`+secret+`/1h","by":"cron"}`)); err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+	ch = w.Changed()
+	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"50/24h","by":"cron"}`)); err != nil {
+		t.Fatal(err)
+	}
+	<-ch
+	for _, e := range logs.All() {
+		if line := fmt.Sprint(e.Message, " ", e.ContextMap()); strings.Contains(line, "S3cret") {
+			t.Errorf("log line quotes the entry's value: %s", line)
+		}
+	}
+	if n := logs.FilterField(zap.String("budget", "50/24h")).Len(); n != 1 {
+		t.Errorf("%d log lines name the budget 50/24h, want 1: %v", n, logs.All())
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -206,9 +207,14 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 		zap.String("tenant", c.tenant), zap.String("control", c.kind),
 		zap.String("by", c.entry.By), zap.String("reason", c.entry.Reason), zap.Time("at", c.entry.At),
 	}
-	if c.kind == "pause" {
+	switch _, err := limiter.ParseWindow(c.entry.Value); {
+	case c.kind == "pause":
 		fields = append(fields, zap.String("priority", string(c.priority)), zap.Bool("paused", c.entry.Paused))
-	} else {
+	case err != nil && c.entry.Value != "":
+		// Not quoted: a value that is no budget could be anything, a
+		// secret pasted there included (the worker ignores it).
+		fields = append(fields, zap.String("budget", "(not a budget)"))
+	default:
 		fields = append(fields, zap.String("budget", c.entry.Value))
 	}
 	switch {
