@@ -155,7 +155,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad tenant id", strings.Replace("tenants:"+okTenant, "11111111-2222", "x", 1), "tenantId must be a GUID"},
 		{"no credential", strings.Replace("tenants:"+okTenant, "    clientSecretFile: /var/run/secrets/contoso/client-secret\n", "", 1), "set exactly one"},
 		{"two credentials", "tenants:" + okTenant + "    certificateFile: /c.pem\n", "clientSecretFile, certificateFile"},
-		{"bad cloud", "tenants:" + okTenant + "    cloud: mars\n", "cloud \"mars\""},
+		{"bad cloud", "tenants:" + okTenant + "    cloud: mars\n", "cloud: want commercial"},
 		{"http API", "tenants:" + okTenant + "    apiBaseURL: http://api.example.com\n", "only for loopback"},
 		{"http login", "tenants:" + okTenant + "    authorityHost: http://127.0.0.1:8443\n", "must use https"},
 		{"bad limit", "tenants:" + okTenant + "    limits:\n      offboard: [\"100 per minute\"]\n", "limits.offboard"},
@@ -206,8 +206,9 @@ func TestParseErrorQuotesNoValueWithABackquote(t *testing.T) {
 	}
 }
 
-// A limit, a budget or a protected device that does not read as one is
-// named by its place, never quoted: a secret pasted there would be shown.
+// A limit, a budget, a protected device or a cloud that does not read as
+// one is named by its place, never quoted: a secret pasted there would be
+// shown.
 func TestParseLimitAndGuardErrorsQuoteNoValue(t *testing.T) {
 	t.Parallel()
 	const secret = "Abc8Q~S3cret.value/1m"
@@ -216,6 +217,7 @@ func TestParseLimitAndGuardErrorsQuoteNoValue(t *testing.T) {
 		{"    guards:\n      budget: \"" + secret + "\"\n", "guards.budget: a limit's count"},
 		{"    guards:\n      protect:\n        machineIds: [\"" + secret + "\"]\n", "guards.protect.machineIds[0]: not a device id"},
 		{"    guards:\n      protect:\n        computerDnsNames: [\"[" + secret + "\"]\n", "guards.protect.computerDnsNames[0]: not a glob"},
+		{"    cloud: \"" + secret + "\"\n", "cloud: want commercial"},
 	} {
 		_, err := Parse([]byte("tenants:" + okTenant + tc.yaml))
 		if err == nil {

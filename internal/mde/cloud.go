@@ -1,6 +1,7 @@
 package mde
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -56,7 +57,12 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 	}
 	c, ok := Clouds[name]
 	if !ok {
-		return Cloud{}, fmt.Errorf("cloud %q: want commercial, gcc, gcc-high or dod", name)
+		// Not quoted: a value that is no cloud could be anything, a
+		// secret pasted in the wrong place included.
+		if _, ok := Clouds[strings.ToLower(name)]; ok {
+			return Cloud{}, errors.New("cloud: want commercial, gcc, gcc-high or dod, in lower case")
+		}
+		return Cloud{}, errors.New("cloud: want commercial, gcc, gcc-high or dod")
 	}
 	if apiBaseURL != "" {
 		u, err := checkEndpoint(apiBaseURL)

@@ -124,8 +124,9 @@ func TestResolveCloudRefuses(t *testing.T) {
 		cloud, apiBase, authority string
 		wantInErr                 string
 	}{
-		{name: "unknown cloud", cloud: "china", wantInErr: `"china"`},
-		{name: "cloud names are exact", cloud: "Commercial", wantInErr: `"Commercial"`},
+		{name: "unknown cloud", cloud: "china", wantInErr: "cloud: want commercial"},
+		{name: "cloud names are exact", cloud: "Commercial", wantInErr: "in lower case"},
+		{name: "unknown cloud not quoted", cloud: "Abc8Q~S3cret", wantInErr: "cloud: want commercial"},
 		{name: "http on a public host", apiBase: "http://example.com", wantInErr: "apiBaseURL"},
 		{name: "http on a name that starts like localhost", apiBase: "http://localhost.example.com", wantInErr: "apiBaseURL"},
 		{name: "http on a name that starts like loopback", apiBase: "http://127.0.0.1.example.com", wantInErr: "apiBaseURL"},
@@ -154,6 +155,9 @@ func TestResolveCloudRefuses(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tt.wantInErr) {
 				t.Errorf("error %q does not name %q", err, tt.wantInErr)
+			}
+			if strings.Contains(err.Error(), "S3cret") {
+				t.Errorf("error %q quotes the cloud", err)
 			}
 			if strings.Contains(err.Error(), ":pass@") || strings.Contains(err.Error(), ":p@") {
 				t.Errorf("error %q shows the URL's password", err)
