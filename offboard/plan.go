@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -185,21 +186,48 @@ func planCSV(ctx context.Context, js jetstream.JetStream, r *PlanReply) ([]byte,
 
 // DrainTime is how long n offboard calls take at best under the limits,
 // with no other call in the windows: the start of the last call in the
-// earliest schedule the windows allow.
+// earliest schedule the windows allow. The k-th call (0-based) starts no
+// earlier than Window after the (k-Count)-th, in every limit: 3000 calls
+// under 100/1m and 1500/1h end at 1h14m (the hour window lets the
+// 1501st call go at 1h, and the minute window then paces the rest).
+// It counts call by call, keeping only the last Count starts; more than
+// MaxDrainCalls calls, or a time past what a Duration holds, is the
+// longest Duration.
 func DrainTime(limits []PlanLimit, n int) time.Duration {
 	if n <= 0 {
 		return 0
 	}
-	starts := make([]time.Duration, n)
-	for k := range starts {
-		for _, l := range limits {
-			if l.Count > 0 && k >= l.Count {
-				starts[k] = max(starts[k], starts[k-l.Count]+l.Window)
-			}
+	if n > MaxDrainCalls {
+		return math.MaxInt64
+	}
+	size := 1
+	for _, l := range limits {
+		if l.Count > 0 {
+			size = max(size, l.Count+1)
 		}
 	}
-	return starts[n-1]
+	starts := make([]time.Duration, min(size, n)) // starts[k % len]
+	var last time.Duration
+	for k := range n {
+		last = 0
+		for _, l := range limits {
+			if l.Count <= 0 || k < l.Count {
+				continue
+			}
+			prev := starts[(k-l.Count)%len(starts)]
+			if l.Window > math.MaxInt64-prev {
+				return math.MaxInt64
+			}
+			last = max(last, prev+l.Window)
+		}
+		starts[k%len(starts)] = last
+	}
+	return last
 }
+
+// MaxDrainCalls bounds the calls DrainTime counts one by one: at 1500
+// calls an hour, more than 760 years of them.
+const MaxDrainCalls = 10_000_000
 
 // WriteSummary writes a plan's summary for people: count, oldest and
 // newest lastSeen, counts by platform, health and device group, the

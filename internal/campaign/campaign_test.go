@@ -46,7 +46,7 @@ func TestNames(t *testing.T) {
 
 func TestETA(t *testing.T) {
 	t.Parallel()
-	for n, want := range map[int]time.Duration{0: 0, 1: 0, 100: 0, 101: time.Minute, 1500: 14 * time.Minute, 1501: time.Hour, 3000: time.Hour, 3001: 2 * time.Hour} {
+	for n, want := range map[int]time.Duration{0: 0, 1: 0, 100: 0, 101: time.Minute, 1500: 14 * time.Minute, 1501: time.Hour, 1601: time.Hour + time.Minute, 3000: time.Hour + 14*time.Minute, 3001: 2 * time.Hour} {
 		if got := DrainTime(n, DefaultWindows); got != want {
 			t.Errorf("DrainTime(%d) = %v, want %v", n, got, want)
 		}

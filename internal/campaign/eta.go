@@ -2,10 +2,11 @@ package campaign
 
 import (
 	"fmt"
-	"math"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Window is one quota window: at most Count calls in any Length.
@@ -37,23 +38,13 @@ func ParseWindows(s string) ([]Window, error) {
 }
 
 // DrainTime is how long n calls take under the windows, starting with
-// every window empty: the k-th call (0-based) can start no earlier than
-// floor(k / Count) × Length in each window; the last call sets the time.
+// every window empty (offboard.DrainTime).
 func DrainTime(n int, ws []Window) time.Duration {
-	if n <= 0 {
-		return 0
+	limits := make([]offboard.PlanLimit, len(ws))
+	for i, w := range ws {
+		limits[i] = offboard.PlanLimit{Count: w.Count, Window: w.Length}
 	}
-	var d time.Duration
-	for _, w := range ws {
-		k := time.Duration((n - 1) / w.Count)
-		if k > 0 && w.Length > math.MaxInt64/k {
-			// Longer than a Duration holds (--rate 1/1000000h): the
-			// longest, rather than a product wrapped around to nothing.
-			return math.MaxInt64
-		}
-		d = max(d, k*w.Length)
-	}
-	return d
+	return offboard.DrainTime(limits, n)
 }
 
 // Estimate is what the end of a campaign is estimated from.
