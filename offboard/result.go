@@ -128,8 +128,9 @@ type Policy struct {
 	// Checked lists the kinds of guard configured: "protect",
 	// "requireInactiveFor".
 	Checked []string `json:"checked"`
-	// LastSeen is the device's lastSeen as Defender reported it, when the
-	// device was read.
+	// LastSeen is the device's lastSeen as Defender reported it, in RFC
+	// 3339 and UTC with Defender's precision, when the device was read
+	// and its lastSeen is a time.
 	LastSeen string `json:"lastSeen,omitempty"`
 }
 
