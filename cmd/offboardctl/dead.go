@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -65,7 +66,9 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 			tenant := ""
 			if len(args) == 1 {
 				tenant = args[0]
-				if err := checkTenantArg(tenant); err != nil {
+				if err := checkTenantArg(tenant); err != nil && tenant != queue.UnknownTenant {
+					// _unknown holds the dead letters of subjects whose
+					// tenant is no tenant name: listed, not retried.
 					return err
 				}
 			}
@@ -202,7 +205,7 @@ func (c *cli) eachDead(ctx context.Context, tenant string, fn func(deadLetter)) 
 	if err != nil {
 		return err
 	}
-	if tenant != "" && !seen {
+	if tenant != "" && tenant != queue.UnknownTenant && !seen {
 		kctx, cancel := context.WithTimeout(ctx, c.timeout)
 		defer cancel()
 		return knownTenant(kctx, js, tenant, "it has no dead letters either", "")

@@ -390,6 +390,31 @@ func TestDeadOfAnUnknownTenant(t *testing.T) {
 	}
 }
 
+// The dead letters of requests on a subject whose tenant is no tenant name
+// are kept under _unknown: dead ls lists them by that name (none is no
+// error: no worker sets up _unknown); dead retry refuses it, since their
+// retries would only be refused again.
+func TestDeadOfSubjectsWithoutATenant(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	if code, out, errs := ctl(t, url, "dead", "ls", "_unknown"); code != exitOK || strings.TrimSpace(out) != "SEQ  TENANT  REQUEST ID  ATTEMPT  CODE  MESSAGE  AGE" {
+		t.Errorf("dead ls _unknown, none: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	m := nats.NewMsg(offboard.Subjects{}.Dead("_unknown"))
+	m.Data = []byte(`{"requestId":"up-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
+	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeUnknownTenant)
+	m.Header.Set(offboard.HeaderOriginalSubject, "mde.offboard.request.Contoso")
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := ctl(t, url, "dead", "ls", "_unknown", "--code", offboard.CodeUnknownTenant); code != exitOK || !strings.Contains(out, "up-1") {
+		t.Errorf("dead ls _unknown: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, _, errs := ctl(t, url, "dead", "retry", "_unknown", "--all"); code != exitUsage {
+		t.Errorf("dead retry _unknown: exit %d, stderr %q", code, errs)
+	}
+}
+
 // A dead letter at the largest attempt there is cannot be retried under
 // its request id: one more would wrap around to a negative attempt. It
 // is refused, one line, exit 1, and nothing is published for it; the
