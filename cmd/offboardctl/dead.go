@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -120,7 +121,7 @@ func (l *deadList) add(d deadLetter) {
 	}
 	l.n++
 	if !l.asJSON {
-		msg := d.Message
+		msg := printable(d.Message)
 		if r := []rune(msg); len(r) > 80 {
 			msg = string(r[:79]) + "…"
 		}
@@ -244,6 +245,28 @@ func shownID(id string) string {
 	}
 	return offboard.Quote(id)
 }
+
+// printable shows a dead letter's message in a table: the text of an API
+// or proxy answer may hold terminal escapes or tabs, which would redraw
+// the screen or shift the columns. Such a character is written escaped,
+// as Go quotes it; the rest is left as it is.
+func printable(s string) string {
+	if !strings.ContainsFunc(s, notPrintable) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if notPrintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
 
 func age(d time.Duration) string {
 	switch {

@@ -528,3 +528,22 @@ func TestDeadLetterWithAnInvalidRequestID(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A dead letter's message, text of an API or proxy answer, is shown in
+// the table with its terminal escapes and tabs escaped: they would redraw
+// the screen or shift the columns.
+func TestDeadListEscapesTheMessage(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+	m.Data = []byte(`{"requestId":"esc-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
+	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeAPIError)
+	m.Header.Set(offboard.HeaderErrorMessage, "HTTP 502: \x1b[2J\x1b[Hall clear\tcreated ✓")
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ctl(t, url, "dead", "ls", "contoso")
+	if code != exitOK || strings.ContainsAny(out, "\x1b\t") || !strings.Contains(out, `HTTP 502: \x1b[2J\x1b[Hall clear\tcreated ✓`) {
+		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
