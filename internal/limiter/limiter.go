@@ -182,6 +182,17 @@ func (l *Limiter) Windows() []Window { return slices.Clone(l.windows) }
 // means no time is known: capacity comes back only when a call under way
 // completes (here, or another replica's when it comes due).
 func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
+	return l.TryAcquireAhead(now, 0)
+}
+
+// TryAcquireAhead is TryAcquire for a call that may be prepared ahead of
+// its place: a place that frees within ahead is taken now, and the
+// permit's NotBefore says when it frees. The call's journal entry can
+// then be written meanwhile, so that the call goes out the moment its
+// place frees; it must not go out before. Until then the permit counts as
+// a call under way here, and, once entered in the journal, in the other
+// replicas too: the place is counted early, never late.
+func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -189,10 +200,10 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 	if !ok || recheck {
 		return nil, 0
 	}
-	if next.After(now) {
+	if next.After(now.Add(ahead)) {
 		return nil, next.Sub(now)
 	}
-	return l.takeLocked(now, false), 0
+	return l.takeAtLocked(now, next, false), 0
 }
 
 // Available says how many calls could start at now one after the other,
@@ -234,9 +245,42 @@ func (l *Limiter) takeLocked(now time.Time, low bool) *Permit {
 	return &Permit{l: l, low: low}
 }
 
+// takeAtLocked takes a permit at now for a place that frees at next (at
+// or before now: free now).
+func (l *Limiter) takeAtLocked(now, next time.Time, low bool) *Permit {
+	if !next.After(now) {
+		return l.takeLocked(now, low)
+	}
+	l.held++
+	if l.spread != nil {
+		// The token is there by next, not now: reserved, it is counted
+		// now as taken, where AllowN would take none.
+		l.spread.ReserveN(now, 1)
+	}
+	return &Permit{l: l, low: low, notBefore: next}
+}
+
 // Acquire blocks until a call may start, then returns its permit.
 func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
 	return l.acquire(ctx, false, true, 0)
+}
+
+// AcquireAhead is AcquireWithin for a call prepared ahead of its place
+// (TryAcquireAhead): it waits, for twice the lead at most, for a place
+// that frees within lead, and takes it ahead once it frees within ahead.
+// nil: no permit within the lead (or ctx ended).
+func (l *Limiter) AcquireAhead(ctx context.Context, lead, ahead time.Duration) *Permit {
+	clock := l.tenant.clock
+	p, wait := l.TryAcquireAhead(clock.Now(), ahead)
+	if p != nil || wait == 0 || wait > lead {
+		return p
+	}
+	actx, cancel := clockwork.WithTimeout(ctx, clock, 2*lead)
+	defer cancel()
+	if p, _ = l.acquireAhead(actx, ahead); p == nil && ctx.Err() == nil {
+		p, _ = l.TryAcquireAhead(clock.Now(), ahead)
+	}
+	return p
 }
 
 // AcquireLow is Acquire for work that must never take quota from the rest:
@@ -281,10 +325,21 @@ func (l *Limiter) WaitWithin(ctx context.Context, lead time.Duration) error {
 // acquire waits until a call may start and, if take, takes its permit.
 // Without take, it returns lead before a call may start.
 func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duration) (*Permit, error) {
-	ahead := lead
 	if take {
-		ahead = 0 // a permit is never handed out early
+		lead = 0 // a permit is handed out early only with its NotBefore (acquireAhead)
 	}
+	return l.acquireWith(ctx, low, take, lead)
+}
+
+// acquireAhead waits until a call's place frees within ahead, and takes
+// its permit, with its NotBefore.
+func (l *Limiter) acquireAhead(ctx context.Context, ahead time.Duration) (*Permit, error) {
+	return l.acquireWith(ctx, false, true, ahead)
+}
+
+// acquireWith waits until a call may start within ahead of now and, if
+// take, takes its permit: for a place not free yet, with its NotBefore.
+func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Duration) (*Permit, error) {
 	t := l.tenant
 	for {
 		t.mu.Lock()
@@ -297,7 +352,7 @@ func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duratio
 		if ok && !next.After(now.Add(lead)) {
 			var p *Permit
 			if take {
-				p = l.takeLocked(now, low)
+				p = l.takeAtLocked(now, next, low)
 			}
 			t.mu.Unlock()
 			return p, nil
@@ -476,6 +531,10 @@ type Permit struct {
 	l    *Limiter
 	low  bool
 	once sync.Once
+	// notBefore is when its place frees, for a permit handed out ahead
+	// of it (TryAcquireAhead): its call must not be sent earlier. Zero:
+	// at once.
+	notBefore time.Time
 
 	// Set by Record.
 	id  uint64
@@ -547,6 +606,11 @@ func countAfter(s []int64, v int64) int {
 	i, _ := slices.BinarySearch(s, v+1)
 	return len(s) - i
 }
+
+// NotBefore is when the permit's call may be sent: its place frees then.
+// Zero, or a time past, for a permit whose place was free when it was
+// handed out.
+func (p *Permit) NotBefore() time.Time { return p.notBefore }
 
 // CompleteNow is Complete at the limiter clock's current time.
 func (p *Permit) CompleteNow() { p.Complete(p.l.tenant.clock.Now()) }

@@ -302,12 +302,19 @@ func TestPropertyNoWindowExceeded(t *testing.T) {
 		if seed%2 == 1 {
 			burst = 1 + rng.IntN(10)
 		}
+		// Half the runs take their permits ahead of their places, as the
+		// worker's loop does, and send each call at its NotBefore.
+		var ahead time.Duration
+		if seed >= 3 {
+			ahead = time.Duration(1+rng.IntN(50)) * time.Millisecond
+		}
 		res := simulate(ws, simConfig{
 			burst:       burst,
 			arrivals:    arrivals,
 			concurrency: 1 + rng.IntN(8),
 			latency:     func() time.Duration { return time.Duration(rng.IntN(300)) * time.Millisecond },
 			pauseEvery:  500,
+			ahead:       ahead,
 			rng:         rng,
 		})
 		if res.completed != len(arrivals) {
@@ -318,7 +325,7 @@ func TestPropertyNoWindowExceeded(t *testing.T) {
 				t.Fatalf("seed %d: %d calls could fall in one %v window, limit %d", seed, n, w.Length, w.Count)
 			}
 		}
-		t.Logf("seed %d: %d calls over %v, concurrency %d", seed, len(arrivals), res.end.Round(time.Second), res.concurrency)
+		t.Logf("seed %d: %d calls over %v, concurrency %d, permits %v ahead", seed, len(arrivals), res.end.Round(time.Second), res.concurrency, ahead)
 	}
 }
 
@@ -399,7 +406,10 @@ type simConfig struct {
 	latency     func() time.Duration
 	pauseEvery  int // every n-th answer is a 429 pausing the tenant, 0: never
 	burst       int // spreading bucket, 0: none
-	rng         *rand.Rand
+	// ahead: permits are taken this long before their place frees
+	// (TryAcquireAhead), and each call is sent at its NotBefore.
+	ahead time.Duration
+	rng   *rand.Rand
 }
 
 type simResult struct {
@@ -448,21 +458,28 @@ func simulate(ws []Window, cfg simConfig) simResult {
 		}
 		wait := time.Duration(-1)
 		for queue > 0 && inflight.Len() < cfg.concurrency {
-			p, w := l.TryAcquire(epoch.Add(now))
+			p, w := l.TryAcquireAhead(epoch.Add(now), cfg.ahead)
 			if p == nil {
 				if w > 0 {
-					wait = w
+					wait = w - cfg.ahead
 				}
 				break
 			}
 			queue--
 			i := len(res.calls)
-			res.calls = append(res.calls, simCall{sent: now})
+			sent := now
+			if nb := p.NotBefore(); !nb.IsZero() {
+				if nb.Sub(epoch) > now+cfg.ahead {
+					panic(fmt.Sprintf("a permit taken at %v for %v, more than %v ahead", now, nb.Sub(epoch), cfg.ahead))
+				}
+				sent = max(sent, nb.Sub(epoch))
+			}
+			res.calls = append(res.calls, simCall{sent: sent})
 			permits[i] = p
 			heap.Push(inflight, struct {
 				at time.Duration
 				i  int
-			}{now + cfg.latency(), i})
+			}{sent + cfg.latency(), i})
 		}
 		// Advance to the next event.
 		at := time.Duration(1<<62 - 1)

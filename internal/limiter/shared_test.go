@@ -575,3 +575,48 @@ func TestLookAheadIsNoPlaceForAnotherReplicasCall(t *testing.T) {
 		t.Errorf("AvailableWithin %v at +3.99s = %d, want 1", lead, n)
 	}
 }
+
+// TestPermitAheadIsEnteredBeforeItsPlaceFrees: a permit taken ahead of its
+// place (TryAcquireAhead) is entered in the journal while the place is
+// still taken, so that its call can go out the moment it frees; the other
+// replica counts it from then on, and gets no place for its own call
+// where that one stands. No permit is taken further ahead than asked, nor
+// for a place a call still under way elsewhere holds (a look again).
+func TestPermitAheadIsEnteredBeforeItsPlaceFrees(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 2, Length: time.Second}}
+	const lease, ahead = 3 * time.Second, 5 * time.Millisecond
+	sa, a := j.process(t, clock, 0, lease, ws)
+	_, b := j.process(t, clock, 0, lease, ws)
+	first, second := call(t, a), call(t, a)
+	clock.Advance(10 * time.Millisecond)
+	first.CompleteNow() // its place frees at +1.01s
+	flush(t, sa)
+	clock.Advance(20 * time.Millisecond)
+	second.CompleteNow() // at +1.03s
+	flush(t, sa)
+
+	clock.Advance(960 * time.Millisecond) // +990ms: +1.01s is 20ms away
+	if p, wait := b.TryAcquireAhead(clock.Now(), ahead); p != nil || wait != 20*time.Millisecond {
+		t.Fatalf("TryAcquireAhead %v, 20ms before the place frees: permit %v, wait %v; want none for 20ms", ahead, p != nil, wait)
+	}
+	clock.Advance(17 * time.Millisecond) // +1.007s: 3ms before
+	p, _ := b.TryAcquireAhead(clock.Now(), ahead)
+	if p == nil || !p.NotBefore().Equal(epoch.Add(1010*time.Millisecond)) {
+		t.Fatalf("TryAcquireAhead %v, 3ms before the place frees: %v", ahead, p)
+	}
+	rctx, cancel := context.WithTimeout(t.Context(), 5*time.Second) // real time: a Record waiting for the place would wait for ever
+	defer cancel()
+	if _, err := p.Record(rctx); err != nil {
+		t.Fatalf("Record 3ms before its place frees: %v", err)
+	}
+	// a reads b's entry: the place freeing at +1.01s is b's call's.
+	if q, _ := a.TryAcquireAhead(clock.Now(), 30*time.Millisecond); q == nil || !q.NotBefore().Equal(epoch.Add(1030*time.Millisecond)) {
+		t.Fatalf("a, after b's entry: %v; want the place that frees at +1.03s", q)
+	}
+	if q, wait := a.TryAcquireAhead(clock.Now(), time.Hour); q != nil || wait != 0 {
+		t.Errorf("a, a third permit with the window full of calls under way: %v, wait %v", q != nil, wait)
+	}
+}

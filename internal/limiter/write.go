@@ -127,7 +127,15 @@ func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait
 		if q.id != 0 {
 			continue
 		}
-		if next, ok, _ := q.l.nextLocked(now, q.low, true); !ok || next.After(now) {
+		// A permit handed out ahead of its place (NotBefore) is entered
+		// if the place frees by then: its call does not go out earlier.
+		// A time to look again is no place.
+		next, ok, recheck := q.l.nextLocked(now, q.low, true)
+		at := now
+		if !recheck && q.notBefore.After(now) {
+			at = q.notBefore
+		}
+		if !ok || next.After(at) {
 			if q == p {
 				wait = &noRoom{changed: t.changed, now: now, next: next, ok: ok}
 			}

@@ -285,6 +285,14 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	if res, err := check(); err != nil || res != nil {
 		return nil, res, err
 	}
+	// A permit taken ahead of its place (aheadPermit) was entered while
+	// the place was still taken, so that the call goes out the moment it
+	// frees, and not before.
+	if wait := permit.NotBefore().Sub(c.clock.Now()); wait > 0 {
+		if err := sleepCtx(ctx, c.clock, wait); err != nil {
+			return nil, nil, err // nothing was sent: the deferred Release gives the place back
+		}
+	}
 	// Last, right before the call: the check may have read the device.
 	if t.limits.PausedUntil().After(c.clock.Now()) {
 		// A 429 came back while the entry was written: the entry stands

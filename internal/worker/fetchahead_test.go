@@ -115,3 +115,46 @@ func TestFetchAheadTakesOnePlaceAtATime(t *testing.T) {
 		t.Errorf("%d requests fetched to wait a whole window for their place, want 0", n)
 	}
 }
+
+// TestCallTakenAheadGoesOutWhenItsPlaceFrees: the loop takes a fetched
+// request's permit up to recordAhead before its place frees, so that the
+// call's entries are written meanwhile. The call itself must wait for the
+// place: sent earlier, the API could count it in the window it leaves.
+func TestCallTakenAheadGoesOutWhenItsPlaceFrees(t *testing.T) {
+	t.Parallel()
+	epoch := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(epoch)
+	lt := limiter.NewTenant(clock)
+	l := lt.Add(mde.APIOffboard, []limiter.Window{{Count: 1, Length: time.Second}})
+	first, _ := l.TryAcquire(epoch)
+	first.Complete(epoch) // its place frees at +1s
+	clock.Advance(time.Second - recordAhead + time.Millisecond)
+	w := &Worker{clock: clock}
+	tr := &tenantRun{name: "contoso", limits: lt}
+	p := w.aheadPermit(t.Context(), tr)
+	if p == nil || !p.NotBefore().Equal(epoch.Add(time.Second)) {
+		t.Fatalf("aheadPermit %v before the place frees: %v", recordAhead-time.Millisecond, p)
+	}
+	c := newCaller(clock, NewMetrics(prometheus.NewRegistry()), RetryPolicy{}, 1)
+	sent := make(chan time.Time, 1)
+	go func() {
+		_, _ = c.send(t.Context(), tr, mde.APIOffboard, p, func(context.Context) *mde.Verdict {
+			sent <- clock.Now()
+			return &mde.Verdict{Sent: true}
+		})
+	}()
+	bctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := clock.BlockUntilContext(bctx, 1); err != nil {
+		t.Fatalf("the call does not wait for its place: %v", err)
+	}
+	select {
+	case at := <-sent:
+		t.Fatalf("the call went out at +%v, before its place frees at +1s", at.Sub(epoch))
+	default:
+	}
+	clock.Advance(recordAhead - time.Millisecond)
+	if at := <-sent; !at.Equal(epoch.Add(time.Second)) {
+		t.Errorf("the call went out at +%v, want +1s", at.Sub(epoch))
+	}
+}

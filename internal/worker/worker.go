@@ -546,13 +546,24 @@ func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
 }
 
 // aheadPermit takes the permit of a request just fetched: at once if its
-// place is free, else when it frees within fetchAhead. The loop waits for
-// it, so that it fetches no more requests for the same place, and hands
-// out the places in the order the requests came. nil means the place went
-// elsewhere (a retry took it): the request waits for its permit itself.
+// place is free or frees within recordAhead, else when it does, within
+// fetchAhead. The loop waits for it, so that it fetches no more requests
+// for the same place, and hands out the places in the order the requests
+// came. nil means the place went elsewhere (a retry took it): the request
+// waits for its permit itself. A permit taken before its place frees
+// (limiter.Permit.NotBefore) has its journal and ledger entries written
+// meanwhile, and its call goes out when the place frees (sendChecked).
 func (w *Worker) aheadPermit(ctx context.Context, t *tenantRun) *limiter.Permit {
-	return t.limits.API(mde.APIOffboard).AcquireWithin(ctx, fetchAhead)
+	return t.limits.API(mde.APIOffboard).AcquireAhead(ctx, fetchAhead, recordAhead)
 }
+
+// recordAhead is how long before its place frees a fetched request's
+// permit is taken: about what the call's journal entry and ledger entry,
+// written side by side, take to be stored. Taken later, the place would
+// stand unused while they are written; earlier, the permit would count as
+// a call under way, here and in the other replicas, for longer than it
+// needs.
+const recordAhead = 5 * time.Millisecond
 
 // fetchAhead is how long before a place in the quota frees its tenant's
 // next requests are fetched: the fetch and the request's checks are then
