@@ -94,17 +94,34 @@ func (r *quotaRig) startSkewed(id int, skew time.Duration) *quotaReplica {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rp := &quotaReplica{id: id, shared: shared, tenant: tn, cancel: cancel, follow: follow}
-	for range 3 {
+	for i := range 3 {
 		rp.calls.Go(func() {
 			for {
-				p, err := l.Acquire(ctx)
-				if err != nil {
-					return
+				// One caller of three takes its permits ahead of their
+				// places, as the worker's loop does, and sends each call
+				// at its NotBefore.
+				var p *limiter.Permit
+				var err error
+				if i == 0 {
+					p = l.AcquireAhead(ctx, 40*time.Millisecond, 20*time.Millisecond)
+				}
+				if p == nil {
+					if p, err = l.Acquire(ctx); err != nil {
+						return
+					}
 				}
 				due, err := p.Record(ctx)
 				if err != nil {
 					p.Release()
 					return
+				}
+				if wait := p.NotBefore().Sub(r.clock.Now()); wait > 0 {
+					select {
+					case <-r.clock.After(wait):
+					case <-ctx.Done():
+						p.Release()
+						return
+					}
 				}
 				sent := r.clock.Now()
 				select {
