@@ -115,12 +115,12 @@ func RequestPlan(ctx context.Context, js jetstream.JetStream, s Subjects, tenant
 	if err := nc.PublishMsg(m); err != nil {
 		return nil, nil, fmt.Errorf("send plan request: %w", err)
 	}
-	reply, err := nextReply(ctx, sub, accept)
+	reply, err := nextReply(ctx, sub, tenant, accept)
 	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
 		return nil, nil, fmt.Errorf("tenant %s: %w within %v", tenant, ErrNoPlanner, accept)
 	}
 	for err == nil && reply.State == PlanWorking {
-		reply, err = nextReply(ctx, sub, 0)
+		reply, err = nextReply(ctx, sub, tenant, 0)
 	}
 	if err != nil {
 		return nil, nil, err
@@ -132,30 +132,38 @@ func RequestPlan(ctx context.Context, js jetstream.JetStream, s Subjects, tenant
 	return reply, csv, err
 }
 
-// nextReply waits for the next message on the reply subject, at most wait
-// when it is set.
-func nextReply(ctx context.Context, sub *nats.Subscription, wait time.Duration) (*PlanReply, error) {
+// nextReply waits for the next plan reply of tenant on the reply subject,
+// at most wait when it is set. Whatever else answers the request (a
+// stream that captures the plan subjects answers with its publish
+// acknowledgement, a tool listening on them may answer anything) is no
+// worker's reply: it is passed over, and the worker's is waited for.
+func nextReply(ctx context.Context, sub *nats.Subscription, tenant string, wait time.Duration) (*PlanReply, error) {
 	wctx := ctx
 	if wait > 0 {
 		var cancel context.CancelFunc
 		wctx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
 	}
-	msg, err := sub.NextMsgWithContext(wctx)
-	if err != nil {
-		if wctx.Err() != nil && ctx.Err() == nil {
-			return nil, nats.ErrTimeout
+	for {
+		msg, err := sub.NextMsgWithContext(wctx)
+		if err != nil {
+			if wctx.Err() != nil && ctx.Err() == nil {
+				return nil, nats.ErrTimeout
+			}
+			return nil, fmt.Errorf("wait for the plan: %w", err)
 		}
-		return nil, fmt.Errorf("wait for the plan: %w", err)
+		if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
+			return nil, nats.ErrNoResponders
+		}
+		var r PlanReply
+		if json.Unmarshal(msg.Data, &r) != nil || r.Tenant != tenant {
+			continue
+		}
+		switch r.State {
+		case PlanWorking, PlanDone, PlanFailed:
+			return &r, nil
+		}
 	}
-	if len(msg.Data) == 0 && msg.Header.Get("Status") == "503" {
-		return nil, nats.ErrNoResponders
-	}
-	var r PlanReply
-	if err := json.Unmarshal(msg.Data, &r); err != nil {
-		return nil, fmt.Errorf("read the worker's answer: %w", err)
-	}
-	return &r, nil
 }
 
 // planCSV is the plan's CSV, from the reply or the object store. The

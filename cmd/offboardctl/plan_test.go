@@ -479,3 +479,34 @@ func TestCampaignPlanWhileTheFilesDisagree(t *testing.T) {
 		t.Error("a plan was written")
 	}
 }
+
+// TestCampaignPlanOtherResponders: what else answers a plan request (a
+// stream that keeps the plan subjects answers with its publish
+// acknowledgement; a tool listening on them may answer for another
+// tenant, or anything) is passed over: the worker's plan is written.
+func TestCampaignPlanOtherResponders(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	js := e.js(t)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "AUDIT", Subjects: []string{offboard.Subjects{}.Plan(">")}}); err != nil {
+		t.Fatal(err)
+	}
+	nc := js.Conn()
+	if _, err := nc.Subscribe(offboard.Subjects{}.Plan("contoso"), func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"state":"done","tenant":"fabrikam","count":1,"csv":"bWFjaGluZUlkCg=="}`))
+		_ = m.Respond([]byte(`not json`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(e.dir, "audited.csv")
+	code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out)
+	if code != exitOK || !strings.Contains(stdout, "plan for tenant contoso: 193 devices") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if rows := readCSV(t, out); len(rows)-1 != 193 || !slices.Equal(rows[0], offboard.PlanHeader) {
+		t.Errorf("%d rows, header %v", len(rows)-1, rows[0])
+	}
+}
