@@ -30,6 +30,10 @@ type PlanRequest struct {
 	InactiveFor time.Duration `json:"inactiveFor"` // nanoseconds, > 0
 	Health      []string      `json:"healthStatus,omitempty"`
 	OS          []string      `json:"osPlatform,omitempty"`
+	// Timeout is how long the asker waits for the plan (nanoseconds; 0:
+	// not said): the worker gives the plan up then, as nobody would read
+	// it. RequestPlan sets it from its context's deadline.
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // Plan states, in the order a worker sends them on the reply subject.
@@ -98,6 +102,9 @@ var ErrNoPlanner = errors.New("no worker serving the tenant answered")
 // at all (ErrNoPlanner); ctx bounds the whole plan. A worker's refusal is
 // returned as the reply, with State PlanFailed, and no CSV.
 func RequestPlan(ctx context.Context, js jetstream.JetStream, s Subjects, tenant string, req PlanRequest, accept time.Duration) (*PlanReply, []byte, error) {
+	if deadline, ok := ctx.Deadline(); ok && req.Timeout <= 0 {
+		req.Timeout = time.Until(deadline)
+	}
 	data, err := json.Marshal(req)
 	if err != nil {
 		return nil, nil, err

@@ -510,3 +510,38 @@ func TestCampaignPlanOtherResponders(t *testing.T) {
 		t.Errorf("%d rows, header %v", len(rows)-1, rows[0])
 	}
 }
+
+// TestCampaignPlanTimeoutEndsThePlan: --timeout bounds the worker's side
+// of the plan too: once offboardctl gave up, the worker stops reading the
+// inventory, and the tenant is not left busy with a plan nobody reads.
+func TestCampaignPlanTimeoutEndsThePlan(t *testing.T) {
+	t.Parallel()
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	e := setupPlanWith(t, worker.PlanOptions{}, "400d", false, func(o *mdesim.Options) {
+		o.OnCall = func(c mdesim.Call) {
+			if c.API == mde.APIMachines {
+				select {
+				case held <- struct{}{}:
+					<-hold // the first plan's first page never comes
+				default:
+				}
+			}
+		}
+	})
+	t.Cleanup(func() { close(hold) })
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "3s", "--out", filepath.Join(e.dir, "first.csv"))
+	if code != exitFailed {
+		t.Fatalf("first plan: exit %d, stderr %q", code, stderr)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _, stderr = e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", filepath.Join(e.dir, "second.csv"))
+		if code == exitOK {
+			break
+		}
+		if !strings.Contains(stderr, "busy") || time.Now().After(deadline) {
+			t.Fatalf("second plan: exit %d, stderr %q", code, stderr)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

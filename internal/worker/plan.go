@@ -30,7 +30,8 @@ type PlanOptions struct {
 	// goes through the plans bucket (default: what fits the server's
 	// maximum payload once encoded).
 	InlineMax int
-	// Timeout bounds one plan (default 15m).
+	// Timeout bounds one plan (default 15m); a shorter timeout in the
+	// request (how long the asker waits) bounds it too.
 	Timeout time.Duration
 }
 
@@ -168,8 +169,14 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 	}
 	p.running[t.name] = p.w.clock.Now()
 	p.send(t, m.Reply, &offboard.PlanReply{State: offboard.PlanWorking, Tenant: t.name})
+	timeout := p.opts.Timeout
+	if req.Timeout > 0 {
+		// Past it nobody reads the plan, and it would hold the tenant
+		// busy and spend its machines quota all the same.
+		timeout = min(timeout, req.Timeout)
+	}
 	p.plans.Go(func() {
-		ctx, cancel := context.WithTimeout(p.ctx, p.opts.Timeout)
+		ctx, cancel := context.WithTimeout(p.ctx, timeout)
 		defer cancel()
 		reply := p.plan(ctx, t, req)
 		// Done before the answer goes: an asker who asks again at once
