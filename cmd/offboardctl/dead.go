@@ -246,9 +246,9 @@ func shownID(id string) string {
 	return offboard.Quote(id)
 }
 
-// printable shows a dead letter's message in a table: the text of an API
-// or proxy answer may hold terminal escapes or tabs, which would redraw
-// the screen or shift the columns. Such a character is written escaped,
+// printable shows a dead letter's message in a table, or a plan's
+// failure: the text of an API or proxy answer may hold terminal escapes,
+// tabs or line breaks, which would redraw the screen or shift the columns. Such a character is written escaped,
 // as Go quotes it; the rest is left as it is.
 func printable(s string) string {
 	if !strings.ContainsFunc(s, notPrintable) {

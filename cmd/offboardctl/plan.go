@@ -115,7 +115,9 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	if reply.State != offboard.PlanDone {
 		msg := "the worker gave no reason"
 		if reply.Error != nil {
-			msg = reply.Error.Code + ": " + reply.Error.Message
+			// The reason may quote the API's answer: its terminal
+			// escapes and line breaks are shown escaped.
+			msg = printable(reply.Error.Code + ": " + reply.Error.Message)
 		}
 		return fmt.Errorf("no plan for tenant %s: %s", f.tenant, msg)
 	}

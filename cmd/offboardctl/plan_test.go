@@ -545,3 +545,17 @@ func TestCampaignPlanTimeoutEndsThePlan(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestCampaignPlanFailureShownEscaped: the worker's reason for no plan
+// quotes the API's answer; its terminal escapes and line breaks are
+// shown escaped, on the one line of the error.
+func TestCampaignPlanFailureShownEscaped(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	e.sim.InjectStatus(e.tenantID, mde.APIMachines, 400, "ODataError", "bad\x1b[2J\x1b[Hfilter\nplan written", 1, 0)
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", filepath.Join(e.dir, "x.csv"))
+	if code != exitFailed || strings.Contains(stderr, "\x1b") || strings.Count(strings.TrimSpace(stderr), "\n") != 0 ||
+		!strings.Contains(stderr, `inventory_unreadable: read the inventory: HTTP 400 ODataError: bad\x1b[2J\x1b[Hfilter\nplan written`) {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
