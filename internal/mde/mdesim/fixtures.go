@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"strconv"
 	"strings"
@@ -125,7 +126,9 @@ func (s *Server) AddFixtures(f *Fixtures) {
 // parseAgo reads a Go duration or a number of days ("90d").
 func parseAgo(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
-		if n, err := strconv.Atoi(days); err == nil && n >= 0 {
+		// No more days than a Duration holds: more would wrap around to
+		// a device seen minutes ago, or in the future.
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && int64(n) <= math.MaxInt64/int64(24*time.Hour) {
 			return time.Duration(n) * 24 * time.Hour, nil
 		}
 	}

@@ -82,6 +82,7 @@ tenants:
 	for _, bad := range []string{
 		`tenants: [{tenantId: t, machines: [{id: xyz}]}]`,
 		`tenants: [{tenantId: t, machines: [{lastSeenAgo: soon}]}]`,
+		`tenants: [{tenantId: t, machines: [{lastSeenAgo: 213504d}]}]`, // 25 minutes, once wrapped around
 		`tenants: [{tenantId: t, machines: [{lastSeenAgo: 1d, lastSeen: 2025-01-01T00:00:00Z}]}]`,
 		`tenants: [{machines: []}]`,
 		`tenants: [{tenantId: t, machine: []}]`,
