@@ -440,7 +440,10 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		return
 	}
 	w.countResult(j.t.name, j.msg, res, repeat())
-	w.startTracking(pctx, j, res)
+	if err := w.startTracking(pctx, j, res); err != nil {
+		w.leave(j, err)
+		return
+	}
 	w.ack(pctx, j)
 	fields := []zap.Field{zap.String("outcome", res.Outcome), zap.String("machine_id", res.MachineID), zap.Int("attempts", res.Attempts)}
 	if res.Error != nil {
@@ -508,7 +511,11 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 		return
 	}
 	w.countResult(j.t.name, j.msg, &res, repeat())
-	w.startTracking(pctx, j, &res) // in case a crash came between result and tracking
+	// In case a crash, or a failure, came between result and tracking.
+	if err := w.startTracking(pctx, j, &res); err != nil {
+		w.leave(j, err)
+		return
+	}
 	w.ack(pctx, j)
 	j.log.Info("request answered from the ledger", zap.String("outcome", res.Outcome), zap.Uint64("first_seq", e.Seq))
 }
@@ -569,15 +576,19 @@ func (w *Worker) metricTenant(name string) string {
 }
 
 // startTracking follows the result's action, when the tenant asks for it.
-// It comes before the ack, so a crash cannot lose it; a failure is logged,
-// not fatal: the result stands.
-func (w *Worker) startTracking(ctx context.Context, j *job, res *offboard.Result) {
+// It comes before the ack, so a crash cannot lose it; nor can a failure
+// (its first event or its state not stored: NATS away for a moment): the
+// request is then left, not acked, and taken again, answered from the
+// ledger (the result stands, its repeat dropped by its message id), and
+// its action followed then.
+func (w *Worker) startTracking(ctx context.Context, j *job, res *offboard.Result) error {
 	if j.t.tracker == nil || len(res.MachineAction) == 0 {
-		return
+		return nil
 	}
 	if err := j.t.tracker.track(ctx, res); err != nil {
-		j.log.Warn("start tracking the action", zap.Error(err))
+		return fmt.Errorf("start tracking the action: %w", err)
 	}
+	return nil
 }
 
 // ack acknowledges a request whose result is stored, then deletes it from
