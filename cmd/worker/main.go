@@ -138,7 +138,7 @@ func defineFlags(fs *flag.FlagSet, c *cli) {
 	fs.BoolVar(&o.NoSetup, "no-setup", false, "do not create or update streams and consumers (use deploy/ definitions)")
 	fs.DurationVar(&o.Queue.Duplicates, "duplicate-window", 24*time.Hour, "duplicate window of the request and result streams")
 	fs.DurationVar(&o.Queue.ResultsMaxAge, "results-max-age", 0, "how long results are kept (0: forever)")
-	fs.DurationVar(&o.Queue.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long a completed request id is remembered")
+	fs.DurationVar(&o.Queue.LedgerTTL, "ledger-ttl", 30*24*time.Hour, "how long a completed request id is remembered; more than every tenant's tracking maxAge")
 	fs.DurationVar(&o.Queue.AckWait, "ack-wait", time.Minute, "how long a request may go without progress before redelivery")
 	fs.IntVar(&o.Queue.Replicas, "stream-replicas", 1, "stream replicas (clustered NATS)")
 	fs.DurationVar(&o.QuotaMargin, "quota-margin", app.DefaultQuotaMargin, "added to the call times other replicas wrote in the quota journal, for clock skew")

@@ -243,13 +243,15 @@ func TestCheckConfig(t *testing.T) {
 	}
 
 	// A file the worker would refuse against its flags is not valid
-	// either: a budget or a window longer than its journal keeps. No
-	// secret is read: the variable named is not set.
+	// either: a budget or a window longer than its journal keeps, a
+	// tracking longer than the ledger keeps its actions. No secret is
+	// read: the variable named is not set.
 	tenant := "tenants:\n  - name: contoso\n    tenantId: 11111111-2222-3333-4444-555555555555\n" +
 		"    clientId: 66666666-7777-8888-9999-000000000000\n    clientSecretEnv: MDE_TEST_UNSET_SECRET\n"
 	for name, tc := range map[string]struct{ extra, want string }{
-		"budget": {"    guards: {budget: \"10/100h\"}\n", "longer than the budget history"},
-		"window": {"    limits: {offboard: [\"10/3h\"]}\n", "quota history 2h0m0s is shorter"},
+		"budget":   {"    guards: {budget: \"10/100h\"}\n", "longer than the budget history"},
+		"window":   {"    limits: {offboard: [\"10/3h\"]}\n", "quota history 2h0m0s is shorter"},
+		"tracking": {"    tracking: {enabled: true, maxAge: 720h}\n", "not shorter than the ledger TTL 720h0m0s"},
 	} {
 		path := filepath.Join(dir, name+".yaml")
 		if err := os.WriteFile(path, []byte(tenant+tc.extra), 0o600); err != nil {
@@ -259,7 +261,7 @@ func TestCheckConfig(t *testing.T) {
 		if code := run([]string{"--check-config", "--config", path}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), tc.want) {
 			t.Errorf("%s: exit code %d, stderr %q; want 2 and %q", name, code, stderr.String(), tc.want)
 		}
-		if code := run([]string{"--check-config", "--config", path, "--quota-history", "4h", "--budget-history", "200h"}, io.Discard, &stderr); code != 0 {
+		if code := run([]string{"--check-config", "--config", path, "--quota-history", "4h", "--budget-history", "200h", "--ledger-ttl", "1000h"}, io.Discard, &stderr); code != 0 {
 			t.Errorf("%s with the histories raised: exit code %d", name, code)
 		}
 	}

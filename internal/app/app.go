@@ -222,12 +222,32 @@ func (a *App) checkCallTimeout() error {
 }
 
 // checkHistories refuses windows and budgets longer than the quota and
-// budget journals keep.
+// budget journals keep, and a tracking longer than the ledger keeps its
+// followed actions.
 func (a *App) checkHistories() error {
 	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
 		return fmt.Errorf("quota history %s is shorter than the longest window plus the call lease (or a 429's longest pause), and the margin (%s)", a.opts.Queue.QuotaHistory, back)
 	}
+	if err := a.checkTracking(); err != nil {
+		return err
+	}
 	return a.checkBudgets()
+}
+
+// checkTracking refuses a tracking maxAge that the ledger's TTL does not
+// exceed. A followed action's state is written again at each look, and
+// the looks of many actions are spread up to maxAge apart (followed /
+// budget): a state the TTL removed meanwhile ended its tracking without
+// a final event.
+func (a *App) checkTracking() error {
+	for _, t := range a.tenants {
+		tr := t.Config.Tracking
+		if tr.Enabled && time.Duration(tr.MaxAge) >= a.opts.Queue.LedgerTTL {
+			return fmt.Errorf("tenant %s: tracking.maxAge %s is not shorter than the ledger TTL %s, which must keep a followed action's state between its looks: raise --ledger-ttl",
+				t.Config.Name, time.Duration(tr.MaxAge), a.opts.Queue.LedgerTTL)
+		}
+	}
+	return nil
 }
 
 // newTenants builds each tenant's credential and API client. The tenants
