@@ -159,6 +159,9 @@ type Limiter struct {
 	others   []int64
 	held     int // permits of this process not yet in the journal (without one: calls under way)
 	reserved int // this process's calls in the journal whose answer has not arrived
+	// waiting are the callers blocked in Acquire for a permit at their
+	// place: no permit is taken ahead of a place one of them waits for.
+	waiting int
 	// foreign are other replicas' calls under way, with the time by which
 	// their answer must have arrived (Unix ns); expired are those that
 	// passed it and now stand in others, so that a late completion is not
@@ -191,11 +194,16 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 // then be written meanwhile, so that the call goes out the moment its
 // place frees; it must not go out before. Until then the permit counts as
 // a call under way here, and, once entered in the journal, in the other
-// replicas too: the place is counted early, never late.
+// replicas too: the place is counted early, never late. While a caller
+// waits in Acquire for its permit, no place is taken ahead of it: woken
+// as its place frees, the waiter would find it gone every time.
 func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if l.waiting > 0 {
+		ahead = 0 // the place frees for a caller that waits for it
+	}
 	next, ok, recheck := l.nextLocked(now, false, false)
 	if !ok || recheck {
 		return nil, 0
@@ -341,13 +349,25 @@ func (l *Limiter) acquireAhead(ctx context.Context, ahead time.Duration) (*Permi
 // take, takes its permit: for a place not free yet, with its NotBefore.
 func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Duration) (*Permit, error) {
 	t := l.tenant
+	// A caller that waits for a permit at its place is counted while it
+	// waits: no permit is taken ahead of that place (the loop's, for a
+	// request fetched since), which would leave the waiter, woken as the
+	// place frees, without it every time.
+	waiter, waiting := take && ahead == 0 && !low, false
+	defer func() {
+		if waiting {
+			t.mu.Lock()
+			l.waiting--
+			t.mu.Unlock()
+		}
+	}()
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
 		next, ok, recheck := l.nextLocked(now, low, false)
 		lead := ahead
-		if recheck {
-			lead = 0 // a look again is no place: no lead
+		if recheck || take && l.waiting > 0 {
+			lead = 0 // a look again is no place, and a waiter's place is no place ahead
 		}
 		if ok && !next.After(now.Add(lead)) {
 			var p *Permit
@@ -356,6 +376,10 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 			}
 			t.mu.Unlock()
 			return p, nil
+		}
+		if waiter && !waiting {
+			l.waiting++
+			waiting = true
 		}
 		changed := t.changed
 		t.mu.Unlock()

@@ -589,3 +589,49 @@ func TestWaitWithinLooksAheadWithoutHandingOutEarly(t *testing.T) {
 		t.Fatalf("WaitWithin 100ms returned at +%v, want +900ms", at.Sub(epoch))
 	}
 }
+
+// TestPermitAheadLeavesAWaitersPlace: a caller that waits in Acquire for
+// the next place (a retry, a request whose place went elsewhere) has it
+// when it frees. A permit taken ahead (the loop's, for a request it
+// fetched since) must not take that place 5 ms before: the waiter, woken
+// as it frees, would find it gone every time, and wait behind every
+// request fetched after it for as long as the backlog lasts. Once nobody
+// waits, permits are taken ahead again.
+func TestPermitAheadLeavesAWaitersPlace(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	l := NewTenant(clock).Add("offboard", []Window{{Count: 1, Length: time.Second}})
+	first, _ := l.TryAcquire(epoch)
+	first.Complete(epoch) // its place frees at +1s
+	clock.Advance(900 * time.Millisecond)
+	got := make(chan *Permit, 1)
+	go func() {
+		p, err := l.Acquire(t.Context())
+		if err != nil {
+			p = nil
+		}
+		got <- p
+	}()
+	if err := clock.BlockUntilContext(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(95 * time.Millisecond) // +995ms: the place frees in 5 ms
+	if p, wait := l.TryAcquireAhead(clock.Now(), 5*time.Millisecond); p != nil {
+		t.Fatalf("TryAcquireAhead took the place a waiter waits for (NotBefore +%v)", p.NotBefore().Sub(epoch))
+	} else if wait != 5*time.Millisecond {
+		t.Errorf("TryAcquireAhead with a waiter: wait %v, want 5ms", wait)
+	}
+	if err := clock.BlockUntilContext(t.Context(), 1); err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(5 * time.Millisecond)
+	p := <-got
+	if p == nil {
+		t.Fatal("the waiter got no permit when its place freed")
+	}
+	p.Complete(clock.Now()) // the next place frees at +2s
+	clock.Advance(995 * time.Millisecond)
+	if q, _ := l.TryAcquireAhead(clock.Now(), 5*time.Millisecond); q == nil || !q.NotBefore().Equal(epoch.Add(2*time.Second)) {
+		t.Fatalf("TryAcquireAhead with nobody waiting, 5 ms before the place frees: %v; want a permit for +2s", q)
+	}
+}
