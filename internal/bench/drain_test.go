@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,18 +137,22 @@ func (r drainResult) log(tb testing.TB, c drainCase) {
 			others = "; not created: " + strings.Join(parts, ", ")
 		}
 		tb.Logf("%s: efficiency %.4f (ideal %v, actual %v); busiest windows %s; a place in the shortest window used again %v after it freed (median; 90%%: %v); "+
-			"429s %d; results %d/%d (+%d copies); actions %d, devices with 2+ actions %d, extra calls %d; last result at %v%s",
+			"its first window's calls spread over %v; 429s %d; results %d/%d (+%d copies); actions %d, devices with 2+ actions %d, extra calls %d; last result at %v%s",
 			t.name, t.efficiency(), t.ideal.Round(time.Millisecond), t.calls.last.Sub(t.calls.first).Round(time.Millisecond),
-			t.calls.windowsString(c.windows), t.calls.lag50.Round(10*time.Microsecond), t.calls.lag90.Round(10*time.Microsecond), t.calls.throttled, t.results, r.want, t.extraCopies,
+			t.calls.windowsString(c.windows), t.calls.lag50.Round(10*time.Microsecond), t.calls.lag90.Round(10*time.Microsecond), t.calls.ramp.Round(100*time.Microsecond), t.calls.throttled, t.results, r.want, t.extraCopies,
 			t.calls.actions, t.calls.dupActions, t.calls.extraCalls, t.wall.Round(time.Millisecond), others)
 	}
 	restarts := ""
 	if len(r.restarts) > 0 {
 		restarts = fmt.Sprintf(" (restarted, serving /healthz after %v)", r.restarts)
 	}
-	tb.Logf("windows %s, simulator latency %v, %d worker process(es), %d kill(s)%s, ack wait %v%s; worker warnings: %s; "+
+	inFlight := "4 (the default)"
+	if n := envInt(tb, "BENCH_MAX_IN_FLIGHT", 0); n > 0 {
+		inFlight = strconv.Itoa(n)
+	}
+	tb.Logf("windows %s, simulator latency %v, maxInFlight %s, %d worker process(es), %d kill(s)%s, ack wait %v%s; worker warnings: %s; "+
 		"panics in the logs: %d; workers that exited on their own: %d",
-		windowsString(c.windows), c.latency, c.replicas, r.kills, restarts, c.ackWait,
+		windowsString(c.windows), c.latency, inFlight, c.replicas, r.kills, restarts, c.ackWait,
 		strings.Join(append([]string{""}, c.margin...), " "), r.logs, r.panics, r.crashes)
 }
 

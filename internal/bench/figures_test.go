@@ -85,6 +85,10 @@ type tenantCalls struct {
 	// median and the 90th percentile. Zero for a perfect worker at full
 	// pace; it is what a drain loses each time the window comes round.
 	lag50, lag90 time.Duration
+	// ramp is how long the shortest window's first Count calls took from
+	// the first: the ideal has them all at once, and the windows carry
+	// what they spread to the end of the drain.
+	ramp time.Duration
 }
 
 func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) tenantCalls {
@@ -111,6 +115,7 @@ func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) te
 	v.devices = len(perDevice)
 	v.extraCalls = v.admitted - v.devices
 	v.lag50, v.lag90 = slotLag(at, ws)
+	v.ramp = firstRamp(at, ws)
 	for _, w := range ws {
 		n := h.sim.MaxInWindow(t.id, mdesim.APIOffboard, w)
 		v.maxIn = append(v.maxIn, n)
@@ -134,6 +139,19 @@ func (h *harness) simView(t *tenant, calls []mdesim.Call, ws []mdesim.Window) te
 // came after call i's place left the shortest window, over the calls
 // that came within twice the window's length (the others waited for a
 // longer window, not for the worker).
+// firstRamp is how long the shortest window's first Count calls took,
+// at sorted by slotLag.
+func firstRamp(at []time.Time, ws []mdesim.Window) time.Duration {
+	if len(ws) == 0 {
+		return 0
+	}
+	w := slices.MinFunc(ws, func(a, b mdesim.Window) int { return cmp.Compare(a.Length, b.Length) })
+	if len(at) < w.Count {
+		return 0
+	}
+	return at[w.Count-1].Sub(at[0])
+}
+
 func slotLag(at []time.Time, ws []mdesim.Window) (p50, p90 time.Duration) {
 	if len(ws) == 0 {
 		return 0, 0

@@ -266,6 +266,11 @@ func (h *harness) writeTenants() {
 			limits += fmt.Sprintf("      %s: [%s]\n", api, strings.Join(specs, ", "))
 		}
 	}
+	// BENCH_MAX_IN_FLIGHT sets every tenant's maxInFlight; 0 leaves the
+	// worker's default.
+	if n := envInt(tb, "BENCH_MAX_IN_FLIGHT", 0); n > 0 {
+		limits += fmt.Sprintf("    maxInFlight: %d\n", n)
+	}
 	var yaml strings.Builder
 	yaml.WriteString("tenants:\n")
 	now := time.Now()
