@@ -31,6 +31,7 @@
 //	BENCH_REPLICAS          worker processes of BenchmarkTenants1000 over the same tenants (default 1)
 //	BENCH_DRAIN_FAST        time compression of BenchmarkDrain/scale=N (default 200)
 //	BENCH_MAX_IN_FLIGHT     every tenant's maxInFlight in the tenants file (default: the worker's, 4)
+//	BENCH_DRAIN_PUBLISH_DURING 1: BenchmarkDrain/scale=N publishes its backlog while the worker runs, as the other Drain cases do, not before it starts
 //	BENCH_IDLE_SETTLE       how long BenchmarkIdleMemory lets its workers run before measuring (default 20s)
 //	BENCH_IDLE_TENANTS      idle tenants of BenchmarkIdleTenants and BenchmarkIdleMemory (default 1000)
 //	BENCH_IDLE_WINDOW       how long BenchmarkIdleTenants counts JetStream API requests (default 60s)
