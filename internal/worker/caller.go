@@ -285,13 +285,8 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	if res, err := check(); err != nil || res != nil {
 		return nil, res, err
 	}
-	// A permit taken ahead of its place (aheadPermit) was entered while
-	// the place was still taken, so that the call goes out the moment it
-	// frees, and not before.
-	if wait := permit.NotBefore().Sub(c.clock.Now()); wait > 0 {
-		if err := sleepCtx(ctx, c.clock, wait); err != nil {
-			return nil, nil, err // nothing was sent: the deferred Release gives the place back
-		}
+	if err := untilPlace(ctx, c.clock, permit); err != nil {
+		return nil, nil, err // nothing was sent: the deferred Release gives the place back
 	}
 	// Last, right before the call: the check may have read the device.
 	if t.limits.PausedUntil().After(c.clock.Now()) {
@@ -325,6 +320,17 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	}()
 	v = do(ctx)
 	return v, nil, nil
+}
+
+// untilPlace waits until the permit's place frees. A permit taken ahead
+// of its place (aheadPermit) is entered in the journal while the place is
+// still taken, so that its call goes out the moment it frees, and not
+// before.
+func untilPlace(ctx context.Context, clock clockwork.Clock, p *limiter.Permit) error {
+	if wait := p.NotBefore().Sub(clock.Now()); wait > 0 {
+		return sleepCtx(ctx, clock, wait)
+	}
+	return nil
 }
 
 // acquire waits for quota, aside when it must wait.
