@@ -397,23 +397,31 @@ func TestCampaignPlanBurstAnswered(t *testing.T) {
 	}
 }
 
-// TestCampaignPlanOneAtATime: a second plan of a tenant asked while one is
-// being built is refused (exit 1, one line saying so) rather than read the
-// inventory again beside it; once the first is done, a plan is built again.
-func TestCampaignPlanOneAtATime(t *testing.T) {
-	t.Parallel()
-	hold, held := make(chan struct{}), make(chan struct{}, 1)
-	e := setupPlanWith(t, worker.PlanOptions{}, "400d", false, func(o *mdesim.Options) {
+// setupPlanHeld is setupPlanWith whose simulator holds the first
+// inventory read until hold is closed; held gets a value when it comes.
+func setupPlanHeld(t *testing.T) (e *planEnv, hold chan struct{}, held chan struct{}) {
+	t.Helper()
+	hold, held = make(chan struct{}), make(chan struct{}, 1)
+	e = setupPlanWith(t, worker.PlanOptions{}, "400d", false, func(o *mdesim.Options) {
 		o.OnCall = func(c mdesim.Call) {
 			if c.API == mde.APIMachines {
 				select {
 				case held <- struct{}{}:
-					<-hold // the first plan's first page waits
+					<-hold
 				default:
 				}
 			}
 		}
 	})
+	return e, hold, held
+}
+
+// TestCampaignPlanOneAtATime: a second plan of a tenant asked while one is
+// being built is refused (exit 1, one line saying so) rather than read the
+// inventory again beside it; once the first is done, a plan is built again.
+func TestCampaignPlanOneAtATime(t *testing.T) {
+	t.Parallel()
+	e, hold, held := setupPlanHeld(t) // the first plan's first page waits
 	out := filepath.Join(e.dir, "first.csv")
 	first := make(chan int, 1)
 	go func() {
@@ -516,18 +524,7 @@ func TestCampaignPlanOtherResponders(t *testing.T) {
 // inventory, and the tenant is not left busy with a plan nobody reads.
 func TestCampaignPlanTimeoutEndsThePlan(t *testing.T) {
 	t.Parallel()
-	hold, held := make(chan struct{}), make(chan struct{}, 1)
-	e := setupPlanWith(t, worker.PlanOptions{}, "400d", false, func(o *mdesim.Options) {
-		o.OnCall = func(c mdesim.Call) {
-			if c.API == mde.APIMachines {
-				select {
-				case held <- struct{}{}:
-					<-hold // the first plan's first page never comes
-				default:
-				}
-			}
-		}
-	})
+	e, hold, _ := setupPlanHeld(t) // the first plan's first page never comes
 	t.Cleanup(func() { close(hold) })
 	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "3s", "--out", filepath.Join(e.dir, "first.csv"))
 	if code != exitFailed {
