@@ -522,3 +522,52 @@ func TestPullHandsOnWhatCameBeforeAnError(t *testing.T) {
 		t.Errorf("pulled %q, want [A]", got)
 	}
 }
+
+// TestPullCountsWhatWasPublishedMeanwhile: requests published while a
+// pull is under way are counted, though the count the pull brings back
+// (the last message's) is older than them. The worker's backlog gauges
+// and its held requests read this count; read as 0, a tenant waiting
+// for quota showed no backlog until its next look at the consumers, up
+// to IdlePoll later.
+func TestPullCountsWhatWasPublishedMeanwhile(t *testing.T) {
+	// Not parallel: it sets sourcePulled.
+	_, js, r, subj := routed(t, "contoso")
+	src, err := r.Source(t.Context(), js, "contoso", time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(data string) {
+		t.Helper()
+		if _, err := js.Publish(t.Context(), subj.Request("contoso", offboard.Normal), []byte(data)); err != nil {
+			t.Error(err)
+		}
+	}
+	heard := func() uint64 {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return src.lanes[0].published
+	}
+	publish("r0")
+	var once sync.Once
+	sourcePulled = func() {
+		once.Do(func() {
+			before := heard()
+			publish("r1")
+			publish("r2")
+			for deadline := time.Now().Add(10 * time.Second); heard() < before+2; time.Sleep(time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Error("the source did not hear of r1 and r2")
+					return
+				}
+			}
+		})
+	}
+	t.Cleanup(func() { sourcePulled = func() {} })
+	ds, err := src.NextBatch(t.Context(), 1, offboard.Normal)
+	if err != nil || len(ds) != 1 || string(ds[0].Msg.Data()) != "r0" {
+		t.Fatalf("pull: %v, %d", err, len(ds))
+	}
+	if normal, _, err := src.Backlog(t.Context()); err != nil || normal < 2 {
+		t.Errorf("backlog after the pull: %d, %v; want r1 and r2 counted", normal, err)
+	}
+}
