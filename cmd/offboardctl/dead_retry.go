@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -33,6 +34,9 @@ A request whose stored result is created, already_pending or dry_run is
 answered from the ledger: a retry never makes a second action.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if args[0] == queue.UnknownTenant {
+				return usagef("the dead letters under %s (subjects whose tenant is no tenant name) cannot be retried: the worker would answer them unknown_tenant again; dead ls %s lists them", queue.UnknownTenant, queue.UnknownTenant)
+			}
 			if err := checkTenantArg(args[0]); err != nil {
 				return err
 			}

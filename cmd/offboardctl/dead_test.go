@@ -410,7 +410,7 @@ func TestDeadOfSubjectsWithoutATenant(t *testing.T) {
 	if code, out, errs := ctl(t, url, "dead", "ls", "_unknown", "--code", offboard.CodeUnknownTenant); code != exitOK || !strings.Contains(out, "up-1") {
 		t.Errorf("dead ls _unknown: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	if code, _, errs := ctl(t, url, "dead", "retry", "_unknown", "--all"); code != exitUsage {
+	if code, _, errs := ctl(t, url, "dead", "retry", "_unknown", "--all"); code != exitUsage || !strings.Contains(errs, "cannot be retried") {
 		t.Errorf("dead retry _unknown: exit %d, stderr %q", code, errs)
 	}
 }
