@@ -60,6 +60,8 @@ func TestCampaignBadUsage(t *testing.T) {
 		"max pending zero":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--max-pending", "0"},
 		"progress zero":              {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "0s"},
 		"progress negative":          {"campaign", "run", "--tenant", "contoso", "--csv", good, "--progress-every", "-5s"},
+		"plan health list":           {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--health", "Inactive,NoSensorData"},
+		"plan os padded":             {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--os", " Windows11"},
 		"plan timeout zero":          {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "0s"},
 		"plan timeout negative":      {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "-1s"},
 		"connect timeout zero":       {"--connect-timeout", "0s", "status"},

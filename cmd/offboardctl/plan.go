@@ -70,8 +70,13 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 		return offboard.PlanRequest{}, usagef("--timeout %v: want a positive duration", f.timeout)
 	}
 	for _, v := range append(append([]string(nil), f.health...), f.os...) {
-		if strings.TrimSpace(v) == "" {
+		switch {
+		case strings.TrimSpace(v) == "":
 			return offboard.PlanRequest{}, usagef("--health and --os take a value")
+		case strings.TrimSpace(v) != v || strings.Contains(v, ","):
+			// Defender's values have neither: such a value matches no
+			// device, and the plan would be empty without a word.
+			return offboard.PlanRequest{}, usagef("--health and --os take one value each, without spaces around it (%q); repeat the flag for several", v)
 		}
 	}
 	if f.out == "" {
