@@ -248,8 +248,9 @@ func shownID(id string) string {
 
 // printable shows a dead letter's message in a table, or a plan's
 // failure: the text of an API or proxy answer may hold terminal escapes,
-// tabs or line breaks, which would redraw the screen or shift the columns. Such a character is written escaped,
-// as Go quotes it; the rest is left as it is.
+// tabs or line breaks, which would redraw the screen or shift the
+// columns. Such a character is written escaped, as Go quotes it; the
+// rest is left as it is.
 func printable(s string) string {
 	if !strings.ContainsFunc(s, notPrintable) {
 		return s

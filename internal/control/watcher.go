@@ -207,15 +207,10 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 		zap.String("tenant", c.tenant), zap.String("control", c.kind),
 		zap.String("by", c.entry.By), zap.String("reason", c.entry.Reason), zap.Time("at", c.entry.At),
 	}
-	switch _, err := limiter.ParseWindow(c.entry.Value); {
-	case c.kind == "pause":
+	if c.kind == "pause" {
 		fields = append(fields, zap.String("priority", string(c.priority)), zap.Bool("paused", c.entry.Paused))
-	case err != nil && c.entry.Value != "":
-		// Not quoted: a value that is no budget could be anything, a
-		// secret pasted there included (the worker ignores it).
-		fields = append(fields, zap.String("budget", "(not a budget)"))
-	default:
-		fields = append(fields, zap.String("budget", c.entry.Value))
+	} else {
+		fields = append(fields, zap.String("budget", shownBudget(c.entry.Value)))
 	}
 	switch {
 	case live:
@@ -223,6 +218,16 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 	case c.inForce():
 		w.log.Info("control in force", fields...)
 	}
+}
+
+// shownBudget is a budget entry's value as logged. A value that is no
+// budget is not quoted: it could be anything, a secret pasted there
+// included (the worker ignores it).
+func shownBudget(v string) string {
+	if _, err := limiter.ParseWindow(v); err != nil && v != "" {
+		return "(not a budget)"
+	}
+	return v
 }
 
 // Current is closed once the watcher knows every control that existed

@@ -285,7 +285,7 @@ func (l *Limiter) AcquireAhead(ctx context.Context, lead, ahead time.Duration) *
 	}
 	actx, cancel := clockwork.WithTimeout(ctx, clock, 2*lead)
 	defer cancel()
-	if p, _ = l.acquireAhead(actx, ahead); p == nil && ctx.Err() == nil {
+	if p, _ = l.acquireWith(actx, false, true, ahead); p == nil && ctx.Err() == nil {
 		p, _ = l.TryAcquireAhead(clock.Now(), ahead)
 	}
 	return p
@@ -334,15 +334,9 @@ func (l *Limiter) WaitWithin(ctx context.Context, lead time.Duration) error {
 // Without take, it returns lead before a call may start.
 func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duration) (*Permit, error) {
 	if take {
-		lead = 0 // a permit is handed out early only with its NotBefore (acquireAhead)
+		lead = 0 // a permit is handed out early only with its NotBefore (AcquireAhead)
 	}
 	return l.acquireWith(ctx, low, take, lead)
-}
-
-// acquireAhead waits until a call's place frees within ahead, and takes
-// its permit, with its NotBefore.
-func (l *Limiter) acquireAhead(ctx context.Context, ahead time.Duration) (*Permit, error) {
-	return l.acquireWith(ctx, false, true, ahead)
 }
 
 // acquireWith waits until a call may start within ahead of now and, if

@@ -268,11 +268,7 @@ var errBuild = errors.New("build request")
 func safeText(err error) string {
 	// Before the cut, which could leave a user and password without
 	// the '@' that marks them.
-	s := withoutURLCredentials(err.Error())
-	if utf8.RuneCountInString(s) > 300 {
-		s = string([]rune(s)[:299]) + "…"
-	}
-	return s
+	return shortened(withoutURLCredentials(err.Error()), 300)
 }
 
 // quotedText is a string quoted as Go's %q does: errors that name a URL
@@ -331,10 +327,7 @@ func (v *Verdict) Error() string {
 	case !v.Answered():
 		return v.cause
 	case v.Err != nil && (v.Err.Code != "" || v.Err.Message != ""):
-		msg := v.Err.Message
-		if utf8.RuneCountInString(msg) > 300 {
-			msg = string([]rune(msg)[:299]) + "…"
-		}
+		msg := shortened(v.Err.Message, 300)
 		if v.Err.Code == "" {
 			// The API has answered with an empty code and a message that
 			// says what was wrong (an OData option it does not know).

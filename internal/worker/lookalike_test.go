@@ -156,7 +156,15 @@ func TestStatusLookalikeIsAnsweredInvalid(t *testing.T) {
 			t.Errorf("request %d: %d dead letters, want 1", seq, letters[seq])
 		}
 	}
-	requests, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+	waitRequestsGone(t, e.js)
+	checkNothingPending(t, e.js)
+}
+
+// waitRequestsGone waits, 10 s at most, until the request stream holds no
+// request: each was answered, acked and deleted.
+func waitRequestsGone(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	requests, err := js.Stream(t.Context(), offboard.StreamRequests)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,14 +175,13 @@ func TestStatusLookalikeIsAnsweredInvalid(t *testing.T) {
 			t.Fatal(err)
 		}
 		if info.State.Msgs == 0 {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%d requests left in the stream, want none", info.State.Msgs)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	checkNothingPending(t, e.js)
 }
 
 // checkLookalikeResult checks the answer of a status lookalike.

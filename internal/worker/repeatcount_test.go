@@ -3,7 +3,6 @@ package worker
 import (
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,24 +35,7 @@ func TestReplayedResultCountsOnce(t *testing.T) {
 
 	// The answer is counted (or not) before the request is acked and
 	// deleted: once the stream is empty, the count is final.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := s.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if info.State.Msgs == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d requests left in the stream", info.State.Msgs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitRequestsGone(t, e.js)
 	if v := testutil.ToFloat64(e.w.m.Results.WithLabelValues("contoso", offboard.OutcomeCreated, "")); v != 1 {
 		t.Errorf("mde_offboard_results_total{contoso,created} = %v, want 1: one result stored, one action", v)
 	}
