@@ -214,7 +214,9 @@ func fetchProfile(p *proc, what, path string, timeoutSecs int) error {
 
 // profile takes a CPU profile of the worker, BENCH_PROFILE_SECONDS long
 // (default 15), once it serves /healthz, into path, then its heap
-// (heap-NN.pprof). Profiling is a
+// (heap-NN.pprof, and heap-NN.txt with the runtime's memory statistics) and
+// its goroutines (goroutine-NN.pprof.txt).
+// Profiling is a
 // diagnostic: a failure is printed, not fatal.
 func (h *harness) profile(p *proc, path string) {
 	secs := 15
@@ -230,8 +232,16 @@ func (h *harness) profile(p *proc, path string) {
 		if err := fetchProfile(p, fmt.Sprintf("profile?seconds=%d", secs), path, secs+30); err != nil {
 			return err
 		}
-		// The heap as the CPU profile ends: mostly under full load.
-		return fetchProfile(p, "heap", strings.Replace(path, "cpu-", "heap-", 1), 30)
+		// The heap as the CPU profile ends: mostly under full load, with
+		// the runtime's memory statistics (stacks, heap goal) as text.
+		heap := strings.Replace(path, "cpu-", "heap-", 1)
+		if err := fetchProfile(p, "heap", heap, 30); err != nil {
+			return err
+		}
+		if err := fetchProfile(p, "heap?debug=1", strings.TrimSuffix(heap, ".pprof")+".txt", 30); err != nil {
+			return err
+		}
+		return fetchProfile(p, "goroutine?debug=1", strings.Replace(path, "cpu-", "goroutine-", 1)+".txt", 30)
 	}()
 	if err != nil {
 		h.progress("profile of worker pid %d: %v", p.pid(), err)

@@ -347,6 +347,13 @@ func laneOf(p offboard.Priority) int {
 	return 0
 }
 
+// Consumer returns the source's consumer of priority p, for those who read
+// its info (counts, sweeps) without a handle of their own: each handle
+// keeps the consumer's last info, about a kilobyte.
+func (s *Source) Consumer(p offboard.Priority) jetstream.Consumer {
+	return s.lanes[laneOf(p)].cons
+}
+
 // woken notes that n requests of priority p were published.
 func (s *Source) woken(p offboard.Priority, n uint64) {
 	l := s.lanes[laneOf(p)]

@@ -26,7 +26,9 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offb
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		age := 0.0
 		if backlog[p] > 0 {
-			n, oldest, err := w.waiting(ctx, t.name, p)
+			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			n, oldest, err := queue.Waiting(qctx, w.requests, t.source.Consumer(p))
+			cancel()
 			if err != nil {
 				t.log.Debug("backlog", zap.Error(err))
 				continue
@@ -42,46 +44,11 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offb
 	return backlog
 }
 
-// waiting asks the server how many requests of the tenant's priority wait
-// and when the oldest was published.
-func (w *Worker) waiting(ctx context.Context, tenant string, p offboard.Priority) (uint64, time.Time, error) {
-	cons, err := w.waitingConsumer(ctx, tenant, p)
-	if err != nil {
-		return 0, time.Time{}, err
-	}
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return queue.Waiting(qctx, w.requests, cons)
-}
-
-// waitingConsumer returns the tenant's consumer of priority p, looked up
-// once.
-func (w *Worker) waitingConsumer(ctx context.Context, tenant string, p offboard.Priority) (jetstream.Consumer, error) {
-	key := queue.ConsumerName(tenant, p)
-	if c, ok := w.statsConsumers[key]; ok {
-		return c, nil
-	}
-	c, err := w.opts.JS.Consumer(ctx, offboard.StreamRequests, key)
-	if err != nil {
-		return nil, err
-	}
-	if w.statsConsumers == nil {
-		w.statsConsumers = map[string]jetstream.Consumer{}
-	}
-	w.statsConsumers[key] = c
-	return c, nil
-}
-
 // sweep removes the tenant's answered requests left in the request
 // stream (queue.Sweep). Only the stats loop calls it.
 func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		cons, err := w.waitingConsumer(ctx, t.name, p)
-		if err != nil {
-			t.log.Debug("sweep", zap.Error(err))
-			continue
-		}
-		w.sweepConsumer(ctx, t.log, cons, w.opts.Settings.Subjects.Request(t.name, p))
+		w.sweepConsumer(ctx, t.log, t.source.Consumer(p), w.opts.Settings.Subjects.Request(t.name, p))
 	}
 }
 

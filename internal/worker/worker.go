@@ -146,10 +146,9 @@ type Worker struct {
 	workingSub *nats.Subscription
 	epoch      int64 // creation time of the request stream (offboard.Seq)
 
-	requests       jetstream.Stream              // the request stream: deletes, sweeps, the stats loop
-	capacity       capacity                      // one per request worked on (Options.MaxRequests); nil: no bound
-	pauses         pauseWatches                  // the tenant loops' waits for requests (untilPaused)
-	statsConsumers map[string]jetstream.Consumer // by consumer name; the stats loop's own
+	requests jetstream.Stream // the request stream: deletes, sweeps, the stats loop
+	capacity capacity         // one per request worked on (Options.MaxRequests); nil: no bound
+	pauses   pauseWatches     // the tenant loops' waits for requests (untilPaused)
 
 	// campaigns knows which campaigns are cancelled (package campaign).
 	campaigns *campaign.Watcher
