@@ -410,3 +410,50 @@ func TestUnreadableBudgetEntryIsNotLogged(t *testing.T) {
 		t.Errorf("%d log lines name the budget 50/24h, want 1: %v", n, logs.All())
 	}
 }
+
+// TestUnreadableBudgetEntryReadAlikeEverywhere: a budget entry written by
+// hand that is not JSON, over an override, is read as an override the
+// worker ignores (the tenants file's budget applies) by a watcher running
+// when it is written as by one started after it. The running one kept
+// the override before it in force, while a replica restarted went back
+// to the file's budget.
+func TestUnreadableBudgetEntryReadAlikeEverywhere(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"5/1h","by":"alice"}`)); err != nil {
+		t.Fatal(err)
+	}
+	running := startWatcher(t, js, zap.NewNop())
+	if b, ok := running.Budget("contoso"); !ok || b != "5/1h" {
+		t.Fatalf("budget %q %t before the entry was overwritten", b, ok)
+	}
+	ch := running.Changed()
+	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`5/1h then junk`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-ch:
+	case <-time.After(time.Second): // told below
+	}
+	started := startWatcher(t, js, zap.NewNop())
+	b1, ok1 := running.Budget("contoso")
+	b2, ok2 := started.Budget("contoso")
+	if b1 != b2 || ok1 != ok2 || b1 == "5/1h" {
+		t.Errorf("running watcher reads the budget as %q (%t), one started after as %q (%t)", b1, ok1, b2, ok2)
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := v.Budget("contoso"); ok != ok1 || e.Value != b1 {
+		t.Errorf("status reads %+v (%t)", e, ok)
+	}
+}

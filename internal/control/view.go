@@ -2,6 +2,7 @@ package control
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,15 +79,22 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 	if e.Operation() == jetstream.KeyValuePut {
 		if err := json.Unmarshal(e.Value(), &ent); err != nil {
 			if kind != "pause" {
-				return change{}, fmt.Errorf("control key %q: %w", e.Key(), err)
+				// A budget entry the worker cannot read is an override
+				// it ignores, as one whose value is not a budget: the
+				// tenants file's budget applies, on a replica that read
+				// the override before it as on one started after, and
+				// status says the override is ignored.
+				ent = Entry{Value: UnreadableBudget, By: "unknown", At: e.Created()}
+				unreadable = &unreadableBudgetError{Key: e.Key(), Err: err}
+			} else {
+				// Someone meant to pause or resume, and wrote a value the
+				// worker cannot read ("paused": "true", "at": "now"): taken
+				// as paused, not as whatever came before, until the key is
+				// written again (offboardctl pause or resume).
+				ent = Entry{Paused: true, By: "unknown", At: e.Created(),
+					Reason: "the control entry could not be read: taken as paused until written again (offboardctl resume)"}
+				unreadable = &unreadablePauseError{Key: e.Key(), Err: err}
 			}
-			// Someone meant to pause or resume, and wrote a value the
-			// worker cannot read ("paused": "true", "at": "now"): taken
-			// as paused, not as whatever came before, until the key is
-			// written again (offboardctl pause or resume).
-			ent = Entry{Paused: true, By: "unknown", At: e.Created(),
-				Reason: "the control entry could not be read: taken as paused until written again (offboardctl resume)"}
-			unreadable = &unreadablePauseError{Key: e.Key(), Err: err}
 		}
 	}
 	if v.pauses == nil {
@@ -105,6 +113,14 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 	return change{kind: kind, tenant: tenant, priority: p, entry: ent}, unreadable
 }
 
+// isUnreadable says whether apply's error is an entry it could not read
+// but recorded all the same.
+func isUnreadable(err error) bool {
+	var p *unreadablePauseError
+	var b *unreadableBudgetError
+	return errors.As(err, &p) || errors.As(err, &b)
+}
+
 // unreadablePauseError is a pause key whose value could not be read: the
 // view took its priority as paused.
 type unreadablePauseError struct {
@@ -117,6 +133,23 @@ func (e *unreadablePauseError) Error() string {
 }
 
 func (e *unreadablePauseError) Unwrap() error { return e.Err }
+
+// UnreadableBudget stands for the value of a budget entry that could not
+// be read: no budget, so the override is ignored.
+const UnreadableBudget = "(unreadable)"
+
+// unreadableBudgetError is a budget key whose value could not be read:
+// the view holds it as an override that is not a budget.
+type unreadableBudgetError struct {
+	Key string
+	Err error
+}
+
+func (e *unreadableBudgetError) Error() string {
+	return fmt.Sprintf("control key %q: %v: taken as an override that is no budget (the tenants file's applies) until written again", e.Key, e.Err)
+}
+
+func (e *unreadableBudgetError) Unwrap() error { return e.Err }
 
 // change is one applied entry.
 type change struct {

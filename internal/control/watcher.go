@@ -189,8 +189,7 @@ func (w *Watcher) markCurrent() {
 func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 	w.mu.Lock()
 	c, err := w.view.apply(e)
-	var unreadable *unreadablePauseError
-	recorded := err == nil || errors.As(err, &unreadable)
+	recorded := err == nil || isUnreadable(err)
 	if recorded {
 		close(w.changed)
 		w.changed = make(chan struct{})
