@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -260,5 +262,36 @@ func TestCancelWhenTheRequestsCannotBeRead(t *testing.T) {
 	}
 	if m, err := campaign.GetMark(t.Context(), kv, tenant, "wave"); err != nil || m != nil {
 		t.Errorf("mark %+v (%v), want none", m, err)
+	}
+}
+
+// TestCancelOverAMarkWrittenByHand: a campaign key holding a value
+// written by hand that is no mark (the workers do not take it as a
+// cancel) does not stop campaign cancel or campaign status: the cancel
+// writes its mark over it and the campaign is cancelled. The cancel
+// failed on the value, exit 1, and the campaign's rows went on.
+func TestCancelOverAMarkWrittenByHand(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	body := `{"requestId":"wave-000001","machineId":"1e5bc9d7e413ddd7902c2932e418702b84d0cc07","source":"campaign:wave"}`
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Bulk), []byte(body), jetstream.WithMsgID(tenant+":wave-000001")); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := campaign.ControlBucket(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), campaign.Key(tenant, "wave"), []byte(`cancelled`)); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errs := ctl(t, url, "campaign", "status", "--tenant", tenant, "--name", "wave"); code != exitOK || !strings.Contains(out, "waiting    1") {
+		t.Errorf("status: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "test"); code != exitOK || !strings.Contains(out, "cancelled: 1 requests waiting") {
+		t.Errorf("cancel: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	e, err := kv.Get(t.Context(), campaign.Key(tenant, "wave"))
+	if err != nil || !campaign.IsCancel(e) {
+		t.Errorf("mark %v, want a cancel", err)
 	}
 }

@@ -96,7 +96,9 @@ func SetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string, m 
 	}
 }
 
-// GetMark reads a campaign's mark; nil when it has none.
+// GetMark reads a campaign's mark; nil when it has none. A value that
+// does not read as a mark (written by hand) is none: the workers do not
+// take it as a cancel (IsCancel), and SetMark writes over it.
 func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*Mark, error) {
 	e, err := kv.Get(ctx, Key(tenant, name))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
@@ -106,8 +108,8 @@ func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*
 		return nil, fmt.Errorf("read campaign %s of %s: %w", name, tenant, err)
 	}
 	var m Mark
-	if err := json.Unmarshal(e.Value(), &m); err != nil {
-		return nil, fmt.Errorf("campaign %s of %s: %w", name, tenant, err)
+	if json.Unmarshal(e.Value(), &m) != nil {
+		return nil, nil
 	}
 	return &m, nil
 }
