@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -124,12 +125,18 @@ func IsCancel(e jetstream.KeyValueEntry) bool {
 // watch of the control bucket: a worker asks it for every request it
 // takes, without a round trip.
 type Watcher struct {
-	w      jetstream.KeyWatcher
+	kv     jetstream.KeyValue
 	landed func(tenant string) // nil: nobody is told
-	mu     sync.RWMutex
+	// w is the watch and created its bucket's creation time; only Run
+	// changes them once NewWatcher returned.
+	w       jetstream.KeyWatcher
+	created time.Time
+	mu      sync.RWMutex
 	// cancelled holds when the server stored each cancel mark, by
-	// tenant + "." + name.
+	// tenant + "." + name; revisions the bucket's revision of each, as
+	// last written.
 	cancelled map[string]time.Time
+	revisions map[string]uint64
 }
 
 // NewWatcher starts watching the campaign marks and returns once it holds
@@ -143,44 +150,137 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 	if err != nil {
 		return nil, err
 	}
-	kw, err := kv.Watch(context.Background(), keyPrefix+">")
-	if err != nil {
-		return nil, fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
+	w := &Watcher{kv: kv, landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
+	if err := w.watch(ctx); err != nil {
+		return nil, err
 	}
-	w := &Watcher{w: kw, landed: landed, cancelled: map[string]time.Time{}}
+	return w, nil
+}
+
+// watch starts a watch of the marks and puts the marks stored now in
+// force, in place of those held before: a mark that is gone from the
+// bucket (made again, or purged) is gone from the watcher too.
+func (w *Watcher) watch(ctx context.Context) error {
+	created := time.Time{}
+	if st, err := w.kv.Status(ctx); err == nil {
+		if s := streamOf(st); s != nil {
+			created = s.Created
+		}
+	}
+	kw, err := w.kv.Watch(context.Background(), keyPrefix+">")
+	if err != nil {
+		return fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
+	}
+	fresh := &Watcher{cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
 	for {
 		select {
 		case e, ok := <-kw.Updates():
 			if !ok {
-				return nil, fmt.Errorf("watch %s: closed", offboard.BucketControl)
+				return fmt.Errorf("watch %s: closed", offboard.BucketControl)
 			}
-			if e == nil { // every stored mark is in
-				return w, nil
+			if e != nil {
+				fresh.apply(e)
+				continue
 			}
-			w.apply(e)
+			// Every stored mark is in.
+			w.mu.Lock()
+			w.w, w.created = kw, created
+			w.cancelled, w.revisions = fresh.cancelled, fresh.revisions
+			w.mu.Unlock()
+			if w.landed != nil {
+				for _, tenant := range fresh.tenants() {
+					w.landed(tenant)
+				}
+			}
+			return nil
 		case <-ctx.Done():
 			_ = kw.Stop()
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
 	}
 }
 
-// Run applies changes until ctx ends, then stops the watch.
+// tenants are the tenants of the cancel marks held.
+func (w *Watcher) tenants() []string {
+	var out []string
+	for k := range w.cancelled {
+		if tenant, _, ok := strings.Cut(k, "."); ok && !slices.Contains(out, tenant) {
+			out = append(out, tenant)
+		}
+	}
+	return out
+}
+
+// checkEvery is how often Run checks that the bucket it watches is still
+// the one the watch started on, with every mark it holds: a bucket
+// deleted and made again, or purged, sends its watchers nothing.
+const checkEvery = time.Second
+
+// Run applies changes until ctx ends, then stops the watch. A watch that
+// ends, or whose bucket was made again or purged, is started again.
 func (w *Watcher) Run(ctx context.Context) {
 	defer func() { _ = w.w.Stop() }()
+	check := time.NewTicker(checkEvery) // real time: paces requests to the server
+	defer check.Stop()
 	for {
 		select {
 		case e, ok := <-w.w.Updates():
-			if !ok {
-				return
-			}
-			if e != nil {
+			if ok && e != nil {
 				w.apply(e)
+			}
+			if ok {
+				continue
+			}
+		case <-check.C:
+			if !w.reset(ctx) {
+				continue
 			}
 		case <-ctx.Done():
 			return
 		}
+		// The watch ended, or its bucket is not the one it read: read
+		// the marks anew, until that works or ctx ends.
+		old := w.w
+		for w.watch(ctx) != nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-check.C:
+			}
+		}
+		_ = old.Stop()
 	}
+}
+
+// reset says whether the bucket was made again since the watch started,
+// or lost a mark the watcher holds without a delete (a purge).
+func (w *Watcher) reset(ctx context.Context) bool {
+	st, err := w.kv.Status(ctx)
+	if err != nil {
+		return false // not known: the watch goes on
+	}
+	s := streamOf(st)
+	if s == nil {
+		return false
+	}
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	if !w.created.IsZero() && !s.Created.Equal(w.created) {
+		return true
+	}
+	for _, rev := range w.revisions {
+		if s.State.FirstSeq > rev {
+			return true
+		}
+	}
+	return false
+}
+
+func streamOf(s jetstream.KeyValueStatus) *jetstream.StreamInfo {
+	if b, ok := s.(*jetstream.KeyValueBucketStatus); ok {
+		return b.StreamInfo()
+	}
+	return nil
 }
 
 func (w *Watcher) apply(e jetstream.KeyValueEntry) {
@@ -199,8 +299,10 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry) {
 			at = e.Created()
 		}
 		w.cancelled[tenant+"."+name] = at
+		w.revisions[tenant+"."+name] = e.Revision()
 	} else {
 		delete(w.cancelled, tenant+"."+name)
+		delete(w.revisions, tenant+"."+name)
 	}
 	w.mu.Unlock()
 	if cancelled && w.landed != nil {

@@ -1,12 +1,16 @@
 package campaign
 
 import (
+	"context"
 	"errors"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestSetMarkKeepsTheFirstCancel: of operators cancelling a campaign at
@@ -58,5 +62,104 @@ func TestSetMarkKeepsTheFirstCancel(t *testing.T) {
 		if now, _ := GetMark(t.Context(), kv, "contoso", name); now == nil || !now.At.Equal(first.At) || now.By != "op" {
 			t.Errorf("%s: mark %+v after a later cancel, want the first's %+v", name, now, first)
 		}
+	}
+}
+
+// runWatcher starts a watcher of the marks and runs it until the test
+// ends.
+func runWatcher(t *testing.T, js jetstream.JetStream) *Watcher {
+	t.Helper()
+	w, err := NewWatcher(t.Context(), js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return w
+}
+
+// cancelledWithin says whether the watcher takes a request of campaign
+// name as cancelled within d.
+func cancelledWithin(w *Watcher, name string, d time.Duration) bool {
+	r := offboard.Request{RequestID: "chg-1", Source: Source(name)}
+	deadline := time.Now().Add(d)
+	for {
+		if _, ok := w.Cancelled("contoso", r, time.Time{}); ok || time.Now().After(deadline) {
+			return ok
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWatcherFollowsABucketMadeAgain: the control bucket deleted and made
+// again while a worker's watcher runs (nothing is sent to its watch): a
+// cancel marked in the new bucket is in force within the contract's
+// second (and a second of the check's pace), and one that was only in the
+// old bucket is not, as for a worker started now. The watcher went on
+// following the old bucket: a campaign cancelled after it was made again
+// had its rows worked on, with campaign cancel saying it was cancelled.
+func TestWatcherFollowsABucketMadeAgain(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	kv, err := ControlBucket(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetMark(t.Context(), kv, "contoso", "old", Mark{Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	w := runWatcher(t, js)
+	if !cancelledWithin(w, "old", 0) {
+		t.Fatal("campaign old not cancelled at start")
+	}
+	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
+		t.Fatal(err)
+	}
+	if kv, err = ControlBucket(t.Context(), js); err != nil {
+		t.Fatal(err)
+	}
+	if err := SetMark(t.Context(), kv, "contoso", "wave", Mark{Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
+		t.Error("campaign wave, cancelled in the bucket made again, not cancelled")
+	}
+	if cancelledWithin(w, "old", 0) {
+		t.Error("campaign old still cancelled: its mark went with the old bucket")
+	}
+}
+
+// TestWatcherForgetsMarksPurged: the bucket's stream purged while a
+// watcher runs (no delete marker reaches it): the cancel it held is no
+// longer in force, as it is not for a worker started now.
+func TestWatcherForgetsMarksPurged(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	kv, err := ControlBucket(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := runWatcher(t, js)
+	if err := SetMark(t.Context(), kv, "contoso", "wave", Mark{Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !cancelledWithin(w, "wave", time.Second) {
+		t.Fatal("campaign wave not cancelled")
+	}
+	s, err := js.Stream(t.Context(), "KV_"+offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(2500 * time.Millisecond)
+	for cancelledWithin(w, "wave", 0) {
+		if time.Now().After(deadline) {
+			t.Fatal("campaign wave still cancelled after its mark was purged")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
