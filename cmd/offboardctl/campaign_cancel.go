@@ -135,7 +135,7 @@ func (c *cli) cancelledAlready(tenant, name string, was *campaign.Mark) error {
 		return nil
 	}
 	fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already, %s by %s: %s; nothing changed\n",
-		name, tenant, was.At.Format("2006-01-02 15:04:05Z07:00"), orNone(was.By), orNone(was.Reason))
+		name, tenant, was.At.Format("2006-01-02 15:04:05Z07:00"), orNone(printable(was.By)), orNone(printable(was.Reason)))
 	return nil
 }
 

@@ -136,7 +136,7 @@ func (st *campaignState) print(c *cli) {
 	w := c.stdout
 	fmt.Fprintf(w, "campaign %s (tenant %s)\n", st.Name, st.Tenant)
 	if m := st.Cancelled; m != nil && m.Cancelled {
-		fmt.Fprintf(w, "  cancelled  %s by %s: %s\n", m.At.Format("2006-01-02 15:04:05Z07:00"), orNone(m.By), orNone(m.Reason))
+		fmt.Fprintf(w, "  cancelled  %s by %s: %s\n", m.At.Format("2006-01-02 15:04:05Z07:00"), orNone(printable(m.By)), orNone(printable(m.Reason)))
 	}
 	fmt.Fprintf(w, "  answered   %d: created %d, already_pending %d, dry_run %d, failed %d\n",
 		st.Answered, st.Created, st.AlreadyPending, st.DryRun, st.Failed)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -274,5 +275,48 @@ func TestBudgetWithSpaceAround(t *testing.T) {
 	var sts []tenantStatus
 	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || sts[0].Budget.Override != "50/24h" || sts[0].Budget.InForce != "50/24h" {
 		t.Errorf("status: %v %s", err, out)
+	}
+}
+
+// TestStatusShowsEntriesWrittenByHandPrintable: control and campaign
+// entries written by hand (offboardctl refuses such --as and --reason)
+// with a line break or a terminal escape in who, why or the budget are
+// shown escaped by status, campaign status and campaign cancel: they
+// forged lines ("contoso: bulk paused by mallory") and could redraw the
+// operator's screen.
+func TestStatusShowsEntriesWrittenByHandPrintable(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const forged = "x\\ncontoso: bulk paused by mallory\\u001b[2J"
+	for key, value := range map[string]string{
+		control.PauseKey("contoso", offboard.Normal): `{"paused":true,"by":"` + forged + `","reason":"` + forged + `"}`,
+		control.BudgetKey("contoso"):                 `{"value":"` + forged + `","by":"cron"}`,
+		campaign.Key("contoso", "wave"):              `{"cancelled":true,"by":"` + forged + `","reason":"` + forged + `","at":"2026-01-01T00:00:00Z"}`,
+	} {
+		if _, err := kv.Put(t.Context(), key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Request("contoso", offboard.Bulk), []byte(`{}`), jetstream.WithMsgID("contoso:wave-000001")); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"status", "contoso"},
+		{"campaign", "status", "--tenant", "contoso", "--name", "wave"},
+		{"campaign", "cancel", "--tenant", "contoso", "--name", "wave"},
+	} {
+		code, out, errs := ctl(t, url, args...)
+		if code != exitOK {
+			t.Fatalf("%q: exit %d, stderr %q", args, code, errs)
+		}
+		for line := range strings.Lines(out) {
+			if strings.HasPrefix(line, "contoso: bulk") || strings.Contains(line, "\x1b") {
+				t.Errorf("%q: line %q forged by an entry", args, line)
+			}
+		}
 	}
 }

@@ -20,7 +20,9 @@ func printJSON(w io.Writer, v any) error {
 }
 
 // printTable writes the status as an aligned table, then a line for each
-// pause in force: who paused and why.
+// pause in force: who paused and why. What the control bucket holds is
+// shown printable: an entry written by hand may hold a line break or a
+// terminal escape, which would forge lines.
 func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENANT\tPAUSED\tBUDGET\tCALLS LEFT\tBACKLOG\tOLDEST\tIN FLIGHT\tETA")
@@ -32,11 +34,11 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 	for _, st := range sts {
 		for _, p := range control.Priorities {
 			if e := st.Pauses[p]; e.Paused {
-				fmt.Fprintf(w, "%s: %s paused by %s %s ago%s\n", st.Tenant, p, e.By, roundAge(now.Sub(e.At)), because(e.Reason))
+				fmt.Fprintf(w, "%s: %s paused by %s %s ago%s\n", st.Tenant, p, printable(e.By), roundAge(now.Sub(e.At)), because(printable(e.Reason)))
 			}
 		}
 		if b := st.Budget; b.Ignored != "" {
-			fmt.Fprintf(w, "%s: budget override %s ignored by the worker: %s\n", st.Tenant, b.Override, b.Ignored)
+			fmt.Fprintf(w, "%s: budget override %s ignored by the worker: %s\n", st.Tenant, printable(b.Override), b.Ignored)
 		}
 		if st.LimitsDefault {
 			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
@@ -71,7 +73,7 @@ func budgetCell(b budgetStatus) string {
 	}
 	switch {
 	case b.Override != "" && b.Ignored != "":
-		s += " (override " + b.Override + " ignored)"
+		s += " (override " + printable(b.Override) + " ignored)"
 	case b.Override != "":
 		s = b.Override + " (override)"
 	}
