@@ -101,6 +101,12 @@ func checkEndpoint(raw string) (string, error) {
 	if u.Host == "" || u.RawQuery != "" || u.ForceQuery || u.Fragment != "" {
 		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials, query or fragment", shownURL(raw))
 	}
+	// An '@' past the host: a '/' in a user, password or token ended the
+	// authority early. What came before it would be dialled as the host
+	// (and named in every error of the login or API host).
+	if strings.Contains(u.Path, "@") {
+		return "", fmt.Errorf("%q: an '@' after the host (a '/' in a user, password or token?): want scheme://host[:port][/path], without credentials", shownURL(raw))
+	}
 	switch u.Scheme {
 	case "https":
 	case "http":

@@ -211,6 +211,9 @@ func TestResolveCloudRefusalShowsNoCredential(t *testing.T) {
 		"http://user:" + secret + "%zz@10.0.0.1",             // plain http elsewhere
 		"ftp://user:" + secret + "%zz@api.example.com/x?y#z", // another scheme
 		"user:" + secret + "@api.example.com://x",            // no scheme before the user
+		"https://" + secret + "/x@api.example.com",           // '/' in a token: the host taken from it
+		"https://user:12/" + secret + "@api.example.com",     // '/' in a password of digits: a good port
+		"http://" + secret + "/x@127.0.0.1",                  // the same on loopback
 	} {
 		for _, field := range []string{"apiBaseURL", "authorityHost"} {
 			var err error
