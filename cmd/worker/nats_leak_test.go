@@ -57,6 +57,8 @@ func TestWorkerLogsNoNATSSecret(t *testing.T) {
 		{"two commas", "nats://alice:PWSECRET,b,c@" + hp, "PWSECRET", nil},
 		{"digits comma", "nats://alice:4222,PWSECRET@" + hp, "4222,", nil},
 		{"bad creds", "nats://" + hp, "SECRET", []string{"--nats-creds", creds}},
+		{"creds content as the file", "nats://alice:right@" + hp, "SECRETSEED", []string{"--nats-creds", "-----BEGIN USER NKEY SEED-----\nSUSECRETSEEDxxx\n------END USER NKEY SEED------"}},
+		{"key content as the file", "nats://alice:right@" + hp, "SECRETKEY", []string{"--tlscert", secret, "--tlskey", "-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----"}},
 	}
 	for _, c := range cases {
 		var buf bytes.Buffer

@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -40,6 +43,9 @@ func (c Conn) Check() error {
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		return errors.New("--tlscert and --tlskey go together")
 	}
+	if err := c.checkFiles(); err != nil {
+		return err
+	}
 	for _, u := range servers(c.URL) {
 		if strings.Contains(u, ",") {
 			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list (or a URL without its scheme after another): write it %%2C, and nats:// before each URL", RedactURLs(u))
@@ -72,6 +78,41 @@ func (c Conn) Check() error {
 		}
 	}
 	return nil
+}
+
+// checkFiles makes sure each file setting names a file. Its error names
+// the setting and the reason, not the path: the client library's own
+// error quotes the path whole, and a credentials file's or a key's
+// content given in its place (a variable set from a secret's value
+// instead of a mounted file) would be shown, nkey seed and all.
+func (c Conn) checkFiles() error {
+	for _, f := range []struct{ flag, path string }{
+		{"--nats-creds", credsPath(c.Creds)}, {"--tlsca", c.TLSCA}, {"--tlscert", c.TLSCert}, {"--tlskey", c.TLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if _, err := os.Stat(f.path); err != nil {
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return fmt.Errorf("%s: the file it names could not be read: %w", f.flag, err)
+		}
+	}
+	return nil
+}
+
+// credsPath is the file the client library opens for a credentials
+// file's path: its environment variables expanded, and a leading '~' as
+// the home directory.
+func credsPath(p string) string {
+	p = os.ExpandEnv(p)
+	if rest, ok := strings.CutPrefix(p, "~"); ok {
+		if home, err := os.UserHomeDir(); err == nil {
+			return filepath.Join(home, rest)
+		}
+	}
+	return p
 }
 
 // Options are the connection options the settings ask for.

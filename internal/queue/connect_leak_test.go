@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -33,6 +35,58 @@ func TestCheckRefusesURLsThatLeakAPassword(t *testing.T) {
 		}
 		if r := RedactURLs(u); strings.Contains(r, "S3CR3T") || strings.Contains(r, "alice") {
 			t.Errorf("RedactURLs(%q) = %q", u, r)
+		}
+	}
+}
+
+// A credentials file's or a key's content given where its path belongs
+// (a variable set from a secret's value instead of a mounted file) is
+// refused by Check with one line naming the setting, not the content:
+// the client library's error would quote it whole, nkey seed and all.
+func TestCheckShowsNoContentGivenAsAFile(t *testing.T) {
+	t.Parallel()
+	const creds = "-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.S3CR3TJWT\n------END NATS USER JWT------\n" +
+		"-----BEGIN USER NKEY SEED-----\nSUAS3CR3TSEED\n------END USER NKEY SEED------\n"
+	const key = "-----BEGIN PRIVATE KEY-----\nS3CR3TKEY\n-----END PRIVATE KEY-----\n"
+	existing := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(existing, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		flag string
+		conn Conn
+	}{
+		{"--nats-creds", Conn{Creds: creds}},
+		{"--tlsca", Conn{TLSCA: key}},
+		{"--tlscert", Conn{TLSCert: key, TLSKey: existing}},
+		{"--tlskey", Conn{TLSCert: existing, TLSKey: key}},
+	} {
+		err := tt.conn.Check()
+		if err == nil {
+			t.Errorf("%s: Check = nil", tt.flag)
+			continue
+		}
+		if msg := err.Error(); strings.Contains(msg, "S3CR3T") || strings.Contains(msg, "\n") || !strings.Contains(msg, tt.flag) {
+			t.Errorf("%s: Check = %q, want one line naming the setting, not its value", tt.flag, msg)
+		}
+	}
+	if err := (Conn{Creds: existing, TLSCA: existing, TLSCert: existing, TLSKey: existing}).Check(); err != nil {
+		t.Errorf("files that exist: Check = %v", err)
+	}
+}
+
+// A credentials file's path is taken as the client library takes it,
+// with its variables and a leading '~' expanded.
+func TestCheckExpandsTheCredentialsPath(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("MDE_TEST_CREDS_DIR", home)
+	if err := os.WriteFile(filepath.Join(home, "user.creds"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"~/user.creds", "$MDE_TEST_CREDS_DIR/user.creds", "${HOME}/user.creds"} {
+		if err := (Conn{Creds: p}).Check(); err != nil {
+			t.Errorf("--nats-creds %s: Check = %v", p, err)
 		}
 	}
 }
