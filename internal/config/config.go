@@ -146,12 +146,17 @@ func renderComment(tmpl *template.Template, d CommentData) (string, error) {
 // last goes.
 var quotedValue = regexp.MustCompile("(?s)`.*`")
 
+// quotedAnchor is an anchor's name the decoder quotes in its errors
+// (unknown anchor '…' referenced): a value that begins with '*' is an
+// alias, so a secret pasted with one in front would be shown whole.
+var quotedAnchor = regexp.MustCompile(`(?s) '.*'`)
+
 // decodeError is the text of the YAML decoder's error without the values
 // it quotes, each of its errors on its own line as the decoder writes them.
 func decodeError(err error) string {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return quotedValue.ReplaceAllString(err.Error(), "a value")
+		return quotedAnchor.ReplaceAllString(quotedValue.ReplaceAllString(err.Error(), "a value"), "")
 	}
 	lines := make([]string, len(te.Errors))
 	for i, e := range te.Errors {

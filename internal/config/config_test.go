@@ -180,7 +180,13 @@ func TestParseErrors(t *testing.T) {
 // place, is not quoted in the error, which the worker prints.
 func TestParseErrorQuotesNoValue(t *testing.T) {
 	t.Parallel()
-	for _, data := range []string{"Sup3rS3cretValue~with.chars", "tenants: Sup3rS3cretValue~with.chars\n"} {
+	for _, data := range []string{
+		"Sup3rS3cretValue~with.chars", "tenants: Sup3rS3cretValue~with.chars\n",
+		// A value that begins with '*' is an alias: the decoder names
+		// one it does not know (of letters, digits, '-' and '_').
+		"tenants:" + okTenant + "    certificatePasswordFile: *Sup3rS3cret-with_chars\n",
+		"tenants:" + okTenant + "    certificatePasswordFile: *Sup3rS3cret\n    tokenFile: x\n",
+	} {
 		_, err := Parse([]byte(data))
 		if err == nil || strings.Contains(err.Error(), "Sup3r") {
 			t.Errorf("%q: error %v", data, err)
