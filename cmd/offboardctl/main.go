@@ -354,8 +354,11 @@ func noSubcommandArgs(cmd *cobra.Command, args []string) error {
 	return nil
 }
 
+// unknownCommand names the argument without user information: a NATS URL
+// lands here when the flag before it lost its value (--nats-creds
+// "$UNSET" --nats-url URL).
 func unknownCommand(cmd *cobra.Command, name string) error {
-	return usagef("unknown command %q for %q; see %s --help", name, cmd.CommandPath(), cmd.CommandPath())
+	return usagef("unknown command %q for %q; see %s --help", queue.RedactURLs(name), cmd.CommandPath(), cmd.CommandPath())
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.

@@ -34,4 +34,17 @@ func TestOffboardctlPrintsNoNATSSecret(t *testing.T) {
 			t.Errorf("LEAK %q", c.leak)
 		}
 	}
+	// A flag that lost its value (--nats-inbox-prefix "$UNSET") takes
+	// the next flag's name, and the URL is left as an argument.
+	for _, args := range [][]string{
+		{"--nats-inbox-prefix", "--nats-url", "nats://alice:LOSTSECRET@" + hp, "status"},
+		{"--nats-creds", "--nats-url", "nats://alice:LOSTSECRET@" + hp, "status"},
+	} {
+		var buf bytes.Buffer
+		code := run(args, io.Discard, &buf)
+		t.Logf("%s: exit %d: %s", args[0], code, buf.String())
+		if code != exitUsage || strings.Contains(buf.String(), "LOSTSECRET") {
+			t.Errorf("%s without its value: exit %d, want %d and no password: %s", args[0], code, exitUsage, buf.String())
+		}
+	}
 }

@@ -164,7 +164,9 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		return c, err
 	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected argument %q: give the tenants file as --config FILE, and flags before any argument", fs.Arg(0))
+		// Shown without user information: a NATS URL lands here when the
+		// flag before it lost its value (--nats-creds "$UNSET" --nats-url URL).
+		return c, fmt.Errorf("unexpected argument %q: give the tenants file as --config FILE, and flags before any argument", queue.RedactURLs(fs.Arg(0)))
 	}
 	if c.oldEnv, err = oldEnvVars(fs, os.LookupEnv); err != nil {
 		return c, err

@@ -58,6 +58,7 @@ func TestWorkerLogsNoNATSSecret(t *testing.T) {
 		{"digits comma", "nats://alice:4222,PWSECRET@" + hp, "4222,", nil},
 		{"bad creds", "nats://" + hp, "SECRET", []string{"--nats-creds", creds}},
 		{"creds content as the file", "nats://alice:right@" + hp, "SECRETSEED", []string{"--nats-creds", "-----BEGIN USER NKEY SEED-----\nSUSECRETSEEDxxx\n------END USER NKEY SEED------"}},
+		{"flag without its value", "nats://" + hp, "LOSTSECRET", []string{"--nats-creds", "--nats-url", "nats://alice:LOSTSECRET@" + hp}},
 		{"key content as the file", "nats://alice:right@" + hp, "SECRETKEY", []string{"--tlscert", secret, "--tlskey", "-----BEGIN PRIVATE KEY-----\nSECRETKEY\n-----END PRIVATE KEY-----"}},
 	}
 	for _, c := range cases {
