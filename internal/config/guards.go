@@ -75,7 +75,9 @@ func (g *Guards) check() error {
 		p.MachineIDs[i] = strings.ToLower(id)
 	}
 	for i, glob := range p.ComputerDNSNames {
-		glob = strings.ToLower(strings.TrimSuffix(glob, "."))
+		// Spaces around a glob are no part of a name: kept, the glob
+		// would match no device, and protect nothing without a word.
+		glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(glob), "."))
 		if _, err := path.Match(glob, ""); glob == "" || err != nil {
 			errs = append(errs, fmt.Errorf("guards.protect.computerDnsNames[%d]: not a glob (Go path.Match: *, ?, [a-z], \\ escapes)", i))
 		}

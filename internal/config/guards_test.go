@@ -38,6 +38,26 @@ func TestParseGuards(t *testing.T) {
 	}
 }
 
+// TestGlobSpaces: spaces around a glob are left out, as around a tag or a
+// group; they used to stay, and such a glob matched no device name.
+func TestGlobSpaces(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant + `    guards:
+      protect:
+        computerDnsNames: [" DC*.contoso.local ", "*.tier0.contoso.local. "]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Tenants[0].Guards.Protect.ComputerDNSNames; !slices.Equal(got, []string{"dc*.contoso.local", "*.tier0.contoso.local"}) {
+		t.Errorf("computerDnsNames = %q, want them without the spaces", got)
+	}
+	_, err = Parse([]byte("tenants:" + okTenant + "    guards:\n      protect:\n        computerDnsNames: [\"ok\", \" \"]\n"))
+	if err == nil || !strings.Contains(err.Error(), "guards.protect.computerDnsNames[1]") {
+		t.Errorf("a blank glob: Parse error = %v, want one naming it", err)
+	}
+}
+
 func TestGuardKinds(t *testing.T) {
 	t.Parallel()
 	week := Duration(7 * 24 * time.Hour)
