@@ -20,9 +20,11 @@ const (
 	// successContentType is what the real service sends with 2xx answers.
 	successContentType = "application/json; odata.metadata=minimal; odata.streaming=true; IEEE754Compatible=false; charset=utf-8"
 	errorContentType   = "application/json; charset=utf-8"
-	// apiTimeLayout is the service's date-time format: UTC with seven
-	// fractional digits.
-	apiTimeLayout = "2006-01-02T15:04:05.0000000Z"
+	// apiTimeLayout is the service's date-time format: UTC with up to
+	// seven fractional digits, trailing zeros left out, none on a whole
+	// second (the documentation's examples: "2021-01-25T07:27:36.052313Z",
+	// "2021-01-26T20:33:59.2Z").
+	apiTimeLayout = "2006-01-02T15:04:05.9999999Z"
 	maxTop        = 10000
 	maxBodyBytes  = 1 << 20
 )
@@ -81,7 +83,7 @@ type actionWire struct {
 }
 
 // MarshalJSON writes the action as the service does: date-times in UTC with
-// seven fractional digits, absent optional values as null.
+// up to seven fractional digits, absent optional values as null.
 func (a MachineAction) MarshalJSON() ([]byte, error) {
 	return json.Marshal(a.wire(false))
 }

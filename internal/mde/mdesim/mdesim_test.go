@@ -595,6 +595,29 @@ func TestOffboardCreated(t *testing.T) {
 	}
 }
 
+// TestTimesAsTheServiceWritesThem: the service writes its date-times in
+// UTC with up to seven fractional digits, trailing zeros left out, and no
+// fraction at all on a whole second ("2021-01-25T07:27:36.052313Z",
+// "2021-01-26T20:33:59.2Z" in the documentation's examples): a client
+// that reads seven digits always would fail on them.
+func TestTimesAsTheServiceWritesThem(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	const id = "7777756789abcdef0123456789abcdef01234567"
+	whole := time.Date(2025, 2, 1, 10, 0, 0, 0, time.UTC)
+	s.AddMachine(tenantA, mdesim.Machine{ID: id, ComputerDNSName: "times.contoso.local",
+		LastSeen: whole.Add(52313 * time.Microsecond), FirstSeen: whole})
+	tok := s.token(t, tenantA, clientA, secretA)
+	m := s.do(t, http.MethodGet, "/api/machines/"+id, tok, "", "").object(t)
+	if m["firstSeen"] != "2025-02-01T10:00:00Z" || m["lastSeen"] != "2025-02-01T10:00:00.052313Z" {
+		t.Errorf("firstSeen %v, lastSeen %v; want 2025-02-01T10:00:00Z and 2025-02-01T10:00:00.052313Z", m["firstSeen"], m["lastSeen"])
+	}
+	s.clock.Advance(time.Second - time.Duration(t0.Nanosecond()) + 200*time.Millisecond) // 12:00:01.2
+	a := s.offboard(t, tok, id, "x").object(t)
+	if a["creationDateTimeUtc"] != "2025-03-01T12:00:01.2Z" || a["lastUpdateDateTimeUtc"] != "2025-03-01T12:00:01.2Z" {
+		t.Errorf("creationDateTimeUtc %v, lastUpdateDateTimeUtc %v; want 2025-03-01T12:00:01.2Z", a["creationDateTimeUtc"], a["lastUpdateDateTimeUtc"])
+	}
+}
+
 func TestNullActionMachineFields(t *testing.T) {
 	s := newSim(t, mdesim.Options{NullActionMachineFields: true})
 	tok := s.token(t, tenantA, clientA, secretA)
