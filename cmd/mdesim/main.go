@@ -62,7 +62,11 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 			return err
 		}
 		c.fixtures, err = mdesim.ParseFixtures(b)
-		return err
+		if err != nil {
+			// YAML's errors and the fixtures' own come one a line.
+			return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		return nil
 	})
 	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
@@ -90,6 +94,28 @@ func (c *config) check() error {
 	}
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return fmt.Errorf("--listen: %w", err)
+	}
+	if c.machines < 0 {
+		return fmt.Errorf("--machines %d: must not be negative", c.machines)
+	}
+	for _, r := range []struct {
+		name string
+		v    float64
+	}{{"fail-rate", c.failRate}, {"spurious-404-rate", c.spurious404Rate}, {"lost-answer-rate", c.lostAnswerRate}} {
+		if !(r.v >= 0 && r.v <= 1) { // NaN too
+			return fmt.Errorf("--%s %v: want a probability from 0 to 1", r.name, r.v)
+		}
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"latency", c.latency}, {"action-complete-after", c.completeAfter}} {
+		if d.v < 0 {
+			return fmt.Errorf("--%s %v: must not be negative", d.name, d.v)
+		}
+	}
+	if c.tokenLifetime <= 0 {
+		return fmt.Errorf("--token-lifetime %v: must be positive", c.tokenLifetime)
 	}
 	if c.secret != "" && c.secretFile != "" {
 		return errors.New("--client-secret and --client-secret-file are exclusive")

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -11,10 +13,26 @@ import (
 // TestBadFlagIsOneError: a bad flag is an error and nothing else (run
 // prints it as one line); --help prints the usage.
 func TestBadFlagIsOneError(t *testing.T) {
-	for _, args := range [][]string{{"--nope"}, {"--latency", "soon"}, {"--limits", "offboard=100"}, {"--listen", "8443"}} {
+	fixtures := filepath.Join(t.TempDir(), "fixtures.yaml")
+	if err := os.WriteFile(fixtures, []byte("tenants:\n  - bogus: 1\n    other: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	badFixtures := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(badFixtures, []byte("tenants:\n  - generate: -1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"--nope"}, {"--latency", "soon"}, {"--limits", "offboard=100"}, {"--listen", "8443"},
+		{"--machines", "-1"}, {"--fail-rate", "1.5"}, {"--spurious-404-rate", "-0.1"}, {"--lost-answer-rate", "NaN"},
+		{"--latency", "-1s"}, {"--action-complete-after", "-1s"}, {"--token-lifetime", "0s"},
+		{"--fixtures", fixtures}, {"--fixtures", badFixtures},
+	} {
 		var stderr bytes.Buffer
-		if _, err := parseFlags(args, &stderr); err == nil || errors.Is(err, flag.ErrHelp) {
+		_, err := parseFlags(args, &stderr)
+		if err == nil || errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%v: error %v, want a parse error", args, err)
+		} else if strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %q is more than one line", args, err)
 		}
 		if stderr.Len() != 0 {
 			t.Errorf("%v: printed %q besides the error", args, stderr.String())
