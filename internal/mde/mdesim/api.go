@@ -614,6 +614,11 @@ func (s *Server) listMachinesLocked(tn *tenant, rawQuery string) reply {
 	if len(out) == 0 && s.opts.EmptyMachineListNotFound {
 		return errorReply(http.StatusNotFound, "NotFound", "No machines were found.")
 	}
+	if s.opts.ShuffleLists {
+		// The page's devices only: the pages keep one order between
+		// them, so $skip still reads each device once.
+		s.rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+	}
 	return reply{status: http.StatusOK, body: listBody{odataContextBase + "Machines", out}}
 }
 

@@ -1013,6 +1013,48 @@ func TestMachines(t *testing.T) {
 // there are no recent machines, you see 404 Not Found"; with the option
 // set, a list with no device in it is answered so, a list with devices
 // as always.
+// TestShuffleLists: with ShuffleLists, a page of devices comes in random
+// order, as the actions do (the real order is not documented), while the
+// pages keep one order between them, so that $skip still reads each
+// device once.
+func TestShuffleLists(t *testing.T) {
+	s := newSim(t, mdesim.Options{ShuffleLists: true, Rand: mrand.New(mrand.NewPCG(1, 2))})
+	for i := range 6 {
+		s.AddMachine(tenantA, mdesim.Machine{ComputerDNSName: fmt.Sprintf("extra-%d.contoso.local", i)})
+	}
+	var inserted []string
+	for _, m := range s.Machines(tenantA) {
+		inserted = append(inserted, m.ID)
+	}
+	tok := s.token(t, tenantA, clientA, secretA)
+	reordered := false
+	for range 10 {
+		_, got, r := listIDs(t, s, tok, "/api/machines")
+		if len(got) != len(inserted) {
+			t.Fatalf("%d devices listed, want %d: %s", len(got), len(inserted), r.body)
+		}
+		reordered = reordered || strings.Join(got, ",") != strings.Join(inserted, ",")
+	}
+	if !reordered {
+		t.Error("ten lists of the devices all came in the order they were added")
+	}
+	seen := map[string]int{}
+	for skip := 0; skip < len(inserted); skip += 4 {
+		_, got, r := listIDs(t, s, tok, fmt.Sprintf("/api/machines?$top=4&$skip=%d", skip))
+		if len(got) == 0 {
+			t.Fatalf("page at %d: %s", skip, r.body)
+		}
+		for _, id := range got {
+			seen[id]++
+		}
+	}
+	for _, id := range inserted {
+		if seen[id] != 1 {
+			t.Errorf("device %s read %d times over the pages, want once", id, seen[id])
+		}
+	}
+}
+
 func TestEmptyMachineListNotFound(t *testing.T) {
 	for _, notFound := range []bool{false, true} {
 		t.Run(fmt.Sprintf("EmptyMachineListNotFound=%v", notFound), func(t *testing.T) {
