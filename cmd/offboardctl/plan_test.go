@@ -556,3 +556,31 @@ func TestCampaignPlanFailureShownEscaped(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, stderr)
 	}
 }
+
+// TestCampaignPlanLeavesOutPlaceholderLastSeen: a device whose lastSeen
+// is a placeholder for never seen (.NET's 0001-01-01, Unix's 1970-01-01)
+// is not in a plan of inactive devices: nothing says it has been inactive.
+func TestCampaignPlanLeavesOutPlaceholderLastSeen(t *testing.T) {
+	e := setupPlan(t, worker.PlanOptions{})
+	never := []mdesim.Machine{
+		// A second past .NET's placeholder: the simulator takes the zero time for now.
+		{ID: fmt.Sprintf("%040x", 1001), ComputerDNSName: "never-dotnet.contoso.local", OSPlatform: "Windows11", HealthStatus: "Inactive", LastSeen: time.Date(1, 1, 1, 0, 0, 1, 0, time.UTC)},
+		{ID: fmt.Sprintf("%040x", 1002), ComputerDNSName: "never-unix.contoso.local", OSPlatform: "Windows11", HealthStatus: "Inactive", LastSeen: time.Unix(0, 0)},
+	}
+	for _, m := range never {
+		e.sim.AddMachine(e.tenantID, m)
+	}
+	out := filepath.Join(e.dir, "stale.csv")
+	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rows := readCSV(t, out)
+	for _, row := range rows[1:] {
+		if strings.HasPrefix(row[1], "never-") {
+			t.Errorf("plan row %v: a device never seen is in the plan", row)
+		}
+	}
+	if len(rows)-1 != len(e.stale) {
+		t.Errorf("%d devices in the plan, want the %d stale ones", len(rows)-1, len(e.stale))
+	}
+}

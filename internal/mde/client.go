@@ -520,6 +520,12 @@ type Machine struct {
 	RbacGroupID json.Number `json:"rbacGroupId"`
 }
 
+// EarliestSighting is the earliest lastSeen taken for a sighting: an
+// earlier one (.NET's 0001-01-01, Unix's 1970-01-01) is a placeholder for
+// a device never seen, not a device inactive for decades. Defender for
+// Endpoint came out in 2016.
+var EarliestSighting = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
 // LastSeenTime is the device's lastSeen as a time; false when the API gave
 // none that reads as one (it is not always written with a zone).
 func (m Machine) LastSeenTime() (time.Time, bool) {

@@ -125,7 +125,7 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 
 // tooRecent says why the device does not show the required inactivity:
 // Defender saw it less than d before now, or gives no lastSeen that reads
-// as a time; "" when it does.
+// as a time of a sighting; "" when it does.
 func tooRecent(d time.Duration, m *mde.Machine, now time.Time) string {
 	last, ok := m.LastSeenTime()
 	switch {
@@ -133,6 +133,8 @@ func tooRecent(d time.Duration, m *mde.Machine, now time.Time) string {
 		return "Defender gives no lastSeen for the device; it must have been inactive for " + days(d)
 	case !ok:
 		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is not a time; it must have been inactive for " + days(d)
+	case last.Before(mde.EarliestSighting):
+		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is a placeholder, not a sighting; it must have been inactive for " + days(d)
 	case last.After(now):
 		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is in the future; it must have been inactive for " + days(d)
 	case last.After(now.Add(-d)):

@@ -54,6 +54,8 @@ func TestRefusal(t *testing.T) {
 		{name: "lastSeen without zone", m: with(func(m *mde.Machine) { m.LastSeen = "2026-11-23T10:00:00.1234567" }), rule: offboard.RuleRequireInactiveFor},
 		{name: "no lastSeen", m: with(func(m *mde.Machine) { m.LastSeen = "" }), rule: offboard.RuleRequireInactiveFor, whyHas: "no lastSeen"},
 		{name: "unreadable lastSeen", m: with(func(m *mde.Machine) { m.LastSeen = "yesterday\n" }), rule: offboard.RuleRequireInactiveFor, whyHas: `"yesterday\n" is not a time`},
+		{name: ".NET's placeholder for no lastSeen", m: with(func(m *mde.Machine) { m.LastSeen = "0001-01-01T00:00:00Z" }), rule: offboard.RuleRequireInactiveFor, whyHas: "placeholder"},
+		{name: "Unix's placeholder for no lastSeen", m: with(func(m *mde.Machine) { m.LastSeen = "1970-01-01T00:00:00Z" }), rule: offboard.RuleRequireInactiveFor, whyHas: "placeholder"},
 		{name: "lastSeen in the future", m: with(func(m *mde.Machine) { m.LastSeen = now.Add(time.Hour).Format(time.RFC3339) }), rule: offboard.RuleRequireInactiveFor, whyHas: "future"},
 		{name: "first rule wins", id: "ffffffffffffffffffffffffffffffffffffffff", m: with(func(m *mde.Machine) {
 			m.ComputerDNSName, m.MachineTags, m.RbacGroupName, m.LastSeen = "dc1.contoso.local", []string{"DoNotOffboard"}, "Tier 0 servers", ""

@@ -337,7 +337,7 @@ func (b *planBuilder) add(m mde.Machine) {
 		return // a page boundary moved under a changing inventory
 	}
 	last, ok := m.LastSeenTime()
-	if !ok || !last.Before(b.reply.Cutoff) || !oneOf(m.HealthStatus, b.req.Health) || !oneOf(m.OSPlatform, b.req.OS) {
+	if !ok || last.Before(mde.EarliestSighting) || !last.Before(b.reply.Cutoff) || !oneOf(m.HealthStatus, b.req.Health) || !oneOf(m.OSPlatform, b.req.OS) {
 		return
 	}
 	b.seen[id] = true
