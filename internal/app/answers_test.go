@@ -290,3 +290,36 @@ func TestRefusalWithAHugeCodeIsAnswered(t *testing.T) {
 		t.Errorf("%d offboard calls, want 1", n)
 	}
 }
+
+// TestNameLookupAnsweredWithPartOfTheList: the API answers a lookup by
+// name with one device and an @odata.nextLink, as a list answer does when
+// more pages follow (MDE-API.md: lists are paged). Another device of that
+// name may be on the next page: the request fails api_error, and neither
+// device is offboarded, rather than the one found being taken for the
+// only one.
+func TestNameLookupAnsweredWithPartOfTheList(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true})
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if req.Method != http.MethodGet || !strings.HasSuffix(req.URL.Path, "/api/machines") || !strings.Contains(req.URL.Query().Get("$filter"), "computerDnsName") {
+			return body
+		}
+		var list map[string]any
+		if json.Unmarshal(body, &list) != nil {
+			return body
+		}
+		list["@odata.nextLink"] = "https://" + req.URL.Host + "/api/machines?$skip=10000"
+		out, _ := json.Marshal(list)
+		return out
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "paged-name", "computerDnsName": tt.machines[0].ComputerDNSName})
+	if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError || !strings.Contains(r.Error.Message, "part of the list") {
+		t.Errorf("result %s %+v; want failed %q: a device is not chosen from part of the list", r.Outcome, r.Error, offboard.CodeAPIError)
+	}
+	if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n != 0 {
+		t.Errorf("%d offboard calls for the one device of the first page, want none", n)
+	}
+}

@@ -558,6 +558,15 @@ func ParseMachines(body []byte) ([]Machine, error) {
 	return *list.Value, nil
 }
 
+// ListGoesOn says whether a list answer says that more of the list
+// follows (@odata.nextLink): it holds only part of what was asked for.
+func ListGoesOn(body []byte) bool {
+	var list struct {
+		Next string `json:"@odata.nextLink"`
+	}
+	return json.Unmarshal(body, &list) == nil && list.Next != ""
+}
+
 // errNoList is a list answer without its "value" list ({} or "value":
 // null): not the API's form of an empty list ({"value": []}), so it is not
 // read as one. An action read as absent could be made a second time.

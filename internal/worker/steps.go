@@ -567,6 +567,11 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 			machines = append(machines, m)
 		}
 	}
+	if len(machines) < 2 && mde.ListGoesOn(v.Body) {
+		// Another device of that name may be on a page not read: the one
+		// found (or none) cannot be told to be the only one.
+		return j.failed(offboard.CodeAPIError, "the API answered the lookup of "+offboard.Quote(j.req.ComputerDNSName)+" with part of the list (@odata.nextLink); a device is not chosen from part of it", v), nil
+	}
 	switch len(machines) {
 	case 0:
 		return j.failed(offboard.CodeMachineNotFound, "no device is named "+offboard.Quote(j.req.ComputerDNSName), nil), nil
