@@ -391,6 +391,7 @@ func TestResultSchema(t *testing.T) {
 				*r = offboard.Result{Tenant: r.Tenant, Outcome: r.Outcome, Error: r.Error, Attempt: 1, RequestSeq: 7}
 			}), true},
 		"message cut to length": {failed(offboard.Failed(offboard.CodeAPIError, strings.Repeat("é", 5000))), true},
+		"a proxy's own status":  {failed(&offboard.ResultError{Code: offboard.CodeAPIError, Message: "x", HTTPStatus: 799}), true},
 
 		"failed without error":       {result(offboard.OutcomeFailed), false},
 		"created without action":     {result(offboard.OutcomeCreated, func(r *offboard.Result) { r.MachineAction = nil }), false},
