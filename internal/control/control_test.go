@@ -311,6 +311,17 @@ func TestUnreadablePauseEntryPauses(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPaused(t, w, true, time.Second)
+	// JSON that is no entry at all (null, a list, a string) is unreadable too.
+	for _, junk := range []string{`null`, ` null `, `[]`, `"resumed"`, `false`} {
+		if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionResume, Priority: "bulk", By: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		waitPaused(t, w, false, time.Second)
+		if _, err := kv.Put(t.Context(), key, []byte(junk)); err != nil {
+			t.Fatal(err)
+		}
+		waitPaused(t, w, true, time.Second)
+	}
 	// What offboardctl status reads says why.
 	v, err := store.Load(t.Context())
 	if err != nil {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,7 +78,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 	var ent Entry
 	var unreadable error
 	if e.Operation() == jetstream.KeyValuePut {
-		if err := json.Unmarshal(e.Value(), &ent); err != nil {
+		if err := readEntry(e.Value(), &ent); err != nil {
 			if kind != "pause" {
 				// A budget entry the worker cannot read is an override
 				// it ignores, as one whose value is not a budget: the
@@ -111,6 +112,16 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 		v.budgets[tenant] = ent
 	}
 	return change{kind: kind, tenant: tenant, priority: p, entry: ent}, unreadable
+}
+
+// readEntry reads an entry's JSON, which must be an object: null, a list
+// or a string would read as an entry with nothing set (for a pause key,
+// resumed), though nobody wrote one.
+func readEntry(data []byte, ent *Entry) error {
+	if v := bytes.TrimSpace(data); len(v) == 0 || v[0] != '{' {
+		return errors.New("the value is not a JSON object")
+	}
+	return json.Unmarshal(data, ent)
 }
 
 // isUnreadable says whether apply's error is an entry it could not read
