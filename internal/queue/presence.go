@@ -92,6 +92,12 @@ type Presence struct {
 	echo    time.Time       // when the watch last brought this process's own announcement
 	putRev  uint64          // the revision of this process's last announcement stored
 	echoRev uint64          // the revision of its last announcement the watch brought back
+	stored  time.Time       // when this process's last announcement was stored
+	// yield, while this process's announcement has not been stored for
+	// ttl (the others take this replica for gone, and its tenants), lists
+	// the other replicas live now: each tenant one of them serves is left
+	// to it.
+	yield []string
 	// regained is when the view last became current after it was not
 	// (or first was): the others' announcements count from then at the
 	// earliest, as time spent behind says nothing of them.
@@ -273,7 +279,7 @@ func (p *Presence) announce(ctx context.Context) error {
 	}
 	if err == nil {
 		p.mu.Lock()
-		p.putRev = rev
+		p.putRev, p.stored = rev, p.clock.Now()
 		p.mu.Unlock()
 	}
 	return err
@@ -487,12 +493,12 @@ func (p *Presence) anyLive(match func(seen) bool) bool {
 // look recomputes the live replicas and, when they or the tenants of one
 // of them changed, closes the changed channel. A view that is not Known
 // changes nothing: an announcement that did not come may be late, not
-// gone. The caller holds p.mu.
+// gone. Except that a replica whose own announcement has not been stored
+// for ttl, which the others take for gone, leaves to them the tenants
+// they serve (yield), whether its view is Known or not: they take those
+// tenants meanwhile. The caller holds p.mu.
 func (p *Presence) look() {
 	now := p.clock.Now()
-	if !p.knownLocked(now) {
-		return
-	}
 	var live []string
 	for id, s := range p.others {
 		if p.liveLocked(s, now) {
@@ -500,10 +506,19 @@ func (p *Presence) look() {
 		}
 	}
 	slices.Sort(live)
-	if slices.Equal(live, p.live) && !p.moved {
+	var yield []string
+	if now.Sub(p.stored) >= p.ttl {
+		yield = live
+	}
+	changed := !slices.Equal(yield, p.yield)
+	p.yield = yield
+	if p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved) {
+		p.live, p.moved = live, false
+		changed = true
+	}
+	if !changed {
 		return
 	}
-	p.live, p.moved = live, false
 	close(p.changed)
 	p.changed = make(chan struct{})
 }
@@ -522,8 +537,11 @@ func (p *Presence) Changed() <-chan struct{} {
 // its application under another name. Every replica that sees the same
 // announcements picks the same one. A replica that dies keeps its tenants
 // until its announcement expires (three beats); one that stops withdraws
-// it, and its tenants move at once. During a hand-over two replicas may briefly work one tenant:
-// the quota journal keeps that safe; the assignment only saves contention.
+// it, and its tenants move at once. One whose announcements cannot be
+// stored (a permission withdrawn) lets go, once its last one expired, of
+// each tenant another live replica serves: the others take it. During a
+// hand-over two replicas may briefly work one tenant: the quota journal
+// keeps that safe; the assignment only saves contention.
 func (p *Presence) Assigned(tenant string) bool {
 	if !slices.Contains(p.tenants, tenant) {
 		return false
@@ -532,6 +550,11 @@ func (p *Presence) Assigned(tenant string) bool {
 	defer p.mu.Unlock()
 	if p.disputedLocked(tenant) != "" {
 		return false
+	}
+	for _, id := range p.yield {
+		if p.others[id].tenants[tenant] {
+			return false
+		}
 	}
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {

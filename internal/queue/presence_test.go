@@ -434,3 +434,61 @@ func TestPresenceHoldsAnAppAnotherReplicaNamesOtherwise(t *testing.T) {
 	next <- b
 	waitFor(t, 5*time.Second, "a works the tenant once b names another application", func() bool { return a.Assigned("contoso") })
 }
+
+// TestPresenceThatCannotAnnounceLetsGo: a replica whose announcements
+// fail while its watch works (a permission withdrawn, the account's
+// storage full) is taken for gone by the others once its last one
+// expires, and they take its tenants. It lets go of each tenant another
+// live replica serves by then, and takes it back once it announces again.
+// Before, its view not being current, it kept every tenant it had, and
+// both replicas worked them for as long as its announcements failed.
+func TestPresenceThatCannotAnnounceLetsGo(t *testing.T) {
+	t.Parallel()
+	const beat = 100 * time.Millisecond
+	tenant := ""
+	for i := range 100 {
+		if name := fmt.Sprintf("t%02d", i); rank("a", name) > rank("b", name) {
+			tenant = name
+			break
+		}
+	}
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{tenant, "alone"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &failingPuts{KeyValue: a.kv}
+	a.kv = f
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-a.Current()
+	b := runPresence(t, js, "b", []string{tenant}, beat, zap.NewNop())
+	waitFor(t, 5*time.Second, "a works the tenant, b not", func() bool { return a.Assigned(tenant) && !b.Assigned(tenant) })
+
+	f.fail.Store(true)
+	waitFor(t, 5*time.Second, "b takes a for gone", func() bool { return b.Assigned(tenant) })
+	// Told through Changed, as the worker's gates are.
+	for end := time.Now().Add(2 * beat); a.Assigned(tenant); {
+		changed := a.Changed()
+		if !a.Assigned(tenant) {
+			break
+		}
+		select {
+		case <-changed:
+		case <-time.After(time.Until(end)):
+			t.Fatalf("a still works the tenant %v after b took it", 2*beat)
+		}
+	}
+	if !a.Assigned("alone") {
+		t.Error("a lets go of a tenant no other replica serves")
+	}
+
+	f.fail.Store(false)
+	waitFor(t, 5*time.Second, "a works the tenant again, b not", func() bool { return a.Assigned(tenant) && !b.Assigned(tenant) })
+}
