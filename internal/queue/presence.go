@@ -106,6 +106,15 @@ type Presence struct {
 	twin     time.Time     // when another process's announcement under this id was last reported
 	current  chan struct{} // closed once the watch has read every entry
 	changed  chan struct{} // closed, and replaced, when the live replicas change
+
+	// twinSeen is when another process's announcement under this id was
+	// last read, twinInst that process and twinTenants its tenants.
+	// Both rank alike for every tenant: of the two, the one with the
+	// greater instance works the tenants both serve.
+	twinSeen    time.Time
+	twinInst    string
+	twinTenants []string
+	twinAhead   bool // at the last look, the tenants both serve were left to the other process
 }
 
 type seen struct {
@@ -319,6 +328,9 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	defer p.look()
 	if e.Operation() != jetstream.KeyValuePut {
 		delete(p.others, e.Key())
+		if e.Key() == p.id {
+			p.twinSeen = time.Time{} // another process under this id withdrew
+		}
 		return
 	}
 	var a announcement
@@ -408,10 +420,11 @@ func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 		}
 		return
 	}
+	p.twinSeen, p.twinInst, p.twinTenants = now, a.Instance, a.Tenants
 	if now.Sub(p.twin) >= time.Minute {
 		p.twin = now
-		p.log.Error("another worker announces itself under this replica's id: give each replica its own --replica-id, "+
-			"or both work the same tenants and each takes the other's for gone when it stops",
+		p.log.Error("another worker announces itself under this replica's id: give each replica its own --replica-id; "+
+			"the other replicas cannot tell the two apart (meanwhile one of the two works the tenants both serve)",
 			zap.String("replica_id", p.id), zap.Strings("its_tenants", a.Tenants))
 	}
 }
@@ -510,8 +523,9 @@ func (p *Presence) look() {
 	if now.Sub(p.stored) >= p.ttl {
 		yield = live
 	}
-	changed := !slices.Equal(yield, p.yield)
-	p.yield = yield
+	twinAhead := p.twinInst > p.instance && now.Sub(p.twinSeen) < p.ttl
+	changed := !slices.Equal(yield, p.yield) || twinAhead != p.twinAhead
+	p.yield, p.twinAhead = yield, twinAhead
 	if p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved) {
 		p.live, p.moved = live, false
 		changed = true
@@ -541,7 +555,9 @@ func (p *Presence) Changed() <-chan struct{} {
 // stored (a permission withdrawn) lets go, once its last one expired, of
 // each tenant another live replica serves: the others take it. During a
 // hand-over two replicas may briefly work one tenant: the quota journal
-// keeps that safe; the assignment only saves contention.
+// keeps that safe; the assignment only saves contention. Of two processes
+// started with one replica id by mistake, which rank alike, one works the
+// tenants both serve.
 func (p *Presence) Assigned(tenant string) bool {
 	if !slices.Contains(p.tenants, tenant) {
 		return false
@@ -555,6 +571,9 @@ func (p *Presence) Assigned(tenant string) bool {
 		if p.others[id].tenants[tenant] {
 			return false
 		}
+	}
+	if p.twinAhead && slices.Contains(p.twinTenants, tenant) {
+		return false
 	}
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {

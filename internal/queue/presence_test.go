@@ -492,3 +492,47 @@ func TestPresenceThatCannotAnnounceLetsGo(t *testing.T) {
 	f.fail.Store(false)
 	waitFor(t, 5*time.Second, "a works the tenant again, b not", func() bool { return a.Assigned(tenant) && !b.Assigned(tenant) })
 }
+
+// TestPresenceSharedReplicaIDWorksEachTenantOnce: two processes started
+// with the same replica id (a copy-pasted manifest) rank alike for every
+// tenant. One of them works the tenants both serve, the other none of
+// them; when the one working them stops, the other takes them at once.
+// Before, both worked every tenant for as long as both ran.
+func TestPresenceSharedReplicaIDWorksEachTenantOnce(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 100 * time.Millisecond
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
+		t.Fatal(err)
+	}
+	start := func(tenants ...string) (*Presence, context.CancelFunc) {
+		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: tenants, Beat: beat, Bucket: Settings{}.Presence(), Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		stop := sync.OnceFunc(func() { cancel(); <-done })
+		t.Cleanup(stop)
+		<-p.Current()
+		return p, stop
+	}
+	p1, stop1 := start("contoso", "fabrikam")
+	p2, stop2 := start("contoso")
+	waitFor(t, 5*time.Second, "one of them works contoso", func() bool { return p1.Assigned("contoso") != p2.Assigned("contoso") })
+	for end := time.Now().Add(5 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
+		if p1.Assigned("contoso") && p2.Assigned("contoso") {
+			t.Fatal("both processes under one replica id work contoso")
+		}
+	}
+	if !p1.Assigned("fabrikam") {
+		t.Error("fabrikam, which only one of them serves, is not worked")
+	}
+	other, stop := p2, stop1
+	if p2.Assigned("contoso") {
+		other, stop = p1, stop2
+	}
+	stop()
+	waitFor(t, 2*time.Second, "the other takes contoso once the one working it stopped", func() bool { return other.Assigned("contoso") })
+}
