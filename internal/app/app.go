@@ -512,9 +512,14 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	}
 	// Stop fetching, let the requests under way finish (the caller's
 	// context or ShutdownTimeout, whichever ends first), then cancel them.
+	// The other replicas are told first, and take this one's tenants
+	// meanwhile.
 	a.life.addCallerBound("worker", func(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, a.opts.ShutdownTimeout)
 		defer cancel()
+		if err := presence.Leave(wctx); err != nil {
+			a.log.Warn("announce that this replica stops: its tenants move when its announcement is withdrawn", zap.Error(err))
+		}
 		return a.worker.Stop(wctx)
 	})
 	// The feed starts after the worker made its tenants, so none of their

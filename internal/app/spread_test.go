@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // tenantCalls counts an app's offboard calls by tenant, from its metrics.
@@ -141,5 +142,58 @@ func TestTenantsSpreadAcrossReplicas(t *testing.T) {
 	}
 	for _, n := range names {
 		e.oneActionEach(n, 4)
+	}
+}
+
+// TestStoppingReplicasTenantsMoveAtOnce: replica A stops while one of
+// its requests is in a backoff (the API answered 503). New requests of
+// A's tenants, that one's included, are taken by B at once, not after
+// A's last request under way is over, and A's gauges say it takes none. Before, A announced its tenants until its stop was over: they
+// waited up to --shutdown-timeout, and its gauges said they were A's.
+func TestStoppingReplicasTenantsMoveAtOnce(t *testing.T) {
+	t.Parallel()
+	names := numberedTenants(6)
+	e := setup(t, envConfig{tenants: names, machines: 2, noStart: true})
+	retry := e.opts.Retry
+	e.opts.Retry.Base, e.opts.Retry.Max = 3*time.Second, 3*time.Second // A's backoff
+	e.start()
+	regA := e.reg
+	e.opts.Retry = retry
+	b := e.startReplica(names...)
+	var onA []string
+	eventually(t, 10*time.Second, "the tenants split between A and B", func() bool {
+		onA = assignedTenants(t, regA)
+		return len(onA)+len(assignedTenants(t, b.opts.Registry)) == len(names) && len(onA) > 0
+	})
+	tenant := onA[0]
+	tt := e.tenants[tenant]
+	e.sim.InjectStatus(tt.tenantID, "offboard", 503, "", "", 2, 0)
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach(tenant, "slow-", 0, 1)
+	eventually(t, 10*time.Second, "A's first call answered 503", func() bool { return e.offboardCalls(tt.tenantID, tt.machines[0].ID) > 0 })
+
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.app.Stop(context.Background()) }()
+	time.Sleep(200 * time.Millisecond) // A is stopping
+	e.offboardEach(tenant, "next-", 1, 2)
+	begin := time.Now()
+	for time.Since(begin) < 2*time.Second && len(res.snapshot()[tenant+"/next-1"]) == 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(res.snapshot()[tenant+"/next-1"]) == 0 {
+		t.Errorf("a new request of %s has no result %v after A began to stop", tenant, time.Since(begin).Round(time.Millisecond))
+	}
+	if got := assignedTenants(t, regA); len(got) > 0 {
+		t.Errorf("A, stopping, says it takes the requests of %v", got)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("A stopped %v after the new request", time.Since(begin).Round(time.Millisecond))
+	got := res.wait(t, 2, 30*time.Second)
+	for key, rs := range got {
+		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+			t.Errorf("%s: %d results, first %s", key, len(rs), rs[0].Outcome)
+		}
 	}
 }

@@ -59,6 +59,10 @@ type announcement struct {
 	// Instance tells this process's announcements from those of another
 	// process started with the same replica id by mistake.
 	Instance string `json:"instance,omitempty"`
+	// Leaving says the replica stops: it takes no more requests and
+	// finishes those under way. The others take its tenants at once, and
+	// count it as alive and serving them until it withdraws.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Presence keeps this replica's announcement fresh and follows the
@@ -115,6 +119,9 @@ type Presence struct {
 	twinInst    string
 	twinTenants []string
 	twinAhead   bool // at the last look, the tenants both serve were left to the other process
+	twinLeaving bool // the other process under this id stops (announcement.Leaving)
+
+	leaving bool // this replica stops (Leave)
 }
 
 type seen struct {
@@ -122,6 +129,7 @@ type seen struct {
 	tenants  map[string]bool
 	apps     map[string]string // announcement.Apps
 	names    map[string]string // a tenant name by its AppDigest
+	leaving  bool              // announcement.Leaving
 	at       time.Time         // when this replica first read this revision of the entry
 	rev      uint64            // the entry's revision
 }
@@ -274,7 +282,10 @@ func (p *Presence) watchAgain(ctx context.Context) jetstream.KeyWatcher {
 }
 
 func (p *Presence) announce(ctx context.Context) error {
-	data, err := json.Marshal(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance})
+	p.mu.Lock()
+	leaving := p.leaving
+	p.mu.Unlock()
+	data, err := json.Marshal(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance, Leaving: leaving})
 	if err != nil {
 		return err
 	}
@@ -299,6 +310,24 @@ func (p *Presence) announce(ctx context.Context) error {
 func bucketMissing(err error) bool {
 	return errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) ||
 		errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, nats.ErrNoResponders)
+}
+
+// Leave announces that this replica stops: it works no tenant from now
+// on (Assigned says no, Changed is closed), and the other replicas take
+// its tenants at once rather than when it withdraws, after its requests
+// under way are finished. Until then they count it as alive and serving
+// its tenants. Each beat after it announces the same.
+func (p *Presence) Leave(ctx context.Context) error {
+	p.mu.Lock()
+	if !p.leaving {
+		p.leaving = true
+		close(p.changed)
+		p.changed = make(chan struct{})
+	}
+	p.mu.Unlock()
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
+	return p.announce(ctx)
 }
 
 // withdraw deletes this replica's announcement, so others stop counting on
@@ -350,14 +379,14 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	if known && old.rev == e.Revision() {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
-	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, at: now, rev: e.Revision()}
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, leaving: a.Leaving, at: now, rev: e.Revision()}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 		if d := a.Apps[t]; d != "" {
 			s.names[d] = t
 		}
 	}
-	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps)) {
+	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps) || old.leaving != s.leaving) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
 	p.others[e.Key()] = s
@@ -420,7 +449,7 @@ func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 		}
 		return
 	}
-	p.twinSeen, p.twinInst, p.twinTenants = now, a.Instance, a.Tenants
+	p.twinSeen, p.twinInst, p.twinTenants, p.twinLeaving = now, a.Instance, a.Tenants, a.Leaving
 	if now.Sub(p.twin) >= time.Minute {
 		p.twin = now
 		p.log.Error("another worker announces itself under this replica's id: give each replica its own --replica-id; "+
@@ -523,7 +552,7 @@ func (p *Presence) look() {
 	if now.Sub(p.stored) >= p.ttl {
 		yield = live
 	}
-	twinAhead := p.twinInst > p.instance && now.Sub(p.twinSeen) < p.ttl
+	twinAhead := p.twinInst > p.instance && !p.twinLeaving && now.Sub(p.twinSeen) < p.ttl
 	changed := !slices.Equal(yield, p.yield) || twinAhead != p.twinAhead
 	p.yield, p.twinAhead = yield, twinAhead
 	if p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved) {
@@ -550,8 +579,8 @@ func (p *Presence) Changed() <-chan struct{} {
 // hashing, and none of them announces another application for it, nor
 // its application under another name. Every replica that sees the same
 // announcements picks the same one. A replica that dies keeps its tenants
-// until its announcement expires (three beats); one that stops withdraws
-// it, and its tenants move at once. One whose announcements cannot be
+// until its announcement expires (three beats); one that stops says so
+// (Leave), and its tenants move at once. One whose announcements cannot be
 // stored (a permission withdrawn) lets go, once its last one expired, of
 // each tenant another live replica serves: the others take it. During a
 // hand-over two replicas may briefly work one tenant: the quota journal
@@ -564,11 +593,11 @@ func (p *Presence) Assigned(tenant string) bool {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.disputedLocked(tenant) != "" {
+	if p.leaving || p.disputedLocked(tenant) != "" {
 		return false
 	}
 	for _, id := range p.yield {
-		if p.others[id].tenants[tenant] {
+		if s := p.others[id]; s.tenants[tenant] && !s.leaving {
 			return false
 		}
 	}
@@ -577,8 +606,8 @@ func (p *Presence) Assigned(tenant string) bool {
 	}
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {
-		if !p.others[id].tenants[tenant] {
-			continue
+		if s := p.others[id]; !s.tenants[tenant] || s.leaving {
+			continue // a replica that stops takes no more requests
 		}
 		if r := rank(id, tenant); r > mine || r == mine && id > p.id {
 			return false
