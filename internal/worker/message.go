@@ -454,17 +454,24 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 
 // storeLedger writes the result over the request id's ledger entry (if
 // another worker changed the entry meanwhile, that one owns the request
-// id). Over the "calling" entry this very message wrote, the write is
-// only sent, to travel beside the result (the returned stores); no other
-// message may have owned the id since: another delivery of it takes a
-// call's entry up only once its writer is at work on it no more
+// id). A created result over the "calling" entry this very message wrote
+// is only sent, to travel beside the result (the returned stores); no
+// other message may have owned the id since: another delivery of it takes
+// a call's entry up only once its writer is at work on it no more
 // (callElsewhere). Otherwise, a claim included, it is stored before the
 // result goes out, so that a result never speaks for an id another worker
 // holds: another delivery of the message takes a claim up without asking
 // its writer, which may still be at work (frozen past the ack wait) and
-// write its call's entry over it, and call.
+// write its call's entry over it, and call. Any other outcome over a
+// "calling" entry is stored first too: a result out without its entry
+// brings the request back to the "calling" entry, whose call goes out
+// again (nothing in the entry says it was answered) and may be answered
+// otherwise, a refused call accepted or a pending action finished; that
+// answer would be dropped as the first result's repeat, which would then
+// speak for the device wrongly. A created result is what such a repeat
+// finds again (the action a call of the request made).
 func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, data []byte) ([]queue.Stored, error) {
-	if e := j.entry; e != nil && e.State == queue.StateCalling && e.Seq == j.seq {
+	if e := j.entry; e != nil && e.State == queue.StateCalling && e.Seq == j.seq && res.Outcome == offboard.OutcomeCreated {
 		s, err := w.opts.Ledger.FinishAsync(j.t.name, res.RequestID, e, j.seq, data)
 		if err != nil {
 			return nil, err
