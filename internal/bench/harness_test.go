@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -128,6 +129,12 @@ type options struct {
 	// a connection instead of taking one each. BENCH_HTTP2=1 sets it for
 	// every benchmark.
 	http2 bool
+	// onCall, if set, is told of each API call once it is answered (the
+	// answer not yet sent).
+	onCall func(mdesim.Call)
+	// actionsFinishAfter, if set, is how long an action stays Pending
+	// (default a millisecond).
+	actionsFinishAfter time.Duration
 }
 
 type tenant struct {
@@ -225,9 +232,14 @@ func (h *harness) startSim() {
 		// Actions finish at once, so a second call for a device would make
 		// a second action instead of meeting ActiveRequestAlreadyExists:
 		// duplicate calls show as duplicate actions.
-		ActionCompleteAfter: time.Millisecond,
-		OnCall:              h.calls.record,
-		HTTP2:               o.http2 || os.Getenv("BENCH_HTTP2") == "1",
+		ActionCompleteAfter: cmp.Or(o.actionsFinishAfter, time.Millisecond),
+		OnCall: func(c mdesim.Call) {
+			h.calls.record(c)
+			if o.onCall != nil {
+				o.onCall(c)
+			}
+		},
+		HTTP2: o.http2 || os.Getenv("BENCH_HTTP2") == "1",
 	}
 	if o.windows != nil && !o.unlimited {
 		simOpts.Limits = map[string][]mdesim.Window{}
