@@ -108,17 +108,25 @@ func GetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string) (*
 	if err != nil {
 		return nil, fmt.Errorf("read campaign %s of %s: %w", name, tenant, err)
 	}
+	return readMark(e.Value()), nil
+}
+
+// readMark reads a mark's value; nil for one that does not read as a mark.
+func readMark(data []byte) *Mark {
 	var m Mark
-	if json.Unmarshal(e.Value(), &m) != nil {
-		return nil, nil
+	if json.Unmarshal(data, &m) != nil {
+		return nil
 	}
-	return &m, nil
+	return &m
 }
 
 // IsCancel says whether a control bucket entry is a cancel mark in force.
 func IsCancel(e jetstream.KeyValueEntry) bool {
-	var m Mark
-	return e.Operation() == jetstream.KeyValuePut && json.Unmarshal(e.Value(), &m) == nil && m.Cancelled
+	if e.Operation() != jetstream.KeyValuePut {
+		return false
+	}
+	m := readMark(e.Value())
+	return m != nil && m.Cancelled
 }
 
 // Watcher knows which campaigns are cancelled, and since when, from a
