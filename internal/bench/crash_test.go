@@ -550,11 +550,10 @@ func runCrash(t *testing.T, c crashCase) {
 	}
 }
 
-// deadLetters reads the request ids of the dead letters.
-func (h *harness) deadLetters(t *testing.T) map[string]bool {
+// eachMsg calls f with every message of the stream.
+func (h *harness) eachMsg(t *testing.T, stream string, f func(*jetstream.RawStreamMsg)) {
 	t.Helper()
-	out := map[string]bool{}
-	s, err := h.js.Stream(t.Context(), "MDE_OFFBOARD_DEAD")
+	s, err := h.js.Stream(t.Context(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,33 +562,31 @@ func (h *harness) deadLetters(t *testing.T) map[string]bool {
 		t.Fatal(err)
 	}
 	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(t.Context(), seq)
-		if err != nil {
-			continue
+		if m, err := s.GetMsg(t.Context(), seq); err == nil {
+			f(m)
 		}
+	}
+}
+
+// deadLetters reads the request ids of the dead letters.
+func (h *harness) deadLetters(t *testing.T) map[string]bool {
+	t.Helper()
+	out := map[string]bool{}
+	h.eachMsg(t, "MDE_OFFBOARD_DEAD", func(m *jetstream.RawStreamMsg) {
 		var r struct{ RequestID string }
 		_ = json.Unmarshal(m.Data, &r)
 		out[r.RequestID] = true
-	}
+	})
 	return out
 }
 
 // pendingInResults counts the results whose action is unfinished.
 func (h *harness) pendingInResults(t *testing.T) int {
 	t.Helper()
-	s, err := h.js.Stream(t.Context(), streamResults)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := s.GetMsg(t.Context(), seq)
-		if err != nil || !strings.HasPrefix(m.Subject, prefix+".result.") {
-			continue
+	h.eachMsg(t, streamResults, func(m *jetstream.RawStreamMsg) {
+		if !strings.HasPrefix(m.Subject, prefix+".result.") {
+			return
 		}
 		var r struct {
 			MachineAction struct{ Status string }
@@ -598,18 +595,18 @@ func (h *harness) pendingInResults(t *testing.T) int {
 		if r.MachineAction.Status == "Pending" || r.MachineAction.Status == "InProgress" {
 			n++
 		}
-	}
+	})
 	return n
 }
 
-// waiting is how many requests the tenant's consumers have not seen acked.
-func (h *harness) waiting(t *testing.T) uint64 {
+// consumerInfos reads the infos of the tenant's two consumers.
+func (h *harness) consumerInfos(t *testing.T) []*jetstream.ConsumerInfo {
 	t.Helper()
 	s, err := h.js.Stream(t.Context(), streamRequests)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var n uint64
+	var infos []*jetstream.ConsumerInfo
 	for _, name := range []string{"tenant-t0", "bulk-t0"} {
 		cons, err := s.Consumer(t.Context(), name)
 		if err != nil {
@@ -619,6 +616,16 @@ func (h *harness) waiting(t *testing.T) uint64 {
 		if err != nil {
 			t.Fatal(err)
 		}
+		infos = append(infos, info)
+	}
+	return infos
+}
+
+// waiting is how many requests the tenant's consumers have not seen acked.
+func (h *harness) waiting(t *testing.T) uint64 {
+	t.Helper()
+	var n uint64
+	for _, info := range h.consumerInfos(t) {
 		n += info.NumPending + uint64(info.NumAckPending)
 	}
 	return n
@@ -629,21 +636,9 @@ func (h *harness) waiting(t *testing.T) uint64 {
 // delete stays there until the sweep).
 func (h *harness) noneWaiting(t *testing.T) {
 	t.Helper()
-	s, err := h.js.Stream(t.Context(), streamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, name := range []string{"tenant-t0", "bulk-t0"} {
-		cons, err := s.Consumer(t.Context(), name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		info, err := cons.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, info := range h.consumerInfos(t) {
 		if info.NumPending > 0 || info.NumAckPending > 0 {
-			t.Errorf("consumer %s: %d requests pending, %d waiting for an ack", name, info.NumPending, info.NumAckPending)
+			t.Errorf("consumer %s: %d requests pending, %d waiting for an ack", info.Name, info.NumPending, info.NumAckPending)
 		}
 	}
 }
