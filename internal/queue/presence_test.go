@@ -245,6 +245,27 @@ func (f *failingPuts) Put(ctx context.Context, key string, value []byte) (uint64
 	return f.KeyValue.Put(ctx, key, value)
 }
 
+// runCurrent runs p until the test ends, and waits until its view is
+// current.
+func runCurrent(t *testing.T, p *Presence) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	<-p.Current()
+}
+
+// runFailingPuts runs p with announcements that fail once the returned
+// failingPuts is told to.
+func runFailingPuts(t *testing.T, p *Presence) *failingPuts {
+	t.Helper()
+	f := &failingPuts{KeyValue: p.kv}
+	p.kv = f
+	runCurrent(t, p)
+	return f
+}
+
 // TestPresenceNotKnownWhileItCannotAnnounce: a replica whose
 // announcements fail while its watch works does not see itself come back
 // and so does not know its view is current; a new watch, which reads its
@@ -256,13 +277,7 @@ func TestPresenceNotKnownWhileItCannotAnnounce(t *testing.T) {
 	const beat = 100 * time.Millisecond
 	core, logs := observer.New(zap.InfoLevel)
 	p, _ := afterADeadReplica(t, beat, zap.New(core))
-	f := &failingPuts{KeyValue: p.kv}
-	p.kv = f
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-p.Current()
+	f := runFailingPuts(t, p)
 	f.fail.Store(true)
 	time.Sleep(5 * beat)
 	for end := time.Now().Add(50 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
@@ -342,11 +357,7 @@ func TestPresenceReplayedEntryIsNoSignOfLife(t *testing.T) {
 	t.Parallel()
 	const beat = 100 * time.Millisecond
 	p, kv := afterADeadReplica(t, beat, zap.NewNop())
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-p.Current()
+	runCurrent(t, p)
 	waitFor(t, 5*time.Second, "the dead replica gone", func() bool { return p.Known() && !p.Serves("northwind") })
 
 	entry, err := kv.Get(t.Context(), "dead")
@@ -461,13 +472,7 @@ func TestPresenceThatCannotAnnounceLetsGo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &failingPuts{KeyValue: a.kv}
-	a.kv = f
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	<-a.Current()
+	f := runFailingPuts(t, a)
 	b := runPresence(t, js, "b", []string{tenant}, beat, zap.NewNop())
 	waitFor(t, 5*time.Second, "a works the tenant, b not", func() bool { return a.Assigned(tenant) && !b.Assigned(tenant) })
 
