@@ -1,9 +1,13 @@
 package campaign
 
 import (
+	"errors"
+	"io"
 	"math"
+	"slices"
 	"strings"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -112,6 +116,53 @@ func TestReaderSkipsAByteOrderMark(t *testing.T) {
 	}
 	if _, err := NewReader(strings.NewReader("machineId,\ufeffcomment\r\nm1,x\r\n")); err != nil {
 		t.Errorf("a BOM inside the header: %v", err)
+	}
+}
+
+// A lone carriage return ends a line, as LF and CRLF do: a CSV saved with
+// CR line ends is read row by row, not as a header without rows, and a
+// CR between two rows does not join them. A CRLF split across two reads
+// is one line end, and a quoted cell keeps its CRLF as LF.
+func TestReaderTakesALoneCRAsALineEnd(t *testing.T) {
+	t.Parallel()
+	for name, body := range map[string]string{
+		"cr":    "machineId,computerDnsName,comment\rm1,,a\rm2,h2,\r",
+		"mixed": "machineId,computerDnsName,comment\r\nm1,,a\rm2,h2,\n",
+		"crlf":  "\ufeffmachineId,computerDnsName,comment\r\nm1,,a\r\n\r\nm2,h2,\r\n",
+	} {
+		for _, slow := range []bool{false, true} {
+			var in io.Reader = strings.NewReader(body)
+			if slow {
+				in = iotest.OneByteReader(in)
+			}
+			r, err := NewReader(in)
+			if err != nil {
+				t.Errorf("%s: %v", name, err)
+				continue
+			}
+			var got []Row
+			for {
+				row, err := r.Next()
+				if err != nil {
+					if !errors.Is(err, io.EOF) {
+						t.Errorf("%s: %v", name, err)
+					}
+					break
+				}
+				got = append(got, row)
+			}
+			want := []Row{{N: 1, MachineID: "m1", Comment: "a"}, {N: 2, MachineID: "m2", ComputerDNSName: "h2"}}
+			if !slices.Equal(got, want) {
+				t.Errorf("%s (one byte a read: %v): rows %+v, want %+v", name, slow, got, want)
+			}
+		}
+	}
+	r, err := NewReader(iotest.OneByteReader(strings.NewReader("machineId,comment\r\nm1,\"a\r\nb\"\r\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row, err := r.Next(); err != nil || row.Comment != "a\nb" {
+		t.Errorf("quoted CRLF: %+v, %v", row, err)
 	}
 }
 

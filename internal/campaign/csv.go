@@ -46,12 +46,13 @@ var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a
 
 // NewReader reads the header row. A byte order mark before it (Excel's
 // and PowerShell's "UTF-8") is skipped, quoted header cells included.
+// A carriage return that is not followed by a line feed ends a line.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReader(r)
 	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
 		_, _ = br.Discard(len(utf8BOM))
 	}
-	cr := csv.NewReader(br)
+	cr := csv.NewReader(crLines{br})
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -79,6 +80,30 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, ErrNoDeviceColumn
 	}
 	return &Reader{r: cr, cols: cols}, nil
+}
+
+// crLines turns a carriage return that does not start a CRLF into a line
+// feed. encoding/csv ends lines at LF only and keeps a lone CR in its
+// cell: a CSV with the CR line ends of Excel for Mac's "CSV (Macintosh)"
+// read as its header alone, with no row, and a lone CR within a file
+// joined two rows into one, the second row's device left out unreported.
+type crLines struct{ r *bufio.Reader }
+
+func (c crLines) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	for i := range p[:n] {
+		if p[i] != '\r' {
+			continue
+		}
+		if i+1 < n {
+			if p[i+1] != '\n' {
+				p[i] = '\n'
+			}
+		} else if next, perr := c.r.Peek(1); perr != nil || next[0] != '\n' {
+			p[i] = '\n'
+		}
+	}
+	return n, err
 }
 
 // Next returns the next row, or io.EOF after the last.
