@@ -86,6 +86,7 @@ type campaignRun struct {
 	unread                         atomic.Int64 // rows the publishing has not reached yet
 	pubErr                         atomic.Value // first publish error
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
+	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
 	paused                         atomic.Bool  // an operator paused the campaign's priority
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
 	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
@@ -718,6 +719,9 @@ func isClosed(ch <-chan struct{}) bool {
 func (r *campaignRun) refreshAhead(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	// Read before the backlog: a row published in between counts twice
+	// (the estimate errs long), never not at all.
+	unread := r.unread.Load()
 	prios := []offboard.Priority{offboard.Normal}
 	if r.prio == offboard.Bulk {
 		prios = append(prios, offboard.Bulk)
@@ -731,6 +735,7 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 		waiting, inFlight = waiting+w, inFlight+f
 	}
 	r.ahead.Store(int64(waiting + inFlight))
+	r.aheadUnread.Store(unread)
 	view, horizon, err := readControls(ctx, r.js, r.c.subjects)
 	if err != nil {
 		return // the last ones stand
@@ -767,7 +772,9 @@ func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h b
 }
 
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
-	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.unread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
+	// The rows not published when the backlog was read: those published
+	// since are in the stream, but not yet in ahead.
+	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.aheadUnread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
 	eta, byBudget := est.ETA(), false
 	if c.Waiting == 0 {
 		// Every row is answered: the tenant's backlog is not the campaign's.

@@ -729,6 +729,23 @@ func TestCampaignStatusCountsARetryWaiting(t *testing.T) {
 	}
 }
 
+// Once the rows are published, and until the tenant's backlog is read
+// again, the ETA still counts them: they left the rows not published for
+// the stream, where the backlog read before did not see them.
+func TestCampaignETAAfterPublishing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30)
+	e.startWorker()
+	e.stopWorker() // the rows wait in the stream, behind the consumers it made
+	dir := t.TempDir()
+	p := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"),
+		"--rate", "10/1m", "--progress-every", "1ms", "--timeout", "2s")
+	if code != exitFailed || !strings.Contains(out, "published 30 (before 0); ETA 2m00s") || strings.Contains(out, "ETA 0s") {
+		t.Errorf("campaign run: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
 // While an operator's pause holds a campaign's requests, its progress and
 // campaign status say "paused", not an ETA of 0s.
 func TestCampaignETAWhilePaused(t *testing.T) {
