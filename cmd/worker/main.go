@@ -197,6 +197,18 @@ func checkFlags(o *app.Options) error {
 	if o.Queue.ResultsMaxAge < 0 {
 		return fmt.Errorf("--results-max-age %v: want 0 (kept for ever) or a positive duration", o.Queue.ResultsMaxAge)
 	}
+	// NATS refuses a stream whose duplicate window is under 100ms or
+	// longer than what it keeps: the start would fail after the embedded
+	// server or the connection was up, and --check-config pass them.
+	if o.Queue.Duplicates < minDuplicates {
+		return fmt.Errorf("--duplicate-window %v: want at least %v", o.Queue.Duplicates, minDuplicates)
+	}
+	if o.Queue.ResultsMaxAge > 0 && o.Queue.ResultsMaxAge < o.Queue.Duplicates {
+		return fmt.Errorf("--results-max-age %v: want 0 (kept for ever) or at least --duplicate-window %v, which the results stream shares", o.Queue.ResultsMaxAge, o.Queue.Duplicates)
+	}
+	if o.Queue.BudgetHistory < queue.JournalDuplicates {
+		return fmt.Errorf("--budget-history %v: want at least %v, the budget journal's duplicate window", o.Queue.BudgetHistory, queue.JournalDuplicates)
+	}
 	if o.Queue.Replicas < 1 || o.Queue.Replicas > 5 {
 		return fmt.Errorf("--stream-replicas %d: want 1 to 5", o.Queue.Replicas)
 	}
@@ -205,6 +217,9 @@ func checkFlags(o *app.Options) error {
 	}
 	return nil
 }
+
+// minDuplicates is the shortest duplicate window NATS takes for a stream.
+const minDuplicates = 100 * time.Millisecond
 
 // maxRequests checks --max-requests and turns its 0 (no bound) into the
 // app's.

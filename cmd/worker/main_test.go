@@ -170,6 +170,12 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"no ledger ttl", []string{"--config", good, "--ledger-ttl", "0s"}, "--ledger-ttl 0s"},
 		{"negative quota margin", []string{"--config", good, "--quota-margin", "-1s"}, "--quota-margin -1s"},
 		{"negative results age", []string{"--config", good, "--results-max-age", "-1h"}, "--results-max-age -1h0m0s"},
+		// Stream settings NATS refuses: refused before anything starts,
+		// and by --check-config, not by the server once it is up.
+		{"results kept less than the duplicate window", []string{"--config", good, "--check-config", "--results-max-age", "1h"},
+			"--results-max-age 1h0m0s: want 0 (kept for ever) or at least --duplicate-window 24h0m0s"},
+		{"duplicate window under NATS's least", []string{"--config", good, "--check-config", "--duplicate-window", "10ms"}, "--duplicate-window 10ms: want at least 100ms"},
+		{"budget history under its duplicate window", []string{"--config", good, "--check-config", "--budget-history", "30s"}, "--budget-history 30s: want at least 1m0s"},
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
 		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix "a..b": an empty token`},
 		{"URL not parsed", []string{"--config", good, "--nats-url", "nats://alice:s3cret@host:bad"}, "NATS URL nats://host:bad is not a URL"},

@@ -130,7 +130,7 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Replicas:    s.Replicas,
 			MaxAge:      s.QuotaHistory,
 			Discard:     jetstream.DiscardOld,
-			Duplicates:  time.Minute, // entries carry no message id
+			Duplicates:  JournalDuplicates, // entries carry no message id
 			// No direct gets: a follower could answer them behind the
 			// leader, and a writer would spin on a stale last entry.
 		},
@@ -143,10 +143,15 @@ func (s Settings) Streams() []jetstream.StreamConfig {
 			Replicas:    s.Replicas,
 			MaxAge:      s.BudgetHistory,
 			Discard:     jetstream.DiscardOld,
-			Duplicates:  time.Minute, // entries carry no message id
+			Duplicates:  JournalDuplicates, // entries carry no message id
 		},
 	}
 }
+
+// JournalDuplicates is the duplicate window of the quota and budget
+// journals, whose entries carry no message id. NATS refuses a stream that
+// keeps its messages less long than this.
+const JournalDuplicates = time.Minute
 
 // DefaultBudgetHistory is how long the budget journal keeps its entries
 // unless configured: budgets up to a day, with the reservation lease and
