@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -126,6 +127,7 @@ type App struct {
 	ready    sync.Mutex
 	readyAt  time.Time
 	readyErr error
+	stopping atomic.Bool // set by Stop: no request is taken any more
 
 	// onConnChange, when set before Start, hears every change of the
 	// NATS connection's state (tests wait on it).
@@ -626,5 +628,6 @@ func (a *App) NATSURL() string { return a.nc.ConnectedUrl() }
 // embedded server. It returns at the latest ShutdownTimeout + 15s after it
 // was called, whatever ctx does. It is idempotent.
 func (a *App) Stop(ctx context.Context) error {
+	a.stopping.Store(true)
 	return a.life.stop(ctx, a.opts.ShutdownTimeout+StopReserve)
 }

@@ -441,6 +441,38 @@ func TestReadyAndStop(t *testing.T) {
 	}
 }
 
+// TestNotReadyWhileStopping: once Stop is called the worker takes no
+// request, so /readyz answers 503 while the requests under way finish
+// (before, it answered 200 until the HTTP server closed).
+func TestNotReadyWhileStopping(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{Latency: 2 * time.Second}})
+	c := e.collect("mde.offboard.result.>")
+	m := e.tenants["contoso"].machines[0]
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "slow-1", "machineId": m.ID}, "slow-1")
+	eventually(t, 10*time.Second, "the request under way", func() bool {
+		return len(e.sim.Calls()) > 0
+	})
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.app.Stop(context.Background()) }()
+	eventually(t, time.Second, "Ready to say it stops", func() bool { return e.app.Ready(t.Context()) != nil })
+	resp, err := http.Get("http://" + e.app.HTTPAddr() + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz while the request under way finishes: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "stopping") {
+		t.Errorf("/readyz while stopping answered %d %q, want 503 stopping", resp.StatusCode, b)
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	if rs := c.wait(t, 1, 10*time.Second)["contoso/slow-1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results %+v, want one created", rs)
+	}
+}
+
 // TestBadCopyCannotClobber: a malformed message that reuses a valid
 // request's id gets its own answer and leaves the valid request's result
 // and ledger entry alone; a publisher's Nats-Expected-Stream header does

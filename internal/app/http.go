@@ -118,8 +118,8 @@ func (a *App) shutdownHTTP(ctx context.Context) error {
 // HTTPAddr is the address the HTTP endpoints listen on.
 func (a *App) HTTPAddr() string { return a.lis.Addr().String() }
 
-// serveReady answers 200 only when NATS is connected and every stream,
-// consumer and the ledger exist. The check is cached for a few seconds, so a
+// serveReady answers 200 only when NATS is connected, every stream,
+// consumer and the ledger exist, and the worker is not stopping. The check is cached for a few seconds, so a
 // probe never costs more than one round of lookups.
 func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 	err := a.Ready(r.Context())
@@ -133,8 +133,12 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 // readyFor is how long an answer of Ready is reused.
 const readyFor = 5 * time.Second
 
-// Ready reports whether the worker can take requests.
+// Ready reports whether the worker can take requests: not once Stop was
+// called, while it finishes those under way.
 func (a *App) Ready(ctx context.Context) error {
+	if a.stopping.Load() {
+		return errors.New("stopping")
+	}
 	if a.nc == nil || !a.nc.IsConnected() {
 		return errors.New("NATS is not connected")
 	}
