@@ -169,12 +169,7 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 // force, in place of those held before: a mark that is gone from the
 // bucket (made again, or purged) is gone from the watcher too.
 func (w *Watcher) watch(ctx context.Context) error {
-	created := time.Time{}
-	if st, err := w.kv.Status(ctx); err == nil {
-		if s := streamOf(st); s != nil {
-			created = s.Created
-		}
-	}
+	created, _ := queue.BucketCreated(ctx, w.kv) // not known: only a purge is seen
 	kw, err := w.kv.Watch(context.Background(), keyPrefix+">")
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
@@ -219,16 +214,11 @@ func (w *Watcher) tenants() []string {
 	return out
 }
 
-// checkEvery is how often Run checks that the bucket it watches is still
-// the one the watch started on, with every mark it holds: a bucket
-// deleted and made again, or purged, sends its watchers nothing.
-const checkEvery = time.Second
-
 // Run applies changes until ctx ends, then stops the watch. A watch that
 // ends, or whose bucket was made again or purged, is started again.
 func (w *Watcher) Run(ctx context.Context) {
 	defer func() { _ = w.w.Stop() }()
-	check := time.NewTicker(checkEvery) // real time: paces requests to the server
+	check := time.NewTicker(queue.BucketCheck) // real time: paces requests to the server
 	defer check.Stop()
 	for {
 		select {
@@ -263,32 +253,15 @@ func (w *Watcher) Run(ctx context.Context) {
 // reset says whether the bucket was made again since the watch started,
 // or lost a mark the watcher holds without a delete (a purge).
 func (w *Watcher) reset(ctx context.Context) bool {
-	st, err := w.kv.Status(ctx)
-	if err != nil {
-		return false // not known: the watch goes on
-	}
-	s := streamOf(st)
-	if s == nil {
-		return false
-	}
 	w.mu.RLock()
-	defer w.mu.RUnlock()
-	if !w.created.IsZero() && !s.Created.Equal(w.created) {
-		return true
-	}
+	created, lowest := w.created, uint64(0)
 	for _, rev := range w.revisions {
-		if s.State.FirstSeq > rev {
-			return true
+		if lowest == 0 || rev < lowest {
+			lowest = rev
 		}
 	}
-	return false
-}
-
-func streamOf(s jetstream.KeyValueStatus) *jetstream.StreamInfo {
-	if b, ok := s.(*jetstream.KeyValueBucketStatus); ok {
-		return b.StreamInfo()
-	}
-	return nil
+	w.mu.RUnlock()
+	return queue.BucketReset(ctx, w.kv, created, lowest)
 }
 
 func (w *Watcher) apply(e jetstream.KeyValueEntry) {

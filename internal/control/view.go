@@ -86,7 +86,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 				// the override before it as on one started after, and
 				// status says the override is ignored.
 				ent = Entry{Value: UnreadableBudget, By: "unknown", At: e.Created()}
-				unreadable = &unreadableBudgetError{Key: e.Key(), Err: err}
+				unreadable = &unreadableError{Key: e.Key(), Err: err, Taken: "an override that is no budget (the tenants file's applies)"}
 			} else {
 				// Someone meant to pause or resume, and wrote a value the
 				// worker cannot read ("paused": "true", "at": "now"): taken
@@ -94,7 +94,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 				// written again (offboardctl pause or resume).
 				ent = Entry{Paused: true, By: "unknown", At: e.Created(),
 					Reason: "the control entry could not be read: taken as paused until written again (offboardctl resume)"}
-				unreadable = &unreadablePauseError{Key: e.Key(), Err: err}
+				unreadable = &unreadableError{Key: e.Key(), Err: err, Taken: "paused"}
 			}
 		}
 	}
@@ -127,40 +127,28 @@ func readEntry(data []byte, ent *Entry) error {
 // isUnreadable says whether apply's error is an entry it could not read
 // but recorded all the same.
 func isUnreadable(err error) bool {
-	var p *unreadablePauseError
-	var b *unreadableBudgetError
-	return errors.As(err, &p) || errors.As(err, &b)
+	var u *unreadableError
+	return errors.As(err, &u)
 }
 
-// unreadablePauseError is a pause key whose value could not be read: the
-// view took its priority as paused.
-type unreadablePauseError struct {
-	Key string
-	Err error
+// unreadableError is a control key whose value could not be read, and
+// how the view took it: a pause key as paused, a budget key as an
+// override that is no budget.
+type unreadableError struct {
+	Key   string
+	Err   error
+	Taken string
 }
 
-func (e *unreadablePauseError) Error() string {
-	return fmt.Sprintf("control key %q: %v: taken as paused until written again", e.Key, e.Err)
+func (e *unreadableError) Error() string {
+	return fmt.Sprintf("control key %q: %v: taken as %s until written again", e.Key, e.Err, e.Taken)
 }
 
-func (e *unreadablePauseError) Unwrap() error { return e.Err }
+func (e *unreadableError) Unwrap() error { return e.Err }
 
 // UnreadableBudget stands for the value of a budget entry that could not
 // be read: no budget, so the override is ignored.
 const UnreadableBudget = "(unreadable)"
-
-// unreadableBudgetError is a budget key whose value could not be read:
-// the view holds it as an override that is not a budget.
-type unreadableBudgetError struct {
-	Key string
-	Err error
-}
-
-func (e *unreadableBudgetError) Error() string {
-	return fmt.Sprintf("control key %q: %v: taken as an override that is no budget (the tenants file's applies) until written again", e.Key, e.Err)
-}
-
-func (e *unreadableBudgetError) Unwrap() error { return e.Err }
 
 // change is one applied entry.
 type change struct {

@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -39,11 +40,6 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*
 // rewatchAfter is how long Run waits before watching again when a watch
 // ended (the server went away for longer than the watch survives).
 const rewatchAfter = time.Second
-
-// checkEvery is how often a watch checks that the bucket it reads is
-// still the one it started on, with every entry it holds: a bucket
-// deleted and made again, or purged, sends its watchers nothing.
-const checkEvery = time.Second
 
 // errBucketReset ends a watch whose bucket was made again or purged.
 var errBucketReset = errors.New("the control bucket was made again or purged")
@@ -81,7 +77,7 @@ func (w *Watcher) ended(ctx context.Context, err error) {
 func controlKeys() []string { return []string{"pause.>", "budget.>"} }
 
 func (w *Watcher) watch(ctx context.Context) error {
-	start, err := w.kv.Status(ctx)
+	created, err := queue.BucketCreated(ctx, w.kv)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
@@ -97,14 +93,14 @@ func (w *Watcher) watch(ctx context.Context) error {
 	if w.started() {
 		fresh = &View{}
 	}
-	check := time.NewTicker(checkEvery) // real time: paces requests to the server
+	check := time.NewTicker(queue.BucketCheck) // real time: paces requests to the server
 	defer check.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-check.C:
-			if w.reset(ctx, start) {
+			if w.reset(ctx, created) {
 				return errBucketReset
 			}
 		case e, ok := <-kw.Updates():
@@ -128,31 +124,13 @@ func (w *Watcher) watch(ctx context.Context) error {
 	}
 }
 
-// reset says whether the bucket was made again since start, or lost an
+// reset says whether the bucket was made again since created, or lost an
 // entry the view holds without a delete (a purge of its stream).
-func (w *Watcher) reset(ctx context.Context, start jetstream.KeyValueStatus) bool {
-	now, err := w.kv.Status(ctx)
-	if err != nil {
-		return false // not known: the watch goes on, and its end says more
-	}
-	was, is := streamOf(start), streamOf(now)
-	if was == nil || is == nil {
-		return false
-	}
-	if !is.Created.Equal(was.Created) {
-		return true
-	}
+func (w *Watcher) reset(ctx context.Context, created time.Time) bool {
 	w.mu.Lock()
 	low := w.view.lowest()
 	w.mu.Unlock()
-	return low != 0 && is.State.FirstSeq > low
-}
-
-func streamOf(s jetstream.KeyValueStatus) *jetstream.StreamInfo {
-	if b, ok := s.(*jetstream.KeyValueBucketStatus); ok {
-		return b.StreamInfo()
-	}
-	return nil
+	return queue.BucketReset(ctx, w.kv, created, low)
 }
 
 // started says whether the first read of the bucket is over.

@@ -1,0 +1,51 @@
+package queue
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketCheck is how often a watch of a bucket checks that the bucket is
+// still the one it started on, with every entry it holds (BucketReset).
+const BucketCheck = time.Second
+
+// BucketCreated is when the bucket's stream was made.
+func BucketCreated(ctx context.Context, kv jetstream.KeyValue) (time.Time, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if s := bucketStream(st); s != nil {
+		return s.Created, nil
+	}
+	return time.Time{}, nil
+}
+
+// BucketReset says whether the bucket was made again since created (zero:
+// not known), or lost without a delete an entry of revision lowest or
+// above, the lowest a watcher holds (0: none): its stream was purged. A
+// bucket made again or purged sends its watchers nothing. A status that
+// cannot be read says no: the watch goes on.
+func BucketReset(ctx context.Context, kv jetstream.KeyValue, created time.Time, lowest uint64) bool {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return false
+	}
+	s := bucketStream(st)
+	if s == nil {
+		return false
+	}
+	if !created.IsZero() && !s.Created.Equal(created) {
+		return true
+	}
+	return lowest != 0 && s.State.FirstSeq > lowest
+}
+
+func bucketStream(s jetstream.KeyValueStatus) *jetstream.StreamInfo {
+	if b, ok := s.(*jetstream.KeyValueBucketStatus); ok {
+		return b.StreamInfo()
+	}
+	return nil
+}
