@@ -546,25 +546,25 @@ func ParseMachine(body []byte) (Machine, error) {
 
 // ParseMachines reads a list answer {"value": [...]}.
 func ParseMachines(body []byte) ([]Machine, error) {
-	var list struct {
-		Value *[]Machine `json:"value"`
-	}
-	if err := json.Unmarshal(body, &list); err != nil {
-		return nil, fmt.Errorf("read machines: %w", err)
-	}
-	if list.Value == nil {
-		return nil, errNoList("machines")
-	}
-	return *list.Value, nil
+	machines, _, err := ParseMachineList(body)
+	return machines, err
 }
 
-// ListGoesOn says whether a list answer says that more of the list
-// follows (@odata.nextLink): it holds only part of what was asked for.
-func ListGoesOn(body []byte) bool {
+// ParseMachineList reads a list answer, and whether it says that more of
+// the list follows (@odata.nextLink): it then holds only part of what was
+// asked for.
+func ParseMachineList(body []byte) (machines []Machine, more bool, err error) {
 	var list struct {
-		Next string `json:"@odata.nextLink"`
+		Value *[]Machine `json:"value"`
+		Next  string     `json:"@odata.nextLink"`
 	}
-	return json.Unmarshal(body, &list) == nil && list.Next != ""
+	if err := json.Unmarshal(body, &list); err != nil {
+		return nil, false, fmt.Errorf("read machines: %w", err)
+	}
+	if list.Value == nil {
+		return nil, false, errNoList("machines")
+	}
+	return *list.Value, list.Next != "", nil
 }
 
 // errNoList is a list answer without its "value" list ({} or "value":

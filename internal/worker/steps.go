@@ -556,7 +556,7 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 	if err != nil || res != nil {
 		return res, err
 	}
-	all, err := mde.ParseMachines(v.Body)
+	all, more, err := mde.ParseMachineList(v.Body)
 	if err != nil {
 		return j.failed(offboard.CodeAPIError, err.Error(), v), nil
 	}
@@ -567,7 +567,7 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 			machines = append(machines, m)
 		}
 	}
-	if len(machines) < 2 && mde.ListGoesOn(v.Body) {
+	if len(machines) < 2 && more {
 		// Another device of that name may be on a page not read: the one
 		// found (or none) cannot be told to be the only one.
 		return j.failed(offboard.CodeAPIError, "the API answered the lookup of "+offboard.Quote(j.req.ComputerDNSName)+" with part of the list (@odata.nextLink); a device is not chosen from part of it", v), nil
