@@ -150,13 +150,7 @@ func TestPresenceSeesATenantsFileChange(t *testing.T) {
 	_, js := connect(t)
 	const beat = 200 * time.Millisecond
 	// A tenant that b, serving it, takes from a.
-	tenant := ""
-	for i := range 100 {
-		if name := fmt.Sprintf("t%02d", i); rank("b", name) > rank("a", name) {
-			tenant = name
-			break
-		}
-	}
+	tenant := rankedFirst(t, "b", "a")
 	a := runPresence(t, js, "a", []string{tenant}, beat, zap.NewNop())
 	kv, err := js.KeyValue(t.Context(), BucketPresence)
 	if err != nil {
@@ -243,6 +237,18 @@ func (f *failingPuts) Put(ctx context.Context, key string, value []byte) (uint64
 		return 0, errors.New("insufficient resources")
 	}
 	return f.KeyValue.Put(ctx, key, value)
+}
+
+// rankedFirst is a tenant that replica first ranks above replica other.
+func rankedFirst(t *testing.T, first, other string) string {
+	t.Helper()
+	for i := range 100 {
+		if name := fmt.Sprintf("t%02d", i); rank(first, name) > rank(other, name) {
+			return name
+		}
+	}
+	t.Fatalf("no tenant of 100 that %s ranks above %s", first, other)
+	return ""
 }
 
 // runCurrent runs p until the test ends, and waits until its view is
@@ -385,13 +391,7 @@ func TestPresenceHoldsATenantTwoFilesGiveDifferentApps(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
 	const beat = 200 * time.Millisecond
-	tenant := ""
-	for i := range 100 {
-		if name := fmt.Sprintf("t%02d", i); rank("a", name) > rank("b", name) {
-			tenant = name
-			break
-		}
-	}
+	tenant := rankedFirst(t, "a", "b")
 	mine := AppDigest("11111111-1111-1111-1111-111111111111", "22222222-2222-2222-2222-222222222222")
 	core, logs := observer.New(zap.InfoLevel)
 	a := runPresenceWith(t, js, PresenceOptions{ID: "a", Tenants: []string{tenant}, Apps: map[string]string{tenant: mine}, Beat: beat, Logger: zap.New(core)})
@@ -456,13 +456,7 @@ func TestPresenceHoldsAnAppAnotherReplicaNamesOtherwise(t *testing.T) {
 func TestPresenceThatCannotAnnounceLetsGo(t *testing.T) {
 	t.Parallel()
 	const beat = 100 * time.Millisecond
-	tenant := ""
-	for i := range 100 {
-		if name := fmt.Sprintf("t%02d", i); rank("a", name) > rank("b", name) {
-			tenant = name
-			break
-		}
-	}
+	tenant := rankedFirst(t, "a", "b")
 	_, js := connect(t)
 	cfg := Settings{}.Presence()
 	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
