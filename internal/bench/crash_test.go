@@ -740,13 +740,11 @@ func (h *harness) streamMsgs(t *testing.T, name string) uint64 {
 	return info.State.Msgs
 }
 
-// startWorkerAt starts a worker that reaches NATS at url (a proxy).
+// startWorkerAt starts a worker that reaches NATS at url (a proxy): the
+// last --nats-url given wins.
 func (h *harness) startWorkerAt(url string, extra ...string) *proc {
 	h.tb.Helper()
-	saved := h.url
-	h.url = url
-	defer func() { h.url = saved }()
-	return h.startWorker(extra...)
+	return h.startWorker(append([]string{"--nats-url", url}, extra...)...)
 }
 
 // appendTenantYAML adds lines to every tenant's entry of the tenants file
