@@ -16,7 +16,7 @@
 //	BENCH_WORKER            use this worker binary instead of building ./cmd/worker
 //	BENCH_WORKER_ARGS       flags added to every worker ("--max-requests 256")
 //	BENCH_WORKER_GOMEMLIMIT the workers' GOMEMLIMIT, theirs alone ("144MiB")
-//	BENCH_PROFILE           a directory: every worker runs with --pprof, its CPU profile and heap are saved there
+//	BENCH_PROFILE           a directory: every worker runs with --pprof, its CPU profile, heap and goroutines are saved there
 //	BENCH_PROFILE_SECONDS   how long that CPU profile runs (default 15)
 //	BENCH_HTTP2             1: the simulator offers HTTP/2 in every benchmark
 //	BENCH_BACKLOG           requests waiting in BenchmarkBacklogMemory (default 1000000)

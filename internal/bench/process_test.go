@@ -215,7 +215,7 @@ func fetchProfile(p *proc, what, path string, timeoutSecs int) error {
 // profile takes a CPU profile of the worker, BENCH_PROFILE_SECONDS long
 // (default 15), once it serves /healthz, into path, then its heap
 // (heap-NN.pprof, and heap-NN.txt with the runtime's memory statistics) and
-// its goroutines (goroutine-NN.pprof.txt).
+// its goroutines (goroutine-NN.txt).
 // Profiling is a
 // diagnostic: a failure is printed, not fatal.
 func (h *harness) profile(p *proc, path string) {
@@ -233,15 +233,19 @@ func (h *harness) profile(p *proc, path string) {
 			return err
 		}
 		// The heap as the CPU profile ends: mostly under full load, with
-		// the runtime's memory statistics (stacks, heap goal) as text.
-		heap := strings.Replace(path, "cpu-", "heap-", 1)
-		if err := fetchProfile(p, "heap", heap, 30); err != nil {
-			return err
+		// the runtime's memory statistics (stacks, heap goal) as text,
+		// and the goroutines.
+		base := strings.TrimSuffix(path, ".pprof")
+		for what, file := range map[string]string{
+			"heap":              strings.Replace(path, "cpu-", "heap-", 1),
+			"heap?debug=1":      strings.Replace(base, "cpu-", "heap-", 1) + ".txt",
+			"goroutine?debug=1": strings.Replace(base, "cpu-", "goroutine-", 1) + ".txt",
+		} {
+			if err := fetchProfile(p, what, file, 30); err != nil {
+				return err
+			}
 		}
-		if err := fetchProfile(p, "heap?debug=1", strings.TrimSuffix(heap, ".pprof")+".txt", 30); err != nil {
-			return err
-		}
-		return fetchProfile(p, "goroutine?debug=1", strings.Replace(path, "cpu-", "goroutine-", 1)+".txt", 30)
+		return nil
 	}()
 	if err != nil {
 		h.progress("profile of worker pid %d: %v", p.pid(), err)
