@@ -70,6 +70,8 @@ func TestCampaignBadUsage(t *testing.T) {
 		"cancel empty as":            {"campaign", "cancel", "--tenant", "contoso", "--name", "wave", "--as", ""},
 		"retry neither":              {"dead", "retry", "contoso"},
 		"retry both":                 {"dead", "retry", "contoso", "--all", "--seq", "3"},
+		"retry seq zero":             {"dead", "retry", "contoso", "--seq", "0"},
+		"retry seq zero and all":     {"dead", "retry", "contoso", "--seq", "0", "--all"},
 		"retry unknown code":         {"dead", "retry", "contoso", "--all", "--code", "machine_not_fond"},
 		"ls unknown code":            {"dead", "ls", "--code", "nosuchcode"},
 		"status without name":        {"campaign", "status", "--tenant", "contoso"},

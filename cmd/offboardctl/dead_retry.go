@@ -40,6 +40,11 @@ answered from the ledger: a retry never makes a second action.`,
 			if err := checkTenantArg(args[0]); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("seq") && seq == 0 {
+				// Dead letters are numbered from 1: an unset shell
+				// variable, say, which beside --all would retry them all.
+				return usagef("--seq 0: dead letters are numbered from 1")
+			}
 			if (seq == 0) == !all {
 				return usagef("give --seq N or --all")
 			}
