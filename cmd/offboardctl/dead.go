@@ -49,6 +49,9 @@ type deadLetter struct {
 	subject string // Mde-Original-Subject
 	body    []byte
 	header  nats.Header
+	// unchecked says why the body fails the request's checks (nil: it
+	// passes them); set by deadLetters, for a retry.
+	unchecked error
 }
 
 func newDeadLsCmd(c *cli) *cobra.Command {
@@ -176,10 +179,14 @@ func checkCode(cmd *cobra.Command, code string) error {
 }
 
 // deadLetters reads the dead letters of a tenant ("": all), in order, with
-// their bodies and headers (to retry them).
+// their bodies and headers (to retry them), each checked as the worker
+// checks a request.
 func (c *cli) deadLetters(ctx context.Context, tenant string) ([]deadLetter, error) {
 	var out []deadLetter
-	err := c.eachDead(ctx, tenant, func(d deadLetter) { out = append(out, d) })
+	err := c.eachDead(ctx, tenant, func(d deadLetter) {
+		_, d.unchecked = offboard.ParseRequest(d.body, d.Tenant)
+		out = append(out, d)
+	})
 	return out, err
 }
 

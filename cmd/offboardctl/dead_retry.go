@@ -29,7 +29,9 @@ the next attempt, on its original subject (same priority), with
 Nats-Msg-Id <tenant>:<requestId>:<attempt>. A request id is retried once,
 from its latest dead letter, as one more than the highest attempt of its
 dead letters: --seq of an older one retries from the latest, and --code is
-matched against the latest one, with --seq as with --all.
+matched against the latest one, with --seq as with --all. A dead letter
+whose body fails the request's checks is not retried, nor taken for its
+request id's latest.
 A request whose stored result is created, already_pending or dry_run is
 answered from the ledger: a retry never makes a second action.`,
 		Args: exactArgs(1),
@@ -147,22 +149,29 @@ func codeNote(code string) string {
 
 // latestPerRequest keeps, of the dead letters in stream order, the latest
 // of each request id, in the order of those latest ones. Those without a
-// request id are kept each.
+// request id, or whose body fails the request's checks, are kept each:
+// as the worker keeps a malformed copy of a request apart from the
+// request, such a copy is not the request's latest dead letter, which
+// would be retried in its place.
 func latestPerRequest(ds []deadLetter) []deadLetter {
 	last := map[string]int{}
 	for i, d := range ds {
-		if d.RequestID != "" {
+		if ofRequest(d) {
 			last[d.RequestID] = i
 		}
 	}
 	var out []deadLetter
 	for i, d := range ds {
-		if d.RequestID == "" || last[d.RequestID] == i {
+		if !ofRequest(d) || last[d.RequestID] == i {
 			out = append(out, d)
 		}
 	}
 	return out
 }
+
+// ofRequest says whether a dead letter counts as one of its request id's:
+// it has one, and its body passes the request's checks.
+func ofRequest(d deadLetter) bool { return d.RequestID != "" && d.unchecked == nil }
 
 // highestAttempts is, per request id, the highest attempt of its dead
 // letters. The latest in stream order need not hold it: a request failed
@@ -181,14 +190,14 @@ func highestAttempts(ds []deadLetter) map[string]int {
 	return out
 }
 
-// latestOf is the latest of ds (in stream order) with d's request id; d
-// itself when it has none.
+// latestOf is the latest of ds (in stream order) with d's request id (see
+// latestPerRequest); d itself when it does not count as one of its id's.
 func latestOf(ds []deadLetter, d deadLetter) deadLetter {
-	if d.RequestID == "" {
+	if !ofRequest(d) {
 		return d
 	}
 	for _, l := range slices.Backward(ds) {
-		if l.RequestID == d.RequestID {
+		if ofRequest(l) && l.RequestID == d.RequestID {
 			return l
 		}
 	}
@@ -204,6 +213,12 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 		// The worker would refuse the retry as it refused the request;
 		// and the id would go into the retry's Nats-Msg-Id header.
 		return nil, fmt.Errorf("its request id %s is not one ([A-Za-z0-9._:-]{1,128}): it cannot be retried under it (fix it and publish it anew)", shownID(d.RequestID))
+	}
+	if d.unchecked != nil {
+		// Its retry would fail them again; or, when only its attempt
+		// was wrong, pass them with the attempt written here and take
+		// bad input to the API.
+		return nil, fmt.Errorf("its body fails the request's checks (%w): it is not retried as it is (fix it and publish it anew)", d.unchecked)
 	}
 	if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != tenant {
 		return nil, fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), tenant)

@@ -547,3 +547,68 @@ func TestDeadListEscapesTheMessage(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// A dead letter whose body fails the request's checks is not retried: its
+// retry would fail them again, or, when only its attempt was wrong, pass
+// them with the attempt dead retry writes and reach the API with bad
+// input. Nor is it taken for the latest dead letter of the request id it
+// names: a malformed copy of a failed request would be retried in its
+// place, fail again, and keep the request itself from ever being retried.
+func TestDeadRetryOfABodyThatFailsItsChecks(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.startWorker()
+	late := mdesim.Machine{ID: randHex(20), ComputerDNSName: "late.contoso.local", OSPlatform: "Windows11"}
+	send := func(msgID, body string) {
+		t.Helper()
+		m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
+		m.Data = []byte(body)
+		m.Header.Set(jetstream.MsgIDHeader, msgID)
+		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("contoso:chg-1", `{"requestId":"chg-1","machineId":"`+late.ID+`"}`) // not there yet
+	e.waitFor("chg-1's result", time.Minute, func() bool { return len(e.results()) == 1 })
+	// A malformed copy of chg-1, then bad input that names a device.
+	send("contoso:chg-1:copy", `{"requestId":"chg-1","machineId":"`+late.ID+`","tenant":"fabrikam"}`)
+	send("contoso:bad-1", `{"requestId":"bad-1","machineId":"`+e.machines[0].ID+`","attempt":0}`)
+	e.waitFor("the bad requests' results", time.Minute, func() bool { return len(e.results()) == 3 })
+	e.sim.AddMachine(e.tenantID, late)
+
+	code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitFailed || !strings.Contains(out, "retried chg-1 attempt 2 (dead letter 1,") ||
+		!strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 2 not retried") ||
+		strings.Count(errOut, "its body fails the request's checks") != 2 {
+		t.Errorf("dead retry --all: exit %d: %s %s", code, out, errOut)
+	}
+	e.waitFor("the retries answered", time.Minute, func() bool { return len(e.results()) >= 4 && e.requestsWaiting() == 0 })
+	for _, r := range e.results()[3:] {
+		if r.RequestID != "chg-1" || r.Attempt != 2 || r.Outcome != offboard.OutcomeCreated {
+			t.Errorf("a retry's result: %s attempt %d %s", r.RequestID, r.Attempt, r.Outcome)
+		}
+	}
+	// bad-1's own dead letter, by its sequence: refused all the same.
+	_, out, _ = e.ctl(t.Context(), "dead", "ls", tenant, "--json")
+	var ds []deadLetter
+	if err := json.Unmarshal([]byte(out), &ds); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ds {
+		if d.RequestID != "bad-1" {
+			continue
+		}
+		code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--seq", fmt.Sprint(d.Seq))
+		if code != exitFailed || !strings.Contains(out, "0 retried") || !strings.Contains(errOut, "its body fails the request's checks") {
+			t.Errorf("dead retry --seq %d: exit %d: %s %s", d.Seq, code, out, errOut)
+		}
+	}
+	if got := e.requestsWaiting(); got != 0 {
+		t.Errorf("%d requests waiting", got)
+	}
+	for _, a := range e.sim.Actions(e.tenantID) {
+		if a.MachineID != late.ID {
+			t.Errorf("action for %s: bad input reached the API", a.MachineID)
+		}
+	}
+}
