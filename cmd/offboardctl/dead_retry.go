@@ -33,7 +33,8 @@ matched against the latest one, with --seq as with --all. A dead letter
 whose body fails the request's checks is not retried, nor taken for its
 request id's latest.
 A request whose stored result is created, already_pending or dry_run is
-answered from the ledger: a retry never makes a second action.`,
+answered from the ledger: a retry never makes a second action. A request
+id with such a result stored after its dead letter is not retried.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == queue.UnknownTenant {
@@ -92,13 +93,61 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 		}
 		picked = []deadLetter{latest}
 	}
-	return c.retryEach(ctx, tenant, picked, highestAttempts(ds))
+	answered, err := c.answeredSince(ctx, tenant, picked)
+	if err != nil {
+		return err
+	}
+	return c.retryEach(ctx, tenant, picked, highestAttempts(ds), answered)
+}
+
+// answeredSince reads the tenant's results and returns, for each picked
+// dead letter's request id, its latest result other than failed stored
+// after that dead letter: the id was answered since (a retry created an
+// action, say). Within the duplicate window the stream would drop its
+// retry as a repeat; after it, the retry would be answered from the
+// ledger, its result sent again, or, once the ledger has forgotten the
+// id, make a second offboard call for the device.
+func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter) (map[string]answer, error) {
+	since := map[string]time.Time{}
+	for _, d := range picked {
+		if ofRequest(d) {
+			since[d.RequestID] = d.Stored
+		}
+	}
+	out := map[string]answer{}
+	if len(since) == 0 {
+		return out, nil
+	}
+	js, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	err = scan(ctx, js, offboard.StreamResults, c.subjects.Result(tenant), func(m jetstream.Msg) {
+		r, ok := decodeResult(m)
+		if !ok || r.Outcome == offboard.OutcomeFailed {
+			return
+		}
+		after, wanted := since[r.RequestID]
+		if meta, err := m.Metadata(); wanted && err == nil && meta.Timestamp.After(after) {
+			out[r.RequestID] = answer{outcome: r.Outcome, attempt: max(r.Attempt, 1)}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// answer is a request id's result as answeredSince found it.
+type answer struct {
+	outcome offboard.Outcome
+	attempt int
 }
 
 // retryEach re-publishes each picked dead letter as its request id's next
 // attempt after the highest one, and says what became of each.
-func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int) error {
-	var retried, dup, left int
+func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer) error {
+	var retried, dup, left, since int
 	var errs []error
 	for i, d := range picked {
 		if ctx.Err() != nil {
@@ -106,6 +155,11 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			// the same command retries them.
 			left = len(picked) - i
 			break
+		}
+		if a, ok := answered[d.RequestID]; ok && ofRequest(d) {
+			since++
+			fmt.Fprintf(c.stdout, "%s was answered since its dead letter %d: %s, attempt %d; not retried\n", shownID(d.RequestID), d.Seq, a.outcome, a.attempt)
+			continue
 		}
 		high := max(highest[d.RequestID], d.Attempt)
 		if high == math.MaxInt {
@@ -133,7 +187,7 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			break
 		}
 	}
-	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried\n", retried, dup, len(errs)+left)
+	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n", retried, dup, len(errs)+left, since)
 	if left > 0 {
 		errs = append(errs, fmt.Errorf("interrupted with %d dead letters left (%w); run the same command again to retry them", left, context.Cause(ctx)))
 	}

@@ -47,8 +47,8 @@ func TestDeadRetry(t *testing.T) {
 	if got.RequestID != "chg-1" || got.Attempt != 2 || got.Outcome != offboard.OutcomeCreated {
 		t.Errorf("retry's result: %s attempt %d %s", got.RequestID, got.Attempt, got.Outcome)
 	}
-	// Again: the retry was published before, the stream drops the repeat.
-	if code, out, _ = e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "0 retried, 1 retried before") {
+	// Again: the retry was answered since; none is published.
+	if code, out, _ = e.ctl(t.Context(), "dead", "retry", tenant, "--all"); code != exitOK || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 0 not retried, 1 answered since") {
 		t.Errorf("second retry: exit %d: %s", code, out)
 	}
 
@@ -610,5 +610,60 @@ func TestDeadRetryOfABodyThatFailsItsChecks(t *testing.T) {
 		if a.MachineID != late.ID {
 			t.Errorf("action for %s: bad input reached the API", a.MachineID)
 		}
+	}
+}
+
+// A dead letter whose request id was answered since (its retry created an
+// action) is not retried again once the duplicate window has passed and
+// the stream no longer drops the repeat: the repeat would be answered from
+// the ledger, its result sent a second time, or, once the ledger has
+// forgotten the id, make a second offboard call for the device. Here no
+// request was ever stored, as after the window.
+func TestDeadRetryOfARequestAnsweredSince(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	for _, body := range []string{
+		`{"requestId":"x-1","machineId":"` + a + `"}`, // 1
+		`{"requestId":"y-1","machineId":"` + b + `"}`, // 2
+	} {
+		m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+		m.Data = []byte(body)
+		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeMachineNotFound)
+		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// x-1's retry, attempt 2, created an action.
+	res, err := (&offboard.Result{RequestID: "x-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeCreated, Attempt: 2}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "x-1", 2))); err != nil {
+		t.Fatal(err)
+	}
+	requests := func() []string {
+		t.Helper()
+		var got []string
+		err := scan(t.Context(), js, offboard.StreamRequests, offboard.Subjects{}.Request("contoso", offboard.Normal), func(m jetstream.Msg) {
+			got = append(got, m.Headers().Get(jetstream.MsgIDHeader))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitOK || !strings.Contains(out, "x-1 was answered since its dead letter 1: created, attempt 2; not retried") ||
+		!strings.Contains(out, "retried y-1 attempt 2") || !strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 0 not retried, 1 answered since") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--seq", "1"); code != exitOK || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 0 not retried, 1 answered since") {
+		t.Errorf("dead retry --seq 1: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	if got := requests(); len(got) != 1 || got[0] != "contoso:y-1:2" {
+		t.Errorf("requests published: %q, want y-1's retry only", got)
 	}
 }
