@@ -128,7 +128,7 @@ func (l *deadList) add(d deadLetter) {
 		if r := []rune(msg); len(r) > 80 {
 			msg = string(r[:79]) + "…"
 		}
-		fmt.Fprintf(l.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, d.Tenant, shownID(d.RequestID), d.Attempt, d.Code, msg, d.Age)
+		fmt.Fprintf(l.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, printable(d.Tenant), shownID(d.RequestID), d.Attempt, printable(d.Code), msg, d.Age)
 		return
 	}
 	b, err := json.MarshalIndent(d, "  ", "  ")

@@ -531,19 +531,20 @@ func TestDeadLetterWithAnInvalidRequestID(t *testing.T) {
 
 // A dead letter's message, text of an API or proxy answer, is shown in
 // the table with its terminal escapes and tabs escaped: they would redraw
-// the screen or shift the columns.
+// the screen or shift the columns. So is its error code, a header anyone
+// who may publish dead letters can write.
 func TestDeadListEscapesTheMessage(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
 	m.Data = []byte(`{"requestId":"esc-1","machineId":"` + strings.Repeat("a", 40) + `"}`)
-	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeAPIError)
+	m.Header.Set(offboard.HeaderErrorCode, "api_error\x1b[1A")
 	m.Header.Set(offboard.HeaderErrorMessage, "HTTP 502: \x1b[2J\x1b[Hall clear\tcreated ✓")
 	if _, err := js.PublishMsg(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
 	code, out, errs := ctl(t, url, "dead", "ls", "contoso")
-	if code != exitOK || strings.ContainsAny(out, "\x1b\t") || !strings.Contains(out, `HTTP 502: \x1b[2J\x1b[Hall clear\tcreated ✓`) {
+	if code != exitOK || strings.ContainsAny(out, "\x1b\t") || !strings.Contains(out, `HTTP 502: \x1b[2J\x1b[Hall clear\tcreated ✓`) || !strings.Contains(out, `api_error\x1b[1A`) {
 		t.Errorf("exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
