@@ -12,6 +12,7 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -386,6 +387,9 @@ func TestResultSchema(t *testing.T) {
 		"already_pending": {result(offboard.OutcomeAlreadyPending, func(r *offboard.Result) { r.Priority = offboard.Bulk }), true},
 		"dry_run by name": {result(offboard.OutcomeDryRun, func(r *offboard.Result) { r.ComputerDNSName = "laptop-123.contoso.local" }), true},
 		"retry":           {result(offboard.OutcomeCreated, func(r *offboard.Result) { r.Attempt = 2; r.Attempts = 3 }), true},
+		"action cut down": {result(offboard.OutcomeCreated, func(r *offboard.Result) {
+			r.MachineAction = mde.CutAction(append(action[:len(action)-1:len(action)-1], `,"troubleshootInfo":{"x":"`+strings.Repeat("x", 2<<20)+`"}}`...))
+		}), true},
 		"request that failed its checks": {failed(offboard.Failed(offboard.CodeInvalidRequest, `machineId "../x" is not 40 hexadecimal characters`),
 			func(r *offboard.Result) {
 				*r = offboard.Result{Tenant: r.Tenant, Outcome: r.Outcome, Error: r.Error, Attempt: 1, RequestSeq: 7}

@@ -323,3 +323,51 @@ func TestNameLookupAnsweredWithPartOfTheList(t *testing.T) {
 		t.Errorf("%d offboard calls for the one device of the first page, want none", n)
 	}
 }
+
+// TestActionTooLargeForAResultIsCut: the API answers the offboard (and
+// the device's action lists) with a Machine Action of 1.5 MiB, within
+// the bytes the client reads of an answer (troubleshootInfo, commands:
+// MDE-API.md lists them among its members) but more than a NATS message
+// carries. The request must get its one created result, the action cut
+// down to its documented members, and no second offboard call: not come
+// back for ever with a result too large to store, listing the device's
+// actions each time.
+func TestActionTooLargeForAResultIsCut(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true})
+	pad := strings.Repeat("x", 1536<<10)
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if status/100 != 2 || !isOffboard(req) && !strings.Contains(req.URL.Path, "/machineactions") {
+			return body
+		}
+		var one map[string]any
+		if json.Unmarshal(body, &one) != nil {
+			return body
+		}
+		actions := []any{one}
+		if list, ok := one["value"].([]any); ok {
+			actions = list
+		}
+		for _, a := range actions {
+			if m, ok := a.(map[string]any); ok {
+				m["troubleshootInfo"] = pad
+			}
+		}
+		out, _ := json.Marshal(one)
+		return out
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "large-action", "machineId": tt.machines[0].ID})
+	var a map[string]any
+	if err := json.Unmarshal(r.MachineAction, &a); err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome != offboard.OutcomeCreated || a["id"] != e.sim.Actions(tt.tenantID)[0].ID || a["status"] != "Pending" || a["troubleshootInfo"] != nil {
+		t.Errorf("result %s, action %.200v; want created with the action's documented members", r.Outcome, a)
+	}
+	if n := e.offboardCalls(tt.tenantID, tt.machines[0].ID); n != 1 {
+		t.Errorf("%d offboard calls, want 1", n)
+	}
+}

@@ -482,6 +482,45 @@ func depth(text []byte) int {
 	return most
 }
 
+// actionFields are the documented members of a Machine Action that hold a
+// single value, in the documentation's order: what CutAction keeps.
+// relatedFileInfo, commands and troubleshootInfo hold structures of any
+// size and are left out.
+var actionFields = []string{
+	"@odata.context", "id", "type", "title", "requestor", "requestorComment", "status",
+	"machineId", "computerDnsName", "creationDateTimeUtc", "lastUpdateDateTimeUtc", "lastUpdateTimeUtc",
+	"cancellationRequestor", "cancellationComment", "cancellationDateTimeUtc", "errorHResult",
+	"scope", "externalId", "requestSource",
+}
+
+// MaxCutMember is the largest value, encoded, that CutAction keeps of a
+// member: a comment of 1000 characters fits.
+const MaxCutMember = 4 << 10
+
+// CutAction is a Machine Action (compacted JSON, as ParseAction keeps it)
+// cut down to its documented members that hold a single value, each of at
+// most MaxCutMember bytes: at most about 80 KiB, whatever the API put in
+// it. It is for an action too large to carry whole in a result.
+func CutAction(raw json.RawMessage) json.RawMessage {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &all); err != nil {
+		return json.RawMessage(`{}`)
+	}
+	out := []byte{'{'}
+	for _, name := range actionFields {
+		v, ok := all[name]
+		if !ok || len(v) == 0 || len(v) > MaxCutMember || v[0] == '{' || v[0] == '[' {
+			continue
+		}
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		key, _ := json.Marshal(name)
+		out = append(append(append(out, key...), ':'), v...)
+	}
+	return append(out, '}')
+}
+
 // ParseActions reads a list answer {"value": [...]}.
 func ParseActions(body []byte) ([]Action, error) {
 	var list struct {

@@ -806,6 +806,37 @@ func TestParseAction(t *testing.T) {
 	}
 }
 
+// TestCutAction: an action cut down keeps its documented single-value
+// members as the API gave them, and drops structures, members it does
+// not know and values too large.
+func TestCutAction(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", MaxCutMember)
+	a, err := ParseAction([]byte(strings.Replace(realAction, `"requestSource"`, `"title": "`+big+`", "requestSource"`, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := CutAction(a.Raw)
+	var got map[string]any
+	if err := json.Unmarshal(cut, &got); err != nil {
+		t.Fatalf("%s: %v", cut, err)
+	}
+	if got["id"] != testActionID || got["status"] != "Pending" || got["requestSource"] != "PublicApi" || got["machineId"] != nil {
+		t.Errorf("cut action %s lacks a documented member", cut)
+	}
+	for _, name := range []string{"commands", "relatedFileInfo", "troubleshootInfo", "someFutureField", "title"} {
+		if _, ok := got[name]; ok {
+			t.Errorf("cut action %s keeps %s", cut, name)
+		}
+	}
+	if !bytes.Contains(cut, []byte(`"machineId":null`)) {
+		t.Errorf("cut action %s: a null member is kept as null", cut)
+	}
+	if b, err := ParseAction(cut); err != nil || b.ID != a.ID || b.CreationDateTimeUTC != a.CreationDateTimeUTC {
+		t.Errorf("cut action reads as %+v, %v", b, err)
+	}
+}
+
 func TestParseActionErrors(t *testing.T) {
 	t.Parallel()
 	for _, body := range []string{

@@ -415,7 +415,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 	}
 	res.CompletedAt = w.clock.Now().UTC()
 	res.Attempts = j.attempts
-	data, err := res.Marshal()
+	data, err := w.marshalResult(j, res)
 	if err != nil {
 		w.leave(j, err)
 		return
@@ -450,6 +450,25 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
 	}
 	j.log.Info("request completed", fields...)
+}
+
+// resultRoom is what a result's message and its ledger entry take beside
+// the result itself: the message id, the entry's own members.
+const resultRoom = 4 << 10
+
+// marshalResult encodes the result. An action too large for a message of
+// the server's (with its ledger entry) is cut down to its documented
+// members (mde.CutAction): a result that cannot be stored brings its
+// request back for ever, to look for its action again each time.
+func (w *Worker) marshalResult(j *job, res *offboard.Result) ([]byte, error) {
+	data, err := res.Marshal()
+	if err != nil || len(res.MachineAction) == 0 || int64(len(data)) <= w.opts.JS.Conn().MaxPayload()-resultRoom {
+		return data, err
+	}
+	j.log.Warn("machine action too large to carry whole: cut down to its documented members",
+		zap.String("machine_id", res.MachineID), zap.Int("bytes", len(res.MachineAction)))
+	res.MachineAction = mde.CutAction(res.MachineAction)
+	return res.Marshal()
 }
 
 // storeLedger writes the result over the request id's ledger entry (if
