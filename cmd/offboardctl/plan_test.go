@@ -584,3 +584,43 @@ func TestCampaignPlanLeavesOutPlaceholderLastSeen(t *testing.T) {
 		t.Errorf("%d devices in the plan, want the %d stale ones", len(rows)-1, len(e.stale))
 	}
 }
+
+// TestCampaignPlanReplyLargerThanAMessage: a plan whose CSV is just small
+// enough for the reply, of devices in thousands of device groups, makes a
+// reply (the CSV, base64, and the counts by group) larger than a NATS
+// message: the CSV must go through the plans bucket, and the plan be
+// written, rather than the reply be dropped and offboardctl wait for
+// --timeout. Counts by group that alone do not fit a message fail the
+// plan at once, with a reason.
+func TestCampaignPlanReplyLargerThanAMessage(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	old := time.Now().Add(-200 * 24 * time.Hour)
+	add := func(from, n, nameLen int) {
+		for i := range n {
+			e.sim.AddMachine(e.tenantID, mdesim.Machine{
+				ID: fmt.Sprintf("%040x", from+i), ComputerDNSName: fmt.Sprintf("g-%06d.contoso.local", from+i),
+				OSPlatform: "Windows11", HealthStatus: "Inactive", LastSeen: old,
+				RbacGroupName: fmt.Sprintf("%06d-%s", from+i, strings.Repeat("g", nameLen)),
+			})
+		}
+	}
+	add(100_000, 2500, 150)
+	out := filepath.Join(e.dir, "groups.csv")
+	start := time.Now()
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "40s", "--out", out)
+	if code != exitOK {
+		t.Fatalf("exit %d after %v: %s", code, time.Since(start).Round(time.Second), stderr)
+	}
+	if rows := readCSV(t, out); len(rows)-1 != len(e.stale)+2500 {
+		t.Errorf("%d devices in the plan, want %d", len(rows)-1, len(e.stale)+2500)
+	}
+
+	add(200_000, 5000, 250)
+	start = time.Now()
+	code, _, stderr = e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "40s", "--out", filepath.Join(e.dir, "more.csv"))
+	if code != exitFailed || !strings.Contains(stderr, "larger than") || time.Since(start) > 20*time.Second {
+		t.Errorf("counts larger than a message: exit %d after %v, stderr %q; want exit 1 at once, with the reason",
+			code, time.Since(start).Round(time.Second), stderr)
+	}
+}

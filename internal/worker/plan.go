@@ -261,17 +261,29 @@ func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string
 	}
 }
 
-// deliver puts the CSV in the reply, or in the plans bucket when large.
+// deliver puts the CSV in the reply, or in the plans bucket when large,
+// or when the reply with it would not fit a message (the counts by
+// device group can be large too). A reply that does not fit even without
+// the CSV fails the plan: dropped, it left the asker waiting for its
+// timeout.
 func (p *planner) deliver(ctx context.Context, t *tenantRun, r *offboard.PlanReply, data []byte) *offboard.PlanReply {
 	r.Size = len(data)
 	inline := p.opts.InlineMax
 	if inline <= 0 {
-		// Base64 makes 4 bytes of 3; the rest of the reply is small.
+		// Base64 makes 4 bytes of 3; the rest of the reply is most often small.
 		inline = int(p.nc.MaxPayload())*3/4 - 64<<10
 	}
 	if len(data) <= inline {
 		r.CSV = data
-		return nil
+		if p.fits(r) {
+			return nil
+		}
+		r.CSV = nil
+	}
+	if !p.fits(r) {
+		return planFailed(t.name, offboard.PlanCodeInternal, fmt.Sprintf(
+			"the plan's summary (%d device groups, %d platforms, %d health states) is larger than a NATS message carries (%d bytes): narrow it with --os or --health",
+			len(r.ByGroup), len(r.ByOS), len(r.ByHealth), p.nc.MaxPayload()))
 	}
 	store, err := p.w.opts.JS.ObjectStore(ctx, offboard.BucketPlans)
 	if err != nil {
@@ -283,6 +295,13 @@ func (p *planner) deliver(ctx context.Context, t *tenantRun, r *offboard.PlanRep
 	}
 	r.Object = name
 	return nil
+}
+
+// fits says whether the reply fits a message of the server's, with room
+// for the name of the object that may carry its CSV.
+func (p *planner) fits(r *offboard.PlanReply) bool {
+	data, err := json.Marshal(r)
+	return err == nil && int64(len(data)) <= p.nc.MaxPayload()-1<<10
 }
 
 // planRow is one device of a plan.
