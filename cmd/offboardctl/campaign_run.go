@@ -188,7 +188,12 @@ func snapshotCSV(path, name string) (string, error) {
 		return "", fmt.Errorf("copy of the CSV: %w", err)
 	}
 	src := &readErrs{r: in}
-	_, err = io.Copy(out, src)
+	n, err := io.Copy(out, io.LimitReader(src, campaign.MaxCSVSize+1))
+	if err == nil && n > campaign.MaxCSVSize {
+		// It grew since it was checked.
+		src.err = fmt.Errorf("--csv %s is more than %d MiB: split the campaign", path, campaign.MaxCSVSize>>20)
+		err = src.err
+	}
 	if err = errors.Join(err, out.Close()); err != nil {
 		_ = os.Remove(out.Name())
 		if src.err != nil {
@@ -269,6 +274,8 @@ func checkReplaceable(flag, path string) error {
 		return nil //nolint:nilerr // missing: it is created; unreadable: the write in its directory is tried next
 	}
 	switch m := fi.Mode(); {
+	case m.IsRegular() && fi.Size() > campaign.MaxCSVSize:
+		return usagef("--csv %s is %d bytes, more than %d MiB: split the campaign", path, fi.Size(), campaign.MaxCSVSize>>20)
 	case m.IsRegular():
 		return nil
 	case m.IsDir():
@@ -306,6 +313,8 @@ func checkCSVFile(path string) error {
 		return nil //nolint:nilerr // told by the open that follows
 	}
 	switch m := fi.Mode(); {
+	case m.IsRegular() && fi.Size() > campaign.MaxCSVSize:
+		return usagef("--csv %s is %d bytes, more than %d MiB: split the campaign", path, fi.Size(), campaign.MaxCSVSize>>20)
 	case m.IsRegular():
 		return nil
 	case m.IsDir():

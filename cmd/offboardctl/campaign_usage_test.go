@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 )
 
 // Bad usage and an unreadable CSV exit 2 before anything is published.
@@ -83,6 +85,28 @@ func TestCampaignBadUsage(t *testing.T) {
 		}
 		if lines := strings.Count(strings.TrimSpace(errb.String()), "\n"); lines != 0 {
 			t.Errorf("%s: %d lines on stderr, want one: %q", name, lines+1, errb.String())
+		}
+	}
+}
+
+// TestCampaignCSVBounds: a CSV larger than campaign.MaxCSVSize is refused
+// before it is copied, and a quote left open before megabytes of rows
+// stops the read once its record passes campaign.MaxRecordSize: each
+// bad usage, on one line.
+func TestCampaignCSVBounds(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	large := writeFile(t, dir, "large.csv", "machineId\n"+strings.Repeat("a", 40)+"\n")
+	if err := os.Truncate(large, campaign.MaxCSVSize+1); err != nil { // sparse: nothing written
+		t.Fatal(err)
+	}
+	open := writeFile(t, dir, "open.csv", "machineId,comment\n"+strings.Repeat("a", 40)+",\"oops\n"+
+		strings.Repeat(strings.Repeat("a", 40)+",c\n", 2*campaign.MaxRecordSize/42))
+	for csv, want := range map[string]string{large: "more than 256 MiB: split the campaign", open: "row 1: longer than 1 MiB: is a quote left open?"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--csv", csv}, &out, &errb)
+		if code != exitUsage || !strings.Contains(errb.String(), want) || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and one line with %q", filepath.Base(csv), code, errb.String(), exitUsage, want)
 		}
 	}
 }

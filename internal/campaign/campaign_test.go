@@ -166,6 +166,62 @@ func TestReaderTakesALoneCRAsALineEnd(t *testing.T) {
 	}
 }
 
+// countingReader counts the bytes read through it.
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// TestReaderBoundsARecord: a quote left open makes encoding/csv read on
+// to the closing quote or the end of the file, holding it all as one
+// field; a line with no end, likewise. The read stops, with a reason,
+// once a record passes MaxRecordSize, not at the end of the file. Rows
+// with quoted fields, doubled quotes and quoted line ends of that size in
+// all are read.
+func TestReaderBoundsARecord(t *testing.T) {
+	t.Parallel()
+	row := strings.Repeat("a", 40) + `,"a ""quoted"" comment` + "\n" + `on two lines"` + "\n"
+	good := "machineId,comment\n" + strings.Repeat(row, 2*MaxRecordSize/len(row))
+	r, err := NewReader(strings.NewReader(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for ; ; n++ {
+		if _, err := r.Next(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("row %d: %v", n+1, err)
+			}
+			break
+		}
+	}
+	if want := 2 * MaxRecordSize / len(row); n != want {
+		t.Errorf("%d rows, want %d", n, want)
+	}
+	for name, body := range map[string]string{
+		"quote left open": "machineId,comment\n" + strings.Repeat("a", 40) + `,"oops` + "\n" + strings.Repeat(strings.Repeat("a", 40)+",c\n", 64*MaxRecordSize/42),
+		"no line end":     "machineId\n" + strings.Repeat("a", 64*MaxRecordSize),
+	} {
+		in := &countingReader{r: strings.NewReader(body)}
+		r, err := NewReader(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for err == nil {
+			_, err = r.Next()
+		}
+		if errors.Is(err, io.EOF) || !strings.Contains(err.Error(), "longer than") || in.n > 2*MaxRecordSize {
+			t.Errorf("%s: %v after %d of %d bytes; want an error once a record passes %d bytes", name, err, in.n, len(body), MaxRecordSize)
+		}
+	}
+}
+
 // A row waiting for a retry drops the earlier attempt's result, ignores
 // a late copy of it, and takes the retry's.
 func TestRowsRetrying(t *testing.T) {

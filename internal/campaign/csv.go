@@ -52,7 +52,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
 		_, _ = br.Discard(len(utf8BOM))
 	}
-	cr := csv.NewReader(crLines{br})
+	cr := csv.NewReader(&recordLimit{r: crLines{br}})
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -101,6 +101,49 @@ func (c crLines) Read(p []byte) (int, error) {
 			}
 		} else if next, perr := c.r.Peek(1); perr != nil || next[0] != '\n' {
 			p[i] = '\n'
+		}
+	}
+	return n, err
+}
+
+// MaxCSVSize is the largest campaign CSV, in bytes: the run copies it
+// before reading it. A million rows of the plan's columns take some
+// 120 MiB.
+const MaxCSVSize = 256 << 20
+
+// MaxRecordSize is the most bytes a CSV record may take: a row, or the
+// rows a quote left open joins into one field, which encoding/csv holds
+// in memory whole up to its closing quote or the end of the file. A row
+// of the plan's columns with a thousand tags takes some 50 KiB.
+const MaxRecordSize = 1 << 20
+
+// errRecordTooLong ends a read at a record longer than MaxRecordSize.
+var errRecordTooLong = fmt.Errorf("longer than %d MiB: is a quote left open?", MaxRecordSize>>20)
+
+// recordLimit fails a read once a record passes MaxRecordSize bytes. A
+// record ends at a line feed outside quotes; a doubled quote within a
+// quoted field toggles the quoting twice.
+type recordLimit struct {
+	r      io.Reader
+	quoted bool
+	n      int // bytes of the record so far
+}
+
+func (l *recordLimit) Read(p []byte) (int, error) {
+	if l.n > MaxRecordSize {
+		return 0, errRecordTooLong
+	}
+	n, err := l.r.Read(p)
+	for i, c := range p[:n] {
+		switch {
+		case c == '"':
+			l.quoted = !l.quoted
+		case c == '\n' && !l.quoted:
+			l.n = 0
+			continue
+		}
+		if l.n++; l.n > MaxRecordSize {
+			return i, errRecordTooLong
 		}
 	}
 	return n, err
