@@ -42,6 +42,9 @@ func (a *App) connect() error {
 	if err := queue.CheckReplies(nc, 5*time.Second); err != nil {
 		return err
 	}
+	if mp := nc.MaxPayload(); mp < queue.MinMaxPayload {
+		return fmt.Errorf("the NATS server's max_payload is %d bytes; the worker needs at least %d (a request of 64 KiB with its headers, its dead letter, a result): raise max_payload", mp, queue.MinMaxPayload)
+	}
 	if a.js, err = jetstream.New(nc); err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}

@@ -93,6 +93,20 @@ func TestStartSaysNATSHasNoJetStream(t *testing.T) {
 	}
 }
 
+// TestStartSaysMaxPayloadIsTooSmall: a NATS server whose max_payload is
+// 64 KiB takes requests it cannot take the dead letters of (a request
+// near 64 KiB that fails came back for ever, its dead letter refused):
+// the start stops with an error that says so.
+func TestStartSaysMaxPayloadIsTooSmall(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
+	o := e.opts
+	o.NATSURL = natstest.StartWithMaxPayload(t, 64<<10)
+	if err := startErr(t, o); !strings.Contains(err.Error(), "max_payload is 65536 bytes") {
+		t.Errorf("error %q does not say the server's max_payload is too small", err)
+	}
+}
+
 // TestStartBindsListenFirst: a busy --listen port fails the start before
 // any NATS connection is tried and before the embedded server's storage
 // is touched.

@@ -10,6 +10,14 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// MinMaxPayload is the smallest max_payload of a NATS server the worker
+// works with: a request may take 68 KiB with its headers
+// (offboard.MaxRequestMessage), its dead letter carries it with a few
+// more, and a result carries a Machine Action of up to 80 KiB once cut
+// down. With less, such a request's dead letter or result could never be
+// stored, and the request came back for ever.
+const MinMaxPayload = 128 << 10
+
 // EmbeddedOptions configure the NATS server the worker starts when it is
 // given no URL.
 type EmbeddedOptions struct {

@@ -241,6 +241,26 @@ func StartWithoutJetStream(tb testing.TB, jetStream bool) string {
 	return strings.Replace(s.ClientURL(), "nats://", "nats://app:app@", 1)
 }
 
+// StartWithMaxPayload starts a lone NATS server with JetStream whose
+// max_payload is maxPayload bytes, on a free port; it returns the
+// server's URL. The server is shut down when the test ends.
+func StartWithMaxPayload(tb testing.TB, maxPayload int32) string {
+	tb.Helper()
+	s, err := server.NewServer(&server.Options{
+		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: tb.TempDir(), MaxPayload: maxPayload,
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	go s.Start()
+	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		tb.Fatal("NATS server not ready")
+	}
+	return s.ClientURL()
+}
+
 // StartFromConfig starts a lone NATS server with JetStream from a
 // nats-server configuration file (deploy/nats/accounts.conf), its
 // passwords' variables set to password, on a free port; it returns the
