@@ -138,6 +138,44 @@ func TestHostNames(t *testing.T) {
 	}
 }
 
+// A name shared by more devices than a result lists (a pool of cloned
+// desktops) is answered ambiguous_machine with the first hundred, and a
+// text of the API's longer than any value of its kind is left out of a
+// result: listed whole, they could make a result too large to store,
+// which brings its request back for ever.
+func TestAmbiguousNameOfManyDevices(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	for i := range 150 {
+		health := "Inactive"
+		if i == 0 {
+			health = strings.Repeat("h", 300)
+		}
+		e.sim.AddMachine(tt.tenantID, mdesim.Machine{ID: newID(), ComputerDNSName: "vdi.contoso.local", OSPlatform: "Windows10", HealthStatus: health, LastSeen: time.Now().Add(-time.Hour)})
+	}
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "vdi-1", "computerDnsName": "vdi.contoso.local"})
+	if r.Error == nil || r.Error.Code != offboard.CodeAmbiguousMachine || len(r.Error.Candidates) != 100 ||
+		!strings.Contains(r.Error.Message, "150 devices") || !strings.Contains(r.Error.Message, "first 100") {
+		t.Fatalf("a name of 150 devices: %s, %d candidates", r.Outcome, len(r.Error.Candidates))
+	}
+	for _, cand := range r.Error.Candidates {
+		if len(cand.HealthStatus) > 255 || !offboard.ValidMachineID(cand.MachineID) {
+			t.Errorf("candidate %.80q...", fmt.Sprint(cand))
+		}
+	}
+	long := mdesim.Machine{ID: newID(), ComputerDNSName: strings.Repeat("x", 300) + ".contoso.local", OSPlatform: "Windows10", HealthStatus: "Active", LastSeen: time.Now()}
+	e.sim.AddMachine(tt.tenantID, long)
+	r = e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "long-1", "machineId": long.ID, "dryRun": true})
+	if r.Outcome != offboard.OutcomeDryRun || r.ComputerDNSName != "" {
+		t.Errorf("dry run of a device whose name is no DNS name: %s, computerDnsName of %d characters", r.Outcome, len(r.ComputerDNSName))
+	}
+	if n := len(e.sim.Calls()); e.offboardCalls(tt.tenantID, long.ID) != 0 {
+		t.Errorf("%d calls, an offboard among them", n)
+	}
+}
+
 func TestAlreadyPending(t *testing.T) {
 	t.Parallel()
 	for _, existing := range []bool{false, true} {

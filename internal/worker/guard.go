@@ -80,7 +80,7 @@ func (w *Worker) blocked(j *job, dev *device, rule, why string) *offboard.Result
 	r := j.failed(offboard.CodeBlockedByPolicy, "blocked by "+rule+": "+why, nil)
 	r.Error.Rule = rule
 	if r.ComputerDNSName == "" && dev.machine != nil {
-		r.ComputerDNSName = dev.machine.ComputerDNSName
+		r.ComputerDNSName = apiText(dev.machine.ComputerDNSName)
 	}
 	return r
 }

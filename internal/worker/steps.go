@@ -540,7 +540,7 @@ func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Res
 	}
 	r := j.result(offboard.OutcomeDryRun)
 	if r.ComputerDNSName == "" {
-		r.ComputerDNSName = dev.machine.ComputerDNSName
+		r.ComputerDNSName = apiText(dev.machine.ComputerDNSName)
 	}
 	return r, nil
 }
@@ -582,11 +582,37 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 		dev.id, dev.machine, dev.read = strings.ToLower(machines[0].ID), &machines[0], w.clock.Now()
 		return nil, nil
 	}
-	r := j.failed(offboard.CodeAmbiguousMachine, fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), offboard.Quote(j.req.ComputerDNSName)), nil)
+	msg := fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), offboard.Quote(j.req.ComputerDNSName))
+	if len(machines) > maxCandidates {
+		msg += fmt.Sprintf(" (the first %d are listed)", maxCandidates)
+		machines = machines[:maxCandidates]
+	}
+	r := j.failed(offboard.CodeAmbiguousMachine, msg, nil)
 	for _, m := range machines {
-		r.Error.Candidates = append(r.Error.Candidates, offboard.Candidate{MachineID: m.ID, LastSeen: m.LastSeen, HealthStatus: m.HealthStatus})
+		r.Error.Candidates = append(r.Error.Candidates, offboard.Candidate{MachineID: apiText(m.ID), LastSeen: apiText(m.LastSeen), HealthStatus: apiText(m.HealthStatus)})
 	}
 	return r, nil
+}
+
+// maxCandidates is how many of the devices sharing a name an
+// ambiguous_machine result lists. A page of the API's list holds up to
+// 10,000; listed whole, with what the API wrote in each, the result could
+// outgrow a NATS message, and a result that cannot be stored brings its
+// request back for ever.
+const maxCandidates = 100
+
+// maxAPIText is the longest text of the API's (a device's name, id,
+// lastSeen, health state) a result carries: a DNS name has at most 253
+// characters, and the others are shorter.
+const maxAPIText = 255
+
+// apiText is a text the API gave, as a result carries it: "" when longer
+// than maxAPIText, which no value of the documented kind is.
+func apiText(s string) string {
+	if len(s) > maxAPIText {
+		return ""
+	}
+	return s
 }
 
 // answerSkew is how far the API's clocks (its answer's Date, an action's
