@@ -134,6 +134,10 @@ type trackerConfig struct {
 	// notFoundCheck is how many 404s in a row are looked at again before
 	// the action counts as gone (RetryPolicy.NotFoundCheck).
 	notFoundCheck int
+	// maxEvent is the largest action event published whole, 0 for no
+	// bound: one larger carries its action cut down (mde.CutAction), as a
+	// message of the server's could not hold it.
+	maxEvent int
 	// window is how many followed actions are held in memory at most
 	// (default trackWindow).
 	window  int
@@ -320,6 +324,14 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 	data, err := json.Marshal(ev)
 	if err != nil {
 		return err
+	}
+	if tr.maxEvent > 0 && len(data) > tr.maxEvent {
+		// Whole, it would be refused at every look until tracking's
+		// maxAge, and the status change never reported.
+		ev.MachineAction = mde.CutAction(raw)
+		if data, err = json.Marshal(ev); err != nil {
+			return err
+		}
 	}
 	id := offboard.ActionMsgID(tr.tenant, st.ActionID, st.Status)
 	if final && previous == st.Status {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -367,6 +368,7 @@ func TestTrackingLagShowsStarvedLooks(t *testing.T) {
 type scriptedActions struct {
 	fakeActions
 	statuses []string
+	pad      int // bytes of a troubleshootInfo member in each answer
 }
 
 func (s *scriptedActions) permit(context.Context) (*limiter.Permit, error) {
@@ -383,6 +385,9 @@ func (s *scriptedActions) get(_ context.Context, p *limiter.Permit, id string) (
 		status = strconv.Quote(status)
 	}
 	body := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":%s}`, id, status)
+	if s.pad > 0 {
+		body = fmt.Sprintf(`{"id":%q,"type":"Offboard","status":%s,"troubleshootInfo":%q}`, id, status, strings.Repeat("x", s.pad))
+	}
 	return &mde.Verdict{Class: mde.Success, Status: 200, Body: []byte(body), Sent: true}, nil
 }
 
@@ -437,6 +442,65 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 		if ev.Final {
 			t.Errorf("events %v: a final event before Succeeded", got)
 		}
+	}
+}
+
+// TestTrackingCutsAnActionTooLargeForAnEvent: an action read back larger
+// than a message of the server's is published cut down to its documented
+// members. Whole, its event was refused at every look, and the status
+// change never reported.
+func TestTrackingCutsAnActionTooLargeForAnEvent(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := &scriptedActions{statuses: []string{"Succeeded"}, pad: 200 << 10, fakeActions: fakeActions{clock: clock, windows: trackWindows,
+		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+	const maxPayload = 128 << 10
+	var mu sync.Mutex
+	var events []ActionEvent
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: func(_ context.Context, _, _ string, data []byte) error {
+			if len(data) > maxPayload {
+				return nats.ErrMaxPayload // as the server's limit refuses it
+			}
+			var ev ActionEvent
+			if err := json.Unmarshal(data, &ev); err != nil {
+				return err
+			}
+			mu.Lock()
+			events = append(events, ev)
+			mu.Unlock()
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: maxPayload - resultRoom,
+	})
+	runTrackingPending(t, tr)
+	final := func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events) > 0 && events[len(events)-1].Final
+	}
+	for range 30 { // ten minutes: a look at 1 min, the next 2 min later
+		wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := clock.BlockUntilContext(wctx, 1)
+		wcancel()
+		if err != nil {
+			t.Fatalf("the tracker never waited: %v", err)
+		}
+		if final() {
+			break
+		}
+		clock.Advance(20 * time.Second)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	last := events[len(events)-1]
+	if last.Status != "Succeeded" || !last.Final || strings.Contains(string(last.MachineAction), "troubleshootInfo") || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
+		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
 	}
 }
 

@@ -582,6 +582,7 @@ func (w *Worker) newTracker(t *tenantRun) *tracker {
 		},
 		subjects: w.opts.Settings.Subjects, clock: w.clock, log: t.log.Named("tracker"),
 		notFoundCheck: w.caller.retry.NotFoundCheck, metrics: w.m,
+		maxEvent: int(w.opts.JS.Conn().MaxPayload()) - resultRoom,
 	})
 }
 
