@@ -112,6 +112,19 @@ func (t *Tenant) Pause(now time.Time, d time.Duration) {
 	t.notifyLocked() // waiters recompute their deadline
 }
 
+// Flush writes what this process has pending for the journal (call
+// ends, a pause) and returns once it is stored: a pause flushed is known
+// to every replica, and to this one restarted, whatever happens to this
+// process next. An error says it could not be stored (ctx ended, the
+// journal unreachable); it stays pending and is written later, as call
+// ends are. Without a journal it does nothing.
+func (t *Tenant) Flush(ctx context.Context) error {
+	if t.shared == nil {
+		return nil
+	}
+	return t.writeOnce(ctx)
+}
+
 // PausedUntil reports the end of the current pause, this process's or
 // another replica's (zero if never paused).
 func (t *Tenant) PausedUntil() time.Time {

@@ -193,7 +193,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 		if v.Class == mde.Throttled {
 			// The last 429 too pauses the tenant and counts: the next
 			// request must not call into the throttling.
-			c.pause(t, spec.api, v, j.log)
+			c.pause(ctx, t, spec.api, v, j.log)
 		}
 		if unknown { // the last attempt may have worked after all
 			if res, err := spec.recheck(ctx); err != nil || res != nil {
@@ -206,7 +206,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 	c.m.Retries.WithLabelValues(spec.api, v.Reason.String()).Inc()
 	switch {
 	case v.Class == mde.Throttled:
-		c.pause(t, spec.api, v, j.log)
+		c.pause(ctx, t, spec.api, v, j.log)
 	case v.RefreshToken:
 		// The cached token may have been revoked or the app's credentials
 		// rotated: get a new token once and try again.
@@ -232,11 +232,18 @@ func (s callSpec) recheckResult(ctx context.Context) (*mde.Verdict, *offboard.Re
 	return nil, res, err
 }
 
-// pause stops the tenant's calls for a 429's Retry-After.
-func (c *caller) pause(t *tenantRun, api string, v *mde.Verdict, log *zap.Logger) {
+// pause stops the tenant's calls for a 429's Retry-After. It returns once
+// the pause is in the quota journal: a worker killed right after (its
+// request answered, say) must not leave the pause to its memory alone,
+// or its restart and the other replicas call into the throttling.
+func (c *caller) pause(ctx context.Context, t *tenantRun, api string, v *mde.Verdict, log *zap.Logger) {
 	c.m.Throttled.WithLabelValues(t.name, api).Inc()
 	t.limits.Pause(c.clock.Now(), v.RetryAfter)
 	log.Warn("throttled: tenant paused", zap.String("api", api), zap.Duration("retry_after", v.RetryAfter))
+	if err := t.limits.Flush(ctx); err != nil && ctx.Err() == nil {
+		// Still pending: the journal's writer tries again.
+		log.Warn("throttled: the pause is not in the quota journal yet", zap.Error(err))
+	}
 }
 
 // send makes one call, places it in the windows and counts it: completed

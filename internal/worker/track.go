@@ -113,7 +113,7 @@ type actionReader interface {
 	// journal's only.
 	get(ctx context.Context, p *limiter.Permit, actionID string) (*mde.Verdict, error)
 	// throttled pauses the tenant for a 429.
-	throttled(v *mde.Verdict)
+	throttled(ctx context.Context, v *mde.Verdict)
 	// refreshToken drops the cached token after a 401.
 	refreshToken()
 	// budget is how many looks per second tracking may make (0: no limit).
@@ -642,7 +642,7 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	now := tr.clock.Now().UTC()
 	switch {
 	case v.Class == mde.Throttled:
-		tr.actions.throttled(v)
+		tr.actions.throttled(ctx, v)
 		return tr.reschedule(ctx, st, now)
 	case v.Reason == mde.ReasonUnauthorized || v.Reason == mde.ReasonForbidden:
 		// Credentials or permission trouble says nothing about the action:

@@ -60,9 +60,9 @@ func (f *fakeActions) get(_ context.Context, p *limiter.Permit, id string) (*mde
 	return &mde.Verdict{Class: mde.Success, Status: 200, Body: []byte(body), Sent: true}, nil
 }
 
-func (f *fakeActions) throttled(*mde.Verdict) {}
-func (f *fakeActions) refreshToken()          {}
-func (f *fakeActions) budget() float64        { return trackBudget(f.windows) }
+func (f *fakeActions) throttled(context.Context, *mde.Verdict) {}
+func (f *fakeActions) refreshToken()                           {}
+func (f *fakeActions) budget() float64                         { return trackBudget(f.windows) }
 
 func (f *fakeActions) count() int {
 	f.mu.Lock()

@@ -600,7 +600,9 @@ func (a tenantActions) get(ctx context.Context, p *limiter.Permit, id string) (*
 	return a.c.send(ctx, a.t, mde.APIMachineActions, p, func(ctx context.Context) *mde.Verdict { return a.t.Client.GetAction(ctx, id) })
 }
 
-func (a tenantActions) throttled(v *mde.Verdict) { a.c.pause(a.t, mde.APIMachineActions, v, a.t.log) }
+func (a tenantActions) throttled(ctx context.Context, v *mde.Verdict) {
+	a.c.pause(ctx, a.t, mde.APIMachineActions, v, a.t.log)
+}
 
 func (a tenantActions) refreshToken() {
 	if a.t.Cred == nil {
