@@ -258,7 +258,9 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 	}
 	ws, def := tenantWindows(tc.meta)
 	st.LimitsDefault = def
-	calls, paused, err := offboardCalls(ctx, js, c.subjects, name, now.Add(-longest(ws)-journalSlack), now)
+	// Back as far as a 429's pause reaches, which may be beyond the
+	// windows (an hour's Retry-After, limits of a minute).
+	calls, paused, err := offboardCalls(ctx, js, c.subjects, name, now.Add(-max(longest(ws), limiter.MaxPause)-journalSlack), now)
 	if err != nil {
 		return st, err
 	}
