@@ -271,6 +271,17 @@ func TestCheckConfig(t *testing.T) {
 			t.Errorf("%s with the histories raised: exit code %d", name, code)
 		}
 	}
+	// A window next to the longest Duration: the window and the call
+	// lease added must not wrap round to a short back the quota history
+	// seems to keep.
+	path := filepath.Join(dir, "longest.yaml")
+	if err := os.WriteFile(path, []byte(tenant+"    limits: {offboard: [\"1/2562047h47m16s\"]}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if code := run([]string{"--check-config", "--config", path}, io.Discard, &stderr); code != 2 || !strings.Contains(stderr.String(), "quota history 2h0m0s is shorter") {
+		t.Errorf("window 1/2562047h47m16s: exit code %d, stderr %q; want 2 and the quota history", code, stderr.String())
+	}
 }
 
 // TestOldEnvironmentVariables: the old, unprefixed name still sets its

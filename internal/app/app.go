@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -325,7 +326,17 @@ func (a *App) quotaBack() time.Duration {
 			}
 		}
 	}
-	return max(longest+a.callLease(), limiter.MaxPause) + a.opts.QuotaMargin
+	return addCapped(max(addCapped(longest, a.callLease()), limiter.MaxPause), a.opts.QuotaMargin)
+}
+
+// addCapped is a+b for durations that are not negative, at most the
+// longest Duration: a window near it (1/2562047h47m16s) must not wrap
+// round to a short back that checkHistories lets through.
+func addCapped(a, b time.Duration) time.Duration {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
 }
 
 // httpClient returns an HTTP client for the login and API hosts, trusting
