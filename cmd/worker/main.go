@@ -30,7 +30,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // context, one call into the app. Errors are one line on stderr (in the
 // log format chosen), never a stack trace. Exit status 2: bad flags or
 // configuration; 1: the start or the stop failed; 0 after SIGTERM or
-// SIGINT, also one that came while it started.
+// SIGINT, also one that came while it started, or that cancelled requests
+// still under way at --shutdown-timeout (they go back to the stream).
 func run(args []string, stdout, stderr io.Writer) int {
 	c, err := parseFlags(args, stderr)
 	switch {

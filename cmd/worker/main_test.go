@@ -3,10 +3,12 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -431,4 +433,217 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestRunSIGTERMWithACallUnderWayAtTheTimeout: a SIGTERM while an
+// offboard call is under way, its answer held past --shutdown-timeout
+// (the action is created, the answer never comes). The call is
+// cancelled, the request goes back to the stream, and the stop, which
+// lost nothing, exits 0. Started again, the worker finds the action the
+// call created through the request's "calling" entry: one action, one
+// result, no second call.
+func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
+	sim := mdesim.New(mdesim.Options{})
+	const tenantID, clientID = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
+	sim.AddTenant(mdesim.Tenant{TenantID: tenantID, ClientID: clientID, ClientSecret: "cmd-test-secret"})
+	machine := mdesim.Machine{ID: mdesim.NewMachineID(), ComputerDNSName: "pc-1.contoso.local", OSPlatform: "Windows11"}
+	sim.AddMachine(tenantID, machine)
+	// The first offboard call takes effect, and its answer waits until
+	// the caller gives up.
+	var held sync.Once
+	called := make(chan struct{})
+	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/offboard") {
+			sim.Handler().ServeHTTP(w, r)
+			return
+		}
+		hold := false
+		held.Do(func() { hold = true })
+		if !hold {
+			sim.Handler().ServeHTTP(w, r)
+			return
+		}
+		sim.Handler().ServeHTTP(httptest.NewRecorder(), r)
+		close(called)
+		<-r.Context().Done()
+	}))
+	defer api.Close()
+
+	dir := t.TempDir()
+	write := func(name string, content []byte) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secret := write("secret", []byte("cmd-test-secret\n"))
+	ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))
+	cfg := write("worker.yaml", fmt.Appendf(nil, `tenants:
+  - name: contoso
+    tenantId: %s
+    clientId: %s
+    clientSecretFile: %s
+    apiBaseURL: %s
+    authorityHost: %s
+    caFile: %s
+`, tenantID, clientID, secret, api.URL, api.URL, ca))
+	httpAddr, natsAddr := freePort(t), freePort(t)
+	args := []string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"), "--embedded-listen", natsAddr,
+		"--listen", httpAddr, "--shutdown-timeout", "1s", "--log-format", "console", "--ack-wait", "5s"}
+
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	go func() { exit <- run(args, io.Discard, &stderr) }()
+	waitReady(t, httpAddr, exit)
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"requestId": "held-1", "machineId": machine.ID})
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-called:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no offboard call after 20s:\n%s", stderr.String())
+	}
+	nc.Close()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-exit:
+		if code != 0 {
+			t.Fatalf("exit code %d after SIGTERM, its request put back, want 0:\n%s", code, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("still running 30s after SIGTERM")
+	}
+	if out := stderr.String(); !strings.Contains(out, "left for redelivery") {
+		t.Errorf("no word of the request put back:\n%s", out)
+	}
+
+	// Started again: the request comes back and is answered with the
+	// action its first call created.
+	stderr = lockedBuffer{}
+	go func() { exit <- run(args, io.Discard, &stderr) }()
+	waitReady(t, httpAddr, exit)
+	nc, err = nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if js, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_RESULTS", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(30 * time.Second))
+	if err != nil {
+		t.Fatalf("no result: %v\n%s", err, stderr.String())
+	}
+	var res struct {
+		Outcome       string
+		MachineAction struct{ ID string }
+	}
+	actions := sim.Actions(tenantID)
+	if err := json.Unmarshal(msg.Data(), &res); err != nil || res.Outcome != "created" || len(actions) != 1 || res.MachineAction.ID != actions[0].ID {
+		t.Errorf("result %s, %d actions; want created with the one action", msg.Data(), len(actions))
+	}
+	if _, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second)); err == nil {
+		t.Error("a second result")
+	}
+	// The call counts in the quota journal as one that went out: its
+	// place reserved before it, its end written at the stop with the
+	// time it ended (a place given back has none).
+	journal, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_QUOTA", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type call struct {
+		API string
+		ID  uint64
+		At  int64
+	}
+	ends := map[string]int64{} // by writer and id: when the call ended, 0 if never sent
+	for {
+		m, err := journal.Next(jetstream.FetchMaxWait(time.Second))
+		if err != nil {
+			break
+		}
+		var ev struct {
+			W         string
+			Res, Done []call
+		}
+		if err := json.Unmarshal(m.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range ev.Res {
+			if c.API == "offboard" {
+				ends[fmt.Sprint(ev.W, c.ID)] = -1
+			}
+		}
+		for _, c := range ev.Done {
+			if c.API == "offboard" {
+				ends[fmt.Sprint(ev.W, c.ID)] = c.At
+			}
+		}
+	}
+	sent := 0
+	for _, at := range ends {
+		if at != 0 {
+			sent++
+		}
+	}
+	if sent != 1 {
+		t.Errorf("%d offboard calls in the quota journal as sent, want 1", sent)
+	}
+	offboards := 0
+	for _, c := range sim.Calls() {
+		if c.API == "offboard" {
+			offboards++
+		}
+	}
+	if offboards != 1 {
+		t.Errorf("%d offboard calls, want 1", offboards)
+	}
+	nc.Close()
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-exit; code != 0 {
+		t.Errorf("exit code %d after the second SIGTERM, want 0:\n%s", code, stderr.String())
+	}
+}
+
+// waitReady waits until the worker's /readyz answers 200.
+func waitReady(t *testing.T, addr string, exit <-chan int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		select {
+		case code := <-exit:
+			t.Fatalf("worker exited with %d before it was ready", code)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"math"
 	"net"
@@ -533,7 +534,15 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		if err := presence.Leave(wctx); err != nil {
 			a.log.Warn("announce that this replica stops: its tenants move when its announcement is withdrawn", zap.Error(err))
 		}
-		return a.worker.Stop(wctx)
+		err := a.worker.Stop(wctx)
+		if errors.Is(err, worker.ErrCancelled) {
+			// A stop as asked: each request cancelled is back in the
+			// stream, unacked, and its ledger entry keeps its next
+			// delivery from a second action.
+			a.log.Warn("requests still under way at the stop were cancelled: they come back from the stream", zap.Error(err))
+			return nil
+		}
+		return err
 	})
 	// The feed starts after the worker made its tenants, so none of their
 	// journal entries is missed; no call starts before it has caught up.
@@ -637,7 +646,8 @@ func (a *App) NATSURL() string { return a.nc.ConnectedUrl() }
 // (cancelled when ctx ends or after ShutdownTimeout), write the quota
 // journal's last entries, close the HTTP server, drain NATS, stop the
 // embedded server. It returns at the latest ShutdownTimeout + 15s after it
-// was called, whatever ctx does. It is idempotent.
+// was called, whatever ctx does. Requests it cancelled go back to the
+// stream: a warning in the log, not an error. It is idempotent.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopping.Store(true)
 	return a.life.stop(ctx, a.opts.ShutdownTimeout+StopReserve)

@@ -330,11 +330,15 @@ func (w *Worker) Start() {
 // storeCtx) and naks.
 const stopGrace = 40 * time.Second
 
+// ErrCancelled is Stop's error when ctx ended while requests were still
+// under way, and every one of them, cancelled, was put back: none is lost.
+var ErrCancelled = errors.New("requests still under way, cancelled")
+
 // Stop stops taking requests and waits for those under way to finish. When
 // ctx ends first, their calls are cancelled: a cancelled request is not
 // acked and comes back after its ack wait, and the ledger keeps it from
-// creating a second action. Stop never waits more than stopGrace after ctx
-// ends. Stop is idempotent.
+// creating a second action; Stop then returns ErrCancelled. Stop never
+// waits more than stopGrace after ctx ends. Stop is idempotent.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.stopOnce.Do(func() { w.stopErr = w.stop(ctx) })
 	return w.stopErr
@@ -369,7 +373,7 @@ func (w *Worker) stop(ctx context.Context) error {
 	defer grace.Stop()
 	select {
 	case <-done:
-		return fmt.Errorf("stop: requests still under way, cancelled: %w", ctx.Err())
+		return fmt.Errorf("stop: %w: %w", ErrCancelled, ctx.Err())
 	case <-grace.C:
 		return fmt.Errorf("stop: requests still under way %v after they were cancelled", stopGrace)
 	}
