@@ -242,3 +242,17 @@ func TestIdleTenantHasItsWholeQuota(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestIdleStopCancelsNothing: a worker with no request under way stops
+// within a stop timeout shorter than its poll (2 s), without saying it
+// cancelled requests: before, the unrouted consumer's pull held the stop
+// for the whole poll, and Stop answered ErrCancelled.
+func TestIdleStopCancelsNothing(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := e.w.Stop(ctx); err != nil {
+		t.Errorf("Stop of an idle worker: %v", err)
+	}
+}

@@ -302,9 +302,13 @@ func (w *Worker) drain(ctx context.Context, log *zap.Logger, cons jetstream.Cons
 	}
 }
 
-// drainOnce fetches one batch and hands each message to handle.
+// drainOnce fetches one batch and hands each message to handle. The
+// fetch ends with ctx: a stop does not wait out the poll (a message
+// delivered to the pull meanwhile comes back after its ack wait).
 func (w *Worker) drainOnce(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
-	batch, err := cons.Fetch(256, jetstream.FetchMaxWait(w.opts.Poll))
+	fctx, cancel := context.WithTimeout(ctx, w.opts.Poll)
+	defer cancel()
+	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("fetch", zap.Error(err))
