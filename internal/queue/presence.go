@@ -184,12 +184,21 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 // (the bucket was deleted, a reset failed), it watches again, making the
 // bucket again if it is missing; meanwhile its view is not Known.
 func (p *Presence) Run(ctx context.Context) error {
+	// Stopped before it began (the worker stopped while it started): no
+	// failure, and an announcement that may have gone out is withdrawn.
+	started := func(err error) error {
+		if ctx.Err() == nil {
+			return err
+		}
+		p.withdraw()
+		return nil
+	}
 	if err := p.announce(ctx); err != nil {
-		return err
+		return started(err)
 	}
 	w, err := p.kv.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("watch %s: %w", BucketPresence, err)
+		return started(fmt.Errorf("watch %s: %w", BucketPresence, err))
 	}
 	beat := p.clock.NewTicker(p.beat)
 	defer beat.Stop()

@@ -535,3 +535,57 @@ func TestPresenceSharedReplicaIDWorksEachTenantOnce(t *testing.T) {
 	stop()
 	waitFor(t, 2*time.Second, "the other takes contoso once the one working it stopped", func() bool { return other.Assigned("contoso") })
 }
+
+// stuckWatch is a presence bucket whose watch is not made until its
+// context ends (a SIGTERM while the worker starts).
+type stuckWatch struct {
+	jetstream.KeyValue
+	called chan struct{}
+}
+
+func (s *stuckWatch) WatchAll(ctx context.Context, _ ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	close(s.called)
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestPresenceStoppedWhileItStarts: a presence stopped before its watch
+// is made (the worker stopped while it starts) is not a failure, and
+// takes back the announcement it made. Before, Run returned the watch's
+// context error, the stop failed (exit 1 after a SIGTERM), and the other
+// replicas counted on this one for three beats.
+func TestPresenceStoppedWhileItStarts(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := &stuckWatch{KeyValue: p.kv, called: make(chan struct{})}
+	p.kv = stuck
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-stuck.called // announced, watch under way
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run stopped while it started: %v", err)
+	}
+	if e, err := kv.Get(t.Context(), "a"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("announcement left after the stop: %v %v", e, err)
+	}
+
+	// Stopped before its first announcement: nothing to say either.
+	p2, err := NewPresence(t.Context(), js, PresenceOptions{ID: "b", Tenants: []string{"contoso"}, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p2.Run(ctx); err != nil {
+		t.Errorf("Run stopped before it began: %v", err)
+	}
+}
