@@ -423,18 +423,10 @@ func TestDeadRetryAtTheLargestAttempt(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	a := strings.Repeat("a", 40)
-	for _, body := range []string{
+	publishDead(t, js, offboard.CodeMachineNotFound,
 		fmt.Sprintf(`{"requestId":"x-1","machineId":"%s","attempt":%d}`, a, math.MaxInt), // 1
-		`{"requestId":"y-1","machineId":"` + a + `"}`,                                    // 2
-	} {
-		m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
-		m.Data = []byte(body)
-		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeMachineNotFound)
-		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
-		if _, err := js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+		`{"requestId":"y-1","machineId":"`+a+`"}`,                                        // 2
+	)
 	requests := func() []string {
 		t.Helper()
 		var got []string
@@ -505,13 +497,7 @@ func TestDeadLetterWithAnInvalidRequestID(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
-	m.Data = body
-	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeInvalidRequest)
-	m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
-	if _, err := js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	publishDead(t, js, offboard.CodeInvalidRequest, string(body))
 	code, out, errs := ctl(t, url, "dead", "ls", "contoso")
 	if code != exitOK || strings.Count(out, "\n") != 2 || strings.Contains(out, "\x1b") || !strings.Contains(out, offboard.Quote(evil)) {
 		t.Errorf("dead ls: exit %d, stdout %q, stderr %q; want the header and one line, the id escaped", code, out, errs)
@@ -624,18 +610,10 @@ func TestDeadRetryOfARequestAnsweredSince(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
-	for _, body := range []string{
-		`{"requestId":"x-1","machineId":"` + a + `"}`, // 1
-		`{"requestId":"y-1","machineId":"` + b + `"}`, // 2
-	} {
-		m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
-		m.Data = []byte(body)
-		m.Header.Set(offboard.HeaderErrorCode, offboard.CodeMachineNotFound)
-		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
-		if _, err := js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	publishDead(t, js, offboard.CodeMachineNotFound,
+		`{"requestId":"x-1","machineId":"`+a+`"}`, // 1
+		`{"requestId":"y-1","machineId":"`+b+`"}`, // 2
+	)
 	// x-1's retry, attempt 2, created an action.
 	res, err := (&offboard.Result{RequestID: "x-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeCreated, Attempt: 2}).Marshal()
 	if err != nil {
@@ -666,5 +644,20 @@ func TestDeadRetryOfARequestAnsweredSince(t *testing.T) {
 	}
 	if got := requests(); len(got) != 1 || got[0] != "contoso:y-1:2" {
 		t.Errorf("requests published: %q, want y-1's retry only", got)
+	}
+}
+
+// publishDead publishes a dead letter of tenant contoso's normal requests
+// for each body, with the error code given.
+func publishDead(t *testing.T, js jetstream.JetStream, code string, bodies ...string) {
+	t.Helper()
+	for _, body := range bodies {
+		m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+		m.Data = []byte(body)
+		m.Header.Set(offboard.HeaderErrorCode, code)
+		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

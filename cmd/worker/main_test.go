@@ -74,25 +74,7 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 		exit <- run([]string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"),
 			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"}, io.Discard, os.Stderr)
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case code := <-exit:
-			t.Fatalf("worker exited with %d before it was ready", code)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("not ready after 20s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitReady(t, httpAddr, exit)
 
 	nc, err := nats.Connect("nats://" + natsAddr)
 	if err != nil {

@@ -401,36 +401,16 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	api := &scriptedActions{statuses: []string{"null", "Succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
 		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-	var mu sync.Mutex
-	var events []ActionEvent
+	var log eventLog
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
 		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
 			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(_ context.Context, _, _ string, data []byte) error {
-			var ev ActionEvent
-			if err := json.Unmarshal(data, &ev); err != nil {
-				return err
-			}
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
 	})
 	runTrackingPending(t, tr)
-	for range 30 { // ten minutes: a look at 1 min, the next 2 min later
-		wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
-		err := clock.BlockUntilContext(wctx, 1)
-		wcancel()
-		if err != nil {
-			t.Fatalf("the tracker never waited: %v", err)
-		}
-		clock.Advance(20 * time.Second)
-	}
-	mu.Lock()
-	defer mu.Unlock()
+	trackTenMinutes(t, clock)
+	events := log.all()
 	var got []string
 	for _, ev := range events {
 		got = append(got, fmt.Sprintf("%q final=%v", ev.Status, ev.Final))
@@ -456,51 +436,63 @@ func TestTrackingCutsAnActionTooLargeForAnEvent(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	api := &scriptedActions{statuses: []string{"Succeeded"}, pad: 200 << 10, fakeActions: fakeActions{clock: clock, windows: trackWindows,
 		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-	const maxPayload = 128 << 10
-	var mu sync.Mutex
-	var events []ActionEvent
+	var log eventLog
+	log.max = 128 << 10
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
 		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
 			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(_ context.Context, _, _ string, data []byte) error {
-			if len(data) > maxPayload {
-				return nats.ErrMaxPayload // as the server's limit refuses it
-			}
-			var ev ActionEvent
-			if err := json.Unmarshal(data, &ev); err != nil {
-				return err
-			}
-			mu.Lock()
-			events = append(events, ev)
-			mu.Unlock()
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: maxPayload - resultRoom,
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: log.max - resultRoom,
 	})
 	runTrackingPending(t, tr)
-	final := func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(events) > 0 && events[len(events)-1].Final
+	trackTenMinutes(t, clock)
+	events := log.all()
+	last := events[len(events)-1]
+	if last.Status != "Succeeded" || !last.Final || strings.Contains(string(last.MachineAction), "troubleshootInfo") || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
+		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
 	}
-	for range 30 { // ten minutes: a look at 1 min, the next 2 min later
+}
+
+// eventLog keeps the action events a tracker publishes. With max set, it
+// refuses an event larger, as a server of that max payload does.
+type eventLog struct {
+	max    int
+	mu     sync.Mutex
+	events []ActionEvent
+}
+
+func (l *eventLog) publish(_ context.Context, _, _ string, data []byte) error {
+	if l.max > 0 && len(data) > l.max {
+		return nats.ErrMaxPayload
+	}
+	var ev ActionEvent
+	if err := json.Unmarshal(data, &ev); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.events = append(l.events, ev)
+	l.mu.Unlock()
+	return nil
+}
+
+func (l *eventLog) all() []ActionEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
+// trackTenMinutes moves the clock ten minutes on in steps of 20 s, each
+// once the tracker waits: a first look at 1 min, the next 2 min later.
+func trackTenMinutes(t *testing.T, clock *clockwork.FakeClock) {
+	t.Helper()
+	for range 30 {
 		wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
 		err := clock.BlockUntilContext(wctx, 1)
 		wcancel()
 		if err != nil {
 			t.Fatalf("the tracker never waited: %v", err)
 		}
-		if final() {
-			break
-		}
 		clock.Advance(20 * time.Second)
-	}
-	mu.Lock()
-	defer mu.Unlock()
-	last := events[len(events)-1]
-	if last.Status != "Succeeded" || !last.Final || strings.Contains(string(last.MachineAction), "troubleshootInfo") || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
-		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
 	}
 }
 

@@ -226,15 +226,7 @@ func StartWithoutJetStream(tb testing.TB, jetStream bool) string {
 		o.Accounts = []*server.Account{app}
 		o.Users = []*server.User{{Username: "app", Password: "app", Account: app}}
 	}
-	s, err := server.NewServer(o)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go s.Start()
-	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("NATS server not ready")
-	}
+	s := startLone(tb, o)
 	if !jetStream {
 		return s.ClientURL()
 	}
@@ -246,19 +238,10 @@ func StartWithoutJetStream(tb testing.TB, jetStream bool) string {
 // server's URL. The server is shut down when the test ends.
 func StartWithMaxPayload(tb testing.TB, maxPayload int32) string {
 	tb.Helper()
-	s, err := server.NewServer(&server.Options{
+	return startLone(tb, &server.Options{
 		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: tb.TempDir(), MaxPayload: maxPayload,
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	go s.Start()
-	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		tb.Fatal("NATS server not ready")
-	}
-	return s.ClientURL()
+	}).ClientURL()
 }
 
 // StartFromConfig starts a lone NATS server with JetStream from a
@@ -276,14 +259,21 @@ func StartFromConfig(t *testing.T, path, password string, passwordVars ...string
 		t.Fatal(err)
 	}
 	opts.Host, opts.Port, opts.JetStream, opts.StoreDir, opts.NoSigs, opts.NoLog = "127.0.0.1", -1, true, t.TempDir(), true, true
+	return startLone(t, opts).ClientURL()
+}
+
+// startLone starts a lone NATS server with opts and waits until it takes
+// connections. It is shut down when the test ends.
+func startLone(tb testing.TB, opts *server.Options) *server.Server {
+	tb.Helper()
 	s, err := server.NewServer(opts)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	tb.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
+		tb.Fatal("NATS server not ready")
 	}
-	return s.ClientURL()
+	return s
 }
