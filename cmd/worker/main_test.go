@@ -103,16 +103,8 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 	}
 	nc.Close()
 
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("exit code %d after SIGTERM, want 0", code)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("still running 20s after SIGTERM")
+	if code := sigterm(t, exit, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
 }
 
@@ -312,16 +304,8 @@ func TestRunStopsOnSIGTERMWhileStarting(t *testing.T) {
 			t.Fatalf("no wait for NATS after 30s:\n%s", stderr.String())
 		}
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("exit code %d after SIGTERM while starting, want 0:\n%s", code, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("still running 10s after SIGTERM")
+	if code := sigterm(t, exit, 10*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM while starting, want 0:\n%s", code, stderr.String())
 	}
 	if out := stderr.String(); !strings.Contains(out, "stopped before the start was over") {
 		t.Errorf("no word of the stop:\n%s", out)
@@ -367,16 +351,8 @@ func TestRunFailedStartAtSIGTERMIsAFailure(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("no connection to the silent NATS server after 20s")
 	}
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exit:
-		if code != 1 {
-			t.Fatalf("exit code %d for a start that failed on its own, want 1:\n%s", code, stderr.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("still running 20s after SIGTERM")
+	if code := sigterm(t, exit, 20*time.Second); code != 1 {
+		t.Fatalf("exit code %d for a start that failed on its own, want 1:\n%s", code, stderr.String())
 	}
 	if out := stderr.String(); !strings.Contains(out, "connect to NATS") || strings.Contains(out, "stopped before the start was over") {
 		t.Errorf("the failed connection is not the error:\n%s", out)
@@ -496,16 +472,8 @@ func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
 		t.Fatalf("no offboard call after 20s:\n%s", stderr.String())
 	}
 	nc.Close()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case code := <-exit:
-		if code != 0 {
-			t.Fatalf("exit code %d after SIGTERM, its request put back, want 0:\n%s", code, stderr.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("still running 30s after SIGTERM")
+	if code := sigterm(t, exit, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, its request put back, want 0:\n%s", code, stderr.String())
 	}
 	if out := stderr.String(); !strings.Contains(out, "left for redelivery") {
 		t.Errorf("no word of the request put back:\n%s", out)
@@ -598,11 +566,25 @@ func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
 		t.Errorf("%d offboard calls, want 1", offboards)
 	}
 	nc.Close()
+	if code := sigterm(t, exit, 30*time.Second); code != 0 {
+		t.Errorf("exit code %d after the second SIGTERM, want 0:\n%s", code, stderr.String())
+	}
+}
+
+// sigterm sends this process SIGTERM, as Kubernetes does to stop a pod,
+// and returns the worker's exit status, failing the test if it still runs
+// after within.
+func sigterm(t *testing.T, exit <-chan int, within time.Duration) int {
+	t.Helper()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := <-exit; code != 0 {
-		t.Errorf("exit code %d after the second SIGTERM, want 0:\n%s", code, stderr.String())
+	select {
+	case code := <-exit:
+		return code
+	case <-time.After(within):
+		t.Fatalf("still running %v after SIGTERM", within)
+		return 0
 	}
 }
 
