@@ -91,8 +91,8 @@ type campaignRun struct {
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
 	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
-	checked                        atomic.Bool  // results are checked against the CSV's devices as they come
-	retrying                       map[int]bool // rows whose retry waits in the request stream; set before publishing
+	checked                        atomic.Bool // results are checked against the CSV's devices as they come
+	waiting                        []bool      // by row: a request of it waits in the request stream; set before publishing
 
 	seed    maphash.Seed
 	devices []uint64 // the CSV's devices, hashed (readCSV)
@@ -427,13 +427,12 @@ func (r *campaignRun) beforePublishing(otherWaiting earlierWaiting) error {
 		return err
 	}
 	// A row retried (dead retry) whose retry still waits is answered by
-	// the retry's result, not by the earlier attempt's, and is not
-	// published again.
-	r.retrying = map[int]bool{}
+	// the retry's result, not by the earlier attempt's. A row with a
+	// request waiting is not published again (publishRow).
 	for n, attempt := range otherWaiting.retries {
 		r.rows.Retrying(n, attempt)
-		r.retrying[n] = true
 	}
+	r.waiting = otherWaiting.rows
 	return nil
 }
 
@@ -560,17 +559,19 @@ type earlierWaiting struct {
 	otherDryRun, otherDevice int
 	device                   string
 	retries                  map[int]int // row: the highest attempt of its retries waiting (dead retry)
+	rows                     []bool      // by row: a request of it waits
 }
 
 // otherRunWaiting reads the requests of earlier runs under the same name
 // that still wait in the request stream, unanswered, and finds those of
 // the CSV's rows that this run could not take as its own (earlierWaiting).
 func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
-	w := earlierWaiting{retries: map[int]int{}}
+	w := earlierWaiting{retries: map[int]int{}, rows: make([]bool, r.total+1)}
 	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
 		if row > r.total {
 			return
 		}
+		w.rows[row] = true
 		if attempt > 1 {
 			w.retries[row] = max(w.retries[row], attempt)
 		}
@@ -840,8 +841,12 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 		r.skipped.Add(1)
 		return nil
 	}
-	if r.retrying[row.N] {
-		r.duplicates.Add(1) // its retry was published, and waits
+	if r.waiting[row.N] {
+		// Published before, and waiting: published again with the same
+		// message id, it would be stored a second time once the stream's
+		// duplicate window has passed since (a campaign longer than a
+		// day, a tenant paused), and answered twice.
+		r.duplicates.Add(1)
 		return nil
 	}
 	req, data, err := r.set.Request(row)

@@ -17,6 +17,8 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -972,4 +974,36 @@ func publishedOrEnded(t *testing.T, js jetstream.JetStream, seq uint64, done <-c
 		}
 	}
 	return ctlExit{}
+}
+
+// A run again while the earlier run's rows still wait in the request
+// stream (a paused tenant, a campaign longer than a day) publishes none
+// of them again: once the stream's duplicate window has passed since
+// they were published, a publish with the same message id is stored as a
+// second request of the row.
+func TestRunAgainAfterTheDuplicateWindowPublishesNothingWaiting(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	url := js.Conn().ConnectedUrl()
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "slow.csv", "machineId\n"+strings.Repeat("a", 40)+"\n"+strings.Repeat("b", 40)+"\n")
+	args := []string{"campaign", "run", "--tenant", "contoso", "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s"}
+	if code, out, errs := ctl(t, url, args...); code != exitFailed || lastRequestSeq(t, js) != 2 {
+		t.Fatalf("first run: exit %d, %d requests stored: %s %s", code, lastRequestSeq(t, js), out, errs)
+	}
+	time.Sleep(time.Second) // the duplicate window passes
+	code, out, errs := ctl(t, url, args...)
+	if code != exitFailed {
+		t.Errorf("second run: exit %d, want 1 (timeout): %s %s", code, out, errs)
+	}
+	if n := lastRequestSeq(t, js); n != 2 {
+		t.Errorf("second run stored %d requests more; want none", n-2)
+	}
+	if !strings.Contains(out, "published 0, published before 2") {
+		t.Errorf("second run's summary: %q", out)
+	}
 }
