@@ -672,12 +672,14 @@ func (r *campaignRun) publishAndWait(ctx context.Context) error {
 	r.unread.Store(int64(r.total))
 	r.refreshAhead(ctx)
 	pubCtx, stopPub := context.WithCancel(ctx)
-	defer stopPub()
 	var wg sync.WaitGroup
 	var pubErr error
 	pubDone := make(chan struct{})
 	wg.Go(func() { defer close(pubDone); pubErr = r.publishRows(pubCtx) })
 	defer wg.Wait()
+	// A run that ends before its publishing (a row answered for another
+	// device) stops it first, or it published the rest of the CSV.
+	defer stopPub()
 	p := newProgress(r.c.stdout, r.f.every, r.total)
 	defer p.finish()
 	started := time.Now()

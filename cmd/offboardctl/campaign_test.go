@@ -531,6 +531,41 @@ func TestRowAnsweredForAnotherDevice(t *testing.T) {
 	}
 }
 
+// A row answered for another device ends the run while it still
+// publishes: the rows not published yet stay unpublished, where they
+// were all published before the run ended.
+func TestRowAnsweredForAnotherDeviceStopsThePublishing(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	const rows = 100000
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for i := range rows {
+		fmt.Fprintf(&b, "%040x\n", i+1)
+	}
+	dir := t.TempDir()
+	published := lastRequestSeq(t, js)
+	done := ctlAsync(t, url, "campaign", "run", "--tenant", "contoso", "--name", "long", "--report", filepath.Join(dir, "report.csv"),
+		"--max-pending", "1", "--csv", writeFile(t, dir, "long.csv", b.String()))
+	if got := publishedOrEnded(t, js, published+1, done); got.ended {
+		t.Fatalf("the run ended before it published: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	}
+	publishRaw(t, js, offboard.Subjects{}.Result("contoso"), "result:contoso:long-000001",
+		`{"requestId":"long-000001","tenant":"contoso","machineId":"`+strings.Repeat("f", 40)+`","outcome":"created","attempt":1}`)
+	var got ctlExit
+	select {
+	case got = <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the run did not end")
+	}
+	if got.code != exitFailed || !strings.Contains(got.err, "was answered for") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
+	}
+	if n := lastRequestSeq(t, js) - published; n == rows {
+		t.Errorf("every row was published after the run was ended")
+	}
+}
+
 // A row's host name with a final dot names the same device as its result
 // without it, as the worker matches names: neither the check of earlier
 // results nor that of results as they come takes it for another device.
