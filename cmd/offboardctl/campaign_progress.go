@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/schollz/progressbar/v3"
 	"golang.org/x/term"
@@ -58,21 +60,69 @@ func newProgress(w io.Writer, every time.Duration, total int) progress {
 			progressbar.OptionShowDescriptionAtLineEnd(),
 			progressbar.OptionThrottle(200*time.Millisecond),
 			progressbar.OptionFullWidth(),
-		), w: w}
+		), w: w, fd: int(f.Fd()), count: len(fmt.Sprintf("(%d/%d)", total, total))}
 	}
 	return &lineProgress{w: w, every: every}
 }
 
 type barProgress struct {
-	bar *progressbar.ProgressBar
-	w   io.Writer
+	bar   *progressbar.ProgressBar
+	w     io.Writer
+	fd    int // the terminal
+	count int // columns of the bar's count, (answered/rows), at most
 }
+
+// barMinWidth is the fewest columns the bar itself keeps on a narrow
+// terminal.
+const barMinWidth = 10
 
 func (p *barProgress) show(s progressSnapshot) {
 	c := s.counts
-	p.bar.Describe(fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d · ETA %s",
-		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, s.etaText()))
 	_ = p.bar.Set(c.Answered())
+	p.bar.Describe(fitDescription(s, p.room()))
+}
+
+// room is how many columns the bar and its description may take: the
+// line (percent, bar, count, description) must fit the terminal, or it
+// wraps and each redraw leaves a line behind. -1: the width is not known.
+func (p *barProgress) room() int {
+	w, _, err := term.GetSize(p.fd)
+	if err != nil || w <= 0 {
+		return -1
+	}
+	// "100% |" + bar + "| " + count + " " + description + " ", one column
+	// left free.
+	return w - 12 - p.count
+}
+
+// fitDescription is the bar's description, where room columns (-1: any)
+// are left for the bar and it: every count by outcome when it fits with
+// a bar of barMinWidth, else the outcomes that have rows, the rows
+// waiting and the ETA, with that bar or none, cut short if need be.
+func fitDescription(s progressSnapshot, room int) string {
+	c := s.counts
+	d := fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d · ETA %s",
+		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, s.etaText())
+	if room < 0 || utf8.RuneCountInString(d) <= room-barMinWidth {
+		return d
+	}
+	var parts []string
+	for _, o := range []struct {
+		label string
+		n     int
+	}{{"created", c.Created}, {"pending", c.AlreadyPending}, {"dry", c.DryRun}, {"failed", c.Failed}} {
+		if o.n > 0 {
+			parts = append(parts, fmt.Sprintf("%s %d", o.label, o.n))
+		}
+	}
+	d = strings.Join(append(parts, fmt.Sprintf("waiting %d", c.Waiting), "ETA "+s.etaText()), ", ")
+	if rs := []rune(d); len(rs) > room { // with no bar left
+		d = ""
+		if room > 0 {
+			d = string(rs[:room-1]) + "…"
+		}
+	}
+	return d
 }
 
 func (p *barProgress) finish() { _, _ = fmt.Fprintln(p.w) }

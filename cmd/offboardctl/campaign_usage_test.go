@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/creack/pty"
 
@@ -114,12 +115,66 @@ func TestCampaignCSVBounds(t *testing.T) {
 // On a terminal, campaign run shows a progress bar.
 func TestCampaignProgressBarOnATerminal(t *testing.T) {
 	t.Parallel()
+	got := campaignOnATerminal(t, 160, 30)
+	if !strings.Contains(got, "\r") || !strings.Contains(got, "30/30") || !strings.Contains(got, "created 30") || !strings.Contains(got, "ETA") {
+		t.Errorf("no progress bar on the terminal: %q", got)
+	}
+}
+
+// On a terminal of 80 columns the bar's line fits: a line longer than
+// the terminal wraps, and each redraw, which goes back to the start of
+// the last row only, left a new line behind; and the bar had no room.
+func TestCampaignProgressBarFitsTheTerminal(t *testing.T) {
+	t.Parallel()
+	got := campaignOnATerminal(t, 80, 300)
+	bars := 0
+	for _, line := range strings.FieldsFunc(got, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if !strings.Contains(line, "% |") {
+			continue // the summary: a line of its own
+		}
+		if n := utf8.RuneCountInString(line); n > 80 {
+			t.Errorf("%d columns on a terminal of 80: %q", n, line)
+		}
+		if strings.Contains(line, "█") && strings.Contains(line, "ETA") {
+			bars++
+		}
+	}
+	if bars == 0 {
+		t.Errorf("no bar with its ETA on the terminal: %q", got)
+	}
+}
+
+// A large campaign's description on an 80-column terminal keeps its
+// ETA: the outcomes without rows are left out before anything is cut.
+func TestBarDescriptionFits(t *testing.T) {
+	t.Parallel()
+	s := progressSnapshot{counts: campaign.Counts{Rows: 100000, Created: 12345, Failed: 345, Waiting: 87310}, eta: 47 * time.Hour}
+	room := 80 - 12 - len("(100000/100000)")
+	for _, tc := range []struct {
+		room int
+		want string
+	}{
+		{-1, "created 12345 · pending 0 · dry 0 · failed 345 · waiting 87310 · ETA " + campaign.Human(47*time.Hour)},
+		{room, "created 12345, failed 345, waiting 87310, ETA " + campaign.Human(47*time.Hour)},
+		{12, "created 123…"},
+		{0, ""},
+	} {
+		if got := fitDescription(s, tc.room); got != tc.want || tc.room >= 0 && utf8.RuneCountInString(got) > tc.room {
+			t.Errorf("room %d: %q, want %q", tc.room, got, tc.want)
+		}
+	}
+}
+
+// campaignOnATerminal runs a campaign of rows devices with its standard
+// output on a pseudo-terminal of cols columns, and returns what it wrote.
+func campaignOnATerminal(t *testing.T, cols uint16, rows int) string {
+	t.Helper()
 	ptmx, tty, err := pty.Open()
 	if err != nil {
 		t.Skipf("no pseudo-terminal: %v", err)
 	}
 	defer func() { _ = ptmx.Close() }()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 160}); err != nil {
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
@@ -137,7 +192,7 @@ func TestCampaignProgressBarOnATerminal(t *testing.T) {
 			}
 		}
 	})
-	e := newEnv(t, 30)
+	e := newEnv(t, rows)
 	e.startWorker()
 	b := idsCSV(e.machines)
 	dir := t.TempDir()
@@ -156,9 +211,7 @@ func TestCampaignProgressBarOnATerminal(t *testing.T) {
 	got := screen.String()
 	mu.Unlock()
 	t.Logf("terminal: %q", got[max(0, len(got)-400):])
-	if !strings.Contains(got, "\r") || !strings.Contains(got, "30/30") || !strings.Contains(got, "created 30") || !strings.Contains(got, "ETA") {
-		t.Errorf("no progress bar on the terminal: %q", got)
-	}
+	return got
 }
 
 // A report in a directory the user cannot write in is refused before
