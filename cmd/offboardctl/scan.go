@@ -73,14 +73,28 @@ func (f *follower) stop() { f.cc.Stop() }
 
 // scan reads every message stored now on subject, in order, then stops:
 // when the last one read says nothing is pending, or a fetch finds nothing
-// (on the request stream, messages leave as they are answered).
+// and the stream holds no message on the subject after the last one read
+// (on the request stream, messages leave as they are answered). A fetch
+// that finds nothing on a slow or busy server does not end the scan while
+// more is stored: a scan cut short would have campaign run publish rows
+// again that still wait, and cancel find no campaign.
 func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(jetstream.Msg)) error {
+	return scanWaiting(ctx, js, stream, subject, scanWait, fn)
+}
+
+// scanWait is how long a fetch of scan waits for messages.
+const scanWait = 300 * time.Millisecond
+
+// scanWaiting is scan with its first fetch waiting up to first for
+// messages, the others scanWait.
+func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject string, first time.Duration, fn func(jetstream.Msg)) error {
 	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
-	for {
-		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(300*time.Millisecond))
+	var last uint64 // the stream sequence of the last message read
+	for wait := first; ; wait = scanWait {
+		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(wait))
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
@@ -88,17 +102,42 @@ func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, f
 		for m := range batch.Messages() {
 			fn(m)
 			n++
-			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
-				done = true
+			if meta, err := m.Metadata(); err == nil {
+				last = meta.Sequence.Stream
+				done = done || meta.NumPending == 0
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
-		if n == 0 || done || ctx.Err() != nil {
+		if done || ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if n > 0 {
+			continue
+		}
+		more, err := storedAfter(ctx, js, stream, subject, last)
+		if err != nil || !more {
+			return err
+		}
 	}
+}
+
+// storedAfter says whether the stream holds a message on subject after
+// stream sequence seq.
+func storedAfter(ctx context.Context, js jetstream.JetStream, stream, subject string, seq uint64) (bool, error) {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return false, fmt.Errorf("stream %s: %w", stream, err)
+	}
+	m, err := s.GetLastMsgForSubject(ctx, subject)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("stream %s: last message on %s: %w", stream, subject, err)
+	}
+	return m.Sequence > seq, nil
 }
 
 // decodeResult reads a result message; false for anything else.
