@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -98,4 +100,27 @@ func testBudgetHold(t *testing.T, replicas int) {
 	eventually(t, 20*time.Second, "budget left 40 of 100", func() bool {
 		return gaugeOf(t, e.reg, "mde_offboard_budget_remaining", tenant) == 40
 	})
+}
+
+// TestBudgetHistoryShorterThanTheLease: a --budget-history that does not
+// even cover a slot's lease leaves the journal no window it can count, so
+// the worker ignores every override, as offboardctl budget and status
+// say it does, rather than count one in this process only (a restart or
+// another replica would forget what it counted).
+func TestBudgetHistoryShorterThanTheLease(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, logger: zap.New(core), noStart: true})
+	e.opts.Queue.BudgetHistory = time.Hour
+	e.start()
+	res := e.collect("mde.offboard.result.>")
+	e.setBudget("contoso", "1/1h")
+	eventually(t, 10*time.Second, "the override ignored", func() bool {
+		return logs.FilterMessageSnippet("budget override ignored").Len() > 0
+	})
+	e.offboardEach("contoso", "c", 0, 2)
+	res.wait(t, 2, 20*time.Second)
+	if n := res.createdOf("contoso"); n != 2 {
+		t.Errorf("%d created, want 2: the override cannot be counted and is not applied", n)
+	}
 }

@@ -75,7 +75,8 @@ type Options struct {
 	Budget *limiter.Shared
 	// BudgetHorizon is the longest budget window the journal can count
 	// (its history less the reservation lease and the margin); a longer
-	// override is not applied. Default 24h.
+	// override is not applied. Zero: 24h. Negative: the journal keeps too
+	// short a history to count any window, and no override is applied.
 	BudgetHorizon time.Duration
 	// MaxRequests bounds the requests this worker works on at once, over
 	// all its tenants (0: no bound). Each tenant also has its maxInFlight;
@@ -197,7 +198,7 @@ func (o Options) withDefaults() Options {
 	if o.Seed == 0 {
 		o.Seed = uint64(o.Clock.Now().UnixNano())
 	}
-	if o.BudgetHorizon <= 0 {
+	if o.BudgetHorizon == 0 {
 		o.BudgetHorizon = 24 * time.Hour
 	}
 	return o
