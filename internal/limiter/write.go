@@ -32,28 +32,45 @@ func (t *Tenant) wakeWriterLocked() {
 // due at the latest: the call must be given up by then. Without a journal
 // it returns at once with a zero time.
 func (p *Permit) Record(ctx context.Context) (due time.Time, err error) {
+	_, err = p.record(ctx, true)
+	return p.due, err
+}
+
+// TryRecord is Record for a caller that waits for room its own way: when
+// the journal leaves no room for the call (another process took the last
+// place first), it returns false at once, the permit still held, for the
+// caller to release. Without a journal it returns true at once.
+func (p *Permit) TryRecord(ctx context.Context) (bool, error) {
+	return p.record(ctx, false)
+}
+
+// record enters the call in the journal; without wait, it reports false
+// rather than wait for room.
+func (p *Permit) record(ctx context.Context, wait bool) (entered bool, err error) {
 	t := p.l.tenant
 	if t.shared == nil || p.id != 0 {
-		return p.due, nil
+		return true, nil
 	}
 	t.mu.Lock()
 	t.recording = append(t.recording, p)
 	t.mu.Unlock()
-	defer func() { p.leaveRecording(err == nil) }()
+	defer func() { p.leaveRecording(entered) }()
 	for {
 		t.wmu.Lock()
-		done, wait, err := p.tryRecord(ctx)
+		done, room, err := p.tryRecord(ctx)
 		t.wmu.Unlock()
 		switch {
 		case err != nil:
-			return time.Time{}, err
+			return false, err
 		case done:
-			return p.due, nil
-		case wait != nil:
+			return true, nil
+		case room != nil && !wait:
+			return false, nil
+		case room != nil:
 			// Waiting without wmu: the ends of this process's calls,
 			// which make room, must get written meanwhile.
-			if err := t.wait(ctx, wait.changed, wait.now, wait.next, wait.ok); err != nil {
-				return time.Time{}, err
+			if err := t.wait(ctx, room.changed, room.now, room.next, room.ok); err != nil {
+				return false, err
 			}
 		}
 	}

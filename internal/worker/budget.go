@@ -200,30 +200,39 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 	if w.fetchCtx != nil {
 		defer context.AfterFunc(w.fetchCtx, cancel)()
 	}
-	slot, _ := b.l.TryAcquire(w.clock.Now())
-	if slot == nil {
-		if permit != nil {
-			permit.Release()
-			permit = nil
+	var slot *limiter.Permit
+	for slot == nil {
+		if slot, _ = b.l.TryAcquire(w.clock.Now()); slot == nil {
+			if permit != nil {
+				permit.Release()
+				permit = nil
+			}
+			if err := w.claimBeforeWaiting(ctx, j); err != nil {
+				return nil, permit, err
+			}
+			b.waiting.Add(1)
+			w.kickStats()
+			j.log.Info("budget spent: request waits for it")
+			var err error
+			slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+				return asideFor(ctx, func() (*limiter.Permit, error) { return b.l.Acquire(ctx) }, (*limiter.Permit).Release)
+			})
+			b.waiting.Add(-1)
+			if err != nil {
+				return nil, permit, err
+			}
 		}
-		if err := w.claimBeforeWaiting(ctx, j); err != nil {
-			return nil, permit, err
+		// Another replica may have taken the place in the journal
+		// first: then the request waits for the next one as above,
+		// counted as held, rather than inside the journal write.
+		entered, err := slot.TryRecord(bctx)
+		if err != nil || !entered {
+			slot.Release()
+			slot = nil
 		}
-		b.waiting.Add(1)
-		w.kickStats()
-		j.log.Info("budget spent: request waits for it")
-		var err error
-		slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
-			return asideFor(ctx, func() (*limiter.Permit, error) { return b.l.Acquire(ctx) }, (*limiter.Permit).Release)
-		})
-		b.waiting.Add(-1)
 		if err != nil {
 			return nil, permit, err
 		}
-	}
-	if _, err := slot.Record(bctx); err != nil {
-		slot.Release()
-		return nil, permit, err
 	}
 	j.budgetSlot = true
 	return func(res *offboard.Result, err error) {
