@@ -1,6 +1,7 @@
 package app
 
 import (
+	"net/http"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -122,5 +124,41 @@ func TestBudgetHistoryShorterThanTheLease(t *testing.T) {
 	res.wait(t, 2, 20*time.Second)
 	if n := res.createdOf("contoso"); n != 2 {
 		t.Errorf("%d created, want 2: the override cannot be counted and is not applied", n)
+	}
+}
+
+// TestBudgetCountsAnAcceptedCallWhoseActionDoesNotShow: the API accepts
+// an offboard (2xx) with an answer that is not a Machine Action, and lists
+// do not show the action within the worker's looks: the request fails
+// api_error, but the action exists, so its budget slot stays spent. Before,
+// the slot was given back and a budget of 1/1h let a second device go.
+func TestBudgetCountsAnAcceptedCallWhoseActionDoesNotShow(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}, noStart: true,
+		extra: "    guards:\n      budget: \"1/1h\"\n",
+		sim:   mdesim.Options{ActionVisibleAfter: time.Hour}})
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if isOffboard(req) && status/100 == 2 {
+			return nil
+		}
+		return body
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "unread-1", "machineId": tt.machines[0].ID})
+	if r.Outcome != offboard.OutcomeFailed || len(e.sim.Actions(tt.tenantID)) != 1 {
+		t.Fatalf("result %s %+v, %d actions; want failed with the action made", r.Outcome, r.Error, len(e.sim.Actions(tt.tenantID)))
+	}
+	tenant := map[string]string{"tenant": "contoso"}
+	if left := gaugeOf(t, e.reg, "mde_offboard_budget_remaining", tenant); left != 0 {
+		t.Fatalf("budget left %v after a call the API accepted, want 0", left)
+	}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "second", "machineId": tt.machines[1].ID}, "second")
+	eventually(t, 10*time.Second, "the second request held by the budget", func() bool {
+		return gaugeOf(t, e.reg, "mde_offboard_held_requests", map[string]string{"tenant": "contoso", "reason": "budget"}) == 1
+	})
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions under a budget of 1/1h", n)
 	}
 }

@@ -239,10 +239,12 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		switch {
 		case res != nil && res.Outcome == offboard.OutcomeCreated:
 			slot.CompleteNow()
-		case err != nil && j.mayHaveActed:
+		case j.mayHaveActed && (err != nil || res != nil && res.Outcome == offboard.OutcomeFailed):
 			// Left for redelivery after a call whose answer was lost:
 			// it may have created the action, which the redelivery then
-			// finds. A call refused or throttled created none.
+			// finds. Or failed after such a call, or after one the API
+			// accepted, without its action found: it may exist all the
+			// same. A call refused or throttled created none.
 			slot.CompleteNow()
 		default:
 			slot.Release()
