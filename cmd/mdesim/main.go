@@ -201,7 +201,7 @@ func serve(ctx context.Context, c config) error {
 			return fmt.Errorf("--ca-out: %w", err)
 		}
 	}
-	printInfo(c, base, generatedSecret)
+	printInfo(os.Stdout, c, base, generatedSecret)
 	<-ctx.Done()
 	return nil
 }
@@ -267,25 +267,26 @@ func newServer(c *config) (*mdesim.Server, error) {
 	return s, nil
 }
 
-func printInfo(c config, base string, generatedSecret bool) {
-	fmt.Printf("base URL:      %s\n", base)
-	fmt.Printf("tenant id:     %s\n", c.tenantID)
-	fmt.Printf("client id:     %s\n", c.clientID)
+func printInfo(w io.Writer, c config, base string, generatedSecret bool) {
+	fmt.Fprintf(w, "base URL:      %s\n", base)
+	fmt.Fprintf(w, "tenant id:     %s\n", c.tenantID)
+	fmt.Fprintf(w, "client id:     %s\n", c.clientID)
 	if generatedSecret {
-		fmt.Printf("client secret: %s (generated)\n", c.secret)
+		fmt.Fprintf(w, "client secret: %s (generated)\n", c.secret)
 	}
-	fmt.Printf("scope:         %s\n", mdesim.ScopeSecurityCenter)
-	fmt.Printf("machines:      %d\n", c.machines)
+	fmt.Fprintf(w, "scope:         %s\n", mdesim.ScopeSecurityCenter)
+	fmt.Fprintf(w, "machines:      %d\n", c.machines)
 	if c.fixtures != nil {
 		for _, ft := range c.fixtures.Tenants {
-			fmt.Printf("fixture:       tenant %s, client %s, %d machines\n", ft.TenantID, ft.ClientID, len(ft.Machines))
+			// The devices listed and those generated: both are served.
+			fmt.Fprintf(w, "fixture:       tenant %s, client %s, %d machines\n", ft.TenantID, ft.ClientID, len(ft.Machines)+ft.Generate)
 		}
 	}
 	if c.caOut != "" {
-		fmt.Printf("certificate:   %s\n", c.caOut)
+		fmt.Fprintf(w, "certificate:   %s\n", c.caOut)
 	}
 	if c.loginFault != mdesim.LoginNormal {
-		fmt.Printf("login fault:   %s\n", c.loginFault)
+		fmt.Fprintf(w, "login fault:   %s\n", c.loginFault)
 	}
 }
 

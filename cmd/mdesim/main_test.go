@@ -46,3 +46,23 @@ func TestBadFlagIsOneError(t *testing.T) {
 		t.Errorf("--help printed %q", stderr.String())
 	}
 }
+
+// TestFixtureMachinesCounted: the line of a fixtures tenant counts the
+// devices it generates besides those it lists, as the simulator serves
+// both.
+func TestFixtureMachinesCounted(t *testing.T) {
+	fixtures := filepath.Join(t.TempDir(), "fixtures.yaml")
+	data := "tenants:\n  - tenantId: 99999999-2222-3333-4444-555555555555\n    machines:\n      - {computerDnsName: old-1.fab.local, lastSeenAgo: 120d}\n    generate: 30\n"
+	if err := os.WriteFile(fixtures, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseFlags([]string{"--fixtures", fixtures, "--client-secret", "s"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	printInfo(&out, c, "https://127.0.0.1:8443", false)
+	if !strings.Contains(out.String(), "tenant 99999999-2222-3333-4444-555555555555, client , 31 machines") {
+		t.Errorf("printed %q, want the fixtures tenant's 31 machines", out.String())
+	}
+}
