@@ -127,6 +127,10 @@ type callSpec struct {
 	// acquire, if set, waits for a repeat's permit in place of the
 	// caller's own wait (the offboard call's: a cancel ends it).
 	acquire func(context.Context) (*limiter.Permit, error)
+	// record, if set, enters a permit's call in the quota journal in
+	// place of Permit.Record, which may wait too (the offboard call's: a
+	// cancel ends it).
+	record func(context.Context, *limiter.Permit) (time.Time, error)
 }
 
 // call makes one API call for a request and repeats it as the policy says.
@@ -157,7 +161,7 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		if spec.api == mde.APIOffboard {
 			j.attempts++
 		}
-		v, res, err := c.sendChecked(ctx, t, spec.api, permit, spec.do, spec.again)
+		v, res, err := c.sendChecked(ctx, t, spec.api, permit, spec.do, spec.again, spec.record)
 		permit = nil
 		if (v == nil || !v.Sent) && spec.api == mde.APIOffboard {
 			j.attempts-- // not sent: no token, say, or no connection
@@ -253,17 +257,24 @@ func (c *caller) pause(ctx context.Context, t *tenantRun, api string, v *mde.Ver
 func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict,
 ) (*mde.Verdict, error) {
-	v, _, err := c.sendChecked(ctx, t, api, permit, do, nil)
+	v, _, err := c.sendChecked(ctx, t, api, permit, do, nil, nil)
 	return v, err
 }
 
 // sendChecked is send with again, if set, run once the call's place is
 // entered in the journal, just before the call goes out: a result or an
 // error from it means no call (the verdict is nil), its place given back.
-// An error is also errQuotaJournal or errPausedMeanwhile.
+// An error is also errQuotaJournal or errPausedMeanwhile. record, if
+// set, enters the call in the journal in place of Permit.Record; an error
+// of its own that is not the journal's (a *withdrawnError) is returned as
+// it is.
 func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict, again func(context.Context) (*offboard.Result, error),
+	record func(context.Context, *limiter.Permit) (time.Time, error),
 ) (*mde.Verdict, *offboard.Result, error) {
+	if record == nil {
+		record = func(ctx context.Context, p *limiter.Permit) (time.Time, error) { return p.Record(ctx) }
+	}
 	// A panic before the call goes out (in again, say) gives the place
 	// back; once the call is spent, this does nothing.
 	defer permit.Release()
@@ -284,9 +295,12 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	}
 	// With a shared quota, the call is entered in the journal first, and
 	// must end by the time the journal says its answer is due.
-	due, err := permit.Record(ctx)
+	due, err := record(ctx, permit)
 	if err != nil {
 		permit.Release()
+		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
+			return nil, nil, err
+		}
 		return nil, nil, fmt.Errorf("%w: %w", errQuotaJournal, err)
 	}
 	if res, err := check(); err != nil || res != nil {

@@ -35,7 +35,7 @@ func TestPanicBeforeTheCallGivesThePermitBack(t *testing.T) {
 		defer func() { _ = recover() }()
 		_, _, _ = c.sendChecked(t.Context(), tr, mde.APIOffboard, p,
 			func(context.Context) *mde.Verdict { t.Error("the call went out"); return nil },
-			func(context.Context) (*offboard.Result, error) { panic("guard") })
+			func(context.Context) (*offboard.Result, error) { panic("guard") }, nil)
 	}()
 	clock.Advance(time.Hour)
 	if q, _ := l.TryAcquire(clock.Now()); q == nil {

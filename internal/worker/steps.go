@@ -385,6 +385,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			return nil, nil
 		},
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
+		record:  func(ctx context.Context, p *limiter.Permit) (time.Time, error) { return w.record(ctx, j, p) },
 	}, permit)
 	if err != nil || res != nil {
 		return res, err
@@ -478,6 +479,15 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 	})
 }
 
+// record enters the offboard call's permit in the quota journal, which
+// waits when the windows have no room for it any more: a 429's pause, or
+// a place another replica took, landing after the permit was taken. A
+// cancel of the request's campaign ends that wait, as it ends the wait
+// for the permit (unlessWithdrawn).
+func (w *Worker) record(ctx context.Context, j *job, p *limiter.Permit) (time.Time, error) {
+	return unlessWithdrawn(ctx, w, j, p.Record)
+}
+
 // calling writes in the ledger, before the call goes out, that a call for
 // this id and device is about to be sent and when, over the entry this
 // message read or wrote (compare-and-swap: if another message took the
@@ -492,7 +502,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 		recorded = make(chan struct{})
 		go func() {
 			defer close(recorded)
-			_, _ = permit.Record(ctx)
+			_, _ = w.record(ctx, j, permit)
 		}()
 	}
 	next := j.entryNow(queue.StateCalling, w.clock.Now(), w.opts.Presence.Instance())

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,7 +11,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -237,5 +241,69 @@ func (e *loopEnv) wantNextPlaceFor(t *testing.T, id string) {
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("no result once the quota freed")
+	}
+}
+
+// pauseOnSlotJournal is a budget journal that, once a budget slot is
+// entered, has a 429 pause the tenant's quota: the pause lands between the
+// offboard permit the request holds and its call's entry in the quota
+// journal.
+type pauseOnSlotJournal struct {
+	limiter.Journal
+	pause func()
+	once  sync.Once
+}
+
+func (j *pauseOnSlotJournal) Append(ctx context.Context, tenant string, ev limiter.Event, last uint64) (uint64, error) {
+	seq, err := j.Journal.Append(ctx, tenant, ev, last)
+	if err == nil && len(ev.Reserved) > 0 {
+		j.once.Do(j.pause)
+	}
+	return seq, err
+}
+
+// TestCancelReachesRequestWaitingToEnterItsCall: a request whose call's
+// entry in the quota journal waits (a 429 of another request pausing the
+// tenant after the request took its permit, here for an hour) has that
+// wait ended by a cancel of its campaign, as its wait for the permit is:
+// answered cancelled at once, no call. Before, it was answered only when
+// the pause was over.
+func TestCancelReachesRequestWaitingToEnterItsCall(t *testing.T) {
+	t.Parallel()
+	var quota, budget *limiter.Shared
+	e := setupLoopOpts(t, `["100/1m"]`, "    guards:\n      budget: \"10/1h\"\n", RetryPolicy{}, func(o *Options) {
+		qj, err := queue.NewQuotaJournal(t.Context(), o.JS, o.Settings.Subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		quota = limiter.NewShared(limiter.SharedOptions{Journal: qj, Clock: o.Clock, Lease: time.Minute})
+		quota.MarkCaughtUp(0) // the journal is new
+		bj, err := queue.NewBudgetJournal(t.Context(), o.JS, o.Settings.Subjects)
+		if err != nil {
+			t.Fatal(err)
+		}
+		clock := o.Clock
+		pause := func() { quota.Tenant("contoso").Pause(clock.Now(), time.Hour) }
+		budget = limiter.NewShared(limiter.SharedOptions{Journal: &pauseOnSlotJournal{Journal: bj, pause: pause}, Clock: o.Clock, Lease: time.Minute})
+		budget.MarkCaughtUp(0)
+		o.Shared, o.Budget = quota, budget
+	})
+	t.Cleanup(func() { quota.Close(context.Background()); budget.Close(context.Background()) })
+	id := campaign.RequestID("wave1", 1)
+	e.publishPrio(t, id, offboard.Bulk)
+	time.Sleep(time.Second) // its slot taken, its call's entry waiting for the pause
+	e.cancelCampaign(t, "wave1")
+	select {
+	case r := <-e.results:
+		if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+			t.Fatalf("result %s %s %+v, want %s cancelled", r.RequestID, r.Outcome, r.Error, id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Errorf("%s not answered cancelled 10s after the cancel: its call's entry waits for the pause (an hour)", id)
+	}
+	for _, c := range e.sim.Calls() {
+		if c.API == mde.APIOffboard {
+			t.Errorf("an offboard call went out: %+v", c)
+		}
 	}
 }
