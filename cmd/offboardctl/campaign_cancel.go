@@ -166,11 +166,8 @@ type tally struct {
 	code    []string
 }
 
-func (t *tally) add(name string, r resultView) {
-	n, ok := campaign.RowOf(name, r.RequestID)
-	if !ok {
-		return
-	}
+// add records a result of row n.
+func (t *tally) add(n int, r resultView) {
 	for len(t.outcome) <= n {
 		t.outcome, t.attempt, t.code = append(t.outcome, ""), append(t.attempt, 0), append(t.code, "")
 	}
@@ -188,12 +185,16 @@ type resultView struct {
 func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant, name string) (*campaignState, error) {
 	var t tally
 	err := scan(ctx, js, offboard.StreamResults, c.subjects.Result(tenant), func(m jetstream.Msg) {
-		if r, ok := decodeResult(m); ok {
+		r, ok := decodeResult(m)
+		if !ok {
+			return
+		}
+		if n, ok := campaign.ResultRow(name, r); ok {
 			v := resultView{RequestID: r.RequestID, Outcome: r.Outcome, Attempt: r.Attempt}
 			if r.Error != nil {
 				v.Code = r.Error.Code
 			}
-			t.add(name, v)
+			t.add(n, v)
 		}
 	})
 	if err != nil {

@@ -634,7 +634,7 @@ func (r *campaignRun) onResult(m jetstream.Msg) {
 	if !ok {
 		return
 	}
-	if n, ok := campaign.RowOf(r.f.name, res.RequestID); ok && r.checked.Load() && !r.rowsDevice(n, res) {
+	if n, ok := campaign.ResultRow(r.f.name, res); ok && r.checked.Load() && !r.rowsDevice(n, res) {
 		// The request id was answered for another device: from the
 		// worker's ledger, for an earlier run under the same name whose
 		// results are no longer stored (--results-max-age), so that

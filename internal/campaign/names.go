@@ -73,6 +73,21 @@ func RowOf(name, requestID string) (row int, ok bool) {
 	return n, true
 }
 
+// ResultRow is the row of the campaign a result answers; ok is false when
+// it answers none. A result whose code is invalid_request answers a
+// message that failed the request's checks: a malformed copy that reuses
+// a row's request id, never the row's own request, which was checked as
+// the worker checks it before it was published (Settings.Request). The
+// worker answers such a copy apart from the request id (under its place
+// in the stream), and so must a reader: taken for the row's, it stood for
+// the row's result, and the row was not published or waited for.
+func ResultRow(name string, res *offboard.Result) (row int, ok bool) {
+	if res.Error != nil && res.Error.Code == offboard.CodeInvalidRequest {
+		return 0, false
+	}
+	return RowOf(name, res.RequestID)
+}
+
 // Names are the campaigns a request may belong to: the one its source
 // names, and the one its request id has the form of (a row may set its
 // own source). Either may be empty.

@@ -106,10 +106,10 @@ func (r *Rows) Counts() Counts {
 }
 
 // Result records a result of the campaign; false when it is not one of
-// its rows. Of several results for one row (a retry), the highest attempt
-// is kept.
+// its rows (ResultRow). Of several results for one row (a retry), the
+// highest attempt is kept.
 func (r *Rows) Result(res *offboard.Result) (bool, error) {
-	n, ok := RowOf(r.name, res.RequestID)
+	n, ok := ResultRow(r.name, res)
 	st, known := outcomeState[res.Outcome]
 	if !ok || !known {
 		return false, nil
