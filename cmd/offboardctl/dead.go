@@ -49,8 +49,10 @@ type deadLetter struct {
 	subject string // Mde-Original-Subject
 	body    []byte
 	header  nats.Header
-	// unchecked says why the body fails the request's checks (nil: it
-	// passes them); set by deadLetters, for a retry.
+	// unchecked says why the dead letter is not a request the worker
+	// checked: its body fails the request's checks, or its original
+	// subject is no request subject of its tenant (nil: neither); set by
+	// deadLetters, for a retry.
 	unchecked error
 }
 
@@ -184,7 +186,14 @@ func checkCode(cmd *cobra.Command, code string) error {
 func (c *cli) deadLetters(ctx context.Context, tenant string) ([]deadLetter, error) {
 	var out []deadLetter
 	err := c.eachDead(ctx, tenant, func(d deadLetter) {
-		_, d.unchecked = offboard.ParseRequest(d.body, d.Tenant)
+		// A request on a subject of no request form (request.<tenant>.urgent)
+		// is answered invalid_request apart from its request id, as a
+		// malformed copy is, whatever its body.
+		if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != d.Tenant {
+			d.unchecked = fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), d.Tenant)
+		} else {
+			_, d.unchecked = offboard.ParseRequest(d.body, d.Tenant)
+		}
 		out = append(out, d)
 	})
 	return out, err

@@ -224,7 +224,8 @@ func latestPerRequest(ds []deadLetter) []deadLetter {
 }
 
 // ofRequest says whether a dead letter counts as one of its request id's:
-// it has one, and its body passes the request's checks.
+// it has one, its body passes the request's checks and it came on a
+// request subject of its tenant.
 func ofRequest(d deadLetter) bool { return d.RequestID != "" && d.unchecked == nil }
 
 // highestAttempts is, per request id, the highest attempt of its dead
@@ -268,14 +269,14 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 		// and the id would go into the retry's Nats-Msg-Id header.
 		return nil, fmt.Errorf("its request id %s is not one ([A-Za-z0-9._:-]{1,128}): it cannot be retried under it (fix it and publish it anew)", shownID(d.RequestID))
 	}
+	if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != tenant {
+		return nil, fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), tenant)
+	}
 	if d.unchecked != nil {
 		// Its retry would fail them again; or, when only its attempt
 		// was wrong, pass them with the attempt written here and take
 		// bad input to the API.
 		return nil, fmt.Errorf("its body fails the request's checks (%w): it is not retried as it is (fix it and publish it anew)", d.unchecked)
-	}
-	if t, _, ok := c.subjects.ParseRequest(d.subject); !ok || t != tenant {
-		return nil, fmt.Errorf("its original subject %s is not a request subject of tenant %s", offboard.Quote(d.subject), tenant)
 	}
 	body, err := withAttempt(d.body, attempt)
 	if err != nil {
