@@ -324,23 +324,28 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	}
 	start := c.clock.Now()
 	var v *mde.Verdict
-	defer func() {
-		if v != nil && !v.Sent {
-			permit.Release() // nothing was sent
-			return
-		}
-		permit.CompleteNow() // also when do panicked
-		if v != nil && v.Answered() {
-			c.m.APILatency.WithLabelValues(api).Observe(c.clock.Since(start).Seconds())
-		}
-		status := "error"
-		if v != nil {
-			status = v.StatusLabel()
-		}
-		c.m.APICalls.WithLabelValues(t.name, api, status).Inc()
-	}()
+	defer func() { c.sent(t, api, permit, start, v) }()
 	v = do(ctx)
 	return v, nil, nil
+}
+
+// sent places a call that started at start in the windows and counts it,
+// once do returned v (nil if it panicked): a call that went out completes
+// its place now, one that did not gives it back.
+func (c *caller) sent(t *tenantRun, api string, permit *limiter.Permit, start time.Time, v *mde.Verdict) {
+	if v != nil && !v.Sent {
+		permit.Release() // nothing was sent
+		return
+	}
+	permit.CompleteNow() // also when do panicked
+	if v != nil && v.Answered() {
+		c.m.APILatency.WithLabelValues(api).Observe(c.clock.Since(start).Seconds())
+	}
+	status := "error"
+	if v != nil {
+		status = v.StatusLabel()
+	}
+	c.m.APICalls.WithLabelValues(t.name, api, status).Inc()
 }
 
 // untilPlace waits until the permit's place frees. A permit taken ahead
