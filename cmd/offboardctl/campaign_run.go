@@ -274,8 +274,6 @@ func checkReplaceable(flag, path string) error {
 		return nil //nolint:nilerr // missing: it is created; unreadable: the write in its directory is tried next
 	}
 	switch m := fi.Mode(); {
-	case m.IsRegular() && fi.Size() > campaign.MaxCSVSize:
-		return usagef("--csv %s is %d bytes, more than %d MiB: split the campaign", path, fi.Size(), campaign.MaxCSVSize>>20)
 	case m.IsRegular():
 		return nil
 	case m.IsDir():

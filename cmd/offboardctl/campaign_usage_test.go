@@ -351,3 +351,28 @@ func TestCampaignCSVReadError(t *testing.T) {
 		t.Errorf("left in TMPDIR: %v %v", ents, err)
 	}
 }
+
+// An existing report or plan larger than a campaign's CSV may be is
+// replaced like any other: the CSV's size bound is the CSV's only. A
+// campaign of many failed rows has a report of more than 256 MiB, and
+// running it again was refused, naming --csv, as was writing its report.
+func TestLargeOutputIsReplaced(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	large := writeFile(t, dir, "large.csv", "kept\n")
+	if err := os.Truncate(large, campaign.MaxCSVSize+1); err != nil { // sparse: nothing written
+		t.Fatal(err)
+	}
+	if err := checkOutputFile("--out", large); err != nil {
+		t.Errorf("checkOutputFile(--out %s): %v", large, err)
+	}
+	e := newEnv(t, 3)
+	e.startWorker()
+	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	if code, _, stderr := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", large); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if fi, err := os.Stat(large); err != nil || fi.Size() > 1<<20 {
+		t.Errorf("report not replaced: %v, %v", fi, err)
+	}
+}
