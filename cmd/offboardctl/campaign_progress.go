@@ -91,8 +91,8 @@ func (p *barProgress) room() int {
 		return -1
 	}
 	// "100% |" + bar + "| " + count + " " + description + " ", one column
-	// left free.
-	return w - 12 - p.count
+	// left free. A terminal too narrow for the rest leaves none, not -1.
+	return max(w-12-p.count, 0)
 }
 
 // fitDescription is the bar's description, where room columns (-1: any)

@@ -144,6 +144,19 @@ func TestCampaignProgressBarFitsTheTerminal(t *testing.T) {
 	}
 }
 
+// On a terminal too narrow for the bar and its count, the description is
+// left out, not shown whole: a width that left no room, or less than none
+// (20 columns, a campaign of 300 rows), was taken for one not known.
+func TestCampaignProgressBarOnANarrowTerminal(t *testing.T) {
+	t.Parallel()
+	got := campaignOnATerminal(t, 20, 300)
+	for _, line := range strings.FieldsFunc(got, func(r rune) bool { return r == '\r' || r == '\n' }) {
+		if strings.Contains(line, "% |") && utf8.RuneCountInString(line) > 20 {
+			t.Errorf("%d columns on a terminal of 20: %q", utf8.RuneCountInString(line), line)
+		}
+	}
+}
+
 // A large campaign's description on an 80-column terminal keeps its
 // ETA: the outcomes without rows are left out before anything is cut.
 func TestBarDescriptionFits(t *testing.T) {
