@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
@@ -569,17 +568,17 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		if row > r.total {
 			return
 		}
+		// A copy that fails the request's checks, or names another
+		// request id in its body, is answered apart from the row
+		// (ResultRow): it is not the row's request, and the row is
+		// published all the same.
+		req, err := offboard.ParseRequest(m.Data(), r.f.tenant)
+		if err != nil || req.RequestID != campaign.RequestID(r.f.name, row) {
+			return
+		}
 		w.rows[row] = true
 		if attempt > 1 {
 			w.retries[row] = max(w.retries[row], attempt)
-		}
-		var req struct {
-			DryRun          bool   `json:"dryRun"`
-			MachineID       string `json:"machineId"`
-			ComputerDNSName string `json:"computerDnsName"`
-		}
-		if json.Unmarshal(m.Data(), &req) != nil {
-			return
 		}
 		if req.DryRun != r.f.dryRun && (w.otherDryRun == 0 || row < w.otherDryRun) {
 			w.otherDryRun = row

@@ -54,3 +54,35 @@ func TestCampaignRowNotAnsweredByAMalformedCopy(t *testing.T) {
 		t.Errorf("campaign status: answered %d, created %d, failed %d; want 2, 2, 0", st.Answered, st.Created, st.Failed)
 	}
 }
+
+// A malformed copy of a row's request still waiting in the stream (here
+// its priority paused) does not stand for the row's request: the worker
+// answers it invalid_request apart from the row, so the row is published
+// and gets its own result. Taken for the row's request waiting, the row
+// was not published, and the run waited for a result that never came.
+func TestCampaignRowPublishedBesideAWaitingMalformedCopy(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	e.startWorker()
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "normal", "--reason", "t"); code != exitOK {
+		t.Fatalf("pause: exit %d: %s", code, errs)
+	}
+	m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
+	m.Data = []byte(`{"requestId":"wave-000001","machineId":"` + e.machines[0].ID + `","tenant":"fabrikam"}`)
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:wave-000001:copy")
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	report := filepath.Join(dir, "report.csv")
+	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report, "--timeout", "20s")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	for _, rec := range readReport(t, report)[1:] {
+		if rec[4] != offboard.OutcomeCreated {
+			t.Errorf("row %s (%s): %q %s %s, want created", rec[0], rec[1], rec[4], rec[5], rec[6])
+		}
+	}
+}
