@@ -20,6 +20,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -173,6 +174,29 @@ func TestAmbiguousNameOfManyDevices(t *testing.T) {
 	}
 	if n := len(e.sim.Calls()); e.offboardCalls(tt.tenantID, long.ID) != 0 {
 		t.Errorf("%d calls, an offboard among them", n)
+	}
+}
+
+// TestAmbiguousNameOfEscapedTexts: on a NATS server of the smallest
+// max_payload the worker takes (128 KiB), a name shared by a hundred
+// devices whose health state the API gives as 255 characters that JSON
+// escapes (<, six bytes each) is answered ambiguous_machine, the text
+// left out. Within 255 characters, the candidates took 150 KiB encoded:
+// the result could never be stored, and the request came back for ever.
+func TestAmbiguousNameOfEscapedTexts(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true})
+	e.opts.NATSURL = natstest.StartWithMaxPayload(t, 128<<10)
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	for range 100 {
+		e.sim.AddMachine(tt.tenantID, mdesim.Machine{ID: newID(), ComputerDNSName: "vdi.contoso.local", OSPlatform: "Windows10",
+			HealthStatus: strings.Repeat("<", 255), LastSeen: time.Now().Add(-time.Hour)})
+	}
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "vdi-1", "computerDnsName": "vdi.contoso.local"})
+	if r.Error == nil || r.Error.Code != offboard.CodeAmbiguousMachine || len(r.Error.Candidates) != 100 || r.Error.Candidates[0].HealthStatus != "" {
+		t.Fatalf("a name of 100 devices: %s %+v", r.Outcome, r.Error)
 	}
 }
 

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -617,9 +618,15 @@ const maxCandidates = 100
 const maxAPIText = 255
 
 // apiText is a text the API gave, as a result carries it: "" when longer
-// than maxAPIText, which no value of the documented kind is.
+// than maxAPIText, which no value of the documented kind is, or when its
+// JSON encoding is: a result escapes <, >, &, control characters and
+// invalid UTF-8 in six bytes each, and 255 of them in each candidate of an
+// ambiguous_machine result outgrow a message of 128 KiB.
 func apiText(s string) string {
 	if len(s) > maxAPIText {
+		return ""
+	}
+	if enc, err := json.Marshal(s); err != nil || len(enc) > maxAPIText+2 { // with its quotes
 		return ""
 	}
 	return s
