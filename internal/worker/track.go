@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
 	"encoding/json"
@@ -321,7 +322,7 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		Tenant: tr.tenant, RequestID: st.RequestID, MachineID: st.MachineID, ActionID: st.ActionID,
 		Status: st.Status, PreviousStatus: previous, MachineAction: raw, ObservedAt: tr.clock.Now().UTC(), Final: final,
 	}
-	data, err := json.Marshal(ev)
+	data, err := marshalEvent(&ev)
 	if err != nil {
 		return err
 	}
@@ -329,7 +330,7 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		// Whole, it would be refused at every look until tracking's
 		// maxAge, and the status change never reported.
 		ev.MachineAction = mde.CutAction(raw)
-		if data, err = json.Marshal(ev); err != nil {
+		if data, err = marshalEvent(&ev); err != nil {
 			return err
 		}
 	}
@@ -338,6 +339,20 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		id += ":ended" // tracking gave up on an action still unfinished
 	}
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
+}
+
+// marshalEvent encodes an action event with its action as the API gave
+// it, as a result carries it (offboard.MarshalWith): json.Marshal would
+// escape each <, > and & in it in six bytes, and an action cut down
+// (mde.CutAction) could still outgrow a message.
+func marshalEvent(ev *ActionEvent) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(ev); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
 // trackReload is how often (at least, see reload) a tracker scans the

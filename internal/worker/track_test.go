@@ -368,7 +368,8 @@ func TestTrackingLagShowsStarvedLooks(t *testing.T) {
 type scriptedActions struct {
 	fakeActions
 	statuses []string
-	pad      int // bytes of a troubleshootInfo member in each answer
+	pad      int    // bytes of a troubleshootInfo member in each answer
+	members  string // more members of each answer, JSON ("" none)
 }
 
 func (s *scriptedActions) permit(context.Context) (*limiter.Permit, error) {
@@ -387,6 +388,9 @@ func (s *scriptedActions) get(_ context.Context, p *limiter.Permit, id string) (
 	body := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":%s}`, id, status)
 	if s.pad > 0 {
 		body = fmt.Sprintf(`{"id":%q,"type":"Offboard","status":%s,"troubleshootInfo":%q}`, id, status, strings.Repeat("x", s.pad))
+	}
+	if s.members != "" {
+		body = strings.TrimSuffix(body, "}") + "," + s.members + "}"
 	}
 	return &mde.Verdict{Class: mde.Success, Status: 200, Body: []byte(body), Sent: true}, nil
 }
@@ -449,6 +453,38 @@ func TestTrackingCutsAnActionTooLargeForAnEvent(t *testing.T) {
 	events := log.all()
 	last := events[len(events)-1]
 	if last.Status != "Succeeded" || !last.Final || strings.Contains(string(last.MachineAction), "troubleshootInfo") || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
+		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
+	}
+}
+
+// TestTrackingEventOfEscapedTexts: an action whose documented members
+// hold text that JSON escapes (<, six bytes each), and a troubleshootInfo
+// that makes it too large for a message of 128 KiB, is published cut
+// down within that message. Its event carried the action escaped, which
+// took its members six times their bytes: cut down, it was still refused
+// at every look, and the status change never reported.
+func TestTrackingEventOfEscapedTexts(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	text := strings.Repeat("<", 4000)
+	api := &scriptedActions{statuses: []string{"Succeeded"}, pad: 200 << 10,
+		members:     fmt.Sprintf(`"title":%q,"requestor":%q,"cancellationComment":%q,"scope":%q,"externalId":%q,"cancellationRequestor":%q`, text, text, text, text, text, text),
+		fakeActions: fakeActions{clock: clock, windows: trackWindows, lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+	var log eventLog
+	log.max = 128 << 10
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: log.max - resultRoom,
+	})
+	runTrackingPending(t, tr)
+	trackTenMinutes(t, clock)
+	events := log.all()
+	last := events[len(events)-1]
+	if last.Status != "Succeeded" || !last.Final || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
 		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
 	}
 }
