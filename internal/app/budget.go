@@ -10,9 +10,14 @@ import (
 )
 
 // budgetHorizon is the longest budget the budget journal can count: its
-// history less the lease and the clock margin.
+// history less the lease and the clock margin. It is negative when that
+// leaves none (worker.Options.BudgetHorizon), also at exactly zero, which
+// the worker would take for its default of 24h.
 func (a *App) budgetHorizon() time.Duration {
-	return queue.BudgetHorizon(a.opts.Queue.BudgetHistory, a.opts.QuotaMargin)
+	if h := queue.BudgetHorizon(a.opts.Queue.BudgetHistory, a.opts.QuotaMargin); h > 0 {
+		return h
+	}
+	return -1
 }
 
 // checkBudgets refuses a tenants file whose budgets the budget journal

@@ -11,6 +11,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -111,9 +112,21 @@ func testBudgetHold(t *testing.T, replicas int) {
 // another replica would forget what it counted).
 func TestBudgetHistoryShorterThanTheLease(t *testing.T) {
 	t.Parallel()
+	for _, history := range []time.Duration{time.Hour, queue.BudgetLease + DefaultQuotaMargin} {
+		t.Run(history.String(), func(t *testing.T) {
+			t.Parallel()
+			testBudgetHistoryShorterThanTheLease(t, history)
+		})
+	}
+}
+
+// testBudgetHistoryShorterThanTheLease runs TestBudgetHistoryShorterThanTheLease
+// with a --budget-history of history; one that leaves the journal a window
+// of exactly zero counts none either, and is not taken for the default.
+func testBudgetHistoryShorterThanTheLease(t *testing.T, history time.Duration) {
 	core, logs := observer.New(zap.WarnLevel)
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, logger: zap.New(core), noStart: true})
-	e.opts.Queue.BudgetHistory = time.Hour
+	e.opts.Queue.BudgetHistory = history
 	e.start()
 	res := e.collect("mde.offboard.result.>")
 	e.setBudget("contoso", "1/1h")
