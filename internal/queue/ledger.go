@@ -57,6 +57,13 @@ type Entry struct {
 	// Attempt is the attempt of the request the stored result answers
 	// (0 in entries written before attempts: the first).
 	Attempt int `json:"attempt,omitempty"`
+	// Unrouted says that the stored result is the unknown_tenant answer
+	// of the message at Seq alone, published under that message's place
+	// in the stream (result-seq), by a replica that knew of no replica
+	// serving the tenant. Another message of the request id is not
+	// answered by it: a tenant configured later does not find its ids
+	// taken.
+	Unrouted bool `json:"unrouted,omitempty"`
 
 	revision uint64
 	stored   time.Time // when the server stored it (Get), by its clock

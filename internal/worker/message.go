@@ -154,6 +154,14 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 	j.entry = entry
 	switch {
 	case entry == nil:
+	case entry.Unrouted && entry.Seq == j.seq:
+		// Answered unknown_tenant by a replica that knew of none serving
+		// the tenant, before this one's consumer delivered it.
+		w.answerUnroutedAgain(ctx, j, entry)
+		return true
+	case entry.Unrouted:
+		// Another message of the id, answered unknown_tenant before the
+		// tenant was served: this one is worked on, over that entry.
 	case entry.State == queue.StateClaimed && (entry.Seq == j.seq || w.clock.Since(entry.Started) >= w.opts.CallingLease):
 		// This message's own claim (it was left before its call), or one
 		// whose message is long gone: no call was sent; the entry is

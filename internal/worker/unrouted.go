@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"maps"
 	"time"
 
@@ -344,28 +346,32 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 		w.answerSeq(ctx, j, j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil), answered)
 		return
 	}
-	if perr == nil && j.t.name == token && w.fromLedger(ctx, j) {
+	res := j.failed(offboard.CodeUnknownTenant, "no worker serves tenant "+offboard.Quote(token), nil)
+	if perr == nil && j.t.name == token && w.fromLedger(ctx, j, res) {
 		return
 	}
-	w.answerSeq(ctx, j, j.failed(offboard.CodeUnknownTenant, "no worker serves tenant "+offboard.Quote(token), nil), answered)
+	w.answerSeq(ctx, j, res, answered)
 }
 
 // fromLedger answers a checked request of an unserved tenant from the
 // ledger: a stored result is replayed, unless the request retries a failed
 // one; a call under way (its replica was
 // cut off mid-call) is left for later, since whether it created an action
-// is not known. false: the ledger knows nothing of it.
-func (w *Worker) fromLedger(ctx context.Context, j *job) bool {
+// is not known. false: answer it res, which the ledger now holds for this
+// message (claimUnrouted).
+func (w *Worker) fromLedger(ctx context.Context, j *job, res *offboard.Result) bool {
 	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
 	switch {
 	case err != nil:
 		w.leave(j, err)
 		return true
-	case entry == nil:
-		return false
-	case entry.State == queue.StateDone && entry.Retried(j.req.AttemptOrFirst()):
+	case entry == nil, entry.Unrouted && entry.Seq != j.seq:
+	case entry.Retried(j.req.AttemptOrFirst()):
 		// A retry of a failed request gets an answer of its own: the
 		// stored one's message id would make the results stream drop it.
+	case entry.Unrouted:
+		// Answered so before (the ack or the delete lost): the answer
+		// goes out again under the same message id.
 		return false
 	case entry.State == queue.StateDone:
 		w.replay(ctx, j, entry)
@@ -374,7 +380,45 @@ func (w *Worker) fromLedger(ctx context.Context, j *job) bool {
 		w.leaveFor(j, errCutOffMidCall, time.Minute)
 		return true
 	}
+	return w.claimUnrouted(ctx, j, res, entry)
+}
+
+// claimUnrouted writes res over the request id's ledger entry prev (nil:
+// none), as the unknown_tenant answer of this message (Entry.Unrouted),
+// before the answer goes out. A replica that starts serving the tenant
+// meanwhile makes the tenant's consumers, which deliver the request too
+// until it is deleted: that replica's first ledger write of the id, which
+// comes before any call, then fails, and it reads that the request was
+// answered (Worker.answered). Likewise, an id that replica wrote first
+// makes the write here fail. true: the request was left for redelivery,
+// to go by the entry then.
+func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result, prev *queue.Entry) bool {
+	res.Tenant = j.t.name
+	res.CompletedAt = w.clock.Now().UTC()
+	data, err := res.Marshal()
+	if err == nil {
+		e := &queue.Entry{State: queue.StateDone, Seq: j.seq, Started: w.clock.Now().UTC(), Writer: w.opts.Presence.Instance(),
+			Result: data, Attempt: j.req.AttemptOrFirst(), Unrouted: true}
+		err = notNew(prev, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, prev, e))
+	}
+	if err != nil {
+		w.leave(j, err)
+		return true
+	}
 	return false
+}
+
+// answerUnroutedAgain answers a request that a replica not serving its
+// tenant answered unknown_tenant (claimUnrouted), and that the tenant's
+// consumer, made meanwhile, delivered here too: that answer stands, under
+// its own message id, and nothing is called.
+func (w *Worker) answerUnroutedAgain(ctx context.Context, j *job, e *queue.Entry) {
+	var res offboard.Result
+	if err := json.Unmarshal(e.Result, &res); err != nil {
+		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
+		return
+	}
+	w.answerSeq(ctx, j, &res, "request answered unknown_tenant before its tenant was served here")
 }
 
 var errCutOffMidCall = errLeave("a call of this request may be under way, and no worker serves its tenant now")

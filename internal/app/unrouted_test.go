@@ -1,0 +1,218 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// slowLink is a TCP proxy to a NATS server that holds every chunk, both
+// ways, for its delay (zero: passes them on at once): a replica on a slow
+// link to NATS.
+type slowLink struct {
+	ln    net.Listener
+	to    string
+	delay atomic.Int64
+	wg    sync.WaitGroup
+}
+
+func newSlowLink(t *testing.T, to string) *slowLink {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	to = strings.TrimPrefix(to, "nats://")
+	l := &slowLink{ln: ln, to: to}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	l.wg.Go(func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", to)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, in, out)
+			mu.Unlock()
+			l.wg.Go(func() { l.pipe(out, in) })
+			l.wg.Go(func() { l.pipe(in, out) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		l.wg.Wait()
+	})
+	return l
+}
+
+func (l *slowLink) url() string { return "nats://" + l.ln.Addr().String() }
+
+// pipe copies src to dst, each chunk sent its delay after it was read.
+func (l *slowLink) pipe(dst, src net.Conn) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	q := make(chan chunk, 1024)
+	l.wg.Go(func() {
+		defer dst.Close()
+		for c := range q {
+			time.Sleep(time.Until(c.at))
+			if _, err := dst.Write(c.b); err != nil {
+				return
+			}
+		}
+	})
+	defer close(q)
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			q <- chunk{b: append([]byte(nil), buf[:n]...), at: time.Now().Add(time.Duration(l.delay.Load()))}
+		}
+		if err != nil {
+			if err != io.EOF {
+				src.Close()
+			}
+			return
+		}
+	}
+}
+
+// TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown: replica
+// A (contoso only) answers fabrikam's requests unknown_tenant through the
+// unrouted consumer, over a slow link to NATS; replica B, with fabrikam,
+// starts meanwhile. B makes fabrikam's consumers, which deliver every
+// request still in the stream, the one A is answering included: A found
+// no consumer of fabrikam a moment before. Each request gets one result,
+// and no device is offboarded whose request was answered unknown_tenant.
+// Before, the request A was answering got two results, unknown_tenant and
+// created, and its device was offboarded.
+func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T) {
+	t.Parallel()
+	const n = 3
+	c := natstest.Start(t, 1)
+	link := newSlowLink(t, c.URLs())
+	e := setup(t, envConfig{machines: n, noStart: true})
+	full := e.opts.Tenants
+	only := *full
+	only.Tenants = nil
+	for _, tc := range full.Tenants {
+		if tc.Name == "contoso" {
+			only.Tenants = append(only.Tenants, tc)
+		}
+	}
+	e.opts.NATSURL = link.url()
+	e.opts.Tenants = &only
+	e.start() // A: contoso only, on the slow link
+	e.nc.Close()
+	e.connect(c.URLs())
+	res := e.collect("mde.offboard.result.>")
+	link.delay.Store(int64(150 * time.Millisecond))
+	e.offboardEach("fabrikam", "f-", 0, n)
+	// A's first answer is stored; its ack and the request's delete take
+	// A two more round trips.
+	res.wait(t, 1, 10*time.Second)
+
+	o := e.opts
+	o.NATSURL = c.URLs()
+	o.Tenants = full
+	o.Registry = prometheus.NewRegistry()
+	b, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+
+	got := res.wait(t, n, 30*time.Second)
+	time.Sleep(3 * time.Second) // strays
+	got = res.snapshot()
+	acted := map[string]int{}
+	for _, a := range e.sim.Actions(e.tenants["fabrikam"].tenantID) {
+		acted[a.MachineID]++
+	}
+	for i := range n {
+		key := fmt.Sprintf("fabrikam/f-%d", i)
+		machine := e.tenants["fabrikam"].machines[i].ID
+		var outs []string
+		for _, r := range got[key] {
+			out := r.Outcome
+			if r.Error != nil {
+				out += "/" + r.Error.Code
+			}
+			outs = append(outs, out)
+		}
+		switch {
+		case len(outs) != 1:
+			t.Errorf("%s: results %v (device actions: %d), want one", key, outs, acted[machine])
+		case outs[0] != offboard.OutcomeCreated && acted[machine] != 0:
+			t.Errorf("%s: answered %s, but its device has %d actions", key, outs[0], acted[machine])
+		case acted[machine] > 1:
+			t.Errorf("%s: %d actions", key, acted[machine])
+		}
+		t.Logf("%s: %v", key, outs)
+	}
+}
+
+// TestIDAnsweredUnknownIsFreeOnceTheTenantIsServed: a request id answered
+// unknown_tenant (recorded in the ledger for that message alone) does not
+// answer another message of the id once a replica serves the tenant: that
+// one is worked on.
+func TestIDAnsweredUnknownIsFreeOnceTheTenantIsServed(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso", "fabrikam"}, noStart: true})
+	full := e.opts.Tenants
+	only := *full
+	only.Tenants = nil
+	for _, tc := range full.Tenants {
+		if tc.Name == "contoso" {
+			only.Tenants = append(only.Tenants, tc)
+		}
+	}
+	e.opts.Tenants = &only
+	e.start() // contoso only
+	e.opts.Tenants = full
+	res := e.collect("mde.offboard.result.fabrikam")
+	body := map[string]any{"requestId": "f-0", "machineId": e.tenants["fabrikam"].machines[0].ID}
+	e.publish("mde.offboard.request.fabrikam", body, "")
+	first := res.wait(t, 1, 10*time.Second)["fabrikam/f-0"]
+	if len(first) != 1 || first[0].Error == nil || first[0].Error.Code != offboard.CodeUnknownTenant {
+		t.Fatalf("first message: %+v, want unknown_tenant", first)
+	}
+	e.startReplica("fabrikam")
+	e.publish("mde.offboard.request.fabrikam", body, "")
+	eventually(t, 20*time.Second, "the second message answered", func() bool { return len(res.snapshot()["fabrikam/f-0"]) >= 2 })
+	time.Sleep(time.Second) // strays
+	got := res.snapshot()["fabrikam/f-0"]
+	if len(got) != 2 || got[1].Outcome != offboard.OutcomeCreated || got[1].RequestSeq == first[0].RequestSeq {
+		t.Errorf("results %+v, want unknown_tenant, then created for the second message", got)
+	}
+	e.oneActionEach("fabrikam", 1)
+}
