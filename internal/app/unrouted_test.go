@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -95,7 +96,7 @@ func (l *slowLink) pipe(dst, src net.Conn) {
 			q <- chunk{b: append([]byte(nil), buf[:n]...), at: time.Now().Add(time.Duration(l.delay.Load()))}
 		}
 		if err != nil {
-			if err != io.EOF {
+			if !errors.Is(err, io.EOF) {
 				src.Close()
 			}
 			return
@@ -151,9 +152,9 @@ func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T
 	}
 	t.Cleanup(func() { _ = b.Stop(context.Background()) })
 
-	got := res.wait(t, n, 30*time.Second)
+	res.wait(t, n, 30*time.Second)
 	time.Sleep(3 * time.Second) // strays
-	got = res.snapshot()
+	got := res.snapshot()
 	acted := map[string]int{}
 	for _, a := range e.sim.Actions(e.tenants["fabrikam"].tenantID) {
 		acted[a.MachineID]++
