@@ -440,18 +440,7 @@ func TestTrackingCutsAnActionTooLargeForAnEvent(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	api := &scriptedActions{statuses: []string{"Succeeded"}, pad: 200 << 10, fakeActions: fakeActions{clock: clock, windows: trackWindows,
 		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-	var log eventLog
-	log.max = 128 << 10
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: log.max - resultRoom,
-	})
-	runTrackingPending(t, tr)
-	trackTenMinutes(t, clock)
-	events := log.all()
-	last := events[len(events)-1]
+	last := lastEventWithin128KiB(t, ledger, clock, api)
 	if last.Status != "Succeeded" || !last.Final || strings.Contains(string(last.MachineAction), "troubleshootInfo") || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
 		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
 	}
@@ -472,8 +461,18 @@ func TestTrackingEventOfEscapedTexts(t *testing.T) {
 	api := &scriptedActions{statuses: []string{"Succeeded"}, pad: 200 << 10,
 		members:     fmt.Sprintf(`"title":%q,"requestor":%q,"cancellationComment":%q,"scope":%q,"externalId":%q,"cancellationRequestor":%q`, text, text, text, text, text, text),
 		fakeActions: fakeActions{clock: clock, windows: trackWindows, lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-	var log eventLog
-	log.max = 128 << 10
+	last := lastEventWithin128KiB(t, ledger, clock, api)
+	if last.Status != "Succeeded" || !last.Final || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
+		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
+	}
+}
+
+// lastEventWithin128KiB follows act-1 ten minutes, reading it from api,
+// with action events refused over 128 KiB (a server's max payload), and
+// returns the last event published.
+func lastEventWithin128KiB(t *testing.T, ledger trackStore, clock *clockwork.FakeClock, api actionReader) ActionEvent {
+	t.Helper()
+	log := eventLog{max: 128 << 10}
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
 		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
@@ -483,10 +482,7 @@ func TestTrackingEventOfEscapedTexts(t *testing.T) {
 	runTrackingPending(t, tr)
 	trackTenMinutes(t, clock)
 	events := log.all()
-	last := events[len(events)-1]
-	if last.Status != "Succeeded" || !last.Final || !strings.Contains(string(last.MachineAction), `"id":"act-1"`) {
-		t.Errorf("last event %s final=%v, action %.200s", last.Status, last.Final, last.MachineAction)
-	}
+	return events[len(events)-1]
 }
 
 // eventLog keeps the action events a tracker publishes. With max set, it
