@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -184,21 +186,41 @@ type resultView struct {
 
 func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant, name string) (*campaignState, error) {
 	var t tally
+	var held []*offboard.Result // invalid_request results of rows: the row's own request's, or a malformed copy's
+	add := func(n int, r *offboard.Result) {
+		v := resultView{RequestID: r.RequestID, Outcome: r.Outcome, Attempt: r.Attempt}
+		if r.Error != nil {
+			v.Code = r.Error.Code
+		}
+		t.add(n, v)
+	}
 	err := scan(ctx, js, offboard.StreamResults, c.subjects.Result(tenant), func(m jetstream.Msg) {
 		r, ok := decodeResult(m)
 		if !ok {
 			return
 		}
-		if n, ok := campaign.ResultRow(name, r); ok {
-			v := resultView{RequestID: r.RequestID, Outcome: r.Outcome, Attempt: r.Attempt}
-			if r.Error != nil {
-				v.Code = r.Error.Code
-			}
-			t.add(n, v)
+		if n, ok := campaign.ResultRow(name, r, nil); ok {
+			add(n, r)
+		} else if _, isRow := campaign.RowOf(name, r.RequestID); isRow {
+			held = append(held, r)
 		}
 	})
 	if err != nil {
 		return nil, err
+	}
+	if len(held) > 0 {
+		// Read after the results: a request answered is in the dead
+		// letters by then.
+		at, err := rowsAnsweredInvalid(ctx, js, c.subjects, tenant, name)
+		if err != nil {
+			return nil, err
+		}
+		own := func(n int, seq uint64) bool { r, ok := at[seq]; return ok && r == n }
+		for _, r := range held {
+			if n, ok := campaign.ResultRow(name, r, own); ok {
+				add(n, r)
+			}
+		}
 	}
 	st := &campaignState{Tenant: tenant, Name: name, FailedByCode: map[string]int{}}
 	for i, o := range t.outcome {
@@ -233,4 +255,44 @@ func (st *campaignState) count(outcome, code string) {
 		st.FailedByCode[code]++
 	}
 	st.Answered++
+}
+
+// rowsAnsweredInvalid reads the places in the request stream (the dead
+// letters' Mde-Request-Seq) of the campaign's rows' own requests answered
+// invalid_request: the dead letters under a row's message id, as campaign
+// run (or dead retry, for an attempt) sets it. A malformed copy published
+// under a row's own message id counts as the row's: within the stream's
+// duplicate window it holds the row's place, and the row's own publish is
+// dropped as its duplicate (campaign run takes its result the same way).
+func rowsAnsweredInvalid(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string) (map[uint64]int, error) {
+	at := map[uint64]int{}
+	err := scan(ctx, js, offboard.StreamDead, s.Dead(tenant), func(m jetstream.Msg) {
+		h := m.Headers()
+		if h.Get(offboard.HeaderErrorCode) != offboard.CodeInvalidRequest {
+			return
+		}
+		seq, err := strconv.ParseUint(h.Get(offboard.HeaderRequestSeq), 10, 64)
+		if row, ok := rowOfMsgID(tenant, name, h.Get(jetstream.MsgIDHeader)); ok && err == nil {
+			at[seq] = row
+		}
+	})
+	return at, err
+}
+
+// rowOfMsgID is the row whose request a message id names, exactly as
+// campaign run sets it (<tenant>:<requestId>) or a retry's
+// (<tenant>:<requestId>:<attempt>).
+func rowOfMsgID(tenant, name, msgID string) (int, bool) {
+	id, ok := strings.CutPrefix(msgID, tenant+":")
+	id, suffix, retry := strings.Cut(id, ":")
+	attempt := 1
+	if retry {
+		a, err := strconv.Atoi(suffix)
+		if err != nil {
+			return 0, false
+		}
+		attempt = a
+	}
+	row, isRow := campaign.RowOf(name, id)
+	return row, ok && isRow && offboard.RequestMsgID(tenant, id, attempt) == msgID
 }

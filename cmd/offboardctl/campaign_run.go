@@ -93,6 +93,12 @@ type campaignRun struct {
 	checked                        atomic.Bool // results are checked against the CSV's devices as they come
 	waiting                        []bool      // by row: a request of it waits in the request stream; set before publishing
 
+	// seqMu guards own and held: which result invalid_request is a row's
+	// (campaign.ResultRow).
+	seqMu sync.Mutex
+	own   []uint64                    // by row: its request's place in the request stream; 0: not known
+	held  map[uint64]*offboard.Result // invalid_request results of rows at no place known yet, by requestSeq
+
 	seed    maphash.Seed
 	devices []uint64 // the CSV's devices, hashed (readCSV)
 }
@@ -378,6 +384,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	r.own, r.held = otherWaiting.seqs, map[uint64]*offboard.Result{}
 	if r.f.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, fmt.Errorf("--timeout %v", r.f.timeout))
@@ -557,13 +564,14 @@ type earlierWaiting struct {
 	device                   string
 	retries                  map[int]int // row: the highest attempt of its retries waiting (dead retry)
 	rows                     []bool      // by row: a request of it waits
+	seqs                     []uint64    // by row: the place of its request waiting (of its latest attempt); 0: none
 }
 
 // otherRunWaiting reads the requests of earlier runs under the same name
 // that still wait in the request stream, unanswered, and finds those of
 // the CSV's rows that this run could not take as its own (earlierWaiting).
 func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
-	w := earlierWaiting{retries: map[int]int{}, rows: make([]bool, r.total+1)}
+	w := earlierWaiting{retries: map[int]int{}, rows: make([]bool, r.total+1), seqs: make([]uint64, r.total+1)}
 	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
 		if row > r.total {
 			return
@@ -579,6 +587,9 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		w.rows[row] = true
 		if attempt > 1 {
 			w.retries[row] = max(w.retries[row], attempt)
+		}
+		if meta, err := m.Metadata(); err == nil && attempt >= max(w.retries[row], 1) {
+			w.seqs[row] = meta.Sequence.Stream
 		}
 		if req.DryRun != r.f.dryRun && (w.otherDryRun == 0 || row < w.otherDryRun) {
 			w.otherDryRun = row
@@ -626,12 +637,54 @@ func (r *campaignRun) checkWaitingRequests(w earlierWaiting) error {
 }
 
 // onResult records a result of the tenant, when it is one of the campaign's.
+// A result invalid_request of a row whose request's place is not known
+// yet (its publish not acknowledged yet, or published by an earlier run)
+// is held until it is (placed).
 func (r *campaignRun) onResult(m jetstream.Msg) {
 	res, ok := decodeResult(m)
 	if !ok {
 		return
 	}
-	if n, ok := campaign.ResultRow(r.f.name, res); ok && r.checked.Load() && !r.rowsDevice(n, res) {
+	r.seqMu.Lock()
+	n, ok := campaign.ResultRow(r.f.name, res, r.ownRequest)
+	if _, isRow := campaign.RowOf(r.f.name, res.RequestID); !ok && isRow {
+		r.held[res.RequestSeq] = res
+	}
+	r.seqMu.Unlock()
+	if ok {
+		r.record(n, res)
+	}
+}
+
+// ownRequest says whether row n's request is at place seq of the request
+// stream; r.seqMu held.
+func (r *campaignRun) ownRequest(n int, seq uint64) bool {
+	return n < len(r.own) && r.own[n] != 0 && r.own[n] == seq
+}
+
+// placed records the place of row n's request in the request stream, from
+// its publish's acknowledgement: stored there, or dropped as a duplicate
+// of the message there under the row's message id (published before,
+// within the duplicate window). A result invalid_request held for that
+// place is the row's.
+func (r *campaignRun) placed(n int, seq uint64) {
+	r.seqMu.Lock()
+	if n < len(r.own) {
+		r.own[n] = seq
+	}
+	res := r.held[seq]
+	delete(r.held, seq)
+	r.seqMu.Unlock()
+	if res != nil {
+		if m, _ := campaign.RowOf(r.f.name, res.RequestID); m == n {
+			r.record(n, res)
+		}
+	}
+}
+
+// record records res as row n's result.
+func (r *campaignRun) record(n int, res *offboard.Result) {
+	if r.checked.Load() && !r.rowsDevice(n, res) {
 		// The request id was answered for another device: from the
 		// worker's ledger, for an earlier run under the same name whose
 		// results are no longer stored (--results-max-age), so that
@@ -642,7 +695,7 @@ func (r *campaignRun) onResult(m jetstream.Msg) {
 			n, res.RequestID, cmp.Or(res.MachineID, res.ComputerDNSName), r.f.name)})
 		return
 	}
-	if _, err := r.rows.Result(res); err != nil {
+	if _, err := r.rows.Result(n, res); err != nil {
 		r.stateErr.CompareAndSwap(nil, err)
 	}
 }
@@ -654,10 +707,12 @@ type otherDeviceError struct{ error }
 func (e otherDeviceError) Unwrap() error { return e.error }
 
 // rowsDevice says whether a result names row n's device: its machine id
-// for a row by id, its host name for a row by name.
+// for a row by id, its host name for a row by name. A result that names
+// no device (an invalid_request result leaves out the fields that failed
+// their checks) names no other.
 func (r *campaignRun) rowsDevice(n int, res *offboard.Result) bool {
-	if n >= len(r.devices) {
-		return true // not one of this CSV's rows
+	if n >= len(r.devices) || res.MachineID == "" && res.ComputerDNSName == "" {
+		return true // not one of this CSV's rows, or nothing to compare
 	}
 	return r.devices[n] == maphash.String(r.seed, deviceOf(res.MachineID, "")) ||
 		r.devices[n] == maphash.String(r.seed, deviceOf("", res.ComputerDNSName))
@@ -897,7 +952,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 		for answered := false; !answered; {
 			select {
 			case ack := <-p.f.Ok():
-				r.countAck(ack)
+				r.countAck(p.row, ack)
 				answered = true
 			case err := <-p.f.Err():
 				r.rows.Unpublished(p.row)
@@ -910,7 +965,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				// An answer that came at the same time still counts.
 				select {
 				case ack := <-p.f.Ok():
-					r.countAck(ack)
+					r.countAck(p.row, ack)
 				case err := <-p.f.Err():
 					r.rows.Unpublished(p.row)
 					r.pubErr.CompareAndSwap(nil, err)
@@ -923,7 +978,8 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 	}
 }
 
-func (r *campaignRun) countAck(ack *jetstream.PubAck) {
+func (r *campaignRun) countAck(n int, ack *jetstream.PubAck) {
+	r.placed(n, ack.Sequence)
 	if ack.Duplicate {
 		r.duplicates.Add(1)
 	} else {

@@ -233,7 +233,7 @@ func TestRowsRetrying(t *testing.T) {
 	res := func(attempt int, outcome offboard.Outcome) *offboard.Result {
 		return &offboard.Result{RequestID: RequestID("wave", 1), Outcome: outcome, Attempt: attempt}
 	}
-	if _, err := r.Result(res(1, offboard.OutcomeFailed)); err != nil {
+	if _, err := r.Result(1, res(1, offboard.OutcomeFailed)); err != nil {
 		t.Fatal(err)
 	}
 	if r.Retrying(1, 1) || r.Retrying(3, 2) {
@@ -242,10 +242,10 @@ func TestRowsRetrying(t *testing.T) {
 	if !r.Retrying(1, 2) || r.Has(1) || r.Counts().Waiting != 2 {
 		t.Fatalf("after Retrying(1, 2): has %v, %+v", r.Has(1), r.Counts())
 	}
-	if _, err := r.Result(res(1, offboard.OutcomeFailed)); err != nil || r.Has(1) {
+	if _, err := r.Result(1, res(1, offboard.OutcomeFailed)); err != nil || r.Has(1) {
 		t.Fatalf("the earlier attempt's result taken again: %v", err)
 	}
-	if _, err := r.Result(res(2, offboard.OutcomeCreated)); err != nil || r.Outcome(1) != offboard.OutcomeCreated {
+	if _, err := r.Result(1, res(2, offboard.OutcomeCreated)); err != nil || r.Outcome(1) != offboard.OutcomeCreated {
 		t.Fatalf("the retry's result: %s, %v", r.Outcome(1), err)
 	}
 }
@@ -262,16 +262,16 @@ func TestRowsRetryingAHighAttempt(t *testing.T) {
 	res := func(n, attempt int, outcome offboard.Outcome) *offboard.Result {
 		return &offboard.Result{RequestID: RequestID("wave", n), Outcome: outcome, Attempt: attempt}
 	}
-	if _, err := r.Result(res(1, 1, offboard.OutcomeFailed)); err != nil {
+	if _, err := r.Result(1, res(1, 1, offboard.OutcomeFailed)); err != nil {
 		t.Fatal(err)
 	}
 	if !r.Retrying(1, 300) || r.Has(1) {
 		t.Fatal("Retrying(1, 300) kept the first attempt's result")
 	}
-	if _, err := r.Result(res(1, 300, offboard.OutcomeCreated)); err != nil || r.Outcome(1) != offboard.OutcomeCreated {
+	if _, err := r.Result(1, res(1, 300, offboard.OutcomeCreated)); err != nil || r.Outcome(1) != offboard.OutcomeCreated {
 		t.Fatalf("the retry's result not taken: %v, %q", err, r.Outcome(1))
 	}
-	if _, err := r.Result(res(2, 300, offboard.OutcomeCreated)); err != nil {
+	if _, err := r.Result(2, res(2, 300, offboard.OutcomeCreated)); err != nil {
 		t.Fatal(err)
 	}
 	if r.Retrying(2, 300) || r.Outcome(2) != offboard.OutcomeCreated {

@@ -75,17 +75,20 @@ func RowOf(name, requestID string) (row int, ok bool) {
 
 // ResultRow is the row of the campaign a result answers; ok is false when
 // it answers none. A result whose code is invalid_request answers a
-// message that failed the request's checks: a malformed copy that reuses
-// a row's request id, never the row's own request, which was checked as
-// the worker checks it before it was published (Settings.Request). The
-// worker answers such a copy apart from the request id (under its place
-// in the stream), and so must a reader: taken for the row's, it stood for
-// the row's result, and the row was not published or waited for.
-func ResultRow(name string, res *offboard.Result) (row int, ok bool) {
-	if res.Error != nil && res.Error.Code == offboard.CodeInvalidRequest {
-		return 0, false
+// message that failed the worker's checks: the row's own request (a
+// worker whose checks are stricter than offboardctl's, during a rolling
+// update), or a malformed copy that reuses the row's request id, which the
+// worker answers apart from the request id (under its place in the
+// stream). Only its requestSeq tells them apart: it is the row's when own
+// says the row's request is at that place; taken for the row's, a copy's
+// stood for the row's result, and the row was not published or waited
+// for.
+func ResultRow(name string, res *offboard.Result, own func(row int, seq uint64) bool) (row int, ok bool) {
+	n, ok := RowOf(name, res.RequestID)
+	if ok && res.Error != nil && res.Error.Code == offboard.CodeInvalidRequest {
+		ok = own != nil && own(n, res.RequestSeq)
 	}
-	return RowOf(name, res.RequestID)
+	return n, ok
 }
 
 // Names are the campaigns a request may belong to: the one its source

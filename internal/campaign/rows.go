@@ -105,13 +105,12 @@ func (r *Rows) Counts() Counts {
 	}
 }
 
-// Result records a result of the campaign; false when it is not one of
-// its rows (ResultRow). Of several results for one row (a retry), the
-// highest attempt is kept.
-func (r *Rows) Result(res *offboard.Result) (bool, error) {
-	n, ok := ResultRow(r.name, res)
+// Result records res as the result of row n (ResultRow); false when its
+// outcome is none of a result's. Of several results for one row (a
+// retry), the highest attempt is kept.
+func (r *Rows) Result(n int, res *offboard.Result) (bool, error) {
 	st, known := outcomeState[res.Outcome]
-	if !ok || !known {
+	if !known {
 		return false, nil
 	}
 	code, msg := "", ""
