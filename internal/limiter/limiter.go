@@ -643,6 +643,12 @@ func countAfter(s []int64, v int64) int {
 // handed out.
 func (p *Permit) NotBefore() time.Time { return p.notBefore }
 
+// Due is when the call's answer is due at the latest, as Record or
+// TryRecord entered it in the journal: other processes count the call as
+// ended then, and ignore an end written later, so the call must be over
+// by then. Zero before it is entered, and without a journal.
+func (p *Permit) Due() time.Time { return p.due }
+
 // CompleteNow is Complete at the limiter clock's current time.
 func (p *Permit) CompleteNow() { p.Complete(p.l.tenant.clock.Now()) }
 

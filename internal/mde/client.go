@@ -79,6 +79,9 @@ func NewClient(o Options) *Client {
 	return &Client{base: o.Cloud.APIBaseURL, scope: o.Cloud.Scope, cred: o.Credential, http: hc, timeout: o.Timeout, now: o.Now}
 }
 
+// Timeout is how long one call may take, getting its token included.
+func (c *Client) Timeout() time.Duration { return c.timeout }
+
 // withoutRedirects returns a copy of hc (nil: a default client) that
 // follows no redirect: the caller gets the redirect as the answer.
 func withoutRedirects(hc *http.Client) *http.Client {

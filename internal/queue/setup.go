@@ -159,9 +159,11 @@ const JournalDuplicates = time.Minute
 const DefaultBudgetHistory = 48 * time.Hour
 
 // BudgetLease is how long a budget slot may stay reserved before its
-// outcome is written: the worker's calling lease, longer than an offboard
-// call can take with its retries and 429 pauses. A slot of a process that
-// died counts until then, and as a creation at that time after.
+// outcome is written: the worker's calling lease. A slot of a process that
+// died counts until then, and as a creation at that time after (an end
+// written later is ignored): a request whose 429 pauses and backoffs
+// outlast it makes no call past it, but takes a new slot (worker
+// slotRunsOut).
 const BudgetLease = 2 * time.Hour
 
 // DefaultQuotaMargin is what a worker adds to the times other replicas

@@ -6,6 +6,7 @@ import (
 	"math"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -234,7 +235,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			return nil, permit, err
 		}
 	}
-	j.budgetSlot = true
+	j.budgetSlot, j.slotDue = true, slot.Due()
 	return func(res *offboard.Result, err error) {
 		switch {
 		case res != nil && res.Outcome == offboard.OutcomeCreated:
@@ -249,7 +250,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 		default:
 			slot.Release()
 		}
-		j.budgetSlot = false
+		j.budgetSlot, j.slotDue = false, time.Time{}
 		w.setBudgetGauges(j.t)
 	}, permit, nil
 }

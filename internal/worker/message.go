@@ -47,6 +47,10 @@ type job struct {
 	// budget for its offboard call (reserveBudget): none is taken while
 	// the tenant has no budget.
 	budgetSlot bool
+	// slotDue is when that slot's lease in the budget journal runs out
+	// (zero: no slot, or no journal): other replicas count the slot as a
+	// creation then, and ignore an end written later.
+	slotDue time.Time
 	// earlierCall is when the request id's ledger entry, as this message
 	// read it, says a call for its device was about to go out (zero: it
 	// does not): one of an earlier delivery, or of a replica that stopped.

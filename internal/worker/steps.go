@@ -375,6 +375,9 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
 				return res, err
 			}
+			if w.slotRunsOut(j) {
+				return nil, errSlotRunsOut
+			}
 			if sinceBoth(w.clock, owned) < ownedFor {
 				return nil, nil
 			}
@@ -386,7 +389,14 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			return nil, nil
 		},
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
-		record:  func(ctx context.Context, p *limiter.Permit) (time.Time, error) { return w.record(ctx, j, p) },
+		record: func(ctx context.Context, p *limiter.Permit) (time.Time, error) {
+			due, err := w.record(ctx, j, p)
+			// Nor may the attempt outlast the budget slot's lease.
+			if !j.slotDue.IsZero() && (due.IsZero() || j.slotDue.Before(due)) {
+				due = j.slotDue
+			}
+			return due, err
+		},
 	}, permit)
 	if err != nil || res != nil {
 		return res, err
@@ -453,6 +463,24 @@ func (w *Worker) stillCalling(ctx context.Context, j *job) error {
 	j.entry = &next
 	return nil
 }
+
+// slotRunsOut says whether an offboard attempt sent now could still be
+// under way when the request's budget slot comes due: it held the slot
+// through 429s' pauses and backoffs. Other replicas count the slot as a
+// creation at its due time and ignore its end written later, so an action
+// made after it would count from before it was made, and their window
+// would free early.
+func (w *Worker) slotRunsOut(j *job) bool {
+	return !j.slotDue.IsZero() && w.clock.Now().Add(j.t.Client.Timeout()).After(j.slotDue)
+}
+
+// errSlotRunsOut leaves a request whose budget slot's lease would run out
+// before its next attempt could end (slotRunsOut): no attempt goes out.
+// The slot is given back, or counts if an earlier attempt may have acted
+// (reserveBudget), and the request comes back from the stream to take a
+// new one; taken again after such an attempt, it looks for its action
+// first.
+var errSlotRunsOut = errLeave("the budget slot's lease would run out before the call could end: back to the stream to take a new slot")
 
 // errTakenOver leaves a request whose ledger entry another worker wrote
 // while this one's call waited.

@@ -1,0 +1,217 @@
+package worker
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// slotEnds is a budget journal that keeps the ends of slots written to
+// it, by slot.
+type slotEnds struct {
+	limiter.Journal
+	mu   sync.Mutex
+	ends map[uint64]int64 // slot id: its end's time (0: given back)
+}
+
+func (j *slotEnds) Append(ctx context.Context, tenant string, ev limiter.Event, last uint64) (uint64, error) {
+	seq, err := j.Journal.Append(ctx, tenant, ev, last)
+	if err == nil {
+		j.mu.Lock()
+		for _, c := range ev.Done {
+			j.ends[c.ID] = c.At
+		}
+		j.mu.Unlock()
+	}
+	return seq, err
+}
+
+// firstEnd is how the first slot ended: whether it did, and whether it
+// counts as a creation.
+func (j *slotEnds) firstEnd() (ended, counts bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	at, ok := j.ends[1]
+	return ok, at != 0
+}
+
+// leaseEnv is loopEnv with a 1/3h budget shared through the budget
+// journal, and another replica's view of that budget.
+type leaseEnv struct {
+	*loopEnv
+	mine  *limiter.Shared
+	other *limiter.Limiter
+	ends  *slotEnds
+}
+
+func setupLease(t *testing.T, retry RetryPolicy) *leaseEnv {
+	t.Helper()
+	l := &leaseEnv{}
+	l.loopEnv = setupLoopOpts(t, `["100/1m"]`, "    guards:\n      budget: \"1/3h\"\n", retry, func(o *Options) {
+		l.mine, _ = followedBudget(t, o, "worker", func(j limiter.Journal) limiter.Journal {
+			l.ends = &slotEnds{Journal: j, ends: map[uint64]int64{}}
+			return l.ends
+		})
+		o.Budget, o.BudgetHorizon = l.mine, 24*time.Hour
+		_, l.other = followedBudget(t, o, "other", nil)
+		l.other.SetWindows([]limiter.Window{{Count: 1, Length: 3 * time.Hour}})
+	})
+	return l
+}
+
+// firstSlot is how the worker's first slot ended (slotEnds.firstEnd),
+// once the ends it has are written.
+func (e *leaseEnv) firstSlot(t *testing.T) (ended, counts bool) {
+	t.Helper()
+	if err := e.mine.Tenant("contoso").Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return e.ends.firstEnd()
+}
+
+// followedBudget is a budget shared through the budget journal of o's
+// JetStream (wrapped, unless wrap is nil), as the replica named writer
+// has it, with tenant contoso's counter made before the feed starts. The
+// clock is o's; its times are compared with the server's on the real
+// clock.
+func followedBudget(t *testing.T, o *Options, writer string, wrap func(limiter.Journal) limiter.Journal) (*limiter.Shared, *limiter.Limiter) {
+	t.Helper()
+	var bj limiter.Journal
+	bj, err := queue.NewBudgetJournal(t.Context(), o.JS, o.Settings.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wrap != nil {
+		bj = wrap(bj)
+	}
+	s := limiter.NewShared(limiter.SharedOptions{
+		Journal: bj, Clock: o.Clock, Margin: time.Second, Lease: queue.BudgetLease, Writer: writer,
+		Wall: clockwork.NewRealClock(), // the server's stamps run on real time
+	})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	l := s.Tenant("contoso").AddCounter(budgetAPI, 24*time.Hour)
+	stop, err := queue.FollowBudget(t.Context(), o.JS, o.Settings.Subjects, s, queue.DefaultBudgetHistory, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := s.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s, l
+}
+
+// untilCreated drives the fake clock, 30 s every 5 ms, until r-1's
+// result, which must be created with the request's only action; the other
+// replica looks at its budget as it goes (its gauges, its held requests
+// do), and onTick, if set, runs at each step. It returns the fake time
+// by which the call that created the action had gone out.
+func (e *leaseEnv) untilCreated(t *testing.T, onTick func()) time.Time {
+	t.Helper()
+	var made time.Time
+	start := e.clock.Now()
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-e.results:
+			if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+				t.Fatalf("result %s %s %+v, want r-1 created", r.RequestID, r.Outcome, r.Error)
+			}
+			if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+				t.Fatalf("%d actions, want 1", n)
+			}
+			if made.IsZero() {
+				made = e.clock.Now()
+			}
+			return made
+		case <-tick.C:
+			e.other.Remaining(e.clock.Now())
+			if made.IsZero() && len(e.sim.Actions(loopTenantID)) > 0 {
+				made = e.clock.Now()
+			}
+			if onTick != nil {
+				onTick()
+			}
+			e.clock.Advance(30 * time.Second)
+		case <-deadline:
+			t.Fatalf("no result after %v of fake time", e.clock.Since(start))
+		}
+	}
+}
+
+// wantOtherCounts checks that the other replica counts the action made
+// at made within 3 h of it (less the steps of the clock): its budget is
+// spent then.
+func (e *leaseEnv) wantOtherCounts(t *testing.T, made time.Time) {
+	t.Helper()
+	at := made.Add(3*time.Hour - 5*time.Minute)
+	e.clock.Advance(at.Sub(e.clock.Now()))
+	if rem := e.other.Remaining(e.clock.Now()); rem[0] != 0 {
+		t.Errorf("another replica has %d of a 1/3h budget left %v after the action was made, want 0: it counted the action from its slot's due time, before the call went out",
+			rem[0], at.Sub(made))
+	}
+}
+
+// TestThrottlesPastTheSlotLease: a request of a tenant with a 1/3h
+// budget is answered 429 with a Retry-After of an hour three times, so
+// that it waits past its budget slot's lease (2 h) before its call gets
+// through. Another replica, which looks at the budget all along, counts
+// the slot as a creation at its due time and ignores an end written after
+// it: had the call gone out after the slot came due, the other replica
+// would count the action from before it was made, and its window would
+// free early (a second action let through less than 3 h after the first).
+// The request gives its slot back before it runs out (429s created
+// nothing), goes back to the stream and takes a new one: the other
+// replica counts the action at least from when it was made.
+func TestThrottlesPastTheSlotLease(t *testing.T) {
+	t.Parallel()
+	e := setupLease(t, RetryPolicy{})
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 3, time.Hour)
+	e.publish(t, "r-1")
+	made := e.untilCreated(t, nil)
+	e.wantOtherCounts(t, made)
+	if ended, counts := e.firstSlot(t); !ended || counts {
+		t.Errorf("first slot ended %v, counted %v: want it given back, as only 429s answered its calls", ended, counts)
+	}
+}
+
+// TestUnknownAttemptKeepsItsSlotPastTheLease: as above, but the first
+// attempt is answered 503 (it may have created the action) before two
+// 429s of an hour hold the request past its slot's lease. That slot keeps
+// counting when the request gives it up, as after any attempt whose
+// effect is unknown; the request, taken again, finds no action of its
+// own, and makes one with a new slot once the budget has room.
+func TestUnknownAttemptKeepsItsSlotPastTheLease(t *testing.T) {
+	t.Parallel()
+	// Backoffs of minutes: the 429s are set up before the repeat.
+	e := setupLease(t, RetryPolicy{Base: 10 * time.Minute, Max: 10 * time.Minute})
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "Service Unavailable", 1, 0)
+	e.publish(t, "r-1")
+	throttled := false
+	made := e.untilCreated(t, func() {
+		if !throttled && slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusServiceUnavailable }) {
+			e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 2, time.Hour)
+			throttled = true
+		}
+	})
+	e.wantOtherCounts(t, made)
+	if ended, counts := e.firstSlot(t); !ended || !counts {
+		t.Errorf("first slot ended %v, counted %v: want it counted, as its first attempt may have acted", ended, counts)
+	}
+}
