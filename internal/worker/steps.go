@@ -336,6 +336,18 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 	return unlock, nil, err
 }
 
+// recordWithinSlot enters an offboard attempt in the quota journal
+// (Worker.record); its answer is due by the journal's due time or the end
+// of the budget slot's lease, whichever comes first: no attempt may
+// outlast the slot.
+func (w *Worker) recordWithinSlot(ctx context.Context, j *job, p *limiter.Permit) (time.Time, error) {
+	due, err := w.record(ctx, j, p)
+	if !j.slotDue.IsZero() && (due.IsZero() || j.slotDue.Before(due)) {
+		due = j.slotDue
+	}
+	return due, err
+}
+
 // offboard records the call in the ledger, then sends it.
 func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment string, permit *limiter.Permit) (*offboard.Result, error) {
 	if permit == nil {
@@ -389,14 +401,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			return nil, nil
 		},
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
-		record: func(ctx context.Context, p *limiter.Permit) (time.Time, error) {
-			due, err := w.record(ctx, j, p)
-			// Nor may the attempt outlast the budget slot's lease.
-			if !j.slotDue.IsZero() && (due.IsZero() || j.slotDue.Before(due)) {
-				due = j.slotDue
-			}
-			return due, err
-		},
+		record:  func(ctx context.Context, p *limiter.Permit) (time.Time, error) { return w.recordWithinSlot(ctx, j, p) },
 	}, permit)
 	if err != nil || res != nil {
 		return res, err
