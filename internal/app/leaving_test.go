@@ -21,14 +21,7 @@ func TestBacklogOfALeavingTenantIsAnswered(t *testing.T) {
 	e := setup(t, envConfig{machines: 5, noStart: true})
 	e.opts.PresenceBeat = 300 * time.Millisecond
 	full := e.opts.Tenants
-	only := *full
-	only.Tenants = nil
-	for _, tc := range full.Tenants {
-		if tc.Name == "contoso" {
-			only.Tenants = append(only.Tenants, tc)
-		}
-	}
-	e.opts.Tenants = &only
+	e.opts.Tenants = tenantsOnly(full, "contoso")
 	e.start() // B: contoso only (it hosts the NATS server)
 	e.opts.Tenants = full
 	a := e.startReplica("contoso", "fabrikam")

@@ -3,14 +3,29 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
+
+// tenantsOnly is the tenants file f with only the tenants named, in f's
+// order: a replica of an older or newer tenants file.
+func tenantsOnly(f *config.File, names ...string) *config.File {
+	only := *f
+	only.Tenants = nil
+	for _, tc := range f.Tenants {
+		if slices.Contains(names, tc.Name) {
+			only.Tenants = append(only.Tenants, tc)
+		}
+	}
+	return &only
+}
 
 // startReplica starts another worker on the env's NATS server with only
 // the named tenants of the env's tenants file, as a replica running an
@@ -20,16 +35,7 @@ func (e *env) startReplica(tenants ...string) *App {
 	o := e.opts
 	o.NATSURL = e.app.NATSURL()
 	o.Registry = prometheus.NewRegistry()
-	f := *o.Tenants
-	f.Tenants = nil
-	for _, tc := range o.Tenants.Tenants {
-		for _, name := range tenants {
-			if tc.Name == name {
-				f.Tenants = append(f.Tenants, tc)
-			}
-		}
-	}
-	o.Tenants = &f
+	o.Tenants = tenantsOnly(o.Tenants, tenants...)
 	a, err := New(o)
 	if err != nil {
 		e.t.Fatal(err)

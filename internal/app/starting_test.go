@@ -22,14 +22,7 @@ func TestUnroutedLeavesARequestItsTenantsConsumerHolds(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{machines: 1, noStart: true})
 	full := e.opts.Tenants
-	only := *full
-	only.Tenants = nil
-	for _, tc := range full.Tenants {
-		if tc.Name == "contoso" {
-			only.Tenants = append(only.Tenants, tc)
-		}
-	}
-	e.opts.Tenants = &only
+	e.opts.Tenants = tenantsOnly(full, "contoso")
 	e.start() // B
 	ctx := t.Context()
 	// A's setup: fabrikam's consumers, before any announcement of A's.

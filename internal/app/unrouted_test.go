@@ -120,15 +120,8 @@ func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T
 	link := newSlowLink(t, c.URLs())
 	e := setup(t, envConfig{machines: n, noStart: true})
 	full := e.opts.Tenants
-	only := *full
-	only.Tenants = nil
-	for _, tc := range full.Tenants {
-		if tc.Name == "contoso" {
-			only.Tenants = append(only.Tenants, tc)
-		}
-	}
 	e.opts.NATSURL = link.url()
-	e.opts.Tenants = &only
+	e.opts.Tenants = tenantsOnly(full, "contoso")
 	e.start() // A: contoso only, on the slow link
 	e.nc.Close()
 	e.connect(c.URLs())
@@ -190,14 +183,7 @@ func TestIDAnsweredUnknownIsFreeOnceTheTenantIsServed(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso", "fabrikam"}, noStart: true})
 	full := e.opts.Tenants
-	only := *full
-	only.Tenants = nil
-	for _, tc := range full.Tenants {
-		if tc.Name == "contoso" {
-			only.Tenants = append(only.Tenants, tc)
-		}
-	}
-	e.opts.Tenants = &only
+	e.opts.Tenants = tenantsOnly(full, "contoso")
 	e.start() // contoso only
 	e.opts.Tenants = full
 	res := e.collect("mde.offboard.result.fabrikam")
