@@ -317,7 +317,15 @@ func TestCampaignPlanUnservedTenant(t *testing.T) {
 	if m, err := tap.NextMsg(100 * time.Millisecond); err == nil {
 		t.Errorf("a plan request was sent: %s", m.Data)
 	}
-	_ = tap.Unsubscribe()
+	// The tap gone before the next request, or the server would take it
+	// for a responder: no "no responders" status, and the wait would be
+	// the whole time allowed to answer.
+	if err := tap.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
 
 	// Asked all the same: no worker serves it, said within seconds.
 	start = time.Now()
