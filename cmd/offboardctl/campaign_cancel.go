@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -283,16 +282,7 @@ func rowsAnsweredInvalid(ctx context.Context, js jetstream.JetStream, s offboard
 // campaign run sets it (<tenant>:<requestId>) or a retry's
 // (<tenant>:<requestId>:<attempt>).
 func rowOfMsgID(tenant, name, msgID string) (int, bool) {
-	id, ok := strings.CutPrefix(msgID, tenant+":")
-	id, suffix, retry := strings.Cut(id, ":")
-	attempt := 1
-	if retry {
-		a, err := strconv.Atoi(suffix)
-		if err != nil {
-			return 0, false
-		}
-		attempt = a
-	}
+	id, attempt, ok := requestOfMsgID(tenant, msgID)
 	row, isRow := campaign.RowOf(name, id)
 	return row, ok && isRow && offboard.RequestMsgID(tenant, id, attempt) == msgID
 }

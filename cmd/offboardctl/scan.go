@@ -34,14 +34,12 @@ func follow(ctx context.Context, js jetstream.JetStream, stream, subject string,
 		return nil, fmt.Errorf("stream %s: %w", stream, err)
 	}
 	f := &follower{caughtUp: make(chan struct{})}
-	var last uint64
-	switch m, err := s.GetLastMsgForSubject(ctx, subject); {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
+	last, err := lastOn(ctx, s, subject)
+	if err != nil {
+		return nil, err
+	}
+	if last == 0 {
 		f.once.Do(func() { close(f.caughtUp) })
-	case err != nil:
-		return nil, fmt.Errorf("stream %s: last message on %s: %w", stream, subject, err)
-	default:
-		last = m.Sequence
 	}
 	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
 	if err != nil {
@@ -130,14 +128,21 @@ func storedAfter(ctx context.Context, js jetstream.JetStream, stream, subject st
 	if err != nil {
 		return false, fmt.Errorf("stream %s: %w", stream, err)
 	}
+	last, err := lastOn(ctx, s, subject)
+	return last > seq, err
+}
+
+// lastOn is the stream sequence of the last message on subject in s, 0
+// when it holds none.
+func lastOn(ctx context.Context, s jetstream.Stream, subject string) (uint64, error) {
 	m, err := s.GetLastMsgForSubject(ctx, subject)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return false, nil
+		return 0, nil
 	case err != nil:
-		return false, fmt.Errorf("stream %s: last message on %s: %w", stream, subject, err)
+		return 0, fmt.Errorf("stream %s: last message on %s: %w", s.CachedInfo().Config.Name, subject, err)
 	}
-	return m.Sequence > seq, nil
+	return m.Sequence, nil
 }
 
 // decodeResult reads a result message; false for anything else.
@@ -173,12 +178,7 @@ func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects,
 func campaignRequests(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, fn func(p offboard.Priority, row, attempt int, m jetstream.Msg)) error {
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		err := scan(ctx, js, offboard.StreamRequests, s.Request(tenant, p), func(m jetstream.Msg) {
-			id, ok := strings.CutPrefix(m.Headers().Get(jetstream.MsgIDHeader), tenant+":")
-			id, suffix, retry := strings.Cut(id, ":")
-			attempt := 1
-			if a, err := strconv.Atoi(suffix); retry && err == nil && a > 1 {
-				attempt = a
-			}
+			id, attempt, ok := requestOfMsgID(tenant, m.Headers().Get(jetstream.MsgIDHeader))
 			if row, isRow := campaign.RowOf(name, id); ok && isRow {
 				fn(p, row, attempt, m)
 			}
@@ -188,4 +188,18 @@ func campaignRequests(ctx context.Context, js jetstream.JetStream, s offboard.Su
 		}
 	}
 	return nil
+}
+
+// requestOfMsgID reads a request message id of tenant's,
+// <tenant>:<requestId>[:<attempt>] (offboard.RequestMsgID): the request id
+// and the attempt it names, 1 when its suffix is none, not a number or
+// not above 1.
+func requestOfMsgID(tenant, msgID string) (id string, attempt int, ok bool) {
+	id, ok = strings.CutPrefix(msgID, tenant+":")
+	id, suffix, retry := strings.Cut(id, ":")
+	attempt = 1
+	if a, err := strconv.Atoi(suffix); retry && err == nil && a > 1 {
+		attempt = a
+	}
+	return id, attempt, ok
 }

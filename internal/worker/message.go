@@ -519,6 +519,17 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
+// ledgerResult is the result the ledger entry e stores for the request;
+// false, the request left for redelivery, when it cannot be read.
+func (w *Worker) ledgerResult(j *job, e *queue.Entry) (*offboard.Result, bool) {
+	var res offboard.Result
+	if err := json.Unmarshal(e.Result, &res); err != nil {
+		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
+		return nil, false
+	}
+	return &res, true
+}
+
 // replay answers a request id that already has a result from the ledger,
 // without calling the API.
 //
@@ -532,15 +543,14 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 // attempt after the highest of the request id's dead letters) even once
 // the first copy has aged out of its stream.
 func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
-	var res offboard.Result
-	if err := json.Unmarshal(e.Result, &res); err != nil {
-		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
+	res, ok := w.ledgerResult(j, e)
+	if !ok {
 		return
 	}
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
-	stores, repeat, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, &res, e.Result)
+	stores, repeat, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, e.Result)
 	if err == nil {
 		err = queue.WaitStored(pctx, stores...)
 	}
@@ -548,9 +558,9 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 		w.leave(j, err)
 		return
 	}
-	w.countResult(j.t.name, j.msg, &res, repeat())
+	w.countResult(j.t.name, j.msg, res, repeat())
 	// In case a crash, or a failure, came between result and tracking.
-	if err := w.startTracking(pctx, j, &res); err != nil {
+	if err := w.startTracking(pctx, j, res); err != nil {
 		w.leave(j, err)
 		return
 	}

@@ -2,9 +2,7 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"maps"
 	"time"
 
@@ -413,12 +411,9 @@ func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result
 // consumer, made meanwhile, delivered here too: that answer stands, under
 // its own message id, and nothing is called.
 func (w *Worker) answerUnroutedAgain(ctx context.Context, j *job, e *queue.Entry) {
-	var res offboard.Result
-	if err := json.Unmarshal(e.Result, &res); err != nil {
-		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
-		return
+	if res, ok := w.ledgerResult(j, e); ok {
+		w.answerSeq(ctx, j, res, "request answered unknown_tenant before its tenant was served here")
 	}
-	w.answerSeq(ctx, j, &res, "request answered unknown_tenant before its tenant was served here")
 }
 
 var errCutOffMidCall = errLeave("a call of this request may be under way, and no worker serves its tenant now")
