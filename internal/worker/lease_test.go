@@ -116,11 +116,10 @@ func followedBudget(t *testing.T, o *Options, writer string, wrap func(limiter.J
 }
 
 // untilCreated drives the fake clock, 10 s every 10 ms, until r-1's
-// result, which must be created with the request's only action; the other
-// replica looks at its budget as it goes (its gauges, its held requests
-// do), and onTick, if set, runs at each step. It returns the fake time
-// by which the call that created the action had gone out.
-func (e *leaseEnv) untilCreated(t *testing.T, onTick func()) time.Time {
+// result, which must be created with the request's only action; onTick,
+// if set, runs at each step. It returns the fake time by which the call
+// that created the action had gone out.
+func (e *loopEnv) untilCreated(t *testing.T, onTick func()) time.Time {
 	t.Helper()
 	var made time.Time
 	start := e.clock.Now()
@@ -144,7 +143,6 @@ func (e *leaseEnv) untilCreated(t *testing.T, onTick func()) time.Time {
 			}
 			return made
 		case <-tick.C:
-			e.other.Remaining(e.clock.Now())
 			if made.IsZero() && len(e.sim.Actions(loopTenantID)) > 0 {
 				made = e.clock.Now()
 			}
@@ -156,6 +154,18 @@ func (e *leaseEnv) untilCreated(t *testing.T, onTick func()) time.Time {
 			t.Fatalf("no result after %v of fake time", e.clock.Since(start))
 		}
 	}
+}
+
+// untilCreated is loopEnv.untilCreated with the other replica looking at
+// its budget at each step, as its gauges and its held requests do.
+func (e *leaseEnv) untilCreated(t *testing.T, onTick func()) time.Time {
+	t.Helper()
+	return e.loopEnv.untilCreated(t, func() {
+		e.other.Remaining(e.clock.Now())
+		if onTick != nil {
+			onTick()
+		}
+	})
 }
 
 // wantOtherCounts checks that the other replica counts the action made
@@ -216,5 +226,47 @@ func TestUnknownAttemptKeepsItsSlotPastTheLease(t *testing.T) {
 	e.wantOtherCounts(t, made)
 	if ended, counts := e.firstSlot(t); !ended || !counts {
 		t.Errorf("first slot ended %v, counted %v: want it counted, as its first attempt may have acted", ended, counts)
+	}
+}
+
+// TestThrottlesPastTheCallingLease: a request answered 429 with a
+// Retry-After of an hour three times waits past its ledger entry's
+// calling lease (2 h) before its call gets through. Past the lease
+// another message of its id, or another process's delivery of it, takes
+// the call as ended and may make its own: no attempt may go out that
+// late after the "calling" entry it rests on, or while the lease could
+// run out during it. The request goes back to the stream instead, looks
+// for its action, and writes a new entry before its next attempt.
+func TestThrottlesPastTheCallingLease(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	lease, timeout := e.w.opts.CallingLease, e.w.tenants["contoso"].Client.Timeout()
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 3, time.Hour)
+	e.publish(t, "r-1")
+	offboards := func() int {
+		return len(slices.DeleteFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIOffboard }))
+	}
+	seen, oldest := 0, time.Duration(0)
+	e.untilCreated(t, func() {
+		n := offboards()
+		if n == seen {
+			return
+		}
+		seen = n
+		entry, err := e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if entry != nil && entry.State == queue.StateCalling {
+			oldest = max(oldest, e.clock.Since(entry.Started))
+		}
+	})
+	if n := offboards(); n != 4 {
+		t.Fatalf("%d offboard calls, want 4 (three 429s, then the action)", n)
+	}
+	// Each step of the fake clock is 10 s: an attempt is seen at most
+	// that late.
+	if oldest+timeout > lease+10*time.Second {
+		t.Errorf("an attempt went out %v after the calling entry it rests on, with a call timeout of %v: past the calling lease (%v), another message of the id may call too", oldest, timeout, lease)
 	}
 }

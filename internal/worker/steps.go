@@ -383,23 +383,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			// first is pending: looked for a few times first.
 			return w.lookForOwnAction(ctx, j, next.Started, comment)
 		},
-		again: func(ctx context.Context) (*offboard.Result, error) {
-			if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
-				return res, err
-			}
-			if w.slotRunsOut(j) {
-				return nil, errSlotRunsOut
-			}
-			if sinceBoth(w.clock, owned) < ownedFor {
-				return nil, nil
-			}
-			at := w.clock.Now()
-			if err := w.stillCalling(ctx, j); err != nil {
-				return nil, err
-			}
-			owned = at
-			return nil, nil
-		},
+		again:   func(ctx context.Context) (*offboard.Result, error) { return w.beforeAttempt(ctx, j, dev, &owned) },
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
 		record:  func(ctx context.Context, p *limiter.Permit) (time.Time, error) { return w.recordWithinSlot(ctx, j, p) },
 	}, permit)
@@ -426,6 +410,32 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		return w.existingAction(ctx, j, v, next.Started, comment)
 	}
 	return j.failed(v.FailureCode, v.Error(), v), nil
+}
+
+// beforeAttempt runs just before each offboard attempt goes out
+// (callSpec.again): the checks before a call, then those of a call that
+// waited (a 429's pause, a backoff): its budget slot and its "calling"
+// entry must outlast the attempt, and the entry is written again when
+// the attempt comes ownedFor or more after it was last written as this
+// message's (at owned, which it moves on).
+func (w *Worker) beforeAttempt(ctx context.Context, j *job, dev *device, owned *time.Time) (*offboard.Result, error) {
+	if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
+		return res, err
+	}
+	switch {
+	case w.slotRunsOut(j):
+		return nil, errSlotRunsOut
+	case w.callingRunsOut(j):
+		return nil, errCallingRunsOut
+	case sinceBoth(w.clock, *owned) < ownedFor:
+		return nil, nil
+	}
+	at := w.clock.Now()
+	if err := w.stillCalling(ctx, j); err != nil {
+		return nil, err
+	}
+	*owned = at
+	return nil, nil
 }
 
 // ownedFor is how long after this message wrote its "calling" entry an
@@ -478,6 +488,30 @@ func (w *Worker) stillCalling(ctx context.Context, j *job) error {
 func (w *Worker) slotRunsOut(j *job) bool {
 	return !j.slotDue.IsZero() && w.clock.Now().Add(j.t.Client.Timeout()).After(j.slotDue)
 }
+
+// callingRunsOut says whether an offboard attempt sent now could still be
+// under way when the request's "calling" entry is CallingLease old, by
+// this clock or, callingSkew ahead, another process's. Other messages of
+// the id, and other processes' deliveries of this one, then take its call
+// as ended and may make their own (answered, callElsewhere): a second
+// call while this one is out. An attempt can come that late after 429s'
+// pauses of up to an hour each, and backoffs; stillCalling's rewrite
+// keeps the entry's start, which the look for an action the call may
+// have made relies on.
+func (w *Worker) callingRunsOut(j *job) bool {
+	return w.clock.Since(j.entry.Started)+j.t.Client.Timeout()+callingSkew >= w.opts.CallingLease
+}
+
+// callingSkew is how far the clocks of the processes that read the
+// ledger are taken to differ at most.
+const callingSkew = time.Minute
+
+// errCallingRunsOut leaves a request whose "calling" entry would reach
+// the calling lease before its next attempt could end (callingRunsOut):
+// no attempt goes out. Taken again, the request is a call cut off: its
+// action is looked for, and a new entry is written before its next
+// attempt.
+var errCallingRunsOut = errLeave("the ledger's calling lease would run out before the call could end: back to the stream, to look for its action and write a new entry")
 
 // errSlotRunsOut leaves a request whose budget slot's lease would run out
 // before its next attempt could end (slotRunsOut): no attempt goes out.
