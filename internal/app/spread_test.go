@@ -146,20 +146,18 @@ func TestTenantsSpreadAcrossReplicas(t *testing.T) {
 }
 
 // TestStoppingReplicasTenantsMoveAtOnce: replica A stops while one of
-// its requests is in a backoff (the API answered 503). New requests of
-// A's tenants, that one's included, are taken by B at once, not after
-// A's last request under way is over, and A's gauges say it takes none.
-// Before, A announced its tenants until its stop was over: they waited up
-// to --shutdown-timeout, and its gauges said they were A's.
+// its requests has a call under way (the API is slow to answer it). New
+// requests of A's tenants, that one's included, are taken by B at once,
+// not after A's last request under way is over, and A's gauges say it
+// takes none. Before, A announced its tenants until its stop was over:
+// they waited up to --shutdown-timeout, and its gauges said they were
+// A's.
 func TestStoppingReplicasTenantsMoveAtOnce(t *testing.T) {
 	t.Parallel()
 	names := numberedTenants(6)
 	e := setup(t, envConfig{tenants: names, machines: 2, noStart: true})
-	retry := e.opts.Retry
-	e.opts.Retry.Base, e.opts.Retry.Max = 6*time.Second, 6*time.Second // A's backoff
 	e.start()
 	regA := e.reg
-	e.opts.Retry = retry
 	b := e.startReplica(names...)
 	var onA []string
 	eventually(t, 10*time.Second, "the tenants split between A and B", func() bool {
@@ -168,10 +166,11 @@ func TestStoppingReplicasTenantsMoveAtOnce(t *testing.T) {
 	})
 	tenant := onA[0]
 	tt := e.tenants[tenant]
-	e.sim.InjectStatus(tt.tenantID, "offboard", 503, "", "", 1, 0)
+	release := e.sim.HoldAnswers(tt.tenantID, tt.machines[0].ID)
+	defer release()
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach(tenant, "slow-", 0, 1)
-	eventually(t, 10*time.Second, "A's first call answered 503", func() bool { return e.offboardCalls(tt.tenantID, tt.machines[0].ID) > 0 })
+	eventually(t, 10*time.Second, "A's call under way", func() bool { return e.offboardCalls(tt.tenantID, tt.machines[0].ID) > 0 })
 
 	stopped := make(chan error, 1)
 	go func() { stopped <- e.app.Stop(context.Background()) }()
@@ -179,7 +178,7 @@ func TestStoppingReplicasTenantsMoveAtOnce(t *testing.T) {
 	e.offboardEach(tenant, "next-", 1, 2)
 	begin := time.Now()
 	// B answers in well under a second; A, before, held the tenant until
-	// its request's backoff (6 s) was over.
+	// its call under way was over.
 	for time.Since(begin) < 4*time.Second && len(res.snapshot()[tenant+"/next-1"]) == 0 {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -189,6 +188,7 @@ func TestStoppingReplicasTenantsMoveAtOnce(t *testing.T) {
 	if got := assignedTenants(t, regA); len(got) > 0 {
 		t.Errorf("A, stopping, says it takes the requests of %v", got)
 	}
+	release()
 	if err := <-stopped; err != nil {
 		t.Fatal(err)
 	}

@@ -287,8 +287,16 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request, segs []string)
 	rep := s.handleAPILocked(r, rt, found, body, bodyErr, now, &call)
 	call.Status = rep.status
 	s.calls = append(s.calls, call)
+	held := s.heldLocked(&call)
 	s.mu.Unlock()
 
+	if held != nil {
+		select {
+		case <-held:
+		case <-r.Context().Done():
+		case <-s.done:
+		}
+	}
 	s.sleep(r.Context(), s.opts.Latency)
 	rep.write(w)
 	if s.opts.OnCall != nil {

@@ -210,7 +210,8 @@ type Server struct {
 	tokens        map[string]*accessToken
 	windows       map[windowKey][]time.Time // admitted call times, oldest first
 	injections    map[injectKey][]*injection
-	lostAnswers   map[string]int // by lower-case tenant id: offboards whose answer is lost
+	lostAnswers   map[string]int              // by lower-case tenant id: offboards whose answer is lost
+	held          map[[2]string]chan struct{} // by lower-case tenant and machine id: offboard answers held (HoldAnswers)
 	calls         []Call
 	tokenRequests map[string]int             // by lower-case tenant id
 	loginFaults   map[string]*loginInjection // by lower-case tenant id
@@ -523,6 +524,41 @@ func (s *Server) LoseAnswers(tenantID string, n int) {
 		s.lostAnswers = map[string]int{}
 	}
 	s.lostAnswers[strings.ToLower(tenantID)] = n
+}
+
+// HoldAnswers makes offboard calls of a tenant's device wait, taken in
+// and acted on but unanswered, until release is called or the caller
+// gives up: a slow answer, as from a service under load, which holds a
+// call under way for as long as a test needs.
+func (s *Server) HoldAnswers(tenantID, machineID string) (release func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.held == nil {
+		s.held = map[[2]string]chan struct{}{}
+	}
+	k := [2]string{strings.ToLower(tenantID), strings.ToLower(machineID)}
+	ch := make(chan struct{})
+	s.held[k] = ch
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			s.mu.Lock()
+			if s.held[k] == ch {
+				delete(s.held, k)
+			}
+			s.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+// heldLocked is the channel an offboard answer of the call waits on (nil:
+// none).
+func (s *Server) heldLocked(call *Call) chan struct{} {
+	if call.API != APIOffboard {
+		return nil
+	}
+	return s.held[[2]string{strings.ToLower(call.TenantID), strings.ToLower(call.MachineID)}]
 }
 
 func (s *Server) loseAnswerLocked(tenantID string) bool {

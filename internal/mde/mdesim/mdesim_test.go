@@ -1386,6 +1386,36 @@ func TestLatency(t *testing.T) {
 	<-done
 }
 
+// TestHoldAnswers: an offboard call of a held device is acted on at once
+// and answered only once released; another device's call is not held.
+func TestHoldAnswers(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	tok := s.token(t, tenantA, clientA, secretA)
+	release := s.HoldAnswers(strings.ToUpper(tenantA), winID)
+	done := make(chan response, 1)
+	go func() { done <- s.offboard(t, tok, winID, "held") }()
+	deadline := time.Now().Add(10 * time.Second)
+	for len(s.Actions(tenantA)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(s.Actions(tenantA)) == 0 {
+		t.Fatal("the held call made no action")
+	}
+	if r := s.offboard(t, tok, win2ID, "not held"); r.status != http.StatusCreated {
+		t.Errorf("another device's offboard: status %d, want 201 at once", r.status)
+	}
+	select {
+	case <-done:
+		t.Fatal("answered before release")
+	case <-time.After(100 * time.Millisecond):
+	}
+	release()
+	release() // twice is harmless
+	if r := <-done; r.status != http.StatusCreated {
+		t.Errorf("held offboard: status %d, want 201", r.status)
+	}
+}
+
 func TestParseLimits(t *testing.T) {
 	def := []mdesim.Window{{Count: 100, Length: time.Minute}, {Count: 1500, Length: time.Hour}}
 	tests := []struct {
