@@ -194,13 +194,11 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 	if !b.active() {
 		return func(*offboard.Result, error) {}, permit, nil
 	}
-	// A wait for a slot ends when the worker stops fetching: the request
-	// goes back to the stream rather than hold the shutdown.
-	bctx, cancel := context.WithCancel(ctx)
+	// A wait for a slot ends when the worker stops taking requests
+	// (untilStop): the request goes back to the stream rather than hold
+	// the shutdown.
+	bctx, cancel := untilStop(ctx)
 	defer cancel()
-	if w.fetchCtx != nil {
-		defer context.AfterFunc(w.fetchCtx, cancel)()
-	}
 	var slot *limiter.Permit
 	for slot == nil {
 		if slot, _ = b.l.TryAcquire(w.clock.Now()); slot == nil {
@@ -216,7 +214,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			j.log.Info("budget spent: request waits for it")
 			var err error
 			slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
-				return asideFor(ctx, func() (*limiter.Permit, error) { return b.l.Acquire(ctx) }, (*limiter.Permit).Release)
+				return asideFor(ctx, b.l.Acquire, (*limiter.Permit).Release)
 			})
 			b.waiting.Add(-1)
 			if err != nil {

@@ -294,8 +294,12 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 		return nil, res, err
 	}
 	// With a shared quota, the call is entered in the journal first, and
-	// must end by the time the journal says its answer is due.
-	due, err := record(ctx, permit)
+	// must end by the time the journal says its answer is due. The entry
+	// waits while a 429's pause lands meanwhile, until the worker stops
+	// taking requests at most.
+	rctx, cancel := untilStop(ctx)
+	due, err := record(rctx, permit)
+	cancel()
 	if err != nil {
 		permit.Release()
 		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
@@ -373,7 +377,7 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return asideFor(ctx, func() (*limiter.Permit, error) { return l.Acquire(ctx) }, (*limiter.Permit).Release)
+	return asideFor(ctx, l.Acquire, (*limiter.Permit).Release)
 }
 
 // backoff waits before retry n: capped exponential with full jitter.
@@ -383,7 +387,7 @@ func (c *caller) backoff(ctx context.Context, n int) error {
 	c.mu.Lock()
 	d = d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 	c.mu.Unlock()
-	return aside(ctx, func() error { return sleepCtx(ctx, c.clock, d) })
+	return aside(ctx, func(ctx context.Context) error { return sleepCtx(ctx, c.clock, d) })
 }
 
 // sleepCtx waits d on clock, or until ctx ends.

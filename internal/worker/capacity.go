@@ -90,19 +90,22 @@ type placeKey struct{}
 
 // aside runs wait, a wait for something other than this worker's work,
 // without the request's room (ctx carries it), and takes the room back
-// after it.
-func aside(ctx context.Context, wait func() error) error {
-	_, err := asideFor(ctx, func() (struct{}, error) { return struct{}{}, wait() }, nil)
+// after it. The wait, and the one for the room, end when the worker stops
+// taking requests (untilStop).
+func aside(ctx context.Context, wait func(context.Context) error) error {
+	_, err := asideFor(ctx, func(ctx context.Context) (struct{}, error) { return struct{}{}, wait(ctx) }, nil)
 	return err
 }
 
 // asideFor is aside for a wait that gets something (a permit, a lock):
 // when the room cannot be taken back, drop lets it go and the error is
 // returned.
-func asideFor[T any](ctx context.Context, wait func() (T, error), drop func(T)) (T, error) {
+func asideFor[T any](ctx context.Context, wait func(context.Context) (T, error), drop func(T)) (T, error) {
 	p, _ := ctx.Value(placeKey{}).(*place)
 	p.give()
-	got, err := wait()
+	ctx, cancel := untilStop(ctx)
+	defer cancel()
+	got, err := wait(ctx)
 	if err != nil {
 		return got, err
 	}
@@ -114,4 +117,26 @@ func asideFor[T any](ctx context.Context, wait func() (T, error), drop func(T)) 
 		return zero, err
 	}
 	return got, nil
+}
+
+// stopKey carries, in a request's context, the context that ends when the
+// worker stops taking requests (Worker.fetchCtx).
+type stopKey struct{}
+
+// untilStop is ctx that also ends when the worker stops taking requests,
+// if ctx is a request's. A wait for something other than this worker's
+// work (a place in the quota, a budget slot, a backoff, another request
+// on the same device, a 429's pause) ends then, and the request goes back
+// to the stream: a stop waits for requests whose calls are under way, not
+// for those waits, which could hold it until --shutdown-timeout. A
+// request left after a call that may have acted is taken up again as a
+// call cut off: its action is looked for first.
+func untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
+	wctx, cancel := context.WithCancel(ctx)
+	stop, _ := ctx.Value(stopKey{}).(context.Context)
+	if stop == nil {
+		return wctx, cancel
+	}
+	unhook := context.AfterFunc(stop, cancel)
+	return wctx, func() { unhook(); cancel() }
 }

@@ -331,7 +331,7 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 		return nil, nil, err
 	}
 	unlock, err := unlessWithdrawn(ctx, w, j, func(ctx context.Context) (func(), error) {
-		return asideFor(ctx, func() (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
+		return asideFor(ctx, func(ctx context.Context) (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
 	})
 	return unlock, nil, err
 }
@@ -535,13 +535,10 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 	if err := w.claimBeforeWaiting(ctx, j); err != nil {
 		return nil, err
 	}
-	// The wait ends when the worker stops fetching: the request goes back
-	// to the stream rather than hold the shutdown (as a budget wait).
-	pctx, cancel := context.WithCancel(ctx)
+	// The wait ends when the worker stops taking requests (untilStop):
+	// the request goes back to the stream rather than hold the shutdown.
+	pctx, cancel := untilStop(ctx)
 	defer cancel()
-	if w.fetchCtx != nil {
-		defer context.AfterFunc(w.fetchCtx, cancel)()
-	}
 	return unlessWithdrawn(pctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
 		return w.caller.acquire(ctx, j.t, mde.APIOffboard)
 	})
@@ -551,8 +548,10 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 // waits when the windows have no room for it any more: a 429's pause, or
 // a place another replica took, landing after the permit was taken. A
 // cancel of the request's campaign ends that wait, as it ends the wait
-// for the permit (unlessWithdrawn).
+// for the permit (unlessWithdrawn), and so does a stop (untilStop).
 func (w *Worker) record(ctx context.Context, j *job, p *limiter.Permit) (time.Time, error) {
+	ctx, cancel := untilStop(ctx)
+	defer cancel()
 	return unlessWithdrawn(ctx, w, j, p.Record)
 }
 

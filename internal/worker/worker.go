@@ -154,8 +154,7 @@ type Worker struct {
 	// campaigns knows which campaigns are cancelled (package campaign).
 	campaigns *campaign.Watcher
 
-	fetchCtx  context.Context // ends when fetching stops (Stop)
-	statsKick chan struct{}   // refreshes the gauges now (a budget ran out)
+	statsKick chan struct{} // refreshes the gauges now (a budget ran out)
 	stopFetch context.CancelFunc
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
@@ -303,7 +302,6 @@ func (w *Worker) Start() {
 	fetchCtx, stopFetch := context.WithCancel(context.Background())
 	workCtx, stopWork := context.WithCancel(context.Background())
 	w.stopFetch, w.stopWork = stopFetch, stopWork
-	w.fetchCtx = fetchCtx
 	for _, t := range w.tenants {
 		w.fetchers.Go(func() { w.runTenant(fetchCtx, workCtx, t) })
 		if t.tracker != nil {
@@ -441,7 +439,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			// like a retry does, kept alive.
 			permit := w.aheadPermit(fetchCtx, t)
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
-			ctx := context.WithValue(workCtx, placeKey{}, slot.place)
+			ctx := context.WithValue(context.WithValue(workCtx, placeKey{}, slot.place), stopKey{}, fetchCtx)
 			w.handlers.Go(func() {
 				defer slot.done()
 				w.handle(ctx, t, d.Msg, d.Prio, permit, slot.callsOver)

@@ -1,0 +1,107 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestStopEndsWaits: a request that waits for something other than this
+// worker's work when the worker stops (a backoff after a 503, the machines
+// quota paused by a 429 of an hour, another request on its device) goes back to the stream at once: the
+// stop does not wait for it until its deadline, which would cancel it and
+// report requests cancelled. The request stays stored, unanswered, for
+// the next worker.
+func TestStopEndsWaits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		// arrange sets the API up, publishes the request and returns once
+		// the request waits.
+		arrange func(t *testing.T, e *loopEnv)
+		stored  uint64 // requests it leaves in the stream
+	}{
+		{"backoff after a 503", func(t *testing.T, e *loopEnv) {
+			e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+			e.publish(t, "r-1")
+			e.waitForCalls(t, mde.APIOffboard, 1)
+		}, 1},
+		{"the device locked by a request in its backoff", func(t *testing.T, e *loopEnv) {
+			e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+			e.publish(t, "r-1")
+			e.waitForCalls(t, mde.APIOffboard, 1)
+			e.publish(t, "r-2")
+		}, 2},
+		{"a host name's lookup paused by a 429", func(t *testing.T, e *loopEnv) {
+			e.sim.InjectStatus(loopTenantID, mde.APIMachines, http.StatusTooManyRequests, "", "", 1, time.Hour)
+			data, _ := json.Marshal(map[string]any{"requestId": "r-1", "computerDnsName": "pc-1.contoso.local"})
+			m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
+			m.Data = data
+			m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
+			if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+			e.waitForCalls(t, mde.APIMachines, 1)
+		}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			// Backoffs of an hour, on a clock that stands still.
+			e := setupLoop(t, `["100/1m"]`, RetryPolicy{Base: time.Hour, Max: time.Hour})
+			tt.arrange(t, e)
+			time.Sleep(200 * time.Millisecond) // the request is in its wait
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			start := time.Now()
+			if err := e.w.Stop(ctx); err != nil {
+				t.Errorf("Stop after %v: %v; want the waiting request back in the stream at once", time.Since(start).Round(time.Millisecond), err)
+			}
+			select {
+			case r := <-e.results:
+				t.Errorf("result %s %s %+v, want none: the request goes back to the stream", r.RequestID, r.Outcome, r.Error)
+			default:
+			}
+			s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+			if err != nil {
+				t.Fatal(err)
+			}
+			info, err := s.Info(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.State.Msgs != tt.stored {
+				t.Errorf("request stream holds %d messages, want %d: the requests still stored", info.State.Msgs, tt.stored)
+			}
+		})
+	}
+}
+
+// waitForCalls waits until the simulator has answered n calls to api.
+func (e *loopEnv) waitForCalls(t *testing.T, api string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got := 0
+		for _, c := range e.sim.Calls() {
+			if c.API == api {
+				got++
+			}
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d %s calls, want %d", got, api, n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
