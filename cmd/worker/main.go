@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
@@ -31,7 +29,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // log format chosen), never a stack trace. Exit status 2: bad flags or
 // configuration; 1: the start or the stop failed; 0 after SIGTERM or
 // SIGINT, also one that came while it started, or that cancelled requests
-// still under way at --shutdown-timeout (they go back to the stream).
+// still under way at --shutdown-timeout or at a second signal (they go
+// back to the stream).
 func run(args []string, stdout, stderr io.Writer) int {
 	c, err := parseFlags(args, stderr)
 	switch {
@@ -68,14 +67,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("configuration", zap.Error(err))
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := a.Start(ctx); err != nil {
-		return failedStart(ctx, a, log, err)
+	sig := catchSignals(log)
+	defer sig.release()
+	if err := a.Start(sig.stop); err != nil {
+		return failedStart(sig, a, log, err)
 	}
-	<-ctx.Done()
-	log.Info("stopping: finishing requests under way", zap.Duration("timeout", o.ShutdownTimeout))
-	if err := a.Stop(context.Background()); err != nil { // Stop has its own time cap
+	<-sig.stop.Done()
+	log.Info("stopping: finishing requests under way", zap.Duration("timeout", o.ShutdownTimeout),
+		zap.NamedError("cause", context.Cause(sig.stop)))
+	// A second signal ends the wait for requests under way as the
+	// timeout does; Stop has its own time cap.
+	if err := a.Stop(sig.hurry); err != nil {
 		log.Error("stop", zap.Error(err))
 		return 1
 	}
@@ -87,12 +89,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 // when a signal cut it short (a pod deleted while it waits for NATS) and
 // what was up stopped cleanly, else 1. Start stopped the parts already
 // up; Stop says again how that went.
-func failedStart(ctx context.Context, a *app.App, log *zap.Logger, err error) int {
-	if ctx.Err() == nil || !errors.Is(err, context.Canceled) {
+func failedStart(sig signals, a *app.App, log *zap.Logger, err error) int {
+	if sig.stop.Err() == nil || !errors.Is(err, context.Canceled) {
 		log.Error("start", zap.Error(err))
 		return 1
 	}
-	if err := a.Stop(context.Background()); err != nil {
+	if err := a.Stop(sig.hurry); err != nil {
 		log.Error("stop", zap.Error(err))
 		return 1
 	}
@@ -121,7 +123,7 @@ func defineFlags(fs *flag.FlagSet, c *cli) {
 	fs.BoolVar(&c.checkConfig, "check-config", false, "check the tenants file (--config) and exit: 0 valid, 2 not")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or console")
-	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long requests under way may take to finish on SIGTERM")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long requests under way may take to finish on SIGTERM; a second signal cancels them at once")
 	fs.StringVar(&o.ConfigPath, "config", "worker.yaml", "tenants file")
 	fs.StringVar(&o.NATSURL, "nats-url", "", "NATS server URL; empty starts an embedded server with JetStream")
 	fs.StringVar(&o.NATSCreds, "nats-creds", "", "NATS credentials file")

@@ -401,15 +401,69 @@ func (b *lockedBuffer) String() string {
 // call created through the request's "calling" entry: one action, one
 // result, no second call.
 func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
+	h := newHeldCall(t, "1s")
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	h.startAndCall(t, &stderr, exit)
+	if code := sigterm(t, exit, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGTERM, its request put back, want 0:\n%s", code, stderr.String())
+	}
+	if out := stderr.String(); !strings.Contains(out, "left for redelivery") {
+		t.Errorf("no word of the request put back:\n%s", out)
+	}
+	h.answeredOnceAfterRestart(t, exit)
+}
+
+// TestRunSecondSIGTERMCancelsRequestsUnderWay: a second SIGTERM during
+// the stop, the call under way never answered and --shutdown-timeout 10
+// minutes, ends the wait at once, as the timeout would: the call is
+// cancelled, the request goes back to the stream, and the stop exits 0
+// within seconds. Started again, the worker answers the request once,
+// with the action the first call created.
+func TestRunSecondSIGTERMCancelsRequestsUnderWay(t *testing.T) {
+	h := newHeldCall(t, "10m")
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	h.startAndCall(t, &stderr, exit)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, &stderr, exit, "stopping: finishing requests under way")
+	if code := sigterm(t, exit, 30*time.Second); code != 0 {
+		t.Fatalf("exit code %d after a second SIGTERM, its request put back, want 0:\n%s", code, stderr.String())
+	}
+	out := stderr.String()
+	if !strings.Contains(out, "second signal: cancelling requests under way") {
+		t.Errorf("no word of the second signal:\n%s", out)
+	}
+	if !strings.Contains(out, "left for redelivery") {
+		t.Errorf("no word of the request put back:\n%s", out)
+	}
+	h.answeredOnceAfterRestart(t, exit)
+}
+
+// heldCall is a worker with one tenant on an embedded NATS server, whose
+// first offboard call takes effect and whose answer waits until the
+// caller gives up.
+type heldCall struct {
+	sim                *mdesim.Server
+	tenantID, machine  string
+	called             chan struct{}
+	args               []string
+	httpAddr, natsAddr string
+}
+
+// newHeldCall sets up the API and the worker's flags, with the
+// --shutdown-timeout given.
+func newHeldCall(t *testing.T, shutdownTimeout string) *heldCall {
+	t.Helper()
 	sim := mdesim.New(mdesim.Options{})
 	const tenantID, clientID = "11111111-2222-3333-4444-555555555555", "66666666-7777-8888-9999-000000000000"
 	sim.AddTenant(mdesim.Tenant{TenantID: tenantID, ClientID: clientID, ClientSecret: "cmd-test-secret"})
 	machine := mdesim.Machine{ID: mdesim.NewMachineID(), ComputerDNSName: "pc-1.contoso.local", OSPlatform: "Windows11"}
 	sim.AddMachine(tenantID, machine)
-	// The first offboard call takes effect, and its answer waits until
-	// the caller gives up.
+	h := &heldCall{sim: sim, tenantID: tenantID, machine: machine.ID, called: make(chan struct{})}
 	var held sync.Once
-	called := make(chan struct{})
 	api := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost || !strings.HasSuffix(r.URL.Path, "/offboard") {
 			sim.Handler().ServeHTTP(w, r)
@@ -422,10 +476,10 @@ func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
 			return
 		}
 		sim.Handler().ServeHTTP(httptest.NewRecorder(), r)
-		close(called)
+		close(h.called)
 		<-r.Context().Done()
 	}))
-	defer api.Close()
+	t.Cleanup(api.Close)
 
 	dir := t.TempDir()
 	write := func(name string, content []byte) string {
@@ -446,50 +500,53 @@ func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
     authorityHost: %s
     caFile: %s
 `, tenantID, clientID, secret, api.URL, api.URL, ca))
-	httpAddr, natsAddr := freePort(t), freePort(t)
-	args := []string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"), "--embedded-listen", natsAddr,
-		"--listen", httpAddr, "--shutdown-timeout", "1s", "--log-format", "console", "--ack-wait", "5s"}
+	h.httpAddr, h.natsAddr = freePort(t), freePort(t)
+	h.args = []string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"), "--embedded-listen", h.natsAddr,
+		"--listen", h.httpAddr, "--shutdown-timeout", shutdownTimeout, "--log-format", "console", "--ack-wait", "5s"}
+	return h
+}
 
-	var stderr lockedBuffer
-	exit := make(chan int, 1)
-	go func() { exit <- run(args, io.Discard, &stderr) }()
-	waitReady(t, httpAddr, exit)
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{"requestId": "held-1", "machineId": machine.ID})
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-called:
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no offboard call after 20s:\n%s", stderr.String())
-	}
-	nc.Close()
-	if code := sigterm(t, exit, 30*time.Second); code != 0 {
-		t.Fatalf("exit code %d after SIGTERM, its request put back, want 0:\n%s", code, stderr.String())
-	}
-	if out := stderr.String(); !strings.Contains(out, "left for redelivery") {
-		t.Errorf("no word of the request put back:\n%s", out)
-	}
-
-	// Started again: the request comes back and is answered with the
-	// action its first call created.
-	stderr = lockedBuffer{}
-	go func() { exit <- run(args, io.Discard, &stderr) }()
-	waitReady(t, httpAddr, exit)
-	nc, err = nats.Connect("nats://" + natsAddr)
+// startAndCall runs the worker, publishes one request and returns once
+// its offboard call is under way.
+func (h *heldCall) startAndCall(t *testing.T, stderr *lockedBuffer, exit chan int) {
+	t.Helper()
+	go func() { exit <- run(h.args, io.Discard, stderr) }()
+	waitReady(t, h.httpAddr, exit)
+	nc, err := nats.Connect("nats://" + h.natsAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	if js, err = jetstream.New(nc); err != nil {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(map[string]any{"requestId": "held-1", "machineId": h.machine})
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-h.called:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no offboard call after 20s:\n%s", stderr.String())
+	}
+}
+
+// answeredOnceAfterRestart starts the worker again, stopped with its
+// request put back: the request comes back and is answered with the
+// action its first call created, and the worker stops on SIGTERM.
+func (h *heldCall) answeredOnceAfterRestart(t *testing.T, exit chan int) {
+	t.Helper()
+	var stderr lockedBuffer
+	go func() { exit <- run(h.args, io.Discard, &stderr) }()
+	waitReady(t, h.httpAddr, exit)
+	nc, err := nats.Connect("nats://" + h.natsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
 		t.Fatal(err)
 	}
 	cons, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_RESULTS", jetstream.OrderedConsumerConfig{})
@@ -504,16 +561,37 @@ func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
 		Outcome       string
 		MachineAction struct{ ID string }
 	}
-	actions := sim.Actions(tenantID)
+	actions := h.sim.Actions(h.tenantID)
 	if err := json.Unmarshal(msg.Data(), &res); err != nil || res.Outcome != "created" || len(actions) != 1 || res.MachineAction.ID != actions[0].ID {
 		t.Errorf("result %s, %d actions; want created with the one action", msg.Data(), len(actions))
 	}
 	if _, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second)); err == nil {
 		t.Error("a second result")
 	}
-	// The call counts in the quota journal as one that went out: its
-	// place reserved before it, its end written at the stop with the
-	// time it ended (a place given back has none).
+	if sent := sentOffboards(t, js); sent != 1 {
+		t.Errorf("%d offboard calls in the quota journal as sent, want 1", sent)
+	}
+	offboards := 0
+	for _, c := range h.sim.Calls() {
+		if c.API == "offboard" {
+			offboards++
+		}
+	}
+	if offboards != 1 {
+		t.Errorf("%d offboard calls, want 1", offboards)
+	}
+	nc.Close()
+	if code := sigterm(t, exit, 30*time.Second); code != 0 {
+		t.Errorf("exit code %d after SIGTERM, started again, want 0:\n%s", code, stderr.String())
+	}
+}
+
+// sentOffboards counts the offboard calls the quota journal holds as
+// sent: each counts as one that went out, its place reserved before it,
+// its end written at the stop with the time it ended (a place given
+// back has none).
+func sentOffboards(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
 	journal, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_QUOTA", jetstream.OrderedConsumerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -553,21 +631,22 @@ func TestRunSIGTERMWithACallUnderWayAtTheTimeout(t *testing.T) {
 			sent++
 		}
 	}
-	if sent != 1 {
-		t.Errorf("%d offboard calls in the quota journal as sent, want 1", sent)
-	}
-	offboards := 0
-	for _, c := range sim.Calls() {
-		if c.API == "offboard" {
-			offboards++
+	return sent
+}
+
+// waitLog waits until the worker's log holds text.
+func waitLog(t *testing.T, log *lockedBuffer, exit <-chan int, text string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(log.String(), text) {
+		select {
+		case code := <-exit:
+			t.Fatalf("exit code %d before the log said %q:\n%s", code, text, log.String())
+		case <-time.After(20 * time.Millisecond):
 		}
-	}
-	if offboards != 1 {
-		t.Errorf("%d offboard calls, want 1", offboards)
-	}
-	nc.Close()
-	if code := sigterm(t, exit, 30*time.Second); code != 0 {
-		t.Errorf("exit code %d after the second SIGTERM, want 0:\n%s", code, stderr.String())
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log after 20s:\n%s", text, log.String())
+		}
 	}
 }
 
