@@ -27,8 +27,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // run is the command: flags and environment into options, signals into a
 // context, one call into the app. Errors are one line on stderr (in the
 // log format chosen), never a stack trace. Exit status 2: bad flags or
-// configuration; 1: the start or the stop failed; 0 after SIGTERM or
-// SIGINT, also one that came while it started, or that cancelled requests
+// configuration; 1: the start or the stop failed; 0 after SIGTERM,
+// SIGINT or SIGHUP, also one that came while it started, or that cancelled requests
 // still under way at --shutdown-timeout or at a second signal (they go
 // back to the stream).
 func run(args []string, stdout, stderr io.Writer) int {

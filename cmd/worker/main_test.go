@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -650,19 +651,79 @@ func waitLog(t *testing.T, log *lockedBuffer, exit <-chan int, text string) {
 	}
 }
 
+// TestRunStopsOnSIGHUP: SIGHUP, the terminal or SSH session the worker
+// runs in closing, stops it as SIGTERM does, exit 0, instead of killing
+// it.
+func TestRunStopsOnSIGHUP(t *testing.T) {
+	// Caught here too, so a worker that does not catch it fails the test
+	// instead of killing the test binary. This also takes back a nohup's
+	// ignoring of SIGHUP, should the tests run under one.
+	guard := make(chan os.Signal, 1)
+	signal.Notify(guard, syscall.SIGHUP)
+	defer signal.Stop(guard)
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	startIdle(t, &stderr, exit)
+	if code := stopWith(t, syscall.SIGHUP, exit, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGHUP, want 0:\n%s", code, stderr.String())
+	}
+	if out := stderr.String(); !strings.Contains(out, "hangup signal received") || !strings.Contains(out, "stopped") {
+		t.Errorf("no word of a stop on SIGHUP:\n%s", out)
+	}
+}
+
+// TestRunUnderNohupIgnoresSIGHUP: started with SIGHUP ignored (nohup),
+// the worker leaves it ignored: a SIGHUP does nothing, and the SIGTERM
+// after it is the signal that stops the worker, not a second one.
+func TestRunUnderNohupIgnoresSIGHUP(t *testing.T) {
+	signal.Ignore(syscall.SIGHUP)
+	t.Cleanup(func() { signal.Reset(syscall.SIGHUP) })
+	var stderr lockedBuffer
+	exit := make(chan int, 1)
+	startIdle(t, &stderr, exit)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	if code := sigterm(t, exit, 20*time.Second); code != 0 {
+		t.Fatalf("exit code %d after SIGHUP and SIGTERM, want 0:\n%s", code, stderr.String())
+	}
+	out := stderr.String()
+	if strings.Contains(out, "hangup") || strings.Contains(out, "second signal") || !strings.Contains(out, "terminated signal received") {
+		t.Errorf("SIGHUP under nohup was not ignored:\n%s", out)
+	}
+}
+
+// startIdle runs the worker with one tenant on an embedded NATS server,
+// and returns once it is ready.
+func startIdle(t *testing.T, stderr *lockedBuffer, exit chan int) {
+	t.Helper()
+	httpAddr := freePort(t)
+	args := []string{"--config", tenantsFile(t), "--data-dir", t.TempDir(), "--embedded-listen", freePort(t),
+		"--listen", httpAddr, "--log-format", "console"}
+	go func() { exit <- run(args, io.Discard, stderr) }()
+	waitReady(t, httpAddr, exit)
+}
+
 // sigterm sends this process SIGTERM, as Kubernetes does to stop a pod,
 // and returns the worker's exit status, failing the test if it still runs
 // after within.
 func sigterm(t *testing.T, exit <-chan int, within time.Duration) int {
 	t.Helper()
-	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
+	return stopWith(t, syscall.SIGTERM, exit, within)
+}
+
+// stopWith sends this process sig and returns the worker's exit status,
+// failing the test if it still runs after within.
+func stopWith(t *testing.T, sig syscall.Signal, exit <-chan int, within time.Duration) int {
+	t.Helper()
+	if err := syscall.Kill(os.Getpid(), sig); err != nil {
 		t.Fatal(err)
 	}
 	select {
 	case code := <-exit:
 		return code
 	case <-time.After(within):
-		t.Fatalf("still running %v after SIGTERM", within)
+		t.Fatalf("still running %v after %v", within, sig)
 		return 0
 	}
 }

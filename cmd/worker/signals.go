@@ -29,7 +29,7 @@ func catchSignals(log *zap.Logger) signals {
 	// Room for a few: the second must not be lost while the first is
 	// being handled.
 	ch := make(chan os.Signal, 4)
-	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	signal.Notify(ch, stopSignals()...)
 	stop, first := context.WithCancelCause(context.Background())
 	hurry, second := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -51,6 +51,18 @@ func catchSignals(log *zap.Logger) signals {
 		first(nil)
 		second()
 	}}
+}
+
+// stopSignals are the signals that stop the worker: SIGTERM, SIGINT, and
+// SIGHUP (the terminal or SSH session it runs in closed) unless it was
+// started with SIGHUP ignored, as nohup does. Asking for SIGHUP would
+// undo that.
+func stopSignals() []os.Signal {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
 }
 
 // onSignal handles the nth stop signal, s.
