@@ -71,7 +71,7 @@ func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tena
 	if last.Time.Before(since) {
 		return nil, time.Time{}, nil
 	}
-	byID, pausedUntil, err := readJournal(ctx, js, j, since, last.Sequence)
+	byID, pausedUntil, err := readJournal(ctx, js, j, since, scanWait)
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%s of %s: %w", j.stream, tenant, err)
 	}
@@ -90,15 +90,10 @@ func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tena
 	return calls, pausedUntil, nil
 }
 
-// readJournal reads one tenant's journal entries from since to the entry
-// numbered last.
-func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since time.Time, last uint64) (map[string]*journalCall, time.Time, error) {
-	cons, err := js.OrderedConsumer(ctx, j.stream, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{j.subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
-	})
-	if err != nil {
-		return nil, time.Time{}, err
-	}
+// readJournal reads one tenant's journal entries from since, waiting up
+// to first for the first of them (scanWaiting: a fetch that finds nothing
+// on a slow server does not end the read while more is stored).
+func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since time.Time, first time.Duration) (map[string]*journalCall, time.Time, error) {
 	calls := map[string]*journalCall{}
 	var paused time.Time
 	call := func(writer string, c limiter.Call) *journalCall {
@@ -108,47 +103,33 @@ func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since
 		}
 		return calls[k]
 	}
-	for {
-		batch, err := cons.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return nil, time.Time{}, err
+	err := scanWaiting(ctx, js, j.stream, j.subject, since, first, func(msg jetstream.Msg) {
+		var ev limiter.Event
+		if json.Unmarshal(msg.Data(), &ev) != nil {
+			return // an entry of another version: the worker pauses for it, status cannot say more
 		}
-		var seq uint64
-		for msg := range batch.Messages() {
-			meta, err := msg.Metadata()
-			if err != nil {
-				return nil, time.Time{}, err
+		for _, c := range ev.Reserved {
+			if c.API == j.api {
+				call(ev.Writer, c).due = time.Unix(0, c.At)
 			}
-			seq = meta.Sequence.Stream
-			var ev limiter.Event
-			if json.Unmarshal(msg.Data(), &ev) != nil {
-				continue // an entry of another version: the worker pauses for it, status cannot say more
-			}
-			for _, c := range ev.Reserved {
-				if c.API == j.api {
-					call(ev.Writer, c).due = time.Unix(0, c.At)
+		}
+		for _, c := range ev.Done {
+			if c.API == j.api {
+				jc := call(ev.Writer, c)
+				jc.ended = true
+				if c.At != 0 {
+					jc.end = time.Unix(0, c.At)
 				}
 			}
-			for _, c := range ev.Done {
-				if c.API == j.api {
-					jc := call(ev.Writer, c)
-					jc.ended = true
-					if c.At != 0 {
-						jc.end = time.Unix(0, c.At)
-					}
-				}
-			}
-			if ev.Paused != 0 {
-				paused = maxTime(paused, time.Unix(0, ev.Paused))
-			}
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, time.Time{}, err
+		if ev.Paused != 0 {
+			paused = maxTime(paused, time.Unix(0, ev.Paused))
 		}
-		if seq >= last || seq == 0 {
-			return calls, paused, nil
-		}
+	})
+	if err != nil {
+		return nil, time.Time{}, err
 	}
+	return calls, paused, nil
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -77,16 +77,21 @@ func (f *follower) stop() { f.cc.Stop() }
 // more is stored: a scan cut short would have campaign run publish rows
 // again that still wait, and cancel find no campaign.
 func scan(ctx context.Context, js jetstream.JetStream, stream, subject string, fn func(jetstream.Msg)) error {
-	return scanWaiting(ctx, js, stream, subject, scanWait, fn)
+	return scanWaiting(ctx, js, stream, subject, time.Time{}, scanWait, fn)
 }
 
 // scanWait is how long a fetch of scan waits for messages.
 const scanWait = 300 * time.Millisecond
 
-// scanWaiting is scan with its first fetch waiting up to first for
+// scanWaiting is scan from the first message stored at or after since
+// (zero: the first), with its first fetch waiting up to first for
 // messages, the others scanWait.
-func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject string, first time.Duration, fn func(jetstream.Msg)) error {
-	cons, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject string, since time.Time, first time.Duration, fn func(jetstream.Msg)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}}
+	if !since.IsZero() {
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
+	}
+	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
@@ -114,7 +119,7 @@ func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject st
 		if n > 0 {
 			continue
 		}
-		more, err := storedAfter(ctx, js, stream, subject, last)
+		more, err := storedAfter(ctx, js, stream, subject, last, since)
 		if err != nil || !more {
 			return err
 		}
@@ -122,27 +127,36 @@ func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject st
 }
 
 // storedAfter says whether the stream holds a message on subject after
-// stream sequence seq.
-func storedAfter(ctx context.Context, js jetstream.JetStream, stream, subject string, seq uint64) (bool, error) {
+// stream sequence seq, stored at or after since (zero: any).
+func storedAfter(ctx context.Context, js jetstream.JetStream, stream, subject string, seq uint64, since time.Time) (bool, error) {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return false, fmt.Errorf("stream %s: %w", stream, err)
 	}
-	last, err := lastOn(ctx, s, subject)
-	return last > seq, err
+	m, err := lastMsgOn(ctx, s, subject)
+	return m != nil && m.Sequence > seq && !m.Time.Before(since), err
 }
 
 // lastOn is the stream sequence of the last message on subject in s, 0
 // when it holds none.
 func lastOn(ctx context.Context, s jetstream.Stream, subject string) (uint64, error) {
+	m, err := lastMsgOn(ctx, s, subject)
+	if m == nil {
+		return 0, err
+	}
+	return m.Sequence, nil
+}
+
+// lastMsgOn is the last message on subject in s, nil when it holds none.
+func lastMsgOn(ctx context.Context, s jetstream.Stream, subject string) (*jetstream.RawStreamMsg, error) {
 	m, err := s.GetLastMsgForSubject(ctx, subject)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return 0, nil
+		return nil, nil
 	case err != nil:
-		return 0, fmt.Errorf("stream %s: last message on %s: %w", s.CachedInfo().Config.Name, subject, err)
+		return nil, fmt.Errorf("stream %s: last message on %s: %w", s.CachedInfo().Config.Name, subject, err)
 	}
-	return m.Sequence, nil
+	return m, nil
 }
 
 // decodeResult reads a result message; false for anything else.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -34,10 +37,43 @@ func TestScanGoesOnAfterAnEmptyFetch(t *testing.T) {
 		t.Fatal("publish")
 	}
 	read := 0
-	if err := scanWaiting(t.Context(), js, offboard.StreamDead, offboard.Subjects{}.Dead("contoso"), time.Nanosecond, func(jetstream.Msg) { read++ }); err != nil {
+	if err := scanWaiting(t.Context(), js, offboard.StreamDead, offboard.Subjects{}.Dead("contoso"), time.Time{}, time.Nanosecond, func(jetstream.Msg) { read++ }); err != nil {
 		t.Fatal(err)
 	}
 	if read != stored {
 		t.Errorf("scan read %d of %d messages", read, stored)
+	}
+}
+
+// TestJournalReadGoesOnAfterAnEmptyFetch: status reads a tenant's quota
+// journal as scan reads a stream (scanWaiting): a first fetch that finds
+// nothing, as on a slow server, does not end the read while entries are
+// stored. Before, readJournal ended at the first empty fetch, and status
+// showed calls left that were spent.
+func TestJournalReadGoesOnAfterAnEmptyFetch(t *testing.T) {
+	t.Parallel()
+	_, js := natsWithStreams(t)
+	const calls = 300
+	start := time.Now()
+	for i := range calls {
+		at := start.Add(time.Duration(i) * time.Millisecond).UnixNano()
+		ev, _ := json.Marshal(limiter.Event{Writer: "w1", Reserved: []limiter.Call{{API: mde.APIOffboard, ID: uint64(i + 1), At: at}},
+			Done: []limiter.Call{{API: mde.APIOffboard, ID: uint64(i + 1), At: at}}})
+		if _, err := js.PublishAsync(offboard.Subjects{}.Quota("contoso"), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("publish")
+	}
+	j := journalOf{offboard.StreamQuota, offboard.Subjects{}.Quota("contoso"), mde.APIOffboard}
+	got, _, err := readJournal(t.Context(), js, j, start.Add(-time.Minute), time.Nanosecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != calls {
+		t.Errorf("read %d of %d calls from the journal", len(got), calls)
 	}
 }
