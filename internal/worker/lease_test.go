@@ -235,38 +235,107 @@ func TestUnknownAttemptKeepsItsSlotPastTheLease(t *testing.T) {
 // another message of its id, or another process's delivery of it, takes
 // the call as ended and may make its own: no attempt may go out that
 // late after the "calling" entry it rests on, or while the lease could
-// run out during it. The request goes back to the stream instead, looks
-// for its action, and writes a new entry before its next attempt.
+// run out during it. When none of its attempts may have acted, the
+// request writes a new entry and goes on; after one that may have (a
+// 503), it goes back to the stream instead, looks for its action, and
+// writes a new entry before its next attempt.
 func TestThrottlesPastTheCallingLease(t *testing.T) {
 	t.Parallel()
-	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	for _, tc := range []struct {
+		name  string
+		first int // status of the first attempt's answer, before the 429s (0: none)
+		calls int
+	}{
+		{"throttled", 0, 4},     // three 429s, then the action
+		{"after a 503", 503, 5}, // a 503, three 429s, then the action
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+			lease, timeout := e.w.opts.CallingLease, e.w.tenants["contoso"].Client.Timeout()
+			if tc.first != 0 {
+				e.sim.InjectStatus(loopTenantID, mde.APIOffboard, tc.first, "", "", 1, 0)
+			}
+			e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 3, time.Hour)
+			e.publish(t, "r-1")
+			offboards := func() int {
+				return len(slices.DeleteFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIOffboard }))
+			}
+			seen, oldest := 0, time.Duration(0)
+			e.untilCreated(t, func() {
+				n := offboards()
+				if n == seen {
+					return
+				}
+				seen = n
+				entry, err := e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if entry != nil && entry.State == queue.StateCalling {
+					oldest = max(oldest, e.clock.Since(entry.Started))
+				}
+			})
+			if n := offboards(); n != tc.calls {
+				t.Fatalf("%d offboard calls, want %d", n, tc.calls)
+			}
+			// Each step of the fake clock is 10 s: an attempt is seen at
+			// most that late.
+			if oldest+timeout > lease+10*time.Second {
+				t.Errorf("an attempt went out %v after the calling entry it rests on, with a call timeout of %v: past the calling lease (%v), another message of the id may call too", oldest, timeout, lease)
+			}
+		})
+	}
+}
+
+// TestThrottledPastTheCallingLeaseGivesUp: a request answered nothing but
+// 429s with a Retry-After of an hour gives up after its count of 429s
+// (here 3), as a call does, also when that count takes it past its ledger
+// entry's calling lease: no attempt of it has acted, so it writes a new
+// entry and goes on, its count kept. Sent back to the stream at the lease
+// instead, it started its count again with each delivery and never had a
+// result.
+func TestThrottledPastTheCallingLeaseGivesUp(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{Throttles: 3})
 	lease, timeout := e.w.opts.CallingLease, e.w.tenants["contoso"].Client.Timeout()
-	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 3, time.Hour)
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1000, time.Hour)
 	e.publish(t, "r-1")
 	offboards := func() int {
 		return len(slices.DeleteFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIOffboard }))
 	}
 	seen, oldest := 0, time.Duration(0)
-	e.untilCreated(t, func() {
-		n := offboards()
-		if n == seen {
+	start := e.clock.Now()
+	deadline := time.After(60 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case r := <-e.results:
+			if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError || r.Attempts != 3 {
+				t.Fatalf("result %s %+v after %d attempts, want failed %s after 3", r.Outcome, r.Error, r.Attempts, offboard.CodeAPIError)
+			}
+			if n := offboards(); n != 3 {
+				t.Errorf("%d offboard calls, want 3", n)
+			}
+			if oldest+timeout > lease+10*time.Second {
+				t.Errorf("an attempt went out %v after the calling entry it rests on: past the calling lease (%v)", oldest, lease)
+			}
 			return
+		case <-tick.C:
+			if n := offboards(); n != seen {
+				seen = n
+				entry, err := e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if entry != nil && entry.State == queue.StateCalling {
+					oldest = max(oldest, e.clock.Since(entry.Started))
+				}
+			}
+			e.clock.Advance(10 * time.Second)
+		case <-deadline:
+			t.Fatalf("no result after %v of fake time and %d offboard calls: 3 429s, and the request never gave up", e.clock.Since(start), offboards())
 		}
-		seen = n
-		entry, err := e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if entry != nil && entry.State == queue.StateCalling {
-			oldest = max(oldest, e.clock.Since(entry.Started))
-		}
-	})
-	if n := offboards(); n != 4 {
-		t.Fatalf("%d offboard calls, want 4 (three 429s, then the action)", n)
-	}
-	// Each step of the fake clock is 10 s: an attempt is seen at most
-	// that late.
-	if oldest+timeout > lease+10*time.Second {
-		t.Errorf("an attempt went out %v after the calling entry it rests on, with a call timeout of %v: past the calling lease (%v), another message of the id may call too", oldest, timeout, lease)
 	}
 }

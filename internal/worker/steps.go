@@ -417,21 +417,30 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 // waited (a 429's pause, a backoff): its budget slot and its "calling"
 // entry must outlast the attempt, and the entry is written again when
 // the attempt comes ownedFor or more after it was last written as this
-// message's (at owned, which it moves on).
+// message's (at owned, which it moves on). An entry that would not
+// outlast the attempt (callingRunsOut) is written anew, started now,
+// when no attempt of this message may have acted: the call goes on, its
+// count of 429s kept. After one that may have (a 5xx, an answer lost),
+// the entry's start bounds the look for that attempt's action, and the
+// request goes back to the stream to look for it.
 func (w *Worker) beforeAttempt(ctx context.Context, j *job, dev *device, owned *time.Time) (*offboard.Result, error) {
 	if res, err := w.beforeCall(ctx, j, dev); err != nil || res != nil {
 		return res, err
 	}
-	switch {
-	case w.slotRunsOut(j):
+	if w.slotRunsOut(j) {
 		return nil, errSlotRunsOut
-	case w.callingRunsOut(j):
+	}
+	started := j.entry.Started
+	switch runsOut := w.callingRunsOut(j); {
+	case runsOut && j.mayHaveActed:
 		return nil, errCallingRunsOut
+	case runsOut:
+		started = w.clock.Now().UTC()
 	case sinceBoth(w.clock, *owned) < ownedFor:
 		return nil, nil
 	}
 	at := w.clock.Now()
-	if err := w.stillCalling(ctx, j); err != nil {
+	if err := w.stillCalling(ctx, j, started); err != nil {
 		return nil, err
 	}
 	*owned = at
@@ -454,19 +463,20 @@ func sinceBoth(clock clockwork.Clock, t time.Time) time.Duration {
 	return max(now.Sub(t), now.Round(0).Sub(t.Round(0)))
 }
 
-// stillCalling writes the request's "calling" entry again, as it stands,
-// before an attempt that comes ownedFor or more after the entry was last
-// written (compare-and-swap over the entry this message wrote). An
-// attempt may come long after it: a 429's pause (also for the first
-// attempt, when the 429 of another request came between the entry and
-// the call), a backoff, a token refreshed; and the process may have been
-// frozen meanwhile (a stopped container, a paused VM): past its
-// presence's lease another replica takes the request up as a crashed
-// one's, writes its own entry and may call. Then the entry is not this
-// message's any more, and the attempt is not sent: the request goes back
-// to the stream and is answered from the ledger.
-func (w *Worker) stillCalling(ctx context.Context, j *job) error {
+// stillCalling writes the request's "calling" entry again, as it stands
+// but for its start (started), before an attempt that comes ownedFor or
+// more after the entry was last written (compare-and-swap over the entry
+// this message wrote). An attempt may come long after it: a 429's pause
+// (also for the first attempt, when the 429 of another request came
+// between the entry and the call), a backoff, a token refreshed; and the
+// process may have been frozen meanwhile (a stopped container, a paused
+// VM): past its presence's lease another replica takes the request up as
+// a crashed one's, writes its own entry and may call. Then the entry is
+// not this message's any more, and the attempt is not sent: the request
+// goes back to the stream and is answered from the ledger.
+func (w *Worker) stillCalling(ctx context.Context, j *job, started time.Time) error {
 	next := *j.entry
+	next.Started = started
 	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, &next)
 	if errors.Is(err, queue.ErrConflict) {
 		j.log.Warn("the request's ledger entry changed while its call waited: another worker took it up; not sent")
@@ -497,7 +507,7 @@ func (w *Worker) slotRunsOut(j *job) bool {
 // call while this one is out. An attempt can come that late after 429s'
 // pauses of up to an hour each, and backoffs; stillCalling's rewrite
 // keeps the entry's start, which the look for an action the call may
-// have made relies on.
+// have made relies on, unless no attempt may have acted (beforeAttempt).
 func (w *Worker) callingRunsOut(j *job) bool {
 	return w.clock.Since(j.entry.Started)+j.t.Client.Timeout()+callingSkew >= w.opts.CallingLease
 }
@@ -507,10 +517,10 @@ func (w *Worker) callingRunsOut(j *job) bool {
 const callingSkew = time.Minute
 
 // errCallingRunsOut leaves a request whose "calling" entry would reach
-// the calling lease before its next attempt could end (callingRunsOut):
-// no attempt goes out. Taken again, the request is a call cut off: its
-// action is looked for, and a new entry is written before its next
-// attempt.
+// the calling lease before its next attempt could end (callingRunsOut),
+// after an attempt that may have acted: no attempt goes out. Taken again,
+// the request is a call cut off: its action is looked for, and a new
+// entry is written before its next attempt.
 var errCallingRunsOut = errLeave("the ledger's calling lease would run out before the call could end: back to the stream, to look for its action and write a new entry")
 
 // errSlotRunsOut leaves a request whose budget slot's lease would run out
