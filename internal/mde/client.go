@@ -134,12 +134,19 @@ func (c *Client) ListMachines(ctx context.Context, filter string, top, skip int)
 // report no stale device and every name lookup would fail at once, with
 // nothing pointing at the setting.
 func noDevices(v *Verdict) *Verdict {
-	if v.Class != NotFound || v.Err == nil || strings.HasPrefix(v.Err.Message, routeMiss) {
+	if v.Class != NotFound || v.notTheAPIs() {
 		return v
 	}
 	v.Class, v.Reason, v.FailureCode, v.Err = Success, ReasonSuccess, "", nil
 	v.Body = []byte(`{"value":[]}`)
 	return v
+}
+
+// notTheAPIs says whether a 404 is not the API's answer about a resource:
+// it has no API error body, or its message is the API's for a path it
+// has no resource for (routeMiss).
+func (v *Verdict) notTheAPIs() bool {
+	return v.Err == nil || strings.HasPrefix(v.Err.Message, routeMiss)
 }
 
 // routeMiss begins the API's message for a path it has no resource for

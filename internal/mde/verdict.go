@@ -165,6 +165,12 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.RetryAfter = retryAfter(header.Get("Retry-After"), now)
 	case status >= 500 || status == http.StatusRequestTimeout:
 		v.Class, v.Reason = Retry, ReasonServerError
+	case status == http.StatusNotFound && v.notTheAPIs():
+		// A path the API has no resource for (an apiBaseURL with a path
+		// too many), or a proxy's or web server's page: looked at again
+		// as any 404, then api_rejected. machine_not_found would say the
+		// device is gone, with nothing pointing at the setting.
+		v.Class, v.Reason, v.FailureCode = NotFound, ReasonNotFound, offboard.CodeAPIRejected
 	case status == http.StatusNotFound:
 		v.Class, v.Reason, v.FailureCode = NotFound, ReasonNotFound, offboard.CodeMachineNotFound
 	case status == http.StatusUnauthorized:

@@ -92,6 +92,11 @@ func TestClassify(t *testing.T) {
 		// 404: checked again by the caller before it is final.
 		{name: "404 NotFound", status: 404, body: apiErrorBody("NotFound", "Machine was not found"), class: NotFound, failureCode: offboard.CodeMachineNotFound, apiCode: "NotFound", message: "Machine was not found"},
 		{name: "404 ResourceNotFound", status: 404, body: apiErrorBody("ResourceNotFound", "Machine 1e5bc9d7 was not found"), class: NotFound, failureCode: offboard.CodeMachineNotFound, apiCode: "ResourceNotFound", message: "Machine 1e5bc9d7 was not found"},
+		// A 404 that is not the API's about a device: a path it has no
+		// resource for, a web server's page. Looked at again, then
+		// api_rejected, not machine_not_found.
+		{name: "404 route miss", status: 404, body: apiErrorBody("NotFound", "No HTTP resource was found that matches the request URI 'https://api.security.microsoft.com/api/api/machines/x/offboard'."), class: NotFound, failureCode: offboard.CodeAPIRejected, apiCode: "NotFound", message: "No HTTP resource was found that matches the request URI 'https://api.security.microsoft.com/api/api/machines/x/offboard'."},
+		{name: "404 web server page", status: 404, body: []byte("404 page not found\n"), class: NotFound, failureCode: offboard.CodeAPIRejected},
 
 		// 429: matched on the status; the pause comes from Retry-After.
 		{name: "429 Retry-After seconds", status: 429, header: ra("7"), body: apiErrorBody("429", quotaMsg), class: Throttled, apiCode: "429", message: quotaMsg, retryAfter: 7 * time.Second},
