@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -98,8 +99,12 @@ func aside(ctx context.Context, wait func(context.Context) error) error {
 }
 
 // asideFor is aside for a wait that gets something (a permit, a lock):
-// when the room cannot be taken back, drop lets it go and the error is
-// returned.
+// when the room cannot be taken back, or the worker stopped taking
+// requests by the time the wait ended, drop lets it go and the error is
+// returned. A stop frees what others held (a request that leaves unlocks
+// its device, gives its budget slot and its room back), which can end a
+// wait before the stop reaches it: the request goes back to the stream
+// all the same, and makes no call after the stop.
 func asideFor[T any](ctx context.Context, wait func(context.Context) (T, error), drop func(T)) (T, error) {
 	p, _ := ctx.Value(placeKey{}).(*place)
 	p.give()
@@ -109,7 +114,7 @@ func asideFor[T any](ctx context.Context, wait func(context.Context) (T, error),
 	if err != nil {
 		return got, err
 	}
-	if err := p.take(ctx); err != nil {
+	if err := cmp.Or(p.take(ctx), stopped(ctx)); err != nil {
 		if drop != nil {
 			drop(got)
 		}
@@ -139,4 +144,14 @@ func untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
 	}
 	unhook := context.AfterFunc(stop, cancel)
 	return wctx, func() { unhook(); cancel() }
+}
+
+// stopped is the error of the stop once the worker stopped taking
+// requests, if ctx is a request's; nil before. It is read from the stop
+// itself: the contexts untilStop ends, it ends a moment later.
+func stopped(ctx context.Context) error {
+	if stop, _ := ctx.Value(stopKey{}).(context.Context); stop != nil {
+		return stop.Err()
+	}
+	return nil
 }

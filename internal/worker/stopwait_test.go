@@ -117,3 +117,45 @@ func (e *loopEnv) waitForCalls(t *testing.T, api string, n int) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestStopEndsAWaitItFrees: a request waiting for its device when the
+// worker stops goes back to the stream also when the stop frees the device
+// before it ends the wait (the request on the device left at the stop, and
+// unlocked it): no offboard call starts after the stop.
+func TestStopEndsAWaitItFrees(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	devices := &e.w.tenants["contoso"].devices
+	unlock, ok := devices.tryLock(loopMachine) // another request's
+	if !ok {
+		t.Fatal("device locked")
+	}
+	e.publish(t, "r-1")
+	deadline := time.Now().Add(20 * time.Second)
+	for waiting := false; !waiting; {
+		devices.mu.Lock()
+		waiting = devices.locks[loopMachine].refs == 2
+		devices.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatal("r-1 does not wait for its device")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stopFetch := e.w.stopFetch
+	e.w.stopFetch = func() { stopFetch(); unlock() } // the stop frees the device
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.w.Stop(ctx); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	select {
+	case r := <-e.results:
+		t.Errorf("result %s %s %+v, want none: the request goes back to the stream", r.RequestID, r.Outcome, r.Error)
+	default:
+	}
+	for _, c := range e.sim.Calls() {
+		if c.API == mde.APIOffboard {
+			t.Errorf("offboard call of %s after the stop, want none", c.MachineID)
+		}
+	}
+}
