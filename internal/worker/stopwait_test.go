@@ -65,9 +65,10 @@ func TestStopEndsWaits(t *testing.T) {
 			if err := e.w.Stop(ctx); err != nil {
 				t.Errorf("Stop after %v: %v; want the waiting request back in the stream at once", time.Since(start).Round(time.Millisecond), err)
 			}
-			// r-1 waits until the stop; r-2, waiting for r-1's device, may
-			// take it in the instant r-1 lets it go, before its own wait
-			// ends, and then makes its call as any request under way.
+			// r-1 waits until the stop; r-2, on a busy machine, may not wait
+			// for r-1's device yet, find it free once r-1 let it go, and
+			// call as any request under way (TestStopEndsAWaitItFrees
+			// covers a wait the stop ends).
 			answered := map[string]int{}
 			collected := time.After(300 * time.Millisecond)
 		collect:
