@@ -229,6 +229,48 @@ func TestUnknownAttemptKeepsItsSlotPastTheLease(t *testing.T) {
 	}
 }
 
+// callingAges follows r-1's offboard calls, as the fake clock steps: at
+// each step that saw a new one, it reads the request's "calling" entry
+// and keeps the oldest it found, by the fake clock (look).
+type callingAges struct {
+	e      *loopEnv
+	seen   int
+	oldest time.Duration
+}
+
+// offboards counts the simulator's offboard calls.
+func (a *callingAges) offboards() int {
+	return len(slices.DeleteFunc(a.e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIOffboard }))
+}
+
+// look reads r-1's entry if an offboard call went out since the last look.
+func (a *callingAges) look(t *testing.T) {
+	t.Helper()
+	n := a.offboards()
+	if n == a.seen {
+		return
+	}
+	a.seen = n
+	entry, err := a.e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if entry != nil && entry.State == queue.StateCalling {
+		a.oldest = max(a.oldest, a.e.clock.Since(entry.Started))
+	}
+}
+
+// wantWithinLease checks that no attempt went out that could end past
+// the calling lease. Each step of the fake clock is 10 s: an attempt is
+// seen at most that late.
+func (a *callingAges) wantWithinLease(t *testing.T) {
+	t.Helper()
+	lease, timeout := a.e.w.opts.CallingLease, a.e.w.tenants["contoso"].Client.Timeout()
+	if a.oldest+timeout > lease+10*time.Second {
+		t.Errorf("an attempt went out %v after the calling entry it rests on, with a call timeout of %v: past the calling lease (%v), another message of the id may call too", a.oldest, timeout, lease)
+	}
+}
+
 // TestThrottlesPastTheCallingLease: a request answered 429 with a
 // Retry-After of an hour three times waits past its ledger entry's
 // calling lease (2 h) before its call gets through. Past the lease
@@ -252,38 +294,17 @@ func TestThrottlesPastTheCallingLease(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
-			lease, timeout := e.w.opts.CallingLease, e.w.tenants["contoso"].Client.Timeout()
 			if tc.first != 0 {
 				e.sim.InjectStatus(loopTenantID, mde.APIOffboard, tc.first, "", "", 1, 0)
 			}
 			e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 3, time.Hour)
 			e.publish(t, "r-1")
-			offboards := func() int {
-				return len(slices.DeleteFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIOffboard }))
-			}
-			seen, oldest := 0, time.Duration(0)
-			e.untilCreated(t, func() {
-				n := offboards()
-				if n == seen {
-					return
-				}
-				seen = n
-				entry, err := e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if entry != nil && entry.State == queue.StateCalling {
-					oldest = max(oldest, e.clock.Since(entry.Started))
-				}
-			})
-			if n := offboards(); n != tc.calls {
+			ages := &callingAges{e: e}
+			e.untilCreated(t, func() { ages.look(t) })
+			if n := ages.offboards(); n != tc.calls {
 				t.Fatalf("%d offboard calls, want %d", n, tc.calls)
 			}
-			// Each step of the fake clock is 10 s: an attempt is seen at
-			// most that late.
-			if oldest+timeout > lease+10*time.Second {
-				t.Errorf("an attempt went out %v after the calling entry it rests on, with a call timeout of %v: past the calling lease (%v), another message of the id may call too", oldest, timeout, lease)
-			}
+			ages.wantWithinLease(t)
 		})
 	}
 }
@@ -298,13 +319,9 @@ func TestThrottlesPastTheCallingLease(t *testing.T) {
 func TestThrottledPastTheCallingLeaseGivesUp(t *testing.T) {
 	t.Parallel()
 	e := setupLoop(t, `["100/1m"]`, RetryPolicy{Throttles: 3})
-	lease, timeout := e.w.opts.CallingLease, e.w.tenants["contoso"].Client.Timeout()
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1000, time.Hour)
 	e.publish(t, "r-1")
-	offboards := func() int {
-		return len(slices.DeleteFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIOffboard }))
-	}
-	seen, oldest := 0, time.Duration(0)
+	ages := &callingAges{e: e}
 	start := e.clock.Now()
 	deadline := time.After(60 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
@@ -315,27 +332,16 @@ func TestThrottledPastTheCallingLeaseGivesUp(t *testing.T) {
 			if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError || r.Attempts != 3 {
 				t.Fatalf("result %s %+v after %d attempts, want failed %s after 3", r.Outcome, r.Error, r.Attempts, offboard.CodeAPIError)
 			}
-			if n := offboards(); n != 3 {
+			if n := ages.offboards(); n != 3 {
 				t.Errorf("%d offboard calls, want 3", n)
 			}
-			if oldest+timeout > lease+10*time.Second {
-				t.Errorf("an attempt went out %v after the calling entry it rests on: past the calling lease (%v)", oldest, lease)
-			}
+			ages.wantWithinLease(t)
 			return
 		case <-tick.C:
-			if n := offboards(); n != seen {
-				seen = n
-				entry, err := e.w.opts.Ledger.Get(t.Context(), "contoso", "r-1")
-				if err != nil {
-					t.Fatal(err)
-				}
-				if entry != nil && entry.State == queue.StateCalling {
-					oldest = max(oldest, e.clock.Since(entry.Started))
-				}
-			}
+			ages.look(t)
 			e.clock.Advance(10 * time.Second)
 		case <-deadline:
-			t.Fatalf("no result after %v of fake time and %d offboard calls: 3 429s, and the request never gave up", e.clock.Since(start), offboards())
+			t.Fatalf("no result after %v of fake time and %d offboard calls: 3 429s, and the request never gave up", e.clock.Since(start), ages.offboards())
 		}
 	}
 }
