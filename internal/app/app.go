@@ -531,7 +531,9 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 	a.life.addCallerBound("worker", func(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, a.opts.ShutdownTimeout)
 		defer cancel()
-		if err := presence.Leave(wctx); err != nil {
+		// Told whatever the caller's context says (a second signal at
+		// once): Leave bounds its own write.
+		if err := presence.Leave(context.WithoutCancel(ctx)); err != nil {
 			a.log.Warn("announce that this replica stops: its tenants move when its announcement is withdrawn", zap.Error(err))
 		}
 		err := a.worker.Stop(wctx)
