@@ -1,6 +1,7 @@
 package mde
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -162,7 +163,10 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 	case status == http.StatusTooManyRequests:
 		// Matched on the status: the body's code has been seen as "429".
 		v.Class, v.Reason = Throttled, ReasonThrottled
-		v.RetryAfter = retryAfter(header.Get("Retry-After"), now)
+		// A date is the API's clock: measured from its own Date when it
+		// sends one, so that this host's clock being off does not stretch
+		// or cut the pause.
+		v.RetryAfter = retryAfter(header.Get("Retry-After"), cmp.Or(v.ServerTime, now))
 	case status >= 500 || status == http.StatusRequestTimeout:
 		v.Class, v.Reason = Retry, ReasonServerError
 	case status == http.StatusNotFound && v.notTheAPIs():

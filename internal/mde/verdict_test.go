@@ -179,6 +179,22 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// A Retry-After date is measured from the answer's Date, the API's own
+// clock, when it has one: this host's clock an hour ahead or behind
+// neither ends the pause at once nor stretches it to the hour.
+func TestClassifyRetryAfterDateByTheAPIsClock(t *testing.T) {
+	t.Parallel()
+	h := http.Header{
+		"Date":        {testNow.UTC().Format(http.TimeFormat)},
+		"Retry-After": {testNow.Add(5 * time.Minute).UTC().Format(http.TimeFormat)},
+	}
+	for _, skew := range []time.Duration{time.Hour, -time.Hour} {
+		if a := Classify(http.StatusTooManyRequests, h, nil, testNow.Add(skew)); a.RetryAfter != 5*time.Minute {
+			t.Errorf("local clock off by %v: RetryAfter = %v, want 5m0s", skew, a.RetryAfter)
+		}
+	}
+}
+
 // An HTTP-date a few minutes ahead gives the time left until then; the
 // date has a one-second resolution, hence the range.
 func TestClassifyRetryAfterHTTPDate(t *testing.T) {
