@@ -340,11 +340,24 @@ func (p *Presence) Leave(ctx context.Context) error {
 }
 
 // withdraw deletes this replica's announcement, so others stop counting on
-// it at once rather than after PresenceTTL.
+// it at once rather than after PresenceTTL; only while it is this
+// process's last one: another process under the same id (restarted under
+// its name before this one was done) may have announced since.
 func (p *Presence) withdraw() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := p.kv.Delete(ctx, p.id); err != nil {
+	p.mu.Lock()
+	rev := p.putRev
+	p.mu.Unlock()
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	err := p.kv.Delete(ctx, p.id, opts...)
+	switch {
+	case errors.Is(err, jetstream.ErrKeyExists):
+		p.log.Info("announcement not withdrawn: another process announced under this replica's id since")
+	case err != nil:
 		p.log.Warn("withdraw announcement", zap.Error(err))
 	}
 }

@@ -589,3 +589,40 @@ func TestPresenceStoppedWhileItStarts(t *testing.T) {
 		t.Errorf("Run stopped before it began: %v", err)
 	}
 }
+
+// TestPresenceWithdrawsOnlyItsOwnAnnouncement: a process that stops
+// deletes its replica id's announcement only if it is still its own. A
+// new process under the same id (a pod restarted under its name before
+// the old one was done) announced since: its announcement stays. Before,
+// the old process's stop deleted it, and the other replicas took the
+// restarted one's tenants until its next beat.
+func TestPresenceWithdrawsOnlyItsOwnAnnouncement(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: time.Hour, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- old.Run(ctx) }()
+	<-old.Current()
+	restarted := runPresence(t, js, "pod-0", []string{"contoso"}, time.Hour, zap.NewNop())
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(t.Context(), "pod-0")
+	if err != nil {
+		t.Fatalf("the restarted process's announcement: %v; want it kept", err)
+	}
+	var a announcement
+	if err := json.Unmarshal(e.Value(), &a); err != nil || a.Instance != restarted.instance {
+		t.Errorf("announcement of instance %q, want the restarted process's %q", a.Instance, restarted.instance)
+	}
+}
