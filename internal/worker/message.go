@@ -62,6 +62,10 @@ type job struct {
 	// entry is the request id's ledger entry as this job last read or
 	// wrote it (nil: none); the result is written over it.
 	entry *queue.Entry
+	// wroteCalling says that this delivery wrote a "calling" entry for
+	// its request id (calling, stillCalling): entry, while still in that
+	// state, is this delivery's own.
+	wroteCalling bool
 	// stopAlive stops the in-progress ticks; called before the ack or nak,
 	// so that a late tick cannot undo a nak's delay.
 	stopAlive func()
@@ -382,9 +386,47 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	if j.stopAlive != nil {
 		j.stopAlive()
 	}
+	w.callingBackToClaim(j)
 	if nerr := j.msg.NakWithDelay(delay); nerr != nil {
 		j.log.Warn("nak request", zap.Error(nerr))
 	}
+}
+
+// callingBackToClaim writes the "calling" entry this delivery wrote back as its
+// claim as the request leaves, when no offboard attempt of it went out
+// (j.attempts counts those sent) and no earlier call may have
+// (calledBefore): it leaves before its call, at a stop while the call's
+// entry in the quota journal waits, at a pause or a budget change
+// checked before the attempt, or when a lease would run out first. Left
+// "calling", the entry would read to its redelivery as a call that may
+// have gone out: for ActionShowsWithin it would skip a cancel of its
+// campaign, look for an action and call. Read as this message's claim,
+// it is a request never called for (answered), and a cancel applies. An
+// earlier delivery's or process's call keeps its entry: losing it could
+// make a second action. The write is a compare-and-swap over the entry,
+// under a context of its own (the request's may have ended at a stop); a
+// conflict (the result stored after all, another worker at the id) or a
+// failure leaves the entry as it is, which errs on the safe side.
+func (w *Worker) callingBackToClaim(j *job) {
+	e := j.entry
+	if !j.wroteCalling || e == nil || e.State != queue.StateCalling || e.Seq != j.seq || e.Writer != w.opts.Presence.Instance() ||
+		j.attempts > 0 || j.mayHaveActed || j.calledBefore() {
+		return
+	}
+	claim := *e
+	claim.State, claim.Started = queue.StateClaimed, w.clock.Now().UTC()
+	ctx, cancel := queue.StepCtx(context.Background())
+	defer cancel()
+	err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, e, &claim)
+	if errors.Is(err, queue.ErrConflict) {
+		j.log.Info("the request's ledger entry changed meanwhile: not written back as its claim")
+		return
+	}
+	if err != nil {
+		j.log.Warn("the request's calling entry not written back as its claim: its redelivery takes it as a call that may have gone out", zap.Error(err))
+		return
+	}
+	j.entry = &claim
 }
 
 func (j *job) result(outcome offboard.Outcome) *offboard.Result {

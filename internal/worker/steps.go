@@ -590,7 +590,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 	if err != nil {
 		return nil, err
 	}
-	j.entry = next
+	j.entry, j.wroteCalling = next, true
 	return next, nil
 }
 
