@@ -349,17 +349,51 @@ func (p *Presence) withdraw() {
 	p.mu.Lock()
 	rev := p.putRev
 	p.mu.Unlock()
-	var opts []jetstream.KVDeleteOpt
-	if rev != 0 {
-		opts = append(opts, jetstream.LastRevision(rev))
+	err := p.deleteAt(ctx, rev)
+	if rev != 0 && errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		// A put of this process may have been stored without its answer
+		// (cut off by the stop, or a beat's and Leave's at once, whose
+		// revisions came back in the other order): the announcement
+		// stored is read, and deleted if it is this process's.
+		err = p.withdrawStored(ctx)
 	}
-	err := p.kv.Delete(ctx, p.id, opts...)
 	switch {
-	case errors.Is(err, jetstream.ErrKeyExists):
+	case errors.Is(err, errNotOwnAnnouncement) || errors.Is(err, jetstream.ErrKeyRevisionMismatch):
 		p.log.Info("announcement not withdrawn: another process announced under this replica's id since")
 	case err != nil:
 		p.log.Warn("withdraw announcement", zap.Error(err))
 	}
+}
+
+// errNotOwnAnnouncement says that the announcement under this replica's id
+// is another process's.
+var errNotOwnAnnouncement = errors.New("the announcement is another process's")
+
+// deleteAt deletes this replica's announcement if its revision is rev (0:
+// whatever it is).
+func (p *Presence) deleteAt(ctx context.Context, rev uint64) error {
+	var opts []jetstream.KVDeleteOpt
+	if rev != 0 {
+		opts = append(opts, jetstream.LastRevision(rev))
+	}
+	return p.kv.Delete(ctx, p.id, opts...)
+}
+
+// withdrawStored deletes the announcement stored under this replica's id
+// if this process made it; none stored is nothing to do.
+func (p *Presence) withdrawStored(ctx context.Context) error {
+	e, err := p.kv.Get(ctx, p.id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var a announcement
+	if json.Unmarshal(e.Value(), &a) != nil || a.Instance != p.instance {
+		return errNotOwnAnnouncement
+	}
+	return p.deleteAt(ctx, e.Revision())
 }
 
 // apply records one entry of the watch; nil marks the end of the entries

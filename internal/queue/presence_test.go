@@ -626,3 +626,45 @@ func TestPresenceWithdrawsOnlyItsOwnAnnouncement(t *testing.T) {
 		t.Errorf("announcement of instance %q, want the restarted process's %q", a.Instance, restarted.instance)
 	}
 }
+
+// TestPresenceWithdrawsItsAnnouncementStoredUnanswered: a process's
+// announcement stored without the put's answer coming back (a beat's put
+// cut off by the stop, or a beat's and Leave's at once, whose revisions
+// came back in the other order) is still withdrawn at the stop. Before,
+// the delete carried the revision of the last put answered, failed, and
+// left the announcement to count for PresenceTTL: the other replicas
+// kept the stopped one's tenants and waited for its calls.
+func TestPresenceWithdrawsItsAnnouncementStoredUnanswered(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: time.Hour, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Current()
+	// The process's next announcement, stored; its answer never came.
+	data, err := json.Marshal(announcement{Tenants: p.tenants, Instance: p.instance, Leaving: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(t.Context(), "pod-0", data); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(t.Context(), "pod-0"); err == nil {
+		t.Errorf("announcement of revision %d left after the stop; want it withdrawn", e.Revision())
+	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatal(err)
+	}
+}
