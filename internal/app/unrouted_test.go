@@ -129,8 +129,10 @@ func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T
 	link.delay.Store(int64(150 * time.Millisecond))
 	e.offboardEach("fabrikam", "f-", 0, n)
 	// A's first answer is stored; its ack and the request's delete take
-	// A two more round trips.
-	res.wait(t, 1, 10*time.Second)
+	// A two more round trips. Each of A's steps crosses the slow link,
+	// and the race detector on a busy machine slows them more: the bound
+	// is generous, as nothing here measures speed.
+	res.wait(t, 1, 30*time.Second)
 
 	o := e.opts
 	o.NATSURL = c.URLs()
