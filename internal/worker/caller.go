@@ -172,8 +172,13 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		if err != nil || res != nil {
 			return nil, res, err
 		}
-		if spec.api == mde.APIOffboard && v.Sent && (v.Class == mde.Retry || v.Class == mde.Success) {
-			j.mayHaveActed = true
+		if spec.api == mde.APIOffboard && v.Sent {
+			switch v.Class {
+			case mde.Retry, mde.Success:
+				j.mayHaveActed = true
+			case mde.Throttled:
+				j.throttled++
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()

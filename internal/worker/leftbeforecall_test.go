@@ -221,6 +221,51 @@ func TestRequestLeftAfterAnAttemptKeepsItsCallingEntry(t *testing.T) {
 	}
 }
 
+// TestCancelAppliesToARequestLeftAfterA429: a campaign's request whose
+// only attempt was answered 429 (the API turned it away before acting)
+// and that an operator's pause then sent back to the stream is answered
+// cancelled once its campaign is cancelled: its entry, written back as
+// its claim, says no call of it went out. Before, its "calling" entry
+// stood, and its redelivery looked for an action and called.
+func TestCancelAppliesToARequestLeftAfterA429(t *testing.T) {
+	t.Parallel()
+	e, board := setupLeaving(t, RetryPolicy{}, nil)
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Minute)
+	id := campaign.RequestID("wave1", 1)
+	e.publishPrio(t, id, offboard.Bulk)
+	e.waitForCalls(t, mde.APIOffboard, 1)
+	board.pause("contoso", offboard.Bulk)
+	// The 429's pause ends on the fake clock; the next attempt meets the
+	// operator's pause.
+	left := make(chan struct{})
+	go func() { defer close(left); e.waitLeft(t) }()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for waiting := true; waiting; {
+		select {
+		case <-left:
+			waiting = false
+		case <-tick.C:
+			e.clock.Advance(time.Second)
+		}
+	}
+	if n := e.offboardCalls(); n != 1 {
+		t.Fatalf("%d offboard calls before the pause took effect, want 1 (the 429)", n)
+	}
+	if st := e.entryState(t, id); st != queue.StateClaimed {
+		t.Errorf("ledger entry %q after the request left after a 429 only, want %q", st, queue.StateClaimed)
+	}
+	e.cancelSeen(t, "wave1", id)
+	board.resume("contoso", offboard.Bulk)
+	r := e.resultDriven(t)
+	if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+		t.Errorf("result %s %s %+v, want %s failed cancelled", r.RequestID, r.Outcome, r.Error, id)
+	}
+	if n := e.offboardCalls(); n != 1 {
+		t.Errorf("%d offboard calls, want only the 429", n)
+	}
+}
+
 // offboardCalls is how many offboard calls the simulator answered.
 func (e *loopEnv) offboardCalls() int {
 	n := 0
@@ -249,6 +294,8 @@ func TestCallingBackToClaimOnlyWithoutACall(t *testing.T) {
 	}{
 		{"no call sent", func(*job, *queue.Entry) {}, queue.StateClaimed},
 		{"an attempt sent", func(j *job, _ *queue.Entry) { j.attempts = 1 }, queue.StateCalling},
+		{"attempts all answered 429", func(j *job, _ *queue.Entry) { j.attempts, j.throttled = 2, 2 }, queue.StateClaimed},
+		{"a 429 and another attempt", func(j *job, _ *queue.Entry) { j.attempts, j.throttled = 2, 1 }, queue.StateCalling},
 		{"an attempt that may have acted", func(j *job, _ *queue.Entry) { j.mayHaveActed = true }, queue.StateCalling},
 		{"an earlier delivery's call", func(j *job, own *queue.Entry) { j.earlierCall = own.Started.Add(-time.Minute) }, queue.StateCalling},
 		{"an entry read, not written", func(j *job, _ *queue.Entry) { j.wroteCalling = false }, queue.StateCalling},

@@ -39,6 +39,9 @@ type job struct {
 	// this time included (0: not known).
 	delivered uint64
 	attempts  int
+	// throttled counts the offboard attempts sent and answered 429: the
+	// API turned them away before acting on them.
+	throttled int
 	// mayHaveActed says that an offboard attempt of this message may have
 	// created an action: it was answered with success, or its answer was
 	// lost (a 5xx, a timeout). A 429 or a refusal created none.
@@ -392,10 +395,11 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	}
 }
 
-// callingBackToClaim writes the "calling" entry this delivery wrote back as its
-// claim as the request leaves, when no offboard attempt of it went out
-// (j.attempts counts those sent) and no earlier call may have
-// (calledBefore): it leaves before its call, at a stop while the call's
+// callingBackToClaim writes the "calling" entry this delivery wrote back
+// as its claim as the request leaves, when no offboard attempt of it went
+// out but those answered 429, which the API turns away before acting
+// (j.attempts counts those sent, j.throttled those), and no earlier call
+// may have (calledBefore): it leaves before its call, at a stop while the call's
 // entry in the quota journal waits, at a pause or a budget change
 // checked before the attempt, or when a lease would run out first. Left
 // "calling", the entry would read to its redelivery as a call that may
@@ -410,7 +414,7 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 func (w *Worker) callingBackToClaim(j *job) {
 	e := j.entry
 	if !j.wroteCalling || e == nil || e.State != queue.StateCalling || e.Seq != j.seq || e.Writer != w.opts.Presence.Instance() ||
-		j.attempts > 0 || j.mayHaveActed || j.calledBefore() {
+		j.attempts > j.throttled || j.mayHaveActed || j.calledBefore() {
 		return
 	}
 	claim := *e
