@@ -89,6 +89,10 @@ type Presence struct {
 	// operator (--no-setup).
 	remake func(context.Context) error
 
+	// announcing makes announcements one at a time: a beat's, read before
+	// Leave, stored after Leave's would say the replica does not stop.
+	announcing sync.Mutex
+
 	mu      sync.Mutex
 	others  map[string]seen // by replica id, this one's not among them
 	live    []string        // the other replicas live at the last look, sorted
@@ -291,6 +295,8 @@ func (p *Presence) watchAgain(ctx context.Context) jetstream.KeyWatcher {
 }
 
 func (p *Presence) announce(ctx context.Context) error {
+	p.announcing.Lock()
+	defer p.announcing.Unlock()
 	p.mu.Lock()
 	leaving := p.leaving
 	p.mu.Unlock()

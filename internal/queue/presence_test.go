@@ -668,3 +668,67 @@ func TestPresenceWithdrawsItsAnnouncementStoredUnanswered(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// gatedPuts is a presence bucket whose next put, once armed, waits at the
+// gate: a beat's announcement slow to be stored.
+type gatedPuts struct {
+	jetstream.KeyValue
+	armed         atomic.Bool
+	entered, gate chan struct{}
+	done          chan struct{} // closed once the gated put is stored
+}
+
+func (g *gatedPuts) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if !g.armed.CompareAndSwap(true, false) {
+		return g.KeyValue.Put(ctx, key, value)
+	}
+	close(g.entered)
+	<-g.gate
+	defer close(g.done)
+	return g.KeyValue.Put(ctx, key, value)
+}
+
+// TestPresenceLeaveIsNotUndoneByABeat: a beat's announcement, made before
+// the replica began to stop and stored slowly, is not stored after the
+// one that says it stops: announcements go one at a time. Before, the
+// beat's came last, and the replica's tenants stayed with it until its
+// announcement was withdrawn.
+func TestPresenceLeaveIsNotUndoneByABeat(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Beats a second apart: the next comes long after the checks.
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: time.Second, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedPuts{KeyValue: p.kv, entered: make(chan struct{}), gate: make(chan struct{}), done: make(chan struct{})}
+	p.kv = g
+	runCurrent(t, p)
+	g.armed.Store(true)
+	select {
+	case <-g.entered: // a beat's announcement, not leaving, waits
+	case <-time.After(10 * time.Second):
+		t.Fatal("no beat")
+	}
+	left := make(chan error, 1)
+	go func() { left <- p.Leave(t.Context()) }()
+	time.Sleep(200 * time.Millisecond) // Leave's announcement goes first, if it may
+	close(g.gate)
+	<-g.done
+	if err := <-left; err != nil {
+		t.Fatal(err)
+	}
+	e, err := kv.Get(t.Context(), "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a announcement
+	if err := json.Unmarshal(e.Value(), &a); err != nil || !a.Leaving {
+		t.Errorf("announcement stored last says leaving %v, want true", a.Leaving)
+	}
+}
