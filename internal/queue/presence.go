@@ -355,12 +355,16 @@ func (p *Presence) withdraw() {
 	p.mu.Lock()
 	rev := p.putRev
 	p.mu.Unlock()
-	err := p.deleteAt(ctx, rev)
-	if rev != 0 && errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		// A put of this process may have been stored without its answer
-		// (cut off by the stop, or a beat's and Leave's at once, whose
-		// revisions came back in the other order): the announcement
-		// stored is read, and deleted if it is this process's.
+	// With no put answered (rev 0), or a delete at the last one's
+	// revision refused, a put of this process may have been stored
+	// without its answer (cut off by the stop, or a beat's and Leave's at
+	// once, whose revisions came back in the other order): the
+	// announcement stored is read, and deleted if it is this process's.
+	var err error
+	if rev != 0 {
+		err = p.deleteAt(ctx, rev)
+	}
+	if rev == 0 || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 		err = p.withdrawStored(ctx)
 	}
 	switch {
@@ -375,14 +379,9 @@ func (p *Presence) withdraw() {
 // is another process's.
 var errNotOwnAnnouncement = errors.New("the announcement is another process's")
 
-// deleteAt deletes this replica's announcement if its revision is rev (0:
-// whatever it is).
+// deleteAt deletes this replica's announcement if its revision is rev.
 func (p *Presence) deleteAt(ctx context.Context, rev uint64) error {
-	var opts []jetstream.KVDeleteOpt
-	if rev != 0 {
-		opts = append(opts, jetstream.LastRevision(rev))
-	}
-	return p.kv.Delete(ctx, p.id, opts...)
+	return p.kv.Delete(ctx, p.id, jetstream.LastRevision(rev))
 }
 
 // withdrawStored deletes the announcement stored under this replica's id

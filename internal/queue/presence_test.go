@@ -732,3 +732,56 @@ func TestPresenceLeaveIsNotUndoneByABeat(t *testing.T) {
 		t.Errorf("announcement stored last says leaving %v, want true", a.Leaving)
 	}
 }
+
+// stuckPuts is a presence bucket whose puts wait until their context
+// ends: an announcement whose answer never comes.
+type stuckPuts struct {
+	jetstream.KeyValue
+	called chan struct{}
+	once   sync.Once
+}
+
+func (s *stuckPuts) Put(ctx context.Context, _ string, _ []byte) (uint64, error) {
+	s.once.Do(func() { close(s.called) })
+	<-ctx.Done()
+	return 0, ctx.Err()
+}
+
+// TestPresenceStoppedBeforeAnyAnswerKeepsAnothersAnnouncement: a process
+// stopped before any of its announcements was answered (stopped while it
+// starts, NATS slow) withdraws the announcement under its replica id only
+// if it is its own: another process under that id (the one it replaces,
+// still finishing its requests) keeps its announcement. Before, with no
+// revision of its own to delete at, it deleted whatever was stored.
+func TestPresenceStoppedBeforeAnyAnswerKeepsAnothersAnnouncement(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := runPresence(t, js, "pod-0", []string{"contoso"}, time.Hour, zap.NewNop())
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: time.Hour, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := &stuckPuts{KeyValue: p.kv, called: make(chan struct{})}
+	p.kv = stuck
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-stuck.called
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run stopped while it started: %v", err)
+	}
+	e, err := kv.Get(t.Context(), "pod-0")
+	if err != nil {
+		t.Fatalf("the other process's announcement: %v; want it kept", err)
+	}
+	var a announcement
+	if err := json.Unmarshal(e.Value(), &a); err != nil || a.Instance != old.instance {
+		t.Errorf("announcement of instance %q, want the other process's %q", a.Instance, old.instance)
+	}
+}
