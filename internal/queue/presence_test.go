@@ -590,6 +590,49 @@ func TestPresenceStoppedWhileItStarts(t *testing.T) {
 	}
 }
 
+// bucketPresence makes the presence bucket and a presence (not yet run)
+// of replica id over it, with beats beat apart.
+func bucketPresence(t *testing.T, js jetstream.JetStream, id string, beat time.Duration) (*Presence, jetstream.KeyValue) {
+	t.Helper()
+	cfg := Settings{}.Presence()
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p, kv
+}
+
+// runStoppable runs p until the returned stop is called; stop returns
+// what Run did.
+func runStoppable(p *Presence) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	return func() error { cancel(); return <-done }
+}
+
+// announcedBy is the instance whose announcement the bucket holds under
+// id; "" when none is stored.
+func announcedBy(t *testing.T, kv jetstream.KeyValue, id string) string {
+	t.Helper()
+	e, err := kv.Get(t.Context(), id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ""
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a announcement
+	if err := json.Unmarshal(e.Value(), &a); err != nil {
+		t.Fatal(err)
+	}
+	return a.Instance
+}
+
 // TestPresenceWithdrawsOnlyItsOwnAnnouncement: a process that stops
 // deletes its replica id's announcement only if it is still its own. A
 // new process under the same id (a pod restarted under its name before
@@ -599,31 +642,15 @@ func TestPresenceStoppedWhileItStarts(t *testing.T) {
 func TestPresenceWithdrawsOnlyItsOwnAnnouncement(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	cfg := Settings{}.Presence()
-	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	old, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: time.Hour, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- old.Run(ctx) }()
+	old, kv := bucketPresence(t, js, "pod-0", time.Hour)
+	stop := runStoppable(old)
 	<-old.Current()
 	restarted := runPresence(t, js, "pod-0", []string{"contoso"}, time.Hour, zap.NewNop())
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	e, err := kv.Get(t.Context(), "pod-0")
-	if err != nil {
-		t.Fatalf("the restarted process's announcement: %v; want it kept", err)
-	}
-	var a announcement
-	if err := json.Unmarshal(e.Value(), &a); err != nil || a.Instance != restarted.instance {
-		t.Errorf("announcement of instance %q, want the restarted process's %q", a.Instance, restarted.instance)
+	if got := announcedBy(t, kv, "pod-0"); got != restarted.instance {
+		t.Errorf("announcement of instance %q after the old process stopped, want the restarted process's %q kept", got, restarted.instance)
 	}
 }
 
@@ -637,18 +664,8 @@ func TestPresenceWithdrawsOnlyItsOwnAnnouncement(t *testing.T) {
 func TestPresenceWithdrawsItsAnnouncementStoredUnanswered(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	cfg := Settings{}.Presence()
-	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: time.Hour, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	p, kv := bucketPresence(t, js, "pod-0", time.Hour)
+	stop := runStoppable(p)
 	<-p.Current()
 	// The process's next announcement, stored; its answer never came.
 	data, err := json.Marshal(announcement{Tenants: p.tenants, Instance: p.instance, Leaving: true})
@@ -658,14 +675,11 @@ func TestPresenceWithdrawsItsAnnouncementStoredUnanswered(t *testing.T) {
 	if _, err := kv.Put(t.Context(), "pod-0", data); err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	if e, err := kv.Get(t.Context(), "pod-0"); err == nil {
-		t.Errorf("announcement of revision %d left after the stop; want it withdrawn", e.Revision())
-	} else if !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Fatal(err)
+	if got := announcedBy(t, kv, "pod-0"); got != "" {
+		t.Errorf("announcement of instance %q left after the stop; want it withdrawn", got)
 	}
 }
 
@@ -696,16 +710,8 @@ func (g *gatedPuts) Put(ctx context.Context, key string, value []byte) (uint64, 
 func TestPresenceLeaveIsNotUndoneByABeat(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	cfg := Settings{}.Presence()
-	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Beats a second apart: the next comes long after the checks.
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: time.Second, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, kv := bucketPresence(t, js, "a", time.Second)
 	g := &gatedPuts{KeyValue: p.kv, entered: make(chan struct{}), gate: make(chan struct{}), done: make(chan struct{})}
 	p.kv = g
 	runCurrent(t, p)
@@ -756,32 +762,16 @@ func (s *stuckPuts) Put(ctx context.Context, _ string, _ []byte) (uint64, error)
 func TestPresenceStoppedBeforeAnyAnswerKeepsAnothersAnnouncement(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	cfg := Settings{}.Presence()
-	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p, kv := bucketPresence(t, js, "pod-0", time.Hour)
 	old := runPresence(t, js, "pod-0", []string{"contoso"}, time.Hour, zap.NewNop())
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: time.Hour, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
-	if err != nil {
-		t.Fatal(err)
-	}
 	stuck := &stuckPuts{KeyValue: p.kv, called: make(chan struct{})}
 	p.kv = stuck
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
+	stop := runStoppable(p)
 	<-stuck.called
-	cancel()
-	if err := <-done; err != nil {
+	if err := stop(); err != nil {
 		t.Errorf("Run stopped while it started: %v", err)
 	}
-	e, err := kv.Get(t.Context(), "pod-0")
-	if err != nil {
-		t.Fatalf("the other process's announcement: %v; want it kept", err)
-	}
-	var a announcement
-	if err := json.Unmarshal(e.Value(), &a); err != nil || a.Instance != old.instance {
-		t.Errorf("announcement of instance %q, want the other process's %q", a.Instance, old.instance)
+	if got := announcedBy(t, kv, "pod-0"); got != old.instance {
+		t.Errorf("announcement of instance %q, want the other process's %q kept", got, old.instance)
 	}
 }

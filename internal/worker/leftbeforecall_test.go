@@ -71,19 +71,25 @@ func setupLeaving(t *testing.T, retry RetryPolicy, reserved func(*switchboard)) 
 	return e, board
 }
 
+// busy says whether the worker has a request in its hands.
+func (e *loopEnv) busy() bool {
+	busy := false
+	e.w.tenants["contoso"].working.Range(func(any, any) bool { busy = true; return false })
+	return busy
+}
+
 // waitLeft waits until the worker has no request in its hands: the one
-// it took left for redelivery.
-func (e *loopEnv) waitLeft(t *testing.T) {
+// it took left for redelivery. step, if not zero, advances the fake
+// clock by that much every 5 ms meanwhile (a backoff, a pause to end).
+func (e *loopEnv) waitLeft(t *testing.T, step time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
-	for {
-		busy := false
-		e.w.tenants["contoso"].working.Range(func(any, any) bool { busy = true; return false })
-		if !busy {
-			return
-		}
+	for e.busy() {
 		if time.Now().After(deadline) {
 			t.Fatal("the request did not leave the worker")
+		}
+		if step > 0 {
+			e.clock.Advance(step)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -160,7 +166,7 @@ func TestCancelAppliesToARequestLeftBeforeItsFirstAttempt(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the request's call was not entered in the quota journal")
 	}
-	e.waitLeft(t)
+	e.waitLeft(t, 0)
 	if n := e.offboardCalls(); n != 0 {
 		t.Fatalf("%d offboard calls before the pause took effect, want none", n)
 	}
@@ -178,91 +184,58 @@ func TestCancelAppliesToARequestLeftBeforeItsFirstAttempt(t *testing.T) {
 	}
 }
 
-// TestRequestLeftAfterAnAttemptKeepsItsCallingEntry: a campaign's
-// request whose first attempt went out (answered 503: it may have
-// created the action) and that was then sent back to the stream by a
-// pause keeps its "calling" entry. Its campaign cancelled meanwhile, its
-// redelivery within ActionShowsWithin looks for the action and calls
-// again rather than answer cancelled: the first attempt may have
-// offboarded the device.
-func TestRequestLeftAfterAnAttemptKeepsItsCallingEntry(t *testing.T) {
+// TestCancelAfterTheFirstAttempt: a campaign's request whose first
+// attempt went out, and that an operator's pause then sent back to the
+// stream, its campaign cancelled meanwhile:
+//   - answered 503, the attempt may have created the action: the request
+//     keeps its "calling" entry, and its redelivery within
+//     ActionShowsWithin looks for the action and calls again rather than
+//     answer cancelled;
+//   - answered 429, the API turned it away before acting: its entry,
+//     written back as its claim, says no call of it went out, and it is
+//     answered cancelled with no other call. Before, its "calling" entry
+//     stood, and its redelivery looked for an action and called.
+func TestCancelAfterTheFirstAttempt(t *testing.T) {
 	t.Parallel()
-	e, board := setupLeaving(t, RetryPolicy{Base: time.Minute, Max: time.Minute}, nil)
-	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
-	id := campaign.RequestID("wave1", 1)
-	e.publishPrio(t, id, offboard.Bulk)
-	e.waitForCalls(t, mde.APIOffboard, 1)
-	board.pause("contoso", offboard.Bulk)
-	// Its backoff, and the look for the attempt's action, end on the fake
-	// clock; the next attempt meets the pause.
-	left := make(chan struct{})
-	go func() { defer close(left); e.waitLeft(t) }()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for waiting := true; waiting; {
-		select {
-		case <-left:
-			waiting = false
-		case <-tick.C:
-			e.clock.Advance(time.Second)
-		}
-	}
-	if n := e.offboardCalls(); n != 1 {
-		t.Fatalf("%d offboard calls before the pause took effect, want 1", n)
-	}
-	if st := e.entryState(t, id); st != queue.StateCalling {
-		t.Errorf("ledger entry %q after the request left after an attempt, want %q", st, queue.StateCalling)
-	}
-	e.cancelSeen(t, "wave1", id)
-	board.resume("contoso", offboard.Bulk)
-	r := e.resultDriven(t)
-	if r.RequestID != id || r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("result %s %s %+v, want %s created: its earlier attempt may have acted, so the cancel does not apply", r.RequestID, r.Outcome, r.Error, id)
-	}
-}
-
-// TestCancelAppliesToARequestLeftAfterA429: a campaign's request whose
-// only attempt was answered 429 (the API turned it away before acting)
-// and that an operator's pause then sent back to the stream is answered
-// cancelled once its campaign is cancelled: its entry, written back as
-// its claim, says no call of it went out. Before, its "calling" entry
-// stood, and its redelivery looked for an action and called.
-func TestCancelAppliesToARequestLeftAfterA429(t *testing.T) {
-	t.Parallel()
-	e, board := setupLeaving(t, RetryPolicy{}, nil)
-	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Minute)
-	id := campaign.RequestID("wave1", 1)
-	e.publishPrio(t, id, offboard.Bulk)
-	e.waitForCalls(t, mde.APIOffboard, 1)
-	board.pause("contoso", offboard.Bulk)
-	// The 429's pause ends on the fake clock; the next attempt meets the
-	// operator's pause.
-	left := make(chan struct{})
-	go func() { defer close(left); e.waitLeft(t) }()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for waiting := true; waiting; {
-		select {
-		case <-left:
-			waiting = false
-		case <-tick.C:
-			e.clock.Advance(time.Second)
-		}
-	}
-	if n := e.offboardCalls(); n != 1 {
-		t.Fatalf("%d offboard calls before the pause took effect, want 1 (the 429)", n)
-	}
-	if st := e.entryState(t, id); st != queue.StateClaimed {
-		t.Errorf("ledger entry %q after the request left after a 429 only, want %q", st, queue.StateClaimed)
-	}
-	e.cancelSeen(t, "wave1", id)
-	board.resume("contoso", offboard.Bulk)
-	r := e.resultDriven(t)
-	if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-		t.Errorf("result %s %s %+v, want %s failed cancelled", r.RequestID, r.Outcome, r.Error, id)
-	}
-	if n := e.offboardCalls(); n != 1 {
-		t.Errorf("%d offboard calls, want only the 429", n)
+	for _, tc := range []struct {
+		name   string
+		status int
+		state  string // the ledger entry's, once the request left
+		cancel bool   // answered cancelled, the first attempt its only call
+	}{
+		{"503", http.StatusServiceUnavailable, queue.StateCalling, false},
+		{"429", http.StatusTooManyRequests, queue.StateClaimed, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e, board := setupLeaving(t, RetryPolicy{Base: time.Minute, Max: time.Minute}, nil)
+			e.sim.InjectStatus(loopTenantID, mde.APIOffboard, tc.status, "", "", 1, time.Minute)
+			id := campaign.RequestID("wave1", 1)
+			e.publishPrio(t, id, offboard.Bulk)
+			e.waitForCalls(t, mde.APIOffboard, 1)
+			board.pause("contoso", offboard.Bulk)
+			// Its backoff or the 429's pause, and the look for the
+			// attempt's action, end on the fake clock; the next attempt
+			// meets the operator's pause.
+			e.waitLeft(t, time.Second)
+			if n := e.offboardCalls(); n != 1 {
+				t.Fatalf("%d offboard calls before the pause took effect, want 1", n)
+			}
+			if st := e.entryState(t, id); st != tc.state {
+				t.Errorf("ledger entry %q after the request left after a %d, want %q", st, tc.status, tc.state)
+			}
+			e.cancelSeen(t, "wave1", id)
+			board.resume("contoso", offboard.Bulk)
+			r := e.resultDriven(t)
+			cancelled := r.RequestID == id && r.Error != nil && r.Error.Code == offboard.CodeCancelled
+			created := r.RequestID == id && r.Outcome == offboard.OutcomeCreated
+			switch {
+			case tc.cancel && (!cancelled || e.offboardCalls() != 1):
+				t.Errorf("result %s %s %+v after %d offboard calls, want %s cancelled with only the %d", r.RequestID, r.Outcome, r.Error, e.offboardCalls(), id, tc.status)
+			case !tc.cancel && !created:
+				t.Errorf("result %s %s %+v, want %s created: its earlier attempt may have acted, so the cancel does not apply", r.RequestID, r.Outcome, r.Error, id)
+			}
+		})
 	}
 }
 
