@@ -270,7 +270,8 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 // entered in the journal, just before the call goes out: a result or an
 // error from it means no call (the verdict is nil), its place given back.
 // An error is also errQuotaJournal or errPausedMeanwhile. record, if
-// set, enters the call in the journal in place of Permit.Record; an error
+// set, enters the call in the journal in place of Permit.Record (whose
+// wait a stop ends, as it must end record's); an error
 // of its own that is not the journal's (a *withdrawnError) is returned as
 // it is.
 func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
@@ -278,7 +279,13 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	record func(context.Context, *limiter.Permit) (time.Time, error),
 ) (*mde.Verdict, *offboard.Result, error) {
 	if record == nil {
-		record = func(ctx context.Context, p *limiter.Permit) (time.Time, error) { return p.Record(ctx) }
+		// The entry waits while a 429's pause lands meanwhile, until the
+		// worker stops taking requests at most (as Worker.record's).
+		record = func(ctx context.Context, p *limiter.Permit) (time.Time, error) {
+			ctx, cancel := untilStop(ctx)
+			defer cancel()
+			return p.Record(ctx)
+		}
 	}
 	// A panic before the call goes out (in again, say) gives the place
 	// back; once the call is spent, this does nothing.
@@ -299,12 +306,8 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 		return nil, res, err
 	}
 	// With a shared quota, the call is entered in the journal first, and
-	// must end by the time the journal says its answer is due. The entry
-	// waits while a 429's pause lands meanwhile, until the worker stops
-	// taking requests at most.
-	rctx, cancel := untilStop(ctx)
-	due, err := record(rctx, permit)
-	cancel()
+	// must end by the time the journal says its answer is due.
+	due, err := record(ctx, permit)
 	if err != nil {
 		permit.Release()
 		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {

@@ -138,7 +138,7 @@ type stopKey struct{}
 // call cut off: its action is looked for first.
 func untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
 	wctx, cancel := context.WithCancel(ctx)
-	stop, _ := ctx.Value(stopKey{}).(context.Context)
+	stop := stopOf(ctx)
 	if stop == nil {
 		return wctx, cancel
 	}
@@ -150,8 +150,15 @@ func untilStop(ctx context.Context) (context.Context, context.CancelFunc) {
 // requests, if ctx is a request's; nil before. It is read from the stop
 // itself: the contexts untilStop ends, it ends a moment later.
 func stopped(ctx context.Context) error {
-	if stop, _ := ctx.Value(stopKey{}).(context.Context); stop != nil {
+	if stop := stopOf(ctx); stop != nil {
 		return stop.Err()
 	}
 	return nil
+}
+
+// stopOf is the context that ends when the worker stops taking requests,
+// if ctx is a request's; nil otherwise.
+func stopOf(ctx context.Context) context.Context {
+	stop, _ := ctx.Value(stopKey{}).(context.Context)
+	return stop
 }
