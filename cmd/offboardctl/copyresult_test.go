@@ -13,6 +13,37 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
+// publishMalformedCopy publishes, under a message id of its own, a copy
+// of campaign wave's first row's request that names another tenant: a
+// request the worker answers invalid_request.
+func publishMalformedCopy(t *testing.T, e *testEnv) {
+	t.Helper()
+	m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
+	m.Data = []byte(`{"requestId":"wave-000001","machineId":"` + e.machines[0].ID + `","tenant":"fabrikam"}`)
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:wave-000001:copy")
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runWaveAllCreated runs campaign wave over every device, waiting up to
+// timeout, and checks that the report has each row created.
+func runWaveAllCreated(t *testing.T, e *testEnv, timeout string) {
+	t.Helper()
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	report := filepath.Join(dir, "report.csv")
+	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report, "--timeout", timeout)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	for _, rec := range readReport(t, report)[1:] {
+		if rec[4] != offboard.OutcomeCreated {
+			t.Errorf("row %s (%s): %q %s %s, want created", rec[0], rec[1], rec[4], rec[5], rec[6])
+		}
+	}
+}
+
 // A malformed request that reuses a campaign row's request id is answered
 // invalid_request under a message id of its own place in the stream: it is
 // not the row's request, which was checked before it was published, and
@@ -23,30 +54,14 @@ func TestCampaignRowNotAnsweredByAMalformedCopy(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
 	e.startWorker()
-	m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
-	m.Data = []byte(`{"requestId":"wave-000001","machineId":"` + e.machines[0].ID + `","tenant":"fabrikam"}`)
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:wave-000001:copy")
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	publishMalformedCopy(t, e)
 	e.waitFor("the copy's result", time.Minute, func() bool { return len(e.results()) == 1 })
 
-	dir := t.TempDir()
-	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
-	report := filepath.Join(dir, "report.csv")
-	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report, "--timeout", "1m")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s %s", code, out, errOut)
-	}
-	for _, rec := range readReport(t, report)[1:] {
-		if rec[4] != offboard.OutcomeCreated {
-			t.Errorf("row %s (%s): %s %s %s, want created", rec[0], rec[1], rec[4], rec[5], rec[6])
-		}
-	}
+	runWaveAllCreated(t, e, "1m")
 	if n := len(e.sim.Actions(e.tenantID)); n != 2 {
 		t.Errorf("%d actions, want 2", n)
 	}
-	code, out, errOut = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave", "--json")
+	code, out, errOut := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave", "--json")
 	var st campaignState
 	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
 		t.Fatalf("campaign status: exit %d, %v: %s %s", code, err, out, errOut)
@@ -68,24 +83,8 @@ func TestCampaignRowPublishedBesideAWaitingMalformedCopy(t *testing.T) {
 	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "normal", "--reason", "t"); code != exitOK {
 		t.Fatalf("pause: exit %d: %s", code, errs)
 	}
-	m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Normal))
-	m.Data = []byte(`{"requestId":"wave-000001","machineId":"` + e.machines[0].ID + `","tenant":"fabrikam"}`)
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:wave-000001:copy")
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
-	report := filepath.Join(dir, "report.csv")
-	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", report, "--timeout", "20s")
-	if code != exitOK {
-		t.Fatalf("exit %d: %s %s", code, out, errOut)
-	}
-	for _, rec := range readReport(t, report)[1:] {
-		if rec[4] != offboard.OutcomeCreated {
-			t.Errorf("row %s (%s): %q %s %s, want created", rec[0], rec[1], rec[4], rec[5], rec[6])
-		}
-	}
+	publishMalformedCopy(t, e)
+	runWaveAllCreated(t, e, "20s")
 }
 
 // A row's own request answered invalid_request (a worker whose checks are
