@@ -32,10 +32,17 @@ func tenantsOnly(f *config.File, names ...string) *config.File {
 // older or newer tenants file does during a rolling update.
 func (e *env) startReplica(tenants ...string) *App {
 	e.t.Helper()
+	return e.startReplicaOf(e.app.NATSURL(), tenantsOnly(e.opts.Tenants, tenants...))
+}
+
+// startReplicaOf starts another app with e's options but NATS at url and
+// the tenants file f, stopped when the test ends.
+func (e *env) startReplicaOf(url string, f *config.File) *App {
+	e.t.Helper()
 	o := e.opts
-	o.NATSURL = e.app.NATSURL()
+	o.NATSURL = url
 	o.Registry = prometheus.NewRegistry()
-	o.Tenants = tenantsOnly(o.Tenants, tenants...)
+	o.Tenants = f
 	a, err := New(o)
 	if err != nil {
 		e.t.Fatal(err)

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -134,18 +131,7 @@ func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T
 	// is generous, as nothing here measures speed.
 	res.wait(t, 1, 30*time.Second)
 
-	o := e.opts
-	o.NATSURL = c.URLs()
-	o.Tenants = full
-	o.Registry = prometheus.NewRegistry()
-	b, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = b.Stop(context.Background()) })
+	e.startReplicaOf(c.URLs(), full) // B: every tenant
 
 	res.wait(t, n, 30*time.Second)
 	time.Sleep(3 * time.Second) // strays
