@@ -115,11 +115,11 @@ func followedBudget(t *testing.T, o *Options, writer string, wrap func(limiter.J
 	return s, l
 }
 
-// untilCreated drives the fake clock, 10 s every 10 ms, until r-1's
-// result, which must be created with the request's only action; onTick,
-// if set, runs at each step. It returns the fake time by which the call
-// that created the action had gone out.
-func (e *loopEnv) untilCreated(t *testing.T, onTick func()) time.Time {
+// untilResult drives the fake clock, 10 s every 10 ms, until the next
+// result; onTick, if set, runs at each step. It returns the result and
+// the fake time by which the request's first action had been made (the
+// result's arrival if none was seen before it).
+func (e *loopEnv) untilResult(t *testing.T, onTick func()) (offboard.Result, time.Time) {
 	t.Helper()
 	var made time.Time
 	start := e.clock.Now()
@@ -132,16 +132,10 @@ func (e *loopEnv) untilCreated(t *testing.T, onTick func()) time.Time {
 	for {
 		select {
 		case r := <-e.results:
-			if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-				t.Fatalf("result %s %s %+v, want r-1 created", r.RequestID, r.Outcome, r.Error)
-			}
-			if n := len(e.sim.Actions(loopTenantID)); n != 1 {
-				t.Fatalf("%d actions, want 1", n)
-			}
 			if made.IsZero() {
 				made = e.clock.Now()
 			}
-			return made
+			return r, made
 		case <-tick.C:
 			if made.IsZero() && len(e.sim.Actions(loopTenantID)) > 0 {
 				made = e.clock.Now()
@@ -154,6 +148,21 @@ func (e *loopEnv) untilCreated(t *testing.T, onTick func()) time.Time {
 			t.Fatalf("no result after %v of fake time", e.clock.Since(start))
 		}
 	}
+}
+
+// untilCreated is untilResult for r-1's result, which must be created
+// with the request's only action. It returns the fake time by which the
+// call that created the action had gone out.
+func (e *loopEnv) untilCreated(t *testing.T, onTick func()) time.Time {
+	t.Helper()
+	r, made := e.untilResult(t, onTick)
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Fatalf("result %s %s %+v, want r-1 created", r.RequestID, r.Outcome, r.Error)
+	}
+	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+		t.Fatalf("%d actions, want 1", n)
+	}
+	return made
 }
 
 // untilCreated is loopEnv.untilCreated with the other replica looking at
@@ -322,26 +331,12 @@ func TestThrottledPastTheCallingLeaseGivesUp(t *testing.T) {
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1000, time.Hour)
 	e.publish(t, "r-1")
 	ages := &callingAges{e: e}
-	start := e.clock.Now()
-	deadline := time.After(60 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case r := <-e.results:
-			if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError || r.Attempts != 3 {
-				t.Fatalf("result %s %+v after %d attempts, want failed %s after 3", r.Outcome, r.Error, r.Attempts, offboard.CodeAPIError)
-			}
-			if n := ages.offboards(); n != 3 {
-				t.Errorf("%d offboard calls, want 3", n)
-			}
-			ages.wantWithinLease(t)
-			return
-		case <-tick.C:
-			ages.look(t)
-			e.clock.Advance(10 * time.Second)
-		case <-deadline:
-			t.Fatalf("no result after %v of fake time and %d offboard calls: 3 429s, and the request never gave up", e.clock.Since(start), ages.offboards())
-		}
+	r, _ := e.untilResult(t, func() { ages.look(t) })
+	if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError || r.Attempts != 3 {
+		t.Fatalf("result %s %+v after %d attempts, want failed %s after 3", r.Outcome, r.Error, r.Attempts, offboard.CodeAPIError)
 	}
+	if n := ages.offboards(); n != 3 {
+		t.Errorf("%d offboard calls, want 3", n)
+	}
+	ages.wantWithinLease(t)
 }
