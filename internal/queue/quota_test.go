@@ -92,6 +92,14 @@ func (r *quotaRig) startSkewed(id int, skew time.Duration) *quotaReplica {
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	// No call starts before the feed has read the journal, and the rig's
+	// clock does not wait: on a busy machine a replica still reading
+	// when the run ended made no call at all.
+	waitCtx, waited := context.WithTimeout(r.t.Context(), 10*time.Second) // real time: a bound, not a measure
+	defer waited()
+	if err := shared.WaitCaughtUp(waitCtx); err != nil {
+		r.t.Fatalf("replica %d: the feed never caught up with the journal: %v", id, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	rp := &quotaReplica{id: id, shared: shared, tenant: tn, cancel: cancel, follow: follow}
 	for i := range 3 {
