@@ -118,13 +118,28 @@ func (c *Cluster) Restart(i int) {
 		c.tb.Fatalf("server %s: %v", o.ServerName, err)
 	}
 	s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
+	// A bound, not a measure: on a machine busy with other tests a server
+	// recovering its store has taken more than 10 s.
+	if !s.ReadyForConnections(30 * time.Second) {
 		s.Shutdown()
-		c.tb.Fatalf("server %s: not ready after 10s", o.ServerName)
+		s.WaitForShutdown()
+		c.tb.Fatalf("server %s: not ready after 30s%s", o.ServerName, portTaken(o.Port))
 	}
 	c.mu.Lock()
 	c.srv[i] = s
 	c.mu.Unlock()
+}
+
+// portTaken says, for a failure's message, whether another socket holds
+// the client port: a port freed at a server's shutdown can be taken by any
+// connection on the machine before the server comes back.
+func portTaken(port int) string {
+	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		return fmt.Sprintf(" (its port %d is taken: %v)", port, err)
+	}
+	_ = l.Close()
+	return ""
 }
 
 func (c *Cluster) shutdownAll() {
