@@ -321,6 +321,12 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	if err := untilPlace(ctx, c.clock, permit); err != nil {
 		return nil, nil, err // nothing was sent: the deferred Release gives the place back
 	}
+	// The entry's wait ends at the stop, but what the stop frees (the
+	// place of a request that leaves) can end it first: no call starts
+	// once the worker stopped taking requests.
+	if err := stopped(ctx); err != nil {
+		return nil, nil, err // nothing was sent: the deferred Release gives the place back
+	}
 	// Last, right before the call: the check may have read the device.
 	if t.limits.PausedUntil().After(c.clock.Now()) {
 		// A 429 came back while the entry was written: the entry stands

@@ -3,13 +3,17 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -158,5 +162,41 @@ func TestStopEndsAWaitItFrees(t *testing.T) {
 		if c.API == mde.APIOffboard {
 			t.Errorf("offboard call of %s after the stop, want none", c.MachineID)
 		}
+	}
+}
+
+// TestNoCallStartsAfterTheStopOnceEntered: a call's quota journal entry
+// waited for room when the worker stopped taking requests, and the stop
+// itself made the room (a request that left gave its place back) before
+// it ended the wait: the entry is written, but the call does not go out,
+// and its place comes back. Before, that one call went out after the stop.
+func TestNoCallStartsAfterTheStopOnceEntered(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	lt := limiter.NewTenant(clock)
+	l := lt.Add(mde.APIOffboard, []limiter.Window{{Count: 1, Length: time.Hour}})
+	c := newCaller(clock, NewMetrics(prometheus.NewRegistry()), RetryPolicy{}, 1)
+	p, _ := l.TryAcquire(clock.Now())
+	if p == nil {
+		t.Fatal("no permit")
+	}
+	stop, stopTaking := context.WithCancel(context.Background())
+	ctx := context.WithValue(t.Context(), stopKey{}, stop)
+	enteredAtTheStop := func(context.Context, *limiter.Permit) (time.Time, error) {
+		stopTaking()
+		return time.Time{}, nil
+	}
+	sent := 0
+	_, res, err := c.sendChecked(ctx, &tenantRun{name: "contoso", limits: lt}, mde.APIOffboard, p,
+		func(context.Context) *mde.Verdict { sent++; return &mde.Verdict{Sent: true} },
+		nil, enteredAtTheStop)
+	if sent != 0 {
+		t.Errorf("%d calls went out after the stop, want none", sent)
+	}
+	if !errors.Is(err, context.Canceled) || res != nil {
+		t.Errorf("sendChecked: result %+v, error %v; want none and the stop's (the request goes back to the stream)", res, err)
+	}
+	if q, _ := l.TryAcquire(clock.Now()); q == nil {
+		t.Error("the call's place was not given back")
 	}
 }
