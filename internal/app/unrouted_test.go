@@ -163,6 +163,36 @@ func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T
 	}
 }
 
+// TestUnroutedAnswersOverASlowLink: a replica whose link to NATS is slower
+// than its poll (250 ms each way, polls of 200 ms) answers the requests of
+// an unserved tenant. Before, the unrouted consumer's pull was given up
+// when the poll ended, while the server was still delivering to it: the
+// requests it got were dropped, to come back after their ack wait (a
+// minute), and none was answered in 20 s. On a busy machine the 150 ms
+// link of the rolling update test below was slow enough for that.
+func TestUnroutedAnswersOverASlowLink(t *testing.T) {
+	t.Parallel()
+	const n = 2
+	c := natstest.Start(t, 1)
+	link := newSlowLink(t, c.URLs())
+	e := setup(t, envConfig{machines: n, noStart: true})
+	e.opts.NATSURL = link.url()
+	e.opts.Tenants = tenantsOnly(e.opts.Tenants, "contoso")
+	e.start()
+	e.nc.Close()
+	e.connect(c.URLs())
+	res := e.collect("mde.offboard.result.>")
+	link.delay.Store(int64(250 * time.Millisecond))
+	e.offboardEach("fabrikam", "f-", 0, n)
+	got := res.wait(t, n, 20*time.Second) // a bound: the ack wait is a minute
+	for i := range n {
+		key := fmt.Sprintf("fabrikam/f-%d", i)
+		if r := got[key]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant {
+			t.Errorf("%s: %+v, want one result, unknown_tenant", key, r)
+		}
+	}
+}
+
 // TestIDAnsweredUnknownIsFreeOnceTheTenantIsServed: a request id answered
 // unknown_tenant (recorded in the ledger for that message alone) does not
 // answer another message of the id once a replica serves the tenant: that

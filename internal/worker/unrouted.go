@@ -302,11 +302,18 @@ func (w *Worker) drain(ctx context.Context, log *zap.Logger, cons jetstream.Cons
 	}
 }
 
-// drainOnce fetches one batch and hands each message to handle. The
-// fetch ends with ctx: a stop does not wait out the poll (a message
-// delivered to the pull meanwhile comes back after its ack wait).
+// drainPull is how long a pull of drainOnce lasts, its client's side:
+// the server is asked to end it a tenth sooner (FetchContext), and the
+// client waits for that end, however slow its link to NATS up to that
+// tenth. A pull given up while the server still delivers to it would drop
+// its messages, to come back after their ack wait.
+const drainPull = 10 * time.Second
+
+// drainOnce fetches one batch and hands each message to handle. The fetch
+// ends with ctx: a stop does not wait out the pull (a message delivered to
+// it meanwhile comes back after its ack wait).
 func (w *Worker) drainOnce(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
-	fctx, cancel := context.WithTimeout(ctx, w.opts.Poll)
+	fctx, cancel := context.WithTimeout(ctx, drainPull)
 	defer cancel()
 	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
 	if err != nil {
