@@ -187,6 +187,12 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// back when it has its result, and answer from the ledger then.
 		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d", entry.Seq), time.Minute)
 		return true
+	case entry.State == queue.StateCalling && entry.Seq != j.seq && w.stillAtWork(ctx, j.t.name, entry):
+		// Past the lease, the message that called still works on it (its
+		// look for its action held by 429s, say): taken up here too, the
+		// id could get two different answers.
+		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d, past its calling lease", entry.Seq), time.Minute)
+		return true
 	case entry.State == queue.StateCalling && entry.Seq == j.seq && w.callElsewhere(ctx, j, entry):
 		w.leaveFor(j, errCallUnderWay, w.opts.Settings.AckWait)
 		return true

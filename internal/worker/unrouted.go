@@ -381,7 +381,9 @@ func (w *Worker) fromLedger(ctx context.Context, j *job, res *offboard.Result) b
 	case entry.State == queue.StateDone:
 		w.replay(ctx, j, entry)
 		return true
-	case w.clock.Since(entry.Started) < w.opts.CallingLease:
+	case w.clock.Since(entry.Started) < w.opts.CallingLease, w.stillAtWork(ctx, j.t.name, entry):
+		// Past the lease too while the message that wrote it still works
+		// on it: its answer is the id's.
 		w.leaveFor(j, errCutOffMidCall, time.Minute)
 		return true
 	}

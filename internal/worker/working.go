@@ -47,6 +47,27 @@ func (w *Worker) serveWorking() {
 	w.workingSub = sub
 }
 
+// stillAtWork says whether the message that wrote a "calling" entry past
+// its lease, another message of the id, is still being handled by the
+// process that wrote it. Only a plain yes counts: a process that cannot
+// be asked (gone, cut off, an entry of an earlier release) is left to the
+// lease, as before there was anyone to ask.
+func (w *Worker) stillAtWork(ctx context.Context, tenant string, e *queue.Entry) bool {
+	switch e.Writer {
+	case "":
+		return false
+	case w.opts.Presence.Instance():
+		t, ok := w.tenants[tenant]
+		if !ok {
+			return false
+		}
+		_, busy := t.working.Load(e.Seq)
+		return busy
+	}
+	busy, answered := w.askWorking(ctx, e.Writer, tenant, e.Seq)
+	return busy && answered
+}
+
 // askWorking asks the process marked instance whether it handles the
 // request now. answered is false when no plain answer came: the process
 // is gone, or cut off from NATS for a moment.
@@ -79,15 +100,17 @@ func (w *Worker) askWorking(ctx context.Context, instance, tenant string, seq ui
 // have made is looked for first). This process's own entry is no call
 // under way: a delivery still at work here is never handled twice
 // (tenantRun.working). An entry that names no process (an earlier
-// release's) counts as under way for an ack wait; any entry, for the
-// calling lease at most.
+// release's) counts as under way for an ack wait; any other, past the
+// calling lease, only while its process says so (stillAtWork).
 func (w *Worker) callElsewhere(ctx context.Context, j *job, e *queue.Entry) bool {
 	age := w.clock.Since(e.Started)
 	switch {
 	case e.Writer == "":
 		return age < w.opts.Settings.AckWait
-	case e.Writer == w.opts.Presence.Instance(), age >= w.opts.CallingLease:
+	case e.Writer == w.opts.Presence.Instance():
 		return false
+	case age >= w.opts.CallingLease:
+		return w.stillAtWork(ctx, j.t.name, e)
 	}
 	if busy, answered := w.askWorking(ctx, e.Writer, j.t.name, j.seq); answered {
 		return busy
