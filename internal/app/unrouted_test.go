@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -67,6 +68,24 @@ func newSlowLink(t *testing.T, to string) *slowLink {
 	return l
 }
 
+// startOnSlowLink starts a replica serving contoso alone, over a slow
+// link (no delay until one is set) to a NATS server of its own, with
+// machines devices per tenant, and connects the test to the server
+// directly. full is every tenant of the environment.
+func startOnSlowLink(t *testing.T, machines int) (e *env, c *natstest.Cluster, link *slowLink, full *config.File) {
+	t.Helper()
+	c = natstest.Start(t, 1)
+	link = newSlowLink(t, c.URLs())
+	e = setup(t, envConfig{machines: machines, noStart: true})
+	full = e.opts.Tenants
+	e.opts.NATSURL = link.url()
+	e.opts.Tenants = tenantsOnly(full, "contoso")
+	e.start()
+	e.nc.Close()
+	e.connect(c.URLs())
+	return e, c, link, full
+}
+
 func (l *slowLink) url() string { return "nats://" + l.ln.Addr().String() }
 
 // pipe copies src to dst, each chunk sent its delay after it was read.
@@ -113,15 +132,7 @@ func (l *slowLink) pipe(dst, src net.Conn) {
 func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T) {
 	t.Parallel()
 	const n = 3
-	c := natstest.Start(t, 1)
-	link := newSlowLink(t, c.URLs())
-	e := setup(t, envConfig{machines: n, noStart: true})
-	full := e.opts.Tenants
-	e.opts.NATSURL = link.url()
-	e.opts.Tenants = tenantsOnly(full, "contoso")
-	e.start() // A: contoso only, on the slow link
-	e.nc.Close()
-	e.connect(c.URLs())
+	e, c, link, full := startOnSlowLink(t, n) // A: contoso only, on the slow link
 	res := e.collect("mde.offboard.result.>")
 	link.delay.Store(int64(150 * time.Millisecond))
 	e.offboardEach("fabrikam", "f-", 0, n)
@@ -169,18 +180,12 @@ func TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown(t *testing.T
 // when the poll ended, while the server was still delivering to it: the
 // requests it got were dropped, to come back after their ack wait (a
 // minute), and none was answered in 20 s. On a busy machine the 150 ms
-// link of the rolling update test below was slow enough for that.
+// link of TestReplicaStartingWithATenantWhileItsRequestIsAnsweredUnknown
+// was slow enough for that.
 func TestUnroutedAnswersOverASlowLink(t *testing.T) {
 	t.Parallel()
 	const n = 2
-	c := natstest.Start(t, 1)
-	link := newSlowLink(t, c.URLs())
-	e := setup(t, envConfig{machines: n, noStart: true})
-	e.opts.NATSURL = link.url()
-	e.opts.Tenants = tenantsOnly(e.opts.Tenants, "contoso")
-	e.start()
-	e.nc.Close()
-	e.connect(c.URLs())
+	e, _, link, _ := startOnSlowLink(t, n)
 	res := e.collect("mde.offboard.result.>")
 	link.delay.Store(int64(250 * time.Millisecond))
 	e.offboardEach("fabrikam", "f-", 0, n)
