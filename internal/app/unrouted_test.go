@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -195,6 +197,41 @@ func TestUnroutedAnswersOverASlowLink(t *testing.T) {
 		if r := got[key]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant {
 			t.Errorf("%s: %+v, want one result, unknown_tenant", key, r)
 		}
+	}
+}
+
+// TestUnroutedAnswersSoonAfterNATSRestarts: a lone NATS server restarted
+// keeps none of the pulls it was given, and tells nobody: the unrouted
+// consumer's pull under way is given up once two of its heartbeats fail
+// to come, and a request of an unserved tenant published once the server
+// is back is answered within seconds. Before, the worker waited for the
+// end of each pull the server no longer had, 10 s after it was made (here
+// the answer came 15 s after the request); and as long for a stale
+// consumer removed as its pull came, whose tenant's requests the unrouted
+// consumer let go to it meanwhile, unanswered.
+func TestUnroutedAnswersSoonAfterNATSRestarts(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	e := setup(t, envConfig{machines: 2, noStart: true})
+	e.opts.NATSURL = c.URLs()
+	e.opts.Tenants = tenantsOnly(e.opts.Tenants, "contoso")
+	e.start()
+	e.nc.Close()
+	e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	res := e.collect("mde.offboard.result.>")
+	// Answered through the pull made at the start, which then goes on.
+	e.offboardEach("fabrikam", "f-", 0, 1)
+	res.wait(t, 1, 10*time.Second)
+	c.Shutdown(0)
+	c.Restart(0)
+	e.offboardEach("fabrikam", "f-", 1, 2)
+	published := time.Now()
+	got := res.wait(t, 2, 30*time.Second)
+	if d := time.Since(published); d > 5*time.Second {
+		t.Errorf("answered %v after it was published once NATS was back, want within 5s", d.Round(100*time.Millisecond))
+	}
+	if r := got["fabrikam/f-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant {
+		t.Errorf("fabrikam/f-1: %+v, want one result, unknown_tenant", r)
 	}
 }
 

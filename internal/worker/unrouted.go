@@ -309,13 +309,24 @@ func (w *Worker) drain(ctx context.Context, log *zap.Logger, cons jetstream.Cons
 // its messages, to come back after their ack wait.
 const drainPull = 10 * time.Second
 
+// drainBeat is how often the server says that a pull of drainOnce is
+// still waiting for messages. A pull the server dropped without a word (a
+// lone server restarted, its consumer removed as the pull came, a new
+// leader) is given up after two beats that did not come, and the drain
+// goes round: its checks (a stale consumer removed, another replica
+// serving its tenant) are not held up for a whole pull. A link to NATS
+// slow enough to miss a beat (over a second there and back) would miss
+// the pull's end too (drainPull's margin).
+const drainBeat = time.Second
+
 // drainOnce fetches one batch and hands each message to handle. The fetch
 // ends with ctx: a stop does not wait out the pull (a message delivered to
-// it meanwhile comes back after its ack wait).
+// it meanwhile comes back after its ack wait); and when the server's beats
+// stop coming (drainBeat).
 func (w *Worker) drainOnce(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, handle func(jetstream.Msg)) {
 	fctx, cancel := context.WithTimeout(ctx, drainPull)
 	defer cancel()
-	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx))
+	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(drainBeat))
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Warn("fetch", zap.Error(err))
