@@ -227,8 +227,9 @@ func TestUnroutedAnswersSoonAfterNATSRestarts(t *testing.T) {
 	e.offboardEach("fabrikam", "f-", 1, 2)
 	published := time.Now()
 	got := res.wait(t, 2, 30*time.Second)
-	if d := time.Since(published); d > 5*time.Second {
-		t.Errorf("answered %v after it was published once NATS was back, want within 5s", d.Round(100*time.Millisecond))
+	// About 2 s here, 15 s before; the bound leaves room for a busy machine.
+	if d := time.Since(published); d > 7*time.Second {
+		t.Errorf("answered %v after it was published once NATS was back, want within 7s", d.Round(100*time.Millisecond))
 	}
 	if r := got["fabrikam/f-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant {
 		t.Errorf("fabrikam/f-1: %+v, want one result, unknown_tenant", r)
