@@ -58,7 +58,10 @@ type job struct {
 	// read it, says a call for its device was about to go out (zero: it
 	// does not): one of an earlier delivery, or of a replica that stopped.
 	earlierCall time.Time
-	log         *zap.Logger
+	// earlierSince bounds the look for that call's action (Entry.Since),
+	// and lookedAt is when it was last looked for (zero: not yet).
+	earlierSince, lookedAt time.Time
+	log                    *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
 	checked bool

@@ -63,7 +63,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	j.req.MachineID = dev.id
 	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
-		j.earlierCall = e.Latest()
+		j.earlierCall, j.earlierSince = e.Latest(), e.Since()
 	}
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
@@ -83,6 +83,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		if res, err := look(ctx, j, e.Since(), comment); err != nil || res != nil {
 			return res, err
 		}
+		j.lookedAt = w.clock.Now()
 	}
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
@@ -202,6 +203,9 @@ var errRefusedAfterLostAnswer = errLeave("a guard refuses the device now, and an
 // after such a call), and a guard's refusal sends the request back to
 // look for that action rather than answer it refused.
 func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
+	if res, err := w.lookAgain(ctx, j); err != nil || res != nil {
+		return res, err
+	}
 	if res, err := w.controlsBeforeCall(j); err != nil || res != nil {
 		return res, err
 	}
@@ -230,6 +234,35 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	// The read may have waited (for the machines quota, a 429's pause, a
 	// backoff): what an operator changed meanwhile is checked again.
 	return w.controlsBeforeCall(j)
+}
+
+// lookAgain looks again for the action an earlier call of the request
+// may have made (process), as an offboard attempt is about to go out,
+// when the last look came too soon after that call to be sure of it
+// (lists may not have shown the action yet) and the request waited since
+// (for its device, its budget, its quota, a 429's pause, a backoff): the
+// action may have shown meanwhile, and finished, and the API refuses a
+// second offboard only while the first is pending. Found, it is the
+// request's result, and no attempt goes out.
+func (w *Worker) lookAgain(ctx context.Context, j *job) (*offboard.Result, error) {
+	if !j.calledBefore() || j.lookedAt.IsZero() || j.lookedAt.Sub(j.earlierCall) >= w.opts.ActionShowsWithin ||
+		sinceBoth(w.clock, j.lookedAt) <= guardMaxAge {
+		return nil, nil
+	}
+	comment, err := w.comment(j)
+	if err != nil {
+		return j.failed(offboard.CodeInternal, err.Error(), nil), nil
+	}
+	j.log.Info("the earlier call's action looked for again: the request waited since the last look")
+	look := w.findOwnAction
+	if w.mayHaveCalled(j) {
+		look = w.lookForOwnAction
+	}
+	res, err := look(ctx, j, j.earlierSince, comment)
+	if err == nil && res == nil {
+		j.lookedAt = w.clock.Now()
+	}
+	return res, err
 }
 
 // controlsBeforeCall checks the operators' controls as an offboard call

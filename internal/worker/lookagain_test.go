@@ -1,0 +1,91 @@
+package worker
+
+import (
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestEarlierActionLookedForAgainAfterAWait: a request taken again after
+// a call of it whose answer was lost looks for that call's action at
+// once, before lists show it, and finds none; its first attempt is then
+// answered 429 with a Retry-After of an hour. Meanwhile the earlier
+// call's action shows, and the device takes it. The next attempt does not
+// go out: the action is looked for again first, found, and is the
+// request's result. Before, the attempt went out on the look made an hour
+// earlier, and the API, which refuses a second offboard only while the
+// first is pending, made a second action for the device.
+func TestEarlierActionLookedForAgainAfterAWait(t *testing.T) {
+	t.Parallel()
+	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{NotFoundCheck: 1}, func(o *Options) {
+		o.Presence = marked{instance: "w-1"}
+	})
+	const comment = "offboard r-1"
+	// The entry of the earlier delivery's call (the request's first
+	// message: sequence 1), made by this process.
+	earlier := &queue.Entry{State: queue.StateCalling, Seq: 1, MachineID: loopMachine, Started: e.clock.Now().UTC(), Writer: "w-1"}
+	if err := e.w.opts.Ledger.Put(t.Context(), "contoso", "r-1", nil, earlier); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
+	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
+	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	// The fake clock moves 100 ms a step until the 429 (the look right
+	// after the earlier call, its backoff), then 10 s (the 429's pause).
+	shown := false
+	var r offboard.Result
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for got := false; !got; {
+		select {
+		case r = <-e.results:
+			got = true
+		case <-tick.C:
+			if shown {
+				e.clock.Advance(10 * time.Second)
+				continue
+			}
+			e.clock.Advance(100 * time.Millisecond)
+			if slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }) {
+				e.earlierActionShows(t, comment)
+				shown = true
+			}
+		case <-deadline:
+			t.Fatal("no result")
+		}
+	}
+	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1: the earlier call's", n)
+	}
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %s %+v, want r-1 created with the earlier call's action", r.RequestID, r.Outcome, r.Error)
+	}
+}
+
+// earlierActionShows makes the action of an earlier call of the request,
+// with its comment, and has the device take it.
+func (e *loopEnv) earlierActionShows(t *testing.T, comment string) {
+	t.Helper()
+	v := e.w.tenants["contoso"].Client.Offboard(t.Context(), loopMachine, comment)
+	a, err := mde.ParseAction(v.Body)
+	if err != nil {
+		t.Fatalf("the earlier call's action: %v", err)
+	}
+	e.sim.SetActionStatus(loopTenantID, a.ID, mdesim.StatusSucceeded)
+}
