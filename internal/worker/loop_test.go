@@ -60,6 +60,13 @@ func setupLoopWith(t *testing.T, offboardLimits, extra string, retry RetryPolicy
 // (nil: none).
 func setupLoopOpts(t *testing.T, offboardLimits, extra string, retry RetryPolicy, opt func(*Options)) *loopEnv {
 	t.Helper()
+	return setupLoopTransport(t, offboardLimits, extra, retry, opt, nil)
+}
+
+// setupLoopTransport is setupLoopOpts with the API client's transport
+// (not the credential's) wrapped by wrap (nil: as it is).
+func setupLoopTransport(t *testing.T, offboardLimits, extra string, retry RetryPolicy, opt func(*Options), wrap func(http.RoundTripper) http.RoundTripper) *loopEnv {
+	t.Helper()
 	e := &loopEnv{sim: mdesim.New(mdesim.Options{}), clock: clockwork.NewFakeClock(), results: make(chan offboard.Result, 16)}
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
@@ -90,7 +97,11 @@ func setupLoopOpts(t *testing.T, offboardLimits, extra string, retry RetryPolicy
 	if err != nil {
 		t.Fatal(err)
 	}
-	client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc})
+	api := hc
+	if wrap != nil {
+		api = &http.Client{Transport: wrap(hc.Transport)}
+	}
+	client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: api})
 
 	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(dir, "nats"), Listen: "127.0.0.1:-1"})
 	if err != nil {

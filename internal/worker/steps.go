@@ -408,7 +408,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	}
 	v, res, err := w.caller.call(ctx, j, callSpec{
 		api: mde.APIOffboard,
-		do:  func(ctx context.Context) *mde.Verdict { return j.t.Client.Offboard(ctx, j.req.MachineID, comment) },
+		do:  offboardAttempt(j, comment),
 		recheck: func(ctx context.Context) (*offboard.Result, error) {
 			// The failed attempt may have created the action all the same;
 			// a repeat while lists do not show it yet relies on the API
@@ -443,6 +443,21 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 		return w.existingAction(ctx, j, v, next.Started, comment)
 	}
 	return j.failed(v.FailureCode, v.Error(), v), nil
+}
+
+// offboardAttempt is one offboard attempt of the request (callSpec.do).
+// An attempt that panics may have reached the API and acted: it says so
+// (j.mayHaveActed) as the panic goes up, so that the request's budget
+// slot counts (reserveBudget) and its "calling" entry stays.
+func offboardAttempt(j *job, comment string) func(context.Context) *mde.Verdict {
+	return func(ctx context.Context) (v *mde.Verdict) {
+		defer func() {
+			if v == nil { // panicked
+				j.mayHaveActed = true
+			}
+		}()
+		return j.t.Client.Offboard(ctx, j.req.MachineID, comment)
+	}
 }
 
 // beforeAttempt runs just before each offboard attempt goes out
