@@ -450,13 +450,16 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 // (j.mayHaveActed) as the panic goes up, so that the request's budget
 // slot counts (reserveBudget) and its "calling" entry stays.
 func offboardAttempt(j *job, comment string) func(context.Context) *mde.Verdict {
-	return func(ctx context.Context) (v *mde.Verdict) {
+	return func(ctx context.Context) *mde.Verdict {
+		returned := false
 		defer func() {
-			if v == nil { // panicked
+			if !returned { // panicked
 				j.mayHaveActed = true
 			}
 		}()
-		return j.t.Client.Offboard(ctx, j.req.MachineID, comment)
+		v := j.t.Client.Offboard(ctx, j.req.MachineID, comment)
+		returned = true
+		return v
 	}
 }
 
