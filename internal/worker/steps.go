@@ -68,22 +68,10 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
 	// whatever the guards say of the device now.
-	if e := j.entry; j.calledBefore() && !j.req.DryRun {
-		comment, err := w.comment(j)
-		if err != nil {
-			return j.failed(offboard.CodeInternal, err.Error(), nil), nil
-		}
-		// Lists may not show an action made less than ActionShowsWithin
-		// ago: looked for a few times then, before a call that the API
-		// would not refuse if the device has taken the action already.
-		look := w.findOwnAction
-		if w.mayHaveCalled(j) {
-			look = w.lookForOwnAction
-		}
-		if res, err := look(ctx, j, e.Since(), comment); err != nil || res != nil {
+	if j.calledBefore() && !j.req.DryRun {
+		if res, err := w.lookForEarlier(ctx, j); err != nil || res != nil {
 			return res, err
 		}
-		j.lookedAt = w.clock.Now()
 	}
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
@@ -249,11 +237,20 @@ func (w *Worker) lookAgain(ctx context.Context, j *job) (*offboard.Result, error
 		sinceBoth(w.clock, j.lookedAt) <= guardMaxAge {
 		return nil, nil
 	}
+	j.log.Info("the earlier call's action looked for again: the request waited since the last look")
+	return w.lookForEarlier(ctx, j)
+}
+
+// lookForEarlier looks for the action an earlier call of the request may
+// have made (calledBefore), and notes when it found none (lookedAt). Lists
+// may not show an action made less than ActionShowsWithin ago: it is
+// looked for a few times then, before a call that the API would not
+// refuse if the device has taken the action already.
+func (w *Worker) lookForEarlier(ctx context.Context, j *job) (*offboard.Result, error) {
 	comment, err := w.comment(j)
 	if err != nil {
 		return j.failed(offboard.CodeInternal, err.Error(), nil), nil
 	}
-	j.log.Info("the earlier call's action looked for again: the request waited since the last look")
 	look := w.findOwnAction
 	if w.mayHaveCalled(j) {
 		look = w.lookForOwnAction

@@ -30,13 +30,11 @@ func (w *Worker) serveWorking() {
 		tenant, seqText, _ := strings.Cut(string(m.Data), " ")
 		seq, err := strconv.ParseUint(seqText, 10, 64)
 		answer := "?"
-		if t, ok := w.tenants[tenant]; ok && err == nil {
+		if err == nil {
 			answer = "no"
-			if _, busy := t.working.Load(seq); busy {
+			if w.handlesHere(tenant, seq) {
 				answer = "yes"
 			}
-		} else if err == nil {
-			answer = "no" // a tenant not served here: none of its requests is
 		}
 		_ = m.Respond([]byte(answer))
 	})
@@ -57,15 +55,21 @@ func (w *Worker) stillAtWork(ctx context.Context, tenant string, e *queue.Entry)
 	case "":
 		return false
 	case w.opts.Presence.Instance():
-		t, ok := w.tenants[tenant]
-		if !ok {
-			return false
-		}
-		_, busy := t.working.Load(e.Seq)
-		return busy
+		return w.handlesHere(tenant, e.Seq)
 	}
 	busy, answered := w.askWorking(ctx, e.Writer, tenant, e.Seq)
 	return busy && answered
+}
+
+// handlesHere says whether this process handles the tenant's request at
+// stream place seq now; none of a tenant not served here.
+func (w *Worker) handlesHere(tenant string, seq uint64) bool {
+	t, ok := w.tenants[tenant]
+	if !ok {
+		return false
+	}
+	_, busy := t.working.Load(seq)
+	return busy
 }
 
 // askWorking asks the process marked instance whether it handles the
