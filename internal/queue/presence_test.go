@@ -606,6 +606,16 @@ func bucketPresence(t *testing.T, js jetstream.JetStream, id string, beat time.D
 	return p, kv
 }
 
+// startedPresence is bucketPresence's process, running (runStoppable)
+// with every announcement that existed when it started read.
+func startedPresence(t *testing.T, js jetstream.JetStream, id string) (*Presence, jetstream.KeyValue, func() error) {
+	t.Helper()
+	p, kv := bucketPresence(t, js, id, time.Hour)
+	stop := runStoppable(p)
+	<-p.Current()
+	return p, kv, stop
+}
+
 // runStoppable runs p until the returned stop is called; stop returns
 // what Run did.
 func runStoppable(p *Presence) (stop func() error) {
@@ -642,9 +652,7 @@ func announcedBy(t *testing.T, kv jetstream.KeyValue, id string) string {
 func TestPresenceWithdrawsOnlyItsOwnAnnouncement(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	old, kv := bucketPresence(t, js, "pod-0", time.Hour)
-	stop := runStoppable(old)
-	<-old.Current()
+	_, kv, stop := startedPresence(t, js, "pod-0")
 	restarted := runPresence(t, js, "pod-0", []string{"contoso"}, time.Hour, zap.NewNop())
 	if err := stop(); err != nil {
 		t.Fatal(err)
@@ -664,9 +672,7 @@ func TestPresenceWithdrawsOnlyItsOwnAnnouncement(t *testing.T) {
 func TestPresenceWithdrawsItsAnnouncementStoredUnanswered(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	p, kv := bucketPresence(t, js, "pod-0", time.Hour)
-	stop := runStoppable(p)
-	<-p.Current()
+	p, kv, stop := startedPresence(t, js, "pod-0")
 	// The process's next announcement, stored; its answer never came.
 	data, err := json.Marshal(announcement{Tenants: p.tenants, Instance: p.instance, Leaving: true})
 	if err != nil {

@@ -24,8 +24,8 @@ func (s *switchboard) resume(tenant string, p offboard.Priority) {
 	s.changed = make(chan struct{})
 }
 
-// onReserve is a quota journal that runs hook once, as the first call is
-// entered in it.
+// onReserve is a quota or budget journal that runs hook once, as the
+// first call or slot is entered in it.
 type onReserve struct {
 	limiter.Journal
 	hook func()

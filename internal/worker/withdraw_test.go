@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"encoding/json"
-	"sync"
 	"testing"
 	"time"
 
@@ -244,24 +243,6 @@ func (e *loopEnv) wantNextPlaceFor(t *testing.T, id string) {
 	}
 }
 
-// pauseOnSlotJournal is a budget journal that, once a budget slot is
-// entered, has a 429 pause the tenant's quota: the pause lands between the
-// offboard permit the request holds and its call's entry in the quota
-// journal.
-type pauseOnSlotJournal struct {
-	limiter.Journal
-	pause func()
-	once  sync.Once
-}
-
-func (j *pauseOnSlotJournal) Append(ctx context.Context, tenant string, ev limiter.Event, last uint64) (uint64, error) {
-	seq, err := j.Journal.Append(ctx, tenant, ev, last)
-	if err == nil && len(ev.Reserved) > 0 {
-		j.once.Do(j.pause)
-	}
-	return seq, err
-}
-
 // TestCancelReachesRequestWaitingToEnterItsCall: a request whose call's
 // entry in the quota journal waits (a 429 of another request pausing the
 // tenant after the request took its permit, here for an hour) has that
@@ -284,7 +265,7 @@ func TestCancelReachesRequestWaitingToEnterItsCall(t *testing.T) {
 		}
 		clock := o.Clock
 		pause := func() { quota.Tenant("contoso").Pause(clock.Now(), time.Hour) }
-		budget = limiter.NewShared(limiter.SharedOptions{Journal: &pauseOnSlotJournal{Journal: bj, pause: pause}, Clock: o.Clock, Lease: time.Minute})
+		budget = limiter.NewShared(limiter.SharedOptions{Journal: &onReserve{Journal: bj, hook: pause}, Clock: o.Clock, Lease: time.Minute})
 		budget.MarkCaughtUp(0)
 		o.Shared, o.Budget = quota, budget
 	})
