@@ -58,16 +58,25 @@ func runRecovery(b *testing.B, c recoveryCase) {
 		b.Fatal(err)
 	}
 	ideal := idealStarts(windows, n)
+	done := func() int { return min(h.calls.of(h.tenants[0].id), h.calls.of(h.tenants[1].id), n-1) }
+	// For each outage: when NATS was back, the work left then at full
+	// pace, and, but for the last, how long the drain took from there to
+	// the next outage against the work it did meanwhile at full pace (the
+	// last result comes after every outage, so that figure alone tells
+	// one outage's recovery from the next).
 	var back []time.Time
-	var left []time.Duration
-	for _, o := range c.outages {
+	var left, between, betweenIdeal []time.Duration
+	for i, o := range c.outages {
 		for h.calls.of(h.tenants[0].id)+h.calls.of(h.tenants[1].id) < int(o.at*float64(len(reqs))) {
 			time.Sleep(10 * time.Millisecond)
 		}
+		if i > 0 {
+			between = append(between, time.Since(back[i-1]))
+			betweenIdeal = append(betweenIdeal, ideal[done()]-ideal[n-1]+left[i-1])
+		}
 		h.outage(o.stream)
 		back = append(back, time.Now())
-		done := min(h.calls.of(h.tenants[0].id), h.calls.of(h.tenants[1].id))
-		left = append(left, ideal[n-1]-ideal[min(done, n-1)])
+		left = append(left, ideal[n-1]-ideal[done()])
 	}
 	got := h.waitFor(col, len(reqs), 5*time.Minute, func() {})
 	time.Sleep(200 * time.Millisecond)
@@ -90,6 +99,11 @@ func runRecovery(b *testing.B, c recoveryCase) {
 		since := last.Sub(back[i])
 		fmt.Printf("Recovery/%d-node: %s: last result %.2fs after NATS was back; work left at full pace %.2fs (ack wait %v)\n",
 			c.nodes, what, since.Seconds(), left[i].Seconds(), recoveryAckWait)
+		if i < len(between) {
+			fmt.Printf("Recovery/%d-node: %s: the next outage %.2fs after NATS was back, for %.2fs of work at full pace\n",
+				c.nodes, what, between[i].Seconds(), betweenIdeal[i].Seconds())
+			b.ReportMetric(between[i].Seconds(), fmt.Sprintf("s-to-outage-%d", i+2))
+		}
 		b.ReportMetric(since.Seconds(), fmt.Sprintf("s-to-last-result-%d", i+1))
 	}
 	for _, t := range h.tenants {
