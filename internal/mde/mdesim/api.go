@@ -701,13 +701,15 @@ func (s *Server) listActionsLocked(tn *tenant, rawQuery string, now time.Time) r
 			match = append(match, v.wire(false))
 		}
 	}
-	if s.opts.ShuffleLists {
-		s.rnd.Shuffle(len(match), func(i, j int) { match[i], match[j] = match[j], match[i] })
-	}
 	from, to := q.page(len(match))
 	out := match[from:to]
 	if out == nil {
 		out = []actionWire{}
+	}
+	if s.opts.ShuffleLists {
+		// The page's actions only, as for devices: $top still reads the
+		// newest, and $skip each action once.
+		s.rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
 	return reply{status: http.StatusOK, body: listBody{odataContextBase + "MachineActions", out}}
 }

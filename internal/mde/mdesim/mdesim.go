@@ -69,9 +69,9 @@ type Options struct {
 	// documentation says).
 	OffboardStatus int
 	// ShuffleLists answers list requests in random order: the real order is
-	// not documented. A page of devices (GET /api/machines) holds the
-	// devices it would hold unshuffled, in random order, so that $skip
-	// still reads each device once.
+	// not documented. A page of devices or actions holds what it would
+	// hold unshuffled, in random order, so that $skip still reads each
+	// once and $top the newest actions.
 	ShuffleLists bool
 	// ActionVisibleAfter hides a new action from reads and lists for that
 	// long after its creation, as fresh actions have been seen missing for

@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1009,10 +1010,6 @@ func TestMachines(t *testing.T) {
 	}
 }
 
-// TestEmptyMachineListNotFound: the List machines API documents "If
-// there are no recent machines, you see 404 Not Found"; with the option
-// set, a list with no device in it is answered so, a list with devices
-// as always.
 // TestShuffleLists: with ShuffleLists, a page of devices comes in random
 // order, as the actions do (the real order is not documented), while the
 // pages keep one order between them, so that $skip still reads each
@@ -1055,6 +1052,49 @@ func TestShuffleLists(t *testing.T) {
 	}
 }
 
+// TestShuffleListsPagesActions: with ShuffleLists, a page of actions
+// holds the actions it would hold unshuffled (the newest first, as the
+// documentation's "$top=2" example reads the latest two), in random
+// order, so that $skip reads each action once.
+func TestShuffleListsPagesActions(t *testing.T) {
+	s := newSim(t, mdesim.Options{ShuffleLists: true, Rand: mrand.New(mrand.NewPCG(1, 2))})
+	tok := s.token(t, tenantA, clientA, secretA)
+	var created []string // oldest first
+	for i := range 6 {
+		s.AddMachine(tenantA, mdesim.Machine{ComputerDNSName: fmt.Sprintf("paged-%d.contoso.local", i)})
+		ms := s.Machines(tenantA)
+		m := ms[len(ms)-1]
+		r := s.offboard(t, tok, m.ID, "retired")
+		if r.status != http.StatusCreated {
+			t.Fatalf("offboard %s: %d %s", m.ID, r.status, r.body)
+		}
+		created = append(created, r.object(t)["id"].(string))
+	}
+	seen := map[string]int{}
+	for skip := 0; skip < len(created); skip += 2 {
+		_, got, r := listIDs(t, s, tok, fmt.Sprintf("/api/machineactions?$top=2&$skip=%d", skip))
+		newest := len(created) - 1 - skip
+		want := []string{created[newest], created[newest-1]}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("page at %d holds %v, want the %d-th and %d-th newest %v: %s", skip, got, skip+1, skip+2, want, r.body)
+		}
+		for _, id := range got {
+			seen[id]++
+		}
+	}
+	for _, id := range created {
+		if seen[id] != 1 {
+			t.Errorf("action %s read %d times over the pages, want once", id, seen[id])
+		}
+	}
+}
+
+// TestEmptyMachineListNotFound: the List machines API documents "If
+// there are no recent machines, you see 404 Not Found"; with the option
+// set, a list with no device in it is answered so, a list with devices
+// as always.
 func TestEmptyMachineListNotFound(t *testing.T) {
 	for _, notFound := range []bool{false, true} {
 		t.Run(fmt.Sprintf("EmptyMachineListNotFound=%v", notFound), func(t *testing.T) {
