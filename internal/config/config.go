@@ -215,7 +215,14 @@ func Parse(data []byte) (*File, error) {
 	var errs []error
 	for i, t := range f.Tenants {
 		if err := t.resolve(comments); err != nil {
-			errs = append(errs, fmt.Errorf("tenant %d (%q): %w", i+1, t.Name, err))
+			// A name that is none is not quoted: a secret pasted there,
+			// or on the line below it (a plain scalar goes on over the
+			// lines indented under it), would be shown.
+			if !offboard.TenantName.MatchString(t.Name) {
+				errs = append(errs, fmt.Errorf("tenant %d: %w", i+1, err))
+			} else {
+				errs = append(errs, fmt.Errorf("tenant %d (%q): %w", i+1, t.Name, err))
+			}
 			continue
 		}
 		if seen[t.Name] {

@@ -239,6 +239,33 @@ func TestParseLimitAndGuardErrorsQuoteNoValue(t *testing.T) {
 	}
 }
 
+// A tenant's name that is not one is not quoted, in its own error or in
+// the others of its entry: a secret pasted there, or on the line below
+// (a plain scalar goes on over the lines indented under it), would be
+// shown. A valid name still names its tenant.
+func TestParseNameErrorQuotesNoValue(t *testing.T) {
+	t.Parallel()
+	const secret = "Abc8Q~S3cret.value"
+	for _, tc := range []struct{ yaml, want string }{
+		{strings.Replace(okTenant, "name: contoso", "name: "+secret, 1), "tenant 1: name must match"},
+		{strings.Replace(okTenant, "  - name: contoso\n    ", "  - ", 1) + "    name: contoso\n      " + secret + "\n", "tenant 1: name must match"},
+		{strings.Replace(okTenant, "name: contoso", "name: \""+secret+"\"", 1) + "    cloud: nowhere\n", "tenant 1: name must match"},
+		{okTenant + "    cloud: nowhere\n", `tenant 1 ("contoso"): cloud: want`},
+	} {
+		_, err := Parse([]byte("tenants:" + tc.yaml))
+		if err == nil {
+			t.Errorf("%s: no error", tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), "S3cret") {
+			t.Errorf("%s: the error quotes the value", tc.want)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %q does not hold %q", strings.ReplaceAll(err.Error(), secret, "…"), tc.want)
+		}
+	}
+}
+
 // A tenants file that is not a regular file (a device read by mistake,
 // /dev/zero, which never ends) is refused at once, as is one too large.
 func TestLoadRefusesWhatIsNotATenantsFile(t *testing.T) {
