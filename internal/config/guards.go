@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -93,6 +94,7 @@ func (g *Guards) check() error {
 			}
 		}
 	}
+	errs = append(errs, p.checkVisible()...)
 	if d := g.RequireInactiveFor; d != nil && *d <= 0 {
 		errs = append(errs, errors.New("guards.requireInactiveFor must be positive"))
 	}
@@ -107,6 +109,31 @@ func (g *Guards) check() error {
 	}
 	return errors.Join(errs...)
 }
+
+// checkVisible refuses a glob, tag or group that holds a character one
+// does not see: a control character, or a format one such as a
+// zero-width space, a byte order mark or a soft hyphen, which a copy from
+// a web page or a chat can leave behind. Defender writes names, tags and
+// groups without them, so such an entry matches no device and would
+// protect nothing without a word. The error names the place, not the
+// value.
+func (p *Protect) checkVisible() []error {
+	var errs []error
+	for _, l := range []struct {
+		name   string
+		values []string
+	}{{"computerDnsNames", p.ComputerDNSNames}, {"machineTags", p.MachineTags}, {"rbacGroups", p.RbacGroups}} {
+		for i, v := range l.values {
+			if strings.ContainsFunc(strings.TrimSpace(v), invisible) { // spaces around are left out when matched
+				errs = append(errs, fmt.Errorf("guards.protect.%s[%d]: holds a character one does not see (a control character, a zero-width space, a byte order mark, a soft hyphen); it would match no device", l.name, i))
+			}
+		}
+	}
+	return errs
+}
+
+// invisible says whether r is a control or format character.
+func invisible(r rune) bool { return unicode.IsControl(r) || unicode.Is(unicode.Cf, r) }
 
 // ParseDuration reads a Go duration, or a whole number of days ("90d").
 func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }

@@ -58,6 +58,31 @@ func TestGlobSpaces(t *testing.T) {
 	}
 }
 
+// TestGuardInvisibleCharacters: a glob, tag or group that holds a
+// character one does not see (a zero-width space or a byte order mark a
+// copy from a web page or a chat left behind, a soft hyphen, a control
+// character) matches no device, whose names, tags and groups Defender
+// writes without them: it would protect nothing without a word. Each
+// stops the worker, named by its place; they used to be taken.
+func TestGuardInvisibleCharacters(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, tc := range []struct{ yaml, want string }{
+		{`        computerDnsNames: ["dc*.contoso.local\u200b"]` + "\n", "guards.protect.computerDnsNames[0]: "},
+		{`        computerDnsNames: ["ok", "\ufeff*.tier0.contoso.local"]` + "\n", "guards.protect.computerDnsNames[1]: "},
+		{`        machineTags: ["DoNot\u00adOffboard"]` + "\n", "guards.protect.machineTags[0]: "},
+		{`        rbacGroups: ["ok", "Tier 0\tservers"]` + "\n", "guards.protect.rbacGroups[1]: "},
+	} {
+		_, err := Parse([]byte(guards + tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want+"holds a character") {
+			t.Errorf("%s: Parse error = %v, want one naming it", tc.yaml, err)
+		}
+	}
+	if _, err := Parse([]byte(guards + `        rbacGroups: ["Serveurs de niveau 0 – Île-de-France"]` + "\n" + `        machineTags: ["DoNotOffboard\n"]` + "\n")); err != nil {
+		t.Errorf("a group with letters and a dash beyond ASCII, a tag with a line's end after it: %v", err)
+	}
+}
+
 func TestGuardKinds(t *testing.T) {
 	t.Parallel()
 	week := Duration(7 * 24 * time.Hour)
