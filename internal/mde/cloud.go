@@ -89,8 +89,14 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 
 // checkEndpoint accepts https URLs, and http only for loopback hosts, and
 // returns the URL without a trailing slash. Its errors name the URL as
-// shownURL gives it, never as written: it may carry a password or a key.
+// shownURL gives it, never as written: it may carry a password or a key;
+// a value without a scheme not at all.
 func checkEndpoint(raw string) (string, error) {
+	if !strings.Contains(raw, "://") {
+		// Not quoted: a value with no scheme is no URL, and could be
+		// anything, a secret pasted in the wrong place included.
+		return "", errors.New("not a URL: want scheme://host[:port][/path]")
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("%q is not a URL", shownURL(raw))

@@ -214,6 +214,10 @@ func TestResolveCloudRefusalShowsNoCredential(t *testing.T) {
 		"https://" + secret + "/x@api.example.com",           // '/' in a token: the host taken from it
 		"https://user:12/" + secret + "@api.example.com",     // '/' in a password of digits: a good port
 		"http://" + secret + "/x@127.0.0.1",                  // the same on loopback
+		secret,                                               // a secret pasted in place of the URL
+		"Abc8Q~" + secret + ".value",                         // a client secret's form
+		secret + "/api",                                      // no scheme, a path
+		"api.example.com:" + secret,                          // no scheme, what reads as one
 	} {
 		for _, field := range []string{"apiBaseURL", "authorityHost"} {
 			var err error
