@@ -359,6 +359,8 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if _, err := r.c.connect(ctx); err != nil {
 		return err
 	}
+	ctx, released := r.c.whileConnected(ctx)
+	defer released()
 	js, err := jetstream.New(r.c.nc, jetstream.WithPublishAsyncMaxPending(r.f.maxPending),
 		jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {

@@ -74,6 +74,9 @@ type cli struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	subjects offboard.Subjects
+	// closed closes once the connection is closed for good: the client
+	// gave up reconnecting, or the server refused its credentials.
+	closed chan struct{}
 	// helpErr is a mistake found while --help was asked for, when cobra
 	// shows help instead of running anything.
 	helpErr error
@@ -275,10 +278,12 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 	if c.js != nil {
 		return c.js, nil
 	}
+	closed := make(chan struct{})
 	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout),
 		// A refused permission is told once, in the command's error
 		// (explainRefused), not as a raw line of its own.
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
+		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	type connected struct {
 		nc  *nats.Conn
 		err error
@@ -318,8 +323,30 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
-	c.nc, c.js = nc, js
+	c.nc, c.js, c.closed = nc, js, closed
 	return js, nil
+}
+
+// whileConnected is ctx, ended once the connection (connect) is closed
+// for good, with a cause that says so: a wait on NATS that nothing else
+// bounds (campaign run without --timeout) would otherwise go on for
+// ever, as nothing reaches a closed connection, NATS back or not. The
+// returned func releases it.
+func (c *cli) whileConnected(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-c.closed:
+			why := ""
+			if err := c.nc.LastError(); err != nil {
+				why = ": " + err.Error()
+			}
+			cancel(fmt.Errorf("the connection to NATS at %s was closed%s", queue.RedactURLs(c.conn.URL), why))
+		case <-done:
+		}
+	}()
+	return ctx, func() { close(done); cancel(nil) }
 }
 
 // explainNoResponders says why NATS had no one to answer a JetStream
