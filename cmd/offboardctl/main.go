@@ -56,11 +56,21 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitOK
 	}
 	_, err = queue.Refusal(c.nc, c.explainNoResponders(ctx, err))
-	fmt.Fprintln(stderr, "offboardctl:", err)
+	fmt.Fprintln(stderr, "offboardctl:", explainMissingStream(err))
 	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// explainMissingStream adds to an error of a stream the server does not
+// have what to do about it, as the missing control bucket's error says:
+// no worker has made the streams, or deploy/nats was not applied.
+func explainMissingStream(err error) error {
+	if !errors.Is(err, jetstream.ErrStreamNotFound) || strings.Contains(err.Error(), "does not exist") {
+		return err
+	}
+	return fmt.Errorf("%w (the worker's streams are not there: start a worker, or apply deploy/nats)", err)
 }
 
 // cli holds what every subcommand shares: its connection settings and,

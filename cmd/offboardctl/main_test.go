@@ -121,6 +121,28 @@ func TestNATSWithoutJetStream(t *testing.T) {
 	}
 }
 
+// A NATS server with JetStream but without the worker's streams (no
+// worker ever ran against it, or deploy/nats was not applied) is said to
+// lack them, as the missing control bucket is, not only by the server's
+// "stream not found".
+func TestMissingStreamsSaySo(t *testing.T) {
+	t.Parallel()
+	url := natstest.Start(t, 1).URLs()
+	for _, args := range [][]string{
+		{"status"}, {"dead", "ls"}, {"dead", "retry", "--seq", "1", "contoso"},
+		{"campaign", "status", "--tenant", "contoso", "--name", "x"},
+		{"campaign", "cancel", "--tenant", "contoso", "--name", "x"},
+		{"budget", "contoso", "5/1h"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"--nats-url", url}, args...), &out, &errb)
+		if code != exitFailed || !strings.Contains(errb.String(), "start a worker, or apply deploy/nats") ||
+			strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errb.String())
+		}
+	}
+}
+
 // The URL of a server that cannot be reached is named without its
 // password, whether it has a scheme or not; one that is not a URL is bad
 // usage, named without its password too (the URL parser's own error
