@@ -21,6 +21,8 @@ func TestParseRequest(t *testing.T) {
 		{name: "unknown fields ignored", body: `{"requestId":"r1","machineId":"` + id + `","extra":{"a":1}}`, wantID: "r1"},
 		{name: "tenant matches", body: `{"requestId":"r1","machineId":"` + id + `","tenant":"contoso"}`, wantID: "r1"},
 		{name: "dry run", body: `{"requestId":"r1","machineId":"` + id + `","dryRun":true}`, wantID: "r1"},
+		{name: "empty tenant is none", body: `{"requestId":"r1","machineId":"` + id + `","tenant":""}`, wantID: "r1"},
+		{name: "empty id beside a name is none", body: `{"requestId":"r1","machineId":"","computerDnsName":"a.b"}`, wantID: "r1"},
 		{name: "not JSON", body: `{"requestId":`, wantErr: "not a JSON object"},
 		{name: "JSON array", body: `[1]`, wantErr: "not a JSON object"},
 		{name: "wrong type", body: `{"requestId":"r1","machineId":5}`, wantErr: "machineId must be", wantID: "r1"},

@@ -65,11 +65,12 @@ func TestUnknownTenant(t *testing.T) {
 	e.publish("mde.offboard.request.northwind", map[string]any{"requestId": "nw-1", "machineId": strings.Repeat("a", 40)}, "nw-1")
 	e.publish("mde.offboard.request.contoso.urgent", map[string]any{"requestId": "odd-1", "machineId": strings.Repeat("b", 40)}, "odd-1")
 	got := c.wait(t, 2, 10*time.Second)
-	if r := got["northwind/nw-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant {
-		t.Errorf("northwind: %+v, want unknown_tenant", r)
+	if r := got["northwind/nw-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeUnknownTenant || r[0].Priority != offboard.Normal {
+		t.Errorf("northwind: %+v, want unknown_tenant, priority normal", r)
 	}
-	if r := got["contoso/odd-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeInvalidRequest {
-		t.Errorf("contoso.urgent: %+v, want invalid_request", r)
+	// A subject of no contract form has no priority to give.
+	if r := got["contoso/odd-1"]; len(r) != 1 || r[0].Error == nil || r[0].Error.Code != offboard.CodeInvalidRequest || r[0].Priority != "" {
+		t.Errorf("contoso.urgent: %+v, want invalid_request, no priority", r)
 	}
 	if n := len(e.sim.Calls()); n != 0 {
 		t.Errorf("%d API calls, want none", n)
