@@ -201,7 +201,7 @@ func tableOf(id uint32, title, description string, w, h uint32, q *prometheus.Da
 func waiting() row {
 	return row{id: 1, title: "Waiting requests", panels: []cog.Builder[dashboard.Panel]{
 		series(2, "Backlog by priority",
-			"Requests waiting in MDE_OFFBOARD_REQUESTS per tenant and priority (max across replicas). Does anything wait, and which priority?",
+			"Requests waiting in MDE_OFFBOARD_REQUESTS per tenant and priority (max across the replicas connected to NATS; one without keeps its last count). Does anything wait, and which priority?",
 			"short", half,
 			query("A", `tenant_priority:mde_offboard_backlog_requests:max{tenant=~"$tenant"}`, "{{tenant}} {{priority}}")),
 		series(3, "Oldest waiting request",
