@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
@@ -467,4 +468,26 @@ func TestUnreadableBudgetEntryReadAlikeEverywhere(t *testing.T) {
 	if e, ok := v.Budget("contoso"); ok != ok1 || e.Value != b1 {
 		t.Errorf("status reads %+v (%t)", e, ok)
 	}
+}
+
+// TestWatcherFollowsAfterNATSRestart: the lone NATS server restarted
+// while a watcher runs (its watch's consumer, kept in memory, is gone,
+// and the connection comes back without it): a pause written once the
+// server is back is in force within the contract's second (and a second
+// of the check's pace). The watch stayed silent until the client library
+// missed two of its heartbeats, about ten seconds, while the worker went
+// on calling.
+func TestWatcherFollowsAfterNATSRestart(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatcher(t, js, zap.NewNop())
+	c.Shutdown(0)
+	c.Restart(0)
+	_, js2 := c.Connect(t)
+	pauseBulk(t, js2, "contoso")
+	waitPaused(t, w, true, 2500*time.Millisecond)
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -20,6 +21,7 @@ import (
 // milliseconds on a healthy server.
 type Watcher struct {
 	kv  jetstream.KeyValue
+	nc  *nats.Conn
 	log *zap.Logger
 
 	mu      sync.Mutex
@@ -34,7 +36,7 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
-	return &Watcher{kv: kv, log: log.Named("control"), changed: make(chan struct{}), current: make(chan struct{})}, nil
+	return &Watcher{kv: kv, nc: js.Conn(), log: log.Named("control"), changed: make(chan struct{}), current: make(chan struct{})}, nil
 }
 
 // rewatchAfter is how long Run waits before watching again when a watch
@@ -43,6 +45,14 @@ const rewatchAfter = time.Second
 
 // errBucketReset ends a watch whose bucket was made again or purged.
 var errBucketReset = errors.New("the control bucket was made again or purged")
+
+// errReconnected ends a watch whose connection to NATS was made again. A
+// lone server restarted comes back without the watch's consumer, which
+// it kept in memory, and the client library makes it again only once it
+// has missed two of its heartbeats (about ten seconds): meanwhile a
+// change is not seen. A cluster's node lost drops what was sent to the
+// watch while the connection moved.
+var errReconnected = errors.New("the connection to NATS was made again")
 
 // Run follows the bucket until ctx ends. When the watch ends it watches
 // again; the entries are read again and replace what was known.
@@ -62,6 +72,10 @@ func (w *Watcher) ended(ctx context.Context, err error) {
 		w.log.Warn("control bucket made again, purged, or an entry gone without a delete: reading it anew")
 		return
 	}
+	if errors.Is(err, errReconnected) {
+		w.log.Info("NATS connection made again: reading the controls anew")
+		return
+	}
 	w.log.Warn("control watch ended; watching again", zap.Error(err))
 	t := time.NewTimer(rewatchAfter) // real time: waits for the server, not logic
 	defer t.Stop()
@@ -77,6 +91,9 @@ func (w *Watcher) ended(ctx context.Context, err error) {
 func controlKeys() []string { return []string{"pause.>", "budget.>"} }
 
 func (w *Watcher) watch(ctx context.Context) error {
+	// Counted before the watch starts: a reconnection from now on may
+	// have lost its consumer.
+	reconnects := w.nc.Stats().Reconnects
 	created, err := queue.BucketCreated(ctx, w.kv)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
@@ -102,6 +119,9 @@ func (w *Watcher) watch(ctx context.Context) error {
 		case <-check.C:
 			if w.reset(ctx, created) {
 				return errBucketReset
+			}
+			if w.nc.Stats().Reconnects != reconnects {
+				return errReconnected
 			}
 		case e, ok := <-kw.Updates():
 			if !ok {
