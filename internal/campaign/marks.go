@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -134,11 +135,14 @@ func IsCancel(e jetstream.KeyValueEntry) bool {
 // takes, without a round trip.
 type Watcher struct {
 	kv     jetstream.KeyValue
+	nc     *nats.Conn
 	landed func(tenant string) // nil: nobody is told
-	// w is the watch and created its bucket's creation time; only Run
+	// w is the watch, created its bucket's creation time and reconnects
+	// the connection's count of reconnections when it started; only Run
 	// changes them once NewWatcher returned.
-	w       jetstream.KeyWatcher
-	created time.Time
+	w          jetstream.KeyWatcher
+	created    time.Time
+	reconnects uint64
 	mu      sync.RWMutex
 	// cancelled holds when the server stored each cancel mark, by
 	// tenant + "." + name; revisions the bucket's revision of each, as
@@ -158,7 +162,7 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{kv: kv, landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
+	w := &Watcher{kv: kv, nc: js.Conn(), landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
 	if err := w.watch(ctx); err != nil {
 		return nil, err
 	}
@@ -169,6 +173,9 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 // force, in place of those held before: a mark that is gone from the
 // bucket (made again, or purged) is gone from the watcher too.
 func (w *Watcher) watch(ctx context.Context) error {
+	// Counted before the watch starts: a reconnection from now on may
+	// have lost its consumer (reset).
+	reconnects := w.nc.Stats().Reconnects
 	created, _ := queue.BucketCreated(ctx, w.kv) // not known: only a purge is seen
 	kw, err := w.kv.Watch(context.Background(), keyPrefix+">")
 	if err != nil {
@@ -187,7 +194,7 @@ func (w *Watcher) watch(ctx context.Context) error {
 			}
 			// Every stored mark is in.
 			w.mu.Lock()
-			w.w, w.created = kw, created
+			w.w, w.created, w.reconnects = kw, created, reconnects
 			w.cancelled, w.revisions = fresh.cancelled, fresh.revisions
 			w.mu.Unlock()
 			if w.landed != nil {
@@ -215,7 +222,8 @@ func (w *Watcher) tenants() []string {
 }
 
 // Run applies changes until ctx ends, then stops the watch. A watch that
-// ends, or whose bucket was made again or purged, is started again.
+// ends, whose bucket was made again or purged, or whose connection was
+// made again, is started again.
 func (w *Watcher) Run(ctx context.Context) {
 	defer func() { _ = w.w.Stop() }()
 	check := time.NewTicker(queue.BucketCheck) // real time: paces requests to the server
@@ -251,9 +259,19 @@ func (w *Watcher) Run(ctx context.Context) {
 }
 
 // reset says whether the bucket was made again since the watch started,
-// or lost a mark the watcher holds without a delete (a purge).
+// or lost a mark the watcher holds without a delete (a purge), or whether
+// the connection to NATS was made again since. A lone server restarted
+// comes back without the watch's consumer, which it kept in memory, and
+// the client library makes it again only once it has missed two of its
+// heartbeats (about ten seconds): meanwhile a cancel is not seen. A
+// cluster's node lost drops what was sent to the watch while the
+// connection moved.
 func (w *Watcher) reset(ctx context.Context) bool {
 	w.mu.RLock()
+	if w.nc.Stats().Reconnects != w.reconnects {
+		w.mu.RUnlock()
+		return true
+	}
 	created, lowest := w.created, uint64(0)
 	for _, rev := range w.revisions {
 		if lowest == 0 || rev < lowest {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -161,5 +162,32 @@ func TestWatcherForgetsMarksPurged(t *testing.T) {
 			t.Fatal("campaign wave still cancelled after its mark was purged")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWatcherFollowsAfterNATSRestart: the lone NATS server restarted
+// while a worker's watcher runs (its watch's consumer, kept in memory, is
+// gone, and the connection comes back without it): a cancel marked once
+// the server is back is in force within the contract's second (and a
+// second of the check's pace). The watch stayed silent until the client
+// library missed two of its heartbeats, about ten seconds, while the
+// campaign's requests went on to their offboard calls.
+func TestWatcherFollowsAfterNATSRestart(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	w := runWatcher(t, js)
+	c.Shutdown(0)
+	c.Restart(0)
+	_, js2 := c.Connect(t)
+	kv, err := ControlBucket(t.Context(), js2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetMark(t.Context(), kv, "contoso", "wave", Mark{Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
+		t.Error("campaign wave, cancelled once NATS was back, not cancelled")
 	}
 }
