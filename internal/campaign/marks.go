@@ -171,8 +171,23 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 
 // watch starts a watch of the marks and puts the marks stored now in
 // force, in place of those held before: a mark that is gone from the
-// bucket (made again, or purged) is gone from the watcher too.
+// bucket (made again, or purged) is gone from the watcher too. A read
+// during which the connection to NATS was made again starts over: the
+// server may have lost the watch's consumer before it sent the marks.
 func (w *Watcher) watch(ctx context.Context) error {
+	for {
+		if err := w.read(ctx); !errors.Is(err, errReconnected) {
+			return err
+		}
+	}
+}
+
+// errReconnected ends a read of the marks whose connection to NATS was
+// made again while it waited for them.
+var errReconnected = errors.New("the connection to NATS was made again")
+
+// read is one watch's read of the marks stored now (watch).
+func (w *Watcher) read(ctx context.Context) error {
 	// Counted before the watch starts: a reconnection from now on may
 	// have lost its consumer (reset).
 	reconnects := w.nc.Stats().Reconnects
@@ -181,6 +196,8 @@ func (w *Watcher) watch(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
 	}
+	check := time.NewTicker(queue.BucketCheck) // real time: paces the look at the connection
+	defer check.Stop()
 	fresh := &Watcher{cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
 	for {
 		select {
@@ -203,6 +220,11 @@ func (w *Watcher) watch(ctx context.Context) error {
 				}
 			}
 			return nil
+		case <-check.C:
+			if w.nc.Stats().Reconnects != reconnects {
+				_ = kw.Stop()
+				return errReconnected
+			}
 		case <-ctx.Done():
 			_ = kw.Stop()
 			return ctx.Err()

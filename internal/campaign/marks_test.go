@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,5 +190,70 @@ func TestWatcherFollowsAfterNATSRestart(t *testing.T) {
 	}
 	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
 		t.Error("campaign wave, cancelled once NATS was back, not cancelled")
+	}
+}
+
+// stalledKV is a control bucket whose next watch, once armed, is made but
+// never sends the marks stored: a server that went away between making
+// the watch's consumer and sending them.
+type stalledKV struct {
+	jetstream.KeyValue
+	armed   atomic.Bool
+	stalled chan struct{} // closed once the stalled watch is made
+}
+
+type stalledWatch struct{ updates chan jetstream.KeyValueEntry }
+
+func (s stalledWatch) Updates() <-chan jetstream.KeyValueEntry { return s.updates }
+func (s stalledWatch) Stop() error                             { return nil }
+
+func (kv *stalledKV) Watch(ctx context.Context, keys string, opts ...jetstream.WatchOpt) (jetstream.KeyWatcher, error) {
+	if kv.armed.CompareAndSwap(true, false) {
+		close(kv.stalled)
+		return stalledWatch{make(chan jetstream.KeyValueEntry)}, nil
+	}
+	return kv.KeyValue.Watch(ctx, keys, opts...)
+}
+
+// TestWatcherFollowsAfterNATSRestartedTwice: the lone NATS server
+// restarted again while the watcher reads the marks anew after a first
+// restart, its new watch's consumer lost before it sent them: a cancel
+// marked once the server is back is in force within the contract's
+// second (and a second of the check's pace). The read waited for the
+// lost watch until the client library missed two of its heartbeats.
+func TestWatcherFollowsAfterNATSRestartedTwice(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t, nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	w, err := NewWatcher(t.Context(), js, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv := &stalledKV{KeyValue: w.kv, stalled: make(chan struct{})}
+	kv.armed.Store(true)
+	w.kv = kv
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	c.Shutdown(0)
+	c.Restart(0)
+	select {
+	case <-kv.stalled:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the marks were not read anew within 10s of NATS back")
+	}
+	c.Shutdown(0)
+	c.Restart(0)
+	_, js2 := c.Connect(t)
+	marks, err := ControlBucket(t.Context(), js2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := SetMark(t.Context(), marks, "contoso", "wave", Mark{Cancelled: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
+		t.Error("campaign wave, cancelled once NATS was back the second time, not cancelled")
 	}
 }
