@@ -83,6 +83,34 @@ func TestGuardInvisibleCharacters(t *testing.T) {
 	}
 }
 
+// TestGuardJoinersInWords: a zero-width non-joiner or joiner inside a
+// word of a script that writes it (Persian, Hindi) or an emoji sequence
+// is part of the group's or tag's name as Defender keeps it: the entry is
+// taken, and one without it would match no device. The same character
+// between ASCII letters, or at an entry's end, is a copy's leftover and
+// still refused. Every joiner used to stop the worker.
+func TestGuardJoinersInWords(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, entry := range []string{
+		"سرورهای\u200cحیاتی",  // Persian: "critical servers", with the non-joiner of its spelling
+		"सर्व\u200dर",         // Devanagari: a joiner after the virama
+		"👩\u200d💻 admins",     // an emoji sequence
+		"🏳\ufe0f\u200d🌈 team", // after a variation selector
+	} {
+		yaml := `        rbacGroups: ["` + entry + `"]` + "\n" + `        machineTags: ["` + entry + `"]` + "\n"
+		if _, err := Parse([]byte(guards + yaml)); err != nil {
+			t.Errorf("%q: %v", entry, err)
+		}
+	}
+	for _, entry := range []string{"DoNot\u200cOffboard", "Tier 0\u200d", "\u200dسرورها", "سرور \u200cها"} {
+		_, err := Parse([]byte(guards + `        machineTags: ["` + entry + `"]` + "\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.protect.machineTags[0]: holds a character") {
+			t.Errorf("%q: Parse error = %v, want one naming it", entry, err)
+		}
+	}
+}
+
 func TestGuardKinds(t *testing.T) {
 	t.Parallel()
 	week := Duration(7 * 24 * time.Hour)
