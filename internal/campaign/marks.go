@@ -143,7 +143,7 @@ type Watcher struct {
 	w          jetstream.KeyWatcher
 	created    time.Time
 	reconnects uint64
-	mu      sync.RWMutex
+	mu         sync.RWMutex
 	// cancelled holds when the server stored each cancel mark, by
 	// tenant + "." + name; revisions the bucket's revision of each, as
 	// last written.
