@@ -887,17 +887,8 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 	stored := func() uint64 { return lastRequestSeq(t, js) }
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	type result struct {
-		code     int
-		out, err string
-	}
-	done := make(chan result, 1)
-	go func() {
-		var out, errb strings.Builder
-		code := runContext(ctx, []string{"--nats-url", url, "campaign", "run", "--tenant", "contoso", "--csv", csvPath,
-			"--report", filepath.Join(dir, "r.csv")}, &out, &errb)
-		done <- result{code, out.String(), errb.String()}
-	}()
+	done := runInBackground(ctx, "--nats-url", url, "campaign", "run", "--tenant", "contoso", "--csv", csvPath,
+		"--report", filepath.Join(dir, "r.csv"))
 	for stored() < 500 {
 		time.Sleep(time.Millisecond)
 	}
@@ -920,6 +911,24 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 	if uint64(published) != n || before != 0 || strings.Contains(res.out, "unconfirmed") {
 		t.Errorf("summary says published %d (before %d), the stream stored %d: %q", published, before, n, res.out[i:])
 	}
+}
+
+// ran is how a command run in the background ended.
+type ran struct {
+	code     int
+	out, err string
+}
+
+// runInBackground runs the command line under ctx in a goroutine; the
+// channel gets how it ended.
+func runInBackground(ctx context.Context, args ...string) <-chan ran {
+	done := make(chan ran, 1)
+	go func() {
+		var out, errb strings.Builder
+		code := runContext(ctx, args, &out, &errb)
+		done <- ran{code, out.String(), errb.String()}
+	}()
+	return done
 }
 
 // lastRequestSeq is the request stream's last sequence: how many requests

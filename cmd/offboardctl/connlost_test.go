@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"os"
@@ -64,17 +63,8 @@ func TestCampaignRunEndsWhenNATSIsLost(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	type ended struct {
-		code     int
-		out, err string
-	}
-	done := make(chan ended, 1)
-	go func() {
-		var out, errb bytes.Buffer
-		code := runContext(ctx, []string{"--nats-url", url, "campaign", "run", "--tenant", tenant, "--csv", csvPath,
-			"--report", report, "--progress-every", "1h"}, &out, &errb)
-		done <- ended{code, out.String(), errb.String()}
-	}()
+	done := runInBackground(ctx, "--nats-url", url, "campaign", "run", "--tenant", tenant, "--csv", csvPath,
+		"--report", report, "--progress-every", "1h")
 	// No worker: the rows wait in the stream once published.
 	deadline := time.Now().Add(20 * time.Second)
 	for lastRequestSeq(t, js) < 2 {
@@ -88,7 +78,7 @@ func TestCampaignRunEndsWhenNATSIsLost(t *testing.T) {
 	s.WaitForShutdown()
 	s = startWithPassword(t, port, store, "two")
 
-	var e ended
+	var e ran
 	select {
 	case e = <-done:
 	case <-time.After(30 * time.Second):

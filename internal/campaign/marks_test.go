@@ -180,16 +180,23 @@ func TestWatcherFollowsAfterNATSRestart(t *testing.T) {
 	w := runWatcher(t, js)
 	c.Shutdown(0)
 	c.Restart(0)
-	_, js2 := c.Connect(t)
-	kv, err := ControlBucket(t.Context(), js2)
+	cancelOnFreshConnection(t, c)
+	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
+		t.Error("campaign wave, cancelled once NATS was back, not cancelled")
+	}
+}
+
+// cancelOnFreshConnection marks campaign wave of contoso cancelled over a
+// connection of its own, made now.
+func cancelOnFreshConnection(t *testing.T, c *natstest.Cluster) {
+	t.Helper()
+	_, js := c.Connect(t)
+	kv, err := ControlBucket(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := SetMark(t.Context(), kv, "contoso", "wave", Mark{Cancelled: true}); err != nil {
 		t.Fatal(err)
-	}
-	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
-		t.Error("campaign wave, cancelled once NATS was back, not cancelled")
 	}
 }
 
@@ -245,14 +252,7 @@ func TestWatcherFollowsAfterNATSRestartedTwice(t *testing.T) {
 	}
 	c.Shutdown(0)
 	c.Restart(0)
-	_, js2 := c.Connect(t)
-	marks, err := ControlBucket(t.Context(), js2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := SetMark(t.Context(), marks, "contoso", "wave", Mark{Cancelled: true}); err != nil {
-		t.Fatal(err)
-	}
+	cancelOnFreshConnection(t, c)
 	if !cancelledWithin(w, "wave", 2500*time.Millisecond) {
 		t.Error("campaign wave, cancelled once NATS was back the second time, not cancelled")
 	}

@@ -225,17 +225,24 @@ func TestParseLimitAndGuardErrorsQuoteNoValue(t *testing.T) {
 		{"    guards:\n      protect:\n        computerDnsNames: [\"[" + secret + "\"]\n", "guards.protect.computerDnsNames[0]: not a glob"},
 		{"    cloud: \"" + secret + "\"\n", "cloud: want commercial"},
 	} {
-		_, err := Parse([]byte("tenants:" + okTenant + tc.yaml))
-		if err == nil {
-			t.Errorf("%s: no error", tc.want)
-			continue
-		}
-		if strings.Contains(err.Error(), "S3cret") {
-			t.Errorf("%s: the error quotes the value", tc.want)
-		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("error %q does not hold %q", strings.ReplaceAll(err.Error(), secret, "…"), tc.want)
-		}
+		wantErrWithout(t, "tenants:"+okTenant+tc.yaml, tc.want, secret)
+	}
+}
+
+// wantErrWithout checks that Parse refuses the file with an error that
+// holds want and does not quote the secret.
+func wantErrWithout(t *testing.T, file, want, secret string) {
+	t.Helper()
+	_, err := Parse([]byte(file))
+	if err == nil {
+		t.Errorf("%s: no error", want)
+		return
+	}
+	if strings.Contains(err.Error(), "S3cret") {
+		t.Errorf("%s: the error quotes the value", want)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not hold %q", strings.ReplaceAll(err.Error(), secret, "…"), want)
 	}
 }
 
@@ -252,17 +259,7 @@ func TestParseNameErrorQuotesNoValue(t *testing.T) {
 		{strings.Replace(okTenant, "name: contoso", "name: \""+secret+"\"", 1) + "    cloud: nowhere\n", "tenant 1: name must match"},
 		{okTenant + "    cloud: nowhere\n", `tenant 1 ("contoso"): cloud: want`},
 	} {
-		_, err := Parse([]byte("tenants:" + tc.yaml))
-		if err == nil {
-			t.Errorf("%s: no error", tc.want)
-			continue
-		}
-		if strings.Contains(err.Error(), "S3cret") {
-			t.Errorf("%s: the error quotes the value", tc.want)
-		}
-		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("error %q does not hold %q", strings.ReplaceAll(err.Error(), secret, "…"), tc.want)
-		}
+		wantErrWithout(t, "tenants:"+tc.yaml, tc.want, secret)
 	}
 }
 
