@@ -97,7 +97,7 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(cmd.Context(), f.timeout)
+	ctx, cancel := context.WithTimeoutCause(cmd.Context(), f.timeout, fmt.Errorf("--timeout %v ran out", f.timeout))
 	defer cancel()
 	// No worker answers for a tenant none has set up; the request would
 	// wait its 10 s for nothing when something else listens on the plan
@@ -115,6 +115,10 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 		return fmt.Errorf("%w (is a worker configured with tenant %s running?)", err, f.tenant)
 	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
+			// The deadline's own words name no flag.
+			return fmt.Errorf("plan: %w (%w)", err, context.Cause(ctx))
+		}
 		return fmt.Errorf("plan: %w", err)
 	}
 	if reply.State != offboard.PlanDone {

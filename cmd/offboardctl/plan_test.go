@@ -535,8 +535,8 @@ func TestCampaignPlanTimeoutEndsThePlan(t *testing.T) {
 	e, hold, _ := setupPlanHeld(t) // the first plan's first page never comes
 	t.Cleanup(func() { close(hold) })
 	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "3s", "--out", filepath.Join(e.dir, "first.csv"))
-	if code != exitFailed {
-		t.Fatalf("first plan: exit %d, stderr %q", code, stderr)
+	if code != exitFailed || !strings.Contains(stderr, "--timeout 3s") {
+		t.Fatalf("first plan: exit %d, stderr %q, want 1 and the --timeout that ran out", code, stderr)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
