@@ -76,6 +76,7 @@ type announcement struct {
 // leaves or dies moves only its own tenants.
 type Presence struct {
 	kv       jetstream.KeyValue
+	nc       *nats.Conn // its reconnections tell a watch that may have lost its consumer
 	id       string
 	instance string // this process's own mark in its announcements
 	tenants  []string
@@ -170,7 +171,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 		beat = PresenceBeat
 	}
 	p := &Presence{
-		kv: kv, id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
+		kv: kv, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat,
 		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}),
 	}
@@ -200,6 +201,7 @@ func (p *Presence) Run(ctx context.Context) error {
 	if err := p.announce(ctx); err != nil {
 		return started(err)
 	}
+	reconnects := p.nc.Stats().Reconnects // before the watch: one from now on may have lost it
 	w, err := p.kv.WatchAll(ctx)
 	if err != nil {
 		return started(fmt.Errorf("watch %s: %w", BucketPresence, err))
@@ -234,14 +236,19 @@ func (p *Presence) Run(ctx context.Context) error {
 			if err := p.announce(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("announce", zap.Error(err))
 			}
-			if w != nil && p.blind() {
+			if n := p.nc.Stats().Reconnects; w != nil && (p.blind() || n != reconnects) {
 				// The watch brings nothing, not even this replica's own
 				// announcements: stuck (a bucket made again under it
-				// starts its sequence anew). A new one reads every entry.
+				// starts its sequence anew). Or the connection was made
+				// again: a lone server restarted comes back without the
+				// watch's consumer, which the client library makes again
+				// only once it has missed two heartbeats (about ten
+				// seconds). A new one reads every entry.
 				_ = w.Stop()
 				w = nil
 			}
 			if w == nil {
+				reconnects = p.nc.Stats().Reconnects
 				w = p.watchAgain(ctx)
 			}
 		case <-expiry.Chan():

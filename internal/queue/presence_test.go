@@ -355,6 +355,27 @@ func TestPresenceAfterANATSOutage(t *testing.T) {
 	}
 }
 
+// TestPresenceSeesANewReplicaSoonAfterNATSRestarts: a lone server
+// restarted comes back without the presence watch's consumer, which it
+// kept in memory, and the client library makes it again only once it has
+// missed two of its heartbeats (about ten seconds). A replica started
+// meanwhile was seen only then, or after three beats without this
+// replica's own announcements; the watch is now made again at the first
+// beat after the connection came back.
+func TestPresenceSeesANewReplicaSoonAfterNATSRestarts(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	_, js := c.Connect(t, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	const beat = 2 * time.Second
+	p := runPresence(t, js, "p", []string{"contoso"}, beat, zap.NewNop())
+	c.Shutdown(0)
+	c.Restart(0)
+	waitFor(t, 10*time.Second, "p reconnected", func() bool { return js.Conn().IsConnected() })
+	_, js2 := c.Connect(t)
+	runPresence(t, js2, "y", []string{"northwind"}, beat, zap.NewNop())
+	waitFor(t, beat+beat/2, "p sees the replica started after the restart", func() bool { return p.Serves("northwind") })
+}
+
 // TestPresenceReplayedEntryIsNoSignOfLife: a watch made again while the
 // view is current (the old one ended) reads every entry again. The entry
 // of a replica that died without withdrawing, read again under the same
