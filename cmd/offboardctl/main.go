@@ -67,7 +67,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 // have what to do about it, as the missing control bucket's error says:
 // no worker has made the streams, or deploy/nats was not applied.
 func explainMissingStream(err error) error {
-	if !errors.Is(err, jetstream.ErrStreamNotFound) || strings.Contains(err.Error(), "does not exist") {
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return err
 	}
 	return fmt.Errorf("%w (the worker's streams are not there: start a worker, or apply deploy/nats)", err)

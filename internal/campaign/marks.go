@@ -137,13 +137,13 @@ type Watcher struct {
 	kv     jetstream.KeyValue
 	nc     *nats.Conn
 	landed func(tenant string) // nil: nobody is told
-	// w is the watch, created its bucket's creation time and reconnects
-	// the connection's count of reconnections when it started; only Run
-	// changes them once NewWatcher returned.
-	w          jetstream.KeyWatcher
-	created    time.Time
-	reconnects uint64
-	mu         sync.RWMutex
+	// w is the watch, created its bucket's creation time and conn the
+	// connection's mark when it started; only Run changes them once
+	// NewWatcher returned.
+	w       jetstream.KeyWatcher
+	created time.Time
+	conn    queue.ConnMark
+	mu      sync.RWMutex
 	// cancelled holds when the server stored each cancel mark, by
 	// tenant + "." + name; revisions the bucket's revision of each, as
 	// last written.
@@ -176,21 +176,15 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 // server may have lost the watch's consumer before it sent the marks.
 func (w *Watcher) watch(ctx context.Context) error {
 	for {
-		if err := w.read(ctx); !errors.Is(err, errReconnected) {
+		if err := w.read(ctx); !errors.Is(err, queue.ErrReconnected) {
 			return err
 		}
 	}
 }
 
-// errReconnected ends a read of the marks whose connection to NATS was
-// made again while it waited for them.
-var errReconnected = errors.New("the connection to NATS was made again")
-
 // read is one watch's read of the marks stored now (watch).
 func (w *Watcher) read(ctx context.Context) error {
-	// Counted before the watch starts: a reconnection from now on may
-	// have lost its consumer (reset).
-	reconnects := w.nc.Stats().Reconnects
+	conn := queue.MarkConn(w.nc)
 	created, _ := queue.BucketCreated(ctx, w.kv) // not known: only a purge is seen
 	kw, err := w.kv.Watch(context.Background(), keyPrefix+">")
 	if err != nil {
@@ -211,7 +205,7 @@ func (w *Watcher) read(ctx context.Context) error {
 			}
 			// Every stored mark is in.
 			w.mu.Lock()
-			w.w, w.created, w.reconnects = kw, created, reconnects
+			w.w, w.created, w.conn = kw, created, conn
 			w.cancelled, w.revisions = fresh.cancelled, fresh.revisions
 			w.mu.Unlock()
 			if w.landed != nil {
@@ -221,9 +215,9 @@ func (w *Watcher) read(ctx context.Context) error {
 			}
 			return nil
 		case <-check.C:
-			if w.nc.Stats().Reconnects != reconnects {
+			if conn.Moved() {
 				_ = kw.Stop()
-				return errReconnected
+				return queue.ErrReconnected
 			}
 		case <-ctx.Done():
 			_ = kw.Stop()
@@ -282,15 +276,10 @@ func (w *Watcher) Run(ctx context.Context) {
 
 // reset says whether the bucket was made again since the watch started,
 // or lost a mark the watcher holds without a delete (a purge), or whether
-// the connection to NATS was made again since. A lone server restarted
-// comes back without the watch's consumer, which it kept in memory, and
-// the client library makes it again only once it has missed two of its
-// heartbeats (about ten seconds): meanwhile a cancel is not seen. A
-// cluster's node lost drops what was sent to the watch while the
-// connection moved.
+// the connection to NATS was made again since (queue.ConnMark).
 func (w *Watcher) reset(ctx context.Context) bool {
 	w.mu.RLock()
-	if w.nc.Stats().Reconnects != w.reconnects {
+	if w.conn.Moved() {
 		w.mu.RUnlock()
 		return true
 	}

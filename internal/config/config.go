@@ -218,11 +218,11 @@ func Parse(data []byte) (*File, error) {
 			// A name that is none is not quoted: a secret pasted there,
 			// or on the line below it (a plain scalar goes on over the
 			// lines indented under it), would be shown.
-			if !offboard.TenantName.MatchString(t.Name) {
-				errs = append(errs, fmt.Errorf("tenant %d: %w", i+1, err))
-			} else {
-				errs = append(errs, fmt.Errorf("tenant %d (%q): %w", i+1, t.Name, err))
+			which := fmt.Sprintf("tenant %d", i+1)
+			if offboard.TenantName.MatchString(t.Name) {
+				which += fmt.Sprintf(" (%q)", t.Name)
 			}
+			errs = append(errs, fmt.Errorf("%s: %w", which, err))
 			continue
 		}
 		if seen[t.Name] {

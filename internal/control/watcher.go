@@ -46,14 +46,6 @@ const rewatchAfter = time.Second
 // errBucketReset ends a watch whose bucket was made again or purged.
 var errBucketReset = errors.New("the control bucket was made again or purged")
 
-// errReconnected ends a watch whose connection to NATS was made again. A
-// lone server restarted comes back without the watch's consumer, which
-// it kept in memory, and the client library makes it again only once it
-// has missed two of its heartbeats (about ten seconds): meanwhile a
-// change is not seen. A cluster's node lost drops what was sent to the
-// watch while the connection moved.
-var errReconnected = errors.New("the connection to NATS was made again")
-
 // Run follows the bucket until ctx ends. When the watch ends it watches
 // again; the entries are read again and replace what was known.
 func (w *Watcher) Run(ctx context.Context) error {
@@ -72,7 +64,7 @@ func (w *Watcher) ended(ctx context.Context, err error) {
 		w.log.Warn("control bucket made again, purged, or an entry gone without a delete: reading it anew")
 		return
 	}
-	if errors.Is(err, errReconnected) {
+	if errors.Is(err, queue.ErrReconnected) {
 		w.log.Info("NATS connection made again: reading the controls anew")
 		return
 	}
@@ -91,9 +83,7 @@ func (w *Watcher) ended(ctx context.Context, err error) {
 func controlKeys() []string { return []string{"pause.>", "budget.>"} }
 
 func (w *Watcher) watch(ctx context.Context) error {
-	// Counted before the watch starts: a reconnection from now on may
-	// have lost its consumer.
-	reconnects := w.nc.Stats().Reconnects
+	conn := queue.MarkConn(w.nc)
 	created, err := queue.BucketCreated(ctx, w.kv)
 	if err != nil {
 		return fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
@@ -120,8 +110,8 @@ func (w *Watcher) watch(ctx context.Context) error {
 			if w.reset(ctx, created) {
 				return errBucketReset
 			}
-			if w.nc.Stats().Reconnects != reconnects {
-				return errReconnected
+			if conn.Moved() {
+				return queue.ErrReconnected
 			}
 		case e, ok := <-kw.Updates():
 			if !ok {

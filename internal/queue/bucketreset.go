@@ -2,8 +2,10 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -49,3 +51,26 @@ func bucketStream(s jetstream.KeyValueStatus) *jetstream.StreamInfo {
 	}
 	return nil
 }
+
+// ErrReconnected ends a watch of a bucket whose connection to NATS was
+// made again since it started (ConnMark).
+var ErrReconnected = errors.New("the connection to NATS was made again")
+
+// ConnMark marks a connection's reconnections as a watch of a bucket
+// starts. A lone server restarted comes back without the watch's
+// consumer, which it kept in memory, and the client library makes it
+// again only once it has missed two of its heartbeats (about ten
+// seconds): meanwhile the watch brings nothing. A cluster's node lost
+// drops what was sent to the watch while the connection moved. A watch
+// whose mark Moved is made again, which reads every entry.
+type ConnMark struct {
+	nc *nats.Conn
+	n  uint64
+}
+
+// MarkConn marks nc's reconnections now: take it before the watch is
+// made, so that one in between is not missed.
+func MarkConn(nc *nats.Conn) ConnMark { return ConnMark{nc: nc, n: nc.Stats().Reconnects} }
+
+// Moved says whether the connection was made again since the mark.
+func (m ConnMark) Moved() bool { return m.nc.Stats().Reconnects != m.n }

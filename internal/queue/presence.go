@@ -76,7 +76,7 @@ type announcement struct {
 // leaves or dies moves only its own tenants.
 type Presence struct {
 	kv       jetstream.KeyValue
-	nc       *nats.Conn // its reconnections tell a watch that may have lost its consumer
+	nc       *nats.Conn // its reconnections tell a watch that may have lost its consumer (ConnMark)
 	id       string
 	instance string // this process's own mark in its announcements
 	tenants  []string
@@ -201,7 +201,7 @@ func (p *Presence) Run(ctx context.Context) error {
 	if err := p.announce(ctx); err != nil {
 		return started(err)
 	}
-	reconnects := p.nc.Stats().Reconnects // before the watch: one from now on may have lost it
+	conn := MarkConn(p.nc)
 	w, err := p.kv.WatchAll(ctx)
 	if err != nil {
 		return started(fmt.Errorf("watch %s: %w", BucketPresence, err))
@@ -236,19 +236,16 @@ func (p *Presence) Run(ctx context.Context) error {
 			if err := p.announce(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("announce", zap.Error(err))
 			}
-			if n := p.nc.Stats().Reconnects; w != nil && (p.blind() || n != reconnects) {
+			if w != nil && (p.blind() || conn.Moved()) {
 				// The watch brings nothing, not even this replica's own
 				// announcements: stuck (a bucket made again under it
-				// starts its sequence anew). Or the connection was made
-				// again: a lone server restarted comes back without the
-				// watch's consumer, which the client library makes again
-				// only once it has missed two heartbeats (about ten
-				// seconds). A new one reads every entry.
+				// starts its sequence anew); or its connection was made
+				// again (ConnMark). A new one reads every entry.
 				_ = w.Stop()
 				w = nil
 			}
 			if w == nil {
-				reconnects = p.nc.Stats().Reconnects
+				conn = MarkConn(p.nc)
 				w = p.watchAgain(ctx)
 			}
 		case <-expiry.Chan():
