@@ -17,32 +17,41 @@ import (
 )
 
 // TestTransportsSizedToTheCallsUnderWay: one client per CA bundle, keeping
-// open a connection per call its tenants may have under way (maxInFlight,
-// plus a lookup and a poll), capped.
+// open a connection per call its tenants may have under way: maxInFlight
+// each, no more than the worker's bound on requests, and a poll for a
+// tenant that tracks its actions; capped.
 func TestTransportsSizedToTheCallsUnderWay(t *testing.T) {
 	t.Parallel()
-	var tenants []*config.Tenant
-	for range 3 {
-		tenants = append(tenants, &config.Tenant{MaxInFlight: 4})
+	busy := func(n int, tracking bool) (ts []*config.Tenant) {
+		for range n {
+			ts = append(ts, &config.Tenant{MaxInFlight: 4, Tracking: config.Tracking{Enabled: tracking}})
+		}
+		return ts
 	}
-	clients, err := transports(tenants)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(clients) != 1 {
-		t.Fatalf("%d clients for tenants of one CA bundle, want 1", len(clients))
-	}
-	if tr := clients[""].Transport.(*http.Transport); tr.MaxIdleConnsPerHost != 18 {
-		t.Errorf("idle connections per host %d, want 18", tr.MaxIdleConnsPerHost)
-	}
-	for range 1000 {
-		tenants = append(tenants, &config.Tenant{MaxInFlight: 4})
-	}
-	if clients, err = transports(tenants); err != nil {
-		t.Fatal(err)
-	}
-	if tr := clients[""].Transport.(*http.Transport); tr.MaxIdleConnsPerHost != maxIdlePerHost {
-		t.Errorf("1003 tenants: %d idle connections per host, want the cap %d", tr.MaxIdleConnsPerHost, maxIdlePerHost)
+	for _, tc := range []struct {
+		name        string
+		tenants     []*config.Tenant
+		maxRequests int
+		want        int
+	}{
+		{"3 tenants", busy(3, false), 512, 12},
+		{"3 tenants, 1 tracking", append(busy(2, false), busy(1, true)...), 512, 13},
+		{"1000 tenants, bound 512", busy(1000, false), 512, 512},
+		{"1000 tenants, 10 tracking, bound 512", append(busy(990, false), busy(10, true)...), 512, 522},
+		{"1000 tenants, bound 384", busy(1000, false), 384, 384},
+		{"1000 tenants, no bound", busy(1000, false), -1, maxIdlePerHost},
+		{"1000 tenants tracking, bound 1000", busy(1000, true), 1000, maxIdlePerHost},
+	} {
+		clients, err := transports(tc.tenants, tc.maxRequests)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(clients) != 1 {
+			t.Fatalf("%s: %d clients for tenants of one CA bundle, want 1", tc.name, len(clients))
+		}
+		if got := clients[""].Transport.(*http.Transport).MaxIdleConnsPerHost; got != tc.want {
+			t.Errorf("%s: %d idle connections per host, want %d", tc.name, got, tc.want)
+		}
 	}
 }
 
@@ -56,7 +65,7 @@ func TestHangingTenantsDoNotStarveOthers(t *testing.T) {
 	for range 1000 {
 		tenants = append(tenants, &config.Tenant{MaxInFlight: 4})
 	}
-	clients, err := transports(tenants)
+	clients, err := transports(tenants, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +156,7 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 	for range 50 {
 		tenants = append(tenants, &config.Tenant{MaxInFlight: 4, CAFile: caFile})
 	}
-	clients, err := transports(tenants)
+	clients, err := transports(tenants, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
