@@ -88,10 +88,10 @@ type campaignRun struct {
 	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
 	paused                         atomic.Bool  // an operator paused the campaign's priority
 	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
-	cancelled                      atomic.Bool  // the campaign's cancel mark was read: no more rows are published
 	stateErr                       atomic.Value
-	checked                        atomic.Bool // results are checked against the CSV's devices as they come
-	waiting                        []bool      // by row: a request of it waits in the request stream; set before publishing
+	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
+	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
+	marks                          *campaign.Watcher // the campaign marks, set before publishing; nil: no control bucket
 
 	// seqMu guards own and held: which result invalid_request is a row's
 	// (campaign.ResultRow).
@@ -446,9 +446,11 @@ func (r *campaignRun) beforePublishing(otherWaiting earlierWaiting) error {
 // publishing when its campaign is cancelled publishes no more rows: a row
 // with a source of its own published after the cancel would not be
 // withdrawn (campaign.Watcher.Cancelled). It returns once it has read
-// the mark stored now, if any: a run of a campaign cancelled before
-// publishes nothing. Without the control bucket (the worker's setup makes
-// it, a cancel too) there is no mark to follow.
+// the marks stored now: a run of a campaign cancelled before publishes
+// nothing. The watch is the workers' own: it is read anew when the
+// connection to NATS is made again, whose server may have lost it.
+// Without the control bucket (the worker's setup makes it, a cancel too)
+// there is no mark to follow.
 func (r *campaignRun) watchCancel(ctx context.Context) (stop func(), err error) {
 	kv, err := r.js.KeyValue(ctx, offboard.BucketControl)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
@@ -457,45 +459,22 @@ func (r *campaignRun) watchCancel(ctx context.Context) (stop func(), err error) 
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
-	kw, err := kv.Watch(ctx, campaign.Key(r.f.tenant, r.f.name))
-	if err != nil {
+	if r.marks, err = campaign.WatchBucket(ctx, kv, r.js.Conn(), nil); err != nil {
 		return nil, fmt.Errorf("watch campaign %s's mark: %w", r.f.name, err)
 	}
-	read := func(e jetstream.KeyValueEntry) {
-		if e != nil && campaign.IsCancel(e) {
-			r.cancelled.Store(true)
-		}
-	}
-	for e := range kw.Updates() {
-		if e == nil { // the mark stored now is in
-			break
-		}
-		read(e)
-	}
-	if err := ctx.Err(); err != nil {
-		_ = kw.Stop()
-		return nil, context.Cause(ctx)
-	}
-	done := make(chan struct{})
+	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case e, ok := <-kw.Updates():
-				if !ok {
-					return
-				}
-				read(e)
-			case <-done:
-				return
-			}
-		}
-	})
+	wg.Go(func() { r.marks.Run(wctx) })
 	return func() {
-		close(done)
+		cancel()
 		wg.Wait()
-		_ = kw.Stop()
 	}, nil
+}
+
+// cancelledNow says whether the campaign's cancel mark was read: no more
+// rows are published.
+func (r *campaignRun) cancelledNow() bool {
+	return r.marks != nil && r.marks.CampaignCancelled(r.f.tenant, r.f.name)
 }
 
 // openCSV opens the campaign's CSV for a read from its first row; the
@@ -909,7 +888,7 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	if err != nil {
 		return r.rows.Invalid(row.N, req, err.Error())
 	}
-	if r.cancelled.Load() {
+	if r.cancelledNow() {
 		return r.rows.Withdrawn(row.N, row)
 	}
 	m := nats.NewMsg(subject)

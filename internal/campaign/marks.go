@@ -162,7 +162,14 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 	if err != nil {
 		return nil, err
 	}
-	w := &Watcher{kv: kv, nc: js.Conn(), landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
+	return WatchBucket(ctx, kv, js.Conn(), landed)
+}
+
+// WatchBucket is NewWatcher over a control bucket opened already, whose
+// connection to NATS is nc: one that must not make the bucket (offboardctl
+// campaign run) opens it itself.
+func WatchBucket(ctx context.Context, kv jetstream.KeyValue, nc *nats.Conn, landed func(tenant string)) (*Watcher, error) {
+	w := &Watcher{kv: kv, nc: nc, landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
 	if err := w.watch(ctx); err != nil {
 		return nil, err
 	}
@@ -355,6 +362,15 @@ func (w *Watcher) Cancelled(tenant string, r offboard.Request, stored time.Time)
 		return byID, true
 	}
 	return "", false
+}
+
+// CampaignCancelled says whether the campaign name of tenant has a cancel
+// mark in force.
+func (w *Watcher) CampaignCancelled(tenant, name string) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	_, ok := w.cancelled[tenant+"."+name]
+	return ok
 }
 
 // storedBefore says whether a request stored at stored (zero: taken as
