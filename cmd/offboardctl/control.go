@@ -140,10 +140,10 @@ func budgetCommand(c *cli) *cobra.Command {
 			switch {
 			case clearIt && len(args) == 1:
 			case !clearIt && len(args) == 2:
-				// As read: ParseWindow takes the space around it, which
+				// As read: ParseBudget takes the space around it, which
 				// would be stored and break status's lines.
 				spec := strings.TrimSpace(args[1])
-				bw, err := limiter.ParseWindow(spec)
+				bw, err := limiter.ParseBudget(spec)
 				if err != nil {
 					return usagef("budget: %v", err)
 				}

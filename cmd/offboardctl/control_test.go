@@ -262,6 +262,35 @@ func TestBudgetLongerThanTheJournal(t *testing.T) {
 	}
 }
 
+// A budget that is no budget is refused as bad usage, in one line that
+// says what is accepted, and nothing is stored.
+func TestBudgetRefused(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	for _, tc := range []struct{ in, want string }{
+		// Windows too short to count anything: a slip of the unit.
+		{"1/1ns", "budget: a budget's duration must be at least 1s, like the 24h of 500/24h"},
+		{"5/1ms", "at least 1s"},
+		{"5/999ms", "at least 1s"},
+	} {
+		code, out, errs := ctl(t, url, "budget", "contoso", "--", tc.in)
+		if code != exitUsage || out != "" || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("budget %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.in, code, out, errs, tc.want)
+		}
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, ok := view.Budget("contoso"); ok {
+		t.Errorf("a refused budget was stored: %+v", e)
+	}
+}
+
 // A budget given with white space around it (a newline from a script's
 // echo, a tab) is stored as it was read: status shows it on one line.
 func TestBudgetWithSpaceAround(t *testing.T) {

@@ -22,7 +22,8 @@ type Guards struct {
 	// this long ago, or whose lastSeen is missing; nil: not checked.
 	RequireInactiveFor *Duration `yaml:"requireInactiveFor"`
 	// Budget caps the actions created for the tenant in any sliding
-	// window: "<count>/<duration>" as in limits ("500/24h"); empty: none.
+	// window: "<count>/<duration>" as in limits ("500/24h"), the window
+	// at least limiter.MinBudget; empty: none.
 	// Load parses it into Window.
 	Budget string `yaml:"budget"`
 	// BudgetWindow is Budget parsed; nil: no budget.
@@ -100,7 +101,7 @@ func (g *Guards) check() error {
 	}
 	g.BudgetWindow = nil
 	if g.Budget != "" {
-		w, err := limiter.ParseWindow(g.Budget)
+		w, err := limiter.ParseBudget(g.Budget)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("guards.budget: %w", err))
 		} else {

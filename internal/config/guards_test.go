@@ -154,6 +154,8 @@ func TestParseGuardErrors(t *testing.T) {
 		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: a limit is written <count>/<duration>`},
 		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: a limit's count must be a positive"},
 		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: a limit's duration"},
+		{"budget under a second", guards + "      budget: \"1/1ns\"\n", "guards.budget: a budget's duration must be at least 1s"},
+		{"budget in milliseconds", guards + "      budget: \"5/1ms\"\n", "guards.budget: a budget's duration must be at least 1s"},
 		// A key left without a value (a template's variable that expanded
 		// to nothing) must not drop its guard.
 		{"duration without value", guards + "      requireInactiveFor:\n", "line 7: tenants[0].guards.requireInactiveFor has no value"},

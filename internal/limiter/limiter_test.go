@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -48,6 +49,34 @@ func TestParseWindow(t *testing.T) {
 	}
 	if _, err := ParseWindows(nil); err == nil {
 		t.Error("ParseWindows(nil) gave no error")
+	}
+}
+
+// A budget is a limit whose window is at least MinBudget: under it, a
+// slip of the unit or no budget at all.
+func TestParseBudget(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   string
+		want Window
+		err  string
+	}{
+		{in: "500/24h", want: Window{500, 24 * time.Hour}},
+		{in: "1/1s", want: Window{1, time.Second}},
+		{in: "5/1000ms", want: Window{5, time.Second}},
+		{in: "1/1ns", err: "at least 1s"},
+		{in: "5/1ms", err: "at least 1s"},
+		{in: "5/999ms", err: "at least 1s"},
+		{in: "0/24h", err: "positive whole number"},
+		{in: "500/0s", err: "positive Go duration"},
+	} {
+		got, err := ParseBudget(tc.in)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("ParseBudget(%q) = %v, %v; want an error saying %q", tc.in, got, err, tc.err)
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("ParseBudget(%q) = %v, %v; want %v", tc.in, got, err, tc.want)
+		}
 	}
 }
 

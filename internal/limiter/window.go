@@ -34,6 +34,26 @@ func ParseWindow(s string) (Window, error) {
 	return Window{Count: n, Length: d}, nil
 }
 
+// MinBudget is the shortest window a budget may have. A budget caps the
+// devices offboarded over hours or days; a window under a second is a
+// slip of the unit (5/1ms for 5/1m), and one of a few nanoseconds ends
+// before the next call starts: no budget at all.
+const MinBudget = time.Second
+
+// ParseBudget reads a budget, the tenants file's guards.budget as an
+// operator's override: a limit as ParseWindow reads it, whose window is
+// at least MinBudget. Its errors do not quote the value either.
+func ParseBudget(s string) (Window, error) {
+	w, err := ParseWindow(s)
+	if err != nil {
+		return Window{}, err
+	}
+	if w.Length < MinBudget {
+		return Window{}, fmt.Errorf("a budget's duration must be at least %s, like the 24h of 500/24h", MinBudget)
+	}
+	return w, nil
+}
+
 // ParseWindows reads a list of limits; an empty list is an error, since a
 // tenant without any limit would hammer the API.
 func ParseWindows(specs []string) ([]Window, error) {

@@ -63,6 +63,9 @@ func (b *budget) update(ctrl Control) bool {
 		spec = b.file.String()
 	}
 	if o, ok := ctrl.Budget(b.tenant); ok {
+		// ParseWindow, not ParseBudget: an override stored before a
+		// budget had a shortest window stays in force, as offboardctl
+		// status, which reads it so, shows it.
 		switch w, err := limiter.ParseWindow(o); {
 		case err != nil:
 			b.log.Warn("budget override ignored", zap.Error(err)) // the value unquoted: it could be anything
