@@ -140,17 +140,17 @@ func budgetCommand(c *cli) *cobra.Command {
 			switch {
 			case clearIt && len(args) == 1:
 			case !clearIt && len(args) == 2:
-				// As read: ParseBudget takes the space around it, which
-				// would be stored and break status's lines.
-				spec := strings.TrimSpace(args[1])
-				bw, err := limiter.ParseBudget(spec)
+				bw, err := limiter.ParseBudget(args[1])
 				if err != nil {
 					return usagef("budget: %v", err)
 				}
-				if err := c.checkBudgetWindow(cmd.Context(), spec, bw); err != nil {
+				if err := c.checkBudgetWindow(cmd.Context(), bw); err != nil {
 					return err
 				}
-				ch.Action, ch.Value = control.ActionBudget, spec
+				// Stored one way only (+5/60m as 5/1h), as status, the
+				// audit event and the worker's logs show it; without the
+				// space around it, which would break status's lines.
+				ch.Action, ch.Value = control.ActionBudget, bw.Spec()
 			default:
 				return usagef("budget takes TENANT and either COUNT/DURATION (500/24h) or --clear")
 			}
@@ -165,7 +165,7 @@ func budgetCommand(c *cli) *cobra.Command {
 
 // checkBudgetWindow refuses a budget whose window the budget journal
 // cannot count: the worker would ignore it (internal/worker/budget.go).
-func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Window) error {
+func (c *cli) checkBudgetWindow(ctx context.Context, w limiter.Window) error {
 	js, err := c.connect(ctx)
 	if err != nil {
 		return err
@@ -178,7 +178,7 @@ func (c *cli) checkBudgetWindow(ctx context.Context, spec string, w limiter.Wind
 	}
 	if h.limited && w.Length > h.longest {
 		return usagef("budget %s: the worker would ignore it: the longest window it counts is %s (stream %s keeps %s, less the %s lease and the %s margin; see the worker's --budget-history)",
-			spec, h.longest, offboard.StreamBudget, h.history, queue.BudgetLease, queue.DefaultQuotaMargin)
+			w.Spec(), h.longest, offboard.StreamBudget, h.history, queue.BudgetLease, queue.DefaultQuotaMargin)
 	}
 	return nil
 }

@@ -291,6 +291,42 @@ func TestBudgetRefused(t *testing.T) {
 	}
 }
 
+// A budget is stored one way only, as status, the audit event and the
+// worker's logs show it: a plain one as typed, an odd spelling of it as
+// the plain one.
+func TestBudgetStoredOneWay(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	stream, err := js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ in, want string }{
+		{"500/24h", "500/24h"}, {"5/90m", "5/1h30m"}, {"1/1h30m", "1/1h30m"},
+		{"+5/1h", "5/1h"}, {"05/1h", "5/1h"}, {" 5/1h", "5/1h"}, {"5/60m", "5/1h"}, {"5/3600s", "5/1h"},
+		{"5/1h0m0s", "5/1h"}, {"5/+1h", "5/1h"}, {"5/1.h", "5/1h"}, {"5/.5h", "5/30m"}, {"007/24h", "7/24h"},
+	} {
+		code, out, errs := ctl(t, url, "budget", "contoso", tc.in)
+		if code != exitOK || !strings.Contains(out, "budget of contoso set to "+tc.want+";") {
+			t.Errorf("budget %q: exit %d, stdout %q, stderr %q; want it set to %s", tc.in, code, out, errs, tc.want)
+			continue
+		}
+		_, out, _ = ctl(t, url, "status", "contoso", "--json")
+		var sts []tenantStatus
+		if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || sts[0].Budget.Override != tc.want || sts[0].Budget.InForce != tc.want {
+			t.Errorf("budget %q: status %v %s; want %s", tc.in, err, out, tc.want)
+		}
+		m, err := stream.GetLastMsgForSubject(t.Context(), "mde.offboard.control.contoso")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev control.Event
+		if err := json.Unmarshal(m.Data, &ev); err != nil || ev.Value != tc.want {
+			t.Errorf("budget %q: event %v %s; want the value %s", tc.in, err, m.Data, tc.want)
+		}
+	}
+}
+
 // A budget given with white space around it (a newline from a script's
 // echo, a tab) is stored as it was read: status shows it on one line.
 func TestBudgetWithSpaceAround(t *testing.T) {

@@ -80,6 +80,21 @@ func TestParseBudget(t *testing.T) {
 	}
 }
 
+// Spec writes a window one way only, and a plain one as it is written.
+func TestWindowSpec(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"500/24h": "500/24h", "5/1h": "5/1h", "100/1m": "100/1m", "10/30s": "10/30s", "1/1h30m": "1/1h30m", "1/1.5s": "1/1.5s",
+		"+5/1h": "5/1h", "05/1h": "5/1h", "5/60m": "5/1h", "5/3600s": "5/1h", "5/1h0m0s": "5/1h", "5/+1h": "5/1h",
+		"5/.5h": "5/30m", "5/1.h": "5/1h", "5/90m": "5/1h30m", "5/1000ms": "5/1s", "1/24h0m1s": "1/24h0m1s",
+	} {
+		w, err := ParseWindow(in)
+		if got := w.Spec(); err != nil || got != want {
+			t.Errorf("ParseWindow(%q).Spec() = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}
+
 func TestWindowLabel(t *testing.T) {
 	t.Parallel()
 	for in, want := range map[time.Duration]string{

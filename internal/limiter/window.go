@@ -73,6 +73,21 @@ func ParseWindows(specs []string) ([]Window, error) {
 
 func (w Window) String() string { return fmt.Sprintf("%d/%s", w.Count, w.Length) }
 
+// Spec is the window written one way only, as a budget is stored and
+// shown: the count in decimal and the length as Go writes it, without
+// its zero minutes and seconds. "500/24h" stays so; "+5/60m", "05/1h"
+// and "5/3600s" are "5/1h".
+func (w Window) Spec() string {
+	d := w.Length.String()
+	if strings.HasSuffix(d, "m0s") {
+		d = strings.TrimSuffix(d, "0s")
+	}
+	if strings.HasSuffix(d, "h0m") {
+		d = strings.TrimSuffix(d, "0m")
+	}
+	return fmt.Sprintf("%d/%s", w.Count, d)
+}
+
 // Label is the window's length as a short, stable metric label: "1m" and
 // "1h" rather than Go's "1m0s" and "1h0m0s".
 func (w Window) Label() string {

@@ -58,9 +58,11 @@ func (w *Worker) newBudget(t *tenantRun) *budget {
 // update applies the budget in force: the operator's override, else the
 // tenants file's. It reports whether that changed.
 func (b *budget) update(ctrl Control) bool {
+	// As offboardctl stores an override and status shows it: 500/24h,
+	// not 500/24h0m0s.
 	spec := ""
 	if b.file != nil {
-		spec = b.file.String()
+		spec = b.file.Spec()
 	}
 	if o, ok := ctrl.Budget(b.tenant); ok {
 		// ParseWindow, not ParseBudget: an override stored before a
@@ -73,7 +75,7 @@ func (b *budget) update(ctrl Control) bool {
 			b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history",
 				zap.String("budget", o), zap.Duration("longest", b.horizon.Length))
 		default:
-			spec = w.String()
+			spec = w.Spec()
 		}
 	}
 	b.mu.Lock()

@@ -46,3 +46,29 @@ func TestUnreadableBudgetOverrideIsNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// The budget in force is logged as offboardctl stores an override and
+// status shows it (500/24h, not 500/24h0m0s), also an override stored
+// in another spelling.
+func TestBudgetInForceLoggedOneWay(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		file     *limiter.Window
+		override Control
+		want     string
+	}{
+		{file: &limiter.Window{Count: 500, Length: 24 * time.Hour}, override: noControl{}, want: "500/24h"},
+		{override: overrideOnly("+5/60m"), want: "5/1h"},
+		{override: overrideOnly("10/1h30m0s"), want: "10/1h30m"},
+	} {
+		core, logs := observer.New(zapcore.InfoLevel)
+		b := &budget{
+			tenant: "contoso", file: tc.file, horizon: limiter.Window{Length: 48 * time.Hour},
+			l: limiter.NewTenant(clockwork.NewFakeClock()).AddCounter(budgetAPI, 48*time.Hour), log: zap.New(core),
+		}
+		b.update(tc.override)
+		if n := logs.FilterMessage("budget in force").FilterField(zap.String("budget", tc.want)).Len(); n != 1 {
+			t.Errorf("want one line naming the budget %s: %v", tc.want, logs.All())
+		}
+	}
+}
