@@ -267,13 +267,25 @@ func TestBudgetLongerThanTheJournal(t *testing.T) {
 func TestBudgetRefused(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
+	const (
+		form     = "budget: a budget is written <count>/<duration>, like 500/24h"
+		count    = "budget: a budget's count must be a positive whole number, like the 500 of 500/24h"
+		duration = "budget: a budget's duration must be a positive Go duration, like the 24h of 500/24h or 90m; a day is 24h"
+	)
 	for _, tc := range []struct{ in, want string }{
 		// Windows too short to count anything: a slip of the unit.
 		{"1/1ns", "budget: a budget's duration must be at least 1s, like the 24h of 500/24h"},
 		{"5/1ms", "at least 1s"},
 		{"5/999ms", "at least 1s"},
+		{"", form}, {" ", form}, {"500", form}, {"500/24h/1", form}, {"500/24h/", form}, {"/", count},
+		{"0/24h", count}, {"٥/1h", count}, {"５/1h", count}, {"5 /1h", count}, {"1e3/1h", count},
+		{"99999999999999999999/24h", "budget: a budget's count must be at most 9223372036854775807"},
+		{"500/0s", duration}, {"500/-1h", duration}, {"500/24", duration}, {"500/1d", duration}, {"5/１h", duration},
+		{"5/ 1h", duration}, {"5/1h\u200b", duration}, {"5/9999999999h", duration},
+		// Longer than the budget journal (48h by default) can count.
+		{"500/48h", "budget 500/48h: the worker would ignore it: the longest window it counts is 45h59m59.5s"},
 	} {
-		code, out, errs := ctl(t, url, "budget", "contoso", "--", tc.in)
+		code, out, errs := ctl(t, url, "budget", "contoso", tc.in)
 		if code != exitUsage || out != "" || !strings.Contains(errs, tc.want) || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 			t.Errorf("budget %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.in, code, out, errs, tc.want)
 		}

@@ -220,7 +220,7 @@ func TestParseLimitAndGuardErrorsQuoteNoValue(t *testing.T) {
 	const secret = "Abc8Q~S3cret.value/1m"
 	for _, tc := range []struct{ yaml, want string }{
 		{"    limits:\n      offboard: [\"100/1m\", \"" + secret + "\"]\n", "limits.offboard: limit 2 of 2: a limit's count"},
-		{"    guards:\n      budget: \"" + secret + "\"\n", "guards.budget: a limit's count"},
+		{"    guards:\n      budget: \"" + secret + "\"\n", "guards.budget: a budget's count"},
 		{"    guards:\n      protect:\n        machineIds: [\"" + secret + "\"]\n", "guards.protect.machineIds[0]: not a device id"},
 		{"    guards:\n      protect:\n        computerDnsNames: [\"[" + secret + "\"]\n", "guards.protect.computerDnsNames[0]: not a glob"},
 		{"    cloud: \"" + secret + "\"\n", "cloud: want commercial"},

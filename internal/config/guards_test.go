@@ -151,9 +151,9 @@ func TestParseGuardErrors(t *testing.T) {
 		{"unknown guard", guards + "      protectt:\n        machineTags: [x]\n", "field protectt not found"},
 		{"unknown list", guards + "      protect:\n        hostnames: [x]\n", "field hostnames not found"},
 		{"not a list", guards + "      protect:\n        machineTags: DoNotOffboard\n", "cannot unmarshal"},
-		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: a limit is written <count>/<duration>`},
-		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: a limit's count must be a positive"},
-		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: a limit's duration"},
+		{"budget without duration", guards + "      budget: \"500\"\n", `guards.budget: a budget is written <count>/<duration>, like 500/24h`},
+		{"budget of zero", guards + "      budget: \"0/24h\"\n", "guards.budget: a budget's count must be a positive whole number, like the 500 of 500/24h"},
+		{"budget bad duration", guards + "      budget: \"500/day\"\n", "guards.budget: a budget's duration must be a positive Go duration, like the 24h of 500/24h"},
 		{"budget under a second", guards + "      budget: \"1/1ns\"\n", "guards.budget: a budget's duration must be at least 1s"},
 		{"budget in milliseconds", guards + "      budget: \"5/1ms\"\n", "guards.budget: a budget's duration must be at least 1s"},
 		// A key left without a value (a template's variable that expanded

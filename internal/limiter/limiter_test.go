@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -35,6 +36,7 @@ func TestParseWindow(t *testing.T) {
 		{in: "100/0s", err: true},
 		{in: "100/minute", err: true},
 		{in: "", err: true},
+		{in: "100/1m/1", err: true},
 	} {
 		got, err := ParseWindow(tc.in)
 		if tc.err {
@@ -67,8 +69,12 @@ func TestParseBudget(t *testing.T) {
 		{in: "1/1ns", err: "at least 1s"},
 		{in: "5/1ms", err: "at least 1s"},
 		{in: "5/999ms", err: "at least 1s"},
-		{in: "0/24h", err: "positive whole number"},
-		{in: "500/0s", err: "positive Go duration"},
+		{in: "0/24h", err: "a budget's count must be a positive whole number, like the 500 of 500/24h"},
+		{in: "500/0s", err: "a budget's duration must be a positive Go duration, like the 24h of 500/24h"},
+		{in: "500/24h/1", err: "a budget is written <count>/<duration>, like 500/24h"},
+		{in: "9223372036854775808/24h", err: "a budget's count must be at most 9223372036854775807"},
+		{in: "-9223372036854775809/24h", err: "a budget's count must be a positive whole number"},
+		{in: "9223372036854775807/24h", want: Window{math.MaxInt, 24 * time.Hour}},
 	} {
 		got, err := ParseBudget(tc.in)
 		switch {

@@ -3,6 +3,7 @@ package limiter
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -18,18 +19,27 @@ type Window struct {
 // ParseWindow reads a limit written as "<count>/<duration>", for example
 // "100/1m", "1500/1h" or "10/200ms". Its errors do not quote the value: a
 // secret pasted in its place would be shown wherever they are printed.
-func ParseWindow(s string) (Window, error) {
+func ParseWindow(s string) (Window, error) { return parseWindow(s, "limit", "100/1m", " or 200ms") }
+
+// parseWindow reads "<count>/<duration>". Its errors name the value what
+// ("limit", "budget") and show example, one written well, with more
+// durations after it.
+func parseWindow(s, what, example, more string) (Window, error) {
 	count, length, ok := strings.Cut(strings.TrimSpace(s), "/")
-	if !ok {
-		return Window{}, errors.New("a limit is written <count>/<duration>, like 100/1m")
+	if !ok || strings.Contains(length, "/") {
+		return Window{}, fmt.Errorf("a %s is written <count>/<duration>, like %s", what, example)
 	}
+	exCount, exLength, _ := strings.Cut(example, "/")
 	n, err := strconv.Atoi(count)
-	if err != nil || n < 1 {
-		return Window{}, errors.New("a limit's count must be a positive whole number, like the 100 of 100/1m")
+	switch {
+	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(count, "-"):
+		return Window{}, fmt.Errorf("a %s's count must be at most %d", what, math.MaxInt)
+	case err != nil || n < 1:
+		return Window{}, fmt.Errorf("a %s's count must be a positive whole number, like the %s of %s", what, exCount, example)
 	}
 	d, err := time.ParseDuration(length)
 	if err != nil || d <= 0 {
-		return Window{}, errors.New("a limit's duration must be a positive Go duration, like the 1m of 100/1m or 200ms")
+		return Window{}, fmt.Errorf("a %s's duration must be a positive Go duration, like the %s of %s%s", what, exLength, example, more)
 	}
 	return Window{Count: n, Length: d}, nil
 }
@@ -44,11 +54,11 @@ const MinBudget = time.Second
 // operator's override: a limit as ParseWindow reads it, whose window is
 // at least MinBudget. Its errors do not quote the value either.
 func ParseBudget(s string) (Window, error) {
-	w, err := ParseWindow(s)
-	if err != nil {
+	w, err := parseWindow(s, "budget", "500/24h", " or 90m; a day is 24h")
+	switch {
+	case err != nil:
 		return Window{}, err
-	}
-	if w.Length < MinBudget {
+	case w.Length < MinBudget:
 		return Window{}, fmt.Errorf("a budget's duration must be at least %s, like the 24h of 500/24h", MinBudget)
 	}
 	return w, nil
