@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -158,9 +159,24 @@ func budgetCommand(c *cli) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&clearIt, "clear", false, "remove the override: the tenants file's budget applies again")
+	cmd.SetFlagErrorFunc(budgetFlagError)
 	w.flags(cmd)
 	w.tenantFlag(cmd)
 	return cmd
+}
+
+// budgetFlagError says what is wrong with a negative budget (-1/24h),
+// which reads as the flags -1, -/, ...: not "unknown shorthand flag".
+func budgetFlagError(_ *cobra.Command, err error) error {
+	var ne *pflag.NotExistError
+	if errors.As(err, &ne) {
+		if s := ne.GetSpecifiedShortnames(); s != "" && '0' <= s[0] && s[0] <= '9' {
+			if _, perr := limiter.ParseBudget("-" + s); perr != nil {
+				return usagef("budget: %v", perr)
+			}
+		}
+	}
+	return usageError{err}
 }
 
 // checkBudgetWindow refuses a budget whose window the budget journal
