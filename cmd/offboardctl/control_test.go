@@ -339,6 +339,26 @@ func TestBudgetStoredOneWay(t *testing.T) {
 	}
 }
 
+// TestFileBudgetShownOneWay: the tenants file's budget, as the worker
+// records it in its consumers (Go's 500/24h0m0s), is shown as an override
+// is stored: 500/24h, in the table and in JSON.
+func TestFileBudgetShownOneWay(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Budgets: map[string]string{"contoso": "500/24h0m0s"}}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	_, out, _ := ctl(t, nc.ConnectedUrl(), "status", "contoso", "--json")
+	var sts []tenantStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 || sts[0].Budget.InForce != "500/24h" {
+		t.Errorf("status --json: %v %s; want the budget in force 500/24h", err, out)
+	}
+	if _, out, _ = ctl(t, nc.ConnectedUrl(), "status", "contoso"); !strings.Contains(out, "file 500/24h,") {
+		t.Errorf("status: %s; want file 500/24h", out)
+	}
+}
+
 // A budget given with white space around it (a newline from a script's
 // echo, a tab) is stored as it was read: status shows it on one line.
 func TestBudgetWithSpaceAround(t *testing.T) {

@@ -303,6 +303,11 @@ func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name str
 		}
 	}
 	st.Budget.InForce = budget
+	if w, err := limiter.ParseWindow(budget); err == nil {
+		// One way, as an override is stored: the tenants file's, as the
+		// worker records it, reads 500/24h0m0s.
+		st.Budget.InForce = w.Spec()
+	}
 	w, slots, ok, err := budgetSlots(ctx, js, c.subjects, name, budget, now)
 	if err != nil || !ok {
 		return nil, err
