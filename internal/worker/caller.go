@@ -174,7 +174,9 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		}
 		if spec.api == mde.APIOffboard && v.Sent {
 			switch v.Class {
-			case mde.Retry, mde.Success:
+			case mde.Retry:
+				j.mayHaveActed, j.lostAt = true, c.clock.Now()
+			case mde.Success:
 				j.mayHaveActed = true
 			case mde.Throttled:
 				j.throttled++

@@ -89,3 +89,107 @@ func (e *loopEnv) earlierActionShows(t *testing.T, comment string) {
 	}
 	e.sim.SetActionStatus(loopTenantID, a.ID, mdesim.StatusSucceeded)
 }
+
+// TestOwnLostAnswersActionLookedForAgainAfterAWait: a request's first
+// attempt is answered 503, and its action does not show in the looks
+// right after; its next attempt is answered 429 with a Retry-After of an
+// hour. Meanwhile the first attempt's action shows, and the device takes
+// it. The attempt after the pause does not go out: the action is looked
+// for again first, found, and is the request's result, as for a call of
+// an earlier delivery. Before, the attempt went out on the looks made an
+// hour earlier, and the API, which refuses a second offboard only while
+// the first is pending, made a second action for the device.
+func TestOwnLostAnswersActionLookedForAgainAfterAWait(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{NotFoundCheck: 1})
+	const comment = "offboard r-1"
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
+	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
+	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	// The fake clock moves 100 ms a step until the 429 (the backoff and
+	// the looks after the 503), then 10 s (the 429's pause).
+	shown := false
+	var r offboard.Result
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for got := false; !got; {
+		select {
+		case r = <-e.results:
+			got = true
+		case <-tick.C:
+			if shown {
+				e.clock.Advance(10 * time.Second)
+				continue
+			}
+			e.clock.Advance(100 * time.Millisecond)
+			if slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }) {
+				e.earlierActionShows(t, comment) // the 503's action, shown late
+				shown = true
+			}
+		case <-deadline:
+			t.Fatal("no result")
+		}
+	}
+	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
+	}
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %s %+v, want r-1 created with the first attempt's action", r.RequestID, r.Outcome, r.Error)
+	}
+}
+
+// TestLostAnswersActionLookedForBeforeA404Repeat: a request's first
+// attempt is answered 503, and its action does not show in the looks
+// right after; its next attempt is answered 404, which the API is known
+// to answer for devices that exist. Meanwhile the first attempt's action
+// shows. The repeat after the 404's backoff does not go out: the action
+// is looked for again first, found, and is the request's result. Before,
+// the repeat was answered 404 again, and the request machine_not_found,
+// with an action on the device.
+func TestLostAnswersActionLookedForBeforeA404Repeat(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{NotFoundCheck: 1})
+	const comment = "offboard r-1"
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusNotFound, "ResourceNotFound", "Machine not found", 1, 0)
+	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
+	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	shown := false
+	var r offboard.Result
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(60 * time.Second)
+	for got := false; !got; {
+		select {
+		case r = <-e.results:
+			got = true
+		case <-tick.C:
+			if !shown && slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusNotFound }) {
+				e.earlierActionShows(t, comment) // the 503's action, shown late
+				e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusNotFound, "ResourceNotFound", "Machine not found", 1, 0)
+				shown = true
+			}
+			e.clock.Advance(100 * time.Millisecond)
+		case <-deadline:
+			t.Fatal("no result")
+		}
+	}
+	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
+	}
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %s %+v, want r-1 created with the first attempt's action", r.RequestID, r.Outcome, r.Error)
+	}
+}

@@ -46,6 +46,11 @@ type job struct {
 	// created an action: it was answered with success, or its answer was
 	// lost (a 5xx, a timeout). A 429 or a refusal created none.
 	mayHaveActed bool
+	// lostAt is when the last offboard attempt of this message whose
+	// answer was lost (a 5xx, a timeout) ended (zero: none). lostSince
+	// bounds the look for its action (the "calling" entry's start), and
+	// lostLookedAt is when it was last looked for and not found.
+	lostAt, lostSince, lostLookedAt time.Time
 	// budgetSlot says that the request holds a slot of its tenant's
 	// budget for its offboard call (reserveBudget): none is taken while
 	// the tenant has no budget.

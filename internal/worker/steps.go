@@ -225,20 +225,50 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 }
 
 // lookAgain looks again for the action an earlier call of the request
-// may have made (process), as an offboard attempt is about to go out,
-// when the last look came too soon after that call to be sure of it
-// (lists may not have shown the action yet) and the request waited since
-// (for its device, its budget, its quota, a 429's pause, a backoff): the
-// action may have shown meanwhile, and finished, and the API refuses a
-// second offboard only while the first is pending. Found, it is the
-// request's result, and no attempt goes out.
+// may have made (process), or an attempt of this message whose answer was
+// lost (recheckLost), as an offboard attempt is about to go out, when the
+// last look came too soon after that call to be sure of it (lists may not
+// have shown the action yet) and the request waited since (for its
+// device, its budget, its quota, a 429's pause, a backoff): the action
+// may have shown meanwhile, and finished, and the API refuses a second
+// offboard only while the first is pending. Found, it is the request's
+// result, and no attempt goes out.
 func (w *Worker) lookAgain(ctx context.Context, j *job) (*offboard.Result, error) {
-	if !j.calledBefore() || j.lookedAt.IsZero() || j.lookedAt.Sub(j.earlierCall) >= w.opts.ActionShowsWithin ||
-		sinceBoth(w.clock, j.lookedAt) <= guardMaxAge {
-		return nil, nil
+	switch {
+	case w.lookedTooSoon(j.earlierCall, j.lookedAt):
+		j.log.Info("the earlier call's action looked for again: the request waited since the last look")
+		return w.lookForEarlier(ctx, j)
+	case w.lookedTooSoon(j.lostAt, j.lostLookedAt):
+		j.log.Info("the action of an attempt whose answer was lost looked for again: the request waited since the last look")
+		comment, err := w.comment(j)
+		if err != nil {
+			return j.failed(offboard.CodeInternal, err.Error(), nil), nil
+		}
+		return w.recheckLost(ctx, j, j.lostSince, comment)
 	}
-	j.log.Info("the earlier call's action looked for again: the request waited since the last look")
-	return w.lookForEarlier(ctx, j)
+	return nil, nil
+}
+
+// lookedTooSoon says whether the last look (at looked) for the action of
+// a call (at called) found none too soon after the call to be sure of it,
+// and the request waited since: the action is to be looked for again.
+// Zero times: no such call, or no such look.
+func (w *Worker) lookedTooSoon(called, looked time.Time) bool {
+	return !called.IsZero() && !looked.IsZero() && looked.Sub(called) < w.opts.ActionShowsWithin &&
+		sinceBoth(w.clock, looked) > guardMaxAge
+}
+
+// recheckLost looks for the action an attempt of this message whose
+// answer was lost may have made (created since since, the "calling"
+// entry's start), a few times (lookForOwnAction), and notes when it found
+// none (lostSince, lostLookedAt): an attempt that waits after that look
+// looks again before it goes out (lookAgain).
+func (w *Worker) recheckLost(ctx context.Context, j *job, since time.Time, comment string) (*offboard.Result, error) {
+	res, err := w.lookForOwnAction(ctx, j, since, comment)
+	if err == nil && res == nil {
+		j.lostSince, j.lostLookedAt = since, w.clock.Now()
+	}
+	return res, err
 }
 
 // lookForEarlier looks for the action an earlier call of the request may
@@ -411,7 +441,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 			// a repeat while lists do not show it yet relies on the API
 			// refusing a second offboard, which it does only while the
 			// first is pending: looked for a few times first.
-			return w.lookForOwnAction(ctx, j, next.Started, comment)
+			return w.recheckLost(ctx, j, next.Started, comment)
 		},
 		again:   func(ctx context.Context) (*offboard.Result, error) { return w.beforeAttempt(ctx, j, dev, &owned) },
 		acquire: func(ctx context.Context) (*limiter.Permit, error) { return w.offboardPermit(ctx, j) },
