@@ -38,38 +38,10 @@ func TestEarlierActionLookedForAgainAfterAWait(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
-	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
-	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	e.publishR1(t, comment)
 	// The fake clock moves 100 ms a step until the 429 (the look right
 	// after the earlier call, its backoff), then 10 s (the 429's pause).
-	shown := false
-	var r offboard.Result
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(60 * time.Second)
-	for got := false; !got; {
-		select {
-		case r = <-e.results:
-			got = true
-		case <-tick.C:
-			if shown {
-				e.clock.Advance(10 * time.Second)
-				continue
-			}
-			e.clock.Advance(100 * time.Millisecond)
-			if slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }) {
-				e.earlierActionShows(t, comment)
-				shown = true
-			}
-		case <-deadline:
-			t.Fatal("no result")
-		}
-	}
+	r := e.resultOnceShown(t, http.StatusTooManyRequests, 10*time.Second, func() { e.earlierActionShows(t, comment) })
 	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
 		t.Errorf("%d actions for the device, want 1: the earlier call's", n)
 	}
@@ -105,38 +77,11 @@ func TestOwnLostAnswersActionLookedForAgainAfterAWait(t *testing.T) {
 	const comment = "offboard r-1"
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
-	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
-	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	e.publishR1(t, comment)
 	// The fake clock moves 100 ms a step until the 429 (the backoff and
-	// the looks after the 503), then 10 s (the 429's pause).
-	shown := false
-	var r offboard.Result
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(60 * time.Second)
-	for got := false; !got; {
-		select {
-		case r = <-e.results:
-			got = true
-		case <-tick.C:
-			if shown {
-				e.clock.Advance(10 * time.Second)
-				continue
-			}
-			e.clock.Advance(100 * time.Millisecond)
-			if slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests }) {
-				e.earlierActionShows(t, comment) // the 503's action, shown late
-				shown = true
-			}
-		case <-deadline:
-			t.Fatal("no result")
-		}
-	}
+	// the looks after the 503), then 10 s (the 429's pause). The 503's
+	// action shows late.
+	r := e.resultOnceShown(t, http.StatusTooManyRequests, 10*time.Second, func() { e.earlierActionShows(t, comment) })
 	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
 		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
 	}
@@ -159,6 +104,24 @@ func TestLostAnswersActionLookedForBeforeA404Repeat(t *testing.T) {
 	const comment = "offboard r-1"
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusNotFound, "ResourceNotFound", "Machine not found", 1, 0)
+	e.publishR1(t, comment)
+	// The 503's action shows late, after the 404, and the repeat would
+	// be answered 404 again.
+	r := e.resultOnceShown(t, http.StatusNotFound, 100*time.Millisecond, func() {
+		e.earlierActionShows(t, comment)
+		e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusNotFound, "ResourceNotFound", "Machine not found", 1, 0)
+	})
+	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
+	}
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %s %+v, want r-1 created with the first attempt's action", r.RequestID, r.Outcome, r.Error)
+	}
+}
+
+// publishR1 publishes request r-1 for the loop's device, with comment.
+func (e *loopEnv) publishR1(t *testing.T, comment string) {
+	t.Helper()
 	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
 	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
 	m.Data = data
@@ -166,30 +129,32 @@ func TestLostAnswersActionLookedForBeforeA404Repeat(t *testing.T) {
 	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
 		t.Fatal(err)
 	}
-	shown := false
-	var r offboard.Result
+}
+
+// resultOnceShown moves the fake clock 100 ms a step until an offboard
+// call is answered status, then calls show once and moves it by after a
+// step, until a result comes.
+func (e *loopEnv) resultOnceShown(t *testing.T, status int, after time.Duration, show func()) offboard.Result {
+	t.Helper()
+	step, shown := 100*time.Millisecond, false
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	deadline := time.After(60 * time.Second)
-	for got := false; !got; {
+	for {
 		select {
-		case r = <-e.results:
-			got = true
-		case <-tick.C:
-			if !shown && slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == http.StatusNotFound }) {
-				e.earlierActionShows(t, comment) // the 503's action, shown late
-				e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusNotFound, "ResourceNotFound", "Machine not found", 1, 0)
-				shown = true
+		case r := <-e.results:
+			if !shown {
+				t.Fatalf("result %s %s before an offboard call was answered %d", r.RequestID, r.Outcome, status)
 			}
-			e.clock.Advance(100 * time.Millisecond)
+			return r
+		case <-tick.C:
+			if !shown && slices.ContainsFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.Status == status }) {
+				show()
+				step, shown = after, true
+			}
+			e.clock.Advance(step)
 		case <-deadline:
 			t.Fatal("no result")
 		}
-	}
-	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
-		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
-	}
-	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("result %s %s %+v, want r-1 created with the first attempt's action", r.RequestID, r.Outcome, r.Error)
 	}
 }
