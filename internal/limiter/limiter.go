@@ -449,7 +449,7 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 		}
 		// The free-th most recent completion must leave the window first:
 		// a window (t-Length, t] then holds at most free-1 of them.
-		if at := now.Add(w.Length - l.age(now, free)); at.After(next) {
+		if at := now.Add(sinceAged(w.Length, l.age(now, free))); at.After(next) {
 			next = at
 		}
 	}
@@ -616,6 +616,18 @@ func (l *Limiter) age(now time.Time, k int) time.Duration {
 		}
 	}
 	return time.Duration(a)
+}
+
+// sinceAged is how long after now a completion age ago leaves a window
+// of the given length: length-age, or the longest Duration if that is
+// more. A completion in the future (another replica's, read with the
+// margin or dated ahead) has a negative age, and with a window near the
+// longest Duration the difference would wrap round to a time past.
+func sinceAged(length, age time.Duration) time.Duration {
+	if age < 0 && length > math.MaxInt64+age {
+		return math.MaxInt64
+	}
+	return length - age
 }
 
 // insertSorted adds v to the ascending s, after any equal to it.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -411,12 +412,12 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 		if c.At != 0 {
 			// An end dated past the longest window (a clock far ahead)
 			// counts from there: it cannot hold a place for longer.
-			l.others = insertSorted(l.others, min(c.At+int64(margin), now.Add(l.horizon+margin).UnixNano()))
+			l.others = insertSorted(l.others, min(addNanos(c.At, margin), addNanos(now.UnixNano(), l.horizon, margin)))
 		}
 	}
 	if ev.Paused != 0 {
-		pauseCap := now.Add(max(t.longestLocked(), MaxPause) + margin)
-		if until := earliest(time.Unix(0, ev.Paused).Add(margin), pauseCap).UnixNano(); until > t.journalPause {
+		pauseCap := addNanos(now.UnixNano(), max(t.longestLocked(), MaxPause), margin)
+		if until := min(addNanos(ev.Paused, margin), pauseCap); until > t.journalPause {
 			t.journalPause = until
 		}
 	}
@@ -430,6 +431,20 @@ func (t *Tenant) longestLocked() time.Duration {
 		d = max(d, l.horizon)
 	}
 	return d
+}
+
+// addNanos is the Unix time at plus the durations ds, none negative, or
+// the latest an int64 holds if it is later: with a window near the
+// longest Duration, a cap of now plus that window and the margin must not
+// wrap round to before 1970, which would free the place it holds.
+func addNanos(at int64, ds ...time.Duration) int64 {
+	for _, d := range ds {
+		if at > math.MaxInt64-int64(d) {
+			return math.MaxInt64
+		}
+		at += int64(d)
+	}
+	return at
 }
 
 func earliest(a, b time.Time) time.Time {
