@@ -632,22 +632,32 @@ func sinceAged(length, age time.Duration) time.Duration {
 
 // insertSorted adds v to the ascending s, after any equal to it.
 func insertSorted(s []int64, v int64) []int64 {
-	i, _ := slices.BinarySearch(s, v+1)
-	return slices.Insert(s, i, v)
+	return slices.Insert(s, firstAfter(s, v), v)
 }
 
 // dropUpTo removes from the ascending s what is at or before v.
 func dropUpTo(s []int64, v int64) []int64 {
-	if cut, _ := slices.BinarySearch(s, v+1); cut > 0 {
+	if cut := firstAfter(s, v); cut > 0 {
 		return slices.Delete(s, 0, cut)
 	}
 	return s
 }
 
 // countAfter counts what in the ascending s is after v.
-func countAfter(s []int64, v int64) int {
-	i, _ := slices.BinarySearch(s, v+1)
-	return len(s) - i
+func countAfter(s []int64, v int64) int { return len(s) - firstAfter(s, v) }
+
+// firstAfter is the index of the first of the ascending s after v (len(s)
+// if none). Not a search for v+1: at the latest time an int64 holds (an
+// end capped there) that wraps round to the earliest, and v would go
+// first.
+func firstAfter(s []int64, v int64) int {
+	i, _ := slices.BinarySearchFunc(s, v, func(e, v int64) int {
+		if e <= v {
+			return -1
+		}
+		return 1
+	})
+	return i
 }
 
 // NotBefore is when the permit's call may be sent: its place frees then.

@@ -64,3 +64,24 @@ func TestLongestWindowKeepsAnEndDatedAhead(t *testing.T) {
 		})
 	}
 }
+
+// TestEndAtTheLatestTimeStaysInOrder: with a window near the longest
+// Duration, an end dated as far ahead as a time goes is capped at the
+// latest Unix time an int64 holds. The other replicas' ends are kept in
+// order; that one went first (its successor wrapped round), behind an
+// end of now, and the wait was for that end alone.
+func TestEndAtTheLatestTimeStaysInOrder(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	length := longest[0]
+	_, l := j.process(t, clock, 100*time.Millisecond, 10*time.Second, []Window{{Count: 1, Length: length}})
+	for i, at := range []int64{clock.Now().UnixNano(), 1<<63 - 1} {
+		ev := Event{Writer: "other", Done: []Call{{API: "offboard", ID: uint64(i + 1), At: at}}}
+		if _, err := j.Append(t.Context(), "contoso", ev, uint64(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, wait := l.TryAcquire(clock.Now()); p != nil || wait < length+time.Minute {
+		t.Fatalf("permit %v, wait %v; want none for longer than the window past now", p != nil, wait)
+	}
+}
