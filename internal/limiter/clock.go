@@ -113,6 +113,13 @@ func (s *Shared) Stamp() (written int64, gen uint64) {
 	return s.looked.UnixNano(), s.steps
 }
 
+// stepsSeen is how many steps of the wall clock this process has seen.
+func (s *Shared) stepsSeen() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.steps
+}
+
 // ProbeNow tells when the clock was seen stepped: a probe written then
 // measures it again.
 func (s *Shared) ProbeNow() <-chan struct{} { return s.probe }

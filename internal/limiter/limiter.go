@@ -570,6 +570,7 @@ type Permit struct {
 	// Set by Record.
 	id  uint64
 	due time.Time
+	gen uint64 // the steps of the wall clock seen when it was entered
 }
 
 // Complete places the call in the windows at the given time, which must be
@@ -691,7 +692,7 @@ func (p *Permit) endLocked(at int64) {
 		l.held--
 	} else {
 		l.reserved--
-		t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: p.id, At: at})
+		t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: p.id, At: at, due: p.due.UnixNano(), gen: p.gen})
 		t.wakeWriterLocked()
 	}
 	t.notifyLocked()

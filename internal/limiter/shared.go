@@ -38,6 +38,11 @@ type Call struct {
 	API string `json:"api"`
 	ID  uint64 `json:"id"`
 	At  int64  `json:"at"` // Unix ns
+	// For an end of this process's not written yet: its call's due time
+	// (Unix ns) and the steps of the wall clock seen when the call was
+	// entered (Event.Gen).
+	due int64
+	gen uint64
 }
 
 func (e *Event) empty() bool { return len(e.Reserved) == 0 && len(e.Done) == 0 && e.Paused == 0 }

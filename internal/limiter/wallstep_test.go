@@ -215,3 +215,26 @@ func TestEntryWrittenBeforeABackwardStepDoesNotMeasureIt(t *testing.T) {
 		t.Fatalf("b.Healthy() = %v; want the clock 1.5s off", err)
 	}
 }
+
+// TestEndOfACallAcrossABackwardStep: a's wall clock is stepped two
+// minutes back while its call is under way. The call's end, read by that
+// clock, is two minutes before the server counted it; written so, the
+// other replicas took it out of their minute at once and called again.
+// An end whose call was entered before a step a has seen is written at
+// the call's due time, by the clock as it was when the call was entered:
+// the latest moment the server could have counted it.
+func TestEndOfACallAcrossABackwardStep(t *testing.T) {
+	j := &memJournal{last: map[string]uint64{}}
+	ca := steptest.NewClock(t)
+	const margin, lease = 100 * time.Millisecond, 10 * time.Second
+	ws := []Window{{Count: 1, Length: time.Minute}}
+	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: lease}, ws)
+	_, lb := j.process(t, clockwork.NewRealClock(), margin, lease, ws)
+	p := call(t, la)
+	ca.Step(-2 * time.Minute)
+	p.CompleteNow()
+	flush(t, a)
+	if q, wait := lb.TryAcquire(time.Now()); q != nil || wait < time.Minute {
+		t.Fatalf("b: permit %v, wait %v; want none for more than a minute: a's call fills it", q != nil, wait)
+	}
+}

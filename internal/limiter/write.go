@@ -140,6 +140,7 @@ func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err er
 // them. t.mu held.
 func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait *noRoom) {
 	t := p.l.tenant
+	gen := t.shared.stepsSeen()
 	for _, q := range t.recording {
 		if q.id != 0 {
 			continue
@@ -161,7 +162,7 @@ func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait
 		q.l.held--
 		q.l.reserved++
 		t.nextID++
-		q.id, q.due = t.nextID, now.Add(t.shared.opts.Lease)
+		q.id, q.due, q.gen = t.nextID, now.Add(t.shared.opts.Lease), gen
 		batch = append(batch, q)
 		calls = append(calls, Call{API: q.l.api, ID: q.id, At: q.due.UnixNano()})
 	}
@@ -283,6 +284,15 @@ func (t *Tenant) takePendingLocked() Event {
 	ev.Writer = t.shared.opts.Writer
 	ev.Written, ev.Gen = t.shared.Stamp()
 	t.pending = Event{}
+	for i, c := range ev.Done {
+		if c.At != 0 && c.gen != ev.Gen {
+			// The wall clock was stepped since the call was entered: read
+			// by it, the end may be dated before the server counted the
+			// call. It is written at the call's due time, by the clock
+			// as it was then, unless dated later.
+			ev.Done[i].At = max(c.At, c.due)
+		}
+	}
 	return ev
 }
 
