@@ -199,16 +199,19 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 	reserved := ev.Reserved
 	ev.Reserved = nil
 	t.restorePendingLocked(ev)
-	if len(reserved) > 0 {
-		var conflict *ConflictError
-		if !errors.As(err, &conflict) {
-			// The entry may have been stored all the same (its answer
-			// lost): its end, as a call never sent, lets the others
-			// forget it.
-			for _, c := range reserved {
-				t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID})
-			}
+	var conflict *ConflictError
+	if len(reserved) > 0 && !errors.As(err, &conflict) {
+		// The entry may have been stored all the same (its answer lost):
+		// its end, as a call never sent, lets the others forget it.
+		for _, c := range reserved {
+			t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID})
 		}
+	}
+	if !t.pending.empty() {
+		// Written later by the background writer: a Flush's or a
+		// Record's write may have taken it while that writer ended,
+		// finding nothing pending, and a pause put back here would
+		// otherwise wait for the tenant's next call.
 		t.wakeWriterLocked()
 	}
 	t.mu.Unlock()
