@@ -113,6 +113,17 @@ func (s *Shared) Stamp() (written int64, gen uint64) {
 	return s.looked.UnixNano(), s.steps
 }
 
+// behind is how far this process's clock may be behind the journal
+// server's: a step back not measured since, or the offset measured, when
+// behind. Zero when neither. A pause written for the others is written
+// this much later; longer, it is only safer.
+func (s *Shared) behind() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookLocked() // a step since the last look is seen now
+	return max(-s.stepBy, -s.skew.estimate(), 0)
+}
+
 // stepsSeen is how many steps of the wall clock this process has seen.
 func (s *Shared) stepsSeen() uint64 {
 	s.mu.Lock()

@@ -105,9 +105,14 @@ func (t *Tenant) Pause(now time.Time, d time.Duration) {
 	if until.After(t.pausedUntil) {
 		t.pausedUntil = until
 	}
-	if t.shared != nil && until.UnixNano() > t.pending.Paused {
-		t.pending.Paused = until.UnixNano()
-		t.wakeWriterLocked()
+	if t.shared != nil {
+		// The others read it by their clocks: a clock of this process's
+		// found behind the server's, or stepped back and not measured
+		// since, would end it early for them by as much.
+		if written := until.Add(t.shared.behind()).UnixNano(); written > t.pending.Paused {
+			t.pending.Paused = written
+			t.wakeWriterLocked()
+		}
 	}
 	t.notifyLocked() // waiters recompute their deadline
 }

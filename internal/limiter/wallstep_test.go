@@ -238,3 +238,30 @@ func TestEndOfACallAcrossABackwardStep(t *testing.T) {
 		t.Fatalf("b: permit %v, wait %v; want none for more than a minute: a's call fills it", q != nil, wait)
 	}
 }
+
+// TestPauseAcrossABackwardStep: a's wall clock is stepped two minutes
+// back, then a call of a's is answered 429 with a Retry-After of 90 s.
+// The pause, written by the stepped clock, ended 30 s before the server's
+// now, and b called at once into the throttling. Written with the step
+// added back, b waits for it; and so once the step is measured, with a's
+// clock known to be two minutes behind.
+func TestPauseAcrossABackwardStep(t *testing.T) {
+	for _, measured := range []bool{false, true} {
+		j := &memJournal{last: map[string]uint64{}}
+		ca := steptest.NewClock(t)
+		const margin, lease = 100 * time.Millisecond, 10 * time.Second
+		ws := []Window{{Count: 100, Length: time.Minute}}
+		a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: lease}, ws)
+		_, lb := j.process(t, clockwork.NewRealClock(), margin, lease, ws)
+		probe(a) // a wrote before the step
+		ca.Step(-2 * time.Minute)
+		if measured {
+			probe(a)
+		}
+		la.tenant.Pause(ca.Now(), 90*time.Second)
+		flush(t, a)
+		if q, wait := lb.TryAcquire(time.Now()); q != nil || wait < 85*time.Second {
+			t.Errorf("step measured %v: b: permit %v, wait %v; want none for 90s: a's pause", measured, q != nil, wait)
+		}
+	}
+}
