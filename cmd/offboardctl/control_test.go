@@ -151,14 +151,7 @@ func TestControlOfAnUnknownTenant(t *testing.T) {
 			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errs)
 		}
 	}
-	store, err := control.Open(t.Context(), js, offboard.Subjects{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	view, err := store.Load(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	view := storedControls(t, js)
 	if view.Paused("contosso", offboard.Normal) {
 		t.Error("the unknown tenant was paused")
 	}
@@ -290,14 +283,7 @@ func TestBudgetRefused(t *testing.T) {
 			t.Errorf("budget %q: exit %d, stdout %q, stderr %q; want exit 2 and %q", tc.in, code, out, errs, tc.want)
 		}
 	}
-	store, err := control.Open(t.Context(), js, offboard.Subjects{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	view, err := store.Load(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
+	view := storedControls(t, js)
 	if e, ok := view.Budget("contoso"); ok {
 		t.Errorf("a refused budget was stored: %+v", e)
 	}
@@ -416,4 +402,18 @@ func TestStatusShowsEntriesWrittenByHandPrintable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// storedControls reads the controls stored in the control bucket.
+func storedControls(t *testing.T, js jetstream.JetStream) *control.View {
+	t.Helper()
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	view, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return view
 }

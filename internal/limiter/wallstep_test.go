@@ -224,12 +224,7 @@ func TestEntryWrittenBeforeABackwardStepDoesNotMeasureIt(t *testing.T) {
 // the call's due time, by the clock as it was when the call was entered:
 // the latest moment the server could have counted it.
 func TestEndOfACallAcrossABackwardStep(t *testing.T) {
-	j := &memJournal{last: map[string]uint64{}}
-	ca := steptest.NewClock(t)
-	const margin, lease = 100 * time.Millisecond, 10 * time.Second
-	ws := []Window{{Count: 1, Length: time.Minute}}
-	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: lease}, ws)
-	_, lb := j.process(t, clockwork.NewRealClock(), margin, lease, ws)
+	ca, a, la, lb := stepAndReal(t, []Window{{Count: 1, Length: time.Minute}})
 	p := call(t, la)
 	ca.Step(-2 * time.Minute)
 	p.CompleteNow()
@@ -247,12 +242,7 @@ func TestEndOfACallAcrossABackwardStep(t *testing.T) {
 // clock known to be two minutes behind.
 func TestPauseAcrossABackwardStep(t *testing.T) {
 	for _, measured := range []bool{false, true} {
-		j := &memJournal{last: map[string]uint64{}}
-		ca := steptest.NewClock(t)
-		const margin, lease = 100 * time.Millisecond, 10 * time.Second
-		ws := []Window{{Count: 100, Length: time.Minute}}
-		a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: lease}, ws)
-		_, lb := j.process(t, clockwork.NewRealClock(), margin, lease, ws)
+		ca, a, la, lb := stepAndReal(t, []Window{{Count: 100, Length: time.Minute}})
 		probe(a) // a wrote before the step
 		ca.Step(-2 * time.Minute)
 		if measured {
@@ -264,4 +254,17 @@ func TestPauseAcrossABackwardStep(t *testing.T) {
 			t.Errorf("step measured %v: b: permit %v, wait %v; want none for 90s: a's pause", measured, q != nil, wait)
 		}
 	}
+}
+
+// stepAndReal is two processes over one journal, with windows ws: a, its
+// limiter la and its clock ca, which the test steps; and b's limiter lb,
+// on the real clock.
+func stepAndReal(t *testing.T, ws []Window) (ca *steptest.Clock, a *Shared, la, lb *Limiter) {
+	t.Helper()
+	j := &memJournal{last: map[string]uint64{}}
+	ca = steptest.NewClock(t)
+	const margin, lease = 100 * time.Millisecond, 10 * time.Second
+	a, la = j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: lease}, ws)
+	_, lb = j.process(t, clockwork.NewRealClock(), margin, lease, ws)
+	return ca, a, la, lb
 }
