@@ -18,6 +18,9 @@ import (
 func (a *App) connect() error {
 	url := a.opts.NATSURL
 	if url == "" {
+		if err := a.takeDataDir(); err != nil {
+			return err
+		}
 		ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: a.opts.DataDir, Listen: a.opts.EmbeddedListen})
 		if err != nil {
 			return err
