@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"text/template"
@@ -200,6 +201,9 @@ func Parse(data []byte) (*File, error) {
 		}
 		return nil, fmt.Errorf("tenants file: %s", decodeError(err))
 	}
+	if anotherDocument(dec) {
+		return nil, errors.New("tenants file: a second YAML document (---) follows the first: put every tenant in one tenants list")
+	}
 	if err := noNulls(data); err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)
 	}
@@ -239,6 +243,26 @@ func Parse(data []byte) (*File, error) {
 		return nil, err
 	}
 	return &f, nil
+}
+
+// anotherDocument reports whether a document with content follows the
+// one dec decoded. The decoder reads the first document only: a second
+// one (two files put together) would be dropped without a word, and its
+// tenants' requests answered unknown_tenant. An empty document (a
+// trailing ---) holds nothing to drop.
+func anotherDocument(dec *yaml.Decoder) bool {
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		switch {
+		case errors.Is(err, io.EOF):
+			return false
+		case err != nil:
+			return true // not YAML, but not nothing either
+		case len(doc.Content) > 0 && doc.Content[0].Tag != "!!null":
+			return true
+		}
+	}
 }
 
 // noNulls refuses a key without a value (`requireInactiveFor:`, `~`,

@@ -150,6 +150,10 @@ func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"empty", "tenants: []", "no tenants"},
+		// A second document (two files put together) was dropped without
+		// a word, and its tenants' requests answered unknown_tenant.
+		{"two documents", "tenants:" + okTenant + "---\ntenants:" + namedTenant("fabrikam"), "a second YAML document"},
+		{"a second document not YAML", "tenants:" + okTenant + "---\n[\n", "a second YAML document"},
 		{"unknown key", "tenants:" + okTenant + "    clientSecret: hunter2\n", "field clientSecret not found"},
 		{"bad name", strings.Replace("tenants:"+okTenant, "contoso", "Contoso!", 1), "name must match"},
 		{"bad tenant id", strings.Replace("tenants:"+okTenant, "11111111-2222", "x", 1), "tenantId must be a GUID"},
@@ -302,6 +306,22 @@ func TestParseDurationErrorQuotesNoValue(t *testing.T) {
 		}
 		if want := tc.key + " is not a duration such as 90s, 5m, 1h or 90d"; !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: error %q does not hold %q", tc.key, strings.ReplaceAll(err.Error(), secret, "…"), want)
+		}
+	}
+}
+
+// TestParseDocumentMarkers: a file that starts with ---, or ends with an
+// empty document or ..., holds one document and is read as such.
+func TestParseDocumentMarkers(t *testing.T) {
+	t.Parallel()
+	for _, y := range []string{
+		"---\ntenants:" + okTenant,
+		"tenants:" + okTenant + "---\n",
+		"tenants:" + okTenant + "---\n# nothing more\n",
+		"tenants:" + okTenant + "...\n",
+	} {
+		if f, err := Parse([]byte(y)); err != nil || len(f.Tenants) != 1 {
+			t.Errorf("Parse(%q): %v", y, err)
 		}
 	}
 }
