@@ -196,6 +196,10 @@ func Parse(data []byte) (*File, error) {
 	dec.KnownFields(true)
 	var f File
 	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			// No document at all: an empty file, or comments only.
+			return nil, errors.New("tenants file: no tenants")
+		}
 		if de := (*durationError)(nil); errors.As(err, &de) {
 			return nil, fmt.Errorf("tenants file: %s", de.describe(data))
 		}

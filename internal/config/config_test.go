@@ -150,6 +150,8 @@ func TestParseErrors(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"empty", "tenants: []", "no tenants"},
+		{"empty file", "", "tenants file: no tenants"},
+		{"comments only", "# tenants to come\n", "tenants file: no tenants"},
 		// A second document (two files put together) was dropped without
 		// a word, and its tenants' requests answered unknown_tenant.
 		{"two documents", "tenants:" + okTenant + "---\ntenants:" + namedTenant("fabrikam"), "a second YAML document"},
