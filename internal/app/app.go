@@ -217,9 +217,10 @@ func (o Options) checkFlags() error {
 }
 
 // checkCallTimeout refuses a call timeout whose lease other replicas
-// could not count.
+// could not count. The timeout itself is compared: 1.5 times one near
+// the longest duration wraps round to a negative lease.
 func (a *App) checkCallTimeout() error {
-	if a.callLease() > limiter.MaxLease {
+	if a.opts.CallTimeout > limiter.MaxLease*2/3 {
 		return fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
 			a.opts.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
 	}
