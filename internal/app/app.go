@@ -49,6 +49,11 @@ type Options struct {
 	SubjectPrefix  string // default DefaultSubjectPrefix
 	NoSetup        bool   // do not create or update streams and consumers
 
+	// PingInterval is how often the connection to NATS is checked (default
+	// DefaultPingInterval); two checks unanswered close it, and a server
+	// is looked for again.
+	PingInterval time.Duration
+
 	// NATSInboxPrefix replaces _INBOX in the connection's reply subjects
 	// (queue.Conn.InboxPrefix); empty: _INBOX.
 	NATSInboxPrefix string

@@ -25,6 +25,13 @@ const (
 	// carry that up to about 0.3 s per call, where 1024 added 20-30 MiB
 	// at full load and no throughput on two cores (README, Tenants1000).
 	DefaultMaxRequests = 512
+	// DefaultPingInterval is how often the connection to NATS is checked
+	// (Options.PingInterval). A connection gone silent without being
+	// closed (a partition, a node lost without a word) is noticed after
+	// three: within half a minute, where the client library's two
+	// minutes took four or more, while the worker counted itself
+	// connected and ready.
+	DefaultPingInterval = 10 * time.Second
 )
 
 // StopReserve is how long Stop gives the steps after the requests under
@@ -61,6 +68,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = DefaultPingInterval
 	}
 	if o.MaxRequests == 0 {
 		o.MaxRequests = DefaultMaxRequests

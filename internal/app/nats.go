@@ -54,8 +54,9 @@ func (a *App) connect() error {
 	return nil
 }
 
-// natsOptions are the connection's options: reconnect for ever, and
-// report every change of state in the log and in mde_offboard_nats_connected.
+// natsOptions are the connection's options: reconnect for ever, notice a
+// silent connection within a few pings, and report every change of state
+// in the log and in mde_offboard_nats_connected.
 func (a *App) natsOptions() []nats.Option {
 	var closeOnce sync.Once
 	o := []nats.Option{
@@ -63,6 +64,10 @@ func (a *App) natsOptions() []nats.Option {
 		nats.MaxReconnects(-1),
 		// A server back from a restart is found within half a second.
 		nats.ReconnectWait(500 * time.Millisecond),
+		// A connection gone silent is closed after two pings unanswered,
+		// and another server looked for.
+		nats.PingInterval(a.opts.PingInterval),
+		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			a.setConnected(false)
 			if err != nil { // nil: we closed the connection ourselves
