@@ -711,5 +711,7 @@ func (a *App) NATSURL() string { return a.nc.ConnectedUrl() }
 // stream: a warning in the log, not an error. It is idempotent.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopping.Store(true)
-	return a.life.stop(ctx, a.opts.ShutdownTimeout+StopReserve)
+	// Capped: a timeout near the longest duration (for ever) must not
+	// wrap round to a cap already passed.
+	return a.life.stop(ctx, addCapped(a.opts.ShutdownTimeout, StopReserve))
 }

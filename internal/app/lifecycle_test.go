@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -57,5 +58,26 @@ func TestLifecycleCallerBound(t *testing.T) {
 	}
 	if later != nil {
 		t.Errorf("a step after the caller's context ended got a done context: %v", later)
+	}
+}
+
+// TestStopWithTheLongestShutdownTimeout: a --shutdown-timeout near the
+// longest duration (an operator's "for ever") is no cap at all on the
+// requests, but Stop's cap, the timeout plus StopReserve, wrapped round
+// to a negative one: Stop gave up at once, naming the step under way,
+// and left the rest running.
+func TestStopWithTheLongestShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
+	e.opts.ShutdownTimeout = math.MaxInt64 - time.Second
+	a, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stop(context.Background()); err != nil {
+		t.Errorf("Stop: %v", err)
 	}
 }
