@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -569,5 +570,32 @@ func TestPullCountsWhatWasPublishedMeanwhile(t *testing.T) {
 	}
 	if normal, _, err := src.Backlog(t.Context()); err != nil || normal < 2 {
 		t.Errorf("backlog after the pull: %d, %v; want r1 and r2 counted", normal, err)
+	}
+}
+
+// TestPullOfADeletedConsumerSaysItIsMissing: a pull from a consumer that
+// is gone (deleted by hand, lost with a lone server's restart) gets no
+// answer but the client's "no responders". Said so, the tenant's loop
+// took it for a passing outage, logged it every second and never asked
+// for its consumer to be made again: it waited for the next minute's
+// look. The pull says the consumer is missing.
+func TestPullOfADeletedConsumerSaysItIsMissing(t *testing.T) {
+	t.Parallel()
+	_, js, r, subj := routed(t, "contoso")
+	if _, err := js.Publish(t.Context(), subj.Request("contoso", offboard.Normal), []byte("A")); err != nil {
+		t.Fatal(err)
+	}
+	src, err := r.Source(t.Context(), js, "contoso", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(t.Context(), offboard.StreamRequests, ConsumerName("contoso", offboard.Normal)); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	_, err = src.NextBatch(ctx, 4, offboard.Normal, offboard.Bulk)
+	if !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("pull from a deleted consumer: %v; want %v", err, jetstream.ErrConsumerNotFound)
 	}
 }
