@@ -706,3 +706,38 @@ func unroutedAcked(t *testing.T, js jetstream.JetStream, subjects ...string) jet
 	}
 	return unrouted
 }
+
+// TestEnsureSetsBackPullLimitsEditedByHand: a tenant's consumer whose
+// pull limits were lowered by hand (nats consumer edit --max-pull-batch 1)
+// refuses every pull of more requests than that ("Exceeded
+// MaxRequestBatch"), and one whose pull wait was bounded refuses the
+// pulls that wait for a request just published: the tenant's requests
+// were never delivered, and setup left the consumer as it was, its
+// metadata unchanged. Setup sets the limits back.
+func TestEnsureSetsBackPullLimitsEditedByHand(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	name := ConsumerName("contoso", offboard.Normal)
+	c, err := js.Consumer(ctx, offboard.StreamRequests, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := c.CachedInfo().Config
+	edited.MaxRequestBatch = 1
+	edited.MaxRequestExpires = 10 * time.Millisecond
+	edited.MaxRequestMaxBytes = 100
+	if _, err := js.UpdateConsumer(ctx, offboard.StreamRequests, edited); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(ctx, js, s); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = js.Consumer(ctx, offboard.StreamRequests, name); err != nil {
+		t.Fatal(err)
+	}
+	if cfg := c.CachedInfo().Config; cfg.MaxRequestBatch != 0 || cfg.MaxRequestExpires != 0 || cfg.MaxRequestMaxBytes != 0 {
+		t.Errorf("%s after setup: max pull batch %d, expires %v, max bytes %d; want none",
+			name, cfg.MaxRequestBatch, cfg.MaxRequestExpires, cfg.MaxRequestMaxBytes)
+	}
+}

@@ -400,13 +400,17 @@ func keptMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) int
 }
 
 // editedByHand says whether the server's copy of a consumer differs from
-// what the worker sets in what decides which requests it holds and keeps
-// (nats consumer edit leaves the metadata, and so MetaConfig, as it was):
-// requests it no longer holds, or drops after a delivery limit, would
-// never be answered.
+// what the worker sets in what decides which requests it holds and keeps,
+// and how it hands them out (nats consumer edit leaves the metadata, and
+// so MetaConfig, as it was): requests it no longer holds, or drops after a
+// delivery limit, would never be answered, and a consumer whose pull
+// limits are lower than the worker's pulls refuses every pull, or drops
+// itself when idle.
 func editedByHand(have, want jetstream.ConsumerConfig) bool {
 	return have.FilterSubject != want.FilterSubject || len(have.FilterSubjects) > 0 ||
-		have.MaxDeliver != want.MaxDeliver || have.AckWait != want.AckWait || have.MaxAckPending != want.MaxAckPending
+		have.MaxDeliver != want.MaxDeliver || have.AckWait != want.AckWait || have.MaxAckPending != want.MaxAckPending ||
+		have.MaxRequestBatch != want.MaxRequestBatch || have.MaxRequestExpires != want.MaxRequestExpires ||
+		have.MaxRequestMaxBytes != want.MaxRequestMaxBytes || have.InactiveThreshold != want.InactiveThreshold
 }
 
 // Stale lists the tenant consumers whose tenant is not configured.
