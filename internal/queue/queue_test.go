@@ -741,3 +741,41 @@ func TestEnsureSetsBackPullLimitsEditedByHand(t *testing.T) {
 			name, cfg.MaxRequestBatch, cfg.MaxRequestExpires, cfg.MaxRequestMaxBytes)
 	}
 }
+
+// TestRestoreRaisesALoweredMaxConsumers: the request stream's limit of
+// consumers can be lowered under what this replica's tenants need after
+// it set the stream up: by a replica of an earlier release, which sets
+// its own (a rollback, a canary), or by a replica with fewer tenants
+// whose setup read the limit just before this one raised it. The
+// consumers this replica lost with a lone server's restart then could
+// not be made again ("maximum consumers limit reached") until it
+// restarted. Restore raises the limit back before it makes them.
+func TestRestoreRaisesALoweredMaxConsumers(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	ctx := t.Context()
+	many := Settings{}
+	for i := range 510 {
+		many.Tenants = append(many.Tenants, fmt.Sprintf("t%03d", i))
+	}
+	if _, err := Ensure(ctx, js, many); err != nil {
+		t.Fatal(err)
+	}
+	few := Settings{Tenants: many.Tenants[:1]}.Streams()[0] // as a setup that does not keep the limit sets it
+	if _, err := js.UpdateStream(ctx, few); err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, ConsumerName("t509", offboard.Bulk)); err != nil {
+		t.Fatal(err)
+	}
+	if made, err := Restore(ctx, js, many); err != nil || !slices.Equal(made, []string{"bulk-t509"}) {
+		t.Errorf("the many tenants' replica restores its lost consumer under a lowered limit: made %v, %v", made, err)
+	}
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, want := stream.CachedInfo().Config.MaxConsumers, many.Streams()[0].MaxConsumers; n != want {
+		t.Errorf("max_consumers %d after Restore, want %d", n, want)
+	}
+}

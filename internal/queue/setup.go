@@ -399,6 +399,25 @@ func keptMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) int
 	return max(want, has)
 }
 
+// raiseMaxConsumers sets the request stream's limit of consumers to want
+// when it is lower. Ensure never lowers it, but a replica of an earlier
+// release sets its own (a rollback, a canary), and so does a replica with
+// fewer tenants whose setup read the limit just before another raised
+// it: the consumers of the replica with more tenants, lost with a lone
+// server's restart, could not be made again until it restarted. The
+// stream's own configuration is written back, only the limit changed.
+func raiseMaxConsumers(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, want int) error {
+	cfg := stream.CachedInfo().Config
+	if cfg.MaxConsumers < 0 || cfg.MaxConsumers >= want {
+		return nil // no limit (an operator's choice), or room enough
+	}
+	cfg.MaxConsumers = want
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("stream %s: raise max_consumers to %d: %w", offboard.StreamRequests, want, err)
+	}
+	return nil
+}
+
 // editedByHand says whether the server's copy of a consumer differs from
 // what the worker sets in what decides which requests it holds and keeps,
 // and how it hands them out (nats consumer edit leaves the metadata, and
@@ -454,7 +473,9 @@ func createConsumers(ctx context.Context, js jetstream.JetStream, cfgs []jetstre
 // lacks, and returns their names. A lone NATS server restarted comes back
 // without the tenants' consumers, whose state is kept in memory
 // (Consumers); the requests they held are still in the stream. Unlike
-// Ensure it reads only the consumers' names and touches nothing else.
+// Ensure it reads only the consumers' names and touches nothing else,
+// but for the stream's limit of consumers, raised when it is lower than
+// this worker's tenants need (raiseMaxConsumers).
 func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
 	stream, err := requestStream(ctx, js)
 	if err != nil {
@@ -475,6 +496,11 @@ func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string,
 		return nil, err
 	}
 	missing = append(missing, orphans...)
+	if len(missing) > 0 {
+		if err := raiseMaxConsumers(ctx, js, stream, s.Streams()[0].MaxConsumers); err != nil {
+			return nil, err
+		}
+	}
 	if err := createConsumers(ctx, js, missing); err != nil {
 		return nil, err
 	}
