@@ -779,3 +779,31 @@ func TestRestoreRaisesALoweredMaxConsumers(t *testing.T) {
 		t.Errorf("max_consumers %d after Restore, want %d", n, want)
 	}
 }
+
+// TestEnsureRaisesAnUnlimitedMaxConsumersTheServerCaps: a request stream
+// whose limit of consumers is -1 (no limit set: an earlier release, an
+// operator) is not unlimited on a server with the default settings,
+// which then caps it at 1000 consumers. Setup kept the -1, and a worker
+// with more than 500 tenants could not make their consumers: it did not
+// start. The -1 is kept while the consumers fit under it; when the
+// server refuses one for the limit, the worker's limit is set.
+func TestEnsureRaisesAnUnlimitedMaxConsumersTheServerCaps(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	cfg := s.Streams()[0]
+	cfg.MaxConsumers = -1
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	many := Settings{}
+	for i := range 510 {
+		many.Tenants = append(many.Tenants, fmt.Sprintf("t%03d", i))
+	}
+	if _, err := Ensure(ctx, js, many); err != nil {
+		t.Fatalf("setup of 510 tenants on a stream of no limit: %v", err)
+	}
+	if err := Check(ctx, js, many); err != nil {
+		t.Fatal(err)
+	}
+}

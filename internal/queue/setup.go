@@ -362,7 +362,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	if err != nil {
 		return nil, err
 	}
-	errs = append(errs, createConsumers(ctx, js, append(todo, orphans...)))
+	errs = append(errs, makeConsumers(ctx, js, append(todo, orphans...), s.Streams()[0].MaxConsumers))
 	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
@@ -394,22 +394,56 @@ func keptMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) int
 	}
 	has := stream.CachedInfo().Config.MaxConsumers
 	if has < 0 {
-		return has // no limit (an operator's choice): none is set
+		// None set (an operator's choice): kept while the consumers fit
+		// under the server's own cap (makeConsumers).
+		return has
 	}
 	return max(want, has)
 }
 
+// makeConsumers creates or updates consumers. When the server refuses
+// one for the request stream's limit of consumers, it raises the limit
+// to want and tries once more: setup never lowers it, but a replica of an
+// earlier release sets its own (a rollback, a canary), and so does a
+// replica with fewer tenants whose setup read the limit just before
+// another raised it; and a limit of -1 (none set) is not "no limit" on a
+// server with the default settings, which caps such a stream at 1000
+// consumers. The consumers of the replica with more tenants, or of more
+// than 500 tenants, could not be made (at start, or again after a lone
+// server's restart) and their requests waited.
+func makeConsumers(ctx context.Context, js jetstream.JetStream, cfgs []jetstream.ConsumerConfig, want int) error {
+	err := createConsumers(ctx, js, cfgs)
+	if !maxConsumersReached(err) {
+		return err
+	}
+	if rerr := raiseMaxConsumers(ctx, js, want); rerr != nil {
+		return errors.Join(err, rerr)
+	}
+	return createConsumers(ctx, js, cfgs)
+}
+
+// errCodeMaxConsumers is nats-server's JSMaximumConsumersLimitErr.
+const errCodeMaxConsumers jetstream.ErrorCode = 10026
+
+// maxConsumersReached says whether err, of making consumers, holds a
+// refusal for the stream's limit of consumers.
+func maxConsumersReached(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeMaxConsumers
+}
+
 // raiseMaxConsumers sets the request stream's limit of consumers to want
-// when it is lower. Ensure never lowers it, but a replica of an earlier
-// release sets its own (a rollback, a canary), and so does a replica with
-// fewer tenants whose setup read the limit just before another raised
-// it: the consumers of the replica with more tenants, lost with a lone
-// server's restart, could not be made again until it restarted. The
-// stream's own configuration is written back, only the limit changed.
-func raiseMaxConsumers(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, want int) error {
+// when it is lower or none is set (-1, which the server's own default
+// caps). The stream's own configuration is written back, only the limit
+// changed.
+func raiseMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) error {
+	stream, err := requestStream(ctx, js)
+	if err != nil {
+		return err
+	}
 	cfg := stream.CachedInfo().Config
-	if cfg.MaxConsumers < 0 || cfg.MaxConsumers >= want {
-		return nil // no limit (an operator's choice), or room enough
+	if cfg.MaxConsumers >= want {
+		return nil // raised meanwhile; or the account's limit refused it
 	}
 	cfg.MaxConsumers = want
 	if _, err := js.UpdateStream(ctx, cfg); err != nil {
@@ -474,8 +508,8 @@ func createConsumers(ctx context.Context, js jetstream.JetStream, cfgs []jetstre
 // without the tenants' consumers, whose state is kept in memory
 // (Consumers); the requests they held are still in the stream. Unlike
 // Ensure it reads only the consumers' names and touches nothing else,
-// but for the stream's limit of consumers, raised when it is lower than
-// this worker's tenants need (raiseMaxConsumers).
+// but for the stream's limit of consumers when the server refuses a
+// consumer for it (makeConsumers).
 func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
 	stream, err := requestStream(ctx, js)
 	if err != nil {
@@ -496,12 +530,7 @@ func Restore(ctx context.Context, js jetstream.JetStream, s Settings) ([]string,
 		return nil, err
 	}
 	missing = append(missing, orphans...)
-	if len(missing) > 0 {
-		if err := raiseMaxConsumers(ctx, js, stream, s.Streams()[0].MaxConsumers); err != nil {
-			return nil, err
-		}
-	}
-	if err := createConsumers(ctx, js, missing); err != nil {
+	if err := makeConsumers(ctx, js, missing, s.Streams()[0].MaxConsumers); err != nil {
 		return nil, err
 	}
 	made := make([]string, len(missing))
