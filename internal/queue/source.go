@@ -307,7 +307,7 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 		msgs, err = fetchUpTo(ctx, l.cons, 1, wakeWait, s.late)
 	}
 	if err != nil && len(msgs) == 0 {
-		return nil, missing(ctx, l.cons, err)
+		return nil, Missing(ctx, l.cons, err)
 	}
 	sourcePulled()
 	s.mu.Lock()
@@ -339,14 +339,15 @@ func (s *Source) pull(ctx context.Context, l *lane, n int) ([]jetstream.Msg, err
 	return msgs, err
 }
 
-// missing is a pull's error, said as the consumer's absence when it is
+// Missing is a pull's error, said as the consumer's absence when it is
 // gone: a pull from a consumer that does not exist gets no answer but the
 // client's "no responders", which is also what a consumer without a leader
 // answers for a moment. Its info tells the two apart; the tenant's loop
-// has a missing consumer made again at once. The info is waited for only
+// has a missing consumer made again at once, and so does the drain of the
+// unrouted consumer. The info is waited for only
 // missingCheck: one asked while the consumer elects its leader may get no
 // answer, and must not hold the tenant's next pull for a whole step.
-func missing(ctx context.Context, c jetstream.Consumer, err error) error {
+func Missing(ctx context.Context, c jetstream.Consumer, err error) error {
 	if !errors.Is(err, nats.ErrNoResponders) {
 		return err
 	}

@@ -327,15 +327,33 @@ func (w *Worker) drainOnce(ctx context.Context, log *zap.Logger, cons jetstream.
 	fctx, cancel := context.WithTimeout(ctx, drainPull)
 	defer cancel()
 	batch, err := cons.Fetch(256, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(drainBeat))
-	if err != nil {
-		if ctx.Err() == nil {
-			log.Warn("fetch", zap.Error(err))
-			_ = sleepCtx(ctx, w.clock, time.Second)
+	if err == nil {
+		for msg := range batch.Messages() {
+			handle(msg)
 		}
-		return
+		// A pull of a consumer that is gone, or has no leader for a
+		// moment, ends at once with no responders: gone round at once,
+		// the drain would pull without pause until it is back.
+		if err = batch.Error(); !errors.Is(err, nats.ErrNoResponders) {
+			return
+		}
 	}
-	for msg := range batch.Messages() {
-		handle(msg)
+	if ctx.Err() == nil {
+		err = queue.Missing(ctx, cons, err)
+		log.Warn("fetch", zap.Error(err))
+		w.unroutedLost(cons, err)
+		_ = sleepCtx(ctx, w.clock, time.Second)
+	}
+}
+
+// unroutedLost asks for the unrouted consumer to be made again when its
+// pull found it missing (deleted by hand, or lost with a lone server's
+// restart and missed by the reconnect): meanwhile the requests of tenants
+// nobody serves go unanswered. A stale consumer missing was removed by an
+// operator: runStale sees it so, and nothing makes it again.
+func (w *Worker) unroutedLost(cons jetstream.Consumer, err error) {
+	if errors.Is(err, jetstream.ErrConsumerNotFound) && cons.CachedInfo().Name == queue.ConsumerUnrouted && w.opts.ConsumerLost != nil {
+		w.opts.ConsumerLost()
 	}
 }
 
