@@ -6,6 +6,8 @@ import (
 	"flag"
 	"strings"
 	"testing"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestArgs: the demo takes no arguments; --help prints the usage, and
@@ -30,6 +32,34 @@ func TestArgs(t *testing.T) {
 		}
 		if out.Len() != 0 {
 			t.Errorf("%q: printed %q", args, out.String())
+		}
+	}
+}
+
+// TestAmbiguousResultShowsItsCandidates: an ambiguous_machine result
+// lists the devices sharing the name under its row, as the README says
+// the demo shows them; its message alone is cut before they could show.
+func TestAmbiguousResultShowsItsCandidates(t *testing.T) {
+	var out bytes.Buffer
+	table := newResultTable(&out, nil)
+	table.add(offboard.Result{
+		RequestID: "contoso-byname-0003", Tenant: "contoso", Outcome: offboard.OutcomeFailed,
+		Error: &offboard.ResultError{
+			Code:    offboard.CodeAmbiguousMachine,
+			Message: `2 devices are named "pc-0003.contoso.local"; give the machineId of the one to offboard`,
+			Candidates: []offboard.Candidate{
+				{MachineID: "0000000000000000000000000000000000000003", LastSeen: "2026-12-04T21:18:14Z", HealthStatus: "Active"},
+				{MachineID: "000000000000000000000000000000000000001f", LastSeen: "2026-11-30T08:00:00Z", HealthStatus: "Inactive"},
+			},
+		},
+	})
+	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+	if len(lines) != 4 { // header, row, two candidates
+		t.Fatalf("printed %d lines, want 4:\n%s", len(lines), out.String())
+	}
+	for i, want := range []string{"…000000000003  candidate, lastSeen 2026-12-04T21:18:14Z, healthStatus Active", "…00000000001f  candidate, lastSeen 2026-11-30T08:00:00Z, healthStatus Inactive"} {
+		if !strings.Contains(lines[2+i], want) {
+			t.Errorf("candidate line %d is %q, want it to hold %q", i+1, lines[2+i], want)
 		}
 	}
 }

@@ -80,6 +80,13 @@ func (t *resultTable) add(r offboard.Result) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	fmt.Fprintf(t.out, t.row, fmt.Sprintf("%5.1fs", time.Since(t.start).Seconds()), r.Tenant, orDash(r.RequestID), r.Outcome, device(r.MachineID), orDash(detail))
+	if r.Error != nil {
+		// ambiguous_machine: the devices sharing the name, one line each
+		// under the row, so the operator sees which machineId to give.
+		for _, c := range r.Error.Candidates {
+			fmt.Fprintf(t.out, t.row, "", "", "", "", device(c.MachineID), "candidate, lastSeen "+orDash(c.LastSeen)+", healthStatus "+orDash(c.HealthStatus))
+		}
+	}
 	key := r.Outcome
 	if r.Error != nil {
 		key += " (" + r.Error.Code + ")"
