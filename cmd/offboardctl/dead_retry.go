@@ -48,7 +48,10 @@ id with such a result stored after its dead letter is not retried.`,
 				// variable, say, which beside --all would retry them all.
 				return usagef("--seq 0: dead letters are numbered from 1")
 			}
-			if (seq == 0) == !all {
+			switch {
+			case seq != 0 && all:
+				return usagef("give --seq N or --all, not both")
+			case seq == 0 && !all:
 				return usagef("give --seq N or --all")
 			}
 			if err := checkCode(cmd, code); err != nil {

@@ -235,3 +235,22 @@ func TestInterruptWhileConnecting(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// dead retry given both --seq and --all says it takes one of them, not
+// the "give --seq N or --all" of neither, which read as if the flags
+// given had been missed.
+func TestDeadRetrySeqAndAllTogether(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"dead", "retry", "contoso"}, "offboardctl: give --seq N or --all\n"},
+		{[]string{"dead", "retry", "contoso", "--seq", "3", "--all"}, "offboardctl: give --seq N or --all, not both\n"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, c.args...), &out, &errb); code != exitUsage || errb.String() != c.want {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d, %q", c.args, code, errb.String(), exitUsage, c.want)
+		}
+	}
+}
