@@ -265,7 +265,7 @@ func describe(ev control.Event) string {
 func rangeArgs(lo, hi int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) < lo || len(args) > hi {
-			return usagef("%s takes %d to %d arguments, got %d; see %s --help", cmd.CommandPath(), lo, hi, len(args), cmd.CommandPath())
+			return argCountError(cmd, len(args))
 		}
 		return nil
 	}

@@ -402,8 +402,21 @@ func unknownCommand(cmd *cobra.Command, name string) error {
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usagef("%s takes %d argument(s), got %d; see %s --help", cmd.CommandPath(), n, len(args), cmd.CommandPath())
+			return argCountError(cmd, len(args))
 		}
 		return nil
 	}
+}
+
+// argCountError says a command got got arguments where its usage line
+// wants others. The usage line names them (TENANT), or shows that the
+// campaign commands take flags only (--tenant T), which a count alone
+// ("takes 0 argument(s)") did not. The arguments are not quoted: one
+// may be a value meant for a flag, a credential among them.
+func argCountError(cmd *cobra.Command, got int) error {
+	noun := "arguments"
+	if got == 1 {
+		noun = "argument"
+	}
+	return usagef("usage: %s; got %d %s; see %s --help", strings.TrimSuffix(cmd.UseLine(), " [flags]"), got, noun, cmd.CommandPath())
 }

@@ -254,3 +254,28 @@ func TestDeadRetrySeqAndAllTogether(t *testing.T) {
 		}
 	}
 }
+
+// A wrong number of arguments is answered with the command's usage line,
+// which names what it takes (TENANT), or shows that a campaign command
+// takes flags only: "campaign run contoso x.csv" was told "takes 0
+// argument(s), got 2", and "pause" "takes 1 argument(s)", naming none.
+func TestArgumentCountShowsTheUsage(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pause"}, "offboardctl: usage: offboardctl pause TENANT; got 0 arguments; see offboardctl pause --help\n"},
+		{[]string{"resume", "contoso", "bulk"}, "offboardctl: usage: offboardctl resume TENANT; got 2 arguments; see offboardctl resume --help\n"},
+		{[]string{"status", "contoso", "fabrikam"}, "offboardctl: usage: offboardctl status [TENANT]; got 2 arguments; see offboardctl status --help\n"},
+		{[]string{"budget", "contoso", "5", "1h"}, "offboardctl: usage: offboardctl budget TENANT (COUNT/DURATION | --clear); got 3 arguments; see offboardctl budget --help\n"},
+		{[]string{"dead", "retry"}, "offboardctl: usage: offboardctl dead retry TENANT (--seq N | --all); got 0 arguments; see offboardctl dead retry --help\n"},
+		{[]string{"campaign", "run", "contoso", "wave.csv"}, "offboardctl: usage: offboardctl campaign run --tenant T --csv FILE; got 2 arguments; see offboardctl campaign run --help\n"},
+		{[]string{"campaign", "status", "wave"}, "offboardctl: usage: offboardctl campaign status --tenant T --name NAME; got 1 argument; see offboardctl campaign status --help\n"},
+	} {
+		var out, errb bytes.Buffer
+		if code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, c.args...), &out, &errb); code != exitUsage || errb.String() != c.want {
+			t.Errorf("%q: exit %d, stderr %q; want exit %d, %q", c.args, code, errb.String(), exitUsage, c.want)
+		}
+	}
+}
