@@ -720,6 +720,9 @@ func (r *campaignRun) publishAndWait(ctx context.Context) error {
 	tick := time.NewTicker(200 * time.Millisecond) // real time: paces the display
 	defer tick.Stop()
 	lastAhead := time.Now()
+	// The end of publishing wakes the wait once; closed, it would wake it
+	// at every turn, and the wait would spin.
+	published := (<-chan struct{})(pubDone)
 	for {
 		counts := r.rows.Counts()
 		p.show(r.snapshot(counts, counts.Answered()-base, time.Since(started)))
@@ -741,7 +744,8 @@ func (r *campaignRun) publishAndWait(ctx context.Context) error {
 			return context.Cause(ctx)
 		case <-r.rows.Changed():
 		case <-tick.C:
-		case <-pubDone:
+		case <-published:
+			published = nil
 		}
 		if time.Since(lastAhead) >= 5*time.Second {
 			r.refreshAhead(ctx)
