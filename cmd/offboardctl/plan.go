@@ -44,7 +44,7 @@ offboarded; offboardctl needs only its NATS connection.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return c.plan(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.tenant, "tenant", "", "tenant name (required)")
+	fl.StringVar(&f.tenant, "tenant", "", "tenant (required)")
 	fl.StringVar(&f.inactiveFor, "inactive-for", "", "devices not seen for at least this long: 90d, 2160h (required)")
 	fl.StringArrayVar(&f.health, "health", nil, "only devices with this healthStatus (repeat for any of several)")
 	fl.StringArrayVar(&f.os, "os", nil, "only devices with this osPlatform (repeat for any of several)")
