@@ -7,7 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -320,18 +322,10 @@ const (
 // are not removed: their requests would then sit in the stream unanswered
 // (the unrouted consumer has let them go).
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []string, err error) {
-	var errs []error
-	for _, cfg := range s.Streams() {
-		if cfg.Name == offboard.StreamRequests {
-			cfg.MaxConsumers = keptMaxConsumers(ctx, js, cfg.MaxConsumers)
-		}
-		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
-			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
+	if err := ensureStreams(ctx, js, s); err != nil {
 		return nil, err
 	}
+	var errs []error
 	requests, err := requestStream(ctx, js)
 	if err != nil {
 		return nil, err
@@ -363,14 +357,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 		return nil, err
 	}
 	errs = append(errs, makeConsumers(ctx, js, append(todo, orphans...), s.Streams()[0].MaxConsumers))
-	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
-			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
-		}
-	}
-	if _, err := js.CreateOrUpdateObjectStore(ctx, s.Plans()); err != nil {
-		errs = append(errs, fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err))
-	}
+	errs = append(errs, ensureBuckets(ctx, js, s))
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -380,6 +367,130 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	}
 	slices.Sort(stale)
 	return stale, nil
+}
+
+// ensureStreams creates or updates the streams (streamAsSet).
+func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	var errs []error
+	for _, cfg := range s.Streams() {
+		if cfg.Name == offboard.StreamRequests {
+			cfg.MaxConsumers = keptMaxConsumers(ctx, js, cfg.MaxConsumers)
+		}
+		if streamAsSet(ctx, js, cfg) {
+			continue
+		}
+		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
+			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureBuckets creates or updates the key-value buckets and the plans'
+// object store (bucketAsSet, objectStoreAsSet).
+func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) error {
+	var errs []error
+	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
+		if bucketAsSet(ctx, js, kv) {
+			continue
+		}
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
+			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
+		}
+	}
+	if !objectStoreAsSet(ctx, js, s.Plans()) {
+		if _, err := js.CreateOrUpdateObjectStore(ctx, s.Plans()); err != nil {
+			errs = append(errs, fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// The streams and buckets are updated only when they differ from what
+// setup would set: every replica's start updated all nine, and an update
+// that crossed another replica's making of a consumer on the same stream
+// raced inside the server (nats-server 2.15: the stream's configuration
+// replaced while the consumer's store read it). A stream or bucket edited
+// by hand differs, and is set back as before. What cannot be read says
+// it differs: the update then says what is wrong.
+
+// streamAsSet says whether the stream exists as cfg would set it.
+func streamAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) bool {
+	stream, err := js.Stream(ctx, cfg.Name)
+	if err != nil {
+		return false
+	}
+	have := stream.CachedInfo().Config
+	have.Metadata = ownMetadata(have.Metadata)
+	cfg.MaxBytes, cfg.MaxMsgs = unlimited(cfg.MaxBytes), unlimited(cfg.MaxMsgs)
+	cfg.MaxMsgsPerSubject, cfg.MaxMsgSize = unlimited(cfg.MaxMsgsPerSubject), unlimited(cfg.MaxMsgSize)
+	cfg.MaxConsumers = int(unlimited(int64(cfg.MaxConsumers)))
+	return reflect.DeepEqual(have, cfg)
+}
+
+// bucketAsSet says whether the key-value bucket exists as cfg would set it.
+func bucketAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) bool {
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if err != nil {
+		return false
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return false
+	}
+	b, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return false
+	}
+	have := b.Config()
+	have.Metadata = ownMetadata(have.Metadata)
+	cfg.MaxValueSize, cfg.MaxBytes = unlimited(cfg.MaxValueSize), unlimited(cfg.MaxBytes)
+	cfg.Replicas = max(cfg.Replicas, 1)
+	return reflect.DeepEqual(have, cfg)
+}
+
+// objectStoreAsSet says whether the object store exists as cfg would set
+// it.
+func objectStoreAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) bool {
+	obs, err := js.ObjectStore(ctx, cfg.Bucket)
+	if err != nil {
+		return false
+	}
+	st, err := obs.Status(ctx)
+	if err != nil {
+		return false
+	}
+	b, ok := st.(*jetstream.ObjectBucketStatus)
+	if !ok {
+		return false
+	}
+	have := b.StreamInfo().Config
+	return have.Description == cfg.Description && have.MaxAge == cfg.TTL && have.MaxBytes == unlimited(cfg.MaxBytes) &&
+		have.Storage == cfg.Storage && have.Replicas == max(cfg.Replicas, 1) && !have.Sealed &&
+		have.Compression == jetstream.NoCompression && have.Placement == nil && len(ownMetadata(have.Metadata)) == 0
+}
+
+// unlimited is n as the server keeps it: 0 (not set) is -1, no limit.
+func unlimited[N int32 | int64](n N) N {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// ownMetadata is a stream's metadata without the server's own (_nats.*);
+// nil when none is left.
+func ownMetadata(m map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range m {
+		if !strings.HasPrefix(k, "_nats.") {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // keptMaxConsumers is the request stream's limit of consumers to set:
