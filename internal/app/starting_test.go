@@ -29,20 +29,30 @@ func TestUnroutedLeavesARequestItsTenantsConsumerHolds(t *testing.T) {
 	if _, err := queue.Ensure(ctx, e.js, queue.Settings{Tenants: []string{"fabrikam"}, AckWait: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
-	ack := e.publish("mde.offboard.request.fabrikam", map[string]any{"requestId": "f-0", "machineId": e.tenants["fabrikam"].machines[0].ID}, "fabrikam:f-0")
 	cons, err := e.js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName("fabrikam", offboard.Normal))
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var held int
-	for range batch.Messages() { // A has it, and works on it
-		held++
-	}
-	if held != 1 {
+	// A's pull waits before the request comes, so that it gets it: B,
+	// which finds fabrikam's consumer through its unrouted one, would
+	// otherwise drain that consumer as a stale one, and a slow fetch of
+	// A's came second.
+	fetched := make(chan int, 1)
+	go func() {
+		n := 0
+		if batch, err := cons.Fetch(1, jetstream.FetchMaxWait(10*time.Second)); err == nil {
+			for range batch.Messages() { // A has it, and works on it
+				n++
+			}
+		}
+		fetched <- n
+	}()
+	eventually(t, 5*time.Second, "A's pull waiting", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumWaiting > 0
+	})
+	ack := e.publish("mde.offboard.request.fabrikam", map[string]any{"requestId": "f-0", "machineId": e.tenants["fabrikam"].machines[0].ID}, "fabrikam:f-0")
+	if held := <-fetched; held != 1 {
 		t.Fatalf("fabrikam's consumer handed over %d requests, want 1", held)
 	}
 	unrouted, err := e.js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerUnrouted)
