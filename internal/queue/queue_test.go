@@ -91,37 +91,9 @@ func TestEnsureIsIdempotent(t *testing.T) {
 func TestEnsureUpdatesOnlyWhatChanged(t *testing.T) {
 	t.Parallel()
 	nc, js := connect(t)
-	creates := make(chan string, 100)
-	sub, err := nc.Subscribe("$JS.API.CONSUMER.>", func(m *nats.Msg) {
-		if strings.Contains(m.Subject, ".CREATE.") {
-			creates <- m.Subject
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
-	// updated runs Ensure and returns the consumers it created or updated.
-	updated := func(s Settings) []string {
-		t.Helper()
-		if _, err := Ensure(t.Context(), js, s); err != nil {
-			t.Fatal(err)
-		}
-		if err := nc.Flush(); err != nil { // the subscription has seen every request
-			t.Fatal(err)
-		}
-		var names []string
-		for {
-			select {
-			case subj := <-creates:
-				// $JS.API.CONSUMER.CREATE.<stream>.<consumer>[.<filter>]
-				names = append(names, strings.Split(subj, ".")[5])
-			default:
-				slices.Sort(names)
-				return names
-			}
-		}
-	}
+	// updated runs Ensure and returns the consumers it created or updated:
+	// $JS.API.CONSUMER.CREATE.<stream>.<consumer>[.<filter>].
+	updated := setupRequests(t, nc, js, "$JS.API.CONSUMER.CREATE.>", func(subj string) string { return strings.Split(subj, ".")[5] })
 	s := Settings{Tenants: []string{"contoso", "fabrikam"}, Limits: map[string]string{"contoso": "100/1m"}}
 	if got := updated(s); len(got) != 5 {
 		t.Fatalf("first setup created %v, want 5 consumers", got)
@@ -805,5 +777,37 @@ func TestEnsureRaisesAnUnlimitedMaxConsumersTheServerCaps(t *testing.T) {
 	}
 	if err := Check(ctx, js, many); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// setupRequests subscribes to the JetStream API requests on subject and
+// returns a func that runs Ensure over s and the names (name of each
+// request's subject) of the requests it sent, sorted.
+func setupRequests(t *testing.T, nc *nats.Conn, js jetstream.JetStream, subject string, name func(string) string) func(Settings) []string {
+	t.Helper()
+	seen := make(chan string, 100)
+	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { seen <- m.Subject })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return func(s Settings) []string {
+		t.Helper()
+		if _, err := Ensure(t.Context(), js, s); err != nil {
+			t.Fatal(err)
+		}
+		if err := nc.Flush(); err != nil { // the subscription has seen every request
+			t.Fatal(err)
+		}
+		var names []string
+		for {
+			select {
+			case subj := <-seen:
+				names = append(names, name(subj))
+			default:
+				slices.Sort(names)
+				return names
+			}
+		}
 	}
 }
