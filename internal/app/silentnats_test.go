@@ -100,20 +100,7 @@ func TestSilentNATSConnectionIsNoticed(t *testing.T) {
 	o := e.opts
 	o.NATSURL = hole.url()
 	o.PingInterval = 100 * time.Millisecond
-	a, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changes := make(chan bool, 64)
-	a.onConnChange = func(up bool) {
-		select {
-		case changes <- up:
-		default:
-		}
-	}
-	if err := a.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	a, changes := startWatchingConn(t, o)
 	t.Cleanup(func() {
 		hole.closed.Store(false) // a server again, for a clean stop
 		_ = a.Stop(context.Background())

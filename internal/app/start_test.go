@@ -163,20 +163,7 @@ func TestNATSConnectedGauge(t *testing.T) {
 
 	o := e.opts
 	o.NATSURL = ns.ClientURL()
-	a, err := New(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changes := make(chan bool, 64)
-	a.onConnChange = func(up bool) {
-		select {
-		case changes <- up:
-		default:
-		}
-	}
-	if err := a.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	a, changes := startWatchingConn(t, o)
 	t.Cleanup(func() { _ = a.Stop(context.Background()) })
 	gauge := func() float64 { return testutil.ToFloat64(a.connected) }
 	waitFor := func(want bool) {
@@ -240,4 +227,25 @@ func TestStartSaysNATSRefusedTheInbox(t *testing.T) {
 	if d := time.Since(start); d > 20*time.Second {
 		t.Errorf("the start took %v to give up", d)
 	}
+}
+
+// startWatchingConn starts an App with o, whose NATS connection's ups and
+// downs come on changes.
+func startWatchingConn(t *testing.T, o Options) (a *App, changes chan bool) {
+	t.Helper()
+	a, err := New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes = make(chan bool, 64)
+	a.onConnChange = func(up bool) {
+		select {
+		case changes <- up:
+		default:
+		}
+	}
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	return a, changes
 }
