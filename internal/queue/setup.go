@@ -420,54 +420,98 @@ func streamAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.Stre
 	if err != nil {
 		return false
 	}
-	have := stream.CachedInfo().Config
-	have.Metadata = ownMetadata(have.Metadata)
-	cfg.MaxBytes, cfg.MaxMsgs = unlimited(cfg.MaxBytes), unlimited(cfg.MaxMsgs)
-	cfg.MaxMsgsPerSubject, cfg.MaxMsgSize = unlimited(cfg.MaxMsgsPerSubject), unlimited(cfg.MaxMsgSize)
-	cfg.MaxConsumers = int(unlimited(int64(cfg.MaxConsumers)))
-	return reflect.DeepEqual(have, cfg)
+	return configAsSet(stream.CachedInfo().Config, cfg)
 }
 
-// bucketAsSet says whether the key-value bucket exists as cfg would set it.
-func bucketAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) bool {
-	kv, err := js.KeyValue(ctx, cfg.Bucket)
-	if err != nil {
-		return false
-	}
-	st, err := kv.Status(ctx)
-	if err != nil {
-		return false
-	}
-	b, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok {
-		return false
-	}
-	have := b.Config()
+// configAsSet says whether a stream's configuration as the server keeps
+// it, have, is want as it was sent: every field compared, with the
+// limits the server keeps as -1 when not set, and without the server's
+// own metadata.
+func configAsSet(have, want jetstream.StreamConfig) bool {
 	have.Metadata = ownMetadata(have.Metadata)
-	cfg.MaxValueSize, cfg.MaxBytes = unlimited(cfg.MaxValueSize), unlimited(cfg.MaxBytes)
-	cfg.Replicas = max(cfg.Replicas, 1)
-	return reflect.DeepEqual(have, cfg)
+	want.Metadata = ownMetadata(want.Metadata)
+	want.MaxBytes, want.MaxMsgs = unlimited(want.MaxBytes), unlimited(want.MaxMsgs)
+	want.MaxMsgsPerSubject, want.MaxMsgSize = unlimited(want.MaxMsgsPerSubject), unlimited(want.MaxMsgSize)
+	want.MaxConsumers = int(unlimited(int64(want.MaxConsumers)))
+	return reflect.DeepEqual(have, want)
+}
+
+// bucketAsSet says whether the key-value bucket exists as cfg would set
+// it. Its stream is compared whole, as the client library makes it
+// (kvStream): the bucket's own settings do not show what else an update
+// sets back, such as the rollups a purge needs, and hold its history in
+// a byte.
+func bucketAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) bool {
+	want := kvStream(cfg)
+	stream, err := js.Stream(ctx, want.Name)
+	if err != nil {
+		return false
+	}
+	return configAsSet(stream.CachedInfo().Config, want)
+}
+
+// kvStream is the stream of a key-value bucket as the client library
+// (nats.go jetstream, prepareKeyValueConfig) makes it for cfg, which sets
+// neither a mirror, sources, compression nor limit markers.
+func kvStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + cfg.Bucket,
+		Description:       cfg.Description,
+		Subjects:          []string{"$KV." + cfg.Bucket + ".>"},
+		MaxMsgsPerSubject: int64(max(cfg.History, 1)),
+		MaxBytes:          cfg.MaxBytes,
+		MaxAge:            cfg.TTL,
+		MaxMsgSize:        cfg.MaxValueSize,
+		Storage:           cfg.Storage,
+		Replicas:          max(cfg.Replicas, 1),
+		Placement:         cfg.Placement,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		Duplicates:        duplicatesFor(cfg.TTL),
+		MaxMsgs:           -1,
+		MaxConsumers:      -1,
+		AllowDirect:       true,
+		RePublish:         cfg.RePublish,
+		Discard:           jetstream.DiscardNew,
+		Metadata:          cfg.Metadata,
+	}
 }
 
 // objectStoreAsSet says whether the object store exists as cfg would set
-// it.
+// it: its stream compared whole, as the client library makes it
+// (prepareObjectStoreConfig), which sets no compression.
 func objectStoreAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) bool {
-	obs, err := js.ObjectStore(ctx, cfg.Bucket)
+	want := jetstream.StreamConfig{
+		Name:        "OBJ_" + cfg.Bucket,
+		Description: cfg.Description,
+		Subjects:    []string{"$O." + cfg.Bucket + ".C.>", "$O." + cfg.Bucket + ".M.>"},
+		MaxAge:      cfg.TTL,
+		MaxBytes:    cfg.MaxBytes,
+		Storage:     cfg.Storage,
+		Replicas:    max(cfg.Replicas, 1),
+		Placement:   cfg.Placement,
+		Discard:     jetstream.DiscardNew,
+		AllowRollup: true,
+		AllowDirect: true,
+		Metadata:    cfg.Metadata,
+		Duplicates:  duplicatesFor(cfg.TTL),
+	}
+	stream, err := js.Stream(ctx, want.Name)
 	if err != nil {
 		return false
 	}
-	st, err := obs.Status(ctx)
-	if err != nil {
-		return false
+	return configAsSet(stream.CachedInfo().Config, want)
+}
+
+// duplicatesFor is the duplicate window of a stream sent without one
+// whose messages live maxAge (0: for ever), as the server sets it, and
+// as the client library sends it for a key-value bucket: two minutes, or
+// maxAge when shorter.
+func duplicatesFor(maxAge time.Duration) time.Duration {
+	if maxAge > 0 && maxAge < 2*time.Minute {
+		return maxAge
 	}
-	b, ok := st.(*jetstream.ObjectBucketStatus)
-	if !ok {
-		return false
-	}
-	have := b.StreamInfo().Config
-	return have.Description == cfg.Description && have.MaxAge == cfg.TTL && have.MaxBytes == unlimited(cfg.MaxBytes) &&
-		have.Storage == cfg.Storage && have.Replicas == max(cfg.Replicas, 1) && !have.Sealed &&
-		have.Compression == jetstream.NoCompression && have.Placement == nil && len(ownMetadata(have.Metadata)) == 0
+	return 2 * time.Minute
 }
 
 // unlimited is n as the server keeps it: 0 (not set) is -1, no limit.
