@@ -158,3 +158,43 @@ func (e *loopEnv) resultOnceShown(t *testing.T, status int, after time.Duration,
 		}
 	}
 }
+
+// TestOneLookAgainForEarlierAndLostCalls: a request taken again after a
+// call of it whose answer was lost looks for that call's action, finds
+// none, and its first attempt is answered 503 and its action looked for
+// too; its next attempt is answered 429 with a Retry-After of an hour.
+// The attempt after the pause looks for the actions of both calls once:
+// the look for the earlier call's action, made since that call, also
+// finds one of the 503's. Before, the lost attempt's action was looked
+// for again right after, as many list calls again, its place in the quota
+// taken meanwhile.
+func TestOneLookAgainForEarlierAndLostCalls(t *testing.T) {
+	t.Parallel()
+	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{NotFoundCheck: 1}, func(o *Options) {
+		o.Presence = marked{instance: "w-1"}
+	})
+	const comment = "offboard r-1"
+	earlier := &queue.Entry{State: queue.StateCalling, Seq: 1, MachineID: loopMachine, Started: e.clock.Now().UTC(), Writer: "w-1"}
+	if err := e.w.opts.Ledger.Put(t.Context(), "contoso", "r-1", nil, earlier); err != nil {
+		t.Fatal(err)
+	}
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
+	e.publishR1(t, comment)
+	r := e.resultOnceShown(t, http.StatusTooManyRequests, 10*time.Second, func() {})
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %s %+v, want r-1 created", r.RequestID, r.Outcome, r.Error)
+	}
+	calls := e.sim.Calls()
+	throttled := slices.IndexFunc(calls, func(c mdesim.Call) bool { return c.Status == http.StatusTooManyRequests })
+	looks := 0
+	for _, c := range calls[throttled+1:] {
+		if c.API == mde.APIMachineActions {
+			looks++
+		}
+	}
+	// NotFoundCheck 1: a look, and one more after a backoff.
+	if looks != 2 {
+		t.Errorf("%d lists of actions after the pause, want 2: one look for both calls' actions", looks)
+	}
+}

@@ -288,6 +288,12 @@ func (w *Worker) lookForEarlier(ctx context.Context, j *job) (*offboard.Result, 
 	res, err := look(ctx, j, j.earlierSince, comment)
 	if err == nil && res == nil {
 		j.lookedAt = w.clock.Now()
+		if !j.lostLookedAt.IsZero() && !j.earlierSince.After(j.lostSince) {
+			// It looked for actions made since the earlier call, and so
+			// for those of this message's attempts whose answer was lost
+			// (lookAgain): not looked for again as the attempt goes out.
+			j.lostLookedAt = j.lookedAt
+		}
 	}
 	return res, err
 }
