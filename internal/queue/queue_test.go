@@ -316,10 +316,7 @@ func TestDeployDefinitions(t *testing.T) {
 func TestEnsureManyTenants(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	s := Settings{}
-	for i := range 510 {
-		s.Tenants = append(s.Tenants, fmt.Sprintf("t%03d", i))
-	}
+	s := manyTenants()
 	if _, err := Ensure(t.Context(), js, s); err != nil {
 		t.Fatal(err)
 	}
@@ -337,10 +334,7 @@ func TestEnsureKeepsRoomForAnotherReplicasTenants(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
 	ctx := t.Context()
-	many := Settings{}
-	for i := range 510 {
-		many.Tenants = append(many.Tenants, fmt.Sprintf("t%03d", i))
-	}
+	many := manyTenants()
 	if _, err := Ensure(ctx, js, many); err != nil {
 		t.Fatal(err)
 	}
@@ -361,11 +355,7 @@ func TestEnsureKeepsAnUnlimitedMaxConsumers(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	cfg := s.Streams()[0]
-	cfg.MaxConsumers = -1
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	noMaxConsumers(t, js, s)
 	if _, err := Ensure(ctx, js, s); err != nil {
 		t.Fatal(err)
 	}
@@ -726,10 +716,7 @@ func TestRestoreRaisesALoweredMaxConsumers(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
 	ctx := t.Context()
-	many := Settings{}
-	for i := range 510 {
-		many.Tenants = append(many.Tenants, fmt.Sprintf("t%03d", i))
-	}
+	many := manyTenants()
 	if _, err := Ensure(ctx, js, many); err != nil {
 		t.Fatal(err)
 	}
@@ -763,15 +750,8 @@ func TestEnsureRaisesAnUnlimitedMaxConsumersTheServerCaps(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	cfg := s.Streams()[0]
-	cfg.MaxConsumers = -1
-	if _, err := js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	many := Settings{}
-	for i := range 510 {
-		many.Tenants = append(many.Tenants, fmt.Sprintf("t%03d", i))
-	}
+	noMaxConsumers(t, js, s)
+	many := manyTenants()
 	if _, err := Ensure(ctx, js, many); err != nil {
 		t.Fatalf("setup of 510 tenants on a stream of no limit: %v", err)
 	}
@@ -809,5 +789,26 @@ func setupRequests(t *testing.T, nc *nats.Conn, js jetstream.JetStream, subject 
 				return names
 			}
 		}
+	}
+}
+
+// manyTenants is the settings of 510 tenants, t000 to t509: their
+// consumers are more than a server's default cap of 1000.
+func manyTenants() Settings {
+	s := Settings{}
+	for i := range 510 {
+		s.Tenants = append(s.Tenants, fmt.Sprintf("t%03d", i))
+	}
+	return s
+}
+
+// noMaxConsumers sets the request stream of s to no limit of consumers
+// (-1), as an operator or an earlier release may.
+func noMaxConsumers(t *testing.T, js jetstream.JetStream, s Settings) {
+	t.Helper()
+	cfg := s.Streams()[0]
+	cfg.MaxConsumers = -1
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
 	}
 }
