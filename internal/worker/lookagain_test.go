@@ -31,23 +31,13 @@ func TestEarlierActionLookedForAgainAfterAWait(t *testing.T) {
 		o.Presence = marked{instance: "w-1"}
 	})
 	const comment = "offboard r-1"
-	// The entry of the earlier delivery's call (the request's first
-	// message: sequence 1), made by this process.
-	earlier := &queue.Entry{State: queue.StateCalling, Seq: 1, MachineID: loopMachine, Started: e.clock.Now().UTC(), Writer: "w-1"}
-	if err := e.w.opts.Ledger.Put(t.Context(), "contoso", "r-1", nil, earlier); err != nil {
-		t.Fatal(err)
-	}
+	e.earlierCall(t)
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
 	e.publishR1(t, comment)
 	// The fake clock moves 100 ms a step until the 429 (the look right
 	// after the earlier call, its backoff), then 10 s (the 429's pause).
 	r := e.resultOnceShown(t, http.StatusTooManyRequests, 10*time.Second, func() { e.earlierActionShows(t, comment) })
-	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
-		t.Errorf("%d actions for the device, want 1: the earlier call's", n)
-	}
-	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("result %s %s %+v, want r-1 created with the earlier call's action", r.RequestID, r.Outcome, r.Error)
-	}
+	e.oneActionCreated(t, r, "the earlier call's")
 }
 
 // earlierActionShows makes the action of an earlier call of the request,
@@ -82,12 +72,7 @@ func TestOwnLostAnswersActionLookedForAgainAfterAWait(t *testing.T) {
 	// the looks after the 503), then 10 s (the 429's pause). The 503's
 	// action shows late.
 	r := e.resultOnceShown(t, http.StatusTooManyRequests, 10*time.Second, func() { e.earlierActionShows(t, comment) })
-	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
-		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
-	}
-	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("result %s %s %+v, want r-1 created with the first attempt's action", r.RequestID, r.Outcome, r.Error)
-	}
+	e.oneActionCreated(t, r, "the first attempt's")
 }
 
 // TestLostAnswersActionLookedForBeforeA404Repeat: a request's first
@@ -111,12 +96,7 @@ func TestLostAnswersActionLookedForBeforeA404Repeat(t *testing.T) {
 		e.earlierActionShows(t, comment)
 		e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusNotFound, "ResourceNotFound", "Machine not found", 1, 0)
 	})
-	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
-		t.Errorf("%d actions for the device, want 1: the first attempt's", n)
-	}
-	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-		t.Errorf("result %s %s %+v, want r-1 created with the first attempt's action", r.RequestID, r.Outcome, r.Error)
-	}
+	e.oneActionCreated(t, r, "the first attempt's")
 }
 
 // publishR1 publishes request r-1 for the loop's device, with comment.
@@ -174,10 +154,7 @@ func TestOneLookAgainForEarlierAndLostCalls(t *testing.T) {
 		o.Presence = marked{instance: "w-1"}
 	})
 	const comment = "offboard r-1"
-	earlier := &queue.Entry{State: queue.StateCalling, Seq: 1, MachineID: loopMachine, Started: e.clock.Now().UTC(), Writer: "w-1"}
-	if err := e.w.opts.Ledger.Put(t.Context(), "contoso", "r-1", nil, earlier); err != nil {
-		t.Fatal(err)
-	}
+	e.earlierCall(t)
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "", "API calls quota exceeded", 1, time.Hour)
 	e.publishR1(t, comment)
@@ -196,5 +173,28 @@ func TestOneLookAgainForEarlierAndLostCalls(t *testing.T) {
 	// NotFoundCheck 1: a look, and one more after a backoff.
 	if looks != 2 {
 		t.Errorf("%d lists of actions after the pause, want 2: one look for both calls' actions", looks)
+	}
+}
+
+// oneActionCreated checks that the device has one action, whose (the
+// earlier call's, the first attempt's), and that r answers r-1 created.
+func (e *loopEnv) oneActionCreated(t *testing.T, r offboard.Result, whose string) {
+	t.Helper()
+	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1: %s", n, whose)
+	}
+	if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %s %+v, want r-1 created with %s action", r.RequestID, r.Outcome, r.Error, whose)
+	}
+}
+
+// earlierCall writes the ledger entry of an earlier delivery's call of
+// r-1 (the request's first message: sequence 1), made now by this
+// process (w-1).
+func (e *loopEnv) earlierCall(t *testing.T) {
+	t.Helper()
+	earlier := &queue.Entry{State: queue.StateCalling, Seq: 1, MachineID: loopMachine, Started: e.clock.Now().UTC(), Writer: "w-1"}
+	if err := e.w.opts.Ledger.Put(t.Context(), "contoso", "r-1", nil, earlier); err != nil {
+		t.Fatal(err)
 	}
 }
