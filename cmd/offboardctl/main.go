@@ -408,10 +408,10 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-// argCountError says a command got got arguments where its usage line
-// wants others. The usage line names them (TENANT), or shows that the
-// campaign commands take flags only (--tenant T), which a count alone
-// ("takes 0 argument(s)") did not. The arguments are not quoted: one
+// argCountError says that cmd was given got arguments where its usage
+// line wants others. The usage line names them (TENANT), or shows that
+// the campaign commands take flags only (--tenant T), which a count
+// alone ("takes 0 argument(s)") did not. The arguments are not quoted: one
 // may be a value meant for a flag, a credential among them.
 func argCountError(cmd *cobra.Command, got int) error {
 	noun := "arguments"
