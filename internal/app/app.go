@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io/fs"
 	"math"
 	"net"
 	"net/http"
@@ -397,7 +396,7 @@ func httpClient(caFile string, idle int) (*http.Client, error) {
 	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 15 * time.Second}
 	tr.ResponseHeaderTimeout = 30 * time.Second
 	if caFile != "" {
-		pem, err := readCAFile(caFile)
+		pem, err := mde.ReadCredentialFile("caFile", caFile, maxCAFile)
 		if err != nil {
 			return nil, err
 		}
@@ -414,30 +413,11 @@ func httpClient(caFile string, idle int) (*http.Client, error) {
 }
 
 // maxCAFile bounds a CA bundle, as a certificate file is bounded: the
-// system's whole bundle takes well under a megabyte.
+// system's whole bundle takes well under a megabyte. It is read as the
+// credential files are: a device or a FIFO named by mistake would be read
+// for ever or block the start, and an error naming the path would show a
+// secret pasted as caFile's value, in place of clientSecretFile's.
 const maxCAFile = 4 << 20
-
-// readCAFile reads a tenant's CA bundle as the credential files are read:
-// a regular file of at most maxCAFile bytes, since a device or a FIFO
-// named by mistake (/dev/zero, /dev/stdin) would be read for ever or
-// block the start. Its error names the setting and the reason, not the
-// path: a secret pasted as caFile's value, in place of
-// clientSecretFile's, would be shown.
-func readCAFile(path string) ([]byte, error) {
-	data, err := mde.ReadRegularFile(path, maxCAFile)
-	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-		err = pe.Err
-	}
-	switch {
-	case errors.Is(err, mde.ErrNotRegular):
-		return nil, errors.New("caFile: the file it names is not a regular file")
-	case errors.Is(err, mde.ErrTooLarge):
-		return nil, fmt.Errorf("caFile: the file it names is larger than %d MiB", maxCAFile>>20)
-	case err != nil:
-		return nil, fmt.Errorf("caFile: the file it names could not be read: %w", err)
-	}
-	return data, nil
-}
 
 // Start binds the HTTP address, connects to NATS (or starts the embedded
 // server), prepares the streams, starts the worker and serves the HTTP

@@ -221,7 +221,7 @@ func checkClientSecret(secret string) error {
 
 func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
-		data, err := readCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
+		data, err := ReadCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
 		if err != nil {
 			return nil, err
 		}
@@ -368,7 +368,7 @@ const (
 // field, names. Its errors name the setting, not the path: a secret (or a
 // certificate) pasted where its file's path belongs would be shown.
 func readSecret(field, path string) (string, error) {
-	data, err := readCredentialFile(field, path, maxSecretFile)
+	data, err := ReadCredentialFile(field, path, maxSecretFile)
 	if err != nil {
 		return "", err
 	}
@@ -379,13 +379,13 @@ func readSecret(field, path string) (string, error) {
 	return s, nil
 }
 
-// readCredentialFile reads the file that path, the setting named field,
+// ReadCredentialFile reads the file that path, the setting named field,
 // names: a regular file of at most limit bytes. A device or a FIFO named
 // by mistake (/dev/zero, /dev/stdin) would be read for ever, or block
 // the start or the reload that reads it. Its error names the setting and
 // the reason ("no such file or directory", "permission denied", "not a
 // regular file"), not the path.
-func readCredentialFile(field, path string, limit int64) ([]byte, error) {
+func ReadCredentialFile(field, path string, limit int64) ([]byte, error) {
 	data, err := ReadRegularFile(path, limit)
 	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
 		err = pe.Err
