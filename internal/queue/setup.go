@@ -373,10 +373,11 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
 	for _, cfg := range s.Streams() {
+		have := storedConfig(ctx, js, cfg.Name)
 		if cfg.Name == offboard.StreamRequests {
-			cfg.MaxConsumers = keptMaxConsumers(ctx, js, cfg.MaxConsumers)
+			cfg.MaxConsumers = keptMaxConsumers(have, cfg.MaxConsumers)
 		}
-		if streamAsSet(ctx, js, cfg) {
+		if have != nil && configAsSet(*have, cfg) {
 			continue
 		}
 		if _, err := js.CreateOrUpdateStream(ctx, cfg); err != nil {
@@ -387,18 +388,20 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 }
 
 // ensureBuckets creates or updates the key-value buckets and the plans'
-// object store (bucketAsSet, objectStoreAsSet).
+// object store, whose streams are compared whole (streamAsSet): a
+// bucket's own settings do not show what else an update sets back, such
+// as the rollups a purge needs, and hold its history in a byte.
 func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
 	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
-		if bucketAsSet(ctx, js, kv) {
+		if streamAsSet(ctx, js, kvStream(kv)) {
 			continue
 		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
 		}
 	}
-	if !objectStoreAsSet(ctx, js, s.Plans()) {
+	if !streamAsSet(ctx, js, objectStoreStream(s.Plans())) {
 		if _, err := js.CreateOrUpdateObjectStore(ctx, s.Plans()); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err))
 		}
@@ -416,11 +419,18 @@ func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) erro
 
 // streamAsSet says whether the stream exists as cfg would set it.
 func streamAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) bool {
-	stream, err := js.Stream(ctx, cfg.Name)
+	have := storedConfig(ctx, js, cfg.Name)
+	return have != nil && configAsSet(*have, cfg)
+}
+
+// storedConfig is the stream's configuration as the server keeps it; nil
+// when the stream is not there or cannot be read.
+func storedConfig(ctx context.Context, js jetstream.JetStream, name string) *jetstream.StreamConfig {
+	stream, err := js.Stream(ctx, name)
 	if err != nil {
-		return false
+		return nil
 	}
-	return configAsSet(stream.CachedInfo().Config, cfg)
+	return &stream.CachedInfo().Config
 }
 
 // configAsSet says whether a stream's configuration as the server keeps
@@ -434,20 +444,6 @@ func configAsSet(have, want jetstream.StreamConfig) bool {
 	want.MaxMsgsPerSubject, want.MaxMsgSize = unlimited(want.MaxMsgsPerSubject), unlimited(want.MaxMsgSize)
 	want.MaxConsumers = int(unlimited(int64(want.MaxConsumers)))
 	return reflect.DeepEqual(have, want)
-}
-
-// bucketAsSet says whether the key-value bucket exists as cfg would set
-// it. Its stream is compared whole, as the client library makes it
-// (kvStream): the bucket's own settings do not show what else an update
-// sets back, such as the rollups a purge needs, and hold its history in
-// a byte.
-func bucketAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) bool {
-	want := kvStream(cfg)
-	stream, err := js.Stream(ctx, want.Name)
-	if err != nil {
-		return false
-	}
-	return configAsSet(stream.CachedInfo().Config, want)
 }
 
 // kvStream is the stream of a key-value bucket as the client library
@@ -477,11 +473,11 @@ func kvStream(cfg jetstream.KeyValueConfig) jetstream.StreamConfig {
 	}
 }
 
-// objectStoreAsSet says whether the object store exists as cfg would set
-// it: its stream compared whole, as the client library makes it
-// (prepareObjectStoreConfig), which sets no compression.
-func objectStoreAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.ObjectStoreConfig) bool {
-	want := jetstream.StreamConfig{
+// objectStoreStream is the stream of an object store as the client
+// library (prepareObjectStoreConfig) makes it for cfg, which sets no
+// compression.
+func objectStoreStream(cfg jetstream.ObjectStoreConfig) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
 		Name:        "OBJ_" + cfg.Bucket,
 		Description: cfg.Description,
 		Subjects:    []string{"$O." + cfg.Bucket + ".C.>", "$O." + cfg.Bucket + ".M.>"},
@@ -496,11 +492,6 @@ func objectStoreAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream
 		Metadata:    cfg.Metadata,
 		Duplicates:  duplicatesFor(cfg.TTL),
 	}
-	stream, err := js.Stream(ctx, want.Name)
-	if err != nil {
-		return false
-	}
-	return configAsSet(stream.CachedInfo().Config, want)
 }
 
 // duplicatesFor is the duplicate window of a stream sent without one
@@ -538,16 +529,16 @@ func ownMetadata(m map[string]string) map[string]string {
 }
 
 // keptMaxConsumers is the request stream's limit of consumers to set:
-// want, or the stream's own if higher. Replicas with different tenants
-// files (a rolling update, a canary) set up the same stream; one with
-// fewer tenants must not take away the room another's consumers need,
-// which it would then fail to make again after a lone server's restart.
-func keptMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) int {
-	stream, err := js.Stream(ctx, offboard.StreamRequests)
-	if err != nil {
+// want, or the stream's own (have; nil: none yet, or not read) if higher.
+// Replicas with different tenants files (a rolling update, a canary) set
+// up the same stream; one with fewer tenants must not take away the room
+// another's consumers need, which it would then fail to make again after
+// a lone server's restart.
+func keptMaxConsumers(have *jetstream.StreamConfig, want int) int {
+	if have == nil {
 		return want // none yet; or the update says what is wrong
 	}
-	has := stream.CachedInfo().Config.MaxConsumers
+	has := have.MaxConsumers
 	if has < 0 {
 		// None set (an operator's choice): kept while the consumers fit
 		// under the server's own cap (makeConsumers).
