@@ -341,12 +341,7 @@ func TestEnsureKeepsRoomForAnotherReplicasTenants(t *testing.T) {
 	if _, err := Ensure(ctx, js, Settings{Tenants: many.Tenants[:1]}); err != nil {
 		t.Fatal(err)
 	}
-	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, ConsumerName("t509", offboard.Bulk)); err != nil {
-		t.Fatal(err)
-	}
-	if made, err := Restore(ctx, js, many); err != nil || !slices.Equal(made, []string{"bulk-t509"}) {
-		t.Errorf("the many tenants' replica restores its lost consumer: made %v, %v", made, err)
-	}
+	restoresALostConsumer(t, js, many, "")
 }
 
 // TestEnsureKeepsAnUnlimitedMaxConsumers: a request stream an operator
@@ -724,12 +719,7 @@ func TestRestoreRaisesALoweredMaxConsumers(t *testing.T) {
 	if _, err := js.UpdateStream(ctx, few); err != nil {
 		t.Fatal(err)
 	}
-	if err := js.DeleteConsumer(ctx, offboard.StreamRequests, ConsumerName("t509", offboard.Bulk)); err != nil {
-		t.Fatal(err)
-	}
-	if made, err := Restore(ctx, js, many); err != nil || !slices.Equal(made, []string{"bulk-t509"}) {
-		t.Errorf("the many tenants' replica restores its lost consumer under a lowered limit: made %v, %v", made, err)
-	}
+	restoresALostConsumer(t, js, many, " under a lowered limit")
 	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
 		t.Fatal(err)
@@ -810,5 +800,18 @@ func noMaxConsumers(t *testing.T, js jetstream.JetStream, s Settings) {
 	cfg.MaxConsumers = -1
 	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// restoresALostConsumer deletes the bulk consumer of t509, the last of
+// manyTenants, and checks that Restore over many makes it again, and it
+// alone; how says under what ("" or " under a lowered limit").
+func restoresALostConsumer(t *testing.T, js jetstream.JetStream, many Settings, how string) {
+	t.Helper()
+	if err := js.DeleteConsumer(t.Context(), offboard.StreamRequests, ConsumerName("t509", offboard.Bulk)); err != nil {
+		t.Fatal(err)
+	}
+	if made, err := Restore(t.Context(), js, many); err != nil || !slices.Equal(made, []string{"bulk-t509"}) {
+		t.Errorf("the many tenants' replica restores its lost consumer%s: made %v, %v", how, made, err)
 	}
 }
