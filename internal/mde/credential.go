@@ -81,6 +81,9 @@ type Credential struct {
 	mu      sync.Mutex
 	current azcore.TokenCredential
 	stamp   fileStamp
+	// looked is when the file was last found as stamp says: it is not
+	// looked at again before lookEvery has passed.
+	looked time.Time
 	// reload makes the next token request build the credential again,
 	// whatever the file's stamp says: the login host refused what current
 	// holds, or the API refused its token and it could not be rebuilt
@@ -450,6 +453,31 @@ func stampOf(path string) fileStamp {
 	return fileStamp{mod: fi.ModTime(), size: fi.Size(), info: fi}
 }
 
+// lookEvery is how long a credential trusts its file to be as it last
+// found it. A rotated secret is mounted within seconds to minutes (a
+// Kubernetes Secret volume), and a 401 rebuilds the credential at once;
+// a look at every call cost about 2% of a busy worker's CPU.
+const lookEvery = time.Second
+
+// fileChanged says whether the watched file differs from the one the
+// credential was built from. A file found unchanged is trusted for
+// lookEvery; a changed one is looked at every time until a rebuild
+// succeeds. c.mu is held.
+func (c *Credential) fileChanged() bool {
+	if c.watch == "" {
+		return false
+	}
+	now := c.now()
+	if since := now.Sub(c.looked); !c.looked.IsZero() && since >= 0 && since < lookEvery {
+		return false
+	}
+	if !stampOf(c.watch).same(c.stamp) {
+		return true
+	}
+	c.looked = now
+	return false
+}
+
 // refresh builds a new credential, dropping any cached token.
 func (c *Credential) refresh() error {
 	stamp := stampOf(c.watch)
@@ -458,7 +486,7 @@ func (c *Credential) refresh() error {
 		return err
 	}
 	c.mu.Lock()
-	c.current, c.stamp, c.reload = tc, stamp, false
+	c.current, c.stamp, c.reload, c.looked = tc, stamp, false, time.Time{}
 	c.token, c.scopes = azcore.AccessToken{}, ""
 	c.gen++
 	c.mu.Unlock()
@@ -493,7 +521,7 @@ func (c *Credential) credentialError() *TokenError {
 // up first. Its error is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	c.mu.Lock()
-	changed := c.reload || c.watch != "" && !stampOf(c.watch).same(c.stamp)
+	changed := c.reload || c.fileChanged()
 	c.mu.Unlock()
 	scopes := strings.Join(opts.Scopes, " ")
 	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE

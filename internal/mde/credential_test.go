@@ -381,6 +381,17 @@ func TestCredentialSecretFile(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeSecretFile(t, f.secretFile, newSecret, st.ModTime().Add(time.Minute))
+		// The file found unchanged a moment ago is trusted for lookEvery.
+		if _, err := f.getToken(cred); err != nil {
+			checkNoSecret(t, err, oldSecret, newSecret)
+			t.Fatalf("GetToken right after the secret file changed: %v", err)
+		}
+		if n := f.sim.TokenRequests(simTenantID); n != 1 {
+			t.Errorf("token requests = %d, want 1: the file is not looked at again within %v", n, lookEvery)
+		}
+		cred.mu.Lock()
+		cred.now = func() time.Time { return time.Now().Add(lookEvery) }
+		cred.mu.Unlock()
 		if _, err := f.getToken(cred); err != nil {
 			checkNoSecret(t, err, oldSecret, newSecret)
 			t.Fatalf("GetToken after the secret file changed: %v", err)
