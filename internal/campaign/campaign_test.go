@@ -278,3 +278,35 @@ func TestRowsRetryingAHighAttempt(t *testing.T) {
 		t.Fatalf("Retrying(2, 300) dropped the retry's own result: %q", r.Outcome(2))
 	}
 }
+
+// TestRowWithMoreCellsThanTheHeader: a row with more cells than the
+// header (a comma left out of quotes) has its columns shifted: the cell
+// under a device column is another column's. Such a row is not a valid
+// request, and its error names its line; a short row lacks only its
+// optional columns.
+func TestRowWithMoreCellsThanTheHeader(t *testing.T) {
+	t.Parallel()
+	s := Settings{Tenant: "contoso", Name: "wave1"}
+	r, err := NewReader(strings.NewReader("comment,computerDnsName\n" +
+		"Retired,pc-1.contoso.local\n" +
+		"\n" +
+		"Replaced,pc-9.contoso.local,pc-2.contoso.local\n" +
+		"Retired,pc-3.contoso.local,\n" +
+		",pc-4.contoso.local\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"", "line 4: more cells than the header (3, the header 2)", "line 5: more cells than the header (3, the header 2)", ""} {
+		row, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, data, err := s.Request(row)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("row %d: %v", row.N, err)
+		case want != "" && (!errors.Is(err, ErrMoreCells) || !strings.Contains(err.Error(), want)):
+			t.Errorf("row %d: error %v (body %s), want one with %q", row.N, err, data, want)
+		}
+	}
+}

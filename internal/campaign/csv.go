@@ -21,13 +21,17 @@ type Row struct {
 	Comment         string
 	RequestedBy     string
 	Source          string
+	// shifted is why the row's cells cannot be taken under the header's
+	// columns (more cells than the header); nil when they can.
+	shifted error
 }
 
 // Reader reads a campaign's CSV one row at a time.
 type Reader struct {
-	r    *csv.Reader
-	cols map[string]int
-	n    int
+	r     *csv.Reader
+	cols  map[string]int
+	width int // the header's cells
+	n     int
 }
 
 // Columns a campaign's CSV may have; others are ignored.
@@ -43,6 +47,11 @@ const utf8BOM = "\ufeff"
 
 // ErrNoDeviceColumn means the header names neither device column.
 var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a computerDnsName column")
+
+// ErrMoreCells means a row has more cells than the header: a comma
+// outside quotes split one cell, and each cell after it stands under the
+// next column's name, a device column included.
+var ErrMoreCells = errors.New("more cells than the header")
 
 // NewReader reads the header row. A byte order mark before it (Excel's
 // and PowerShell's "UTF-8") is skipped, quoted header cells included.
@@ -79,7 +88,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if !byID && !byName {
 		return nil, ErrNoDeviceColumn
 	}
-	return &Reader{r: cr, cols: cols}, nil
+	return &Reader{r: cr, cols: cols, width: len(header)}, nil
 }
 
 // crLines turns a carriage return that does not start a CRLF into a line
@@ -149,7 +158,8 @@ func (l *recordLimit) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Next returns the next row, or io.EOF after the last.
+// Next returns the next row, or io.EOF after the last. A row with more
+// cells than the header is returned too: Settings.Request refuses it.
 func (r *Reader) Next() (Row, error) {
 	rec, err := r.r.Read()
 	if err != nil {
@@ -159,6 +169,12 @@ func (r *Reader) Next() (Row, error) {
 		return Row{}, fmt.Errorf("row %d: %w", r.n+1, err)
 	}
 	r.n++
+	var shifted error
+	if len(rec) > r.width {
+		line, _ := r.r.FieldPos(0)
+		shifted = fmt.Errorf("line %d: %w (%d, the header %d): a comma outside quotes puts each cell after it under the next column: quote the cell, or name the extra column in the header",
+			line, ErrMoreCells, len(rec), r.width)
+	}
 	get := func(col string) string {
 		if i, ok := r.cols[col]; ok && i < len(rec) {
 			return strings.TrimSpace(rec[i])
@@ -168,6 +184,7 @@ func (r *Reader) Next() (Row, error) {
 	return Row{
 		N: r.n, MachineID: get(ColMachineID), ComputerDNSName: get(ColComputerDNSName),
 		Comment: get(ColComment), RequestedBy: get(ColRequestedBy), Source: get(ColSource),
+		shifted: shifted,
 	}, nil
 }
 
@@ -193,7 +210,13 @@ func (s Settings) CheckComment() error {
 
 // Request is the row's request and its body, checked as the worker will
 // check it. On error the request holds the fields that passed their check.
+// A row with more cells than the header is refused: its cells are not
+// the columns they stand under, and the device one names is not the
+// row's.
 func (s Settings) Request(row Row) (offboard.Request, []byte, error) {
+	if row.shifted != nil {
+		return offboard.Request{RequestID: RequestID(s.Name, row.N)}, nil, row.shifted
+	}
 	r := offboard.Request{
 		RequestID: RequestID(s.Name, row.N), MachineID: row.MachineID, Comment: row.Comment,
 		RequestedBy: row.RequestedBy, Source: row.Source, DryRun: s.DryRun,
