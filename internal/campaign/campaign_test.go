@@ -310,3 +310,32 @@ func TestRowWithMoreCellsThanTheHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestHeaderWithoutADeviceColumnSaysWhy: a CSV saved with another
+// separator (Excel in a locale whose list separator is ';', a TSV) or
+// as UTF-16 (PowerShell's > and Out-File) has its device columns in
+// the header's text all the same; the error says what the header was
+// read as, and what to save it as.
+func TestHeaderWithoutADeviceColumnSaysWhy(t *testing.T) {
+	t.Parallel()
+	utf16 := func(s string) string {
+		var b strings.Builder
+		for _, c := range s {
+			b.WriteString(string([]byte{byte(c), 0}))
+		}
+		return b.String()
+	}
+	for name, c := range map[string]struct{ body, want string }{
+		"semicolon":     {"machineId;computerDnsName\n" + strings.Repeat("a", 40) + ";pc-1\n", `"machineId;computerDnsName": is it separated by ';'? save it separated by ','`},
+		"tab":           {"machineId\tcomment\n", `"machineId\tcomment": is it separated by tabs? save it separated by ','`},
+		"utf-16le":      {"\xff\xfe" + utf16("machineId\r\n"), "UTF-16: save it as UTF-8"},
+		"utf-16le bare": {utf16("machineId,comment\r\n"), "UTF-16: save it as UTF-8"},
+		"utf-16be":      {"\xfe\xff\x00m\x00a\x00c", "UTF-16: save it as UTF-8"},
+		"other":         {"host,owner\n", `column: its cells are "host", "owner"`},
+	} {
+		_, err := NewReader(strings.NewReader(c.body))
+		if !errors.Is(err, ErrNoDeviceColumn) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %v saying %s", name, err, ErrNoDeviceColumn, c.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -45,6 +46,9 @@ const (
 
 const utf8BOM = "\ufeff"
 
+// UTF-16's byte order marks, little- and big-endian.
+const utf16LE, utf16BE = "\xff\xfe", "\xfe\xff"
+
 // ErrNoDeviceColumn means the header names neither device column.
 var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a computerDnsName column")
 
@@ -61,6 +65,8 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
 		_, _ = br.Discard(len(utf8BOM))
 	}
+	bom, _ := br.Peek(len(utf16LE))
+	utf16 := string(bom) == utf16LE || string(bom) == utf16BE
 	cr := csv.NewReader(&recordLimit{r: crLines{br}})
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
 	cr.ReuseRecord = true
@@ -86,9 +92,41 @@ func NewReader(r io.Reader) (*Reader, error) {
 	_, byID := cols[ColMachineID]
 	_, byName := cols[ColComputerDNSName]
 	if !byID && !byName {
-		return nil, ErrNoDeviceColumn
+		return nil, noDeviceColumn(header, utf16)
 	}
 	return &Reader{r: cr, cols: cols, width: len(header)}, nil
+}
+
+// noDeviceColumn is ErrNoDeviceColumn with the header's cells as read,
+// and what the file likely is when its device columns are there all the
+// same: UTF-16 (a byte order mark, or NUL bytes), or another separator
+// than ',' (the header read as one cell).
+func noDeviceColumn(header []string, utf16 bool) error {
+	all := strings.Join(header, ",")
+	if utf16 || strings.Contains(all, "\x00") {
+		return fmt.Errorf("%w: the file is UTF-16: save it as UTF-8", ErrNoDeviceColumn)
+	}
+	const most = 8
+	cells := make([]string, 0, most)
+	for i, h := range header {
+		if i == most {
+			cells = append(cells, "...")
+			break
+		}
+		if rs := []rune(h); len(rs) > 60 {
+			h = string(rs[:60]) + "..."
+		}
+		cells = append(cells, strconv.Quote(h))
+	}
+	hint := ""
+	switch {
+	case len(header) != 1:
+	case strings.Contains(header[0], ";"):
+		hint = ": is it separated by ';'? save it separated by ','"
+	case strings.Contains(header[0], "\t"):
+		hint = ": is it separated by tabs? save it separated by ','"
+	}
+	return fmt.Errorf("%w: its cells are %s%s", ErrNoDeviceColumn, strings.Join(cells, ", "), hint)
 }
 
 // crLines turns a carriage return that does not start a CRLF into a line
