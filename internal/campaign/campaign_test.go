@@ -125,13 +125,16 @@ func TestReaderSkipsAByteOrderMark(t *testing.T) {
 // is one line end, and a quoted cell keeps its CRLF as LF.
 func TestReaderTakesALoneCRAsALineEnd(t *testing.T) {
 	t.Parallel()
-	for name, body := range map[string]string{
-		"cr":    "machineId,computerDnsName,comment\rm1,,a\rm2,h2,\r",
-		"mixed": "machineId,computerDnsName,comment\r\nm1,,a\rm2,h2,\n",
-		"crlf":  "\ufeffmachineId,computerDnsName,comment\r\nm1,,a\r\n\r\nm2,h2,\r\n",
+	for name, c := range map[string]struct {
+		body  string
+		lines [2]int
+	}{
+		"cr":    {"machineId,computerDnsName,comment\rm1,,a\rm2,h2,\r", [2]int{2, 3}},
+		"mixed": {"machineId,computerDnsName,comment\r\nm1,,a\rm2,h2,\n", [2]int{2, 3}},
+		"crlf":  {"\ufeffmachineId,computerDnsName,comment\r\nm1,,a\r\n\r\nm2,h2,\r\n", [2]int{2, 4}},
 	} {
 		for _, slow := range []bool{false, true} {
-			var in io.Reader = strings.NewReader(body)
+			var in io.Reader = strings.NewReader(c.body)
 			if slow {
 				in = iotest.OneByteReader(in)
 			}
@@ -151,7 +154,7 @@ func TestReaderTakesALoneCRAsALineEnd(t *testing.T) {
 				}
 				got = append(got, row)
 			}
-			want := []Row{{N: 1, MachineID: "m1", Comment: "a"}, {N: 2, MachineID: "m2", ComputerDNSName: "h2"}}
+			want := []Row{{N: 1, Line: c.lines[0], MachineID: "m1", Comment: "a"}, {N: 2, Line: c.lines[1], MachineID: "m2", ComputerDNSName: "h2"}}
 			if !slices.Equal(got, want) {
 				t.Errorf("%s (one byte a read: %v): rows %+v, want %+v", name, slow, got, want)
 			}
@@ -336,6 +339,37 @@ func TestHeaderWithoutADeviceColumnSaysWhy(t *testing.T) {
 		_, err := NewReader(strings.NewReader(c.body))
 		if !errors.Is(err, ErrNoDeviceColumn) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %v saying %s", name, err, ErrNoDeviceColumn, c.want)
+		}
+	}
+}
+
+// TestInvalidRowNamesItsLine: a row's number counts records, not lines:
+// blank lines are skipped and a quoted cell may hold line breaks. The
+// error of an invalid row names the line it starts on, where an editor
+// shows it.
+func TestInvalidRowNamesItsLine(t *testing.T) {
+	t.Parallel()
+	s := Settings{Tenant: "contoso", Name: "wave1"}
+	id := strings.Repeat("a", 40)
+	r, err := NewReader(strings.NewReader("machineId,requestedBy\r\n" +
+		id + ",\"alice\r\nand bob\"\r\n" + // a line break in a quoted cell: row 1, lines 2-3
+		"\r\n\r\n" + // blank lines: no rows
+		"not-a-device-id,carol\r\n" + // row 2, line 6
+		id + ",dave\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"line 2: requestedBy", "line 6: machineId", ""} {
+		row, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _, err = s.Request(row)
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("row %d: %v", row.N, err)
+		case want != "" && (err == nil || !strings.HasPrefix(err.Error(), want)):
+			t.Errorf("row %d: error %v, want one starting %q", row.N, err, want)
 		}
 	}
 }

@@ -17,6 +17,7 @@ import (
 // Row is one CSV row of a campaign: the device and the optional columns.
 type Row struct {
 	N               int // 1-based, the header not counted
+	Line            int // the line of the file the row starts on, 1-based; 0: not known
 	MachineID       string
 	ComputerDNSName string
 	Comment         string
@@ -207,11 +208,11 @@ func (r *Reader) Next() (Row, error) {
 		return Row{}, fmt.Errorf("row %d: %w", r.n+1, err)
 	}
 	r.n++
+	line, _ := r.r.FieldPos(0)
 	var shifted error
 	if len(rec) > r.width {
-		line, _ := r.r.FieldPos(0)
-		shifted = fmt.Errorf("line %d: %w (%d, the header %d): a comma outside quotes puts each cell after it under the next column: quote the cell, or name the extra column in the header",
-			line, ErrMoreCells, len(rec), r.width)
+		shifted = fmt.Errorf("%w (%d, the header %d): a comma outside quotes puts each cell after it under the next column: quote the cell, or name the extra column in the header",
+			ErrMoreCells, len(rec), r.width)
 	}
 	get := func(col string) string {
 		if i, ok := r.cols[col]; ok && i < len(rec) {
@@ -220,7 +221,7 @@ func (r *Reader) Next() (Row, error) {
 		return ""
 	}
 	return Row{
-		N: r.n, MachineID: get(ColMachineID), ComputerDNSName: get(ColComputerDNSName),
+		N: r.n, Line: line, MachineID: get(ColMachineID), ComputerDNSName: get(ColComputerDNSName),
 		Comment: get(ColComment), RequestedBy: get(ColRequestedBy), Source: get(ColSource),
 		shifted: shifted,
 	}, nil
@@ -247,11 +248,22 @@ func (s Settings) CheckComment() error {
 }
 
 // Request is the row's request and its body, checked as the worker will
-// check it. On error the request holds the fields that passed their check.
-// A row with more cells than the header is refused: its cells are not
-// the columns they stand under, and the device one names is not the
-// row's.
+// check it. On error the request holds the fields that passed their check,
+// and the error names the row's line (when known): a row's number counts
+// records, which blank lines and line breaks in quoted cells set apart
+// from the lines.
 func (s Settings) Request(row Row) (offboard.Request, []byte, error) {
+	req, data, err := s.request(row)
+	if err != nil && row.Line > 0 {
+		err = fmt.Errorf("line %d: %w", row.Line, err)
+	}
+	return req, data, err
+}
+
+// request is Request without the line. A row with more cells than the
+// header is refused: its cells are not the columns they stand under, and
+// the device one names is not the row's.
+func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 	if row.shifted != nil {
 		return offboard.Request{RequestID: RequestID(s.Name, row.N)}, nil, row.shifted
 	}
