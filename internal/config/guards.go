@@ -31,7 +31,8 @@ type Guards struct {
 }
 
 // Protect lists the devices that are never offboarded. Every comparison
-// ignores case; Load lower-cases MachineIDs and ComputerDNSNames.
+// ignores case, and a tag's or group's the white space around and between
+// its words; Load lower-cases MachineIDs and ComputerDNSNames.
 type Protect struct {
 	MachineIDs       []string `yaml:"machineIds"`
 	ComputerDNSNames []string `yaml:"computerDnsNames"` // globs (path.Match)

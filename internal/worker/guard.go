@@ -105,13 +105,13 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 	}
 	for _, tag := range p.MachineTags {
 		for _, has := range m.MachineTags {
-			if strings.EqualFold(strings.TrimSpace(has), strings.TrimSpace(tag)) {
+			if sameWords(has, tag) {
 				return offboard.RuleMachineTags, "the device is tagged " + offboard.Quote(has)
 			}
 		}
 	}
 	for _, group := range p.RbacGroups {
-		if strings.EqualFold(strings.TrimSpace(m.RbacGroupName), strings.TrimSpace(group)) {
+		if sameWords(m.RbacGroupName, group) {
 			return offboard.RuleRbacGroups, "the device is in the device group " + offboard.Quote(m.RbacGroupName)
 		}
 	}
@@ -121,6 +121,15 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 		}
 	}
 	return "", ""
+}
+
+// sameWords says whether two tags or device group names are the same, as
+// people read them: case aside, and whatever white space stands around
+// and between the words. A copy from a web page, a chat or a word
+// processor writes a no-break space where one types a space; seen alike,
+// one entry would match no device.
+func sameWords(a, b string) bool {
+	return strings.EqualFold(strings.Join(strings.Fields(a), " "), strings.Join(strings.Fields(b), " "))
 }
 
 // tooRecent says why the device does not show the required inactivity:

@@ -125,3 +125,44 @@ func TestPolicyLastSeen(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardSpaces: a tag or a device group matches whatever white space
+// stands between its words, in the tenants file or in Defender: a
+// no-break space, which a copy from a web page, a chat or a word
+// processor puts for a space, one that does not break a line, two spaces
+// for one. Seen alike, they used to match no device, and the guard
+// protected nothing without a word.
+func TestGuardSpaces(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name, listed, has string
+	}{
+		{"no-break spaces in the file", "Tier\u00a00\u00a0servers", "Tier 0 servers"},
+		{"no-break space in Defender", "Tier 0 servers", "Tier 0\u00a0servers"},
+		{"narrow no-break space", "Tier\u202f0 servers", "Tier 0 servers"},
+		{"ideographic space", "Tier\u30000 servers", "Tier 0 servers"},
+		{"two spaces for one", "Tier  0 servers", "Tier 0 servers"},
+		{"a line separator", "Tier 0\u2028servers", "Tier 0 servers"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tags := &config.Guards{Protect: config.Protect{MachineTags: []string{tc.listed}}}
+			m := &mde.Machine{ID: id, MachineTags: []string{tc.has}}
+			if rule, _ := refusal(tags, id, m, now); rule != offboard.RuleMachineTags {
+				t.Errorf("tag %q listed as %q: rule %q, want %s", tc.has, tc.listed, rule, offboard.RuleMachineTags)
+			}
+			groups := &config.Guards{Protect: config.Protect{RbacGroups: []string{tc.listed}}}
+			m = &mde.Machine{ID: id, RbacGroupName: tc.has}
+			if rule, _ := refusal(groups, id, m, now); rule != offboard.RuleRbacGroups {
+				t.Errorf("group %q listed as %q: rule %q, want %s", tc.has, tc.listed, rule, offboard.RuleRbacGroups)
+			}
+		})
+	}
+	// Words stay words: a space does not stand for nothing.
+	g := &config.Guards{Protect: config.Protect{MachineTags: []string{"Do Not Offboard"}}}
+	if rule, _ := refusal(g, id, &mde.Machine{ID: id, MachineTags: []string{"DoNotOffboard"}}, now); rule != "" {
+		t.Errorf("%q matches %q", "Do Not Offboard", "DoNotOffboard")
+	}
+}
