@@ -34,10 +34,12 @@ type Guards struct {
 // ignores case, and a tag's or group's the white space around and between
 // its words; Load lower-cases MachineIDs and ComputerDNSNames.
 type Protect struct {
-	MachineIDs       []string `yaml:"machineIds"`
-	ComputerDNSNames []string `yaml:"computerDnsNames"` // globs (path.Match)
-	MachineTags      []string `yaml:"machineTags"`      // any of the device's machineTags
-	RbacGroups       []string `yaml:"rbacGroups"`       // the device group, rbacGroupName
+	MachineIDs []string `yaml:"machineIds"`
+	// ComputerDNSNames are globs (path.Match) of computerDnsName; one
+	// without a dot matches the host name in any domain as well.
+	ComputerDNSNames []string `yaml:"computerDnsNames"`
+	MachineTags      []string `yaml:"machineTags"` // any of the device's machineTags
+	RbacGroups       []string `yaml:"rbacGroups"`  // the device group, rbacGroupName
 }
 
 // Guard kinds, as a result's policy.checked lists them.

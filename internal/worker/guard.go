@@ -99,7 +99,7 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 	}
 	name := strings.ToLower(strings.TrimSuffix(m.ComputerDNSName, "."))
 	for _, glob := range p.ComputerDNSNames {
-		if ok, _ := path.Match(glob, name); ok {
+		if matchesName(glob, name) {
 			return offboard.RuleComputerDNSNames, fmt.Sprintf("computerDnsName %s matches %s", offboard.Quote(m.ComputerDNSName), offboard.Quote(glob))
 		}
 	}
@@ -121,6 +121,23 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 		}
 	}
 	return "", ""
+}
+
+// matchesName says whether a computerDnsNames glob matches a device's
+// name (lower case, no final dot). A glob without a dot names hosts
+// whatever their domain: it matches the name's first label too, so
+// "dc01" protects dc01.contoso.local, the name Defender gives a domain
+// member, as well as a dc01 in no domain.
+func matchesName(glob, name string) bool {
+	if ok, _ := path.Match(glob, name); ok {
+		return true
+	}
+	if strings.Contains(glob, ".") {
+		return false
+	}
+	host, _, _ := strings.Cut(name, ".")
+	ok, _ := path.Match(glob, host)
+	return ok
 }
 
 // sameWords says whether two tags or device group names are the same, as

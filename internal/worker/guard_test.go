@@ -166,3 +166,35 @@ func TestGuardSpaces(t *testing.T) {
 		t.Errorf("%q matches %q", "Do Not Offboard", "DoNotOffboard")
 	}
 }
+
+// TestGuardHostNameWithoutDomain: a glob without a dot names hosts
+// whatever their domain: "dc01" protects the device Defender names
+// dc01.contoso.local (a domain member), as well as a dc01 in no domain. It
+// used to be matched against the whole name only, and so protected none
+// of a domain's devices. A glob with a dot still matches the whole name.
+func TestGuardHostNameWithoutDomain(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"dc01", "sql-?", "web*.dmz.contoso.local"}}}
+	for name, want := range map[string]string{
+		"DC01.contoso.local":     offboard.RuleComputerDNSNames,
+		"dc01":                   offboard.RuleComputerDNSNames,
+		"dc01.":                  offboard.RuleComputerDNSNames,
+		"dc01.eu.contoso.local.": offboard.RuleComputerDNSNames,
+		"sql-1.contoso.local":    offboard.RuleComputerDNSNames,
+		"web1.dmz.contoso.local": offboard.RuleComputerDNSNames,
+		"dc011.contoso.local":    "",
+		"pc-dc01.contoso.local":  "",
+		"sql-12.contoso.local":   "",
+		"web1":                   "",
+		"web1.contoso.local":     "",
+		"contoso.dc01.example":   "",
+		"":                       "",
+	} {
+		m := &mde.Machine{ID: id, ComputerDNSName: name}
+		if rule, _ := refusal(g, id, m, now); rule != want {
+			t.Errorf("computerDnsName %q: rule %q, want %q", name, rule, want)
+		}
+	}
+}
