@@ -80,13 +80,10 @@ func (g *Guards) check() error {
 		p.MachineIDs[i] = strings.ToLower(id)
 	}
 	for i, glob := range p.ComputerDNSNames {
-		// Spaces around a glob are no part of a name: kept, the glob
-		// would match no device, and protect nothing without a word.
-		glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(glob), "."))
-		if _, err := path.Match(glob, ""); glob == "" || err != nil {
-			errs = append(errs, fmt.Errorf("guards.protect.computerDnsNames[%d]: not a glob (Go path.Match: *, ?, [a-z], \\ escapes)", i))
+		var err error
+		if p.ComputerDNSNames[i], err = checkGlob(glob); err != nil {
+			errs = append(errs, fmt.Errorf("guards.protect.computerDnsNames[%d]: %w", i, err))
 		}
-		p.ComputerDNSNames[i] = glob
 	}
 	for _, l := range []struct {
 		name   string
@@ -112,6 +109,23 @@ func (g *Guards) check() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// checkGlob checks a computerDnsNames glob and returns it as it is
+// matched: lower case, without spaces around it or a final dot. Spaces
+// around a glob are no part of a name: kept, the glob would match no
+// device, and protect nothing without a word. So would a space or a
+// comma inside it, which no computerDnsName holds: several globs written
+// in one string.
+func checkGlob(glob string) (string, error) {
+	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(glob), "."))
+	if _, err := path.Match(glob, ""); glob == "" || err != nil {
+		return glob, errors.New("not a glob (Go path.Match: *, ?, [a-z], \\ escapes)")
+	}
+	if strings.ContainsFunc(glob, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
+		return glob, errors.New("holds a space or a comma, which no computerDnsName has; give one glob per list item")
+	}
+	return glob, nil
 }
 
 // checkVisible refuses a glob, tag or group that holds a character one

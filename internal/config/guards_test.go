@@ -213,3 +213,27 @@ func TestParseBudget(t *testing.T) {
 		t.Errorf("BudgetWindow = %v, want 500/24h", w)
 	}
 }
+
+// TestGlobListInOne: a computerDnsNames entry that holds a space or a
+// comma (several globs written in one string, as a template joining a
+// list writes them) matches no device, whose computerDnsName has neither:
+// it would protect nothing without a word. It stops the worker, named by
+// its place; it used to be taken.
+func TestGlobListInOne(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, glob := range []string{
+		"dc*.contoso.local, *.tier0.contoso.local",
+		"dc*.contoso.local,*.tier0.contoso.local",
+		"dc01 dc02",
+		"dc01\u00a0dc02",
+	} {
+		_, err := Parse([]byte(guards + `        computerDnsNames: ["ok", "` + glob + `"]` + "\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.protect.computerDnsNames[1]: ") {
+			t.Errorf("%q: Parse error = %v, want one naming it", glob, err)
+		}
+	}
+	if _, err := Parse([]byte(guards + `        computerDnsNames: ["dc_01.contoso.local", "sql-[0-9]*.tier0.contoso.local", "\\*odd"]` + "\n")); err != nil {
+		t.Errorf("globs of DNS names: %v", err)
+	}
+}
