@@ -32,7 +32,8 @@ type Guards struct {
 
 // Protect lists the devices that are never offboarded. Every comparison
 // ignores case, and a tag's or group's the white space around and between
-// its words; Load lower-cases MachineIDs and ComputerDNSNames.
+// its words and how its characters are encoded (NFKC); Load lower-cases
+// MachineIDs and ComputerDNSNames.
 type Protect struct {
 	MachineIDs []string `yaml:"machineIds"`
 	// ComputerDNSNames are globs (path.Match) of computerDnsName; one

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -141,13 +142,19 @@ func matchesName(glob, name string) bool {
 }
 
 // sameWords says whether two tags or device group names are the same, as
-// people read them: case aside, and whatever white space stands around
-// and between the words. A copy from a web page, a chat or a word
-// processor writes a no-break space where one types a space; seen alike,
-// one entry would match no device.
+// people read them: case aside, whatever white space stands around and
+// between the words, and however their characters are encoded (Unicode's
+// compatibility form, NFKC: an accent composed or not, letters in full
+// width, a ligature). A copy from a web page, a chat or a word processor
+// writes a no-break space where one types a space, macOS a decomposed
+// accent, an East Asian input method full-width letters; seen alike, one
+// entry would match no device.
 func sameWords(a, b string) bool {
-	return strings.EqualFold(strings.Join(strings.Fields(a), " "), strings.Join(strings.Fields(b), " "))
+	return strings.EqualFold(words(a), words(b))
 }
+
+// words is s in NFKC, its words separated by one space.
+func words(s string) string { return strings.Join(strings.Fields(norm.NFKC.String(s)), " ") }
 
 // tooRecent says why the device does not show the required inactivity:
 // Defender saw it less than d before now, or gives no lastSeen that reads

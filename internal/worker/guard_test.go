@@ -198,3 +198,32 @@ func TestGuardHostNameWithoutDomain(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardCompatibleCharacters: a tag or a device group matches however
+// its letters are encoded, as long as they read the same: an accented
+// letter written as one character or as a letter and a combining accent
+// (as macOS writes names), letters typed in full width (an East Asian
+// input method), a ligature. Each used to match no device.
+func TestGuardCompatibleCharacters(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ name, listed, has string }{
+		{"decomposed accent in the file", "Serveurs I\u0302le-de-France", "Serveurs \u00cele-de-France"},
+		{"decomposed accent in Defender", "Serveurs \u00cele-de-France", "Serveurs I\u0302le-de-France"},
+		{"full width", "\uff24\uff4f\uff2e\uff4f\uff54\uff2f\uff46\uff46\uff42\uff4f\uff41\uff52\uff44", "DoNotOffboard"},
+		{"ligature", "Con\ufb01dential", "Confidential"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tags := &config.Guards{Protect: config.Protect{MachineTags: []string{tc.listed}}}
+			if rule, _ := refusal(tags, id, &mde.Machine{ID: id, MachineTags: []string{tc.has}}, now); rule != offboard.RuleMachineTags {
+				t.Errorf("tag %q listed as %q: rule %q, want %s", tc.has, tc.listed, rule, offboard.RuleMachineTags)
+			}
+			groups := &config.Guards{Protect: config.Protect{RbacGroups: []string{tc.listed}}}
+			if rule, _ := refusal(groups, id, &mde.Machine{ID: id, RbacGroupName: tc.has}, now); rule != offboard.RuleRbacGroups {
+				t.Errorf("group %q listed as %q: rule %q, want %s", tc.has, tc.listed, rule, offboard.RuleRbacGroups)
+			}
+		})
+	}
+}
