@@ -371,25 +371,8 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	if err := t.Guards.check(); err != nil {
 		errs = append(errs, err)
 	}
-	if t.MaxInFlight < 0 {
-		errs = append(errs, errors.New("maxInFlight must not be negative"))
-	}
-	tr := &t.Tracking
-	if tr.FirstCheck == 0 {
-		tr.FirstCheck = Duration(time.Minute)
-	}
-	if tr.MaxInterval == 0 {
-		tr.MaxInterval = Duration(time.Hour)
-	}
-	if tr.MaxAge == 0 {
-		tr.MaxAge = Duration(7 * 24 * time.Hour)
-	}
-	if t.SpreadBurst < 0 {
-		errs = append(errs, errors.New("spreadBurst must not be negative"))
-	}
-	if t.MaxInFlight == 0 {
-		t.MaxInFlight = 4
-	}
+	errs = append(errs, t.checkConcurrency()...)
+	errs = append(errs, t.Tracking.check()...)
 	return errors.Join(errs...)
 }
 
@@ -412,6 +395,7 @@ func (t *Tenant) resolveLimits() []error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("limits.%s: %w", api, err))
 		}
+		errs = append(errs, checkWindows(api, ws)...)
 		t.Resolved.Windows[api] = ws
 	}
 	return errs

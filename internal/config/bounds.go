@@ -1,0 +1,138 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+)
+
+// DefaultMaxInFlight is a tenant's maxInFlight when the file sets none.
+const DefaultMaxInFlight = 4
+
+// maxInFlightFloor is the highest maxInFlight every tenant may set: the
+// calls a minute the API documents (100/1m), which the default limits
+// keep. A request holds its slot until its API calls are over, and a
+// call under way counts in every window, so no more offboard calls are
+// ever under way than the tightest offboard window's count: slots beyond
+// it are never filled, and a number in the millions is a slip that would
+// still size every sum of the tenants' slots (the HTTP connections kept).
+// A tenant whose tightest offboard window holds more (a simulator's) may
+// go up to that count.
+var maxInFlightFloor = tightest(limiter.Default()).Count
+
+// MinWindow is the shortest window a limit may have. The API counts calls
+// per minute and per hour; a window of a few nanoseconds (100/1ns for
+// 100/1m) lets every call through at once and meets the API's own limit
+// with 429s. Time compressed 200 times (a benchmark) makes a minute 300ms.
+const MinWindow = 100 * time.Millisecond
+
+// MinTrackingInterval is the shortest tracking firstCheck, maxInterval
+// and maxAge. A look is an HTTPS call of tens of milliseconds; a shorter
+// interval (1ns, 5ms for 5m) keeps the tracker asking for quota without a
+// pause, and a shorter maxAge ends every tracking before its first look.
+const MinTrackingInterval = 100 * time.Millisecond
+
+// MaxTrackingInterval is the longest tracking firstCheck and maxInterval:
+// the interval between looks doubles, and doubled, a longer one wraps round
+// to a negative Duration (a look due at once, again and again).
+const MaxTrackingInterval = time.Duration(math.MaxInt64 / 2)
+
+// tightest is the window with the smallest count.
+func tightest(ws []limiter.Window) limiter.Window {
+	t := ws[0]
+	for _, w := range ws[1:] {
+		if w.Count < t.Count {
+			t = w
+		}
+	}
+	return t
+}
+
+// shortest is the window with the smallest length: the one the spreading
+// token bucket refills at (limiter.Tenant.AddSpread).
+func shortest(ws []limiter.Window) limiter.Window {
+	s := ws[0]
+	for _, w := range ws[1:] {
+		if w.Length < s.Length {
+			s = w
+		}
+	}
+	return s
+}
+
+// checkWindows refuses the windows of an API shorter than MinWindow.
+func checkWindows(api string, ws []limiter.Window) []error {
+	var errs []error
+	for i, w := range ws {
+		if w.Length < MinWindow {
+			errs = append(errs, fmt.Errorf("limits.%s: limit %d of %d: a window is shorter than %s, like the 1m of 100/1m (the API counts calls per minute and per hour)",
+				api, i+1, len(ws), MinWindow))
+		}
+	}
+	return errs
+}
+
+// checkConcurrency checks maxInFlight and spreadBurst against the
+// tenant's offboard windows, once they are read, and sets maxInFlight's
+// default.
+func (t *Tenant) checkConcurrency() []error {
+	var errs []error
+	ws := t.Resolved.Windows[mde.APIOffboard]
+	switch {
+	case t.MaxInFlight < 0:
+		errs = append(errs, errors.New("maxInFlight must not be negative"))
+	case len(ws) > 0 && t.MaxInFlight > max(maxInFlightFloor, tightest(ws).Count):
+		errs = append(errs, fmt.Errorf("maxInFlight is more than %d, the count of the tightest offboard limit (at least the documented 100 a minute): a call under way counts in every window, so more requests never have their calls under way at once",
+			max(maxInFlightFloor, tightest(ws).Count)))
+	case t.MaxInFlight == 0:
+		t.MaxInFlight = DefaultMaxInFlight
+	}
+	switch {
+	case t.SpreadBurst < 0:
+		errs = append(errs, errors.New("spreadBurst must not be negative"))
+	case len(ws) > 0 && t.SpreadBurst > shortest(ws).Count:
+		// The bucket refills at the shortest window's rate; a burst of
+		// more than its count would let the whole window go at once.
+		errs = append(errs, fmt.Errorf("spreadBurst is more than %d, the count of the shortest offboard limit: a larger burst spreads nothing",
+			shortest(ws).Count))
+	}
+	return errs
+}
+
+// check sets the tracking's defaults and refuses an interval
+// outside MinTrackingInterval and MaxTrackingInterval, and a maxAge
+// shorter than MinTrackingInterval (tracking.maxAge's longest is the
+// ledger's TTL, a flag: the worker checks it).
+func (tr *Tracking) check() []error {
+	if tr.FirstCheck == 0 {
+		tr.FirstCheck = Duration(time.Minute)
+	}
+	if tr.MaxInterval == 0 {
+		tr.MaxInterval = Duration(time.Hour)
+	}
+	if tr.MaxAge == 0 {
+		tr.MaxAge = Duration(7 * 24 * time.Hour)
+	}
+	var errs []error
+	for _, d := range []struct {
+		name string
+		v    Duration
+		max  time.Duration
+	}{
+		{"firstCheck", tr.FirstCheck, MaxTrackingInterval},
+		{"maxInterval", tr.MaxInterval, MaxTrackingInterval},
+		{"maxAge", tr.MaxAge, math.MaxInt64},
+	} {
+		switch {
+		case time.Duration(d.v) < MinTrackingInterval:
+			errs = append(errs, fmt.Errorf("tracking.%s is shorter than %s: a look at an action is an API call; write minutes or hours, like 1m", d.name, MinTrackingInterval))
+		case time.Duration(d.v) > d.max:
+			errs = append(errs, fmt.Errorf("tracking.%s is longer than %s: the interval between looks doubles, and would overflow", d.name, d.max))
+		}
+	}
+	return errs
+}

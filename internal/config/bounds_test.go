@@ -1,0 +1,53 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestParseRefusesValuesOutOfBounds: a value no tenant can mean (a
+// maxInFlight of a hundred million, a tracking interval of a nanosecond,
+// a window of a nanosecond) is refused, naming the tenant and the field.
+func TestParseRefusesValuesOutOfBounds(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ name, extra, want string }{
+		{"maxInFlight", "    maxInFlight: 100000000\n", `tenant 1 ("contoso"): maxInFlight is more than 100`},
+		{"maxInFlight over the tightest window", "    limits:\n      offboard: [\"300/1m\", \"200/1h\"]\n    maxInFlight: 201\n", "maxInFlight is more than 200"},
+		{"maxInFlight overflowing a sum", "    maxInFlight: 9223372036854775807\n", "maxInFlight is more than 100"},
+		{"spreadBurst", "    spreadBurst: 100000000\n", `tenant 1 ("contoso"): spreadBurst is more than 100`},
+		{"spreadBurst over the shortest window", "    limits:\n      offboard: [\"1500/1h\", \"20/1m\"]\n    spreadBurst: 21\n", "spreadBurst is more than 20"},
+		{"firstCheck", "    tracking: {enabled: true, firstCheck: 1ns}\n", `tenant 1 ("contoso"): tracking.firstCheck is shorter than 100ms`},
+		{"maxInterval", "    tracking: {enabled: true, maxInterval: 1ns}\n", "tracking.maxInterval is shorter than 100ms"},
+		{"maxAge", "    tracking: {enabled: true, maxAge: 1ms}\n", "tracking.maxAge is shorter than 100ms"},
+		{"maxInterval overflowing when doubled", "    tracking: {maxInterval: 2000000h}\n", "tracking.maxInterval is longer than"},
+		{"firstCheck overflowing when doubled", "    tracking: {firstCheck: 99999d}\n", "tracking.firstCheck is longer than"},
+		{"window", "    limits:\n      offboard: [\"100/1ns\"]\n", `tenant 1 ("contoso"): limits.offboard: limit 1 of 1: a window is shorter than 100ms`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte("tenants:" + okTenant + tc.extra))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Parse error = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestParseKeepsValuesWithinBounds: the bounds refuse nothing the README
+// and the example tenants file show, nor the simulator's short windows.
+func TestParseKeepsValuesWithinBounds(t *testing.T) {
+	t.Parallel()
+	for _, extra := range []string{
+		"    maxInFlight: 100\n    spreadBurst: 100\n",
+		"    limits:\n      offboard: [\"5/1s\"]\n    maxInFlight: 16\n    spreadBurst: 5\n",
+		"    limits:\n      offboard: [\"1000/1s\"]\n    maxInFlight: 1000\n",
+		"    limits:\n      offboard: [\"100/600ms\"]\n      machines: [\"100/300ms\", \"1500/18s\"]\n",
+		"    tracking: {enabled: true, firstCheck: 100ms, maxInterval: 200ms, maxAge: 600ms}\n",
+		"    tracking: {enabled: true, firstCheck: 1m, maxInterval: 1h, maxAge: 168h}\n",
+		"    tracking: {enabled: true, maxAge: 90d}\n",
+	} {
+		if _, err := Parse([]byte("tenants:" + okTenant + extra)); err != nil {
+			t.Errorf("%q: %v", extra, err)
+		}
+	}
+}
