@@ -206,6 +206,12 @@ func checkFlags(o *app.Options) error {
 	if o.Queue.Duplicates < minDuplicates {
 		return fmt.Errorf("--duplicate-window %v: want at least %v", o.Queue.Duplicates, minDuplicates)
 	}
+	if o.Queue.AckWait < minAckWait {
+		return fmt.Errorf("--ack-wait %v: want at least %v (a request under way tells NATS every third of it that it is still worked on)", o.Queue.AckWait, minAckWait)
+	}
+	if o.CallTimeout < minCallTimeout {
+		return fmt.Errorf("--call-timeout %v: want at least %v (a token and an HTTPS call take tens of milliseconds)", o.CallTimeout, minCallTimeout)
+	}
 	if o.Queue.ResultsMaxAge > 0 && o.Queue.ResultsMaxAge < o.Queue.Duplicates {
 		return fmt.Errorf("--results-max-age %v: want 0 (kept for ever) or at least --duplicate-window %v, which the results stream shares", o.Queue.ResultsMaxAge, o.Queue.Duplicates)
 	}
@@ -223,6 +229,19 @@ func checkFlags(o *app.Options) error {
 
 // minDuplicates is the shortest duplicate window NATS takes for a stream.
 const minDuplicates = 100 * time.Millisecond
+
+// minAckWait is the shortest --ack-wait. A request under way sends NATS
+// a keep-alive every third of it: at 1ns that was every 0s, a loop of
+// messages for every request waiting for quota, and a request whose call
+// outlasts the ack wait is delivered again meanwhile.
+const minAckWait = time.Second
+
+// minCallTimeout is the shortest --call-timeout. A shorter one ends every
+// call before its answer can come, yet each such call counts in the quota
+// (it may have reached the API), so the tenant's quota goes on calls that
+// fail and every request ends api_error. Time compressed 200 times (a
+// benchmark) makes the default 30s 150ms.
+const minCallTimeout = 100 * time.Millisecond
 
 // maxRequests checks --max-requests and turns its 0 (no bound) into the
 // app's.

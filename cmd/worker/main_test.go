@@ -146,6 +146,10 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 			"--quota-history", "2562047h47m16.854775807s"}, "call timeout 1000000h0m0s: at most 40m0s"},
 		{"stray argument", []string{"other.yaml", "--config", good, "--check-config"}, `unexpected argument "other.yaml"`},
 		{"negative ack wait", []string{"--config", good, "--ack-wait", "-1s"}, "--ack-wait -1s: want a positive duration"},
+		// The request's keep-alive ticks every third of the ack wait: 1ns
+		// made it tick without a pause for every request waiting.
+		{"ack wait of a nanosecond", []string{"--config", good, "--check-config", "--ack-wait", "1ns"}, "--ack-wait 1ns: want at least 1s"},
+		{"call timeout of a nanosecond", []string{"--config", good, "--check-config", "--call-timeout", "1ns"}, "--call-timeout 1ns: want at least 100ms"},
 		{"negative shutdown timeout", []string{"--config", good, "--shutdown-timeout", "-1s"}, "--shutdown-timeout -1s"},
 		{"no duplicate window", []string{"--config", good, "--duplicate-window", "0s"}, "--duplicate-window 0s"},
 		{"no ledger ttl", []string{"--config", good, "--ledger-ttl", "0s"}, "--ledger-ttl 0s"},
