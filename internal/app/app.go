@@ -62,6 +62,10 @@ type Options struct {
 	// Listen. Off by default: a profile shows no secret, but anyone who
 	// can reach the port could make the process spend CPU on one.
 	Profiling bool
+	// HTTP bounds the connections to Listen; zero fields: the defaults
+	// (a header in 10s, a request and its answer in 1m, 2m idle). Tests
+	// shorten them.
+	HTTP HTTPTimeouts
 
 	// ShutdownTimeout is how long Stop lets requests under way finish
 	// before it cancels them (default 30s). Stop returns at the latest

@@ -45,7 +45,11 @@ func (a *App) serve() {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.serveReady)
+	to := a.opts.HTTP.withDefaults()
 	if a.opts.Profiling {
+		// A profile, a trace or a delta profile of N seconds moves its
+		// write deadline N seconds past WriteTimeout itself (net/http/pprof),
+		// so it runs its length (TestHTTPProfileOutlastsTheRequestTimeout).
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 		mux.HandleFunc("GET /debug/pprof/cmdline", serveCmdline)
 		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
@@ -55,8 +59,17 @@ func (a *App) serve() {
 	// Requests run under a context that shutdown cancels, so a long one
 	// (a profile) ends with the server instead of holding it up.
 	base, cancel := context.WithCancel(context.Background())
-	a.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second,
-		BaseContext: func(net.Listener) context.Context { return base }}
+	a.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: to.ReadHeader,
+		// ReadTimeout bounds reading a request, its body included;
+		// WriteTimeout the answer, from the end of the request's header.
+		ReadTimeout:    to.Request,
+		WriteTimeout:   to.Request,
+		IdleTimeout:    to.Idle,
+		MaxHeaderBytes: maxHeaderBytes,
+		BaseContext:    func(net.Listener) context.Context { return base },
+	}
 	a.http.RegisterOnShutdown(cancel)
 	go func() {
 		defer close(a.serveDone)
@@ -166,4 +179,52 @@ func (a *App) Ready(ctx context.Context) error {
 	a.readyErr = err
 	a.readyAt = a.opts.Clock.Now()
 	return a.readyErr
+}
+
+// defaultHTTPTimeouts are the HTTP endpoints' timeouts when Options.HTTP
+// sets none.
+var defaultHTTPTimeouts = HTTPTimeouts{
+	ReadHeader: 10 * time.Second,
+	// Prometheus gives a scrape at most its scrape interval (10s to 1m
+	// as a rule); the /metrics of thousands of tenants, some megabytes,
+	// goes in well under a second.
+	Request: time.Minute,
+	// Longer than a scrape interval, so that Prometheus keeps its
+	// connection between scrapes.
+	Idle: 2 * time.Minute,
+}
+
+// maxHeaderBytes bounds a request's header (net/http's default: 1 MiB).
+// The endpoints read none but what a client sends unasked; a scraper's
+// bearer token (a Kubernetes service account's, some KiB) fits many
+// times.
+const maxHeaderBytes = 64 << 10
+
+// HTTPTimeouts bound the connections of the HTTP endpoints, so that
+// clients that open connections and keep them idle, or read an answer a
+// byte a second, cannot hold goroutines and buffers for ever.
+type HTTPTimeouts struct {
+	// ReadHeader bounds reading a request's header.
+	ReadHeader time.Duration
+	// Request bounds reading a request and writing its answer, from the
+	// end of its header; a profile (/debug/pprof/profile?seconds=N, a
+	// trace, a delta profile) gets its N seconds on top.
+	Request time.Duration
+	// Idle is how long a kept-alive connection may wait for its next
+	// request.
+	Idle time.Duration
+}
+
+// withDefaults fills the zero fields from defaultHTTPTimeouts.
+func (t HTTPTimeouts) withDefaults() HTTPTimeouts {
+	if t.ReadHeader <= 0 {
+		t.ReadHeader = defaultHTTPTimeouts.ReadHeader
+	}
+	if t.Request <= 0 {
+		t.Request = defaultHTTPTimeouts.Request
+	}
+	if t.Idle <= 0 {
+		t.Idle = defaultHTTPTimeouts.Idle
+	}
+	return t
 }
