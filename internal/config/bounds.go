@@ -69,7 +69,7 @@ func checkWindows(api string, ws []limiter.Window) []error {
 	var errs []error
 	for i, w := range ws {
 		if w.Length < MinWindow {
-			errs = append(errs, fmt.Errorf("limits.%s: limit %d of %d: a window is shorter than %s, like the 1m of 100/1m (the API counts calls per minute and per hour)",
+			errs = append(errs, fmt.Errorf("limits.%s: limit %d of %d: its window is shorter than %s; the API counts calls per minute and per hour (100/1m)",
 				api, i+1, len(ws), MinWindow))
 		}
 	}

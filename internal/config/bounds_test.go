@@ -21,7 +21,7 @@ func TestParseRefusesValuesOutOfBounds(t *testing.T) {
 		{"maxAge", "    tracking: {enabled: true, maxAge: 1ms}\n", "tracking.maxAge is shorter than 100ms"},
 		{"maxInterval overflowing when doubled", "    tracking: {maxInterval: 2000000h}\n", "tracking.maxInterval is longer than"},
 		{"firstCheck overflowing when doubled", "    tracking: {firstCheck: 99999d}\n", "tracking.firstCheck is longer than"},
-		{"window", "    limits:\n      offboard: [\"100/1ns\"]\n", `tenant 1 ("contoso"): limits.offboard: limit 1 of 1: a window is shorter than 100ms`},
+		{"window", "    limits:\n      offboard: [\"100/1ns\"]\n", `tenant 1 ("contoso"): limits.offboard: limit 1 of 1: its window is shorter than 100ms`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
