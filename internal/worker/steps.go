@@ -197,10 +197,10 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if res, err := w.controlsBeforeCall(j); err != nil || res != nil {
 		return res, err
 	}
-	if dev.policy == nil || !j.t.Config.Guards.NeedsDevice() || w.clock.Since(dev.read) <= guardMaxAge {
+	if dev.policy == nil || !j.t.Config.Guards.NeedsDevice() || !guardReadStale(w.clock, dev.read) {
 		return nil, nil
 	}
-	j.log.Info("device read again for the guards: the request waited", zap.Duration("since_read", w.clock.Since(dev.read)))
+	j.log.Info("device read again for the guards: the request waited", zap.Duration("since_read", sinceBoth(w.clock, dev.read)))
 	dev.machine = nil
 	pol, rule, why, res, err := w.judge(ctx, j, dev)
 	if pol != nil {
@@ -538,6 +538,14 @@ func (w *Worker) beforeAttempt(ctx context.Context, j *job, dev *device, owned *
 // its own clock, cannot have let happen; a process frozen meanwhile
 // finds, thawed, that its clock has moved on (sinceBoth).
 const ownedFor = time.Second
+
+// guardReadStale says whether the device as read at read for the guards
+// is too old to judge by now: older than guardMaxAge by either clock, as
+// a machine suspended right after the read has a monotonic clock that
+// counted none of its sleep.
+func guardReadStale(clock clockwork.Clock, read time.Time) bool {
+	return sinceBoth(clock, read) > guardMaxAge
+}
 
 // sinceBoth is the time since t by the monotonic clock or by the wall
 // clock, whichever is longer: the monotonic clock stands still while the
