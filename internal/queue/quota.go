@@ -66,7 +66,7 @@ func openJournal(ctx context.Context, js jetstream.JetStream, kind journalKind) 
 
 // Append implements limiter.Journal.
 func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Event, last uint64) (uint64, error) {
-	data, err := json.Marshal(ev)
+	data, err := json.Marshal(&ev) // a pointer: the Event is not copied into an interface
 	if err != nil {
 		return 0, err
 	}
