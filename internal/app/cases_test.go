@@ -94,6 +94,26 @@ func TestUnknownTenant(t *testing.T) {
 	eventually(t, 5*time.Second, "request stream empty", func() bool { return e.streamMsgs(offboard.StreamRequests) == 0 })
 }
 
+// TestUnroutedRequestsAreCounted: a request the unrouted consumer answers
+// is a request received like any other: mde_offboard_requests_received_total
+// counts it, under tenant "_unknown" for a tenant no replica serves, and
+// without a priority for a subject of no contract form, as its result has
+// none.
+func TestUnroutedRequestsAreCounted(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1})
+	c := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.northwind.bulk", map[string]any{"requestId": "nw-1", "machineId": strings.Repeat("a", 40)}, "nw-1")
+	e.publish("mde.offboard.request.contoso.urgent", map[string]any{"requestId": "odd-1", "machineId": strings.Repeat("b", 40)}, "odd-1")
+	c.wait(t, 2, 10*time.Second)
+	if v := metricValue(t, e, "mde_offboard_requests_received_total", map[string]string{"tenant": queue.UnknownTenant, "priority": "bulk"}); v < 1 {
+		t.Errorf(`mde_offboard_requests_received_total{tenant="_unknown",priority="bulk"} = %v, want at least 1`, v)
+	}
+	if v := metricValue(t, e, "mde_offboard_requests_received_total", map[string]string{"tenant": "contoso", "priority": ""}); v < 1 {
+		t.Errorf(`mde_offboard_requests_received_total{tenant="contoso",priority=""} = %v, want at least 1`, v)
+	}
+}
+
 func TestHostNames(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{machines: 3, tenants: []string{"contoso"}})

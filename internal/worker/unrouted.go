@@ -374,6 +374,7 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	if !offboard.TenantName.MatchString(token) {
 		j.t.name = queue.UnknownTenant
 	}
+	w.countReceived(j)
 	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
 	const answered = "request of an unserved tenant answered"
 	if !ok {
@@ -460,6 +461,15 @@ type errLeave string
 
 func (e errLeave) Error() string { return string(e) }
 
+// countReceived counts a request answered apart from its tenant's
+// consumers (a tenant no replica serves, a subject of no contract form, a
+// status lookalike) in mde_offboard_requests_received_total, as handle
+// counts the others: under its tenant when configured, else
+// queue.UnknownTenant, and without a priority when its subject gives none.
+func (w *Worker) countReceived(j *job) {
+	w.m.RequestsReceived.WithLabelValues(w.metricTenant(j.t.name), string(j.prio)).Inc()
+}
+
 // answerSeq publishes the answer of a request that does not go through the
 // ledger, under a message id from its place in the stream; what is logged
 // once it is stored.
@@ -509,6 +519,7 @@ func (w *Worker) answerLookalikes(ctx context.Context) {
 		if !offboard.TenantName.MatchString(token) {
 			j.t.name = queue.UnknownTenant
 		}
+		w.countReceived(j)
 		j.log = w.log.Named("unrouted").WithLazy(zap.String("subject", offboard.Quote(m.Subject)), zap.Uint64("request_seq", j.seq))
 		res := j.failed(offboard.CodeInvalidRequest, "request has no body and a Status header: NATS clients take it for a status message of the server, never for a request", nil)
 		w.answerSeq(lctx, j, res, "request taken for a status message answered")
