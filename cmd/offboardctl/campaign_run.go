@@ -60,7 +60,7 @@ and writes the same report: an interrupted campaign resumes.`,
 	fl.StringVar(&f.comment, "comment", "", "comment of rows without their own")
 	fl.StringVar(&f.report, "report", "", "report file (default <NAME>-report.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
-	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: the documented ones)")
+	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "publish to a tenant no worker has set up yet (not in any tenants file)")
 	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")
@@ -367,15 +367,8 @@ func (r *campaignRun) run(ctx context.Context) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	r.js = js
-	// A typo's rows would go where no worker serves, each answered
-	// unknown_tenant, a dead letter each.
-	if !r.f.unknownTenant {
-		kctx, cancel := context.WithTimeout(ctx, r.c.timeout)
-		err := knownTenant(kctx, js, r.f.tenant, "nothing published", "publishes to it")
-		cancel()
-		if err != nil {
-			return err
-		}
+	if err := r.readTenant(ctx); err != nil {
+		return err
 	}
 	// The requests first, then the results: a request leaves the stream
 	// only once its result is stored, so each row's earlier request is
@@ -414,6 +407,29 @@ func (r *campaignRun) run(ctx context.Context) error {
 	defer stopWatch()
 	waitErr := r.publishAndWait(ctx)
 	return r.finish(waitErr)
+}
+
+// readTenant refuses a tenant no worker has set up, unless
+// --unknown-tenant: a typo's rows would go where no worker serves, each
+// answered unknown_tenant, a dead letter each. Without --rate, it reads
+// the tenant's offboard limits for the ETA (campaignWindows).
+func (r *campaignRun) readTenant(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.c.timeout)
+	defer cancel()
+	if !r.f.unknownTenant {
+		if err := knownTenant(ctx, r.js, r.f.tenant, "nothing published", "publishes to it"); err != nil {
+			return err
+		}
+	}
+	if r.f.rate != "" {
+		return nil
+	}
+	ws, err := campaignWindows(ctx, r.js, r.f.tenant, nil)
+	if err != nil {
+		return err
+	}
+	r.windows = ws
+	return nil
 }
 
 // beforePublishing checks the earlier runs' results and waiting requests

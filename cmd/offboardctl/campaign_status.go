@@ -31,7 +31,7 @@ func newCampaignStatusCmd(c *cli) *cobra.Command {
 			if err := checkName(name); err != nil {
 				return err
 			}
-			ws := campaign.DefaultWindows
+			var ws []campaign.Window // nil: the tenant's own (campaignWindows)
 			if rate != "" {
 				var err error
 				if ws, err = campaign.ParseWindows(rate); err != nil {
@@ -43,7 +43,7 @@ func newCampaignStatusCmd(c *cli) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant (required)")
 	cmd.Flags().StringVar(&name, "name", "", "campaign name (required)")
-	cmd.Flags().StringVar(&rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: the documented ones)")
+	cmd.Flags().StringVar(&rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return cmd
 }
@@ -51,6 +51,9 @@ func newCampaignStatusCmd(c *cli) *cobra.Command {
 func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campaign.Window, asJSON bool) error {
 	js, err := c.connect(ctx)
 	if err != nil {
+		return err
+	}
+	if ws, err = campaignWindows(ctx, js, tenant, ws); err != nil {
 		return err
 	}
 	st, err := c.campaignStatus(ctx, js, tenant, name)

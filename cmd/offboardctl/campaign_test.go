@@ -783,6 +783,29 @@ func TestCampaignETAAfterPublishing(t *testing.T) {
 	}
 }
 
+// Without --rate, a campaign's ETA is taken at the tenant's own offboard
+// limits, as its worker recorded them on the tenant's consumers (status
+// reads them so), not at the documented 100/1m: a tenant limited to 10/1m
+// drains 30 rows in 2 minutes, not 18 seconds.
+func TestCampaignETAAtTheTenantsLimits(t *testing.T) {
+	t.Parallel()
+	e := newEnvLimited(t, 30, 0, "10/1m")
+	e.startWorker()
+	e.stopWorker() // the rows wait in the stream, behind the consumers it made
+	dir := t.TempDir()
+	p := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"),
+		"--progress-every", "1ms", "--timeout", "2s")
+	if code != exitFailed || !strings.Contains(out, "published 30 (before 0); ETA 2m00s") {
+		t.Errorf("campaign run: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave", "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || st.ETA != "2m00s" {
+		t.Errorf("campaign status: exit %d, %v, ETA %q, want 2m00s: %s %s", code, err, st.ETA, out, errs)
+	}
+}
+
 // While an operator's pause holds a campaign's requests, its progress and
 // campaign status say "paused", not an ETA of 0s.
 func TestCampaignETAWhilePaused(t *testing.T) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -33,6 +34,28 @@ func tenantWindows(meta map[string]string) (ws []limiter.Window, def bool) {
 		}
 	}
 	return limiter.Default(), true
+}
+
+// campaignWindows are the tenant's offboard limits for a campaign's ETA:
+// rate when given (--rate), else those its worker recorded on the
+// tenant's consumers (as status reads them), else the documented ones.
+func campaignWindows(ctx context.Context, js jetstream.JetStream, tenant string, rate []campaign.Window) ([]campaign.Window, error) {
+	if rate != nil {
+		return rate, nil
+	}
+	cons, err := tenantConsumer(ctx, js, tenant)
+	if err != nil || cons == nil {
+		return campaign.DefaultWindows, err
+	}
+	ws, def := tenantWindows(cons.CachedInfo().Config.Metadata)
+	if def {
+		return campaign.DefaultWindows, nil
+	}
+	out := make([]campaign.Window, len(ws))
+	for i, w := range ws {
+		out[i] = campaign.Window{Count: w.Count, Length: w.Length}
+	}
+	return out, nil
 }
 
 // journalCall is one offboard call in the journal.
