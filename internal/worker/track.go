@@ -248,11 +248,24 @@ func (tr *tracker) spread() time.Duration {
 // stretched to spread when that is longer, and no later than the end of
 // its tracking (maxAge).
 func (tr *tracker) nextLook(st *tracked, now time.Time) time.Time {
-	next := now.Add(max(st.Interval, tr.spread()))
+	next := now.Add(max(bounded(st.Interval), tr.spread()))
 	if end := st.Since.Add(time.Duration(tr.cfg.MaxAge)); next.After(end) {
 		return end
 	}
 	return next
+}
+
+// bounded is an interval between looks as a tenants file allows it now:
+// config.MinTrackingInterval at least, config.MaxTrackingInterval at
+// most, so that doubled it cannot wrap round. A state in the ledger may
+// hold any interval: one stored before those bounds, or by hand.
+func bounded(d time.Duration) time.Duration {
+	return min(max(d, config.MinTrackingInterval), config.MaxTrackingInterval)
+}
+
+// doubled is the interval after d: twice it, up to maxInterval.
+func (tr *tracker) doubled(d time.Duration) time.Duration {
+	return min(2*bounded(d), max(time.Duration(tr.cfg.MaxInterval), config.MinTrackingInterval))
 }
 
 // trackBudget is how many looks per second tracking may make under the
@@ -389,7 +402,7 @@ func (tr *tracker) run(ctx context.Context) {
 				return
 			}
 			tr.log.Warn("poll action", zap.String("action_id", due.ActionID), zap.Error(err))
-			due.Next = tr.clock.Now().Add(due.Interval)
+			due.Next = tr.clock.Now().Add(bounded(due.Interval))
 			tr.push(due)
 		}
 	}
@@ -611,7 +624,7 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 		tr.push(st)
 		return false, nil
 	}
-	cur.Next = now.Add(cur.Interval)
+	cur.Next = now.Add(bounded(cur.Interval))
 	if data, err = json.Marshal(cur); err != nil {
 		return false, err
 	}
@@ -711,7 +724,7 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	if final {
 		return tr.stop(ctx, st)
 	}
-	st.Interval = min(2*st.Interval, time.Duration(tr.cfg.MaxInterval))
+	st.Interval = tr.doubled(st.Interval)
 	return tr.reschedule(ctx, st, now)
 }
 
