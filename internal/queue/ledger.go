@@ -264,15 +264,17 @@ func (l *Ledger) TrackedState(ctx context.Context, tenant, actionID string) ([]b
 }
 
 // TrackOver stores an action's tracking state over the revision the caller
-// read. ErrConflict means another replica changed it meanwhile.
-func (l *Ledger) TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error {
-	if _, err := l.kv.Update(ctx, trackKey(tenant, actionID), state, rev); err != nil {
+// read, and returns the revision it stored. ErrConflict means another
+// replica changed it meanwhile.
+func (l *Ledger) TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) (uint64, error) {
+	next, err := l.kv.Update(ctx, trackKey(tenant, actionID), state, rev)
+	if err != nil {
 		if IsWrongLastSequence(err) || errors.Is(err, jetstream.ErrKeyExists) {
-			return ErrConflict
+			return 0, ErrConflict
 		}
-		return fmt.Errorf("ledger track: %w", err)
+		return 0, fmt.Errorf("ledger track: %w", err)
 	}
-	return nil
+	return next, nil
 }
 
 // TrackNew starts following an action: it stores its tracking state unless

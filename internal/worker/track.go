@@ -48,6 +48,11 @@ type tracked struct {
 	Next      time.Time     `json:"next"`
 	Interval  time.Duration `json:"interval"`
 	Misses    int           `json:"misses,omitempty"` // 401s and 404s in a row
+	// rev is the ledger revision of this state that this replica's claim
+	// (or its later writes) stored: what it is written over, so that a
+	// replica overtaken during a look (see claim) neither publishes what
+	// it read nor stores its state over the other's.
+	rev uint64
 }
 
 // ended is what an ended tracking leaves in the ledger in place of the
@@ -95,9 +100,10 @@ type tracker struct {
 
 // trackStore keeps followed actions' states (queue.Ledger).
 type trackStore interface {
-	Track(ctx context.Context, tenant, actionID string, state []byte) error
 	TrackedState(ctx context.Context, tenant, actionID string) ([]byte, uint64, error)
-	TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) error
+	// TrackOver stores the state over revision rev and returns the one
+	// stored; queue.ErrConflict if rev is not the latest any more.
+	TrackOver(ctx context.Context, tenant, actionID string, state []byte, rev uint64) (uint64, error)
 	// TrackNew stores the state of an action not followed yet;
 	// queue.ErrConflict if it is.
 	TrackNew(ctx context.Context, tenant, actionID string, state []byte) error
@@ -322,12 +328,48 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	return nil
 }
 
+// save stores a followed action's state over the revision this replica
+// claimed; queue.ErrConflict if another replica changed it since.
 func (tr *tracker) save(ctx context.Context, st *tracked) error {
 	data, err := json.Marshal(st)
 	if err != nil {
 		return err
 	}
-	return tr.store.Track(ctx, tr.tenant, st.ActionID, data)
+	return tr.storeOver(ctx, st, data)
+}
+
+func (tr *tracker) storeOver(ctx context.Context, st *tracked, data []byte) error {
+	rev, err := tr.store.TrackOver(ctx, tr.tenant, st.ActionID, data, st.rev)
+	if err != nil {
+		return fmt.Errorf("store tracked state of %s: %w", st.ActionID, err)
+	}
+	st.rev = rev
+	return nil
+}
+
+// overtaken hands an action whose state another replica changed during
+// this one's look back to the claim, which reads what the other did: the
+// look's answer, older than the other's, is dropped.
+func (tr *tracker) overtaken(st *tracked) {
+	st.Next = tr.clock.Now()
+	tr.push(st)
+}
+
+// publishOwn publishes an event of a look this replica claimed, if it is
+// still its own: a look lasts as long as its call waits (a 429's pause),
+// longer than the interval its claim holds the action, and another
+// replica may have looked since, seen a later status and even ended the
+// tracking. The state is stored again first, moving its next look on
+// (the claim renewed for the publish), over the revision claimed.
+func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
+	keep := *st
+	keep.Status = previous
+	keep.Next = tr.clock.Now().Add(bounded(keep.Interval))
+	if err := tr.save(ctx, &keep); err != nil {
+		return err
+	}
+	st.rev = keep.rev
+	return tr.publishAction(ctx, st, previous, raw, final)
 }
 
 func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
@@ -628,7 +670,8 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 	if data, err = json.Marshal(cur); err != nil {
 		return false, err
 	}
-	if err := tr.store.TrackOver(ctx, tr.tenant, st.ActionID, data, rev); err != nil {
+	rev, err = tr.store.TrackOver(ctx, tr.tenant, st.ActionID, data, rev)
+	if err != nil {
 		if errors.Is(err, queue.ErrConflict) { // another replica claimed it first
 			st.Next = now
 			tr.push(st)
@@ -637,6 +680,7 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 		return false, err
 	}
 	*st = cur
+	st.rev = rev
 	return true, nil
 }
 
@@ -716,9 +760,9 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	if action.Status != st.Status || final {
 		previous := st.Status
 		st.Status = action.Status
-		if err := tr.publishAction(ctx, st, previous, action.Raw, final); err != nil {
+		if err := tr.publishOwn(ctx, st, previous, action.Raw, final); err != nil {
 			st.Status = previous
-			return err
+			return tr.settle(st, err)
 		}
 	}
 	if final {
@@ -731,10 +775,21 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 // end gives up on an unfinished action: a last event, marked final,
 // says so.
 func (tr *tracker) end(ctx context.Context, st *tracked) error {
-	if err := tr.publishAction(ctx, st, st.Status, nil, true); err != nil {
-		return err
+	if err := tr.publishOwn(ctx, st, st.Status, nil, true); err != nil {
+		return tr.settle(st, err)
 	}
 	return tr.stop(ctx, st)
+}
+
+// settle takes an error of a write over the claimed revision: a conflict
+// means another replica overtook this one's look (see overtaken), not a
+// failure.
+func (tr *tracker) settle(st *tracked, err error) error {
+	if errors.Is(err, queue.ErrConflict) {
+		tr.overtaken(st)
+		return nil
+	}
+	return err
 }
 
 // stop ends the tracking once its final event is out: the action's state
@@ -744,15 +799,18 @@ func (tr *tracker) stop(ctx context.Context, st *tracked) error {
 	if err != nil {
 		return err
 	}
+	if err := tr.storeOver(ctx, st, data); err != nil {
+		return tr.settle(st, err)
+	}
 	tr.done(st.ActionID)
-	return tr.store.Track(ctx, tr.tenant, st.ActionID, data)
+	return nil
 }
 
 // reschedule saves a followed action's state and plans its next look.
 func (tr *tracker) reschedule(ctx context.Context, st *tracked, now time.Time) error {
 	st.Next = tr.nextLook(st, now)
 	if err := tr.save(ctx, st); err != nil {
-		return err
+		return tr.settle(st, err)
 	}
 	tr.push(st)
 	return nil
