@@ -296,7 +296,16 @@ func cancelStored(req offboard.Request, stored time.Time) time.Time {
 	return stored
 }
 
-// keepAlive tells JetStream, every third of the ack wait, that the request
+// minKeepAlive is the shortest time between a request's in-progress
+// acks. The worker's flags refuse an ack wait under 1s, but its options
+// take any: under 3ns a third of it is 0, and each tick set the next at
+// once, a loop of messages to the server for every request under way.
+// Time compressed 200 times makes the default ack wait of 1m 300ms, a
+// tick every 100ms.
+const minKeepAlive = 100 * time.Millisecond
+
+// keepAlive tells JetStream, every third of the ack wait (minKeepAlive at
+// least), that the request
 // is still being worked on (waiting for quota, a backoff, another request
 // for the same device), so it is not redelivered meanwhile. The returned
 // func stops it.
@@ -306,7 +315,7 @@ func (w *Worker) keepAlive(j *job) func() {
 		stopped bool
 		tick    *time.Timer
 	)
-	every := w.opts.Settings.AckWait / 3
+	every := max(w.opts.Settings.AckWait/3, minKeepAlive)
 	// Real time: this paces messages to the server, not logic. A timer,
 	// not a goroutine: most requests finish long before the first tick.
 	// Set under mu: the first tick reads it.

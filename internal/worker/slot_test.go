@@ -80,7 +80,7 @@ func (e *loopEnv) scratch(t *testing.T) func() jetstream.Msg {
 }
 
 // TestKeepAliveTicksAndStops: the in-progress ticks come every third of
-// the ack wait, and none comes once stopped (run under -race: the first
+// the ack wait (minKeepAlive at least), and none comes once stopped (run under -race: the first
 // tick reads the timer its start sets).
 func TestKeepAliveTicksAndStops(t *testing.T) {
 	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
@@ -90,15 +90,13 @@ func TestKeepAliveTicksAndStops(t *testing.T) {
 	w := &Worker{opts: e.w.opts, clock: e.w.clock}
 	w.opts.Settings.AckWait = 3 * time.Millisecond
 	stop := w.keepAlive(w.newJob(e.w.tenants["contoso"], &countingMsg{Msg: msg}, offboard.Normal))
-	time.Sleep(50 * time.Millisecond)
+	// The ticks come every minKeepAlive at most.
+	waitFor(t, "an in-progress tick with an ack wait of 3ms", func() bool { return stopAliveCount.Load() > 0 })
 	stop()
 	// Ticks went to the server as in-progress acks: the message is still
 	// pending, not redelivered, and after stop no tick comes.
 	cm := stopAliveCount.Load()
-	if cm == 0 {
-		t.Fatal("no in-progress tick in 50ms with an ack wait of 3ms")
-	}
-	time.Sleep(20 * time.Millisecond)
+	time.Sleep(2 * minKeepAlive)
 	if after := stopAliveCount.Load(); after != cm {
 		t.Errorf("%d ticks after stop returned", after-cm)
 	}
