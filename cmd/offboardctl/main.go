@@ -121,7 +121,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 	}
 	root.SetOut(stdout)
 	root.SetErr(stderr)
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(flagError)
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.conn.URL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated (env MDE_OFFBOARD_NATS_URL, NATS_URL)")
 	pf.StringVar(&c.conn.Creds, "nats-creds", "", "NATS credentials file (env MDE_OFFBOARD_NATS_CREDS, NATS_CREDS)")
@@ -389,6 +389,32 @@ func noSubcommandArgs(cmd *cobra.Command, args []string) error {
 		return unknownCommand(cmd, args[0])
 	}
 	return nil
+}
+
+// flagError is a mistake in a flag, told without the argument pflag
+// quotes whole: a value given to the wrong flag, or after a single dash
+// (-nats-url=URL, as the worker takes its flags), may be a password or a
+// key. A flag name written with one dash is named with its two.
+func flagError(cmd *cobra.Command, err error) error {
+	var (
+		unknown *pflag.NotExistError
+		invalid *pflag.InvalidValueError
+		syntax  *pflag.InvalidSyntaxError
+	)
+	switch {
+	case errors.As(err, &unknown) && unknown.GetSpecifiedShortnames() != "":
+		name, _, _ := strings.Cut(unknown.GetSpecifiedShortnames(), "=")
+		if cmd.Flags().Lookup(name) != nil {
+			return usagef("unknown flag -%s: write it --%s, with two dashes", name, name)
+		}
+		return usagef("unknown shorthand flag -%s; see %s --help", unknown.GetSpecifiedName(), cmd.CommandPath())
+	case errors.As(err, &invalid):
+		f := invalid.GetFlag()
+		return usagef("--%s: the value given does not read as a %s", f.Name, f.Value.Type())
+	case errors.As(err, &syntax):
+		return usagef("bad flag syntax: write --name or --name=value")
+	}
+	return usageError{err}
 }
 
 // unknownCommand names the argument without user information: a NATS URL

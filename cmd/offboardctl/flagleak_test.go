@@ -1,0 +1,36 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// A flag's argument that does not parse is not shown: it may be a
+// password or a key. The worker's single-dash form (-nats-url=URL) is no
+// flag here, and a value given to the wrong flag is no duration; each is
+// a usage error naming the flag, not what followed it.
+func TestFlagErrorsShowNoValue(t *testing.T) {
+	t.Parallel()
+	const url = "nats://alice:S3CR3T@127.0.0.1:1"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-nats-url=" + url, "status"}, "--nats-url"},
+		{[]string{"status", "-nats-url=" + url}, "--nats-url"},
+		{[]string{"-tlskey=-----BEGIN PRIVATE KEY-----S3CR3T", "status"}, "--tlskey"},
+		{[]string{"-xS3CR3T", "status"}, "-x"},
+		{[]string{"---nats-url=" + url, "status"}, "bad flag syntax"},
+		{[]string{"--=" + url, "status"}, "bad flag syntax"},
+		{[]string{"--connect-timeout", url, "status"}, "--connect-timeout"},
+		{[]string{"--connect-timeout=" + url, "status"}, "--connect-timeout"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tt.args, &out, &errb)
+		msg := errb.String()
+		if code != exitUsage || strings.Contains(msg, "S3CR3T") || strings.Contains(msg, "alice") || !strings.Contains(msg, tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d, naming %q and not the value", tt.args, code, msg, exitUsage, tt.want)
+		}
+	}
+}
