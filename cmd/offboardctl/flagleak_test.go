@@ -34,3 +34,24 @@ func TestFlagErrorsShowNoValue(t *testing.T) {
 		}
 	}
 }
+
+// A connection flag that lost its value (--nats-creds "$UNSET") takes the
+// next flag's name, and the NATS URL after it is left as an argument: to
+// help and completion as to any other command, where it is named
+// without its user and password.
+func TestHelpAndCompletionShowNoPassword(t *testing.T) {
+	t.Parallel()
+	const url = "nats://alice:S3CR3T@127.0.0.1:1"
+	for _, args := range [][]string{
+		{"help", "--nats-creds", "--nats-url", url},
+		{"help", "status", "--nats-creds", "--nats-url", url},
+		{"completion", "--nats-creds", "--nats-url", url},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		msg := errb.String()
+		if code != exitUsage || strings.Contains(msg, "S3CR3T") || strings.Contains(msg, "alice") || !strings.Contains(msg, "127.0.0.1:1") {
+			t.Errorf("%q: exit %d, stderr %q; want %d, the URL without its user and password", args, code, msg, exitUsage)
+		}
+	}
+}

@@ -190,7 +190,7 @@ func helpCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, rest, err := cmd.Root().Find(args)
 			if target == nil || err != nil || len(rest) > 0 {
-				return usagef("unknown help topic %q; see offboardctl --help", strings.Join(args, " "))
+				return usagef("unknown help topic %q; see offboardctl --help", strings.Join(shownArgs(args), " "))
 			}
 			return target.Help()
 		},
@@ -215,7 +215,7 @@ func completionUsage(root *cobra.Command) {
 			if len(args) == 0 {
 				return usagef("completion takes a shell: %s", strings.Join(shells, ", "))
 			}
-			return usagef("completion: unknown shell %q; want one of %s", args[0], strings.Join(shells, ", "))
+			return usagef("completion: unknown shell %q; want one of %s", queue.RedactURLs(args[0]), strings.Join(shells, ", "))
 		}
 	}
 }
@@ -422,6 +422,16 @@ func flagError(cmd *cobra.Command, err error) error {
 // "$UNSET" --nats-url URL).
 func unknownCommand(cmd *cobra.Command, name string) error {
 	return usagef("unknown command %q for %q; see %s --help", queue.RedactURLs(name), cmd.CommandPath(), cmd.CommandPath())
+}
+
+// shownArgs are arguments as an error may quote them: each without user
+// information, as unknownCommand names its argument.
+func shownArgs(args []string) []string {
+	shown := make([]string, len(args))
+	for i, a := range args {
+		shown[i] = queue.RedactURLs(a)
+	}
+	return shown
 }
 
 // exactArgs is cobra.ExactArgs with a usage error.
