@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -163,8 +164,9 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 			fmt.Fprintln(stderr, "Usage of worker:")
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
+			return c, err
 		}
-		return c, err
+		return c, shownFlagError(err)
 	}
 	if fs.NArg() > 0 {
 		// Shown without user information: a NATS URL lands here when the
@@ -178,6 +180,24 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		return c, err
 	}
 	return c, maxRequests(&c.o)
+}
+
+// Parts of the flag package's errors that quote an argument whole: a
+// value that does not read (invalid value "…" for flag -name, invalid
+// boolean value "…" for -name), an argument that is no flag (bad flag
+// syntax: ---name=…).
+var (
+	quotedFlagValue = regexp.MustCompile(`invalid (boolean )?value "(?:[^"\\]|\\.)*" for (flag )?`)
+	badFlagSyntax   = regexp.MustCompile(`(?s)bad flag syntax: .*`)
+)
+
+// shownFlagError is an error of the flag package without the argument it
+// quotes: a password or a key given to the wrong flag, or written with
+// a dash too many, would be shown. The flag is named.
+func shownFlagError(err error) error {
+	msg := quotedFlagValue.ReplaceAllString(err.Error(), "invalid value for ${2}")
+	msg = badFlagSyntax.ReplaceAllLiteralString(msg, "bad flag syntax: write -name, --name or --name=value")
+	return errors.New(msg)
 }
 
 // checkFlags refuses values the flags' defaults would otherwise stand in
@@ -303,9 +323,11 @@ func version() string { return buildinfo.Read().String() }
 // newLogger writes to w in the format asked for. It adds no stack traces:
 // every error is one line.
 func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
+	// Neither value is quoted: a Secret's value mapped to the wrong
+	// variable would be shown.
 	lvl, err := zapcore.ParseLevel(level)
 	if err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
+		return nil, errors.New("--log-level: want debug, info, warn or error")
 	}
 	var enc zapcore.Encoder
 	switch format {
@@ -319,7 +341,7 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 		cfg.EncodeTime = zapcore.ISO8601TimeEncoder
 		enc = zapcore.NewConsoleEncoder(cfg)
 	default:
-		return nil, fmt.Errorf("--log-format %q: want json or console", format)
+		return nil, errors.New("--log-format: want json or console")
 	}
 	core := zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)
 	// The production logger's sampling: at most 100 equal messages a
