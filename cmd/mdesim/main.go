@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
 
@@ -121,17 +122,23 @@ func (c *config) check() error {
 		return errors.New("--client-secret and --client-secret-file are exclusive")
 	}
 	if c.secretFile != "" {
-		b, err := os.ReadFile(c.secretFile)
+		// Read as the worker reads its secret files: the errors name the
+		// flag, not the path, which may be the secret itself.
+		b, err := mde.ReadCredentialFile("--client-secret-file", c.secretFile, maxSecretFile)
 		if err != nil {
-			return fmt.Errorf("client secret: %w", err)
+			return err
 		}
 		c.secret = strings.TrimSpace(string(b))
 		if c.secret == "" {
-			return fmt.Errorf("client secret file %s is empty", c.secretFile)
+			return errors.New("--client-secret-file: the file it names is empty")
 		}
 	}
 	return nil
 }
+
+// maxSecretFile bounds --client-secret-file: a client secret takes a few
+// dozen bytes.
+const maxSecretFile = 64 << 10
 
 // parse parses args into fs, whose output is discarded; on --help it
 // prints the usage on stderr.

@@ -66,3 +66,19 @@ func TestFixtureMachinesCounted(t *testing.T) {
 		t.Errorf("printed %q, want the fixtures tenant's 31 machines", out.String())
 	}
 }
+
+// The secret itself given as --client-secret-file is not shown in the
+// error: the file's path is named by its flag only.
+func TestClientSecretFileErrorShowsNoSecret(t *testing.T) {
+	empty := filepath.Join(t.TempDir(), "empty")
+	if err := os.WriteFile(empty, []byte(" \n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{"Xy7Q~S3CR3T.value-0123456789", empty, t.TempDir()} {
+		var stderr bytes.Buffer
+		_, err := parseFlags([]string{"--client-secret-file", file}, &stderr)
+		if err == nil || strings.Contains(err.Error(), "S3CR3T") || strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "--client-secret-file") {
+			t.Errorf("error %v; want one naming --client-secret-file, not its value", err)
+		}
+	}
+}
