@@ -251,7 +251,7 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 		if cause := context.Cause(reqCtx); errors.Is(cause, errSentAgain) {
 			err = cause
 		}
-		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, redactURL(err)), true)
+		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, tokenScrubbed{redactURL(err), tok.Token}), true)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	data, err := readAnswer(resp, limit)
@@ -260,6 +260,24 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	}
 	return Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
 }
+
+// tokenScrubbed is a transport error whose text has the bearer token
+// replaced: Go's HTTP client quotes a status line or header it cannot
+// read, which a server may have filled with the request's Authorization
+// header.
+type tokenScrubbed struct {
+	err   error
+	token string
+}
+
+func (e tokenScrubbed) Error() string {
+	if e.token == "" {
+		return e.err.Error()
+	}
+	return strings.ReplaceAll(e.err.Error(), e.token, redacted)
+}
+
+func (e tokenScrubbed) Unwrap() error { return e.err }
 
 // withoutToken is an answer with the bearer token it may echo (a gateway
 // that quotes the request's headers in its error) replaced, as sent or

@@ -67,3 +67,43 @@ func TestClientSuccessQuotingTheTokenEscaped(t *testing.T) {
 		}
 	})
 }
+
+// A server that echoes the request's Authorization header in a status
+// line the transport cannot read gets an error from Go's HTTP client
+// that quotes that line: the verdict's message, which reaches results,
+// dead letters and logs, does not carry the token.
+func TestTransportErrorQuotingTheTokenIsScrubbed(t *testing.T) {
+	t.Parallel()
+	const opaque = "opaque-access-token-0123456789abcdef"
+	asCode := func(auth string) string { return "HTTP/1.1 " + strings.TrimPrefix(auth, "Bearer ") + " OK" }
+	for _, tt := range []struct {
+		name, token string
+		status      func(auth string) string
+	}{
+		{"token as the status code", testToken, asCode},
+		{"header as the status line", testToken, func(auth string) string { return auth }},
+		{"a token that is no JWT as the status code", opaque, asCode},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := setupAPI(t, func(w http.ResponseWriter, r *http.Request) {
+				conn, buf, err := http.NewResponseController(w).Hijack()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				defer func() { _ = conn.Close() }()
+				_, _ = buf.WriteString(tt.status(r.Header.Get("Authorization")) + "\r\nContent-Length: 0\r\n\r\n")
+				_ = buf.Flush()
+			}, nil)
+			f.cred.token = tt.token
+			v := f.client.Offboard(context.Background(), testMachineID, "c")
+			if v.Class == Success {
+				t.Fatal("an unreadable answer taken as a success")
+			}
+			if msg := v.Error(); strings.Contains(msg, tt.token) || strings.Contains(msg, "access-token") || strings.Contains(msg, "test-token") {
+				t.Errorf("verdict message holds the token: %s", msg)
+			}
+		})
+	}
+}

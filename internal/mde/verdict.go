@@ -270,15 +270,18 @@ func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 var errBuild = errors.New("build request")
 
 // safeText is an error's text, each URL in it without its user
-// information, query and fragment, cut short. Callers pass only errors
+// information, query and fragment, and what looks like a bearer token
+// replaced, cut short. Callers pass only errors
 // whose text holds no other secret: transport errors (the request's URL
 // stripped) and *TokenError. A transport error can still name a URL in
 // its text: a proxy setting that does not parse is quoted whole, its
 // user and password included, by the proxy function's error.
 func safeText(err error) string {
 	// Before the cut, which could leave a user and password without
-	// the '@' that marks them.
-	return shortened(withoutURLCredentials(err.Error()), 300)
+	// the '@' that marks them. A transport error can also quote what
+	// the server sent (a status line it cannot read), which may echo the
+	// request's Authorization header.
+	return shortened(withoutCredentials(withoutURLCredentials(err.Error())), 300)
 }
 
 // quotedText is a string quoted as Go's %q does: errors that name a URL
