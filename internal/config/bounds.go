@@ -1,9 +1,11 @@
 package config
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -43,25 +45,13 @@ const MaxTrackingInterval = time.Duration(math.MaxInt64 / 2)
 
 // tightest is the window with the smallest count.
 func tightest(ws []limiter.Window) limiter.Window {
-	t := ws[0]
-	for _, w := range ws[1:] {
-		if w.Count < t.Count {
-			t = w
-		}
-	}
-	return t
+	return slices.MinFunc(ws, func(a, b limiter.Window) int { return cmp.Compare(a.Count, b.Count) })
 }
 
 // shortest is the window with the smallest length: the one the spreading
 // token bucket refills at (limiter.Tenant.AddSpread).
 func shortest(ws []limiter.Window) limiter.Window {
-	s := ws[0]
-	for _, w := range ws[1:] {
-		if w.Length < s.Length {
-			s = w
-		}
-	}
-	return s
+	return slices.MinFunc(ws, func(a, b limiter.Window) int { return cmp.Compare(a.Length, b.Length) })
 }
 
 // checkWindows refuses the windows of an API shorter than MinWindow.
