@@ -3,6 +3,7 @@ package mdesim
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,10 +18,14 @@ import (
 //	        | "startswith(" field "," string ")"
 //
 // String fields take eq and ne with a single-quoted literal (a quote inside
-// is doubled) and compare case-insensitively. Time fields take eq, ne, gt,
-// ge, lt and le with a bare date-time literal such as 2024-05-01T10:00:00Z
-// or 2024-05-01Z; number fields (rbacGroupId) the same operators with an
-// integer. Field names are case-sensitive, as in OData.
+// is doubled) and compare case-insensitively. Enumeration fields
+// (healthStatus, a machine action's type and status) take eq and ne with a
+// single-quoted member name, bound as OData binds a string to an enum
+// member: by its exact name, any other literal being an error. Time
+// fields take eq, ne, gt, ge, lt and le with a bare date-time literal
+// such as 2024-05-01T10:00:00Z or 2024-05-01Z; number fields (rbacGroupId)
+// the same operators with an integer. Field names are case-sensitive, as
+// in OData.
 
 type fieldKind int
 
@@ -28,12 +33,16 @@ const (
 	kindString fieldKind = iota
 	kindTime
 	kindNumber
+	kindEnum
 )
 
 // schema maps the filterable fields of an entity to their kinds.
 type schema struct {
 	entity string // for messages, e.g. "PublicMachineDto"
 	fields map[string]fieldKind
+	// enums holds the members of each kindEnum field, as the resource
+	// type's documentation lists them.
+	enums map[string][]string
 }
 
 // machineSchema holds the filterable device properties the simulator
@@ -45,10 +54,13 @@ var machineSchema = schema{
 		"id":               kindString,
 		"computerDnsName":  kindString,
 		"osPlatform":       kindString,
-		"healthStatus":     kindString,
+		"healthStatus":     kindEnum,
 		"onboardingStatus": kindString,
 		"lastSeen":         kindTime,
 		"rbacGroupId":      kindNumber,
+	},
+	enums: map[string][]string{
+		"healthStatus": {"Active", "Inactive", "ImpairedCommunication", "NoSensorData", "NoSensorDataImpairedCommunication", "Unknown"},
 	},
 }
 
@@ -56,11 +68,16 @@ var actionSchema = schema{
 	entity: "microsoft.windowsDefenderATP.api.PublicMachineActionDto",
 	fields: map[string]fieldKind{
 		"id":                  kindString,
-		"status":              kindString,
+		"status":              kindEnum,
 		"machineId":           kindString,
-		"type":                kindString,
+		"type":                kindEnum,
 		"requestor":           kindString,
 		"creationDateTimeUtc": kindTime,
+	},
+	enums: map[string][]string{
+		"status": {StatusPending, StatusInProgress, StatusSucceeded, StatusFailed, StatusTimeOut, StatusCancelled},
+		"type": {"RunAntiVirusScan", "Offboard", "LiveResponse", "CollectInvestigationPackage", "Isolate", "Unisolate",
+			"StopAndQuarantineFile", "RestrictCodeExecution", "UnrestrictCodeExecution"},
 	},
 }
 
@@ -235,6 +252,8 @@ func (p *filterParser) comparison(name token) (filterExpr, error) {
 		return stringComparison(name.text, op, lit)
 	case kindNumber:
 		return numberComparison(name.text, op, lit)
+	case kindEnum:
+		return enumComparison(name.text, op, lit, p.sch.enums[name.text])
 	}
 	return timeComparison(name.text, op, lit)
 }
@@ -250,6 +269,27 @@ func stringComparison(name string, op, lit token) (filterExpr, error) {
 	return func(r record) bool {
 		v, _ := r(name).(string)
 		return strings.EqualFold(v, want) != neg
+	}, nil
+}
+
+// enumComparison compares an enumeration field with a member named by a
+// string literal: the name must be one of members, in its exact case, as
+// OData's binder requires (The string 'x' is not a valid enumeration type
+// constant).
+func enumComparison(name string, op, lit token, members []string) (filterExpr, error) {
+	if op.text != "eq" && op.text != "ne" {
+		return nil, fmt.Errorf("operator '%s' is not supported for property '%s'", op.text, name)
+	}
+	if lit.kind != tokString {
+		return nil, fmt.Errorf("a single-quoted string is expected at position %d for property '%s'", lit.pos, name)
+	}
+	if !slices.Contains(members, lit.text) {
+		return nil, fmt.Errorf("the string '%s' is not a valid enumeration type constant", lit.text)
+	}
+	want, neg := lit.text, op.text == "ne"
+	return func(r record) bool {
+		v, _ := r(name).(string)
+		return (v == want) != neg
 	}, nil
 }
 

@@ -56,7 +56,7 @@ func TestInventoryFilterAndPaging(t *testing.T) {
 		{"what the plan sends", filterQuery(mde.InactiveFilter(t0.Add(-10*24*time.Hour), []string{"Inactive"}, []string{"Windows10", "Linux"})),
 			pick(func(i int) bool { return i > 10 && i%3 == 0 && i%2 == 1 })},
 		{"rbacGroupId", filterQuery("rbacGroupId eq 2 and lastSeen lt " + day(25)), pick(func(i int) bool { return i > 25 && i%2 == 1 })},
-		{"or in parentheses", filterQuery("(healthStatus eq 'inactive' or osPlatform eq 'Windows10') and lastSeen lt " + day(24)),
+		{"or in parentheses", filterQuery("(healthStatus eq 'Inactive' or osPlatform eq 'Windows10') and lastSeen lt " + day(24)),
 			pick(func(i int) bool { return i > 24 && (i%3 == 0 || i%2 == 1) })},
 		{"top and skip", "$top=4&$skip=10", ids[10:14]},
 		{"skip beyond the end", "$top=4&$skip=40", []string{}},
@@ -108,5 +108,42 @@ func TestInventory(t *testing.T) {
 	}
 	if len(platforms) < 5 || stale < 600 || stale > 1400 || tagged == 0 {
 		t.Errorf("platforms %v, %d stale over 90d, %d tagged", platforms, stale, tagged)
+	}
+}
+
+// TestFilterEnumMembers: healthStatus, and a machine action's type and
+// status, are enumerations (the Machine and MachineAction resource
+// types): a $filter literal binds to a member by its exact name, and one
+// that names no member is 400 ODataError, not an empty list.
+func TestFilterEnumMembers(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	s.AddMachine(tenantB, mdesim.Machine{ID: fmt.Sprintf("%040x", 1), ComputerDNSName: "pc-01.fabrikam.local", HealthStatus: "NoSensorData"})
+	tok := s.token(t, tenantB, clientB, secretB)
+	tests := []struct {
+		path string
+		want []string // nil: 400 ODataError
+	}{
+		{"/api/machines?" + filterQuery("healthStatus eq 'NoSensorData'"), []string{fmt.Sprintf("%040x", 1)}},
+		{"/api/machines?" + filterQuery("healthStatus ne 'Active'"), []string{fmt.Sprintf("%040x", 1)}},
+		{"/api/machines?" + filterQuery("healthStatus eq 'Unknown'"), []string{}},
+		{"/api/machines?" + filterQuery("healthStatus eq 'nosensordata'"), nil},
+		{"/api/machines?" + filterQuery("healthStatus eq 'Stale'"), nil},
+		{"/api/machines?" + filterQuery("startswith(healthStatus,'No')"), nil},
+		{"/api/machineactions?" + filterQuery("type eq 'Offboard' and status eq 'Pending'"), []string{}},
+		{"/api/machineactions?" + filterQuery("type eq 'offboard'"), nil},
+		{"/api/machineactions?" + filterQuery("status eq 'pending'"), nil},
+		{"/api/machineactions?" + filterQuery("status eq 'Done'"), nil},
+	}
+	for _, tc := range tests {
+		status, got, r := listIDs(t, s, tok, tc.path)
+		if tc.want == nil {
+			if status != 400 || r.apiError(t).Code != "ODataError" {
+				t.Errorf("%s: status %d %s, want 400 ODataError", tc.path, status, r.body)
+			}
+			continue
+		}
+		if status != 200 || strings.Join(got, ",") != strings.Join(tc.want, ",") {
+			t.Errorf("%s: status %d ids %v, want 200 %v", tc.path, status, got, tc.want)
+		}
 	}
 }
