@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -79,13 +80,19 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 			return offboard.PlanRequest{}, usagef("--health and --os take one value each, without spaces around it (%q); repeat the flag for several", v)
 		}
 	}
+	// Defender's inventory filter takes a healthStatus spelled as
+	// documented and refuses any other value.
+	health, unknown, ok := mde.HealthStatusesSpelled(f.health)
+	if !ok {
+		return offboard.PlanRequest{}, usagef("--health %q is none of Defender's: want one of %s", unknown, strings.Join(mde.HealthStatuses, ", "))
+	}
 	if f.out == "" {
 		f.out = fmt.Sprintf("%s-inactive-%s.csv", f.tenant, f.inactiveFor)
 	}
 	if err := checkOutputFile("--out", f.out); err != nil {
 		return offboard.PlanRequest{}, err
 	}
-	return offboard.PlanRequest{InactiveFor: d, Health: f.health, OS: f.os}, nil
+	return offboard.PlanRequest{InactiveFor: d, Health: health, OS: f.os}, nil
 }
 
 func (c *cli) plan(cmd *cobra.Command, f planFlags) error {

@@ -355,6 +355,7 @@ func TestCampaignPlanUsage(t *testing.T) {
 		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "-5d"},
 		{"campaign", "plan", "--tenant", "Contoso!", "--inactive-for", "90d"},
 		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "extra"},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--health", "Stale"},
 		{"campaign"},
 	} {
 		var out, errb bytes.Buffer
@@ -630,5 +631,39 @@ func TestCampaignPlanReplyLargerThanAMessage(t *testing.T) {
 	if code != exitFailed || !strings.Contains(stderr, "larger than") || time.Since(start) > 20*time.Second {
 		t.Errorf("counts larger than a message: exit %d after %v, stderr %q; want exit 1 at once, with the reason",
 			code, time.Since(start).Round(time.Second), stderr)
+	}
+}
+
+// TestPlanRequestHealthSpelledAsDocumented: the inventory's filter takes
+// a healthStatus spelled as the API documents it and answers 400 to any
+// other value, so a worker spells a plan request's value so, whatever its
+// case, and refuses one that is none of Defender's without reading the
+// inventory, whoever asked (here a publisher other than offboardctl).
+func TestPlanRequestHealthSpelledAsDocumented(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	js := e.js(t)
+	ask := func(health ...string) *offboard.PlanReply {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		defer cancel()
+		req := offboard.PlanRequest{InactiveFor: 2400 * time.Hour, Health: health, OS: []string{"Windows11"}}
+		reply, _, err := offboard.RequestPlan(ctx, js, offboard.Subjects{}, "contoso", req, 10*time.Second)
+		if err != nil {
+			t.Fatalf("%v: %v", health, err)
+		}
+		return reply
+	}
+	if r := ask("NOSENSORDATA"); r.State != offboard.PlanDone || r.Count != 18 {
+		t.Errorf("NOSENSORDATA: state %s, %d devices, error %+v; want done with 18", r.State, r.Count, r.Error)
+	}
+	before := e.calls()["machines"]
+	r := ask("Stale")
+	if r.State != offboard.PlanFailed || r.Error == nil || r.Error.Code != offboard.PlanCodeInvalid ||
+		!strings.Contains(r.Error.Message, `healthStatus "Stale" is none of Defender's`) {
+		t.Errorf("Stale: state %s, error %+v; want failed %s naming the value", r.State, r.Error, offboard.PlanCodeInvalid)
+	}
+	if after := e.calls()["machines"]; after != before {
+		t.Errorf("%d inventory reads for a value that is none of Defender's", after-before)
 	}
 }

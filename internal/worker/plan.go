@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -139,6 +140,16 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeInvalid, "the plan request is not JSON with a positive inactiveFor"))
 		return
 	}
+	// The inventory's filter takes a healthStatus spelled as documented,
+	// and refuses any other value (400): a value in another case is
+	// spelled so, one that is none is refused here.
+	health, unknown, ok := mde.HealthStatusesSpelled(req.Health)
+	if !ok {
+		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeInvalid, fmt.Sprintf(
+			"healthStatus %s is none of Defender's: want one of %s", strconv.Quote(unknown), strings.Join(mde.HealthStatuses, ", "))))
+		return
+	}
+	req.Health = health
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
