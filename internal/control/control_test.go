@@ -491,3 +491,49 @@ func TestWatcherFollowsAfterNATSRestart(t *testing.T) {
 	pauseBulk(t, js2, "contoso")
 	waitPaused(t, w, true, 2500*time.Millisecond)
 }
+
+// TestPauseEntryWithAMemberOfNoEntryPauses: a pause key written by hand
+// as JSON whose members are not an entry's ("pause" for "paused", a
+// misspelling) is taken as paused, by a watcher started after it and by
+// one running: its writer meant a pause, and the worker does not go on
+// calling. It read as an entry with nothing set, that is resumed.
+func TestPauseEntryWithAMemberOfNoEntryPauses(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := control.PauseKey("contoso", offboard.Bulk)
+	if _, err := kv.Put(t.Context(), key, []byte(`{"pause":true,"by":"cron"}`)); err != nil {
+		t.Fatal(err)
+	}
+	w := startWatcher(t, js, zap.NewNop())
+	waitPaused(t, w, true, time.Second)
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, junk := range []string{`{"pasued":true}`, `{"paused":true,"until":"tomorrow"}`, `{"Paused":false,"PAUSE":true}`} {
+		if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionResume, Priority: "bulk", By: "alice"}); err != nil {
+			t.Fatal(err)
+		}
+		waitPaused(t, w, false, time.Second)
+		if _, err := kv.Put(t.Context(), key, []byte(junk)); err != nil {
+			t.Fatal(err)
+		}
+		waitPaused(t, w, true, time.Second)
+	}
+	v, err := store.Load(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, _ := v.Pause("contoso", offboard.Bulk); !e.Paused || !strings.Contains(e.Reason, "could not be read") {
+		t.Errorf("status: %+v", e)
+	}
+	// Members an entry has, in any case, still read as written.
+	if _, err := kv.Put(t.Context(), key, []byte(`{"Paused":false,"BY":"bob","at":"2026-01-02T03:04:05Z"}`)); err != nil {
+		t.Fatal(err)
+	}
+	waitPaused(t, w, false, time.Second)
+}

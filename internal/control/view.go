@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -78,7 +79,7 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 	var ent Entry
 	var unreadable error
 	if e.Operation() == jetstream.KeyValuePut {
-		if err := readEntry(e.Value(), &ent); err != nil {
+		if err := readEntry(e.Value(), &ent, kind == "pause"); err != nil {
 			if kind != "pause" {
 				// A budget entry the worker cannot read is an override
 				// it ignores, as one whose value is not a budget: the
@@ -116,12 +117,25 @@ func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
 
 // readEntry reads an entry's JSON, which must be an object: null, a list
 // or a string would read as an entry with nothing set (for a pause key,
-// resumed), though nobody wrote one.
-func readEntry(data []byte, ent *Entry) error {
+// resumed), though nobody wrote one. strict (pause keys) refuses members
+// an entry does not have: a pause written by hand as {"pause":true} or
+// {"pasued":true} would read as resumed too.
+func readEntry(data []byte, ent *Entry, strict bool) error {
 	if v := bytes.TrimSpace(data); len(v) == 0 || v[0] != '{' {
 		return errors.New("the value is not a JSON object")
 	}
-	return json.Unmarshal(data, ent)
+	if !strict {
+		return json.Unmarshal(data, ent)
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(ent); err != nil {
+		return fmt.Errorf("the value is not a control entry: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("the value holds more than one JSON value")
+	}
+	return nil
 }
 
 // isUnreadable says whether apply's error is an entry it could not read
