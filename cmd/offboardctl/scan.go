@@ -107,14 +107,20 @@ func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject st
 			n++
 			if meta, err := m.Metadata(); err == nil {
 				last = meta.Sequence.Stream
-				done = done || meta.NumPending == 0
+				done = meta.NumPending == 0
 			}
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return fmt.Errorf("read %s: %w", subject, err)
+			if done {
+				// Every message stored is read: the fetch would wait out
+				// its time for more that are not coming (300 ms a read;
+				// status reads a journal per tenant).
+				break
+			}
 		}
 		if done || ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			return fmt.Errorf("read %s: %w", subject, err)
 		}
 		if n > 0 {
 			continue

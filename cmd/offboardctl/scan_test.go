@@ -11,6 +11,8 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -75,5 +77,54 @@ func TestJournalReadGoesOnAfterAnEmptyFetch(t *testing.T) {
 	}
 	if len(got) != calls {
 		t.Errorf("read %d of %d calls from the journal", len(got), calls)
+	}
+}
+
+// TestStatusOfManyTenantsWithCalls: status of tenants that each made
+// offboard calls within the hour reads each one's quota journal without
+// waiting out a fetch: the read ends at the last entry stored. Each read
+// waited out its last fetch (300 ms) for entries that were not coming,
+// and status of a few dozen such tenants ran past its bound (four times
+// --connect-timeout) and showed nothing.
+func TestStatusOfManyTenantsWithCalls(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	names := make([]string, 40)
+	for i := range names {
+		names[i] = fmt.Sprintf("tenant-%02d", i)
+	}
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: names}); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, name := range names {
+		for i := range 3 {
+			at := now.Add(-time.Duration(i) * time.Second).UnixNano()
+			ev, _ := json.Marshal(limiter.Event{Writer: "w1", Reserved: []limiter.Call{{API: mde.APIOffboard, ID: uint64(i + 1), At: at}},
+				Done: []limiter.Call{{API: mde.APIOffboard, ID: uint64(i + 1), At: at}}})
+			if _, err := js.PublishAsync(offboard.Subjects{}.Quota(name), ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("publish")
+	}
+	start := time.Now()
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "--connect-timeout", "2s", "status", "--json")
+	took := time.Since(start)
+	var sts []tenantStatus
+	if code != exitOK || json.Unmarshal([]byte(out), &sts) != nil || len(sts) != len(names) {
+		t.Fatalf("status of %d tenants: exit %d after %v, stderr %q", len(names), code, took, errs)
+	}
+	for _, st := range sts {
+		if len(st.Quota) == 0 || st.Quota[0].Used != 3 {
+			t.Errorf("%s: quota %+v, want 3 calls used", st.Tenant, st.Quota)
+		}
+	}
+	if took > 4*time.Second {
+		t.Errorf("status of %d tenants took %v", len(names), took)
 	}
 }
