@@ -39,6 +39,15 @@ func (w *who) tenantFlag(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&w.unknownTenant, "unknown-tenant", false, "change a tenant no worker has set up yet (not in any tenants file)")
 }
 
+// maxAs and maxReason bound --as and --reason, in characters: status
+// shows each on a line, every replica logs them, and the audit event
+// carries them. A reason is a ticket and a few words; as long as a
+// request's comment at most.
+const (
+	maxAs     = 128
+	maxReason = offboard.MaxCommentLength
+)
+
 // check refuses who and why that are not one line of text: they are
 // shown in status, one line each, and a newline or a terminal control
 // would forge lines there.
@@ -50,9 +59,15 @@ func (w *who) check() error {
 		// Zero-width and tag characters: a name that looks like another.
 		return usagef("--as holds an invisible character: give the name as it reads")
 	}
-	for _, f := range []struct{ name, v string }{{"--as", w.as}, {"--reason", w.reason}} {
+	for _, f := range []struct {
+		name, v string
+		most    int
+	}{{"--as", w.as, maxAs}, {"--reason", w.reason, maxReason}} {
 		if !oneLine(f.v) {
 			return usagef("%s holds a control character (a newline, a tab, an escape, ...) or is not UTF-8: give one line of text", f.name)
+		}
+		if n := utf8.RuneCountInString(f.v); n > f.most {
+			return usagef("%s is %d characters long: give at most %d", f.name, n, f.most)
 		}
 	}
 	return nil

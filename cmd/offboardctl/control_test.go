@@ -417,3 +417,27 @@ func storedControls(t *testing.T, js jetstream.JetStream) *control.View {
 	}
 	return view
 }
+
+// TestControlReasonTooLong: a --reason or --as longer than a line of
+// status can show (a file pasted in, a runaway variable) is bad usage,
+// and nothing is written; one at the bound is taken.
+func TestControlReasonTooLong(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	for _, args := range [][]string{
+		{"pause", "contoso", "--reason", strings.Repeat("x", 10<<10)},
+		{"pause", "contoso", "--reason", strings.Repeat("é", maxReason+1)},
+		{"budget", "contoso", "5/1h", "--as", strings.Repeat("a", maxAs+1)},
+	} {
+		code, out, errs := ctl(t, url, args...)
+		if code != exitUsage || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || len(errs) > 200 {
+			t.Errorf("%.40q: exit %d, stdout %.80q, stderr %.200q", args, code, out, errs)
+		}
+	}
+	if v := storedControls(t, js); v.Paused("contoso", offboard.Normal) {
+		t.Error("contoso paused by a refused command")
+	}
+	if code, _, errs := ctl(t, url, "pause", "contoso", "--reason", strings.Repeat("é", maxReason), "--as", strings.Repeat("a", maxAs)); code != exitOK {
+		t.Errorf("pause with --reason and --as at their bounds: exit %d, stderr %.200q", code, errs)
+	}
+}
