@@ -168,8 +168,10 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		if high == math.MaxInt {
 			// One more would wrap around to a negative attempt, which
 			// the worker refuses as invalid_request.
-			errs = append(errs, fmt.Errorf("dead letter %d: %s is at attempt %d, the highest there is, and cannot be retried under its request id; publish it anew under a new request id",
-				d.Seq, shownID(d.RequestID), high))
+			err := fmt.Errorf("dead letter %d: %s is at attempt %d, the highest there is, and cannot be retried under its request id; publish it anew under a new request id",
+				d.Seq, shownID(d.RequestID), high)
+			fmt.Fprintln(c.stdout, err)
+			errs = append(errs, err)
 			continue
 		}
 		attempt := high + 1
@@ -178,7 +180,9 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		case err != nil && ctx.Err() != nil:
 			left = len(picked) - i // its retry may have been stored: run again, the stream drops a repeat
 		case err != nil:
-			errs = append(errs, fmt.Errorf("dead letter %d: %w", d.Seq, err))
+			err = fmt.Errorf("dead letter %d: %w", d.Seq, err)
+			fmt.Fprintln(c.stdout, err)
+			errs = append(errs, err)
 		case ack.Duplicate:
 			dup++
 			fmt.Fprintf(c.stdout, "%s attempt %d was retried before (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
@@ -191,11 +195,42 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		}
 	}
 	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n", retried, dup, len(errs)+left, since)
-	if left > 0 {
-		errs = append(errs, fmt.Errorf("interrupted with %d dead letters left (%w); run the same command again to retry them", left, context.Cause(ctx)))
-	}
-	return errors.Join(errs...)
+	return notRetried(ctx, errs, left)
 }
+
+// notRetried is retryEach's error, one line: why the one dead letter not
+// retried was not, or how many were not (each told on its own line of
+// the output as it came), and the interruption that left some.
+func notRetried(ctx context.Context, errs []error, left int) error {
+	var failed error
+	switch len(errs) {
+	case 0:
+	case 1:
+		failed = errs[0]
+	default:
+		failed = &severalNotRetried{errs}
+	}
+	if left == 0 {
+		return failed
+	}
+	interrupted := fmt.Errorf("interrupted with %d dead letters left (%w); run the same command again to retry them", left, context.Cause(ctx))
+	if failed == nil {
+		return interrupted
+	}
+	return fmt.Errorf("%w; and %w", interrupted, failed)
+}
+
+// severalNotRetried is the error of dead letters not retried, each told
+// on its own line of the output: one line that counts them, where
+// errors.Join would write each on a line of its own without the command's
+// name.
+type severalNotRetried struct{ errs []error }
+
+func (e *severalNotRetried) Error() string {
+	return fmt.Sprintf("%d dead letters not retried (each said why above)", len(e.errs))
+}
+
+func (e *severalNotRetried) Unwrap() []error { return e.errs }
 
 func codeNote(code string) string {
 	if code == "" {

@@ -566,7 +566,7 @@ func TestDeadRetryOfABodyThatFailsItsChecks(t *testing.T) {
 	code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
 	if code != exitFailed || !strings.Contains(out, "retried chg-1 attempt 2 (dead letter 1,") ||
 		!strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 2 not retried") ||
-		strings.Count(errOut, "its body fails the request's checks") != 2 {
+		strings.Count(out, "its body fails the request's checks") != 2 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 {
 		t.Errorf("dead retry --all: exit %d: %s %s", code, out, errOut)
 	}
 	e.waitFor("the retries answered", time.Minute, func() bool { return len(e.results()) >= 4 && e.requestsWaiting() == 0 })
@@ -659,5 +659,26 @@ func publishDead(t *testing.T, js jetstream.JetStream, code string, bodies ...st
 		if _, err := js.PublishMsg(t.Context(), m); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestDeadRetrySeveralNotRetried: dead retry --all with several dead
+// letters that cannot be retried says why of each on its own line among
+// the others (stdout) and ends with one line on stderr, exit 1; those
+// that can are retried.
+func TestDeadRetrySeveralNotRetried(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	publishDead(t, js, offboard.CodeMachineNotFound,
+		`{"machineId":"`+a+`"}`,                      // 1: no request id
+		`{"requestId":"y-1","machineId":"`+a+`"}`,    // 2
+		`{"requestId":"bad id","machineId":"`+a+`"}`, // 3: not a request id
+	)
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitFailed || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "2 dead letters not retried") ||
+		!strings.Contains(out, "dead letter 1: its body has no request id") || !strings.Contains(out, "dead letter 3: its request id") ||
+		!strings.Contains(out, "retried y-1 attempt 2") || !strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 2 not retried") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
