@@ -441,3 +441,37 @@ func TestControlReasonTooLong(t *testing.T) {
 		t.Errorf("pause with --reason and --as at their bounds: exit %d, stderr %.200q", code, errs)
 	}
 }
+
+// TestStatusPauseTimeFromAnotherClock: a pause written from a host whose
+// clock is ahead of this one, or by hand without its time, is not shown
+// with a negative age or an age of centuries: status says when, or that
+// the time is not known.
+func TestStatusPauseTimeFromAnotherClock(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead := time.Now().Add(5 * time.Minute).UTC().Format(time.RFC3339)
+	for key, value := range map[string]string{
+		control.PauseKey("contoso", offboard.Normal): `{"paused":true,"by":"alice","at":"` + ahead + `"}`,
+		control.PauseKey("contoso", offboard.Bulk):   `{"paused":true,"by":"cron"}`,
+	} {
+		if _, err := kv.Put(t.Context(), key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := ctl(t, url, "status", "contoso")
+	if code != exitOK {
+		t.Fatalf("status: exit %d, stderr %q", code, errs)
+	}
+	for line := range strings.Lines(out) {
+		if strings.HasPrefix(line, "contoso: ") && (strings.Contains(line, " -") || strings.Contains(line, "2562047h")) {
+			t.Errorf("line %q", line)
+		}
+	}
+	if !strings.Contains(out, "contoso: normal paused by alice at "+ahead) || !strings.Contains(out, "contoso: bulk paused by cron at a time not known") {
+		t.Errorf("status:\n%s", out)
+	}
+}

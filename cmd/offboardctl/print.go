@@ -34,7 +34,7 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 	for _, st := range sts {
 		for _, p := range control.Priorities {
 			if e := st.Pauses[p]; e.Paused {
-				fmt.Fprintf(w, "%s: %s paused by %s %s ago%s\n", st.Tenant, p, printable(e.By), roundAge(now.Sub(e.At)), because(printable(e.Reason)))
+				fmt.Fprintf(w, "%s: %s paused by %s %s%s\n", st.Tenant, p, printable(e.By), when(e.At, now), because(printable(e.Reason)))
 			}
 		}
 		if b := st.Budget; b.Ignored != "" {
@@ -43,6 +43,21 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		if st.LimitsDefault {
 			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
 		}
+	}
+}
+
+// when says when a control was written, by its writer's clock: how long
+// ago, or the time itself when that clock is ahead of this one (an age
+// below zero), or that it is not known (an entry written by hand
+// without it).
+func when(at, now time.Time) string {
+	switch d := now.Sub(at); {
+	case at.IsZero():
+		return "at a time not known"
+	case d < 0:
+		return "at " + at.UTC().Format(time.RFC3339) + " (by a clock ahead of this one)"
+	default:
+		return roundAge(d).String() + " ago"
 	}
 }
 
