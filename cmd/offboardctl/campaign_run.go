@@ -424,11 +424,7 @@ func (r *campaignRun) readTenant(ctx context.Context) error {
 	if r.f.rate != "" {
 		return nil
 	}
-	ws, err := campaignWindows(ctx, r.js, r.f.tenant, nil)
-	if err != nil {
-		return err
-	}
-	r.windows = ws
+	r.windows = r.c.campaignWindows(ctx, r.js, r.f.tenant, nil)
 	return nil
 }
 

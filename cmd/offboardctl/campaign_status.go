@@ -53,9 +53,7 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	if err != nil {
 		return err
 	}
-	if ws, err = campaignWindows(ctx, js, tenant, ws); err != nil {
-		return err
-	}
+	ws = c.campaignWindows(ctx, js, tenant, ws)
 	st, err := c.campaignStatus(ctx, js, tenant, name)
 	if err != nil {
 		return err

@@ -39,10 +39,24 @@ func tenantWindows(meta map[string]string) (ws []limiter.Window, def bool) {
 // campaignWindows are the tenant's offboard limits for a campaign's ETA:
 // rate when given (--rate), else those its worker recorded on the
 // tenant's consumers (as status reads them), else the documented ones.
-func campaignWindows(ctx context.Context, js jetstream.JetStream, tenant string, rate []campaign.Window) ([]campaign.Window, error) {
+// A consumer that cannot be read (a timeout, no permission to read its
+// information) leaves the documented ones, with a line on stderr: the
+// ETA is no reason to fail a run or a status.
+func (c *cli) campaignWindows(ctx context.Context, js jetstream.JetStream, tenant string, rate []campaign.Window) []campaign.Window {
 	if rate != nil {
-		return rate, nil
+		return rate
 	}
+	ws, err := recordedWindows(ctx, js, tenant)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "offboardctl: the ETA is at the documented 100/1m + 1500/1h: tenant %s's own limits were not read: %v\n", tenant, err)
+		return campaign.DefaultWindows
+	}
+	return ws
+}
+
+// recordedWindows are the offboard limits the tenant's worker recorded on
+// its consumers, else the documented ones.
+func recordedWindows(ctx context.Context, js jetstream.JetStream, tenant string) ([]campaign.Window, error) {
 	cons, err := tenantConsumer(ctx, js, tenant)
 	if err != nil || cons == nil {
 		return campaign.DefaultWindows, err
