@@ -410,7 +410,7 @@ func flagError(cmd *cobra.Command, err error) error {
 		return usagef("unknown shorthand flag -%s; see %s --help", unknown.GetSpecifiedName(), cmd.CommandPath())
 	case errors.As(err, &invalid):
 		f := invalid.GetFlag()
-		return usagef("--%s: the value given does not read as a %s", f.Name, f.Value.Type())
+		return usagef("--%s: the value given does not read as %s", f.Name, withArticle(f.Value.Type()))
 	case errors.As(err, &syntax):
 		return usagef("bad flag syntax: write --name or --name=value")
 	}
@@ -455,4 +455,13 @@ func argCountError(cmd *cobra.Command, got int) error {
 		noun = "argument"
 	}
 	return usagef("usage: %s; got %d %s; see %s --help", strings.TrimSuffix(cmd.UseLine(), " [flags]"), got, noun, cmd.CommandPath())
+}
+
+// withArticle is a flag type's name after "a" or "an": "an int", "a
+// uint64", "a duration".
+func withArticle(typ string) string {
+	if strings.HasPrefix(typ, "int") {
+		return "an " + typ
+	}
+	return "a " + typ
 }
