@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -110,6 +111,9 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 // retry as a repeat; after it, the retry would be answered from the
 // ledger, its result sent again, or, once the ledger has forgotten the
 // id, make a second offboard call for the device.
+//
+// Results are kept forever by default: only those stored since the
+// oldest picked dead letter are read (resultsSince), not a year of them.
 func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter) (map[string]answer, error) {
 	since := map[string]time.Time{}
 	for _, d := range picked {
@@ -125,7 +129,18 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 	if err != nil {
 		return nil, err
 	}
-	err = scan(ctx, js, offboard.StreamResults, c.subjects.Result(tenant), func(m jetstream.Msg) {
+	subject, start := c.subjects.Result(tenant), resultsSince(since)
+	more, err := storedAfter(ctx, js, offboard.StreamResults, subject, 0, start)
+	if err != nil {
+		return nil, err
+	}
+	if !more {
+		// None stored since (the most common case): the scan's first
+		// fetch would wait out its time for them.
+		return out, nil
+	}
+	err = scanWaiting(ctx, js, offboard.StreamResults, subject, start, scanWait, func(m jetstream.Msg) {
+		answeredSinceRead.Add(1)
 		r, ok := decodeResult(m)
 		if !ok || r.Outcome == offboard.OutcomeFailed {
 			return
@@ -139,6 +154,37 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 		return nil, err
 	}
 	return out, nil
+}
+
+// resultsMargin is how much earlier than the oldest picked dead letter
+// answeredSince starts to read results. Both times are the server's (a
+// worker's clock plays no part), but a cluster's servers may disagree by
+// a little, and a server whose clock was set back stores later messages
+// with earlier times, which a read from a start time may pass over. A
+// few minutes more of results is cheap to read; a result missed would
+// retry a request that was answered.
+var resultsMargin = 5 * time.Minute
+
+// answeredSinceRead counts the results answeredSince has read, for tests.
+var answeredSinceRead atomic.Int64
+
+// resultsSince is the time from which answeredSince reads results: the
+// oldest of the dead letters' stored times, less resultsMargin; zero
+// (from the first) when one's time is not known.
+func resultsSince(since map[string]time.Time) time.Time {
+	var oldest time.Time
+	for _, t := range since {
+		if t.IsZero() {
+			return time.Time{}
+		}
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	if oldest.IsZero() {
+		return oldest
+	}
+	return oldest.Add(-resultsMargin)
 }
 
 // answer is a request id's result as answeredSince found it.

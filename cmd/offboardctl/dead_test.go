@@ -649,7 +649,7 @@ func TestDeadRetryOfARequestAnsweredSince(t *testing.T) {
 
 // publishDead publishes a dead letter of tenant contoso's normal requests
 // for each body, with the error code given.
-func publishDead(t *testing.T, js jetstream.JetStream, code string, bodies ...string) {
+func publishDead(t testing.TB, js jetstream.JetStream, code string, bodies ...string) {
 	t.Helper()
 	for _, body := range bodies {
 		m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
