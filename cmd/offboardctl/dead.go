@@ -52,7 +52,7 @@ type deadLetter struct {
 	// unchecked says why the dead letter is not a request the worker
 	// checked: its body fails the request's checks, or its original
 	// subject is no request subject of its tenant (nil: neither); set by
-	// deadLetters, for a retry.
+	// eachChecked, for a retry.
 	unchecked error
 }
 
@@ -180,12 +180,11 @@ func checkCode(cmd *cobra.Command, code string) error {
 	return nil
 }
 
-// deadLetters reads the dead letters of a tenant ("": all), in order, with
-// their bodies and headers (to retry them), each checked as the worker
+// eachChecked hands each dead letter of a tenant ("": all) to fn, in
+// order, with its body and headers (to retry it), checked as the worker
 // checks a request.
-func (c *cli) deadLetters(ctx context.Context, tenant string) ([]deadLetter, error) {
-	var out []deadLetter
-	err := c.eachDead(ctx, tenant, func(d deadLetter) {
+func (c *cli) eachChecked(ctx context.Context, tenant string, fn func(deadLetter)) error {
+	return c.eachDead(ctx, tenant, func(d deadLetter) {
 		// A request on a subject of no request form (request.<tenant>.urgent)
 		// is answered invalid_request apart from its request id, as a
 		// malformed copy is, whatever its body.
@@ -194,9 +193,8 @@ func (c *cli) deadLetters(ctx context.Context, tenant string) ([]deadLetter, err
 		} else {
 			_, d.unchecked = offboard.ParseRequest(d.body, d.Tenant)
 		}
-		out = append(out, d)
+		fn(d)
 	})
-	return out, err
 }
 
 // eachDead hands each dead letter of a tenant ("": all) to fn, in order.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -72,23 +71,21 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 	// whether --code picks it. One that failed with the code and then,
 	// retried, with another (cancelled by an operator, say) is not
 	// retried for the older failure.
-	ds, err := c.deadLetters(ctx, tenant)
-	if err != nil {
+	x := newDeadIndex(seq, code)
+	if err := c.eachChecked(ctx, tenant, x.add); err != nil {
 		return err
 	}
-	withCode := func(d deadLetter) bool { return code == "" || d.Code == code }
-	picked := slices.DeleteFunc(latestPerRequest(ds), func(d deadLetter) bool { return !withCode(d) })
+	picked := x.picked()
 	if seq != 0 {
 		// An older dead letter of a request id is retried from the
 		// latest, as --all does: its own attempt was published before
 		// (the latest is its retry), and the stream would drop the repeat.
-		i := slices.IndexFunc(ds, func(d deadLetter) bool { return d.Seq == seq })
-		if i < 0 {
+		if x.named == nil {
 			return fmt.Errorf("no dead letter %d of tenant %s", seq, tenant)
 		}
-		latest := latestOf(ds, ds[i])
+		latest := x.latestOf(*x.named)
 		switch {
-		case withCode(latest):
+		case x.withCode(latest):
 		case latest.Seq == seq:
 			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(code))
 		default:
@@ -101,7 +98,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 	if err != nil {
 		return err
 	}
-	return c.retryEach(ctx, tenant, picked, highestAttempts(ds), answered)
+	return c.retryEach(ctx, tenant, picked, x.highest, answered)
 }
 
 // answeredSince reads the tenant's results and returns, for each picked
@@ -285,63 +282,10 @@ func codeNote(code string) string {
 	return " with code " + code
 }
 
-// latestPerRequest keeps, of the dead letters in stream order, the latest
-// of each request id, in the order of those latest ones. Those without a
-// request id, or whose body fails the request's checks, are kept each:
-// as the worker keeps a malformed copy of a request apart from the
-// request, such a copy is not the request's latest dead letter, which
-// would be retried in its place.
-func latestPerRequest(ds []deadLetter) []deadLetter {
-	last := map[string]int{}
-	for i, d := range ds {
-		if ofRequest(d) {
-			last[d.RequestID] = i
-		}
-	}
-	var out []deadLetter
-	for i, d := range ds {
-		if !ofRequest(d) || last[d.RequestID] == i {
-			out = append(out, d)
-		}
-	}
-	return out
-}
-
 // ofRequest says whether a dead letter counts as one of its request id's:
 // it has one, its body passes the request's checks and it came on a
 // request subject of its tenant.
 func ofRequest(d deadLetter) bool { return d.RequestID != "" && d.unchecked == nil }
-
-// highestAttempts is, per request id, the highest attempt of its dead
-// letters. The latest in stream order need not hold it: a request failed
-// at attempt 2 may have been dead-lettered again at attempt 1 afterwards
-// (a copy sent anew that failed its checks, or, by workers before this
-// release, a failure answered again from the ledger). A retry is one more
-// than the highest: the latest's attempt + 1 may have been published
-// before, and the stream would drop it as a repeat.
-func highestAttempts(ds []deadLetter) map[string]int {
-	out := map[string]int{}
-	for _, d := range ds {
-		if d.RequestID != "" {
-			out[d.RequestID] = max(out[d.RequestID], d.Attempt)
-		}
-	}
-	return out
-}
-
-// latestOf is the latest of ds (in stream order) with d's request id (see
-// latestPerRequest); d itself when it does not count as one of its id's.
-func latestOf(ds []deadLetter, d deadLetter) deadLetter {
-	if !ofRequest(d) {
-		return d
-	}
-	for _, l := range slices.Backward(ds) {
-		if ofRequest(l) && l.RequestID == d.RequestID {
-			return l
-		}
-	}
-	return d
-}
 
 // retryOne re-publishes one dead letter as the given attempt.
 func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt int) (*jetstream.PubAck, error) {
