@@ -78,6 +78,12 @@ type journalCall struct {
 	ended    bool
 }
 
+// callKey names a call in the journal: its writer's and its number there.
+type callKey struct {
+	writer string
+	id     uint64
+}
+
 // offboardCalls reads the tenant's offboard calls from the quota journal
 // since the given time, and when a 429 pauses the tenant until. Each call is
 // the time it counts from in the windows: its answer's arrival; now while
@@ -112,7 +118,69 @@ func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tena
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%s of %s: %w", j.stream, tenant, err)
 	}
-	for _, c := range byID {
+	tally := journalTally{calls: byID, paused: pausedUntil}
+	return tally.at(now), pausedUntil, nil
+}
+
+// readJournal reads one tenant's journal entries from since, waiting up
+// to first for the first of them (scanWaiting: a fetch that finds nothing
+// on a slow server does not end the read while more is stored).
+func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since time.Time, first time.Duration) (map[callKey]*journalCall, time.Time, error) {
+	tally := newJournalTally()
+	err := scanWaiting(ctx, js, j.stream, j.subject, since, first, func(msg jetstream.Msg) {
+		tally.add(msg.Data(), j.api)
+	})
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return tally.calls, tally.paused, nil
+}
+
+// journalTally is one tenant's calls of an API and its pause, as read
+// from its journal's entries so far.
+type journalTally struct {
+	calls  map[callKey]*journalCall
+	paused time.Time
+}
+
+func newJournalTally() *journalTally { return &journalTally{calls: map[callKey]*journalCall{}} }
+
+// add reads one journal entry, counting its calls of api.
+func (t *journalTally) add(data []byte, api string) {
+	var ev limiter.Event
+	if json.Unmarshal(data, &ev) != nil {
+		return // an entry of another version: the worker pauses for it, status cannot say more
+	}
+	call := func(c limiter.Call) *journalCall {
+		k := callKey{ev.Writer, c.ID}
+		if t.calls[k] == nil {
+			t.calls[k] = &journalCall{}
+		}
+		return t.calls[k]
+	}
+	for _, c := range ev.Reserved {
+		if c.API == api {
+			call(c).due = time.Unix(0, c.At)
+		}
+	}
+	for _, c := range ev.Done {
+		if c.API == api {
+			jc := call(c)
+			jc.ended = true
+			if c.At != 0 {
+				jc.end = time.Unix(0, c.At)
+			}
+		}
+	}
+	if ev.Paused != 0 {
+		t.paused = maxTime(t.paused, time.Unix(0, ev.Paused))
+	}
+}
+
+// at is the times the calls count from now, in order (see offboardCalls).
+func (t *journalTally) at(now time.Time) []time.Time {
+	var calls []time.Time
+	for _, c := range t.calls {
 		switch {
 		case c.ended && c.end.IsZero(): // never sent
 		case c.ended:
@@ -124,49 +192,7 @@ func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tena
 		}
 	}
 	slices.SortFunc(calls, func(a, b time.Time) int { return a.Compare(b) })
-	return calls, pausedUntil, nil
-}
-
-// readJournal reads one tenant's journal entries from since, waiting up
-// to first for the first of them (scanWaiting: a fetch that finds nothing
-// on a slow server does not end the read while more is stored).
-func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since time.Time, first time.Duration) (map[string]*journalCall, time.Time, error) {
-	calls := map[string]*journalCall{}
-	var paused time.Time
-	call := func(writer string, c limiter.Call) *journalCall {
-		k := fmt.Sprintf("%s/%d", writer, c.ID)
-		if calls[k] == nil {
-			calls[k] = &journalCall{}
-		}
-		return calls[k]
-	}
-	err := scanWaiting(ctx, js, j.stream, j.subject, since, first, func(msg jetstream.Msg) {
-		var ev limiter.Event
-		if json.Unmarshal(msg.Data(), &ev) != nil {
-			return // an entry of another version: the worker pauses for it, status cannot say more
-		}
-		for _, c := range ev.Reserved {
-			if c.API == j.api {
-				call(ev.Writer, c).due = time.Unix(0, c.At)
-			}
-		}
-		for _, c := range ev.Done {
-			if c.API == j.api {
-				jc := call(ev.Writer, c)
-				jc.ended = true
-				if c.At != 0 {
-					jc.end = time.Unix(0, c.At)
-				}
-			}
-		}
-		if ev.Paused != 0 {
-			paused = maxTime(paused, time.Unix(0, ev.Paused))
-		}
-	})
-	if err != nil {
-		return nil, time.Time{}, err
-	}
-	return calls, paused, nil
+	return calls
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -70,23 +70,6 @@ type windowStatus struct {
 	Left   int    `json:"left"`
 }
 
-// budgetSlots reads a tenant's budget window and the times of the slots
-// counted against it, from the budget journal (as the worker counts them:
-// every slot reserved and not given back, a slot under way as used now,
-// one whose process died from its due time); ok is false without a
-// budget.
-func budgetSlots(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, budget string, now time.Time) (w limiter.Window, slots []time.Time, ok bool, err error) {
-	w, err = limiter.ParseWindow(budget)
-	if budget == "" || err != nil {
-		return w, nil, false, nil //nolint:nilerr // an unreadable budget is not applied by the worker either
-	}
-	slots, _, err = journalCalls(ctx, js, journalOf{offboard.StreamBudget, s.Budget(tenant), budgetAPI}, tenant, now.Add(-w.Length-budgetSlack), now)
-	if err != nil {
-		return w, nil, false, err
-	}
-	return w, slots, true, nil
-}
-
 // budgetAPI names the budget's slots in the budget journal (the worker's
 // internal/worker/budget.go).
 const budgetAPI = "created"
@@ -188,9 +171,15 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	if err != nil {
 		return nil, err
 	}
+	r := &statusRead{stream: stream, view: view, horizon: horizon, journals: &statusJournals{js: js, subjects: c.subjects}, now: now}
+	if tenant == "" {
+		if err := r.journals.readAll(ctx, tenants, view, horizon, now); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]tenantStatus, 0, len(names))
 	for _, name := range names {
-		st, err := c.tenantStatus(ctx, js, stream, name, tenants[name], view, horizon, now)
+		st, err := r.tenantStatus(ctx, name, tenants[name])
 		if err != nil {
 			return nil, err
 		}
@@ -221,8 +210,18 @@ func listTenants(ctx context.Context, stream jetstream.Stream) (map[string]*tena
 	return tenants, nil
 }
 
+// statusRead is what status reads each tenant's status from.
+type statusRead struct {
+	stream   jetstream.Stream // the request stream
+	view     *control.View
+	horizon  budgetHorizon
+	journals *statusJournals
+	now      time.Time
+}
+
 // tenantStatus gathers one tenant's status.
-func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream jetstream.Stream, name string, tc *tenantConsumers, view *control.View, h budgetHorizon, now time.Time) (tenantStatus, error) {
+func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantConsumers) (tenantStatus, error) {
+	stream, view, now := r.stream, r.view, r.now
 	st := tenantStatus{
 		Tenant: name, Paused: map[offboard.Priority]bool{}, Pauses: map[offboard.Priority]pauseB{},
 		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
@@ -252,15 +251,13 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 			}
 		}
 	}
-	pace, err := c.budgetStatus(ctx, js, name, tc.meta, view, h, now, &st)
+	pace, err := readBudgetStatus(ctx, r.journals, name, tc.meta, view, r.horizon, now, &st)
 	if err != nil {
 		return st, err
 	}
 	ws, def := tenantWindows(tc.meta)
 	st.LimitsDefault = def
-	// Back as far as a 429's pause reaches, which may be beyond the
-	// windows (an hour's Retry-After, limits of a minute).
-	calls, paused, err := offboardCalls(ctx, js, c.subjects, name, now.Add(-max(longest(ws), limiter.MaxPause)-journalSlack), now)
+	calls, paused, err := r.journals.offboardCalls(ctx, name, quotaSince(ws, now), now)
 	if err != nil {
 		return st, err
 	}
@@ -286,29 +283,12 @@ func (c *cli) tenantStatus(ctx context.Context, js jetstream.JetStream, stream j
 	return st, nil
 }
 
-// budgetStatus reads the budget in force as the worker chooses it: the
-// override, unless the worker ignores it (unreadable, or a window longer
-// than the budget journal counts), else the tenants file's.
-func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name string, meta map[string]string, view *control.View, h budgetHorizon, now time.Time, st *tenantStatus) (*budgetPace, error) {
-	budget := meta[queue.MetaBudget]
-	if e, ok := view.Budget(name); ok {
-		st.Budget = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
-		switch w, err := limiter.ParseWindow(e.Value); {
-		case err != nil:
-			st.Budget.Ignored = "not a budget"
-		case !h.counts(w):
-			st.Budget.Ignored = fmt.Sprintf("its window is longer than %s, the longest the budget journal counts", h.longest)
-		default:
-			budget = e.Value
-		}
-	}
-	st.Budget.InForce = budget
-	if w, err := limiter.ParseWindow(budget); err == nil {
-		// One way, as an override is stored: the tenants file's, as the
-		// worker records it, reads 500/24h0m0s.
-		st.Budget.InForce = w.Spec()
-	}
-	w, slots, ok, err := budgetSlots(ctx, js, c.subjects, name, budget, now)
+// readBudgetStatus reads the budget in force (budgetInForce) and the slots
+// counted against it.
+func readBudgetStatus(ctx context.Context, journals *statusJournals, name string, meta map[string]string, view *control.View, h budgetHorizon, now time.Time, st *tenantStatus) (*budgetPace, error) {
+	budget, bs := budgetInForce(name, meta, view, h)
+	st.Budget = bs
+	w, slots, ok, err := journals.budgetSlots(ctx, name, budget, now)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -324,6 +304,33 @@ func (c *cli) budgetStatus(ctx context.Context, js jetstream.JetStream, name str
 	left := max(w.Count-used, 0)
 	st.Budget.Used, st.Budget.Left = &used, &left
 	return &budgetPace{w, slots, underWay}, nil
+}
+
+// budgetInForce is the budget in force as the worker chooses it: the
+// override, unless the worker ignores it (unreadable, or a window longer
+// than the budget journal counts), else the tenants file's; with how
+// status shows it.
+func budgetInForce(name string, meta map[string]string, view *control.View, h budgetHorizon) (string, budgetStatus) {
+	var st budgetStatus
+	budget := meta[queue.MetaBudget]
+	if e, ok := view.Budget(name); ok {
+		st = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
+		switch w, err := limiter.ParseWindow(e.Value); {
+		case err != nil:
+			st.Ignored = "not a budget"
+		case !h.counts(w):
+			st.Ignored = fmt.Sprintf("its window is longer than %s, the longest the budget journal counts", h.longest)
+		default:
+			budget = e.Value
+		}
+	}
+	st.InForce = budget
+	if w, err := limiter.ParseWindow(budget); err == nil {
+		// One way, as an override is stored: the tenants file's, as the
+		// worker records it, reads 500/24h0m0s.
+		st.InForce = w.Spec()
+	}
+	return budget, st
 }
 
 // budgetPace is a budget in force and the slots already counted against
@@ -360,7 +367,7 @@ func (c *cli) tenantBudget(ctx context.Context, js jetstream.JetStream, tenant s
 		meta = cons.CachedInfo().Config.Metadata
 	}
 	var st tenantStatus
-	return c.budgetStatus(ctx, js, tenant, meta, view, h, now, &st)
+	return readBudgetStatus(ctx, &statusJournals{js: js, subjects: c.subjects}, tenant, meta, view, h, now, &st)
 }
 
 // tenantConsumer is one of the tenant's two consumers, the normal one

@@ -1,0 +1,180 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// statusJournals gives status each tenant's calls from the quota journal
+// and slots from the budget journal: read from the tenant's own subject,
+// or, once readAll has run, from both journals read once for every
+// tenant.
+type statusJournals struct {
+	js       jetstream.JetStream
+	subjects offboard.Subjects
+	// quota and budget are every tenant's calls read by readAll, by
+	// tenant; nil before: each tenant's own subject is read.
+	quota, budget map[string]*journalTally
+}
+
+// offboardCalls is the tenant's offboard calls since the given time and
+// when a 429 pauses the tenant until (see offboardCalls).
+func (j *statusJournals) offboardCalls(ctx context.Context, tenant string, since, now time.Time) ([]time.Time, time.Time, error) {
+	if j.quota == nil {
+		return offboardCalls(ctx, j.js, j.subjects, tenant, since, now)
+	}
+	t := j.quota[tenant]
+	if t == nil {
+		return nil, time.Time{}, nil
+	}
+	return t.at(now), t.paused, nil
+}
+
+// budgetSlots reads a tenant's budget window and the times of the slots
+// counted against it, from the budget journal (as the worker counts them:
+// every slot reserved and not given back, a slot under way as used now,
+// one whose process died from its due time); ok is false without a
+// budget.
+func (j *statusJournals) budgetSlots(ctx context.Context, tenant, budget string, now time.Time) (w limiter.Window, slots []time.Time, ok bool, err error) {
+	w, since, ok := budgetSince(budget, now)
+	switch {
+	case !ok:
+		return w, nil, false, nil
+	case j.budget != nil:
+		if t := j.budget[tenant]; t != nil {
+			slots = t.at(now)
+		}
+		return w, slots, true, nil
+	}
+	slots, _, err = journalCalls(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(tenant), budgetAPI}, tenant, since, now)
+	if err != nil {
+		return w, nil, false, err
+	}
+	return w, slots, true, nil
+}
+
+// budgetSince is a budget's window and how far back its slots are read;
+// ok is false without a budget, or with one the worker cannot read and so
+// does not apply either.
+func budgetSince(budget string, now time.Time) (limiter.Window, time.Time, bool) {
+	w, err := limiter.ParseWindow(budget)
+	if budget == "" || err != nil {
+		return w, time.Time{}, false
+	}
+	return w, now.Add(-w.Length - budgetSlack), true
+}
+
+// quotaSince is how far back a tenant's quota journal is read: as far as
+// a 429's pause reaches, which may be beyond the windows (an hour's
+// Retry-After, limits of a minute).
+func quotaSince(ws []limiter.Window, now time.Time) time.Time {
+	return now.Add(-max(longest(ws), limiter.MaxPause) - journalSlack)
+}
+
+// readAll reads the quota and budget journals of the tenants, each once
+// for all, each tenant's entries from as far back as its status reads
+// them. A read of each tenant's own subject has the server pass over
+// every other tenant's entries too: with 1000 tenants calling at their
+// full quota, status read for minutes.
+func (j *statusJournals) readAll(ctx context.Context, tenants map[string]*tenantConsumers, view *control.View, h budgetHorizon, now time.Time) error {
+	quota, budget := map[string]time.Time{}, map[string]time.Time{}
+	for name, tc := range tenants {
+		ws, _ := tenantWindows(tc.meta)
+		quota[name] = quotaSince(ws, now)
+		inForce, _ := budgetInForce(name, tc.meta, view, h)
+		if _, since, ok := budgetSince(inForce, now); ok {
+			budget[name] = since
+		}
+	}
+	var err error
+	if j.quota, err = readEvery(ctx, j.js, journalOf{offboard.StreamQuota, j.subjects.Quota(""), mde.APIOffboard}, quota); err != nil {
+		return err
+	}
+	j.budget, err = readEvery(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(""), budgetAPI}, budget)
+	return err
+}
+
+// readEvery reads the journal's entries of the tenants in since, each
+// tenant's from its time on, in one pass over the stream; j.subject is
+// the tenants' subjects' common prefix.
+func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since map[string]time.Time) (map[string]*journalTally, error) {
+	tallies := map[string]*journalTally{}
+	var first time.Time
+	for _, t := range since {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	if len(since) == 0 {
+		return tallies, nil
+	}
+	err := readStoredSince(ctx, js, j.stream, j.subject+">", first, func(m jetstream.Msg) {
+		tenant, _ := strings.CutPrefix(m.Subject(), j.subject)
+		from, ok := since[tenant]
+		if !ok {
+			return // a tenant without consumers, or a worker's clock probe
+		}
+		if meta, err := m.Metadata(); err != nil || meta.Timestamp.Before(from) {
+			return
+		}
+		if tallies[tenant] == nil {
+			tallies[tenant] = newJournalTally()
+		}
+		tallies[tenant].add(m.Data(), j.api)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return tallies, nil
+}
+
+// readStoredSince reads every message stored now on subject from the
+// first stored at or after since, in order, through one consumer: an
+// ordered consumer's fetch makes its consumer anew each time, and the
+// server counts what is pending on the subject for each, over the whole
+// stream.
+func readStoredSince(ctx context.Context, js jetstream.JetStream, stream, subject string, since time.Time, fn func(jetstream.Msg)) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", stream, err)
+	}
+	last, err := lastMsgOn(ctx, s, subject)
+	if err != nil || last == nil || last.Time.Before(since) {
+		return err
+	}
+	cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject}, DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &since,
+	})
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(readBatch))
+	if err != nil {
+		return fmt.Errorf("read %s: %w", subject, err)
+	}
+	defer msgs.Stop()
+	for {
+		m, err := msgs.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		fn(m)
+		// Done once the last message stored when the read began is read,
+		// or any later one (that one gone), or nothing more is stored.
+		if meta, err := m.Metadata(); err == nil && (meta.NumPending == 0 || meta.Sequence.Stream >= last.Sequence) {
+			return nil
+		}
+	}
+}
+
+// readBatch is how many messages readStoredSince asks for at a time.
+const readBatch = 2048
