@@ -9,6 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -177,16 +178,26 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 			return nil, err
 		}
 	}
-	out := make([]tenantStatus, 0, len(names))
-	for _, name := range names {
-		st, err := r.tenantStatus(ctx, name, tenants[name])
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, st)
+	// Several tenants at a time: a tenant's oldest requests are a round
+	// trip to the server each.
+	out := make([]tenantStatus, len(names))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(statusReaders)
+	for i, name := range names {
+		g.Go(func() (err error) {
+			out[i], err = r.tenantStatus(gctx, name, tenants[name])
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
+
+// statusReaders is how many tenants status reads at a time, and how many
+// goroutines decode the journals' entries.
+const statusReaders = 8
 
 // listTenants finds the tenants by their consumers' metadata.
 func listTenants(ctx context.Context, stream jetstream.Stream) (map[string]*tenantConsumers, error) {

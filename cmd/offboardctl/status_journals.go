@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -95,46 +98,110 @@ func (j *statusJournals) readAll(ctx context.Context, tenants map[string]*tenant
 			budget[name] = since
 		}
 	}
-	var err error
-	if j.quota, err = readEvery(ctx, j.js, journalOf{offboard.StreamQuota, j.subjects.Quota(""), mde.APIOffboard}, quota); err != nil {
+	var g errgroup.Group
+	g.Go(func() (err error) {
+		j.quota, err = readEvery(ctx, j.js, journalOf{offboard.StreamQuota, j.subjects.Quota(""), mde.APIOffboard}, quota)
 		return err
-	}
-	j.budget, err = readEvery(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(""), budgetAPI}, budget)
-	return err
+	})
+	g.Go(func() (err error) {
+		j.budget, err = readEvery(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(""), budgetAPI}, budget)
+		return err
+	})
+	return g.Wait()
 }
 
 // readEvery reads the journal's entries of the tenants in since, each
 // tenant's from its time on, in one pass over the stream; j.subject is
 // the tenants' subjects' common prefix.
 func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since map[string]time.Time) (map[string]*journalTally, error) {
-	tallies := map[string]*journalTally{}
+	if len(since) == 0 {
+		return map[string]*journalTally{}, nil
+	}
 	var first time.Time
 	for _, t := range since {
 		if first.IsZero() || t.Before(first) {
 			first = t
 		}
 	}
-	if len(since) == 0 {
-		return tallies, nil
-	}
+	d := newJournalDecoders(j.api, since)
 	err := readStoredSince(ctx, js, j.stream, j.subject+">", first, func(m jetstream.Msg) {
 		tenant, _ := strings.CutPrefix(m.Subject(), j.subject)
-		from, ok := since[tenant]
-		if !ok {
-			return // a tenant without consumers, or a worker's clock probe
-		}
-		if meta, err := m.Metadata(); err != nil || meta.Timestamp.Before(from) {
-			return
-		}
-		if tallies[tenant] == nil {
-			tallies[tenant] = newJournalTally()
-		}
-		tallies[tenant].add(m.Data(), j.api)
+		d.decode(tenant, m)
 	})
+	tallies := d.wait()
 	if err != nil {
 		return nil, err
 	}
 	return tallies, nil
+}
+
+// journalDecoders count journal entries on several goroutines, each
+// tenant's on one of them in the order read: decoding the entries is
+// most of the work of reading a journal.
+type journalDecoders struct {
+	api   string
+	since map[string]time.Time // the tenants, and from when each one's entries count
+	owner map[string]int       // the decoder of each tenant
+	in    []chan tenantMsg
+	// tallies are each decoder's tenants' calls.
+	tallies []map[string]*journalTally
+	wg      sync.WaitGroup
+}
+
+type tenantMsg struct {
+	tenant string
+	msg    jetstream.Msg
+}
+
+func newJournalDecoders(api string, since map[string]time.Time) *journalDecoders {
+	d := &journalDecoders{api: api, since: since, owner: make(map[string]int, len(since))}
+	n := min(statusReaders, len(since))
+	for range n {
+		in, tallies := make(chan tenantMsg, 256), map[string]*journalTally{}
+		d.in, d.tallies = append(d.in, in), append(d.tallies, tallies)
+		d.wg.Go(func() {
+			for m := range in {
+				d.count(tallies, m)
+			}
+		})
+	}
+	i := 0
+	for tenant := range since {
+		d.owner[tenant] = i % n
+		i++
+	}
+	return d
+}
+
+// decode hands a tenant's entry to its decoder.
+func (d *journalDecoders) decode(tenant string, m jetstream.Msg) {
+	if i, ok := d.owner[tenant]; ok {
+		d.in[i] <- tenantMsg{tenant, m}
+	} // else a tenant without consumers, or a worker's clock probe
+}
+
+func (d *journalDecoders) count(tallies map[string]*journalTally, m tenantMsg) {
+	if meta, err := m.msg.Metadata(); err != nil || meta.Timestamp.Before(d.since[m.tenant]) {
+		return
+	}
+	if tallies[m.tenant] == nil {
+		tallies[m.tenant] = newJournalTally()
+	}
+	tallies[m.tenant].add(m.msg.Data(), d.api)
+}
+
+// wait ends the decoders once they counted every entry handed over, and
+// returns every tenant's calls.
+func (d *journalDecoders) wait() map[string]*journalTally {
+	for _, in := range d.in {
+		close(in)
+	}
+	d.wg.Wait()
+	all := map[string]*journalTally{}
+	for _, tallies := range d.tallies {
+		maps.Copy(all, tallies)
+	}
+	return all
 }
 
 // readStoredSince reads every message stored now on subject from the

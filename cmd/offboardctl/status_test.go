@@ -111,3 +111,76 @@ func TestStatusOfTenantsAtTheirQuota(t *testing.T) {
 	t.Logf("status of %d tenants with %d calls each: %v", tenants, calls, took)
 	checkQuotaUsed(t, sts, names, calls)
 }
+
+// TestStatusOfEveryTenantAsOfEach: status of every tenant, which reads
+// the journals once for all and several tenants at a time, shows each
+// tenant in order as status of that tenant alone shows it: its calls, a
+// 429's pause, its budget's slots (the tenants file's or an override),
+// limits of its own, its backlog and oldest request, a pause.
+func TestStatusOfEveryTenantAsOfEach(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	names := seedQuotaJournals(t, js, 24, 40)
+	s := queue.Settings{Tenants: names, Limits: map[string]string{}, Budgets: map[string]string{}}
+	for i, name := range names {
+		switch i % 4 {
+		case 1:
+			s.Limits[name] = "10/1m0s,30/1h0m0s"
+		case 2:
+			s.Budgets[name] = fmt.Sprintf("%d/24h0m0s", 5+i)
+		}
+		now := time.Now()
+		var ev limiter.Event
+		if i%3 == 0 {
+			ev = limiter.Event{Writer: "w2", Paused: now.Add(time.Duration(i) * time.Minute).UnixNano()}
+		} else {
+			ev = limiter.Event{Writer: "w2", Reserved: []limiter.Call{{API: mde.APIMachines, ID: 1, At: now.Add(time.Minute).UnixNano()}}}
+		}
+		publishEvent(t, js, offboard.Subjects{}.Quota(name), ev)
+		for k := range i % 5 {
+			publishEvent(t, js, offboard.Subjects{}.Budget(name), limiter.Event{Writer: "w2", Reserved: []limiter.Call{
+				{API: budgetAPI, ID: uint64(k + 1), At: now.Add(time.Duration(k-3) * time.Hour).UnixNano()}}})
+		}
+		for range i % 3 {
+			publishEvent(t, js, offboard.Subjects{}.Request(name, offboard.Normal), limiter.Event{})
+		}
+		publishEvent(t, js, offboard.Subjects{}.Request(name, offboard.Bulk), limiter.Event{})
+	}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	url := nc.ConnectedUrl()
+	for _, args := range [][]string{{"pause", names[5], "--reason", "r"}, {"budget", names[7], "3/1h", "--reason", "r"}, {"budget", names[10], "1/1h", "--reason", "r"}} {
+		if code, _, errs := ctl(t, url, args...); code != exitOK {
+			t.Fatalf("%v: exit %d, stderr %q", args, code, errs)
+		}
+	}
+	c := &cli{js: js, timeout: 10 * time.Second, subjects: offboard.Subjects{}}
+	now := time.Now()
+	all, err := c.status(t.Context(), "", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != len(names) {
+		t.Fatalf("status of every tenant shows %d tenants, want %d", len(all), len(names))
+	}
+	for i, name := range names {
+		one, err := c.status(t.Context(), name, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := json.Marshal(all[i])
+		want, _ := json.Marshal(one[0])
+		if string(got) != string(want) {
+			t.Errorf("status of every tenant, row %d:\n%s\nstatus of %s:\n%s", i, got, name, want)
+		}
+	}
+}
+
+func publishEvent(t *testing.T, js jetstream.JetStream, subject string, ev limiter.Event) {
+	t.Helper()
+	data, _ := json.Marshal(ev)
+	if _, err := js.Publish(t.Context(), subject, data); err != nil {
+		t.Fatal(err)
+	}
+}
