@@ -313,22 +313,30 @@ func TestUnreadablePauseEntryPauses(t *testing.T) {
 	}
 	waitPaused(t, w, true, time.Second)
 	// JSON that is no entry at all (null, a list, a string) is unreadable too.
-	for _, junk := range []string{`null`, ` null `, `[]`, `"resumed"`, `false`} {
+	pausedByEach(t, kv, store, w, `null`, ` null `, `[]`, `"resumed"`, `false`)
+}
+
+// pausedByEach resumes contoso's bulk priority and writes each value by
+// hand in its pause key in turn: each holds it paused, and what
+// offboardctl status reads says why.
+func pausedByEach(t *testing.T, kv jetstream.KeyValue, store *control.Store, w *control.Watcher, values ...string) {
+	t.Helper()
+	key := control.PauseKey("contoso", offboard.Bulk)
+	for _, v := range values {
 		if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionResume, Priority: "bulk", By: "alice"}); err != nil {
 			t.Fatal(err)
 		}
 		waitPaused(t, w, false, time.Second)
-		if _, err := kv.Put(t.Context(), key, []byte(junk)); err != nil {
+		if _, err := kv.Put(t.Context(), key, []byte(v)); err != nil {
 			t.Fatal(err)
 		}
 		waitPaused(t, w, true, time.Second)
 	}
-	// What offboardctl status reads says why.
-	v, err := store.Load(t.Context())
+	view, err := store.Load(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e, _ := v.Pause("contoso", offboard.Bulk); !e.Paused || !strings.Contains(e.Reason, "could not be read") {
+	if e, _ := view.Pause("contoso", offboard.Bulk); !e.Paused || !strings.Contains(e.Reason, "could not be read") {
 		t.Errorf("status: %+v", e)
 	}
 }
@@ -514,23 +522,7 @@ func TestPauseEntryWithAMemberOfNoEntryPauses(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, junk := range []string{`{"pasued":true}`, `{"paused":true,"until":"tomorrow"}`, `{"Paused":false,"PAUSE":true}`} {
-		if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionResume, Priority: "bulk", By: "alice"}); err != nil {
-			t.Fatal(err)
-		}
-		waitPaused(t, w, false, time.Second)
-		if _, err := kv.Put(t.Context(), key, []byte(junk)); err != nil {
-			t.Fatal(err)
-		}
-		waitPaused(t, w, true, time.Second)
-	}
-	v, err := store.Load(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e, _ := v.Pause("contoso", offboard.Bulk); !e.Paused || !strings.Contains(e.Reason, "could not be read") {
-		t.Errorf("status: %+v", e)
-	}
+	pausedByEach(t, kv, store, w, `{"pasued":true}`, `{"paused":true,"until":"tomorrow"}`, `{"Paused":false,"PAUSE":true}`)
 	// Members an entry has, in any case, still read as written.
 	if _, err := kv.Put(t.Context(), key, []byte(`{"Paused":false,"BY":"bob","at":"2026-01-02T03:04:05Z"}`)); err != nil {
 		t.Fatal(err)
