@@ -286,14 +286,7 @@ func TestPauseAndResumeAtOnce(t *testing.T) {
 func TestUnreadablePauseEntryPauses(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
-	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := control.PauseKey("contoso", offboard.Bulk)
-	if _, err := kv.Put(t.Context(), key, []byte(`{"paused":"true","by":"cron"}`)); err != nil {
-		t.Fatal(err)
-	}
+	kv, key := pauseWrittenByHand(t, js, `{"paused":"true","by":"cron"}`)
 	core, logs := observer.New(zap.InfoLevel)
 	w := startWatcher(t, js, zap.New(core))
 	waitPaused(t, w, true, time.Second)
@@ -508,14 +501,7 @@ func TestWatcherFollowsAfterNATSRestart(t *testing.T) {
 func TestPauseEntryWithAMemberOfNoEntryPauses(t *testing.T) {
 	t.Parallel()
 	js := setup(t)
-	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key := control.PauseKey("contoso", offboard.Bulk)
-	if _, err := kv.Put(t.Context(), key, []byte(`{"pause":true,"by":"cron"}`)); err != nil {
-		t.Fatal(err)
-	}
+	kv, key := pauseWrittenByHand(t, js, `{"pause":true,"by":"cron"}`)
 	w := startWatcher(t, js, zap.NewNop())
 	waitPaused(t, w, true, time.Second)
 	store, err := control.Open(t.Context(), js, offboard.Subjects{})
@@ -528,4 +514,19 @@ func TestPauseEntryWithAMemberOfNoEntryPauses(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPaused(t, w, false, time.Second)
+}
+
+// pauseWrittenByHand puts value in contoso's bulk pause key, as someone
+// with the nats CLI would, and returns the bucket and the key.
+func pauseWrittenByHand(t *testing.T, js jetstream.JetStream, value string) (jetstream.KeyValue, string) {
+	t.Helper()
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := control.PauseKey("contoso", offboard.Bulk)
+	if _, err := kv.Put(t.Context(), key, []byte(value)); err != nil {
+		t.Fatal(err)
+	}
+	return kv, key
 }

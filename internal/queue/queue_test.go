@@ -532,21 +532,15 @@ func TestEnsureSetsBackAConsumerEditedByHand(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	name := ConsumerName("contoso", offboard.Normal)
-	c, err := js.Consumer(ctx, offboard.StreamRequests, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := c.CachedInfo().Config
-	edited.FilterSubject = "mde.offboard.request.contoso.x"
-	edited.MaxDeliver = 3
-	if _, err := js.UpdateConsumer(ctx, offboard.StreamRequests, edited); err != nil {
-		t.Fatal(err)
-	}
+	name := editContosoConsumer(t, js, func(c *jetstream.ConsumerConfig) {
+		c.FilterSubject = "mde.offboard.request.contoso.x"
+		c.MaxDeliver = 3
+	})
 	if _, err := Ensure(ctx, js, s); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = js.Consumer(ctx, offboard.StreamRequests, name); err != nil {
+	c, err := js.Consumer(ctx, offboard.StreamRequests, name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg := c.CachedInfo().Config; cfg.FilterSubject != "mde.offboard.request.contoso" || cfg.MaxDeliver != -1 {
@@ -675,22 +669,16 @@ func TestEnsureSetsBackPullLimitsEditedByHand(t *testing.T) {
 	t.Parallel()
 	js, s := ensureContoso(t)
 	ctx := t.Context()
-	name := ConsumerName("contoso", offboard.Normal)
-	c, err := js.Consumer(ctx, offboard.StreamRequests, name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	edited := c.CachedInfo().Config
-	edited.MaxRequestBatch = 1
-	edited.MaxRequestExpires = 10 * time.Millisecond
-	edited.MaxRequestMaxBytes = 100
-	if _, err := js.UpdateConsumer(ctx, offboard.StreamRequests, edited); err != nil {
-		t.Fatal(err)
-	}
+	name := editContosoConsumer(t, js, func(c *jetstream.ConsumerConfig) {
+		c.MaxRequestBatch = 1
+		c.MaxRequestExpires = 10 * time.Millisecond
+		c.MaxRequestMaxBytes = 100
+	})
 	if _, err := Ensure(ctx, js, s); err != nil {
 		t.Fatal(err)
 	}
-	if c, err = js.Consumer(ctx, offboard.StreamRequests, name); err != nil {
+	c, err := js.Consumer(ctx, offboard.StreamRequests, name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg := c.CachedInfo().Config; cfg.MaxRequestBatch != 0 || cfg.MaxRequestExpires != 0 || cfg.MaxRequestMaxBytes != 0 {
@@ -814,4 +802,21 @@ func restoresALostConsumer(t *testing.T, js jetstream.JetStream, many Settings, 
 	if made, err := Restore(t.Context(), js, many); err != nil || !slices.Equal(made, []string{"bulk-t509"}) {
 		t.Errorf("the many tenants' replica restores its lost consumer%s: made %v, %v", how, made, err)
 	}
+}
+
+// editContosoConsumer changes contoso's normal consumer as an operator's
+// nats consumer edit would, its metadata kept, and returns its name.
+func editContosoConsumer(t *testing.T, js jetstream.JetStream, edit func(*jetstream.ConsumerConfig)) string {
+	t.Helper()
+	name := ConsumerName("contoso", offboard.Normal)
+	c, err := js.Consumer(t.Context(), offboard.StreamRequests, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := c.CachedInfo().Config
+	edit(&edited)
+	if _, err := js.UpdateConsumer(t.Context(), offboard.StreamRequests, edited); err != nil {
+		t.Fatal(err)
+	}
+	return name
 }
