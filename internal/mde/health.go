@@ -1,6 +1,9 @@
 package mde
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // HealthStatuses are the values of a device's healthStatus, spelled as the
 // API documents them (Machine resource type). The inventory's $filter
@@ -8,28 +11,17 @@ import "strings"
 // refused with 400.
 var HealthStatuses = []string{"Active", "Inactive", "ImpairedCommunication", "NoSensorData", "NoSensorDataImpairedCommunication", "Unknown"}
 
-// HealthStatus is v spelled as the API documents it, whatever its case;
-// false when v is none of HealthStatuses.
-func HealthStatus(v string) (string, bool) {
-	for _, s := range HealthStatuses {
-		if strings.EqualFold(v, s) {
-			return s, true
-		}
-	}
-	return "", false
-}
-
 // HealthStatusesSpelled is each of health spelled as the API documents
 // it; the first that is none of HealthStatuses is returned as unknown,
 // cut short.
 func HealthStatusesSpelled(health []string) (spelled []string, unknown string, ok bool) {
 	spelled = make([]string, 0, len(health))
 	for _, v := range health {
-		s, known := HealthStatus(v)
-		if !known {
+		i := slices.IndexFunc(HealthStatuses, func(s string) bool { return strings.EqualFold(v, s) })
+		if i < 0 {
 			return nil, shortened(v, 64), false
 		}
-		spelled = append(spelled, s)
+		spelled = append(spelled, HealthStatuses[i])
 	}
 	return spelled, "", true
 }
