@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -117,12 +118,7 @@ func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since m
 	if len(since) == 0 {
 		return map[string]*journalTally{}, nil
 	}
-	var first time.Time
-	for _, t := range since {
-		if first.IsZero() || t.Before(first) {
-			first = t
-		}
-	}
+	first := slices.MinFunc(slices.Collect(maps.Values(since)), time.Time.Compare)
 	d := newJournalDecoders(j.api, since)
 	err := readStoredSince(ctx, js, j.stream, j.subject+">", first, func(m jetstream.Msg) {
 		tenant, _ := strings.CutPrefix(m.Subject(), j.subject)
