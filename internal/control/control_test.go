@@ -530,3 +530,87 @@ func pauseWrittenByHand(t *testing.T, js jetstream.JetStream, value string) (jet
 	}
 	return kv, key
 }
+
+// TestControlLostWithTheBucketIsAnError: a pause or a budget override in
+// force whose entry goes with the bucket (deleted and made again, or its
+// stream purged) is no longer in force, as for a replica started now, and
+// the watcher says so as an error naming the control, who set it and
+// why: the worker goes on calling for a tenant an operator paused. A
+// pause resumed before is not reported. It went without a word.
+func TestControlLostWithTheBucketIsAnError(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	core, logs := observer.New(zap.InfoLevel)
+	w := startWatcher(t, js, zap.New(core))
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []control.Change{
+		{Tenant: "fabrikam", Action: control.ActionPause, Priority: "bulk", By: "alice", Reason: "CAB-7"},
+		{Tenant: "contoso", Action: control.ActionPause, Priority: "bulk", By: "bob"},
+		{Tenant: "contoso", Action: control.ActionResume, Priority: "bulk", By: "bob"},
+	} {
+		if _, err := store.Apply(t.Context(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for !w.Paused("fabrikam", offboard.Bulk) {
+		<-w.Changed()
+	}
+	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	lost := waitLost(t, logs, 1)
+	if f := lost[0].ContextMap(); f["tenant"] != "fabrikam" || f["control"] != "pause" || f["priority"] != "bulk" || f["by"] != "alice" || f["reason"] != "CAB-7" {
+		t.Errorf("lost control logged as %v, want fabrikam's bulk pause by alice for CAB-7", f)
+	}
+	if w.Paused("fabrikam", offboard.Bulk) {
+		t.Error("fabrikam still paused: its pause went with the old bucket")
+	}
+
+	store, err = control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionBudget, Value: "5/24h", By: "carol"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, ok := w.Budget("contoso"); !ok; _, ok = w.Budget("contoso") {
+		<-w.Changed()
+	}
+	s, err := js.Stream(t.Context(), "KV_"+offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	lost = waitLost(t, logs, 2)
+	if f := lost[1].ContextMap(); f["tenant"] != "contoso" || f["control"] != "budget" || f["budget"] != "5/24h" || f["by"] != "carol" {
+		t.Errorf("lost control logged as %v, want contoso's budget 5/24h by carol", f)
+	}
+}
+
+// waitLost waits, at most 3 s, until n controls lost are logged as
+// errors, and returns them; more than n fails the test.
+func waitLost(t *testing.T, logs *observer.ObservedLogs, n int) []observer.LoggedEntry {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		lost := logs.FilterLevelExact(zap.ErrorLevel).FilterMessageSnippet("control lost").All()
+		if len(lost) > n {
+			t.Fatalf("%d controls logged lost, want %d: %v", len(lost), n, lost)
+		}
+		if len(lost) == n {
+			return lost
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d controls logged lost after 3s, want %d", len(lost), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

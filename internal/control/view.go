@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -163,6 +165,30 @@ func (e *unreadableError) Unwrap() error { return e.Err }
 // UnreadableBudget stands for the value of a budget entry that could not
 // be read: no budget, so the override is ignored.
 const UnreadableBudget = "(unreadable)"
+
+// lostIn lists the controls in force in v that have no entry at all in
+// next, in a stable order: neither resumed nor cleared (that writes an
+// entry), nor deleted (a delete marker is an entry), but gone with the
+// bucket's messages.
+func (v *View) lostIn(next *View) []change {
+	var lost []change
+	for _, key := range slices.Sorted(maps.Keys(v.pauses)) {
+		if e := v.pauses[key]; e.Paused {
+			if _, ok := next.pauses[key]; !ok {
+				_, tenant, p, _ := ParseKey(key)
+				lost = append(lost, change{kind: "pause", tenant: tenant, priority: p, entry: e})
+			}
+		}
+	}
+	for _, tenant := range slices.Sorted(maps.Keys(v.budgets)) {
+		if e := v.budgets[tenant]; e.Value != "" {
+			if _, ok := next.budgets[tenant]; !ok {
+				lost = append(lost, change{kind: "budget", tenant: tenant, entry: e})
+			}
+		}
+	}
+	return lost
+}
 
 // change is one applied entry.
 type change struct {

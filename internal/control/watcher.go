@@ -153,13 +153,21 @@ func (w *Watcher) started() bool {
 	}
 }
 
-// replace puts a view read anew in force and signals the change.
+// replace puts a view read anew in force and signals the change. A
+// control in force before that has no entry at all now went with the
+// bucket (made again, or its stream purged), not with a resume: each is
+// logged as an error, as the worker goes on calling for it.
 func (w *Watcher) replace(v *View) {
 	w.mu.Lock()
+	lost := w.view.lostIn(v)
 	w.view = *v
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
+	for _, c := range lost {
+		w.log.Error("control lost with the control bucket (made again or purged), not lifted by an operator: no longer in force; set it again with offboardctl",
+			c.fields()...)
+	}
 	w.log.Info("controls read anew", zap.Int("in_force", v.inForce()))
 }
 
@@ -190,21 +198,25 @@ func (w *Watcher) apply(e jetstream.KeyValueEntry, live bool) {
 	case err != nil:
 		w.log.Warn("control entry unreadable", zap.String("key", e.Key()), zap.Error(err))
 	}
+	switch {
+	case live:
+		w.log.Info("control changed", c.fields()...)
+	case c.inForce():
+		w.log.Info("control in force", c.fields()...)
+	}
+}
+
+// fields are the log fields of a control: its tenant and kind, who set
+// it, when and why, and its state.
+func (c change) fields() []zap.Field {
 	fields := []zap.Field{
 		zap.String("tenant", c.tenant), zap.String("control", c.kind),
 		zap.String("by", c.entry.By), zap.String("reason", c.entry.Reason), zap.Time("at", c.entry.At),
 	}
 	if c.kind == "pause" {
-		fields = append(fields, zap.String("priority", string(c.priority)), zap.Bool("paused", c.entry.Paused))
-	} else {
-		fields = append(fields, zap.String("budget", shownBudget(c.entry.Value)))
+		return append(fields, zap.String("priority", string(c.priority)), zap.Bool("paused", c.entry.Paused))
 	}
-	switch {
-	case live:
-		w.log.Info("control changed", fields...)
-	case c.inForce():
-		w.log.Info("control in force", fields...)
-	}
+	return append(fields, zap.String("budget", shownBudget(c.entry.Value)))
 }
 
 // shownBudget is a budget entry's value as logged. A value that is no
