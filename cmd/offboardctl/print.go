@@ -31,6 +31,7 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 			quotaCell(st), backlogCell(st), oldestCell(st), st.InFlight, etaCell(st))
 	}
 	_ = tw.Flush()
+	printNoWorker(w, sts, now)
 	for _, st := range sts {
 		for _, p := range control.Priorities {
 			if e := st.Pauses[p]; e.Paused {
@@ -43,6 +44,28 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		if st.LimitsDefault {
 			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
 		}
+	}
+}
+
+// printNoWorker says which tenants no worker serves: one line when it is
+// every tenant shown (no worker runs), else one per tenant.
+func printNoWorker(w io.Writer, sts []tenantStatus, now time.Time) {
+	var none []tenantStatus
+	for _, st := range sts {
+		if st.NoWorker {
+			none = append(none, st)
+		}
+	}
+	if len(none) > 1 && len(none) == len(sts) {
+		fmt.Fprintf(w, "no worker has announced any of these tenants in the last %s: nothing works their requests\n", noWorkerAfter)
+		return
+	}
+	for _, st := range none {
+		since := ""
+		if st.LastAnnounced != nil {
+			since = " for " + roundAge(now.Sub(*st.LastAnnounced)).String()
+		}
+		fmt.Fprintf(w, "%s: no worker has announced it%s: nothing works its requests\n", st.Tenant, since)
 	}
 }
 

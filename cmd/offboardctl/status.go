@@ -41,6 +41,43 @@ type tenantStatus struct {
 	ETAByBudget bool `json:"etaByBudget,omitempty"`
 	// Held is the backlog held by a pause.
 	Held uint64 `json:"heldByPause"`
+	// LastAnnounced is when a worker replica that serves the tenant last
+	// announced itself (every 5 s while it runs), by the server's clock;
+	// NoWorker says none has for noWorkerAfter, or ever: nothing works
+	// the backlog, and the ETA is what it takes once one runs. Both are
+	// unset when the presence bucket cannot be read.
+	LastAnnounced *time.Time `json:"lastAnnounced,omitempty"`
+	NoWorker      bool       `json:"noWorker,omitempty"`
+}
+
+// noWorkerAfter is how long without an announcement status takes a
+// tenant for served by no worker: four times the time an announcement
+// counts among replicas (queue.PresenceTTL), as the server's clock and
+// this machine's are compared.
+const noWorkerAfter = 4 * queue.PresenceTTL
+
+// readAnnounced reads when each tenant was last announced; nil when the
+// presence bucket cannot be read (missing, or not readable with this
+// credential): status then says nothing of the workers.
+func readAnnounced(ctx context.Context, js jetstream.JetStream) map[string]time.Time {
+	last, err := queue.LastAnnounced(ctx, js)
+	if err != nil {
+		return nil
+	}
+	return last
+}
+
+// setWorkers fills what status says of the workers serving the tenant.
+func (st *tenantStatus) setWorkers(announced map[string]time.Time, now time.Time) {
+	if announced == nil {
+		return
+	}
+	at, ok := announced[st.Tenant]
+	if ok {
+		at = at.UTC()
+		st.LastAnnounced = &at
+	}
+	st.NoWorker = !ok || now.Sub(at) > noWorkerAfter
 }
 
 type pauseB struct {
@@ -172,7 +209,8 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	if err != nil {
 		return nil, err
 	}
-	r := &statusRead{stream: stream, view: view, horizon: horizon, journals: &statusJournals{js: js, subjects: c.subjects}, now: now}
+	r := &statusRead{stream: stream, view: view, horizon: horizon, journals: &statusJournals{js: js, subjects: c.subjects}, now: now,
+		announced: readAnnounced(ctx, js)}
 	if tenant == "" {
 		if err := r.journals.readAll(ctx, tenants, view, horizon, now); err != nil {
 			return nil, err
@@ -228,6 +266,9 @@ type statusRead struct {
 	horizon  budgetHorizon
 	journals *statusJournals
 	now      time.Time
+	// announced is when each tenant was last announced by a worker
+	// (readAnnounced); nil when not known.
+	announced map[string]time.Time
 }
 
 // tenantStatus gathers one tenant's status.
@@ -237,6 +278,7 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		Tenant: name, Paused: map[offboard.Priority]bool{}, Pauses: map[offboard.Priority]pauseB{},
 		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
 	}
+	st.setWorkers(r.announced, now)
 	served := 0
 	for _, p := range control.Priorities {
 		st.Paused[p] = view.Paused(name, p)

@@ -469,6 +469,46 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	}
 }
 
+// LastAnnounced reads the presence bucket as it is now: for each tenant,
+// when a replica that serves it last announced itself, by the server's
+// clock (the entry's time). A replica that withdrew has no entry; one
+// that died keeps its last until the bucket's TTL drops it. offboardctl
+// status uses it to tell a tenant no worker serves.
+func LastAnnounced(ctx context.Context, js jetstream.JetStream) (map[string]time.Time, error) {
+	kv, err := js.KeyValue(ctx, BucketPresence)
+	if err != nil {
+		return nil, fmt.Errorf("presence bucket %s: %w", BucketPresence, err)
+	}
+	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", BucketPresence, err)
+	}
+	defer func() { _ = w.Stop() }()
+	last := map[string]time.Time{}
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return nil, fmt.Errorf("read %s: watch ended", BucketPresence)
+			}
+			if e == nil {
+				return last, nil
+			}
+			var a announcement
+			if json.Unmarshal(e.Value(), &a) != nil {
+				continue
+			}
+			for _, t := range a.Tenants {
+				if e.Created().After(last[t]) {
+					last[t] = e.Created()
+				}
+			}
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read %s: %w", BucketPresence, ctx.Err())
+		}
+	}
+}
+
 // otherName is the name under which s serves this replica's Entra tenant
 // and application of tenant, when that is another name ("": none). Two
 // names of one application would each have their own quota journal,

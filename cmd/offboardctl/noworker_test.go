@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestStatusSaysWhenNoWorkerServesATenant: with requests waiting and no
+// worker running (the last one stopped, or one died without a word and
+// its announcement went stale), status says so below the table, and
+// noWorker in its JSON: the ETA it shows is what the backlog takes once a
+// worker runs. It showed the ETA alone, as if a worker drained the
+// backlog.
+func TestStatusSaysWhenNoWorkerServesATenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	e.startWorker()
+	e.stopWorker() // it withdraws its announcement
+	for i, m := range e.machines {
+		body := fmt.Sprintf(`{"requestId":"nw-%d","machineId":"%s"}`, i, m.ID)
+		if _, err := e.js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Normal), []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := e.ctl(t.Context(), "status", tenant)
+	if code != exitOK {
+		t.Fatalf("status: exit %d, stderr %q", code, errs)
+	}
+	if want := tenant + ": no worker has announced it: nothing works its requests"; !strings.Contains(out, want) {
+		t.Errorf("status says:\n%s\nwant the line %q", out, want)
+	}
+	_, out, _ = e.ctl(t.Context(), "status", "--json")
+	if !strings.Contains(out, `"noWorker": true`) {
+		t.Errorf("status --json says:\n%s\nwant noWorker true", out)
+	}
+
+	e.startWorker()
+	e.waitFor("the backlog drained", 20*time.Second, func() bool { return e.requestsWaiting() == 0 })
+	c := &cli{js: e.js, timeout: 10 * time.Second, subjects: offboard.Subjects{}}
+	now := time.Now()
+	sts, err := c.status(t.Context(), tenant, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sts[0].NoWorker || sts[0].LastAnnounced == nil {
+		t.Errorf("with a worker running: noWorker %t, lastAnnounced %v; want false and a time", sts[0].NoWorker, sts[0].LastAnnounced)
+	}
+	// The same announcement, two minutes later by this clock: its worker
+	// died without withdrawing it.
+	later := now.Add(2 * time.Minute)
+	if sts, err = c.status(t.Context(), tenant, later); err != nil {
+		t.Fatal(err)
+	}
+	if !sts[0].NoWorker || sts[0].LastAnnounced == nil {
+		t.Fatalf("two minutes on: noWorker %t, lastAnnounced %v; want true and a time", sts[0].NoWorker, sts[0].LastAnnounced)
+	}
+	var b bytes.Buffer
+	printTable(&b, sts, later)
+	if want := tenant + ": no worker has announced it for 2m"; !strings.Contains(b.String(), want) {
+		t.Errorf("status says:\n%s\nwant a line starting %q", b.String(), want)
+	}
+}
