@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -367,7 +368,22 @@ func jsonProblem(err error) string {
 	case errors.As(err, &syntax):
 		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
 	case errors.As(err, &typ):
-		return fmt.Sprintf("field %s must be a %s", typ.Field, typ.Type)
+		return fmt.Sprintf("field %s must be %s", typ.Field, jsonKind(typ.Type))
 	}
 	return "unreadable JSON"
+}
+
+// jsonKind names, in JSON's words, what a request's field of type t
+// holds: "a whole number", not Go's "a int".
+func jsonKind(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "a whole number"
+	case reflect.Bool:
+		return "a boolean (true or false)"
+	case reflect.String:
+		return "a string"
+	}
+	return "a " + t.Kind().String()
 }
