@@ -11,8 +11,8 @@ import (
 
 // TestPinned: a request by name is kept on the device of its id's
 // "calling" entry when that entry is its own message's, or another
-// message's for the same name (case and a final dot aside); never for a
-// request by id, a dry run, a claim, or another message's entry for
+// message's for the same name (case and a final dot aside), a dry run's
+// too; never for a request by id, a claim, or another message's entry for
 // another name or of a release that did not record it.
 func TestPinned(t *testing.T) {
 	t.Parallel()
@@ -36,7 +36,8 @@ func TestPinned(t *testing.T) {
 		{"another message of an earlier release", offboard.Request{ComputerDNSName: name}, calling(3, ""), ""},
 		{"no entry", offboard.Request{ComputerDNSName: name}, nil, ""},
 		{"claimed", offboard.Request{ComputerDNSName: name}, &queue.Entry{State: queue.StateClaimed, Seq: 7}, ""},
-		{"dry run", offboard.Request{ComputerDNSName: name, DryRun: true}, calling(7, name), ""},
+		{"a dry run, another message, same name", offboard.Request{ComputerDNSName: name, DryRun: true}, calling(3, name), id},
+		{"a dry run, another message, another name", offboard.Request{ComputerDNSName: "pc-2.contoso.local", DryRun: true}, calling(3, name), ""},
 		{"by id", offboard.Request{MachineID: "ffffffffffffffffffffffffffffffffffffffff"}, calling(7, ""), ""},
 	} {
 		j := &job{seq: 7, req: tc.req, entry: tc.entry, log: zap.NewNop()}

@@ -67,8 +67,11 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
-	// whatever the guards say of the device now.
-	if j.calledBefore() && !j.req.DryRun {
+	// whatever the guards say of the device now. So it is for a dry run
+	// of the id too: answered dry_run, it would store that over the
+	// call's entry, and the request whose call made the action would be
+	// answered dry_run from the ledger, its action never reported.
+	if j.calledBefore() {
 		if res, err := w.lookForEarlier(ctx, j); err != nil || res != nil {
 			return res, err
 		}
@@ -106,10 +109,10 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 // id, and its device is not offboarded for this message, as a request by
 // id counts only an entry for its own device (process). An entry of an
 // earlier release without the name pins only its own message. A dry run
-// is not pinned: it calls nothing, and resolves the name as it is now.
+// is pinned alike: the earlier call's action is its answer too.
 func (j *job) pinned() string {
 	e := j.entry
-	if j.req.MachineID != "" || j.req.DryRun || e == nil || e.State != queue.StateCalling || !offboard.ValidMachineID(e.MachineID) {
+	if j.req.MachineID != "" || e == nil || e.State != queue.StateCalling || !offboard.ValidMachineID(e.MachineID) {
 		return ""
 	}
 	if e.Seq != j.seq && (e.ComputerDNSName == "" || !sameName(e.ComputerDNSName, j.req.ComputerDNSName)) {
