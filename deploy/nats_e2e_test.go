@@ -217,7 +217,11 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 	if out := run("status"); !strings.Contains(out, "contoso") {
 		t.Errorf("status: %s", out)
 	}
-	run("status", "contoso", "--json")
+	// offboardctl's user reads the presence bucket: status knows the
+	// worker that serves the tenant.
+	if out := run("status", "contoso", "--json"); !strings.Contains(out, `"lastAnnounced"`) || strings.Contains(out, `"noWorker"`) {
+		t.Errorf("status --json does not show the worker serving contoso: %s", out)
+	}
 	run("pause", "contoso", "--priority", "bulk", "--reason", "test")
 	run("resume", "contoso", "--reason", "test")
 	run("budget", "contoso", "50/24h")
