@@ -17,6 +17,8 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // API names: each has its own quota and limiter.
@@ -189,8 +191,11 @@ func (c *Client) OffboardActions(ctx context.Context, machineID string) *Verdict
 	q := url.Values{"$filter": {"machineId eq " + odataString(machineID) + " and type eq 'Offboard'"}}
 	v := c.do(ctx, http.MethodGet, "/api/machineactions", q, nil)
 	if v.Class == NotFound {
-		// A list is not a device that may be missing for a moment.
-		v.Class = Final
+		// A list is not a device that may be missing for a moment, and
+		// its 404 does not say that the device is gone (the list is only
+		// filtered on it, and documented as 200 with the actions):
+		// api_rejected, not machine_not_found.
+		v.Class, v.FailureCode = Final, offboard.CodeAPIRejected
 	}
 	return v
 }
@@ -258,7 +263,13 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 	if err != nil {
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}
-	return Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
+	v := Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
+	if method != http.MethodPost && v.Class == AlreadyPending {
+		// Only an offboard can find an action already pending: a read
+		// answered so was refused, and its result needs a failure code.
+		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
+	}
+	return v
 }
 
 // tokenScrubbed is a transport error whose text has the bearer token
@@ -437,6 +448,15 @@ func parseAPITime(s string) (time.Time, bool) {
 		}
 	}
 	return time.Time{}, false
+}
+
+// OffboardOf says whether the action may be an Offboard action of the
+// device: a type or a machineId it gives (either may be null or missing,
+// MDE-API.md) is Offboard and the device's. An answer or a list that
+// gives another device's action, or another type's, is not read as the
+// device's offboard.
+func (a Action) OffboardOf(machineID string) bool {
+	return (a.Type == "" || a.Type == "Offboard") && (a.MachineID == "" || strings.EqualFold(a.MachineID, machineID))
 }
 
 // Unfinished reports whether the action is pending or in progress.

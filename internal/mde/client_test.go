@@ -395,21 +395,59 @@ func TestClientMachineListNotFound(t *testing.T) {
 			}
 		})
 	}
+	// A list of actions filtered on the device: its 404 says nothing of
+	// the device, so it is not machine_not_found.
 	others := map[string]struct {
 		call  func(*Client) *Verdict
 		class Class
+		code  string
 	}{
-		"GetMachine":      {func(c *Client) *Verdict { return c.GetMachine(context.Background(), testMachineID) }, NotFound},
-		"GetAction":       {func(c *Client) *Verdict { return c.GetAction(context.Background(), testActionID) }, NotFound},
-		"OffboardActions": {func(c *Client) *Verdict { return c.OffboardActions(context.Background(), testMachineID) }, Final},
-		"Offboard":        {func(c *Client) *Verdict { return c.Offboard(context.Background(), testMachineID, "c") }, NotFound},
+		"GetMachine":      {func(c *Client) *Verdict { return c.GetMachine(context.Background(), testMachineID) }, NotFound, offboard.CodeMachineNotFound},
+		"GetAction":       {func(c *Client) *Verdict { return c.GetAction(context.Background(), testActionID) }, NotFound, offboard.CodeMachineNotFound},
+		"OffboardActions": {func(c *Client) *Verdict { return c.OffboardActions(context.Background(), testMachineID) }, Final, offboard.CodeAPIRejected},
+		"Offboard":        {func(c *Client) *Verdict { return c.Offboard(context.Background(), testMachineID, "c") }, NotFound, offboard.CodeMachineNotFound},
 	}
 	for name, o := range others {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			f := setupAPI(t, answerWith(404, nil, notFound), nil)
-			if v := o.call(f.client); v.Status != 404 || v.Class != o.class || v.Body != nil {
-				t.Errorf("verdict = {%d %v body %q}, want {404 %v no body}", v.Status, v.Class, v.Body, o.class)
+			if v := o.call(f.client); v.Status != 404 || v.Class != o.class || v.FailureCode != o.code || v.Body != nil {
+				t.Errorf("verdict = {%d %v %q body %q}, want {404 %v %q no body}", v.Status, v.Class, v.FailureCode, v.Body, o.class, o.code)
+			}
+		})
+	}
+}
+
+// A read answered as a duplicate offboard is (400 ActiveRequestAlreadyExists,
+// or "Action is already in progress") was refused: only an offboard can
+// find an action already pending, and the read's failure needs a code.
+func TestClientReadAnsweredAsADuplicate(t *testing.T) {
+	t.Parallel()
+	reads := map[string]func(*Client) *Verdict{
+		"GetMachine":         func(c *Client) *Verdict { return c.GetMachine(context.Background(), testMachineID) },
+		"FindMachinesByName": func(c *Client) *Verdict { return c.FindMachinesByName(context.Background(), "pc.contoso.local") },
+		"ListMachines":       func(c *Client) *Verdict { return c.ListMachines(context.Background(), "", 10, 0) },
+		"OffboardActions":    func(c *Client) *Verdict { return c.OffboardActions(context.Background(), testMachineID) },
+		"GetAction":          func(c *Client) *Verdict { return c.GetAction(context.Background(), testActionID) },
+	}
+	for _, body := range []string{
+		`{"error":{"code":"ActiveRequestAlreadyExists","message":"Action is already in progress."}}`,
+		`{"error":{"code":"BadRequest","message":"Action is already in progress."}}`,
+	} {
+		for name, read := range reads {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				f := setupAPI(t, answerWith(400, nil, body), nil)
+				if v := read(f.client); v.Class != Final || v.Reason != ReasonRejected || v.FailureCode != offboard.CodeAPIRejected {
+					t.Errorf("verdict = {%v %v %q}, want {final rejected %q}", v.Class, v.Reason, v.FailureCode, offboard.CodeAPIRejected)
+				}
+			})
+		}
+		t.Run("Offboard", func(t *testing.T) {
+			t.Parallel()
+			f := setupAPI(t, answerWith(400, nil, body), nil)
+			if v := f.client.Offboard(context.Background(), testMachineID, "c"); v.Class != AlreadyPending {
+				t.Errorf("offboard verdict = %v, want already_pending", v.Class)
 			}
 		})
 	}
@@ -899,6 +937,29 @@ func TestActionUnfinished(t *testing.T) {
 	} {
 		if got := (Action{Status: status}).Unfinished(); got != want {
 			t.Errorf("Unfinished(%q) = %v, want %v", status, got, want)
+		}
+	}
+}
+
+func TestActionOffboardOf(t *testing.T) {
+	t.Parallel()
+	other := strings.Repeat("ab", 20)
+	for _, tt := range []struct {
+		a    Action
+		want bool
+	}{
+		{Action{Type: "Offboard", MachineID: testMachineID}, true},
+		{Action{Type: "Offboard", MachineID: strings.ToUpper(testMachineID)}, true},
+		// Null or missing (MDE-API.md: seen null on a fresh offboard).
+		{Action{Type: "Offboard"}, true},
+		{Action{MachineID: testMachineID}, true},
+		{Action{}, true},
+		{Action{Type: "Offboard", MachineID: other}, false},
+		{Action{Type: "Isolate", MachineID: testMachineID}, false},
+		{Action{Type: "Isolate"}, false},
+	} {
+		if got := tt.a.OffboardOf(testMachineID); got != tt.want {
+			t.Errorf("%+v.OffboardOf(%s) = %v, want %v", tt.a, testMachineID, got, tt.want)
 		}
 	}
 }

@@ -182,12 +182,20 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.RefreshToken = true
 	case status == http.StatusForbidden:
 		v.Class, v.Reason, v.FailureCode = Final, ReasonForbidden, offboard.CodeForbidden
-	case status == http.StatusBadRequest && code == "ActiveRequestAlreadyExists":
+	case status == http.StatusBadRequest && strings.EqualFold(code, "ActiveRequestAlreadyExists"):
 		v.Class, v.Reason = AlreadyPending, ReasonAlreadyPending
-	case status == http.StatusBadRequest && code == "OsPlatformNotSupported":
+	case status == http.StatusBadRequest && strings.EqualFold(code, "OsPlatformNotSupported"):
 		v.Class, v.Reason, v.FailureCode = Final, ReasonUnsupportedOS, offboard.CodeUnsupportedOS
-	case status == http.StatusBadRequest && code == "ClientVersionNotSupported":
+	case status == http.StatusBadRequest && strings.EqualFold(code, "ClientVersionNotSupported"):
 		v.Class, v.Reason, v.FailureCode = Final, ReasonUnsupportedClient, offboard.CodeUnsupportedClient
+	case status == http.StatusBadRequest && v.Err != nil && strings.Contains(strings.ToLower(v.Err.Message), alreadyInProgress):
+		// The documentation gives the duplicate's refusal as a 400 with
+		// this message and no code (MicrosoftDocs/microsoft-365-docs PR
+		// 5993); the code above is the one seen in the wild. Under
+		// another code it is the same refusal: the worker confirms it by
+		// listing the device's actions, and fails the request when none
+		// is pending.
+		v.Class, v.Reason = AlreadyPending, ReasonAlreadyPending
 	default:
 		// 400 InvalidRequestBody, MissingRequiredParameter, InvalidInput,
 		// BadRequest, ODataError, and any other 4xx: the API refused what it
@@ -196,6 +204,11 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 	}
 	return v
 }
+
+// alreadyInProgress is the API's message, in lower case, for an action
+// refused because one of its type is pending: "Action is already in
+// progress".
+const alreadyInProgress = "already in progress"
 
 // maxAPICode is the most characters of the API's error code kept. The
 // code goes as it is into results (error.apiCode), ledger entries and
@@ -320,7 +333,13 @@ func withoutURLCredentials(s string) string {
 const MinRetryAfter = 10 * time.Second
 
 func retryAfter(v string, now time.Time) time.Duration {
-	if secs, err := strconv.ParseFloat(v, 64); err == nil && secs > 0 && !math.IsNaN(secs) && !math.IsInf(secs, 0) {
+	secs, err := strconv.ParseFloat(v, 64)
+	if errors.Is(err, strconv.ErrRange) && math.IsInf(secs, 1) {
+		// A number of seconds too large for a float ("99…9" of 400
+		// digits): a long pause, not none.
+		return time.Hour
+	}
+	if err == nil && secs > 0 && !math.IsNaN(secs) && !math.IsInf(secs, 0) {
 		// Capped before converting: a huge value would overflow Duration.
 		return max(time.Duration(min(secs, time.Hour.Seconds())*float64(time.Second)), time.Second)
 	}

@@ -79,6 +79,11 @@ func TestClassify(t *testing.T) {
 		{name: "400 ClientVersionNotSupported", status: 400, body: apiErrorBody("ClientVersionNotSupported", "Client version does not support this action"), class: Final, failureCode: offboard.CodeUnsupportedClient, apiCode: "ClientVersionNotSupported", message: "Client version does not support this action"},
 		{name: "400 MaximumBatchSizeExceeded", status: 400, body: apiErrorBody("MaximumBatchSizeExceeded", "Maximum batch size exceeded"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "MaximumBatchSizeExceeded", message: "Maximum batch size exceeded"},
 		{name: "400 ActiveRequestAlreadyExists", status: 400, body: apiErrorBody("ActiveRequestAlreadyExists", "Action is already in progress."), class: AlreadyPending, apiCode: "ActiveRequestAlreadyExists", message: "Action is already in progress."},
+		// The documentation gives the duplicate's refusal as a 400 with
+		// the message "Action is already in progress" and no code.
+		{name: "400 already in progress under another code", status: 400, body: apiErrorBody("BadRequest", "Action is already in progress."), class: AlreadyPending, apiCode: "BadRequest", message: "Action is already in progress."},
+		{name: "400 ActiveRequestAlreadyExists in another case", status: 400, body: apiErrorBody("activeRequestAlreadyExists", "Duplicate"), class: AlreadyPending, apiCode: "activeRequestAlreadyExists", message: "Duplicate"},
+		{name: "400 OsPlatformNotSupported in another case", status: 400, body: apiErrorBody("OSPlatformNotSupported", "not supported"), class: Final, failureCode: offboard.CodeUnsupportedOS, apiCode: "OSPlatformNotSupported", message: "not supported"},
 		{name: "400 unknown code", status: 400, body: apiErrorBody("SomethingNew", "new"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "SomethingNew", message: "new"},
 		{name: "400 non-JSON body", status: 400, body: []byte("Bad Request"), class: Final, failureCode: offboard.CodeAPIRejected},
 
@@ -108,6 +113,10 @@ func TestClassify(t *testing.T) {
 		{name: "429 Retry-After infinite", status: 429, header: ra("+Inf"), class: Throttled, retryAfter: MinRetryAfter},
 		{name: "429 Retry-After NaN", status: 429, header: ra("NaN"), class: Throttled, retryAfter: MinRetryAfter},
 		{name: "429 Retry-After capped at an hour", status: 429, header: ra("7200"), class: Throttled, retryAfter: time.Hour},
+		// Past what a float holds: a long pause all the same, not the
+		// short one of a value that is no number.
+		{name: "429 Retry-After of 400 digits", status: 429, header: ra(strings.Repeat("9", 400)), class: Throttled, retryAfter: time.Hour},
+		{name: "429 Retry-After overflowing exponent", status: 429, header: ra("1e400"), class: Throttled, retryAfter: time.Hour},
 		{name: "429 Retry-After HTTP-date in the past", status: 429, header: ra("Wed, 21 Oct 2015 07:28:00 GMT"), class: Throttled, retryAfter: MinRetryAfter},
 		{name: "429 Retry-After HTTP-date beyond an hour", status: 429, header: ra(testNow.Add(3 * time.Hour).UTC().Format(http.TimeFormat)), class: Throttled, retryAfter: time.Hour},
 		{name: "429 other body code", status: 429, header: ra("3"), body: apiErrorBody("TooManyRequests", "slow down"), class: Throttled, apiCode: "TooManyRequests", message: "slow down", retryAfter: 3 * time.Second},
