@@ -462,6 +462,11 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	switch v.Class {
 	case mde.Success:
 		action, err := mde.ParseAction(v.Body)
+		if err == nil && !action.OffboardOf(j.req.MachineID) {
+			// Not the call's action, nor one handed back for the device:
+			// looked for as for an answer that is no action at all.
+			err = errNotDevicesOffboard
+		}
 		if err != nil {
 			return w.acceptedUnread(ctx, j, v, next.Started, comment, err)
 		}
@@ -480,6 +485,10 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	}
 	return j.failed(v.FailureCode, v.Error(), v), nil
 }
+
+// errNotDevicesOffboard is an accepted offboard answered with a Machine
+// Action of another device, or of another type.
+var errNotDevicesOffboard = errors.New("it is an action of another device or type")
 
 // offboardAttempt is one offboard attempt of the request (callSpec.do).
 // An attempt that panics may have reached the API and acted: it says so
@@ -979,6 +988,11 @@ func (w *Worker) offboardActions(ctx context.Context, j *job) ([]mde.Action, *of
 	if err != nil || res != nil {
 		return nil, res, err
 	}
+	// Only the device's Offboard actions count, whatever the API's filter
+	// let through: another device's pending action (a campaign's, with
+	// the same comment) is neither this request's nor a pending offboard
+	// of this device.
+	actions = slices.DeleteFunc(actions, func(a mde.Action) bool { return !a.OffboardOf(j.req.MachineID) })
 	// Newest first, whatever order the API used.
 	slices.SortStableFunc(actions, func(a, b mde.Action) int { return b.Created().Compare(a.Created()) })
 	return actions, nil, nil
