@@ -179,6 +179,11 @@ func TestClassifyTokenErrorBodies(t *testing.T) {
 			final: true, aadsts: "AADSTS700027", cid: guid},
 		{name: "not JSON", status: 400, body: "<html>" + secret + " AADSTS50011 Correlation ID: " + guid + "</html>",
 			final: true, aadsts: "AADSTS50011", cid: guid},
+		// Entra ID's transient failure is tried again whatever its
+		// status (AADSTS90033).
+		{name: "temporarily unavailable under 400", status: 400,
+			body:   `{"error":"temporarily_unavailable","error_codes":[90033],"error_description":"AADSTS90033: A transient error has occurred. Please try again.\r\nCorrelation ID: ` + guid + `"}`,
+			aadsts: "AADSTS90033", cid: guid},
 		{name: "throttled", status: 429, body: `{"error":"temporarily_unavailable","correlation_id":"` + guid + `"}`, cid: guid},
 		{name: "server error", status: 503, body: secret},
 		{name: "empty body", status: 408},

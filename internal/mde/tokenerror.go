@@ -110,8 +110,9 @@ func classifyTokenError(ctx context.Context, host string, err error) *TokenError
 	case errors.As(err, &afe) && afe.RawResponse != nil:
 		s := afe.RawResponse.StatusCode
 		te.failure, te.Status = failRefused, s
-		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout
-		te.AADSTS, te.CorrelationID = loginErrorCodes(afe.RawResponse)
+		var transient bool
+		te.AADSTS, te.CorrelationID, transient = loginErrorCodes(afe.RawResponse)
+		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout && !transient
 	case ctx.Err() != nil:
 		te.failure, te.cause = failNoAnswer, ctx.Err()
 	case strings.Contains(text, "json decode error"):
@@ -134,13 +135,19 @@ func classifyTokenError(ctx context.Context, host string, err error) *TokenError
 }
 
 // loginErrorCodes reads the AADSTS code and the correlation id from an
-// Entra ID error answer. Only values of the expected shape are kept.
-func loginErrorCodes(resp *http.Response) (aadsts, correlationID string) {
+// Entra ID error answer, and whether it says the failure is passing:
+// error "temporarily_unavailable" (AADSTS90033, "A transient error has
+// occurred. Please try again."), which Microsoft's guidance has retried
+// whatever the status ("Handling error codes in your application"), so a
+// 400 with it does not refuse the credentials. Only values of the
+// expected shape are kept.
+func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transient bool) {
 	body, err := runtime.Payload(resp)
 	if err != nil {
-		return "", ""
+		return "", "", false
 	}
 	var e struct {
+		Error         string  `json:"error"`
 		Codes         []int64 `json:"error_codes"`
 		Description   string  `json:"error_description"`
 		CorrelationID string  `json:"correlation_id"`
@@ -150,8 +157,9 @@ func loginErrorCodes(resp *http.Response) (aadsts, correlationID string) {
 		if m := correlationPattern.FindSubmatch(body); m != nil {
 			correlationID = string(m[1])
 		}
-		return string(aadstsPattern.Find(body)), correlationID
+		return string(aadstsPattern.Find(body)), correlationID, false
 	}
+	transient = e.Error == "temporarily_unavailable"
 	switch {
 	case len(e.Codes) > 0 && e.Codes[0] > 0:
 		aadsts = fmt.Sprintf("AADSTS%d", e.Codes[0])
@@ -163,5 +171,5 @@ func loginErrorCodes(resp *http.Response) (aadsts, correlationID string) {
 	} else if m := correlationPattern.FindStringSubmatch(e.Description); m != nil {
 		correlationID = m[1]
 	}
-	return aadsts, correlationID
+	return aadsts, correlationID, transient
 }
