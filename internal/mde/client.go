@@ -456,7 +456,7 @@ func parseAPITime(s string) (time.Time, bool) {
 // gives another device's action, or another type's, is not read as the
 // device's offboard.
 func (a Action) OffboardOf(machineID string) bool {
-	return (a.Type == "" || a.Type == "Offboard") && (a.MachineID == "" || strings.EqualFold(a.MachineID, machineID))
+	return (a.Type == "" || strings.EqualFold(a.Type, "Offboard")) && (a.MachineID == "" || strings.EqualFold(a.MachineID, machineID))
 }
 
 // Unfinished reports whether the action is pending or in progress.
