@@ -231,6 +231,27 @@ func TestCampaignPlan(t *testing.T) {
 	}
 }
 
+// TestCampaignPlanPagesShorterThanAsked: the API's pages hold fewer
+// devices than $top asks (its page size, 50 here, below the worker's 64),
+// each cut-short answer saying more follow (@odata.nextLink). The plan
+// reads on from the devices read, and lists every stale device. Observed:
+// the first short page was taken for the last, and the plan listed 50 of
+// the 200 stale devices, its exit status 0.
+func TestCampaignPlanPagesShorterThanAsked(t *testing.T) {
+	e := setupPlanWith(t, worker.PlanOptions{PageSize: 64, InlineMax: 4096}, "400d", false, func(o *mdesim.Options) { o.MaxPage = 50 })
+	out := filepath.Join(e.dir, "stale.csv")
+	code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if rows := readCSV(t, out); len(rows)-1 != 193 || !strings.Contains(stdout, "protect.machineTags: 5") {
+		t.Errorf("%d devices in the plan, want 193:\n%s", len(rows)-1, stdout)
+	}
+	if n := e.calls()["machines"]; n != 4 {
+		t.Errorf("%d machines calls, want 4 (pages of 50)", n)
+	}
+}
+
 func (e *planEnv) js(t *testing.T) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(e.app.NATSURL())

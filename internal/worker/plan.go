@@ -246,8 +246,8 @@ func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanReque
 func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, add func(mde.Machine)) (int, *offboard.PlanReply) {
 	j := &job{t: t, log: t.log.Named("plan")}
 	top := p.opts.PageSize
+	skip := 0
 	for page := 0; ; page++ {
-		skip := page * top
 		v, res, err := p.w.caller.call(ctx, j, callSpec{api: mde.APIMachines, do: func(ctx context.Context) *mde.Verdict {
 			return t.Client.ListMachines(ctx, filter, top, skip)
 		}}, nil)
@@ -259,14 +259,23 @@ func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string
 		case v.Class != mde.Success:
 			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+v.Error())
 		}
-		machines, err := mde.ParseMachines(v.Body)
+		machines, more, err := mde.ParseMachineList(v.Body)
 		if err != nil {
 			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+err.Error())
 		}
 		for _, m := range machines {
 			add(m)
 		}
-		if len(machines) < top {
+		skip += len(machines)
+		// A page shorter than asked ends the inventory, unless the API
+		// says more follow (@odata.nextLink): its pages are then shorter
+		// than $top, and the next one starts after the devices read.
+		switch {
+		case len(machines) == top:
+		case more && len(machines) > 0:
+		case more:
+			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: the API answered a page with no device and more to follow (@odata.nextLink)")
+		default:
 			return page + 1, nil
 		}
 	}

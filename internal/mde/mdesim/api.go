@@ -353,11 +353,11 @@ func (s *Server) handleAPILocked(r *http.Request, rt route, found bool, body []b
 	case routeGetMachine:
 		return s.getMachineLocked(tn, rt.id, call)
 	case routeListMachines:
-		return s.listMachinesLocked(tn, r.URL.RawQuery)
+		return s.listMachinesLocked(tn, r)
 	case routeGetAction:
 		return s.getActionLocked(tn, rt.id, now, call)
 	default:
-		return s.listActionsLocked(tn, r.URL.RawQuery, now)
+		return s.listActionsLocked(tn, r, now)
 	}
 }
 
@@ -587,37 +587,62 @@ func parseListQuery(rawQuery string, sch schema) (listQuery, *reply) {
 	return q, nil
 }
 
-func (q listQuery) page(n int) (from, to int) {
+// page is the part of n records the query's page holds, at most size.
+func (q listQuery) page(n, size int) (from, to int) {
 	from = min(q.skip, n)
-	to = min(from+q.top, n)
+	to = min(from+size, n)
 	return from, to
 }
 
 type listBody struct {
 	ODataContext string `json:"@odata.context"`
 	Value        any    `json:"value"`
+	NextLink     string `json:"@odata.nextLink,omitempty"`
 }
 
-func (s *Server) listMachinesLocked(tn *tenant, rawQuery string) reply {
-	q, rep := parseListQuery(rawQuery, machineSchema)
+// pageSize is the most records a list answer holds, whatever $top asks.
+func (s *Server) pageSize() int {
+	if s.opts.MaxPage > 0 {
+		return s.opts.MaxPage
+	}
+	return maxTop
+}
+
+// nextLink is the link to the rest of a list that the server's page size
+// cut short of what $top asked (server-driven paging, as OData writes
+// it): the same query, $skip past the records answered and, when $top was
+// given, $top less them.
+func nextLink(r *http.Request, q listQuery, answered int) string {
+	vals, _ := url.ParseQuery(r.URL.RawQuery) // parsed before: no error
+	vals.Set("$skip", strconv.Itoa(q.skip+answered))
+	if vals.Has("$top") {
+		vals.Set("$top", strconv.Itoa(q.top-answered))
+	}
+	return baseURL(r) + r.URL.EscapedPath() + "?" + strings.ReplaceAll(vals.Encode(), "+", "%20")
+}
+
+func (s *Server) listMachinesLocked(tn *tenant, r *http.Request) reply {
+	q, rep := parseListQuery(r.URL.RawQuery, machineSchema)
 	if rep != nil {
 		return *rep
 	}
 	// Only the page is written out: an inventory of 100,000 devices must
 	// not cost 100,000 records per page.
+	size := min(q.top, s.pageSize())
 	out := []machineWire{}
-	matched := 0
+	matched, more := 0, false
 	for _, m := range tn.machineList {
 		if q.filter != nil && !q.filter(machineRecord(m)) {
 			continue
 		}
-		if matched >= q.skip && len(out) < q.top {
+		if matched >= q.skip {
+			if len(out) == size {
+				more = true
+				break
+			}
 			out = append(out, machineJSON(m, ""))
 		}
 		matched++
-		if q.top > 0 && len(out) == q.top {
-			break
-		}
 	}
 	if len(out) == 0 && s.opts.EmptyMachineListNotFound {
 		return errorReply(http.StatusNotFound, "NotFound", "No machines were found.")
@@ -627,7 +652,11 @@ func (s *Server) listMachinesLocked(tn *tenant, rawQuery string) reply {
 		// them, so $skip still reads each device once.
 		s.rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
-	return reply{status: http.StatusOK, body: listBody{odataContextBase + "Machines", out}}
+	body := listBody{ODataContext: odataContextBase + "Machines", Value: out}
+	if more && size < q.top {
+		body.NextLink = nextLink(r, q, len(out))
+	}
+	return reply{status: http.StatusOK, body: body}
 }
 
 func machineRecord(m *Machine) record {
@@ -686,8 +715,8 @@ func (s *Server) visibleLocked(a *MachineAction, now time.Time) bool {
 	return !now.Before(a.CreationDateTimeUTC.Add(s.opts.ActionVisibleAfter))
 }
 
-func (s *Server) listActionsLocked(tn *tenant, rawQuery string, now time.Time) reply {
-	q, rep := parseListQuery(rawQuery, actionSchema)
+func (s *Server) listActionsLocked(tn *tenant, r *http.Request, now time.Time) reply {
+	q, rep := parseListQuery(r.URL.RawQuery, actionSchema)
 	if rep != nil {
 		return *rep
 	}
@@ -701,7 +730,8 @@ func (s *Server) listActionsLocked(tn *tenant, rawQuery string, now time.Time) r
 			match = append(match, v.wire(false))
 		}
 	}
-	from, to := q.page(len(match))
+	size := min(q.top, s.pageSize())
+	from, to := q.page(len(match), size)
 	out := match[from:to]
 	if out == nil {
 		out = []actionWire{}
@@ -711,7 +741,11 @@ func (s *Server) listActionsLocked(tn *tenant, rawQuery string, now time.Time) r
 		// newest, and $skip each action once.
 		s.rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
-	return reply{status: http.StatusOK, body: listBody{odataContextBase + "MachineActions", out}}
+	body := listBody{ODataContext: odataContextBase + "MachineActions", Value: out}
+	if to < len(match) && size < q.top {
+		body.NextLink = nextLink(r, q, len(out))
+	}
+	return reply{status: http.StatusOK, body: body}
 }
 
 // Actions returns the tenant's machine actions in creation order, with

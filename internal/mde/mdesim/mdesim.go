@@ -77,6 +77,11 @@ type Options struct {
 	// long after its creation, as fresh actions have been seen missing for
 	// a moment.
 	ActionVisibleAfter time.Duration
+	// MaxPage is the most records a list answer holds, whatever $top
+	// asks; default 10,000, the documented maximum page size. An answer
+	// it cuts short of what was asked carries @odata.nextLink to the
+	// rest (server-driven paging), as list answers do when more follow.
+	MaxPage int
 	// TokenLifetime is the lifetime of issued access tokens; default 1h.
 	TokenLifetime time.Duration
 	// ActionCompleteAfter, when positive, makes a Pending action read as

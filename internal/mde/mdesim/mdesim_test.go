@@ -1052,6 +1052,78 @@ func TestShuffleLists(t *testing.T) {
 	}
 }
 
+// TestMaxPageLinksTheRest: a list answer cut short by the server's page
+// size (MaxPage), below what $top asks or with no $top, carries
+// @odata.nextLink to the rest, on the same host, with the same filter;
+// following the links reads every record once. An answer that holds all
+// that was asked for has none.
+func TestMaxPageLinksTheRest(t *testing.T) {
+	s := newSim(t, mdesim.Options{MaxPage: 3, ShuffleLists: true})
+	tok := s.token(t, tenantA, clientA, secretA)
+	for i := range 7 {
+		s.AddMachine(tenantA, mdesim.Machine{ComputerDNSName: fmt.Sprintf("paged-%d.contoso.local", i)})
+	}
+	all := s.Machines(tenantA)
+	for _, m := range all[len(all)-7 : len(all)-2] {
+		if r := s.offboard(t, tok, m.ID, "retired"); r.status != http.StatusCreated {
+			t.Fatalf("offboard: %d %s", r.status, r.body)
+		}
+	}
+	read := func(path string) (ids []string, next string) {
+		t.Helper()
+		_, ids, r := listIDs(t, s, tok, path)
+		var l struct {
+			Next string `json:"@odata.nextLink"`
+		}
+		if err := json.Unmarshal(r.body, &l); err != nil {
+			t.Fatal(err)
+		}
+		return ids, l.Next
+	}
+	paged := strings.ReplaceAll(filterQuery("startswith(computerDnsName,'paged-')"), "+", "%20")
+	for _, tc := range []struct {
+		path  string
+		pages []int // records per page
+	}{
+		{"/api/machines?" + paged, []int{3, 3, 1}},
+		{"/api/machines?$top=5&" + paged, []int{3, 2}},
+		{"/api/machines?$top=3&" + paged, []int{3}},
+		{"/api/machines?$top=2&$skip=6&" + paged, []int{1}},
+		{"/api/machines?$skip=1&" + paged, []int{3, 3}},
+		{"/api/machineactions?" + strings.ReplaceAll(filterQuery("type eq 'Offboard'"), "+", "%20"), []int{3, 2}},
+		{"/api/machineactions?$top=4", []int{3, 1}},
+	} {
+		t.Run(tc.path, func(t *testing.T) {
+			seen := map[string]int{}
+			path := tc.path
+			for i, want := range tc.pages {
+				ids, next := read(path)
+				if len(ids) != want {
+					t.Fatalf("page %d: %d records, want %d", i, len(ids), want)
+				}
+				for _, id := range ids {
+					seen[id]++
+				}
+				if last := i == len(tc.pages)-1; last != (next == "") {
+					t.Fatalf("page %d of %d: nextLink %q", i, len(tc.pages), next)
+				}
+				if next == "" {
+					break
+				}
+				if !strings.HasPrefix(next, s.base+"/api/") {
+					t.Fatalf("nextLink %q is not on the simulator's host %s", next, s.base)
+				}
+				path = strings.TrimPrefix(next, s.base)
+			}
+			for id, n := range seen {
+				if n != 1 {
+					t.Errorf("record %s read %d times", id, n)
+				}
+			}
+		})
+	}
+}
+
 // TestShuffleListsPagesActions: with ShuffleLists, a page of actions
 // holds the actions it would hold unshuffled (the newest first, as the
 // documentation's "$top=2" example reads the latest two), in random
