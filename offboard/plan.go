@@ -10,8 +10,10 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -289,7 +291,9 @@ func writeCounts(w io.Writer, what string, c Counts) {
 	slices.SortStableFunc(names, func(a, b string) int { return c[b] - c[a] })
 	parts := make([]string, len(names))
 	for i, n := range names {
-		label := n
+		// The API's words: a terminal escape or a line break in a
+		// device group's name is shown escaped, not acted on.
+		label := Printable(n)
 		if label == "" {
 			label = "(none)"
 		}
@@ -297,6 +301,27 @@ func writeCounts(w io.Writer, what string, c Counts) {
 	}
 	fmt.Fprintf(w, "  %-16s %s\n", what, strings.Join(parts, ", "))
 }
+
+// Printable is s with its characters that are not printable (control
+// characters, terminal escapes, line breaks) written as Go escapes: text
+// of the API's or a publisher's, shown on a terminal.
+func Printable(s string) string {
+	if !strings.ContainsFunc(s, notPrintable) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		if notPrintable(r) {
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
 
 // shortDuration writes 1h0m0s as 1h, 1m0s as 1m, 90m as 1h30m.
 func shortDuration(d time.Duration) string {

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -265,23 +264,7 @@ func shownID(id string) string {
 // tabs or line breaks, which would redraw the screen or shift the
 // columns. Such a character is written escaped, as Go quotes it; the
 // rest is left as it is.
-func printable(s string) string {
-	if !strings.ContainsFunc(s, notPrintable) {
-		return s
-	}
-	var b strings.Builder
-	for _, r := range s {
-		if notPrintable(r) {
-			q := strconv.QuoteRune(r)
-			b.WriteString(q[1 : len(q)-1])
-			continue
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
-func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
+func printable(s string) string { return offboard.Printable(s) }
 
 func age(d time.Duration) string {
 	switch {

@@ -688,3 +688,24 @@ func TestPlanRequestHealthSpelledAsDocumented(t *testing.T) {
 		t.Errorf("%d inventory reads for a value that is none of Defender's", after-before)
 	}
 }
+
+// TestCampaignPlanSummaryShowsNamesEscaped: the summary's counts name the
+// device groups and platforms as the API gave them; their terminal
+// escapes and line breaks are shown escaped, so a group's name can
+// neither clear the screen nor add a line of its own to the summary.
+func TestCampaignPlanSummaryShowsNamesEscaped(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	e.sim.AddMachine(e.tenantID, mdesim.Machine{
+		ID: fmt.Sprintf("%040x", 5000), ComputerDNSName: "odd.contoso.local", OSPlatform: "Windows11\r", HealthStatus: "Inactive",
+		LastSeen: time.Now().Add(-200 * 24 * time.Hour), RbacGroupName: "Lab\x1b[2J\x1b[H\n  left out         0 protected",
+	})
+	code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", filepath.Join(e.dir, "odd.csv"))
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if strings.ContainsAny(stdout, "\x1b\r") || strings.Count(stdout, "\n") != 7 || strings.Count(stdout, "\n  left out") != 1 ||
+		!strings.Contains(stdout, `Lab\x1b[2J\x1b[H\n  left out         0 protected 1`) || !strings.Contains(stdout, `Windows11\r 1`) {
+		t.Errorf("summary:\n%s", stdout)
+	}
+}
