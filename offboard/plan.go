@@ -79,6 +79,10 @@ type PlanReply struct {
 	// them.
 	Limits  []PlanLimit `json:"offboardLimits,omitempty"`
 	Backlog int         `json:"backlog"`
+	// Budget is the tenant's budget in force, if any: at most so many
+	// actions created in any window, which holds a campaign to its pace
+	// where it is slower than the quota.
+	Budget *PlanLimit `json:"budget,omitempty"`
 	// The CSV: in CSV when small, else in the object Object of bucket
 	// BucketPlans (Size bytes).
 	CSV    []byte `json:"csv,omitempty"`
@@ -277,9 +281,15 @@ func (r *PlanReply) WriteSummary(w io.Writer, file string) {
 	for i, l := range r.Limits {
 		limits[i] = fmt.Sprintf("%d/%s", l.Count, shortDuration(l.Window))
 	}
-	eta := DrainTime(r.Limits, r.Backlog+r.Count)
+	pace, windows := strings.Join(limits, " and "), r.Limits
+	if b := r.Budget; b != nil {
+		// Each request creates an action at most: the budget paces them too.
+		pace += fmt.Sprintf(", budget %d/%s", b.Count, shortDuration(b.Window))
+		windows = append(slices.Clip(windows), *b)
+	}
+	eta := DrainTime(windows, r.Backlog+r.Count)
 	fmt.Fprintf(w, "  campaign run     about %s at %s (%d requests of the tenant waiting ahead of it); inventory pages read: %d\n",
-		shortDuration(eta.Round(time.Second)), strings.Join(limits, " and "), r.Backlog, r.Pages)
+		shortDuration(eta.Round(time.Second)), pace, r.Backlog, r.Pages)
 }
 
 func writeCounts(w io.Writer, what string, c Counts) {

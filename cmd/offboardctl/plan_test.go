@@ -709,3 +709,30 @@ func TestCampaignPlanSummaryShowsNamesEscaped(t *testing.T) {
 		t.Errorf("summary:\n%s", stdout)
 	}
 }
+
+// TestCampaignPlanTimeCountsTheBudget: the time campaign run would take
+// is held to the tenant's budget in force when the budget is slower than
+// the quota: 193 devices under a budget of 50/24h take three days, not
+// the minute the offboard windows alone allow.
+func TestCampaignPlanTimeCountsTheBudget(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	if code, _, stderr := e.ctl("budget", "contoso", "50/24h"); code != exitOK {
+		t.Fatalf("budget: exit %d: %s", code, stderr)
+	}
+	out := filepath.Join(e.dir, "budget.csv")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, stdout, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out)
+		if code != exitOK {
+			t.Fatalf("exit %d: %s", code, stderr)
+		}
+		if strings.Contains(stdout, "campaign run     about 72h at 100/1m and 1500/1h, budget 50/24h (0 requests") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("summary, a budget of 50/24h in force:\n%s", stdout)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -100,6 +100,18 @@ func (b *budget) active() bool {
 	return b.current != ""
 }
 
+// window is the budget in force; false when there is none.
+func (b *budget) window() (limiter.Window, bool) {
+	b.mu.Lock()
+	spec := b.current
+	b.mu.Unlock()
+	if spec == "" {
+		return limiter.Window{}, false
+	}
+	w, err := limiter.ParseWindow(spec) // checked when it came into force
+	return w, err == nil
+}
+
 // waitBudget returns once a slot could be reserved, without taking it: the
 // tenant loop fetches nothing while the budget is spent.
 func (w *Worker) waitBudget(ctx context.Context, t *tenantRun) error {

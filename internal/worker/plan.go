@@ -226,6 +226,9 @@ func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanReque
 	}
 	r := b.finish()
 	r.Pages = pages
+	if bw, ok := t.budget.window(); ok {
+		r.Budget = &offboard.PlanLimit{Count: bw.Count, Window: bw.Length}
+	}
 	if normal, bulk, err := t.source.Backlog(ctx); err == nil {
 		r.Backlog = int(min(normal+bulk, math.MaxInt32)) //nolint:gosec // capped just before
 	}
