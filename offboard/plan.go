@@ -83,6 +83,10 @@ type PlanReply struct {
 	// actions created in any window, which holds a campaign to its pace
 	// where it is slower than the quota.
 	Budget *PlanLimit `json:"budget,omitempty"`
+	// Heartbeat, in a PlanWorking reply, is how often the worker says
+	// again that it is at work (nanoseconds; 0: not said). A silence of
+	// several heartbeats means the worker is gone (ErrPlannerGone).
+	Heartbeat time.Duration `json:"heartbeat,omitempty"`
 	// The CSV: in CSV when small, else in the object Object of bucket
 	// BucketPlans (Size bytes).
 	CSV    []byte `json:"csv,omitempty"`
@@ -102,6 +106,14 @@ type PlanLimit struct {
 // ErrNoPlanner is returned when no worker serving the tenant took a plan
 // request in time.
 var ErrNoPlanner = errors.New("no worker serving the tenant answered")
+
+// ErrPlannerGone is returned when the worker that took a plan request
+// stopped saying it was at work (it was stopped or lost its connection).
+var ErrPlannerGone = errors.New("the worker building the plan stopped answering")
+
+// heartbeatsMissed is how many of a worker's heartbeats may go missing
+// before it is taken for gone.
+const heartbeatsMissed = 4
 
 // RequestPlan asks a worker serving tenant for a plan and returns its
 // answer and the CSV. accept bounds how long a worker may take to answer
@@ -132,8 +144,15 @@ func RequestPlan(ctx context.Context, js jetstream.JetStream, s Subjects, tenant
 	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
 		return nil, nil, fmt.Errorf("tenant %s: %w within %v", tenant, ErrNoPlanner, accept)
 	}
+	var silence time.Duration // after it, the worker is gone; 0: wait for ctx
 	for err == nil && reply.State == PlanWorking {
-		reply, err = nextReply(ctx, sub, tenant, 0)
+		if reply.Heartbeat > 0 {
+			silence = max(heartbeatsMissed*reply.Heartbeat, time.Second)
+		}
+		reply, err = nextReply(ctx, sub, tenant, silence)
+	}
+	if errors.Is(err, nats.ErrTimeout) {
+		return nil, nil, fmt.Errorf("tenant %s: %w (no word for %v)", tenant, ErrPlannerGone, silence)
 	}
 	if err != nil {
 		return nil, nil, err

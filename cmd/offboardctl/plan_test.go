@@ -24,6 +24,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -734,5 +735,76 @@ func TestCampaignPlanTimeCountsTheBudget(t *testing.T) {
 			t.Fatalf("summary, a budget of 50/24h in force:\n%s", stdout)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestCampaignPlanWorkerGoneMidPlan: the worker that took the plan
+// request says it is at work, then falls silent (it was killed, or lost
+// its connection): offboardctl says so within a few of its heartbeats,
+// exit 1 and no file, rather than wait for the whole --timeout.
+func TestCampaignPlanWorkerGoneMidPlan(t *testing.T) {
+	t.Parallel()
+	nc, _ := natstest.Connect(t)
+	if _, err := nc.Subscribe(offboard.Subjects{}.Plan("contoso"), func(m *nats.Msg) {
+		_ = m.Respond([]byte(`{"state":"working","tenant":"contoso","heartbeat":100000000}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(t.TempDir(), "gone.csv")
+	start := time.Now()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"--nats-url", nc.ConnectedUrl(), "campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d",
+		"--unknown-tenant", "--timeout", "30s", "--out", out}, &stdout, &stderr)
+	if code != exitFailed || !strings.Contains(stderr.String(), "the worker building the plan stopped answering") ||
+		strings.Count(strings.TrimSpace(stderr.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q", code, stderr.String())
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("took %v, want a few heartbeats", took)
+	}
+	if _, err := os.Stat(out); !os.IsNotExist(err) {
+		t.Errorf("a file was written: %v", err)
+	}
+}
+
+// TestCampaignPlanWorkerSaysItIsAtWork: while its inventory read waits,
+// the worker building a plan says it is at work, every heartbeat.
+func TestCampaignPlanWorkerSaysItIsAtWork(t *testing.T) {
+	t.Parallel()
+	hold, held := make(chan struct{}), make(chan struct{}, 1)
+	e := setupPlanWith(t, worker.PlanOptions{Heartbeat: 100 * time.Millisecond}, "400d", false, func(o *mdesim.Options) {
+		o.OnCall = func(c mdesim.Call) {
+			if c.API == mde.APIMachines {
+				select {
+				case held <- struct{}{}:
+					<-hold
+				default:
+				}
+			}
+		}
+	})
+	defer close(hold)
+	nc := e.js(t).Conn()
+	inbox := nats.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(offboard.Subjects{}.Plan("contoso"), inbox, []byte(`{"inactiveFor":7776000000000000}`)); err != nil {
+		t.Fatal(err)
+	}
+	working := 0
+	for working < 5 {
+		m, err := replies.NextMsg(5 * time.Second)
+		if err != nil {
+			t.Fatalf("%d working replies, then: %v", working, err)
+		}
+		if !strings.Contains(string(m.Data), `"state":"working"`) || !strings.Contains(string(m.Data), `"heartbeat":100000000`) {
+			t.Fatalf("reply %s while the plan waits", m.Data)
+		}
+		working++
 	}
 }

@@ -34,6 +34,9 @@ type PlanOptions struct {
 	// Timeout bounds one plan (default 15m); a shorter timeout in the
 	// request (how long the asker waits) bounds it too.
 	Timeout time.Duration
+	// Heartbeat is how often a worker building a plan tells the asker it
+	// still is (default 5s).
+	Heartbeat time.Duration
 }
 
 // planGroup is the queue group of the plan subscriptions: one worker
@@ -73,6 +76,9 @@ func newPlanner(w *Worker, o PlanOptions) *planner {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 15 * time.Minute
+	}
+	if o.Heartbeat <= 0 {
+		o.Heartbeat = 5 * time.Second
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &planner{w: w, opts: o, nc: w.opts.JS.Conn(), log: w.log.Named("plan"), ctx: ctx, cancel: cancel}
@@ -179,24 +185,50 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 		p.running = map[string]time.Time{}
 	}
 	p.running[t.name] = p.w.clock.Now()
-	p.send(t, m.Reply, &offboard.PlanReply{State: offboard.PlanWorking, Tenant: t.name})
+	p.send(t, m.Reply, p.working(t))
 	timeout := p.opts.Timeout
 	if req.Timeout > 0 {
 		// Past it nobody reads the plan, and it would hold the tenant
 		// busy and spend its machines quota all the same.
 		timeout = min(timeout, req.Timeout)
 	}
-	p.plans.Go(func() {
-		ctx, cancel := context.WithTimeout(p.ctx, timeout)
-		defer cancel()
-		reply := p.plan(ctx, t, req)
-		// Done before the answer goes: an asker who asks again at once
-		// is not told a plan is under way.
-		p.mu.Lock()
-		delete(p.running, t.name)
-		p.mu.Unlock()
-		p.send(t, m.Reply, reply)
+	p.plans.Go(func() { p.build(t, m.Reply, req, timeout) })
+}
+
+// build makes the plan and sends it to the asker, saying it is still at
+// work every Heartbeat meanwhile: a worker that stops saying so is gone,
+// and the asker need not wait for its --timeout.
+func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(p.ctx, timeout)
+	defer cancel()
+	done := make(chan struct{})
+	var beat sync.WaitGroup
+	beat.Go(func() {
+		tick := p.w.clock.NewTicker(p.opts.Heartbeat)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.Chan():
+				p.send(t, reply, p.working(t))
+			}
+		}
 	})
+	r := p.plan(ctx, t, req)
+	close(done)
+	beat.Wait()
+	// Done before the answer goes: an asker who asks again at once is
+	// not told a plan is under way.
+	p.mu.Lock()
+	delete(p.running, t.name)
+	p.mu.Unlock()
+	p.send(t, reply, r)
+}
+
+// working is the reply that says the plan is under way.
+func (p *planner) working(t *tenantRun) *offboard.PlanReply {
+	return &offboard.PlanReply{State: offboard.PlanWorking, Tenant: t.name, Heartbeat: p.opts.Heartbeat}
 }
 
 // maxPlans is how many plans a worker builds at once, over all tenants.
