@@ -808,3 +808,36 @@ func TestCampaignPlanWorkerSaysItIsAtWork(t *testing.T) {
 		working++
 	}
 }
+
+// TestCampaignPlanWorkerStoppedMidPlan: a worker stopped while it reads
+// the inventory answers that it stopped, rather than "context canceled"
+// under inventory_unreadable, which points at the API.
+func TestCampaignPlanWorkerStoppedMidPlan(t *testing.T) {
+	t.Parallel()
+	e, hold, held := setupPlanHeld(t)
+	defer close(hold)
+	type answer struct {
+		code   int
+		stderr string
+	}
+	done := make(chan answer, 1)
+	go func() {
+		code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", filepath.Join(e.dir, "stopped.csv"))
+		done <- answer{code, stderr}
+	}()
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the plan read no page")
+	}
+	if err := e.app.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	a := <-done
+	if a.code != exitFailed || !strings.Contains(a.stderr, "the worker stopped before the plan was done: ask again") || strings.Contains(a.stderr, "context canceled") {
+		t.Errorf("exit %d, stderr %q", a.code, a.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "stopped.csv")); !os.IsNotExist(err) {
+		t.Errorf("a file was written: %v", err)
+	}
+}

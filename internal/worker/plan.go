@@ -218,6 +218,14 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 	r := p.plan(ctx, t, req)
 	close(done)
 	beat.Wait()
+	if r.State == offboard.PlanFailed && ctx.Err() != nil {
+		// The read was cut short, not refused: "context canceled" would
+		// send the operator to the API's permissions.
+		r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
+		if p.ctx.Err() != nil {
+			r.Error.Message = "the worker stopped before the plan was done: ask again"
+		}
+	}
 	// Done before the answer goes: an asker who asks again at once is
 	// not told a plan is under way.
 	p.mu.Lock()
