@@ -373,3 +373,22 @@ func TestInvalidRowNamesItsLine(t *testing.T) {
 		}
 	}
 }
+
+// TestHumanRoundsBeforeItChoosesTheForm: a duration just short of a
+// minute or an hour reads as that minute or hour, in its form. 59.6 s
+// read 1m0s and 59m59.6s read 60m00s.
+func TestHumanRoundsBeforeItChoosesTheForm(t *testing.T) {
+	t.Parallel()
+	for d, want := range map[time.Duration]string{
+		0:                                     "0s",
+		400 * time.Millisecond:                "0s",
+		59*time.Second + 400*time.Millisecond: "59s",
+		59*time.Second + 600*time.Millisecond: "1m00s",
+		59*time.Minute + 59*time.Second + 600*time.Millisecond: "1h00m",
+		90 * time.Minute: "1h30m",
+	} {
+		if got := Human(d); got != want {
+			t.Errorf("Human(%v) = %s, want %s", d, got, want)
+		}
+	}
+}

@@ -88,13 +88,17 @@ func (e Estimate) ETA() time.Duration {
 
 // Human shows a duration the way people read an ETA: 2h05m, 4m10s, 12s.
 func Human(d time.Duration) string {
+	// Rounded before the form is chosen: 59.6 s is 1m00s, not 1m0s, and
+	// 59m59.6s is 1h00m, not 60m00s.
+	if d < time.Hour {
+		d = d.Round(time.Second)
+	}
 	switch {
 	case d <= 0:
 		return "0s"
 	case d < time.Minute:
-		return d.Round(time.Second).String()
+		return d.String()
 	case d < time.Hour:
-		d = d.Round(time.Second)
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
 	}
 	d = d.Round(time.Minute)
