@@ -58,7 +58,10 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	if err != nil {
 		return err
 	}
-	if kv, err := campaign.ControlBucket(ctx, js); err == nil {
+	// Read only: a control bucket that does not exist holds no cancel,
+	// and is not made here (with offboardctl's defaults, not the
+	// worker's settings or deploy/nats's).
+	if kv, err := js.KeyValue(ctx, offboard.BucketControl); err == nil {
 		if st.Cancelled, err = campaign.GetMark(ctx, kv, tenant, name); err != nil {
 			return err
 		}
