@@ -47,6 +47,30 @@ func TestDuplicateRefusedUnderAnotherCode(t *testing.T) {
 	}
 }
 
+// TestInProgressRefusalNotBorneOutIsRejected: a 400 recognised as a
+// duplicate by its message alone ("already in progress" under another
+// code: another kind of action in progress, or a refusal quoting the
+// comment), while the device has no pending Offboard action, is the
+// refusal it is: failed api_rejected with the API's words, as any other
+// 4xx. Observed: failed api_error, "the API reports an offboard already
+// pending", which the API never said.
+func TestInProgressRefusalNotBorneOutIsRejected(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	const msg = "A live response session is already in progress on the device."
+	e.sim.InjectStatus(tt.tenantID, mdesim.APIOffboard, http.StatusBadRequest, "BadRequest", msg, 1, 0)
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "busy-1", "machineId": tt.machines[0].ID})
+	if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIRejected ||
+		r.Error.APICode != "BadRequest" || r.Error.HTTPStatus != http.StatusBadRequest || !strings.Contains(r.Error.Message, msg) {
+		t.Errorf("result %s %+v, want failed %s with the API's message", r.Outcome, r.Error, offboard.CodeAPIRejected)
+	}
+	if n := len(e.sim.Actions(tt.tenantID)); n != 0 {
+		t.Errorf("%d actions, want none", n)
+	}
+}
+
 // actionOf reads the machineId and type of a result's Machine Action.
 func actionOf(t *testing.T, r offboard.Result) (machineID, typ string) {
 	t.Helper()

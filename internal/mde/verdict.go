@@ -194,8 +194,9 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		// 5993); the code above is the one seen in the wild. Under
 		// another code it is the same refusal: the worker confirms it by
 		// listing the device's actions, and fails the request when none
-		// is pending.
-		v.Class, v.Reason = AlreadyPending, ReasonAlreadyPending
+		// is pending. Recognised by its words alone, it keeps the failure
+		// code of the 4xx it is, for when no pending action bears it out.
+		v.Class, v.Reason, v.FailureCode = AlreadyPending, ReasonAlreadyPending, offboard.CodeAPIRejected
 	default:
 		// 400 InvalidRequestBody, MissingRequiredParameter, InvalidInput,
 		// BadRequest, ODataError, and any other 4xx: the API refused what it

@@ -81,7 +81,7 @@ func TestClassify(t *testing.T) {
 		{name: "400 ActiveRequestAlreadyExists", status: 400, body: apiErrorBody("ActiveRequestAlreadyExists", "Action is already in progress."), class: AlreadyPending, apiCode: "ActiveRequestAlreadyExists", message: "Action is already in progress."},
 		// The documentation gives the duplicate's refusal as a 400 with
 		// the message "Action is already in progress" and no code.
-		{name: "400 already in progress under another code", status: 400, body: apiErrorBody("BadRequest", "Action is already in progress."), class: AlreadyPending, apiCode: "BadRequest", message: "Action is already in progress."},
+		{name: "400 already in progress under another code", status: 400, body: apiErrorBody("BadRequest", "Action is already in progress."), class: AlreadyPending, failureCode: offboard.CodeAPIRejected, apiCode: "BadRequest", message: "Action is already in progress."},
 		{name: "400 ActiveRequestAlreadyExists in another case", status: 400, body: apiErrorBody("activeRequestAlreadyExists", "Duplicate"), class: AlreadyPending, apiCode: "activeRequestAlreadyExists", message: "Duplicate"},
 		{name: "400 OsPlatformNotSupported in another case", status: 400, body: apiErrorBody("OSPlatformNotSupported", "not supported"), class: Final, failureCode: offboard.CodeUnsupportedOS, apiCode: "OSPlatformNotSupported", message: "not supported"},
 		{name: "400 unknown code", status: 400, body: apiErrorBody("SomethingNew", "new"), class: Final, failureCode: offboard.CodeAPIRejected, apiCode: "SomethingNew", message: "new"},

@@ -900,7 +900,9 @@ func (w *Worker) lookForOwnAction(ctx context.Context, j *job, since time.Time, 
 // action an earlier attempt of this message whose answer was lost made
 // (our comment, created since the call was sent, and not answered created
 // for another request: createdActions), finished or not; else already
-// pending with the device's unfinished Offboard action.
+// pending with the device's unfinished Offboard action. With neither, a
+// refusal taken for a duplicate by its message alone fails as the 4xx it
+// is (api_rejected), one by its code api_error.
 func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict, since time.Time, comment string) (*offboard.Result, error) {
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
@@ -923,6 +925,11 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 			}
 		}
 		if look >= w.caller.retry.NotFoundCheck {
+			if refused.FailureCode != "" {
+				// Taken for a duplicate by its message alone (mde.Classify),
+				// and not borne out: the refusal it is, in the API's words.
+				return j.failed(refused.FailureCode, refused.Error(), refused), nil
+			}
 			return j.failed(offboard.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
 		}
 		if err := w.caller.backoff(ctx, look+1); err != nil {
