@@ -106,7 +106,14 @@ func ledgerKey(tenant, requestID string) string {
 	return "r." + tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(requestID))
 }
 
-// Get returns the entry of a request id, or nil.
+// ErrUnreadable means a request id's entry is not one the worker can read
+// (written by hand, cut short): whether a call of the id went out, and
+// what answered it, is not known.
+var ErrUnreadable = errors.New("ledger entry cannot be read")
+
+// Get returns the entry of a request id, or nil. An entry that cannot be
+// read is returned as an entry of no state, with an error that is
+// ErrUnreadable: an answer can be written over it (Put, Finish).
 func (l *Ledger) Get(ctx context.Context, tenant, requestID string) (*Entry, error) {
 	ctx, cancel := StepCtx(ctx)
 	defer cancel()
@@ -119,7 +126,7 @@ func (l *Ledger) Get(ctx context.Context, tenant, requestID string) (*Entry, err
 	}
 	var e Entry
 	if err := json.Unmarshal(kve.Value(), &e); err != nil {
-		return nil, fmt.Errorf("ledger entry %s: %w", kve.Key(), err)
+		return &Entry{revision: kve.Revision(), stored: kve.Created()}, fmt.Errorf("ledger entry %s: %w: %w", kve.Key(), ErrUnreadable, err)
 	}
 	e.revision, e.stored = kve.Revision(), kve.Created()
 	return &e, nil

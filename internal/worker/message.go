@@ -165,12 +165,10 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 	if claimed {
 		return w.withdrawn(ctx, j)
 	}
-	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
-	if err != nil {
-		w.leave(j, err)
+	if !w.readEntry(ctx, j) {
 		return true
 	}
-	j.entry = entry
+	entry := j.entry
 	switch {
 	case entry == nil:
 	case entry.Unrouted && entry.Seq == j.seq:
@@ -210,6 +208,22 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return false
 	}
 	return w.withdrawn(ctx, j)
+}
+
+// readEntry reads the request id's ledger entry into j.entry. false: the
+// request was answered (an entry that cannot be read) or left.
+func (w *Worker) readEntry(ctx context.Context, j *job) bool {
+	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
+	j.entry = entry
+	switch {
+	case errors.Is(err, queue.ErrUnreadable):
+		w.unreadableEntry(ctx, j, err)
+		return false
+	case err != nil:
+		w.leave(j, err)
+		return false
+	}
+	return true
 }
 
 // fresh says whether the request is taken to be new without a claim: its
@@ -589,14 +603,30 @@ func storeCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 }
 
 // ledgerResult is the result the ledger entry e stores for the request;
-// false, the request left for redelivery, when it cannot be read.
-func (w *Worker) ledgerResult(j *job, e *queue.Entry) (*offboard.Result, bool) {
+// false when it cannot be read (not JSON of a result, or the result of
+// another request id): the request is then answered so (unreadableEntry).
+func (w *Worker) ledgerResult(ctx context.Context, j *job, e *queue.Entry) (*offboard.Result, bool) {
 	var res offboard.Result
-	if err := json.Unmarshal(e.Result, &res); err != nil {
-		w.leave(j, fmt.Errorf("ledger result of %s: %w", j.req.RequestID, err))
+	err := json.Unmarshal(e.Result, &res)
+	if err == nil && res.RequestID != j.req.RequestID {
+		err = errors.New("it is no result of this request id")
+	}
+	if err != nil {
+		w.unreadableEntry(ctx, j, fmt.Errorf("ledger result of %s: %w: %w", j.req.RequestID, queue.ErrUnreadable, err))
 		return nil, false
 	}
 	return &res, true
+}
+
+// unreadableEntry answers a request whose id's ledger entry (j.entry)
+// cannot be read: failed, internal_error, written over that entry, with a
+// dead letter, and no API call. Whether a call of the id went out, and
+// what answered it, is not known: taken again, the request met the same
+// entry for ever, never answered. An operator who has looked can retry it
+// (a higher attempt is worked on again over the failed result).
+func (w *Worker) unreadableEntry(ctx context.Context, j *job, err error) {
+	j.log.Error("the request id's ledger entry cannot be read: answered internal_error, nothing called", zap.Error(err))
+	w.finish(ctx, j, j.failed(offboard.CodeInternal, "the request id's entry in the worker's ledger cannot be read: nothing was called; retry the request once the entry is checked", nil))
 }
 
 // replay answers a request id that already has a result from the ledger,
@@ -612,7 +642,7 @@ func (w *Worker) ledgerResult(j *job, e *queue.Entry) (*offboard.Result, bool) {
 // attempt after the highest of the request id's dead letters) even once
 // the first copy has aged out of its stream.
 func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
-	res, ok := w.ledgerResult(j, e)
+	res, ok := w.ledgerResult(ctx, j, e)
 	if !ok {
 		return
 	}

@@ -397,6 +397,9 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 func (w *Worker) fromLedger(ctx context.Context, j *job, res *offboard.Result) bool {
 	entry, err := w.opts.Ledger.Get(ctx, j.t.name, j.req.RequestID)
 	switch {
+	case errors.Is(err, queue.ErrUnreadable):
+		// Nothing to go by, and no worker of the tenant to answer it
+		// otherwise: answered unknown_tenant over it, as an id without one.
 	case err != nil:
 		w.leave(j, err)
 		return true
@@ -450,7 +453,7 @@ func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result
 // consumer, made meanwhile, delivered here too: that answer stands, under
 // its own message id, and nothing is called.
 func (w *Worker) answerUnroutedAgain(ctx context.Context, j *job, e *queue.Entry) {
-	if res, ok := w.ledgerResult(j, e); ok {
+	if res, ok := w.ledgerResult(ctx, j, e); ok {
 		w.answerSeq(ctx, j, res, "request answered unknown_tenant before its tenant was served here")
 	}
 }
