@@ -235,6 +235,12 @@ func checkFlags(o *app.Options) error {
 	if o.Queue.ResultsMaxAge > 0 && o.Queue.ResultsMaxAge < o.Queue.Duplicates {
 		return fmt.Errorf("--results-max-age %v: want 0 (kept for ever) or at least --duplicate-window %v, which the results stream shares", o.Queue.ResultsMaxAge, o.Queue.Duplicates)
 	}
+	// A request id the ledger forgot is worked on as new: within the
+	// duplicate window, its result would be dropped as the repeat of the
+	// first one, an action it made never reported.
+	if o.Queue.LedgerTTL < o.Queue.Duplicates {
+		return fmt.Errorf("--ledger-ttl %v: want at least --duplicate-window %v, which the results stream de-duplicates over", o.Queue.LedgerTTL, o.Queue.Duplicates)
+	}
 	if o.Queue.BudgetHistory < queue.JournalDuplicates {
 		return fmt.Errorf("--budget-history %v: want at least %v, the budget journal's duplicate window", o.Queue.BudgetHistory, queue.JournalDuplicates)
 	}

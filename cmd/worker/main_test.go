@@ -159,6 +159,10 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		// and by --check-config, not by the server once it is up.
 		{"results kept less than the duplicate window", []string{"--config", good, "--check-config", "--results-max-age", "1h"},
 			"--results-max-age 1h0m0s: want 0 (kept for ever) or at least --duplicate-window 24h0m0s"},
+		// An id the ledger forgot within the window is worked on again,
+		// and its new result (an action made) dropped as a repeat.
+		{"ledger forgets ids within the duplicate window", []string{"--config", good, "--check-config", "--ledger-ttl", "1h"},
+			"--ledger-ttl 1h0m0s: want at least --duplicate-window 24h0m0s"},
 		{"duplicate window under NATS's least", []string{"--config", good, "--check-config", "--duplicate-window", "10ms"}, "--duplicate-window 10ms: want at least 100ms"},
 		{"budget history under its duplicate window", []string{"--config", good, "--check-config", "--budget-history", "30s"}, "--budget-history 30s: want at least 1m0s"},
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
