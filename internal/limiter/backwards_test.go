@@ -80,3 +80,64 @@ func TestJournalMadeAnewStopsCalls(t *testing.T) {
 		t.Fatalf("a's call: %v, want ErrJournalEntryGone; c's call is under way in a window of one", err)
 	}
 }
+
+// raceJournal is a process's view of a memJournal whose conflict answer
+// is overtaken once: before the answer reaches the process, meanwhile
+// runs (another replica writes, and the feed brings its entry).
+type raceJournal struct {
+	*memJournal
+	meanwhile func()
+}
+
+func (j *raceJournal) Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error) {
+	seq, err := j.memJournal.Append(ctx, tenant, ev, last)
+	if f := j.meanwhile; err != nil && f != nil {
+		j.meanwhile = nil
+		f()
+	}
+	return seq, err
+}
+
+// TestConflictOvertakenByTheFeedIsNoLostEntry: another replica's entries
+// keep coming while this process follows a conflict, and its feed brings
+// one more before the conflict's answer (the journal's last entry as it
+// was a moment ago) is looked at. The journal lost nothing: the call is
+// entered after that entry. Before, the answer, older than the entry the
+// feed had brought, read as the tenant's last entry gone, and the call
+// failed with "restart the worker".
+func TestConflictOvertakenByTheFeedIsNoLostEntry(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 10, Length: time.Minute}}
+	opts := SharedOptions{Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
+	_, lb := j.processWith(t, opts, ws)
+	rj := &raceJournal{memJournal: j}
+	opts.Journal = rj
+	a := NewShared(opts)
+	t.Cleanup(func() { a.Close(context.Background()) })
+	la := a.Tenant("contoso").Add("offboard", ws)
+	j.mu.Lock()
+	j.readers = append(j.readers, a)
+	j.mu.Unlock()
+	a.MarkCaughtUp(0)
+
+	j.hold = true
+	call(t, lb).Release() // entry 1, not read by a yet
+	rj.meanwhile = func() {
+		j.release()
+		call(t, lb).Release() // entry 2, read by a before it sees the conflict
+	}
+	pa, _ := la.TryAcquire(clock.Now())
+	if pa == nil {
+		t.Fatal("no permit for a")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := pa.Record(ctx); err != nil {
+		t.Fatalf("a's call after another replica's entries: %v", err)
+	}
+	pa.Release()
+	if got, want := la.tenant.lastSeq, uint64(3); got != want {
+		t.Errorf("a's last entry %d, want %d (its own after b's two)", got, want)
+	}
+}

@@ -215,13 +215,14 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 		t.wakeWriterLocked()
 	}
 	t.mu.Unlock()
-	return false, t.afterConflict(ctx, err)
+	return false, t.afterConflict(ctx, err, last)
 }
 
-// afterConflict handles a failed Append: after a conflict it waits until
-// the feed has brought the entries that came first (nil: try again);
-// any other error is returned.
-func (t *Tenant) afterConflict(ctx context.Context, err error) error {
+// afterConflict handles a failed Append that expected to follow the
+// entry numbered last: after a conflict it waits until the feed has
+// brought the entries that came first (nil: try again); any other error
+// is returned.
+func (t *Tenant) afterConflict(ctx context.Context, err error, last uint64) error {
 	var conflict *ConflictError
 	if !errors.As(err, &conflict) {
 		if ctx.Err() == nil {
@@ -230,11 +231,11 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
 	}
 	t.shared.metrics.conflicts.Inc()
-	t.mu.Lock()
-	saw := t.lastSeq
-	t.mu.Unlock()
-	gone := conflict.Last != 0 && conflict.Last < saw
-	if gone {
+	// Compared with the entry the write expected to follow, not with the
+	// last one the feed has brought since: another replica's entry that
+	// came after the conflict's answer, and that the feed brought
+	// meanwhile, is no sign of an entry gone.
+	if conflict.Last != 0 && conflict.Last < last {
 		// The tenant's entry this process last saw is no longer the
 		// journal's last, and none came after it: it was deleted, or the
 		// journal lost its last entries or was made anew and numbers
@@ -242,7 +243,7 @@ func (t *Tenant) afterConflict(ctx context.Context, err error) error {
 		// reach this process's feed, which has read past them, and it
 		// cannot count them: no call of the tenant goes out from it until
 		// it starts again and reads the journal as it is.
-		return t.entryGone(conflict.Last, saw)
+		return t.entryGone(conflict.Last, last)
 	}
 	reached, err := t.shared.waitFeed(ctx, conflict.Last, 5*time.Second)
 	if err != nil || !reached {
