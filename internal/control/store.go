@@ -161,24 +161,12 @@ func (s *Store) Load(ctx context.Context) (*View, error) {
 
 // load reads the bucket up to its end as it is now.
 func load(ctx context.Context, kv jetstream.KeyValue) (*View, error) {
-	w, err := kv.WatchAll(ctx)
+	v := &View{}
+	err := queue.EachEntry(ctx, kv, func(e jetstream.KeyValueEntry) {
+		_, _ = v.apply(e) // a key of no known form is not ours to judge here
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", offboard.BucketControl, err)
 	}
-	defer func() { _ = w.Stop() }()
-	v := &View{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read %s: watch ended", offboard.BucketControl)
-			}
-			if e == nil {
-				return v, nil
-			}
-			_, _ = v.apply(e) // a key of no known form is not ours to judge here
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read %s: %w", offboard.BucketControl, ctx.Err())
-		}
-	}
+	return v, nil
 }

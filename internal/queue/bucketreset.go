@@ -74,3 +74,32 @@ func MarkConn(nc *nats.Conn) ConnMark { return ConnMark{nc: nc, n: nc.Stats().Re
 
 // Moved says whether the connection was made again since the mark.
 func (m ConnMark) Moved() bool { return m.nc.Stats().Reconnects != m.n }
+
+// errWatchEnded is a watch of a bucket that ended before it had read
+// every entry.
+var errWatchEnded = errors.New("watch ended")
+
+// EachEntry calls fn with every entry the bucket holds now, in order (the
+// latest of each key; delete markers too, unless opts leave them out), and
+// returns once all are read.
+func EachEntry(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.KeyValueEntry), opts ...jetstream.WatchOpt) error {
+	w, err := kv.WatchAll(ctx, opts...)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = w.Stop() }()
+	for {
+		select {
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errWatchEnded
+			}
+			if e == nil {
+				return nil
+			}
+			fn(e)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -479,34 +479,22 @@ func LastAnnounced(ctx context.Context, js jetstream.JetStream) (map[string]time
 	if err != nil {
 		return nil, fmt.Errorf("presence bucket %s: %w", BucketPresence, err)
 	}
-	w, err := kv.WatchAll(ctx, jetstream.IgnoreDeletes())
+	last := map[string]time.Time{}
+	err = EachEntry(ctx, kv, func(e jetstream.KeyValueEntry) {
+		var a announcement
+		if json.Unmarshal(e.Value(), &a) != nil {
+			return
+		}
+		for _, t := range a.Tenants {
+			if e.Created().After(last[t]) {
+				last[t] = e.Created()
+			}
+		}
+	}, jetstream.IgnoreDeletes())
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", BucketPresence, err)
 	}
-	defer func() { _ = w.Stop() }()
-	last := map[string]time.Time{}
-	for {
-		select {
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, fmt.Errorf("read %s: watch ended", BucketPresence)
-			}
-			if e == nil {
-				return last, nil
-			}
-			var a announcement
-			if json.Unmarshal(e.Value(), &a) != nil {
-				continue
-			}
-			for _, t := range a.Tenants {
-				if e.Created().After(last[t]) {
-					last[t] = e.Created()
-				}
-			}
-		case <-ctx.Done():
-			return nil, fmt.Errorf("read %s: %w", BucketPresence, ctx.Err())
-		}
-	}
+	return last, nil
 }
 
 // otherName is the name under which s serves this replica's Entra tenant

@@ -314,11 +314,9 @@ func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string
 		// says more follow (@odata.nextLink): its pages are then shorter
 		// than $top, and the next one starts after the devices read.
 		switch {
-		case len(machines) == top:
-		case more && len(machines) > 0:
-		case more:
+		case more && len(machines) == 0:
 			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: the API answered a page with no device and more to follow (@odata.nextLink)")
-		default:
+		case !more && len(machines) < top:
 			return page + 1, nil
 		}
 	}
