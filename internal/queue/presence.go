@@ -622,7 +622,23 @@ func (p *Presence) anyLive(match func(seen) bool) bool {
 			return true
 		}
 	}
-	return false
+	twin, ok := p.twinLocked()
+	return ok && match(twin) && p.liveLocked(twin, now)
+}
+
+// twinLocked is the last announcement of another process under this
+// replica's id, if one was read and not withdrawn since: a process alive
+// and serving its tenants like any other replica, though the others
+// cannot tell the two apart. p.mu held.
+func (p *Presence) twinLocked() (seen, bool) {
+	if p.twinSeen.IsZero() {
+		return seen{}, false
+	}
+	s := seen{instance: p.twinInst, tenants: map[string]bool{}, leaving: p.twinLeaving, at: p.twinSeen}
+	for _, t := range p.twinTenants {
+		s.tenants[t] = true
+	}
+	return s, true
 }
 
 // look recomputes the live replicas and, when they or the tenants of one

@@ -802,3 +802,37 @@ func TestPresenceStoppedBeforeAnyAnswerKeepsAnothersAnnouncement(t *testing.T) {
 		t.Errorf("announcement of instance %q, want the other process's %q kept", got, old.instance)
 	}
 }
+
+// TestPresenceCountsAnotherProcessUnderItsID: another process announcing
+// itself under this replica's id (two replicas given one --replica-id) is
+// alive and serves its tenants, as another replica would be: a request of
+// a tenant only its file names is not answered unknown_tenant here, and a
+// call it has under way is not taken for a dead process's. Before, its
+// announcements counted for nothing but the error they logged: Serves
+// said no to its tenants (the consumer of one, stale here, had its
+// requests answered unknown_tenant while the other process worked them)
+// and Running said no to its instance.
+func TestPresenceCountsAnotherProcessUnderItsID(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 100 * time.Millisecond
+	p := runPresence(t, js, "pod-0", []string{"contoso"}, beat, zap.NewNop())
+	announceAs(t, js, "pod-0", beat, announcement{Tenants: []string{"contoso", "fabrikam"}, Instance: "other-process"})
+	sawTwin := func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.twinInst == "other-process" && p.clock.Since(p.twinSeen) < beat
+	}
+	waitFor(t, 5*time.Second, "the other process seen, the view current", func() bool { return sawTwin() && p.Known() })
+	for end := time.Now().Add(5 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
+		if !p.Known() {
+			continue
+		}
+		if !p.Serves("fabrikam") {
+			t.Fatal("fabrikam, which the other process under this id serves, is taken for served by no replica")
+		}
+		if !p.Running("other-process") {
+			t.Fatal("the other process under this id, announcing itself every beat, is taken for gone")
+		}
+	}
+}
