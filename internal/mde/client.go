@@ -264,6 +264,9 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
 	}
 	v := Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
+	if v.RefreshToken {
+		v.refused = idOf(tok.Token)
+	}
 	if method != http.MethodPost && v.Class == AlreadyPending {
 		// Only an offboard can find an action already pending: a read
 		// answered so was refused, and its result needs a failure code.

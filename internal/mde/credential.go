@@ -78,6 +78,16 @@ type Credential struct {
 	watch string // a file whose change rebuilds the credential
 	host  string // the login host, for messages
 
+	// renew is held while the credential is built again after it was
+	// found stale or its token refused: the calls that found it so wait
+	// for the one rebuild, and its one token request, rather than each
+	// making its own. Taken before mu.
+	renew sync.Mutex
+	// renewedFor is the refused token TokenRefused last built the
+	// credential again for, and renewErr what came of it.
+	renewedFor tokenID
+	renewErr   error
+
 	mu      sync.Mutex
 	current azcore.TokenCredential
 	stamp   fileStamp
@@ -497,6 +507,45 @@ func (c *Credential) refresh() error {
 // instance after the API answered 401 to a cached token. Its error is a
 // *TokenError.
 func (c *Credential) Invalidate() error {
+	c.renew.Lock()
+	defer c.renew.Unlock()
+	return c.invalidate()
+}
+
+// TokenRefused is Invalidate after the API refused the token of v's call
+// (a 401, RefreshToken set), done once for all the calls that token was
+// refused to: a burst of them, when it expired or was revoked, makes one
+// rebuild and one token request, not one each. A call that comes after
+// gets what came of the first, nil or its error, or nil at once when
+// another token is in hand already. A new token refused in its turn is
+// renewed again. Its error is a *TokenError.
+func (c *Credential) TokenRefused(v *Verdict) error {
+	c.renew.Lock()
+	defer c.renew.Unlock()
+	id := v.refused
+	if id == (tokenID{}) { // not known which: as Invalidate
+		return c.invalidate()
+	}
+	c.mu.Lock()
+	switch {
+	case c.token.Token != "" && idOf(c.token.Token) != id:
+		c.mu.Unlock()
+		return nil
+	case c.renewedFor == id:
+		err := c.renewErr
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Unlock()
+	err := c.invalidate()
+	c.mu.Lock()
+	c.renewedFor, c.renewErr = id, err
+	c.mu.Unlock()
+	return err
+}
+
+// invalidate is Invalidate. c.renew is held.
+func (c *Credential) invalidate() error {
 	if err := c.refresh(); err != nil {
 		c.mu.Lock()
 		// Refused: never handed out again, neither from here nor from

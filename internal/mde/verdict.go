@@ -3,6 +3,7 @@ package mde
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -132,7 +133,17 @@ type Verdict struct {
 	FailureCode string
 	// cause describes an attempt that got no HTTP answer; safe to show.
 	cause string
+	// refused tells which token the API refused, when RefreshToken is
+	// set: Credential.TokenRefused renews it once for all the calls it
+	// was refused to. A hash, never the token: a verdict is printed.
+	refused tokenID
 }
+
+// tokenID tells a token from another without holding it.
+type tokenID [sha256.Size]byte
+
+// idOf is the tokenID of a token.
+func idOf(token string) tokenID { return sha256.Sum256([]byte(token)) }
 
 // Classify turns an HTTP answer into a Verdict. It is the only place that
 // interprets status codes and API error codes. now reads a Retry-After

@@ -222,7 +222,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 		// The cached token may have been revoked or the app's credentials
 		// rotated: get a new token once and try again.
 		j.log.Warn("API answered 401: getting a new token", zap.String("api", spec.api))
-		if err := t.Cred.Invalidate(); err != nil {
+		if err := t.Cred.TokenRefused(v); err != nil {
 			//nolint:nilerr // the failure is the request's result
 			return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), v), nil
 		}

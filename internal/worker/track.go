@@ -121,8 +121,8 @@ type actionReader interface {
 	get(ctx context.Context, p *limiter.Permit, actionID string) (*mde.Verdict, error)
 	// throttled pauses the tenant for a 429.
 	throttled(ctx context.Context, v *mde.Verdict)
-	// refreshToken drops the cached token after a 401.
-	refreshToken()
+	// refreshToken drops the token v's call sent after its 401.
+	refreshToken(v *mde.Verdict)
 	// budget is how many looks per second tracking may make (0: no limit).
 	budget() float64
 }
@@ -720,7 +720,7 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		// Credentials or permission trouble says nothing about the action:
 		// keep following it (maxAge still bounds that).
 		if v.RefreshToken {
-			tr.actions.refreshToken()
+			tr.actions.refreshToken(v)
 		}
 		return tr.reschedule(ctx, st, now)
 	case v.Class == mde.NotFound && st.Misses < tr.notFoundCheck:

@@ -61,7 +61,7 @@ func (f *fakeActions) get(_ context.Context, p *limiter.Permit, id string) (*mde
 }
 
 func (f *fakeActions) throttled(context.Context, *mde.Verdict) {}
-func (f *fakeActions) refreshToken()                           {}
+func (f *fakeActions) refreshToken(*mde.Verdict)               {}
 func (f *fakeActions) budget() float64                         { return trackBudget(f.windows) }
 
 func (f *fakeActions) count() int {

@@ -607,11 +607,11 @@ func (a tenantActions) throttled(ctx context.Context, v *mde.Verdict) {
 	a.c.pause(ctx, a.t, mde.APIMachineActions, v, a.t.log)
 }
 
-func (a tenantActions) refreshToken() {
+func (a tenantActions) refreshToken(v *mde.Verdict) {
 	if a.t.Cred == nil {
 		return
 	}
-	if err := a.t.Cred.Invalidate(); err != nil {
+	if err := a.t.Cred.TokenRefused(v); err != nil {
 		a.t.log.Warn("get a new token", zap.Error(err))
 	}
 }

@@ -356,6 +356,20 @@ func (s *Server) AddSecret(tenantID, secret string) {
 	tn.secrets = append(tn.secrets, secret)
 }
 
+// RevokeTokens makes the API refuse every access token issued to the
+// tenant so far (401, "The access token is invalid."), as after a
+// token's revocation; tokens issued from now on are accepted.
+func (s *Server) RevokeTokens(tenantID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tn := s.tenantLocked(tenantID)
+	for raw, tok := range s.tokens {
+		if tok.tenant == tn {
+			delete(s.tokens, raw)
+		}
+	}
+}
+
 // AddMachine adds or replaces a machine of the tenant. Empty fields get the
 // defaults documented on Machine; an empty ID gets a NewMachineID.
 func (s *Server) AddMachine(tenantID string, m Machine) {
