@@ -569,13 +569,10 @@ func (c *Credential) credentialError() *TokenError {
 // the login host asks for it to be refreshed). A changed secret or certificate file is picked
 // up first. Its error is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	c.mu.Lock()
-	changed := c.reload || c.fileChanged()
-	c.mu.Unlock()
 	scopes := strings.Join(opts.Scopes, " ")
 	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE
-	if changed {
-		if err := c.refresh(); err != nil {
+	if c.stale() {
+		if err := c.rebuildStale(); err != nil {
 			// Not final: a file being rewritten can read empty for a moment;
 			// the next request reads it again. Meanwhile a token the file's
 			// last good content got serves until it expires: a file gone
@@ -623,6 +620,26 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	c.mu.Unlock()
 	return tok, nil
+}
+
+// stale says whether the credential must be built again before a token
+// is asked of it: its file changed, or what it holds was refused.
+func (c *Credential) stale() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reload || c.fileChanged()
+}
+
+// rebuildStale builds the credential again, unless another call did
+// while this one waited for it: the calls that found it stale share one
+// rebuild, and the one token request that follows.
+func (c *Credential) rebuildStale() error {
+	c.renew.Lock()
+	defer c.renew.Unlock()
+	if !c.stale() {
+		return nil
+	}
+	return c.refresh()
 }
 
 // fresh says whether a cached token may still be handed out. c.mu held.

@@ -3,7 +3,12 @@ package mde
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
@@ -59,4 +64,54 @@ func TestRefusedTokenBurstRenewsOnce(t *testing.T) {
 	if n := f.sim.TokenRequests(simTenantID); n != 2 {
 		t.Errorf("token requests = %d for a burst of %d refused calls, want 2", n, calls)
 	}
+}
+
+// The calls that find the credential stale (its file changed, or the
+// login host refused what it holds) build it again once between them:
+// each build is a new token cache, and each one asked makes its own
+// token request.
+func TestStaleCredentialBurstRebuildsOnce(t *testing.T) {
+	t.Parallel()
+	const calls = 40
+	now := time.Date(2026, 12, 2, 8, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	var builds atomic.Int32
+	release := make(chan struct{})
+	cred := &Credential{host: "login.example", now: clock, build: func() (azcore.TokenCredential, error) {
+		if builds.Add(1) > 1 {
+			<-release
+		}
+		return fixedCredential{azcore.AccessToken{Token: "token", ExpiresOn: now.Add(time.Hour)}}, nil
+	}}
+	if err := cred.refresh(); err != nil {
+		t.Fatal(err)
+	}
+	cred.reload = true // as after the login host refused its secret
+
+	var done sync.WaitGroup
+	for range calls {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			if _, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{"https://api.example/.default"}}); err != nil {
+				t.Errorf("GetToken: %v", err)
+			}
+		}()
+	}
+	// The first rebuild is held until every call could have begun its own.
+	for deadline := time.Now().Add(200 * time.Millisecond); builds.Load() <= calls && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	done.Wait()
+	if n := builds.Load() - 1; n != 1 {
+		t.Errorf("%d rebuilds for %d calls that found the credential stale, want 1", n, calls)
+	}
+}
+
+// fixedCredential hands out one token.
+type fixedCredential struct{ tok azcore.AccessToken }
+
+func (c fixedCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return c.tok, nil
 }
