@@ -3,6 +3,9 @@ package mde
 import (
 	"bytes"
 	"context"
+	"crypto"
+	"crypto/rsa"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -252,9 +255,29 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 			// contents.
 			return nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
 		}
+		if err := checkCertificateKey(certs, key); err != nil {
+			return nil, err
+		}
 		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
 	}, cc.CertificateFile
+}
+
+// checkCertificateKey says why a certificate file's key cannot sign for
+// it, in words that name the setting: the identity library signs with an
+// RSA key only, that of one of the file's certificates, and its own
+// error names neither the setting nor the file.
+func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey) error {
+	k, ok := key.(*rsa.PrivateKey)
+	if !ok {
+		return errors.New("certificateFile: the private key in the file it names is not an RSA key; the client assertion is signed with RSA only")
+	}
+	for _, c := range certs {
+		if k.PublicKey.Equal(c.PublicKey) {
+			return nil
+		}
+	}
+	return errors.New("certificateFile: the private key in the file it names belongs to none of its certificates")
 }
 
 // workloadIdentityBuilder builds what azidentity's
