@@ -52,7 +52,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.failRate, "fail-rate", 0, "probability of a 500 on API calls")
 	fs.Float64Var(&c.spurious404Rate, "spurious-404-rate", 0, "probability of a 404 for an existing machine")
 	fs.Float64Var(&c.lostAnswerRate, "lost-answer-rate", 0, "probability that an offboard takes effect but answers 504")
-	fs.Func("login-fault", "token endpoint `fault`: garbled (200 with a token MSAL cannot decode), refused-long-body (401 with a 100 KiB body) or huge-body (401 with a 32 MiB body)", func(v string) error {
+	fs.Func("login-fault", "token endpoint `fault`: garbled (200 with a token MSAL cannot decode), refused-long-body (401 with a 100 KiB body), huge-body (401 with a 32 MiB body) or broken-token (200 with a token holding a line break)", func(v string) error {
 		f, err := mdesim.ParseLoginFault(v)
 		c.loginFault = f
 		return err

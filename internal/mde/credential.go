@@ -637,12 +637,34 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		}
 		return azcore.AccessToken{}, te
 	}
+	if !sendable(tok.Token) {
+		return azcore.AccessToken{}, c.unsendable(gen)
+	}
 	c.mu.Lock()
 	if reusable && c.gen == gen { // not rebuilt meanwhile
 		c.token, c.scopes = tok, scopes
 	}
 	c.mu.Unlock()
 	return tok, nil
+}
+
+// sendable says whether a token can be sent: a control character (a line
+// break) in it fails each request in the transport, after the call was
+// counted as one that may have reached the API.
+func sendable(token string) bool {
+	return token != "" && !strings.ContainsFunc(token, func(r rune) bool { return r < ' ' || r == 0x7f })
+}
+
+// unsendable is the error of a token the login host gave that cannot be
+// sent. The credential that got it, whose cache holds it, is built again
+// at the next token request.
+func (c *Credential) unsendable(gen uint64) *TokenError {
+	c.mu.Lock()
+	if c.gen == gen {
+		c.reload = true
+	}
+	c.mu.Unlock()
+	return &TokenError{Host: c.host, failure: failUnreadable}
 }
 
 // stale says whether the credential must be built again before a token

@@ -261,3 +261,32 @@ func (b *countingBody) Read(p []byte) (int, error) {
 	b.n.Add(int64(n))
 	return n, err
 }
+
+// TestTokenErrorBrokenToken: a token no HTTP request can carry (it holds
+// a line break) is a token failure, not sent: sent, it failed each call
+// in the transport, as a call whose outcome is unknown, for as long as
+// the token was cached. The next call gets a new one.
+func TestTokenErrorBrokenToken(t *testing.T) {
+	t.Parallel()
+	const secret = "right-secret-0105"
+	f := setupLogin(t, secret, secret)
+	f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID})
+	f.sim.InjectLoginFault(simTenantID, mdesim.LoginBrokenToken, 1)
+	cred := f.newCredential(t)
+	client := NewClient(Options{Cloud: f.cloud, Credential: cred, HTTPClient: f.hc})
+	v := client.GetMachine(context.Background(), testMachineID)
+	if v.Sent || v.Reason != ReasonToken {
+		t.Errorf("call with a broken token: %v/%v (sent %v), want a token failure, not sent", v.Class, v.Reason, v.Sent)
+	}
+	for i, s := range []string{secret, "brokenAccessToken", "X-Injected"} {
+		if strings.Contains(v.Error(), s) {
+			t.Errorf("verdict text holds forbidden string #%d", i+1)
+		}
+	}
+	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
+		t.Errorf("the next call: %s, want success with a new token", v.Error())
+	}
+	if n := f.sim.TokenRequests(simTenantID); n != 2 {
+		t.Errorf("token requests = %d, want 2", n)
+	}
+}

@@ -27,12 +27,19 @@ const (
 	// of LoginHugeBodySize bytes, as a broken proxy or a hostile host
 	// might: a client must stop reading long before its end.
 	LoginHugeBody
+	// LoginBrokenToken answers 200 with a token response whose access
+	// token holds a line break (BrokenAccessToken), as a broken proxy or
+	// a hostile host might: no HTTP request can carry it.
+	LoginBrokenToken
 )
 
 // What the faulty login answers carry.
 const (
 	// FaultAccessToken is the access token in a LoginGarbled answer.
 	FaultAccessToken = "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJhdWQiOiJodHRwczovL2FwaS5zZWN1cml0eWNlbnRlci5taWNyb3NvZnQuY29tIn0.SECRETfaultAccessTokenSignature0123456789"
+	// BrokenAccessToken is the access token in a LoginBrokenToken
+	// answer.
+	BrokenAccessToken = "SECRETbrokenAccessToken0123456789\r\nX-Injected: 1"
 	// FaultSecret is the secret-looking string in a LoginRefusedLongBody
 	// answer.
 	FaultSecret = "SECRET~faultClientSecret.Q8xYz0123456789"
@@ -53,20 +60,21 @@ var loginFaultNames = map[LoginFault]string{
 	LoginGarbled:         "garbled",
 	LoginRefusedLongBody: "refused-long-body",
 	LoginHugeBody:        "huge-body",
+	LoginBrokenToken:     "broken-token",
 }
 
 // String returns the fault's name as ParseLoginFault reads it.
 func (f LoginFault) String() string { return loginFaultNames[f] }
 
 // ParseLoginFault reads a fault's name: "" (none), "garbled" or
-// "refused-long-body" or "huge-body".
+// "refused-long-body", "huge-body" or "broken-token".
 func ParseLoginFault(s string) (LoginFault, error) {
 	for f, name := range loginFaultNames {
 		if s == name {
 			return f, nil
 		}
 	}
-	return LoginNormal, fmt.Errorf("unknown login fault %q (want garbled, refused-long-body or huge-body)", s)
+	return LoginNormal, fmt.Errorf("unknown login fault %q (want garbled, refused-long-body, huge-body or broken-token)", s)
 }
 
 type loginInjection struct {
@@ -109,6 +117,12 @@ func (s *Server) writeLoginFault(w http.ResponseWriter, f LoginFault) bool {
 		w.Header().Set("Content-Type", "application/json; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		_, _ = fmt.Fprintf(w, `{"token_type":"Bearer","expires_in":"3599.0","ext_expires_in":"3599.0","access_token":%q}`, FaultAccessToken)
+		return true
+	case LoginBrokenToken:
+		w.Header().Set("Cache-Control", "no-store, no-cache")
+		writeJSON(w, http.StatusOK, "application/json; charset=utf-8", map[string]any{
+			"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599, "access_token": BrokenAccessToken,
+		})
 		return true
 	case LoginRefusedLongBody:
 		ts := s.clock.Now().UTC().Format("2006-01-02 15:04:05Z")

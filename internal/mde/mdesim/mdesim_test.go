@@ -1698,7 +1698,7 @@ func TestLoginFaults(t *testing.T) {
 			t.Errorf("Options.LoginFault: status %d, body %s", r.status, r.body)
 		}
 	}
-	for _, f := range []mdesim.LoginFault{mdesim.LoginNormal, mdesim.LoginGarbled, mdesim.LoginRefusedLongBody} {
+	for _, f := range []mdesim.LoginFault{mdesim.LoginNormal, mdesim.LoginGarbled, mdesim.LoginRefusedLongBody, mdesim.LoginHugeBody, mdesim.LoginBrokenToken} {
 		if got, err := mdesim.ParseLoginFault(f.String()); err != nil || got != f {
 			t.Errorf("ParseLoginFault(%q) = %v, %v", f.String(), got, err)
 		}
