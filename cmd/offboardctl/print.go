@@ -105,7 +105,7 @@ func pausedCell(st tenantStatus) string {
 }
 
 func budgetCell(b budgetStatus) string {
-	s := "file " + b.InForce
+	s := "file " + printable(b.InForce) // a consumer's metadata
 	if b.InForce == "" {
 		s = "none"
 	}

@@ -237,13 +237,19 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 // goroutines decode the journals' entries.
 const statusReaders = 8
 
-// listTenants finds the tenants by their consumers' metadata.
+// listTenants finds the tenants by their consumers' metadata. Only the
+// worker's own consumers count, each named for the tenant and priority its
+// metadata gives: one made by hand with the same metadata (a copy to look
+// at the requests, or one whose tenant would forge status's lines) names
+// no tenant and stands in for none of a tenant's consumers.
 func listTenants(ctx context.Context, stream jetstream.Stream) (map[string]*tenantConsumers, error) {
 	tenants := map[string]*tenantConsumers{}
 	infos := stream.ListConsumers(ctx)
 	for info := range infos.Info() {
 		t, ours := info.Config.Metadata[queue.MetaTenant]
-		if !ours {
+		p := offboard.Priority(info.Config.Metadata[queue.MetaPriority])
+		if !ours || !offboard.TenantName.MatchString(t) || (p != offboard.Normal && p != offboard.Bulk) ||
+			info.Name != queue.ConsumerName(t, p) {
 			continue
 		}
 		tc := tenants[t]
@@ -251,7 +257,7 @@ func listTenants(ctx context.Context, stream jetstream.Stream) (map[string]*tena
 			tc = &tenantConsumers{meta: info.Config.Metadata, info: map[offboard.Priority]*jetstream.ConsumerInfo{}}
 			tenants[t] = tc
 		}
-		tc.info[offboard.Priority(info.Config.Metadata[queue.MetaPriority])] = info
+		tc.info[p] = info
 	}
 	if err := infos.Err(); err != nil {
 		return nil, fmt.Errorf("list consumers of %s: %w", offboard.StreamRequests, err)
