@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -334,7 +335,51 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	c.nc, c.js, c.closed = nc, js, closed
+	if err := c.checkServedPrefix(ctx, js); err != nil {
+		return nil, err
+	}
 	return js, nil
+}
+
+// checkServedPrefix refuses a --subject-prefix that is not the worker's:
+// the streams' names are fixed, their subjects follow the worker's prefix.
+// With another one, dead ls would list none of the dead letters there are
+// and status count none of the calls, and pause write a pause the worker
+// applies, then fail on its audit event. The request stream that cannot
+// be read (not there yet, no permission, no JetStream) is left to the
+// command, which says so in its own words.
+func (c *cli) checkServedPrefix(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return nil
+	}
+	want := c.subjects.AllRequests()
+	subjects := stream.CachedInfo().Config.Subjects
+	if slices.ContainsFunc(subjects, func(s string) bool { return subjectCovers(s, want) }) {
+		return nil
+	}
+	return fmt.Errorf("--subject-prefix %s is not the worker's: stream %s takes %s, not %s; give the prefix the worker runs with",
+		c.prefix, offboard.StreamRequests, strings.Join(subjects, ", "), want)
+}
+
+// subjectCovers says whether every subject that subject matches is one
+// that pattern matches ("*" one token, ">" the rest).
+func subjectCovers(pattern, subject string) bool {
+	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
+	for i, tok := range p {
+		switch {
+		case tok == ">":
+			return i < len(s)
+		case i >= len(s):
+			return false
+		case tok == "*" && s[i] != ">":
+		case tok != s[i]:
+			return false
+		}
+	}
+	return len(p) == len(s)
 }
 
 // whileConnected is ctx, ended once the connection (connect) is closed

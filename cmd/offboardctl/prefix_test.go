@@ -1,0 +1,58 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestSubjectPrefixNotTheWorkers: a --subject-prefix (or its variable)
+// other than the one the worker runs with is refused before anything is
+// read or written: with it, dead ls listed nothing of the dead letters
+// there are, status read no call of the quota journal, and pause wrote
+// the pause, which the worker applies, then failed on its audit event.
+func TestSubjectPrefixNotTheWorkers(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	publishDead(t, js, offboard.CodeMachineNotFound, `{"requestId":"x-1","machineId":"`+strings.Repeat("a", 40)+`"}`)
+	for _, args := range [][]string{
+		{"dead", "ls", "--json"},
+		{"dead", "retry", "contoso", "--all"},
+		{"status", "--json"},
+		{"pause", "contoso"},
+	} {
+		code, out, errs := ctl(t, url, append([]string{"--subject-prefix", "mde.offbaord"}, args...)...)
+		if code != exitFailed || out != "" || !strings.Contains(errs, "mde.offboard.request.>") || strings.Count(errs, "\n") != 1 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit 1 naming the worker's subjects, nothing on stdout", args, code, out, errs)
+		}
+	}
+	if view := storedControls(t, js); view.Paused("contoso", offboard.Normal) {
+		t.Error("contoso paused under a prefix no worker runs with")
+	}
+	// The worker's own prefix, given: as without it.
+	if code, out, errs := ctl(t, url, "--subject-prefix", "mde.offboard", "dead", "ls", "--json"); code != exitOK || !strings.Contains(out, "x-1") {
+		t.Errorf("dead ls with the worker's prefix: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestSubjectCovers(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		pattern, subject string
+		want             bool
+	}{
+		{"mde.offboard.request.>", "mde.offboard.request.>", true},
+		{"mde.>", "mde.offboard.request.>", true},
+		{"mde.*.request.>", "mde.offboard.request.>", true},
+		{"mde.offboard.request.*", "mde.offboard.request.>", false},
+		{"mde.offboard.request.>", "mde.offbaord.request.>", false},
+		{"mde.offboard.request.>", "mde.offboard.>", false},
+		{"mde.offboard.request", "mde.offboard.request.>", false},
+		{">", "a.>", true},
+	} {
+		if got := subjectCovers(c.pattern, c.subject); got != c.want {
+			t.Errorf("subjectCovers(%q, %q) = %v, want %v", c.pattern, c.subject, got, c.want)
+		}
+	}
+}
