@@ -195,6 +195,7 @@ type answer struct {
 func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer) error {
 	var retried, dup, left, since int
 	var errs []error
+	stopped := false // at a retry not published, rather than interrupted
 	for i, d := range picked {
 		if ctx.Err() != nil {
 			// Interrupted: this one and those after it are not retried;
@@ -226,6 +227,11 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			err = fmt.Errorf("dead letter %d: %w", d.Seq, err)
 			fmt.Fprintln(c.stdout, err)
 			errs = append(errs, err)
+			if errors.As(err, new(notPublished)) {
+				// The next would fail as this one did (no permission,
+				// the stream full or gone), each after its timeout.
+				left, stopped = len(picked)-i-1, true
+			}
 		case ack.Duplicate:
 			dup++
 			fmt.Fprintf(c.stdout, "%s attempt %d was retried before (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
@@ -238,8 +244,28 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		}
 	}
 	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n", retried, dup, len(errs)+left, since)
+	if stopped {
+		return stoppedAt(errs, left)
+	}
 	return notRetried(ctx, errs, left)
 }
+
+// stoppedAt is retryEach's error when it stopped at a retry not
+// published, with left dead letters after it not tried.
+func stoppedAt(errs []error, left int) error {
+	last := errs[len(errs)-1]
+	if left == 0 {
+		return notRetried(context.Background(), errs, 0)
+	}
+	return fmt.Errorf("stopped with %d dead letters left after %w; run the same command again once NATS takes the retries", left, last)
+}
+
+// notPublished is a retry that was not published: the server refused it
+// or did not answer.
+type notPublished struct{ err error }
+
+func (e notPublished) Error() string { return e.err.Error() }
+func (e notPublished) Unwrap() error { return e.err }
 
 // notRetried is retryEach's error, one line: why the one dead letter not
 // retried was not, or how many were not (each told on its own line of
@@ -329,7 +355,7 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 	defer cancel()
 	ack, err := js.PublishMsg(pctx, m)
 	if err != nil {
-		return nil, fmt.Errorf("publish the retry of %s: %w", d.RequestID, err)
+		return nil, notPublished{fmt.Errorf("publish the retry of %s: %w", d.RequestID, err)}
 	}
 	return ack, nil
 }
