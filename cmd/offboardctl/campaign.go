@@ -35,7 +35,7 @@ func checkTenantAs(what, tenant string) error {
 	case tenant == "":
 		return usagef("%s is required", what)
 	case !offboard.TenantName.MatchString(tenant):
-		return usagef("tenant %q is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", tenant)
+		return usagef("tenant %s is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", offboard.Quote(tenant))
 	}
 	return nil
 }

@@ -174,7 +174,7 @@ func checkCode(cmd *cobra.Command, code string) error {
 		return usagef("--code is empty: give a failure code, or leave the flag out")
 	}
 	if code != "" && !slices.Contains(offboard.FailureCodes, code) {
-		return usagef("--code %q is not a failure code; one of %s", code, strings.Join(offboard.FailureCodes, ", "))
+		return usagef("--code %s is not a failure code; one of %s", offboard.Quote(code), strings.Join(offboard.FailureCodes, ", "))
 	}
 	return nil
 }

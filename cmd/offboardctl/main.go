@@ -191,7 +191,7 @@ func helpCommand() *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			target, rest, err := cmd.Root().Find(args)
 			if target == nil || err != nil || len(rest) > 0 {
-				return usagef("unknown help topic %q; see offboardctl --help", strings.Join(shownArgs(args), " "))
+				return usagef("unknown help topic %s; see offboardctl --help", offboard.Quote(strings.Join(shownArgs(args), " ")))
 			}
 			return target.Help()
 		},
@@ -277,7 +277,7 @@ func (c *cli) check() error {
 // checkPrefix refuses a --subject-prefix that cannot start a subject.
 func checkPrefix(prefix string) error {
 	if err := offboard.CheckPrefix(prefix); err != nil {
-		return usagef("--subject-prefix %q: %v", prefix, err)
+		return usagef("--subject-prefix %s: %v", offboard.Quote(prefix), err)
 	}
 	return nil
 }
@@ -466,7 +466,7 @@ func flagError(cmd *cobra.Command, err error) error {
 // lands here when the flag before it lost its value (--nats-creds
 // "$UNSET" --nats-url URL).
 func unknownCommand(cmd *cobra.Command, name string) error {
-	return usagef("unknown command %q for %q; see %s --help", queue.RedactURLs(name), cmd.CommandPath(), cmd.CommandPath())
+	return usagef("unknown command %s for %q; see %s --help", offboard.Quote(queue.RedactURLs(name)), cmd.CommandPath(), cmd.CommandPath())
 }
 
 // shownArgs are arguments as an error may quote them: each without user

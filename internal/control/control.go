@@ -75,5 +75,5 @@ func ParsePriority(s string) ([]offboard.Priority, error) {
 	case PriorityAll, "":
 		return Priorities, nil
 	}
-	return nil, fmt.Errorf("priority %q: want normal, bulk or all", s)
+	return nil, fmt.Errorf("priority %s: want normal, bulk or all", offboard.Quote(s))
 }

@@ -1,0 +1,35 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestLongValueQuotedShort: a value given on the command line that is
+// refused (a file pasted in, a runaway variable) is quoted short in the
+// one line that refuses it, not whole: ten thousand characters made the
+// line ten thousand long.
+func TestLongValueQuotedShort(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 10000)
+	for _, args := range [][]string{
+		{"pause", long},
+		{"pause", "contoso", "--priority", long},
+		{"resume", long},
+		{"budget", long, "5/1h"},
+		{"status", long},
+		{"dead", "ls", long},
+		{"dead", "ls", "--code", long},
+		{"dead", "retry", long, "--all"},
+		{"dead", "retry", "contoso", "--all", "--code", long},
+		{"--subject-prefix", long + " x", "status"},
+		{long},
+		{"dead", long},
+		{"help", long},
+	} {
+		code, out, errs := ctl(t, "nats://127.0.0.1:1", args...)
+		if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || len(errs) > 400 {
+			t.Errorf("%.40q...: exit %d, stdout %q, stderr %d bytes: %.200q", args, code, out, len(errs), errs)
+		}
+	}
+}
