@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -149,7 +150,17 @@ func oldestCell(st tenantStatus) string {
 	if oldest < 0 {
 		return "-"
 	}
-	return roundAge(time.Duration(oldest * float64(time.Second))).String()
+	return roundAge(fromSeconds(oldest)).String()
+}
+
+// fromSeconds is a duration in seconds as a time.Duration, held to the
+// longest there is: the longest ETA, in seconds, would come back beyond
+// it and wrap around to below zero.
+func fromSeconds(secs float64) time.Duration {
+	if ns := secs * float64(time.Second); ns < math.MaxInt64 {
+		return time.Duration(ns)
+	}
+	return math.MaxInt64
 }
 
 func etaCell(st tenantStatus) string {
@@ -161,7 +172,7 @@ func etaCell(st tenantStatus) string {
 	case *st.ETA < 1:
 		return "now"
 	}
-	s := roundAge(time.Duration(*st.ETA * float64(time.Second))).String()
+	s := roundAge(fromSeconds(*st.ETA)).String()
 	if st.ETAByBudget {
 		s += " (budget)"
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -245,7 +246,13 @@ func eta(ws []limiter.Window, calls []time.Time, n int, now time.Time) time.Dura
 		for _, w := range ws[1:] {
 			rate = min(rate, float64(w.Count)/w.Length.Seconds())
 		}
-		d += time.Duration(float64(n-etaCap) / rate * float64(time.Second))
+		// In float, and held to the longest duration there is: a slow
+		// budget's centuries would wrap around to below zero.
+		f := float64(d) + float64(n-etaCap)/rate*float64(time.Second)
+		if f >= math.MaxInt64 {
+			return math.MaxInt64
+		}
+		d = time.Duration(f)
 	}
 	return d
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -327,7 +328,7 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		st.Quota = append(st.Quota, windowStatus{Window: ws[i].String(), Limit: ws[i].Count, Used: ws[i].Count - left, Left: left})
 	}
 	if served > 0 || st.Held == 0 {
-		d := eta(ws, calls, served, maxTime(now, paused)) + maxTime(now, paused).Sub(now)
+		d := addCapped(eta(ws, calls, served, maxTime(now, paused)), maxTime(now, paused).Sub(now))
 		if pace != nil {
 			// Each request waiting creates an action at most, and so does
 			// each in flight (fetched, waiting in the worker for a slot):
@@ -341,6 +342,10 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 	}
 	return st, nil
 }
+
+// addCapped is a+b (neither below zero), held to the longest duration
+// there is rather than wrapped around to below zero.
+func addCapped(a, b time.Duration) time.Duration { return min(a, math.MaxInt64-b) + b }
 
 // readBudgetStatus reads the budget in force (budgetInForce) and the slots
 // counted against it.
