@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"encoding/csv"
 	"errors"
 	"io"
 	"math"
@@ -390,5 +391,69 @@ func TestHumanRoundsBeforeItChoosesTheForm(t *testing.T) {
 		if got := Human(d); got != want {
 			t.Errorf("Human(%v) = %s, want %s", d, got, want)
 		}
+	}
+}
+
+// TestReportCellsAreNotFormulas: the report is opened in a spreadsheet
+// like the plan, and its cells hold the CSV's own words and the API's: a
+// cell that begins with =, +, -, @, a tab or a carriage return begins
+// with a quote. A device id is never changed: a valid one begins with
+// none of them, and an invalid one names no device either way.
+func TestReportCellsAreNotFormulas(t *testing.T) {
+	r, err := NewRows("wave", 3, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	id := strings.Repeat("A", 40)
+	csvText := "machineId,computerDnsName\n" +
+		id + ",\"@SUM(1+1)\"\n" +
+		"\"=HYPERLINK(\"\"http://example.invalid\"\")\",\n" +
+		",\"-host\"\n"
+	action := []byte(`{"id":"=act","status":"+Pending"}`)
+	if _, err := r.Result(1, &offboard.Result{RequestID: RequestID("wave", 1), MachineID: strings.ToLower(id), Outcome: offboard.OutcomeCreated, Attempt: 1, MachineAction: action}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Invalid(2, offboard.Request{MachineID: `=HYPERLINK("http://example.invalid")`}, "-machineId is not 40 hex digits"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Result(3, &offboard.Result{RequestID: RequestID("wave", 3), MachineID: "@" + id, ComputerDNSName: "-host", Outcome: offboard.OutcomeFailed,
+		Attempt: 1, Error: &offboard.ResultError{Code: "\tcode", Message: "\r=1+1"}}); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := r.WriteReport(&out, strings.NewReader(csvText)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := csv.NewReader(strings.NewReader(out.String())).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{
+		ReportHeader,
+		{"1", "wave-000001", id, "'@SUM(1+1)", "created", "", "", "'=act", "'+Pending"},
+		{"2", "wave-000002", `'=HYPERLINK("http://example.invalid")`, "", "failed", "invalid_request", "'-machineId is not 40 hex digits", "", ""},
+		{"3", "wave-000003", "'@" + id, "'-host", "failed", " code", " =1+1", "", ""},
+	}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("report\n%q,\nwant\n%q", got, want)
+	}
+	// A campaign's name may begin with '-': so do its request ids.
+	dash, err := NewRows("-wave", 1, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = dash.Close() }()
+	out.Reset()
+	if err := dash.WriteReport(&out, strings.NewReader("machineId\n"+id+"\n")); err != nil {
+		t.Fatal(err)
+	}
+	if want := "'-wave-000001"; !strings.Contains(out.String(), "\n1,"+want+","+id+",") {
+		t.Errorf("report of campaign -wave:\n%s\nwant its request id %s", out.String(), want)
+	}
+	// The state read back keeps the cells as they came: the quote is the
+	// report's alone.
+	if other, err := r.OtherDevice(Row{N: 3, ComputerDNSName: "-host"}); err != nil || other != "" {
+		t.Errorf("OtherDevice of row 3: %q, %v", other, err)
 	}
 }

@@ -299,3 +299,16 @@ func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 	}
 	return checked, data, nil
 }
+
+// NotFormula keeps a cell from being run as a formula when a CSV is
+// opened in a spreadsheet (a plan to review, a campaign's report): one
+// that begins with =, +, -, @, a tab or a carriage return begins with a
+// quote. A device's tags are set on the device itself, its name by
+// whoever runs it, and a campaign's CSV is the operator's. A valid
+// device id begins with none of them and is never changed.
+func NotFormula(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
+}

@@ -285,7 +285,10 @@ var ReportHeader = []string{"row", "requestId", "machineId", "computerDnsName", 
 
 // WriteReport writes the report: one line per CSV row in row order. csv
 // is the campaign's CSV again, read for the devices as the rows name them;
-// a row without a result has an empty outcome.
+// a row without a result has an empty outcome. A cell a spreadsheet would
+// run as a formula begins with a quote (NotFormula), as in the plan: the
+// report is opened in one, and its cells hold the CSV's words and the
+// API's. The state read back keeps the cells as they came.
 func (r *Rows) WriteReport(out io.Writer, csvFile io.Reader) error {
 	rd, err := NewReader(csvFile)
 	if err != nil {
@@ -314,6 +317,9 @@ func (r *Rows) WriteReport(out io.Writer, csvFile io.Reader) error {
 		line[0], line[1] = strconv.Itoa(row.N), RequestID(r.name, row.N)
 		line[2], line[3] = cmp.Or(clean(row.MachineID), fields[0]), cmp.Or(clean(row.ComputerDNSName), fields[1])
 		copy(line[4:], fields[2:])
+		for i := range line {
+			line[i] = NotFormula(line[i])
+		}
 		if err := w.Write(line); err != nil {
 			return err
 		}

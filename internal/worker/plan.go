@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nuid"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -461,22 +462,9 @@ func (b *planBuilder) csv() ([]byte, error) {
 	_ = w.Write(offboard.PlanHeader)
 	for _, row := range b.rows {
 		m := row.m
-		_ = w.Write([]string{m.ID, notFormula(m.ComputerDNSName), row.last.Format(time.RFC3339Nano), notFormula(m.OSPlatform),
-			notFormula(m.HealthStatus), notFormula(m.RbacGroupName), notFormula(strings.Join(m.MachineTags, ";"))})
+		_ = w.Write([]string{m.ID, campaign.NotFormula(m.ComputerDNSName), row.last.Format(time.RFC3339Nano), campaign.NotFormula(m.OSPlatform),
+			campaign.NotFormula(m.HealthStatus), campaign.NotFormula(m.RbacGroupName), campaign.NotFormula(strings.Join(m.MachineTags, ";"))})
 	}
 	w.Flush()
 	return buf.Bytes(), w.Error()
-}
-
-// notFormula keeps a cell of the API's words from being run as a formula
-// when the plan is opened in a spreadsheet for review: one that begins
-// with =, +, -, @, a tab or a carriage return begins with a quote. A
-// device's tags are set on the device itself, its name by whoever runs
-// it. The cells so changed are informational: campaign run names the
-// device by its id.
-func notFormula(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
-	}
-	return s
 }
