@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"reflect"
+	"strconv"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -367,10 +369,70 @@ func jsonProblem(err error) string {
 		return fmt.Sprintf("values nested more than %d levels deep (at byte %d)", maxJSONDepth, syntax.Offset)
 	case errors.As(err, &syntax):
 		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
+	case errors.As(err, &typ) && typ.Field == "attempt" && strings.HasPrefix(typ.Value, "number "):
+		return attemptProblem(strings.TrimPrefix(typ.Value, "number "))
 	case errors.As(err, &typ):
 		return fmt.Sprintf("field %s must be %s", typ.Field, jsonKind(typ.Type))
 	}
 	return "unreadable JSON"
+}
+
+// attemptProblem says what is wrong with an attempt that is a JSON number
+// but no int: a fraction, a whole number out of its range, or a whole
+// number in it written with a fraction or an exponent (2.0, 1e3), which
+// is refused too, as the contract's attempt is an integer.
+func attemptProblem(lit string) string {
+	shown := lit
+	if len(shown) > 48 {
+		shown = shown[:48] + "…" // a JSON number: ASCII alone
+	}
+	whole, fits := wholeNumber(lit)
+	switch {
+	case !whole:
+		return "field attempt must be a whole number, not " + shown
+	case !fits:
+		return fmt.Sprintf("field attempt %s is out of range: it must be from 1 to %d", shown, math.MaxInt)
+	}
+	return fmt.Sprintf("field attempt %s is a whole number written with a fraction or an exponent: write it in digits alone", shown)
+}
+
+// wholeNumber says whether lit, a well-formed JSON number, is a whole
+// number, and if so whether it is an attempt's: from 1 to the largest int. It reads the digits rather
+// than converting the number, which a float would round and an exponent
+// of millions would make slow.
+func wholeNumber(lit string) (whole, fits bool) {
+	neg := strings.HasPrefix(lit, "-")
+	mant, exp, _ := strings.Cut(strings.ToLower(strings.TrimPrefix(lit, "-")), "e")
+	intPart, frac, _ := strings.Cut(mant, ".")
+	const far = 1 << 40 // beyond any digits a request can hold
+	e, err := strconv.ParseInt(exp, 10, 64)
+	switch {
+	case exp == "":
+		e = 0
+	case err != nil || e > far || e < -far:
+		e = far
+		if strings.HasPrefix(exp, "-") {
+			e = -far
+		}
+	}
+	digits := strings.TrimLeft(intPart+frac, "0")
+	e -= int64(len(frac))
+	trimmed := strings.TrimRight(digits, "0")
+	e += int64(len(digits) - len(trimmed))
+	switch {
+	case trimmed == "":
+		return true, false // zero
+	case e < 0:
+		return false, false
+	case int64(len(trimmed))+e > 19:
+		return true, false
+	}
+	v := trimmed + strings.Repeat("0", int(e))
+	if neg {
+		v = "-" + v
+	}
+	n, err := strconv.ParseInt(v, 10, strconv.IntSize)
+	return true, err == nil && n >= 1
 }
 
 // jsonKind names, in JSON's words, what a request's field of type t

@@ -644,3 +644,26 @@ func TestRemovedTenantIsAnsweredNotDropped(t *testing.T) {
 		t.Errorf("fabrikam has %d actions, want the 1 made before the removal", n)
 	}
 }
+
+// TestAttemptOutOfRangeSaysSo: an attempt that is a whole number too
+// large, a fraction, or a whole number written with an exponent is
+// answered invalid_request with what is wrong, and calls no API.
+func TestAttemptOutOfRangeSaysSo(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1})
+	c := e.collect("mde.offboard.result.>")
+	for i, tc := range []struct{ attempt, want string }{
+		{"1e20", "field attempt 1e20 is out of range: it must be from 1 to 9223372036854775807"},
+		{"2.5", "field attempt must be a whole number, not 2.5"},
+		{"1e3", "field attempt 1e3 is a whole number written with a fraction or an exponent"},
+	} {
+		id := fmt.Sprintf("attempt-%d", i)
+		r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": e.tenants["contoso"].machines[0].ID, "attempt": json.Number(tc.attempt)})
+		if r.Error == nil || r.Error.Code != offboard.CodeInvalidRequest || !strings.Contains(r.Error.Message, tc.want) {
+			t.Errorf("attempt %s: %+v, want invalid_request saying %q", tc.attempt, r.Error, tc.want)
+		}
+	}
+	if n := len(e.sim.Calls()); n != 0 {
+		t.Errorf("%d API calls, want none", n)
+	}
+}
