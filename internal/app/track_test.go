@@ -3,11 +3,17 @@ package app
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/worker"
 )
 
 // TestTrackingEndedStaysEnded: a request answered again from the ledger
@@ -91,4 +97,84 @@ func (e *env) actionLooks() int {
 		}
 	}
 	return n
+}
+
+// TestTrackingTakesNoAnswerOfAnotherAction: a look at an action that the
+// API answers with another action (another device's, already Succeeded)
+// is an unreadable answer: logged and looked at again, never published as
+// the followed action's status nor ending its tracking. The action's own
+// status is published once the API answers it.
+func TestTrackingTakesNoAnswerOfAnotherAction(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{
+		machines: 2, tenants: []string{"contoso"}, logger: zap.New(core),
+		extra: `    tracking:
+      enabled: true
+      firstCheck: 100ms
+      maxInterval: 200ms
+`,
+	})
+	tt := e.tenants["contoso"]
+	events := e.actionEvents()
+	e.offboardEach("contoso", "t-", 1, 2)
+	eventually(t, 10*time.Second, "the first action followed", func() bool { return len(events()) == 1 })
+	done := e.sim.Actions(tt.tenantID)[0].ID
+	e.sim.SetActionStatus(tt.tenantID, done, mdesim.StatusSucceeded)
+	allSucceeded(t, events, 1)
+	const mixed = 3
+	e.sim.AnswerOtherAction(tt.tenantID, mixed)
+	e.offboardEach("contoso", "t-", 0, 1)
+	eventually(t, 10*time.Second, "the second action followed", func() bool { return len(events()) == 2 })
+	var followed string
+	for _, a := range e.sim.Actions(tt.tenantID) {
+		if a.ID != done {
+			followed = a.ID
+		}
+	}
+	looks := func() int {
+		n := 0
+		for _, c := range e.sim.Calls() {
+			if c.API == "machineactions" && c.Method == "GET" && c.ActionID == followed {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 10*time.Second, "the answers of the other action taken, and one of its own", func() bool {
+		evs := events()[followed]
+		return looks() > mixed || evs[len(evs)-1].Final
+	})
+	if evs := events()[followed]; len(evs) != 1 || evs[0].Status != mdesim.StatusPending {
+		t.Fatalf("events of %s while the API answered another action: %s; want its first, Pending, alone", followed, shown(evs))
+	}
+	e.sim.SetActionStatus(tt.tenantID, followed, mdesim.StatusFailed)
+	eventually(t, 10*time.Second, "the action's own status published", func() bool {
+		evs := events()[followed]
+		return evs[len(evs)-1].Final
+	})
+	for id, evs := range events() {
+		for _, ev := range evs {
+			a, err := mde.ParseAction(ev.MachineAction)
+			if err != nil || a.ID != id || !strings.EqualFold(a.MachineID, ev.MachineID) {
+				t.Errorf("event of %s (%s) carries action %s of %s: %v", id, ev.MachineID, a.ID, a.MachineID, err)
+			}
+		}
+	}
+	if evs := events()[followed]; len(evs) != 2 || evs[1].Status != mdesim.StatusFailed {
+		t.Errorf("events of %s: %s; want Pending, then Failed", followed, shown(evs))
+	}
+	if n := logs.FilterMessage("poll action").Len(); n < mixed {
+		t.Errorf("%d looks logged as failed, want at least %d", n, mixed)
+	}
+}
+
+// shown is events as their statuses and the action each carries.
+func shown(evs []worker.ActionEvent) string {
+	var out []string
+	for _, ev := range evs {
+		a, _ := mde.ParseAction(ev.MachineAction)
+		out = append(out, fmt.Sprintf("%s(final=%v, action %s of %s)", ev.Status, ev.Final, a.ID, a.MachineID))
+	}
+	return strings.Join(out, ", ")
 }

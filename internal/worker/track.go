@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"time"
 
@@ -751,6 +752,9 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	if err != nil {
 		return err
 	}
+	if err := answersFor(st, action); err != nil {
+		return err
+	}
 	st.Misses = 0
 	if action.Status == "" { // read without a status: no change known, until maxAge at most
 		action.Status = st.Status
@@ -770,6 +774,21 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	}
 	st.Interval = tr.doubled(st.Interval)
 	return tr.reschedule(ctx, st, now)
+}
+
+// answersFor refuses an answer that is not of the action looked at:
+// another action's id, or another device's action. Its status is not
+// this action's, and published it would say, final, that this action
+// ended; like an unreadable answer, it is logged and looked at again. A
+// machineId left out (null, as on fresh actions) says nothing.
+func answersFor(st *tracked, a mde.Action) error {
+	if !strings.EqualFold(a.ID, st.ActionID) {
+		return fmt.Errorf("read machine action %s: the answer is of action %s", st.ActionID, offboard.Quote(a.ID))
+	}
+	if a.MachineID != "" && st.MachineID != "" && !strings.EqualFold(a.MachineID, st.MachineID) {
+		return fmt.Errorf("read machine action %s: the answer is of device %s, not %s", st.ActionID, offboard.Quote(a.MachineID), st.MachineID)
+	}
+	return nil
 }
 
 // end gives up on an unfinished action: a last event, marked final,

@@ -707,6 +707,9 @@ func (s *Server) getActionLocked(tn *tenant, id string, now time.Time, call *Cal
 		return errorReply(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("MachineAction %s was not found.", id))
 	}
 	call.ActionID = a.ID
+	if other := s.otherActionLocked(tn, a); other != nil {
+		a = other
+	}
 	return s.actionReply(http.StatusOK, s.viewLocked(a, now), false)
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jonboulle/clockwork"
 )
 
@@ -217,6 +218,7 @@ type Server struct {
 	injections    map[injectKey][]*injection
 	lostAnswers   map[string]int              // by lower-case tenant id: offboards whose answer is lost
 	held          map[[2]string]chan struct{} // by lower-case tenant and machine id: offboard answers held (HoldAnswers)
+	otherActions  map[string]int              // by lower-case tenant id: action reads answered with another action
 	calls         []Call
 	tokenRequests map[string]int             // by lower-case tenant id
 	loginFaults   map[string]*loginInjection // by lower-case tenant id
@@ -543,6 +545,38 @@ func (s *Server) LoseAnswers(tenantID string, n int) {
 		s.lostAnswers = map[string]int{}
 	}
 	s.lostAnswers[strings.ToLower(tenantID)] = n
+}
+
+// AnswerOtherAction makes the next n reads of one action of a tenant
+// (GET /api/machineactions/{id}) answer another action: the tenant's
+// latest other one (another device's, or another of the same device's),
+// or with none the action asked for under another id, as a cache or a
+// proxy that mixes answers up would. The call records the id asked for.
+func (s *Server) AnswerOtherAction(tenantID string, n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.otherActions == nil {
+		s.otherActions = map[string]int{}
+	}
+	s.otherActions[strings.ToLower(tenantID)] = n
+}
+
+// otherActionLocked is the action to answer a read of a with under
+// AnswerOtherAction; nil: a itself.
+func (s *Server) otherActionLocked(tn *tenant, a *MachineAction) *MachineAction {
+	k := strings.ToLower(tn.id)
+	if s.otherActions[k] <= 0 {
+		return nil
+	}
+	s.otherActions[k]--
+	for i := len(tn.actions) - 1; i >= 0; i-- {
+		if tn.actions[i] != a {
+			return tn.actions[i]
+		}
+	}
+	other := *a
+	other.ID = uuid.NewString()
+	return &other
 }
 
 // HoldAnswers makes offboard calls of a tenant's device wait, taken in

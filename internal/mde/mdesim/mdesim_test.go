@@ -832,6 +832,45 @@ func TestSetActionStatus(t *testing.T) {
 	}
 }
 
+// TestAnswerOtherAction: a read of an action answers another while the
+// fault lasts: the tenant's other action, or the one asked for under
+// another id when it has no other; then the action asked for again.
+func TestAnswerOtherAction(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	tok := s.token(t, tenantA, clientA, secretA)
+	first := s.offboard(t, tok, winID, "x").object(t)["id"].(string)
+	read := func(id string) map[string]any {
+		t.Helper()
+		r := s.do(t, http.MethodGet, "/api/machineactions/"+id, tok, "", "")
+		if r.status != http.StatusOK {
+			t.Fatalf("read %s: %d %s", id, r.status, r.body)
+		}
+		return r.object(t)
+	}
+	s.AnswerOtherAction(strings.ToUpper(tenantA), 1)
+	if got := read(first); got["id"] == first || got["machineId"] != winID {
+		t.Errorf("alone, read as %v %v: want another id, the same device", got["id"], got["machineId"])
+	}
+	if got := read(first); got["id"] != first {
+		t.Errorf("after the fault, read as %v", got["id"])
+	}
+	second := s.offboard(t, tok, win2ID, "x").object(t)["id"].(string)
+	s.AnswerOtherAction(tenantA, 2)
+	if got := read(first); got["id"] != second || got["machineId"] != win2ID {
+		t.Errorf("read as %v of %v, want the other device's action %s", got["id"], got["machineId"], second)
+	}
+	if got := read(second); got["id"] != first {
+		t.Errorf("the other action read as %v, want %s", got["id"], first)
+	}
+	if got := read(second); got["id"] != second {
+		t.Errorf("after the fault, read as %v", got["id"])
+	}
+	calls := s.Calls()
+	if mixed := calls[len(calls)-2]; mixed.ActionID != second {
+		t.Errorf("the call answered with another action records %s, want the one asked for", mixed.ActionID)
+	}
+}
+
 // listIDs GETs path and returns the ids of the value array.
 func listIDs(t *testing.T, s *sim, tok, path string) (int, []string, response) {
 	t.Helper()
