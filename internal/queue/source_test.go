@@ -39,9 +39,9 @@ func countAPI(t *testing.T, nc *nats.Conn) *apiCounter {
 }
 
 // idleSources starts n tenants' sources, each waiting in Next, and
-// returns what each one was handed. After each message, a tenant's loop
-// waits for its turn on gate.
-func idleSources(t *testing.T, nc *nats.Conn, js jetstream.JetStream, tenants []string, gate chan struct{}) map[string]chan string {
+// returns what each one was handed, and the sources. After each message, a
+// tenant's loop waits for its turn on gate.
+func idleSources(t *testing.T, nc *nats.Conn, js jetstream.JetStream, tenants []string, gate chan struct{}) (map[string]chan string, map[string]*Source) {
 	t.Helper()
 	s := Settings{Tenants: tenants}
 	if _, err := Ensure(t.Context(), js, s); err != nil {
@@ -55,13 +55,14 @@ func idleSources(t *testing.T, nc *nats.Conn, js jetstream.JetStream, tenants []
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait(); _ = r.Close() })
 	got := map[string]chan string{}
+	srcs := map[string]*Source{}
 	for _, name := range tenants {
 		src, err := r.Source(ctx, js, name, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		ch := make(chan string, 16)
-		got[name] = ch
+		got[name], srcs[name] = ch, src
 		wg.Go(func() {
 			for {
 				msg, prio, err := src.Next(ctx)
@@ -78,7 +79,7 @@ func idleSources(t *testing.T, nc *nats.Conn, js jetstream.JetStream, tenants []
 			}
 		})
 	}
-	return got
+	return got, srcs
 }
 
 // TestIdleSourcesBarelyAskTheServer: an idle tenant costs the server at
@@ -92,7 +93,7 @@ func TestIdleSourcesBarelyAskTheServer(t *testing.T) {
 		tenants[i] = fmt.Sprintf("t%02d", i)
 	}
 	gate := make(chan struct{})
-	got := idleSources(t, nc, js, tenants, gate)
+	got, srcs := idleSources(t, nc, js, tenants, gate)
 	api := countAPI(t, nc)
 	// Let every source finish its first look at the stream.
 	time.Sleep(time.Second)
@@ -120,13 +121,28 @@ func TestIdleSourcesBarelyAskTheServer(t *testing.T) {
 	}
 	t.Logf("picked up %v after the publish", time.Since(start))
 
-	// Requests published while the tenant is busy: normal first.
+	// Requests published while the tenant is busy: normal first, once
+	// the source knows of them all. Their wake-ups come after the stream
+	// took them; a source asking before the normal one's came would
+	// rightly take the bulk ones it knew of.
+	normal := srcs["t03"].lanes[laneOf(offboard.Normal)]
+	wakes := func() uint64 {
+		srcs["t03"].mu.Lock()
+		defer srcs["t03"].mu.Unlock()
+		return normal.wakes
+	}
+	woken := wakes()
 	for _, m := range []struct {
 		p    offboard.Priority
 		data string
 	}{{offboard.Bulk, "b1"}, {offboard.Bulk, "b2"}, {offboard.Normal, "n2"}} {
 		if _, err := js.Publish(t.Context(), subj.Request("t03", m.p), []byte(m.data)); err != nil {
 			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); wakes() == woken; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no wake-up for the normal request within 5s")
 		}
 	}
 	gate <- struct{}{}
