@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -69,7 +71,7 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 			ev.Priority = PriorityAll
 		}
 		entry.Paused = c.Action == ActionPause
-		for _, p := range prios {
+		for _, p := range writeOrder(prios) {
 			keys = append(keys, PauseKey(c.Tenant, p))
 		}
 	case ActionBudget, ActionBudgetClear:
@@ -84,8 +86,11 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	rev, err := s.put(ctx, keys, data)
+	rev, written, err := s.put(ctx, keys, data)
 	if err != nil {
+		if ev.Priority != "" {
+			err = notAllWritten(c, keys, written, err)
+		}
 		return Event{}, err
 	}
 	ev.Revision = rev
@@ -102,17 +107,70 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	return ev, nil
 }
 
+// writeOrder is the order in which a pause or resume of both priorities
+// writes their keys: bulk first. A pause cut short (NATS lost, a refused
+// key, an interrupt) then has stopped the campaigns, the most calls,
+// with only normal requests going on; a resume cut short has let the
+// campaigns go on, as it was asked to, with normal requests still
+// waiting. Pause and resume write in the same order, or two of them at
+// once would each win one key's compare-and-swap and lose the other's,
+// again and again, until put writes without the check and leaves a mix.
+func writeOrder(prios []offboard.Priority) []offboard.Priority {
+	backward := slices.Clone(prios)
+	slices.Reverse(backward)
+	return backward
+}
+
+// keyError is the error of a write of one key.
+type keyError struct {
+	key string
+	err error
+}
+
+func (e *keyError) Error() string { return "write " + e.key + ": " + e.err.Error() }
+func (e *keyError) Unwrap() error { return e.err }
+
+// notAllWritten is the error of a pause or resume whose keys were not all
+// written: which priorities it changed and which not, so that the
+// operator knows what is in force. A write that got no answer (a timeout,
+// an interrupt) may have been stored all the same: it says so.
+func notAllWritten(c Change, keys []string, written map[string]bool, err error) error {
+	verb := "paused"
+	if c.Action == ActionResume {
+		verb = "resumed"
+	}
+	var failed *keyError
+	unanswered := errors.As(err, &failed) &&
+		(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout))
+	states := make([]string, 0, len(keys))
+	for _, k := range keys {
+		_, _, p, _ := ParseKey(k)
+		switch {
+		case written[k]:
+			states = append(states, fmt.Sprintf("%s %s", p, verb))
+		case unanswered && failed.key == k:
+			states = append(states, fmt.Sprintf("%s not known to be %s", p, verb))
+		default:
+			states = append(states, fmt.Sprintf("%s not %s", p, verb))
+		}
+	}
+	return fmt.Errorf("%s of %s failed: %s (%w); offboardctl status %s shows what is in force, and the same %s again finishes it",
+		c.Action, c.Tenant, strings.Join(states, ", "), err, c.Tenant, c.Action)
+}
+
 // putTries is how many times put writes a change with compare-and-swap
 // before it writes it without.
 const putTries = 5
 
 // put writes data under every key, each over the revision it had when
-// read (compare-and-swap), and returns the last key's revision. A change
-// of two keys (a pause or resume of both priorities) that another change
-// wrote in between is written again whole: two operators' changes at once
-// leave one or the other in force, never a mix of both (normal paused,
-// bulk resumed) that neither asked for.
-func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, error) {
+// read (compare-and-swap), and returns the last key's revision and the
+// keys it wrote. A change of two keys (a pause or resume of both
+// priorities) that another change wrote in between is written again
+// whole: two operators' changes at once leave one or the other in force,
+// never a mix of both (normal paused, bulk resumed) that neither asked
+// for.
+func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, map[string]bool, error) {
+	written := make(map[string]bool, len(keys))
 	for tries := 0; ; tries++ {
 		revs := make([]uint64, len(keys))
 		for i, k := range keys {
@@ -120,7 +178,7 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, er
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound): // none, or deleted
 			case err != nil:
-				return 0, fmt.Errorf("read %s: %w", k, err)
+				return 0, written, fmt.Errorf("read %s: %w", k, err)
 			default:
 				revs[i] = e.Revision()
 			}
@@ -142,15 +200,16 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, er
 				rev, err = s.kv.Update(ctx, k, data, revs[i])
 			}
 			if err != nil {
-				err = fmt.Errorf("write %s: %w", k, err)
+				err = &keyError{key: k, err: err}
 				break
 			}
+			written[k] = true
 		}
 		// Another change came between the read and the write: read again.
 		if tries < putTries && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
 			continue
 		}
-		return rev, err
+		return rev, written, err
 	}
 }
 
