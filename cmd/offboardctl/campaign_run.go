@@ -87,7 +87,7 @@ type campaignRun struct {
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
 	paused                         atomic.Bool  // an operator paused the campaign's priority
-	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows; 0: no budget
+	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows, at most the last a Unix ns holds; 0: no budget
 	stateErr                       atomic.Value
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
@@ -829,7 +829,9 @@ func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h b
 		fromWaiting := min(own, waiting)
 		waiting, inFlight, unread = waiting-fromWaiting+1, max(inFlight-(own-fromWaiting), 0), 0
 	}
-	r.budgetUntil.Store(now.Add(pace.eta(waiting+unread, inFlight, now)).UnixNano())
+	// In Unix ns, held to the last instant they hold (the year 2262): a
+	// slow budget's end beyond it would wrap around to before 1970.
+	r.budgetUntil.Store(int64(addCapped(time.Duration(now.UnixNano()), pace.eta(waiting+unread, inFlight, now))))
 }
 
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {

@@ -1,12 +1,15 @@
 package main
 
 import (
+	"io"
 	"math"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -32,5 +35,32 @@ func TestETACellOfTheLongest(t *testing.T) {
 	st := tenantStatus{ETA: &secs, Backlog: map[offboard.Priority]uint64{offboard.Normal: 300_000}}
 	if got := etaCell(st); strings.HasPrefix(got, "-") || got == "now" {
 		t.Errorf("ETA cell %q, want the longest duration", got)
+	}
+}
+
+// TestCampaignBudgetETAPastTheYear2262: campaign run's ETA by a budget
+// that ends after the last instant a Unix time in nanoseconds holds (one
+// a day, two hundred thousand ahead: year 2574) is the longest, by the
+// budget. Its end wrapped around to before 1970, and the progress showed
+// the quota's ETA, as if the budget held nothing.
+func TestCampaignBudgetETAPastTheYear2262(t *testing.T) {
+	t.Parallel()
+	e := budgetedEnv(t, 1, 1)
+	c := &cli{conn: queue.Conn{URL: e.url}, prefix: offboard.DefaultPrefix, subjects: offboard.Subjects{Prefix: offboard.DefaultPrefix},
+		timeout: 5 * time.Second, stdout: io.Discard, stderr: io.Discard}
+	js, err := c.connect(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.close()
+	view, h, err := readControls(t.Context(), js, c.subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &campaignRun{c: c, f: runFlags{tenant: tenant}, js: js, prio: offboard.Bulk}
+	r.refreshBudget(t.Context(), view, h, 200_000, 0)
+	s := r.snapshot(campaign.Counts{Rows: 1, Waiting: 1}, 0, time.Second)
+	if !s.byBudget || s.eta < 200*365*24*time.Hour {
+		t.Errorf("ETA %v (by budget %v), want centuries, by the budget", s.eta, s.byBudget)
 	}
 }
