@@ -56,7 +56,7 @@ type deadLetter struct {
 }
 
 func newDeadLsCmd(c *cli) *cobra.Command {
-	var code string
+	var codes codeFilter
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "ls [TENANT]",
@@ -77,7 +77,7 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 					return err
 				}
 			}
-			if err := checkCode(cmd, code); err != nil {
+			if err := codes.check(cmd); err != nil {
 				return err
 			}
 			// Each dead letter is written as it is read, without its
@@ -85,7 +85,7 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 			// memory of its table's text alone.
 			list := newDeadList(c, asJSON)
 			err := c.eachDead(cmd.Context(), tenant, func(d deadLetter) {
-				if code == "" || d.Code == code {
+				if codes.match(d.Code) {
 					list.add(d)
 				}
 			})
@@ -95,7 +95,7 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 			return list.end(err)
 		},
 	}
-	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
+	codes.flag(cmd)
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return cmd
 }
@@ -166,18 +166,46 @@ func (l *deadList) end(readErr error) error {
 	return cmp.Or(readErr, err)
 }
 
-// checkCode refuses a --code that is not one of the contract's failure
-// codes: a typo would match nothing, and say so only as an empty list.
-func checkCode(cmd *cobra.Command, code string) error {
-	if code == "" && cmd.Flags().Changed("code") {
-		// An unset shell variable: no filter would act on every letter.
-		return usagef("--code is empty: give a failure code, or leave the flag out")
+// codeFilter is --code of dead ls and dead retry: the failure codes of
+// the dead letters to take, any of them; none for every dead letter.
+type codeFilter []string
+
+// flag adds --code to cmd, given more than once, or with codes separated
+// by commas (no failure code holds one), for any of several. Each value
+// is kept as given (a string array, not pflag's string slice, which
+// drops an empty one after the first) and split by check.
+func (f *codeFilter) flag(cmd *cobra.Command) {
+	cmd.Flags().StringArrayVar((*[]string)(f), "code", nil, "only dead letters with this failure code (repeat, or separate by commas, for any of several)")
+}
+
+// check splits the codes given at their commas and refuses one that is
+// empty or not one of the contract's failure codes: a typo would match
+// nothing, and say so only as an empty list.
+func (f *codeFilter) check(cmd *cobra.Command) error {
+	var codes codeFilter
+	for _, v := range *f {
+		codes = append(codes, strings.Split(v, ",")...)
 	}
-	if code != "" && !slices.Contains(offboard.FailureCodes, code) {
-		return usagef("--code %s is not a failure code; one of %s", offboard.Quote(code), strings.Join(offboard.FailureCodes, ", "))
+	for _, code := range codes {
+		if code == "" {
+			// An unset shell variable: on its own, no filter would act
+			// on every letter.
+			return usagef("--code is empty: give a failure code, or leave the flag out")
+		}
+		if !slices.Contains(offboard.FailureCodes, code) {
+			return usagef("--code %s is not a failure code; one of %s", offboard.Quote(code), strings.Join(offboard.FailureCodes, ", "))
+		}
 	}
+	*f = codes
 	return nil
 }
+
+// match says whether a dead letter's code is one asked for.
+func (f codeFilter) match(code string) bool { return len(f) == 0 || slices.Contains(f, code) }
+
+// String is the codes asked for, as a sentence shows them: "api_error or
+// forbidden".
+func (f codeFilter) String() string { return strings.Join(f, " or ") }
 
 // eachChecked hands each dead letter of a tenant ("": all) to fn, in
 // order, with its body and headers (to retry it), checked as the worker

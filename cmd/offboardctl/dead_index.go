@@ -18,8 +18,8 @@ import (
 // body is read. A stream of hundreds of thousands of dead letters, bodies
 // of up to 64 KiB, is not held whole for the few retried.
 type deadIndex struct {
-	seq  uint64 // --seq; 0 with --all
-	code string // --code; "" for any
+	seq   uint64     // --seq; 0 with --all
+	codes codeFilter // --code; none for any
 
 	latest map[string]deadLetter // by request id
 	// others are the dead letters that do not count as one of their
@@ -41,8 +41,8 @@ type deadIndex struct {
 	named   *deadLetter // the dead letter of --seq once read, light
 }
 
-func newDeadIndex(seq uint64, code string) *deadIndex {
-	return &deadIndex{seq: seq, code: code, latest: map[string]deadLetter{}, highest: map[string]int{}}
+func newDeadIndex(seq uint64, codes codeFilter) *deadIndex {
+	return &deadIndex{seq: seq, codes: codes, latest: map[string]deadLetter{}, highest: map[string]int{}}
 }
 
 // add takes the next dead letter in stream order.
@@ -79,7 +79,7 @@ func (x *deadIndex) mayRetry(d deadLetter) bool {
 	return x.named != nil && ofRequest(*x.named) && x.named.RequestID == d.RequestID
 }
 
-func (x *deadIndex) withCode(d deadLetter) bool { return x.code == "" || d.Code == x.code }
+func (x *deadIndex) withCode(d deadLetter) bool { return x.codes.match(d.Code) }
 
 // picked is, with --all, the dead letters to retry, in stream order: the
 // latest of each request id and each that does not count as one of its

@@ -65,7 +65,11 @@ func keptBodies(x *deadIndex) int {
 func TestDeadIndexKeepsOnlyTheBodiesRetried(t *testing.T) {
 	t.Parallel()
 	index := func(seq uint64, code string) *deadIndex {
-		x := newDeadIndex(seq, code)
+		var codes codeFilter
+		if code != "" {
+			codes = codeFilter{code}
+		}
+		x := newDeadIndex(seq, codes)
 		for _, d := range indexedDeadLetters() {
 			x.add(d)
 		}

@@ -20,7 +20,7 @@ import (
 func newDeadRetryCmd(c *cli) *cobra.Command {
 	var seq uint64
 	var all bool
-	var code string
+	var codes codeFilter
 	cmd := &cobra.Command{
 		Use:   "retry TENANT (--seq N | --all)",
 		Short: "Re-publish dead letters as retries: the same request id, the next attempt",
@@ -54,24 +54,24 @@ id with such a result stored after its dead letter is not retried.`,
 			case seq == 0 && !all:
 				return usagef("give --seq N or --all")
 			}
-			if err := checkCode(cmd, code); err != nil {
+			if err := codes.check(cmd); err != nil {
 				return err
 			}
-			return c.retryDead(cmd.Context(), args[0], seq, code)
+			return c.retryDead(cmd.Context(), args[0], seq, codes)
 		},
 	}
 	cmd.Flags().Uint64Var(&seq, "seq", 0, "the dead letter's sequence in MDE_OFFBOARD_DEAD (its request id is retried from its latest)")
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the tenant (the latest of each request id)")
-	cmd.Flags().StringVar(&code, "code", "", "only dead letters with this failure code")
+	codes.flag(cmd)
 	return cmd
 }
 
-func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code string) error {
+func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes codeFilter) error {
 	// Every code is read: a request id's latest dead letter decides
 	// whether --code picks it. One that failed with the code and then,
 	// retried, with another (cancelled by an operator, say) is not
 	// retried for the older failure.
-	x := newDeadIndex(seq, code)
+	x := newDeadIndex(seq, codes)
 	if err := c.eachChecked(ctx, tenant, x.add); err != nil {
 		return err
 	}
@@ -87,10 +87,10 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, code str
 		switch {
 		case x.withCode(latest):
 		case latest.Seq == seq:
-			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(code))
+			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(codes))
 		default:
 			return fmt.Errorf("dead letter %d of tenant %s: %s failed again since: its latest dead letter is %d, with code %s, not %s",
-				seq, tenant, shownID(latest.RequestID), latest.Seq, latest.Code, code)
+				seq, tenant, shownID(latest.RequestID), latest.Seq, latest.Code, codes)
 		}
 		picked = []deadLetter{latest}
 	}
@@ -301,11 +301,11 @@ func (e *severalNotRetried) Error() string {
 
 func (e *severalNotRetried) Unwrap() []error { return e.errs }
 
-func codeNote(code string) string {
-	if code == "" {
+func codeNote(codes codeFilter) string {
+	if len(codes) == 0 {
 		return ""
 	}
-	return " with code " + code
+	return " with code " + codes.String()
 }
 
 // ofRequest says whether a dead letter counts as one of its request id's:
