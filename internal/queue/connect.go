@@ -92,12 +92,26 @@ func (c Conn) checkFiles() error {
 		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(f.path); err != nil {
-			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return fmt.Errorf("%s: the file it names could not be read: %w", f.flag, err)
+		if err := readable(f.path); err != nil {
+			return fmt.Errorf("%s: %w", f.flag, err)
 		}
+	}
+	return nil
+}
+
+// readable says why the file at path cannot be read, as the client
+// library would find when it connects: not there, or a directory. It is
+// not opened: a named pipe would hold the check until written to.
+func readable(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("the file it names could not be read: %w", err)
+	}
+	if fi.IsDir() {
+		return errors.New("it names a directory: give the file")
 	}
 	return nil
 }
