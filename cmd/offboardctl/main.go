@@ -51,6 +51,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 // runContext is run under a context that an interrupt ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	root, c := newRoot(stdout, stderr)
+	// Closed here, once the error is explained (that reads from NATS),
+	// not in a persistent post-run, which cobra runs only after a command
+	// that succeeded.
+	defer c.close()
 	root.SetArgs(args)
 	err := cmp.Or(root.ExecuteContext(ctx), c.helpErr)
 	if err == nil {
@@ -110,7 +114,6 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 			}
 			return c.check()
 		},
-		PersistentPostRun: func(*cobra.Command, []string) { c.close() },
 		// Any arguments reach RunE, so an unknown command is a usage error.
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -418,6 +421,8 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	return err
 }
 
+// close closes the connection, if one was made, once what was published
+// on it is flushed.
 func (c *cli) close() {
 	if c.nc != nil {
 		_ = c.nc.Drain()

@@ -108,6 +108,18 @@ func (c *Cluster) Shutdown(i int) {
 	}
 }
 
+// NumClients is how many client connections server i holds now; 0 while
+// it is down.
+func (c *Cluster) NumClients(i int) int {
+	c.mu.Lock()
+	s := c.srv[i]
+	c.mu.Unlock()
+	if s == nil {
+		return 0
+	}
+	return s.NumClients()
+}
+
 // Restart starts server i again on its ports and store, and waits until it
 // accepts clients.
 func (c *Cluster) Restart(i int) {
