@@ -51,8 +51,8 @@ tenant's requests carries is refused (exit 1) and nothing is marked.`,
 			return c.cancelCampaign(cmd.Context(), tenant, name, campaign.Mark{Cancelled: true, By: w.as, Reason: w.reason, At: time.Now().UTC()})
 		},
 	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant (required)")
-	cmd.Flags().StringVar(&name, "name", "", "campaign name (required)")
+	onceFlag(cmd.Flags(), &tenant, "tenant", "", "tenant (required)")
+	onceFlag(cmd.Flags(), &name, "name", "", "campaign name (required)")
 	w.flags(cmd)
 	// --by was this command's name for --as; kept so scripts go on working.
 	cmd.Flags().StringVar(&w.as, "by", defaultUser(), "same as --as")

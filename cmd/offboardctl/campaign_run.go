@@ -52,13 +52,13 @@ and writes the same report: an interrupted campaign resumes.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.tenant, "tenant", "", "tenant (required)")
-	fl.StringVar(&f.csv, "csv", "", "CSV file with a header row and a machineId or computerDnsName column (required)")
-	fl.StringVar(&f.name, "name", "", "campaign name (default: the CSV's base name)")
-	fl.StringVar(&f.priority, "priority", string(offboard.Bulk), "bulk or normal")
+	onceFlag(fl, &f.tenant, "tenant", "", "tenant (required)")
+	onceFlag(fl, &f.csv, "csv", "", "CSV file with a header row and a machineId or computerDnsName column (required)")
+	onceFlag(fl, &f.name, "name", "", "campaign name (default: the CSV's base name)")
+	onceFlag(fl, &f.priority, "priority", string(offboard.Bulk), "bulk or normal")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "publish every row as a dry run (name it apart from the real run: their request ids must differ)")
 	fl.StringVar(&f.comment, "comment", "", "comment of rows without their own")
-	fl.StringVar(&f.report, "report", "", "report file (default <NAME>-report.csv)")
+	onceFlag(fl, &f.report, "report", "", "report file (default <NAME>-report.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
 	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")

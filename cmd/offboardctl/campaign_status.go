@@ -41,8 +41,8 @@ func newCampaignStatusCmd(c *cli) *cobra.Command {
 			return c.showCampaign(cmd.Context(), tenant, name, ws, asJSON)
 		},
 	}
-	cmd.Flags().StringVar(&tenant, "tenant", "", "tenant (required)")
-	cmd.Flags().StringVar(&name, "name", "", "campaign name (required)")
+	onceFlag(cmd.Flags(), &tenant, "tenant", "", "tenant (required)")
+	onceFlag(cmd.Flags(), &name, "name", "", "campaign name (required)")
 	cmd.Flags().StringVar(&rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return cmd

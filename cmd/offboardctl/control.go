@@ -130,7 +130,7 @@ func pauseResume(c *cli, action string) *cobra.Command {
 			}, w)
 		},
 	}
-	cmd.Flags().StringVar(&priority, "priority", control.PriorityAll, "normal, bulk or all")
+	onceFlag(cmd.Flags(), &priority, "priority", control.PriorityAll, "normal, bulk or all")
 	w.flags(cmd)
 	w.tenantFlag(cmd)
 	return cmd

@@ -458,6 +458,8 @@ func flagError(cmd *cobra.Command, err error) error {
 			return usagef("unknown flag -%s: write it --%s, with two dashes", name, name)
 		}
 		return usagef("unknown shorthand flag -%s; see %s --help", unknown.GetSpecifiedName(), cmd.CommandPath())
+	case errors.As(err, &invalid) && errors.Is(err, errGivenTwice):
+		return usagef("--%s given twice, with two values: give it once", invalid.GetFlag().Name)
 	case errors.As(err, &invalid):
 		f := invalid.GetFlag()
 		return usagef("--%s: the value given does not read as %s", f.Name, withArticle(f.Value.Type()))
@@ -465,6 +467,43 @@ func flagError(cmd *cobra.Command, err error) error {
 		return usagef("bad flag syntax: write --name or --name=value")
 	}
 	return usageError{err}
+}
+
+// errGivenTwice is a onceFlag's second value.
+var errGivenTwice = errors.New("given twice")
+
+// onceValue is a string flag's value that a second, different value does
+// not replace: see onceFlag.
+type onceValue struct {
+	p   *string
+	set bool
+}
+
+func (v *onceValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *onceValue) Set(s string) error {
+	if v.set && s != *v.p {
+		return errGivenTwice
+	}
+	*v.p, v.set = s, true
+	return nil
+}
+
+func (v *onceValue) Type() string { return "string" }
+
+// onceFlag is fs.StringVar for a flag that picks what a command acts on
+// (a tenant, a priority, a campaign, a file): given twice with two values
+// it is bad usage, where a plain string flag keeps the last without a
+// word (`pause --priority bulk --priority normal` paused normal alone).
+// The same value twice is taken.
+func onceFlag(fs *pflag.FlagSet, p *string, name, value, usage string) {
+	*p = value
+	fs.Var(&onceValue{p: p}, name, usage)
 }
 
 // unknownCommand names the argument without user information: a NATS URL

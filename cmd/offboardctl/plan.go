@@ -45,11 +45,11 @@ offboarded; offboardctl needs only its NATS connection.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return c.plan(cmd, f) },
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.tenant, "tenant", "", "tenant (required)")
-	fl.StringVar(&f.inactiveFor, "inactive-for", "", "devices not seen for at least this long: 90d, 2160h (required)")
+	onceFlag(fl, &f.tenant, "tenant", "", "tenant (required)")
+	onceFlag(fl, &f.inactiveFor, "inactive-for", "", "devices not seen for at least this long: 90d, 2160h (required)")
 	fl.StringArrayVar(&f.health, "health", nil, "only devices with this healthStatus (repeat for any of several)")
 	fl.StringArrayVar(&f.os, "os", nil, "only devices with this osPlatform (repeat for any of several)")
-	fl.StringVar(&f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv)")
+	onceFlag(fl, &f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Minute, "how long the whole plan may take")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "ask for a tenant no worker has set up yet (not in any tenants file), waiting up to 10s for a worker to answer")
 	return cmd

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+)
+
+// TestTargetFlagGivenTwice: a flag that picks what a command acts on,
+// given twice with two values, is bad usage: the second replaced the
+// first without a word, and `pause --priority bulk --priority normal`
+// paused normal alone. The same value twice is taken.
+func TestTargetFlagGivenTwice(t *testing.T) {
+	t.Parallel()
+	csv := writeFile(t, t.TempDir(), "wave.csv", "machineId\n"+strings.Repeat("a", 40)+"\n")
+	for name, args := range map[string][]string{
+		"pause priority":      {"pause", "contoso", "--priority", "bulk", "--priority", "normal"},
+		"resume priority":     {"resume", "contoso", "--priority", "normal", "--priority=bulk"},
+		"run tenant":          {"campaign", "run", "--tenant", "contoso", "--tenant", "fabrikam", "--csv", csv},
+		"run priority":        {"campaign", "run", "--tenant", "contoso", "--csv", csv, "--priority", "bulk", "--priority", "normal"},
+		"run csv":             {"campaign", "run", "--tenant", "contoso", "--csv", csv, "--csv", csv + ".old"},
+		"run name":            {"campaign", "run", "--tenant", "contoso", "--csv", csv, "--name", "a", "--name", "b"},
+		"cancel tenant":       {"campaign", "cancel", "--tenant", "contoso", "--tenant", "fabrikam", "--name", "w"},
+		"cancel name":         {"campaign", "cancel", "--tenant", "contoso", "--name", "w1", "--name", "w2"},
+		"status tenant":       {"campaign", "status", "--tenant", "contoso", "--tenant", "fabrikam", "--name", "w"},
+		"plan tenant":         {"campaign", "plan", "--tenant", "contoso", "--tenant", "fabrikam", "--inactive-for", "90d"},
+		"plan out":            {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", "a.csv", "--out", "b.csv"},
+		"plan inactive twice": {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--inactive-for", "30d"},
+	} {
+		var out, errb bytes.Buffer
+		// Nothing listens there: a usage error comes before connecting.
+		code := run(append([]string{"--nats-url", "nats://127.0.0.1:1"}, args...), &out, &errb)
+		msg := strings.TrimSpace(errb.String())
+		if code != exitUsage || !strings.Contains(msg, "given twice") || strings.Contains(msg, "\n") {
+			t.Errorf("%s: exit %d, stderr %q; want exit %d and one line saying the flag was given twice", name, code, msg, exitUsage)
+		}
+		if strings.Contains(msg, "fabrikam") || strings.Contains(msg, "normal") {
+			t.Errorf("%s: the error quotes a value: %q", name, msg)
+		}
+	}
+
+	// The same value twice (an alias and the command line agreeing) is
+	// no mistake: the command goes on, to the connection refused here.
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "--connect-timeout", "1s", "pause", "contoso", "--priority", "bulk", "--priority", "bulk"}, &out, &errb)
+	if code == exitUsage {
+		t.Errorf("the same --priority twice: exit %d, stderr %q; want it taken", code, errb.String())
+	}
+}
