@@ -3,7 +3,13 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -54,5 +60,47 @@ func TestSubjectCovers(t *testing.T) {
 		if got := subjectCovers(c.pattern, c.subject); got != c.want {
 			t.Errorf("subjectCovers(%q, %q) = %v, want %v", c.pattern, c.subject, got, c.want)
 		}
+	}
+}
+
+// TestSubjectPrefixCheckWithoutStreamInfo: a user who may not read the
+// request stream's information (a credential that reads the dead letters
+// alone) is not made to wait for it: the server refuses the request at
+// once, and the command goes on as it did before the prefix was checked,
+// rather than after --connect-timeout.
+func TestSubjectPrefixCheckWithoutStreamInfo(t *testing.T) {
+	t.Parallel()
+	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "reader", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.INFO." + offboard.StreamRequests}},
+		}}, {Username: "admin", Password: "pw"}}}
+	s, err := server.NewServer(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("NATS server not ready")
+	}
+	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("admin", "pw"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	publishDead(t, js, offboard.CodeMachineNotFound, `{"requestId":"x-1","machineId":"`+strings.Repeat("a", 40)+`"}`)
+	url := "nats://reader:pw@" + strings.TrimPrefix(s.ClientURL(), "nats://")
+	const timeout = 20 * time.Second
+	start := time.Now()
+	code, out, errs := ctl(t, url, "--connect-timeout", timeout.String(), "dead", "ls", "--json")
+	if took := time.Since(start); code != exitOK || !strings.Contains(out, "x-1") || took >= timeout/2 {
+		t.Errorf("dead ls: exit %d after %v, stdout %q, stderr %q; want the dead letter, without waiting out --connect-timeout %v", code, took, out, errs, timeout)
 	}
 }
