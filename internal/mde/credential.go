@@ -539,9 +539,12 @@ func (c *Credential) Invalidate() error {
 // (a 401, RefreshToken set), done once for all the calls that token was
 // refused to: a burst of them, when it expired or was revoked, makes one
 // rebuild and one token request, not one each. A call that comes after
-// gets what came of the first, nil or its error, or nil at once when
-// another token is in hand already. A new token refused in its turn is
-// renewed again. Its error is a *TokenError.
+// gets nil when the first renewed the credential, or the credential was
+// built again since, or another token is in hand already; after a
+// rebuild that failed, and none since, it tries again: the file may be
+// right by now (a rebuild that fails makes no token request). A new
+// token refused in its turn is renewed again. Its error is a
+// *TokenError.
 func (c *Credential) TokenRefused(v *Verdict) error {
 	c.renew.Lock()
 	defer c.renew.Unlock()
@@ -554,10 +557,11 @@ func (c *Credential) TokenRefused(v *Verdict) error {
 	case c.token.Token != "" && idOf(c.token.Token) != id:
 		c.mu.Unlock()
 		return nil
-	case c.renewedFor == id:
-		err := c.renewErr
+	case c.renewedFor == id && (c.renewErr == nil || !c.reload):
+		// Renewed, or built again since its renewal failed (only a
+		// rebuild clears reload, which the failure set).
 		c.mu.Unlock()
-		return err
+		return nil
 	}
 	c.mu.Unlock()
 	err := c.invalidate()

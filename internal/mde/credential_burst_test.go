@@ -115,3 +115,35 @@ type fixedCredential struct{ tok azcore.AccessToken }
 func (c fixedCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	return c.tok, nil
 }
+
+// A renewal that failed (the secret file read empty while it was being
+// rewritten) is not the answer for good to the calls that saw the same
+// token refused: one that comes once the file is right again renews the
+// credential, where it failed its request as unauthorized.
+func TestRefusedTokenRenewedAfterAFailedRenewal(t *testing.T) {
+	t.Parallel()
+	const secret = "renew-secret-0002"
+	f := setupLogin(t, secret, secret)
+	f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local"})
+	cred := f.newCredential(t)
+	client := NewClient(Options{Cloud: f.cloud, Credential: cred, HTTPClient: f.hc})
+	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
+		t.Fatalf("GetMachine: %s", v.Error())
+	}
+	f.sim.RevokeTokens(simTenantID)
+	first, late := client.GetMachine(context.Background(), testMachineID), client.GetMachine(context.Background(), testMachineID)
+	if !first.RefreshToken || !late.RefreshToken {
+		t.Fatalf("after the revocation: %s, %s; want 401s", first.Error(), late.Error())
+	}
+	writeSecretFile(t, f.secretFile, "", time.Now().Add(time.Minute))
+	if err := cred.TokenRefused(first); err == nil {
+		t.Fatal("TokenRefused with the secret file empty: no error")
+	}
+	writeSecretFile(t, f.secretFile, secret, time.Now().Add(2*time.Minute))
+	if err := cred.TokenRefused(late); err != nil {
+		t.Fatalf("TokenRefused once the file is right again: %v", err)
+	}
+	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
+		t.Errorf("after the renewal: %s", v.Error())
+	}
+}
