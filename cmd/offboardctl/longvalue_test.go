@@ -33,3 +33,15 @@ func TestLongValueQuotedShort(t *testing.T) {
 		}
 	}
 }
+
+// TestLongPrefixNotTheWorkersQuotedShort: a --subject-prefix that can
+// start a subject, but is not the worker's, is quoted short in the line
+// that refuses it too, however long it is.
+func TestLongPrefixNotTheWorkersQuotedShort(t *testing.T) {
+	t.Parallel()
+	url, _ := natsWithStreams(t)
+	code, out, errs := ctl(t, url, "--subject-prefix", strings.Repeat("x", 10000), "status")
+	if code != exitFailed || out != "" || strings.Count(errs, "\n") != 1 || len(errs) > 400 || !strings.Contains(errs, "is not the worker's") {
+		t.Errorf("exit %d, stdout %q, stderr %d bytes: %.200q", code, out, len(errs), errs)
+	}
+}

@@ -367,7 +367,7 @@ func (c *cli) checkServedPrefix(ctx context.Context, js jetstream.JetStream) err
 		return nil
 	}
 	return fmt.Errorf("--subject-prefix %s is not the worker's: stream %s takes %s, not %s; give the prefix the worker runs with",
-		c.prefix, offboard.StreamRequests, strings.Join(subjects, ", "), want)
+		offboard.Quote(c.prefix), offboard.StreamRequests, strings.Join(subjects, ", "), offboard.Quote(want))
 }
 
 // mayReadStream says whether the user may ask for the stream's
