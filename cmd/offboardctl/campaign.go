@@ -47,7 +47,7 @@ func checkName(name string) error {
 		return usagef("--name is required")
 	}
 	if !campaign.ValidName(name) {
-		return usagef("campaign name %q: want 1 to 120 of [a-z0-9._-], not starting or ending with '.', without '..'", name)
+		return usagef("campaign name %s: want 1 to 120 of [a-z0-9._-], not starting or ending with '.', without '..'", offboard.Quote(name))
 	}
 	return nil
 }

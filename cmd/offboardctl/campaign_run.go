@@ -125,7 +125,7 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 	r := &campaignRun{c: c, f: f, prio: offboard.Priority(f.priority), windows: campaign.DefaultWindows,
 		set: campaign.Settings{Tenant: f.tenant, Name: f.name, Comment: f.comment, DryRun: f.dryRun}}
 	if r.prio != offboard.Bulk && r.prio != offboard.Normal {
-		return nil, usagef("--priority %q: want bulk or normal", f.priority)
+		return nil, usagef("--priority %s: want bulk or normal", offboard.Quote(f.priority))
 	}
 	if err := r.set.CheckComment(); err != nil {
 		return nil, usagef("--comment: %v", err)

@@ -45,3 +45,25 @@ func TestLongPrefixNotTheWorkersQuotedShort(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %d bytes: %.200q", code, out, len(errs), errs)
 	}
 }
+
+// TestLongFlagValueQuotedShort: the values of the campaign and plan
+// commands' flags, and a shell for completion, are quoted short as well
+// when they are refused.
+func TestLongFlagValueQuotedShort(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("x", 10000)
+	for _, args := range [][]string{
+		{"campaign", "status", "--tenant", "contoso", "--name", long},
+		{"campaign", "run", "--tenant", "contoso", "--csv", "devices.csv", "--priority", long},
+		{"campaign", "plan", "--tenant", long, "--inactive-for", "90d"},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", long},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--health", long},
+		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--os", long + " "},
+		{"completion", long},
+	} {
+		code, out, errs := ctl(t, "nats://127.0.0.1:1", args...)
+		if code != exitUsage || out != "" || strings.Count(errs, "\n") != 1 || len(errs) > 400 {
+			t.Errorf("%.80q...: exit %d, stdout %q, stderr %d bytes: %.200q", args, code, out, len(errs), errs)
+		}
+	}
+}

@@ -219,7 +219,7 @@ func completionUsage(root *cobra.Command) {
 			if len(args) == 0 {
 				return usagef("completion takes a shell: %s", strings.Join(shells, ", "))
 			}
-			return usagef("completion: unknown shell %q; want one of %s", queue.RedactURLs(args[0]), strings.Join(shells, ", "))
+			return usagef("completion: unknown shell %s; want one of %s", offboard.Quote(queue.RedactURLs(args[0])), strings.Join(shells, ", "))
 		}
 	}
 }

@@ -61,11 +61,11 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 		return offboard.PlanRequest{}, usagef("--tenant and --inactive-for are required")
 	}
 	if !offboard.TenantName.MatchString(f.tenant) {
-		return offboard.PlanRequest{}, usagef("--tenant %q is not a tenant name (%s)", f.tenant, offboard.TenantName)
+		return offboard.PlanRequest{}, usagef("--tenant %s is not a tenant name (%s)", offboard.Quote(f.tenant), offboard.TenantName)
 	}
 	d, err := config.ParseDuration(f.inactiveFor)
 	if err != nil || d <= 0 {
-		return offboard.PlanRequest{}, usagef("--inactive-for %q is not a positive duration such as 90d or 2160h", f.inactiveFor)
+		return offboard.PlanRequest{}, usagef("--inactive-for %s is not a positive duration such as 90d or 2160h", offboard.Quote(f.inactiveFor))
 	}
 	if f.timeout <= 0 {
 		return offboard.PlanRequest{}, usagef("--timeout %v: want a positive duration", f.timeout)
@@ -77,14 +77,14 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 		case strings.TrimSpace(v) != v || strings.Contains(v, ","):
 			// Defender's values have neither: such a value matches no
 			// device, and the plan would be empty without a word.
-			return offboard.PlanRequest{}, usagef("--health and --os take one value each, without spaces around it (%q); repeat the flag for several", v)
+			return offboard.PlanRequest{}, usagef("--health and --os take one value each, without spaces around it (%s); repeat the flag for several", offboard.Quote(v))
 		}
 	}
 	// Defender's inventory filter takes a healthStatus spelled as
 	// documented and refuses any other value.
 	health, unknown, ok := mde.HealthStatusesSpelled(f.health)
 	if !ok {
-		return offboard.PlanRequest{}, usagef("--health %q is none of Defender's: want one of %s", unknown, strings.Join(mde.HealthStatuses, ", "))
+		return offboard.PlanRequest{}, usagef("--health %s is none of Defender's: want one of %s", offboard.Quote(unknown), strings.Join(mde.HealthStatuses, ", "))
 	}
 	if f.out == "" {
 		f.out = fmt.Sprintf("%s-inactive-%s.csv", f.tenant, f.inactiveFor)
