@@ -363,7 +363,10 @@ func (c *cli) checkServedPrefix(ctx context.Context, js jetstream.JetStream) err
 	}
 	want := c.subjects.AllRequests()
 	subjects := stream.CachedInfo().Config.Subjects
-	if slices.ContainsFunc(subjects, func(s string) bool { return subjectCovers(s, want) }) {
+	// Exactly the worker's subjects: the worker makes the stream take
+	// <prefix>.request.> alone, and a prefix whose subjects it would
+	// take too (mde.offboard.request) names nothing anyone publishes.
+	if slices.Contains(subjects, want) {
 		return nil
 	}
 	return fmt.Errorf("--subject-prefix %s is not the worker's: stream %s takes %s, not %s; give the prefix the worker runs with",
@@ -382,24 +385,6 @@ func mayReadStream(nc *nats.Conn, stream string, timeout time.Duration) bool {
 	}
 	last := nc.LastError()
 	return !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), subject)
-}
-
-// subjectCovers says whether every subject that subject matches is one
-// that pattern matches ("*" one token, ">" the rest).
-func subjectCovers(pattern, subject string) bool {
-	p, s := strings.Split(pattern, "."), strings.Split(subject, ".")
-	for i, tok := range p {
-		switch {
-		case tok == ">":
-			return i < len(s)
-		case i >= len(s):
-			return false
-		case tok == "*" && s[i] != ">":
-		case tok != s[i]:
-			return false
-		}
-	}
-	return len(p) == len(s)
 }
 
 // whileConnected is ctx, ended once the connection (connect) is closed
