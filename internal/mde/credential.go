@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -250,6 +251,9 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 			password = []byte(p)
 		}
 		certs, key, err := azidentity.ParseCertificates(data, password)
+		if err != nil && encryptedPEMKey(data) {
+			return nil, errors.New("certificateFile: an encrypted PEM key is not supported: export the certificate as PKCS#12 (.pfx) with its password, or the key unencrypted")
+		}
 		if err != nil {
 			// The library's text is not repeated: it is about the file's
 			// contents.
@@ -261,6 +265,23 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
 	}, cc.CertificateFile
+}
+
+// encryptedPEMKey says whether data holds a PEM private key encrypted
+// with a password, as PKCS#8 ("ENCRYPTED PRIVATE KEY") or in the older
+// form of a key block with a Proc-Type header. The identity library
+// decrypts a PKCS#12 file only: such a key is not found, or not read.
+func encryptedPEMKey(data []byte) bool {
+	for {
+		var b *pem.Block
+		if b, data = pem.Decode(data); b == nil {
+			return false
+		}
+		if b.Type == "ENCRYPTED PRIVATE KEY" ||
+			(strings.HasSuffix(b.Type, "PRIVATE KEY") && strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")) {
+			return true
+		}
+	}
 }
 
 // checkCertificateKey says why a certificate file's key cannot sign for

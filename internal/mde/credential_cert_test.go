@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -75,5 +76,39 @@ func TestCertificateFileWithAnUnusableKey(t *testing.T) {
 				t.Errorf("NewCredential: %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A PEM file whose key is encrypted says that only PKCS#12 may be, even
+// with a password file set: "wrong format or password" sent the operator
+// looking for a typo in the password.
+func TestCertificateFileWithAnEncryptedPEMKey(t *testing.T) {
+	t.Parallel()
+	cert, _ := testCertificate(t)
+	dir := t.TempDir()
+	// What openssl pkcs8 -topk8 writes; the content is not read.
+	encrypted := pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("not read")})
+	// The older form: a PKCS#1 key with a Proc-Type header.
+	legacy := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Headers: map[string]string{
+		"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,00112233445566778899AABBCCDDEEFF",
+	}, Bytes: []byte("not read either")})
+	password := filepath.Join(dir, "password")
+	if err := os.WriteFile(password, []byte("pem-password-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const want = "certificateFile: an encrypted PEM key is not supported: export the certificate as PKCS#12 (.pfx) with its password, or the key unencrypted"
+	for name, key := range map[string][]byte{"PKCS#8": encrypted, "PKCS#1": legacy} {
+		for i, pw := range []string{password, ""} {
+			path := filepath.Join(dir, fmt.Sprintf("%s-%d.pem", name, i))
+			if err := os.WriteFile(path, append(append([]byte{}, cert...), key...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cc := CredentialConfig{TenantID: simTenantID, ClientID: simClientID, CertificateFile: path, CertificatePasswordFile: pw}
+			_, err := NewCredential(cc, Clouds["commercial"], nil)
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Errorf("%s key, password file %q: NewCredential: %v, want %q", name, pw, err, want)
+			}
+			checkNoSecret(t, err, "pem-password-1")
+		}
 	}
 }
