@@ -111,6 +111,18 @@ type Credential struct {
 	scopes string
 	gen    uint64           // counts the credentials built, and the refusals of one that could not be rebuilt
 	now    func() time.Time // wall clock; a field so tests can move it
+	// failed is why the last build failed, nil after one succeeded. Only
+	// a text known to hold no part of a file (a certificate's dates) is
+	// shown in the token requests' errors.
+	failed error
+}
+
+// clock returns the time of the credential's clock.
+func (c *Credential) clock() time.Time {
+	c.mu.Lock()
+	now := c.now
+	c.mu.Unlock()
+	return now()
 }
 
 // tokenMargin is how long before its expiry a cached token is no longer
@@ -137,8 +149,9 @@ func (s fileStamp) same(o fileStamp) bool {
 }
 
 // builder makes the function that builds a credential of one kind, and
-// names the file whose change rebuilds it ("" for none).
-type builder func(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (build func() (azcore.TokenCredential, error), watch string)
+// names the file whose change rebuilds it ("" for none). now is the
+// credential's clock.
+type builder func(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (build func() (azcore.TokenCredential, error), watch string)
 
 var builders = map[string]builder{
 	"clientSecretFile": secretFileBuilder,
@@ -165,7 +178,7 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
 	cred := &Credential{host: hostOf(c.AuthorityHost), now: time.Now}
-	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery)
+	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery, func() time.Time { return cred.clock() })
 	if err := cred.refresh(); err != nil {
 		return nil, err
 	}
@@ -191,7 +204,7 @@ func (b boundedAnswers) Do(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
 		secret, err := readSecret("clientSecretFile", cc.ClientSecretFile)
 		if err != nil {
@@ -205,7 +218,7 @@ func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscove
 	}, cc.ClientSecretFile
 }
 
-func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
 		secret := strings.TrimSpace(os.Getenv(cc.ClientSecretEnv))
 		if secret == "" {
@@ -236,7 +249,7 @@ func checkClientSecret(secret string) error {
 	return nil
 }
 
-func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
 		data, err := ReadCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
 		if err != nil {
@@ -259,7 +272,11 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 			// contents.
 			return nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
 		}
-		if err := checkCertificateKey(certs, key); err != nil {
+		cert, err := checkCertificateKey(certs, key)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkCertificateDates(cert, now()); err != nil {
 			return nil, err
 		}
 		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
@@ -288,17 +305,43 @@ func encryptedPEMKey(data []byte) bool {
 // it, in words that name the setting: the identity library signs with an
 // RSA key only, that of one of the file's certificates, and its own
 // error names neither the setting nor the file.
-func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey) error {
+// It returns the certificate the key signs for.
+func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey) (*x509.Certificate, error) {
 	k, ok := key.(*rsa.PrivateKey)
 	if !ok {
-		return errors.New("certificateFile: the private key in the file it names is not an RSA key; the client assertion is signed with RSA only")
+		return nil, errors.New("certificateFile: the private key in the file it names is not an RSA key; the client assertion is signed with RSA only")
 	}
 	for _, c := range certs {
 		if k.PublicKey.Equal(c.PublicKey) {
-			return nil
+			return c, nil
 		}
 	}
-	return errors.New("certificateFile: the private key in the file it names belongs to none of its certificates")
+	return nil, errors.New("certificateFile: the private key in the file it names belongs to none of its certificates")
+}
+
+// certificateDatesError is a certificate used out of its validity: the
+// login host refuses it (AADSTS700027), in words that name neither the
+// setting nor the dates. Its text holds no secret.
+type certificateDatesError struct {
+	notBefore, notAfter time.Time
+	expired             bool
+}
+
+func (e *certificateDatesError) Error() string {
+	state := "is not valid yet"
+	if e.expired {
+		state = "has expired"
+	}
+	return fmt.Sprintf("certificateFile: the certificate in the file it names %s: valid from %s to %s",
+		state, e.notBefore.UTC().Format(time.RFC3339), e.notAfter.UTC().Format(time.RFC3339))
+}
+
+// checkCertificateDates refuses a certificate that is not valid at now.
+func checkCertificateDates(c *x509.Certificate, now time.Time) error {
+	if now.Before(c.NotBefore) || now.After(c.NotAfter) {
+		return &certificateDatesError{notBefore: c.NotBefore, notAfter: c.NotAfter, expired: now.After(c.NotAfter)}
+	}
+	return nil
 }
 
 // workloadIdentityBuilder builds what azidentity's
@@ -307,7 +350,7 @@ func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey) error
 // tokenFileReuse, but reads the file as the other credential files are
 // read: a regular file of bounded size (the library reads whatever the
 // path names, to its end).
-func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool) (func() (azcore.TokenCredential, error), string) {
+func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
 		// The library's defaults, from the variables the workload
 		// identity webhook sets.
@@ -384,7 +427,7 @@ type credentialFileError struct{ err error }
 
 func (e *credentialFileError) Error() string { return e.err.Error() }
 
-func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bool) (func() (azcore.TokenCredential, error), string) {
+func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
 	return func() (azcore.TokenCredential, error) {
 		// The same client as the others: it follows no redirect, which
 		// would carry the identity endpoint's secret header elsewhere.
@@ -536,6 +579,9 @@ func (c *Credential) fileChanged() bool {
 func (c *Credential) refresh() error {
 	stamp := stampOf(c.watch)
 	tc, err := c.build()
+	c.mu.Lock()
+	c.failed = err
+	c.mu.Unlock()
 	if err != nil {
 		return err
 	}
@@ -596,21 +642,26 @@ func (c *Credential) TokenRefused(v *Verdict) error {
 func (c *Credential) invalidate() error {
 	if err := c.refresh(); err != nil {
 		c.mu.Lock()
+		defer c.mu.Unlock()
 		// Refused: never handed out again, neither from here nor from
 		// the cache of the credential that got it.
 		// A token request under way meanwhile does not keep its token.
 		c.token, c.reload = azcore.AccessToken{}, true
 		c.gen++
-		c.mu.Unlock()
 		return c.credentialError()
 	}
 	return nil
 }
 
 // credentialError is the error of a credential that could not be rebuilt.
-// The cause is not kept: it may hold part of a file's contents.
+// The cause is not kept, it may hold part of a file's contents, unless
+// it is a certificate's dates. c.mu is held.
 func (c *Credential) credentialError() *TokenError {
-	return &TokenError{Host: c.host, File: c.watch, failure: failCredential}
+	te := &TokenError{Host: c.host, File: c.watch, failure: failCredential}
+	if de := (*certificateDatesError)(nil); errors.As(c.failed, &de) {
+		te.detail = de.Error()
+	}
+	return te
 }
 
 // GetToken returns a token, cached until shortly before it expires (or

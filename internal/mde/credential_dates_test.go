@@ -1,0 +1,170 @@
+package mde
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+)
+
+// certificateFor makes a self-signed certificate of key valid from
+// notBefore to notAfter, and the PEM file certificateFile takes: the
+// certificate, then its key.
+func certificateFor(t *testing.T, key *rsa.PrivateKey, notBefore, notAfter time.Time) (*x509.Certificate, []byte) {
+	t.Helper()
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(notBefore.UnixNano()), Subject: pkix.Name{CommonName: "offboard-dates-test"},
+		NotBefore: notBefore, NotAfter: notAfter,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pkcs8PEM(t, key)...)
+}
+
+// replaceFile puts data in place of path by a rename, as a Kubernetes
+// secret volume or install does.
+func replaceFile(t *testing.T, path string, data []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// certLogin is an mdesim server with one tenant whose application logs in
+// with a certificate, and the certificate file.
+type certLogin struct {
+	*loginFixture
+	key      *rsa.PrivateKey
+	certFile string
+}
+
+func setupCertLogin(t *testing.T) *certLogin {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, data := certificateFor(t, key, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	sim := mdesim.New(mdesim.Options{})
+	sim.AddTenant(mdesim.Tenant{TenantID: simTenantID, ClientID: simClientID, Certificate: cert})
+	base := sim.StartTLS()
+	t.Cleanup(sim.Close)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: sim.CertPool(), MinVersion: tls.VersionTLS12}}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := ResolveCloud("commercial", base, base, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &certLogin{key: key, certFile: filepath.Join(t.TempDir(), "cert.pem")}
+	if err := os.WriteFile(f.certFile, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.loginFixture = &loginFixture{sim: sim, cloud: c, hc: &http.Client{Transport: tr},
+		cc: CredentialConfig{TenantID: simTenantID, ClientID: simClientID, CertificateFile: f.certFile}}
+	return f
+}
+
+// setNow moves the credential's clock to d from now.
+func setNow(cred *Credential, d time.Duration) {
+	cred.mu.Lock()
+	cred.now = func() time.Time { return time.Now().Add(d) }
+	cred.mu.Unlock()
+}
+
+// datesOf is how an error shows a certificate's validity.
+func datesOf(c *x509.Certificate) []string {
+	return []string{c.NotBefore.UTC().Format(time.RFC3339), c.NotAfter.UTC().Format(time.RFC3339)}
+}
+
+// A certificate out of its validity is refused at start, naming the
+// setting and its dates: the login host would refuse it at the first
+// token request, with a code that does not say which file.
+func TestCertificateOutOfItsDatesRefusedAtStart(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	for _, tc := range []struct {
+		name, want          string
+		notBefore, notAfter time.Time
+	}{
+		{"expired", "has expired", now.Add(-48 * time.Hour), now.Add(-time.Hour)},
+		{"not valid yet", "is not valid yet", now.Add(time.Hour), now.Add(48 * time.Hour)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cert, data := certificateFor(t, key, tc.notBefore, tc.notAfter)
+			path := filepath.Join(t.TempDir(), "cert.pem")
+			if err := os.WriteFile(path, data, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, CertificateFile: path}, Clouds["commercial"], nil)
+			if err == nil {
+				t.Fatal("NewCredential: no error")
+			}
+			for _, want := range append([]string{"certificateFile", tc.want}, datesOf(cert)...) {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("NewCredential: %v, want one holding %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+// An expired certificate put in place of a working one while running is
+// a broken file: it does not replace the credential, whose last token
+// serves until it expires; then the token request fails naming the
+// certificate's dates, without asking the login host.
+func TestExpiredCertificateAtReload(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	cred := f.newCredential(t)
+	first, err := f.getToken(cred)
+	if err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	expired, data := certificateFor(t, f.key, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	replaceFile(t, f.certFile, data)
+	setNow(cred, lookEvery)
+	if tok, err := f.getToken(cred); err != nil || tok != first {
+		t.Errorf("GetToken after an expired certificate replaced the file: err = %v, same token %v; want the last token", err, tok == first)
+	}
+	setNow(cred, 2*time.Hour) // the token has expired
+	_, err = f.getToken(cred)
+	var te *TokenError
+	if !errors.As(err, &te) {
+		t.Fatalf("GetToken once the token expired: %v, want a *TokenError", err)
+	}
+	for _, want := range append([]string{"certificateFile", "has expired"}, datesOf(expired)...) {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("GetToken once the token expired: %v, want one holding %q", err, want)
+		}
+	}
+	if n := f.sim.TokenRequests(simTenantID); n != 1 {
+		t.Errorf("token requests = %d, want 1: the expired certificate is not sent", n)
+	}
+}
