@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -79,7 +80,10 @@ func (c CredentialConfig) kind() (string, error) {
 // after a 401 or when its secret file changes.
 type Credential struct {
 	build func() (azcore.TokenCredential, error)
-	watch string // a file whose change rebuilds the credential
+	// watch are the files whose change rebuilds the credential: the
+	// secret's, or the certificate's and its password's. The first is
+	// named in errors.
+	watch []string
 	host  string // the login host, for messages
 
 	// renew is held while the credential is built again after it was
@@ -94,8 +98,8 @@ type Credential struct {
 
 	mu      sync.Mutex
 	current azcore.TokenCredential
-	stamp   fileStamp
-	// looked is when the file was last found as stamp says: it is not
+	stamp   []fileStamp // of the watched files, in order
+	// looked is when the files were last found as stamp says: it is not
 	// looked at again before lookEvery has passed.
 	looked time.Time
 	// reload makes the next token request build the credential again,
@@ -149,9 +153,9 @@ func (s fileStamp) same(o fileStamp) bool {
 }
 
 // builder makes the function that builds a credential of one kind, and
-// names the file whose change rebuilds it ("" for none). now is the
-// credential's clock.
-type builder func(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (build func() (azcore.TokenCredential, error), watch string)
+// names the files whose change rebuilds it (none for a kind without
+// files). now is the credential's clock.
+type builder func(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (build func() (azcore.TokenCredential, error), watch []string)
 
 var builders = map[string]builder{
 	"clientSecretFile": secretFileBuilder,
@@ -204,7 +208,7 @@ func (b boundedAnswers) Do(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
+func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
 		secret, err := readSecret("clientSecretFile", cc.ClientSecretFile)
 		if err != nil {
@@ -215,10 +219,10 @@ func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscove
 		}
 		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
-	}, cc.ClientSecretFile
+	}, []string{cc.ClientSecretFile}
 }
 
-func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
+func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
 		secret := strings.TrimSpace(os.Getenv(cc.ClientSecretEnv))
 		if secret == "" {
@@ -231,7 +235,7 @@ func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscover
 		}
 		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
 			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
-	}, ""
+	}, nil
 }
 
 // checkClientSecret refuses what is plainly no client secret, before it
@@ -249,7 +253,7 @@ func checkClientSecret(secret string) error {
 	return nil
 }
 
-func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), string) {
+func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
 		data, err := ReadCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
 		if err != nil {
@@ -281,7 +285,7 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		}
 		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
-	}, cc.CertificateFile
+	}, slices.DeleteFunc([]string{cc.CertificateFile, cc.CertificatePasswordFile}, func(p string) bool { return p == "" })
 }
 
 // encryptedPEMKey says whether data holds a PEM private key encrypted
@@ -350,7 +354,7 @@ func checkCertificateDates(c *x509.Certificate, now time.Time) error {
 // tokenFileReuse, but reads the file as the other credential files are
 // read: a regular file of bounded size (the library reads whatever the
 // path names, to its end).
-func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
+func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
 		// The library's defaults, from the variables the workload
 		// identity webhook sets.
@@ -373,7 +377,7 @@ func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noD
 			return nil, err
 		}
 		return &workloadCredential{cred: cred, file: tf}, nil
-	}, ""
+	}, nil
 }
 
 // workloadCredential reads the token file before each token request, so
@@ -427,7 +431,7 @@ type credentialFileError struct{ err error }
 
 func (e *credentialFileError) Error() string { return e.err.Error() }
 
-func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bool, _ func() time.Time) (func() (azcore.TokenCredential, error), string) {
+func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bool, _ func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
 		// The same client as the others: it follows no redirect, which
 		// would carry the identity endpoint's secret header elsewhere.
@@ -436,7 +440,7 @@ func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bo
 			o.ID = azidentity.ClientID(cc.ClientID)
 		}
 		return azidentity.NewManagedIdentityCredential(o)
-	}, ""
+	}, nil
 }
 
 // hostOf returns the host of a login host's URL, for messages.
@@ -539,6 +543,15 @@ func ReadRegularFile(path string, limit int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// stampsOf returns the stamps of the files paths names, in order.
+func stampsOf(paths []string) []fileStamp {
+	stamps := make([]fileStamp, len(paths))
+	for i, p := range paths {
+		stamps[i] = stampOf(p)
+	}
+	return stamps
+}
+
 func stampOf(path string) fileStamp {
 	if path == "" {
 		return fileStamp{}
@@ -556,19 +569,19 @@ func stampOf(path string) fileStamp {
 // a look at every call cost about 2% of a busy worker's CPU.
 const lookEvery = time.Second
 
-// fileChanged says whether the watched file differs from the one the
-// credential was built from. A file found unchanged is trusted for
+// fileChanged says whether a watched file differs from the one the
+// credential was built from. Files found unchanged are trusted for
 // lookEvery; a changed one is looked at every time until a rebuild
 // succeeds. c.mu is held.
 func (c *Credential) fileChanged() bool {
-	if c.watch == "" {
+	if len(c.watch) == 0 {
 		return false
 	}
 	now := c.now()
 	if since := now.Sub(c.looked); !c.looked.IsZero() && since >= 0 && since < lookEvery {
 		return false
 	}
-	if !stampOf(c.watch).same(c.stamp) {
+	if !slices.EqualFunc(stampsOf(c.watch), c.stamp, fileStamp.same) {
 		return true
 	}
 	c.looked = now
@@ -577,7 +590,7 @@ func (c *Credential) fileChanged() bool {
 
 // refresh builds a new credential, dropping any cached token.
 func (c *Credential) refresh() error {
-	stamp := stampOf(c.watch)
+	stamp := stampsOf(c.watch)
 	tc, err := c.build()
 	c.mu.Lock()
 	c.failed = err
@@ -657,7 +670,10 @@ func (c *Credential) invalidate() error {
 // The cause is not kept, it may hold part of a file's contents, unless
 // it is a certificate's dates. c.mu is held.
 func (c *Credential) credentialError() *TokenError {
-	te := &TokenError{Host: c.host, File: c.watch, failure: failCredential}
+	te := &TokenError{Host: c.host, failure: failCredential}
+	if len(c.watch) > 0 {
+		te.File = c.watch[0]
+	}
 	if de := (*certificateDatesError)(nil); errors.As(c.failed, &de) {
 		te.detail = de.Error()
 	}
@@ -699,7 +715,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	if err != nil {
 		te := classifyTokenError(ctx, c.host, err)
-		if te.Final && c.watch != "" {
+		if te.Final && len(c.watch) > 0 {
 			// The file may hold another secret than the one read, rewritten
 			// in place with its size and time: read again at the next
 			// token request rather than refused until a restart; a file

@@ -11,6 +11,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -166,5 +167,69 @@ func TestExpiredCertificateAtReload(t *testing.T) {
 	}
 	if n := f.sim.TokenRequests(simTenantID); n != 1 {
 		t.Errorf("token requests = %d, want 1: the expired certificate is not sent", n)
+	}
+}
+
+// pkcs12For exports the certificate and key of a PEM file as PKCS#12
+// encrypted with password, in the algorithms the identity library reads
+// (SHA-1 and 3DES), with openssl.
+func pkcs12For(t *testing.T, pemData []byte, password string) []byte {
+	t.Helper()
+	openssl, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("no openssl to make a PKCS#12 file")
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.pem"), filepath.Join(dir, "out.pfx")
+	if err := os.WriteFile(in, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(openssl, "pkcs12", "-export", "-in", in, "-out", out, "-passout", "pass:"+password,
+		"-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("openssl pkcs12 -export: %v: %s", err, msg)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// setupPKCS12Login is setupCertLogin with the certificate exported as
+// PKCS#12 with password, and its password file.
+func setupPKCS12Login(t *testing.T, password string) (f *certLogin, passwordFile string) {
+	t.Helper()
+	f = setupCertLogin(t)
+	data, err := os.ReadFile(f.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replaceFile(t, f.certFile, pkcs12For(t, data, password))
+	passwordFile = filepath.Join(t.TempDir(), "password")
+	if err := os.WriteFile(passwordFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.cc.CertificatePasswordFile = passwordFile
+	return f, passwordFile
+}
+
+// A certificate password file changed alone is picked up, as the
+// certificate file is: it builds the credential again.
+func TestCertificatePasswordFileWatched(t *testing.T) {
+	t.Parallel()
+	const password = "pfx-password-1"
+	f, passwordFile := setupPKCS12Login(t, password)
+	cred := f.newCredential(t)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	replaceFile(t, passwordFile, []byte(password+"\r\n")) // another file, the same password
+	setNow(cred, lookEvery)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken after the password file changed: %v", err)
+	}
+	if n := f.sim.TokenRequests(simTenantID); n != 2 {
+		t.Errorf("token requests = %d, want 2: a changed password file builds the credential again", n)
 	}
 }
