@@ -119,6 +119,13 @@ type Credential struct {
 	// a text known to hold no part of a file (a certificate's dates) is
 	// shown in the token requests' errors.
 	failed error
+	// failedStamp is the stamp of the files failed came of, and
+	// failedUntil when they may be read again unchanged (zero: never; a
+	// certificate not valid yet: at its start). Until then a rebuild
+	// fails with failed at once: a broken certificate file is not read
+	// and parsed again, up to maxCertificateFile, at each token request.
+	failedStamp []fileStamp
+	failedUntil time.Time
 }
 
 // clock returns the time of the credential's clock.
@@ -588,12 +595,16 @@ func (c *Credential) fileChanged() bool {
 	return false
 }
 
-// refresh builds a new credential, dropping any cached token.
+// refresh builds a new credential, dropping any cached token. Files that
+// failed to build one are not read again until they change.
 func (c *Credential) refresh() error {
 	stamp := stampsOf(c.watch)
+	if err := c.failedBefore(stamp); err != nil {
+		return err
+	}
 	tc, err := c.build()
 	c.mu.Lock()
-	c.failed = err
+	c.failed, c.failedStamp, c.failedUntil = err, stamp, retryAt(err)
 	c.mu.Unlock()
 	if err != nil {
 		return err
@@ -604,6 +615,34 @@ func (c *Credential) refresh() error {
 	c.gen++
 	c.mu.Unlock()
 	return nil
+}
+
+// failedBefore returns the error of the last build when it failed with
+// the files as stamp finds them, and they are not to be read again yet.
+// A file that could not be opened for want of permission is read again:
+// its mode or owner put right changes no stamp.
+func (c *Credential) failedBefore(stamp []fileStamp) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.failed == nil || len(c.watch) == 0 || errors.Is(c.failed, fs.ErrPermission):
+		return nil
+	case !slices.EqualFunc(stamp, c.failedStamp, fileStamp.same):
+		return nil
+	case !c.failedUntil.IsZero() && !c.now().Before(c.failedUntil):
+		return nil
+	}
+	return c.failed
+}
+
+// retryAt is when files that failed to build a credential with err may
+// be read again unchanged: at the start of a certificate not valid yet,
+// otherwise never (zero).
+func retryAt(err error) time.Time {
+	if de := (*certificateDatesError)(nil); errors.As(err, &de) && !de.expired {
+		return de.notBefore
+	}
+	return time.Time{}
 }
 
 // Invalidate makes the next token request go to the login host, for

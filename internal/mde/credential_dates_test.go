@@ -1,6 +1,7 @@
 package mde
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/tls"
@@ -14,8 +15,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
@@ -232,4 +236,124 @@ func TestCertificatePasswordFileWatched(t *testing.T) {
 	if n := f.sim.TokenRequests(simTenantID); n != 2 {
 		t.Errorf("token requests = %d, want 2: a changed password file builds the credential again", n)
 	}
+}
+
+// countBuilds counts the credential's builds from now on.
+func countBuilds(cred *Credential) *atomic.Int32 {
+	var n atomic.Int32
+	build := cred.build
+	cred.build = func() (azcore.TokenCredential, error) {
+		n.Add(1)
+		return build()
+	}
+	return &n
+}
+
+// A certificate file that could not be used is not read and parsed again
+// at each token request, until it changes: the calls of a busy tenant
+// would each read it whole, one at a time. They get the same error.
+func TestBrokenCertificateFileReadOnceUntilItChanges(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	cred := f.newCredential(t)
+	good, err := os.ReadFile(f.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	builds := countBuilds(cred)
+	replaceFile(t, f.certFile, bytes.Repeat([]byte("garbage "), 64<<10))
+	setNow(cred, 2*time.Hour) // the token has expired
+	var first error
+	for i := range 20 {
+		_, err := f.getToken(cred)
+		if err == nil {
+			t.Fatalf("GetToken %d with a broken certificate file: no error", i)
+		}
+		if first == nil {
+			first = err
+		} else if err.Error() != first.Error() {
+			t.Errorf("GetToken %d: %v, want the first error again: %v", i, err, first)
+		}
+	}
+	if n := builds.Load(); n != 1 {
+		t.Errorf("the broken file was read %d times, want 1", n)
+	}
+	replaceFile(t, f.certFile, good)
+	if _, err := f.getToken(cred); err != nil {
+		t.Errorf("GetToken once the file was put right: %v", err)
+	}
+	if n := builds.Load(); n != 2 {
+		t.Errorf("builds = %d, want 2: the file put right is read", n)
+	}
+}
+
+// A certificate not valid yet is refused until its NotBefore, then read
+// again although its file did not change.
+func TestCertificateNotValidYetReadAgainAtItsStart(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	cred := f.newCredential(t)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	builds := countBuilds(cred)
+	later, data := certificateFor(t, f.key, time.Now().Add(3*time.Hour), time.Now().Add(48*time.Hour))
+	replaceFile(t, f.certFile, data)
+	setNow(cred, 2*time.Hour)
+	for range 3 {
+		if _, err := f.getToken(cred); err == nil || !strings.Contains(err.Error(), "is not valid yet") {
+			t.Errorf("GetToken before the certificate's start: %v, want it not valid yet", err)
+		}
+	}
+	f.sim.AddTenant(mdesim.Tenant{TenantID: simTenantID, ClientID: simClientID, Certificate: later})
+	setNow(cred, 4*time.Hour)
+	if _, err := f.getToken(cred); err != nil {
+		t.Errorf("GetToken after the certificate's start: %v", err)
+	}
+	if n := builds.Load(); n != 2 {
+		t.Errorf("builds = %d, want 2", n)
+	}
+}
+
+// A PKCS#12 file exported again with a new password, put in place before
+// its password file, is refused until the password file follows; then it
+// is read with the new password, without a restart.
+func TestCertificateExportedAgainWithANewPassword(t *testing.T) {
+	t.Parallel()
+	f, passwordFile := setupPKCS12Login(t, "pfx-password-old")
+	cred := f.newCredential(t)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	_, data := certificateFor(t, f.key, time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour))
+	cert, err := x509.ParseCertificate(mustDecodePEM(t, data))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.sim.AddTenant(mdesim.Tenant{TenantID: simTenantID, ClientID: simClientID, Certificate: cert})
+	replaceFile(t, f.certFile, pkcs12For(t, data, "pfx-password-new"))
+	setNow(cred, 2*time.Hour) // the token has expired
+	for range 3 {
+		if _, err := f.getToken(cred); err == nil {
+			t.Fatal("GetToken with the old password for the new file: no error")
+		}
+	}
+	replaceFile(t, passwordFile, []byte("pfx-password-new\n"))
+	if _, err := f.getToken(cred); err != nil {
+		checkNoSecret(t, err, "pfx-password-old", "pfx-password-new")
+		t.Errorf("GetToken once the new password is in place: %v", err)
+	}
+}
+
+// mustDecodePEM returns the first PEM block's bytes.
+func mustDecodePEM(t *testing.T, data []byte) []byte {
+	t.Helper()
+	b, _ := pem.Decode(data)
+	if b == nil {
+		t.Fatal("no PEM block")
+	}
+	return b.Bytes
 }
