@@ -35,6 +35,7 @@ require (
 	k8s.io/apimachinery v0.37.2
 	sigs.k8s.io/kustomize/api v0.21.2
 	sigs.k8s.io/kustomize/kyaml v0.21.2
+	software.sslmate.com/src/go-pkcs12 v0.7.4
 )
 
 require (

@@ -12,7 +12,6 @@ import (
 	"math/big"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -20,6 +19,8 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
@@ -175,25 +176,22 @@ func TestExpiredCertificateAtReload(t *testing.T) {
 }
 
 // pkcs12For exports the certificate and key of a PEM file as PKCS#12
-// encrypted with password, in the algorithms the identity library reads
-// (SHA-1 and 3DES), with openssl.
+// encrypted with password, in the algorithms every reader takes (SHA-1
+// and 3DES, as Windows exported them until recently).
 func pkcs12For(t *testing.T, pemData []byte, password string) []byte {
 	t.Helper()
-	openssl, err := exec.LookPath("openssl")
+	return pkcs12With(t, pkcs12.LegacyDES, pemData, password)
+}
+
+// pkcs12With exports the certificate and key of a PEM file as PKCS#12
+// encrypted with password by enc.
+func pkcs12With(t *testing.T, enc *pkcs12.Encoder, pemData []byte, password string) []byte {
+	t.Helper()
+	certs, key, err := azidentity.ParseCertificates(pemData, nil)
 	if err != nil {
-		t.Skip("no openssl to make a PKCS#12 file")
-	}
-	dir := t.TempDir()
-	in, out := filepath.Join(dir, "in.pem"), filepath.Join(dir, "out.pfx")
-	if err := os.WriteFile(in, pemData, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(openssl, "pkcs12", "-export", "-in", in, "-out", out, "-passout", "pass:"+password,
-		"-certpbe", "PBE-SHA1-3DES", "-keypbe", "PBE-SHA1-3DES", "-macalg", "sha1")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("openssl pkcs12 -export: %v: %s", err, msg)
-	}
-	data, err := os.ReadFile(out)
+	data, err := enc.Encode(key, certs[0], certs[1:], password)
 	if err != nil {
 		t.Fatal(err)
 	}
