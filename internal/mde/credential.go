@@ -26,6 +26,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	pkcs12 "software.sslmate.com/src/go-pkcs12"
 )
 
 // CredentialConfig says how a tenant's application proves who it is.
@@ -274,7 +275,7 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 			}
 			password = []byte(p)
 		}
-		certs, key, err := azidentity.ParseCertificates(data, password)
+		certs, key, err := parseCertificates(data, password)
 		if err != nil && encryptedPEMKey(data) {
 			return nil, errors.New("certificateFile: an encrypted PEM key is not supported: export the certificate as PKCS#12 (.pfx) with its password, or the key unencrypted")
 		}
@@ -293,6 +294,31 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
 	}, slices.DeleteFunc([]string{cc.CertificateFile, cc.CertificatePasswordFile}, func(p string) bool { return p == "" })
+}
+
+// parseCertificates reads a certificate file's certificates and key, as
+// the identity library does, and also what it does not read: a PEM file
+// with a password given (the password of nothing, as a PEM key is not
+// encrypted here; with one, the library tries PKCS#12 alone), and a
+// PKCS#12 file encrypted with AES and SHA-256, as OpenSSL 3 and today's
+// Windows export by default (the library reads SHA-1 with 3DES or RC2
+// alone).
+func parseCertificates(data, password []byte) ([]*x509.Certificate, crypto.PrivateKey, error) {
+	certs, key, err := azidentity.ParseCertificates(data, password)
+	switch {
+	case err == nil:
+		return certs, key, nil
+	case bytes.Contains(data, []byte("-----BEGIN ")):
+		if len(password) == 0 {
+			return nil, nil, err
+		}
+		return azidentity.ParseCertificates(data, nil)
+	}
+	k, leaf, chain, perr := pkcs12.DecodeChain(data, string(password))
+	if perr != nil {
+		return nil, nil, err
+	}
+	return append([]*x509.Certificate{leaf}, chain...), k, nil
 }
 
 // encryptedPEMKey says whether data holds a PEM private key encrypted
