@@ -284,6 +284,10 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: credentials: %w", tc.Name, err)
 		}
+		log := o.Logger.With(zap.String("tenant", tc.Name))
+		cred.OnBrokenFile(func(err error) {
+			log.Warn("the tenant's credential changed and cannot be used: its last token serves until it expires, then every call fails", zap.Error(err))
+		})
 		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})
 		tenants = append(tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
 	}

@@ -127,6 +127,8 @@ type Credential struct {
 	// and parsed again, up to maxCertificateFile, at each token request.
 	failedStamp []fileStamp
 	failedUntil time.Time
+	// onBroken is told of a rebuild that failed (OnBrokenFile).
+	onBroken func(error)
 }
 
 // clock returns the time of the credential's clock.
@@ -630,8 +632,16 @@ func (c *Credential) refresh() error {
 	}
 	tc, err := c.build()
 	c.mu.Lock()
+	// Told once for files that failed: not again for the same files
+	// read again (after a permission error, or at a certificate's start).
+	tell := err != nil && c.current != nil && c.onBroken != nil &&
+		(c.failed == nil || !slices.EqualFunc(stamp, c.failedStamp, fileStamp.same))
 	c.failed, c.failedStamp, c.failedUntil = err, stamp, retryAt(err)
+	onBroken := c.onBroken
 	c.mu.Unlock()
+	if tell {
+		onBroken(err)
+	}
 	if err != nil {
 		return err
 	}
@@ -641,6 +651,17 @@ func (c *Credential) refresh() error {
 	c.gen++
 	c.mu.Unlock()
 	return nil
+}
+
+// OnBrokenFile has f told when the credential's files changed (or what
+// they held was refused) and could not be used to build it again, once
+// for the files as they are: the last token serves until it expires, and
+// only then do the tenant's calls fail, up to an hour after the change.
+// f's error names the setting, never the files' content.
+func (c *Credential) OnBrokenFile(f func(error)) {
+	c.mu.Lock()
+	c.onBroken = f
+	c.mu.Unlock()
 }
 
 // failedBefore returns the error of the last build when it failed with

@@ -355,3 +355,44 @@ func mustDecodePEM(t *testing.T, data []byte) []byte {
 	}
 	return b.Bytes
 }
+
+// A rebuild that fails is told once for the files as they are, however
+// many token requests find them so, and again for the next broken
+// change: the operator hears of it when the file changes, not once the
+// last token has expired.
+func TestBrokenFileToldOncePerChange(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	cred := f.newCredential(t)
+	var told []error
+	cred.OnBrokenFile(func(err error) { told = append(told, err) })
+	good, err := os.ReadFile(f.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	expired, data := certificateFor(t, f.key, time.Now().Add(-48*time.Hour), time.Now().Add(-time.Hour))
+	replaceFile(t, f.certFile, data)
+	for i := range 5 {
+		setNow(cred, time.Duration(i+1)*lookEvery)
+		if _, err := f.getToken(cred); err != nil {
+			t.Fatalf("GetToken with the last token good: %v", err)
+		}
+	}
+	if len(told) != 1 || !strings.Contains(told[0].Error(), datesOf(expired)[1]) {
+		t.Fatalf("told %v, want the expired certificate once", told)
+	}
+	replaceFile(t, f.certFile, good)
+	setNow(cred, 10*lookEvery)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken with the good file back: %v", err)
+	}
+	replaceFile(t, f.certFile, []byte("not a certificate"))
+	setNow(cred, 12*lookEvery)
+	_, _ = f.getToken(cred)
+	if len(told) != 2 || !strings.Contains(told[1].Error(), "certificateFile") {
+		t.Errorf("told %v, want the broken file told as the second", told)
+	}
+}
