@@ -4,6 +4,7 @@ import (
 	"embed"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -26,6 +27,10 @@ var RuleFiles = []string{"prometheus/alerts.yaml", "prometheus/rules.yaml"}
 type Query struct {
 	Where string // "dashboard: <panel title>", "alert: <name>", "record: <name>"
 	Expr  string
+	// Record is the name a recording rule gives the expression's series,
+	// and Labels the labels it sets on them.
+	Record string
+	Labels map[string]string
 }
 
 // RuleGroups is a Prometheus rule file.
@@ -120,6 +125,11 @@ func Queries() ([]Query, error) {
 			qs = append(qs, Query{Where: "dashboard: " + p.Title, Expr: t.Expr})
 		}
 	}
+	for _, v := range d.Templating.List {
+		if expr, ok := labelValues(v.Query); ok {
+			qs = append(qs, Query{Where: "dashboard: variable " + v.Name, Expr: expr})
+		}
+	}
 	rules, err := Rules()
 	if err != nil {
 		return nil, err
@@ -131,11 +141,35 @@ func Queries() ([]Query, error) {
 				if r.Record != "" {
 					where = "record: " + r.Record
 				}
-				qs = append(qs, Query{Where: where, Expr: r.Expr})
+				qs = append(qs, Query{Where: where, Expr: r.Expr, Record: r.Record, Labels: r.Labels})
 			}
 		}
 	}
 	return qs, nil
+}
+
+// labelValuesQuery is a Grafana variable's label_values(METRIC, LABEL).
+var labelValuesQuery = regexp.MustCompile(`^\s*label_values\((.+),\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*\)\s*$`)
+
+// labelValues reads a variable's query, a string or an object with a
+// query, and returns its label_values as the PromQL that asks the same:
+// count by (LABEL) (METRIC).
+func labelValues(raw json.RawMessage) (string, bool) {
+	var q string
+	if json.Unmarshal(raw, &q) != nil {
+		var obj struct {
+			Query string `json:"query"`
+		}
+		if json.Unmarshal(raw, &obj) != nil {
+			return "", false
+		}
+		q = obj.Query
+	}
+	m := labelValuesQuery.FindStringSubmatch(q)
+	if m == nil {
+		return "", false
+	}
+	return "count by (" + m[2] + ") (" + m[1] + ")", true
 }
 
 // Recorded returns the names the recording rules define.

@@ -53,8 +53,9 @@ func seriesOf(mf *dto.MetricFamily, m *dto.Metric) (int, []string) {
 }
 
 // TestMetricsTenTenants scrapes a live worker serving 10 tenants after
-// each had requests answered: at most 50 series per tenant, and every
-// metric the dashboard, the alerts and the recording rules name is there.
+// each had requests answered: at most 50 series per tenant, every metric
+// the dashboard, the alerts and the recording rules name is there, and
+// has every label they use with it.
 func TestMetricsTenTenants(t *testing.T) {
 	var tenants []string
 	for i := range 10 {
@@ -80,11 +81,13 @@ func TestMetricsTenTenants(t *testing.T) {
 	mfs := scrape(t, e)
 	total, perTenant := 0, 0
 	samples := map[string]bool{}
+	labels := map[string][]string{} // of each sample name
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			n, names := seriesOf(mf, m)
 			for _, s := range names {
 				samples[s] = true
+				labels[s] = appendLabels(labels[s], mf, m, s)
 			}
 			total += n
 			for _, lp := range m.GetLabel() {
@@ -125,6 +128,46 @@ func TestMetricsTenTenants(t *testing.T) {
 	if !samples["mde_offboard_request_to_result_seconds_bucket"] || !samples["mde_offboard_build_info"] {
 		t.Error("/metrics lacks request_to_result_seconds or build_info")
 	}
+
+	// Every label a query uses with a metric is one of its labels.
+	problems, err := deploy.CheckLabels(qs, labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	// A label no metric has is found: the check sees the labels.
+	wrong := slices.Clone(qs)
+	for i, q := range wrong {
+		if strings.Contains(q.Expr, "by (tenant)") {
+			wrong[i].Expr = strings.Replace(q.Expr, "by (tenant)", "by (tenant_name)", 1)
+			break
+		}
+	}
+	if problems, err := deploy.CheckLabels(wrong, labels); err != nil || len(problems) == 0 || !strings.Contains(problems[0], `"tenant_name"`) {
+		t.Errorf("a query grouping by tenant_name: problems %v, error %v; want the label named", problems, err)
+	}
+}
+
+// appendLabels adds the label names of metric m's sample name to have: a
+// histogram's _bucket has le too, a summary's quantile series quantile.
+func appendLabels(have []string, mf *dto.MetricFamily, m *dto.Metric, sample string) []string {
+	add := func(name string) {
+		if !slices.Contains(have, name) {
+			have = append(have, name)
+		}
+	}
+	for _, lp := range m.GetLabel() {
+		add(lp.GetName())
+	}
+	switch {
+	case mf.GetType() == dto.MetricType_HISTOGRAM && sample == mf.GetName()+"_bucket":
+		add("le")
+	case mf.GetType() == dto.MetricType_SUMMARY && sample == mf.GetName():
+		add("quantile")
+	}
+	return have
 }
 
 // TestOldestWaiting: requests held back by a tenant's quota show in the
