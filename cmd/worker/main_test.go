@@ -76,6 +76,17 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 			"--embedded-listen", natsAddr, "--listen", httpAddr, "--shutdown-timeout", "10s"}, io.Discard, os.Stderr)
 	}()
 	waitReady(t, httpAddr, exit)
+	// The Deployment's probes find what they ask for.
+	for _, p := range probePaths(t) {
+		resp, err := http.Get("http://" + httpAddr + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("the manifest's probe %s: %s", p, resp.Status)
+		}
+	}
 
 	nc, err := nats.Connect("nats://" + natsAddr)
 	if err != nil {
