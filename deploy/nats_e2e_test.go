@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -125,7 +126,8 @@ func userURL(hostPort, user string) string {
 // TestNATSAccountsEndToEnd runs the worker, a tenant's publisher and
 // offboardctl against a NATS server configured by deploy/nats/accounts.conf,
 // each as its user with its inbox prefix: the worker starts and answers
-// requests and plans (one through the plans bucket), offboardctl's
+// requests and plans (one through the plans bucket), follows an action
+// to its final status (checkTracking), offboardctl's
 // commands work, and no other refusal of theirs is logged. The publisher
 // can neither publish for another tenant nor read another user's replies,
 // nor have its acknowledgements sent anywhere but to its own account
@@ -193,6 +195,7 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 		})
 	}
 	waitFor(ctx, t, "the request's action", func() bool { return len(sim.Actions(tenantID)) == 1 })
+	checkTracking(ctx, t, hostPort, sim, tenantID)
 	checkReflectedReplies(ctx, t, hostPort, cmdb, first)
 	checkPublishersApart(ctx, t, hostPort, cmdb)
 
@@ -327,6 +330,11 @@ func startWorker(t *testing.T, hostPort string, sim *mdesim.Server, tenantID, di
     limits:
       offboard: ["1000/1m"]
       machines: ["1000/1m"]
+      machineactions: ["1000/1m"]
+    tracking:
+      enabled: true
+      firstCheck: 300ms
+      maxInterval: 300ms
 `, tenantID, secret, base, base))
 	if err != nil {
 		t.Fatal(err)
@@ -407,6 +415,48 @@ func (c *client) refused(t *testing.T, kind, subject string, what func() error) 
 // refused checked.
 func (c *client) tried(line string) bool {
 	return slices.ContainsFunc(c.refuses, func(s string) bool { return strings.Contains(line, fmt.Sprintf("Subject %q", s)) })
+}
+
+// checkTracking finishes the first request's action and checks, as
+// offboardctl, that the worker, which follows it in the ledger, published
+// its final status on the action subject.
+func checkTracking(ctx context.Context, t *testing.T, hostPort string, sim *mdesim.Server, tenantID string) {
+	t.Helper()
+	action := sim.Actions(tenantID)[0]
+	if !sim.SetActionStatus(tenantID, action.ID, "Succeeded") {
+		t.Fatalf("no action %s", action.ID)
+	}
+	ctl := connectAs(t, hostPort, "offboardctl")
+	js, err := jetstream.New(ctl.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := js.OrderedConsumer(ctx, offboard.StreamResults, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{offboard.Subjects{}.Action("contoso")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		msg, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("the action's final status: %v", err)
+		}
+		var ev struct {
+			ActionID string `json:"actionId"`
+			Status   string `json:"status"`
+			Final    bool   `json:"final"`
+		}
+		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev.ActionID == action.ID && ev.Final {
+			if ev.Status != "Succeeded" {
+				t.Errorf("final status %s, want Succeeded", ev.Status)
+			}
+			return
+		}
+	}
 }
 
 // checkPlansBucket checks, as offboardctl, that a plan went through the
