@@ -208,28 +208,20 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			fmt.Fprintf(c.stdout, "%s was answered since its dead letter %d: %s, attempt %d; not retried\n", shownID(d.RequestID), d.Seq, a.outcome, a.attempt)
 			continue
 		}
-		high := max(highest[d.RequestID], d.Attempt)
-		if high == math.MaxInt {
-			// One more would wrap around to a negative attempt, which
-			// the worker refuses as invalid_request.
-			err := fmt.Errorf("dead letter %d: %s is at attempt %d, the highest there is, and cannot be retried under its request id; publish it anew under a new request id",
-				d.Seq, shownID(d.RequestID), high)
-			fmt.Fprintln(c.stdout, err)
-			errs = append(errs, err)
-			continue
+		attempt, err := nextAttempt(d, highest[d.RequestID])
+		var ack *jetstream.PubAck
+		if err == nil {
+			ack, err = c.retryOne(ctx, tenant, d, attempt)
 		}
-		attempt := high + 1
-		ack, err := c.retryOne(ctx, tenant, d, attempt)
 		switch {
 		case err != nil && ctx.Err() != nil:
 			left = len(picked) - i // its retry may have been stored: run again, the stream drops a repeat
 		case err != nil:
-			err = fmt.Errorf("dead letter %d: %w", d.Seq, err)
+			var stop bool
+			stop, err = retryFailed(d, err)
 			fmt.Fprintln(c.stdout, err)
 			errs = append(errs, err)
-			if errors.As(err, new(notPublished)) {
-				// The next would fail as this one did (no permission,
-				// the stream full or gone), each after its timeout.
+			if stop {
 				left, stopped = len(picked)-i-1, true
 			}
 		case ack.Duplicate:
@@ -250,6 +242,30 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 	return notRetried(ctx, errs, left)
 }
 
+// nextAttempt is the attempt of a dead letter's retry: one more than the
+// highest of its request id's dead letters.
+func nextAttempt(d deadLetter, highest int) (int, error) {
+	high := max(highest, d.Attempt)
+	if high == math.MaxInt {
+		// One more would wrap around to a negative attempt, which the
+		// worker refuses as invalid_request.
+		return 0, fmt.Errorf("%s is at attempt %d, the highest there is, and cannot be retried under its request id; publish it anew under a new request id",
+			shownID(d.RequestID), high)
+	}
+	return high + 1, nil
+}
+
+// retryFailed is the error of a dead letter not retried, and whether the
+// retries after it would fail as it did, each after its timeout: a
+// retry not published for no permission, the stream full or gone, no
+// answer. One refused for its own size does not stop them.
+func retryFailed(d deadLetter, err error) (stop bool, why error) {
+	if refusedAlone(err) {
+		return false, fmt.Errorf("dead letter %d: %w: it is not retried as it is (make it smaller and publish it anew)", d.Seq, err)
+	}
+	return errors.As(err, new(notPublished)), fmt.Errorf("dead letter %d: %w", d.Seq, err)
+}
+
 // stoppedAt is retryEach's error when it stopped at a retry not
 // published, with left dead letters after it not tried.
 func stoppedAt(errs []error, left int) error {
@@ -257,7 +273,13 @@ func stoppedAt(errs []error, left int) error {
 	if left == 0 {
 		return notRetried(context.Background(), errs, 0)
 	}
-	return fmt.Errorf("stopped with %d dead letters left after %w; run the same command again once NATS takes the retries", left, last)
+	err := fmt.Errorf("stopped with %d dead letters left after %w; run the same command again once NATS takes the retries", left, last)
+	if len(errs) > 1 {
+		// Those skipped before it (a retry too large, say) are in the
+		// exit status too.
+		return fmt.Errorf("%w; and %d more not retried (each said why above)", err, len(errs)-1)
+	}
+	return err
 }
 
 // notPublished is a retry that was not published: the server refused it
@@ -266,6 +288,28 @@ type notPublished struct{ err error }
 
 func (e notPublished) Error() string { return e.err.Error() }
 func (e notPublished) Unwrap() error { return e.err }
+
+// refusedAlone says whether a retry was refused for something of its own
+// (its size over the request stream's max_msg_size or the server's
+// max_payload, its headers over the server's limit), which the retries
+// of other dead letters need not meet: retryEach goes on past it, where
+// it stops at a refusal every retry would meet (no permission, no stream,
+// no answer).
+func refusedAlone(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamMessageExceedsMaximum, jsErrCodeStreamHeaderExceedsMaximum:
+			return true
+		}
+	}
+	return errors.Is(err, nats.ErrMaxPayload)
+}
+
+// jsErrCodeStreamHeaderExceedsMaximum is the server's refusal of a
+// message whose headers are over its limit (64 KiB); nats.go names no
+// constant for it.
+const jsErrCodeStreamHeaderExceedsMaximum jetstream.ErrorCode = 10097
 
 // notRetried is retryEach's error, one line: why the one dead letter not
 // retried was not, or how many were not (each told on its own line of

@@ -57,3 +57,34 @@ func TestDeadRetryStopsAtARefusedPublish(t *testing.T) {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// TestDeadRetrySkipsATooLargeRetry: a retry the request stream refuses
+// for its size (a dead letter near the 64 KiB limit whose own headers and
+// next attempt take it past the stream's max_msg_size) is that dead
+// letter's alone: dead retry --all says so, retries the dead letters after
+// it and exits 1, where it stopped at the first and every later run
+// stopped at it again.
+func TestDeadRetrySkipsATooLargeRetry(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	big := `{"requestId":"x-1","machineId":"` + a + `"}`
+	big = big[:len(big)-1] + strings.Repeat(" ", offboard.MaxRequestSize-len(big)-16) + "}"
+	m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+	m.Data = []byte(big)
+	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeUnauthorized)
+	m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request("contoso", offboard.Normal))
+	m.Header.Set("X-Trace", strings.Repeat("t", offboard.MaxRequestHeaders))
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	publishDead(t, js, offboard.CodeUnauthorized, `{"requestId":"x-2","machineId":"`+a+`"}`, `{"requestId":"x-3","machineId":"`+a+`"}`)
+
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitFailed || !strings.Contains(out, "dead letter 1: ") || !strings.Contains(out, "message size exceeds maximum") ||
+		!strings.Contains(out, "retried x-2 attempt 2") || !strings.Contains(out, "retried x-3 attempt 2") ||
+		!strings.Contains(out, "2 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
+		strings.Contains(errs, "left") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
