@@ -2,6 +2,8 @@ package control_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,8 +72,39 @@ func TestHalfWrittenPauseSaysWhatIsInForce(t *testing.T) {
 					t.Errorf("%s paused %v, want %v", p, got, want)
 				}
 			}
+			// The part in force has its audit event, as a change of bulk
+			// alone would.
+			bulk, err := kv.Get(t.Context(), control.PauseKey("contoso", offboard.Bulk))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev := lastEvent(t, admin, "contoso")
+			if ev == nil || ev.Action != tc.action || ev.Priority != string(offboard.Bulk) || ev.By != "alice" || ev.Revision != bulk.Revision() {
+				t.Errorf("audit event %+v, want %s of bulk by alice at revision %d", ev, tc.action, bulk.Revision())
+			}
 		})
 	}
+}
+
+// lastEvent is the tenant's last control event, nil when there is none.
+func lastEvent(t *testing.T, js jetstream.JetStream, tenant string) *control.Event {
+	t.Helper()
+	st, err := js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := st.GetLastMsgForSubject(t.Context(), offboard.Subjects{}.Control(tenant))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ev control.Event
+	if err := json.Unmarshal(m.Data, &ev); err != nil {
+		t.Fatal(err)
+	}
+	return &ev
 }
 
 // deniedOneKey starts a NATS server where user op may not write key of

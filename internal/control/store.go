@@ -86,25 +86,65 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	if err != nil {
 		return Event{}, err
 	}
-	rev, written, err := s.put(ctx, keys, data)
+	written, err := s.put(ctx, keys, data)
 	if err != nil {
-		if ev.Priority != "" {
-			err = notAllWritten(c, keys, written, err)
+		if ev.Priority == "" {
+			return Event{}, err
 		}
-		return Event{}, err
+		return s.partly(ctx, c, ev, keys, written, err)
 	}
-	ev.Revision = rev
-	body, err := json.Marshal(ev)
-	if err != nil {
-		return ev, err
-	}
-	msg := nats.NewMsg(s.subjects.Control(c.Tenant))
-	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, "control:"+c.Tenant+":"+strconv.FormatUint(ev.Revision, 10))
-	if _, err := s.js.PublishMsg(ctx, msg); err != nil {
+	ev.Revision = written[keys[len(keys)-1]]
+	if err := s.publish(ctx, ev); err != nil {
 		return ev, fmt.Errorf("%s is in force, but its audit event was not published: %w", c.Action, err)
 	}
 	return ev, nil
+}
+
+// partly is Apply's answer to a pause or resume of both priorities cut
+// short after some of its keys: the part written is in force, and the
+// audit trail has it as the change of that priority alone. Its event is
+// published even when the write's time ran out (the usual reason for the
+// cut), under a short time of its own.
+func (s *Store) partly(ctx context.Context, c Change, ev Event, keys []string, written map[string]uint64, err error) (Event, error) {
+	err = notAllWritten(c, keys, written, err)
+	done := 0
+	for _, k := range keys {
+		if rev := written[k]; rev != 0 {
+			_, _, p, _ := ParseKey(k)
+			done, ev.Priority, ev.Revision = done+1, string(p), rev
+		}
+	}
+	switch done {
+	case 0:
+		return Event{}, err
+	case len(keys): // each written, though not in the last try
+		ev.Priority = c.Priority
+	}
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), partlyEventWait)
+	defer cancel()
+	if perr := s.publish(pctx, ev); perr != nil {
+		return Event{}, fmt.Errorf("%w; and the audit event of %s %s was not published: %w", err, c.Action, ev.Priority, perr)
+	}
+	return Event{}, err
+}
+
+// partlyEventWait is how long partly waits for NATS to take the event of
+// a change cut short.
+const partlyEventWait = 5 * time.Second
+
+// publish publishes a change's event on the tenant's control subject,
+// with the revision of the key written in its message id: published
+// again, the stream drops the repeat.
+func (s *Store) publish(ctx context.Context, ev Event) error {
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	msg := nats.NewMsg(s.subjects.Control(ev.Tenant))
+	msg.Data = body
+	msg.Header.Set(jetstream.MsgIDHeader, "control:"+ev.Tenant+":"+strconv.FormatUint(ev.Revision, 10))
+	_, err = s.js.PublishMsg(ctx, msg)
+	return err
 }
 
 // writeOrder is the order in which a pause or resume of both priorities
@@ -134,7 +174,7 @@ func (e *keyError) Unwrap() error { return e.err }
 // written: which priorities it changed and which not, so that the
 // operator knows what is in force. A write that got no answer (a timeout,
 // an interrupt) may have been stored all the same: it says so.
-func notAllWritten(c Change, keys []string, written map[string]bool, err error) error {
+func notAllWritten(c Change, keys []string, written map[string]uint64, err error) error {
 	verb := "paused"
 	if c.Action == ActionResume {
 		verb = "resumed"
@@ -146,7 +186,7 @@ func notAllWritten(c Change, keys []string, written map[string]bool, err error) 
 	for _, k := range keys {
 		_, _, p, _ := ParseKey(k)
 		switch {
-		case written[k]:
+		case written[k] != 0:
 			states = append(states, fmt.Sprintf("%s %s", p, verb))
 		case unanswered && failed.key == k:
 			states = append(states, fmt.Sprintf("%s not known to be %s", p, verb))
@@ -163,14 +203,14 @@ func notAllWritten(c Change, keys []string, written map[string]bool, err error) 
 const putTries = 5
 
 // put writes data under every key, each over the revision it had when
-// read (compare-and-swap), and returns the last key's revision and the
-// keys it wrote. A change of two keys (a pause or resume of both
+// read (compare-and-swap), and returns the keys it wrote, each with its
+// revision. A change of two keys (a pause or resume of both
 // priorities) that another change wrote in between is written again
 // whole: two operators' changes at once leave one or the other in force,
 // never a mix of both (normal paused, bulk resumed) that neither asked
 // for.
-func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, map[string]bool, error) {
-	written := make(map[string]bool, len(keys))
+func (s *Store) put(ctx context.Context, keys []string, data []byte) (map[string]uint64, error) {
+	written := make(map[string]uint64, len(keys))
 	for tries := 0; ; tries++ {
 		revs := make([]uint64, len(keys))
 		for i, k := range keys {
@@ -178,7 +218,7 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, ma
 			switch {
 			case errors.Is(err, jetstream.ErrKeyNotFound): // none, or deleted
 			case err != nil:
-				return 0, written, fmt.Errorf("read %s: %w", k, err)
+				return written, fmt.Errorf("read %s: %w", k, err)
 			default:
 				revs[i] = e.Revision()
 			}
@@ -203,13 +243,13 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (uint64, ma
 				err = &keyError{key: k, err: err}
 				break
 			}
-			written[k] = true
+			written[k] = rev
 		}
 		// Another change came between the read and the write: read again.
 		if tries < putTries && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
 			continue
 		}
-		return rev, written, err
+		return written, err
 	}
 }
 
