@@ -19,12 +19,14 @@ type Window struct {
 // ParseWindow reads a limit written as "<count>/<duration>", for example
 // "100/1m", "1500/1h" or "10/200ms". Its errors do not quote the value: a
 // secret pasted in its place would be shown wherever they are printed.
-func ParseWindow(s string) (Window, error) { return parseWindow(s, "limit", "100/1m", " or 200ms") }
+func ParseWindow(s string) (Window, error) {
+	return parseWindow(s, "limit", "100/1m", " or 200ms", math.MaxInt)
+}
 
-// parseWindow reads "<count>/<duration>". Its errors name the value what
-// ("limit", "budget") and show example, one written well, with more
-// durations after it.
-func parseWindow(s, what, example, more string) (Window, error) {
+// parseWindow reads "<count>/<duration>" whose count is at most most. Its
+// errors name the value what ("limit", "budget") and show example, one
+// written well, with more durations after it.
+func parseWindow(s, what, example, more string, most int) (Window, error) {
 	count, length, ok := strings.Cut(strings.TrimSpace(s), "/")
 	if !ok || strings.Contains(length, "/") {
 		return Window{}, fmt.Errorf("a %s is written <count>/<duration>, like %s", what, example)
@@ -32,8 +34,8 @@ func parseWindow(s, what, example, more string) (Window, error) {
 	exCount, exLength, _ := strings.Cut(example, "/")
 	n, err := strconv.Atoi(count)
 	switch {
-	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(count, "-"):
-		return Window{}, fmt.Errorf("a %s's count must be at most %d", what, math.MaxInt)
+	case errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(count, "-"), err == nil && n > most:
+		return Window{}, fmt.Errorf("a %s's count must be at most %d", what, most)
 	case err != nil || n < 1:
 		return Window{}, fmt.Errorf("a %s's count must be a positive whole number, like the %s of %s", what, exCount, example)
 	}
@@ -50,11 +52,19 @@ func parseWindow(s, what, example, more string) (Window, error) {
 // before the next call starts: no budget at all.
 const MinBudget = time.Second
 
+// MaxBudget is the largest count a budget may have: ten million devices,
+// more than a tenant has, and than its offboard quota (1500 calls an
+// hour) lets through in nine months. A count as large as an int holds
+// would wrap where a count is added to (offboard.DrainTime), show as more
+// than it is in a gauge (a float) and in JSON read as one, and limit
+// nothing.
+const MaxBudget = 10_000_000
+
 // ParseBudget reads a budget, the tenants file's guards.budget as an
 // operator's override: a limit as ParseWindow reads it, whose window is
 // at least MinBudget. Its errors do not quote the value either.
 func ParseBudget(s string) (Window, error) {
-	w, err := parseWindow(s, "budget", "500/24h", " or 90m; a day is 24h")
+	w, err := parseWindow(s, "budget", "500/24h", " or 90m; a day is 24h", MaxBudget)
 	switch {
 	case err != nil:
 		return Window{}, err
