@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,6 +81,9 @@ type campaignRun struct {
 	rows    *campaign.Rows
 	js      jetstream.JetStream // with bounded asynchronous publishing
 
+	// budget is when the tenant's budget lets the rows ahead go; nil: no budget.
+	budget atomic.Pointer[budgetETA]
+
 	published, duplicates, skipped atomic.Int64
 	unconfirmed                    atomic.Int64 // publishes sent whose acknowledgement did not come (interrupted)
 	unread                         atomic.Int64 // rows the publishing has not reached yet
@@ -87,7 +91,6 @@ type campaignRun struct {
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
 	paused                         atomic.Bool  // an operator paused the campaign's priority
-	budgetUntil                    atomic.Int64 // Unix ns: the earliest end the tenant's budget allows, at most the last a Unix ns holds; 0: no budget
 	stateErr                       atomic.Value
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
@@ -818,7 +821,7 @@ func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h b
 	case err != nil:
 		return // the last one stands
 	case pace == nil:
-		r.budgetUntil.Store(0)
+		r.budget.Store(nil)
 		return
 	}
 	unread := int(r.unread.Load())
@@ -829,9 +832,24 @@ func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h b
 		fromWaiting := min(own, waiting)
 		waiting, inFlight, unread = waiting-fromWaiting+1, max(inFlight-(own-fromWaiting), 0), 0
 	}
-	// In Unix ns, held to the last instant they hold (the year 2262): a
-	// slow budget's end beyond it would wrap around to before 1970.
-	r.budgetUntil.Store(int64(addCapped(time.Duration(now.UnixNano()), pace.eta(waiting+unread, inFlight, now))))
+	r.budget.Store(&budgetETA{at: now, eta: pace.eta(waiting+unread, inFlight, now)})
+}
+
+// budgetETA is the budget's ETA as read at a time. A duration, not an end
+// time: a slow budget's end past the year 2262 is more than a Unix time
+// in nanoseconds holds, and held to it would read shorter than status's
+// ETA for the same budget, the longest duration there is.
+type budgetETA struct {
+	at  time.Time
+	eta time.Duration
+}
+
+// left is the ETA now; the longest stays the longest, as in status.
+func (b *budgetETA) left() time.Duration {
+	if b.eta == math.MaxInt64 {
+		return b.eta
+	}
+	return b.eta - time.Since(b.at)
 }
 
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
@@ -844,8 +862,8 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 		eta = 0
 	}
 	// Never shorter than the budget allows, while rows wait.
-	if until := r.budgetUntil.Load(); until != 0 && c.Waiting > 0 {
-		if b := time.Until(time.Unix(0, until)); b > eta {
+	if bu := r.budget.Load(); bu != nil && c.Waiting > 0 {
+		if b := bu.left(); b > eta {
 			eta, byBudget = b, true
 		}
 	}
