@@ -30,6 +30,29 @@ func natsWithStreams(t *testing.T) (string, jetstream.JetStream) {
 	return nc.ConnectedUrl(), js
 }
 
+// waitPending waits until the tenant's consumers count the requests
+// published: the server counts a consumer's pending messages a moment
+// after it stored them, and a busy machine makes that moment longer.
+func waitPending(t *testing.T, js jetstream.JetStream, tenant string, want map[offboard.Priority]uint64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for p, n := range want {
+		for {
+			c, err := js.Consumer(t.Context(), offboard.StreamRequests, queue.ConsumerName(tenant, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.CachedInfo().NumPending >= n {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's %s consumer counts %d pending, want %d", tenant, p, c.CachedInfo().NumPending, n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+}
+
 func ctl(t *testing.T, url string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
@@ -50,6 +73,7 @@ func TestPauseStatusResume(t *testing.T) {
 	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso.bulk", []byte(`{}`)); err != nil {
 		t.Fatal(err)
 	}
+	waitPending(t, js, "contoso", map[offboard.Priority]uint64{offboard.Normal: 3, offboard.Bulk: 1})
 	if code, out, errs := ctl(t, url, "pause", "contoso", "--reason", "CAB-42", "--as", "alice"); code != exitOK || !strings.Contains(out, "paused contoso (all)") {
 		t.Fatalf("pause: exit %d, stdout %q, stderr %q", code, out, errs)
 	}

@@ -33,6 +33,9 @@ func TestDeadRetryOfACopyOnAnotherSubject(t *testing.T) {
 	}
 	send(offboard.Subjects{}.Request(tenant, offboard.Normal), "contoso:chg-1") // not there yet
 	e.waitFor("chg-1's result", time.Minute, func() bool { return len(e.results()) == 1 })
+	// Its dead letter first, as the retry's dead letter 1: it may be
+	// stored after its result.
+	e.waitFor("chg-1's dead letter", time.Minute, func() bool { return e.deadLetters() == 1 })
 	send(offboard.Subjects{}.Request(tenant, offboard.Normal)+".urgent", "contoso:chg-1:urgent")
 	e.waitFor("the copy's result", time.Minute, func() bool { return len(e.results()) == 2 })
 	e.sim.AddMachine(e.tenantID, late)

@@ -206,9 +206,15 @@ func (e *testEnv) waitFor(what string, d time.Duration, cond func() bool) {
 
 // requestsWaiting is the number of requests in the request stream: a
 // request leaves once its result is stored.
-func (e *testEnv) requestsWaiting() uint64 {
+func (e *testEnv) requestsWaiting() uint64 { return e.stored(offboard.StreamRequests) }
+
+// deadLetters is the number of dead letters stored.
+func (e *testEnv) deadLetters() uint64 { return e.stored(offboard.StreamDead) }
+
+// stored is the number of messages in stream.
+func (e *testEnv) stored(stream string) uint64 {
 	e.t.Helper()
-	s, err := e.js.Stream(e.t.Context(), offboard.StreamRequests)
+	s, err := e.js.Stream(e.t.Context(), stream)
 	if err != nil {
 		e.t.Fatal(err)
 	}
