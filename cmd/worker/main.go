@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,6 +49,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "worker:", err)
 			return 2
 		}
+		for _, name := range c.unknownEnv {
+			fmt.Fprintf(stderr, "worker: warning: environment variable %s sets no flag: is it misspelt?\n", name)
+		}
 		return checkConfig(c.o, stdout, stderr)
 	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)
@@ -56,6 +60,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
+	for _, name := range c.unknownEnv {
+		log.Warn("environment variable sets no flag: is it misspelt?", zap.String("variable", name))
+	}
 	for _, old := range c.oldEnv {
 		log.Warn("environment variable without the MDE_OFFBOARD_ prefix: rename it",
 			zap.String("variable", old), zap.String("use", envPrefix+old))
@@ -110,6 +117,7 @@ type cli struct {
 	version             bool
 	checkConfig         bool
 	oldEnv              []string // variables read under their old, unprefixed name
+	unknownEnv          []string // MDE_OFFBOARD_ variables that set no flag
 }
 
 // envPrefix starts every flag's environment variable: --nats-url is
@@ -176,6 +184,7 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	if c.oldEnv, err = oldEnvVars(fs, os.LookupEnv); err != nil {
 		return c, err
 	}
+	c.unknownEnv = unknownEnvVars(fs, os.Environ())
 	if err := checkFlags(&c.o); err != nil {
 		return c, err
 	}
@@ -303,6 +312,26 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 		}
 	})
 	return used, err
+}
+
+// unknownEnvVars are the variables of environ named with envPrefix that
+// set no flag of fs, sorted: ff ignores them, and a misspelt name
+// (MDE_OFFBOARD_SHUTDOWN_TIMOUT) left its setting at the default without
+// a word. Their values are not read: one may be a password.
+func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
+	known := map[string]bool{}
+	fs.VisitAll(func(f *flag.Flag) {
+		known[envPrefix+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true
+	})
+	var unknown []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
 }
 
 // checkConfig checks the tenants file, and it against the flags (its

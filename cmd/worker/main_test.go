@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -774,5 +775,34 @@ func waitReady(t *testing.T, addr string, exit <-chan int) {
 			t.Fatal("not ready after 20s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestUnknownEnvironmentVariables: an MDE_OFFBOARD_ variable that sets no
+// flag, a misspelt name most likely, is told at start and by
+// --check-config, by name, never by value (it may hold a password); it
+// was ignored without a word, and the setting it meant kept its default.
+func TestUnknownEnvironmentVariables(t *testing.T) {
+	t.Setenv("MDE_OFFBOARD_SHUTDOWN_TIMOUT", "2m")
+	t.Setenv("MDE_OFFBOARD_NATS_PASWORD", "s3cret-value")
+	t.Setenv("MDE_OFFBOARD_LISTEN", "127.0.0.1:0")
+	c, err := parseFlags(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"MDE_OFFBOARD_NATS_PASWORD", "MDE_OFFBOARD_SHUTDOWN_TIMOUT"}; !slices.Equal(c.unknownEnv, want) {
+		t.Errorf("unknown variables %v, want %v", c.unknownEnv, want)
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("--check-config: exit %d, stderr %q", code, stderr.String())
+	}
+	for _, want := range []string{"MDE_OFFBOARD_SHUTDOWN_TIMOUT", "MDE_OFFBOARD_NATS_PASWORD", "sets no flag"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("--check-config stderr %q lacks %q", stderr.String(), want)
+		}
+	}
+	if strings.Contains(stderr.String()+stdout.String(), "s3cret-value") {
+		t.Error("--check-config shows a variable's value")
 	}
 }
