@@ -172,6 +172,7 @@ func New(o Options) (*App, error) {
 	if a.tenants, err = newTenants(f, o); err != nil {
 		return nil, err
 	}
+	a.registerCertificateExpiry()
 	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
 	a.opts.Queue.Tenants = nil
 	a.opts.Queue.Limits = map[string]string{}

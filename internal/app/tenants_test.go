@@ -41,6 +41,15 @@ func TestCredentialKindsSideBySide(t *testing.T) {
 			t.Errorf("%s: %d token requests, want 1 (cached)", name, n)
 		}
 	}
+	// The certificate's end shows for the tenant that signs with one, and
+	// for no other.
+	const expiry = "mde_offboard_certificate_expiry_timestamp_seconds"
+	if at := metricValue(t, e, expiry, map[string]string{"tenant": "fabrikam"}); at < float64(time.Now().Unix()) {
+		t.Errorf("%s of fabrikam = %v, want its certificate's end, after now", expiry, at)
+	}
+	if at := metricValue(t, e, expiry, nil); at != metricValue(t, e, expiry, map[string]string{"tenant": "fabrikam"}) {
+		t.Errorf("%s sums to %v over every tenant: a tenant without a certificate has it", expiry, at)
+	}
 }
 
 // TestSecretRotationWithoutRestart: a tenant starts with a stale secret in

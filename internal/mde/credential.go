@@ -293,8 +293,12 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		if err := checkCertificateDates(cert, now()); err != nil {
 			return nil, err
 		}
-		return azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
+		tc, err := azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
+		if err != nil {
+			return nil, err
+		}
+		return certificateCredential{tc, cert.NotAfter}, nil
 	}, slices.DeleteFunc([]string{cc.CertificateFile, cc.CertificatePasswordFile}, func(p string) bool { return p == "" })
 }
 
@@ -321,6 +325,23 @@ func parseCertificates(data, password []byte) ([]*x509.Certificate, crypto.Priva
 		return nil, nil, err
 	}
 	return append([]*x509.Certificate{leaf}, chain...), k, nil
+}
+
+// certificateCredential is a certificate's credential, with when the
+// certificate stops being valid (CertificateExpiry).
+type certificateCredential struct {
+	*azidentity.ClientCertificateCredential
+	notAfter time.Time
+}
+
+// CertificateExpiry is when the certificate the credential signs with
+// stops being valid: the one in use, which a broken or expired
+// replacement does not replace; false for a credential of another kind.
+func (c *Credential) CertificateExpiry() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cc, ok := c.current.(certificateCredential)
+	return cc.notAfter, ok
 }
 
 // encryptedPEMKey says whether data holds a PEM private key encrypted

@@ -396,3 +396,38 @@ func TestBrokenFileToldOncePerChange(t *testing.T) {
 		t.Errorf("told %v, want the broken file told as the second", told)
 	}
 }
+
+// CertificateExpiry is when the certificate the credential signs with
+// stops being valid: the one in use, not a broken replacement; none for
+// a client secret.
+func TestCertificateExpiry(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	cred := f.newCredential(t)
+	at, ok := cred.CertificateExpiry()
+	if !ok || at.IsZero() {
+		t.Fatalf("CertificateExpiry = %v, %v; want the certificate's NotAfter", at, ok)
+	}
+	first := at
+	later, data := certificateFor(t, f.key, time.Now().Add(-time.Hour), time.Now().Add(90*24*time.Hour))
+	f.sim.AddTenant(mdesim.Tenant{TenantID: simTenantID, ClientID: simClientID, Certificate: later})
+	replaceFile(t, f.certFile, data)
+	setNow(cred, lookEvery)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken after the rotation: %v", err)
+	}
+	if at, _ := cred.CertificateExpiry(); !at.Equal(later.NotAfter) || at.Equal(first) {
+		t.Errorf("CertificateExpiry after the rotation = %v, want %v", at, later.NotAfter)
+	}
+	replaceFile(t, f.certFile, []byte("not a certificate"))
+	setNow(cred, 2*lookEvery)
+	_, _ = f.getToken(cred)
+	if at, _ := cred.CertificateExpiry(); !at.Equal(later.NotAfter) {
+		t.Errorf("CertificateExpiry with a broken replacement = %v, want the one in use, %v", at, later.NotAfter)
+	}
+
+	secret := setupLogin(t, "s3cret", "s3cret")
+	if at, ok := secret.newCredential(t).CertificateExpiry(); ok {
+		t.Errorf("a client secret's CertificateExpiry = %v, true; want none", at)
+	}
+}
