@@ -61,8 +61,9 @@ func TestMetricsTenTenants(t *testing.T) {
 	for i := range 10 {
 		tenants = append(tenants, fmt.Sprintf("tenant-%02d", i))
 	}
-	// Tracking on: its gauges exist only for tenants that follow actions.
-	e := setup(t, envConfig{tenants: tenants, machines: 2, extra: "    tracking:\n      enabled: true\n"})
+	// Tracking on: its gauges exist only for tenants that follow actions;
+	// a certificate's end only for tenants that sign with one.
+	e := setup(t, envConfig{tenants: tenants, machines: 2, certs: tenants[:1], extra: "    tracking:\n      enabled: true\n"})
 	results := e.collect("mde.offboard.result.>")
 	for _, name := range tenants {
 		for i, m := range e.tenants[name].machines {
