@@ -45,14 +45,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stdout, "worker", version())
 		return 0
 	case c.checkConfig:
-		if _, err := newLogger(c.logLevel, c.logFormat, io.Discard); err != nil {
-			fmt.Fprintln(stderr, "worker:", err)
-			return 2
-		}
-		for _, name := range c.unknownEnv {
-			fmt.Fprintf(stderr, "worker: warning: environment variable %s sets no flag: is it misspelt?\n", name)
-		}
-		return checkConfig(c.o, stdout, stderr)
+		return c.runCheckConfig(stdout, stderr)
 	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
@@ -60,13 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
-	for _, name := range c.unknownEnv {
-		log.Warn("environment variable sets no flag: is it misspelt?", zap.String("variable", name))
-	}
-	for _, old := range c.oldEnv {
-		log.Warn("environment variable without the MDE_OFFBOARD_ prefix: rename it",
-			zap.String("variable", old), zap.String("use", envPrefix+old))
-	}
+	c.warnEnv(log)
 	o := c.o
 	o.Logger = log
 
@@ -91,6 +78,31 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// runCheckConfig is --check-config: the log settings, the variables
+// that set no flag (a warning on stderr each), the tenants file.
+func (c cli) runCheckConfig(stdout, stderr io.Writer) int {
+	if _, err := newLogger(c.logLevel, c.logFormat, io.Discard); err != nil {
+		fmt.Fprintln(stderr, "worker:", err)
+		return 2
+	}
+	for _, name := range c.unknownEnv {
+		fmt.Fprintf(stderr, "worker: warning: environment variable %s sets no flag: is it misspelt?\n", name)
+	}
+	return checkConfig(c.o, stdout, stderr)
+}
+
+// warnEnv warns of the environment variables that set no flag, and of
+// those read under their old names.
+func (c cli) warnEnv(log *zap.Logger) {
+	for _, name := range c.unknownEnv {
+		log.Warn("environment variable sets no flag: is it misspelt?", zap.String("variable", name))
+	}
+	for _, old := range c.oldEnv {
+		log.Warn("environment variable without the MDE_OFFBOARD_ prefix: rename it",
+			zap.String("variable", old), zap.String("use", envPrefix+old))
+	}
 }
 
 // failedStart reports a start that failed and gives the exit status: 0
