@@ -38,6 +38,7 @@ func TestDeadRetryOfACopyOnAnotherSubject(t *testing.T) {
 	e.waitFor("chg-1's dead letter", time.Minute, func() bool { return e.deadLetters() == 1 })
 	send(offboard.Subjects{}.Request(tenant, offboard.Normal)+".urgent", "contoso:chg-1:urgent")
 	e.waitFor("the copy's result", time.Minute, func() bool { return len(e.results()) == 2 })
+	e.waitFor("the copy's dead letter", time.Minute, func() bool { return e.deadLetters() == 2 })
 	e.sim.AddMachine(e.tenantID, late)
 
 	code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
