@@ -111,10 +111,8 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 			}
 		}
 	}
-	for _, group := range p.RbacGroups {
-		if sameWords(m.RbacGroupName, group) {
-			return offboard.RuleRbacGroups, "the device is in the device group " + offboard.Quote(m.RbacGroupName)
-		}
+	if why := inGroup(p.RbacGroups, m); why != "" {
+		return offboard.RuleRbacGroups, why
 	}
 	if d := g.RequireInactiveFor; d != nil {
 		if why := tooRecent(time.Duration(*d), m, now); why != "" {
@@ -122,6 +120,28 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 		}
 	}
 	return "", ""
+}
+
+// inGroup says why protect.rbacGroups refuses the device: it is in one
+// of groups, or in a device group the API does not name (an rbacGroupId
+// other than 0 without an rbacGroupName), which may be one of them; ""
+// when neither.
+func inGroup(groups []string, m *mde.Machine) string {
+	if len(groups) == 0 {
+		return ""
+	}
+	if words(m.RbacGroupName) == "" {
+		if id, err := m.RbacGroupID.Float64(); m.RbacGroupID != "" && (err != nil || id != 0) {
+			return "the device is in the device group with id " + offboard.Quote(string(m.RbacGroupID)) + ", which the API does not name; it may be a protected one"
+		}
+		return ""
+	}
+	for _, group := range groups {
+		if sameWords(m.RbacGroupName, group) {
+			return "the device is in the device group " + offboard.Quote(m.RbacGroupName)
+		}
+	}
+	return ""
 }
 
 // matchesName says whether a computerDnsNames glob matches a device's

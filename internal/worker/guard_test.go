@@ -227,3 +227,48 @@ func TestGuardCompatibleCharacters(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardGroupWithoutName: a device the API places in a device group
+// (rbacGroupId) without naming the group (rbacGroupName null, missing or
+// blank) may be in one of the protected groups: protect.rbacGroups
+// refuses it, as requireInactiveFor refuses a device without a lastSeen.
+// It used to pass, and be offboarded. A device in no group (id 0 or
+// none) passes.
+func TestGuardGroupWithoutName(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{RbacGroups: []string{"Tier 0 servers"}}}
+	for _, tc := range []struct {
+		name, body, rule string
+	}{
+		{"named group id, name null", `{"id":"` + id + `","rbacGroupId":7,"rbacGroupName":null}`, offboard.RuleRbacGroups},
+		{"named group id, name missing", `{"id":"` + id + `","rbacGroupId":7}`, offboard.RuleRbacGroups},
+		{"named group id, name blank", `{"id":"` + id + `","rbacGroupId":7,"rbacGroupName":" "}`, offboard.RuleRbacGroups},
+		{"group id as a string", `{"id":"` + id + `","rbacGroupId":"7"}`, offboard.RuleRbacGroups},
+		{"another group, named", `{"id":"` + id + `","rbacGroupId":7,"rbacGroupName":"Workstations"}`, ""},
+		{"no group", `{"id":"` + id + `","rbacGroupId":0,"rbacGroupName":null}`, ""},
+		{"no group id", `{"id":"` + id + `","rbacGroupId":null}`, ""},
+		{"nothing said of groups", `{"id":"` + id + `"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := mde.ParseMachine([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rule, why := refusal(g, id, &m, now)
+			if rule != tc.rule {
+				t.Errorf("rule %q (%s), want %q", rule, why, tc.rule)
+			}
+			if rule != "" && !strings.Contains(why, "7") {
+				t.Errorf("why %q does not give the group id", why)
+			}
+		})
+	}
+	// Without a group guard, the group does not matter.
+	m := &mde.Machine{ID: id, RbacGroupID: "7"}
+	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
+		t.Errorf("rule %q without a group guard", rule)
+	}
+}
