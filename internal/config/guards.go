@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -117,7 +118,9 @@ func (g *Guards) check() error {
 // around a glob are no part of a name: kept, the glob would match no
 // device, and protect nothing without a word. So would a space or a
 // comma inside it, which no computerDnsName holds: several globs written
-// in one string.
+// in one string; and a slash or an empty label (".tier0.contoso.local",
+// a domain written as a DNS suffix is, for "*.tier0.contoso.local"; two
+// dots in a row; two final dots).
 func checkGlob(glob string) (string, error) {
 	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(glob), "."))
 	if _, err := path.Match(glob, ""); glob == "" || err != nil {
@@ -125,6 +128,9 @@ func checkGlob(glob string) (string, error) {
 	}
 	if strings.ContainsFunc(glob, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
 		return glob, errors.New("holds a space or a comma, which no computerDnsName has; give one glob per list item")
+	}
+	if strings.Contains(glob, "/") || slices.Contains(strings.Split(glob, "."), "") {
+		return glob, errors.New("holds a slash, or a dot at the start, at the end or next to another, which no computerDnsName has; the hosts of a domain are *.contoso.local")
 	}
 	return glob, nil
 }

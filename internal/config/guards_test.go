@@ -237,3 +237,29 @@ func TestGlobListInOne(t *testing.T) {
 		t.Errorf("globs of DNS names: %v", err)
 	}
 }
+
+// TestGlobWithoutAName: a computerDnsNames glob with an empty label (a
+// leading dot, as a DNS suffix is written: ".tier0.contoso.local" for
+// "*.tier0.contoso.local"; two dots in a row; two final dots) or a slash
+// matches no device, whose computerDnsName has neither: it would protect
+// nothing without a word. It stops the worker, named by its place; it
+// used to be taken.
+func TestGlobWithoutAName(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, glob := range []string{
+		".tier0.contoso.local",
+		"dc01..contoso.local",
+		"dc01.contoso.local..",
+		"dc01/contoso.local",
+		"contoso.local/dc*",
+	} {
+		_, err := Parse([]byte(guards + `        computerDnsNames: ["ok", "` + glob + `"]` + "\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.protect.computerDnsNames[1]: ") {
+			t.Errorf("%q: Parse error = %v, want one naming it", glob, err)
+		}
+	}
+	if _, err := Parse([]byte(guards + `        computerDnsNames: ["*", "dc01.", "*.tier0.contoso.local.", "dc[._]01", "\\.x"]` + "\n")); err != nil {
+		t.Errorf("globs of DNS names: %v", err)
+	}
+}
