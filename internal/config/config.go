@@ -219,6 +219,7 @@ func Parse(data []byte) (*File, error) {
 	// quota journal and the budget are kept per name. Two names for one
 	// application in one tenant would each take the whole quota.
 	apps := map[[2]string]string{}
+	guarded := map[string]*Tenant{} // the first name of each Entra ID tenant
 	comments := map[string]*template.Template{}
 	var errs []error
 	for i, t := range f.Tenants {
@@ -242,6 +243,9 @@ func Parse(data []byte) (*File, error) {
 			errs = append(errs, fmt.Errorf("tenant %q: the same tenantId and clientId as tenant %q: the API's limits are per application and tenant, and each name would take the whole quota; use one name, or another application", t.Name, other))
 		}
 		apps[app] = t.Name
+		if err := sameGuards(guarded, t); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -29,6 +29,11 @@ func namedTenant(name string) string {
 	return strings.Replace(s, "9999-000000000000", fmt.Sprintf("9999-%012x", crc32.ChecksumIEEE([]byte(name))), 1)
 }
 
+// otherTenant is namedTenant in an Entra ID tenant of its own.
+func otherTenant(name string) string {
+	return strings.Replace(namedTenant(name), "4444-555555555555", fmt.Sprintf("4444-%012x", crc32.ChecksumIEEE([]byte(name))), 1)
+}
+
 // TestOneApplicationUnderTwoNames: two names for one application in one
 // tenant would each take the API's whole quota, which holds per
 // application and tenant.
@@ -324,6 +329,37 @@ func TestParseDocumentMarkers(t *testing.T) {
 	} {
 		if f, err := Parse([]byte(y)); err != nil || len(f.Tenants) != 1 {
 			t.Errorf("Parse(%q): %v", y, err)
+		}
+	}
+}
+
+// TestOneTenantUnderTwoNamesWithOtherGuards: guards protect a tenant's
+// devices, and a request names its tenant by its subject. Two names of
+// one Entra tenant (two applications) with other guards let a request
+// published for the one without them offboard a device the other
+// protects: such a file is refused. The same guards, written in another
+// order or case, load.
+func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
+	t.Parallel()
+	guards := func(lines string) string { return "    guards:\n" + lines }
+	protected := guards("      protect:\n        machineTags: [tier0, DoNotOffboard]\n        computerDnsNames: [\"dc*\"]\n")
+	for name, c := range map[string]struct {
+		first, second string
+		refused       bool
+	}{
+		"guards on one name only": {protected, "", true},
+		"other tags":              {protected, guards("      protect:\n        machineTags: [tier0]\n        computerDnsNames: [\"dc*\"]\n"), true},
+		"inactivity on one only":  {guards("      requireInactiveFor: 720h\n"), "", true},
+		"the same guards":         {protected, guards("      protect:\n        computerDnsNames: [\"DC*\"]\n        machineTags: [donotoffboard, tier0]\n"), false},
+		"a budget of its own":     {protected + "      budget: 10/24h\n", protected, false},
+		"none on either":          {"", "", false},
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + c.first + namedTenant("contoso-eu") + c.second))
+		switch {
+		case c.refused && (err == nil || !strings.Contains(err.Error(), `tenant "contoso-eu": the same tenantId as tenant "contoso", with other guards`)):
+			t.Errorf("%s: %v; want it refused", name, err)
+		case !c.refused && err != nil:
+			t.Errorf("%s: %v; want it loaded", name, err)
 		}
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/text/unicode/norm"
+
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -194,4 +196,42 @@ func parseDuration(s string) (time.Duration, error) {
 		}
 	}
 	return time.ParseDuration(s)
+}
+
+// sameGuards refuses a tenant whose Entra ID tenant another name of the
+// file serves with other protect or requireInactiveFor guards: a request
+// names its tenant by its subject, so a device the one name protects
+// could be offboarded through the other. first holds each Entra ID
+// tenant's first name; a budget may differ, as it counts per name.
+func sameGuards(first map[string]*Tenant, t *Tenant) error {
+	id := strings.ToLower(t.TenantID)
+	other, ok := first[id]
+	if !ok {
+		first[id] = t
+		return nil
+	}
+	if guardsKey(&other.Guards) != guardsKey(&t.Guards) {
+		return fmt.Errorf("tenant %q: the same tenantId as tenant %q, with other guards: a device one protects could be offboarded through the other; give both the same protect and requireInactiveFor", t.Name, other.Name)
+	}
+	return nil
+}
+
+// guardsKey is what a tenant's protect and requireInactiveFor guards
+// protect, in one string: each list sorted, compared as the guards
+// compare (case, white space and encoding aside).
+func guardsKey(g *Guards) string {
+	var b strings.Builder
+	for _, list := range [][]string{g.Protect.MachineIDs, g.Protect.ComputerDNSNames, g.Protect.MachineTags, g.Protect.RbacGroups} {
+		keys := make([]string, len(list))
+		for i, s := range list {
+			keys[i] = strings.ToLower(strings.Join(strings.Fields(norm.NFKC.String(s)), " "))
+		}
+		slices.Sort(keys)
+		keys = slices.Compact(keys)
+		fmt.Fprintf(&b, "%q;", keys)
+	}
+	if g.RequireInactiveFor != nil {
+		fmt.Fprintf(&b, "%d", time.Duration(*g.RequireInactiveFor))
+	}
+	return b.String()
 }

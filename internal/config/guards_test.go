@@ -16,7 +16,7 @@ func TestParseGuards(t *testing.T) {
         machineTags: ["DoNotOffboard"]
         rbacGroups: ["Tier 0 servers"]
       requireInactiveFor: 90d
-` + namedTenant("fabrikam")))
+` + otherTenant("fabrikam")))
 	if err != nil {
 		t.Fatal(err)
 	}
