@@ -99,6 +99,10 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 		return "", ""
 	}
 	name := strings.ToLower(strings.TrimSuffix(m.ComputerDNSName, "."))
+	if len(p.ComputerDNSNames) > 0 && strings.TrimSpace(name) == "" {
+		// As a missing lastSeen: no name to tell from a protected one.
+		return offboard.RuleComputerDNSNames, "the API gives the device no computerDnsName to match the protected names against"
+	}
 	for _, glob := range p.ComputerDNSNames {
 		if matchesName(glob, name) {
 			return offboard.RuleComputerDNSNames, fmt.Sprintf("computerDnsName %s matches %s", offboard.Quote(m.ComputerDNSName), offboard.Quote(glob))

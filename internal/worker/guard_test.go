@@ -190,7 +190,7 @@ func TestGuardHostNameWithoutDomain(t *testing.T) {
 		"web1":                   "",
 		"web1.contoso.local":     "",
 		"contoso.dc01.example":   "",
-		"":                       "",
+		"":                       offboard.RuleComputerDNSNames, // no name to tell apart: TestGuardDeviceWithoutAName
 	} {
 		m := &mde.Machine{ID: id, ComputerDNSName: name}
 		if rule, _ := refusal(g, id, m, now); rule != want {
@@ -270,5 +270,41 @@ func TestGuardGroupWithoutName(t *testing.T) {
 	m := &mde.Machine{ID: id, RbacGroupID: "7"}
 	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
 		t.Errorf("rule %q without a group guard", rule)
+	}
+}
+
+// TestGuardDeviceWithoutAName: a device the API gives no computerDnsName
+// (null, missing or blank) cannot be told apart from a protected name:
+// with host name globs set it is refused under that rule, as a missing
+// lastSeen is under requireInactiveFor. Without globs, the name does not
+// matter.
+func TestGuardDeviceWithoutAName(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"dc*.contoso.local"}}}
+	for _, tc := range []struct {
+		name, body, rule string
+	}{
+		{"name null", `{"id":"` + id + `","computerDnsName":null}`, offboard.RuleComputerDNSNames},
+		{"name missing", `{"id":"` + id + `"}`, offboard.RuleComputerDNSNames},
+		{"name blank", `{"id":"` + id + `","computerDnsName":" "}`, offboard.RuleComputerDNSNames},
+		{"a root dot alone", `{"id":"` + id + `","computerDnsName":"."}`, offboard.RuleComputerDNSNames},
+		{"another name", `{"id":"` + id + `","computerDnsName":"ws01.contoso.local"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, err := mde.ParseMachine([]byte(tc.body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rule, why := refusal(g, id, &m, now); rule != tc.rule {
+				t.Errorf("rule %q (%s), want %q", rule, why, tc.rule)
+			}
+		})
+	}
+	m := &mde.Machine{ID: id}
+	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
+		t.Errorf("rule %q without a name guard", rule)
 	}
 }
