@@ -29,11 +29,24 @@ func run() int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := demo(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "demo:", err)
+	return exitStatus(ctx, demo(ctx), os.Stderr)
+}
+
+// exitStatus reports how the demo ended on stderr and gives its exit
+// status: 130 when Ctrl-C or SIGTERM (ctx's end) cut it short, as a
+// shell gives after Ctrl-C, whatever error the step it was at ended
+// with; 1 when it failed.
+func exitStatus(ctx context.Context, err error, stderr io.Writer) int {
+	switch {
+	case err == nil:
+		return 0
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "demo: interrupted, stopped")
+		return 130
+	default:
+		fmt.Fprintln(stderr, "demo:", err)
 		return 1
 	}
-	return 0
 }
 
 const usage = `Usage: demo (or: make demo)

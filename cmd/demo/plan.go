@@ -124,10 +124,14 @@ func (c *campaignResults) wait(ctx context.Context, n int, d time.Duration) (map
 		if got >= n {
 			break
 		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
+		if time.Now().After(deadline) {
 			return nil, fmt.Errorf("%d of %d campaign results after %v", got, n, d)
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-time.After(50 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%d of %d campaign results: %w", got, n, ctx.Err())
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
