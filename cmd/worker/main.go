@@ -353,11 +353,18 @@ func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
 func checkConfig(o app.Options, stdout, stderr io.Writer) int {
 	path := o.ConfigPath
 	f, err := config.Load(path)
-	if err == nil {
-		err = app.CheckConfig(f, o)
-	}
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", path+":", strings.ReplaceAll(err.Error(), "\n", "; "))
+		return 2
+	}
+	if err := app.CheckConfig(f, o); err != nil {
+		// An error the flags alone give, against no tenant, is not the
+		// file's: it does not name it.
+		where := path + ": "
+		if app.CheckConfig(&config.File{}, o) != nil {
+			where = ""
+		}
+		fmt.Fprintln(stderr, "worker: "+where+strings.ReplaceAll(err.Error(), "\n", "; "))
 		return 2
 	}
 	fmt.Fprintf(stdout, "worker: %s: valid, %d tenant(s)\n", path, len(f.Tenants))
