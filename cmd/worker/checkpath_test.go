@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,5 +31,23 @@ func TestCheckConfigNamesTheFileOnlyForItsErrors(t *testing.T) {
 	var stderr bytes.Buffer
 	if code := run([]string{"--check-config", "--config", "absent.yaml"}, io.Discard, &stderr); code != 2 || !strings.HasPrefix(stderr.String(), "worker: absent.yaml: ") {
 		t.Errorf("missing file: exit code %d, %q; want 2 and the file named", code, stderr.String())
+	}
+}
+
+// TestCheckConfigMisspeltKeyIsOneClearLine: a misspelt key (the YAML
+// library's "unmarshal errors:" then one indented line per key) reads as
+// one sentence, not "unmarshal errors:;   line 3: ...".
+func TestCheckConfigMisspeltKeyIsOneClearLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "worker.yaml")
+	if err := os.WriteFile(path, []byte("tenants:\n  - name: contoso\n    limts: {}\n    maxInFlght: 2\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	if code := run([]string{"--check-config", "--config", path}, io.Discard, &stderr); code != 2 {
+		t.Fatalf("exit code %d, want 2", code)
+	}
+	want := "worker: " + path + ": tenants file: yaml: unmarshal errors: line 3: field limts not found in type config.Tenant; line 4: field maxInFlght not found in type config.Tenant\n"
+	if got := stderr.String(); got != want {
+		t.Errorf("printed %q\nwant    %q", got, want)
 	}
 }

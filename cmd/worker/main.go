@@ -354,7 +354,7 @@ func checkConfig(o app.Options, stdout, stderr io.Writer) int {
 	path := o.ConfigPath
 	f, err := config.Load(path)
 	if err != nil {
-		fmt.Fprintln(stderr, "worker:", path+":", strings.ReplaceAll(err.Error(), "\n", "; "))
+		fmt.Fprintln(stderr, "worker:", path+":", oneLine(err))
 		return 2
 	}
 	if err := app.CheckConfig(f, o); err != nil {
@@ -364,11 +364,32 @@ func checkConfig(o app.Options, stdout, stderr io.Writer) int {
 		if app.CheckConfig(&config.File{}, o) != nil {
 			where = ""
 		}
-		fmt.Fprintln(stderr, "worker: "+where+strings.ReplaceAll(err.Error(), "\n", "; "))
+		fmt.Fprintln(stderr, "worker: "+where+oneLine(err))
 		return 2
 	}
 	fmt.Fprintf(stdout, "worker: %s: valid, %d tenant(s)\n", path, len(f.Tenants))
 	return 0
+}
+
+// oneLine is err's text on one line: its lines, their indentation left
+// out, joined by "; ", or by a space after a line ending in ':' (the
+// YAML library's "unmarshal errors:" and its list).
+func oneLine(err error) string {
+	lines := strings.Split(err.Error(), "\n")
+	var b strings.Builder
+	for _, l := range lines {
+		l = strings.TrimSpace(l)
+		switch {
+		case l == "":
+			continue
+		case b.Len() > 0 && strings.HasSuffix(b.String(), ":"):
+			b.WriteString(" ")
+		case b.Len() > 0:
+			b.WriteString("; ")
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }
 
 // version is the module version and VCS revision the binary was built from.
