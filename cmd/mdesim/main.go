@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -99,6 +100,9 @@ func (c *config) check() error {
 	if c.machines < 0 {
 		return fmt.Errorf("--machines %d: must not be negative", c.machines)
 	}
+	if err := c.checkIDs(); err != nil {
+		return err
+	}
 	for _, r := range []struct {
 		name string
 		v    float64
@@ -135,6 +139,22 @@ func (c *config) check() error {
 	}
 	return nil
 }
+
+// checkIDs refuses a --tenant-id or --client-id that is no GUID, as the
+// worker's tenants file does. The value is not quoted: a secret given to
+// the wrong flag would be shown.
+func (c *config) checkIDs() error {
+	for _, id := range []struct{ name, v string }{{"tenant-id", c.tenantID}, {"client-id", c.clientID}} {
+		if id.v != "" && !guid.MatchString(id.v) {
+			return fmt.Errorf("--%s: want a GUID, such as 11111111-2222-3333-4444-555555555555", id.name)
+		}
+	}
+	return nil
+}
+
+// guid is the form of a tenant or client id the worker's tenants file
+// takes.
+var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 
 // maxSecretFile bounds --client-secret-file: a client secret takes a few
 // dozen bytes.

@@ -82,3 +82,22 @@ func TestClientSecretFileErrorShowsNoSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestIDsMustBeGUIDs: a --tenant-id or --client-id that is no GUID is bad
+// usage, as the worker's tenants file refuses it: a simulator started
+// with a mistyped id answered every login of the worker with an unknown
+// tenant, and the mistake showed as rejected credentials.
+func TestIDsMustBeGUIDs(t *testing.T) {
+	for _, args := range [][]string{
+		{"--tenant-id", "notaguid"}, {"--tenant-id", "11111111-2222-3333-4444-55555555555"},
+		{"--client-id", "{66666666-7777-8888-9999-000000000000}"}, {"--client-id", "66666666777788889999000000000000"},
+	} {
+		_, err := parseFlags(append(args, "--client-secret", "s"), &bytes.Buffer{})
+		if err == nil || !strings.HasPrefix(err.Error(), args[0]+":") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %v, want one line naming %s", args, err, args[0])
+		}
+	}
+	if _, err := parseFlags([]string{"--tenant-id", "11111111-2222-3333-4444-555555555555", "--client-id", "66666666-7777-8888-9999-00000000000A", "--client-secret", "s"}, &bytes.Buffer{}); err != nil {
+		t.Errorf("GUIDs: %v", err)
+	}
+}
