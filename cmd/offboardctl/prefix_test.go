@@ -53,9 +53,24 @@ func TestSubjectPrefixNotTheWorkers(t *testing.T) {
 // rather than after --connect-timeout.
 func TestSubjectPrefixCheckWithoutStreamInfo(t *testing.T) {
 	t.Parallel()
+	url, js := natsWithReader(t, "$JS.API.STREAM.INFO."+offboard.StreamRequests)
+	publishDead(t, js, offboard.CodeMachineNotFound, `{"requestId":"x-1","machineId":"`+strings.Repeat("a", 40)+`"}`)
+	const timeout = 20 * time.Second
+	start := time.Now()
+	code, out, errs := ctl(t, url, "--connect-timeout", timeout.String(), "dead", "ls", "--json")
+	if took := time.Since(start); code != exitOK || !strings.Contains(out, "x-1") || took >= timeout/2 {
+		t.Errorf("dead ls: exit %d after %v, stdout %q, stderr %q; want the dead letter, without waiting out --connect-timeout %v", code, took, out, errs, timeout)
+	}
+}
+
+// natsWithReader starts a NATS server with the streams, and returns the
+// URL of a user "reader" who may publish on any subject but those of
+// deny, and JetStream for a user who may do anything.
+func natsWithReader(t *testing.T, deny ...string) (readerURL string, admin jetstream.JetStream) {
+	t.Helper()
 	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
 		Users: []*server.User{{Username: "reader", Password: "pw", Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"$JS.API.STREAM.INFO." + offboard.StreamRequests}},
+			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
 		}}, {Username: "admin", Password: "pw"}}}
 	s, err := server.NewServer(o)
 	if err != nil {
@@ -78,12 +93,5 @@ func TestSubjectPrefixCheckWithoutStreamInfo(t *testing.T) {
 	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}
-	publishDead(t, js, offboard.CodeMachineNotFound, `{"requestId":"x-1","machineId":"`+strings.Repeat("a", 40)+`"}`)
-	url := "nats://reader:pw@" + strings.TrimPrefix(s.ClientURL(), "nats://")
-	const timeout = 20 * time.Second
-	start := time.Now()
-	code, out, errs := ctl(t, url, "--connect-timeout", timeout.String(), "dead", "ls", "--json")
-	if took := time.Since(start); code != exitOK || !strings.Contains(out, "x-1") || took >= timeout/2 {
-		t.Errorf("dead ls: exit %d after %v, stdout %q, stderr %q; want the dead letter, without waiting out --connect-timeout %v", code, took, out, errs, timeout)
-	}
+	return "nats://reader:pw@" + strings.TrimPrefix(s.ClientURL(), "nats://"), js
 }

@@ -3,13 +3,9 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -21,36 +17,11 @@ import (
 // One line says so; the same command retries them once it can.
 func TestDeadRetryStopsAtARefusedPublish(t *testing.T) {
 	t.Parallel()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{{Username: "reader", Password: "pw", Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"mde.offboard.request.>"}},
-		}}}}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("reader", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
-		t.Fatal(err)
-	}
+	url, js := natsWithReader(t, "mde.offboard.request.>")
 	a := strings.Repeat("a", 40)
 	publishDead(t, js, offboard.CodeUnauthorized,
 		`{"requestId":"x-1","machineId":"`+a+`"}`, `{"requestId":"x-2","machineId":"`+a+`"}`, `{"requestId":"x-3","machineId":"`+a+`"}`)
 
-	url := "nats://reader:pw@" + strings.TrimPrefix(s.ClientURL(), "nats://")
 	code, out, errs := ctl(t, url, "--connect-timeout", "1s", "dead", "retry", "contoso", "--all")
 	if code != exitFailed || strings.Count(out, "publish the retry") != 1 || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 3 not retried") ||
 		!strings.Contains(errs, "2 dead letters left") || !strings.Contains(errs, "Permissions Violation") || strings.Count(errs, "\n") != 1 {
