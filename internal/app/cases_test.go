@@ -48,6 +48,27 @@ func (c *collector) snapshot() map[string][]offboard.Result {
 	return out
 }
 
+// wantOneCreatedEach fails t for each request id without exactly one
+// result, created, and returns the results.
+func (c *collector) wantOneCreatedEach(t *testing.T) map[string][]offboard.Result {
+	t.Helper()
+	got := c.snapshot()
+	for key, rs := range got {
+		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+			var outs []string
+			for _, r := range rs {
+				code := ""
+				if r.Error != nil {
+					code = "/" + r.Error.Code
+				}
+				outs = append(outs, r.Outcome+code)
+			}
+			t.Errorf("%s: results %v, want one created", key, outs)
+		}
+	}
+	return got
+}
+
 func (e *env) offboardCalls(tenantID, machineID string) int {
 	n := 0
 	for _, c := range e.sim.Calls() {

@@ -69,20 +69,7 @@ func TestRollingUpdateOneResultPerRequest(t *testing.T) {
 	res.wait(t, 25, 30*time.Second)
 	// Strays: a second answer would come within a poll or two.
 	time.Sleep(1 * time.Second)
-	got := res.snapshot()
-	for key, rs := range got {
-		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-			var outs []string
-			for _, r := range rs {
-				code := ""
-				if r.Error != nil {
-					code = "/" + r.Error.Code
-				}
-				outs = append(outs, r.Outcome+code)
-			}
-			t.Errorf("%s: results %v, want one created", key, outs)
-		}
-	}
+	res.wantOneCreatedEach(t)
 	e.oneActionEach("fabrikam", 20)
 }
 

@@ -3,8 +3,6 @@ package app
 import (
 	"testing"
 	"time"
-
-	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestSharedReplicaIDDoesNotAnswerTheOthersTenants: two workers started
@@ -28,17 +26,5 @@ func TestSharedReplicaIDDoesNotAnswerTheOthersTenants(t *testing.T) {
 	e.offboardEach("fabrikam", "f-", 0, 20)
 	res.wait(t, 20, 30*time.Second)
 	time.Sleep(time.Second) // a second answer would come within a poll or two
-	for key, rs := range res.snapshot() {
-		if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-			var outs []string
-			for _, r := range rs {
-				code := ""
-				if r.Error != nil {
-					code = "/" + r.Error.Code
-				}
-				outs = append(outs, r.Outcome+code)
-			}
-			t.Errorf("%s: results %v, want one created", key, outs)
-		}
-	}
+	res.wantOneCreatedEach(t)
 }
