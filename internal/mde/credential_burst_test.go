@@ -20,14 +20,7 @@ import (
 func TestRefusedTokenBurstRenewsOnce(t *testing.T) {
 	t.Parallel()
 	const secret, calls = "burst-secret-0001", 40 // 81 calls: within the 100 a minute of GetMachine
-	f := setupLogin(t, secret, secret)
-	f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local"})
-	cred := f.newCredential(t)
-	client := NewClient(Options{Cloud: f.cloud, Credential: cred, HTTPClient: f.hc})
-	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
-		t.Fatalf("GetMachine: %s", v.Error())
-	}
-	f.sim.RevokeTokens(simTenantID)
+	f, cred, client := revokedAfterARead(t, secret)
 
 	// Every call has its 401 before any asks for a new token: the worst
 	// case of a burst.
@@ -123,14 +116,7 @@ func (c fixedCredential) GetToken(context.Context, policy.TokenRequestOptions) (
 func TestRefusedTokenRenewedAfterAFailedRenewal(t *testing.T) {
 	t.Parallel()
 	const secret = "renew-secret-0002"
-	f := setupLogin(t, secret, secret)
-	f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local"})
-	cred := f.newCredential(t)
-	client := NewClient(Options{Cloud: f.cloud, Credential: cred, HTTPClient: f.hc})
-	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
-		t.Fatalf("GetMachine: %s", v.Error())
-	}
-	f.sim.RevokeTokens(simTenantID)
+	f, cred, client := revokedAfterARead(t, secret)
 	first, late := client.GetMachine(context.Background(), testMachineID), client.GetMachine(context.Background(), testMachineID)
 	if !first.RefreshToken || !late.RefreshToken {
 		t.Fatalf("after the revocation: %s, %s; want 401s", first.Error(), late.Error())
@@ -146,4 +132,19 @@ func TestRefusedTokenRenewedAfterAFailedRenewal(t *testing.T) {
 	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
 		t.Errorf("after the renewal: %s", v.Error())
 	}
+}
+
+// revokedAfterARead sets up a tenant with secret, reads a device with a
+// token, and revokes the tenant's tokens.
+func revokedAfterARead(t *testing.T, secret string) (*loginFixture, *Credential, *Client) {
+	t.Helper()
+	f := setupLogin(t, secret, secret)
+	f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local"})
+	cred := f.newCredential(t)
+	client := NewClient(Options{Cloud: f.cloud, Credential: cred, HTTPClient: f.hc})
+	if v := client.GetMachine(context.Background(), testMachineID); v.Class != Success {
+		t.Fatalf("GetMachine: %s", v.Error())
+	}
+	f.sim.RevokeTokens(simTenantID)
+	return f, cred, client
 }
