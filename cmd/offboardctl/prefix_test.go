@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -68,20 +69,10 @@ func TestSubjectPrefixCheckWithoutStreamInfo(t *testing.T) {
 // deny, and JetStream for a user who may do anything.
 func natsWithReader(t *testing.T, deny ...string) (readerURL string, admin jetstream.JetStream) {
 	t.Helper()
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true, JetStream: true, StoreDir: t.TempDir(),
-		Users: []*server.User{{Username: "reader", Password: "pw", Permissions: &server.Permissions{
-			Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
-		}}, {Username: "admin", Password: "pw"}}}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("NATS server not ready")
-	}
-	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("admin", "pw"))
+	url := natstest.StartWithUsers(t, &server.User{Username: "reader", Password: "pw", Permissions: &server.Permissions{
+		Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
+	}}, &server.User{Username: "admin", Password: "pw"})
+	nc, err := nats.Connect(url, nats.UserInfo("admin", "pw"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,5 +84,5 @@ func natsWithReader(t *testing.T, deny ...string) (readerURL string, admin jetst
 	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}
-	return "nats://reader:pw@" + strings.TrimPrefix(s.ClientURL(), "nats://"), js
+	return "nats://reader:pw@" + strings.TrimPrefix(url, "nats://"), js
 }

@@ -260,6 +260,17 @@ func StartWithoutJetStream(tb testing.TB, jetStream bool) string {
 	return strings.Replace(s.ClientURL(), "nats://", "nats://app:app@", 1)
 }
 
+// StartWithUsers starts a lone NATS server with JetStream and these
+// users, on a free port; it returns the server's URL, without
+// credentials. The server is shut down when the test ends.
+func StartWithUsers(tb testing.TB, users ...*server.User) string {
+	tb.Helper()
+	return startLone(tb, &server.Options{
+		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: tb.TempDir(), Users: users,
+	}).ClientURL()
+}
+
 // StartWithMaxPayload starts a lone NATS server with JetStream whose
 // max_payload is maxPayload bytes, on a free port; it returns the
 // server's URL. The server is shut down when the test ends.
