@@ -285,9 +285,13 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: credentials: %w", tc.Name, err)
 		}
-		log := o.Logger.With(zap.String("tenant", tc.Name))
+		// The tenant as a field of the one warning, not a logger of its
+		// own: With copies the encoder, a KiB or two for each of
+		// thousands of tenants.
+		name, log := tc.Name, o.Logger
 		cred.OnBrokenFile(func(err error) {
-			log.Warn("the tenant's credential changed and cannot be used: its last token serves until it expires, then every call fails", zap.Error(err))
+			log.Warn("the tenant's credential changed and cannot be used: its last token serves until it expires, then every call fails",
+				zap.String("tenant", name), zap.Error(err))
 		})
 		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})
 		tenants = append(tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
