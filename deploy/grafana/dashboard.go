@@ -324,9 +324,16 @@ func health() row {
 				{Id: "unit", Value: "s"},
 				{Id: "custom.axisPlacement", Value: "right"},
 			}),
-		tableOf(23, "Builds running", "Version and revision of each replica.", full, 5,
+		tableOf(23, "Builds running", "Version and revision of each replica.", half, 5,
 			query("A", "mde_offboard_build_info", "").
 				Format(prometheus.PromQueryFormatTable).
 				Instant()),
+		tableOf(24, "Certificates: time left",
+			"How long until the certificate each tenant's application signs with stops being valid (tenants with a certificate; the soonest any replica uses). Then every request of the tenant fails unauthorized (alert MdeOffboardCertificateExpiresSoon, 14 days before).",
+			half, 5,
+			query("A", `min by (tenant) (mde_offboard_certificate_expiry_timestamp_seconds{tenant=~"$tenant"}) - time()`, "{{tenant}}").
+				Format(prometheus.PromQueryFormatTable).
+				Instant()).
+			Unit("s"),
 	}}
 }
