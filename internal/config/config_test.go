@@ -353,6 +353,9 @@ func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
 		"the same guards":         {protected, guards("      protect:\n        computerDnsNames: [\"DC*\"]\n        machineTags: [donotoffboard, tier0]\n"), false},
 		"a budget of its own":     {protected + "      budget: 10/24h\n", protected, false},
 		"none on either":          {"", "", false},
+		// A glob compared as it is matched: full-width letters are not
+		// ASCII ones there.
+		"a full-width glob": {guards("      protect:\n        computerDnsNames: [\"ｄｃ*\"]\n"), guards("      protect:\n        computerDnsNames: [\"dc*\"]\n"), true},
 	} {
 		_, err := Parse([]byte("tenants:" + okTenant + c.first + namedTenant("contoso-eu") + c.second))
 		switch {

@@ -218,13 +218,20 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 
 // guardsKey is what a tenant's protect and requireInactiveFor guards
 // protect, in one string: each list sorted, compared as the guards
-// compare (case, white space and encoding aside).
+// compare. Device ids and globs are matched as check left them (lower
+// case); tags and groups case, white space and encoding aside.
 func guardsKey(g *Guards) string {
 	var b strings.Builder
-	for _, list := range [][]string{g.Protect.MachineIDs, g.Protect.ComputerDNSNames, g.Protect.MachineTags, g.Protect.RbacGroups} {
-		keys := make([]string, len(list))
-		for i, s := range list {
-			keys[i] = strings.ToLower(strings.Join(strings.Fields(norm.NFKC.String(s)), " "))
+	p := &g.Protect
+	for _, l := range []struct {
+		list  []string
+		words bool
+	}{{p.MachineIDs, false}, {p.ComputerDNSNames, false}, {p.MachineTags, true}, {p.RbacGroups, true}} {
+		keys := slices.Clone(l.list)
+		for i, s := range keys {
+			if l.words {
+				keys[i] = strings.ToLower(strings.Join(strings.Fields(norm.NFKC.String(s)), " "))
+			}
 		}
 		slices.Sort(keys)
 		keys = slices.Compact(keys)
