@@ -353,9 +353,13 @@ func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
 		"the same guards":         {protected, guards("      protect:\n        computerDnsNames: [\"DC*\"]\n        machineTags: [donotoffboard, tier0]\n"), false},
 		"a budget of its own":     {protected + "      budget: 10/24h\n", protected, false},
 		"none on either":          {"", "", false},
-		// A glob compared as it is matched: full-width letters are not
-		// ASCII ones there.
-		"a full-width glob": {guards("      protect:\n        computerDnsNames: [\"ｄｃ*\"]\n"), guards("      protect:\n        computerDnsNames: [\"dc*\"]\n"), true},
+		// Compared as the worker compares: a tag's case by Unicode's
+		// folding (a dotted capital I is no i, a final sigma is a
+		// sigma), a glob as it is matched (full-width letters are not
+		// ASCII ones there).
+		"a dotted capital I":     {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [istanbul]\n"), true},
+		"final and medial sigma": {guards("      protect:\n        rbacGroups: [ΟΔΟΣ]\n"), guards("      protect:\n        rbacGroups: [οδος]\n"), false},
+		"a full-width glob":      {guards("      protect:\n        computerDnsNames: [\"ｄｃ*\"]\n"), guards("      protect:\n        computerDnsNames: [\"dc*\"]\n"), true},
 	} {
 		_, err := Parse([]byte("tenants:" + okTenant + c.first + namedTenant("contoso-eu") + c.second))
 		switch {

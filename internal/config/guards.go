@@ -216,10 +216,26 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 	return nil
 }
 
+// folded is s with each letter the least of its case folding orbit:
+// two strings are the same as strings.EqualFold compares them, as the
+// worker compares tags and groups, when their folded forms are. Lower
+// case is not that: "İ" lower-cases to "i", a letter it does not fold
+// to, and "Σ" to "σ", which "ς" folds to without being it.
+func folded(s string) string {
+	return strings.Map(func(r rune) rune {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		return least
+	}, s)
+}
+
 // guardsKey is what a tenant's protect and requireInactiveFor guards
 // protect, in one string: each list sorted, compared as the guards
 // compare. Device ids and globs are matched as check left them (lower
-// case); tags and groups case, white space and encoding aside.
+// case); tags and groups case (folded), white space and encoding
+// aside.
 func guardsKey(g *Guards) string {
 	var b strings.Builder
 	p := &g.Protect
@@ -230,7 +246,7 @@ func guardsKey(g *Guards) string {
 		keys := slices.Clone(l.list)
 		for i, s := range keys {
 			if l.words {
-				keys[i] = strings.ToLower(strings.Join(strings.Fields(norm.NFKC.String(s)), " "))
+				keys[i] = folded(strings.Join(strings.Fields(norm.NFKC.String(s)), " "))
 			}
 		}
 		slices.Sort(keys)
