@@ -326,6 +326,11 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 	return used, err
 }
 
+// serviceLink matches the variables Kubernetes sets for a Service named
+// mde-offboard in the pod's namespace (unless the pod's
+// enableServiceLinks is false): no misspelt setting.
+var serviceLink = regexp.MustCompile(`^MDE_OFFBOARD_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\w+)?)$`)
+
 // unknownEnvVars are the variables of environ named with envPrefix that
 // set no flag of fs, sorted: ff ignores them, and a misspelt name
 // (MDE_OFFBOARD_SHUTDOWN_TIMOUT) left its setting at the default without
@@ -338,7 +343,7 @@ func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
 	var unknown []string
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, envPrefix) && !known[name] {
+		if strings.HasPrefix(name, envPrefix) && !known[name] && !serviceLink.MatchString(name) {
 			unknown = append(unknown, name)
 		}
 	}

@@ -786,6 +786,13 @@ func TestUnknownEnvironmentVariables(t *testing.T) {
 	t.Setenv("MDE_OFFBOARD_SHUTDOWN_TIMOUT", "2m")
 	t.Setenv("MDE_OFFBOARD_NATS_PASWORD", "s3cret-value")
 	t.Setenv("MDE_OFFBOARD_LISTEN", "127.0.0.1:0")
+	// What Kubernetes sets for a Service named mde-offboard in the
+	// namespace, unless enableServiceLinks is false: not a misspelling.
+	t.Setenv("MDE_OFFBOARD_SERVICE_HOST", "10.0.0.1")
+	t.Setenv("MDE_OFFBOARD_SERVICE_PORT", "9090")
+	t.Setenv("MDE_OFFBOARD_SERVICE_PORT_METRICS", "9090")
+	t.Setenv("MDE_OFFBOARD_PORT", "tcp://10.0.0.1:9090")
+	t.Setenv("MDE_OFFBOARD_PORT_9090_TCP_ADDR", "10.0.0.1")
 	c, err := parseFlags(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
