@@ -290,7 +290,7 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 		// thousands of tenants.
 		name, log := tc.Name, o.Logger
 		cred.OnBrokenFile(func(err error) {
-			log.Warn("the tenant's credential changed and cannot be used: its last token serves until it expires, then every call fails",
+			log.Warn("the tenant's credential cannot be built again (its files changed, or what they hold was refused): its last token serves until it expires, then every call fails",
 				zap.String("tenant", name), zap.Error(err))
 		})
 		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})

@@ -38,7 +38,7 @@ func TestBrokenCredentialFileIsLoggedAtOnce(t *testing.T) {
 	if r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "b-1", "machineId": tt.machines[1].ID}); r.Outcome != offboard.OutcomeCreated {
 		t.Fatalf("with the last token still good: %+v, want created", r)
 	}
-	found := logs.FilterMessageSnippet("cannot be used").FilterField(zap.String("tenant", "contoso"))
+	found := logs.FilterMessageSnippet("cannot be built again").FilterField(zap.String("tenant", "contoso"))
 	if found.Len() != 1 {
 		t.Fatalf("%d warnings that the changed file cannot be used, want 1; all: %v", found.Len(), logs.All())
 	}
