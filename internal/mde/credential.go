@@ -192,7 +192,7 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
 	cred := &Credential{host: hostOf(c.AuthorityHost), now: time.Now}
-	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery, func() time.Time { return cred.clock() })
+	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery, cred.clock)
 	if err := cred.refresh(); err != nil {
 		return nil, err
 	}
@@ -608,6 +608,10 @@ func stampsOf(paths []string) []fileStamp {
 	return stamps
 }
 
+// sameStamps says whether two stamps of the watched files find them
+// alike.
+func sameStamps(a, b []fileStamp) bool { return slices.EqualFunc(a, b, fileStamp.same) }
+
 func stampOf(path string) fileStamp {
 	if path == "" {
 		return fileStamp{}
@@ -637,7 +641,7 @@ func (c *Credential) fileChanged() bool {
 	if since := now.Sub(c.looked); !c.looked.IsZero() && since >= 0 && since < lookEvery {
 		return false
 	}
-	if !slices.EqualFunc(stampsOf(c.watch), c.stamp, fileStamp.same) {
+	if !sameStamps(stampsOf(c.watch), c.stamp) {
 		return true
 	}
 	c.looked = now
@@ -656,7 +660,7 @@ func (c *Credential) refresh() error {
 	// Told once for files that failed: not again for the same files
 	// read again (after a permission error, or at a certificate's start).
 	tell := err != nil && c.current != nil && c.onBroken != nil &&
-		(c.failed == nil || !slices.EqualFunc(stamp, c.failedStamp, fileStamp.same))
+		(c.failed == nil || !sameStamps(stamp, c.failedStamp))
 	c.failed, c.failedStamp, c.failedUntil = err, stamp, retryAt(err)
 	onBroken := c.onBroken
 	c.mu.Unlock()
@@ -695,7 +699,7 @@ func (c *Credential) failedBefore(stamp []fileStamp) error {
 	switch {
 	case c.failed == nil || len(c.watch) == 0 || errors.Is(c.failed, fs.ErrPermission):
 		return nil
-	case !slices.EqualFunc(stamp, c.failedStamp, fileStamp.same):
+	case !sameStamps(stamp, c.failedStamp):
 		return nil
 	case !c.failedUntil.IsZero() && !c.now().Before(c.failedUntil):
 		return nil
