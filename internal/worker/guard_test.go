@@ -253,15 +253,7 @@ func TestGuardGroupWithoutName(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			m, err := mde.ParseMachine([]byte(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			rule, why := refusal(g, id, &m, now)
-			if rule != tc.rule {
-				t.Errorf("rule %q (%s), want %q", rule, why, tc.rule)
-			}
-			if rule != "" && !strings.Contains(why, "7") {
+			if rule, why := refusalOfRecord(t, g, id, tc.body, now, tc.rule); rule != "" && !strings.Contains(why, "7") {
 				t.Errorf("why %q does not give the group id", why)
 			}
 		})
@@ -294,17 +286,26 @@ func TestGuardDeviceWithoutAName(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			m, err := mde.ParseMachine([]byte(tc.body))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rule, why := refusal(g, id, &m, now); rule != tc.rule {
-				t.Errorf("rule %q (%s), want %q", rule, why, tc.rule)
-			}
+			refusalOfRecord(t, g, id, tc.body, now, tc.rule)
 		})
 	}
 	m := &mde.Machine{ID: id}
 	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
 		t.Errorf("rule %q without a name guard", rule)
 	}
+}
+
+// refusalOfRecord is the rule and reason g refuses the device the API
+// answered body for, which must be want ("" none).
+func refusalOfRecord(t *testing.T, g *config.Guards, id, body string, now time.Time, want string) (rule, why string) {
+	t.Helper()
+	m, err := mde.ParseMachine([]byte(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rule, why = refusal(g, id, &m, now)
+	if rule != want {
+		t.Errorf("rule %q (%s), want %q", rule, why, want)
+	}
+	return rule, why
 }
