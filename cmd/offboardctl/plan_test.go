@@ -255,15 +255,7 @@ func TestCampaignPlanPagesShorterThanAsked(t *testing.T) {
 
 func (e *planEnv) js(t *testing.T) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(e.app.NATSURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.ConnectTo(t, e.app.NATSURL())
 	return js
 }
 

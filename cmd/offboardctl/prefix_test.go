@@ -72,15 +72,7 @@ func natsWithReader(t *testing.T, deny ...string) (readerURL string, admin jetst
 	url := natstest.StartWithUsers(t, &server.User{Username: "reader", Password: "pw", Permissions: &server.Permissions{
 		Publish: &server.SubjectPermission{Allow: []string{">"}, Deny: deny},
 	}}, &server.User{Username: "admin", Password: "pw"})
-	nc, err := nats.Connect(url, nats.UserInfo("admin", "pw"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.ConnectTo(t, url, nats.UserInfo("admin", "pw"))
 	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
 		t.Fatal(err)
 	}

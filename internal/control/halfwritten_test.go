@@ -123,16 +123,8 @@ func deniedOneKey(t *testing.T, key string) (admin, op jetstream.JetStream) {
 	}
 	url := natstest.StartFromConfig(t, conf, "")
 	connect := func(user string) jetstream.JetStream {
-		nc, err := nats.Connect(strings.Replace(url, "nats://", "nats://"+user+":pw@", 1),
+		_, js := natstest.ConnectTo(t, strings.Replace(url, "nats://", "nats://"+user+":pw@", 1),
 			nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, err := jetstream.New(nc)
-		if err != nil {
-			t.Fatal(err)
-		}
 		return js
 	}
 	admin = connect("admin")

@@ -227,7 +227,13 @@ func Connect(tb testing.TB) (*nats.Conn, jetstream.JetStream) {
 // Connect connects to the servers, for the rest of the test.
 func (c *Cluster) Connect(tb testing.TB, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
-	nc, err := nats.Connect(c.URLs(), opts...)
+	return ConnectTo(tb, c.URLs(), opts...)
+}
+
+// ConnectTo connects to the servers of url, for the rest of the test.
+func ConnectTo(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
+	tb.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
