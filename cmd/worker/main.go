@@ -314,7 +314,7 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 		if set[f.Name] || err != nil || f.Name == "version" || f.Name == "check-config" {
 			return
 		}
-		name := strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := envName(f.Name)
 		if v, ok := lookup(name); ok {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("environment variable %s: %w", name, serr)
@@ -325,6 +325,10 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 	})
 	return used, err
 }
+
+// envName is a flag's variable without envPrefix, as ff names it:
+// --nats-url, NATS_URL.
+func envName(flagName string) string { return strings.ToUpper(strings.ReplaceAll(flagName, "-", "_")) }
 
 // serviceLink matches the variables Kubernetes sets for a Service named
 // mde-offboard in the pod's namespace (unless the pod's
@@ -338,7 +342,7 @@ var serviceLink = regexp.MustCompile(`^MDE_OFFBOARD_(SERVICE_HOST|SERVICE_PORT(_
 func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
 	known := map[string]bool{}
 	fs.VisitAll(func(f *flag.Flag) {
-		known[envPrefix+strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))] = true
+		known[envPrefix+envName(f.Name)] = true
 	})
 	var unknown []string
 	for _, kv := range environ {
