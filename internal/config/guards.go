@@ -216,6 +216,10 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 	return nil
 }
 
+// Words is s as the guards compare a tag or a device group name: in
+// Unicode's compatibility form (NFKC), its words separated by one space.
+func Words(s string) string { return strings.Join(strings.Fields(norm.NFKC.String(s)), " ") }
+
 // folded is s with each letter the least of its case folding orbit:
 // two strings are the same as strings.EqualFold compares them, as the
 // worker compares tags and groups, when their folded forms are. Lower
@@ -246,7 +250,7 @@ func guardsKey(g *Guards) string {
 		keys := slices.Clone(l.list)
 		for i, s := range keys {
 			if l.words {
-				keys[i] = folded(strings.Join(strings.Fields(norm.NFKC.String(s)), " "))
+				keys[i] = folded(Words(s))
 			}
 		}
 		slices.Sort(keys)

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/text/unicode/norm"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -134,7 +133,7 @@ func inGroup(groups []string, m *mde.Machine) string {
 	if len(groups) == 0 {
 		return ""
 	}
-	if words(m.RbacGroupName) == "" {
+	if config.Words(m.RbacGroupName) == "" {
 		if id, err := m.RbacGroupID.Float64(); m.RbacGroupID != "" && (err != nil || id != 0) {
 			return "the device is in the device group with id " + offboard.Quote(string(m.RbacGroupID)) + ", which the API does not name; it may be a protected one"
 		}
@@ -174,11 +173,8 @@ func matchesName(glob, name string) bool {
 // accent, an East Asian input method full-width letters; seen alike, one
 // entry would match no device.
 func sameWords(a, b string) bool {
-	return strings.EqualFold(words(a), words(b))
+	return strings.EqualFold(config.Words(a), config.Words(b))
 }
-
-// words is s in NFKC, its words separated by one space.
-func words(s string) string { return strings.Join(strings.Fields(norm.NFKC.String(s)), " ") }
 
 // tooRecent says why the device does not show the required inactivity:
 // Defender saw it less than d before now, or gives no lastSeen that reads
