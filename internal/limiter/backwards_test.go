@@ -112,14 +112,7 @@ func TestConflictOvertakenByTheFeedIsNoLostEntry(t *testing.T) {
 	opts := SharedOptions{Clock: clock, Margin: 100 * time.Millisecond, Lease: 10 * time.Second}
 	_, lb := j.processWith(t, opts, ws)
 	rj := &raceJournal{memJournal: j}
-	opts.Journal = rj
-	a := NewShared(opts)
-	t.Cleanup(func() { a.Close(context.Background()) })
-	la := a.Tenant("contoso").Add("offboard", ws)
-	j.mu.Lock()
-	j.readers = append(j.readers, a)
-	j.mu.Unlock()
-	a.MarkCaughtUp(0)
+	_, la := j.processThrough(t, rj, opts, ws)
 
 	j.hold = true
 	call(t, lb).Release() // entry 1, not read by a yet

@@ -88,7 +88,14 @@ func (j *memJournal) process(t *testing.T, clock clockwork.Clock, margin, lease 
 // the tenant contoso with windows ws.
 func (j *memJournal) processWith(t *testing.T, o SharedOptions, ws []Window) (*Shared, *Limiter) {
 	t.Helper()
-	o.Journal = j
+	return j.processThrough(t, j, o, ws)
+}
+
+// processThrough is processWith writing through w (j, or a journal made
+// over it), while j's feed brings the process its entries.
+func (j *memJournal) processThrough(t *testing.T, w Journal, o SharedOptions, ws []Window) (*Shared, *Limiter) {
+	t.Helper()
+	o.Journal = w
 	s := NewShared(o)
 	t.Cleanup(func() { s.Close(context.Background()) })
 	l := s.Tenant("contoso").Add("offboard", ws)
