@@ -228,22 +228,41 @@ func checkTenant(tenant, subjectTenant string) error {
 
 // checkText refuses text longer than limit characters or holding control
 // or bidirectional formatting characters, which could hide what a log line
-// or an approval screen shows.
+// or an approval screen shows, or a line or paragraph separator (U+2028,
+// U+2029), which breaks a line as a newline does.
 func checkText(field, v string, limit int) error {
 	if n := utf8.RuneCountInString(v); n > limit {
 		return fmt.Errorf("%s has %d characters, more than %d", field, n, limit)
 	}
-	if strings.IndexFunc(v, unprintable) >= 0 {
+	if Hidden(v) || strings.ContainsAny(v, "\u2028\u2029") {
 		return fmt.Errorf("%s holds control or formatting characters", field)
 	}
 	return nil
 }
 
-// unprintable: control characters, format characters (bidirectional
-// overrides, zero-width joiners and the like) and the line and paragraph
-// separators U+2028 and U+2029, which break a line as a newline does.
-func unprintable(r rune) bool {
-	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp)
+// Hidden says whether s holds a control or format character (a
+// bidirectional override, a zero-width space, a byte order mark, a soft
+// hyphen), other than a zero-width non-joiner or joiner inside a word or
+// an emoji sequence: Persian and the Indic scripts spell words with them,
+// and emoji sequences are made with them.
+func Hidden(s string) bool {
+	rs := []rune(s)
+	for i, r := range rs {
+		if !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) {
+			continue
+		}
+		if (r == '\u200c' || r == '\u200d') && i > 0 && i+1 < len(rs) && joined(rs[i-1]) && joined(rs[i+1]) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+// joined says whether a joiner next to r can be part of a word or an
+// emoji sequence: r is a letter, mark or symbol beyond ASCII.
+func joined(r rune) bool {
+	return r > unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsSymbol(r))
 }
 
 // checkMembers refuses what encoding/json would read differently from a

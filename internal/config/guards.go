@@ -151,37 +151,12 @@ func (p *Protect) checkVisible() []error {
 		values []string
 	}{{"computerDnsNames", p.ComputerDNSNames}, {"machineTags", p.MachineTags}, {"rbacGroups", p.RbacGroups}} {
 		for i, v := range l.values {
-			if hidden(strings.TrimSpace(v)) { // spaces around are left out when matched
+			if offboard.Hidden(strings.TrimSpace(v)) { // spaces around are left out when matched
 				errs = append(errs, fmt.Errorf("guards.protect.%s[%d]: holds a character one does not see (a control character, a zero-width space, a byte order mark, a soft hyphen); it would match no device", l.name, i))
 			}
 		}
 	}
 	return errs
-}
-
-// hidden says whether s holds a control or format character, other than
-// a zero-width non-joiner or joiner inside a word or an emoji sequence:
-// Persian and the Indic scripts spell words with them, emoji sequences
-// are made with them, and Defender keeps a name, tag or group as it was
-// written.
-func hidden(s string) bool {
-	rs := []rune(s)
-	for i, r := range rs {
-		if !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) {
-			continue
-		}
-		if (r == '\u200c' || r == '\u200d') && i > 0 && i+1 < len(rs) && joined(rs[i-1]) && joined(rs[i+1]) {
-			continue
-		}
-		return true
-	}
-	return false
-}
-
-// joined says whether a joiner next to r can be part of a word or an
-// emoji sequence: r is a letter, mark or symbol beyond ASCII.
-func joined(r rune) bool {
-	return r > unicode.MaxASCII && (unicode.IsLetter(r) || unicode.IsMark(r) || unicode.IsSymbol(r))
 }
 
 // ParseDuration reads a Go duration, or a whole number of days ("90d").
