@@ -117,7 +117,8 @@ type Verdict struct {
 	Body []byte
 	// Err is the parsed error body, if any.
 	Err *APIError
-	// RetryAfter is the pause a 429 asks for.
+	// RetryAfter is the pause a 429 asks for, or the least wait before
+	// a 5xx is tried again when it names one (zero: none named).
 	RetryAfter time.Duration
 	// ServerTime is the API's clock when it answered (its Date header, to
 	// the second); zero without one.
@@ -180,6 +181,9 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.RetryAfter = retryAfter(header.Get("Retry-After"), cmp.Or(v.ServerTime, now))
 	case status >= 500 || status == http.StatusRequestTimeout:
 		v.Class, v.Reason = Retry, ReasonServerError
+		// A service that says when to come back (503 Retry-After) is
+		// not tried again sooner; saying nothing usable, the backoff's.
+		v.RetryAfter, _ = parseRetryAfter(header.Get("Retry-After"), cmp.Or(v.ServerTime, now))
 	case status == http.StatusNotFound && v.notTheAPIs():
 		// A path the API has no resource for (an apiBaseURL with a path
 		// too many), or a proxy's or web server's page: looked at again
@@ -345,22 +349,32 @@ func withoutURLCredentials(s string) string {
 const MinRetryAfter = 10 * time.Second
 
 func retryAfter(v string, now time.Time) time.Duration {
+	if d, ok := parseRetryAfter(v, now); ok {
+		return d
+	}
+	return MinRetryAfter
+}
+
+// parseRetryAfter reads a Retry-After header: a number of seconds (at
+// least one) or an HTTP date, at most an hour; false when it names no
+// wait (none, zero, a negative, unreadable, a date in the past).
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	secs, err := strconv.ParseFloat(v, 64)
 	if errors.Is(err, strconv.ErrRange) && math.IsInf(secs, 1) {
 		// A number of seconds too large for a float ("99…9" of 400
 		// digits): a long pause, not none.
-		return time.Hour
+		return time.Hour, true
 	}
 	if err == nil && secs > 0 && !math.IsNaN(secs) && !math.IsInf(secs, 0) {
 		// Capped before converting: a huge value would overflow Duration.
-		return max(time.Duration(min(secs, time.Hour.Seconds())*float64(time.Second)), time.Second)
+		return max(time.Duration(min(secs, time.Hour.Seconds())*float64(time.Second)), time.Second), true
 	}
 	if t, err := http.ParseTime(v); err == nil {
 		if d := t.Sub(now); d > 0 {
-			return min(d, time.Hour)
+			return min(d, time.Hour), true
 		}
 	}
-	return MinRetryAfter
+	return 0, false
 }
 
 // Error describes the attempt for logs and results: the status, the API's

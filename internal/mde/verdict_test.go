@@ -126,6 +126,14 @@ func TestClassify(t *testing.T) {
 		{name: "500 InternalServerError", status: 500, body: apiErrorBody("InternalServerError", "An error occurred"), class: Retry, apiCode: "InternalServerError", message: "An error occurred"},
 		{name: "502 HTML from a proxy", status: 502, body: []byte("<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"), class: Retry},
 		{name: "503", status: 503, body: []byte("Service Unavailable"), class: Retry},
+		// A 5xx that says when to come back: the repeat waits that long
+		// at least. One that names nothing usable has no such wait.
+		{name: "503 Retry-After seconds", status: 503, header: ra("40"), class: Retry, retryAfter: 40 * time.Second},
+		{name: "503 Retry-After HTTP-date", status: 503, header: ra(testNow.Add(2 * time.Minute).UTC().Format(http.TimeFormat)), class: Retry, retryAfter: 2 * time.Minute},
+		{name: "503 Retry-After capped at an hour", status: 503, header: ra("7200"), class: Retry, retryAfter: time.Hour},
+		{name: "503 Retry-After garbage", status: 503, header: ra("soon"), class: Retry},
+		{name: "503 Retry-After zero", status: 503, header: ra("0"), class: Retry},
+		{name: "500 Retry-After", status: 500, header: ra("5"), body: apiErrorBody("InternalServerError", "An error occurred"), class: Retry, apiCode: "InternalServerError", message: "An error occurred", retryAfter: 5 * time.Second},
 		{name: "504 empty", status: 504, class: Retry},
 		{name: "408", status: 408, class: Retry},
 

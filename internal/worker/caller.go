@@ -228,7 +228,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 		}
 	default:
 		j.log.Warn("API call failed", zap.String("api", spec.api), zap.Stringer("reason", v.Reason), zap.String("answer", v.Error()))
-		if err := c.backoff(ctx, n.retries); err != nil {
+		if err := c.backoffAtLeast(ctx, n.retries, v.RetryAfter); err != nil {
 			return nil, nil, err
 		}
 		if unknown {
@@ -398,11 +398,20 @@ func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limite
 
 // backoff waits before retry n: capped exponential with full jitter.
 func (c *caller) backoff(ctx context.Context, n int) error {
+	return c.backoffAtLeast(ctx, n, 0)
+}
+
+// backoffAtLeast is backoff that waits no less than floor (the
+// Retry-After of a 5xx), up to the backoff's cap: no wait between two
+// attempts is longer than the policy allows, which the call's ledger
+// entry and budget slot are sized for.
+func (c *caller) backoffAtLeast(ctx context.Context, n int, floor time.Duration) error {
 	d := c.retry.Base << min(n-1, 20)
 	d = min(d, c.retry.Max)
 	c.mu.Lock()
 	d = d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
 	c.mu.Unlock()
+	d = max(d, min(floor, c.retry.Max))
 	return aside(ctx, func(ctx context.Context) error { return sleepCtx(ctx, c.clock, d) })
 }
 
