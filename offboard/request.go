@@ -138,6 +138,9 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 	if !utf8.Valid(data) {
 		return Request{}, errors.New("request is not UTF-8")
 	}
+	if at := loneSurrogate(data); at >= 0 {
+		return Request{}, fmt.Errorf("request is not UTF-8 text: the escape %s at byte %d is half of a surrogate pair, no character", data[at:at+6], at)
+	}
 	var w wire
 	if refused, err := checkMembers(data); err != nil {
 		_ = json.Unmarshal(data, &w) // best effort: only to keep checked fields for the answer
@@ -150,6 +153,62 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 		return r, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
 	}
 	return w.check(subjectTenant)
+}
+
+// loneSurrogate finds a \u escape that stands for half of a UTF-16
+// surrogate pair without its other half, and returns its byte offset (-1:
+// none). Such an escape is no character: encoding/json reads it as U+FFFD,
+// as it reads invalid UTF-8, while other readers keep it or refuse it, so
+// the text the worker would record and send is not the text published.
+// Backslashes stand only in strings of a well-formed request; a malformed
+// escape is left to the JSON reader to report.
+func loneSurrogate(data []byte) int {
+	for i := 0; i < len(data); {
+		k := bytes.IndexByte(data[i:], '\\')
+		if k < 0 {
+			break
+		}
+		i += k
+		r, ok := escapedRune(data, i)
+		switch {
+		case !ok:
+			i += 2 // another escape: \\, \", \n, ...
+			continue
+		case r >= 0xdc00 && r <= 0xdfff:
+			return i
+		case r >= 0xd800 && r <= 0xdbff:
+			if low, ok := escapedRune(data, i+6); !ok || low < 0xdc00 || low > 0xdfff {
+				return i
+			}
+			i += 12
+			continue
+		}
+		i += 6
+	}
+	return -1
+}
+
+// escapedRune reads the \uXXXX escape at data[i]; false when there is none.
+func escapedRune(data []byte, i int) (rune, bool) {
+	if i+6 > len(data) || data[i] != '\\' || data[i+1] != 'u' {
+		return 0, false
+	}
+	var r rune
+	for _, c := range data[i+2 : i+6] {
+		var d byte
+		switch {
+		case c >= '0' && c <= '9':
+			d = c - '0'
+		case c >= 'a' && c <= 'f':
+			d = c - 'a' + 10
+		case c >= 'A' && c <= 'F':
+			d = c - 'A' + 10
+		default:
+			return 0, false
+		}
+		r = r<<4 | rune(d)
+	}
+	return r, true
 }
 
 // check checks each field on its own, keeps those that pass, and returns

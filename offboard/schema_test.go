@@ -136,6 +136,8 @@ func requestCases() []requestCase {
 		// Refused by the worker only: no JSON Schema can say it.
 		{name: "not UTF-8", body: byID + ",\"comment\":\"\xff\"}",
 			parserOnly: "a schema sees decoded text, not bytes: the reader replaces invalid UTF-8"},
+		{name: "lone surrogate in comment", body: byID + `,"comment":"CHG\ud800"}`,
+			parserOnly: "a schema sees decoded text: the reader replaces a lone surrogate with U+FFFD"},
 		{name: "more than 64 KiB", body: byID + `,"padding":"` + long("x", 64<<10) + `"}`,
 			parserOnly: "a schema sees values, not the size of the document"},
 		{name: "member that repeats", body: byID + `,"dryRun":true,"dryRun":false}`,
