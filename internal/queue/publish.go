@@ -103,6 +103,14 @@ func PublishDeadAsync(js jetstream.JetStream, subject string, orig jetstream.Msg
 	return awaitAck(f, "publish dead letter to "+subject, nil), nil
 }
 
+// DeadIDByPlace says whether the dead letter of a request with headers h
+// takes its message id from the request's place in the stream (seq of
+// PublishDeadAsync) rather than from the request's own message id.
+func DeadIDByPlace(h nats.Header) bool {
+	id := h.Get(jetstream.MsgIDHeader)
+	return id == "" || strings.HasPrefix(id, deadSeqPrefix)
+}
+
 // deadSeqPrefix begins the message id of a dead letter named by its
 // request's place in the stream.
 const deadSeqPrefix = "dead-seq:"
@@ -146,7 +154,7 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 	m.Header.Set(offboard.HeaderErrorCode, code)
 	m.Header.Set(offboard.HeaderErrorMessage, message)
 	m.Header.Set(offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
-	if id := m.Header.Get(jetstream.MsgIDHeader); id == "" || strings.HasPrefix(id, deadSeqPrefix) {
+	if DeadIDByPlace(m.Header) {
 		// Without the publisher's id, one derived from the request's place
 		// in the stream keeps a re-published dead letter single. A
 		// publisher's id of that form gets one of its own place too: as

@@ -517,16 +517,21 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 	}
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
-	msgID := w.seqMsgID(j.t.name, j.seq)
-	var stores []queue.Stored
+	var (
+		msgID  string
+		stores []queue.Stored
+	)
 	if j.checked {
 		msgID = offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
-		if stores, err = w.storeLedger(pctx, j, res, data); err != nil {
-			w.leave(j, err)
-			return
-		}
+		stores, err = w.storeLedger(pctx, j, res, data)
+	} else {
+		msgID, err = w.seqMsgID(pctx, j.t.name, j.msg, j.seq)
 	}
-	pubs, repeat, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, data)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	pubs, repeat, err := w.publishAsync(pctx, j.t.name, j.msg, msgID, j.seq, res, data)
 	if err == nil {
 		err = queue.WaitStored(pctx, append(stores, pubs...)...)
 	}
@@ -649,7 +654,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
-	stores, repeat, err := w.publishAsync(j.t.name, j.msg, msgID, j.seq, res, e.Result)
+	stores, repeat, err := w.publishAsync(pctx, j.t.name, j.msg, msgID, j.seq, res, e.Result)
 	if err == nil {
 		err = queue.WaitStored(pctx, stores...)
 	}
@@ -669,7 +674,7 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 
 // publish stores the result, and a dead letter if it failed.
 func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
-	stores, repeat, err := w.publishAsync(tenant, msg, msgID, seq, res, data)
+	stores, repeat, err := w.publishAsync(ctx, tenant, msg, msgID, seq, res, data)
 	if err == nil {
 		err = queue.WaitStored(ctx, stores...)
 	}
@@ -684,13 +689,19 @@ func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, 
 // seq) if it failed, side by side; the returned stores
 // wait for them, and repeat then says whether the results stream dropped
 // the result as a repeat of its message id.
-func (w *Worker) publishAsync(tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) (stores []queue.Stored, repeat func() bool, err error) {
+func (w *Worker) publishAsync(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) (stores []queue.Stored, repeat func() bool, err error) {
 	s := w.opts.Settings.Subjects
+	place := offboard.Seq{N: seq}
+	if res.Error != nil && queue.DeadIDByPlace(msg.Headers()) {
+		if place.Epoch, err = w.epochOf(ctx, msg); err != nil {
+			return nil, nil, err
+		}
+	}
 	result, repeat, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
 	if err != nil || res.Error == nil {
 		return []queue.Stored{result}, repeat, err
 	}
-	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, offboard.Seq{Epoch: w.epoch, N: seq}, res.Error.Code, res.Error.Message)
+	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, place, res.Error.Code, res.Error.Message)
 	return []queue.Stored{result, dead}, repeat, err
 }
 
@@ -709,8 +720,14 @@ func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Res
 	w.observeResult(msg, res)
 }
 
-func (w *Worker) seqMsgID(tenant string, seq uint64) string {
-	return offboard.SeqResultMsgID(tenant, offboard.Seq{Epoch: w.epoch, N: seq})
+// seqMsgID is the message id of the answer of msg, the request at seq,
+// by its place in the request stream (offboard.SeqResultMsgID).
+func (w *Worker) seqMsgID(ctx context.Context, tenant string, msg jetstream.Msg, seq uint64) (string, error) {
+	epoch, err := w.epochOf(ctx, msg)
+	if err != nil {
+		return "", err
+	}
+	return offboard.SeqResultMsgID(tenant, offboard.Seq{Epoch: epoch, N: seq}), nil
 }
 
 // metricTenant is the tenant label: the name if configured, else

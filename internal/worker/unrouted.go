@@ -482,8 +482,12 @@ func (w *Worker) answerSeq(ctx context.Context, j *job, res *offboard.Result, wh
 	ctx, cancel := storeCtx(ctx)
 	defer cancel()
 	data, err := res.Marshal()
+	var msgID string
 	if err == nil {
-		err = w.publish(ctx, j.t.name, j.msg, w.seqMsgID(j.t.name, j.seq), j.seq, res, data)
+		msgID, err = w.seqMsgID(ctx, j.t.name, j.msg, j.seq)
+	}
+	if err == nil {
+		err = w.publish(ctx, j.t.name, j.msg, msgID, j.seq, res, data)
 	}
 	if err != nil {
 		w.leave(j, err)

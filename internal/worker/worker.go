@@ -145,7 +145,7 @@ type Worker struct {
 	lookForStale chan struct{}
 	// workingSub answers other processes' questions (serveWorking).
 	workingSub *nats.Subscription
-	epoch      int64 // creation time of the request stream (offboard.Seq)
+	epoch      streamEpoch // of the request stream (offboard.Seq, epochOf)
 
 	requests jetstream.Stream // the request stream: deletes, sweeps, the stats loop
 	capacity capacity         // one per request worked on (Options.MaxRequests); nil: no bound
@@ -241,7 +241,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
-	w.epoch = stream.CachedInfo().Created.UnixNano()
+	w.epoch.created, w.epoch.seen = stream.CachedInfo().Created, stream.CachedInfo().TimeStamp
 	w.requests = stream
 	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS, w.cancelLanded); err != nil {
 		return nil, err
