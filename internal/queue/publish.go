@@ -150,10 +150,10 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 		}
 		m.Header.Del("Status")
 	}
-	m.Header.Set(offboard.HeaderOriginalSubject, orig.Subject())
-	m.Header.Set(offboard.HeaderErrorCode, code)
-	m.Header.Set(offboard.HeaderErrorMessage, message)
-	m.Header.Set(offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
+	setOwn(m.Header, offboard.HeaderOriginalSubject, orig.Subject())
+	setOwn(m.Header, offboard.HeaderErrorCode, code)
+	setOwn(m.Header, offboard.HeaderErrorMessage, message)
+	setOwn(m.Header, offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
 	if DeadIDByPlace(m.Header) {
 		// Without the publisher's id, one derived from the request's place
 		// in the stream keeps a re-published dead letter single. A
@@ -163,6 +163,19 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 		m.Header.Set(jetstream.MsgIDHeader, deadSeqPrefix+seq.String())
 	}
 	return m
+}
+
+// setOwn sets a header the worker writes on a dead letter, and removes the
+// request's headers of that name in another case (mde-error-code): NATS
+// keeps header names as written, and a reader that ignores their case, as
+// HTTP's do, could read a publisher's forged value for the worker's.
+func setOwn(h nats.Header, name, value string) {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			delete(h, k)
+		}
+	}
+	h.Set(name, value)
 }
 
 // sendableHeaderName says whether nats.go sends a header of this name:

@@ -3,12 +3,17 @@ package queue
 import (
 	"context"
 	"errors"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestWaitStoredGivesUpOnAnAnswerThatNeverComes: a store whose answer never
@@ -52,5 +57,52 @@ func TestSendableHeaderNameAgreesWithTheClient(t *testing.T) {
 		if got := sendableHeaderName(name); got != sent {
 			t.Errorf("sendableHeaderName(%q) = %t, but the client sends it: %t", name, got, sent)
 		}
+	}
+}
+
+// TestDeadLetterHeadersOfOtherCaseAreReplaced: a publisher's header that
+// differs from one the worker writes on a dead letter only in case
+// (mde-error-code) is not kept beside the worker's own: a reader that
+// ignores the case of header names, as HTTP's do, may read the forged one.
+func TestDeadLetterHeadersOfOtherCaseAreReplaced(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ctx := t.Context()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "CASE", Subjects: []string{"case.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	m := nats.NewMsg("case.request")
+	m.Header["mde-error-code"] = []string{"created"}
+	m.Header["MDE-ORIGINAL-SUBJECT"] = []string{"mde.offboard.request.fabrikam"}
+	m.Header["mde-error-message"] = []string{"all is well"}
+	m.Header["MDE-REQUEST-SEQ"] = []string{"1"}
+	m.Header["X-Ref"] = []string{"kept"}
+	orig, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.OrderedConsumer(ctx, "CASE", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := deadMsg("dead.case", msg, offboard.Seq{N: orig.Sequence}, offboard.CodeInvalidRequest, "not JSON")
+	for name, want := range map[string]string{
+		offboard.HeaderErrorCode:       offboard.CodeInvalidRequest,
+		offboard.HeaderOriginalSubject: "case.request",
+		offboard.HeaderErrorMessage:    "not JSON",
+		offboard.HeaderRequestSeq:      strconv.FormatUint(orig.Sequence, 10),
+	} {
+		for k, vs := range dead.Header {
+			if strings.EqualFold(k, name) && (k != name || !slices.Equal(vs, []string{want})) {
+				t.Errorf("dead letter header %s: %q, want only %s: %q", k, vs, name, want)
+			}
+		}
+	}
+	if got := dead.Header.Get("X-Ref"); got != "kept" {
+		t.Errorf("X-Ref = %q, want the request's own header kept", got)
 	}
 }
