@@ -86,7 +86,7 @@ type campaignRun struct {
 
 	published, duplicates, skipped atomic.Int64
 	unconfirmed                    atomic.Int64 // publishes sent whose acknowledgement did not come (interrupted)
-	unread                         atomic.Int64 // rows the publishing has not reached yet
+	unread                         atomic.Int64 // rows to publish that the publishing has not reached yet (toPublish)
 	pubErr                         atomic.Value // first publish error
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
@@ -94,6 +94,7 @@ type campaignRun struct {
 	stateErr                       atomic.Value
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
+	toPublish                      []bool            // by row: neither answered nor waiting when the publishing started
 	marks                          *campaign.Watcher // the campaign marks, set before publishing; nil: no control bucket
 
 	// seqMu guards own and held: which result invalid_request is a row's
@@ -717,7 +718,7 @@ func (r *campaignRun) rowsDevice(n int, res *offboard.Result) bool {
 // publishAndWait publishes the rows (in the background) and waits for
 // every result, showing progress.
 func (r *campaignRun) publishAndWait(ctx context.Context) error {
-	r.unread.Store(int64(r.total))
+	r.unread.Store(int64(r.countToPublish()))
 	r.refreshAhead(ctx)
 	pubCtx, stopPub := context.WithCancel(ctx)
 	var wg sync.WaitGroup
@@ -767,6 +768,23 @@ func (r *campaignRun) publishAndWait(ctx context.Context) error {
 			lastAhead = time.Now()
 		}
 	}
+}
+
+// countToPublish marks and counts the rows the publishing is to send:
+// those without a result and without a request waiting. A row answered
+// before is done, and one waiting is in the tenant's backlog already:
+// counted among the rows not published as well, a run again estimated
+// its end as if it had the whole CSV still to publish.
+func (r *campaignRun) countToPublish() int {
+	r.toPublish = make([]bool, r.total+1)
+	n := 0
+	for row := 1; row <= r.total; row++ {
+		if !r.rows.Has(row) && !r.waiting[row] {
+			r.toPublish[row] = true
+			n++
+		}
+	}
+	return n
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -894,7 +912,9 @@ func (r *campaignRun) publishRows(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		r.unread.Add(-1)
+		if row.N < len(r.toPublish) && r.toPublish[row.N] {
+			r.unread.Add(-1)
+		}
 		if err := r.publishRow(ctx, subject, row, acks); err != nil {
 			return err
 		}

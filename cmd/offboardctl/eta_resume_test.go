@@ -1,0 +1,35 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A campaign run again counts, in its ETA, only the rows it has yet to
+// publish: the rows answered before are done, and those whose request
+// still waits are in the tenant's backlog already. Counted as rows not
+// published too, they made the ETA of a resumed campaign that of the
+// whole CSV and more until the backlog was read again.
+func TestCampaignETAOfARunAgain(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 30)
+	e.startWorker()
+	dir := t.TempDir()
+	report := filepath.Join(dir, "r.csv")
+	first := writeFile(t, dir, "first.csv", idsCSV(e.machines[:20]))
+	if code, _, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", first, "--name", "wave", "--report", report); code != exitOK {
+		t.Fatalf("first run: exit %d: %s", code, errs)
+	}
+	e.stopWorker() // the 10 rows added wait in the stream
+	all := writeFile(t, dir, "all.csv", idsCSV(e.machines))
+	args := []string{"campaign", "run", "--tenant", tenant, "--csv", all, "--name", "wave", "--report", report, "--rate", "5/1m", "--timeout", "1s"}
+	if code, _, errs := e.ctl(t.Context(), args...); code != exitFailed {
+		t.Fatalf("second run: exit %d: %s", code, errs)
+	}
+	// Its first line only: 10 rows waiting at 5 a minute.
+	code, out, errs := e.ctl(t.Context(), append(args, "--progress-every", "1h")...)
+	if code != exitFailed || !strings.Contains(out, "20/30 answered") || !strings.Contains(out, "waiting 10; published 0 (before 0); ETA 1m00s\n") {
+		t.Errorf("run again: exit %d, stdout %q, stderr %q; want an ETA of 1m00s", code, out, errs)
+	}
+}
