@@ -681,27 +681,48 @@ func (r *campaignRun) placed(n int, seq uint64) {
 
 // record records res as row n's result.
 func (r *campaignRun) record(n int, res *offboard.Result) {
-	if r.checked.Load() && !r.rowsDevice(n, res) {
-		// The request id was answered for another device: from the
-		// worker's ledger, for an earlier run under the same name whose
-		// results are no longer stored (--results-max-age), so that
-		// checkEarlierResults could not see it. The row's device is not
-		// offboarded; the result is not the row's, and not reported.
-		r.stateErr.CompareAndSwap(nil, otherDeviceError{fmt.Errorf("row %d (%s) was answered for %q, not the row's device: campaign %s was run before with another CSV, "+
-			"and the worker answers a request id from its ledger; give this one a new --name",
-			n, res.RequestID, cmp.Or(res.MachineID, res.ComputerDNSName), r.f.name)})
-		return
+	if r.checked.Load() {
+		if err := r.notTheRows(n, res); err != nil {
+			r.stateErr.CompareAndSwap(nil, notTheRowsError{err})
+			return
+		}
 	}
 	if _, err := r.rows.Result(n, res); err != nil {
 		r.stateErr.CompareAndSwap(nil, err)
 	}
 }
 
-// otherDeviceError ends a run whose row was answered for another device
-// (onResult): running the same command again would not help.
-type otherDeviceError struct{ error }
+// notTheRows says why res, a result of row n's request id, is not the
+// row's: it names another device, or it is a dry run's result in a real
+// run (a real run's in a dry run). The worker answers a request id from
+// its ledger: such a result is an earlier run's under the same name whose
+// results are no longer stored (--results-max-age), so that
+// checkEarlierResults could not see it, or one of a run of the other
+// kind started at the same time, which published the row first. The
+// row's device is not offboarded (or, in a dry run, was not checked);
+// the result is not reported.
+func (r *campaignRun) notTheRows(n int, res *offboard.Result) error {
+	if !r.rowsDevice(n, res) {
+		return fmt.Errorf("row %d (%s) was answered for %q, not the row's device: campaign %s was run before with another CSV, "+
+			"and the worker answers a request id from its ledger; give this one a new --name",
+			n, res.RequestID, cmp.Or(res.MachineID, res.ComputerDNSName), r.f.name)
+	}
+	switch o := res.Outcome; {
+	case !r.f.dryRun && o == offboard.OutcomeDryRun:
+		return fmt.Errorf("row %d (%s) was answered dry_run: campaign %s was also run with --dry-run, and the worker answers a request id from its ledger; "+
+			"nothing of this run is offboarded under its name: give the real run a new --name", n, res.RequestID, r.f.name)
+	case r.f.dryRun && (o == offboard.OutcomeCreated || o == offboard.OutcomeAlreadyPending):
+		return fmt.Errorf("row %d (%s) was answered %s: campaign %s was also run without --dry-run, and the worker answers a request id from its ledger; "+
+			"give the dry run a new --name", n, res.RequestID, o, r.f.name)
+	}
+	return nil
+}
 
-func (e otherDeviceError) Unwrap() error { return e.error }
+// notTheRowsError ends a run whose row was answered with another run's
+// result (notTheRows): running the same command again would not help.
+type notTheRowsError struct{ error }
+
+func (e notTheRowsError) Unwrap() error { return e.error }
 
 // rowsDevice says whether a result names row n's device: its machine id
 // for a row by id, its host name for a row by name. A result that names
@@ -1039,7 +1060,7 @@ func (r *campaignRun) finish(waitErr error) error {
 		r.f.name, r.f.tenant, c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
 		r.published.Load(), r.duplicates.Load(), unconfirmed, r.skipped.Load(), r.f.report)
 	switch {
-	case errors.As(waitErr, new(otherDeviceError)):
+	case errors.As(waitErr, new(notTheRowsError)):
 		return waitErr
 	case waitErr != nil:
 		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
