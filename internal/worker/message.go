@@ -66,6 +66,9 @@ type job struct {
 	// earlierSince bounds the look for that call's action (Entry.Since),
 	// and lookedAt is when it was last looked for (zero: not yet).
 	earlierSince, lookedAt time.Time
+	// earlierCalls counts the calls of earlier deliveries known to have
+	// gone out: 1 once their action was found (lookForEarlier).
+	earlierCalls int
 	log                    *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
@@ -509,7 +512,7 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		j.free()
 	}
 	res.CompletedAt = w.clock.Now().UTC()
-	res.Attempts = j.attempts
+	res.Attempts = j.attempts + j.earlierCalls
 	data, err := w.marshalResult(j, res)
 	if err != nil {
 		w.leave(j, err)

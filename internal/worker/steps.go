@@ -289,6 +289,12 @@ func (w *Worker) lookForEarlier(ctx context.Context, j *job) (*offboard.Result, 
 		look = w.lookForOwnAction
 	}
 	res, err := look(ctx, j, j.earlierSince, comment)
+	if res != nil && res.Outcome == offboard.OutcomeCreated && j.attempts == j.throttled && !j.mayHaveActed {
+		// The action is the earlier call's (none of this message's
+		// attempts may have made one): that call counts in the result's
+		// attempts, the offboard calls made for the request.
+		j.earlierCalls = 1
+	}
 	if err == nil && res == nil {
 		j.lookedAt = w.clock.Now()
 		if !j.lostLookedAt.IsZero() && !j.earlierSince.After(j.lostSince) {
