@@ -105,6 +105,11 @@ type campaignRun struct {
 
 	seed    maphash.Seed
 	devices []uint64 // the CSV's devices, hashed (readCSV)
+
+	// movedMu guards moved: an earlier request of a device the CSV lists
+	// at other rows (noteMoved).
+	movedMu sync.Mutex
+	moved   map[uint64]movedDevice
 }
 
 func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
@@ -341,7 +346,7 @@ func (r *campaignRun) readCSV() error {
 		return err
 	}
 	defer closeCSV()
-	r.seed, r.devices = maphash.MakeSeed(), []uint64{0}
+	r.seed, r.devices, r.moved = maphash.MakeSeed(), []uint64{0}, map[uint64]movedDevice{}
 	for {
 		row, err := rd.Next()
 		if errors.Is(err, io.EOF) {
@@ -443,6 +448,9 @@ func (r *campaignRun) beforePublishing(otherWaiting earlierWaiting) error {
 		return err
 	}
 	if err := r.checkWaitingRequests(otherWaiting); err != nil {
+		return err
+	}
+	if err := r.checkMoved(otherWaiting.rows); err != nil {
 		return err
 	}
 	if err, _ := r.stateErr.Load().(error); err != nil {
@@ -570,15 +578,18 @@ type earlierWaiting struct {
 func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
 	w := earlierWaiting{retries: map[int]int{}, rows: make([]bool, r.total+1), seqs: make([]uint64, r.total+1)}
 	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
-		if row > r.total {
-			return
-		}
 		// A copy that fails the request's checks, or names another
 		// request id in its body, is answered apart from the row
 		// (ResultRow): it is not the row's request, and the row is
 		// published all the same.
 		req, err := offboard.ParseRequest(m.Data(), r.f.tenant)
 		if err != nil || req.RequestID != campaign.RequestID(r.f.name, row) {
+			return
+		}
+		// A row beyond the CSV's end too: its device may be listed at
+		// another row now.
+		r.noteMoved(row, req.MachineID, req.ComputerDNSName)
+		if row > r.total {
 			return
 		}
 		w.rows[row] = true
@@ -606,6 +617,68 @@ func deviceOf(machineID, computerDNSName string) string {
 		return "machineId " + strings.ToLower(id)
 	}
 	return "computerDnsName " + strings.ToLower(strings.TrimSuffix(strings.TrimSpace(computerDNSName), "."))
+}
+
+// movedDevice is an earlier request of the campaign's name (row earlier,
+// a result stored or a request waiting) naming device, which the CSV
+// lists at other rows than that one.
+type movedDevice struct {
+	earlier int
+	device  string
+}
+
+// noteMoved notes an earlier request of row n, a result stored or a
+// request waiting, which names machineID or computerDNSName, when the CSV
+// does not list that device at row n (checkMoved looks for it at the
+// others); by the device's hashes, by id and by name, the earliest such
+// request kept. A CSV that lists the device at row n is the same CSV
+// again: its other rows of the device were published with row n's. A
+// rerun of the same CSV notes nothing: the memory is that of the rows
+// that moved.
+func (r *campaignRun) noteMoved(n int, machineID, computerDNSName string) {
+	var hs []uint64
+	if strings.TrimSpace(machineID) != "" {
+		hs = append(hs, maphash.String(r.seed, deviceOf(machineID, "")))
+	}
+	if strings.TrimSpace(computerDNSName) != "" {
+		hs = append(hs, maphash.String(r.seed, deviceOf("", computerDNSName)))
+	}
+	for _, h := range hs {
+		if n <= r.total && r.devices[n] == h {
+			return // listed at its row
+		}
+	}
+	r.movedMu.Lock()
+	defer r.movedMu.Unlock()
+	for _, h := range hs {
+		if m, ok := r.moved[h]; !ok || n < m.earlier {
+			r.moved[h] = movedDevice{earlier: n, device: cmp.Or(machineID, computerDNSName)}
+		}
+	}
+}
+
+// checkMoved refuses, before anything is published, a run whose CSV lists
+// a device at a row without a request yet (neither answered nor waiting),
+// when an earlier request of the campaign's name at another row was for
+// it (noteMoved): the row's request id is new, and its request would
+// offboard the device a second time (an invalid row deleted, say, moves
+// every row after it up one). waiting is by row: a request of it waits.
+func (r *campaignRun) checkMoved(waiting []bool) error {
+	r.movedMu.Lock()
+	defer r.movedMu.Unlock()
+	if len(r.moved) == 0 {
+		return nil
+	}
+	for n := 1; n <= r.total; n++ {
+		m, ok := r.moved[r.devices[n]]
+		if !ok || r.rows.Has(n) || waiting[n] {
+			continue
+		}
+		return usagef("row %d (%s) names %q, which campaign %s requested before as row %d (%s): it was run before with another CSV, "+
+			"and the row's request would offboard the device again; give this one a new --name",
+			n, campaign.RequestID(r.f.name, n), m.device, r.f.name, m.earlier, campaign.RequestID(r.f.name, m.earlier))
+	}
+	return nil
 }
 
 // checkWaitingRequests refuses, before anything is published, a run
@@ -686,6 +759,9 @@ func (r *campaignRun) record(n int, res *offboard.Result) {
 			r.stateErr.CompareAndSwap(nil, notTheRowsError{err})
 			return
 		}
+	} else {
+		// Stored before the run: an earlier run's (checkMoved).
+		r.noteMoved(n, res.MachineID, res.ComputerDNSName)
 	}
 	if _, err := r.rows.Result(n, res); err != nil {
 		r.stateErr.CompareAndSwap(nil, err)

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// A campaign run again under its name with a CSV that lists a device at
+// another row than its earlier request (an invalid row deleted) is
+// refused before anything is published: the device's row has a new
+// request id, which nothing answered yet, and publishing it would
+// offboard the device a second time. The very same CSV, which lists a
+// device twice, goes on and publishes nothing.
+func TestRerunWithADeviceAtAnotherRowRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	e.startWorker()
+	a, b := e.machines[0].ID, e.machines[1].ID
+	dir := t.TempDir()
+	run := func(file, body string) (int, string, string) {
+		return e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", writeFile(t, dir, file, body),
+			"--name", "wave", "--report", filepath.Join(dir, file+"-report.csv"))
+	}
+	first := "machineId\n" + a + "\nnot-an-id\n" + b + "\n" + a + "\n"
+	if code, out, errs := run("first.csv", first); code != exitOK {
+		t.Fatalf("first run: exit %d: %s %s", code, out, errs)
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != 2 {
+		t.Fatalf("%d actions after the first run, want 2", n)
+	}
+	published := e.lastSeq()
+	if code, out, errs := run("same.csv", first); code != exitOK {
+		t.Errorf("the same CSV again: exit %d: %s %s", code, out, errs)
+	}
+	code, _, errs := run("moved.csv", "machineId\n"+a+"\n"+b+"\n")
+	if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "new --name") ||
+		!strings.Contains(errs, "row 2") || !strings.Contains(errs, "wave-000003") || !strings.Contains(errs, b) {
+		t.Errorf("device moved to row 2: exit %d, stderr %q", code, errs)
+	}
+	if n := e.lastSeq(); n != published {
+		t.Errorf("%d requests published after the first run", n-published)
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != 2 {
+		t.Errorf("%d actions, want 2", n)
+	}
+}
+
+// The same while the earlier run's request of the device still waits
+// (no worker): the row's new request would be a second one for it.
+func TestRerunWithADeviceAtAnotherRowWhileItsRequestWaits(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	for _, r := range []struct {
+		row    int
+		device string
+	}{{1, a}, {3, b}} {
+		m := nats.NewMsg("mde.offboard.request.contoso.bulk")
+		m.Data = fmt.Appendf(nil, `{"requestId":"wave-%06d","machineId":"%s","source":"campaign:wave"}`, r.row, r.device)
+		m.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("contoso:wave-%06d", r.row))
+		if _, err := js.PublishMsg(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir := t.TempDir()
+	published := lastRequestSeq(t, js)
+	code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "moved.csv", "machineId\n"+a+"\n"+b+"\n"),
+		"--name", "wave", "--report", filepath.Join(dir, "moved-report.csv"), "--timeout", "1s")
+	if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "new --name") ||
+		!strings.Contains(errs, "row 2") || !strings.Contains(errs, "wave-000003") || !strings.Contains(errs, b) {
+		t.Errorf("device moved to row 2: exit %d, stderr %q", code, errs)
+	}
+	if n := lastRequestSeq(t, js); n != published {
+		t.Errorf("%d requests published", n-published)
+	}
+	same := writeFile(t, dir, "same.csv", "machineId\n"+a+"\nnot-an-id\n"+b+"\n")
+	if code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", same, "--name", "wave",
+		"--report", filepath.Join(dir, "same-report.csv"), "--timeout", "1s"); code != exitFailed {
+		t.Errorf("the same CSV: exit %d, want 1 (no worker: timeout), stdout %q, stderr %q", code, out, errs)
+	}
+}
