@@ -83,21 +83,23 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	// A campaign cancelled already keeps its first mark: its time tells
 	// the campaign's requests from later ones with the form of its ids.
 	// Read first: its results may have aged out of their stream.
-	if was, err := campaign.GetMark(ctx, kv, tenant, name); err != nil {
+	was, err := campaign.GetMark(ctx, kv, tenant, name)
+	if err != nil {
 		return err
-	} else if was != nil && was.Cancelled {
+	}
+	if was != nil && was.Cancelled {
 		return c.cancelledAlready(tenant, name, was)
 	}
-	// A name no request carries is a mistake (the CSV's file name for
-	// the campaign's, a typo): its mark would cancel nothing now, and a
-	// later campaign of that name at once. Requests and results that
-	// cannot be read cannot tell: nothing is marked blindly.
-	st, err := c.campaignStatus(ctx, js, tenant, name)
-	if err != nil {
-		return fmt.Errorf("campaign %s of tenant %s: cannot tell whether any request carries it: %w; nothing cancelled", name, tenant, err)
-	}
-	if st.Answered == 0 && st.Waiting == 0 {
-		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered; nothing cancelled (see campaign status --name)", tenant, name)
+	// A name no request carries, and no run recorded, is a mistake (the
+	// CSV's file name for the campaign's, a typo): its mark would cancel
+	// nothing now, and a later campaign of that name at once. Requests and
+	// results that cannot be read cannot tell: nothing is marked blindly.
+	// A run records its campaign before it publishes (it reads the
+	// tenant's backlog first): its campaign is cancelled at once.
+	if was == nil || was.Started.IsZero() {
+		if err := c.campaignExists(ctx, js, tenant, name); err != nil {
+			return err
+		}
 	}
 	switch err := campaign.SetMark(ctx, kv, tenant, name, m); {
 	case errors.Is(err, campaign.ErrCancelledAlready):
@@ -118,13 +120,27 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if err := queue.PublishJSON(ctx, js, c.subjects.Control(tenant), id, ev); err != nil {
 		return fmt.Errorf("campaign %s is cancelled, but its control event was not stored: %w", name, err)
 	}
-	st, err = c.campaignStatus(ctx, js, tenant, name)
+	st, err := c.campaignStatus(ctx, js, tenant, name)
 	if err != nil {
 		fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled; its waiting requests will be answered cancelled\n", name, tenant)
 		return nil //nolint:nilerr // the cancel stands; the count is only information
 	}
 	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %d requests waiting will be answered cancelled (%d answered so far)\n",
 		name, tenant, st.Waiting, st.Answered)
+	return nil
+}
+
+// campaignExists refuses a campaign name none of the tenant's requests
+// carries, waiting or answered.
+func (c *cli) campaignExists(ctx context.Context, js jetstream.JetStream, tenant, name string) error {
+	st, err := c.campaignStatus(ctx, js, tenant, name)
+	if err != nil {
+		return fmt.Errorf("campaign %s of tenant %s: cannot tell whether any request carries it: %w; nothing cancelled", name, tenant, err)
+	}
+	if st.Answered == 0 && st.Waiting == 0 {
+		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered, and no campaign run of it started; "+
+			"nothing cancelled (see campaign status --name)", tenant, name)
+	}
 	return nil
 }
 

@@ -379,6 +379,9 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := r.readTenant(ctx); err != nil {
 		return err
 	}
+	if err := r.recordStart(ctx); err != nil {
+		return err
+	}
 	// The requests first, then the results: a request leaves the stream
 	// only once its result is stored, so each row's earlier request is
 	// seen in one or the other. This reads the tenant's whole backlog (a
@@ -434,6 +437,27 @@ func (r *campaignRun) readTenant(ctx context.Context) error {
 		return nil
 	}
 	r.windows = r.c.campaignWindows(ctx, r.js, r.f.tenant, nil)
+	return nil
+}
+
+// recordStart records in the control bucket that a run of the campaign
+// started (campaign.MarkStarted), before the backlog is read, which takes
+// a while: a campaign cancel issued meanwhile finds the campaign, and the
+// run publishes nothing (watchCancel). Without the control bucket (the
+// worker's setup makes it) there is nowhere to record it.
+func (r *campaignRun) recordStart(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.c.timeout)
+	defer cancel()
+	kv, err := r.js.KeyValue(ctx, offboard.BucketControl)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil
+	}
+	if err == nil {
+		err = campaign.MarkStarted(ctx, kv, r.f.tenant, r.f.name, defaultUser(), time.Now().UTC())
+	}
+	if err != nil {
+		return fmt.Errorf("campaign %s: %w; nothing published", r.f.name, err)
+	}
 	return nil
 }
 

@@ -61,12 +61,18 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	// Read only: a control bucket that does not exist holds no cancel,
 	// and is not made here (with offboardctl's defaults, not the
 	// worker's settings or deploy/nats's).
+	started := false
 	if kv, err := js.KeyValue(ctx, offboard.BucketControl); err == nil {
-		if st.Cancelled, err = campaign.GetMark(ctx, kv, tenant, name); err != nil {
+		m, err := campaign.GetMark(ctx, kv, tenant, name)
+		if err != nil {
 			return err
 		}
+		// A run's record is no cancel: the campaign exists, nothing more.
+		if started = m != nil && !m.Started.IsZero(); m != nil && m.Cancelled {
+			st.Cancelled = m
+		}
 	}
-	if st.Answered == 0 && st.Waiting == 0 && (st.Cancelled == nil || !st.Cancelled.Cancelled) {
+	if st.Answered == 0 && st.Waiting == 0 && st.Cancelled == nil && !started {
 		// A typo, or the CSV's file name for the campaign's: zeros would
 		// read as a campaign with nothing left to do.
 		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered", tenant, name)

@@ -17,12 +17,16 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// Mark is a campaign's entry in the control bucket.
+// Mark is a campaign's entry in the control bucket: its cancel, or the
+// record that a run of it started (Started), which a cancel replaces.
 type Mark struct {
 	Cancelled bool      `json:"cancelled"`
 	By        string    `json:"by,omitempty"`
 	Reason    string    `json:"reason,omitempty"`
 	At        time.Time `json:"at"`
+	// Started is when a run of the campaign first started (MarkStarted);
+	// zero in a cancel.
+	Started time.Time `json:"started,omitzero"`
 }
 
 // keyPrefix starts every campaign key of the control bucket:
@@ -96,6 +100,23 @@ func SetMark(ctx context.Context, kv jetstream.KeyValue, tenant, name string, m 
 		}
 		return nil
 	}
+}
+
+// MarkStarted records that a run of the campaign started, by, at, unless
+// the campaign has a mark already (a cancel, or an earlier run's record,
+// which are kept). A run records it before it reads the tenant's backlog
+// and publishes: a cancel issued meanwhile finds the campaign, though
+// none of its requests was stored yet, and the run sees the cancel before
+// its first publish.
+func MarkStarted(ctx context.Context, kv jetstream.KeyValue, tenant, name, by string, at time.Time) error {
+	data, err := json.Marshal(Mark{By: by, At: at, Started: at})
+	if err != nil {
+		return err
+	}
+	if _, err := kv.Create(ctx, Key(tenant, name), data); err != nil && !errors.Is(err, jetstream.ErrKeyExists) {
+		return fmt.Errorf("record campaign %s of %s: %w", name, tenant, err)
+	}
+	return nil
 }
 
 // GetMark reads a campaign's mark; nil when it has none. A value that

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// A campaign cancelled while its run still reads the tenant's backlog,
+// before its first publish, is cancelled: the run records its campaign
+// before that read, so the cancel finds it though none of its requests is
+// stored yet, and the run then publishes nothing and reports every row
+// cancelled. It answered "no campaign", and the run published every row.
+func TestCancelBeforeTheRunsFirstPublish(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	// A backlog the run reads before it publishes.
+	for i := range 50_000 {
+		if _, err := js.PublishAsync("mde.offboard.request.contoso", fmt.Appendf(nil, `{"requestId":"other-%d"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("backlog not stored")
+	}
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "early.csv", "machineId\n"+strings.Repeat("a", 40)+"\n"+strings.Repeat("b", 40)+"\n")
+	report := filepath.Join(dir, "early-report.csv")
+	before := lastRequestSeq(t, js)
+	type outcome struct {
+		code     int
+		out, err string
+	}
+	ran := make(chan outcome, 1)
+	go func() {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", url, "campaign", "run", "--tenant", "contoso", "--csv", csvPath, "--report", report, "--timeout", "20s"}, &out, &errb)
+		ran <- outcome{code, out.String(), errb.String()}
+	}()
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The campaign's record, or else its first request.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		_, err := kv.Get(t.Context(), campaign.Key("contoso", "early"))
+		if err == nil || lastRequestSeq(t, js) != before {
+			break
+		}
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
+			t.Fatalf("no record of the run: %v", err)
+		}
+	}
+	code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", "contoso", "--name", "early", "--reason", "wrong list", "--as", "alice")
+	if code != exitOK || !strings.Contains(out, "cancelled") {
+		t.Errorf("cancel: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	res := <-ran
+	if res.code != exitOK {
+		t.Errorf("run: exit %d, stdout %q, stderr %q", res.code, res.out, res.err)
+	}
+	if n := lastRequestSeq(t, js) - before; n != 0 {
+		t.Errorf("the run published %d requests after the cancel", n)
+	}
+	for _, rec := range readReport(t, report)[1:] {
+		if rec[4] != offboard.OutcomeFailed || rec[5] != offboard.CodeCancelled {
+			t.Errorf("row %s: %s/%s, want failed/cancelled", rec[0], rec[4], rec[5])
+		}
+	}
+	code, out, errs = ctl(t, url, "campaign", "status", "--tenant", "contoso", "--name", "early")
+	if code != exitOK || !strings.Contains(out, "cancelled") || !strings.Contains(out, "alice") {
+		t.Errorf("status: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
