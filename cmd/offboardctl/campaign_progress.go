@@ -20,6 +20,7 @@ type progressSnapshot struct {
 	counts                campaign.Counts
 	published, duplicates int64
 	eta                   time.Duration
+	etaUnknown            bool // no rate of answers measured yet, and the quota is not the limit
 	paused                bool // the campaign's priority is paused
 	byBudget              bool // the tenant's budget, not the quota, sets the ETA
 }
@@ -32,10 +33,13 @@ func (s progressSnapshot) line() string {
 }
 
 // etaText is the ETA as shown: "paused" while an operator's pause holds
-// the campaign's requests.
+// the campaign's requests, "unknown" until it can be told.
 func (s progressSnapshot) etaText() string {
 	if s.paused && s.counts.Waiting > 0 {
 		return "paused"
+	}
+	if s.etaUnknown {
+		return "unknown"
 	}
 	if s.byBudget && s.eta > 0 {
 		return campaign.Human(s.eta) + " (budget)"

@@ -995,19 +995,19 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 	// The rows not published when the backlog was read: those published
 	// since are in the stream, but not yet in ahead.
 	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.aheadUnread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
-	eta, byBudget := est.ETA(), false
+	eta, byBudget, known := est.ETA(), false, est.Known()
 	if c.Waiting == 0 {
 		// Every row is answered: the tenant's backlog is not the campaign's.
-		eta = 0
+		eta, known = 0, true
 	}
 	// Never shorter than the budget allows, while rows wait.
 	if bu := r.budget.Load(); bu != nil && c.Waiting > 0 {
 		if b := bu.left(); b > eta {
-			eta, byBudget = b, true
+			eta, byBudget, known = b, true, true
 		}
 	}
 	return progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
-		duplicates: r.duplicates.Load(), eta: eta, paused: r.paused.Load(), byBudget: byBudget}
+		duplicates: r.duplicates.Load(), eta: eta, etaUnknown: !known, paused: r.paused.Load(), byBudget: byBudget}
 }
 
 // publishRows publishes every row that has no result yet, asynchronously

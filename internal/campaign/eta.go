@@ -2,6 +2,7 @@ package campaign
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -68,22 +69,41 @@ const (
 	minObservedSpan = 10 * time.Second
 )
 
-// ETA estimates how long until the campaign's last result. With enough
-// results seen, at the rate they came; before that, at the quota's pace.
+// ETA estimates how long until the campaign's last result: at the
+// quota's pace, which is the shortest it can be, and with enough results
+// seen, at the rate they came when that is longer (the worker's requests
+// in flight, or the API's answers, are the limit, not the quota). A rate
+// faster than the quota's pace is a start with its windows empty: the
+// quota's pace stands.
 func (e Estimate) ETA() time.Duration {
 	n := e.Ahead + e.Unpublished
 	if n <= 0 {
 		return 0
 	}
-	if e.Done >= minObserved && e.Elapsed >= minObservedSpan {
-		rate := float64(e.Done) / e.Elapsed.Seconds()
-		return time.Duration(float64(n) / rate * float64(time.Second))
-	}
 	ws := e.Windows
 	if len(ws) == 0 {
 		ws = DefaultWindows
 	}
-	return DrainTime(n, ws)
+	eta := DrainTime(n, ws)
+	if e.measured() {
+		rate := float64(e.Done) / e.Elapsed.Seconds()
+		eta = max(eta, time.Duration(min(float64(n)/rate*float64(time.Second), float64(math.MaxInt64))))
+	}
+	return eta
+}
+
+// Known says whether ETA is worth showing: nothing is left, a rate of
+// results was measured, or the quota's pace alone takes longer than that
+// measure. Shorter, the quota is not what sets the end, and its ETA (0s
+// for a backlog within its first window) says nothing of it.
+func (e Estimate) Known() bool {
+	return e.Ahead+e.Unpublished <= 0 || e.measured() || e.ETA() >= minObservedSpan
+}
+
+// measured says whether enough results were seen, over long enough, for
+// their rate to count.
+func (e Estimate) measured() bool {
+	return e.Done >= minObserved && e.Elapsed >= minObservedSpan
 }
 
 // Human shows a duration the way people read an ETA: 2h05m, 4m10s, 12s.

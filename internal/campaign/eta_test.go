@@ -1,0 +1,37 @@
+package campaign
+
+import (
+	"testing"
+	"time"
+)
+
+// Where the quota is not the limit (the worker's requests in flight are),
+// the quota's pace says nothing of the end: the ETA is not known until a
+// rate of answers is measured, and then it is the longer of that rate's
+// and the quota's. It read 0s while 9842 rows waited.
+func TestETAWhenTheQuotaIsNotTheLimit(t *testing.T) {
+	t.Parallel()
+	huge := []Window{{1000000, time.Minute}}
+	e := Estimate{Ahead: 9842, Done: 5, Elapsed: 3 * time.Second, Windows: huge}
+	if e.Known() {
+		t.Errorf("ETA %v known before a rate is measured", e.ETA())
+	}
+	e.Done, e.Elapsed = 158, 10*time.Second
+	// 9842 rows at 15.8 answers a second.
+	if got, want := e.ETA(), 623*time.Second; !e.Known() || got.Round(time.Second) != want {
+		t.Errorf("measured: ETA %v (known %t), want %v", got, e.Known(), want)
+	}
+	// The quota's ETA is known from the start where it is the limit, and
+	// a rate measured faster than it allows does not shorten it.
+	e = Estimate{Ahead: 1000, Windows: DefaultWindows}
+	if got := e.ETA(); !e.Known() || got != DrainTime(1000, DefaultWindows) {
+		t.Errorf("at the quota: ETA %v (known %t)", got, e.Known())
+	}
+	e.Done, e.Elapsed = 100, 10*time.Second
+	if got := e.ETA(); got != DrainTime(1000, DefaultWindows) {
+		t.Errorf("at the quota, a fast start measured: ETA %v, want the quota's %v", got, DrainTime(1000, DefaultWindows))
+	}
+	if e := (Estimate{Windows: huge}); !e.Known() || e.ETA() != 0 {
+		t.Errorf("nothing left: ETA %v (known %t)", e.ETA(), e.Known())
+	}
+}
