@@ -34,6 +34,7 @@ type Reader struct {
 	cols  map[string]int
 	width int // the header's cells
 	n     int
+	lines int // lines before the CSV reader's first: Excel's separator line
 }
 
 // Columns a campaign's CSV may have; others are ignored.
@@ -59,8 +60,10 @@ var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a
 var ErrMoreCells = errors.New("more cells than the header")
 
 // NewReader reads the header row. A byte order mark before it (Excel's
-// and PowerShell's "UTF-8") is skipped, quoted header cells included.
-// A carriage return that is not followed by a line feed ends a line.
+// and PowerShell's "UTF-8") is skipped, quoted header cells included, and
+// so is a line sep=X, whose separator X is then the file's, as Excel
+// takes it. A carriage return that is not followed by a line feed ends a
+// line.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReader(r)
 	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
@@ -68,7 +71,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 	}
 	bom, _ := br.Peek(len(utf16LE))
 	utf16 := string(bom) == utf16LE || string(bom) == utf16BE
+	comma, lines := excelSeparator(br)
 	cr := csv.NewReader(&recordLimit{r: crLines{br}})
+	cr.Comma = comma
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
 	cr.ReuseRecord = true
 	header, err := cr.Read()
@@ -95,7 +100,47 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if !byID && !byName {
 		return nil, noDeviceColumn(header, utf16)
 	}
-	return &Reader{r: cr, cols: cols, width: len(header)}, nil
+	return &Reader{r: cr, cols: cols, width: len(header), lines: lines}, nil
+}
+
+// excelSeparator reads Excel's first line sep=X (or "sep=X"), which names
+// the file's separator, when the file starts with one: X, and the one
+// line read. Else ',' and nothing read. A separator that cannot be one
+// (a quote, a line end) leaves the line to be read as the header.
+func excelSeparator(br *bufio.Reader) (rune, int) {
+	head, _ := br.Peek(16)
+	s := string(head)
+	quoted := strings.HasPrefix(s, `"`)
+	if quoted {
+		s = s[1:]
+	}
+	if len(s) < 4 || !strings.EqualFold(s[:4], "sep=") {
+		return ',', 0
+	}
+	c, size := utf8.DecodeRuneInString(s[4:])
+	rest := s[4+size:]
+	if quoted {
+		if !strings.HasPrefix(rest, `"`) {
+			return ',', 0
+		}
+		rest = rest[1:]
+	}
+	if c == utf8.RuneError || c == 0 || c == '"' || c == '\r' || c == '\n' {
+		return ',', 0
+	}
+	var end int
+	switch {
+	case strings.HasPrefix(rest, "\r\n"):
+		end = 2
+	case strings.HasPrefix(rest, "\n"), strings.HasPrefix(rest, "\r"):
+		end = 1
+	case rest == "" && len(head) < 16:
+		// The file's end.
+	default:
+		return ',', 0
+	}
+	_, _ = br.Discard(len(head) - len(rest) + end)
+	return c, 1
 }
 
 // noDeviceColumn is ErrNoDeviceColumn with the header's cells as read,
@@ -209,6 +254,9 @@ func (r *Reader) Next() (Row, error) {
 	}
 	r.n++
 	line, _ := r.r.FieldPos(0)
+	if line > 0 {
+		line += r.lines
+	}
 	var shifted error
 	if len(rec) > r.width {
 		shifted = fmt.Errorf("%w (%d, the header %d): a comma outside quotes puts each cell after it under the next column: quote the cell, or name the extra column in the header",

@@ -1,0 +1,49 @@
+package campaign
+
+import (
+	"strings"
+	"testing"
+)
+
+// A first line sep=X, which Excel writes (and reads) to name the file's
+// separator, is skipped and its separator honoured, as Excel does: the
+// header is the line after it, and an invalid row's line counts it. It
+// was read as the header, and refused as one without a device column,
+// its cells "sep=" and "".
+func TestReaderTakesExcelsSeparatorLine(t *testing.T) {
+	t.Parallel()
+	id := strings.Repeat("a", 40)
+	for name, body := range map[string]string{
+		"comma":          "sep=,\r\nmachineId,comment\r\n" + id + ",\"retired, ok\"\r\nnot-an-id,x\r\n",
+		"semicolon":      "sep=;\nmachineId;comment\n" + id + ";retired, ok\nnot-an-id;x\n",
+		"tab":            "sep=\t\nmachineId\tcomment\n" + id + "\tretired, ok\nnot-an-id\tx\n",
+		"after a BOM":    "\ufeffsep=;\r\nmachineId;comment\r\n" + id + ";retired, ok\r\nnot-an-id;x\r\n",
+		"upper case, CR": "SEP=;\rmachineId;comment\r" + id + ";retired, ok\rnot-an-id;x\r",
+		"quoted":         "\"sep=;\"\nmachineId;comment\n" + id + ";retired, ok\nnot-an-id;x\n",
+	} {
+		r, err := NewReader(strings.NewReader(body))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		row, err := r.Next()
+		if err != nil || row.N != 1 || row.MachineID != id || row.Comment != "retired, ok" {
+			t.Errorf("%s: row %+v, %v", name, row, err)
+		}
+		row, err = r.Next()
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if _, _, err := (Settings{Tenant: "contoso", Name: "wave"}).Request(row); err == nil || !strings.HasPrefix(err.Error(), "line 4: machineId") {
+			t.Errorf("%s: row 2: %v, want an error on line 4", name, err)
+		}
+	}
+	// A separator that cannot be one is no separator line: the header
+	// says what it holds.
+	for _, first := range []string{"sep=", "sep=ab", "sep=\""} {
+		if _, err := NewReader(strings.NewReader(first + "\nmachineId\n")); err == nil || !strings.Contains(err.Error(), "header row") {
+			t.Errorf("%q: %v, want the header refused", first, err)
+		}
+	}
+}
