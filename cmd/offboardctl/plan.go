@@ -104,7 +104,8 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeoutCause(cmd.Context(), f.timeout, fmt.Errorf("--timeout %v ran out", f.timeout))
+	ranOut := fmt.Errorf("--timeout %v ran out", f.timeout)
+	ctx, cancel := context.WithTimeoutCause(cmd.Context(), f.timeout, ranOut)
 	defer cancel()
 	// No worker answers for a tenant none has set up; the request would
 	// wait its 10 s for nothing when something else listens on the plan
@@ -135,6 +136,9 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 			// escapes and line breaks are shown escaped.
 			msg = printable(reply.Error.Code + ": " + reply.Error.Message)
 		}
+		if timedOut(ctx, reply) {
+			return fmt.Errorf("no plan for tenant %s: %w (the worker: %s)", f.tenant, ranOut, msg)
+		}
 		return fmt.Errorf("no plan for tenant %s: %s", f.tenant, msg)
 	}
 	if err := writeFileAtomic(f.out, data); err != nil {
@@ -142,6 +146,18 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	}
 	reply.WriteSummary(c.stdout, f.out)
 	return nil
+}
+
+// timedOut says whether a plan the worker could not read the inventory
+// for ended with --timeout: the worker is given the time left of it, so
+// it gives the plan up a moment before ctx's deadline, and its answer may
+// come first.
+func timedOut(ctx context.Context, reply *offboard.PlanReply) bool {
+	if reply.Error == nil || reply.Error.Code != offboard.PlanCodeInventory {
+		return false
+	}
+	deadline, ok := ctx.Deadline()
+	return ok && time.Until(deadline) < time.Second
 }
 
 // writeFileAtomic writes the file whole or not at all, readable by its

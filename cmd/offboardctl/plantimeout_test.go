@@ -1,0 +1,45 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestCampaignPlanGivenUpAtTheTimeoutNamesTheFlag: the worker is given
+// the time left of --timeout, so it gives a plan up a moment before
+// offboardctl's own deadline, and its answer may come first. That answer
+// is the same event as the --timeout running out, and is told as such,
+// not as "the plan took longer than the 999.907825ms it is allowed".
+func TestCampaignPlanGivenUpAtTheTimeoutNamesTheFlag(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	nc := e.js(t).Conn()
+	// A planner of a tenant no worker serves, which gives up as a worker
+	// does: just before the time the request allows.
+	if _, err := nc.Subscribe(offboard.Subjects{}.Plan("northwind"), func(m *nats.Msg) {
+		var req offboard.PlanRequest
+		_ = json.Unmarshal(m.Data, &req)
+		_ = m.Respond([]byte(`{"state":"working","tenant":"northwind","heartbeat":1000000000}`))
+		time.Sleep(req.Timeout - 300*time.Millisecond)
+		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind","error":{"code":"inventory_unreadable","message":"the plan took longer than the ` +
+			(req.Timeout - time.Millisecond).String() + ` it is allowed, and was given up"}}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "90d", "--unknown-tenant",
+		"--timeout", "2s", "--out", filepath.Join(e.dir, "northwind.csv"))
+	if code != exitFailed || !strings.Contains(stderr, "--timeout 2s ran out") || strings.Count(stderr, "\n") != 1 {
+		t.Errorf("exit %d, stderr %q: want 1 and one line naming the --timeout that ran out", code, stderr)
+	}
+}
