@@ -219,6 +219,32 @@ func TestAmbiguousNameOfManyDevices(t *testing.T) {
 	}
 }
 
+// TestAmbiguousNameOfThousandsOfDevices: a name shared by 5,000 device
+// records (a pool of desktops re-imaged for years) takes about 6 MiB to
+// list, more than any single answer is read whole, and is answered
+// ambiguous_machine with the first hundred and the count of all, not
+// api_error for a list cut short.
+func TestAmbiguousNameOfThousandsOfDevices(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}})
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	for range 5000 {
+		e.sim.AddMachine(tt.tenantID, mdesim.Machine{ID: newID(), ComputerDNSName: "vdi.contoso.local", OSPlatform: "Windows10",
+			HealthStatus: "Inactive", MachineTags: []string{strings.Repeat("t", 1000)}, LastSeen: time.Now().Add(-time.Hour)})
+	}
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "vdi-1", "computerDnsName": "vdi.contoso.local"})
+	if r.Error == nil || r.Error.Code != offboard.CodeAmbiguousMachine || len(r.Error.Candidates) != 100 ||
+		!strings.Contains(r.Error.Message, "5000 devices") || !strings.Contains(r.Error.Message, "first 100") {
+		t.Fatalf("a name of 5,000 devices: %s %+v", r.Outcome, r.Error)
+	}
+	for _, call := range e.sim.Calls() {
+		if call.API == "offboard" {
+			t.Fatalf("an ambiguous name led to an offboard call: %+v", call)
+		}
+	}
+}
+
 // TestAmbiguousNameOfEscapedTexts: on a NATS server of the smallest
 // max_payload the worker takes (128 KiB), a name shared by a hundred
 // devices whose health state the API gives as 255 characters that JSON

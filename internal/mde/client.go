@@ -107,10 +107,25 @@ func (c *Client) Offboard(ctx context.Context, machineID, comment string) *Verdi
 	return c.do(ctx, http.MethodPost, "/api/machines/"+url.PathEscape(machineID)+"/offboard", nil, body)
 }
 
-// FindMachinesByName lists the devices whose computerDnsName equals name.
+// FindMachinesByName lists the devices whose computerDnsName equals name:
+// a successful verdict's Named holds the first MaxNameMatches of them and
+// their count, and its Body is nil. The list is read as it comes, a
+// record at a time: a name shared by thousands of records (re-imaged or
+// cloned devices) takes more than MaxBody to list.
 func (c *Client) FindMachinesByName(ctx context.Context, name string) *Verdict {
 	q := url.Values{"$filter": {"computerDnsName eq " + odataString(name)}}
-	return noDevices(c.do(ctx, http.MethodGet, "/api/machines", q, nil))
+	var named *NameMatches
+	v := c.send(ctx, http.MethodGet, "/api/machines", q, nil, MaxListBody, func(r io.Reader, token string) {
+		named = readNameMatches(r, name, token)
+	})
+	v = noDevices(v)
+	if v.Class == Success {
+		if named == nil { // the 404 that stands for no device
+			named = &NameMatches{}
+		}
+		v.Named, v.Body = named, nil
+	}
+	return v
 }
 
 // ListMachines reads one page of the device inventory: GET /api/machines
@@ -216,6 +231,13 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 
 // doLimit is do reading at most limit bytes of the answer.
 func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values, body []byte, limit int64) *Verdict {
+	return c.send(ctx, method, path, q, body, limit, nil)
+}
+
+// send is doLimit handing a successful answer's body, when stream is not
+// nil, to stream as it comes, with the bearer token it must keep out of
+// what it keeps, instead of reading it whole.
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body []byte, limit int64, stream func(io.Reader, string)) *Verdict {
 	// The timeout covers getting the token too: a login host that hangs
 	// must not hold the call longer than an API host that hangs.
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -259,6 +281,9 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, tokenScrubbed{redactURL(err), tok.Token}), true)
 	}
 	defer func() { _ = resp.Body.Close() }()
+	if stream != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return c.streamed(ctx, resp, method+" "+path, limit, func(r io.Reader) { stream(r, tok.Token) })
+	}
 	data, err := readAnswer(resp, limit)
 	if err != nil {
 		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
@@ -273,6 +298,33 @@ func (c *Client) doLimit(ctx context.Context, method, path string, q url.Values,
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
 	}
 	return v
+}
+
+// streamed classifies a successful answer whose body stream reads, at
+// most limit bytes of it. An error reading the body (not the JSON in it:
+// that is stream's to report) is an answer that did not come whole.
+func (c *Client) streamed(ctx context.Context, resp *http.Response, call string, limit int64, stream func(io.Reader)) *Verdict {
+	src := &readFailure{r: io.LimitReader(resp.Body, limit)}
+	stream(src)
+	if src.err != nil {
+		return ClassifyError(ctx, fmt.Errorf("%s: read answer: %w", call, src.err), true)
+	}
+	return Classify(resp.StatusCode, resp.Header, nil, c.now())
+}
+
+// readFailure is a reader that keeps the first error of r other than
+// io.EOF.
+type readFailure struct {
+	r   io.Reader
+	err error
+}
+
+func (f *readFailure) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && f.err == nil {
+		f.err = err
+	}
+	return n, err
 }
 
 // tokenScrubbed is a transport error whose text has the bearer token

@@ -128,6 +128,7 @@ func TestClientRequests(t *testing.T) {
 		path       string // escaped
 		filter     string // decoded $filter; "" for none
 		body       string // exact; "" for none
+		named      bool   // a lookup by name: its answer is read into Named
 		rawQueryOK func(string) bool
 	}{
 		{
@@ -167,6 +168,7 @@ func TestClientRequests(t *testing.T) {
 			call: func(ctx context.Context, c *Client) *Verdict {
 				return c.FindMachinesByName(ctx, "o'brien.contoso.local")
 			},
+			named:  true,
 			method: http.MethodGet,
 			path:   "/api/machines",
 			filter: "computerDnsName eq 'o''brien.contoso.local'",
@@ -179,6 +181,7 @@ func TestClientRequests(t *testing.T) {
 			call: func(ctx context.Context, c *Client) *Verdict {
 				return c.FindMachinesByName(ctx, "my host+1.contoso.local")
 			},
+			named:  true,
 			method: http.MethodGet,
 			path:   "/api/machines",
 			filter: "computerDnsName eq 'my host+1.contoso.local'",
@@ -223,7 +226,12 @@ func TestClientRequests(t *testing.T) {
 			if a.Status == 0 {
 				t.Fatalf("call: %v", a.Error())
 			}
-			if a.Class != Success || a.Status != http.StatusCreated || string(a.Body) != pendingAction {
+			if tt.named {
+				// The lookup keeps the devices of the name, not the body.
+				if a.Class != Success || a.Status != http.StatusCreated || a.Body != nil || a.Named == nil {
+					t.Errorf("answer = %d %v %q %+v, want 201 success with what it found", a.Status, a.Class, a.Body, a.Named)
+				}
+			} else if a.Class != Success || a.Status != http.StatusCreated || string(a.Body) != pendingAction {
 				t.Errorf("answer = %d %v %q, want 201 success with the server's body", a.Status, a.Class, a.Body)
 			}
 
@@ -390,7 +398,11 @@ func TestClientMachineListNotFound(t *testing.T) {
 			if v.Status != 404 || v.Class != Success || v.FailureCode != "" || !v.Sent {
 				t.Fatalf("verdict = {%d %v %q sent %v}, want {404 success \"\" sent true}", v.Status, v.Class, v.FailureCode, v.Sent)
 			}
-			if m, err := ParseMachines(v.Body); err != nil || len(m) != 0 {
+			if v.Named != nil {
+				if v.Named.Err != nil || v.Named.Count != 0 || v.Named.More {
+					t.Errorf("found %+v; want no device", v.Named)
+				}
+			} else if m, err := ParseMachines(v.Body); err != nil || len(m) != 0 {
 				t.Errorf("ParseMachines(%q) = %+v, %v; want no device", v.Body, m, err)
 			}
 		})

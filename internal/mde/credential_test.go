@@ -605,9 +605,8 @@ func TestCredentialWithClient(t *testing.T) {
 		if a.Class != Success {
 			t.Fatalf("FindMachinesByName: %v", a.Error())
 		}
-		ms, err := ParseMachines(a.Body)
-		if err != nil || len(ms) != 1 || ms[0].ID != testMachineID {
-			t.Errorf("FindMachinesByName = %+v, %v", ms, err)
+		if n := a.Named; n == nil || n.Err != nil || n.Count != 1 || len(n.Machines) != 1 || n.Machines[0].ID != testMachineID {
+			t.Errorf("FindMachinesByName = %+v", n)
 		}
 
 		if n := f.sim.TokenRequests(simTenantID); n != 1 {

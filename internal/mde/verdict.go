@@ -117,6 +117,8 @@ type Verdict struct {
 	Body []byte
 	// Err is the parsed error body, if any.
 	Err *APIError
+	// Named is what a successful FindMachinesByName found; nil otherwise.
+	Named *NameMatches
 	// RetryAfter is the pause a 429 asks for, or the least wait before
 	// a 5xx is tried again when it names one (zero: none named).
 	RetryAfter time.Duration

@@ -124,9 +124,7 @@ func (j *job) pinned() string {
 
 // sameName says whether two computer names are the same, as a name
 // lookup matches them: case aside, and a final dot.
-func sameName(a, b string) bool {
-	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
-}
+func sameName(a, b string) bool { return mde.SameName(a, b) }
 
 // withdrawnWaiting answers a request whose campaign was cancelled while
 // it waited in the worker: cancelled, no call. Its room, given back for
@@ -753,23 +751,19 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 	if err != nil || res != nil {
 		return res, err
 	}
-	all, more, err := mde.ParseMachineList(v.Body)
-	if err != nil {
+	// Only exact matches count, whatever the API's filter let through:
+	// the client keeps those alone, the first maxCandidates of them.
+	found := v.Named
+	if err := found.Err; err != nil {
 		return j.failed(offboard.CodeAPIError, err.Error(), v), nil
 	}
-	// Only exact matches count, whatever the API's filter let through.
-	var machines []mde.Machine
-	for _, m := range all {
-		if sameName(m.ComputerDNSName, j.req.ComputerDNSName) {
-			machines = append(machines, m)
-		}
-	}
-	if len(machines) < 2 && more {
+	machines := found.Machines
+	if found.Count < 2 && found.More {
 		// Another device of that name may be on a page not read: the one
 		// found (or none) cannot be told to be the only one.
 		return j.failed(offboard.CodeAPIError, "the API answered the lookup of "+offboard.Quote(j.req.ComputerDNSName)+" with part of the list (@odata.nextLink); a device is not chosen from part of it", v), nil
 	}
-	switch len(machines) {
+	switch found.Count {
 	case 0:
 		return j.failed(offboard.CodeMachineNotFound, "no device is named "+offboard.Quote(j.req.ComputerDNSName), nil), nil
 	case 1:
@@ -779,10 +773,10 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 		dev.id, dev.machine, dev.read = strings.ToLower(machines[0].ID), &machines[0], w.clock.Now()
 		return nil, nil
 	}
-	msg := fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", len(machines), offboard.Quote(j.req.ComputerDNSName))
-	if len(machines) > maxCandidates {
+	msg := fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", found.Count, offboard.Quote(j.req.ComputerDNSName))
+	if found.Count > maxCandidates {
 		msg += fmt.Sprintf(" (the first %d are listed)", maxCandidates)
-		machines = machines[:maxCandidates]
+		machines = machines[:min(len(machines), maxCandidates)]
 	}
 	r := j.failed(offboard.CodeAmbiguousMachine, msg, nil)
 	for _, m := range machines {
@@ -795,8 +789,8 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 // ambiguous_machine result lists. A page of the API's list holds up to
 // 10,000; listed whole, with what the API wrote in each, the result could
 // outgrow a NATS message, and a result that cannot be stored brings its
-// request back for ever.
-const maxCandidates = 100
+// request back for ever. The client keeps no more of them.
+const maxCandidates = mde.MaxNameMatches
 
 // maxAPIText is the longest text of the API's (a device's name, id,
 // lastSeen, health state) a result carries: a DNS name has at most 253

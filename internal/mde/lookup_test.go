@@ -1,0 +1,81 @@
+package mde
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+)
+
+// A name shared by more records than MaxBody holds is read whole, a
+// record at a time: the first MaxNameMatches kept, all counted.
+func TestFindMachinesByNameOfThousandsOfRecords(t *testing.T) {
+	t.Parallel()
+	var b strings.Builder
+	b.WriteString(`{"@odata.context":"x","value":[`)
+	for i := range 5000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":"%040x","computerDnsName":"VDI.contoso.local","healthStatus":"Inactive","machineTags":[%q]}`, i, strings.Repeat("t", 1000))
+	}
+	b.WriteString(`,{"id":"other","computerDnsName":"vdi-2.contoso.local"}]}`)
+	if b.Len() <= MaxBody {
+		t.Fatalf("the answer takes %d bytes, no more than MaxBody", b.Len())
+	}
+	f := setupAPI(t, answerWith(200, nil, b.String()), nil)
+	v := f.client.FindMachinesByName(context.Background(), "vdi.contoso.local.")
+	if v.Class != Success || v.Named == nil || v.Named.Err != nil {
+		t.Fatalf("FindMachinesByName = %v %+v", v.Class, v.Error())
+	}
+	if n := v.Named; n.Count != 5000 || len(n.Machines) != MaxNameMatches || n.More || n.Machines[0].ID != fmt.Sprintf("%040x", 0) {
+		t.Errorf("found %d, kept %d, more %v", n.Count, len(n.Machines), n.More)
+	}
+}
+
+// The lookup reads an answer as ParseMachineList does: what is not a
+// list of devices is an error, the part of a list a nextLink follows is
+// said to be one, and the bearer token a record quotes is taken out.
+func TestFindMachinesByNameAnswers(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, body string
+		count      int
+		more       bool
+		err        string
+	}{
+		{"empty", `{"value":[]}`, 0, false, ""},
+		{"other names left out", `{"value":[{"id":"a","computerDnsName":"pc.contoso.local"},{"id":"b","computerDnsName":"pc2.contoso.local"}]}`, 1, false, ""},
+		{"part of the list", `{"value":[{"id":"a","computerDnsName":"pc.contoso.local"}],"@odata.nextLink":"https://x/api/machines?$skip=1"}`, 1, true, ""},
+		{"nextLink before value", `{"@odata.nextLink":"n","value":[]}`, 0, true, ""},
+		{"no value", `{}`, 0, false, `read machines: the answer has no "value" list`},
+		{"null value", `{"value":null}`, 0, false, `no "value" list`},
+		{"cut short", `{"value":[{"id":"a","computerDnsName":"pc.contoso.local"}`, 0, false, "read machines: unexpected EOF"},
+		{"a record that is none", `{"value":[1]}`, 0, false, "read machines: json: cannot unmarshal number"},
+		{"not an object", `[]`, 0, false, "read machines"},
+		{"trailing text", `{"value":[]} x`, 0, false, "read machines"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			v := setupAPI(t, answerWith(200, nil, tc.body), nil).client.FindMachinesByName(context.Background(), "pc.contoso.local")
+			if v.Class != Success || v.Named == nil {
+				t.Fatalf("FindMachinesByName = %v %s", v.Class, v.Error())
+			}
+			n := v.Named
+			if tc.err != "" {
+				if n.Err == nil || !strings.Contains(n.Err.Error(), tc.err) {
+					t.Errorf("error %v, want %q", n.Err, tc.err)
+				}
+				return
+			}
+			if n.Err != nil || n.Count != tc.count || len(n.Machines) != tc.count || n.More != tc.more {
+				t.Errorf("found %+v, want %d more=%v", n, tc.count, tc.more)
+			}
+		})
+	}
+	body := `{"value":[{"id":"a","computerDnsName":"pc.contoso.local","healthStatus":"Bearer ` + strings.ReplaceAll(testToken, ".", `\u002e`) + `"}]}`
+	v := setupAPI(t, answerWith(200, nil, body), nil).client.FindMachinesByName(context.Background(), "pc.contoso.local")
+	if v.Named == nil || len(v.Named.Machines) != 1 || strings.Contains(v.Named.Machines[0].HealthStatus, testToken) {
+		t.Errorf("a record quoting the token: %+v", v.Named)
+	}
+}
