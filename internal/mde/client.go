@@ -514,18 +514,40 @@ func (a Action) OffboardOf(machineID string) bool {
 	return (a.Type == "" || strings.EqualFold(a.Type, "Offboard")) && (a.MachineID == "" || strings.EqualFold(a.MachineID, machineID))
 }
 
-// Unfinished reports whether the action is pending or in progress.
-func (a Action) Unfinished() bool { return a.Status == "Pending" || a.Status == "InProgress" }
+// Unfinished reports whether the action is pending or in progress. The
+// status is read in any case, as every status is: "pending" is Pending.
+func (a Action) Unfinished() bool {
+	switch StatusSpelled(a.Status) {
+	case "Pending", "InProgress":
+		return true
+	}
+	return false
+}
 
 // Finished reports whether the action's status is final: Succeeded,
-// Failed, TimeOut or Cancelled. Any other, or none (the API may answer
-// any member null), may still change.
+// Failed, TimeOut or Cancelled, in any case. Any other, or none (the API
+// may answer any member null), may still change.
 func (a Action) Finished() bool {
-	switch a.Status {
+	switch StatusSpelled(a.Status) {
 	case "Succeeded", "Failed", "TimeOut", "Cancelled":
 		return true
 	}
 	return false
+}
+
+// actionStatuses are a Machine Action's documented statuses.
+var actionStatuses = [...]string{"Pending", "InProgress", "Succeeded", "Failed", "TimeOut", "Cancelled"}
+
+// StatusSpelled is status spelled as documented when it is a documented
+// status in another case ("pending": "Pending"); any other as it is.
+// Statuses compared or published so agree however the API wrote them.
+func StatusSpelled(status string) string {
+	for _, s := range actionStatuses {
+		if strings.EqualFold(status, s) {
+			return s
+		}
+	}
+	return status
 }
 
 // ParseAction reads one Machine Action.

@@ -941,14 +941,30 @@ func TestActionCreated(t *testing.T) {
 	}
 }
 
+// TestActionUnfinished: a status is read whatever its case: an action
+// handed back "pending" is unfinished, not taken for the request's own.
 func TestActionUnfinished(t *testing.T) {
 	t.Parallel()
 	for status, want := range map[string]bool{
-		"Pending": true, "InProgress": true,
-		"Succeeded": false, "Failed": false, "TimeOut": false, "Cancelled": false, "": false,
+		"Pending": true, "InProgress": true, "pending": true, "PENDING": true, "inprogress": true,
+		"Succeeded": false, "Failed": false, "TimeOut": false, "Cancelled": false, "": false, "Queued": false,
 	} {
 		if got := (Action{Status: status}).Unfinished(); got != want {
 			t.Errorf("Unfinished(%q) = %v, want %v", status, got, want)
+		}
+	}
+	for status, want := range map[string]bool{
+		"Succeeded": true, "Failed": true, "TimeOut": true, "Cancelled": true,
+		"succeeded": true, "FAILED": true, "timeout": true, "cancelled": true,
+		"Pending": false, "inprogress": false, "": false, "Canceled": false,
+	} {
+		if got := (Action{Status: status}).Finished(); got != want {
+			t.Errorf("Finished(%q) = %v, want %v", status, got, want)
+		}
+	}
+	for in, want := range map[string]string{"pending": "Pending", "TIMEOUT": "TimeOut", "Succeeded": "Succeeded", "Queued": "Queued", "": ""} {
+		if got := StatusSpelled(in); got != want {
+			t.Errorf("StatusSpelled(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

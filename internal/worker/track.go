@@ -305,7 +305,7 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	}
 	now := tr.clock.Now().UTC()
 	st := &tracked{
-		RequestID: res.RequestID, MachineID: res.MachineID, ActionID: a.ID, Status: a.Status,
+		RequestID: res.RequestID, MachineID: res.MachineID, ActionID: a.ID, Status: mde.StatusSpelled(a.Status),
 		Since: now, Interval: time.Duration(tr.cfg.FirstCheck),
 	}
 	st.Next = tr.nextLook(st, now)
@@ -756,6 +756,9 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 		return err
 	}
 	st.Misses = 0
+	// Compared and published as documented, whatever the case the API
+	// wrote it in: "pending" is no change from Pending.
+	action.Status = mde.StatusSpelled(action.Status)
 	if action.Status == "" { // read without a status: no change known, until maxAge at most
 		action.Status = st.Status
 	}

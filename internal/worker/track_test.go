@@ -429,6 +429,36 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 	}
 }
 
+// TestTrackingReadsAStatusInAnyCase: the API answering "pending" for an
+// action followed as Pending is no change, and "succeeded" ends the
+// tracking as Succeeded does; each event names the status as documented.
+// Compared exactly, "pending" was published as a change and "succeeded"
+// followed for ever as a status that may still change.
+func TestTrackingReadsAStatusInAnyCase(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := &scriptedActions{statuses: []string{"pending", "succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
+		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+	var log eventLog
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTrackingPending(t, tr)
+	trackTenMinutes(t, clock)
+	var got []string
+	for _, ev := range log.all() {
+		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
+	}
+	if want := []string{"Pending<- final=false", "Succeeded<-Pending final=true"}; !slices.Equal(got, want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
+
 // TestTrackingCutsAnActionTooLargeForAnEvent: an action read back larger
 // than a message of the server's is published cut down to its documented
 // members. Whole, its event was refused at every look, and the status
