@@ -159,11 +159,7 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 	if status >= 200 && status < 300 {
 		v.Body = body
 	} else {
-		var eb struct {
-			Error *APIError `json:"error"`
-		}
-		if json.Unmarshal(body, &eb) == nil && eb.Error != nil {
-			v.Err = eb.Error
+		if v.Err = readAPIError(body); v.Err != nil {
 			// Shown in results and logs: a credential the answer quotes,
 			// in part or escaped so the client could not match it, goes.
 			v.Err.Code, v.Err.Message, v.Err.Target = withoutCredentials(v.Err.Code), withoutCredentials(v.Err.Message), withoutCredentials(v.Err.Target)
@@ -221,6 +217,33 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
 	}
 	return v
+}
+
+// readAPIError reads an error body, nil when it has no "error" object.
+// Each member is taken when it is a string and left empty when it is
+// anything else: a code written as a number (400, as the 429's is written
+// "429") or a message written as an object must not cost the members
+// that can be read, the message that tells a duplicate's refusal among
+// them.
+func readAPIError(body []byte) *APIError {
+	var eb struct {
+		Error *struct {
+			Code    json.RawMessage `json:"code"`
+			Message json.RawMessage `json:"message"`
+			Target  json.RawMessage `json:"target"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &eb) != nil || eb.Error == nil {
+		return nil
+	}
+	text := func(raw json.RawMessage) string {
+		var s string
+		if json.Unmarshal(raw, &s) != nil {
+			return ""
+		}
+		return s
+	}
+	return &APIError{Code: text(eb.Error.Code), Message: text(eb.Error.Message), Target: text(eb.Error.Target)}
 }
 
 // alreadyInProgress is the API's message, in lower case, for an action

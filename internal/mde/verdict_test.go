@@ -365,3 +365,51 @@ func TestStatusLabelIsBounded(t *testing.T) {
 		t.Errorf("%d label values over the statuses 0-999, want at most 16: %v", len(labels), labels)
 	}
 }
+
+// TestClassifyReadsWhatItCanOfAnErrorBody: an error body whose code is
+// a number, or whose message or target is not a string, keeps the
+// members that are strings, and classifies by them as a well-formed body
+// does. Decoded whole, the body was dropped: the duplicate's refusal by
+// its words was final api_rejected "HTTP 400", and every message lost.
+func TestClassifyReadsWhatItCanOfAnErrorBody(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		name                 string
+		status               int
+		body                 string
+		class                Class
+		failureCode          string
+		code, message, error string
+	}{
+		{"a number for the code", 400, `{"error":{"code":400,"message":"Action is already in progress."}}`,
+			AlreadyPending, offboard.CodeAPIRejected, "", "Action is already in progress.", "HTTP 400: Action is already in progress."},
+		{"an object for the message", 400, `{"error":{"code":"OsPlatformNotSupported","message":{"text":"macOS"},"target":"c8"}}`,
+			Final, offboard.CodeUnsupportedOS, "OsPlatformNotSupported", "", "HTTP 400 OsPlatformNotSupported: "},
+		{"a list for the code, a number for the target", 403, `{"error":{"code":["Forbidden"],"message":"Missing application roles.","target":7}}`,
+			Final, offboard.CodeForbidden, "", "Missing application roles.", "HTTP 403: Missing application roles."},
+		{"a number for the code of a 429", 429, `{"error":{"code":429,"message":"API calls quota exceeded! maximum allowed 1500 per 01:00:00"}}`,
+			Throttled, "", "", "API calls quota exceeded! maximum allowed 1500 per 01:00:00", "HTTP 429: API calls quota exceeded! maximum allowed 1500 per 01:00:00"},
+		{"a token in a message beside a number", 401, `{"error":{"code":401,"message":"rejected: Bearer ` + testToken + `"}}`,
+			Final, offboard.CodeUnauthorized, "", "rejected: Bearer " + redacted, "HTTP 401: rejected: Bearer " + redacted},
+		{"error a string", 400, `{"error":"invalid_request"}`, Final, offboard.CodeAPIRejected, "", "", "HTTP 400"},
+		{"not JSON", 400, `{"error":{"code":400,`, Final, offboard.CodeAPIRejected, "", "", "HTTP 400"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			v := Classify(tt.status, nil, []byte(tt.body), testNow)
+			if v.Class != tt.class || v.FailureCode != tt.failureCode {
+				t.Errorf("verdict = %v %q, want %v %q", v.Class, v.FailureCode, tt.class, tt.failureCode)
+			}
+			msg := ""
+			if v.Err != nil {
+				msg = v.Err.Message
+			}
+			if v.APICode() != tt.code || msg != tt.message || v.Error() != tt.error {
+				t.Errorf("code %q, message %q, Error() %q; want %q, %q, %q", v.APICode(), msg, v.Error(), tt.code, tt.message, tt.error)
+			}
+			if strings.Contains(v.Error(), testToken) {
+				t.Errorf("Error() = %q holds the token", v.Error())
+			}
+		})
+	}
+}
