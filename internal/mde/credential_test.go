@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 func TestCredentialConfigCheck(t *testing.T) {
@@ -628,4 +629,51 @@ func TestCredentialWithClient(t *testing.T) {
 			t.Errorf("the API got %d calls, want 0", len(calls))
 		}
 	})
+}
+
+// A scope of another resource (a scope or apiBaseURL setting of another
+// cloud or service) gets a token, as Entra ID issues one for any resource
+// in the tenant, and the API refuses it: unauthorized, the call sent. A
+// resource the tenant does not have is refused by the login host
+// (AADSTS500011), a scope without "/.default" too (AADSTS70011): nothing
+// is sent.
+func TestCredentialWithClientOfAnotherScope(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		scope  string
+		reason Reason
+		sent   bool
+		aadsts string
+	}{
+		{"https://graph.microsoft.com/.default", ReasonUnauthorized, true, ""},
+		{"https://unknown.contoso.example/.default", ReasonCredentialsRejected, false, "AADSTS500011"},
+		{"https://api.securitycenter.microsoft.com/Machine.Offboard", ReasonCredentialsRejected, false, "AADSTS70011"},
+	} {
+		t.Run(tt.scope, func(t *testing.T) {
+			t.Parallel()
+			const secret = "e2e-secret-0002"
+			f := setupLogin(t, secret, secret)
+			f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID, ComputerDNSName: "pc.contoso.local"})
+			c, err := ResolveCloud("commercial", f.cloud.AuthorityHost, f.cloud.APIBaseURL, tt.scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f.cloud = c
+			client := NewClient(Options{Cloud: f.cloud, Credential: f.newCredential(t), HTTPClient: f.hc})
+			v := client.Offboard(context.Background(), testMachineID, "c")
+			checkNoSecret(t, v, secret)
+			if v.Class != Final || v.Reason != tt.reason || v.Sent != tt.sent || v.FailureCode != offboard.CodeUnauthorized {
+				t.Errorf("verdict %v/%v %q (sent %v, %s), want final %v (sent %v)", v.Class, v.Reason, v.FailureCode, v.Sent, v.Error(), tt.reason, tt.sent)
+			}
+			if tt.sent && (v.Status != 401 || !v.RefreshToken) {
+				t.Errorf("status %d, refresh %v; want 401, refresh", v.Status, v.RefreshToken)
+			}
+			if !strings.Contains(v.Error(), tt.aadsts) {
+				t.Errorf("Error() = %q, want %q in it", v.Error(), tt.aadsts)
+			}
+			if n := len(f.sim.Actions(simTenantID)); n != 0 {
+				t.Errorf("%d actions made with a token of another resource", n)
+			}
+		})
+	}
 }

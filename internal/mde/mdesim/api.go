@@ -378,6 +378,11 @@ func (s *Server) authenticateLocked(r *http.Request, now time.Time) (*accessToke
 	if !now.Before(tok.expires) {
 		return nil, errorReply(http.StatusUnauthorized, "Unauthorized", "The access token has expired.")
 	}
+	if tok.audience != "" {
+		// A token Entra ID issued for another resource (a scope of
+		// another service or cloud): valid, but not for this API.
+		return nil, errorReply(http.StatusUnauthorized, "Unauthorized", "The access token's audience is not valid for this API.")
+	}
 	return tok, reply{}
 }
 

@@ -123,7 +123,8 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request, tenantID str
 		s.writeAADError(w, e.status, e.err, e.code, e.message)
 		return
 	}
-	s.issueToken(w, tn, &app, now)
+	audience, _ := s.scopeAudience(form.Get("scope"), &app)
+	s.issueToken(w, tn, &app, audience, now)
 }
 
 // tokenForm reads a token request's form, taking the client id and secret
@@ -152,7 +153,7 @@ func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 
 // issueToken records a new access token of the tenant's application and
 // answers with it.
-func (s *Server) issueToken(w http.ResponseWriter, tn *tenant, app *tenant, now time.Time) {
+func (s *Server) issueToken(w http.ResponseWriter, tn *tenant, app *tenant, audience string, now time.Time) {
 	var b [32]byte
 	rand.Read(b[:])
 	raw := base64.RawURLEncoding.EncodeToString(b[:])
@@ -168,6 +169,7 @@ func (s *Server) issueToken(w http.ResponseWriter, tn *tenant, app *tenant, now 
 		clientID: app.clientID,
 		roles:    slices.Clone(app.roles),
 		expires:  now.Add(lifetime),
+		audience: audience,
 	}
 	s.mu.Unlock()
 
@@ -211,9 +213,8 @@ func (s *Server) checkTokenRequest(form url.Values, app *tenant, tokenEndpoint s
 				"This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. "+
 				"You may have sent your authentication request to the wrong tenant.", clientID, app.id)}
 	}
-	if !s.scopeAccepted(scope) {
-		return &aadError{http.StatusBadRequest, "invalid_scope", 70011,
-			fmt.Sprintf("The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.", scope)}
+	if _, e := s.scopeAudience(scope, app); e != nil {
+		return e
 	}
 
 	secret := form.Get("client_secret")
@@ -243,9 +244,14 @@ func (s *Server) checkTokenRequest(form url.Values, app *tenant, tokenEndpoint s
 	}
 }
 
-// scopeAccepted reports whether the space-separated scope holds exactly one
-// accepted resource scope, ignoring the OpenID scopes MSAL always adds.
-func (s *Server) scopeAccepted(scope string) bool {
+// scopeAudience reads the space-separated scope of a client-credentials
+// request, leaving out the OpenID scopes MSAL always adds, as Entra ID
+// does: one of the API's scopes gives a token for the API (""); the
+// .default scope of another resource the tenant has, a token for that
+// resource (its name in lower case), which the API refuses. More than
+// one resource, or a scope not of the form "<resource>/.default", is
+// AADSTS70011; a resource the tenant does not have, AADSTS500011.
+func (s *Server) scopeAudience(scope string, app *tenant) (string, *aadError) {
 	var resources []string
 	for _, sc := range strings.Fields(scope) {
 		switch strings.ToLower(sc) {
@@ -254,10 +260,27 @@ func (s *Server) scopeAccepted(scope string) bool {
 			resources = append(resources, sc)
 		}
 	}
+	invalid := &aadError{http.StatusBadRequest, "invalid_scope", 70011,
+		fmt.Sprintf("The provided value for the input parameter 'scope' is not valid. The scope %s is not valid.", scope)}
 	if len(resources) != 1 {
-		return false
+		return "", invalid
 	}
-	return slices.ContainsFunc(s.opts.Scopes, func(ok string) bool { return strings.EqualFold(ok, resources[0]) })
+	sc := resources[0]
+	if slices.ContainsFunc(s.opts.Scopes, func(ok string) bool { return strings.EqualFold(ok, sc) }) {
+		return "", nil
+	}
+	const dflt = "/.default"
+	if len(sc) <= len(dflt) || !strings.EqualFold(sc[len(sc)-len(dflt):], dflt) {
+		return "", invalid
+	}
+	resource := sc[:len(sc)-len(dflt)]
+	if slices.ContainsFunc(s.opts.OtherResources, func(r string) bool { return strings.EqualFold(strings.TrimSuffix(r, "/"), resource) }) {
+		return strings.ToLower(resource), nil
+	}
+	return "", &aadError{http.StatusBadRequest, "invalid_resource", 500011,
+		fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. "+
+			"This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. "+
+			"You might have sent your authentication request to the wrong tenant.", resource, app.id)}
 }
 
 // checkAssertion verifies a certificate client assertion: signature by the

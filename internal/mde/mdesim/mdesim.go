@@ -29,6 +29,18 @@ const (
 	ScopeWindowsATP     = "https://securitycenter.onmicrosoft.com/windowsatpservice/.default"
 )
 
+// OtherResources are the resources besides the API that every tenant has
+// by default: the token endpoint issues a token for the .default scope
+// of each, as Entra ID does, and the API refuses it (401).
+var OtherResources = []string{
+	"https://graph.microsoft.com",
+	"https://graph.windows.net",
+	"https://management.azure.com",
+	"https://management.core.windows.net",
+	"https://vault.azure.net",
+	"https://storage.azure.com",
+}
+
 // App roles checked by the API.
 const (
 	RoleOffboard     = "Machine.Offboard"
@@ -126,6 +138,12 @@ type Options struct {
 	// case-insensitively). Nil means ScopeSecurityCenter and
 	// ScopeWindowsATP.
 	Scopes []string
+	// OtherResources are the resources besides the API the tenants have
+	// (compared case-insensitively): the token endpoint issues a token
+	// for "<resource>/.default", with that audience, which the API
+	// answers 401. A scope of a resource neither the API nor one of these
+	// is refused with AADSTS500011. Nil means OtherResources.
+	OtherResources []string
 	// LoginFault, when set, is how the token endpoint answers every
 	// request for which no InjectLoginFault is pending.
 	LoginFault LoginFault
@@ -247,6 +265,9 @@ type accessToken struct {
 	clientID string
 	roles    []string
 	expires  time.Time
+	// audience is the other resource the token is for, in lower case;
+	// "" for the API.
+	audience string
 }
 
 // New returns a Server configured by opts. It serves nothing until
@@ -260,6 +281,9 @@ func New(opts Options) *Server {
 	}
 	if opts.Scopes == nil {
 		opts.Scopes = []string{ScopeSecurityCenter, ScopeWindowsATP}
+	}
+	if opts.OtherResources == nil {
+		opts.OtherResources = OtherResources
 	}
 	if opts.OffboardStatus == 0 {
 		opts.OffboardStatus = http.StatusCreated

@@ -419,6 +419,36 @@ func TestClientAssertion(t *testing.T) {
 	}
 }
 
+// TestTokenOfAnotherResource: the token endpoint issues a token for the
+// .default scope of any resource the tenant has, as Entra ID does, with
+// that resource as its audience; the API answers 401 to a token whose
+// audience is not the API.
+func TestTokenOfAnotherResource(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	for _, scope := range []string{"https://graph.microsoft.com/.default", "https://management.azure.com/.default", "HTTPS://GRAPH.MICROSOFT.COM/.default"} {
+		r := s.tokenRequest(t, tenantA, url.Values{"grant_type": {"client_credentials"}, "client_id": {clientA}, "client_secret": {secretA}, "scope": {scope}})
+		if r.status != http.StatusOK {
+			t.Fatalf("%s: status %d: %s", scope, r.status, r.body)
+		}
+		var tok struct {
+			AccessToken string `json:"access_token"`
+		}
+		if err := json.Unmarshal(r.body, &tok); err != nil || tok.AccessToken == "" {
+			t.Fatalf("%s: token body %s: %v", scope, r.body, err)
+		}
+		got := s.offboard(t, tok.AccessToken, winID, "c")
+		if e := got.apiError(t); got.status != http.StatusUnauthorized || e.Code != "Unauthorized" {
+			t.Errorf("%s: offboard with its token = %d %+v, want 401 Unauthorized", scope, got.status, e)
+		}
+	}
+	if n := len(s.Actions(tenantA)); n != 0 {
+		t.Errorf("%d actions made with tokens of other resources", n)
+	}
+	if got := s.offboard(t, s.token(t, tenantA, clientA, secretA), winID, "c"); got.status/100 != 2 {
+		t.Errorf("offboard with the API's token = %d %s", got.status, got.body)
+	}
+}
+
 func TestTokenEndpointErrors(t *testing.T) {
 	s := newSim(t, mdesim.Options{})
 	good := func() url.Values {
@@ -445,7 +475,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 		{"missing grant_type", tenantA, with("grant_type", ""), 400, "invalid_request", 900144},
 		{"password grant", tenantA, with("grant_type", "password"), 400, "unsupported_grant_type", 70003},
 		{"unknown client", tenantA, with("client_id", clientB), 400, "unauthorized_client", 700016},
-		{"bad scope", tenantA, with("scope", "https://graph.microsoft.com/.default"), 400, "invalid_scope", 70011},
+		{"unknown resource", tenantA, with("scope", "https://unknown.contoso.example/.default"), 400, "invalid_resource", 500011},
+		{"scope without /.default", tenantA, with("scope", "https://graph.microsoft.com/User.Read.All"), 400, "invalid_scope", 70011},
+		{"a bare resource", tenantA, with("scope", "https://api.securitycenter.microsoft.com"), 400, "invalid_scope", 70011},
 		{"two resources", tenantA, with("scope", mdesim.ScopeSecurityCenter+" "+mdesim.ScopeWindowsATP), 400, "invalid_scope", 70011},
 		{"no credential", tenantA, with("client_secret", ""), 401, "invalid_client", 7000216},
 		{"bad secret", tenantA, with("client_secret", "nope-nope"), 401, "invalid_client", 7000215},
