@@ -1,14 +1,10 @@
 package worker
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
@@ -102,13 +98,7 @@ func TestLostAnswersActionLookedForBeforeA404Repeat(t *testing.T) {
 // publishR1 publishes request r-1 for the loop's device, with comment.
 func (e *loopEnv) publishR1(t *testing.T, comment string) {
 	t.Helper()
-	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "machineId": loopMachine, "comment": comment})
-	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	e.publishRequest(t, "r-1", map[string]any{"machineId": loopMachine, "comment": comment})
 }
 
 // resultOnceShown moves the fake clock 100 ms a step until an offboard

@@ -183,7 +183,15 @@ func (e *loopEnv) wantCreated(t *testing.T, id string) {
 // publishFor publishes a request of contoso for a device.
 func (e *loopEnv) publishFor(t *testing.T, id, machine string) {
 	t.Helper()
-	data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": machine})
+	e.publishRequest(t, id, map[string]any{"machineId": machine})
+}
+
+// publishRequest publishes request id of contoso, normal priority, with
+// the members given beside its requestId.
+func (e *loopEnv) publishRequest(t *testing.T, id string, members map[string]any) {
+	t.Helper()
+	members["requestId"] = id
+	data, _ := json.Marshal(members)
 	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, "contoso:"+id)

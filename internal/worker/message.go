@@ -69,7 +69,7 @@ type job struct {
 	// earlierCalls counts the calls of earlier deliveries known to have
 	// gone out: 1 once their action was found (lookForEarlier).
 	earlierCalls int
-	log                    *zap.Logger
+	log          *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
 	checked bool

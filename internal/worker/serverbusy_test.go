@@ -1,14 +1,10 @@
 package worker
 
 import (
-	"encoding/json"
 	"net/http"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
@@ -25,13 +21,7 @@ func TestServerBusyWaitsItsRetryAfter(t *testing.T) {
 	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
 	const busy = 40 * time.Second
 	e.sim.InjectStatus(loopTenantID, mde.APIMachines, http.StatusServiceUnavailable, "ServiceUnavailable", "The service is busy.", 1, busy)
-	data, _ := json.Marshal(map[string]any{"requestId": "r-1", "computerDnsName": "pc-1.contoso.local"})
-	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
-	m.Data = data
-	m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	e.publishRequest(t, "r-1", map[string]any{"computerDnsName": "pc-1.contoso.local"})
 	reads := func() int {
 		return len(slices.DeleteFunc(e.sim.Calls(), func(c mdesim.Call) bool { return c.API != mde.APIMachines }))
 	}

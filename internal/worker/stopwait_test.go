@@ -2,15 +2,12 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -46,13 +43,7 @@ func TestStopEndsWaits(t *testing.T) {
 		}, 2},
 		{"a host name's lookup paused by a 429", func(t *testing.T, e *loopEnv) {
 			e.sim.InjectStatus(loopTenantID, mde.APIMachines, http.StatusTooManyRequests, "", "", 1, time.Hour)
-			data, _ := json.Marshal(map[string]any{"requestId": "r-1", "computerDnsName": "pc-1.contoso.local"})
-			m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Normal))
-			m.Data = data
-			m.Header.Set(jetstream.MsgIDHeader, "contoso:r-1")
-			if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-				t.Fatal(err)
-			}
+			e.publishRequest(t, "r-1", map[string]any{"computerDnsName": "pc-1.contoso.local"})
 			e.waitForCalls(t, mde.APIMachines, 1)
 		}, 1},
 	}
