@@ -87,9 +87,19 @@ func (e Estimate) ETA() time.Duration {
 	eta := DrainTime(n, ws)
 	if e.measured() {
 		rate := float64(e.Done) / e.Elapsed.Seconds()
-		eta = max(eta, time.Duration(min(float64(n)/rate*float64(time.Second), float64(math.MaxInt64))))
+		eta = max(eta, durationOf(float64(n)/rate*float64(time.Second)))
 	}
 	return eta
+}
+
+// durationOf is ns nanoseconds, the longest Duration when it holds no
+// more: float64(math.MaxInt64) is 2^63, one past it, and converted back
+// it is no Duration.
+func durationOf(ns float64) time.Duration {
+	if ns >= float64(math.MaxInt64) {
+		return math.MaxInt64
+	}
+	return time.Duration(ns)
 }
 
 // Known says whether ETA is worth showing: nothing is left, a rate of

@@ -1,6 +1,7 @@
 package campaign
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -33,5 +34,18 @@ func TestETAWhenTheQuotaIsNotTheLimit(t *testing.T) {
 	}
 	if e := (Estimate{Windows: huge}); !e.Known() || e.ETA() != 0 {
 		t.Errorf("nothing left: ETA %v (known %t)", e.ETA(), e.Known())
+	}
+}
+
+// A rate so slow that the rows left would take longer than a Duration
+// holds gives the longest ETA there is. The cap was converted from a
+// float64 that rounds up to 2^63, out of a Duration's range, which made it
+// negative: the quota's far shorter ETA stood in for it (6666h for 10
+// million rows answered 20 in 6 hours).
+func TestETAOfARateTooSlowToTell(t *testing.T) {
+	t.Parallel()
+	e := Estimate{Ahead: 10_000_000, Done: 20, Elapsed: 6 * time.Hour, Windows: DefaultWindows}
+	if got := e.ETA(); got != time.Duration(math.MaxInt64) {
+		t.Errorf("ETA %v (%s), want the longest there is", got, Human(got))
 	}
 }
