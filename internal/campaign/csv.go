@@ -81,7 +81,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, errors.New("the CSV is empty: it needs a header row")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("header row: %w", err)
+		return nil, fmt.Errorf("header row: %w", inFile(err, lines))
 	}
 	cols := map[string]int{}
 	for i, h := range header {
@@ -141,6 +141,18 @@ func excelSeparator(br *bufio.Reader) (rune, int) {
 	}
 	_, _ = br.Discard(len(head) - len(rest) + end)
 	return c, 1
+}
+
+// inFile numbers the lines of the CSV reader's parse error as the file's:
+// the reader did not see the lines before its first (Excel's separator
+// line).
+func inFile(err error, lines int) error {
+	var pe *csv.ParseError
+	if lines > 0 && errors.As(err, &pe) {
+		pe.StartLine += lines
+		pe.Line += lines
+	}
+	return err
 }
 
 // noDeviceColumn is ErrNoDeviceColumn with the header's cells as read,
@@ -250,7 +262,7 @@ func (r *Reader) Next() (Row, error) {
 		if errors.Is(err, io.EOF) {
 			return Row{}, io.EOF
 		}
-		return Row{}, fmt.Errorf("row %d: %w", r.n+1, err)
+		return Row{}, fmt.Errorf("row %d: %w", r.n+1, inFile(err, r.lines))
 	}
 	r.n++
 	line, _ := r.r.FieldPos(0)

@@ -1,6 +1,8 @@
 package campaign
 
 import (
+	"encoding/csv"
+	"errors"
 	"strings"
 	"testing"
 )
@@ -45,5 +47,32 @@ func TestReaderTakesExcelsSeparatorLine(t *testing.T) {
 		if _, err := NewReader(strings.NewReader(first + "\nmachineId\n")); err == nil || !strings.Contains(err.Error(), "header row") {
 			t.Errorf("%q: %v, want the header refused", first, err)
 		}
+	}
+}
+
+// A row the CSV reader cannot read (a bare quote, a quote left open) is
+// named by its line in the file, Excel's separator line counted, as an
+// invalid row's is: the reader's own line numbers started after it.
+func TestReaderCountsExcelsSeparatorLineInParseErrors(t *testing.T) {
+	t.Parallel()
+	for name, body := range map[string]string{
+		"bare quote":       "sep=;\nmachineId;comment\nabc;x\"y\n",
+		"quote left open":  "sep=;\r\nmachineId;comment\r\nabc;\"x\r\n",
+		"bare quote in CR": "sep=;\rmachineId;comment\rabc;x\"y\r",
+	} {
+		r, err := NewReader(strings.NewReader(body))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		var pe *csv.ParseError
+		if _, err := r.Next(); !errors.As(err, &pe) || pe.Line != 3 || !strings.Contains(err.Error(), "line 3") {
+			t.Errorf("%s: %v, want a parse error on line 3", name, err)
+		}
+	}
+	// The header's too.
+	var pe *csv.ParseError
+	if _, err := NewReader(strings.NewReader("sep=;\nmachineId;co\"mment\n")); !errors.As(err, &pe) || pe.Line != 2 {
+		t.Errorf("header: %v, want a parse error on line 2", err)
 	}
 }
