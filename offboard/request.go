@@ -305,13 +305,18 @@ func checkText(field, v string, limit int) error {
 // an emoji sequence: Persian and the Indic scripts spell words with them,
 // and emoji sequences are made with them.
 func Hidden(s string) bool {
-	rs := []rune(s)
-	for i, r := range rs {
+	prev := rune(-1) // none
+	for i, r := range s {
 		if !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) {
+			prev = r
 			continue
 		}
-		if (r == '\u200c' || r == '\u200d') && i > 0 && i+1 < len(rs) && joined(rs[i-1]) && joined(rs[i+1]) {
-			continue
+		if r == '\u200c' || r == '\u200d' {
+			next, size := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
+			if prev >= 0 && size > 0 && joined(prev) && joined(next) {
+				prev = r
+				continue
+			}
 		}
 		return true
 	}
