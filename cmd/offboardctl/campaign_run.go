@@ -104,7 +104,8 @@ type campaignRun struct {
 	held  map[uint64]*offboard.Result // invalid_request results of rows at no place known yet, by requestSeq
 
 	seed    maphash.Seed
-	devices []uint64 // the CSV's devices, hashed (readCSV)
+	devices []uint64      // the CSV's devices, hashed (readCSV)
+	pace    campaign.Pace // the quota's pace of the backlog last read (snapshot)
 
 	// movedMu guards moved: an earlier request of a device the CSV lists
 	// at other rows (noteMoved).
@@ -994,7 +995,7 @@ func (b *budgetETA) left() time.Duration {
 func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duration) progressSnapshot {
 	// The rows not published when the backlog was read: those published
 	// since are in the stream, but not yet in ahead.
-	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.aheadUnread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows}
+	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.aheadUnread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows, Pace: &r.pace}
 	eta, byBudget, known := est.ETA(), false, est.Known()
 	if c.Waiting == 0 {
 		// Every row is answered: the tenant's backlog is not the campaign's.

@@ -3,8 +3,10 @@ package campaign
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -60,6 +62,34 @@ type Estimate struct {
 	Done    int
 	Elapsed time.Duration
 	Windows []Window
+	// Pace, when set, remembers the quota's pace of the last backlog and
+	// windows it was counted for (nil: counted at each ask).
+	Pace *Pace
+}
+
+// Pace remembers DrainTime of one count of calls under one set of
+// windows: a run's progress asks for the ETA five times a second, and the
+// backlog it counts changes when it is read again, every few seconds.
+// Counting a million calls takes milliseconds. Safe for concurrent use.
+type Pace struct {
+	mu sync.Mutex
+	n  int
+	ws []Window
+	d  time.Duration
+}
+
+// drainTime is DrainTime(n, ws), counted again only for another n or
+// other windows than the last.
+func (p *Pace) drainTime(n int, ws []Window) time.Duration {
+	if p == nil {
+		return DrainTime(n, ws)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ws == nil || n != p.n || !slices.Equal(ws, p.ws) {
+		p.n, p.ws, p.d = n, slices.Clone(ws), DrainTime(n, ws)
+	}
+	return p.d
 }
 
 // minObserved is how many results, and over how long, make an observed
@@ -84,7 +114,7 @@ func (e Estimate) ETA() time.Duration {
 	if len(ws) == 0 {
 		ws = DefaultWindows
 	}
-	eta := DrainTime(n, ws)
+	eta := e.Pace.drainTime(n, ws)
 	if e.measured() {
 		rate := float64(e.Done) / e.Elapsed.Seconds()
 		eta = max(eta, durationOf(float64(n)/rate*float64(time.Second)))

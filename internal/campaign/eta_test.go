@@ -49,3 +49,23 @@ func TestETAOfARateTooSlowToTell(t *testing.T) {
 		t.Errorf("ETA %v (%s), want the longest there is", got, Human(got))
 	}
 }
+
+// A run's progress asks for the ETA every 200 ms, all the run long now
+// that the quota's pace counts beside the measured rate, while the
+// backlog it is counted over is read every 5 s: an estimate given a Pace
+// counts the calls under the windows once per backlog, not at every ask
+// (12 ms for a backlog of a million, twice before a rate is measured).
+func TestETAOfAnUnchangedBacklogIsCountedOnce(t *testing.T) {
+	var p Pace
+	e := Estimate{Ahead: 1_000_000, Windows: DefaultWindows, Pace: &p}
+	if got, want := e.ETA(), DrainTime(1_000_000, DefaultWindows); got != want {
+		t.Fatalf("ETA %v, want the quota's %v", got, want)
+	}
+	if n := testing.AllocsPerRun(3, func() { _, _ = e.ETA(), e.Known() }); n != 0 {
+		t.Errorf("the same backlog's ETA counted anew (%v allocations)", n)
+	}
+	e.Ahead, e.Windows = 1000, []Window{{10, time.Minute}}
+	if got, want := e.ETA(), DrainTime(1000, e.Windows); got != want {
+		t.Errorf("another backlog and windows: ETA %v, want %v", got, want)
+	}
+}
