@@ -31,7 +31,8 @@ API call; a request already under way finishes. Its requests are those
 with source campaign:<NAME>, and those with its request ids
 (<NAME>-<6 digits>) stored before the cancel. A campaign run still
 publishing stops. Nothing is dropped unanswered. A name none of the
-tenant's requests carries is refused (exit 1) and nothing is marked.`,
+tenant's requests carries, and no campaign run recorded, is refused
+(exit 1) and nothing is marked.`,
 		Args: exactArgs(0),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := checkTenant(tenant); err != nil {

@@ -84,3 +84,29 @@ func TestRerunWithADeviceAtAnotherRowWhileItsRequestWaits(t *testing.T) {
 		t.Errorf("the same CSV: exit %d, want 1 (no worker: timeout), stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// A request that merely has the id form of a campaign's row, from another
+// source (a CMDB's inc-004711 for a device the campaign inc lists), is no
+// earlier run of the campaign: the run is not refused for it, and its
+// rows are published (the cancel spares such a request the same way).
+func TestRerunCheckSparesARequestWithTheCampaignsIDForm(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	m := nats.NewMsg("mde.offboard.request.contoso")
+	m.Data = fmt.Appendf(nil, `{"requestId":"inc-004711","machineId":"%s","source":"servicenow:INC4711"}`, b)
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:inc-004711")
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	published := lastRequestSeq(t, js)
+	code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "inc.csv", "machineId\n"+a+"\n"+b+"\n"),
+		"--name", "inc", "--report", filepath.Join(dir, "inc-report.csv"), "--timeout", "1s")
+	if code == exitUsage || strings.Contains(errs, "new --name") {
+		t.Errorf("refused for another source's request: exit %d, stderr %q", code, errs)
+	}
+	if n := lastRequestSeq(t, js); n != published+2 {
+		t.Errorf("%d requests published, want the CSV's 2", n-published)
+	}
+}

@@ -613,7 +613,7 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		}
 		// A row beyond the CSV's end too: its device may be listed at
 		// another row now.
-		r.noteMoved(row, req.MachineID, req.ComputerDNSName)
+		r.noteMoved(row, req.MachineID, req.ComputerDNSName, req.Source)
 		if row > r.total {
 			return
 		}
@@ -659,8 +659,13 @@ type movedDevice struct {
 // request kept. A CSV that lists the device at row n is the same CSV
 // again: its other rows of the device were published with row n's. A
 // rerun of the same CSV notes nothing: the memory is that of the rows
-// that moved.
-func (r *campaignRun) noteMoved(n int, machineID, computerDNSName string) {
+// that moved. Beyond the CSV's end, only a request of the campaign's
+// source is the campaign's: one that merely has the id form of a row
+// (a CMDB's inc-004711, when the campaign is inc) is another's.
+func (r *campaignRun) noteMoved(n int, machineID, computerDNSName, source string) {
+	if n > r.total && source != campaign.SourcePrefix+r.f.name {
+		return
+	}
 	var hs []uint64
 	if strings.TrimSpace(machineID) != "" {
 		hs = append(hs, maphash.String(r.seed, deviceOf(machineID, "")))
@@ -786,7 +791,7 @@ func (r *campaignRun) record(n int, res *offboard.Result) {
 		}
 	} else {
 		// Stored before the run: an earlier run's (checkMoved).
-		r.noteMoved(n, res.MachineID, res.ComputerDNSName)
+		r.noteMoved(n, res.MachineID, res.ComputerDNSName, res.Source)
 	}
 	if _, err := r.rows.Result(n, res); err != nil {
 		r.stateErr.CompareAndSwap(nil, err)
