@@ -61,6 +61,10 @@ type PlanReply struct {
 	State    string       `json:"state"`
 	Tenant   string       `json:"tenant"`
 	Error    *ResultError `json:"error,omitempty"` // PlanFailed: code and message
+	// OutOfTime says the plan failed because it took longer than it was
+	// allowed (PlanRequest.Timeout, or the worker's own bound), not for
+	// what the API answered.
+	OutOfTime bool `json:"outOfTime,omitempty"`
 	AsOf     time.Time    `json:"asOf,omitzero"`   // the worker's clock when it read the inventory
 	Cutoff   time.Time    `json:"cutoff,omitzero"` // devices last seen strictly before this are in the plan
 	Count    int          `json:"count"`

@@ -148,16 +148,12 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	return nil
 }
 
-// timedOut says whether a plan the worker could not read the inventory
-// for ended with --timeout: the worker is given the time left of it, so
-// it gives the plan up a moment before ctx's deadline, and its answer may
-// come first.
+// timedOut says whether the worker gave the plan up as --timeout ran out:
+// it is given the time left of it, so it gives the plan up a moment
+// before ctx's deadline, and its answer may come first.
 func timedOut(ctx context.Context, reply *offboard.PlanReply) bool {
-	if reply.Error == nil || reply.Error.Code != offboard.PlanCodeInventory {
-		return false
-	}
 	deadline, ok := ctx.Deadline()
-	return ok && time.Until(deadline) < time.Second
+	return reply.OutOfTime && ok && time.Until(deadline) < time.Second
 }
 
 // writeFileAtomic writes the file whole or not at all, readable by its

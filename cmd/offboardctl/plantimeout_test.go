@@ -29,7 +29,7 @@ func TestCampaignPlanGivenUpAtTheTimeoutNamesTheFlag(t *testing.T) {
 		_ = json.Unmarshal(m.Data, &req)
 		_ = m.Respond([]byte(`{"state":"working","tenant":"northwind","heartbeat":1000000000}`))
 		time.Sleep(req.Timeout - 300*time.Millisecond)
-		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind","error":{"code":"inventory_unreadable","message":"the plan took longer than the ` +
+		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind","outOfTime":true,"error":{"code":"inventory_unreadable","message":"the plan took longer than the ` +
 			(req.Timeout - time.Millisecond).String() + ` it is allowed, and was given up"}}`))
 	}); err != nil {
 		t.Fatal(err)
@@ -41,5 +41,31 @@ func TestCampaignPlanGivenUpAtTheTimeoutNamesTheFlag(t *testing.T) {
 		"--timeout", "2s", "--out", filepath.Join(e.dir, "northwind.csv"))
 	if code != exitFailed || !strings.Contains(stderr, "--timeout 2s ran out") || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("exit %d, stderr %q: want 1 and one line naming the --timeout that ran out", code, stderr)
+	}
+}
+
+// TestCampaignPlanRefusedNearTheTimeoutSaysWhy: an inventory the API
+// refused (401) in the last second of --timeout is that refusal, not the
+// --timeout.
+func TestCampaignPlanRefusedNearTheTimeoutSaysWhy(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{})
+	nc := e.js(t).Conn()
+	if _, err := nc.Subscribe(offboard.Subjects{}.Plan("northwind"), func(m *nats.Msg) {
+		var req offboard.PlanRequest
+		_ = json.Unmarshal(m.Data, &req)
+		_ = m.Respond([]byte(`{"state":"working","tenant":"northwind","heartbeat":1000000000}`))
+		time.Sleep(req.Timeout - 300*time.Millisecond)
+		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind","error":{"code":"inventory_unreadable","message":"HTTP 401 Unauthorized"}}`))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "90d", "--unknown-tenant",
+		"--timeout", "1s", "--out", filepath.Join(e.dir, "northwind.csv"))
+	if code != exitFailed || strings.Contains(stderr, "--timeout") || !strings.Contains(stderr, "HTTP 401") {
+		t.Errorf("exit %d, stderr %q: want 1 and the API's refusal, not the --timeout", code, stderr)
 	}
 }

@@ -223,6 +223,7 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 		// The read was cut short, not refused: "context canceled" would
 		// send the operator to the API's permissions.
 		r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
+		r.OutOfTime = true
 		if p.ctx.Err() != nil {
 			r.Error.Message = "the worker stopped before the plan was done: ask again"
 		}
