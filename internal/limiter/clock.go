@@ -143,6 +143,16 @@ func (s *Shared) ClockOffset() time.Duration {
 	return s.skew.estimate()
 }
 
+// LookAtClock looks for a step of the wall clock since the last look: a
+// step seen stops calls and asks for a probe (ProbeNow). Every use of
+// the clock looks too; this is for a process that makes none, its calls
+// held while its clock is off, which must see the clock set right.
+func (s *Shared) LookAtClock() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookLocked()
+}
+
 // mayCall reports whether calls may start: the feed has caught up and the
 // clock is within half the margin.
 func (s *Shared) mayCall() bool {

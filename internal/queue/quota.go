@@ -173,15 +173,26 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	}, nil
 }
 
+// clockLook is how often a process looks at its clock for a step when
+// nothing else does: one whose calls wait for the clock makes no look of
+// its own, and would otherwise see it set right only at its next probe.
+const clockLook = time.Second
+
 // probeEvery writes a probe every probeInterval until ctx ends, and at
-// once when shared saw its clock stepped.
+// once when shared saw its clock stepped; it looks for a step every
+// clockLook.
 func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, log *zap.Logger) {
 	ticker := shared.Wall().NewTicker(probeInterval)
 	defer ticker.Stop()
+	look := shared.Wall().NewTicker(clockLook)
+	defer look.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-look.Chan():
+			shared.LookAtClock() // a step seen asks for a probe (ProbeNow)
+			continue
 		case <-ticker.Chan():
 		case <-shared.ProbeNow():
 		}

@@ -698,3 +698,59 @@ func followedTenant(t *testing.T, js jetstream.JetStream, s Settings, clock cloc
 	}
 	return tn
 }
+
+// TestClockSetRightLetsAWaitingCallGo: a process whose clock is ahead of
+// the NATS server's makes no call; its clock is then set right (a step)
+// while a call waits for its permit and nothing else happens (no other
+// replica writes, nobody asks whether it is ready). The call goes out
+// within seconds. Before, nothing looked at the clock while calls were
+// held for it: the step was seen only at the next periodic probe, up to
+// 30 s later.
+func TestClockSetRightLetsAWaitingCallGo(t *testing.T) {
+	t.Parallel()
+	js, s := contosoQueue(t)
+	journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := steptest.NewClock(t)
+	clock.Step(2 * time.Second)
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
+	defer shared.Close(context.Background())
+	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := shared.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.Healthy(); err == nil {
+		t.Fatal("healthy with the clock two seconds ahead")
+	}
+	got := make(chan error, 1)
+	actx, acancel := context.WithTimeout(t.Context(), 8*time.Second)
+	defer acancel()
+	go func() {
+		p, err := l.Acquire(actx)
+		if err == nil {
+			p.Release()
+		}
+		got <- err
+	}()
+	// The call waits for its permit before the clock is set right: it
+	// looked at the clock as it began to wait, and found it off.
+	time.Sleep(200 * time.Millisecond)
+	clock.Step(-2 * time.Second)
+	select {
+	case err := <-got:
+		if err != nil {
+			t.Fatalf("no permit after the clock was set right: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no permit 5 s after the clock was set right")
+	}
+}
