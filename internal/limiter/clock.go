@@ -143,14 +143,17 @@ func (s *Shared) ClockOffset() time.Duration {
 	return s.skew.estimate()
 }
 
-// LookAtClock looks for a step of the wall clock since the last look: a
-// step seen stops calls and asks for a probe (ProbeNow). Every use of
-// the clock looks too; this is for a process that makes none, its calls
-// held while its clock is off, which must see the clock set right.
-func (s *Shared) LookAtClock() {
+// LookAtClock looks for a step of the wall clock since the last look (a
+// step seen stops calls and asks for a probe, ProbeNow) and reports
+// whether calls wait for the clock. Every use of the clock looks too;
+// this is for a process that makes none, its calls held while its clock
+// is off, which must see the clock set right: while they wait, a probe
+// measures it again.
+func (s *Shared) LookAtClock() (waiting bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lookLocked()
+	return s.skewedLocked()
 }
 
 // mayCall reports whether calls may start: the feed has caught up and the

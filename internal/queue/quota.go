@@ -173,14 +173,15 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	}, nil
 }
 
-// clockLook is how often a process looks at its clock for a step when
-// nothing else does: one whose calls wait for the clock makes no look of
-// its own, and would otherwise see it set right only at its next probe.
+// clockLook is how often a process looks at its clock for a step, and
+// writes a probe while its calls wait for the clock: such a process makes
+// no look or entry of its own, and would otherwise see its clock set
+// right (a step, a slew, the server's clock) only at its next probe.
 const clockLook = time.Second
 
-// probeEvery writes a probe every probeInterval until ctx ends, and at
-// once when shared saw its clock stepped; it looks for a step every
-// clockLook.
+// probeEvery writes a probe every probeInterval until ctx ends, at once
+// when shared saw its clock stepped, and every clockLook while calls wait
+// for the clock.
 func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, log *zap.Logger) {
 	ticker := shared.Wall().NewTicker(probeInterval)
 	defer ticker.Stop()
@@ -191,8 +192,9 @@ func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, s
 		case <-ctx.Done():
 			return
 		case <-look.Chan():
-			shared.LookAtClock() // a step seen asks for a probe (ProbeNow)
-			continue
+			if !shared.LookAtClock() {
+				continue
+			}
 		case <-ticker.Chan():
 		case <-shared.ProbeNow():
 		}

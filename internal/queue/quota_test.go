@@ -754,3 +754,56 @@ func TestClockSetRightLetsAWaitingCallGo(t *testing.T) {
 		t.Fatal("no permit 5 s after the clock was set right")
 	}
 }
+
+// driftingClock is the real clock off by an offset that can change
+// without a step: both its readings move together, as when the clock is
+// slewed back, or when the NATS server's clock is the one set right.
+type driftingClock struct {
+	clockwork.Clock
+	off atomic.Int64
+}
+
+func (c *driftingClock) Now() time.Time                  { return c.Clock.Now().Add(time.Duration(c.off.Load())) }
+func (c *driftingClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
+func (c *driftingClock) Until(t time.Time) time.Duration { return t.Sub(c.Now()) }
+
+// TestClockBackWithoutAStepLetsAWaitingCallGo: a process whose clock is
+// off the NATS server's makes no call; the two come back together with
+// no step of this clock (this one slewed, or the server's set right),
+// while a call waits for its permit and no other replica writes. The
+// call goes out within seconds. Before, only the next periodic probe,
+// up to 30 s later, measured the clock again.
+func TestClockBackWithoutAStepLetsAWaitingCallGo(t *testing.T) {
+	t.Parallel()
+	js, s := contosoQueue(t)
+	journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &driftingClock{Clock: clockwork.NewRealClock()}
+	clock.off.Store(int64(2 * time.Second))
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
+	defer shared.Close(context.Background())
+	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := shared.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.Healthy(); err == nil {
+		t.Fatal("healthy with the clock two seconds ahead")
+	}
+	clock.off.Store(0)
+	actx, acancel := context.WithTimeout(t.Context(), 5*time.Second)
+	defer acancel()
+	p, err := l.Acquire(actx)
+	if err != nil {
+		t.Fatalf("no permit 5 s after the clock came back: %v (%v)", err, shared.Healthy())
+	}
+	p.Release()
+}
