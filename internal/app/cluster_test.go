@@ -103,17 +103,69 @@ func drainThrough(t *testing.T, e *env, at []float64, outages ...func()) []time.
 func TestClusterLeadersLostMidDrain(t *testing.T) {
 	t.Parallel()
 	e, c := outageEnv(t, 3)
-	bounce := func(stream string) func() {
-		return func() {
-			i := c.StreamLeader(t.Context(), e.js, stream)
-			t.Logf("shutting down %s, leader of %s", c.Name(i), stream)
-			c.Shutdown(i)
-			c.Restart(i)
-		}
-	}
-	since := drainThrough(t, e, []float64{0.2, 0.6}, bounce(offboard.StreamQuota), bounce(offboard.StreamRequests))
+	since := drainThrough(t, e, []float64{0.2, 0.6}, bounceLeader(t, e, c, offboard.StreamQuota), bounceLeader(t, e, c, offboard.StreamRequests))
 	t.Logf("last result %v after the quota leader came back, %v after the request leader did",
 		since[0].Round(10*time.Millisecond), since[1].Round(10*time.Millisecond))
+}
+
+// bounceLeader is an outage: the server leading stream shut down and
+// restarted on its store.
+func bounceLeader(t *testing.T, e *env, c *natstest.Cluster, stream string) func() {
+	return func() {
+		i := c.StreamLeader(t.Context(), e.js, stream)
+		t.Logf("shutting down %s, leader of %s", c.Name(i), stream)
+		c.Shutdown(i)
+		c.Restart(i)
+	}
+}
+
+// TestClusterLedgerAndResultsLeadersLostMidDrain: mid-drain, the leader
+// of the ledger's stream is shut down and restarted, later the leader of
+// the results stream: the ledger entries and results cut off are written
+// again, every request gets one result, no device a second action.
+func TestClusterLedgerAndResultsLeadersLostMidDrain(t *testing.T) {
+	t.Parallel()
+	e, c := outageEnv(t, 3)
+	since := drainThrough(t, e, []float64{0.2, 0.6},
+		bounceLeader(t, e, c, "KV_"+offboard.BucketLedger), bounceLeader(t, e, c, offboard.StreamResults))
+	t.Logf("last result %v after the ledger's leader came back, %v after the results' leader did",
+		since[0].Round(10*time.Millisecond), since[1].Round(10*time.Millisecond))
+}
+
+// TestClusterWithoutQuorumForAMoment: two servers of three down at once
+// for a few seconds mid-drain, the one the worker is connected to left
+// up: no stream has a quorum and every write fails. Once they are back
+// the drain goes on: one result and one action per request, no window
+// exceeded.
+func TestClusterWithoutQuorumForAMoment(t *testing.T) {
+	t.Parallel()
+	e, c := outageEnv(t, 3)
+	since := drainThrough(t, e, []float64{0.3}, func() {
+		w := c.Index(e.app.nc.ConnectedServerName())
+		a, b := (w+1)%3, (w+2)%3
+		c.Shutdown(a)
+		c.Shutdown(b)
+		time.Sleep(3 * time.Second) // the outage itself
+		c.Restart(a)
+		c.Restart(b)
+	})
+	t.Logf("last result %v after the quorum came back", since[0].Round(10*time.Millisecond))
+}
+
+// TestClusterNodeBackWithAnEmptyStore: mid-drain, the leader of the
+// ledger's stream loses its disk and comes back empty; it takes the
+// streams again from the others, and every request gets one result.
+func TestClusterNodeBackWithAnEmptyStore(t *testing.T) {
+	t.Parallel()
+	e, c := outageEnv(t, 3)
+	since := drainThrough(t, e, []float64{0.3}, func() {
+		i := c.StreamLeader(t.Context(), e.js, "KV_"+offboard.BucketLedger)
+		t.Logf("%s, leader of the ledger, back with an empty store", c.Name(i))
+		c.Shutdown(i)
+		c.Wipe(i)
+		c.Restart(i)
+	})
+	t.Logf("last result %v after the server came back", since[0].Round(10*time.Millisecond))
 }
 
 // TestServerRestartMidDrain restarts a lone NATS server on its store

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -320,4 +321,13 @@ func startLone(tb testing.TB, opts *server.Options) *server.Server {
 		tb.Fatal("NATS server not ready")
 	}
 	return s
+}
+
+// Wipe removes server i's store while it is down, as a node whose disk
+// was lost; Restart then brings it back empty.
+func (c *Cluster) Wipe(i int) {
+	c.tb.Helper()
+	if err := os.RemoveAll(c.opts[i].StoreDir); err != nil {
+		c.tb.Fatal(err)
+	}
 }
