@@ -20,23 +20,11 @@ import (
 // not as "the plan took longer than the 999.907825ms it is allowed".
 func TestCampaignPlanGivenUpAtTheTimeoutNamesTheFlag(t *testing.T) {
 	t.Parallel()
-	e := setupPlan(t, worker.PlanOptions{})
-	nc := e.js(t).Conn()
-	// A planner of a tenant no worker serves, which gives up as a worker
-	// does: just before the time the request allows.
-	if _, err := nc.Subscribe(offboard.Subjects{}.Plan("northwind"), func(m *nats.Msg) {
-		var req offboard.PlanRequest
-		_ = json.Unmarshal(m.Data, &req)
-		_ = m.Respond([]byte(`{"state":"working","tenant":"northwind","heartbeat":1000000000}`))
-		time.Sleep(req.Timeout - 300*time.Millisecond)
-		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind","outOfTime":true,"error":{"code":"inventory_unreadable","message":"the plan took longer than the ` +
-			(req.Timeout - time.Millisecond).String() + ` it is allowed, and was given up"}}`))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	// A worker gives the plan up just before the time the request allows.
+	e := setupPlanFailingLate(t, func(req offboard.PlanRequest) string {
+		return `"outOfTime":true,"error":{"code":"inventory_unreadable","message":"the plan took longer than the ` +
+			(req.Timeout - time.Millisecond).String() + ` it is allowed, and was given up"}`
+	})
 	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "90d", "--unknown-tenant",
 		"--timeout", "2s", "--out", filepath.Join(e.dir, "northwind.csv"))
 	if code != exitFailed || !strings.Contains(stderr, "--timeout 2s ran out") || strings.Count(stderr, "\n") != 1 {
@@ -49,6 +37,22 @@ func TestCampaignPlanGivenUpAtTheTimeoutNamesTheFlag(t *testing.T) {
 // --timeout.
 func TestCampaignPlanRefusedNearTheTimeoutSaysWhy(t *testing.T) {
 	t.Parallel()
+	e := setupPlanFailingLate(t, func(offboard.PlanRequest) string {
+		return `"error":{"code":"inventory_unreadable","message":"HTTP 401 Unauthorized"}`
+	})
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "90d", "--unknown-tenant",
+		"--timeout", "1s", "--out", filepath.Join(e.dir, "northwind.csv"))
+	if code != exitFailed || strings.Contains(stderr, "--timeout") || !strings.Contains(stderr, "HTTP 401") {
+		t.Errorf("exit %d, stderr %q: want 1 and the API's refusal, not the --timeout", code, stderr)
+	}
+}
+
+// setupPlanFailingLate is setupPlan with a planner of tenant northwind,
+// which no worker serves: it takes a plan request, then 300 ms before the
+// time the request allows answers it failed, with the members failure
+// gives for the request.
+func setupPlanFailingLate(t *testing.T, failure func(offboard.PlanRequest) string) *planEnv {
+	t.Helper()
 	e := setupPlan(t, worker.PlanOptions{})
 	nc := e.js(t).Conn()
 	if _, err := nc.Subscribe(offboard.Subjects{}.Plan("northwind"), func(m *nats.Msg) {
@@ -56,16 +60,12 @@ func TestCampaignPlanRefusedNearTheTimeoutSaysWhy(t *testing.T) {
 		_ = json.Unmarshal(m.Data, &req)
 		_ = m.Respond([]byte(`{"state":"working","tenant":"northwind","heartbeat":1000000000}`))
 		time.Sleep(req.Timeout - 300*time.Millisecond)
-		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind","error":{"code":"inventory_unreadable","message":"HTTP 401 Unauthorized"}}`))
+		_ = m.Respond([]byte(`{"state":"failed","tenant":"northwind",` + failure(req) + `}`))
 	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "northwind", "--inactive-for", "90d", "--unknown-tenant",
-		"--timeout", "1s", "--out", filepath.Join(e.dir, "northwind.csv"))
-	if code != exitFailed || strings.Contains(stderr, "--timeout") || !strings.Contains(stderr, "HTTP 401") {
-		t.Errorf("exit %d, stderr %q: want 1 and the API's refusal, not the --timeout", code, stderr)
-	}
+	return e
 }

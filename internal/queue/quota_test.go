@@ -610,22 +610,7 @@ func TestRestartWithTheClockAheadReadsTheJournal(t *testing.T) {
 	}
 	clock := steptest.NewClock(t)
 	clock.Step(2 * time.Hour)
-	shared := limiter.NewShared(limiter.SharedOptions{Journal: other, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
-	defer shared.Close(context.Background())
-	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
-	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := shared.WaitCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := shared.Healthy(); err == nil {
-		t.Fatal("healthy with the clock two hours ahead")
-	}
+	shared, l := followedOff(t, js, s, other, clock)
 	// Set right: the step is seen at the next look, and a probe written
 	// at once (not after probeInterval) measures the clock again.
 	clock.Step(-2 * time.Hour)
@@ -715,22 +700,7 @@ func TestClockSetRightLetsAWaitingCallGo(t *testing.T) {
 	}
 	clock := steptest.NewClock(t)
 	clock.Step(2 * time.Second)
-	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
-	defer shared.Close(context.Background())
-	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
-	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := shared.WaitCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := shared.Healthy(); err == nil {
-		t.Fatal("healthy with the clock two seconds ahead")
-	}
+	_, l := followedOff(t, js, s, journal, clock)
 	got := make(chan error, 1)
 	actx, acancel := context.WithTimeout(t.Context(), 8*time.Second)
 	defer acancel()
@@ -782,22 +752,7 @@ func TestClockBackWithoutAStepLetsAWaitingCallGo(t *testing.T) {
 	}
 	clock := &driftingClock{Clock: clockwork.NewRealClock()}
 	clock.off.Store(int64(2 * time.Second))
-	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
-	defer shared.Close(context.Background())
-	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
-	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stop()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := shared.WaitCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := shared.Healthy(); err == nil {
-		t.Fatal("healthy with the clock two seconds ahead")
-	}
+	shared, l := followedOff(t, js, s, journal, clock)
 	clock.off.Store(0)
 	actx, acancel := context.WithTimeout(t.Context(), 5*time.Second)
 	defer acancel()
@@ -806,4 +761,29 @@ func TestClockBackWithoutAStepLetsAWaitingCallGo(t *testing.T) {
 		t.Fatalf("no permit 5 s after the clock came back: %v (%v)", err, shared.Healthy())
 	}
 	p.Release()
+}
+
+// followedOff is a shared quota over journal whose clock is off the NATS
+// server's (ahead), following the journal and caught up with it, and the
+// limiter of contoso's offboard calls: it makes no call until its clock
+// is measured right.
+func followedOff(t *testing.T, js jetstream.JetStream, s Settings, journal *QuotaJournal, clock clockwork.Clock) (*limiter.Shared, *limiter.Limiter) {
+	t.Helper()
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
+	t.Cleanup(func() { shared.Close(context.Background()) })
+	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stop)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := shared.WaitCaughtUp(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := shared.Healthy(); err == nil {
+		t.Fatal("healthy with the clock ahead of the server's")
+	}
+	return shared, l
 }

@@ -400,21 +400,7 @@ func (s *scriptedActions) get(_ context.Context, p *limiter.Permit, id string) (
 // and ends on the documented final status that follows.
 func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	ledger := contosoLedger(t, js)
-	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &scriptedActions{statuses: []string{"null", "Succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
-		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-	var log eventLog
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
-	runTrackingPending(t, tr)
-	trackTenMinutes(t, clock)
-	events := log.all()
+	events := trackScripted(t, "null", "Succeeded")
 	var got []string
 	for _, ev := range events {
 		got = append(got, fmt.Sprintf("%q final=%v", ev.Status, ev.Final))
@@ -429,17 +415,15 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 	}
 }
 
-// TestTrackingReadsAStatusInAnyCase: the API answering "pending" for an
-// action followed as Pending is no change, and "succeeded" ends the
-// tracking as Succeeded does; each event names the status as documented.
-// Compared exactly, "pending" was published as a change and "succeeded"
-// followed for ever as a status that may still change.
-func TestTrackingReadsAStatusInAnyCase(t *testing.T) {
-	t.Parallel()
+// trackScripted follows a Pending action for ten minutes while the API
+// answers its reads with statuses, one after the other (the last for the
+// rest; "null": a read without a status), and returns the events.
+func trackScripted(t *testing.T, statuses ...string) []ActionEvent {
+	t.Helper()
 	_, js := natstest.Connect(t)
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &scriptedActions{statuses: []string{"pending", "succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
+	api := &scriptedActions{statuses: statuses, fakeActions: fakeActions{clock: clock, windows: trackWindows,
 		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
 	var log eventLog
 	tr := newTracker(trackerConfig{
@@ -450,8 +434,18 @@ func TestTrackingReadsAStatusInAnyCase(t *testing.T) {
 	})
 	runTrackingPending(t, tr)
 	trackTenMinutes(t, clock)
+	return log.all()
+}
+
+// TestTrackingReadsAStatusInAnyCase: the API answering "pending" for an
+// action followed as Pending is no change, and "succeeded" ends the
+// tracking as Succeeded does; each event names the status as documented.
+// Compared exactly, "pending" was published as a change and "succeeded"
+// followed for ever as a status that may still change.
+func TestTrackingReadsAStatusInAnyCase(t *testing.T) {
+	t.Parallel()
 	var got []string
-	for _, ev := range log.all() {
+	for _, ev := range trackScripted(t, "pending", "succeeded") {
 		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
 	}
 	if want := []string{"Pending<- final=false", "Succeeded<-Pending final=true"}; !slices.Equal(got, want) {
