@@ -61,10 +61,6 @@ type PlanReply struct {
 	State    string       `json:"state"`
 	Tenant   string       `json:"tenant"`
 	Error    *ResultError `json:"error,omitempty"` // PlanFailed: code and message
-	// OutOfTime says the plan failed because it took longer than it was
-	// allowed (PlanRequest.Timeout, or the worker's own bound), not for
-	// what the API answered.
-	OutOfTime bool `json:"outOfTime,omitempty"`
 	AsOf     time.Time    `json:"asOf,omitzero"`   // the worker's clock when it read the inventory
 	Cutoff   time.Time    `json:"cutoff,omitzero"` // devices last seen strictly before this are in the plan
 	Count    int          `json:"count"`
@@ -91,6 +87,10 @@ type PlanReply struct {
 	// again that it is at work (nanoseconds; 0: not said). A silence of
 	// several heartbeats means the worker is gone (ErrPlannerGone).
 	Heartbeat time.Duration `json:"heartbeat,omitempty"`
+	// OutOfTime, in a PlanFailed reply, says the plan took longer than it
+	// was allowed (PlanRequest.Timeout, or the worker's own bound), and
+	// failed for that, not for what the API answered.
+	OutOfTime bool `json:"outOfTime,omitempty"`
 	// The CSV: in CSV when small, else in the object Object of bucket
 	// BucketPlans (Size bytes).
 	CSV    []byte `json:"csv,omitempty"`
