@@ -131,7 +131,24 @@ func expectDelim(dec *json.Decoder, d json.Delim) error {
 		return err
 	}
 	if got, ok := t.(json.Delim); !ok || got != d {
-		return fmt.Errorf("expected %q, found %v", rune(d), t)
+		return fmt.Errorf("expected %q, found %s", rune(d), kindOf(t))
 	}
 	return nil
+}
+
+// kindOf names what a JSON token is, never what it holds: a string may
+// be the bearer token a gateway echoed, or megabytes long.
+func kindOf(t json.Token) string {
+	switch t := t.(type) {
+	case json.Delim:
+		return fmt.Sprintf("%q", rune(t))
+	case string:
+		return "a string"
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	default:
+		return "a number"
+	}
 }

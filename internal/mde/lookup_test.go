@@ -79,3 +79,23 @@ func TestFindMachinesByNameAnswers(t *testing.T) {
 		t.Errorf("a record quoting the token: %+v", v.Named)
 	}
 }
+
+// An answer that is a JSON text but not an object is refused without
+// quoting it: a gateway's answer may be the bearer token it was sent, and
+// a string may be megabytes long.
+func TestFindMachinesByNameQuotesNoAnswer(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`"Bearer ` + testToken + `"`,
+		`"Bearer ` + strings.ReplaceAll(testToken, ".", `\u002e`) + `"`,
+		`"` + strings.Repeat("x", 1<<20) + `"`,
+	} {
+		v := setupAPI(t, answerWith(200, nil, body), nil).client.FindMachinesByName(context.Background(), "pc.contoso.local")
+		if v.Class != Success || v.Named == nil || v.Named.Err == nil {
+			t.Fatalf("FindMachinesByName = %v %s, want an answer that is no list", v.Class, v.Error())
+		}
+		if msg := v.Named.Err.Error(); strings.Contains(msg, testToken) || strings.Contains(msg, "Bearer") || len(msg) > 200 {
+			t.Errorf("error %.300q quotes the answer", msg)
+		}
+	}
+}
