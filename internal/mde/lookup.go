@@ -67,7 +67,9 @@ func (found *NameMatches) read(dec *json.Decoder, name, token string) error {
 			if err := dec.Decode(&next); err != nil {
 				return err
 			}
-			found.More = next != nil && *next != ""
+			// Any link to a page says more follows: a null or empty
+			// one beside it does not make the part the whole list.
+			found.More = found.More || next != nil && *next != ""
 		default:
 			var skip json.RawMessage
 			if err := dec.Decode(&skip); err != nil {

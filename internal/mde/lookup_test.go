@@ -99,3 +99,22 @@ func TestFindMachinesByNameQuotesNoAnswer(t *testing.T) {
 		}
 	}
 }
+
+// A nextLink that names a page says that more of the list follows,
+// whatever other nextLink members the answer holds: a null or empty one
+// after it does not make the part a whole list. Decoded whole, a null
+// left the link read before.
+func TestFindMachinesByNameNextLinkStays(t *testing.T) {
+	t.Parallel()
+	rec := `{"id":"a","computerDnsName":"pc.contoso.local"}`
+	for _, body := range []string{
+		`{"value":[` + rec + `],"@odata.nextLink":"https://x/api/machines?$skip=1","@odata.nextLink":null}`,
+		`{"@odata.nextLink":"https://x/api/machines?$skip=1","value":[` + rec + `],"@odata.nextLink":""}`,
+		`{"value":[` + rec + `],"@odata.nextLink":"https://x/api/machines?$skip=1","@ODATA.NEXTLINK":null}`,
+	} {
+		v := setupAPI(t, answerWith(200, nil, body), nil).client.FindMachinesByName(context.Background(), "pc.contoso.local")
+		if v.Named == nil || v.Named.Err != nil || !v.Named.More {
+			t.Errorf("%s: found %+v, want part of the list", body, v.Named)
+		}
+	}
+}
