@@ -26,10 +26,30 @@ type NameMatches struct {
 }
 
 // SameName says whether two computer names are the same device name:
-// Defender compares names without regard to case, and a final dot (a
-// fully qualified name written absolute) changes nothing.
+// Defender compares names without regard to the case of ASCII letters,
+// as DNS does, and a final dot (a fully qualified name written absolute)
+// changes nothing. Other letters are compared as they are: Unicode
+// folding would take "deſktop" (long s) or "Kiosk" (Kelvin sign)
+// for desktop and kiosk, names of other devices.
 func SameName(a, b string) bool {
-	return strings.EqualFold(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+	a, b = strings.TrimSuffix(a, "."), strings.TrimSuffix(b, ".")
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// lowerASCII is c in lower case when it is an ASCII capital letter.
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 // readNameMatches reads a list answer {"value": [...]} a record at a

@@ -118,3 +118,21 @@ func TestFindMachinesByNameNextLinkStays(t *testing.T) {
 		}
 	}
 }
+
+// Names are the same in another case of ASCII letters alone, as DNS
+// compares them: a record whose name has a letter that only Unicode
+// folds to the requested one (ſ to s, the Kelvin sign to k) names
+// another device, and is not taken for the name.
+func TestFindMachinesByNameFoldsASCIIOnly(t *testing.T) {
+	t.Parallel()
+	body := `{"value":[{"id":"a","computerDnsName":"de\u017fktop.contoso.local"},{"id":"b","computerDnsName":"\u212aiosk.contoso.local"},{"id":"c","computerDnsName":"DESKTOP.Contoso.Local."}]}`
+	for name, want := range map[string]int{"desktop.contoso.local": 1, "kiosk.contoso.local": 0} {
+		v := setupAPI(t, answerWith(200, nil, body), nil).client.FindMachinesByName(context.Background(), name)
+		if v.Named == nil || v.Named.Err != nil || v.Named.Count != want {
+			t.Errorf("%s: found %+v, want %d", name, v.Named, want)
+		}
+	}
+	if SameName("\u212aiosk", "kiosk") || !SameName("KIOSK.", "kiosk") {
+		t.Error("SameName folds other than ASCII letters")
+	}
+}
