@@ -160,10 +160,11 @@ func noDevices(v *Verdict) *Verdict {
 }
 
 // notTheAPIs says whether a 404 is not the API's answer about a resource:
-// it has no API error body, or its message is the API's for a path it
-// has no resource for (routeMiss).
+// it has no API error body, one with a member of another type than the
+// API writes (another service's, {"error":{"code":404}}), or its message
+// is the API's for a path it has no resource for (routeMiss).
 func (v *Verdict) notTheAPIs() bool {
-	return v.Err == nil || strings.HasPrefix(v.Err.Message, routeMiss)
+	return v.Err == nil || v.Err.odd || strings.HasPrefix(v.Err.Message, routeMiss)
 }
 
 // routeMiss begins the API's message for a path it has no resource for

@@ -13,9 +13,12 @@ import (
 func TestClientMachineListNotFoundOfAnotherPath(t *testing.T) {
 	t.Parallel()
 	for name, body := range map[string]string{
-		"a web server's page":  "404 page not found\n",
-		"an empty body":        "",
-		"the API's route miss": `{"error":{"code":"NotFound","message":"No HTTP resource was found that matches the request URI 'https://api.security.microsoft.com/api/api/machines'.","target":"c8"}}`,
+		"a web server's page": "404 page not found\n",
+		"an empty body":       "",
+		// Another service's error object, its code a number: decoded
+		// whole, it was no API error body at all.
+		"another service's error": `{"error":{"code":404,"message":"Not Found"}}`,
+		"the API's route miss":    `{"error":{"code":"NotFound","message":"No HTTP resource was found that matches the request URI 'https://api.security.microsoft.com/api/api/machines'.","target":"c8"}}`,
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
@@ -29,5 +32,18 @@ func TestClientMachineListNotFoundOfAnotherPath(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The API's own 404 stays an empty list with a member left out or null.
+func TestClientMachineListNotFoundWithoutTarget(t *testing.T) {
+	t.Parallel()
+	f := setupAPI(t, answerWith(404, nil, `{"error":{"code":"NotFound","message":"No machines found","target":null}}`), nil)
+	if v := f.client.ListMachines(context.Background(), "", MaxPage, 0); v.Class != Success {
+		t.Errorf("target null: %v %s", v.Class, v.Error())
+	}
+	f = setupAPI(t, answerWith(404, nil, `{"error":{"code":"NotFound","message":"No machines found"}}`), nil)
+	if v := f.client.FindMachinesByName(context.Background(), "pc-1.contoso.local"); v.Class != Success {
+		t.Errorf("no target: %v %s", v.Class, v.Error())
 	}
 }

@@ -103,6 +103,9 @@ type APIError struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Target  string `json:"target,omitempty"`
+	// odd says a member was neither a string nor null: not the API's
+	// own shape, so a 404 so written is not its answer (notTheAPIs).
+	odd bool
 }
 
 // Verdict is one attempt, classified: what came back and what to do next.
@@ -236,14 +239,20 @@ func readAPIError(body []byte) *APIError {
 	if json.Unmarshal(body, &eb) != nil || eb.Error == nil {
 		return nil
 	}
+	e := &APIError{}
 	text := func(raw json.RawMessage) string {
 		var s string
+		if len(raw) == 0 { // left out
+			return ""
+		}
 		if json.Unmarshal(raw, &s) != nil {
+			e.odd = true
 			return ""
 		}
 		return s
 	}
-	return &APIError{Code: text(eb.Error.Code), Message: text(eb.Error.Message), Target: text(eb.Error.Target)}
+	e.Code, e.Message, e.Target = text(eb.Error.Code), text(eb.Error.Message), text(eb.Error.Target)
+	return e
 }
 
 // alreadyInProgress is the API's message, in lower case, for an action
