@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -68,4 +69,49 @@ func setupPlanFailingLate(t *testing.T, failure func(offboard.PlanRequest) strin
 		t.Fatal(err)
 	}
 	return e
+}
+
+// TestCampaignPlanWorkerStoppedIsNotOutOfTime: a worker stopped during
+// a plan says so, and not that the plan ran out of time: stopped in the
+// last second of --timeout, it would be told as the flag running out.
+func TestCampaignPlanWorkerStoppedIsNotOutOfTime(t *testing.T) {
+	t.Parallel()
+	e, hold, held := setupPlanHeld(t)
+	defer close(hold)
+	nc := e.js(t).Conn()
+	inbox := nats.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(offboard.Subjects{}.Plan("contoso"), inbox, []byte(`{"inactiveFor":7776000000000000}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-held:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the plan read no page")
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- e.app.Stop(context.Background()) }()
+	for {
+		m, err := replies.NextMsg(30 * time.Second)
+		if err != nil {
+			t.Fatalf("no final reply: %v", err)
+		}
+		var r offboard.PlanReply
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			t.Fatal(err)
+		}
+		if r.State == offboard.PlanWorking {
+			continue
+		}
+		if r.Error == nil || !strings.Contains(r.Error.Message, "the worker stopped") || r.OutOfTime {
+			t.Errorf("reply %s: want the worker stopped, not out of time", m.Data)
+		}
+		break
+	}
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -225,7 +225,10 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 		r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
 		r.OutOfTime = true
 		if p.ctx.Err() != nil {
+			// Stopped, not out of time: in the last second of the
+			// asker's --timeout, it would be told as that running out.
 			r.Error.Message = "the worker stopped before the plan was done: ask again"
+			r.OutOfTime = false
 		}
 	}
 	// Done before the answer goes: an asker who asks again at once is
