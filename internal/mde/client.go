@@ -540,11 +540,12 @@ func (a Action) Finished() bool {
 var actionStatuses = [...]string{"Pending", "InProgress", "Succeeded", "Failed", "TimeOut", "Cancelled"}
 
 // StatusSpelled is status spelled as documented when it is a documented
-// status in another case ("pending": "Pending"); any other as it is.
-// Statuses compared or published so agree however the API wrote them.
+// status in another case of its ASCII letters ("pending": "Pending");
+// any other as it is (a long s is no s). Statuses compared or published
+// so agree however the API wrote them.
 func StatusSpelled(status string) string {
 	for _, s := range actionStatuses {
-		if strings.EqualFold(status, s) {
+		if equalFoldASCII(status, s) {
 			return s
 		}
 	}

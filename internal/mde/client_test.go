@@ -1123,3 +1123,19 @@ func TestMachineLastSeenTime(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusSpelledFoldsASCIIOnly: a status is another case of a
+// documented one in ASCII letters alone: one with a letter Unicode alone
+// folds (a long s) is no documented status, neither final nor pending,
+// and is published as the API wrote it.
+func TestStatusSpelledFoldsASCIIOnly(t *testing.T) {
+	t.Parallel()
+	for _, status := range []string{"\u017fucceeded", "InProgre\u017f\u017f", "Pending\u0000"} {
+		if got := StatusSpelled(status); got != status {
+			t.Errorf("StatusSpelled(%q) = %q, want it as written", status, got)
+		}
+		if a := (Action{Status: status}); a.Finished() || a.Unfinished() {
+			t.Errorf("%q read as a documented status", status)
+		}
+	}
+}

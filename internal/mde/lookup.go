@@ -32,7 +32,12 @@ type NameMatches struct {
 // folding would take "deſktop" (long s) or "Kiosk" (Kelvin sign)
 // for desktop and kiosk, names of other devices.
 func SameName(a, b string) bool {
-	a, b = strings.TrimSuffix(a, "."), strings.TrimSuffix(b, ".")
+	return equalFoldASCII(strings.TrimSuffix(a, "."), strings.TrimSuffix(b, "."))
+}
+
+// equalFoldASCII says whether a and b are the same text but for the case
+// of ASCII letters.
+func equalFoldASCII(a, b string) bool {
 	if len(a) != len(b) {
 		return false
 	}
