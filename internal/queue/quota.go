@@ -174,30 +174,42 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 }
 
 // clockLook is how often a process looks at its clock for a step, and
-// writes a probe while its calls wait for the clock: such a process makes
-// no look or entry of its own, and would otherwise see its clock set
-// right (a step, a slew, the server's clock) only at its next probe.
+// at first writes a probe while its calls wait for the clock: such a
+// process makes no look or entry of its own, and would otherwise see its
+// clock set right (a step, a slew, the server's clock) only at its next
+// probe.
 const clockLook = time.Second
 
-// probeEvery writes a probe every probeInterval until ctx ends, at once
-// when shared saw its clock stepped, and every clockLook while calls wait
-// for the clock.
+// probeEvery writes a probe every probeInterval until ctx ends, and at
+// once when shared saw its clock stepped. While calls wait for the clock
+// it looks for a step every clockLook and probes after clockLook, then
+// after twice as long each time, until the ticker's probes are as often:
+// a short offset
+// mended lets calls go on within about a second, and a clock that stays
+// off does not write an entry a second for every replica to read.
 func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, log *zap.Logger) {
 	ticker := shared.Wall().NewTicker(probeInterval)
 	defer ticker.Stop()
 	look := shared.Wall().NewTicker(clockLook)
 	defer look.Stop()
+	var waited, gap time.Duration // while calls wait for the clock: since the last probe, and the next one's
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-look.Chan():
 			if !shared.LookAtClock() {
+				waited, gap = 0, 0
 				continue
 			}
+			if waited += clockLook; waited < gap || gap >= probeInterval {
+				continue // the ticker's probes are as often by now
+			}
+			gap = max(2*gap, clockLook)
 		case <-ticker.Chan():
 		case <-shared.ProbeNow():
 		}
+		waited = 0
 		if _, _, err := writeProbe(ctx, js, kind, shared); err != nil && ctx.Err() == nil {
 			log.Warn("quota journal probe", zap.Error(err))
 		}

@@ -787,3 +787,39 @@ func followedOff(t *testing.T, js jetstream.JetStream, s Settings, journal *Quot
 	}
 	return shared, l
 }
+
+// TestClockOffProbesLessAndLess: a process whose clock stays off the NATS
+// server's probes the journal every second at first, so that calls go on
+// within a second of a short offset mended, then less and less often, up
+// to probeInterval: over ten minutes off, some 26 probes, where one a
+// second wrote 600 to each journal, which every replica reads.
+func TestClockOffProbesLessAndLess(t *testing.T) {
+	t.Parallel()
+	js, s := contosoQueue(t)
+	journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall := clockwork.NewFakeClockAt(time.Now().Add(time.Hour))
+	followedOff(t, js, s, journal, wall)
+	probes := func() uint64 {
+		stream, err := js.Stream(t.Context(), offboard.StreamQuota)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(s.Subjects.Quota(clockProbe)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[s.Subjects.Quota(clockProbe)]
+	}
+	before := probes()
+	for range 600 {
+		wall.Advance(time.Second)
+		time.Sleep(2 * time.Millisecond) // the loop takes its tick
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := probes() - before; n > 30 {
+		t.Errorf("%d probes over ten minutes with the clock off, want at most 30", n)
+	}
+}
