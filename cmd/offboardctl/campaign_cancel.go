@@ -200,8 +200,53 @@ type resultView struct {
 	Attempt                  int
 }
 
+// campaignStatus counts the campaign's rows answered and its requests
+// waiting. The requests are read before the results: a request leaves
+// the stream only once its result is stored, so each is seen in one read
+// or the other, and one seen in both counts answered. Read the other way
+// round, a request answered between the reads was in neither.
 func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant, name string) (*campaignState, error) {
-	var t tally
+	var waiting []waitingRequest
+	err := campaignRequests(ctx, js, c.subjects, tenant, name, func(p offboard.Priority, row, attempt int, _ jetstream.Msg) {
+		waiting = append(waiting, waitingRequest{p: p, row: row, attempt: attempt})
+	})
+	if err != nil {
+		return nil, err
+	}
+	t, err := c.campaignResults(ctx, js, tenant, name)
+	if err != nil {
+		return nil, err
+	}
+	st := &campaignState{Tenant: tenant, Name: name, FailedByCode: map[string]int{}, waitingBy: map[offboard.Priority]int{}}
+	for i, o := range t.outcome {
+		st.count(o, t.code[i])
+	}
+	for _, w := range waiting {
+		// A retry (attempt 2 or more) of a row whose result answers an
+		// earlier attempt is waiting again.
+		if !t.answered(w.row, w.attempt) {
+			st.waitingBy[w.p]++
+			st.Waiting++
+		}
+	}
+	return st, nil
+}
+
+// waitingRequest is a request of a campaign read in the request stream.
+type waitingRequest struct {
+	p            offboard.Priority
+	row, attempt int
+}
+
+// answered says whether row has a result of attempt or a later one.
+func (t *tally) answered(row, attempt int) bool {
+	return row < len(t.outcome) && t.outcome[row] != "" && max(t.attempt[row], 1) >= attempt
+}
+
+// campaignResults reads the results of the campaign's rows stored now:
+// the latest of each row.
+func (c *cli) campaignResults(ctx context.Context, js jetstream.JetStream, tenant, name string) (*tally, error) {
+	t := &tally{}
 	var held []*offboard.Result // invalid_request results of rows: the row's own request's, or a malformed copy's
 	add := func(n int, r *offboard.Result) {
 		v := resultView{RequestID: r.RequestID, Outcome: r.Outcome, Attempt: r.Attempt}
@@ -221,39 +266,22 @@ func (c *cli) campaignStatus(ctx context.Context, js jetstream.JetStream, tenant
 			held = append(held, r)
 		}
 	})
+	if err != nil || len(held) == 0 {
+		return t, err
+	}
+	// Read after the results: a request answered is in the dead letters
+	// by then.
+	at, err := rowsAnsweredInvalid(ctx, js, c.subjects, tenant, name)
 	if err != nil {
 		return nil, err
 	}
-	if len(held) > 0 {
-		// Read after the results: a request answered is in the dead
-		// letters by then.
-		at, err := rowsAnsweredInvalid(ctx, js, c.subjects, tenant, name)
-		if err != nil {
-			return nil, err
-		}
-		own := func(n int, seq uint64) bool { r, ok := at[seq]; return ok && r == n }
-		for _, r := range held {
-			if n, ok := campaign.ResultRow(name, r, own); ok {
-				add(n, r)
-			}
+	own := func(n int, seq uint64) bool { r, ok := at[seq]; return ok && r == n }
+	for _, r := range held {
+		if n, ok := campaign.ResultRow(name, r, own); ok {
+			add(n, r)
 		}
 	}
-	st := &campaignState{Tenant: tenant, Name: name, FailedByCode: map[string]int{}}
-	for i, o := range t.outcome {
-		st.count(o, t.code[i])
-	}
-	// A retry (attempt 2 or more) of a row whose result answers an
-	// earlier attempt is waiting again.
-	answered := func(row, attempt int) bool {
-		return row < len(t.outcome) && t.outcome[row] != "" && max(t.attempt[row], 1) >= attempt
-	}
-	if st.waitingBy, err = waitingOf(ctx, js, c.subjects, tenant, name, answered); err != nil {
-		return nil, err
-	}
-	for _, n := range st.waitingBy {
-		st.Waiting += n
-	}
-	return st, nil
+	return t, nil
 }
 
 func (st *campaignState) count(outcome, code string) {

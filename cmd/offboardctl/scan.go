@@ -174,22 +174,6 @@ func decodeResult(m jetstream.Msg) (*offboard.Result, bool) {
 	return &r, true
 }
 
-// waitingOf counts the requests of a campaign still in the request stream
-// (published, not yet answered): those campaignRequests hands over that
-// answered says have no result for their attempt.
-func waitingOf(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant, name string, answered func(row, attempt int) bool) (map[offboard.Priority]int, error) {
-	n := map[offboard.Priority]int{}
-	err := campaignRequests(ctx, js, s, tenant, name, func(p offboard.Priority, row, attempt int, _ jetstream.Msg) {
-		if !answered(row, attempt) {
-			n[p]++
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return n, nil
-}
-
 // campaignRequests reads a campaign's requests still in the request stream
 // (published, not yet answered), of both priorities, by their message ids:
 // those whose request id is one of the campaign's rows (wave-000001 is
