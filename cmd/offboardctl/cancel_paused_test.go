@@ -1,0 +1,34 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// A cancel of a campaign whose requests wait behind an operator's pause
+// says that they are answered once the priority is resumed, and how: a
+// paused priority's requests are left alone, cancelled ones too, and the
+// cancel said they "will be answered cancelled" while the run went on
+// waiting for them.
+func TestCampaignCancelBehindAPauseSaysToResume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.startWorker()
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "bulk"); code != exitOK {
+		t.Fatalf("pause: exit %d %s", code, errs)
+	}
+	if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Bulk,
+		offboard.Request{RequestID: "camp-000001", MachineID: e.machines[0].ID, Source: "campaign:camp"}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "camp")
+	want := "1 requests waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 0 answered so far\n"
+	if code != exitOK || !strings.HasSuffix(out, want) || strings.Count(out, "\n") != 1 {
+		t.Errorf("campaign cancel: exit %d, stdout %q (want it to end %q), stderr %q", code, out, want, errs)
+	}
+	if e.requestsWaiting() != 1 {
+		t.Errorf("%d requests waiting; want the paused one", e.requestsWaiting())
+	}
+}
