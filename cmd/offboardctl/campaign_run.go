@@ -378,10 +378,10 @@ func (r *campaignRun) run(ctx context.Context) error {
 	}
 	r.js = js
 	if err := r.readTenant(ctx); err != nil {
-		return err
+		return r.beforeStart(ctx, err)
 	}
 	if err := r.recordStart(ctx); err != nil {
-		return err
+		return r.beforeStart(ctx, err)
 	}
 	// The requests first, then the results: a request leaves the stream
 	// only once its result is stored, so each row's earlier request is
@@ -390,7 +390,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	// it bounds the publishing and the wait for results.
 	otherWaiting, err := r.otherRunWaiting(ctx)
 	if err != nil {
-		return err
+		return r.beforeStart(ctx, err)
 	}
 	r.own, r.held = otherWaiting.seqs, map[uint64]*offboard.Result{}
 	if r.f.timeout > 0 {
@@ -404,22 +404,34 @@ func (r *campaignRun) run(ctx context.Context) error {
 	defer func() { _ = r.rows.Close() }()
 	fol, err := follow(ctx, js, offboard.StreamResults, r.c.subjects.Result(r.f.tenant), r.onResult)
 	if err != nil {
-		return err
+		return r.beforeStart(ctx, err)
 	}
 	defer fol.stop()
 	if err := fol.wait(ctx); err != nil {
-		return err
+		return r.beforeStart(ctx, err)
 	}
 	if err := r.beforePublishing(otherWaiting); err != nil {
 		return err
 	}
 	stopWatch, err := r.watchCancel(ctx)
 	if err != nil {
-		return err
+		return r.beforeStart(ctx, err)
 	}
 	defer stopWatch()
 	waitErr := r.publishAndWait(ctx)
 	return r.finish(waitErr)
+}
+
+// beforeStart tells an error of the steps before publishing that came of
+// the run's end (an interrupt, --timeout, the connection closed for good)
+// as that end: nothing was published and no report written, which the
+// error of the read cut short ("context canceled") did not say.
+func (r *campaignRun) beforeStart(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	return fmt.Errorf("campaign %s: stopped before publishing (%w): nothing published, no report written; run the same command again",
+		r.f.name, context.Cause(ctx))
 }
 
 // readTenant refuses a tenant no worker has set up, unless
