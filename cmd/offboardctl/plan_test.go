@@ -776,15 +776,7 @@ func TestCampaignPlanWorkerSaysItIsAtWork(t *testing.T) {
 		}
 	})
 	defer close(hold)
-	nc := e.js(t).Conn()
-	inbox := nats.NewInbox()
-	replies, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.PublishRequest(offboard.Subjects{}.Plan("contoso"), inbox, []byte(`{"inactiveFor":7776000000000000}`)); err != nil {
-		t.Fatal(err)
-	}
+	replies := e.askPlan(t)
 	working := 0
 	for working < 5 {
 		m, err := replies.NextMsg(5 * time.Second)
@@ -871,4 +863,20 @@ func TestCampaignPlanCellsAreNotFormulas(t *testing.T) {
 	if got := readCSV(t, report)[1]; got[2] != id || got[4] != offboard.OutcomeDryRun {
 		t.Errorf("report row %q: want device %s, %s", got, id, offboard.OutcomeDryRun)
 	}
+}
+
+// askPlan asks for a plan of contoso's devices not seen for 90 days, as
+// offboardctl does, and returns the subscription its replies come on.
+func (e *planEnv) askPlan(t *testing.T) *nats.Subscription {
+	t.Helper()
+	nc := e.js(t).Conn()
+	inbox := nats.NewInbox()
+	replies, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.PublishRequest(offboard.Subjects{}.Plan("contoso"), inbox, []byte(`{"inactiveFor":7776000000000000}`)); err != nil {
+		t.Fatal(err)
+	}
+	return replies
 }

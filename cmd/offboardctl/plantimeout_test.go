@@ -78,15 +78,7 @@ func TestCampaignPlanWorkerStoppedIsNotOutOfTime(t *testing.T) {
 	t.Parallel()
 	e, hold, held := setupPlanHeld(t)
 	defer close(hold)
-	nc := e.js(t).Conn()
-	inbox := nats.NewInbox()
-	replies, err := nc.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.PublishRequest(offboard.Subjects{}.Plan("contoso"), inbox, []byte(`{"inactiveFor":7776000000000000}`)); err != nil {
-		t.Fatal(err)
-	}
+	replies := e.askPlan(t)
 	select {
 	case <-held:
 	case <-time.After(30 * time.Second):
