@@ -115,16 +115,12 @@ func (j *job) pinned() string {
 	if j.req.MachineID != "" || e == nil || e.State != queue.StateCalling || !offboard.ValidMachineID(e.MachineID) {
 		return ""
 	}
-	if e.Seq != j.seq && (e.ComputerDNSName == "" || !sameName(e.ComputerDNSName, j.req.ComputerDNSName)) {
+	if e.Seq != j.seq && (e.ComputerDNSName == "" || !mde.SameName(e.ComputerDNSName, j.req.ComputerDNSName)) {
 		return ""
 	}
 	j.log.Info("request by name kept on the device its earlier call went to: the name is not looked up again", zap.String("machine_id", e.MachineID))
 	return e.MachineID
 }
-
-// sameName says whether two computer names are the same, as a name
-// lookup matches them: case aside, and a final dot.
-func sameName(a, b string) bool { return mde.SameName(a, b) }
 
 // withdrawnWaiting answers a request whose campaign was cancelled while
 // it waited in the worker: cancelled, no call. Its room, given back for
@@ -742,7 +738,7 @@ func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Res
 
 // resolve finds the one device with the requested name. A final dot is
 // left out of the lookup: Defender's names have none, and its filter
-// compares whole names; the devices it lists are matched as sameName
+// compares whole names; the devices it lists are matched as mde.SameName
 // says, a final dot aside.
 func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
 	v, res, err := w.read(ctx, j, mde.APIMachines, "", func(ctx context.Context) *mde.Verdict {
