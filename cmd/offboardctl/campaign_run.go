@@ -587,10 +587,11 @@ func (r *campaignRun) checkEarlierResults() error {
 				row.N, campaign.RequestID(r.f.name, row.N), cmp.Or(row.MachineID, row.ComputerDNSName), r.f.name, other)
 		}
 		switch o := r.rows.Outcome(row.N); {
-		case !r.f.dryRun && o == offboard.OutcomeDryRun:
+		case !otherKindOfRun(r.f.dryRun, o):
+		case !r.f.dryRun:
 			return usagef("row %d (%s) already has a dry_run result: campaign %s was run with --dry-run, and a real run under its name would only be answered dry_run again; give the real run a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), r.f.name)
-		case r.f.dryRun && (o == offboard.OutcomeCreated || o == offboard.OutcomeAlreadyPending):
+		default:
 			return usagef("row %d (%s) already has a %s result: campaign %s was run without --dry-run, and a dry run under its name would only be answered with those results; give the dry run a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), o, r.f.name)
 		}
@@ -826,14 +827,26 @@ func (r *campaignRun) notTheRows(n int, res *offboard.Result) error {
 			n, res.RequestID, cmp.Or(res.MachineID, res.ComputerDNSName), r.f.name)
 	}
 	switch o := res.Outcome; {
-	case !r.f.dryRun && o == offboard.OutcomeDryRun:
+	case !otherKindOfRun(r.f.dryRun, o):
+	case !r.f.dryRun:
 		return fmt.Errorf("row %d (%s) was answered dry_run: campaign %s was also run with --dry-run, and the worker answers a request id from its ledger; "+
 			"nothing of this run is offboarded under its name: give the real run a new --name", n, res.RequestID, r.f.name)
-	case r.f.dryRun && (o == offboard.OutcomeCreated || o == offboard.OutcomeAlreadyPending):
+	default:
 		return fmt.Errorf("row %d (%s) was answered %s: campaign %s was also run without --dry-run, and the worker answers a request id from its ledger; "+
 			"give the dry run a new --name", n, res.RequestID, o, r.f.name)
 	}
 	return nil
+}
+
+// otherKindOfRun says whether a row's outcome is one of a run of the
+// other kind than dryRun says: dry_run for a real run, created or
+// already_pending for a dry run. A failed result does not say which kind
+// of run it answered, and stands for either.
+func otherKindOfRun(dryRun bool, outcome string) bool {
+	if dryRun {
+		return outcome == offboard.OutcomeCreated || outcome == offboard.OutcomeAlreadyPending
+	}
+	return outcome == offboard.OutcomeDryRun
 }
 
 // notTheRowsError ends a run whose row was answered with another run's
