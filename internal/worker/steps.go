@@ -772,7 +772,6 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 	msg := fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", found.Count, offboard.Quote(j.req.ComputerDNSName))
 	if found.Count > maxCandidates {
 		msg += fmt.Sprintf(" (the first %d are listed)", maxCandidates)
-		machines = machines[:min(len(machines), maxCandidates)]
 	}
 	r := j.failed(offboard.CodeAmbiguousMachine, msg, nil)
 	for _, m := range machines {
