@@ -118,7 +118,14 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 	case st.Paused:
 		st.ETA = "paused"
 	case st.Waiting > 0:
-		eta := campaign.Estimate{Ahead: st.Backlog, Windows: ws}.ETA()
+		ahead := st.Backlog
+		if st.Cancelled != nil {
+			// Its own requests are answered cancelled, without a call:
+			// only the tenant's others take quota or budget.
+			ahead = max(ahead-st.Waiting, 0)
+			inFlight = min(inFlight, ahead)
+		}
+		eta := campaign.Estimate{Ahead: ahead, Windows: ws}.ETA()
 		byBudget := false
 		// The tenant's budget in force holds the backlog to its own pace,
 		// each request counted as an action (a dry run's is not: errs long).
@@ -127,8 +134,8 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 		if err != nil {
 			return err
 		}
-		if pace != nil {
-			if b := pace.eta(st.Backlog-inFlight, inFlight, now); b > eta {
+		if pace != nil && ahead > 0 {
+			if b := pace.eta(ahead-inFlight, inFlight, now); b > eta {
 				eta, byBudget = b, true
 			}
 		}
