@@ -262,6 +262,10 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			// accepted, without its action found: it may exist all the
 			// same. A call refused or throttled created none.
 			slot.CompleteNow()
+		case j.pendingMayBeOwn && res != nil && res.Outcome == offboard.OutcomeAlreadyPending:
+			// Already pending with an action that may be the one an
+			// attempt whose answer was lost created (existingAction).
+			slot.CompleteNow()
 		default:
 			slot.Release()
 		}

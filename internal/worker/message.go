@@ -46,6 +46,11 @@ type job struct {
 	// created an action: it was answered with success, or its answer was
 	// lost (a 5xx, a timeout). A 429 or a refusal created none.
 	mayHaveActed bool
+	// pendingMayBeOwn says that the request is answered already_pending
+	// with an unfinished action that may be the one such an attempt
+	// created (existingAction): nothing shows it is another's, as its
+	// comment or creation time may be missing. Its budget slot counts.
+	pendingMayBeOwn bool
 	// lostAt is when the last offboard attempt of this message whose
 	// answer was lost (a 5xx, a timeout) ended (zero: none). lostSince
 	// bounds the look for its action (the "calling" entry's start), and

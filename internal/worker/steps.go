@@ -916,6 +916,13 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 		}
 		for _, a := range actions {
 			if a.Unfinished() {
+				// After an attempt of this message that may have acted,
+				// the pending action may be that attempt's own with its
+				// comment left out (any member may be): unless it shows
+				// it is another's, it counts in the budget, as an
+				// accepted call's answer does (handedBack).
+				j.pendingMayBeOwn = j.mayHaveActed && !handedBack(a, comment, since.Add(-clockSkew)) &&
+					!j.t.created.forAnother(a.ID, j.req.RequestID)
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
 		}
