@@ -37,6 +37,7 @@ type budget struct {
 
 	mu      sync.Mutex
 	current string // the budget in force, "" none
+	ignored string // the override last ignored (warned of), "" none
 
 	waiting atomic.Int64  // requests fetched that wait for a slot
 	pending atomic.Uint64 // requests of served priorities in the stream, last read
@@ -64,22 +65,33 @@ func (b *budget) update(ctrl Control) bool {
 	if b.file != nil {
 		spec = b.file.Spec()
 	}
+	ignored, warn := "", func() {}
 	if o, ok := ctrl.Budget(b.tenant); ok {
 		// ParseWindow, not ParseBudget: an override stored before a
 		// budget had a shortest window stays in force, as offboardctl
 		// status, which reads it so, shows it.
 		switch w, err := limiter.ParseWindow(o); {
 		case err != nil:
-			b.log.Warn("budget override ignored", zap.Error(err)) // the value unquoted: it could be anything
+			ignored = o
+			warn = func() { b.log.Warn("budget override ignored", zap.Error(err)) } // the value unquoted: it could be anything
 		case w.Length > b.horizon.Length:
-			b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history",
-				zap.String("budget", o), zap.Duration("longest", b.horizon.Length))
+			ignored = o
+			warn = func() {
+				b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history",
+					zap.String("budget", o), zap.Duration("longest", b.horizon.Length))
+			}
 		default:
 			spec = w.Spec()
 		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Once per override ignored: update runs at every change of any
+	// tenant's controls.
+	if ignored != b.ignored {
+		warn()
+	}
+	b.ignored = ignored
 	if spec == b.current {
 		return false
 	}

@@ -72,3 +72,32 @@ func TestBudgetInForceLoggedOneWay(t *testing.T) {
 		}
 	}
 }
+
+// An override ignored is warned of once, not again at each later change
+// of the controls (any tenant's pause or budget calls update); one
+// ignored for another reason, or stored anew after one in force, is
+// warned of again.
+func TestIgnoredBudgetOverrideWarnedOnce(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zapcore.InfoLevel)
+	b := &budget{
+		tenant: "contoso", horizon: limiter.Window{Length: 48 * time.Hour},
+		l: limiter.NewTenant(clockwork.NewFakeClock()).AddCounter(budgetAPI, 48*time.Hour), log: zap.New(core),
+	}
+	warnings := func() int { return logs.FilterMessageSnippet("budget override ignored").Len() }
+	for _, step := range []struct {
+		override overrideOnly
+		want     int
+	}{
+		{"10/47h0m1s", 0}, {"10/47h", 0}, // in force: no warning
+		{"10/49h", 1}, {"10/49h", 1}, {"10/49h", 1}, // longer than the journal counts
+		{"not a budget", 2}, {"not a budget", 2},
+		{"10/49h", 3},
+		{"5/1h", 3}, {"10/49h", 4},
+	} {
+		b.update(step.override)
+		if got := warnings(); got != step.want {
+			t.Fatalf("after %q: %d warnings, want %d: %v", step.override, got, step.want, logs.All())
+		}
+	}
+}
