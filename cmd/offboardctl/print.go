@@ -28,7 +28,7 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "TENANT\tPAUSED\tBUDGET\tCALLS LEFT\tBACKLOG\tOLDEST\tIN FLIGHT\tETA")
 	for _, st := range sts {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", st.Tenant, pausedCell(st), budgetCell(st.Budget),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", st.Tenant, pausedCell(st), budgetCell(st.Budget, st.HeldByBudget),
 			quotaCell(st), backlogCell(st), oldestCell(st), st.InFlight, etaCell(st))
 	}
 	_ = tw.Flush()
@@ -105,7 +105,9 @@ func pausedCell(st tenantStatus) string {
 	return "no"
 }
 
-func budgetCell(b budgetStatus) string {
+// budgetCell is the tenant's budget as status shows it; held is the
+// backlog it holds.
+func budgetCell(b budgetStatus, held uint64) string {
 	s := "file " + printable(b.InForce) // a consumer's metadata
 	if b.InForce == "" {
 		s = "none"
@@ -119,7 +121,11 @@ func budgetCell(b budgetStatus) string {
 	if b.Used == nil {
 		return s + ", left n/a"
 	}
-	return fmt.Sprintf("%s, used %d, left %d", s, *b.Used, *b.Left)
+	s = fmt.Sprintf("%s, used %d, left %d", s, *b.Used, *b.Left)
+	if held > 0 {
+		s += fmt.Sprintf(", holding %d", held)
+	}
+	return s
 }
 
 func quotaCell(st tenantStatus) string {

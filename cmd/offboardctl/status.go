@@ -42,6 +42,10 @@ type tenantStatus struct {
 	ETAByBudget bool `json:"etaByBudget,omitempty"`
 	// Held is the backlog held by a pause.
 	Held uint64 `json:"heldByPause"`
+	// HeldByBudget is the backlog in the stream, of the priorities not
+	// paused, held by a budget with nothing left (those fetched already
+	// count in InFlight).
+	HeldByBudget uint64 `json:"heldByBudget"`
 	// LastAnnounced is when a worker replica that serves the tenant last
 	// announced itself (every 5 s while it runs), by the server's clock;
 	// NoWorker says none has for noWorkerAfter, or ever: nothing works
@@ -280,40 +284,19 @@ type statusRead struct {
 
 // tenantStatus gathers one tenant's status.
 func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantConsumers) (tenantStatus, error) {
-	stream, view, now := r.stream, r.view, r.now
+	view, now := r.view, r.now
 	st := tenantStatus{
 		Tenant: name, Paused: map[offboard.Priority]bool{}, Pauses: map[offboard.Priority]pauseB{},
 		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
 	}
 	st.setWorkers(r.announced, now)
-	served := 0
-	for _, p := range control.Priorities {
-		st.Paused[p] = view.Paused(name, p)
-		if e, ok := view.Pause(name, p); ok {
-			st.Pauses[p] = pauseB{Paused: e.Paused, By: e.By, Reason: e.Reason, At: e.At}
-		}
-		info := tc.info[p]
-		if info == nil {
-			continue
-		}
-		acked := uint64(max(info.NumAckPending, 0)) //nolint:gosec // not negative
-		st.Backlog[p] = info.NumPending + acked
-		st.InFlight += acked
-		if st.Paused[p] {
-			st.Held += info.NumPending
-		} else {
-			served += int(min(info.NumPending, 1<<40)) //nolint:gosec // bounded
-		}
-		if st.Backlog[p] > 0 {
-			if m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject)); err == nil {
-				st.OldestWaiting[p] = m.Time.UTC()
-				st.OldestAge[p] = now.Sub(m.Time).Seconds()
-			}
-		}
-	}
+	served := r.readBacklog(ctx, name, tc, &st)
 	pace, err := readBudgetStatus(ctx, r.journals, name, tc.meta, view, r.horizon, now, &st)
 	if err != nil {
 		return st, err
+	}
+	if st.Budget.Left != nil && *st.Budget.Left == 0 {
+		st.HeldByBudget = uint64(served) //nolint:gosec // not negative
 	}
 	ws, def := tenantWindows(tc.meta)
 	st.LimitsDefault = def
@@ -341,6 +324,38 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		st.ETA = &secs
 	}
 	return st, nil
+}
+
+// readBacklog fills the tenant's pauses and backlog by priority, and
+// returns the requests waiting in the stream of the priorities not
+// paused.
+func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantConsumers, st *tenantStatus) (served int) {
+	stream, view, now := r.stream, r.view, r.now
+	for _, p := range control.Priorities {
+		st.Paused[p] = view.Paused(name, p)
+		if e, ok := view.Pause(name, p); ok {
+			st.Pauses[p] = pauseB{Paused: e.Paused, By: e.By, Reason: e.Reason, At: e.At}
+		}
+		info := tc.info[p]
+		if info == nil {
+			continue
+		}
+		acked := uint64(max(info.NumAckPending, 0)) //nolint:gosec // not negative
+		st.Backlog[p] = info.NumPending + acked
+		st.InFlight += acked
+		if st.Paused[p] {
+			st.Held += info.NumPending
+		} else {
+			served += int(min(info.NumPending, 1<<40)) //nolint:gosec // bounded
+		}
+		if st.Backlog[p] > 0 {
+			if m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject)); err == nil {
+				st.OldestWaiting[p] = m.Time.UTC()
+				st.OldestAge[p] = now.Sub(m.Time).Seconds()
+			}
+		}
+	}
+	return served
 }
 
 // addCapped is a+b (neither below zero), held to the longest duration
