@@ -178,3 +178,44 @@ func shown(evs []worker.ActionEvent) string {
 	}
 	return strings.Join(out, ", ")
 }
+
+// TestTrackingOutlivesRefusedCredentials: while the login host refuses
+// the tenant's credentials (a client secret expired or revoked), a look
+// at a followed action gets no token: that says nothing about the
+// action, which stays followed and is published Succeeded once the
+// credentials work again. Taken as an unreadable answer, the refusal
+// ended the tracking of every followed action with a final event.
+func TestTrackingOutlivesRefusedCredentials(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{
+		machines: 1, tenants: []string{"contoso"},
+		extra: `    tracking:
+      enabled: true
+      firstCheck: 100ms
+      maxInterval: 200ms
+`,
+	})
+	tt := e.tenants["contoso"]
+	events := e.actionEvents()
+	e.offboardEach("contoso", "t-", 0, 1)
+	eventually(t, 10*time.Second, "the action followed", func() bool { return len(events()) == 1 })
+	// The secret rotated away from the worker's, its tokens revoked: the
+	// API refuses the token held, and the login host the secret.
+	logins := e.sim.TokenRequests(tt.tenantID)
+	e.sim.SetSecret(tt.tenantID, "s3cr3t-rotated-"+newID())
+	e.sim.RevokeTokens(tt.tenantID)
+	action := e.sim.Actions(tt.tenantID)[0].ID
+	eventually(t, 10*time.Second, "the login host refusing the secret, twice", func() bool {
+		evs := events()[action]
+		return e.sim.TokenRequests(tt.tenantID) >= logins+2 || evs[len(evs)-1].Final
+	})
+	e.sim.SetSecret(tt.tenantID, tt.secret)
+	e.sim.SetActionStatus(tt.tenantID, action, mdesim.StatusSucceeded)
+	eventually(t, 30*time.Second, "a final event", func() bool {
+		evs := events()[action]
+		return len(evs) > 0 && evs[len(evs)-1].Final
+	})
+	if evs := events()[action]; len(evs) != 2 || evs[1].Status != mdesim.StatusSucceeded {
+		t.Errorf("events of %s: %s; want Pending, then Succeeded", action, shown(evs))
+	}
+}

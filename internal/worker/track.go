@@ -717,9 +717,11 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	case v.Class == mde.Throttled:
 		tr.actions.throttled(ctx, v)
 		return tr.reschedule(ctx, st, now)
-	case v.Reason == mde.ReasonUnauthorized || v.Reason == mde.ReasonForbidden:
-		// Credentials or permission trouble says nothing about the action:
-		// keep following it (maxAge still bounds that).
+	case v.Reason == mde.ReasonUnauthorized || v.Reason == mde.ReasonForbidden || v.Reason == mde.ReasonCredentialsRejected:
+		// Credentials or permission trouble (the API refusing the token,
+		// or the login host the credentials, when no call went out) says
+		// nothing about the action: keep following it (maxAge still
+		// bounds that).
 		if v.RefreshToken {
 			tr.actions.refreshToken(v)
 		}
