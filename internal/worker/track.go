@@ -391,8 +391,12 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		}
 	}
 	id := offboard.ActionMsgID(tr.tenant, st.ActionID, st.Status)
-	if final && previous == st.Status {
-		id += ":ended" // tracking gave up on an action still unfinished
+	if final && !(mde.Action{Status: st.Status}).Finished() {
+		// Tracking gave up on an action still unfinished, whether or not
+		// its last look saw a new status: under the status's own id, an
+		// event of a status seen before (InProgress again) would be
+		// dropped by the stream as a repeat, and no final event stored.
+		id += ":ended"
 	}
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
