@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -245,7 +247,21 @@ func (l *Ledger) FinishAsync(tenant, requestID string, prev *Entry, seq uint64, 
 // publish on it.
 func (l *Ledger) subject(key string) string { return "$KV." + l.kv.Bucket() + "." + key }
 
+// maxKeyedActionID is the longest action id a tracking key holds
+// encoded whole: a GUID is 36 characters. A longer one (an API, or a
+// proxy before it, answering garbage) is keyed by its hash, since a key
+// goes into the subjects of the ledger's requests, and a request line
+// longer than the server allows (4 KiB by default) makes it close the
+// connection.
+const maxKeyedActionID = 256
+
 func trackKey(tenant, actionID string) string {
+	if len(actionID) > maxKeyedActionID {
+		// '=' is outside the base64 alphabet used below: no id encoded
+		// whole has this key.
+		sum := sha256.Sum256([]byte(actionID))
+		return "a." + tenant + ".=" + hex.EncodeToString(sum[:])
+	}
 	return "a." + tenant + "." + base64.RawURLEncoding.EncodeToString([]byte(actionID))
 }
 
