@@ -730,6 +730,12 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 			tr.actions.refreshToken(v)
 		}
 		return tr.reschedule(ctx, st, now)
+	case v.Class == mde.NotFound && v.FailureCode == offboard.CodeAPIRejected:
+		// Not the API's 404 (a proxy's or web server's page, an
+		// apiBaseURL with a path too many): it says nothing about the
+		// action, which is not gone for it.
+		tr.log.Warn("look at a tracked action: a 404 that is not the API's", zap.String("action_id", st.ActionID), zap.String("answer", v.Error()))
+		return tr.reschedule(ctx, st, now)
 	case v.Class == mde.NotFound && st.Misses < tr.notFoundCheck:
 		// A fresh action can read 404 for a moment: look again before
 		// giving up.
