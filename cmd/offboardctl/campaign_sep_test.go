@@ -17,9 +17,9 @@ func TestCampaignRunOfACSVWithExcelsSeparatorLine(t *testing.T) {
 	p := writeFile(t, dir, "excel.csv", "\ufeffsep=;\r\nmachineId;comment\r\n"+a+";retired, by Excel\r\n"+b+";\r\n")
 	report := filepath.Join(dir, "excel-report.csv")
 	before := lastRequestSeq(t, js)
-	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", p, "--report", report, "--timeout", "1s")
-	if code != exitFailed || !strings.Contains(out, "2 rows:") || !strings.Contains(out, "published 2,") {
-		t.Errorf("exit %d (want 1: no worker), stdout %q, stderr %q", code, out, errs)
+	res := runUntilPublished(t, url, js, 2, "campaign", "run", "--tenant", "contoso", "--csv", p, "--report", report)
+	if res.code != exitFailed || !strings.Contains(res.out, "2 rows:") || !strings.Contains(res.out, "published 2,") {
+		t.Errorf("exit %d (want 1: no worker, interrupted), stdout %q, stderr %q", res.code, res.out, res.err)
 	}
 	if n := lastRequestSeq(t, js) - before; n != 2 {
 		t.Errorf("%d requests published, want 2", n)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -1041,6 +1042,32 @@ func publishedOrEnded(t *testing.T, js jetstream.JetStream, seq uint64, done <-c
 		}
 	}
 	return ctlExit{}
+}
+
+// runUntilPublished runs offboardctl against url and interrupts it, as
+// Ctrl-C does, once the request stream holds n requests more than when it
+// began, or returns how it ended if it ended first. A run that no worker
+// answers ends so with its rows published however long the publishing
+// took; a short --timeout, which counts the time before the first publish
+// too, ended it before on a busy machine, with nothing published.
+func runUntilPublished(t *testing.T, url string, js jetstream.JetStream, n uint64, args ...string) ran {
+	t.Helper()
+	before := lastRequestSeq(t, js)
+	ctx, interrupt := context.WithCancelCause(t.Context())
+	defer interrupt(nil)
+	done := runInBackground(ctx, append([]string{"--nats-url", url}, args...)...)
+	deadline := time.After(time.Minute)
+	for lastRequestSeq(t, js) < before+n {
+		select {
+		case res := <-done:
+			return res
+		case <-deadline:
+			t.Fatalf("%d of %d requests published in a minute", lastRequestSeq(t, js)-before, n)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	interrupt(errors.New("interrupt signal received"))
+	return <-done
 }
 
 // A run again while the earlier run's rows still wait in the request
