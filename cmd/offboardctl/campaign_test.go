@@ -1085,19 +1085,40 @@ func TestRunAgainAfterTheDuplicateWindowPublishesNothingWaiting(t *testing.T) {
 	url := js.Conn().ConnectedUrl()
 	dir := t.TempDir()
 	csvPath := writeFile(t, dir, "slow.csv", "machineId\n"+strings.Repeat("a", 40)+"\n"+strings.Repeat("b", 40)+"\n")
-	args := []string{"campaign", "run", "--tenant", "contoso", "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s"}
-	if code, out, errs := ctl(t, url, args...); code != exitFailed || lastRequestSeq(t, js) != 2 {
-		t.Fatalf("first run: exit %d, %d requests stored: %s %s", code, lastRequestSeq(t, js), out, errs)
+	args := []string{"campaign", "run", "--tenant", "contoso", "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"), "--progress-every", "1ms"}
+	if res := runUntilPublished(t, url, js, 2, args...); res.code != exitFailed || lastRequestSeq(t, js) != 2 {
+		t.Fatalf("first run: exit %d, %d requests stored: %s %s", res.code, lastRequestSeq(t, js), res.out, res.err)
 	}
 	time.Sleep(time.Second) // the duplicate window passes
-	code, out, errs := ctl(t, url, args...)
+	// Interrupted once it has passed over both rows, published before
+	// (or after a minute, if it never says so).
+	ctx, interrupt := context.WithTimeout(t.Context(), time.Minute)
+	defer interrupt()
+	out := &cancelAtLine{part: "(before 2)", cancel: interrupt}
+	var errb strings.Builder
+	code := runContext(ctx, append([]string{"--nats-url", url}, args...), out, &errb)
 	if code != exitFailed {
-		t.Errorf("second run: exit %d, want 1 (timeout): %s %s", code, out, errs)
+		t.Errorf("second run: exit %d, want 1 (interrupted): %s %s", code, out, errb.String())
 	}
 	if n := lastRequestSeq(t, js); n != 2 {
 		t.Errorf("second run stored %d requests more; want none", n-2)
 	}
-	if !strings.Contains(out, "published 0, published before 2") {
+	if !strings.Contains(out.String(), "published 0, published before 2") {
 		t.Errorf("second run's summary: %q", out)
 	}
+}
+
+// cancelAtLine cancels a context at the first line written that contains
+// part: an operator's Ctrl-C once the progress shows it.
+type cancelAtLine struct {
+	strings.Builder
+	part   string
+	cancel func()
+}
+
+func (w *cancelAtLine) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), w.part) {
+		w.cancel()
+	}
+	return w.Builder.Write(p)
 }
