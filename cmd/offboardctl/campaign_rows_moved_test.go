@@ -101,10 +101,10 @@ func TestRerunCheckSparesARequestWithTheCampaignsIDForm(t *testing.T) {
 	}
 	dir := t.TempDir()
 	published := lastRequestSeq(t, js)
-	code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "inc.csv", "machineId\n"+a+"\n"+b+"\n"),
-		"--name", "inc", "--report", filepath.Join(dir, "inc-report.csv"), "--timeout", "1s")
-	if code == exitUsage || strings.Contains(errs, "new --name") {
-		t.Errorf("refused for another source's request: exit %d, stderr %q", code, errs)
+	res := runUntilPublished(t, url, js, 2, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "inc.csv", "machineId\n"+a+"\n"+b+"\n"),
+		"--name", "inc", "--report", filepath.Join(dir, "inc-report.csv"))
+	if res.code == exitUsage || strings.Contains(res.err, "new --name") {
+		t.Errorf("refused for another source's request: exit %d, stderr %q", res.code, res.err)
 	}
 	if n := lastRequestSeq(t, js); n != published+2 {
 		t.Errorf("%d requests published, want the CSV's 2", n-published)
