@@ -880,17 +880,17 @@ func TestCampaignRunOfAnUnknownTenant(t *testing.T) {
 		t.Error("a report was written")
 	}
 	// As for a tenant about to be added: published, left waiting.
-	code, _, errs = ctl(t, url, "campaign", "run", "--tenant", "contosso", "--csv", csvPath, "--report", report, "--timeout", "1s", "--unknown-tenant")
-	if code != exitFailed || !strings.Contains(errs, "run the same command again") {
-		t.Errorf("run --unknown-tenant: exit %d, stderr %q; want the rows published and the timeout", code, errs)
+	res := runUntilPublished(t, url, js, 3, "campaign", "run", "--tenant", "contosso", "--csv", csvPath, "--report", report, "--unknown-tenant")
+	if res.code != exitFailed || !strings.Contains(res.err, "run the same command again") {
+		t.Errorf("run --unknown-tenant: exit %d, stderr %q; want the rows published and the run interrupted", res.code, res.err)
 	}
 	if n := requests(); n != 3 {
 		t.Errorf("run --unknown-tenant: %d requests published, want 3", n)
 	}
 	// A known tenant goes on as before.
-	code, _, errs = ctl(t, url, "campaign", "run", "--tenant", "fabrikam", "--csv", csvPath, "--report", report, "--timeout", "1s")
-	if code != exitFailed || !strings.Contains(errs, "run the same command again") || requests() != 6 {
-		t.Errorf("run of a known tenant: exit %d, stderr %q, %d requests", code, errs, requests())
+	res = runUntilPublished(t, url, js, 3, "campaign", "run", "--tenant", "fabrikam", "--csv", csvPath, "--report", report)
+	if res.code != exitFailed || !strings.Contains(res.err, "run the same command again") || requests() != 6 {
+		t.Errorf("run of a known tenant: exit %d, stderr %q, %d requests", res.code, res.err, requests())
 	}
 }
 
