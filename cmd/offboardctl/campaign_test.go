@@ -699,8 +699,8 @@ func TestCampaignStatusOfANamePrefix(t *testing.T) {
 	dir := t.TempDir()
 	b := idsCSV(e.machines)
 	p := writeFile(t, dir, "wave-2.csv", b)
-	if code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"), "--timeout", "1s"); code != exitFailed {
-		t.Fatalf("run of wave-2 without a worker: exit %d %s %s", code, out, errs)
+	if res := runUntilPublished(t, e.url, e.js, 30, "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv")); res.code != exitFailed {
+		t.Fatalf("run of wave-2 without a worker: exit %d %s %s", res.code, res.out, res.err)
 	}
 	status := func(name string) campaignState {
 		t.Helper()
