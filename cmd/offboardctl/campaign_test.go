@@ -819,12 +819,12 @@ func TestCampaignETAWhilePaused(t *testing.T) {
 	dir := t.TempDir()
 	csvPath := filepath.Join(dir, "held.csv")
 	writeCampaign(t, e, csvPath, 5)
-	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"),
-		"--progress-every", "1ms", "--timeout", "1s")
-	if code != exitFailed || !strings.Contains(out, "; ETA paused") || strings.Contains(out, "ETA 0s") {
-		t.Errorf("campaign run while paused: exit %d, stdout %q, stderr %q", code, out, errs)
+	res := runUntilPublished(t, e.url, e.js, 5, "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"),
+		"--progress-every", "1ms")
+	if res.code != exitFailed || !strings.Contains(res.out, "; ETA paused") || strings.Contains(res.out, "ETA 0s") {
+		t.Errorf("campaign run while paused: exit %d, stdout %q, stderr %q", res.code, res.out, res.err)
 	}
-	code, out, errs = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "held", "--json")
+	code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "held", "--json")
 	var st campaignState
 	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || st.ETA != "paused" || !st.Paused || st.Waiting != 5 {
 		t.Errorf("campaign status while paused: exit %d, %v, %s %s", code, err, out, errs)
