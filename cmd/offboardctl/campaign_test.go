@@ -777,10 +777,11 @@ func TestCampaignETAAfterPublishing(t *testing.T) {
 	e.stopWorker() // the rows wait in the stream, behind the consumers it made
 	dir := t.TempDir()
 	p := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
-	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"),
-		"--rate", "10/1m", "--progress-every", "1ms", "--timeout", "2s")
-	if code != exitFailed || !strings.Contains(out, "published 30 (before 0); ETA 2m00s") || strings.Contains(out, "ETA 0s") {
-		t.Errorf("campaign run: exit %d, stdout %q, stderr %q", code, out, errs)
+	// Interrupted once its progress counts the 30 rows published.
+	res := runUntilLine(t, e.url, "published 30 (before 0)", "campaign", "run", "--tenant", tenant, "--csv", p, "--report", filepath.Join(dir, "r.csv"),
+		"--rate", "10/1m", "--progress-every", "1ms")
+	if res.code != exitFailed || !strings.Contains(res.out, "published 30 (before 0); ETA 2m00s") || strings.Contains(res.out, "ETA 0s") {
+		t.Errorf("campaign run: exit %d, stdout %q, stderr %q", res.code, res.out, res.err)
 	}
 }
 
@@ -1106,6 +1107,19 @@ func TestRunAgainAfterTheDuplicateWindowPublishesNothingWaiting(t *testing.T) {
 	if !strings.Contains(out.String(), "published 0, published before 2") {
 		t.Errorf("second run's summary: %q", out)
 	}
+}
+
+// runUntilLine runs offboardctl against url and interrupts it, as Ctrl-C
+// does, at the first line of its standard output that contains part, or
+// after a minute if none does.
+func runUntilLine(t *testing.T, url, part string, args ...string) ran {
+	t.Helper()
+	ctx, interrupt := context.WithTimeout(t.Context(), time.Minute)
+	defer interrupt()
+	out := &cancelAtLine{part: part, cancel: interrupt}
+	var errb strings.Builder
+	code := runContext(ctx, append([]string{"--nats-url", url}, args...), out, &errb)
+	return ran{code, out.String(), errb.String()}
 }
 
 // cancelAtLine cancels a context at the first line written that contains
