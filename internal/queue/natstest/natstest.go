@@ -15,6 +15,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// connectTimeout is how long ConnectTo waits for the server's greeting.
+const connectTimeout = 30 * time.Second
+
 // Cluster is a set of NATS servers with JetStream: a cluster when there are
 // several, a lone server otherwise.
 type Cluster struct {
@@ -234,6 +237,10 @@ func (c *Cluster) Connect(tb testing.TB, opts ...nats.Option) (*nats.Conn, jetst
 // ConnectTo connects to the servers of url, for the rest of the test.
 func ConnectTo(tb testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	tb.Helper()
+	// The library's 2 s for the server's greeting is short for a server
+	// sharing a busy machine with other packages' tests; opts may set
+	// their own.
+	opts = append([]nats.Option{nats.Timeout(connectTimeout)}, opts...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		tb.Fatal(err)

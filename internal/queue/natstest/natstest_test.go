@@ -2,7 +2,11 @@ package natstest
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -21,5 +25,43 @@ func TestClusterTakesStreamsAtOnce(t *testing.T) {
 				t.Fatalf("a stream with three replicas as the cluster is up: %v", err)
 			}
 		})
+	}
+}
+
+// TestConnectToWaitsForASlowServer: a server that greets its client
+// late, as one sharing a busy machine with other packages' tests does, is
+// waited for. The client library's own limit, 2 s for the greeting, ended
+// such a test with "read tcp ...: i/o timeout" before it began.
+func TestConnectToWaitsForASlowServer(t *testing.T) {
+	t.Parallel()
+	c := Start(t, 1)
+	target := strings.TrimPrefix(c.URLs(), "nats://")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				time.Sleep(2500 * time.Millisecond) // the server's greeting, late
+				srv, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer srv.Close()
+				go func() { _, _ = io.Copy(srv, conn) }()
+				_, _ = io.Copy(conn, srv)
+			}()
+		}
+	}()
+	nc, _ := ConnectTo(t, "nats://"+ln.Addr().String())
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
 	}
 }
