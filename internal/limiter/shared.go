@@ -309,11 +309,17 @@ func (s *Shared) signalLocked() {
 // calls it in journal order; entries of tenants this process does not
 // serve only move the feed on.
 func (s *Shared) Deliver(seq uint64, tenant string, ev Event) {
+	s.deliver(seq, tenant, func(t *Tenant) { t.apply(seq, ev) })
+}
+
+// deliver applies the entry numbered seq to the tenant's view, if this
+// process serves it, and moves the feed on.
+func (s *Shared) deliver(seq uint64, tenant string, apply func(*Tenant)) {
 	s.mu.Lock()
 	t := s.tenants[tenant]
 	s.mu.Unlock()
 	if t != nil {
-		t.apply(seq, ev)
+		apply(t)
 	}
 	s.mu.Lock()
 	if s.from == 0 {
@@ -324,11 +330,29 @@ func (s *Shared) Deliver(seq uint64, tenant string, ev Event) {
 }
 
 // DeliverUnreadable stands for an entry of the tenant that could not be
-// read (written by an incompatible version): it may have entered calls, so
-// the tenant is paused as long as a call could last, with the margin.
+// read (written by an incompatible version): it may have entered calls,
+// which the API may count as late as their due time, a lease on, and
+// keeps in its windows for their length after that. So the tenant is
+// paused until a call counted then has left its longest window, with the
+// margin: a pause of a lease alone let the next call be one too many in
+// the window.
 func (s *Shared) DeliverUnreadable(seq uint64, tenant string) {
-	until := s.opts.Clock.Now().Add(s.opts.Lease + s.opts.Margin).UnixNano()
-	s.Deliver(seq, tenant, Event{Writer: "?", Paused: until})
+	s.deliver(seq, tenant, func(t *Tenant) { t.applyUnreadable(seq) })
+}
+
+// applyUnreadable is apply for an entry that could not be read.
+func (t *Tenant) applyUnreadable(seq uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if seq <= t.lastSeq {
+		return
+	}
+	t.lastSeq = seq
+	o := t.shared.opts
+	if until := addNanos(t.clock.Now().UnixNano(), o.Lease, t.longestLocked(), o.Margin); until > t.journalPause {
+		t.journalPause = until
+	}
+	t.notifyLocked()
 }
 
 // feedFrom is the first entry the feed brings every entry from (0: none

@@ -1,0 +1,39 @@
+package limiter
+
+import (
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+)
+
+// TestUnreadableEntryHoldsItsCallsWindow: an entry that cannot be read
+// (written by another version) may have entered calls, each of which the
+// API may count as late as its due time, a lease on, and keeps in its
+// windows for their length after that. The tenant waits until a call
+// counted then has left the longest window. (It waited a lease: with
+// 1/1m, a call then was the second the API saw in its minute.)
+func TestUnreadableEntryHoldsItsCallsWindow(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 1, Length: time.Minute}, {Count: 10, Length: 10 * time.Minute}}
+	const lease, margin = 45 * time.Second, 500 * time.Millisecond
+	s, l := j.process(t, clock, margin, lease, ws)
+
+	s.DeliverUnreadable(1, "contoso")
+	// A call the entry may hold, due at the lease, was counted by then at
+	// the latest: it stays in the 10-minute window until 10 minutes on.
+	free := lease + 10*time.Minute + margin
+	for _, d := range []time.Duration{lease + margin + time.Millisecond, lease + time.Minute + margin, free - time.Millisecond} {
+		if p, _ := l.TryAcquire(epoch.Add(d)); p != nil {
+			p.Release()
+			t.Errorf("a permit %v after an unreadable entry, want none before %v", d, free)
+		}
+	}
+	if p, _ := l.TryAcquire(epoch.Add(free)); p == nil {
+		t.Errorf("no permit %v after an unreadable entry", free)
+	} else {
+		p.Release()
+	}
+}
