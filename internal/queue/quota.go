@@ -31,17 +31,18 @@ type QuotaJournal struct {
 // journalKind names a journal's stream and subjects.
 type journalKind struct {
 	stream  string
+	history string // the worker's flag that sets how long the stream keeps entries
 	subject func(tenant string) string
 	all     string // matches every tenant's subject
 	prefix  string // a tenant's subject is prefix + tenant
 }
 
 func quotaKind(s offboard.Subjects) journalKind {
-	return journalKind{stream: offboard.StreamQuota, subject: s.Quota, all: s.AllQuota(), prefix: s.Quota("")}
+	return journalKind{stream: offboard.StreamQuota, history: "--quota-history", subject: s.Quota, all: s.AllQuota(), prefix: s.Quota("")}
 }
 
 func budgetKind(s offboard.Subjects) journalKind {
-	return journalKind{stream: offboard.StreamBudget, subject: s.Budget, all: s.AllBudget(), prefix: s.Budget("")}
+	return journalKind{stream: offboard.StreamBudget, history: "--budget-history", subject: s.Budget, all: s.AllBudget(), prefix: s.Budget("")}
 }
 
 // NewQuotaJournal opens the quota stream, which must exist (Ensure).
@@ -113,6 +114,9 @@ const probeInterval = 30 * time.Second
 // clock measured on the probe as stored.
 // Waiting for the stream's last sequence instead would wait forever after
 // a purge, or with the last entry deleted, since that entry never comes.
+//
+// A stream that keeps its entries less long than back is refused: calls
+// that still count would be missing from it.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
 	return followJournal(ctx, js, quotaKind(subjects), shared, back, log)
 }
@@ -130,6 +134,12 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	info, err := stream.Info(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
+	}
+	if keep := info.Config.MaxAge; keep > 0 && keep < back {
+		// Entries that still count are gone already, or go before they
+		// stop counting: a process started over it would forget them.
+		return nil, fmt.Errorf("stream %s keeps its entries %s, less than the %s this worker must read back: raise its max age (%s sets it; under --no-setup, nats stream edit %s --max-age)",
+			kind.stream, keep, back, kind.history, kind.stream)
 	}
 	end, probeEv, err := writeProbe(ctx, js, kind, shared)
 	if err != nil {

@@ -1,0 +1,52 @@
+package queue
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+)
+
+// TestQuotaJournalKeepingTooLittleIsRefused: a quota journal whose stream
+// keeps its entries less long than the feed must read back (set up by
+// hand under --no-setup, or by a replica of a shorter --quota-history)
+// has already dropped calls that still count: a process started over it
+// forgot them, and called as if the window were empty. The feed refuses
+// to start, naming what to raise. (It started, and counted nothing older
+// than the stream's max age.)
+func TestQuotaJournalKeepingTooLittleIsRefused(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	s := Settings{Tenants: []string{"contoso"}, QuotaHistory: time.Hour}.WithDefaults()
+	if _, err := Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	journal, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Lease: 45 * time.Second})
+	defer shared.Close(context.Background())
+	back := time.Hour + 45*time.Second + 500*time.Millisecond
+	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, back, zap.NewNop())
+	if err == nil {
+		stop()
+		t.Fatal("the feed started over a journal that keeps 1h, want it refused for a back of 1h0m45.5s")
+	}
+	if !strings.Contains(err.Error(), "1h0m0s") || !strings.Contains(err.Error(), "1h0m45.5s") {
+		t.Errorf("error %q: want it to name the journal's max age and the history it must keep", err)
+	}
+	if shared.CaughtUp() {
+		t.Error("caught up over a journal that keeps too little: calls may start")
+	}
+	// Kept long enough, it starts.
+	stop, err = FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+}
