@@ -336,12 +336,16 @@ func (s *Shared) deliver(seq uint64, tenant string, apply func(*Tenant)) {
 // paused until a call counted then has left its longest window, with the
 // margin: a pause of a lease alone let the next call be one too many in
 // the window.
-func (s *Shared) DeliverUnreadable(seq uint64, tenant string) {
-	s.deliver(seq, tenant, func(t *Tenant) { t.applyUnreadable(seq) })
+//
+// The pause counts from stored, when the server stored the entry: read
+// back at a restart, an entry whose calls have left every window holds
+// nothing.
+func (s *Shared) DeliverUnreadable(seq uint64, tenant string, stored time.Time) {
+	s.deliver(seq, tenant, func(t *Tenant) { t.applyUnreadable(seq, stored) })
 }
 
 // applyUnreadable is apply for an entry that could not be read.
-func (t *Tenant) applyUnreadable(seq uint64) {
+func (t *Tenant) applyUnreadable(seq uint64, stored time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if seq <= t.lastSeq {
@@ -349,7 +353,7 @@ func (t *Tenant) applyUnreadable(seq uint64) {
 	}
 	t.lastSeq = seq
 	o := t.shared.opts
-	if until := addNanos(t.clock.Now().UnixNano(), o.Lease, t.longestLocked(), o.Margin); until > t.journalPause {
+	if until := addNanos(stored.UnixNano(), o.Lease, t.longestLocked(), o.Margin); until > t.journalPause {
 		t.journalPause = until
 	}
 	t.notifyLocked()

@@ -21,7 +21,7 @@ func TestUnreadableEntryHoldsItsCallsWindow(t *testing.T) {
 	const lease, margin = 45 * time.Second, 500 * time.Millisecond
 	s, l := j.process(t, clock, margin, lease, ws)
 
-	s.DeliverUnreadable(1, "contoso")
+	s.DeliverUnreadable(1, "contoso", epoch)
 	// A call the entry may hold, due at the lease, was counted by then at
 	// the latest: it stays in the 10-minute window until 10 minutes on.
 	free := lease + 10*time.Minute + margin
@@ -33,6 +33,39 @@ func TestUnreadableEntryHoldsItsCallsWindow(t *testing.T) {
 	}
 	if p, _ := l.TryAcquire(epoch.Add(free)); p == nil {
 		t.Errorf("no permit %v after an unreadable entry", free)
+	} else {
+		p.Release()
+	}
+}
+
+// TestUnreadableEntryOfLongAgoHoldsNothing: the hold counts from when the
+// entry was stored, not from when a process reads it. A worker restarted
+// reads back the journal's history: an unreadable entry stored an hour and
+// a half before, whose calls have long left every window, held the tenant
+// for another hour at each restart.
+func TestUnreadableEntryOfLongAgoHoldsNothing(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 100, Length: time.Minute}, {Count: 1500, Length: time.Hour}}
+	const lease, margin = 45 * time.Second, 500 * time.Millisecond
+	s, l := j.process(t, clock, margin, lease, ws)
+
+	s.DeliverUnreadable(1, "contoso", epoch.Add(-90*time.Minute))
+	if p, _ := l.TryAcquire(epoch); p == nil {
+		t.Error("no permit: an unreadable entry of 90 minutes ago holds the tenant")
+	} else {
+		p.Release()
+	}
+	// One of 30 minutes ago holds it until its calls leave the hour.
+	s.DeliverUnreadable(2, "contoso", epoch.Add(-30*time.Minute))
+	free := 30*time.Minute + lease + margin
+	if p, _ := l.TryAcquire(epoch.Add(free - time.Millisecond)); p != nil {
+		p.Release()
+		t.Errorf("a permit before %v", free)
+	}
+	if p, _ := l.TryAcquire(epoch.Add(free)); p == nil {
+		t.Errorf("no permit %v on", free)
 	} else {
 		p.Release()
 	}

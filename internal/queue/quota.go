@@ -256,10 +256,11 @@ func feed(kind journalKind, shared *limiter.Shared, end uint64, log *zap.Logger)
 		tenant := strings.TrimPrefix(msg.Subject(), prefix)
 		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 			// It may have entered calls this process cannot see: the
-			// tenant waits as long as any call could last.
-			log.Error("unreadable quota journal entry: tenant paused for a call lease", zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Error(err))
+			// tenant waits until any such call has left its windows.
+			log.Error("unreadable quota journal entry: tenant paused until the calls it may hold leave the longest window",
+				zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Time("stored", meta.Timestamp), zap.Error(err))
 			shared.ObserveStamp(limiter.Event{}, meta.Timestamp)
-			shared.DeliverUnreadable(seq, tenant)
+			shared.DeliverUnreadable(seq, tenant, meta.Timestamp)
 		} else {
 			shared.ObserveStamp(ev, meta.Timestamp)
 			shared.Deliver(seq, tenant, ev)
