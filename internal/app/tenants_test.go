@@ -189,11 +189,7 @@ func TestTrackingGivesUpAtMaxAge(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{
 		machines: 1, tenants: []string{"contoso"},
-		extra: `    tracking:
-      enabled: true
-      firstCheck: 100ms
-      maxInterval: 200ms
-      maxAge: 600ms
+		extra: fastTracking + `      maxAge: 600ms
 `,
 	})
 	all := e.actionEvents()

@@ -16,6 +16,14 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/worker"
 )
 
+// fastTracking is a tenant's tracking that looks at an action after
+// 100 ms, then every 200 ms at most.
+const fastTracking = `    tracking:
+      enabled: true
+      firstCheck: 100ms
+      maxInterval: 200ms
+`
+
 // TestTrackingEndedStaysEnded: a request answered again from the ledger
 // once its action's tracking has ended (a publisher re-sending it days
 // later) starts no second tracking: no Pending event after the final
@@ -24,12 +32,8 @@ func TestTrackingEndedStaysEnded(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{
 		machines: 1, tenants: []string{"contoso"}, noStart: true,
-		sim: mdesim.Options{ActionCompleteAfter: 300 * time.Millisecond},
-		extra: `    tracking:
-      enabled: true
-      firstCheck: 100ms
-      maxInterval: 200ms
-`,
+		sim:   mdesim.Options{ActionCompleteAfter: 300 * time.Millisecond},
+		extra: fastTracking,
 	})
 	// The results stream forgets message ids after a second, as it does
 	// after its duplicate window (24 h by default).
@@ -109,11 +113,7 @@ func TestTrackingTakesNoAnswerOfAnotherAction(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	e := setup(t, envConfig{
 		machines: 2, tenants: []string{"contoso"}, logger: zap.New(core),
-		extra: `    tracking:
-      enabled: true
-      firstCheck: 100ms
-      maxInterval: 200ms
-`,
+		extra: fastTracking,
 	})
 	tt := e.tenants["contoso"]
 	events := e.actionEvents()
@@ -189,11 +189,7 @@ func TestTrackingOutlivesRefusedCredentials(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{
 		machines: 1, tenants: []string{"contoso"},
-		extra: `    tracking:
-      enabled: true
-      firstCheck: 100ms
-      maxInterval: 200ms
-`,
+		extra: fastTracking,
 	})
 	tt := e.tenants["contoso"]
 	events := e.actionEvents()
