@@ -333,7 +333,8 @@ func (s *Shared) deliver(seq uint64, tenant string, apply func(*Tenant)) {
 // read (written by an incompatible version): it may have entered calls,
 // which the API may count as late as their due time, a lease on, and
 // keeps in its windows for their length after that. So the tenant is
-// paused until a call counted then has left its longest window, with the
+// paused until a call counted then has left its longest window in force
+// (a budget's, not the longer horizon its counter keeps), with the
 // margin: a pause of a lease alone let the next call be one too many in
 // the window.
 //
@@ -353,7 +354,7 @@ func (t *Tenant) applyUnreadable(seq uint64, stored time.Time) {
 	}
 	t.lastSeq = seq
 	o := t.shared.opts
-	if until := addNanos(stored.UnixNano(), o.Lease, t.longestLocked(), o.Margin); until > t.journalPause {
+	if until := addNanos(stored.UnixNano(), o.Lease, t.longestInForceLocked(), o.Margin); until > t.journalPause {
 		t.journalPause = until
 	}
 	t.notifyLocked()
@@ -462,6 +463,20 @@ func (t *Tenant) longestLocked() time.Duration {
 	var d time.Duration
 	for _, l := range t.apis {
 		d = max(d, l.horizon)
+	}
+	return d
+}
+
+// longestInForceLocked is the tenant's longest window in force. A budget
+// (AddCounter) keeps the stamps of its whole horizon, the longest budget
+// its journal can count, whatever budget is in force: what it holds
+// counts in the budget in force only.
+func (t *Tenant) longestInForceLocked() time.Duration {
+	var d time.Duration
+	for _, l := range t.apis {
+		for _, w := range l.windows {
+			d = max(d, w.Length)
+		}
 	}
 	return d
 }

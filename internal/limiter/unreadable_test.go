@@ -1,6 +1,7 @@
 package limiter
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -66,6 +67,36 @@ func TestUnreadableEntryOfLongAgoHoldsNothing(t *testing.T) {
 	}
 	if p, _ := l.TryAcquire(epoch.Add(free)); p == nil {
 		t.Errorf("no permit %v on", free)
+	} else {
+		p.Release()
+	}
+}
+
+// TestUnreadableBudgetEntryHoldsTheBudgetInForce: a budget (a counter)
+// keeps the stamps of its whole horizon, the longest budget the journal
+// can count, so that a longer budget set later still sees them; the
+// budget in force may be much shorter. An unreadable entry of the budget
+// journal holds the tenant until its slots leave the budget in force, a
+// lease on: held for the horizon, a tenant with 100/24h under a 30-day
+// history took no slot for 30 days.
+func TestUnreadableBudgetEntryHoldsTheBudgetInForce(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	const lease, margin, horizon = 2 * time.Hour, 500 * time.Millisecond, 30 * 24 * time.Hour
+	s := NewShared(SharedOptions{Journal: &memJournal{last: map[string]uint64{}}, Clock: clock, Margin: margin, Lease: lease})
+	t.Cleanup(func() { s.Close(context.Background()) })
+	l := s.Tenant("contoso").AddCounter("budget", horizon)
+	l.SetWindows([]Window{{Count: 100, Length: 24 * time.Hour}})
+	s.MarkCaughtUp(0)
+
+	s.DeliverUnreadable(1, "contoso", epoch)
+	free := lease + 24*time.Hour + margin
+	if p, _ := l.TryAcquire(epoch.Add(free - time.Millisecond)); p != nil {
+		p.Release()
+		t.Errorf("a slot before %v", free)
+	}
+	if p, wait := l.TryAcquire(epoch.Add(free)); p == nil {
+		t.Errorf("no slot %v on: held %v more", free, wait)
 	} else {
 		p.Release()
 	}
