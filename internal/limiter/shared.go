@@ -354,7 +354,12 @@ func (t *Tenant) applyUnreadable(seq uint64, stored time.Time) {
 	}
 	t.lastSeq = seq
 	o := t.shared.opts
-	if until := addNanos(stored.UnixNano(), o.Lease, t.longestInForceLocked(), o.Margin); until > t.journalPause {
+	// A stamp ahead of this process's clock (the server's clock was
+	// ahead when it stored the entry, and set right since) counts from
+	// now: it cannot hold the tenant longer than an entry stored as it
+	// is read.
+	at := min(stored.UnixNano(), t.clock.Now().UnixNano())
+	if until := addNanos(at, o.Lease, t.longestInForceLocked(), o.Margin); until > t.journalPause {
 		t.journalPause = until
 	}
 	t.notifyLocked()

@@ -101,3 +101,25 @@ func TestUnreadableBudgetEntryHoldsTheBudgetInForce(t *testing.T) {
 		p.Release()
 	}
 }
+
+// TestUnreadableEntryStampedAheadHoldsAWindowAtMost: the time the server
+// stored an entry comes from its clock, which may have been far ahead
+// when it stored it and set right since. The hold lasts no longer than
+// if the entry were stored as it is read: stamped a month ahead, it held
+// the tenant a month, and again at each restart while the stream kept it.
+func TestUnreadableEntryStampedAheadHoldsAWindowAtMost(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 100, Length: time.Minute}, {Count: 1500, Length: time.Hour}}
+	const lease, margin = 45 * time.Second, 500 * time.Millisecond
+	s, l := j.process(t, clock, margin, lease, ws)
+
+	s.DeliverUnreadable(1, "contoso", epoch.Add(30*24*time.Hour))
+	free := lease + time.Hour + margin
+	if p, wait := l.TryAcquire(epoch.Add(free)); p == nil {
+		t.Errorf("no permit %v on: held %v more", free, wait)
+	} else {
+		p.Release()
+	}
+}
