@@ -725,16 +725,20 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		// Credentials or permission trouble (the API refusing the token,
 		// or the login host the credentials, when no call went out) says
 		// nothing about the action: keep following it (maxAge still
-		// bounds that).
+		// bounds that), backing off as a look that saw no change does:
+		// each look asks the login host for a token, or spends a call.
 		if v.RefreshToken {
 			tr.actions.refreshToken(v)
 		}
+		st.Interval = tr.doubled(st.Interval)
 		return tr.reschedule(ctx, st, now)
 	case v.Class == mde.NotFound && v.FailureCode == offboard.CodeAPIRejected:
 		// Not the API's 404 (a proxy's or web server's page, an
 		// apiBaseURL with a path too many): it says nothing about the
-		// action, which is not gone for it.
+		// action, which is not gone for it; looked at again later each
+		// time, as above.
 		tr.log.Warn("look at a tracked action: a 404 that is not the API's", zap.String("action_id", st.ActionID), zap.String("answer", v.Error()))
+		st.Interval = tr.doubled(st.Interval)
 		return tr.reschedule(ctx, st, now)
 	case v.Class == mde.NotFound && st.Misses < tr.notFoundCheck:
 		// A fresh action can read 404 for a moment: look again before

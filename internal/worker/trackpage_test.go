@@ -50,7 +50,7 @@ func TestTrackingOutlivesAPageNotFound(t *testing.T) {
 	_, js := natstest.Connect(t)
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &pageActions{pages: 5, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
+	api := &pageActions{pages: 4, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
 		fakeActions: fakeActions{clock: clock, windows: trackWindows,
 			lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
 	var log eventLog

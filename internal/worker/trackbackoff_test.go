@@ -1,0 +1,111 @@
+package worker
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// refusedActions answers its first refused looks as the login host
+// refusing the tenant's credentials (no call sent), then as
+// scriptedActions does.
+type refusedActions struct {
+	scriptedActions
+	refused int
+}
+
+func (r *refusedActions) get(ctx context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
+	r.mu.Lock()
+	refuse := r.refused > 0
+	if refuse {
+		r.refused--
+	}
+	r.mu.Unlock()
+	if !refuse {
+		return r.scriptedActions.get(ctx, p, id)
+	}
+	p.Release() // nothing was sent
+	return mde.ClassifyError(ctx, &mde.TokenError{Final: true, Host: "login.microsoftonline.com"}, false), nil
+}
+
+// TestTrackingBacksOffWhileLooksSayNothing: a look that says nothing
+// about the action (the login host refusing the credentials, a 404 page
+// that is not the API's) keeps the action followed until maxAge, which
+// is a week by default. The looks back off as looks that see no change
+// do: at an unchanged interval, a tenant whose secret expired asked the
+// login host for a token at every action's first interval (a minute)
+// for a week, and a proxy's page spent a machineactions call as often.
+func TestTrackingBacksOffWhileLooksSayNothing(t *testing.T) {
+	t.Parallel()
+	for name, mk := range map[string]func(clockwork.Clock) actionReader{
+		"refused credentials": func(clock clockwork.Clock) actionReader {
+			return &refusedActions{refused: 4, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
+				fakeActions: fakeActions{clock: clock, windows: trackWindows,
+					lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
+		},
+		"a 404 page": func(clock clockwork.Clock) actionReader {
+			return &pageActions{pages: 4, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
+				fakeActions: fakeActions{clock: clock, windows: trackWindows,
+					lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, js := natstest.Connect(t)
+			ledger := contosoLedger(t, js)
+			clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+			api := &lookRecorder{actionReader: mk(clock), clock: clock}
+			var log eventLog
+			tr := newTracker(trackerConfig{
+				tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+				cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+					MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+				publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+			})
+			runTrackingPending(t, tr)
+			trackUntil(t, clock, func() bool {
+				evs := log.all()
+				return evs[len(evs)-1].Final
+			})
+			looks := api.looks()
+			if len(looks) != 5 {
+				t.Fatalf("%d looks, want 5: %v", len(looks), looks)
+			}
+			first, last := looks[1].Sub(looks[0]), looks[4].Sub(looks[3])
+			if last < 4*first {
+				t.Errorf("looks %v apart at first, %v at the last: no backoff", first, last)
+			}
+		})
+	}
+}
+
+// lookRecorder notes when each look was made.
+type lookRecorder struct {
+	actionReader
+	clock clockwork.Clock
+	mu    sync.Mutex
+	at    []time.Time
+}
+
+func (l *lookRecorder) get(ctx context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
+	l.mu.Lock()
+	l.at = append(l.at, l.clock.Now())
+	l.mu.Unlock()
+	return l.actionReader.get(ctx, p, id)
+}
+
+func (l *lookRecorder) looks() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.at...)
+}
