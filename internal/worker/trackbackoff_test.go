@@ -16,28 +16,6 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// refusedActions answers its first refused looks as the login host
-// refusing the tenant's credentials (no call sent), then as
-// scriptedActions does.
-type refusedActions struct {
-	scriptedActions
-	refused int
-}
-
-func (r *refusedActions) get(ctx context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
-	r.mu.Lock()
-	refuse := r.refused > 0
-	if refuse {
-		r.refused--
-	}
-	r.mu.Unlock()
-	if !refuse {
-		return r.scriptedActions.get(ctx, p, id)
-	}
-	p.Release() // nothing was sent
-	return mde.ClassifyError(ctx, &mde.TokenError{Final: true, Host: "login.microsoftonline.com"}, false), nil
-}
-
 // TestTrackingBacksOffWhileLooksSayNothing: a look that says nothing
 // about the action (the login host refusing the credentials, a 404 page
 // that is not the API's) keeps the action followed until maxAge, which
@@ -48,16 +26,8 @@ func (r *refusedActions) get(ctx context.Context, p *limiter.Permit, id string) 
 func TestTrackingBacksOffWhileLooksSayNothing(t *testing.T) {
 	t.Parallel()
 	for name, mk := range map[string]func(clockwork.Clock) actionReader{
-		"refused credentials": func(clock clockwork.Clock) actionReader {
-			return &refusedActions{refused: 4, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
-				fakeActions: fakeActions{clock: clock, windows: trackWindows,
-					lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
-		},
-		"a 404 page": func(clock clockwork.Clock) actionReader {
-			return &pageActions{pages: 4, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
-				fakeActions: fakeActions{clock: clock, windows: trackWindows,
-					lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
-		},
+		"refused credentials": func(clock clockwork.Clock) actionReader { return refusedLooks(clock, 4) },
+		"a 404 page":          func(clock clockwork.Clock) actionReader { return pageLooks(clock, 4) },
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()

@@ -17,26 +17,50 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// pageActions answers its first pages looks with a web server's 404
-// page, not an answer of the API, then as scriptedActions does.
-type pageActions struct {
+// firstLooks answers its first n looks with first's verdict, then as
+// scriptedActions does: Succeeded.
+type firstLooks struct {
 	scriptedActions
-	pages int
+	n     int
+	first func(*limiter.Permit) *mde.Verdict
 }
 
-func (p *pageActions) get(ctx context.Context, pm *limiter.Permit, id string) (*mde.Verdict, error) {
-	p.mu.Lock()
-	page := p.pages > 0
-	if page {
-		p.pages--
+func (f *firstLooks) get(ctx context.Context, p *limiter.Permit, id string) (*mde.Verdict, error) {
+	f.mu.Lock()
+	early := f.n > 0
+	if early {
+		f.n--
 	}
-	p.mu.Unlock()
-	if !page {
-		return p.scriptedActions.get(ctx, pm, id)
+	f.mu.Unlock()
+	if !early {
+		return f.scriptedActions.get(ctx, p, id)
 	}
-	pm.Complete(p.clock.Now())
-	h := http.Header{"Content-Type": []string{"text/html"}}
-	return mde.Classify(http.StatusNotFound, h, []byte("<html><body><h1>404 Not Found</h1></body></html>"), p.clock.Now()), nil
+	return f.first(p), nil
+}
+
+func succeedingActions(clock clockwork.Clock) scriptedActions {
+	return scriptedActions{statuses: []string{"Succeeded"},
+		fakeActions: fakeActions{clock: clock, windows: trackWindows,
+			lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+}
+
+// pageLooks answers its first n looks with a web server's 404 page, not
+// an answer of the API.
+func pageLooks(clock clockwork.Clock, n int) *firstLooks {
+	return &firstLooks{scriptedActions: succeedingActions(clock), n: n, first: func(p *limiter.Permit) *mde.Verdict {
+		p.Complete(clock.Now())
+		h := http.Header{"Content-Type": []string{"text/html"}}
+		return mde.Classify(http.StatusNotFound, h, []byte("<html><body><h1>404 Not Found</h1></body></html>"), clock.Now())
+	}}
+}
+
+// refusedLooks answers its first n looks as the login host refusing the
+// tenant's credentials: no call sent.
+func refusedLooks(clock clockwork.Clock, n int) *firstLooks {
+	return &firstLooks{scriptedActions: succeedingActions(clock), n: n, first: func(p *limiter.Permit) *mde.Verdict {
+		p.Release()
+		return mde.ClassifyError(context.Background(), &mde.TokenError{Final: true, Host: "login.microsoftonline.com"}, false)
+	}}
 }
 
 // TestTrackingOutlivesAPageNotFound: a 404 that is not the API's own
@@ -50,9 +74,7 @@ func TestTrackingOutlivesAPageNotFound(t *testing.T) {
 	_, js := natstest.Connect(t)
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &pageActions{pages: 4, scriptedActions: scriptedActions{statuses: []string{"Succeeded"},
-		fakeActions: fakeActions{clock: clock, windows: trackWindows,
-			lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
+	api := pageLooks(clock, 4)
 	var log eventLog
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
