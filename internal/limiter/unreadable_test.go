@@ -61,15 +61,7 @@ func TestUnreadableEntryOfLongAgoHoldsNothing(t *testing.T) {
 	// One of 30 minutes ago holds it until its calls leave the hour.
 	s.DeliverUnreadable(2, "contoso", epoch.Add(-30*time.Minute))
 	free := 30*time.Minute + lease + margin
-	if p, _ := l.TryAcquire(epoch.Add(free - time.Millisecond)); p != nil {
-		p.Release()
-		t.Errorf("a permit before %v", free)
-	}
-	if p, _ := l.TryAcquire(epoch.Add(free)); p == nil {
-		t.Errorf("no permit %v on", free)
-	} else {
-		p.Release()
-	}
+	checkHeldUntil(t, l, free)
 }
 
 // TestUnreadableBudgetEntryHoldsTheBudgetInForce: a budget (a counter)
@@ -91,15 +83,7 @@ func TestUnreadableBudgetEntryHoldsTheBudgetInForce(t *testing.T) {
 
 	s.DeliverUnreadable(1, "contoso", epoch)
 	free := lease + 24*time.Hour + margin
-	if p, _ := l.TryAcquire(epoch.Add(free - time.Millisecond)); p != nil {
-		p.Release()
-		t.Errorf("a slot before %v", free)
-	}
-	if p, wait := l.TryAcquire(epoch.Add(free)); p == nil {
-		t.Errorf("no slot %v on: held %v more", free, wait)
-	} else {
-		p.Release()
-	}
+	checkHeldUntil(t, l, free)
 }
 
 // TestUnreadableEntryStampedAheadHoldsAWindowAtMost: the time the server
@@ -116,7 +100,17 @@ func TestUnreadableEntryStampedAheadHoldsAWindowAtMost(t *testing.T) {
 	s, l := j.process(t, clock, margin, lease, ws)
 
 	s.DeliverUnreadable(1, "contoso", epoch.Add(30*24*time.Hour))
-	free := lease + time.Hour + margin
+	checkHeldUntil(t, l, lease+time.Hour+margin)
+}
+
+// checkHeldUntil checks that l gives no permit just before free after
+// epoch, and one at free.
+func checkHeldUntil(t *testing.T, l *Limiter, free time.Duration) {
+	t.Helper()
+	if p, _ := l.TryAcquire(epoch.Add(free - time.Millisecond)); p != nil {
+		p.Release()
+		t.Errorf("a permit before %v", free)
+	}
 	if p, wait := l.TryAcquire(epoch.Add(free)); p == nil {
 		t.Errorf("no permit %v on: held %v more", free, wait)
 	} else {
