@@ -129,8 +129,8 @@ func (t *Tenant) RenderComment(d CommentData) (string, error) {
 }
 
 func renderComment(tmpl *template.Template, d CommentData) (string, error) {
-	var b bytes.Buffer
-	if err := tmpl.Execute(&b, d); err != nil {
+	b := commentBuffer{max: maxCommentOutput}
+	if err := tmpl.Execute(&b, d); err != nil && !errors.Is(err, errCommentFull) {
 		return "", fmt.Errorf("comment template: %w", err)
 	}
 	s := strings.Join(strings.Fields(b.String()), " ")
@@ -138,6 +138,32 @@ func renderComment(tmpl *template.Template, d CommentData) (string, error) {
 		s = string(r[:offboard.MaxCommentLength]) // characters, not bytes: never half a character
 	}
 	return s, nil
+}
+
+// maxCommentOutput bounds what a comment template writes: the comment
+// is cut to offboard.MaxCommentLength characters, at most 4 bytes each,
+// and what goes beyond is room for the white space folded away. A
+// template that writes without end ({{range 1000000000}}) would
+// otherwise be rendered whole into memory, at start and for each request.
+const maxCommentOutput = 64 << 10
+
+// errCommentFull stops a comment template that wrote maxCommentOutput.
+var errCommentFull = errors.New("comment template output full")
+
+// commentBuffer keeps the first max bytes written to it, and refuses
+// more with errCommentFull, which ends the template's execution.
+type commentBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *commentBuffer) Write(p []byte) (int, error) {
+	room := b.max - b.Len()
+	if len(p) > room {
+		b.Buffer.Write(p[:max(room, 0)])
+		return max(room, 0), errCommentFull
+	}
+	return b.Buffer.Write(p)
 }
 
 // quotedValue is a value the YAML decoder quotes in its errors (cannot

@@ -6,6 +6,7 @@ import (
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -368,5 +369,28 @@ func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
 		case !c.refused && err != nil:
 			t.Errorf("%s: %v; want it loaded", name, err)
 		}
+	}
+}
+
+// TestCommentTemplateOutputIsBounded: a template that writes without end
+// (a range over a large number) is cut where the comment would be, not
+// rendered whole into memory, at start and for each request. Not
+// parallel: it counts the bytes the process allocates.
+func TestCommentTemplateOutputIsBounded(t *testing.T) {
+	data := []byte("tenants:" + okTenant + `    comment: "{{range 20000000}}x{{end}} {{.RequestID}}"
+`)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	f, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Tenants[0].RenderComment(CommentData{RequestID: "r-1"})
+	runtime.ReadMemStats(&after)
+	if err != nil || c != strings.Repeat("x", offboard.MaxCommentLength) {
+		t.Errorf("comment of %d characters, %v; want %d x", len(c), err, offboard.MaxCommentLength)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 4<<20 {
+		t.Errorf("parsing and rendering allocated %d MiB, want the comment's bound at most", got>>20)
 	}
 }
