@@ -51,3 +51,25 @@ func TestParseKeepsValuesWithinBounds(t *testing.T) {
 		}
 	}
 }
+
+// TestParseRefusesAFractionInACount: the decoder cuts a fraction off where
+// a whole number goes, so maxInFlight: 1.5 was 1, and spreadBurst: 0.5
+// turned the spreading off, without a word. A whole number written as
+// one (4.0) is still read.
+func TestParseRefusesAFractionInACount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ extra, want string }{
+		{"    maxInFlight: 1.5\n", "line 6: tenants[0].maxInFlight is not a whole number"},
+		{"    spreadBurst: 0.5\n", "line 6: tenants[0].spreadBurst is not a whole number"},
+		{"    limits: {offboard: [\"10/1m\"]}\n    spreadBurst: 2.5e0\n", "line 7: tenants[0].spreadBurst is not a whole number"},
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + tc.extra))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: Parse error = %v, want one containing %q", tc.extra, err, tc.want)
+		}
+	}
+	f, err := Parse([]byte("tenants:" + okTenant + "    maxInFlight: 4.0\n"))
+	if err != nil || f.Tenants[0].MaxInFlight != 4 {
+		t.Errorf("maxInFlight: 4.0: %v", err)
+	}
+}

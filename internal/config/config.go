@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -85,7 +87,7 @@ func (e *durationError) Error() string {
 // describe names the key of the value as in tenants[0].tracking.maxAge,
 // found in the file's text, data.
 func (e *durationError) describe(data []byte) string {
-	_, key := findScalar(data, func(n *yaml.Node) bool { return n.Line == e.line && n.Column == e.column })
+	_, key := findScalar(data, func(n *yaml.Node, _ string) bool { return n.Line == e.line && n.Column == e.column })
 	if key == "" {
 		return e.Error()
 	}
@@ -234,7 +236,7 @@ func Parse(data []byte) (*File, error) {
 	if anotherDocument(dec) {
 		return nil, errors.New("tenants file: a second YAML document (---) follows the first: put every tenant in one tenants list")
 	}
-	if err := noNulls(data); err != nil {
+	if err := checkScalars(data); err != nil {
 		return nil, fmt.Errorf("tenants file: %w", err)
 	}
 	if len(f.Tenants) == 0 {
@@ -305,17 +307,47 @@ func anotherDocument(dec *yaml.Decoder) bool {
 // without a word, and an empty tenant item would be a nil tenant. Nothing
 // in the file means anything by null.
 func noNulls(data []byte) error {
-	if n, path := findScalar(data, func(n *yaml.Node) bool { return n.Tag == "!!null" }); n != nil {
+	if n, path := findScalar(data, func(n *yaml.Node, _ string) bool { return n.Tag == "!!null" }); n != nil {
 		return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
 	}
 	return nil
 }
 
+// checkScalars refuses the values the decoder reads as something else
+// without a word: a null (noNulls), and a fraction where a whole number
+// goes (wholeCounts).
+func checkScalars(data []byte) error {
+	if err := noNulls(data); err != nil {
+		return err
+	}
+	return wholeCounts(data)
+}
+
+// countKeys are the tenant's keys that hold a whole number.
+var countKeys = []string{"maxInFlight", "spreadBurst"}
+
+// wholeCounts refuses a number with a fraction under a key of countKeys:
+// the decoder cuts the fraction off, so maxInFlight: 1.5 was 1, and
+// spreadBurst: 0.5 turned the spreading off. A whole number written as a
+// float (4.0) is that number.
+func wholeCounts(data []byte) error {
+	n, path := findScalar(data, func(n *yaml.Node, path string) bool {
+		var v float64
+		return n.Tag == "!!float" && slices.Contains(countKeys, path[strings.LastIndex(path, ".")+1:]) &&
+			(n.Decode(&v) != nil || v != math.Trunc(v))
+	})
+	if n != nil {
+		return fmt.Errorf("line %d: %s is not a whole number", n.Line, path)
+	}
+	return nil
+}
+
 // findScalar returns the first scalar of the YAML document in data for
-// which match holds, with its path (tenants[0].guards.budget); nil and ""
+// which match, given the scalar and its path, holds, with that path
+// (tenants[0].guards.budget); nil and ""
 // if none does, or data is not YAML (the decoder has said so already). An
 // alias is not followed: its anchor is looked at where it stands.
-func findScalar(data []byte, match func(*yaml.Node) bool) (*yaml.Node, string) {
+func findScalar(data []byte, match func(n *yaml.Node, path string) bool) (*yaml.Node, string) {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil {
 		return nil, ""
@@ -324,7 +356,7 @@ func findScalar(data []byte, match func(*yaml.Node) bool) (*yaml.Node, string) {
 	find = func(n *yaml.Node, path string) (*yaml.Node, string) {
 		switch n.Kind {
 		case yaml.ScalarNode:
-			if match(n) {
+			if match(n, path) {
 				return n, path
 			}
 		case yaml.MappingNode:
