@@ -87,7 +87,7 @@ func (e *durationError) Error() string {
 // describe names the key of the value as in tenants[0].tracking.maxAge,
 // found in the file's text, data.
 func (e *durationError) describe(data []byte) string {
-	_, key := findScalar(data, func(n *yaml.Node, _ string) bool { return n.Line == e.line && n.Column == e.column })
+	_, key := findNode(data, func(n *yaml.Node, _ string) bool { return n.Line == e.line && n.Column == e.column })
 	if key == "" {
 		return e.Error()
 	}
@@ -307,7 +307,7 @@ func anotherDocument(dec *yaml.Decoder) bool {
 // without a word, and an empty tenant item would be a nil tenant. Nothing
 // in the file means anything by null.
 func noNulls(data []byte) error {
-	if n, path := findScalar(data, func(n *yaml.Node, _ string) bool { return n.Tag == "!!null" }); n != nil {
+	if n, path := findNode(data, func(n *yaml.Node, _ string) bool { return n.Tag == "!!null" }); n != nil {
 		return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
 	}
 	return nil
@@ -331,7 +331,7 @@ var countKeys = []string{"maxInFlight", "spreadBurst"}
 // spreadBurst: 0.5 turned the spreading off. A whole number written as a
 // float (4.0) is that number.
 func wholeCounts(data []byte) error {
-	n, path := findScalar(data, func(n *yaml.Node, path string) bool {
+	n, path := findNode(data, func(n *yaml.Node, path string) bool {
 		var v float64
 		return n.Tag == "!!float" && slices.Contains(countKeys, path[strings.LastIndex(path, ".")+1:]) &&
 			(n.Decode(&v) != nil || v != math.Trunc(v))
@@ -342,23 +342,23 @@ func wholeCounts(data []byte) error {
 	return nil
 }
 
-// findScalar returns the first scalar of the YAML document in data for
-// which match, given the scalar and its path, holds, with that path
-// (tenants[0].guards.budget); nil and ""
-// if none does, or data is not YAML (the decoder has said so already). An
-// alias is not followed: its anchor is looked at where it stands.
-func findScalar(data []byte, match func(n *yaml.Node, path string) bool) (*yaml.Node, string) {
+// findNode returns the first node of the YAML document in data (a
+// scalar, a list or a map) for which match, given the node and its path,
+// holds, with that path (tenants[0].guards.budget); nil and "" if none
+// does, or data is not YAML (the decoder has said so already). A map's
+// keys are not looked at. An alias is not followed: its anchor is looked
+// at where it stands.
+func findNode(data []byte, match func(n *yaml.Node, path string) bool) (*yaml.Node, string) {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil {
 		return nil, ""
 	}
 	var find func(n *yaml.Node, path string) (*yaml.Node, string)
 	find = func(n *yaml.Node, path string) (*yaml.Node, string) {
+		if n.Kind != yaml.DocumentNode && match(n, path) {
+			return n, path
+		}
 		switch n.Kind {
-		case yaml.ScalarNode:
-			if match(n, path) {
-				return n, path
-			}
 		case yaml.MappingNode:
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				if m, p := find(n.Content[i+1], joinPath(path, n.Content[i].Value)); m != nil {

@@ -303,6 +303,9 @@ func TestParseDurationErrorQuotesNoValue(t *testing.T) {
 		{"    tracking:\n      maxAge: '-" + secret + "'\n", "line 7: tenants[0].tracking.maxAge"},
 		{"    tracking:\n      maxAge: -1h\n", "line 7: tenants[0].tracking.maxAge"},
 		{"    tracking: {maxAge: 1h, firstCheck: " + secret + "}\n", "line 6: tenants[0].tracking.firstCheck"},
+		// A list or a map where a duration goes is named by its key too.
+		{"    tracking: {firstCheck: [" + secret + "]}\n", "line 6: tenants[0].tracking.firstCheck"},
+		{"    guards:\n      requireInactiveFor:\n        hours: " + secret + "\n", "line 8: tenants[0].guards.requireInactiveFor"},
 	} {
 		_, err := Parse([]byte("tenants:" + okTenant + tc.yaml))
 		if err == nil {
