@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -112,6 +113,13 @@ func checkEndpoint(raw string) (string, error) {
 	// (and named in every error of the login or API host).
 	if strings.Contains(u.Path, "@") {
 		return "", fmt.Errorf("%q: an '@' after the host (a '/' in a user, password or token?): want scheme://host[:port][/path], without credentials", shownURL(raw))
+	}
+	// url.Parse takes any digits as a port: one no host has would fail
+	// every dial, after the file was found valid.
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "", fmt.Errorf("%q: the port must be 1 to 65535", shownURL(raw))
+		}
 	}
 	switch u.Scheme {
 	case "https":

@@ -140,6 +140,11 @@ func TestResolveCloudRefuses(t *testing.T) {
 		{name: "query", apiBase: "https://api.securitycenter.microsoft.com/?x=1", wantInErr: "apiBaseURL"},
 		{name: "fragment", apiBase: "https://api.securitycenter.microsoft.com/#x", wantInErr: "apiBaseURL"},
 		{name: "not a URL", apiBase: "https://api.securitycenter.microsoft.com:port", wantInErr: "apiBaseURL"},
+		// A port no host has: every call would fail to dial, after
+		// --check-config said the file was valid.
+		{name: "port out of range", apiBase: "https://api.securitycenter.microsoft.com:99999", wantInErr: "apiBaseURL"},
+		{name: "port zero", apiBase: "https://127.0.0.1:0", wantInErr: "apiBaseURL"},
+		{name: "authority port out of range", authority: "https://login.microsoftonline.com:65536", wantInErr: "authorityHost"},
 		{name: "authority over http on loopback", authority: "http://127.0.0.1:8080", wantInErr: "authorityHost"},
 		{name: "authority over http on localhost", authority: "http://localhost", wantInErr: "authorityHost"},
 		{name: "authority over http on a public host", authority: "http://login.microsoftonline.com", wantInErr: "authorityHost"},
