@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Cloud is where a tenant lives: its login host, API host and token scope.
@@ -101,6 +102,12 @@ func checkEndpoint(raw string) (string, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "", fmt.Errorf("%q is not a URL", shownURL(raw))
+	}
+	if strings.ContainsFunc(raw, unicode.IsSpace) {
+		// A space copied along, quoted in YAML: url.Parse takes it into
+		// the path as %20, and every call would go to a path no service
+		// has.
+		return "", fmt.Errorf("%q: white space in the URL: want scheme://host[:port][/path]", shownURL(raw))
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials", shownURL(raw))

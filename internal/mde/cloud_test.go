@@ -144,6 +144,11 @@ func TestResolveCloudRefuses(t *testing.T) {
 		// --check-config said the file was valid.
 		{name: "port out of range", apiBase: "https://api.securitycenter.microsoft.com:99999", wantInErr: "apiBaseURL"},
 		{name: "port zero", apiBase: "https://127.0.0.1:0", wantInErr: "apiBaseURL"},
+		// A space copied along with the URL, quoted in YAML: the calls
+		// went to a path ending in %20, each answered 404.
+		{name: "trailing space", apiBase: "https://api.securitycenter.microsoft.com/ ", wantInErr: "apiBaseURL"},
+		{name: "tab in the path", apiBase: "https://api.securitycenter.microsoft.com/\tapi", wantInErr: "apiBaseURL"},
+		{name: "authority with a trailing space", authority: "https://login.microsoftonline.com/ ", wantInErr: "authorityHost"},
 		{name: "authority port out of range", authority: "https://login.microsoftonline.com:65536", wantInErr: "authorityHost"},
 		{name: "authority over http on loopback", authority: "http://127.0.0.1:8080", wantInErr: "authorityHost"},
 		{name: "authority over http on localhost", authority: "http://localhost", wantInErr: "authorityHost"},
