@@ -46,7 +46,7 @@ func TestCheckConfigMisspeltKeyIsOneClearLine(t *testing.T) {
 	if code := run([]string{"--check-config", "--config", path}, io.Discard, &stderr); code != 2 {
 		t.Fatalf("exit code %d, want 2", code)
 	}
-	want := "worker: " + path + ": tenants file: yaml: unmarshal errors: line 3: field limts not found in type config.Tenant; line 4: field maxInFlght not found in type config.Tenant\n"
+	want := "worker: " + path + ": tenants file: yaml: unmarshal errors: line 3: tenants[0].limts: field limts not found in type config.Tenant; line 4: tenants[0].maxInFlght: field maxInFlght not found in type config.Tenant\n"
 	if got := stderr.String(); got != want {
 		t.Errorf("printed %q\nwant    %q", got, want)
 	}

@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"text/template"
 	"time"
@@ -181,17 +182,69 @@ var quotedValue = regexp.MustCompile("(?s)`.*`")
 var quotedAnchor = regexp.MustCompile(`(?s) '.*'`)
 
 // decodeError is the text of the YAML decoder's error without the values
-// it quotes, each of its errors on its own line as the decoder writes them.
-func decodeError(err error) string {
+// it quotes, each of its errors on its own line as the decoder writes them,
+// with the key of the value it names where that value is alone on its
+// line (line 6: tenants[0].maxInFlight: cannot unmarshal ...).
+func decodeError(err error, data []byte) string {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return quotedAnchor.ReplaceAllString(quotedValue.ReplaceAllString(err.Error(), "a value"), "")
 	}
 	lines := make([]string, len(te.Errors))
 	for i, e := range te.Errors {
-		lines[i] = quotedValue.ReplaceAllString(e, "a value")
+		lines[i] = withKey(quotedValue.ReplaceAllString(e, "a value"), data)
 	}
 	return "yaml: unmarshal errors:\n  " + strings.Join(lines, "\n  ")
+}
+
+// errorLine is the line number a decoder's error begins with.
+var errorLine = regexp.MustCompile(`^line (\d+): `)
+
+// withKey adds to a decoder's error the key written on its line: the one
+// key there, or the map that holds every other key there (a flow map,
+// tracking: {enabled: maybe}). Otherwise, or where the line holds no key
+// (a list's item), the line alone says where.
+func withKey(e string, data []byte) string {
+	m := errorLine.FindStringSubmatchIndex(e)
+	if m == nil {
+		return e
+	}
+	line, err := strconv.Atoi(e[m[2]:m[3]])
+	if err != nil {
+		return e
+	}
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return e
+	}
+	var paths []string // in document order: a map before its keys
+	var walk func(n *yaml.Node, path string)
+	walk = func(n *yaml.Node, path string) {
+		for i, c := range n.Content {
+			switch {
+			case n.Kind == yaml.MappingNode && i%2 == 1:
+				p := joinPath(path, n.Content[i-1].Value)
+				if n.Content[i-1].Line == line {
+					paths = append(paths, p)
+				}
+				walk(c, p)
+			case n.Kind == yaml.SequenceNode:
+				walk(c, fmt.Sprintf("%s[%d]", path, i))
+			case n.Kind == yaml.DocumentNode:
+				walk(c, path)
+			}
+		}
+	}
+	walk(&doc, "")
+	if len(paths) == 0 {
+		return e
+	}
+	for _, p := range paths[1:] {
+		if !strings.HasPrefix(p, paths[0]+".") {
+			return e
+		}
+	}
+	return e[:m[1]] + paths[0] + ": " + e[m[1]:]
 }
 
 // File is the tenants file.
@@ -231,7 +284,7 @@ func Parse(data []byte) (*File, error) {
 		if de := (*durationError)(nil); errors.As(err, &de) {
 			return nil, fmt.Errorf("tenants file: %s", de.describe(data))
 		}
-		return nil, fmt.Errorf("tenants file: %s", decodeError(err))
+		return nil, fmt.Errorf("tenants file: %s", decodeError(err, data))
 	}
 	if anotherDocument(dec) {
 		return nil, errors.New("tenants file: a second YAML document (---) follows the first: put every tenant in one tenants list")

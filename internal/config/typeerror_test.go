@@ -1,0 +1,27 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// A value of the wrong type (a quoted number, a word where a boolean
+// goes) is named by its key, as every other error of the file is: the
+// decoder's own words gave the line only ("line 6: cannot unmarshal !!str
+// a value into int"). Where a flow map holds several on the line, the
+// map is named.
+func TestParseTypeErrorNamesTheKey(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ extra, want string }{
+		{"    maxInFlight: \"3\"\n", "line 6: tenants[0].maxInFlight: cannot unmarshal !!str a value into int"},
+		{"    tracking:\n      enabled: maybe\n", "line 7: tenants[0].tracking.enabled: cannot unmarshal !!str a value into bool"},
+		{"    tracking: {enabled: maybe, maxAge: 1h}\n", "line 6: tenants[0].tracking: cannot unmarshal !!str a value into bool"},
+		{"    maxInFlight: [1]\n", "line 6: tenants[0].maxInFlight: cannot unmarshal !!seq into int"},
+		{"    limits: {offboard: 3}\n", "line 6: tenants[0].limits: cannot unmarshal !!int"},
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + tc.extra))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: Parse error = %v, want one containing %q", tc.extra, err, tc.want)
+		}
+	}
+}
