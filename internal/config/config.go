@@ -183,18 +183,35 @@ var quotedAnchor = regexp.MustCompile(`(?s) '.*'`)
 
 // decodeError is the text of the YAML decoder's error without the values
 // it quotes, each of its errors on its own line as the decoder writes them,
-// with the key of the value it names where that value is alone on its
-// line (line 6: tenants[0].maxInFlight: cannot unmarshal ...).
+// with the key written on its line (withKey).
 func decodeError(err error, data []byte) string {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
 		return quotedAnchor.ReplaceAllString(quotedValue.ReplaceAllString(err.Error(), "a value"), "")
 	}
+	keys := keysByLine(data)
 	lines := make([]string, len(te.Errors))
 	for i, e := range te.Errors {
-		lines[i] = withKey(quotedValue.ReplaceAllString(e, "a value"), data)
+		lines[i] = withKey(quotedValue.ReplaceAllString(e, "a value"), keys)
 	}
 	return "yaml: unmarshal errors:\n  " + strings.Join(lines, "\n  ")
+}
+
+// keysByLine is the paths of the keys written on each line of data, in
+// document order (a map before its keys); nil if data is not YAML.
+func keysByLine(data []byte) map[int][]string {
+	var doc yaml.Node
+	if yaml.Unmarshal(data, &doc) != nil {
+		return nil
+	}
+	keys := map[int][]string{}
+	walkNodes(&doc, func(key, _ *yaml.Node, path string) bool {
+		if key != nil {
+			keys[key.Line] = append(keys[key.Line], path)
+		}
+		return false
+	})
+	return keys
 }
 
 // errorLine is the line number a decoder's error begins with.
@@ -204,39 +221,14 @@ var errorLine = regexp.MustCompile(`^line (\d+): `)
 // key there, or the map that holds every other key there (a flow map,
 // tracking: {enabled: maybe}). Otherwise, or where the line holds no key
 // (a list's item), the line alone says where.
-func withKey(e string, data []byte) string {
+func withKey(e string, keys map[int][]string) string {
 	m := errorLine.FindStringSubmatchIndex(e)
 	if m == nil {
 		return e
 	}
 	line, err := strconv.Atoi(e[m[2]:m[3]])
-	if err != nil {
-		return e
-	}
-	var doc yaml.Node
-	if yaml.Unmarshal(data, &doc) != nil {
-		return e
-	}
-	var paths []string // in document order: a map before its keys
-	var walk func(n *yaml.Node, path string)
-	walk = func(n *yaml.Node, path string) {
-		for i, c := range n.Content {
-			switch {
-			case n.Kind == yaml.MappingNode && i%2 == 1:
-				p := joinPath(path, n.Content[i-1].Value)
-				if n.Content[i-1].Line == line {
-					paths = append(paths, p)
-				}
-				walk(c, p)
-			case n.Kind == yaml.SequenceNode:
-				walk(c, fmt.Sprintf("%s[%d]", path, i))
-			case n.Kind == yaml.DocumentNode:
-				walk(c, path)
-			}
-		}
-	}
-	walk(&doc, "")
-	if len(paths) == 0 {
+	paths := keys[line]
+	if err != nil || len(paths) == 0 {
 		return e
 	}
 	for _, p := range paths[1:] {
@@ -359,8 +351,8 @@ func anotherDocument(dec *yaml.Decoder) bool {
 // was, so a guard whose value a template left out would be dropped
 // without a word, and an empty tenant item would be a nil tenant. Nothing
 // in the file means anything by null.
-func noNulls(data []byte) error {
-	if n, path := findNode(data, func(n *yaml.Node, _ string) bool { return n.Tag == "!!null" }); n != nil {
+func noNulls(doc *yaml.Node) error {
+	if n, path := walkNodes(doc, func(_, n *yaml.Node, _ string) bool { return n.Tag == "!!null" }); n != nil {
 		return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
 	}
 	return nil
@@ -370,10 +362,14 @@ func noNulls(data []byte) error {
 // without a word: a null (noNulls), and a fraction where a whole number
 // goes (wholeCounts).
 func checkScalars(data []byte) error {
-	if err := noNulls(data); err != nil {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil //nolint:nilerr // not YAML: the decoder has said so already
+	}
+	if err := noNulls(&doc); err != nil {
 		return err
 	}
-	return wholeCounts(data)
+	return wholeCounts(&doc)
 }
 
 // countKeys are the tenant's keys that hold a whole number.
@@ -383,8 +379,8 @@ var countKeys = []string{"maxInFlight", "spreadBurst"}
 // the decoder cuts the fraction off, so maxInFlight: 1.5 was 1, and
 // spreadBurst: 0.5 turned the spreading off. A whole number written as a
 // float (4.0) is that number.
-func wholeCounts(data []byte) error {
-	n, path := findNode(data, func(n *yaml.Node, path string) bool {
+func wholeCounts(doc *yaml.Node) error {
+	n, path := walkNodes(doc, func(_, n *yaml.Node, path string) bool {
 		var v float64
 		return n.Tag == "!!float" && slices.Contains(countKeys, path[strings.LastIndex(path, ".")+1:]) &&
 			(n.Decode(&v) != nil || v != math.Trunc(v))
@@ -398,40 +394,48 @@ func wholeCounts(data []byte) error {
 // findNode returns the first node of the YAML document in data (a
 // scalar, a list or a map) for which match, given the node and its path,
 // holds, with that path (tenants[0].guards.budget); nil and "" if none
-// does, or data is not YAML (the decoder has said so already). A map's
-// keys are not looked at. An alias is not followed: its anchor is looked
-// at where it stands.
+// does, or data is not YAML (the decoder has said so already).
 func findNode(data []byte, match func(n *yaml.Node, path string) bool) (*yaml.Node, string) {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil {
 		return nil, ""
 	}
-	var find func(n *yaml.Node, path string) (*yaml.Node, string)
-	find = func(n *yaml.Node, path string) (*yaml.Node, string) {
-		if n.Kind != yaml.DocumentNode && match(n, path) {
+	return walkNodes(&doc, func(_, n *yaml.Node, path string) bool { return match(n, path) })
+}
+
+// walkNodes calls visit for each node below the document doc, in
+// document order (a map before its values), with the key that names it
+// in its map (nil for a list's item) and its path, until visit says
+// stop; it returns that node and path, nil and "" if none. A map's keys
+// are not visited themselves. An alias is not followed: its anchor is
+// visited where it stands.
+func walkNodes(doc *yaml.Node, visit func(key, n *yaml.Node, path string) bool) (*yaml.Node, string) {
+	var walk func(key, n *yaml.Node, path string) (*yaml.Node, string)
+	walk = func(key, n *yaml.Node, path string) (*yaml.Node, string) {
+		if n.Kind != yaml.DocumentNode && visit(key, n, path) {
 			return n, path
 		}
-		switch n.Kind {
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if m, p := find(n.Content[i+1], joinPath(path, n.Content[i].Value)); m != nil {
-					return m, p
+		for i, c := range n.Content {
+			var m *yaml.Node
+			var p string
+			switch n.Kind {
+			case yaml.MappingNode:
+				if i%2 == 0 {
+					continue
 				}
+				m, p = walk(n.Content[i-1], c, joinPath(path, n.Content[i-1].Value))
+			case yaml.SequenceNode:
+				m, p = walk(nil, c, fmt.Sprintf("%s[%d]", path, i))
+			case yaml.DocumentNode:
+				m, p = walk(nil, c, path)
 			}
-		case yaml.SequenceNode, yaml.DocumentNode:
-			for i, c := range n.Content {
-				p := path
-				if n.Kind == yaml.SequenceNode {
-					p = fmt.Sprintf("%s[%d]", path, i)
-				}
-				if m, p := find(c, p); m != nil {
-					return m, p
-				}
+			if m != nil {
+				return m, p
 			}
 		}
 		return nil, ""
 	}
-	return find(&doc, "")
+	return walk(nil, doc, "")
 }
 
 // joinPath names a key below path, as in tenants[0].guards.budget.
