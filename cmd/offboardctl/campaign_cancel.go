@@ -144,7 +144,7 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 func pausedNote(view *control.View, st *campaignState) string {
 	held := 0
 	var ps []string
-	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+	for _, p := range control.Priorities {
 		if n := st.waitingBy[p]; n > 0 && view.Paused(st.Tenant, p) {
 			held += n
 			ps = append(ps, string(p))

@@ -221,14 +221,13 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 	beat.Wait()
 	if r.State == offboard.PlanFailed && ctx.Err() != nil {
 		// The read was cut short, not refused: "context canceled" would
-		// send the operator to the API's permissions.
-		r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
-		r.OutOfTime = true
-		if p.ctx.Err() != nil {
-			// Stopped, not out of time: in the last second of the
-			// asker's --timeout, it would be told as that running out.
-			r.Error.Message = "the worker stopped before the plan was done: ask again"
-			r.OutOfTime = false
+		// send the operator to the API's permissions. A worker that
+		// stopped is not out of time: in the last second of the asker's
+		// --timeout, it would be told as that running out.
+		r.OutOfTime = p.ctx.Err() == nil
+		r.Error.Message = "the worker stopped before the plan was done: ask again"
+		if r.OutOfTime {
+			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
 		}
 	}
 	// Done before the answer goes: an asker who asks again at once is
