@@ -69,10 +69,18 @@ func TestDuplicateAfterALostAnswerKeepsItsSlot(t *testing.T) {
 		t.Fatalf("%d actions after r-1, want 1", n)
 	}
 	e.publishFor(t, "r-2", other)
+	e.budgetStaysSpent(t, "%d actions with a budget of 1/24h: the slot of the call whose answer was lost was given back")
+}
+
+// budgetStaysSpent watches for 3 s, the budget spent by the one action
+// the simulator holds, that no other action is created and no result
+// comes; tooMany says what a second action means, with %d for the count.
+func (e *loopEnv) budgetStaysSpent(t *testing.T, tooMany string) {
+	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		if n := len(e.sim.Actions(loopTenantID)); n != 1 {
-			t.Fatalf("%d actions with a budget of 1/24h: the slot of the call whose answer was lost was given back", n)
+			t.Fatalf(tooMany, n)
 		}
 		select {
 		case r := <-e.results:
