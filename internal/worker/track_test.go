@@ -420,21 +420,34 @@ func TestTrackingEndsOnlyOnAFinalStatus(t *testing.T) {
 // rest; "null": a read without a status), and returns the events.
 func trackScripted(t *testing.T, statuses ...string) []ActionEvent {
 	t.Helper()
-	_, js := natstest.Connect(t)
-	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &scriptedActions{statuses: statuses, fakeActions: fakeActions{clock: clock, windows: trackWindows,
-		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-	var log eventLog
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	api := scriptedFor(clock, statuses...)
+	tr, log := newWeekTracker(t, &api, clock)
 	runTrackingPending(t, tr)
 	trackTenMinutes(t, clock)
 	return log.all()
+}
+
+// scriptedFor answers statuses as scriptedActions does, under a
+// machineactions limiter of trackWindows on clock.
+func scriptedFor(clock clockwork.Clock, statuses ...string) scriptedActions {
+	return scriptedActions{statuses: statuses, fakeActions: fakeActions{clock: clock, windows: trackWindows,
+		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+}
+
+// newWeekTracker is contoso's tracker over a ledger of its own, reading
+// api: a first look after a minute, then the interval doubled up to an
+// hour, for a week. Its events go to the log returned.
+func newWeekTracker(t *testing.T, api actionReader, clock clockwork.Clock) (*tracker, *eventLog) {
+	t.Helper()
+	_, js := natstest.Connect(t)
+	log := &eventLog{}
+	return newTracker(trackerConfig{
+		tenant: "contoso", store: contosoLedger(t, js), actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	}), log
 }
 
 // TestTrackingReadsAStatusInAnyCase: the API answering "pending" for an

@@ -7,13 +7,9 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.uber.org/zap"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
-	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
-	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestTrackingBacksOffWhileLooksSayNothing: a look that says nothing
@@ -31,17 +27,9 @@ func TestTrackingBacksOffWhileLooksSayNothing(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			_, js := natstest.Connect(t)
-			ledger := contosoLedger(t, js)
 			clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 			api := &lookRecorder{actionReader: mk(clock), clock: clock}
-			var log eventLog
-			tr := newTracker(trackerConfig{
-				tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
-				cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-					MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-				publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
-			})
+			tr, log := newWeekTracker(t, api, clock)
 			runTrackingPending(t, tr)
 			trackUntil(t, clock, func() bool {
 				evs := log.all()

@@ -49,10 +49,7 @@ func TestTrackingGivenUpDuringALookIsPublished(t *testing.T) {
 	_, js := natstest.Connect(t)
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &lateActions{late: 3, wait: 5 * time.Minute, scriptedActions: scriptedActions{
-		statuses: []string{"InProgress", "Pending", "InProgress"},
-		fakeActions: fakeActions{clock: clock, windows: trackWindows,
-			lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}}
+	api := &lateActions{late: 3, wait: 5 * time.Minute, scriptedActions: scriptedFor(clock, "InProgress", "Pending", "InProgress")}
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
 		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),

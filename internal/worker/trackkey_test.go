@@ -12,8 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
-	"github.com/contoso-secops/mde-offboard/internal/limiter"
-	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -31,11 +29,10 @@ func TestTrackingAnActionOfAnOverlongID(t *testing.T) {
 	nc, js := natstest.Connect(t)
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := &scriptedActions{statuses: []string{"Succeeded"}, fakeActions: fakeActions{clock: clock, windows: trackWindows,
-		lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
+	api := scriptedFor(clock, "Succeeded")
 	var log eventLog
 	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(),
 		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
 			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
 		publish: func(ctx context.Context, subject, msgID string, data []byte) error {

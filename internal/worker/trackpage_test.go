@@ -8,13 +8,9 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.uber.org/zap"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
-	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
-	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // firstLooks answers its first n looks with first's verdict, then as
@@ -38,16 +34,10 @@ func (f *firstLooks) get(ctx context.Context, p *limiter.Permit, id string) (*md
 	return f.first(p), nil
 }
 
-func succeedingActions(clock clockwork.Clock) scriptedActions {
-	return scriptedActions{statuses: []string{"Succeeded"},
-		fakeActions: fakeActions{clock: clock, windows: trackWindows,
-			lim: limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows)}}
-}
-
 // pageLooks answers its first n looks with a web server's 404 page, not
 // an answer of the API.
 func pageLooks(clock clockwork.Clock, n int) *firstLooks {
-	return &firstLooks{scriptedActions: succeedingActions(clock), n: n, first: func(p *limiter.Permit) *mde.Verdict {
+	return &firstLooks{scriptedActions: scriptedFor(clock, "Succeeded"), n: n, first: func(p *limiter.Permit) *mde.Verdict {
 		p.Complete(clock.Now())
 		h := http.Header{"Content-Type": []string{"text/html"}}
 		return mde.Classify(http.StatusNotFound, h, []byte("<html><body><h1>404 Not Found</h1></body></html>"), clock.Now())
@@ -57,7 +47,7 @@ func pageLooks(clock clockwork.Clock, n int) *firstLooks {
 // refusedLooks answers its first n looks as the login host refusing the
 // tenant's credentials: no call sent.
 func refusedLooks(clock clockwork.Clock, n int) *firstLooks {
-	return &firstLooks{scriptedActions: succeedingActions(clock), n: n, first: func(p *limiter.Permit) *mde.Verdict {
+	return &firstLooks{scriptedActions: scriptedFor(clock, "Succeeded"), n: n, first: func(p *limiter.Permit) *mde.Verdict {
 		p.Release()
 		return mde.ClassifyError(context.Background(), &mde.TokenError{Final: true, Host: "login.microsoftonline.com"}, false)
 	}}
@@ -71,17 +61,8 @@ func refusedLooks(clock clockwork.Clock, n int) *firstLooks {
 // were gone.
 func TestTrackingOutlivesAPageNotFound(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := pageLooks(clock, 4)
-	var log eventLog
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	tr, log := newWeekTracker(t, pageLooks(clock, 4), clock)
 	runTrackingPending(t, tr)
 	trackUntil(t, clock, func() bool {
 		evs := log.all()
