@@ -62,6 +62,9 @@ func TestParseRefusesAFractionInACount(t *testing.T) {
 		{"    maxInFlight: 1.5\n", "line 6: tenants[0].maxInFlight is not a whole number"},
 		{"    spreadBurst: 0.5\n", "line 6: tenants[0].spreadBurst is not a whole number"},
 		{"    limits: {offboard: [\"10/1m\"]}\n    spreadBurst: 2.5e0\n", "line 7: tenants[0].spreadBurst is not a whole number"},
+		// An alias of a fraction anchored under another key is that
+		// fraction all the same.
+		{"    comment: &n 1.5\n    maxInFlight: *n\n", "line 7: tenants[0].maxInFlight is not a whole number"},
 	} {
 		_, err := Parse([]byte("tenants:" + okTenant + tc.extra))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -378,10 +378,14 @@ var countKeys = []string{"maxInFlight", "spreadBurst"}
 // wholeCounts refuses a number with a fraction under a key of countKeys:
 // the decoder cuts the fraction off, so maxInFlight: 1.5 was 1, and
 // spreadBurst: 0.5 turned the spreading off. A whole number written as a
-// float (4.0) is that number.
+// float (4.0) is that number. An alias is its anchor's value: anchored
+// under another key (comment: &n 1.5), the fraction is not seen there.
 func wholeCounts(doc *yaml.Node) error {
 	n, path := walkNodes(doc, func(_, n *yaml.Node, path string) bool {
 		var v float64
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
 		return n.Tag == "!!float" && slices.Contains(countKeys, path[strings.LastIndex(path, ".")+1:]) &&
 			(n.Decode(&v) != nil || v != math.Trunc(v))
 	})
