@@ -89,6 +89,11 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 	return c, nil
 }
 
+// invisible says whether r is white space or a format character (a
+// zero-width space, a byte order mark): nothing a URL of a login or API
+// host holds.
+func invisible(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }
+
 // checkEndpoint accepts https URLs, and http only for loopback hosts, and
 // returns the URL without a trailing slash. Its errors name the URL as
 // shownURL gives it, never as written: it may carry a password or a key;
@@ -103,11 +108,12 @@ func checkEndpoint(raw string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%q is not a URL", shownURL(raw))
 	}
-	if strings.ContainsFunc(raw, unicode.IsSpace) {
+	if strings.ContainsFunc(raw, invisible) {
 		// A space copied along, quoted in YAML: url.Parse takes it into
 		// the path as %20, and every call would go to a path no service
-		// has.
-		return "", fmt.Errorf("%q: white space in the URL: want scheme://host[:port][/path]", shownURL(raw))
+		// has. So for a zero-width space or a byte order mark, in the
+		// path or the host.
+		return "", fmt.Errorf("%q: white space or an invisible character in the URL: want scheme://host[:port][/path]", shownURL(raw))
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials", shownURL(raw))

@@ -149,6 +149,11 @@ func TestResolveCloudRefuses(t *testing.T) {
 		{name: "trailing space", apiBase: "https://api.securitycenter.microsoft.com/ ", wantInErr: "apiBaseURL"},
 		{name: "tab in the path", apiBase: "https://api.securitycenter.microsoft.com/\tapi", wantInErr: "apiBaseURL"},
 		{name: "authority with a trailing space", authority: "https://login.microsoftonline.com/ ", wantInErr: "authorityHost"},
+		// An invisible character copied along (a zero-width space, a
+		// byte order mark) is no white space, and as unknown to every
+		// host and path.
+		{name: "zero-width space in the path", apiBase: "https://api.securitycenter.microsoft.com/\u200b", wantInErr: "apiBaseURL"},
+		{name: "byte order mark after the host", authority: "https://login.microsoftonline.com\ufeff", wantInErr: "authorityHost"},
 		{name: "authority port out of range", authority: "https://login.microsoftonline.com:65536", wantInErr: "authorityHost"},
 		{name: "authority over http on loopback", authority: "http://127.0.0.1:8080", wantInErr: "authorityHost"},
 		{name: "authority over http on localhost", authority: "http://localhost", wantInErr: "authorityHost"},
