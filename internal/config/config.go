@@ -198,20 +198,39 @@ func decodeError(err error, data []byte) string {
 }
 
 // keysByLine is the paths of the keys written on each line of data, in
-// document order (a map before its keys); nil if data is not YAML.
+// document order (a map before its keys); nil if data is not YAML. The
+// lines of a value an alias repeats hold none: the decoder gives an
+// error in the alias's value the line of its anchor, where the key
+// written may take that value well (comment: &w maybe, aliased where a
+// boolean goes).
 func keysByLine(data []byte) map[int][]string {
 	var doc yaml.Node
 	if yaml.Unmarshal(data, &doc) != nil {
 		return nil
 	}
 	keys := map[int][]string{}
-	walkNodes(&doc, func(key, _ *yaml.Node, path string) bool {
+	var aliased []*yaml.Node
+	walkNodes(&doc, func(key, n *yaml.Node, path string) bool {
 		if key != nil {
 			keys[key.Line] = append(keys[key.Line], path)
 		}
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			aliased = append(aliased, n.Alias)
+		}
 		return false
 	})
+	for _, n := range aliased {
+		forgetLines(keys, n)
+	}
 	return keys
+}
+
+// forgetLines removes from keys the lines of n and of the nodes below it.
+func forgetLines(keys map[int][]string, n *yaml.Node) {
+	delete(keys, n.Line)
+	for _, c := range n.Content {
+		forgetLines(keys, c)
+	}
 }
 
 // errorLine is the line number a decoder's error begins with.

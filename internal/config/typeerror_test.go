@@ -25,3 +25,20 @@ func TestParseTypeErrorNamesTheKey(t *testing.T) {
 		}
 	}
 }
+
+// TestParseTypeErrorThroughAnAlias: the decoder gives an error in a value
+// reached through an alias the line of its anchor, where another key may
+// stand that takes the value well (comment: &w maybe). That key is not
+// named as the one in error: the line says where the value is written.
+func TestParseTypeErrorThroughAnAlias(t *testing.T) {
+	t.Parallel()
+	_, err := Parse([]byte("tenants:" + okTenant + "    comment: &w maybe\n    tracking:\n      enabled: *w\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 6: cannot unmarshal !!str a value into bool") {
+		t.Errorf("Parse error = %v, want the anchor's line, without a key", err)
+	}
+	// An anchor that is in error where it stands is still named.
+	_, err = Parse([]byte("tenants:" + okTenant + "    tracking:\n      enabled: &w maybe\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 7: tenants[0].tracking.enabled: cannot unmarshal") {
+		t.Errorf("Parse error = %v, want the key named", err)
+	}
+}
