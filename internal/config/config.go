@@ -86,10 +86,12 @@ func (e *durationError) Error() string {
 }
 
 // describe names the key of the value as in tenants[0].tracking.maxAge,
-// found in the file's text, data.
+// found in the file's text, data. A value an alias repeats is named by
+// its line alone: the decoder gives the alias's value the place of its
+// anchor, where the key written may take it well (comment: &d soon).
 func (e *durationError) describe(data []byte) string {
-	_, key := findNode(data, func(n *yaml.Node, _ string) bool { return n.Line == e.line && n.Column == e.column })
-	if key == "" {
+	n, key := findNode(data, func(n *yaml.Node, _ string) bool { return n.Line == e.line && n.Column == e.column })
+	if key == "" || n.Anchor != "" && aliased(data, n) {
 		return e.Error()
 	}
 	return fmt.Sprintf("line %d: %s is not a duration such as 90s, 5m, 1h or 90d", e.line, key)
@@ -412,6 +414,16 @@ func wholeCounts(doc *yaml.Node) error {
 		return fmt.Errorf("line %d: %s is not a whole number", n.Line, path)
 	}
 	return nil
+}
+
+// aliased says whether an alias in the YAML document in data repeats
+// the node n of that document as parsed by findNode. The two parses
+// differ in their nodes: the anchor is known by its place.
+func aliased(data []byte, n *yaml.Node) bool {
+	a, _ := findNode(data, func(m *yaml.Node, _ string) bool {
+		return m.Kind == yaml.AliasNode && m.Alias != nil && m.Alias.Line == n.Line && m.Alias.Column == n.Column
+	})
+	return a != nil
 }
 
 // findNode returns the first node of the YAML document in data (a

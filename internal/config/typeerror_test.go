@@ -42,3 +42,20 @@ func TestParseTypeErrorThroughAnAlias(t *testing.T) {
 		t.Errorf("Parse error = %v, want the key named", err)
 	}
 }
+
+// TestParseDurationThroughAnAlias: a value that is no duration, reached
+// through an alias, is where its anchor stands, under a key that may take
+// it well (comment: &d soon): that key is not named as the duration.
+func TestParseDurationThroughAnAlias(t *testing.T) {
+	t.Parallel()
+	for _, anchored := range []string{"soon", "[soon]"} {
+		_, err := Parse([]byte("tenants:" + okTenant + "    comment: &d " + anchored + "\n    tracking: {maxAge: *d}\n"))
+		if err == nil || strings.Contains(err.Error(), "comment") || !strings.Contains(err.Error(), "line 6: a value is not a duration") {
+			t.Errorf("%s: Parse error = %v, want the anchor's line, without a key", anchored, err)
+		}
+	}
+	_, err := Parse([]byte("tenants:" + okTenant + "    tracking: {maxAge: &d soon}\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 6: tenants[0].tracking.maxAge is not a duration") {
+		t.Errorf("Parse error = %v, want the key named", err)
+	}
+}
