@@ -12,6 +12,7 @@ import (
 	"strings"
 	"text/template"
 	"time"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 
@@ -165,10 +166,27 @@ type commentBuffer struct {
 func (b *commentBuffer) Write(p []byte) (int, error) {
 	room := b.max - b.Len()
 	if len(p) > room {
-		b.Buffer.Write(p[:max(room, 0)])
-		return max(room, 0), errCommentFull
+		// Cut between characters: a part of one would go to the API,
+		// which reads it as U+FFFD.
+		kept := p[:max(room, 0)]
+		if i := lastRuneStart(kept); i >= 0 && !utf8.FullRune(kept[i:]) {
+			kept = kept[:i]
+		}
+		b.Buffer.Write(kept)
+		return len(kept), errCommentFull
 	}
 	return b.Buffer.Write(p)
+}
+
+// lastRuneStart is the index of the byte of p that begins its last
+// character, -1 if none does within a character's length of its end.
+func lastRuneStart(p []byte) int {
+	for i := len(p) - 1; i >= 0 && i >= len(p)-utf8.UTFMax; i-- {
+		if utf8.RuneStart(p[i]) {
+			return i
+		}
+	}
+	return -1
 }
 
 // quotedValue is a value the YAML decoder quotes in its errors (cannot

@@ -397,3 +397,19 @@ func TestCommentTemplateOutputIsBounded(t *testing.T) {
 		t.Errorf("parsing and rendering allocated %d MiB, want the comment's bound at most", got>>20)
 	}
 }
+
+// TestCommentTemplateCutMidCharacter: a template's output cut at its
+// bound in the middle of a character keeps no part of that character,
+// which the comment would carry as U+FFFD.
+func TestCommentTemplateCutMidCharacter(t *testing.T) {
+	t.Parallel()
+	data := []byte("tenants:" + okTenant + "    comment: \"{{range 65535}} {{end}}é\"\n")
+	f, err := Parse(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.Tenants[0].RenderComment(CommentData{RequestID: "r-1"})
+	if err != nil || strings.ContainsRune(c, utf8.RuneError) {
+		t.Errorf("comment %q, %v; want no replacement character", c, err)
+	}
+}
