@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
 	"time"
 	"unicode/utf8"
 
@@ -146,11 +147,53 @@ func renderComment(tmpl *template.Template, d CommentData) (string, error) {
 	return s, nil
 }
 
+// checkLoops refuses what can make a comment template run without end:
+// a range (over a large number it runs for hours and may write nothing,
+// and the six text fields give it nothing else to go over) and a
+// template of its own (define, block, template: one that calls itself
+// twice runs for ever). The template runs at start and for every
+// request, and cannot be stopped part-way.
+func checkLoops(tmpl *template.Template) error {
+	if len(tmpl.Templates()) > 1 {
+		return errors.New("comment: define and block are not taken in a comment template")
+	}
+	var walk func(n parse.Node) error
+	walk = func(n parse.Node) error {
+		switch n := n.(type) {
+		case *parse.RangeNode:
+			return errors.New("comment: range is not taken in a comment template: it has only text fields to go over")
+		case *parse.TemplateNode:
+			return fmt.Errorf("comment: template %q is not taken in a comment template", n.Name)
+		case *parse.ListNode:
+			for _, c := range n.Nodes {
+				if err := walk(c); err != nil {
+					return err
+				}
+			}
+		case *parse.IfNode:
+			return errors.Join(walk(n.List), walkElse(walk, n.ElseList))
+		case *parse.WithNode:
+			return errors.Join(walk(n.List), walkElse(walk, n.ElseList))
+		}
+		return nil
+	}
+	return walk(tmpl.Root)
+}
+
+// walkElse walks an if's or a with's else branch, which may be absent.
+func walkElse(walk func(parse.Node) error, l *parse.ListNode) error {
+	if l == nil {
+		return nil
+	}
+	return walk(l)
+}
+
 // maxCommentOutput bounds what a comment template writes: the comment
 // is cut to offboard.MaxCommentLength characters, at most 4 bytes each,
 // and what goes beyond is room for the white space folded away. A
-// template that writes without end ({{range 1000000000}}) would
-// otherwise be rendered whole into memory, at start and for each request.
+// template that writes far more (printf with a wide field, many times)
+// would otherwise be rendered whole into memory, at start and for each
+// request.
 const maxCommentOutput = 64 << 10
 
 // errCommentFull stops a comment template that wrote maxCommentOutput.
@@ -532,6 +575,8 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 		t.Resolved.Comment = tmpl
 	} else if tmpl, err := template.New("comment").Option("missingkey=error").Parse(text); err != nil {
 		errs = append(errs, fmt.Errorf("comment: %w", err))
+	} else if err := checkLoops(tmpl); err != nil {
+		errs = append(errs, err)
 	} else {
 		t.Resolved.Comment = tmpl
 		if _, err := t.RenderComment(CommentData{}); err != nil {
