@@ -1,9 +1,12 @@
 package app
 
 import (
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -114,4 +117,42 @@ func TestStaleConsumerMadeAgainHoldsItsRequests(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// TestRemovedStaleConsumerIsNoLongerPolled: once the worker has seen that
+// an operator removed the consumers of a tenant no longer configured, it
+// stops asking the server for them. Each removed tenant otherwise kept two
+// goroutines asking for its consumers' info every poll for as long as the
+// worker ran: a thousand tenants removed over the weeks made a thousand
+// JetStream requests a second.
+func TestRemovedStaleConsumerIsNoLongerPolled(t *testing.T) {
+	t.Parallel()
+	e, logs := staleEnv(t)
+	var mu sync.Mutex
+	infos := 0
+	sub, err := e.nc.Subscribe("$JS.API.CONSUMER.INFO."+offboard.StreamRequests+".*", func(m *nats.Msg) {
+		if strings.Contains(m.Subject, "oldco") {
+			mu.Lock()
+			infos++
+			mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	removeOldco(t, e, logs, offboard.Normal, offboard.Bulk)
+	time.Sleep(2 * e.opts.Poll) // the looks under way at the removal end
+	mu.Lock()
+	before := infos
+	mu.Unlock()
+	time.Sleep(10 * e.opts.Poll)
+	mu.Lock()
+	after := infos
+	mu.Unlock()
+	if after != before {
+		t.Errorf("%d info requests for oldco's removed consumers in %s, want none", after-before, 10*e.opts.Poll)
+	}
+	// Its new requests are answered through the unrouted consumer.
+	oldcoAnsweredUnknown(t, e, "o-1", nil)
 }

@@ -68,9 +68,6 @@ func (w *Worker) sweepOthers(ctx context.Context) {
 	}
 	for token, conss := range w.staleConsumers() {
 		for _, cons := range conss {
-			if w.staleGone(cons) {
-				continue
-			}
 			p := offboard.Priority(cons.CachedInfo().Config.Metadata[queue.MetaPriority])
 			w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p))
 		}

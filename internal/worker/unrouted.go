@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -128,12 +129,7 @@ func (w *Worker) isStale(tenant string, p offboard.Priority) bool {
 	name := queue.ConsumerName(tenant, p)
 	w.staleMu.RLock()
 	defer w.staleMu.RUnlock()
-	for _, cons := range w.stale[tenant] {
-		if cons.CachedInfo().Name == name {
-			return !w.staleGone(cons)
-		}
-	}
-	return false
+	return slices.ContainsFunc(w.stale[tenant], func(c jetstream.Consumer) bool { return c.CachedInfo().Name == name })
 }
 
 // addStale records the consumer of a tenant not configured here; it
@@ -147,6 +143,18 @@ func (w *Worker) addStale(cons jetstream.Consumer) bool {
 	token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
 	w.stale[token] = append(w.stale[token], cons)
 	return true
+}
+
+// forgetStale drops a stale consumer found removed: its requests go to
+// the unrouted consumer from now on (isStale says no).
+func (w *Worker) forgetStale(cons jetstream.Consumer) {
+	w.staleMu.Lock()
+	defer w.staleMu.Unlock()
+	token, name := cons.CachedInfo().Config.Metadata[queue.MetaTenant], cons.CachedInfo().Name
+	w.stale[token] = slices.DeleteFunc(w.stale[token], func(c jetstream.Consumer) bool { return c.CachedInfo().Name == name })
+	if len(w.stale[token]) == 0 {
+		delete(w.stale, token)
+	}
 }
 
 // knownStale says whether the consumer named so is a known one of a
@@ -241,12 +249,6 @@ func (w *Worker) findStale(ctx context.Context) {
 	}
 }
 
-// staleGone says whether a stale consumer was last found removed.
-func (w *Worker) staleGone(cons jetstream.Consumer) bool {
-	_, gone := w.removedStale.Load(cons.CachedInfo().Name)
-	return gone
-}
-
 // runStale answers the requests held by the consumer of a tenant that this
 // replica does not serve. Deleting such a consumer would leave its
 // requests unanswered (the unrouted consumer has let them go), so it is
@@ -268,20 +270,14 @@ func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 		// Removed by an operator, the consumer's requests go to the
 		// unrouted consumer; made again (the tenant configured again
 		// somewhere), it holds them once more.
-		_, err := cons.Info(ctx)
-		switch {
-		case errors.Is(err, jetstream.ErrConsumerNotFound):
-			if _, was := w.removedStale.LoadOrStore(name, true); !was {
-				log.Info("consumer of a tenant no longer configured removed: its requests are answered through the unrouted consumer")
-			}
-			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
-				return
-			}
-			continue
-		case err == nil:
-			if _, was := w.removedStale.LoadAndDelete(name); was {
-				log.Info("consumer of a tenant no longer configured is there again: it holds the tenant's requests")
-			}
+		// Forgotten once removed, it is asked for no more: a tenant
+		// removed would otherwise keep this loop and its look every poll
+		// for as long as the worker runs. Made again, it is found again
+		// (runFindStale) and drained once more.
+		if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+			w.forgetStale(cons)
+			log.Info("consumer of a tenant no longer configured removed: its requests are answered through the unrouted consumer")
+			return
 		}
 		w.drainOnce(ctx, log, cons, func(msg jetstream.Msg) {
 			if w.serves(token) { // a replica came back meanwhile: its request

@@ -139,8 +139,6 @@ type Worker struct {
 	unknown jetstream.Consumer
 	staleMu sync.RWMutex
 	stale   map[string][]jetstream.Consumer // by tenant token: consumers of tenants not configured here (staleMu)
-	// removedStale holds the names of stale consumers found removed.
-	removedStale sync.Map
 	// lookForStale asks runFindStale to look now (LookForStale).
 	lookForStale chan struct{}
 	// workingSub answers other processes' questions (serveWorking).
