@@ -85,6 +85,10 @@ type Presence struct {
 	log      *zap.Logger
 	beat     time.Duration // how often this replica announces itself
 	ttl      time.Duration // how long another's announcement counts
+	// forget is how long after it was read another's entry is dropped
+	// from the view: by then the bucket's TTL has dropped it from the
+	// bucket, which no watch tells (0: kept).
+	forget time.Duration
 	// remake makes the bucket again when it is found missing (an
 	// operator deleted it, a store was restored); nil: it is left to the
 	// operator (--no-setup).
@@ -172,7 +176,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 	}
 	p := &Presence{
 		kv: kv, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
-		beat: beat, ttl: 3 * beat,
+		beat: beat, ttl: 3 * beat, forget: forgetAfter(o.Bucket.TTL, beat),
 		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}),
 	}
 	if !o.NoSetup {
@@ -182,6 +186,17 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 		}
 	}
 	return p, nil
+}
+
+// forgetAfter is how long after it was read an entry of the bucket whose
+// TTL is ttl is kept in the view: the TTL, and three beats for the
+// server's expiry to run. An entry read again by a new watch while still
+// in the bucket would count as a sign of life. 0 (no TTL): kept.
+func forgetAfter(ttl, beat time.Duration) time.Duration {
+	if ttl <= 0 {
+		return 0
+	}
+	return ttl + 3*beat
 }
 
 // Run announces this replica every PresenceBeat and follows the others
@@ -652,6 +667,12 @@ func (p *Presence) look() {
 	now := p.clock.Now()
 	var live []string
 	for id, s := range p.others {
+		if p.forget > 0 && now.Sub(s.at) >= p.forget {
+			// A replica that died without withdrawing: its entry has
+			// left the bucket by now, silently.
+			delete(p.others, id)
+			continue
+		}
 		if p.liveLocked(s, now) {
 			live = append(live, id)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -836,5 +837,54 @@ func TestPresenceCountsAnotherProcessUnderItsID(t *testing.T) {
 		if !p.Running("other-process") {
 			t.Fatal("the other process under this id, announcing itself every beat, is taken for gone")
 		}
+	}
+}
+
+// TestPresenceForgetsReplicasWhoseEntriesExpired: a replica that died
+// without withdrawing (killed, its node lost) leaves its last
+// announcement until the bucket's TTL drops it, silently: no watch hears
+// of it. The view drops it too then. Before, it kept every such replica
+// for as long as it ran, each with its tenants (a pod name per rollout),
+// and counted all of them alive again for three beats after each NATS
+// outage, when its view was current again.
+func TestPresenceForgetsReplicasWhoseEntriesExpired(t *testing.T) {
+	t.Parallel()
+	const beat, dead = 100 * time.Millisecond, 50
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	cfg.TTL = time.Second
+	kv, err := js.CreateOrUpdateKeyValue(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range dead {
+		a, _ := json.Marshal(announcement{Tenants: []string{"northwind"}, Instance: fmt.Sprint("dead-", i)})
+		if _, err := kv.Put(t.Context(), fmt.Sprint("dead-", i), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCurrent(t, p)
+	held := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return len(p.others)
+	}
+	if n := held(); n != dead {
+		t.Fatalf("%d replicas held at the start, want %d", n, dead)
+	}
+	waitFor(t, 5*time.Second, "the dead replicas' entries expired", func() bool {
+		keys, err := kv.Keys(t.Context())
+		return err == nil && slices.Equal(keys, []string{"a"})
+	})
+	deadline := time.Now().Add(cfg.TTL + 10*beat)
+	for held() != 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := held(); n != 0 {
+		t.Fatalf("%d replicas held %v after their entries expired, want none", n, cfg.TTL+10*beat)
 	}
 }
