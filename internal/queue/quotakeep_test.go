@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestQuotaJournalKeepingTooLittleIsRefused: a quota journal whose stream
@@ -49,4 +50,52 @@ func TestQuotaJournalKeepingTooLittleIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop()
+}
+
+// TestEnsureNeverShortensAJournal: replicas started with different
+// --quota-history or --budget-history (a rolling update that changes
+// them, one flag forgotten) set up the same journals. One with a shorter
+// history must not cut what the others read back: their feeds would miss
+// calls and actions that still count, and a restart of theirs would be
+// refused. Setup keeps the longer max age, and "none" (0) too.
+func TestEnsureNeverShortensAJournal(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	ctx := t.Context()
+	long := Settings{Tenants: []string{"contoso"}, QuotaHistory: 3 * time.Hour, BudgetHistory: 72 * time.Hour}
+	if _, err := Ensure(ctx, js, long); err != nil {
+		t.Fatal(err)
+	}
+	short := Settings{Tenants: []string{"contoso"}, QuotaHistory: 2 * time.Hour, BudgetHistory: 48 * time.Hour}
+	if _, err := Ensure(ctx, js, short); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]time.Duration{offboard.StreamQuota: 3 * time.Hour, offboard.StreamBudget: 72 * time.Hour} {
+		stream, err := js.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := stream.CachedInfo().Config.MaxAge; got != want {
+			t.Errorf("%s keeps %v after a replica of a shorter history set it up, want %v kept", name, got, want)
+		}
+	}
+	// A journal an operator set to keep everything keeps it.
+	stream, err := js.Stream(ctx, offboard.StreamQuota)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	cfg.MaxAge = 0
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(ctx, js, short); err != nil {
+		t.Fatal(err)
+	}
+	if stream, err = js.Stream(ctx, offboard.StreamQuota); err != nil {
+		t.Fatal(err)
+	}
+	if got := stream.CachedInfo().Config.MaxAge; got != 0 {
+		t.Errorf("%s keeps %v after setup, want 0 (everything) kept", offboard.StreamQuota, got)
+	}
 }

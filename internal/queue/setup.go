@@ -374,8 +374,11 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 	var errs []error
 	for _, cfg := range s.Streams() {
 		have := storedConfig(ctx, js, cfg.Name)
-		if cfg.Name == offboard.StreamRequests {
+		switch cfg.Name {
+		case offboard.StreamRequests:
 			cfg.MaxConsumers = keptMaxConsumers(have, cfg.MaxConsumers)
+		case offboard.StreamQuota, offboard.StreamBudget:
+			cfg.MaxAge = keptHistory(have, cfg.MaxAge)
 		}
 		if have != nil && configAsSet(*have, cfg) {
 			continue
@@ -545,6 +548,23 @@ func keptMaxConsumers(have *jetstream.StreamConfig, want int) int {
 		return has
 	}
 	return max(want, has)
+}
+
+// keptHistory is the max age a journal's stream keeps: setup never
+// shortens it. Replicas with different --quota-history or
+// --budget-history (a rolling update that changes one, a flag forgotten)
+// set up the same journals, and one with a shorter history would cut
+// entries the others' feeds still count, and refuse their restarts. To
+// shorten a journal, edit its stream once every replica runs the shorter
+// flag. No max age (0, kept for ever) is kept too.
+func keptHistory(have *jetstream.StreamConfig, want time.Duration) time.Duration {
+	if have == nil || want == 0 {
+		return want
+	}
+	if have.MaxAge == 0 {
+		return 0
+	}
+	return max(have.MaxAge, want)
 }
 
 // makeConsumers creates or updates consumers. When the server refuses
