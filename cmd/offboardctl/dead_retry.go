@@ -28,7 +28,7 @@ func newDeadRetryCmd(c *cli) *cobra.Command {
 the next attempt, on its original subject (same priority), with
 Nats-Msg-Id <tenant>:<requestId>:<attempt>. A request id is retried once,
 from its latest dead letter, as one more than the highest attempt of its
-dead letters: --seq of an older one retries from the latest, and --code is
+dead letters and of its results stored since: --seq of an older one retries from the latest, and --code is
 matched against the latest one, with --seq as with --all. A dead letter
 whose body fails the request's checks is not retried, nor taken for its
 request id's latest.
@@ -94,7 +94,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		}
 		picked = []deadLetter{latest}
 	}
-	answered, err := c.answeredSince(ctx, tenant, picked)
+	answered, err := c.answeredSince(ctx, tenant, picked, x.highest)
 	if err != nil {
 		return err
 	}
@@ -109,9 +109,14 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 // ledger, its result sent again, or, once the ledger has forgotten the
 // id, make a second offboard call for the device.
 //
+// It raises highest, per request id, to the attempt of each result read:
+// that attempt was published, and its dead letter may have been removed
+// since. A retry under it would be dropped as a repeat, or answered from
+// the ledger with the stored failure, no call made.
+//
 // Results are kept forever by default: only those stored since the
 // oldest picked dead letter are read (resultsSince), not a year of them.
-func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter) (map[string]answer, error) {
+func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int) (map[string]answer, error) {
 	since := map[string]time.Time{}
 	for _, d := range picked {
 		if ofRequest(d) {
@@ -139,11 +144,15 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 	err = scanWaiting(ctx, js, offboard.StreamResults, subject, start, scanWait, func(m jetstream.Msg) {
 		answeredSinceRead.Add(1)
 		r, ok := decodeResult(m)
-		if !ok || r.Outcome == offboard.OutcomeFailed {
+		if !ok {
 			return
 		}
 		after, wanted := since[r.RequestID]
-		if meta, err := m.Metadata(); wanted && err == nil && meta.Timestamp.After(after) {
+		if !wanted {
+			return
+		}
+		highest[r.RequestID] = max(highest[r.RequestID], r.Attempt)
+		if meta, err := m.Metadata(); r.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
 			out[r.RequestID] = answer{outcome: r.Outcome, attempt: max(r.Attempt, 1)}
 		}
 	})
@@ -243,7 +252,7 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 }
 
 // nextAttempt is the attempt of a dead letter's retry: one more than the
-// highest of its request id's dead letters.
+// highest of its request id's dead letters and results (answeredSince).
 func nextAttempt(d deadLetter, highest int) (int, error) {
 	high := max(highest, d.Attempt)
 	if high == math.MaxInt {
