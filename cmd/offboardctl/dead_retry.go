@@ -90,7 +90,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 			return fmt.Errorf("no dead letter %d of tenant %s%s", seq, tenant, codeNote(codes))
 		default:
 			return fmt.Errorf("dead letter %d of tenant %s: %s failed again since: its latest dead letter is %d, with code %s, not %s",
-				seq, tenant, shownID(latest.RequestID), latest.Seq, latest.Code, codes)
+				seq, tenant, shownID(latest.RequestID), latest.Seq, printable(latest.Code), codes)
 		}
 		picked = []deadLetter{latest}
 	}
@@ -235,10 +235,10 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			}
 		case ack.Duplicate:
 			dup++
-			fmt.Fprintf(c.stdout, "%s attempt %d was retried before (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
+			fmt.Fprintf(c.stdout, "%s attempt %d was retried before (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, printable(d.Code))
 		default:
 			retried++
-			fmt.Fprintf(c.stdout, "retried %s attempt %d (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, d.Code)
+			fmt.Fprintf(c.stdout, "retried %s attempt %d (dead letter %d, %s)\n", d.RequestID, attempt, d.Seq, printable(d.Code))
 		}
 		if left > 0 {
 			break

@@ -682,3 +682,25 @@ func TestDeadRetrySeveralNotRetried(t *testing.T) {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// dead retry shows a dead letter's error code escaped too, in the line of
+// each retry and in the error of a --seq whose request failed again
+// since: a header anyone who may publish dead letters can write.
+func TestDeadRetryEscapesTheCode(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	publishDead(t, js, "api_error\x1b[1A", `{"requestId":"esc-1","machineId":"`+a+`"}`)             // 1
+	publishDead(t, js, offboard.CodeAPIError, `{"requestId":"esc-2","machineId":"`+a+`"}`)          // 2
+	publishDead(t, js, "cancelled\x1b[2J", `{"requestId":"esc-2","machineId":"`+a+`","attempt":2}`) // 3
+	for range 2 {                                                                                   // retried, then retried before
+		code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+		if code != exitOK || strings.Contains(out+errs, "\x1b") || !strings.Contains(out, `(dead letter 1, api_error\x1b[1A)`) || !strings.Contains(out, `(dead letter 3, cancelled\x1b[2J)`) {
+			t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+	}
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--seq", "2", "--code", offboard.CodeAPIError)
+	if code != exitFailed || strings.Contains(out+errs, "\x1b") || !strings.Contains(errs, `with code cancelled\x1b[2J, not api_error`) {
+		t.Errorf("dead retry --seq 2: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
