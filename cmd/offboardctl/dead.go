@@ -53,6 +53,9 @@ type deadLetter struct {
 	// subject is no request subject of its tenant (nil: neither); set by
 	// eachChecked, for a retry.
 	unchecked error
+	// forgotten says why the dead letter is too old to retry (nil: it
+	// is not); set by markForgotten.
+	forgotten error
 }
 
 func newDeadLsCmd(c *cli) *cobra.Command {

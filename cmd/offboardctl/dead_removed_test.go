@@ -3,9 +3,12 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -51,5 +54,39 @@ func TestDeadRetryAfterItsLatestDeadLetterWasRemoved(t *testing.T) {
 	}
 	if len(got) != 2 || got[0] != "contoso:x-1:3" || got[1] != "contoso:y-1:2" {
 		t.Errorf("requests published: %q, want x-1's attempt 3 and y-1's attempt 2", got)
+	}
+}
+
+// A dead letter older than the results kept (--results-max-age) and than
+// the ledger's entries (--ledger-ttl) is not retried: a retry of it that
+// created an action may have left neither, and its retry would then be
+// taken for a new request, a second offboard call for the device. One
+// stored since is retried.
+func TestDeadRetryOfADeadLetterOlderThanItsAnswersKept(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, ResultsMaxAge: 500 * time.Millisecond, LedgerTTL: 500 * time.Millisecond}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	a := strings.Repeat("a", 40)
+	publishDead(t, js, offboard.CodeMachineNotFound, `{"requestId":"x-1","machineId":"`+a+`"}`) // 1
+	time.Sleep(time.Second)                                                                     // dead letter 1 outlives its answers
+	publishDead(t, js, offboard.CodeMachineNotFound, `{"requestId":"y-1","machineId":"`+a+`"}`) // 2
+
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	if code != exitFailed || !strings.Contains(out, "old, older than the answers the worker keeps (results 1s, ledger entries 1s): whether x-1 was answered since cannot be told") || !strings.Contains(out, "retried y-1 attempt 2") ||
+		!strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 1 not retried") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	var got []string
+	err := scan(t.Context(), js, offboard.StreamRequests, offboard.Subjects{}.Request("contoso", offboard.Normal), func(m jetstream.Msg) {
+		got = append(got, m.Headers().Get(jetstream.MsgIDHeader))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0] != "contoso:y-1:2" {
+		t.Errorf("requests published: %q, want y-1's retry only", got)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -98,7 +99,57 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 	if err != nil {
 		return err
 	}
+	if err := c.markForgotten(ctx, picked, time.Now()); err != nil {
+		return err
+	}
 	return c.retryEach(ctx, tenant, picked, x.highest, answered)
+}
+
+// markForgotten marks each picked dead letter stored longer ago than the
+// answers of its request id are kept (answersKept): a retry of it may
+// have created an action since, and left neither a result for
+// answeredSince to find nor a ledger entry for the worker to answer
+// from. Retried, it would be taken for a new request: a second offboard
+// call for the device. The margin stands for a difference between this
+// clock and the server's, which stored the dead letter.
+func (c *cli) markForgotten(ctx context.Context, picked []deadLetter, now time.Time) error {
+	if !slices.ContainsFunc(picked, ofRequest) {
+		return nil
+	}
+	js, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	results, ledger, err := answersKept(ctx, js)
+	if err != nil || results == 0 || ledger == 0 {
+		return err
+	}
+	kept := max(results, ledger)
+	cutoff := now.Add(min(resultsMargin, kept/10) - kept)
+	for i, d := range picked {
+		if ofRequest(d) && d.Stored.Before(cutoff) {
+			picked[i].forgotten = fmt.Errorf("it is %s old, older than the answers the worker keeps (results %s, ledger entries %s): "+
+				"whether %s was answered since cannot be told, and its retry could be taken for a new request; check the device, then publish it anew",
+				age(now.Sub(d.Stored)), age(results), age(ledger), shownID(d.RequestID))
+		}
+	}
+	return nil
+}
+
+// answersKept is how long the results stream keeps a result and the
+// ledger an entry (0: for ever).
+func answersKept(ctx context.Context, js jetstream.JetStream) (results, ledger time.Duration, err error) {
+	for _, v := range []struct {
+		stream string
+		kept   *time.Duration
+	}{{offboard.StreamResults, &results}, {"KV_" + offboard.BucketLedger, &ledger}} {
+		s, err := js.Stream(ctx, v.stream)
+		if err != nil {
+			return 0, 0, fmt.Errorf("stream %s: %w", v.stream, err)
+		}
+		*v.kept = s.CachedInfo().Config.MaxAge
+	}
+	return results, ledger, nil
 }
 
 // answeredSince reads the tenant's results and returns, for each picked
@@ -252,8 +303,12 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 }
 
 // nextAttempt is the attempt of a dead letter's retry: one more than the
-// highest of its request id's dead letters and results (answeredSince).
+// highest of its request id's dead letters and results (answeredSince);
+// none for one older than its answers are kept (markForgotten).
 func nextAttempt(d deadLetter, highest int) (int, error) {
+	if d.forgotten != nil {
+		return 0, d.forgotten
+	}
 	high := max(highest, d.Attempt)
 	if high == math.MaxInt {
 		// One more would wrap around to a negative attempt, which the
