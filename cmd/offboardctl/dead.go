@@ -12,6 +12,9 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -140,6 +143,7 @@ func (l *deadList) add(d deadLetter) {
 		l.err = err
 		return
 	}
+	b = jsonPrintable(b)
 	sep := ",\n  "
 	if l.n == 1 {
 		sep = "[\n  "
@@ -296,6 +300,32 @@ func shownID(id string) string {
 // columns. Such a character is written escaped, as Go quotes it; the
 // rest is left as it is.
 func printable(s string) string { return offboard.Printable(s) }
+
+// jsonPrintable is JSON text with each character that is not printable
+// and that encoding/json leaves as it is (C1 controls such as U+009B,
+// which some terminals take for the start of an escape, bidirectional
+// overrides) written as a \u escape, as it writes the other control
+// characters: the same values, safe to show on a terminal. Such a
+// character can only be inside a string: JSON's own characters are
+// ASCII.
+func jsonPrintable(b []byte) []byte {
+	if !bytes.ContainsFunc(b, func(r rune) bool { return r >= utf8.RuneSelf && !unicode.IsPrint(r) }) {
+		return b
+	}
+	out := make([]byte, 0, len(b)+16)
+	for _, r := range string(b) {
+		switch {
+		case r < utf8.RuneSelf || unicode.IsPrint(r):
+			out = utf8.AppendRune(out, r)
+		case r > 0xFFFF:
+			r1, r2 := utf16.EncodeRune(r)
+			out = fmt.Appendf(out, `\u%04x\u%04x`, r1, r2)
+		default:
+			out = fmt.Appendf(out, `\u%04x`, r)
+		}
+	}
+	return out
+}
 
 func age(d time.Duration) string {
 	switch {

@@ -704,3 +704,30 @@ func TestDeadRetryEscapesTheCode(t *testing.T) {
 		t.Errorf("dead retry --seq 2: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// dead ls --json writes the characters a terminal may act on that JSON
+// leaves as they are (C1 controls such as U+009B, which some terminals
+// take for an escape's start, and bidirectional overrides) as \u escapes,
+// as it does the others: the same values, read as JSON.
+func TestDeadListJSONEscapesWhatATerminalActsOn(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	m := nats.NewMsg(offboard.Subjects{}.Dead("contoso"))
+	m.Data = []byte(`{"requestId":"x\u009b2J","machineId":"` + strings.Repeat("a", 40) + `"}`)
+	m.Header.Set(offboard.HeaderErrorCode, offboard.CodeAPIError)
+	m.Header.Set(offboard.HeaderErrorMessage, "HTTP 502: \u009b2J\u202etxt.exe ✓ \U0001F600")
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ctl(t, url, "dead", "ls", "contoso", "--json")
+	var ds []deadLetter
+	if err := json.Unmarshal([]byte(out), &ds); code != exitOK || err != nil || len(ds) != 1 {
+		t.Fatalf("exit %d, stdout %q, stderr %q (%v)", code, out, errs, err)
+	}
+	if strings.ContainsAny(out, "\u009b\u202e") || !strings.Contains(out, `\u009b2J`) || !strings.Contains(out, "✓ \U0001F600") {
+		t.Errorf("stdout %q", out)
+	}
+	if ds[0].RequestID != "x\u009b2J" || ds[0].Message != "HTTP 502: \u009b2J\u202etxt.exe ✓ \U0001F600" {
+		t.Errorf("read back: %q, %q", ds[0].RequestID, ds[0].Message)
+	}
+}
