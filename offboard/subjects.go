@@ -190,6 +190,10 @@ const (
 	// whose name the NATS client library cannot send (it allows fewer
 	// characters than the server and other clients do) in its dead letter.
 	HeaderOriginalHeader = "Mde-Original-Header"
+	// HeaderDroppedHeaders counts the request's headers left out of its
+	// dead letter: with the worker's own, they would take the copy over
+	// the server's limit for a message's headers (65,535 bytes).
+	HeaderDroppedHeaders = "Mde-Dropped-Headers"
 )
 
 // CheckPrefix refuses a subject prefix that cannot start a subject: it

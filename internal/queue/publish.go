@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net/textproto"
 	"strconv"
 	"strings"
 
@@ -162,7 +164,72 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 		// place it names, whose dead letter the stream would then drop.
 		m.Header.Set(jetstream.MsgIDHeader, deadSeqPrefix+seq.String())
 	}
+	dropOwn(m.Header, offboard.HeaderDroppedHeaders)
+	if n := fitHeaders(m.Header); n > 0 {
+		m.Header.Set(offboard.HeaderDroppedHeaders, strconv.Itoa(n))
+	}
 	return m
+}
+
+// maxHeaderBytes is the most bytes of headers the server stores with a
+// message (JSStreamHeaderExceedsMaximumErr beyond).
+const maxHeaderBytes = 65535
+
+// fitHeaders drops a dead letter's headers that are the request's own,
+// the longest first, until the headers fit in maxHeaderBytes, and returns
+// how many values it dropped. The request stream takes a request whose
+// headers come near that limit (its message size leaves the room), and
+// the worker's own headers would then take the dead letter over it: the
+// server would refuse the copy, and the request, never acked, would come
+// back for ever. The worker's headers, and the message id, stay.
+func fitHeaders(h nats.Header) int {
+	if headerBytes(h) <= maxHeaderBytes {
+		return 0
+	}
+	// Room for the count of those dropped.
+	limit := maxHeaderBytes - len(offboard.HeaderDroppedHeaders+": \r\n") - len(strconv.Itoa(math.MaxInt))
+	dropped := 0
+	for size := headerBytes(h); size > limit; {
+		longest, n := "", 0
+		for k, vs := range h {
+			if ownHeader(k) {
+				continue
+			}
+			if l := headerBytes(nats.Header{k: vs}); l > n || (l == n && k < longest) {
+				longest, n = k, l
+			}
+		}
+		if longest == "" {
+			break
+		}
+		dropped += len(h[longest])
+		delete(h, longest)
+		size = headerBytes(h)
+	}
+	return dropped
+}
+
+// ownHeader says whether a dead letter's header is one the worker writes,
+// or its message id.
+func ownHeader(k string) bool {
+	switch k {
+	case offboard.HeaderOriginalSubject, offboard.HeaderErrorCode, offboard.HeaderErrorMessage,
+		offboard.HeaderRequestSeq, offboard.HeaderDroppedHeaders, jetstream.MsgIDHeader:
+		return true
+	}
+	return false
+}
+
+// headerBytes is the size of h as the NATS client writes it: a status
+// line, then "name: value" and CRLF for each value (trimmed), then CRLF.
+func headerBytes(h nats.Header) int {
+	n := len("NATS/1.0\r\n") + 2
+	for k, vs := range h {
+		for _, v := range vs {
+			n += len(k) + len(textproto.TrimString(v)) + 4
+		}
+	}
+	return n
 }
 
 // setOwn sets a header the worker writes on a dead letter, and removes the
@@ -170,12 +237,18 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 // keeps header names as written, and a reader that ignores their case, as
 // HTTP's do, could read a publisher's forged value for the worker's.
 func setOwn(h nats.Header, name, value string) {
+	dropOwn(h, name)
+	h.Set(name, value)
+}
+
+// dropOwn removes the request's headers of a name the worker writes on a
+// dead letter, in any case.
+func dropOwn(h nats.Header, name string) {
 	for k := range h {
 		if strings.EqualFold(k, name) {
 			delete(h, k)
 		}
 	}
-	h.Set(name, value)
 }
 
 // sendableHeaderName says whether nats.go sends a header of this name:

@@ -106,3 +106,60 @@ func TestDeadLetterHeadersOfOtherCaseAreReplaced(t *testing.T) {
 		t.Errorf("X-Ref = %q, want the request's own header kept", got)
 	}
 }
+
+// TestDeadLetterOfARequestWithHeadersNearTheLimit: a request whose
+// headers come near the server's limit for them (65,535 bytes, which the
+// request stream's message size leaves room for) still has its dead
+// letter stored: the worker's own headers would take the copy over the
+// limit, the server would refuse it, and the request, never acked, would
+// come back for ever. The request's longest headers give way, and the
+// dead letter counts them.
+func TestDeadLetterOfARequestWithHeadersNearTheLimit(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ctx := t.Context()
+	for _, name := range []string{"NEAR", "NEARDEAD"} {
+		subject := strings.ToLower(name) + ".>"
+		if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: name, Subjects: []string{subject}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := nats.NewMsg("near.request")
+	m.Data = []byte(`{}`)
+	for i := range 13 {
+		m.Header.Set("X-Pad-"+strconv.Itoa(i), strings.Repeat("p", 4990))
+	}
+	m.Header.Set("X-Ref", strings.Repeat("q", 400))
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:near-1")
+	orig, err := js.PublishMsg(ctx, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := js.OrderedConsumer(ctx, "NEAR", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, err := c.Next(jetstream.FetchMaxWait(5 * time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	message := strings.Repeat("é", offboard.MaxMessageLength)
+	if err := PublishDead(ctx, js, "neardead.x", msg, offboard.Seq{N: orig.Sequence}, offboard.CodeInvalidRequest, message); err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+	s, err := js.Stream(ctx, "NEARDEAD")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := dead.Header
+	if h.Get(offboard.HeaderErrorCode) != offboard.CodeInvalidRequest || h.Get(offboard.HeaderErrorMessage) != message ||
+		h.Get(offboard.HeaderOriginalSubject) != "near.request" || h.Get(jetstream.MsgIDHeader) != "contoso:near-1" ||
+		h.Get("X-Ref") == "" || h.Get(offboard.HeaderDroppedHeaders) == "" || h.Get(offboard.HeaderDroppedHeaders) == "0" {
+		t.Errorf("dead letter headers: code %q, subject %q, id %q, X-Ref kept %t, dropped %q", h.Get(offboard.HeaderErrorCode),
+			h.Get(offboard.HeaderOriginalSubject), h.Get(jetstream.MsgIDHeader), h.Get("X-Ref") != "", h.Get(offboard.HeaderDroppedHeaders))
+	}
+}
