@@ -435,9 +435,28 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.stopAlive()
 	}
 	w.callingBackToClaim(j)
-	if nerr := j.msg.NakWithDelay(delay); nerr != nil {
-		j.log.Warn("nak request", zap.Error(nerr))
+	w.nak(j, err, delay)
+}
+
+// nak hands the request back for redelivery after delay. Left for err.
+func (w *Worker) nak(j *job, err error, delay time.Duration) {
+	if errors.Is(err, context.Canceled) {
+		// A stop does not wait for NATS: the nak goes out as the
+		// connection drains, and a request it misses comes back after
+		// its ack wait.
+		if nerr := j.msg.NakWithDelay(delay); nerr != nil {
+			j.log.Warn("nak request", zap.Error(nerr))
+		}
+		return
 	}
+	// Sent again until the server has it: lost in a connection that went
+	// silent, the nak would leave the request to its ack wait once NATS
+	// is back. Bounded as a result's store is.
+	ctx, cancel := storeCtx(context.Background())
+	defer cancel()
+	w.untilDone(ctx, j, "nak request", func(ctx context.Context) error {
+		return queue.Nak(ctx, w.opts.JS.Conn(), j.msg, delay)
+	})
 }
 
 // callingBackToClaim writes the "calling" entry this delivery wrote back
