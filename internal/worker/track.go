@@ -300,7 +300,10 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	if err != nil || a.Finished() {
 		return nil //nolint:nilerr // nothing to follow
 	}
-	if data, _, err := tr.store.TrackedState(ctx, tr.tenant, a.ID); err != nil || data != nil {
+	if data, rev, err := tr.store.TrackedState(ctx, tr.tenant, a.ID); err != nil || data != nil {
+		if err == nil {
+			tr.holdStored(data, rev)
+		}
 		return err
 	}
 	now := tr.clock.Now().UTC()
@@ -327,6 +330,22 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	tr.mu.Unlock()
 	tr.add(st)
 	return nil
+}
+
+// holdStored holds in memory an action whose state the ledger has
+// already, as of revision rev: stored by this replica while the answer
+// was lost (NATS away a moment), the request answered again from the
+// ledger, or by another replica. Left to the next scan of the ledger, its
+// first look could come minutes late. Each look is claimed over the
+// ledger's revision, so an action another replica follows too is looked
+// at once. An ended tracking's mark (no action id) holds nothing.
+func (tr *tracker) holdStored(data []byte, rev uint64) {
+	st := new(tracked)
+	if json.Unmarshal(data, st) != nil || st.ActionID == "" {
+		return
+	}
+	st.rev = rev
+	tr.add(st)
 }
 
 // save stores a followed action's state over the revision this replica
