@@ -263,23 +263,28 @@ func results() row {
 	}}
 }
 
+// withNATS leaves out the series of replicas without NATS: such a replica
+// sees no resume and no change of budget, and keeps the pause, hold and
+// budget it saw last.
+const withNATS = "unless on (job, instance) (mde_offboard_nats_connected == 0)"
+
 func controls() row {
 	return row{id: 14, title: "Controls: paused, held, budget", panels: []cog.Builder[dashboard.Panel]{
 		tableOf(15, "Paused",
-			"1 while an operator has paused the tenant's priority (offboardctl pause). Its requests wait; the waiting alerts stay quiet.",
+			"1 while an operator has paused the tenant's priority (offboardctl pause), as the replicas connected to NATS see it. Its requests wait; the waiting alerts stay quiet.",
 			third, high,
-			query("A", `max by (tenant, priority) (mde_offboard_tenant_paused{tenant=~"$tenant"}) > 0`, "{{tenant}} {{priority}}").
+			query("A", `max by (tenant, priority) (mde_offboard_tenant_paused{tenant=~"$tenant"} `+withNATS+`) > 0`, "{{tenant}} {{priority}}").
 				Format(prometheus.PromQueryFormatTable).
 				Instant()),
 		series(16, "Held requests",
 			"Requests waiting on purpose, by reason: pause (an operator paused the tenant) or budget (its budget is spent; a higher budget, offboardctl budget, lets them go).",
 			"short", third,
-			query("A", `max by (tenant, reason) (mde_offboard_held_requests{tenant=~"$tenant"}) > 0`, "{{tenant}} {{reason}}")),
+			query("A", `max by (tenant, reason) (mde_offboard_held_requests{tenant=~"$tenant"} `+withNATS+`) > 0`, "{{tenant}} {{reason}}")),
 		series(17, "Budget left",
 			"Actions the tenant's budget still allows in its window (tenants with a budget).",
 			"short", third,
 			// A tenant without a budget reports NaN: >= 0 leaves it out.
-			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"}) >= 0`, "{{tenant}}")),
+			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"} `+withNATS+`) >= 0`, "{{tenant}}")),
 	}}
 }
 

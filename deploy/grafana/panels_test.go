@@ -153,3 +153,57 @@ func TestBudgetLeftOnlyBudgetedTenants(t *testing.T) {
 		t.Errorf("Budget left: %s does not read mde_offboard_budget_remaining", p.Targets[0].Expr)
 	}
 }
+
+// TestControlsLeaveOutReplicasWithoutNATS: a replica that lost NATS sees
+// no resume and no change of budget, and keeps reporting the pause, the
+// hold and the budget it saw last. The panels of the controls take the
+// max (or min) across replicas, so each leaves such a replica out, as the
+// alerts and the backlog's recording rules do: unless on (job, instance)
+// (mde_offboard_nats_connected == 0).
+func TestControlsLeaveOutReplicasWithoutNATS(t *testing.T) {
+	t.Parallel()
+	controls := map[string]bool{
+		"mde_offboard_tenant_paused": true, "mde_offboard_held_requests": true, "mde_offboard_budget_remaining": true,
+	}
+	seen := map[string]bool{}
+	for _, p := range panels(t) {
+		for _, q := range p.Targets {
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(vars.Replace(q.Expr))
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.Title, q.RefID, err)
+			}
+			parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
+				vs, ok := n.(*parser.VectorSelector)
+				if !ok || !controls[vs.Name] {
+					return nil
+				}
+				seen[vs.Name] = true
+				if !leftOutWithoutNATS(vs, path) {
+					t.Errorf("panel %q, query %s (%s): %s of a replica without NATS is not left out", p.Title, q.RefID, q.Expr, vs.Name)
+				}
+				return nil
+			})
+		}
+	}
+	for name := range controls {
+		if !seen[name] {
+			t.Errorf("no panel reads %s", name)
+		}
+	}
+}
+
+// leftOutWithoutNATS says whether vs, found under path, is the left side
+// of an "unless on (job, instance)" whose right side reads
+// mde_offboard_nats_connected.
+func leftOutWithoutNATS(vs *parser.VectorSelector, path []parser.Node) bool {
+	var child parser.Node = vs
+	for i := len(path) - 1; i >= 0; i-- {
+		b, ok := path[i].(*parser.BinaryExpr)
+		if ok && b.Op == parser.LUNLESS && b.LHS == child && b.VectorMatching != nil && b.VectorMatching.On &&
+			strings.Join(b.VectorMatching.MatchingLabels, ",") == "job,instance" && strings.Contains(b.RHS.String(), "mde_offboard_nats_connected") {
+			return true
+		}
+		child = path[i]
+	}
+	return false
+}
