@@ -107,10 +107,14 @@ func PublishDeadAsync(js jetstream.JetStream, subject string, orig jetstream.Msg
 
 // DeadIDByPlace says whether the dead letter of a request with headers h
 // takes its message id from the request's place in the stream (seq of
-// PublishDeadAsync) rather than from the request's own message id.
+// PublishDeadAsync) rather than from the request's own message id. So
+// does a request whose id is longer than the room a request is given for
+// its headers: the id is the one header of the request's a dead letter
+// never drops (fitHeaders), and one near the server's limit for headers
+// would leave no room for the worker's, the copy refused for ever.
 func DeadIDByPlace(h nats.Header) bool {
 	id := h.Get(jetstream.MsgIDHeader)
-	return id == "" || strings.HasPrefix(id, deadSeqPrefix)
+	return id == "" || strings.HasPrefix(id, deadSeqPrefix) || len(id) > offboard.MaxRequestHeaders
 }
 
 // deadSeqPrefix begins the message id of a dead letter named by its
@@ -156,6 +160,10 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 	setOwn(m.Header, offboard.HeaderErrorCode, code)
 	setOwn(m.Header, offboard.HeaderErrorMessage, message)
 	setOwn(m.Header, offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
+	if id := m.Header.Get(jetstream.MsgIDHeader); len(id) > offboard.MaxRequestHeaders {
+		// Kept as a header of the request's, which gives way if need be.
+		m.Header.Set(offboard.HeaderOriginalPrefix+jetstream.MsgIDHeader, id)
+	}
 	if DeadIDByPlace(m.Header) {
 		// Without the publisher's id, one derived from the request's place
 		// in the stream keeps a re-published dead letter single. A
