@@ -122,7 +122,40 @@ func (t *Tenant) Credential() mde.CredentialConfig {
 }
 
 // defaultComment is DefaultComment's template.
-var defaultComment = template.Must(template.New("comment").Option("missingkey=error").Parse(DefaultComment))
+var defaultComment = template.Must(newComment(DefaultComment))
+
+// newComment parses a comment template, its functions that build text
+// bounded (boundedFuncs).
+func newComment(text string) (*template.Template, error) {
+	return template.New("comment").Option("missingkey=error").Funcs(boundedFuncs).Parse(text)
+}
+
+// boundedFuncs stand for the template functions that build text, each
+// cutting what it returns where the comment would be cut (cutOutput).
+// Without a loop, a template can still double what it builds at each
+// call it nests: js and printf %q escape the backslashes the call within
+// wrote, and thirty of them build gigabytes in memory before a byte is
+// written, at the start and for every request.
+var boundedFuncs = template.FuncMap{
+	"html":     func(args ...any) string { return cutOutput(template.HTMLEscaper(args...)) },
+	"js":       func(args ...any) string { return cutOutput(template.JSEscaper(args...)) },
+	"urlquery": func(args ...any) string { return cutOutput(template.URLQueryEscaper(args...)) },
+	"print":    func(args ...any) string { return cutOutput(fmt.Sprint(args...)) },
+	"println":  func(args ...any) string { return cutOutput(fmt.Sprintln(args...)) },
+	"printf":   func(format string, args ...any) string { return cutOutput(fmt.Sprintf(format, args...)) },
+}
+
+// cutOutput cuts s to maxCommentOutput bytes, between characters.
+func cutOutput(s string) string {
+	if len(s) <= maxCommentOutput {
+		return s
+	}
+	kept := []byte(s[:maxCommentOutput])
+	if i := lastRuneStart(kept); i >= 0 && !utf8.FullRune(kept[i:]) {
+		kept = kept[:i]
+	}
+	return string(kept)
+}
 
 // RenderComment fills the tenant's comment template. Where it leaves no
 // text (a template of fields this request does not have), the default
@@ -573,7 +606,7 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	}
 	if tmpl, ok := comments[text]; ok {
 		t.Resolved.Comment = tmpl
-	} else if tmpl, err := template.New("comment").Option("missingkey=error").Parse(text); err != nil {
+	} else if tmpl, err := newComment(text); err != nil {
 		errs = append(errs, fmt.Errorf("comment: %w", err))
 	} else if err := checkLoops(tmpl); err != nil {
 		errs = append(errs, err)
