@@ -396,7 +396,12 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 // as the rollups a purge needs, and hold its history in a byte.
 func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
-	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
+	ledger := s.Ledger()
+	// Never shortened, as the journals (keptHistory): a replica of a
+	// shorter --ledger-ttl would cut the request ids and followed actions
+	// the others remember.
+	ledger.TTL = keptHistory(storedConfig(ctx, js, "KV_"+ledger.Bucket), ledger.TTL)
+	for _, kv := range []jetstream.KeyValueConfig{ledger, s.Presence(), s.Control()} {
 		if streamAsSet(ctx, js, kvStream(kv)) {
 			continue
 		}
@@ -550,8 +555,8 @@ func keptMaxConsumers(have *jetstream.StreamConfig, want int) int {
 	return max(want, has)
 }
 
-// keptHistory is the max age a journal's stream keeps: setup never
-// shortens it. Replicas with different --quota-history or
+// keptHistory is the max age a journal's stream, or the ledger's, keeps:
+// setup never shortens it. Replicas with different --quota-history or
 // --budget-history (a rolling update that changes one, a flag forgotten)
 // set up the same journals, and one with a shorter history would cut
 // entries the others' feeds still count, and refuse their restarts. To
