@@ -89,10 +89,15 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 	return c, nil
 }
 
-// invisible says whether r is white space or a format character (a
-// zero-width space, a byte order mark): nothing a URL of a login or API
-// host holds.
-func invisible(r rune) bool { return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) }
+// invisible says whether r is white space, a format character (a
+// zero-width space, a byte order mark), or any other character outside
+// ASCII, among them those that show as blank (a Hangul filler, a Braille
+// blank, a combining grapheme joiner): nothing a URL of a login or API
+// host holds as written. A host's international name is written in its
+// xn-- form, a path's other characters percent-encoded.
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) || r > unicode.MaxASCII
+}
 
 // checkEndpoint accepts https URLs, and http only for loopback hosts, and
 // returns the URL without a trailing slash. Its errors name the URL as
@@ -112,8 +117,8 @@ func checkEndpoint(raw string) (string, error) {
 		// A space copied along, quoted in YAML: url.Parse takes it into
 		// the path as %20, and every call would go to a path no service
 		// has. So for a zero-width space or a byte order mark, in the
-		// path or the host.
-		return "", fmt.Errorf("%q: white space or an invisible character in the URL: want scheme://host[:port][/path]", shownURL(raw))
+		// path or the host, and any other character outside ASCII.
+		return "", fmt.Errorf("%q: white space, an invisible character or one outside ASCII in the URL (write a host in its xn-- form, a path percent-encoded): want scheme://host[:port][/path]", shownURL(raw))
 	}
 	if u.User != nil {
 		return "", fmt.Errorf("%q: want scheme://host[:port][/path], without credentials", shownURL(raw))

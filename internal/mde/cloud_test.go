@@ -154,6 +154,14 @@ func TestResolveCloudRefuses(t *testing.T) {
 		// host and path.
 		{name: "zero-width space in the path", apiBase: "https://api.securitycenter.microsoft.com/\u200b", wantInErr: "apiBaseURL"},
 		{name: "byte order mark after the host", authority: "https://login.microsoftonline.com\ufeff", wantInErr: "authorityHost"},
+		// Nor are the characters that show as blank without being format
+		// characters (a Hangul filler, a Braille blank, a combining
+		// grapheme joiner): no login or API host or path has one, and
+		// one that did would be written in its xn-- form or
+		// percent-encoded.
+		{name: "Hangul filler after the host", apiBase: "https://api.securitycenter.microsoft.com\u3164", wantInErr: "apiBaseURL"},
+		{name: "Braille blank after the host", authority: "https://login.microsoftonline.com\u2800", wantInErr: "authorityHost"},
+		{name: "combining grapheme joiner in the path", apiBase: "https://api.securitycenter.microsoft.com/\u034f", wantInErr: "apiBaseURL"},
 		{name: "authority port out of range", authority: "https://login.microsoftonline.com:65536", wantInErr: "authorityHost"},
 		{name: "authority over http on loopback", authority: "http://127.0.0.1:8080", wantInErr: "authorityHost"},
 		{name: "authority over http on localhost", authority: "http://localhost", wantInErr: "authorityHost"},
