@@ -6,9 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -97,5 +101,47 @@ func TestEnsureNeverShortensAJournal(t *testing.T) {
 	}
 	if got := stream.CachedInfo().Config.MaxAge; got != 0 {
 		t.Errorf("%s keeps %v after setup, want 0 (everything) kept", offboard.StreamQuota, got)
+	}
+}
+
+// TestEnsureUpdatesNoJournalItCannotRead: setup keeps a journal's longer
+// max age by reading the stream first. A read that fails for another
+// reason than a missing stream (a timeout, a leader election, a
+// permission) must not let it update blind: the update would set this
+// replica's shorter history over the others'.
+func TestEnsureUpdatesNoJournalItCannotRead(t *testing.T) {
+	t.Parallel()
+	url := natstest.StartWithUsers(t,
+		&server.User{Username: "admin", Password: "a"},
+		&server.User{Username: "setup", Password: "s", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{
+				Allow: []string{">"},
+				Deny:  []string{"$JS.API.STREAM.INFO." + offboard.StreamQuota},
+			},
+		}})
+	_, admin := natstest.ConnectTo(t, url, nats.UserInfo("admin", "a"))
+	ctx := t.Context()
+	long := Settings{Tenants: []string{"contoso"}, QuotaHistory: 3 * time.Hour}
+	if _, err := Ensure(ctx, admin, long); err != nil {
+		t.Fatal(err)
+	}
+	// Each request of setup bounded by itself: the read of the stream
+	// times out, the update after it would go through.
+	nc, _ := natstest.ConnectTo(t, url, nats.UserInfo("setup", "s"))
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Ensure(context.Background(), js, Settings{Tenants: []string{"contoso"}, QuotaHistory: 2 * time.Hour}); err == nil {
+		t.Error("setup that could not read the quota journal's stream succeeded, want an error")
+	} else {
+		t.Log(err)
+	}
+	stream, err := admin.Stream(ctx, offboard.StreamQuota)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := stream.CachedInfo().Config.MaxAge; got != 3*time.Hour {
+		t.Errorf("%s keeps %v after a setup that could not read it, want 3h kept", offboard.StreamQuota, got)
 	}
 }

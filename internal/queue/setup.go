@@ -373,7 +373,14 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
 	for _, cfg := range s.Streams() {
-		have := storedConfig(ctx, js, cfg.Name)
+		have, err := storedConfig(ctx, js, cfg.Name)
+		if err != nil && cfg.Name != offboard.StreamResults && cfg.Name != offboard.StreamDead {
+			// What it keeps (below) is read first: updated blind, the
+			// stream would take this replica's shorter history or lower
+			// limit of consumers over the others'.
+			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
+			continue
+		}
 		switch cfg.Name {
 		case offboard.StreamRequests:
 			cfg.MaxConsumers = keptMaxConsumers(have, cfg.MaxConsumers)
@@ -399,8 +406,12 @@ func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) erro
 	ledger := s.Ledger()
 	// Never shortened, as the journals (keptHistory): a replica of a
 	// shorter --ledger-ttl would cut the request ids and followed actions
-	// the others remember.
-	ledger.TTL = keptHistory(storedConfig(ctx, js, "KV_"+ledger.Bucket), ledger.TTL)
+	// the others remember. Not updated blind when it cannot be read.
+	have, err := storedConfig(ctx, js, "KV_"+ledger.Bucket)
+	if err != nil {
+		return fmt.Errorf("bucket %s: %w", ledger.Bucket, err)
+	}
+	ledger.TTL = keptHistory(have, ledger.TTL)
 	for _, kv := range []jetstream.KeyValueConfig{ledger, s.Presence(), s.Control()} {
 		if streamAsSet(ctx, js, kvStream(kv)) {
 			continue
@@ -423,22 +434,27 @@ func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) erro
 // raced inside the server (nats-server 2.15: the stream's configuration
 // replaced while the consumer's store read it). A stream or bucket edited
 // by hand differs, and is set back as before. What cannot be read says
-// it differs: the update then says what is wrong.
+// it differs: the update then says what is wrong. Where setup keeps what
+// is stored (the request stream's limit of consumers, the journals' and
+// the ledger's history), a read that fails fails setup instead.
 
 // streamAsSet says whether the stream exists as cfg would set it.
 func streamAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) bool {
-	have := storedConfig(ctx, js, cfg.Name)
+	have, _ := storedConfig(ctx, js, cfg.Name)
 	return have != nil && configAsSet(*have, cfg)
 }
 
 // storedConfig is the stream's configuration as the server keeps it; nil
-// when the stream is not there or cannot be read.
-func storedConfig(ctx context.Context, js jetstream.JetStream, name string) *jetstream.StreamConfig {
+// when the stream is not there, and an error when it cannot be read.
+func storedConfig(ctx context.Context, js jetstream.JetStream, name string) (*jetstream.StreamConfig, error) {
 	stream, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil
 	}
-	return &stream.CachedInfo().Config
+	if err != nil {
+		return nil, err
+	}
+	return &stream.CachedInfo().Config, nil
 }
 
 // configAsSet says whether a stream's configuration as the server keeps
