@@ -3,7 +3,6 @@ package worker
 import (
 	"context"
 	"errors"
-	"maps"
 	"slices"
 	"time"
 
@@ -181,7 +180,13 @@ func (w *Worker) knownStaleLocked(name string) bool {
 func (w *Worker) staleConsumers() map[string][]jetstream.Consumer {
 	w.staleMu.RLock()
 	defer w.staleMu.RUnlock()
-	return maps.Clone(w.stale)
+	// Each list copied too: forgetStale removes from a list in place,
+	// and would empty a place of the copy a caller reads.
+	taken := make(map[string][]jetstream.Consumer, len(w.stale))
+	for token, conss := range w.stale {
+		taken[token] = slices.Clone(conss)
+	}
+	return taken
 }
 
 // runFindStale looks, whenever the replicas change and every SweepEvery,
