@@ -322,6 +322,13 @@ const (
 // are not removed: their requests would then sit in the stream unanswered
 // (the unrouted consumer has let them go).
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []string, err error) {
+	stored, err := storedConfig(ctx, js, offboard.StreamRequests)
+	if err != nil {
+		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
+	if err := otherPrefix(stored, s); err != nil {
+		return nil, err
+	}
 	if err := ensureStreams(ctx, js, s); err != nil {
 		return nil, err
 	}
@@ -367,6 +374,21 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 	}
 	slices.Sort(stale)
 	return stale, nil
+}
+
+// otherPrefix refuses a request stream, as the server keeps it (nil: not
+// there, or unreadable), that does not take this worker's requests: a
+// worker of another --subject-prefix set it. Setting every stream to this
+// worker's subjects would leave the requests stored under the other
+// prefix unanswered, refuse its publishers' requests, and stall its
+// workers, whose journal entries and results no stream would take.
+func otherPrefix(have *jetstream.StreamConfig, s Settings) error {
+	want := s.Subjects.AllRequests()
+	if have == nil || slices.Contains(have.Subjects, want) {
+		return nil
+	}
+	return fmt.Errorf("stream %s takes %s, not %s: another worker runs with another --subject-prefix; give every replica the same one (to change it, stop every worker and edit the streams' subjects)",
+		offboard.StreamRequests, strings.Join(have.Subjects, ", "), want)
 }
 
 // ensureStreams creates or updates the streams (streamAsSet).
@@ -657,6 +679,9 @@ func editedByHand(have, want jetstream.ConsumerConfig) bool {
 func Stale(ctx context.Context, js jetstream.JetStream, s Settings) ([]string, error) {
 	requests, err := requestStream(ctx, js)
 	if err != nil {
+		return nil, err
+	}
+	if err := otherPrefix(&requests.CachedInfo().Config, s); err != nil {
 		return nil, err
 	}
 	have, err := consumerConfigs(ctx, requests)
