@@ -622,6 +622,9 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	p, err := queue.NewPresence(ctx, a.js, queue.PresenceOptions{
 		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Beat: a.opts.PresenceBeat,
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
+		// A replica whose clock is off makes no call: its tenants go to
+		// the others meanwhile.
+		Aside: a.shared.ClockOff,
 	})
 	if err != nil {
 		return nil, err

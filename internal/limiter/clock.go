@@ -143,6 +143,16 @@ func (s *Shared) ClockOffset() time.Duration {
 	return s.skew.estimate()
 }
 
+// ClockOff says whether this process's clock is off the journal server's
+// by more than half the margin, as last measured: no call starts until it
+// is measured within. A step seen, which a probe measures within a
+// second or so, does not count.
+func (s *Shared) ClockOff() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.skew.estimate().Abs() > s.opts.Margin/2
+}
+
 // LookAtClock looks for a step of the wall clock since the last look (a
 // step seen stops calls and asks for a probe, ProbeNow) and reports
 // whether calls wait for the clock. Every use of the clock looks too;

@@ -63,6 +63,10 @@ type announcement struct {
 	// finishes those under way. The others take its tenants at once, and
 	// count it as alive and serving them until it withdraws.
 	Leaving bool `json:"leaving,omitempty"`
+	// Aside says the replica makes no call now (its clock is off the
+	// NATS server's): the others that serve its tenants take them, and
+	// count it as alive and serving them meanwhile.
+	Aside bool `json:"aside,omitempty"`
 }
 
 // Presence keeps this replica's announcement fresh and follows the
@@ -131,6 +135,10 @@ type Presence struct {
 	twinLeaving bool // the other process under this id stops (announcement.Leaving)
 
 	leaving bool // this replica stops (Leave)
+	// aside says this replica makes no call now (PresenceOptions.Aside,
+	// asked at each beat); asideNow asks.
+	aside    bool
+	asideNow func() bool
 }
 
 type seen struct {
@@ -139,6 +147,7 @@ type seen struct {
 	apps     map[string]string // announcement.Apps
 	names    map[string]string // a tenant name by its AppDigest
 	leaving  bool              // announcement.Leaving
+	aside    bool              // announcement.Aside
 	at       time.Time         // when this replica first read this revision of the entry
 	rev      uint64            // the entry's revision
 }
@@ -162,6 +171,11 @@ type PresenceOptions struct {
 	NoSetup bool
 	Clock   clockwork.Clock
 	Logger  *zap.Logger
+	// Aside, asked at each beat, says whether this replica can make no
+	// call now (its clock is off the NATS server's; nil: never). Its
+	// tenants then go to the other live replicas that serve them, and
+	// come back once it says no; those no other replica serves stay.
+	Aside func() bool
 }
 
 // NewPresence prepares this replica's presence.
@@ -177,7 +191,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 	p := &Presence{
 		kv: kv, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat, forget: forgetAfter(o.Bucket.TTL, beat),
-		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}),
+		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}), asideNow: o.Aside,
 	}
 	if !o.NoSetup {
 		p.remake = func(ctx context.Context) error {
@@ -248,6 +262,7 @@ func (p *Presence) Run(ctx context.Context) error {
 			}
 			p.apply(e)
 		case <-beat.Chan():
+			p.lookAside()
 			if err := p.announce(ctx); err != nil && ctx.Err() == nil {
 				p.log.Warn("announce", zap.Error(err))
 			}
@@ -317,9 +332,9 @@ func (p *Presence) announce(ctx context.Context) error {
 	p.announcing.Lock()
 	defer p.announcing.Unlock()
 	p.mu.Lock()
-	leaving := p.leaving
+	leaving, aside := p.leaving, p.aside
 	p.mu.Unlock()
-	data, err := json.Marshal(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance, Leaving: leaving})
+	data, err := json.Marshal(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance, Leaving: leaving, Aside: aside})
 	if err != nil {
 		return err
 	}
@@ -337,6 +352,29 @@ func (p *Presence) announce(ctx context.Context) error {
 		p.mu.Unlock()
 	}
 	return err
+}
+
+// lookAside asks whether this replica can make calls now (asideNow), and
+// when that changed, says so: its assignment changes, and the beat's
+// announcement tells the others.
+func (p *Presence) lookAside() {
+	if p.asideNow == nil {
+		return
+	}
+	aside := p.asideNow()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if aside == p.aside {
+		return
+	}
+	p.aside = aside
+	if aside {
+		p.log.Warn("this replica makes no call now: the other replicas that serve its tenants take them")
+	} else {
+		p.log.Info("this replica makes calls again: it takes its tenants back")
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
 }
 
 // bucketMissing says whether a write to a bucket failed because its
@@ -459,14 +497,14 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	if known && old.rev == e.Revision() {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
-	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, leaving: a.Leaving, at: now, rev: e.Revision()}
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, leaving: a.Leaving, aside: a.Aside, at: now, rev: e.Revision()}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 		if d := a.Apps[t]; d != "" {
 			s.names[d] = t
 		}
 	}
-	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps) || old.leaving != s.leaving) {
+	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps) || old.leaving != s.leaving || old.aside != s.aside) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
 	p.others[e.Key()] = s
@@ -716,7 +754,8 @@ func (p *Presence) Changed() <-chan struct{} {
 // hand-over two replicas may briefly work one tenant: the quota journal
 // keeps that safe; the assignment only saves contention. Of two processes
 // started with one replica id by mistake, which rank alike, one works the
-// tenants both serve.
+// tenants both serve. A replica aside (PresenceOptions.Aside) works only
+// the tenants no other live replica that can make calls serves.
 func (p *Presence) Assigned(tenant string) bool {
 	if !slices.Contains(p.tenants, tenant) {
 		return false
@@ -736,10 +775,11 @@ func (p *Presence) Assigned(tenant string) bool {
 	}
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {
-		if s := p.others[id]; !s.tenants[tenant] || s.leaving {
-			continue // a replica that stops takes no more requests
+		s := p.others[id]
+		if !s.tenants[tenant] || s.leaving || s.aside && !p.aside {
+			continue // a replica that stops takes no more requests; one aside, none while another can
 		}
-		if r := rank(id, tenant); r > mine || r == mine && id > p.id {
+		if r := rank(id, tenant); p.aside && !s.aside || r > mine || r == mine && id > p.id {
 			return false
 		}
 	}

@@ -1,0 +1,66 @@
+package queue
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+)
+
+// TestPresenceAsideLeavesItsTenants: a replica aside (its clock off)
+// leaves the tenants another replica serves to it, keeps those no other
+// serves, and takes its share back once it is no longer aside. When both
+// are aside (the NATS server's clock is the one off), each tenant is
+// still worked by one of them.
+func TestPresenceAsideLeavesItsTenants(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 250 * time.Millisecond
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
+		t.Fatal(err)
+	}
+	start := func(id string, aside *atomic.Bool, tenants ...string) *Presence {
+		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: beat, Bucket: Settings{}.Presence(),
+			Clock: clockwork.NewRealClock(), Logger: zap.NewNop(), Aside: aside.Load})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
+		<-p.Current()
+		return p
+	}
+	var asideA, asideB atomic.Bool
+	tenants := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}
+	a := start("replica-a", &asideA, append(tenants, "only-a")...)
+	b := start("replica-b", &asideB, tenants...)
+	split := func() (onA, onB int) {
+		for _, n := range tenants {
+			if a.Assigned(n) {
+				onA++
+			}
+			if b.Assigned(n) {
+				onB++
+			}
+		}
+		return onA, onB
+	}
+	waitFor(t, 5*time.Second, "the tenants split", func() bool { onA, onB := split(); return onA > 0 && onB > 0 && onA+onB == len(tenants) })
+
+	asideA.Store(true)
+	waitFor(t, 5*time.Second, "B works every tenant both serve", func() bool { onA, onB := split(); return onA == 0 && onB == len(tenants) })
+	if !a.Assigned("only-a") {
+		t.Error("A, aside, let go of a tenant no other replica serves")
+	}
+	asideB.Store(true)
+	waitFor(t, 5*time.Second, "both aside: each tenant worked by one", func() bool { onA, onB := split(); return onA > 0 && onB > 0 && onA+onB == len(tenants) })
+	asideA.Store(false)
+	asideB.Store(false)
+	waitFor(t, 5*time.Second, "the tenants split again", func() bool { onA, onB := split(); return onA > 0 && onB > 0 && onA+onB == len(tenants) })
+}
