@@ -133,6 +133,7 @@ type Presence struct {
 	twinTenants []string
 	twinAhead   bool // at the last look, the tenants both serve were left to the other process
 	twinLeaving bool // the other process under this id stops (announcement.Leaving)
+	twinAside   bool // the other process under this id makes no call now (announcement.Aside)
 
 	leaving bool // this replica stops (Leave)
 	// aside says this replica makes no call now (PresenceOptions.Aside,
@@ -368,6 +369,7 @@ func (p *Presence) lookAside() {
 		return
 	}
 	p.aside = aside
+	p.look() // of two processes under this id, the tenants both serve go to the other one
 	if aside {
 		p.log.Warn("this replica makes no call now: the other replicas that serve its tenants take them")
 	} else {
@@ -595,7 +597,7 @@ func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
 		}
 		return
 	}
-	p.twinSeen, p.twinInst, p.twinTenants, p.twinLeaving = now, a.Instance, a.Tenants, a.Leaving
+	p.twinSeen, p.twinInst, p.twinTenants, p.twinLeaving, p.twinAside = now, a.Instance, a.Tenants, a.Leaving, a.Aside
 	if now.Sub(p.twin) >= time.Minute {
 		p.twin = now
 		p.log.Error("another worker announces itself under this replica's id: give each replica its own --replica-id; "+
@@ -720,7 +722,9 @@ func (p *Presence) look() {
 	if now.Sub(p.stored) >= p.ttl {
 		yield = live
 	}
-	twinAhead := p.twinInst > p.instance && !p.twinLeaving && now.Sub(p.twinSeen) < p.ttl
+	// Of the two, one aside leaves the tenants both serve to the other.
+	twinAhead := !p.twinLeaving && now.Sub(p.twinSeen) < p.ttl &&
+		(p.aside && !p.twinAside || p.aside == p.twinAside && p.twinInst > p.instance)
 	changed := !slices.Equal(yield, p.yield) || twinAhead != p.twinAhead
 	p.yield, p.twinAhead = yield, twinAhead
 	if p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved) {

@@ -64,3 +64,42 @@ func TestPresenceAsideLeavesItsTenants(t *testing.T) {
 	asideB.Store(false)
 	waitFor(t, 5*time.Second, "the tenants split again", func() bool { onA, onB := split(); return onA > 0 && onB > 0 && onA+onB == len(tenants) })
 }
+
+// TestPresenceAsideTwinLeavesTheTenantsBothServe: of two processes
+// started under one replica id by mistake, the one whose process mark is
+// greater works the tenants both serve; when that one stands aside (its
+// clock off), the other, which can make calls, works them, and gives them
+// back once it no longer is. Before, the one aside kept them and their
+// requests waited for as long as its clock was off, the other at hand.
+func TestPresenceAsideTwinLeavesTheTenantsBothServe(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 250 * time.Millisecond
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
+		t.Fatal(err)
+	}
+	start := func(aside *atomic.Bool) *Presence {
+		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: beat, Bucket: Settings{}.Presence(),
+			Clock: clockwork.NewRealClock(), Logger: zap.NewNop(), Aside: aside.Load})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
+		<-p.Current()
+		return p
+	}
+	var aside1, aside2 atomic.Bool
+	p1, p2 := start(&aside1), start(&aside2)
+	waitFor(t, 5*time.Second, "one of them works contoso", func() bool { return p1.Assigned("contoso") != p2.Assigned("contoso") })
+	ahead, behind, asideAhead := p1, p2, &aside1
+	if p2.Assigned("contoso") {
+		ahead, behind, asideAhead = p2, p1, &aside2
+	}
+	asideAhead.Store(true)
+	waitFor(t, 5*time.Second, "the one that can make calls works contoso", func() bool { return behind.Assigned("contoso") && !ahead.Assigned("contoso") })
+	asideAhead.Store(false)
+	waitFor(t, 5*time.Second, "the one ahead works contoso again", func() bool { return ahead.Assigned("contoso") && !behind.Assigned("contoso") })
+}
