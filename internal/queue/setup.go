@@ -381,14 +381,34 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 // worker of another --subject-prefix set it. Setting every stream to this
 // worker's subjects would leave the requests stored under the other
 // prefix unanswered, refuse its publishers' requests, and stall its
-// workers, whose journal entries and results no stream would take.
+// workers, whose journal entries and results no stream would take. A
+// stream whose subjects, written in another form, all fall under this
+// worker's requests (one per priority) is this worker's.
 func otherPrefix(have *jetstream.StreamConfig, s Settings) error {
 	want := s.Subjects.AllRequests()
-	if have == nil || slices.Contains(have.Subjects, want) {
+	if have == nil || slices.Contains(have.Subjects, want) ||
+		len(have.Subjects) > 0 && !slices.ContainsFunc(have.Subjects, func(sub string) bool { return !subjectWithin(sub, want) }) {
 		return nil
 	}
 	return fmt.Errorf("stream %s takes %s, not %s: another worker runs with another --subject-prefix; give every replica the same one (to change it, stop every worker and edit the streams' subjects)",
 		offboard.StreamRequests, strings.Join(have.Subjects, ", "), want)
+}
+
+// subjectWithin says whether every subject sub matches (sub may hold
+// wildcards) also matches pattern.
+func subjectWithin(sub, pattern string) bool {
+	st, pt := strings.Split(sub, "."), strings.Split(pattern, ".")
+	for i, p := range pt {
+		switch {
+		case p == ">":
+			return len(st) > i
+		case i >= len(st) || st[i] == ">":
+			return false // sub matches subjects of another length
+		case p != "*" && st[i] != p:
+			return false // also a "*" of sub where pattern has a token
+		}
+	}
+	return len(st) == len(pt)
 }
 
 // ensureStreams creates or updates the streams (streamAsSet).
