@@ -309,7 +309,8 @@ func (w *Worker) Start() {
 	w.fetchers.Go(func() { w.runPauses(fetchCtx) })
 	w.fetchers.Go(func() { w.runAssignment(fetchCtx) })
 	w.fetchers.Go(func() { w.runUnrouted(fetchCtx) })
-	for _, conss := range w.stale {
+	// A copy: a loop started here may forget its consumer meanwhile.
+	for _, conss := range w.staleConsumers() {
 		for _, cons := range conss {
 			w.fetchers.Go(func() { w.runStale(fetchCtx, cons) })
 		}
