@@ -17,12 +17,14 @@ import (
 // once NATS is back. An error says the nak may not have arrived: send it
 // again (an Outage error) once NATS is back.
 //
-// A server that has no consumer for the message any more (a lone server
-// restarted, whose consumers were in memory) answers no one; the
-// consumer made again delivers the message anew, so that is no error.
+// No one answers a nak while its consumer has no leader: one gone (a
+// lone server restarted, whose consumers were in memory), or one between
+// leaders (a cluster). A consumer gone is no error: the consumer made
+// again delivers the message anew. One that is still there is an Outage
+// error: its next leader holds the delivery, and takes the nak sent again.
 // A message with no reply subject (not delivered by a consumer) is
 // handed to its own Nak.
-func Nak(ctx context.Context, nc *nats.Conn, msg jetstream.Msg, delay time.Duration) error {
+func Nak(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, delay time.Duration) error {
 	if msg.Reply() == "" {
 		return msg.NakWithDelay(delay)
 	}
@@ -30,9 +32,28 @@ func Nak(ctx context.Context, nc *nats.Conn, msg jetstream.Msg, delay time.Durat
 	if delay > 0 {
 		body = fmt.Appendf(nil, `-NAK {"delay": %d}`, delay.Nanoseconds())
 	}
-	_, err := nc.RequestWithContext(ctx, msg.Reply(), body)
+	_, err := js.Conn().RequestWithContext(ctx, msg.Reply(), body)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return nil
+		return consumerLeaderless(ctx, js, msg, err)
 	}
 	return err
+}
+
+// consumerLeaderless is the error of a nak no one answered (err): nil
+// when the message's consumer is gone, or cannot be looked up for good;
+// err, an Outage, while it is still there or NATS is away.
+func consumerLeaderless(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, err error) error {
+	meta, merr := msg.Metadata()
+	if merr != nil {
+		return nil //nolint:nilerr // no consumer named: nothing to wait for
+	}
+	_, ierr := js.Consumer(ctx, meta.Stream, meta.Consumer)
+	switch {
+	case ierr == nil:
+		return fmt.Errorf("nak: consumer %s has no leader yet: %w", meta.Consumer, err)
+	case Outage(ierr):
+		return fmt.Errorf("nak: consumer %s: %w", meta.Consumer, ierr)
+	default:
+		return nil // gone, or not ours to look up: the nak is not held
+	}
 }

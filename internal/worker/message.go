@@ -455,7 +455,7 @@ func (w *Worker) nak(j *job, err error, delay time.Duration) {
 	ctx, cancel := storeCtx(context.Background())
 	defer cancel()
 	w.untilDone(ctx, j, "nak request", func(ctx context.Context) error {
-		return queue.Nak(ctx, w.opts.JS.Conn(), j.msg, delay)
+		return queue.Nak(ctx, w.opts.JS, j.msg, delay)
 	})
 }
 
