@@ -338,14 +338,21 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 // ledger, or by another replica. Left to the next scan of the ledger, its
 // first look could come minutes late. Each look is claimed over the
 // ledger's revision, so an action another replica follows too is looked
-// at once. An ended tracking's mark (no action id) holds nothing.
+// at once. An ended tracking's mark (no action id) holds nothing. An
+// action not held yet is counted among those followed, as TrackNew's is.
 func (tr *tracker) holdStored(data []byte, rev uint64) {
 	st := new(tracked)
 	if json.Unmarshal(data, st) != nil || st.ActionID == "" {
 		return
 	}
 	st.rev = rev
-	tr.add(st)
+	if tr.add(st) {
+		// Stored, most likely, since the last scan, which did not count
+		// it; the next scan counts afresh.
+		tr.mu.Lock()
+		tr.followed++
+		tr.mu.Unlock()
+	}
 }
 
 // save stores a followed action's state over the revision this replica

@@ -94,3 +94,38 @@ func TestTrackingStoredWhileItsAnswerWasLostIsFollowed(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestTrackingStoredWhileItsAnswerWasLostIsCounted: the action whose
+// state was stored while the answer was lost, held once the request is
+// answered again from the ledger, counts among the followed actions (the
+// tracked actions gauge, the spread of looks) until the next scan counts
+// it. Before, it was held but not counted: the gauge said one fewer, and
+// its end took one more off.
+func TestTrackingStoredWhileItsAnswerWasLostIsCounted(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := scriptedFor(clock, "Pending")
+	_, js := natstest.Connect(t)
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: &answerLost{trackStore: contosoLedger(t, js)}, actions: &api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: (&eventLog{}).publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	res := &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1),
+		MachineAction: json.RawMessage(`{"id":"act-1","type":"Offboard","status":"Pending"}`)}
+	if err := tr.track(t.Context(), res); err == nil {
+		t.Fatal("the first tracking's lost answer was not reported")
+	}
+	for range 2 { // answered again from the ledger, then once more
+		if err := tr.track(t.Context(), res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.mu.Lock()
+	followed, held := tr.followed, len(tr.queue)
+	tr.mu.Unlock()
+	if followed != 1 || held != 1 {
+		t.Errorf("followed %d, held %d; want 1 and 1", followed, held)
+	}
+}
