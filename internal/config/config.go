@@ -131,26 +131,34 @@ func newComment(text string) (*template.Template, error) {
 }
 
 // boundedFuncs stand for the template functions that build text, each
-// cutting what it returns where the comment would be cut (cutOutput).
+// cutting what it returns where the comment would be cut (cutOutput),
+// and building no more than that (boundedSprint, boundedSprintf).
 // Without a loop, a template can still double what it builds at each
 // call it nests: js and printf %q escape the backslashes the call within
 // wrote, and thirty of them build gigabytes in memory before a byte is
-// written, at the start and for every request.
+// written, at the start and for every request. Nor can one call build
+// far more than it returns: printf pads each verb to the width asked,
+// up to a million, and every function joins all its arguments.
 var boundedFuncs = template.FuncMap{
-	"html":     func(args ...any) string { return cutOutput(template.HTMLEscaper(args...)) },
-	"js":       func(args ...any) string { return cutOutput(template.JSEscaper(args...)) },
-	"urlquery": func(args ...any) string { return cutOutput(template.URLQueryEscaper(args...)) },
-	"print":    func(args ...any) string { return cutOutput(fmt.Sprint(args...)) },
-	"println":  func(args ...any) string { return cutOutput(fmt.Sprintln(args...)) },
-	"printf":   func(format string, args ...any) string { return cutOutput(fmt.Sprintf(format, args...)) },
+	"html":     func(args ...any) string { return cutOutput(template.HTMLEscapeString(boundedSprint(args, false))) },
+	"js":       func(args ...any) string { return cutOutput(template.JSEscapeString(boundedSprint(args, false))) },
+	"urlquery": func(args ...any) string { return cutOutput(template.URLQueryEscaper(boundedSprint(args, false))) },
+	"print":    func(args ...any) string { return boundedSprint(args, false) },
+	"println":  func(args ...any) string { return boundedSprint(args, true) },
+	"printf":   boundedSprintf,
 }
 
 // cutOutput cuts s to maxCommentOutput bytes, between characters.
 func cutOutput(s string) string {
-	if len(s) <= maxCommentOutput {
+	return cutTo(s, maxCommentOutput)
+}
+
+// cutTo cuts s to n bytes at most, between characters.
+func cutTo(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	kept := []byte(s[:maxCommentOutput])
+	kept := []byte(s[:max(n, 0)])
 	if i := lastRuneStart(kept); i >= 0 && !utf8.FullRune(kept[i:]) {
 		kept = kept[:i]
 	}
