@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 )
 
@@ -19,22 +20,11 @@ import (
 func TestPresenceAsideLeavesItsTenants(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	const beat = 250 * time.Millisecond
 	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
 		t.Fatal(err)
 	}
 	start := func(id string, aside *atomic.Bool, tenants ...string) *Presence {
-		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: beat, Bucket: Settings{}.Presence(),
-			Clock: clockwork.NewRealClock(), Logger: zap.NewNop(), Aside: aside.Load})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-		<-p.Current()
-		return p
+		return startAsidePresence(t, js, id, aside, tenants...)
 	}
 	var asideA, asideB atomic.Bool
 	tenants := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}
@@ -74,23 +64,10 @@ func TestPresenceAsideLeavesItsTenants(t *testing.T) {
 func TestPresenceAsideTwinLeavesTheTenantsBothServe(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	const beat = 250 * time.Millisecond
 	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
 		t.Fatal(err)
 	}
-	start := func(aside *atomic.Bool) *Presence {
-		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "pod-0", Tenants: []string{"contoso"}, Beat: beat, Bucket: Settings{}.Presence(),
-			Clock: clockwork.NewRealClock(), Logger: zap.NewNop(), Aside: aside.Load})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-		<-p.Current()
-		return p
-	}
+	start := func(aside *atomic.Bool) *Presence { return startAsidePresence(t, js, "pod-0", aside, "contoso") }
 	var aside1, aside2 atomic.Bool
 	p1, p2 := start(&aside1), start(&aside2)
 	waitFor(t, 5*time.Second, "one of them works contoso", func() bool { return p1.Assigned("contoso") != p2.Assigned("contoso") })
@@ -102,4 +79,22 @@ func TestPresenceAsideTwinLeavesTheTenantsBothServe(t *testing.T) {
 	waitFor(t, 5*time.Second, "the one that can make calls works contoso", func() bool { return behind.Assigned("contoso") && !ahead.Assigned("contoso") })
 	asideAhead.Store(false)
 	waitFor(t, 5*time.Second, "the one ahead works contoso again", func() bool { return ahead.Assigned("contoso") && !behind.Assigned("contoso") })
+}
+
+// startAsidePresence runs a presence of these tenants under id, with a
+// 250 ms beat, aside while aside holds, until the test ends; it returns
+// once the presence knows the others.
+func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *atomic.Bool, tenants ...string) *Presence {
+	t.Helper()
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: 250 * time.Millisecond, Bucket: Settings{}.Presence(),
+		Clock: clockwork.NewRealClock(), Logger: zap.NewNop(), Aside: aside.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
+	<-p.Current()
+	return p
 }
