@@ -1,11 +1,13 @@
 package queue
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net/textproto"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -191,28 +193,39 @@ const maxHeaderBytes = 65535
 // server would refuse the copy, and the request, never acked, would come
 // back for ever. The worker's headers, and the message id, stay.
 func fitHeaders(h nats.Header) int {
-	if headerBytes(h) <= maxHeaderBytes {
+	size := headerBytes(h)
+	if size <= maxHeaderBytes {
 		return 0
 	}
 	// Room for the count of those dropped.
 	limit := maxHeaderBytes - len(offboard.HeaderDroppedHeaders+": \r\n") - len(strconv.Itoa(math.MaxInt))
-	dropped := 0
-	for size := headerBytes(h); size > limit; {
-		longest, n := "", 0
-		for k, vs := range h {
-			if ownHeader(k) {
-				continue
-			}
-			if l := headerBytes(nats.Header{k: vs}); l > n || (l == n && k < longest) {
-				longest, n = k, l
-			}
+	// Each header's size once, the longest first: a request of thousands
+	// of small headers would otherwise be measured again for each one
+	// dropped, seconds of CPU for one dead letter.
+	type sized struct {
+		name string
+		n    int
+	}
+	var theirs []sized
+	for k, vs := range h {
+		if !ownHeader(k) {
+			theirs = append(theirs, sized{k, headerBytes(nats.Header{k: vs}) - headerBytes(nil)})
 		}
-		if longest == "" {
+	}
+	slices.SortFunc(theirs, func(a, b sized) int {
+		if a.n != b.n {
+			return cmp.Compare(b.n, a.n)
+		}
+		return strings.Compare(a.name, b.name)
+	})
+	dropped := 0
+	for _, hd := range theirs {
+		if size <= limit {
 			break
 		}
-		dropped += len(h[longest])
-		delete(h, longest)
-		size = headerBytes(h)
+		dropped += len(h[hd.name])
+		delete(h, hd.name)
+		size -= hd.n
 	}
 	return dropped
 }
