@@ -13,9 +13,15 @@ import (
 // build: maxCommentOutput bytes, where its output is cut.
 type budget struct{ left int }
 
-// take keeps of s what the budget leaves room for, and counts it.
+// take keeps of s what the budget leaves room for, and counts it. Once
+// it cuts s, the budget is spent: what a whole output would have after
+// a character the cut splits is past the cut too.
 func (b *budget) take(s string) string {
-	s = cutTo(s, b.left)
+	if len(s) > b.left {
+		s = cutTo(s, b.left)
+		b.left = 0
+		return s
+	}
 	b.left -= len(s)
 	return s
 }
