@@ -93,6 +93,11 @@ type tracker struct {
 	// this. Zero when every followed action is held.
 	horizon  time.Time
 	followed int // followed actions, held or not: the last scan, and changes since
+	// scanned: when the last scan of the ledger began; every action
+	// followed since before then, held or not, is counted by it.
+	scanned time.Time
+	// counted: the actions counted since the last scan, held or not.
+	counted map[string]bool
 	// waiting: when the look that waits for quota was due (zero: none
 	// waits). It counts in the lag.
 	waiting time.Time
@@ -170,7 +175,7 @@ func newTracker(c trackerConfig) *tracker {
 		c.metrics.TrackedActions.WithLabelValues(c.tenant).Set(0)
 		c.metrics.TrackingLag.WithLabelValues(c.tenant).Set(0)
 	}
-	return &tracker{trackerConfig: c, wake: make(chan struct{}, 1), ids: map[string]bool{}}
+	return &tracker{trackerConfig: c, wake: make(chan struct{}, 1), ids: map[string]bool{}, counted: map[string]bool{}}
 }
 
 // add holds an action in memory that is not held yet; false if it is.
@@ -192,6 +197,7 @@ func (tr *tracker) add(a *tracked) bool {
 func (tr *tracker) done(actionID string) {
 	tr.mu.Lock()
 	delete(tr.ids, actionID)
+	delete(tr.counted, actionID)
 	tr.followed = max(tr.followed-1, 0)
 	tr.mu.Unlock()
 }
@@ -327,6 +333,7 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	}
 	tr.mu.Lock()
 	tr.followed++
+	tr.counted[st.ActionID] = true
 	tr.mu.Unlock()
 	tr.add(st)
 	return nil
@@ -339,20 +346,23 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 // first look could come minutes late. Each look is claimed over the
 // ledger's revision, so an action another replica follows too is looked
 // at once. An ended tracking's mark (no action id) holds nothing. An
-// action not held yet is counted among those followed, as TrackNew's is.
+// action neither held nor counted since the last scan, and followed
+// since that scan began (which did not count it), is counted among those
+// followed, as TrackNew's is: one the scan counted, but not held for
+// more due sooner, is not counted again each time its request is.
 func (tr *tracker) holdStored(data []byte, rev uint64) {
 	st := new(tracked)
 	if json.Unmarshal(data, st) != nil || st.ActionID == "" {
 		return
 	}
 	st.rev = rev
-	if tr.add(st) {
-		// Stored, most likely, since the last scan, which did not count
-		// it; the next scan counts afresh.
-		tr.mu.Lock()
+	tr.mu.Lock()
+	if !tr.ids[st.ActionID] && !tr.counted[st.ActionID] && !st.Since.Before(tr.scanned) {
 		tr.followed++
-		tr.mu.Unlock()
+		tr.counted[st.ActionID] = true
 	}
+	tr.mu.Unlock()
+	tr.add(st)
 }
 
 // save stores a followed action's state over the revision this replica
@@ -647,6 +657,8 @@ func (tr *tracker) load(ctx context.Context) error {
 		}
 	}
 	tr.followed = n
+	tr.scanned = start
+	tr.counted = map[string]bool{}
 	return nil
 }
 

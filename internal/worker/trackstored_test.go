@@ -129,3 +129,46 @@ func TestTrackingStoredWhileItsAnswerWasLostIsCounted(t *testing.T) {
 		t.Errorf("followed %d, held %d; want 1 and 1", followed, held)
 	}
 }
+
+// TestTrackingFoundStoredIsCountedOnce: a followed action the last scan
+// counted but did not hold (more actions are followed than the tracker
+// holds), whose request is answered again from the ledger, is not
+// counted again, however often it is answered. Before, each answer
+// counted it once more: the tracked actions gauge grew, and the looks
+// were spread over actions that are not there, until the next scan.
+func TestTrackingFoundStoredIsCountedOnce(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := scriptedFor(clock, "Pending")
+	_, js := natstest.Connect(t)
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: (&eventLog{}).publish, subjects: offboard.Subjects{}, notFoundCheck: 3, window: 1,
+	})
+	result := func(i int) *offboard.Result {
+		return &offboard.Result{RequestID: fmt.Sprintf("r-%d", i), MachineID: fmt.Sprintf("%040x", i),
+			MachineAction: json.RawMessage(fmt.Sprintf(`{"id":"act-%d","type":"Offboard","status":"Pending"}`, i))}
+	}
+	for i := range 2 {
+		if err := tr.track(t.Context(), result(i)); err != nil {
+			t.Fatal(err)
+		}
+		clock.Advance(time.Second) // act-1 is due after act-0
+	}
+	if err := tr.load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 { // act-1's request answered again from the ledger
+		if err := tr.track(t.Context(), result(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr.mu.Lock()
+	followed, held := tr.followed, len(tr.queue)
+	tr.mu.Unlock()
+	if followed != 2 || held != 1 {
+		t.Errorf("followed %d, held %d; want 2 and 1", followed, held)
+	}
+}
