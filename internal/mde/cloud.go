@@ -153,17 +153,16 @@ func checkEndpoint(raw string) (string, error) {
 
 // shownURL is a URL as an error may show it: without anything up to its
 // last '@' (a user and password, also one whose '/', '?' or '#' ended the
-// host early, or that does not parse) and without a query or fragment
-// (an API key, a signature, a token). It is cut from the text, not parsed:
-// the text may not be a URL.
+// host early, or that does not parse), or up to an at sign of another
+// width written in its place, and without a query or fragment (an API
+// key, a signature, a token). It is cut from the text, not parsed: the
+// text may not be a URL.
 func shownURL(raw string) string {
 	scheme, rest, ok := strings.Cut(raw, "://")
 	if !ok || strings.ContainsFunc(scheme, func(r rune) bool { return !isSchemeRune(r) }) {
 		scheme, rest = "", raw
 	}
-	if at := strings.LastIndex(rest, "@"); at >= 0 {
-		rest = rest[at+1:]
-	}
+	rest = afterLastAt(rest)
 	if end := strings.IndexAny(rest, "?#"); end >= 0 {
 		rest = rest[:end]
 	}
@@ -171,6 +170,22 @@ func shownURL(raw string) string {
 		rest = scheme + "://" + rest
 	}
 	return rest
+}
+
+// atSigns are the characters that end a URL's user information: '@', and
+// those a hand or an input method may write in its place (the fullwidth
+// and the small commercial at, which read as '@' once normalised, NFKC).
+// Such a URL is refused, and the credential before the sign is not shown.
+var atSigns = []string{"@", "\uff20", "\ufe6b"}
+
+// afterLastAt is s after its last at sign (atSigns); s if it has none.
+func afterLastAt(s string) string {
+	for _, at := range atSigns {
+		if i := strings.LastIndex(s, at); i >= 0 {
+			s = s[i+len(at):]
+		}
+	}
+	return s
 }
 
 func isSchemeRune(r rune) bool {

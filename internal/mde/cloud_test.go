@@ -241,6 +241,14 @@ func TestResolveCloudRefusalShowsNoCredential(t *testing.T) {
 		"Abc8Q~" + secret + ".value",                         // a client secret's form
 		secret + "/api",                                      // no scheme, a path
 		"api.example.com:" + secret,                          // no scheme, what reads as one
+		// An at sign of another width, typed with an East Asian input
+		// method or copied from a page, where the '@' belongs: no
+		// '@' ends the credential, and the URL is refused for it.
+		"https://" + secret + "\uff20api.example.com",          // a token and a fullwidth '@'
+		"https://user:" + secret + "\uff20api.example.com",     // a password and a fullwidth '@'
+		"https://" + secret + "\ufe6bapi.example.com",          // a token and a small '@'
+		"https://user:" + secret + "\ufe6bapi.example.com/x",   // a password and a small '@'
+		"https://user:" + secret + "\uff20api.example.com?x#y", // with a query and a fragment
 	} {
 		for _, field := range []string{"apiBaseURL", "authorityHost"} {
 			var err error
