@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 
@@ -49,6 +50,9 @@ func (c Conn) Check() error {
 	for _, u := range servers(c.URL) {
 		if strings.Contains(u, ",") {
 			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list (or a URL without its scheme after another): write it %%2C, and nats:// before each URL", RedactURLs(u))
+		}
+		if strings.ContainsAny(u, otherAtSigns) {
+			return fmt.Errorf("NATS URL %s has an at sign of another width (U+FF20 or U+FE6B) where its user or password ends: write '@'", RedactURLs(u))
 		}
 		s := u
 		if !strings.Contains(s, "://") {
@@ -157,9 +161,7 @@ func RedactURLs(urls string) string {
 		if !ok {
 			scheme, rest = "", p
 		}
-		if at := strings.LastIndex(rest, "@"); at >= 0 {
-			rest = rest[at+1:]
-		}
+		rest = afterLastAt(rest)
 		if scheme != "" {
 			rest = scheme + "://" + rest
 		}
@@ -168,9 +170,31 @@ func RedactURLs(urls string) string {
 	return strings.Join(parts, ",")
 }
 
+// otherAtSigns are the at signs a hand or an input method may write in
+// place of '@' (the fullwidth and the small commercial at, which read as
+// '@' once normalised, NFKC): Check refuses them, and where one stands
+// it ends a user or password as '@' does, never shown.
+const otherAtSigns = "\uff20\ufe6b"
+
+// hasAt says whether s holds '@' or an at sign of another width.
+func hasAt(s string) bool {
+	return strings.ContainsAny(s, "@"+otherAtSigns)
+}
+
+// afterLastAt is s after its last at sign ('@' or otherAtSigns); s if it
+// has none.
+func afterLastAt(s string) string {
+	if i := strings.LastIndexAny(s, "@"+otherAtSigns); i >= 0 {
+		_, size := utf8.DecodeRuneInString(s[i:])
+		return s[i+size:]
+	}
+	return s
+}
+
 // servers splits a comma-separated server list, trimmed. A piece with an
-// '@' and no scheme is joined back to the pieces before it that have no
-// '@', up to one with a scheme: a ',' in a user, password or token
+// '@' (or an at sign of another width) and no scheme is joined back to
+// the pieces before it that have none, up to one with a scheme: a ',' in
+// a user, password or token
 // ("nats://alice:pa,s,s@host", "nats://tok,en@host", "nats://alice:4222,x@host")
 // cannot be told from a list whose later URL has no scheme, so such a
 // list is kept whole, for Check to refuse, and never shown but from its
@@ -179,9 +203,9 @@ func servers(urls string) []string {
 	var out []string
 	for _, p := range strings.Split(urls, ",") {
 		p = strings.TrimSpace(p)
-		if !strings.Contains(p, "://") && strings.Contains(p, "@") {
+		if !strings.Contains(p, "://") && hasAt(p) {
 			j := len(out)
-			for j > 0 && !strings.Contains(out[j-1], "@") {
+			for j > 0 && !hasAt(out[j-1]) {
 				j--
 				if strings.Contains(out[j], "://") {
 					break

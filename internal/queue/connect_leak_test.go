@@ -26,6 +26,14 @@ func TestCheckRefusesURLsThatLeakAPassword(t *testing.T) {
 		"nats://alice:4222/S3CR3T@nats.example:4222",
 		"nats://n1:4222, b:S3CR3T@n2:4222",
 		"nats://n1,b:S3CR3T@n2",
+		// An at sign of another width where the '@' belongs (typed with
+		// an East Asian input method): no '@' ends the credential.
+		"nats://S3CR3T\uff20nats.example:4222",
+		"nats://alice:S3CR3T\uff20nats.example:4222",
+		"alice:S3CR3T\ufe6bnats.example:4222",
+		"S3CR3T\ufe6bnats.example",
+		"nats://n1:4222,nats://S3CR3T\uff20n2:4222",
+		"nats://alice:S3CR3T,x\uff20nats.example:4222",
 	} {
 		err := Conn{URL: u}.Check()
 		if err == nil {
