@@ -743,8 +743,11 @@ func TestEnsureRaisesAnUnlimitedMaxConsumersTheServerCaps(t *testing.T) {
 // request's subject) of the requests it sent, sorted.
 func setupRequests(t *testing.T, nc *nats.Conn, js jetstream.JetStream, subject string, name func(string) string) func(Settings) []string {
 	t.Helper()
-	seen := make(chan string, 100)
-	sub, err := nc.Subscribe(subject, func(m *nats.Msg) { seen <- m.Subject })
+	// A channel the client's reader fills as each request arrives, before
+	// it reads the flush's answer: a handler runs on a goroutine of its
+	// own, and after the flush it could still be about to count one.
+	seen := make(chan *nats.Msg, 100)
+	sub, err := nc.ChanSubscribe(subject, seen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -760,8 +763,8 @@ func setupRequests(t *testing.T, nc *nats.Conn, js jetstream.JetStream, subject 
 		var names []string
 		for {
 			select {
-			case subj := <-seen:
-				names = append(names, name(subj))
+			case m := <-seen:
+				names = append(names, name(m.Subject))
 			default:
 				slices.Sort(names)
 				return names
