@@ -127,14 +127,18 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 
 // inGroup says why protect.rbacGroups refuses the device: it is in one
 // of groups, or in a device group the API does not name (an rbacGroupId
-// other than 0 without an rbacGroupName), which may be one of them; ""
-// when neither.
+// other than 0 without an rbacGroupName), or the API gives neither a
+// group name nor an id (null or missing): either may be one of them; ""
+// when none of these. Only an id of 0 says the device is in no group.
 func inGroup(groups []string, m *mde.Machine) string {
 	if len(groups) == 0 {
 		return ""
 	}
 	if config.Words(m.RbacGroupName) == "" {
-		if id, err := m.RbacGroupID.Float64(); m.RbacGroupID != "" && (err != nil || id != 0) {
+		if m.RbacGroupID == "" {
+			return "the API gives the device no device group name or id to match the protected groups against; it may be in one"
+		}
+		if id, err := m.RbacGroupID.Float64(); err != nil || id != 0 {
 			return "the device is in the device group with id " + offboard.Quote(string(m.RbacGroupID)) + ", which the API does not name; it may be a protected one"
 		}
 		return ""

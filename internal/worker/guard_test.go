@@ -232,8 +232,8 @@ func TestGuardCompatibleCharacters(t *testing.T) {
 // (rbacGroupId) without naming the group (rbacGroupName null, missing or
 // blank) may be in one of the protected groups: protect.rbacGroups
 // refuses it, as requireInactiveFor refuses a device without a lastSeen.
-// It used to pass, and be offboarded. A device in no group (id 0 or
-// none) passes.
+// It used to pass, and be offboarded. A device in no group (id 0)
+// passes.
 func TestGuardGroupWithoutName(t *testing.T) {
 	t.Parallel()
 	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
@@ -248,8 +248,6 @@ func TestGuardGroupWithoutName(t *testing.T) {
 		{"group id as a string", `{"id":"` + id + `","rbacGroupId":"7"}`, offboard.RuleRbacGroups},
 		{"another group, named", `{"id":"` + id + `","rbacGroupId":7,"rbacGroupName":"Workstations"}`, ""},
 		{"no group", `{"id":"` + id + `","rbacGroupId":0,"rbacGroupName":null}`, ""},
-		{"no group id", `{"id":"` + id + `","rbacGroupId":null}`, ""},
-		{"nothing said of groups", `{"id":"` + id + `"}`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -261,6 +259,38 @@ func TestGuardGroupWithoutName(t *testing.T) {
 	// Without a group guard, the group does not matter.
 	m := &mde.Machine{ID: id, RbacGroupID: "7"}
 	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
+		t.Errorf("rule %q without a group guard", rule)
+	}
+}
+
+// TestGuardGroupUnknown: a device the API gives neither a device group
+// name nor a group id (null or missing) may be in a protected group as
+// well: nothing says it is in none, which an id of 0 says. With group
+// guards set it is refused, as a device without a computerDnsName is
+// under the name globs. It used to pass, and be offboarded.
+func TestGuardGroupUnknown(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{RbacGroups: []string{"Tier 0 servers"}}}
+	for _, tc := range []struct {
+		name, body, rule string
+	}{
+		{"group id null", `{"id":"` + id + `","rbacGroupId":null}`, offboard.RuleRbacGroups},
+		{"group id and name null", `{"id":"` + id + `","rbacGroupId":null,"rbacGroupName":null}`, offboard.RuleRbacGroups},
+		{"group id null, name blank", `{"id":"` + id + `","rbacGroupId":null,"rbacGroupName":" "}`, offboard.RuleRbacGroups},
+		{"nothing said of groups", `{"id":"` + id + `"}`, offboard.RuleRbacGroups},
+		{"no group", `{"id":"` + id + `","rbacGroupId":0}`, ""},
+		{"group id null, another group named", `{"id":"` + id + `","rbacGroupId":null,"rbacGroupName":"Workstations"}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if rule, why := refusalOfRecord(t, g, id, tc.body, now, tc.rule); rule != "" && !strings.Contains(why, "no device group") {
+				t.Errorf("why %q does not say the API gives no group", why)
+			}
+		})
+	}
+	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, &mde.Machine{ID: id}, now); rule != "" {
 		t.Errorf("rule %q without a group guard", rule)
 	}
 }

@@ -187,6 +187,31 @@ func machineJSON(m *Machine, context string) machineWire {
 	}
 }
 
+// servedMachine is the record of m as the API answers it: machineJSON
+// with m.Members put in place.
+func servedMachine(m *Machine, context string) any {
+	w := machineJSON(m, context)
+	if len(m.Members) == 0 {
+		return w
+	}
+	b, err := json.Marshal(w)
+	if err != nil {
+		panic(err)
+	}
+	var record map[string]json.RawMessage
+	if err := json.Unmarshal(b, &record); err != nil {
+		panic(err)
+	}
+	for name, v := range m.Members {
+		if v == nil {
+			delete(record, name)
+		} else {
+			record[name] = slices.Clone(v) // a copy: the answer is written after the lock is let go
+		}
+	}
+	return record
+}
+
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
@@ -539,7 +564,7 @@ func (s *Server) getMachineLocked(tn *tenant, idOrName string, call *Call) reply
 		return errorReply(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("Machine %s was not found.", idOrName))
 	}
 	call.MachineID = m.ID
-	return reply{status: http.StatusOK, body: machineJSON(m, odataContextBase+"Machines/$entity")}
+	return reply{status: http.StatusOK, body: servedMachine(m, odataContextBase+"Machines/$entity")}
 }
 
 type listQuery struct {
@@ -634,7 +659,7 @@ func (s *Server) listMachinesLocked(tn *tenant, r *http.Request) reply {
 	// Only the page is written out: an inventory of 100,000 devices must
 	// not cost 100,000 records per page.
 	size := min(q.top, s.pageSize())
-	out := []machineWire{}
+	out := []any{}
 	matched, more := 0, false
 	for _, m := range tn.machineList {
 		if q.filter != nil && !q.filter(machineRecord(m)) {
@@ -645,7 +670,7 @@ func (s *Server) listMachinesLocked(tn *tenant, r *http.Request) reply {
 				more = true
 				break
 			}
-			out = append(out, machineJSON(m, ""))
+			out = append(out, servedMachine(m, ""))
 		}
 		matched++
 	}

@@ -3,6 +3,7 @@ package mdesim
 import (
 	"context"
 	"crypto/x509"
+	"encoding/json"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -201,6 +202,10 @@ type Machine struct {
 	RbacGroupName string
 	// RbacGroupID is the device group's id (0 when in no group).
 	RbacGroupID int
+	// Members replace members of the record as served, by name: a JSON
+	// value, or nil to leave the member out. The API may answer any
+	// member null, missing or of another kind.
+	Members map[string]json.RawMessage
 }
 
 // Call records one HTTP request that reached the API routes (token and
@@ -420,6 +425,7 @@ func (s *Server) AddMachine(tenantID string, m Machine) {
 		m.OnboardingStatus = "Onboarded"
 	}
 	m.MachineTags = slices.Clone(m.MachineTags)
+	m.Members = maps.Clone(m.Members)
 	tn := s.tenantLocked(tenantID)
 	key := strings.ToLower(m.ID)
 	if old := tn.machines[key]; old != nil {
