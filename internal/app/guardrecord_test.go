@@ -29,3 +29,19 @@ func TestGuardsDeviceGroupUnknown(t *testing.T) {
 		t.Errorf("a device in no group (id 0): %+v, want created", r.Error)
 	}
 }
+
+// TestGuardsNameAsWritten: a device the API names with white space
+// around the name, or in full-width letters, is refused by the glob its
+// name spells, and never offboarded.
+func TestGuardsNameAsWritten(t *testing.T) {
+	t.Parallel()
+	g := setupGuards(t)
+	long := time.Now().Add(-90 * 24 * time.Hour)
+	spaced := mdesim.Machine{ID: newID(), ComputerDNSName: " DC02.contoso.local. ", LastSeen: long}
+	wide := mdesim.Machine{ID: newID(), ComputerDNSName: "\uff44\uff43\uff10\uff13.contoso.local", LastSeen: long}
+	for _, m := range []mdesim.Machine{spaced, wide} {
+		g.sim.AddMachine(g.tenants["contoso"].tenantID, m)
+	}
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "n-spaced", "machineId": spaced.ID}), spaced, offboard.RuleComputerDNSNames, `matches "dc*.contoso.local"`)
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "n-wide", "machineId": wide.ID}), wide, offboard.RuleComputerDNSNames, `matches "dc*.contoso.local"`)
+}

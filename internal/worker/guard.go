@@ -7,8 +7,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"go.uber.org/zap"
+	"golang.org/x/text/unicode/norm"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -97,13 +99,13 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 	if m == nil {
 		return "", ""
 	}
-	name := strings.ToLower(strings.TrimSuffix(m.ComputerDNSName, "."))
-	if len(p.ComputerDNSNames) > 0 && strings.TrimSpace(name) == "" {
+	names := matchedNames(m.ComputerDNSName)
+	if len(p.ComputerDNSNames) > 0 && names[0] == "" {
 		// As a missing lastSeen: no name to tell from a protected one.
 		return offboard.RuleComputerDNSNames, "the API gives the device no computerDnsName to match the protected names against"
 	}
 	for _, glob := range p.ComputerDNSNames {
-		if matchesName(glob, name) {
+		if slices.ContainsFunc(names, func(name string) bool { return matchesName(glob, name) }) {
 			return offboard.RuleComputerDNSNames, fmt.Sprintf("computerDnsName %s matches %s", offboard.Quote(m.ComputerDNSName), offboard.Quote(glob))
 		}
 	}
@@ -149,6 +151,24 @@ func inGroup(groups []string, m *mde.Machine) string {
 		}
 	}
 	return ""
+}
+
+// matchedNames are the forms of a device's computerDnsName the globs are
+// matched against: lower case, without the white space around it or
+// final dots, as written and in Unicode's compatibility form (NFKC:
+// full-width letters as the letters they stand for). A name the API
+// gives written so is the name it spells: matched as written alone, it
+// would match no glob, and the device would go unprotected. The first
+// is "" when the name is blank.
+func matchedNames(dnsName string) []string {
+	trim := func(s string) string {
+		return strings.ToLower(strings.TrimRightFunc(strings.TrimSpace(s), func(r rune) bool { return r == '.' || unicode.IsSpace(r) }))
+	}
+	name, compat := trim(dnsName), trim(norm.NFKC.String(dnsName))
+	if compat == name {
+		return []string{name}
+	}
+	return []string{name, compat}
 }
 
 // matchesName says whether a computerDnsNames glob matches a device's

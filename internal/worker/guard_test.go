@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -338,4 +339,33 @@ func refusalOfRecord(t *testing.T, g *config.Guards, id, body string, now time.T
 		t.Errorf("rule %q (%s), want %q", rule, why, want)
 	}
 	return rule, why
+}
+
+// TestGuardNameAsWritten: a computerDnsName the API gives with white
+// space around it, more than one final dot, or letters in a compatibility
+// form (full width) is matched against the globs as the name it spells:
+// each used to match no glob, and the device was offboarded.
+func TestGuardNameAsWritten(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"dc*.contoso.local", "sql01"}}}
+	for _, tc := range []struct {
+		name, dnsName, rule string
+	}{
+		{"space before", " dc01.contoso.local", offboard.RuleComputerDNSNames},
+		{"space after", "DC01.contoso.local ", offboard.RuleComputerDNSNames},
+		{"tab and no-break space", "\tdc01.contoso.local\u00a0", offboard.RuleComputerDNSNames},
+		{"two final dots", "dc01.contoso.local..", offboard.RuleComputerDNSNames},
+		{"dot then space", "dc01.contoso.local. ", offboard.RuleComputerDNSNames},
+		{"full width", "\uff24\uff23\uff10\uff11.contoso.local", offboard.RuleComputerDNSNames},
+		{"host glob, space after the host", "sql01 ", offboard.RuleComputerDNSNames},
+		{"another host", " ws01.contoso.local ", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name, _ := json.Marshal(tc.dnsName)
+			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
+		})
+	}
 }
