@@ -45,3 +45,14 @@ func TestGuardsNameAsWritten(t *testing.T) {
 	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "n-spaced", "machineId": spaced.ID}), spaced, offboard.RuleComputerDNSNames, `matches "dc*.contoso.local"`)
 	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "n-wide", "machineId": wide.ID}), wide, offboard.RuleComputerDNSNames, `matches "dc*.contoso.local"`)
 }
+
+// TestGuardsHiddenCharactersInATag: a device tagged DoNotOffboard with a
+// zero-width space after it (pasted into the portal) is refused and
+// never offboarded.
+func TestGuardsHiddenCharactersInATag(t *testing.T) {
+	t.Parallel()
+	g := setupGuards(t)
+	m := mdesim.Machine{ID: newID(), ComputerDNSName: "pc-pasted.contoso.local", LastSeen: time.Now().Add(-90 * 24 * time.Hour), MachineTags: []string{"DoNotOffboard\u200b"}}
+	g.sim.AddMachine(g.tenants["contoso"].tenantID, m)
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "h-tag", "machineId": m.ID}), m, offboard.RuleMachineTags, "tagged")
+}

@@ -192,8 +192,20 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 }
 
 // Words is s as the guards compare a tag or a device group name: in
-// Unicode's compatibility form (NFKC), its words separated by one space.
-func Words(s string) string { return strings.Join(strings.Fields(norm.NFKC.String(s)), " ") }
+// Unicode's compatibility form (NFKC), without the characters one does
+// not see (control and format characters: a zero-width space, a byte
+// order mark, a soft hyphen, a joiner), its words separated by one
+// space. A tag pasted into the portal from a web page or a chat can hold
+// them, and is the tag it reads as.
+func Words(s string) string {
+	visible := strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+			return -1
+		}
+		return r
+	}, norm.NFKC.String(s))
+	return strings.Join(strings.Fields(visible), " ")
+}
 
 // folded is s with each letter the least of its case folding orbit:
 // two strings are the same as strings.EqualFold compares them, as the

@@ -369,3 +369,31 @@ func TestGuardNameAsWritten(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardHiddenCharactersOnTheDevice: a tag or a device group name the
+// API gives with a character one does not see in it (a zero-width space,
+// a byte order mark, a soft hyphen, a control character: left by a copy
+// from a web page or a chat into the portal) is the tag or group it
+// reads as: each used to match no guard, and the device was offboarded.
+func TestGuardHiddenCharactersOnTheDevice(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{MachineTags: []string{"DoNotOffboard"}, RbacGroups: []string{"Tier 0 servers"}}}
+	for _, tc := range []struct {
+		name, members, rule string
+	}{
+		{"zero-width space after the tag", `"machineTags":["DoNotOffboard\u200b"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		{"byte order mark before the tag", `"machineTags":["\ufeffDoNotOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		{"soft hyphen inside the tag", `"machineTags":["DoNot\u00adOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		{"control character after the tag", `"machineTags":["DoNotOffboard\u0000"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		{"zero-width space in the group", `"rbacGroupId":7,"rbacGroupName":"Tier 0\u200b servers"`, offboard.RuleRbacGroups},
+		{"another tag", `"machineTags":["Do\u200bNot"],"rbacGroupId":0`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			body := `{"id":"` + id + `",` + tc.members + `}`
+			refusalOfRecord(t, g, id, body, now, tc.rule)
+		})
+	}
+}
