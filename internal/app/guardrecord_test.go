@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -55,4 +56,39 @@ func TestGuardsHiddenCharactersInATag(t *testing.T) {
 	m := mdesim.Machine{ID: newID(), ComputerDNSName: "pc-pasted.contoso.local", LastSeen: time.Now().Add(-90 * 24 * time.Hour), MachineTags: []string{"DoNotOffboard\u200b"}}
 	g.sim.AddMachine(g.tenants["contoso"].tenantID, m)
 	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "h-tag", "machineId": m.ID}), m, offboard.RuleMachineTags, "tagged")
+}
+
+// TestGuardsInternationalNames: a glob written in letters protects the
+// device the API names in punycode, and a punycode glob the device named
+// in letters: neither is offboarded.
+func TestGuardsInternationalNames(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, tweak: func(f *config.File) {
+		f.Tenants[0].Guards = parseGuards(t, `
+    guards:
+      protect:
+        computerDnsNames: ["bücher*.contoso.local", "xn--mnchen-3ya.contoso.local"]
+`)
+	}})
+	tn := e.tenants["contoso"].tenantID
+	puny := mdesim.Machine{ID: newID(), ComputerDNSName: "xn--bcher01-n2a.contoso.local"}
+	letters := mdesim.Machine{ID: newID(), ComputerDNSName: "München.contoso.local"}
+	e.sim.AddMachine(tn, puny)
+	e.sim.AddMachine(tn, letters)
+	c := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "i-puny", "machineId": puny.ID}, "contoso:i-puny")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "i-letters", "machineId": letters.ID}, "contoso:i-letters")
+	for _, id := range []string{"i-puny", "i-letters"} {
+		var got []offboard.Result
+		eventually(t, 20*time.Second, "result of "+id, func() bool {
+			got = c.snapshot()["contoso/"+id]
+			return len(got) > 0
+		})
+		if r := got[0]; r.Error == nil || r.Error.Rule != offboard.RuleComputerDNSNames {
+			t.Errorf("%s: %s %+v, want blocked by %s", id, r.Outcome, r.Error, offboard.RuleComputerDNSNames)
+		}
+	}
+	if n := e.offboardCalls(tn, puny.ID) + e.offboardCalls(tn, letters.ID); n != 0 {
+		t.Errorf("%d offboard calls for protected devices", n)
+	}
 }

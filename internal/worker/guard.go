@@ -10,6 +10,7 @@ import (
 	"unicode"
 
 	"go.uber.org/zap"
+	"golang.org/x/net/idna"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -155,21 +156,40 @@ func inGroup(groups []string, m *mde.Machine) string {
 
 // matchedNames are the forms of a device's computerDnsName the globs are
 // matched against: lower case, without the white space around it or
-// final dots, as written and in Unicode's compatibility form (NFKC:
-// full-width letters as the letters they stand for). A name the API
-// gives written so is the name it spells: matched as written alone, it
-// would match no glob, and the device would go unprotected. The first
-// is "" when the name is blank.
+// final dots, as written, in Unicode's compatibility form (NFKC:
+// full-width letters as the letters they stand for), and in the DNS's
+// ASCII form (punycode, xn--) and in letters, whichever it is written in.
+// A name the API gives written so is the name it spells: matched as
+// written alone, it would match no glob written the other way, and the
+// device would go unprotected. The first is "" when the name is blank.
 func matchedNames(dnsName string) []string {
 	trim := func(s string) string {
 		return strings.ToLower(strings.TrimRightFunc(strings.TrimSpace(s), func(r rune) bool { return r == '.' || unicode.IsSpace(r) }))
 	}
-	name, compat := trim(dnsName), trim(norm.NFKC.String(dnsName))
-	if compat == name {
-		return []string{name}
+	names := []string{trim(dnsName), trim(norm.NFKC.String(dnsName))}
+	for _, name := range names[:2] {
+		if name == "" {
+			continue
+		}
+		if a, err := idnaNames.ToASCII(name); err == nil {
+			names = append(names, trim(a))
+		}
+		if u, err := idnaNames.ToUnicode(name); err == nil {
+			names = append(names, trim(u))
+		}
 	}
-	return []string{name, compat}
+	forms := names[:1:1]
+	for _, name := range names[1:] {
+		if name != "" && !slices.Contains(forms, name) {
+			forms = append(forms, name)
+		}
+	}
+	return forms
 }
+
+// idnaNames converts a host name between its letters and the DNS's ASCII
+// form, taking what Windows host names hold (an underscore) as it is.
+var idnaNames = idna.New(idna.MapForLookup(), idna.StrictDomainName(false), idna.Transitional(false))
 
 // matchesName says whether a computerDnsNames glob matches a device's
 // name (lower case, no final dot). A glob without a dot names hosts

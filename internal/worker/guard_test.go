@@ -397,3 +397,31 @@ func TestGuardHiddenCharactersOnTheDevice(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardInternationalNames: a glob written with letters beyond ASCII
+// matches the device's name as the API may give it in the DNS's ASCII
+// form (punycode, xn--), and a glob written in that form matches the name
+// given in letters: both are one name. Either used to match nothing, and
+// the device was offboarded.
+func TestGuardInternationalNames(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"bücher*.contoso.local", "xn--mnchen-3ya.contoso.local"}}}
+	for _, tc := range []struct {
+		name, dnsName, rule string
+	}{
+		{"letters as the glob", "Bücher01.contoso.local", offboard.RuleComputerDNSNames},
+		{"punycode of a letters glob", "xn--bcher01-n2a.contoso.local", offboard.RuleComputerDNSNames},
+		{"punycode, upper case", "XN--BCHER01-N2A.CONTOSO.LOCAL", offboard.RuleComputerDNSNames},
+		{"letters of a punycode glob", "MÜNCHEN.contoso.local", offboard.RuleComputerDNSNames},
+		{"an underscore and punycode", "xn--bcher_1-n2a.contoso.local", offboard.RuleComputerDNSNames},
+		{"another name", "xn--mnchen-3ya.fabrikam.local", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name, _ := json.Marshal(tc.dnsName)
+			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
+		})
+	}
+}
