@@ -158,7 +158,8 @@ func inGroup(groups []string, m *mde.Machine) string {
 // matched against: lower case, without the white space around it or
 // final dots, as written, in Unicode's compatibility form (NFKC:
 // full-width letters as the letters they stand for), and in the DNS's
-// ASCII form (punycode, xn--) and in letters, whichever it is written in.
+// ASCII form (punycode, xn--) and in letters, whichever it is written in,
+// label by label.
 // A name the API gives written so is the name it spells: matched as
 // written alone, it would match no glob written the other way, and the
 // device would go unprotected. The first is "" when the name is blank.
@@ -171,12 +172,7 @@ func matchedNames(dnsName string) []string {
 		if name == "" {
 			continue
 		}
-		if a, err := idnaNames.ToASCII(name); err == nil {
-			names = append(names, trim(a))
-		}
-		if u, err := idnaNames.ToUnicode(name); err == nil {
-			names = append(names, trim(u))
-		}
+		names = append(names, trim(eachLabel(name, idnaNames.ToASCII)), trim(eachLabel(name, idnaNames.ToUnicode)))
 	}
 	forms := names[:1:1]
 	for _, name := range names[1:] {
@@ -185,6 +181,20 @@ func matchedNames(dnsName string) []string {
 		}
 	}
 	return forms
+}
+
+// eachLabel is name with each of its labels converted by to, one by
+// one: a label to cannot convert (a hyphen at its end, punycode that
+// decodes to nothing) is kept as it is, and does not keep the others,
+// the host's among them, from being converted.
+func eachLabel(name string, to func(string) (string, error)) string {
+	labels := strings.Split(name, ".")
+	for i, label := range labels {
+		if c, err := to(label); err == nil {
+			labels[i] = c
+		}
+	}
+	return strings.Join(labels, ".")
 }
 
 // idnaNames converts a host name between its letters and the DNS's ASCII

@@ -425,3 +425,31 @@ func TestGuardInternationalNames(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardInternationalNameWithAnOddLabel: a name whose host label is
+// international but another label is no valid international label (a
+// hyphen at its start or end, punycode that decodes to nothing, a joiner
+// in it) still has its host label matched in both forms. Such a label
+// used to keep the whole name from being converted, and the device
+// passed a glob written the other way.
+func TestGuardInternationalNameWithAnOddLabel(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"bücher*", "xn--mnchen-3ya"}}}
+	for _, tc := range []struct {
+		name, dnsName, rule string
+	}{
+		{"punycode host, invalid punycode label", "xn--bcher01-n2a.xn--zz.local", offboard.RuleComputerDNSNames},
+		{"punycode host, label ending in a hyphen", "xn--bcher01-n2a.corp-.local", offboard.RuleComputerDNSNames},
+		{"letters host, label ending in a hyphen", "München.corp-.local", offboard.RuleComputerDNSNames},
+		{"letters host, joiner in a label", "münchen.a\u200db.local", offboard.RuleComputerDNSNames},
+		{"another host, odd label", "ws01.corp-.local", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name, _ := json.Marshal(tc.dnsName)
+			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
+		})
+	}
+}
