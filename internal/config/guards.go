@@ -116,7 +116,10 @@ func (g *Guards) check() error {
 }
 
 // checkGlob checks a computerDnsNames glob and returns it as it is
-// matched: lower case, without spaces around it or a final dot. Spaces
+// matched: in Unicode's compatibility form (NFKC), as the device's name
+// is (an accent composed, letters of the usual width: written otherwise,
+// it would match no name), lower case, without spaces around it or a
+// final dot. Spaces
 // around a glob are no part of a name: kept, the glob would match no
 // device, and protect nothing without a word. So would a space or a
 // comma inside it, which no computerDnsName holds: several globs written
@@ -124,7 +127,7 @@ func (g *Guards) check() error {
 // a domain written as a DNS suffix is, for "*.tier0.contoso.local"; two
 // dots in a row; two final dots).
 func checkGlob(glob string) (string, error) {
-	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(glob), "."))
+	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(norm.NFKC.String(glob)), "."))
 	if _, err := path.Match(glob, ""); glob == "" || err != nil {
 		return glob, errors.New("not a glob (Go path.Match: *, ?, [a-z], \\ escapes)")
 	}

@@ -263,3 +263,22 @@ func TestGlobWithoutAName(t *testing.T) {
 		t.Errorf("globs of DNS names: %v", err)
 	}
 }
+
+// TestGlobCompatibleForms: a glob written with a decomposed accent (as
+// macOS writes it) or in full-width letters (as an East Asian input
+// method does) is matched as the letters it spells, as the device's name
+// is (NFKC). It used to be kept as written, and matched no name the API
+// gives composed, or in punycode: the device passed.
+func TestGlobCompatibleForms(t *testing.T) {
+	t.Parallel()
+	f, err := Parse([]byte("tenants:" + okTenant + `    guards:
+      protect:
+        computerDnsNames: ["Bu\u0308cher*", "\uff24\uff23*.contoso.local", "ok"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := f.Tenants[0].Guards.Protect.ComputerDNSNames; !slices.Equal(got, []string{"b\u00fccher*", "dc*.contoso.local", "ok"}) {
+		t.Errorf("computerDnsNames = %q, want them composed and in letters of the usual width", got)
+	}
+}
