@@ -186,16 +186,25 @@ func matchedNames(dnsName string) []string {
 // eachLabel is name with each of its labels converted by to, one by
 // one: a label to cannot convert (a hyphen at its end, punycode that
 // decodes to nothing) is kept as it is, and does not keep the others,
-// the host's among them, from being converted.
+// the host's among them, from being converted. So is a label longer than
+// maxLabel, which no DNS name holds in either form: punycode takes time
+// growing with the square of a label's length.
 func eachLabel(name string, to func(string) (string, error)) string {
 	labels := strings.Split(name, ".")
 	for i, label := range labels {
+		if len(label) > maxLabel {
+			continue
+		}
 		if c, err := to(label); err == nil {
 			labels[i] = c
 		}
 	}
 	return strings.Join(labels, ".")
 }
+
+// maxLabel is the most bytes a label of a DNS name takes in letters: 63
+// characters (its punycode has at least as many), of up to 4 bytes each.
+const maxLabel = 4 * 63
 
 // idnaNames converts a host name between its letters and the DNS's ASCII
 // form, taking what Windows host names hold (an underscore) as it is.

@@ -453,3 +453,32 @@ func TestGuardInternationalNameWithAnOddLabel(t *testing.T) {
 		})
 	}
 }
+
+// TestGuardLongLabelIsQuick: a device name with a label far longer than
+// any DNS label, of many distinct letters, is matched in little time;
+// its punycode took time growing with the square of its length (seconds
+// for a name of 60 kB, minutes for one as long as an answer may be),
+// while the job waited. Its other labels are still matched in both
+// forms.
+func TestGuardLongLabelIsQuick(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	var long strings.Builder
+	for i := range 20000 {
+		long.WriteRune(rune(0x4e00 + i))
+	}
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"bücher*"}}}
+	for _, tc := range []struct{ name, dnsName, rule string }{
+		{"long host label", long.String() + ".contoso.local", ""},
+		{"long domain label", "xn--bcher01-n2a." + long.String(), offboard.RuleComputerDNSNames},
+	} {
+		start := time.Now()
+		if rule, _ := refusal(g, id, &mde.Machine{ID: id, ComputerDNSName: tc.dnsName}, now); rule != tc.rule {
+			t.Errorf("%s: rule %q, want %q", tc.name, rule, tc.rule)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("%s: matched in %v", tc.name, took)
+		}
+	}
+}
