@@ -201,13 +201,19 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 // space. A tag pasted into the portal from a web page or a chat can hold
 // them, and is the tag it reads as.
 func Words(s string) string {
-	visible := strings.Map(func(r rune) rune {
+	return strings.Join(strings.Fields(Visible(norm.NFKC.String(s))), " ")
+}
+
+// Visible is s without the characters one does not see: control
+// characters other than white space, and format characters (a zero-width
+// space, a byte order mark, a soft hyphen, a joiner).
+func Visible(s string) string {
+	return strings.Map(func(r rune) rune {
 		if unicode.IsControl(r) && !unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
 			return -1
 		}
 		return r
-	}, norm.NFKC.String(s))
-	return strings.Join(strings.Fields(visible), " ")
+	}, s)
 }
 
 // folded is s with each letter the least of its case folding orbit:

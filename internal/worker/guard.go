@@ -157,7 +157,8 @@ func inGroup(groups []string, m *mde.Machine) string {
 // matchedNames are the forms of a device's computerDnsName the globs are
 // matched against: lower case, without the white space around it or
 // final dots, as written, in Unicode's compatibility form (NFKC:
-// full-width letters as the letters they stand for), and in the DNS's
+// full-width letters as the letters they stand for), that form without
+// the characters one does not see (config.Visible), and in the DNS's
 // ASCII form (punycode, xn--) and in letters, whichever it is written in,
 // label by label.
 // A name the API gives written so is the name it spells: matched as
@@ -167,8 +168,8 @@ func matchedNames(dnsName string) []string {
 	trim := func(s string) string {
 		return strings.ToLower(strings.TrimRightFunc(strings.TrimSpace(s), func(r rune) bool { return r == '.' || unicode.IsSpace(r) }))
 	}
-	names := []string{trim(dnsName), trim(norm.NFKC.String(dnsName))}
-	for _, name := range names[:2] {
+	names := []string{trim(dnsName), trim(norm.NFKC.String(dnsName)), trim(config.Visible(norm.NFKC.String(dnsName)))}
+	for _, name := range names[:3] {
 		if name == "" {
 			continue
 		}

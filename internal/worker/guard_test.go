@@ -360,7 +360,11 @@ func TestGuardNameAsWritten(t *testing.T) {
 		{"dot then space", "dc01.contoso.local. ", offboard.RuleComputerDNSNames},
 		{"full width", "\uff24\uff23\uff10\uff11.contoso.local", offboard.RuleComputerDNSNames},
 		{"host glob, space after the host", "sql01 ", offboard.RuleComputerDNSNames},
+		{"control character after the host", "sql01\u0000", offboard.RuleComputerDNSNames},
+		{"zero-width space inside", "dc\u200b01.contoso.local", offboard.RuleComputerDNSNames},
+		{"soft hyphen inside", "dc0\u00ad1.contoso.local", offboard.RuleComputerDNSNames},
 		{"another host", " ws01.contoso.local ", ""},
+		{"another host, hidden characters", "ws\u200b01.contoso.local\u0000", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
