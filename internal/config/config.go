@@ -158,11 +158,7 @@ func cutTo(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	kept := []byte(s[:max(n, 0)])
-	if i := lastRuneStart(kept); i >= 0 && !utf8.FullRune(kept[i:]) {
-		kept = kept[:i]
-	}
-	return string(kept)
+	return string(wholeRunes([]byte(s[:max(n, 0)])))
 }
 
 // RenderComment fills the tenant's comment template. Where it leaves no
@@ -252,14 +248,19 @@ func (b *commentBuffer) Write(p []byte) (int, error) {
 	if len(p) > room {
 		// Cut between characters: a part of one would go to the API,
 		// which reads it as U+FFFD.
-		kept := p[:max(room, 0)]
-		if i := lastRuneStart(kept); i >= 0 && !utf8.FullRune(kept[i:]) {
-			kept = kept[:i]
-		}
+		kept := wholeRunes(p[:max(room, 0)])
 		b.Buffer.Write(kept)
 		return len(kept), errCommentFull
 	}
 	return b.Buffer.Write(p)
+}
+
+// wholeRunes is p without the part of a character a cut left at its end.
+func wholeRunes(p []byte) []byte {
+	if i := lastRuneStart(p); i >= 0 && !utf8.FullRune(p[i:]) {
+		return p[:i]
+	}
+	return p
 }
 
 // lastRuneStart is the index of the byte of p that begins its last
