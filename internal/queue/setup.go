@@ -322,13 +322,6 @@ const (
 // are not removed: their requests would then sit in the stream unanswered
 // (the unrouted consumer has let them go).
 func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []string, err error) {
-	stored, err := storedConfig(ctx, js, offboard.StreamRequests)
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
-	}
-	if err := otherPrefix(stored, s); err != nil {
-		return nil, err
-	}
 	if err := ensureStreams(ctx, js, s); err != nil {
 		return nil, err
 	}
@@ -411,7 +404,9 @@ func subjectWithin(sub, pattern string) bool {
 	return len(st) == len(pt)
 }
 
-// ensureStreams creates or updates the streams (streamAsSet).
+// ensureStreams creates or updates the streams (streamAsSet). The request
+// stream comes first: one another worker's --subject-prefix set refuses
+// setup before any stream is touched (otherPrefix).
 func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
 	for _, cfg := range s.Streams() {
@@ -419,12 +414,20 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 		if err != nil && cfg.Name != offboard.StreamResults && cfg.Name != offboard.StreamDead {
 			// What it keeps (below) is read first: updated blind, the
 			// stream would take this replica's shorter history or lower
-			// limit of consumers over the others'.
+			// limit of consumers over the others'. Without the request
+			// stream, whose subjects tell another worker's prefix, none
+			// is touched.
 			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
+			if cfg.Name == offboard.StreamRequests {
+				return errors.Join(errs...)
+			}
 			continue
 		}
 		switch cfg.Name {
 		case offboard.StreamRequests:
+			if err := otherPrefix(have, s); err != nil {
+				return err
+			}
 			cfg.MaxConsumers = keptMaxConsumers(have, cfg.MaxConsumers)
 		case offboard.StreamQuota, offboard.StreamBudget:
 			cfg.MaxAge = keptHistory(have, cfg.MaxAge)
