@@ -69,7 +69,13 @@ func (s *Shared) ObserveStamp(ev Event, server time.Time) {
 // server's by more than half the margin, or it was stepped and not
 // measured since.
 func (s *Shared) skewedLocked() bool {
-	return s.stepBy != 0 || s.skew.estimate().Abs() > s.opts.Margin/2
+	return s.stepBy != 0 || s.offLocked()
+}
+
+// offLocked says whether the clock is off the server's by more than half
+// the margin, as last measured.
+func (s *Shared) offLocked() bool {
+	return s.skew.estimate().Abs() > s.opts.Margin/2
 }
 
 // lookLocked reads the wall clock and looks for a step since the last
@@ -150,7 +156,7 @@ func (s *Shared) ClockOffset() time.Duration {
 func (s *Shared) ClockOff() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.skew.estimate().Abs() > s.opts.Margin/2
+	return s.offLocked()
 }
 
 // LookAtClock looks for a step of the wall clock since the last look (a
