@@ -332,11 +332,28 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 		return err
 	}
 	tr.mu.Lock()
-	tr.followed++
-	tr.counted[st.ActionID] = true
+	tr.countLocked(st.ActionID)
 	tr.mu.Unlock()
 	tr.add(st)
 	return nil
+}
+
+// countLocked counts an action followed since the last scan among those
+// followed.
+func (tr *tracker) countLocked(actionID string) {
+	tr.followed++
+	tr.counted[actionID] = true
+}
+
+// storedTracked is a followed action's state as the ledger keeps it;
+// false for one this tracker did not write, or an ended tracking's mark
+// (no action id).
+func storedTracked(data []byte) (*tracked, bool) {
+	st := new(tracked)
+	if json.Unmarshal(data, st) != nil || st.ActionID == "" {
+		return nil, false
+	}
+	return st, true
 }
 
 // holdStored holds in memory an action whose state the ledger has
@@ -351,15 +368,14 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 // followed, as TrackNew's is: one the scan counted, but not held for
 // more due sooner, is not counted again each time its request is.
 func (tr *tracker) holdStored(data []byte, rev uint64) {
-	st := new(tracked)
-	if json.Unmarshal(data, st) != nil || st.ActionID == "" {
+	st, ok := storedTracked(data)
+	if !ok {
 		return
 	}
 	st.rev = rev
 	tr.mu.Lock()
 	if !tr.ids[st.ActionID] && !tr.counted[st.ActionID] && !st.Since.Before(tr.scanned) {
-		tr.followed++
-		tr.counted[st.ActionID] = true
+		tr.countLocked(st.ActionID)
 	}
 	tr.mu.Unlock()
 	tr.add(st)
@@ -625,9 +641,9 @@ func (tr *tracker) load(ctx context.Context) error {
 	var soonest latestFirst
 	n := 0
 	err := tr.store.ScanTracked(ctx, tr.tenant, func(data []byte) error {
-		st := new(tracked)
-		if err := json.Unmarshal(data, st); err != nil || st.ActionID == "" {
-			return nil //nolint:nilerr // not a state this tracker wrote: skip it
+		st, ok := storedTracked(data)
+		if !ok {
+			return nil // not a state this tracker wrote: skip it
 		}
 		n++
 		soonest.offer(st, tr.window)
