@@ -100,14 +100,9 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 	if m == nil {
 		return "", ""
 	}
-	names := matchedNames(m.ComputerDNSName)
-	if len(p.ComputerDNSNames) > 0 && names[0] == "" {
-		// As a missing lastSeen: no name to tell from a protected one.
-		return offboard.RuleComputerDNSNames, "the API gives the device no computerDnsName to match the protected names against"
-	}
-	for _, glob := range p.ComputerDNSNames {
-		if slices.ContainsFunc(names, func(name string) bool { return matchesName(glob, name) }) {
-			return offboard.RuleComputerDNSNames, fmt.Sprintf("computerDnsName %s matches %s", offboard.Quote(m.ComputerDNSName), offboard.Quote(glob))
+	if len(p.ComputerDNSNames) > 0 {
+		if why := protectedName(p.ComputerDNSNames, m.ComputerDNSName); why != "" {
+			return offboard.RuleComputerDNSNames, why
 		}
 	}
 	for _, tag := range p.MachineTags {
@@ -154,6 +149,23 @@ func inGroup(groups []string, m *mde.Machine) string {
 	return ""
 }
 
+// protectedName says why protect.computerDnsNames refuses a device of
+// this name: it matches one of globs in one of its forms (matchedNames),
+// or there is no name to tell from a protected one, as with a missing
+// lastSeen; "" when neither.
+func protectedName(globs []string, dnsName string) string {
+	names := matchedNames(dnsName)
+	if names[0] == "" {
+		return "the API gives the device no computerDnsName to match the protected names against"
+	}
+	for _, glob := range globs {
+		if slices.ContainsFunc(names, func(name string) bool { return matchesName(glob, name) }) {
+			return fmt.Sprintf("computerDnsName %s matches %s", offboard.Quote(dnsName), offboard.Quote(glob))
+		}
+	}
+	return ""
+}
+
 // matchedNames are the forms of a device's computerDnsName the globs are
 // matched against: lower case, without the white space around it or
 // final dots, as written, in Unicode's compatibility form (NFKC:
@@ -168,7 +180,8 @@ func matchedNames(dnsName string) []string {
 	trim := func(s string) string {
 		return strings.ToLower(strings.TrimRightFunc(strings.TrimSpace(s), func(r rune) bool { return r == '.' || unicode.IsSpace(r) }))
 	}
-	names := []string{trim(dnsName), trim(norm.NFKC.String(dnsName)), trim(config.Visible(norm.NFKC.String(dnsName)))}
+	compatible := norm.NFKC.String(dnsName)
+	names := []string{trim(dnsName), trim(compatible), trim(config.Visible(compatible))}
 	for _, name := range names[:3] {
 		if name == "" {
 			continue
