@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/deploy"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 )
 
@@ -222,5 +223,31 @@ func TestRequestLogCarriesItsFields(t *testing.T) {
 	}
 	if f := assigned[0].ContextMap(); f["tenant"] != "contoso" || f["assigned"] != true {
 		t.Errorf("tenant assignment fields %v, want tenant contoso, assigned true", f)
+	}
+}
+
+// TestOldestWaitingCountsARequestLeftForRedelivery: a second message of a
+// request id, taken while the first one's call is under way, is left for
+// redelivery a minute later. Once the first is answered, nothing waits
+// undelivered and nothing is in flight, yet that message is unanswered:
+// the oldest waiting age counts it, as offboardctl status does, so the
+// waiting alerts can fire for a request that keeps coming back.
+func TestOldestWaitingCountsARequestLeftForRedelivery(t *testing.T) {
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, sim: mdesim.Options{Latency: time.Second}, noStart: true})
+	e.opts.StatsEvery = 100 * time.Millisecond
+	e.start()
+	results := e.collect("mde.offboard.result.>")
+	m := e.tenants["contoso"].machines[0]
+	for _, msgID := range []string{"twice-1", "twice-2"} {
+		e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "twice", "machineId": m.ID}, msgID)
+	}
+	results.wait(t, 1, 20*time.Second)
+	labels := map[string]string{"tenant": "contoso", "priority": "normal"}
+	eventually(t, 20*time.Second, "the message left for redelivery counted as waiting", func() bool {
+		return metricValue(t, e, "mde_offboard_in_flight_requests", map[string]string{"tenant": "contoso"}) == 0 &&
+			metricValue(t, e, "mde_offboard_oldest_waiting_seconds", labels) > 1
+	})
+	if n := metricValue(t, e, "mde_offboard_backlog_requests", labels); n != 0 {
+		t.Errorf("backlog %v, want 0: the message was delivered", n)
 	}
 }

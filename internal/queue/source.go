@@ -44,6 +44,7 @@ type lane struct {
 
 	// Guarded by Source.mu.
 	pending uint64 // undelivered messages, as last counted, plus those published since
+	unacked uint64 // delivered messages not acked yet, as last counted
 	maybe   bool   // a pull may find a message (undelivered, or a redelivery due)
 	woken   bool   // a request was published since the last pull: wait a moment for it
 	wakes   uint64 // wake-ups so far, so a pull knows whether one came meanwhile
@@ -281,6 +282,7 @@ func (s *Source) counts(infos [2]*jetstream.ConsumerInfo, at time.Time) {
 	s.busy = false
 	for i, l := range s.lanes {
 		l.pending = infos[i].NumPending
+		l.unacked = uint64(max(infos[i].NumAckPending, 0)) //nolint:gosec // not negative
 		// A delivered message not acked yet may come back (a nak, an
 		// ack wait run out): look for it at every poll until it is gone.
 		l.maybe = l.maybe || infos[i].NumPending > 0 || infos[i].NumAckPending > 0
@@ -590,6 +592,16 @@ func (s *Source) Backlog(ctx context.Context) (normal, bulk uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lanes[0].pending, s.lanes[1].pending, nil
+}
+
+// Unacked reports how many requests of priority p the consumer had
+// delivered and not had acked when the source last counted (Backlog
+// counts anew when that is older than IdlePoll): requests under way, and
+// those handed back for a redelivery later.
+func (s *Source) Unacked(p offboard.Priority) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lanes[laneOf(p)].unacked
 }
 
 func (s *Source) untilStale(now time.Time) time.Duration {

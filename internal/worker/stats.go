@@ -15,9 +15,10 @@ import (
 // and returns the backlog by priority (last's count for a priority it could
 // not read). The counts come from the tenant's source, which knows them
 // from its pulls and wake-ups; the server is asked only about a priority
-// with requests waiting, for the oldest one and the exact count, so an
-// idle tenant costs the stats loop no request. Only the stats loop calls
-// it.
+// with requests waiting or, at the source's last count, delivered and not
+// acked (one handed back for a redelivery later is unanswered too), for
+// the oldest unanswered one and the exact count, so an idle tenant costs
+// the stats loop no request. Only the stats loop calls it.
 func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offboard.Priority]uint64) map[offboard.Priority]uint64 {
 	backlog := map[offboard.Priority]uint64{offboard.Normal: last[offboard.Normal], offboard.Bulk: last[offboard.Bulk]}
 	if normal, bulk, err := t.source.Backlog(ctx); err == nil {
@@ -25,7 +26,7 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offb
 	}
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		age := 0.0
-		if backlog[p] > 0 {
+		if backlog[p] > 0 || t.source.Unacked(p) > 0 {
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			n, oldest, err := queue.Waiting(qctx, w.requests, t.source.Consumer(p))
 			cancel()
