@@ -249,7 +249,8 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	}
 	u := c.base + path
 	if len(q) > 0 {
-		// Spaces as %20: the API's OData parser does not read '+' as a space.
+		// Spaces as %20, which every reader of a query takes as a space:
+		// how the API's OData parser reads '+' is not documented.
 		u += "?" + strings.ReplaceAll(q.Encode(), "+", "%20")
 	}
 	var rd io.Reader

@@ -307,7 +307,8 @@ func TestClientRequests(t *testing.T) {
 }
 
 // parseQuery decodes a raw query the strict way: '+' stays a plus, as the
-// API's OData parser reads it.
+// API's OData parser may read it (undocumented), so the client's spaces
+// must be %20.
 func parseQuery(raw string) (map[string]string, error) {
 	m := map[string]string{}
 	if raw == "" {
