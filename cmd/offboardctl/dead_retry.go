@@ -30,7 +30,9 @@ the next attempt, on its original subject (same priority), with
 Nats-Msg-Id <tenant>:<requestId>:<attempt>. A request id is retried once,
 from its latest dead letter, as one more than the highest attempt of its
 dead letters and of its results stored since: --seq of an older one retries from the latest, and --code is
-matched against the latest one, with --seq as with --all. A dead letter
+matched against the latest one, with --seq as with --all. Without --code,
+--all leaves out the dead letters of requests a campaign's cancel
+answered: the cancel stands, and they would be cancelled again. A dead letter
 whose body fails the request's checks is not retried, nor taken for its
 request id's latest.
 A request whose stored result is created, already_pending or dry_run is
@@ -77,6 +79,9 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		return err
 	}
 	picked := x.picked()
+	if seq == 0 && len(codes) == 0 {
+		picked = c.leaveOutCancelled(picked)
+	}
 	if seq != 0 {
 		// An older dead letter of a request id is retried from the
 		// latest, as --all does: its own attempt was published before
@@ -103,6 +108,25 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		return err
 	}
 	return c.retryEach(ctx, tenant, picked, x.highest, answered)
+}
+
+// leaveOutCancelled drops from --all without --code the dead letters of
+// requests a campaign's cancel answered, and says how many: the cancel
+// stands, and each retry would be cancelled again, with a result and a
+// dead letter more. --code cancelled retries them (a cancel mark deleted
+// by hand, say).
+func (c *cli) leaveOutCancelled(picked []deadLetter) []deadLetter {
+	n := len(picked)
+	picked = slices.DeleteFunc(picked, func(d deadLetter) bool { return ofRequest(d) && d.Code == offboard.CodeCancelled })
+	if left := n - len(picked); left > 0 {
+		letters := "dead letters"
+		if left == 1 {
+			letters = "dead letter"
+		}
+		fmt.Fprintf(c.stdout, "%d %s of cancelled campaigns left out: the cancel stands, and a retry would be cancelled again; --code %s retries them\n",
+			left, letters, offboard.CodeCancelled)
+	}
+	return picked
 }
 
 // markForgotten marks each picked dead letter stored longer ago than the
