@@ -618,3 +618,46 @@ func waitLost(t *testing.T, logs *observer.ObservedLogs, n int) []observer.Logge
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestEventsAfterTheBucketIsMadeAgain: a change written to a control
+// bucket made again (deleted, or lost with its server's storage) has the
+// revisions of the old one's first changes; its audit event is stored all
+// the same. The stream took it for a repeat of the old bucket's event of
+// that revision and dropped it without an error: the audit trail lost the
+// pause that an operator set again from it.
+func TestEventsAfterTheBucketIsMadeAgain(t *testing.T) {
+	t.Parallel()
+	js := setup(t)
+	pauseBulk(t, js, "contoso")
+	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionPause, Priority: "bulk", By: "bob", Reason: "set again"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ev.Revision != 1 {
+		t.Fatalf("revision %d in the bucket made again, want 1 as in the first", ev.Revision)
+	}
+	st, err := js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(offboard.Subjects{}.Control("contoso")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[offboard.Subjects{}.Control("contoso")]; n != 2 {
+		t.Errorf("%d control events of contoso stored, want 2: alice's pause and bob's", n)
+	}
+	if last := lastEvent(t, js, "contoso"); last == nil || last.By != "bob" {
+		t.Errorf("last control event %+v, want bob's pause", last)
+	}
+}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -34,6 +33,9 @@ type Store struct {
 	kv       jetstream.KeyValue
 	subjects offboard.Subjects
 	now      func() time.Time
+	// epoch is when the bucket was made (Unix nanoseconds): a bucket made
+	// again numbers its revisions from 1 again.
+	epoch int64
 }
 
 // ErrNoBucket says the control bucket does not exist: no worker has set up
@@ -49,7 +51,11 @@ func Open(ctx context.Context, js jetstream.JetStream, subjects offboard.Subject
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
-	return &Store{js: js, kv: kv, subjects: subjects, now: time.Now}, nil
+	created, err := queue.BucketCreated(ctx, kv)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	return &Store{js: js, kv: kv, subjects: subjects, now: time.Now, epoch: created.UnixNano()}, nil
 }
 
 // Apply writes the change into the bucket, where every replica sees it,
@@ -133,8 +139,10 @@ func (s *Store) partly(ctx context.Context, c Change, ev Event, keys []string, w
 const partlyEventWait = 5 * time.Second
 
 // publish publishes a change's event on the tenant's control subject,
-// with the revision of the key written in its message id: published
-// again, the stream drops the repeat.
+// with the bucket's creation time and the revision of the key written in
+// its message id: published again, the stream drops the repeat, and the
+// event of a bucket made again, whose revisions start at 1 again, is not
+// taken for a repeat of the old bucket's.
 func (s *Store) publish(ctx context.Context, ev Event) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -142,7 +150,7 @@ func (s *Store) publish(ctx context.Context, ev Event) error {
 	}
 	msg := nats.NewMsg(s.subjects.Control(ev.Tenant))
 	msg.Data = body
-	msg.Header.Set(jetstream.MsgIDHeader, "control:"+ev.Tenant+":"+strconv.FormatUint(ev.Revision, 10))
+	msg.Header.Set(jetstream.MsgIDHeader, "control:"+ev.Tenant+":"+offboard.Seq{Epoch: s.epoch, N: ev.Revision}.String())
 	_, err = s.js.PublishMsg(ctx, msg)
 	return err
 }
