@@ -500,3 +500,36 @@ func TestStatusPauseTimeFromAnotherClock(t *testing.T) {
 		t.Errorf("status:\n%s", out)
 	}
 }
+
+// TestStatusShowsEveryEntryByHandPrintable: what an entry written by hand
+// holds reaches the terminal printable in both of status's forms. A
+// budget written with a carriage return before it ("\r5/1h" reads as
+// 5/1h) was shown as it is, and its row then overwrote the tenant's
+// name and PAUSED column; --json showed a C1 control (U+009B, which some
+// terminals take for an escape) or a bidirectional override as they are,
+// where dead ls --json escapes them.
+func TestStatusShowsEveryEntryByHandPrintable(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, value := range map[string]string{
+		control.PauseKey("contoso", offboard.Normal): `{"paused":true,"by":"eve\u009b2J","reason":"\u202eCAB-7"}`,
+		control.BudgetKey("contoso"):                 `{"value":"\r5/1h","by":"cron"}`,
+	} {
+		if _, err := kv.Put(t.Context(), key, []byte(value)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"status", "contoso"}, {"status", "--json"}} {
+		code, out, errs := ctl(t, url, args...)
+		if code != exitOK {
+			t.Fatalf("%q: exit %d, stderr %q", args, code, errs)
+		}
+		if strings.ContainsAny(out, "\r\u009b\u202e") {
+			t.Errorf("%q shows an entry's control character as it is:\n%q", args, out)
+		}
+	}
+}

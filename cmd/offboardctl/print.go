@@ -14,10 +14,16 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
+// printJSON writes v as indented JSON, each character a terminal could
+// take for a control escaped (jsonPrintable): status shows what entries
+// written by hand hold.
 func printJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(jsonPrintable(b), '\n'))
+	return err
 }
 
 // printTable writes the status as an aligned table, then a line for each
@@ -116,7 +122,8 @@ func budgetCell(b budgetStatus, held uint64) string {
 	case b.Override != "" && b.Ignored != "":
 		s += " (override " + printable(b.Override) + " ignored)"
 	case b.Override != "":
-		s = b.Override + " (override)"
+		// Printable too: "\r5/1h" reads as a budget.
+		s = printable(b.Override) + " (override)"
 	}
 	if b.Used == nil {
 		return s + ", left n/a"
