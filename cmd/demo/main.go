@@ -95,8 +95,8 @@ func demo(ctx context.Context) error {
 	}
 	defer e.stop()
 	fmt.Printf("simulator   %s\nNATS        %s (embedded, JetStream)\nmetrics     http://%s/metrics\n"+
-		"limits      offboard 5/1s and 25/10s per tenant (the real 100/1m and 1500/1h, 60x faster)\n\n",
-		e.base, e.app.NATSURL(), e.app.HTTPAddr())
+		"limits      %s\n\n",
+		e.base, e.app.NATSURL(), e.app.HTTPAddr(), limitsLine())
 
 	nc, err := nats.Connect(e.app.NATSURL())
 	if err != nil {

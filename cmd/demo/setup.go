@@ -18,6 +18,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/app"
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
 
@@ -27,9 +28,40 @@ type demoTenant struct {
 	guards                           string // the tenants file's guards entry, indented
 }
 
-// The demo's limits are the documented ones scaled down 60 times, so the
-// pacing shows within seconds.
+// The demo's limits: small stand-ins for the documented 100/1m and
+// 1500/1h, so the pacing shows within seconds. Both windows are far
+// shorter than the real ones and hold far fewer calls: not one scale.
 var demoWindows = []mdesim.Window{{Count: 5, Length: time.Second}, {Count: 25, Length: 10 * time.Second}}
+
+// windowsText spells windows as the tenants file does ("5/1s").
+func windowsText(windows []limiter.Window) []string {
+	out := make([]string, len(windows))
+	for i, w := range windows {
+		out[i] = fmt.Sprintf("%d/%s", w.Count, w.Label())
+	}
+	return out
+}
+
+// demoLimits are demoWindows as the worker's limiter takes them.
+func demoLimits() []limiter.Window {
+	out := make([]limiter.Window, len(demoWindows))
+	for i, w := range demoWindows {
+		out[i] = limiter.Window{Count: w.Count, Length: w.Length}
+	}
+	return out
+}
+
+// limitsLine says what limits the demo's tenants have, and what they
+// stand in for.
+func limitsLine() string {
+	return fmt.Sprintf("offboard %s per tenant (small stand-ins for the real %s, so the pacing shows in seconds)",
+		strings.Join(windowsText(demoLimits()), " and "), strings.Join(windowsText(limiter.Default()), " and "))
+}
+
+// demoLimitsYAML is the tenants file's offboard limits: demoWindows.
+func demoLimitsYAML() string {
+	return `["` + strings.Join(windowsText(demoLimits()), `", "`) + `"]`
+}
 
 // env is the running demo: the simulator, its tenants and the worker.
 type env struct {
@@ -113,8 +145,8 @@ func (e *env) addTenant(yaml *strings.Builder, dir string, ti int, t *demoTenant
 	}
 	fmt.Fprintf(yaml, "  - name: %s\n    tenantId: %s\n    clientId: %s\n    clientSecretFile: %s\n"+
 		"    apiBaseURL: %s\n    authorityHost: %s\n    comment: \"Retired in CMDB ({{.Source}}), request {{.RequestID}}\"\n"+
-		"    limits:\n      offboard: [\"5/1s\", \"25/10s\"]\n",
-		t.name, t.tenantID, t.clientID, secretFile, e.base, e.base)
+		"    limits:\n      offboard: %s\n",
+		t.name, t.tenantID, t.clientID, secretFile, e.base, e.base, demoLimitsYAML())
 	if t.guards != "" {
 		yaml.WriteString("    guards:\n" + t.guards)
 	}
