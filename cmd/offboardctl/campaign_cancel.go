@@ -202,9 +202,11 @@ type campaignState struct {
 	FailedByCode   map[string]int `json:"failedByCode,omitempty"`
 	Waiting        int            `json:"waiting"`
 	Backlog        int            `json:"tenantBacklog"`
-	ETASeconds     float64        `json:"etaSeconds"`
-	ETA            string         `json:"eta"` // "paused" while a pause holds every request waiting
-	Paused         bool           `json:"paused,omitempty"`
+	// ETASeconds is nil while a pause holds every request waiting, as in
+	// offboardctl status --json: 0 would read as nothing left to do.
+	ETASeconds *float64 `json:"etaSeconds"`
+	ETA        string   `json:"eta"` // "paused" while a pause holds every request waiting
+	Paused     bool     `json:"paused,omitempty"`
 
 	waitingBy map[offboard.Priority]int
 }

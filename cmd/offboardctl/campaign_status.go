@@ -139,12 +139,13 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 				eta, byBudget = b, true
 			}
 		}
-		st.ETASeconds, st.ETA = eta.Seconds(), campaign.Human(eta)
+		secs := eta.Seconds()
+		st.ETASeconds, st.ETA = &secs, campaign.Human(eta)
 		if byBudget {
 			st.ETA += " (budget)"
 		}
 	default:
-		st.ETA = "0s"
+		st.ETASeconds, st.ETA = new(float64), "0s"
 	}
 	return nil
 }

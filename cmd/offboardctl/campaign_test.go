@@ -831,6 +831,12 @@ func TestCampaignETAWhilePaused(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil || st.ETA != "paused" || !st.Paused || st.Waiting != 5 {
 		t.Errorf("campaign status while paused: exit %d, %v, %s %s", code, err, out, errs)
 	}
+	// No time while paused, as offboardctl status --json says it: a 0
+	// reads as a campaign with nothing left.
+	var raw map[string]any
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || raw["etaSeconds"] != nil {
+		t.Errorf("campaign status while paused: etaSeconds %v, want null: %v %s", raw["etaSeconds"], err, out)
+	}
 	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
 		t.Fatalf("resume: exit %d: %s", code, errs)
 	}
@@ -838,6 +844,12 @@ func TestCampaignETAWhilePaused(t *testing.T) {
 	st = campaignState{}
 	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Paused || st.ETA == "paused" {
 		t.Errorf("campaign status after the resume: %v %s", err, out)
+	}
+	raw = nil
+	if err := json.Unmarshal([]byte(out), &raw); err != nil {
+		t.Errorf("campaign status after the resume: %v %s", err, out)
+	} else if _, ok := raw["etaSeconds"].(float64); !ok {
+		t.Errorf("campaign status after the resume: etaSeconds %v, want a number: %s", raw["etaSeconds"], out)
 	}
 }
 

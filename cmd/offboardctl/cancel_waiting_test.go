@@ -181,7 +181,7 @@ func TestBudgetETA(t *testing.T) {
 
 	_, out, _ := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave", "--json")
 	var st campaignState
-	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Waiting != 8 || st.ETASeconds/3600 < 95 || st.ETASeconds/3600 > 96 ||
+	if err := json.Unmarshal([]byte(out), &st); err != nil || st.Waiting != 8 || st.ETASeconds == nil || *st.ETASeconds/3600 < 95 || *st.ETASeconds/3600 > 96 ||
 		!strings.HasSuffix(st.ETA, " (budget)") {
 		t.Errorf("campaign status held by the budget: %v %s", err, out)
 	}
