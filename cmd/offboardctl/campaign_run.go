@@ -322,6 +322,10 @@ func fileKind(m os.FileMode) string {
 // file is fine; a path that cannot be read is told by its open.
 func checkCSVFile(path string) error {
 	fi, err := os.Stat(path)
+	if err != nil && path == "-" {
+		// Not standard input, which a pipe feeds once.
+		return usagef("--csv -: the CSV is not read from standard input, as it is read more than once; save it to a file first")
+	}
 	if err != nil {
 		return nil //nolint:nilerr // told by the open that follows
 	}

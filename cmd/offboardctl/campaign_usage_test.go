@@ -389,3 +389,15 @@ func TestLargeOutputIsReplaced(t *testing.T) {
 		t.Errorf("report not replaced: %v, %v", fi, err)
 	}
 }
+
+// --csv - is not standard input, which cannot be read twice: the run
+// says so and how to go on, rather than that a file "-" does not exist.
+func TestCampaignCSVFromStandardInput(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--csv", "-"}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), "standard input") || !strings.Contains(errb.String(), "save it to a file") ||
+		strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
