@@ -25,6 +25,9 @@ func TestFlagErrorsShowNoValue(t *testing.T) {
 		{[]string{"--=" + url, "status"}, "bad flag syntax"},
 		{[]string{"--connect-timeout", url, "status"}, "--connect-timeout"},
 		{[]string{"--connect-timeout=" + url, "status"}, "--connect-timeout"},
+		{[]string{"--subject-prefix", "S3CR3T x", "status"}, "--subject-prefix"},
+		{[]string{"--nats-inbox-prefix", "S3CR3T x", "status"}, "--nats-inbox-prefix"},
+		{[]string{"--nats-inbox-prefix", "$JS.S3CR3T", "status"}, "--nats-inbox-prefix"},
 	} {
 		var out, errb bytes.Buffer
 		code := run(tt.args, &out, &errb)

@@ -280,7 +280,7 @@ func (c *cli) check() error {
 // checkPrefix refuses a --subject-prefix that cannot start a subject.
 func checkPrefix(prefix string) error {
 	if err := offboard.CheckPrefix(prefix); err != nil {
-		return usagef("--subject-prefix %s: %v", offboard.Quote(prefix), err)
+		return usagef("--subject-prefix: %v", err) // not quoted: it may be a secret given to the wrong flag
 	}
 	return nil
 }

@@ -269,7 +269,7 @@ func checkFlags(o *app.Options) error {
 		return fmt.Errorf("--stream-replicas %d: want 1 to 5", o.Queue.Replicas)
 	}
 	if err := offboard.CheckPrefix(o.SubjectPrefix); err != nil {
-		return fmt.Errorf("--subject-prefix %q: %w", o.SubjectPrefix, err)
+		return fmt.Errorf("--subject-prefix: %w", err) // not quoted: it may be a secret given to the wrong flag
 	}
 	return nil
 }

@@ -143,7 +143,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"replica id", []string{"--config", good, "--replica-id", "pod/1", "--listen", "127.0.0.1:0"}, "pod/1"},
+		{"replica id", []string{"--config", good, "--replica-id", "pod/1", "--listen", "127.0.0.1:0"}, "--replica-id"},
 		{"tenants file, json", []string{"--config", cfg, "--log-level", "error"}, "tenant 1: name must match"},
 		{"tenants file, console", []string{"--config", cfg, "--log-format", "console"}, "tenant 1: name must match"},
 		{"missing tenants file", []string{"--config", filepath.Join(dir, "absent.yaml")}, "absent.yaml"},
@@ -178,7 +178,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"duplicate window under NATS's least", []string{"--config", good, "--check-config", "--duplicate-window", "10ms"}, "--duplicate-window 10ms: want at least 100ms"},
 		{"budget history under its duplicate window", []string{"--config", good, "--check-config", "--budget-history", "30s"}, "--budget-history 30s: want at least 1m0s"},
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
-		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix "a..b": an empty token`},
+		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix: an empty token`},
 		{"URL not parsed", []string{"--config", good, "--nats-url", "nats://alice:s3cret@host:bad"}, "NATS URL nats://host:bad is not a URL"},
 		{"inbox under the subjects", []string{"--config", good, "--nats-inbox-prefix", "mde.offboard.x"}, "is under mde.offboard"},
 	} {

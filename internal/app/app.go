@@ -220,7 +220,8 @@ func (o Options) checkFlags() error {
 		return err
 	}
 	if o.ReplicaID != "" && !validReplicaID(o.ReplicaID) {
-		return fmt.Errorf("replica id %q: want 1 to 64 letters, digits, '-' or '_'", o.ReplicaID)
+		// Not quoted: a secret given to the wrong flag would be shown.
+		return errors.New("--replica-id: want 1 to 64 letters, digits, '-' or '_'")
 	}
 	return nil
 }

@@ -74,11 +74,13 @@ func (c Conn) Check() error {
 		return nil
 	}
 	if err := offboard.CheckTokens(p); err != nil {
-		return fmt.Errorf("--nats-inbox-prefix %q: %w; want tokens separated by '.', such as _INBOX_<user>", p, err)
+		// The value is not quoted: a password or a Secret's value given
+		// in its place would be shown.
+		return fmt.Errorf("--nats-inbox-prefix: %w; want tokens separated by '.', such as _INBOX_<user>", err)
 	}
 	for _, taken := range []string{cmp.Or(c.SubjectPrefix, offboard.DefaultPrefix), "$JS", "$KV", "$O", "$SYS"} {
 		if p == taken || strings.HasPrefix(p, taken+".") {
-			return fmt.Errorf("--nats-inbox-prefix %q is under %s, where replies would be taken for messages; use one such as _INBOX_<user>", p, taken)
+			return fmt.Errorf("--nats-inbox-prefix is under %s, where replies would be taken for messages; use one such as _INBOX_<user>", taken)
 		}
 	}
 	return nil
