@@ -48,3 +48,18 @@ func checkShowsNoValue(t *testing.T, cases []settingCase) {
 		}
 	}
 }
+
+// An address that is no host and port number (a NATS URL given to the
+// wrong flag) is refused before anything starts, and by --check-config,
+// without being shown: the listener's own error quotes it whole.
+func TestBadAddressesShowNoValue(t *testing.T) {
+	const url = "nats://alice:S3CR3T@127.0.0.1:1"
+	checkShowsNoValue(t, []settingCase{
+		{[]string{"--listen", url}, "--listen"},
+		{[]string{"--listen", "alice:S3CR3T"}, "--listen"},
+		{[]string{"--listen", "alice@S3CR3T:80"}, "--listen"},
+		{[]string{"--listen", "127.0.0.1:0", "--embedded-listen", url}, "--embedded-listen"},
+		{[]string{"--listen", "127.0.0.1:0", "--embedded-listen", "S3CR3T"}, "--embedded-listen"},
+		{[]string{"--listen", "127.0.0.1:0", "--embedded-listen", "alice:S3CR3T"}, "--embedded-listen"},
+	})
+}

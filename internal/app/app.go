@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -223,7 +224,40 @@ func (o Options) checkFlags() error {
 		// Not quoted: a secret given to the wrong flag would be shown.
 		return errors.New("--replica-id: want 1 to 64 letters, digits, '-' or '_'")
 	}
+	if err := checkAddress("--listen", o.Listen); err != nil {
+		return err
+	}
+	if o.NATSURL == "" {
+		return checkAddress("--embedded-listen", o.EmbeddedListen)
+	}
 	return nil
+}
+
+// checkAddress refuses a listen address that is not a host (a name or
+// an IP address, or none) and a port number, before anything starts:
+// the listener's own error quotes the address whole, and a NATS URL
+// given to the wrong flag would be shown with its password. Its error
+// names the flag, not the value. Empty takes the default.
+func checkAddress(flag, addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	var n int64
+	if err == nil {
+		n, err = strconv.ParseInt(port, 10, 32)
+	}
+	// -1: a free port, as 0 (the embedded server's own spelling).
+	if err != nil || n < -1 || n > 65535 || strings.ContainsFunc(host, func(r rune) bool { return !hostRune(r) }) {
+		return fmt.Errorf("%s: want host:port with a port number, such as 127.0.0.1:9090 or :9090", flag)
+	}
+	return nil
+}
+
+// hostRune says whether r may be in a host name or an IP address
+// (an IPv6 zone included).
+func hostRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-._:%", r)
 }
 
 // checkCallTimeout refuses a call timeout whose lease other replicas
