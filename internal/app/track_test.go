@@ -111,9 +111,12 @@ func (e *env) actionLooks() int {
 func TestTrackingTakesNoAnswerOfAnotherAction(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
+	// Quota for a look every 200 ms: the looks are stretched to what
+	// the machineactions quota leaves tracking, the unreadable ones too.
 	e := setup(t, envConfig{
 		machines: 2, tenants: []string{"contoso"}, logger: zap.New(core),
-		extra: fastTracking,
+		sim:   mdesim.Options{Limits: map[string][]mdesim.Window{"machineactions": {{Count: 600, Length: time.Minute}}}},
+		extra: "      machineactions: [\"600/1m\"]\n" + fastTracking,
 	})
 	tt := e.tenants["contoso"]
 	events := e.actionEvents()
@@ -164,7 +167,7 @@ func TestTrackingTakesNoAnswerOfAnotherAction(t *testing.T) {
 	if evs := events()[followed]; len(evs) != 2 || evs[1].Status != mdesim.StatusFailed {
 		t.Errorf("events of %s: %s; want Pending, then Failed", followed, shown(evs))
 	}
-	if n := logs.FilterMessage("poll action").Len(); n < mixed {
+	if n := logs.FilterMessage("look at a tracked action: an unreadable answer").Len(); n < mixed {
 		t.Errorf("%d looks logged as failed, want at least %d", n, mixed)
 	}
 }

@@ -819,11 +819,16 @@ func (tr *tracker) expired(st *tracked) bool {
 // plans the next look.
 func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now time.Time) error {
 	action, err := mde.ParseAction(v.Body)
-	if err != nil {
-		return err
+	if err == nil {
+		err = answersFor(st, action)
 	}
-	if err := answersFor(st, action); err != nil {
-		return err
+	if err != nil {
+		// Not this action as the API gives it (a proxy's page answered
+		// 200, another action): it says nothing about the action, which
+		// is looked at again later each time, as after a 404 page.
+		tr.log.Warn("look at a tracked action: an unreadable answer", zap.String("action_id", st.ActionID), zap.Error(err))
+		st.Interval = tr.doubled(st.Interval)
+		return tr.reschedule(ctx, st, now)
 	}
 	st.Misses = 0
 	// Compared and published as documented, whatever the case the API
