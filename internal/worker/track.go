@@ -158,6 +158,10 @@ type trackerConfig struct {
 	// lagRefresh is how often the lag gauge is set while a look waits for
 	// quota (default trackLagRefresh).
 	lagRefresh time.Duration
+	// clockOff says whether the clock is not to be trusted now: off the
+	// NATS server's, or stepped and not measured again
+	// (limiter.Shared.LookAtClock). nil: always trusted.
+	clockOff func() bool
 }
 
 // trackWindow is how many followed actions a tracker holds in memory
@@ -747,10 +751,7 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 // look or ends the tracking.
 func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	if tr.expired(st) { // no look, so no quota: ending never waits for it
-		if mine, err := tr.claim(ctx, st); err != nil || !mine {
-			return err
-		}
-		return tr.end(ctx, st)
+		return tr.endUnlooked(ctx, st)
 	}
 	// The permit first, then the claim: a claim held while waiting for
 	// quota could run out, and another replica look at the same time.
@@ -807,6 +808,36 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		return tr.reschedule(ctx, st, now)
 	}
 	return tr.observe(ctx, st, v, now)
+}
+
+// endUnlooked gives up an action older than maxAge without a look, once
+// the clock is trusted: older than maxAge by a clock stepped ahead, it
+// would be given up for good. No call starts either meanwhile.
+func (tr *tracker) endUnlooked(ctx context.Context, st *tracked) error {
+	if tr.clockOff != nil && tr.clockOff() {
+		tr.push(st)
+		return tr.waitClock(ctx)
+	}
+	if mine, err := tr.claim(ctx, st); err != nil || !mine {
+		return err
+	}
+	return tr.end(ctx, st)
+}
+
+// trackClockWait is how often a tracker looks at a clock not trusted
+// before it gives an action up.
+const trackClockWait = time.Second
+
+// waitClock waits a moment for the clock to be trusted again.
+func (tr *tracker) waitClock(ctx context.Context) error {
+	timer := tr.clock.NewTimer(trackClockWait)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.Chan():
+		return nil
+	}
 }
 
 // expired says whether the action is older than maxAge: its tracking ends

@@ -577,6 +577,10 @@ const fetchAhead = 10 * time.Millisecond
 
 // newTracker makes the tenant's tracker.
 func (w *Worker) newTracker(t *tenantRun) *tracker {
+	var clockOff func() bool
+	if w.opts.Shared != nil {
+		clockOff = w.opts.Shared.LookAtClock
+	}
 	return newTracker(trackerConfig{
 		tenant: t.name, cfg: t.Config.Tracking, store: w.opts.Ledger, actions: tenantActions{c: w.caller, t: t},
 		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
@@ -585,6 +589,7 @@ func (w *Worker) newTracker(t *tenantRun) *tracker {
 		subjects: w.opts.Settings.Subjects, clock: w.clock, log: t.log.Named("tracker"),
 		notFoundCheck: w.caller.retry.NotFoundCheck, metrics: w.m,
 		maxEvent: int(w.opts.JS.Conn().MaxPayload()) - resultRoom,
+		clockOff: clockOff,
 	})
 }
 
