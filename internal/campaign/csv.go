@@ -366,9 +366,33 @@ func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 // quote. A device's tags are set on the device itself, its name by
 // whoever runs it, and a campaign's CSV is the operator's. A valid
 // device id begins with none of them and is never changed.
+//
+// A spreadsheet whose list separator is ';' (Excel in much of Europe)
+// splits the file at each ';', and ends a line at a line break inside a
+// quoted cell: what follows one begins a cell too, and begins with a
+// quote when it would be run, or when it begins with a double quote (a
+// cell of its own there, whose words are run as well).
 func NotFormula(s string) string {
-	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
-		return "'" + s
+	if s == "" {
+		return s
 	}
-	return s
+	first := strings.IndexByte(formulaStart, s[0]) >= 0
+	if !first && !strings.ContainsAny(s, ";\r\n") {
+		return s
+	}
+	var b strings.Builder
+	if first {
+		b.WriteByte('\'')
+	}
+	for i := 0; i < len(s); i++ {
+		b.WriteByte(s[i])
+		if strings.IndexByte(";\r\n", s[i]) >= 0 && i+1 < len(s) && strings.IndexByte(formulaStart+`"`, s[i+1]) >= 0 {
+			b.WriteByte('\'')
+		}
+	}
+	return b.String()
 }
+
+// formulaStart holds the characters that make a cell a spreadsheet's
+// formula when it begins with one.
+const formulaStart = "=+-@\t\r"
