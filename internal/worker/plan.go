@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -198,10 +199,61 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 
 // build makes the plan and sends it to the asker, saying it is still at
 // work every Heartbeat meanwhile: a worker that stops saying so is gone,
-// and the asker need not wait for its --timeout.
+// and the asker need not wait for its --timeout. An asker gone (its inbox
+// has no subscriber any more) ends the plan at the next such word.
 func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, timeout time.Duration) {
 	ctx, cancel := context.WithTimeout(p.ctx, timeout)
 	defer cancel()
+	ctx, gone := context.WithCancelCause(ctx)
+	defer gone(nil)
+	stop := p.beat(t, reply, gone)
+	r := p.plan(ctx, t, req)
+	stop()
+	if r.State == offboard.PlanFailed && ctx.Err() != nil {
+		// The read was cut short, not refused: "context canceled" would
+		// send the operator to the API's permissions. A worker that
+		// stopped is not out of time: in the last second of the asker's
+		// --timeout, it would be told as that running out.
+		r.OutOfTime = p.ctx.Err() == nil && !errors.Is(context.Cause(ctx), errAskerGone)
+		switch {
+		case errors.Is(context.Cause(ctx), errAskerGone):
+			r.Error.Message = "the asker stopped waiting before the plan was done, and it was given up"
+			t.log.Info("plan given up: the asker stopped waiting")
+		case r.OutOfTime:
+			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
+		default:
+			r.Error.Message = "the worker stopped before the plan was done: ask again"
+		}
+	}
+	// Done before the answer goes: an asker who asks again at once is
+	// not told a plan is under way.
+	p.mu.Lock()
+	delete(p.running, t.name)
+	p.mu.Unlock()
+	p.send(t, reply, r)
+}
+
+// errAskerGone is the cause of a plan given up because nobody listens on
+// the asker's inbox any more.
+var errAskerGone = errors.New("the asker stopped waiting")
+
+// beat says every Heartbeat that the plan is under way, until stop is
+// called. Each word goes with a reply subject of the worker's own: the
+// server answers it "no responders" (503) when the asker's inbox has no
+// subscriber any more (interrupted, killed, or its --timeout passed),
+// and gone is then called with errAskerGone. An asker that still waits
+// answers nothing.
+func (p *planner) beat(t *tenantRun, reply string, gone context.CancelCauseFunc) (stop func()) {
+	inbox := p.nc.NewInbox()
+	sub, err := p.nc.Subscribe(inbox, func(m *nats.Msg) {
+		if len(m.Data) == 0 && m.Header.Get("Status") == "503" {
+			gone(errAskerGone)
+		}
+	})
+	if err != nil {
+		t.log.Warn("subscribe to the plan's heartbeat answers: an asker gone is not noticed", zap.Error(err))
+		inbox = ""
+	}
 	done := make(chan struct{})
 	var beat sync.WaitGroup
 	beat.Go(func() {
@@ -212,30 +264,17 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 			case <-done:
 				return
 			case <-tick.Chan():
-				p.send(t, reply, p.working(t))
+				p.sendWithReply(t, reply, inbox, p.working(t))
 			}
 		}
 	})
-	r := p.plan(ctx, t, req)
-	close(done)
-	beat.Wait()
-	if r.State == offboard.PlanFailed && ctx.Err() != nil {
-		// The read was cut short, not refused: "context canceled" would
-		// send the operator to the API's permissions. A worker that
-		// stopped is not out of time: in the last second of the asker's
-		// --timeout, it would be told as that running out.
-		r.OutOfTime = p.ctx.Err() == nil
-		r.Error.Message = "the worker stopped before the plan was done: ask again"
-		if r.OutOfTime {
-			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
+	return func() {
+		close(done)
+		beat.Wait()
+		if sub != nil {
+			_ = sub.Unsubscribe()
 		}
 	}
-	// Done before the answer goes: an asker who asks again at once is
-	// not told a plan is under way.
-	p.mu.Lock()
-	delete(p.running, t.name)
-	p.mu.Unlock()
-	p.send(t, reply, r)
 }
 
 // working is the reply that says the plan is under way.
@@ -247,9 +286,14 @@ func (p *planner) working(t *tenantRun) *offboard.PlanReply {
 const maxPlans = 4
 
 func (p *planner) send(t *tenantRun, subject string, r *offboard.PlanReply) {
+	p.sendWithReply(t, subject, "", r)
+}
+
+// sendWithReply is send with a reply subject (none when empty).
+func (p *planner) sendWithReply(t *tenantRun, subject, replyTo string, r *offboard.PlanReply) {
 	data, err := json.Marshal(r)
 	if err == nil {
-		err = p.nc.Publish(subject, data)
+		err = p.nc.PublishMsg(&nats.Msg{Subject: subject, Reply: replyTo, Data: data})
 	}
 	if err != nil {
 		t.log.Warn("answer a plan request", zap.Error(err))
