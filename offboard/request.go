@@ -135,6 +135,9 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 	if len(data) > MaxRequestSize {
 		return Request{}, fmt.Errorf("request is %d bytes, more than %d", len(data), MaxRequestSize)
 	}
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return Request{}, errors.New("request is UTF-16, not UTF-8 (it starts with a UTF-16 byte order mark)")
+	}
 	if !utf8.Valid(data) {
 		return Request{}, errors.New("request is not UTF-8")
 	}
@@ -385,7 +388,7 @@ func (j *memberJudge) judge(key string) {
 func checkMembersSlow(data []byte) (map[string]bool, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
-		return nil, errors.New("request is not a JSON object of the documented form")
+		return nil, fmt.Errorf("request is not a JSON object of the documented form: %s", notAnObject(data, tok, err))
 	}
 	j := memberJudge{refused: map[string]bool{}, seen: map[string]bool{}}
 	for dec.More() {
@@ -401,6 +404,33 @@ func checkMembersSlow(data []byte) (map[string]bool, error) {
 		}
 	}
 	return j.refused, j.err
+}
+
+// notAnObject says what a request that does not start as a JSON object
+// is, from its first token tok (or the error reading it): the publisher
+// of an empty body, of a byte order mark before the JSON (which .NET and
+// PowerShell write unless told not to) or of a JSON value of another kind
+// learns what to change.
+func notAnObject(data []byte, tok json.Token, err error) string {
+	switch {
+	case len(bytes.TrimLeft(data, " \t\r\n")) == 0:
+		return "it is empty"
+	case bytes.HasPrefix(data, []byte("\ufeff")):
+		return "it starts with a byte order mark (U+FEFF): send the JSON without one"
+	case err != nil:
+		return jsonProblem(err)
+	}
+	switch tok.(type) {
+	case json.Delim:
+		return "it is a JSON array"
+	case string:
+		return "it is a JSON string"
+	case float64:
+		return "it is a JSON number"
+	case bool:
+		return "it is a JSON boolean"
+	}
+	return "it is null"
 }
 
 // drop forgets the fields named, so that they are not echoed.
