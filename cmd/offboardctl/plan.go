@@ -25,6 +25,7 @@ type planFlags struct {
 	health, os               []string
 	timeout                  time.Duration
 	unknownTenant            bool
+	force                    bool // write over an existing --out
 }
 
 // newCampaignPlanCmd is `campaign plan`: it asks a worker serving the
@@ -49,7 +50,8 @@ offboarded; offboardctl needs only its NATS connection.`,
 	onceFlag(fl, &f.inactiveFor, "inactive-for", "", "devices not seen for at least this long: 90d, 2160h (required)")
 	fl.StringArrayVar(&f.health, "health", nil, "only devices with this healthStatus (repeat for any of several)")
 	fl.StringArrayVar(&f.os, "os", nil, "only devices with this osPlatform (repeat for any of several)")
-	onceFlag(fl, &f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv)")
+	onceFlag(fl, &f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv); an existing one is refused unless --force")
+	fl.BoolVar(&f.force, "force", false, "write over an existing --out file (a plan reviewed there is lost)")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Minute, "how long the whole plan may take")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "ask for a tenant no worker has set up yet (not in any tenants file), waiting up to 10s for a worker to answer")
 	return cmd
@@ -91,6 +93,9 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 	}
 	if err := checkOutputFile("--out", f.out); err != nil {
 		return offboard.PlanRequest{}, err
+	}
+	if err := f.checkNew(); err != nil {
+		return offboard.PlanRequest{}, usageError{err}
 	}
 	return offboard.PlanRequest{InactiveFor: d, Health: health, OS: f.os}, nil
 }
@@ -141,10 +146,23 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 		}
 		return fmt.Errorf("no plan for tenant %s: %s", f.tenant, msg)
 	}
-	if err := writeFileAtomic(f.out, data); err != nil {
+	if err := writeFileAtomic(f.out, data, f.checkNew); err != nil {
 		return err
 	}
 	reply.WriteSummary(c.stdout, f.out)
+	return nil
+}
+
+// checkNew refuses an --out that exists, unless --force: a plan is
+// reviewed by deleting the rows of the devices to keep, and the same
+// command run again would write them back, for campaign run to offboard.
+func (f *planFlags) checkNew() error {
+	if f.force {
+		return nil
+	}
+	if _, err := os.Lstat(f.out); err == nil {
+		return fmt.Errorf("--out %s exists, and a plan reviewed there would be lost: give another --out, or --force to write over it", f.out)
+	}
 	return nil
 }
 
@@ -157,8 +175,9 @@ func timedOut(ctx context.Context, reply *offboard.PlanReply) bool {
 }
 
 // writeFileAtomic writes the file whole or not at all, readable by its
-// owner only: it lists device names.
-func writeFileAtomic(path string, data []byte) error {
+// owner only: it lists device names. check runs again just before the
+// file takes its name (an --out written meanwhile).
+func writeFileAtomic(path string, data []byte, check func() error) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -171,8 +190,12 @@ func writeFileAtomic(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	// The name may have become something else than a file since the check.
+	// The name may have become something else than a file since the
+	// checks, or a file.
 	if err := checkReplaceable("--out", path); err != nil {
+		return err
+	}
+	if err := check(); err != nil {
 		return err
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
