@@ -141,6 +141,11 @@ type App struct {
 	readyErr error
 	stopping atomic.Bool // set by Stop: no request is taken any more
 
+	// The start under way, ended by a Stop that comes meanwhile (begin).
+	startMu     sync.Mutex
+	cancelStart context.CancelCauseFunc
+	startDone   chan struct{} // closed when Start has returned
+
 	// onConnChange, when set before Start, hears every change of the
 	// NATS connection's state (tests wait on it).
 	onConnChange func(connected bool)
@@ -472,10 +477,20 @@ const maxCAFile = 4 << 20
 // endpoints. Each part it brings up registers its cleanup; when a part
 // fails, the parts already up are stopped again.
 func (a *App) Start(ctx context.Context) (err error) {
+	ctx, end, err := a.begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer end()
 	defer func() {
-		if err != nil {
-			_ = a.Stop(context.Background())
+		if err == nil {
+			return
 		}
+		if errors.Is(context.Cause(ctx), ErrStopped) {
+			err = fmt.Errorf("%w: %w", ErrStopped, err)
+		}
+		a.stopping.Store(true)
+		_ = a.life.stop(context.Background(), a.stopLimit())
 	}()
 	if err := a.listen(ctx); err != nil {
 		return err
@@ -494,10 +509,52 @@ func (a *App) Start(ctx context.Context) (err error) {
 	if err := a.startKeeper(ctx); err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err // stopped meanwhile: take no request
+	}
 	a.serve()
 	a.worker.Start()
 	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))
 	return nil
+}
+
+// begin makes the context of the start, which a Stop that comes before
+// the start is over ends (ErrStopped), and end, which says the start is
+// over. An app stopped already, or started already, is not started.
+func (a *App) begin(ctx context.Context) (context.Context, func(), error) {
+	a.startMu.Lock()
+	defer a.startMu.Unlock()
+	switch {
+	case a.stopping.Load():
+		return nil, nil, ErrStopped
+	case a.startDone != nil:
+		return nil, nil, errors.New("started already")
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	done := make(chan struct{})
+	a.cancelStart, a.startDone = cancel, done
+	return ctx, func() {
+		cancel(nil)
+		close(done)
+	}, nil
+}
+
+// haltStart ends the start under way, if any, and waits until it is over
+// (it then stopped what it had brought up) or until the deadline.
+func (a *App) haltStart(deadline time.Time) {
+	a.startMu.Lock()
+	cancel, done := a.cancelStart, a.startDone
+	a.startMu.Unlock()
+	if cancel == nil {
+		return
+	}
+	cancel(ErrStopped)
+	wait := time.NewTimer(time.Until(deadline)) // real time: bounds a shutdown, not logic
+	defer wait.Stop()
+	select {
+	case <-done:
+	case <-wait.C:
+	}
 }
 
 // setupWait bounds how long a starting worker waits for NATS to take its
@@ -739,10 +796,21 @@ func (a *App) NATSURL() string { return a.nc.ConnectedUrl() }
 // journal's last entries, close the HTTP server, drain NATS, stop the
 // embedded server. It returns at the latest ShutdownTimeout + 15s after it
 // was called, whatever ctx does. Requests it cancelled go back to the
-// stream: a warning in the log, not an error. It is idempotent.
+// stream: a warning in the log, not an error. A Stop while Start is under
+// way ends the start (Start answers ErrStopped) and stops what it brought
+// up; after a Stop, Start starts nothing. It is idempotent.
 func (a *App) Stop(ctx context.Context) error {
 	a.stopping.Store(true)
-	// Capped: a timeout near the longest duration (for ever) must not
-	// wrap round to a cap already passed.
-	return a.life.stop(ctx, addCapped(a.opts.ShutdownTimeout, StopReserve))
+	limit := a.stopLimit()
+	began := time.Now() // real time: bounds a shutdown, not logic
+	// A start under way ends first: the parts it still brings up would
+	// otherwise be left out of the steps below.
+	a.haltStart(began.Add(limit))
+	return a.life.stop(ctx, max(limit-time.Since(began), time.Millisecond))
+}
+
+// stopLimit is Stop's time cap. Capped: a timeout near the longest
+// duration (for ever) must not wrap round to a cap already passed.
+func (a *App) stopLimit() time.Duration {
+	return addCapped(a.opts.ShutdownTimeout, StopReserve)
 }

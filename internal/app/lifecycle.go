@@ -104,3 +104,7 @@ func (c cleanup) run(capped, caller context.Context) error {
 	defer stopAfter()
 	return c.stop(bound)
 }
+
+// ErrStopped is Start's error when Stop came before the start was over,
+// or before it began: what the start had brought up is stopped again.
+var ErrStopped = errors.New("stopped before the start was over")
