@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -157,6 +158,7 @@ type Worker struct {
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
 	handlers  sync.WaitGroup // requests being worked on
+	underWay  atomic.Int64   // how many: a stop that cancels them says so
 	stopOnce  sync.Once
 	stopErr   error
 }
@@ -366,12 +368,13 @@ func (w *Worker) stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
+	cancelled := w.underWay.Load()
 	w.stopWork()
 	grace := time.NewTimer(stopGrace) // real time: bounds a shutdown, not logic
 	defer grace.Stop()
 	select {
 	case <-done:
-		return fmt.Errorf("stop: %w: %w", ErrCancelled, ctx.Err())
+		return fmt.Errorf("stop: %d %w: %w", cancelled, ErrCancelled, ctx.Err())
 	case <-grace.C:
 		return fmt.Errorf("stop: requests still under way %v after they were cancelled", stopGrace)
 	}
@@ -439,7 +442,9 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			permit := w.aheadPermit(fetchCtx, t)
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
 			ctx := context.WithValue(context.WithValue(workCtx, placeKey{}, slot.place), stopKey{}, fetchCtx)
+			w.underWay.Add(1)
 			w.handlers.Go(func() {
+				defer w.underWay.Add(-1)
 				defer slot.done()
 				w.handle(ctx, t, d.Msg, d.Prio, permit, slot.callsOver)
 			})
