@@ -118,15 +118,7 @@ func TestDeadRetrySeqOfAnOlderDeadLetter(t *testing.T) {
 	e := newEnv(t, 0)
 	e.startWorker()
 	e.stopWorker() // dead letters published by hand
-	dead := func(body, code string) {
-		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
-		m.Data = []byte(body)
-		m.Header.Set(offboard.HeaderErrorCode, code)
-		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Bulk))
-		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dead := func(body, code string) { e.publishBulkDead(t, body, code) }
 	a, c := strings.Repeat("a", 40), strings.Repeat("c", 40)
 	dead(`{"requestId":"x-1","machineId":"`+a+`"}`, offboard.CodeMachineNotFound)             // 1
 	dead(`{"attempt":2,"requestId":"x-1","machineId":"`+a+`"}`, offboard.CodeMachineNotFound) // 2
@@ -729,5 +721,18 @@ func TestDeadListJSONEscapesWhatATerminalActsOn(t *testing.T) {
 	}
 	if ds[0].RequestID != "x\u009b2J" || ds[0].Message != "HTTP 502: \u009b2J\u202etxt.exe ✓ \U0001F600" {
 		t.Errorf("read back: %q, %q", ds[0].RequestID, ds[0].Message)
+	}
+}
+
+// publishBulkDead publishes a dead letter by hand: body, its failure
+// code, and the tenant's bulk subject as its original.
+func (e *testEnv) publishBulkDead(t *testing.T, body, code string) {
+	t.Helper()
+	m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
+	m.Data = []byte(body)
+	m.Header.Set(offboard.HeaderErrorCode, code)
+	m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Bulk))
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
 	}
 }

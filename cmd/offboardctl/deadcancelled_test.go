@@ -4,7 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -20,15 +19,7 @@ func TestDeadRetryAllLeavesOutCancelledCampaigns(t *testing.T) {
 	e := newEnv(t, 0)
 	e.startWorker()
 	e.stopWorker() // dead letters published by hand
-	dead := func(body, code string) {
-		m := nats.NewMsg(offboard.Subjects{}.Dead(tenant))
-		m.Data = []byte(body)
-		m.Header.Set(offboard.HeaderErrorCode, code)
-		m.Header.Set(offboard.HeaderOriginalSubject, offboard.Subjects{}.Request(tenant, offboard.Bulk))
-		if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dead := func(body, code string) { e.publishBulkDead(t, body, code) }
 	dead(`{"requestId":"wave-000001","machineId":"`+strings.Repeat("a", 40)+`","source":"campaign:wave"}`, offboard.CodeCancelled)
 	dead(`{"requestId":"x-2","machineId":"`+strings.Repeat("b", 40)+`"}`, offboard.CodeAPIError)
 	dead(`{"requestId":"wave-000003","machineId":"`+strings.Repeat("c", 40)+`","source":"campaign:wave"}`, offboard.CodeCancelled)
