@@ -194,12 +194,13 @@ func (e *env) apiCalls(api string) int {
 	return n
 }
 
-// TestStartWaitsForTheCluster: a worker started while two of its three
-// NATS servers are down finds no JetStream (no quorum: its requests go
-// unanswered); it tries again until the servers are back, then starts
-// and serves, rather than stopping.
-func TestStartWaitsForTheCluster(t *testing.T) {
-	t.Parallel()
+// startWithoutQuorum starts an app against three clustered servers of
+// which two are down, and returns once the start has said n times that
+// it waits for NATS to take the streams (a step without an answer fails
+// after the client's timeout, 5 s, then the start tries again). started
+// gets the start's answer.
+func startWithoutQuorum(t *testing.T, n int) (*natstest.Cluster, *env, *App, chan error) {
+	t.Helper()
 	c := natstest.Start(t, 3)
 	c.Shutdown(1)
 	c.Shutdown(2)
@@ -213,16 +214,24 @@ func TestStartWaitsForTheCluster(t *testing.T) {
 	}
 	started := make(chan error, 1)
 	go func() { started <- a.Start(t.Context()) }()
-	t.Cleanup(func() { _ = a.Stop(context.Background()) })
-	// A step without an answer fails after the client's timeout (5 s);
-	// then the worker says it waits, and tries again.
-	for logs.FilterMessage("NATS cannot take the streams yet; trying again").Len() < 2 {
+	for logs.FilterMessage("NATS cannot take the streams yet; trying again").Len() < n {
 		select {
 		case err := <-started:
-			t.Fatalf("the worker's start ended with two servers of three down: %v", err)
-		case <-time.After(100 * time.Millisecond):
+			t.Fatalf("the start ended with two servers of three down: %v", err)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	return c, e, a, started
+}
+
+// TestStartWaitsForTheCluster: a worker started while two of its three
+// NATS servers are down finds no JetStream (no quorum: its requests go
+// unanswered); it tries again until the servers are back, then starts
+// and serves, rather than stopping.
+func TestStartWaitsForTheCluster(t *testing.T) {
+	t.Parallel()
+	c, e, a, started := startWithoutQuorum(t, 2)
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
 	c.Restart(1)
 	c.Restart(2)
 	select {

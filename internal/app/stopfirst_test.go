@@ -5,12 +5,6 @@ import (
 	"errors"
 	"net"
 	"testing"
-	"time"
-
-	"go.uber.org/zap"
-	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // TestStartAfterStopStartsNothing: an app stopped before it was started
@@ -46,26 +40,7 @@ func TestStartAfterStopStartsNothing(t *testing.T) {
 // had returned, and no one stopped them).
 func TestStopWhileStartWaitsForNATS(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 3)
-	c.Shutdown(1)
-	c.Shutdown(2)
-	core, logs := observer.New(zap.WarnLevel)
-	e := setup(t, envConfig{machines: 1, noStart: true, logger: zap.New(core)})
-	e.opts.NATSURL = c.URLs()
-	e.opts.Queue.Replicas = 3
-	a, err := New(e.opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan error, 1)
-	go func() { started <- a.Start(t.Context()) }()
-	for logs.FilterMessage("NATS cannot take the streams yet; trying again").Len() < 1 {
-		select {
-		case err := <-started:
-			t.Fatalf("the start ended before the stop: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	_, _, a, started := startWithoutQuorum(t, 1)
 	if err := a.Stop(context.Background()); err != nil {
 		t.Errorf("Stop while starting: %v", err)
 	}
