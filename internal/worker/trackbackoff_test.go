@@ -27,24 +27,33 @@ func TestTrackingBacksOffWhileLooksSayNothing(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-			api := &lookRecorder{actionReader: mk(clock), clock: clock}
-			tr, log := newWeekTracker(t, api, clock)
-			runTrackingPending(t, tr)
-			trackUntil(t, clock, func() bool {
-				evs := log.all()
-				return evs[len(evs)-1].Final
-			})
-			looks := api.looks()
-			if len(looks) != 5 {
-				t.Fatalf("%d looks, want 5: %v", len(looks), looks)
-			}
-			first, last := looks[1].Sub(looks[0]), looks[4].Sub(looks[3])
-			if last < 4*first {
-				t.Errorf("looks %v apart at first, %v at the last: no backoff", first, last)
-			}
+			followBackingOff(t, mk)
 		})
 	}
+}
+
+// followBackingOff follows a Pending action through mk's looks, a week's
+// tracker on a fake clock, until its final event, and checks that its
+// five looks backed off. It returns the events published.
+func followBackingOff(t *testing.T, mk func(clockwork.Clock) actionReader) []ActionEvent {
+	t.Helper()
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := &lookRecorder{actionReader: mk(clock), clock: clock}
+	tr, log := newWeekTracker(t, api, clock)
+	runTrackingPending(t, tr)
+	trackUntil(t, clock, func() bool {
+		evs := log.all()
+		return evs[len(evs)-1].Final
+	})
+	looks := api.looks()
+	if len(looks) != 5 {
+		t.Fatalf("%d looks, want 5: %v", len(looks), looks)
+	}
+	first, last := looks[1].Sub(looks[0]), looks[4].Sub(looks[3])
+	if last < 4*first {
+		t.Errorf("looks %v apart at first, %v at the last: no backoff", first, last)
+	}
+	return log.all()
 }
 
 // lookRecorder notes when each look was made.
