@@ -15,7 +15,11 @@ import (
 // the last entry it read, as an ordered consumer does: entries numbered
 // again after loseTo do not reach a process that read past them.
 type memJournal struct {
-	mu      sync.Mutex
+	mu sync.Mutex
+	// order is taken before mu is let go and held while an entry is
+	// delivered: entries reach the readers in the order they were
+	// numbered, as a consumer delivers them.
+	order   sync.Mutex
 	seq     uint64
 	last    map[string]uint64
 	readers []*Shared
@@ -24,6 +28,16 @@ type memJournal struct {
 	// write that this process has not read yet.
 	hold    bool
 	pending []func()
+	// history, while keep is set, holds every entry, for a process
+	// started later to read back (restart).
+	keep    bool
+	history []memEntry
+}
+
+type memEntry struct {
+	seq    uint64
+	tenant string
+	ev     Event
 }
 
 func (j *memJournal) Append(_ context.Context, tenant string, ev Event, last uint64) (uint64, error) {
@@ -35,6 +49,9 @@ func (j *memJournal) Append(_ context.Context, tenant string, ev Event, last uin
 	j.seq++
 	seq := j.seq
 	j.last[tenant] = seq
+	if j.keep {
+		j.history = append(j.history, memEntry{seq, tenant, ev})
+	}
 	if j.cursor == nil {
 		j.cursor = map[*Shared]uint64{}
 	}
@@ -55,8 +72,10 @@ func (j *memJournal) Append(_ context.Context, tenant string, ev Event, last uin
 		j.mu.Unlock()
 		return seq, nil
 	}
+	j.order.Lock()
 	j.mu.Unlock()
 	deliver()
+	j.order.Unlock()
 	return seq, nil
 }
 
