@@ -90,13 +90,17 @@ type callKey struct {
 // the time it counts from in the windows: its answer's arrival; now while
 // it is under way; its due time when its process died without writing its
 // end.
-func offboardCalls(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, since, now time.Time) (calls []time.Time, pausedUntil time.Time, err error) {
-	return journalCalls(ctx, js, journalOf{offboard.StreamQuota, s.Quota(tenant), mde.APIOffboard}, tenant, since, now)
+func offboardCalls(ctx context.Context, js jetstream.JetStream, s offboard.Subjects, tenant string, ws []limiter.Window, since, now time.Time) (calls []time.Time, pausedUntil time.Time, err error) {
+	return journalCalls(ctx, js, journalOf{offboard.StreamQuota, s.Quota(tenant), mde.APIOffboard, longest(ws)}, tenant, since, now)
 }
 
 // journalOf names what journalCalls reads: a stream, a tenant's subject in
-// it, and the API whose calls count.
-type journalOf struct{ stream, subject, api string }
+// it, and the API whose calls count; horizon is the tenant's longest
+// window as the worker keeps it (journalTally.horizon).
+type journalOf struct {
+	stream, subject, api string
+	horizon              time.Duration
+}
 
 // journalCalls is offboardCalls for any journal and API.
 func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tenant string, since, now time.Time) (calls []time.Time, pausedUntil time.Time, err error) {
@@ -127,9 +131,9 @@ func journalCalls(ctx context.Context, js jetstream.JetStream, j journalOf, tena
 // to first for the first of them (scanWaiting: a fetch that finds nothing
 // on a slow server does not end the read while more is stored).
 func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since time.Time, first time.Duration) (map[callKey]*journalCall, time.Time, error) {
-	tally := newJournalTally()
+	tally := newJournalTally(j.horizon)
 	err := scanWaiting(ctx, js, j.stream, j.subject, since, first, func(msg jetstream.Msg) {
-		tally.add(msg.Data(), j.api)
+		tally.add(msg, j.api)
 	})
 	if err != nil {
 		return nil, time.Time{}, err
@@ -142,15 +146,37 @@ func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since
 type journalTally struct {
 	calls  map[callKey]*journalCall
 	paused time.Time
+	// horizon is the tenant's longest window as the worker keeps it; 0:
+	// not known. A time an entry holds is capped as the worker caps it
+	// when it reads the entry, about when the server stored it: a call's
+	// due time to MaxLease on, its end to the horizon on, a pause to the
+	// horizon or MaxPause on, whichever is longer. An entry dated far
+	// ahead (a replica's clock, or an entry written by hand) holds the
+	// tenant no longer than the worker lets it.
+	horizon time.Duration
 }
 
-func newJournalTally() *journalTally { return &journalTally{calls: map[callKey]*journalCall{}} }
+func newJournalTally(horizon time.Duration) *journalTally {
+	return &journalTally{calls: map[callKey]*journalCall{}, horizon: horizon}
+}
 
 // add reads one journal entry, counting its calls of api.
-func (t *journalTally) add(data []byte, api string) {
+func (t *journalTally) add(msg jetstream.Msg, api string) {
 	var ev limiter.Event
-	if json.Unmarshal(data, &ev) != nil {
+	if json.Unmarshal(msg.Data(), &ev) != nil {
 		return // an entry of another version: the worker pauses for it, status cannot say more
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	stored := meta.Timestamp
+	capAt := func(at int64, d time.Duration) time.Time {
+		t := time.Unix(0, at)
+		if d > 0 && t.Sub(stored) > d {
+			return stored.Add(d)
+		}
+		return t
 	}
 	call := func(c limiter.Call) *journalCall {
 		k := callKey{ev.Writer, c.ID}
@@ -161,7 +187,7 @@ func (t *journalTally) add(data []byte, api string) {
 	}
 	for _, c := range ev.Reserved {
 		if c.API == api {
-			call(c).due = time.Unix(0, c.At)
+			call(c).due = capAt(c.At, limiter.MaxLease)
 		}
 	}
 	for _, c := range ev.Done {
@@ -169,12 +195,12 @@ func (t *journalTally) add(data []byte, api string) {
 			jc := call(c)
 			jc.ended = true
 			if c.At != 0 {
-				jc.end = time.Unix(0, c.At)
+				jc.end = capAt(c.At, t.horizon)
 			}
 		}
 	}
 	if ev.Paused != 0 {
-		t.paused = maxTime(t.paused, time.Unix(0, ev.Paused))
+		t.paused = maxTime(t.paused, capAt(ev.Paused, max(t.horizon, limiter.MaxPause)))
 	}
 }
 

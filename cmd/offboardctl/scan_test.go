@@ -70,7 +70,7 @@ func TestJournalReadGoesOnAfterAnEmptyFetch(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("publish")
 	}
-	j := journalOf{offboard.StreamQuota, offboard.Subjects{}.Quota("contoso"), mde.APIOffboard}
+	j := journalOf{offboard.StreamQuota, offboard.Subjects{}.Quota("contoso"), mde.APIOffboard, 0}
 	got, _, err := readJournal(t.Context(), js, j, start.Add(-time.Minute), time.Nanosecond)
 	if err != nil {
 		t.Fatal(err)

@@ -300,7 +300,7 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 	}
 	ws, def := tenantWindows(tc.meta)
 	st.LimitsDefault = def
-	calls, paused, err := r.journals.offboardCalls(ctx, name, quotaSince(ws, now), now)
+	calls, paused, err := r.journals.offboardCalls(ctx, name, ws, now)
 	if err != nil {
 		return st, err
 	}
@@ -367,7 +367,7 @@ func addCapped(a, b time.Duration) time.Duration { return min(a, math.MaxInt64-b
 func readBudgetStatus(ctx context.Context, journals *statusJournals, name string, meta map[string]string, view *control.View, h budgetHorizon, now time.Time, st *tenantStatus) (*budgetPace, error) {
 	budget, bs := budgetInForce(name, meta, view, h)
 	st.Budget = bs
-	w, slots, ok, err := journals.budgetSlots(ctx, name, budget, now)
+	w, slots, ok, err := journals.budgetSlots(ctx, name, budget, h, now)
 	if err != nil || !ok {
 		return nil, err
 	}

@@ -32,9 +32,9 @@ type statusJournals struct {
 
 // offboardCalls is the tenant's offboard calls since the given time and
 // when a 429 pauses the tenant until (see offboardCalls).
-func (j *statusJournals) offboardCalls(ctx context.Context, tenant string, since, now time.Time) ([]time.Time, time.Time, error) {
+func (j *statusJournals) offboardCalls(ctx context.Context, tenant string, ws []limiter.Window, now time.Time) ([]time.Time, time.Time, error) {
 	if j.quota == nil {
-		return offboardCalls(ctx, j.js, j.subjects, tenant, since, now)
+		return offboardCalls(ctx, j.js, j.subjects, tenant, ws, quotaSince(ws, now), now)
 	}
 	t := j.quota[tenant]
 	if t == nil {
@@ -47,8 +47,8 @@ func (j *statusJournals) offboardCalls(ctx context.Context, tenant string, since
 // counted against it, from the budget journal (as the worker counts them:
 // every slot reserved and not given back, a slot under way as used now,
 // one whose process died from its due time); ok is false without a
-// budget.
-func (j *statusJournals) budgetSlots(ctx context.Context, tenant, budget string, now time.Time) (w limiter.Window, slots []time.Time, ok bool, err error) {
+// budget. h is the budget journal's horizon.
+func (j *statusJournals) budgetSlots(ctx context.Context, tenant, budget string, h budgetHorizon, now time.Time) (w limiter.Window, slots []time.Time, ok bool, err error) {
 	w, since, ok := budgetSince(budget, now)
 	switch {
 	case !ok:
@@ -59,7 +59,7 @@ func (j *statusJournals) budgetSlots(ctx context.Context, tenant, budget string,
 		}
 		return w, slots, true, nil
 	}
-	slots, _, err = journalCalls(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(tenant), budgetAPI}, tenant, since, now)
+	slots, _, err = journalCalls(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(tenant), budgetAPI, h.history}, tenant, since, now)
 	if err != nil {
 		return w, nil, false, err
 	}
@@ -90,35 +90,42 @@ func quotaSince(ws []limiter.Window, now time.Time) time.Time {
 // every other tenant's entries too: with 1000 tenants calling at their
 // full quota, status read for minutes.
 func (j *statusJournals) readAll(ctx context.Context, tenants map[string]*tenantConsumers, view *control.View, h budgetHorizon, now time.Time) error {
-	quota, budget := map[string]time.Time{}, map[string]time.Time{}
+	quota, budget := map[string]tenantRead{}, map[string]tenantRead{}
 	for name, tc := range tenants {
 		ws, _ := tenantWindows(tc.meta)
-		quota[name] = quotaSince(ws, now)
+		quota[name] = tenantRead{quotaSince(ws, now), longest(ws)}
 		inForce, _ := budgetInForce(name, tc.meta, view, h)
 		if _, since, ok := budgetSince(inForce, now); ok {
-			budget[name] = since
+			budget[name] = tenantRead{since, h.history}
 		}
 	}
 	var g errgroup.Group
 	g.Go(func() (err error) {
-		j.quota, err = readEvery(ctx, j.js, journalOf{offboard.StreamQuota, j.subjects.Quota(""), mde.APIOffboard}, quota)
+		j.quota, err = readEvery(ctx, j.js, journalOf{offboard.StreamQuota, j.subjects.Quota(""), mde.APIOffboard, 0}, quota)
 		return err
 	})
 	g.Go(func() (err error) {
-		j.budget, err = readEvery(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(""), budgetAPI}, budget)
+		j.budget, err = readEvery(ctx, j.js, journalOf{offboard.StreamBudget, j.subjects.Budget(""), budgetAPI, 0}, budget)
 		return err
 	})
 	return g.Wait()
 }
 
+// tenantRead is how readEvery reads a tenant's entries: from since on,
+// with the tenant's horizon (journalTally.horizon).
+type tenantRead struct {
+	since   time.Time
+	horizon time.Duration
+}
+
 // readEvery reads the journal's entries of the tenants in since, each
 // tenant's from its time on, in one pass over the stream; j.subject is
 // the tenants' subjects' common prefix.
-func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since map[string]time.Time) (map[string]*journalTally, error) {
+func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since map[string]tenantRead) (map[string]*journalTally, error) {
 	if len(since) == 0 {
 		return map[string]*journalTally{}, nil
 	}
-	first := slices.MinFunc(slices.Collect(maps.Values(since)), time.Time.Compare)
+	first := since[slices.MinFunc(slices.Collect(maps.Keys(since)), func(a, b string) int { return since[a].since.Compare(since[b].since) })].since
 	d := newJournalDecoders(j.api, since)
 	err := readStoredSince(ctx, js, j.stream, j.subject+">", first, func(m jetstream.Msg) {
 		tenant, _ := strings.CutPrefix(m.Subject(), j.subject)
@@ -136,7 +143,7 @@ func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since m
 // most of the work of reading a journal.
 type journalDecoders struct {
 	api   string
-	since map[string]time.Time // the tenants, and from when each one's entries count
+	since map[string]tenantRead // the tenants, and from when each one's entries count
 	owner map[string]int       // the decoder of each tenant
 	in    []chan tenantMsg
 	// tallies are each decoder's tenants' calls.
@@ -149,7 +156,7 @@ type tenantMsg struct {
 	msg    jetstream.Msg
 }
 
-func newJournalDecoders(api string, since map[string]time.Time) *journalDecoders {
+func newJournalDecoders(api string, since map[string]tenantRead) *journalDecoders {
 	d := &journalDecoders{api: api, since: since, owner: make(map[string]int, len(since))}
 	n := min(statusReaders, len(since))
 	for range n {
@@ -177,13 +184,14 @@ func (d *journalDecoders) decode(tenant string, m jetstream.Msg) {
 }
 
 func (d *journalDecoders) count(tallies map[string]*journalTally, m tenantMsg) {
-	if meta, err := m.msg.Metadata(); err != nil || meta.Timestamp.Before(d.since[m.tenant]) {
+	read := d.since[m.tenant]
+	if meta, err := m.msg.Metadata(); err != nil || meta.Timestamp.Before(read.since) {
 		return
 	}
 	if tallies[m.tenant] == nil {
-		tallies[m.tenant] = newJournalTally()
+		tallies[m.tenant] = newJournalTally(read.horizon)
 	}
-	tallies[m.tenant].add(m.msg.Data(), d.api)
+	tallies[m.tenant].add(m.msg, d.api)
 }
 
 // wait ends the decoders once they counted every entry handed over, and
