@@ -141,6 +141,10 @@ func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since
 	return tally.calls, tally.paused, nil
 }
 
+// unreadableLease is how long the worker lets a call entered in an entry
+// it cannot read take, with its default --call-timeout: its lease.
+const unreadableLease = mde.DefaultTimeout * 3 / 2
+
 // journalTally is one tenant's calls of an API and its pause, as read
 // from its journal's entries so far.
 type journalTally struct {
@@ -162,15 +166,20 @@ func newJournalTally(horizon time.Duration) *journalTally {
 
 // add reads one journal entry, counting its calls of api.
 func (t *journalTally) add(msg jetstream.Msg, api string) {
-	var ev limiter.Event
-	if json.Unmarshal(msg.Data(), &ev) != nil {
-		return // an entry of another version: the worker pauses for it, status cannot say more
-	}
 	meta, err := msg.Metadata()
 	if err != nil {
 		return
 	}
 	stored := meta.Timestamp
+	var ev limiter.Event
+	if json.Unmarshal(msg.Data(), &ev) != nil {
+		// An entry of another version may have entered calls: the worker
+		// pauses the tenant until any such call has left its windows
+		// (its longest of every API's: status knows the offboard ones,
+		// and so shows the least of that pause).
+		t.paused = maxTime(t.paused, stored.Add(unreadableLease+t.horizon+queue.DefaultQuotaMargin))
+		return
+	}
 	capAt := func(at int64, d time.Duration) time.Time {
 		t := time.Unix(0, at)
 		if d > 0 && t.Sub(stored) > d {
