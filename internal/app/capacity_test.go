@@ -101,10 +101,12 @@ func TestRequestHeldByItsBudgetLeavesRoom(t *testing.T) {
 // TestPulledRequestNeverWaitsForRoom: room is taken before the pull, so a
 // request pulled is worked on at once and kept alive: with room for one
 // request and calls longer than the ack wait, none is delivered twice.
+// An ack wait of 3 s: with one of a second, a machine loaded enough to
+// hold the keep-alive back a second let it run out once.
 func TestPulledRequestNeverWaitsForRoom(t *testing.T) {
 	t.Parallel()
-	e := boundToOne(t, envConfig{tenants: []string{"contoso"}, machines: 2, ackWait: time.Second,
-		sim: mdesim.Options{Latency: 1500 * time.Millisecond}})
+	e := boundToOne(t, envConfig{tenants: []string{"contoso"}, machines: 2, ackWait: 3 * time.Second,
+		sim: mdesim.Options{Latency: 4 * time.Second}})
 	c := e.collect("mde.offboard.result.>")
 	e.publishWhilePaused("contoso")
 	c.wait(t, 2, 30*time.Second)
