@@ -144,7 +144,7 @@ func readEvery(ctx context.Context, js jetstream.JetStream, j journalOf, since m
 type journalDecoders struct {
 	api   string
 	since map[string]tenantRead // the tenants, and from when each one's entries count
-	owner map[string]int       // the decoder of each tenant
+	owner map[string]int        // the decoder of each tenant
 	in    []chan tenantMsg
 	// tallies are each decoder's tenants' calls.
 	tallies []map[string]*journalTally
