@@ -10,7 +10,6 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // TestStatusOfAJournalDatedFarAhead: a replica whose clock is ten years
@@ -20,14 +19,7 @@ import (
 // ten years, and an ETA to match.
 func TestStatusOfAJournalDatedFarAhead(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso"}, Limits: map[string]string{"contoso": "10/1m0s"}}
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoWithOneRequest(t)
 	now := time.Now()
 	ahead := now.Add(10 * 365 * 24 * time.Hour).UnixNano()
 	ev := limiter.Event{Writer: "w1", Paused: ahead,

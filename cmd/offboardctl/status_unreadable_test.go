@@ -9,7 +9,6 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // TestStatusOfAnUnreadableJournalEntry: an entry of the tenant's quota
@@ -19,14 +18,7 @@ import (
 // backlog going now while the worker made no call.
 func TestStatusOfAnUnreadableJournalEntry(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso"}, Limits: map[string]string{"contoso": "10/1m0s"}}
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoWithOneRequest(t)
 	ack, err := js.Publish(t.Context(), "mde.offboard.quota.contoso", []byte(`["a later version"]`))
 	if err != nil {
 		t.Fatal(err)

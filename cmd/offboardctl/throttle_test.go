@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -18,14 +20,7 @@ import (
 // and showed the tenant free to call.
 func TestStatusShowsAPauseLongerThanTheWindows(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso"}, Limits: map[string]string{"contoso": "10/1m0s"}}
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
+	js, s := contosoWithOneRequest(t)
 	throttled := time.Now()
 	until := throttled.Add(30 * time.Minute)
 	data, _ := json.Marshal(limiter.Event{Writer: "w1", Paused: until.UnixNano()})
@@ -45,4 +40,19 @@ func TestStatusShowsAPauseLongerThanTheWindows(t *testing.T) {
 	if st.ETA == nil || *st.ETA < (20*time.Minute).Seconds() {
 		t.Errorf("ETA %v, want at least the 20 minutes of pause left", etaCell(st))
 	}
+}
+
+// contosoWithOneRequest is a NATS server set up for tenant contoso, its
+// offboard limit 10/1m, with one request waiting.
+func contosoWithOneRequest(t *testing.T) (jetstream.JetStream, queue.Settings) {
+	t.Helper()
+	_, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Limits: map[string]string{"contoso": "10/1m0s"}}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	return js, s
 }
