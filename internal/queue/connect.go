@@ -78,12 +78,23 @@ func (c Conn) Check() error {
 		// in its place would be shown.
 		return fmt.Errorf("--nats-inbox-prefix: %w; want tokens separated by '.', such as _INBOX_<user>", err)
 	}
-	for _, taken := range []string{cmp.Or(c.SubjectPrefix, offboard.DefaultPrefix), "$JS", "$KV", "$O", "$SYS"} {
-		if p == taken || strings.HasPrefix(p, taken+".") {
-			return fmt.Errorf("--nats-inbox-prefix is under %s, where replies would be taken for messages; use one such as _INBOX_<user>", taken)
-		}
+	if taken := Reserved(c.SubjectPrefix, p); taken != "" {
+		return fmt.Errorf("--nats-inbox-prefix is under %s, where replies would be taken for messages; use one such as _INBOX_<user>", taken)
 	}
 	return nil
+}
+
+// Reserved is the root that subject falls under among those where a
+// message is taken for something other than a reply: the project's
+// subjects (prefix, "" for the default) and the server's JetStream,
+// KV, object store and system subjects. "" when it is none of them.
+func Reserved(prefix, subject string) string {
+	for _, taken := range []string{cmp.Or(prefix, offboard.DefaultPrefix), "$JS", "$KV", "$O", "$SYS"} {
+		if subject == taken || strings.HasPrefix(subject, taken+".") {
+			return taken
+		}
+	}
+	return ""
 }
 
 // checkFiles makes sure each file setting names a file. Its error names

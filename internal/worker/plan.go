@@ -21,6 +21,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -141,6 +142,13 @@ func (p *planner) stop() {
 // the connection's delivery goroutine.
 func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 	if m.Reply == "" {
+		return
+	}
+	if taken := queue.Reserved(p.w.opts.Settings.Subjects.Prefix, m.Reply); taken != "" {
+		// Answered there, the plan would be written where only this
+		// worker publishes (the quota journal, the ledger, the results)
+		// or taken for a JetStream request, for whoever asked.
+		t.log.Warn("plan request not answered: its reply subject is not an inbox", zap.String("under", taken))
 		return
 	}
 	var req offboard.PlanRequest
