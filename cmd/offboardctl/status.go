@@ -34,13 +34,16 @@ type tenantStatus struct {
 	Backlog       map[offboard.Priority]uint64    `json:"backlog"`
 	OldestWaiting map[offboard.Priority]time.Time `json:"oldestWaiting,omitempty"`
 	OldestAge     map[offboard.Priority]float64   `json:"oldestAgeSeconds,omitempty"`
-	InFlight      uint64                          `json:"inFlight"`
+	// InFlight is the priorities not paused' requests fetched and not
+	// answered yet.
+	InFlight uint64 `json:"inFlight"`
 	// ETA is how long the backlog of the priorities not paused takes at
 	// the quota's pace; nil when everything waiting is paused.
 	ETA *float64 `json:"etaSeconds"`
 	// ETAByBudget says the budget, not the quota, sets the ETA.
 	ETAByBudget bool `json:"etaByBudget,omitempty"`
-	// Held is the backlog held by a pause.
+	// Held is the backlog held by a pause: the paused priorities'
+	// requests, those fetched before the pause and handed back included.
 	Held uint64 `json:"heldByPause"`
 	// HeldByBudget is the backlog in the stream, of the priorities not
 	// paused, held by a budget with nothing left (those fetched already
@@ -342,10 +345,15 @@ func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantCon
 		}
 		acked := uint64(max(info.NumAckPending, 0)) //nolint:gosec // not negative
 		st.Backlog[p] = info.NumPending + acked
-		st.InFlight += acked
 		if st.Paused[p] {
-			st.Held += info.NumPending
+			// A pause hands the requests fetched and waiting in the worker
+			// back to the stream, where the server counts them delivered
+			// until a redelivery the paused worker does not ask for: held
+			// as those never fetched are (a call under way when the pause
+			// landed finishes).
+			st.Held += info.NumPending + acked
 		} else {
+			st.InFlight += acked
 			served += int(min(info.NumPending, 1<<40)) //nolint:gosec // bounded
 		}
 		if st.Backlog[p] > 0 {
