@@ -314,7 +314,11 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		st.Quota = append(st.Quota, windowStatus{Window: ws[i].String(), Limit: ws[i].Count, Used: ws[i].Count - left, Left: left})
 	}
 	if served > 0 || st.Held == 0 {
-		d := addCapped(eta(ws, calls, served, maxTime(now, paused)), maxTime(now, paused).Sub(now))
+		var d time.Duration
+		if served > 0 || st.InFlight > 0 {
+			// A 429's pause holds what waits or is in flight, not nothing.
+			d = addCapped(eta(ws, calls, served, maxTime(now, paused)), maxTime(now, paused).Sub(now))
+		}
 		if pace != nil {
 			// Each request waiting creates an action at most, and so does
 			// each in flight (fetched, waiting in the worker for a slot):

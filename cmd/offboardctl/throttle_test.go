@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -55,4 +56,37 @@ func contosoWithOneRequest(t *testing.T) (jetstream.JetStream, queue.Settings) {
 		t.Fatal(err)
 	}
 	return js, s
+}
+
+// TestStatusETAOfNothingDuringA429Pause: a tenant with nothing waiting
+// or in flight has nothing to wait for, a 429's pause or not. Status gave
+// it the pause's length as its ETA in --json (the table showed "-").
+func TestStatusETAOfNothingDuringA429Pause(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Limits: map[string]string{"contoso": "10/1m0s"}}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	data, _ := json.Marshal(limiter.Event{Writer: "w1", Paused: now.Add(30 * time.Minute).UnixNano()})
+	if _, err := js.Publish(t.Context(), "mde.offboard.quota.contoso", data); err != nil {
+		t.Fatal(err)
+	}
+	c := &cli{js: js, timeout: 5 * time.Second, subjects: s.Subjects}
+	for _, tenant := range []string{"contoso", ""} {
+		sts, err := c.status(t.Context(), tenant, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := sts[0]
+		got := "null"
+		if st.ETA != nil {
+			got = fmt.Sprint(*st.ETA)
+		}
+		if st.ThrottledTill == nil || got != "0" {
+			t.Errorf("status %q of no backlog in a 429's pause: throttled till %v, ETA %s; want the pause shown and an ETA of 0",
+				tenant, st.ThrottledTill, got)
+		}
+	}
 }
