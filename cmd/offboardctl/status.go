@@ -209,8 +209,13 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 			names = append(names, name)
 		}
 	}
-	if tenant != "" && len(names) == 0 {
+	switch {
+	case tenant != "" && len(names) == 0:
 		return nil, fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file)", tenant)
+	case len(names) == 0:
+		// A lone server restarted loses them (kept in memory) until a
+		// worker makes them again; the requests wait all the same.
+		return nil, errors.New("no worker has set up any tenant's consumers: no tenant to show (start a worker; a lone NATS server restarted loses them until one runs)")
 	}
 	slices.Sort(names)
 	view, horizon, err := readControls(ctx, js, c.subjects)

@@ -1,0 +1,40 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestStatusWithoutAnyTenantsConsumers: a lone NATS server restarted
+// loses the tenants' consumers (kept in memory) until a worker makes them
+// again, while the requests wait in the stream. Status showed an empty
+// table, or [] in --json, exit 0: no tenant, nothing waiting, by its
+// look. It says, in one line, that no worker has set up any tenant's
+// consumers, exit 1, as status of one such tenant does.
+func TestStatusWithoutAnyTenantsConsumers(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		if err := js.DeleteConsumer(t.Context(), offboard.StreamRequests, queue.ConsumerName("contoso", p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"status"}, {"status", "--json"}} {
+		code, out, errs := ctl(t, nc.ConnectedUrl(), args...)
+		if code != exitFailed || out != "" || !strings.Contains(errs, "no worker has set up any tenant's consumers") ||
+			strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+			t.Errorf("%q without any tenant's consumers: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+}
