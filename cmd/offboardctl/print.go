@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -47,6 +49,9 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		}
 		if b := st.Budget; b.Ignored != "" {
 			fmt.Fprintf(w, "%s: budget override %s ignored by the worker: %s\n", st.Tenant, printable(b.Override), b.Ignored)
+		}
+		for _, p := range st.MissingConsumers {
+			fmt.Fprintf(w, "%s: its %s consumer is missing (a worker makes it again): its %s backlog is not known\n", st.Tenant, p, p)
 		}
 		if st.LimitsDefault {
 			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
@@ -152,7 +157,13 @@ func quotaCell(st tenantStatus) string {
 }
 
 func backlogCell(st tenantStatus) string {
-	return fmt.Sprintf("normal %d, bulk %d", st.Backlog[offboard.Normal], st.Backlog[offboard.Bulk])
+	cell := func(p offboard.Priority) string {
+		if slices.Contains(st.MissingConsumers, p) {
+			return "?" // not known: its consumer is missing
+		}
+		return strconv.FormatUint(st.Backlog[p], 10)
+	}
+	return fmt.Sprintf("normal %s, bulk %s", cell(offboard.Normal), cell(offboard.Bulk))
 }
 
 func oldestCell(st tenantStatus) string {

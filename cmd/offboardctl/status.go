@@ -28,12 +28,15 @@ type tenantStatus struct {
 	Pauses map[offboard.Priority]pauseB `json:"pauses,omitempty"` // who paused or resumed, and why
 	Budget budgetStatus                 `json:"budget"`
 	// Quota is the offboard API's windows: calls left in each now.
-	Quota         []windowStatus                  `json:"quota"`
-	LimitsDefault bool                            `json:"limitsDefault,omitempty"` // the consumers record no limits: the documented defaults shown
-	ThrottledTill *time.Time                      `json:"throttledUntil,omitempty"`
-	Backlog       map[offboard.Priority]uint64    `json:"backlog"`
-	OldestWaiting map[offboard.Priority]time.Time `json:"oldestWaiting,omitempty"`
-	OldestAge     map[offboard.Priority]float64   `json:"oldestAgeSeconds,omitempty"`
+	Quota         []windowStatus               `json:"quota"`
+	LimitsDefault bool                         `json:"limitsDefault,omitempty"` // the consumers record no limits: the documented defaults shown
+	ThrottledTill *time.Time                   `json:"throttledUntil,omitempty"`
+	Backlog       map[offboard.Priority]uint64 `json:"backlog"`
+	// MissingConsumers are the priorities whose consumer is gone (a
+	// worker makes it again): their backlog is not known, and left out.
+	MissingConsumers []offboard.Priority             `json:"missingConsumers,omitempty"`
+	OldestWaiting    map[offboard.Priority]time.Time `json:"oldestWaiting,omitempty"`
+	OldestAge        map[offboard.Priority]float64   `json:"oldestAgeSeconds,omitempty"`
 	// InFlight is the priorities not paused' requests fetched and not
 	// answered yet.
 	InFlight uint64 `json:"inFlight"`
@@ -350,6 +353,7 @@ func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantCon
 		}
 		info := tc.info[p]
 		if info == nil {
+			st.MissingConsumers = append(st.MissingConsumers, p)
 			continue
 		}
 		acked := uint64(max(info.NumAckPending, 0)) //nolint:gosec // not negative
