@@ -526,13 +526,15 @@ const (
 
 // readSecret reads the secret in the file that path, the setting named
 // field, names. Its errors name the setting, not the path: a secret (or a
-// certificate) pasted where its file's path belongs would be shown.
+// certificate) pasted where its file's path belongs would be shown. A
+// UTF-8 byte order mark before it, as Notepad and PowerShell 5 write, is
+// no part of it: sent along, the login host refuses the secret.
 func readSecret(field, path string) (string, error) {
 	data, err := ReadCredentialFile(field, path, maxSecretFile)
 	if err != nil {
 		return "", err
 	}
-	s := string(bytes.TrimSpace(data))
+	s := string(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff"))))
 	if s == "" {
 		return "", fmt.Errorf("%s: the file it names is empty", field)
 	}
