@@ -410,7 +410,7 @@ func checkCertificateDates(c *x509.Certificate, now time.Time) error {
 // tokenFileReuse, but reads the file as the other credential files are
 // read: a regular file of bounded size (the library reads whatever the
 // path names, to its end).
-func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), []string) {
+func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
 		// The library's defaults, from the variables the workload
 		// identity webhook sets.
@@ -426,7 +426,7 @@ func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noD
 				return nil, fmt.Errorf("workloadIdentity: %s is not set", d.name)
 			}
 		}
-		tf := &tokenFile{path: file}
+		tf := &tokenFile{path: file, now: now}
 		cred, err := azidentity.NewClientAssertionCredential(tenantID, clientID, tf.assertion,
 			&azidentity.ClientAssertionCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
 		if err != nil {
@@ -459,23 +459,30 @@ const tokenFileReuse = 10 * time.Minute
 // tokenFile is a workload identity's federated token file.
 type tokenFile struct {
 	path string
+	now  func() time.Time // the credential's clock
 
 	mu    sync.Mutex
 	token string
 	until time.Time
+	stamp fileStamp // of the file token was read from
 }
 
 // assertion returns the federated token, read again when older than
-// tokenFileReuse. Its error is a *credentialFileError.
+// tokenFileReuse or when the file changed: a token the login host
+// refused (expired: a projected token of 10 minutes is replaced 2
+// minutes before its end) is not sent again, up to tokenFileReuse
+// later, once the file holds its successor. Its error is a
+// *credentialFileError.
 func (f *tokenFile) assertion(context.Context) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if now := time.Now(); !now.Before(f.until) {
+	now, stamp := f.now(), stampOf(f.path)
+	if !now.Before(f.until) || !stamp.same(f.stamp) {
 		tok, err := readSecret("tokenFile", f.path)
 		if err != nil {
 			return "", &credentialFileError{err: err}
 		}
-		f.token, f.until = tok, now.Add(tokenFileReuse)
+		f.token, f.until, f.stamp = tok, now.Add(tokenFileReuse), stamp
 	}
 	return f.token, nil
 }
