@@ -337,7 +337,17 @@ type certificateCredential struct {
 // CertificateExpiry is when the certificate the credential signs with
 // stops being valid: the one in use, which a broken or expired
 // replacement does not replace; false for a credential of another kind.
+// A certificate file changed is taken up first, as a token request
+// would: a tenant that makes no call shows a rotated certificate all
+// the same (and a broken one is told, OnBrokenFile).
 func (c *Credential) CertificateExpiry() (time.Time, bool) {
+	c.mu.Lock()
+	_, ok := c.current.(certificateCredential)
+	c.mu.Unlock()
+	if ok && c.stale() {
+		// A failure is told to OnBrokenFile; the certificate in use stays.
+		_ = c.rebuildStale()
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cc, ok := c.current.(certificateCredential)
