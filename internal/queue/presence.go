@@ -105,7 +105,7 @@ type Presence struct {
 	mu      sync.Mutex
 	others  map[string]seen // by replica id, this one's not among them
 	live    []string        // the other replicas live at the last look, sorted
-	moved   bool            // a live replica's tenants changed since the last look
+	moved   bool            // a replica's entry changed or left since the last look
 	echo    time.Time       // when the watch last brought this process's own announcement
 	putRev  uint64          // the revision of this process's last announcement stored
 	echoRev uint64          // the revision of its last announcement the watch brought back
@@ -476,6 +476,9 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	}
 	defer p.look()
 	if e.Operation() != jetstream.KeyValuePut {
+		if _, known := p.others[e.Key()]; known {
+			p.moved = true // Assigned reads the entries of the replicas live at the last look
+		}
 		delete(p.others, e.Key())
 		if e.Key() == p.id {
 			p.twinSeen = time.Time{} // another process under this id withdrew
@@ -727,8 +730,15 @@ func (p *Presence) look() {
 		(p.aside && !p.twinAside || p.aside == p.twinAside && p.twinInst > p.instance)
 	changed := !slices.Equal(yield, p.yield) || twinAhead != p.twinAhead
 	p.yield, p.twinAhead = yield, twinAhead
-	if p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved) {
+	switch {
+	case p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved):
 		p.live, p.moved = live, false
+		changed = true
+	case p.moved:
+		// Behind, the live replicas stay as they were; but Assigned reads
+		// their entries as they are now (one stops, steps aside, serves
+		// other tenants): the gates must hear of it.
+		p.moved = false
 		changed = true
 	}
 	if !changed {
