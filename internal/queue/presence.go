@@ -764,7 +764,8 @@ func (p *Presence) Changed() <-chan struct{} {
 // until its announcement expires (three beats); one that stops says so
 // (Leave), and its tenants move at once. One whose announcements cannot be
 // stored (a permission withdrawn) lets go, once its last one expired, of
-// each tenant another live replica serves: the others take it. During a
+// each tenant another live replica serves, unless that one is aside while
+// this one is not: the others take it. During a
 // hand-over two replicas may briefly work one tenant: the quota journal
 // keeps that safe; the assignment only saves contention. Of two processes
 // started with one replica id by mistake, which rank alike, one works the
@@ -780,7 +781,8 @@ func (p *Presence) Assigned(tenant string) bool {
 		return false
 	}
 	for _, id := range p.yield {
-		if s := p.others[id]; s.tenants[tenant] && !s.leaving {
+		// Not to one aside while this one can call: it makes no call.
+		if s := p.others[id]; s.tenants[tenant] && !s.leaving && (!s.aside || p.aside) {
 			return false
 		}
 	}

@@ -52,3 +52,37 @@ func TestPresenceBehindTellsWhatItAssigns(t *testing.T) {
 		t.Fatal("a's Assigned changed, its Changed not")
 	}
 }
+
+// TestPresenceThatCannotAnnounceKeepsWhatOnlyAnAsideReplicaServes: a
+// replica whose announcements cannot be stored leaves to the others the
+// tenants they serve, but not to one aside (its clock off), which makes
+// no call: the tenant would wait for its clock. Before, such a tenant
+// was worked by no replica that could call for as long as both lasted.
+func TestPresenceThatCannotAnnounceKeepsWhatOnlyAnAsideReplicaServes(t *testing.T) {
+	t.Parallel()
+	const beat = 100 * time.Millisecond
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{"contoso"}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := runFailingPuts(t, a)
+	b := runPresenceWith(t, js, PresenceOptions{ID: "b", Tenants: []string{"contoso"}, Beat: beat, Logger: zap.NewNop(), Aside: func() bool { return true }})
+	waitFor(t, 5*time.Second, "a works the tenant, b aside not", func() bool { return a.Assigned("contoso") && !b.Assigned("contoso") })
+
+	f.fail.Store(true)
+	waitFor(t, 5*time.Second, "a's last announcement expired", func() bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		return len(a.yield) == 1
+	})
+	for end := time.Now().Add(5 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
+		if !a.Assigned("contoso") {
+			t.Fatal("a left the tenant to b, which is aside")
+		}
+	}
+}
