@@ -131,7 +131,7 @@ func (w *Worker) waitBudget(ctx context.Context, t *tenantRun) error {
 	if !b.active() {
 		return nil
 	}
-	if b.remaining(w) == 0 {
+	if b.holds(w) {
 		w.kickStats() // the held gauge shows the backlog now
 	}
 	return b.l.Wait(ctx)
@@ -166,6 +166,13 @@ func (b *budget) remaining(w *Worker) float64 {
 	return float64(rem[0])
 }
 
+// holds says whether the budget in force lets no slot be taken now: it
+// is spent, or its journal holds the tenant (an entry that could not be
+// read, the journal not read yet), though its count may leave slots.
+func (b *budget) holds(w *Worker) bool {
+	return b.active() && b.l.Available(w.clock.Now(), 1) == 0
+}
+
 // setPending records the requests of the served priorities waiting in the
 // stream (the backlog last read).
 func (b *budget) setPending(backlog map[offboard.Priority]uint64, ctrl Control) {
@@ -179,13 +186,13 @@ func (b *budget) setPending(backlog map[offboard.Priority]uint64, ctrl Control) 
 }
 
 // setBudgetGauges sets the tenant's budget left and the requests its
-// spent budget holds: those fetched that wait for a slot and, while it is
-// spent, those of served priorities in the stream.
+// spent budget holds: those fetched that wait for a slot and, while no
+// slot can be taken (holds), those of served priorities in the stream.
 func (w *Worker) setBudgetGauges(t *tenantRun) {
 	b := t.budget
 	left := b.remaining(w)
 	held := float64(b.waiting.Load())
-	if left == 0 {
+	if b.holds(w) {
 		held += float64(b.pending.Load())
 	}
 	w.m.BudgetRemaining.WithLabelValues(t.name).Set(left)
