@@ -1,15 +1,12 @@
 package worker
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -34,25 +31,9 @@ func TestUnreadableBudgetEntryCountsItsHeldRequests(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		bj, err := queue.NewBudgetJournal(t.Context(), o.JS, subjects)
-		if err != nil {
-			t.Fatal(err)
-		}
-		shared = limiter.NewShared(limiter.SharedOptions{Journal: bj, Clock: o.Clock, Margin: time.Second, Lease: queue.BudgetLease})
-		shared.Tenant("contoso") // before the feed: its entries are delivered
-		stop, err := queue.FollowBudget(t.Context(), o.JS, subjects, shared, queue.DefaultBudgetHistory, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		if err := shared.WaitCaughtUp(ctx); err != nil {
-			t.Fatal(err)
-		}
+		shared, _ = followedBudget(t, o, "worker", nil)
 		o.Budget, o.BudgetHorizon = shared, 24*time.Hour
 	})
-	t.Cleanup(func() { shared.Close(context.Background()) })
 	held := e.w.m.HeldRequests.WithLabelValues("contoso", HeldBudget)
 	deadline := time.Now().Add(10 * time.Second)
 	for testutil.ToFloat64(held) != 3 {
