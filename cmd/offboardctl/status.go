@@ -369,11 +369,9 @@ func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantCon
 			st.InFlight += acked
 			served += int(min(info.NumPending, 1<<40)) //nolint:gosec // bounded
 		}
-		if st.Backlog[p] > 0 {
-			if m, err := stream.GetMsg(ctx, info.AckFloor.Stream+1, jetstream.WithGetMsgSubject(info.Config.FilterSubject)); err == nil {
-				st.OldestWaiting[p] = m.Time.UTC()
-				st.OldestAge[p] = now.Sub(m.Time).Seconds()
-			}
+		if oldest, err := queue.OldestUnanswered(ctx, stream, info); err == nil && !oldest.IsZero() {
+			st.OldestWaiting[p] = oldest.UTC()
+			st.OldestAge[p] = now.Sub(oldest).Seconds()
 		}
 	}
 	return served
