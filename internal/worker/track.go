@@ -816,7 +816,7 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 func (tr *tracker) endUnlooked(ctx context.Context, st *tracked) error {
 	if tr.clockOff != nil && tr.clockOff() {
 		tr.push(st)
-		return tr.waitClock(ctx)
+		return sleepCtx(ctx, tr.clock, trackClockWait) // for the clock to be trusted again
 	}
 	if mine, err := tr.claim(ctx, st); err != nil || !mine {
 		return err
@@ -827,18 +827,6 @@ func (tr *tracker) endUnlooked(ctx context.Context, st *tracked) error {
 // trackClockWait is how often a tracker looks at a clock not trusted
 // before it gives an action up.
 const trackClockWait = time.Second
-
-// waitClock waits a moment for the clock to be trusted again.
-func (tr *tracker) waitClock(ctx context.Context) error {
-	timer := tr.clock.NewTimer(trackClockWait)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.Chan():
-		return nil
-	}
-}
 
 // expired says whether the action is older than maxAge: its tracking ends
 // whatever the API answers.
