@@ -160,3 +160,27 @@ func TestPauseBulkKeepsNormalFlowing(t *testing.T) {
 	res.wait(t, 20, 10*time.Second)
 	e.oneActionEach("contoso", 20)
 }
+
+// TestHeldByPauseCountsRequestsHandedBack: a pause hands the requests
+// fetched and waiting (here for a budget slot) back to the stream, where
+// the server counts them delivered, not waiting. held_requests{reason="pause"}
+// counts them with those never fetched, as offboardctl status does: every
+// request of the tenant not answered.
+func TestHeldByPauseCountsRequestsHandedBack(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 12, extra: "    guards:\n      budget: \"2/1h\"\n"})
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "c", 0, 12)
+	eventually(t, 10*time.Second, "the budget spent, requests fetched waiting for a slot", func() bool {
+		return res.resultsOf("contoso") == 2 && gaugeOf(t, e.reg, "mde_offboard_in_flight_requests", map[string]string{"tenant": "contoso"}) > 0
+	})
+	e.control(control.ActionPause, "contoso", control.PriorityAll)
+	held := func() float64 {
+		return gaugeOf(t, e.reg, "mde_offboard_held_requests", map[string]string{"tenant": "contoso", "reason": "pause"})
+	}
+	eventually(t, 10*time.Second, "every unanswered request held by the pause", func() bool {
+		return held() == float64(12-res.resultsOf("contoso"))
+	})
+	e.control(control.ActionResume, "contoso", control.PriorityAll)
+	eventually(t, 10*time.Second, "nothing held by the pause after the resume", func() bool { return held() == 0 })
+}

@@ -9,19 +9,27 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Waiting reports how many requests wait for the consumer, not delivered
-// yet, and when the oldest request it has not had answered was published
-// (zero when none): one waiting, under way, or handed back for a
-// redelivery later (another message of its id being called, say). It
-// reads the consumer's info and, when some are not answered, the oldest
-// of them (OldestUnanswered).
-func Waiting(ctx context.Context, stream jetstream.Stream, cons jetstream.Consumer) (n uint64, oldest time.Time, err error) {
+// Unanswered is what Waiting reads of a consumer's requests.
+type Unanswered struct {
+	Pending uint64    // waiting, not delivered yet
+	Unacked uint64    // delivered and not acked: under way, or handed back for a redelivery later
+	Oldest  time.Time // when the oldest of them was published; zero when none
+}
+
+// Waiting reports the requests the consumer has not had answered: those
+// waiting, not delivered yet, those delivered and not acked (under way,
+// or handed back for a redelivery later: another message of its id being
+// called, a pause), and when the oldest of them was published. It reads
+// the consumer's info and, when some are not answered, the oldest of
+// them (OldestUnanswered).
+func Waiting(ctx context.Context, stream jetstream.Stream, cons jetstream.Consumer) (Unanswered, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("consumer info: %w", err)
+		return Unanswered{}, fmt.Errorf("consumer info: %w", err)
 	}
-	oldest, err = OldestUnanswered(ctx, stream, info)
-	return info.NumPending, oldest, err
+	u := Unanswered{Pending: info.NumPending, Unacked: uint64(max(info.NumAckPending, 0))} //nolint:gosec // not negative
+	u.Oldest, err = OldestUnanswered(ctx, stream, info)
+	return u, err
 }
 
 // OldestUnanswered is when the oldest request that the consumer of info

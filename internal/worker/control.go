@@ -138,16 +138,19 @@ func (w *Worker) checkPauses(pws ...*pauseWatch) {
 }
 
 // setPaused sets the tenant's paused and held-by-pause gauges from the
-// controls and the backlog last read.
-func (w *Worker) setPaused(tenant string, backlog map[offboard.Priority]uint64) {
+// controls and the counts last read. A pause holds every request of a
+// paused priority not answered: those waiting, and those delivered, which
+// it hands back to the stream as they come to their call (a call under
+// way when it landed finishes), as offboardctl status counts them.
+func (w *Worker) setPaused(t *tenantRun) {
 	held := 0.0
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		v := 0.0
-		if w.opts.Control.Paused(tenant, p) {
+		if w.opts.Control.Paused(t.name, p) {
 			v = 1
-			held += float64(backlog[p])
+			held += float64(t.backlog[p] + t.unacked[p])
 		}
-		w.m.TenantPaused.WithLabelValues(tenant, string(p)).Set(v)
+		w.m.TenantPaused.WithLabelValues(t.name, string(p)).Set(v)
 	}
-	w.m.HeldRequests.WithLabelValues(tenant, HeldPause).Set(held)
+	w.m.HeldRequests.WithLabelValues(t.name, HeldPause).Set(held)
 }

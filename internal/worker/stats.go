@@ -12,37 +12,37 @@ import (
 )
 
 // refreshWaiting sets a tenant's backlog and oldest waiting age gauges,
-// and returns the backlog by priority (last's count for a priority it could
-// not read). The counts come from the tenant's source, which knows them
-// from its pulls and wake-ups; the server is asked only about a priority
-// with requests waiting or, at the source's last count, delivered and not
-// acked (one handed back for a redelivery later is unanswered too), for
-// the oldest unanswered one and the exact count, so an idle tenant costs
-// the stats loop no request. Only the stats loop calls it.
-func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun, last map[offboard.Priority]uint64) map[offboard.Priority]uint64 {
-	backlog := map[offboard.Priority]uint64{offboard.Normal: last[offboard.Normal], offboard.Bulk: last[offboard.Bulk]}
+// and records its backlog and its requests delivered and not acked by
+// priority (the last counts for a priority it could not read). The counts
+// come from the tenant's source, which knows them from its pulls and
+// wake-ups; the server is asked only about a priority with requests
+// waiting or, at the source's last count, delivered and not acked (one
+// handed back for a redelivery later is unanswered too), for the oldest
+// unanswered one and the exact counts, so an idle tenant costs the stats
+// loop no request. Only the stats loop calls it.
+func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
 	if normal, bulk, err := t.source.Backlog(ctx); err == nil {
-		backlog[offboard.Normal], backlog[offboard.Bulk] = normal, bulk
+		t.backlog[offboard.Normal], t.backlog[offboard.Bulk] = normal, bulk
 	}
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		age := 0.0
-		if backlog[p] > 0 || t.source.Unacked(p) > 0 {
+		t.unacked[p] = t.source.Unacked(p)
+		if t.backlog[p] > 0 || t.unacked[p] > 0 {
 			qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			n, oldest, err := queue.Waiting(qctx, w.requests, t.source.Consumer(p))
+			u, err := queue.Waiting(qctx, w.requests, t.source.Consumer(p))
 			cancel()
 			if err != nil {
 				t.log.Debug("backlog", zap.Error(err))
 				continue
 			}
-			backlog[p] = n
-			if !oldest.IsZero() {
-				age = max(w.clock.Since(oldest).Seconds(), 0)
+			t.backlog[p], t.unacked[p] = u.Pending, u.Unacked
+			if !u.Oldest.IsZero() {
+				age = max(w.clock.Since(u.Oldest).Seconds(), 0)
 			}
 		}
-		w.m.Backlog.WithLabelValues(t.name, string(p)).Set(float64(backlog[p]))
+		w.m.Backlog.WithLabelValues(t.name, string(p)).Set(float64(t.backlog[p]))
 		w.m.OldestWaiting.WithLabelValues(t.name, string(p)).Set(age)
 	}
-	return backlog
 }
 
 // sweep removes the tenant's answered requests left in the request

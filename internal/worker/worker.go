@@ -118,7 +118,8 @@ type tenantRun struct {
 	gate     *gate // open while the tenant is assigned to this replica
 	budget   *budget
 	log      *zap.Logger
-	backlog  map[offboard.Priority]uint64 // last read by runStats
+	backlog  map[offboard.Priority]uint64 // waiting, not delivered: last read by runStats
+	unacked  map[offboard.Priority]uint64 // delivered, not acked: last read by runStats
 	swept    time.Time                    // last sweep (runStats)
 	cancels  *cancels                     // its campaigns' cancels as they land
 	// landed ends when a cancel of one of the tenant's campaigns lands
@@ -286,7 +287,10 @@ func (w *Worker) addTenant(t *Tenant, src *queue.Source) {
 		lt.AddSpread(api, t.Config.Resolved.Windows[api], t.Config.SpreadBurst)
 	}
 	w.m.initTenant(name, t.Config.Resolved.Windows)
-	tr := &tenantRun{Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name)), cancels: newCancels()}
+	tr := &tenantRun{
+		Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name)), cancels: newCancels(),
+		backlog: map[offboard.Priority]uint64{}, unacked: map[offboard.Priority]uint64{},
+	}
 	// Before the campaign watcher reads the marks: a tenant with a
 	// cancelled campaign looks for its requests once, at its first wait.
 	tr.landed = tr.cancels.next()
@@ -638,12 +642,12 @@ func (w *Worker) runStats(ctx context.Context) {
 					w.m.QuotaRemaining.WithLabelValues(t.name, api, win.Label()).Set(float64(rem[i]))
 				}
 			}
-			t.backlog = w.refreshWaiting(ctx, t, t.backlog)
+			w.refreshWaiting(ctx, t)
 			if w.clock.Since(t.swept) >= w.opts.SweepEvery {
 				w.sweep(ctx, t)
 				t.swept = w.clock.Now()
 			}
-			w.setPaused(t.name, t.backlog)
+			w.setPaused(t)
 			t.created.prune(w.clock.Now())
 			t.budget.setPending(t.backlog, w.opts.Control)
 			w.setBudgetGauges(t)
