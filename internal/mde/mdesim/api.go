@@ -462,7 +462,7 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		return errorReply(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("Machine %s was not found.", id))
 	}
 	call.MachineID = m.ID
-	if !isWindows(m.OSPlatform) {
+	if !s.opts.OffboardAnyPlatform && !isWindows(m.OSPlatform) {
 		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
 			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform))
 	}

@@ -115,6 +115,12 @@ type Options struct {
 	// Found"). Other list APIs documented so were seen answering 200 with
 	// an empty set: both are possible.
 	EmptyMachineListNotFound bool
+	// OffboardAnyPlatform offboards a device of any platform, as a newer
+	// version of the Offboard machine API's documentation lists macOS
+	// and Linux among the supported platforms. False refuses a platform
+	// not starting with "Windows" with 400 OsPlatformNotSupported, as the
+	// older versions, still the most, say. Both can be met.
+	OffboardAnyPlatform bool
 	// NullActionMachineFields makes the answer to an offboard request carry
 	// null machineId and computerDnsName, as the real service sometimes
 	// does for a fresh Pending action. Later reads have both set.
@@ -186,7 +192,8 @@ type Machine struct {
 	ComputerDNSName string
 	// OSPlatform is "Windows10", "Windows11", "WindowsServer2019", "Linux",
 	// "macOS"... Offboarding a platform not starting with "Windows" answers
-	// 400 OsPlatformNotSupported. Empty means "Windows11".
+	// 400 OsPlatformNotSupported, unless Options.OffboardAnyPlatform.
+	// Empty means "Windows11".
 	OSPlatform string
 	// HealthStatus is "Active", "Inactive", ...; empty means "Active".
 	HealthStatus string
