@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -117,20 +118,32 @@ func (c Conn) checkFiles() error {
 }
 
 // readable says why the file at path cannot be read, as the client
-// library would find when it connects: not there, or a directory. It is
-// not opened: a named pipe would hold the check until written to.
+// library would find when it connects: not there, a directory, or one it
+// may not open (another user's, a socket). It is opened without blocking
+// and closed unread: a named pipe would otherwise hold the check until
+// written to.
 func readable(path string) error {
-	fi, err := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return fmt.Errorf("the file it names could not be read: %w", err)
+		return unread(err)
 	}
-	if fi.IsDir() {
+	fi, err := f.Stat()
+	_ = f.Close()
+	switch {
+	case err != nil:
+		return unread(err)
+	case fi.IsDir():
 		return errors.New("it names a directory: give the file")
 	}
 	return nil
+}
+
+// unread is the error of a file that could not be read, without its path.
+func unread(err error) error {
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err
+	}
+	return fmt.Errorf("the file it names could not be read: %w", err)
 }
 
 // credsPath is the file the client library opens for a credentials
