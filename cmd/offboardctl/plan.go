@@ -59,8 +59,11 @@ offboarded; offboardctl needs only its NATS connection.`,
 
 // request checks the flags and makes the plan request.
 func (f *planFlags) request() (offboard.PlanRequest, error) {
-	if f.tenant == "" || f.inactiveFor == "" {
-		return offboard.PlanRequest{}, usagef("--tenant and --inactive-for are required")
+	switch {
+	case f.tenant == "":
+		return offboard.PlanRequest{}, usagef("--tenant is required")
+	case f.inactiveFor == "":
+		return offboard.PlanRequest{}, usagef("--inactive-for is required")
 	}
 	if !offboard.TenantName.MatchString(f.tenant) {
 		return offboard.PlanRequest{}, usagef("--tenant %s is not a tenant name (%s)", offboard.Quote(f.tenant), offboard.TenantName)

@@ -382,6 +382,28 @@ func TestCampaignPlanUsage(t *testing.T) {
 	}
 }
 
+// TestCampaignPlanMissingFlagNamed: a plan without --tenant or without
+// --inactive-for says which one is missing, in one line, exit 2, as
+// campaign run does. It said both were required, whichever was given.
+func TestCampaignPlanMissingFlagNamed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args    []string
+		missing string
+	}{
+		{[]string{"--tenant", "contoso"}, "--inactive-for"},
+		{[]string{"--inactive-for", "90d"}, "--tenant"},
+		{nil, "--tenant"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(append([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "plan"}, tc.args...), &out, &errb)
+		want := "offboardctl: " + tc.missing + " is required\n"
+		if code != exitUsage || errb.String() != want || out.Len() != 0 {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q; want exit %d and %q", tc.args, code, out.String(), errb.String(), exitUsage, want)
+		}
+	}
+}
+
 // TestCampaignPlanBurstAnswered: a burst of plan requests (invalid ones,
 // each answered "failed" at once, without a plan) is answered in full,
 // though the tenants' plan subscriptions share one channel and one reader.
