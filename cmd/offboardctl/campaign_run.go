@@ -195,7 +195,7 @@ func (f runFlags) checkPace() error {
 func snapshotCSV(path, name string) (string, error) {
 	in, err := os.Open(path)
 	if err != nil {
-		return "", usageError{err}
+		return "", usagef("--csv %s: %w", path, withoutPath(err))
 	}
 	defer func() { _ = in.Close() }()
 	out, err := os.CreateTemp("", "offboardctl-"+name+"-*.csv")

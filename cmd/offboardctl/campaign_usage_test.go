@@ -401,3 +401,15 @@ func TestCampaignCSVFromStandardInput(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// A CSV that is not there is told as --csv's, once: "open PATH: no such
+// file" named no flag.
+func TestCampaignMissingCSVNamesTheFlag(t *testing.T) {
+	t.Parallel()
+	missing := filepath.Join(t.TempDir(), "none.csv")
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "run", "--tenant", "contoso", "--csv", missing}, &out, &errb)
+	if want := "offboardctl: --csv " + missing + ": no such file or directory\n"; code != exitUsage || errb.String() != want {
+		t.Errorf("exit %d, %q; want %d, %q", code, errb.String(), exitUsage, want)
+	}
+}
