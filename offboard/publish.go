@@ -3,11 +3,17 @@ package offboard
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
+
+// ErrInvalidRequest is what Publish refuses before sending: a request the
+// worker would answer invalid_request, or a tenant or priority that makes
+// no request subject. Publishing it again as it is will not help.
+var ErrInvalidRequest = errors.New("invalid request")
 
 // Publish checks a request and publishes it on tenant's subject of the
 // given priority, with the message id the contract asks for, and returns
@@ -17,19 +23,29 @@ import (
 // or a priority other than Normal and Bulk, is refused before publishing:
 // the subject would be another tenant's, the other priority's ("contoso.bulk"),
 // a wildcard or no subject at all.
+//
+// Its errors tell the caller what to do:
+//   - ErrInvalidRequest: refused before sending; fix the request.
+//   - jetstream.ErrNoStreamResponse: no stream took the subject (the
+//     worker has not created its streams, or the prefix is not the
+//     worker's); nothing was stored, publish again once it is there.
+//   - context.Canceled, context.DeadlineExceeded: the answer was lost;
+//     the request may be stored. Publishing it again is safe: the stream
+//     drops the repeat, and Duplicate says so.
+//   - *jetstream.APIError: the stream refused the message.
 func Publish(ctx context.Context, js jetstream.JetStream, s Subjects, tenant string, p Priority, r Request) (*jetstream.PubAck, error) {
 	if !TenantName.MatchString(tenant) {
-		return nil, fmt.Errorf("request %s: tenant %s is not a tenant name (%s)", Quote(r.RequestID), Quote(tenant), TenantName)
+		return nil, fmt.Errorf("request %s: %w: tenant %s is not a tenant name (%s)", Quote(r.RequestID), ErrInvalidRequest, Quote(tenant), TenantName)
 	}
 	if p != Normal && p != Bulk {
-		return nil, fmt.Errorf("request %s: priority %s is neither %s nor %s", Quote(r.RequestID), Quote(string(p)), Normal, Bulk)
+		return nil, fmt.Errorf("request %s: %w: priority %s is neither %s nor %s", Quote(r.RequestID), ErrInvalidRequest, Quote(string(p)), Normal, Bulk)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {
-		return nil, fmt.Errorf("encode request %s: %w", r.RequestID, err)
+		return nil, fmt.Errorf("encode request %s: %w", Quote(r.RequestID), err)
 	}
 	if _, err := ParseRequest(data, tenant); err != nil {
-		return nil, fmt.Errorf("request %s: %w", Quote(r.RequestID), err)
+		return nil, fmt.Errorf("request %s: %w: %w", Quote(r.RequestID), ErrInvalidRequest, err)
 	}
 	m := nats.NewMsg(s.Request(tenant, p))
 	m.Data = data
