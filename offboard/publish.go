@@ -11,8 +11,8 @@ import (
 )
 
 // ErrInvalidRequest is what Publish refuses before sending: a request the
-// worker would answer invalid_request, or a tenant or priority that makes
-// no request subject. Publishing it again as it is will not help.
+// worker would answer invalid_request, or a tenant, priority or subject
+// prefix that makes no request subject. Publishing it again as it is will not help.
 var ErrInvalidRequest = errors.New("invalid request")
 
 // Publish checks a request and publishes it on tenant's subject of the
@@ -22,7 +22,8 @@ var ErrInvalidRequest = errors.New("invalid request")
 // Duplicate says so. A tenant that is not a name of the contract's form,
 // or a priority other than Normal and Bulk, is refused before publishing:
 // the subject would be another tenant's, the other priority's ("contoso.bulk"),
-// a wildcard or no subject at all.
+// a wildcard or no subject at all; so is a Subjects prefix that
+// CheckPrefix refuses.
 //
 // Its errors tell the caller what to do:
 //   - ErrInvalidRequest: refused before sending; fix the request.
@@ -39,6 +40,9 @@ func Publish(ctx context.Context, js jetstream.JetStream, s Subjects, tenant str
 	}
 	if p != Normal && p != Bulk {
 		return nil, fmt.Errorf("request %s: %w: priority %s is neither %s nor %s", Quote(r.RequestID), ErrInvalidRequest, Quote(string(p)), Normal, Bulk)
+	}
+	if err := CheckPrefix(s.prefix()); err != nil {
+		return nil, fmt.Errorf("request %s: %w: subject prefix %s: %w", Quote(r.RequestID), ErrInvalidRequest, Quote(s.Prefix), err)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {

@@ -41,3 +41,19 @@ func TestPublishRefusalIsToldFromNATSErrors(t *testing.T) {
 		t.Errorf("no stream: error %v, want jetstream.ErrNoStreamResponse and no ErrInvalidRequest", err)
 	}
 }
+
+// A prefix that cannot start a subject (a wildcard, an empty token, white
+// space) is refused before sending, as ErrInvalidRequest: NATS would answer
+// "no response from stream", which reads as a stream not made yet, or
+// "invalid subject".
+func TestPublishRefusesAPrefixThatIsNoSubject(t *testing.T) {
+	t.Parallel()
+	js := startNATS(t, true)
+	r := offboard.Request{RequestID: "chg-1", MachineID: machine}
+	for _, prefix := range []string{"mde.*", "mde.>", "mde..offboard", "mde offboard", ".mde"} {
+		_, err := offboard.Publish(t.Context(), js, offboard.Subjects{Prefix: prefix}, "contoso", offboard.Normal, r)
+		if !errors.Is(err, offboard.ErrInvalidRequest) || !strings.Contains(err.Error(), "prefix") {
+			t.Errorf("prefix %q: error %v, want ErrInvalidRequest naming the prefix", prefix, err)
+		}
+	}
+}
