@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -15,8 +16,23 @@ import (
 // prefix that makes no request subject. Publishing it again as it is will not help.
 var ErrInvalidRequest = errors.New("invalid request")
 
+// checkUTF8 refuses a field that is not UTF-8: encoding/json would send
+// U+FFFD in place of its bytes, which passes the worker's checks as text
+// other than the one given. The forms of the other fields refuse it.
+func checkUTF8(r Request) error {
+	for _, f := range []struct{ name, v string }{
+		{"comment", r.Comment}, {"requestedBy", r.RequestedBy}, {"source", r.Source},
+	} {
+		if !utf8.ValidString(f.v) {
+			return fmt.Errorf("%s is not UTF-8", f.name)
+		}
+	}
+	return nil
+}
+
 // Publish checks a request and publishes it on tenant's subject of the
-// given priority, with the message id the contract asks for, and returns
+// given priority (text fields that are not UTF-8 are refused, not
+// rewritten), with the message id the contract asks for, and returns
 // the stream's answer. A duplicate (the same tenant, request id and attempt
 // within the stream's duplicate window) is not stored twice: the answer's
 // Duplicate says so. A tenant that is not a name of the contract's form,
@@ -43,6 +59,9 @@ func Publish(ctx context.Context, js jetstream.JetStream, s Subjects, tenant str
 	}
 	if err := CheckPrefix(s.prefix()); err != nil {
 		return nil, fmt.Errorf("request %s: %w: subject prefix %s: %w", Quote(r.RequestID), ErrInvalidRequest, Quote(s.Prefix), err)
+	}
+	if err := checkUTF8(r); err != nil {
+		return nil, fmt.Errorf("request %s: %w: %w", Quote(r.RequestID), ErrInvalidRequest, err)
 	}
 	data, err := json.Marshal(r)
 	if err != nil {

@@ -57,3 +57,29 @@ func TestPublishRefusesAPrefixThatIsNoSubject(t *testing.T) {
 		}
 	}
 }
+
+// Text that is not UTF-8 is refused before sending: encoding/json would
+// send U+FFFD in its place, and the worker would record and pass on a
+// comment, requestedBy or source other than the one given. Nothing is
+// stored.
+func TestPublishRefusesTextThatIsNotUTF8(t *testing.T) {
+	t.Parallel()
+	js := startNATS(t, true)
+	for _, r := range []offboard.Request{
+		{RequestID: "u-1", MachineID: machine, Comment: "Retired \xff"},
+		{RequestID: "u-2", MachineID: machine, RequestedBy: "cmdb\xc3"},
+		{RequestID: "u-3", MachineID: machine, Source: "\xed\xa0\x80"},
+	} {
+		_, err := offboard.Publish(t.Context(), js, offboard.Subjects{}, "contoso", offboard.Normal, r)
+		if !errors.Is(err, offboard.ErrInvalidRequest) || !strings.Contains(err.Error(), "UTF-8") {
+			t.Errorf("%s: error %v, want ErrInvalidRequest saying it is not UTF-8", r.RequestID, err)
+		}
+	}
+	st, err := js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().State.Msgs; n != 0 {
+		t.Errorf("%d requests stored, want none", n)
+	}
+}
