@@ -483,14 +483,18 @@ func noNulls(doc *yaml.Node) error {
 }
 
 // checkScalars refuses the values the decoder reads as something else
-// without a word: a null (noNulls), and a fraction where a whole number
-// goes (wholeCounts).
+// without a word: a null (noNulls), a map that replaces a merged one
+// whole (noDeepMerges), and a fraction where a whole number goes
+// (wholeCounts).
 func checkScalars(data []byte) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil //nolint:nilerr // not YAML: the decoder has said so already
 	}
 	if err := noNulls(&doc); err != nil {
+		return err
+	}
+	if err := noDeepMerges(&doc); err != nil {
 		return err
 	}
 	return wholeCounts(&doc)
