@@ -280,8 +280,11 @@ func (a *App) checkCallTimeout() error {
 // budget journals keep, and a tracking longer than the ledger keeps its
 // followed actions.
 func (a *App) checkHistories() error {
-	if back := a.quotaBack(); a.opts.Queue.QuotaHistory < back {
-		return fmt.Errorf("quota history %s is shorter than the longest window plus the call lease (or a 429's longest pause), and the margin (%s)", a.opts.Queue.QuotaHistory, back)
+	if back := a.backOf(0); a.opts.Queue.QuotaHistory < back {
+		return fmt.Errorf("--quota-history %s is shorter than a 429's longest pause or the call lease, and the margin (%s)", a.opts.Queue.QuotaHistory, back)
+	}
+	if err := a.checkWindows(); err != nil {
+		return err
 	}
 	if err := a.checkTracking(); err != nil {
 		return err
@@ -400,6 +403,23 @@ func transports(tenants []*config.Tenant, maxRequests int) (map[string]*http.Cli
 // journal to its answer: more than the API client's timeout.
 func (a *App) callLease() time.Duration { return a.opts.CallTimeout * 3 / 2 } // at most limiter.MaxLease (New)
 
+// checkWindows refuses a tenant's window that the quota journal keeps
+// too short a history for, naming the tenant, the API and the window:
+// quotaBack's error gives the longest of every tenant's windows alone.
+func (a *App) checkWindows() error {
+	for _, t := range a.tenants {
+		for _, api := range mde.APIs {
+			for _, w := range t.Config.Resolved.Windows[api] {
+				if back := a.backOf(w.Length); back > a.opts.Queue.QuotaHistory {
+					return fmt.Errorf("tenant %s: limits.%s %s: quota history %s is shorter than the window plus the call lease, and the margin (%s): raise --quota-history",
+						t.Config.Name, api, w, a.opts.Queue.QuotaHistory, back)
+				}
+			}
+		}
+	}
+	return nil
+}
+
 // quotaBack is how far back the quota journal still counts: the longest
 // window of any tenant and API plus the call lease, or a 429's longest
 // pause if longer, and the margin.
@@ -412,7 +432,14 @@ func (a *App) quotaBack() time.Duration {
 			}
 		}
 	}
-	return addCapped(max(addCapped(longest, a.callLease()), limiter.MaxPause), a.opts.QuotaMargin)
+	return a.backOf(longest)
+}
+
+// backOf is how far back the quota journal must count for a window of
+// length w: the window plus the call lease, or a 429's longest pause if
+// longer, and the margin.
+func (a *App) backOf(w time.Duration) time.Duration {
+	return addCapped(max(addCapped(w, a.callLease()), limiter.MaxPause), a.opts.QuotaMargin)
 }
 
 // addCapped is a+b for durations that are not negative, at most the
