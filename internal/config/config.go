@@ -299,7 +299,7 @@ func decodeError(err error, data []byte) string {
 	for i, e := range te.Errors {
 		lines[i] = withKey(quotedValue.ReplaceAllString(e, "a value"), keys)
 	}
-	return "yaml: unmarshal errors:\n  " + strings.Join(lines, "\n  ")
+	return "yaml: unmarshal errors:\n  " + strings.Join(firstOf(lines, andMore), "\n  ")
 }
 
 // keysByLine is the paths of the keys written on each line of data, in
@@ -444,11 +444,29 @@ func Parse(data []byte) (*File, error) {
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(firstOf(errs, func(n int) error { return errors.New(andMore(n)) })...); err != nil {
 		return nil, err
 	}
 	return &f, nil
 }
+
+// maxErrors is how many of a file's errors are given: a file wrong in
+// every entry (a template's variable that expanded to nothing) gave one
+// per tenant, megabytes on the one line --check-config and the log
+// write, which a log pipeline cuts or drops.
+const maxErrors = 10
+
+// firstOf is the first maxErrors of s, and more's word for how many
+// there are after them.
+func firstOf[E any](s []E, more func(n int) E) []E {
+	if len(s) <= maxErrors {
+		return s
+	}
+	return append(slices.Clip(s[:maxErrors]), more(len(s)-maxErrors))
+}
+
+// andMore says how many errors were left out.
+func andMore(n int) string { return fmt.Sprintf("and %d more", n) }
 
 // anotherDocument reports whether a document with content follows the
 // one dec decoded. The decoder reads the first document only: a second
