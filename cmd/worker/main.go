@@ -81,7 +81,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // runCheckConfig is --check-config: the log settings, the variables
-// that set no flag (a warning on stderr each), the tenants file.
+// that set no flag and those read under their old names (a warning on
+// stderr each, as at the worker's start), the tenants file.
 func (c cli) runCheckConfig(stdout, stderr io.Writer) int {
 	if _, err := newLogger(c.logLevel, c.logFormat, io.Discard); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
@@ -89,6 +90,9 @@ func (c cli) runCheckConfig(stdout, stderr io.Writer) int {
 	}
 	for _, name := range c.unknownEnv {
 		fmt.Fprintf(stderr, "worker: warning: environment variable %s sets no flag: is it misspelt?\n", name)
+	}
+	for _, old := range c.oldEnv {
+		fmt.Fprintf(stderr, "worker: warning: environment variable %s without the MDE_OFFBOARD_ prefix: rename it %s\n", old, envPrefix+old)
 	}
 	return checkConfig(c.o, stdout, stderr)
 }
