@@ -389,6 +389,22 @@ const maxFileSize = 16 << 20
 
 // Parse checks a tenants file's content.
 func Parse(data []byte) (*File, error) {
+	f, err := decode(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// decode reads a tenants file's content, refusing what the decoder
+// would read otherwise than it is written.
+func decode(data []byte) (*File, error) {
+	if err := checkUTF8(data); err != nil {
+		return nil, fmt.Errorf("tenants file: %w", err)
+	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var f File
@@ -411,6 +427,12 @@ func Parse(data []byte) (*File, error) {
 	if len(f.Tenants) == 0 {
 		return nil, errors.New("tenants file: no tenants")
 	}
+	return &f, nil
+}
+
+// check checks each tenant and resolves it, and the tenants against
+// each other.
+func (f *File) check() error {
 	seen := map[string]bool{}
 	// The API's limits hold per application and Entra ID tenant; the
 	// quota journal and the budget are kept per name. Two names for one
@@ -444,10 +466,7 @@ func Parse(data []byte) (*File, error) {
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(firstOf(errs, func(n int) error { return errors.New(andMore(n)) })...); err != nil {
-		return nil, err
-	}
-	return &f, nil
+	return errors.Join(firstOf(errs, func(n int) error { return errors.New(andMore(n)) })...)
 }
 
 // maxErrors is how many of a file's errors are given: a file wrong in
@@ -467,6 +486,25 @@ func firstOf[E any](s []E, more func(n int) E) []E {
 
 // andMore says how many errors were left out.
 func andMore(n int) string { return fmt.Sprintf("and %d more", n) }
+
+// checkUTF8 refuses a file that is not UTF-8, naming the line of its
+// first byte that is none: the decoder's error (invalid trailing UTF-8
+// octet) names no place, and a file saved as Windows-1252 holds such a
+// byte wherever it has an accent. A file in UTF-16 begins with its byte
+// order mark, and the decoder reads it.
+func checkUTF8(data []byte) error {
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
+		return nil
+	}
+	for i := 0; i < len(data); {
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			return fmt.Errorf("line %d: not UTF-8 (saved as Windows-1252 or Latin-1?): save the file as UTF-8", bytes.Count(data[:i], []byte("\n"))+1)
+		}
+		i += size
+	}
+	return nil
+}
 
 // anotherDocument reports whether a document with content follows the
 // one dec decoded. The decoder reads the first document only: a second
