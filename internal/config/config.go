@@ -667,6 +667,9 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 		errs = append(errs, err)
 	}
 	t.Resolved.Cloud = c
+	if err == nil && apiPathInBase(c.APIBaseURL) {
+		errs = append(errs, errors.New("apiBaseURL: its path ends in /api or an API's path (/api/machines), which the worker adds itself: every call would go to /api/api/...; give the host alone, like https://api.securitycenter.microsoft.com"))
+	}
 	errs = append(errs, t.resolveLimits()...)
 
 	text := t.Comment
@@ -693,6 +696,18 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	errs = append(errs, t.checkConcurrency()...)
 	errs = append(errs, t.Tracking.check()...)
 	return errors.Join(errs...)
+}
+
+// apiPathInBase says whether the API base URL base (checked, without a
+// final slash) ends in the /api the client puts before every path, or
+// in a whole API path after it (/api/machines, copied from the
+// documentation). A proxy's path with an api segment elsewhere
+// (/api/mde) is no such thing.
+func apiPathInBase(base string) bool {
+	_, path, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"), "/")
+	segs := strings.Split(strings.ToLower(path), "/")
+	last := segs[len(segs)-1]
+	return last == "api" || len(segs) > 1 && segs[len(segs)-2] == "api" && slices.Contains(mde.APIs, last)
 }
 
 // resolveLimits reads the limits of each API, the defaults where none.

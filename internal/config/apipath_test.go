@@ -1,0 +1,33 @@
+package config
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestAPIBaseURLWithTheAPIPath: the worker adds /api/machines... to
+// apiBaseURL itself. A base copied from the API's documentation with its
+// /api (or a whole endpoint) sent every call to /api/api/..., which the
+// API answers 404 for: every request failed api_rejected after the file
+// was found valid. It is refused naming the setting; a proxy's path that
+// merely holds an api segment is taken.
+func TestAPIBaseURLWithTheAPIPath(t *testing.T) {
+	t.Parallel()
+	for _, base := range []string{
+		"https://api.securitycenter.microsoft.com/api",
+		"https://api.securitycenter.microsoft.com/api/",
+		"https://api.security.microsoft.com/API",
+		"https://eu.api.security.microsoft.com/api/machines",
+		"https://proxy.contoso.local/mde/api/machineactions",
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + "    apiBaseURL: " + base + "\n"))
+		if want := `tenant 1 ("contoso"): apiBaseURL: its path ends in /api`; err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: Parse error = %v, want one containing %q", base, err, want)
+		}
+	}
+	for _, base := range []string{"https://proxy.contoso.local/api/mde", "https://proxy.contoso.local/apis", "https://127.0.0.1:8443"} {
+		if _, err := Parse([]byte("tenants:" + okTenant + "    apiBaseURL: " + base + "\n")); err != nil {
+			t.Errorf("%s: %v", base, err)
+		}
+	}
+}
