@@ -284,7 +284,7 @@ var quotedValue = regexp.MustCompile("(?s)`.*`")
 // quotedAnchor is an anchor's name the decoder quotes in its errors
 // (unknown anchor '…' referenced): a value that begins with '*' is an
 // alias, so a secret pasted with one in front would be shown whole.
-var quotedAnchor = regexp.MustCompile(`(?s) '.*'`)
+var quotedAnchor = regexp.MustCompile(`(?s)anchor '.*' (referenced|value contains itself)`)
 
 // decodeError is the text of the YAML decoder's error without the values
 // it quotes, each of its errors on its own line as the decoder writes them,
@@ -292,7 +292,7 @@ var quotedAnchor = regexp.MustCompile(`(?s) '.*'`)
 func decodeError(err error, data []byte) string {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return quotedAnchor.ReplaceAllString(quotedValue.ReplaceAllString(err.Error(), "a value"), "")
+		return quotedAnchor.ReplaceAllString(quotedValue.ReplaceAllString(err.Error(), "a value"), "anchor $1")
 	}
 	keys := keysByLine(data)
 	lines := make([]string, len(te.Errors))
