@@ -184,3 +184,30 @@ func TestHeldByPauseCountsRequestsHandedBack(t *testing.T) {
 	e.control(control.ActionResume, "contoso", control.PriorityAll)
 	eventually(t, 10*time.Second, "nothing held by the pause after the resume", func() bool { return held() == 0 })
 }
+
+// TestHeldOnceWhenPausedAndOverBudget: a request fetched and waiting for a
+// slot of a spent budget when its priority is paused goes back to the
+// stream at the call, whatever the budget: the pause holds it, and
+// held_requests counts it under pause alone, not under budget as well.
+// Resumed, the budget holds it again. Either way the reasons add up to the
+// tenant's unanswered requests.
+func TestHeldOnceWhenPausedAndOverBudget(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 12, extra: "    guards:\n      budget: \"2/1h\"\n"})
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "c", 0, 12)
+	held := func(reason string) float64 {
+		return gaugeOf(t, e.reg, "mde_offboard_held_requests", map[string]string{"tenant": "contoso", "reason": reason})
+	}
+	eventually(t, 10*time.Second, "the budget spent, requests fetched waiting for a slot", func() bool {
+		return res.resultsOf("contoso") == 2 && held("budget") == 10
+	})
+	e.control(control.ActionPause, "contoso", control.PriorityAll)
+	eventually(t, 10*time.Second, "every unanswered request held by the pause, none by the budget", func() bool {
+		return held("pause") == 10 && held("budget") == 0
+	})
+	e.control(control.ActionResume, "contoso", control.PriorityAll)
+	eventually(t, 10*time.Second, "every unanswered request held by the budget again, none by the pause", func() bool {
+		return held("pause") == 0 && held("budget") == 10
+	})
+}

@@ -39,8 +39,17 @@ type budget struct {
 	current string // the budget in force, "" none
 	ignored string // the override last ignored (warned of), "" none
 
-	waiting atomic.Int64  // requests fetched that wait for a slot
-	pending atomic.Uint64 // requests of served priorities in the stream, last read
+	waiting [2]atomic.Int64 // requests fetched that wait for a slot, normal and bulk (waitingOf)
+	pending atomic.Uint64   // requests of served priorities in the stream, last read
+}
+
+// waitingOf counts the requests of priority p fetched that wait for a
+// slot.
+func (b *budget) waitingOf(p offboard.Priority) *atomic.Int64 {
+	if p == offboard.Bulk {
+		return &b.waiting[1]
+	}
+	return &b.waiting[0]
 }
 
 func (w *Worker) newBudget(t *tenantRun) *budget {
@@ -186,12 +195,17 @@ func (b *budget) setPending(backlog map[offboard.Priority]uint64, ctrl Control) 
 }
 
 // setBudgetGauges sets the tenant's budget left and the requests its
-// spent budget holds: those fetched that wait for a slot and, while no
-// slot can be taken (holds), those of served priorities in the stream.
+// spent budget holds: those of served priorities fetched that wait for a
+// slot and, while no slot can be taken (holds), those in the stream. A
+// paused priority's are the pause's (setPaused): a slot would only take
+// them to their call, which hands them back to the stream.
 func (w *Worker) setBudgetGauges(t *tenantRun) {
 	b := t.budget
 	left := b.remaining(w)
-	held := float64(b.waiting.Load())
+	held := 0.0
+	for _, p := range w.unpaused(t.name) {
+		held += float64(b.waitingOf(p).Load())
+	}
 	if b.holds(w) {
 		held += float64(b.pending.Load())
 	}
@@ -245,14 +259,14 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			if err := w.claimBeforeWaiting(ctx, j); err != nil {
 				return nil, permit, err
 			}
-			b.waiting.Add(1)
+			b.waitingOf(j.prio).Add(1)
 			w.kickStats()
 			j.log.Info("budget spent: request waits for it")
 			var err error
 			slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
 				return asideFor(ctx, b.l.Acquire, (*limiter.Permit).Release)
 			})
-			b.waiting.Add(-1)
+			b.waitingOf(j.prio).Add(-1)
 			if err != nil {
 				return nil, permit, err
 			}
