@@ -45,3 +45,30 @@ func TestMergeKeyOverrideKeepsNothingBelow(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeKeyOverrideRepeatingEverything: a map written over a merged one
+// that repeats each of its keys, at every depth, drops nothing: another
+// tenant's own protect lists, or its own limits for every API, are taken.
+// One that leaves a key out is refused, naming it.
+func TestMergeKeyOverrideRepeatingEverything(t *testing.T) {
+	t.Parallel()
+	first := "tenants:" + okTenant + "    guards: &g\n      protect: &p\n        machineTags: [DoNotOffboard]\n        rbacGroups: [Tier 0]\n      requireInactiveFor: 72h\n"
+	second := otherTenant("fabrikam")
+	for _, tc := range []struct{ name, yaml string }{
+		{"protect with every list", first + second + "    guards:\n      <<: *g\n      protect:\n        machineTags: [Keep]\n        rbacGroups: [Tier 0, Tier 1]\n"},
+		{"protect merging *p", first + second + "    guards:\n      <<: *g\n      protect:\n        <<: *p\n        computerDnsNames: [\"dc*\"]\n"},
+		{"guards with every key", first + second + "    <<: {guards: *g}\n    guards:\n      protect: {machineTags: [Keep], rbacGroups: []}\n      requireInactiveFor: 96h\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := Parse([]byte(tc.yaml)); err != nil {
+				t.Fatalf("Parse error = %v, want none", err)
+			}
+		})
+	}
+	deep := first + second + "    <<: {guards: *g}\n    guards:\n      protect: {machineTags: [Keep]}\n      requireInactiveFor: 96h\n"
+	want := "line 17: tenants[1].guards replaces the guards merged in with << whole (a YAML merge is one level deep): it leaves out protect.rbacGroups"
+	if _, err := Parse([]byte(deep)); err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("Parse error = %v, want one containing %q", err, want)
+	}
+}
