@@ -118,23 +118,29 @@ func (c Conn) checkFiles() error {
 }
 
 // readable says why the file at path cannot be read, as the client
-// library would find when it connects: not there, a directory, or one it
-// may not open (another user's, a socket). It is opened without blocking
-// and closed unread: a named pipe would otherwise hold the check until
-// written to.
+// library would find when it connects: not there, a directory, a socket,
+// or a regular file it may not open (another user's). Only a regular
+// file is opened, and closed unread: a named pipe's writer would take the
+// check's open for the library's, write into a pipe closed unread and
+// leave, and the library would then wait for a writer for ever; a device
+// may act on an open.
 func readable(path string) error {
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return unread(err)
-	}
-	fi, err := f.Stat()
-	_ = f.Close()
+	fi, err := os.Stat(path)
 	switch {
 	case err != nil:
 		return unread(err)
 	case fi.IsDir():
 		return errors.New("it names a directory: give the file")
+	case fi.Mode()&fs.ModeSocket != 0:
+		return unread(syscall.ENXIO)
+	case !fi.Mode().IsRegular():
+		return nil
 	}
+	f, err := os.Open(path)
+	if err != nil {
+		return unread(err)
+	}
+	_ = f.Close()
 	return nil
 }
 
