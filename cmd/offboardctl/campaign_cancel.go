@@ -132,8 +132,14 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if view, err := controlView(ctx, js, c.subjects); err == nil {
 		note = pausedNote(view, st)
 	}
-	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %d requests waiting will be answered cancelled%s; %d answered so far\n",
-		name, tenant, st.Waiting, note, st.Answered)
+	// The count follows the mark, which a worker may read first: requests
+	// it answered cancelled meanwhile are among those answered.
+	cancelled := ""
+	if n := st.FailedByCode[offboard.CodeCancelled]; n > 0 {
+		cancelled = fmt.Sprintf(", %d of them cancelled", n)
+	}
+	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %d requests waiting will be answered cancelled%s; %d answered so far%s\n",
+		name, tenant, st.Waiting, note, st.Answered, cancelled)
 	return nil
 }
 

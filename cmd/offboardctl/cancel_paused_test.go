@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -30,5 +31,33 @@ func TestCampaignCancelBehindAPauseSaysToResume(t *testing.T) {
 	}
 	if e.requestsWaiting() != 1 {
 		t.Errorf("%d requests waiting; want the paused one", e.requestsWaiting())
+	}
+}
+
+// A cancel counts the campaign's results once its mark is set, and the
+// worker answers waiting requests cancelled as soon as it reads the mark:
+// "answered so far" then held requests the cancel itself answered. It
+// says how many of them are cancelled.
+func TestCampaignCancelSaysHowManyAnsweredAreCancelled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2)
+	e.startWorker()
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "bulk"); code != exitOK {
+		t.Fatalf("pause: exit %d %s", code, errs)
+	}
+	for i, m := range e.machines[:2] {
+		id := fmt.Sprintf("camp-%06d", i+1)
+		if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Bulk,
+			offboard.Request{RequestID: id, MachineID: m.ID, Source: "campaign:camp"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Row 1 answered cancelled, as a worker that read the mark first does.
+	publishRaw(t, e.js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":camp-000001",
+		`{"requestId":"camp-000001","tenant":"`+tenant+`","outcome":"failed","attempt":1,"error":{"code":"cancelled","message":"campaign cancelled"}}`)
+	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "camp")
+	want := "1 requests waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 1 answered so far, 1 of them cancelled\n"
+	if code != exitOK || !strings.HasSuffix(out, want) {
+		t.Errorf("campaign cancel: exit %d, stdout %q (want it to end %q), stderr %q", code, out, want, errs)
 	}
 }
