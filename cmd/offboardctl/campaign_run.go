@@ -82,7 +82,10 @@ type campaignRun struct {
 	js      jetstream.JetStream // with bounded asynchronous publishing
 
 	// budget is when the tenant's budget lets the rows ahead go; nil: no budget.
-	budget atomic.Pointer[budgetETA]
+	budget atomic.Pointer[etaRead]
+	// quota is when the quota lets the rows ahead go after the calls
+	// already made in its windows; nil: counted from empty windows.
+	quota atomic.Pointer[etaRead]
 
 	published, duplicates, skipped atomic.Int64
 	unconfirmed                    atomic.Int64 // publishes sent whose acknowledgement did not come (interrupted)
@@ -974,12 +977,29 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 	}
 	r.ahead.Store(int64(waiting + inFlight))
 	r.aheadUnread.Store(unread)
+	r.refreshQuota(ctx, int(min(waiting, 1<<40))+int(unread), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
 	view, horizon, err := readControls(ctx, r.js, r.c.subjects)
 	if err != nil {
 		return // the last ones stand
 	}
 	r.paused.Store(view.Paused(r.f.tenant, r.prio))
 	r.refreshBudget(ctx, view, horizon, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
+}
+
+// refreshQuota reads the tenant's offboard calls in the quota journal and
+// when, at the earliest, the quota lets the backlog ahead (waiting in the
+// stream, and in flight) and the rows not published yet go after them
+// (journalETA): once per read of the backlog, not at each progress. A
+// journal that cannot be read leaves the windows counted from empty, as
+// the backlog just read has another count than the last ETA's.
+func (r *campaignRun) refreshQuota(ctx context.Context, waiting, inFlight int) {
+	now := time.Now()
+	d, err := r.c.journalETA(ctx, r.js, r.f.tenant, r.windows, waiting, inFlight, now)
+	if err != nil {
+		r.quota.Store(nil)
+		return
+	}
+	r.quota.Store(&etaRead{at: now, eta: d})
 }
 
 // refreshBudget reads the tenant's budget in force and when, at the
@@ -1006,20 +1026,21 @@ func (r *campaignRun) refreshBudget(ctx context.Context, view *control.View, h b
 		fromWaiting := min(own, waiting)
 		waiting, inFlight, unread = waiting-fromWaiting+1, max(inFlight-(own-fromWaiting), 0), 0
 	}
-	r.budget.Store(&budgetETA{at: now, eta: pace.eta(waiting+unread, inFlight, now)})
+	r.budget.Store(&etaRead{at: now, eta: pace.eta(waiting+unread, inFlight, now)})
 }
 
-// budgetETA is the budget's ETA as read at a time. A duration, not an end
-// time: a slow budget's end past the year 2262 is more than a Unix time
-// in nanoseconds holds, and held to it would read shorter than status's
-// ETA for the same budget, the longest duration there is.
-type budgetETA struct {
+// etaRead is the budget's or the quota's ETA as read at a time. A
+// duration, not an end time: a slow budget's end past the year 2262 is
+// more than a Unix time in nanoseconds holds, and held to it would read
+// shorter than status's ETA for the same budget, the longest duration
+// there is.
+type etaRead struct {
 	at  time.Time
 	eta time.Duration
 }
 
 // left is the ETA now; the longest stays the longest, as in status.
-func (b *budgetETA) left() time.Duration {
+func (b *etaRead) left() time.Duration {
 	if b.eta == math.MaxInt64 {
 		return b.eta
 	}
@@ -1030,6 +1051,9 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 	// The rows not published when the backlog was read: those published
 	// since are in the stream, but not yet in ahead.
 	est := campaign.Estimate{Ahead: int(r.ahead.Load()), Unpublished: int(r.aheadUnread.Load()), Done: seen, Elapsed: elapsed, Windows: r.windows, Pace: &r.pace}
+	if q := r.quota.Load(); q != nil {
+		est.Quota = q.left()
+	}
 	eta, byBudget, known := est.ETA(), false, est.Known()
 	if c.Waiting == 0 {
 		// Every row is answered: the tenant's backlog is not the campaign's.

@@ -125,11 +125,11 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 			ahead = max(ahead-st.Waiting, 0)
 			inFlight = min(inFlight, ahead)
 		}
-		eta := campaign.Estimate{Ahead: ahead, Windows: ws}.ETA()
+		now := time.Now()
+		eta := campaign.Estimate{Ahead: ahead, Windows: ws, Quota: c.campaignQuota(ctx, js, st.Tenant, ws, ahead, inFlight, now)}.ETA()
 		byBudget := false
 		// The tenant's budget in force holds the backlog to its own pace,
 		// each request counted as an action (a dry run's is not: errs long).
-		now := time.Now()
 		pace, err := c.tenantBudget(ctx, js, st.Tenant, view, horizon, now)
 		if err != nil {
 			return err
@@ -148,6 +148,19 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 		st.ETASeconds, st.ETA = new(float64), "0s"
 	}
 	return nil
+}
+
+// campaignQuota is the quota's time for the backlog ahead after the calls
+// already made in the windows (journalETA); 0, with a line on stderr,
+// when the quota journal cannot be read: the windows then count from
+// empty, and the ETA is no reason to fail the status.
+func (c *cli) campaignQuota(ctx context.Context, js jetstream.JetStream, tenant string, ws []campaign.Window, ahead, inFlight int, now time.Time) time.Duration {
+	d, err := c.journalETA(ctx, js, tenant, ws, ahead-inFlight, inFlight, now)
+	if err != nil {
+		fmt.Fprintf(c.stderr, "offboardctl: the ETA counts the quota windows from empty: tenant %s's quota journal was not read: %v\n", tenant, err)
+		return 0
+	}
+	return d
 }
 
 func (st *campaignState) print(c *cli) {

@@ -73,6 +73,15 @@ func recordedWindows(ctx context.Context, js jetstream.JetStream, tenant string)
 	return out, nil
 }
 
+// limiterWindows are the windows as the limiter reads them.
+func limiterWindows(ws []campaign.Window) []limiter.Window {
+	out := make([]limiter.Window, len(ws))
+	for i, w := range ws {
+		out[i] = limiter.Window{Count: w.Count, Length: w.Length}
+	}
+	return out
+}
+
 // journalCall is one offboard call in the journal.
 type journalCall struct {
 	due, end time.Time
@@ -251,6 +260,36 @@ func callsLeft(ws []limiter.Window, calls []time.Time, now time.Time) []int {
 		left[i] = max(w.Count-n, 0)
 	}
 	return left
+}
+
+// quotaETA is how long n calls take at the quota's pace after the calls
+// already made (eta), counted from the end of a 429's pause while one
+// holds the tenant: the pause holds what waits or is in flight.
+func quotaETA(ws []limiter.Window, calls []time.Time, pausedUntil time.Time, n int, now time.Time) time.Duration {
+	from := maxTime(now, pausedUntil)
+	return addCapped(eta(ws, calls, n, from), from.Sub(now))
+}
+
+// journalETA is how long the tenant's requests waiting and in flight take
+// at the quota's pace under the windows, after the offboard calls the
+// quota journal holds in them and its 429's pause, as status reads them.
+// A call under way is in the journal and among the requests in flight:
+// counted once. An estimate counted from empty windows errs short while
+// a window is full, and grows as the wait goes on.
+func (c *cli) journalETA(ctx context.Context, js jetstream.JetStream, tenant string, ws []campaign.Window, waiting, inFlight int, now time.Time) (time.Duration, error) {
+	lws := limiterWindows(ws)
+	j := &statusJournals{js: js, subjects: c.subjects}
+	calls, pausedUntil, err := j.offboardCalls(ctx, tenant, lws, now)
+	if err != nil {
+		return 0, err
+	}
+	underWay := 0
+	for _, at := range calls {
+		if at.Equal(now) { // offboardCalls counts a call under way as made now
+			underWay++
+		}
+	}
+	return quotaETA(lws, calls, pausedUntil, waiting+max(inFlight-underWay, 0), now), nil
 }
 
 // etaCap is how many calls eta schedules one by one; beyond, it goes on

@@ -325,7 +325,7 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		var d time.Duration
 		if served > 0 || st.InFlight > 0 {
 			// A 429's pause holds what waits or is in flight, not nothing.
-			d = addCapped(eta(ws, calls, served, maxTime(now, paused)), maxTime(now, paused).Sub(now))
+			d = quotaETA(ws, calls, paused, served, now)
 		}
 		if pace != nil {
 			// Each request waiting creates an action at most, and so does

@@ -62,6 +62,11 @@ type Estimate struct {
 	Done    int
 	Elapsed time.Duration
 	Windows []Window
+	// Quota, when above zero, is the quota's time for the calls counted
+	// after those already made in its windows (offboardctl reads them
+	// from the quota journal); else the windows count from empty, which
+	// errs short while one is full.
+	Quota time.Duration
 	// Pace, when set, remembers the quota's pace of the last backlog and
 	// windows it was counted for (nil: counted at each ask).
 	Pace *Pace
@@ -100,11 +105,12 @@ const (
 )
 
 // ETA estimates how long until the campaign's last result: at the
-// quota's pace, which is the shortest it can be, and with enough results
-// seen, at the rate they came when that is longer (the worker's requests
-// in flight, or the API's answers, are the limit, not the quota). A rate
-// faster than the quota's pace is a start with its windows empty: the
-// quota's pace stands.
+// quota's pace (Quota, when longer than from empty windows), which is
+// the shortest it can be, and with enough results seen, at the rate they
+// came when that is longer (the worker's requests in flight, or the
+// API's answers, are the limit, not the quota). A rate faster than the
+// quota's pace is a start with its windows empty: the quota's pace
+// stands.
 func (e Estimate) ETA() time.Duration {
 	n := e.Ahead + e.Unpublished
 	if n <= 0 {
@@ -114,7 +120,7 @@ func (e Estimate) ETA() time.Duration {
 	if len(ws) == 0 {
 		ws = DefaultWindows
 	}
-	eta := e.Pace.drainTime(n, ws)
+	eta := max(e.Pace.drainTime(n, ws), e.Quota)
 	if e.measured() {
 		rate := float64(e.Done) / e.Elapsed.Seconds()
 		eta = max(eta, durationOf(float64(n)/rate*float64(time.Second)))

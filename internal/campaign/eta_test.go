@@ -69,3 +69,19 @@ func TestETAOfAnUnchangedBacklogIsCountedOnce(t *testing.T) {
 		t.Errorf("another backlog and windows: ETA %v, want %v", got, want)
 	}
 }
+
+// The quota's time after the calls already made in its windows (a window
+// full: 5 of 5/1m made, the wait left) is the ETA, and known, where the
+// windows counted from empty gave 0s and an ETA not known; one shorter
+// than from empty windows leaves that.
+func TestETAAfterTheCallsMade(t *testing.T) {
+	t.Parallel()
+	e := Estimate{Ahead: 5, Windows: []Window{{5, time.Minute}}, Quota: 50 * time.Second}
+	if got := e.ETA(); !e.Known() || got != 50*time.Second {
+		t.Errorf("a window full: ETA %v (known %t), want 50s", got, e.Known())
+	}
+	e = Estimate{Ahead: 30, Windows: []Window{{10, time.Minute}}, Quota: time.Second}
+	if got := e.ETA(); got != 2*time.Minute {
+		t.Errorf("a quota time shorter than from empty windows: ETA %v, want 2m0s", got)
+	}
+}
