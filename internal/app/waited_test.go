@@ -288,7 +288,7 @@ func budgetHoldsTheWaiting(t *testing.T, e *env, res *collector, how string) {
 	set := time.Now()
 	e.setBudget("contoso", "1/1h")
 	res.wait(t, 1, 30*time.Second)
-	time.Sleep(6 * time.Second) // past the 429's pause and a request's 5 s back in the stream
+	time.Sleep(6 * time.Second) // past the 429's pause: a request handed back would have come back
 	if n := res.createdOf("contoso"); n != 1 {
 		t.Errorf("%d created under a budget %s to 1/1h while they waited, want 1", n, how)
 	}
@@ -308,7 +308,11 @@ func budgetHoldsTheWaiting(t *testing.T, e *env, res *collector, how string) {
 // calls too: one action, not two; raised, the other goes.
 func TestBudgetSetWhileRequestsWaitOutAThrottle(t *testing.T) {
 	t.Parallel()
-	e, res := heldBehindAThrottle(t, "")
+	// A guard that reads the device: heldBehindAThrottle holds the
+	// second request's read so that it waits out the 429 too. Without
+	// it, that request went straight to its call and was created before
+	// the budget was set, which a budget set later does not count.
+	e, res := heldBehindAThrottle(t, "    guards:\n      protect:\n        machineTags: [\"DoNotOffboard\"]\n")
 	budgetHoldsTheWaiting(t, e, res, "set")
 }
 

@@ -374,10 +374,23 @@ func (w *Worker) keepAlive(j *job) func() {
 // again at once too: its redelivery reads the entry and goes by it.
 func (w *Worker) leave(j *job, err error) {
 	delay := 5 * time.Second
-	if errors.Is(err, errNotNew) || queue.Outage(err) {
+	switch {
+	case errors.Is(err, errNotNew) || queue.Outage(err):
 		delay = outageRetry
+	case heldByAControl(err):
+		delay = 0
 	}
 	w.leaveFor(j, err, delay)
+}
+
+// heldByAControl says whether a request leaves for an operator's control
+// (a pause, a budget lowered or set): it goes back to the stream ready to
+// be taken, held there by the control alone, so that a resume or a
+// budget raised lets it go on at once, as it does the requests never
+// taken, not after a delay. The tenant loop takes none of it meanwhile:
+// it fetches no paused priority, and nothing while the budget is spent.
+func heldByAControl(err error) bool {
+	return errors.Is(err, errPausedWhileWaiting) || errors.Is(err, errBudgetLowered) || errors.Is(err, errBudgetSet)
 }
 
 // errNotNew says that a fresh request's first ledger write found an entry
