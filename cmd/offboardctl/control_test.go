@@ -533,3 +533,35 @@ func TestStatusShowsEveryEntryByHandPrintable(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusDoesNotQuoteAnOverrideThatIsNoBudget: a budget entry written
+// by hand whose value is no budget (a secret pasted in the wrong window,
+// say), or that is no JSON at all, is shown as not a budget or as
+// unreadable, in both of status's forms, as the worker logs it: never
+// quoted.
+func TestStatusDoesNotQuoteAnOverrideThatIsNoBudget(t *testing.T) {
+	t.Parallel()
+	const pasted = "Xq8~s3cr3t.Value_of_a_client"
+	for entry, shown := range map[string]string{
+		`{"value":"` + pasted + `","by":"cron"}`: "(not a budget)",
+		pasted:                                   control.UnreadableBudget,
+	} {
+		url, js := natsWithStreams(t)
+		kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(entry)); err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{{"status", "contoso"}, {"status", "--json"}} {
+			code, out, errs := ctl(t, url, args...)
+			if code != exitOK {
+				t.Fatalf("%q: exit %d, stderr %q", args, code, errs)
+			}
+			if strings.Contains(out, "s3cr3t") || !strings.Contains(out, shown) {
+				t.Errorf("%q of %s quotes an override that is no budget, or does not show it as %s:\n%s", args, entry, shown, out)
+			}
+		}
+	}
+}

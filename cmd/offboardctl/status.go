@@ -412,7 +412,9 @@ func budgetInForce(name string, meta map[string]string, view *control.View, h bu
 	var st budgetStatus
 	budget := meta[queue.MetaBudget]
 	if e, ok := view.Budget(name); ok {
-		st = budgetStatus{Override: e.Value, By: e.By, Reason: e.Reason}
+		// Not quoted when it is no budget, as the worker logs it: a
+		// secret pasted there is shown to nobody.
+		st = budgetStatus{Override: control.ShownBudget(e.Value), By: e.By, Reason: e.Reason}
 		switch w, err := limiter.ParseWindow(e.Value); {
 		case err != nil:
 			st.Ignored = "not a budget"

@@ -216,14 +216,14 @@ func (c change) fields() []zap.Field {
 	if c.kind == "pause" {
 		return append(fields, zap.String("priority", string(c.priority)), zap.Bool("paused", c.entry.Paused))
 	}
-	return append(fields, zap.String("budget", shownBudget(c.entry.Value)))
+	return append(fields, zap.String("budget", ShownBudget(c.entry.Value)))
 }
 
-// shownBudget is a budget entry's value as logged. A value that is no
-// budget is not quoted: it could be anything, a secret pasted there
-// included (the worker ignores it).
-func shownBudget(v string) string {
-	if _, err := limiter.ParseWindow(v); err != nil && v != "" {
+// ShownBudget is a budget entry's value as logged and shown (offboardctl
+// status). A value that is no budget is not quoted: it could be
+// anything, a secret pasted there included (the worker ignores it).
+func ShownBudget(v string) string {
+	if _, err := limiter.ParseWindow(v); err != nil && v != "" && v != UnreadableBudget {
 		return "(not a budget)"
 	}
 	return v
