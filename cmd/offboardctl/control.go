@@ -235,8 +235,27 @@ func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, describe(ev))
+	fmt.Fprintln(c.stdout, describe(ev, stillPaused(ctx, store, ev)))
 	return nil
+}
+
+// stillPaused is the priority a resume of the other one leaves paused
+// (a pause of all, then a resume of bulk), "" when none or when the
+// controls cannot be read again: the resume stands either way.
+func stillPaused(ctx context.Context, store *control.Store, ev control.Event) offboard.Priority {
+	if ev.Action != control.ActionResume || ev.Priority == control.PriorityAll {
+		return ""
+	}
+	view, err := store.Load(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, p := range control.Priorities {
+		if string(p) != ev.Priority && view.Paused(ev.Tenant, p) {
+			return p
+		}
+	}
+	return ""
 }
 
 // knownTenant refuses a tenant no worker has set up (its consumers are how
@@ -255,14 +274,18 @@ func knownTenant(ctx context.Context, js jetstream.JetStream, tenant, undone, ov
 	return errors.New(msg)
 }
 
-// describe is one line on a change made.
-func describe(ev control.Event) string {
+// describe is one line on a change made, and on the priority a resume
+// left paused (held; "" for none).
+func describe(ev control.Event, held offboard.Priority) string {
 	var b strings.Builder
 	switch ev.Action {
 	case control.ActionPause:
 		fmt.Fprintf(&b, "paused %s (%s): no new offboard call starts; requests wait in the stream", ev.Tenant, ev.Priority)
 	case control.ActionResume:
 		fmt.Fprintf(&b, "resumed %s (%s): waiting requests go on", ev.Tenant, ev.Priority)
+		if held != "" {
+			fmt.Fprintf(&b, "; %s stays paused (offboardctl resume %s --priority %s)", held, ev.Tenant, held)
+		}
 	case control.ActionBudget:
 		fmt.Fprintf(&b, "budget of %s set to %s", ev.Tenant, ev.Value)
 	case control.ActionBudgetClear:

@@ -565,3 +565,23 @@ func TestStatusDoesNotQuoteAnOverrideThatIsNoBudget(t *testing.T) {
 		}
 	}
 }
+
+// A resume of one priority under a pause of the other (a pause of all,
+// then a resume of bulk) said "waiting requests go on", while the other
+// priority's stay held. It names what stays paused, and how to resume it.
+func TestResumeOfOnePrioritySaysWhatStaysPaused(t *testing.T) {
+	t.Parallel()
+	url, _ := natsWithStreams(t)
+	if code, _, errs := ctl(t, url, "pause", "contoso"); code != exitOK {
+		t.Fatalf("pause: exit %d, stderr %q", code, errs)
+	}
+	code, out, errs := ctl(t, url, "resume", "contoso", "--priority", "bulk")
+	want := "resumed contoso (bulk): waiting requests go on; normal stays paused (offboardctl resume contoso --priority normal); by "
+	if code != exitOK || !strings.HasPrefix(out, want) {
+		t.Errorf("resume of bulk under a pause of all: exit %d, stdout %q, want it to start %q; stderr %q", code, out, want, errs)
+	}
+	code, out, errs = ctl(t, url, "resume", "contoso", "--priority", "normal")
+	if want := "resumed contoso (normal): waiting requests go on; by "; code != exitOK || !strings.HasPrefix(out, want) {
+		t.Errorf("resume of the last paused priority: exit %d, stdout %q, want it to start %q; stderr %q", code, out, want, errs)
+	}
+}
