@@ -2,12 +2,10 @@ package main
 
 import (
 	"encoding/json"
-	"io"
 	"testing"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -44,13 +42,7 @@ func TestCampaignETAWhileTheWindowIsFull(t *testing.T) {
 	}
 
 	// A run's progress, at its read of the backlog.
-	c := &cli{conn: queue.Conn{URL: e.url}, prefix: offboard.DefaultPrefix, subjects: offboard.Subjects{Prefix: offboard.DefaultPrefix},
-		timeout: 5 * time.Second, stdout: io.Discard, stderr: io.Discard}
-	js, err := c.connect(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c, js := e.connected()
 	r := &campaignRun{c: c, f: runFlags{tenant: tenant, name: "wave"}, js: js, prio: offboard.Bulk,
 		windows: []campaign.Window{{Count: 5, Length: time.Minute}}}
 	r.refreshAhead(t.Context())

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"math"
 	"strings"
 	"testing"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -48,13 +46,7 @@ func TestETACellOfTheLongest(t *testing.T) {
 func TestCampaignBudgetETAPastTheYear2262(t *testing.T) {
 	t.Parallel()
 	e := budgetedEnv(t, 1, 1)
-	c := &cli{conn: queue.Conn{URL: e.url}, prefix: offboard.DefaultPrefix, subjects: offboard.Subjects{Prefix: offboard.DefaultPrefix},
-		timeout: 5 * time.Second, stdout: io.Discard, stderr: io.Discard}
-	js, err := c.connect(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.close()
+	c, js := e.connected()
 	view, h, err := readControls(t.Context(), js, c.subjects)
 	if err != nil {
 		t.Fatal(err)

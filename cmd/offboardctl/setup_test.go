@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -153,6 +154,20 @@ func (e *testEnv) ctl(ctx context.Context, args ...string) (code int, stdout, st
 	var out, errb bytes.Buffer
 	code = runContext(ctx, append([]string{"--nats-url", e.url}, args...), &out, &errb)
 	return code, out.String(), errb.String()
+}
+
+// connected is a cli of the test's NATS server, connected, with its
+// output discarded, for a test that calls its parts; closed at the end.
+func (e *testEnv) connected() (*cli, jetstream.JetStream) {
+	e.t.Helper()
+	c := &cli{conn: queue.Conn{URL: e.url}, prefix: offboard.DefaultPrefix, subjects: offboard.Subjects{Prefix: offboard.DefaultPrefix},
+		timeout: 5 * time.Second, stdout: io.Discard, stderr: io.Discard}
+	js, err := c.connect(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(c.close)
+	return c, js
 }
 
 // results reads every result of the tenant stored now.
