@@ -28,6 +28,7 @@ type job struct {
 	t        *tenantRun
 	msg      jetstream.Msg
 	seq      uint64
+	unmarked bool // its mark as under way cleared (unmark)
 	prio     offboard.Priority
 	req      offboard.Request
 	received time.Time
@@ -113,11 +114,11 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 	j.free = free
 	// A redelivery of a request this process is still working on (its ack
 	// wait ran out) is left to the first delivery, which will ack it.
-	if _, busy := t.working.LoadOrStore(j.seq, true); busy {
+	if !j.mark() {
 		j.log.Debug("redelivery of a request under way: left to the first delivery")
 		return
 	}
-	defer t.working.Delete(j.seq)
+	defer j.unmark()
 	j.stopAlive = w.keepAlive(j)
 	defer j.stopAlive()
 	defer func() {
@@ -451,8 +452,26 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	w.nak(j, err, delay)
 }
 
+// mark marks the request as under way in this process; false when it is
+// already (a redelivery while this process works on it).
+func (j *job) mark() bool {
+	_, busy := j.t.working.LoadOrStore(j.seq, true)
+	return !busy
+}
+
+// unmark clears the request's mark, once: a nak clears it before it goes
+// out, as the redelivery may come at once (a control's hand-back), and
+// the handler's end must not clear that redelivery's mark.
+func (j *job) unmark() {
+	if !j.unmarked {
+		j.unmarked = true
+		j.t.working.Delete(j.seq)
+	}
+}
+
 // nak hands the request back for redelivery after delay. Left for err.
 func (w *Worker) nak(j *job, err error, delay time.Duration) {
+	j.unmark() // done with it: its redelivery is the next delivery's
 	if errors.Is(err, context.Canceled) {
 		// A stop does not wait for NATS: the nak goes out as the
 		// connection drains, and a request it misses comes back after
