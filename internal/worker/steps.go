@@ -64,6 +64,12 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	j.req.MachineID = dev.id
 	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
 		j.earlierCall, j.earlierSince = e.Latest(), e.Since()
+	} else if f, ok := j.failedAfterCalls(); ok && f.MachineID == j.req.MachineID {
+		// A retry of a request answered failed after calls of unknown
+		// effect (api_error: an action lists did not show yet): the
+		// action one of them made may have finished since, and the API
+		// would take a new call. Looked for first, as after a crash.
+		j.earlierCall, j.earlierSince = j.entry.Latest(), f.ReceivedAt
 	}
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
@@ -111,6 +117,10 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 // earlier release without the name pins only its own message. A dry run
 // is pinned alike: the earlier call's action is its answer too.
 func (j *job) pinned() string {
+	if f, ok := j.failedAfterCalls(); ok && j.req.MachineID == "" && offboard.ValidMachineID(f.MachineID) && mde.SameName(f.ComputerDNSName, j.req.ComputerDNSName) {
+		j.log.Info("retry by name kept on the device its earlier calls went to: the name is not looked up again", zap.String("machine_id", f.MachineID))
+		return f.MachineID
+	}
 	e := j.entry
 	if j.req.MachineID != "" || e == nil || e.State != queue.StateCalling || !offboard.ValidMachineID(e.MachineID) {
 		return ""
@@ -120,6 +130,22 @@ func (j *job) pinned() string {
 	}
 	j.log.Info("request by name kept on the device its earlier call went to: the name is not looked up again", zap.String("machine_id", e.MachineID))
 	return e.MachineID
+}
+
+// failedAfterCalls is the failed result the request id's ledger entry
+// holds when offboard calls were made for it (a retry of a request
+// answered api_error after calls whose effect was unknown, say); false
+// when the entry holds no such result.
+func (j *job) failedAfterCalls() (*offboard.Result, bool) {
+	e := j.entry
+	if e == nil || e.State != queue.StateDone || len(e.Result) == 0 {
+		return nil, false
+	}
+	var r offboard.Result
+	if json.Unmarshal(e.Result, &r) != nil || r.Outcome != offboard.OutcomeFailed || r.Attempts == 0 || r.MachineID == "" {
+		return nil, false
+	}
+	return &r, true
 }
 
 // withdrawnWaiting answers a request whose campaign was cancelled while
