@@ -193,7 +193,12 @@ func TestHeldByPauseCountsRequestsHandedBack(t *testing.T) {
 // tenant's unanswered requests.
 func TestHeldOnceWhenPausedAndOverBudget(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 12, extra: "    guards:\n      budget: \"2/1h\"\n"})
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 12, extra: "    guards:\n      budget: \"2/1h\"\n", noStart: true})
+	// The stats pass that last read the backlog may have read it while a
+	// fetch was under way; a pass every 100ms reads it again, as the
+	// default 15s would in service.
+	e.opts.StatsEvery = 100 * time.Millisecond
+	e.start()
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "c", 0, 12)
 	held := func(reason string) float64 {
