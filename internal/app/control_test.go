@@ -168,7 +168,9 @@ func TestPauseBulkKeepsNormalFlowing(t *testing.T) {
 // request of the tenant not answered.
 func TestHeldByPauseCountsRequestsHandedBack(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 12, extra: "    guards:\n      budget: \"2/1h\"\n"})
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 12, extra: "    guards:\n      budget: \"2/1h\"\n", noStart: true})
+	e.opts.StatsEvery = 100 * time.Millisecond // as in TestHeldOnceWhenPausedAndOverBudget
+	e.start()
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "c", 0, 12)
 	eventually(t, 10*time.Second, "the budget spent, requests fetched waiting for a slot", func() bool {
