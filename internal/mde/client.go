@@ -167,6 +167,11 @@ func (v *Verdict) notTheAPIs() bool {
 	return v.Err == nil || v.Err.odd || strings.HasPrefix(v.Err.Message, routeMiss)
 }
 
+// APIsOwn says whether an error answer carries the API's own error
+// object ({"error": {"code": ..., "message": ...}}): a proxy's or a web
+// server's page does not.
+func (v *Verdict) APIsOwn() bool { return v.Err != nil && !v.Err.odd }
+
 // routeMiss begins the API's message for a path it has no resource for
 // (ASP.NET's): "No HTTP resource was found that matches the request URI
 // '...'".

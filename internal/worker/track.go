@@ -787,12 +787,12 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		}
 		st.Interval = tr.doubled(st.Interval)
 		return tr.reschedule(ctx, st, now)
-	case v.Class == mde.NotFound && v.FailureCode == offboard.CodeAPIRejected:
-		// Not the API's 404 (a proxy's or web server's page, an
+	case notTheAPIs(v):
+		// Not the API's answer (a proxy's or web server's page, an
 		// apiBaseURL with a path too many): it says nothing about the
-		// action, which is not gone for it; looked at again later each
-		// time, as above.
-		tr.log.Warn("look at a tracked action: a 404 that is not the API's", zap.String("action_id", st.ActionID), zap.String("answer", v.Error()))
+		// action, which is neither gone nor refused for it; looked at
+		// again later each time, as above.
+		tr.log.Warn("look at a tracked action: an answer that is not the API's", zap.String("action_id", st.ActionID), zap.String("answer", v.Error()))
 		st.Interval = tr.doubled(st.Interval)
 		return tr.reschedule(ctx, st, now)
 	case v.Class == mde.NotFound && st.Misses < tr.notFoundCheck:
@@ -808,6 +808,20 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		return tr.reschedule(ctx, st, now)
 	}
 	return tr.observe(ctx, st, v, now)
+}
+
+// notTheAPIs says whether a refusal is not the API's own answer: a 404
+// the API did not write, or another 4xx without the API's error object
+// (an egress proxy asking for its credentials, a gateway's page). Only
+// the API's own refusal ends a tracking.
+func notTheAPIs(v *mde.Verdict) bool {
+	switch v.Class {
+	case mde.NotFound:
+		return v.FailureCode == offboard.CodeAPIRejected
+	case mde.Final:
+		return v.Answered() && !v.APIsOwn()
+	}
+	return false
 }
 
 // endUnlooked gives up an action older than maxAge without a look, once
