@@ -335,7 +335,11 @@ func TestHeaderWithoutADeviceColumnSaysWhy(t *testing.T) {
 		"utf-16le":      {"\xff\xfe" + utf16("machineId\r\n"), "UTF-16: save it as UTF-8"},
 		"utf-16le bare": {utf16("machineId,comment\r\n"), "UTF-16: save it as UTF-8"},
 		"utf-16be":      {"\xfe\xff\x00m\x00a\x00c", "UTF-16: save it as UTF-8"},
-		"other":         {"host,owner\n", `column: its cells are "host", "owner"`},
+		// Export-Csv -Encoding Unicode quotes every cell.
+		"utf-16le quoted":      {"\xff\xfe" + utf16(`"machineId","comment"`+"\r\n"), "UTF-16: save it as UTF-8"},
+		"utf-16le quoted bare": {utf16(`"machineId","comment"` + "\r\n"), "UTF-16: save it as UTF-8"},
+		"utf-16be quoted":      {"\xfe\xff\x00\"\x00m\x00a\x00c\x00\"", "UTF-16: save it as UTF-8"},
+		"other":                {"host,owner\n", `column: its cells are "host", "owner"`},
 	} {
 		_, err := NewReader(strings.NewReader(c.body))
 		if !errors.Is(err, ErrNoDeviceColumn) || !strings.Contains(err.Error(), c.want) {

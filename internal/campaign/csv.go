@@ -69,8 +69,10 @@ func NewReader(r io.Reader) (*Reader, error) {
 	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
 		_, _ = br.Discard(len(utf8BOM))
 	}
-	bom, _ := br.Peek(len(utf16LE))
-	utf16 := string(bom) == utf16LE || string(bom) == utf16BE
+	if isUTF16(br) {
+		// Its quotes, each beside a NUL byte, fail the header's parse.
+		return nil, errUTF16
+	}
 	comma, lines := excelSeparator(br)
 	cr := csv.NewReader(&recordLimit{r: crLines{br}})
 	cr.Comma = comma
@@ -98,9 +100,22 @@ func NewReader(r io.Reader) (*Reader, error) {
 	_, byID := cols[ColMachineID]
 	_, byName := cols[ColComputerDNSName]
 	if !byID && !byName {
-		return nil, noDeviceColumn(header, utf16)
+		return nil, noDeviceColumn(header)
 	}
 	return &Reader{r: cr, cols: cols, width: len(header), lines: lines}, nil
+}
+
+// errUTF16 refuses a CSV in UTF-16 (PowerShell's > and Out-File, and
+// Export-Csv -Encoding Unicode): its device columns are there all the
+// same.
+var errUTF16 = fmt.Errorf("%w: the file is UTF-16: save it as UTF-8", ErrNoDeviceColumn)
+
+// isUTF16 says whether the file starts with a UTF-16 byte order mark, or
+// has a NUL byte in its first line's bytes, which no text in UTF-8 has.
+func isUTF16(br *bufio.Reader) bool {
+	head, _ := br.Peek(64)
+	s := string(head)
+	return strings.HasPrefix(s, utf16LE) || strings.HasPrefix(s, utf16BE) || strings.Contains(s, "\x00")
 }
 
 // excelSeparator reads Excel's first line sep=X (or "sep=X"), which names
@@ -157,12 +172,11 @@ func inFile(err error, lines int) error {
 
 // noDeviceColumn is ErrNoDeviceColumn with the header's cells as read,
 // and what the file likely is when its device columns are there all the
-// same: UTF-16 (a byte order mark, or NUL bytes), or another separator
-// than ',' (the header read as one cell).
-func noDeviceColumn(header []string, utf16 bool) error {
-	all := strings.Join(header, ",")
-	if utf16 || strings.Contains(all, "\x00") {
-		return fmt.Errorf("%w: the file is UTF-16: save it as UTF-8", ErrNoDeviceColumn)
+// same: UTF-16 (NUL bytes; isUTF16 looks at the first ones), or another
+// separator than ',' (the header read as one cell).
+func noDeviceColumn(header []string) error {
+	if strings.Contains(strings.Join(header, ","), "\x00") {
+		return errUTF16
 	}
 	const most = 8
 	cells := make([]string, 0, most)
