@@ -61,8 +61,16 @@ func refusedLooks(clock clockwork.Clock, n int) *firstLooks {
 // were gone.
 func TestTrackingOutlivesAPageNotFound(t *testing.T) {
 	t.Parallel()
+	wantFollowedToTheEnd(t, func(clock clockwork.Clock) *firstLooks { return pageLooks(clock, 4) })
+}
+
+// wantFollowedToTheEnd follows a Pending action whose first looks are
+// looks' and wants its events to be Pending, then Succeeded, final: the
+// looks gave nothing up.
+func wantFollowedToTheEnd(t *testing.T, looks func(clockwork.Clock) *firstLooks) {
+	t.Helper()
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	tr, log := newWeekTracker(t, pageLooks(clock, 4), clock)
+	tr, log := newWeekTracker(t, looks(clock), clock)
 	runTrackingPending(t, tr)
 	trackUntil(t, clock, func() bool {
 		evs := log.all()

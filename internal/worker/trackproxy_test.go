@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/jonboulle/clockwork"
 
@@ -34,20 +33,7 @@ func TestTrackingOutlivesAProxysRefusal(t *testing.T) {
 	for _, status := range []int{http.StatusBadRequest, http.StatusProxyAuthRequired, http.StatusMisdirectedRequest} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			t.Parallel()
-			clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-			tr, log := newWeekTracker(t, proxyLooks(clock, status, 3), clock)
-			runTrackingPending(t, tr)
-			trackUntil(t, clock, func() bool {
-				evs := log.all()
-				return evs[len(evs)-1].Final
-			})
-			var got []string
-			for _, ev := range log.all() {
-				got = append(got, fmt.Sprintf("%s final=%v", ev.Status, ev.Final))
-			}
-			if len(got) != 2 || got[1] != "Succeeded final=true" {
-				t.Errorf("events %v, want Pending, then Succeeded final", got)
-			}
+			wantFollowedToTheEnd(t, func(clock clockwork.Clock) *firstLooks { return proxyLooks(clock, status, 3) })
 		})
 	}
 }
