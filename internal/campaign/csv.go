@@ -62,8 +62,8 @@ var ErrMoreCells = errors.New("more cells than the header")
 // NewReader reads the header row. A byte order mark before it (Excel's
 // and PowerShell's "UTF-8") is skipped, quoted header cells included, and
 // so is a line sep=X, whose separator X is then the file's, as Excel
-// takes it. A carriage return that is not followed by a line feed ends a
-// line.
+// takes it, or PowerShell's line #TYPE <name>, as Import-Csv takes it. A
+// carriage return that is not followed by a line feed ends a line.
 func NewReader(r io.Reader) (*Reader, error) {
 	br := bufio.NewReader(r)
 	if bom, err := br.Peek(len(utf8BOM)); err == nil && string(bom) == utf8BOM {
@@ -73,7 +73,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 		// Its quotes, each beside a NUL byte, fail the header's parse.
 		return nil, errUTF16
 	}
-	comma, lines := excelSeparator(br)
+	lines := powerShellType(br)
+	comma, sep := excelSeparator(br)
+	lines += sep
 	cr := csv.NewReader(&recordLimit{r: crLines{br}})
 	cr.Comma = comma
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
@@ -116,6 +118,22 @@ func isUTF16(br *bufio.Reader) bool {
 	head, _ := br.Peek(64)
 	s := string(head)
 	return strings.HasPrefix(s, utf16LE) || strings.HasPrefix(s, utf16BE) || strings.Contains(s, "\x00")
+}
+
+// powerShellType reads the line #TYPE <type name> that Windows PowerShell
+// 5's Export-Csv writes before the header (unless -NoTypeInformation),
+// when the file starts with one: 1, the line read. Else 0, nothing read.
+func powerShellType(br *bufio.Reader) int {
+	const prefix = "#type "
+	head, _ := br.Peek(len(prefix))
+	if !strings.EqualFold(string(head), prefix) {
+		return 0
+	}
+	for {
+		if _, err := br.ReadSlice('\n'); !errors.Is(err, bufio.ErrBufferFull) {
+			return 1
+		}
+	}
 }
 
 // excelSeparator reads Excel's first line sep=X (or "sep=X"), which names
