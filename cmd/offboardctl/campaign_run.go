@@ -165,6 +165,10 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 		r.close()
 		return nil, usagef("%s: %w", f.csv, err)
 	}
+	if err := r.warnRepeats(); err != nil {
+		r.close()
+		return nil, usagef("%s: %w", f.csv, err)
+	}
 	if err := checkReportPath(r.f.report, f.csv); err != nil {
 		r.close()
 		return nil, err

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"io"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Of a CSV naming one device at several rows, warnRepeats lists this many
+// devices, and this many rows of each.
+const (
+	repeatsListed    = 5
+	repeatRowsListed = 5
+)
+
+// repeat is a device the CSV names at more than one row: rows[start:]
+// of the CSV's rows sorted by device, size of them.
+type repeat struct{ start, size int }
+
+// warnRepeats warns, on standard error, of rows that name a device an
+// earlier row names (by deviceOf: as the worker takes it). They are
+// published all the same, as the contract has every valid row published:
+// each is answered on its own, the later ones already_pending with the
+// earlier row's action while it is under way, which an operator counting
+// devices by rows does not expect. It costs 4 bytes a row while it runs.
+func (r *campaignRun) warnRepeats() error {
+	none := maphash.String(r.seed, deviceOf("", ""))
+	rows := make([]int32, 0, r.total)
+	for n := 1; n <= r.total; n++ {
+		if r.devices[n] != none {
+			rows = append(rows, int32(n))
+		}
+	}
+	slices.SortFunc(rows, func(a, b int32) int {
+		return cmp.Or(cmp.Compare(r.devices[a], r.devices[b]), cmp.Compare(a, b))
+	})
+	var reps []repeat
+	extra := 0
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && r.devices[rows[j]] == r.devices[rows[i]] {
+			j++
+		}
+		if j-i > 1 {
+			reps, extra = append(reps, repeat{i, j - i}), extra+j-i-1
+		}
+		i = j
+	}
+	if extra == 0 {
+		return nil
+	}
+	slices.SortFunc(reps, func(a, b repeat) int { return cmp.Compare(rows[a.start], rows[b.start]) })
+	listed := reps[:min(len(reps), repeatsListed)]
+	names, err := r.deviceNames(listed, rows)
+	if err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "warning: %s: %d rows name a device an earlier row names; every row is published, and each answered on its own: ",
+		r.f.csv, extra)
+	for i, rep := range listed {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(names[int(rows[rep.start])] + " at rows " + rowList(rows[rep.start:rep.start+rep.size]))
+	}
+	if more := len(reps) - len(listed); more > 0 {
+		fmt.Fprintf(&b, "; and %d more devices", more)
+	}
+	fmt.Fprintln(r.c.stderr, "offboardctl:", b.String())
+	return nil
+}
+
+// rowList is "1, 3 and 8", or "1, 2, 15, 16, 29 and 7 more".
+func rowList(rows []int32) string {
+	shown := rows[:min(len(rows), repeatRowsListed)]
+	s := make([]string, len(shown))
+	for i, n := range shown {
+		s[i] = strconv.Itoa(int(n))
+	}
+	if more := len(rows) - len(shown); more > 0 {
+		return strings.Join(s, ", ") + " and " + strconv.Itoa(more) + " more"
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " and " + s[len(s)-1]
+}
+
+// deviceNames reads the CSV again up to the last of the repeats' first
+// rows, for the device each names (deviceOf), by row.
+func (r *campaignRun) deviceNames(reps []repeat, rows []int32) (map[int]string, error) {
+	names := map[int]string{}
+	for _, rep := range reps {
+		names[int(rows[rep.start])] = ""
+	}
+	last := slices.Max(slices.Collect(maps.Keys(names)))
+	rd, closeCSV, err := r.openCSV()
+	if err != nil {
+		return nil, err
+	}
+	defer closeCSV()
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("row %d: %w", last, io.ErrUnexpectedEOF)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := names[row.N]; ok {
+			names[row.N] = deviceOf(row.MachineID, row.ComputerDNSName)
+		}
+		if row.N == last {
+			return names, nil
+		}
+	}
+}
