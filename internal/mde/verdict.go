@@ -418,16 +418,23 @@ func (v *Verdict) Error() string {
 	switch {
 	case !v.Answered():
 		return v.cause
-	case v.Err != nil && (v.Err.Code != "" || v.Err.Message != ""):
-		msg := shortened(v.Err.Message, 300)
-		if v.Err.Code == "" {
-			// The API has answered with an empty code and a message that
-			// says what was wrong (an OData option it does not know).
-			return fmt.Sprintf("HTTP %d: %s", v.Status, msg)
-		}
-		return fmt.Sprintf("HTTP %d %s: %s", v.Status, v.Err.Code, msg)
+	case v.Err == nil:
+		return fmt.Sprintf("HTTP %d", v.Status)
 	}
-	return fmt.Sprintf("HTTP %d", v.Status)
+	// A message null, empty or blank (any member may be) says nothing:
+	// the status and the code alone, without a colon before nothing.
+	msg := shortened(strings.TrimSpace(v.Err.Message), 300)
+	switch {
+	case msg == "" && v.Err.Code == "":
+		return fmt.Sprintf("HTTP %d", v.Status)
+	case msg == "":
+		return fmt.Sprintf("HTTP %d %s", v.Status, v.Err.Code)
+	case v.Err.Code == "":
+		// The API has answered with an empty code and a message that
+		// says what was wrong (an OData option it does not know).
+		return fmt.Sprintf("HTTP %d: %s", v.Status, msg)
+	}
+	return fmt.Sprintf("HTTP %d %s: %s", v.Status, v.Err.Code, msg)
 }
 
 // APICode is the API's own error code, or "".

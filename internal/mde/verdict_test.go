@@ -384,7 +384,7 @@ func TestClassifyReadsWhatItCanOfAnErrorBody(t *testing.T) {
 		{"a number for the code", 400, `{"error":{"code":400,"message":"Action is already in progress."}}`,
 			AlreadyPending, offboard.CodeAPIRejected, "", "Action is already in progress.", "HTTP 400: Action is already in progress."},
 		{"an object for the message", 400, `{"error":{"code":"OsPlatformNotSupported","message":{"text":"macOS"},"target":"c8"}}`,
-			Final, offboard.CodeUnsupportedOS, "OsPlatformNotSupported", "", "HTTP 400 OsPlatformNotSupported: "},
+			Final, offboard.CodeUnsupportedOS, "OsPlatformNotSupported", "", "HTTP 400 OsPlatformNotSupported"},
 		{"a list for the code, a number for the target", 403, `{"error":{"code":["Forbidden"],"message":"Missing application roles.","target":7}}`,
 			Final, offboard.CodeForbidden, "", "Missing application roles.", "HTTP 403: Missing application roles."},
 		{"a number for the code of a 429", 429, `{"error":{"code":429,"message":"API calls quota exceeded! maximum allowed 1500 per 01:00:00"}}`,
@@ -411,5 +411,28 @@ func TestClassifyReadsWhatItCanOfAnErrorBody(t *testing.T) {
 				t.Errorf("Error() = %q holds the token", v.Error())
 			}
 		})
+	}
+}
+
+// TestErrorOfACodeWithoutMessage: the API's error object may give its
+// code with a message null, empty, blank or left out ({"error": {"code":
+// "NotFound"}}). The text for people then names the status and the code,
+// without a colon that introduces nothing.
+func TestErrorOfACodeWithoutMessage(t *testing.T) {
+	t.Parallel()
+	for _, body := range []string{
+		`{"error":{"code":"ResourceNotFound"}}`,
+		`{"error":{"code":"ResourceNotFound","message":null}}`,
+		`{"error":{"code":"ResourceNotFound","message":""}}`,
+		`{"error":{"code":"ResourceNotFound","message":" \t\r\n"}}`,
+	} {
+		v := Classify(http.StatusNotFound, nil, []byte(body), testNow)
+		if got, want := v.Error(), "HTTP 404 ResourceNotFound"; got != want {
+			t.Errorf("%s: Error() = %q, want %q", body, got, want)
+		}
+	}
+	v := Classify(http.StatusBadRequest, nil, []byte(`{"error":{"code":"","message":"  "}}`), testNow)
+	if got, want := v.Error(), "HTTP 400"; got != want {
+		t.Errorf("blank message, no code: Error() = %q, want %q", got, want)
 	}
 }
