@@ -19,22 +19,7 @@ func TestReaderSkipsPowerShellsTypeLine(t *testing.T) {
 		"lower case":  "#type Row\nmachineId,comment\n" + id + ",retired\nnot-an-id,x\n",
 		"long name":   "#TYPE " + strings.Repeat("N", 5000) + "\nmachineId,comment\n" + id + ",retired\nnot-an-id,x\n",
 	} {
-		r, err := NewReader(strings.NewReader(body))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		row, err := r.Next()
-		if err != nil || row.N != 1 || row.MachineID != id || row.Comment != "retired" {
-			t.Errorf("%s: row %+v, %v", name, row, err)
-		}
-		if row, err = r.Next(); err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		if _, _, err := (Settings{Tenant: "contoso", Name: "wave"}).Request(row); err == nil || !strings.HasPrefix(err.Error(), "line 4: machineId") {
-			t.Errorf("%s: row 2: %v, want an error on line 4", name, err)
-		}
+		readsRowsAfterTheFirstLine(t, name, body, id, "retired")
 	}
 	// A header cell that merely starts so is a header all the same.
 	for _, body := range []string{"#TYPEmachineId\nx\n", "#TYPE\n"} {

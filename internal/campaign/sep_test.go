@@ -23,23 +23,7 @@ func TestReaderTakesExcelsSeparatorLine(t *testing.T) {
 		"upper case, CR": "SEP=;\rmachineId;comment\r" + id + ";retired, ok\rnot-an-id;x\r",
 		"quoted":         "\"sep=;\"\nmachineId;comment\n" + id + ";retired, ok\nnot-an-id;x\n",
 	} {
-		r, err := NewReader(strings.NewReader(body))
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		row, err := r.Next()
-		if err != nil || row.N != 1 || row.MachineID != id || row.Comment != "retired, ok" {
-			t.Errorf("%s: row %+v, %v", name, row, err)
-		}
-		row, err = r.Next()
-		if err != nil {
-			t.Errorf("%s: %v", name, err)
-			continue
-		}
-		if _, _, err := (Settings{Tenant: "contoso", Name: "wave"}).Request(row); err == nil || !strings.HasPrefix(err.Error(), "line 4: machineId") {
-			t.Errorf("%s: row 2: %v, want an error on line 4", name, err)
-		}
+		readsRowsAfterTheFirstLine(t, name, body, id, "retired, ok")
 	}
 	// A separator that cannot be one is no separator line: the header
 	// says what it holds.
@@ -47,6 +31,29 @@ func TestReaderTakesExcelsSeparatorLine(t *testing.T) {
 		if _, err := NewReader(strings.NewReader(first + "\nmachineId\n")); err == nil || !strings.Contains(err.Error(), "header row") {
 			t.Errorf("%q: %v, want the header refused", first, err)
 		}
+	}
+}
+
+// readsRowsAfterTheFirstLine checks a CSV whose first line is not its
+// header: its row 1 is device id with comment, and its row 2, an
+// invalid one, is named by its line in the file, 4.
+func readsRowsAfterTheFirstLine(t *testing.T, name, body, id, comment string) {
+	t.Helper()
+	r, err := NewReader(strings.NewReader(body))
+	if err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	row, err := r.Next()
+	if err != nil || row.N != 1 || row.MachineID != id || row.Comment != comment {
+		t.Errorf("%s: row %+v, %v", name, row, err)
+	}
+	if row, err = r.Next(); err != nil {
+		t.Errorf("%s: %v", name, err)
+		return
+	}
+	if _, _, err := (Settings{Tenant: "contoso", Name: "wave"}).Request(row); err == nil || !strings.HasPrefix(err.Error(), "line 4: machineId") {
+		t.Errorf("%s: row 2: %v, want an error on line 4", name, err)
 	}
 }
 
