@@ -31,6 +31,27 @@ func TestGuardsDeviceGroupUnknown(t *testing.T) {
 	}
 }
 
+// TestGuardsDeviceTagsUnknown: a device whose record gives no
+// machineTags (null or missing), by id and by name, dry run included, is
+// refused by protect.machineTags and never offboarded: it may carry the
+// protected tag. One with an empty list of tags is offboarded.
+func TestGuardsDeviceTagsUnknown(t *testing.T) {
+	t.Parallel()
+	g := setupGuards(t)
+	long := time.Now().Add(-90 * 24 * time.Hour)
+	missing := mdesim.Machine{ID: newID(), ComputerDNSName: "pc-notags.contoso.local", LastSeen: long, Members: map[string]json.RawMessage{"machineTags": nil}}
+	null := mdesim.Machine{ID: newID(), ComputerDNSName: "pc-nulltags.contoso.local", LastSeen: long, Members: map[string]json.RawMessage{"machineTags": json.RawMessage("null")}}
+	for _, m := range []mdesim.Machine{missing, null} {
+		g.sim.AddMachine(g.tenants["contoso"].tenantID, m)
+	}
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "t-missing", "machineId": missing.ID}), missing, offboard.RuleMachineTags, "no machineTags")
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "t-null-by-name", "computerDnsName": null.ComputerDNSName}), null, offboard.RuleMachineTags, "no machineTags")
+	g.wantBlocked(g.request("contoso", map[string]any{"requestId": "t-dry", "machineId": null.ID, "dryRun": true}), null, offboard.RuleMachineTags, "no machineTags")
+	if r := g.request("contoso", map[string]any{"requestId": "t-none", "machineId": g.inactive2.ID}); r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("a device with no tags ([]): %+v, want created", r.Error)
+	}
+}
+
 // TestGuardsNameAsWritten: a device the API names with white space
 // around the name, or in full-width letters, is refused by the glob its
 // name spells, and never offboarded.

@@ -105,12 +105,8 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 			return offboard.RuleComputerDNSNames, why
 		}
 	}
-	for _, tag := range p.MachineTags {
-		for _, has := range m.MachineTags {
-			if sameWords(has, tag) {
-				return offboard.RuleMachineTags, "the device is tagged " + offboard.Quote(has)
-			}
-		}
+	if why := tagged(p.MachineTags, m); why != "" {
+		return offboard.RuleMachineTags, why
 	}
 	if why := inGroup(p.RbacGroups, m); why != "" {
 		return offboard.RuleRbacGroups, why
@@ -121,6 +117,27 @@ func refusal(g *config.Guards, id string, m *mde.Machine, now time.Time) (rule, 
 		}
 	}
 	return "", ""
+}
+
+// tagged says why protect.machineTags refuses the device: it carries one
+// of tags, or the API gives it no machineTags (null or missing), and it
+// may carry one: only a list, empty or not, says which tags it has; ""
+// when neither.
+func tagged(tags []string, m *mde.Machine) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	if m.MachineTags == nil { // encoding/json reads [] as an empty list, null as none
+		return "the API gives the device no machineTags to match the protected tags against; it may carry one"
+	}
+	for _, tag := range tags {
+		for _, has := range m.MachineTags {
+			if sameWords(has, tag) {
+				return "the device is tagged " + offboard.Quote(has)
+			}
+		}
+	}
+	return ""
 }
 
 // inGroup says why protect.rbacGroups refuses the device: it is in one

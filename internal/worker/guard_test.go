@@ -258,7 +258,7 @@ func TestGuardGroupWithoutName(t *testing.T) {
 		})
 	}
 	// Without a group guard, the group does not matter.
-	m := &mde.Machine{ID: id, RbacGroupID: "7"}
+	m := &mde.Machine{ID: id, RbacGroupID: "7", MachineTags: []string{}}
 	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
 		t.Errorf("rule %q without a group guard", rule)
 	}
@@ -291,8 +291,40 @@ func TestGuardGroupUnknown(t *testing.T) {
 			}
 		})
 	}
-	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, &mde.Machine{ID: id}, now); rule != "" {
+	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, &mde.Machine{ID: id, MachineTags: []string{}}, now); rule != "" {
 		t.Errorf("rule %q without a group guard", rule)
+	}
+}
+
+// TestGuardTagsUnknown: a device whose record gives no machineTags (null
+// or missing) may carry a protected tag: nothing tells it from a tagged
+// one, which an empty list does. With tag guards set it is refused, as a
+// device without a computerDnsName is under the name globs and one
+// without a device group under the group guards. It used to pass, and be
+// offboarded.
+func TestGuardTagsUnknown(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{MachineTags: []string{"DoNotOffboard"}}}
+	for _, tc := range []struct {
+		name, body, rule string
+	}{
+		{"tags null", `{"id":"` + id + `","machineTags":null}`, offboard.RuleMachineTags},
+		{"tags missing", `{"id":"` + id + `"}`, offboard.RuleMachineTags},
+		{"no tags", `{"id":"` + id + `","machineTags":[]}`, ""},
+		{"other tags", `{"id":"` + id + `","machineTags":["retired",null]}`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if rule, why := refusalOfRecord(t, g, id, tc.body, now, tc.rule); rule != "" && !strings.Contains(why, "no machineTags") {
+				t.Errorf("why %q does not say the API gives no tags", why)
+			}
+		})
+	}
+	// Without a tag guard, the tags do not matter.
+	if rule, _ := refusal(&config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"dc*"}}}, id, &mde.Machine{ID: id, ComputerDNSName: "pc-1"}, now); rule != "" {
+		t.Errorf("rule %q without a tag guard", rule)
 	}
 }
 
@@ -320,7 +352,7 @@ func TestGuardDeviceWithoutAName(t *testing.T) {
 			refusalOfRecord(t, g, id, tc.body, now, tc.rule)
 		})
 	}
-	m := &mde.Machine{ID: id}
+	m := &mde.Machine{ID: id, MachineTags: []string{}}
 	if rule, _ := refusal(&config.Guards{Protect: config.Protect{MachineTags: []string{"x"}}}, id, m, now); rule != "" {
 		t.Errorf("rule %q without a name guard", rule)
 	}
@@ -391,7 +423,7 @@ func TestGuardHiddenCharactersOnTheDevice(t *testing.T) {
 		{"byte order mark before the tag", `"machineTags":["\ufeffDoNotOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
 		{"soft hyphen inside the tag", `"machineTags":["DoNot\u00adOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
 		{"control character after the tag", `"machineTags":["DoNotOffboard\u0000"],"rbacGroupId":0`, offboard.RuleMachineTags},
-		{"zero-width space in the group", `"rbacGroupId":7,"rbacGroupName":"Tier 0\u200b servers"`, offboard.RuleRbacGroups},
+		{"zero-width space in the group", `"machineTags":[],"rbacGroupId":7,"rbacGroupName":"Tier 0\u200b servers"`, offboard.RuleRbacGroups},
 		{"another tag", `"machineTags":["Do\u200bNot"],"rbacGroupId":0`, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
