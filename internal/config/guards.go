@@ -125,7 +125,8 @@ func (g *Guards) check() error {
 // comma inside it, which no computerDnsName holds: several globs written
 // in one string; and a slash or an empty label (".tier0.contoso.local",
 // a domain written as a DNS suffix is, for "*.tier0.contoso.local"; two
-// dots in a row; two final dots).
+// dots in a row; two final dots), and a backslash before a letter or a
+// digit (escapesLetter).
 func checkGlob(glob string) (string, error) {
 	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(norm.NFKC.String(glob)), "."))
 	if _, err := path.Match(glob, ""); glob == "" || err != nil {
@@ -134,10 +135,34 @@ func checkGlob(glob string) (string, error) {
 	if strings.ContainsFunc(glob, func(r rune) bool { return r == ',' || unicode.IsSpace(r) }) {
 		return glob, errors.New("holds a space or a comma, which no computerDnsName has; give one glob per list item")
 	}
+	if escapesLetter(glob) {
+		return glob, errors.New(`holds a backslash before a letter or a digit, which path.Match reads as the letter or digit alone: a host is dc01 or dc01.contoso.local, not CONTOSO\DC01, and a digit is [0-9], not \d`)
+	}
 	if strings.Contains(glob, "/") || slices.Contains(strings.Split(glob, "."), "") {
 		return glob, errors.New("holds a slash, or a dot at the start, at the end or next to another, which no computerDnsName has; the hosts of a domain are *.contoso.local")
 	}
 	return glob, nil
+}
+
+// escapesLetter says whether a glob escapes a letter or a digit, which
+// needs no escape: path.Match reads \d as d, so the backslash of a
+// Windows account domain's name (CONTOSO\DC01) or of a regular
+// expression's class (\d) makes a glob that matches no device meant, and
+// protects nothing without a word.
+func escapesLetter(glob string) bool {
+	escaped := false
+	for _, r := range glob {
+		switch {
+		case escaped:
+			if unicode.IsLetter(r) || unicode.IsDigit(r) {
+				return true
+			}
+			escaped = false
+		case r == '\\':
+			escaped = true
+		}
+	}
+	return false
 }
 
 // checkVisible refuses a glob, tag or group that holds a character one

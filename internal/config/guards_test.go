@@ -264,6 +264,34 @@ func TestGlobWithoutAName(t *testing.T) {
 	}
 }
 
+// TestGlobEscapedLetter: a computerDnsNames glob with a backslash before
+// a letter or a digit, which path.Match reads as that letter or digit
+// alone, is a host name written as a Windows account domain writes it
+// (CONTOSO\DC01, a glob of "contosodc01") or a regular expression's
+// class (dc\d\d, a glob of "dcdd"): it matches no device that was meant,
+// and would protect nothing without a word. It stops the worker, named by
+// its place; it used to be taken. A backslash before a wildcard or a dot
+// still escapes it.
+func TestGlobEscapedLetter(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, glob := range []string{
+		`CONTOSO\\DC01`,
+		`contoso\\dc*`,
+		`dc\\d\\d.contoso.local`,
+		`sql\\01`,
+		`dc[\\d]`,
+	} {
+		_, err := Parse([]byte(guards + `        computerDnsNames: ["ok", "` + glob + `"]` + "\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.protect.computerDnsNames[1]: holds a backslash before a letter or a digit") {
+			t.Errorf("%s: Parse error = %v, want one naming it", glob, err)
+		}
+	}
+	if _, err := Parse([]byte(guards + `        computerDnsNames: ["\\*odd", "dc01\\.contoso\\.local", "x\\?", "[a\\-z]*"]` + "\n")); err != nil {
+		t.Errorf("escaped wildcards and dots: %v", err)
+	}
+}
+
 // TestGlobCompatibleForms: a glob written with a decomposed accent (as
 // macOS writes it) or in full-width letters (as an East Asian input
 // method does) is matched as the letters it spells, as the device's name
