@@ -111,7 +111,10 @@ func checkEndpoint(raw string) (string, error) {
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
-		return "", fmt.Errorf("%q is not a URL", shownURL(raw))
+		// Not quoted: what does not parse may hold a password where the
+		// host or the port belongs ("https://user:password" without its
+		// '@' and host), which no '@' marks to be left out.
+		return "", errors.New("not a URL (it does not parse; a port must be a number, a character outside a URL percent-encoded): want scheme://host[:port][/path]")
 	}
 	if strings.ContainsFunc(raw, invisible) {
 		// A space copied along, quoted in YAML: url.Parse takes it into

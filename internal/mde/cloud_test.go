@@ -249,6 +249,11 @@ func TestResolveCloudRefusalShowsNoCredential(t *testing.T) {
 		"https://" + secret + "\ufe6bapi.example.com",          // a token and a small '@'
 		"https://user:" + secret + "\ufe6bapi.example.com/x",   // a password and a small '@'
 		"https://user:" + secret + "\uff20api.example.com?x#y", // with a query and a fragment
+		// A user and password without their '@' and host: the password
+		// reads as a port, which does not parse.
+		"https://user:" + secret,
+		"https://user:" + secret + "/path",
+		"https://api.example.com:" + secret, // a secret where the port belongs
 	} {
 		for _, field := range []string{"apiBaseURL", "authorityHost"} {
 			var err error
