@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -116,6 +117,12 @@ func checkEndpoint(raw string) (string, error) {
 		// '@' and host), which no '@' marks to be left out.
 		return "", errors.New("not a URL (it does not parse; a port must be a number, a character outside a URL percent-encoded): want scheme://host[:port][/path]")
 	}
+	if h := u.Hostname(); h != "" && !hostName(h) {
+		// Not quoted, and before the checks that show the URL: a secret
+		// pasted as the host (a client secret has a '~') would be named
+		// in each error of every call, the dial's own included.
+		return "", errors.New("the host is no host name or IP address (letters, digits, '-', '_' and '.'; an international name in its xn-- form): want scheme://host[:port][/path]")
+	}
 	if strings.ContainsFunc(raw, invisible) {
 		// A space copied along, quoted in YAML: url.Parse takes it into
 		// the path as %20, and every call would go to a path no service
@@ -152,6 +159,20 @@ func checkEndpoint(raw string) (string, error) {
 		return "", fmt.Errorf("%q: scheme must be https", shownURL(raw))
 	}
 	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// hostName says whether host is an IP address or a name the resolver
+// looks up: labels of letters, digits, '-' and '_' between dots. Any
+// other name fails every dial, "no such host", naming it. Characters
+// outside ASCII are left to the check of invisible ones, whose error
+// says more.
+func hostName(host string) bool {
+	if _, err := netip.ParseAddr(host); err == nil {
+		return true
+	}
+	return !strings.ContainsFunc(host, func(r rune) bool {
+		return r <= unicode.MaxASCII && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_' && r != '.'
+	})
 }
 
 // shownURL is a URL as an error may show it: without anything up to its

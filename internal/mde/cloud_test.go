@@ -102,6 +102,16 @@ func TestResolveCloud(t *testing.T) {
 			authority: "https://127.0.0.1:9443/",
 			want:      Cloud{"commercial", "https://127.0.0.1:9443", "https://127.0.0.1:9443", comScope},
 		},
+		{
+			// Host names of every form a resolver looks up: an
+			// underscore, a final dot, an international name in its
+			// xn-- form, an IPv6 address with its zone.
+			name:      "host names",
+			cloud:     "commercial",
+			apiBase:   "https://mde_gw.xn--bcher-kva.example.:8443",
+			authority: "https://[fe80::1%25eth0]:9443",
+			want:      Cloud{"commercial", "https://[fe80::1%25eth0]:9443", "https://mde_gw.xn--bcher-kva.example.:8443", comScope},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -254,6 +264,18 @@ func TestResolveCloudRefusalShowsNoCredential(t *testing.T) {
 		"https://user:" + secret,
 		"https://user:" + secret + "/path",
 		"https://api.example.com:" + secret, // a secret where the port belongs
+		// A client secret pasted as the host: no host name has a '~'.
+		// Accepted, it was named in each error of every call ("no
+		// answer from the login host Abc8Q~...", "lookup Abc8Q~...: no
+		// such host"), in results, dead letters and logs.
+		"https://Abc8Q~" + secret + ".value",
+		"https://Abc8Q~" + secret + ".value/api",
+		"https://Abc8Q~" + secret + ".value:443",
+		"https://Abc8Q~" + secret + ".value/?x=1",            // refused for its query too
+		"https://Abc8Q~" + secret + ".value\u200b",           // and for an invisible character
+		"http://Abc8Q~" + secret + ".value",                  // plain http elsewhere
+		"https://user:pw@Abc8Q~" + secret + ".value",         // and for its credentials
+		"https://Abc8Q~" + secret + ".value/#access_token=x", // and for its fragment
 	} {
 		for _, field := range []string{"apiBaseURL", "authorityHost"} {
 			var err error
