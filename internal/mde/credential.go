@@ -6,6 +6,7 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -20,6 +21,7 @@ import (
 	"syscall"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -545,17 +547,41 @@ const (
 // field, names. Its errors name the setting, not the path: a secret (or a
 // certificate) pasted where its file's path belongs would be shown. A
 // UTF-8 byte order mark before it, as Notepad and PowerShell 5 write, is
-// no part of it: sent along, the login host refuses the secret.
+// no part of it: sent along, the login host refuses the secret. A file
+// in UTF-16 with its mark (PowerShell 5's > and Out-File) is read as the
+// text it holds.
 func readSecret(field, path string) (string, error) {
 	data, err := ReadCredentialFile(field, path, maxSecretFile)
 	if err != nil {
 		return "", err
 	}
-	s := string(bytes.TrimSpace(bytes.TrimPrefix(data, []byte("\ufeff"))))
+	s := string(bytes.TrimSpace(bytes.TrimPrefix(fromUTF16(data), []byte("\ufeff"))))
 	if s == "" {
 		return "", fmt.Errorf("%s: the file it names is empty", field)
 	}
 	return s, nil
+}
+
+// fromUTF16 is data as UTF-8 when it is UTF-16 with a byte order mark,
+// little- or big-endian, the mark kept; data otherwise. A character
+// UTF-16 cannot hold (a lone surrogate) becomes U+FFFD.
+func fromUTF16(data []byte) []byte {
+	var order binary.ByteOrder
+	switch {
+	case len(data)%2 != 0:
+		return data
+	case bytes.HasPrefix(data, []byte{0xff, 0xfe}):
+		order = binary.LittleEndian
+	case bytes.HasPrefix(data, []byte{0xfe, 0xff}):
+		order = binary.BigEndian
+	default:
+		return data
+	}
+	units := make([]uint16, len(data)/2)
+	for i := range units {
+		units[i] = order.Uint16(data[2*i:])
+	}
+	return []byte(string(utf16.Decode(units)))
 }
 
 // ReadCredentialFile reads the file that path, the setting named field,
