@@ -193,13 +193,33 @@ func RedactURLs(urls string) string {
 		if !ok {
 			scheme, rest = "", p
 		}
-		rest = afterLastAt(rest)
+		rest = withoutWordPort(afterLastAt(rest))
 		if scheme != "" {
 			rest = scheme + "://" + rest
 		}
 		parts[i] = rest
 	}
 	return strings.Join(parts, ",")
+}
+
+// withoutWordPort is a URL's rest after its scheme with its host and port
+// left out, as "…", when its port is not a number: a user and password
+// whose '@' and host were left out ("alice:S3CR3T"), the password read as
+// the port. No NATS server listens there.
+func withoutWordPort(rest string) string {
+	end := strings.IndexAny(rest, "/?#")
+	if end < 0 {
+		end = len(rest)
+	}
+	host := rest[:end]
+	i := strings.LastIndex(host, ":")
+	if i < 0 || i < strings.LastIndex(host, "]") {
+		return rest
+	}
+	if port := host[i+1:]; strings.Trim(port, "0123456789") != "" {
+		return "…" + rest[end:]
+	}
+	return rest
 }
 
 // otherAtSigns are the at signs a hand or an input method may write in

@@ -11,7 +11,8 @@ import (
 // (Check refusing it first) the dial error of a host taken from it: a ','
 // in a token or after a password's digits, two ',', a '/', '?' or '#'
 // ending the authority early. A schemeless URL with a user after another
-// URL cannot be told from these: it is refused too.
+// URL cannot be told from these: it is refused too. Nor does a
+// password that reads as a port, its '@' and host left out.
 func TestCheckRefusesURLsThatLeakAPassword(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{
@@ -34,6 +35,12 @@ func TestCheckRefusesURLsThatLeakAPassword(t *testing.T) {
 		"S3CR3T\ufe6bnats.example",
 		"nats://n1:4222,nats://S3CR3T\uff20n2:4222",
 		"nats://alice:S3CR3T,x\uff20nats.example:4222",
+		// A user and password whose '@' and host were left out: the
+		// password reads as the port.
+		"nats://alice:S3CR3T",
+		"alice:S3CR3T",
+		"nats://n1:4222,nats://alice:S3CR3T",
+		"tls://alice:S3CR3T/",
 	} {
 		err := Conn{URL: u}.Check()
 		if err == nil {
