@@ -358,10 +358,13 @@ func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
 		"a budget of its own":     {protected + "      budget: 10/24h\n", protected, false},
 		"none on either":          {"", "", false},
 		// Compared as the worker compares: a tag's case by Unicode's
-		// folding (a dotted capital I is no i, a final sigma is a
-		// sigma), a glob as it is matched (full-width letters are the
-		// letters they stand for there, as in a device's name).
-		"a dotted capital I":     {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [istanbul]\n"), true},
+		// folding (a final sigma is a sigma), the Turkish dotted and
+		// dotless I as I and i, a glob as it is matched (full-width
+		// letters are the letters they stand for there, as in a
+		// device's name).
+		"a dotted capital I":     {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [istanbul]\n"), false},
+		"a dotless i":            {guards("      protect:\n        machineTags: [CRITICAL]\n"), guards("      protect:\n        machineTags: [crıtıcal]\n"), false},
+		"another letter":         {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [estanbul]\n"), true},
 		"final and medial sigma": {guards("      protect:\n        rbacGroups: [ΟΔΟΣ]\n"), guards("      protect:\n        rbacGroups: [οδος]\n"), false},
 		"a full-width glob":      {guards("      protect:\n        computerDnsNames: [\"ｄｃ*\"]\n"), guards("      protect:\n        computerDnsNames: [\"dc*\"]\n"), false},
 	} {

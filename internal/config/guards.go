@@ -224,10 +224,17 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 // not see (control and format characters: a zero-width space, a byte
 // order mark, a soft hyphen, a joiner), its words separated by one
 // space. A tag pasted into the portal from a web page or a chat can hold
-// them, and is the tag it reads as.
+// them, and is the tag it reads as. The Turkish dotted capital I and
+// dotless i are taken as I and i: Unicode's case folding keeps them
+// apart from both, and a tag typed on a Turkish keyboard with caps lock
+// on (CRİTİCAL) would not match the guard's Critical.
 func Words(s string) string {
-	return strings.Join(strings.Fields(Visible(norm.NFKC.String(s))), " ")
+	return strings.Join(strings.Fields(Visible(turkishI.Replace(norm.NFKC.String(s)))), " ")
 }
+
+// turkishI writes the Turkish dotted capital I and dotless i as the
+// letters I and i.
+var turkishI = strings.NewReplacer("İ", "I", "ı", "i")
 
 // Visible is s without the characters one does not see: control
 // characters other than white space, and format characters (a zero-width

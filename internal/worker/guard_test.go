@@ -214,6 +214,11 @@ func TestGuardCompatibleCharacters(t *testing.T) {
 		{"decomposed accent in Defender", "Serveurs \u00cele-de-France", "Serveurs I\u0302le-de-France"},
 		{"full width", "\uff24\uff4f\uff2e\uff4f\uff54\uff2f\uff46\uff46\uff42\uff4f\uff41\uff52\uff44", "DoNotOffboard"},
 		{"ligature", "Con\ufb01dential", "Confidential"},
+		// A Turkish keyboard's I and i: caps lock on, or the guard
+		// written there.
+		{"dotted capital I on the device", "Critical", "CR\u0130T\u0130CAL"},
+		{"dotless i on the device", "Critical", "cr\u0131t\u0131cal"},
+		{"dotted capital I in the file", "\u0130stanbul servers", "istanbul servers"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
