@@ -66,6 +66,13 @@ type Entry struct {
 	// answered by it: a tenant configured later does not find its ids
 	// taken.
 	Unrouted bool `json:"unrouted,omitempty"`
+	// Calls, in the entry of a failed result, are offboard calls of the
+	// request id made before that result's message, whose action was
+	// not found (nil: none known): a retry looks for their action before
+	// it calls, whatever calls the stored result counts itself. A retry
+	// answered failed before any call of its own (its look for that
+	// action refused, say) keeps them so.
+	Calls *EarlierCalls `json:"calls,omitempty"`
 
 	revision uint64
 	stored   time.Time // when the server stored it (Get), by its clock
@@ -98,6 +105,15 @@ func (e *Entry) Latest() time.Time {
 		return e.stored
 	}
 	return e.Started
+}
+
+// EarlierCalls are offboard calls of a request id whose effect is not
+// known: the device they went to, the name the request asked for (empty
+// for a request by id), and a time before any of them went out.
+type EarlierCalls struct {
+	MachineID       string    `json:"machineId"`
+	ComputerDNSName string    `json:"computerDnsName,omitempty"`
+	Since           time.Time `json:"since"`
 }
 
 // ErrConflict means another worker changed the entry first.
@@ -172,7 +188,13 @@ func IsWrongLastSequence(err error) bool {
 // last read or wrote it (nil: none). The entry keeps the attempt the
 // result answers. ErrConflict means another worker changed it meanwhile.
 func (l *Ledger) Finish(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte) error {
-	e := &Entry{State: StateDone, Seq: seq, Result: result}
+	return l.FinishAfter(ctx, tenant, requestID, prev, seq, result, nil)
+}
+
+// FinishAfter is Finish of a failed result that keeps the earlier calls
+// of its request id (nil: none) in its entry (Entry.Calls).
+func (l *Ledger) FinishAfter(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte, calls *EarlierCalls) error {
+	e := &Entry{State: StateDone, Seq: seq, Result: result, Calls: calls}
 	e.Attempt = e.StoredAttempt()
 	return l.Put(ctx, tenant, requestID, prev, e)
 }

@@ -656,7 +656,11 @@ func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, 
 		}
 		return []queue.Stored{s}, nil
 	}
-	return nil, notNew(j.entry, w.opts.Ledger.Finish(ctx, j.t.name, res.RequestID, j.entry, j.seq, data))
+	var calls *queue.EarlierCalls
+	if res.Outcome == offboard.OutcomeFailed {
+		calls = j.keptCalls()
+	}
+	return nil, notNew(j.entry, w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, j.entry, j.seq, data, calls))
 }
 
 // storeCtx is the context results are stored and acked under: a stop must

@@ -69,7 +69,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		// effect (api_error: an action lists did not show yet): the
 		// action one of them made may have finished since, and the API
 		// would take a new call. Looked for first, as after a crash.
-		j.earlierCall, j.earlierSince = j.entry.Latest(), f.ReceivedAt
+		j.earlierCall, j.earlierSince = j.entry.Latest(), f.Since
 	}
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
@@ -132,20 +132,48 @@ func (j *job) pinned() string {
 	return e.MachineID
 }
 
-// failedAfterCalls is the failed result the request id's ledger entry
-// holds when offboard calls were made for it (a retry of a request
-// answered api_error after calls whose effect was unknown, say); false
-// when the entry holds no such result.
-func (j *job) failedAfterCalls() (*offboard.Result, bool) {
+// failedAfterCalls is what the request id's ledger entry holds of
+// offboard calls made for it when it holds a failed result (a retry of a
+// request answered api_error after calls whose effect was unknown, say):
+// the calls the entry kept from before its result's message
+// (Entry.Calls), or else those the result counts, made since it was
+// received. false when the entry holds no such result.
+func (j *job) failedAfterCalls() (*queue.EarlierCalls, bool) {
 	e := j.entry
 	if e == nil || e.State != queue.StateDone || len(e.Result) == 0 {
 		return nil, false
 	}
 	var r offboard.Result
-	if json.Unmarshal(e.Result, &r) != nil || r.Outcome != offboard.OutcomeFailed || r.Attempts == 0 || r.MachineID == "" {
+	if json.Unmarshal(e.Result, &r) != nil || r.Outcome != offboard.OutcomeFailed {
 		return nil, false
 	}
-	return &r, true
+	if c := e.Calls; c != nil && offboard.ValidMachineID(c.MachineID) {
+		return c, true
+	}
+	if r.Attempts == 0 || r.MachineID == "" {
+		return nil, false
+	}
+	return &queue.EarlierCalls{MachineID: r.MachineID, ComputerDNSName: r.ComputerDNSName, Since: r.ReceivedAt}, true
+}
+
+// keptCalls is what a failed result of this message keeps in its ledger
+// entry of the offboard calls of its request id made before it, whose
+// action it did not find (nil: none): those of the entry it read (an
+// earlier delivery's "calling" entry, or a failed result's calls), on
+// its device. Left out, a retry answered failed before any call of its
+// own (its look for their action refused, its credentials rejected)
+// stored a result that counts no call, and the next retry, taking the
+// id for one never called, made a second action for the device.
+func (j *job) keptCalls() *queue.EarlierCalls {
+	if j.calledBefore() && j.earlierCalls == 0 {
+		return &queue.EarlierCalls{MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName, Since: j.earlierSince}
+	}
+	if f, ok := j.failedAfterCalls(); ok {
+		// Answered before it looked (a cancel, a device it was not
+		// kept on): its entry is still the failed result read.
+		return f
+	}
+	return nil
 }
 
 // withdrawnWaiting answers a request whose campaign was cancelled while
