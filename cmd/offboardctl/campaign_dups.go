@@ -12,7 +12,7 @@ import (
 	"strings"
 )
 
-// Of a CSV naming one device at several rows, warnRepeats lists this many
+// Of a CSV naming one device at several rows, noteRepeats lists this many
 // devices, and this many rows of each.
 const (
 	repeatsListed    = 5
@@ -23,13 +23,14 @@ const (
 // of the CSV's rows sorted by device, size of them.
 type repeat struct{ start, size int }
 
-// warnRepeats warns, on standard error, of rows that name a device an
-// earlier row names (by deviceOf: as the worker takes it). They are
+// noteRepeats notes, for the warning printed before the rows are
+// published (r.repeats), the rows that name a device an earlier row
+// names (by deviceOf: as the worker takes it). They are
 // published all the same, as the contract has every valid row published:
 // each is answered on its own, the later ones already_pending with the
 // earlier row's action while it is under way, which an operator counting
 // devices by rows does not expect. It costs 4 bytes a row while it runs.
-func (r *campaignRun) warnRepeats() error {
+func (r *campaignRun) noteRepeats() error {
 	none := maphash.String(r.seed, deviceOf("", ""))
 	rows := make([]int32, 0, r.total)
 	for n := 1; n <= r.total; n++ {
@@ -73,7 +74,7 @@ func (r *campaignRun) warnRepeats() error {
 	if more := len(reps) - len(listed); more > 0 {
 		fmt.Fprintf(&b, "; and %d more devices", more)
 	}
-	fmt.Fprintln(r.c.stderr, "offboardctl:", b.String())
+	r.repeats = b.String()
 	return nil
 }
 

@@ -108,6 +108,7 @@ type campaignRun struct {
 
 	seed    maphash.Seed
 	devices []uint64      // the CSV's devices, hashed (readCSV)
+	repeats string        // the warning of rows naming an earlier row's device; "": none (noteRepeats)
 	pace    campaign.Pace // the quota's pace of the backlog last read (snapshot)
 
 	// movedMu guards moved: an earlier request of a device the CSV lists
@@ -165,7 +166,7 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 		r.close()
 		return nil, usagef("%s: %w", f.csv, err)
 	}
-	if err := r.warnRepeats(); err != nil {
+	if err := r.noteRepeats(); err != nil {
 		r.close()
 		return nil, usagef("%s: %w", f.csv, err)
 	}
@@ -423,6 +424,11 @@ func (r *campaignRun) run(ctx context.Context) error {
 	}
 	if err := r.beforePublishing(otherWaiting); err != nil {
 		return err
+	}
+	if r.repeats != "" {
+		// Once the run is sure to publish: a refused run's error stays
+		// its one line.
+		fmt.Fprintln(r.c.stderr, "offboardctl:", r.repeats)
 	}
 	stopWatch, err := r.watchCancel(ctx)
 	if err != nil {
