@@ -468,6 +468,12 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 	if err != nil {
 		return nil, err
 	}
+	if _, err := offboard.ParseRequest(body, tenant); err != nil {
+		// A body just under the request's size that its attempt takes
+		// over it: the request stream takes it (it leaves room for
+		// headers), and the worker would answer it invalid_request.
+		return nil, fmt.Errorf("its retry with attempt %d fails the request's checks (%w): it is not retried as it is (make it smaller and publish it anew)", attempt, err)
+	}
 	m := nats.NewMsg(d.subject)
 	m.Data = body
 	for k, vs := range d.header {
