@@ -87,7 +87,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		// latest, as --all does: its own attempt was published before
 		// (the latest is its retry), and the stream would drop the repeat.
 		if x.named == nil {
-			return fmt.Errorf("no dead letter %d of tenant %s", seq, tenant)
+			return c.notOfTenant(ctx, tenant, seq)
 		}
 		latest := x.latestOf(*x.named)
 		switch {
@@ -108,6 +108,37 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		return err
 	}
 	return c.retryEach(ctx, tenant, picked, x.highest, answered)
+}
+
+// notOfTenant is the error of --seq N when the tenant has no dead letter
+// N: whose it is (a sequence copied from dead ls under the wrong tenant),
+// or that the stream no longer holds it (removed, or past its limits),
+// where a single answer for both left the operator to guess.
+func (c *cli) notOfTenant(ctx context.Context, tenant string, seq uint64) error {
+	notHere := fmt.Errorf("no dead letter %d of tenant %s", seq, tenant)
+	js, err := c.connect(ctx)
+	if err != nil {
+		return notHere
+	}
+	s, err := js.Stream(ctx, offboard.StreamDead)
+	if err != nil {
+		return notHere
+	}
+	m, err := s.GetMsg(ctx, seq)
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return fmt.Errorf("%w: %s does not hold it (removed, or past the stream's limits); dead ls %s lists those it holds", notHere, offboard.StreamDead, tenant)
+	case err != nil:
+		return notHere // not allowed to read it by sequence, say: no more is known
+	}
+	other, ok := strings.CutPrefix(m.Subject, c.subjects.Dead(""))
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: dead letter %d is on %s, under another subject prefix than %s", notHere, seq, offboard.Quote(m.Subject), c.prefix)
+	case other == queue.UnknownTenant || !offboard.TenantName.MatchString(other):
+		return fmt.Errorf("%w: dead letter %d is under %s, of a subject whose tenant is no tenant name, and cannot be retried", notHere, seq, offboard.Quote(other))
+	}
+	return fmt.Errorf("dead letter %d is tenant %s's, not %s's: offboardctl dead retry %s --seq %d retries it", seq, other, tenant, other, seq)
 }
 
 // leaveOutCancelled drops from --all without --code the dead letters of
