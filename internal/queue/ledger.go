@@ -71,7 +71,9 @@ type Entry struct {
 	// not found (nil: none known): a retry looks for their action before
 	// it calls, whatever calls the stored result counts itself. A retry
 	// answered failed before any call of its own (its look for that
-	// action refused, say) keeps them so.
+	// action refused, say) keeps them so, and so does an unknown_tenant
+	// answer (Unrouted) written over such an entry or over a "calling"
+	// one, whose call it records then.
 	Calls *EarlierCalls `json:"calls,omitempty"`
 
 	revision uint64

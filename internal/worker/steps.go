@@ -138,8 +138,10 @@ func (j *job) pinned() string {
 // the calls the entry kept from before its result's message
 // (Entry.Calls), or else those the result counts, made since it was
 // received. false when the entry holds no such result.
-func (j *job) failedAfterCalls() (*queue.EarlierCalls, bool) {
-	e := j.entry
+func (j *job) failedAfterCalls() (*queue.EarlierCalls, bool) { return callsOfFailed(j.entry) }
+
+// callsOfFailed is failedAfterCalls of the ledger entry e.
+func callsOfFailed(e *queue.Entry) (*queue.EarlierCalls, bool) {
 	if e == nil || e.State != queue.StateDone || len(e.Result) == 0 {
 		return nil, false
 	}

@@ -432,14 +432,15 @@ func (w *Worker) fromLedger(ctx context.Context, j *job, res *offboard.Result) b
 // comes before any call, then fails, and it reads that the request was
 // answered (Worker.answered). Likewise, an id that replica wrote first
 // makes the write here fail. true: the request was left for redelivery,
-// to go by the entry then.
+// to go by the entry then. The entry keeps the offboard calls of the id
+// that prev records (unroutedCalls).
 func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result, prev *queue.Entry) bool {
 	res.Tenant = j.t.name
 	res.CompletedAt = w.clock.Now().UTC()
 	data, err := res.Marshal()
 	if err == nil {
 		e := &queue.Entry{State: queue.StateDone, Seq: j.seq, Started: w.clock.Now().UTC(), Writer: w.opts.Presence.Instance(),
-			Result: data, Attempt: j.req.AttemptOrFirst(), Unrouted: true}
+			Result: data, Attempt: j.req.AttemptOrFirst(), Unrouted: true, Calls: unroutedCalls(prev)}
 		err = notNew(prev, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, prev, e))
 	}
 	if err != nil {
@@ -447,6 +448,24 @@ func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result
 		return true
 	}
 	return false
+}
+
+// unroutedCalls is what an unknown_tenant answer written over the ledger
+// entry prev (nil: none) keeps of the offboard calls of its request id
+// (Entry.Calls; nil: none known): a "calling" entry's call (a replica cut
+// off mid-call, past its lease), or the calls a failed result's entry
+// records (a retry of a request answered failed after calls whose action
+// was not found; an earlier unknown_tenant answer that kept them). Left
+// out, the message of the id worked on once the tenant is served again
+// took the id for one never called, and its call, which the API takes
+// once the earlier action has finished, made a second action for the
+// device.
+func unroutedCalls(prev *queue.Entry) *queue.EarlierCalls {
+	if prev != nil && prev.State == queue.StateCalling && offboard.ValidMachineID(prev.MachineID) {
+		return &queue.EarlierCalls{MachineID: prev.MachineID, ComputerDNSName: prev.ComputerDNSName, Since: prev.Since()}
+	}
+	calls, _ := callsOfFailed(prev)
+	return calls
 }
 
 // answerUnroutedAgain answers a request that a replica not serving its
