@@ -193,7 +193,11 @@ func RedactURLs(urls string) string {
 		if !ok {
 			scheme, rest = "", p
 		}
-		rest = withoutWordPort(afterLastAt(rest))
+		if hasAt(rest) {
+			rest = afterLastAt(rest)
+		} else {
+			rest = withoutWordPort(rest)
+		}
 		if scheme != "" {
 			rest = scheme + "://" + rest
 		}
@@ -202,10 +206,10 @@ func RedactURLs(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// withoutWordPort is a URL's rest after its scheme with its host and port
-// left out, as "…", when its port is not a number: a user and password
-// whose '@' and host were left out ("alice:S3CR3T"), the password read as
-// the port. No NATS server listens there.
+// withoutWordPort is a URL's rest after its scheme, with no at sign, with
+// its host and port left out, as "…", when its port is not a number: a
+// user and password whose '@' and host were left out ("alice:S3CR3T"),
+// the password read as the port. No NATS server listens there.
 func withoutWordPort(rest string) string {
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
