@@ -214,10 +214,15 @@ func (w *Watcher) watch(ctx context.Context) error {
 func (w *Watcher) read(ctx context.Context) error {
 	conn := queue.MarkConn(w.nc)
 	created, _ := queue.BucketCreated(ctx, w.kv) // not known: only a purge is seen
-	kw, err := w.kv.Watch(context.Background(), keyPrefix+">")
+	// The watch outlives ctx, the read's: Run stops it. Its own context
+	// ends with it (ownWatch).
+	wctx, cancel := context.WithCancel(context.Background())
+	kw, err := w.kv.Watch(wctx, keyPrefix+">")
 	if err != nil {
+		cancel()
 		return fmt.Errorf("watch %s: %w", offboard.BucketControl, err)
 	}
+	kw = ownWatch{KeyWatcher: kw, cancel: cancel}
 	check := time.NewTicker(queue.BucketCheck) // real time: paces the look at the connection
 	defer check.Stop()
 	fresh := &Watcher{cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
@@ -225,6 +230,7 @@ func (w *Watcher) read(ctx context.Context) error {
 		select {
 		case e, ok := <-kw.Updates():
 			if !ok {
+				_ = kw.Stop()
 				return fmt.Errorf("watch %s: closed", offboard.BucketControl)
 			}
 			if e != nil {
@@ -252,6 +258,23 @@ func (w *Watcher) read(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// ownWatch is a watch with a context of its own, which its Stop ends.
+// The client library ends a watch's goroutine when the watch's context
+// ends, or when its unsubscribe reaches the connection: one closed for
+// good (the server refused the credentials) no longer takes it, and a
+// watch under a context that never ends left its goroutine for the
+// process's life.
+type ownWatch struct {
+	jetstream.KeyWatcher
+	cancel context.CancelFunc
+}
+
+// Stop stops the watch and ends its context.
+func (w ownWatch) Stop() error {
+	defer w.cancel()
+	return w.KeyWatcher.Stop()
 }
 
 // tenants are the tenants of the cancel marks held.
