@@ -43,7 +43,7 @@ func (a *App) listen(ctx context.Context) error {
 func (a *App) serve() {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	to := a.opts.HTTP.withDefaults()
 	if a.opts.Profiling {
@@ -143,6 +143,17 @@ func (a *App) serveReady(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write([]byte("ready\n"))
 }
 
+// serveHealth answers 200 while the process can serve: not once the
+// client closed the NATS connection for good, which only a restart makes
+// again (a liveness probe's restart).
+func (a *App) serveHealth(w http.ResponseWriter, _ *http.Request) {
+	if err := a.natsClosed(); err != nil {
+		http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
 // readyFor is how long an answer of Ready is reused.
 const readyFor = 5 * time.Second
 
@@ -151,6 +162,9 @@ const readyFor = 5 * time.Second
 func (a *App) Ready(ctx context.Context) error {
 	if a.stopping.Load() {
 		return errors.New("stopping")
+	}
+	if err := a.natsClosed(); err != nil {
+		return err
 	}
 	if a.nc == nil || !a.nc.IsConnected() {
 		return errors.New("NATS is not connected")

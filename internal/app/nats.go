@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -86,12 +87,33 @@ func (a *App) natsOptions() []nats.Option {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			a.log.Warn("NATS reported an error", zap.Error(err))
 		}),
-		nats.ClosedHandler(func(*nats.Conn) {
+		nats.ClosedHandler(func(nc *nats.Conn) {
 			a.setConnected(false)
+			if err := a.closedForGood(nc); err != nil {
+				a.log.Error("NATS connection lost: the worker serves nothing until it is restarted (/healthz answers 503)", zap.Error(err))
+			}
 			closeOnce.Do(func() { close(a.ncClosed) })
 		}),
 	}
 	return append(o, a.opts.natsConn().Options()...)
+}
+
+// natsClosed is closedForGood of the worker's connection.
+func (a *App) natsClosed() error { return a.closedForGood(a.nc) }
+
+// closedForGood is the error of a connection to NATS that the client
+// closed for good while the worker was not stopping: the server refused
+// its credentials twice on reconnecting (a password or user JWT rotated,
+// revoked or expired), or answered with an error the client does not
+// reconnect after. Nothing makes it again but a restart. Nil otherwise.
+func (a *App) closedForGood(nc *nats.Conn) error {
+	if nc == nil || !nc.IsClosed() || a.stopping.Load() {
+		return nil
+	}
+	if err := nc.LastError(); err != nil {
+		return fmt.Errorf("the NATS connection was closed for good: %w: restart the worker", err)
+	}
+	return errors.New("the NATS connection was closed for good: restart the worker")
 }
 
 // natsConn is the connection's credentials and TLS settings.
