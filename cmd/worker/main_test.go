@@ -180,6 +180,11 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
 		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix: an empty token`},
 		{"URL not parsed", []string{"--config", good, "--nats-url", "nats://alice:s3cret@host:bad"}, "NATS URL nats://host:bad is not a URL"},
+		// -1 picks a free port for the embedded server alone: the
+		// listener refused it once NATS was up, and --check-config
+		// passed it.
+		{"listen on port -1, checked", []string{"--config", good, "--check-config", "--listen", ":-1"}, "--listen: want host:port"},
+		{"listen on port -1", []string{"--config", good, "--listen", ":-1"}, "--listen: want host:port"},
 		{"inbox under the subjects", []string{"--config", good, "--nats-inbox-prefix", "mde.offboard.x"}, "is under mde.offboard"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

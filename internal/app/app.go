@@ -229,11 +229,12 @@ func (o Options) checkFlags() error {
 		// Not quoted: a secret given to the wrong flag would be shown.
 		return errors.New("--replica-id: want 1 to 64 letters, digits, '-' or '_'")
 	}
-	if err := checkAddress("--listen", o.Listen); err != nil {
+	if err := checkAddress("--listen", o.Listen, 0); err != nil {
 		return err
 	}
 	if o.NATSURL == "" {
-		return checkAddress("--embedded-listen", o.EmbeddedListen)
+		// -1: a free port, as 0 (the embedded server's own spelling).
+		return checkAddress("--embedded-listen", o.EmbeddedListen, -1)
 	}
 	return nil
 }
@@ -242,8 +243,10 @@ func (o Options) checkFlags() error {
 // an IP address, or none) and a port number, before anything starts:
 // the listener's own error quotes the address whole, and a NATS URL
 // given to the wrong flag would be shown with its password. Its error
-// names the flag, not the value. Empty takes the default.
-func checkAddress(flag, addr string) error {
+// names the flag, not the value. Empty takes the default. A port under
+// leastPort is refused: the HTTP listener takes 0 for a free port, not
+// the embedded server's -1.
+func checkAddress(flag, addr string, leastPort int64) error {
 	if addr == "" {
 		return nil
 	}
@@ -252,8 +255,7 @@ func checkAddress(flag, addr string) error {
 	if err == nil {
 		n, err = strconv.ParseInt(port, 10, 32)
 	}
-	// -1: a free port, as 0 (the embedded server's own spelling).
-	if err != nil || n < -1 || n > 65535 || strings.ContainsFunc(host, func(r rune) bool { return !hostRune(r) }) {
+	if err != nil || n < leastPort || n > 65535 || strings.ContainsFunc(host, func(r rune) bool { return !hostRune(r) }) {
 		return fmt.Errorf("%s: want host:port with a port number, such as 127.0.0.1:9090 or :9090", flag)
 	}
 	return nil
