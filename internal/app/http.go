@@ -183,6 +183,12 @@ func (a *App) Ready(ctx context.Context) error {
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	err := queue.Check(cctx, a.js, a.opts.Queue)
+	if cerr := ctx.Err(); cerr != nil {
+		// The caller left (a client with a short timeout): the check was
+		// cut short and says nothing of NATS. Not kept for the next
+		// probe, which it would answer 503.
+		return fmt.Errorf("readiness check: %w", cerr)
+	}
 	if errors.Is(err, context.DeadlineExceeded) && !a.readyAt.IsZero() && a.readyErr == nil {
 		// Connected, but the server is slow to answer (busy with a
 		// thousand tenants): that says nothing about the definitions,
