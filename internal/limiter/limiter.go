@@ -33,6 +33,9 @@ type Tenant struct {
 
 	// Journal state, guarded by mu (shared.go).
 	lastSeq uint64 // the tenant's last journal entry applied here
+	// gone, once set, refuses every journal write of the tenant: one
+	// was stored under a number the feed had read past (write.go).
+	gone    error
 	pending Event  // completions and pauses not written to the journal yet
 	nextID  uint64 // the last call id handed out
 	// wmu serialises this process's journal writes for the tenant, so

@@ -373,6 +373,13 @@ func (s *Shared) feedFrom() uint64 {
 	return s.from
 }
 
+// feedAt is the last journal entry the feed has delivered.
+func (s *Shared) feedAt() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pos
+}
+
 // waitFeed reports whether the feed has delivered entry pos, waiting for
 // it at most d.
 func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (bool, error) {

@@ -189,7 +189,7 @@ func (t *Tenant) undo(batch []*Permit) {
 // brought the entries that came first, so the caller tries again; any
 // other failure is returned.
 func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error) {
-	seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
+	seq, err := t.append(ctx, ev, last)
 	t.mu.Lock()
 	if err == nil {
 		t.lastSeq = max(t.lastSeq, seq)
@@ -216,6 +216,35 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 	}
 	t.mu.Unlock()
 	return false, t.afterConflict(ctx, err, last)
+}
+
+// append is Journal.Append, refused once an entry of the tenant was
+// stored under a number the feed had read past before it was sent. A
+// journal gives every new entry a number after all it holds, so that
+// journal was made anew, or lost its last entries: the entries written
+// there under numbers the feed has read past never reach this process,
+// which cannot count them, and a conflict's answer naming one may lie
+// below where the feed began, where it reads like an entry too old to
+// count. No call of the tenant goes out from this process until it
+// starts again and reads the journal as it is. The entry stored holds
+// its calls for the others until they are due.
+func (t *Tenant) append(ctx context.Context, ev Event, last uint64) (uint64, error) {
+	t.mu.Lock()
+	gone := t.gone
+	t.mu.Unlock()
+	if gone != nil {
+		return 0, gone
+	}
+	read := t.shared.feedAt()
+	seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
+	if err != nil || seq > read {
+		return seq, err
+	}
+	gone = fmt.Errorf("%w (an entry was stored as %d, this process's feed had read up to %d): restart the worker", ErrJournalEntryGone, seq, read)
+	t.mu.Lock()
+	t.gone = gone
+	t.mu.Unlock()
+	return 0, gone
 }
 
 // afterConflict handles a failed Append that expected to follow the
