@@ -111,6 +111,12 @@ var errQuotaJournal = errors.New("quota journal unreachable: call not sent")
 // the tenant while the call was being entered in the quota journal.
 var errPausedMeanwhile = errors.New("the tenant was paused by a 429 meanwhile: call not sent")
 
+// errDueMeanwhile marks a call that was not sent because its due time in
+// the quota journal passed before it could go out (the process frozen or
+// the machine suspended meanwhile): the other replicas count it ended by
+// then, and the server would count it later.
+var errDueMeanwhile = errors.New("the call's due time in the quota journal passed before it went out: call not sent")
+
 // callSpec is one API call a request makes.
 type callSpec struct {
 	api string
@@ -166,8 +172,8 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		if (v == nil || !v.Sent) && spec.api == mde.APIOffboard {
 			j.attempts-- // not sent: no token, say, or no connection
 		}
-		if errors.Is(err, errPausedMeanwhile) {
-			continue
+		if errors.Is(err, errPausedMeanwhile) || errors.Is(err, errDueMeanwhile) {
+			continue // not sent: a new place
 		}
 		if err != nil || res != nil {
 			return nil, res, err
@@ -260,7 +266,8 @@ func (c *caller) pause(ctx context.Context, t *tenantRun, api string, v *mde.Ver
 // send makes one call, places it in the windows and counts it: completed
 // when it may have reached the server, released when it surely did not (no
 // token). A panic in do still gives the permit back, so the quota never
-// shrinks. The error is errQuotaJournal only: nothing was sent.
+// shrinks. An error (errQuotaJournal, errPausedMeanwhile, errDueMeanwhile)
+// says nothing was sent.
 func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict,
 ) (*mde.Verdict, error) {
@@ -271,11 +278,11 @@ func (c *caller) send(ctx context.Context, t *tenantRun, api string, permit *lim
 // sendChecked is send with again, if set, run once the call's place is
 // entered in the journal, just before the call goes out: a result or an
 // error from it means no call (the verdict is nil), its place given back.
-// An error is also errQuotaJournal or errPausedMeanwhile. record, if
-// set, enters the call in the journal in place of Permit.Record (whose
-// wait a stop ends, as it must end record's); an error
-// of its own that is not the journal's (a *withdrawnError) is returned as
-// it is.
+// An error is also errQuotaJournal, errPausedMeanwhile or
+// errDueMeanwhile. record, if set, enters the call in the journal in
+// place of Permit.Record (whose wait a stop ends, as it must end
+// record's); an error of its own that is not the journal's (a
+// *withdrawnError) is returned as it is.
 func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict, again func(context.Context) (*offboard.Result, error),
 	record func(context.Context, *limiter.Permit) (time.Time, error),
@@ -337,11 +344,11 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 		permit.CompleteNow()
 		return nil, nil, errPausedMeanwhile
 	}
-	if !due.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, due.Sub(c.clock.Now()))
-		defer cancel()
+	ctx, cancel, err := untilDue(ctx, c.clock, due)
+	if err != nil {
+		return nil, nil, err // nothing was sent: the deferred Release gives the place back
 	}
+	defer cancel()
 	start := c.clock.Now()
 	var v *mde.Verdict
 	defer func() { c.sent(t, api, permit, start, v) }()
@@ -366,6 +373,30 @@ func (c *caller) sent(t *tenantRun, api string, permit *limiter.Permit, start ti
 		status = v.StatusLabel()
 	}
 	c.m.APICalls.WithLabelValues(t.name, api, status).Inc()
+}
+
+// untilDue bounds ctx by a call's due time in the quota journal (zero:
+// none), by whichever clock reaches it first; errDueMeanwhile once it has
+// passed.
+func untilDue(ctx context.Context, clock clockwork.Clock, due time.Time) (context.Context, context.CancelFunc, error) {
+	if due.IsZero() {
+		return ctx, func() {}, nil
+	}
+	left := untilBoth(clock, due)
+	if left <= 0 {
+		return ctx, func() {}, errDueMeanwhile
+	}
+	ctx, cancel := context.WithTimeout(ctx, left)
+	return ctx, cancel, nil
+}
+
+// untilBoth is the time until t by the monotonic clock or by the wall
+// clock, whichever is shorter: the monotonic clock stands still while the
+// machine is suspended, and the other replicas read a call's due time by
+// their wall clocks.
+func untilBoth(clock clockwork.Clock, t time.Time) time.Duration {
+	now := clock.Now()
+	return min(t.Sub(now), t.Round(0).Sub(now.Round(0)))
 }
 
 // untilPlace waits until the permit's place frees. A permit taken ahead
