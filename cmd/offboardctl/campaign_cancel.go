@@ -215,6 +215,7 @@ type campaignState struct {
 	Paused     bool     `json:"paused,omitempty"`
 
 	waitingBy map[offboard.Priority]int
+	ahead     int // the tenant's backlog served before the campaign's last request
 }
 
 // tally keeps the latest outcome of each row seen: one byte per row.

@@ -77,16 +77,22 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		// read as a campaign with nothing left to do.
 		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered", tenant, name)
 	}
-	// The campaign's last request waits behind the tenant's whole backlog
-	// (normal first, then bulk, its own requests among them).
+	// The campaign's last request waits behind the tenant's normal
+	// backlog, and behind its bulk one too while a request of the
+	// campaign waits there (its own requests among them): bulk never
+	// delays normal, as campaign run counts it.
 	inFlight := 0
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		waiting, fetched, err := backlog(ctx, js, tenant, p)
 		if err != nil {
 			return err
 		}
-		st.Backlog += int(min(waiting+fetched, uint64(math.MaxInt32)))
-		inFlight += int(min(fetched, uint64(math.MaxInt32)))
+		n := int(min(waiting+fetched, uint64(math.MaxInt32)))
+		st.Backlog += n
+		if p == offboard.Normal || st.waitingBy[p] > 0 {
+			st.ahead += n
+			inFlight += int(min(fetched, uint64(math.MaxInt32)))
+		}
 	}
 	if err := c.campaignETA(ctx, js, st, ws, inFlight); err != nil {
 		return err
@@ -118,7 +124,7 @@ func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campa
 	case st.Paused:
 		st.ETA = "paused"
 	case st.Waiting > 0:
-		ahead := st.Backlog
+		ahead := st.ahead
 		if st.Cancelled != nil {
 			// Its own requests are answered cancelled, without a call:
 			// only the tenant's others take quota or budget.
