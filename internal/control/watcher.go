@@ -28,6 +28,12 @@ type Watcher struct {
 	view    View
 	changed chan struct{} // closed and replaced on every change
 	current chan struct{} // closed once every entry that existed at start is read
+	// read marks the connection as the watch whose entries make the view
+	// began: a reconnection since, and the view may miss a change.
+	read queue.ConnMark
+	// kick has the watch look at once whether its connection was made
+	// again (Fresh), rather than at its next check.
+	kick chan struct{}
 }
 
 // NewWatcher opens the control bucket, which must exist (queue.Ensure).
@@ -36,7 +42,8 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
-	return &Watcher{kv: kv, nc: js.Conn(), log: log.Named("control"), changed: make(chan struct{}), current: make(chan struct{})}, nil
+	return &Watcher{kv: kv, nc: js.Conn(), log: log.Named("control"), changed: make(chan struct{}), current: make(chan struct{}),
+		kick: make(chan struct{}, 1)}, nil
 }
 
 // rewatchAfter is how long Run waits before watching again when a watch
@@ -113,16 +120,20 @@ func (w *Watcher) watch(ctx context.Context) error {
 			if conn.Moved() {
 				return queue.ErrReconnected
 			}
+		case <-w.kick:
+			if conn.Moved() {
+				return queue.ErrReconnected
+			}
 		case e, ok := <-kw.Updates():
 			if !ok {
 				return fmt.Errorf("watch %s closed", offboard.BucketControl)
 			}
 			switch {
 			case e == nil && fresh != nil:
-				w.replace(fresh)
+				w.replace(fresh, conn)
 				fresh = nil
 			case e == nil:
-				w.markCurrent()
+				w.markCurrent(conn)
 			case fresh != nil:
 				if _, err := fresh.apply(e); err != nil {
 					w.log.Warn("control entry ignored or unreadable", zap.String("key", e.Key()), zap.Error(err))
@@ -157,10 +168,10 @@ func (w *Watcher) started() bool {
 // control in force before that has no entry at all now went with the
 // bucket (made again, or its stream purged), not with a resume: each is
 // logged as an error, as the worker goes on calling for it.
-func (w *Watcher) replace(v *View) {
+func (w *Watcher) replace(v *View, read queue.ConnMark) {
 	w.mu.Lock()
 	lost := w.view.lostIn(v)
-	w.view = *v
+	w.view, w.read = *v, read
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
@@ -171,9 +182,10 @@ func (w *Watcher) replace(v *View) {
 	w.log.Info("controls read anew", zap.Int("in_force", v.inForce()))
 }
 
-func (w *Watcher) markCurrent() {
+func (w *Watcher) markCurrent(read queue.ConnMark) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.read = read
 	select {
 	case <-w.current:
 	default:
@@ -232,6 +244,27 @@ func ShownBudget(v string) string {
 // Current is closed once the watcher knows every control that existed
 // when it started.
 func (w *Watcher) Current() <-chan struct{} { return w.current }
+
+// Fresh says whether the controls known are those in force: read since
+// the connection to NATS was last made again. A replica cut off from
+// NATS for a while, whose watch the server dropped meanwhile, is told
+// nothing of what was written during the cut, and a reconnection is
+// seen by the watch only at its next check: until the controls are read
+// anew (Changed then), a pause written meanwhile is not known. Asked
+// while they are not, the watch looks at once.
+func (w *Watcher) Fresh() bool {
+	w.mu.Lock()
+	read := w.read
+	w.mu.Unlock()
+	if read == (queue.ConnMark{}) || !read.Moved() {
+		return true
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return false
+}
 
 // Changed is closed at the next change of any control. Take it before
 // reading the state it guards, so no change falls in between.

@@ -22,6 +22,23 @@ type Control interface {
 	Changed() <-chan struct{}
 }
 
+// freshness is what a control plane may also tell (control.Watcher):
+// whether the controls it knows are those in force, or may miss a change
+// written while the connection to NATS was away; Changed is closed once
+// they are read anew.
+type freshness interface {
+	Fresh() bool
+}
+
+// controlsFresh says whether the controls known are those in force: no
+// new offboard call starts on controls that may be out of date.
+func (w *Worker) controlsFresh() bool {
+	if f, ok := w.opts.Control.(freshness); ok {
+		return f.Fresh()
+	}
+	return true
+}
+
 // noControl is the control plane of a worker that has none: nothing is
 // ever paused.
 type noControl struct{}
@@ -31,11 +48,12 @@ func (noControl) Changed() <-chan struct{}              { return nil }
 func (noControl) Budget(string) (string, bool)          { return "", false }
 
 // served returns the tenant's priorities not paused, waiting while every
-// one is; changed is closed at the next change after the answer was read.
+// one is, and while the controls may be out of date (controlsFresh);
+// changed is closed at the next change after the answer was read.
 func (w *Worker) served(ctx context.Context, tenant string) (prios []offboard.Priority, changed <-chan struct{}, err error) {
 	for {
 		changed = w.opts.Control.Changed()
-		if prios = w.unpaused(tenant); len(prios) > 0 {
+		if prios = w.unpaused(tenant); len(prios) > 0 && w.controlsFresh() {
 			return prios, changed, nil
 		}
 		select {

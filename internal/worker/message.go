@@ -385,13 +385,15 @@ func (w *Worker) leave(j *job, err error) {
 }
 
 // heldByAControl says whether a request leaves for an operator's control
-// (a pause, a budget lowered or set): it goes back to the stream ready to
-// be taken, held there by the control alone, so that a resume or a
-// budget raised lets it go on at once, as it does the requests never
-// taken, not after a delay. The tenant loop takes none of it meanwhile:
-// it fetches no paused priority, and nothing while the budget is spent.
+// (a pause, a budget lowered or set, controls not read anew since NATS
+// came back): it goes back to the stream ready to be taken, held there by
+// the control alone, so that a resume or a budget raised lets it go on at
+// once, as it does the requests never taken, not after a delay. The
+// tenant loop takes none of it meanwhile: it fetches no paused priority,
+// nothing while the budget is spent, nothing until the controls are read.
 func heldByAControl(err error) bool {
-	return errors.Is(err, errPausedWhileWaiting) || errors.Is(err, errBudgetLowered) || errors.Is(err, errBudgetSet)
+	return errors.Is(err, errPausedWhileWaiting) || errors.Is(err, errBudgetLowered) || errors.Is(err, errBudgetSet) ||
+		errors.Is(err, errControlsUnread)
 }
 
 // errNotNew says that a fresh request's first ledger write found an entry
@@ -440,6 +442,8 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: its call may still be under way elsewhere", zap.Duration("for", delay))
 	case errors.Is(err, errPausedWhileWaiting):
 		j.log.Info("request left for redelivery: its tenant was paused while it waited")
+	case errors.Is(err, errControlsUnread):
+		j.log.Info("request left for redelivery: the controls were not read again yet since NATS came back")
 	case errors.Is(err, errRefusedAfterLostAnswer):
 		j.log.Info("request left for redelivery: a guard refuses the device, and a call of it may have created an action that does not show yet")
 	default:

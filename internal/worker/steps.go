@@ -210,6 +210,12 @@ func (w *Worker) mayHaveCalled(j *job) bool {
 // stream, where it waits for the resume like the requests not yet taken.
 var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
 
+// errControlsUnread leaves a request about to be sent while the controls
+// have not been read since the connection to NATS came back: a pause
+// written while it was away may hold it. It goes back to the stream, and
+// the tenant loop takes nothing until the controls are read anew.
+var errControlsUnread = errLeave("the controls have not been read since NATS came back: back to the stream until they are")
+
 // errBudgetLowered leaves a request whose budget slot no longer fits the
 // budget in force: an operator lowered it (offboardctl budget) while the
 // request waited with its slot. Its slot is given back, and it comes back
@@ -361,6 +367,9 @@ func (w *Worker) lookForEarlier(ctx context.Context, j *job) (*offboard.Result, 
 // is about to go out (beforeCall): a pause of the request's tenant and
 // priority, a budget lowered or set, a cancel of its campaign.
 func (w *Worker) controlsBeforeCall(j *job) (*offboard.Result, error) {
+	if !w.controlsFresh() {
+		return nil, errControlsUnread
+	}
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
 	}
