@@ -123,13 +123,16 @@ type App struct {
 	http      *http.Server
 	serveDone chan struct{}
 
-	ns           *server.Server
-	nc           *nats.Conn
-	ncClosed     chan struct{}    // closed by the connection's ClosedHandler
-	lost         chan struct{}    // asks keepConsumers to look for lost consumers
-	connected    prometheus.Gauge // mde_offboard_nats_connected
-	js           jetstream.JetStream
-	router       *queue.Router
+	ns        *server.Server
+	nc        *nats.Conn
+	ncClosed  chan struct{}    // closed by the connection's ClosedHandler
+	lost      chan struct{}    // asks keepConsumers to look for lost consumers
+	connected prometheus.Gauge // mde_offboard_nats_connected
+	js        jetstream.JetStream
+	router    *queue.Router
+	// routed is router for the reconnect handler, which may run while
+	// the start makes it.
+	routed       atomic.Pointer[queue.Router]
 	shared       *limiter.Shared
 	follow       func()          // stops the quota journal feed
 	budget       *limiter.Shared // the budgets' journal (budget.go)
@@ -647,6 +650,7 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 	if a.router, err = queue.NewRouter(a.nc, a.opts.Queue.Subjects, a.opts.Queue.Tenants...); err != nil {
 		return nil, nil, err
 	}
+	a.routed.Store(a.router)
 	a.life.add("router", func(context.Context) error { return a.router.Close() })
 	journal, err := queue.NewQuotaJournal(ctx, a.js, a.opts.Queue.Subjects)
 	if err != nil {

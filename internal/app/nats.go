@@ -78,6 +78,10 @@ func (a *App) natsOptions() []nats.Option {
 		nats.ReconnectHandler(func(*nats.Conn) {
 			a.setConnected(true)
 			a.log.Info("NATS reconnected")
+			if r := a.routed.Load(); r != nil {
+				// The requests published while it was away woke nobody.
+				r.Reconnected()
+			}
 			if !a.opts.NoSetup {
 				a.consumerLost() // a lone server restarted comes back without the tenants' consumers
 			}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -530,6 +531,35 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 		}
 	}
 	return src, nil
+}
+
+// Reconnected has every source pull from its consumers at once: the
+// requests published while the connection to NATS was away (a replica
+// cut off, a server restarted) woke nobody, and an idle tenant would
+// find them only at its next safety poll, up to IdlePoll later. A pull
+// goes to the consumer itself, not to the server's shared API queue, and
+// one that finds nothing leaves the lane idle again.
+func (r *Router) Reconnected() {
+	r.mu.Lock()
+	srcs := slices.Collect(maps.Values(r.sources))
+	r.mu.Unlock()
+	for _, s := range srcs {
+		s.lookAgain()
+	}
+}
+
+// lookAgain marks every lane as one that may hold a request, and wakes
+// the source.
+func (s *Source) lookAgain() {
+	s.mu.Lock()
+	for _, l := range s.lanes {
+		l.maybe = true
+	}
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default: // already awake
+	}
 }
 
 // sourceCounted is called as a source has its first counts, before it
