@@ -966,16 +966,24 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 // refreshAhead reads the tenant's backlog that is served before the
-// campaign's end: normal priority always, bulk too for a bulk campaign.
+// campaign's end: normal priority (unless it is paused, for a bulk
+// campaign: bulk goes on meanwhile), bulk too for a bulk campaign.
 func (r *campaignRun) refreshAhead(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	view, horizon, err := readControls(ctx, r.js, r.c.subjects)
+	if err != nil {
+		return // no estimate update; the last one stands
+	}
+	r.paused.Store(view.Paused(r.f.tenant, r.prio))
 	// Read before the backlog: a row published in between counts twice
 	// (the estimate errs long), never not at all.
 	unread := r.unread.Load()
-	prios := []offboard.Priority{offboard.Normal}
-	if r.prio == offboard.Bulk {
-		prios = append(prios, offboard.Bulk)
+	var prios []offboard.Priority
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		if aheadOf(p, map[offboard.Priority]int{r.prio: 1}, view.Paused(r.f.tenant, offboard.Normal)) {
+			prios = append(prios, p)
+		}
 	}
 	var waiting, inFlight uint64
 	for _, p := range prios {
@@ -988,11 +996,6 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 	r.ahead.Store(int64(waiting + inFlight))
 	r.aheadUnread.Store(unread)
 	r.refreshQuota(ctx, int(min(waiting, 1<<40))+int(unread), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
-	view, horizon, err := readControls(ctx, r.js, r.c.subjects)
-	if err != nil {
-		return // the last ones stand
-	}
-	r.paused.Store(view.Paused(r.f.tenant, r.prio))
 	r.refreshBudget(ctx, view, horizon, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
 }
 

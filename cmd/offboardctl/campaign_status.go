@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -77,10 +78,15 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		// read as a campaign with nothing left to do.
 		return fmt.Errorf("tenant %s has no campaign %s: none of its requests waits or was answered", tenant, name)
 	}
+	view, horizon, err := readControls(ctx, js, c.subjects)
+	if err != nil {
+		return err
+	}
 	// The campaign's last request waits behind the tenant's normal
 	// backlog, and behind its bulk one too while a request of the
 	// campaign waits there (its own requests among them): bulk never
-	// delays normal, as campaign run counts it.
+	// delays normal, as campaign run counts it. A paused normal backlog
+	// waits while bulk goes on: it is not ahead of bulk.
 	inFlight := 0
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		waiting, fetched, err := backlog(ctx, js, tenant, p)
@@ -89,12 +95,12 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		}
 		n := int(min(waiting+fetched, uint64(math.MaxInt32)))
 		st.Backlog += n
-		if p == offboard.Normal || st.waitingBy[p] > 0 {
+		if aheadOf(p, st.waitingBy, view.Paused(tenant, offboard.Normal)) {
 			st.ahead += n
 			inFlight += int(min(fetched, uint64(math.MaxInt32)))
 		}
 	}
-	if err := c.campaignETA(ctx, js, st, ws, inFlight); err != nil {
+	if err := c.campaignETA(ctx, js, st, ws, inFlight, view, horizon); err != nil {
 		return err
 	}
 	if asJSON {
@@ -106,14 +112,23 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	return nil
 }
 
+// aheadOf says whether the tenant's backlog of priority p is served
+// before the campaign's last request, waitingBy its requests waiting by
+// priority: the normal backlog unless normal is paused while a request of
+// the campaign waits in bulk, the bulk one while one waits there.
+func aheadOf(p offboard.Priority, waitingBy map[offboard.Priority]int, normalPaused bool) bool {
+	if p == offboard.Bulk {
+		return waitingBy[offboard.Bulk] > 0
+	}
+	return !normalPaused || waitingBy[offboard.Bulk] == 0
+}
+
 // campaignETA sets the campaign's ETA: "paused" while a pause holds every
 // request of it waiting, else the quota's pace over the tenant's backlog,
 // or the budget's when that is slower.
-func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campaignState, ws []campaign.Window, inFlight int) error {
-	view, horizon, err := readControls(ctx, js, c.subjects)
-	if err != nil {
-		return err
-	}
+func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campaignState, ws []campaign.Window, inFlight int,
+	view *control.View, horizon budgetHorizon,
+) error {
 	st.Paused = st.Waiting > 0
 	for p, n := range st.waitingBy {
 		if n > 0 {
