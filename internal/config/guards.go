@@ -237,11 +237,13 @@ func Words(s string) string {
 var turkishI = strings.NewReplacer("İ", "I", "ı", "i")
 
 // Visible is s without the characters one does not see: control
-// characters other than white space, and format characters (a zero-width
-// space, a byte order mark, a soft hyphen, a joiner).
+// characters other than white space, format characters (a zero-width
+// space, a byte order mark, a soft hyphen, a joiner), and the others
+// Unicode says to ignore when not rendered (a combining grapheme joiner,
+// a variation selector, a Hangul filler).
 func Visible(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && !unicode.IsSpace(r) || unicode.Is(unicode.Cf, r) {
+		if unicode.IsControl(r) && !unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
 			return -1
 		}
 		return r

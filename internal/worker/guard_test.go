@@ -428,6 +428,12 @@ func TestGuardHiddenCharactersOnTheDevice(t *testing.T) {
 		{"byte order mark before the tag", `"machineTags":["\ufeffDoNotOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
 		{"soft hyphen inside the tag", `"machineTags":["DoNot\u00adOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
 		{"control character after the tag", `"machineTags":["DoNotOffboard\u0000"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		// Characters Unicode says to ignore when not rendered, outside
+		// the format characters: a combining grapheme joiner, a
+		// variation selector, a Hangul filler.
+		{"grapheme joiner inside the tag", `"machineTags":["DoNot\u034fOffboard"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		{"variation selector after the tag", `"machineTags":["DoNotOffboard\ufe0f"],"rbacGroupId":0`, offboard.RuleMachineTags},
+		{"Hangul filler in the group", `"machineTags":[],"rbacGroupId":7,"rbacGroupName":"Tier 0\u3164 servers"`, offboard.RuleRbacGroups},
 		{"zero-width space in the group", `"machineTags":[],"rbacGroupId":7,"rbacGroupName":"Tier 0\u200b servers"`, offboard.RuleRbacGroups},
 		{"another tag", `"machineTags":["Do\u200bNot"],"rbacGroupId":0`, ""},
 	} {
