@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"encoding/csv"
+	"errors"
 	"testing"
 	"time"
 
@@ -29,9 +30,19 @@ func BenchmarkPlan100k(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	start := time.Now()
-	reply, data, err := offboard.RequestPlan(b.Context(), h.js, offboard.Subjects{}, "t0",
-		offboard.PlanRequest{InactiveFor: 90 * 24 * time.Hour}, 10*time.Second)
+	// /healthz answers before the worker listens for plans: a request
+	// sent before then finds nobody (ErrNoPlanner), and is sent again,
+	// as an operator runs the command again.
+	var (
+		start time.Time
+		reply *offboard.PlanReply
+		data  []byte
+	)
+	for try := 0; try == 0 || errors.Is(err, offboard.ErrNoPlanner) && try < 3; try++ {
+		start = time.Now()
+		reply, data, err = offboard.RequestPlan(b.Context(), h.js, offboard.Subjects{}, "t0",
+			offboard.PlanRequest{InactiveFor: 90 * 24 * time.Hour}, 10*time.Second)
+	}
 	took := time.Since(start)
 	if err != nil {
 		b.Fatal(err)
