@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // Of a CSV naming one device at several rows, noteRepeats lists this many
@@ -92,7 +94,7 @@ func rowList(rows []int32) string {
 }
 
 // deviceNames reads the CSV again up to the last of the repeats' first
-// rows, for the device each names (deviceOf), by row.
+// rows, for the device each names (deviceOf, its value quoted), by row.
 func (r *campaignRun) deviceNames(reps []repeat, rows []int32) (map[int]string, error) {
 	names := map[int]string{}
 	for _, rep := range reps {
@@ -113,7 +115,9 @@ func (r *campaignRun) deviceNames(reps []repeat, rows []int32) (map[int]string, 
 			return nil, err
 		}
 		if _, ok := names[row.N]; ok {
-			names[row.N] = deviceOf(row.MachineID, row.ComputerDNSName)
+			// Quoted: a CSV's cell may hold a terminal's control sequence.
+			kind, value, _ := strings.Cut(deviceOf(row.MachineID, row.ComputerDNSName), " ")
+			names[row.N] = kind + " " + offboard.Quote(value)
 		}
 		if row.N == last {
 			return names, nil

@@ -22,7 +22,7 @@ func TestCampaignRunWarnsOfADeviceAtTwoRows(t *testing.T) {
 	p := writeFile(t, dir, "repeats.csv", "computerDnsName,machineId\npc-1,\npc-2,\nPC-1.,\n,"+id+"\n,\n,"+strings.ToUpper(id)+"\n,\npc-1,\n")
 	res := runUntilPublished(t, url, js, 6, "campaign", "run", "--tenant", "contoso", "--csv", p, "--report", filepath.Join(dir, "r.csv"))
 	want := "offboardctl: warning: " + p + ": 3 rows name a device an earlier row names; every row is published, and each " +
-		"answered on its own: computerDnsName pc-1 at rows 1, 3 and 8; machineId " + id + " at rows 4 and 6\n"
+		"answered on its own: computerDnsName \"pc-1\" at rows 1, 3 and 8; machineId \"" + id + "\" at rows 4 and 6\n"
 	if !strings.Contains(res.err, want) {
 		t.Errorf("stderr %q, want it to hold %q", res.err, want)
 	}
@@ -51,9 +51,9 @@ func TestCampaignRunWarningOfRepeatsIsBounded(t *testing.T) {
 	p := writeFile(t, dir, "many.csv", csv.String())
 	res := runUntilPublished(t, url, js, 80, "campaign", "run", "--tenant", "contoso", "--csv", p, "--report", filepath.Join(dir, "r.csv"))
 	want := ": 73 rows name a device an earlier row names; every row is published, and each answered on its own: " +
-		"computerDnsName pc-0 at rows 1, 2, 15, 16, 29 and 7 more; computerDnsName pc-1 at rows 3, 4, 17, 18, 31 and 7 more; " +
-		"computerDnsName pc-2 at rows 5, 6, 19, 20, 33 and 7 more; computerDnsName pc-3 at rows 7, 8, 21, 22, 35 and 7 more; " +
-		"computerDnsName pc-4 at rows 9, 10, 23, 24, 37 and 7 more; and 2 more devices\n"
+		"computerDnsName \"pc-0\" at rows 1, 2, 15, 16, 29 and 7 more; computerDnsName \"pc-1\" at rows 3, 4, 17, 18, 31 and 7 more; " +
+		"computerDnsName \"pc-2\" at rows 5, 6, 19, 20, 33 and 7 more; computerDnsName \"pc-3\" at rows 7, 8, 21, 22, 35 and 7 more; " +
+		"computerDnsName \"pc-4\" at rows 9, 10, 23, 24, 37 and 7 more; and 2 more devices\n"
 	if !strings.Contains(res.err, want) || strings.Count(res.err, "warning") != 1 {
 		t.Errorf("stderr %q, want one warning holding %q", res.err, want)
 	}

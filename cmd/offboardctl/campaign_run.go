@@ -995,7 +995,7 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 	}
 	r.ahead.Store(int64(waiting + inFlight))
 	r.aheadUnread.Store(unread)
-	r.refreshQuota(ctx, int(min(waiting, 1<<40))+int(unread), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
+	r.refreshQuota(ctx, int(min(waiting, 1<<40))+int(unread), int(min(inFlight, 1<<40)))     //nolint:gosec // bounded
 	r.refreshBudget(ctx, view, horizon, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
 }
 
