@@ -1,11 +1,13 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -22,28 +24,9 @@ import (
 // below the feed's first was taken for one older than anything that
 // counts, and both called.
 func TestJournalMadeAnewBelowWhereTheFeedBegan(t *testing.T) {
-	js, s := contosoQueue(t)
-	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC))
-	ws := []limiter.Window{{Count: 1, Length: time.Minute}}
-	start := func() *limiter.Limiter {
-		var l *limiter.Limiter
-		followedTenant(t, js, s, clock, func(tn *limiter.Tenant) { l = tn.Add("offboard", ws) })
-		return l
-	}
-	record := func(l *limiter.Limiter) (*limiter.Permit, error) {
-		p, _ := l.TryAcquire(clock.Now())
-		if p == nil {
-			return nil, errors.New("no permit")
-		}
-		ctx, cancel := clockwork.WithTimeout(t.Context(), clockwork.NewRealClock(), 5*time.Second)
-		defer cancel()
-		if _, err := p.Record(ctx); err != nil {
-			p.Release()
-			return nil, err
-		}
-		return p, nil
-	}
-	other, err := NewQuotaJournal(t.Context(), js, s.Subjects)
+	j := newOneCallJournal(t)
+	js := j.js
+	other, err := NewQuotaJournal(t.Context(), js, j.s.Subjects)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,39 +43,90 @@ func TestJournalMadeAnewBelowWhereTheFeedBegan(t *testing.T) {
 	if err := st.Purge(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	a := start() // its feed begins past 20
-	p, err := record(a)
+	a := j.start() // its feed begins past 20
+	p, err := j.record(a)
 	if err != nil {
 		t.Fatal(err)
 	}
 	p.CompleteNow()
-	clock.Advance(2 * time.Minute)
-	time.Sleep(300 * time.Millisecond) // the end written and read
-	if err := js.DeleteStream(t.Context(), offboard.StreamQuota); err != nil {
+	j.clock.Advance(2 * time.Minute)
+	if err := j.madeAnewUnder(a); !errors.Is(err, limiter.ErrJournalEntryGone) {
+		t.Fatalf("a's call: %v, want ErrJournalEntryGone", err)
+	}
+}
+
+// oneCallJournal is a quota journal whose tenant has a window of one
+// call a minute, under a fake clock, and the processes that follow it.
+type oneCallJournal struct {
+	t     *testing.T
+	js    jetstream.JetStream
+	s     Settings
+	clock *clockwork.FakeClock
+	ws    []limiter.Window
+}
+
+func newOneCallJournal(t *testing.T) *oneCallJournal {
+	js, s := contosoQueue(t)
+	return &oneCallJournal{t: t, js: js, s: s, clock: clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)),
+		ws: []limiter.Window{{Count: 1, Length: time.Minute}}}
+}
+
+// start is a process following the journal.
+func (j *oneCallJournal) start() *limiter.Limiter {
+	var l *limiter.Limiter
+	followedTenant(j.t, j.js, j.s, j.clock, func(tn *limiter.Tenant) { l = tn.Add("offboard", j.ws) })
+	return l
+}
+
+// record enters a call of l; it returns the permit, or nil and why not.
+func (j *oneCallJournal) record(l *limiter.Limiter) (*limiter.Permit, error) {
+	p, _ := l.TryAcquire(j.clock.Now())
+	if p == nil {
+		return nil, errors.New("no permit")
+	}
+	ctx, cancel := context.WithTimeout(j.t.Context(), 5*time.Second)
+	defer cancel()
+	if _, err := p.Record(ctx); err != nil {
+		p.Release()
+		return nil, err
+	}
+	return p, nil
+}
+
+// madeAnewUnder deletes the quota stream and makes it anew under the
+// running process a, whose last call has ended; a writes the tenant's
+// first entry in the new stream, another process's call follows and is
+// under way. It returns the error of a's next call, which must not be
+// entered in the window of one (a test failure if it is).
+func (j *oneCallJournal) madeAnewUnder(a *limiter.Limiter) error {
+	t := j.t
+	t.Helper()
+	time.Sleep(300 * time.Millisecond) // the last end written and read
+	if err := j.js.DeleteStream(t.Context(), offboard.StreamQuota); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Ensure(t.Context(), js, s); err != nil {
+	if _, err := Ensure(t.Context(), j.js, j.s); err != nil {
 		t.Fatal(err)
 	}
-	c := start()
-	if p, err := record(a); err == nil { // the tenant's first entry in the new stream
+	c := j.start()
+	if p, err := j.record(a); err == nil { // the tenant's first entry in the new stream
 		p.CompleteNow()
 	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond)
-	clock.Advance(2 * time.Minute)
-	pc, err := record(c) // under way
+	j.clock.Advance(2 * time.Minute)
+	pc, err := j.record(c) // under way
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pc.CompleteNow()
 	time.Sleep(300 * time.Millisecond)
-	clock.Advance(time.Second)
-	if pa, err := record(a); err == nil {
+	j.clock.Advance(time.Second)
+	pa, err := j.record(a)
+	if err == nil {
 		pa.CompleteNow()
 		t.Fatal("two calls under way in a window of one: the process never read the other's entry")
-	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
-		t.Fatalf("a's call: %v, want ErrJournalEntryGone", err)
 	}
+	return err
 }

@@ -526,64 +526,17 @@ func TestJournalWithItsLastEntryDeleted(t *testing.T) {
 // feed has read past. It must not call while that call is under way in
 // a window of one.
 func TestJournalMadeAnewUnderARunningProcess(t *testing.T) {
-	js, s := contosoQueue(t)
-	epoch := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
-	clock := clockwork.NewFakeClockAt(epoch)
-	ws := []limiter.Window{{Count: 1, Length: time.Minute}}
-	start := func() *limiter.Limiter {
-		var l *limiter.Limiter
-		followedTenant(t, js, s, clock, func(tn *limiter.Tenant) { l = tn.Add("offboard", ws) })
-		return l
-	}
-	// record enters a call; it returns the permit, or nil and why not.
-	record := func(l *limiter.Limiter) (*limiter.Permit, error) {
-		p, _ := l.TryAcquire(clock.Now())
-		if p == nil {
-			return nil, errors.New("no permit")
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
-		defer cancel()
-		if _, err := p.Record(ctx); err != nil {
-			p.Release()
-			return nil, err
-		}
-		return p, nil
-	}
-	a := start()
+	j := newOneCallJournal(t)
+	a := j.start()
 	for range 5 { // a's feed reads past the first numbers
-		p, err := record(a)
+		p, err := j.record(a)
 		if err != nil {
 			t.Fatal(err)
 		}
 		p.CompleteNow()
-		clock.Advance(2 * time.Minute)
+		j.clock.Advance(2 * time.Minute)
 	}
-	time.Sleep(300 * time.Millisecond) // the last end written and read
-	if err := js.DeleteStream(t.Context(), offboard.StreamQuota); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	c := start()
-	if p, err := record(a); err == nil { // the tenant's first entry in the new stream
-		p.CompleteNow()
-	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
-		t.Fatal(err)
-	}
-	time.Sleep(300 * time.Millisecond)
-	clock.Advance(2 * time.Minute)
-	pc, err := record(c) // under way
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.CompleteNow()
-	time.Sleep(300 * time.Millisecond)
-	clock.Advance(time.Second)
-	if pa, err := record(a); err == nil {
-		pa.CompleteNow()
-		t.Fatal("two calls under way in a window of one: the process never read the other's entry")
-	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
+	if err := j.madeAnewUnder(a); !errors.Is(err, limiter.ErrJournalEntryGone) {
 		t.Logf("a's call refused: %v", err)
 	}
 }
