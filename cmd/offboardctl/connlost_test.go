@@ -9,29 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
-
-// startWithPassword starts a lone NATS server with JetStream whose one
-// user is "app" with password, on port (-1: a free one) and store dir.
-func startWithPassword(t *testing.T, port int, dir, password string) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: dir, Username: "app", Password: password})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		t.Fatal("NATS server not ready after 30s")
-	}
-	return s
-}
 
 // TestCampaignRunEndsWhenNATSIsLost: a run waiting for results whose
 // connection NATS closes for good (here the server came back refusing its
@@ -43,7 +26,7 @@ func TestCampaignRunEndsWhenNATSIsLost(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	store := filepath.Join(dir, "nats")
-	s := startWithPassword(t, -1, store, "one")
+	s := natstest.StartWithPassword(t, -1, store, "app", "one")
 	port := s.Addr().(*net.TCPAddr).Port
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	nc, err := nats.Connect(s.ClientURL(), nats.UserInfo("app", "one"))
@@ -76,7 +59,7 @@ func TestCampaignRunEndsWhenNATSIsLost(t *testing.T) {
 	nc.Close()
 	s.Shutdown()
 	s.WaitForShutdown()
-	s = startWithPassword(t, port, store, "two")
+	s = natstest.StartWithPassword(t, port, store, "app", "two")
 
 	var e ran
 	select {

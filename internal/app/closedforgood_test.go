@@ -10,25 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
-
-// startWithPassword starts a lone NATS server with JetStream whose one
-// user is "worker" with password, on port (-1: a free one) and store dir.
-func startWithPassword(t *testing.T, port int, dir, password string) *server.Server {
-	t.Helper()
-	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
-		JetStream: true, StoreDir: dir, Username: "worker", Password: password})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	if !s.ReadyForConnections(30 * time.Second) {
-		s.Shutdown()
-		t.Fatal("NATS server not ready after 30s")
-	}
-	return s
-}
 
 // get answers path's status and body.
 func get(t *testing.T, a *App, path string) (int, string) {
@@ -54,7 +37,7 @@ func TestHealthzFailsOnceNATSClosedTheConnectionForGood(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
 	store := filepath.Join(e.dir, "external")
-	s := startWithPassword(t, -1, store, "one")
+	s := natstest.StartWithPassword(t, -1, store, "worker", "one")
 	port := s.Addr().(*net.TCPAddr).Port
 	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 	o := e.opts
@@ -67,7 +50,7 @@ func TestHealthzFailsOnceNATSClosedTheConnectionForGood(t *testing.T) {
 
 	s.Shutdown()
 	s.WaitForShutdown()
-	s = startWithPassword(t, port, store, "two")
+	s = natstest.StartWithPassword(t, port, store, "worker", "two")
 	eventually(t, 20*time.Second, "the client to give up on the refused credentials", a.nc.IsClosed)
 	code, body := get(t, a, "/healthz")
 	if code != http.StatusServiceUnavailable || !strings.Contains(body, "NATS") {

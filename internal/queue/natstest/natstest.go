@@ -338,3 +338,22 @@ func (c *Cluster) Wipe(i int) {
 		c.tb.Fatal(err)
 	}
 }
+
+// StartWithPassword starts a lone NATS server with JetStream whose one
+// user is user with password, on port (-1: a free one) and store dir; the
+// caller shuts it down (a test restarts it with another password on the
+// same port and store).
+func StartWithPassword(tb testing.TB, port int, dir, user, password string) *server.Server {
+	tb.Helper()
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: dir, Username: user, Password: password})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s.Start()
+	if !s.ReadyForConnections(30 * time.Second) {
+		s.Shutdown()
+		tb.Fatal("NATS server not ready after 30s")
+	}
+	return s
+}
