@@ -154,6 +154,18 @@ func readJournal(ctx context.Context, js jetstream.JetStream, j journalOf, since
 // it cannot read take, with its default --call-timeout: its lease.
 const unreadableLease = mde.DefaultTimeout * 3 / 2
 
+// dueCap is how far past an entry's storing the worker counts a call it
+// holds as under way: MaxLease or the lease of the journal's calls,
+// whichever is longer (limiter.SharedOptions.Lease). A budget slot's is
+// two hours (queue.BudgetLease): cut to one, a slot whose process died
+// showed free in status an hour before the worker let it go.
+func dueCap(api string) time.Duration {
+	if api == budgetAPI {
+		return max(queue.BudgetLease, limiter.MaxLease)
+	}
+	return limiter.MaxLease
+}
+
 // journalTally is one tenant's calls of an API and its pause, as read
 // from its journal's entries so far.
 type journalTally struct {
@@ -162,7 +174,7 @@ type journalTally struct {
 	// horizon is the tenant's longest window as the worker keeps it; 0:
 	// not known. A time an entry holds is capped as the worker caps it
 	// when it reads the entry, about when the server stored it: a call's
-	// due time to MaxLease on, its end to the horizon on, a pause to the
+	// due time to its lease on (dueCap), its end to the horizon on, a pause to the
 	// horizon or MaxPause on, whichever is longer. An entry dated far
 	// ahead (a replica's clock, or an entry written by hand) holds the
 	// tenant no longer than the worker lets it.
@@ -205,7 +217,7 @@ func (t *journalTally) add(msg jetstream.Msg, api string) {
 	}
 	for _, c := range ev.Reserved {
 		if c.API == api {
-			call(c).due = capAt(c.At, limiter.MaxLease)
+			call(c).due = capAt(c.At, dueCap(api))
 		}
 	}
 	for _, c := range ev.Done {
