@@ -49,6 +49,11 @@ type tracked struct {
 	Next      time.Time     `json:"next"`
 	Interval  time.Duration `json:"interval"`
 	Misses    int           `json:"misses,omitempty"` // 401s and 404s in a row
+	// Final is the status of the final event published, or being
+	// published, when the state was stored: the tracking has ended but
+	// for its mark (see stop). Any later final event repeats that one,
+	// under its message id: never a second, different final event.
+	Final string `json:"final,omitempty"`
 	// rev is the ledger revision of this state that this replica's claim
 	// (or its later writes) stored: what it is written over, so that a
 	// replica overtaken during a look (see claim) neither publishes what
@@ -422,10 +427,13 @@ func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string,
 	keep := *st
 	keep.Status = previous
 	keep.Next = tr.clock.Now().Add(bounded(keep.Interval))
+	if final {
+		keep.Final = st.Status
+	}
 	if err := tr.save(ctx, &keep); err != nil {
 		return err
 	}
-	st.rev = keep.rev
+	st.rev, st.Final = keep.rev, keep.Final
 	return tr.publishAction(ctx, st, previous, raw, final)
 }
 
@@ -870,6 +878,11 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	if action.Status == "" { // read without a status: no change known, until maxAge at most
 		action.Status = st.Status
 	}
+	if st.Final != "" && action.Status != st.Final {
+		// Its final event went out (or was on its way) with another
+		// status: that one stays the last.
+		return tr.end(ctx, st)
+	}
 	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge)
 	final := action.Finished() || expired
 	if action.Status != st.Status || final {
@@ -903,9 +916,17 @@ func answersFor(st *tracked, a mde.Action) error {
 }
 
 // end gives up on an unfinished action: a last event, marked final,
-// says so.
+// says so. One whose final event went out before its tracking's end was
+// stored (the replica stopped, or the ledger's write lost, in between)
+// gets that event again, under its message id, so the stream drops it:
+// given up with the status stored before, it had a second final event.
 func (tr *tracker) end(ctx context.Context, st *tracked) error {
-	if err := tr.publishOwn(ctx, st, st.Status, nil, true); err != nil {
+	status, previous := st.Status, st.Status
+	if st.Final != "" {
+		st.Status = st.Final
+	}
+	if err := tr.publishOwn(ctx, st, previous, nil, true); err != nil {
+		st.Status = status
 		return tr.settle(st, err)
 	}
 	return tr.stop(ctx, st)

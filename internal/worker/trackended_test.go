@@ -65,6 +65,16 @@ func TestTrackingGivenUpDuringALookIsPublished(t *testing.T) {
 		var st tracked
 		return err == nil && json.Unmarshal(data, &st) == nil && st.ActionID == ""
 	})
+	got, final := storedActionEvents(t, js)
+	if final != 1 {
+		t.Errorf("events stored %v: %d final, want 1", got, final)
+	}
+}
+
+// storedActionEvents reads contoso's action events from the results
+// stream: each as status(final, message id), and how many are final.
+func storedActionEvents(t *testing.T, js jetstream.JetStream) (got []string, final int) {
+	t.Helper()
 	cons, err := js.OrderedConsumer(t.Context(), offboard.StreamResults, jetstream.OrderedConsumerConfig{
 		FilterSubjects: []string{offboard.Subjects{}.Action("contoso")}})
 	if err != nil {
@@ -74,8 +84,6 @@ func TestTrackingGivenUpDuringALookIsPublished(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got []string
-	final := 0
 	for m := range batch.Messages() {
 		var ev ActionEvent
 		if err := json.Unmarshal(m.Data(), &ev); err != nil {
@@ -86,9 +94,7 @@ func TestTrackingGivenUpDuringALookIsPublished(t *testing.T) {
 			final++
 		}
 	}
-	if final != 1 {
-		t.Errorf("events stored %v: %d final, want 1", got, final)
-	}
+	return got, final
 }
 
 // trackUntil moves the clock on in steps of 20 s, each once the tracker
