@@ -152,9 +152,11 @@ type trackerConfig struct {
 	// notFoundCheck is how many 404s in a row are looked at again before
 	// the action counts as gone (RetryPolicy.NotFoundCheck).
 	notFoundCheck int
-	// maxEvent is the largest action event published whole, 0 for no
-	// bound: one larger carries its action cut down (mde.CutAction), as a
-	// message of the server's could not hold it.
+	// maxEvent is the largest action event published whole, its message
+	// id counted in it, 0 for no bound: one larger carries its action cut
+	// down (mde.CutAction), as a message of the server's could not hold
+	// it. The server counts the headers in its max payload, and the
+	// message id holds the action id, of any length.
 	maxEvent int
 	// window is how many followed actions are held in memory at most
 	// (default trackWindow).
@@ -442,18 +444,6 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		Tenant: tr.tenant, RequestID: st.RequestID, MachineID: st.MachineID, ActionID: st.ActionID,
 		Status: st.Status, PreviousStatus: previous, MachineAction: raw, ObservedAt: tr.clock.Now().UTC(), Final: final,
 	}
-	data, err := marshalEvent(&ev)
-	if err != nil {
-		return err
-	}
-	if tr.maxEvent > 0 && len(data) > tr.maxEvent {
-		// Whole, it would be refused at every look until tracking's
-		// maxAge, and the status change never reported.
-		ev.MachineAction = mde.CutAction(raw)
-		if data, err = marshalEvent(&ev); err != nil {
-			return err
-		}
-	}
 	id := offboard.ActionMsgID(tr.tenant, st.ActionID, st.Status)
 	if final && !(mde.Action{Status: st.Status}).Finished() {
 		// Tracking gave up on an action still unfinished, whether or not
@@ -461,6 +451,18 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		// event of a status seen before (InProgress again) would be
 		// dropped by the stream as a repeat, and no final event stored.
 		id += ":ended"
+	}
+	data, err := marshalEvent(&ev)
+	if err != nil {
+		return err
+	}
+	if tr.maxEvent > 0 && len(data)+len(id) > tr.maxEvent {
+		// Whole, it would be refused at every look until tracking's
+		// maxAge, and the status change never reported.
+		ev.MachineAction = mde.CutAction(raw)
+		if data, err = marshalEvent(&ev); err != nil {
+			return err
+		}
 	}
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
