@@ -515,10 +515,34 @@ func (tr *tracker) run(ctx context.Context) {
 				return
 			}
 			tr.log.Warn("poll action", zap.String("action_id", due.ActionID), zap.Error(err))
-			due.Next = tr.clock.Now().Add(bounded(due.Interval))
-			tr.push(due)
+			tr.backOff(ctx, due)
 		}
 	}
+}
+
+// backOff plans the next look at an action whose look failed (its event
+// refused, the ledger not written): as after a look that said nothing,
+// its interval doubles up to maxInterval, stretched to the spread. Tried
+// again after its plain interval, an action whose event is refused at
+// every look took a look each interval until maxAge, out of the budget
+// the other followed actions share. The next look is not held to maxAge
+// (nextLook): past it, the look that failed was the end's, and would be
+// tried again at once. The back-off is stored over the revision this
+// replica holds, if any, as the next claim reads the interval from the
+// ledger; unstored (the ledger failing too), it is kept in memory.
+func (tr *tracker) backOff(ctx context.Context, st *tracked) {
+	st.Interval = tr.doubled(st.Interval)
+	st.Next = tr.clock.Now().Add(max(st.Interval, tr.spread()))
+	if st.rev != 0 {
+		if err := tr.save(ctx, st); err != nil {
+			if errors.Is(err, queue.ErrConflict) {
+				tr.overtaken(st)
+				return
+			}
+			tr.log.Warn("store a tracked action's back-off", zap.String("action_id", st.ActionID), zap.Error(err))
+		}
+	}
+	tr.push(st)
 }
 
 // loadDue says whether to scan the ledger now: at nextLoad, or when the
