@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
@@ -143,13 +145,18 @@ func (e *env) answeredUnknown(c *collector, body map[string]any, msgID string, n
 	if want := ":" + strconv.FormatUint(ack.Sequence, 10); !strings.HasPrefix(ids[n-1], "result-seq:contoso:") || !strings.HasSuffix(ids[n-1], want) {
 		e.t.Errorf("%s: message id %q, want result-seq:contoso:<epoch>%s", id, ids[n-1], want)
 	}
-	for _, m := range e.deadLetters() {
-		if m.Headers().Get(offboard.HeaderRequestSeq) == strconv.FormatUint(ack.Sequence, 10) {
-			if code := m.Headers().Get(offboard.HeaderErrorCode); code != offboard.CodeUnknownTenant {
-				e.t.Errorf("%s: dead letter code %q, want unknown_tenant", id, code)
+	// The dead letter is stored beside the result, not before it.
+	var dead jetstream.Msg
+	eventually(e.t, 10*time.Second, id+"'s dead letter", func() bool {
+		for _, m := range e.deadLetters() {
+			if m.Headers().Get(offboard.HeaderRequestSeq) == strconv.FormatUint(ack.Sequence, 10) {
+				dead = m
+				return true
 			}
-			return
 		}
+		return false
+	})
+	if code := dead.Headers().Get(offboard.HeaderErrorCode); code != offboard.CodeUnknownTenant {
+		e.t.Errorf("%s: dead letter code %q, want unknown_tenant", id, code)
 	}
-	e.t.Errorf("%s: no dead letter of request %d", id, ack.Sequence)
 }
