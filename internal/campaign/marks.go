@@ -170,6 +170,11 @@ type Watcher struct {
 	// last written.
 	cancelled map[string]time.Time
 	revisions map[string]uint64
+	// marksRead is closed, and replaced, whenever a watch has read every
+	// mark stored (Read); kick has Run look at once whether the
+	// connection was made again (Fresh), rather than at its next check.
+	marksRead chan struct{}
+	kick      chan struct{}
 }
 
 // NewWatcher starts watching the campaign marks and returns once it holds
@@ -190,7 +195,8 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 // connection to NATS is nc: one that must not make the bucket (offboardctl
 // campaign run) opens it itself.
 func WatchBucket(ctx context.Context, kv jetstream.KeyValue, nc *nats.Conn, landed func(tenant string)) (*Watcher, error) {
-	w := &Watcher{kv: kv, nc: nc, landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
+	w := &Watcher{kv: kv, nc: nc, landed: landed, cancelled: map[string]time.Time{}, revisions: map[string]uint64{},
+		marksRead: make(chan struct{}), kick: make(chan struct{}, 1)}
 	if err := w.watch(ctx); err != nil {
 		return nil, err
 	}
@@ -241,6 +247,8 @@ func (w *Watcher) read(ctx context.Context) error {
 			w.mu.Lock()
 			w.w, w.created, w.conn = kw, created, conn
 			w.cancelled, w.revisions = fresh.cancelled, fresh.revisions
+			close(w.marksRead)
+			w.marksRead = make(chan struct{})
 			w.mu.Unlock()
 			if w.landed != nil {
 				for _, tenant := range fresh.tenants() {
@@ -308,6 +316,10 @@ func (w *Watcher) Run(ctx context.Context) {
 			if !w.reset(ctx) {
 				continue
 			}
+		case <-w.kick:
+			if !w.moved() {
+				continue
+			}
 		case <-ctx.Done():
 			return
 		}
@@ -323,6 +335,39 @@ func (w *Watcher) Run(ctx context.Context) {
 		}
 		_ = old.Stop()
 	}
+}
+
+// Fresh says whether the marks known are those in force: read since the
+// connection to NATS was last made again. A replica cut off from NATS
+// for a while, whose watch the server dropped meanwhile, is told nothing
+// of a cancel written during the cut, and Run sees a reconnection only
+// at its next check: until the marks are read anew (Read then), such a
+// cancel is not known. Asked while they are not, Run looks at once.
+func (w *Watcher) Fresh() bool {
+	if !w.moved() {
+		return true
+	}
+	select {
+	case w.kick <- struct{}{}:
+	default:
+	}
+	return false
+}
+
+// Read is closed once a watch has read every mark stored, after the
+// call. Take it before asking Fresh, so no read falls in between.
+func (w *Watcher) Read() <-chan struct{} {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.marksRead
+}
+
+// moved says whether the connection to NATS was made again since the
+// watch whose marks are held started.
+func (w *Watcher) moved() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.conn.Moved()
 }
 
 // reset says whether the bucket was made again since the watch started,

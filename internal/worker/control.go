@@ -30,13 +30,23 @@ type freshness interface {
 	Fresh() bool
 }
 
-// controlsFresh says whether the controls known are those in force: no
-// new offboard call starts on controls that may be out of date.
+// controlsFresh says whether the controls known are those in force, the
+// campaigns' cancels among them: no new offboard call starts on controls
+// that may be out of date.
 func (w *Worker) controlsFresh() bool {
-	if f, ok := w.opts.Control.(freshness); ok {
-		return f.Fresh()
+	if f, ok := w.opts.Control.(freshness); ok && !f.Fresh() {
+		return false
 	}
-	return true
+	return w.campaigns == nil || w.campaigns.Fresh()
+}
+
+// marksRead is closed once the campaigns' marks are read anew (nil: no
+// campaign watcher, never).
+func (w *Worker) marksRead() <-chan struct{} {
+	if w.campaigns == nil {
+		return nil
+	}
+	return w.campaigns.Read()
 }
 
 // noControl is the control plane of a worker that has none: nothing is
@@ -48,16 +58,19 @@ func (noControl) Changed() <-chan struct{}              { return nil }
 func (noControl) Budget(string) (string, bool)          { return "", false }
 
 // served returns the tenant's priorities not paused, waiting while every
-// one is, and while the controls may be out of date (controlsFresh);
+// one is, and while the controls or the campaigns' cancels may be out of
+// date (controlsFresh);
 // changed is closed at the next change after the answer was read.
 func (w *Worker) served(ctx context.Context, tenant string) (prios []offboard.Priority, changed <-chan struct{}, err error) {
 	for {
 		changed = w.opts.Control.Changed()
+		read := w.marksRead()
 		if prios = w.unpaused(tenant); len(prios) > 0 && w.controlsFresh() {
 			return prios, changed, nil
 		}
 		select {
 		case <-changed:
+		case <-read:
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
