@@ -94,7 +94,9 @@ func (g *Guards) check() error {
 		values []string
 	}{{"machineTags", p.MachineTags}, {"rbacGroups", p.RbacGroups}} {
 		for i, v := range l.values {
-			if strings.TrimSpace(v) == "" {
+			// Compared as Words has it: one of nothing but characters
+			// it leaves out (a variation selector) is empty too.
+			if Words(v) == "" {
 				errs = append(errs, fmt.Errorf("guards.protect.%s[%d]: empty", l.name, i))
 			}
 		}

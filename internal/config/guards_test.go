@@ -143,6 +143,10 @@ func TestParseGuardErrors(t *testing.T) {
 		{"machine id not hex", guards + "      protect:\n        machineIds: [\"" + strings.Repeat("g", 40) + "\"]\n", "guards.protect.machineIds[0]"},
 		{"empty tag", guards + "      protect:\n        machineTags: [\"ok\", \" \"]\n", "guards.protect.machineTags[1]: empty"},
 		{"empty group", guards + "      protect:\n        rbacGroups: [\"\"]\n", "guards.protect.rbacGroups[0]: empty"},
+		// Nothing but characters the comparison leaves out: a variation
+		// selector, a grapheme joiner, a Hangul filler.
+		{"tag of a variation selector", guards + "      protect:\n        machineTags: [\"\ufe0f\"]\n", "guards.protect.machineTags[0]: empty"},
+		{"group of a Hangul filler", guards + "      protect:\n        rbacGroups: [\"\u3164\u034f\"]\n", "guards.protect.rbacGroups[0]: empty"},
 		{"bad duration", guards + "      requireInactiveFor: 3 months\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration such as 90s, 5m, 1h or 90d"},
 		{"bad days", guards + "      requireInactiveFor: 1.5d\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration"},
 		{"negative days", guards + "      requireInactiveFor: -1d\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration"},
