@@ -106,6 +106,28 @@ func pipe(dst, src net.Conn) {
 // the pause had returned.
 func TestPauseWrittenWhileAReplicaWasCutOff(t *testing.T) {
 	t.Parallel()
+	e, o, res, paused := cutOffAfterA429(t,
+		func(e *env) { e.offboardEach("contoso", "c", 0, 1) },
+		func(e *env) time.Time { return e.control(control.ActionPause, "contoso", control.PriorityAll) })
+	eventually(t, 10*time.Second, "the pause read by the replica", func() bool {
+		return gaugeOf(t, o.Registry, "mde_offboard_tenant_paused", map[string]string{"tenant": "contoso"}) == 2
+	})
+	if calls := e.offboardCallsSince("contoso", paused); len(calls) > 0 {
+		t.Errorf("%d contoso calls after the pause, the first %v after it was written", len(calls), calls[0].Sub(paused))
+	}
+	e.control(control.ActionResume, "contoso", control.PriorityAll)
+	res.wait(t, 1, 20*time.Second)
+	e.oneActionEach("contoso", 1)
+}
+
+// cutOffAfterA429 starts a replica that reaches NATS through a cutter;
+// publish sends one request of contoso, whose call meets a 429 of 7 s;
+// the replica is then cut off, written runs (a control written during
+// the cut; it returns when), and the replica joins again once the
+// retry is due. It returns the environment, the replica's options, the
+// results and when written wrote.
+func cutOffAfterA429(t *testing.T, publish func(*env), written func(*env) time.Time) (*env, Options, *collector, time.Time) {
+	t.Helper()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true, ackWait: time.Minute})
 	server := natstest.Start(t, 1)
 	link := newCutter(t, server.URLs()[len("nats://"):])
@@ -117,28 +139,19 @@ func TestPauseWrittenWhileAReplicaWasCutOff(t *testing.T) {
 	e.connect(server.URLs(), nats.MaxReconnects(-1))
 	res := e.collect("mde.offboard.result.>")
 
-	tt := e.tenants["contoso"]
 	const retryAfter = 7 * time.Second
-	e.sim.InjectStatus(tt.tenantID, "offboard", http.StatusTooManyRequests, "", "", 1, retryAfter)
-	e.offboardEach("contoso", "c", 0, 1)
+	e.sim.InjectStatus(e.tenants["contoso"].tenantID, "offboard", http.StatusTooManyRequests, "", "", 1, retryAfter)
+	publish(e)
 	eventually(t, 10*time.Second, "the 429", func() bool { return len(e.offboardCallsSince("contoso", time.Time{})) == 1 })
 	throttled := time.Now()
 	link.cut()
 	waitConn(t, changes, false)
-	paused := e.control(control.ActionPause, "contoso", control.PriorityAll)
+	at := written(e)
 	// Back once the retry is due: it waits for its quota journal entry.
 	time.Sleep(time.Until(throttled.Add(retryAfter + time.Second)))
 	link.join()
 	waitConn(t, changes, true)
-	eventually(t, 10*time.Second, "the pause read by the replica", func() bool {
-		return gaugeOf(t, o.Registry, "mde_offboard_tenant_paused", map[string]string{"tenant": "contoso"}) == 2
-	})
-	if calls := e.offboardCallsSince("contoso", paused); len(calls) > 0 {
-		t.Errorf("%d contoso calls after the pause, the first %v after it was written", len(calls), calls[0].Sub(paused))
-	}
-	e.control(control.ActionResume, "contoso", control.PriorityAll)
-	res.wait(t, 1, 20*time.Second)
-	e.oneActionEach("contoso", 1)
+	return e, o, res, at
 }
 
 // waitConn waits for the replica's connection to go up or down.

@@ -50,8 +50,17 @@ func TestTrackingGivenUpDuringALookIsPublished(t *testing.T) {
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	api := &lateActions{late: 3, wait: 5 * time.Minute, scriptedActions: scriptedFor(clock, "InProgress", "Pending", "InProgress")}
+	trackedToOneFinalEvent(t, clock, js, ledger, api)
+}
+
+// trackedToOneFinalEvent follows act-1 of contoso, Pending, with store
+// and api on real JetStream (a first look after a minute, maxAge 10 min)
+// until its tracking has ended, and checks that the stream holds one
+// final event of it.
+func trackedToOneFinalEvent(t *testing.T, clock *clockwork.FakeClock, js jetstream.JetStream, store trackStore, api actionReader) {
+	t.Helper()
 	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
+		tenant: "contoso", store: store, actions: api, clock: clock, log: zap.NewNop(),
 		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
 			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(10 * time.Minute)},
 		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
@@ -61,7 +70,7 @@ func TestTrackingGivenUpDuringALookIsPublished(t *testing.T) {
 	})
 	runTrackingPending(t, tr)
 	trackUntil(t, clock, func() bool {
-		data, _, err := ledger.TrackedState(t.Context(), "contoso", "act-1")
+		data, _, err := store.TrackedState(t.Context(), "contoso", "act-1")
 		var st tracked
 		return err == nil && json.Unmarshal(data, &st) == nil && st.ActionID == ""
 	})
