@@ -150,6 +150,9 @@ func TestBudgetCountsAnAcceptedCallWhoseActionDoesNotShow(t *testing.T) {
 	e := setup(t, envConfig{machines: 2, tenants: []string{"contoso"}, noStart: true,
 		extra: "    guards:\n      budget: \"1/1h\"\n",
 		sim:   mdesim.Options{ActionVisibleAfter: time.Hour}})
+	// The held request waits in the stream, counted by the stats loop:
+	// at its default 15 s period, the wait below could end before a pass.
+	e.opts.StatsEvery = 100 * time.Millisecond
 	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
 		if isOffboard(req) && status/100 == 2 {
 			return nil
