@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"testing"
+	"time"
 )
 
 // TestStartAfterStopStartsNothing: an app stopped before it was started
@@ -44,13 +45,20 @@ func TestStopWhileStartWaitsForNATS(t *testing.T) {
 	if err := a.Stop(context.Background()); err != nil {
 		t.Errorf("Stop while starting: %v", err)
 	}
+	// The start is over when its end is marked (startDone); the answer
+	// on started comes a moment after, once Start has returned.
+	select {
+	case <-a.startDone:
+	default:
+		t.Fatal("Stop returned while the start was still under way")
+	}
 	select {
 	case err := <-started:
 		if !errors.Is(err, ErrStopped) {
 			t.Errorf("the start answered %v, want ErrStopped", err)
 		}
-	default:
-		t.Fatal("Stop returned while the start was still under way")
+	case <-time.After(10 * time.Second):
+		t.Fatal("the start, over, did not return within 10s")
 	}
 	if !a.nc.IsClosed() {
 		t.Error("the NATS connection is still open after Stop")
