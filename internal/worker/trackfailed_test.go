@@ -1,17 +1,12 @@
 package worker
 
 import (
-	"context"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.uber.org/zap"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
-	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestTrackingBacksOffAfterFailedLooks: an action whose event the server
@@ -29,19 +24,7 @@ func TestTrackingBacksOffAfterFailedLooks(t *testing.T) {
 	scripted := scriptedFor(clock, "Succeeded")
 	scripted.pad = 1 << 20
 	api := &lookRecorder{actionReader: &scripted, clock: clock}
-	var log eventLog
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: contosoLedger(t, js), actions: api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := queue.PublishJSON(ctx, js, subject, msgID, data); err != nil {
-				return err
-			}
-			return log.publish(ctx, subject, msgID, data)
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	tr, log := newStreamTracker(js, contosoLedger(t, js), api, clock, 0)
 	runTrackingPending(t, tr)
 	for range 360 {
 		blockUntil(t, clock, 1)

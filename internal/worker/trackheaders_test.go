@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -9,10 +8,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.uber.org/zap"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -33,23 +29,8 @@ func TestTrackingEventHeadersCountInItsSize(t *testing.T) {
 	maxEvent := int(nc.MaxPayload()) - resultRoom
 	api := scriptedFor(clock, "Succeeded")
 	api.pad = eventPadFor(t, id, maxEvent-64)
-	var log eventLog
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := queue.PublishJSON(ctx, js, subject, msgID, data); err != nil {
-				return err
-			}
-			return log.publish(ctx, subject, msgID, data)
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: maxEvent,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	tr, log := newStreamTracker(js, ledger, &api, clock, maxEvent)
+	runTracker(t, tr)
 	action := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":"Pending"}`, id)
 	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
 		t.Fatal(err)

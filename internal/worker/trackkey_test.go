@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -30,23 +31,8 @@ func TestTrackingAnActionOfAnOverlongID(t *testing.T) {
 	ledger := contosoLedger(t, js)
 	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
 	api := scriptedFor(clock, "Succeeded")
-	var log eventLog
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := queue.PublishJSON(ctx, js, subject, msgID, data); err != nil {
-				return err
-			}
-			return log.publish(ctx, subject, msgID, data)
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	tr, log := newStreamTracker(js, ledger, &api, clock, 0)
+	runTracker(t, tr)
 	id := "act-" + strings.Repeat("7", 5000)
 	action := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":"Pending"}`, id)
 	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
@@ -62,4 +48,33 @@ func TestTrackingAnActionOfAnOverlongID(t *testing.T) {
 	if !nc.IsConnected() {
 		t.Errorf("connection %v", nc.Status())
 	}
+}
+
+// newStreamTracker is a week-long tracker of contoso over store and api,
+// whose events go to the results stream of js and to the log it returns;
+// maxEvent 0: no bound on an event's size.
+func newStreamTracker(js jetstream.JetStream, store trackStore, api actionReader, clock clockwork.Clock, maxEvent int) (*tracker, *eventLog) {
+	log := &eventLog{}
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: store, actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := queue.PublishJSON(ctx, js, subject, msgID, data); err != nil {
+				return err
+			}
+			return log.publish(ctx, subject, msgID, data)
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: maxEvent,
+	})
+	return tr, log
+}
+
+// runTracker runs tr's loop until the test ends.
+func runTracker(t *testing.T, tr *tracker) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); tr.run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
 }
