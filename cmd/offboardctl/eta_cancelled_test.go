@@ -14,32 +14,38 @@ func TestCampaignStatusETAOfACancelledCampaign(t *testing.T) {
 	e.startWorker()
 	e.stopWorker() // the rows wait in the stream, behind the consumers it made
 	dir := t.TempDir()
-	run := func(name string, csv string) {
-		t.Helper()
-		p := writeFile(t, dir, name+".csv", csv)
-		if code, _, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", p, "--name", name,
-			"--report", p+".report", "--timeout", "1s"); code != exitFailed {
-			t.Fatalf("campaign run %s: exit %d: %s", name, code, errs)
-		}
-	}
-	run("keep", idsCSV(e.machines[:20]))
-	run("wave", idsCSV(e.machines[20:]))
+	e.runUnanswered(t, dir, "keep", idsCSV(e.machines[:20]))
+	e.runUnanswered(t, dir, "wave", idsCSV(e.machines[20:]))
 	if code, _, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "wrong list"); code != exitOK {
 		t.Fatalf("campaign cancel: exit %d: %s", code, errs)
 	}
-	status := func(name string) campaignState {
-		t.Helper()
-		code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", name, "--json")
-		var st campaignState
-		if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
-			t.Fatalf("campaign status %s: exit %d, %v: %s %s", name, code, err, out, errs)
-		}
-		return st
-	}
-	if st := status("wave"); st.Waiting != 10 || st.Backlog != 30 || st.ETA != "1m00s" {
+	if st := e.campaignStatus(t, "wave"); st.Waiting != 10 || st.Backlog != 30 || st.ETA != "1m00s" {
 		t.Errorf("cancelled campaign: waiting %d, backlog %d, ETA %q; want 10, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
 	}
-	if st := status("keep"); st.Waiting != 20 || st.ETA != "2m00s" {
+	if st := e.campaignStatus(t, "keep"); st.Waiting != 20 || st.ETA != "2m00s" {
 		t.Errorf("the other campaign: waiting %d, ETA %q; want 20 and 2m00s", st.Waiting, st.ETA)
 	}
+}
+
+// runUnanswered runs campaign NAME of csv (saved in dir) with no worker
+// running: it publishes every row and ends at its --timeout, exit 1.
+func (e *testEnv) runUnanswered(t *testing.T, dir, name, csv string, args ...string) {
+	t.Helper()
+	p := writeFile(t, dir, name+".csv", csv)
+	args = append([]string{"campaign", "run", "--tenant", tenant, "--csv", p, "--name", name,
+		"--report", p + ".report", "--timeout", "1s"}, args...)
+	if code, _, errs := e.ctl(t.Context(), args...); code != exitFailed {
+		t.Fatalf("campaign run %s: exit %d: %s", name, code, errs)
+	}
+}
+
+// campaignStatus is campaign status --json of campaign name.
+func (e *testEnv) campaignStatus(t *testing.T, name string) campaignState {
+	t.Helper()
+	code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", name, "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
+		t.Fatalf("campaign status %s: exit %d, %v: %s %s", name, code, err, out, errs)
+	}
+	return st
 }

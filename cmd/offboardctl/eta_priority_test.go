@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -19,30 +18,12 @@ func TestCampaignStatusETAOfANormalPriorityCampaign(t *testing.T) {
 	e.startWorker()
 	e.stopWorker() // the rows wait in the stream, behind the consumers it made
 	dir := t.TempDir()
-	run := func(name, csv string, args ...string) {
-		t.Helper()
-		p := writeFile(t, dir, name+".csv", csv)
-		args = append([]string{"campaign", "run", "--tenant", tenant, "--csv", p, "--name", name,
-			"--report", p + ".report", "--timeout", "1s"}, args...)
-		if code, _, errs := e.ctl(t.Context(), args...); code != exitFailed {
-			t.Fatalf("campaign run %s: exit %d: %s", name, code, errs)
-		}
-	}
-	run("bulkwave", idsCSV(e.machines[:20]))
-	run("urgent", idsCSV(e.machines[20:]), "--priority", "normal")
-	status := func(name string) campaignState {
-		t.Helper()
-		code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", name, "--json")
-		var st campaignState
-		if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
-			t.Fatalf("campaign status %s: exit %d, %v: %s %s", name, code, err, out, errs)
-		}
-		return st
-	}
-	if st := status("urgent"); st.Waiting != 20 || st.Backlog != 40 || st.ETA != "1m00s" {
+	e.runUnanswered(t, dir, "bulkwave", idsCSV(e.machines[:20]))
+	e.runUnanswered(t, dir, "urgent", idsCSV(e.machines[20:]), "--priority", "normal")
+	if st := e.campaignStatus(t, "urgent"); st.Waiting != 20 || st.Backlog != 40 || st.ETA != "1m00s" {
 		t.Errorf("normal-priority campaign: waiting %d, backlog %d, ETA %q; want 20, 40 and 1m00s", st.Waiting, st.Backlog, st.ETA)
 	}
-	if st := status("bulkwave"); st.Waiting != 20 || st.ETA != "3m00s" {
+	if st := e.campaignStatus(t, "bulkwave"); st.Waiting != 20 || st.ETA != "3m00s" {
 		t.Errorf("bulk campaign behind it: waiting %d, ETA %q; want 20 and 3m00s", st.Waiting, st.ETA)
 	}
 
@@ -51,10 +32,10 @@ func TestCampaignStatusETAOfANormalPriorityCampaign(t *testing.T) {
 	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "normal", "--reason", "t"); code != exitOK {
 		t.Fatal(errs)
 	}
-	if st := status("bulkwave"); st.Waiting != 20 || st.ETA != "1m00s" {
+	if st := e.campaignStatus(t, "bulkwave"); st.Waiting != 20 || st.ETA != "1m00s" {
 		t.Errorf("bulk campaign with normal paused: waiting %d, ETA %q; want 20 and 1m00s", st.Waiting, st.ETA)
 	}
-	if st := status("urgent"); st.ETA != "paused" {
+	if st := e.campaignStatus(t, "urgent"); st.ETA != "paused" {
 		t.Errorf("normal-priority campaign paused: ETA %q", st.ETA)
 	}
 }
@@ -69,11 +50,7 @@ func TestCampaignRunETAWithNormalPaused(t *testing.T) {
 	e.startWorker()
 	e.stopWorker()
 	dir := t.TempDir()
-	urgent := writeFile(t, dir, "urgent.csv", idsCSV(e.machines[20:]))
-	if code, _, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", urgent, "--priority", "normal",
-		"--report", urgent+".report", "--timeout", "1s"); code != exitFailed {
-		t.Fatalf("campaign run urgent: exit %d: %s", code, errs)
-	}
+	e.runUnanswered(t, dir, "urgent", idsCSV(e.machines[20:]), "--priority", "normal")
 	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "normal", "--reason", "t"); code != exitOK {
 		t.Fatal(errs)
 	}
