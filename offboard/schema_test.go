@@ -58,6 +58,13 @@ type requestCase struct {
 	// that refuses the request: the schema lets it through and only the
 	// worker refuses it.
 	parserOnly string
+	// listed is what the schema's $comment, which tells publishers the
+	// checks the schema leaves to the worker, says of a parserOnly case.
+	listed string
+	// instance, when set, is the request as a JSON reader without
+	// encoding/json's limits decodes it, for the schema: body is what
+	// ParseRequest reads.
+	instance func() any
 }
 
 // requestCases are published on the subject of tenant "contoso".
@@ -135,19 +142,28 @@ func requestCases() []requestCase {
 
 		// Refused by the worker only: no JSON Schema can say it.
 		{name: "not UTF-8", body: byID + ",\"comment\":\"\xff\"}",
-			parserOnly: "a schema sees decoded text, not bytes: the reader replaces invalid UTF-8"},
+			parserOnly: "a schema sees decoded text, not bytes: the reader replaces invalid UTF-8", listed: "the whole request is UTF-8"},
 		{name: "lone surrogate in comment", body: byID + `,"comment":"CHG\ud800"}`,
-			parserOnly: "a schema sees decoded text: the reader replaces a lone surrogate with U+FFFD"},
+			parserOnly: "a schema sees decoded text: the reader replaces a lone surrogate with U+FFFD", listed: "half a surrogate pair"},
 		{name: "more than 64 KiB", body: byID + `,"padding":"` + long("x", 64<<10) + `"}`,
-			parserOnly: "a schema sees values, not the size of the document"},
+			parserOnly: "a schema sees values, not the size of the document", listed: "at most 65536 bytes"},
 		{name: "member that repeats", body: byID + `,"dryRun":true,"dryRun":false}`,
-			parserOnly: "a JSON reader keeps one of the members; the schema never sees the other"},
+			parserOnly: "a JSON reader keeps one of the members; the schema never sees the other", listed: "no member name appears twice"},
 		{name: "tenant of another subject", body: byID + `,"tenant":"fabrikam"}`,
-			parserOnly: "the schema does not know the subject the request is published on"},
+			parserOnly: "the schema does not know the subject the request is published on", listed: "equals the tenant of the subject"},
 		{name: "attempt written as 1.0", body: byID + `,"attempt":1.0}`,
-			parserOnly: "JSON Schema counts 1.0 as an integer; Go's encoding/json does not"},
+			parserOnly: "JSON Schema counts 1.0 as an integer; Go's encoding/json does not", listed: "attempt is written as an integer literal"},
 		{name: "attempt written as 2e0", body: byID + `,"attempt":2e0}`,
-			parserOnly: "JSON Schema counts 2e0 as an integer; Go's encoding/json does not"},
+			parserOnly: "JSON Schema counts 2e0 as an integer; Go's encoding/json does not", listed: "attempt is written as an integer literal"},
+		{name: "unknown member nested 10001 deep", body: byID + `,"extra":` + long("[", 10001) + long("]", 10001) + `}`,
+			parserOnly: "a schema has no keyword for the depth of what it lets through", listed: "nests at most 10000 levels deep",
+			instance: func() any {
+				var v any = []any{}
+				for range 10000 {
+					v = []any{v}
+				}
+				return map[string]any{"requestId": "r1", "machineId": deviceID, "extra": v}
+			}},
 	}
 }
 
@@ -170,12 +186,13 @@ var parseFailures = []string{
 	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive",
 	"requestId is missing", "does not match [A-Za-z0-9._:-]{1,128}", "not 40 hexadecimal", "not a DNS name",
 	"characters, more than", "control or formatting", "does not match the subject", "attempt must be at least 1",
-	"not both", "is required",
+	"not both", "is required", "nested more than 10000 levels deep",
 }
 
 func TestRequestSchemaAgreesWithParseRequest(t *testing.T) {
 	t.Parallel()
 	sch := compileSchema(t, "request.schema.json")
+	comment, _ := readSchema(t, "request.schema.json")["$comment"].(string)
 	base := requestCases()
 	if len(base) < 25 {
 		t.Fatalf("%d sample requests, want at least 25", len(base))
@@ -195,9 +212,15 @@ func TestRequestSchemaAgreesWithParseRequest(t *testing.T) {
 				t.Fatalf("ParseRequest: error %v, want valid=%v", perr, tc.valid)
 			}
 			serr := validate(sch, []byte(tc.body))
+			if tc.instance != nil {
+				serr = sch.Validate(tc.instance())
+			}
 			if tc.parserOnly != "" {
 				if tc.valid {
 					t.Fatal("a case only the parser decides must be one it refuses")
+				}
+				if tc.listed == "" || !strings.Contains(comment, tc.listed) {
+					t.Errorf("the schema's $comment does not say %q: a publisher that validates against it is not told", tc.listed)
 				}
 				if serr != nil {
 					t.Fatalf("the schema refuses it (%v) although %s: make it an ordinary case", serr, tc.parserOnly)
