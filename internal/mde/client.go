@@ -579,31 +579,15 @@ func ParseAction(body []byte) (Action, error) {
 	if !utf8.Valid(a.Raw) {
 		// JSON text is UTF-8 (RFC 8259), and results carry the action as
 		// it is: bytes that are not UTF-8 (inside strings, the only place
-		// a JSON reader lets them through) are read as U+FFFD, as
+		// a JSON reader lets them through) become U+FFFD, as
 		// encoding/json reads them, so that a strict reader of the
 		// results can read the result.
-		a.Raw = replaceInvalidUTF8(a.Raw)
+		a.Raw = bytes.ToValidUTF8(a.Raw, []byte("\uFFFD"))
 	}
 	if d := depth(a.Raw); d > maxActionDepth {
 		return Action{}, fmt.Errorf("read machine action: nested %d deep, more than %d", d, maxActionDepth)
 	}
 	return a, nil
-}
-
-// replaceInvalidUTF8 is text with each byte that is not part of a UTF-8
-// character replaced by U+FFFD, as encoding/json decodes such a byte.
-func replaceInvalidUTF8(text []byte) []byte {
-	out := make([]byte, 0, len(text)+16)
-	for len(text) > 0 {
-		r, size := utf8.DecodeRune(text)
-		if r == utf8.RuneError && size == 1 {
-			out = utf8.AppendRune(out, utf8.RuneError)
-		} else {
-			out = append(out, text[:size]...)
-		}
-		text = text[size:]
-	}
-	return out
 }
 
 // maxActionDepth bounds how deeply an action may nest its arrays and
