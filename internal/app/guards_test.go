@@ -185,12 +185,21 @@ func TestGuardsBlock(t *testing.T) {
 	if len(g.sim.Actions(tn)) != 0 {
 		t.Errorf("actions %+v, want none", g.sim.Actions(tn))
 	}
-	for _, rule := range offboard.Rules {
-		want := map[string]float64{offboard.RuleComputerDNSNames: 2, offboard.RuleMachineTags: 2}[rule]
+	// A refusal is counted with its result, once it is stored, which may
+	// be just after a subscriber has it.
+	counted := func(rule string) (got, want float64) {
+		want = map[string]float64{offboard.RuleComputerDNSNames: 2, offboard.RuleMachineTags: 2}[rule]
 		if want == 0 {
 			want = 1
 		}
-		if got := metricValue(t, g.env, "mde_offboard_blocked_total", map[string]string{"tenant": "contoso", "rule": rule}); got != want {
+		return metricValue(t, g.env, "mde_offboard_blocked_total", map[string]string{"tenant": "contoso", "rule": rule}), want
+	}
+	eventually(t, 5*time.Second, "every refusal counted", func() bool {
+		got, want := counted(offboard.RuleMachineTags)
+		return got == want
+	})
+	for _, rule := range offboard.Rules {
+		if got, want := counted(rule); got != want {
 			t.Errorf("blocked_total{rule=%q} = %v, want %v", rule, got, want)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
 
@@ -772,9 +773,10 @@ func (w *Worker) publishAsync(ctx context.Context, tenant string, msg jetstream.
 	return []queue.Stored{result, dead}, repeat, err
 }
 
-// countResult counts a stored result and records its time. A repeat, the
-// results stream dropped (a request answered again from the ledger, its
-// result already out), is not counted again.
+// countResult counts a stored result and records its time, and a guard's
+// refusal with it. A repeat, the results stream dropped (a request
+// answered again from the ledger, its result already out, or refused
+// again by a guard before its ledger entry was met), is not counted again.
 func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Result, repeat bool) {
 	if repeat {
 		return
@@ -783,7 +785,11 @@ func (w *Worker) countResult(tenant string, msg jetstream.Msg, res *offboard.Res
 	if res.Error != nil {
 		code = res.Error.Code
 	}
-	w.m.Results.WithLabelValues(w.metricTenant(tenant), res.Outcome, code).Inc()
+	label := w.metricTenant(tenant)
+	w.m.Results.WithLabelValues(label, res.Outcome, code).Inc()
+	if code == offboard.CodeBlockedByPolicy && slices.Contains(offboard.Rules, res.Error.Rule) {
+		w.m.Blocked.WithLabelValues(label, res.Error.Rule).Inc()
+	}
 	w.observeResult(msg, res)
 }
 
