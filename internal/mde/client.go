@@ -507,7 +507,12 @@ func (a Action) Created() time.Time {
 func parseAPITime(s string) (time.Time, bool) {
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999"} {
 		if t, err := time.Parse(layout, s); err == nil {
-			return t.UTC(), true
+			// In UTC it must stay within the years RFC 3339 writes, as
+			// the result's policy.lastSeen carries it.
+			if t = t.UTC(); t.Year() < 1 || t.Year() > 9999 {
+				return time.Time{}, false
+			}
+			return t, true
 		}
 	}
 	return time.Time{}, false

@@ -1117,6 +1117,11 @@ func TestMachineLastSeenTime(t *testing.T) {
 		{"2024-11-24T09:00:00", time.Date(2024, 11, 24, 9, 0, 0, 0, time.UTC), true},
 		{"", time.Time{}, false},
 		{"yesterday", time.Time{}, false},
+		// In UTC these fall outside the years RFC 3339 can write, so the
+		// result's policy.lastSeen could not carry them as a date-time.
+		{"9999-12-31T23:59:59-01:00", time.Time{}, false},
+		{"0000-01-01T00:00:00+01:00", time.Time{}, false},
+		{"9999-12-31T23:59:59Z", time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC), true},
 	} {
 		got, ok := Machine{LastSeen: c.lastSeen}.LastSeenTime()
 		if ok != c.ok || !got.Equal(c.want) {
