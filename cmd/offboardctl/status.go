@@ -183,6 +183,16 @@ func statusCommand(c *cli) *cobra.Command {
 	return cmd
 }
 
+// statusLimit is how long status may take: four times the connect
+// timeout, or the longest duration there is where that product would
+// wrap around to a negative one (a --connect-timeout over 640511h).
+func statusLimit(connect time.Duration) time.Duration {
+	if connect > math.MaxInt64/4 {
+		return math.MaxInt64
+	}
+	return 4 * connect
+}
+
 // tenantConsumers are a tenant's two request consumers' states.
 type tenantConsumers struct {
 	meta map[string]string
@@ -196,7 +206,7 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	if err != nil {
 		return nil, err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 4*c.timeout)
+	ctx, cancel := context.WithTimeout(ctx, statusLimit(c.timeout))
 	defer cancel()
 	stream, err := js.Stream(ctx, offboard.StreamRequests)
 	if err != nil {
