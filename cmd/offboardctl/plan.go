@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -115,16 +116,8 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	ranOut := fmt.Errorf("--timeout %v ran out", f.timeout)
 	ctx, cancel := context.WithTimeoutCause(cmd.Context(), f.timeout, ranOut)
 	defer cancel()
-	// No worker answers for a tenant none has set up; the request would
-	// wait its 10 s for nothing when something else listens on the plan
-	// subjects (no "no responders" answer then).
-	if !f.unknownTenant {
-		kctx, kcancel := context.WithTimeout(ctx, c.timeout)
-		err := knownTenant(kctx, js, f.tenant, "no plan asked for", "asks")
-		kcancel()
-		if err != nil {
-			return err
-		}
+	if err := c.planTenantKnown(ctx, js, f); err != nil {
+		return err
 	}
 	reply, data, err := offboard.RequestPlan(ctx, js, c.subjects, f.tenant, req, planAccept)
 	if errors.Is(err, offboard.ErrNoPlanner) {
@@ -154,6 +147,24 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	}
 	reply.WriteSummary(c.stdout, f.out)
 	return nil
+}
+
+// planTenantKnown refuses a tenant no worker has set up, unless
+// --unknown-tenant: no worker answers for it, and the request would wait
+// its 10 s for nothing when something else listens on the plan subjects
+// (no "no responders" answer then). The check runs under --timeout
+// (ctx), and says so when that runs out.
+func (c *cli) planTenantKnown(ctx context.Context, js jetstream.JetStream, f planFlags) error {
+	if f.unknownTenant {
+		return nil
+	}
+	kctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	err := knownTenant(kctx, js, f.tenant, "no plan asked for", "asks")
+	if err != nil && ctx.Err() != nil {
+		return fmt.Errorf("plan: %w (%w)", err, context.Cause(ctx))
+	}
+	return err
 }
 
 // checkNew refuses an --out that exists, unless --force: a plan is
