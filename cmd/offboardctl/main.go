@@ -72,11 +72,22 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitOK
 	}
 	_, err = queue.Refusal(c.nc, c.explainNoResponders(ctx, err))
-	fmt.Fprintln(stderr, "offboardctl:", explainMissingStream(err))
+	fmt.Fprintln(stderr, "offboardctl:", explainMissingStream(interrupted(ctx, err)))
 	if errors.As(err, new(usageError)) {
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// interrupted names the interrupt (ctx's cause) in an error it ended
+// that does not name it yet: a read of a stream cut short by Ctrl-C was
+// told as "context canceled" alone.
+func interrupted(ctx context.Context, err error) error {
+	cause := context.Cause(ctx)
+	if cause == nil || !errors.Is(err, context.Canceled) || errors.Is(err, cause) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cause)
 }
 
 // explainMissingStream adds to an error of a stream the server does not

@@ -116,8 +116,11 @@ func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject st
 				break
 			}
 		}
-		if done || ctx.Err() != nil {
-			return ctx.Err()
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("read %s: %w", subject, err)
+		}
+		if done {
+			return nil
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read %s: %w", subject, err)
