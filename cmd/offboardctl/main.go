@@ -161,6 +161,7 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 		root.AddCommand(sub(c))
 	}
 	root.SetHelpCommand(helpCommand())
+	addExamples(root)
 	helpUsage(root, c)
 	completionUsage(root)
 	return root, c
