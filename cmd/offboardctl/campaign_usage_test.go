@@ -413,3 +413,14 @@ func TestCampaignMissingCSVNamesTheFlag(t *testing.T) {
 		t.Errorf("exit %d, %q; want %d, %q", code, errb.String(), exitUsage, want)
 	}
 }
+
+// TestCampaignPlanTooManyDays: --inactive-for past the days a duration
+// holds is told as such; it read as "not a positive duration".
+func TestCampaignPlanTooManyDays(t *testing.T) {
+	t.Parallel()
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "plan", "--tenant", "contoso", "--inactive-for", "100000d"}, &out, &errb)
+	if code != exitUsage || !strings.Contains(errb.String(), `--inactive-for "100000d": more than 99999 days`) {
+		t.Errorf("exit %d, stderr %q: want %d and the days named", code, errb.String(), exitUsage)
+	}
+}

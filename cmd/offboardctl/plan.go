@@ -70,6 +70,9 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 		return offboard.PlanRequest{}, usagef("--tenant %s is not a tenant name (%s)", offboard.Quote(f.tenant), offboard.TenantName)
 	}
 	d, err := config.ParseDuration(f.inactiveFor)
+	if errors.Is(err, config.ErrTooManyDays) {
+		return offboard.PlanRequest{}, usagef("--inactive-for %s: %v", offboard.Quote(f.inactiveFor), err)
+	}
 	if err != nil || d <= 0 {
 		return offboard.PlanRequest{}, usagef("--inactive-for %s is not a positive duration such as 90d or 2160h", offboard.Quote(f.inactiveFor))
 	}

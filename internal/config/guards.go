@@ -192,13 +192,22 @@ func (p *Protect) checkVisible() []error {
 // ParseDuration reads a Go duration, or a whole number of days ("90d").
 func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
 
+// ErrTooManyDays is the error of a number of days ("100000d") past
+// MaxDays.
+var ErrTooManyDays = fmt.Errorf("more than %d days", MaxDays)
+
+// MaxDays is the most days a duration may be written as: few enough not
+// to overflow a Duration (which holds about 106,751 days).
+const MaxDays = 99999
+
 // parseDuration reads a Go duration, or a whole number of days ("90d").
 func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok {
-		// Digits only, and few enough not to overflow a Duration.
-		if n, err := strconv.Atoi(days); err == nil && strings.Trim(days, "0123456789") == "" && n < 100000 {
-			return time.Duration(n) * 24 * time.Hour, nil
+	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && strings.Trim(days, "0123456789") == "" {
+		n, err := strconv.Atoi(days)
+		if err != nil || n > MaxDays {
+			return 0, ErrTooManyDays
 		}
+		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(s)
 }

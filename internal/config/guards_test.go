@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -187,10 +188,20 @@ func TestDurationDays(t *testing.T) {
 			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"d", "+1d", "1 d", "99999999999d", "1d12h", "90"} {
+	for _, bad := range []string{"d", "+1d", "1 d", "99999999999d", "100000d", "1d12h", "90"} {
 		if got, err := parseDuration(bad); err == nil {
 			t.Errorf("parseDuration(%q) = %v, want an error", bad, got)
 		}
+	}
+	// Too many days is told as such, not as a unit time.ParseDuration
+	// does not know.
+	for _, long := range []string{"100000d", "99999999999999999999999d"} {
+		if _, err := parseDuration(long); !errors.Is(err, ErrTooManyDays) {
+			t.Errorf("parseDuration(%q): %v, want %v", long, err, ErrTooManyDays)
+		}
+	}
+	if got, err := parseDuration("99999d"); err != nil || got != MaxDays*24*time.Hour {
+		t.Errorf("parseDuration(99999d) = %v, %v", got, err)
 	}
 }
 
