@@ -117,6 +117,9 @@ type cli struct {
 	// helpErr is a mistake found while --help was asked for, when cobra
 	// shows help instead of running anything.
 	helpErr error
+	// fromVar names the environment variable that set each flag not
+	// given on the command line.
+	fromVar map[string]string
 }
 
 func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
@@ -274,6 +277,10 @@ func (c *cli) fromEnv(fs *pflag.FlagSet) error {
 				if err := f.Value.Set(val); err != nil {
 					return usagef("%s: %v", v, err)
 				}
+				if c.fromVar == nil {
+					c.fromVar = map[string]string{}
+				}
+				c.fromVar[name] = v
 				break
 			}
 		}
@@ -292,20 +299,23 @@ func (c *cli) check() error {
 		return usagef("--connect-timeout %v: want a positive duration", c.timeout)
 	}
 	if strings.TrimSpace(c.conn.URL) == "" {
-		return usagef("--nats-url is empty: give the NATS server's URL")
+		return usagef("%s is empty: give the NATS server's URL", c.flagName("nats-url"))
 	}
-	if err := checkPrefix(c.prefix); err != nil {
-		return err
+	if err := offboard.CheckPrefix(c.prefix); err != nil {
+		return usagef("%s: %v", c.flagName("subject-prefix"), err) // not quoted: it may be a secret given to the wrong flag
 	}
 	return nil
 }
 
-// checkPrefix refuses a --subject-prefix that cannot start a subject.
-func checkPrefix(prefix string) error {
-	if err := offboard.CheckPrefix(prefix); err != nil {
-		return usagef("--subject-prefix: %v", err) // not quoted: it may be a secret given to the wrong flag
+// flagName names a connection flag as the operator gave it: with the
+// environment variable that set it, if one did ("--nats-url is empty"
+// said nothing of an MDE_OFFBOARD_NATS_URL set empty, which hides
+// NATS_URL).
+func (c *cli) flagName(name string) string {
+	if v, ok := c.fromVar[name]; ok {
+		return "--" + name + " (from " + v + ")"
 	}
-	return nil
+	return "--" + name
 }
 
 // connect opens the NATS connection and JetStream, once. An interrupt

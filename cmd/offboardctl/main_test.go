@@ -279,3 +279,25 @@ func TestArgumentCountShowsTheUsage(t *testing.T) {
 		}
 	}
 }
+
+// An empty MDE_OFFBOARD_NATS_URL hides NATS_URL (set is set), and the
+// refusal said "--nats-url is empty" to an operator who gave no flag: it
+// now names the variable. The same for the prefix. t.Setenv: not
+// parallel.
+func TestEmptyVariableIsNamed(t *testing.T) {
+	t.Setenv("MDE_OFFBOARD_NATS_URL", "")
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
+	var out, errb bytes.Buffer
+	if code := run([]string{"status"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--nats-url (from MDE_OFFBOARD_NATS_URL) is empty") {
+		t.Errorf("exit %d, stderr %q: want %d naming MDE_OFFBOARD_NATS_URL", code, errb.String(), exitUsage)
+	}
+	t.Setenv("MDE_OFFBOARD_SUBJECT_PREFIX", "a b")
+	errb.Reset()
+	if code := run([]string{"--nats-url", "nats://127.0.0.1:1", "status"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "--subject-prefix (from MDE_OFFBOARD_SUBJECT_PREFIX): ") {
+		t.Errorf("exit %d, stderr %q: want %d naming MDE_OFFBOARD_SUBJECT_PREFIX", code, errb.String(), exitUsage)
+	}
+	errb.Reset()
+	if code := run([]string{"--nats-url", "", "status"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "offboardctl: --nats-url is empty") {
+		t.Errorf("exit %d, stderr %q: the flag given empty named alone", code, errb.String())
+	}
+}
