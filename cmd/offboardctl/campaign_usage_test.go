@@ -78,6 +78,9 @@ func TestCampaignBadUsage(t *testing.T) {
 		"retry unknown code":         {"dead", "retry", "contoso", "--all", "--code", "machine_not_fond"},
 		"ls unknown code":            {"dead", "ls", "--code", "nosuchcode"},
 		"status without name":        {"campaign", "status", "--tenant", "contoso"},
+		"run name empty":             {"campaign", "run", "--tenant", "contoso", "--csv", good, "--name", ""},
+		"run report empty":           {"campaign", "run", "--tenant", "contoso", "--csv", good, "--report", ""},
+		"plan out empty":             {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", ""},
 	} {
 		var out, errb bytes.Buffer
 		// Nothing listens there: a usage error comes before connecting.

@@ -495,6 +495,8 @@ func flagError(cmd *cobra.Command, err error) error {
 		return usagef("unknown shorthand flag -%s; see %s --help", unknown.GetSpecifiedName(), cmd.CommandPath())
 	case errors.As(err, &invalid) && errors.Is(err, errGivenTwice):
 		return usagef("--%s given twice, with two values: give it once", invalid.GetFlag().Name)
+	case errors.As(err, &invalid) && errors.Is(err, errGivenEmpty):
+		return usagef("--%s is given empty (a shell variable not set?): give a value, or leave the flag out", invalid.GetFlag().Name)
 	case errors.As(err, &invalid):
 		f := invalid.GetFlag()
 		return usagef("--%s: the value given does not read as %s", f.Name, withArticle(f.Value.Type()))
@@ -506,6 +508,9 @@ func flagError(cmd *cobra.Command, err error) error {
 
 // errGivenTwice is a onceFlag's second value.
 var errGivenTwice = errors.New("given twice")
+
+// errGivenEmpty is a onceFlag given an empty value.
+var errGivenEmpty = errors.New("given empty")
 
 // onceValue is a string flag's value that a second, different value does
 // not replace: see onceFlag.
@@ -522,6 +527,9 @@ func (v *onceValue) String() string {
 }
 
 func (v *onceValue) Set(s string) error {
+	if s == "" {
+		return errGivenEmpty
+	}
 	if v.set && s != *v.p {
 		return errGivenTwice
 	}
@@ -535,7 +543,9 @@ func (v *onceValue) Type() string { return "string" }
 // (a tenant, a priority, a campaign, a file): given twice with two values
 // it is bad usage, where a plain string flag keeps the last without a
 // word (`pause --priority bulk --priority normal` paused normal alone).
-// The same value twice is taken.
+// The same value twice is taken. An empty value is bad usage too: most
+// likely a script's variable not set (`--name "$WAVE"`), which for a
+// flag with a default took the default without a word.
 func onceFlag(fs *pflag.FlagSet, p *string, name, value, usage string) {
 	*p = value
 	fs.Var(&onceValue{p: p}, name, usage)
