@@ -29,7 +29,8 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // run is the command: flags and environment into options, signals into a
 // context, one call into the app. Errors are one line on stderr (in the
 // log format chosen), never a stack trace. Exit status 2: bad flags or
-// configuration; 1: the start or the stop failed; 0 after SIGTERM,
+// configuration; 1: the start or the stop failed, or the NATS
+// connection was closed for good (credentials refused); 0 after SIGTERM,
 // SIGINT or SIGHUP, also one that came while it started, or that cancelled requests
 // still under way at --shutdown-timeout or at a second signal (they go
 // back to the stream).
@@ -67,9 +68,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := a.Start(sig.stop); err != nil {
 		return failedStart(sig, a, log, err)
 	}
-	<-sig.stop.Done()
-	log.Info("stopping: finishing requests under way", zap.Duration("timeout", o.ShutdownTimeout),
-		zap.NamedError("cause", context.Cause(sig.stop)))
+	code := 0
+	select {
+	case <-sig.stop.Done():
+		log.Info("stopping: finishing requests under way", zap.Duration("timeout", o.ShutdownTimeout),
+			zap.NamedError("cause", context.Cause(sig.stop)))
+	case <-a.Gone():
+		// Nothing makes the connection again but a restart, which reads
+		// the credentials anew: exit 1, for the service manager to
+		// restart the worker (Kubernetes, systemd's Restart=on-failure),
+		// rather than serve nothing until a liveness probe notices.
+		log.Error("stopping: the NATS connection was closed for good; a restart connects anew", zap.Error(a.GoneError()))
+		code = 1
+	}
 	// A second signal ends the wait for requests under way as the
 	// timeout does; Stop has its own time cap.
 	if err := a.Stop(sig.hurry); err != nil {
@@ -77,7 +88,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("stopped")
-	return 0
+	return code
 }
 
 // runCheckConfig is --check-config: the log settings, the variables

@@ -125,7 +125,9 @@ type App struct {
 
 	ns        *server.Server
 	nc        *nats.Conn
-	ncClosed  chan struct{}    // closed by the connection's ClosedHandler
+	ncClosed  chan struct{} // closed by the connection's ClosedHandler
+	gone      chan struct{} // closed by it when the connection was closed for good (closedForGood)
+	goneOnce  sync.Once
 	lost      chan struct{}    // asks keepConsumers to look for lost consumers
 	connected prometheus.Gauge // mde_offboard_nats_connected
 	js        jetstream.JetStream
@@ -173,7 +175,7 @@ func New(o Options) (*App, error) {
 	if err := o.checkFlags(); err != nil {
 		return nil, err
 	}
-	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{}), lost: make(chan struct{}, 1)}
+	a := &App{opts: o, log: o.Logger, reg: reg, serveDone: make(chan struct{}), ncClosed: make(chan struct{}), gone: make(chan struct{}), lost: make(chan struct{}, 1)}
 	if err := a.checkCallTimeout(); err != nil {
 		return nil, err
 	}

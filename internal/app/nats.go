@@ -95,12 +95,22 @@ func (a *App) natsOptions() []nats.Option {
 			a.setConnected(false)
 			if err := a.closedForGood(nc); err != nil {
 				a.log.Error("NATS connection lost: the worker serves nothing until it is restarted (/healthz answers 503)", zap.Error(err))
+				a.goneOnce.Do(func() { close(a.gone) })
 			}
 			closeOnce.Do(func() { close(a.ncClosed) })
 		}),
 	}
 	return append(o, a.opts.natsConn().Options()...)
 }
+
+// Gone is closed once the client closed the connection to NATS for good
+// while the worker was not stopping: nothing but a restart makes it
+// again (closedForGood). GoneError then says why.
+func (a *App) Gone() <-chan struct{} { return a.gone }
+
+// GoneError is why the connection to NATS was closed for good; nil while
+// it was not.
+func (a *App) GoneError() error { return a.natsClosed() }
 
 // natsClosed is closedForGood of the worker's connection.
 func (a *App) natsClosed() error { return a.closedForGood(a.nc) }
