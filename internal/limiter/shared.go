@@ -358,8 +358,13 @@ func (t *Tenant) applyUnreadable(seq uint64, stored time.Time) {
 	// ahead when it stored the entry, and set right since) counts from
 	// now: it cannot hold the tenant longer than an entry stored as it
 	// is read.
-	at := min(stored.UnixNano(), t.clock.Now().UnixNano())
-	if until := addNanos(at, o.Lease, t.longestInForceLocked(), o.Margin); until > t.journalPause {
+	now := t.clock.Now().UnixNano()
+	at := min(stored.UnixNano(), now)
+	until := addNanos(at, o.Lease, t.longestInForceLocked(), o.Margin)
+	if until > now {
+		t.shared.metrics.unreadable.Inc() // it holds the tenant
+	}
+	if until > t.journalPause {
 		t.journalPause = until
 	}
 	t.notifyLocked()
