@@ -48,7 +48,7 @@ func (a *App) openBudget(ctx context.Context) error {
 	a.budget = limiter.NewShared(limiter.SharedOptions{
 		Journal: journal, Clock: a.opts.Clock, Margin: a.opts.QuotaMargin, Lease: queue.BudgetLease,
 		Writer:  a.shared.Writer(), // one name per process in both journals
-		Metrics: limiter.NewBudgetJournalMetrics(a.reg),
+		Metrics: limiter.NewBudgetJournalMetrics(a.reg), Name: "budget journal",
 	})
 	a.life.add("budget journal writes", func(ctx context.Context) error {
 		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)

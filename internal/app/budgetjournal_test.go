@@ -1,17 +1,21 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // budgetJournalEnv starts a worker whose tenant contoso has a budget of
 // 10/1h, with its gauges refreshed every 250ms.
-func budgetJournalEnv(t *testing.T) *env {
+func budgetJournalEnv(t *testing.T, logger *zap.Logger) *env {
 	t.Helper()
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 3, extra: "    guards:\n      budget: \"10/1h\"\n", noStart: true})
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 3, extra: "    guards:\n      budget: \"10/1h\"\n", noStart: true, logger: logger})
 	e.opts.StatsEvery = 250 * time.Millisecond
 	e.start()
 	return e
@@ -24,7 +28,8 @@ func budgetJournalEnv(t *testing.T) *env {
 // all, and its requests only showed as waiting (in flight, not held).
 func TestBudgetJournalGoneShowsInMetrics(t *testing.T) {
 	t.Parallel()
-	e := budgetJournalEnv(t)
+	core, logs := observer.New(zap.WarnLevel)
+	e := budgetJournalEnv(t, zap.New(core))
 	eventually(t, 10*time.Second, "the budget journal read", func() bool {
 		return metricValue(t, e, "mde_offboard_budget_journal_caught_up", nil) == 1
 	})
@@ -45,6 +50,31 @@ func TestBudgetJournalGoneShowsInMetrics(t *testing.T) {
 	if n := len(e.offboardCallsSince("contoso", time.Time{})); n != 0 {
 		t.Errorf("%d offboard calls without the budget journal, want none", n)
 	}
+	wantNamed(t, logs, "request left for redelivery", "budget journal of tenant contoso")
+}
+
+// wantNamed checks that the log lines with message msg name the journal
+// at fault (want, in their error), never the quota journal: the log is
+// where an operator learns which stream to look at.
+func wantNamed(t *testing.T, logs *observer.ObservedLogs, msg, want string) {
+	t.Helper()
+	lines := logs.FilterMessageSnippet(msg).All()
+	if len(lines) == 0 {
+		t.Fatalf("no log line %q", msg)
+	}
+	for _, l := range lines {
+		text := l.Message
+		for _, f := range l.Context {
+			if f.Interface != nil {
+				if err, ok := f.Interface.(error); ok {
+					text += " " + err.Error()
+				}
+			}
+		}
+		if !strings.Contains(text, want) || strings.Contains(text, "quota journal") {
+			t.Errorf("log %q, want it to name the %s and not the quota journal", text, want)
+		}
+	}
 }
 
 // TestUnreadableBudgetEntryShowsInMetrics: the budget journal holds an
@@ -55,7 +85,8 @@ func TestBudgetJournalGoneShowsInMetrics(t *testing.T) {
 // one hold from the other.
 func TestUnreadableBudgetEntryShowsInMetrics(t *testing.T) {
 	t.Parallel()
-	e := budgetJournalEnv(t)
+	core, logs := observer.New(zap.WarnLevel)
+	e := budgetJournalEnv(t, zap.New(core))
 	if _, err := e.js.Publish(t.Context(), offboard.Subjects{}.Budget("contoso"), []byte(`{"w":`)); err != nil {
 		t.Fatal(err)
 	}
@@ -71,4 +102,5 @@ func TestUnreadableBudgetEntryShowsInMetrics(t *testing.T) {
 	if v := metricValue(t, e, "mde_offboard_quota_journal_unreadable_entries_total", nil); v != 0 {
 		t.Errorf("mde_offboard_quota_journal_unreadable_entries_total = %v, want 0: the quota journal is fine", v)
 	}
+	wantNamed(t, logs, "unreadable", "budget journal")
 }

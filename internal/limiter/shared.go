@@ -100,6 +100,9 @@ type SharedOptions struct {
 	Wall clockwork.Clock
 	// Metrics, when set, count what happens to the journal.
 	Metrics *JournalMetrics
+	// Name names the journal in errors (default "quota journal"): they
+	// tell an operator which stream to look at.
+	Name string
 	// EndsLinger is how long the ends of calls wait to be written with
 	// more (default DefaultEndsLinger); a pause is written at once.
 	EndsLinger time.Duration
@@ -161,6 +164,9 @@ func NewShared(opts SharedOptions) *Shared {
 	}
 	if opts.Wall == nil {
 		opts.Wall = opts.Clock
+	}
+	if opts.Name == "" {
+		opts.Name = "quota journal"
 	}
 	if opts.Writer == "" {
 		b := make([]byte, 6)

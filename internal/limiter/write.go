@@ -257,7 +257,7 @@ func (t *Tenant) afterConflict(ctx context.Context, err error, last uint64) erro
 		if ctx.Err() == nil {
 			t.shared.metrics.failures.Inc()
 		}
-		return fmt.Errorf("quota journal of tenant %s: %w", t.name, err)
+		return fmt.Errorf("%s of tenant %s: %w", t.shared.opts.Name, t.name, err)
 	}
 	t.shared.metrics.conflicts.Inc()
 	// Compared with the entry the write expected to follow, not with the
@@ -304,13 +304,13 @@ func (t *Tenant) afterConflict(ctx context.Context, err error, last uint64) erro
 // saw.
 func (t *Tenant) entryGone(last, saw uint64) error {
 	t.shared.metrics.failures.Inc()
-	return fmt.Errorf("quota journal of tenant %s: %w (its last entry is %d, this process saw %d): restart the worker",
-		t.name, ErrJournalEntryGone, last, saw)
+	return fmt.Errorf("%s of tenant %s: %w (its last entry is %d, this process saw %d): restart the worker",
+		t.shared.opts.Name, t.name, ErrJournalEntryGone, last, saw)
 }
 
-// ErrJournalEntryGone says that the tenant's last entry in the quota
-// journal that this process saw is gone, and no entry came after it.
-var ErrJournalEntryGone = errors.New("the tenant's last entry in the quota journal is gone (deleted, or the journal lost entries or was made anew)")
+// ErrJournalEntryGone says that the tenant's last entry in the journal
+// that this process saw is gone, and no entry came after it.
+var ErrJournalEntryGone = errors.New("the tenant's last entry in the journal is gone (deleted, or the journal lost entries or was made anew)")
 
 func (t *Tenant) takePendingLocked() Event {
 	ev := t.pending

@@ -30,6 +30,7 @@ type QuotaJournal struct {
 
 // journalKind names a journal's stream and subjects.
 type journalKind struct {
+	name    string // in errors and logs: "quota journal", "budget journal"
 	stream  string
 	history string // the worker's flag that sets how long the stream keeps entries
 	subject func(tenant string) string
@@ -38,11 +39,11 @@ type journalKind struct {
 }
 
 func quotaKind(s offboard.Subjects) journalKind {
-	return journalKind{stream: offboard.StreamQuota, history: "--quota-history", subject: s.Quota, all: s.AllQuota(), prefix: s.Quota("")}
+	return journalKind{name: "quota journal", stream: offboard.StreamQuota, history: "--quota-history", subject: s.Quota, all: s.AllQuota(), prefix: s.Quota("")}
 }
 
 func budgetKind(s offboard.Subjects) journalKind {
-	return journalKind{stream: offboard.StreamBudget, history: "--budget-history", subject: s.Budget, all: s.AllBudget(), prefix: s.Budget("")}
+	return journalKind{name: "budget journal", stream: offboard.StreamBudget, history: "--budget-history", subject: s.Budget, all: s.AllBudget(), prefix: s.Budget("")}
 }
 
 // NewQuotaJournal opens the quota stream, which must exist (Ensure).
@@ -150,7 +151,7 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	// process's clock, one running ahead would skip some for good.
 	probe, err := stream.GetMsg(ctx, end)
 	if err != nil {
-		return nil, fmt.Errorf("quota journal probe: %w", err)
+		return nil, fmt.Errorf("%s probe: %w", kind.name, err)
 	}
 	start := probe.Time.Add(-back)
 	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
@@ -221,7 +222,7 @@ func probeEvery(ctx context.Context, js jetstream.JetStream, kind journalKind, s
 		}
 		waited = 0
 		if _, _, err := writeProbe(ctx, js, kind, shared); err != nil && ctx.Err() == nil {
-			log.Warn("quota journal probe", zap.Error(err))
+			log.Warn(kind.name+" probe", zap.Error(err))
 		}
 	}
 }
@@ -236,7 +237,7 @@ func writeProbe(ctx context.Context, js jetstream.JetStream, kind journalKind, s
 	}
 	ack, err := js.Publish(ctx, kind.subject(clockProbe), data)
 	if err != nil {
-		return 0, ev, fmt.Errorf("quota journal probe: %w", err)
+		return 0, ev, fmt.Errorf("%s probe: %w", kind.name, err)
 	}
 	return ack.Sequence, ev, nil
 }
@@ -257,7 +258,7 @@ func feed(kind journalKind, shared *limiter.Shared, end uint64, log *zap.Logger)
 		if err := json.Unmarshal(msg.Data(), &ev); err != nil {
 			// It may have entered calls this process cannot see: the
 			// tenant waits until any such call has left its windows.
-			log.Error("unreadable quota journal entry: tenant paused until the calls it may hold leave the longest window",
+			log.Error("unreadable "+kind.name+" entry: tenant paused until the calls it may hold leave the longest window",
 				zap.String("subject", msg.Subject()), zap.Uint64("seq", seq), zap.Time("stored", meta.Timestamp), zap.Error(err))
 			shared.ObserveStamp(limiter.Event{}, meta.Timestamp)
 			shared.DeliverUnreadable(seq, tenant, meta.Timestamp)
