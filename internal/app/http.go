@@ -38,11 +38,17 @@ func (a *App) listen(ctx context.Context) error {
 	return nil
 }
 
+// maxScrapes is how many /metrics requests are answered at once.
+const maxScrapes = 4
+
 // serve serves /metrics, /healthz and /readyz on the bound listener, and
 // /debug/pprof/ when profiling is on.
 func (a *App) serve() {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	// A few scrapes at once (Prometheus pairs, an operator's curl): more
+	// are answered 503 at once, not gathered side by side, each some
+	// megabytes of series at thousands of tenants.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg, MaxRequestsInFlight: maxScrapes}))
 	mux.HandleFunc("GET /healthz", a.serveHealth)
 	mux.HandleFunc("GET /readyz", a.serveReady)
 	to := a.opts.HTTP.withDefaults()
