@@ -776,16 +776,24 @@ func (a *App) startControl(ctx context.Context) (*control.Watcher, error) {
 }
 
 // runService runs a service until Stop reaches its cleanup, and waits
-// until it is current.
+// until it is current. The service's end is a closed channel, not a value
+// sent: a service that fails while the start waits for it (NATS refusing
+// its first write) has ended for the cleanup too, which the start's
+// failure runs at once; a value taken by the start left the cleanup
+// waiting for the whole stop limit.
 func (a *App) runService(ctx context.Context, name string, run func(context.Context) error, current <-chan struct{}) error {
 	sctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- run(sctx) }()
+	done := make(chan struct{})
+	var runErr error
+	go func() {
+		defer close(done)
+		runErr = run(sctx)
+	}()
 	a.life.add(name, func(ctx context.Context) error {
 		cancel()
 		select {
-		case err := <-done:
-			return err
+		case <-done:
+			return runErr
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -793,8 +801,8 @@ func (a *App) runService(ctx context.Context, name string, run func(context.Cont
 	select {
 	case <-current:
 		return nil
-	case err := <-done:
-		return fmt.Errorf("%s: %w", name, err)
+	case <-done:
+		return fmt.Errorf("%s: %w", name, runErr)
 	case <-ctx.Done():
 		return ctx.Err()
 	}

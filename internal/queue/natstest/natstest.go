@@ -357,3 +357,16 @@ func StartWithPassword(tb testing.TB, port int, dir, user, password string) *ser
 	}
 	return s
 }
+
+// StartWithOptions starts a lone NATS server with JetStream, on a free
+// port, with the options set tweaks; it returns the server's URL. The
+// server is shut down when the test ends.
+func StartWithOptions(tb testing.TB, tweak func(*server.Options)) string {
+	tb.Helper()
+	o := &server.Options{
+		Host: "127.0.0.1", Port: -1, NoSigs: true, NoLog: true,
+		JetStream: true, StoreDir: tb.TempDir(), MaxPayload: 1 << 20,
+	}
+	tweak(o)
+	return startLone(tb, o).ClientURL()
+}
