@@ -523,6 +523,9 @@ func (a *App) Start(ctx context.Context) (err error) {
 		if errors.Is(context.Cause(ctx), ErrStopped) {
 			err = fmt.Errorf("%w: %w", ErrStopped, err)
 		}
+		if queue.StoreRefused(err) {
+			err = fmt.Errorf("%w: %s", err, queue.StoreRefusedHint)
+		}
 		a.stopping.Store(true)
 		_ = a.life.stop(context.Background(), a.stopLimit())
 	}()

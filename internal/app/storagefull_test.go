@@ -9,8 +9,12 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // fullServer starts a NATS server whose JetStream storage (max_file_store)
@@ -38,7 +42,7 @@ func fullServer(e *env) string {
 
 // TestStartOnAServerOutOfStorageEndsAtOnce: a start whose first write
 // NATS refuses (its JetStream storage full: the replica's announcement is
-// not stored) fails at once, saying so. Before, the start waited for the
+// not stored) fails at once, saying so and what to do. Before, the start waited for the
 // whole stop limit (45 s) before it returned: the failed service's end
 // had been read by the start, and its cleanup waited for it again.
 func TestStartOnAServerOutOfStorageEndsAtOnce(t *testing.T) {
@@ -53,10 +57,55 @@ func TestStartOnAServerOutOfStorageEndsAtOnce(t *testing.T) {
 	t.Cleanup(func() { _ = a.Stop(context.Background()) })
 	began := time.Now()
 	err = a.Start(t.Context())
-	if err == nil || !strings.Contains(err.Error(), "insufficient resources") {
-		t.Fatalf("start: %v, want NATS's refusal", err)
+	if err == nil || !strings.Contains(err.Error(), "insufficient resources") || !strings.Contains(err.Error(), queue.StoreRefusedHint) {
+		t.Fatalf("start: %v, want NATS's refusal and what to do", err)
 	}
 	if took := time.Since(began); took >= a.stopLimit()/2 {
 		t.Errorf("start failed after %v: it waited for the stop limit (%v)", took, a.stopLimit())
 	}
+}
+
+// TestResultsStreamFullIsToldAndLosesNothing: a results stream at its
+// limit (max_msgs with discard new, set by hand while the worker runs)
+// refuses a result. The request waits in the stream, its action made
+// once, and the log says, as an error, what refuses it and what to do;
+// with room made, it is answered once. Before, the refusal (a 503) was
+// taken for an outage: the request came back four times a second, each
+// time logged as a warning that said nothing of a limit.
+func TestResultsStreamFullIsToldAndLosesNothing(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, logger: zap.New(core)})
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "r", 0, 1)
+	res.wait(t, 1, 20*time.Second)
+	stream, err := e.js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	limited := cfg
+	limited.MaxMsgs, limited.Discard = 1, jetstream.DiscardNew
+	if _, err := e.js.UpdateStream(t.Context(), limited); err != nil {
+		t.Fatal(err)
+	}
+	e.offboardEach("contoso", "r", 1, 2)
+	told := func() bool {
+		for _, l := range logs.All() {
+			if l.Level == zap.ErrorLevel && strings.Contains(l.Message, queue.StoreRefusedHint) &&
+				strings.Contains(l.ContextMap()["error"].(string), "maximum messages exceeded") {
+				return true
+			}
+		}
+		return false
+	}
+	eventually(t, 20*time.Second, "the refused result told as an error, with what to do", told)
+	if _, err := e.js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	got := res.wait(t, 2, 20*time.Second)
+	if n := len(got["contoso/r1"]); n != 1 {
+		t.Errorf("r1: %d results, want 1", n)
+	}
+	e.oneActionEach("contoso", 2)
 }

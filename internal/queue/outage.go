@@ -88,13 +88,14 @@ func isAny(err error, errs []error) bool {
 // Outage says whether err is NATS being away for a moment (a server
 // restarting, a stream electing its leader, the connection reconnecting)
 // rather than a refusal: a step that failed so is worth taking again as
-// soon as NATS is back.
+// soon as NATS is back. A refusal for a limit (StoreRefused) is not one,
+// though NATS answers it with a 503 too.
 func Outage(err error) bool {
 	if err == nil {
 		return false
 	}
 	var api *jetstream.APIError
-	if errors.As(err, &api) && api.Code == 503 { // JetStream temporarily unavailable
+	if errors.As(err, &api) && api.Code == 503 && !StoreRefused(err) { // JetStream temporarily unavailable
 		return true
 	}
 	return isAny(err, unanswered) || isAny(err, []error{nats.ErrNoResponders, jetstream.ErrNoHeartbeat})
@@ -111,3 +112,35 @@ const StepTimeout = 2 * time.Second
 func StepCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, StepTimeout)
 }
+
+// Codes of nats-server's refusals to store a message for a limit.
+const (
+	errCodeStoreFailed     jetstream.ErrorCode = 10077 // JSStreamStoreFailedF: a stream at its max_msgs, max_bytes or max_msgs_per_subject (discard new), a message over its max_msg_size
+	errCodeInsufficient    jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr: the server's JetStream storage full (max_file_store, max_memory_store)
+	errCodeAccountLimits   jetstream.ErrorCode = 10002 // JSAccountResourcesExceededErr: the account's JetStream limits
+	errCodeStorageExceeded jetstream.ErrorCode = 10047 // JSStorageResourcesExceededErr
+	errCodeMemoryExceeded  jetstream.ErrorCode = 10028 // JSMemoryResourcesExceededErr
+)
+
+// StoreRefused says whether err is NATS refusing to store a message for a
+// limit: a stream or bucket full (one that discards new messages), or
+// JetStream out of storage on the server or in the account. NATS answers
+// some of them with a 503, as it answers a stream without a leader, but
+// they last until an operator acts (StoreRefusedHint): they are no outage.
+func StoreRefused(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode {
+	case errCodeStoreFailed, errCodeInsufficient, errCodeAccountLimits, errCodeStorageExceeded, errCodeMemoryExceeded:
+		return true
+	}
+	return false
+}
+
+// StoreRefusedHint says what an operator does about a refusal of
+// StoreRefused.
+const StoreRefusedHint = "NATS refuses to store for a limit: a stream or bucket is full (its max_msgs or max_bytes, " +
+	"with discard new) or JetStream is out of storage (the server's max_file_store, the account's limits); " +
+	"raise the limit (nats stream info names them) or free storage"

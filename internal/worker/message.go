@@ -447,6 +447,10 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: the controls were not read again yet since NATS came back")
 	case errors.Is(err, errRefusedAfterLostAnswer):
 		j.log.Info("request left for redelivery: a guard refuses the device, and a call of it may have created an action that does not show yet")
+	case queue.StoreRefused(err):
+		// Until an operator acts: it waits in the stream, taken
+		// again every few seconds, not as after an outage.
+		j.log.Error("request left for redelivery: "+queue.StoreRefusedHint, zap.Error(err))
 	default:
 		j.log.Warn("request left for redelivery", zap.Error(err))
 	}
