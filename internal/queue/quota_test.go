@@ -226,7 +226,11 @@ func TestSharedQuotaHoldsAcrossReplicasAndRestarts(t *testing.T) {
 		case 1000: // a 429 seen by one replica pauses them all
 			pausedAt = r.clock.Now()
 			replicas[2].tenant.Pause(pausedAt, pause)
-			time.Sleep(100 * time.Millisecond) // the entry reaches the others
+			// The clock stands still until the entry reached the others:
+			// a fixed wait let a slow write (a loaded machine, -race)
+			// reach them steps late, and they called in the pause they
+			// had not read yet.
+			waitPausedEverywhere(t, replicas, pausedAt.Add(pause))
 		case 1400:
 			replicas[0].kill()
 			replicas[0] = r.start(4)
@@ -262,6 +266,21 @@ func TestSharedQuotaHoldsAcrossReplicasAndRestarts(t *testing.T) {
 		t.Errorf("%d calls in 40 simulated seconds, want at least %d (the window allows 5 a second)", len(r.calls), min5)
 	}
 	t.Logf("%d calls by replica: %v", len(r.calls), perReplica)
+}
+
+// waitPausedEverywhere waits until every replica knows of the pause that
+// ends at until.
+func waitPausedEverywhere(t *testing.T, replicas []*quotaReplica, until time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second) // real time: a bound, not a measure
+	for _, rp := range replicas {
+		for rp.tenant.PausedUntil().Before(until) {
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %d has not read the pause after 10s", rp.id)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 }
 
 // TestQuotaFeedCatchesUpWithAnEmptiedJournal: after `nats stream purge`,
