@@ -404,19 +404,19 @@ func subjectWithin(sub, pattern string) bool {
 	return len(st) == len(pt)
 }
 
-// ensureStreams creates or updates the streams (streamAsSet). The request
+// ensureStreams creates or updates the streams (configAsSet). The request
 // stream comes first: one another worker's --subject-prefix set refuses
 // setup before any stream is touched (otherPrefix).
 func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
 	for _, cfg := range s.Streams() {
 		have, err := storedConfig(ctx, js, cfg.Name)
-		if err != nil && cfg.Name != offboard.StreamResults && cfg.Name != offboard.StreamDead {
+		if err != nil {
 			// What it keeps (below) is read first: updated blind, the
-			// stream would take this replica's shorter history or lower
-			// limit of consumers over the others'. Without the request
-			// stream, whose subjects tell another worker's prefix, none
-			// is touched.
+			// stream would take this replica's shorter history, lower
+			// limit of consumers or fewer replicas over the others'.
+			// Without the request stream, whose subjects tell another
+			// worker's prefix, none is touched.
 			errs = append(errs, fmt.Errorf("stream %s: %w", cfg.Name, err))
 			if cfg.Name == offboard.StreamRequests {
 				return errors.Join(errs...)
@@ -432,6 +432,7 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 		case offboard.StreamQuota, offboard.StreamBudget:
 			cfg.MaxAge = keptHistory(have, cfg.MaxAge)
 		}
+		cfg.Replicas = keptReplicas(have, cfg.Replicas)
 		if have != nil && configAsSet(*have, cfg) {
 			continue
 		}
@@ -443,34 +444,58 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 }
 
 // ensureBuckets creates or updates the key-value buckets and the plans'
-// object store, whose streams are compared whole (streamAsSet): a
+// object store, whose streams are compared whole (configAsSet): a
 // bucket's own settings do not show what else an update sets back, such
 // as the rollups a purge needs, and hold its history in a byte.
 func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	var errs []error
-	ledger := s.Ledger()
-	// Never shortened, as the journals (keptHistory): a replica of a
-	// shorter --ledger-ttl would cut the request ids and followed actions
-	// the others remember. Not updated blind when it cannot be read.
-	have, err := storedConfig(ctx, js, "KV_"+ledger.Bucket)
-	if err != nil {
-		return fmt.Errorf("bucket %s: %w", ledger.Bucket, err)
-	}
-	ledger.TTL = keptHistory(have, ledger.TTL)
-	for _, kv := range []jetstream.KeyValueConfig{ledger, s.Presence(), s.Control()} {
-		if streamAsSet(ctx, js, kvStream(kv)) {
+	for _, kv := range []jetstream.KeyValueConfig{s.Ledger(), s.Presence(), s.Control()} {
+		// Not updated blind when it cannot be read (keptReplicas).
+		have, err := storedConfig(ctx, js, "KV_"+kv.Bucket)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
+			continue
+		}
+		if kv.Bucket == offboard.BucketLedger {
+			// Never shortened, as the journals (keptHistory): a replica
+			// of a shorter --ledger-ttl would cut the request ids and
+			// followed actions the others remember.
+			kv.TTL = keptHistory(have, kv.TTL)
+		}
+		kv.Replicas = keptReplicas(have, kv.Replicas)
+		if have != nil && configAsSet(*have, kvStream(kv)) {
 			continue
 		}
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kv); err != nil {
 			errs = append(errs, fmt.Errorf("bucket %s: %w", kv.Bucket, err))
 		}
 	}
-	if !streamAsSet(ctx, js, objectStoreStream(s.Plans())) {
-		if _, err := js.CreateOrUpdateObjectStore(ctx, s.Plans()); err != nil {
-			errs = append(errs, fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err))
+	plans := s.Plans()
+	have, err := storedConfig(ctx, js, "OBJ_"+plans.Bucket)
+	plans.Replicas = keptReplicas(have, plans.Replicas)
+	switch {
+	case err != nil:
+		errs = append(errs, fmt.Errorf("bucket %s: %w", plans.Bucket, err))
+	case have == nil || !configAsSet(*have, objectStoreStream(plans)):
+		if _, err := js.CreateOrUpdateObjectStore(ctx, plans); err != nil {
+			errs = append(errs, fmt.Errorf("bucket %s: %w", plans.Bucket, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// keptReplicas is the number of copies a stream or bucket keeps: setup
+// never lowers it. A replica started with a lower --stream-replicas (the
+// default 1, a flag forgotten in a rolling update, a canary) would take
+// away the copies the other replicas count on to survive a node: the
+// node holding the one copy left losing its disk would lose the requests
+// waiting there, the quota journal and the ledger. To lower it, edit the
+// streams once every replica runs the lower flag.
+func keptReplicas(have *jetstream.StreamConfig, want int) int {
+	if have == nil {
+		return want
+	}
+	return max(have.Replicas, want)
 }
 
 // The streams and buckets are updated only when they differ from what
@@ -481,13 +506,8 @@ func ensureBuckets(ctx context.Context, js jetstream.JetStream, s Settings) erro
 // by hand differs, and is set back as before. What cannot be read says
 // it differs: the update then says what is wrong. Where setup keeps what
 // is stored (the request stream's limit of consumers, the journals' and
-// the ledger's history), a read that fails fails setup instead.
-
-// streamAsSet says whether the stream exists as cfg would set it.
-func streamAsSet(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) bool {
-	have, _ := storedConfig(ctx, js, cfg.Name)
-	return have != nil && configAsSet(*have, cfg)
-}
+// the ledger's history, every stream's replicas), a read that fails
+// fails setup instead.
 
 // storedConfig is the stream's configuration as the server keeps it; nil
 // when the stream is not there, and an error when it cannot be read.
