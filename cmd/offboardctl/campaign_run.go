@@ -407,7 +407,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	r.own, r.held = otherWaiting.seqs, map[uint64]*offboard.Result{}
 	if r.f.timeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, fmt.Errorf("--timeout %v", r.f.timeout))
+		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, &flagTimeout{r.f.timeout})
 		defer cancel()
 	}
 	if r.rows, err = campaign.NewRows(r.f.name, r.total, ""); err != nil {

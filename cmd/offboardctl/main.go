@@ -448,6 +448,12 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	if c.js == nil {
 		return err
 	}
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !errors.As(err, new(*flagTimeout)) {
+		// NATS took the connection but JetStream did not answer in
+		// time: "bucket MDE_OFFBOARD_CONTROL: context deadline exceeded"
+		// said nothing of why, or of what to do.
+		return fmt.Errorf("%w (NATS JetStream did not answer in time: a leader election under way, or a busy server? run it again, or raise --connect-timeout, now %v)", err, c.timeout)
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 	defer cancel()
 	if explained := queue.ExplainNoJetStream(ctx, c.js, err); explained != err { //nolint:errorlint // the same error: nothing to explain
@@ -463,6 +469,12 @@ func (c *cli) close() {
 		_ = c.nc.Drain()
 	}
 }
+
+// flagTimeout is the cause of a context a command's --timeout bounds: an
+// error it ends names the flag, not NATS.
+type flagTimeout struct{ d time.Duration }
+
+func (e *flagTimeout) Error() string { return fmt.Sprintf("--timeout %v ran out", e.d) }
 
 // version is the module version and VCS revision the binary was built from.
 func version() string { return buildinfo.Read().String() }

@@ -116,7 +116,7 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	if err != nil {
 		return err
 	}
-	ranOut := fmt.Errorf("--timeout %v ran out", f.timeout)
+	ranOut := &flagTimeout{f.timeout}
 	ctx, cancel := context.WithTimeoutCause(cmd.Context(), f.timeout, ranOut)
 	defer cancel()
 	if err := c.planTenantKnown(ctx, js, f); err != nil {
