@@ -138,8 +138,15 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if n := st.FailedByCode[offboard.CodeCancelled]; n > 0 {
 		cancelled = fmt.Sprintf(", %d of them cancelled", n)
 	}
-	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %d requests waiting will be answered cancelled%s; %d answered so far%s\n",
-		name, tenant, st.Waiting, note, st.Answered, cancelled)
+	waiting := "none of its requests waits now"
+	switch {
+	case st.Waiting == 1:
+		waiting = "1 request waiting will be answered cancelled" + note
+	case st.Waiting > 1:
+		waiting = fmt.Sprintf("%d requests waiting will be answered cancelled%s", st.Waiting, note)
+	}
+	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %s; %d answered so far%s\n",
+		name, tenant, waiting, st.Answered, cancelled)
 	return nil
 }
 

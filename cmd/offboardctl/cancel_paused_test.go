@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -25,7 +26,7 @@ func TestCampaignCancelBehindAPauseSaysToResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "camp")
-	want := "1 requests waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 0 answered so far\n"
+	want := "1 request waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 0 answered so far\n"
 	if code != exitOK || !strings.HasSuffix(out, want) || strings.Count(out, "\n") != 1 {
 		t.Errorf("campaign cancel: exit %d, stdout %q (want it to end %q), stderr %q", code, out, want, errs)
 	}
@@ -56,8 +57,31 @@ func TestCampaignCancelSaysHowManyAnsweredAreCancelled(t *testing.T) {
 	publishRaw(t, e.js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":camp-000001",
 		`{"requestId":"camp-000001","tenant":"`+tenant+`","outcome":"failed","attempt":1,"error":{"code":"cancelled","message":"campaign cancelled"}}`)
 	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "camp")
-	want := "1 requests waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 1 answered so far, 1 of them cancelled\n"
+	want := "1 request waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 1 answered so far, 1 of them cancelled\n"
 	if code != exitOK || !strings.HasSuffix(out, want) {
 		t.Errorf("campaign cancel: exit %d, stdout %q (want it to end %q), stderr %q", code, out, want, errs)
+	}
+}
+
+// TestCampaignCancelWithNothingWaiting: a cancel of a campaign none of
+// whose requests waits (all answered, or taken by a worker as the mark
+// landed) said "0 requests waiting will be answered cancelled", which
+// read as a cancel that did nothing.
+func TestCampaignCancelWithNothingWaiting(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	res := offboard.Result{RequestID: "wave-000001", MachineID: strings.Repeat("a", 40), Tenant: "contoso",
+		Outcome: offboard.OutcomeFailed, Error: &offboard.ResultError{Code: offboard.CodeCancelled, Message: "cancelled"}, Attempt: 1}
+	data, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), "mde.offboard.result.contoso", data); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", "contoso", "--name", "wave")
+	want := "campaign wave of tenant contoso cancelled: none of its requests waits now; 1 answered so far, 1 of them cancelled\n"
+	if code != exitOK || out != want {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
 	}
 }

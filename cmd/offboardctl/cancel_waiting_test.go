@@ -297,7 +297,7 @@ func TestCancelOverAMarkWrittenByHand(t *testing.T) {
 	if code, out, errs := ctl(t, url, "campaign", "status", "--tenant", tenant, "--name", "wave"); code != exitOK || !strings.Contains(out, "waiting    1") {
 		t.Errorf("status: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
-	if code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "test"); code != exitOK || !strings.Contains(out, "cancelled: 1 requests waiting") {
+	if code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "test"); code != exitOK || !strings.Contains(out, "cancelled: 1 request waiting") {
 		t.Errorf("cancel: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 	e, err := kv.Get(t.Context(), campaign.Key(tenant, "wave"))
