@@ -227,13 +227,14 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 	case v.RefreshToken:
 		// The cached token may have been revoked or the app's credentials
 		// rotated: get a new token once and try again.
-		j.log.Warn("API answered 401: getting a new token", zap.String("api", spec.api))
+		t.repeats.log(j.log, zap.WarnLevel, "401:"+spec.api, "API answered 401: getting a new token", zap.String("api", spec.api))
 		if err := t.Cred.TokenRefused(v); err != nil {
 			//nolint:nilerr // the failure is the request's result
 			return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), v), nil
 		}
 	default:
-		j.log.Warn("API call failed", zap.String("api", spec.api), zap.Stringer("reason", v.Reason), zap.String("answer", v.Error()))
+		t.repeats.log(j.log, zap.WarnLevel, "failed:"+spec.api+":"+v.Reason.String(), "API call failed: trying again",
+			zap.String("api", spec.api), zap.Stringer("reason", v.Reason), zap.String("answer", v.Error()))
 		if err := c.backoffAtLeast(ctx, n.retries, v.RetryAfter); err != nil {
 			return nil, nil, err
 		}

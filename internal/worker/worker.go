@@ -127,6 +127,9 @@ type tenantRun struct {
 	// the loop takes requests for a cancel (both the fetch loop's own).
 	landed      context.Context
 	withdrawing bool
+	// repeats bounds the tenant's lines that can come once per request
+	// and attempt.
+	repeats *repeats
 }
 
 // Worker processes the requests of all configured tenants.
@@ -289,7 +292,7 @@ func (w *Worker) addTenant(t *Tenant, src *queue.Source) {
 	w.m.initTenant(name, t.Config.Resolved.Windows)
 	tr := &tenantRun{
 		Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name)), cancels: newCancels(),
-		backlog: map[offboard.Priority]uint64{}, unacked: map[offboard.Priority]uint64{},
+		backlog: map[offboard.Priority]uint64{}, unacked: map[offboard.Priority]uint64{}, repeats: newRepeats(w.clock),
 	}
 	// Before the campaign watcher reads the marks: a tenant with a
 	// cancelled campaign looks for its requests once, at its first wait.

@@ -1,0 +1,68 @@
+package worker
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+)
+
+// TestRepeatsLogOnceAMinuteWithACount: the first line of a cause is
+// logged at its level, the next ones within the minute at debug, and the
+// first after the minute at its level again, counting those left out.
+// Another cause is logged at once, and a clock stepped back logs rather
+// than holding lines back.
+func TestRepeatsLogOnceAMinuteWithACount(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClock()
+	core, logs := observer.New(zap.DebugLevel)
+	log, r := zap.New(core), newRepeats(clock)
+	for i := range 10 {
+		r.log(log, zap.WarnLevel, "a", "API call failed", zap.Int("i", i))
+		clock.Advance(5 * time.Second)
+	}
+	r.log(log, zap.WarnLevel, "b", "other cause")
+	clock.Advance(15 * time.Second) // 65 s after the first
+	r.log(log, zap.WarnLevel, "a", "API call failed", zap.Int("i", 10))
+	clock.Advance(-time.Hour)
+	r.log(log, zap.WarnLevel, "a", "API call failed", zap.Int("i", 11))
+
+	var warned []string
+	debug := 0
+	for _, l := range logs.All() {
+		switch l.Level {
+		case zap.WarnLevel:
+			warned = append(warned, fmt.Sprint(l.Message, l.ContextMap()))
+		case zap.DebugLevel:
+			debug++
+		}
+	}
+	want := []string{
+		"API call failedmap[i:0]",
+		"other causemap[]",
+		"API call failedmap[i:10 repeated:9 repeated_over:1m5s]",
+		"API call failedmap[i:11]",
+	}
+	if fmt.Sprint(warned) != fmt.Sprint(want) {
+		t.Errorf("warnings %q, want %q", warned, want)
+	}
+	if debug != 9 {
+		t.Errorf("%d lines at debug, want the 9 left out", debug)
+	}
+}
+
+// TestRepeatsKeepsItsCausesBounded: past maxCauses distinct causes, the
+// new ones share one key, so a tenant's repeats cannot grow without end.
+func TestRepeatsKeepsItsCausesBounded(t *testing.T) {
+	t.Parallel()
+	r := newRepeats(clockwork.NewFakeClock())
+	for i := range 1000 {
+		r.log(zap.NewNop(), zap.WarnLevel, fmt.Sprint("cause ", i), "line")
+	}
+	if n := len(r.last); n > maxCauses+1 {
+		t.Errorf("%d causes kept, want at most %d", n, maxCauses+1)
+	}
+}
