@@ -1,19 +1,25 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// volumeEnv starts a worker whose log lines from info up the test reads.
+// volumeEnv starts a worker whose log lines, debug included, the test
+// reads.
 func volumeEnv(t *testing.T, tenants []string, machines int) (*env, *observer.ObservedLogs) {
 	t.Helper()
-	core, logs := observer.New(zap.InfoLevel)
+	core, logs := observer.New(zap.DebugLevel)
 	return setup(t, envConfig{
 		tenants: tenants, machines: machines, logger: zap.New(core),
 		sim: mdesim.Options{Unlimited: true}, limits: `["1000/1m"]`,
@@ -21,10 +27,16 @@ func volumeEnv(t *testing.T, tenants []string, machines int) (*env, *observer.Ob
 	}), logs
 }
 
-// linesPerTenant counts the lines of message msg for each tenant.
+// warned is the lines of message msg logged at warn or above.
+func warned(logs *observer.ObservedLogs, msg string) []observer.LoggedEntry {
+	return logs.FilterMessage(msg).Filter(func(l observer.LoggedEntry) bool { return l.Level >= zap.WarnLevel }).All()
+}
+
+// linesPerTenant counts the lines of message msg at warn or above for
+// each tenant.
 func linesPerTenant(logs *observer.ObservedLogs, msg string) map[string]int {
 	n := map[string]int{}
-	for _, l := range logs.FilterMessage(msg).All() {
+	for _, l := range warned(logs, msg) {
 		tenant, _ := l.ContextMap()["tenant"].(string)
 		n[tenant]++
 	}
@@ -55,7 +67,7 @@ func TestAPIFailingForEveryCallIsLoggedOnceAMinute(t *testing.T) {
 			t.Errorf("%s: %d lines of its retries, want 1 (all %d requests failed within a minute)", name, got[name], requests)
 		}
 	}
-	for _, l := range logs.FilterMessage("API call failed: trying again").All() {
+	for _, l := range warned(logs, "API call failed: trying again") {
 		if l.Level != zap.WarnLevel || l.ContextMap()["request_id"] == nil || l.ContextMap()["answer"] == nil {
 			t.Errorf("line %s %v, want a warning naming the request and the answer", l.Level, l.ContextMap())
 		}
@@ -78,7 +90,103 @@ func TestAPIRefusingEveryTokenIsLoggedOnceAMinute(t *testing.T) {
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "c", 0, requests)
 	res.wait(t, requests, 60*time.Second)
-	if n := logs.FilterMessage("API answered 401: getting a new token").Len(); n != 1 {
+	if n := len(warned(logs, "API answered 401: getting a new token")); n != 1 {
 		t.Errorf("%d lines of the API's 401s, want 1 (all %d requests refused within a minute)", n, requests)
+	}
+}
+
+// TestQuotaJournalGoneIsLoggedOnceAMinute: the quota journal's stream is
+// deleted under a running worker with requests waiting. No call goes
+// out; each request is handed back and taken again, over and over. That
+// is logged once per tenant (the first, naming the journal), not once
+// per request and hand-back: 800 lines in 20 s for 50 tenants, about
+// 48,000 a minute with 1000.
+func TestQuotaJournalGoneIsLoggedOnceAMinute(t *testing.T) {
+	t.Parallel()
+	e, logs := volumeEnv(t, []string{"contoso", "fabrikam"}, 4)
+	if err := e.js.DeleteStream(t.Context(), offboard.StreamQuota); err != nil {
+		t.Fatal(err)
+	}
+	for name := range e.tenants {
+		e.offboardEach(name, name+"-", 0, 4)
+	}
+	eventually(t, 30*time.Second, "each tenant's requests handed back 5 times", func() bool {
+		n := map[string]int{}
+		for _, l := range logs.FilterMessage("request left for redelivery").All() {
+			n[l.ContextMap()["tenant"].(string)]++
+		}
+		return n["contoso"] >= 5 && n["fabrikam"] >= 5
+	})
+	got := linesPerTenant(logs, "request left for redelivery")
+	for name := range e.tenants {
+		if got[name] != 1 {
+			t.Errorf("%s: %d lines of its requests handed back, want 1 within a minute", name, got[name])
+		}
+	}
+	for _, l := range warned(logs, "request left for redelivery") {
+		if err, _ := l.ContextMap()["error"].(string); !strings.Contains(err, "quota journal") {
+			t.Errorf("line %v, want it to name the quota journal", l.ContextMap())
+		}
+	}
+}
+
+// TestNATSAwayIsLoggedOnceAMinutePerTenant: the NATS server goes down
+// under a worker with requests waiting. Each tenant's fetch fails every
+// few seconds until it is back; that is logged once per tenant (and the
+// connection's loss once), not at every failed fetch: 196 lines in 20 s
+// for 50 tenants, about 12,000 a minute with 1000.
+func TestNATSAwayIsLoggedOnceAMinutePerTenant(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 1)
+	core, logs := observer.New(zap.DebugLevel)
+	e := setup(t, envConfig{machines: 40, limits: `["1/1s"]`, logger: zap.New(core), noStart: true})
+	e.opts.NATSURL = c.URLs()
+	e.start()
+	for name := range e.tenants {
+		e.offboardEach(name, name+"-", 0, 40)
+	}
+	c.Shutdown(0)
+	eventually(t, 30*time.Second, "each tenant's fetch failed twice", func() bool {
+		n := map[string]int{}
+		for _, l := range logs.FilterMessage("fetch request").All() {
+			n[l.ContextMap()["tenant"].(string)]++
+		}
+		return n["contoso"] >= 2 && n["fabrikam"] >= 2
+	})
+	got := linesPerTenant(logs, "fetch request")
+	for name := range e.tenants {
+		if got[name] != 1 {
+			t.Errorf("%s: %d lines of its failed fetches, want 1 within a minute", name, got[name])
+		}
+	}
+	c.Restart(0)
+}
+
+// TestStoreRefusedIsLoggedOnceAMinute: the results stream refuses every
+// result for a limit while four requests wait. Each is taken again every
+// few seconds; the refusal, an error to act on, is logged once (whole,
+// with what to do), not once per request and try.
+func TestStoreRefusedIsLoggedOnceAMinute(t *testing.T) {
+	t.Parallel()
+	e, logs := volumeEnv(t, []string{"contoso"}, 5)
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "r", 0, 1)
+	res.wait(t, 1, 20*time.Second)
+	stream, err := e.js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limited := stream.CachedInfo().Config
+	limited.MaxMsgs, limited.Discard = 1, jetstream.DiscardNew
+	if _, err := e.js.UpdateStream(t.Context(), limited); err != nil {
+		t.Fatal(err)
+	}
+	e.offboardEach("contoso", "r", 1, 5)
+	msg := "request left for redelivery: " + queue.StoreRefusedHint
+	eventually(t, 30*time.Second, "the refused results tried 6 times", func() bool {
+		return logs.FilterMessage(msg).Len() >= 6
+	})
+	if n := len(warned(logs, msg)); n != 1 {
+		t.Errorf("%d lines of the refusal at error, want 1 within a minute", n)
 	}
 }

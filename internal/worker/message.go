@@ -450,9 +450,10 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	case queue.StoreRefused(err):
 		// Until an operator acts: it waits in the stream, taken
 		// again every few seconds, not as after an outage.
-		j.log.Error("request left for redelivery: "+queue.StoreRefusedHint, zap.Error(err))
+		msg := "request left for redelivery: " + queue.StoreRefusedHint
+		j.t.repeats.log(j.log, zap.ErrorLevel, causeOf(msg, err), msg, zap.Error(err))
 	default:
-		j.log.Warn("request left for redelivery", zap.Error(err))
+		j.t.repeats.log(j.log, zap.WarnLevel, causeOf("left", err), "request left for redelivery", zap.Error(err))
 	}
 	if j.stopAlive != nil {
 		j.stopAlive()

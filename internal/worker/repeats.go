@@ -41,7 +41,7 @@ func newRepeats(clock clockwork.Clock) *repeats {
 
 // log logs msg with fields at lvl unless a line of the same key was
 // logged less than repeatEvery ago; then at debug. key names the cause:
-// fixed text, never a request's own text. A nil repeats (a
+// fixed text or causeOf, never a request's own text. A nil repeats (a
 // tenant not served here) logs every line.
 func (r *repeats) log(log *zap.Logger, lvl zapcore.Level, key, msg string, fields ...zap.Field) {
 	say, left, over := true, 0, time.Duration(0)
@@ -85,4 +85,46 @@ func (r *repeats) count(key string) (say bool, left int, over time.Duration) {
 	left, over = p.left, now.Sub(p.said)
 	p.said, p.left = now, 0
 	return true, left, over
+}
+
+// causeOf is the key of an error's lines: its text with every run of
+// digits and hexadecimal digits of 8 or more (sequences, ids, ports,
+// times) made one mark, so that the same failure of two requests is one
+// cause, and cut at 200 bytes.
+func causeOf(msg string, err error) string {
+	text := msg
+	if err != nil {
+		text += ": " + err.Error()
+	}
+	b := make([]byte, 0, min(len(text), 200))
+	for i := 0; i < len(text) && len(b) < 200; {
+		j := i
+		for j < len(text) && isHex(text[j]) {
+			j++
+		}
+		if run := text[i:j]; j > i && (j-i >= 8 || allDigits(run)) {
+			b = append(b, '#')
+			i = j
+			continue
+		}
+		if j == i {
+			j = i + 1
+		}
+		b = append(b, text[i:j]...)
+		i = j
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func allDigits(s string) bool {
+	for i := range len(s) {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -51,6 +52,23 @@ func TestRepeatsLogOnceAMinuteWithACount(t *testing.T) {
 	}
 	if debug != 9 {
 		t.Errorf("%d lines at debug, want the 9 left out", debug)
+	}
+}
+
+// TestCauseOfLeavesOutNumbers: two requests' same failure is one cause;
+// another failure is another.
+func TestCauseOfLeavesOutNumbers(t *testing.T) {
+	t.Parallel()
+	a := causeOf("left", errors.New("request id is being worked on by request 153 (1e5bc9d7e413ddd7902c2932e418702b84d0cc07)"))
+	b := causeOf("left", errors.New("request id is being worked on by request 7 (0000000000000000000000000000000000000000)"))
+	if a != b {
+		t.Errorf("causes %q and %q, want one", a, b)
+	}
+	if c := causeOf("left", errors.New("budget journal of tenant contoso: deadline exceeded")); c == a {
+		t.Errorf("another failure has the same cause %q", c)
+	}
+	if c := causeOf("left", errors.New(string(make([]byte, 10000)))); len(c) > 200 {
+		t.Errorf("cause of %d bytes, want at most 200", len(c))
 	}
 }
 

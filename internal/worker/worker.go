@@ -435,7 +435,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 					w.opts.ConsumerLost()
 				}
 			} else {
-				t.log.Warn("fetch request", zap.Error(err))
+				t.repeats.log(t.log, zap.WarnLevel, causeOf("fetch", err), "fetch request", zap.Error(err))
 			}
 			if sleepCtx(fetchCtx, w.clock, time.Second) != nil {
 				return
