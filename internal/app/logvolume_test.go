@@ -1,6 +1,7 @@
 package app
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -188,5 +189,41 @@ func TestStoreRefusedIsLoggedOnceAMinute(t *testing.T) {
 	})
 	if n := len(warned(logs, msg)); n != 1 {
 		t.Errorf("%d lines of the refusal at error, want 1 within a minute", n)
+	}
+}
+
+// TestCredentialsRefusedAreAnError: the login host refuses a tenant's
+// secret (rotated in Entra ID, not in the worker's file). Every request
+// fails unauthorized; the log says so as an error naming the tenant and
+// what to do, once a minute. Before, only "request completed" at info
+// told it: a log read from warn up showed nothing.
+func TestCredentialsRefusedAreAnError(t *testing.T) {
+	t.Parallel()
+	const requests = 10
+	e, logs := volumeEnv(t, []string{"contoso", "fabrikam"}, requests)
+	tt := e.tenants["contoso"]
+	e.sim.SetSecret(tt.tenantID, "rotated-"+newID())
+	e.sim.RevokeTokens(tt.tenantID)
+	res := e.collect("mde.offboard.result.>")
+	for name := range e.tenants {
+		e.offboardEach(name, name+"-", 0, requests)
+	}
+	res.wait(t, 2*requests, 30*time.Second)
+	// Logged after the ack, which follows the result.
+	eventually(t, 10*time.Second, "each request's completion logged", func() bool {
+		return logs.FilterMessage("request completed").Len() == 2*requests
+	})
+	var told []observer.LoggedEntry
+	for _, l := range logs.FilterLevelExact(zap.ErrorLevel).All() {
+		if strings.Contains(l.Message, "credentials were refused") {
+			told = append(told, l)
+		}
+	}
+	if len(told) != 1 {
+		t.Fatalf("%d errors of the refused credentials, want 1 for %d requests refused within a minute", len(told), requests)
+	}
+	if l := told[0]; l.ContextMap()["tenant"] != "contoso" || l.ContextMap()["code"] != "unauthorized" ||
+		!strings.Contains(l.Message, "offboardctl dead retry") || strings.Contains(fmt.Sprint(l.ContextMap()), tt.secret) {
+		t.Errorf("error %q %v, want it to name the tenant, the code and what to do, and no secret", l.Message, l.ContextMap())
 	}
 }

@@ -619,6 +619,27 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		fields = append(fields, zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
 	}
 	j.log.Info("request completed", fields...)
+	tellRefused(j, res)
+}
+
+// refusedHints are the failures that every request of a tenant meets
+// until an operator acts, and what to do.
+var refusedHints = map[string]string{
+	offboard.CodeUnauthorized: "the tenant's credentials were refused: every request fails unauthorized until they are fixed; " +
+		"update its secret or certificate (or tenantId, clientId), then offboardctl dead retry TENANT --all --code unauthorized",
+	offboard.CodeForbidden: "the API refused the tenant's application a permission: every request fails forbidden until it is granted; " +
+		"grant Machine.Offboard and Machine.Read.All with admin consent, then offboardctl dead retry TENANT --all --code forbidden",
+}
+
+// tellRefused logs a failure that needs an operator as an error, once a
+// minute per tenant and code: "request completed" tells each request,
+// at info.
+func tellRefused(j *job, res *offboard.Result) {
+	if res.Error == nil || refusedHints[res.Error.Code] == "" {
+		return
+	}
+	j.t.repeats.log(j.log, zap.ErrorLevel, "refused:"+res.Error.Code, refusedHints[res.Error.Code],
+		zap.String("code", res.Error.Code), zap.String("error", res.Error.Message))
 }
 
 // resultRoom is what a result's message and its ledger entry take beside
