@@ -132,8 +132,15 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if view, err := controlView(ctx, js, c.subjects); err == nil {
 		note = pausedNote(view, st)
 	}
-	// The count follows the mark, which a worker may read first: requests
-	// it answered cancelled meanwhile are among those answered.
+	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %s\n", name, tenant, cancelCounts(st, note))
+	return nil
+}
+
+// cancelCounts says what a cancel leaves: the requests waiting, which
+// will be answered cancelled, and those answered. The count follows the
+// mark, which a worker may read first: requests it answered cancelled
+// meanwhile are among those answered.
+func cancelCounts(st *campaignState, note string) string {
 	cancelled := ""
 	if n := st.FailedByCode[offboard.CodeCancelled]; n > 0 {
 		cancelled = fmt.Sprintf(", %d of them cancelled", n)
@@ -145,9 +152,7 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	case st.Waiting > 1:
 		waiting = fmt.Sprintf("%d requests waiting will be answered cancelled%s", st.Waiting, note)
 	}
-	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %s; %d answered so far%s\n",
-		name, tenant, waiting, st.Answered, cancelled)
-	return nil
+	return fmt.Sprintf("%s; %d answered so far%s", waiting, st.Answered, cancelled)
 }
 
 // pausedNote says which of the campaign's waiting requests an operator's
