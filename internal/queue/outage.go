@@ -133,11 +133,20 @@ func StoreRefused(err error) bool {
 		return false
 	}
 	switch api.ErrorCode {
-	case errCodeStoreFailed, errCodeInsufficient, errCodeAccountLimits, errCodeStorageExceeded, errCodeMemoryExceeded:
+	case errCodeStoreFailed:
+		// Also the answer of a stream whose store is closing (its server
+		// shutting down, a replica's stream reset to catch up with its
+		// leader): that passes once the stream is back, an outage.
+		return api.Description != storeClosed
+	case errCodeInsufficient, errCodeAccountLimits, errCodeStorageExceeded, errCodeMemoryExceeded:
 		return true
 	}
 	return false
 }
+
+// storeClosed is the description of nats-server's ErrStoreClosed in a
+// JSStreamStoreFailedF answer.
+const storeClosed = "store is closed"
 
 // StoreRefusedHint says what an operator does about a refusal of
 // StoreRefused.

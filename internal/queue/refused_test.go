@@ -2,7 +2,9 @@ package queue
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -86,4 +88,36 @@ func outOfStorage(t *testing.T) error {
 	}
 	t.Fatal("100 messages of 60 KiB stored under a max_file_store of 1 MiB")
 	return nil
+}
+
+// TestStoreClosedIsAnOutage: nats-server answers a message that reaches a
+// stream whose store is closing (its server shutting down in a rolling
+// restart, a replica's stream reset to catch up with its leader) with
+// the code of a store refused, 10077, as it answers a stream full. That
+// one passes once the stream is back: an outage, taken again within
+// 250 ms, not a limit for an operator to raise (its request was left for
+// 5 s and an error told to raise a limit). The answers are the server's
+// own, as its client reads them.
+func TestStoreClosedIsAnOutage(t *testing.T) {
+	t.Parallel()
+	answer := func(se *server.ApiError) error {
+		data, err := json.Marshal(se)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var api jetstream.APIError
+		if err := json.Unmarshal(data, &api); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Errorf("nats: %w", &api)
+	}
+	closed := answer(server.NewJSStreamStoreFailedError(server.ErrStoreClosed, server.Unless(server.ErrStoreClosed)))
+	if StoreRefused(closed) || !Outage(closed) {
+		t.Errorf("%v: told as a refusal for a limit, or not as an outage", closed)
+	}
+	for _, limit := range []error{server.ErrMaxMsgs, server.ErrMaxBytes, server.ErrMaxMsgsPerSubject, server.ErrMsgTooLarge} {
+		if err := answer(server.NewJSStreamStoreFailedError(limit, server.Unless(limit))); !StoreRefused(err) || Outage(err) {
+			t.Errorf("%v: not told as a refusal for a limit, or told as an outage", err)
+		}
+	}
 }
