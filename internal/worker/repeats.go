@@ -14,7 +14,9 @@ import (
 const repeatEvery = time.Minute
 
 // maxCauses bounds the causes a tenant's repeats keeps apart; past it,
-// any new one shares a last key.
+// any new one shares a last key with the others of its message (fixed
+// text, a few in all): a line of another kind, such as the credentials
+// refused, is still told at once.
 const maxCauses = 64
 
 // repeats bounds the lines a failure makes when it meets every request
@@ -46,7 +48,7 @@ func newRepeats(clock clockwork.Clock) *repeats {
 func (r *repeats) log(log *zap.Logger, lvl zapcore.Level, key, msg string, fields ...zap.Field) {
 	say, left, over := true, 0, time.Duration(0)
 	if r != nil {
-		say, left, over = r.count(key)
+		say, left, over = r.count(key, msg)
 	}
 	if !say {
 		log.Debug(msg, fields...)
@@ -60,16 +62,16 @@ func (r *repeats) log(log *zap.Logger, lvl zapcore.Level, key, msg string, field
 	}
 }
 
-// count notes one line of key: whether to log it, and if so how many
-// were left out since the last one logged, over how long.
-func (r *repeats) count(key string) (say bool, left int, over time.Duration) {
+// count notes one line of key and msg: whether to log it, and if so how
+// many were left out since the last one logged, over how long.
+func (r *repeats) count(key, msg string) (say bool, left int, over time.Duration) {
 	now := r.clock.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	p := r.last[key]
 	if p == nil {
 		if len(r.last) >= maxCauses {
-			key = "\x00more"
+			key = "\x00more:" + msg
 			p = r.last[key]
 		}
 		if p == nil {

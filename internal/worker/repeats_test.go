@@ -84,3 +84,21 @@ func TestRepeatsKeepsItsCausesBounded(t *testing.T) {
 		t.Errorf("%d causes kept, want at most %d", n, maxCauses+1)
 	}
 }
+
+// TestRepeatsPastItsCausesTellsAnotherLineAtOnce: a tenant whose causes
+// filled up (one failure's text varying past what causeOf folds) still
+// logs the first line of another kind at once: the error saying its
+// credentials were refused, which an operator must act on, was left at
+// debug behind any line of another cause logged in the minute.
+func TestRepeatsPastItsCausesTellsAnotherLineAtOnce(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.DebugLevel)
+	log, r := zap.New(core), newRepeats(clockwork.NewFakeClock())
+	for i := range maxCauses + 10 {
+		r.log(log, zap.WarnLevel, fmt.Sprint("left: cause ", i), "request left for redelivery")
+	}
+	r.log(log, zap.ErrorLevel, "refused:unauthorized", "the tenant's credentials were refused")
+	if n := logs.FilterLevelExact(zap.ErrorLevel).Len(); n != 1 {
+		t.Errorf("%d lines at error, want the credentials refused told at once", n)
+	}
+}
