@@ -14,9 +14,10 @@ import (
 const repeatEvery = time.Minute
 
 // maxCauses bounds the causes a tenant's repeats keeps apart; past it,
-// any new one shares a last key with the others of its message (fixed
-// text, a few in all): a line of another kind, such as the credentials
-// refused, is still told at once.
+// those quiet for repeatEvery give their place (dropQuietLocked), and if
+// none is, any new one shares a last key with the others of its message
+// (fixed text, a few in all): a line of another kind, such as the
+// credentials refused, is still told at once.
 const maxCauses = 64
 
 // repeats bounds the lines a failure makes when it meets every request
@@ -71,6 +72,9 @@ func (r *repeats) count(key, msg string) (say bool, left int, over time.Duration
 	p := r.last[key]
 	if p == nil {
 		if len(r.last) >= maxCauses {
+			r.dropQuietLocked(now)
+		}
+		if len(r.last) >= maxCauses {
 			key = "\x00more:" + msg
 			p = r.last[key]
 		}
@@ -87,6 +91,19 @@ func (r *repeats) count(key, msg string) (say bool, left int, over time.Duration
 	left, over = p.left, now.Sub(p.said)
 	p.said, p.left = now, 0
 	return true, left, over
+}
+
+// dropQuietLocked forgets the causes with no line left out whose last
+// was logged repeatEvery ago or more (or ahead of a clock stepped back):
+// their next line is logged at once, with no count, as a new cause's.
+// They kept their place for the process's life, and past maxCauses every
+// new cause of a message shared one key.
+func (r *repeats) dropQuietLocked(now time.Time) {
+	for key, p := range r.last {
+		if p.left == 0 && (now.Sub(p.said) >= repeatEvery || now.Before(p.said)) {
+			delete(r.last, key)
+		}
+	}
 }
 
 // causeOf is the key of an error's lines: its text with every run of

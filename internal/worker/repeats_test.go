@@ -102,3 +102,26 @@ func TestRepeatsPastItsCausesTellsAnotherLineAtOnce(t *testing.T) {
 		t.Errorf("%d lines at error, want the credentials refused told at once", n)
 	}
 }
+
+// TestRepeatsTakesBackQuietCauses: the causes a tenant met once, quiet
+// for longer than repeatEvery, give their place to new ones. They kept it
+// for the process's life: a worker up for months that had met 64 causes
+// told only one new cause a minute, any other new one at debug.
+func TestRepeatsTakesBackQuietCauses(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClock()
+	core, logs := observer.New(zap.DebugLevel)
+	log, r := zap.New(core), newRepeats(clock)
+	for i := range maxCauses {
+		r.log(log, zap.WarnLevel, fmt.Sprint("left: old cause ", i), "request left for redelivery")
+	}
+	clock.Advance(time.Hour)
+	r.log(log, zap.WarnLevel, "left: new cause a", "request left for redelivery")
+	r.log(log, zap.WarnLevel, "left: new cause b", "request left for redelivery")
+	if n := logs.FilterLevelExact(zap.WarnLevel).Len(); n != maxCauses+2 {
+		t.Errorf("%d lines at warn, want %d: each cause's first", n, maxCauses+2)
+	}
+	if n := len(r.last); n > maxCauses+1 {
+		t.Errorf("%d causes kept, want at most %d", n, maxCauses+1)
+	}
+}
