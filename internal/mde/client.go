@@ -584,9 +584,9 @@ func ParseAction(body []byte) (Action, error) {
 	if !utf8.Valid(a.Raw) {
 		// JSON text is UTF-8 (RFC 8259), and results carry the action as
 		// it is: bytes that are not UTF-8 (inside strings, the only place
-		// a JSON reader lets them through) become U+FFFD, as
-		// encoding/json reads them, so that a strict reader of the
-		// results can read the result.
+		// a JSON reader lets them through) become U+FFFD, one for each
+		// run of them (encoding/json reads one for each byte), so that a
+		// strict reader of the results can read the result.
 		a.Raw = bytes.ToValidUTF8(a.Raw, []byte("\uFFFD"))
 	}
 	if d := depth(a.Raw); d > maxActionDepth {

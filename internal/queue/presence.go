@@ -196,7 +196,14 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 	}
 	if !o.NoSetup {
 		p.remake = func(ctx context.Context) error {
-			_, err := js.CreateOrUpdateKeyValue(ctx, o.Bucket)
+			// Made only when it is not there: an announcement that
+			// failed as if it were gone (no responders during a leader
+			// election) must not set an existing bucket to this
+			// replica's settings, its replicas lowered with them.
+			_, err := js.CreateKeyValue(ctx, o.Bucket)
+			if errors.Is(err, jetstream.ErrBucketExists) {
+				return nil
+			}
 			return err
 		}
 	}

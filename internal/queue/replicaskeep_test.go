@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -80,4 +81,35 @@ func settled(t *testing.T, js jetstream.JetStream, name string) {
 		}
 	}
 	t.Fatalf("stream %s: its copies not as set after 20s", name)
+}
+
+// TestPresenceRemakeKeepsTheReplicas: a replica whose announcement fails
+// as if the presence bucket were gone (no responders during a leader
+// election) makes it again. It made it with its own --stream-replicas
+// over the bucket that was there: a replica of --stream-replicas 1 took
+// a three-node cluster's presence bucket down to one copy. It now only
+// makes a bucket that is not there.
+func TestPresenceRemakeKeepsTheReplicas(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 3)
+	_, js := c.Connect(t)
+	ctx := t.Context()
+	if _, err := Ensure(ctx, js, Settings{Tenants: []string{"contoso"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPresence(ctx, js, PresenceOptions{ID: "a", Tenants: []string{"contoso"},
+		Bucket: Settings{Tenants: []string{"contoso"}, Replicas: 1}.Presence(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.remake(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := streamInfo(t, js, "KV_"+BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := info.Config.Replicas; r != 3 {
+		t.Errorf("presence bucket has %d replicas after its remake by a replica of --stream-replicas 1, want 3", r)
+	}
 }
