@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -170,18 +169,7 @@ func TestNATSAwayIsLoggedOnceAMinutePerTenant(t *testing.T) {
 func TestStoreRefusedIsLoggedOnceAMinute(t *testing.T) {
 	t.Parallel()
 	e, logs := volumeEnv(t, []string{"contoso"}, 5)
-	res := e.collect("mde.offboard.result.>")
-	e.offboardEach("contoso", "r", 0, 1)
-	res.wait(t, 1, 20*time.Second)
-	stream, err := e.js.Stream(t.Context(), offboard.StreamResults)
-	if err != nil {
-		t.Fatal(err)
-	}
-	limited := stream.CachedInfo().Config
-	limited.MaxMsgs, limited.Discard = 1, jetstream.DiscardNew
-	if _, err := e.js.UpdateStream(t.Context(), limited); err != nil {
-		t.Fatal(err)
-	}
+	fillResults(t, e, e.collect("mde.offboard.result.>"))
 	e.offboardEach("contoso", "r", 1, 5)
 	msg := "request left for redelivery: " + queue.StoreRefusedHint
 	eventually(t, 30*time.Second, "the refused results tried 6 times", func() bool {

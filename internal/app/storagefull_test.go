@@ -77,18 +77,7 @@ func TestResultsStreamFullIsToldAndLosesNothing(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, logger: zap.New(core)})
 	res := e.collect("mde.offboard.result.>")
-	e.offboardEach("contoso", "r", 0, 1)
-	res.wait(t, 1, 20*time.Second)
-	stream, err := e.js.Stream(t.Context(), offboard.StreamResults)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := stream.CachedInfo().Config
-	limited := cfg
-	limited.MaxMsgs, limited.Discard = 1, jetstream.DiscardNew
-	if _, err := e.js.UpdateStream(t.Context(), limited); err != nil {
-		t.Fatal(err)
-	}
+	cfg := fillResults(t, e, res)
 	e.offboardEach("contoso", "r", 1, 2)
 	told := func() bool {
 		for _, l := range logs.All() {
@@ -108,4 +97,24 @@ func TestResultsStreamFullIsToldAndLosesNothing(t *testing.T) {
 		t.Errorf("r1: %d results, want 1", n)
 	}
 	e.oneActionEach("contoso", 2)
+}
+
+// fillResults answers request r0 of contoso, then limits the results
+// stream to the one result it holds, refusing new ones (discard new): the
+// stream is full. It returns the stream's settings before.
+func fillResults(t *testing.T, e *env, res *collector) jetstream.StreamConfig {
+	t.Helper()
+	e.offboardEach("contoso", "r", 0, 1)
+	res.wait(t, 1, 20*time.Second)
+	stream, err := e.js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := stream.CachedInfo().Config
+	limited := cfg
+	limited.MaxMsgs, limited.Discard = 1, jetstream.DiscardNew
+	if _, err := e.js.UpdateStream(t.Context(), limited); err != nil {
+		t.Fatal(err)
+	}
+	return cfg
 }

@@ -20,12 +20,8 @@ import (
 // the higher count.
 func TestEnsureNeverLowersTheReplicas(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 3)
-	_, js := c.Connect(t)
+	c, js := clusterSetUpWithThreeReplicas(t)
 	ctx := t.Context()
-	if _, err := Ensure(ctx, js, Settings{Tenants: []string{"contoso"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
 	for i := range 5 {
 		if _, err := js.Publish(ctx, "mde.offboard.request.contoso", []byte{byte('0' + i)}); err != nil {
 			t.Fatal(err)
@@ -91,12 +87,8 @@ func settled(t *testing.T, js jetstream.JetStream, name string) {
 // makes a bucket that is not there.
 func TestPresenceRemakeKeepsTheReplicas(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 3)
-	_, js := c.Connect(t)
+	_, js := clusterSetUpWithThreeReplicas(t)
 	ctx := t.Context()
-	if _, err := Ensure(ctx, js, Settings{Tenants: []string{"contoso"}, Replicas: 3}); err != nil {
-		t.Fatal(err)
-	}
 	p, err := NewPresence(ctx, js, PresenceOptions{ID: "a", Tenants: []string{"contoso"},
 		Bucket: Settings{Tenants: []string{"contoso"}, Replicas: 1}.Presence(), Logger: zap.NewNop()})
 	if err != nil {
@@ -112,4 +104,16 @@ func TestPresenceRemakeKeepsTheReplicas(t *testing.T) {
 	if r := info.Config.Replicas; r != 3 {
 		t.Errorf("presence bucket has %d replicas after its remake by a replica of --stream-replicas 1, want 3", r)
 	}
+}
+
+// clusterSetUpWithThreeReplicas starts a three-node cluster and sets up
+// the streams of tenant contoso with three replicas each.
+func clusterSetUpWithThreeReplicas(t *testing.T) (*natstest.Cluster, jetstream.JetStream) {
+	t.Helper()
+	c := natstest.Start(t, 3)
+	_, js := c.Connect(t)
+	if _, err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	return c, js
 }
