@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -20,10 +21,10 @@ func ClusterForming(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == errCodeNoPeers
 }
 
-// Codes of nats-server's JetStream API errors.
+// Codes of nats-server's JetStream API errors, as the client reads them.
 const (
-	errCodeNoPeers      jetstream.ErrorCode = 10005 // JSClusterNoPeersErrF
-	errCodeNotAvailable jetstream.ErrorCode = 10008 // JSClusterNotAvailErr
+	errCodeNoPeers      = jetstream.ErrorCode(server.JSClusterNoPeersErrF)
+	errCodeNotAvailable = jetstream.ErrorCode(server.JSClusterNotAvailErr)
 )
 
 // ExplainNoJetStream makes a "no responders" error of a JetStream request
@@ -115,11 +116,15 @@ func StepCtx(ctx context.Context) (context.Context, context.CancelFunc) {
 
 // Codes of nats-server's refusals to store a message for a limit.
 const (
-	errCodeStoreFailed     jetstream.ErrorCode = 10077 // JSStreamStoreFailedF: a stream at its max_msgs, max_bytes or max_msgs_per_subject (discard new), a message over its max_msg_size
-	errCodeInsufficient    jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr: the server's JetStream storage full (max_file_store, max_memory_store)
-	errCodeAccountLimits   jetstream.ErrorCode = 10002 // JSAccountResourcesExceededErr: the account's JetStream limits
-	errCodeStorageExceeded jetstream.ErrorCode = 10047 // JSStorageResourcesExceededErr
-	errCodeMemoryExceeded  jetstream.ErrorCode = 10028 // JSMemoryResourcesExceededErr
+	// A stream at its max_msgs, max_bytes or max_msgs_per_subject
+	// (discard new), a message over its max_msg_size.
+	errCodeStoreFailed = jetstream.ErrorCode(server.JSStreamStoreFailedF)
+	// The server's JetStream storage full (max_file_store,
+	// max_memory_store), or the account's limits.
+	errCodeInsufficient    = jetstream.ErrorCode(server.JSInsufficientResourcesErr)
+	errCodeAccountLimits   = jetstream.ErrorCode(server.JSAccountResourcesExceededErr)
+	errCodeStorageExceeded = jetstream.ErrorCode(server.JSStorageResourcesExceededErr)
+	errCodeMemoryExceeded  = jetstream.ErrorCode(server.JSMemoryResourcesExceededErr)
 )
 
 // StoreRefused says whether err is NATS refusing to store a message for a
@@ -137,16 +142,12 @@ func StoreRefused(err error) bool {
 		// Also the answer of a stream whose store is closing (its server
 		// shutting down, a replica's stream reset to catch up with its
 		// leader): that passes once the stream is back, an outage.
-		return api.Description != storeClosed
+		return api.Description != server.ErrStoreClosed.Error()
 	case errCodeInsufficient, errCodeAccountLimits, errCodeStorageExceeded, errCodeMemoryExceeded:
 		return true
 	}
 	return false
 }
-
-// storeClosed is the description of nats-server's ErrStoreClosed in a
-// JSStreamStoreFailedF answer.
-const storeClosed = "store is closed"
 
 // StoreRefusedHint says what an operator does about a refusal of
 // StoreRefused.
