@@ -35,12 +35,27 @@ func warned(logs *observer.ObservedLogs, msg string) []observer.LoggedEntry {
 // linesPerTenant counts the lines of message msg at warn or above for
 // each tenant.
 func linesPerTenant(logs *observer.ObservedLogs, msg string) map[string]int {
+	return perTenant(warned(logs, msg))
+}
+
+// perTenant counts lines by their tenant.
+func perTenant(lines []observer.LoggedEntry) map[string]int {
 	n := map[string]int{}
-	for _, l := range warned(logs, msg) {
+	for _, l := range lines {
 		tenant, _ := l.ContextMap()["tenant"].(string)
 		n[tenant]++
 	}
 	return n
+}
+
+// eachTenantLogged says whether each of the two tenants has at least
+// times lines of message msg, at any level (those held back at debug
+// too).
+func eachTenantLogged(logs *observer.ObservedLogs, msg string, times int) func() bool {
+	return func() bool {
+		n := perTenant(logs.FilterMessage(msg).All())
+		return n["contoso"] >= times && n["fabrikam"] >= times
+	}
 }
 
 // TestAPIFailingForEveryCallIsLoggedOnceAMinute: the API answers every
@@ -110,13 +125,7 @@ func TestQuotaJournalGoneIsLoggedOnceAMinute(t *testing.T) {
 	for name := range e.tenants {
 		e.offboardEach(name, name+"-", 0, 4)
 	}
-	eventually(t, 30*time.Second, "each tenant's requests handed back 5 times", func() bool {
-		n := map[string]int{}
-		for _, l := range logs.FilterMessage("request left for redelivery").All() {
-			n[l.ContextMap()["tenant"].(string)]++
-		}
-		return n["contoso"] >= 5 && n["fabrikam"] >= 5
-	})
+	eventually(t, 30*time.Second, "each tenant's requests handed back 5 times", eachTenantLogged(logs, "request left for redelivery", 5))
 	got := linesPerTenant(logs, "request left for redelivery")
 	for name := range e.tenants {
 		if got[name] != 1 {
@@ -146,13 +155,7 @@ func TestNATSAwayIsLoggedOnceAMinutePerTenant(t *testing.T) {
 		e.offboardEach(name, name+"-", 0, 40)
 	}
 	c.Shutdown(0)
-	eventually(t, 30*time.Second, "each tenant's fetch failed twice", func() bool {
-		n := map[string]int{}
-		for _, l := range logs.FilterMessage("fetch request").All() {
-			n[l.ContextMap()["tenant"].(string)]++
-		}
-		return n["contoso"] >= 2 && n["fabrikam"] >= 2
-	})
+	eventually(t, 30*time.Second, "each tenant's fetch failed twice", eachTenantLogged(logs, "fetch request", 2))
 	got := linesPerTenant(logs, "fetch request")
 	for name := range e.tenants {
 		if got[name] != 1 {
