@@ -43,7 +43,8 @@ func (p *panicAfterOffboard) RoundTrip(r *http.Request) (*http.Response, error) 
 // second device was offboarded too.
 func TestPanickedAttemptKeepsItsSlot(t *testing.T) {
 	t.Parallel()
-	e := setupLoopTransport(t, `["100/1m"]`, "    guards:\n      budget: \"1/1h\"\n", RetryPolicy{}, nil,
+	e := setupLoopTransport(t, `["100/1m"]`, "    guards:\n      budget: \"1/1h\"\n", RetryPolicy{},
+		func(o *Options) { o.StatsEvery = time.Minute },
 		func(next http.RoundTripper) http.RoundTripper { return &panicAfterOffboard{next: next} })
 	const other = "2e5bc9d7e413ddd7902c2932e418702b84d0cc07"
 	e.sim.AddMachine(loopTenantID, mdesim.Machine{ID: other, ComputerDNSName: "pc-2.contoso.local",
@@ -63,11 +64,18 @@ func TestPanickedAttemptKeepsItsSlot(t *testing.T) {
 	e.publishFor(t, "r-2", other)
 	held := e.w.m.HeldRequests.WithLabelValues("contoso", HeldBudget)
 	e.budgetStaysSpent(t, "%d actions with a budget of 1/1h: the slot of the call that panicked was given back")
-	// The gauge is set as the stats loop or the budget's wait gets to it:
-	// on a loaded machine, after the 3 s above.
+	// The tenant fetches nothing while its budget is spent: r-2 counts as
+	// held once the stats loop reads the backlog, at its next pass (a
+	// minute here) if the budget ran out before r-2 was in the stream.
+	// Half an hour of steps at most: the budget stays spent.
+	stepped := 0
 	for deadline := time.Now().Add(20 * time.Second); testutil.ToFloat64(held) == 0; {
 		if time.Now().After(deadline) {
 			t.Fatal("mde_offboard_held_requests{reason=budget} = 0, want r-2 held")
+		}
+		if stepped < 30 {
+			e.clock.Advance(time.Minute)
+			stepped++
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
