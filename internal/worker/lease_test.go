@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -100,18 +99,8 @@ func followedBudget(t *testing.T, o *Options, writer string, wrap func(limiter.J
 		Journal: bj, Clock: o.Clock, Margin: time.Second, Lease: queue.BudgetLease, Writer: writer,
 		Wall: clockwork.NewRealClock(), // the server's stamps run on real time
 	})
-	t.Cleanup(func() { s.Close(context.Background()) })
 	l := s.Tenant("contoso").AddCounter(budgetAPI, 24*time.Hour)
-	stop, err := queue.FollowBudget(t.Context(), o.JS, o.Settings.Subjects, s, queue.DefaultBudgetHistory, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := s.WaitCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	followJournal(t, o.JS, o.Settings.Subjects, s, true)
 	return s, l
 }
 

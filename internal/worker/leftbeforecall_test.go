@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
+
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
@@ -61,13 +63,11 @@ func setupLeaving(t *testing.T, retry RetryPolicy, reserved func(*switchboard)) 
 			t.Fatal(err)
 		}
 		hooked := &onReserve{Journal: qj, hook: func() { reserved(board) }}
-		quota = limiter.NewShared(limiter.SharedOptions{Journal: hooked, Clock: o.Clock, Lease: time.Minute})
-		quota.MarkCaughtUp(0) // the journal is new
+		quota = limiter.NewShared(limiter.SharedOptions{Journal: hooked, Clock: o.Clock, Lease: time.Minute,
+			Margin: time.Second, Wall: clockwork.NewRealClock()})
+		followJournal(t, o.JS, o.Settings.Subjects, quota, false)
 		o.Shared = quota
 	})
-	if quota != nil {
-		t.Cleanup(func() { quota.Close(context.Background()) })
-	}
 	return e, board
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -59,11 +60,11 @@ func TestThrottlePauseWrittenBeforeTheAnswer(t *testing.T) {
 			t.Fatal(err)
 		}
 		journal = &slowPauseJournal{Journal: qj, killed: make(chan struct{})}
-		shared = limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: o.Clock, Lease: time.Minute})
-		shared.MarkCaughtUp(0) // the journal is new
+		shared = limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: o.Clock, Lease: time.Minute,
+			Margin: time.Second, Wall: clockwork.NewRealClock()})
+		followJournal(t, o.JS, o.Settings.Subjects, shared, false)
 		o.Shared, settings = shared, o.Settings
 	})
-	t.Cleanup(func() { shared.Close(context.Background()) })
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "429",
 		"API calls quota exceeded! maximum allowed 100 per 00:01:00", 1, time.Hour)
 	throttledAt := e.clock.Now()

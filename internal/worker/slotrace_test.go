@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -51,19 +50,9 @@ func TestLastSlotTakenByAnotherReplica(t *testing.T) {
 		shared = limiter.NewShared(limiter.SharedOptions{
 			Journal: &rivalJournal{Journal: bj}, Clock: o.Clock, Margin: time.Minute, Lease: queue.BudgetLease,
 		})
-		stop, err := queue.FollowBudget(t.Context(), o.JS, o.Settings.Subjects, shared, queue.DefaultBudgetHistory, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		defer cancel()
-		if err := shared.WaitCaughtUp(ctx); err != nil {
-			t.Fatal(err)
-		}
+		followJournal(t, o.JS, o.Settings.Subjects, shared, true)
 		o.Budget, o.BudgetHorizon = shared, 24*time.Hour
 	})
-	t.Cleanup(func() { shared.Close(context.Background()) })
 	e.publish(t, "r-1")
 	held := e.w.m.HeldRequests.WithLabelValues("contoso", HeldBudget)
 	deadline := time.Now().Add(10 * time.Second)

@@ -16,6 +16,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestCallNotSentPastItsDueAfterASuspend: the machine is suspended
@@ -75,16 +76,42 @@ func followedQuota(t *testing.T, js jetstream.JetStream, s queue.Settings, clock
 		t.Fatal(err)
 	}
 	shared := limiter.NewShared(limiter.SharedOptions{Journal: qj, Clock: clock, Margin: 500 * time.Millisecond, Lease: 45 * time.Second})
-	t.Cleanup(func() { shared.Close(context.Background()) })
-	stop, err := queue.FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+46*time.Second, zap.NewNop())
+	followJournal(t, js, s.Subjects, shared, false)
+	return shared
+}
+
+// followJournal has shared follow its journal in js (the budget journal
+// if budget, else the quota journal) until the test ends, and returns
+// once it has caught up; shared is closed at the end, within 10 s. Its Wall must be
+// the real clock where its Clock is a fake one: the feed measures it
+// against the server's stamps.
+// A process that does not follow its journal cannot get past an entry
+// stored whose answer was lost (the server slow to answer, as on a
+// loaded machine): its next write meets that entry as a conflict, and
+// waits for the feed to bring it for ever.
+func followJournal(t *testing.T, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, budget bool) {
+	t.Helper()
+	closeShared := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		shared.Close(ctx)
+	}
+	follow, back := queue.FollowQuota, time.Hour+46*time.Second
+	if budget {
+		follow, back = queue.FollowBudget, queue.DefaultBudgetHistory
+	}
+	stop, err := follow(t.Context(), js, subjects, shared, back, zap.NewNop())
 	if err != nil {
+		closeShared()
 		t.Fatal(err)
 	}
+	// Closed before its feed stops, as a worker does: a last write that
+	// meets a conflict waits for the feed.
 	t.Cleanup(stop)
+	t.Cleanup(closeShared)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if err := shared.WaitCaughtUp(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return shared
 }

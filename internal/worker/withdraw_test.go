@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -257,19 +258,20 @@ func TestCancelReachesRequestWaitingToEnterItsCall(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		quota = limiter.NewShared(limiter.SharedOptions{Journal: qj, Clock: o.Clock, Lease: time.Minute})
-		quota.MarkCaughtUp(0) // the journal is new
+		quota = limiter.NewShared(limiter.SharedOptions{Journal: qj, Clock: o.Clock, Lease: time.Minute,
+			Margin: time.Second, Wall: clockwork.NewRealClock()})
+		followJournal(t, o.JS, o.Settings.Subjects, quota, false)
 		bj, err := queue.NewBudgetJournal(t.Context(), o.JS, o.Settings.Subjects)
 		if err != nil {
 			t.Fatal(err)
 		}
 		clock := o.Clock
 		pause := func() { quota.Tenant("contoso").Pause(clock.Now(), time.Hour) }
-		budget = limiter.NewShared(limiter.SharedOptions{Journal: &onReserve{Journal: bj, hook: pause}, Clock: o.Clock, Lease: time.Minute})
-		budget.MarkCaughtUp(0)
+		budget = limiter.NewShared(limiter.SharedOptions{Journal: &onReserve{Journal: bj, hook: pause}, Clock: o.Clock, Lease: time.Minute,
+			Margin: time.Second, Wall: clockwork.NewRealClock()})
+		followJournal(t, o.JS, o.Settings.Subjects, budget, true)
 		o.Shared, o.Budget = quota, budget
 	})
-	t.Cleanup(func() { quota.Close(context.Background()); budget.Close(context.Background()) })
 	id := campaign.RequestID("wave1", 1)
 	e.publishPrio(t, id, offboard.Bulk)
 	time.Sleep(time.Second) // its slot taken, its call's entry waiting for the pause
