@@ -33,7 +33,7 @@ func TestPauseDuringTheGuardsReadHoldsTheCall(t *testing.T) {
 			done := make(chan struct{})
 			go func() { defer close(done); _ = watcher.Run(ctx) }()
 			t.Cleanup(func() { cancel(); <-done })
-			<-watcher.Current()
+			waitCurrent(t, watcher)
 			o.Control = watcher
 		})
 	store, err := control.Open(t.Context(), e.js, offboard.Subjects{})

@@ -30,8 +30,18 @@ func followControls(t *testing.T, watcher **control.Watcher) func(*Options) {
 		done := make(chan struct{})
 		go func() { defer close(done); _ = w.Run(ctx) }()
 		t.Cleanup(func() { cancel(); <-done })
-		<-w.Current()
+		waitCurrent(t, w)
 		o.Control, *watcher = w, w
+	}
+}
+
+// waitCurrent waits, 10 s at most, until w has read the controls.
+func waitCurrent(t *testing.T, w *control.Watcher) {
+	t.Helper()
+	select {
+	case <-w.Current():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the controls were not read within 10 s")
 	}
 }
 
