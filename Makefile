@@ -16,7 +16,16 @@ demo: ## Run the whole job end to end: embedded NATS, simulator, worker, sample 
 
 test: ## go vet, every test with the race detector, then the alert rules
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 20m ./...
+	@echo '$(GO) test -race -count=1 -timeout 20m ./...'
+	@log=$$(mktemp) && rc=$$(mktemp) && \
+	{ $(GO) test -race -count=1 -timeout 20m ./... 2>&1; echo $$? > $$rc; } | tee $$log; \
+	status=$$(cat $$rc); \
+	if [ "$$status" != 0 ]; then \
+		echo; echo "make test: what failed (the whole output is above):"; \
+		grep -E '^ *--- FAIL|^FAIL|^panic: ' $$log | head -40; \
+		grep -E -A6 '^panic: test timed out' $$log | grep -E '^panic|running tests|^	+Test' | head -20; \
+	fi; \
+	rm -f $$log $$rc; exit $$status
 	@$(MAKE) --no-print-directory check-alerts
 
 # The promtool of the Prometheus module the deploy tests use (go.mod), built
