@@ -2,6 +2,7 @@ package natstest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -25,19 +26,45 @@ type Cluster struct {
 	mu   sync.Mutex
 	opts []*server.Options
 	srv  []*server.Server // nil while a server is down
+	// ready bounds the wait for a server to accept clients (default 30 s,
+	// a bound, not a measure: on a machine busy with other tests a server
+	// recovering its store has taken more than 10 s).
+	ready time.Duration
 }
 
 // Start starts n servers (n > 1: clustered, with routes between all) and
 // waits until they accept clients; with several, until JetStream has a
 // meta leader. The servers are shut down when the test ends.
+// A port found free can be taken by another connection on the machine
+// before its server listens on it (the tests of other packages run
+// meanwhile): the servers then start again on other ports, twice at most.
 func Start(tb testing.TB, n int) *Cluster {
 	tb.Helper()
+	for attempt := 1; ; attempt++ {
+		c := newCluster(tb, n)
+		err := c.startAll()
+		if err == nil {
+			tb.Cleanup(c.shutdownAll)
+			if n > 1 {
+				c.waitMetaLeader()
+			}
+			return c
+		}
+		c.shutdownAll()
+		if attempt == 3 || !errors.Is(err, errPortTaken) {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// newCluster sets up n servers on free ports, none started.
+func newCluster(tb testing.TB, n int) *Cluster {
 	ports := freePorts(tb, 2*n)
 	var routes []string
 	for i := range n {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[n+i]))
 	}
-	c := &Cluster{tb: tb, srv: make([]*server.Server, n)}
+	c := &Cluster{tb: tb, srv: make([]*server.Server, n), ready: 30 * time.Second}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -51,14 +78,17 @@ func Start(tb testing.TB, n int) *Cluster {
 		}
 		c.opts = append(c.opts, o)
 	}
-	tb.Cleanup(c.shutdownAll)
-	for i := range n {
-		c.Restart(i)
-	}
-	if n > 1 {
-		c.waitMetaLeader()
-	}
 	return c
+}
+
+// startAll starts every server, each ready for clients.
+func (c *Cluster) startAll() error {
+	for i := range c.opts {
+		if err := c.start(i); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // freePorts finds n ports nobody listens on. Fixed ports let a server come
@@ -128,34 +158,56 @@ func (c *Cluster) NumClients(i int) int {
 // accepts clients.
 func (c *Cluster) Restart(i int) {
 	c.tb.Helper()
+	if err := c.start(i); err != nil {
+		c.tb.Fatal(err)
+	}
+}
+
+// errPortTaken says that a server did not start because another socket
+// held one of its ports.
+var errPortTaken = errors.New("port taken")
+
+// start starts server i on its ports and store, and waits until it
+// accepts clients.
+func (c *Cluster) start(i int) error {
 	o := c.opts[i].Clone()
 	s, err := server.NewServer(o)
 	if err != nil {
-		c.tb.Fatalf("server %s: %v", o.ServerName, err)
+		return fmt.Errorf("server %s: %w", o.ServerName, err)
 	}
 	s.Start()
-	// A bound, not a measure: on a machine busy with other tests a server
-	// recovering its store has taken more than 10 s.
-	if !s.ReadyForConnections(30 * time.Second) {
+	if !s.ReadyForConnections(c.ready) {
 		s.Shutdown()
 		s.WaitForShutdown()
-		c.tb.Fatalf("server %s: not ready after 30s%s", o.ServerName, portTaken(o.Port))
+		if taken := portsTaken(o); taken != "" {
+			return fmt.Errorf("server %s: not ready after %v (%s): %w", o.ServerName, c.ready, taken, errPortTaken)
+		}
+		return fmt.Errorf("server %s: not ready after %v", o.ServerName, c.ready)
 	}
 	c.mu.Lock()
 	c.srv[i] = s
 	c.mu.Unlock()
+	return nil
 }
 
-// portTaken says, for a failure's message, whether another socket holds
-// the client port: a port freed at a server's shutdown can be taken by any
-// connection on the machine before the server comes back.
-func portTaken(port int) string {
-	l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err != nil {
-		return fmt.Sprintf(" (its port %d is taken: %v)", port, err)
+// portsTaken says which of the server's ports (its clients', its
+// routes') another socket holds: a port freed at a server's shutdown, or
+// found free before its start, can be taken by any connection on the
+// machine before the server listens on it. Empty: none.
+func portsTaken(o *server.Options) string {
+	var taken []string
+	for _, port := range []int{o.Port, o.Cluster.Port} {
+		if port == 0 {
+			continue
+		}
+		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			taken = append(taken, fmt.Sprintf("its port %d is taken: %v", port, err))
+			continue
+		}
+		_ = l.Close()
 	}
-	_ = l.Close()
-	return ""
+	return strings.Join(taken, "; ")
 }
 
 func (c *Cluster) shutdownAll() {

@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,26 @@ func TestClusterTakesStreamsAtOnce(t *testing.T) {
 				t.Fatalf("a stream with three replicas as the cluster is up: %v", err)
 			}
 		})
+	}
+}
+
+// TestStartSeesARoutePortTaken: a cluster's server whose route port
+// another socket took after it was found free does not start, and says
+// which port, so that Start tries again on other ports. Before, only the
+// client port was looked at, and the cluster's start failed.
+func TestStartSeesARoutePortTaken(t *testing.T) {
+	t.Parallel()
+	c := newCluster(t, 2)
+	c.ready = 2 * time.Second
+	l, err := (&net.ListenConfig{}).Listen(t.Context(), "tcp", fmt.Sprintf("127.0.0.1:%d", c.opts[0].Cluster.Port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = c.startAll()
+	c.shutdownAll()
+	if !errors.Is(err, errPortTaken) || !strings.Contains(err.Error(), fmt.Sprint(c.opts[0].Cluster.Port)) {
+		t.Fatalf("start with its route port taken: %v; want errPortTaken naming port %d", err, c.opts[0].Cluster.Port)
 	}
 }
 
