@@ -82,9 +82,9 @@ func followedQuota(t *testing.T, js jetstream.JetStream, s queue.Settings, clock
 
 // followJournal has shared follow its journal in js (the budget journal
 // if budget, else the quota journal) until the test ends, and returns
-// once it has caught up; shared is closed at the end, within 10 s. Its Wall must be
-// the real clock where its Clock is a fake one: the feed measures it
-// against the server's stamps.
+// once it has caught up; shared is closed at the end, within 10 s. Its
+// Wall must be the real clock where its Clock is a fake one: the feed
+// measures it against the server's stamps.
 // A process that does not follow its journal cannot get past an entry
 // stored whose answer was lost (the server slow to answer, as on a
 // loaded machine): its next write meets that entry as a conflict, and
