@@ -3,7 +3,6 @@ package worker
 import (
 	"encoding/json"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -30,13 +29,8 @@ func TestBlockedCountsOnceForARequestIDSentAgain(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	select {
-	case r := <-e.results:
-		if r.Error == nil || r.Error.Code != offboard.CodeBlockedByPolicy {
-			t.Fatalf("result %+v, want blocked_by_policy", r)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result for r-1 within 20 s")
+	if r := e.nextResult(t, "r-1"); r.Error == nil || r.Error.Code != offboard.CodeBlockedByPolicy {
+		t.Fatalf("result %+v, want blocked_by_policy", r)
 	}
 	// Counted (or not) before each message is acked and deleted: once
 	// the stream is empty, the counts are final.

@@ -50,13 +50,8 @@ func TestPanickedAttemptKeepsItsSlot(t *testing.T) {
 	e.sim.AddMachine(loopTenantID, mdesim.Machine{ID: other, ComputerDNSName: "pc-2.contoso.local",
 		OSPlatform: "Windows11", HealthStatus: "Active", LastSeen: time.Now().Add(-time.Hour)})
 	e.publish(t, "r-1")
-	select {
-	case r := <-e.results:
-		if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeFailed {
-			t.Fatalf("result %s %s, want r-1 failed", r.RequestID, r.Outcome)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result for r-1")
+	if r := e.nextResult(t, "r-1"); r.RequestID != "r-1" || r.Outcome != offboard.OutcomeFailed {
+		t.Fatalf("result %s %s, want r-1 failed", r.RequestID, r.Outcome)
 	}
 	if n := len(e.sim.Actions(loopTenantID)); n != 1 {
 		t.Fatalf("%d actions after r-1, want 1", n)

@@ -21,13 +21,8 @@ func TestLastThrottlePausesTheTenant(t *testing.T) {
 	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusTooManyRequests, "429",
 		"API calls quota exceeded! maximum allowed 100 per 00:01:00", 1, time.Hour)
 	e.publish(t, "r-1")
-	select {
-	case r := <-e.results:
-		if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError {
-			t.Fatalf("result %s %+v, want failed api_error", r.Outcome, r.Error)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result for r-1")
+	if r := e.nextResult(t, "r-1"); r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeAPIError {
+		t.Fatalf("result %s %+v, want failed api_error", r.Outcome, r.Error)
 	}
 	if v := testutil.ToFloat64(e.w.m.Throttled.WithLabelValues("contoso", mde.APIOffboard)); v != 1 {
 		t.Errorf("mde_offboard_throttled_total{contoso,offboard} = %v, want 1", v)

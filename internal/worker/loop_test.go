@@ -170,13 +170,21 @@ func (e *loopEnv) publish(t *testing.T, id string) {
 // wantCreated waits for the next result, which must be id's, created.
 func (e *loopEnv) wantCreated(t *testing.T, id string) {
 	t.Helper()
+	if r := e.nextResult(t, id); r.RequestID != id || r.Outcome != offboard.OutcomeCreated {
+		t.Fatalf("result %s %s %+v, want %s created", r.RequestID, r.Outcome, r.Error, id)
+	}
+}
+
+// nextResult waits 20 s at most for the next result, expected to be
+// id's (named if none comes).
+func (e *loopEnv) nextResult(t *testing.T, id string) offboard.Result {
+	t.Helper()
 	select {
 	case r := <-e.results:
-		if r.RequestID != id || r.Outcome != offboard.OutcomeCreated {
-			t.Fatalf("result %s %s %+v, want %s created", r.RequestID, r.Outcome, r.Error, id)
-		}
+		return r
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no result for %s", id)
+		return offboard.Result{}
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // quotaAnswerLost is a journal whose first entry is stored but answered with
@@ -47,14 +46,7 @@ func TestQuotaEntryWhoseAnswerWasLost(t *testing.T) {
 		o.Shared = shared
 	})
 	e.publish(t, "r-1")
-	select {
-	case r := <-e.results:
-		if r.RequestID != "r-1" || r.Outcome != offboard.OutcomeCreated {
-			t.Fatalf("result %s %s %+v, want r-1 created", r.RequestID, r.Outcome, r.Error)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("no result for r-1 within 20 s")
-	}
+	e.wantCreated(t, "r-1")
 	if !journal.lost.Load() {
 		t.Fatal("no entry's answer was lost")
 	}
