@@ -56,24 +56,17 @@ func TestStoreAndWatcher(t *testing.T) {
 		t.Fatal("no change signal within a second")
 	}
 	t.Logf("watcher saw the pause %v after the write began", time.Since(start))
-	for !w.Paused("contoso", offboard.Bulk) { // the signal fires once the entry is applied
-		<-w.Changed()
-	}
+	// The signal fires once the entry is applied.
+	waitWatcher(t, w, 10*time.Second, "contoso bulk paused", func() bool { return w.Paused("contoso", offboard.Bulk) })
 	if w.Paused("contoso", offboard.Normal) {
 		t.Error("normal paused too; only bulk was")
 	}
 	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionBudget, Value: "50/24h", By: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		ch := w.Changed()
-		if v, ok := w.Budget("contoso"); ok {
-			if v != "50/24h" {
-				t.Errorf("budget %q, want 50/24h", v)
-			}
-			break
-		}
-		<-ch
+	waitWatcher(t, w, 10*time.Second, "a budget of contoso", func() bool { _, ok := w.Budget("contoso"); return ok })
+	if v, _ := w.Budget("contoso"); v != "50/24h" {
+		t.Errorf("budget %q, want 50/24h", v)
 	}
 	logged := logs.FilterMessage("control changed").FilterField(zap.String("by", "alice")).FilterField(zap.String("reason", "CAB-42"))
 	if logged.Len() != 1 {
@@ -133,7 +126,11 @@ func startWatcher(t *testing.T, js jetstream.JetStream, log *zap.Logger) *contro
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	<-w.Current()
+	select {
+	case <-w.Current():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher has not read the bucket after 10s")
+	}
 	return w
 }
 
@@ -141,16 +138,24 @@ func startWatcher(t *testing.T, js jetstream.JetStream, log *zap.Logger) *contro
 // want, at most d.
 func waitPaused(t *testing.T, w *control.Watcher, want bool, d time.Duration) {
 	t.Helper()
+	waitWatcher(t, w, d, fmt.Sprintf("contoso bulk paused %t", want), func() bool { return w.Paused("contoso", offboard.Bulk) == want })
+}
+
+// waitWatcher waits until cond holds, looking again at each change of the
+// watcher; the test fails if it does not hold within d. The signal is
+// taken before the look, so a change between the two is not missed.
+func waitWatcher(t *testing.T, w *control.Watcher, d time.Duration, what string, cond func() bool) {
+	t.Helper()
 	deadline := time.After(d)
 	for {
 		ch := w.Changed()
-		if w.Paused("contoso", offboard.Bulk) == want {
+		if cond() {
 			return
 		}
 		select {
 		case <-ch:
 		case <-deadline:
-			t.Fatalf("contoso bulk paused %t after %v, want %t", !want, d, want)
+			t.Fatalf("not %s after %v", what, d)
 		}
 	}
 }
@@ -178,9 +183,7 @@ func TestWatcherFollowsABucketMadeAgain(t *testing.T) {
 	js := setup(t)
 	w := startWatcher(t, js, zap.NewNop())
 	pauseBulk(t, js, "fabrikam")
-	for !w.Paused("fabrikam", offboard.Bulk) {
-		<-w.Changed()
-	}
+	waitWatcher(t, w, 10*time.Second, "fabrikam bulk paused", func() bool { return w.Paused("fabrikam", offboard.Bulk) })
 	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
 		t.Fatal(err)
 	}
@@ -559,9 +562,7 @@ func TestControlLostWithTheBucketIsAnError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for !w.Paused("fabrikam", offboard.Bulk) {
-		<-w.Changed()
-	}
+	waitWatcher(t, w, 10*time.Second, "fabrikam bulk paused", func() bool { return w.Paused("fabrikam", offboard.Bulk) })
 	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
 		t.Fatal(err)
 	}
@@ -583,9 +584,7 @@ func TestControlLostWithTheBucketIsAnError(t *testing.T) {
 	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionBudget, Value: "5/24h", By: "carol"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, ok := w.Budget("contoso"); !ok; _, ok = w.Budget("contoso") {
-		<-w.Changed()
-	}
+	waitWatcher(t, w, 10*time.Second, "a budget of contoso", func() bool { _, ok := w.Budget("contoso"); return ok })
 	s, err := js.Stream(t.Context(), "KV_"+offboard.BucketControl)
 	if err != nil {
 		t.Fatal(err)
