@@ -71,6 +71,20 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// received waits for what ch carries next, at most d; the test fails
+// naming what it waited for if nothing comes.
+func received[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("not so after %v: %s", d, what)
+	}
+	var zero T
+	return zero
+}
+
 // announceAs announces replica id every beat, as a live replica does:
 // first a, then each announcement sent on the returned channel, until the
 // test ends.
@@ -260,7 +274,7 @@ func runCurrent(t *testing.T, p *Presence) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	<-p.Current()
+	received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
 }
 
 // runFailingPuts runs p with announcements that fail once the returned
@@ -538,7 +552,7 @@ func TestPresenceSharedReplicaIDWorksEachTenantOnce(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		stop := sync.OnceFunc(func() { cancel(); <-done })
 		t.Cleanup(stop)
-		<-p.Current()
+		received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
 		return p, stop
 	}
 	p1, stop1 := start("contoso", "fabrikam")
@@ -595,7 +609,7 @@ func TestPresenceStoppedWhileItStarts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	<-stuck.called // announced, watch under way
+	received(t, stuck.called, 10*time.Second, "announced, watch under way")
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run stopped while it started: %v", err)
@@ -636,7 +650,7 @@ func startedPresence(t *testing.T, js jetstream.JetStream, id string) (*Presence
 	t.Helper()
 	p, kv := bucketPresence(t, js, id, time.Hour)
 	stop := runStoppable(p)
-	<-p.Current()
+	received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
 	return p, kv, stop
 }
 
@@ -797,7 +811,7 @@ func TestPresenceStoppedBeforeAnyAnswerKeepsAnothersAnnouncement(t *testing.T) {
 	stuck := &stuckPuts{KeyValue: p.kv, called: make(chan struct{})}
 	p.kv = stuck
 	stop := runStoppable(p)
-	<-stuck.called
+	received(t, stuck.called, 10*time.Second, "an announcement under way")
 	if err := stop(); err != nil {
 		t.Errorf("Run stopped while it started: %v", err)
 	}

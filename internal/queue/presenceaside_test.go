@@ -95,6 +95,6 @@ func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-	<-p.Current()
+	received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
 	return p
 }
