@@ -412,9 +412,14 @@ func TestWakeUpHeardBeforeTheSourceIsMade(t *testing.T) {
 		if err := burst.Flush(); err != nil {
 			t.Fatal(err)
 		}
+		heard := time.Now().Add(20 * time.Second)
 		for { // the router has heard of it
-			if d, _ := r.sub.Delivered(); d >= before+n+1 {
+			d, _ := r.sub.Delivered()
+			if d >= before+n+1 {
 				break
+			}
+			if time.Now().After(heard) {
+				t.Fatalf("%s: the router heard of %d of the burst's %d requests after 20s", tenant, d-before, n+1)
 			}
 			time.Sleep(time.Millisecond)
 		}
@@ -431,7 +436,10 @@ func TestWakeUpHeardBeforeTheSourceIsMade(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for probe.CachedInfo().NumPending == 0 {
+		for stored := time.Now().Add(20 * time.Second); probe.CachedInfo().NumPending == 0; {
+			if time.Now().After(stored) {
+				t.Fatalf("%s: its request not stored after 20s", tenant)
+			}
 			time.Sleep(10 * time.Millisecond)
 			if _, err := probe.Info(t.Context()); err != nil {
 				t.Fatal(err)
