@@ -74,9 +74,7 @@ func TestUntilPausedEndsOnlyTheWaitsAPauseConcerns(t *testing.T) {
 			// shared watch has looked at it before this wait starts.
 			reads := board.readsSoFar()
 			board.pause("northwind", offboard.Normal)
-			for board.readsSoFar() == reads {
-				time.Sleep(time.Millisecond)
-			}
+			waitFor(t, "the shared watch looks at northwind's pause", func() bool { return board.readsSoFar() != reads })
 			time.Sleep(20 * time.Millisecond)
 		}
 		wctx, stop := w.untilPaused(t.Context(), tenant, prios, changed)
