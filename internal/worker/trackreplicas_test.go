@@ -81,7 +81,11 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 		status: "InProgress", entered: make(chan struct{}), released: make(chan struct{})}
 	entered := slow.entered
 	newReplica(slow)
-	<-entered // the slow replica claimed the look, its call under way
+	select {
+	case <-entered: // the slow replica claimed the look, its call under way
+	case <-time.After(10 * time.Second):
+		t.Fatal("the slow replica made no call within 10 s")
+	}
 	newReplica(&heldActions{fakeActions: fakeActions{clock: clock, windows: trackWindows, lim: lim()}, status: "Succeeded"})
 	blockUntil(t, clock, 1)
 	clock.Advance(2 * time.Minute) // past the slow replica's claim
