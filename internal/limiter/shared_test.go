@@ -250,7 +250,7 @@ func TestSharedRecordWaitsForAnEntryNotYetRead(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	cancel()
-	if err := <-recorded; !errors.Is(err, context.Canceled) {
+	if err := received(t, recorded, "Record to return after the cancel"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Record after cancel: %v", err)
 	}
 	pb.Release()
@@ -350,7 +350,7 @@ func TestSharedClockBehindStopsCallsUntilBack(t *testing.T) {
 	if err := s.Healthy(); err != nil {
 		t.Errorf("clock back within the margin: %v", err)
 	}
-	if err := <-got; err != nil {
+	if err := received(t, got, "a permit with the clock back within the margin"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -390,7 +390,7 @@ func TestSharedEndsWaitToGoTogether(t *testing.T) {
 	permits := make([]*Permit, 10)
 	for i := range permits {
 		permits[i] = call(t, l)
-		<-j.added // its reservation
+		received(t, j.added, "a reservation written") // its reservation
 	}
 	for _, p := range permits {
 		p.CompleteNow()
@@ -463,23 +463,27 @@ func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
 	}
 	// One Record writes (held at the gate); the other five come while it
 	// does, and wait for it.
+	open := sync.OnceFunc(func() { close(j.gate) })
+	t.Cleanup(open) // before the Close, which waits for the write held
 	record()
-	<-j.appending
+	received(t, j.appending, "the first entry at the gate")
 	for range n - 1 {
 		record()
 	}
-	for {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(time.Millisecond) {
 		tn.mu.Lock()
 		queued := len(tn.recording)
 		tn.mu.Unlock()
 		if queued == n {
 			break
 		}
-		time.Sleep(time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d calls wait to be entered after 10 s", queued, n)
+		}
 	}
-	close(j.gate)
+	open()
 	for range n {
-		if err := <-errs; err != nil {
+		if err := received(t, errs, "a call entered"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -594,7 +598,7 @@ func TestLookAheadIsNoPlaceForAnotherReplicasCall(t *testing.T) {
 	clock.Advance(time.Second - 2*lead) // +3.98s
 	waiting()
 	clock.Advance(lead) // +3.99s: the place frees within the lead
-	if at := <-woke; at != 4*time.Second-lead {
+	if at := received(t, woke, "WaitWithin to return"); at != 4*time.Second-lead {
 		t.Fatalf("WaitWithin %v returned at +%v, want +3.99s", lead, at)
 	}
 	if n := alive.AvailableWithin(clock.Now(), lead, 50); n != 1 {
