@@ -141,6 +141,17 @@ func waitPaused(t *testing.T, w *control.Watcher, want bool, d time.Duration) {
 	waitWatcher(t, w, d, fmt.Sprintf("contoso bulk paused %t", want), func() bool { return w.Paused("contoso", offboard.Bulk) == want })
 }
 
+// signalled waits up to 10 s for ch, the watcher's change signal taken
+// before what changes was written.
+func signalled(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("no change signal 10s after %s was written", what)
+	}
+}
+
 // waitWatcher waits until cond holds, looking again at each change of the
 // watcher; the test fails if it does not hold within d. The signal is
 // taken before the look, so a change between the two is not missed.
@@ -411,12 +422,12 @@ func TestUnreadableBudgetEntryIsNotLogged(t *testing.T) {
 	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"`+secret+`/1h","by":"cron"}`)); err != nil {
 		t.Fatal(err)
 	}
-	<-ch
+	signalled(t, ch, "the budget with the secret")
 	ch = w.Changed()
 	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"50/24h","by":"cron"}`)); err != nil {
 		t.Fatal(err)
 	}
-	<-ch
+	signalled(t, ch, "the budget of 50/24h")
 	// The change is told before it is logged: wait for its line.
 	for deadline := time.Now().Add(10 * time.Second); logs.FilterField(zap.String("budget", "50/24h")).Len() == 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
