@@ -197,7 +197,7 @@ func TestCampaignResumes(t *testing.T) {
 	}()
 	e.waitFor("30 results of the campaign", time.Minute, func() bool { return len(e.results()) >= 30 })
 	cancel()
-	if code := <-done; code != exitFailed {
+	if code := exited(t, done, "the interrupted run"); code != exitFailed {
 		t.Fatalf("interrupted run: exit %d, want %d", code, exitFailed)
 	}
 	code, out, errOut := e.ctl(t.Context(), args...)
@@ -672,7 +672,7 @@ func TestCampaignCSVSavedOverDuringTheRun(t *testing.T) {
 	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
 		t.Fatal(errs)
 	}
-	if code := <-done; code != exitOK {
+	if code := exited(t, done, "the campaign run, resumed"); code != exitOK {
 		t.Fatalf("campaign run: exit %d", code)
 	}
 	recs := readReport(t, report)
@@ -927,11 +927,18 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 	defer cancel()
 	done := runInBackground(ctx, "--nats-url", url, "campaign", "run", "--tenant", "contoso", "--csv", csvPath,
 		"--report", filepath.Join(dir, "r.csv"))
-	for stored() < 500 {
-		time.Sleep(time.Millisecond)
+	for deadline := time.Now().Add(time.Minute); stored() < 500; time.Sleep(time.Millisecond) {
+		select {
+		case res := <-done:
+			t.Fatalf("the run ended with %d of 20000 rows stored, before it was interrupted: exit %d, stderr %q", stored(), res.code, res.err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of 20000 rows stored after a minute, want 500 before the interrupt", stored())
+		}
 	}
 	cancel()
-	res := <-done
+	res := exited(t, done, "the interrupted run")
 	n := stored()
 	if res.code != exitFailed || n == 20000 {
 		t.Fatalf("exit %d with %d of 20000 rows stored: not interrupted mid-publish; stderr %q", res.code, n, res.err)
@@ -1081,7 +1088,21 @@ func runUntilPublished(t *testing.T, url string, js jetstream.JetStream, n uint6
 		}
 	}
 	interrupt(errors.New("interrupt signal received"))
-	return <-done
+	return exited(t, done, "the interrupted run")
+}
+
+// exited waits up to a minute for what ch carries: a run's exit. The
+// test fails naming the run if it does not end.
+func exited[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(time.Minute):
+		t.Fatalf("%s not ended after a minute", what)
+	}
+	var zero T
+	return zero
 }
 
 // A run again while the earlier run's rows still wait in the request
