@@ -48,7 +48,11 @@ func TestWatcherOnAClosedConnectionLeavesNoGoroutine(t *testing.T) {
 	}
 	nc.Close()
 	cancel()
-	<-done
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher on a closed connection did not stop within 10s of its cancel")
+	}
 	deadline := time.Now().Add(5 * time.Second)
 	for watchGoroutines() > before {
 		if time.Now().After(deadline) {
