@@ -55,8 +55,12 @@ func TestScrapesAtOnceAreBounded(t *testing.T) {
 			codes <- resp.StatusCode
 		})
 	}
-	for range maxScrapes {
-		<-c.entered
+	for i := range maxScrapes {
+		select {
+		case <-c.entered:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("%d of %d scrapes gathered after 20s", i, maxScrapes)
+		}
 	}
 	client := &http.Client{Timeout: 10 * time.Second}
 	resp, err := client.Get(url)
