@@ -274,7 +274,7 @@ func runCurrent(t *testing.T, p *Presence) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
+	received(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
 }
 
 // runFailingPuts runs p with announcements that fail once the returned
@@ -552,7 +552,7 @@ func TestPresenceSharedReplicaIDWorksEachTenantOnce(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		stop := sync.OnceFunc(func() { cancel(); <-done })
 		t.Cleanup(stop)
-		received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
+		received(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
 		return p, stop
 	}
 	p1, stop1 := start("contoso", "fabrikam")
@@ -650,7 +650,7 @@ func startedPresence(t *testing.T, js jetstream.JetStream, id string) (*Presence
 	t.Helper()
 	p, kv := bucketPresence(t, js, id, time.Hour)
 	stop := runStoppable(p)
-	received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
+	received(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
 	return p, kv, stop
 }
 
