@@ -28,12 +28,7 @@ import (
 
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return natstest.FreeAddr(t)
 }
 
 // TestRunServesAndStopsOnSIGTERM runs the command as an operator would:

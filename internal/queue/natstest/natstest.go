@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"strings"
@@ -92,15 +93,27 @@ func (c *Cluster) startAll() error {
 }
 
 // freePorts finds n ports nobody listens on. Fixed ports let a server come
-// back where its peers and clients expect it.
+// back where its peers and clients expect it. They are taken below the
+// range the kernel gives outgoing connections their local ports from,
+// where the tests' own connections would take them: a port of that range,
+// free when found, was held by a client's connection when its server came
+// to listen on it, and the server never started.
 func freePorts(tb testing.TB, n int) []int {
 	tb.Helper()
+	lo, hi := listenRange()
 	var ports []int
 	var lis []net.Listener
-	for range n {
-		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	for tries := 0; len(ports) < n; tries++ {
+		port := 0 // the kernel's choice
+		if lo > 0 && tries < 100*n {
+			port = lo + rand.IntN(hi-lo)
+		}
+		l, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", fmt.Sprintf("127.0.0.1:%d", port))
 		if err != nil {
-			tb.Fatal(err)
+			if port == 0 {
+				tb.Fatal(err)
+			}
+			continue // taken: another
 		}
 		lis = append(lis, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
@@ -109,6 +122,30 @@ func freePorts(tb testing.TB, n int) []int {
 		_ = l.Close()
 	}
 	return ports
+}
+
+// FreeAddr is an address, 127.0.0.1 and a port nobody listens on, for a
+// server the test starts there (a worker's HTTP listener, a NATS server
+// started by a command); the port is taken as freePorts takes them.
+func FreeAddr(tb testing.TB) string {
+	tb.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", freePorts(tb, 1)[0])
+}
+
+// listenRange is where freePorts looks for ports, [lo, hi): from 10000 to
+// the start of the outgoing connections' range (Linux's
+// ip_local_port_range). 0, 0 where that range cannot be read or leaves too
+// little below it: the kernel then chooses.
+func listenRange() (lo, hi int) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0
+	}
+	var first int
+	if _, err := fmt.Sscan(string(b), &first); err != nil || first < 11000 {
+		return 0, 0
+	}
+	return 10000, first
 }
 
 // URLs is the servers' client URLs, comma-separated, as a client takes them.
@@ -394,9 +431,13 @@ func (c *Cluster) Wipe(i int) {
 // StartWithPassword starts a lone NATS server with JetStream whose one
 // user is user with password, on port (-1: a free one) and store dir; the
 // caller shuts it down (a test restarts it with another password on the
-// same port and store).
+// same port and store). A free port is one freePorts finds, where no
+// client connection takes it while the server is down.
 func StartWithPassword(tb testing.TB, port int, dir, user, password string) *server.Server {
 	tb.Helper()
+	if port == -1 {
+		port = freePorts(tb, 1)[0]
+	}
 	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoSigs: true, NoLog: true,
 		JetStream: true, StoreDir: dir, Username: user, Password: password})
 	if err != nil {

@@ -49,6 +49,37 @@ func TestStartSeesARoutePortTaken(t *testing.T) {
 	}
 }
 
+// TestServersListenOutOfTheOutgoingRange: a cluster's ports lie outside
+// the range of the local ports of outgoing connections. Before, the
+// kernel chose them from that very range, and a test's client connection
+// could hold the port when its server came to listen there: "server n1:
+// not ready after 30s".
+func TestServersListenOutOfTheOutgoingRange(t *testing.T) {
+	t.Parallel()
+	lo, hi := listenRange()
+	if lo == 0 {
+		t.Skip("no outgoing port range to keep out of (not Linux)")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if out := conn.LocalAddr().(*net.TCPAddr).Port; out >= lo && out < hi {
+		t.Fatalf("an outgoing connection's port %d is in the range [%d, %d) kept for the servers", out, lo, hi)
+	}
+	for _, port := range freePorts(t, 50) {
+		if port < lo || port >= hi {
+			t.Errorf("port %d out of [%d, %d), where outgoing connections take theirs", port, lo, hi)
+		}
+	}
+}
+
 // TestConnectToWaitsForASlowServer: a server that greets its client
 // late, as one sharing a busy machine with other packages' tests does, is
 // waited for. The client library's own limit, 2 s for the greeting, ended
