@@ -20,6 +20,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -197,7 +198,7 @@ func TestCampaignResumes(t *testing.T) {
 	}()
 	e.waitFor("30 results of the campaign", time.Minute, func() bool { return len(e.results()) >= 30 })
 	cancel()
-	if code := exited(t, done, "the interrupted run"); code != exitFailed {
+	if code := testwait.For(t, done, time.Minute, "the interrupted run"); code != exitFailed {
 		t.Fatalf("interrupted run: exit %d, want %d", code, exitFailed)
 	}
 	code, out, errOut := e.ctl(t.Context(), args...)
@@ -672,7 +673,7 @@ func TestCampaignCSVSavedOverDuringTheRun(t *testing.T) {
 	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
 		t.Fatal(errs)
 	}
-	if code := exited(t, done, "the campaign run, resumed"); code != exitOK {
+	if code := testwait.For(t, done, time.Minute, "the campaign run, resumed"); code != exitOK {
 		t.Fatalf("campaign run: exit %d", code)
 	}
 	recs := readReport(t, report)
@@ -938,7 +939,7 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 		}
 	}
 	cancel()
-	res := exited(t, done, "the interrupted run")
+	res := testwait.For(t, done, time.Minute, "the interrupted run")
 	n := stored()
 	if res.code != exitFailed || n == 20000 {
 		t.Fatalf("exit %d with %d of 20000 rows stored: not interrupted mid-publish; stderr %q", res.code, n, res.err)
@@ -1088,21 +1089,7 @@ func runUntilPublished(t *testing.T, url string, js jetstream.JetStream, n uint6
 		}
 	}
 	interrupt(errors.New("interrupt signal received"))
-	return exited(t, done, "the interrupted run")
-}
-
-// exited waits up to a minute for what ch carries: a run's exit. The
-// test fails naming the run if it does not end.
-func exited[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(time.Minute):
-		t.Fatalf("%s not ended after a minute", what)
-	}
-	var zero T
-	return zero
+	return testwait.For(t, done, time.Minute, "the interrupted run")
 }
 
 // A run again while the earlier run's rows still wait in the request

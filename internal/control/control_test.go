@@ -18,6 +18,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -139,17 +140,6 @@ func startWatcher(t *testing.T, js jetstream.JetStream, log *zap.Logger) *contro
 func waitPaused(t *testing.T, w *control.Watcher, want bool, d time.Duration) {
 	t.Helper()
 	waitWatcher(t, w, d, fmt.Sprintf("contoso bulk paused %t", want), func() bool { return w.Paused("contoso", offboard.Bulk) == want })
-}
-
-// signalled waits up to 10 s for ch, the watcher's change signal taken
-// before what changes was written.
-func signalled(t *testing.T, ch <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-ch:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no change signal 10s after %s was written", what)
-	}
 }
 
 // waitWatcher waits until cond holds, looking again at each change of the
@@ -422,12 +412,12 @@ func TestUnreadableBudgetEntryIsNotLogged(t *testing.T) {
 	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"`+secret+`/1h","by":"cron"}`)); err != nil {
 		t.Fatal(err)
 	}
-	signalled(t, ch, "the budget with the secret")
+	testwait.For(t, ch, 10*time.Second, "the change signal of "+"the budget with the secret")
 	ch = w.Changed()
 	if _, err := kv.Put(t.Context(), control.BudgetKey("contoso"), []byte(`{"value":"50/24h","by":"cron"}`)); err != nil {
 		t.Fatal(err)
 	}
-	signalled(t, ch, "the budget of 50/24h")
+	testwait.For(t, ch, 10*time.Second, "the change signal of "+"the budget of 50/24h")
 	// The change is told before it is logged: wait for its line.
 	for deadline := time.Now().Add(10 * time.Second); logs.FilterField(zap.String("budget", "50/24h")).Len() == 0 && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"go.uber.org/goleak"
+
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -240,18 +242,18 @@ func TestAcquireWaitsForWindowAndPause(t *testing.T) {
 		p.Release()
 		got <- clock.Now()
 	}()
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	tn.Pause(clock.Now(), 2*time.Minute) // wakes the waiter, which must wait longer now
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(time.Minute)
 	select {
 	case at := <-got:
 		t.Fatalf("acquired at %v, inside the pause", at.Sub(epoch))
 	default:
 	}
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(time.Minute)
-	if at := received(t, got, "the waiter's permit"); at.Sub(epoch) != 2*time.Minute {
+	if at := testwait.For(t, got, 10*time.Second, "the waiter's permit"); at.Sub(epoch) != 2*time.Minute {
 		t.Fatalf("acquired at +%v, want +2m", at.Sub(epoch))
 	}
 }
@@ -313,7 +315,7 @@ func TestAcquireHonoursContext(t *testing.T) {
 		done <- err
 	}()
 	cancel()
-	if err := received(t, done, "Acquire to return after the cancel"); !errors.Is(err, context.Canceled) {
+	if err := testwait.For(t, done, 10*time.Second, "Acquire to return after the cancel"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Acquire after cancel = %v, want context.Canceled", err)
 	}
 }
@@ -620,16 +622,16 @@ func TestWaitWithinLooksAheadWithoutHandingOutEarly(t *testing.T) {
 		}
 		close(woke)
 	}()
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(300 * time.Millisecond) // +800ms
 	select {
 	case at := <-woke:
 		t.Fatalf("WaitWithin 100ms returned at +%v, want +900ms", at.Sub(epoch))
 	default:
 	}
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(100 * time.Millisecond) // +900ms
-	if at := received(t, woke, "WaitWithin 100ms to return"); at.Sub(epoch) != 900*time.Millisecond {
+	if at := testwait.For(t, woke, 10*time.Second, "WaitWithin 100ms to return"); at.Sub(epoch) != 900*time.Millisecond {
 		t.Fatalf("WaitWithin 100ms returned at +%v, want +900ms", at.Sub(epoch))
 	}
 }
@@ -656,16 +658,16 @@ func TestPermitAheadLeavesAWaitersPlace(t *testing.T) {
 		}
 		got <- p
 	}()
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(95 * time.Millisecond) // +995ms: the place frees in 5 ms
 	if p, wait := l.TryAcquireAhead(clock.Now(), 5*time.Millisecond); p != nil {
 		t.Fatalf("TryAcquireAhead took the place a waiter waits for (NotBefore +%v)", p.NotBefore().Sub(epoch))
 	} else if wait != 5*time.Millisecond {
 		t.Errorf("TryAcquireAhead with a waiter: wait %v, want 5ms", wait)
 	}
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(5 * time.Millisecond)
-	p := received(t, got, "the waiter's permit")
+	p := testwait.For(t, got, 10*time.Second, "the waiter's permit")
 	if p == nil {
 		t.Fatal("the waiter got no permit when its place freed")
 	}
@@ -673,29 +675,5 @@ func TestPermitAheadLeavesAWaitersPlace(t *testing.T) {
 	clock.Advance(995 * time.Millisecond)
 	if q, _ := l.TryAcquireAhead(clock.Now(), 5*time.Millisecond); q == nil || !q.NotBefore().Equal(epoch.Add(2*time.Second)) {
 		t.Fatalf("TryAcquireAhead with nobody waiting, 5 ms before the place frees: %v; want a permit for +2s", q)
-	}
-}
-
-// received waits up to 10 s for what ch carries next; the test fails
-// naming what it waited for if nothing comes.
-func received[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("not within 10 s: %s", what)
-	}
-	var zero T
-	return zero
-}
-
-// blockUntil waits up to 10 s for n waiters on the clock.
-func blockUntil(t *testing.T, clock *clockwork.FakeClock, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := clock.BlockUntilContext(ctx, n); err != nil {
-		t.Fatalf("%d waiters on the clock not within 10 s: %v", n, err)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // memJournal is a journal in memory whose feed delivers every entry to
@@ -250,7 +252,7 @@ func TestSharedRecordWaitsForAnEntryNotYetRead(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 	cancel()
-	if err := received(t, recorded, "Record to return after the cancel"); !errors.Is(err, context.Canceled) {
+	if err := testwait.For(t, recorded, 10*time.Second, "Record to return after the cancel"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Record after cancel: %v", err)
 	}
 	pb.Release()
@@ -350,7 +352,7 @@ func TestSharedClockBehindStopsCallsUntilBack(t *testing.T) {
 	if err := s.Healthy(); err != nil {
 		t.Errorf("clock back within the margin: %v", err)
 	}
-	if err := received(t, got, "a permit with the clock back within the margin"); err != nil {
+	if err := testwait.For(t, got, 10*time.Second, "a permit with the clock back within the margin"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -390,7 +392,7 @@ func TestSharedEndsWaitToGoTogether(t *testing.T) {
 	permits := make([]*Permit, 10)
 	for i := range permits {
 		permits[i] = call(t, l)
-		received(t, j.added, "a reservation written") // its reservation
+		testwait.For(t, j.added, 10*time.Second, "a reservation written") // its reservation
 	}
 	for _, p := range permits {
 		p.CompleteNow()
@@ -466,7 +468,7 @@ func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
 	open := sync.OnceFunc(func() { close(j.gate) })
 	t.Cleanup(open) // before the Close, which waits for the write held
 	record()
-	received(t, j.appending, "the first entry at the gate")
+	testwait.For(t, j.appending, 10*time.Second, "the first entry at the gate")
 	for range n - 1 {
 		record()
 	}
@@ -483,7 +485,7 @@ func TestSharedCallsStartingTogetherShareAnEntry(t *testing.T) {
 	}
 	open()
 	for range n {
-		if err := received(t, errs, "a call entered"); err != nil {
+		if err := testwait.For(t, errs, 10*time.Second, "a call entered"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -598,7 +600,7 @@ func TestLookAheadIsNoPlaceForAnotherReplicasCall(t *testing.T) {
 	clock.Advance(time.Second - 2*lead) // +3.98s
 	waiting()
 	clock.Advance(lead) // +3.99s: the place frees within the lead
-	if at := received(t, woke, "WaitWithin to return"); at != 4*time.Second-lead {
+	if at := testwait.For(t, woke, 10*time.Second, "WaitWithin to return"); at != 4*time.Second-lead {
 		t.Fatalf("WaitWithin %v returned at +%v, want +3.99s", lead, at)
 	}
 	if n := alive.AvailableWithin(clock.Now(), lead, 50); n != 1 {

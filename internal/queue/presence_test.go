@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // runPresence starts a replica's presence over the bucket (made first),
@@ -69,20 +70,6 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// received waits for what ch carries next, at most d; the test fails
-// naming what it waited for if nothing comes.
-func received[T any](t *testing.T, ch <-chan T, d time.Duration, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(d):
-		t.Fatalf("not so after %v: %s", d, what)
-	}
-	var zero T
-	return zero
 }
 
 // announceAs announces replica id every beat, as a live replica does:
@@ -274,7 +261,7 @@ func runCurrent(t *testing.T, p *Presence) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	received(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
+	testwait.For(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
 }
 
 // runFailingPuts runs p with announcements that fail once the returned
@@ -552,7 +539,7 @@ func TestPresenceSharedReplicaIDWorksEachTenantOnce(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		stop := sync.OnceFunc(func() { cancel(); <-done })
 		t.Cleanup(stop)
-		received(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
+		testwait.For(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
 		return p, stop
 	}
 	p1, stop1 := start("contoso", "fabrikam")
@@ -609,7 +596,7 @@ func TestPresenceStoppedWhileItStarts(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	received(t, stuck.called, 10*time.Second, "announced, watch under way")
+	testwait.For(t, stuck.called, 10*time.Second, "announced, watch under way")
 	cancel()
 	if err := <-done; err != nil {
 		t.Errorf("Run stopped while it started: %v", err)
@@ -650,7 +637,7 @@ func startedPresence(t *testing.T, js jetstream.JetStream, id string) (*Presence
 	t.Helper()
 	p, kv := bucketPresence(t, js, id, time.Hour)
 	stop := runStoppable(p)
-	received(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
+	testwait.For(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
 	return p, kv, stop
 }
 
@@ -811,7 +798,7 @@ func TestPresenceStoppedBeforeAnyAnswerKeepsAnothersAnnouncement(t *testing.T) {
 	stuck := &stuckPuts{KeyValue: p.kv, called: make(chan struct{})}
 	p.kv = stuck
 	stop := runStoppable(p)
-	received(t, stuck.called, 10*time.Second, "an announcement under way")
+	testwait.For(t, stuck.called, 10*time.Second, "an announcement under way")
 	if err := stop(); err != nil {
 		t.Errorf("Run stopped while it started: %v", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // TestPresenceAsideLeavesItsTenants: a replica aside (its clock off)
@@ -95,6 +97,6 @@ func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-	received(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
+	testwait.For(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
 	return p
 }

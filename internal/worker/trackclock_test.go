@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // TestTrackingEndsNothingWhileTheClockIsOff: a clock stepped a week
@@ -23,11 +25,11 @@ func TestTrackingEndsNothingWhileTheClockIsOff(t *testing.T) {
 	var off atomic.Bool
 	tr.clockOff = off.Load
 	runTrackingPending(t, tr)
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	off.Store(true)
 	clock.Advance(8 * 24 * time.Hour)
 	for range 5 {
-		blockUntil(t, clock, 1)
+		testwait.Waiters(t, clock, 1)
 		if evs := log.all(); len(evs) != 1 {
 			t.Fatalf("events %+v while the clock is off, want the first alone", evs)
 		}

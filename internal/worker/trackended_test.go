@@ -16,6 +16,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -114,7 +115,7 @@ func trackUntil(t *testing.T, clock *clockwork.FakeClock, done func() bool) {
 		if done() {
 			return
 		}
-		blockUntil(t, clock, 1)
+		testwait.Waiters(t, clock, 1)
 		clock.Advance(20 * time.Second)
 	}
 	if !done() {

@@ -7,6 +7,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // TestTrackingBacksOffAfterFailedLooks: an action whose event the server
@@ -27,10 +28,10 @@ func TestTrackingBacksOffAfterFailedLooks(t *testing.T) {
 	tr, log := newStreamTracker(js, contosoLedger(t, js), api, clock, 0)
 	runTrackingPending(t, tr)
 	for range 360 {
-		blockUntil(t, clock, 1)
+		testwait.Waiters(t, clock, 1)
 		clock.Advance(time.Minute)
 	}
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	looks := api.looks()
 	if len(looks) < 6 || len(looks) > 12 {
 		t.Errorf("%d looks in 6 hours, want 6 to 12: %v", len(looks), looks[:min(len(looks), 12)])

@@ -14,6 +14,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -87,14 +88,14 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 		t.Fatal("the slow replica made no call within 10 s")
 	}
 	newReplica(&heldActions{fakeActions: fakeActions{clock: clock, windows: trackWindows, lim: lim()}, status: "Succeeded"})
-	blockUntil(t, clock, 1)
+	testwait.Waiters(t, clock, 1)
 	clock.Advance(2 * time.Minute) // past the slow replica's claim
 	waitFor(t, "the other replica's final event", func() bool {
 		events := log.all()
 		return len(events) > 0 && events[len(events)-1].Final
 	})
 	close(slow.released)
-	blockUntil(t, clock, 2) // both replicas wait again
+	testwait.Waiters(t, clock, 2) // both replicas wait again
 	events := log.all()
 	if last := events[len(events)-1]; !last.Final || last.Status != "Succeeded" {
 		t.Errorf("last event %s final=%v after the final Succeeded", last.Status, last.Final)
@@ -106,15 +107,5 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 	var cur tracked
 	if err := json.Unmarshal(data, &cur); err != nil || cur.ActionID != "" {
 		t.Errorf("the ended tracking was stored over: %s", data)
-	}
-}
-
-// blockUntil waits up to 10 s for n waiters on the clock.
-func blockUntil(t *testing.T, clock *clockwork.FakeClock, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := clock.BlockUntilContext(ctx, n); err != nil {
-		t.Fatalf("%d waiters on the clock not within 10 s: %v", n, err)
 	}
 }
