@@ -21,6 +21,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -595,7 +596,7 @@ func TestNotReadyWhileStopping(t *testing.T) {
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "stopping") {
 		t.Errorf("/readyz while stopping answered %d %q, want 503 stopping", resp.StatusCode, b)
 	}
-	if err := <-stopped; err != nil {
+	if err := testwait.For(t, stopped, time.Minute, "Stop to return"); err != nil {
 		t.Fatal(err)
 	}
 	if rs := c.wait(t, 1, 10*time.Second)["contoso/slow-1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {

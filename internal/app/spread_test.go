@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -196,7 +197,7 @@ func TestStoppingReplicasTenantsMoveAtOnce(t *testing.T) {
 		t.Errorf("A, stopping, says it takes the requests of %v", got)
 	}
 	release()
-	if err := <-stopped; err != nil {
+	if err := testwait.For(t, stopped, time.Minute, "Stop to return"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("A stopped %v after the new request", time.Since(begin).Round(time.Millisecond))

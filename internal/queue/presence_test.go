@@ -756,8 +756,8 @@ func TestPresenceLeaveIsNotUndoneByABeat(t *testing.T) {
 	go func() { left <- p.Leave(t.Context()) }()
 	time.Sleep(200 * time.Millisecond) // Leave's announcement goes first, if it may
 	close(g.gate)
-	<-g.done
-	if err := <-left; err != nil {
+	testwait.For(t, g.done, 10*time.Second, "the gated announcement to end")
+	if err := testwait.For(t, left, 10*time.Second, "Leave to return"); err != nil {
 		t.Fatal(err)
 	}
 	e, err := kv.Get(t.Context(), "a")

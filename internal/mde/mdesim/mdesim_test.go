@@ -35,6 +35,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -1566,7 +1567,7 @@ func TestLatency(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	<-done
+	testwait.For(t, done, 10*time.Second, "the waiting request released by Close")
 }
 
 // TestHoldAnswers: an offboard call of a held device is acted on at once
@@ -1594,7 +1595,7 @@ func TestHoldAnswers(t *testing.T) {
 	}
 	release()
 	release() // twice is harmless
-	if r := <-done; r.status != http.StatusCreated {
+	if r := testwait.For(t, done, 10*time.Second, "the held offboard answered once released"); r.status != http.StatusCreated {
 		t.Errorf("held offboard: status %d, want 201", r.status)
 	}
 }
