@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // stalledJournal is a journal server that does not answer: an Append
@@ -113,5 +115,44 @@ func TestSharedCloseRightAfterAPause(t *testing.T) {
 	}
 	if hung > 0 {
 		t.Errorf("Close hung in %d of 20 shutdowns right after a pause", hung)
+	}
+}
+
+// TestSharedCloseKeepsToItsContext: a call's entry is being written (its
+// journal does not answer) and holds the tenant's writes; a 429's pause
+// waits to be written behind it. Close, given 300 ms, returns within its
+// context, leaving the pause to its lease. Before, it waited for the
+// pause's writer, which waited for the call's entry, for as long as that
+// took: a worker's shutdown held past its grace.
+func TestSharedCloseKeepsToItsContext(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &stalledJournal{mem: &memJournal{last: map[string]uint64{}}, started: make(chan struct{}, 1)}
+	s := NewShared(SharedOptions{Journal: j, Clock: clock, Lease: 10 * time.Second})
+	s.MarkCaughtUp(0)
+	tn := s.Tenant("contoso")
+	l := tn.Add("offboard", []Window{{Count: 10, Length: time.Minute}})
+
+	p, _ := l.TryAcquire(clock.Now())
+	callCtx, endCall := context.WithCancel(context.Background())
+	recorded := make(chan error, 1)
+	go func() { _, err := p.Record(callCtx); recorded <- err }()
+	testwait.For(t, j.started, 5*time.Second, "the call's entry being written")
+	tn.Pause(clock.Now(), time.Minute) // its writer waits for the call's entry
+
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { s.Close(ctx); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+	}
+	took := time.Since(start)
+	endCall() // the call's entry fails: the writes go on, and end
+	testwait.For(t, recorded, 5*time.Second, "the call's Record to return")
+	testwait.For(t, closed, 5*time.Second, "Close to return")
+	if took > 2*time.Second {
+		t.Fatalf("Close given 300ms returned after %v, once the call's entry was given up", took.Round(time.Millisecond))
 	}
 }

@@ -413,7 +413,10 @@ func (s *Shared) waitFeed(ctx context.Context, pos uint64, d time.Duration) (boo
 	}
 }
 
-// Close writes what is pending (within ctx) and stops the writers.
+// Close writes what is pending (within ctx) and stops the writers. It
+// returns when ctx ends even if a write is still under way: a writer may
+// wait for the tenant's write lock, which a call's entry holds as long as
+// its own context lets it; what is not written ends at its lease.
 func (s *Shared) Close(ctx context.Context) {
 	s.mu.Lock()
 	tenants := s.tenantsLocked()
@@ -424,9 +427,17 @@ func (s *Shared) Close(ctx context.Context) {
 	s.closed = true
 	s.startMu.Unlock()
 	s.stop()
-	s.writers.Wait()
-	for _, t := range tenants {
-		_ = t.writeOnce(ctx) // best effort: what is not written ends at its lease
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.writers.Wait()
+		for _, t := range tenants {
+			_ = t.writeOnce(ctx) // best effort: what is not written ends at its lease
+		}
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
 	}
 }
 
