@@ -18,7 +18,10 @@ import (
 // cutter forwards TCP connections to a server until it is cut: then it
 // closes every connection and stops listening, so that nothing connects,
 // as a replica cut off from a NATS server that goes on serving the
-// others, until it is joined again, on the same address.
+// others, until it is joined again, on the same address. The address is
+// natstest's: a port the kernel chose comes from the range outgoing
+// connections take their local ports from, and one of them could hold it
+// while the cutter is cut.
 type cutter struct {
 	t      *testing.T
 	addr   string
@@ -31,9 +34,8 @@ type cutter struct {
 
 func newCutter(t *testing.T, target string) *cutter {
 	t.Helper()
-	c := &cutter{t: t, addr: "127.0.0.1:0", target: target}
+	c := &cutter{t: t, addr: natstest.FreeAddr(t), target: target}
 	c.join()
-	c.addr = c.lis.Addr().String()
 	t.Cleanup(func() {
 		c.cut()
 		c.wg.Wait()
