@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // ---- the worker binary ----
@@ -139,18 +140,22 @@ type proc struct {
 	reported atomic.Bool // its exit on its own was reported
 }
 
+// workerListen is the address a worker process is told to serve HTTP on:
+// found free here, listened on by the process once it has started. Not a
+// port the kernel chose: that comes from the range outgoing connections
+// take their local ports from, and one made meanwhile could hold it.
+func workerListen(tb testing.TB) string {
+	tb.Helper()
+	return natstest.FreeAddr(tb)
+}
+
 // startWorker starts a worker process against the harness's NATS server
 // and tenants file. Its HTTP port is picked here, not by the worker, so that
 // /healthz tells when it has started.
 func (h *harness) startWorker(extra ...string) *proc {
 	h.tb.Helper()
 	bin, _ := workerBinary(h.tb)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		h.tb.Fatal(err)
-	}
-	httpAddr := ln.Addr().String()
-	_ = ln.Close()
+	httpAddr := workerListen(h.tb)
 	args := []string{"--nats-url", h.url, "--config", h.config, "--listen", httpAddr,
 		"--log-level", "warn", "--shutdown-timeout", "5s"}
 	args = append(args, extra...)
