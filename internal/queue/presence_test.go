@@ -54,11 +54,16 @@ func runPresenceWith(t *testing.T, js jetstream.JetStream, o PresenceOptions) *P
 	case <-p.Current():
 	case err := <-done:
 		t.Fatalf("presence %s ended: %v", id, err)
-	case <-time.After(10 * time.Second):
-		t.Fatalf("presence %s not current after 10s", id)
+	case <-time.After(presenceStart):
+		t.Fatalf("presence %s not current after %v", id, presenceStart)
 	}
 	return p
 }
+
+// presenceStart bounds the wait for a presence to know every announcement
+// stored: as a server's start, it has taken more than 10 s on a machine
+// busy with other packages' tests under -race.
+const presenceStart = 30 * time.Second
 
 // waitFor polls cond every 20 ms for up to d.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
@@ -261,7 +266,7 @@ func runCurrent(t *testing.T, p *Presence) {
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	testwait.For(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
+	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
 }
 
 // runFailingPuts runs p with announcements that fail once the returned
@@ -539,7 +544,7 @@ func TestPresenceSharedReplicaIDWorksEachTenantOnce(t *testing.T) {
 		go func() { done <- p.Run(ctx) }()
 		stop := sync.OnceFunc(func() { cancel(); <-done })
 		t.Cleanup(stop)
-		testwait.For(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
+		testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
 		return p, stop
 	}
 	p1, stop1 := start("contoso", "fabrikam")
@@ -637,7 +642,7 @@ func startedPresence(t *testing.T, js jetstream.JetStream, id string) (*Presence
 	t.Helper()
 	p, kv := bucketPresence(t, js, id, time.Hour)
 	stop := runStoppable(p)
-	testwait.For(t, p.Current(), 30*time.Second, "the presence knows every announcement stored")
+	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
 	return p, kv, stop
 }
 

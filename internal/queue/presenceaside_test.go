@@ -97,6 +97,6 @@ func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
 	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-	testwait.For(t, p.Current(), 10*time.Second, "the presence knows every announcement stored")
+	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
 	return p
 }
