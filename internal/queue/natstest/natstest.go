@@ -132,20 +132,46 @@ func FreeAddr(tb testing.TB) string {
 	return fmt.Sprintf("127.0.0.1:%d", freePorts(tb, 1)[0])
 }
 
-// listenRange is where freePorts looks for ports, [lo, hi): from 10000 to
-// the start of the outgoing connections' range (Linux's
-// ip_local_port_range). 0, 0 where that range cannot be read or leaves too
-// little below it: the kernel then chooses.
-func listenRange() (lo, hi int) {
-	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+// InOutgoingRange says whether the port of addr (host:port) lies in the
+// range the kernel gives outgoing connections their local ports from,
+// where a client connection can take it while nothing listens there;
+// false where that range cannot be read.
+func InOutgoingRange(addr string) bool {
+	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return 0, 0
+		return false
 	}
-	var first int
-	if _, err := fmt.Sscan(string(b), &first); err != nil || first < 11000 {
+	var port int
+	if _, err := fmt.Sscan(p, &port); err != nil {
+		return false
+	}
+	first, last, ok := outgoingRange()
+	return ok && port >= first && port <= last
+}
+
+// listenRange is where freePorts looks for ports, [lo, hi): from 10000 to
+// the start of the outgoing connections' range. 0, 0 where that range
+// cannot be read or leaves too little below it: the kernel then chooses.
+func listenRange() (lo, hi int) {
+	first, _, ok := outgoingRange()
+	if !ok || first < 11000 {
 		return 0, 0
 	}
 	return 10000, first
+}
+
+// outgoingRange is the range the kernel gives outgoing connections their
+// local ports from (Linux's ip_local_port_range); ok false where it
+// cannot be read.
+func outgoingRange() (first, last int, ok bool) {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0, 0, false
+	}
+	if _, err := fmt.Sscan(string(b), &first, &last); err != nil {
+		return 0, 0, false
+	}
+	return first, last, true
 }
 
 // URLs is the servers' client URLs, comma-separated, as a client takes them.
