@@ -80,8 +80,13 @@ func TestPauseHoldsEveryReplica(t *testing.T) {
 	e := setup(t, envConfig{
 		sim:     mdesim.Options{Latency: 20 * time.Millisecond},
 		limits:  `["5/250ms"]`, // 20 calls a second: the backlog outlasts the pause's arrival
-		tenants: []string{"contoso", "fabrikam"}, machines: 40,
+		tenants: []string{"contoso", "fabrikam"}, machines: 40, noStart: true,
 	})
+	// The requests handed back to the stream are counted by the stats
+	// loop: at its default 15 s period, the 5 s wait below could end
+	// before a pass.
+	e.opts.StatsEvery = 100 * time.Millisecond
+	e.start()
 	r2, reg2 := e.replica()
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "c", 0, 30)

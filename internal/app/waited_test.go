@@ -28,9 +28,14 @@ import (
 func budgetHeld(t *testing.T, n int, guards string) (*env, *collector) {
 	t.Helper()
 	e := setup(t, envConfig{
-		tenants: []string{"contoso"}, machines: n,
+		tenants: []string{"contoso"}, machines: n, noStart: true,
 		extra: "    guards:\n" + guards + "      budget: \"1/1h\"\n",
 	})
+	// The held requests are counted by the stats loop once no slot can
+	// be taken: at its default 15 s period, the wait below could end
+	// before a pass.
+	e.opts.StatsEvery = 100 * time.Millisecond
+	e.start()
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "c", 0, n)
 	eventually(t, 20*time.Second, "the first action", func() bool { return res.createdOf("contoso") == 1 })
@@ -156,7 +161,9 @@ func TestPauseHoldsRequestsWaitingInTheWorker(t *testing.T) {
 // cancelled, with no call, when the budget is raised.
 func TestCancelWithdrawsRequestsWaitingInTheWorker(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 6, extra: "    guards:\n      budget: \"2/1h\"\n"})
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 6, noStart: true, extra: "    guards:\n      budget: \"2/1h\"\n"})
+	e.opts.StatsEvery = 100 * time.Millisecond // as in budgetHeld
+	e.start()
 	res := e.collect("mde.offboard.result.>")
 	for i, m := range e.tenants["contoso"].machines {
 		id := campaign.RequestID("wave1", i+1)
