@@ -113,7 +113,7 @@ func freePorts(tb testing.TB, n int) []int {
 			if port == 0 {
 				tb.Fatal(err)
 			}
-			continue // taken: another
+			continue // held by another socket: try another port
 		}
 		lis = append(lis, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
