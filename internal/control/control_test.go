@@ -563,6 +563,16 @@ func TestControlLostWithTheBucketIsAnError(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Every change applied, contoso's resume the last: a bucket deleted
+	// before the watcher read the resume takes contoso's pause with it too.
+	contosoChanges := func() int {
+		return logs.FilterMessage("control changed").FilterField(zap.String("tenant", "contoso")).Len()
+	}
+	for deadline := time.Now().Add(10 * time.Second); contosoChanges() < 2; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of contoso's 2 changes applied after 10s", contosoChanges())
+		}
+	}
 	waitWatcher(t, w, 10*time.Second, "fabrikam bulk paused", func() bool { return w.Paused("fabrikam", offboard.Bulk) })
 	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
 		t.Fatal(err)
