@@ -58,9 +58,16 @@ func TestCampaignRunScansTheBacklogBeforeItsTimeout(t *testing.T) {
 	if err := campaignRequests(t.Context(), js, offboard.Subjects{}, "contoso", "wave-b", func(offboard.Priority, int, int, jetstream.Msg) {}); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("run with no backlog: %v; campaignRequests over %d other requests: %v", base, backlog, time.Since(start))
+	scan := time.Since(start)
+	// A timeout shorter than the scan, as long as half of it: the run's
+	// own steps after the scan (following the results, publishing three
+	// rows) slow down with the machine as the scan does. A fixed 500ms
+	// ran out before the first row on a machine busy enough to make the
+	// scan take 32s.
+	timeout := max(500*time.Millisecond, scan/2).Round(time.Millisecond)
+	t.Logf("run with no backlog: %v; campaignRequests over %d other requests: %v; --timeout %v", base, backlog, scan, timeout)
 	code, _, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", csv, "--name", "wave-b",
-		"--report", filepath.Join(dir, "wave-b.csv"), "--timeout", "500ms")
+		"--report", filepath.Join(dir, "wave-b.csv"), "--timeout", timeout.String())
 	if n := lastSeq() - before; n != 3 || !strings.Contains(errs, "run the same command again") {
 		t.Errorf("with %d other requests waiting: exit %d, %d of 3 rows published, stderr %q; want the rows published and a resumable timeout", backlog, code, n, errs)
 	}
