@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // watchGoroutines counts the client library's goroutines that each wait
@@ -48,11 +49,7 @@ func TestWatcherOnAClosedConnectionLeavesNoGoroutine(t *testing.T) {
 	}
 	nc.Close()
 	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watcher on a closed connection did not stop within 10s of its cancel")
-	}
+	testwait.For(t, done, 10*time.Second, "the watcher on a closed connection to stop after its cancel")
 	deadline := time.Now().Add(5 * time.Second)
 	for watchGoroutines() > before {
 		if time.Now().After(deadline) {

@@ -127,11 +127,7 @@ func startWatcher(t *testing.T, js jetstream.JetStream, log *zap.Logger) *contro
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
-	select {
-	case <-w.Current():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the watcher has not read the bucket after 10s")
-	}
+	testwait.For(t, w.Current(), 10*time.Second, "the watcher to read the bucket")
 	return w
 }
 

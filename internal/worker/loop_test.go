@@ -23,6 +23,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -179,13 +180,7 @@ func (e *loopEnv) wantCreated(t *testing.T, id string) {
 // id's (named if none comes).
 func (e *loopEnv) nextResult(t *testing.T, id string) offboard.Result {
 	t.Helper()
-	select {
-	case r := <-e.results:
-		return r
-	case <-time.After(20 * time.Second):
-		t.Fatalf("no result for %s", id)
-		return offboard.Result{}
-	}
+	return testwait.For(t, e.results, 20*time.Second, "a result for "+id)
 }
 
 // publishFor publishes a request of contoso for a device.

@@ -82,11 +82,8 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 		status: "InProgress", entered: make(chan struct{}), released: make(chan struct{})}
 	entered := slow.entered
 	newReplica(slow)
-	select {
-	case <-entered: // the slow replica claimed the look, its call under way
-	case <-time.After(10 * time.Second):
-		t.Fatal("the slow replica made no call within 10 s")
-	}
+	// The slow replica claimed the look, its call under way.
+	testwait.For(t, entered, 10*time.Second, "the slow replica's call")
 	newReplica(&heldActions{fakeActions: fakeActions{clock: clock, windows: trackWindows, lim: lim()}, status: "Succeeded"})
 	testwait.Waiters(t, clock, 1)
 	clock.Advance(2 * time.Minute) // past the slow replica's claim
