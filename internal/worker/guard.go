@@ -187,7 +187,9 @@ func protectedName(globs []string, dnsName string) string {
 // matched against: lower case, without the white space around it or
 // final dots, as written, in Unicode's compatibility form (NFKC:
 // full-width letters as the letters they stand for), that form without
-// the characters one does not see (config.Visible), and in the DNS's
+// the characters one does not see (config.Visible) and without white
+// space inside it (a tab, a carriage return, a no-break space: no DNS
+// name holds one, and one does not see it either), and in the DNS's
 // ASCII form (punycode, xn--) and in letters, whichever it is written in,
 // label by label.
 // A name the API gives written so is the name it spells: matched as
@@ -198,7 +200,13 @@ func matchedNames(dnsName string) []string {
 		return strings.ToLower(strings.TrimRightFunc(strings.TrimSpace(s), func(r rune) bool { return r == '.' || unicode.IsSpace(r) }))
 	}
 	compatible := norm.NFKC.String(dnsName)
-	names := []string{trim(dnsName), trim(compatible), trim(config.Visible(compatible))}
+	visible := strings.Map(func(r rune) rune {
+		if unicode.IsSpace(r) {
+			return -1
+		}
+		return r
+	}, config.Visible(compatible))
+	names := []string{trim(dnsName), trim(compatible), trim(visible)}
 	for _, name := range names[:3] {
 		if name == "" {
 			continue
