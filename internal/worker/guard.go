@@ -194,7 +194,9 @@ func protectedName(globs []string, dnsName string) string {
 // label by label.
 // A name the API gives written so is the name it spells: matched as
 // written alone, it would match no glob written the other way, and the
-// device would go unprotected. The first is "" when the name is blank.
+// device would go unprotected. The first is "" when the name is blank,
+// or holds nothing but characters one does not see: nothing tells such a
+// name from a protected one either.
 func matchedNames(dnsName string) []string {
 	trim := func(s string) string {
 		return strings.ToLower(strings.TrimRightFunc(strings.TrimSpace(s), func(r rune) bool { return r == '.' || unicode.IsSpace(r) }))
@@ -206,6 +208,9 @@ func matchedNames(dnsName string) []string {
 		}
 		return r
 	}, config.Visible(compatible))
+	if trim(visible) == "" {
+		return []string{""}
+	}
 	names := []string{trim(dnsName), trim(compatible), trim(visible)}
 	for _, name := range names[:3] {
 		if name == "" {
