@@ -120,8 +120,10 @@ func (g *Guards) check() error {
 // checkGlob checks a computerDnsNames glob and returns it as it is
 // matched: in Unicode's compatibility form (NFKC), as the device's name
 // is (an accent composed, letters of the usual width: written otherwise,
-// it would match no name), lower case, without spaces around it or a
-// final dot. Spaces
+// it would match no name), with dots for ideographic full stops, which
+// DNS reads as dots (UTS #46) as the device's name is read, and which an
+// East Asian input method types for a period, lower case, without spaces
+// around it or a final dot. Spaces
 // around a glob are no part of a name: kept, the glob would match no
 // device, and protect nothing without a word. So would a space or a
 // comma inside it, which no computerDnsName holds: several globs written
@@ -130,7 +132,7 @@ func (g *Guards) check() error {
 // dots in a row; two final dots), and a backslash before a letter or a
 // digit (escapesLetter).
 func checkGlob(glob string) (string, error) {
-	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(norm.NFKC.String(glob)), "."))
+	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(ideographicStop.Replace(norm.NFKC.String(glob))), "."))
 	if _, err := path.Match(glob, ""); glob == "" || err != nil {
 		return glob, errors.New("not a glob (Go path.Match: *, ?, [a-z], \\ escapes)")
 	}
@@ -145,6 +147,10 @@ func checkGlob(glob string) (string, error) {
 	}
 	return glob, nil
 }
+
+// ideographicStop writes the ideographic full stop as a dot; NFKC has
+// written the full-width and half-width ones as a dot and as it.
+var ideographicStop = strings.NewReplacer("\u3002", ".")
 
 // escapesLetter says whether a glob escapes a letter or a digit, which
 // needs no escape: path.Match reads \d as d, so the backslash of a
