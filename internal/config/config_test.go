@@ -365,6 +365,7 @@ func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
 		"a dotted capital I":     {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [istanbul]\n"), false},
 		"a dotless i":            {guards("      protect:\n        machineTags: [CRITICAL]\n"), guards("      protect:\n        machineTags: [crıtıcal]\n"), false},
 		"another letter":         {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [estanbul]\n"), true},
+		"an en dash":             {guards("      protect:\n        machineTags: [Tier - 0]\n"), guards("      protect:\n        machineTags: [Tier \u2013 0]\n"), false},
 		"final and medial sigma": {guards("      protect:\n        rbacGroups: [ΟΔΟΣ]\n"), guards("      protect:\n        rbacGroups: [οδος]\n"), false},
 		"a full-width glob":      {guards("      protect:\n        computerDnsNames: [\"ｄｃ*\"]\n"), guards("      protect:\n        computerDnsNames: [\"dc*\"]\n"), false},
 	} {

@@ -244,14 +244,22 @@ func sameGuards(first map[string]*Tenant, t *Tenant) error {
 // them, and is the tag it reads as. The Turkish dotted capital I and
 // dotless i are taken as I and i: Unicode's case folding keeps them
 // apart from both, and a tag typed on a Turkish keyboard with caps lock
-// on (CRİTİCAL) would not match the guard's Critical.
+// on (CRİTİCAL) would not match the guard's Critical. So are the
+// hyphens and dashes as the hyphen-minus: a word processor writes " - "
+// as an en dash and keeps a non-breaking hyphen, and a tag pasted from
+// it (Tier‑0) would not match the guard's Tier-0.
 func Words(s string) string {
-	return strings.Join(strings.Fields(Visible(turkishI.Replace(norm.NFKC.String(s)))), " ")
+	return strings.Join(strings.Fields(Visible(lookalikes.Replace(norm.NFKC.String(s)))), " ")
 }
 
-// turkishI writes the Turkish dotted capital I and dotless i as the
-// letters I and i.
-var turkishI = strings.NewReplacer("İ", "I", "ı", "i")
+// lookalikes writes the Turkish dotted capital I and dotless i as the
+// letters I and i, and the hyphens, dashes and the minus sign as the
+// hyphen-minus (NFKC has written the non-breaking hyphen as the hyphen,
+// and the full-width and small hyphen-minus as it).
+var lookalikes = strings.NewReplacer(
+	"İ", "I", "ı", "i",
+	"\u2010", "-", "\u2012", "-", "\u2013", "-", "\u2014", "-", "\u2015", "-", "\u2212", "-",
+)
 
 // Visible is s without the characters one does not see: control
 // characters other than white space, format characters (a zero-width

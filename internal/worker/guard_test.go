@@ -219,6 +219,15 @@ func TestGuardCompatibleCharacters(t *testing.T) {
 		{"dotted capital I on the device", "Critical", "CR\u0130T\u0130CAL"},
 		{"dotless i on the device", "Critical", "cr\u0131t\u0131cal"},
 		{"dotted capital I in the file", "\u0130stanbul servers", "istanbul servers"},
+		// A dash other than the hyphen-minus: pasted from a word
+		// processor (which writes " - " as an en dash, and keeps a
+		// non-breaking hyphen), or a minus sign.
+		{"non-breaking hyphen on the device", "Tier-0", "Tier\u20110"},
+		{"hyphen on the device", "Tier-0", "Tier\u20100"},
+		{"en dash on the device", "Tier - 0", "Tier \u2013 0"},
+		{"em dash in the file", "Tier\u20140", "Tier-0"},
+		{"minus sign on the device", "Tier-0", "Tier\u22120"},
+		{"small hyphen-minus on the device", "Tier-0", "Tier\ufe630"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
