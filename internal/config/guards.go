@@ -122,7 +122,8 @@ func (g *Guards) check() error {
 // is (an accent composed, letters of the usual width: written otherwise,
 // it would match no name), with dots for ideographic full stops, which
 // DNS reads as dots (UTS #46) as the device's name is read, and which an
-// East Asian input method types for a period, lower case, without spaces
+// East Asian input method types for a period, with the hyphen-minus for
+// the other hyphens and dashes (Hyphens), lower case, without spaces
 // around it or a final dot. Spaces
 // around a glob are no part of a name: kept, the glob would match no
 // device, and protect nothing without a word. So would a space or a
@@ -132,7 +133,7 @@ func (g *Guards) check() error {
 // dots in a row; two final dots), and a backslash before a letter or a
 // digit (escapesLetter).
 func checkGlob(glob string) (string, error) {
-	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(ideographicStop.Replace(norm.NFKC.String(glob))), "."))
+	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(globLookalikes.Replace(norm.NFKC.String(glob))), "."))
 	if _, err := path.Match(glob, ""); glob == "" || err != nil {
 		return glob, errors.New("not a glob (Go path.Match: *, ?, [a-z], \\ escapes)")
 	}
@@ -148,9 +149,10 @@ func checkGlob(glob string) (string, error) {
 	return glob, nil
 }
 
-// ideographicStop writes the ideographic full stop as a dot; NFKC has
-// written the full-width and half-width ones as a dot and as it.
-var ideographicStop = strings.NewReplacer("\u3002", ".")
+// globLookalikes writes the ideographic full stop as a dot (NFKC has
+// written the full-width and half-width ones as a dot and as it), and
+// the hyphens, dashes and minus sign as the hyphen-minus (Hyphens).
+var globLookalikes = strings.NewReplacer(append([]string{"\u3002", "."}, dashes...)...)
 
 // escapesLetter says whether a glob escapes a letter or a digit, which
 // needs no escape: path.Match reads \d as d, so the backslash of a
@@ -256,10 +258,20 @@ func Words(s string) string {
 // letters I and i, and the hyphens, dashes and the minus sign as the
 // hyphen-minus (NFKC has written the non-breaking hyphen as the hyphen,
 // and the full-width and small hyphen-minus as it).
-var lookalikes = strings.NewReplacer(
-	"İ", "I", "ı", "i",
-	"\u2010", "-", "\u2012", "-", "\u2013", "-", "\u2014", "-", "\u2015", "-", "\u2212", "-",
-)
+var lookalikes = strings.NewReplacer(append([]string{"İ", "I", "ı", "i"}, dashes...)...)
+
+// dashes are the hyphens, dashes and minus sign NFKC leaves as they are,
+// each followed by the hyphen-minus, for strings.NewReplacer.
+var dashes = []string{"\u2010", "-", "\u2012", "-", "\u2013", "-", "\u2014", "-", "\u2015", "-", "\u2212", "-"}
+
+// hyphens writes the hyphens, dashes and minus sign as the hyphen-minus.
+var hyphens = strings.NewReplacer(dashes...)
+
+// Hyphens is s (in NFKC form) with its hyphens, dashes and minus sign
+// written as the hyphen-minus, as the guards compare names: no DNS name
+// holds them, and a name pasted from a word processor (an en dash, a
+// non-breaking hyphen) is the name it reads as.
+func Hyphens(s string) string { return hyphens.Replace(s) }
 
 // Visible is s without the characters one does not see: control
 // characters other than white space, format characters (a zero-width

@@ -189,7 +189,9 @@ func protectedName(globs []string, dnsName string) string {
 // full-width letters as the letters they stand for), that form without
 // the characters one does not see (config.Visible) and without white
 // space inside it (a tab, a carriage return, a no-break space: no DNS
-// name holds one, and one does not see it either), and in the DNS's
+// name holds one, and one does not see it either) and with the
+// hyphen-minus for the other hyphens and dashes (config.Hyphens), and in
+// the DNS's
 // ASCII form (punycode, xn--) and in letters, whichever it is written in,
 // label by label.
 // A name the API gives written so is the name it spells: matched as
@@ -207,7 +209,7 @@ func matchedNames(dnsName string) []string {
 			return -1
 		}
 		return r
-	}, config.Visible(compatible))
+	}, config.Hyphens(config.Visible(compatible)))
 	if trim(visible) == "" {
 		return []string{""}
 	}
