@@ -4,6 +4,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -29,13 +30,15 @@ func checkTenant(tenant string) error { return checkTenantAs("--tenant", tenant)
 func checkTenantArg(tenant string) error { return checkTenantAs("TENANT", tenant) }
 
 // checkTenantAs refuses a tenant name that no worker can have; what says
-// where it was given.
+// where it was given. The name is quoted without user information, as
+// unknownCommand names its argument: a NATS URL lands in TENANT when the
+// flag before it lost its value (dead ls --code "$UNSET" --nats-url URL).
 func checkTenantAs(what, tenant string) error {
 	switch {
 	case tenant == "":
 		return usagef("%s is required", what)
 	case !offboard.TenantName.MatchString(tenant):
-		return usagef("tenant %s is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", offboard.Quote(tenant))
+		return usagef("tenant %s is not a tenant name ([a-z0-9][a-z0-9_-]{0,62})", offboard.Quote(queue.RedactURLs(tenant)))
 	}
 	return nil
 }

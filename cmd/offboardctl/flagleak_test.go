@@ -58,3 +58,24 @@ func TestHelpAndCompletionShowNoPassword(t *testing.T) {
 		}
 	}
 }
+
+// A flag that lost its value (--code "$UNSET") takes the next flag's
+// name, and the NATS URL after it is left as the TENANT argument: the
+// refusal of that tenant names it without its user and password, as an
+// unknown command is named.
+func TestRefusedTenantShowsNoPassword(t *testing.T) {
+	t.Parallel()
+	const url = "nats://alice:S3CR3T@127.0.0.1:1"
+	for _, args := range [][]string{
+		{"dead", "ls", "--code", "--nats-url", url},
+		{"dead", "retry", "--code", "--nats-url", url, "--all"},
+		{"pause", "--reason", "--nats-url", url},
+	} {
+		var out, errb bytes.Buffer
+		code := run(args, &out, &errb)
+		msg := errb.String()
+		if code != exitUsage || strings.Contains(msg, "S3CR3T") || strings.Contains(msg, "alice") || !strings.Contains(msg, "127.0.0.1:1") {
+			t.Errorf("%q: exit %d, stderr %q; want %d, the URL without its user and password", args, code, msg, exitUsage)
+		}
+	}
+}
