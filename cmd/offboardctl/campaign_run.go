@@ -1159,6 +1159,13 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	}
 }
 
+// closedTime is a closed channel: a wait whose time is over.
+var closedTime = func() <-chan time.Time {
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}()
+
 // ackGrace bounds how long an interrupted run (Ctrl-C, --timeout) waits
 // for the acknowledgements of the publishes it sent: the summary counts
 // them, and a publish whose acknowledgement does not come is told as
@@ -1167,8 +1174,9 @@ const ackGrace = 5 * time.Second
 
 // collectAcks counts the stream's answers: stored, or dropped as a
 // duplicate (published before); a refused row is recorded unpublished.
-// Once ctx ends, the publishes already sent are awaited up to ackGrace;
-// those still unanswered then are counted unconfirmed.
+// Once ctx ends, the publishes already sent are awaited up to ackGrace,
+// all of them together; those still unanswered then are counted
+// unconfirmed.
 func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 	interrupted := ctx.Done()
 	var gaveUp <-chan time.Time
@@ -1192,6 +1200,11 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				grace = time.NewTimer(ackGrace)
 				interrupted, gaveUp = nil, grace.C
 			case <-gaveUp:
+				// The grace is over for the publishes after this one
+				// too: the timer fires once, and each of them was
+				// awaited until its publish timed out, then counted
+				// not published.
+				gaveUp = closedTime
 				// An answer that came at the same time still counts.
 				select {
 				case ack := <-p.f.Ok():
