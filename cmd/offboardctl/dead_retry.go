@@ -107,7 +107,49 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 	if err := c.markForgotten(ctx, picked, time.Now()); err != nil {
 		return err
 	}
-	return c.retryEach(ctx, tenant, picked, x.highest, answered)
+	waiting, err := c.retriesWaiting(ctx, tenant, picked, x.highest)
+	if err != nil {
+		return err
+	}
+	return c.retryEach(ctx, tenant, picked, x.highest, answered, waiting)
+}
+
+// retriesWaiting reads the tenant's requests waiting in the request
+// stream and returns the picked dead letters' request ids whose retry,
+// as retryEach would publish it (the same attempt, the same message id),
+// waits there: published by an earlier dead retry and not answered yet
+// (a tenant paused, a budget spent). Published again, it would be
+// dropped as a repeat only within the stream's duplicate window, and
+// stored a second time after it, to be worked on twice.
+func (c *cli) retriesWaiting(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int) (map[string]bool, error) {
+	want := map[string]string{} // the retry's message id: its request id
+	for _, d := range picked {
+		if !ofRequest(d) || !offboard.ValidRequestID(d.RequestID) {
+			continue
+		}
+		if attempt, err := nextAttempt(d, highest[d.RequestID]); err == nil {
+			want[offboard.RequestMsgID(tenant, d.RequestID, attempt)] = d.RequestID
+		}
+	}
+	out := map[string]bool{}
+	if len(want) == 0 {
+		return out, nil
+	}
+	js, err := c.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+		err := scan(ctx, js, offboard.StreamRequests, c.subjects.Request(tenant, p), func(m jetstream.Msg) {
+			if id, ok := want[m.Headers().Get(jetstream.MsgIDHeader)]; ok {
+				out[id] = true
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // notOfTenant is the error of --seq N when the tenant has no dead letter
@@ -306,8 +348,9 @@ type answer struct {
 }
 
 // retryEach re-publishes each picked dead letter as its request id's next
-// attempt after the highest one, and says what became of each.
-func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer) error {
+// attempt after the highest one, and says what became of each. One
+// answered since (answered), or whose retry waits (waiting), is not.
+func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer, waiting map[string]bool) error {
 	var retried, dup, left, since int
 	var errs []error
 	stopped := false // at a retry not published, rather than interrupted
@@ -323,12 +366,12 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			fmt.Fprintf(c.stdout, "%s was answered since its dead letter %d: %s, attempt %d; not retried\n", shownID(d.RequestID), d.Seq, a.outcome, a.attempt)
 			continue
 		}
-		attempt, err := nextAttempt(d, highest[d.RequestID])
-		var ack *jetstream.PubAck
-		if err == nil {
-			ack, err = c.retryOne(ctx, tenant, d, attempt)
-		}
+		attempt, ack, err := c.retryUnlessWaiting(ctx, tenant, d, highest[d.RequestID], waiting)
 		switch {
+		case errors.Is(err, errRetryWaits):
+			dup++
+			fmt.Fprintf(c.stdout, "%s attempt %d was retried before (dead letter %d, %s); it waits in %s\n",
+				d.RequestID, attempt, d.Seq, printable(d.Code), offboard.StreamRequests)
 		case err != nil && ctx.Err() != nil:
 			left = len(picked) - i // its retry may have been stored: run again, the stream drops a repeat
 		case err != nil:
@@ -355,6 +398,24 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		return stoppedAt(errs, left)
 	}
 	return notRetried(ctx, errs, left)
+}
+
+// errRetryWaits is a dead letter whose retry was published before and
+// waits in the request stream (retriesWaiting): it is not published again.
+var errRetryWaits = errors.New("its retry waits in the request stream")
+
+// retryUnlessWaiting re-publishes d as its next attempt after highest,
+// unless that retry waits in the request stream already (errRetryWaits).
+func (c *cli) retryUnlessWaiting(ctx context.Context, tenant string, d deadLetter, highest int, waiting map[string]bool) (int, *jetstream.PubAck, error) {
+	attempt, err := nextAttempt(d, highest)
+	switch {
+	case err != nil:
+		return attempt, nil, err
+	case waiting[d.RequestID] && ofRequest(d):
+		return attempt, nil, errRetryWaits
+	}
+	ack, err := c.retryOne(ctx, tenant, d, attempt)
+	return attempt, ack, err
 }
 
 // nextAttempt is the attempt of a dead letter's retry: one more than the

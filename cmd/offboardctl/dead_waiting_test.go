@@ -1,0 +1,43 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// A dead letter retried whose retry still waits in the request stream (a
+// tenant paused over a weekend, a budget spent) is not retried again:
+// the same retry, published once more, was dropped as a repeat only
+// within the stream's duplicate window, and stored a second time after
+// it, to be worked on twice.
+func TestDeadRetryAgainWhileItsRetryWaits(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	url := nc.ConnectedUrl()
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	publishDead(t, js, offboard.CodeAPIError, `{"requestId":"x-1","machineId":"`+a+`"}`)
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitOK || !strings.Contains(out, "retried x-1 attempt 2") || lastRequestSeq(t, js) != 1 {
+		t.Fatalf("first retry: exit %d, %d requests stored, stdout %q, stderr %q", code, lastRequestSeq(t, js), out, errs)
+	}
+	time.Sleep(time.Second) // the duplicate window passes
+	// Another request id's dead letter, stored since, is retried beside it.
+	publishDead(t, js, offboard.CodeAPIError, `{"requestId":"y-1","machineId":"`+b+`"}`)
+	code, out, errs = ctl(t, url, "dead", "retry", "contoso", "--all")
+	if n := lastRequestSeq(t, js); n != 2 {
+		t.Errorf("second retry: %d requests stored, want 2 (y-1's retry, not x-1's again)", n)
+	}
+	if code != exitOK || !strings.Contains(out, "x-1 attempt 2 was retried before") || !strings.Contains(out, "retried y-1 attempt 2") ||
+		!strings.Contains(out, "1 retried, 1 retried before") {
+		t.Errorf("second retry: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
