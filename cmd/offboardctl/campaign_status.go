@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
@@ -104,9 +103,10 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		return err
 	}
 	if asJSON {
-		enc := json.NewEncoder(c.stdout)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		// A cancel mark written by hand, and a result's error code, are
+		// shown with what a terminal acts on escaped, as status shows
+		// its entries.
+		return printJSON(c.stdout, st)
 	}
 	st.print(c)
 	return nil
@@ -195,7 +195,7 @@ func (st *campaignState) print(c *cli) {
 	if len(st.FailedByCode) > 0 {
 		var parts []string
 		for _, code := range slices.Sorted(maps.Keys(st.FailedByCode)) {
-			parts = append(parts, fmt.Sprintf("%s %d", code, st.FailedByCode[code]))
+			parts = append(parts, fmt.Sprintf("%s %d", printable(code), st.FailedByCode[code]))
 		}
 		fmt.Fprintf(w, "  failed     %s\n", strings.Join(parts, ", "))
 	}
