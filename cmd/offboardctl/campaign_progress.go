@@ -27,9 +27,20 @@ type progressSnapshot struct {
 
 func (s progressSnapshot) line() string {
 	c := s.counts
-	return fmt.Sprintf("campaign %s (%s): %d/%d answered: created %d, already_pending %d, dry_run %d, failed %d; waiting %d; published %d (before %d); ETA %s",
+	return fmt.Sprintf("campaign %s (%s): %d/%d answered: created %d, already_pending %d, dry_run %d, failed %d; waiting %d%s; published %d (before %d); ETA %s",
 		s.name, s.tenant, c.Answered(), c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting,
-		s.published, s.duplicates, s.etaText())
+		unpublishedNote(c, "; "), s.published, s.duplicates, s.etaText())
+}
+
+// unpublishedNote counts, after sep, the rows whose publish failed (an
+// acknowledgement that timed out while NATS was away): no result comes
+// for them in this run, and the run's end says to run it again. Empty
+// when there are none.
+func unpublishedNote(c campaign.Counts, sep string) string {
+	if c.Unpublished == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%snot published %d", sep, c.Unpublished)
 }
 
 // etaText is the ETA as shown: "paused" while an operator's pause holds
@@ -105,8 +116,8 @@ func (p *barProgress) room() int {
 // waiting and the ETA, with that bar or none, cut short if need be.
 func fitDescription(s progressSnapshot, room int) string {
 	c := s.counts
-	d := fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d · ETA %s",
-		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, s.etaText())
+	d := fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d%s · ETA %s",
+		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, unpublishedNote(c, " · "), s.etaText())
 	if room < 0 || utf8.RuneCountInString(d) <= room-barMinWidth {
 		return d
 	}
@@ -119,7 +130,11 @@ func fitDescription(s progressSnapshot, room int) string {
 			parts = append(parts, fmt.Sprintf("%s %d", o.label, o.n))
 		}
 	}
-	d = strings.Join(append(parts, fmt.Sprintf("waiting %d", c.Waiting), "ETA "+s.etaText()), ", ")
+	parts = append(parts, fmt.Sprintf("waiting %d", c.Waiting))
+	if c.Unpublished > 0 {
+		parts = append(parts, unpublishedNote(c, ""))
+	}
+	d = strings.Join(append(parts, "ETA "+s.etaText()), ", ")
 	if rs := []rune(d); len(rs) > room { // with no bar left
 		d = ""
 		if room > 0 {
