@@ -151,6 +151,13 @@ type seen struct {
 	aside    bool              // announcement.Aside
 	at       time.Time         // when this replica first read this revision of the entry
 	rev      uint64            // the entry's revision
+	// twin is the last announcement of another process under this
+	// replica id, read before this one; twins says the two took turns
+	// (the other announced after this one before): two processes alive
+	// under one id, started so by mistake, not one restarted under its
+	// name. Each overwrites the other's entry at its beat.
+	twin  *seen
+	twins bool
 }
 
 // PresenceOptions configure a replica's presence.
@@ -509,13 +516,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	if known && old.rev == e.Revision() {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
-	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, leaving: a.Leaving, aside: a.Aside, at: now, rev: e.Revision()}
-	for _, t := range a.Tenants {
-		s.tenants[t] = true
-		if d := a.Apps[t]; d != "" {
-			s.names[d] = t
-		}
-	}
+	s := seenOf(a, e.Revision(), now, old)
 	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps) || old.leaving != s.leaving || old.aside != s.aside) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
@@ -531,6 +532,35 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 				"neither replica works it until the files agree (its requests wait)",
 				zap.String("tenant", t), zap.String("other_name", other), zap.String("replica", e.Key()))
 		}
+	}
+}
+
+// seenOf is a's entry, of revision rev read at now, that follows old
+// under the same replica id (none: the zero seen).
+func seenOf(a announcement, rev uint64, now time.Time, old seen) seen {
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, leaving: a.Leaving, aside: a.Aside, at: now, rev: rev}
+	for _, t := range a.Tenants {
+		s.tenants[t] = true
+		if d := a.Apps[t]; d != "" {
+			s.names[d] = t
+		}
+	}
+	s.followTwin(old)
+	return s
+}
+
+// followTwin keeps, in s, the last announcement of another process under
+// the same replica id (seen.twin) from old, the entry s follows (none:
+// the zero seen).
+func (s *seen) followTwin(old seen) {
+	switch {
+	case old.rev == 0:
+	case old.instance == s.instance:
+		s.twin, s.twins = old.twin, old.twins
+	default:
+		prev := old
+		prev.twin, prev.twins = nil, false
+		s.twin, s.twins = &prev, old.twin != nil && old.twin.instance == s.instance
 	}
 }
 
@@ -684,6 +714,11 @@ func (p *Presence) anyLive(match func(seen) bool) bool {
 	}
 	for _, s := range p.others {
 		if match(s) && p.liveLocked(s, now) {
+			return true
+		}
+		// Of two processes under one id, the one whose announcement
+		// the other's overwrote lives too, while its last counts.
+		if s.twins && match(*s.twin) && p.liveLocked(*s.twin, now) {
 			return true
 		}
 	}
