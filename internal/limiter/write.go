@@ -189,7 +189,7 @@ func (t *Tenant) undo(batch []*Permit) {
 // brought the entries that came first, so the caller tries again; any
 // other failure is returned.
 func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error) {
-	seq, err := t.append(ctx, ev, last)
+	seq, sent, err := t.append(ctx, ev, last)
 	t.mu.Lock()
 	if err == nil {
 		t.lastSeq = max(t.lastSeq, seq)
@@ -200,9 +200,11 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 	ev.Reserved = nil
 	t.restorePendingLocked(ev)
 	var conflict *ConflictError
-	if len(reserved) > 0 && !errors.As(err, &conflict) {
+	if len(reserved) > 0 && sent && !errors.As(err, &conflict) {
 		// The entry may have been stored all the same (its answer lost):
-		// its end, as a call never sent, lets the others forget it.
+		// its end, as a call never sent, lets the others forget it. One
+		// refused before it was sent holds nothing: an end would only
+		// wait, with every such refusal's, for a write that never comes.
 		for _, c := range reserved {
 			t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID})
 		}
@@ -227,24 +229,25 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 // below where the feed began, where it reads like an entry too old to
 // count. No call of the tenant goes out from this process until it
 // starts again and reads the journal as it is. The entry stored holds
-// its calls for the others until they are due.
-func (t *Tenant) append(ctx context.Context, ev Event, last uint64) (uint64, error) {
+// its calls for the others until they are due. sent says whether ev
+// went to the journal.
+func (t *Tenant) append(ctx context.Context, ev Event, last uint64) (seq uint64, sent bool, err error) {
 	t.mu.Lock()
 	gone := t.gone
 	t.mu.Unlock()
 	if gone != nil {
-		return 0, gone
+		return 0, false, gone
 	}
 	read := t.shared.feedAt()
-	seq, err := t.shared.opts.Journal.Append(ctx, t.name, ev, last)
+	seq, err = t.shared.opts.Journal.Append(ctx, t.name, ev, last)
 	if err != nil || seq > read {
-		return seq, err
+		return seq, true, err
 	}
 	gone = fmt.Errorf("%w (an entry was stored as %d, this process's feed had read up to %d): restart the worker", ErrJournalEntryGone, seq, read)
 	t.mu.Lock()
 	t.gone = gone
 	t.mu.Unlock()
-	return 0, gone
+	return 0, true, gone
 }
 
 // afterConflict handles a failed Append that expected to follow the
