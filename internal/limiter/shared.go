@@ -4,6 +4,7 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"math"
@@ -53,9 +54,15 @@ type Journal interface {
 	// Append adds ev to the tenant's journal if the tenant's last entry
 	// is still the one numbered last (0: none), and returns the new
 	// entry's number. If another entry came first, it returns a
-	// *ConflictError.
+	// *ConflictError; an error that wraps ErrNotStored says it did not
+	// store ev.
 	Append(ctx context.Context, tenant string, ev Event, last uint64) (uint64, error)
 }
+
+// ErrNotStored marks an error of Append that is the journal's answer that
+// it did not store the entry (it refused it for a limit, say), unlike no
+// answer at all, after which the entry may have been stored.
+var ErrNotStored = errors.New("entry not stored")
 
 // ConflictError is Append's answer when the journal moved on: Last is the
 // number of the tenant's newest entry.

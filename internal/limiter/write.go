@@ -200,11 +200,12 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 	ev.Reserved = nil
 	t.restorePendingLocked(ev)
 	var conflict *ConflictError
-	if len(reserved) > 0 && sent && !errors.As(err, &conflict) {
+	if len(reserved) > 0 && sent && !errors.As(err, &conflict) && !errors.Is(err, ErrNotStored) {
 		// The entry may have been stored all the same (its answer lost):
 		// its end, as a call never sent, lets the others forget it. One
-		// refused before it was sent holds nothing: an end would only
-		// wait, with every such refusal's, for a write that never comes.
+		// refused, before it was sent or by the journal, holds nothing:
+		// an end would only wait, with every such refusal's, to be
+		// written, and go in one entry with them all.
 		for _, c := range reserved {
 			t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID})
 		}

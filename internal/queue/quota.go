@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 
@@ -80,6 +81,9 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 		return ack.Sequence, nil
 	}
 	if !IsWrongLastSequence(err) {
+		if notStored(err) {
+			return 0, fmt.Errorf("%w: %w", limiter.ErrNotStored, err)
+		}
 		return 0, err
 	}
 	// A replicated stream does not say which entry is last: ask.
@@ -91,6 +95,14 @@ func (j *QuotaJournal) Append(ctx context.Context, tenant string, ev limiter.Eve
 		return 0, fmt.Errorf("last %s entry of %s: %w", j.kind.stream, tenant, err)
 	}
 	return 0, &limiter.ConflictError{Last: m.Sequence}
+}
+
+// notStored says whether err, of a publish, says for sure that the
+// message was not stored: the server refused it for a limit
+// (StoreRefused), or the client did not send it (larger than the server
+// takes).
+func notStored(err error) bool {
+	return StoreRefused(err) || errors.Is(err, nats.ErrMaxPayload)
 }
 
 // clockProbe is the journal subject of the entries a process writes to
