@@ -178,7 +178,7 @@ func (s *Shared) mayCall() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lookLocked()
-	return s.ready && !s.skewedLocked()
+	return s.ready && !s.held && !s.skewedLocked()
 }
 
 // Healthy returns why this process may not start calls, or nil.
@@ -187,6 +187,9 @@ func (s *Shared) Healthy() error {
 	defer s.mu.Unlock()
 	if !s.ready {
 		return errors.New("the quota journal is still being read")
+	}
+	if s.held {
+		return fmt.Errorf("the %s's feed was cut off: no call starts until its stream is found the same", s.opts.Name)
 	}
 	s.lookLocked()
 	if s.stepBy != 0 {

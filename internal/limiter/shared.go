@@ -131,7 +131,13 @@ type Shared struct {
 
 	mu    sync.Mutex
 	ready bool
-	pos   uint64 // the journal entry the feed is at
+	// held says the feed was cut off and the journal not found the same
+	// since (Hold): no call starts. remade, once set, refuses every
+	// journal write: the journal was deleted or made anew under this
+	// process.
+	held   bool
+	remade error
+	pos    uint64 // the journal entry the feed is at
 	// from is the first entry the feed brought, or the one after the
 	// journal's end if it caught up before bringing any: it brings every
 	// entry from there on.
@@ -446,6 +452,47 @@ func (s *Shared) Close(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// Hold stops calls from starting until Resume: the feed was cut off (its
+// consumer deleted), and the journal may have been deleted and made anew
+// meanwhile. A journal made anew numbers its
+// entries again, under numbers the feed has read past and never brings;
+// a tenant's entries there may end at the very number of the last one
+// this process saw, which its next entry then follows as if it had read
+// them.
+func (s *Shared) Hold() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.held {
+		s.held = true
+		s.signalLocked()
+	}
+}
+
+// Resume lets calls start again after Hold. remade, when not nil, says
+// the journal was deleted, or made anew: no call of any tenant goes out from this
+// process until it starts again and reads the journal as it is (its
+// writes fail with ErrJournalEntryGone).
+func (s *Shared) Resume(remade error) {
+	s.mu.Lock()
+	s.held = false
+	if remade != nil && s.remade == nil {
+		s.remade = fmt.Errorf("%s: %w (%w): restart the worker", s.opts.Name, ErrJournalEntryGone, remade)
+		s.metrics.failures.Inc()
+	}
+	s.signalLocked()
+	tenants := s.tenantsLocked()
+	s.mu.Unlock()
+	wake(tenants)
+}
+
+// remadeErr is Resume's error once the journal was found made anew, or
+// nil.
+func (s *Shared) remadeErr() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.remade
 }
 
 // apply adds another process's entry to this view. Entries this process

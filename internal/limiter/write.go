@@ -236,6 +236,9 @@ func (t *Tenant) append(ctx context.Context, ev Event, last uint64) (seq uint64,
 	t.mu.Lock()
 	gone := t.gone
 	t.mu.Unlock()
+	if gone == nil {
+		gone = t.shared.remadeErr()
+	}
 	if gone != nil {
 		return 0, false, gone
 	}

@@ -78,11 +78,14 @@ func (j *oneCallJournal) start() *limiter.Limiter {
 	return l
 }
 
+// errNoPermit is record's error when l hands out no permit.
+var errNoPermit = errors.New("no permit")
+
 // record enters a call of l; it returns the permit, or nil and why not.
 func (j *oneCallJournal) record(l *limiter.Limiter) (*limiter.Permit, error) {
 	p, _ := l.TryAcquire(j.clock.Now())
 	if p == nil {
-		return nil, errors.New("no permit")
+		return nil, errNoPermit
 	}
 	ctx, cancel := context.WithTimeout(j.t.Context(), 5*time.Second)
 	defer cancel()
@@ -91,6 +94,17 @@ func (j *oneCallJournal) record(l *limiter.Limiter) (*limiter.Permit, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// recordHeld is record once l's process no longer holds its calls while
+// it looks at a stream its feed was cut off from (within 10 s).
+func (j *oneCallJournal) recordHeld(l *limiter.Limiter) (*limiter.Permit, error) {
+	for end := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		p, err := j.record(l)
+		if !errors.Is(err, errNoPermit) || time.Now().After(end) {
+			return p, err
+		}
+	}
 }
 
 // madeAnewUnder deletes the quota stream and makes it anew under the
@@ -109,7 +123,7 @@ func (j *oneCallJournal) madeAnewUnder(a *limiter.Limiter) error {
 		t.Fatal(err)
 	}
 	c := j.start()
-	if p, err := j.record(a); err == nil { // the tenant's first entry in the new stream
+	if p, err := j.recordHeld(a); err == nil { // the tenant's first entry in the new stream
 		p.CompleteNow()
 	} else if !errors.Is(err, limiter.ErrJournalEntryGone) {
 		t.Fatal(err)
@@ -123,7 +137,7 @@ func (j *oneCallJournal) madeAnewUnder(a *limiter.Limiter) error {
 	defer pc.CompleteNow()
 	time.Sleep(300 * time.Millisecond)
 	j.clock.Advance(time.Second)
-	pa, err := j.record(a)
+	pa, err := j.recordHeld(a)
 	if err == nil {
 		pa.CompleteNow()
 		t.Fatal("two calls under way in a window of one: the process never read the other's entry")

@@ -180,8 +180,20 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", kind.stream, err)
 	}
+	cut := make(chan struct{}, 1)
 	cc, err := cons.Consume(feed(kind, shared, end, log), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		log.Warn("journal feed", zap.String("stream", kind.stream), zap.Error(err))
+		// Cut off: the stream may have been deleted and made anew. Its
+		// consumer deleted, it likely was: no call starts until the
+		// stream is looked at. (Not for every cut: calls would wait
+		// through an outage for that look, fetching nothing.)
+		if errors.Is(err, jetstream.ErrConsumerDeleted) {
+			shared.Hold()
+		}
+		select {
+		case cut <- struct{}{}:
+		default:
+		}
 	}))
 	if err != nil {
 		return nil, fmt.Errorf("follow %s: %w", kind.stream, err)
@@ -189,11 +201,53 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	pctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	var probes sync.WaitGroup
 	probes.Go(func() { probeEvery(pctx, js, kind, shared, log) })
+	probes.Go(func() { checkAfterCuts(pctx, stream, kind, info.Created, shared, cut, log) })
 	return func() {
 		cancel()
 		probes.Wait()
 		cc.Stop()
 	}, nil
+}
+
+// checkAfterCuts looks at the journal's stream each time the feed was cut
+// off (cut) and, once it answers, tells shared (limiter.Shared.Resume)
+// whether it is as it was when the feed began (created then), or deleted
+// or made anew, which no call of this process may follow. Calls held
+// (limiter.Shared.Hold) wait until then.
+func checkAfterCuts(ctx context.Context, stream jetstream.Stream, kind journalKind, created time.Time, shared *limiter.Shared, cut <-chan struct{}, log *zap.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cut:
+		}
+		for {
+			sctx, cancel := StepCtx(ctx)
+			info, err := stream.Info(sctx)
+			cancel()
+			var remade error
+			switch {
+			case errors.Is(err, jetstream.ErrStreamNotFound):
+				// Whatever stream is made under its name later is a new one.
+				remade = fmt.Errorf("stream %s was deleted", kind.stream)
+			case err == nil && !info.Created.Equal(created):
+				remade = fmt.Errorf("stream %s was deleted and made anew: created %s, %s when this process began reading it",
+					kind.stream, info.Created.UTC().Format(time.RFC3339Nano), created.UTC().Format(time.RFC3339Nano))
+			}
+			if remade != nil {
+				log.Error(kind.name+" deleted under this process: it makes no call until it is restarted", zap.Error(remade))
+			}
+			if err == nil || remade != nil {
+				shared.Resume(remade)
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-shared.Wall().After(time.Second): // paces requests to the server
+			}
+		}
+	}
 }
 
 // clockLook is how often a process looks at its clock for a step, and
