@@ -706,6 +706,32 @@ type Machine struct {
 	RbacGroupID json.Number `json:"rbacGroupId"`
 }
 
+// errGroupID is a device record whose rbacGroupId is neither a number nor
+// a string holding one.
+var errGroupID = errors.New("rbacGroupId is not a number")
+
+// UnmarshalJSON reads a device record as encoding/json does, except that
+// an rbacGroupId that is no number, nor a string holding one, fails with
+// errGroupID: encoding/json's error for a string that is no number
+// quotes the string whole (with GOEXPERIMENT=jsonv2 too), and it is
+// whatever the answer wrote there (a credential a gateway echoed,
+// megabytes of text), which would go on into results and logs.
+func (m *Machine) UnmarshalJSON(data []byte) error {
+	type machine Machine // without this method
+	var rec struct {
+		machine
+		RbacGroupID json.RawMessage `json:"rbacGroupId"` // read below, hiding machine's
+	}
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return err
+	}
+	*m = Machine(rec.machine)
+	if rec.RbacGroupID != nil && json.Unmarshal(rec.RbacGroupID, &m.RbacGroupID) != nil {
+		return errGroupID
+	}
+	return nil
+}
+
 // EarliestSighting is the earliest lastSeen taken for a sighting: an
 // earlier one (.NET's 0001-01-01, Unix's 1970-01-01) is a placeholder for
 // a device never seen, not a device inactive for decades. Defender for
