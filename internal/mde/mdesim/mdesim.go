@@ -300,7 +300,8 @@ func New(opts Options) *Server {
 	if opts.OffboardStatus == 0 {
 		opts.OffboardStatus = http.StatusCreated
 	}
-	given := opts.Limits
+	// Unlimited: no window, whatever Limits gives.
+	var given map[string][]Window
 	if !opts.Unlimited {
 		given = DefaultLimits()
 		maps.Copy(given, opts.Limits)

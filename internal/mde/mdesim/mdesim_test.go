@@ -1779,3 +1779,18 @@ func TestLoginFaults(t *testing.T) {
 		t.Error("ParseLoginFault(nope) = nil error")
 	}
 }
+
+// Unlimited turns every limit off, windows given in Limits too: the
+// 101st call of a minute is admitted, and so is the second call under
+// a window of one.
+func TestUnlimitedIgnoresLimits(t *testing.T) {
+	s := newSim(t, mdesim.Options{TokenLifetime: 2 * time.Hour, Unlimited: true, Limits: map[string][]mdesim.Window{
+		mdesim.APIMachines: {{Count: 1, Length: time.Minute}},
+	}})
+	tok := s.token(t, tenantA, clientA, secretA)
+	for i := range 101 {
+		if r := s.do(t, http.MethodGet, "/api/machines/"+winID, tok, "", ""); r.status != http.StatusOK {
+			t.Fatalf("call %d: status %d", i+1, r.status)
+		}
+	}
+}
