@@ -26,6 +26,15 @@ const DefaultMaxInFlight = 4
 // go up to that count.
 var maxInFlightFloor = tightest(limiter.Default()).Count
 
+// MaxInFlightCeiling is the highest maxInFlight any tenant may set,
+// whatever its windows' counts. Each request under way holds a place of
+// up to 0.1 MiB, so this many take a gigabyte; and the tenant's loop
+// counts its free places one by one before each pull: under a window of
+// a count near the largest int, a maxInFlight as large kept that loop
+// counting for ever, a CPU spent and the stop never over, and the sum of
+// two such tenants' places wrapped round to a negative.
+const MaxInFlightCeiling = 10000
+
 // MinWindow is the shortest window a limit may have. The API counts calls
 // per minute and per hour; a window of a few nanoseconds (100/1ns for
 // 100/1m) lets every call through at once and meets the API's own limit
@@ -78,6 +87,8 @@ func (t *Tenant) checkConcurrency() []error {
 	case len(ws) > 0 && t.MaxInFlight > max(maxInFlightFloor, tightest(ws).Count):
 		errs = append(errs, fmt.Errorf("maxInFlight is more than %d, the count of the tightest offboard limit (at least the documented 100 a minute): a call under way counts in every window, so more requests never have their calls under way at once",
 			max(maxInFlightFloor, tightest(ws).Count)))
+	case t.MaxInFlight > MaxInFlightCeiling:
+		errs = append(errs, fmt.Errorf("maxInFlight is more than %d, the most a tenant may have under way whatever its limits", MaxInFlightCeiling))
 	case t.MaxInFlight == 0:
 		t.MaxInFlight = DefaultMaxInFlight
 	}

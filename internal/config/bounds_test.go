@@ -14,6 +14,10 @@ func TestParseRefusesValuesOutOfBounds(t *testing.T) {
 		{"maxInFlight", "    maxInFlight: 100000000\n", `tenant 1 ("contoso"): maxInFlight is more than 100`},
 		{"maxInFlight over the tightest window", "    limits:\n      offboard: [\"300/1m\", \"200/1h\"]\n    maxInFlight: 201\n", "maxInFlight is more than 200"},
 		{"maxInFlight overflowing a sum", "    maxInFlight: 9223372036854775807\n", "maxInFlight is more than 100"},
+		// A window's count as large allows no more: the tenant's loop
+		// counted its free places one by one, for ever, and a sum of two
+		// such tenants' places wrapped round.
+		{"maxInFlight under a window as large", "    limits:\n      offboard: [\"9223372036854775807/1m\"]\n    maxInFlight: 9223372036854775807\n", "maxInFlight is more than 10000, the most"},
 		{"spreadBurst", "    spreadBurst: 100000000\n", `tenant 1 ("contoso"): spreadBurst is more than 100`},
 		{"spreadBurst over the shortest window", "    limits:\n      offboard: [\"1500/1h\", \"20/1m\"]\n    spreadBurst: 21\n", "spreadBurst is more than 20"},
 		{"firstCheck", "    tracking: {enabled: true, firstCheck: 1ns}\n", `tenant 1 ("contoso"): tracking.firstCheck is shorter than 100ms`},
