@@ -19,6 +19,11 @@ func TestFlagErrorsShowNoValue(t *testing.T) {
 	}{
 		{args: []string{"---nats-url=" + url}, want: "bad flag syntax"},
 		{args: []string{"-=" + url}, want: "bad flag syntax"},
+		// A flag and its value in one argument (a container's args item
+		// "--nats-url nats://..."), or joined by something else than '=':
+		// the flag package takes it all for the flag's name.
+		{args: []string{"--nats-url " + url}, want: "flag provided but not defined: -nats-url"},
+		{args: []string{"--nats-url:" + url}, want: "flag provided but not defined: -nats-url"},
 		{args: []string{"--shutdown-timeout", url}, want: "-shutdown-timeout"},
 		{args: []string{"--pprof=" + url}, want: "-pprof"},
 		{args: []string{"--log-level", url}, want: "--log-level"},

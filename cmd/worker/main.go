@@ -225,6 +225,12 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 var (
 	quotedFlagValue = regexp.MustCompile(`invalid (boolean )?value "(?:[^"\\]|\\.)*" for (flag )?`)
 	badFlagSyntax   = regexp.MustCompile(`(?s)bad flag syntax: .*`)
+	// The name of a flag it does not know, which it quotes up to the
+	// '=': an argument holding a flag and its value without one
+	// ("--nats-url nats://user:password@host", one item of a container's
+	// args) is all taken for the name. What follows the name's
+	// characters goes.
+	undefinedFlag = regexp.MustCompile(`(?s)(flag provided but not defined: -[A-Za-z0-9_-]*)[^A-Za-z0-9_-].*`)
 )
 
 // shownFlagError is an error of the flag package without the argument it
@@ -233,6 +239,7 @@ var (
 func shownFlagError(err error) error {
 	msg := quotedFlagValue.ReplaceAllString(err.Error(), "invalid value for ${2}")
 	msg = badFlagSyntax.ReplaceAllLiteralString(msg, "bad flag syntax: write -name, --name or --name=value")
+	msg = undefinedFlag.ReplaceAllString(msg, "${1} and more in the same argument: give a flag's value after '=' or as the next argument")
 	return errors.New(msg)
 }
 
