@@ -35,6 +35,13 @@ var maxInFlightFloor = tightest(limiter.Default()).Count
 // two such tenants' places wrapped round to a negative.
 const MaxInFlightCeiling = 10000
 
+// MaxWindows is the most limits an API may have. The tenants' consumers
+// carry their offboard limits in their metadata, which NATS refuses over
+// 128 KiB: tens of thousands of limits passed --check-config, and the
+// start failed on that refusal, naming no setting. Each call also looks
+// at every window.
+const MaxWindows = 100
+
 // MinWindow is the shortest window a limit may have. The API counts calls
 // per minute and per hour; a window of a few nanoseconds (100/1ns for
 // 100/1m) lets every call through at once and meets the API's own limit

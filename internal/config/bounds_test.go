@@ -26,6 +26,10 @@ func TestParseRefusesValuesOutOfBounds(t *testing.T) {
 		{"maxInterval overflowing when doubled", "    tracking: {maxInterval: 2000000h}\n", "tracking.maxInterval is longer than"},
 		{"firstCheck overflowing when doubled", "    tracking: {firstCheck: 99999d}\n", "tracking.firstCheck is longer than"},
 		{"window", "    limits:\n      offboard: [\"100/1ns\"]\n", `tenant 1 ("contoso"): limits.offboard: limit 1 of 1: its window is shorter than 100ms`},
+		// So many windows that the consumers' metadata, which carries
+		// them, went over what NATS takes: --check-config passed it, and
+		// the start failed on NATS's refusal, naming no setting.
+		{"windows", "    limits:\n      offboard: [" + strings.Repeat("\"100/1m\", ", 20000) + "\"1500/1h\"]\n", `tenant 1 ("contoso"): limits.offboard: more than 100 limits`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -728,6 +728,10 @@ func (t *Tenant) resolveLimits() []error {
 			t.Resolved.Windows[api] = limiter.Default()
 			continue
 		}
+		if len(specs) > MaxWindows {
+			errs = append(errs, fmt.Errorf("limits.%s: more than %d limits; the API has two (100/1m, 1500/1h)", api, MaxWindows))
+			continue
+		}
 		ws, err := limiter.ParseWindows(specs)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("limits.%s: %w", api, err))
