@@ -393,12 +393,7 @@ func refusalOfRecord(t *testing.T, g *config.Guards, id, body string, now time.T
 // each used to match no glob, and the device was offboarded.
 func TestGuardNameAsWritten(t *testing.T) {
 	t.Parallel()
-	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
-	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"dc*.contoso.local", "sql01"}}}
-	for _, tc := range []struct {
-		name, dnsName, rule string
-	}{
+	checkNames(t, []string{"dc*.contoso.local", "sql01"}, []nameCase{
 		{"space before", " dc01.contoso.local", offboard.RuleComputerDNSNames},
 		{"space after", "DC01.contoso.local ", offboard.RuleComputerDNSNames},
 		{"tab and no-break space", "\tdc01.contoso.local\u00a0", offboard.RuleComputerDNSNames},
@@ -411,13 +406,7 @@ func TestGuardNameAsWritten(t *testing.T) {
 		{"soft hyphen inside", "dc0\u00ad1.contoso.local", offboard.RuleComputerDNSNames},
 		{"another host", " ws01.contoso.local ", ""},
 		{"another host, hidden characters", "ws\u200b01.contoso.local\u0000", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			name, _ := json.Marshal(tc.dnsName)
-			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
-		})
-	}
+	})
 }
 
 // TestGuardHiddenCharactersOnTheDevice: a tag or a device group name the
@@ -461,25 +450,14 @@ func TestGuardHiddenCharactersOnTheDevice(t *testing.T) {
 // the device was offboarded.
 func TestGuardInternationalNames(t *testing.T) {
 	t.Parallel()
-	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
-	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"bücher*.contoso.local", "xn--mnchen-3ya.contoso.local"}}}
-	for _, tc := range []struct {
-		name, dnsName, rule string
-	}{
+	checkNames(t, []string{"bücher*.contoso.local", "xn--mnchen-3ya.contoso.local"}, []nameCase{
 		{"letters as the glob", "Bücher01.contoso.local", offboard.RuleComputerDNSNames},
 		{"punycode of a letters glob", "xn--bcher01-n2a.contoso.local", offboard.RuleComputerDNSNames},
 		{"punycode, upper case", "XN--BCHER01-N2A.CONTOSO.LOCAL", offboard.RuleComputerDNSNames},
 		{"letters of a punycode glob", "MÜNCHEN.contoso.local", offboard.RuleComputerDNSNames},
 		{"an underscore and punycode", "xn--bcher_1-n2a.contoso.local", offboard.RuleComputerDNSNames},
 		{"another name", "xn--mnchen-3ya.fabrikam.local", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			name, _ := json.Marshal(tc.dnsName)
-			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
-		})
-	}
+	})
 }
 
 // TestGuardInternationalNameWithAnOddLabel: a name whose host label is
@@ -490,24 +468,13 @@ func TestGuardInternationalNames(t *testing.T) {
 // passed a glob written the other way.
 func TestGuardInternationalNameWithAnOddLabel(t *testing.T) {
 	t.Parallel()
-	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
-	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: []string{"bücher*", "xn--mnchen-3ya"}}}
-	for _, tc := range []struct {
-		name, dnsName, rule string
-	}{
+	checkNames(t, []string{"bücher*", "xn--mnchen-3ya"}, []nameCase{
 		{"punycode host, invalid punycode label", "xn--bcher01-n2a.xn--zz.local", offboard.RuleComputerDNSNames},
 		{"punycode host, label ending in a hyphen", "xn--bcher01-n2a.corp-.local", offboard.RuleComputerDNSNames},
 		{"letters host, label ending in a hyphen", "München.corp-.local", offboard.RuleComputerDNSNames},
 		{"letters host, joiner in a label", "münchen.a\u200db.local", offboard.RuleComputerDNSNames},
 		{"another host, odd label", "ws01.corp-.local", ""},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			name, _ := json.Marshal(tc.dnsName)
-			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
-		})
-	}
+	})
 }
 
 // TestGuardLongLabelIsQuick: a device name with a label far longer than
@@ -536,5 +503,25 @@ func TestGuardLongLabelIsQuick(t *testing.T) {
 		if took := time.Since(start); took > time.Second {
 			t.Errorf("%s: matched in %v", tc.name, took)
 		}
+	}
+}
+
+// nameCase is a device's computerDnsName, as the API gives it, and the
+// rule it is refused under ("": none).
+type nameCase struct{ name, dnsName, rule string }
+
+// checkNames runs each case as a subtest: a device record of that
+// computerDnsName, under host name globs.
+func checkNames(t *testing.T, globs []string, cases []nameCase) {
+	t.Helper()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	g := &config.Guards{Protect: config.Protect{ComputerDNSNames: globs}}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			name, _ := json.Marshal(tc.dnsName)
+			refusalOfRecord(t, g, id, `{"id":"`+id+`","computerDnsName":`+string(name)+`}`, now, tc.rule)
+		})
 	}
 }
