@@ -2,12 +2,14 @@ package app
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -54,5 +56,56 @@ func TestRequestStreamMadeAgainWhileRunning(t *testing.T) {
 	}
 	if len(ids) != 2 {
 		t.Errorf("dead letters' message ids %v, want two", ids)
+	}
+}
+
+// TestRequestStreamMadeAgainUnderARequest: the request stream is deleted
+// and made again while a request, the first of the old stream, waits for
+// its offboard call's answer; a request of the new stream, also the first
+// there, comes meanwhile. Both are answered, within seconds. The second
+// used to be taken for a redelivery of the first (requests under way
+// were known by their place in the stream alone) and left to it; the
+// first's ack and delete then went to the stream made again, to the
+// second's place, and the second was never answered.
+func TestRequestStreamMadeAgainUnderARequest(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true})
+	held, release := make(chan struct{}, 1), make(chan struct{})
+	withRewrite(e, func(req *http.Request, _ int, body []byte) []byte {
+		if isOffboard(req) {
+			select {
+			case held <- struct{}{}:
+			default:
+			}
+			select {
+			case <-release:
+			case <-time.After(time.Minute):
+			}
+		}
+		return body
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "old-1", "machineId": tt.machines[0].ID}, "")
+	testwait.For(t, held, 10*time.Second, "the first request's offboard call")
+
+	if err := e.js.DeleteStream(t.Context(), offboard.StreamRequests); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := e.replica() // makes the stream and its consumers again
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if ack := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "new-1", "machineId": tt.machines[1].ID}, ""); ack.Sequence != 1 {
+		t.Fatalf("the stream made again stored the request at %d, want 1", ack.Sequence)
+	}
+	time.Sleep(500 * time.Millisecond) // the new request pulled while the first is under way
+	close(release)
+	got := c.wait(t, 2, 30*time.Second) // well within the one-minute ack wait
+	for _, id := range []string{"contoso/old-1", "contoso/new-1"} {
+		if rs := got[id]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+			t.Errorf("%s: results %+v, want one created", id, rs)
+		}
 	}
 }

@@ -20,7 +20,7 @@ type handBackMsg struct {
 func (m *handBackMsg) Reply() string { return "" }
 
 func (m *handBackMsg) NakWithDelay(time.Duration) error {
-	_, busy := m.t.working.Load(m.seq)
+	busy := m.t.handles(m.seq)
 	m.marked = append(m.marked, busy)
 	return nil
 }
@@ -52,7 +52,7 @@ func TestHandedBackUnmarkedBeforeItsNak(t *testing.T) {
 			t.Errorf("%v: the redelivery taken for a request still under way", err)
 		}
 		j.unmark()
-		if _, busy := tr.working.Load(uint64(7)); !busy {
+		if !tr.handles(7) {
 			t.Errorf("%v: the first handler's end cleared its redelivery's mark", err)
 		}
 	}

@@ -465,9 +465,21 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 // mark marks the request as under way in this process; false when it is
 // already (a redelivery while this process works on it).
 func (j *job) mark() bool {
-	_, busy := j.t.working.LoadOrStore(j.seq, true)
+	_, busy := j.t.working.LoadOrStore(j.workKey(), true)
 	return !busy
 }
+
+// workKey tells a request under way from another: its place in the
+// request stream and when the stream stored it. The place alone does not:
+// a request stream deleted and made again numbers its requests from 1
+// again, and a request of the new stream taken for a redelivery of the
+// old one's under way at its place was left to it, unanswered.
+type workKey struct {
+	seq    uint64
+	stored int64
+}
+
+func (j *job) workKey() workKey { return workKey{j.seq, j.stored.UnixNano()} }
 
 // unmark clears the request's mark, once: a nak clears it before it goes
 // out, as the redelivery may come at once (a control's hand-back), and
@@ -475,7 +487,7 @@ func (j *job) mark() bool {
 func (j *job) unmark() {
 	if !j.unmarked {
 		j.unmarked = true
-		j.t.working.Delete(j.seq)
+		j.t.working.Delete(j.workKey())
 	}
 }
 

@@ -110,7 +110,7 @@ type tenantRun struct {
 	source  *queue.Source
 	devices keyedMutex
 	created createdActions // the actions this process answered created
-	working sync.Map       // stream sequences of requests being handled
+	working sync.Map       // the requests being handled, by workKey
 	// goneSaid is when the fetch last logged the tenant's consumer
 	// missing (the fetch loop's own).
 	goneSaid time.Time

@@ -68,7 +68,18 @@ func (w *Worker) handlesHere(tenant string, seq uint64) bool {
 	if !ok {
 		return false
 	}
-	_, busy := t.working.Load(seq)
+	return t.handles(seq)
+}
+
+// handles says whether a request at stream place seq is under way here:
+// of either stream, should the request stream have been made again, which
+// errs on the side of a call still under way.
+func (t *tenantRun) handles(seq uint64) bool {
+	busy := false
+	t.working.Range(func(k, _ any) bool {
+		busy = k.(workKey).seq == seq
+		return !busy
+	})
 	return busy
 }
 

@@ -40,7 +40,7 @@ func TestWorkingAnswers(t *testing.T) {
 		t.Fatal("no subscription")
 	}
 	defer func() { _ = w.workingSub.Unsubscribe() }()
-	w.tenants["contoso"].working.Store(uint64(7), true)
+	w.tenants["contoso"].working.Store(workKey{seq: 7}, true)
 	for _, c := range []struct {
 		instance, tenant string
 		seq              uint64
@@ -92,7 +92,7 @@ func TestPastTheLeaseTheCallersAnswerIsAwaited(t *testing.T) {
 			e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) { o.Presence = marked{instance: "w-1"} })
 			earlier := tc.earlier
 			if tc.writer == "w-1" {
-				e.w.tenants["contoso"].working.Store(earlier, true)
+				e.w.tenants["contoso"].working.Store(workKey{seq: earlier}, true)
 			}
 			if tc.answer != "" {
 				sub, err := e.js.Conn().Subscribe(e.w.opts.Settings.Subjects.Working(tc.writer), func(m *nats.Msg) {
