@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -69,8 +70,51 @@ func TestRequestStreamMadeAgainWhileRunning(t *testing.T) {
 // second's place, and the second was never answered.
 func TestRequestStreamMadeAgainUnderARequest(t *testing.T) {
 	t.Parallel()
+	e, c, release := madeAgainUnderACall(t)
+	if ack := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "new-1", "machineId": e.tenants["contoso"].machines[1].ID}, ""); ack.Sequence != 1 {
+		t.Fatalf("the stream made again stored the request at %d, want 1", ack.Sequence)
+	}
+	time.Sleep(500 * time.Millisecond) // the new request pulled while the first is under way
+	release()
+	got := c.wait(t, 2, 30*time.Second) // well within the one-minute ack wait
+	for _, id := range []string{"contoso/old-1", "contoso/new-1"} {
+		if rs := got[id]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+			t.Errorf("%s: results %+v, want one created", id, rs)
+		}
+	}
+}
+
+// TestRequestStreamMadeAgainUnderItsAck: the request stream is deleted
+// and made again while a request waits for its offboard call's answer.
+// Its ack goes to the consumer made again, which never delivered it and
+// does not answer: the request is done once the stream is found made
+// again, its ack and delete given up (they would take the place of the
+// new stream's request at its place). Before, the ack was sent again
+// every 2 s for as long as the worker ran, the request counted in flight.
+// A request of the new stream at that place is then answered.
+func TestRequestStreamMadeAgainUnderItsAck(t *testing.T) {
+	t.Parallel()
+	e, c, release := madeAgainUnderACall(t)
+	release()
+	c.wait(t, 1, 10*time.Second)
+	eventually(t, 20*time.Second, "the first request done", func() bool {
+		return metricValue(t, e, "mde_offboard_in_flight_requests", map[string]string{"tenant": "contoso"}) == 0
+	})
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "new-1", "machineId": e.tenants["contoso"].machines[1].ID}, "")
+	if rs := c.wait(t, 2, 30*time.Second)["contoso/new-1"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("the new stream's first request: results %+v, want one created", rs)
+	}
+}
+
+// madeAgainUnderACall starts a worker for contoso (two devices) whose
+// offboard calls are answered once release is called, publishes a
+// request for the first device, and once its call is under way deletes
+// the request stream and has a replica make it again. It returns the
+// worker's env and a collector of results.
+func madeAgainUnderACall(t *testing.T) (*env, *collector, func()) {
+	t.Helper()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, noStart: true})
-	held, release := make(chan struct{}, 1), make(chan struct{})
+	held, released := make(chan struct{}, 1), make(chan struct{})
 	withRewrite(e, func(req *http.Request, _ int, body []byte) []byte {
 		if isOffboard(req) {
 			select {
@@ -78,7 +122,7 @@ func TestRequestStreamMadeAgainUnderARequest(t *testing.T) {
 			default:
 			}
 			select {
-			case <-release:
+			case <-released:
 			case <-time.After(time.Minute):
 			}
 		}
@@ -86,10 +130,8 @@ func TestRequestStreamMadeAgainUnderARequest(t *testing.T) {
 	})
 	e.start()
 	c := e.collect("mde.offboard.result.>")
-	tt := e.tenants["contoso"]
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "old-1", "machineId": tt.machines[0].ID}, "")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "old-1", "machineId": e.tenants["contoso"].machines[0].ID}, "")
 	testwait.For(t, held, 10*time.Second, "the first request's offboard call")
-
 	if err := e.js.DeleteStream(t.Context(), offboard.StreamRequests); err != nil {
 		t.Fatal(err)
 	}
@@ -97,15 +139,6 @@ func TestRequestStreamMadeAgainUnderARequest(t *testing.T) {
 	if err := b.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if ack := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "new-1", "machineId": tt.machines[1].ID}, ""); ack.Sequence != 1 {
-		t.Fatalf("the stream made again stored the request at %d, want 1", ack.Sequence)
-	}
-	time.Sleep(500 * time.Millisecond) // the new request pulled while the first is under way
-	close(release)
-	got := c.wait(t, 2, 30*time.Second) // well within the one-minute ack wait
-	for _, id := range []string{"contoso/old-1", "contoso/new-1"} {
-		if rs := got[id]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-			t.Errorf("%s: results %+v, want one created", id, rs)
-		}
-	}
+	var once sync.Once
+	return e, c, func() { once.Do(func() { close(released) }) }
 }

@@ -875,7 +875,9 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 	if j.stopAlive != nil {
 		j.stopAlive()
 	}
-	w.untilDone(ctx, j, "ack request", j.msg.DoubleAck)
+	if !w.untilDone(ctx, j, "ack request", j.msg.DoubleAck) {
+		return
+	}
 	w.untilDone(ctx, j, "delete answered request", func(ctx context.Context) error {
 		return queue.Retire(ctx, w.requests, j.seq)
 	})
@@ -887,21 +889,63 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 // it spaces messages to the server, not logic a test controls. A step that
 // fails for good is logged: the result stands, a redelivery is answered
 // from the ledger, and an answered request left in the stream is removed
-// by the sweep (queue.Sweep).
-func (w *Worker) untilDone(ctx context.Context, j *job, what string, step func(context.Context) error) {
+// by the sweep (queue.Sweep). After a failure, the request stream is
+// looked at first: deleted, or made again since it stored the request,
+// the request went with it, and the step and those after it are given up
+// (false). They would go to the stream made again, to the place of its
+// request there: an ack the consumer made again does not answer until it
+// has delivered that request, then acks it, and a delete removes it.
+// The look is brief, made while connected to NATS, and once in
+// streamLookEvery at most: an outage or a leader's election does not slow
+// the step's retries.
+func (w *Worker) untilDone(ctx context.Context, j *job, what string, step func(context.Context) error) bool {
+	var looked time.Time
 	for {
 		sctx, cancel := queue.StepCtx(ctx)
 		err := step(sctx)
 		cancel()
 		if err == nil {
-			return
+			return true
+		}
+		if (looked.IsZero() || time.Since(looked) >= streamLookEvery) && w.opts.JS != nil && w.opts.JS.Conn().IsConnected() {
+			looked = time.Now()
+			if gone := w.storedInAStreamGone(ctx, j); gone != nil {
+				j.log.Warn(what+": given up, the request went with its stream", zap.Error(err), zap.NamedError("stream", gone))
+				return false
+			}
 		}
 		if !queue.Outage(err) || sleepCtx(ctx, realClock, outageRetry) != nil {
 			j.log.Warn(what, zap.Error(err))
-			return
+			return true
 		}
 	}
 }
+
+// storedInAStreamGone says why the request stream that stored j's request
+// is gone, or nil when it is not, or not known to be: deleted, or made
+// again since it stored the request.
+func (w *Worker) storedInAStreamGone(ctx context.Context, j *job) error {
+	if j.stored.IsZero() || w.requests == nil {
+		return nil
+	}
+	sctx, cancel := context.WithTimeout(ctx, streamLook)
+	defer cancel()
+	info, err := w.requests.Info(sctx)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("stream %s was deleted", offboard.StreamRequests)
+	case err == nil && info.Created.After(j.stored):
+		return fmt.Errorf("stream %s was made again at %s, after it stored the request", offboard.StreamRequests, info.Created.UTC().Format(time.RFC3339Nano))
+	}
+	return nil
+}
+
+// streamLook bounds a look at the request stream after a step failed,
+// and streamLookEvery spaces them.
+const (
+	streamLook      = 500 * time.Millisecond
+	streamLookEvery = 10 * time.Second
+)
 
 // realClock paces messages to the server.
 var realClock = clockwork.NewRealClock()
