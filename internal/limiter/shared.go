@@ -132,10 +132,12 @@ type Shared struct {
 	mu    sync.Mutex
 	ready bool
 	// held says the feed was cut off and the journal not found the same
-	// since (Hold): no call starts. remade, once set, refuses every
-	// journal write: the journal was deleted or made anew under this
-	// process.
+	// since (Hold): no call starts. holds counts the Holds: a look at the
+	// journal begun before the last one does not end it (Resume).
+	// remade, once set, refuses every journal write: the journal was
+	// deleted or made anew under this process.
 	held   bool
+	holds  uint64
 	remade error
 	pos    uint64 // the journal entry the feed is at
 	// from is the first entry the feed brought, or the one after the
@@ -464,19 +466,34 @@ func (s *Shared) Close(ctx context.Context) {
 func (s *Shared) Hold() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.holds++
 	if !s.held {
 		s.held = true
 		s.signalLocked()
 	}
 }
 
-// Resume lets calls start again after Hold. remade, when not nil, says
+// Holds is the number of Holds so far, to read before the journal is
+// looked at: that look answers for them, and for none made later.
+func (s *Shared) Holds() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.holds
+}
+
+// Resume lets calls start again after Hold, with the answer of a look at
+// the journal begun when Holds was holds. A Hold made since keeps calls
+// held: the cut that made it may have come after the journal answered
+// (it was deleted and made anew during the look), and only a look begun
+// after it answers for it. remade, when not nil, says
 // the journal was deleted, or made anew: no call of any tenant goes out from this
 // process until it starts again and reads the journal as it is (its
 // writes fail with ErrJournalEntryGone).
-func (s *Shared) Resume(remade error) {
+func (s *Shared) Resume(holds uint64, remade error) {
 	s.mu.Lock()
-	s.held = false
+	if s.holds == holds {
+		s.held = false
+	}
 	if remade != nil && s.remade == nil {
 		s.remade = fmt.Errorf("%s: %w (%w): restart the worker", s.opts.Name, ErrJournalEntryGone, remade)
 		s.metrics.failures.Inc()

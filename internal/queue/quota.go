@@ -213,7 +213,8 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 // off (cut) and, once it answers, tells shared (limiter.Shared.Resume)
 // whether it is as it was when the feed began (created then), or deleted
 // or made anew, which no call of this process may follow. Calls held
-// (limiter.Shared.Hold) wait until then.
+// (limiter.Shared.Hold) wait until then; held again during a look, they
+// wait for the next one, which that cut brings.
 func checkAfterCuts(ctx context.Context, stream jetstream.Stream, kind journalKind, created time.Time, shared *limiter.Shared, cut <-chan struct{}, log *zap.Logger) {
 	for {
 		select {
@@ -222,6 +223,7 @@ func checkAfterCuts(ctx context.Context, stream jetstream.Stream, kind journalKi
 		case <-cut:
 		}
 		for {
+			holds := shared.Holds()
 			sctx, cancel := StepCtx(ctx)
 			info, err := stream.Info(sctx)
 			cancel()
@@ -238,7 +240,7 @@ func checkAfterCuts(ctx context.Context, stream jetstream.Stream, kind journalKi
 				log.Error(kind.name+" deleted under this process: it makes no call until it is restarted", zap.Error(remade))
 			}
 			if err == nil || remade != nil {
-				shared.Resume(remade)
+				shared.Resume(holds, remade)
 				break
 			}
 			select {
