@@ -191,6 +191,9 @@ func (s *Shared) Healthy() error {
 	if s.held {
 		return fmt.Errorf("the %s's feed was cut off: no call starts until its stream is found the same", s.opts.Name)
 	}
+	if s.remade != nil {
+		return s.remade // every write fails until a restart
+	}
 	s.lookLocked()
 	if s.stepBy != 0 {
 		return fmt.Errorf("the clock was stepped by %v: no call starts until the NATS server's time measures it again (a probe of the quota journal)", s.stepBy.Round(time.Millisecond))
