@@ -485,8 +485,8 @@ func (s *Shared) Holds() uint64 {
 // the journal begun when Holds was holds. A Hold made since keeps calls
 // held: the cut that made it may have come after the journal answered
 // (it was deleted and made anew during the look), and only a look begun
-// after it answers for it. remade, when not nil, says
-// the journal was deleted, or made anew: no call of any tenant goes out from this
+// after it answers for it. remade, when not nil, says the journal was
+// deleted, or made anew: no call of any tenant goes out from this
 // process until it starts again and reads the journal as it is (its
 // writes fail with ErrJournalEntryGone).
 func (s *Shared) Resume(holds uint64, remade error) {
