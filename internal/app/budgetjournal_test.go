@@ -50,6 +50,11 @@ func TestBudgetJournalGoneShowsInMetrics(t *testing.T) {
 	if n := len(e.offboardCallsSince("contoso", time.Time{})); n != 0 {
 		t.Errorf("%d offboard calls without the budget journal, want none", n)
 	}
+	// The failure is counted as the feed finds the stream gone, a moment
+	// before a request's write fails and is logged.
+	eventually(t, 10*time.Second, "a request left for redelivery", func() bool {
+		return logs.FilterMessage("request left for redelivery").Len() > 0
+	})
 	wantNamed(t, logs, "request left for redelivery", "budget journal of tenant contoso")
 }
 
