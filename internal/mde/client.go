@@ -290,11 +290,13 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if stream != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
-		return c.streamed(ctx, resp, method+" "+path, limit, func(r io.Reader) { stream(r, tok.Token) })
+		return c.streamed(ctx, resp, method+" "+path, limit, tok.Token, func(r io.Reader) { stream(r, tok.Token) })
 	}
 	data, err := readAnswer(resp, limit)
 	if err != nil {
-		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, err), true)
+		// Scrubbed as a transport error is: the body's reader quotes a
+		// trailer line it cannot read, which may echo the token.
+		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, tokenScrubbed{err, tok.Token}), true)
 	}
 	v := Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
 	if v.RefreshToken {
@@ -310,12 +312,13 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 
 // streamed classifies a successful answer whose body stream reads, at
 // most limit bytes of it. An error reading the body (not the JSON in it:
-// that is stream's to report) is an answer that did not come whole.
-func (c *Client) streamed(ctx context.Context, resp *http.Response, call string, limit int64, stream func(io.Reader)) *Verdict {
+// that is stream's to report) is an answer that did not come whole; its
+// text has token replaced, as send's read error has.
+func (c *Client) streamed(ctx context.Context, resp *http.Response, call string, limit int64, token string, stream func(io.Reader)) *Verdict {
 	src := &readFailure{r: io.LimitReader(resp.Body, limit)}
 	stream(src)
 	if src.err != nil {
-		return ClassifyError(ctx, fmt.Errorf("%s: read answer: %w", call, src.err), true)
+		return ClassifyError(ctx, fmt.Errorf("%s: read answer: %w", call, tokenScrubbed{src.err, token}), true)
 	}
 	return Classify(resp.StatusCode, resp.Header, nil, c.now())
 }
@@ -336,9 +339,9 @@ func (f *readFailure) Read(p []byte) (int, error) {
 }
 
 // tokenScrubbed is a transport error whose text has the bearer token
-// replaced: Go's HTTP client quotes a status line or header it cannot
-// read, which a server may have filled with the request's Authorization
-// header.
+// replaced: Go's HTTP client quotes a status line, header or trailer it
+// cannot read, which a server may have filled with the request's
+// Authorization header.
 type tokenScrubbed struct {
 	err   error
 	token string
