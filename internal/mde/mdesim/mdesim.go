@@ -433,7 +433,7 @@ func (s *Server) AddMachine(tenantID string, m Machine) {
 		m.OnboardingStatus = "Onboarded"
 	}
 	m.MachineTags = slices.Clone(m.MachineTags)
-	m.Members = maps.Clone(m.Members)
+	m.Members = cloneMembers(m.Members)
 	tn := s.tenantLocked(tenantID)
 	key := strings.ToLower(m.ID)
 	if old := tn.machines[key]; old != nil {
@@ -457,6 +457,21 @@ func (s *Server) Machines(tenantID string) []Machine {
 	for i, m := range tn.machineList {
 		out[i] = *m
 		out[i].MachineTags = slices.Clone(m.MachineTags)
+		out[i].Members = cloneMembers(m.Members)
+	}
+	return out
+}
+
+// cloneMembers is a copy of members, each value copied too: the caller's
+// map and values stay apart from those the simulator serves under its
+// lock.
+func cloneMembers(members map[string]json.RawMessage) map[string]json.RawMessage {
+	if members == nil {
+		return nil
+	}
+	out := make(map[string]json.RawMessage, len(members))
+	for name, v := range members {
+		out[name] = slices.Clone(v)
 	}
 	return out
 }
