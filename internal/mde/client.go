@@ -671,16 +671,24 @@ func CutAction(raw json.RawMessage) json.RawMessage {
 	return append(out, '}')
 }
 
-// ParseActions reads a list answer {"value": [...]}.
+// ParseActions reads a list answer {"value": [...]}. An answer that
+// holds only part of the list (@odata.nextLink) is an error: the device's
+// pending action, or the one an attempt whose answer was lost made, may
+// be on a page not read, and an action read as absent could be made a
+// second time.
 func ParseActions(body []byte) ([]Action, error) {
 	var list struct {
 		Value *[]json.RawMessage `json:"value"`
+		Next  string             `json:"@odata.nextLink"`
 	}
 	if err := json.Unmarshal(body, &list); err != nil {
 		return nil, fmt.Errorf("read machine actions: %w", err)
 	}
 	if list.Value == nil {
 		return nil, errNoList("machine actions")
+	}
+	if list.Next != "" {
+		return nil, errors.New("read machine actions: the answer holds part of the list (@odata.nextLink)")
 	}
 	out := make([]Action, 0, len(*list.Value))
 	for _, raw := range *list.Value {

@@ -1019,6 +1019,12 @@ func TestParseActions(t *testing.T) {
 		{name: "an action without id", body: `{"value": [` + first + `, {"type": "Offboard"}]}`, wantErr: true},
 		{name: "value is not a list", body: `{"value": {}}`, wantErr: true},
 		{name: "not JSON", body: `<html></html>`, wantErr: true},
+		// Part of the list: an action on a page not read (the device's
+		// pending one, or the one a lost answer made) would be taken
+		// for none.
+		{name: "more follow", body: `{"value": [` + second + `], "@odata.nextLink": "https://api.securitycenter.microsoft.com/api/machineactions?$skip=1"}`, wantErr: true},
+		{name: "a link null", body: `{"value": [], "@odata.nextLink": null}`, want: []Action{}},
+		{name: "a link empty", body: `{"value": [], "@odata.nextLink": ""}`, want: []Action{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
