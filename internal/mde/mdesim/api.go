@@ -570,6 +570,14 @@ func (s *Server) getMachineLocked(tn *tenant, idOrName string, call *Call) reply
 type listQuery struct {
 	filter    filterExpr
 	top, skip int
+	topGiven  bool // $top was given: without it, the whole list is asked for
+}
+
+// linksRest says whether an answer of size records at most, with more
+// records left, links to them (@odata.nextLink): when it holds less than
+// $top asked for, or there was no $top, which asks for the whole list.
+func (q listQuery) linksRest(size int) bool {
+	return !q.topGiven || size < q.top
 }
 
 // parseListQuery reads $filter, $top and $skip; other $-options are
@@ -608,7 +616,7 @@ func parseListQuery(rawQuery string, sch schema) (listQuery, *reply) {
 			} else if n > maxTop {
 				return bad(fmt.Sprintf("The limit of '%d' for Top query has been exceeded. The value from the incoming request is '%d'.", maxTop, n))
 			} else {
-				q.top = n
+				q.top, q.topGiven = n, true
 			}
 		default:
 			return bad(fmt.Sprintf("Query option '%s' is not supported.", k))
@@ -683,7 +691,7 @@ func (s *Server) listMachinesLocked(tn *tenant, r *http.Request) reply {
 		s.rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
 	body := listBody{ODataContext: odataContextBase + "Machines", Value: out}
-	if more && size < q.top {
+	if more && q.linksRest(size) {
 		body.NextLink = nextLink(r, q, len(out))
 	}
 	return reply{status: http.StatusOK, body: body}
@@ -775,7 +783,7 @@ func (s *Server) listActionsLocked(tn *tenant, r *http.Request, now time.Time) r
 		s.rnd.Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
 	}
 	body := listBody{ODataContext: odataContextBase + "MachineActions", Value: out}
-	if to < len(match) && size < q.top {
+	if to < len(match) && q.linksRest(size) {
 		body.NextLink = nextLink(r, q, len(out))
 	}
 	return reply{status: http.StatusOK, body: body}
