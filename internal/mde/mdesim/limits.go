@@ -136,9 +136,14 @@ func (s *Server) admitLocked(k windowKey, now time.Time) (ok bool, full Window, 
 	return true, Window{}, 0
 }
 
-// retryAfterSeconds rounds d up to whole seconds, at least 1.
+// retryAfterSeconds rounds d up to whole seconds, at least 1. The
+// remainder is added after the division: d plus a second would overflow
+// for the longest durations.
 func retryAfterSeconds(d time.Duration) int64 {
-	secs := int64((d + time.Second - 1) / time.Second)
+	secs := int64(d / time.Second)
+	if d%time.Second > 0 {
+		secs++
+	}
 	return max(secs, 1)
 }
 
