@@ -180,9 +180,18 @@ const routeMiss = "No HTTP resource was found"
 
 // InactiveFilter is the OData filter of the devices last seen before
 // cutoff whose healthStatus is one of health and osPlatform one of os
-// (empty: any): "or" within a field, "and" across fields.
+// (empty: any): "or" within a field, "and" across fields. The cutoff
+// goes in whole seconds, rounded up: the API writes dates with seven
+// digits after the second at most, and does not document whether its
+// filter reads more. The list may then hold devices last seen in the
+// part of a second after cutoff: the caller checks each device's
+// lastSeen against cutoff itself.
 func InactiveFilter(cutoff time.Time, health, os []string) string {
-	parts := []string{"lastSeen lt " + cutoff.UTC().Format(time.RFC3339Nano)}
+	whole := cutoff.UTC().Truncate(time.Second)
+	if whole.Before(cutoff) {
+		whole = whole.Add(time.Second)
+	}
+	parts := []string{"lastSeen lt " + whole.Format(time.RFC3339)}
 	for _, f := range []struct {
 		field  string
 		values []string
