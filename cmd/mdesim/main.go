@@ -97,8 +97,8 @@ func (c *config) check() error {
 	if _, _, err := net.SplitHostPort(c.listen); err != nil {
 		return fmt.Errorf("--listen: %w", err)
 	}
-	if c.machines < 0 {
-		return fmt.Errorf("--machines %d: must not be negative", c.machines)
+	if c.machines < 0 || c.machines > mdesim.MaxDevices {
+		return fmt.Errorf("--machines %d: must be between 0 and %d", c.machines, mdesim.MaxDevices)
 	}
 	if err := c.checkIDs(); err != nil {
 		return err

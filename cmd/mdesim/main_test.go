@@ -21,11 +21,16 @@ func TestBadFlagIsOneError(t *testing.T) {
 	if err := os.WriteFile(badFixtures, []byte("tenants:\n  - generate: -1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Two billion devices would be made in memory before the first answer.
+	hugeFixtures := filepath.Join(t.TempDir(), "huge.yaml")
+	if err := os.WriteFile(hugeFixtures, []byte("tenants:\n  - tenantId: 99999999-2222-3333-4444-555555555555\n    generate: 2000000000\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, args := range [][]string{
 		{"--nope"}, {"--latency", "soon"}, {"--limits", "offboard=100"}, {"--listen", "8443"},
 		{"--machines", "-1"}, {"--fail-rate", "1.5"}, {"--spurious-404-rate", "-0.1"}, {"--lost-answer-rate", "NaN"},
 		{"--latency", "-1s"}, {"--action-complete-after", "-1s"}, {"--token-lifetime", "0s"},
-		{"--fixtures", fixtures}, {"--fixtures", badFixtures},
+		{"--fixtures", fixtures}, {"--fixtures", badFixtures}, {"--fixtures", hugeFixtures}, {"--machines", "2000000000"},
 	} {
 		var stderr bytes.Buffer
 		_, err := parseFlags(args, &stderr)

@@ -62,6 +62,12 @@ type FixtureMachine struct {
 	RbacGroupID   int      `yaml:"rbacGroupId"`
 }
 
+// MaxDevices bounds the devices made for one tenant (Fixtures' Generate,
+// mdesim's --machines): they are all made in memory before the first
+// answer, about 1 KiB each, and the largest real tenants hold some
+// hundreds of thousands.
+const MaxDevices = 1_000_000
+
 var fixtureMachineID = regexp.MustCompile(`^[0-9a-fA-F]{40}$`)
 
 // ParseFixtures reads a fixtures file. Unknown keys are errors.
@@ -77,8 +83,8 @@ func ParseFixtures(data []byte) (*Fixtures, error) {
 		if t.TenantID == "" {
 			errs = append(errs, fmt.Errorf("fixtures: tenant %d: no tenantId", i+1))
 		}
-		if t.Generate < 0 {
-			errs = append(errs, fmt.Errorf("fixtures: tenant %d: generate must not be negative", i+1))
+		if t.Generate < 0 || t.Generate > MaxDevices {
+			errs = append(errs, fmt.Errorf("fixtures: tenant %d: generate must be between 0 and %d", i+1, MaxDevices))
 		}
 		for k, m := range t.Machines {
 			where := fmt.Sprintf("fixtures: tenant %d, machine %d", i+1, k+1)
