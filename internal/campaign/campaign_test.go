@@ -461,3 +461,57 @@ func TestReportCellsAreNotFormulas(t *testing.T) {
 		t.Errorf("OtherDevice of row 3: %q, %v", other, err)
 	}
 }
+
+// TestReportKeepsLongNamesWhole: a report's device cells are the row's
+// names, whatever their length (a DNS name has up to 255 characters); the
+// message is cut to 200 characters, and a cell of garbage longer than any
+// name to 1000. And two rows whose long names differ only past the 200th
+// character are told apart.
+func TestReportKeepsLongNamesWhole(t *testing.T) {
+	t.Parallel()
+	r, err := NewRows("wave", 3, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	long := strings.Repeat(strings.Repeat("a", 63)+".", 3) + strings.Repeat("b", 60) // 252 characters
+	other := long[:len(long)-1] + "c"
+	id := strings.Repeat("1", 40)
+	if _, err := r.Result(1, &offboard.Result{RequestID: RequestID("wave", 1), MachineID: id, ComputerDNSName: long,
+		Outcome: offboard.OutcomeFailed, Attempt: 1, Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: strings.Repeat("m", 300)}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Result(2, &offboard.Result{RequestID: RequestID("wave", 2), MachineID: id, ComputerDNSName: long, Outcome: offboard.OutcomeCreated, Attempt: 1}); err != nil {
+		t.Fatal(err)
+	}
+	garbage := strings.Repeat("x", 5000)
+	if err := r.Invalid(3, offboard.Request{}, "machineId is not 40 hexadecimal characters"); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := r.WriteReport(&out, strings.NewReader("machineId,computerDnsName\n,"+long+"\n"+id+",\n"+garbage+",\n")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := csv.NewReader(strings.NewReader(out.String())).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 {
+		t.Fatalf("report of %d lines, want 4:\n%s", len(got), out.String())
+	}
+	if n := len([]rune(got[3][2])); n != reportCellLength {
+		t.Errorf("a garbage machineId of 5000 characters reported with %d, want %d", n, reportCellLength)
+	}
+	// Row 1 names the device, row 2 shows the name its id has.
+	for i, line := range got[1:3] {
+		if line[3] != long {
+			t.Errorf("row %d: computerDnsName %d characters (%q), want the row's %d", i+1, len([]rune(line[3])), line[3], len(long))
+		}
+	}
+	if msg := []rune(got[1][6]); len(msg) != reportMessageLength {
+		t.Errorf("message of %d characters, want it cut to %d", len(msg), reportMessageLength)
+	}
+	if dev, err := r.OtherDevice(Row{N: 1, ComputerDNSName: other}); err != nil || dev != long {
+		t.Errorf("OtherDevice of a row naming %q: %q, %v; want the result's device", other, dev, err)
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -150,7 +151,7 @@ func (r *Rows) OtherDevice(row Row) (string, error) {
 	}
 	differs := func(want, got string) bool {
 		// As the worker matches names: case and a final dot aside.
-		want, got = strings.TrimSuffix(strings.TrimSpace(clean(want)), "."), strings.TrimSuffix(strings.TrimSpace(got), ".")
+		want, got = strings.TrimSuffix(strings.TrimSpace(cell(want)), "."), strings.TrimSuffix(strings.TrimSpace(got), ".")
 		return want != "" && got != "" && !strings.EqualFold(want, got)
 	}
 	switch {
@@ -205,8 +206,9 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 	}
 	r.buf.Reset()
 	for i, f := range fields {
-		fields[i] = clean(f)
+		fields[i] = cell(f)
 	}
+	fields[messageField] = cut(fields[messageField], reportMessageLength)
 	if err := r.w.Write(fields); err != nil {
 		return err
 	}
@@ -254,16 +256,30 @@ func (r *Rows) move(n int, st byte) {
 // reportMessageLength is how much of a failure's message the report keeps.
 const reportMessageLength = 200
 
-// clean makes a field one line of at most reportMessageLength characters.
-func clean(s string) string {
-	s = strings.Map(func(c rune) rune {
+// reportCellLength is how much of any other cell the report keeps: more
+// than a device's name (up to 255 characters) or an action's id holds,
+// which cut short would name no device or action; only a cell that names
+// none anyway (a row's garbage) is cut.
+const reportCellLength = 1000
+
+// messageField is the place of the message among a row's fields (set).
+const messageField = 4
+
+// cell makes a field one line (a line break or a tab is a space) of at
+// most reportCellLength characters.
+func cell(s string) string {
+	return cut(strings.Map(func(c rune) rune {
 		if c == '\n' || c == '\r' || c == '\t' {
 			return ' '
 		}
 		return c
-	}, s)
-	if rs := []rune(s); len(rs) > reportMessageLength {
-		s = string(rs[:reportMessageLength-1]) + "…"
+	}, s), reportCellLength)
+}
+
+// cut cuts s to limit characters, the last of them "…".
+func cut(s string, limit int) string {
+	if utf8.RuneCountInString(s) > limit {
+		s = string([]rune(s)[:limit-1]) + "…"
 	}
 	return s
 }
@@ -315,7 +331,7 @@ func (r *Rows) WriteReport(out io.Writer, csvFile io.Reader) error {
 		// The row's own names first; the result's where the row has none
 		// (a device id resolved from its name).
 		line[0], line[1] = strconv.Itoa(row.N), RequestID(r.name, row.N)
-		line[2], line[3] = cmp.Or(clean(row.MachineID), fields[0]), cmp.Or(clean(row.ComputerDNSName), fields[1])
+		line[2], line[3] = cmp.Or(cell(row.MachineID), fields[0]), cmp.Or(cell(row.ComputerDNSName), fields[1])
 		copy(line[4:], fields[2:])
 		for i := range line {
 			line[i] = NotFormula(line[i])
