@@ -515,3 +515,44 @@ func TestReportKeepsLongNamesWhole(t *testing.T) {
 		t.Errorf("OtherDevice of a row naming %q: %q, %v; want the result's device", other, dev, err)
 	}
 }
+
+// TestNULInARowIsTheRowsAlone: a NUL byte in a row of a UTF-8 CSV makes
+// that row invalid, wherever the row is; the file is not taken for UTF-16,
+// which only a NUL in its first line (or a UTF-16 byte order mark) says.
+// A UTF-16 file whose first line is blank is still told as one.
+func TestNULInARowIsTheRowsAlone(t *testing.T) {
+	t.Parallel()
+	id := strings.Repeat("a", 40)
+	s := Settings{Tenant: "contoso", Name: "wave"}
+	for name, body := range map[string]string{
+		"first row": "machineId,comment\n" + id + ",a\x00b\n" + id + ",ok\n",
+		"CR ends":   "machineId,comment\r" + id + ",a\x00b\r" + id + ",ok\r",
+		"later row": "machineId,comment\n" + id + ",ok\n" + id + ",ok\n" + id + ",a\x00b\n" + id + ",ok\n",
+	} {
+		r, err := NewReader(strings.NewReader(body))
+		if err != nil {
+			t.Errorf("%s: %v, want the header read", name, err)
+			continue
+		}
+		var invalid []int
+		for {
+			row, err := r.Next()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			if _, _, err := s.Request(row); err != nil {
+				invalid = append(invalid, row.N)
+			}
+		}
+		if len(invalid) != 1 {
+			t.Errorf("%s: invalid rows %v, want the row with the NUL alone", name, invalid)
+		}
+	}
+	blankFirst := "\n\x00" + "m\x00a\x00c\x00h\x00i\x00n\x00e\x00I\x00d\x00\n\x00"
+	if _, err := NewReader(strings.NewReader(blankFirst)); !errors.Is(err, ErrNoDeviceColumn) || !strings.Contains(err.Error(), "UTF-16") {
+		t.Errorf("UTF-16 after a blank first line: %v, want it told as UTF-16", err)
+	}
+}

@@ -113,11 +113,21 @@ func NewReader(r io.Reader) (*Reader, error) {
 var errUTF16 = fmt.Errorf("%w: the file is UTF-16: save it as UTF-8", ErrNoDeviceColumn)
 
 // isUTF16 says whether the file starts with a UTF-16 byte order mark, or
-// has a NUL byte in its first line's bytes, which no text in UTF-8 has.
+// has a NUL byte in its first line's bytes, which no text in UTF-8 has
+// (the line breaks and NUL bytes before it aside: a UTF-16 file's blank
+// first line). A NUL byte in a later line is that row's: the row is
+// invalid, the file is not UTF-16.
 func isUTF16(br *bufio.Reader) bool {
 	head, _ := br.Peek(64)
 	s := string(head)
-	return strings.HasPrefix(s, utf16LE) || strings.HasPrefix(s, utf16BE) || strings.Contains(s, "\x00")
+	if strings.HasPrefix(s, utf16LE) || strings.HasPrefix(s, utf16BE) {
+		return true
+	}
+	line := strings.TrimLeft(s, "\r\n\x00")
+	if end := strings.IndexAny(line, "\r\n"); end >= 0 {
+		line = line[:end]
+	}
+	return strings.Contains(line, "\x00")
 }
 
 // powerShellType reads the line #TYPE <type name> that Windows PowerShell
