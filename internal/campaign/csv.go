@@ -133,6 +133,8 @@ func isUTF16(br *bufio.Reader) bool {
 // powerShellType reads the line #TYPE <type name> that Windows PowerShell
 // 5's Export-Csv writes before the header (unless -NoTypeInformation),
 // when the file starts with one: 1, the line read. Else 0, nothing read.
+// The line ends at LF, CRLF or a lone CR, as the lines after it do
+// (crLines): a file saved again with CR line ends has no LF at all.
 func powerShellType(br *bufio.Reader) int {
 	const prefix = "#type "
 	head, _ := br.Peek(len(prefix))
@@ -140,7 +142,14 @@ func powerShellType(br *bufio.Reader) int {
 		return 0
 	}
 	for {
-		if _, err := br.ReadSlice('\n'); !errors.Is(err, bufio.ErrBufferFull) {
+		c, err := br.ReadByte()
+		switch {
+		case err != nil, c == '\n':
+			return 1
+		case c == '\r':
+			if next, err := br.Peek(1); err == nil && next[0] == '\n' {
+				_, _ = br.Discard(1)
+			}
 			return 1
 		}
 	}

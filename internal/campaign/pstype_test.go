@@ -18,6 +18,9 @@ func TestReaderSkipsPowerShellsTypeLine(t *testing.T) {
 		"after a BOM": "\ufeff#TYPE Selected.Microsoft.PowerShell.Commands.MachineRow\n\"machineId\",\"comment\"\n\"" + id + "\",\"retired\"\n\"not-an-id\",\"x\"\n",
 		"lower case":  "#type Row\nmachineId,comment\n" + id + ",retired\nnot-an-id,x\n",
 		"long name":   "#TYPE " + strings.Repeat("N", 5000) + "\nmachineId,comment\n" + id + ",retired\nnot-an-id,x\n",
+		// Saved again as Excel for Mac's "CSV (Macintosh)": CR line ends.
+		"CR ends":        "#TYPE System.Management.Automation.PSCustomObject\rmachineId,comment\r" + id + ",retired\rnot-an-id,x\r",
+		"CR ends quoted": "#TYPE Row\r\"machineId\",\"comment\"\r\"" + id + "\",\"retired\"\r\"not-an-id\",\"x\"\r",
 	} {
 		readsRowsAfterTheFirstLine(t, name, body, id, "retired")
 	}
