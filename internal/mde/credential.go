@@ -198,6 +198,17 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	if err := cred.refresh(); err != nil {
 		return nil, err
 	}
+	// A federated token file is read now, as the other kinds' files are
+	// when built: the kubelet mounts a projected token before the
+	// container starts, so one missing, empty or unreadable now is a
+	// misconfiguration. Read first at the first token request, it let
+	// the worker start and say it was ready while every call of the
+	// tenant failed. The token read is the one the first request sends.
+	if w, ok := cred.current.(*workloadCredential); ok {
+		if _, err := w.file.assertion(context.Background()); err != nil {
+			return nil, err
+		}
+	}
 	return cred, nil
 }
 

@@ -183,12 +183,31 @@ func TestWorkloadIdentityTokenFile(t *testing.T) {
 		}
 	})
 
+	// A file that is not one at start fails NewCredential
+	// (TestWorkloadIdentityTokenFileCheckedAtStart); one replaced by it
+	// while running fails the token request, not for good: the file
+	// may be put right.
 	dir := t.TempDir()
 	for kind, path := range notCredentialFiles(t, dir, maxSecretFile) {
 		t.Run(kind, func(t *testing.T) {
 			t.Parallel()
-			err := returnsSoon(t, filepath.Join(dir, "fifo"), func() error {
-				_, err := w.getToken(t, path)
+			tokenFile := filepath.Join(t.TempDir(), "token")
+			if err := os.WriteFile(tokenFile, []byte(w.token), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cc := CredentialConfig{TenantID: simTenantID, ClientID: simClientID, WorkloadIdentity: true, TokenFile: tokenFile}
+			cred, err := NewCredential(cc, w.cloud, w.hc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(path, tokenFile+".new"); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(tokenFile+".new", tokenFile); err != nil {
+				t.Fatal(err)
+			}
+			err = returnsSoon(t, filepath.Join(dir, "fifo"), func() error {
+				_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{w.cloud.Scope}})
 				return err
 			})
 			var te *TokenError
