@@ -155,7 +155,8 @@ func TestDeploymentFlags(t *testing.T) {
 
 // localConfig returns the container's arguments with the tenants file
 // the ConfigMap mounts replaced by deploy/worker.yaml, which it is
-// generated from.
+// generated from, its credential files in a temporary directory
+// (exampleConfig).
 func localConfig(t *testing.T, c container) []string {
 	t.Helper()
 	var mount string
@@ -164,6 +165,7 @@ func localConfig(t *testing.T, c container) []string {
 			mount = m.MountPath
 		}
 	}
+	example := exampleConfig(t)
 	args := make([]string, 0, len(c.Args))
 	found := false
 	for _, a := range c.Args {
@@ -171,7 +173,7 @@ func localConfig(t *testing.T, c container) []string {
 			if p != path.Join(mount, "worker.yaml") {
 				t.Errorf("--config=%s is not the ConfigMap's worker.yaml under %s", p, mount)
 			}
-			a, found = "--config=../../deploy/worker.yaml", true
+			a, found = "--config="+example, true
 		}
 		args = append(args, a)
 	}

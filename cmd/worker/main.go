@@ -378,9 +378,12 @@ func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
 }
 
 // checkConfig checks the tenants file, and it against the flags (its
-// windows and budgets against the journals' histories), as the worker
-// does at start, without reading a secret: 0 and one line when it is
-// valid, 2 and one line saying what is wrong when not.
+// windows and budgets against the journals' histories), then the files
+// it names (secrets, certificates, federated tokens, CA bundles), as the
+// worker does at start: 0 and one line when it is valid, 2 and one line
+// saying what is wrong when not, or, for the files, one line per
+// problem, naming the tenant and the setting. What a file holds is
+// never shown.
 func checkConfig(o app.Options, stdout, stderr io.Writer) int {
 	path := o.ConfigPath
 	f, err := config.Load(path)
@@ -398,8 +401,28 @@ func checkConfig(o app.Options, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "worker: "+where+oneLine(err))
 		return 2
 	}
+	if errs := app.CheckFiles(f, time.Now()); len(errs) > 0 {
+		for _, err := range firstErrors(errs) {
+			fmt.Fprintln(stderr, "worker:", path+":", oneLine(err))
+		}
+		return 2
+	}
 	fmt.Fprintf(stdout, "worker: %s: valid, %d tenant(s)\n", path, len(f.Tenants))
 	return 0
+}
+
+// maxFileErrors is how many of the files' problems --check-config
+// gives: a CA bundle or a secrets volume missing for thousands of
+// tenants would give a line for each.
+const maxFileErrors = 10
+
+// firstErrors is the first maxFileErrors of errs, and a last one saying
+// how many more there are.
+func firstErrors(errs []error) []error {
+	if len(errs) <= maxFileErrors {
+		return errs
+	}
+	return append(errs[:maxFileErrors:maxFileErrors], fmt.Errorf("and %d more", len(errs)-maxFileErrors))
 }
 
 // oneLine is err's text on one line: its lines, their indentation left

@@ -224,7 +224,7 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, &stdout, &stderr); code != 0 {
+	if code := run([]string{"--check-config", "--config", exampleConfig(t)}, &stdout, &stderr); code != 0 {
 		t.Fatalf("deploy/worker.yaml: exit code %d: %s", code, stderr.String())
 	}
 	if !strings.Contains(stdout.String(), "valid, 2 tenant(s)") {
@@ -241,12 +241,13 @@ func TestCheckConfig(t *testing.T) {
 	}
 
 	// Flags the worker refuses at start are refused by the check too.
+	example := exampleConfig(t)
 	for _, flags := range [][]string{
 		{"--nats-inbox-prefix", "a b"}, {"--replica-id", "bad id!"}, {"--tlscert", "cert.pem"},
 		{"--log-level", "bogus"}, {"--log-format", "bogus"}, {"--nats-url", "nats://u:p@h:x"},
 	} {
 		stderr.Reset()
-		if code := run(append([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, flags...), io.Discard, &stderr); code != 2 {
+		if code := run(append([]string{"--check-config", "--config", example}, flags...), io.Discard, &stderr); code != 2 {
 			t.Errorf("--check-config %v: exit code %d, want 2 as the worker's start", flags, code)
 		}
 	}
@@ -801,7 +802,7 @@ func TestUnknownEnvironmentVariables(t *testing.T) {
 		t.Errorf("unknown variables %v, want %v", c.unknownEnv, want)
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, &stdout, &stderr); code != 0 {
+	if code := run([]string{"--check-config", "--config", exampleConfig(t)}, &stdout, &stderr); code != 0 {
 		t.Fatalf("--check-config: exit %d, stderr %q", code, stderr.String())
 	}
 	for _, want := range []string{"MDE_OFFBOARD_SHUTDOWN_TIMOUT", "MDE_OFFBOARD_NATS_PASWORD", "sets no flag"} {

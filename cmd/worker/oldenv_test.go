@@ -14,7 +14,7 @@ import (
 func TestCheckConfigNamesOldEnvironmentNames(t *testing.T) {
 	t.Setenv("NATS_URL", "nats://worker:s3cret-value@127.0.0.1:4222")
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--check-config", "--config", "../../deploy/worker.yaml"}, &stdout, &stderr); code != 0 {
+	if code := run([]string{"--check-config", "--config", exampleConfig(t)}, &stdout, &stderr); code != 0 {
 		t.Fatalf("--check-config: exit %d, stderr %q", code, stderr.String())
 	}
 	for _, want := range []string{"NATS_URL", "MDE_OFFBOARD_NATS_URL"} {

@@ -224,6 +224,35 @@ func CheckConfig(f *config.File, o Options) error {
 	return a.checkHistories()
 }
 
+// CheckFiles reads the files the tenants of f name, as New does, without
+// building a credential or contacting anything: each tenant's secret,
+// certificate, password or federated token file, checked at now
+// (mde.CredentialConfig.CheckFiles), and its caFile. One error per
+// problem, in the words New uses, naming the tenant and the setting,
+// never a path or what a file holds. A CA bundle shared by tenants is
+// read once.
+func CheckFiles(f *config.File, now time.Time) []error {
+	var errs []error
+	cas := map[string]error{}
+	for _, tc := range f.Tenants {
+		if err := tc.Credential().CheckFiles(now); err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: credentials: %w", tc.Name, err))
+		}
+		if tc.CAFile == "" {
+			continue
+		}
+		err, ok := cas[tc.CAFile]
+		if !ok {
+			_, err = caPool(tc.CAFile)
+			cas[tc.CAFile] = err
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %s: %w", tc.Name, err))
+		}
+	}
+	return errs
+}
+
 // checkFlags refuses connection settings and a replica id that cannot
 // work, before anything starts.
 func (o Options) checkFlags() error {
@@ -483,20 +512,30 @@ func httpClient(caFile string, idle int) (*http.Client, error) {
 	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 15 * time.Second}
 	tr.ResponseHeaderTimeout = 30 * time.Second
 	if caFile != "" {
-		pem, err := mde.ReadCredentialFile("caFile", caFile, maxCAFile)
+		pool, err := caPool(caFile)
 		if err != nil {
 			return nil, err
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, errors.New("caFile: no PEM certificate in the file it names")
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+}
+
+// caPool is the system's certificates and those of the CA bundle caFile
+// names. Its error names the setting, not the path or the content.
+func caPool(caFile string) (*x509.CertPool, error) {
+	pem, err := mde.ReadCredentialFile("caFile", caFile, maxCAFile)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, errors.New("caFile: no PEM certificate in the file it names")
+	}
+	return pool, nil
 }
 
 // maxCAFile bounds a CA bundle, as a certificate file is bounded: the

@@ -79,6 +79,42 @@ func (c CredentialConfig) kind() (string, error) {
 	return kinds[0], nil
 }
 
+// CheckFiles reads the files the settings name, as building the
+// credential does, without building it or contacting anything: the
+// client secret file, the certificate file and its password file (a
+// certificate and its key, valid at now), the federated token file (not
+// empty; AZURE_FEDERATED_TOKEN_FILE when tokenFile is not set). Its
+// error names the setting and the reason, never the path or what the
+// file holds. A client secret in an environment variable is not looked
+// at: the variable is the worker's, not the checker's.
+func (c CredentialConfig) CheckFiles(now time.Time) error {
+	kind, err := c.kind()
+	if err != nil {
+		return err
+	}
+	switch kind {
+	case "clientSecretFile":
+		secret, err := readSecret("clientSecretFile", c.ClientSecretFile)
+		if err != nil {
+			return err
+		}
+		if err := checkClientSecret(secret); err != nil {
+			return fmt.Errorf("clientSecretFile: the file it names %w", err)
+		}
+	case "certificateFile":
+		_, _, _, err := loadCertificate(c, now)
+		return err
+	case "workloadIdentity":
+		_, _, file, err := c.workloadSettings()
+		if err != nil {
+			return err
+		}
+		_, err = readSecret("tokenFile", file)
+		return err
+	}
+	return nil
+}
+
 // Credential is a token source that can be made to forget its cached token,
 // after a 401 or when its secret file changes.
 type Credential struct {
@@ -278,32 +314,8 @@ func checkClientSecret(secret string) error {
 
 func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
-		data, err := ReadCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
+		certs, key, cert, err := loadCertificate(cc, now())
 		if err != nil {
-			return nil, err
-		}
-		var password []byte
-		if cc.CertificatePasswordFile != "" {
-			p, err := readSecret("certificatePasswordFile", cc.CertificatePasswordFile)
-			if err != nil {
-				return nil, err
-			}
-			password = []byte(p)
-		}
-		certs, key, err := parseCertificates(data, password)
-		if err != nil && encryptedPEMKey(data) {
-			return nil, errors.New("certificateFile: an encrypted PEM key is not supported: export the certificate as PKCS#12 (.pfx) with its password, or the key unencrypted")
-		}
-		if err != nil {
-			// The library's text is not repeated: it is about the file's
-			// contents.
-			return nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
-		}
-		cert, err := checkCertificateKey(certs, key)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkCertificateDates(cert, now()); err != nil {
 			return nil, err
 		}
 		tc, err := azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
@@ -313,6 +325,42 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		}
 		return certificateCredential{tc, cert.NotAfter}, nil
 	}, slices.DeleteFunc([]string{cc.CertificateFile, cc.CertificatePasswordFile}, func(p string) bool { return p == "" })
+}
+
+// loadCertificate reads the certificate file and its password file,
+// and returns the file's certificates and key, and the certificate the
+// key signs for, valid at now. Its errors name the setting, never the
+// path or what the files hold.
+func loadCertificate(cc CredentialConfig, now time.Time) ([]*x509.Certificate, crypto.PrivateKey, *x509.Certificate, error) {
+	data, err := ReadCredentialFile("certificateFile", cc.CertificateFile, maxCertificateFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var password []byte
+	if cc.CertificatePasswordFile != "" {
+		p, err := readSecret("certificatePasswordFile", cc.CertificatePasswordFile)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		password = []byte(p)
+	}
+	certs, key, err := parseCertificates(data, password)
+	if err != nil && encryptedPEMKey(data) {
+		return nil, nil, nil, errors.New("certificateFile: an encrypted PEM key is not supported: export the certificate as PKCS#12 (.pfx) with its password, or the key unencrypted")
+	}
+	if err != nil {
+		// The library's text is not repeated: it is about the file's
+		// contents.
+		return nil, nil, nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
+	}
+	cert, err := checkCertificateKey(certs, key)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := checkCertificateDates(cert, now); err != nil {
+		return nil, nil, nil, err
+	}
+	return certs, key, cert, nil
 }
 
 // parseCertificates reads a certificate file's certificates and key, as
@@ -435,19 +483,9 @@ func checkCertificateDates(c *x509.Certificate, now time.Time) error {
 // path names, to its end).
 func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
-		// The library's defaults, from the variables the workload
-		// identity webhook sets.
-		tenantID, clientID, file := cc.TenantID, cc.ClientID, cc.TokenFile
-		for _, d := range []struct {
-			v    *string
-			name string
-		}{{&tenantID, "AZURE_TENANT_ID"}, {&clientID, "AZURE_CLIENT_ID"}, {&file, "AZURE_FEDERATED_TOKEN_FILE"}} {
-			if *d.v == "" {
-				*d.v = os.Getenv(d.name)
-			}
-			if *d.v == "" {
-				return nil, fmt.Errorf("workloadIdentity: %s is not set", d.name)
-			}
+		tenantID, clientID, file, err := cc.workloadSettings()
+		if err != nil {
+			return nil, err
 		}
 		tf := &tokenFile{path: file, now: now}
 		cred, err := azidentity.NewClientAssertionCredential(tenantID, clientID, tf.assertion,
@@ -457,6 +495,25 @@ func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noD
 		}
 		return &workloadCredential{cred: cred, file: tf}, nil
 	}, nil
+}
+
+// workloadSettings are a workload identity's tenant, application and
+// federated token file: the settings', or the library's defaults, from
+// the variables the workload identity webhook sets.
+func (c CredentialConfig) workloadSettings() (tenantID, clientID, file string, err error) {
+	tenantID, clientID, file = c.TenantID, c.ClientID, c.TokenFile
+	for _, d := range []struct {
+		v    *string
+		name string
+	}{{&tenantID, "AZURE_TENANT_ID"}, {&clientID, "AZURE_CLIENT_ID"}, {&file, "AZURE_FEDERATED_TOKEN_FILE"}} {
+		if *d.v == "" {
+			*d.v = os.Getenv(d.name)
+		}
+		if *d.v == "" {
+			return "", "", "", fmt.Errorf("workloadIdentity: %s is not set", d.name)
+		}
+	}
+	return tenantID, clientID, file, nil
 }
 
 // workloadCredential reads the token file before each token request, so
