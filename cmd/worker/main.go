@@ -326,7 +326,10 @@ func maxRequests(o *app.Options) error {
 
 // oldEnvVars sets each flag that neither the command line nor its
 // MDE_OFFBOARD_ variable set from its variable's old name (--nats-url:
-// NATS_URL), and returns the old names it used.
+// NATS_URL), and returns the old names it used. An empty variable sets
+// nothing, as ff does with an empty MDE_OFFBOARD_ one: a generic name
+// left empty in a container's environment (CONFIG=, PPROF=) read a
+// tenants file named "" or refused the start.
 func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string, error) {
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -337,7 +340,7 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 			return
 		}
 		name := envName(f.Name)
-		if v, ok := lookup(name); ok {
+		if v, ok := lookup(name); ok && v != "" {
 			if serr := fs.Set(f.Name, v); serr != nil {
 				err = fmt.Errorf("environment variable %s: %w", name, serr)
 				return
