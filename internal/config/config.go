@@ -656,7 +656,12 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	if !guid.MatchString(t.TenantID) {
 		errs = append(errs, errors.New("tenantId must be a GUID"))
 	}
-	if !guid.MatchString(t.ClientID) && !t.ManagedIdentity {
+	switch {
+	case t.ManagedIdentity && t.ClientID != "" && !guid.MatchString(t.ClientID):
+		// It picks a user-assigned identity by its client id: anything
+		// else was sent to the identity endpoint as one at the first call.
+		errs = append(errs, errors.New("clientId must be a GUID: with managedIdentity, a user-assigned identity's client id, or none for the system-assigned identity"))
+	case !guid.MatchString(t.ClientID) && !t.ManagedIdentity:
 		errs = append(errs, errors.New("clientId must be a GUID"))
 	}
 	if err := t.Credential().Check(); err != nil {
