@@ -76,6 +76,15 @@ func (c CredentialConfig) kind() (string, error) {
 		return "", fmt.Errorf("set exactly one of clientSecretFile, clientSecretEnv, certificateFile, workloadIdentity, managedIdentity (got %d: %s)",
 			len(kinds), strings.Join(kinds, ", "))
 	}
+	// A file of another way is not ignored: tokenFile beside
+	// managedIdentity (workloadIdentity meant) would log in with the
+	// host's identity, on AKS the node's, not the workload's.
+	switch {
+	case c.TokenFile != "" && !c.WorkloadIdentity:
+		return "", fmt.Errorf("tokenFile is set without workloadIdentity: true, and %s takes no token file: remove one", kinds[0])
+	case c.CertificatePasswordFile != "" && c.CertificateFile == "":
+		return "", fmt.Errorf("certificatePasswordFile is set without certificateFile, and %s takes no password file: remove one", kinds[0])
+	}
 	return kinds[0], nil
 }
 
