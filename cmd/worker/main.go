@@ -54,13 +54,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = log.Sync() }()
-	c.warnEnv(log)
 	o := c.o
-	o.Logger = log
-
-	a, err := app.New(o)
-	if err != nil {
-		log.Error("configuration", zap.Error(err))
+	a := c.newApp(log)
+	if a == nil {
 		return 2
 	}
 	sig := catchSignals(log)
@@ -99,19 +95,54 @@ func (c cli) runCheckConfig(stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
-	for _, name := range c.unknownEnv {
+	f, err := config.Load(c.o.ConfigPath)
+	for _, name := range c.misspelt(f) {
 		fmt.Fprintf(stderr, "worker: warning: environment variable %s sets no flag: is it misspelt?\n", name)
 	}
 	for _, old := range c.oldEnv {
 		fmt.Fprintf(stderr, "worker: warning: environment variable %s without the MDE_OFFBOARD_ prefix: rename it %s\n", old, envPrefix+old)
 	}
-	return checkConfig(c.o, stdout, stderr)
+	return checkConfig(c.o, f, err, stdout, stderr)
 }
 
-// warnEnv warns of the environment variables that set no flag, and of
-// those read under their old names.
-func (c cli) warnEnv(log *zap.Logger) {
-	for _, name := range c.unknownEnv {
+// misspelt are the MDE_OFFBOARD_ variables that set no flag, but for
+// those a tenant of f (nil: none read) names as its clientSecretEnv,
+// which may carry the prefix too.
+func (c cli) misspelt(f *config.File) []string {
+	if f == nil {
+		return c.unknownEnv
+	}
+	secrets := map[string]bool{}
+	for _, t := range f.Tenants {
+		secrets[t.ClientSecretEnv] = true
+	}
+	return slices.DeleteFunc(slices.Clone(c.unknownEnv), func(name string) bool { return secrets[name] })
+}
+
+// newApp reads the tenants file, warns of the environment variables,
+// and builds the app; nil after a configuration error, logged. The file
+// is read before the warnings: a variable a tenant's clientSecretEnv
+// names is no misspelt flag.
+func (c cli) newApp(log *zap.Logger) *app.App {
+	o := c.o
+	o.Logger = log
+	f, err := config.Load(o.ConfigPath)
+	c.warnEnv(log, f)
+	if err == nil {
+		o.Tenants = f
+		var a *app.App
+		if a, err = app.New(o); err == nil {
+			return a
+		}
+	}
+	log.Error("configuration", zap.Error(err))
+	return nil
+}
+
+// warnEnv warns of the environment variables that set no flag (but the
+// tenants' secrets of f), and of those read under their old names.
+func (c cli) warnEnv(log *zap.Logger, f *config.File) {
+	for _, name := range c.misspelt(f) {
 		log.Warn("environment variable sets no flag: is it misspelt?", zap.String("variable", name))
 	}
 	for _, old := range c.oldEnv {
@@ -380,16 +411,15 @@ func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
 	return unknown
 }
 
-// checkConfig checks the tenants file, and it against the flags (its
-// windows and budgets against the journals' histories), then the files
-// it names (secrets, certificates, federated tokens, CA bundles), as the
-// worker does at start: 0 and one line when it is valid, 2 and one line
-// saying what is wrong when not, or, for the files, one line per
-// problem, naming the tenant and the setting. What a file holds is
-// never shown.
-func checkConfig(o app.Options, stdout, stderr io.Writer) int {
+// checkConfig checks the tenants file f, read from o.ConfigPath with
+// err, and it against the flags (its windows and budgets against the
+// journals' histories), then the files it names (secrets, certificates,
+// federated tokens, CA bundles), as the worker does at start: 0 and one
+// line when it is valid, 2 and one line saying what is wrong when not,
+// or, for the files, one line per problem, naming the tenant and the
+// setting. What a file holds is never shown.
+func checkConfig(o app.Options, f *config.File, err error, stdout, stderr io.Writer) int {
 	path := o.ConfigPath
-	f, err := config.Load(path)
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", path+":", oneLine(err))
 		return 2
