@@ -118,7 +118,7 @@ func (c CredentialConfig) CheckFiles(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		_, err = readSecret("tokenFile", file)
+		_, err = readToken(file)
 		return err
 	}
 	return nil
@@ -567,13 +567,36 @@ func (f *tokenFile) assertion(context.Context) (string, error) {
 	defer f.mu.Unlock()
 	now, stamp := f.now(), stampOf(f.path)
 	if !now.Before(f.until) || !stamp.same(f.stamp) {
-		tok, err := readSecret("tokenFile", f.path)
+		tok, err := readToken(f.path)
 		if err != nil {
 			return "", &credentialFileError{err: err}
 		}
 		f.token, f.until, f.stamp = tok, now.Add(tokenFileReuse), stamp
 	}
 	return f.token, nil
+}
+
+// readToken reads a federated token file. A projected service account
+// token is a JWT, three base64url parts joined by '.': another file of
+// the service account's volume named in its place (ca.crt, namespace)
+// was sent to the login host as the assertion, and every call of the
+// tenant failed. Its errors name the setting, not the path or the
+// content.
+func readToken(path string) (string, error) {
+	tok, err := readSecret("tokenFile", path)
+	if err != nil {
+		return "", err
+	}
+	parts := strings.Split(tok, ".")
+	notBase64URL := func(p string) bool {
+		return p == "" || strings.ContainsFunc(strings.TrimRight(p, "="), func(r rune) bool {
+			return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_'
+		})
+	}
+	if len(parts) != 3 || slices.ContainsFunc(parts, notBase64URL) {
+		return "", errors.New("tokenFile: the file it names holds no token (a JWT, three base64url parts joined by '.'): name the projected token's file, such as /var/run/secrets/azure/tokens/azure-identity-token")
+	}
+	return tok, nil
 }
 
 // credentialFileError is a credential file that could not be read when a

@@ -10,7 +10,7 @@ import (
 )
 
 // A workload identity's token file that cannot be used when the
-// credential is built (missing, empty, not a regular file) fails
+// credential is built (missing, empty, not a regular file, no JWT) fails
 // NewCredential, naming tokenFile and the reason, never the path or what
 // the file holds: a projected service account token is mounted before
 // the container starts, so one missing then is a misconfiguration.
@@ -20,7 +20,15 @@ func TestWorkloadIdentityTokenFileCheckedAtStart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	empty, blank := filepath.Join(dir, "empty"), filepath.Join(dir, "blank")
-	for path, data := range map[string]string{empty: "", blank: " \n\t\n"} {
+	// The other files of a service account's volume, named in the
+	// token's place.
+	caCrt, namespace := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "namespace")
+	twoParts := filepath.Join(dir, "two-parts")
+	for path, data := range map[string]string{
+		empty: "", blank: " \n\t\n",
+		caCrt: "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUeyJ0b2tlbiI6\n-----END CERTIFICATE-----\n", namespace: "default\n",
+		twoParts: "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ0In0\n",
+	} {
 		if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -33,6 +41,9 @@ func TestWorkloadIdentityTokenFileCheckedAtStart(t *testing.T) {
 		"empty":           {empty, "tokenFile: the file it names is empty"},
 		"blank":           {blank, "tokenFile: the file it names is empty"},
 		"directory":       {dir, "tokenFile: the file it names is not a regular file"},
+		"ca.crt":          {caCrt, "tokenFile: the file it names holds no token"},
+		"namespace":       {namespace, "tokenFile: the file it names holds no token"},
+		"two parts":       {twoParts, "tokenFile: the file it names holds no token"},
 	}
 	for kind, path := range notCredentialFiles(t, dir, maxSecretFile) {
 		cases[kind] = struct{ path, want string }{path, wantInError("tokenFile", kind, "64 KiB")}
@@ -48,7 +59,7 @@ func TestWorkloadIdentityTokenFileCheckedAtStart(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("NewCredential: err = %v, want one holding %q", err, tc.want)
 			}
-			checkNoSecret(t, err, dir, pasted, "eyJ")
+			checkNoSecret(t, err, dir, pasted, "eyJ", "MII", "default")
 		})
 	}
 }
