@@ -141,6 +141,23 @@ func TestCheckConfigReadsTheFilesItNames(t *testing.T) {
 		}
 	}
 
+	// Where the files are not mounted (a workstation, CI), the file and
+	// the flags alone are checked.
+	stdout.Reset()
+	stderr.Reset()
+	if code := run([]string{"--check-config", "--skip-file-checks", "--config", path}, &stdout, &stderr); code != 0 {
+		t.Errorf("bad files, --skip-file-checks: exit code %d, want 0; stderr %q", code, stderr.String())
+	}
+	if want := "worker: " + path + ": valid, 5 tenant(s)\n"; stdout.String() != want {
+		t.Errorf("bad files, --skip-file-checks: stdout %q, want %q", stdout.String(), want)
+	}
+
+	// The start always reads the files: the flag alone is bad usage.
+	stderr.Reset()
+	if code := run([]string{"--skip-file-checks", "--config", path}, io.Discard, &stderr); code != 2 || strings.Count(stderr.String(), "\n") != 1 || !strings.Contains(stderr.String(), "only with --check-config") {
+		t.Errorf("--skip-file-checks alone: exit code %d, stderr %q; want 2 and one line", code, stderr.String())
+	}
+
 	// A secrets volume missing for many tenants gives the first ten
 	// lines and how many more.
 	var many strings.Builder

@@ -102,7 +102,7 @@ func (c cli) runCheckConfig(stdout, stderr io.Writer) int {
 	for _, old := range c.oldEnv {
 		fmt.Fprintf(stderr, "worker: warning: environment variable %s without the MDE_OFFBOARD_ prefix: rename it %s\n", old, envPrefix+old)
 	}
-	return checkConfig(c.o, f, err, stdout, stderr)
+	return checkConfig(c.o, f, err, !c.skipFileChecks, stdout, stderr)
 }
 
 // misspelt are the MDE_OFFBOARD_ variables that set no flag, but for
@@ -174,6 +174,7 @@ type cli struct {
 	logLevel, logFormat string
 	version             bool
 	checkConfig         bool
+	skipFileChecks      bool     // with checkConfig: the files the tenants name are not read
 	oldEnv              []string // variables read under their old, unprefixed name
 	unknownEnv          []string // MDE_OFFBOARD_ variables that set no flag
 }
@@ -187,7 +188,8 @@ const envPrefix = "MDE_OFFBOARD_"
 func defineFlags(fs *flag.FlagSet, c *cli) {
 	o := &c.o
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	fs.BoolVar(&c.checkConfig, "check-config", false, "check the tenants file (--config) and exit: 0 valid, 2 not")
+	fs.BoolVar(&c.checkConfig, "check-config", false, "check the tenants file (--config) and the files it names, and exit: 0 valid, 2 not")
+	fs.BoolVar(&c.skipFileChecks, "skip-file-checks", false, "with --check-config: do not read the files the tenants file names (secrets, certificates, tokens, CA bundles), where they are not mounted (a workstation, CI)")
 	fs.StringVar(&c.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.logFormat, "log-format", "json", "json or console")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", app.DefaultShutdownTimeout, "how long requests under way may take to finish on SIGTERM; a second signal cancels them at once")
@@ -233,6 +235,9 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 			return c, err
 		}
 		return c, shownFlagError(err)
+	}
+	if c.skipFileChecks && !c.checkConfig {
+		return c, errors.New("--skip-file-checks only with --check-config: the start always reads the files")
 	}
 	if fs.NArg() > 0 {
 		// Shown without user information: a NATS URL lands here when the
@@ -367,7 +372,7 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 	var used []string
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil || f.Name == "version" || f.Name == "check-config" {
+		if set[f.Name] || err != nil || f.Name == "version" || f.Name == "check-config" || f.Name == "skip-file-checks" {
 			return
 		}
 		name := envName(f.Name)
@@ -417,8 +422,9 @@ func unknownEnvVars(fs *flag.FlagSet, environ []string) []string {
 // federated tokens, CA bundles), as the worker does at start: 0 and one
 // line when it is valid, 2 and one line saying what is wrong when not,
 // or, for the files, one line per problem, naming the tenant and the
-// setting. What a file holds is never shown.
-func checkConfig(o app.Options, f *config.File, err error, stdout, stderr io.Writer) int {
+// setting. What a file holds is never shown. Without files, the files
+// are not read (--skip-file-checks).
+func checkConfig(o app.Options, f *config.File, err error, files bool, stdout, stderr io.Writer) int {
 	path := o.ConfigPath
 	if err != nil {
 		fmt.Fprintln(stderr, "worker:", path+":", oneLine(err))
@@ -434,11 +440,13 @@ func checkConfig(o app.Options, f *config.File, err error, stdout, stderr io.Wri
 		fmt.Fprintln(stderr, "worker: "+where+oneLine(err))
 		return 2
 	}
-	if errs := app.CheckFiles(f, time.Now()); len(errs) > 0 {
-		for _, err := range firstErrors(errs) {
-			fmt.Fprintln(stderr, "worker:", path+":", oneLine(err))
+	if files {
+		if errs := app.CheckFiles(f, time.Now()); len(errs) > 0 {
+			for _, err := range firstErrors(errs) {
+				fmt.Fprintln(stderr, "worker:", path+":", oneLine(err))
+			}
+			return 2
 		}
-		return 2
 	}
 	fmt.Fprintf(stdout, "worker: %s: valid, %d tenant(s)\n", path, len(f.Tenants))
 	return 0
