@@ -182,7 +182,9 @@ func budgetCommand(c *cli) *cobra.Command {
 
 // budgetFlagError says what is wrong with a negative budget (-1/24h),
 // which reads as the flags -1, -/, ...: not "unknown shorthand flag".
-func budgetFlagError(_ *cobra.Command, err error) error {
+// Every other flag error is flagError's, which does not show the value:
+// a password given to the wrong flag was quoted whole.
+func budgetFlagError(cmd *cobra.Command, err error) error {
 	var ne *pflag.NotExistError
 	if errors.As(err, &ne) {
 		if s := ne.GetSpecifiedShortnames(); s != "" && '0' <= s[0] && s[0] <= '9' {
@@ -191,7 +193,7 @@ func budgetFlagError(_ *cobra.Command, err error) error {
 			}
 		}
 	}
-	return usageError{err}
+	return flagError(cmd, err)
 }
 
 // checkBudgetWindow refuses a budget whose window the budget journal

@@ -81,3 +81,34 @@ func urlShownWithoutPassword(t *testing.T, argsList [][]string) {
 		}
 	}
 }
+
+// budget reads a negative budget (-5/1h) in its own flag errors; every
+// other flag error of budget is told as any other command's: without the
+// value, which may be a password given to the wrong flag.
+func TestBudgetFlagErrorsShowNoValue(t *testing.T) {
+	t.Parallel()
+	const url = "nats://alice:S3CR3T@127.0.0.1:1"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"budget", "contoso", "--clear", "--connect-timeout", url}, "--connect-timeout"},
+		{[]string{"budget", "contoso", "--clear=" + url}, "--clear"},
+		{[]string{"budget", "contoso", "--clear", "--unknown-tenant=" + url}, "--unknown-tenant"},
+		{[]string{"budget", "contoso", "--clear", "-nats-url=" + url}, "--nats-url"},
+		{[]string{"budget", "contoso", "--clear", "-xS3CR3T"}, "-x"},
+		{[]string{"budget", "contoso", "--clear", "---nats-url=" + url}, "bad flag syntax"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tt.args, &out, &errb)
+		msg := errb.String()
+		if code != exitUsage || strings.Contains(msg, "S3CR3T") || strings.Contains(msg, "alice") || !strings.Contains(msg, tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d, naming %q and not the value", tt.args, code, msg, exitUsage, tt.want)
+		}
+	}
+	// The negative budget is still told as a budget.
+	var out, errb bytes.Buffer
+	if code := run([]string{"budget", "contoso", "-5/1h"}, &out, &errb); code != exitUsage || !strings.Contains(errb.String(), "budget: a budget's count") {
+		t.Errorf("budget contoso -5/1h: exit %d, stderr %q; want %d, a budget's count", code, errb.String(), exitUsage)
+	}
+}
