@@ -64,6 +64,7 @@ id with such a result stored after its dead letter is not retried.`,
 		},
 	}
 	cmd.Flags().Uint64Var(&seq, "seq", 0, "the dead letter's sequence in MDE_OFFBOARD_DEAD (its request id is retried from its latest)")
+	once(cmd.Flags(), "seq")
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the tenant (the latest of each request id)")
 	codes.flag(cmd)
 	return cmd

@@ -26,6 +26,8 @@ func TestTargetFlagGivenTwice(t *testing.T) {
 		"plan tenant":         {"campaign", "plan", "--tenant", "contoso", "--tenant", "fabrikam", "--inactive-for", "90d"},
 		"plan out":            {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", "a.csv", "--out", "b.csv"},
 		"plan inactive twice": {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--inactive-for", "30d"},
+		"dead retry seq":      {"dead", "retry", "contoso", "--seq", "2", "--seq", "3"},
+		"dead retry seq=":     {"dead", "retry", "contoso", "--seq=3", "--seq=2"},
 	} {
 		var out, errb bytes.Buffer
 		// Nothing listens there: a usage error comes before connecting.
@@ -45,5 +47,11 @@ func TestTargetFlagGivenTwice(t *testing.T) {
 	code := run([]string{"--nats-url", "nats://127.0.0.1:1", "--connect-timeout", "1s", "pause", "contoso", "--priority", "bulk", "--priority", "bulk"}, &out, &errb)
 	if code == exitUsage {
 		t.Errorf("the same --priority twice: exit %d, stderr %q; want it taken", code, errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	code = run([]string{"--nats-url", "nats://127.0.0.1:1", "--connect-timeout", "1s", "dead", "retry", "contoso", "--seq", "7", "--seq", "07"}, &out, &errb)
+	if code == exitUsage {
+		t.Errorf("the same --seq twice: exit %d, stderr %q; want it taken", code, errb.String())
 	}
 }

@@ -563,6 +563,35 @@ func onceFlag(fs *pflag.FlagSet, p *string, name, value, usage string) {
 	fs.Var(&onceValue{p: p}, name, usage)
 }
 
+// onceOf is a flag's value that a second, different value does not
+// replace, as onceFlag's, for a flag of another type than a string:
+// `dead retry --seq 2 --seq 3` retried dead letter 3 alone. Values are
+// compared as the flag reads them (--seq 7 --seq 07 is one value).
+type onceOf struct {
+	pflag.Value
+	first string
+	set   bool
+}
+
+func (v *onceOf) Set(s string) error {
+	if err := v.Value.Set(s); err != nil {
+		return err
+	}
+	if v.set && v.Value.String() != v.first {
+		_ = v.Value.Set(v.first)
+		return errGivenTwice
+	}
+	v.first, v.set = v.Value.String(), true
+	return nil
+}
+
+// once makes the flag name, already defined on fs, refuse a second value
+// that is not its first (onceOf).
+func once(fs *pflag.FlagSet, name string) {
+	f := fs.Lookup(name)
+	f.Value = &onceOf{Value: f.Value}
+}
+
 // unknownCommand names the argument without user information: a NATS URL
 // lands here when the flag before it lost its value (--nats-creds
 // "$UNSET" --nats-url URL).
