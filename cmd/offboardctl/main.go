@@ -365,7 +365,11 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 		}()
 		return nil, fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), context.Cause(ctx))
 	}
-	js, err := jetstream.New(nc)
+	// A JetStream request made without a deadline of the command's own
+	// waits --connect-timeout, not nats.go's 5 s: dead ls, dead retry and
+	// the campaign commands gave up after 5 s whatever the flag said, and
+	// then told the operator to raise it.
+	js, err := jetstream.New(nc, jetstream.WithDefaultTimeout(c.timeout))
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("jetstream: %w", err)
