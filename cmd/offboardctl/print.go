@@ -50,6 +50,10 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		if b := st.Budget; b.Ignored != "" {
 			fmt.Fprintf(w, "%s: budget override %s ignored by the worker: %s\n", st.Tenant, printable(b.Override), b.Ignored)
 		}
+		if st.notSetUp {
+			fmt.Fprintf(w, "%s: no worker has set up its consumers (not in any tenants file?): its controls apply once one does; its backlog is not known\n", st.Tenant)
+			continue
+		}
 		for _, p := range st.MissingConsumers {
 			fmt.Fprintf(w, "%s: its %s consumer is missing (a worker makes it again): its %s backlog is not known\n", st.Tenant, p, p)
 		}

@@ -59,6 +59,9 @@ type tenantStatus struct {
 	// unset when the presence bucket cannot be read.
 	LastAnnounced *time.Time `json:"lastAnnounced,omitempty"`
 	NoWorker      bool       `json:"noWorker,omitempty"`
+	// notSetUp: no worker has set the tenant up (every consumer
+	// missing); it is shown for its controls in force.
+	notSetUp bool
 }
 
 // noWorkerAfter is how long without an announcement status takes a
@@ -197,6 +200,9 @@ func statusLimit(connect time.Duration) time.Duration {
 type tenantConsumers struct {
 	meta map[string]string
 	info map[offboard.Priority]*jetstream.ConsumerInfo
+	// notSetUp: the tenant has no consumer at all, only controls in
+	// force.
+	notSetUp bool
 }
 
 // status gathers the status of one tenant, or of every tenant whose
@@ -216,6 +222,18 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	if err != nil {
 		return nil, err
 	}
+	view, horizon, err := readControls(ctx, js, c.subjects)
+	if err != nil {
+		return nil, err
+	}
+	// A tenant no worker has set up yet may have controls in force
+	// (--unknown-tenant, for a tenant about to be added): shown, as the
+	// command that set them said, without consumers.
+	for _, name := range view.Tenants() {
+		if tenants[name] == nil && offboard.TenantName.MatchString(name) {
+			tenants[name] = &tenantConsumers{notSetUp: true}
+		}
+	}
 	names := make([]string, 0, len(tenants))
 	for name := range tenants {
 		if tenant == "" || name == tenant {
@@ -231,10 +249,6 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 		return nil, errors.New("no worker has set up any tenant's consumers: no tenant to show (start a worker; a lone NATS server restarted loses them until one runs)")
 	}
 	slices.Sort(names)
-	view, horizon, err := readControls(ctx, js, c.subjects)
-	if err != nil {
-		return nil, err
-	}
 	r := &statusRead{stream: stream, view: view, horizon: horizon, journals: &statusJournals{js: js, subjects: c.subjects}, now: now,
 		announced: readAnnounced(ctx, js)}
 	if tenant == "" {
@@ -311,6 +325,7 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
 	}
 	st.setWorkers(r.announced, now)
+	st.notSetUp = tc.notSetUp
 	served := r.readBacklog(ctx, name, tc, &st)
 	pace, err := readBudgetStatus(ctx, r.journals, name, tc.meta, view, r.horizon, now, &st)
 	if err != nil {

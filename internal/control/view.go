@@ -71,6 +71,24 @@ func (v *View) Budget(tenant string) (Entry, bool) {
 	return e, e.Value != ""
 }
 
+// Tenants lists, in order, the tenants with a control in force: a pause
+// of either priority, or a budget override.
+func (v *View) Tenants() []string {
+	var tenants []string
+	for key, e := range v.pauses {
+		if _, tenant, _, ok := ParseKey(key); ok && e.Paused {
+			tenants = append(tenants, tenant)
+		}
+	}
+	for tenant, e := range v.budgets {
+		if e.Value != "" {
+			tenants = append(tenants, tenant)
+		}
+	}
+	slices.Sort(tenants)
+	return slices.Compact(tenants)
+}
+
 // apply records one entry of the bucket; it returns what changed, for the
 // log, and false for an entry of no known form.
 func (v *View) apply(e jetstream.KeyValueEntry) (change, error) {
