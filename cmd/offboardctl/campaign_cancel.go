@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
-	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -91,6 +91,7 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 		return err
 	}
 	if was != nil && was.Cancelled {
+		c.storeMissedEvent(ctx, js, tenant, name, was)
 		return c.cancelledAlready(tenant, name, was)
 	}
 	// A name no request carries, and no run recorded, is a mistake (the
@@ -115,13 +116,8 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	case err != nil:
 		return err
 	}
-	ev, err := json.Marshal(controlEvent{Action: "campaign.cancel", Tenant: tenant, Campaign: name, By: m.By, Reason: m.Reason, At: m.At})
-	if err != nil {
-		return err
-	}
-	id := fmt.Sprintf("control:%s:campaign.cancel:%s:%d", tenant, name, m.At.UnixNano())
-	if err := queue.PublishJSON(ctx, js, c.subjects.Control(tenant), id, ev); err != nil {
-		return fmt.Errorf("campaign %s is cancelled, but its control event was not stored: %w", name, err)
+	if _, err := c.publishCancelEvent(ctx, js, tenant, name, &m); err != nil {
+		return fmt.Errorf("campaign %s is cancelled, but its control event was not stored (offboardctl campaign cancel again stores it): %w", name, err)
 	}
 	st, err := c.campaignStatus(ctx, js, tenant, name)
 	if err != nil {
@@ -197,6 +193,44 @@ func (c *cli) campaignExists(ctx context.Context, js jetstream.JetStream, tenant
 
 // cancelledAlready says that the campaign was cancelled before, by whom,
 // when and why: nothing changed, and that is no failure.
+// publishCancelEvent publishes the control event of a cancel, under a
+// message id made of its mark's time: published again, the stream drops
+// the repeat (stored reports false).
+func (c *cli) publishCancelEvent(ctx context.Context, js jetstream.JetStream, tenant, name string, m *campaign.Mark) (stored bool, err error) {
+	ev, err := json.Marshal(controlEvent{Action: "campaign.cancel", Tenant: tenant, Campaign: name, By: m.By, Reason: m.Reason, At: m.At})
+	if err != nil {
+		return false, err
+	}
+	msg := nats.NewMsg(c.subjects.Control(tenant))
+	msg.Data = ev
+	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("control:%s:campaign.cancel:%s:%d", tenant, name, m.At.UnixNano()))
+	msg.Header.Set("Content-Type", "application/json")
+	ack, err := js.PublishMsg(ctx, msg)
+	if err != nil {
+		return false, fmt.Errorf("publish to %s: %w", msg.Subject, err)
+	}
+	return !ack.Duplicate, nil
+}
+
+// storeMissedEvent publishes again the control event of a cancel found
+// in force, which its own command may have failed to store (the
+// connection lost after the mark, no leave to publish): the audit trail
+// then never had it. The stream drops the repeat of one stored within
+// its duplicate window; past the window, the event is not published, as
+// it could be stored twice. Best effort: the cancel stands either way.
+func (c *cli) storeMissedEvent(ctx context.Context, js jetstream.JetStream, tenant, name string, was *campaign.Mark) {
+	if was.At.IsZero() {
+		return
+	}
+	s, err := js.Stream(ctx, offboard.StreamResults)
+	if err != nil || time.Since(was.At) >= s.CachedInfo().Config.Duplicates {
+		return
+	}
+	if stored, err := c.publishCancelEvent(ctx, js, tenant, name, was); err == nil && stored {
+		fmt.Fprintf(c.stdout, "the control event of the cancel of campaign %s of tenant %s, not stored then, is stored now\n", name, tenant)
+	}
+}
+
 func (c *cli) cancelledAlready(tenant, name string, was *campaign.Mark) error {
 	if was.At.IsZero() {
 		fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already; nothing changed\n", name, tenant)
