@@ -20,8 +20,8 @@ import (
 
 func newCampaignCancelCmd(c *cli) *cobra.Command {
 	var (
-		tenant, name string
-		w            who
+		tenant, name, by string
+		w                who
 	)
 	cmd := &cobra.Command{
 		Use:   "cancel --tenant T --name NAME",
@@ -43,6 +43,12 @@ tenant's requests carries, and no campaign run recorded, is refused
 			if err := checkName(name); err != nil {
 				return err
 			}
+			if cmd.Flags().Changed("by") {
+				if cmd.Flags().Changed("as") && by != w.as {
+					return usagef("--as given twice, with two values (once as --by): give it once")
+				}
+				w.as = by
+			}
 			if err := w.check(); err != nil {
 				return err
 			}
@@ -58,7 +64,8 @@ tenant's requests carries, and no campaign run recorded, is refused
 	onceFlag(cmd.Flags(), &name, "name", "", "campaign name (required)")
 	w.flags(cmd)
 	// --by was this command's name for --as; kept so scripts go on working.
-	cmd.Flags().StringVar(&w.as, "by", defaultUser(), "same as --as")
+	cmd.Flags().StringVar(&by, "by", defaultUser(), "same as --as")
+	once(cmd.Flags(), "by")
 	_ = cmd.Flags().MarkHidden("by")
 	return cmd
 }

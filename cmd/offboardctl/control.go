@@ -32,6 +32,10 @@ type who struct {
 func (w *who) flags(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&w.as, "as", defaultUser(), "who makes the change, for the audit trail")
 	cmd.Flags().StringVar(&w.reason, "reason", "", "why, for the audit trail (a change ticket, an incident)")
+	// Given twice with two values, one would be lost from the audit
+	// trail without a word.
+	once(cmd.Flags(), "as")
+	once(cmd.Flags(), "reason")
 }
 
 // tenantFlag adds --unknown-tenant to a control command.

@@ -27,6 +27,11 @@ func TestTargetFlagGivenTwice(t *testing.T) {
 		"plan out":            {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", "a.csv", "--out", "b.csv"},
 		"plan inactive twice": {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--inactive-for", "30d"},
 		"dead retry seq":      {"dead", "retry", "contoso", "--seq", "2", "--seq", "3"},
+		"pause as":            {"pause", "contoso", "--as", "alice", "--as", "fabrikam"},
+		"pause reason":        {"pause", "contoso", "--reason", "CHG1", "--reason", "fabrikam"},
+		"budget reason":       {"budget", "contoso", "5/1h", "--reason", "CHG1", "--reason=fabrikam"},
+		"cancel reason":       {"campaign", "cancel", "--tenant", "contoso", "--name", "w", "--reason", "a", "--reason", "fabrikam"},
+		"cancel by and as":    {"campaign", "cancel", "--tenant", "contoso", "--name", "w", "--by", "alice", "--as", "fabrikam"},
 		"dead retry seq=":     {"dead", "retry", "contoso", "--seq=3", "--seq=2"},
 	} {
 		var out, errb bytes.Buffer
