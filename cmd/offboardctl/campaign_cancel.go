@@ -198,8 +198,6 @@ func (c *cli) campaignExists(ctx context.Context, js jetstream.JetStream, tenant
 	return nil
 }
 
-// cancelledAlready says that the campaign was cancelled before, by whom,
-// when and why: nothing changed, and that is no failure.
 // publishCancelEvent publishes the control event of a cancel, under a
 // message id made of its mark's time: published again, the stream drops
 // the repeat (stored reports false).
@@ -238,6 +236,8 @@ func (c *cli) storeMissedEvent(ctx context.Context, js jetstream.JetStream, tena
 	}
 }
 
+// cancelledAlready says that the campaign was cancelled before, by whom,
+// when and why: nothing changed, and that is no failure.
 func (c *cli) cancelledAlready(tenant, name string, was *campaign.Mark) error {
 	if was.At.IsZero() {
 		fmt.Fprintf(c.stdout, "campaign %s of tenant %s was cancelled already; nothing changed\n", name, tenant)
