@@ -62,6 +62,11 @@ and writes the same report: an interrupted campaign resumes.`,
 	onceFlag(fl, &f.report, "report", "", "report file (default <NAME>-report.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
 	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
+	// Given twice with two values, the last would win without a word
+	// (--timeout 1m --timeout 0 waits for ever).
+	for _, name := range []string{"comment", "timeout", "rate"} {
+		once(fl, name)
+	}
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "publish to a tenant no worker has set up yet (not in any tenants file)")
 	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")

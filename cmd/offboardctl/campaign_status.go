@@ -44,6 +44,7 @@ func newCampaignStatusCmd(c *cli) *cobra.Command {
 	onceFlag(cmd.Flags(), &tenant, "tenant", "", "tenant (required)")
 	onceFlag(cmd.Flags(), &name, "name", "", "campaign name (required)")
 	cmd.Flags().StringVar(&rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
+	once(cmd.Flags(), "rate")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON output")
 	return cmd
 }

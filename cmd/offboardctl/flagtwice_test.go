@@ -33,6 +33,11 @@ func TestTargetFlagGivenTwice(t *testing.T) {
 		"cancel reason":       {"campaign", "cancel", "--tenant", "contoso", "--name", "w", "--reason", "a", "--reason", "fabrikam"},
 		"cancel by and as":    {"campaign", "cancel", "--tenant", "contoso", "--name", "w", "--by", "alice", "--as", "fabrikam"},
 		"dead retry seq=":     {"dead", "retry", "contoso", "--seq=3", "--seq=2"},
+		"run timeout":         {"campaign", "run", "--tenant", "contoso", "--csv", csv, "--timeout", "1m", "--timeout", "0"},
+		"run comment":         {"campaign", "run", "--tenant", "contoso", "--csv", csv, "--comment", "CHG1", "--comment", "fabrikam"},
+		"run rate":            {"campaign", "run", "--tenant", "contoso", "--csv", csv, "--rate", "100/1m", "--rate", "5/1m"},
+		"status rate":         {"campaign", "status", "--tenant", "contoso", "--name", "w", "--rate", "100/1m", "--rate", "5/1m"},
+		"plan timeout":        {"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--timeout", "1m", "--timeout", "2m"},
 	} {
 		var out, errb bytes.Buffer
 		// Nothing listens there: a usage error comes before connecting.

@@ -54,6 +54,7 @@ offboarded; offboardctl needs only its NATS connection.`,
 	onceFlag(fl, &f.out, "out", "", "CSV file to write (default <tenant>-inactive-<DURATION>.csv); an existing one is refused unless --force")
 	fl.BoolVar(&f.force, "force", false, "write over an existing --out file (a plan reviewed there is lost)")
 	fl.DurationVar(&f.timeout, "timeout", 15*time.Minute, "how long the whole plan may take")
+	once(fl, "timeout")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "ask for a tenant no worker has set up yet (not in any tenants file), waiting up to 10s for a worker to answer")
 	return cmd
 }
