@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -224,6 +225,16 @@ func TestUnroutedAnswersSoonAfterNATSRestarts(t *testing.T) {
 	res.wait(t, 1, 10*time.Second)
 	c.Shutdown(0)
 	c.Restart(0)
+	// Back: the test's own connection has JetStream answer again. On a
+	// loaded machine the server recovering its streams took longer than
+	// a publish waits (5 s), and the test's publish, not the worker,
+	// failed.
+	eventually(t, 30*time.Second, "JetStream answering after the restart", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		_, err := e.js.Stream(ctx, offboard.StreamRequests)
+		return err == nil
+	})
 	e.offboardEach("fabrikam", "f-", 1, 2)
 	published := time.Now()
 	got := res.wait(t, 2, 30*time.Second)
