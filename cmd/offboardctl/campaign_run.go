@@ -516,8 +516,10 @@ func (r *campaignRun) beforePublishing(otherWaiting earlierWaiting) error {
 		return err
 	}
 	// A row retried (dead retry) whose retry still waits is answered by
-	// the retry's result, not by the earlier attempt's. A row with a
-	// request waiting is not published again (publishRow).
+	// the retry's result, not by the earlier attempt's failure; a row
+	// created, already_pending or dry_run keeps its result, which is all
+	// the retry is answered with (Rows.Retrying). A row with a request
+	// waiting is not published again (publishRow).
 	for n, attempt := range otherWaiting.retries {
 		r.rows.Retrying(n, attempt)
 	}

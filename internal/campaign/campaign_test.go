@@ -556,3 +556,46 @@ func TestNULInARowIsTheRowsAlone(t *testing.T) {
 		t.Errorf("UTF-16 after a blank first line: %v, want it told as UTF-16", err)
 	}
 }
+
+// A row whose result is created, already_pending or dry_run is final: the
+// worker answers any retry of its request id with that stored result, of
+// its stored attempt, under that attempt's message id (the results stream
+// drops it). Retrying leaves such a row as it is, and a row waiting past
+// an attempt takes a final result of that attempt or an earlier one,
+// which is all a later attempt will be answered with.
+func TestRowsRetryingAFinalResult(t *testing.T) {
+	for _, o := range []offboard.Outcome{offboard.OutcomeCreated, offboard.OutcomeAlreadyPending, offboard.OutcomeDryRun} {
+		t.Run(string(o), func(t *testing.T) { rowsRetryingAFinalResult(t, o) })
+	}
+}
+
+func rowsRetryingAFinalResult(t *testing.T, o offboard.Outcome) {
+	r, err := NewRows("wave", 2, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = r.Close() }()
+	res := func(n, attempt int, outcome offboard.Outcome) *offboard.Result {
+		return &offboard.Result{RequestID: RequestID("wave", n), Outcome: outcome, Attempt: attempt}
+	}
+	if _, err := r.Result(1, res(1, 1, o)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Retrying(1, 2) || r.Outcome(1) != o || r.Counts().Waiting != 1 {
+		t.Errorf("%s: Retrying(1, 2) made the row wait: outcome %q, %+v", o, r.Outcome(1), r.Counts())
+	}
+	// Row 2: the first attempt and a retry both wait (a retry
+	// published by hand); the first attempt's result is final.
+	r.Retrying(2, 2)
+	if _, err := r.Result(2, res(2, 1, o)); err != nil {
+		t.Fatal(err)
+	}
+	if r.Outcome(2) != o || r.Counts().Waiting != 0 {
+		t.Errorf("%s: the first attempt's %s result left row 2 waiting: outcome %q, %+v", o, o, r.Outcome(2), r.Counts())
+	}
+	// A failed result of an attempt before the retry's is still
+	// not taken.
+	if _, err := r.Result(2, res(2, 1, offboard.OutcomeFailed)); err != nil || r.Outcome(2) != o {
+		t.Errorf("%s: a late failed result replaced row 2's: %q, %v", o, r.Outcome(2), err)
+	}
+}

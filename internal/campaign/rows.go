@@ -108,7 +108,9 @@ func (r *Rows) Counts() Counts {
 
 // Result records res as the result of row n (ResultRow); false when its
 // outcome is none of a result's. Of several results for one row (a
-// retry), the highest attempt is kept.
+// retry), the highest attempt is kept; a created, already_pending or
+// dry_run result of an earlier attempt is taken by a row that waits for
+// a retry's (Retrying), as the retry is answered with it.
 func (r *Rows) Result(n int, res *offboard.Result) (bool, error) {
 	st, known := outcomeState[res.Outcome]
 	if !known {
@@ -201,8 +203,12 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 	if n >= len(r.state) {
 		return nil // a row beyond this CSV's end: an earlier, longer CSV under the same name
 	}
-	if (r.off[n] != 0 || r.attempt[n] != 0) && attempt <= int(r.attempt[n]) {
-		return nil // an attempt before the one held, or one Retrying waits past
+	if (r.off[n] != 0 || r.attempt[n] != 0) && attempt <= int(r.attempt[n]) && (r.off[n] != 0 || !final(st)) {
+		// An attempt before the one held, or one Retrying waits past;
+		// but a final result is what the retry will be answered with
+		// (under its own attempt's message id, which the results stream
+		// drops as a repeat): a row waiting takes it.
+		return nil
 	}
 	r.buf.Reset()
 	for i, f := range fields {
@@ -224,14 +230,19 @@ func (r *Rows) set(n int, st byte, attempt int, fields []string) error {
 }
 
 // Retrying makes row n wait for the result of a retry (attempt, more than
-// 1) still in the request stream (offboardctl dead retry): a result it
-// holds of an earlier attempt is dropped, and results of attempts before
-// this one are ignored from now on. False for a row beyond the CSV or one
-// that holds this attempt's result or a later one.
+// 1) still in the request stream (offboardctl dead retry): a failed
+// result it holds of an earlier attempt is dropped, and failed results of
+// attempts before this one are ignored from now on. False for a row
+// beyond the CSV, one that holds this attempt's result or a later one,
+// or one that holds a final result (created, already_pending, dry_run):
+// the worker answers the retry from its ledger with that result, of its
+// own attempt, and the results stream drops it as a repeat, so the row
+// would wait for a result that never comes.
 func (r *Rows) Retrying(n, attempt int) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if n >= len(r.state) || min(attempt, 255) <= int(r.attempt[n]) && (r.off[n] != 0 || r.attempt[n] != 0) {
+	if n >= len(r.state) || min(attempt, 255) <= int(r.attempt[n]) && (r.off[n] != 0 || r.attempt[n] != 0) ||
+		r.off[n] != 0 && final(r.state[n]) {
 		return false
 	}
 	// At most 254: a result's attempt is held as at most 255, and the
@@ -241,6 +252,12 @@ func (r *Rows) Retrying(n, attempt int) bool {
 		r.move(n, stateNone)
 	}
 	return true
+}
+
+// final says whether a row in state st holds a final result: the ledger
+// answers every later attempt of its request id with that result.
+func final(st byte) bool {
+	return st == stateCreated || st == stateAlreadyPending || st == stateDryRun
 }
 
 func (r *Rows) move(n int, st byte) {
