@@ -288,42 +288,69 @@ func checkTenant(tenant, subjectTenant string) error {
 	return nil
 }
 
-// checkText refuses text longer than limit characters or holding control
-// or bidirectional formatting characters, which could hide what a log line
-// or an approval screen shows, or a line or paragraph separator (U+2028,
-// U+2029), which breaks a line as a newline does.
+// checkText refuses text longer than limit characters or holding a
+// character one does not see (Unseen: a control or format character, a
+// Hangul filler, a variation selector on its own), which could hide what
+// a log line, an audit record or an approval screen shows, or a line or
+// paragraph separator (U+2028, U+2029), which breaks a line as a newline
+// does. The error names the first such character by its code point and
+// place, not the text.
 func checkText(field, v string, limit int) error {
 	if n := utf8.RuneCountInString(v); n > limit {
 		return fmt.Errorf("%s has %d characters, more than %d", field, n, limit)
 	}
-	if Hidden(v) || strings.ContainsAny(v, "\u2028\u2029") {
-		return fmt.Errorf("%s holds control or formatting characters", field)
+	r, at := firstHidden(v)
+	if sep := strings.IndexAny(v, "\u2028\u2029"); sep >= 0 && (at < 0 || sep < at) {
+		r, _ = utf8.DecodeRuneInString(v[sep:])
+		at = sep
+	}
+	if at >= 0 {
+		return fmt.Errorf("%s holds control or formatting characters: U+%04X at character %d", field, r, utf8.RuneCountInString(v[:at])+1)
 	}
 	return nil
 }
 
-// Hidden says whether s holds a control or format character (a
-// bidirectional override, a zero-width space, a byte order mark, a soft
-// hyphen), other than a zero-width non-joiner or joiner inside a word or
-// an emoji sequence: Persian and the Indic scripts spell words with them,
-// and emoji sequences are made with them.
+// Unseen says whether r is a character one does not see: a control
+// character, a format character (a bidirectional override, a zero-width
+// space, a byte order mark, a soft hyphen, a joiner), or another that
+// Unicode says to ignore when not rendered (a variation selector, a
+// combining grapheme joiner, a Hangul filler). The request's texts
+// (Hidden) and the guards' names (config.Visible) go by it.
+func Unseen(r rune) bool {
+	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+}
+
+// Hidden says whether s holds a character one does not see (Unseen),
+// other than a zero-width non-joiner or joiner inside a word or an emoji
+// sequence, and a variation selector that gives the letter or symbol
+// before it its form (an emoji's, an ideograph's) or makes a keycap
+// (1\ufe0f\u20e3): Persian and the Indic scripts spell words with the
+// joiners, and emoji are written with them.
 func Hidden(s string) bool {
+	_, at := firstHidden(s)
+	return at >= 0
+}
+
+// firstHidden is the first character of s that Hidden refuses, and its
+// byte offset; -1 when there is none.
+func firstHidden(s string) (rune, int) {
 	prev := rune(-1) // none
 	for i, r := range s {
-		if !unicode.IsControl(r) && !unicode.Is(unicode.Cf, r) {
+		if !Unseen(r) {
 			prev = r
 			continue
 		}
-		if r == '\u200c' || r == '\u200d' {
-			next, size := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
-			if prev >= 0 && size > 0 && joined(prev) && joined(next) {
-				prev = r
-				continue
-			}
+		next, size := utf8.DecodeRuneInString(s[i+utf8.RuneLen(r):])
+		switch {
+		case (r == '\u200c' || r == '\u200d') && prev >= 0 && size > 0 && joined(prev) && joined(next):
+		case unicode.Is(unicode.Variation_Selector, r) && prev >= 0 && joined(prev) && !unicode.Is(unicode.Variation_Selector, prev):
+		case r == '\ufe0f' && (prev >= '0' && prev <= '9' || prev == '#' || prev == '*') && next == '\u20e3':
+		default:
+			return r, i
 		}
-		return true
+		prev = r
 	}
-	return false
+	return 0, -1
 }
 
 // joined says whether a joiner next to r can be part of a word or an

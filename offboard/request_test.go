@@ -245,3 +245,55 @@ func TestParseRequestSaysWhatANonObjectIs(t *testing.T) {
 		}
 	}
 }
+
+// The characters Unicode says to ignore when not rendered, beyond the
+// format ones (a Hangul filler, a combining grapheme joiner, a variation
+// selector on its own), show as nothing, as a zero-width space does:
+// "admin\u3164" reads as "admin" in an audit record. They are refused in
+// the three texts as a zero-width space is, the error naming the field
+// and the character's code point, never the value; a variation selector
+// that gives an emoji or an ideograph its form stays, as a joiner inside
+// an emoji sequence does.
+func TestParseRequestRefusesCharactersOneDoesNotSee(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	for _, tc := range []struct {
+		field, value, want string // want: "" accepted, else the code point named
+	}{
+		{"requestedBy", `admin\u3164`, "U+3164"},
+		{"requestedBy", `\u115fadmin`, "U+115F"},
+		{"source", `cmdb\u1160sync`, "U+1160"},
+		{"source", `cmdb\uffa0`, "U+FFA0"},
+		{"comment", `\u3164`, "U+3164"},
+		{"comment", `Retired\u034f`, "U+034F"},
+		{"comment", `\ufe0f`, "U+FE0F"},
+		{"comment", `Retired \ufe0f`, "U+FE0F"},
+		{"requestedBy", `admin\ufe0f`, "U+FE0F"},
+		{"requestedBy", `admin\ufe00`, "U+FE00"},
+		{"source", `cmdb\udb40\udd00`, "U+E0100"},
+		{"comment", `Retired \u2764\ufe0f\ufe0f`, "U+FE0F"},
+		{"comment", `Retired \u200b`, "U+200B"},
+		{"requestedBy", `admin\u202egnp.exe`, "U+202E"},
+		{"comment", `Retired \u2764\ufe0f`, ""},
+		{"comment", `Retired \ud83c\udff3\ufe0f\u200d\ud83c\udf08`, ""},
+		{"comment", `step 1\ufe0f\u20e3 done`, ""},
+		{"source", `\u845b\udb40\udd00`, ""},
+		{"requestedBy", `\u1100\u1161`, ""},
+	} {
+		body := `{"requestId":"r1","machineId":"` + id + `","` + tc.field + `":"` + tc.value + `"}`
+		r, err := ParseRequest([]byte(body), "contoso")
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%s %s refused: %v", tc.field, tc.value, err)
+		case tc.want == "":
+		case err == nil:
+			t.Errorf("%s %s accepted as %+v", tc.field, tc.value, r)
+		case !strings.Contains(err.Error(), tc.field) || !strings.Contains(err.Error(), tc.want):
+			t.Errorf("%s %s: error %q does not name the field and %s", tc.field, tc.value, err, tc.want)
+		case strings.Contains(err.Error(), "admin") || strings.Contains(err.Error(), "cmdb") || strings.Contains(err.Error(), "Retired"):
+			t.Errorf("%s %s: error %q echoes the value", tc.field, tc.value, err)
+		case r.Comment != "" || r.RequestedBy != "" || r.Source != "":
+			t.Errorf("%s %s: refused text kept: %+v", tc.field, tc.value, r)
+		}
+	}
+}

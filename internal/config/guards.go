@@ -273,14 +273,14 @@ var hyphens = strings.NewReplacer(dashes...)
 // non-breaking hyphen) is the name it reads as.
 func Hyphens(s string) string { return hyphens.Replace(s) }
 
-// Visible is s without the characters one does not see: control
-// characters other than white space, format characters (a zero-width
-// space, a byte order mark, a soft hyphen, a joiner), and the others
-// Unicode says to ignore when not rendered (a combining grapheme joiner,
-// a variation selector, a Hangul filler).
+// Visible is s without the characters one does not see (offboard.Unseen)
+// other than white space: control characters, format characters (a
+// zero-width space, a byte order mark, a soft hyphen, a joiner), and the
+// others Unicode says to ignore when not rendered (a combining grapheme
+// joiner, a variation selector, a Hangul filler).
 func Visible(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) && !unicode.IsSpace(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point) {
+		if offboard.Unseen(r) && !unicode.IsSpace(r) {
 			return -1
 		}
 		return r
