@@ -332,9 +332,15 @@ type waitingRequest struct {
 	row, attempt int
 }
 
-// answered says whether row has a result of attempt or a later one.
+// answered says whether row has a result of attempt or a later one, or a
+// final one (created, already_pending, dry_run): the worker answers every
+// later attempt from its ledger with that result, which the results
+// stream drops as a repeat.
 func (t *tally) answered(row, attempt int) bool {
-	return row < len(t.outcome) && t.outcome[row] != "" && max(t.attempt[row], 1) >= attempt
+	if row >= len(t.outcome) || t.outcome[row] == "" {
+		return false
+	}
+	return max(t.attempt[row], 1) >= attempt || t.outcome[row] != offboard.OutcomeFailed
 }
 
 // campaignResults reads the results of the campaign's rows stored now:

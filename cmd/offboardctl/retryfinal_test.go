@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -85,4 +86,30 @@ func (w *signalAtLine) String() string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.String()
+}
+
+// A retry of a row already created, waiting in the request stream, is no
+// row waiting: the worker answers it with the row's stored result, which
+// the results stream drops as a repeat. campaign status counts the row
+// created alone, not also waiting.
+func TestCampaignStatusARetryOfACreatedRowIsNotWaiting(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.startWorker()
+	dir := t.TempDir()
+	if code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--name", "wave", "--csv", writeFile(t, dir, "wave.csv", idsCSV(e.machines)),
+		"--report", filepath.Join(dir, "report.csv"), "--timeout", "1m"); code != exitOK || !strings.Contains(out, "created 1") {
+		t.Fatalf("run: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	e.stopWorker()
+	publishRaw(t, e.js, offboard.Subjects{}.Request(tenant, offboard.Bulk), tenant+":wave-000001:2",
+		`{"requestId":"wave-000001","machineId":"`+e.machines[0].ID+`","source":"campaign:wave","attempt":2}`)
+	code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "wave", "--json")
+	var st campaignState
+	if err := json.Unmarshal([]byte(out), &st); code != exitOK || err != nil {
+		t.Fatalf("status: exit %d %v %s %s", code, err, out, errs)
+	}
+	if st.Created != 1 || st.Waiting != 0 {
+		t.Errorf("created %d, waiting %d; want the row created alone", st.Created, st.Waiting)
+	}
 }
