@@ -56,12 +56,22 @@ const (
 // shown in status, one line each, and a newline or a terminal control
 // would forge lines there.
 func (w *who) check() error {
-	if !strings.ContainsFunc(w.as, func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) && !unicode.Is(unicode.Cf, r) }) {
+	if !strings.ContainsFunc(w.as, func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) && !offboard.Unseen(r) }) {
 		return usagef("--as is empty: say who makes the change")
 	}
-	if strings.ContainsFunc(w.as, func(r rune) bool { return unicode.Is(unicode.Cf, r) }) {
-		// Zero-width and tag characters: a name that looks like another.
+	if strings.ContainsFunc(w.as, func(r rune) bool { return offboard.Unseen(r) && !unicode.IsControl(r) }) {
+		// Zero-width and tag characters, Hangul fillers, variation
+		// selectors: a name that looks like another.
 		return usagef("--as holds an invisible character: give the name as it reads")
+	}
+	if offboard.Hidden(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' ' // oneLine's to refuse, with its own words
+		}
+		return r
+	}, w.reason)) {
+		// As a request's texts: the joiners of a word or an emoji stay.
+		return usagef("--reason holds an invisible character: give it as it reads")
 	}
 	for _, f := range []struct {
 		name, v string

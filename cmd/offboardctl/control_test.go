@@ -203,6 +203,8 @@ func TestControlBadUsage(t *testing.T) {
 		{"pause", "contoso", "--reason", "ok \u202eevil"}, {"pause", "contoso", "--as", "\u2066bob"},
 		{"pause", "contoso", "--as", "\u200b"}, {"pause", "contoso", "--as", "\ufeff"}, {"pause", "contoso", "--as", "bo\u200bb"},
 		{"pause", "contoso", "--as", "\U000e0062\U000e006f"}, {"pause", "contoso", "--as", "\u00ad"},
+		{"pause", "contoso", "--as", "ops\u3164"}, {"pause", "contoso", "--as", "\u3164"}, {"pause", "contoso", "--as", "a\u034fdmin"},
+		{"pause", "contoso", "--reason", "approved\u3164"}, {"pause", "contoso", "--reason", "CHG1 \ufe0f"},
 	} {
 		code, _, errs := ctl(t, url, args...)
 		if code != exitUsage || strings.Count(strings.TrimSpace(errs), "\n") != 0 || errs == "" {
