@@ -317,6 +317,9 @@ func checkText(field, v string, limit int) error {
 // combining grapheme joiner, a Hangul filler). The request's texts
 // (Hidden) and the guards' names (config.Visible) go by it.
 func Unseen(r rune) bool {
+	if r < utf8.RuneSelf {
+		return r < 0x20 || r == 0x7f // of ASCII, only its controls
+	}
 	return unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
 }
 
