@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -294,6 +295,17 @@ func TestParseRequestRefusesCharactersOneDoesNotSee(t *testing.T) {
 			t.Errorf("%s %s: error %q echoes the value", tc.field, tc.value, err)
 		case r.Comment != "" || r.RequestedBy != "" || r.Source != "":
 			t.Errorf("%s %s: refused text kept: %+v", tc.field, tc.value, r)
+		}
+	}
+}
+
+// TestUnseenASCIIAsTheTables: Unseen's shortcut for ASCII answers as the
+// Unicode tables do.
+func TestUnseenASCIIAsTheTables(t *testing.T) {
+	for r := rune(0); r < utf8.RuneSelf; r++ {
+		want := unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Variation_Selector, unicode.Other_Default_Ignorable_Code_Point)
+		if got := Unseen(r); got != want {
+			t.Errorf("Unseen(%U) = %v, want %v", r, got, want)
 		}
 	}
 }
