@@ -112,3 +112,30 @@ func TestBudgetFlagErrorsShowNoValue(t *testing.T) {
 		t.Errorf("budget contoso -5/1h: exit %d, stderr %q; want %d, a budget's count", code, errb.String(), exitUsage)
 	}
 }
+
+// A flag and its value given as one argument ("--nats-url URL", one item
+// of a container's args) is a flag pflag does not know, whose name it
+// quotes whole: it is named by the flag alone, with how to give its
+// value, as the worker names it.
+func TestFlagAndValueInOneArgumentShowNoValue(t *testing.T) {
+	t.Parallel()
+	const url = "nats://alice:S3CR3T@127.0.0.1:1"
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-url " + url, "status"}, "--nats-url and more in the same argument"},
+		{[]string{"status", "--nats-url " + url}, "--nats-url and more in the same argument"},
+		{[]string{"status", "--nats-url\t" + url}, "--nats-url and more in the same argument"},
+		{[]string{"budget", "contoso", "5/1h", "--nats-url " + url}, "--nats-url and more in the same argument"},
+		{[]string{"status", "--no-such-flag " + url}, "--no-such-flag"},
+		{[]string{"status", "--tlskey -----BEGIN PRIVATE KEY-----S3CR3T"}, "--tlskey and more in the same argument"},
+	} {
+		var out, errb bytes.Buffer
+		code := run(tt.args, &out, &errb)
+		msg := errb.String()
+		if code != exitUsage || strings.Contains(msg, "S3CR3T") || strings.Contains(msg, "alice") || !strings.Contains(msg, tt.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %d, naming %q and not the value", tt.args, code, msg, exitUsage, tt.want)
+		}
+	}
+}

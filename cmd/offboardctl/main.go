@@ -509,6 +509,14 @@ func flagError(cmd *cobra.Command, err error) error {
 			return usagef("unknown flag -%s: write it --%s, with two dashes", name, name)
 		}
 		return usagef("unknown shorthand flag -%s; see %s --help", unknown.GetSpecifiedName(), cmd.CommandPath())
+	case errors.As(err, &unknown) && flagNameEnd(unknown.GetSpecifiedName()) < len(unknown.GetSpecifiedName()):
+		// A flag and its value in one argument ("--nats-url URL", one
+		// item of a container's args): pflag takes it all for the name.
+		name := unknown.GetSpecifiedName()[:flagNameEnd(unknown.GetSpecifiedName())]
+		if name != "" && cmd.Flags().Lookup(name) != nil {
+			return usagef("--%s and more in the same argument: give a flag's value after '=' or as the next argument", name)
+		}
+		return usagef("unknown flag --%s and more in the same argument; see %s --help", name, cmd.CommandPath())
 	case errors.As(err, &invalid) && errors.Is(err, errGivenTwice):
 		return usagef("--%s given twice, with two values: give it once", invalid.GetFlag().Name)
 	case errors.As(err, &invalid) && errors.Is(err, errGivenEmpty):
@@ -520,6 +528,17 @@ func flagError(cmd *cobra.Command, err error) error {
 		return usagef("bad flag syntax: write --name or --name=value")
 	}
 	return usageError{err}
+}
+
+// flagNameEnd is where the characters a flag's name may hold end in
+// name, as pflag took it from an argument.
+func flagNameEnd(name string) int {
+	for i, r := range name {
+		if !(r == '-' || r == '_' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z') {
+			return i
+		}
+	}
+	return len(name)
 }
 
 // errGivenTwice is a onceFlag's second value.
