@@ -59,6 +59,9 @@ func TestLongFlagValueQuotedShort(t *testing.T) {
 		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", long},
 		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--health", long},
 		{"campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--os", long + " "},
+		{"campaign", "run", "--tenant", "contoso", "--csv", "devices.csv", "--rate", long},
+		{"campaign", "run", "--tenant", "contoso", "--csv", "devices.csv", "--rate", "100/1m," + long},
+		{"campaign", "status", "--tenant", "contoso", "--name", "wave", "--rate", long},
 		{"completion", long},
 	} {
 		code, out, errs := ctl(t, "nats://127.0.0.1:1", args...)

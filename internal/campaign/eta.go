@@ -29,11 +29,11 @@ func ParseWindows(s string) ([]Window, error) {
 		c, d, ok := strings.Cut(strings.TrimSpace(part), "/")
 		n, err := strconv.Atoi(c)
 		if !ok || err != nil || n < 1 {
-			return nil, fmt.Errorf("rate %q: want COUNT/DURATION, as 100/1m", part)
+			return nil, fmt.Errorf("rate %s: want COUNT/DURATION, as 100/1m", offboard.Quote(part))
 		}
 		l, err := time.ParseDuration(d)
 		if err != nil || l <= 0 {
-			return nil, fmt.Errorf("rate %q: want COUNT/DURATION, as 100/1m", part)
+			return nil, fmt.Errorf("rate %s: want COUNT/DURATION, as 100/1m", offboard.Quote(part))
 		}
 		ws = append(ws, Window{n, l})
 	}
