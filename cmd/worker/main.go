@@ -40,6 +40,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case err != nil:
+		// A value refused may be a variable's the operator did not
+		// give, under its old name (LOG_LEVEL) or misspelt: name them
+		// (but a tenant's secret's, if its file reads).
+		c.printEnvWarnings(stderr, c.tenantsFile())
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	case c.version:
@@ -50,6 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
+		c.printEnvWarnings(stderr, c.tenantsFile())
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
@@ -91,18 +96,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 // that set no flag and those read under their old names (a warning on
 // stderr each, as at the worker's start), the tenants file.
 func (c cli) runCheckConfig(stdout, stderr io.Writer) int {
+	f, err := config.Load(c.o.ConfigPath)
+	c.printEnvWarnings(stderr, f)
 	if _, err := newLogger(c.logLevel, c.logFormat, io.Discard); err != nil {
 		fmt.Fprintln(stderr, "worker:", err)
 		return 2
 	}
-	f, err := config.Load(c.o.ConfigPath)
+	return checkConfig(c.o, f, err, !c.skipFileChecks, stdout, stderr)
+}
+
+// printEnvWarnings writes warnEnv's warnings on stderr, one line each,
+// for --check-config and for a start refused before there is a log; f
+// is the tenants file, nil when it was not read.
+func (c cli) printEnvWarnings(stderr io.Writer, f *config.File) {
 	for _, name := range c.misspelt(f) {
 		fmt.Fprintf(stderr, "worker: warning: environment variable %s sets no flag: is it misspelt?\n", name)
 	}
 	for _, old := range c.oldEnv {
 		fmt.Fprintf(stderr, "worker: warning: environment variable %s without the MDE_OFFBOARD_ prefix: rename it %s\n", old, envPrefix+old)
 	}
-	return checkConfig(c.o, f, err, !c.skipFileChecks, stdout, stderr)
+}
+
+// tenantsFile is the tenants file, nil when it does not read.
+func (c cli) tenantsFile() *config.File {
+	f, err := config.Load(c.o.ConfigPath)
+	if err != nil {
+		return nil
+	}
+	return f
 }
 
 // misspelt are the MDE_OFFBOARD_ variables that set no flag, but for
