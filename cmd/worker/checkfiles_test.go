@@ -2,47 +2,15 @@ package main
 
 import (
 	"bytes"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-)
 
-// writeCertificate writes a self-signed certificate valid now and its
-// RSA key, PEM, to path; it returns the certificate's PEM alone.
-func writeCertificate(t *testing.T, path string) []byte {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mde-offboard-test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, append(certPEM, keyPEM...), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certPEM
-}
+	"github.com/contoso-secops/mde-offboard/internal/testcert"
+)
 
 // exampleSecrets is where deploy/worker.yaml's tenants find their
 // secret and certificate files, as the Deployment mounts them.
@@ -65,7 +33,7 @@ func exampleConfig(t *testing.T) string {
 	if err := os.WriteFile(filepath.Join(secrets, "contoso", "client-secret"), []byte("example-secret-0001\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	writeCertificate(t, filepath.Join(secrets, "contoso-gov", "certificate.pem"))
+	testcert.Write(t, filepath.Join(secrets, "contoso-gov", "certificate.pem"), "mde-offboard-test")
 	path := filepath.Join(dir, "worker.yaml")
 	if err := os.WriteFile(path, bytes.ReplaceAll(data, []byte(exampleSecrets), []byte(secrets)), 0o600); err != nil {
 		t.Fatal(err)
@@ -93,7 +61,7 @@ func TestCheckConfigReadsTheFilesItNames(t *testing.T) {
 	secretFile, tokenFile := write("secret", secret+"\n"), write("token", token)
 	empty, notPEM := write("empty", ""), write("not-a-cert.pem", secret+"\n")
 	cert := filepath.Join(dir, "cert.pem")
-	caPEM := writeCertificate(t, cert)
+	_, caPEM := testcert.Write(t, cert, "mde-offboard-test")
 	ca := write("ca.pem", string(caPEM))
 	tenant := func(name, settings string) string {
 		return fmt.Sprintf("  - name: %s\n    tenantId: 11111111-2222-3333-4444-%012d\n    clientId: 66666666-7777-8888-9999-000000000000\n%s",
