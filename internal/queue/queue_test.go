@@ -149,6 +149,21 @@ func TestSourceServesNormalBeforeBulk(t *testing.T) {
 	if _, err := js.Publish(t.Context(), subj.Request("fabrikam", offboard.Normal), []byte("other tenant")); err != nil {
 		t.Fatal(err)
 	}
+	// The server counts a stored request for a consumer a moment after it
+	// acknowledged the publish, and a pull that does not wait finds only
+	// what it has counted: on a loaded machine the normal lane's pull
+	// found nothing yet and bulk was served first. Each lane waits here
+	// until its consumer counts its requests.
+	for p, want := range map[offboard.Priority]uint64{offboard.Normal: 2, offboard.Bulk: 5} {
+		cons, err := js.Consumer(t.Context(), offboard.StreamRequests, ConsumerName("contoso", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, fmt.Sprintf("the %s consumer counts its %d requests", p, want), func() bool {
+			info, err := cons.Info(t.Context())
+			return err == nil && info.NumPending == want
+		})
+	}
 	r, err := NewRouter(nc, subj)
 	if err != nil {
 		t.Fatal(err)
