@@ -47,7 +47,8 @@ const MaxPage = 10000
 // caller, which knows the tenant's limits. An offboard is sent exactly
 // once; a read at most twice: Go's transport may send it again on a
 // connection that failed under it (HTTP/1.1: a reused connection the
-// server closed; HTTP/2: a stream the server refused, shut down or reset).
+// server closed; HTTP/2: a stream the server refused, shut down or reset),
+// once the caller has taken a place in the quota for it (WithResend).
 type Client struct {
 	base    string
 	scope   string
@@ -292,7 +293,7 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	defer stop(nil)
 	resp, err := c.http.Do(req.WithContext(reqCtx))
 	if err != nil {
-		if cause := context.Cause(reqCtx); errors.Is(cause, errSentAgain) {
+		if cause := context.Cause(reqCtx); errors.Is(cause, errSentAgain) || errors.Is(cause, errNoPlaceToSendAgain) {
 			err = cause
 		}
 		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, tokenScrubbed{redactURL(err), tok.Token}), true)
@@ -448,23 +449,55 @@ func readAnswer(resp *http.Response, limit int64) ([]byte, error) {
 // third time.
 var errSentAgain = errors.New("the transport began to send the request a third time: stopped")
 
+// errNoPlaceToSendAgain ends a call whose request the transport was
+// sending again when the caller had no place in the quota for it
+// (WithResend).
+var errNoPlaceToSendAgain = errors.New("the transport began to send the request again, with no place in the quota for it: stopped")
+
+// resendKey carries a call's WithResend in its context.
+type resendKey struct{}
+
+// WithResend returns ctx for calls that ask take before the transport
+// sends their request a second time. The server may have read and counted
+// the first (a reused HTTP/1.1 connection it closed before answering, a
+// stream it reset): the second is another call the API may count, which
+// goes out only once take has taken its place in the quota, and which
+// the caller counts as it counts the call. take answers at once; false
+// stops the request, and the call ends without an answer. Without it, the
+// second send goes ahead unasked.
+func WithResend(ctx context.Context, take func() bool) context.Context {
+	return context.WithValue(ctx, resendKey{}, take)
+}
+
 // sendTwice returns ctx for one request, cancelled with errSentAgain when
 // the transport takes a connection for it after writing its headers twice:
 // it is about to send it a third time. Go's HTTP/2 transport resends a
 // read whose stream the server reset with PROTOCOL_ERROR, on a new
 // connection each time, until the context ends, and the API may count each
-// against the quota. One resend goes ahead: the transport's retries after a
-// refused stream, a graceful shutdown (GOAWAY) or a keep-alive connection
-// the server closed are of requests the server did not act on. Attempts
-// that took a connection and wrote nothing do not count.
+// against the quota. One resend goes ahead, if the caller has a place in
+// the quota for it (WithResend): the transport's retries after a refused
+// stream, a graceful shutdown (GOAWAY) or a keep-alive connection the
+// server closed are mostly of requests the server did not act on, but a
+// server that read the request and closed the connection without an
+// answer may have counted it. Attempts that took a connection and wrote
+// nothing do not count.
 func sendTwice(ctx context.Context) (context.Context, context.CancelCauseFunc) {
+	take, _ := ctx.Value(resendKey{}).(func() bool)
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wrote atomic.Int32
+	var placed atomic.Bool // the resend's place is taken
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteHeaders: func() { wrote.Add(1) },
 		GotConn: func(httptrace.GotConnInfo) {
-			if wrote.Load() >= 2 {
+			switch n := wrote.Load(); {
+			case n >= 2:
 				cancel(errSentAgain)
+			case n == 1 && take != nil && !placed.Load():
+				if !take() {
+					cancel(errNoPlaceToSendAgain)
+					return
+				}
+				placed.Store(true)
 			}
 		},
 	}), cancel

@@ -350,17 +350,79 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 		return nil, nil, err // nothing was sent: the deferred Release gives the place back
 	}
 	defer cancel()
+	return c.sendNow(ctx, t, api, permit, do), nil, nil
+}
+
+// sendNow makes the call, its place entered, and places it in the
+// windows (sent), with the places of its request sent again.
+func (c *caller) sendNow(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
+	do func(context.Context) *mde.Verdict,
+) (v *mde.Verdict) {
+	ctx, resent := c.withResends(ctx, t, api)
 	start := c.clock.Now()
-	var v *mde.Verdict
-	defer func() { c.sent(t, api, permit, start, v) }()
-	v = do(ctx)
-	return v, nil, nil
+	defer func() { c.sent(t, api, permit, resent, start, v) }()
+	return do(ctx)
+}
+
+// withResends is ctx for a call whose request the transport may send
+// again (a read, its connection dropped before the answer): a call of its
+// own, which goes out only with a place of its own, entered as the
+// call's is.
+func (c *caller) withResends(ctx context.Context, t *tenantRun, api string) (context.Context, *resends) {
+	r := &resends{}
+	l := t.limits.API(api)
+	return mde.WithResend(ctx, func() bool { return r.take(ctx, l, c.clock.Now()) }), r
+}
+
+// resends are the places a call took for its request sent again by the
+// transport (mde.WithResend).
+type resends struct {
+	mu      sync.Mutex
+	permits []*limiter.Permit
+}
+
+// take takes a place for a request sent again, and enters it in the
+// quota journal, at once or not at all: the transport waits for it. The
+// call's context already ends by the first send's due time, before this
+// place's.
+func (r *resends) take(ctx context.Context, l *limiter.Limiter, now time.Time) bool {
+	if l == nil {
+		return false
+	}
+	p, _ := l.TryAcquire(now)
+	if p == nil {
+		return false
+	}
+	if entered, err := p.TryRecord(ctx); err != nil || !entered {
+		p.Release()
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.permits = append(r.permits, p)
+	return true
+}
+
+// settle places the requests sent again as the call's own place is
+// (sent): completed now, or given back if nothing was sent.
+func (r *resends) settle(v *mde.Verdict) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range r.permits {
+		if v != nil && !v.Sent {
+			p.Release()
+		} else {
+			p.CompleteNow()
+		}
+	}
 }
 
 // sent places a call that started at start in the windows and counts it,
 // once do returned v (nil if it panicked): a call that went out completes
-// its place now, one that did not gives it back.
-func (c *caller) sent(t *tenantRun, api string, permit *limiter.Permit, start time.Time, v *mde.Verdict) {
+// its place now, one that did not gives it back; so do its requests sent
+// again (resent).
+func (c *caller) sent(t *tenantRun, api string, permit *limiter.Permit, resent *resends, start time.Time, v *mde.Verdict) {
+	resent.settle(v)
 	if v != nil && !v.Sent {
 		permit.Release() // nothing was sent
 		return
