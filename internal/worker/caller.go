@@ -358,7 +358,12 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 func (c *caller) sendNow(ctx context.Context, t *tenantRun, api string, permit *limiter.Permit,
 	do func(context.Context) *mde.Verdict,
 ) (v *mde.Verdict) {
-	ctx, resent := c.withResends(ctx, t, api)
+	var resent *resends
+	if api != mde.APIOffboard {
+		// An offboard is sent once: the transport cannot send it again
+		// (its request has no GetBody), so it needs no place for that.
+		ctx, resent = c.withResends(ctx, t, api)
+	}
 	start := c.clock.Now()
 	defer func() { c.sent(t, api, permit, resent, start, v) }()
 	return do(ctx)
@@ -404,8 +409,12 @@ func (r *resends) take(ctx context.Context, l *limiter.Limiter, now time.Time) b
 }
 
 // settle places the requests sent again as the call's own place is
-// (sent): completed now, or given back if nothing was sent.
+// (sent): completed now, or given back if nothing was sent. A nil r
+// has none.
 func (r *resends) settle(v *mde.Verdict) {
+	if r == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, p := range r.permits {
