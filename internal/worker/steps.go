@@ -835,6 +835,12 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 		return nil, nil
 	}
 	msg := fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", found.Count, offboard.Quote(j.req.ComputerDNSName))
+	if found.More {
+		// The answer holds part of the list: more devices may bear the
+		// name than it counts, and the one meant may be none of those
+		// listed.
+		msg = fmt.Sprintf("at least %d devices are named %s (the API's answer holds part of the list: @odata.nextLink); give the machineId of the one to offboard", found.Count, offboard.Quote(j.req.ComputerDNSName))
+	}
 	if found.Count > maxCandidates {
 		msg += fmt.Sprintf(" (the first %d are listed)", maxCandidates)
 	}
