@@ -278,3 +278,17 @@ func TestIdleStopCancelsNothing(t *testing.T) {
 		t.Errorf("Stop of an idle worker: %v", err)
 	}
 }
+
+// TestIdleStopAfterItsTimeCancelsNothing: a stop whose time was spent
+// before it began (the announcement that the replica leaves waited for a
+// NATS server away) finds no request under way: it says so, not that it
+// cancelled 0 requests that come back from the stream.
+func TestIdleStopAfterItsTimeCancelsNothing(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["100/1m"]`, RetryPolicy{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := e.w.Stop(ctx); err != nil {
+		t.Errorf("Stop of an idle worker, its time already over: %v", err)
+	}
+}

@@ -163,6 +163,7 @@ type Worker struct {
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
 	handlers  sync.WaitGroup // requests being worked on
 	underWay  atomic.Int64   // how many: a stop that cancels them says so
+	begun     atomic.Int64   // how many were ever started: those a stop cancels before they start count too
 	stopOnce  sync.Once
 	stopErr   error
 }
@@ -344,8 +345,9 @@ var ErrCancelled = errors.New("requests still under way, cancelled")
 // Stop stops taking requests and waits for those under way to finish. When
 // ctx ends first, their calls are cancelled: a cancelled request is not
 // acked and comes back after its ack wait, and the ledger keeps it from
-// creating a second action; Stop then returns ErrCancelled. Stop never
-// waits more than stopGrace after ctx ends. Stop is idempotent.
+// creating a second action; Stop then returns ErrCancelled, unless none
+// was under way (then nil). Stop never waits more than stopGrace after
+// ctx ends. Stop is idempotent.
 func (w *Worker) Stop(ctx context.Context) error {
 	w.stopOnce.Do(func() { w.stopErr = w.stop(ctx) })
 	return w.stopErr
@@ -375,12 +377,20 @@ func (w *Worker) stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	cancelled := w.underWay.Load()
+	// Cancelled: those under way now, and those a pull still under way
+	// hands over before the loops are over, which start cancelled.
+	cancelled, begun := w.underWay.Load(), w.begun.Load()
 	w.stopWork()
 	grace := time.NewTimer(stopGrace) // real time: bounds a shutdown, not logic
 	defer grace.Stop()
 	select {
 	case <-done:
+		if cancelled += w.begun.Load() - begun; cancelled == 0 {
+			// The time ran out with nothing under way (spent before the
+			// stop began, or by a pull that brought nothing): nothing
+			// was cancelled, nothing comes back.
+			return nil
+		}
 		return fmt.Errorf("stop: %d %w: %w", cancelled, ErrCancelled, ctx.Err())
 	case <-grace.C:
 		return fmt.Errorf("stop: requests still under way %v after they were cancelled", stopGrace)
@@ -450,6 +460,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
 			ctx := context.WithValue(context.WithValue(workCtx, placeKey{}, slot.place), stopKey{}, fetchCtx)
 			w.underWay.Add(1)
+			w.begun.Add(1)
 			w.handlers.Go(func() {
 				defer w.underWay.Add(-1)
 				defer slot.done()
