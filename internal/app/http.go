@@ -118,21 +118,40 @@ func shownArgs(args []string) []string {
 }
 
 // shutdownHTTP closes the HTTP server, letting answers under way finish
-// for up to 5s.
+// for up to httpDrain; those still being written then (a scraper that
+// stopped reading) are cut short with their connections, which is no
+// failure of the stop: nothing a request needs goes over HTTP.
 func (a *App) shutdownHTTP(ctx context.Context) error {
 	if a.http == nil {
 		return nil // never served: the listener's cleanup closes it
 	}
-	hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	hctx, cancel := context.WithTimeout(ctx, httpDrain)
 	defer cancel()
-	err := a.http.Shutdown(hctx)
+	if err := a.http.Shutdown(hctx); err != nil {
+		// Closed, the connections end their handlers' writes: none is
+		// left blocked until the write timeout.
+		cerr := a.http.Close()
+		if errors.Is(cerr, net.ErrClosed) { // the listener, which Shutdown closed
+			cerr = nil
+		}
+		if ctx.Err() != nil { // the stop's own cap, not httpDrain
+			return errors.Join(err, cerr, ctx.Err())
+		}
+		a.log.Warn("HTTP answers still being written at the stop were cut short (a client reading slowly)", zap.Error(err))
+		if cerr != nil {
+			return cerr
+		}
+	}
 	select {
 	case <-a.serveDone:
 	case <-ctx.Done():
-		return errors.Join(err, ctx.Err())
+		return ctx.Err()
 	}
-	return err
+	return nil
 }
+
+// httpDrain is how long the stop lets HTTP answers under way finish.
+const httpDrain = 5 * time.Second
 
 // HTTPAddr is the address the HTTP endpoints listen on.
 func (a *App) HTTPAddr() string { return a.lis.Addr().String() }
