@@ -118,7 +118,7 @@ func (c CredentialConfig) CheckFiles(now time.Time) error {
 		if err != nil {
 			return err
 		}
-		_, err = readToken(file)
+		_, err = readToken(c.tokenFileSetting(), file)
 		return err
 	}
 	return nil
@@ -496,7 +496,7 @@ func workloadIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, noD
 		if err != nil {
 			return nil, err
 		}
-		tf := &tokenFile{path: file, now: now}
+		tf := &tokenFile{path: file, setting: cc.tokenFileSetting(), now: now}
 		cred, err := azidentity.NewClientAssertionCredential(tenantID, clientID, tf.assertion,
 			&azidentity.ClientAssertionCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
 		if err != nil {
@@ -525,6 +525,15 @@ func (c CredentialConfig) workloadSettings() (tenantID, clientID, file string, e
 	return tenantID, clientID, file, nil
 }
 
+// tokenFileSetting is the setting that names the federated token file,
+// for its errors: tokenFile, or the variable that stands in for it.
+func (c CredentialConfig) tokenFileSetting() string {
+	if c.TokenFile != "" {
+		return "tokenFile"
+	}
+	return "AZURE_FEDERATED_TOKEN_FILE"
+}
+
 // workloadCredential reads the token file before each token request, so
 // that a file that cannot be read is reported as such: the identity
 // library does not pass on the assertion's error.
@@ -547,8 +556,9 @@ const tokenFileReuse = 10 * time.Minute
 
 // tokenFile is a workload identity's federated token file.
 type tokenFile struct {
-	path string
-	now  func() time.Time // the credential's clock
+	path    string
+	setting string           // what named path, for its errors (tokenFileSetting)
+	now     func() time.Time // the credential's clock
 
 	mu    sync.Mutex
 	token string
@@ -567,7 +577,7 @@ func (f *tokenFile) assertion(context.Context) (string, error) {
 	defer f.mu.Unlock()
 	now, stamp := f.now(), stampOf(f.path)
 	if !now.Before(f.until) || !stamp.same(f.stamp) {
-		tok, err := readToken(f.path)
+		tok, err := readToken(f.setting, f.path)
 		if err != nil {
 			return "", &credentialFileError{err: err}
 		}
@@ -580,10 +590,10 @@ func (f *tokenFile) assertion(context.Context) (string, error) {
 // token is a JWT, three base64url parts joined by '.': another file of
 // the service account's volume named in its place (ca.crt, namespace)
 // was sent to the login host as the assertion, and every call of the
-// tenant failed. Its errors name the setting, not the path or the
-// content.
-func readToken(path string) (string, error) {
-	tok, err := readSecret("tokenFile", path)
+// tenant failed. Its errors name the setting (tokenFile or the variable
+// AZURE_FEDERATED_TOKEN_FILE), not the path or the content.
+func readToken(setting, path string) (string, error) {
+	tok, err := readSecret(setting, path)
 	if err != nil {
 		return "", err
 	}
@@ -594,7 +604,7 @@ func readToken(path string) (string, error) {
 		})
 	}
 	if len(parts) != 3 || slices.ContainsFunc(parts, notBase64URL) {
-		return "", errors.New("tokenFile: the file it names holds no token (a JWT, three base64url parts joined by '.'): name the projected token's file, such as /var/run/secrets/azure/tokens/azure-identity-token")
+		return "", fmt.Errorf("%s: the file it names holds no token (a JWT, three base64url parts joined by '.'): name the projected token's file, such as /var/run/secrets/azure/tokens/azure-identity-token", setting)
 	}
 	return tok, nil
 }
