@@ -257,9 +257,6 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		}
 		return c, shownFlagError(err)
 	}
-	if c.skipFileChecks && !c.checkConfig {
-		return c, errors.New("--skip-file-checks only with --check-config: the start always reads the files")
-	}
 	if fs.NArg() > 0 {
 		// Shown without user information: a NATS URL lands here when the
 		// flag before it lost its value (--nats-creds "$UNSET" --nats-url URL).
@@ -269,6 +266,11 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		return c, err
 	}
 	c.unknownEnv = unknownEnvVars(fs, os.Environ())
+	// Once the variables are read: the refusal is shown with their
+	// warnings, and MDE_OFFBOARD_CHECK_CONFIG misspelt is one of them.
+	if c.skipFileChecks && !c.checkConfig {
+		return c, errors.New("--skip-file-checks only with --check-config: the start always reads the files")
+	}
 	if err := checkFlags(&c.o); err != nil {
 		return c, err
 	}
