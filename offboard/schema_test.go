@@ -90,6 +90,8 @@ func requestCases() []requestCase {
 		{name: "emoji sequence with a variation selector", body: byID + `,"comment":"\ud83c\udff3\ufe0f\u200d\ud83c\udf08"}`, valid: true},
 		{name: "keycap", body: byID + `,"comment":"step 1\ufe0f\u20e3 done"}`, valid: true},
 		{name: "keycap joined", body: byID + `,"comment":"1\ufe0f\u20e3\u200d\ud83d\udd25"}`, valid: true},
+		{name: "keycap with a variation selector after it", body: byID + `,"comment":"1\ufe0f\u20e3\ufe0f"}`, valid: true},
+		{name: "keycap with an ideographic variation selector after it", body: byID + `,"source":"#\ufe0f\u20e3\udb40\udd00"}`, valid: true},
 		{name: "ideograph with its variation selector", body: byID + `,"source":"\u845b\udb40\udd00"}`, valid: true},
 		{name: "Hangul conjoining letters", body: byID + `,"requestedBy":"\u1100\u1161"}`, valid: true},
 		{name: "empty machineId counts as absent", body: `{"requestId":"r1","machineId":"","computerDnsName":"pc-1.contoso.local"}`, valid: true},
