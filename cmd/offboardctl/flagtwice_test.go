@@ -2,8 +2,12 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"strings"
 	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // TestTargetFlagGivenTwice: a flag that picks what a command acts on,
@@ -63,5 +67,38 @@ func TestTargetFlagGivenTwice(t *testing.T) {
 	code = run([]string{"--nats-url", "nats://127.0.0.1:1", "--connect-timeout", "1s", "dead", "retry", "contoso", "--seq", "7", "--seq", "07"}, &out, &errb)
 	if code == exitUsage {
 		t.Errorf("the same --seq twice: exit %d, stderr %q; want it taken", code, errb.String())
+	}
+}
+
+// TestOnceFlagHelp: a flag made to refuse a second value (once) shows in
+// the help as it did before: `campaign run --help` said --timeout's
+// default was "0s", which pflag leaves out for a duration flag's zero.
+func TestOnceFlagHelp(t *testing.T) {
+	t.Parallel()
+	root, _ := newRoot(io.Discard, io.Discard)
+	var walk func(cmd *cobra.Command)
+	n := 0
+	walk = func(cmd *cobra.Command) {
+		cmd.LocalFlags().VisitAll(func(f *pflag.Flag) {
+			v, ok := f.Value.(*onceOf)
+			if !ok {
+				return
+			}
+			n++
+			plain := pflag.NewFlagSet("plain", pflag.ContinueOnError)
+			plain.AddFlag(&pflag.Flag{Name: f.Name, Usage: f.Usage, Hidden: f.Hidden, Value: v.Value, DefValue: v.Value.String()}) // nothing parsed: the default
+			once := pflag.NewFlagSet("once", pflag.ContinueOnError)
+			once.AddFlag(f)
+			if got, want := once.FlagUsages(), plain.FlagUsages(); got != want {
+				t.Errorf("%s --%s: help %q, want %q", cmd.CommandPath(), f.Name, got, want)
+			}
+		})
+		for _, sub := range cmd.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
+	if n == 0 {
+		t.Fatal("no flag made with once")
 	}
 }

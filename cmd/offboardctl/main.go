@@ -612,6 +612,17 @@ func (v *onceOf) Set(s string) error {
 // that is not its first (onceOf).
 func once(fs *pflag.FlagSet, name string) {
 	f := fs.Lookup(name)
+	if f.Value.Type() == "bool" {
+		// Behind the wrapper pflag no longer sees a bool flag: --json
+		// would want a value.
+		panic("once: --" + name + " is a bool flag")
+	}
+	if f.Value.Type() == "duration" && f.DefValue == "0s" {
+		// pflag leaves a zero default out of the help by the value's
+		// type, which the wrapper hides: behind it, "0s" was shown as
+		// campaign run --timeout's default. "0" it leaves out.
+		f.DefValue = "0"
+	}
 	f.Value = &onceOf{Value: f.Value}
 }
 
