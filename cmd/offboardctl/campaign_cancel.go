@@ -98,7 +98,7 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 		return err
 	}
 	if was != nil && was.Cancelled {
-		c.storeMissedEvent(ctx, js, tenant, name, was)
+		c.storeMissedEvent(ctx, js, kv, tenant, name, was)
 		return c.cancelledAlready(tenant, name, was)
 	}
 	// A name no request carries, and no run recorded, is a mistake (the
@@ -223,12 +223,26 @@ func (c *cli) publishCancelEvent(ctx context.Context, js jetstream.JetStream, te
 // then never had it. The stream drops the repeat of one stored within
 // its duplicate window; past the window, the event is not published, as
 // it could be stored twice. Best effort: the cancel stands either way.
-func (c *cli) storeMissedEvent(ctx context.Context, js jetstream.JetStream, tenant, name string, was *campaign.Mark) {
+//
+// The window is measured by the server's clock, from when it stored the
+// mark (before the event) to its time now: the mark's own time is the
+// cancelling machine's, and a clock there ahead of this one's kept a
+// stored event inside the window for as long, stored again by every
+// cancel.
+func (c *cli) storeMissedEvent(ctx context.Context, js jetstream.JetStream, kv jetstream.KeyValue, tenant, name string, was *campaign.Mark) {
 	if was.At.IsZero() {
 		return
 	}
+	e, err := kv.Get(ctx, campaign.Key(tenant, name))
+	if err != nil {
+		return
+	}
 	s, err := js.Stream(ctx, offboard.StreamResults)
-	if err != nil || time.Since(was.At) >= s.CachedInfo().Config.Duplicates {
+	if err != nil {
+		return
+	}
+	info := s.CachedInfo()
+	if info.TimeStamp.IsZero() || e.Created().IsZero() || info.TimeStamp.Sub(e.Created()) >= info.Config.Duplicates {
 		return
 	}
 	if stored, err := c.publishCancelEvent(ctx, js, tenant, name, was); err == nil && stored {
