@@ -59,18 +59,15 @@ func (w *who) check() error {
 	if !strings.ContainsFunc(w.as, func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) && !offboard.Unseen(r) }) {
 		return usagef("--as is empty: say who makes the change")
 	}
-	if strings.ContainsFunc(w.as, func(r rune) bool { return offboard.Unseen(r) && !unicode.IsControl(r) }) {
-		// Zero-width and tag characters, Hangul fillers, variation
-		// selectors: a name that looks like another.
+	// Zero-width and tag characters, Hangul fillers, variation selectors
+	// on their own: a name that looks like another. As in a request's
+	// texts, the joiners of a word or an emoji and the selector of an
+	// emoji or an ideograph stay: Persian and Sinhala names are spelt
+	// with them.
+	if hidden(w.as) {
 		return usagef("--as holds an invisible character: give the name as it reads")
 	}
-	if offboard.Hidden(strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return ' ' // oneLine's to refuse, with its own words
-		}
-		return r
-	}, w.reason)) {
-		// As a request's texts: the joiners of a word or an emoji stay.
+	if hidden(w.reason) {
 		return usagef("--reason holds an invisible character: give it as it reads")
 	}
 	for _, f := range []struct {
@@ -85,6 +82,17 @@ func (w *who) check() error {
 		}
 	}
 	return nil
+}
+
+// hidden is offboard.Hidden, control characters aside: oneLine refuses
+// those, with its own words.
+func hidden(s string) bool {
+	return offboard.Hidden(strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s))
 }
 
 // oneLine says whether s is valid UTF-8 without control characters, line

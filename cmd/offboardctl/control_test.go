@@ -220,6 +220,14 @@ func TestControlBadUsage(t *testing.T) {
 			t.Errorf("--reason %q: exit %d, stderr %q", reason, code, errs)
 		}
 	}
+	// Names written with them: a Persian surname with its non-joiner, a
+	// Sinhala one with the joiner of its conjunct, a Japanese one with
+	// its ideograph's variation selector.
+	for _, as := range []string{"\u062d\u0633\u06cc\u0646\u200c\u0632\u0627\u062f\u0647", "\u0dc1\u0dca\u200d\u0dbb\u0dd3\u0db8\u0dcf\u0dbd\u0dd2", "\u845b\U000e0100\u57ce"} {
+		if code, out, errs := ctl(t, url, "resume", "fabrikam", "--as", as); code != exitOK || !strings.Contains(out, as) {
+			t.Errorf("--as %q: exit %d, stdout %q, stderr %q", as, code, out, errs)
+		}
+	}
 	code, _, errs := ctl(t, "nats://127.0.0.1:1", "status")
 	if code != exitFailed || !strings.Contains(errs, "nats://127.0.0.1:1") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 		t.Errorf("unreachable: exit %d, stderr %q", code, errs)
