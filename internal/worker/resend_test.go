@@ -19,10 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
-	"github.com/contoso-secops/mde-offboard/internal/limiter/steptest"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
-	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -110,14 +108,7 @@ func TestReadSentAgainTakesItsOwnPlace(t *testing.T) {
 // calls entered: the other replicas could fill the window meanwhile.
 func TestReadSentAgainEnteredInTheJournal(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	clock := steptest.NewClock(t)
-	shared := followedQuota(t, js, s, clock)
-	lt := shared.Tenant("contoso")
+	clock, lt, js := contosoFollowed(t)
 	l := lt.Add(mde.APIMachines, []limiter.Window{{Count: 3, Length: time.Minute}})
 	c := newCaller(clock, NewMetrics(prometheus.NewRegistry()), RetryPolicy{}, 1)
 	run := &tenantRun{name: "contoso", limits: lt}
@@ -128,7 +119,7 @@ func TestReadSentAgainEnteredInTheJournal(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n := requests.Add(1)
 		if n < int64(len(entered)) {
-			calls := reservedCalls(r.Context(), t, js, s.Subjects.Quota("contoso"))
+			calls := reservedCalls(r.Context(), t, js, queue.Settings{}.WithDefaults().Subjects.Quota("contoso"))
 			mu.Lock()
 			entered[n] = calls
 			mu.Unlock()

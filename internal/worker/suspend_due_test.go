@@ -29,14 +29,7 @@ import (
 // out a minute past its due time.
 func TestCallNotSentPastItsDueAfterASuspend(t *testing.T) {
 	t.Parallel()
-	_, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso"}}.WithDefaults()
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	clock := steptest.NewClock(t)
-	shared := followedQuota(t, js, s, clock)
-	lt := shared.Tenant("contoso")
+	clock, lt, _ := contosoFollowed(t)
 	l := lt.Add(mde.APIOffboard, []limiter.Window{{Count: 1, Length: time.Hour}})
 	c := newCaller(clock, NewMetrics(prometheus.NewRegistry()), RetryPolicy{}, 1)
 	p, _ := l.TryAcquire(clock.Now())
@@ -65,6 +58,20 @@ func TestCallNotSentPastItsDueAfterASuspend(t *testing.T) {
 	if !errors.Is(err, errDueMeanwhile) {
 		t.Errorf("sendChecked: %v, want errDueMeanwhile (the request takes a new place)", err)
 	}
+}
+
+// contosoFollowed is tenant contoso's quota, shared over the quota
+// journal of a NATS server of its own (js) and caught up with it, on a
+// stepped clock.
+func contosoFollowed(t *testing.T) (*steptest.Clock, *limiter.Tenant, jetstream.JetStream) {
+	t.Helper()
+	_, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}}.WithDefaults()
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	clock := steptest.NewClock(t)
+	return clock, followedQuota(t, js, s, clock).Tenant("contoso"), js
 }
 
 // followedQuota is a process's shared quota over the quota journal in
