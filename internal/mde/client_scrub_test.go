@@ -86,16 +86,9 @@ func TestTransportErrorQuotingTheTokenIsScrubbed(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := setupAPI(t, func(w http.ResponseWriter, r *http.Request) {
-				conn, buf, err := http.NewResponseController(w).Hijack()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer func() { _ = conn.Close() }()
-				_, _ = buf.WriteString(tt.status(r.Header.Get("Authorization")) + "\r\nContent-Length: 0\r\n\r\n")
-				_ = buf.Flush()
-			}, nil)
+			f := setupAPI(t, rawAnswer(t, func(r *http.Request) string {
+				return tt.status(r.Header.Get("Authorization")) + "\r\nContent-Length: 0\r\n\r\n"
+			}), nil)
 			f.cred.token = tt.token
 			v := f.client.Offboard(context.Background(), testMachineID, "c")
 			if v.Class == Success {
@@ -105,5 +98,21 @@ func TestTransportErrorQuotingTheTokenIsScrubbed(t *testing.T) {
 				t.Errorf("verdict message holds the token: %s", msg)
 			}
 		})
+	}
+}
+
+// rawAnswer is a handler that writes what answer gives for the request
+// on the connection as it is, bytes the transport may not be able to
+// read, and closes it.
+func rawAnswer(t *testing.T, answer func(r *http.Request) string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		conn, buf, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer func() { _ = conn.Close() }()
+		_, _ = buf.WriteString(answer(r))
+		_ = buf.Flush()
 	}
 }

@@ -34,19 +34,12 @@ func TestBodyReadErrorQuotingTheTokenIsScrubbed(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			f := setupAPI(t, func(w http.ResponseWriter, r *http.Request) {
-				conn, buf, err := http.NewResponseController(w).Hijack()
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				defer func() { _ = conn.Close() }()
+			f := setupAPI(t, rawAnswer(t, func(r *http.Request) string {
 				// The trailer line has no colon: textproto quotes it whole.
-				_, _ = buf.WriteString("HTTP/1.1 " + strconv.Itoa(tt.status) + " X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
+				return "HTTP/1.1 " + strconv.Itoa(tt.status) + " X\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n" +
 					strconv.FormatInt(int64(len(tt.body)), 16) + "\r\n" + tt.body + "\r\n0\r\n" +
-					strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + "\r\n\r\n")
-				_ = buf.Flush()
-			}, nil)
+					strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") + "\r\n\r\n"
+			}), nil)
 			f.cred.token = opaque
 			v := tt.call(context.Background(), f.client)
 			if v.Class == Success {
