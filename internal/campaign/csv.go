@@ -116,9 +116,11 @@ var errUTF16 = fmt.Errorf("%w: the file is UTF-16: save it as UTF-8", ErrNoDevic
 // has a NUL byte in its first line's bytes, which no text in UTF-8 has
 // (the line breaks and NUL bytes before it aside: a UTF-16 file's blank
 // first line). A NUL byte in a later line is that row's: the row is
-// invalid, the file is not UTF-16.
+// invalid, the file is not UTF-16. The first line's end is a CR or LF
+// byte, or, in UTF-16, a CR or LF character: a byte of a character such
+// as 名 (UTF-16LE 0D 54) may be a CR's or an LF's, before any NUL byte.
 func isUTF16(br *bufio.Reader) bool {
-	head, _ := br.Peek(64)
+	head, _ := br.Peek(br.Size())
 	s := string(head)
 	if strings.HasPrefix(s, utf16LE) || strings.HasPrefix(s, utf16BE) {
 		return true
@@ -127,7 +129,34 @@ func isUTF16(br *bufio.Reader) bool {
 	if end := strings.IndexAny(line, "\r\n"); end >= 0 {
 		line = line[:end]
 	}
-	return strings.Contains(line, "\x00")
+	return strings.Contains(line, "\x00") || utf16FirstLine(head, 1) || utf16FirstLine(head, 0)
+}
+
+// utf16FirstLine says whether head, read as UTF-16 whose characters have
+// their high byte at offset high (1 little-endian, 0 big-endian), has a
+// first line that holds a character of one byte, NUL its high byte (the
+// header's column names are ASCII), and ends in head with a CR or LF
+// character; the blank lines before it aside. The line must end there:
+// the lines of a UTF-8 file, read so, may run on to a NUL byte in a row.
+func utf16FirstLine(head []byte, high int) bool {
+	low := 1 - high
+	i := 0
+	for ; i+1 < len(head) && head[i+high] == 0; i += 2 {
+		if c := head[i+low]; c != '\r' && c != '\n' && c != 0 {
+			break
+		}
+	}
+	oneByte := false
+	for ; i+1 < len(head); i += 2 {
+		if head[i+high] != 0 {
+			continue
+		}
+		if c := head[i+low]; c == '\r' || c == '\n' {
+			return oneByte
+		}
+		oneByte = true
+	}
+	return false
 }
 
 // powerShellType reads the line #TYPE <type name> that Windows PowerShell
