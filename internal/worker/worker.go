@@ -162,10 +162,14 @@ type Worker struct {
 	stopWork  context.CancelFunc
 	fetchers  sync.WaitGroup // tenant loops, unrouted loop, stats loop
 	handlers  sync.WaitGroup // requests being worked on
-	underWay  atomic.Int64   // how many: a stop that cancels them says so
-	begun     atomic.Int64   // how many were ever started: those a stop cancels before they start count too
+	begun     atomic.Int64   // how many were ever started: a stop that cancels them says how many
+	ended     atomic.Int64   // how many of them are over: those over before a stop cancels are not counted
 	stopOnce  sync.Once
 	stopErr   error
+	// counted, when set, runs once a stop whose time ran out has read
+	// which requests are over, before it cancels the others: a test's
+	// seam for a request that starts meanwhile.
+	counted func()
 }
 
 func (o Options) withDefaults() Options {
@@ -377,15 +381,21 @@ func (w *Worker) stop(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 	}
-	// Cancelled: those under way now, and those a pull still under way
-	// hands over before the loops are over, which start cancelled.
-	cancelled, begun := w.underWay.Load(), w.begun.Load()
+	// Cancelled: those not over now, under way or handed over by a pull
+	// still under way before the loops are over (they start cancelled).
+	// Counted once each, whenever it starts: every request begun once the
+	// loops are over, less those over now.
+	ended := w.ended.Load()
+	if w.counted != nil {
+		w.counted()
+	}
 	w.stopWork()
 	grace := time.NewTimer(stopGrace) // real time: bounds a shutdown, not logic
 	defer grace.Stop()
 	select {
 	case <-done:
-		if cancelled += w.begun.Load() - begun; cancelled == 0 {
+		cancelled := w.begun.Load() - ended
+		if cancelled == 0 {
 			// The time ran out with nothing under way (spent before the
 			// stop began, or by a pull that brought nothing): nothing
 			// was cancelled, nothing comes back.
@@ -459,15 +469,21 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			permit := w.aheadPermit(fetchCtx, t)
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
 			ctx := context.WithValue(context.WithValue(workCtx, placeKey{}, slot.place), stopKey{}, fetchCtx)
-			w.underWay.Add(1)
-			w.begun.Add(1)
-			w.handlers.Go(func() {
-				defer w.underWay.Add(-1)
+			w.goHandle(func() {
 				defer slot.done()
 				w.handle(ctx, t, d.Msg, d.Prio, permit, slot.callsOver)
 			})
 		}
 	}
+}
+
+// goHandle starts handle, a request's handler, counted for a stop.
+func (w *Worker) goHandle(handle func()) {
+	w.begun.Add(1)
+	w.handlers.Go(func() {
+		defer w.ended.Add(1)
+		handle()
+	})
 }
 
 // inFlight is a request's place in its tenant's loop: an in-flight slot
