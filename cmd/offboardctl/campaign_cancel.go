@@ -47,7 +47,7 @@ tenant's requests carries, and no campaign run recorded, is refused
 				if cmd.Flags().Changed("as") && by != w.as {
 					return usagef("--as given twice, with two values (once as --by): give it once")
 				}
-				w.as = by
+				w.as, w.asFlag = by, "--by"
 			}
 			if err := w.check(); err != nil {
 				return err

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,7 +26,10 @@ func init() { commands = append(commands, pauseCommand, resumeCommand, budgetCom
 // who says who made a change, and why; unknownTenant lets a control
 // command change a tenant no worker serves yet.
 type who struct {
-	as, reason    string
+	as, reason string
+	// asFlag is the flag that gave as, named in its errors: --as unless
+	// set (campaign cancel's old --by).
+	asFlag        string
 	unknownTenant bool
 }
 
@@ -56,8 +60,9 @@ const (
 // shown in status, one line each, and a newline or a terminal control
 // would forge lines there.
 func (w *who) check() error {
+	asFlag := cmp.Or(w.asFlag, "--as")
 	if !strings.ContainsFunc(w.as, func(r rune) bool { return unicode.IsGraphic(r) && !unicode.IsSpace(r) && !offboard.Unseen(r) }) {
-		return usagef("--as is empty: say who makes the change")
+		return usagef("%s is empty: say who makes the change", asFlag)
 	}
 	// Zero-width and tag characters, Hangul fillers, variation selectors
 	// on their own: a name that looks like another. As in a request's
@@ -65,7 +70,7 @@ func (w *who) check() error {
 	// emoji or an ideograph stay: Persian and Sinhala names are spelt
 	// with them.
 	if hidden(w.as) {
-		return usagef("--as holds an invisible character: give the name as it reads")
+		return usagef("%s holds an invisible character: give the name as it reads", asFlag)
 	}
 	if hidden(w.reason) {
 		return usagef("--reason holds an invisible character: give it as it reads")
@@ -73,7 +78,7 @@ func (w *who) check() error {
 	for _, f := range []struct {
 		name, v string
 		most    int
-	}{{"--as", w.as, maxAs}, {"--reason", w.reason, maxReason}} {
+	}{{asFlag, w.as, maxAs}, {"--reason", w.reason, maxReason}} {
 		if !oneLine(f.v) {
 			return usagef("%s holds a control character (a newline, a tab, an escape, ...) or is not UTF-8: give one line of text", f.name)
 		}
