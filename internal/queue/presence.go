@@ -427,7 +427,18 @@ func (p *Presence) withdraw() {
 	defer cancel()
 	p.mu.Lock()
 	rev := p.putRev
+	twin := p.twinLiveLocked(p.clock.Now())
 	p.mu.Unlock()
+	if twin {
+		// Another process under this id lives and serves its tenants:
+		// deleted, the id would leave the others' views until that
+		// process's next beat, and a tenant only it serves would be
+		// answered unknown_tenant by them meanwhile. This process's
+		// last announcement says it is leaving; the other's next beat
+		// writes over it.
+		p.log.Info("announcement not withdrawn: another process under this replica's id still announces itself")
+		return
+	}
 	// With no put answered (rev 0), or a delete at the last one's
 	// revision refused, a put of this process may have been stored
 	// without its answer (cut off by the stop, or a beat's and Leave's at
@@ -724,6 +735,13 @@ func (p *Presence) anyLive(match func(seen) bool) bool {
 	}
 	twin, ok := p.twinLocked()
 	return ok && match(twin) && p.liveLocked(twin, now)
+}
+
+// twinLiveLocked says whether another process under this replica's id
+// announced itself within the last ttl and did not say it stops. p.mu
+// held.
+func (p *Presence) twinLiveLocked(now time.Time) bool {
+	return !p.twinSeen.IsZero() && !p.twinLeaving && now.Sub(p.twinSeen) < p.ttl
 }
 
 // twinLocked is the last announcement of another process under this
