@@ -599,8 +599,14 @@ var actionStatuses = [...]string{"Pending", "InProgress", "Succeeded", "Failed",
 // StatusSpelled is status spelled as documented when it is a documented
 // status in another case of its ASCII letters ("pending": "Pending");
 // any other as it is (a long s is no s). Statuses compared or published
-// so agree however the API wrote them.
+// so agree however the API wrote them. Spaces, tabs and line ends around
+// it are dropped first ("Succeeded\n" is Succeeded): an action event's
+// message id carries its status, and the NATS client sends a header
+// value without them, so a status kept with them had the id of the
+// status without, and the stream dropped the later event of that status
+// (the final one) as a repeat.
 func StatusSpelled(status string) string {
+	status = strings.Trim(status, " \t\r\n")
 	for _, s := range actionStatuses {
 		if equalFoldASCII(status, s) {
 			return s

@@ -963,7 +963,7 @@ func TestActionUnfinished(t *testing.T) {
 			t.Errorf("Finished(%q) = %v, want %v", status, got, want)
 		}
 	}
-	for in, want := range map[string]string{"pending": "Pending", "TIMEOUT": "TimeOut", "Succeeded": "Succeeded", "Queued": "Queued", "": ""} {
+	for in, want := range map[string]string{"pending": "Pending", "TIMEOUT": "TimeOut", "Succeeded": "Succeeded", "Queued": "Queued", "": "", "Succeeded\r\n": "Succeeded", " \tQueued ": "Queued"} {
 		if got := StatusSpelled(in); got != want {
 			t.Errorf("StatusSpelled(%q) = %q, want %q", in, got, want)
 		}
