@@ -330,6 +330,14 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 	}
 	st.Next = tr.nextLook(st, now)
 	if err := tr.publishAction(ctx, st, "", a.Raw, false); err != nil {
+		if errors.Is(err, errEventTooLarge) {
+			// Every event of the action would be refused, its final
+			// one too: a start failing for ever would bring its
+			// request back for ever.
+			tr.log.Warn("tracked action's id too long for an action event: not followed",
+				zap.String("request_id", res.RequestID), zap.Int("action_id_bytes", len(a.ID)))
+			return nil
+		}
 		return err
 	}
 	data, err := json.Marshal(st)
@@ -463,9 +471,17 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		if data, err = marshalEvent(&ev); err != nil {
 			return err
 		}
+		if len(data)+len(id) > tr.maxEvent {
+			return fmt.Errorf("action event of %d bytes with its message id, more than %d: %w", len(data)+len(id), tr.maxEvent, errEventTooLarge)
+		}
 	}
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
+
+// errEventTooLarge says that an action event, its action cut down, is
+// still larger than a message of the server's: its action id (twice in
+// it, in its actionId and its message id) or its status is too long.
+var errEventTooLarge = errors.New("too large for a message")
 
 // marshalEvent encodes an action event with its action as the API gave
 // it, as a result carries it (offboard.MarshalWith): json.Marshal would
