@@ -328,6 +328,14 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 		RequestID: res.RequestID, MachineID: res.MachineID, ActionID: a.ID, Status: mde.StatusSpelled(a.Status),
 		Since: now, Interval: time.Duration(tr.cfg.FirstCheck),
 	}
+	if st.Status == "" {
+		// The API may answer any member null, the status of the action
+		// just created too: not finished, it is Pending, as the first
+		// event says. Empty, that event had no status, under a message
+		// id ending in ":", and the first look's Pending was published
+		// as a change.
+		st.Status = "Pending"
+	}
 	st.Next = tr.nextLook(st, now)
 	if err := tr.publishAction(ctx, st, "", a.Raw, false); err != nil {
 		if errors.Is(err, errEventTooLarge) {
