@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
-
-	"github.com/jonboulle/clockwork"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -23,11 +20,7 @@ import (
 func TestTrackingFirstEventOfAnActionCreatedWithoutAStatus(t *testing.T) {
 	t.Parallel()
 	_, js := natstest.Connect(t)
-	ledger := contosoLedger(t, js)
-	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := scriptedFor(clock, "Pending", "Pending", "Succeeded")
-	tr, log := newStreamTracker(js, ledger, &api, clock, 0)
-	runTracker(t, tr)
+	tr, log, clock := streamTracking(t, js, 0, "Pending", "Pending", "Succeeded")
 	for _, status := range []string{`null`, `""`} {
 		id := "act-" + map[string]string{`null`: "1", `""`: "2"}[status]
 		action := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":%s}`, id, status)

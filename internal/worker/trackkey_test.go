@@ -28,11 +28,7 @@ import (
 func TestTrackingAnActionOfAnOverlongID(t *testing.T) {
 	t.Parallel()
 	nc, js := natstest.Connect(t)
-	ledger := contosoLedger(t, js)
-	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := scriptedFor(clock, "Succeeded")
-	tr, log := newStreamTracker(js, ledger, &api, clock, 0)
-	runTracker(t, tr)
+	tr, log, clock := streamTracking(t, js, 0, "Succeeded")
 	id := "act-" + strings.Repeat("7", 5000)
 	action := fmt.Sprintf(`{"id":%q,"type":"Offboard","status":"Pending"}`, id)
 	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
@@ -68,6 +64,19 @@ func newStreamTracker(js jetstream.JetStream, store trackStore, api actionReader
 		subjects: offboard.Subjects{}, notFoundCheck: 3, maxEvent: maxEvent,
 	})
 	return tr, log
+}
+
+// streamTracking runs a week-long tracker of contoso (newStreamTracker)
+// over a ledger in js, on a fake clock, whose looks read statuses in
+// turn; maxEvent 0: no bound on an event's size.
+func streamTracking(t *testing.T, js jetstream.JetStream, maxEvent int, statuses ...string) (*tracker, *eventLog, *clockwork.FakeClock) {
+	t.Helper()
+	ledger := contosoLedger(t, js)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	api := scriptedFor(clock, statuses...)
+	tr, log := newStreamTracker(js, ledger, &api, clock, maxEvent)
+	runTracker(t, tr)
+	return tr, log, clock
 }
 
 // runTracker runs tr's loop until the test ends.

@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"testing"
-	"time"
-
-	"github.com/jonboulle/clockwork"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -22,11 +19,7 @@ import (
 func TestTrackingStatusWithWhiteSpaceIsStoredOnce(t *testing.T) {
 	t.Parallel()
 	_, js := natstest.Connect(t)
-	ledger := contosoLedger(t, js)
-	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
-	api := scriptedFor(clock, "Succeeded\n", "Succeeded")
-	tr, log := newStreamTracker(js, ledger, &api, clock, 0)
-	runTracker(t, tr)
+	tr, log, clock := streamTracking(t, js, 0, "Succeeded\n", "Succeeded")
 	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
 	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
 		t.Fatal(err)
