@@ -9,12 +9,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -206,10 +206,10 @@ func (c *cli) publishCancelEvent(ctx context.Context, js jetstream.JetStream, te
 	if err != nil {
 		return false, err
 	}
-	msg := nats.NewMsg(c.subjects.Control(tenant))
-	msg.Data = ev
-	msg.Header.Set(jetstream.MsgIDHeader, fmt.Sprintf("control:%s:campaign.cancel:%s:%d", tenant, name, m.At.UnixNano()))
-	msg.Header.Set("Content-Type", "application/json")
+	// Waited for as long as the command's JetStream requests are
+	// (--connect-timeout), not queue.PublishJSON's step: the ack says
+	// whether the stream dropped a repeat.
+	msg := queue.JSONMsg(c.subjects.Control(tenant), fmt.Sprintf("control:%s:campaign.cancel:%s:%d", tenant, name, m.At.UnixNano()), ev)
 	ack, err := js.PublishMsg(ctx, msg)
 	if err != nil {
 		return false, fmt.Errorf("publish to %s: %w", msg.Subject, err)

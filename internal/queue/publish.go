@@ -21,13 +21,15 @@ import (
 func PublishJSON(ctx context.Context, js jetstream.JetStream, subject, msgID string, body []byte) error {
 	ctx, cancel := StepCtx(ctx)
 	defer cancel()
-	if _, err := js.PublishMsg(ctx, jsonMsg(subject, msgID, body)); err != nil {
+	if _, err := js.PublishMsg(ctx, JSONMsg(subject, msgID, body)); err != nil {
 		return fmt.Errorf("publish to %s: %w", subject, err)
 	}
 	return nil
 }
 
-func jsonMsg(subject, msgID string, body []byte) *nats.Msg {
+// JSONMsg is a JSON message of body on subject, with its message id: the
+// stream drops a repeat of it.
+func JSONMsg(subject, msgID string, body []byte) *nats.Msg {
 	m := nats.NewMsg(subject)
 	m.Data = body
 	m.Header.Set(jetstream.MsgIDHeader, msgID)
@@ -44,7 +46,7 @@ type Stored func(ctx context.Context) error
 // acknowledgement. Once that has returned nil, repeat says whether the
 // stream dropped the message as a repeat of its message id.
 func PublishJSONAsync(js jetstream.JetStream, subject, msgID string, body []byte) (s Stored, repeat func() bool, err error) {
-	f, err := js.PublishMsgAsync(jsonMsg(subject, msgID, body))
+	f, err := js.PublishMsgAsync(JSONMsg(subject, msgID, body))
 	if err != nil {
 		return nil, nil, fmt.Errorf("publish to %s: %w", subject, err)
 	}
