@@ -38,6 +38,9 @@ func staleEnv(t *testing.T) (*env, *observer.ObservedLogs) {
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, logger: zap.New(core)})
 	staleOldco(t, e)
 	e.stop()
+	// A replica that withdraws its announcement counts as serving its
+	// tenants for three beats more: short ones, for the tests' waits.
+	e.opts.PresenceBeat = time.Second
 	e.start()
 	return e, logs
 }
@@ -97,7 +100,8 @@ func TestRemovedStaleConsumerHandsItsTenantToUnrouted(t *testing.T) {
 // TestStaleConsumerMadeAgainHoldsItsRequests: a removed stale consumer
 // made again (its tenant configured again on another replica, which then
 // leaves) holds the tenant's requests once more, and this worker answers
-// them from it.
+// them from it, once the tenant of the replica that left no longer counts
+// as served (three beats after it withdrew).
 func TestStaleConsumerMadeAgainHoldsItsRequests(t *testing.T) {
 	t.Parallel()
 	e, logs := staleEnv(t)

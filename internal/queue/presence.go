@@ -102,14 +102,21 @@ type Presence struct {
 	// Leave, stored after Leave's would say the replica does not stop.
 	announcing sync.Mutex
 
-	mu      sync.Mutex
-	others  map[string]seen // by replica id, this one's not among them
-	live    []string        // the other replicas live at the last look, sorted
-	moved   bool            // a replica's entry changed or left since the last look
-	echo    time.Time       // when the watch last brought this process's own announcement
-	putRev  uint64          // the revision of this process's last announcement stored
-	echoRev uint64          // the revision of its last announcement the watch brought back
-	stored  time.Time       // when this process's last announcement was stored
+	mu     sync.Mutex
+	others map[string]seen // by replica id, this one's not among them
+	// gone holds, by replica id, the last announcement of each replica
+	// that withdrew it (a clean stop), read at the withdrawal: its
+	// tenants count as served for ttl more (Serves). A replica restarted,
+	// the only one whose tenants file names a tenant, announces itself
+	// again within that time; meanwhile the others leave that tenant's
+	// requests waiting rather than answer them unknown_tenant.
+	gone    map[string]seen
+	live    []string  // the other replicas live at the last look, sorted
+	moved   bool      // a replica's entry changed or left since the last look
+	echo    time.Time // when the watch last brought this process's own announcement
+	putRev  uint64    // the revision of this process's last announcement stored
+	echoRev uint64    // the revision of its last announcement the watch brought back
+	stored  time.Time // when this process's last announcement was stored
 	// yield, while this process's announcement has not been stored for
 	// ttl (the others take this replica for gone, and its tenants), lists
 	// the other replicas live now: each tenant one of them serves is left
@@ -199,7 +206,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 	p := &Presence{
 		kv: kv, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat, forget: forgetAfter(o.Bucket.TTL, beat),
-		others: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}), asideNow: o.Aside,
+		others: map[string]seen{}, gone: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}), asideNow: o.Aside,
 	}
 	if !o.NoSetup {
 		p.remake = func(ctx context.Context) error {
@@ -500,16 +507,24 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 		return
 	}
 	defer p.look()
+	now := p.clock.Now()
 	if e.Operation() != jetstream.KeyValuePut {
-		if _, known := p.others[e.Key()]; known {
+		if old, known := p.others[e.Key()]; known {
 			p.moved = true // Assigned reads the entries of the replicas live at the last look
+			p.withdrawnLocked(e.Key(), old, now)
 		}
 		delete(p.others, e.Key())
 		if e.Key() == p.id {
+			if twin, ok := p.twinLocked(); ok {
+				p.withdrawnLocked(p.id, twin, now)
+			}
 			p.twinSeen = time.Time{} // another process under this id withdrew
 		}
 		return
 	}
+	// Announced again (restarted under its name): its entry says what it
+	// serves now.
+	delete(p.gone, e.Key())
 	var a announcement
 	if err := json.Unmarshal(e.Value(), &a); err != nil {
 		p.log.Warn("unreadable announcement", zap.String("replica", e.Key()), zap.Error(err))
@@ -518,7 +533,6 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	// Liveness is measured on this replica's clock, from when it read the
 	// entry: no two clocks are compared. An entry of a replica that died
 	// without withdrawing counts for PresenceTTL after this one starts.
-	now := p.clock.Now()
 	if e.Key() == p.id {
 		p.ownEntry(a, e.Revision(), now)
 		return
@@ -544,6 +558,17 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 				zap.String("tenant", t), zap.String("other_name", other), zap.String("replica", e.Key()))
 		}
 	}
+}
+
+// withdrawnLocked records that replica id withdrew its announcement s,
+// read now: its tenants count as served for ttl from now, if s still
+// counted. p.mu held.
+func (p *Presence) withdrawnLocked(id string, s seen, now time.Time) {
+	if !p.liveLocked(s, now) {
+		return
+	}
+	s.at, s.twin, s.twins = now, nil, false
+	p.gone[id] = s
 }
 
 // seenOf is a's entry, of revision rev read at now, that follows old
@@ -708,10 +733,26 @@ func (p *Presence) Running(instance string) bool {
 	return instance == p.instance || p.anyLive(func(s seen) bool { return s.instance == instance })
 }
 
-// Serves says whether a live replica (this one included) serves tenant.
-// While the view is not Known it says yes: it cannot know otherwise.
+// Serves says whether a live replica (this one included) serves tenant,
+// or one that withdrew its announcement within the last ttl: a replica
+// restarted, the only one to serve the tenant, is back by then. While the
+// view is not Known it says yes: it cannot know otherwise.
 func (p *Presence) Serves(tenant string) bool {
-	return slices.Contains(p.tenants, tenant) || p.anyLive(func(s seen) bool { return s.tenants[tenant] })
+	return slices.Contains(p.tenants, tenant) || p.anyLive(func(s seen) bool { return s.tenants[tenant] }) || p.servedBefore(tenant)
+}
+
+// servedBefore says whether a replica that withdrew its announcement
+// within the last ttl served tenant.
+func (p *Presence) servedBefore(tenant string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := p.clock.Now()
+	for _, s := range p.gone {
+		if s.tenants[tenant] && now.Sub(s.at) < p.ttl {
+			return true
+		}
+	}
+	return false
 }
 
 // anyLive says whether another replica whose entry still counts matches,
@@ -768,6 +809,11 @@ func (p *Presence) twinLocked() (seen, bool) {
 // tenants meanwhile. The caller holds p.mu.
 func (p *Presence) look() {
 	now := p.clock.Now()
+	for id, s := range p.gone {
+		if now.Sub(s.at) >= p.ttl {
+			delete(p.gone, id)
+		}
+	}
 	var live []string
 	for id, s := range p.others {
 		if p.forget > 0 && now.Sub(s.at) >= p.forget {

@@ -894,3 +894,64 @@ func TestPresenceForgetsReplicasWhoseEntriesExpired(t *testing.T) {
 		t.Fatalf("%d replicas held %v after their entries expired, want none", n, cfg.TTL+10*beat)
 	}
 }
+
+// TestPresenceWithdrawnTenantsCountForATTL: a replica that stops cleanly
+// withdraws its announcement; its tenants still count as served for one
+// PresenceTTL, though not the process as running. A replica restarted,
+// the only one whose tenants file names a tenant (a rolling update), is
+// back within that time: before, the others took the tenant for served
+// by nobody the moment the withdrawal came, and answered its waiting
+// requests unknown_tenant. Announced again without the tenant, it counts
+// no more.
+func TestPresenceWithdrawnTenantsCountForATTL(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 200 * time.Millisecond
+	a := runPresence(t, js, "a", []string{"contoso"}, beat, zap.NewNop())
+	b, err := NewPresence(t.Context(), js, PresenceOptions{ID: "b", Tenants: []string{"contoso", "fabrikam"}, Beat: beat, Bucket: Settings{}.Presence(), Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runStoppable(b)
+	holds := func(id string) bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		_, ok := a.others[id]
+		return ok
+	}
+	waitFor(t, 5*time.Second, "b's announcement read", func() bool { return holds("b") && a.Known() })
+	withdrawn := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "b's withdrawal read", func() bool { return !holds("b") })
+	if !a.Serves("fabrikam") {
+		t.Fatal("fabrikam taken for served by nobody as soon as b withdrew; want it counted for a TTL")
+	}
+	if a.Running(b.Instance()) {
+		t.Error("b's process taken for running after it withdrew")
+	}
+	waitFor(t, 5*time.Second, "fabrikam served by nobody", func() bool { return a.Known() && !a.Serves("fabrikam") })
+	if d := time.Since(withdrawn); d < 3*beat {
+		t.Errorf("fabrikam served by nobody %v after b withdrew, want a TTL (%v) at least", d, 3*beat)
+	}
+
+	// Stopped again and back under its name without fabrikam: served by
+	// nobody once its new announcement is read, before the TTL.
+	b2, err := NewPresence(t.Context(), js, PresenceOptions{ID: "b", Tenants: []string{"contoso", "fabrikam"}, Beat: beat, Bucket: Settings{}.Presence(), Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop = runStoppable(b2)
+	waitFor(t, 5*time.Second, "b back", func() bool { return a.Running(b2.Instance()) })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "b's second withdrawal read", func() bool { return !holds("b") })
+	back := time.Now()
+	announceAs(t, js, "b", beat, announcement{Tenants: []string{"contoso"}, Instance: "b-again"})
+	waitFor(t, 5*time.Second, "fabrikam served by nobody", func() bool { return a.Known() && !a.Serves("fabrikam") })
+	if d := time.Since(back); d >= 3*beat {
+		t.Errorf("fabrikam served by nobody %v after b came back without it, want before the TTL (%v)", d, 3*beat)
+	}
+}

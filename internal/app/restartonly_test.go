@@ -1,0 +1,48 @@
+package app
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+)
+
+// TestRestartOfTheOnlyReplicaOfATenant: pod-0 serves contoso only, pod-1
+// contoso and fabrikam (a rolling update that adds fabrikam has reached
+// pod-1 alone). fabrikam's requests wait, paused, when pod-1 restarts
+// under its name. pod-0 leaves them to it: each gets one result, created,
+// once fabrikam is resumed. Before, pod-0 took fabrikam for served by
+// nobody the moment pod-1 withdrew its announcement at its clean stop,
+// and answered every waiting request unknown_tenant.
+func TestRestartOfTheOnlyReplicaOfATenant(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 10, noStart: true})
+	full := e.opts.Tenants
+	e.opts.Tenants = tenantsOnly(full, "contoso")
+	e.opts.ReplicaID = "pod-0"
+	e.opts.PresenceBeat = 2 * time.Second // the restart, one beat, fits in three on a loaded machine
+	e.start()
+	e.opts.ReplicaID = "pod-1"
+	b := e.startReplicaOf(e.app.NATSURL(), full)
+	e.control(control.ActionPause, "fabrikam", control.PriorityAll)
+	res := e.collect("mde.offboard.result.fabrikam")
+	e.offboardEach("fabrikam", "f-", 0, 10)
+	time.Sleep(2 * e.opts.PresenceBeat) // each view current, fabrikam's consumers found by pod-0
+	if n := len(res.snapshot()); n != 0 {
+		t.Fatalf("%d results while paused", n)
+	}
+	if err := b.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(e.opts.PresenceBeat)         // a pod's restart takes seconds
+	e.startReplicaOf(e.app.NATSURL(), full) // pod-1 again
+	time.Sleep(e.opts.PresenceBeat)         // an answer of pod-0 would come within a poll
+	if n := len(res.snapshot()); n != 0 {
+		t.Fatalf("%d results while paused across pod-1's restart, want none", n)
+	}
+	e.control(control.ActionResume, "fabrikam", control.PriorityAll)
+	res.wait(t, 10, 30*time.Second)
+	time.Sleep(time.Second) // a second answer would come within a poll or two
+	res.wantOneCreatedEach(t)
+}
