@@ -562,9 +562,11 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 
 // withdrawnLocked records that replica id withdrew its announcement s,
 // read now: its tenants count as served for ttl from now, if s still
-// counted. p.mu held.
+// counted, or may have: while the view is behind (NATS away), s is old
+// as the others' beats did not come, and the withdrawal, read once NATS
+// is back, may be a second old, the replica restarting. p.mu held.
 func (p *Presence) withdrawnLocked(id string, s seen, now time.Time) {
-	if !p.liveLocked(s, now) {
+	if p.knownLocked(now) && !p.liveLocked(s, now) {
 		return
 	}
 	s.at, s.twin, s.twins = now, nil, false
