@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"context"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -17,13 +19,40 @@ import (
 func TestPresenceCountsTwoProcessesUnderAnotherID(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
-	const beat = 100 * time.Millisecond
+	const beat = 200 * time.Millisecond
 	p := runPresence(t, js, "z", []string{"northwind"}, beat, zap.NewNop())
-	announceAs(t, js, "pod-0", beat, announcement{Tenants: []string{"contoso"}, Instance: "first"})
-	// Half a beat apart: a watch of a bucket that keeps one revision
-	// per key misses one overwritten before it is delivered.
-	time.Sleep(beat / 2)
-	announceAs(t, js, "pod-0", beat, announcement{Tenants: []string{"fabrikam"}, Instance: "second"})
+	// Half a beat apart, each every beat: a watch of a bucket that keeps
+	// one revision per key misses one overwritten before it is
+	// delivered. One loop puts both in turn, so that a loaded machine's
+	// scheduling cannot bring the two together.
+	kv, err := js.KeyValue(t.Context(), BucketPresence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var turns [2][]byte
+	for i, a := range []announcement{{Tenants: []string{"contoso"}, Instance: "first"}, {Tenants: []string{"fabrikam"}, Instance: "second"}} {
+		if turns[i], err = json.Marshal(a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tick := time.NewTicker(beat / 2)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			_, _ = kv.Put(context.Background(), "pod-0", turns[i%2]) // a lost beat is a late one
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		close(stop)
+		<-stopped
+	})
 	both := func() bool {
 		return p.Known() && p.Running("first") && p.Running("second") && p.Serves("contoso") && p.Serves("fabrikam")
 	}
