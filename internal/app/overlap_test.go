@@ -74,6 +74,7 @@ func TestTenantRemovedFromEveryReplicaAnswersEachOnce(t *testing.T) {
 	b := e.startReplicaOf(e.app.NATSURL(), full)
 	c := e.startReplicaOf(e.app.NATSURL(), full)
 	e.control(control.ActionPause, "fabrikam", control.PriorityAll)
+	waitPaused(t, "fabrikam", b, c)
 	res := e.collect("mde.offboard.result.fabrikam")
 	e.offboardEach("fabrikam", "f-", 0, 10)
 	time.Sleep(2 * e.opts.PresenceBeat) // waiting, held by the pause

@@ -26,6 +26,7 @@ func TestRestartOfTheOnlyReplicaOfATenant(t *testing.T) {
 	e.opts.ReplicaID = "pod-1"
 	b := e.startReplicaOf(e.app.NATSURL(), full)
 	e.control(control.ActionPause, "fabrikam", control.PriorityAll)
+	waitPaused(t, "fabrikam", b)
 	res := e.collect("mde.offboard.result.fabrikam")
 	e.offboardEach("fabrikam", "f-", 0, 10)
 	time.Sleep(2 * e.opts.PresenceBeat) // each view current, fabrikam's consumers found by pod-0
@@ -45,4 +46,15 @@ func TestRestartOfTheOnlyReplicaOfATenant(t *testing.T) {
 	res.wait(t, 10, 30*time.Second)
 	time.Sleep(time.Second) // a second answer would come within a poll or two
 	res.wantOneCreatedEach(t)
+}
+
+// waitPaused waits until each app holds both priorities of tenant paused:
+// a request published sooner may be called before the pause reaches it.
+func waitPaused(t *testing.T, tenant string, apps ...*App) {
+	t.Helper()
+	for _, a := range apps {
+		eventually(t, 10*time.Second, tenant+" paused on a replica", func() bool {
+			return gaugeOf(t, a.reg, "mde_offboard_tenant_paused", map[string]string{"tenant": tenant}) == 2
+		})
+	}
 }
