@@ -154,6 +154,9 @@ type App struct {
 	// onConnChange, when set before Start, hears every change of the
 	// NATS connection's state (tests wait on it).
 	onConnChange func(connected bool)
+	// embeddedMaxStore, when set before Start, bounds the embedded
+	// server's storage (tests: a full disk).
+	embeddedMaxStore int64
 }
 
 // New checks the configuration and builds the tenants' clients. Nothing is
@@ -563,7 +566,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			err = fmt.Errorf("%w: %w", ErrStopped, err)
 		}
 		if queue.StoreRefused(err) {
-			err = fmt.Errorf("%w: %s", err, queue.StoreRefusedHint)
+			err = fmt.Errorf("%w: %s", err, a.storeRefusedHint())
 		}
 		a.stopping.Store(true)
 		_ = a.life.stop(context.Background(), a.stopLimit())
@@ -592,6 +595,22 @@ func (a *App) Start(ctx context.Context) (err error) {
 	a.worker.Start()
 	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))
 	return nil
+}
+
+// storeRefusedHint is queue.StoreRefusedHint, and with the embedded
+// server where it stores: its max_file_store is no setting but three
+// quarters of the space free on --data-dir's disk at its start, none on
+// a full disk.
+func (a *App) storeRefusedHint() string {
+	if a.ns == nil {
+		return queue.StoreRefusedHint
+	}
+	var room string
+	if c := a.ns.JetStreamConfig(); c != nil {
+		room = fmt.Sprintf(" %d MiB", c.MaxStore>>20)
+	}
+	return fmt.Sprintf("%s; the embedded NATS server stores under --data-dir %s, at most%s there: three quarters of the space its disk had free at the start; free space on that disk, or give --data-dir a larger one, and restart",
+		queue.StoreRefusedHint, a.opts.DataDir, room)
 }
 
 // begin makes the context of the start, which a Stop that comes before

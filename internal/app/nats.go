@@ -22,7 +22,7 @@ func (a *App) connect() error {
 		if err := a.takeDataDir(); err != nil {
 			return err
 		}
-		ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: a.opts.DataDir, Listen: a.opts.EmbeddedListen})
+		ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: a.opts.DataDir, Listen: a.opts.EmbeddedListen, MaxStore: a.embeddedMaxStore})
 		if err != nil {
 			return err
 		}

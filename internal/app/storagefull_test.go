@@ -118,3 +118,27 @@ func fillResults(t *testing.T, e *env, res *collector) jetstream.StreamConfig {
 	}
 	return cfg
 }
+
+// TestStartOnAFullDataDirNamesIt: the embedded server's storage is three
+// quarters of the space free on --data-dir's disk at its start, none on a
+// full disk, and no setting raises it. A start refused for it says which
+// directory to free. Before, the error named only the server's
+// max_file_store and the account's limits, neither of which the
+// operator of an embedded server can set.
+func TestStartOnAFullDataDirNamesIt(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true})
+	a, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.embeddedMaxStore = 1 // a full disk: nothing can be stored
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	err = a.Start(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "insufficient") {
+		t.Fatalf("start: %v, want the storage refused", err)
+	}
+	if !strings.Contains(err.Error(), "--data-dir "+e.opts.DataDir) {
+		t.Errorf("start: %v\nwant --data-dir %s named", err, e.opts.DataDir)
+	}
+}

@@ -23,6 +23,9 @@ const MinMaxPayload = 128 << 10
 type EmbeddedOptions struct {
 	StoreDir string // JetStream file storage
 	Listen   string // host:port for clients; port 0 or -1 picks a free port
+	// MaxStore bounds the JetStream file storage; 0: three quarters of
+	// the space free on StoreDir's disk at the start.
+	MaxStore int64
 }
 
 // StartEmbedded starts a NATS server with JetStream in this process and
@@ -51,6 +54,8 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 		NoSigs:     true,
 		NoLog:      true,
 		MaxPayload: 1 << 20,
+
+		JetStreamMaxStore: o.MaxStore,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: %w", err)
