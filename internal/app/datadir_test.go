@@ -2,6 +2,8 @@ package app
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -42,5 +44,25 @@ func TestDataDirTakenByOneWorker(t *testing.T) {
 	}
 	if err := again.Stop(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestEmbeddedStoreRefusedNamesTheDataDir: an embedded server that cannot
+// start JetStream on --data-dir (its jetstream directory a file, the
+// store unreadable) fails the start naming the directory. Before, the
+// error was the server's own, "Can't start JetStream: storage directory
+// is not a directory", which does not say which.
+func TestEmbeddedStoreRefusedNamesTheDataDir(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, noStart: true})
+	if err := os.MkdirAll(e.opts.DataDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(e.opts.DataDir, "jetstream"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := startErr(t, e.opts)
+	if !strings.Contains(err.Error(), "JetStream") || !strings.Contains(err.Error(), "data dir "+e.opts.DataDir) {
+		t.Errorf("start: %v\nwant JetStream's refusal, naming the data dir %s", err, e.opts.DataDir)
 	}
 }

@@ -23,6 +23,9 @@ func (a *App) connect() error {
 			return err
 		}
 		ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: a.opts.DataDir, Listen: a.opts.EmbeddedListen, MaxStore: a.embeddedMaxStore})
+		if se := (*queue.StorageError)(nil); errors.As(err, &se) {
+			return fmt.Errorf("data dir %s: %w", a.opts.DataDir, err)
+		}
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -68,16 +69,31 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	ns.Start()
 	if msg := fatal.message(); msg != "" {
 		ns.Shutdown()
-		return nil, fmt.Errorf("embedded NATS: %s", msg)
+		return nil, fatalError(msg)
 	}
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		if msg := fatal.message(); msg != "" {
-			return nil, fmt.Errorf("embedded NATS: %s", msg)
+			return nil, fatalError(msg)
 		}
 		return nil, fmt.Errorf("embedded NATS: not ready after 10s")
 	}
 	return ns, nil
+}
+
+// StorageError is StartEmbedded's error when JetStream does not start
+// on StoreDir: the server's own message ("storage directory is not a
+// directory") does not say where.
+type StorageError struct{ Message string }
+
+func (e *StorageError) Error() string { return "embedded NATS: " + e.Message }
+
+// fatalError is the error of the server's fatal message msg.
+func fatalError(msg string) error {
+	if strings.Contains(msg, "JetStream") {
+		return &StorageError{Message: msg}
+	}
+	return fmt.Errorf("embedded NATS: %s", msg)
 }
 
 // fatalLogger keeps the server's first fatal message and drops the rest
