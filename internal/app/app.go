@@ -566,7 +566,7 @@ func (a *App) Start(ctx context.Context) (err error) {
 			err = fmt.Errorf("%w: %w", ErrStopped, err)
 		}
 		if queue.StoreRefused(err) {
-			err = fmt.Errorf("%w: %s", err, a.storeRefusedHint())
+			err = fmt.Errorf("%w: %s", err, a.storeRefusedHint(err))
 		}
 		a.stopping.Store(true)
 		_ = a.life.stop(context.Background(), a.stopLimit())
@@ -597,12 +597,13 @@ func (a *App) Start(ctx context.Context) (err error) {
 	return nil
 }
 
-// storeRefusedHint is queue.StoreRefusedHint, and with the embedded
-// server where it stores: its max_file_store is no setting but three
-// quarters of the space free on --data-dir's disk at its start, none on
-// a full disk.
-func (a *App) storeRefusedHint() string {
-	if a.ns == nil {
+// storeRefusedHint is what an operator does about err, a refusal of
+// queue.StoreRefused: queue.StoreRefusedHint, and when the embedded
+// server is out of storage, where it stores. Its max_file_store is no
+// setting but three quarters of the space free on --data-dir's disk at
+// its start, none on a full disk.
+func (a *App) storeRefusedHint(err error) string {
+	if a.ns == nil || !queue.OutOfStorage(err) {
 		return queue.StoreRefusedHint
 	}
 	var room string
@@ -760,6 +761,7 @@ func (a *App) startWorker(ctx context.Context, stale []string, ledger *queue.Led
 		Retry: a.opts.Retry, Poll: a.opts.Poll, StatsEvery: a.opts.StatsEvery, SweepEvery: a.opts.SweepEvery, Stale: stale, Shared: a.shared,
 		Presence: presence, Assignment: presence, Control: ctrl, Plan: a.opts.Plan, Budget: a.budget, BudgetHorizon: a.budgetHorizon(),
 		MaxRequests: max(a.opts.MaxRequests, 0), ConsumerLost: a.consumerLost, ActionShowsWithin: a.opts.ActionShowsWithin,
+		StoreRefusedHint: a.storeRefusedHint,
 	}, a.tenants)
 	if err != nil {
 		return err

@@ -142,3 +142,51 @@ func TestStartOnAFullDataDirNamesIt(t *testing.T) {
 		t.Errorf("start: %v\nwant --data-dir %s named", err, e.opts.DataDir)
 	}
 }
+
+// TestEmbeddedStorageFullWhileRunningNamesTheDataDir: the embedded
+// server's storage, fixed at its start from the disk's free space, taken
+// up while the worker runs. The refused request waits in the stream, and
+// the error logged says where the embedded server stores and that a
+// restart takes the space freed. Before, it advised raising the server's
+// max_file_store or the account's limits, which an embedded server has
+// no setting for.
+func TestEmbeddedStorageFullWhileRunningNamesTheDataDir(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.ErrorLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2, limits: `["1/5s"]`, logger: zap.New(core), noStart: true})
+	a, err := New(e.opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.embeddedMaxStore = 4 << 20
+	if err := a.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = a.Stop(context.Background()) })
+	e.connect(a.NATSURL())
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "r", 0, 2)
+	res.wait(t, 1, 20*time.Second) // r1 waits for the window
+	if _, err := e.js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "OTHER", Subjects: []string{"other"}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int{60 << 10, 4 << 10, 256} {
+		for {
+			_, err := e.js.Publish(t.Context(), "other", make([]byte, size))
+			if queue.StoreRefused(err) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	eventually(t, 20*time.Second, "the refusal logged, naming the data dir", func() bool {
+		for _, l := range logs.All() {
+			if strings.Contains(l.Message, queue.StoreRefusedHint) && strings.Contains(l.Message, "--data-dir "+e.opts.DataDir) {
+				return true
+			}
+		}
+		return false
+	})
+}

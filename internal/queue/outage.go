@@ -149,6 +149,21 @@ func StoreRefused(err error) bool {
 	return false
 }
 
+// OutOfStorage says whether err is NATS refusing to store a message
+// because JetStream is out of storage (the server's or the account's),
+// not for a stream's own limit: one of StoreRefused's refusals.
+func OutOfStorage(err error) bool {
+	var api *jetstream.APIError
+	if !errors.As(err, &api) {
+		return false
+	}
+	switch api.ErrorCode {
+	case errCodeInsufficient, errCodeAccountLimits, errCodeStorageExceeded, errCodeMemoryExceeded:
+		return true
+	}
+	return false
+}
+
 // StoreRefusedHint says what an operator does about a refusal of
 // StoreRefused.
 const StoreRefusedHint = "NATS refuses to store for a limit: a stream or bucket is full (its max_msgs or max_bytes, " +

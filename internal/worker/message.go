@@ -450,7 +450,7 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	case queue.StoreRefused(err):
 		// Until an operator acts: it waits in the stream, taken
 		// again every few seconds, not as after an outage.
-		msg := "request left for redelivery: " + queue.StoreRefusedHint
+		msg := "request left for redelivery: " + w.opts.StoreRefusedHint(err)
 		j.t.repeats.log(j.log, zap.ErrorLevel, causeOf(msg, err), msg, zap.Error(err))
 	default:
 		j.t.repeats.log(j.log, zap.WarnLevel, causeOf("left", err), "request left for redelivery", zap.Error(err))

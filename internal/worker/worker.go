@@ -94,6 +94,11 @@ type Options struct {
 	// its consumer missing (a lone NATS server restarted: the consumers
 	// keep their state in memory). It must not block.
 	ConsumerLost func()
+	// StoreRefusedHint says what an operator does about err, NATS
+	// refusing to store a request's step for a limit (queue.StoreRefused);
+	// nil: queue.StoreRefusedHint. The app adds where its embedded server
+	// stores.
+	StoreRefusedHint func(err error) string
 }
 
 // Tenant is a configured tenant with its API client.
@@ -187,6 +192,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ActionShowsWithin <= 0 {
 		o.ActionShowsWithin = time.Minute
+	}
+	if o.StoreRefusedHint == nil {
+		o.StoreRefusedHint = func(error) string { return queue.StoreRefusedHint }
 	}
 	if o.StatsEvery <= 0 {
 		o.StatsEvery = 15 * time.Second
