@@ -37,9 +37,13 @@ type TokenError struct {
 	File string
 
 	failure tokenFailure
-	detail  string // why a credential file could not be read: the setting and the reason, never the path or content
-	cause   error  // only the context's error, which holds no secret
-	err     error  // what went wrong, when no field says it; never printed
+	// scope says the login host refused the scope asked for (a resource
+	// the tenant does not know, a scope not of the form
+	// "<resource>/.default"), not the credentials.
+	scope  bool
+	detail string // why a credential file could not be read: the setting and the reason, never the path or content
+	cause  error  // only the context's error, which holds no secret
+	err    error  // what went wrong, when no field says it; never printed
 }
 
 // tokenFailure says which fixed text a TokenError has.
@@ -58,7 +62,13 @@ func (e *TokenError) Error() string {
 	switch e.failure {
 	case failRefused:
 		what := fmt.Sprintf("answered HTTP %d", e.Status)
-		if e.Final {
+		switch {
+		case e.Final && e.scope:
+			// The government clouds' default scopes are a guess: the
+			// setting that changes it is named, not the credentials,
+			// which are not what was refused.
+			what = "refused the token's scope, which the tenant's scope setting (or its cloud's default) gives"
+		case e.Final:
 			what = "refused the credentials"
 		}
 		codes := []string{fmt.Sprintf("HTTP %d", e.Status)}
@@ -111,7 +121,7 @@ func classifyTokenError(ctx context.Context, host string, err error) *TokenError
 		s := afe.RawResponse.StatusCode
 		te.failure, te.Status = failRefused, s
 		var transient bool
-		te.AADSTS, te.CorrelationID, transient = loginErrorCodes(afe.RawResponse)
+		te.AADSTS, te.CorrelationID, transient, te.scope = loginErrorCodes(afe.RawResponse)
 		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout && !transient
 	case ctx.Err() != nil:
 		te.failure, te.cause = failNoAnswer, ctx.Err()
@@ -140,11 +150,12 @@ func classifyTokenError(ctx context.Context, host string, err error) *TokenError
 // occurred. Please try again."), which Microsoft's guidance has retried
 // whatever the status ("Handling error codes in your application"), so a
 // 400 with it does not refuse the credentials. Only values of the
-// expected shape are kept.
-func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transient bool) {
+// expected shape are kept. scope says the answer refuses the scope asked
+// for (error invalid_scope or invalid_resource, or one of scopeCodes).
+func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transient, scope bool) {
 	body, err := runtime.Payload(resp)
 	if err != nil {
-		return "", "", false
+		return "", "", false, false
 	}
 	var e struct {
 		Error         string  `json:"error"`
@@ -157,7 +168,8 @@ func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transie
 		if m := correlationPattern.FindSubmatch(body); m != nil {
 			correlationID = string(m[1])
 		}
-		return string(aadstsPattern.Find(body)), correlationID, false
+		aadsts = string(aadstsPattern.Find(body))
+		return aadsts, correlationID, false, scopeCodes[aadsts]
 	}
 	transient = e.Error == "temporarily_unavailable"
 	switch {
@@ -171,5 +183,12 @@ func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transie
 	} else if m := correlationPattern.FindStringSubmatch(e.Description); m != nil {
 		correlationID = m[1]
 	}
-	return aadsts, correlationID, transient
+	scope = e.Error == "invalid_scope" || e.Error == "invalid_resource" || scopeCodes[aadsts]
+	return aadsts, correlationID, transient, scope
 }
+
+// scopeCodes are Entra ID's codes of a refused scope: AADSTS500011 (the
+// resource principal was not found in the tenant), AADSTS70011 (the
+// scope is not valid), AADSTS1002012 (a client credentials request's
+// scope without "/.default").
+var scopeCodes = map[string]bool{"AADSTS500011": true, "AADSTS70011": true, "AADSTS1002012": true}
