@@ -85,9 +85,24 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 		c.AuthorityHost = u
 	}
 	if scope != "" {
+		if !defaultScope(scope) {
+			// Not quoted: a value that is no scope could be anything, a
+			// secret pasted in the wrong place included.
+			return Cloud{}, errors.New(`scope: want one resource followed by "/.default", such as https://securitycenter.onmicrosoft.us/windowsatpservice/.default, without white space: a client credentials token is asked for no other scope`)
+		}
 		c.Scope = scope
 	}
 	return c, nil
+}
+
+// defaultScope says whether scope is one resource's "/.default" scope,
+// the only kind a client credentials token is issued for: the login host
+// refuses any other (a permission's scope, a resource without
+// "/.default", two scopes) at every token request, and only then.
+func defaultScope(scope string) bool {
+	const suffix = "/.default"
+	n := len(scope) - len(suffix) // the resource's length
+	return n > 0 && equalFoldASCII(scope[n:], suffix) && !strings.ContainsFunc(scope, invisible)
 }
 
 // invisible says whether r is white space, a format character (a

@@ -130,9 +130,9 @@ func TestResolveCloud(t *testing.T) {
 func TestResolveCloudRefuses(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name                      string
-		cloud, apiBase, authority string
-		wantInErr                 string
+		name                             string
+		cloud, apiBase, authority, scope string
+		wantInErr                        string
 	}{
 		{name: "unknown cloud", cloud: "china", wantInErr: "cloud: want commercial"},
 		{name: "cloud names are exact", cloud: "Commercial", wantInErr: "in lower case"},
@@ -178,11 +178,20 @@ func TestResolveCloudRefuses(t *testing.T) {
 		{name: "authority over http on a public host", authority: "http://login.microsoftonline.com", wantInErr: "authorityHost"},
 		{name: "authority with credentials", authority: "https://u:p@login.microsoftonline.com", wantInErr: "authorityHost"},
 		{name: "authority with a query", authority: "https://login.microsoftonline.com?x=1", wantInErr: "authorityHost"},
+		// A client credentials token is asked for "<resource>/.default"
+		// alone: any other scope is refused by the login host at every
+		// token request, after --check-config said the file was valid.
+		{name: "scope without /.default", scope: "https://securitycenter.onmicrosoft.us/windowsatpservice", wantInErr: "scope"},
+		{name: "scope of a permission", scope: "https://api.securitycenter.microsoft.com/Machine.Offboard", wantInErr: "scope"},
+		{name: "scope of no resource", scope: "/.default", wantInErr: "scope"},
+		{name: "two scopes", scope: "https://api.securitycenter.microsoft.com/.default https://securitycenter.onmicrosoft.com/windowsatpservice/.default", wantInErr: "scope"},
+		{name: "scope with a trailing tab", scope: "https://api.securitycenter.microsoft.com/.default\t", wantInErr: "scope"},
+		{name: "scope not quoted", scope: "Abc8Q~S3cret", wantInErr: "scope"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := ResolveCloud(tt.cloud, tt.apiBase, tt.authority, "")
+			got, err := ResolveCloud(tt.cloud, tt.apiBase, tt.authority, tt.scope)
 			if err == nil {
 				t.Fatalf("ResolveCloud = %+v, want an error", got)
 			}
@@ -205,7 +214,7 @@ func TestResolveCloudRefuses(t *testing.T) {
 // ResolveCloud hands out copies: an override never changes the table.
 func TestResolveCloudKeepsTable(t *testing.T) {
 	t.Parallel()
-	if _, err := ResolveCloud("gcc", "http://127.0.0.1:1", "https://127.0.0.1:2", "custom"); err != nil {
+	if _, err := ResolveCloud("gcc", "http://127.0.0.1:1", "https://127.0.0.1:2", "https://custom.example/.default"); err != nil {
 		t.Fatalf("ResolveCloud: %v", err)
 	}
 	c := Clouds["gcc"]
