@@ -302,22 +302,46 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	if stream != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return c.streamed(ctx, resp, method+" "+path, limit, tok.Token, func(r io.Reader) { stream(r, tok.Token) })
 	}
+	return c.answered(ctx, resp, method+" "+path, limit, tok.Token, method == http.MethodPost)
+}
+
+// answered reads at most limit bytes of an answer to call, which sent
+// token, and classifies it; post says the call was an offboard.
+func (c *Client) answered(ctx context.Context, resp *http.Response, call string, limit int64, token string, post bool) *Verdict {
 	data, err := readAnswer(resp, limit)
-	if err != nil {
+	switch {
+	case err != nil && bodyDecides(resp.StatusCode):
 		// Scrubbed as a transport error is: the body's reader quotes a
 		// trailer line it cannot read, which may echo the token.
-		return ClassifyError(ctx, fmt.Errorf("%s %s: read answer: %w", method, path, tokenScrubbed{err, tok.Token}), true)
+		return ClassifyError(ctx, fmt.Errorf("%s: read answer: %w", call, tokenScrubbed{err, token}), true)
+	case err != nil:
+		// The status says what to do whatever the body holds: a 429
+		// whose body was cut or dripped past the call's time still
+		// pauses the tenant for its Retry-After, and is not an answer
+		// lost (which may have acted) to be sent again after a backoff.
+		// Its details are left out: part of an error object reads as
+		// none.
+		data = nil
 	}
-	v := Classify(resp.StatusCode, resp.Header, withoutToken(data, tok.Token), c.now())
+	v := Classify(resp.StatusCode, resp.Header, withoutToken(data, token), c.now())
 	if v.RefreshToken {
-		v.refused = idOf(tok.Token)
+		v.refused = idOf(token)
 	}
-	if method != http.MethodPost && v.Class == AlreadyPending {
+	if !post && v.Class == AlreadyPending {
 		// Only an offboard can find an action already pending: a read
 		// answered so was refused, and its result needs a failure code.
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
 	}
 	return v
+}
+
+// bodyDecides says whether an answer of status is classified by its body
+// too: a success's is the answer itself, a 400's code tells a duplicate
+// (ActiveRequestAlreadyExists) or an unsupported platform, and a 404's
+// object tells the API's "not found" from a page that is not the API's.
+// Any other status decides alone (Classify).
+func bodyDecides(status int) bool {
+	return status/100 == 2 || status == http.StatusBadRequest || status == http.StatusNotFound
 }
 
 // streamed classifies a successful answer whose body stream reads, at
