@@ -132,7 +132,10 @@ type Credential struct {
 	// secret's, or the certificate's and its password's. The first is
 	// named in errors.
 	watch []string
-	host  string // the login host, for messages
+	host  string // the login host, for messages; "" for a managed identity
+	// managed says the tokens come from the managed identity endpoint,
+	// not from the login host: its errors say so.
+	managed bool
 
 	// renew is held while the credential is built again after it was
 	// found stale or its token refused: the calls that found it so wait
@@ -239,6 +242,9 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	// against the public cloud when the host is not one of Microsoft's.
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
 	cred := &Credential{host: hostOf(c.AuthorityHost), now: time.Now}
+	if kind == "managedIdentity" {
+		cred.host, cred.managed = "", true
+	}
 	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery, cred.clock)
 	if err := cred.refresh(); err != nil {
 		return nil, err
@@ -981,6 +987,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	if err != nil {
 		te := classifyTokenError(ctx, c.host, err)
+		te.managed = c.managed
 		if te.Final && len(c.watch) > 0 {
 			// The file may hold another secret than the one read, rewritten
 			// in place with its size and time: read again at the next
@@ -1022,7 +1029,7 @@ func (c *Credential) unsendable(gen uint64) *TokenError {
 		c.reload = true
 	}
 	c.mu.Unlock()
-	return &TokenError{Host: c.host, failure: failUnreadable}
+	return &TokenError{Host: c.host, managed: c.managed, failure: failUnreadable}
 }
 
 // stale says whether the credential must be built again before a token

@@ -30,13 +30,19 @@ type TokenError struct {
 	// CorrelationID is the login host's correlation id of the failed
 	// request (a GUID), when it gave one: Microsoft support asks for it.
 	CorrelationID string
-	// Host is the login host, such as "login.microsoftonline.com".
+	// Host is the login host, such as "login.microsoftonline.com"; ""
+	// for a managed identity, whose tokens come from the managed
+	// identity endpoint.
 	Host string
 	// File is the credential file that could not be read or used, when
 	// that is the failure.
 	File string
 
 	failure tokenFailure
+	// managed says the token was asked of the managed identity endpoint
+	// (the instance metadata service, or IDENTITY_ENDPOINT), not of the
+	// login host.
+	managed bool
 	// scope says the login host refused the scope asked for (a resource
 	// the tenant does not know, a scope not of the form
 	// "<resource>/.default"), not the credentials.
@@ -78,13 +84,13 @@ func (e *TokenError) Error() string {
 		if e.CorrelationID != "" {
 			codes = append(codes, "correlation id "+e.CorrelationID)
 		}
-		return fmt.Sprintf("get token: the login host %s %s (%s)", e.Host, what, strings.Join(codes, ", "))
+		return fmt.Sprintf("get token: %s %s (%s)", e.asked(), what, strings.Join(codes, ", "))
 	case failUnreadable:
-		return "get token: the answer of the login host " + e.Host + " could not be read"
+		return "get token: the answer of " + e.asked() + " could not be read"
 	case failNoAnswer:
-		return "get token: no answer from the login host " + e.Host
+		return "get token: no answer from " + e.asked()
 	case failUnknown:
-		return "get token: the login host " + e.Host + " gave no token"
+		return "get token: " + e.asked() + " gave no token"
 	case failCredential:
 		if e.detail != "" {
 			return "get token: " + e.detail
@@ -96,6 +102,16 @@ func (e *TokenError) Error() string {
 	default:
 		return "get token: no token, no request sent"
 	}
+}
+
+// asked names what the token was asked of: a managed identity's failures
+// named the login host, which it never contacts, and sent an operator to
+// the wrong network path.
+func (e *TokenError) asked() string {
+	if e.managed {
+		return "the managed identity endpoint"
+	}
+	return "the login host " + e.Host
 }
 
 // Unwrap returns the context's error when the context ended the attempt,
