@@ -639,10 +639,40 @@ func StatusSpelled(status string) string {
 	return status
 }
 
+// unmarshalObject is json.Unmarshal of an answer that must be a JSON
+// object into v, whose error, when the answer is JSON of another kind (a
+// proxy's or a cache's [] or "text"), says what it is: encoding/json's
+// names the Go type it was read into ("struct { Value *[]mde.Machine
+// ... }"), and went as it was into the request's result.
+func unmarshalObject(body []byte, v any) error {
+	err := json.Unmarshal(body, v)
+	if err == nil {
+		return nil
+	}
+	var kind string
+	t, _ := json.NewDecoder(bytes.NewReader(body)).Token()
+	switch t.(type) {
+	case json.Delim:
+		if t == json.Delim('[') {
+			kind = "a JSON array"
+		}
+	case string:
+		kind = "a JSON string"
+	case float64:
+		kind = "a JSON number"
+	case bool:
+		kind = "a JSON boolean"
+	}
+	if kind == "" { // not JSON, or an object or null: encoding/json's error says it
+		return err
+	}
+	return fmt.Errorf("the answer is %s, not an object", kind)
+}
+
 // ParseAction reads one Machine Action.
 func ParseAction(body []byte) (Action, error) {
 	var a Action
-	if err := json.Unmarshal(body, &a); err != nil {
+	if err := unmarshalObject(body, &a); err != nil {
 		return Action{}, fmt.Errorf("read machine action: %w", err)
 	}
 	if a.ID == "" {
@@ -753,7 +783,7 @@ func ParseActions(body []byte) ([]Action, error) {
 		Value *[]json.RawMessage `json:"value"`
 		Next  string             `json:"@odata.nextLink"`
 	}
-	if err := json.Unmarshal(body, &list); err != nil {
+	if err := unmarshalObject(body, &list); err != nil {
 		return nil, fmt.Errorf("read machine actions: %w", err)
 	}
 	if list.Value == nil {
@@ -830,7 +860,7 @@ func (m Machine) LastSeenTime() (time.Time, bool) {
 // ParseMachine reads one device record.
 func ParseMachine(body []byte) (Machine, error) {
 	var m Machine
-	if err := json.Unmarshal(body, &m); err != nil {
+	if err := unmarshalObject(body, &m); err != nil {
 		return Machine{}, fmt.Errorf("read machine: %w", err)
 	}
 	if m.ID == "" {
@@ -853,7 +883,7 @@ func ParseMachineList(body []byte) (machines []Machine, more bool, err error) {
 		Value *[]Machine `json:"value"`
 		Next  string     `json:"@odata.nextLink"`
 	}
-	if err := json.Unmarshal(body, &list); err != nil {
+	if err := unmarshalObject(body, &list); err != nil {
 		return nil, false, fmt.Errorf("read machines: %w", err)
 	}
 	if list.Value == nil {
