@@ -986,8 +986,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		return azcore.AccessToken{}, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()}
 	}
 	if err != nil {
-		te := classifyTokenError(ctx, c.host, err)
-		te.managed = c.managed
+		te := classifyTokenError(ctx, c.host, c.managed, err)
 		if te.Final && len(c.watch) > 0 {
 			// The file may hold another secret than the one read, rewritten
 			// in place with its size and time: read again at the next

@@ -193,7 +193,7 @@ func TestClassifyTokenErrorBodies(t *testing.T) {
 			t.Parallel()
 			resp := &http.Response{StatusCode: tt.status, Status: http.StatusText(tt.status),
 				Body: io.NopCloser(strings.NewReader(tt.body))}
-			err := classifyTokenError(context.Background(), "login.example", &azidentity.AuthenticationFailedError{RawResponse: resp})
+			err := classifyTokenError(context.Background(), "login.example", false, &azidentity.AuthenticationFailedError{RawResponse: resp})
 			te := checkTokenErrorText(t, err, secret, "<html>", "error_description", "temporarily_unavailable")
 			if te.Final != tt.final || te.Status != tt.status || te.AADSTS != tt.aadsts || te.CorrelationID != tt.cid {
 				t.Errorf("Final, Status, AADSTS, CorrelationID = %v, %d, %q, %q; want %v, %d, %q, %q",

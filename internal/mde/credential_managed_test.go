@@ -25,6 +25,9 @@ func TestManagedIdentityFailureNamesItsEndpoint(t *testing.T) {
 		body   string
 	}{
 		{"identity refused", http.StatusBadRequest, `{"error":"invalid_request","error_description":"Identity not found"}`},
+		// App Service's endpoint answers in a shape of its own: not a
+		// proxy's page, which only the login host's answers are judged by.
+		{"identity refused by App Service", http.StatusBadRequest, `{"statusCode":400,"message":"No ManagedIdentity found for specified ClientId/ResourceId/PrincipalId."}`},
 		{"answer not a token", http.StatusOK, `<html>proxy</html>`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +52,9 @@ func TestManagedIdentityFailureNamesItsEndpoint(t *testing.T) {
 			msg := ClassifyError(context.Background(), err, false).Error()
 			if !strings.Contains(msg, "managed identity endpoint") || strings.Contains(msg, "login") {
 				t.Errorf("error %q, want it to name the managed identity endpoint, not the login host", msg)
+			}
+			if strings.Contains(msg, "proxy") {
+				t.Errorf("error %q takes the endpoint's answer for a proxy's page", msg)
 			}
 			if strings.Contains(msg, "identity-endpoint-secret") {
 				t.Errorf("error %q shows the endpoint's header", msg)

@@ -43,6 +43,9 @@ type TokenError struct {
 	// (the instance metadata service, or IDENTITY_ENDPOINT), not of the
 	// login host.
 	managed bool
+	// page says the login host's error answer is not Entra ID's (no
+	// OAuth error, no AADSTS code): a proxy's or a web server's.
+	page bool
 	// scope says the login host refused the scope asked for (a resource
 	// the tenant does not know, a scope not of the form
 	// "<resource>/.default"), not the credentials.
@@ -69,6 +72,8 @@ func (e *TokenError) Error() string {
 	case failRefused:
 		what := fmt.Sprintf("answered HTTP %d", e.Status)
 		switch {
+		case e.page:
+			what += " without an error of Entra ID's (a proxy's or another server's page?)"
 		case e.Final && e.scope:
 			// The government clouds' default scopes are a guess: the
 			// setting that changes it is named, not the credentials,
@@ -127,18 +132,23 @@ var (
 // classifyTokenError turns the identity library's error into a TokenError
 // holding only the status, the AADSTS code and the correlation id. The
 // library's text is read to tell the failures apart and to find the codes,
-// never copied.
-func classifyTokenError(ctx context.Context, host string, err error) *TokenError {
-	te := &TokenError{Host: host}
+// never copied. managed says the token was asked of the managed identity
+// endpoint, whose answers are not Entra ID's.
+func classifyTokenError(ctx context.Context, host string, managed bool, err error) *TokenError {
+	te := &TokenError{Host: host, managed: managed}
 	text := err.Error()
 	var afe *azidentity.AuthenticationFailedError
 	switch {
 	case errors.As(err, &afe) && afe.RawResponse != nil:
 		s := afe.RawResponse.StatusCode
 		te.failure, te.Status = failRefused, s
-		var transient bool
-		te.AADSTS, te.CorrelationID, transient, te.scope = loginErrorCodes(afe.RawResponse)
-		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout && !transient
+		le := readLoginError(afe.RawResponse)
+		te.AADSTS, te.CorrelationID, te.scope, te.page = le.aadsts, le.correlationID, le.scope, le.page && !managed
+		// A page that is not Entra ID's (an egress proxy's "blocked by
+		// policy") refuses no credentials: told so, every request of the
+		// tenant failed unauthorized at once, and the operator was sent
+		// to rotate a secret that works.
+		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout && !le.transient && !te.page
 	case ctx.Err() != nil:
 		te.failure, te.cause = failNoAnswer, ctx.Err()
 	case strings.Contains(text, "json decode error"):
@@ -160,18 +170,32 @@ func classifyTokenError(ctx context.Context, host string, err error) *TokenError
 	return te
 }
 
-// loginErrorCodes reads the AADSTS code and the correlation id from an
-// Entra ID error answer, and whether it says the failure is passing:
-// error "temporarily_unavailable" (AADSTS90033, "A transient error has
-// occurred. Please try again."), which Microsoft's guidance has retried
-// whatever the status ("Handling error codes in your application"), so a
-// 400 with it does not refuse the credentials. Only values of the
-// expected shape are kept. scope says the answer refuses the scope asked
-// for (error invalid_scope or invalid_resource, or one of scopeCodes).
-func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transient, scope bool) {
+// loginError is what an error answer of the login host says.
+type loginError struct {
+	aadsts, correlationID string
+	// transient says the failure is passing: error
+	// "temporarily_unavailable" (AADSTS90033, "A transient error has
+	// occurred. Please try again."), which Microsoft's guidance has
+	// retried whatever the status ("Handling error codes in your
+	// application"), so a 400 with it does not refuse the credentials.
+	transient bool
+	// scope says the scope asked for was refused (error invalid_scope or
+	// invalid_resource, or one of scopeCodes).
+	scope bool
+	// page says the answer was read and is not Entra ID's: it has
+	// neither an OAuth error member nor an AADSTS code (a proxy's or a
+	// web server's page).
+	page bool
+}
+
+// readLoginError reads the AADSTS code and the correlation id from an
+// Entra ID error answer, and what they say. Only values of the expected
+// shape are kept.
+func readLoginError(resp *http.Response) loginError {
+	var le loginError
 	body, err := runtime.Payload(resp)
 	if err != nil {
-		return "", "", false, false
+		return le
 	}
 	var e struct {
 		Error         string  `json:"error"`
@@ -182,25 +206,27 @@ func loginErrorCodes(resp *http.Response) (aadsts, correlationID string, transie
 	if json.Unmarshal(body, &e) != nil {
 		// Not JSON: look for the codes in the text.
 		if m := correlationPattern.FindSubmatch(body); m != nil {
-			correlationID = string(m[1])
+			le.correlationID = string(m[1])
 		}
-		aadsts = string(aadstsPattern.Find(body))
-		return aadsts, correlationID, false, scopeCodes[aadsts]
+		le.aadsts = string(aadstsPattern.Find(body))
+		le.scope, le.page = scopeCodes[le.aadsts], le.aadsts == ""
+		return le
 	}
-	transient = e.Error == "temporarily_unavailable"
+	le.transient = e.Error == "temporarily_unavailable"
 	switch {
 	case len(e.Codes) > 0 && e.Codes[0] > 0:
-		aadsts = fmt.Sprintf("AADSTS%d", e.Codes[0])
+		le.aadsts = fmt.Sprintf("AADSTS%d", e.Codes[0])
 	default:
-		aadsts = aadstsPattern.FindString(e.Description)
+		le.aadsts = aadstsPattern.FindString(e.Description)
 	}
 	if guidPattern.MatchString(e.CorrelationID) {
-		correlationID = e.CorrelationID
+		le.correlationID = e.CorrelationID
 	} else if m := correlationPattern.FindStringSubmatch(e.Description); m != nil {
-		correlationID = m[1]
+		le.correlationID = m[1]
 	}
-	scope = e.Error == "invalid_scope" || e.Error == "invalid_resource" || scopeCodes[aadsts]
-	return aadsts, correlationID, transient, scope
+	le.scope = e.Error == "invalid_scope" || e.Error == "invalid_resource" || scopeCodes[le.aadsts]
+	le.page = e.Error == "" && le.aadsts == ""
+	return le
 }
 
 // scopeCodes are Entra ID's codes of a refused scope: AADSTS500011 (the
