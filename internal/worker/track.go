@@ -821,7 +821,10 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		permit.Release()
 		return err
 	}
-	if tr.expired(st) {
+	// Too old by a clock not trusted (stepped since the permit), the
+	// look goes on: its call waits for the clock, and the answer's
+	// observe ends the tracking if the action is old by then.
+	if tr.expired(st) && tr.clockTrusted() {
 		permit.Release()
 		return tr.end(ctx, st) // too old, whatever the API answers lately
 	}
@@ -886,7 +889,7 @@ func notTheAPIs(v *mde.Verdict) bool {
 // the clock is trusted: older than maxAge by a clock stepped ahead, it
 // would be given up for good. No call starts either meanwhile.
 func (tr *tracker) endUnlooked(ctx context.Context, st *tracked) error {
-	if tr.clockOff != nil && tr.clockOff() {
+	if !tr.clockTrusted() {
 		tr.push(st)
 		return sleepCtx(ctx, tr.clock, trackClockWait) // for the clock to be trusted again
 	}
@@ -894,6 +897,14 @@ func (tr *tracker) endUnlooked(ctx context.Context, st *tracked) error {
 		return err
 	}
 	return tr.end(ctx, st)
+}
+
+// clockTrusted says whether the clock may end a tracking at maxAge: not
+// off the NATS server's, nor stepped and not measured again. A step
+// during a look (a time sync while its call is out) is seen when the
+// answer comes: the action, minutes old, looks older than maxAge then.
+func (tr *tracker) clockTrusted() bool {
+	return tr.clockOff == nil || !tr.clockOff()
 }
 
 // trackClockWait is how often a tracker looks at a clock not trusted
@@ -933,7 +944,10 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 		// status: that one stays the last.
 		return tr.end(ctx, st)
 	}
-	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge)
+	// Past maxAge by a clock stepped during the look, the action is
+	// followed on: its next look is due at once, and ends it once the
+	// clock is trusted (endUnlooked), if it is old by then.
+	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge) && tr.clockTrusted()
 	final := action.Finished() || expired
 	if action.Status != st.Status || final {
 		previous := st.Status
