@@ -279,6 +279,16 @@ func (tr *tracker) nextLook(st *tracked, now time.Time) time.Time {
 	return next
 }
 
+// storedNext is the next look d after now, as a state stored now may
+// say it: no later than maxAge from now, which the start keeps shorter
+// than the ledger's TTL (--ledger-ttl). A state is written at each look;
+// one whose next look is further off than the TTL (a maxInterval longer,
+// or a spread) is forgotten by the ledger first, and its tracking never
+// ends with a final event. Before maxAge, nextLook holds a look to that.
+func (tr *tracker) storedNext(now time.Time, d time.Duration) time.Time {
+	return now.Add(min(d, bounded(time.Duration(tr.cfg.MaxAge))))
+}
+
 // bounded is an interval between looks as a tenants file allows it now:
 // config.MinTrackingInterval at least, config.MaxTrackingInterval at
 // most, so that doubled it cannot wrap round. A state in the ledger may
@@ -444,7 +454,7 @@ func (tr *tracker) overtaken(st *tracked) {
 func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
 	keep := *st
 	keep.Status = previous
-	keep.Next = tr.clock.Now().Add(bounded(keep.Interval))
+	keep.Next = tr.storedNext(tr.clock.Now(), bounded(keep.Interval))
 	if final {
 		keep.Final = st.Status
 	}
@@ -549,14 +559,16 @@ func (tr *tracker) run(ctx context.Context) {
 // its interval doubles up to maxInterval, stretched to the spread. Tried
 // again after its plain interval, an action whose event is refused at
 // every look took a look each interval until maxAge, out of the budget
-// the other followed actions share. The next look is not held to maxAge
-// (nextLook): past it, the look that failed was the end's, and would be
-// tried again at once. The back-off is stored over the revision this
-// replica holds, if any, as the next claim reads the interval from the
-// ledger; unstored (the ledger failing too), it is kept in memory.
+// the other followed actions share. The next look is not held to the
+// action's maxAge (nextLook): past it, the look that failed was the
+// end's, and would be tried again at once; it is held to maxAge from now
+// (storedNext), so that the ledger keeps the state until then. The
+// back-off is stored over the revision this replica holds, if any, as
+// the next claim reads the interval from the ledger; unstored (the
+// ledger failing too), it is kept in memory.
 func (tr *tracker) backOff(ctx context.Context, st *tracked) {
 	st.Interval = tr.doubled(st.Interval)
-	st.Next = tr.clock.Now().Add(max(st.Interval, tr.spread()))
+	st.Next = tr.storedNext(tr.clock.Now(), max(st.Interval, tr.spread()))
 	if st.rev != 0 {
 		if err := tr.save(ctx, st); err != nil {
 			if errors.Is(err, queue.ErrConflict) {
@@ -787,7 +799,7 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 		tr.push(st)
 		return false, nil
 	}
-	cur.Next = now.Add(bounded(cur.Interval))
+	cur.Next = tr.storedNext(now, bounded(cur.Interval))
 	if data, err = json.Marshal(cur); err != nil {
 		return false, err
 	}
