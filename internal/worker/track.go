@@ -376,10 +376,14 @@ func (tr *tracker) track(ctx context.Context, res *offboard.Result) error {
 }
 
 // countLocked counts an action followed since the last scan among those
-// followed.
+// followed. Its id is kept, for holdStored, while fewer than window are:
+// scans come only between looks, and a look may wait for quota for
+// hours, while every action created is followed.
 func (tr *tracker) countLocked(actionID string) {
 	tr.followed++
-	tr.counted[actionID] = true
+	if len(tr.counted) < tr.window {
+		tr.counted[actionID] = true
+	}
 }
 
 // storedTracked is a followed action's state as the ledger keeps it;
@@ -403,7 +407,10 @@ func storedTracked(data []byte) (*tracked, bool) {
 // action neither held nor counted since the last scan, and followed
 // since that scan began (which did not count it), is counted among those
 // followed, as TrackNew's is: one the scan counted, but not held for
-// more due sooner, is not counted again each time its request is.
+// more due sooner, is not counted again each time its request is. With
+// window ids counted (see countLocked), no more is: one counted whose id
+// was not kept would be counted again at each answer; the next scan
+// counts them all.
 func (tr *tracker) holdStored(data []byte, rev uint64) {
 	st, ok := storedTracked(data)
 	if !ok {
@@ -411,7 +418,7 @@ func (tr *tracker) holdStored(data []byte, rev uint64) {
 	}
 	st.rev = rev
 	tr.mu.Lock()
-	if !tr.ids[st.ActionID] && !tr.counted[st.ActionID] && !st.Since.Before(tr.scanned) {
+	if !tr.ids[st.ActionID] && !tr.counted[st.ActionID] && len(tr.counted) < tr.window && !st.Since.Before(tr.scanned) {
 		tr.countLocked(st.ActionID)
 	}
 	tr.mu.Unlock()
