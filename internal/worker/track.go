@@ -793,7 +793,13 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 	var cur tracked
 	if data != nil {
 		if err := json.Unmarshal(data, &cur); err != nil {
-			return false, fmt.Errorf("tracked state of %s: %w", st.ActionID, err)
+			// Not a state this tracker wrote (by hand, by another
+			// release): left alone, as a scan leaves it. A failed look,
+			// it was backed off over a revision gone, taken for another
+			// replica's look and claimed again at once, in a loop.
+			tr.log.Warn("tracked action's state cannot be read: not followed", zap.String("action_id", st.ActionID), zap.Error(err))
+			tr.done(st.ActionID)
+			return false, nil
 		}
 	}
 	if cur.ActionID == "" { // another replica ended the tracking
