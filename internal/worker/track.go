@@ -651,44 +651,117 @@ func (tr *tracker) peekLocked() time.Time {
 	return tr.queue[0].Next
 }
 
-// trackLagRefresh is how often the lag gauge is set while a look waits
-// for quota: the wait lasts as long as other calls take the quota, which
-// is what the lag must show.
+// trackLagRefresh is how often the lag gauge is set, and the held
+// actions' ends looked for, while a look waits for quota: the wait lasts
+// as long as other calls take the quota, which is what the lag must
+// show, and an end takes no quota.
 const trackLagRefresh = 5 * time.Second
+
+// errEndDue says that a look's wait for quota was cut: a held action has
+// come to its end at maxAge (see endDue).
+var errEndDue = errors.New("a tracked action's end came while a look waited for quota")
 
 // permit waits for quota for a look at st, the lag gauge kept current
 // meanwhile. The refresh is paced in real time, as scrapes come; the lag
-// itself is read on the tracker's clock.
+// itself is read on the tracker's clock. The wait ends with errEndDue
+// when a held action, st included, comes to its end at maxAge: ending
+// takes no quota, and while the offboard lookups took it all, every end
+// waited with the look, for hours.
 func (tr *tracker) permit(ctx context.Context, st *tracked) (*limiter.Permit, error) {
-	if tr.metrics == nil {
-		return tr.actions.permit(ctx)
+	if tr.metrics != nil {
+		tr.mu.Lock()
+		tr.waiting = st.Next
+		tr.mu.Unlock()
 	}
-	tr.mu.Lock()
-	tr.waiting = st.Next
-	tr.mu.Unlock()
+	wctx, cancel := context.WithCancelCause(ctx)
 	ticker := time.NewTicker(tr.lagRefresh)
-	stop, stopped := make(chan struct{}), make(chan struct{})
+	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
 		for {
 			select {
-			case <-stop:
+			case <-wctx.Done():
 				return
 			case <-ticker.C:
-				tr.mu.Lock()
-				tr.setLagLocked(tr.clock.Now())
-				tr.mu.Unlock()
+				now := tr.clock.Now()
+				if tr.metrics != nil {
+					tr.mu.Lock()
+					tr.setLagLocked(now)
+					tr.mu.Unlock()
+				}
+				if !now.Before(tr.nextEnd(st)) {
+					cancel(errEndDue)
+					return
+				}
 			}
 		}
 	}()
-	p, err := tr.actions.permit(ctx)
-	close(stop)
+	p, err := tr.actions.permit(wctx)
+	cancel(nil)
 	<-stopped
 	ticker.Stop()
-	tr.mu.Lock()
-	tr.waiting = time.Time{}
-	tr.mu.Unlock()
+	if tr.metrics != nil {
+		tr.mu.Lock()
+		tr.waiting = time.Time{}
+		tr.mu.Unlock()
+	}
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(wctx), errEndDue) {
+		return nil, errEndDue
+	}
 	return p, err
+}
+
+// nextEnd is when the soonest end at maxAge of st or a held action comes:
+// a held action's at its next look, if that is later (a failed end backs
+// off).
+func (tr *tracker) nextEnd(st *tracked) time.Time {
+	maxAge := time.Duration(tr.cfg.MaxAge)
+	soonest := st.Since.Add(maxAge)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	for _, a := range tr.queue {
+		end := a.Since.Add(maxAge)
+		if a.Next.After(end) {
+			end = a.Next
+		}
+		if end.Before(soonest) {
+			soonest = end
+		}
+	}
+	return soonest
+}
+
+// endDue gives up, without a look, the held actions that are due and
+// older than maxAge, once the clock is trusted (see endUnlooked).
+func (tr *tracker) endDue(ctx context.Context) error {
+	if !tr.clockTrusted() {
+		return sleepCtx(ctx, tr.clock, trackClockWait) // for the clock to be trusted again
+	}
+	now := tr.clock.Now()
+	var due []*tracked
+	tr.mu.Lock()
+	kept := tr.queue[:0]
+	for _, a := range tr.queue {
+		if !a.Next.After(now) && tr.expired(a) {
+			due = append(due, a) // its id stays: it is being looked at
+		} else {
+			kept = append(kept, a)
+		}
+	}
+	clear(tr.queue[len(kept):])
+	tr.queue = kept
+	heap.Init(&tr.queue)
+	tr.mu.Unlock()
+	for _, a := range due {
+		if err := tr.endUnlooked(ctx, a); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			tr.log.Warn("end tracked action", zap.String("action_id", a.ActionID), zap.Error(err))
+			tr.backOff(ctx, a)
+		}
+	}
+	return nil
 }
 
 // reload scans the ledger and returns when to scan next.
@@ -839,6 +912,10 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	// The permit first, then the claim: a claim held while waiting for
 	// quota could run out, and another replica look at the same time.
 	permit, err := tr.permit(ctx, st)
+	if errors.Is(err, errEndDue) {
+		tr.push(st)
+		return tr.endDue(ctx)
+	}
 	if err != nil {
 		return err
 	}
