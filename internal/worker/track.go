@@ -54,6 +54,12 @@ type tracked struct {
 	// for its mark (see stop). Any later final event repeats that one,
 	// under its message id: never a second, different final event.
 	Final string `json:"final,omitempty"`
+	// Published says that the final event is out and the ended mark is
+	// all that is left to store: set when its write fails, so that the
+	// next try stores the mark, with no look and no final event again.
+	// Published again after the back-off, past the results stream's
+	// duplicate window, the final event was stored twice.
+	Published bool `json:"published,omitempty"`
 	// rev is the ledger revision of this state that this replica's claim
 	// (or its later writes) stored: what it is written over, so that a
 	// replica overtaken during a look (see claim) neither publishes what
@@ -898,6 +904,10 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 		}
 		return false, err
 	}
+	if st.Published && st.Final != "" && cur.Final == st.Final {
+		// Known here only: the write that said so failed.
+		cur.Published = true
+	}
 	*st = cur
 	st.rev = rev
 	return true, nil
@@ -926,6 +936,10 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	// Too old by a clock not trusted (stepped since the permit), the
 	// look goes on: its call waits for the clock, and the answer's
 	// observe ends the tracking if the action is old by then.
+	if st.Published {
+		permit.Release()
+		return tr.stop(ctx, st)
+	}
 	if tr.expired(st) && tr.clockTrusted() {
 		permit.Release()
 		return tr.end(ctx, st) // too old, whatever the API answers lately
@@ -1086,7 +1100,11 @@ func answersFor(st *tracked, a mde.Action) error {
 // stored (the replica stopped, or the ledger's write lost, in between)
 // gets that event again, under its message id, so the stream drops it:
 // given up with the status stored before, it had a second final event.
+// One known to have its final event out (Published) gets its end alone.
 func (tr *tracker) end(ctx context.Context, st *tracked) error {
+	if st.Published {
+		return tr.stop(ctx, st)
+	}
 	status, previous := st.Status, st.Status
 	if st.Final != "" {
 		st.Status = st.Final
@@ -1117,6 +1135,9 @@ func (tr *tracker) stop(ctx context.Context, st *tracked) error {
 		return err
 	}
 	if err := tr.storeOver(ctx, st, data); err != nil {
+		if !errors.Is(err, queue.ErrConflict) {
+			st.Published = true // stored by the back-off (see run)
+		}
 		return tr.settle(st, err)
 	}
 	tr.done(st.ActionID)
