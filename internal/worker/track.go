@@ -916,33 +916,9 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 // poll reads one action, publishes a status change, and schedules the next
 // look or ends the tracking.
 func (tr *tracker) poll(ctx context.Context, st *tracked) error {
-	if tr.expired(st) { // no look, so no quota: ending never waits for it
-		return tr.endUnlooked(ctx, st)
-	}
-	// The permit first, then the claim: a claim held while waiting for
-	// quota could run out, and another replica look at the same time.
-	permit, err := tr.permit(ctx, st)
-	if errors.Is(err, errEndDue) {
-		tr.push(st)
-		return tr.endDue(ctx)
-	}
-	if err != nil {
+	permit, err := tr.claimLook(ctx, st)
+	if err != nil || permit == nil {
 		return err
-	}
-	if mine, err := tr.claim(ctx, st); err != nil || !mine {
-		permit.Release()
-		return err
-	}
-	// Too old by a clock not trusted (stepped since the permit), the
-	// look goes on: its call waits for the clock, and the answer's
-	// observe ends the tracking if the action is old by then.
-	if st.Published {
-		permit.Release()
-		return tr.stop(ctx, st)
-	}
-	if tr.expired(st) && tr.clockTrusted() {
-		permit.Release()
-		return tr.end(ctx, st) // too old, whatever the API answers lately
 	}
 	v, err := tr.actions.get(ctx, permit, st.ActionID)
 	if err != nil {
@@ -985,6 +961,41 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		return tr.reschedule(ctx, st, now)
 	}
 	return tr.observe(ctx, st, v, now)
+}
+
+// claimLook readies a look at st: its permit, then its claim. nil and no
+// error: no look is made (the tracking ended, or the look is another
+// replica's, or waits).
+func (tr *tracker) claimLook(ctx context.Context, st *tracked) (*limiter.Permit, error) {
+	if tr.expired(st) { // no look, so no quota: ending never waits for it
+		return nil, tr.endUnlooked(ctx, st)
+	}
+	// The permit first, then the claim: a claim held while waiting for
+	// quota could run out, and another replica look at the same time.
+	permit, err := tr.permit(ctx, st)
+	if errors.Is(err, errEndDue) {
+		tr.push(st)
+		return nil, tr.endDue(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if mine, err := tr.claim(ctx, st); err != nil || !mine {
+		permit.Release()
+		return nil, err
+	}
+	if st.Published { // its final event is out: its end alone is left
+		permit.Release()
+		return nil, tr.stop(ctx, st)
+	}
+	// Too old by a clock not trusted (stepped since the permit), the
+	// look goes on: its call waits for the clock, and the answer's
+	// observe ends the tracking if the action is old by then.
+	if tr.expired(st) && tr.clockTrusted() {
+		permit.Release()
+		return nil, tr.end(ctx, st) // too old, whatever the API answers lately
+	}
+	return permit, nil
 }
 
 // notTheAPIs says whether a refusal is not the API's own answer: a 404
