@@ -463,8 +463,14 @@ func (tr *tracker) overtaken(st *tracked) {
 // longer than the interval its claim holds the action, and another
 // replica may have looked since, seen a later status and even ended the
 // tracking. The state is stored again first, moving its next look on
-// (the claim renewed for the publish), over the revision claimed.
+// (the claim renewed for the publish), over the revision claimed. The
+// event is made before: one too large for a message (errEventTooLarge)
+// leaves the state as it is.
 func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
+	id, data, err := tr.actionEvent(st, previous, raw, final)
+	if err != nil {
+		return err
+	}
 	keep := *st
 	keep.Status = previous
 	keep.Next = tr.storedNext(tr.clock.Now(), bounded(keep.Interval))
@@ -475,15 +481,24 @@ func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string,
 		return err
 	}
 	st.rev, st.Final = keep.rev, keep.Final
-	return tr.publishAction(ctx, st, previous, raw, final)
+	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
 
 func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
+	id, data, err := tr.actionEvent(st, previous, raw, final)
+	if err != nil {
+		return err
+	}
+	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
+}
+
+// actionEvent is the event of st's status, and its message id.
+func (tr *tracker) actionEvent(st *tracked, previous string, raw json.RawMessage, final bool) (id string, data []byte, err error) {
 	ev := ActionEvent{
 		Tenant: tr.tenant, RequestID: st.RequestID, MachineID: st.MachineID, ActionID: st.ActionID,
 		Status: st.Status, PreviousStatus: previous, MachineAction: raw, ObservedAt: tr.clock.Now().UTC(), Final: final,
 	}
-	id := offboard.ActionMsgID(tr.tenant, st.ActionID, st.Status)
+	id = offboard.ActionMsgID(tr.tenant, st.ActionID, st.Status)
 	if final && !(mde.Action{Status: st.Status}).Finished() {
 		// Tracking gave up on an action still unfinished, whether or not
 		// its last look saw a new status: under the status's own id, an
@@ -491,22 +506,21 @@ func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous stri
 		// dropped by the stream as a repeat, and no final event stored.
 		id += ":ended"
 	}
-	data, err := marshalEvent(&ev)
-	if err != nil {
-		return err
+	if data, err = marshalEvent(&ev); err != nil {
+		return "", nil, err
 	}
 	if tr.maxEvent > 0 && len(data)+len(id) > tr.maxEvent {
 		// Whole, it would be refused at every look until tracking's
 		// maxAge, and the status change never reported.
 		ev.MachineAction = mde.CutAction(raw)
 		if data, err = marshalEvent(&ev); err != nil {
-			return err
+			return "", nil, err
 		}
 		if len(data)+len(id) > tr.maxEvent {
-			return fmt.Errorf("action event of %d bytes with its message id, more than %d: %w", len(data)+len(id), tr.maxEvent, errEventTooLarge)
+			return "", nil, fmt.Errorf("action event of %d bytes with its message id, more than %d: %w", len(data)+len(id), tr.maxEvent, errEventTooLarge)
 		}
 	}
-	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
+	return id, data, nil
 }
 
 // errEventTooLarge says that an action event, its action cut down, is
@@ -1081,11 +1095,29 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 		st.Status = action.Status
 		if err := tr.publishOwn(ctx, st, previous, action.Raw, final); err != nil {
 			st.Status = previous
+			if errors.Is(err, errEventTooLarge) {
+				return tr.statusTooLong(ctx, st, len(action.Status), expired, now)
+			}
 			return tr.settle(st, err)
 		}
 	}
 	if final {
 		return tr.stop(ctx, st)
+	}
+	st.Interval = tr.doubled(st.Interval)
+	return tr.reschedule(ctx, st, now)
+}
+
+// statusTooLong takes a look that read a status no event can carry
+// (hundreds of kilobytes of it: the API, or a proxy before it, answering
+// garbage) as an unreadable answer: the action is looked at again later,
+// or given up at maxAge with its last status. Stored as the final
+// event's, such a status made every try to end the tracking fail, for
+// ever.
+func (tr *tracker) statusTooLong(ctx context.Context, st *tracked, size int, expired bool, now time.Time) error {
+	tr.log.Warn("look at a tracked action: a status too long for an action event", zap.String("action_id", st.ActionID), zap.Int("status_bytes", size))
+	if expired {
+		return tr.end(ctx, st)
 	}
 	st.Interval = tr.doubled(st.Interval)
 	return tr.reschedule(ctx, st, now)
