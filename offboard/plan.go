@@ -145,7 +145,11 @@ func RequestPlan(ctx context.Context, js jetstream.JetStream, s Subjects, tenant
 		return nil, nil, fmt.Errorf("send plan request: %w", err)
 	}
 	reply, err := nextReply(ctx, sub, tenant, accept)
-	if errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders) {
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		// Told at once by the server: no wait of accept to name.
+		return nil, nil, fmt.Errorf("tenant %s: %w: nothing listens on %s", tenant, ErrNoPlanner, m.Subject)
+	case errors.Is(err, nats.ErrTimeout):
 		return nil, nil, fmt.Errorf("tenant %s: %w within %v", tenant, ErrNoPlanner, accept)
 	}
 	var silence time.Duration // after it, the worker is gone; 0: wait for ctx
