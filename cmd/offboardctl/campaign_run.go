@@ -1239,8 +1239,10 @@ func (r *campaignRun) countAck(n int, ack *jetstream.PubAck) {
 
 // finish writes the report, whatever happened, and says how it ended.
 func (r *campaignRun) finish(waitErr error) error {
-	if err := r.writeReport(); err != nil {
-		return errors.Join(waitErr, err)
+	reportErr := r.writeReport()
+	report := r.f.report
+	if reportErr != nil {
+		report += " not written"
 	}
 	c := r.rows.Counts()
 	unconfirmed := ""
@@ -1250,8 +1252,16 @@ func (r *campaignRun) finish(waitErr error) error {
 	fmt.Fprintf(r.c.stdout, "campaign %s (tenant %s): %d rows: created %d, already_pending %d, dry_run %d, failed %d, no result %d; "+
 		"published %d, published before %d%s, answered before %d; report %s\n",
 		r.f.name, r.f.tenant, c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
-		r.published.Load(), r.duplicates.Load(), unconfirmed, r.skipped.Load(), r.f.report)
+		r.published.Load(), r.duplicates.Load(), unconfirmed, r.skipped.Load(), report)
 	switch {
+	case reportErr != nil && waitErr != nil && !errors.As(waitErr, new(notTheRowsError)):
+		// One line, which says what ended the wait as well: the results
+		// are stored, and the same command writes the report again.
+		return fmt.Errorf("campaign %s: %d rows without a result (%w), and %w; run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr, reportErr)
+	case reportErr != nil && waitErr != nil:
+		return fmt.Errorf("%w; and %w", waitErr, reportErr)
+	case reportErr != nil:
+		return fmt.Errorf("campaign %s: %w; run the same command again to write it", r.f.name, reportErr)
 	case errors.As(waitErr, new(notTheRowsError)):
 		return waitErr
 	case waitErr != nil:
