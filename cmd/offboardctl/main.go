@@ -54,9 +54,22 @@ func withoutPath(err error) error {
 
 // run runs the command line; errors are one line on stderr.
 func run(args []string, stdout, stderr io.Writer) int {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), stopSignals()...)
 	defer stop()
 	return runContext(ctx, args, stdout, stderr)
+}
+
+// stopSignals are the signals that end a command as Ctrl-C does: a
+// campaign run writes its report and removes its copies of the CSV and
+// of its results. A hangup too (the terminal or the SSH session closed
+// under a run of hours), which killed it with neither done; unless
+// hangups are ignored (nohup), which a handler would undo.
+func stopSignals() []os.Signal {
+	sigs := []os.Signal{os.Interrupt, syscall.SIGTERM}
+	if !signal.Ignored(syscall.SIGHUP) {
+		sigs = append(sigs, syscall.SIGHUP)
+	}
+	return sigs
 }
 
 // runContext is run under a context that an interrupt ends.
