@@ -9,10 +9,12 @@ import (
 	"io"
 	"math"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -49,6 +51,7 @@ and writes the same report: an interrupted campaign resumes.`,
 				return err
 			}
 			defer r.close()
+			defer outliveReader()()
 			return r.run(cmd.Context())
 		},
 	}
@@ -72,6 +75,18 @@ and writes the same report: an interrupted campaign resumes.`,
 	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")
 	_ = fl.MarkHidden("max-pending")
 	return cmd
+}
+
+// outliveReader keeps a run whose standard output nobody reads any more
+// (piped to tee, which the same Ctrl-C ended first; to less, quit) from
+// being killed by SIGPIPE at its next write, the summary after its
+// report: its copies of the CSV and of its results stayed behind, and
+// what to do next was not said. The write fails, and the run goes on.
+// The returned func restores the default.
+func outliveReader() (restore func()) {
+	ch := make(chan os.Signal, 1) // never read: a SIGPIPE is dropped
+	signal.Notify(ch, syscall.SIGPIPE)
+	return func() { signal.Stop(ch) }
 }
 
 // campaignRun is one run of a campaign.
