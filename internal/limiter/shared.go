@@ -223,6 +223,9 @@ func (s *Shared) backoff(attempt int) time.Duration {
 // Writer is this process's name in the journal.
 func (s *Shared) Writer() string { return s.opts.Writer }
 
+// Lease is this process's call lease (SharedOptions.Lease).
+func (s *Shared) Lease() time.Duration { return s.opts.Lease }
+
 // Tenant returns the limiters of a tenant whose calls go through the
 // journal.
 func (s *Shared) Tenant(name string) *Tenant {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
 	"time"
@@ -130,16 +131,31 @@ const probeInterval = 30 * time.Second
 //
 // A stream that keeps its entries less long than back is refused: calls
 // that still count would be missing from it.
+//
+// Another process's lease may be longer than this one's (its
+// --call-timeout longer), up to limiter.MaxLease: a call it entered
+// before back and never ended (it was killed) counts until its due time
+// and a window after. So the feed reads further back by as much as
+// that lease may be longer, as far as the stream keeps entries: a
+// process with such a lease made the stream keep them that long.
 func FollowQuota(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	return followJournal(ctx, js, quotaKind(subjects), shared, back, log)
+	reach := back
+	if more := limiter.MaxLease - shared.Lease(); more > 0 && back < math.MaxInt64-more {
+		reach += more
+	}
+	return followJournal(ctx, js, quotaKind(subjects), shared, back, reach, log)
 }
 
-// FollowBudget is FollowQuota for the budget journal.
+// FollowBudget is FollowQuota for the budget journal. Every process
+// reserves a budget slot for the same lease (BudgetLease).
 func FollowBudget(ctx context.Context, js jetstream.JetStream, subjects offboard.Subjects, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
-	return followJournal(ctx, js, budgetKind(subjects), shared, back, log)
+	return followJournal(ctx, js, budgetKind(subjects), shared, back, back, log)
 }
 
-func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, back time.Duration, log *zap.Logger) (stop func(), err error) {
+// followJournal feeds shared with the journal's entries from reach ago,
+// or as far back as the stream keeps them if less, but at least back,
+// which the stream must keep.
+func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind, shared *limiter.Shared, back, reach time.Duration, log *zap.Logger) (stop func(), err error) {
 	stream, err := js.Stream(ctx, kind.stream)
 	if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", kind.stream, err)
@@ -165,7 +181,10 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 	if err != nil {
 		return nil, fmt.Errorf("%s probe: %w", kind.name, err)
 	}
-	start := probe.Time.Add(-back)
+	if keep := info.Config.MaxAge; keep > 0 {
+		reach = min(reach, keep)
+	}
+	start := probe.Time.Add(-max(back, reach))
 	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
 		// Nothing that still counts: ready once the clock is measured
 		// on the probe, without waiting for the feed to bring it.
