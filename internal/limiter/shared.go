@@ -41,9 +41,11 @@ type Call struct {
 	At  int64  `json:"at"` // Unix ns
 	// For an end of this process's not written yet: its call's due time
 	// (Unix ns) and the steps of the wall clock seen when the call was
-	// entered (Event.Gen).
-	due int64
-	gen uint64
+	// entered (Event.Gen); lost says the call's entry may not be in the
+	// journal (its answer was lost) and the call was never sent.
+	due  int64
+	gen  uint64
+	lost bool
 }
 
 func (e *Event) empty() bool { return len(e.Reserved) == 0 && len(e.Done) == 0 && e.Paused == 0 }

@@ -207,7 +207,7 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 		// an end would only wait, with every such refusal's, to be
 		// written, and go in one entry with them all.
 		for _, c := range reserved {
-			t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID})
+			t.pending.Done = append(t.pending.Done, Call{API: c.API, ID: c.ID, due: c.At, lost: true})
 		}
 	}
 	if !t.pending.empty() {
@@ -324,6 +324,15 @@ func (t *Tenant) takePendingLocked() Event {
 	ev.Writer = t.shared.opts.Writer
 	ev.Written, ev.Gen = t.shared.Stamp()
 	t.pending = Event{}
+	// The end of a call whose entry's answer was lost lets the others
+	// forget it before its due time, if the entry was stored. Past it,
+	// the others count the call as ended then (an end only lets some of
+	// them forget it sooner), and it is dropped: kept, such ends gathered
+	// while the journal's answers were lost, one for each request that
+	// came back, until the entry carrying them all was larger than NATS
+	// takes.
+	now := t.clock.Now().UnixNano()
+	ev.Done = slices.DeleteFunc(ev.Done, func(c Call) bool { return c.lost && c.due <= now })
 	for i, c := range ev.Done {
 		if c.At != 0 && c.gen != ev.Gen {
 			// The wall clock was stepped since the call was entered: read
