@@ -38,6 +38,10 @@ type Tenant struct {
 	gone    error
 	pending Event  // completions and pauses not written to the journal yet
 	nextID  uint64 // the last call id handed out
+	// stored are the calls whose ends the feed brought in an entry of
+	// this process's that its write did not see stored (its answer lost,
+	// or not come yet): they are not written again.
+	stored map[uint64]struct{}
 	// wmu serialises this process's journal writes for the tenant, so
 	// that the entry a write expects to follow cannot move meanwhile
 	// except by another replica.

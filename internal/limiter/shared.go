@@ -527,7 +527,17 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	}
 	t.lastSeq = seq
 	if ev.Writer == t.shared.opts.Writer {
-		return // this process's own entry: counted when it was written
+		// This process's own entry, counted when it was written. Its
+		// write has not seen it stored: if its answer was lost, its
+		// ends are pending again, and written twice the other replicas
+		// would count each call twice.
+		for _, c := range ev.Done {
+			if t.stored == nil {
+				t.stored = map[uint64]struct{}{}
+			}
+			t.stored[c.ID] = struct{}{}
+		}
+		return
 	}
 	// Times from the journal are capped: an entry written by anyone but
 	// the worker, or by a process whose clock is far ahead, must not hold

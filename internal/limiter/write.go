@@ -193,6 +193,9 @@ func (t *Tenant) write(ctx context.Context, ev Event, last uint64) (bool, error)
 	t.mu.Lock()
 	if err == nil {
 		t.lastSeq = max(t.lastSeq, seq)
+		for _, c := range ev.Done {
+			delete(t.stored, c.ID) // the feed brought it before its answer came
+		}
 		t.mu.Unlock()
 		return true, nil
 	}
@@ -324,6 +327,7 @@ func (t *Tenant) takePendingLocked() Event {
 	ev.Writer = t.shared.opts.Writer
 	ev.Written, ev.Gen = t.shared.Stamp()
 	t.pending = Event{}
+	// An end the journal holds already (stored) is not written again.
 	// The end of a call whose entry's answer was lost lets the others
 	// forget it before its due time, if the entry was stored. Past it,
 	// the others count the call as ended then (an end only lets some of
@@ -332,7 +336,13 @@ func (t *Tenant) takePendingLocked() Event {
 	// came back, until the entry carrying them all was larger than NATS
 	// takes.
 	now := t.clock.Now().UnixNano()
-	ev.Done = slices.DeleteFunc(ev.Done, func(c Call) bool { return c.lost && c.due <= now })
+	ev.Done = slices.DeleteFunc(ev.Done, func(c Call) bool {
+		if _, ok := t.stored[c.ID]; ok {
+			delete(t.stored, c.ID) // in the journal already
+			return true
+		}
+		return c.lost && c.due <= now
+	})
 	for i, c := range ev.Done {
 		if c.At != 0 && c.gen != ev.Gen {
 			// The wall clock was stepped since the call was entered: read
