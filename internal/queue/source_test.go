@@ -257,6 +257,18 @@ func TestNewSourceCountsFromItsConsumers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The server counts a stored request for a consumer a moment after it
+	// acknowledged the publish: on a loaded machine the source read a
+	// count of 0, and read the counts again at its next poll (4 consumer
+	// infos). The test starts once the consumer counts its requests.
+	bulk, err := js.Consumer(t.Context(), offboard.StreamRequests, ConsumerName("waiting", offboard.Bulk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "the bulk consumer counts its 3 requests", func() bool {
+		info, err := bulk.Info(t.Context())
+		return err == nil && info.NumPending == 3
+	})
 	r, err := NewRouter(nc, subj)
 	if err != nil {
 		t.Fatal(err)
