@@ -435,6 +435,11 @@ func (t *Tenant) wait(ctx context.Context, changed <-chan struct{}, now, next ti
 // permits held here do not count, since they are not calls: the journal
 // alone says what may be called.
 func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok, recheck bool) {
+	if len(l.windows) == 0 {
+		// A counter without windows (no budget in force) holds nothing,
+		// whatever its journal holds or whether it has been read.
+		return now, true, false
+	}
 	t := l.tenant
 	if t.shared != nil && !t.shared.mayCall() {
 		return time.Time{}, false, false

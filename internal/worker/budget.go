@@ -271,6 +271,13 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 				return nil, permit, err
 			}
 		}
+		if !b.active() {
+			// Cleared while the request waited: it needs no slot, and
+			// the journal the slot would be entered in may be what held
+			// it.
+			slot.Release()
+			return func(*offboard.Result, error) {}, permit, nil
+		}
 		// Another replica may have taken the place in the journal
 		// first: then the request waits for the next one as above,
 		// counted as held, rather than inside the journal write.
