@@ -132,6 +132,12 @@ func TestKustomization(t *testing.T) {
 			t.Errorf("PodDisruptionBudget maxUnavailable %v, want 1", pdb.Spec.MaxUnavailable)
 		}
 		checkSelects(t, "PodDisruptionBudget", pdb.Spec.Selector.MatchLabels, sel)
+		// A replica that is not ready (NATS away, its clock off) takes no
+		// request: with both not ready, the default policy would refuse
+		// to evict either, and a node's drain would wait for NATS.
+		if p := pdb.Spec.UnhealthyPodEvictionPolicy; p == nil || *p != policyv1.AlwaysAllow {
+			t.Errorf("PodDisruptionBudget unhealthyPodEvictionPolicy %v, want AlwaysAllow: a drain must not wait for replicas that are not ready", p)
+		}
 		if len(pod.TopologySpreadConstraints) == 0 || pod.TopologySpreadConstraints[0].TopologyKey != corev1.LabelHostname {
 			t.Fatal("no topology spread over nodes")
 		}
