@@ -84,12 +84,14 @@ func TestMetricsTenTenants(t *testing.T) {
 	total, perTenant := 0, 0
 	samples := map[string]bool{}
 	labels := map[string][]string{} // of each sample name
+	kinds := map[string]string{}    // of each sample name: deploy.Counter or deploy.Gauge
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			n, names := seriesOf(mf, m)
 			for _, s := range names {
 				samples[s] = true
 				labels[s] = appendLabels(labels[s], mf, m, s)
+				kinds[s] = sampleKind(mf, s)
 			}
 			total += n
 			for _, lp := range m.GetLabel() {
@@ -139,6 +141,20 @@ func TestMetricsTenTenants(t *testing.T) {
 	for _, p := range problems {
 		t.Error(p)
 	}
+	// rate() and increase() read counters (a histogram's _bucket too),
+	// histogram_quantile a histogram's _bucket.
+	problems, err = deploy.CheckTypes(qs, kinds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Error(p)
+	}
+	// A rate of a gauge is found: the check sees the kinds.
+	gaugeRate := []deploy.Query{{Where: "a rate of a gauge", Expr: `sum by (tenant) (rate(mde_offboard_backlog_requests[5m]))`}}
+	if problems, err := deploy.CheckTypes(gaugeRate, kinds); err != nil || len(problems) != 1 || !strings.Contains(problems[0], "mde_offboard_backlog_requests") {
+		t.Errorf("rate of a gauge: problems %v, error %v; want the gauge named", problems, err)
+	}
 	// A label no metric has is found: the check sees the labels.
 	wrong := slices.Clone(qs)
 	for i, q := range wrong {
@@ -150,6 +166,23 @@ func TestMetricsTenTenants(t *testing.T) {
 	if problems, err := deploy.CheckLabels(wrong, labels); err != nil || len(problems) == 0 || !strings.Contains(problems[0], `"tenant_name"`) {
 		t.Errorf("a query grouping by tenant_name: problems %v, error %v; want the label named", problems, err)
 	}
+}
+
+// sampleKind is what sample name s of mf is: a counter's samples and a
+// histogram's or a summary's _bucket, _count and _sum only go up (but for
+// a restart); the rest are gauges.
+func sampleKind(mf *dto.MetricFamily, s string) string {
+	switch mf.GetType() {
+	case dto.MetricType_COUNTER:
+		return deploy.Counter
+	case dto.MetricType_HISTOGRAM:
+		return deploy.Counter
+	case dto.MetricType_SUMMARY:
+		if s != mf.GetName() { // the quantiles are gauges
+			return deploy.Counter
+		}
+	}
+	return deploy.Gauge
 }
 
 // appendLabels adds the label names of metric m's sample name to have: a
