@@ -612,15 +612,15 @@ func (w *Worker) finish(ctx context.Context, j *job, res *offboard.Result) {
 		w.leave(j, err)
 		return
 	}
-	pubs, repeat, err := w.publishAsync(pctx, j.t.name, j.msg, msgID, j.seq, res, data)
-	if err == nil {
-		err = queue.WaitStored(pctx, append(stores, pubs...)...)
-	}
+	pubs, added, err := w.publishAsync(pctx, j.t.name, j.msg, msgID, j.seq, res, data)
+	err = errors.Join(err, queue.WaitStored(pctx, append(stores, pubs...)...))
+	// Counted once stored, whatever else failed: taken again, the request
+	// finds its result out already, a repeat.
+	w.countResult(j.t.name, j.msg, res, !added())
 	if err != nil {
 		w.leave(j, err)
 		return
 	}
-	w.countResult(j.t.name, j.msg, res, repeat())
 	if err := w.startTracking(pctx, j, res); err != nil {
 		w.leave(j, err)
 		return
@@ -760,15 +760,13 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 	pctx, cancel := storeCtx(ctx)
 	defer cancel()
 	msgID := offboard.ResultMsgID(j.t.name, res.RequestID, res.Attempt)
-	stores, repeat, err := w.publishAsync(pctx, j.t.name, j.msg, msgID, j.seq, res, e.Result)
-	if err == nil {
-		err = queue.WaitStored(pctx, stores...)
-	}
+	stores, added, err := w.publishAsync(pctx, j.t.name, j.msg, msgID, j.seq, res, e.Result)
+	err = errors.Join(err, queue.WaitStored(pctx, stores...))
+	w.countResult(j.t.name, j.msg, res, !added())
 	if err != nil {
 		w.leave(j, err)
 		return
 	}
-	w.countResult(j.t.name, j.msg, res, repeat())
 	// In case a crash, or a failure, came between result and tracking.
 	if err := w.startTracking(pctx, j, res); err != nil {
 		w.leave(j, err)
@@ -780,35 +778,46 @@ func (w *Worker) replay(ctx context.Context, j *job, e *queue.Entry) {
 
 // publish stores the result, and a dead letter if it failed.
 func (w *Worker) publish(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) error {
-	stores, repeat, err := w.publishAsync(ctx, tenant, msg, msgID, seq, res, data)
-	if err == nil {
-		err = queue.WaitStored(ctx, stores...)
-	}
-	if err != nil {
-		return err
-	}
-	w.countResult(tenant, msg, res, repeat())
-	return nil
+	stores, added, err := w.publishAsync(ctx, tenant, msg, msgID, seq, res, data)
+	err = errors.Join(err, queue.WaitStored(ctx, stores...))
+	w.countResult(tenant, msg, res, !added())
+	return err
 }
 
 // publishAsync sends the result, and a dead letter of msg (the request at
-// seq) if it failed, side by side; the returned stores
-// wait for them, and repeat then says whether the results stream dropped
-// the result as a repeat of its message id.
-func (w *Worker) publishAsync(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) (stores []queue.Stored, repeat func() bool, err error) {
+// seq) if it failed, side by side; the returned stores wait for those
+// sent, also when err says another was not. Once they were waited for,
+// added says whether the result was stored by this publish: not a repeat
+// of its message id the results stream dropped, and not lost. A result
+// stored beside a dead letter that failed is added all the same; the
+// request, taken again for its dead letter, finds it a repeat.
+func (w *Worker) publishAsync(ctx context.Context, tenant string, msg jetstream.Msg, msgID string, seq uint64, res *offboard.Result, data []byte) (stores []queue.Stored, added func() bool, err error) {
+	var stored bool
+	added = func() bool { return stored }
 	s := w.opts.Settings.Subjects
 	place := offboard.Seq{N: seq}
 	if res.Error != nil && queue.DeadIDByPlace(msg.Headers()) {
 		if place.Epoch, err = w.epochOf(ctx, msg); err != nil {
-			return nil, nil, err
+			return nil, added, err
 		}
 	}
 	result, repeat, err := queue.PublishJSONAsync(w.opts.JS, s.Result(tenant), msgID, data)
-	if err != nil || res.Error == nil {
-		return []queue.Stored{result}, repeat, err
+	if err != nil {
+		return nil, added, err
+	}
+	stores = []queue.Stored{func(ctx context.Context) error {
+		err := result(ctx)
+		stored = err == nil && !repeat()
+		return err
+	}}
+	if res.Error == nil {
+		return stores, added, nil
 	}
 	dead, err := queue.PublishDeadAsync(w.opts.JS, s.Dead(tenant), msg, place, res.Error.Code, res.Error.Message)
-	return []queue.Stored{result, dead}, repeat, err
+	if err != nil {
+		return stores, added, err
+	}
+	return append(stores, dead), added, nil
 }
 
 // countResult counts a stored result and records its time, and a guard's
