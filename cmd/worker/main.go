@@ -338,6 +338,13 @@ func checkFlags(o *app.Options) error {
 	if o.Queue.AckWait < minAckWait {
 		return fmt.Errorf("--ack-wait %v: want at least %v (a request under way tells NATS every third of it that it is still worked on)", o.Queue.AckWait, minAckWait)
 	}
+	// A request whose result was stored and whose ack was lost comes
+	// back after the ack wait, and is answered from the ledger under the
+	// result's message id: past the window, the results stream would
+	// keep that second result.
+	if o.Queue.Duplicates < o.Queue.AckWait {
+		return fmt.Errorf("--duplicate-window %v: want at least --ack-wait %v, after which a request whose ack was lost is answered again", o.Queue.Duplicates, o.Queue.AckWait)
+	}
 	if o.CallTimeout < minCallTimeout {
 		return fmt.Errorf("--call-timeout %v: want at least %v (a token and an HTTPS call take tens of milliseconds)", o.CallTimeout, minCallTimeout)
 	}

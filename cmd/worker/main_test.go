@@ -171,6 +171,11 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"ledger forgets ids within the duplicate window", []string{"--config", good, "--check-config", "--ledger-ttl", "1h"},
 			"--ledger-ttl 1h0m0s: want at least --duplicate-window 24h0m0s"},
 		{"duplicate window under NATS's least", []string{"--config", good, "--check-config", "--duplicate-window", "10ms"}, "--duplicate-window 10ms: want at least 100ms"},
+		// A request whose result was stored and whose ack was lost
+		// comes back after the ack wait, and its result, sent again
+		// under its message id, must still be dropped as a repeat.
+		{"duplicate window under the ack wait", []string{"--config", good, "--check-config", "--duplicate-window", "30s"},
+			"--duplicate-window 30s: want at least --ack-wait 1m0s"},
 		{"budget history under its duplicate window", []string{"--config", good, "--check-config", "--budget-history", "30s"}, "--budget-history 30s: want at least 1m0s"},
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
 		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix: an empty token`},
