@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -80,7 +81,8 @@ type announcement struct {
 // leaves or dies moves only its own tenants.
 type Presence struct {
 	kv       jetstream.KeyValue
-	nc       *nats.Conn // its reconnections tell a watch that may have lost its consumer (ConnMark)
+	js       jetstream.JetStream // withdraws the announcement (deleteAt)
+	nc       *nats.Conn          // its reconnections tell a watch that may have lost its consumer (ConnMark)
 	id       string
 	instance string // this process's own mark in its announcements
 	tenants  []string
@@ -117,6 +119,9 @@ type Presence struct {
 	putRev  uint64    // the revision of this process's last announcement stored
 	echoRev uint64    // the revision of its last announcement the watch brought back
 	stored  time.Time // when this process's last announcement was stored
+	// made is this process's last announcement made: its withdrawal
+	// carries it (deleteAt).
+	made []byte
 	// yield, while this process's announcement has not been stored for
 	// ttl (the others take this replica for gone, and its tenants), lists
 	// the other replicas live now: each tenant one of them serves is left
@@ -204,7 +209,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 		beat = PresenceBeat
 	}
 	p := &Presence{
-		kv: kv, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
+		kv: kv, js: js, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat, forget: forgetAfter(o.Bucket.TTL, beat),
 		others: map[string]seen{}, gone: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}), asideNow: o.Aside,
 	}
@@ -360,6 +365,9 @@ func (p *Presence) announce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.mu.Lock()
+	p.made = data
+	p.mu.Unlock()
 	rev, err := p.kv.Put(ctx, p.id, data)
 	if err != nil && p.remake != nil && bucketMissing(err) {
 		p.log.Warn("presence bucket missing: making it again", zap.Error(err))
@@ -471,8 +479,25 @@ func (p *Presence) withdraw() {
 var errNotOwnAnnouncement = errors.New("the announcement is another process's")
 
 // deleteAt deletes this replica's announcement if its revision is rev.
+// The delete marker is KeyValue.Delete's, carrying the announcement
+// withdrawn: a replica that starts after reads the marker alone (the
+// bucket keeps one revision a key), and counts its tenants as served
+// until ttl after the withdrawal, as those that saw the announcement do
+// (withdrawalRead). A reader of an earlier release takes it for a plain
+// delete.
 func (p *Presence) deleteAt(ctx context.Context, rev uint64) error {
-	return p.kv.Delete(ctx, p.id, jetstream.LastRevision(rev))
+	m := nats.NewMsg("$KV." + BucketPresence + "." + p.id)
+	m.Header.Set("KV-Operation", "DEL")
+	m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(rev, 10))
+	p.mu.Lock()
+	m.Data = p.made
+	p.mu.Unlock()
+	_, err := p.js.PublishMsg(ctx, m)
+	var api *jetstream.APIError
+	if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return fmt.Errorf("%w: %w", err, jetstream.ErrKeyRevisionMismatch)
+	}
+	return err
 }
 
 // withdrawStored deletes the announcement stored under this replica's id
@@ -512,6 +537,8 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 		if old, known := p.others[e.Key()]; known {
 			p.moved = true // Assigned reads the entries of the replicas live at the last look
 			p.withdrawnLocked(e.Key(), old, now)
+		} else if e.Key() != p.id {
+			p.withdrawalRead(e, now)
 		}
 		delete(p.others, e.Key())
 		if e.Key() == p.id {
@@ -571,6 +598,28 @@ func (p *Presence) withdrawnLocked(id string, s seen, now time.Time) {
 	}
 	s.at, s.twin, s.twins = now, nil, false
 	p.gone[id] = s
+}
+
+// withdrawalRead records the withdrawal e of a replica this one did not
+// see announce itself (it withdrew before this one started, or this one's
+// watch was made again since): the marker carries the announcement
+// withdrawn (deleteAt), whose tenants count as served until ttl after
+// the server stored the marker. The server's clock is taken for this
+// replica's: they are kept within the quota margin of each other, which
+// is far less than ttl. p.mu held.
+func (p *Presence) withdrawalRead(e jetstream.KeyValueEntry, now time.Time) {
+	var a announcement
+	if len(e.Value()) == 0 || json.Unmarshal(e.Value(), &a) != nil {
+		return // a plain delete: an earlier release's, or an operator's
+	}
+	at := e.Created()
+	if at.After(now) {
+		at = now
+	}
+	if now.Sub(at) >= p.ttl {
+		return
+	}
+	p.gone[e.Key()] = seenOf(a, e.Revision(), at, seen{})
 }
 
 // seenOf is a's entry, of revision rev read at now, that follows old

@@ -955,3 +955,45 @@ func TestPresenceWithdrawnTenantsCountForATTL(t *testing.T) {
 		t.Errorf("fabrikam served by nobody %v after b came back without it, want before the TTL (%v)", d, 3*beat)
 	}
 }
+
+// TestPresenceStartedAfterAWithdrawalCountsItsTenants: a replica that
+// starts after another withdrew (both pods restarted at once, the only
+// one serving fabrikam slower to come back) reads only the withdrawal:
+// the bucket keeps one revision a key. The withdrawal carries the
+// announcement withdrawn, so fabrikam counts as served until one TTL
+// after it. Before, the new replica took fabrikam for served by nobody
+// as soon as its view was current, and answered its waiting requests
+// unknown_tenant.
+func TestPresenceStartedAfterAWithdrawalCountsItsTenants(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	const beat = 2 * time.Second // a's start fits in the TTL on a loaded machine
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := NewPresence(t.Context(), js, PresenceOptions{ID: "b", Tenants: []string{"contoso", "fabrikam"}, Beat: beat, Bucket: Settings{}.Presence(), Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runStoppable(b)
+	testwait.For(t, b.Current(), presenceStart, "b knows every announcement stored")
+	withdrawn := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	a := runPresence(t, js, "a", []string{"contoso"}, beat, zap.NewNop())
+	waitFor(t, 5*time.Second, "a's view current", a.Known)
+	if d := time.Since(withdrawn); d >= 3*beat {
+		t.Fatalf("a current %v after b withdrew, past the TTL (%v): nothing left to see", d, 3*beat)
+	}
+	if !a.Serves("fabrikam") {
+		t.Fatal("fabrikam taken for served by nobody by a replica started just after b withdrew; want it counted until a TTL after the withdrawal")
+	}
+	if a.Running(b.Instance()) {
+		t.Error("b's process taken for running after it withdrew")
+	}
+	waitFor(t, 10*time.Second, "fabrikam served by nobody", func() bool { return a.Known() && !a.Serves("fabrikam") })
+	if d := time.Since(withdrawn); d < 3*beat {
+		t.Errorf("fabrikam served by nobody %v after b withdrew, want a TTL (%v) at least", d, 3*beat)
+	}
+}
