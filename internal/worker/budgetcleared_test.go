@@ -24,31 +24,23 @@ import (
 // journal came back (after a restart, if it was made anew).
 func TestBudgetClearedWhileItsJournalHolds(t *testing.T) {
 	t.Parallel()
-	t.Run("in the stream", func(t *testing.T) {
-		t.Parallel()
-		// Never followed: the journal is never read.
-		e, store, _ := budgetOverrideEnv(t, "5/1h", false, false)
-		e.publish(t, "r-1")
-		select {
-		case r := <-e.results:
-			t.Fatalf("result %s %s while the budget journal holds the tenant", r.RequestID, r.Outcome)
-		case <-time.After(500 * time.Millisecond):
-		}
-		clearBudget(t, store)
-		e.wantCreated(t, "r-1")
-	})
-	t.Run("an unreadable entry", func(t *testing.T) {
-		t.Parallel()
-		e, store, _ := budgetOverrideEnv(t, "5/1h", false, true)
-		e.publish(t, "r-1")
-		select {
-		case r := <-e.results:
-			t.Fatalf("result %s %s while the unreadable entry holds the tenant", r.RequestID, r.Outcome)
-		case <-time.After(500 * time.Millisecond):
-		}
-		clearBudget(t, store)
-		e.wantCreated(t, "r-1")
-	})
+	for name, unreadable := range map[string]bool{
+		"in the stream":       false, // never followed: the journal is never read
+		"an unreadable entry": true,
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			e, store, _ := budgetOverrideEnv(t, "5/1h", false, unreadable)
+			e.publish(t, "r-1")
+			select {
+			case r := <-e.results:
+				t.Fatalf("result %s %s while the budget journal holds the tenant", r.RequestID, r.Outcome)
+			case <-time.After(500 * time.Millisecond):
+			}
+			clearBudget(t, store)
+			e.wantCreated(t, "r-1")
+		})
+	}
 	t.Run("in the worker", func(t *testing.T) {
 		t.Parallel()
 		// Three requests fetched together under a budget of 2, once the
