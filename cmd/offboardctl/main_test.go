@@ -156,6 +156,15 @@ func TestUnreachableNATSNamedWithoutPassword(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr %q", url, code, errb.String())
 		}
 	}
+	// A port no server can have: the URL parses, and only the dial
+	// failed, exit 1, as if a server were down.
+	for _, url := range []string{"nats://alice:hunter2@host:99999", "host:0", "nats://127.0.0.1:2,nats://h:65536"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", url, "--connect-timeout", "1s", "status"}, &out, &errb)
+		if code != exitUsage || strings.Contains(errb.String(), "hunter2") || !strings.Contains(errb.String(), "want a port from 1 to 65535") {
+			t.Errorf("%s: exit %d, stderr %q", url, code, errb.String())
+		}
+	}
 	// A schemeless URL with a user after another cannot be told from a ',' in a password.
 	for _, url := range []string{"nats://127.0.0.1:2, bob:hunter2@h:x", "nats://127.0.0.1:2,bob:hunter2@127.0.0.1:1"} {
 		var out, errb bytes.Buffer

@@ -180,6 +180,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"no stream replicas", []string{"--config", good, "--stream-replicas", "0"}, "--stream-replicas 0: want 1 to 5"},
 		{"subject prefix", []string{"--config", good, "--subject-prefix", "a..b"}, `--subject-prefix: an empty token`},
 		{"URL not parsed", []string{"--config", good, "--nats-url", "nats://alice:s3cret@host:bad"}, "NATS URL nats://host:bad is not a URL"},
+		{"port out of range", []string{"--config", good, "--check-config", "--nats-url", "nats://alice:s3cret@host:99999"}, "NATS URL nats://host:99999: want a port from 1 to 65535"},
 		// -1 picks a free port for the embedded server alone: the
 		// listener refused it once NATS was up, and --check-config
 		// passed it.

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -68,6 +69,13 @@ func (c Conn) Check() error {
 		// (and named in the dial error) as the host.
 		if err == nil && strings.Contains(pu.Opaque+pu.Path+pu.RawQuery+pu.Fragment, "@") {
 			return fmt.Errorf("NATS URL %s has a '/', '?' or '#' in its user or password: escape it (%%2F, %%3F, %%23)", RedactURLs(u))
+		}
+		// A port no server can have parses: only the dial failed, told
+		// as a server down, not as a URL to mend.
+		if port := pu.Port(); err == nil && port != "" {
+			if n, perr := strconv.Atoi(port); perr != nil || n < 1 || n > 65535 {
+				return fmt.Errorf("NATS URL %s: want a port from 1 to 65535", RedactURLs(u))
+			}
 		}
 	}
 	p := c.InboxPrefix
