@@ -137,16 +137,13 @@ func StoreRefused(err error) bool {
 	if !errors.As(err, &api) {
 		return false
 	}
-	switch api.ErrorCode {
-	case errCodeStoreFailed:
+	if api.ErrorCode == errCodeStoreFailed {
 		// Also the answer of a stream whose store is closing (its server
 		// shutting down, a replica's stream reset to catch up with its
 		// leader): that passes once the stream is back, an outage.
 		return api.Description != server.ErrStoreClosed.Error()
-	case errCodeInsufficient, errCodeAccountLimits, errCodeStorageExceeded, errCodeMemoryExceeded:
-		return true
 	}
-	return false
+	return OutOfStorage(err)
 }
 
 // OutOfStorage says whether err is NATS refusing to store a message

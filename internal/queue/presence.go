@@ -493,8 +493,7 @@ func (p *Presence) deleteAt(ctx context.Context, rev uint64) error {
 	m.Data = p.made
 	p.mu.Unlock()
 	_, err := p.js.PublishMsg(ctx, m)
-	var api *jetstream.APIError
-	if errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+	if IsWrongLastSequence(err) {
 		return fmt.Errorf("%w: %w", err, jetstream.ErrKeyRevisionMismatch)
 	}
 	return err
