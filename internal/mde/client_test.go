@@ -1151,3 +1151,25 @@ func TestStatusSpelledFoldsASCIIOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestActionUpdatedUnderEitherName: the documented action writes its
+// last update as lastUpdateDateTimeUtc, the documented list examples as
+// lastUpdateTimeUtc. An action of a list that has only the second must
+// still tell when it was updated: a lost answer's action without a
+// creation time is recognised by it.
+func TestActionUpdatedUnderEitherName(t *testing.T) {
+	t.Parallel()
+	want := time.Date(2024, 11, 24, 10, 0, 1, 123456700, time.UTC)
+	for _, field := range []string{"lastUpdateDateTimeUtc", "lastUpdateTimeUtc"} {
+		actions, err := ParseActions([]byte(`{"value": [{"id": "` + testActionID + `", "type": "Offboard", "status": "Pending", "creationDateTimeUtc": null, "` + field + `": "2024-11-24T10:00:01.1234567Z"}]}`))
+		if err != nil {
+			t.Fatalf("%s: %v", field, err)
+		}
+		if got := actions[0].Updated(); !got.Equal(want) {
+			t.Errorf("%s: Updated() = %v, want %v", field, got, want)
+		}
+		if got := actions[0].Created(); !got.IsZero() {
+			t.Errorf("%s: Created() = %v, want none", field, got)
+		}
+	}
+}
