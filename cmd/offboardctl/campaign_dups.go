@@ -31,7 +31,11 @@ type repeat struct{ start, size int }
 // published all the same, as the contract has every valid row published:
 // each is answered on its own, the later ones already_pending with the
 // earlier row's action while it is under way, which an operator counting
-// devices by rows does not expect. It costs 4 bytes a row while it runs.
+// devices by rows does not expect. A row that is not a valid request is
+// not published and repeats nothing: a spreadsheet's lookup that found
+// no id (#N/A) at many rows was told as one device at all of them, every
+// row published. It costs 4 bytes a row while it runs, and one more
+// when a device repeats.
 func (r *campaignRun) noteRepeats() error {
 	none := maphash.String(r.seed, deviceOf("", ""))
 	rows := make([]int32, 0, r.total)
@@ -43,19 +47,17 @@ func (r *campaignRun) noteRepeats() error {
 	slices.SortFunc(rows, func(a, b int32) int {
 		return cmp.Or(cmp.Compare(r.devices[a], r.devices[b]), cmp.Compare(a, b))
 	})
-	var reps []repeat
-	extra := 0
-	for i := 0; i < len(rows); {
-		j := i + 1
-		for j < len(rows) && r.devices[rows[j]] == r.devices[rows[i]] {
-			j++
-		}
-		if j-i > 1 {
-			reps, extra = append(reps, repeat{i, j - i}), extra+j-i-1
-		}
-		i = j
-	}
+	reps, extra := r.repeatedDevices(rows)
 	if extra == 0 {
+		return nil
+	}
+	// Only the rows of a repeated device are checked, and only when
+	// there are some: a CSV naming each device once is not read again.
+	rows, err := r.validRows(rows, reps)
+	if err != nil {
+		return err
+	}
+	if reps, extra = r.repeatedDevices(rows); extra == 0 {
 		return nil
 	}
 	slices.SortFunc(reps, func(a, b repeat) int { return cmp.Compare(rows[a.start], rows[b.start]) })
@@ -78,6 +80,55 @@ func (r *campaignRun) noteRepeats() error {
 	}
 	r.repeats = b.String()
 	return nil
+}
+
+// repeatedDevices groups rows, sorted by device, into the devices they
+// name more than once; extra is the number of rows after each device's
+// first.
+func (r *campaignRun) repeatedDevices(rows []int32) (reps []repeat, extra int) {
+	for i := 0; i < len(rows); {
+		j := i + 1
+		for j < len(rows) && r.devices[rows[j]] == r.devices[rows[i]] {
+			j++
+		}
+		if j-i > 1 {
+			reps, extra = append(reps, repeat{i, j - i}), extra+j-i-1
+		}
+		i = j
+	}
+	return reps, extra
+}
+
+// validRows is the rows of the repeats (reps, of rows sorted by device)
+// that are valid requests, in the same order: the others are not
+// published. The CSV is read again for them, and each is checked as
+// publishing checks it.
+func (r *campaignRun) validRows(rows []int32, reps []repeat) ([]int32, error) {
+	keep := make([]bool, r.total+1) // by row: repeated, then valid too
+	for _, rep := range reps {
+		for _, n := range rows[rep.start : rep.start+rep.size] {
+			keep[n] = true
+		}
+	}
+	rd, closeCSV, err := r.openCSV()
+	if err != nil {
+		return nil, err
+	}
+	defer closeCSV()
+	for {
+		row, err := rd.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if row.N < len(keep) && keep[row.N] {
+			_, _, err := r.set.Request(row)
+			keep[row.N] = err == nil
+		}
+	}
+	return slices.DeleteFunc(rows, func(n int32) bool { return !keep[n] }), nil
 }
 
 // rowList is "1, 3 and 8", or "1, 2, 15, 16, 29 and 7 more".

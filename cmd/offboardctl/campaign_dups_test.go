@@ -58,3 +58,32 @@ func TestCampaignRunWarningOfRepeatsIsBounded(t *testing.T) {
 		t.Errorf("stderr %q, want one warning holding %q", res.err, want)
 	}
 }
+
+// A row that is not a valid request is not published, so it repeats no
+// device: a spreadsheet's lookup that found no id ("#N/A") at several
+// rows, or a device at a second row whose comment the worker would
+// refuse, is reported invalid_request for those rows, and the warning
+// neither names them nor says they are published.
+func TestCampaignRunWarningLeavesOutInvalidRows(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	dir := t.TempDir()
+	id := strings.Repeat("a", 40)
+	long := strings.Repeat("x", 1001)
+	p := writeFile(t, dir, "lookup.csv", "machineId,computerDnsName,comment\n#N/A,pc-1,\n"+id+",pc-2,\n#N/A,pc-3,\n"+id+",pc-2,"+long+"\n#N/A,pc-4,\n")
+	res := runUntilPublished(t, url, js, 1, "campaign", "run", "--tenant", "contoso", "--csv", p, "--report", filepath.Join(dir, "r.csv"))
+	if strings.Contains(res.err, "warning") {
+		t.Errorf("stderr %q, want no warning: the repeated rows are not valid requests", res.err)
+	}
+	if !strings.Contains(res.out, "published 1,") {
+		t.Errorf("stdout %q, want the one valid row published", res.out)
+	}
+
+	// Valid rows of a device still repeat beside an invalid one.
+	q := writeFile(t, dir, "mixed.csv", "machineId,comment\n"+id+",\n"+id+","+long+"\n"+id+",\n")
+	res = runUntilPublished(t, url, js, 2, "campaign", "run", "--tenant", "contoso", "--csv", q, "--report", filepath.Join(dir, "q.csv"))
+	want := ": 1 rows name a device an earlier row names; every row is published, and each answered on its own: machineId \"" + id + "\" at rows 1 and 3\n"
+	if !strings.Contains(res.err, want) {
+		t.Errorf("stderr %q, want it to hold %q", res.err, want)
+	}
+}
