@@ -19,10 +19,9 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// journalSlack is read from the quota journal beyond the longest window:
-// a call's entry is written before it is sent, and a call counts until its
-// answer, at the latest its lease (1.5 × the worker's call timeout, 45 s
-// by default) later.
+// journalSlack is read from the quota journal beyond the longest a call
+// counts (quotaSince): the margin the worker adds to the times other
+// replicas wrote (--quota-margin), with room to spare.
 const journalSlack = 2 * time.Minute
 
 // tenantWindows are the tenant's offboard limits as its consumers' metadata

@@ -78,10 +78,13 @@ func budgetSince(budget string, now time.Time) (limiter.Window, time.Time, bool)
 }
 
 // quotaSince is how far back a tenant's quota journal is read: as far as
-// a 429's pause reaches, which may be beyond the windows (an hour's
-// Retry-After, limits of a minute).
+// the worker still counts an entry. A call entered and never ended (its
+// process died) counts until its due time, which another replica's
+// longer lease may set up to limiter.MaxLease after the entry, and a
+// window from there; a 429's pause may reach beyond the windows (an
+// hour's Retry-After, limits of a minute).
 func quotaSince(ws []limiter.Window, now time.Time) time.Time {
-	return now.Add(-max(longest(ws), limiter.MaxPause) - journalSlack)
+	return now.Add(-addCapped(max(addCapped(longest(ws), limiter.MaxLease), limiter.MaxPause), journalSlack))
 }
 
 // readAll reads the quota and budget journals of the tenants, each once
