@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -41,7 +42,8 @@ type tenantStatus struct {
 	// answered yet.
 	InFlight uint64 `json:"inFlight"`
 	// ETA is how long the backlog of the priorities not paused takes at
-	// the quota's pace; nil when everything waiting is paused.
+	// the quota's pace, less the requests a campaign's cancel withdraws
+	// (answered without a call); nil when everything waiting is paused.
 	ETA *float64 `json:"etaSeconds"`
 	// ETAByBudget says the budget, not the quota, sets the ETA.
 	ETAByBudget bool `json:"etaByBudget,omitempty"`
@@ -250,7 +252,7 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	}
 	slices.Sort(names)
 	r := &statusRead{stream: stream, view: view, horizon: horizon, journals: &statusJournals{js: js, subjects: c.subjects}, now: now,
-		announced: readAnnounced(ctx, js)}
+		announced: readAnnounced(ctx, js), cancels: readCancels(ctx, js)}
 	if tenant == "" {
 		if err := r.journals.readAll(ctx, tenants, view, horizon, now); err != nil {
 			return nil, err
@@ -315,6 +317,9 @@ type statusRead struct {
 	// announced is when each tenant was last announced by a worker
 	// (readAnnounced); nil when not known.
 	announced map[string]time.Time
+	// cancels are the campaigns' cancel marks in force; nil without the
+	// control bucket.
+	cancels *campaign.Watcher
 }
 
 // tenantStatus gathers one tenant's status.
@@ -327,6 +332,8 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 	st.setWorkers(r.announced, now)
 	st.notSetUp = tc.notSetUp
 	served := r.readBacklog(ctx, name, tc, &st)
+	// What the worker answers cancelled takes neither quota nor budget.
+	toCall := max(served-r.withdrawnWaiting(ctx, name, tc, &st), 0)
 	pace, err := readBudgetStatus(ctx, r.journals, name, tc.meta, view, r.horizon, now, &st)
 	if err != nil {
 		return st, err
@@ -348,15 +355,15 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 	}
 	if served > 0 || st.Held == 0 {
 		var d time.Duration
-		if served > 0 || st.InFlight > 0 {
+		if toCall > 0 || st.InFlight > 0 {
 			// A 429's pause holds what waits or is in flight, not nothing.
-			d = quotaETA(ws, calls, paused, served, now)
+			d = quotaETA(ws, calls, paused, toCall, now)
 		}
 		if pace != nil {
 			// Each request waiting creates an action at most, and so does
 			// each in flight (fetched, waiting in the worker for a slot):
 			// the budget holds them to its own pace.
-			if b := pace.eta(served, int(min(st.InFlight, 1<<40)), now); b > d { //nolint:gosec // bounded
+			if b := pace.eta(toCall, int(min(st.InFlight, 1<<40)), now); b > d { //nolint:gosec // bounded
 				d, st.ETAByBudget = b, true
 			}
 		}
@@ -400,6 +407,84 @@ func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantCon
 		}
 	}
 	return served
+}
+
+// withdrawnWaiting counts the requests waiting in the stream, of the
+// priorities not paused, that a campaign's cancel withdraws: the worker
+// answers each cancelled, without a call, when it takes it (it asks the
+// cancel marks as campaign.Watcher.Cancelled answers here). Only a tenant
+// with a cancel mark in force has its waiting requests read: those the
+// consumer has not handed out yet, which its NumPending counts, up to
+// withdrawnReadCap of each consumer: a campaign of a million rows must not
+// hold status past its time limit. The rest, and a read cut short, count
+// in the ETA: it errs long.
+func (r *statusRead) withdrawnWaiting(ctx context.Context, name string, tc *tenantConsumers, st *tenantStatus) int {
+	if r.cancels == nil || !r.cancels.HasCancels(name) {
+		return 0
+	}
+	n := 0
+	for _, p := range control.Priorities {
+		info := tc.info[p]
+		if info == nil || st.Paused[p] || info.NumPending == 0 {
+			continue
+		}
+		subjects := info.Config.FilterSubjects
+		if info.Config.FilterSubject != "" {
+			subjects = []string{info.Config.FilterSubject}
+		}
+		_ = readWaiting(ctx, r.stream, subjects, info.Delivered.Stream+1, min(info.NumPending, withdrawnReadCap), func(m jetstream.Msg) {
+			req, err := offboard.ParseRequest(m.Data(), name)
+			if err != nil {
+				return // answered invalid_request without a call, yet left in: the ETA errs long
+			}
+			var stored time.Time
+			if meta, err := m.Metadata(); err == nil && req.AttemptOrFirst() == 1 {
+				// A retry of a request answered cancelled was the
+				// campaign's whenever stored: a time of zero, as the
+				// worker takes it.
+				stored = meta.Timestamp
+			}
+			if _, ok := r.cancels.Cancelled(name, req, stored); ok {
+				n++
+			}
+		})
+	}
+	return n
+}
+
+// withdrawnReadCap is how many waiting requests of a consumer status
+// reads at most for a campaign's cancel (withdrawnWaiting).
+const withdrawnReadCap = 50_000
+
+// readWaiting reads up to n messages of the stream on subjects from
+// stream sequence from on, in order: a consumer's requests not handed out
+// yet. It stops early when nothing more is stored (answered meanwhile).
+func readWaiting(ctx context.Context, stream jetstream.Stream, subjects []string, from, n uint64, fn func(jetstream.Msg)) error {
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
+		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
+	})
+	if err != nil {
+		return err
+	}
+	for read := uint64(0); read < n; {
+		batch, err := cons.Fetch(int(min(n-read, readBatch)), jetstream.FetchMaxWait(scanWait)) //nolint:gosec // at most readBatch
+		if err != nil {
+			return err
+		}
+		got, done := 0, false
+		for m := range batch.Messages() {
+			fn(m)
+			got++
+			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
+				done = true
+			}
+		}
+		read += uint64(got) //nolint:gosec // not negative
+		if done || got == 0 {
+			return batch.Error()
+		}
+	}
+	return nil
 }
 
 // addCapped is a+b (neither below zero), held to the longest duration
@@ -532,6 +617,22 @@ func readControls(ctx context.Context, js jetstream.JetStream, s offboard.Subjec
 		horizon = budgetHorizon{}
 	}
 	return view, horizon, nil
+}
+
+// readCancels reads the campaigns' cancel marks; nil without the control
+// bucket (which is not made here), or when it cannot be read: the ETA
+// then counts every request waiting, and is no reason to fail the
+// status.
+func readCancels(ctx context.Context, js jetstream.JetStream) *campaign.Watcher {
+	kv, err := js.KeyValue(ctx, offboard.BucketControl)
+	if err != nil {
+		return nil
+	}
+	cancels, err := campaign.ReadCancels(ctx, kv)
+	if err != nil {
+		return nil
+	}
+	return cancels
 }
 
 // controlView reads the operators' controls; none without their bucket.

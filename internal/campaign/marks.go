@@ -453,6 +453,31 @@ func (w *Watcher) Cancelled(tenant string, r offboard.Request, stored time.Time)
 	return "", false
 }
 
+// ReadCancels reads the cancel marks stored now in the control bucket, as
+// a watcher holds them, without following later ones: for one look at
+// the requests they withdraw (offboardctl status). Run is not to be
+// called on it.
+func ReadCancels(ctx context.Context, kv jetstream.KeyValue) (*Watcher, error) {
+	w := &Watcher{cancelled: map[string]time.Time{}, revisions: map[string]uint64{}}
+	if err := queue.EachEntry(ctx, kv, w.apply); err != nil {
+		return nil, fmt.Errorf("read %s: %w", offboard.BucketControl, err)
+	}
+	return w, nil
+}
+
+// HasCancels says whether a campaign of tenant has a cancel mark in
+// force.
+func (w *Watcher) HasCancels(tenant string) bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	for k := range w.cancelled {
+		if t, _, _ := strings.Cut(k, "."); t == tenant {
+			return true
+		}
+	}
+	return false
+}
+
 // CampaignCancelled says whether the campaign name of tenant has a cancel
 // mark in force.
 func (w *Watcher) CampaignCancelled(tenant, name string) bool {
