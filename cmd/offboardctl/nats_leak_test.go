@@ -26,6 +26,7 @@ func TestOffboardctlPrintsNoNATSSecret(t *testing.T) {
 		{"nats://alice:PWSECRET,b,c@" + hp, "PWSECRET"},
 		{"nats://alice:4222,PWSECRET@" + hp, "4222,"},
 		{"nats://alice:WRONG@" + hp, "WRONG"},
+		{"nats://" + hp + "/?token=QUERYSECRET", "QUERYSECRET"},
 	} {
 		var buf bytes.Buffer
 		code := run([]string{"--nats-url", c.url, "--connect-timeout", "2s", "status"}, io.Discard, &buf)

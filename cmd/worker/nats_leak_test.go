@@ -54,6 +54,10 @@ func TestWorkerLogsNoNATSSecret(t *testing.T) {
 		{"token slash", "nats://TOKSECRET/rest@" + hp, "TOKSECRET", nil},
 		{"token hash", "nats://TOKSECRET#rest@" + hp, "TOKSECRET", nil},
 		{"token qmark", "nats://TOKSECRET?rest@" + hp, "TOKSECRET", nil},
+		// A websocket proxy in front of NATS may take its token in the
+		// query, which the client sends in its handshake.
+		{"token in the query", "nats://" + hp + "/?token=QUERYSECRET", "QUERYSECRET", nil},
+		{"token in the fragment", "nats://" + hp + "#QUERYSECRET", "QUERYSECRET", nil},
 		{"two commas", "nats://alice:PWSECRET,b,c@" + hp, "PWSECRET", nil},
 		{"digits comma", "nats://alice:4222,PWSECRET@" + hp, "4222,", nil},
 		{"bad creds", "nats://" + hp, "SECRET", []string{"--nats-creds", creds}},

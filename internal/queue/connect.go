@@ -194,6 +194,9 @@ func (c Conn) Options() []nats.Option {
 // RedactURLs drops the user information of each URL in a comma-separated
 // NATS server list, so a message can name the servers without
 // credentials, whether a URL has a scheme or not ("alice:pw@host:4222").
+// A query or fragment goes too: a websocket URL's query is sent in the
+// handshake, where a proxy in front of NATS may read a token from it
+// ("wss://host/nats?token=...").
 func RedactURLs(urls string) string {
 	parts := servers(urls)
 	for i, p := range parts {
@@ -205,6 +208,11 @@ func RedactURLs(urls string) string {
 			rest = afterLastAt(rest)
 		} else {
 			rest = withoutWordPort(rest)
+		}
+		// After the at sign: a '?' or '#' before it is part of a
+		// password, which goes with it.
+		if end := strings.IndexAny(rest, "?#"); end >= 0 {
+			rest = rest[:end]
 		}
 		if scheme != "" {
 			rest = scheme + "://" + rest

@@ -105,3 +105,23 @@ func TestCheckExpandsTheCredentialsPath(t *testing.T) {
 		}
 	}
 }
+
+// A token in a URL's query or fragment (a websocket proxy's, sent in the
+// handshake) is not shown by RedactURLs, nor is a password whose '?' or
+// '#' came before its '@'; the host is.
+func TestRedactURLsShowsNoQuery(t *testing.T) {
+	t.Parallel()
+	for u, want := range map[string]string{
+		"wss://nats.example/nats?token=S3CR3T":          "wss://nats.example/nats",
+		"nats://nats.example:4222/?token=S3CR3T":        "nats://nats.example:4222/",
+		"nats://nats.example:4222#S3CR3T":               "nats://nats.example:4222",
+		"nats.example:4222?S3CR3T":                      "nats.example:4222",
+		"nats://alice:pw@nats.example:4222/?t=S3CR3T":   "nats://nats.example:4222/",
+		"nats://n1:4222,wss://n2/nats?token=S3CR3T&x=1": "nats://n1:4222,wss://n2/nats",
+		"nats://S3CR3T?tok@nats.example:4222":           "nats://nats.example:4222",
+	} {
+		if got := RedactURLs(u); got != want {
+			t.Errorf("RedactURLs(%q) = %q, want %q", u, got, want)
+		}
+	}
+}
