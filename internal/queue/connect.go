@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -15,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -122,7 +125,58 @@ func (c Conn) checkFiles() error {
 			return fmt.Errorf("%s: %w", f.flag, err)
 		}
 	}
+	if c.Creds != "" {
+		if err := checkCreds(credsPath(c.Creds)); err != nil {
+			return fmt.Errorf("--nats-creds: %w", err)
+		}
+	}
 	return nil
+}
+
+// maxCredsFile bounds how much of a credentials file checkCreds reads:
+// nsc writes one of about 1.5 KiB.
+const maxCredsFile = 64 << 10
+
+// checkCreds refuses a credentials file whose first block, between
+// "-----" lines, is not a user JWT: an nkey seed alone, a JWT and a seed
+// without the lines nsc writes around them, another secret. The client
+// library sends that block, or the whole file when it finds none, to
+// the server as the user's JWT, in the clear before any answer, and the
+// server's protocol trace writes it down, seed and all. Only a regular
+// file is read (readable); its error says what was found, not what the
+// file holds.
+func checkCreds(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil || !fi.Mode().IsRegular() {
+		return nil //nolint:nilerr // readable has said what it could
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return unread(err)
+	}
+	defer func() { _ = f.Close() }()
+	data, err := io.ReadAll(io.LimitReader(f, maxCredsFile+1))
+	switch {
+	case err != nil:
+		return unread(err)
+	case len(data) > maxCredsFile:
+		return fmt.Errorf("the file it names is larger than %d KiB: not a credentials file", maxCredsFile>>10)
+	}
+	jwt, err := nkeys.ParseDecoratedJWT(data)
+	if err != nil || jwt == string(data) || !jwtShaped(jwt) {
+		return errors.New("the file it names holds no user JWT between -----BEGIN NATS USER JWT----- lines: give the credentials file nsc writes (user.creds, the JWT and the nkey seed), not a seed or another secret")
+	}
+	return nil
+}
+
+// jwtShaped says whether s is three base64url parts joined by '.'.
+func jwtShaped(s string) bool {
+	parts := strings.Split(s, ".")
+	return len(parts) == 3 && !slices.ContainsFunc(parts, func(p string) bool {
+		return p == "" || strings.ContainsFunc(p, func(r rune) bool {
+			return (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') && (r < '0' || r > '9') && r != '-' && r != '_'
+		})
+	})
 }
 
 // readable says why the file at path cannot be read, as the client

@@ -85,7 +85,11 @@ func TestCheckShowsNoContentGivenAsAFile(t *testing.T) {
 			t.Errorf("%s: Check = %q, want one line naming the setting, not its value", tt.flag, msg)
 		}
 	}
-	if err := (Conn{Creds: existing, TLSCA: existing, TLSCert: existing, TLSKey: existing}).Check(); err != nil {
+	credsFile := filepath.Join(t.TempDir(), "user.creds")
+	if err := os.WriteFile(credsFile, []byte(nscCreds("SUAEXAMPLESEED")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := (Conn{Creds: credsFile, TLSCA: existing, TLSCert: existing, TLSKey: existing}).Check(); err != nil {
 		t.Errorf("files that exist: Check = %v", err)
 	}
 }
@@ -96,7 +100,7 @@ func TestCheckExpandsTheCredentialsPath(t *testing.T) {
 	home := t.TempDir()
 	t.Setenv("HOME", home)
 	t.Setenv("MDE_TEST_CREDS_DIR", home)
-	if err := os.WriteFile(filepath.Join(home, "user.creds"), []byte("x"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(home, "user.creds"), []byte(nscCreds("SUAEXAMPLESEED")), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"~/user.creds", "$MDE_TEST_CREDS_DIR/user.creds", "${HOME}/user.creds"} {
