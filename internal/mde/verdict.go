@@ -279,10 +279,13 @@ func shortened(s string, n int) string {
 // bearerValue and jwtText match what looks like a credential in an API's
 // error text: an Authorization header's value (at least 16 characters
 // after "Bearer", with a digit among them, so that "Bearer token" and
-// "Bearer authentication/authorization" stay), and anything shaped like a
-// JSON Web Token (base64url parts, the first an encoded JSON object).
+// "Bearer authentication/authorization" stay), or a Proxy-Authorization
+// header's (after "Basic": a proxy's user and password in base64, which
+// a proxy refusing the tunnel may quote in its status line, and Go's
+// client in its error), and anything shaped like a JSON Web Token
+// (base64url parts, the first an encoded JSON object).
 var (
-	bearerValue = regexp.MustCompile(`(?i)\b(bearer)(\s+)([A-Za-z0-9\-._~+/]{16,}=*)`)
+	bearerValue = regexp.MustCompile(`(?i)\b(bearer|basic)(\s+)([A-Za-z0-9\-._~+/]{16,}=*)`)
 	jwtText     = regexp.MustCompile(`eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-.]*`)
 )
 
