@@ -298,7 +298,10 @@ func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscove
 
 func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, _ func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
-		secret := strings.TrimSpace(os.Getenv(cc.ClientSecretEnv))
+		// A byte order mark is no part of it, as in a secret file: a
+		// variable mapped from a Secret made of a file Notepad saved
+		// holds one, and the login host refuses the secret with it.
+		secret := strings.TrimSpace(strings.TrimPrefix(os.Getenv(cc.ClientSecretEnv), "\ufeff"))
 		if secret == "" {
 			// The variable is not named: a secret pasted in its place
 			// would be shown.

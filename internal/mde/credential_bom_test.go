@@ -90,3 +90,26 @@ func TestClientSecretFileInUTF16(t *testing.T) {
 		}
 	})
 }
+
+// A client secret in an environment variable that came from a file
+// saved with a UTF-8 byte order mark (a Kubernetes Secret made with
+// kubectl create secret --from-file from a Notepad file, mapped to the
+// variable) holds the secret after the mark, as the secret file does:
+// the mark is not sent as part of it. t.Setenv: not parallel.
+func TestClientSecretEnvWithAByteOrderMark(t *testing.T) {
+	const name = "MDE_OFFBOARD_TEST_CLIENT_SECRET_BOM"
+	for label, value := range map[string]string{
+		"BOM":          "\ufeffs3cret",
+		"BOM and CRLF": "\ufeffs3cret\r\n",
+	} {
+		t.Run(label, func(t *testing.T) {
+			t.Setenv(name, value)
+			f := setupLogin(t, "s3cret", "x")
+			f.cc.ClientSecretFile, f.cc.ClientSecretEnv = "", name
+			cred := f.newCredential(t)
+			if tok, err := f.getToken(cred); err != nil || tok == "" {
+				t.Errorf("GetToken: err = %v, empty token %v", err, tok == "")
+			}
+		})
+	}
+}
