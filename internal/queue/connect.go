@@ -231,7 +231,7 @@ func credsPath(p string) string {
 func (c Conn) Options() []nats.Option {
 	var o []nats.Option
 	if c.Creds != "" {
-		o = append(o, nats.UserCredentials(c.Creds))
+		o = append(o, checkedCredentials(c.Creds))
 	}
 	if c.TLSCA != "" {
 		o = append(o, nats.RootCAs(c.TLSCA))
@@ -243,6 +243,22 @@ func (c Conn) Options() []nats.Option {
 		o = append(o, nats.CustomInboxPrefix(c.InboxPrefix))
 	}
 	return o
+}
+
+// checkedCredentials is nats.UserCredentials, with the file checked as
+// Check checks it each time the client reads it, at every connection: a
+// file replaced meanwhile by one without a user JWT (a Secret rotated
+// with the seed alone) would have its seed sent as the JWT.
+func checkedCredentials(file string) nats.Option {
+	var lib nats.Options
+	_ = nats.UserCredentials(file)(&lib) // sets the two callbacks; cannot fail
+	userJWT := lib.UserJWT
+	return nats.UserJWT(func() (string, error) {
+		if err := checkCreds(credsPath(file)); err != nil {
+			return "", fmt.Errorf("--nats-creds: %w", err)
+		}
+		return userJWT()
+	}, lib.SignatureCB)
 }
 
 // RedactURLs drops the user information of each URL in a comma-separated

@@ -12,18 +12,29 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
+
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
-// traceLog keeps what a NATS server logs, its protocol traces included.
+// traceLog keeps what a NATS server logs, its protocol traces included,
+// and tells closed of each client connection closed.
 type traceLog struct {
-	mu    sync.Mutex
-	lines []string
+	mu     sync.Mutex
+	lines  []string
+	closed chan struct{}
 }
 
 func (l *traceLog) add(format string, v ...any) {
+	line := fmt.Sprintf(format, v...)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.lines = append(l.lines, fmt.Sprintf(format, v...))
+	l.lines = append(l.lines, line)
+	if strings.Contains(line, "Client connection closed") {
+		select {
+		case l.closed <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (l *traceLog) text() string {
@@ -49,6 +60,24 @@ func nscCreds(seed string) string {
 		"-----BEGIN USER NKEY SEED-----\n" + seed + "\n------END USER NKEY SEED------\n"
 }
 
+// tracedServer starts a NATS server without authentication that logs
+// its protocol traces, CONNECT lines included, into the returned log.
+func tracedServer(t *testing.T) (*server.Server, *traceLog) {
+	t.Helper()
+	logs := &traceLog{closed: make(chan struct{}, 16)}
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, Trace: true, Debug: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetLogger(logs, true, true)
+	go s.Start()
+	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("not ready")
+	}
+	return s, logs
+}
+
 // A credentials file whose user JWT is missing (an nkey seed alone, or a
 // JWT and a seed without the lines nsc writes around them) is refused
 // by Check, naming the setting: the client library sends what it takes
@@ -66,18 +95,7 @@ func TestCheckRefusesCredentialsWithoutAUserJWT(t *testing.T) {
 	}
 	decoratedSeed := "-----BEGIN USER NKEY SEED-----\n" + string(seed) + "\n------END USER NKEY SEED------\n"
 
-	logs := &traceLog{}
-	o := &server.Options{Host: "127.0.0.1", Port: -1, NoSigs: true, Trace: true, Debug: true}
-	s, err := server.NewServer(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.SetLogger(logs, true, true)
-	go s.Start()
-	t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
-	if !s.ReadyForConnections(10 * time.Second) {
-		t.Fatal("not ready")
-	}
+	s, logs := tracedServer(t)
 
 	dir := t.TempDir()
 	for i, content := range []string{
@@ -113,5 +131,57 @@ func TestCheckRefusesCredentialsWithoutAUserJWT(t *testing.T) {
 	}
 	if err := (Conn{Creds: good}).Check(); err != nil {
 		t.Errorf("a file as nsc writes it: Check = %v", err)
+	}
+}
+
+// The client library reads the credentials file again at each
+// reconnection: one replaced meanwhile by a file without a user JWT (a
+// Secret rotated with the seed alone) is refused then too, and the seed
+// is not sent to the server.
+func TestCredentialsReplacedWithoutAUserJWTAreNotSent(t *testing.T) {
+	t.Parallel()
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, err := kp.Seed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, logs := tracedServer(t)
+	path := filepath.Join(t.TempDir(), "user.creds")
+	if err := os.WriteFile(path, []byte(nscCreds(string(seed))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Conn{URL: s.ClientURL(), Creds: path}
+	if err := c.Check(); err != nil {
+		t.Fatalf("Check = %v", err)
+	}
+	reconnected := make(chan struct{}, 1)
+	nc, err := nats.Connect(c.URL, append(c.Options(),
+		nats.ReconnectWait(10*time.Millisecond),
+		nats.ReconnectHandler(func(*nats.Conn) { reconnected <- struct{}{} }))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	if err := os.WriteFile(path, []byte(string(seed)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.ForceReconnect(); err != nil {
+		t.Fatal(err)
+	}
+	// Reconnected with the file sent, or the first connection and the
+	// next, which the client left without sending it, closed.
+	testwait.For(t, logs.closed, 10*time.Second, "the first connection closed")
+	select {
+	case <-reconnected:
+	case <-logs.closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no reconnection tried within 10 s")
+	}
+	if strings.Contains(logs.text(), string(seed)) {
+		t.Errorf("the server's log holds the seed:\n%s", logs.text())
 	}
 }
