@@ -1008,13 +1008,17 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 		}
 	}
 	var waiting, inFlight uint64
+	var infos []*jetstream.ConsumerInfo
 	for _, p := range prios {
-		w, f, err := backlog(ctx, r.js, r.f.tenant, p)
+		w, f, info, err := backlog(ctx, r.js, r.f.tenant, p)
 		if err != nil {
 			return // no estimate update; the last one stands
 		}
-		waiting, inFlight = waiting+w, inFlight+f
+		waiting, inFlight, infos = waiting+w, inFlight+f, append(infos, info)
 	}
+	// A cancelled campaign's requests waiting, this one's included, are
+	// answered without a call.
+	waiting -= min(uint64(withdrawnAhead(ctx, r.js, r.marks, r.f.tenant, infos, "")), waiting) //nolint:gosec // not negative
 	r.ahead.Store(int64(waiting + inFlight))
 	r.aheadUnread.Store(unread)
 	r.refreshQuota(ctx, int(min(waiting, 1<<40))+int(unread), int(min(inFlight, 1<<40)))     //nolint:gosec // bounded
@@ -1319,18 +1323,39 @@ func (r *campaignRun) writeReport() error {
 
 // backlog is the number of a tenant's requests of a priority waiting in
 // the stream, and in flight (fetched, being worked on or waiting in the
-// worker), from its consumer (0 when the consumer does not exist).
-func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offboard.Priority) (waiting, inFlight uint64, err error) {
+// worker), from its consumer (0, and info nil, when the consumer does not
+// exist).
+func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offboard.Priority) (waiting, inFlight uint64, info *jetstream.ConsumerInfo, err error) {
 	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, p))
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return 0, 0, nil
+		return 0, 0, nil, nil
 	}
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	info, err := cons.Info(ctx)
+	info, err = cons.Info(ctx)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	return info.NumPending, uint64(max(info.NumAckPending, 0)), nil
+	return info.NumPending, uint64(max(info.NumAckPending, 0)), info, nil
+}
+
+// withdrawnAhead counts the requests waiting behind the consumers infos
+// (nil ones left out) that a campaign's cancel withdraws, but for campaign
+// except's (withdrawn): the worker answers them without a call, so they
+// take no place in the quota or the budget ahead of a campaign's end.
+// Nothing is read for a tenant without a cancel mark in force.
+func withdrawnAhead(ctx context.Context, js jetstream.JetStream, cancels *campaign.Watcher, tenant string, infos []*jetstream.ConsumerInfo, except string) int {
+	if cancels == nil || !cancels.HasCancels(tenant) {
+		return 0
+	}
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return 0 // the ETA errs long
+	}
+	n := 0
+	for _, info := range infos {
+		n += withdrawn(ctx, stream, cancels, tenant, info, except)
+	}
+	return n
 }

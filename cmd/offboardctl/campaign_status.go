@@ -88,8 +88,9 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	// delays normal, as campaign run counts it. A paused normal backlog
 	// waits while bulk goes on: it is not ahead of bulk.
 	inFlight := 0
+	var infos []*jetstream.ConsumerInfo
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		waiting, fetched, err := backlog(ctx, js, tenant, p)
+		waiting, fetched, info, err := backlog(ctx, js, tenant, p)
 		if err != nil {
 			return err
 		}
@@ -98,8 +99,12 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 		if aheadOf(p, st.waitingBy, view.Paused(tenant, offboard.Normal)) {
 			st.ahead += n
 			inFlight += int(min(fetched, uint64(math.MaxInt32)))
+			infos = append(infos, info)
 		}
 	}
+	// Another cancelled campaign's requests waiting are answered without
+	// a call; this one's, when cancelled, campaignETA leaves out.
+	st.ahead = max(st.ahead-withdrawnAhead(ctx, js, readCancels(ctx, js), tenant, infos, name), 0)
 	if err := c.campaignETA(ctx, js, st, ws, inFlight, view, horizon); err != nil {
 		return err
 	}

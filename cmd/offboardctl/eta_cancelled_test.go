@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -22,8 +23,10 @@ func TestCampaignStatusETAOfACancelledCampaign(t *testing.T) {
 	if st := e.campaignStatus(t, "wave"); st.Waiting != 10 || st.Backlog != 30 || st.ETA != "1m00s" {
 		t.Errorf("cancelled campaign: waiting %d, backlog %d, ETA %q; want 10, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
 	}
-	if st := e.campaignStatus(t, "keep"); st.Waiting != 20 || st.ETA != "2m00s" {
-		t.Errorf("the other campaign: waiting %d, ETA %q; want 20 and 2m00s", st.Waiting, st.ETA)
+	// The cancelled campaign's requests, answered without a call, take no
+	// place in the quota of the other's: before, it read 2m00s.
+	if st := e.campaignStatus(t, "keep"); st.Waiting != 20 || st.Backlog != 30 || st.ETA != "1m00s" {
+		t.Errorf("the other campaign: waiting %d, backlog %d, ETA %q; want 20, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
 	}
 }
 
@@ -48,4 +51,26 @@ func (e *testEnv) campaignStatus(t *testing.T, name string) campaignState {
 		t.Fatalf("campaign status %s: exit %d, %v: %s %s", name, code, err, out, errs)
 	}
 	return st
+}
+
+// A campaign run behind another campaign's requests that were cancelled:
+// those are answered without a call, so at 10 calls a minute its 20 rows
+// take a minute, not the two the 30 requests would (as the status of the
+// first test counts it).
+func TestCampaignRunETABehindACancelledCampaign(t *testing.T) {
+	t.Parallel()
+	e := newEnvLimited(t, 40, 0, "10/1m")
+	e.startWorker()
+	e.stopWorker()
+	dir := t.TempDir()
+	e.runUnanswered(t, dir, "wrong", idsCSV(e.machines[20:30]))
+	if code, _, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wrong", "--reason", "wrong list"); code != exitOK {
+		t.Fatalf("campaign cancel: exit %d: %s", code, errs)
+	}
+	wave := writeFile(t, dir, "wave.csv", idsCSV(e.machines[:20]))
+	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", wave,
+		"--report", wave+".report", "--timeout", "1s", "--progress-every", "1h")
+	if code != exitFailed || !strings.Contains(out, "; ETA 1m00s\n") {
+		t.Errorf("campaign behind a cancelled one: exit %d, stdout %q, stderr %q; want an ETA of 1m00s", code, out, errs)
+	}
 }

@@ -411,44 +411,52 @@ func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantCon
 
 // withdrawnWaiting counts the requests waiting in the stream, of the
 // priorities not paused, that a campaign's cancel withdraws: the worker
-// answers each cancelled, without a call, when it takes it (it asks the
-// cancel marks as campaign.Watcher.Cancelled answers here). Only a tenant
-// with a cancel mark in force has its waiting requests read: those the
-// consumer has not handed out yet, which its NumPending counts, up to
-// withdrawnReadCap of each consumer: a campaign of a million rows must not
-// hold status past its time limit. The rest, and a read cut short, count
-// in the ETA: it errs long.
+// answers each cancelled, without a call, when it takes it.
 func (r *statusRead) withdrawnWaiting(ctx context.Context, name string, tc *tenantConsumers, st *tenantStatus) int {
-	if r.cancels == nil || !r.cancels.HasCancels(name) {
-		return 0
-	}
 	n := 0
 	for _, p := range control.Priorities {
-		info := tc.info[p]
-		if info == nil || st.Paused[p] || info.NumPending == 0 {
-			continue
+		if !st.Paused[p] {
+			n += withdrawn(ctx, r.stream, r.cancels, name, tc.info[p], "")
 		}
-		subjects := info.Config.FilterSubjects
-		if info.Config.FilterSubject != "" {
-			subjects = []string{info.Config.FilterSubject}
-		}
-		_ = readWaiting(ctx, r.stream, subjects, info.Delivered.Stream+1, min(info.NumPending, withdrawnReadCap), func(m jetstream.Msg) {
-			req, err := offboard.ParseRequest(m.Data(), name)
-			if err != nil {
-				return // answered invalid_request without a call, yet left in: the ETA errs long
-			}
-			var stored time.Time
-			if meta, err := m.Metadata(); err == nil && req.AttemptOrFirst() == 1 {
-				// A retry of a request answered cancelled was the
-				// campaign's whenever stored: a time of zero, as the
-				// worker takes it.
-				stored = meta.Timestamp
-			}
-			if _, ok := r.cancels.Cancelled(name, req, stored); ok {
-				n++
-			}
-		})
 	}
+	return n
+}
+
+// withdrawn counts the requests of a tenant's consumer (info) not handed
+// out yet that a campaign's cancel withdraws, those of campaign except
+// left out (it may be ""): the worker answers each cancelled, without a
+// call, when it takes it, asking the cancel marks as
+// campaign.Watcher.Cancelled answers here. Only a tenant with a cancel
+// mark in force has its waiting requests read: those the consumer has
+// not handed out yet, which its NumPending counts, up to
+// withdrawnReadCap: a campaign of a million rows must not hold a status
+// past its time limit. The rest, and a read cut short, count as calls:
+// an ETA errs long.
+func withdrawn(ctx context.Context, stream jetstream.Stream, cancels *campaign.Watcher, tenant string, info *jetstream.ConsumerInfo, except string) int {
+	if cancels == nil || info == nil || info.NumPending == 0 || !cancels.HasCancels(tenant) {
+		return 0
+	}
+	subjects := info.Config.FilterSubjects
+	if info.Config.FilterSubject != "" {
+		subjects = []string{info.Config.FilterSubject}
+	}
+	n := 0
+	_ = readWaiting(ctx, stream, subjects, info.Delivered.Stream+1, min(info.NumPending, withdrawnReadCap), func(m jetstream.Msg) {
+		req, err := offboard.ParseRequest(m.Data(), tenant)
+		if err != nil {
+			return // answered invalid_request without a call, yet left in: the ETA errs long
+		}
+		var stored time.Time
+		if meta, err := m.Metadata(); err == nil && req.AttemptOrFirst() == 1 {
+			// A retry of a request answered cancelled was the
+			// campaign's whenever stored: a time of zero, as the
+			// worker takes it.
+			stored = meta.Timestamp
+		}
+		if name, ok := cancels.Cancelled(tenant, req, stored); ok && name != except {
+			n++
+		}
+	})
 	return n
 }
 
