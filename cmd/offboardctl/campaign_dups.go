@@ -2,7 +2,6 @@ package main
 
 import (
 	"cmp"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
@@ -11,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -110,23 +110,15 @@ func (r *campaignRun) validRows(rows []int32, reps []repeat) ([]int32, error) {
 			keep[n] = true
 		}
 	}
-	rd, closeCSV, err := r.openCSV()
-	if err != nil {
-		return nil, err
-	}
-	defer closeCSV()
-	for {
-		row, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return nil, err
-		}
+	err := r.eachRow(func(row campaign.Row) (bool, error) {
 		if row.N < len(keep) && keep[row.N] {
 			_, _, err := r.set.Request(row)
 			keep[row.N] = err == nil
 		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return slices.DeleteFunc(rows, func(n int32) bool { return !keep[n] }), nil
 }
@@ -152,26 +144,21 @@ func (r *campaignRun) deviceNames(reps []repeat, rows []int32) (map[int]string, 
 		names[int(rows[rep.start])] = ""
 	}
 	last := slices.Max(slices.Collect(maps.Keys(names)))
-	rd, closeCSV, err := r.openCSV()
-	if err != nil {
-		return nil, err
-	}
-	defer closeCSV()
-	for {
-		row, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("row %d: %w", last, io.ErrUnexpectedEOF)
-		}
-		if err != nil {
-			return nil, err
-		}
+	found := false
+	err := r.eachRow(func(row campaign.Row) (bool, error) {
 		if _, ok := names[row.N]; ok {
 			// Quoted: a CSV's cell may hold a terminal's control sequence.
 			kind, value, _ := strings.Cut(deviceOf(row.MachineID, row.ComputerDNSName), " ")
 			names[row.N] = kind + " " + offboard.Quote(value)
 		}
-		if row.N == last {
-			return names, nil
-		}
+		found = row.N == last
+		return !found, nil
+	})
+	switch {
+	case err != nil:
+		return nil, err
+	case !found:
+		return nil, fmt.Errorf("row %d: %w", last, io.ErrUnexpectedEOF)
 	}
+	return names, nil
 }

@@ -374,27 +374,16 @@ func checkCSVFile(path string) error {
 // row's device is kept hashed (deviceOf), 8 bytes a row, devices[n] row
 // n's, to check earlier runs' requests and results against.
 func (r *campaignRun) readCSV() error {
-	rd, closeCSV, err := r.openCSV()
-	if err != nil {
-		return err
-	}
-	defer closeCSV()
 	r.seed, r.devices, r.moved = maphash.MakeSeed(), []uint64{0}, map[uint64]movedDevice{}
-	for {
-		row, err := rd.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return err
-		}
+	err := r.eachRow(func(row campaign.Row) (bool, error) {
 		if len(r.devices) > campaign.MaxRows {
-			return fmt.Errorf("more than %d rows; split the campaign", campaign.MaxRows)
+			return false, fmt.Errorf("more than %d rows; split the campaign", campaign.MaxRows)
 		}
 		r.devices = append(r.devices, maphash.String(r.seed, deviceOf(row.MachineID, row.ComputerDNSName)))
-	}
+		return true, nil
+	})
 	r.total = len(r.devices) - 1
-	return nil
+	return err
 }
 
 func (r *campaignRun) run(ctx context.Context) error {
@@ -592,15 +581,10 @@ func (r *campaignRun) openCSV() (*campaign.Reader, func(), error) {
 	return rd, func() { _ = f.Close() }, nil
 }
 
-// checkEarlierResults refuses, before anything is published, a run whose
-// stored results (from an earlier run under the same name) name another
-// device than the CSV's row: its request id is taken, and the report
-// would name the wrong device. It refuses too a real run where a row has
-// a dry_run result, and a dry run where a row has a created or
-// already_pending one: the worker answers a request id from its ledger,
-// so the run would only be given the earlier run's results. A failed
-// result does not say whether it was a dry run; it is kept either way.
-func (r *campaignRun) checkEarlierResults() error {
+// eachRow reads the campaign's CSV (its own copy) from its first row
+// and calls fn with each row until the last, or until fn returns false
+// or an error, which eachRow returns.
+func (r *campaignRun) eachRow(fn func(campaign.Row) (bool, error)) error {
 	rd, closeCSV, err := r.openCSV()
 	if err != nil {
 		return err
@@ -614,27 +598,44 @@ func (r *campaignRun) checkEarlierResults() error {
 		if err != nil {
 			return err
 		}
+		if more, err := fn(row); !more || err != nil {
+			return err
+		}
+	}
+}
+
+// checkEarlierResults refuses, before anything is published, a run whose
+// stored results (from an earlier run under the same name) name another
+// device than the CSV's row: its request id is taken, and the report
+// would name the wrong device. It refuses too a real run where a row has
+// a dry_run result, and a dry run where a row has a created or
+// already_pending one: the worker answers a request id from its ledger,
+// so the run would only be given the earlier run's results. A failed
+// result does not say whether it was a dry run; it is kept either way.
+func (r *campaignRun) checkEarlierResults() error {
+	return r.eachRow(func(row campaign.Row) (bool, error) {
 		if !r.rows.Has(row.N) {
-			continue
+			return true, nil
 		}
 		other, err := r.rows.OtherDevice(row)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if other != "" {
-			return usagef("row %d (%s) names %q, but campaign %s already has a result for that row naming %q: it was run before with another CSV; give this one a new --name",
+			return false, usagef("row %d (%s) names %q, but campaign %s already has a result for that row naming %q: it was run before with another CSV; give this one a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), cmp.Or(row.MachineID, row.ComputerDNSName), r.f.name, other)
 		}
 		switch o := r.rows.Outcome(row.N); {
 		case !otherKindOfRun(r.f.dryRun, o):
+			return true, nil
 		case !r.f.dryRun:
-			return usagef("row %d (%s) already has a dry_run result: campaign %s was run with --dry-run, and a real run under its name would only be answered dry_run again; give the real run a new --name",
+			return false, usagef("row %d (%s) already has a dry_run result: campaign %s was run with --dry-run, and a real run under its name would only be answered dry_run again; give the real run a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), r.f.name)
 		default:
-			return usagef("row %d (%s) already has a %s result: campaign %s was run without --dry-run, and a dry run under its name would only be answered with those results; give the dry run a new --name",
+			return false, usagef("row %d (%s) already has a %s result: campaign %s was run without --dry-run, and a dry run under its name would only be answered with those results; give the dry run a new --name",
 				row.N, campaign.RequestID(r.f.name, row.N), o, r.f.name)
 		}
-	}
+	})
 }
 
 // earlierWaiting is what otherRunWaiting finds of an earlier run's

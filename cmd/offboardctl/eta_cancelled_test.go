@@ -11,6 +11,22 @@ import (
 // minute, the 20 of another campaign, not those 20 and its own 10.
 func TestCampaignStatusETAOfACancelledCampaign(t *testing.T) {
 	t.Parallel()
+	e := keepBesideCancelledWave(t)
+	if st := e.campaignStatus(t, "wave"); st.Waiting != 10 || st.Backlog != 30 || st.ETA != "1m00s" {
+		t.Errorf("cancelled campaign: waiting %d, backlog %d, ETA %q; want 10, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
+	}
+	// The cancelled campaign's requests, answered without a call, take no
+	// place in the quota of the other's: before, it read 2m00s.
+	if st := e.campaignStatus(t, "keep"); st.Waiting != 20 || st.Backlog != 30 || st.ETA != "1m00s" {
+		t.Errorf("the other campaign: waiting %d, backlog %d, ETA %q; want 20, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
+	}
+}
+
+// keepBesideCancelledWave has the 20 rows of campaign keep, then the 10
+// of campaign wave, waiting at 10 calls a minute, no worker running, and
+// wave cancelled.
+func keepBesideCancelledWave(t *testing.T) *testEnv {
+	t.Helper()
 	e := newEnvLimited(t, 30, 0, "10/1m")
 	e.startWorker()
 	e.stopWorker() // the rows wait in the stream, behind the consumers it made
@@ -20,14 +36,7 @@ func TestCampaignStatusETAOfACancelledCampaign(t *testing.T) {
 	if code, _, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "wrong list"); code != exitOK {
 		t.Fatalf("campaign cancel: exit %d: %s", code, errs)
 	}
-	if st := e.campaignStatus(t, "wave"); st.Waiting != 10 || st.Backlog != 30 || st.ETA != "1m00s" {
-		t.Errorf("cancelled campaign: waiting %d, backlog %d, ETA %q; want 10, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
-	}
-	// The cancelled campaign's requests, answered without a call, take no
-	// place in the quota of the other's: before, it read 2m00s.
-	if st := e.campaignStatus(t, "keep"); st.Waiting != 20 || st.Backlog != 30 || st.ETA != "1m00s" {
-		t.Errorf("the other campaign: waiting %d, backlog %d, ETA %q; want 20, 30 and 1m00s", st.Waiting, st.Backlog, st.ETA)
-	}
+	return e
 }
 
 // runUnanswered runs campaign NAME of csv (saved in dir) with no worker

@@ -13,15 +13,7 @@ import (
 // which wait in the stream until a worker answers them.
 func TestStatusETALeavesOutACancelledCampaign(t *testing.T) {
 	t.Parallel()
-	e := newEnvLimited(t, 30, 0, "10/1m")
-	e.startWorker()
-	e.stopWorker() // the rows wait in the stream, behind the consumers it made
-	dir := t.TempDir()
-	e.runUnanswered(t, dir, "keep", idsCSV(e.machines[:20]))
-	e.runUnanswered(t, dir, "wave", idsCSV(e.machines[20:]))
-	if code, _, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "wave", "--reason", "wrong list"); code != exitOK {
-		t.Fatalf("campaign cancel: exit %d: %s", code, errs)
-	}
+	e := keepBesideCancelledWave(t)
 	code, out, errs := e.ctl(t.Context(), "status", tenant, "--json")
 	var sts []tenantStatus
 	if err := json.Unmarshal([]byte(out), &sts); code != exitOK || err != nil || len(sts) != 1 {

@@ -78,13 +78,9 @@ func tracedServer(t *testing.T) (*server.Server, *traceLog) {
 	return s, logs
 }
 
-// A credentials file whose user JWT is missing (an nkey seed alone, or a
-// JWT and a seed without the lines nsc writes around them) is refused
-// by Check, naming the setting: the client library sends what it takes
-// for the JWT, the seed included, in the clear to the server, whose
-// protocol trace writes it down. A file as nsc writes it passes.
-func TestCheckRefusesCredentialsWithoutAUserJWT(t *testing.T) {
-	t.Parallel()
+// userSeed is a new user's nkey seed.
+func userSeed(t *testing.T) []byte {
+	t.Helper()
 	kp, err := nkeys.CreateUser()
 	if err != nil {
 		t.Fatal(err)
@@ -93,6 +89,17 @@ func TestCheckRefusesCredentialsWithoutAUserJWT(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return seed
+}
+
+// A credentials file whose user JWT is missing (an nkey seed alone, or a
+// JWT and a seed without the lines nsc writes around them) is refused
+// by Check, naming the setting: the client library sends what it takes
+// for the JWT, the seed included, in the clear to the server, whose
+// protocol trace writes it down. A file as nsc writes it passes.
+func TestCheckRefusesCredentialsWithoutAUserJWT(t *testing.T) {
+	t.Parallel()
+	seed := userSeed(t)
 	decoratedSeed := "-----BEGIN USER NKEY SEED-----\n" + string(seed) + "\n------END USER NKEY SEED------\n"
 
 	s, logs := tracedServer(t)
@@ -140,14 +147,7 @@ func TestCheckRefusesCredentialsWithoutAUserJWT(t *testing.T) {
 // is not sent to the server.
 func TestCredentialsReplacedWithoutAUserJWTAreNotSent(t *testing.T) {
 	t.Parallel()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, err := kp.Seed()
-	if err != nil {
-		t.Fatal(err)
-	}
+	seed := userSeed(t)
 	s, logs := tracedServer(t)
 	path := filepath.Join(t.TempDir(), "user.creds")
 	if err := os.WriteFile(path, []byte(nscCreds(string(seed))), 0o600); err != nil {
