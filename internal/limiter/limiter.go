@@ -709,7 +709,7 @@ func (p *Permit) endLocked(at int64) {
 		l.held--
 	} else {
 		l.reserved--
-		t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: p.id, At: at, due: p.due.UnixNano(), gen: p.gen})
+		t.pending.Done = append(t.pending.Done, Call{API: l.api, ID: p.id, At: at, answered: at, due: p.due.UnixNano(), gen: p.gen})
 		t.wakeWriterLocked()
 	}
 	t.notifyLocked()

@@ -39,13 +39,16 @@ type Call struct {
 	API string `json:"api"`
 	ID  uint64 `json:"id"`
 	At  int64  `json:"at"` // Unix ns
-	// For an end of this process's not written yet: its call's due time
-	// (Unix ns) and the steps of the wall clock seen when the call was
-	// entered (Event.Gen); lost says the call's entry may not be in the
-	// journal (its answer was lost) and the call was never sent.
-	due  int64
-	gen  uint64
-	lost bool
+	// For an end of this process's not written yet: when its answer
+	// came, by this process's clock (At is written from it); its call's
+	// due time (Unix ns) and the steps of the wall clock seen when the
+	// call was entered (Event.Gen); lost says the call's entry may not
+	// be in the journal (its answer was lost) and the call was never
+	// sent.
+	answered int64
+	due      int64
+	gen      uint64
+	lost     bool
 }
 
 func (e *Event) empty() bool { return len(e.Reserved) == 0 && len(e.Done) == 0 && e.Paused == 0 }

@@ -343,14 +343,27 @@ func (t *Tenant) takePendingLocked() Event {
 		}
 		return c.lost && c.due <= now
 	})
+	// The others read an end by their clocks: one dated by a clock of
+	// this process's found behind the server's since the call went out
+	// (not stepped: a virtual machine paused and resumed), or stepped
+	// back and not measured since, would leave their windows early by as
+	// much. It is written that much later, as a pause is.
+	behind := t.shared.behind()
 	for i, c := range ev.Done {
-		if c.At != 0 && c.gen != ev.Gen {
+		if c.At == 0 {
+			continue // never sent
+		}
+		// From the time as answered, not as last written: an end put
+		// back by a failed write is not moved on again.
+		at := addNanos(c.answered, behind)
+		if c.gen != ev.Gen {
 			// The wall clock was stepped since the call was entered: read
 			// by it, the end may be dated before the server counted the
 			// call. It is written at the call's due time, by the clock
 			// as it was then, unless dated later.
-			ev.Done[i].At = max(c.At, c.due)
+			at = max(at, c.due)
 		}
+		ev.Done[i].At = at
 	}
 	return ev
 }
