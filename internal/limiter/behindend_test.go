@@ -39,3 +39,33 @@ func TestEndWrittenAfterTheClockIsFoundBehind(t *testing.T) {
 		clock.Advance(100 * time.Millisecond)
 	}
 }
+
+// TestDueWrittenPastAClockFoundBehind: b runs with a wider margin than a
+// (--quota-margin raised in a rolling update), and its clock, 1.9 s
+// behind the server's, is within half of b's: b calls, and dies with its
+// call under way. Its due time, read as written, came 1.9 s before the
+// call could be answered by, and a called 8.6 s after that due time in a
+// 10 s window that allows one. Written later by as much as the clock is
+// found behind, the due time holds the window.
+func TestDueWrittenPastAClockFoundBehind(t *testing.T) {
+	clock := clockwork.NewFakeClockAt(epoch)
+	j := &memJournal{last: map[string]uint64{}}
+	ws := []Window{{Count: 1, Length: 10 * time.Second}}
+	_, la := skewedProcess(t, j, clock, 0, 5*time.Second, ws)
+	c := offClock{clock, -1900 * time.Millisecond}
+	b, lb := j.processWith(t, SharedOptions{Clock: c, Wall: c, Margin: 4 * time.Second, Lease: 5 * time.Second, EndsLinger: time.Hour}, ws)
+	b.ObserveStamp(Event{Writer: b.Writer(), Written: c.Now().UnixNano()}, clock.Now())
+	if err := b.Healthy(); err != nil {
+		t.Fatalf("b's clock %v off, within half its margin: %v", b.ClockOffset(), err)
+	}
+	// Never ended: b dies. It may be answered until its due time, by
+	// the server's clock 1.9 s after b's.
+	p := call(t, lb)
+	due := p.Due().Add(1900 * time.Millisecond)
+	for clock.Now().Before(due.Add(ws[0].Length)) {
+		if q, _ := la.TryAcquire(clock.Now()); q != nil {
+			t.Fatalf("a called %v after b's call was due, in a %v window that allows one", clock.Now().Sub(due), ws[0].Length)
+		}
+		clock.Advance(100 * time.Millisecond)
+	}
+}

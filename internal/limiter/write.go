@@ -141,6 +141,12 @@ func (p *Permit) tryRecord(ctx context.Context) (done bool, wait *noRoom, err er
 func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait *noRoom) {
 	t := p.l.tenant
 	gen := t.shared.stepsSeen()
+	// The others count a call under way until its due time by their
+	// clocks: written by a clock of this process's found behind the
+	// server's (within half this process's margin, which may be wider
+	// than theirs), it would end early for them by as much, as a pause
+	// or an end would. Its call still ends by the due time as taken.
+	behind := t.shared.behind()
 	for _, q := range t.recording {
 		if q.id != 0 {
 			continue
@@ -164,7 +170,7 @@ func (p *Permit) batchLocked(now time.Time) (batch []*Permit, calls []Call, wait
 		t.nextID++
 		q.id, q.due, q.gen = t.nextID, now.Add(t.shared.opts.Lease), gen
 		batch = append(batch, q)
-		calls = append(calls, Call{API: q.l.api, ID: q.id, At: q.due.UnixNano()})
+		calls = append(calls, Call{API: q.l.api, ID: q.id, At: addNanos(q.due.UnixNano(), behind)})
 	}
 	return batch, calls, wait
 }
