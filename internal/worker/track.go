@@ -168,7 +168,7 @@ type trackerConfig struct {
 	// (default trackWindow).
 	window  int
 	metrics *Metrics // nil: none
-	// lagRefresh is how often the lag gauge is set while a look waits for
+	// lagRefresh is how often the gauges are set while a look waits for
 	// quota (default trackLagRefresh).
 	lagRefresh time.Duration
 	// clockOff says whether the clock is not to be trusted now: off the
@@ -629,8 +629,7 @@ func (tr *tracker) next(nextLoad time.Time) (*tracked, time.Duration) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	if tr.metrics != nil {
-		tr.setLagLocked(now)
-		tr.metrics.TrackedActions.WithLabelValues(tr.tenant).Set(float64(tr.followed))
+		tr.setGaugesLocked(now)
 	}
 	wait := nextLoad.Sub(now)
 	if !tr.horizon.IsZero() {
@@ -644,6 +643,14 @@ func (tr *tracker) next(nextLoad time.Time) (*tracked, time.Duration) {
 		wait = min(wait, d)
 	}
 	return nil, wait
+}
+
+// setGaugesLocked sets the followed actions' gauges: their count and the
+// lag. Both are set while a look waits for quota too, which may last
+// hours while the actions created meanwhile are followed.
+func (tr *tracker) setGaugesLocked(now time.Time) {
+	tr.setLagLocked(now)
+	tr.metrics.TrackedActions.WithLabelValues(tr.tenant).Set(float64(tr.followed))
 }
 
 // setLagLocked sets the lag gauge: how overdue at now the most overdue
@@ -671,7 +678,7 @@ func (tr *tracker) peekLocked() time.Time {
 	return tr.queue[0].Next
 }
 
-// trackLagRefresh is how often the lag gauge is set, and the held
+// trackLagRefresh is how often the gauges are set, and the held
 // actions' ends looked for, while a look waits for quota: the wait lasts
 // as long as other calls take the quota, which is what the lag must
 // show, and an end takes no quota.
@@ -681,7 +688,7 @@ const trackLagRefresh = 5 * time.Second
 // come to its end at maxAge (see endDue).
 var errEndDue = errors.New("a tracked action's end came while a look waited for quota")
 
-// permit waits for quota for a look at st, the lag gauge kept current
+// permit waits for quota for a look at st, the gauges kept current
 // meanwhile. The refresh is paced in real time, as scrapes come; the lag
 // itself is read on the tracker's clock. The wait ends with errEndDue
 // when a held action, st included, comes to its end at maxAge: ending
@@ -706,7 +713,7 @@ func (tr *tracker) permit(ctx context.Context, st *tracked) (*limiter.Permit, er
 				now := tr.clock.Now()
 				if tr.metrics != nil {
 					tr.mu.Lock()
-					tr.setLagLocked(now)
+					tr.setGaugesLocked(now)
 					tr.mu.Unlock()
 				}
 				if !now.Before(tr.nextEnd(st)) {
