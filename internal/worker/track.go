@@ -846,9 +846,12 @@ func (tr *tracker) load(ctx context.Context) error {
 	for _, a := range tr.queue {
 		tr.ids[a.ActionID] = true
 	}
-	// Actions started during the scan may have been missed by it.
+	// Actions started during the scan may have been missed by it: those
+	// begun since it began, and those counted since the last scan, whose
+	// state may have been stored after the scan read the ledger while
+	// their start (Since) came before it, their first event on its way.
 	for _, a := range old {
-		if !a.Since.Before(start) && !tr.ids[a.ActionID] {
+		if (!a.Since.Before(start) || tr.counted[a.ActionID]) && !tr.ids[a.ActionID] {
 			n++
 			tr.keepLocked(a)
 		}
