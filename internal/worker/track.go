@@ -586,16 +586,22 @@ func (tr *tracker) run(ctx context.Context) {
 // its interval doubles up to maxInterval, stretched to the spread. Tried
 // again after its plain interval, an action whose event is refused at
 // every look took a look each interval until maxAge, out of the budget
-// the other followed actions share. The next look is not held to the
-// action's maxAge (nextLook): past it, the look that failed was the
-// end's, and would be tried again at once; it is held to maxAge from now
-// (storedNext), so that the ledger keeps the state until then. The
+// the other followed actions share. Before the action's maxAge, the next
+// look is held to it, as nextLook holds it: backed off past it, the
+// action was given up as much as a maxInterval (or a spread) late. Past
+// it, the look that failed was the end's, and would be tried again at
+// once if held to it; it is held to maxAge from now (storedNext), so
+// that the ledger keeps the state until then. The
 // back-off is stored over the revision this replica holds, if any, as
 // the next claim reads the interval from the ledger; unstored (the
 // ledger failing too), it is kept in memory.
 func (tr *tracker) backOff(ctx context.Context, st *tracked) {
 	st.Interval = tr.doubled(st.Interval)
-	st.Next = tr.storedNext(tr.clock.Now(), max(st.Interval, tr.spread()))
+	now := tr.clock.Now()
+	st.Next = tr.storedNext(now, max(st.Interval, tr.spread()))
+	if end := st.Since.Add(time.Duration(tr.cfg.MaxAge)); end.After(now) && st.Next.After(end) {
+		st.Next = end
+	}
 	if st.rev != 0 {
 		if err := tr.save(ctx, st); err != nil {
 			if errors.Is(err, queue.ErrConflict) {
