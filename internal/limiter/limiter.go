@@ -239,6 +239,26 @@ func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, 
 	return l.takeAtLocked(now, next, false), 0
 }
 
+// TryAcquireAs is TryAcquire at the priority first was taken at: for a
+// place the same call needs again (its request sent a second time by the
+// transport), which must not take what the first could not. A low
+// permit's (AcquireLow) is taken only while half of every window stays
+// free, and only at once.
+func (l *Limiter) TryAcquireAs(now time.Time, first *Permit) *Permit {
+	if first == nil || !first.low {
+		p, _ := l.TryAcquire(now)
+		return p
+	}
+	t := l.tenant
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	next, ok, recheck := l.nextLocked(now, true, false)
+	if !ok || recheck || next.After(now) {
+		return nil
+	}
+	return l.takeLocked(now, true)
+}
+
 // Available says how many calls could start at now one after the other,
 // up to limit, if nobody else took quota meanwhile: how many permits
 // TryAcquire would hand out in a row. It takes none.

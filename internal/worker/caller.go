@@ -362,7 +362,7 @@ func (c *caller) sendNow(ctx context.Context, t *tenantRun, api string, permit *
 	if api != mde.APIOffboard {
 		// An offboard is sent once: the transport cannot send it again
 		// (its request has no GetBody), so it needs no place for that.
-		ctx, resent = c.withResends(ctx, t, api)
+		ctx, resent = c.withResends(ctx, t, api, permit)
 	}
 	start := c.clock.Now()
 	defer func() { c.sent(t, api, permit, resent, start, v) }()
@@ -373,10 +373,10 @@ func (c *caller) sendNow(ctx context.Context, t *tenantRun, api string, permit *
 // again (a read, its connection dropped before the answer): a call of its
 // own, which goes out only with a place of its own, entered as the
 // call's is.
-func (c *caller) withResends(ctx context.Context, t *tenantRun, api string) (context.Context, *resends) {
+func (c *caller) withResends(ctx context.Context, t *tenantRun, api string, first *limiter.Permit) (context.Context, *resends) {
 	r := &resends{}
 	l := t.limits.API(api)
-	return mde.WithResend(ctx, func() bool { return r.take(ctx, l, c.clock.Now()) }), r
+	return mde.WithResend(ctx, func() bool { return r.take(ctx, l, first, c.clock.Now()) }), r
 }
 
 // resends are the places a call took for its request sent again by the
@@ -389,12 +389,14 @@ type resends struct {
 // take takes a place for a request sent again, and enters it in the
 // quota journal, at once or not at all: the transport waits for it. The
 // call's context already ends by the first send's due time, before this
-// place's.
-func (r *resends) take(ctx context.Context, l *limiter.Limiter, now time.Time) bool {
+// place's. The place is taken at the priority of the call's first
+// (first): a tracking look's second send took a place as an offboard
+// lookup does, out of the half of each window the looks leave to them.
+func (r *resends) take(ctx context.Context, l *limiter.Limiter, first *limiter.Permit, now time.Time) bool {
 	if l == nil {
 		return false
 	}
-	p, _ := l.TryAcquire(now)
+	p := l.TryAcquireAs(now, first)
 	if p == nil {
 		return false
 	}
