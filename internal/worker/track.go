@@ -113,6 +113,9 @@ type tracker struct {
 	// waits). It counts in the lag.
 	waiting time.Time
 	wake    chan struct{}
+	// heldBy is why looks are held now (the tenant disputed), as last
+	// logged; "" while they are not. Read and set by run's goroutine.
+	heldBy string
 }
 
 // trackStore keeps followed actions' states (queue.Ledger).
@@ -175,6 +178,10 @@ type trackerConfig struct {
 	// NATS server's, or stepped and not measured again
 	// (limiter.Shared.LookAtClock). nil: always trusted.
 	clockOff func() bool
+	// disputed says why no replica works the tenant now ("": it is not
+	// so): a live replica's tenants file gives its name another Entra
+	// tenant or application (Worker.disputed). nil: never.
+	disputed func() string
 }
 
 // trackWindow is how many followed actions a tracker holds in memory
@@ -1000,6 +1007,15 @@ func (tr *tracker) claimLook(ctx context.Context, st *tracked) (*limiter.Permit,
 	if tr.expired(st) { // no look, so no quota: ending never waits for it
 		return nil, tr.endUnlooked(ctx, st)
 	}
+	if tr.lookHeld() {
+		// Its look stays due, so the lag shows the looks held; the held
+		// actions that reach maxAge end meanwhile, as no call is made.
+		tr.push(st)
+		if err := tr.endDue(ctx); err != nil {
+			return nil, err
+		}
+		return nil, sleepCtx(ctx, tr.clock, trackHeldWait)
+	}
 	// The permit first, then the claim: a claim held while waiting for
 	// quota could run out, and another replica look at the same time.
 	permit, err := tr.permit(ctx, st)
@@ -1026,6 +1042,30 @@ func (tr *tracker) claimLook(ctx context.Context, st *tracked) (*limiter.Permit,
 		return nil, tr.end(ctx, st) // too old, whatever the API answers lately
 	}
 	return permit, nil
+}
+
+// trackHeldWait is how often looks held (see lookHeld) are tried again.
+const trackHeldWait = time.Minute
+
+// lookHeld says whether looks wait: while the tenant is disputed, the
+// credentials this replica holds for its name may be another Entra
+// tenant's, which answers the API's own 404 for every action of the
+// tenant meant, and four of them give an action up as gone, final event
+// and ended mark, for good. Ends at maxAge make no call, and go on.
+func (tr *tracker) lookHeld() bool {
+	why := ""
+	if tr.disputed != nil {
+		why = tr.disputed()
+	}
+	if why != tr.heldBy {
+		if why != "" {
+			tr.log.Warn("tracked actions not looked at while the tenant is disputed", zap.String("reason", why))
+		} else {
+			tr.log.Info("tracked actions looked at again: the tenant is no longer disputed")
+		}
+		tr.heldBy = why
+	}
+	return why != ""
 }
 
 // notTheAPIs says whether a refusal is not the API's own answer: a 404

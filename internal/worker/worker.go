@@ -637,6 +637,7 @@ func (w *Worker) newTracker(t *tenantRun) *tracker {
 		notFoundCheck: w.caller.retry.NotFoundCheck, metrics: w.m,
 		maxEvent: int(w.opts.JS.Conn().MaxPayload()) - resultRoom,
 		clockOff: clockOff,
+		disputed: func() string { return w.disputed(t.name) },
 	})
 }
 
