@@ -62,8 +62,10 @@ func TestOverlappingTenantsFilesOneResultEach(t *testing.T) {
 // TestTenantRemovedFromEveryReplicaAnswersEachOnce: replica A serves
 // contoso only; B and C serve contoso and fabrikam. fabrikam is paused and
 // its requests wait; then B and C stop, and B comes back without
-// fabrikam. A and B both find fabrikam's consumers stale: each waiting
-// request is answered unknown_tenant exactly once, and none is called.
+// fabrikam. A and B both find fabrikam's consumers stale, and once
+// fabrikam is resumed (a pause holds its requests, served or not) each
+// waiting request is answered unknown_tenant exactly once, and none is
+// called.
 func TestTenantRemovedFromEveryReplicaAnswersEachOnce(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{machines: 10, noStart: true})
@@ -87,6 +89,7 @@ func TestTenantRemovedFromEveryReplicaAnswersEachOnce(t *testing.T) {
 		}
 	}
 	e.startReplica("contoso")
+	e.control(control.ActionResume, "fabrikam", control.PriorityAll)
 	res.wait(t, 10, 30*time.Second)
 	time.Sleep(2 * time.Second) // a second answer would come within a poll or two
 	for key, rs := range res.snapshot() {

@@ -260,13 +260,19 @@ func (w *Worker) findStale(ctx context.Context) {
 // drained for as long as it exists; an operator removes it once it is
 // empty, and from then on the unrouted consumer answers the tenant's
 // requests. While another live replica serves the tenant (a rolling
-// update), the consumer is that replica's: it is left alone.
+// update), the consumer is that replica's: it is left alone. So it is
+// while an operator has paused the tenant's priority: a pause holds its
+// requests in the stream, none failed, served or not (a tenant dropped
+// from the tenants files by mistake, paused until it is back), until
+// the resume.
 func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 	token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
+	prio := stalePriority(cons.CachedInfo().Config, w.opts.Settings.Subjects)
 	name := cons.CachedInfo().Name
 	log := w.log.Named("stale").With(zap.String("consumer", name))
+	held := func() bool { return w.serves(token) || w.opts.Control.Paused(token, prio) }
 	for ctx.Err() == nil {
-		if w.serves(token) {
+		if held() {
 			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
 				return
 			}
@@ -285,15 +291,26 @@ func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 			return
 		}
 		w.drainOnce(ctx, log, cons, func(msg jetstream.Msg) {
-			if w.serves(token) { // a replica came back meanwhile: its request
+			if held() { // a replica came back meanwhile (its request), or a pause landed
 				if err := msg.Nak(); err != nil {
-					log.Warn("nak request of a served tenant", zap.Error(err))
+					log.Warn("nak request of a served or paused tenant", zap.Error(err))
 				}
 				return
 			}
 			w.answerUnrouted(ctx, log, msg)
 		})
 	}
+}
+
+// stalePriority is the priority of the requests a tenant's consumer
+// holds: its metadata's, or, on a consumer made by a release that did not
+// record it, its subject's.
+func stalePriority(cfg jetstream.ConsumerConfig, s offboard.Subjects) offboard.Priority {
+	if p := offboard.Priority(cfg.Metadata[queue.MetaPriority]); p == offboard.Normal || p == offboard.Bulk {
+		return p
+	}
+	_, p, _ := s.ParseRequest(cfg.FilterSubject)
+	return p
 }
 
 // drain hands every message of a consumer to handle, in batches.
