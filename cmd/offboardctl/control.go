@@ -264,8 +264,40 @@ func (c *cli) apply(ctx context.Context, ch control.Change, w who) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintln(c.stdout, describe(ev, stillPaused(ctx, store, ev)))
+	after := inForce{held: stillPaused(ctx, store, ev)}
+	if ev.Action == control.ActionBudgetClear {
+		after.file, after.fileKnown = fileBudget(ctx, js, ev.Tenant)
+	}
+	fmt.Fprintln(c.stdout, describe(ev, after))
 	return nil
+}
+
+// inForce is what a change leaves in force besides itself, as describe
+// tells it.
+type inForce struct {
+	// held is the priority a resume of the other one leaves paused; ""
+	// for none.
+	held offboard.Priority
+	// file is the tenants file's budget a cleared override goes back to
+	// ("" none), when fileKnown.
+	file      string
+	fileKnown bool
+}
+
+// fileBudget is the tenants file's budget of the tenant, as the worker
+// records it in its consumers (status reads it there too): "" when the
+// file sets none. known is false when no worker has set up the tenant
+// (--unknown-tenant), or its consumer cannot be read.
+func fileBudget(ctx context.Context, js jetstream.JetStream, tenant string) (budget string, known bool) {
+	cons, err := tenantConsumer(ctx, js, tenant)
+	if err != nil || cons == nil {
+		return "", false
+	}
+	budget = cons.CachedInfo().Config.Metadata[queue.MetaBudget]
+	if w, err := limiter.ParseWindow(budget); err == nil {
+		budget = w.Spec() // 500/24h, not the 500/24h0m0s recorded
+	}
+	return budget, true
 }
 
 // stillPaused is the priority a resume of the other one leaves paused
@@ -303,22 +335,32 @@ func knownTenant(ctx context.Context, js jetstream.JetStream, tenant, undone, ov
 	return errors.New(msg)
 }
 
-// describe is one line on a change made, and on the priority a resume
-// left paused (held; "" for none).
-func describe(ev control.Event, held offboard.Priority) string {
+// describe is one line on a change made, and on what it left in force:
+// the priority a resume left paused, the budget a cleared override went
+// back to.
+func describe(ev control.Event, after inForce) string {
 	var b strings.Builder
 	switch ev.Action {
 	case control.ActionPause:
 		fmt.Fprintf(&b, "paused %s (%s): no new offboard call starts; requests wait in the stream", ev.Tenant, ev.Priority)
 	case control.ActionResume:
 		fmt.Fprintf(&b, "resumed %s (%s): waiting requests go on", ev.Tenant, ev.Priority)
-		if held != "" {
+		if held := after.held; held != "" {
 			fmt.Fprintf(&b, "; %s stays paused (offboardctl resume %s --priority %s)", held, ev.Tenant, held)
 		}
 	case control.ActionBudget:
 		fmt.Fprintf(&b, "budget of %s set to %s", ev.Tenant, ev.Value)
 	case control.ActionBudgetClear:
-		fmt.Fprintf(&b, "budget override of %s cleared: the tenants file's budget applies", ev.Tenant)
+		fmt.Fprintf(&b, "budget override of %s cleared: ", ev.Tenant)
+		switch {
+		case !after.fileKnown:
+			b.WriteString("the tenants file's budget applies")
+		case after.file == "":
+			// "The file's budget applies" read as a cap still in force.
+			b.WriteString("the tenants file sets no budget, so none applies")
+		default:
+			fmt.Fprintf(&b, "the tenants file's budget applies, %s", printable(after.file))
+		}
 	}
 	fmt.Fprintf(&b, "; by %s", ev.By)
 	if ev.Reason != "" {

@@ -595,3 +595,28 @@ func TestResumeOfOnePrioritySaysWhatStaysPaused(t *testing.T) {
 		t.Errorf("resume of the last paused priority: exit %d, stdout %q, want it to start %q; stderr %q", code, out, want, errs)
 	}
 }
+
+// TestBudgetClearSaysWhatApplies: budget --clear says which budget the
+// tenant goes back to: the tenants file's, named, or none when the file
+// sets none. It said "the tenants file's budget applies" for a tenant
+// whose file sets none, left without a cap.
+func TestBudgetClearSaysWhatApplies(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso", "fabrikam"}, Budgets: map[string]string{"contoso": "500/24h0m0s"}}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ tenant, want string }{
+		{"contoso", "budget override of contoso cleared: the tenants file's budget applies, 500/24h;"},
+		{"fabrikam", "budget override of fabrikam cleared: the tenants file sets no budget, so none applies;"},
+	} {
+		if code, out, errs := ctl(t, nc.ConnectedUrl(), "budget", tc.tenant, "5/1h"); code != exitOK {
+			t.Fatalf("budget %s 5/1h: exit %d, stdout %q, stderr %q", tc.tenant, code, out, errs)
+		}
+		code, out, errs := ctl(t, nc.ConnectedUrl(), "budget", tc.tenant, "--clear")
+		if code != exitOK || !strings.Contains(out, tc.want) {
+			t.Errorf("budget %s --clear: exit %d, stdout %q, stderr %q; want %q", tc.tenant, code, out, errs, tc.want)
+		}
+	}
+}
