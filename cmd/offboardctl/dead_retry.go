@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -355,6 +356,8 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 	var retried, dup, left, since int
 	var errs []error
 	stopped := false // at a retry not published, rather than interrupted
+	// The retries in the request stream, by priority, for behindAPause.
+	sent := map[offboard.Priority]int{}
 	for i, d := range picked {
 		if ctx.Err() != nil {
 			// Interrupted: this one and those after it are not retried;
@@ -367,7 +370,7 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			fmt.Fprintf(c.stdout, "%s was answered since its dead letter %d: %s, attempt %d; not retried\n", shownID(d.RequestID), d.Seq, a.outcome, a.attempt)
 			continue
 		}
-		attempt, ack, err := c.retryUnlessWaiting(ctx, tenant, d, highest[d.RequestID], waiting)
+		attempt, ack, err := c.retryUnlessWaiting(ctx, tenant, d, highest[d.RequestID], waiting, sent)
 		switch {
 		case errors.Is(err, errRetryWaits):
 			dup++
@@ -394,11 +397,61 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			break
 		}
 	}
-	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n", retried, dup, len(errs)+left, since)
+	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n%s",
+		retried, dup, len(errs)+left, since, c.behindAPause(ctx, tenant, sent))
 	if stopped {
 		return stoppedAt(errs, left)
 	}
 	return notRetried(ctx, errs, left)
+}
+
+// priorityOf is the priority of a dead letter's retry: that of its
+// original subject, where the retry goes.
+func (c *cli) priorityOf(d deadLetter) offboard.Priority {
+	_, p, _ := c.subjects.ParseRequest(d.subject)
+	return p
+}
+
+// behindAPause is a line on how many of the retries in the request
+// stream (sent, by priority) an operator's pause holds, and how to let
+// them go: the worker takes none of a paused priority's requests, and
+// they would wait unanswered with nothing said. "" when none does, or
+// when the controls cannot be read.
+func (c *cli) behindAPause(ctx context.Context, tenant string, sent map[offboard.Priority]int) string {
+	if sent[offboard.Normal]+sent[offboard.Bulk] == 0 {
+		return ""
+	}
+	js, err := c.connect(ctx)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	store, err := control.Open(ctx, js, c.subjects)
+	if err != nil {
+		return ""
+	}
+	view, err := store.Load(ctx)
+	if err != nil {
+		return ""
+	}
+	held := 0
+	var ps []string
+	for _, p := range control.Priorities {
+		if sent[p] > 0 && view.Paused(tenant, p) {
+			held += sent[p]
+			ps = append(ps, string(p))
+		}
+	}
+	if held == 0 {
+		return ""
+	}
+	resume := ps[0]
+	if len(ps) > 1 {
+		resume = control.PriorityAll
+	}
+	return fmt.Sprintf("%d of them wait behind the pause of %s's %s requests: offboardctl resume %s --priority %s lets them go\n",
+		held, tenant, strings.Join(ps, " and "), tenant, resume)
 }
 
 // errRetryWaits is a dead letter whose retry was published before and
@@ -407,15 +460,23 @@ var errRetryWaits = errors.New("its retry waits in the request stream")
 
 // retryUnlessWaiting re-publishes d as its next attempt after highest,
 // unless that retry waits in the request stream already (errRetryWaits).
-func (c *cli) retryUnlessWaiting(ctx context.Context, tenant string, d deadLetter, highest int, waiting map[string]bool) (int, *jetstream.PubAck, error) {
+// It counts the retry in sent, by priority, when it is in the request
+// stream, published now or before.
+func (c *cli) retryUnlessWaiting(ctx context.Context, tenant string, d deadLetter, highest int, waiting map[string]bool,
+	sent map[offboard.Priority]int,
+) (int, *jetstream.PubAck, error) {
 	attempt, err := nextAttempt(d, highest)
 	switch {
 	case err != nil:
 		return attempt, nil, err
 	case waiting[d.RequestID] && ofRequest(d):
+		sent[c.priorityOf(d)]++
 		return attempt, nil, errRetryWaits
 	}
 	ack, err := c.retryOne(ctx, tenant, d, attempt)
+	if err == nil {
+		sent[c.priorityOf(d)]++
+	}
 	return attempt, ack, err
 }
 

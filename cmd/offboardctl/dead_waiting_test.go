@@ -41,3 +41,31 @@ func TestDeadRetryAgainWhileItsRetryWaits(t *testing.T) {
 		t.Errorf("second retry: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// TestDeadRetryBehindAPauseSaysToResume: retries published to a paused
+// priority wait behind the pause, unanswered: dead retry says so and how
+// to let them go, as campaign cancel does. It said only "retried", and
+// no result came.
+func TestDeadRetryBehindAPauseSaysToResume(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	publishDead(t, js, offboard.CodeAPIError, `{"requestId":"x-1","machineId":"`+a+`"}`, `{"requestId":"y-1","machineId":"`+b+`"}`)
+	if code, out, errs := ctl(t, url, "pause", "contoso", "--priority", "normal"); code != exitOK {
+		t.Fatalf("pause: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
+	want := "2 of them wait behind the pause of contoso's normal requests: offboardctl resume contoso --priority normal lets them go"
+	if code != exitOK || !strings.Contains(out, "2 retried") || !strings.Contains(out, want) {
+		t.Errorf("dead retry while paused: exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
+	}
+	if code, out, errs := ctl(t, url, "resume", "contoso"); code != exitOK {
+		t.Fatalf("resume: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// Again, not paused: the retries wait in the stream still (no worker
+	// here), and nothing is said of a pause.
+	code, out, errs = ctl(t, url, "dead", "retry", "contoso", "--all")
+	if code != exitOK || !strings.Contains(out, "2 retried before") || strings.Contains(out, "pause") {
+		t.Errorf("dead retry after the resume: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
