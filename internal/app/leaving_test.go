@@ -21,13 +21,7 @@ import (
 // made at its start, before fabrikam's existed.
 func TestBacklogOfALeavingTenantIsAnswered(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{machines: 5, noStart: true})
-	e.opts.PresenceBeat = 300 * time.Millisecond
-	full := e.opts.Tenants
-	e.opts.Tenants = tenantsOnly(full, "contoso")
-	e.start() // B: contoso only (it hosts the NATS server)
-	e.opts.Tenants = full
-	a := e.startReplica("contoso", "fabrikam")
+	e, a := fabrikamServedByA(t, 5)
 	e.control("pause", "fabrikam", "all")
 	time.Sleep(time.Second)
 	res := e.collect("mde.offboard.result.>")
@@ -46,6 +40,20 @@ func TestBacklogOfALeavingTenantIsAnswered(t *testing.T) {
 	}
 }
 
+// fabrikamServedByA starts replica B, which serves contoso alone (and
+// hosts the NATS server), and replica A, which serves contoso and
+// fabrikam, announcing themselves every 300ms.
+func fabrikamServedByA(t *testing.T, machines int) (*env, *App) {
+	t.Helper()
+	e := setup(t, envConfig{machines: machines, noStart: true})
+	e.opts.PresenceBeat = 300 * time.Millisecond
+	full := e.opts.Tenants
+	e.opts.Tenants = tenantsOnly(full, "contoso")
+	e.start()
+	e.opts.Tenants = full
+	return e, e.startReplica("contoso", "fabrikam")
+}
+
 // TestPauseHoldsTheBacklogOfALeavingTenant: as above, but fabrikam's
 // normal priority stays paused once A has left. B answers fabrikam's new
 // bulk request unknown_tenant, and leaves the paused normal backlog in
@@ -55,13 +63,7 @@ func TestBacklogOfALeavingTenantIsAnswered(t *testing.T) {
 // status showed it paused.
 func TestPauseHoldsTheBacklogOfALeavingTenant(t *testing.T) {
 	t.Parallel()
-	e := setup(t, envConfig{machines: 6, noStart: true})
-	e.opts.PresenceBeat = 300 * time.Millisecond
-	full := e.opts.Tenants
-	e.opts.Tenants = tenantsOnly(full, "contoso")
-	e.start() // B: contoso only (it hosts the NATS server)
-	e.opts.Tenants = full
-	a := e.startReplica("contoso", "fabrikam")
+	e, a := fabrikamServedByA(t, 6)
 	e.control("pause", "fabrikam", "normal")
 	res := e.collect("mde.offboard.result.fabrikam")
 	e.offboardEach("fabrikam", "f-", 0, 5)
