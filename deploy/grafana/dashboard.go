@@ -325,10 +325,13 @@ func health() row {
 			"s", quarter,
 			query("A", "mde_offboard_clock_offset_seconds", "{{instance}}")),
 		series(22, "Action tracking",
-			"Machine Actions followed (left axis) and how far the tracking is behind (right axis, time), per tenant (alert MdeOffboardTrackingBehind).",
+			"Machine Actions followed (left axis) and how far the tracking is behind (right axis, time), per tenant, as the replicas connected to NATS see it (alert MdeOffboardTrackingBehind).",
 			"short", quarter,
-			query("A", `max by (tenant) (mde_offboard_tracked_actions{tenant=~"$tenant"})`, "tracked {{tenant}}"),
-			query("B", `max by (tenant) (mde_offboard_tracking_lag_seconds{tenant=~"$tenant"})`, "lag {{tenant}}")).
+			// A replica without NATS gets no quota for its looks and reads
+			// no ledger: its lag grows and its count stays while the
+			// others follow the actions.
+			query("A", `max by (tenant) (mde_offboard_tracked_actions{tenant=~"$tenant"} `+withNATS+`)`, "tracked {{tenant}}"),
+			query("B", `max by (tenant) (mde_offboard_tracking_lag_seconds{tenant=~"$tenant"} `+withNATS+`)`, "lag {{tenant}}")).
 			// The lag is in seconds, beside a count: its own unit and axis.
 			OverrideByQuery("B", []dashboard.DynamicConfigValue{
 				{Id: "unit", Value: "s"},

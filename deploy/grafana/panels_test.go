@@ -207,3 +207,38 @@ func leftOutWithoutNATS(vs *parser.VectorSelector, path []parser.Node) bool {
 	}
 	return false
 }
+
+// TestTrackingLeavesOutReplicasWithoutNATS: a replica without NATS gets no
+// quota for its looks and reads no ledger, so its tracking lag grows and
+// its count of followed actions stays while the other replicas follow the
+// tenant's actions. Action tracking takes the max across replicas, so it
+// leaves such a replica out, as MdeOffboardTrackingBehind does; else the
+// panel shows the tracking an hour behind while the alert stays quiet.
+func TestTrackingLeavesOutReplicasWithoutNATS(t *testing.T) {
+	t.Parallel()
+	p := panelTitled(t, "Action tracking")
+	tracking := map[string]bool{"mde_offboard_tracked_actions": true, "mde_offboard_tracking_lag_seconds": true}
+	seen := map[string]bool{}
+	for _, q := range p.Targets {
+		e, err := parser.NewParser(parser.Options{}).ParseExpr(vars.Replace(q.Expr))
+		if err != nil {
+			t.Fatalf("%s: %v", q.RefID, err)
+		}
+		parser.Inspect(e, func(n parser.Node, path []parser.Node) error {
+			vs, ok := n.(*parser.VectorSelector)
+			if !ok || !tracking[vs.Name] {
+				return nil
+			}
+			seen[vs.Name] = true
+			if !leftOutWithoutNATS(vs, path) {
+				t.Errorf("query %s (%s): %s of a replica without NATS is not left out", q.RefID, q.Expr, vs.Name)
+			}
+			return nil
+		})
+	}
+	for name := range tracking {
+		if !seen[name] {
+			t.Errorf("Action tracking does not read %s", name)
+		}
+	}
+}
