@@ -232,7 +232,11 @@ func quota() row {
 		series(7, "429 answers (last hour)",
 			"Throttled calls per tenant and API in the last hour. Any 429 means something else uses the same application and tenant, or the limits are set too high (alert MdeOffboardThrottled).",
 			"short", half,
-			query("A", `tenant_api:mde_offboard_throttled:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{api}}")),
+			query("A", `tenant_api:mde_offboard_throttled:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{api}}")).
+			// > 0 keeps the tenants at zero off the panel; with none above
+			// it, it shows 0 rather than "No data", which reads as a broken
+			// query.
+			NoValue("0"),
 		series(8, "API latency (all tenants)",
 			"50th and 95th percentile of the Defender API's answer time, by API, all tenants.",
 			"s", half,
@@ -255,7 +259,8 @@ func results() row {
 		series(12, "Guard refusals (last hour)",
 			"Devices the tenant's guards refused (blocked_by_policy) in the last hour, by rule. A refusal is the guard doing its job; many of them point at a publisher sending the wrong devices.",
 			"short", half,
-			query("A", `tenant_rule:mde_offboard_blocked:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{rule}}")),
+			query("A", `tenant_rule:mde_offboard_blocked:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{rule}}")).
+			NoValue("0"),
 		series(13, "In flight",
 			"Requests taken from the stream and not yet answered, per tenant, summed over replicas.",
 			"short", half,
@@ -279,7 +284,8 @@ func controls() row {
 		series(16, "Held requests",
 			"Requests waiting on purpose, by reason: pause (an operator paused the tenant) or budget (its budget is spent; a higher budget, offboardctl budget, lets them go).",
 			"short", third,
-			query("A", `max by (tenant, reason) (mde_offboard_held_requests{tenant=~"$tenant"} `+withNATS+`) > 0`, "{{tenant}} {{reason}}")),
+			query("A", `max by (tenant, reason) (mde_offboard_held_requests{tenant=~"$tenant"} `+withNATS+`) > 0`, "{{tenant}} {{reason}}")).
+			NoValue("0"),
 		series(17, "Budget left",
 			"Actions the tenant's budget still allows in its window (tenants with a budget).",
 			"short", third,

@@ -1,6 +1,7 @@
 package grafana
 
 import (
+	"cmp"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -14,7 +15,8 @@ type panel struct {
 	Type        string `json:"type"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit string `json:"unit"`
+			Unit    string `json:"unit"`
+			NoValue string `json:"noValue"`
 		} `json:"defaults"`
 		Overrides []struct {
 			Matcher struct {
@@ -240,5 +242,41 @@ func TestTrackingLeavesOutReplicasWithoutNATS(t *testing.T) {
 		if !seen[name] {
 			t.Errorf("Action tracking does not read %s", name)
 		}
+	}
+}
+
+// TestNoneShownAsZero: a time series panel whose query drops the series
+// at zero (> 0, so that a thousand tenants at zero do not fill it) has
+// nothing to draw while none is above zero: no 429 in the last hour, no
+// refusal, nothing held. It shows 0 then, not "No data", which reads as a
+// broken query or a missing metric in the middle of an incident.
+func TestNoneShownAsZero(t *testing.T) {
+	t.Parallel()
+	dropping := 0
+	for _, p := range panels(t) {
+		if p.Type != "timeseries" {
+			continue
+		}
+		for _, q := range p.Targets {
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(vars.Replace(q.Expr))
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.Title, q.RefID, err)
+			}
+			b, ok := e.(*parser.BinaryExpr)
+			if !ok || b.Op != parser.GTR || b.ReturnBool {
+				continue
+			}
+			if n, ok := b.RHS.(*parser.NumberLiteral); !ok || n.Val != 0 {
+				continue
+			}
+			dropping++
+			if p.FieldConfig.Defaults.NoValue != "0" {
+				t.Errorf("panel %q, query %s (%s) drops the series at zero; with none above it the panel shows %q, want 0",
+					p.Title, q.RefID, q.Expr, cmp.Or(p.FieldConfig.Defaults.NoValue, "No data"))
+			}
+		}
+	}
+	if dropping == 0 {
+		t.Error("no panel drops its series at zero: the test checks nothing")
 	}
 }
