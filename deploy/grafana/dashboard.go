@@ -314,7 +314,10 @@ func health() row {
 			ReduceOptions(common.NewReduceDataOptionsBuilder().Calcs([]string{"lastNotNull"})).
 			ColorMode(common.BigValueColorModeBackground).
 			Orientation(common.VizOrientationAuto).
-			WithTarget(query("A", "mde_offboard_nats_connected", "{{instance}}")),
+			// Instant: a range query would also show, with their last
+			// value, the replicas of the time range gone since (a rollout,
+			// a crash).
+			WithTarget(query("A", "mde_offboard_nats_connected", "{{instance}}").Instant()),
 		series(20, "Quota and budget journals",
 			"Caught up (1) per replica and journal; write failures, unreadable entries and conflicts per second. Without the quota journal no call is made; without the budget journal no offboard call of a tenant with a budget, whose requests then show as held by the budget (alert MdeOffboardQuotaJournalUnavailable).",
 			"short", quarter,

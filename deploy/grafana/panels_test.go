@@ -280,3 +280,27 @@ func TestNoneShownAsZero(t *testing.T) {
 		t.Error("no panel drops its series at zero: the test checks nothing")
 	}
 }
+
+// TestStatsAreInstant: a stat shows one value per series its query
+// returns, reduced to the last. A range query returns every series of
+// the time range: after a rollout or a crash, the replicas gone hours ago
+// show beside those running, with their last value ("up", or "down" for
+// one that stopped without NATS). An instant query returns those running.
+func TestStatsAreInstant(t *testing.T) {
+	t.Parallel()
+	stats := 0
+	for _, p := range panels(t) {
+		if p.Type != "stat" {
+			continue
+		}
+		stats++
+		for _, q := range p.Targets {
+			if !q.Instant {
+				t.Errorf("stat %q, query %s (%s) is a range query: the replicas of the whole time range show, gone or not", p.Title, q.RefID, q.Expr)
+			}
+		}
+	}
+	if stats == 0 {
+		t.Error("no stat panel: the test checks nothing")
+	}
+}
