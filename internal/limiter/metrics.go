@@ -24,7 +24,7 @@ func NewJournalMetrics(reg prometheus.Registerer) *JournalMetrics {
 		"no call until the calls it may have entered have left the tenant's longest window")
 	m.clockOffset = promauto.With(reg).NewGauge(prometheus.GaugeOpts{
 		Namespace: "mde_offboard", Name: "clock_offset_seconds",
-		Help: "How far this process's clock is ahead of the NATS server's (negative: behind), from the quota journal's timestamps; beyond --quota-margin the process makes no call.",
+		Help: "How far this process's clock is ahead of the NATS server's (negative: behind), from the quota journal's timestamps; beyond half of --quota-margin the process makes no call.",
 	})
 	return m
 }
