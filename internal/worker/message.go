@@ -697,13 +697,36 @@ func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, 
 		if err != nil {
 			return nil, err
 		}
-		return []queue.Stored{s}, nil
+		return []queue.Stored{func(ctx context.Context) error {
+			return w.finishOverGone(ctx, j, res, data, nil, s(ctx))
+		}}, nil
 	}
 	var calls *queue.EarlierCalls
 	if res.Outcome == offboard.OutcomeFailed {
 		calls = j.keptCalls()
 	}
-	return nil, notNew(j.entry, w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, j.entry, j.seq, data, calls))
+	err := w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, j.entry, j.seq, data, calls)
+	return nil, notNew(j.entry, w.finishOverGone(ctx, j, res, data, calls, err))
+}
+
+// finishOverGone stores the result as a new entry when writing it over
+// the entry this message read or wrote (err) failed because that entry is
+// gone: the ledger bucket purged, the entry deleted by hand or expired
+// while the request was worked on. The message's own work, its call
+// included, is what the result says; taken again with no entry, the
+// request would be worked on as new and its device called again. An
+// entry another message wrote meanwhile is left to that message
+// (ErrConflict, as before).
+func (w *Worker) finishOverGone(ctx context.Context, j *job, res *offboard.Result, data []byte, calls *queue.EarlierCalls, err error) error {
+	if j.entry == nil || !errors.Is(err, queue.ErrConflict) {
+		return err
+	}
+	now, gerr := w.opts.Ledger.Get(ctx, j.t.name, res.RequestID)
+	if gerr != nil || now != nil {
+		return err
+	}
+	j.log.Warn("the request's ledger entry is gone (bucket purged, entry deleted or expired): its result stored as a new entry")
+	return w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, nil, j.seq, data, calls)
 }
 
 // storeCtx is the context results are stored and acked under: a stop must
