@@ -342,11 +342,21 @@ func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanReque
 // readInventory reads the inventory pages matching filter, each under the
 // tenant's machines quota, and gives every device to add. It returns the
 // pages read, or a failed reply.
+//
+// The inventory changes while it is read: a device seen again leaves the
+// filtered list, and those after it move up, so that a page asked from
+// the count read so far would begin past devices never read. Each page
+// after the first is asked from a little before that count, and must hold
+// a device read already (the list's order kept, nothing between was
+// missed); one that holds none is asked again from further back.
 func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, add func(mde.Machine)) (int, *offboard.PlanReply) {
 	j := &job{t: t, log: t.log.Named("plan")}
 	top := p.opts.PageSize
-	skip := 0
+	read := map[string]bool{} // every device given to add, whatever the filters
+	next := 0                 // where the last page read ended
+	back := 0                 // how far before next the next page is asked
 	for page := 0; ; page++ {
+		skip := max(next-back, 0)
 		v, res, err := p.w.caller.call(ctx, j, callSpec{api: mde.APIMachines, do: func(ctx context.Context) *mde.Verdict {
 			return t.Client.ListMachines(ctx, filter, top, skip)
 		}}, nil)
@@ -362,10 +372,25 @@ func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string
 		if err != nil {
 			return page, planFailed(t.name, offboard.PlanCodeInventory, "read the inventory: "+err.Error())
 		}
+		known := 0
 		for _, m := range machines {
+			if read[strings.ToLower(m.ID)] {
+				known++
+			}
+		}
+		if skip > 0 && known == 0 {
+			// More devices left the list before this page than it was
+			// asked back for: some may lie between it and those read.
+			// Asked again from further back, it is read then.
+			back = min(2*back, next)
+			continue
+		}
+		for _, m := range machines {
+			read[strings.ToLower(m.ID)] = true
 			add(m)
 		}
-		skip += len(machines)
+		next = skip + len(machines)
+		back = max(len(machines)/100, 1)
 		// A page shorter than asked ends the inventory, unless the API
 		// says more follow (@odata.nextLink): its pages are then shorter
 		// than $top, and the next one starts after the devices read.
