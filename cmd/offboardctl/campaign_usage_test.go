@@ -427,3 +427,25 @@ func TestCampaignPlanTooManyDays(t *testing.T) {
 		t.Errorf("exit %d, stderr %q: want %d and the days named", code, errb.String(), exitUsage)
 	}
 }
+
+// TestCampaignPlanTooLongInHours: --inactive-for written in hours (or any
+// Go unit) past what a duration holds is told as too long, as too many
+// days are; it read as "not a positive duration", of a value that is.
+func TestCampaignPlanTooLongInHours(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"9999999h", "+9999999h", "1000000000000s", "2562048h"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "plan", "--tenant", "contoso", "--inactive-for", v}, &out, &errb)
+		if want := `--inactive-for "` + v + `": longer than a duration holds`; code != exitUsage || !strings.Contains(errb.String(), want) {
+			t.Errorf("%s: exit %d, stderr %q: want %d and %q", v, code, errb.String(), exitUsage, want)
+		}
+	}
+	// Not durations, or not positive: told so, as before.
+	for _, v := range []string{"-9999999h", "9999999", "9999999x", "h"} {
+		var out, errb bytes.Buffer
+		code := run([]string{"--nats-url", "nats://127.0.0.1:1", "campaign", "plan", "--tenant", "contoso", "--inactive-for", v}, &out, &errb)
+		if code != exitUsage || !strings.Contains(errb.String(), "is not a positive duration") {
+			t.Errorf("%s: exit %d, stderr %q: want %d, not a positive duration", v, code, errb.String(), exitUsage)
+		}
+	}
+}

@@ -71,7 +71,7 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 		return offboard.PlanRequest{}, usagef("--tenant %s is not a tenant name (%s)", offboard.Quote(f.tenant), offboard.TenantName)
 	}
 	d, err := config.ParseDuration(f.inactiveFor)
-	if errors.Is(err, config.ErrTooManyDays) {
+	if errors.Is(err, config.ErrTooManyDays) || errors.Is(err, config.ErrTooLong) {
 		return offboard.PlanRequest{}, usagef("--inactive-for %s: %v", offboard.Quote(f.inactiveFor), err)
 	}
 	if err != nil || d <= 0 {

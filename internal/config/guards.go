@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -204,6 +205,14 @@ func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
 // MaxDays.
 var ErrTooManyDays = fmt.Errorf("more than %d days", MaxDays)
 
+// ErrTooLong is the error of a Go duration ("9999999h") longer than a
+// Duration holds.
+var ErrTooLong = errors.New("longer than a duration holds (2562047h, about 292 years)")
+
+// goDuration is a positive Go duration's form, its length aside:
+// time.ParseDuration gives one too long the error of a malformed one.
+var goDuration = regexp.MustCompile(`^\+?(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
+
 // MaxDays is the most days a duration may be written as: few enough not
 // to overflow a Duration (which holds about 106,751 days).
 const MaxDays = 99999
@@ -217,7 +226,11 @@ func parseDuration(s string) (time.Duration, error) {
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
-	return time.ParseDuration(s)
+	d, err := time.ParseDuration(s)
+	if err != nil && goDuration.MatchString(s) {
+		return 0, ErrTooLong
+	}
+	return d, err
 }
 
 // sameGuards refuses a tenant whose Entra ID tenant another name of the
