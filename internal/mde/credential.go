@@ -244,6 +244,14 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	cred := &Credential{host: hostOf(c.AuthorityHost), now: time.Now}
 	if kind == "managedIdentity" {
 		cred.host, cred.managed = "", true
+	} else {
+		// The login host is asked once per token request: the identity
+		// library's own retry slept a 429's Retry-After (or backed off
+		// a 5xx) within the call's time, then asked again, and the call
+		// ended "no answer" with its time spent. The caller's retry
+		// repeats the call, waiting at least the Retry-After
+		// (TokenError.RetryAfter).
+		opts.Retry = policy.RetryOptions{MaxRetries: -1}
 	}
 	cred.build, cred.watch = builders[kind](cc, opts, noDiscovery, cred.clock)
 	if err := cred.refresh(); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -37,6 +38,10 @@ type TokenError struct {
 	// File is the credential file that could not be read or used, when
 	// that is the failure.
 	File string
+	// RetryAfter is the least wait before the token is asked for again:
+	// the Retry-After of a login host's 429 (MinRetryAfter when it gives
+	// none) or of another answer that is not final; 0 otherwise.
+	RetryAfter time.Duration
 
 	failure tokenFailure
 	// managed says the token was asked of the managed identity endpoint
@@ -81,6 +86,8 @@ func (e *TokenError) Error() string {
 			what = "refused the token's scope, which the tenant's scope setting (or its cloud's default) gives"
 		case e.Final:
 			what = "refused the credentials"
+		case e.Status == http.StatusTooManyRequests:
+			what += ": it throttles the application's token requests; tried again after its Retry-After"
 		}
 		codes := []string{fmt.Sprintf("HTTP %d", e.Status)}
 		if e.AADSTS != "" {
@@ -149,6 +156,7 @@ func classifyTokenError(ctx context.Context, host string, managed bool, err erro
 		// tenant failed unauthorized at once, and the operator was sent
 		// to rotate a secret that works.
 		te.Final = s >= 400 && s < 500 && s != http.StatusTooManyRequests && s != http.StatusRequestTimeout && !le.transient && !te.page
+		te.RetryAfter = loginRetryAfter(afe.RawResponse, te.Final)
 	case ctx.Err() != nil:
 		te.failure, te.cause = failNoAnswer, ctx.Err()
 	case strings.Contains(text, "json decode error"):
@@ -168,6 +176,24 @@ func classifyTokenError(ctx context.Context, host string, managed bool, err erro
 		}
 	}
 	return te
+}
+
+// loginRetryAfter is the wait an error answer of the login host asks
+// for: its Retry-After, read against its Date when it has one; at least
+// MinRetryAfter for a 429.
+func loginRetryAfter(resp *http.Response, final bool) time.Duration {
+	if final {
+		return 0
+	}
+	now := time.Now()
+	if d, err := http.ParseTime(resp.Header.Get("Date")); err == nil {
+		now = d
+	}
+	if resp.StatusCode == http.StatusTooManyRequests {
+		return retryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	d, _ := parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	return d
 }
 
 // loginError is what an error answer of the login host says.

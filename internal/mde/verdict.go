@@ -123,7 +123,8 @@ type Verdict struct {
 	// Named is what a successful FindMachinesByName found; nil otherwise.
 	Named *NameMatches
 	// RetryAfter is the pause a 429 asks for, or the least wait before
-	// a 5xx is tried again when it names one (zero: none named).
+	// a 5xx, or a token the login host would not give yet, is tried
+	// again when it names one (zero: none named).
 	RetryAfter time.Duration
 	// ServerTime is the API's clock when it answered (its Date header, to
 	// the second); zero without one.
@@ -315,7 +316,7 @@ func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 		v.Class, v.Reason, v.FailureCode = Final, ReasonCredentialsRejected, offboard.CodeUnauthorized
 		v.cause = tokErr.Error()
 	case errors.As(err, &tokErr):
-		v.Reason, v.cause = ReasonToken, safeText(tokErr)
+		v.Reason, v.cause, v.RetryAfter = ReasonToken, safeText(tokErr), tokErr.RetryAfter
 	case !sent && !errors.Is(err, errBuild):
 		// Another credential's error text may hold what the login host
 		// said, token included: it is not shown.

@@ -1,0 +1,89 @@
+package mde
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+)
+
+// TestLoginHostThrottling: a login host that answers the token request
+// 429 with a Retry-After gets one request, and the call fails at once
+// with the status and the wait, which the worker's retry takes as its
+// least backoff. The identity library's own retry slept the Retry-After
+// within the call's time, asked again, and the call ended "no answer
+// from the login host" once its time was spent, the wait not kept.
+func TestLoginHostThrottling(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	writeSecretFile(t, secretFile, "throttled-secret-0001", time.Now())
+	for _, tc := range []struct {
+		status     int
+		retryAfter string
+		want       time.Duration
+	}{
+		{http.StatusTooManyRequests, "20", 20 * time.Second},
+		{http.StatusTooManyRequests, "", MinRetryAfter},
+		{http.StatusServiceUnavailable, "15", 15 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("%d/%q", tc.status, tc.retryAfter), func(t *testing.T) {
+			t.Parallel()
+			var requests atomic.Int32
+			login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				base := "https://" + r.Host
+				tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+				switch {
+				case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
+					w.Header().Set("Content-Type", "application/json")
+					fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
+				case strings.HasSuffix(r.URL.Path, "/token"):
+					requests.Add(1)
+					if tc.retryAfter != "" {
+						w.Header().Set("Retry-After", tc.retryAfter)
+					}
+					w.Header().Set("Content-Type", "application/json")
+					w.WriteHeader(tc.status)
+					fmt.Fprint(w, `{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop.","error_codes":[50196]}`)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			t.Cleanup(login.Close)
+			c, err := ResolveCloud("commercial", "", login.URL, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{c.Scope}})
+			if err == nil {
+				t.Fatal("GetToken = a token, want an error")
+			}
+			if ctx.Err() != nil {
+				t.Errorf("GetToken took the call's whole time: %v", err)
+			}
+			if n := requests.Load(); n != 1 {
+				t.Errorf("token requests = %d, want 1", n)
+			}
+			if want := fmt.Sprintf("answered HTTP %d", tc.status); !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+			v := ClassifyError(ctx, err, false)
+			if v.Class != Retry || v.Reason != ReasonToken || v.RetryAfter != tc.want {
+				t.Errorf("verdict = %v %v, retry after %v; want retry, token, %v", v.Class, v.Reason, v.RetryAfter, tc.want)
+			}
+		})
+	}
+}
