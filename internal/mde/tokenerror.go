@@ -85,7 +85,14 @@ func (e *TokenError) Error() string {
 			// which are not what was refused.
 			what = "refused the token's scope, which the tenant's scope setting (or its cloud's default) gives"
 		case e.Final:
-			what = "refused the credentials"
+			what = refusals[e.AADSTS]
+			switch {
+			case what != "":
+			case e.managed:
+				what = "refused the identity: check that the managed identity is assigned to this host (clientId names a user-assigned one)"
+			default:
+				what = "refused the credentials: check the tenant's tenantId, clientId and its secret, certificate or federated token"
+			}
 		case e.Status == http.StatusTooManyRequests:
 			what += ": it throttles the application's token requests; tried again after its Retry-After"
 		}
@@ -253,6 +260,22 @@ func readLoginError(resp *http.Response) loginError {
 	le.scope = e.Error == "invalid_scope" || e.Error == "invalid_resource" || scopeCodes[le.aadsts]
 	le.page = e.Error == "" && le.aadsts == ""
 	return le
+}
+
+// refusals say what Entra ID's most common refusals of an application's
+// credentials point at, and what to do. Not all are the credentials: an
+// unknown tenant or application, or a Conditional Access policy, told
+// "refused the credentials", sent an operator to rotate a secret that
+// works.
+var refusals = map[string]string{
+	"AADSTS7000215": "refused the client secret: it is not one of the application's; give a secret's value (not its secret ID)",
+	"AADSTS7000222": "refused the client secret, which expired: add a new one to the application and give it to the worker",
+	"AADSTS90002":   "does not know the tenant: check the tenant's tenantId and its cloud",
+	"AADSTS700016":  "does not know the application in the tenant: check clientId and tenantId, and that the application is consented in the tenant",
+	"AADSTS53003":   "blocked the token by a Conditional Access policy: exclude the application from it (the credentials are right)",
+	"AADSTS700024":  "refused the signed assertion's times: check this host's clock (or renew the federated token)",
+	"AADSTS50126":   "refused the credentials as invalid: check clientId and the secret or certificate",
+	"AADSTS70021":   "found no federated credential of the application matching the token: check its issuer and subject",
 }
 
 // scopeCodes are Entra ID's codes of a refused scope: AADSTS500011 (the
