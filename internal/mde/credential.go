@@ -179,6 +179,13 @@ type Credential struct {
 	failedUntil time.Time
 	// onBroken is told of a rebuild that failed (OnBrokenFile).
 	onBroken func(error)
+	// heldUntil is the end of the wait the login host last asked for
+	// (its Retry-After), and held its answer: until then a token request
+	// gets held, the wait left in its RetryAfter, and the login host is
+	// not asked. The calls of a busy tenant, each asking it again, kept
+	// it throttling.
+	heldUntil time.Time
+	held      TokenError
 }
 
 // clock returns the time of the credential's clock.
@@ -990,6 +997,10 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		c.mu.Unlock()
 		return tok, nil
 	}
+	if te := c.holding(); te != nil {
+		c.mu.Unlock()
+		return azcore.AccessToken{}, te
+	}
 	c.mu.Unlock()
 	tok, err := tc.GetToken(ctx, opts)
 	if fe := (*credentialFileError)(nil); errors.As(err, &fe) {
@@ -998,6 +1009,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	if err != nil {
 		te := classifyTokenError(ctx, c.host, c.managed, err)
+		c.hold(te)
 		if te.Final && len(c.watch) > 0 {
 			// The file may hold another secret than the one read, rewritten
 			// in place with its size and time: read again at the next
@@ -1021,6 +1033,29 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	c.mu.Unlock()
 	return tok, nil
+}
+
+// hold keeps a refusal that asks for a wait (TokenError.RetryAfter) to
+// answer the token requests until the wait is over.
+func (c *Credential) hold(te *TokenError) {
+	if te.RetryAfter <= 0 {
+		return
+	}
+	c.mu.Lock()
+	c.heldUntil, c.held = c.now().Add(te.RetryAfter), *te
+	c.mu.Unlock()
+}
+
+// holding returns the refusal held while the login host's wait is not
+// over, with the wait left; nil once it is. c.mu is held.
+func (c *Credential) holding() *TokenError {
+	now := c.now()
+	if !now.Before(c.heldUntil) {
+		return nil
+	}
+	te := c.held
+	te.RetryAfter = c.heldUntil.Sub(now)
+	return &te
 }
 
 // sendable says whether a token can be sent: a control character (a line

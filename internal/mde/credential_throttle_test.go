@@ -2,11 +2,13 @@ package mde
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,5 +87,76 @@ func TestLoginHostThrottling(t *testing.T) {
 				t.Errorf("verdict = %v %v, retry after %v; want retry, token, %v", v.Class, v.Reason, v.RetryAfter, tc.want)
 			}
 		})
+	}
+}
+
+// TestLoginHostThrottlingHeld: after a login host's 429, the tenant's
+// token requests are answered from its Retry-After without asking it
+// again until the wait is over: the calls of a busy tenant, each asking
+// the throttled login host, kept it throttling.
+func TestLoginHostThrottlingHeld(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	secretFile := filepath.Join(dir, "secret")
+	writeSecretFile(t, secretFile, "throttled-secret-0002", time.Now())
+	var requests atomic.Int32
+	login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base := "https://" + r.Host
+		tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
+		case strings.HasSuffix(r.URL.Path, "/token"):
+			if requests.Add(1) == 1 {
+				w.Header().Set("Retry-After", "20")
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusTooManyRequests)
+				fmt.Fprint(w, `{"error":"temporarily_unavailable","error_codes":[50196]}`)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"after-the-wait"}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(login.Close)
+	c, err := ResolveCloud("commercial", "", login.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	cred.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	get := func() error {
+		_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
+		return err
+	}
+	if err := get(); err == nil {
+		t.Fatal("GetToken = a token, want the 429")
+	}
+	mu.Lock()
+	now = now.Add(5 * time.Second)
+	mu.Unlock()
+	for range 10 {
+		err := get()
+		var te *TokenError
+		if !errors.As(err, &te) || te.Status != http.StatusTooManyRequests || te.RetryAfter != 15*time.Second {
+			t.Fatalf("GetToken within the wait = %v, want the 429 with 15s left", err)
+		}
+	}
+	if n := requests.Load(); n != 1 {
+		t.Errorf("token requests within the login host's Retry-After = %d, want 1", n)
+	}
+	mu.Lock()
+	now = now.Add(15 * time.Second)
+	mu.Unlock()
+	if err := get(); err != nil {
+		t.Errorf("GetToken after the wait: %v", err)
 	}
 }
