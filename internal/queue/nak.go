@@ -34,15 +34,30 @@ func Nak(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, delay t
 	}
 	_, err := js.Conn().RequestWithContext(ctx, msg.Reply(), body)
 	if errors.Is(err, nats.ErrNoResponders) {
-		return consumerLeaderless(ctx, js, msg, err)
+		return consumerLeaderless(ctx, js, msg, "nak", err)
 	}
 	return err
 }
 
-// consumerLeaderless is the error of a nak no one answered (err): nil
-// when the message's consumer is gone, or cannot be looked up for good;
-// err, an Outage, while it is still there or NATS is away.
-func consumerLeaderless(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, err error) error {
+// Ack acknowledges a delivered message and waits for the server to say
+// it has it (DoubleAck). As with a nak, no one answers while its
+// consumer has no leader. A consumer gone is no error: nothing holds the
+// delivery any more, and the ack sent again would wait for an answer
+// that never comes (a lone server restarted while the worker stops: the
+// stop makes no consumer again). One still there is an Outage error.
+func Ack(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg) error {
+	err := msg.DoubleAck(ctx)
+	if errors.Is(err, nats.ErrNoResponders) && msg.Reply() != "" {
+		return consumerLeaderless(ctx, js, msg, "ack", err)
+	}
+	return err
+}
+
+// consumerLeaderless is the error of a nak or an ack (what) no one
+// answered (err): nil when the message's consumer is gone, or cannot be
+// looked up for good; err, an Outage, while it is still there or NATS is
+// away.
+func consumerLeaderless(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, what string, err error) error {
 	meta, merr := msg.Metadata()
 	if merr != nil {
 		return nil //nolint:nilerr // no consumer named: nothing to wait for
@@ -50,9 +65,9 @@ func consumerLeaderless(ctx context.Context, js jetstream.JetStream, msg jetstre
 	_, ierr := js.Consumer(ctx, meta.Stream, meta.Consumer)
 	switch {
 	case ierr == nil:
-		return fmt.Errorf("nak: consumer %s has no leader yet: %w", meta.Consumer, err)
+		return fmt.Errorf("%s: consumer %s has no leader yet: %w", what, meta.Consumer, err)
 	case Outage(ierr):
-		return fmt.Errorf("nak: consumer %s: %w", meta.Consumer, ierr)
+		return fmt.Errorf("%s: consumer %s: %w", what, meta.Consumer, ierr)
 	default:
 		return nil // gone, or not ours to look up: the nak is not held
 	}

@@ -907,7 +907,11 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 	if j.stopAlive != nil {
 		j.stopAlive()
 	}
-	if !w.untilDone(ctx, j, "ack request", j.msg.DoubleAck) {
+	ack := j.msg.DoubleAck
+	if w.opts.JS != nil {
+		ack = func(ctx context.Context) error { return queue.Ack(ctx, w.opts.JS, j.msg) }
+	}
+	if !w.untilDone(ctx, j, "ack request", ack) {
 		return
 	}
 	w.untilDone(ctx, j, "delete answered request", func(ctx context.Context) error {
