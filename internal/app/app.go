@@ -270,8 +270,26 @@ func (o Options) checkFlags() error {
 		return err
 	}
 	if o.NATSURL == "" {
+		if err := checkEmbedded(o); err != nil {
+			return err
+		}
 		// -1: a free port, as 0 (the embedded server's own spelling).
 		return checkAddress("--embedded-listen", o.EmbeddedListen, -1)
+	}
+	return nil
+}
+
+// checkEmbedded refuses the settings the embedded server, one node
+// without TLS, cannot take: they passed --check-config, and the start
+// failed once the server was up, exit 1, as if NATS were down.
+func checkEmbedded(o Options) error {
+	if o.Queue.Replicas > 1 {
+		return fmt.Errorf("--stream-replicas %d: the embedded NATS server (no --nats-url) is one node, which keeps one copy: want 1, or a clustered server's --nats-url", o.Queue.Replicas)
+	}
+	for _, f := range []struct{ flag, value string }{{"--tlsca", o.NATSTLSCA}, {"--tlscert", o.NATSTLSCert}, {"--tlskey", o.NATSTLSKey}} {
+		if f.value != "" {
+			return fmt.Errorf("%s: the embedded NATS server (no --nats-url) takes no TLS: give the --nats-url of the server it belongs to", f.flag)
+		}
 	}
 	return nil
 }
