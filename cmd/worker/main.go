@@ -366,8 +366,20 @@ func checkFlags(o *app.Options) error {
 	if err := offboard.CheckPrefix(o.SubjectPrefix); err != nil {
 		return fmt.Errorf("--subject-prefix: %w", err) // not quoted: it may be a secret given to the wrong flag
 	}
+	// NATS refuses a stream over its own subjects, and over a bucket's
+	// ($KV.MDE_OFFBOARD_LEDGER.>): the start failed once NATS was up,
+	// exit 1, and --check-config passed it.
+	if root, _, _ := strings.Cut(o.SubjectPrefix, "."); slices.Contains(serverRoots, root) {
+		return fmt.Errorf("--subject-prefix: under the NATS server's own subjects (%s), which it refuses for the worker's streams; use one such as %s",
+			strings.Join(serverRoots, ", "), offboard.DefaultPrefix)
+	}
 	return nil
 }
+
+// serverRoots are the first tokens of the subjects the NATS server keeps
+// for itself: JetStream's API, its clustering, the system account's, and
+// the key-value and object stores' streams.
+var serverRoots = []string{"$JS", "$JSC", "$NRG", "$SYS", "$KV", "$O"}
 
 // minDuplicates is the shortest duplicate window NATS takes for a stream.
 const minDuplicates = 100 * time.Millisecond
