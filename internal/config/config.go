@@ -416,7 +416,7 @@ func decode(data []byte) (*File, error) {
 		if de := (*durationError)(nil); errors.As(err, &de) {
 			return nil, fmt.Errorf("tenants file: %s", de.describe(data))
 		}
-		return nil, fmt.Errorf("tenants file: %s", decodeError(err, data))
+		return nil, fmt.Errorf("tenants file: %s%s", decodeError(err, data), tabIndent(err, data))
 	}
 	if anotherDocument(dec) {
 		return nil, errors.New("tenants file: a second YAML document (---) follows the first: put every tenant in one tenants list")
@@ -504,6 +504,32 @@ func checkUTF8(data []byte) error {
 		i += size
 	}
 	return nil
+}
+
+// cannotStartToken is the decoder's error for a character no YAML
+// token begins with, a tab among them.
+var cannotStartToken = regexp.MustCompile(`^yaml: line (\d+): found character that cannot start any token$`)
+
+// tabIndent says, after the decoder's error err, that the line it names
+// in data is indented with a tab: YAML indents with spaces only, and the
+// decoder's "found character that cannot start any token" names no tab.
+// "" for any other error.
+func tabIndent(err error, data []byte) string {
+	m := cannotStartToken.FindStringSubmatch(err.Error())
+	if m == nil {
+		return ""
+	}
+	n, _ := strconv.Atoi(m[1])
+	lines := bytes.Split(data, []byte("\n"))
+	if n < 1 || n > len(lines) {
+		return ""
+	}
+	line := lines[n-1]
+	indent := line[:len(line)-len(bytes.TrimLeft(line, " \t"))]
+	if !bytes.ContainsRune(indent, '\t') {
+		return ""
+	}
+	return fmt.Sprintf(": line %d is indented with a tab; YAML indents with spaces only", n)
 }
 
 // anotherDocument reports whether a document with content follows the
