@@ -278,6 +278,12 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 	if c.skipFileChecks && !c.checkConfig {
 		return c, errors.New("--skip-file-checks only with --check-config: the start always reads the files")
 	}
+	if c.o.ConfigPath == "" {
+		// A variable expanded to nothing on the command line: the file
+		// named "" was opened, and its error named neither the flag nor
+		// a file.
+		return c, errors.New("--config: empty; give the tenants file, such as --config worker.yaml")
+	}
 	if err := checkFlags(&c.o); err != nil {
 		return c, err
 	}
