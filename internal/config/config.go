@@ -579,7 +579,45 @@ func checkScalars(data []byte) error {
 	if err := noDeepMerges(&doc); err != nil {
 		return err
 	}
+	if err := noZeroTracking(&doc); err != nil {
+		return err
+	}
 	return wholeCounts(&doc)
+}
+
+// trackingKeys are the tracking's durations, each at least
+// MinTrackingInterval.
+var trackingKeys = []string{"firstCheck", "maxInterval", "maxAge"}
+
+// noZeroTracking refuses a tracking duration written as 0: the decoder
+// leaves 0 as no value, and the default (1m, 1h, 7 days) applied without
+// a word, where 50ms is refused (maxAge: 0 meant to follow for ever, and
+// stopped after a week). An alias is its anchor's value.
+func noZeroTracking(doc *yaml.Node) error {
+	n, path := walkNodes(doc, func(_, n *yaml.Node, path string) bool {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		parent, key, _ := cutLast(path)
+		if n.Kind != yaml.ScalarNode || !strings.HasSuffix(parent, ".tracking") || !slices.Contains(trackingKeys, key) {
+			return false
+		}
+		d, err := parseDuration(n.Value)
+		return err == nil && d == 0
+	})
+	if n != nil {
+		return fmt.Errorf("line %d: %s is 0; it must be at least %s (leave it out for its default)", n.Line, path, MinTrackingInterval)
+	}
+	return nil
+}
+
+// cutLast splits a path at its last '.': tenants[0].tracking and maxAge.
+func cutLast(path string) (before, after string, found bool) {
+	i := strings.LastIndex(path, ".")
+	if i < 0 {
+		return "", path, false
+	}
+	return path[:i], path[i+1:], true
 }
 
 // countKeys are the tenant's keys that hold a whole number.
