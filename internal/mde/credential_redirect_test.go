@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,24 +46,9 @@ func TestCredentialFollowsNoLoginRedirect(t *testing.T) {
 					io.WriteString(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"from-elsewhere"}`)
 				}))
 				t.Cleanup(other.Close)
-				login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					base := "https://" + r.Host
-					tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-					switch {
-					case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
-						w.Header().Set("Content-Type", "application/json")
-						fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
-					case strings.HasSuffix(r.URL.Path, "/token"):
-						http.Redirect(w, r, other.URL+"/token", status)
-					default:
-						http.NotFound(w, r)
-					}
-				}))
-				t.Cleanup(login.Close)
-				c, err := ResolveCloud("commercial", "", login.URL, "")
-				if err != nil {
-					t.Fatal(err)
-				}
+				login, c := loginHost(t, func(w http.ResponseWriter, r *http.Request) {
+					http.Redirect(w, r, other.URL+"/token", status)
+				})
 				cc.TenantID, cc.ClientID = simTenantID, simClientID
 				// The caller's client follows redirects, as Go's does.
 				hc := login.Client()

@@ -39,30 +39,15 @@ func TestLoginHostThrottling(t *testing.T) {
 		t.Run(fmt.Sprintf("%d/%q", tc.status, tc.retryAfter), func(t *testing.T) {
 			t.Parallel()
 			var requests atomic.Int32
-			login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				base := "https://" + r.Host
-				tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-				switch {
-				case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
-					w.Header().Set("Content-Type", "application/json")
-					fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
-				case strings.HasSuffix(r.URL.Path, "/token"):
-					requests.Add(1)
-					if tc.retryAfter != "" {
-						w.Header().Set("Retry-After", tc.retryAfter)
-					}
-					w.Header().Set("Content-Type", "application/json")
-					w.WriteHeader(tc.status)
-					fmt.Fprint(w, `{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop.","error_codes":[50196]}`)
-				default:
-					http.NotFound(w, r)
+			login, c := loginHost(t, func(w http.ResponseWriter, _ *http.Request) {
+				requests.Add(1)
+				if tc.retryAfter != "" {
+					w.Header().Set("Retry-After", tc.retryAfter)
 				}
-			}))
-			t.Cleanup(login.Close)
-			c, err := ResolveCloud("commercial", "", login.URL, "")
-			if err != nil {
-				t.Fatal(err)
-			}
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				fmt.Fprint(w, `{"error":"temporarily_unavailable","error_description":"AADSTS50196: The server terminated an operation because it encountered a client request loop.","error_codes":[50196]}`)
+			})
 			cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
 			if err != nil {
 				t.Fatal(err)
@@ -100,32 +85,17 @@ func TestLoginHostThrottlingHeld(t *testing.T) {
 	secretFile := filepath.Join(dir, "secret")
 	writeSecretFile(t, secretFile, "throttled-secret-0002", time.Now())
 	var requests atomic.Int32
-	login := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		base := "https://" + r.Host
-		tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-		switch {
-		case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
+	login, c := loginHost(t, func(w http.ResponseWriter, _ *http.Request) {
+		if requests.Add(1) == 1 {
+			w.Header().Set("Retry-After", "20")
 			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
-		case strings.HasSuffix(r.URL.Path, "/token"):
-			if requests.Add(1) == 1 {
-				w.Header().Set("Retry-After", "20")
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusTooManyRequests)
-				fmt.Fprint(w, `{"error":"temporarily_unavailable","error_codes":[50196]}`)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"after-the-wait"}`)
-		default:
-			http.NotFound(w, r)
+			w.WriteHeader(http.StatusTooManyRequests)
+			fmt.Fprint(w, `{"error":"temporarily_unavailable","error_codes":[50196]}`)
+			return
 		}
-	}))
-	t.Cleanup(login.Close)
-	c, err := ResolveCloud("commercial", "", login.URL, "")
-	if err != nil {
-		t.Fatal(err)
-	}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"after-the-wait"}`)
+	})
 	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
 	if err != nil {
 		t.Fatal(err)
@@ -159,4 +129,30 @@ func TestLoginHostThrottlingHeld(t *testing.T) {
 	if err := get(); err != nil {
 		t.Errorf("GetToken after the wait: %v", err)
 	}
+}
+
+// loginHost is a login host over TLS that answers the tenant's OpenID
+// discovery document, and token requests with token; c is the cloud that
+// names it as the authority host.
+func loginHost(t *testing.T, token http.HandlerFunc) (login *httptest.Server, c Cloud) {
+	t.Helper()
+	login = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base := "https://" + r.Host
+		tenant, _, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		switch {
+		case strings.HasSuffix(r.URL.Path, "/openid-configuration"):
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprintf(w, `{"token_endpoint":"%[1]s/%[2]s/oauth2/v2.0/token","authorization_endpoint":"%[1]s/%[2]s/oauth2/v2.0/authorize","issuer":"%[1]s/%[2]s/v2.0"}`, base, tenant)
+		case strings.HasSuffix(r.URL.Path, "/token"):
+			token(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(login.Close)
+	c, err := ResolveCloud("commercial", "", login.URL, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return login, c
 }
