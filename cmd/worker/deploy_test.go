@@ -7,7 +7,9 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -257,5 +259,88 @@ func TestDockerfile(t *testing.T) {
 	_, port, _ := net.SplitHostPort(app.DefaultListen)
 	if !regexp.MustCompile(`(?m)^EXPOSE ` + port + `$`).MatchString(text) {
 		t.Errorf("the Dockerfile does not EXPOSE the worker's port %s", port)
+	}
+}
+
+// TestDockerBuildContext reads .dockerignore as docker build does (the
+// last matching pattern wins, "!" takes a path back, a pattern matching
+// a directory takes everything under it) and checks that the build
+// context holds the Go sources the image is built from and none of the
+// files an operator leaves in the repository's root: the README's
+// step-by-step run writes the simulator's secret there, and a tenant's
+// client-secret or certificate.pem made for deploy/README's kubectl
+// create secret sits there too. COPY . . would put them in the build
+// stage, which the builder caches and may push with its cache.
+func TestDockerBuildContext(t *testing.T) {
+	data, err := os.ReadFile("../../.dockerignore")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type pattern struct {
+		glob   string
+		negate bool
+	}
+	var patterns []pattern
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		p := pattern{}
+		p.glob, p.negate = strings.CutPrefix(line, "!")
+		p.glob = strings.TrimPrefix(path.Clean(strings.TrimSpace(p.glob)), "/")
+		if strings.Contains(p.glob, "**") {
+			t.Fatalf(".dockerignore: %q: ** is not read by this test", line)
+		}
+		patterns = append(patterns, p)
+	}
+	inContext := func(file string) bool {
+		in := true
+		for _, p := range patterns {
+			for dir := file; dir != "."; dir = path.Dir(dir) {
+				if ok, err := path.Match(p.glob, dir); err != nil {
+					t.Fatalf(".dockerignore: %q: %v", p.glob, err)
+				} else if ok {
+					in = p.negate
+					break
+				}
+			}
+		}
+		return in
+	}
+
+	out, err := exec.Command("go", "list", "-deps", "-f",
+		`{{if .Module}}{{if .Module.Main}}{{$d := .Dir}}{{range .GoFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{range .EmbedFiles}}{{$d}}/{{.}}{{"\n"}}{{end}}{{end}}{{end}}`,
+		"../../cmd/worker", "../../cmd/offboardctl").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	need := []string{"go.mod", "go.sum"}
+	for line := range strings.Lines(string(out)) {
+		rel, err := filepath.Rel(root, strings.TrimSpace(line))
+		if err != nil {
+			t.Fatal(err)
+		}
+		need = append(need, filepath.ToSlash(rel))
+	}
+	if len(need) < 10 {
+		t.Fatalf("go list named %d files: %q", len(need), need)
+	}
+	for _, f := range need {
+		if !inContext(f) {
+			t.Errorf("%s is left out of the build context, and the image needs it", f)
+		}
+	}
+	for _, f := range []string{
+		"secret", "sim-ca.pem", "worker.yaml", "one.csv", "one-report.csv",
+		"client-secret", "certificate.pem", "data/jetstream/x", ".git/config",
+	} {
+		if inContext(f) {
+			t.Errorf("%s is sent in the build context", f)
+		}
 	}
 }
