@@ -4,7 +4,13 @@
 #
 #   docker build -t mde-offboard .
 #   docker run --rm -v "$PWD/deploy/worker.yaml:/etc/mde-offboard/worker.yaml:ro" \
+#     -v "$HOME/mde-offboard-secrets:/var/run/secrets/mde-offboard:ro" \
 #     -e MDE_OFFBOARD_NATS_URL=nats://nats:4222 -p 9090:9090 mde-offboard
+#
+# The worker reads every credential file the tenants file names at start:
+# deploy/worker.yaml names contoso/client-secret and
+# contoso-gov/certificate.pem under /var/run/secrets/mde-offboard/, so
+# they go in ~/mde-offboard-secrets, readable by uid 65532.
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 ARG TARGETOS

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"flag"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -341,6 +343,76 @@ func TestDockerBuildContext(t *testing.T) {
 	} {
 		if inContext(f) {
 			t.Errorf("%s is sent in the build context", f)
+		}
+	}
+}
+
+// TestDockerRunExample: the docker run the Dockerfile shows mounts the
+// tenants file at the path the image's CMD reads and, under its other
+// mounts, every credential file that tenants file names. Without them the
+// worker exits 2 at start (clientSecretFile: the file it names could not
+// be read).
+func TestDockerRunExample(t *testing.T) {
+	data, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cmd strings.Builder
+	in := false
+	for line := range strings.Lines(string(data)) {
+		line = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "#"))
+		if strings.HasPrefix(line, "docker run ") {
+			in = true
+		}
+		if !in {
+			continue
+		}
+		rest, more := strings.CutSuffix(line, `\`)
+		cmd.WriteString(rest + " ")
+		if !more {
+			break
+		}
+	}
+	if cmd.Len() == 0 {
+		t.Fatal("no docker run in the Dockerfile's comments")
+	}
+	mounts := map[string]string{} // in the container: on the host
+	for _, m := range regexp.MustCompile(`-v "?([^" ]+)"?`).FindAllStringSubmatch(cmd.String(), -1) {
+		parts := strings.Split(m[1], ":")
+		if len(parts) < 2 {
+			t.Fatalf("-v %s: no container path", m[1])
+		}
+		mounts[parts[1]] = strings.Replace(parts[0], "$PWD", "../..", 1)
+	}
+	host, ok := mounts["/etc/mde-offboard/worker.yaml"]
+	if !ok {
+		t.Fatalf("%s: the tenants file is not mounted at /etc/mde-offboard/worker.yaml", cmd.String())
+	}
+	text, err := os.ReadFile(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Tenants []map[string]any `yaml:"tenants"`
+	}
+	if err := yaml.Unmarshal(text, &f); err != nil {
+		t.Fatal(err)
+	}
+	for _, tenant := range f.Tenants {
+		for _, key := range []string{"clientSecretFile", "certificateFile", "certificatePasswordFile", "caFile", "tokenFile"} {
+			file, _ := tenant[key].(string)
+			if file == "" {
+				continue
+			}
+			mounted := false
+			for dir := range mounts {
+				if strings.HasPrefix(file, strings.TrimSuffix(dir, "/")+"/") {
+					mounted = true
+				}
+			}
+			if !mounted {
+				t.Errorf("tenant %v: %s %s is under none of the example's mounts %v", tenant["name"], key, file, slices.Collect(maps.Keys(mounts)))
+			}
 		}
 	}
 }
