@@ -1,6 +1,8 @@
 package queue
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"maps"
 	"slices"
 	"strconv"
@@ -68,6 +71,56 @@ type announcement struct {
 	// NATS server's): the others that serve its tenants take them, and
 	// count it as alive and serving them meanwhile.
 	Aside bool `json:"aside,omitempty"`
+}
+
+// announcementHeaders is the room kept in a message for the headers of
+// an announcement's withdrawal (deleteAt) and the server's count of them.
+const announcementHeaders = 1 << 10
+
+// maxAnnouncement bounds an announcement read uncompressed: far more than
+// the most tenants a replica serves name.
+const maxAnnouncement = 64 << 20
+
+// encodeAnnouncement is a's JSON, or, when that takes more than room
+// bytes (thousands of tenants of long names on a server of a small
+// max_payload, which would refuse it), that JSON compressed with gzip,
+// which a reader tells by its first bytes. A replica of an earlier
+// release cannot read the compressed form; it could not have announced
+// so many tenants either.
+func encodeAnnouncement(a announcement, room int) ([]byte, error) {
+	data, err := json.Marshal(a)
+	if err != nil || len(data) <= room {
+		return data, err
+	}
+	var b bytes.Buffer
+	z := gzip.NewWriter(&b)
+	if _, err := z.Write(data); err != nil {
+		return nil, err
+	}
+	if err := z.Close(); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
+}
+
+// decodeAnnouncement reads an announcement, compressed or not
+// (encodeAnnouncement).
+func decodeAnnouncement(data []byte, a *announcement) error {
+	if !bytes.HasPrefix(data, []byte{0x1f, 0x8b}) { // gzip's magic; JSON starts with '{'
+		return json.Unmarshal(data, a)
+	}
+	z, err := gzip.NewReader(bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	plain, err := io.ReadAll(io.LimitReader(z, maxAnnouncement+1))
+	if err != nil {
+		return err
+	}
+	if len(plain) > maxAnnouncement {
+		return fmt.Errorf("announcement over %d bytes uncompressed", maxAnnouncement)
+	}
+	return json.Unmarshal(plain, a)
 }
 
 // Presence keeps this replica's announcement fresh and follows the
@@ -361,7 +414,8 @@ func (p *Presence) announce(ctx context.Context) error {
 	p.mu.Lock()
 	leaving, aside := p.leaving, p.aside
 	p.mu.Unlock()
-	data, err := json.Marshal(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance, Leaving: leaving, Aside: aside})
+	data, err := encodeAnnouncement(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance, Leaving: leaving, Aside: aside},
+		int(p.nc.MaxPayload())-announcementHeaders)
 	if err != nil {
 		return err
 	}
@@ -510,7 +564,7 @@ func (p *Presence) withdrawStored(ctx context.Context) error {
 		return err
 	}
 	var a announcement
-	if json.Unmarshal(e.Value(), &a) != nil || a.Instance != p.instance {
+	if decodeAnnouncement(e.Value(), &a) != nil || a.Instance != p.instance {
 		return errNotOwnAnnouncement
 	}
 	return p.deleteAt(ctx, e.Revision())
@@ -552,7 +606,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	// serves now.
 	delete(p.gone, e.Key())
 	var a announcement
-	if err := json.Unmarshal(e.Value(), &a); err != nil {
+	if err := decodeAnnouncement(e.Value(), &a); err != nil {
 		p.log.Warn("unreadable announcement", zap.String("replica", e.Key()), zap.Error(err))
 		return
 	}
@@ -608,7 +662,7 @@ func (p *Presence) withdrawnLocked(id string, s seen, now time.Time) {
 // is far less than ttl. p.mu held.
 func (p *Presence) withdrawalRead(e jetstream.KeyValueEntry, now time.Time) {
 	var a announcement
-	if len(e.Value()) == 0 || json.Unmarshal(e.Value(), &a) != nil {
+	if len(e.Value()) == 0 || decodeAnnouncement(e.Value(), &a) != nil {
 		return // a plain delete: an earlier release's, or an operator's
 	}
 	at := e.Created()
@@ -663,7 +717,7 @@ func LastAnnounced(ctx context.Context, js jetstream.JetStream) (map[string]time
 	last := map[string]time.Time{}
 	err = EachEntry(ctx, kv, func(e jetstream.KeyValueEntry) {
 		var a announcement
-		if json.Unmarshal(e.Value(), &a) != nil {
+		if decodeAnnouncement(e.Value(), &a) != nil {
 			return
 		}
 		for _, t := range a.Tenants {

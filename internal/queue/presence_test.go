@@ -53,6 +53,7 @@ func runPresenceWith(t *testing.T, js jetstream.JetStream, o PresenceOptions) *P
 	select {
 	case <-p.Current():
 	case err := <-done:
+		done <- nil // for the cleanup, which would wait for it for ever
 		t.Fatalf("presence %s ended: %v", id, err)
 	case <-time.After(presenceStart):
 		t.Fatalf("presence %s not current after %v", id, presenceStart)
