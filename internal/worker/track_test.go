@@ -569,10 +569,7 @@ func trackTenMinutes(t *testing.T, clock *clockwork.FakeClock) {
 // Pending action, act-1 of request r-1.
 func runTrackingPending(t *testing.T, tr *tracker) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runTracker(t, tr)
 	action := `{"id":"act-1","type":"Offboard","status":"Pending"}`
 	if err := tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), MachineAction: json.RawMessage(action)}); err != nil {
 		t.Fatal(err)

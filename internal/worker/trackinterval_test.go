@@ -83,10 +83,7 @@ func trackStoredInterval(t *testing.T, interval, d time.Duration) *fakeActions {
 	if interval <= 0 {
 		tr.cfg.MaxInterval = config.Duration(time.Hour)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runTracker(t, tr)
 	e := &trackEnv{t: t, clock: clock, start: start}
 	e.runFor(d, 10*time.Second, func(time.Time) {})
 	return api

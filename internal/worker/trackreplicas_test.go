@@ -72,10 +72,7 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 				MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
 			publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
 		})
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { defer close(done); tr.run(ctx) }()
-		t.Cleanup(func() { cancel(); <-done })
+		runTracker(t, tr)
 	}
 	lim := func() *limiter.Limiter { return limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows) }
 	slow := &heldActions{fakeActions: fakeActions{clock: clock, windows: trackWindows, lim: lim()},

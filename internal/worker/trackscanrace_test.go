@@ -71,15 +71,12 @@ func TestTrackingStartedDuringAScanIsHeld(t *testing.T) {
 		},
 		subjects: offboard.Subjects{}, notFoundCheck: 3,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runTracker(t, tr)
 	testwait.Waiters(t, clock, 1) // the first scan is over: the tracker waits for the next
 	close(store.armed)
 	tracked := make(chan error, 1)
 	go func() {
-		tracked <- tr.track(ctx, &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1),
+		tracked <- tr.track(t.Context(), &offboard.Result{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1),
 			MachineAction: json.RawMessage(`{"id":"act-1","type":"Offboard","status":"Pending"}`)})
 	}()
 	testwait.For(t, publishing, 10*time.Second, "the first event on its way")

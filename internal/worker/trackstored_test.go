@@ -53,10 +53,7 @@ func TestTrackingStoredWhileItsAnswerWasLostIsFollowed(t *testing.T) {
 			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
 		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
 	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); tr.run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	runTracker(t, tr)
 	// The first scan of the ledger is over: the tracker waits.
 	wctx, wcancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer wcancel()
