@@ -327,7 +327,11 @@ func jsonPrintable(b []byte) []byte {
 	return out
 }
 
+// age shows how long ago something was stored, d, as dead ls lists it.
+// A time the server stamped ahead of this machine's clock (this clock
+// behind the server's) is no age below zero: it was stored just now.
 func age(d time.Duration) string {
+	d = max(d, 0)
 	switch {
 	case d < time.Minute:
 		return d.Round(time.Second).String()
