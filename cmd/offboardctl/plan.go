@@ -150,7 +150,24 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 		return err
 	}
 	reply.WriteSummary(c.stdout, f.out)
+	c.planPaused(ctx, js, f.tenant)
 	return nil
+}
+
+// planPaused says, under the summary, when the tenant's bulk requests (a
+// campaign run's, by default) are paused: the time the summary gives
+// starts only at the resume. Controls that cannot be read say nothing.
+func (c *cli) planPaused(ctx context.Context, js jetstream.JetStream, tenant string) {
+	view, err := controlView(ctx, js, c.subjects)
+	if err != nil {
+		return
+	}
+	e, ok := view.Pause(tenant, offboard.Bulk)
+	if !ok || !e.Paused {
+		return
+	}
+	fmt.Fprintf(c.stdout, "  paused           the tenant's bulk requests, by %s: %s; a campaign run's rows wait until offboardctl resume %s --priority bulk\n",
+		orNone(printable(e.By)), orNone(printable(e.Reason)), tenant)
 }
 
 // planTenantKnown refuses a tenant no worker has set up, unless
