@@ -1345,18 +1345,10 @@ func backlog(ctx context.Context, js jetstream.JetStream, tenant string, p offbo
 // (nil ones left out) that a campaign's cancel withdraws, but for campaign
 // except's (withdrawn): the worker answers them without a call, so they
 // take no place in the quota or the budget ahead of a campaign's end.
-// Nothing is read for a tenant without a cancel mark in force.
 func withdrawnAhead(ctx context.Context, js jetstream.JetStream, cancels *campaign.Watcher, tenant string, infos []*jetstream.ConsumerInfo, except string) int {
-	if cancels == nil || !cancels.HasCancels(tenant) {
-		return 0
-	}
-	stream, err := js.Stream(ctx, offboard.StreamRequests)
-	if err != nil {
-		return 0 // the ETA errs long
-	}
 	n := 0
 	for _, info := range infos {
-		n += withdrawn(ctx, stream, cancels, tenant, info, except)
+		n += withdrawn(ctx, js, cancels, tenant, info, except)
 	}
 	return n
 }

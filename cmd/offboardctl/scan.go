@@ -91,18 +91,39 @@ func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject st
 	if !since.IsZero() {
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &since
 	}
+	return scanWith(ctx, js, stream, subject, cfg, since, 0, first, 0, fn)
+}
+
+// scanFromSeq is scan from stream sequence seq on, of at most limit
+// messages: a consumer's requests not handed out yet.
+func scanFromSeq(ctx context.Context, js jetstream.JetStream, stream, subject string, seq, limit uint64, fn func(jetstream.Msg)) error {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject},
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq}
+	return scanWith(ctx, js, stream, subject, cfg, time.Time{}, max(seq, 1)-1, scanWait, limit, fn)
+}
+
+// scanWith is scan through an ordered consumer of cfg, which reads
+// subject from after stream sequence last, stored at or after since,
+// handing over at most limit messages (0: no limit).
+func scanWith(ctx context.Context, js jetstream.JetStream, stream, subject string, cfg jetstream.OrderedConsumerConfig,
+	since time.Time, last uint64, first time.Duration, limit uint64, fn func(jetstream.Msg),
+) error {
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
-	var last uint64 // the stream sequence of the last message read
+	read := uint64(0)
 	for wait := first; ; wait = scanWait {
-		batch, err := cons.Fetch(512, jetstream.FetchMaxWait(wait))
+		batch := 512
+		if limit > 0 {
+			batch = int(min(limit-read, 512)) //nolint:gosec // at most 512
+		}
+		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(wait))
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
 		n, done := 0, false
-		for m := range batch.Messages() {
+		for m := range msgs.Messages() {
 			fn(m)
 			n++
 			if meta, err := m.Metadata(); err == nil {
@@ -116,13 +137,14 @@ func scanWaiting(ctx context.Context, js jetstream.JetStream, stream, subject st
 				break
 			}
 		}
+		read += uint64(n) //nolint:gosec // not negative
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
-		if done {
+		if done || (limit > 0 && read >= limit) {
 			return nil
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
 		if n > 0 {

@@ -416,7 +416,7 @@ func (r *statusRead) withdrawnWaiting(ctx context.Context, name string, tc *tena
 	n := 0
 	for _, p := range control.Priorities {
 		if !st.Paused[p] {
-			n += withdrawn(ctx, r.stream, r.cancels, name, tc.info[p], "")
+			n += withdrawn(ctx, r.journals.js, r.cancels, name, tc.info[p], "")
 		}
 	}
 	return n
@@ -432,16 +432,12 @@ func (r *statusRead) withdrawnWaiting(ctx context.Context, name string, tc *tena
 // withdrawnReadCap: a campaign of a million rows must not hold a status
 // past its time limit. The rest, and a read cut short, count as calls:
 // an ETA errs long.
-func withdrawn(ctx context.Context, stream jetstream.Stream, cancels *campaign.Watcher, tenant string, info *jetstream.ConsumerInfo, except string) int {
-	if cancels == nil || info == nil || info.NumPending == 0 || !cancels.HasCancels(tenant) {
+func withdrawn(ctx context.Context, js jetstream.JetStream, cancels *campaign.Watcher, tenant string, info *jetstream.ConsumerInfo, except string) int {
+	if cancels == nil || info == nil || info.NumPending == 0 || info.Config.FilterSubject == "" || !cancels.HasCancels(tenant) {
 		return 0
 	}
-	subjects := info.Config.FilterSubjects
-	if info.Config.FilterSubject != "" {
-		subjects = []string{info.Config.FilterSubject}
-	}
 	n := 0
-	_ = readWaiting(ctx, stream, subjects, info.Delivered.Stream+1, min(info.NumPending, withdrawnReadCap), func(m jetstream.Msg) {
+	_ = scanFromSeq(ctx, js, offboard.StreamRequests, info.Config.FilterSubject, info.Delivered.Stream+1, min(info.NumPending, withdrawnReadCap), func(m jetstream.Msg) {
 		req, err := offboard.ParseRequest(m.Data(), tenant)
 		if err != nil {
 			return // answered invalid_request without a call, yet left in: the ETA errs long
@@ -461,39 +457,8 @@ func withdrawn(ctx context.Context, stream jetstream.Stream, cancels *campaign.W
 }
 
 // withdrawnReadCap is how many waiting requests of a consumer status
-// reads at most for a campaign's cancel (withdrawnWaiting).
+// reads at most for a campaign's cancel (withdrawn).
 const withdrawnReadCap = 50_000
-
-// readWaiting reads up to n messages of the stream on subjects from
-// stream sequence from on, in order: a consumer's requests not handed out
-// yet. It stops early when nothing more is stored (answered meanwhile).
-func readWaiting(ctx context.Context, stream jetstream.Stream, subjects []string, from, n uint64, fn func(jetstream.Msg)) error {
-	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{
-		FilterSubjects: subjects, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: from,
-	})
-	if err != nil {
-		return err
-	}
-	for read := uint64(0); read < n; {
-		batch, err := cons.Fetch(int(min(n-read, readBatch)), jetstream.FetchMaxWait(scanWait)) //nolint:gosec // at most readBatch
-		if err != nil {
-			return err
-		}
-		got, done := 0, false
-		for m := range batch.Messages() {
-			fn(m)
-			got++
-			if meta, err := m.Metadata(); err == nil && meta.NumPending == 0 {
-				done = true
-			}
-		}
-		read += uint64(got) //nolint:gosec // not negative
-		if done || got == 0 {
-			return batch.Error()
-		}
-	}
-	return nil
-}
 
 // addCapped is a+b (neither below zero), held to the longest duration
 // there is rather than wrapped around to below zero.
