@@ -319,16 +319,7 @@ func TestQuotaFeedCatchesUpWithAnEmptiedJournal(t *testing.T) {
 			}
 			shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Lease: time.Second})
 			defer shared.Close(context.Background())
-			stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer stop()
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second) // real time: a bound, not a measure
-			defer cancel()
-			if err := shared.WaitCaughtUp(ctx); err != nil {
-				t.Fatalf("the feed never caught up with the %s journal: %v", tc.name, err)
-			}
+			followCaughtUp(t, js, s.Subjects, shared, time.Hour)
 		})
 	}
 }
@@ -744,16 +735,7 @@ func followedOff(t *testing.T, js jetstream.JetStream, s Settings, journal *Quot
 	shared := limiter.NewShared(limiter.SharedOptions{Journal: journal, Clock: clock, Margin: 500 * time.Millisecond, Lease: 15 * time.Second})
 	t.Cleanup(func() { shared.Close(context.Background()) })
 	l := shared.Tenant("contoso").Add("offboard", limiter.Default())
-	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour+16*time.Second, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	if err := shared.WaitCaughtUp(ctx); err != nil {
-		t.Fatal(err)
-	}
+	followCaughtUp(t, js, s.Subjects, shared, time.Hour+16*time.Second)
 	if err := shared.Healthy(); err == nil {
 		t.Fatal("healthy with the clock ahead of the server's")
 	}
