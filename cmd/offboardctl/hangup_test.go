@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // childArgs, in the environment, has TestOffboardctlChild run
@@ -61,16 +63,7 @@ func TestHangupEndsACampaignRunAsAnInterrupt(t *testing.T) {
 		}
 		var out, errb bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &errb
-		published := lastRequestSeq(t, js)
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill() })
-		for deadline := time.Now().Add(time.Minute); lastRequestSeq(t, js) < published+2; time.Sleep(10 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the rows were not published in a minute: %s %s", name, out.String(), errb.String())
-			}
-		}
+		startPublishing(t, js, cmd, 2, &errb)
 		return cmd, &out, &errb, tmp
 	}
 	ended := func(name string, cmd *exec.Cmd, out, errb *bytes.Buffer, tmp, cause string) {
@@ -112,4 +105,21 @@ func TestHangupEndsACampaignRunAsAnInterrupt(t *testing.T) {
 		t.Fatal(err)
 	}
 	ended("nohup", cmd, out, errb, tmp, "interrupt signal received")
+}
+
+// startPublishing starts cmd, a campaign run in a process of its own
+// (killed when the test ends), and returns once it has published rows
+// requests; errb is its standard error, shown if it does not.
+func startPublishing(t *testing.T, js jetstream.JetStream, cmd *exec.Cmd, rows uint64, errb *bytes.Buffer) {
+	t.Helper()
+	published := lastRequestSeq(t, js)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	for deadline := time.Now().Add(time.Minute); lastRequestSeq(t, js) < published+rows; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the rows were not published in a minute: %s", errb.String())
+		}
+	}
 }

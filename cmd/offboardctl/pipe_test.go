@@ -34,16 +34,7 @@ func TestCampaignRunOutlivesItsOutputsReader(t *testing.T) {
 	}
 	var errb bytes.Buffer
 	cmd.Stderr = &errb
-	published := lastRequestSeq(t, js)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	for deadline := time.Now().Add(time.Minute); lastRequestSeq(t, js) < published+2; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the rows were not published in a minute: %s", errb.String())
-		}
-	}
+	startPublishing(t, js, cmd, 2, &errb)
 	// The reader goes, then the interrupt comes.
 	if err := stdout.Close(); err != nil {
 		t.Fatal(err)
