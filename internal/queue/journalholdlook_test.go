@@ -37,14 +37,7 @@ func TestHoldDuringALookOutlastsIt(t *testing.T) {
 		shared.Close(ctx)
 	})
 	shared.Tenant("contoso").Add("offboard", []limiter.Window{{Count: 1, Length: time.Minute}})
-	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	if err := shared.WaitCaughtUp(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	followCaughtUp(t, js, s.Subjects, shared, time.Hour)
 	stream, err := js.Stream(t.Context(), offboard.StreamQuota)
 	if err != nil {
 		t.Fatal(err)

@@ -469,14 +469,7 @@ func TestJournalWithItsLastEntryDeleted(t *testing.T) {
 			shared.Close(ctx)
 		})
 		l := shared.Tenant("contoso").Add("offboard", []limiter.Window{{Count: 100, Length: time.Minute}})
-		stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(stop)
-		if err := shared.WaitCaughtUp(t.Context()); err != nil {
-			t.Fatal(err)
-		}
+		followCaughtUp(t, js, s.Subjects, shared, time.Hour)
 		return l
 	}
 	record := func(l *limiter.Limiter) error {
@@ -636,14 +629,7 @@ func followedTenant(t *testing.T, js jetstream.JetStream, s Settings, clock cloc
 	})
 	tn := shared.Tenant("contoso")
 	add(tn)
-	stop, err := FollowQuota(t.Context(), js, s.Subjects, shared, time.Hour, zap.NewNop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stop)
-	if err := shared.WaitCaughtUp(t.Context()); err != nil {
-		t.Fatal(err)
-	}
+	followCaughtUp(t, js, s.Subjects, shared, time.Hour)
 	return tn
 }
 
