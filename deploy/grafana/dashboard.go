@@ -202,19 +202,34 @@ func waiting() row {
 	return row{id: 1, title: "Waiting requests", panels: []cog.Builder[dashboard.Panel]{
 		series(2, "Backlog by priority",
 			"Requests waiting in MDE_OFFBOARD_REQUESTS per tenant and priority (max across the replicas connected to NATS; one without keeps its last count). Does anything wait, and which priority?",
-			"short", half,
+			"short", third,
 			query("A", `tenant_priority:mde_offboard_backlog_requests:max{tenant=~"$tenant"}`, "{{tenant}} {{priority}}")),
-		series(3, "Oldest waiting request",
-			"Age of the oldest request still waiting, per tenant and priority. The service level: normal 15 minutes, bulk 24 hours (alert MdeOffboardRequestsWaitingTooLong).",
-			"s", half,
-			query("A", `tenant_priority:mde_offboard_oldest_waiting_seconds:max{tenant=~"$tenant"}`, "{{tenant}} {{priority}}")).
-			Thresholds(dashboard.NewThresholdsConfigBuilder().
-				Mode(dashboard.ThresholdsModeAbsolute).
-				Steps([]dashboard.Threshold{
-					{Color: "green"},
-					{Color: "orange", Value: cog.ToPtr[float64](900)},
-				})),
+		oldestWaiting(3, "normal", "15 minutes", 15*60),
+		oldestWaiting(25, "bulk", "24 hours", 24*60*60),
 	}}
+}
+
+// oldestWaiting is the age of a priority's oldest waiting request, per
+// tenant, against the priority's service level (the age past which
+// MdeOffboardRequestsWaitingTooLong fires), drawn as a dashed line. A
+// panel per priority: a time series panel draws one set of thresholds
+// for all its series, and the levels are 96 times apart. The axis reaches
+// the level while the requests are younger, so the line stays in view and
+// the distance to it reads at a glance.
+func oldestWaiting(id uint32, priority, within string, level float64) *timeseries.PanelBuilder {
+	return series(id, "Oldest waiting request: "+priority,
+		"Age of the oldest "+priority+"-priority request not answered yet, per tenant (max across the replicas connected to NATS). The dashed line is the service level: a result within "+within+" (alert MdeOffboardRequestsWaitingTooLong, quiet while the priority is paused or the tenant held by its budget).",
+		"s", third,
+		query("A", `tenant_priority:mde_offboard_oldest_waiting_seconds:max{tenant=~"$tenant", priority="`+priority+`"}`, "{{tenant}}")).
+		Thresholds(dashboard.NewThresholdsConfigBuilder().
+			Mode(dashboard.ThresholdsModeAbsolute).
+			Steps([]dashboard.Threshold{
+				{Color: "green"},
+				{Color: "red", Value: cog.ToPtr(level)},
+			})).
+		ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
+		AxisSoftMin(0).
+		AxisSoftMax(level)
 }
 
 func quota() row {

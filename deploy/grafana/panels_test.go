@@ -3,10 +3,13 @@ package grafana
 import (
 	"cmp"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
+	"github.com/prometheus/prometheus/model/labels"
 	"github.com/prometheus/prometheus/promql/parser"
+	"go.yaml.in/yaml/v3"
 )
 
 // panel is what these tests read of a panel in the generated JSON.
@@ -15,8 +18,19 @@ type panel struct {
 	Type        string `json:"type"`
 	FieldConfig struct {
 		Defaults struct {
-			Unit    string `json:"unit"`
-			NoValue string `json:"noValue"`
+			Unit       string `json:"unit"`
+			NoValue    string `json:"noValue"`
+			Thresholds struct {
+				Steps []struct {
+					Value *float64 `json:"value"`
+				} `json:"steps"`
+			} `json:"thresholds"`
+			Custom struct {
+				ThresholdsStyle struct {
+					Mode string `json:"mode"`
+				} `json:"thresholdsStyle"`
+				AxisSoftMax *float64 `json:"axisSoftMax"`
+			} `json:"custom"`
 		} `json:"defaults"`
 		Overrides []struct {
 			Matcher struct {
@@ -302,5 +316,128 @@ func TestStatsAreInstant(t *testing.T) {
 	}
 	if stats == 0 {
 		t.Error("no stat panel: the test checks nothing")
+	}
+}
+
+// serviceLevels are the ages past which MdeOffboardRequestsWaitingTooLong
+// fires, by priority, read from its expression: each comparison of
+// mde_offboard_oldest_waiting_seconds of one priority with a number.
+func serviceLevels(t *testing.T) map[string]float64 {
+	t.Helper()
+	data, err := os.ReadFile("../prometheus/alerts.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Groups []struct {
+			Rules []struct {
+				Alert string `yaml:"alert"`
+				Expr  string `yaml:"expr"`
+			} `yaml:"rules"`
+		} `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal(data, &f); err != nil {
+		t.Fatal(err)
+	}
+	levels := map[string]float64{}
+	for _, g := range f.Groups {
+		for _, r := range g.Rules {
+			if r.Alert != "MdeOffboardRequestsWaitingTooLong" {
+				continue
+			}
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(r.Expr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+				b, ok := n.(*parser.BinaryExpr)
+				if !ok || b.Op != parser.GTR {
+					return nil
+				}
+				level, ok := b.RHS.(*parser.NumberLiteral)
+				if !ok {
+					return nil
+				}
+				if p := waitingPriority(b.LHS); p != "" {
+					levels[p] = level.Val
+				}
+				return nil
+			})
+		}
+	}
+	if len(levels) == 0 {
+		t.Fatal("no service level found in MdeOffboardRequestsWaitingTooLong")
+	}
+	return levels
+}
+
+// waitingPriority is the one priority whose oldest waiting age e reads,
+// "" when it reads none or every one.
+func waitingPriority(e parser.Node) string {
+	priority := ""
+	parser.Inspect(e, func(n parser.Node, _ []parser.Node) error {
+		vs, ok := n.(*parser.VectorSelector)
+		if !ok || !strings.Contains(vs.Name, "oldest_waiting_seconds") {
+			return nil
+		}
+		for _, m := range vs.LabelMatchers {
+			if m.Name == "priority" && m.Type == labels.MatchEqual {
+				priority = m.Value
+			}
+		}
+		return nil
+	})
+	return priority
+}
+
+// TestWaitingShowsTheServiceLevels: the age of the oldest waiting request
+// is shown against its priority's service level, the age past which
+// MdeOffboardRequestsWaitingTooLong fires (normal 15 minutes, bulk 24
+// hours): one panel per priority, each drawing its level as a line, on an
+// axis that reaches it while the requests are younger. A threshold of a
+// time series panel is drawn only with a thresholds style; the panel
+// showed both priorities with a threshold of 900 s and no style: it drew
+// nothing, and would have been the normal priority's for bulk too.
+func TestWaitingShowsTheServiceLevels(t *testing.T) {
+	t.Parallel()
+	levels := serviceLevels(t)
+	shown := map[string]bool{}
+	for _, p := range panels(t) {
+		for _, q := range p.Targets {
+			if !strings.Contains(q.Expr, "oldest_waiting_seconds") {
+				continue
+			}
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(vars.Replace(q.Expr))
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.Title, q.RefID, err)
+			}
+			priority := waitingPriority(e)
+			level, ok := levels[priority]
+			if !ok {
+				t.Errorf("panel %q, query %s (%s) shows no one priority of %v: no service level to draw", p.Title, q.RefID, q.Expr, levels)
+				continue
+			}
+			shown[priority] = true
+			var steps []float64
+			for _, s := range p.FieldConfig.Defaults.Thresholds.Steps {
+				if s.Value != nil {
+					steps = append(steps, *s.Value)
+				}
+			}
+			if len(steps) != 1 || steps[0] != level {
+				t.Errorf("panel %q (%s): thresholds at %v, want one at the service level, %v s", p.Title, priority, steps, level)
+			}
+			if mode := p.FieldConfig.Defaults.Custom.ThresholdsStyle.Mode; mode == "" || mode == "off" {
+				t.Errorf("panel %q (%s): thresholds style %q draws no threshold", p.Title, priority, mode)
+			}
+			if m := p.FieldConfig.Defaults.Custom.AxisSoftMax; m == nil || *m < level {
+				t.Errorf("panel %q (%s): axis soft max %v; the level's line is off the panel while the requests are younger", p.Title, priority, m)
+			}
+		}
+	}
+	for priority := range levels {
+		if !shown[priority] {
+			t.Errorf("no panel shows the oldest waiting %s request", priority)
+		}
 	}
 }
