@@ -295,7 +295,10 @@ func controls() row {
 			third, high,
 			query("A", `max by (tenant, priority) (mde_offboard_tenant_paused{tenant=~"$tenant"} `+withNATS+`) > 0`, "{{tenant}} {{priority}}").
 				Format(prometheus.PromQueryFormatTable).
-				Instant()),
+				Instant()).
+			// > 0 leaves out what is not paused; with nothing paused, the
+			// usual case, the table says so rather than "No data".
+			NoValue("none paused"),
 		series(16, "Held requests",
 			"Requests waiting on purpose, by reason: pause (an operator paused the tenant) or budget (its budget is spent; a higher budget, offboardctl budget, lets them go).",
 			"short", third,
@@ -305,7 +308,10 @@ func controls() row {
 			"Actions the tenant's budget still allows in its window (tenants with a budget).",
 			"short", third,
 			// A tenant without a budget reports NaN: >= 0 leaves it out.
-			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"} `+withNATS+`) >= 0`, "{{tenant}}")),
+			query("A", `min by (tenant) (mde_offboard_budget_remaining{tenant=~"$tenant"} `+withNATS+`) >= 0`, "{{tenant}}")).
+			// With no tenant budgeted there is nothing to draw: said so,
+			// not as 0, which would read as a spent budget.
+			NoValue("no budget set"),
 	}}
 }
 
@@ -360,7 +366,9 @@ func health() row {
 			OverrideByQuery("B", []dashboard.DynamicConfigValue{
 				{Id: "unit", Value: "s"},
 				{Id: "custom.axisPlacement", Value: "right"},
-			}),
+			}).
+			// Only tenants with tracking.enabled have these series.
+			NoValue("tracking off"),
 		tableOf(23, "Builds running", "Version and revision of each replica.", half, 5,
 			query("A", "mde_offboard_build_info", "").
 				Format(prometheus.PromQueryFormatTable).
@@ -371,6 +379,8 @@ func health() row {
 			query("A", `min by (tenant) (mde_offboard_certificate_expiry_timestamp_seconds{tenant=~"$tenant"}) - time()`, "{{tenant}}").
 				Format(prometheus.PromQueryFormatTable).
 				Instant()).
-			Unit("s"),
+			Unit("s").
+			// Only tenants that sign in with a certificate have the series.
+			NoValue("no certificate in use"),
 	}}
 }

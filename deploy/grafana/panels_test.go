@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/json"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -438,6 +439,35 @@ func TestWaitingShowsTheServiceLevels(t *testing.T) {
 	for priority := range levels {
 		if !shown[priority] {
 			t.Errorf("no panel shows the oldest waiting %s request", priority)
+		}
+	}
+}
+
+// TestEmptyPanelsSaySo: a panel whose query drops series (a comparison
+// without bool: nothing paused, no tenant with a budget) or reads a
+// metric only some tenants have (a certificate, tracking) has nothing to
+// draw in the usual case. It says what that means, not "No data", which
+// reads as a broken query; and a panel whose query keeps zeros
+// (Budget left, >= 0) does not say 0, which reads as a spent budget.
+func TestEmptyPanelsSaySo(t *testing.T) {
+	t.Parallel()
+	someTenants := []string{"mde_offboard_certificate_expiry_timestamp_seconds", "mde_offboard_tracked_actions", "mde_offboard_tracking_lag_seconds"}
+	for _, p := range panels(t) {
+		noValue := p.FieldConfig.Defaults.NoValue
+		for _, q := range p.Targets {
+			e, err := parser.NewParser(parser.Options{}).ParseExpr(vars.Replace(q.Expr))
+			if err != nil {
+				t.Fatalf("%s %s: %v", p.Title, q.RefID, err)
+			}
+			b, filters := e.(*parser.BinaryExpr)
+			filters = filters && b.Op.IsComparisonOperator() && !b.ReturnBool
+			partial := slices.ContainsFunc(someTenants, func(name string) bool { return strings.Contains(q.Expr, name) })
+			if (filters || partial) && noValue == "" {
+				t.Errorf("panel %q, query %s (%s) can return nothing; the panel shows \"No data\", want it to say what that means", p.Title, q.RefID, q.Expr)
+			}
+			if filters && b.Op == parser.GTE && noValue == "0" {
+				t.Errorf("panel %q, query %s (%s) keeps zeros: with none it shows 0, as for a value of 0", p.Title, q.RefID, q.Expr)
+			}
 		}
 	}
 }
