@@ -577,6 +577,11 @@ func (j *job) withAction(outcome offboard.Outcome, a mde.Action) *offboard.Resul
 	if r.MachineID == "" {
 		r.MachineID = a.MachineID
 	}
+	if r.ComputerDNSName == "" {
+		// A request by machineId names no device: the action does, unless
+		// the API left it null, as it may on a fresh one.
+		r.ComputerDNSName = apiText(a.ComputerDNSName)
+	}
 	return r
 }
 

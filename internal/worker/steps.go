@@ -96,6 +96,11 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	if res != nil && dev.policy != nil {
 		res.Policy = dev.policy
 	}
+	if res != nil && res.ComputerDNSName == "" && dev.machine != nil {
+		// The device as the guards read it names it, where the request
+		// and the action did not: no read is made for the name alone.
+		res.ComputerDNSName = apiText(dev.machine.ComputerDNSName)
+	}
 	return res, err
 }
 
