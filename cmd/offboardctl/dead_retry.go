@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -64,12 +65,31 @@ id with such a result stored after its dead letter is not retried.`,
 			return c.retryDead(cmd.Context(), args[0], seq, codes)
 		},
 	}
-	cmd.Flags().Uint64Var(&seq, "seq", 0, "the dead letter's sequence in MDE_OFFBOARD_DEAD (its request id is retried from its latest)")
+	cmd.Flags().Var((*decimal)(&seq), "seq", "the dead letter's sequence in MDE_OFFBOARD_DEAD (its request id is retried from its latest)")
 	once(cmd.Flags(), "seq")
 	cmd.Flags().BoolVar(&all, "all", false, "every dead letter of the tenant (the latest of each request id)")
 	codes.flag(cmd)
 	return cmd
 }
+
+// decimal is a flag's number written in decimal, as dead ls shows a
+// sequence. pflag's uint64 reads Go's number syntax: --seq 010 was dead
+// letter 8, 0x1f dead letter 31, 1_0 dead letter 10, another request
+// retried than the one meant. A leading zero is a decimal number's.
+type decimal uint64
+
+func (d *decimal) Set(s string) error {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return err
+	}
+	*d = decimal(n)
+	return nil
+}
+
+func (d *decimal) String() string { return strconv.FormatUint(uint64(*d), 10) }
+
+func (d *decimal) Type() string { return "uint64" }
 
 func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes codeFilter) error {
 	// Every code is read: a request id's latest dead letter decides
