@@ -265,3 +265,29 @@ func (e *env) actionEvents() func() map[string][]worker.ActionEvent {
 		return out
 	}
 }
+
+// TestRefusedSecretSentOnceForTheQueue: the login host refuses the
+// tenant's secret (rotated in Entra ID, not in the worker's file) while
+// requests of the tenant wait. Each is answered unauthorized and copied
+// to the dead letters, as before, and the secret is sent once for them
+// all: each request sent it again, a burst of failed sign-ins.
+func TestRefusedSecretSentOnceForTheQueue(t *testing.T) {
+	t.Parallel()
+	const requests = 30
+	e := setup(t, envConfig{machines: requests, tenants: []string{"contoso"}})
+	tt := e.tenants["contoso"]
+	e.sim.SetSecret(tt.tenantID, "rotated-"+newID())
+	c := e.collect("mde.offboard.result.>")
+	e.control("pause", "contoso", "all")
+	e.offboardEach("contoso", "q-", 0, requests)
+	e.control("resume", "contoso", "all")
+	for key, rs := range c.wait(t, requests, 30*time.Second) {
+		if len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeUnauthorized || rs[0].Attempts != 0 {
+			t.Errorf("%s: %+v, want one unauthorized result, no call", key, rs)
+		}
+	}
+	eventually(t, 10*time.Second, "every request dead-lettered", func() bool { return e.streamMsgs(offboard.StreamDead) == requests })
+	if n := e.sim.TokenRequests(tt.tenantID); n != 1 {
+		t.Errorf("login requests for %d waiting requests refused = %d, want 1", requests, n)
+	}
+}

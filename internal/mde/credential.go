@@ -183,9 +183,14 @@ type Credential struct {
 	// (its Retry-After), and held its answer: until then a token request
 	// gets held, the wait left in its RetryAfter, and the login host is
 	// not asked. The calls of a busy tenant, each asking it again, kept
-	// it throttling.
+	// it throttling. A final refusal is held so for refusalHold, while
+	// the credential sends what heldFor tells (sourceOf).
 	heldUntil time.Time
 	held      TokenError
+	heldFor   tokenID
+	// asking holds a value while a token request asks the login host
+	// (Credential.ask).
+	asking chan struct{}
 }
 
 // clock returns the time of the credential's clock.
@@ -195,6 +200,17 @@ func (c *Credential) clock() time.Time {
 	c.mu.Unlock()
 	return now()
 }
+
+// refusalHold is how long a final refusal of the login host (a secret
+// that is not the application's, or expired) answers the tenant's token
+// requests without asking it again, while the credential holds what was
+// refused: every queued request of the tenant sent the refused secret,
+// a burst of failed sign-ins in the tenant's logs that Entra ID may
+// throttle or lock out. Short: a secret just added in Entra ID can be
+// refused for a few seconds, and with the same secret the tenant's
+// requests are failed, unauthorized, until the hold is over. A secret
+// or certificate changed ends it at once.
+const refusalHold = 30 * time.Second
 
 // tokenMargin is how long before its expiry a cached token is no longer
 // handed out: a call that takes it has time to finish.
@@ -306,8 +322,7 @@ func secretFileBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscove
 		if err := checkClientSecret(secret); err != nil {
 			return nil, fmt.Errorf("clientSecretFile: the file it names %w", err)
 		}
-		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
+		return newSecretCredential(cc, secret, opts, noDiscovery)
 	}, []string{cc.ClientSecretFile}
 }
 
@@ -325,10 +340,27 @@ func secretEnvBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscover
 		if err := checkClientSecret(secret); err != nil {
 			return nil, fmt.Errorf("clientSecretEnv: the environment variable it names %w", err)
 		}
-		return azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
+		return newSecretCredential(cc, secret, opts, noDiscovery)
 	}, nil
 }
+
+// secretCredential is a client secret's credential, with what tells its
+// secret from another (sourceOf).
+type secretCredential struct {
+	*azidentity.ClientSecretCredential
+	secret tokenID
+}
+
+func newSecretCredential(cc CredentialConfig, secret string, opts azcore.ClientOptions, noDiscovery bool) (azcore.TokenCredential, error) {
+	tc, err := azidentity.NewClientSecretCredential(cc.TenantID, cc.ClientID, secret,
+		&azidentity.ClientSecretCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery})
+	if err != nil {
+		return nil, err
+	}
+	return secretCredential{tc, idOf(secret)}, nil
+}
+
+func (c secretCredential) source(context.Context) (tokenID, bool) { return c.secret, true }
 
 // checkClientSecret refuses what is plainly no client secret, before it
 // is sent to the login host as one: a certificate or key put in the
@@ -356,7 +388,7 @@ func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscov
 		if err != nil {
 			return nil, err
 		}
-		return certificateCredential{tc, cert.NotAfter}, nil
+		return certificateCredential{tc, cert.NotAfter, idOfCertificates(certs)}, nil
 	}, slices.DeleteFunc([]string{cc.CertificateFile, cc.CertificatePasswordFile}, func(p string) bool { return p == "" })
 }
 
@@ -426,6 +458,19 @@ func parseCertificates(data, password []byte) ([]*x509.Certificate, crypto.Priva
 type certificateCredential struct {
 	*azidentity.ClientCertificateCredential
 	notAfter time.Time
+	certs    tokenID // tells the file's certificates from others (sourceOf)
+}
+
+func (c certificateCredential) source(context.Context) (tokenID, bool) { return c.certs, true }
+
+// idOfCertificates tells a file's certificates from another's: a new
+// key, or the same key certified again, is another certificate.
+func idOfCertificates(certs []*x509.Certificate) tokenID {
+	var all []byte
+	for _, c := range certs {
+		all = append(all, c.Raw...)
+	}
+	return idOf(string(all))
 }
 
 // CertificateExpiry is when the certificate the credential signs with
@@ -564,6 +609,16 @@ func (c CredentialConfig) tokenFileSetting() string {
 type workloadCredential struct {
 	cred *azidentity.ClientAssertionCredential
 	file *tokenFile
+}
+
+// source tells the federated token the next request sends, the file
+// read again when it changed: false when it cannot be read.
+func (w *workloadCredential) source(ctx context.Context) (tokenID, bool) {
+	tok, err := w.file.assertion(ctx)
+	if err != nil {
+		return tokenID{}, false
+	}
+	return idOf(tok), true
 }
 
 func (w *workloadCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
@@ -972,55 +1027,40 @@ func (c *Credential) credentialError() *TokenError {
 
 // GetToken returns a token, cached until shortly before it expires (or
 // the login host asks for it to be refreshed). A changed secret or certificate file is picked
-// up first. Its error is a *TokenError.
+// up first. After the login host refused the credentials, the token
+// requests get its refusal for refusalHold without asking it again,
+// unless the secret, certificate or federated token changed. Its error
+// is a *TokenError.
 func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	scopes := strings.Join(opts.Scopes, " ")
 	reusable := opts.Claims == "" && opts.TenantID == "" && !opts.EnableCAE
-	if c.stale() {
-		if err := c.rebuildStale(); err != nil {
-			// Not final: a file being rewritten can read empty for a moment;
-			// the next request reads it again. Meanwhile a token the file's
-			// last good content got serves until it expires: a file gone
-			// or broken fails the tenant's calls only once it has.
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			if reusable && c.scopes == scopes && c.fresh(c.token) {
-				return c.token, nil
-			}
-			return azcore.AccessToken{}, c.credentialError()
-		}
+	if tok, ask, err := c.answer(ctx, reusable, scopes); ask == nil {
+		return tok, err
 	}
-	c.mu.Lock()
-	tc, gen := c.current, c.gen
-	if reusable && c.scopes == scopes && c.fresh(c.token) {
-		tok := c.token
-		c.mu.Unlock()
-		return tok, nil
+	// One token request at a time: the calls that found no token wait
+	// for it and take its token, or its refusal, where each asked the
+	// login host (a queue's first calls each sent a refused secret).
+	release, err := c.ask(ctx)
+	if err != nil {
+		return azcore.AccessToken{}, classifyTokenError(ctx, c.host, c.managed, err)
 	}
-	if te := c.holding(); te != nil {
-		c.mu.Unlock()
-		return azcore.AccessToken{}, te
+	defer release()
+	tok, ask, err := c.answer(ctx, reusable, scopes)
+	if ask == nil {
+		return tok, err
 	}
-	c.mu.Unlock()
-	tok, err := tc.GetToken(ctx, opts)
+	tc, gen := ask.tc, ask.gen
+	sent, _ := sourceOf(ctx, tc)
+	tok, err = tc.GetToken(ctx, opts)
 	if fe := (*credentialFileError)(nil); errors.As(err, &fe) {
 		// Not final: the file may be put right.
 		return azcore.AccessToken{}, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()}
 	}
 	if err != nil {
 		te := classifyTokenError(ctx, c.host, c.managed, err)
-		c.hold(te)
-		if te.Final && len(c.watch) > 0 {
-			// The file may hold another secret than the one read, rewritten
-			// in place with its size and time: read again at the next
-			// token request rather than refused until a restart; a file
-			// gone meanwhile is the failure then, and the refused secret
-			// is not sent again.
-			c.mu.Lock()
-			if c.gen == gen {
-				c.reload = true
-			}
-			c.mu.Unlock()
+		c.hold(te, sent)
+		if te.Final {
+			c.readAgain(gen)
 		}
 		return azcore.AccessToken{}, te
 	}
@@ -1031,31 +1071,140 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	if reusable && c.gen == gen { // not rebuilt meanwhile
 		c.token, c.scopes = tok, scopes
 	}
+	if c.held.Final {
+		c.heldUntil = time.Time{}
+	}
 	c.mu.Unlock()
 	return tok, nil
 }
 
+// asking is the credential a token request asks the login host with,
+// and the count of builds that made it.
+type asking struct {
+	tc  azcore.TokenCredential
+	gen uint64
+}
+
+// answer answers a token request without asking the login host where
+// it can: a changed or refused credential built again first, then the
+// cached token, or the refusal held. Otherwise it returns the credential
+// to ask the login host with.
+func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (azcore.AccessToken, *asking, error) {
+	if c.stale() {
+		if err := c.rebuildStale(); err != nil {
+			// Not final: a file being rewritten can read empty for a moment;
+			// the next request reads it again. Meanwhile a token the file's
+			// last good content got serves until it expires: a file gone
+			// or broken fails the tenant's calls only once it has.
+			c.mu.Lock()
+			defer c.mu.Unlock()
+			if reusable && c.scopes == scopes && c.fresh(c.token) {
+				return c.token, nil, nil
+			}
+			return azcore.AccessToken{}, nil, c.credentialError()
+		}
+	}
+	c.mu.Lock()
+	tc, gen := c.current, c.gen
+	if reusable && c.scopes == scopes && c.fresh(c.token) {
+		tok := c.token
+		c.mu.Unlock()
+		return tok, nil, nil
+	}
+	te, heldFor := c.holding()
+	c.mu.Unlock()
+	if te != nil && (!te.Final || sendsAgain(ctx, tc, heldFor)) {
+		if te.Final {
+			c.readAgain(gen)
+		}
+		return azcore.AccessToken{}, nil, te
+	}
+	return azcore.AccessToken{}, &asking{tc, gen}, nil
+}
+
+// ask returns once the call may ask the login host for a token, and the
+// function that lets the next one; an error when ctx ends first.
+func (c *Credential) ask(ctx context.Context) (func(), error) {
+	c.mu.Lock()
+	if c.asking == nil {
+		c.asking = make(chan struct{}, 1)
+	}
+	turn := c.asking
+	c.mu.Unlock()
+	select {
+	case turn <- struct{}{}:
+		return func() { <-turn }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// readAgain has the credential's files read again at the next token
+// request, after the login host refused what gen was built from: the
+// file may hold another secret than the one read, rewritten in place
+// with its size and time; read again, it ends the refusal's hold rather
+// than wait for it (or be refused until a restart). A file gone
+// meanwhile is the failure then, and the refused secret is not sent
+// again.
+func (c *Credential) readAgain(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.watch) > 0 && c.gen == gen {
+		c.reload = true
+	}
+}
+
+// sourceOf tells what tc sends to the login host from what it sent
+// before, without holding it: a secret, certificates, a federated
+// token. A credential that cannot tell (a managed identity's) always
+// sends the same. False: its file cannot be read.
+func sourceOf(ctx context.Context, tc azcore.TokenCredential) (tokenID, bool) {
+	s, ok := tc.(interface {
+		source(context.Context) (tokenID, bool)
+	})
+	if !ok {
+		return tokenID{}, true
+	}
+	return s.source(ctx)
+}
+
+// sendsAgain says whether tc would send the login host what id tells
+// again. One whose file cannot be read sends nothing: its token request
+// fails without asking the login host, naming the file.
+func sendsAgain(ctx context.Context, tc azcore.TokenCredential, id tokenID) bool {
+	now, ok := sourceOf(ctx, tc)
+	return ok && now == id
+}
+
 // hold keeps a refusal that asks for a wait (TokenError.RetryAfter) to
-// answer the token requests until the wait is over.
-func (c *Credential) hold(te *TokenError) {
-	if te.RetryAfter <= 0 {
+// answer the token requests until the wait is over, and a final one for
+// refusalHold while the credential sends what source tells.
+func (c *Credential) hold(te *TokenError, source tokenID) {
+	wait := te.RetryAfter
+	if te.Final {
+		wait = refusalHold
+	}
+	if wait <= 0 {
 		return
 	}
 	c.mu.Lock()
-	c.heldUntil, c.held = c.now().Add(te.RetryAfter), *te
+	c.heldUntil, c.held, c.heldFor = c.now().Add(wait), *te, source
 	c.mu.Unlock()
 }
 
-// holding returns the refusal held while the login host's wait is not
-// over, with the wait left; nil once it is. c.mu is held.
-func (c *Credential) holding() *TokenError {
+// holding returns the refusal held while its hold is not over, with the
+// login host's wait left in it, and what the refused credential sent;
+// nil once it is. c.mu is held.
+func (c *Credential) holding() (*TokenError, tokenID) {
 	now := c.now()
 	if !now.Before(c.heldUntil) {
-		return nil
+		return nil, tokenID{}
 	}
 	te := c.held
-	te.RetryAfter = c.heldUntil.Sub(now)
-	return &te
+	if !te.Final {
+		te.RetryAfter = c.heldUntil.Sub(now)
+	}
+	return &te, c.heldFor
 }
 
 // sendable says whether a token can be sent: a control character (a line
