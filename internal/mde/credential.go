@@ -159,13 +159,15 @@ type Credential struct {
 	// then. current's own cache may still hold that token.
 	reload bool
 	// token is the last token current gave, for scopes; it is handed out
-	// until tokenMargin before it expires (or from when the login host
-	// asked for it to be refreshed), so that a call does not pay for the
-	// library's cache lookup. Building a new credential drops it.
-	token  azcore.AccessToken
-	scopes string
-	gen    uint64           // counts the credentials built, and the refusals of one that could not be rebuilt
-	now    func() time.Time // wall clock; a field so tests can move it
+	// until tokenUntil, tokenMargin before it expires (or from when the
+	// login host asked for it to be refreshed) within the bounds of
+	// reuseUntil, so that a call does not pay for the library's cache
+	// lookup. Building a new credential drops it.
+	token      azcore.AccessToken
+	scopes     string
+	tokenUntil time.Time
+	gen        uint64           // counts the credentials built, and the refusals of one that could not be rebuilt
+	now        func() time.Time // wall clock; a field so tests can move it
 	// failed is why the last build failed, nil after one succeeded. Only
 	// a text known to hold no part of a file (a certificate's dates) is
 	// shown in the token requests' errors.
@@ -215,6 +217,40 @@ const refusalHold = 30 * time.Second
 // tokenMargin is how long before its expiry a cached token is no longer
 // handed out: a call that takes it has time to finish.
 const tokenMargin = 5 * time.Minute
+
+// Bounds of a token's reuse, whatever lifetime the login host gave it.
+// A token of less than tokenMargin (expires_in 0, negative, or 10^10,
+// which the identity library reads as expired long ago) was never
+// reused, and the library caches none of less than 5 minutes either:
+// each call asked the login host, up to the tenant's 100 calls a
+// minute, a loop Entra ID throttles. It is handed out for
+// minTokenReuse, the least wait azcore's own token refresh keeps
+// between two attempts; a token that was in fact expired is refused by
+// the API, and renewed once for the calls it was refused to
+// (TokenRefused). One of years (10^9 seconds) was handed out for ever:
+// Entra ID gives app tokens a lifetime of about an hour, a day at most,
+// so a day bounds the reuse.
+const (
+	minTokenReuse = 30 * time.Second
+	maxTokenReuse = 24 * time.Hour
+)
+
+// reuseUntil is when tok, got at at, stops being handed out:
+// tokenMargin before it expires, or at its refresh time (refresh_in),
+// within minTokenReuse and maxTokenReuse of at.
+func reuseUntil(tok azcore.AccessToken, at time.Time) time.Time {
+	until := tok.ExpiresOn.Add(-tokenMargin)
+	if !tok.RefreshOn.IsZero() && tok.RefreshOn.Before(until) {
+		until = tok.RefreshOn
+	}
+	if least := at.Add(minTokenReuse); until.Before(least) {
+		until = least
+	}
+	if most := at.Add(maxTokenReuse); until.After(most) {
+		until = most
+	}
+	return until
+}
 
 // fileStamp tells a watched file's change. A file renamed into place (as
 // a Kubernetes secret volume, rsync or install replace one) is another
@@ -1069,7 +1105,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	c.mu.Lock()
 	if reusable && c.gen == gen { // not rebuilt meanwhile
-		c.token, c.scopes = tok, scopes
+		c.token, c.scopes, c.tokenUntil = tok, scopes, reuseUntil(tok, c.now())
 	}
 	if c.held.Final {
 		c.heldUntil = time.Time{}
@@ -1098,7 +1134,7 @@ func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (
 			// or broken fails the tenant's calls only once it has.
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if reusable && c.scopes == scopes && c.fresh(c.token) {
+			if reusable && c.scopes == scopes && c.fresh() {
 				return c.token, nil, nil
 			}
 			return azcore.AccessToken{}, nil, c.credentialError()
@@ -1106,7 +1142,7 @@ func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (
 	}
 	c.mu.Lock()
 	tc, gen := c.current, c.gen
-	if reusable && c.scopes == scopes && c.fresh(c.token) {
+	if reusable && c.scopes == scopes && c.fresh() {
 		tok := c.token
 		c.mu.Unlock()
 		return tok, nil, nil
@@ -1227,11 +1263,12 @@ func (c *Credential) unsendable(gen uint64) *TokenError {
 }
 
 // stale says whether the credential must be built again before a token
-// is asked of it: its file changed, or what it holds was refused.
+// is asked of it: its file changed, or what it holds was refused, or its
+// cache holds a token past its reuse (outlived).
 func (c *Credential) stale() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reload || c.fileChanged()
+	return c.reload || c.fileChanged() || c.outlived()
 }
 
 // rebuildStale builds the credential again, unless another call did
@@ -1246,14 +1283,23 @@ func (c *Credential) rebuildStale() error {
 	return c.refresh()
 }
 
-// fresh says whether a cached token may still be handed out. c.mu held.
-func (c *Credential) fresh(tok azcore.AccessToken) bool {
-	if tok.Token == "" {
+// fresh says whether the cached token may still be handed out. c.mu
+// held.
+func (c *Credential) fresh() bool {
+	return c.token.Token != "" && c.now().Before(c.tokenUntil)
+}
+
+// outlived says whether the cached token is no longer handed out while
+// the identity library would hand it out again from its own cache: its
+// reuse was cut to maxTokenReuse. Only a credential built again, whose
+// cache is empty, asks the login host. c.mu is held.
+func (c *Credential) outlived() bool {
+	if c.token.Token == "" || c.fresh() {
 		return false
 	}
-	now := c.now()
-	if !tok.RefreshOn.IsZero() && !now.Before(tok.RefreshOn) {
-		return false
+	next := c.token.ExpiresOn.Add(-tokenMargin)
+	if !c.token.RefreshOn.IsZero() && c.token.RefreshOn.Before(next) {
+		next = c.token.RefreshOn
 	}
-	return now.Before(tok.ExpiresOn.Add(-tokenMargin))
+	return c.tokenUntil.Before(next)
 }
