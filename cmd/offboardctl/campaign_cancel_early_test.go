@@ -23,6 +23,31 @@ import (
 func TestCancelBeforeTheRunsFirstPublish(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
+	cancelBeforeFirstPublish(t, url, js)
+}
+
+// A run started while the control bucket does not exist (no worker has
+// made it yet, or it was deleted) makes it, as campaign cancel does, and
+// records its campaign there: a cancel during its read of the backlog
+// finds the campaign, and the run sees the cancel and publishes nothing.
+// The run followed no bucket then: the cancel was refused as no campaign,
+// and once rows were stored, the cancel made the bucket and its mark, and
+// the run, which never looked again, published every row all the same.
+func TestCancelOfARunStartedWithoutTheControlBucket(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	if err := js.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
+		t.Fatal(err)
+	}
+	cancelBeforeFirstPublish(t, url, js)
+}
+
+// cancelBeforeFirstPublish runs campaign early over a backlog that takes
+// the run a while to read, cancels it as soon as the run has recorded it
+// (or published a row), and checks that the run published nothing and
+// reported every row cancelled.
+func cancelBeforeFirstPublish(t *testing.T, url string, js jetstream.JetStream) {
+	t.Helper()
 	// A backlog the run reads before it publishes, a thousand
 	// acknowledgements outstanding at most: past the client's limit
 	// (4,000), a publish waits for them only 200 ms, and a busy server
@@ -53,17 +78,16 @@ func TestCancelBeforeTheRunsFirstPublish(t *testing.T) {
 		code := run([]string{"--nats-url", url, "campaign", "run", "--tenant", "contoso", "--csv", csvPath, "--report", report, "--timeout", "20s"}, &out, &errb)
 		ran <- outcome{code, out.String(), errb.String()}
 	}()
-	kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The campaign's record, or else its first request.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		_, err := kv.Get(t.Context(), campaign.Key("contoso", "early"))
+		kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+		if err == nil {
+			_, err = kv.Get(t.Context(), campaign.Key("contoso", "early"))
+		}
 		if err == nil || lastRequestSeq(t, js) != before {
 			break
 		}
-		if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
+		if !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrBucketNotFound) || time.Now().After(deadline) {
 			t.Fatalf("no record of the run: %v", err)
 		}
 	}
@@ -86,5 +110,25 @@ func TestCancelBeforeTheRunsFirstPublish(t *testing.T) {
 	code, out, errs = ctl(t, url, "campaign", "status", "--tenant", "contoso", "--name", "early")
 	if code != exitOK || !strings.Contains(out, "cancelled") || !strings.Contains(out, "alice") {
 		t.Errorf("status: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A run that finds no control bucket and may not make it (its user may
+// not create streams) could not see a cancel: it publishes nothing and
+// says why in one line, exit 1.
+func TestRunWithoutAControlBucketItMayNotMake(t *testing.T) {
+	t.Parallel()
+	url, admin := natsWithReader(t, "$JS.API.STREAM.CREATE.KV_"+offboard.BucketControl)
+	if err := admin.DeleteKeyValue(t.Context(), offboard.BucketControl); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "blind.csv", "machineId\n"+strings.Repeat("a", 40)+"\n")
+	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", csvPath, "--report", filepath.Join(dir, "r.csv"), "--timeout", "20s")
+	if code != exitFailed || !strings.Contains(errs, "a cancel could not be followed") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("exit %d, stdout %q, stderr %q: want 1 and one line saying a cancel could not be followed", code, out, errs)
+	}
+	if n := lastRequestSeq(t, admin); n != 0 {
+		t.Errorf("%d requests published", n)
 	}
 }

@@ -118,7 +118,7 @@ type campaignRun struct {
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
 	toPublish                      []bool            // by row: neither answered nor waiting when the publishing started
-	marks                          *campaign.Watcher // the campaign marks, set before publishing; nil: no control bucket
+	marks                          *campaign.Watcher // the campaign marks, set before publishing
 
 	// seqMu guards own and held: which result invalid_request is a row's
 	// (campaign.ResultRow).
@@ -482,22 +482,31 @@ func (r *campaignRun) readTenant(ctx context.Context) error {
 // recordStart records in the control bucket that a run of the campaign
 // started (campaign.MarkStarted), before the backlog is read, which takes
 // a while: a campaign cancel issued meanwhile finds the campaign, and the
-// run publishes nothing (watchCancel). Without the control bucket (the
-// worker's setup makes it) there is nowhere to record it.
+// run publishes nothing (watchCancel).
 func (r *campaignRun) recordStart(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.c.timeout)
 	defer cancel()
-	kv, err := r.js.KeyValue(ctx, offboard.BucketControl)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil
-	}
-	if err == nil {
-		err = campaign.MarkStarted(ctx, kv, r.f.tenant, r.f.name, defaultUser(), time.Now().UTC())
-	}
+	kv, err := r.controlBucket(ctx)
 	if err != nil {
+		return err
+	}
+	if err := campaign.MarkStarted(ctx, kv, r.f.tenant, r.f.name, defaultUser(), time.Now().UTC()); err != nil {
 		return fmt.Errorf("campaign %s: %w; nothing published", r.f.name, err)
 	}
 	return nil
+}
+
+// controlBucket opens the control bucket, making it when it does not
+// exist, as campaign cancel does (the worker's definition): a cancel makes
+// the bucket it marks, and a run that had found none followed no mark and
+// published every row of the cancelled campaign. A run that can neither
+// open nor make it could not see a cancel: it publishes nothing.
+func (r *campaignRun) controlBucket(ctx context.Context) (jetstream.KeyValue, error) {
+	kv, err := campaign.ControlBucket(ctx, r.js)
+	if err != nil {
+		return nil, fmt.Errorf("campaign %s: %w: a cancel could not be followed (the worker's setup or deploy/nats makes the bucket); nothing published", r.f.name, err)
+	}
+	return kv, nil
 }
 
 // beforePublishing checks the earlier runs' results and waiting requests
@@ -537,16 +546,12 @@ func (r *campaignRun) beforePublishing(otherWaiting earlierWaiting) error {
 // withdrawn (campaign.Watcher.Cancelled). It returns once it has read
 // the marks stored now: a run of a campaign cancelled before publishes
 // nothing. The watch is the workers' own: it is read anew when the
-// connection to NATS is made again, whose server may have lost it.
-// Without the control bucket (the worker's setup makes it, a cancel too)
-// there is no mark to follow.
+// connection to NATS is made again, whose server may have lost it, and
+// when the bucket is made again.
 func (r *campaignRun) watchCancel(ctx context.Context) (stop func(), err error) {
-	kv, err := r.js.KeyValue(ctx, offboard.BucketControl)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		return func() {}, nil
-	}
+	kv, err := r.controlBucket(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+		return nil, err
 	}
 	if r.marks, err = campaign.WatchBucket(ctx, kv, r.js.Conn(), nil); err != nil {
 		return nil, fmt.Errorf("watch campaign %s's mark: %w", r.f.name, err)
