@@ -108,6 +108,8 @@ type campaignRun struct {
 	quota atomic.Pointer[etaRead]
 
 	published, duplicates, skipped atomic.Int64
+	sent                           atomic.Int64 // publishes sent by this run, acknowledged or not
+	stopTold                       atomic.Bool  // the stop of the publishing at a cancel was told (withdraw)
 	unconfirmed                    atomic.Int64 // publishes sent whose acknowledgement did not come (interrupted)
 	unread                         atomic.Int64 // rows to publish that the publishing has not reached yet (toPublish)
 	pubErr                         atomic.Value // first publish error
@@ -1169,17 +1171,22 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	if err != nil {
 		return r.rows.Invalid(row.N, req, err.Error())
 	}
-	if r.cancelledNow() {
-		return r.rows.Withdrawn(row.N, row)
-	}
 	m := nats.NewMsg(subject)
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(r.f.tenant, req.RequestID, req.Attempt))
 	m.Header.Set("Content-Type", "application/json")
 	for {
+		// Looked at before each try: while the server is behind, a try
+		// waits for its acknowledgements a moment at most, and a cancel
+		// meanwhile stops the publishing at once, not once they come (a
+		// publish times out after 30 s), with this row unpublished.
+		if r.cancelledNow() {
+			return r.withdraw(row)
+		}
 		f, err := r.js.PublishMsgAsync(m)
 		switch {
 		case err == nil:
+			r.sent.Add(1)
 			acks <- pendingAck{row.N, f}
 			return nil
 		case errors.Is(err, jetstream.ErrTooManyStalledMsgs) && ctx.Err() == nil:
@@ -1189,6 +1196,18 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 		r.pubErr.CompareAndSwap(nil, err)
 		return fmt.Errorf("publish row %d: %w", row.N, err)
 	}
+}
+
+// withdraw records a row not published because the campaign was
+// cancelled (Rows.Withdrawn); at the first, it says on standard error that
+// the publishing stopped and how many rows this run sent before: the
+// summary comes only once every row sent is answered.
+func (r *campaignRun) withdraw(row campaign.Row) error {
+	if r.stopTold.CompareAndSwap(false, true) {
+		fmt.Fprintf(r.c.stderr, "offboardctl: campaign %s was cancelled: publishing stopped (rows sent before the cancel: %d); the rows not sent are reported failed with code %s\n",
+			r.f.name, r.sent.Load(), offboard.CodeCancelled)
+	}
+	return r.rows.Withdrawn(row.N, row)
 }
 
 // closedTime is a closed channel: a wait whose time is over.
