@@ -21,6 +21,11 @@ import (
 // plan request: after it, no worker serves the tenant.
 const planAccept = 10 * time.Second
 
+// planAnswerMargin is how much sooner than --timeout the worker is asked
+// to give a plan up: its answer's way back (timedOut reads an answer in
+// the last second as the flag's running out).
+const planAnswerMargin = 500 * time.Millisecond
+
 type planFlags struct {
 	tenant, inactiveFor, out string
 	health, os               []string
@@ -122,6 +127,15 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 	defer cancel()
 	if err := c.planTenantKnown(ctx, js, f); err != nil {
 		return err
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		// A little less than the time left: the worker's answer, which
+		// says why it gave the plan up (a wait for the tenant's machines
+		// quota, say), comes before --timeout runs out here. Given all of
+		// it, the worker, whose count starts when the request reaches it,
+		// answered after this deadline, and the error said only that.
+		left := time.Until(deadline)
+		req.Timeout = left - min(planAnswerMargin, left/10)
 	}
 	reply, data, err := offboard.RequestPlan(ctx, js, c.subjects, f.tenant, req, planAccept)
 	if errors.Is(err, offboard.ErrNoPlanner) {

@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -215,7 +216,8 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 	ctx, gone := context.WithCancelCause(ctx)
 	defer gone(nil)
 	stop := p.beat(t, reply, gone)
-	r := p.plan(ctx, t, req)
+	var rd inventoryRead
+	r := p.plan(ctx, t, req, &rd)
 	stop()
 	if r.State == offboard.PlanFailed && ctx.Err() != nil {
 		// The read was cut short, not refused: "context canceled" would
@@ -228,7 +230,7 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 			r.Error.Message = "the asker stopped waiting before the plan was done, and it was given up"
 			t.log.Info("plan given up: the asker stopped waiting")
 		case r.OutOfTime:
-			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up", timeout)
+			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", timeout, rd.quotaNote())
 		default:
 			r.Error.Message = "the worker stopped before the plan was done: ask again"
 		}
@@ -312,11 +314,12 @@ func planFailed(tenant, code, msg string) *offboard.PlanReply {
 	return &offboard.PlanReply{State: offboard.PlanFailed, Tenant: tenant, Error: offboard.Failed(code, msg)}
 }
 
-// plan reads the tenant's inventory and builds the plan.
-func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanRequest) *offboard.PlanReply {
+// plan reads the tenant's inventory and builds the plan; rd follows how
+// far the read went.
+func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanRequest, rd *inventoryRead) *offboard.PlanReply {
 	now := p.w.clock.Now().UTC()
 	b := newPlanBuilder(t, req, now)
-	pages, failed := p.readInventory(ctx, t, mde.InactiveFilter(b.reply.Cutoff, req.Health, req.OS), b.add)
+	pages, failed := p.readInventory(ctx, t, mde.InactiveFilter(b.reply.Cutoff, req.Health, req.OS), b.add, rd)
 	if failed != nil {
 		return failed
 	}
@@ -339,9 +342,47 @@ func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanReque
 	return r
 }
 
+// inventoryRead is how far a plan's read of the inventory went, and how
+// long it waited for the tenant's machines quota: a plan given up for
+// time says so (quotaNote).
+type inventoryRead struct {
+	pages, devices int
+	quotaWait      time.Duration // waiting for a page's place in the quota, in all
+	waitingQuota   bool          // the read ended while it waited for one
+}
+
+// quotaNote says, after "given up", that the plan waited for the
+// tenant's machines quota, which the requests' device reads and lookups
+// share: when it ended during that wait, or waited a second or more in
+// all; and how much of the inventory it read. Empty when it did not wait.
+func (rd *inventoryRead) quotaNote() string {
+	read := fmt.Sprintf("%d inventory pages read, %d devices", rd.pages, rd.devices)
+	switch {
+	case rd.waitingQuota:
+		return fmt.Sprintf(" while waiting for the tenant's machines quota, which the requests' device reads share (%v of waiting in all; %s)",
+			rd.quotaWait.Round(time.Second), read)
+	case rd.quotaWait >= time.Second:
+		return fmt.Sprintf(" (%v of it waiting for the tenant's machines quota, which the requests' device reads share; %s)",
+			rd.quotaWait.Round(time.Second), read)
+	}
+	return ""
+}
+
+// timedAcquire is the caller's own wait for an inventory page's place in
+// the tenant's machines quota, timed in rd.
+func (p *planner) timedAcquire(t *tenantRun, rd *inventoryRead) func(context.Context) (*limiter.Permit, error) {
+	return func(ctx context.Context) (*limiter.Permit, error) {
+		began := p.w.clock.Now()
+		permit, err := p.w.caller.acquire(ctx, t, mde.APIMachines)
+		rd.quotaWait += p.w.clock.Since(began)
+		rd.waitingQuota = err != nil
+		return permit, err
+	}
+}
+
 // readInventory reads the inventory pages matching filter, each under the
 // tenant's machines quota, and gives every device to add. It returns the
-// pages read, or a failed reply.
+// pages read, or a failed reply; rd follows the read.
 //
 // The inventory changes while it is read: a device seen again leaves the
 // filtered list, and those after it move up, so that a page asked from
@@ -349,15 +390,16 @@ func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanReque
 // after the first is asked from a little before that count, and must hold
 // a device read already (the list's order kept, nothing between was
 // missed); one that holds none is asked again from further back.
-func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, add func(mde.Machine)) (int, *offboard.PlanReply) {
+func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, add func(mde.Machine), rd *inventoryRead) (int, *offboard.PlanReply) {
 	j := &job{t: t, log: t.log.Named("plan")}
+	acquire := p.timedAcquire(t, rd)
 	top := p.opts.PageSize
 	read := map[string]bool{} // every device given to add, whatever the filters
 	next := 0                 // where the last page read ended
 	back := 0                 // how far before next the next page is asked
 	for page := 0; ; page++ {
 		skip := max(next-back, 0)
-		v, res, err := p.w.caller.call(ctx, j, callSpec{api: mde.APIMachines, do: func(ctx context.Context) *mde.Verdict {
+		v, res, err := p.w.caller.call(ctx, j, callSpec{api: mde.APIMachines, acquire: acquire, do: func(ctx context.Context) *mde.Verdict {
 			return t.Client.ListMachines(ctx, filter, top, skip)
 		}}, nil)
 		switch {
@@ -391,6 +433,7 @@ func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string
 		}
 		next = skip + len(machines)
 		back = max(len(machines)/100, 1)
+		rd.pages, rd.devices = page+1, len(read)
 		// A page shorter than asked ends the inventory, unless the API
 		// says more follow (@odata.nextLink): its pages are then shorter
 		// than $top, and the next one starts after the devices read.

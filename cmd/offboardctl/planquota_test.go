@@ -1,0 +1,31 @@
+package main
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/contoso-secops/mde-offboard/internal/worker"
+)
+
+// TestCampaignPlanOutOfTimeWaitingForQuotaSaysSo: a plan whose
+// inventory pages spend the tenant's machines quota (100 calls a minute,
+// pages of 2 devices here) waits for the quota's window to free, and a
+// --timeout that runs out during that wait says so, with how long it
+// waited and how much of the inventory was read: a bare "took longer
+// than it is allowed" sent the operator to the API or the network.
+func TestCampaignPlanOutOfTimeWaitingForQuotaSaysSo(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{PageSize: 2})
+	code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d",
+		"--timeout", "10s", "--out", filepath.Join(e.dir, "plan.csv"))
+	if code != exitFailed || !strings.Contains(stderr, "--timeout 10s ran out") {
+		t.Fatalf("exit %d, stderr %q: want 1 and the --timeout", code, stderr)
+	}
+	if !strings.Contains(stderr, "waiting for the tenant's machines quota") || !strings.Contains(stderr, "inventory pages read") {
+		t.Errorf("stderr %q does not say the plan waited for the tenant's machines quota, and how much it read", stderr)
+	}
+	if strings.Count(stderr, "\n") != 1 {
+		t.Errorf("stderr %q: want one line", stderr)
+	}
+}
