@@ -120,6 +120,7 @@ type campaignRun struct {
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
 	toPublish                      []bool            // by row: neither answered nor waiting when the publishing started
+	answeredAtStart                []bool            // by row: answered when the publishing started (answered before)
 	marks                          *campaign.Watcher // the campaign marks, set before publishing
 
 	// seqMu guards own and held: which result invalid_request is a row's
@@ -975,10 +976,11 @@ func (r *campaignRun) publishAndWait(ctx context.Context) error {
 // counted among the rows not published as well, a run again estimated
 // its end as if it had the whole CSV still to publish.
 func (r *campaignRun) countToPublish() int {
-	r.toPublish = make([]bool, r.total+1)
+	r.toPublish, r.answeredAtStart = make([]bool, r.total+1), make([]bool, r.total+1)
 	n := 0
 	for row := 1; row <= r.total; row++ {
-		if !r.rows.Has(row) && !r.waiting[row] {
+		r.answeredAtStart[row] = r.rows.Has(row)
+		if !r.answeredAtStart[row] && !r.waiting[row] {
 			r.toPublish[row] = true
 			n++
 		}
@@ -1155,16 +1157,25 @@ type pendingAck struct {
 }
 
 func (r *campaignRun) publishRow(ctx context.Context, subject string, row campaign.Row, acks chan<- pendingAck) error {
-	if r.rows.Has(row.N) {
+	if r.answeredAtStart[row.N] {
 		r.skipped.Add(1)
 		return nil
 	}
+	// A row whose request waited when the publishing started, and whose
+	// result came since, is published before, not answered before: the
+	// earlier run published it, and this one saw it answered.
 	if r.waiting[row.N] {
 		// Published before, and waiting: published again with the same
 		// message id, it would be stored a second time once the stream's
 		// duplicate window has passed since (a campaign longer than a
 		// day, a tenant paused), and answered twice.
 		r.duplicates.Add(1)
+		return nil
+	}
+	if r.rows.Has(row.N) {
+		// Answered meanwhile, though this run has not published it (a run
+		// of the campaign from another shell did): not published again.
+		r.skipped.Add(1)
 		return nil
 	}
 	req, data, err := r.set.Request(row)

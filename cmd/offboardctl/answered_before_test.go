@@ -1,0 +1,64 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestAnsweredBeforeCountsOnlyEarlierAnswers: a run again whose row's
+// earlier request still waits when it starts counts that row "published
+// before", also when its result comes while the run is still publishing
+// the rows ahead of it: the row was not answered before the run. It was
+// counted "answered before" then, and "published before" left it out.
+func TestAnsweredBeforeCountsOnlyEarlierAnswers(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	const rows = 3000
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for i := range rows {
+		fmt.Fprintf(&b, "%040x\n", i+1)
+	}
+	last := fmt.Sprintf("%040x", rows+1)
+	b.WriteString(last + "\n")
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "ans.csv", b.String())
+	// The last row's request, published by an earlier run, waits.
+	id := fmt.Sprintf("ans-%06d", rows+1)
+	publishRaw(t, js, offboard.Subjects{}.Request(tenant, offboard.Bulk), tenant+":"+id,
+		`{"requestId":"`+id+`","machineId":"`+last+`","source":"campaign:ans"}`)
+	before := lastRequestSeq(t, js)
+	// Its result comes once the run publishes its first row, long before
+	// the run comes to the last (one acknowledgement outstanding at most).
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for deadline := time.Now().Add(time.Minute); lastRequestSeq(t, js) == before; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return
+			}
+		}
+		publishRaw(t, js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":"+id,
+			`{"requestId":"`+id+`","tenant":"contoso","machineId":"`+last+`","outcome":"created","attempt":1}`)
+	}()
+	res := runUntilLine(t, url, fmt.Sprintf("published %d (before", rows), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
+		"--report", filepath.Join(dir, "r.csv"), "--max-pending", "1", "--progress-every", "50ms")
+	<-answered
+	if !strings.Contains(res.out, "created 1,") {
+		t.Fatalf("the last row's result was not taken: stdout %q, stderr %q", res.out, res.err)
+	}
+	if !strings.Contains(res.out, fmt.Sprintf("published %d, published before 1, answered before 0;", rows)) {
+		t.Errorf("summary %q: want the row whose request waited at the start published before, and none answered before", lastLine(res.out))
+	}
+}
+
+// lastLine is the last line of out.
+func lastLine(out string) string {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	return lines[len(lines)-1]
+}
