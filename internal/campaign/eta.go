@@ -22,22 +22,38 @@ type Window struct {
 // a minute and 1500 an hour.
 var DefaultWindows = []Window{{100, time.Minute}, {1500, time.Hour}}
 
-// ParseWindows reads "100/1m,1500/1h".
+// ParseWindows reads "100/1m,1500/1h". Its error names the whole list,
+// and the limit in it that is wrong when there are several.
 func ParseWindows(s string) ([]Window, error) {
 	var ws []Window
 	for part := range strings.SplitSeq(s, ",") {
-		c, d, ok := strings.Cut(strings.TrimSpace(part), "/")
-		n, err := strconv.Atoi(c)
-		if !ok || err != nil || n < 1 {
-			return nil, fmt.Errorf("rate %s: want COUNT/DURATION, as 100/1m", offboard.Quote(part))
+		w, ok := parseWindow(part)
+		switch {
+		case ok:
+			ws = append(ws, w)
+		case part == s:
+			return nil, fmt.Errorf("rate %s: want COUNT/DURATION, as 100/1m,1500/1h", offboard.Quote(s))
+		case strings.TrimSpace(part) == "":
+			return nil, fmt.Errorf("rate %s: an empty limit between commas; want COUNT/DURATION, as 100/1m,1500/1h", offboard.Quote(s))
+		default:
+			return nil, fmt.Errorf("rate %s: limit %s is not COUNT/DURATION, as 100/1m,1500/1h", offboard.Quote(s), offboard.Quote(part))
 		}
-		l, err := time.ParseDuration(d)
-		if err != nil || l <= 0 {
-			return nil, fmt.Errorf("rate %s: want COUNT/DURATION, as 100/1m", offboard.Quote(part))
-		}
-		ws = append(ws, Window{n, l})
 	}
 	return ws, nil
+}
+
+// parseWindow reads one limit, "100/1m".
+func parseWindow(part string) (Window, bool) {
+	c, d, ok := strings.Cut(strings.TrimSpace(part), "/")
+	n, err := strconv.Atoi(c)
+	if !ok || err != nil || n < 1 {
+		return Window{}, false
+	}
+	l, err := time.ParseDuration(d)
+	if err != nil || l <= 0 {
+		return Window{}, false
+	}
+	return Window{n, l}, true
 }
 
 // DrainTime is how long n calls take under the windows, starting with

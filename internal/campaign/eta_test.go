@@ -85,3 +85,22 @@ func TestETAAfterTheCallsMade(t *testing.T) {
 		t.Errorf("a quota time shorter than from empty windows: ETA %v, want 2m0s", got)
 	}
 }
+
+// TestParseWindowsNamesTheWholeRate: a list with an empty limit in it (a
+// comma left at the end) is named whole, and the empty part said so: the
+// error named only the part, rate "", which the operator never typed.
+func TestParseWindowsNamesTheWholeRate(t *testing.T) {
+	for in, want := range map[string]string{
+		"100/1m,":         `rate "100/1m,": an empty limit between commas; want COUNT/DURATION, as 100/1m,1500/1h`,
+		",100/1m":         `rate ",100/1m": an empty limit between commas; want COUNT/DURATION, as 100/1m,1500/1h`,
+		"100/1m,abc":      `rate "100/1m,abc": limit "abc" is not COUNT/DURATION, as 100/1m,1500/1h`,
+		"abc":             `rate "abc": want COUNT/DURATION, as 100/1m,1500/1h`,
+		"":                `rate "": want COUNT/DURATION, as 100/1m,1500/1h`,
+		"100/1m,,1500/1h": `rate "100/1m,,1500/1h": an empty limit between commas; want COUNT/DURATION, as 100/1m,1500/1h`,
+	} {
+		_, err := ParseWindows(in)
+		if err == nil || err.Error() != want {
+			t.Errorf("ParseWindows(%q): %v\nwant %s", in, err, want)
+		}
+	}
+}
