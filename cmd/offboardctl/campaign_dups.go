@@ -67,8 +67,12 @@ func (r *campaignRun) noteRepeats() error {
 		return err
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "warning: %s: %d rows name a device an earlier row names; every row is published, and each answered on its own: ",
-		r.f.csv, extra)
+	rowsName := fmt.Sprintf("%d rows name", extra)
+	if extra == 1 {
+		rowsName = "1 row names"
+	}
+	fmt.Fprintf(&b, "warning: %s: %s a device an earlier row names; every row is published, and each answered on its own: ",
+		r.f.csv, rowsName)
 	for i, rep := range listed {
 		if i > 0 {
 			b.WriteString("; ")

@@ -82,7 +82,7 @@ func TestCampaignRunWarningLeavesOutInvalidRows(t *testing.T) {
 	// Valid rows of a device still repeat beside an invalid one.
 	q := writeFile(t, dir, "mixed.csv", "machineId,comment\n"+id+",\n"+id+","+long+"\n"+id+",\n")
 	res = runUntilPublished(t, url, js, 2, "campaign", "run", "--tenant", "contoso", "--csv", q, "--report", filepath.Join(dir, "q.csv"))
-	want := ": 1 rows name a device an earlier row names; every row is published, and each answered on its own: machineId \"" + id + "\" at rows 1 and 3\n"
+	want := ": 1 row names a device an earlier row names; every row is published, and each answered on its own: machineId \"" + id + "\" at rows 1 and 3\n"
 	if !strings.Contains(res.err, want) {
 		t.Errorf("stderr %q, want it to hold %q", res.err, want)
 	}

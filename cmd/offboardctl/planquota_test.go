@@ -2,6 +2,7 @@ package main
 
 import (
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -24,6 +25,9 @@ func TestCampaignPlanOutOfTimeWaitingForQuotaSaysSo(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "waiting for the tenant's machines quota") || !strings.Contains(stderr, "inventory pages read") {
 		t.Errorf("stderr %q does not say the plan waited for the tenant's machines quota, and how much it read", stderr)
+	}
+	if d := regexp.MustCompile(`\d\.\d{2,}s`).FindString(stderr); d != "" {
+		t.Errorf("stderr %q gives a time as %s: want it rounded", stderr, d)
 	}
 	if strings.Count(stderr, "\n") != 1 {
 		t.Errorf("stderr %q: want one line", stderr)

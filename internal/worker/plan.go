@@ -230,7 +230,7 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 			r.Error.Message = "the asker stopped waiting before the plan was done, and it was given up"
 			t.log.Info("plan given up: the asker stopped waiting")
 		case r.OutOfTime:
-			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", timeout, rd.quotaNote())
+			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", timeout.Round(100*time.Millisecond), rd.quotaNote())
 		default:
 			r.Error.Message = "the worker stopped before the plan was done: ask again"
 		}
@@ -356,7 +356,7 @@ type inventoryRead struct {
 // share: when it ended during that wait, or waited a second or more in
 // all; and how much of the inventory it read. Empty when it did not wait.
 func (rd *inventoryRead) quotaNote() string {
-	read := fmt.Sprintf("%d inventory pages read, %d devices", rd.pages, rd.devices)
+	read := counted(rd.pages, "inventory page") + " read, " + counted(rd.devices, "device")
 	switch {
 	case rd.waitingQuota:
 		return fmt.Sprintf(" while waiting for the tenant's machines quota, which the requests' device reads share (%v of waiting in all; %s)",
@@ -590,4 +590,12 @@ func (b *planBuilder) csv() ([]byte, error) {
 	}
 	w.Flush()
 	return buf.Bytes(), w.Error()
+}
+
+// counted is n things, "1 device", "2 devices".
+func counted(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }
