@@ -262,6 +262,9 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 			fs.PrintDefaults()
 			return c, err
 		}
+		if name, from, ok := unreadValue(err); ok {
+			return c, flagValueError(fs, name, from)
+		}
 		return c, shownFlagError(err)
 	}
 	if fs.NArg() > 0 {
@@ -304,6 +307,49 @@ var (
 	// characters goes.
 	undefinedFlag = regexp.MustCompile(`(?s)(flag provided but not defined: -[A-Za-z0-9_-]*)[^A-Za-z0-9_-].*`)
 )
+
+// The flag package's and ff's errors for a value that does not read, on
+// the command line and from a variable: the name of the flag, and of the
+// variable.
+var (
+	unreadFlagValue = regexp.MustCompile(`^error parsing commandline arguments: invalid (?:boolean )?value "(?:[^"\\]|\\.)*" for (?:flag )?-([A-Za-z0-9_-]+): (?:parse error|value out of range)$`)
+	unreadEnvValue  = regexp.MustCompile(`^error parsing environment variables: error setting flag "([A-Za-z0-9_-]+)" from environment variable "([A-Za-z0-9_]+)": (?:parse error|value out of range)$`)
+)
+
+// unreadValue is the flag, and the variable if one gave it, whose value
+// err says does not read.
+func unreadValue(err error) (name, from string, ok bool) {
+	if m := unreadFlagValue.FindStringSubmatch(err.Error()); m != nil {
+		return m[1], "", true
+	}
+	if m := unreadEnvValue.FindStringSubmatch(err.Error()); m != nil {
+		return m[1], m[2], true
+	}
+	return "", "", false
+}
+
+// flagValueError says what the flag takes, without the value (it may be
+// a password given to the wrong flag): the flag package's "parse error"
+// or "value out of range" left the form to guess.
+func flagValueError(fs *flag.FlagSet, name, from string) error {
+	takes := "a value of its kind"
+	if f := fs.Lookup(name); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case time.Duration:
+				takes = "a duration, such as 30s, 5m or 2h"
+			case int, int64, uint, uint64:
+				takes = "a whole number"
+			case bool:
+				takes = "true or false"
+			}
+		}
+	}
+	if from != "" {
+		return fmt.Errorf("--%s (from %s): the value given does not read as %s", name, from, takes)
+	}
+	return fmt.Errorf("--%s: the value given does not read as %s", name, takes)
+}
 
 // shownFlagError is an error of the flag package without the argument it
 // quotes: a password or a key given to the wrong flag, or written with
@@ -433,7 +479,7 @@ func oldEnvVars(fs *flag.FlagSet, lookup func(string) (string, bool)) ([]string,
 		name := envName(f.Name)
 		if v, ok := lookup(name); ok && v != "" {
 			if serr := fs.Set(f.Name, v); serr != nil {
-				err = fmt.Errorf("environment variable %s: %w", name, serr)
+				err = flagValueError(fs, f.Name, name)
 				return
 			}
 			used = append(used, name)

@@ -144,7 +144,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"missing tenants file", []string{"--config", filepath.Join(dir, "absent.yaml")}, "absent.yaml"},
 		{"log format", []string{"--log-format", "xml"}, "--log-format: want json or console"},
 		{"max requests", []string{"--config", good, "--max-requests", "-1"}, "--max-requests -1"},
-		{"flag value", []string{"--max-requests", "x"}, "invalid value for flag -max-requests"},
+		{"flag value", []string{"--max-requests", "x"}, "--max-requests: the value given does not read as a whole number"},
 		{"unknown flag", []string{"--max-request", "5"}, "flag provided but not defined: -max-request"},
 		{"call timeout", []string{"--config", good, "--call-timeout", "1h"}, "call timeout 1h0m0s: at most 40m0s"},
 		// 1.5 times it is past the longest duration: the lease wrapped
