@@ -72,6 +72,10 @@ func (c CredentialConfig) kind() (string, error) {
 	if c.ManagedIdentity {
 		kinds = append(kinds, "managedIdentity")
 	}
+	if len(kinds) == 0 {
+		// Said in words: the count and the list read "(got 0: )".
+		return "", errors.New("set exactly one of clientSecretFile, clientSecretEnv, certificateFile, workloadIdentity, managedIdentity (none is set)")
+	}
 	if len(kinds) != 1 {
 		return "", fmt.Errorf("set exactly one of clientSecretFile, clientSecretEnv, certificateFile, workloadIdentity, managedIdentity (got %d: %s)",
 			len(kinds), strings.Join(kinds, ", "))

@@ -32,7 +32,7 @@ func TestCredentialConfigCheck(t *testing.T) {
 		cc      CredentialConfig
 		wantErr []string // substrings of the error; nil for no error
 	}{
-		{name: "none", cc: CredentialConfig{TenantID: tenantID, ClientID: clientID}, wantErr: []string{"exactly one", "got 0"}},
+		{name: "none", cc: CredentialConfig{TenantID: tenantID, ClientID: clientID}, wantErr: []string{"exactly one", "none is set"}},
 		{name: "secret file", cc: CredentialConfig{ClientSecretFile: "/run/secrets/s"}},
 		{name: "secret env", cc: CredentialConfig{ClientSecretEnv: "MDE_SECRET"}},
 		{name: "certificate", cc: CredentialConfig{CertificateFile: "/run/secrets/c.pem"}},
@@ -40,8 +40,8 @@ func TestCredentialConfigCheck(t *testing.T) {
 		{name: "workload identity", cc: CredentialConfig{WorkloadIdentity: true}},
 		{name: "workload identity with token file", cc: CredentialConfig{WorkloadIdentity: true, TokenFile: "/var/run/t"}},
 		{name: "managed identity", cc: CredentialConfig{ManagedIdentity: true, ClientID: clientID}},
-		{name: "password file alone", cc: CredentialConfig{CertificatePasswordFile: "/run/secrets/p"}, wantErr: []string{"got 0"}},
-		{name: "token file alone", cc: CredentialConfig{TokenFile: "/var/run/t"}, wantErr: []string{"got 0"}},
+		{name: "password file alone", cc: CredentialConfig{CertificatePasswordFile: "/run/secrets/p"}, wantErr: []string{"none is set"}},
+		{name: "token file alone", cc: CredentialConfig{TokenFile: "/var/run/t"}, wantErr: []string{"none is set"}},
 		{
 			name:    "secret file and certificate",
 			cc:      CredentialConfig{ClientSecretFile: "/run/secrets/s", CertificateFile: "/run/secrets/c.pem"},
