@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -94,8 +95,14 @@ func (c *config) check() error {
 	if _, err := mdesim.ParseLimits(c.limits); err != nil {
 		return fmt.Errorf("--limits: %w", err)
 	}
-	if _, _, err := net.SplitHostPort(c.listen); err != nil {
+	_, port, err := net.SplitHostPort(c.listen)
+	if err != nil {
 		return fmt.Errorf("--listen: %w", err)
+	}
+	// A port out of range failed only at the listen, exit 1, as if
+	// it were taken.
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil && port != "" {
+		return errors.New("--listen: want host:port with a port number from 0 to 65535, such as 127.0.0.1:8443")
 	}
 	if c.machines < 0 || c.machines > mdesim.MaxDevices {
 		return fmt.Errorf("--machines %d: must be between 0 and %d", c.machines, mdesim.MaxDevices)
