@@ -91,6 +91,11 @@ func (d *decimal) String() string { return strconv.FormatUint(uint64(*d), 10) }
 
 func (d *decimal) Type() string { return "uint64" }
 
+// Takes is what a value must read as, for the error of one that does not.
+func (d *decimal) Takes() string {
+	return "a dead letter's sequence, a whole number as dead ls shows it"
+}
+
 func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes codeFilter) error {
 	// Every code is read: a request id's latest dead letter decides
 	// whether --code picks it. One that failed with the code and then,

@@ -536,7 +536,7 @@ func flagError(cmd *cobra.Command, err error) error {
 		return usagef("--%s is given empty (a shell variable not set?): give a value, or leave the flag out", invalid.GetFlag().Name)
 	case errors.As(err, &invalid):
 		f := invalid.GetFlag()
-		return usagef("--%s: the value given does not read as %s", f.Name, withArticle(f.Value.Type()))
+		return usagef("--%s: the value given does not read as %s", f.Name, takes(f.Value))
 	case errors.As(err, &syntax):
 		return usagef("bad flag syntax: write --name or --name=value")
 	}
@@ -679,11 +679,23 @@ func argCountError(cmd *cobra.Command, got int) error {
 	return usagef("usage: %s; got %d %s; see %s --help", strings.TrimSuffix(cmd.UseLine(), " [flags]"), got, noun, cmd.CommandPath())
 }
 
-// withArticle is a flag type's name after "a" or "an": "an int", "a
-// uint64", "a duration".
-func withArticle(typ string) string {
-	if strings.HasPrefix(typ, "int") {
-		return "an " + typ
+// takes is what a flag's value must read as, in words: Go's type names
+// ("a uint64", "a bool") left the form to guess.
+func takes(v pflag.Value) string {
+	if o, ok := v.(*onceOf); ok {
+		v = o.Value
 	}
-	return "a " + typ
+	if d, ok := v.(interface{ Takes() string }); ok {
+		return d.Takes()
+	}
+	switch typ := v.Type(); {
+	case typ == "bool":
+		return "true or false"
+	case typ == "duration":
+		return "a duration, such as 30s, 5m or 2h"
+	case strings.HasPrefix(typ, "int"), strings.HasPrefix(typ, "uint"):
+		return "a whole number"
+	default:
+		return "a " + typ
+	}
 }
