@@ -3,10 +3,11 @@ package main
 import (
 	"bytes"
 	"io"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/contoso-secops/mde-offboard/internal/testcert"
 )
 
 // TestEmbeddedServerSettingsRefused: without --nats-url the worker starts
@@ -17,10 +18,9 @@ import (
 // available"), as if NATS were down. Both now exit 2 with one line.
 func TestEmbeddedServerSettingsRefused(t *testing.T) {
 	cfg := tenantsFile(t)
+	// A certificate and its key: the files pass their own check.
 	pem := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(pem, []byte("-----BEGIN CERTIFICATE-----\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	testcert.Write(t, pem, "nats")
 	for _, tc := range []struct {
 		name  string
 		flags []string

@@ -2,6 +2,9 @@ package queue
 
 import (
 	"cmp"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -130,7 +133,91 @@ func (c Conn) checkFiles() error {
 			return fmt.Errorf("--nats-creds: %w", err)
 		}
 	}
+	return c.checkTLSFiles()
+}
+
+// maxTLSFile bounds how much of a CA bundle or a client certificate or
+// key file the check reads: a bundle of every public root is about
+// 200 KiB.
+const maxTLSFile = 4 << 20
+
+// checkTLSFiles reads the TLS files as the client library will when it
+// connects: the start failed there, exit 1, as if the server were down,
+// naming the path, after --check-config had said valid. Only regular
+// files are read (readable); the errors say what was not found, never
+// what the file holds.
+func (c Conn) checkTLSFiles() error {
+	if regular(c.TLSCA) {
+		b, err := readTLSFile(c.TLSCA)
+		if err != nil {
+			return fmt.Errorf("--tlsca: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(b) {
+			return errors.New("--tlsca: the file it names holds no PEM certificate")
+		}
+	}
+	if !regular(c.TLSCert) || !regular(c.TLSKey) {
+		return nil
+	}
+	certPEM, err := readTLSFile(c.TLSCert)
+	if err != nil {
+		return fmt.Errorf("--tlscert: %w", err)
+	}
+	if !holdsCertificate(certPEM) {
+		return errors.New("--tlscert: the file it names holds no PEM certificate")
+	}
+	keyPEM, err := readTLSFile(c.TLSKey)
+	if err != nil {
+		return fmt.Errorf("--tlskey: %w", err)
+	}
+	// tls's own error is not shown: it is a library's text.
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		return errors.New("--tlskey: the file it names holds no private key of the --tlscert certificate (PEM, unencrypted)")
+	}
 	return nil
+}
+
+// regular says whether path names a regular file: a named pipe or a
+// device is left to the client library, whole (readable).
+func regular(path string) bool {
+	if path == "" {
+		return false
+	}
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// readTLSFile reads a TLS file of at most maxTLSFile bytes.
+func readTLSFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, unread(err)
+	}
+	defer func() { _ = f.Close() }()
+	b, err := io.ReadAll(io.LimitReader(f, maxTLSFile+1))
+	switch {
+	case err != nil:
+		return nil, unread(err)
+	case len(b) > maxTLSFile:
+		return nil, fmt.Errorf("the file it names is larger than %d MiB: not a certificate or key file", maxTLSFile>>20)
+	}
+	return b, nil
+}
+
+// holdsCertificate says whether b holds a PEM certificate that parses.
+func holdsCertificate(b []byte) bool {
+	for {
+		var block *pem.Block
+		block, b = pem.Decode(b)
+		if block == nil {
+			return false
+		}
+		if block.Type == "CERTIFICATE" {
+			if _, err := x509.ParseCertificate(block.Bytes); err == nil {
+				return true
+			}
+		}
+	}
 }
 
 // maxCredsFile bounds how much of a credentials file checkCreds reads:

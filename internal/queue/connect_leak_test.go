@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/contoso-secops/mde-offboard/internal/testcert"
 )
 
 // No part of a password or token reaches Check's error or RedactURLs, nor
@@ -89,7 +91,9 @@ func TestCheckShowsNoContentGivenAsAFile(t *testing.T) {
 	if err := os.WriteFile(credsFile, []byte(nscCreds("SUAEXAMPLESEED")), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := (Conn{Creds: credsFile, TLSCA: existing, TLSCert: existing, TLSKey: existing}).Check(); err != nil {
+	certFile := filepath.Join(t.TempDir(), "client.pem")
+	testcert.Write(t, certFile, "client")
+	if err := (Conn{Creds: credsFile, TLSCA: certFile, TLSCert: certFile, TLSKey: certFile}).Check(); err != nil {
 		t.Errorf("files that exist: Check = %v", err)
 	}
 }
