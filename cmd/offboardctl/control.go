@@ -328,6 +328,13 @@ func knownTenant(ctx context.Context, js jetstream.JetStream, tenant, undone, ov
 	if cons, err := tenantConsumer(ctx, js, tenant); err != nil || cons != nil {
 		return err
 	}
+	// Without the request stream no tenant has consumers: no worker has
+	// made the streams yet, and the tenant is not the mistake (run says
+	// what to do of a missing stream). Another error (a user who may not
+	// read the stream) leaves the tenant's.
+	if _, err := js.Stream(ctx, offboard.StreamRequests); errors.Is(err, jetstream.ErrStreamNotFound) {
+		return fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
+	}
 	msg := fmt.Sprintf("tenant %s: no worker has set up its consumers (not in any tenants file?); %s. offboardctl status lists the tenants", tenant, undone)
 	if override != "" {
 		msg += "; --unknown-tenant " + override + " all the same"
