@@ -173,6 +173,9 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return true
 	}
 	if claimed {
+		if j.delivered > 1 && w.answeredBefore(ctx, j) {
+			return true
+		}
 		return w.withdrawn(ctx, j)
 	}
 	if !w.readEntry(ctx, j) {
@@ -218,6 +221,56 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return false
 	}
 	return w.withdrawn(ctx, j)
+}
+
+// answeredBefore answers a request delivered again whose id had no entry
+// in the ledger (its claim created one) from the result already published
+// for it, if there is one: an earlier delivery stored and published its
+// result and was not acked (it died, its ack was lost), and the entry is
+// gone since (the bucket purged, the entry deleted or expired). Taken for
+// a new request, it called the device again, and the ledger stored that
+// call's answer (already_pending, say) where the published result said
+// created. The published result is stored in the ledger over the claim,
+// and the request is answered from it (replay), as from any entry. A
+// first delivery does not look: most requests are new, and the look
+// reads the tenant's results since the request was stored. false: no
+// result is out; the request is worked on. true also when it was left.
+func (w *Worker) answeredBefore(ctx context.Context, j *job) bool {
+	if w.opts.JS == nil || j.stored.IsZero() {
+		return false
+	}
+	msgID := offboard.ResultMsgID(j.t.name, j.req.RequestID, j.req.AttemptOrFirst())
+	lctx, cancel := storeCtx(ctx)
+	defer cancel()
+	// Results are stamped by the results stream's server, the request by
+	// the request stream's: their clocks may differ.
+	data, err := queue.PublishedResult(lctx, w.opts.JS, w.opts.Settings.Subjects.Result(j.t.name), msgID, j.stored.Add(-clockSkew))
+	if err != nil {
+		w.leave(j, err)
+		return true
+	}
+	if data == nil {
+		return false
+	}
+	var res offboard.Result
+	if err := json.Unmarshal(data, &res); err != nil || res.RequestID != j.req.RequestID {
+		j.log.Warn("a result under the request's message id is not its result: not taken as its answer", zap.String("msg_id", msgID), zap.Error(err))
+		return false
+	}
+	seq := res.RequestSeq
+	if seq == 0 {
+		seq = j.seq
+	}
+	e := &queue.Entry{State: queue.StateDone, Seq: seq, Result: data}
+	e.Attempt = e.StoredAttempt()
+	if err := w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, e); err != nil {
+		w.leave(j, err)
+		return true
+	}
+	j.entry = e
+	j.log.Warn("the request was answered before, and its ledger entry is gone (bucket purged, entry deleted or expired): answered from its published result, stored in the ledger again")
+	w.replay(ctx, j, e)
+	return true
 }
 
 // readEntry reads the request id's ledger entry into j.entry. false: the

@@ -1,0 +1,115 @@
+package app
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// purgeLedger purges the ledger bucket, as an operator may, or as its
+// entries expire.
+func (e *env) purgeLedger() {
+	e.t.Helper()
+	ledger, err := e.js.Stream(e.t.Context(), "KV_"+offboard.BucketLedger)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := ledger.Purge(e.t.Context()); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// resultsOn counts the messages on subject in the results stream.
+func (e *env) resultsOn(subject string) uint64 {
+	e.t.Helper()
+	s, err := e.js.Stream(e.t.Context(), offboard.StreamResults)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	info, err := s.Info(e.t.Context(), jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return info.State.Subjects[subject]
+}
+
+// TestLedgerPurgedBeforeTheAck: a worker stored a request's result and
+// published it, and died before its ack; the ledger entry is gone since
+// (the bucket purged, the entry deleted or expired). The request is
+// delivered again (NATS outlived the worker) and finds no entry. Before,
+// it was taken for a new request: the device was called a second time,
+// and the ledger stored the API's refusal (already_pending) where the
+// published result says created. Now the result published for the
+// request is found in the results stream, stored in the ledger, and is
+// the answer: no call.
+func TestLedgerPurgedBeforeTheAck(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, 1)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: 2 * time.Second, noStart: true})
+	e.opts.NATSURL = srv.URLs()
+	e.start()
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	// The dead worker's call, with the comment it sends.
+	action := e.offboardAsTheWorker(e.app.tenants[0], config.CommentData{RequestID: "acked-1", Tenant: "contoso", MachineID: m.ID})
+	e.stop() // its streams and consumers stay on the server
+	e.connect(srv.URLs())
+	ctx := t.Context()
+
+	pub := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "acked-1", "machineId": m.ID}, "contoso:acked-1")
+	cons, err := e.js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for range batch.Messages() {
+		n++ // delivered, never acked
+	}
+	if n != 1 {
+		t.Fatalf("delivered %d requests, want 1", n)
+	}
+	now := time.Now().UTC()
+	res := offboard.Result{RequestID: "acked-1", Tenant: "contoso", MachineID: m.ID, Outcome: offboard.OutcomeCreated,
+		MachineAction: action.Raw, Attempts: 1, Attempt: 1, RequestSeq: pub.Sequence, Priority: offboard.Normal,
+		ReceivedAt: now, CompletedAt: now}
+	e.publish("mde.offboard.result.contoso", res, offboard.ResultMsgID("contoso", "acked-1", 1))
+	// Another request answered since: the request's result is not the
+	// tenant's last.
+	other := res
+	other.RequestID, other.MachineAction, other.RequestSeq = "other-1", nil, pub.Sequence+1
+	e.publish("mde.offboard.result.contoso", other, offboard.ResultMsgID("contoso", "other-1", 1))
+
+	e.start()
+	eventually(t, 30*time.Second, "request removed from the stream", func() bool {
+		return e.streamMsgs(offboard.StreamRequests) == 0
+	})
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls for the device, want only the dead worker's", n)
+	}
+	if n := e.resultsOn("mde.offboard.result.contoso"); n != 2 {
+		t.Errorf("%d results stored, want the dead worker's and the other request's", n)
+	}
+	ledger, err := queue.NewLedger(ctx, e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := ledger.Get(ctx, "contoso", "acked-1")
+	if err != nil || entry == nil || entry.State != queue.StateDone {
+		t.Fatalf("ledger entry %+v (%v), want the result", entry, err)
+	}
+	var stored offboard.Result
+	if err := json.Unmarshal(entry.Result, &stored); err != nil || stored.Outcome != offboard.OutcomeCreated {
+		t.Errorf("ledger holds %s (%v), want the published created", stored.Outcome, err)
+	}
+}
