@@ -40,6 +40,50 @@ func (e *env) resultsOn(subject string) uint64 {
 	return info.State.Subjects[subject]
 }
 
+// TestLedgerPurgedWhileTheRequestWasLeft: a request's offboard call acts,
+// its answer is lost (504), and the device's actions cannot be listed to
+// find the action: the request goes back to the stream to look for it
+// later. Meanwhile its ledger entry is gone (the bucket purged, the entry
+// deleted or expired). Delivered again, it finds no entry. Before, it was
+// taken for a new request and the device was called a second time (the
+// API refused it: already_pending). A request delivered again that finds
+// no entry now looks for the action of an earlier delivery's call first,
+// and answers created with it.
+func TestLedgerPurgedWhileTheRequestWasLeft(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	results := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	// Every attempt of the look for the action after the lost answer
+	// (RetryPolicy.Attempts, 6) fails: the request is left.
+	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 6, 0)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-1", "machineId": m.ID}, "contoso:left-1")
+	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	e.purgeLedger()
+	results.wait(t, 1, 30*time.Second)
+	eventually(t, 30*time.Second, "request removed from the stream", func() bool {
+		return e.streamMsgs(offboard.StreamRequests) == 0
+	})
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls for the device, want 1", n)
+	}
+	actions := e.sim.Actions(tt.tenantID)
+	rs := results.snapshot()["contoso/left-1"]
+	if len(rs) != 1 || len(actions) != 1 {
+		t.Fatalf("%d results, %d actions; want one of each", len(rs), len(actions))
+	}
+	var got struct{ ID string }
+	_ = json.Unmarshal(rs[0].MachineAction, &got)
+	if rs[0].Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("result %s with action %q, want created with %s", rs[0].Outcome, got.ID, actions[0].ID)
+	}
+	if n := e.resultsOn("mde.offboard.result.contoso"); n != 1 {
+		t.Errorf("%d results stored, want 1", n)
+	}
+}
+
 // TestLedgerPurgedBeforeTheAck: a worker stored a request's result and
 // published it, and died before its ack; the ledger entry is gone since
 // (the bucket purged, the entry deleted or expired). The request is

@@ -76,7 +76,12 @@ type job struct {
 	// earlierCalls counts the calls of earlier deliveries known to have
 	// gone out: 1 once their action was found (lookForEarlier).
 	earlierCalls int
-	log          *zap.Logger
+	// entryGone says that this delivery, not the message's first, found
+	// no ledger entry for its request id: one an earlier delivery wrote
+	// may be gone (the bucket purged, the entry deleted or expired), and
+	// with it what it said of a call of the request (process).
+	entryGone bool
+	log       *zap.Logger
 	// checked is set once the request passed its checks: from then on its
 	// id is used in the ledger and in the result's message id.
 	checked bool
@@ -173,7 +178,12 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return true
 	}
 	if claimed {
-		if j.delivered > 1 && w.answeredBefore(ctx, j) {
+		// A delivery after the first whose id had no entry: an earlier
+		// delivery's entry may be gone (the bucket purged, the entry
+		// deleted or expired) after its result went out, or after its
+		// call.
+		j.entryGone = j.delivered > 1
+		if j.entryGone && w.answeredBefore(ctx, j) {
 			return true
 		}
 		return w.withdrawn(ctx, j)

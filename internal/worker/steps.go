@@ -70,6 +70,15 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		// action one of them made may have finished since, and the API
 		// would take a new call. Looked for first, as after a crash.
 		j.earlierCall, j.earlierSince = j.entry.Latest(), f.Since
+	} else if j.entryGone && !j.stored.IsZero() {
+		// Delivered again with no entry for its id, and no result out
+		// (answeredBefore): an earlier delivery may have called and left
+		// (an answer lost, then its look for the action refused), its
+		// "calling" entry gone since. Taken for a new request, it called
+		// the device again: the API refused it, or, the first action
+		// finished, made a second. The earlier call went out after the
+		// request was stored, and its action is looked for from then.
+		j.earlierCall, j.earlierSince = j.stored, j.stored
 	}
 	// A call of this id may have gone out before (a crash, or an answer
 	// lost and the request left): the action it created is the answer,
