@@ -157,3 +157,40 @@ func TestLedgerPurgedBeforeTheAck(t *testing.T) {
 		t.Errorf("ledger holds %s (%v), want the published created", stored.Outcome, err)
 	}
 }
+
+// TestLedgerPurgedAndTheLookRefusedAgain: as
+// TestLedgerPurgedWhileTheRequestWasLeft, and the next delivery's look
+// for the earlier call's action is refused too: it goes back to the
+// stream as well. Before, it left the claim it wrote over the missing
+// entry, which read to the delivery after it as a claim of its own
+// message, never called for: that one took the request for a new one
+// and called the device a second time. The claim is taken back as the
+// request leaves, and the delivery after it looks for the action again.
+func TestLedgerPurgedAndTheLookRefusedAgain(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	results := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	// The first two deliveries' looks (6 attempts each) fail.
+	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 12, 0)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-2", "machineId": m.ID}, "contoso:left-2")
+	eventually(t, 20*time.Second, "the first look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	e.purgeLedger()
+	results.wait(t, 1, 40*time.Second)
+	eventually(t, 30*time.Second, "request removed from the stream", func() bool {
+		return e.streamMsgs(offboard.StreamRequests) == 0
+	})
+	if n := e.apiCalls("machineactions"); n < 13 {
+		t.Errorf("%d action lists, want the two deliveries' refused looks and one more", n)
+	}
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls for the device, want 1", n)
+	}
+	rs := results.snapshot()["contoso/left-2"]
+	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("%d results (the first %s), want one created", len(rs), rs[0].Outcome)
+	}
+	e.oneActionEach("contoso", 1)
+}

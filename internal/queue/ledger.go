@@ -178,6 +178,22 @@ func (l *Ledger) Put(ctx context.Context, tenant, requestID string, prev, e *Ent
 	return nil
 }
 
+// Drop removes the entry of a request id that the caller wrote (prev),
+// unless another worker changed it since (ErrConflict): the id has no
+// entry again.
+func (l *Ledger) Drop(ctx context.Context, tenant, requestID string, prev *Entry) error {
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
+	err := l.kv.Delete(ctx, ledgerKey(tenant, requestID), jetstream.LastRevision(prev.revision))
+	if IsWrongLastSequence(err) {
+		return ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("ledger drop: %w", err)
+	}
+	return nil
+}
+
 // IsWrongLastSequence says whether a write with an expected last
 // sequence (a KV update, a compare-and-swap append) lost to another writer.
 func IsWrongLastSequence(err error) bool {

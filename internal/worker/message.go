@@ -522,6 +522,7 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.stopAlive()
 	}
 	w.callingBackToClaim(j)
+	w.dropClaimOverGone(j)
 	w.nak(j, err, delay)
 }
 
@@ -612,6 +613,28 @@ func (w *Worker) callingBackToClaim(j *job) {
 		return
 	}
 	j.entry = &claim
+}
+
+// dropClaimOverGone takes back, as the request leaves, the claim this
+// delivery wrote where its id had no entry (entryGone): left, the claim
+// reads to the next delivery as its own message's, written before any
+// call, and that delivery would take the request for a new one and skip
+// the look for an earlier delivery's call, whose "calling" entry is what
+// went. With no entry again, the next delivery looks as this one did. A
+// "calling" entry this delivery wrote stays, as always. A conflict
+// (another worker at the id) or a failure leaves the claim as it is.
+func (w *Worker) dropClaimOverGone(j *job) {
+	e := j.entry
+	if !j.entryGone || e == nil || e.State != queue.StateClaimed || e.Seq != j.seq {
+		return
+	}
+	ctx, cancel := queue.StepCtx(context.Background())
+	defer cancel()
+	if err := w.opts.Ledger.Drop(ctx, j.t.name, j.req.RequestID, e); err != nil {
+		j.log.Warn("the request's claim over a ledger entry that was gone not taken back: its redelivery takes the request for a new one", zap.Error(err))
+		return
+	}
+	j.entry = nil
 }
 
 func (j *job) result(outcome offboard.Outcome) *offboard.Result {
