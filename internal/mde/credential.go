@@ -906,12 +906,11 @@ const lookEvery = time.Second
 // fileChanged says whether a watched file differs from the one the
 // credential was built from. Files found unchanged are trusted for
 // lookEvery; a changed one is looked at every time until a rebuild
-// succeeds. c.mu is held.
-func (c *Credential) fileChanged() bool {
+// succeeds. now is the credential's clock. c.mu is held.
+func (c *Credential) fileChanged(now time.Time) bool {
 	if len(c.watch) == 0 {
 		return false
 	}
-	now := c.now()
 	if since := now.Sub(c.looked); !c.looked.IsZero() && since >= 0 && since < lookEvery {
 		return false
 	}
@@ -1130,6 +1129,17 @@ type asking struct {
 // cached token, or the refusal held. Otherwise it returns the credential
 // to ask the login host with.
 func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (azcore.AccessToken, *asking, error) {
+	// A token in hand, the common case, is handed out with one look at
+	// the clock: a look costs most of what such a call does. A token
+	// that may still be handed out is not past its reuse.
+	c.mu.Lock()
+	now := c.now()
+	if reusable && c.scopes == scopes && c.fresh(now) && !c.reload && !c.fileChanged(now) {
+		tok := c.token
+		c.mu.Unlock()
+		return tok, nil, nil
+	}
+	c.mu.Unlock()
 	if c.stale() {
 		if err := c.rebuildStale(); err != nil {
 			// Not final: a file being rewritten can read empty for a moment;
@@ -1138,7 +1148,7 @@ func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (
 			// or broken fails the tenant's calls only once it has.
 			c.mu.Lock()
 			defer c.mu.Unlock()
-			if reusable && c.scopes == scopes && c.fresh() {
+			if reusable && c.scopes == scopes && c.fresh(c.now()) {
 				return c.token, nil, nil
 			}
 			return azcore.AccessToken{}, nil, c.credentialError()
@@ -1146,7 +1156,7 @@ func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (
 	}
 	c.mu.Lock()
 	tc, gen := c.current, c.gen
-	if reusable && c.scopes == scopes && c.fresh() {
+	if reusable && c.scopes == scopes && c.fresh(c.now()) {
 		tok := c.token
 		c.mu.Unlock()
 		return tok, nil, nil
@@ -1272,7 +1282,8 @@ func (c *Credential) unsendable(gen uint64) *TokenError {
 func (c *Credential) stale() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reload || c.fileChanged() || c.outlived()
+	now := c.now()
+	return c.reload || c.fileChanged(now) || c.outlived(now)
 }
 
 // rebuildStale builds the credential again, unless another call did
@@ -1287,18 +1298,18 @@ func (c *Credential) rebuildStale() error {
 	return c.refresh()
 }
 
-// fresh says whether the cached token may still be handed out. c.mu
-// held.
-func (c *Credential) fresh() bool {
-	return c.token.Token != "" && c.now().Before(c.tokenUntil)
+// fresh says whether the cached token may still be handed out at now.
+// c.mu held.
+func (c *Credential) fresh(now time.Time) bool {
+	return c.token.Token != "" && now.Before(c.tokenUntil)
 }
 
 // outlived says whether the cached token is no longer handed out while
 // the identity library would hand it out again from its own cache: its
 // reuse was cut to maxTokenReuse. Only a credential built again, whose
 // cache is empty, asks the login host. c.mu is held.
-func (c *Credential) outlived() bool {
-	if c.token.Token == "" || c.fresh() {
+func (c *Credential) outlived(now time.Time) bool {
+	if c.token.Token == "" || c.fresh(now) {
 		return false
 	}
 	next := c.token.ExpiresOn.Add(-tokenMargin)
