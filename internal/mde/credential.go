@@ -705,6 +705,14 @@ func (f *tokenFile) assertion(context.Context) (string, error) {
 	return f.token, nil
 }
 
+// forget has the file read again at the next assertion, whatever its
+// stamp: the login host refused the token read.
+func (f *tokenFile) forget() {
+	f.mu.Lock()
+	f.until = time.Time{}
+	f.mu.Unlock()
+}
+
 // readToken reads a federated token file. A projected service account
 // token is a JWT, three base64url parts joined by '.': another file of
 // the service account's volume named in its place (ca.crt, namespace)
@@ -1195,12 +1203,24 @@ func (c *Credential) ask(ctx context.Context) (func(), error) {
 // with its size and time; read again, it ends the refusal's hold rather
 // than wait for it (or be refused until a restart). A file gone
 // meanwhile is the failure then, and the refused secret is not sent
-// again.
+// again. A federated token file is read again so too: its token read
+// was kept up to tokenFileReuse, the refused token answering the hold
+// and sent again once it was over.
 func (c *Credential) readAgain(gen uint64) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.watch) > 0 && c.gen == gen {
+	if c.gen != gen {
+		c.mu.Unlock()
+		return
+	}
+	if len(c.watch) > 0 {
 		c.reload = true
+	}
+	w, _ := c.current.(*workloadCredential)
+	c.mu.Unlock()
+	if w != nil {
+		// Not under c.mu: the file's clock is the credential's, which
+		// takes it.
+		w.file.forget()
 	}
 }
 

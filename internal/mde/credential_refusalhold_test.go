@@ -99,3 +99,65 @@ func TestRefusedSecretHeld(t *testing.T) {
 		t.Errorf("login requests = %d, want 3", n)
 	}
 }
+
+// TestRefusedFederatedTokenRewrittenInPlace: a federated token file
+// holding another token ends the refusal's hold at once, even rewritten
+// in place with the size and time of the refused one. The token read was
+// kept, the file unchanged to its stamp: the refused token answered the
+// hold, and was sent again once it was over, up to tokenFileReuse after
+// it was read.
+func TestRefusedFederatedTokenRewrittenInPlace(t *testing.T) {
+	t.Parallel()
+	const refused, rotated = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJvbGQifQ.held-0001", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJuZXcifQ.held-0002"
+	var logins atomic.Int32
+	login, c := loginHost(t, func(w http.ResponseWriter, r *http.Request) {
+		logins.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		if r.PostFormValue("client_assertion") != rotated {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprint(w, `{"error":"invalid_client","error_description":"AADSTS700024: Client assertion is not within its valid time range.","error_codes":[700024]}`)
+			return
+		}
+		fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"after-the-rotation"}`)
+	})
+	path := filepath.Join(t.TempDir(), "token")
+	written := time.Now().Add(-time.Hour)
+	writeInPlace := func(token string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(token), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, written, written); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeInPlace(refused)
+	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, WorkloadIdentity: true, TokenFile: path}, c, login.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() error {
+		_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
+		return err
+	}
+	for range 2 {
+		var te *TokenError
+		if err := get(); !errors.As(err, &te) || !te.Final || te.AADSTS != "AADSTS700024" {
+			t.Fatalf("GetToken with the refused token: %v, want the refusal", err)
+		}
+	}
+	if n := logins.Load(); n != 1 {
+		t.Fatalf("login requests within the hold = %d, want 1", n)
+	}
+
+	if len(rotated) != len(refused) {
+		t.Fatal("the tokens' lengths differ")
+	}
+	writeInPlace(rotated)
+	if err := get(); err != nil {
+		t.Errorf("GetToken once the file holds another token, within the hold: %v", err)
+	}
+	if n := logins.Load(); n != 2 {
+		t.Errorf("login requests = %d, want 2", n)
+	}
+}
