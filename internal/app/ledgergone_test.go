@@ -2,9 +2,11 @@ package app
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -193,4 +195,46 @@ func TestLedgerPurgedAndTheLookRefusedAgain(t *testing.T) {
 		t.Errorf("%d results (the first %s), want one created", len(rs), rs[0].Outcome)
 	}
 	e.oneActionEach("contoso", 1)
+}
+
+// TestLedgerPurgedWithoutAReadOfTheResults: as
+// TestLedgerPurgedWhileTheRequestWasLeft, for a worker whose NATS user
+// may not read the results stream (a --no-setup deployment narrowed to
+// what an earlier release needed). The look for a published result fails
+// as if NATS did not answer; before, the request went back to the stream
+// at each delivery and was never answered. It now goes on to the look
+// for the earlier call's action, which answers it.
+func TestLedgerPurgedWithoutAReadOfTheResults(t *testing.T) {
+	t.Parallel()
+	results := "MDE_OFFBOARD_RESULTS"
+	url := natstest.StartWithUsers(t, &server.User{Username: "admin", Password: "a"}, &server.User{Username: "worker", Password: "w", Permissions: &server.Permissions{
+		Publish: &server.SubjectPermission{
+			Allow: []string{">"},
+			Deny: []string{
+				"$JS.API.CONSUMER.CREATE." + results, "$JS.API.CONSUMER.CREATE." + results + ".>",
+				"$JS.API.STREAM.MSG.GET." + results, "$JS.API.DIRECT.GET." + results, "$JS.API.DIRECT.GET." + results + ".>",
+			},
+		},
+	}})
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, noStart: true})
+	e.opts.NATSURL = strings.Replace(url, "nats://", "nats://worker:w@", 1)
+	e.start()
+	e.nc.Close()
+	e.connect(strings.Replace(url, "nats://", "nats://admin:a@", 1)) // the test reads what the worker may not
+	collected := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 6, 0)
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-3", "machineId": m.ID}, "contoso:left-3")
+	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	e.purgeLedger()
+	// The refused reads get no answer: each waits out its bound.
+	collected.wait(t, 1, 90*time.Second)
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls for the device, want 1", n)
+	}
+	if rs := collected.snapshot()["contoso/left-3"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results %+v, want one created", rs)
+	}
 }

@@ -244,7 +244,8 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 // and the request is answered from it (replay), as from any entry. A
 // first delivery does not look: most requests are new, and the look
 // reads the tenant's results since the request was stored. false: no
-// result is out; the request is worked on. true also when it was left.
+// result is out, or none could be read; the request is worked on, looking
+// for an earlier call's action first. true also when it was left.
 func (w *Worker) answeredBefore(ctx context.Context, j *job) bool {
 	if w.opts.JS == nil || j.stored.IsZero() {
 		return false
@@ -256,8 +257,13 @@ func (w *Worker) answeredBefore(ctx context.Context, j *job) bool {
 	// the request stream's: their clocks may differ.
 	data, err := queue.PublishedResult(lctx, w.opts.JS, w.opts.Settings.Subjects.Result(j.t.name), msgID, j.stored.Add(-clockSkew))
 	if err != nil {
-		w.leave(j, err)
-		return true
+		// Not a reason to leave: a user that may not read the results
+		// stream (a --no-setup deployment narrowed to what an earlier
+		// release needed) failed this look at every delivery, and the
+		// request was never answered. The look for an earlier call's
+		// action (process) still keeps the device from a second one.
+		j.log.Warn("the results published for a request delivered again without a ledger entry could not be read: its earlier call's action is looked for instead", zap.Error(err))
+		return false
 	}
 	if data == nil {
 		return false
