@@ -1,17 +1,13 @@
 package mde
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 )
 
 // TestTokenLifetimeOfTheLoginHost: whatever lifetime the login host
@@ -56,18 +52,7 @@ func TestTokenLifetimeOfTheLoginHost(t *testing.T) {
 			})
 			secretFile := filepath.Join(t.TempDir(), "secret")
 			writeSecretFile(t, secretFile, "lifetime-secret-0001", time.Now())
-			cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
-			if err != nil {
-				t.Fatal(err)
-			}
-			var mu sync.Mutex
-			now := time.Now()
-			cred.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-			advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-			get := func() error {
-				_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
-				return err
-			}
+			get, advance := secretFileTokens(t, login, c, secretFile)
 
 			const calls = 20
 			for range calls {

@@ -39,18 +39,7 @@ func TestRefusedSecretHeld(t *testing.T) {
 	secretFile := filepath.Join(t.TempDir(), "secret")
 	written := time.Now().Add(-time.Hour)
 	writeSecretFile(t, secretFile, refused, written)
-	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	now := time.Now()
-	cred.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
-	get := func() error {
-		_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
-		return err
-	}
+	get, advance := secretFileTokens(t, login, c, secretFile)
 	refusal := func(err error) bool {
 		var te *TokenError
 		return errors.As(err, &te) && te.Final && te.AADSTS == "AADSTS7000215" && te.RetryAfter == 0

@@ -96,23 +96,11 @@ func TestLoginHostThrottlingHeld(t *testing.T) {
 		w.Header().Set("Content-Type", "application/json")
 		fmt.Fprint(w, `{"token_type":"Bearer","expires_in":3599,"access_token":"after-the-wait"}`)
 	})
-	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	now := time.Now()
-	cred.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
-	get := func() error {
-		_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
-		return err
-	}
+	get, advance := secretFileTokens(t, login, c, secretFile)
 	if err := get(); err == nil {
 		t.Fatal("GetToken = a token, want the 429")
 	}
-	mu.Lock()
-	now = now.Add(5 * time.Second)
-	mu.Unlock()
+	advance(5 * time.Second)
 	for range 10 {
 		err := get()
 		var te *TokenError
@@ -123,12 +111,30 @@ func TestLoginHostThrottlingHeld(t *testing.T) {
 	if n := requests.Load(); n != 1 {
 		t.Errorf("token requests within the login host's Retry-After = %d, want 1", n)
 	}
-	mu.Lock()
-	now = now.Add(15 * time.Second)
-	mu.Unlock()
+	advance(15 * time.Second)
 	if err := get(); err != nil {
 		t.Errorf("GetToken after the wait: %v", err)
 	}
+}
+
+// secretFileTokens is a credential of secretFile's client secret, signing
+// in at login, on a clock that stands still until advance moves it; get
+// asks it for a token.
+func secretFileTokens(t *testing.T, login *httptest.Server, c Cloud, secretFile string) (get func() error, advance func(time.Duration)) {
+	t.Helper()
+	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	cred.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance = func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	get = func() error {
+		_, err := cred.GetToken(context.Background(), policy.TokenRequestOptions{Scopes: []string{c.Scope}})
+		return err
+	}
+	return get, advance
 }
 
 // loginHost is a login host over TLS that answers the tenant's OpenID
