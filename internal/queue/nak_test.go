@@ -2,6 +2,7 @@ package queue
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -68,15 +69,41 @@ func TestNakBetweenConsumerLeadersIsSentAgain(t *testing.T) {
 	t.Parallel()
 	c := natstest.Start(t, 3)
 	nc, js := c.Connect(t)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "NAKR3", Subjects: []string{"nakr3.>"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	// A nak that reaches the old leader just before it hands over is
+	// answered, and the new leader does not know of it (a nak is not
+	// replicated): the message then waits out its ack wait, and no client
+	// can tell. That race is not the case under test; when a nak answered
+	// at its first try is lost so, the case is played again on another
+	// consumer.
+	for round := 1; ; round++ {
+		tries, back := nakAcrossAStepDown(t, nc, js, fmt.Sprintf("c%d", round))
+		if back {
+			return
+		}
+		if tries > 1 || round == 3 {
+			t.Fatalf("the message did not come back within %v of its nak (ack wait %v; nak sent %d times, round %d)", nakAckWait/4, nakAckWait, tries, round)
+		}
+		t.Logf("round %d: the nak, answered at once, went to the leader stepping down: played again", round)
+	}
+}
+
+const nakAckWait = time.Minute
+
+// nakAcrossAStepDown delivers a message of a consumer named name, has the
+// consumer's leader step down, and naks the message until a leader
+// answers. It returns the naks sent, and whether the message came back
+// within a quarter of its ack wait.
+func nakAcrossAStepDown(t *testing.T, nc *nats.Conn, js jetstream.JetStream, name string) (tries int, back bool) {
+	t.Helper()
 	ctx := t.Context()
-	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "NAKR3", Subjects: []string{"nakr3.>"}, Replicas: 3}); err != nil {
+	if _, err := js.Publish(ctx, "nakr3."+name, []byte("x")); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(ctx, "nakr3.a", []byte("x")); err != nil {
-		t.Fatal(err)
-	}
-	const ackWait = time.Minute
-	cons, err := js.CreateConsumer(ctx, "NAKR3", jetstream.ConsumerConfig{Durable: "c", AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, Replicas: 3})
+	cons, err := js.CreateConsumer(ctx, "NAKR3", jetstream.ConsumerConfig{Durable: name, FilterSubject: "nakr3." + name,
+		AckPolicy: jetstream.AckExplicitPolicy, AckWait: nakAckWait, Replicas: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +114,7 @@ func TestNakBetweenConsumerLeadersIsSentAgain(t *testing.T) {
 	// The request goes to the meta leader, which may not answer for a
 	// moment ("no responders") on a loaded machine: asked again.
 	for stepped := time.Now(); ; time.Sleep(100 * time.Millisecond) {
-		_, err := nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN.NAKR3.c", nil, 5*time.Second)
+		_, err := nc.Request("$JS.API.CONSUMER.LEADER.STEPDOWN.NAKR3."+name, nil, 5*time.Second)
 		if err == nil {
 			break
 		}
@@ -97,6 +124,7 @@ func TestNakBetweenConsumerLeadersIsSentAgain(t *testing.T) {
 	}
 	sent := time.Now()
 	for {
+		tries++
 		sctx, cancel := StepCtx(ctx)
 		err := Nak(sctx, js, m, 0)
 		cancel()
@@ -114,10 +142,10 @@ func TestNakBetweenConsumerLeadersIsSentAgain(t *testing.T) {
 			if meta, _ := again.Metadata(); meta == nil || meta.NumDelivered != 2 {
 				t.Fatalf("metadata %+v", meta)
 			}
-			break
+			return tries, true
 		}
-		if time.Since(sent) > ackWait/4 {
-			t.Fatalf("the message did not come back within %v of its nak (ack wait %v): %v", ackWait/4, ackWait, err)
+		if time.Since(sent) > nakAckWait/4 {
+			return tries, false
 		}
 	}
 }
