@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -236,5 +237,46 @@ func TestLedgerPurgedWithoutAReadOfTheResults(t *testing.T) {
 	}
 	if rs := collected.snapshot()["contoso/left-3"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
 		t.Errorf("results %+v, want one created", rs)
+	}
+}
+
+// TestLedgerPurgedAndTheCampaignCancelled: as
+// TestLedgerPurgedWhileTheRequestWasLeft, for a campaign's request whose
+// campaign an operator cancels while it is left. Before, the delivery
+// that found no entry was answered cancelled before it looked for the
+// earlier call's action: its result hid the action that call created.
+// It looks first, and answers created with the action it finds.
+func TestLedgerPurgedAndTheCampaignCancelled(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	results := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 6, 0)
+	id := campaign.RequestID("wave1", 1)
+	e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": m.ID, "source": campaign.Source("wave1")}, "contoso:"+id)
+	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	kv, err := campaign.ControlBucket(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, By: "op", At: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	e.purgeLedger()
+	results.wait(t, 1, 30*time.Second)
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls for the device, want 1", n)
+	}
+	actions := e.sim.Actions(tt.tenantID)
+	rs := results.snapshot()["contoso/"+id]
+	if len(rs) != 1 || len(actions) != 1 {
+		t.Fatalf("%d results, %d actions; want one of each", len(rs), len(actions))
+	}
+	var got struct{ ID string }
+	_ = json.Unmarshal(rs[0].MachineAction, &got)
+	if rs[0].Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("result %s (%+v) with action %q, want created with %s", rs[0].Outcome, rs[0].Error, got.ID, actions[0].ID)
 	}
 }

@@ -183,10 +183,13 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// deleted or expired) after its result went out, or after its
 		// call.
 		j.entryGone = j.delivered > 1
-		if j.entryGone && w.answeredBefore(ctx, j) {
-			return true
+		if !j.entryGone {
+			return w.withdrawn(ctx, j)
 		}
-		return w.withdrawn(ctx, j)
+		// A cancel of its campaign is applied once the look for an
+		// earlier call's action found none (process): answered
+		// cancelled here, the request hid the action that call made.
+		return w.answeredBefore(ctx, j)
 	}
 	if !w.readEntry(ctx, j) {
 		return true

@@ -91,6 +91,15 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 			return res, err
 		}
 	}
+	if j.entryGone {
+		// No action of an earlier call showed: a cancel of the request's
+		// campaign, not applied before the look (answered), applies now,
+		// and the calls the result keeps (keptCalls) send a retry to look
+		// again first.
+		if res := w.cancelled(j); res != nil {
+			return res, nil
+		}
+	}
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
 	if rule != "" {
