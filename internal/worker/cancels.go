@@ -109,11 +109,15 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delivery {
 	kept := ds[:0]
 	for _, d := range ds {
-		if req, err := offboard.ParseRequest(d.Msg.Data(), t.name); err == nil && w.campaigns != nil {
+		req, err := offboard.ParseRequest(d.Msg.Data(), t.name)
+		if err == nil && w.campaigns != nil {
 			if _, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, storedAt(d.Msg))); ok {
 				kept = append(kept, d)
 				continue
 			}
+		}
+		if meta, merr := d.Msg.Metadata(); err == nil && merr == nil && meta.NumDelivered == 1 {
+			w.claimReturned(t, meta.Sequence.Stream, req)
 		}
 		if err := d.Msg.Nak(); err != nil {
 			t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))

@@ -532,7 +532,34 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	}
 	w.callingBackToClaim(j)
 	w.dropClaimOverGone(j)
+	if j.checked && j.entry == nil && j.delivered == 1 && !errors.Is(err, errNotNew) && !queue.Outage(err) && !queue.StoreRefused(err) {
+		w.claimReturned(j.t, j.seq, j.req)
+	}
 	w.nak(j, err, delay)
+}
+
+// claimReturned writes a claim of the message at seq for a request that
+// goes back to the stream at its first delivery before any ledger write
+// (a fresh request met by a stop, a pause or a budget change before its
+// call, or returned by a cancel pass): no call of it went out, as a call
+// is preceded by its "calling" entry. Left with no entry, its next
+// delivery could not tell it from a request whose entry is gone after a
+// call (entryGone): it read the tenant's results, and listed the device's
+// actions, a few times with backoffs when it was stored less than
+// ActionShowsWithin ago, before its call, and a cancel of its campaign
+// waited for that look. Its own claim reads as a request never called
+// for. A first delivery only: a later one with no entry may follow a call
+// whose entry is gone, and its claim would hide that call. An id that has
+// an entry (another message's) keeps it; a failure leaves none, which
+// errs on the safe side.
+func (w *Worker) claimReturned(t *tenantRun, seq uint64, req offboard.Request) {
+	e := &queue.Entry{State: queue.StateClaimed, Seq: seq, MachineID: req.MachineID, ComputerDNSName: req.ComputerDNSName,
+		Started: w.clock.Now().UTC(), Writer: w.opts.Presence.Instance()}
+	ctx, cancel := queue.StepCtx(context.Background())
+	defer cancel()
+	if err := w.opts.Ledger.Put(ctx, t.name, req.RequestID, nil, e); err != nil && !errors.Is(err, queue.ErrConflict) {
+		t.log.Info("a request going back to the stream before its call not claimed: its next delivery looks for an earlier call's action", zap.String("request_id", req.RequestID), zap.Error(err))
+	}
 }
 
 // mark marks the request as under way in this process; false when it is

@@ -290,3 +290,39 @@ func TestCancelReachesRequestWaitingToEnterItsCall(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelPassReturnsRequestsWithoutALookForAnAction: a request a
+// cancel pass takes and returns to the stream (of a campaign it has
+// nothing to do with) never reached its call. Delivered again, it found
+// no ledger entry for its id, and was taken for one whose earlier
+// delivery's entry was gone: it read the tenant's results and listed the
+// device's actions, a few times with backoffs, before its call. It is
+// called at once, with no list of the device's actions.
+func TestCancelPassReturnsRequestsWithoutALookForAnAction(t *testing.T) {
+	t.Parallel()
+	e := setupLoop(t, `["1/1h"]`, RetryPolicy{})
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1")                  // the hour's only call is spent
+	e.publishPrio(t, "n-1", offboard.Normal) // another device; waits for the quota
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave1") // the pass takes n-1 and returns it
+	time.Sleep(300 * time.Millisecond)
+	e.clock.Advance(time.Hour + time.Second) // the place frees
+	select {
+	case r := <-e.results:
+		if r.RequestID != "n-1" || r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("result %s %s, want n-1 created", r.RequestID, r.Outcome)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no result once the quota freed")
+	}
+	lists := 0
+	for _, c := range e.sim.Calls() {
+		if c.API == "machineactions" {
+			lists++
+		}
+	}
+	if lists != 0 {
+		t.Errorf("%d lists of the device's actions for a request returned before its call, want 0", lists)
+	}
+}
