@@ -230,8 +230,15 @@ func TestLedgerPurgedWithoutAReadOfTheResults(t *testing.T) {
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-3", "machineId": m.ID}, "contoso:left-3")
 	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
 	e.purgeLedger()
-	// The refused reads get no answer: each waits out its bound.
+	purged := time.Now()
+	// The refused reads get no answer: each waits out its bound, that
+	// of one round trip (queue.StepTimeout), not that of a result's
+	// store (30 s), which the request would hold its slot for at each
+	// delivery.
 	collected.wait(t, 1, 90*time.Second)
+	if d := time.Since(purged); d > 15*time.Second {
+		t.Errorf("answered %v after the purge, want within 15 s (the 5 s before its redelivery, a refused read, the look)", d.Round(100*time.Millisecond))
+	}
 	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
 		t.Errorf("%d offboard calls for the device, want 1", n)
 	}

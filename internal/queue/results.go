@@ -18,13 +18,20 @@ import (
 // bucket purged, the entry deleted or expired) learns so whether an
 // earlier delivery answered it and was not acked. The last result on the
 // subject is read first; the others are read by their headers alone, and
-// only the one found whole.
+// only the one found whole. Each round trip has the bound of one step
+// (StepCtx): a read the server does not answer (a user that may not read
+// the stream, a stream with no leader) fails within it, and the request
+// is not held for ctx's whole bound at each delivery.
 func PublishedResult(ctx context.Context, js jetstream.JetStream, subject, msgID string, since time.Time) ([]byte, error) {
-	results, err := js.Stream(ctx, offboard.StreamResults)
+	sctx, cancel := StepCtx(ctx)
+	results, err := js.Stream(sctx, offboard.StreamResults)
+	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("look for result %s: %w", msgID, err)
 	}
-	last, err := results.GetLastMsgForSubject(ctx, subject)
+	sctx, cancel = StepCtx(ctx)
+	last, err := results.GetLastMsgForSubject(sctx, subject)
+	cancel()
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		return nil, nil
@@ -39,7 +46,9 @@ func PublishedResult(ctx context.Context, js jetstream.JetStream, subject, msgID
 	if err != nil || found == 0 {
 		return nil, err
 	}
-	m, err := results.GetMsg(ctx, found)
+	sctx, cancel = StepCtx(ctx)
+	defer cancel()
+	m, err := results.GetMsg(sctx, found)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return nil, nil // gone meanwhile (its max age)
 	}
@@ -56,7 +65,9 @@ func seqOfMsgID(ctx context.Context, results jetstream.Stream, subject, msgID st
 	// A consumer of its own, not an ordered one: it says at once how many
 	// results it will read, and each fetch asks for no more than that, so
 	// none waits out its time for results that are not coming.
-	cons, err := results.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cctx, cancel := StepCtx(ctx)
+	defer cancel()
+	cons, err := results.CreateConsumer(cctx, jetstream.ConsumerConfig{
 		FilterSubject:     subject,
 		DeliverPolicy:     jetstream.DeliverByStartTimePolicy,
 		OptStartTime:      &since,
