@@ -2,6 +2,7 @@ package app
 
 import (
 	"encoding/json"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -43,6 +45,45 @@ func (e *env) resultsOn(subject string) uint64 {
 	return info.State.Subjects[subject]
 }
 
+// leftAfterALostAnswer publishes a request of contoso's device on
+// subject, with fields beside its id and machineId: its offboard call
+// acts and its answer is lost (504), and the look for the action it made
+// is refused refused times (a delivery's look tries 6 times, RetryPolicy.
+// Attempts). It returns the device once the first delivery's look is
+// given up and the request left for a later look.
+func (e *env) leftAfterALostAnswer(subject, id string, fields map[string]any, refused int) mdesim.Machine {
+	e.t.Helper()
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", refused, 0)
+	req := map[string]any{"requestId": id, "machineId": m.ID}
+	maps.Copy(req, fields)
+	e.publish(subject, req, "contoso:"+id)
+	eventually(e.t, 20*time.Second, "the first look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	return m
+}
+
+// createdWithTheAction checks that rs, a request's results, are one,
+// created with the only action contoso's device has, made by m's one
+// offboard call.
+func (e *env) createdWithTheAction(rs []offboard.Result, m mdesim.Machine) {
+	e.t.Helper()
+	tt := e.tenants["contoso"]
+	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
+		e.t.Errorf("%d offboard calls for the device, want 1", n)
+	}
+	actions := e.sim.Actions(tt.tenantID)
+	if len(rs) != 1 || len(actions) != 1 {
+		e.t.Fatalf("%d results, %d actions; want one of each", len(rs), len(actions))
+	}
+	var got struct{ ID string }
+	_ = json.Unmarshal(rs[0].MachineAction, &got)
+	if rs[0].Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		e.t.Errorf("result %s (%+v) with action %q, want created with %s", rs[0].Outcome, rs[0].Error, got.ID, actions[0].ID)
+	}
+}
+
 // TestLedgerPurgedWhileTheRequestWasLeft: a request's offboard call acts,
 // its answer is lost (504), and the device's actions cannot be listed to
 // find the action: the request goes back to the stream to look for it
@@ -56,32 +97,13 @@ func TestLedgerPurgedWhileTheRequestWasLeft(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
 	results := e.collect("mde.offboard.result.>")
-	tt := e.tenants["contoso"]
-	m := tt.machines[0]
-	e.sim.LoseAnswers(tt.tenantID, 1)
-	// Every attempt of the look for the action after the lost answer
-	// (RetryPolicy.Attempts, 6) fails: the request is left.
-	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 6, 0)
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-1", "machineId": m.ID}, "contoso:left-1")
-	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	m := e.leftAfterALostAnswer("mde.offboard.request.contoso", "left-1", nil, 6)
 	e.purgeLedger()
 	results.wait(t, 1, 30*time.Second)
 	eventually(t, 30*time.Second, "request removed from the stream", func() bool {
 		return e.streamMsgs(offboard.StreamRequests) == 0
 	})
-	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
-		t.Errorf("%d offboard calls for the device, want 1", n)
-	}
-	actions := e.sim.Actions(tt.tenantID)
-	rs := results.snapshot()["contoso/left-1"]
-	if len(rs) != 1 || len(actions) != 1 {
-		t.Fatalf("%d results, %d actions; want one of each", len(rs), len(actions))
-	}
-	var got struct{ ID string }
-	_ = json.Unmarshal(rs[0].MachineAction, &got)
-	if rs[0].Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
-		t.Errorf("result %s with action %q, want created with %s", rs[0].Outcome, got.ID, actions[0].ID)
-	}
+	e.createdWithTheAction(results.snapshot()["contoso/left-1"], m)
 	if n := e.resultsOn("mde.offboard.result.contoso"); n != 1 {
 		t.Errorf("%d results stored, want 1", n)
 	}
@@ -173,13 +195,8 @@ func TestLedgerPurgedAndTheLookRefusedAgain(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
 	results := e.collect("mde.offboard.result.>")
-	tt := e.tenants["contoso"]
-	m := tt.machines[0]
-	e.sim.LoseAnswers(tt.tenantID, 1)
 	// The first two deliveries' looks (6 attempts each) fail.
-	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 12, 0)
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-2", "machineId": m.ID}, "contoso:left-2")
-	eventually(t, 20*time.Second, "the first look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	m := e.leftAfterALostAnswer("mde.offboard.request.contoso", "left-2", nil, 12)
 	e.purgeLedger()
 	results.wait(t, 1, 40*time.Second)
 	eventually(t, 30*time.Second, "request removed from the stream", func() bool {
@@ -188,14 +205,7 @@ func TestLedgerPurgedAndTheLookRefusedAgain(t *testing.T) {
 	if n := e.apiCalls("machineactions"); n < 13 {
 		t.Errorf("%d action lists, want the two deliveries' refused looks and one more", n)
 	}
-	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
-		t.Errorf("%d offboard calls for the device, want 1", n)
-	}
-	rs := results.snapshot()["contoso/left-2"]
-	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-		t.Errorf("%d results (the first %s), want one created", len(rs), rs[0].Outcome)
-	}
-	e.oneActionEach("contoso", 1)
+	e.createdWithTheAction(results.snapshot()["contoso/left-2"], m)
 }
 
 // TestLedgerPurgedWithoutAReadOfTheResults: as
@@ -223,12 +233,7 @@ func TestLedgerPurgedWithoutAReadOfTheResults(t *testing.T) {
 	e.nc.Close()
 	e.connect(strings.Replace(url, "nats://", "nats://admin:a@", 1)) // the test reads what the worker may not
 	collected := e.collect("mde.offboard.result.>")
-	tt := e.tenants["contoso"]
-	m := tt.machines[0]
-	e.sim.LoseAnswers(tt.tenantID, 1)
-	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 6, 0)
-	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "left-3", "machineId": m.ID}, "contoso:left-3")
-	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	m := e.leftAfterALostAnswer("mde.offboard.request.contoso", "left-3", nil, 6)
 	e.purgeLedger()
 	purged := time.Now()
 	// The refused reads get no answer: each waits out its bound, that
@@ -239,12 +244,7 @@ func TestLedgerPurgedWithoutAReadOfTheResults(t *testing.T) {
 	if d := time.Since(purged); d > 15*time.Second {
 		t.Errorf("answered %v after the purge, want within 15 s (the 5 s before its redelivery, a refused read, the look)", d.Round(100*time.Millisecond))
 	}
-	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
-		t.Errorf("%d offboard calls for the device, want 1", n)
-	}
-	if rs := collected.snapshot()["contoso/left-3"]; len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
-		t.Errorf("results %+v, want one created", rs)
-	}
+	e.createdWithTheAction(collected.snapshot()["contoso/left-3"], m)
 }
 
 // TestLedgerPurgedAndTheCampaignCancelled: as
@@ -257,13 +257,8 @@ func TestLedgerPurgedAndTheCampaignCancelled(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
 	results := e.collect("mde.offboard.result.>")
-	tt := e.tenants["contoso"]
-	m := tt.machines[0]
-	e.sim.LoseAnswers(tt.tenantID, 1)
-	e.sim.InjectStatus(tt.tenantID, "machineactions", 503, "", "", 6, 0)
 	id := campaign.RequestID("wave1", 1)
-	e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": m.ID, "source": campaign.Source("wave1")}, "contoso:"+id)
-	eventually(t, 20*time.Second, "the look for the action given up", func() bool { return e.apiCalls("machineactions") == 6 })
+	m := e.leftAfterALostAnswer("mde.offboard.request.contoso.bulk", id, map[string]any{"source": campaign.Source("wave1")}, 6)
 	kv, err := campaign.ControlBucket(t.Context(), e.js)
 	if err != nil {
 		t.Fatal(err)
@@ -273,17 +268,5 @@ func TestLedgerPurgedAndTheCampaignCancelled(t *testing.T) {
 	}
 	e.purgeLedger()
 	results.wait(t, 1, 30*time.Second)
-	if n := e.offboardCalls(tt.tenantID, m.ID); n != 1 {
-		t.Errorf("%d offboard calls for the device, want 1", n)
-	}
-	actions := e.sim.Actions(tt.tenantID)
-	rs := results.snapshot()["contoso/"+id]
-	if len(rs) != 1 || len(actions) != 1 {
-		t.Fatalf("%d results, %d actions; want one of each", len(rs), len(actions))
-	}
-	var got struct{ ID string }
-	_ = json.Unmarshal(rs[0].MachineAction, &got)
-	if rs[0].Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
-		t.Errorf("result %s (%+v) with action %q, want created with %s", rs[0].Outcome, rs[0].Error, got.ID, actions[0].ID)
-	}
+	e.createdWithTheAction(results.snapshot()["contoso/"+id], m)
 }
