@@ -1,12 +1,16 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/worker"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestCampaignPlanOutOfTimeWaitingForQuotaSaysSo: a plan whose
@@ -31,5 +35,28 @@ func TestCampaignPlanOutOfTimeWaitingForQuotaSaysSo(t *testing.T) {
 	}
 	if strings.Count(stderr, "\n") != 1 {
 		t.Errorf("stderr %q: want one line", stderr)
+	}
+}
+
+// TestPlanGivenUpUnderASecondSaysItsTime: a plan allowed less than a
+// second (a short --timeout, less the answer's margin) that is given up
+// says the time it was allowed as it was, not rounded to nothing: "the
+// 0s it is allowed" read as if the worker had been given no time at all.
+func TestPlanGivenUpUnderASecondSaysItsTime(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{PageSize: 2})
+	js := e.js(t)
+	for _, allowed := range []time.Duration{40 * time.Millisecond, 340 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+		req := offboard.PlanRequest{InactiveFor: 90 * 24 * time.Hour, Timeout: allowed}
+		reply, _, err := offboard.RequestPlan(ctx, js, offboard.Subjects{}, "contoso", req, 10*time.Second)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("longer than the %v it is allowed", allowed)
+		if reply.State != offboard.PlanFailed || !reply.OutOfTime || reply.Error == nil || !strings.Contains(reply.Error.Message, want) {
+			t.Errorf("allowed %v: state %s, out of time %t, error %+v; want failed, out of time, saying %q", allowed, reply.State, reply.OutOfTime, reply.Error, want)
+		}
 	}
 }

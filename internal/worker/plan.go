@@ -230,7 +230,7 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 			r.Error.Message = "the asker stopped waiting before the plan was done, and it was given up"
 			t.log.Info("plan given up: the asker stopped waiting")
 		case r.OutOfTime:
-			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", timeout.Round(100*time.Millisecond), rd.quotaNote())
+			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", allowedTime(timeout), rd.quotaNote())
 		default:
 			r.Error.Message = "the worker stopped before the plan was done: ask again"
 		}
@@ -241,6 +241,20 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 	delete(p.running, t.name)
 	p.mu.Unlock()
 	p.send(t, reply, r)
+}
+
+// allowedTime is a plan's allowed time as a plan given up says it: to a
+// tenth of a second from a second on (not 9.499686686s), to the
+// millisecond or microsecond below (a short --timeout, less the answer's
+// margin), which a tenth of a second would round to 0s.
+func allowedTime(d time.Duration) time.Duration {
+	switch {
+	case d >= time.Second:
+		return d.Round(100 * time.Millisecond)
+	case d >= time.Millisecond:
+		return d.Round(time.Millisecond)
+	}
+	return d.Round(time.Microsecond)
 }
 
 // errAskerGone is the cause of a plan given up because nobody listens on
