@@ -33,7 +33,8 @@ type PlanRequest struct {
 	Health      []string      `json:"healthStatus,omitempty"`
 	OS          []string      `json:"osPlatform,omitempty"`
 	// Timeout is how long the asker waits for the plan (nanoseconds; 0:
-	// not said): the worker gives the plan up then, as nobody would read
+	// not said; below 0: its time ran out before it asked, and no plan is
+	// built): the worker gives the plan up then, as nobody would read
 	// it. RequestPlan sets it from its context's deadline.
 	Timeout time.Duration `json:"timeout,omitempty"`
 }

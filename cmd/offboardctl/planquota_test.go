@@ -60,3 +60,31 @@ func TestPlanGivenUpUnderASecondSaysItsTime(t *testing.T) {
 		}
 	}
 }
+
+// TestPlanAskedOutOfTimeIsNotBuilt: a plan request whose asker's time ran
+// out before it was sent (its timeout, the time left of the asker's
+// deadline, below zero: a --timeout spent on the tenant's check) is not
+// built. The worker took it for a request that says no timeout and read
+// the inventory under its own 15 minutes until its next heartbeat found
+// the asker gone, meanwhile refusing the tenant's next plan as busy.
+func TestPlanAskedOutOfTimeIsNotBuilt(t *testing.T) {
+	t.Parallel()
+	e := setupPlan(t, worker.PlanOptions{PageSize: 2})
+	js := e.js(t)
+	late, cancel := context.WithDeadline(t.Context(), time.Now().Add(-time.Second))
+	defer cancel()
+	req := offboard.PlanRequest{InactiveFor: 90 * 24 * time.Hour}
+	if _, _, err := offboard.RequestPlan(late, js, offboard.Subjects{}, "contoso", req, 10*time.Second); err == nil {
+		t.Fatal("a plan asked out of time was answered")
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	req.Timeout = 200 * time.Millisecond
+	reply, _, err := offboard.RequestPlan(ctx, js, offboard.Subjects{}, "contoso", req, 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reply.Error != nil && reply.Error.Code == offboard.PlanCodeBusy {
+		t.Errorf("the next plan was refused: %s", reply.Error.Message)
+	}
+}

@@ -167,6 +167,17 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 		return
 	}
 	req.Health = health
+	if req.Timeout < 0 {
+		// The time left of the asker's deadline, spent before it sent
+		// the request: nobody reads the plan. Taken for a timeout not
+		// said, the plan was built under the worker's own bound until a
+		// heartbeat found the asker gone, the tenant's machines quota
+		// spent and its next plan refused as busy meanwhile.
+		r := planFailed(t.name, offboard.PlanCodeInvalid, fmt.Sprintf("the asker's time ran out %v before it asked: no plan built", -req.Timeout))
+		r.OutOfTime = true
+		p.send(t, m.Reply, r)
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stopped {
