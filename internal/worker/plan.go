@@ -241,7 +241,7 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 			r.Error.Message = "the asker stopped waiting before the plan was done, and it was given up"
 			t.log.Info("plan given up: the asker stopped waiting")
 		case r.OutOfTime:
-			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", allowedTime(timeout), rd.quotaNote())
+			r.Error.Message = fmt.Sprintf("the plan took longer than the %v it is allowed, and was given up%s", saidTime(timeout), rd.quotaNote())
 		default:
 			r.Error.Message = "the worker stopped before the plan was done: ask again"
 		}
@@ -254,11 +254,12 @@ func (p *planner) build(t *tenantRun, reply string, req offboard.PlanRequest, ti
 	p.send(t, reply, r)
 }
 
-// allowedTime is a plan's allowed time as a plan given up says it: to a
-// tenth of a second from a second on (not 9.499686686s), to the
-// millisecond or microsecond below (a short --timeout, less the answer's
-// margin), which a tenth of a second would round to 0s.
-func allowedTime(d time.Duration) time.Duration {
+// saidTime is a time as a plan given up says it (the time it was
+// allowed, the time it waited for the quota): to a tenth of a second from
+// a second on (not 9.499686686s), to the millisecond or microsecond below
+// (a short --timeout, less the answer's margin; a short wait), which a
+// tenth of a second or a second would round to 0s.
+func saidTime(d time.Duration) time.Duration {
 	switch {
 	case d >= time.Second:
 		return d.Round(100 * time.Millisecond)
@@ -385,10 +386,10 @@ func (rd *inventoryRead) quotaNote() string {
 	switch {
 	case rd.waitingQuota:
 		return fmt.Sprintf(" while waiting for the tenant's machines quota, which the requests' device reads share (%v of waiting in all; %s)",
-			rd.quotaWait.Round(time.Second), read)
+			saidTime(rd.quotaWait), read)
 	case rd.quotaWait >= time.Second:
 		return fmt.Sprintf(" (%v of it waiting for the tenant's machines quota, which the requests' device reads share; %s)",
-			rd.quotaWait.Round(time.Second), read)
+			saidTime(rd.quotaWait), read)
 	}
 	return ""
 }
