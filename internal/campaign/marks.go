@@ -52,8 +52,11 @@ func splitKey(key string) (tenant, name string, ok bool) {
 func ControlBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
 	kv, err := js.KeyValue(ctx, offboard.BucketControl)
 	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		// The definition the worker's setup creates (queue.Ensure).
-		kv, err = js.CreateKeyValue(ctx, queue.Settings{}.Control())
+		// The definition the worker's setup creates (queue.Ensure), with
+		// as many copies as the workers keep of their requests
+		// (--stream-replicas): made with one, the cancel marks and pauses
+		// lived on one node until a worker's setup ran again.
+		kv, err = js.CreateKeyValue(ctx, queue.Settings{Replicas: streamReplicas(ctx, js)}.Control())
 		if errors.Is(err, jetstream.ErrBucketExists) {
 			kv, err = js.KeyValue(ctx, offboard.BucketControl)
 		}
@@ -62,6 +65,16 @@ func ControlBucket(ctx context.Context, js jetstream.JetStream) (jetstream.KeyVa
 		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
 	return kv, nil
+}
+
+// streamReplicas is the number of copies the request stream keeps, as
+// the workers' setup made it; 0 (the default, one) when it cannot be read.
+func streamReplicas(ctx context.Context, js jetstream.JetStream) int {
+	s, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		return 0
+	}
+	return s.CachedInfo().Config.Replicas
 }
 
 // ErrCancelledAlready says that the campaign's cancel mark was there
