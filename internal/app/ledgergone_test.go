@@ -270,3 +270,46 @@ func TestLedgerPurgedAndTheCampaignCancelled(t *testing.T) {
 	results.wait(t, 1, 30*time.Second)
 	e.createdWithTheAction(results.snapshot()["contoso/"+id], m)
 }
+
+// TestRedeliveryWithoutAnEntryLooksOnce: a request delivered and never
+// worked on (fetched by a worker that died, or lost at a NATS outage) is
+// delivered again with no ledger entry, as one whose entry is gone after
+// a call would be. No entry says a call went out: the action is looked
+// for once, not a few times with backoffs as after a call known to have
+// gone out less than a minute ago (ActionShowsWithin). Before, each such
+// request stored less than a minute ago listed the device's actions 4
+// times and waited 1+2+4 s before its call: the last results after a
+// NATS outage came seconds later.
+func TestRedeliveryWithoutAnEntryLooksOnce(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, 1)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: 2 * time.Second, noStart: true})
+	e.opts.NATSURL = srv.URLs()
+	e.start()
+	m := e.tenants["contoso"].machines[0]
+	e.stop() // its streams and consumers stay on the server
+	e.connect(srv.URLs())
+	results := e.collect("mde.offboard.result.>")
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "lost-1", "machineId": m.ID}, "contoso:lost-1")
+	cons, err := e.js.Consumer(t.Context(), offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() { // delivered, never worked on
+	}
+	began := time.Now()
+	e.start()
+	rs := results.wait(t, 1, 30*time.Second)["contoso/lost-1"]
+	t.Logf("answered %v after the restart", time.Since(began).Round(100*time.Millisecond))
+	if n := e.apiCalls("machineactions"); n != 1 {
+		t.Errorf("%d action lists before the call, want 1", n)
+	}
+	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results %+v, want one created", rs)
+	}
+}
+

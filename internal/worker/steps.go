@@ -364,7 +364,16 @@ func (w *Worker) lookForEarlier(ctx context.Context, j *job) (*offboard.Result, 
 		return j.failed(offboard.CodeInternal, err.Error(), nil), nil
 	}
 	look := w.findOwnAction
-	if w.mayHaveCalled(j) {
+	if w.mayHaveCalled(j) && !j.entryGone {
+		// A request delivered again with no entry (entryGone) is not
+		// known to have been called at all: most such were never worked
+		// on (fetched by a worker that died, lost at a NATS outage), and
+		// one look settles it. Looked for a few times with backoffs, each
+		// such request stored less than a minute ago waited seconds
+		// before its call, and the last results after a NATS outage came
+		// that much later. An action of a call whose entry went meanwhile
+		// that lists do not show yet gets the API's refusal of a second
+		// call (already_pending), not a second action.
 		look = w.lookForOwnAction
 	}
 	res, err := look(ctx, j, j.earlierSince, comment)
