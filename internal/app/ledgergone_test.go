@@ -313,3 +313,43 @@ func TestRedeliveryWithoutAnEntryLooksOnce(t *testing.T) {
 	}
 }
 
+// TestRequestLeftBeforeItsCallIsNotLookedFor: a request's "calling" entry
+// cannot be written (the ledger does not answer: here its bucket is
+// gone for a moment, as in an outage), so no call goes out and the
+// request is left. Its next delivery finds no entry, as one whose entry
+// is gone after a call would, but this process left it with no call sent:
+// it is worked on as new, without a read of the tenant's results or a
+// list of the device's actions. Before, each such request looked, and
+// after a NATS outage the drain's last results came seconds later.
+func TestRequestLeftBeforeItsCallIsNotLookedFor(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1})
+	results := e.collect("mde.offboard.result.>")
+	m := e.tenants["contoso"].machines[0]
+	ctx := t.Context()
+	if err := e.js.DeleteKeyValue(ctx, offboard.BucketLedger); err != nil {
+		t.Fatal(err)
+	}
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "uncalled-1", "machineId": m.ID}, "contoso:uncalled-1")
+	cons, err := e.js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the request left", func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumRedelivered > 0
+	})
+	if _, err := e.js.CreateKeyValue(ctx, queue.Settings{}.Ledger()); err != nil {
+		t.Fatal(err)
+	}
+	rs := results.wait(t, 1, 30*time.Second)["contoso/uncalled-1"]
+	if len(rs) != 1 || rs[0].Outcome != offboard.OutcomeCreated {
+		t.Errorf("results %+v, want one created", rs)
+	}
+	if n := e.offboardCalls(e.tenants["contoso"].tenantID, m.ID); n != 1 {
+		t.Errorf("%d offboard calls, want 1", n)
+	}
+	if n := e.apiCalls("machineactions"); n != 0 {
+		t.Errorf("%d action lists, want none: this process left the request before any call", n)
+	}
+}

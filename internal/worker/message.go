@@ -182,7 +182,7 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// delivery's entry may be gone (the bucket purged, the entry
 		// deleted or expired) after its result went out, or after its
 		// call.
-		j.entryGone = j.delivered > 1
+		j.entryGone = j.delivered > 1 && !j.t.uncalled.next(j.seq, j.delivered)
 		if !j.entryGone {
 			return w.withdrawn(ctx, j)
 		}
@@ -529,6 +529,11 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	}
 	if j.stopAlive != nil {
 		j.stopAlive()
+	}
+	if j.checked && j.entry == nil && !j.entryGone && j.delivered > 0 {
+		// No entry written, so no call sent by this delivery (a "calling"
+		// entry comes first): its next delivery here is known to be new.
+		j.t.uncalled.note(j.seq, j.delivered)
 	}
 	w.callingBackToClaim(j)
 	w.dropClaimOverGone(j)

@@ -110,12 +110,13 @@ type Tenant struct {
 
 type tenantRun struct {
 	*Tenant
-	name    string
-	limits  *limiter.Tenant
-	source  *queue.Source
-	devices keyedMutex
-	created createdActions // the actions this process answered created
-	working sync.Map       // the requests being handled, by workKey
+	name     string
+	limits   *limiter.Tenant
+	source   *queue.Source
+	devices  keyedMutex
+	created  createdActions // the actions this process answered created
+	uncalled leftUncalled   // the requests this process left with no call sent
+	working  sync.Map       // the requests being handled, by workKey
 	// goneSaid is when the fetch last logged the tenant's consumer
 	// missing (the fetch loop's own).
 	goneSaid time.Time

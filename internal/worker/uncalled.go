@@ -1,0 +1,51 @@
+package worker
+
+import "sync"
+
+// uncalledKept bounds the requests a tenant's leftUncalled holds: past it,
+// a request left is not noted, and its next delivery looks as if its
+// entry were gone, which costs a read and errs on the safe side.
+const uncalledKept = 4096
+
+// leftUncalled notes the requests this process left, at a delivery, with
+// no ledger entry written and so no call sent (a "calling" entry comes
+// before every call): an outage that failed that entry's write, a stop
+// before the call. Its next delivery finds no entry for its id, as one
+// whose entry is gone after a call would (entryGone), and would read the
+// tenant's results and list the device's actions before its call; noted
+// here, it is known to be new. After a NATS outage every such request
+// paid that look, and the drain's last results came seconds later. It
+// lives in this process: a delivery on another replica looks.
+type leftUncalled struct {
+	mu sync.Mutex
+	// left holds, by a request's stream sequence, the delivery that left
+	// it: only the next one is known not to follow a call (another
+	// replica may have taken one in between).
+	left map[uint64]uint64
+}
+
+// note notes that the delivery-th delivery of the request at seq left it
+// with no call sent.
+func (l *leftUncalled) note(seq, delivery uint64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.left == nil {
+		l.left = make(map[uint64]uint64)
+	}
+	if len(l.left) < uncalledKept {
+		l.left[seq] = delivery
+	}
+}
+
+// next says whether the delivery-th delivery of the request at seq is the
+// one after a delivery this process left with no call sent, and forgets
+// the request.
+func (l *leftUncalled) next(seq, delivery uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.left[seq]
+	if ok {
+		delete(l.left, seq)
+	}
+	return ok && d+1 == delivery
+}
