@@ -64,6 +64,28 @@ func (e *env) leftAfterALostAnswer(subject, id string, fields map[string]any, re
 	return m
 }
 
+// deliverWithoutAnAck has contoso's normal consumer deliver its next
+// request to the test, which never acks it, as to a worker that died with
+// it: it comes back after the ack wait, delivered twice.
+func (e *env) deliverWithoutAnAck() {
+	e.t.Helper()
+	cons, err := e.js.Consumer(e.t.Context(), offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	n := 0
+	for range batch.Messages() {
+		n++
+	}
+	if n != 1 {
+		e.t.Fatalf("delivered %d requests, want 1", n)
+	}
+}
+
 // createdWithTheAction checks that rs, a request's results, are one,
 // created with the only action contoso's device has, made by m's one
 // offboard call.
@@ -133,21 +155,7 @@ func TestLedgerPurgedBeforeTheAck(t *testing.T) {
 	ctx := t.Context()
 
 	pub := e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "acked-1", "machineId": m.ID}, "contoso:acked-1")
-	cons, err := e.js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for range batch.Messages() {
-		n++ // delivered, never acked
-	}
-	if n != 1 {
-		t.Fatalf("delivered %d requests, want 1", n)
-	}
+	e.deliverWithoutAnAck()
 	now := time.Now().UTC()
 	res := offboard.Result{RequestID: "acked-1", Tenant: "contoso", MachineID: m.ID, Outcome: offboard.OutcomeCreated,
 		MachineAction: action.Raw, Attempts: 1, Attempt: 1, RequestSeq: pub.Sequence, Priority: offboard.Normal,
@@ -291,16 +299,7 @@ func TestRedeliveryWithoutAnEntryLooksOnce(t *testing.T) {
 	e.connect(srv.URLs())
 	results := e.collect("mde.offboard.result.>")
 	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "lost-1", "machineId": m.ID}, "contoso:lost-1")
-	cons, err := e.js.Consumer(t.Context(), offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
-	if err != nil {
-		t.Fatal(err)
-	}
-	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for range batch.Messages() { // delivered, never worked on
-	}
+	e.deliverWithoutAnAck()
 	began := time.Now()
 	e.start()
 	rs := results.wait(t, 1, 30*time.Second)["contoso/lost-1"]
