@@ -19,15 +19,9 @@ func TestAnsweredBeforeCountsOnlyEarlierAnswers(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	const rows = 3000
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for i := range rows {
-		fmt.Fprintf(&b, "%040x\n", i+1)
-	}
 	last := fmt.Sprintf("%040x", rows+1)
-	b.WriteString(last + "\n")
 	dir := t.TempDir()
-	csvPath := writeFile(t, dir, "ans.csv", b.String())
+	csvPath := writeFile(t, dir, "ans.csv", numberedCSV(rows)+last+"\n")
 	// The last row's request, published by an earlier run, waits.
 	id := fmt.Sprintf("ans-%06d", rows+1)
 	publishRaw(t, js, offboard.Subjects{}.Request(tenant, offboard.Bulk), tenant+":"+id,

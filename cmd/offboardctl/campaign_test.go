@@ -540,15 +540,10 @@ func TestRowAnsweredForAnotherDeviceStopsThePublishing(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	const rows = 100000
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for i := range rows {
-		fmt.Fprintf(&b, "%040x\n", i+1)
-	}
 	dir := t.TempDir()
 	published := lastRequestSeq(t, js)
 	done := ctlAsync(t, url, "campaign", "run", "--tenant", "contoso", "--name", "long", "--report", filepath.Join(dir, "report.csv"),
-		"--max-pending", "1", "--csv", writeFile(t, dir, "long.csv", b.String()))
+		"--max-pending", "1", "--csv", writeFile(t, dir, "long.csv", numberedCSV(rows)))
 	if got := publishedOrEnded(t, js, published+1, done); got.ended {
 		t.Fatalf("the run ended before it published: exit %d, stdout %q, stderr %q", got.code, got.out, got.err)
 	}
@@ -917,12 +912,7 @@ func TestInterruptedRunCountsItsPublishes(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for i := range 20000 {
-		fmt.Fprintf(&b, "%040x\n", i+1)
-	}
-	csvPath := writeFile(t, dir, "big.csv", b.String())
+	csvPath := writeFile(t, dir, "big.csv", numberedCSV(20000))
 	stored := func() uint64 { return lastRequestSeq(t, js) }
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

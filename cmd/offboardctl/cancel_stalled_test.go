@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,12 +31,7 @@ func TestCancelStopsAStalledPublishing(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	var b strings.Builder
-	b.WriteString("machineId\n")
-	for i := range 20 {
-		fmt.Fprintf(&b, "%040x\n", i+1)
-	}
-	csvPath := writeFile(t, dir, "stall.csv", b.String())
+	csvPath := writeFile(t, dir, "stall.csv", numberedCSV(20))
 	// Interrupted once its progress shows the rows not sent cancelled,
 	// or 10 s after the cancel, far less than the 30 s a publish waits
 	// for its acknowledgement.

@@ -250,6 +250,17 @@ func writeFile(t *testing.T, dir, name, body string) string {
 	return p
 }
 
+// numberedCSV is a campaign CSV of rows rows, naming machine ids 1 to
+// rows (40 hexadecimal digits): devices the simulator need not know.
+func numberedCSV(rows int) string {
+	var b strings.Builder
+	b.WriteString("machineId\n")
+	for i := range rows {
+		fmt.Fprintf(&b, "%040x\n", i+1)
+	}
+	return b.String()
+}
+
 // idsCSV is a campaign CSV naming the machines by id, one row each.
 func idsCSV(machines []mdesim.Machine) string {
 	var b strings.Builder
