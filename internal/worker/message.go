@@ -349,7 +349,13 @@ var errCallUnderWay = errLeave("a call of this request went out from another pro
 // entryNow is the ledger entry this message writes for its request id
 // before its result: claimed, or calling, as of now.
 func (j *job) entryNow(state string, now time.Time, writer string) *queue.Entry {
-	return &queue.Entry{State: state, Seq: j.seq, MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName, Started: now.UTC(), Writer: writer}
+	return newEntry(state, j.seq, j.req, now, writer)
+}
+
+// newEntry is a ledger entry in state of the request at seq, written now
+// by writer.
+func newEntry(state string, seq uint64, req offboard.Request, now time.Time, writer string) *queue.Entry {
+	return &queue.Entry{State: state, Seq: seq, MachineID: req.MachineID, ComputerDNSName: req.ComputerDNSName, Started: now.UTC(), Writer: writer}
 }
 
 // withdrawn answers a request of a cancelled campaign: failed, cancelled,
@@ -558,8 +564,7 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 // an entry (another message's) keeps it; a failure leaves none, which
 // errs on the safe side.
 func (w *Worker) claimReturned(t *tenantRun, seq uint64, req offboard.Request) {
-	e := &queue.Entry{State: queue.StateClaimed, Seq: seq, MachineID: req.MachineID, ComputerDNSName: req.ComputerDNSName,
-		Started: w.clock.Now().UTC(), Writer: w.opts.Presence.Instance()}
+	e := newEntry(queue.StateClaimed, seq, req, w.clock.Now(), w.opts.Presence.Instance())
 	ctx, cancel := queue.StepCtx(context.Background())
 	defer cancel()
 	if err := w.opts.Ledger.Put(ctx, t.name, req.RequestID, nil, e); err != nil && !errors.Is(err, queue.ErrConflict) {
