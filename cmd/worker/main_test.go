@@ -146,11 +146,11 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"max requests", []string{"--config", good, "--max-requests", "-1"}, "--max-requests -1"},
 		{"flag value", []string{"--max-requests", "x"}, "--max-requests: the value given does not read as a whole number"},
 		{"unknown flag", []string{"--max-request", "5"}, "flag provided but not defined: -max-request"},
-		{"call timeout", []string{"--config", good, "--call-timeout", "1h"}, "call timeout 1h0m0s: at most 40m0s"},
+		{"call timeout", []string{"--config", good, "--call-timeout", "1h"}, "--call-timeout 1h0m0s: at most 40m0s"},
 		// 1.5 times it is past the longest duration: the lease wrapped
 		// round to a negative one, which passed the check.
 		{"call timeout whose lease overflows", []string{"--config", good, "--check-config", "--call-timeout", "1000000h",
-			"--quota-history", "2562047h47m16.854775807s"}, "call timeout 1000000h0m0s: at most 40m0s"},
+			"--quota-history", "2562047h47m16.854775807s"}, "--call-timeout 1000000h0m0s: at most 40m0s"},
 		{"stray argument", []string{"other.yaml", "--config", good, "--check-config"}, `unexpected argument "other.yaml"`},
 		{"negative ack wait", []string{"--config", good, "--ack-wait", "-1s"}, "--ack-wait -1s: want a positive duration"},
 		// The request's keep-alive ticks every third of the ack wait: 1ns

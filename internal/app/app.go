@@ -327,7 +327,7 @@ func hostRune(r rune) bool {
 // the longest duration wraps round to a negative lease.
 func (a *App) checkCallTimeout() error {
 	if a.opts.CallTimeout > limiter.MaxLease*2/3 {
-		return fmt.Errorf("call timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
+		return fmt.Errorf("--call-timeout %s: at most %s (other replicas count a call as under way for 1.5 times it, %s at most)",
 			a.opts.CallTimeout, limiter.MaxLease*2/3, limiter.MaxLease)
 	}
 	return nil
