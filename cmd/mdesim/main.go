@@ -176,7 +176,42 @@ func parse(fs *flag.FlagSet, args []string, stderr io.Writer) error {
 		fs.SetOutput(stderr)
 		fs.PrintDefaults()
 	}
+	if err != nil {
+		if m := unreadFlagValue.FindStringSubmatch(err.Error()); m != nil {
+			return flagValueError(fs, m[1], m[2])
+		}
+	}
 	return err
+}
+
+// unreadFlagValue is the flag package's error for a value that does not
+// read: the flag's name and the reason.
+var unreadFlagValue = regexp.MustCompile(`^invalid (?:boolean )?value "(?:[^"\\]|\\.)*" for (?:flag )?-([A-Za-z0-9-]+): (.*)$`)
+
+// flagValueError names the flag and says what it takes, without the
+// value (a secret given to the wrong flag would be shown): the flag
+// package's "parse error" left the form to guess. A flag of its own kind
+// (a fixtures file, a login fault) keeps the reason it gave.
+func flagValueError(fs *flag.FlagSet, name, reason string) error {
+	takes := ""
+	if f := fs.Lookup(name); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			switch g.Get().(type) {
+			case time.Duration:
+				takes = "a duration, such as 30s, 5m or 2h"
+			case int:
+				takes = "a whole number"
+			case float64:
+				takes = "a number, such as 0.05"
+			case bool:
+				takes = "true or false"
+			}
+		}
+	}
+	if takes == "" {
+		return fmt.Errorf("--%s: %s", name, reason)
+	}
+	return fmt.Errorf("--%s: the value given does not read as %s", name, takes)
 }
 
 func run() int {

@@ -1,6 +1,7 @@
 package mdesim
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -74,7 +75,7 @@ func ParseLoginFault(s string) (LoginFault, error) {
 			return f, nil
 		}
 	}
-	return LoginNormal, fmt.Errorf("unknown login fault %q (want garbled, refused-long-body, huge-body or broken-token)", s)
+	return LoginNormal, errors.New("unknown login fault: want garbled, refused-long-body, huge-body or broken-token")
 }
 
 type loginInjection struct {
