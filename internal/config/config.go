@@ -582,7 +582,28 @@ func checkScalars(data []byte) error {
 	if err := noZeroTracking(&doc); err != nil {
 		return err
 	}
+	if err := noEmptyBudget(&doc); err != nil {
+		return err
+	}
 	return wholeCounts(&doc)
+}
+
+// noEmptyBudget refuses a guards.budget written as an empty string (a
+// template's variable that expanded to nothing: budget: "{{ .budget }}"):
+// the field cannot tell it from no budget, and the tenant's cap would be
+// dropped without a word, as noNulls says of a key without a value. An
+// alias is its anchor's value, and a map merged in (<<) is the guards'.
+func noEmptyBudget(doc *yaml.Node) error {
+	n, path := walkNodes(doc, func(_, n *yaml.Node, path string) bool {
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			n = n.Alias
+		}
+		return n.Kind == yaml.ScalarNode && n.Tag == "!!str" && strings.TrimSpace(n.Value) == "" && strings.HasSuffix(strings.ReplaceAll(path, ".<<", ""), ".guards.budget")
+	})
+	if n != nil {
+		return fmt.Errorf("line %d: %s is empty; give it a budget such as 500/24h, or remove it for none", n.Line, path)
+	}
+	return nil
 }
 
 // trackingKeys are the tracking's durations, each at least

@@ -325,3 +325,34 @@ func TestGlobCompatibleForms(t *testing.T) {
 		t.Errorf("computerDnsNames = %q, want them composed and in letters of the usual width", got)
 	}
 }
+
+// TestGuardBudgetEmpty: a budget written as an empty string (a template's
+// variable that expanded to nothing: budget: "{{ .budget }}") stops the
+// worker, as a budget without a value does. It used to be read as no
+// budget, and the tenant's cap was dropped without a word.
+func TestGuardBudgetEmpty(t *testing.T) {
+	t.Parallel()
+	for name, budget := range map[string]string{"quoted": `""`, "single quoted": `''`, "anchored": `&b ""`} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			_, err := Parse([]byte("tenants:" + okTenant + "    guards:\n      budget: " + budget + "\n"))
+			if err == nil || !strings.Contains(err.Error(), "line 7: tenants[0].guards.budget is empty") {
+				t.Fatalf("Parse error = %v, want one naming tenants[0].guards.budget", err)
+			}
+		})
+	}
+	t.Run("aliased", func(t *testing.T) {
+		t.Parallel()
+		_, err := Parse([]byte("tenants:" + okTenant + "    comment: &b \"\"\n    guards:\n      budget: *b\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.budget is empty") {
+			t.Fatalf("Parse error = %v, want one naming tenants[0].guards.budget", err)
+		}
+	})
+	t.Run("merged", func(t *testing.T) {
+		t.Parallel()
+		_, err := Parse([]byte("tenants:" + okTenant + "    guards:\n      <<: {budget: \"\"}\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.<<.budget is empty") {
+			t.Fatalf("Parse error = %v, want one naming tenants[0].guards.<<.budget", err)
+		}
+	})
+}
