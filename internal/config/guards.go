@@ -144,6 +144,9 @@ func checkGlob(glob string) (string, error) {
 	if escapesLetter(glob) {
 		return glob, errors.New(`holds a backslash before a letter or a digit, which path.Match reads as the letter or digit alone: a host is dc01 or dc01.contoso.local, not CONTOSO\DC01, and a digit is [0-9], not \d`)
 	}
+	if rangeBackwards(glob) {
+		return glob, errors.New("holds a range written backwards, from its last character to its first ([9-1]), which path.Match takes for no character at all, so the glob matches no computerDnsName; write it [1-9]")
+	}
 	if strings.Contains(glob, "/") || slices.Contains(strings.Split(glob, "."), "") {
 		return glob, errors.New("holds a slash, or a dot at the start, at the end or next to another, which no computerDnsName has; the hosts of a domain are *.contoso.local")
 	}
@@ -171,6 +174,45 @@ func escapesLetter(glob string) bool {
 			escaped = false
 		case r == '\\':
 			escaped = true
+		}
+	}
+	return false
+}
+
+// rangeBackwards says whether a glob (one path.Match takes) holds a
+// character class with a range whose first character comes after its
+// last ([9-1], [z-a]): path.Match takes it without an error, and it
+// matches no character, so the glob matches no device and protects
+// nothing without a word.
+func rangeBackwards(glob string) bool {
+	rs := []rune(glob)
+	// char reads a character of a class at i, escaped or not, and returns
+	// it and where the next one starts.
+	char := func(i int) (rune, int) {
+		if rs[i] == '\\' && i+1 < len(rs) {
+			i++
+		}
+		return rs[i], i + 1
+	}
+	for i := 0; i < len(rs); i++ {
+		switch rs[i] {
+		case '\\':
+			i++ // the escaped character stands for itself
+		case '[':
+			i++
+			if i < len(rs) && rs[i] == '^' {
+				i++
+			}
+			for i < len(rs) && rs[i] != ']' {
+				var lo, hi rune
+				lo, i = char(i)
+				if i < len(rs) && rs[i] == '-' {
+					hi, i = char(i + 1)
+					if hi < lo {
+						return true
+					}
+				}
+			}
 		}
 	}
 	return false

@@ -356,3 +356,23 @@ func TestGuardBudgetEmpty(t *testing.T) {
 		}
 	})
 }
+
+// TestGlobRangeBackwards: a computerDnsNames glob with a range written
+// from its last character to its first (dc0[9-1], dc[z-a]*) matches no
+// character, and so no device: path.Match takes it without an error. It
+// stops the worker, named by its place; it used to be taken, and the
+// guard protected nothing without a word. A range of one character, and
+// ranges written in order, are taken.
+func TestGlobRangeBackwards(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, glob := range []string{`dc0[9-1].contoso.local`, `dc[z-a]*`, `sql[^9-0]*`, `dc[a-c5-1]`, `x[\\.-\\-]`, `DC[Z-A]*`} {
+		_, err := Parse([]byte(guards + `        computerDnsNames: ["ok", "` + glob + `"]` + "\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.protect.computerDnsNames[1]: holds a range written backwards") {
+			t.Errorf("%s: Parse error = %v, want one naming it", glob, err)
+		}
+	}
+	if _, err := Parse([]byte(guards + `        computerDnsNames: ["dc0[1-9]*", "dc[a-a]", "[^0-9]*", "x[\\--\\.]", "[A-Z]*.tier0.contoso.local"]` + "\n")); err != nil {
+		t.Errorf("ranges in order: %v", err)
+	}
+}
