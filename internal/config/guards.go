@@ -131,8 +131,9 @@ func (g *Guards) check() error {
 // comma inside it, which no computerDnsName holds: several globs written
 // in one string; and a slash or an empty label (".tier0.contoso.local",
 // a domain written as a DNS suffix is, for "*.tier0.contoso.local"; two
-// dots in a row; two final dots), and a backslash before a letter or a
-// digit (escapesLetter).
+// dots in a row; two final dots), a backslash before a letter or a
+// digit (escapesLetter), a range written backwards (rangeBackwards), and
+// a class written as a shell negates one (shellNegation).
 func checkGlob(glob string) (string, error) {
 	glob = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(globLookalikes.Replace(norm.NFKC.String(glob))), "."))
 	if _, err := path.Match(glob, ""); glob == "" || err != nil {
@@ -146,6 +147,9 @@ func checkGlob(glob string) (string, error) {
 	}
 	if rangeBackwards(glob) {
 		return glob, errors.New("holds a range written backwards, from its last character to its first ([9-1]), which path.Match takes for no character at all, so the glob matches no computerDnsName; write it [1-9]")
+	}
+	if shellNegation(glob) {
+		return glob, errors.New("holds a class starting with !, which path.Match reads as \"!\" or one of the characters after it, not as any character but those (write [^0-9], not [!0-9])")
 	}
 	if strings.Contains(glob, "/") || slices.Contains(strings.Split(glob, "."), "") {
 		return glob, errors.New("holds a slash, or a dot at the start, at the end or next to another, which no computerDnsName has; the hosts of a domain are *.contoso.local")
@@ -185,33 +189,58 @@ func escapesLetter(glob string) bool {
 // matches no character, so the glob matches no device and protects
 // nothing without a word.
 func rangeBackwards(glob string) bool {
-	rs := []rune(glob)
-	// char reads a character of a class at i, escaped or not, and returns
-	// it and where the next one starts.
-	char := func(i int) (rune, int) {
-		if rs[i] == '\\' && i+1 < len(rs) {
+	return anyClass(glob, func(class []rune) bool {
+		// char reads a character of the class at i, escaped or not, and
+		// returns it and where the next one starts.
+		char := func(i int) (rune, int) {
+			if class[i] == '\\' && i+1 < len(class) {
+				i++
+			}
+			return class[i], i + 1
+		}
+		i := 0
+		if len(class) > 0 && class[0] == '^' {
 			i++
 		}
-		return rs[i], i + 1
-	}
+		for i < len(class) {
+			var lo, hi rune
+			lo, i = char(i)
+			if i < len(class) && class[i] == '-' {
+				if hi, i = char(i + 1); hi < lo {
+					return true
+				}
+			}
+		}
+		return false
+	})
+}
+
+// shellNegation says whether a glob holds a character class starting
+// with "!" ([!0-9]): a shell's "any character but these", which
+// path.Match reads as "!" or one of these. No computerDnsName holds "!",
+// so such a glob protects the devices meant to be left out, and not the
+// others meant.
+func shellNegation(glob string) bool {
+	return anyClass(glob, func(class []rune) bool { return len(class) > 0 && class[0] == '!' })
+}
+
+// anyClass says whether f holds for the text between the brackets of one
+// of the character classes of a glob that path.Match takes.
+func anyClass(glob string, f func(class []rune) bool) bool {
+	rs := []rune(glob)
 	for i := 0; i < len(rs); i++ {
 		switch rs[i] {
 		case '\\':
 			i++ // the escaped character stands for itself
 		case '[':
-			i++
-			if i < len(rs) && rs[i] == '^' {
-				i++
-			}
-			for i < len(rs) && rs[i] != ']' {
-				var lo, hi rune
-				lo, i = char(i)
-				if i < len(rs) && rs[i] == '-' {
-					hi, i = char(i + 1)
-					if hi < lo {
-						return true
-					}
+			start := i + 1
+			for i = start; i < len(rs) && rs[i] != ']'; i++ {
+				if rs[i] == '\\' {
+					i++
 				}
+			}
+			if f(rs[start:min(i, len(rs))]) {
+				return true
 			}
 		}
 	}

@@ -376,3 +376,24 @@ func TestGlobRangeBackwards(t *testing.T) {
 		t.Errorf("ranges in order: %v", err)
 	}
 }
+
+// TestGlobShellNegation: a computerDnsNames glob whose class starts with
+// "!" (dc[!0-9]*), a shell's way to write "any character but these", is
+// in path.Match a class of "!" and those characters: it protects dc0 to
+// dc9, the devices meant to be left out, and not the others meant. No
+// computerDnsName holds "!", so the class is the shell's: it stops the
+// worker, named by its place, with path.Match's way to write it ([^0-9]).
+// It used to be taken. An escaped "!" is taken as itself.
+func TestGlobShellNegation(t *testing.T) {
+	t.Parallel()
+	guards := "tenants:" + okTenant + "    guards:\n      protect:\n"
+	for _, glob := range []string{`dc[!0-9]*`, `*.tier[!0].contoso.local`, `x[a-c][!a]`} {
+		_, err := Parse([]byte(guards + `        computerDnsNames: ["ok", "` + glob + `"]` + "\n"))
+		if err == nil || !strings.Contains(err.Error(), "guards.protect.computerDnsNames[1]: holds a class starting with !") {
+			t.Errorf("%s: Parse error = %v, want one naming it", glob, err)
+		}
+	}
+	if _, err := Parse([]byte(guards + `        computerDnsNames: ["dc[^0-9]*", "x[\\!a]", "[a!]*"]` + "\n")); err != nil {
+		t.Errorf("a class with ^, or ! escaped or not first: %v", err)
+	}
+}
