@@ -32,7 +32,10 @@ func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.
 	}
 	pol = &offboard.Policy{Checked: checked}
 	// The device id needs no read: refuse a listed one before any call.
+	// A device a name lookup returned was read all the same: its
+	// lastSeen is recorded.
 	if rule, why := refusal(g, dev.id, nil, time.Time{}); rule != "" {
+		pol.LastSeen = lastSeen(dev.machine)
 		return pol, rule, why, nil, nil
 	}
 	if g.NeedsDevice() && dev.machine == nil {
@@ -44,14 +47,24 @@ func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.
 	if dev.machine == nil {
 		return pol, "", "", nil, nil
 	}
-	// In RFC 3339, as the result's schema has it: the API may give a time
-	// without a zone (read as UTC), or something that is no time (left
-	// out; a refusal's message quotes it).
-	if last, ok := dev.machine.LastSeenTime(); ok {
-		pol.LastSeen = last.Format(time.RFC3339Nano)
-	}
+	pol.LastSeen = lastSeen(dev.machine)
 	rule, why = refusal(g, dev.id, dev.machine, w.clock.Now())
 	return pol, rule, why, nil, nil
+}
+
+// lastSeen is the device's lastSeen as a result's policy records it, in
+// RFC 3339, as the result's schema has it: the API may give a time
+// without a zone (read as UTC), or something that is no time (left out;
+// a refusal's message quotes it). "" when the device was not read (m
+// nil).
+func lastSeen(m *mde.Machine) string {
+	if m == nil {
+		return ""
+	}
+	if last, ok := m.LastSeenTime(); ok {
+		return last.Format(time.RFC3339Nano)
+	}
+	return ""
 }
 
 // readDevice reads the device as Defender reports it now, under the
