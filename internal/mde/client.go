@@ -179,9 +179,13 @@ func (v *Verdict) APIsOwn() bool { return v.Err != nil && !v.Err.odd }
 // '...'".
 const routeMiss = "No HTTP resource was found"
 
-// InactiveFilter is the OData filter of the devices last seen before
-// cutoff whose healthStatus is one of health and osPlatform one of os
-// (empty: any): "or" within a field, "and" across fields. The cutoff
+// InactiveFilter is the OData filter of the onboarded devices last seen
+// before cutoff whose healthStatus is one of health and osPlatform one of
+// os (empty: any): "or" within a field, "and" across fields. The list of
+// devices also holds those Device Discovery found and that were never
+// onboarded (onboardingStatus CanBeOnboarded, Unsupported,
+// InsufficientInfo): they have nothing to offboard, and listed, a plan
+// counted them among the devices to offboard. The cutoff
 // goes in whole seconds, rounded up: the API writes dates with seven
 // digits after the second at most, and does not document whether its
 // filter reads more. The list may then hold devices last seen in the
@@ -192,7 +196,7 @@ func InactiveFilter(cutoff time.Time, health, os []string) string {
 	if whole.Before(cutoff) {
 		whole = whole.Add(time.Second)
 	}
-	parts := []string{"lastSeen lt " + whole.Format(time.RFC3339)}
+	parts := []string{"lastSeen lt " + whole.Format(time.RFC3339), "onboardingStatus eq " + odataString(Onboarded)}
 	for _, f := range []struct {
 		field  string
 		values []string
@@ -212,6 +216,10 @@ func InactiveFilter(cutoff time.Time, health, os []string) string {
 	}
 	return strings.Join(parts, " and ")
 }
+
+// Onboarded is the onboardingStatus of a device onboarded to Defender
+// for Endpoint, as the API spells it.
+const Onboarded = "Onboarded"
 
 // GetMachine reads one device record.
 func (c *Client) GetMachine(ctx context.Context, machineID string) *Verdict {
