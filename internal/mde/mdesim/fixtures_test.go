@@ -92,3 +92,43 @@ tenants:
 		}
 	}
 }
+
+// TestHealthFollowsLastSeen: a device given no healthStatus is served as
+// the service shows one last seen then: Inactive after more than seven
+// days without a signal, Active before. A fixtures file that sets only
+// lastSeenAgo: 90d served a device Active that the service lists as
+// Inactive, and a plan asked for --health Inactive found none of them.
+func TestHealthFollowsLastSeen(t *testing.T) {
+	f, err := mdesim.ParseFixtures([]byte(`
+tenants:
+  - tenantId: 33333333-3333-4333-8333-333333333333
+    clientId: cccccccc-cccc-4ccc-8ccc-cccccccccccc
+    clientSecret: s3cret~C
+    machines:
+      - {id: 9999956789abcdef0123456789abcdef01234567, computerDnsName: pc-old.contoso.local, lastSeenAgo: 90d}
+      - {id: 9999956789abcdef0123456789abcdef01234568, computerDnsName: pc-week.contoso.local, lastSeenAgo: 169h}
+      - {id: 9999956789abcdef0123456789abcdef01234569, computerDnsName: pc-new.contoso.local, lastSeenAgo: 36h}
+      - {id: 999995678900000000000000000000000000000a, computerDnsName: pc-set.contoso.local, lastSeenAgo: 90d, healthStatus: NoSensorData}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, mdesim.Options{})
+	s.AddFixtures(f)
+	tok := s.token(t, "33333333-3333-4333-8333-333333333333", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", "s3cret~C")
+	want := map[string]string{
+		"pc-old.contoso.local": "Inactive", "pc-week.contoso.local": "Inactive",
+		"pc-new.contoso.local": "Active", "pc-set.contoso.local": "NoSensorData",
+	}
+	list := s.do(t, http.MethodGet, "/api/machines", tok, "", "").object(t)
+	for _, v := range list["value"].([]any) {
+		m := v.(map[string]any)
+		if name := m["computerDnsName"].(string); m["healthStatus"] != want[name] {
+			t.Errorf("%s last seen %v: healthStatus %v, want %s", name, m["lastSeen"], m["healthStatus"], want[name])
+		}
+	}
+	_, ids, _ := listIDs(t, s, tok, "/api/machines?"+filterQuery("healthStatus eq 'Inactive'"))
+	if len(ids) != 2 {
+		t.Errorf("healthStatus eq 'Inactive' lists %v, want the two devices unseen for more than seven days", ids)
+	}
+}

@@ -195,7 +195,9 @@ type Machine struct {
 	// 400 OsPlatformNotSupported, unless Options.OffboardAnyPlatform.
 	// Empty means "Windows11".
 	OSPlatform string
-	// HealthStatus is "Active", "Inactive", ...; empty means "Active".
+	// HealthStatus is "Active", "Inactive", ...; empty means what the
+	// service shows for LastSeen when the machine is added: "Inactive"
+	// when it is more than seven days before, else "Active".
 	HealthStatus string
 	// LastSeen is zero for "when added".
 	LastSeen time.Time
@@ -409,6 +411,11 @@ func (s *Server) RevokeTokens(tenantID string) {
 	}
 }
 
+// inactiveAfter is how long a device goes without a signal before the
+// service shows it Inactive ("devices that have stopped sending signals
+// for more than 7 days").
+const inactiveAfter = 7 * 24 * time.Hour
+
 // AddMachine adds or replaces a machine of the tenant. Empty fields get the
 // defaults documented on Machine; an empty ID gets a NewMachineID.
 func (s *Server) AddMachine(tenantID string, m Machine) {
@@ -420,11 +427,15 @@ func (s *Server) AddMachine(tenantID string, m Machine) {
 	if m.OSPlatform == "" {
 		m.OSPlatform = "Windows11"
 	}
+	now := s.clock.Now()
+	if m.LastSeen.IsZero() {
+		m.LastSeen = now
+	}
 	if m.HealthStatus == "" {
 		m.HealthStatus = "Active"
-	}
-	if m.LastSeen.IsZero() {
-		m.LastSeen = s.clock.Now()
+		if now.Sub(m.LastSeen) > inactiveAfter {
+			m.HealthStatus = "Inactive"
+		}
 	}
 	if m.FirstSeen.IsZero() {
 		m.FirstSeen = m.LastSeen
