@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,11 +50,14 @@ type FixtureTenant struct {
 // FixtureMachine is a device of a fixtures file; empty fields get
 // Machine's defaults.
 type FixtureMachine struct {
-	ID              string    `yaml:"id"`
-	ComputerDNSName string    `yaml:"computerDnsName"`
-	OSPlatform      string    `yaml:"osPlatform"`
-	HealthStatus    string    `yaml:"healthStatus"`
-	LastSeen        time.Time `yaml:"lastSeen"`
+	ID              string `yaml:"id"`
+	ComputerDNSName string `yaml:"computerDnsName"`
+	OSPlatform      string `yaml:"osPlatform"`
+	// HealthStatus is one of the service's health states (Active,
+	// Inactive, NoSensorData, ...) in any case, served as the service
+	// spells it.
+	HealthStatus string    `yaml:"healthStatus"`
+	LastSeen     time.Time `yaml:"lastSeen"`
 	// LastSeenAgo sets lastSeen relative to when the fixtures are added:
 	// a Go duration or a number of days ("90d"). Exclusive with LastSeen.
 	LastSeenAgo   string   `yaml:"lastSeenAgo"`
@@ -90,6 +94,17 @@ func ParseFixtures(data []byte) (*Fixtures, error) {
 			where := fmt.Sprintf("fixtures: tenant %d, machine %d", i+1, k+1)
 			if m.ID != "" && !fixtureMachineID.MatchString(m.ID) {
 				errs = append(errs, fmt.Errorf("%s: id %q is not 40 hexadecimal characters", where, m.ID))
+			}
+			if m.HealthStatus != "" {
+				// Spelled as the service spells it: its filter binds a
+				// healthStatus to that spelling, and a device served
+				// "inactive" was listed by no filter on its health.
+				members := machineSchema.enums["healthStatus"]
+				if j := slices.IndexFunc(members, func(h string) bool { return strings.EqualFold(h, m.HealthStatus) }); j >= 0 {
+					f.Tenants[i].Machines[k].HealthStatus = members[j]
+				} else {
+					errs = append(errs, fmt.Errorf("%s: healthStatus %q is none of %s", where, m.HealthStatus, strings.Join(members, ", ")))
+				}
 			}
 			if m.LastSeenAgo != "" {
 				if !m.LastSeen.IsZero() {

@@ -132,3 +132,39 @@ tenants:
 		t.Errorf("healthStatus eq 'Inactive' lists %v, want the two devices unseen for more than seven days", ids)
 	}
 }
+
+// TestFixturesHealthSpelledAsTheService: the service spells a device's
+// healthStatus one way, and its filter binds the value to that spelling.
+// A fixtures file's "inactive" was served as written, and no filter on
+// healthStatus listed the device; one that is no health state at all
+// ("stale") is refused.
+func TestFixturesHealthSpelledAsTheService(t *testing.T) {
+	f, err := mdesim.ParseFixtures([]byte(`
+tenants:
+  - tenantId: 33333333-3333-4333-8333-333333333333
+    clientId: cccccccc-cccc-4ccc-8ccc-cccccccccccc
+    clientSecret: s3cret~C
+    machines:
+      - {id: 9999956789abcdef0123456789abcdef01234567, computerDnsName: pc-old.contoso.local, lastSeenAgo: 90d, healthStatus: inactive}
+      - {id: 9999956789abcdef0123456789abcdef01234568, computerDnsName: pc-gone.contoso.local, lastSeenAgo: 90d, healthStatus: NOSENSORDATA}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, mdesim.Options{})
+	s.AddFixtures(f)
+	tok := s.token(t, "33333333-3333-4333-8333-333333333333", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", "s3cret~C")
+	for _, tc := range []struct{ health, id string }{
+		{"Inactive", "9999956789abcdef0123456789abcdef01234567"},
+		{"NoSensorData", "9999956789abcdef0123456789abcdef01234568"},
+	} {
+		_, ids, _ := listIDs(t, s, tok, "/api/machines?"+filterQuery("healthStatus eq '"+tc.health+"'"))
+		if len(ids) != 1 || ids[0] != tc.id {
+			t.Errorf("healthStatus eq '%s' lists %v, want %s", tc.health, ids, tc.id)
+		}
+	}
+	_, err = mdesim.ParseFixtures([]byte(`tenants: [{tenantId: t, machines: [{healthStatus: stale}]}]`))
+	if err == nil || !strings.Contains(err.Error(), "healthStatus") {
+		t.Errorf("healthStatus stale: %v, want a fixtures error naming healthStatus", err)
+	}
+}
