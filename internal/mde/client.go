@@ -332,6 +332,9 @@ func (c *Client) answered(ctx context.Context, resp *http.Response, call string,
 		data = nil
 	}
 	v := Classify(resp.StatusCode, resp.Header, withoutToken(data, token), c.now())
+	if v.Status/100 == 3 {
+		v.redirect = redirectTarget(resp, token)
+	}
 	if v.RefreshToken {
 		v.refused = idOf(token)
 	}
@@ -341,6 +344,22 @@ func (c *Client) answered(ctx context.Context, resp *http.Response, call string,
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeAPIRejected
 	}
 	return v
+}
+
+// redirectTarget is where a redirect points, as an error may show it:
+// resolved against the request's URL, without user information, query
+// or fragment (shownURL), the token and what looks like a credential
+// replaced; "" without a Location that reads as a URL.
+func redirectTarget(resp *http.Response, token string) string {
+	loc, err := resp.Location()
+	if err != nil {
+		return ""
+	}
+	shown := shownURL(loc.String())
+	if token != "" {
+		shown = strings.ReplaceAll(shown, token, redacted)
+	}
+	return shortened(withoutCredentials(shown), 300)
 }
 
 // bodyDecides says whether an answer of status is classified by its body

@@ -140,6 +140,9 @@ type Verdict struct {
 	FailureCode string
 	// cause describes an attempt that got no HTTP answer; safe to show.
 	cause string
+	// redirect is where a 3xx answer pointed, not followed: its scheme,
+	// host and path, the token taken out; safe to show.
+	redirect string
 	// refused tells which token the API refused, when RefreshToken is
 	// set: Credential.TokenRefused renews it once for all the calls it
 	// was refused to. A hash, never the token: a verdict is printed.
@@ -422,6 +425,11 @@ func (v *Verdict) Error() string {
 	switch {
 	case !v.Answered():
 		return v.cause
+	case v.redirect != "":
+		// "HTTP 308" alone left an operator whose every call was
+		// redirected (an API host that moved, a proxy's sign-in page)
+		// with nothing to go on.
+		return fmt.Sprintf("HTTP %d: redirected to %s, not followed (the request carries the token)", v.Status, v.redirect)
 	case v.Err == nil:
 		return fmt.Sprintf("HTTP %d", v.Status)
 	}
