@@ -758,7 +758,7 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 	}
 	t.Resolved.Cloud = c
 	if err == nil && apiPathInBase(c.APIBaseURL) {
-		errs = append(errs, errors.New("apiBaseURL: its path ends in an API's path (/api/machines), or in /api on Microsoft's host, which the worker adds itself: every call would go to /api/api/...; give the host alone, like https://api.securitycenter.microsoft.com"))
+		errs = append(errs, errors.New("apiBaseURL: its path ends in an API's path (/api/machines), or it has a path on Microsoft's host (/api, /api/v1.0), which serves the API at its root: the worker adds /api/... itself, and every call would go to /api/api/...; give the host alone, like https://api.securitycenter.microsoft.com"))
 	}
 	errs = append(errs, t.resolveLimits()...)
 
@@ -790,17 +790,18 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 
 // apiPathInBase says whether the API base URL base (checked, without a
 // final slash) ends in a whole API path (/api/machines, copied from the
-// documentation), or, on one of Microsoft's hosts, which serve the API
-// at their root, in the /api the client puts before every path. A
-// gateway of one's own may serve the API under /api (and strip it), and a
-// path with an api segment elsewhere (/api/mde) is no API path.
+// documentation), or has a path at all on one of Microsoft's hosts,
+// which serve the API at their root: the /api the client puts before
+// every path, or the documentation's versioned /api/v1.0. A gateway of
+// one's own may serve the API under /api (and strip it), and a path with
+// an api segment elsewhere (/api/mde) is no API path.
 func apiPathInBase(base string) bool {
 	host, path, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"), "/")
 	host, _, _ = strings.Cut(strings.ToLower(host), ":")
 	segs := strings.Split(strings.ToLower(path), "/")
 	last := segs[len(segs)-1]
 	microsoft := strings.HasSuffix(host, ".microsoft.com") || strings.HasSuffix(host, ".microsoft.us")
-	return last == "api" && microsoft || len(segs) > 1 && segs[len(segs)-2] == "api" && slices.Contains(mde.APIs, last)
+	return microsoft && path != "" || len(segs) > 1 && segs[len(segs)-2] == "api" && slices.Contains(mde.APIs, last)
 }
 
 // resolveLimits reads the limits of each API, the defaults where none.
