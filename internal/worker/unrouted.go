@@ -56,6 +56,14 @@ func (w *Worker) runUnrouted(ctx context.Context) {
 		_, configured := w.tenants[token]
 		switch {
 		case ok && (configured || w.isStale(token, prio)):
+		case ok && !offboard.TenantName.MatchString(token):
+			// No replica serves such a token and no consumer holds its
+			// requests, whatever the presence says: it says yes when its
+			// view fell behind after Known was asked. Let go, the request
+			// would wait for nobody, and the sweep of this consumer's
+			// answered requests (queue.SweepUnrouted) would delete it.
+			w.answerUnrouted(ctx, log, msg)
+			return
 		case ok && !w.opts.Presence.Known():
 			if err := msg.NakWithDelay(w.opts.Poll); err != nil {
 				log.Warn("nak request while the other replicas are not known", zap.Error(err))
