@@ -138,6 +138,9 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
 		return Request{}, errors.New("request is UTF-16, not UTF-8 (it starts with a UTF-16 byte order mark)")
 	}
+	if unmarkedUTF16(data) {
+		return Request{}, errors.New("request is UTF-16, not UTF-8 (it has no byte order mark, and its first character is a zero byte beside an ASCII one)")
+	}
 	if !utf8.Valid(data) {
 		return Request{}, errors.New("request is not UTF-8")
 	}
@@ -156,6 +159,16 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 		return r, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
 	}
 	return w.check(subjectTenant)
+}
+
+// unmarkedUTF16 says whether data is UTF-16 without a byte order mark,
+// as .NET's Encoding.Unicode.GetBytes and Python's "utf-16-le" write it:
+// its first character, ASCII in a JSON text, takes two bytes, one of them
+// zero. UTF-8 JSON has no zero byte, so a request of this form was never
+// a valid one; the JSON reader would call it a syntax error at byte 1,
+// and the publisher would look for it in the JSON.
+func unmarkedUTF16(data []byte) bool {
+	return len(data) >= 2 && (data[0] == 0) != (data[1] == 0) && data[0] < utf8.RuneSelf && data[1] < utf8.RuneSelf
 }
 
 // loneSurrogate finds a \u escape that stands for half of a UTF-16
