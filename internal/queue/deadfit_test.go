@@ -92,3 +92,28 @@ func TestDeadLetterOfARequestWithManySmallHeaders(t *testing.T) {
 		t.Errorf("dropped %q", dead.Header.Get(offboard.HeaderDroppedHeaders))
 	}
 }
+
+// TestDeadLetterOfARequestWithASecondHugeMessageID: a request with two
+// message ids, the second one taking nearly all the room for headers (the
+// server goes by the first), still has its dead letter stored, under the
+// first. Every value of the id was kept as the dead letter's own, which
+// never gives way: the server refused the copy for its headers, and the
+// request came back for ever.
+func TestDeadLetterOfARequestWithASecondHugeMessageID(t *testing.T) {
+	t.Parallel()
+	m := nats.NewMsg("x")
+	m.Data = []byte(`{}`)
+	m.Header.Add(jetstream.MsgIDHeader, "contoso:r-1")
+	m.Header.Add(jetstream.MsgIDHeader, strings.Repeat("i", 65000))
+	dead, err := deadOf(t, "SECONDID", m, strings.Repeat("é", offboard.MaxMessageLength))
+	if err != nil {
+		t.Fatalf("dead letter: %v", err)
+	}
+	if ids := dead.Header.Values(jetstream.MsgIDHeader); len(ids) != 1 || ids[0] != "contoso:r-1" {
+		t.Errorf("dead letter's message ids %d, first %.20q; want the request's first alone", len(ids), ids)
+	}
+	if dead.Header.Get(offboard.HeaderErrorCode) != offboard.CodeInvalidRequest || dead.Header.Get(offboard.HeaderDroppedHeaders) != "1" {
+		t.Errorf("dead letter: code %q, dropped %q; want %s and the second id dropped", dead.Header.Get(offboard.HeaderErrorCode),
+			dead.Header.Get(offboard.HeaderDroppedHeaders), offboard.CodeInvalidRequest)
+	}
+}

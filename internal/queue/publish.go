@@ -164,9 +164,20 @@ func deadMsg(subject string, orig jetstream.Msg, seq offboard.Seq, code, message
 	setOwn(m.Header, offboard.HeaderErrorCode, code)
 	setOwn(m.Header, offboard.HeaderErrorMessage, message)
 	setOwn(m.Header, offboard.HeaderRequestSeq, strconv.FormatUint(seq.N, 10))
+	// The dead letter's id is one value: the server goes by the first of
+	// a request's message ids, and every value under the name is the
+	// dead letter's own, which never gives way (fitHeaders). Another
+	// value, however large, would take the copy over the limit for good.
+	var others []string
+	if ids := m.Header.Values(jetstream.MsgIDHeader); len(ids) > 1 {
+		m.Header[jetstream.MsgIDHeader], others = ids[:1], ids[1:]
+	}
 	if id := m.Header.Get(jetstream.MsgIDHeader); len(id) > offboard.MaxRequestHeaders {
-		// Kept as a header of the request's, which gives way if need be.
-		m.Header.Set(offboard.HeaderOriginalPrefix+jetstream.MsgIDHeader, id)
+		others = append([]string{id}, others...)
+	}
+	if len(others) > 0 {
+		// Kept as headers of the request's, which give way if need be.
+		m.Header[offboard.HeaderOriginalPrefix+jetstream.MsgIDHeader] = others
 	}
 	if DeadIDByPlace(m.Header) {
 		// Without the publisher's id, one derived from the request's place
