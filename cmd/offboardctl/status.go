@@ -353,7 +353,10 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 	for i, left := range callsLeft(ws, calls, now) {
 		st.Quota = append(st.Quota, windowStatus{Window: ws[i].String(), Limit: ws[i].Count, Used: ws[i].Count - left, Left: left})
 	}
-	if served > 0 || st.Held == 0 {
+	// Paused is the ETA only when everything waiting is held: requests of
+	// a priority not paused that are fetched (in flight, waiting in the
+	// worker for a budget slot, say) are worked all the same.
+	if served > 0 || st.InFlight > 0 || st.Held == 0 {
 		var d time.Duration
 		if toCall > 0 || st.InFlight > 0 {
 			// A 429's pause holds what waits or is in flight, not nothing.
