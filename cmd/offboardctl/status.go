@@ -406,7 +406,10 @@ func (r *statusRead) readBacklog(ctx context.Context, name string, tc *tenantCon
 		}
 		if oldest, err := queue.OldestUnanswered(ctx, stream, info); err == nil && !oldest.IsZero() {
 			st.OldestWaiting[p] = oldest.UTC()
-			st.OldestAge[p] = now.Sub(oldest).Seconds()
+			// The server's time against this machine's: a clock behind
+			// the server's would make a request just published younger
+			// than nothing. At least 0, as the worker's gauge reads it.
+			st.OldestAge[p] = max(now.Sub(oldest).Seconds(), 0)
 		}
 	}
 	return served
