@@ -197,10 +197,11 @@ func etaCell(st tenantStatus) string {
 		return "paused"
 	case st.Backlog[offboard.Normal]+st.Backlog[offboard.Bulk] == 0:
 		return "-"
-	case *st.ETA < 1:
-		return "now"
 	}
-	s := roundAge(fromSeconds(*st.ETA)).String()
+	s := "now"
+	if *st.ETA >= 1 {
+		s = roundAge(fromSeconds(*st.ETA)).String()
+	}
 	if st.ETAByBudget {
 		s += " (budget)"
 	}

@@ -54,3 +54,19 @@ func TestStatusETAOfTheOtherPriorityInFlightWhileOnePaused(t *testing.T) {
 		t.Errorf("status does not give the budget's ETA with a part paused:\n%s", out)
 	}
 }
+
+// An ETA under a second of the priorities not paused says "now", and,
+// when a paused priority holds requests, says so as any other ETA does:
+// "now" alone read as the whole backlog done at once.
+func TestStatusETANowSaysWhatIsPaused(t *testing.T) {
+	t.Parallel()
+	eta := 0.2
+	st := tenantStatus{ETA: &eta, Held: 3, Backlog: map[offboard.Priority]uint64{offboard.Normal: 3, offboard.Bulk: 1}}
+	if got := etaCell(st); got != "now (+paused)" {
+		t.Errorf("ETA %q of a bulk call under way with 3 normal requests paused, want \"now (+paused)\"", got)
+	}
+	st.Held, st.Backlog[offboard.Normal] = 0, 0
+	if got := etaCell(st); got != "now" {
+		t.Errorf("ETA %q of a bulk call under way, nothing paused, want \"now\"", got)
+	}
+}
