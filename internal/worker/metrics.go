@@ -166,9 +166,10 @@ func (m *Metrics) addControlMetrics(ns string) {
 func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	for _, api := range mde.APIs {
 		m.Throttled.WithLabelValues(name, api)
-		for _, w := range windows[api] {
-			m.QuotaLimit.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
-			m.QuotaRemaining.WithLabelValues(name, api, w.Label()).Set(float64(w.Count))
+		ws := windows[api]
+		for _, i := range shownWindows(ws) {
+			m.QuotaLimit.WithLabelValues(name, api, ws[i].Label()).Set(float64(ws[i].Count))
+			m.QuotaRemaining.WithLabelValues(name, api, ws[i].Label()).Set(float64(ws[i].Count))
 		}
 	}
 	for _, outcome := range []string{offboard.OutcomeCreated, offboard.OutcomeAlreadyPending, offboard.OutcomeDryRun} {
@@ -188,6 +189,28 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
 	}
+}
+
+// shownWindows are the places in ws of the windows the quota gauges show,
+// one for each window label. Two limits of one length share a label and
+// so a series: the tighter (the smaller count) alone decides when a call
+// may start, and is shown; written one after the other, the last took the
+// series, a looser limit with calls left while none could start.
+func shownWindows(ws []limiter.Window) []int {
+	var out []int
+	for i, w := range ws {
+		shown := true
+		for j, o := range ws {
+			if j != i && o.Length == w.Length && (o.Count < w.Count || o.Count == w.Count && j < i) {
+				shown = false
+				break
+			}
+		}
+		if shown {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // addTracking creates the action tracking's gauges, which a tracker sets

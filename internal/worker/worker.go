@@ -677,9 +677,9 @@ func (w *Worker) runStats(ctx context.Context) {
 		for _, t := range w.tenants {
 			for _, api := range mde.APIs {
 				l := t.limits.API(api)
-				rem := l.Remaining(w.clock.Now())
-				for i, win := range l.Windows() {
-					w.m.QuotaRemaining.WithLabelValues(t.name, api, win.Label()).Set(float64(rem[i]))
+				rem, ws := l.Remaining(w.clock.Now()), l.Windows()
+				for _, i := range shownWindows(ws) {
+					w.m.QuotaRemaining.WithLabelValues(t.name, api, ws[i].Label()).Set(float64(rem[i]))
 				}
 			}
 			w.refreshWaiting(ctx, t)
