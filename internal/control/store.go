@@ -36,6 +36,8 @@ type Store struct {
 	// epoch is when the bucket was made (Unix nanoseconds): a bucket made
 	// again numbers its revisions from 1 again.
 	epoch int64
+	// wrote, if set, is told of each key put writes (tests).
+	wrote func(key string)
 }
 
 // ErrNoBucket says the control bucket does not exist: no worker has set up
@@ -252,13 +254,41 @@ func (s *Store) put(ctx context.Context, keys []string, data []byte) (map[string
 				break
 			}
 			written[k] = rev
+			if s.wrote != nil {
+				s.wrote(k)
+			}
 		}
 		// Another change came between the read and the write: read again.
 		if tries < putTries && (errors.Is(err, jetstream.ErrKeyExists) || queue.IsWrongLastSequence(err)) {
 			continue
 		}
+		// Or it wrote a key this change had written already, before the
+		// change's last key (a resume of bulk between the two writes of
+		// a pause of both): the compare-and-swap of the keys after it
+		// saw nothing, and bulk would stay resumed while this change's
+		// event, of the higher revision, says paused.
+		if err == nil && tries < putTries && s.writtenBetween(ctx, keys, written) {
+			continue
+		}
 		return written, err
 	}
+}
+
+// writtenBetween says whether another change wrote one of keys after put
+// wrote it and before put wrote the last of them, and drops each such key
+// from written: it is not this change's any more, should the next try be
+// cut short. One that cannot be read now is left as written.
+func (s *Store) writtenBetween(ctx context.Context, keys []string, written map[string]uint64) bool {
+	last := written[keys[len(keys)-1]]
+	between := false
+	for _, k := range keys[:len(keys)-1] {
+		e, err := s.kv.Get(ctx, k)
+		if err == nil && e.Revision() != written[k] && e.Revision() < last {
+			delete(written, k)
+			between = true
+		}
+	}
+	return between
 }
 
 // Load reads every control in force.
