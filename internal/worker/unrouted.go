@@ -272,13 +272,15 @@ func (w *Worker) findStale(ctx context.Context) {
 // while an operator has paused the tenant's priority: a pause holds its
 // requests in the stream, none failed, served or not (a tenant dropped
 // from the tenants files by mistake, paused until it is back), until
-// the resume.
+// the resume; and while the controls may be out of date (controlsFresh),
+// as for a tenant served: a pause written while NATS was away may hold
+// them.
 func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 	token := cons.CachedInfo().Config.Metadata[queue.MetaTenant]
 	prio := stalePriority(cons.CachedInfo().Config, w.opts.Settings.Subjects)
 	name := cons.CachedInfo().Name
 	log := w.log.Named("stale").With(zap.String("consumer", name))
-	held := func() bool { return w.serves(token) || w.opts.Control.Paused(token, prio) }
+	held := func() bool { return w.serves(token) || w.opts.Control.Paused(token, prio) || !w.controlsFresh() }
 	for ctx.Err() == nil {
 		if held() {
 			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
@@ -299,7 +301,7 @@ func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 			return
 		}
 		w.drainOnce(ctx, log, cons, func(msg jetstream.Msg) {
-			if held() { // a replica came back meanwhile (its request), or a pause landed
+			if held() { // a replica came back meanwhile (its request), a pause landed, or NATS came back
 				if err := msg.Nak(); err != nil {
 					log.Warn("nak request of a served or paused tenant", zap.Error(err))
 				}
