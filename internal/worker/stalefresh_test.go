@@ -93,3 +93,55 @@ func TestStaleTenantWaitsForTheControls(t *testing.T) {
 		t.Errorf("result %s %+v, want unknown_tenant", r.Outcome, r.Error)
 	}
 }
+
+// resume lifts a pause, and signals it as the watcher does.
+func (b *staleBoard) resume(tenant string, p offboard.Priority) {
+	b.switchboard.mu.Lock()
+	defer b.switchboard.mu.Unlock()
+	delete(b.paused, tenant+"/"+string(p))
+	close(b.changed)
+	b.changed = make(chan struct{})
+}
+
+// TestStaleTenantResumedAtOnce: a resume of a paused tenant no replica
+// serves lets its drain answer the requests held at once, as a resume
+// does a served tenant's, within the second a control has to take
+// effect. Before, the drain looked again only after its poll (2 s by
+// default): here, on a clock that does not move, never.
+func TestStaleTenantResumedAtOnce(t *testing.T) {
+	t.Parallel()
+	board := &staleBoard{switchboard: newSwitchboard(), fresh: true}
+	board.paused["oldco/"+string(offboard.Normal)] = true
+	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
+		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: []string{"contoso", "oldco"}}); err != nil {
+			t.Fatal(err)
+		}
+		o.Stale = []string{queue.ConsumerName("oldco", offboard.Normal), queue.ConsumerName("oldco", offboard.Bulk)}
+		o.Control = board
+	})
+	results := make(chan offboard.Result, 4)
+	sub, err := e.js.Conn().Subscribe(offboard.Subjects{}.Result("oldco"), func(m *nats.Msg) {
+		var r offboard.Result
+		if json.Unmarshal(m.Data, &r) == nil {
+			results <- r
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	m := nats.NewMsg(offboard.Subjects{}.Request("oldco", offboard.Normal))
+	m.Data = []byte(`{"requestId":"o-1","machineId":"` + loopMachine + `"}`)
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-results:
+		t.Fatalf("answered %s (%+v) while paused", r.Outcome, r.Error)
+	case <-time.After(time.Second):
+	}
+	board.resume("oldco", offboard.Normal)
+	if r := testwait.For(t, results, 5*time.Second, "o-1's result after the resume"); r.Error == nil || r.Error.Code != offboard.CodeUnknownTenant {
+		t.Errorf("result %s %+v, want unknown_tenant", r.Outcome, r.Error)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
@@ -282,8 +283,11 @@ func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 	log := w.log.Named("stale").With(zap.String("consumer", name))
 	held := func() bool { return w.serves(token) || w.opts.Control.Paused(token, prio) || !w.controlsFresh() }
 	for ctx.Err() == nil {
+		// Read before held reads the controls: a resume, or the controls
+		// read anew, lets the drain go on at once, not after a poll.
+		changed := w.opts.Control.Changed()
 		if held() {
-			if sleepCtx(ctx, w.clock, w.opts.Poll) != nil {
+			if untilChanged(ctx, w.clock, w.opts.Poll, changed) != nil {
 				return
 			}
 			continue
@@ -310,6 +314,20 @@ func (w *Worker) runStale(ctx context.Context, cons jetstream.Consumer) {
 			w.answerUnrouted(ctx, log, msg)
 		})
 	}
+}
+
+// untilChanged waits for d, or until changed is closed, or ctx ends (its
+// error).
+func untilChanged(ctx context.Context, clock clockwork.Clock, d time.Duration, changed <-chan struct{}) error {
+	t := clock.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-changed:
+	case <-t.Chan():
+	}
+	return nil
 }
 
 // stalePriority is the priority of the requests a tenant's consumer
