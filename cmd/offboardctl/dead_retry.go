@@ -39,7 +39,9 @@ whose body fails the request's checks is not retried, nor taken for its
 request id's latest.
 A request whose stored result is created, already_pending or dry_run is
 answered from the ledger: a retry never makes a second action. A request
-id with such a result stored after its dead letter is not retried.`,
+id with such a result stored after its dead letter is not retried, nor is
+one answered failed after offboard calls once the ledger no longer keeps
+it (--ledger-ttl): the action of those calls could no longer be looked for.`,
 		Args: exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if args[0] == queue.UnknownTenant {
@@ -127,11 +129,12 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		}
 		picked = []deadLetter{latest}
 	}
-	answered, err := c.answeredSince(ctx, tenant, picked, x.highest)
+	called := map[string]bool{}
+	answered, err := c.answeredSince(ctx, tenant, picked, x.highest, called)
 	if err != nil {
 		return err
 	}
-	if err := c.markForgotten(ctx, picked, time.Now()); err != nil {
+	if err := c.markForgotten(ctx, picked, called, time.Now()); err != nil {
 		return err
 	}
 	waiting, err := c.retriesWaiting(ctx, tenant, picked, x.highest)
@@ -234,9 +237,21 @@ func (c *cli) leaveOutCancelled(picked []deadLetter) []deadLetter {
 // have created an action since, and left neither a result for
 // answeredSince to find nor a ledger entry for the worker to answer
 // from. Retried, it would be taken for a new request: a second offboard
-// call for the device. The margin stands for a difference between this
-// clock and the server's, which stored the dead letter.
-func (c *cli) markForgotten(ctx context.Context, picked []deadLetter, now time.Time) error {
+// call for the device.
+//
+// It marks too each one stored longer ago than the ledger keeps an entry
+// whose request id was answered failed after offboard calls (called, as
+// answeredSince read them). Their effect may not have been known (an
+// answer lost, an action lists did not show yet): a retry looks for the
+// action they made before it calls, from the calls the id's entry keeps.
+// With the entry gone, the retry is taken for a new request, and its
+// call, which the API takes once that action has finished, makes a
+// second action for the device. Results are kept for ever by default,
+// ledger entries 30 days.
+//
+// The margin stands for a difference between this clock and the
+// server's, which stored the dead letter.
+func (c *cli) markForgotten(ctx context.Context, picked []deadLetter, called map[string]bool, now time.Time) error {
 	if !slices.ContainsFunc(picked, ofRequest) {
 		return nil
 	}
@@ -245,16 +260,22 @@ func (c *cli) markForgotten(ctx context.Context, picked []deadLetter, now time.T
 		return err
 	}
 	results, ledger, err := answersKept(ctx, js)
-	if err != nil || results == 0 || ledger == 0 {
+	if err != nil || ledger == 0 {
 		return err
 	}
-	kept := max(results, ledger)
-	cutoff := now.Add(min(resultsMargin, kept/10) - kept)
+	cutoff := func(kept time.Duration) time.Time { return now.Add(min(resultsMargin, kept/10) - kept) }
 	for i, d := range picked {
-		if ofRequest(d) && d.Stored.Before(cutoff) {
+		switch {
+		case !ofRequest(d):
+		case results != 0 && d.Stored.Before(cutoff(max(results, ledger))):
 			picked[i].forgotten = fmt.Errorf("it is %s old, older than the answers the worker keeps (results %s, ledger entries %s): "+
 				"whether %s was answered since cannot be told, and its retry could be taken for a new request; check the device, then publish it anew",
 				age(now.Sub(d.Stored)), age(results), age(ledger), shownID(d.RequestID))
+		case called[d.RequestID] && d.Stored.Before(cutoff(ledger)):
+			picked[i].forgotten = fmt.Errorf("it is %s old, older than the worker keeps ledger entries (%s), and %s was answered failed after offboard calls: "+
+				"the action they may have made can no longer be looked for before its retry calls, which could make a second action for the device; "+
+				"check the device's actions, then publish it anew",
+				age(now.Sub(d.Stored)), age(ledger), shownID(d.RequestID))
 		}
 	}
 	return nil
@@ -279,7 +300,8 @@ func answersKept(ctx context.Context, js jetstream.JetStream) (results, ledger t
 // answeredSince reads the tenant's results and returns, for each picked
 // dead letter's request id, its latest result other than failed stored
 // after that dead letter: the id was answered since (a retry created an
-// action, say). Within the duplicate window the stream would drop its
+// action, say). It sets called of each request id with a failed result
+// read that counts offboard calls (markForgotten). Within the duplicate window the stream would drop its
 // retry as a repeat; after it, the retry would be answered from the
 // ledger, its result sent again, or, once the ledger has forgotten the
 // id, make a second offboard call for the device.
@@ -291,7 +313,7 @@ func answersKept(ctx context.Context, js jetstream.JetStream) (results, ledger t
 //
 // Results are kept forever by default: only those stored since the
 // oldest picked dead letter are read (resultsSince), not a year of them.
-func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int) (map[string]answer, error) {
+func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, called map[string]bool) (map[string]answer, error) {
 	since := map[string]time.Time{}
 	for _, d := range picked {
 		if ofRequest(d) {
@@ -327,6 +349,9 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 			return
 		}
 		highest[r.RequestID] = max(highest[r.RequestID], r.Attempt)
+		if r.Outcome == offboard.OutcomeFailed && r.Attempts > 0 {
+			called[r.RequestID] = true
+		}
 		if meta, err := m.Metadata(); r.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
 			out[r.RequestID] = answer{outcome: r.Outcome, attempt: max(r.Attempt, 1)}
 		}

@@ -68,6 +68,13 @@ func newEnvWith(t *testing.T, machines int, latency time.Duration) *testEnv {
 // ("<count>/<duration>").
 func newEnvLimited(t *testing.T, machines int, latency time.Duration, offboardLimit string) *testEnv {
 	t.Helper()
+	return newEnvSim(t, machines, offboardLimit, mdesim.Options{Latency: latency})
+}
+
+// newEnvSim is newEnvLimited with the simulator's options (it is always
+// unlimited and shuffles its lists).
+func newEnvSim(t *testing.T, machines int, offboardLimit string, sim mdesim.Options) *testEnv {
+	t.Helper()
 	e := &testEnv{t: t, dir: t.TempDir(), tenantID: "11111111-2222-3333-4444-" + randHex(6)}
 	ns, err := queue.StartEmbedded(queue.EmbeddedOptions{StoreDir: filepath.Join(e.dir, "nats"), Listen: "127.0.0.1:-1"})
 	if err != nil {
@@ -83,7 +90,8 @@ func newEnvLimited(t *testing.T, machines int, latency time.Duration, offboardLi
 	if e.js, err = jetstream.New(nc); err != nil {
 		t.Fatal(err)
 	}
-	e.sim = mdesim.New(mdesim.Options{Unlimited: true, ShuffleLists: true, Latency: latency})
+	sim.Unlimited, sim.ShuffleLists = true, true
+	e.sim = mdesim.New(sim)
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
 	clientID, secret := "66666666-7777-8888-9999-"+randHex(6), "s3cr3t-"+randHex(8)

@@ -1,0 +1,67 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestDeadRetryOfACalledRequestTheLedgerForgot: a request whose call's
+// answer was lost, and whose action lists showed only after the worker's
+// looks, is answered failed while its action exists; the device takes
+// the action and it finishes. A retry looks for that action before it
+// calls, from the calls its request id's ledger entry keeps. Once the
+// ledger has forgotten the id (--ledger-ttl, 30 days; results and dead
+// letters are kept for ever), the retry was taken for a new request and
+// its call, which the API takes, made a second action for the device.
+// Such a dead letter is now refused, as one older than every answer kept;
+// one of a request answered failed before any call is retried as before.
+func TestDeadRetryOfACalledRequestTheLedgerForgot(t *testing.T) {
+	t.Parallel()
+	const hidden = 2 * time.Second
+	e := newEnvSim(t, 1, "5000/1m", mdesim.Options{ActionVisibleAfter: hidden, ActionCompleteAfter: hidden})
+	e.opts.Queue.LedgerTTL = 3 * time.Second
+	e.startWorker()
+	e.sim.LoseAnswers(e.tenantID, 1)
+	r := offboard.Request{RequestID: "lost-1", MachineID: e.machines[0].ID}
+	if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Normal, r); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the request's result", time.Minute, func() bool { return len(e.results()) == 1 })
+	if got := e.results()[0]; got.Outcome != offboard.OutcomeFailed || got.Attempts == 0 {
+		t.Fatalf("first attempt: %s after %d calls; want failed after a call", got.Outcome, got.Attempts)
+	}
+	// No device has this name: failed before any offboard call.
+	r = offboard.Request{RequestID: "name-1", ComputerDNSName: "gone.contoso.local"}
+	if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Normal, r); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the second request's result", time.Minute, func() bool { return len(e.results()) == 2 })
+	if got := e.results()[1]; got.Outcome != offboard.OutcomeFailed || got.Attempts != 0 {
+		t.Fatalf("second request: %s after %d calls; want failed before any call", got.Outcome, got.Attempts)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a := e.sim.Actions(e.tenantID)
+		if len(a) == 1 && a[0].Status == "Succeeded" && e.stored("KV_"+offboard.BucketLedger) == 0 {
+			break // the action finished, and the ledger forgot the id
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d actions, %d ledger entries", len(a), e.stored("KV_"+offboard.BucketLedger))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	code, out, errs := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	e.waitFor("the retry answered", time.Minute, func() bool { return e.requestsWaiting() == 0 })
+	if n := len(e.sim.Actions(e.tenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1 (exit %d, stdout %q)", n, code, out)
+	}
+	if code != exitFailed || !strings.Contains(out, "retried name-1 attempt 2") || !strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
