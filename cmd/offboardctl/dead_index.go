@@ -3,6 +3,7 @@ package main
 import (
 	"cmp"
 	"slices"
+	"time"
 )
 
 // deadIndex is what dead retry keeps of a tenant's dead letters, handed
@@ -38,11 +39,14 @@ type deadIndex struct {
 	// have been published before, and the stream would drop it as a
 	// repeat.
 	highest map[string]int
-	named   *deadLetter // the dead letter of --seq once read, light
+	// first is, per request id, when its first dead letter that counts
+	// as one of its id's was stored.
+	first map[string]time.Time
+	named *deadLetter // the dead letter of --seq once read, light
 }
 
 func newDeadIndex(seq uint64, codes codeFilter) *deadIndex {
-	return &deadIndex{seq: seq, codes: codes, latest: map[string]deadLetter{}, highest: map[string]int{}}
+	return &deadIndex{seq: seq, codes: codes, latest: map[string]deadLetter{}, highest: map[string]int{}, first: map[string]time.Time{}}
 }
 
 // add takes the next dead letter in stream order.
@@ -59,6 +63,9 @@ func (x *deadIndex) add(d deadLetter) {
 	}
 	switch {
 	case ofRequest(d):
+		if _, ok := x.first[d.RequestID]; !ok {
+			x.first[d.RequestID] = d.Stored
+		}
 		x.latest[d.RequestID] = d
 	case x.seq == 0:
 		x.others = append(x.others, d)

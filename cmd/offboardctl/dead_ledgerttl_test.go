@@ -5,7 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -61,6 +65,46 @@ func TestDeadRetryOfACalledRequestTheLedgerForgot(t *testing.T) {
 		t.Errorf("%d actions for the device, want 1 (exit %d, stdout %q)", n, code, out)
 	}
 	if code != exitFailed || !strings.Contains(out, "retried name-1 attempt 2") || !strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A request answered failed after offboard calls, sent again by its
+// publisher within the duplicate window, is answered from the ledger: a
+// dead letter more, and its result, the same message id, dropped as a
+// repeat. dead retry read the results from its latest dead letter on
+// (less resultsMargin), found none that counts calls, and retried it
+// once the ledger had forgotten the id. The results are now read from
+// the request id's first dead letter on for a dead letter the ledger may
+// have forgotten. Not parallel: it sets resultsMargin.
+func TestDeadRetryOfACalledRequestSentAgainTheLedgerForgot(t *testing.T) {
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: 500 * time.Millisecond}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	saved := resultsMargin
+	resultsMargin = 20 * time.Millisecond
+	t.Cleanup(func() { resultsMargin = saved })
+
+	a := strings.Repeat("a", 40)
+	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: 2, Attempt: 1,
+		Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", 1))); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
+	publishDead(t, js, offboard.CodeAPIError, body) // 1: its failure
+	time.Sleep(100 * time.Millisecond)              // well past resultsMargin
+	publishDead(t, js, offboard.CodeAPIError, body) // 2: sent again, answered from the ledger
+	time.Sleep(time.Second)                         // the ledger forgets the id
+
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
 		!strings.Contains(errs, "lost-1 was answered failed after offboard calls") {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}

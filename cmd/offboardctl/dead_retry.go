@@ -129,14 +129,17 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		}
 		picked = []deadLetter{latest}
 	}
-	called := map[string]bool{}
-	answered, err := c.answeredSince(ctx, tenant, picked, x.highest, called)
+	kept, err := c.answersKept(ctx, picked)
 	if err != nil {
 		return err
 	}
-	if err := c.markForgotten(ctx, picked, called, time.Now()); err != nil {
+	now := time.Now()
+	called := map[string]bool{}
+	answered, err := c.answeredSince(ctx, tenant, picked, x.highest, x.first, keptSince(now, kept.ledger), called)
+	if err != nil {
 		return err
 	}
+	markForgotten(picked, called, kept, now)
 	waiting, err := c.retriesWaiting(ctx, tenant, picked, x.highest)
 	if err != nil {
 		return err
@@ -233,7 +236,7 @@ func (c *cli) leaveOutCancelled(picked []deadLetter) []deadLetter {
 }
 
 // markForgotten marks each picked dead letter stored longer ago than the
-// answers of its request id are kept (answersKept): a retry of it may
+// answers of its request id are kept (kept): a retry of it may
 // have created an action since, and left neither a result for
 // answeredSince to find nor a ledger entry for the worker to answer
 // from. Retried, it would be taken for a new request: a second offboard
@@ -248,60 +251,71 @@ func (c *cli) leaveOutCancelled(picked []deadLetter) []deadLetter {
 // call, which the API takes once that action has finished, makes a
 // second action for the device. Results are kept for ever by default,
 // ledger entries 30 days.
-//
-// The margin stands for a difference between this clock and the
-// server's, which stored the dead letter.
-func (c *cli) markForgotten(ctx context.Context, picked []deadLetter, called map[string]bool, now time.Time) error {
-	if !slices.ContainsFunc(picked, ofRequest) {
-		return nil
-	}
-	js, err := c.connect(ctx)
-	if err != nil {
-		return err
-	}
-	results, ledger, err := answersKept(ctx, js)
-	if err != nil || ledger == 0 {
-		return err
-	}
-	cutoff := func(kept time.Duration) time.Time { return now.Add(min(resultsMargin, kept/10) - kept) }
+func markForgotten(picked []deadLetter, called map[string]bool, kept answers, now time.Time) {
 	for i, d := range picked {
 		switch {
-		case !ofRequest(d):
-		case results != 0 && d.Stored.Before(cutoff(max(results, ledger))):
+		case !ofRequest(d) || kept.ledger == 0:
+		case kept.results != 0 && d.Stored.Before(keptSince(now, max(kept.results, kept.ledger))):
 			picked[i].forgotten = fmt.Errorf("it is %s old, older than the answers the worker keeps (results %s, ledger entries %s): "+
 				"whether %s was answered since cannot be told, and its retry could be taken for a new request; check the device, then publish it anew",
-				age(now.Sub(d.Stored)), age(results), age(ledger), shownID(d.RequestID))
-		case called[d.RequestID] && d.Stored.Before(cutoff(ledger)):
+				age(now.Sub(d.Stored)), age(kept.results), age(kept.ledger), shownID(d.RequestID))
+		case called[d.RequestID] && d.Stored.Before(keptSince(now, kept.ledger)):
 			picked[i].forgotten = fmt.Errorf("it is %s old, older than the worker keeps ledger entries (%s), and %s was answered failed after offboard calls: "+
 				"the action they may have made can no longer be looked for before its retry calls, which could make a second action for the device; "+
 				"check the device's actions, then publish it anew",
-				age(now.Sub(d.Stored)), age(ledger), shownID(d.RequestID))
+				age(now.Sub(d.Stored)), age(kept.ledger), shownID(d.RequestID))
 		}
 	}
-	return nil
 }
 
-// answersKept is how long the results stream keeps a result and the
-// ledger an entry (0: for ever).
-func answersKept(ctx context.Context, js jetstream.JetStream) (results, ledger time.Duration, err error) {
+// keptSince is the time before which what was stored is no longer kept,
+// kept being how long it is (zero time for 0: kept for ever). The margin
+// stands for a difference between this clock and the server's, which
+// stored it.
+func keptSince(now time.Time, kept time.Duration) time.Time {
+	if kept == 0 {
+		return time.Time{}
+	}
+	return now.Add(min(resultsMargin, kept/10) - kept)
+}
+
+// answers is how long the results stream keeps a result and the ledger
+// an entry (0: for ever).
+type answers struct{ results, ledger time.Duration }
+
+// answersKept reads how long the answers of the picked dead letters'
+// request ids are kept; none when none is of a request.
+func (c *cli) answersKept(ctx context.Context, picked []deadLetter) (answers, error) {
+	var kept answers
+	if !slices.ContainsFunc(picked, ofRequest) {
+		return kept, nil
+	}
+	js, err := c.connect(ctx)
+	if err != nil {
+		return kept, err
+	}
 	for _, v := range []struct {
 		stream string
 		kept   *time.Duration
-	}{{offboard.StreamResults, &results}, {"KV_" + offboard.BucketLedger, &ledger}} {
+	}{{offboard.StreamResults, &kept.results}, {"KV_" + offboard.BucketLedger, &kept.ledger}} {
 		s, err := js.Stream(ctx, v.stream)
 		if err != nil {
-			return 0, 0, fmt.Errorf("stream %s: %w", v.stream, err)
+			return answers{}, fmt.Errorf("stream %s: %w", v.stream, err)
 		}
 		*v.kept = s.CachedInfo().Config.MaxAge
 	}
-	return results, ledger, nil
+	return kept, nil
 }
 
 // answeredSince reads the tenant's results and returns, for each picked
 // dead letter's request id, its latest result other than failed stored
 // after that dead letter: the id was answered since (a retry created an
 // action, say). It sets called of each request id with a failed result
-// read that counts offboard calls (markForgotten). Within the duplicate window the stream would drop its
+// read that counts offboard calls (markForgotten): for a dead letter
+// stored before forgets, when the ledger may have forgotten its request
+// id, from the id's first dead letter on (first), since a copy of the
+// request sent again and answered from the ledger has a dead letter of
+// its own but no result, its result's message id dropped as a repeat. Within the duplicate window the stream would drop its
 // retry as a repeat; after it, the retry would be answered from the
 // ledger, its result sent again, or, once the ledger has forgotten the
 // id, make a second offboard call for the device.
@@ -313,11 +327,16 @@ func answersKept(ctx context.Context, js jetstream.JetStream) (results, ledger t
 //
 // Results are kept forever by default: only those stored since the
 // oldest picked dead letter are read (resultsSince), not a year of them.
-func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, called map[string]bool) (map[string]answer, error) {
-	since := map[string]time.Time{}
+func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int,
+	first map[string]time.Time, forgets time.Time, called map[string]bool,
+) (map[string]answer, error) {
+	since, from := map[string]time.Time{}, map[string]time.Time{}
 	for _, d := range picked {
 		if ofRequest(d) {
-			since[d.RequestID] = d.Stored
+			since[d.RequestID], from[d.RequestID] = d.Stored, d.Stored
+			if d.Stored.Before(forgets) {
+				from[d.RequestID] = first[d.RequestID]
+			}
 		}
 	}
 	out := map[string]answer{}
@@ -328,7 +347,7 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 	if err != nil {
 		return nil, err
 	}
-	subject, start := c.subjects.Result(tenant), resultsSince(since)
+	subject, start := c.subjects.Result(tenant), resultsSince(from)
 	more, err := storedAfter(ctx, js, offboard.StreamResults, subject, 0, start)
 	if err != nil {
 		return nil, err
