@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -34,17 +33,7 @@ func (fellBehind) Running(string) bool { return true }
 func TestRequestOfNoTenantNameIsAnsweredWhateverThePresenceSays(t *testing.T) {
 	t.Parallel()
 	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) { o.Presence = fellBehind{} })
-	results := make(chan offboard.Result, 8)
-	sub, err := e.js.Conn().Subscribe(offboard.Subjects{}.Result(queue.UnknownTenant), func(m *nats.Msg) {
-		var r offboard.Result
-		if json.Unmarshal(m.Data, &r) == nil {
-			results <- r
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	results := resultsOf(t, e.js, queue.UnknownTenant, 8)
 	tokens := []string{"Contoso", "c\u00f6ntoso"}
 	for _, token := range tokens {
 		m := nats.NewMsg(offboard.DefaultPrefix + ".request." + token)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
@@ -47,29 +48,7 @@ func (b *staleBoard) read() {
 func TestStaleTenantWaitsForTheControls(t *testing.T) {
 	t.Parallel()
 	board := &staleBoard{switchboard: newSwitchboard()}
-	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
-		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: []string{"contoso", "oldco"}}); err != nil {
-			t.Fatal(err)
-		}
-		o.Stale = []string{queue.ConsumerName("oldco", offboard.Normal), queue.ConsumerName("oldco", offboard.Bulk)}
-		o.Control = board
-	})
-	results := make(chan offboard.Result, 4)
-	sub, err := e.js.Conn().Subscribe(offboard.Subjects{}.Result("oldco"), func(m *nats.Msg) {
-		var r offboard.Result
-		if json.Unmarshal(m.Data, &r) == nil {
-			results <- r
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	m := nats.NewMsg(offboard.Subjects{}.Request("oldco", offboard.Normal))
-	m.Data = []byte(`{"requestId":"o-1","machineId":"` + loopMachine + `"}`)
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	e, results := withOldco(t, board)
 	select {
 	case r := <-results:
 		t.Fatalf("answered %s (%+v) while the controls were not read since NATS came back", r.Outcome, r.Error)
@@ -112,29 +91,7 @@ func TestStaleTenantResumedAtOnce(t *testing.T) {
 	t.Parallel()
 	board := &staleBoard{switchboard: newSwitchboard(), fresh: true}
 	board.paused["oldco/"+string(offboard.Normal)] = true
-	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
-		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: []string{"contoso", "oldco"}}); err != nil {
-			t.Fatal(err)
-		}
-		o.Stale = []string{queue.ConsumerName("oldco", offboard.Normal), queue.ConsumerName("oldco", offboard.Bulk)}
-		o.Control = board
-	})
-	results := make(chan offboard.Result, 4)
-	sub, err := e.js.Conn().Subscribe(offboard.Subjects{}.Result("oldco"), func(m *nats.Msg) {
-		var r offboard.Result
-		if json.Unmarshal(m.Data, &r) == nil {
-			results <- r
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = sub.Unsubscribe() })
-	m := nats.NewMsg(offboard.Subjects{}.Request("oldco", offboard.Normal))
-	m.Data = []byte(`{"requestId":"o-1","machineId":"` + loopMachine + `"}`)
-	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
-		t.Fatal(err)
-	}
+	_, results := withOldco(t, board)
 	select {
 	case r := <-results:
 		t.Fatalf("answered %s (%+v) while paused", r.Outcome, r.Error)
@@ -144,4 +101,43 @@ func TestStaleTenantResumedAtOnce(t *testing.T) {
 	if r := testwait.For(t, results, 5*time.Second, "o-1's result after the resume"); r.Error == nil || r.Error.Code != offboard.CodeUnknownTenant {
 		t.Errorf("result %s %+v, want unknown_tenant", r.Outcome, r.Error)
 	}
+}
+
+// resultsOf delivers the results published for tenant (a plain
+// subscription, so repeats too) until the test ends; n of them can wait.
+func resultsOf(t *testing.T, js jetstream.JetStream, tenant string, n int) <-chan offboard.Result {
+	t.Helper()
+	results := make(chan offboard.Result, n)
+	sub, err := js.Conn().Subscribe(offboard.Subjects{}.Result(tenant), func(m *nats.Msg) {
+		var r offboard.Result
+		if json.Unmarshal(m.Data, &r) == nil {
+			results <- r
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	return results
+}
+
+// withOldco starts a loop whose controls are board, beside the consumers
+// of oldco, a tenant no replica serves any more, and publishes one request
+// of oldco, o-1; results delivers oldco's results.
+func withOldco(t *testing.T, board *staleBoard) (e *loopEnv, results <-chan offboard.Result) {
+	t.Helper()
+	e = setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
+		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: []string{"contoso", "oldco"}}); err != nil {
+			t.Fatal(err)
+		}
+		o.Stale = []string{queue.ConsumerName("oldco", offboard.Normal), queue.ConsumerName("oldco", offboard.Bulk)}
+		o.Control = board
+	})
+	results = resultsOf(t, e.js, "oldco", 4)
+	m := nats.NewMsg(offboard.Subjects{}.Request("oldco", offboard.Normal))
+	m.Data = []byte(`{"requestId":"o-1","machineId":"` + loopMachine + `"}`)
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	return e, results
 }
