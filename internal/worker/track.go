@@ -701,13 +701,20 @@ const trackLagRefresh = 5 * time.Second
 // come to its end at maxAge (see endDue).
 var errEndDue = errors.New("a tracked action's end came while a look waited for quota")
 
-// permit waits for quota for a look at st, the gauges kept current
-// meanwhile. The refresh is paced in real time, as scrapes come; the lag
-// itself is read on the tracker's clock. The wait ends with errEndDue
-// when a held action, st included, comes to its end at maxAge: ending
-// takes no quota, and while the offboard lookups took it all, every end
-// waited with the look, for hours.
-func (tr *tracker) permit(ctx context.Context, st *tracked) (*limiter.Permit, error) {
+// errChangedMeanwhile says that a look's wait for quota was cut: the
+// action's state in the ledger changed since it was read, as another
+// replica claimed its look or ended its tracking.
+var errChangedMeanwhile = errors.New("a tracked action's state changed while its look waited for quota")
+
+// permit waits for quota for a look at st, whose state was read at
+// revision rev, the gauges kept current meanwhile. The refresh is paced
+// in real time, as scrapes come; the lag itself is read on the tracker's
+// clock. The wait ends with errEndDue when a held action, st included,
+// comes to its end at maxAge: ending takes no quota, and while the
+// offboard lookups took it all, every end waited with the look, for
+// hours. It ends with errChangedMeanwhile when st's state is no longer
+// at rev: another replica, with quota, looked at it or ended it.
+func (tr *tracker) permit(ctx context.Context, st *tracked, rev uint64) (*limiter.Permit, error) {
 	if tr.metrics != nil {
 		tr.mu.Lock()
 		tr.waiting = st.Next
@@ -733,6 +740,10 @@ func (tr *tracker) permit(ctx context.Context, st *tracked) (*limiter.Permit, er
 					cancel(errEndDue)
 					return
 				}
+				if _, at, err := tr.store.TrackedState(wctx, tr.tenant, st.ActionID); err == nil && at != rev {
+					cancel(errChangedMeanwhile)
+					return
+				}
 			}
 		}
 	}()
@@ -745,8 +756,10 @@ func (tr *tracker) permit(ctx context.Context, st *tracked) (*limiter.Permit, er
 		tr.waiting = time.Time{}
 		tr.mu.Unlock()
 	}
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(wctx), errEndDue) {
-		return nil, errEndDue
+	if err != nil && ctx.Err() == nil {
+		if cause := context.Cause(wctx); errors.Is(cause, errEndDue) || errors.Is(cause, errChangedMeanwhile) {
+			return nil, cause
+		}
 	}
 	return p, err
 }
@@ -902,11 +915,23 @@ func (q *latestFirst) offer(st *tracked, limit int) {
 // it on (compare-and-swap) before looking, so each look is made once.
 // false: not this replica's look, or the tracking has ended.
 func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
-	data, rev, err := tr.store.TrackedState(ctx, tr.tenant, st.ActionID)
-	if err != nil {
+	cur, rev, due, err := tr.dueInLedger(ctx, st)
+	if err != nil || !due {
 		return false, err
 	}
-	var cur tracked
+	return tr.claimOver(ctx, st, cur, rev)
+}
+
+// dueInLedger reads the action's state, as of revision rev, and says
+// whether its look is due there. Not due, st is held again as the ledger
+// has it (another replica looked, or is looking), or let go (another
+// replica ended the tracking, or the state is not one this tracker
+// wrote).
+func (tr *tracker) dueInLedger(ctx context.Context, st *tracked) (cur tracked, rev uint64, due bool, err error) {
+	data, rev, err := tr.store.TrackedState(ctx, tr.tenant, st.ActionID)
+	if err != nil {
+		return cur, 0, false, err
+	}
 	if data != nil {
 		if err := json.Unmarshal(data, &cur); err != nil {
 			// Not a state this tracker wrote (by hand, by another
@@ -915,21 +940,29 @@ func (tr *tracker) claim(ctx context.Context, st *tracked) (bool, error) {
 			// replica's look and claimed again at once, in a loop.
 			tr.log.Warn("tracked action's state cannot be read: not followed", zap.String("action_id", st.ActionID), zap.Error(err))
 			tr.done(st.ActionID)
-			return false, nil
+			return cur, 0, false, nil
 		}
 	}
 	if cur.ActionID == "" { // another replica ended the tracking
 		tr.done(st.ActionID)
-		return false, nil
+		return cur, 0, false, nil
 	}
-	now := tr.clock.Now()
-	if cur.Next.After(now) { // another replica looked, or is looking
+	if cur.Next.After(tr.clock.Now()) { // another replica looked, or is looking
 		*st = cur
 		tr.push(st)
-		return false, nil
+		return cur, 0, false, nil
 	}
+	return cur, rev, true, nil
+}
+
+// claimOver moves the next look of cur, the state read at revision rev,
+// on in the ledger: the look is this replica's. false: another replica
+// wrote the state since.
+func (tr *tracker) claimOver(ctx context.Context, st *tracked, cur tracked, rev uint64) (bool, error) {
+	now := tr.clock.Now()
 	cur.Next = tr.storedNext(now, bounded(cur.Interval))
-	if data, err = json.Marshal(cur); err != nil {
+	data, err := json.Marshal(cur)
+	if err != nil {
 		return false, err
 	}
 	rev, err = tr.store.TrackOver(ctx, tr.tenant, st.ActionID, data, rev)
@@ -1016,17 +1049,31 @@ func (tr *tracker) claimLook(ctx context.Context, st *tracked) (*limiter.Permit,
 		}
 		return nil, sleepCtx(ctx, tr.clock, trackHeldWait)
 	}
-	// The permit first, then the claim: a claim held while waiting for
-	// quota could run out, and another replica look at the same time.
-	permit, err := tr.permit(ctx, st)
-	if errors.Is(err, errEndDue) {
-		tr.push(st)
-		return nil, tr.endDue(ctx)
-	}
-	if err != nil {
+	// The ledger first: a look another replica made, or is making, waits
+	// for no quota here. Waited for, it was counted in this replica's lag
+	// as overdue for as long as this one got no quota (its clock off, its
+	// quota journal not read), while the others looked on time.
+	cur, rev, due, err := tr.dueInLedger(ctx, st)
+	if err != nil || !due {
 		return nil, err
 	}
-	if mine, err := tr.claim(ctx, st); err != nil || !mine {
+	// The permit, then the claim over the revision read: a claim held
+	// while waiting for quota could run out, and another replica look at
+	// the same time.
+	permit, err := tr.permit(ctx, st, rev)
+	switch {
+	case errors.Is(err, errEndDue):
+		tr.push(st)
+		return nil, tr.endDue(ctx)
+	case errors.Is(err, errChangedMeanwhile):
+		// Read again at once: another replica's look, or its end.
+		st.Next = tr.clock.Now()
+		tr.push(st)
+		return nil, nil
+	case err != nil:
+		return nil, err
+	}
+	if mine, err := tr.claimOver(ctx, st, cur, rev); err != nil || !mine {
 		permit.Release()
 		return nil, err
 	}

@@ -1,0 +1,77 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestTrackingLagLeavesOutLooksAnotherReplicaMade: a replica that gets
+// no quota for its looks (its clock off the NATS server's, its quota
+// journal not read) holds the tenant's followed actions, which another
+// replica looks at on time. Its lag says how overdue a look is, not how
+// long it has waited for one that was made: the alert
+// MdeOffboardTrackingBehind takes the most overdue of the replicas, and
+// fired for every tracking tenant while their looks were on time. Before,
+// the starved replica's lag grew with its wait, two hours in two hours.
+func TestTrackingLagLeavesOutLooksAnotherReplicaMade(t *testing.T) {
+	t.Parallel()
+	const n = 5
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	cfg := config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+		MaxInterval: config.Duration(10 * time.Minute), MaxAge: config.Duration(168 * time.Hour)}
+	api := scriptedFor(clock, "Pending")
+	looking := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: (&eventLog{}).publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTracker(t, looking)
+	for i := range n {
+		res := &offboard.Result{RequestID: fmt.Sprintf("r-%d", i), MachineID: fmt.Sprintf("%040x", i),
+			MachineAction: json.RawMessage(fmt.Sprintf(`{"id":"act-%d","type":"Offboard","status":"Pending"}`, i))}
+		if err := looking.track(t.Context(), res); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	starved := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(), cfg: cfg,
+		actions: &starvedActions{fakeActions{clock: clock, windows: trackWindows}},
+		publish: (&eventLog{}).publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+		metrics: m, lagRefresh: 10 * time.Millisecond,
+	})
+	runTracker(t, starved)
+	// Two hours in steps of 20 s, each once a tracker waits on the clock.
+	for range 2 * 60 * 3 {
+		wctx, wcancel := context.WithTimeout(t.Context(), time.Second)
+		_ = clock.BlockUntilContext(wctx, 1)
+		wcancel()
+		clock.Advance(20 * time.Second)
+	}
+	if looks := api.count(); looks < 2*n*60/10 {
+		t.Fatalf("%d looks in two hours at %d actions, want at least one each 10 min", looks, n)
+	}
+	lag := func() float64 { return testutil.ToFloat64(m.TrackingLag.WithLabelValues("contoso")) }
+	t.Logf("%d looks; the starved replica's lag %.0fs", api.count(), lag())
+	deadline := time.Now().Add(10 * time.Second)
+	for lag() > (5 * time.Minute).Seconds() {
+		if time.Now().After(deadline) {
+			t.Fatalf("mde_offboard_tracking_lag_seconds = %.0f on the replica without quota, while the other looked at every action on time", lag())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
