@@ -1134,6 +1134,12 @@ func notTheAPIs(v *mde.Verdict) bool {
 // would be given up for good. No call starts either meanwhile.
 func (tr *tracker) endUnlooked(ctx context.Context, st *tracked) error {
 	if !tr.clockTrusted() {
+		// Another replica, its clock trusted, may end it meanwhile, or
+		// have ended it: held as due here, it was counted in this
+		// replica's lag until the next scan, N / B on.
+		if _, _, due, err := tr.dueInLedger(ctx, st); err != nil || !due {
+			return err
+		}
 		tr.push(st)
 		return sleepCtx(ctx, tr.clock, trackClockWait) // for the clock to be trusted again
 	}

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -71,6 +72,55 @@ func TestTrackingLagLeavesOutLooksAnotherReplicaMade(t *testing.T) {
 	for lag() > (5 * time.Minute).Seconds() {
 		if time.Now().After(deadline) {
 			t.Fatalf("mde_offboard_tracking_lag_seconds = %.0f on the replica without quota, while the other looked at every action on time", lag())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestTrackingLagLeavesOutAnEndAnotherReplicaMade: a replica whose clock
+// is off the NATS server's ends no action at maxAge; another replica, on
+// time, ends them. Its lag says how overdue a look is, not how long ago
+// an end it could not make was due: before, an action another replica
+// had ended stayed in its lag, 50 minutes after an hour.
+func TestTrackingLagLeavesOutAnEndAnotherReplicaMade(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	clock := clockwork.NewFakeClockAt(time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC))
+	cfg := config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+		MaxInterval: config.Duration(2 * time.Minute), MaxAge: config.Duration(10 * time.Minute)}
+	api := scriptedFor(clock, "Pending")
+	log := &eventLog{}
+	ontime := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTrackingPending(t, ontime)
+	m := NewMetrics(prometheus.NewRegistry())
+	// Its scans of the ledger come N / B apart: a day, as for thousands
+	// of actions followed under the documented limits.
+	off := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(), cfg: cfg,
+		actions: &starvedActions{fakeActions{clock: clock, windows: []limiter.Window{{Count: 2, Length: 24 * time.Hour}}}},
+		publish: (&eventLog{}).publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+		metrics: m, lagRefresh: 10 * time.Millisecond, clockOff: func() bool { return true },
+	})
+	runTracker(t, off)
+	for range 60 * 3 { // an hour in steps of 20 s
+		wctx, wcancel := context.WithTimeout(t.Context(), time.Second)
+		_ = clock.BlockUntilContext(wctx, 2)
+		wcancel()
+		clock.Advance(20 * time.Second)
+	}
+	if evs := log.all(); len(evs) == 0 || !evs[len(evs)-1].Final {
+		t.Fatalf("the replica on time ended nothing at maxAge: %d events", len(evs))
+	}
+	lag := func() float64 { return testutil.ToFloat64(m.TrackingLag.WithLabelValues("contoso")) }
+	t.Logf("the lag of the replica whose clock is off: %.0fs", lag())
+	deadline := time.Now().Add(10 * time.Second)
+	for lag() > time.Minute.Seconds() {
+		if time.Now().After(deadline) {
+			t.Fatalf("mde_offboard_tracking_lag_seconds = %.0f on the replica whose clock is off, an action the other ended held as overdue", lag())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
