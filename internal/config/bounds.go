@@ -114,7 +114,8 @@ func (t *Tenant) checkConcurrency() []error {
 // check sets the tracking's defaults and refuses an interval
 // outside MinTrackingInterval and MaxTrackingInterval, and a maxAge
 // shorter than MinTrackingInterval (tracking.maxAge's longest is the
-// ledger's TTL, a flag: the worker checks it).
+// ledger's TTL, a flag: the worker checks it), or not longer than
+// firstCheck.
 func (tr *Tracking) check() []error {
 	if tr.FirstCheck == 0 {
 		tr.FirstCheck = Duration(time.Minute)
@@ -141,6 +142,12 @@ func (tr *Tracking) check() []error {
 		case time.Duration(d.v) > d.max:
 			errs = append(errs, fmt.Errorf("tracking.%s is longer than %s: the interval between looks doubles, and would overflow", d.name, d.max))
 		}
+	}
+	if len(errs) == 0 && tr.FirstCheck >= tr.MaxAge {
+		// An action is given up at maxAge without a look, and no look
+		// is due later: none would ever be looked at, each given up
+		// Pending whatever the API says of it.
+		errs = append(errs, errors.New("tracking.firstCheck is not shorter than tracking.maxAge: an action is given up at maxAge without a look, so none would be looked at (firstCheck is 1m unless set)"))
 	}
 	return errs
 }
