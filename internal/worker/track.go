@@ -697,6 +697,11 @@ func (tr *tracker) peekLocked() time.Time {
 // show, and an end takes no quota.
 const trackLagRefresh = 5 * time.Second
 
+// trackStateCheck is how soon a look waiting for quota reads its
+// action's state again (see permit), the wait doubling up to the
+// gauges' refresh.
+const trackStateCheck = 100 * time.Millisecond
+
 // errEndDue says that a look's wait for quota was cut: a held action has
 // come to its end at maxAge (see endDue).
 var errEndDue = errors.New("a tracked action's end came while a look waited for quota")
@@ -713,7 +718,9 @@ var errChangedMeanwhile = errors.New("a tracked action's state changed while its
 // comes to its end at maxAge: ending takes no quota, and while the
 // offboard lookups took it all, every end waited with the look, for
 // hours. It ends with errChangedMeanwhile when st's state is no longer
-// at rev: another replica, with quota, looked at it or ended it.
+// at rev: another replica, with quota, looked at it or ended it; the
+// state is read after trackStateCheck, then at twice the wait before,
+// up to the refresh.
 func (tr *tracker) permit(ctx context.Context, st *tracked, rev uint64) (*limiter.Permit, error) {
 	if tr.metrics != nil {
 		tr.mu.Lock()
@@ -722,13 +729,27 @@ func (tr *tracker) permit(ctx context.Context, st *tracked, rev uint64) (*limite
 	}
 	wctx, cancel := context.WithCancelCause(ctx)
 	ticker := time.NewTicker(tr.lagRefresh)
+	// The state is read again soon, then less often, up to the refresh:
+	// two replicas read an action due at the same moment, and the one
+	// without quota, which waited a refresh for each look the other
+	// made, fell behind when they came more often.
+	reread := min(trackStateCheck, tr.lagRefresh)
+	check := time.NewTimer(reread)
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
+		defer check.Stop()
 		for {
 			select {
 			case <-wctx.Done():
 				return
+			case <-check.C:
+				if _, at, err := tr.store.TrackedState(wctx, tr.tenant, st.ActionID); err == nil && at != rev {
+					cancel(errChangedMeanwhile)
+					return
+				}
+				reread = min(2*reread, tr.lagRefresh)
+				check.Reset(reread)
 			case <-ticker.C:
 				now := tr.clock.Now()
 				if tr.metrics != nil {
@@ -738,10 +759,6 @@ func (tr *tracker) permit(ctx context.Context, st *tracked, rev uint64) (*limite
 				}
 				if !now.Before(tr.nextEnd(st)) {
 					cancel(errEndDue)
-					return
-				}
-				if _, at, err := tr.store.TrackedState(wctx, tr.tenant, st.ActionID); err == nil && at != rev {
-					cancel(errChangedMeanwhile)
 					return
 				}
 			}

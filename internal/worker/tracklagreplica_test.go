@@ -15,6 +15,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -124,4 +125,63 @@ func TestTrackingLagLeavesOutAnEndAnotherReplicaMade(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestTrackingWaitForQuotaSeesAnotherReplicasClaimSoon: a replica that
+// waits for quota for a look another replica claims meanwhile (both read
+// the action due at the same moment) lets it go within a fraction of a
+// second, not at the next refresh of the gauges (5 s): a replica without
+// quota spent up to 5 s on each look the others made, and fell behind,
+// its lag growing, when they made more than 12 a minute.
+func TestTrackingWaitForQuotaSeesAnotherReplicasClaimSoon(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
+		Status: "Pending", Since: start, Next: start, Interval: time.Minute}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
+		t.Fatal(err)
+	}
+	api := &waitingActions{starvedActions{fakeActions{clock: clock, windows: trackWindows}}, make(chan struct{}, 1)}
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(), actions: api,
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: (&eventLog{}).publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+		metrics: NewMetrics(prometheus.NewRegistry()), lagRefresh: 5 * time.Second,
+	})
+	runTracker(t, tr)
+	testwait.For(t, api.waiting, 10*time.Second, "the look waiting for quota")
+	// Another replica claims the look.
+	_, rev, err := ledger.TrackedState(t.Context(), "contoso", st.ActionID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Next = start.Add(time.Minute)
+	if data, err = json.Marshal(st); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ledger.TrackOver(t.Context(), "contoso", st.ActionID, data, rev); err != nil {
+		t.Fatal(err)
+	}
+	claimed := time.Now()
+	for {
+		tr.mu.Lock()
+		held := len(tr.queue) == 1 && tr.queue[0].Next.Equal(st.Next)
+		tr.mu.Unlock()
+		if held {
+			break
+		}
+		if time.Since(claimed) > 2*time.Second {
+			t.Fatalf("the look another replica claimed still waited for quota here %v after the claim", time.Since(claimed))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Logf("let go %v after the other replica's claim", time.Since(claimed).Round(time.Millisecond))
 }
