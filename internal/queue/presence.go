@@ -172,6 +172,11 @@ type Presence struct {
 	putRev  uint64    // the revision of this process's last announcement stored
 	echoRev uint64    // the revision of its last announcement the watch brought back
 	stored  time.Time // when this process's last announcement was stored
+	// ahead is how far this clock runs ahead of the NATS server's (behind:
+	// negative), from this process's last announcement: when it was
+	// stored by each. A withdrawal read without its announcement is
+	// dated by the server (withdrawalRead).
+	ahead time.Duration
 	// made is this process's last announcement made: its withdrawal
 	// carries it (deleteAt).
 	made []byte
@@ -310,6 +315,7 @@ func (p *Presence) Run(ctx context.Context) error {
 	if err := p.announce(ctx); err != nil {
 		return started(err)
 	}
+	p.measureAhead(ctx)
 	conn := MarkConn(p.nc)
 	w, err := p.kv.WatchAll(ctx)
 	if err != nil {
@@ -436,6 +442,31 @@ func (p *Presence) announce(ctx context.Context) error {
 		p.mu.Unlock()
 	}
 	return err
+}
+
+// measureAhead reads this process's announcement just stored, to learn
+// how far this clock is from the server's (ahead) before the watch
+// brings the withdrawals stored before this process started, which it
+// reads first. Not read (NATS away): taken for none.
+func (p *Presence) measureAhead(ctx context.Context) {
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
+	e, err := p.kv.Get(ctx, p.id)
+	if err != nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.aheadOf(e.Revision(), e.Created())
+}
+
+// aheadOf records how far this clock is from the server's, from an entry
+// of this process's read under its id: its last announcement (revision
+// rev), stored at created by the server's clock. p.mu held.
+func (p *Presence) aheadOf(rev uint64, created time.Time) {
+	if rev == p.putRev && !created.IsZero() {
+		p.ahead = p.stored.Round(0).Sub(created)
+	}
 }
 
 // lookAside asks whether this replica can make calls now (asideNow), and
@@ -614,7 +645,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	// entry: no two clocks are compared. An entry of a replica that died
 	// without withdrawing counts for PresenceTTL after this one starts.
 	if e.Key() == p.id {
-		p.ownEntry(a, e.Revision(), now)
+		p.ownEntry(a, e.Revision(), e.Created(), now)
 		return
 	}
 	old, known := p.others[e.Key()]
@@ -657,15 +688,16 @@ func (p *Presence) withdrawnLocked(id string, s seen, now time.Time) {
 // see announce itself (it withdrew before this one started, or this one's
 // watch was made again since): the marker carries the announcement
 // withdrawn (deleteAt), whose tenants count as served until ttl after
-// the server stored the marker. The server's clock is taken for this
-// replica's: they are kept within the quota margin of each other, which
-// is far less than ttl. p.mu held.
+// the server stored the marker, by the server's clock: read on this
+// replica's clock as it was, a clock ttl ahead (one that sets this
+// replica aside) dropped every withdrawal, and the tenants of a replica
+// restarting were answered unknown_tenant at once. p.mu held.
 func (p *Presence) withdrawalRead(e jetstream.KeyValueEntry, now time.Time) {
 	var a announcement
 	if len(e.Value()) == 0 || decodeAnnouncement(e.Value(), &a) != nil {
 		return // a plain delete: an earlier release's, or an operator's
 	}
-	at := e.Created()
+	at := e.Created().Add(p.ahead)
 	if at.After(now) {
 		at = now
 	}
@@ -764,8 +796,9 @@ func AppDigest(tenantID, clientID string) string {
 // ownEntry records an entry under this replica's id: this process's own
 // announcement coming back (the watch is current), or another process's
 // under the same id, which is reported. p.mu held.
-func (p *Presence) ownEntry(a announcement, rev uint64, now time.Time) {
+func (p *Presence) ownEntry(a announcement, rev uint64, created, now time.Time) {
 	if a.Instance == p.instance {
+		p.aheadOf(rev, created)
 		// Only the latest announcement stored, the first time it comes
 		// back: a new watch brings the last one stored again, however
 		// long ago that was.
