@@ -460,6 +460,14 @@ func (w *Worker) fromLedger(ctx context.Context, j *job, res *offboard.Result) b
 	case entry.State == queue.StateDone:
 		w.replay(ctx, j, entry)
 		return true
+	case entry.State == queue.StateClaimed && entry.Writer != "" && !w.opts.Presence.Running(entry.Writer) && !w.stillAtWork(ctx, j.t.name, entry):
+		// A claim says no call of the id went out, and the process that
+		// wrote it is gone (it stopped with the request waiting for its
+		// device, its budget or its quota, or it died): nothing holds
+		// the id. Left for the lease, the request of a tenant dropped
+		// from the tenants files waited two hours, said to have a call
+		// under way. A process that comes back to it finds the entry
+		// changed: its "calling" entry is written over its claim.
 	case w.clock.Since(entry.Started) < w.opts.CallingLease, w.stillAtWork(ctx, j.t.name, entry):
 		// Past the lease too while the message that wrote it still works
 		// on it: its answer is the id's.
