@@ -830,9 +830,10 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	p, err := queue.NewPresence(ctx, a.js, queue.PresenceOptions{
 		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Beat: a.opts.PresenceBeat,
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
-		// A replica whose clock is off makes no call: its tenants go to
+		// A replica whose clock is off makes no call, nor does one that
+		// has not read the quota journal yet (a start): its tenants go to
 		// the others meanwhile.
-		Aside: a.shared.ClockOff,
+		Aside: func() bool { return a.shared.ClockOff() || !a.shared.CaughtUp() },
 	})
 	if err != nil {
 		return nil, err

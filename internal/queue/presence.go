@@ -207,7 +207,7 @@ type Presence struct {
 
 	leaving bool // this replica stops (Leave)
 	// aside says this replica makes no call now (PresenceOptions.Aside,
-	// asked at each beat); asideNow asks.
+	// asked at the start and a few times a beat); asideNow asks.
 	aside    bool
 	asideNow func() bool
 }
@@ -249,8 +249,9 @@ type PresenceOptions struct {
 	NoSetup bool
 	Clock   clockwork.Clock
 	Logger  *zap.Logger
-	// Aside, asked at each beat, says whether this replica can make no
-	// call now (its clock is off the NATS server's; nil: never). Its
+	// Aside, asked at the start and a few times a beat, says whether
+	// this replica can make no call now (its clock is off the NATS
+	// server's, its quota journal is not read yet; nil: never). Its
 	// tenants then go to the other live replicas that serve them, and
 	// come back once it says no; those no other replica serves stay.
 	Aside func() bool
@@ -312,6 +313,7 @@ func (p *Presence) Run(ctx context.Context) error {
 		p.withdraw()
 		return nil
 	}
+	p.asideFromTheStart()
 	if err := p.announce(ctx); err != nil {
 		return started(err)
 	}
@@ -365,10 +367,36 @@ func (p *Presence) Run(ctx context.Context) error {
 				w = p.watchAgain(ctx)
 			}
 		case <-expiry.Chan():
-			p.mu.Lock()
-			p.look()
-			p.reportKnownLocked()
-			p.mu.Unlock()
+			p.lookAgain(ctx)
+		}
+	}
+}
+
+// asideFromTheStart asks, before the first announcement, whether this
+// replica can make calls: one that cannot yet (its quota journal not
+// read) says so then, and takes no tenant from the others, to hand it
+// back when it can.
+func (p *Presence) asideFromTheStart() {
+	if p.asideNow == nil {
+		return
+	}
+	aside := p.asideNow()
+	p.mu.Lock()
+	p.aside = aside
+	p.mu.Unlock()
+}
+
+// lookAgain looks for expired announcements, and whether this replica
+// can make calls now: a change is told at once, not at the next beat, as
+// the tenants of a replica that can call again wait for it.
+func (p *Presence) lookAgain(ctx context.Context) {
+	p.mu.Lock()
+	p.look()
+	p.reportKnownLocked()
+	p.mu.Unlock()
+	if p.lookAside() {
+		if err := p.announce(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn("announce", zap.Error(err))
 		}
 	}
 }
@@ -470,17 +498,17 @@ func (p *Presence) aheadOf(rev uint64, created time.Time) {
 }
 
 // lookAside asks whether this replica can make calls now (asideNow), and
-// when that changed, says so: its assignment changes, and the beat's
-// announcement tells the others.
-func (p *Presence) lookAside() {
+// when that changed, says so (changed): its assignment changes, and the
+// next announcement tells the others.
+func (p *Presence) lookAside() (changed bool) {
 	if p.asideNow == nil {
-		return
+		return false
 	}
 	aside := p.asideNow()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if aside == p.aside {
-		return
+		return false
 	}
 	p.aside = aside
 	p.look() // of two processes under this id, the tenants both serve go to the other one
@@ -491,6 +519,7 @@ func (p *Presence) lookAside() {
 	}
 	close(p.changed)
 	p.changed = make(chan struct{})
+	return true
 }
 
 // bucketMissing says whether a write to a bucket failed because its

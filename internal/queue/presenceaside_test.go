@@ -100,3 +100,61 @@ func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *
 	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
 	return p
 }
+
+// TestPresenceAsideFromItsStartTakesNoTenant: a replica that can make no
+// call when it starts (its quota journal not read yet) says so in its
+// first announcement: the replica already serving the tenants keeps
+// every one, and the new one takes its share within a quarter beat of
+// being able to call, not at its next beat. Before, the first
+// announcement took the new replica's share from the other at once, and
+// those tenants waited for the new one's journal to be read (seconds
+// for a journal of many busy tenants, at every start of a replica).
+func TestPresenceAsideFromItsStartTakesNoTenant(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
+		t.Fatal(err)
+	}
+	tenants := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}
+	start := func(id string, clock clockwork.Clock, aside *atomic.Bool) *Presence {
+		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Bucket: Settings{}.Presence(),
+			Clock: clock, Logger: zap.NewNop(), Aside: aside.Load})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
+		testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
+		return p
+	}
+	var asideA, asideB atomic.Bool
+	a := start("replica-a", clockwork.NewFakeClock(), &asideA)
+	asideB.Store(true)
+	clockB := clockwork.NewFakeClock()
+	b := start("replica-b", clockB, &asideB)
+	waitFor(t, 5*time.Second, "A reads B's announcement", func() bool { return a.Running(b.Instance()) })
+	for _, n := range tenants {
+		if !a.Assigned(n) || b.Assigned(n) {
+			t.Errorf("%s: on A %v, on B %v; want A alone, B making no call", n, a.Assigned(n), b.Assigned(n))
+		}
+	}
+	asideB.Store(false)
+	if err := clockB.BlockUntilContext(t.Context(), 2); err != nil { // B's beat and its look for expired announcements
+		t.Fatal(err)
+	}
+	clockB.Advance(PresenceBeat / 4)
+	waitFor(t, 5*time.Second, "B takes its share within a quarter beat", func() bool {
+		onA, onB := 0, 0
+		for _, n := range tenants {
+			if a.Assigned(n) {
+				onA++
+			}
+			if b.Assigned(n) {
+				onB++
+			}
+		}
+		return onA > 0 && onB > 0 && onA+onB == len(tenants)
+	})
+}
