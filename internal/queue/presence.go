@@ -210,6 +210,10 @@ type Presence struct {
 	// asked at the start and a few times a beat); asideNow asks.
 	aside    bool
 	asideNow func() bool
+	// starting says this replica has been aside since its first
+	// announcement and has made no call yet: the end of that is no
+	// "again".
+	starting bool
 }
 
 type seen struct {
@@ -382,7 +386,7 @@ func (p *Presence) asideFromTheStart() {
 	}
 	aside := p.asideNow()
 	p.mu.Lock()
-	p.aside = aside
+	p.aside, p.starting = aside, aside
 	p.mu.Unlock()
 }
 
@@ -512,11 +516,16 @@ func (p *Presence) lookAside() (changed bool) {
 	}
 	p.aside = aside
 	p.look() // of two processes under this id, the tenants both serve go to the other one
-	if aside {
+	switch {
+	case aside:
 		p.log.Warn("this replica makes no call now: the other replicas that serve its tenants take them")
-	} else {
+	case p.starting:
+		// Every start: the quota journal read, calls may start.
+		p.log.Info("this replica can make calls now: it takes its share of the tenants")
+	default:
 		p.log.Info("this replica makes calls again: it takes its tenants back")
 	}
+	p.starting = false
 	close(p.changed)
 	p.changed = make(chan struct{})
 	return true

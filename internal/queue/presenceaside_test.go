@@ -10,6 +10,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
@@ -157,4 +158,41 @@ func TestPresenceAsideFromItsStartTakesNoTenant(t *testing.T) {
 		}
 		return onA > 0 && onB > 0 && onA+onB == len(tenants)
 	})
+}
+
+// TestPresenceStartAsideSaysNoAgain: a replica that starts aside (its
+// quota journal not read yet, at every start) says, once it can call,
+// that it takes its share of the tenants; "makes calls again: it takes
+// its tenants back" told every start of a replica that it had been
+// stopped, and is kept for a replica that was set aside while it ran.
+func TestPresenceStartAsideSaysNoAgain(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
+		t.Fatal(err)
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	var aside atomic.Bool
+	aside.Store(true)
+	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "replica-a", Tenants: []string{"t0"}, Beat: 250 * time.Millisecond,
+		Bucket: Settings{}.Presence(), Clock: clockwork.NewRealClock(), Logger: zap.New(core), Aside: aside.Load})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
+	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
+	said := func(msg string) bool { return logs.FilterMessage(msg).Len() > 0 }
+	const first, again = "this replica can make calls now: it takes its share of the tenants", "this replica makes calls again: it takes its tenants back"
+	aside.Store(false)
+	waitFor(t, 5*time.Second, "the start's end said", func() bool { return said(first) })
+	if said(again) {
+		t.Errorf("the start said %q", again)
+	}
+	aside.Store(true)
+	waitFor(t, 5*time.Second, "set aside", func() bool { return logs.FilterMessageSnippet("makes no call now").Len() > 0 })
+	aside.Store(false)
+	waitFor(t, 5*time.Second, "back", func() bool { return said(again) })
 }
