@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -65,7 +66,7 @@ func TestDeadRetryOfACalledRequestTheLedgerForgot(t *testing.T) {
 		t.Errorf("%d actions for the device, want 1 (exit %d, stdout %q)", n, code, out)
 	}
 	if code != exitFailed || !strings.Contains(out, "retried name-1 attempt 2") || !strings.Contains(out, "1 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
-		!strings.Contains(errs, "lost-1 was answered failed after offboard calls") {
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
@@ -105,7 +106,107 @@ func TestDeadRetryOfACalledRequestSentAgainTheLedgerForgot(t *testing.T) {
 
 	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
 	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
-		!strings.Contains(errs, "lost-1 was answered failed after offboard calls") {
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A request answered failed after offboard calls, sent again by its
+// publisher later on, is answered from the ledger, which does not write
+// its entry again: the entry is forgotten --ledger-ttl after the failure,
+// while the copy's dead letter is younger. dead retry measured the age of
+// the latest dead letter and retried the request once the ledger had
+// forgotten the id, though that letter was younger than the ledger keeps
+// entries: taken for a new request, its call could make a second action
+// for the device. Not parallel: it sets resultsMargin.
+func TestDeadRetryOfACalledRequestSentAgainLaterTheLedgerForgot(t *testing.T) {
+	nc, js := natstest.Connect(t)
+	const ttl = 2 * time.Second
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: ttl}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	saved := resultsMargin
+	resultsMargin = 20 * time.Millisecond
+	t.Cleanup(func() { resultsMargin = saved })
+
+	a := strings.Repeat("a", 40)
+	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: 2, Attempt: 1,
+		Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger, err := queue.NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.Put(t.Context(), "contoso", "lost-1", nil, &queue.Entry{State: queue.StateDone, Seq: 1, Result: res}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", 1))); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
+	publishDead(t, js, offboard.CodeAPIError, body) // 1: its failure
+	time.Sleep(ttl / 2)                             // the copy comes later
+	// 2: sent again, answered from the ledger, its result published anew
+	// past the duplicate window; the entry is not written again.
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", 1))); err != nil {
+		t.Fatal(err)
+	}
+	publishDead(t, js, offboard.CodeAPIError, body)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if e, err := ledger.Get(t.Context(), "contoso", "lost-1"); err == nil && e == nil {
+			break // the ledger forgot the id
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the ledger keeps lost-1")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// A request answered failed after offboard calls longer ago than the
+// ledger keeps entries, then retried and answered failed again before any
+// call, has a ledger entry of that retry's: it is retried. Not parallel:
+// it sets resultsMargin.
+func TestDeadRetryOfACalledRequestRetriedSinceIsRetried(t *testing.T) {
+	nc, js := natstest.Connect(t)
+	const ttl = time.Second
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: ttl}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	saved := resultsMargin
+	resultsMargin = 20 * time.Millisecond
+	t.Cleanup(func() { resultsMargin = saved })
+
+	a := strings.Repeat("a", 40)
+	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
+	for _, v := range []struct{ attempt, calls int }{{1, 2}, {2, 0}} {
+		res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: v.calls, Attempt: v.attempt,
+			Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", v.attempt))); err != nil {
+			t.Fatal(err)
+		}
+		publishDead(t, js, offboard.CodeAPIError, strings.Replace(body, "{", fmt.Sprintf(`{"attempt":%d,`, v.attempt), 1))
+		if v.attempt == 1 {
+			time.Sleep(ttl + 100*time.Millisecond) // the ledger forgets the first entry
+		}
+	}
+
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	if code != 0 || !strings.Contains(out, "retried lost-1 attempt 3") {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }

@@ -134,7 +134,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 		return err
 	}
 	now := time.Now()
-	called := map[string]bool{}
+	called := map[string]time.Time{}
 	answered, err := c.answeredSince(ctx, tenant, picked, x.highest, x.first, keptSince(now, kept.ledger), called)
 	if err != nil {
 		return err
@@ -242,16 +242,18 @@ func (c *cli) leaveOutCancelled(picked []deadLetter) []deadLetter {
 // from. Retried, it would be taken for a new request: a second offboard
 // call for the device.
 //
-// It marks too each one stored longer ago than the ledger keeps an entry
-// whose request id was answered failed after offboard calls (called, as
-// answeredSince read them). Their effect may not have been known (an
-// answer lost, an action lists did not show yet): a retry looks for the
+// It marks too each one whose request id was answered failed after
+// offboard calls in a ledger entry written longer ago than the ledger
+// keeps one (called, as answeredSince read them); the dead letter of a
+// copy sent again and answered from the entry is younger than it. Their
+// effect may not have been known (an answer lost, an action lists did
+// not show yet): a retry looks for the
 // action they made before it calls, from the calls the id's entry keeps.
 // With the entry gone, the retry is taken for a new request, and its
 // call, which the API takes once that action has finished, makes a
 // second action for the device. Results are kept for ever by default,
 // ledger entries 30 days.
-func markForgotten(picked []deadLetter, called map[string]bool, kept answers, now time.Time) {
+func markForgotten(picked []deadLetter, called map[string]time.Time, kept answers, now time.Time) {
 	for i, d := range picked {
 		switch {
 		case !ofRequest(d) || kept.ledger == 0:
@@ -259,11 +261,11 @@ func markForgotten(picked []deadLetter, called map[string]bool, kept answers, no
 			picked[i].forgotten = fmt.Errorf("it is %s old, older than the answers the worker keeps (results %s, ledger entries %s): "+
 				"whether %s was answered since cannot be told, and its retry could be taken for a new request; check the device, then publish it anew",
 				age(now.Sub(d.Stored)), age(kept.results), age(kept.ledger), shownID(d.RequestID))
-		case called[d.RequestID] && d.Stored.Before(keptSince(now, kept.ledger)):
-			picked[i].forgotten = fmt.Errorf("it is %s old, older than the worker keeps ledger entries (%s), and %s was answered failed after offboard calls: "+
+		case !called[d.RequestID].IsZero() && called[d.RequestID].Before(keptSince(now, kept.ledger)):
+			picked[i].forgotten = fmt.Errorf("%s was answered failed after offboard calls %s ago, longer than the worker keeps ledger entries (%s): "+
 				"the action they may have made can no longer be looked for before its retry calls, which could make a second action for the device; "+
 				"check the device's actions, then publish it anew",
-				age(now.Sub(d.Stored)), age(kept.ledger), shownID(d.RequestID))
+				shownID(d.RequestID), age(now.Sub(called[d.RequestID])), age(kept.ledger))
 		}
 	}
 }
@@ -311,9 +313,13 @@ func (c *cli) answersKept(ctx context.Context, picked []deadLetter) (answers, er
 // dead letter's request id, its latest result other than failed stored
 // after that dead letter: the id was answered since (a retry created an
 // action, say). It sets called of each request id with a failed result
-// read that counts offboard calls (markForgotten): for a dead letter
-// stored before forgets, when the ledger may have forgotten its request
-// id, from the id's first dead letter on (first), since a copy of the
+// read that counts offboard calls (markForgotten) to when its ledger
+// entry was written: the first result stored of its highest attempt, as
+// a copy sent again is answered from the entry, which is not written
+// again, and its result, published anew, is younger than the entry. The
+// results are read, for a request id whose first dead letter was stored
+// before forgets (the ledger may have forgotten it), from that dead
+// letter on (first), since a copy of the
 // request sent again and answered from the ledger has a dead letter of
 // its own but no result, its result's message id dropped as a repeat. Within the duplicate window the stream would drop its
 // retry as a repeat; after it, the retry would be answered from the
@@ -328,18 +334,20 @@ func (c *cli) answersKept(ctx context.Context, picked []deadLetter) (answers, er
 // Results are kept forever by default: only those stored since the
 // oldest picked dead letter are read (resultsSince), not a year of them.
 func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int,
-	first map[string]time.Time, forgets time.Time, called map[string]bool,
+	first map[string]time.Time, forgets time.Time, called map[string]time.Time,
 ) (map[string]answer, error) {
 	since, from := map[string]time.Time{}, map[string]time.Time{}
 	for _, d := range picked {
 		if ofRequest(d) {
 			since[d.RequestID], from[d.RequestID] = d.Stored, d.Stored
-			if d.Stored.Before(forgets) {
+			if first[d.RequestID].Before(forgets) {
 				from[d.RequestID] = first[d.RequestID]
 			}
 		}
 	}
 	out := map[string]answer{}
+	entry, calls := entriesWritten{}, map[string]bool{}
+	defer entry.setCalled(called, calls, since)
 	if len(since) == 0 {
 		return out, nil
 	}
@@ -368,10 +376,14 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 			return
 		}
 		highest[r.RequestID] = max(highest[r.RequestID], r.Attempt)
-		if r.Outcome == offboard.OutcomeFailed && r.Attempts > 0 {
-			called[r.RequestID] = true
+		meta, err := m.Metadata()
+		if err == nil {
+			entry.add(r.RequestID, r.Attempt, meta.Timestamp)
 		}
-		if meta, err := m.Metadata(); r.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
+		if r.Outcome == offboard.OutcomeFailed && r.Attempts > 0 {
+			calls[r.RequestID] = true
+		}
+		if r.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
 			out[r.RequestID] = answer{outcome: r.Outcome, attempt: max(r.Attempt, 1)}
 		}
 	})
@@ -379,6 +391,33 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 		return nil, err
 	}
 	return out, nil
+}
+
+// entriesWritten is, per request id, the highest attempt of its results
+// read and when its first result was stored: when the worker wrote the
+// ledger entry that a copy sent again is answered from, not written
+// again, its result published anew.
+type entriesWritten map[string]written
+
+type written struct {
+	attempt int
+	at      time.Time
+}
+
+func (e entriesWritten) add(id string, attempt int, at time.Time) {
+	if w, ok := e[id]; !ok || max(attempt, 1) > w.attempt {
+		e[id] = written{attempt: max(attempt, 1), at: at}
+	}
+}
+
+// setCalled sets called of each request id of calls to when its entry
+// was written; to its dead letter's time (since) when that is not known.
+func (e entriesWritten) setCalled(called map[string]time.Time, calls map[string]bool, since map[string]time.Time) {
+	for id := range calls {
+		if called[id] = e[id].at; called[id].IsZero() {
+			called[id] = since[id]
+		}
+	}
 }
 
 // resultsMargin is how much earlier than the oldest picked dead letter
