@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
@@ -80,24 +81,11 @@ func TestDeadRetryOfACalledRequestTheLedgerForgot(t *testing.T) {
 // the request id's first dead letter on for a dead letter the ledger may
 // have forgotten. Not parallel: it sets resultsMargin.
 func TestDeadRetryOfACalledRequestSentAgainTheLedgerForgot(t *testing.T) {
-	nc, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: 500 * time.Millisecond}
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	saved := resultsMargin
-	resultsMargin = 20 * time.Millisecond
-	t.Cleanup(func() { resultsMargin = saved })
+	nc, js := withLedgerTTL(t, 500*time.Millisecond)
 
 	a := strings.Repeat("a", 40)
-	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: 2, Attempt: 1,
-		Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", 1))); err != nil {
-		t.Fatal(err)
-	}
+	res := failedAfterCalls(t, a, 1, 2)
+	publishResult(t, js, res, 1)
 	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
 	publishDead(t, js, offboard.CodeAPIError, body) // 1: its failure
 	time.Sleep(100 * time.Millisecond)              // well past resultsMargin
@@ -120,22 +108,11 @@ func TestDeadRetryOfACalledRequestSentAgainTheLedgerForgot(t *testing.T) {
 // entries: taken for a new request, its call could make a second action
 // for the device. Not parallel: it sets resultsMargin.
 func TestDeadRetryOfACalledRequestSentAgainLaterTheLedgerForgot(t *testing.T) {
-	nc, js := natstest.Connect(t)
 	const ttl = 2 * time.Second
-	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: ttl}
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	saved := resultsMargin
-	resultsMargin = 20 * time.Millisecond
-	t.Cleanup(func() { resultsMargin = saved })
+	nc, js := withLedgerTTL(t, ttl)
 
 	a := strings.Repeat("a", 40)
-	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: 2, Attempt: 1,
-		Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
-	if err != nil {
-		t.Fatal(err)
-	}
+	res := failedAfterCalls(t, a, 1, 2)
 	ledger, err := queue.NewLedger(t.Context(), js)
 	if err != nil {
 		t.Fatal(err)
@@ -143,17 +120,13 @@ func TestDeadRetryOfACalledRequestSentAgainLaterTheLedgerForgot(t *testing.T) {
 	if err := ledger.Put(t.Context(), "contoso", "lost-1", nil, &queue.Entry{State: queue.StateDone, Seq: 1, Result: res}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", 1))); err != nil {
-		t.Fatal(err)
-	}
+	publishResult(t, js, res, 1)
 	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
 	publishDead(t, js, offboard.CodeAPIError, body) // 1: its failure
 	time.Sleep(ttl / 2)                             // the copy comes later
 	// 2: sent again, answered from the ledger, its result published anew
 	// past the duplicate window; the entry is not written again.
-	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", 1))); err != nil {
-		t.Fatal(err)
-	}
+	publishResult(t, js, res, 1)
 	publishDead(t, js, offboard.CodeAPIError, body)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -178,27 +151,13 @@ func TestDeadRetryOfACalledRequestSentAgainLaterTheLedgerForgot(t *testing.T) {
 // call, has a ledger entry of that retry's: it is retried. Not parallel:
 // it sets resultsMargin.
 func TestDeadRetryOfACalledRequestRetriedSinceIsRetried(t *testing.T) {
-	nc, js := natstest.Connect(t)
 	const ttl = time.Second
-	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: ttl}
-	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
-		t.Fatal(err)
-	}
-	saved := resultsMargin
-	resultsMargin = 20 * time.Millisecond
-	t.Cleanup(func() { resultsMargin = saved })
+	nc, js := withLedgerTTL(t, ttl)
 
 	a := strings.Repeat("a", 40)
 	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
 	for _, v := range []struct{ attempt, calls int }{{1, 2}, {2, 0}} {
-		res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: v.calls, Attempt: v.attempt,
-			Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", v.attempt))); err != nil {
-			t.Fatal(err)
-		}
+		publishResult(t, js, failedAfterCalls(t, a, v.attempt, v.calls), v.attempt)
 		publishDead(t, js, offboard.CodeAPIError, strings.Replace(body, "{", fmt.Sprintf(`{"attempt":%d,`, v.attempt), 1))
 		if v.attempt == 1 {
 			time.Sleep(ttl + 100*time.Millisecond) // the ledger forgets the first entry
@@ -208,5 +167,42 @@ func TestDeadRetryOfACalledRequestRetriedSinceIsRetried(t *testing.T) {
 	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
 	if code != 0 || !strings.Contains(out, "retried lost-1 attempt 3") {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// withLedgerTTL sets up contoso's streams with a ledger that keeps an
+// entry ttl and a duplicate window of 500 ms, and has dead retry read
+// results from 20 ms before a dead letter (resultsMargin, set back at
+// the end: the test is not parallel).
+func withLedgerTTL(t *testing.T, ttl time.Duration) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	nc, js := natstest.Connect(t)
+	s := queue.Settings{Tenants: []string{"contoso"}, Duplicates: 500 * time.Millisecond, LedgerTTL: ttl}
+	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
+		t.Fatal(err)
+	}
+	saved := resultsMargin
+	resultsMargin = 20 * time.Millisecond
+	t.Cleanup(func() { resultsMargin = saved })
+	return nc, js
+}
+
+// failedAfterCalls is lost-1's result of attempt, failed api_error after
+// calls offboard calls to machine id a.
+func failedAfterCalls(t *testing.T, a string, attempt, calls int) []byte {
+	t.Helper()
+	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: calls, Attempt: attempt,
+		Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// publishResult publishes lost-1's result of attempt under its message id.
+func publishResult(t *testing.T, js jetstream.JetStream, res []byte, attempt int) {
+	t.Helper()
+	if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result("contoso"), res, jetstream.WithMsgID(offboard.ResultMsgID("contoso", "lost-1", attempt))); err != nil {
+		t.Fatal(err)
 	}
 }
