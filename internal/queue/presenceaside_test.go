@@ -89,8 +89,14 @@ func TestPresenceAsideTwinLeavesTheTenantsBothServe(t *testing.T) {
 // once the presence knows the others.
 func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *atomic.Bool, tenants ...string) *Presence {
 	t.Helper()
+	return startAsidePresenceLog(t, js, id, aside, zap.NewNop(), tenants...)
+}
+
+// startAsidePresenceLog is startAsidePresence logging to log.
+func startAsidePresenceLog(t *testing.T, js jetstream.JetStream, id string, aside *atomic.Bool, log *zap.Logger, tenants ...string) *Presence {
+	t.Helper()
 	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: 250 * time.Millisecond, Bucket: Settings{}.Presence(),
-		Clock: clockwork.NewRealClock(), Logger: zap.NewNop(), Aside: aside.Load})
+		Clock: clockwork.NewRealClock(), Logger: log, Aside: aside.Load})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,16 +180,7 @@ func TestPresenceStartAsideSaysNoAgain(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	var aside atomic.Bool
 	aside.Store(true)
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: "replica-a", Tenants: []string{"t0"}, Beat: 250 * time.Millisecond,
-		Bucket: Settings{}.Presence(), Clock: clockwork.NewRealClock(), Logger: zap.New(core), Aside: aside.Load})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
+	startAsidePresenceLog(t, js, "replica-a", &aside, zap.New(core), "t0")
 	said := func(msg string) bool { return logs.FilterMessage(msg).Len() > 0 }
 	const first, again = "this replica can make calls now: it takes its share of the tenants", "this replica makes calls again: it takes its tenants back"
 	aside.Store(false)
