@@ -29,11 +29,14 @@ func runPresence(t *testing.T, js jetstream.JetStream, id string, tenants []stri
 }
 
 // runPresenceWith is runPresence with every option (the bucket's
-// definition and a real clock filled in).
+// definition filled in, and a real clock unless o has one).
 func runPresenceWith(t *testing.T, js jetstream.JetStream, o PresenceOptions) *Presence {
 	t.Helper()
 	id := o.ID
-	o.Bucket, o.Clock = Settings{}.Presence(), clockwork.NewRealClock()
+	o.Bucket = Settings{}.Presence()
+	if o.Clock == nil {
+		o.Clock = clockwork.NewRealClock()
+	}
 	if _, err := js.CreateOrUpdateKeyValue(t.Context(), o.Bucket); err != nil {
 		t.Fatal(err)
 	}

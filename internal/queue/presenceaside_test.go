@@ -1,8 +1,6 @@
 package queue
 
 import (
-	"context"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,8 +9,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
-
-	"github.com/contoso-secops/mde-offboard/internal/testwait"
 )
 
 // TestPresenceAsideLeavesItsTenants: a replica aside (its clock off)
@@ -95,17 +91,7 @@ func startAsidePresence(t *testing.T, js jetstream.JetStream, id string, aside *
 // startAsidePresenceLog is startAsidePresence logging to log.
 func startAsidePresenceLog(t *testing.T, js jetstream.JetStream, id string, aside *atomic.Bool, log *zap.Logger, tenants ...string) *Presence {
 	t.Helper()
-	p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Beat: 250 * time.Millisecond, Bucket: Settings{}.Presence(),
-		Clock: clockwork.NewRealClock(), Logger: log, Aside: aside.Load})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-	testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
-	return p
+	return runPresenceWith(t, js, PresenceOptions{ID: id, Tenants: tenants, Beat: 250 * time.Millisecond, Logger: log, Aside: aside.Load})
 }
 
 // TestPresenceAsideFromItsStartTakesNoTenant: a replica that can make no
@@ -124,17 +110,7 @@ func TestPresenceAsideFromItsStartTakesNoTenant(t *testing.T) {
 	}
 	tenants := []string{"t0", "t1", "t2", "t3", "t4", "t5", "t6", "t7"}
 	start := func(id string, clock clockwork.Clock, aside *atomic.Bool) *Presence {
-		p, err := NewPresence(t.Context(), js, PresenceOptions{ID: id, Tenants: tenants, Bucket: Settings{}.Presence(),
-			Clock: clock, Logger: zap.NewNop(), Aside: aside.Load})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- p.Run(ctx) }()
-		t.Cleanup(sync.OnceFunc(func() { cancel(); <-done }))
-		testwait.For(t, p.Current(), presenceStart, "the presence knows every announcement stored")
-		return p
+		return runPresenceWith(t, js, PresenceOptions{ID: id, Tenants: tenants, Clock: clock, Logger: zap.NewNop(), Aside: aside.Load})
 	}
 	var asideA, asideB atomic.Bool
 	a := start("replica-a", clockwork.NewFakeClock(), &asideA)

@@ -99,23 +99,12 @@ tenants:
 // lastSeenAgo: 90d served a device Active that the service lists as
 // Inactive, and a plan asked for --health Inactive found none of them.
 func TestHealthFollowsLastSeen(t *testing.T) {
-	f, err := mdesim.ParseFixtures([]byte(`
-tenants:
-  - tenantId: 33333333-3333-4333-8333-333333333333
-    clientId: cccccccc-cccc-4ccc-8ccc-cccccccccccc
-    clientSecret: s3cret~C
-    machines:
+	s, tok := simWithMachines(t, `
       - {id: 9999956789abcdef0123456789abcdef01234567, computerDnsName: pc-old.contoso.local, lastSeenAgo: 90d}
       - {id: 9999956789abcdef0123456789abcdef01234568, computerDnsName: pc-week.contoso.local, lastSeenAgo: 169h}
       - {id: 9999956789abcdef0123456789abcdef01234569, computerDnsName: pc-new.contoso.local, lastSeenAgo: 36h}
       - {id: 999995678900000000000000000000000000000a, computerDnsName: pc-set.contoso.local, lastSeenAgo: 90d, healthStatus: NoSensorData}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newSim(t, mdesim.Options{})
-	s.AddFixtures(f)
-	tok := s.token(t, "33333333-3333-4333-8333-333333333333", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", "s3cret~C")
+`)
 	want := map[string]string{
 		"pc-old.contoso.local": "Inactive", "pc-week.contoso.local": "Inactive",
 		"pc-new.contoso.local": "Active", "pc-set.contoso.local": "NoSensorData",
@@ -139,21 +128,10 @@ tenants:
 // healthStatus listed the device; one that is no health state at all
 // ("stale") is refused.
 func TestFixturesHealthSpelledAsTheService(t *testing.T) {
-	f, err := mdesim.ParseFixtures([]byte(`
-tenants:
-  - tenantId: 33333333-3333-4333-8333-333333333333
-    clientId: cccccccc-cccc-4ccc-8ccc-cccccccccccc
-    clientSecret: s3cret~C
-    machines:
+	s, tok := simWithMachines(t, `
       - {id: 9999956789abcdef0123456789abcdef01234567, computerDnsName: pc-old.contoso.local, lastSeenAgo: 90d, healthStatus: inactive}
       - {id: 9999956789abcdef0123456789abcdef01234568, computerDnsName: pc-gone.contoso.local, lastSeenAgo: 90d, healthStatus: NOSENSORDATA}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := newSim(t, mdesim.Options{})
-	s.AddFixtures(f)
-	tok := s.token(t, "33333333-3333-4333-8333-333333333333", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", "s3cret~C")
+`)
 	for _, tc := range []struct{ health, id string }{
 		{"Inactive", "9999956789abcdef0123456789abcdef01234567"},
 		{"NoSensorData", "9999956789abcdef0123456789abcdef01234568"},
@@ -163,8 +141,26 @@ tenants:
 			t.Errorf("healthStatus eq '%s' lists %v, want %s", tc.health, ids, tc.id)
 		}
 	}
-	_, err = mdesim.ParseFixtures([]byte(`tenants: [{tenantId: t, machines: [{healthStatus: stale}]}]`))
+	_, err := mdesim.ParseFixtures([]byte(`tenants: [{tenantId: t, machines: [{healthStatus: stale}]}]`))
 	if err == nil || !strings.Contains(err.Error(), "healthStatus") {
 		t.Errorf("healthStatus stale: %v, want a fixtures error naming healthStatus", err)
 	}
+}
+
+// simWithMachines is a simulator holding a fixtures tenant whose devices
+// are machines (YAML list items, each on its line), and a token of it.
+func simWithMachines(t *testing.T, machines string) (*sim, string) {
+	t.Helper()
+	f, err := mdesim.ParseFixtures([]byte(`
+tenants:
+  - tenantId: 33333333-3333-4333-8333-333333333333
+    clientId: cccccccc-cccc-4ccc-8ccc-cccccccccccc
+    clientSecret: s3cret~C
+    machines:` + machines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSim(t, mdesim.Options{})
+	s.AddFixtures(f)
+	return s, s.token(t, "33333333-3333-4333-8333-333333333333", "cccccccc-cccc-4ccc-8ccc-cccccccccccc", "s3cret~C")
 }
