@@ -139,15 +139,7 @@ func TestTrackingWaitForQuotaSeesAnotherReplicasClaimSoon(t *testing.T) {
 	ledger := contosoLedger(t, js)
 	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
-	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
-		Status: "Pending", Since: start, Next: start, Interval: time.Minute}
-	data, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
-		t.Fatal(err)
-	}
+	st, data := oneTracked(t, ledger, start)
 	api := &waitingActions{starvedActions{fakeActions{clock: clock, windows: trackWindows}}, make(chan struct{}, 1)}
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(), actions: api,

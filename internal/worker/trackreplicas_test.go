@@ -13,6 +13,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -55,15 +56,7 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 	ledger := contosoLedger(t, js)
 	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
-	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
-		Status: "Pending", Since: start, Next: start, Interval: time.Minute}
-	data, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
-		t.Fatal(err)
-	}
+	oneTracked(t, ledger, start)
 	var log eventLog
 	newReplica := func(api actionReader) {
 		tr := newTracker(trackerConfig{
@@ -94,7 +87,7 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 	if last := events[len(events)-1]; !last.Final || last.Status != "Succeeded" {
 		t.Errorf("last event %s final=%v after the final Succeeded", last.Status, last.Final)
 	}
-	data, _, err = ledger.TrackedState(t.Context(), "contoso", "act-1")
+	data, _, err := ledger.TrackedState(t.Context(), "contoso", "act-1")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,4 +95,20 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 	if err := json.Unmarshal(data, &cur); err != nil || cur.ActionID != "" {
 		t.Errorf("the ended tracking was stored over: %s", data)
 	}
+}
+
+// oneTracked follows act-1 in the ledger, Pending since start and due
+// then, its interval a minute; it returns the state and its JSON.
+func oneTracked(t *testing.T, ledger *queue.Ledger, start time.Time) (tracked, []byte) {
+	t.Helper()
+	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
+		Status: "Pending", Since: start, Next: start, Interval: time.Minute}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
+		t.Fatal(err)
+	}
+	return st, data
 }
