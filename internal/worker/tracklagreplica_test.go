@@ -139,7 +139,7 @@ func TestTrackingWaitForQuotaSeesAnotherReplicasClaimSoon(t *testing.T) {
 	ledger := contosoLedger(t, js)
 	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(start)
-	st, data := oneTracked(t, ledger, start)
+	st := oneTracked(t, ledger, start)
 	api := &waitingActions{starvedActions{fakeActions{clock: clock, windows: trackWindows}}, make(chan struct{}, 1)}
 	tr := newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(), actions: api,
@@ -156,7 +156,8 @@ func TestTrackingWaitForQuotaSeesAnotherReplicasClaimSoon(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Next = start.Add(time.Minute)
-	if data, err = json.Marshal(st); err != nil {
+	data, err := json.Marshal(st)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ledger.TrackOver(t.Context(), "contoso", st.ActionID, data, rev); err != nil {

@@ -98,8 +98,8 @@ func TestTrackingLookOutlivedByAnotherReplicasIsDropped(t *testing.T) {
 }
 
 // oneTracked follows act-1 in the ledger, Pending since start and due
-// then, its interval a minute; it returns the state and its JSON.
-func oneTracked(t *testing.T, ledger *queue.Ledger, start time.Time) (tracked, []byte) {
+// then, its interval a minute, and returns its state.
+func oneTracked(t *testing.T, ledger *queue.Ledger, start time.Time) tracked {
 	t.Helper()
 	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
 		Status: "Pending", Since: start, Next: start, Interval: time.Minute}
@@ -110,5 +110,5 @@ func oneTracked(t *testing.T, ledger *queue.Ledger, start time.Time) (tracked, [
 	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
 		t.Fatal(err)
 	}
-	return st, data
+	return st
 }
