@@ -431,6 +431,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 	// Requests whose calls are over and whose results are being stored:
 	// as many again at most, so that a slow NATS cannot pile them up.
 	finishing := make(chan struct{}, t.Config.MaxInFlight)
+	bulk := newBulkPlaces(t.Config.MaxInFlight)
 	for {
 		select {
 		case slots <- struct{}{}:
@@ -442,7 +443,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			<-slots
 			return
 		}
-		ds, n, err := w.nextRequests(actx, t, slots)
+		ds, n, placed, err := w.nextRequests(actx, t, slots, bulk)
 		for range n - len(ds) {
 			<-slots // slots the pull did not fill
 		}
@@ -450,8 +451,8 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			if fetchCtx.Err() != nil {
 				return
 			}
-			if actx.Err() != nil || errors.Is(err, errPausesChanged) {
-				continue // the tenant moved to another replica, or its pauses changed
+			if actx.Err() != nil || errors.Is(err, errPausesChanged) || errors.Is(err, errBulkPlaceFreed) {
+				continue // the tenant moved to another replica, its pauses changed, or a bulk place freed
 			}
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				// Made again by the app's keeper within a second or so;
@@ -477,6 +478,9 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			// like a retry does, kept alive.
 			permit := w.aheadPermit(fetchCtx, t)
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
+			if d.Prio == offboard.Bulk && placed {
+				slot.bulk = bulk // nextRequests took its bulk place
+			}
 			ctx := context.WithValue(context.WithValue(workCtx, placeKey{}, slot.place), stopKey{}, fetchCtx)
 			w.goHandle(func() {
 				defer slot.done()
@@ -502,6 +506,7 @@ func (w *Worker) goHandle(handle func()) {
 type inFlight struct {
 	slots, finishing chan struct{}
 	place            *place
+	bulk             *bulkPlaces // a bulk request's: it holds one of them with its slot
 	moved            bool
 }
 
@@ -513,6 +518,7 @@ func (f *inFlight) callsOver() {
 	}
 	f.finishing <- struct{}{}
 	<-f.slots
+	f.bulk.give()
 	f.moved = true
 }
 
@@ -523,9 +529,45 @@ func (f *inFlight) done() {
 		<-f.finishing
 	} else {
 		<-f.slots
+		f.bulk.give()
 	}
 	f.place.give()
 }
+
+// bulkPlaces are the tenant's in-flight slots bulk requests may hold: all
+// but one when it has more than one. A bulk request holds its slot while
+// it waits in the worker (for a read's quota, a retry's backoff, its
+// device), which can last minutes; the slot kept from them lets a normal
+// request published meanwhile start at once (CONTRACT.md: bulk never
+// delays normal priority within a tenant). With maxInFlight 1 a bulk
+// request holds the tenant's one slot until its calls are over.
+type bulkPlaces struct {
+	free  chan struct{} // one per place held
+	freed chan struct{} // a place was given back (wakes a fetch of normal requests alone)
+}
+
+func newBulkPlaces(maxInFlight int) *bulkPlaces {
+	return &bulkPlaces{free: make(chan struct{}, max(maxInFlight-1, 1)), freed: make(chan struct{}, 1)}
+}
+
+// take takes up to n places, without waiting, and says how many it took.
+func (b *bulkPlaces) take(n int) int { return takeSlots(b.free, n) }
+
+// give gives back a place (nil: none held).
+func (b *bulkPlaces) give() {
+	if b == nil {
+		return
+	}
+	<-b.free
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
+}
+
+// errBulkPlaceFreed ends a fetch of normal requests alone when a bulk
+// place freed: bulk requests may be fetched again.
+var errBulkPlaceFreed = errors.New("a bulk place freed")
 
 // errPausesChanged ends a wait for a request when a pause or resume
 // changed which of the tenant's priorities are served.
@@ -539,34 +581,105 @@ var errPausesChanged = errors.New("the tenant's pauses changed")
 // fetched: its requests wait in the stream. A cancel of one of the
 // tenant's campaigns ends the wait for quota and budget: the requests
 // there are then fetched without it, for as long as they hold requests of
-// a cancelled campaign (cancels.go).
-func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan struct{}) (ds []queue.Delivery, n int, err error) {
+// a cancelled campaign (cancels.go). Bulk requests are fetched only on
+// the tenant's bulk places (bulkPlaces); placed says that each bulk
+// request returned holds one.
+func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan struct{}, bulk *bulkPlaces) (ds []queue.Delivery, n int, placed bool, err error) {
 	prios, changed, err := w.served(ctx, t.name)
 	if err != nil {
-		return nil, 1, err
+		return nil, 1, false, err
 	}
 	if !t.withdrawing {
 		if err := w.waitCall(ctx, t); err != nil {
 			if ctx.Err() != nil || t.landed.Err() == nil {
-				return nil, 1, err
+				return nil, 1, false, err
 			}
 			t.withdrawing = true // a cancel landed
 		}
 	}
 	// The waits for quota and budget can be long: a pause may have landed since.
 	if !slices.Equal(w.unpaused(t.name), prios) {
-		return nil, 1, errPausesChanged
+		return nil, 1, false, errPausesChanged
 	}
 	nextCtx, stopNext := w.untilPaused(ctx, t.name, prios, changed)
 	defer stopNext()
 	if t.withdrawing {
+		// Requests of a cancelled campaign, answered without a call:
+		// bulk ones hold no bulk place.
 		ds, n, t.withdrawing, err = w.fetchWithdrawn(nextCtx, t, slots, prios)
 	} else {
 		n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).AvailableWithin(w.clock.Now(), fetchAhead, cap(slots))-1)
-		ds, err = t.source.NextBatchWithin(nextCtx, n, w.room(), prios...)
+		placed = true
+		ds, n, err = fetchWithinBulkPlaces(nextCtx, t, slots, bulk, n, prios, func(ctx context.Context, n int, prios []offboard.Priority) ([]queue.Delivery, error) {
+			return t.source.NextBatchWithin(ctx, n, w.room(), prios...)
+		})
 	}
 	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
-		return nil, n, errPausesChanged
+		return nil, n, placed, errPausesChanged
+	}
+	return ds, n, placed, err
+}
+
+// fetchWithinBulkPlaces fetches up to n requests of prios (the loop holds
+// n slots for them) with fetch, bulk ones only on bulk places: when none
+// is free, normal requests alone, until a bulk place frees
+// (errBulkPlaceFreed); when fewer are free than n, no more requests than
+// there are bulk places, the other slots given back. It keeps the bulk
+// places of the bulk requests fetched and says how many slots the loop
+// still holds for them.
+func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{}, bulk *bulkPlaces, n int, prios []offboard.Priority,
+	fetch func(context.Context, int, []offboard.Priority) ([]queue.Delivery, error),
+) ([]queue.Delivery, int, error) {
+	if !slices.Contains(prios, offboard.Bulk) {
+		ds, err := fetch(ctx, n, prios)
+		return ds, n, err
+	}
+	select {
+	case <-bulk.freed: // taken into account by the take below
+	default:
+	}
+	took := bulk.take(n)
+	if took == 0 {
+		// Every bulk place is held: normal requests alone, until one
+		// frees.
+		prios = slices.DeleteFunc(slices.Clone(prios), func(p offboard.Priority) bool { return p == offboard.Bulk })
+		fctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			select {
+			case <-bulk.freed:
+				cancel()
+			case <-stop:
+			}
+		}()
+		if len(prios) == 0 {
+			<-fctx.Done() // normal is paused: wait for a bulk place
+			if ctx.Err() != nil {
+				return nil, n, ctx.Err()
+			}
+			return nil, n, errBulkPlaceFreed
+		}
+		ds, err := fetch(fctx, n, prios)
+		if err != nil && ctx.Err() == nil && fctx.Err() != nil {
+			return nil, n, errBulkPlaceFreed
+		}
+		return ds, n, err
+	}
+	for range n - took {
+		<-slots // no more requests than bulk places
+	}
+	n = took
+	ds, err := fetch(ctx, n, prios)
+	kept := 0
+	for _, d := range ds {
+		if d.Prio == offboard.Bulk {
+			kept++
+		}
+	}
+	for range took - kept {
+		bulk.give()
 	}
 	return ds, n, err
 }

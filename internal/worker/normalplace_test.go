@@ -1,0 +1,79 @@
+package worker
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// publishByName publishes request id of contoso at prio for a new device
+// of the simulator, named id.contoso.local, by that name.
+func (e *loopEnv) publishByName(t *testing.T, id string, prio offboard.Priority) {
+	t.Helper()
+	name := id + ".contoso.local"
+	e.sim.AddMachine(loopTenantID, mdesim.Machine{ID: mdesim.NewMachineID(), ComputerDNSName: name,
+		OSPlatform: "Windows11", HealthStatus: "Active", LastSeen: time.Now().Add(-time.Hour)})
+	data, _ := json.Marshal(map[string]any{"requestId": id, "computerDnsName": name})
+	m := nats.NewMsg(offboard.Subjects{}.Request("contoso", prio))
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "contoso:"+id)
+	if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBulkWaitingLongLeavesAPlaceForNormal: CONTRACT.md "bulk never delays
+// normal priority within a tenant". Bulk requests by name wait for the
+// machines quota (the hour's one read spent) with the offboard quota free:
+// they hold no more than maxInFlight-1 of the tenant's places, so a normal
+// request by machine id, which needs no read, is answered at once rather
+// than after the hour.
+func TestBulkWaitingLongLeavesAPlaceForNormal(t *testing.T) {
+	t.Parallel()
+	e := setupLoopWith(t, `["100/1m"]`, "      machines: [\"1/1h\"]\n", RetryPolicy{})
+	e.publishByName(t, "n-0", offboard.Normal)
+	e.wantCreated(t, "n-0") // its lookup spent the hour's one read
+	for i := range 6 {
+		e.publishByName(t, fmt.Sprintf("b-%d", i), offboard.Bulk)
+	}
+	time.Sleep(500 * time.Millisecond) // taken, waiting for the read
+	e.publish(t, "n-1")
+	e.wantCreated(t, "n-1")
+	e.clock.Advance(time.Hour + time.Second)
+	got := map[string]bool{}
+	for range 6 {
+		r := e.nextResult(t, "a bulk request")
+		if r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("result %s %s %+v, want created", r.RequestID, r.Outcome, r.Error)
+		}
+		got[r.RequestID] = true
+		e.clock.Advance(time.Hour + time.Second) // the next read
+	}
+	if len(got) != 6 {
+		t.Errorf("bulk results %v, want b-0 to b-5 once each", got)
+	}
+}
+
+// TestBulkAloneRunsOnTheTenantsOtherPlaces: with no normal request
+// waiting, bulk requests go on as their places free; the loop waiting
+// for a normal request on the last place wakes when a bulk one ends.
+func TestBulkAloneRunsOnTheTenantsOtherPlaces(t *testing.T) {
+	t.Parallel()
+	e := setupLoopWith(t, `["100/1m"]`, "    maxInFlight: 2\n", RetryPolicy{})
+	const n = 8
+	for i := range n {
+		e.publishPrio(t, fmt.Sprintf("b-%d", i), offboard.Bulk)
+	}
+	for range n {
+		if r := e.nextResult(t, "a bulk request"); r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("result %s %s %+v, want created", r.RequestID, r.Outcome, r.Error)
+		}
+	}
+}
