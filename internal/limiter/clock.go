@@ -181,6 +181,16 @@ func (s *Shared) mayCall() bool {
 	return s.ready && !s.held && !s.skewedLocked()
 }
 
+// wallRight reports whether the wall clock places the other processes'
+// times where they are: the feed has caught up (the clock is measured
+// then) and the clock is within half the margin, not stepped since.
+func (s *Shared) wallRight() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookLocked()
+	return s.ready && !s.skewedLocked()
+}
+
 // Healthy returns why this process may not start calls, or nil.
 func (s *Shared) Healthy() error {
 	s.mu.Lock()

@@ -542,8 +542,19 @@ func (l *Limiter) pruneLocked(now time.Time) {
 		}
 	}
 	own := l.tenant.since(now)
-	l.others = dropUpTo(l.others, oldest)
 	l.stamps = dropUpTo(l.stamps, own-int64(l.horizon))
+	if s := l.tenant.shared; s != nil && !s.wallRight() {
+		// Read by a clock stepped or off, the others' calls would look
+		// older than they are: dropped now, they would be missing once
+		// the clock is set right. They wait for a clock measured right;
+		// beyond the largest count of them, the oldest never matter,
+		// whatever the clock.
+		if n := len(l.others) - l.keep; n > 0 {
+			l.others = slices.Delete(l.others, 0, n)
+		}
+		return
+	}
+	l.others = dropUpTo(l.others, oldest)
 	// Beyond the largest count, the oldest never matter.
 	for n := len(l.stamps) + len(l.others) - l.keep; n > 0; n-- {
 		if len(l.others) == 0 || len(l.stamps) > 0 && own-l.stamps[0] > wall-l.others[0] {
