@@ -386,8 +386,9 @@ func (t *Tenant) applyUnreadable(seq uint64, stored time.Time) {
 	// A stamp ahead of this process's clock (the server's clock was
 	// ahead when it stored the entry, and set right since) counts from
 	// now: it cannot hold the tenant longer than an entry stored as it
-	// is read.
-	now := t.clock.Now().UnixNano()
+	// is read. Now by the server's time, where this clock is found
+	// behind it (as apply's caps).
+	now := t.clock.Now().Add(t.shared.behind()).UnixNano()
 	at := min(stored.UnixNano(), now)
 	until := addNanos(at, o.Lease, t.longestInForceLocked(), o.Margin)
 	if until > now {
@@ -549,7 +550,11 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	// process's lease: the
 	// writer's may be longer (its --call-timeout raised in a rolling
 	// update), and its call may reach the API until its own due time.
-	margin, now := t.shared.opts.Margin, t.clock.Now()
+	// The caps count from the server's time, not from a clock of this
+	// process's found behind it (hours behind at a start, set right
+	// later): from there, they cut the calls and pauses of a moment ago
+	// to hours ago, gone once the clock is right.
+	margin, now := t.shared.opts.Margin, t.clock.Now().Add(t.shared.behind())
 	dueCap := now.Add(max(t.shared.opts.Lease, MaxLease) + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {
