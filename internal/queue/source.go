@@ -119,10 +119,14 @@ func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prio
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
-		if poll == pollPulls {
+		if poll == pollPulls && !s.mayHaveOther(prios) {
 			// The poll's pulls found nothing: the counts say whether
 			// the tenant still has requests under way (one may come
-			// back) or is idle now, and polls every IdlePoll.
+			// back) or is idle now, and polls every IdlePoll. A lane
+			// not asked for that may hold requests (bulk, while the
+			// tenant's bulk requests hold their places, or paused)
+			// says the tenant is busy: read, the counts would only
+			// cost the server two consumer infos at every poll.
 			if err := s.refresh(ctx); err != nil {
 				return nil, err
 			}
@@ -201,6 +205,19 @@ func (s *Source) mayHave(prios []offboard.Priority) bool {
 	defer s.mu.Unlock()
 	for _, l := range s.lanes {
 		if l.maybe && slices.Contains(prios, l.prio) {
+			return true
+		}
+	}
+	return false
+}
+
+// mayHaveOther says whether a lane not of the given priorities may hold
+// a request.
+func (s *Source) mayHaveOther(prios []offboard.Priority) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range s.lanes {
+		if l.maybe && !slices.Contains(prios, l.prio) {
 			return true
 		}
 	}

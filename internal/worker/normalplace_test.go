@@ -3,11 +3,13 @@ package worker
 import (
 	"encoding/json"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -76,4 +78,45 @@ func TestBulkAloneRunsOnTheTenantsOtherPlaces(t *testing.T) {
 			t.Fatalf("result %s %s %+v, want created", r.RequestID, r.Outcome, r.Error)
 		}
 	}
+}
+
+// TestBulkHoldingItsPlacesAsksNoCounts: while bulk requests hold every
+// bulk place and more wait in the stream, the loop waits for a normal
+// request on the last place; its safety polls pull the normal consumer,
+// and find it empty, without reading both consumers' counts at every
+// poll: the bulk consumer is known to hold requests, so the tenant is
+// busy, and a thousand tenants in a bulk run would make those counts the
+// server's busiest API (queue.Source).
+func TestBulkHoldingItsPlacesAsksNoCounts(t *testing.T) {
+	t.Parallel()
+	const poll = 50 * time.Millisecond
+	e := setupLoopOpts(t, `["100/1m"]`, "      machines: [\"1/1h\"]\n", RetryPolicy{}, func(o *Options) { o.Poll = poll })
+	e.publishByName(t, "n-0", offboard.Normal)
+	e.wantCreated(t, "n-0") // its lookup spent the hour's one read
+	for i := range 6 {
+		e.publishByName(t, fmt.Sprintf("b-%d", i), offboard.Bulk)
+	}
+	inFlight := e.w.m.InFlight.WithLabelValues("contoso")
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(inFlight) != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v requests in flight, want the 3 bulk ones waiting for the read", testutil.ToFloat64(inFlight))
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var infos atomic.Int64
+	sub, err := e.js.Conn().Subscribe("$JS.API.CONSUMER.INFO.>", func(*nats.Msg) { infos.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := e.js.Conn().Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * poll) // twenty safety polls
+	if n := infos.Load(); n != 0 {
+		t.Errorf("%d consumer info requests in 20 safety polls while the bulk consumer held requests, want 0", n)
+	}
+	e.publish(t, "n-1") // the last place still serves a normal request
+	e.wantCreated(t, "n-1")
 }
