@@ -3,6 +3,7 @@ package worker
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -96,14 +98,7 @@ func TestBulkHoldingItsPlacesAsksNoCounts(t *testing.T) {
 	for i := range 6 {
 		e.publishByName(t, fmt.Sprintf("b-%d", i), offboard.Bulk)
 	}
-	inFlight := e.w.m.InFlight.WithLabelValues("contoso")
-	deadline := time.Now().Add(10 * time.Second)
-	for testutil.ToFloat64(inFlight) != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%v requests in flight, want the 3 bulk ones waiting for the read", testutil.ToFloat64(inFlight))
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	e.waitInFlight(t, 3) // the bulk places, held waiting for the read
 	var infos atomic.Int64
 	sub, err := e.js.Conn().Subscribe("$JS.API.CONSUMER.INFO.>", func(*nats.Msg) { infos.Add(1) })
 	if err != nil {
@@ -116,6 +111,53 @@ func TestBulkHoldingItsPlacesAsksNoCounts(t *testing.T) {
 	time.Sleep(20 * poll) // twenty safety polls
 	if n := infos.Load(); n != 0 {
 		t.Errorf("%d consumer info requests in 20 safety polls while the bulk consumer held requests, want 0", n)
+	}
+	e.publish(t, "n-1") // the last place still serves a normal request
+	e.wantCreated(t, "n-1")
+}
+
+// waitInFlight waits, 10 s at most, until contoso has n requests in
+// flight.
+func (e *loopEnv) waitInFlight(t *testing.T, n float64) {
+	t.Helper()
+	inFlight := e.w.m.InFlight.WithLabelValues("contoso")
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(inFlight) != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%v requests in flight, want %v", testutil.ToFloat64(inFlight), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestCancelReachesRowsBehindHeldBulkPlaces: a campaign's cancel ends
+// the loop's wait for a bulk place as it ends its wait for quota: the
+// cancelled rows need no place. wave2's rows by name hold every bulk
+// place, waiting for the machines quota's next hour; wave1's rows wait in
+// the stream behind them, and are answered cancelled as the cancel
+// lands, not when a wave2 row ends.
+func TestCancelReachesRowsBehindHeldBulkPlaces(t *testing.T) {
+	t.Parallel()
+	e := setupLoopWith(t, `["100/1m"]`, "      machines: [\"1/1h\"]\n", RetryPolicy{})
+	e.publishByName(t, "n-0", offboard.Normal)
+	e.wantCreated(t, "n-0") // its lookup spent the hour's one read
+	for i := range 3 {
+		e.publishByName(t, campaign.RequestID("wave2", i+1), offboard.Bulk)
+	}
+	e.waitInFlight(t, 3)
+	for i := range 3 {
+		e.publishPrio(t, campaign.RequestID("wave1", i+1), offboard.Bulk)
+	}
+	e.cancelCampaign(t, "wave1")
+	for i := range 3 {
+		select {
+		case r := <-e.results:
+			if r.Error == nil || r.Error.Code != offboard.CodeCancelled || !strings.HasPrefix(r.RequestID, "wave1-") {
+				t.Fatalf("result %s %s %+v, want a wave1 row cancelled", r.RequestID, r.Outcome, r.Error)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d of 3 wave1 rows answered 10 s after the cancel: the others wait for a bulk place", i)
+		}
 	}
 	e.publish(t, "n-1") // the last place still serves a normal request
 	e.wantCreated(t, "n-1")

@@ -451,8 +451,8 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			if fetchCtx.Err() != nil {
 				return
 			}
-			if actx.Err() != nil || errors.Is(err, errPausesChanged) || errors.Is(err, errBulkPlaceFreed) {
-				continue // the tenant moved to another replica, its pauses changed, or a bulk place freed
+			if actx.Err() != nil || errors.Is(err, errPausesChanged) || errors.Is(err, errBulkPlaceFreed) || errors.Is(err, errCancelLanded) {
+				continue // the tenant moved to another replica, its pauses changed, a bulk place freed, or a cancel landed
 			}
 			if errors.Is(err, jetstream.ErrConsumerNotFound) {
 				// Made again by the app's keeper within a second or so;
@@ -569,6 +569,11 @@ func (b *bulkPlaces) give() {
 // place freed: bulk requests may be fetched again.
 var errBulkPlaceFreed = errors.New("a bulk place freed")
 
+// errCancelLanded ends a fetch of normal requests alone when a cancel of
+// one of the tenant's campaigns landed: the loop takes the requests it
+// withdraws (fetchWithdrawn).
+var errCancelLanded = errors.New("a campaign's cancel landed")
+
 // errPausesChanged ends a wait for a request when a pause or resume
 // changed which of the tenant's priorities are served.
 var errPausesChanged = errors.New("the tenant's pauses changed")
@@ -622,8 +627,7 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 
 // fetchWithinBulkPlaces fetches up to n requests of prios (the loop holds
 // n slots for them) with fetch, bulk ones only on bulk places: when none
-// is free, normal requests alone, until a bulk place frees
-// (errBulkPlaceFreed); when fewer are free than n, no more requests than
+// is free, normal requests alone (fetchNormalAlone); when fewer are free than n, no more requests than
 // there are bulk places, the other slots given back. It keeps the bulk
 // places of the bulk requests fetched and says how many slots the loop
 // still holds for them.
@@ -640,31 +644,7 @@ func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{
 	}
 	took := bulk.take(n)
 	if took == 0 {
-		// Every bulk place is held: normal requests alone, until one
-		// frees.
-		prios = slices.DeleteFunc(slices.Clone(prios), func(p offboard.Priority) bool { return p == offboard.Bulk })
-		fctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			select {
-			case <-bulk.freed:
-				cancel()
-			case <-stop:
-			}
-		}()
-		if len(prios) == 0 {
-			<-fctx.Done() // normal is paused: wait for a bulk place
-			if ctx.Err() != nil {
-				return nil, n, ctx.Err()
-			}
-			return nil, n, errBulkPlaceFreed
-		}
-		ds, err := fetch(fctx, n, prios)
-		if err != nil && ctx.Err() == nil && fctx.Err() != nil {
-			return nil, n, errBulkPlaceFreed
-		}
+		ds, err := fetchNormalAlone(ctx, t, bulk, n, prios, fetch)
 		return ds, n, err
 	}
 	for range n - took {
@@ -682,6 +662,51 @@ func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{
 		bulk.give()
 	}
 	return ds, n, err
+}
+
+// fetchNormalAlone fetches up to n normal requests of prios with fetch,
+// every bulk place being held, until one frees (errBulkPlaceFreed) or a
+// cancel of one of the tenant's campaigns lands, or landed since the
+// loop's last pass for one (errCancelLanded): the requests it withdraws
+// need no bulk place (fetchWithdrawn), and would otherwise wait behind
+// those holding them, for as long as a read's quota.
+func fetchNormalAlone(ctx context.Context, t *tenantRun, bulk *bulkPlaces, n int, prios []offboard.Priority,
+	fetch func(context.Context, int, []offboard.Priority) ([]queue.Delivery, error),
+) ([]queue.Delivery, error) {
+	prios = slices.DeleteFunc(slices.Clone(prios), func(p offboard.Priority) bool { return p == offboard.Bulk })
+	fctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := make(chan struct{})
+	defer close(stop)
+	landed := t.landed
+	go func() {
+		select {
+		case <-bulk.freed:
+			cancel()
+		case <-landed.Done():
+			cancel()
+		case <-stop:
+		}
+	}()
+	waitOver := func() error {
+		if landed.Err() != nil {
+			t.withdrawing = true
+			return errCancelLanded
+		}
+		return errBulkPlaceFreed
+	}
+	if len(prios) == 0 {
+		<-fctx.Done() // normal is paused: wait for a bulk place
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, waitOver()
+	}
+	ds, err := fetch(fctx, n, prios)
+	if err != nil && ctx.Err() == nil && fctx.Err() != nil {
+		return nil, waitOver()
+	}
+	return ds, err
 }
 
 // takeSlots takes up to n more of the free slots, without waiting, and
