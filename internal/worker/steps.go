@@ -57,6 +57,10 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	if dev.id == "" {
 		res, err := w.resolve(ctx, j, &dev)
+		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
+			// Its campaign was cancelled while it waited for the read.
+			return w.withdrawnWaiting(ctx, j, wd)
+		}
 		if err != nil || res != nil {
 			return res, err
 		}
