@@ -627,8 +627,9 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 
 // fetchWithinBulkPlaces fetches up to n requests of prios (the loop holds
 // n slots for them) with fetch, bulk ones only on bulk places: when none
-// is free, normal requests alone (fetchNormalAlone); when fewer are free than n, no more requests than
-// there are bulk places, the other slots given back. It keeps the bulk
+// is free, normal requests alone (fetchNormalAlone); when fewer are free
+// than n, no more requests than there are bulk places, the other slots
+// given back. It keeps the bulk
 // places of the bulk requests fetched and says how many slots the loop
 // still holds for them.
 func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{}, bulk *bulkPlaces, n int, prios []offboard.Priority,
