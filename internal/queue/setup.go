@@ -431,6 +431,8 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, s Settings) erro
 			cfg.MaxConsumers = keptMaxConsumers(have, cfg.MaxConsumers)
 		case offboard.StreamQuota, offboard.StreamBudget:
 			cfg.MaxAge = keptHistory(have, cfg.MaxAge)
+		case offboard.StreamDead:
+			cfg.MaxAge = keptDeadAge(have, cfg.MaxAge, cfg.Duplicates)
 		}
 		cfg.Replicas = keptReplicas(have, cfg.Replicas)
 		if have != nil && configAsSet(*have, cfg) {
@@ -651,6 +653,19 @@ func keptHistory(have *jetstream.StreamConfig, want time.Duration) time.Duration
 		return 0
 	}
 	return max(have.MaxAge, want)
+}
+
+// keptDeadAge is how long the dead-letter stream keeps its messages. No
+// flag sets it (want is 0, keep them until removed): an operator who
+// must not keep device ids and host names for ever sets a max age on the
+// stream with the nats CLI, and setup keeps it rather than set the stream
+// back to keep everything at every start. A max age under the duplicate
+// window, which the server refuses, is raised to it.
+func keptDeadAge(have *jetstream.StreamConfig, want, duplicates time.Duration) time.Duration {
+	if have == nil || want != 0 || have.MaxAge == 0 {
+		return want
+	}
+	return max(have.MaxAge, duplicates)
 }
 
 // makeConsumers creates or updates consumers. When the server refuses
