@@ -416,3 +416,32 @@ func TestDockerRunExample(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckConfigInThePod: deploy/README.md and the runbooks have an
+// operator check the tenants file with worker --check-config in the pod
+// (kubectl exec deploy/mde-offboard -- worker --check-config), where the
+// secrets are mounted. Such a worker gets the container's environment but
+// not its args: it must still read the tenants file the ConfigMap mounts.
+// (It read worker.yaml in the working directory, which is not there, and
+// exited 2 as if the tenants file were missing.)
+func TestCheckConfigInThePod(t *testing.T) {
+	c, _ := readDeployment(t)
+	for _, e := range c.Env {
+		if e.ValueFrom == nil {
+			t.Setenv(e.Name, e.Value)
+		}
+	}
+	var mount string
+	for _, m := range c.VolumeMounts {
+		if m.Name == "config" {
+			mount = m.MountPath
+		}
+	}
+	cl, err := parseFlags([]string{"--check-config"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := path.Join(mount, "worker.yaml"); cl.o.ConfigPath != want {
+		t.Errorf("worker --check-config in the pod reads %q, want the ConfigMap's %s", cl.o.ConfigPath, want)
+	}
+}
