@@ -96,6 +96,27 @@ func TestRequestRefusesBytesThatAreNotUTF8(t *testing.T) {
 	}
 }
 
+// TestRequestNamesTheFirstCellThatIsNotUTF8: a row with several cells in
+// another encoding is refused for the first of them in the request's
+// field order, as the worker's checks name the first problem, and the
+// same one each time: a run again writes the same report.
+func TestRequestNamesTheFirstCellThatIsNotUTF8(t *testing.T) {
+	t.Parallel()
+	s := Settings{Tenant: "contoso", Name: "wave1"}
+	row := Row{N: 1, MachineID: strings.Repeat("a", 40), Comment: "caf\xe9", RequestedBy: "Ren\xe9", Source: "cmdb-\xe9"}
+	seen := map[string]int{}
+	for range 100 {
+		_, _, err := s.Request(row)
+		if err == nil {
+			t.Fatal("a row in Latin-1 taken")
+		}
+		seen[err.Error()]++
+	}
+	if len(seen) != 1 || seen["comment is not UTF-8: save the CSV as UTF-8"] != 100 {
+		t.Errorf("100 refusals of one row gave %d reasons: %v; want the comment named each time", len(seen), seen)
+	}
+}
+
 // A byte order mark before the header is skipped, whether the header's
 // cells are quoted (PowerShell's Export-Csv) or not (Excel); one after it
 // is part of the cell.

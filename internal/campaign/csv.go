@@ -423,10 +423,16 @@ func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 		r.Source = Source(s.Name)
 	}
 	// JSON would carry invalid bytes as U+FFFD: a name or comment in
-	// another encoding (Latin-1) would be sent altered, not refused.
-	for col, v := range map[string]string{ColMachineID: row.MachineID, ColComputerDNSName: row.ComputerDNSName, ColComment: r.Comment, ColRequestedBy: row.RequestedBy, ColSource: row.Source} {
-		if !utf8.ValidString(v) {
-			return r, nil, fmt.Errorf("%s is not UTF-8: save the CSV as UTF-8", col)
+	// another encoding (Latin-1) would be sent altered, not refused. The
+	// first such cell in the request's field order is named, as the
+	// worker's checks name the first problem: the same one at each run,
+	// so that a run again writes the same report.
+	for _, c := range []struct{ col, v string }{
+		{ColMachineID, row.MachineID}, {ColComputerDNSName, row.ComputerDNSName}, {ColComment, r.Comment},
+		{ColRequestedBy, row.RequestedBy}, {ColSource, row.Source},
+	} {
+		if !utf8.ValidString(c.v) {
+			return r, nil, fmt.Errorf("%s is not UTF-8: save the CSV as UTF-8", c.col)
 		}
 	}
 	data, err := json.Marshal(r)
