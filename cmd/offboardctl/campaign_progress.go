@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -62,6 +63,11 @@ func (s progressSnapshot) etaText() string {
 // few seconds otherwise.
 type progress interface {
 	show(progressSnapshot)
+	// note writes line to w, standard error, which may be the terminal
+	// the bar is drawn on: the bar is cleared first, so that the line
+	// stands on its own rather than after the bar, and the bar is drawn
+	// again below it.
+	note(w io.Writer, line string)
 	finish()
 }
 
@@ -81,6 +87,7 @@ func newProgress(w io.Writer, every time.Duration, total int) progress {
 }
 
 type barProgress struct {
+	mu    sync.Mutex // show is called by the wait, note by the publishing
 	bar   *progressbar.ProgressBar
 	w     io.Writer
 	fd    int // the terminal
@@ -92,6 +99,8 @@ type barProgress struct {
 const barMinWidth = 10
 
 func (p *barProgress) show(s progressSnapshot) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	c := s.counts
 	_ = p.bar.Set(c.Answered())
 	p.bar.Describe(fitDescription(s, p.room()))
@@ -144,7 +153,18 @@ func fitDescription(s progressSnapshot, room int) string {
 	return d
 }
 
-func (p *barProgress) finish() { _, _ = fmt.Fprintln(p.w) }
+func (p *barProgress) note(w io.Writer, line string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.bar.Clear()
+	_, _ = fmt.Fprintln(w, line)
+}
+
+func (p *barProgress) finish() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, _ = fmt.Fprintln(p.w)
+}
 
 type lineProgress struct {
 	w     io.Writer
@@ -162,5 +182,7 @@ func (p *lineProgress) show(s progressSnapshot) {
 	p.shown = s.line()
 	fmt.Fprintln(p.w, p.shown)
 }
+
+func (p *lineProgress) note(w io.Writer, line string) { _, _ = fmt.Fprintln(w, line) }
 
 func (p *lineProgress) finish() {}

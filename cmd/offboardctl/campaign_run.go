@@ -122,6 +122,7 @@ type campaignRun struct {
 	toPublish                      []bool            // by row: neither answered nor waiting when the publishing started
 	answeredAtStart                []bool            // by row: answered when the publishing started (answered before)
 	marks                          *campaign.Watcher // the campaign marks, set before publishing
+	progress                       progress          // shows the progress, set before publishing
 
 	// seqMu guards own and held: which result invalid_request is a row's
 	// (campaign.ResultRow).
@@ -920,6 +921,11 @@ func (r *campaignRun) rowsDevice(n int, res *offboard.Result) bool {
 func (r *campaignRun) publishAndWait(ctx context.Context) error {
 	r.unread.Store(int64(r.countToPublish()))
 	r.refreshAhead(ctx)
+	// Made before the publishing starts, which tells its notices
+	// through it (withdraw).
+	p := newProgress(r.c.stdout, r.f.every, r.total)
+	r.progress = p
+	defer p.finish()
 	pubCtx, stopPub := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var pubErr error
@@ -929,8 +935,6 @@ func (r *campaignRun) publishAndWait(ctx context.Context) error {
 	// A run that ends before its publishing (a row answered for another
 	// device) stops it first, or it published the rest of the CSV.
 	defer stopPub()
-	p := newProgress(r.c.stdout, r.f.every, r.total)
-	defer p.finish()
 	started := time.Now()
 	base := r.rows.Counts().Answered()
 	tick := time.NewTicker(200 * time.Millisecond) // real time: paces the display
@@ -1215,8 +1219,8 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 // summary comes only once every row sent is answered.
 func (r *campaignRun) withdraw(row campaign.Row) error {
 	if r.stopTold.CompareAndSwap(false, true) {
-		fmt.Fprintf(r.c.stderr, "offboardctl: campaign %s was cancelled: publishing stopped (rows sent before the cancel: %d); the rows not sent are reported failed with code %s\n",
-			r.f.name, r.sent.Load(), offboard.CodeCancelled)
+		r.progress.note(r.c.stderr, fmt.Sprintf("offboardctl: campaign %s was cancelled: publishing stopped (rows sent before the cancel: %d); the rows not sent are reported failed with code %s",
+			r.f.name, r.sent.Load(), offboard.CodeCancelled))
 	}
 	return r.rows.Withdrawn(row.N, row)
 }
