@@ -56,3 +56,43 @@ func lastLine(out string) string {
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	return lines[len(lines)-1]
 }
+
+// TestRowAnsweredDuringThePublishingIsNotAnsweredBefore: a row that
+// another run of the campaign (from another shell) published and got
+// answered while this run was publishing the rows ahead of it had no
+// result when this run started: it is published before, as its publish
+// here would have been dropped as a duplicate, not answered before.
+func TestRowAnsweredDuringThePublishingIsNotAnsweredBefore(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	const rows = 3000
+	last := fmt.Sprintf("%040x", rows+1)
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "other.csv", numberedCSV(rows)+last+"\n")
+	id := fmt.Sprintf("other-%06d", rows+1)
+	// Once this run publishes its first row, the other run publishes the
+	// last row and it is answered, long before this run comes to it (one
+	// acknowledgement outstanding at most).
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		for deadline := time.Now().Add(time.Minute); lastRequestSeq(t, js) == 0; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				return
+			}
+		}
+		publishRaw(t, js, offboard.Subjects{}.Request(tenant, offboard.Bulk), tenant+":"+id,
+			`{"requestId":"`+id+`","machineId":"`+last+`","source":"campaign:other"}`)
+		publishRaw(t, js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":"+id,
+			`{"requestId":"`+id+`","tenant":"contoso","machineId":"`+last+`","outcome":"created","attempt":1}`)
+	}()
+	res := runUntilLine(t, url, fmt.Sprintf("published %d (before", rows), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
+		"--report", filepath.Join(dir, "r.csv"), "--max-pending", "1", "--progress-every", "50ms")
+	<-answered
+	if !strings.Contains(res.out, "created 1,") {
+		t.Fatalf("the last row's result was not taken: stdout %q, stderr %q", res.out, res.err)
+	}
+	if !strings.Contains(res.out, fmt.Sprintf("published %d, published before 1, answered before 0;", rows)) {
+		t.Errorf("summary %q: want the row answered during the publishing published before, and none answered before", lastLine(res.out))
+	}
+}

@@ -1179,7 +1179,9 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	if r.rows.Has(row.N) {
 		// Answered meanwhile, though this run has not published it (a run
 		// of the campaign from another shell did): not published again.
-		r.skipped.Add(1)
+		// It had no result when the publishing started: published before,
+		// as its publish here would have been dropped as a duplicate.
+		r.duplicates.Add(1)
 		return nil
 	}
 	req, data, err := r.set.Request(row)
