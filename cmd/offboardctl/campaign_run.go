@@ -392,7 +392,10 @@ func (r *campaignRun) readCSV() error {
 
 func (r *campaignRun) run(ctx context.Context) error {
 	if _, err := r.c.connect(ctx); err != nil {
-		return err
+		// Interrupted while the CSV was read (a large one takes seconds)
+		// or while connecting: told as the stop it is, not as a
+		// connection that failed.
+		return r.beforeStart(ctx, err)
 	}
 	ctx, released := r.c.whileConnected(ctx)
 	defer released()

@@ -49,3 +49,31 @@ func TestCampaignRunInterruptedBeforePublishingSaysSo(t *testing.T) {
 		t.Errorf("stderr %q", errs)
 	}
 }
+
+// A run interrupted before it connects to NATS (while it reads a large
+// CSV, say) says it stopped before publishing, as it does once connected:
+// it said "connect to NATS at URL: context canceled", which read as a
+// connection that failed, and told neither that nothing was published nor
+// to run the same command again.
+func TestCampaignRunInterruptedBeforeConnectingSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	e.startWorker()
+	e.stopWorker()
+	ctx, interrupt := context.WithCancelCause(t.Context())
+	interrupt(errors.New("interrupt signal received"))
+	dir := t.TempDir()
+	p := writeFile(t, dir, "early.csv", idsCSV(e.machines))
+	report := filepath.Join(dir, "r.csv")
+	code, out, errs := e.ctl(ctx, "campaign", "run", "--tenant", tenant, "--csv", p, "--report", report)
+	want := "offboardctl: campaign early: stopped before publishing (interrupt signal received): nothing published, no report written; run the same command again\n"
+	if code != exitFailed || errs != want {
+		t.Errorf("campaign run: exit %d, stdout %q, stderr %q; want exit %d, stderr %q", code, out, errs, exitFailed, want)
+	}
+	if _, err := os.Stat(report); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("report: %v; want none written", err)
+	}
+	if n := e.requestsWaiting(); n != 0 {
+		t.Errorf("%d requests published", n)
+	}
+}
