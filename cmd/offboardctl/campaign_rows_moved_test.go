@@ -110,3 +110,38 @@ func TestRerunCheckSparesARequestWithTheCampaignsIDForm(t *testing.T) {
 		t.Errorf("%d requests published, want the CSV's 2", n-published)
 	}
 }
+
+// TestRerunWithRowsCutWhileTheirRequestsWait: a campaign run again with
+// its CSV cut short while requests of the rows cut still wait (a paused
+// tenant, a long backlog) is refused, exit 2, before anything is
+// published: those requests still offboard their devices, which the
+// operator took out of the CSV, and no report tells their outcome. The
+// run published the CSV's rows and ended as if the campaign were whole.
+func TestRerunWithRowsCutWhileTheirRequestsWait(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b, c := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	// Row 3 of an earlier run, of the campaign's source, waits.
+	publishRaw(t, js, "mde.offboard.request.contoso.bulk", "contoso:cut-000003",
+		fmt.Sprintf(`{"requestId":"cut-000003","machineId":"%s","source":"campaign:cut"}`, c))
+	published := lastRequestSeq(t, js)
+	dir := t.TempDir()
+	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "cut.csv", "machineId\n"+a+"\n"+b+"\n"),
+		"--report", filepath.Join(dir, "cut-report.csv"), "--timeout", "2s")
+	if code != exitUsage || !strings.Contains(errs, "row 3 (cut-000003)") || strings.Count(errs, "\n") != 1 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and one line naming row 3", code, out, errs, exitUsage)
+	}
+	if n := lastRequestSeq(t, js); n != published {
+		t.Errorf("%d requests published, want none", n-published)
+	}
+	// Cancelled, the campaign's request waiting offboards nothing: the
+	// run goes on, and reports its rows cancelled.
+	if code, out, errs := ctl(t, url, "campaign", "cancel", "--tenant", "contoso", "--name", "cut"); code != exitOK {
+		t.Fatalf("cancel: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", filepath.Join(dir, "cut.csv"),
+		"--report", filepath.Join(dir, "cut-report.csv"), "--timeout", "10s")
+	if code != exitOK || !strings.Contains(out, "failed 2, no result 0") {
+		t.Errorf("the cancelled campaign: exit %d, stdout %q, stderr %q; want its 2 rows reported cancelled", code, out, errs)
+	}
+}

@@ -441,18 +441,33 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err := r.beforePublishing(otherWaiting); err != nil {
 		return err
 	}
-	if r.repeats != "" {
-		// Once the run is sure to publish: a refused run's error stays
-		// its one line.
-		fmt.Fprintln(r.c.stderr, "offboardctl:", r.repeats)
-	}
 	stopWatch, err := r.watchCancel(ctx)
 	if err != nil {
 		return r.beforeStart(ctx, err)
 	}
 	defer stopWatch()
+	if err := r.readyToPublish(otherWaiting.beyond); err != nil {
+		return err
+	}
 	waitErr := r.publishAndWait(ctx)
 	return r.finish(waitErr)
+}
+
+// readyToPublish refuses a CSV cut short while requests of its campaign
+// past its end wait (checkCut, beyond), unless the campaign is cancelled:
+// those are answered cancelled, and offboard nothing. Then it warns of
+// the rows that name an earlier row's device: once the run is sure to
+// publish, so that a refused run's error stays its one line.
+func (r *campaignRun) readyToPublish(beyond int) error {
+	if !r.cancelledNow() {
+		if err := r.checkCut(beyond); err != nil {
+			return err
+		}
+	}
+	if r.repeats != "" {
+		fmt.Fprintln(r.c.stderr, "offboardctl:", r.repeats)
+	}
+	return nil
 }
 
 // beforeStart tells an error of the steps before publishing that came of
@@ -660,6 +675,7 @@ type earlierWaiting struct {
 	retries                  map[int]int // row: the highest attempt of its retries waiting (dead retry)
 	rows                     []bool      // by row: a request of it waits
 	seqs                     []uint64    // by row: the place of its request waiting (of its latest attempt); 0: none
+	beyond                   int         // the first row past the CSV's end whose request, of the campaign's source, waits; 0: none
 }
 
 // otherRunWaiting reads the requests of earlier runs under the same name
@@ -680,6 +696,11 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		// another row now.
 		r.noteMoved(row, req.MachineID, req.ComputerDNSName, req.Source)
 		if row > r.total {
+			// Only a request of the campaign's source is its own (a
+			// CMDB's inc-004711 is not campaign inc's row).
+			if req.Source == campaign.Source(r.f.name) && (w.beyond == 0 || row < w.beyond) {
+				w.beyond = row
+			}
 			return
 		}
 		w.rows[row] = true
@@ -774,6 +795,21 @@ func (r *campaignRun) checkMoved(waiting []bool) error {
 			n, campaign.RequestID(r.f.name, n), m.device, r.f.name, m.earlier, campaign.RequestID(r.f.name, m.earlier))
 	}
 	return nil
+}
+
+// checkCut refuses, before anything is published, a run whose CSV ends
+// before a row whose request, of the campaign's source, still waits
+// (beyond, from otherRunWaiting; 0: none): the CSV was cut short after
+// an earlier run published the rows cut. Their requests still offboard
+// their devices, which the CSV no longer lists, and no report would tell
+// their outcome: the run ended as if the campaign were whole.
+func (r *campaignRun) checkCut(beyond int) error {
+	if beyond == 0 {
+		return nil
+	}
+	return usagef("row %d (%s) of campaign %s has a request still waiting, past this CSV's %d rows: it was run before with a longer CSV, and that request will still offboard its device; "+
+		"put the rows back in the CSV, or withdraw the campaign's waiting requests with offboardctl campaign cancel",
+		beyond, campaign.RequestID(r.f.name, beyond), r.f.name, r.total)
 }
 
 // checkWaitingRequests refuses, before anything is published, a run
