@@ -127,7 +127,28 @@ func (s *Shared) behind() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lookLocked() // a step since the last look is seen now
+	return s.behindLocked()
+}
+
+func (s *Shared) behindLocked() time.Duration {
 	return max(-s.stepBy, -s.skew.estimate(), 0)
+}
+
+// toServer is what this process's clock reads short of the journal
+// server's: how far it may be behind (behind), or, when it is measured
+// ahead, minus that. Measured ahead, the estimate is at most how far it
+// is: an entry of this process's was written before the server stored
+// it. So a cap counted from the clock plus this is never short of the
+// server's time, and a clock found hours ahead does not stretch it by
+// as much.
+func (s *Shared) toServer() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lookLocked()
+	if b := s.behindLocked(); b > 0 {
+		return b
+	}
+	return -max(s.skew.estimate(), 0)
 }
 
 // stepsSeen is how many steps of the wall clock this process has seen.

@@ -387,8 +387,8 @@ func (t *Tenant) applyUnreadable(seq uint64, stored time.Time) {
 	// ahead when it stored the entry, and set right since) counts from
 	// now: it cannot hold the tenant longer than an entry stored as it
 	// is read. Now by the server's time, where this clock is found
-	// behind it (as apply's caps).
-	now := t.clock.Now().Add(t.shared.behind()).UnixNano()
+	// behind it or ahead (as apply's caps).
+	now := t.clock.Now().Add(t.shared.toServer()).UnixNano()
 	at := min(stored.UnixNano(), now)
 	until := addNanos(at, o.Lease, t.longestInForceLocked(), o.Margin)
 	if until > now {
@@ -553,8 +553,10 @@ func (t *Tenant) apply(seq uint64, ev Event) {
 	// The caps count from the server's time, not from a clock of this
 	// process's found behind it (hours behind at a start, set right
 	// later): from there, they cut the calls and pauses of a moment ago
-	// to hours ago, gone once the clock is right.
-	margin, now := t.shared.opts.Margin, t.clock.Now().Add(t.shared.behind())
+	// to hours ago, gone once the clock is right. Nor from one found
+	// ahead of it: from there, they let an entry dated hours ahead hold
+	// the tenant for hours more than an hour.
+	margin, now := t.shared.opts.Margin, t.clock.Now().Add(t.shared.toServer())
 	dueCap := now.Add(max(t.shared.opts.Lease, MaxLease) + margin)
 	for _, c := range ev.Reserved {
 		if l := t.apis[c.API]; l != nil {

@@ -185,10 +185,14 @@ func followJournal(ctx context.Context, js jetstream.JetStream, kind journalKind
 		reach = min(reach, keep)
 	}
 	start := probe.Time.Add(-max(back, reach))
+	// The probe measures the clock before the feed brings any entry: the
+	// entries before it only tell a clock behind the server's, and one
+	// ahead would cap their times from hours ahead (limiter.Shared's
+	// apply).
+	shared.ObserveStamp(probeEv, probe.Time)
 	if info.State.Msgs == 0 || info.State.LastTime.Before(start) {
-		// Nothing that still counts: ready once the clock is measured
-		// on the probe, without waiting for the feed to bring it.
-		shared.ObserveStamp(probeEv, probe.Time)
+		// Nothing that still counts: ready at once, without waiting for
+		// the feed to bring the probe.
 		shared.MarkCaughtUp(info.State.LastSeq)
 	}
 	cons, err := js.OrderedConsumer(ctx, kind.stream, jetstream.OrderedConsumerConfig{
