@@ -92,6 +92,10 @@ func (s *Shared) lookLocked() {
 	now := s.opts.Wall.Now()
 	if last := s.looked; !last.IsZero() {
 		if step := now.Round(0).Sub(last.Round(0)) - now.Sub(last); step.Abs() > max(s.opts.Margin/2, minStep) {
+			if s.stepBy == 0 {
+				s.drift = s.skew.estimate() // where it was, as last measured
+			}
+			s.drift += step
 			s.stepBy = step
 			s.steps++
 			s.skew = offset{}
@@ -120,9 +124,10 @@ func (s *Shared) Stamp() (written int64, gen uint64) {
 }
 
 // behind is how far this process's clock may be behind the journal
-// server's: a step back not measured since, or the offset measured, when
-// behind. Zero when neither. A pause written for the others is written
-// this much later; longer, it is only safer.
+// server's: the offset measured, when behind, or, while a step is not
+// measured since, the offset measured before it moved by the steps
+// since (drift). Zero when neither. A pause written for the others is
+// written this much later; longer, it is only safer.
 func (s *Shared) behind() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -131,7 +136,14 @@ func (s *Shared) behind() time.Duration {
 }
 
 func (s *Shared) behindLocked() time.Duration {
-	return max(-s.stepBy, -s.skew.estimate(), 0)
+	b := max(-s.skew.estimate(), 0)
+	if s.stepBy != 0 {
+		// Not the last step alone: two steps back seen before a probe
+		// measured the first are the clock behind by both, and a step
+		// back that set right a clock found ahead leaves it right.
+		b = max(b, -s.drift)
+	}
+	return b
 }
 
 // toServer is what this process's clock reads short of the journal
@@ -145,7 +157,10 @@ func (s *Shared) toServer() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lookLocked()
-	if b := s.behindLocked(); b > 0 {
+	if b := s.behindLocked(); b > 0 || s.stepBy != 0 {
+		// Stepped and not measured since, the clock is not taken as
+		// ahead: an entry of this process's written before the step may
+		// still bring the bounds from before it.
 		return b
 	}
 	return -max(s.skew.estimate(), 0)

@@ -157,8 +157,12 @@ type Shared struct {
 	// clock yet, its size (0 once measured).
 	looked time.Time
 	stepBy time.Duration
-	steps  uint64        // the steps seen (Event.Gen)
-	probe  chan struct{} // asks the feed for a probe (ProbeNow)
+	// drift is, while a step is not measured, the offset last measured
+	// before it plus the steps seen since: where the clock is against
+	// the server's, as far as is known (behind).
+	drift time.Duration
+	steps uint64        // the steps seen (Event.Gen)
+	probe chan struct{} // asks the feed for a probe (ProbeNow)
 
 	// stopped ends when Close starts: the writers' context.
 	stopped context.Context
