@@ -525,6 +525,22 @@ func (l *Limiter) firstForeignDue() (int64, bool) {
 }
 
 func (l *Limiter) pruneLocked(now time.Time) {
+	own := l.tenant.since(now)
+	l.stamps = dropUpTo(l.stamps, own-int64(l.horizon))
+	if s := l.tenant.shared; s != nil && !s.wallRight() {
+		// Read by a clock stepped or off, the others' calls would look
+		// older than they are: dropped now, they would be missing once
+		// the clock is set right. They wait for a clock measured right;
+		// beyond the largest count of them, the oldest never matter,
+		// whatever the clock. So do their calls under way: found overdue
+		// by a clock stepped forward, and the note that they were
+		// counted from their due time dropped as old, their ends would
+		// count them a second time.
+		if n := len(l.others) - l.keep; n > 0 {
+			l.others = slices.Delete(l.others, 0, n)
+		}
+		return
+	}
 	// Another replica's call whose answer is overdue counts from the time
 	// it was due: its process has died, or its answer will never come.
 	wall := now.UnixNano()
@@ -540,19 +556,6 @@ func (l *Limiter) pruneLocked(now time.Time) {
 		if due <= oldest {
 			delete(l.expired, k)
 		}
-	}
-	own := l.tenant.since(now)
-	l.stamps = dropUpTo(l.stamps, own-int64(l.horizon))
-	if s := l.tenant.shared; s != nil && !s.wallRight() {
-		// Read by a clock stepped or off, the others' calls would look
-		// older than they are: dropped now, they would be missing once
-		// the clock is set right. They wait for a clock measured right;
-		// beyond the largest count of them, the oldest never matter,
-		// whatever the clock.
-		if n := len(l.others) - l.keep; n > 0 {
-			l.others = slices.Delete(l.others, 0, n)
-		}
-		return
 	}
 	l.others = dropUpTo(l.others, oldest)
 	// Beyond the largest count, the oldest never matter.
