@@ -371,7 +371,7 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 	clients := map[string]*http.Client{}
 	if o.HTTPClient == nil {
 		var err error
-		if clients, err = transports(f.Tenants, o.MaxRequests); err != nil {
+		if clients, err = transports(f.Tenants, o.MaxRequests, o.CallTimeout); err != nil {
 			return nil, err
 		}
 	}
@@ -440,14 +440,15 @@ const maxIdlePerHost = 1024
 // closes the others when their call ends. It opens more when needed: a
 // cap on the connections shared by all tenants would let some tenants'
 // hanging calls hold every connection while the others' calls wait.
-func transports(tenants []*config.Tenant, maxRequests int) (map[string]*http.Client, error) {
+// Each call may take callTimeout (httpClient).
+func transports(tenants []*config.Tenant, maxRequests int, callTimeout time.Duration) (map[string]*http.Client, error) {
 	idle := idleFor(tenants, maxRequests)
 	clients := map[string]*http.Client{}
 	for _, tc := range tenants {
 		if clients[tc.CAFile] != nil {
 			continue
 		}
-		hc, err := httpClient(tc.CAFile, idle[tc.CAFile])
+		hc, err := httpClient(tc.CAFile, idle[tc.CAFile], callTimeout)
 		if err != nil {
 			return nil, fmt.Errorf("tenant %s: %w", tc.Name, err)
 		}
@@ -518,8 +519,10 @@ func addCapped(a, b time.Duration) time.Duration {
 // one each; the extras are closed once one is up. Over
 // HTTP/1.1 each call under way takes a connection, and up to idle of them
 // stay open per host: with Go's default of two, most calls paid a new TLS
-// handshake.
-func httpClient(caFile string, idle int) (*http.Client, error) {
+// handshake. A call is bounded by callTimeout (--call-timeout), its
+// context's; the client's own bounds catch what no context bounds, and
+// are never shorter.
+func httpClient(caFile string, idle int, callTimeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = idle
 	tr.MaxIdleConns = 0 // no limit over all hosts: the per-host one holds
@@ -531,7 +534,10 @@ func httpClient(caFile string, idle int) (*http.Client, error) {
 	// frame and closed if the ping is not answered within 15 s, instead
 	// of taking new calls until each times out.
 	tr.HTTP2 = &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 15 * time.Second}
-	tr.ResponseHeaderTimeout = 30 * time.Second
+	// Not shorter than a call may take: fixed at 30 s, and the whole
+	// exchange at 60 s, they failed every call a longer --call-timeout
+	// was set to wait for (a slow gateway), and the flag did nothing.
+	tr.ResponseHeaderTimeout = max(30*time.Second, callTimeout)
 	if caFile != "" {
 		pool, err := caPool(caFile)
 		if err != nil {
@@ -539,7 +545,7 @@ func httpClient(caFile string, idle int) (*http.Client, error) {
 		}
 		tr.TLSClientConfig.RootCAs = pool
 	}
-	return &http.Client{Transport: tr, Timeout: 60 * time.Second}, nil
+	return &http.Client{Transport: tr, Timeout: max(60*time.Second, callTimeout)}, nil
 }
 
 // caPool is the system's certificates and those of the CA bundle caFile

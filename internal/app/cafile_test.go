@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 )
 
 // TestCAFileReadAsACredentialFile: a tenant's caFile is read as the
@@ -40,7 +41,7 @@ func TestCAFileReadAsACredentialFile(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			done := make(chan error, 1)
 			go func() {
-				_, err := transports([]*config.Tenant{{Name: "contoso", CAFile: tc.caFile}}, -1)
+				_, err := transports([]*config.Tenant{{Name: "contoso", CAFile: tc.caFile}}, -1, mde.DefaultTimeout)
 				done <- err
 			}()
 			var err error

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 )
 
 // TestTransportsSizedToTheCallsUnderWay: one client per CA bundle, keeping
@@ -42,7 +43,7 @@ func TestTransportsSizedToTheCallsUnderWay(t *testing.T) {
 		{"1000 tenants, no bound", busy(1000, false), -1, maxIdlePerHost},
 		{"1000 tenants tracking, bound 1000", busy(1000, true), 1000, maxIdlePerHost},
 	} {
-		clients, err := transports(tc.tenants, tc.maxRequests)
+		clients, err := transports(tc.tenants, tc.maxRequests, mde.DefaultTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,7 +66,7 @@ func TestHangingTenantsDoNotStarveOthers(t *testing.T) {
 	for range 1000 {
 		tenants = append(tenants, &config.Tenant{MaxInFlight: 4})
 	}
-	clients, err := transports(tenants, -1)
+	clients, err := transports(tenants, -1, mde.DefaultTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +157,7 @@ func TestAPICallsShareAConnectionOverHTTP2(t *testing.T) {
 	for range 50 {
 		tenants = append(tenants, &config.Tenant{MaxInFlight: 4, CAFile: caFile})
 	}
-	clients, err := transports(tenants, -1)
+	clients, err := transports(tenants, -1, mde.DefaultTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
