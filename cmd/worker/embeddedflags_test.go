@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -21,6 +22,10 @@ func TestEmbeddedServerSettingsRefused(t *testing.T) {
 	// A certificate and its key: the files pass their own check.
 	pem := filepath.Join(t.TempDir(), "ca.pem")
 	testcert.Write(t, pem, "nats")
+	creds := filepath.Join(t.TempDir(), "user.creds")
+	if err := os.WriteFile(creds, []byte("-----BEGIN NATS USER JWT-----\neyJ0eXAiOiJKV1QifQ.eyJzdWIiOiJVQUJDIn0.c2ln\n------END NATS USER JWT------\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
 		flags []string
@@ -29,6 +34,7 @@ func TestEmbeddedServerSettingsRefused(t *testing.T) {
 		{"stream replicas", []string{"--stream-replicas", "3"}, "--stream-replicas 3: the embedded NATS server"},
 		{"tls ca", []string{"--tlsca", pem}, "--tlsca: the embedded NATS server"},
 		{"client certificate", []string{"--tlscert", pem, "--tlskey", pem}, "--tlscert: the embedded NATS server"},
+		{"credentials", []string{"--nats-creds", creds}, "--nats-creds: the embedded NATS server"},
 	} {
 		for _, check := range []bool{true, false} {
 			args := append([]string{"--config", cfg, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
@@ -47,7 +53,7 @@ func TestEmbeddedServerSettingsRefused(t *testing.T) {
 	// With a NATS URL they are the server's to take.
 	var stderr bytes.Buffer
 	if code := run([]string{"--config", cfg, "--check-config", "--nats-url", "nats://127.0.0.1:4222", "--stream-replicas", "3",
-		"--tlsca", pem}, io.Discard, &stderr); code != 0 {
+		"--tlsca", pem, "--nats-creds", creds}, io.Discard, &stderr); code != 0 {
 		t.Errorf("with --nats-url: exit code %d, %q; want 0", code, stderr.String())
 	}
 }

@@ -280,7 +280,7 @@ func (o Options) checkFlags() error {
 }
 
 // checkEmbedded refuses the settings the embedded server, one node
-// without TLS, cannot take: they passed --check-config, and the start
+// without TLS or users, cannot take: they passed --check-config, and the start
 // failed once the server was up, exit 1, as if NATS were down.
 func checkEmbedded(o Options) error {
 	if o.Queue.Replicas > 1 {
@@ -290,6 +290,13 @@ func checkEmbedded(o Options) error {
 		if f.value != "" {
 			return fmt.Errorf("%s: the embedded NATS server (no --nats-url) takes no TLS: give the --nats-url of the server it belongs to", f.flag)
 		}
+	}
+	// The embedded server has no users: it took the connection without
+	// looking at the file, and the worker served a server of its own
+	// while the requests waited on the one the credentials were for (its
+	// URL lost: a variable from an empty Secret key sets nothing).
+	if o.NATSCreds != "" {
+		return errors.New("--nats-creds: the embedded NATS server (no --nats-url) takes no credentials: give the --nats-url of the server they belong to")
 	}
 	return nil
 }
