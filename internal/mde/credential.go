@@ -458,13 +458,20 @@ func loadCertificate(cc CredentialConfig, now time.Time) ([]*x509.Certificate, c
 		// contents.
 		return nil, nil, nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
 	}
-	cert, err := checkCertificateKey(certs, key)
+	cert, err := checkCertificateKey(certs, key, now)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	if err := checkCertificateDates(cert, now); err != nil {
 		return nil, nil, nil, err
 	}
+	// The identity library signs for the last certificate of the key in
+	// the list, whatever its dates: the other certificates of the key (a
+	// renewal that kept it, appended to the file) are left out, and the
+	// one checked is the one sent.
+	certs = slices.DeleteFunc(slices.Clone(certs), func(c *x509.Certificate) bool {
+		return c != cert && key.(*rsa.PrivateKey).PublicKey.Equal(c.PublicKey)
+	})
 	return certs, key, cert, nil
 }
 
@@ -554,18 +561,25 @@ func encryptedPEMKey(data []byte) bool {
 // it, in words that name the setting: the identity library signs with an
 // RSA key only, that of one of the file's certificates, and its own
 // error names neither the setting nor the file.
-// It returns the certificate the key signs for.
-func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey) (*x509.Certificate, error) {
+// It returns the certificate the key signs for: of several, the one
+// valid at now that ends last (the file may keep the certificate a
+// renewal with the same key replaced), else the first.
+func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey, now time.Time) (*x509.Certificate, error) {
 	k, ok := key.(*rsa.PrivateKey)
 	if !ok {
 		return nil, errors.New("certificateFile: the private key in the file it names is not an RSA key; the client assertion is signed with RSA only")
 	}
+	valid := func(c *x509.Certificate) bool { return checkCertificateDates(c, now) == nil }
+	var found *x509.Certificate
 	for _, c := range certs {
-		if k.PublicKey.Equal(c.PublicKey) {
-			return c, nil
+		if k.PublicKey.Equal(c.PublicKey) && (found == nil || valid(c) && (!valid(found) || c.NotAfter.After(found.NotAfter))) {
+			found = c
 		}
 	}
-	return nil, errors.New("certificateFile: the private key in the file it names belongs to none of its certificates")
+	if found == nil {
+		return nil, errors.New("certificateFile: the private key in the file it names belongs to none of its certificates")
+	}
+	return found, nil
 }
 
 // certificateDatesError is a certificate used out of its validity: the
