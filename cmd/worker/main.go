@@ -287,6 +287,12 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		// a file.
 		return c, errors.New("--config: empty; give the tenants file, such as --config worker.yaml")
 	}
+	if c.o.DataDir == "" && c.o.NATSURL == "" {
+		// So for the embedded server's storage: the app's default,
+		// ./data of the working directory, took the streams, not the
+		// volume meant.
+		return c, errors.New("--data-dir: empty; give the embedded NATS server's storage, such as --data-dir ./data (or --nats-url)")
+	}
 	if err := checkFlags(&c.o); err != nil {
 		return c, err
 	}
