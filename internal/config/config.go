@@ -439,6 +439,10 @@ func (f *File) check() error {
 	// application in one tenant would each take the whole quota.
 	apps := map[[2]string]string{}
 	guarded := map[string]*Tenant{} // the first name of each Entra ID tenant
+	// A managed identity gets tokens of its own Entra ID tenant only,
+	// whatever tenantId says: the first name of each, by its client id
+	// ("" for the host's own).
+	identities := map[string]*Tenant{}
 	comments := map[string]*template.Template{}
 	var errs []error
 	for i, t := range f.Tenants {
@@ -462,11 +466,35 @@ func (f *File) check() error {
 			errs = append(errs, fmt.Errorf("tenant %q: the same tenantId and clientId as tenant %q: the API's limits are per application and tenant, and each name would take the whole quota; use one name, or another application", t.Name, other))
 		}
 		apps[app] = t.Name
+		if err := sameIdentity(identities, t); err != nil {
+			errs = append(errs, err)
+		}
 		if err := sameGuards(guarded, t); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(firstOf(errs, func(n int) error { return errors.New(andMore(n)) })...)
+}
+
+// sameIdentity refuses a tenant whose managed identity another name of
+// the file uses with another tenantId: the identity's tokens are of its
+// own tenant, so both names would act in that one, a request to the one
+// offboarding a device of the other past the other's guards. first holds
+// each identity's first name. One tenantId twice is one application
+// under two names, refused as such.
+func sameIdentity(first map[string]*Tenant, t *Tenant) error {
+	if !t.ManagedIdentity {
+		return nil
+	}
+	id := strings.ToLower(t.ClientID)
+	other, ok := first[id]
+	switch {
+	case !ok:
+		first[id] = t
+	case !strings.EqualFold(other.TenantID, t.TenantID):
+		return fmt.Errorf("tenant %q: the same managed identity as tenant %q, with another tenantId: a managed identity gets tokens of its own tenant only, so both names would act in that one tenant; give the other tenant an application of its own", t.Name, other.Name)
+	}
+	return nil
 }
 
 // maxErrors is how many of a file's errors are given: a file wrong in
