@@ -6,7 +6,9 @@ import (
 	"crypto"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/binary"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -140,6 +142,9 @@ type Credential struct {
 	// managed says the tokens come from the managed identity endpoint,
 	// not from the login host: its errors say so.
 	managed bool
+	// tenantID is the tenant's Entra ID tenant, which a managed
+	// identity's tokens must be of (ofTenant).
+	tenantID string
 
 	// renew is held while the credential is built again after it was
 	// found stale or its token refused: the calls that found it so wait
@@ -306,7 +311,7 @@ func NewCredential(cc CredentialConfig, c Cloud, transport *http.Client) (*Crede
 	noDiscovery := !isMicrosoftLogin(c.AuthorityHost)
 	cred := &Credential{host: hostOf(c.AuthorityHost), now: time.Now}
 	if kind == "managedIdentity" {
-		cred.host, cred.managed = "", true
+		cred.host, cred.managed, cred.tenantID = "", true, cc.TenantID
 	} else {
 		// The login host is asked once per token request: the identity
 		// library's own retry slept a 429's Retry-After (or backed off
@@ -1128,6 +1133,9 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	if !sendable(tok.Token) {
 		return azcore.AccessToken{}, c.unsendable(gen)
 	}
+	if c.managed && !ofTenant(tok.Token, c.tenantID) {
+		return azcore.AccessToken{}, &TokenError{Final: true, managed: true, failure: failOtherTenant}
+	}
 	c.mu.Lock()
 	if reusable && c.gen == gen { // not rebuilt meanwhile
 		c.token, c.scopes, c.tokenUntil = tok, scopes, reuseUntil(tok, c.now())
@@ -1289,6 +1297,27 @@ func (c *Credential) holding() (*TokenError, tokenID) {
 		te.RetryAfter = c.heldUntil.Sub(now)
 	}
 	return &te, c.heldFor
+}
+
+// ofTenant says whether a token is of the Entra ID tenant tenantID, as
+// its tid claim says; a token that is no JWT, or has no tid, is taken.
+// A managed identity gets tokens of its own tenant only, whatever the
+// tenantId beside it: with another tenant's id, every call acted in the
+// identity's tenant, a device looked up there by name offboarded. The
+// claim is read, not verified: the API verifies the token.
+func ofTenant(token, tenantID string) bool {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 || tenantID == "" {
+		return true
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	var claims struct {
+		TenantID string `json:"tid"`
+	}
+	if err != nil || json.Unmarshal(payload, &claims) != nil || claims.TenantID == "" {
+		return true
+	}
+	return strings.EqualFold(claims.TenantID, tenantID)
 }
 
 // sendable says whether a token can be sent: a control character (a line

@@ -64,12 +64,13 @@ type TokenError struct {
 type tokenFailure int
 
 const (
-	failOther      tokenFailure = iota // no token, no request; the zero value
-	failRefused                        // the login host answered an error status
-	failUnreadable                     // the login host's answer could not be decoded
-	failNoAnswer                       // the login host could not be reached in time
-	failUnknown                        // the identity library gave no token, for another reason
-	failCredential                     // the local credential could not be loaded
+	failOther       tokenFailure = iota // no token, no request; the zero value
+	failRefused                         // the login host answered an error status
+	failUnreadable                      // the login host's answer could not be decoded
+	failNoAnswer                        // the login host could not be reached in time
+	failUnknown                         // the identity library gave no token, for another reason
+	failCredential                      // the local credential could not be loaded
+	failOtherTenant                     // the managed identity's token is of another tenant than tenantId
 )
 
 func (e *TokenError) Error() string {
@@ -110,6 +111,8 @@ func (e *TokenError) Error() string {
 		return "get token: no answer from " + e.asked()
 	case failUnknown:
 		return "get token: " + e.asked() + " gave no token"
+	case failOtherTenant:
+		return "get token: " + e.asked() + " gave a token of another Entra ID tenant than the tenant's tenantId: a managed identity acts in its own tenant only; give the identity's tenantId, or this tenant an application of its own"
 	case failCredential:
 		if e.detail != "" {
 			return "get token: " + e.detail
