@@ -35,6 +35,7 @@ func TestEmbeddedServerSettingsRefused(t *testing.T) {
 		{"tls ca", []string{"--tlsca", pem}, "--tlsca: the embedded NATS server"},
 		{"client certificate", []string{"--tlscert", pem, "--tlskey", pem}, "--tlscert: the embedded NATS server"},
 		{"credentials", []string{"--nats-creds", creds}, "--nats-creds: the embedded NATS server"},
+		{"inbox prefix", []string{"--nats-inbox-prefix", "_INBOX_worker"}, "--nats-inbox-prefix: the embedded NATS server"},
 	} {
 		for _, check := range []bool{true, false} {
 			args := append([]string{"--config", cfg, "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
@@ -47,13 +48,16 @@ func TestEmbeddedServerSettingsRefused(t *testing.T) {
 			out := stderr.String()
 			if code != 2 || !strings.Contains(out, tc.want) || strings.Count(out, "\n") != 1 {
 				t.Errorf("%s, check %v: exit code %d, %q; want 2 and one line saying %q", tc.name, check, code, out, tc.want)
+				if code == 0 {
+					break // taken by the check: the start would serve the embedded server until stopped
+				}
 			}
 		}
 	}
 	// With a NATS URL they are the server's to take.
 	var stderr bytes.Buffer
 	if code := run([]string{"--config", cfg, "--check-config", "--nats-url", "nats://127.0.0.1:4222", "--stream-replicas", "3",
-		"--tlsca", pem, "--nats-creds", creds}, io.Discard, &stderr); code != 0 {
+		"--tlsca", pem, "--nats-creds", creds, "--nats-inbox-prefix", "_INBOX_worker"}, io.Discard, &stderr); code != 0 {
 		t.Errorf("with --nats-url: exit code %d, %q; want 0", code, stderr.String())
 	}
 }

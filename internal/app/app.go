@@ -280,7 +280,7 @@ func (o Options) checkFlags() error {
 }
 
 // checkEmbedded refuses the settings the embedded server, one node
-// without TLS or users, cannot take: they passed --check-config, and the start
+// without TLS, users or accounts, cannot take: they passed --check-config, and the start
 // failed once the server was up, exit 1, as if NATS were down.
 func checkEmbedded(o Options) error {
 	if o.Queue.Replicas > 1 {
@@ -297,6 +297,12 @@ func checkEmbedded(o Options) error {
 	// URL lost: a variable from an empty Secret key sets nothing).
 	if o.NATSCreds != "" {
 		return errors.New("--nats-creds: the embedded NATS server (no --nats-url) takes no credentials: give the --nats-url of the server they belong to")
+	}
+	// So for an inbox prefix, which names the subjects a server's
+	// account lets this user alone read: deploy/kubernetes sets one
+	// beside the URL, which a Secret's empty key left out.
+	if o.NATSInboxPrefix != "" {
+		return errors.New("--nats-inbox-prefix: the embedded NATS server (no --nats-url) has no accounts to keep replies apart in: give the --nats-url of the server it belongs to")
 	}
 	return nil
 }
