@@ -64,10 +64,13 @@ func tightest(ws []limiter.Window) limiter.Window {
 	return slices.MinFunc(ws, func(a, b limiter.Window) int { return cmp.Compare(a.Count, b.Count) })
 }
 
-// shortest is the window with the smallest length: the one the spreading
-// token bucket refills at (limiter.Tenant.AddSpread).
+// shortest is the window with the smallest length, of two such the one
+// with the smaller count, which alone decides how many calls go: the one
+// the spreading token bucket refills at (limiter.Tenant.AddSpread).
 func shortest(ws []limiter.Window) limiter.Window {
-	return slices.MinFunc(ws, func(a, b limiter.Window) int { return cmp.Compare(a.Length, b.Length) })
+	return slices.MinFunc(ws, func(a, b limiter.Window) int {
+		return cmp.Or(cmp.Compare(a.Length, b.Length), cmp.Compare(a.Count, b.Count))
+	})
 }
 
 // checkWindows refuses the windows of an API shorter than MinWindow.

@@ -84,3 +84,18 @@ func TestParseRefusesAFractionInACount(t *testing.T) {
 		t.Errorf("maxInFlight: 4.0: %v", err)
 	}
 }
+
+// TestSpreadBurstBoundByTheTighterOfTwoShortestWindows: spreadBurst is at
+// most the count of the shortest offboard limit; of two limits of that
+// length, the tighter's, which alone decides how many calls go. The
+// first one written gave the bound: under 100/1m and 50/1m, a burst of
+// 80 was taken, and spread nothing.
+func TestSpreadBurstBoundByTheTighterOfTwoShortestWindows(t *testing.T) {
+	t.Parallel()
+	for _, limits := range []string{"[100/1m, 50/1m, 1500/1h]", "[50/1m, 100/1m, 1500/1h]"} {
+		_, err := Parse([]byte("tenants:" + okTenant + "    limits: {offboard: " + limits + "}\n    spreadBurst: 80\n"))
+		if err == nil || !strings.Contains(err.Error(), "spreadBurst is more than 50") {
+			t.Errorf("limits %s, spreadBurst 80: %v, want it refused as more than 50", limits, err)
+		}
+	}
+}

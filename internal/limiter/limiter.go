@@ -81,10 +81,11 @@ func (t *Tenant) AddSpread(api string, windows []Window, burst int) *Limiter {
 		l.horizon = max(l.horizon, w.Length)
 	}
 	if burst > 0 {
-		// The shortest window sets the pace.
+		// The shortest window sets the pace; of two such, the tighter,
+		// which alone decides how many calls go.
 		short := windows[0]
 		for _, w := range windows {
-			if w.Length < short.Length {
+			if w.Length < short.Length || w.Length == short.Length && w.Count < short.Count {
 				short = w
 			}
 		}
