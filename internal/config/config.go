@@ -585,8 +585,29 @@ func anotherDocument(dec *yaml.Decoder) bool {
 // was, so a guard whose value a template left out would be dropped
 // without a word, and an empty tenant item would be a nil tenant. Nothing
 // in the file means anything by null.
+//
+// A key that is null (~, null, a ? with no key) is refused too: the
+// decoder drops its entry, value and all, where it refuses a key it does
+// not know, so a limit written under one fell back to the defaults.
 func noNulls(doc *yaml.Node) error {
-	if n, path := walkNodes(doc, func(_, n *yaml.Node, _ string) bool { return n.Tag == "!!null" }); n != nil {
+	var key *yaml.Node
+	n, path := walkNodes(doc, func(_, n *yaml.Node, _ string) bool {
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i < len(n.Content); i += 2 {
+				if n.Content[i].Tag == "!!null" {
+					key = n.Content[i]
+					return true
+				}
+			}
+		}
+		return n.Tag == "!!null"
+	})
+	switch {
+	case key != nil && path == "":
+		return fmt.Errorf("line %d: the file has a key of no name (~, null); name it or remove it", key.Line)
+	case key != nil:
+		return fmt.Errorf("line %d: %s has a key of no name (~, null); name it or remove it", key.Line, path)
+	case n != nil:
 		return fmt.Errorf("line %d: %s has no value; give it one or remove it", n.Line, path)
 	}
 	return nil
