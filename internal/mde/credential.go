@@ -566,18 +566,19 @@ func encryptedPEMKey(data []byte) bool {
 // it, in words that name the setting: the identity library signs with an
 // RSA key only, that of one of the file's certificates, and its own
 // error names neither the setting nor the file.
-// It returns the certificate the key signs for: of several, the one
-// valid at now that ends last (the file may keep the certificate a
-// renewal with the same key replaced), else the first.
+// It returns the certificate the key signs for: of several (the file
+// may keep the certificate a renewal with the same key replaced), the
+// one valid at now that ends last; with none valid, the one not valid
+// yet that starts first, whose start has the file read again
+// (retryAt); else the one that ended last.
 func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey, now time.Time) (*x509.Certificate, error) {
 	k, ok := key.(*rsa.PrivateKey)
 	if !ok {
 		return nil, errors.New("certificateFile: the private key in the file it names is not an RSA key; the client assertion is signed with RSA only")
 	}
-	valid := func(c *x509.Certificate) bool { return checkCertificateDates(c, now) == nil }
 	var found *x509.Certificate
 	for _, c := range certs {
-		if k.PublicKey.Equal(c.PublicKey) && (found == nil || valid(c) && (!valid(found) || c.NotAfter.After(found.NotAfter))) {
+		if k.PublicKey.Equal(c.PublicKey) && (found == nil || signsRather(c, found, now)) {
 			found = c
 		}
 	}
@@ -585,6 +586,30 @@ func checkCertificateKey(certs []*x509.Certificate, key crypto.PrivateKey, now t
 		return nil, errors.New("certificateFile: the private key in the file it names belongs to none of its certificates")
 	}
 	return found, nil
+}
+
+// signsRather says whether c, of the same key as found, is the one to
+// sign with at now rather than found (checkCertificateKey). Taking the
+// first when none was valid, an expired certificate before its renewal
+// not valid yet was refused as expired, and the file not read again at
+// the renewal's start.
+func signsRather(c, found *x509.Certificate, now time.Time) bool {
+	rank := func(c *x509.Certificate) int {
+		switch {
+		case checkCertificateDates(c, now) == nil:
+			return 2
+		case now.Before(c.NotBefore):
+			return 1
+		}
+		return 0
+	}
+	switch rc, rf := rank(c), rank(found); {
+	case rc != rf:
+		return rc > rf
+	case rc == 1:
+		return c.NotBefore.Before(found.NotBefore)
+	}
+	return c.NotAfter.After(found.NotAfter)
 }
 
 // certificateDatesError is a certificate used out of its validity: the

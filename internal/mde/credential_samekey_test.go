@@ -1,11 +1,17 @@
 package mde
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/pem"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
 
 // TestCertificateFileWithTwoCertificatesOfItsKey: a certificate file that
@@ -60,5 +66,62 @@ func TestCertificateFileWithTwoCertificatesOfItsKey(t *testing.T) {
 	}
 	if failed > 0 {
 		t.Errorf("%d of 2 files with the valid certificate gave no token", failed)
+	}
+}
+
+// TestCertificateFileWithAnExpiredCertificateAndItsRenewalNotValidYet: a
+// file that keeps, after the certificate that expired, its renewal with
+// the same key that starts later, is a certificate not valid yet: the
+// error says so, with the renewal's dates, and the file is read again at
+// its start, as a single certificate not valid yet is. The first
+// certificate of the key was taken when none was valid: the expired one,
+// refused as expired, and never read again until the file changed, the
+// renewal's start passed or not.
+func TestCertificateFileWithAnExpiredCertificateAndItsRenewalNotValidYet(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	cred := f.newCredential(t)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	_, old := certificateFor(t, f.key, time.Now().Add(-48*time.Hour), time.Now().Add(time.Hour))
+	expired, _ := pem.Decode(old)
+	later, renewal := certificateFor(t, f.key, time.Now().Add(3*time.Hour), time.Now().Add(48*time.Hour))
+	replaceFile(t, f.certFile, append(pem.EncodeToMemory(expired), renewal...))
+	setNow(cred, 2*time.Hour) // the token and the first certificate have expired
+	refused := 0
+	_, err := f.getToken(cred)
+	for _, want := range append([]string{"is not valid yet"}, datesOf(later)...) {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("GetToken before the renewal's start: %v, want one holding %q", err, want)
+		}
+	}
+	f.sim.AddTenant(mdesim.Tenant{TenantID: simTenantID, ClientID: simClientID, Certificate: later})
+	setNow(cred, 4*time.Hour)
+	for range 3 {
+		if _, err := f.getToken(cred); err != nil {
+			refused++
+		}
+	}
+	if refused > 0 {
+		t.Errorf("%d of 3 token requests after the renewal's start refused", refused)
+	}
+}
+
+// TestCertificateFileWithTwoExpiredCertificatesOfItsKey: of certificates
+// of the key all expired, the error gives the dates of the one that
+// ended last, whichever comes first in the file.
+func TestCertificateFileWithTwoExpiredCertificatesOfItsKey(t *testing.T) {
+	t.Parallel()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	older, _ := certificateFor(t, key, time.Now().Add(-96*time.Hour), time.Now().Add(-48*time.Hour))
+	newer, _ := certificateFor(t, key, time.Now().Add(-72*time.Hour), time.Now().Add(-time.Hour))
+	for _, certs := range [][]*x509.Certificate{{older, newer}, {newer, older}} {
+		if cert, err := checkCertificateKey(certs, key, time.Now()); err != nil || cert != newer {
+			t.Errorf("certificates ending %s and %s: error %v, the older chosen %v; want the later", certs[0].NotAfter, certs[1].NotAfter, err, cert == older)
+		}
 	}
 }
