@@ -424,16 +424,18 @@ func checkClientSecret(secret string) error {
 
 func certificateBuilder(cc CredentialConfig, opts azcore.ClientOptions, noDiscovery bool, now func() time.Time) (func() (azcore.TokenCredential, error), []string) {
 	return func() (azcore.TokenCredential, error) {
-		certs, key, cert, err := loadCertificate(cc, now())
+		at := now()
+		certs, key, cert, err := loadCertificate(cc, at)
 		if err != nil {
 			return nil, err
 		}
+		certs, next := sentWith(certs, cert, at)
 		tc, err := azidentity.NewClientCertificateCredential(cc.TenantID, cc.ClientID, certs, key,
 			&azidentity.ClientCertificateCredentialOptions{ClientOptions: opts, DisableInstanceDiscovery: noDiscovery, SendCertificateChain: true})
 		if err != nil {
 			return nil, err
 		}
-		return certificateCredential{tc, cert.NotAfter, idOfCertificates(certs)}, nil
+		return certificateCredential{tc, cert.NotAfter, idOfCertificates(certs), next}, nil
 	}, slices.DeleteFunc([]string{cc.CertificateFile, cc.CertificatePasswordFile}, func(p string) bool { return p == "" })
 }
 
@@ -470,14 +472,28 @@ func loadCertificate(cc CredentialConfig, now time.Time) ([]*x509.Certificate, c
 	if err := checkCertificateDates(cert, now); err != nil {
 		return nil, nil, nil, err
 	}
-	// The identity library signs for the last certificate of the key in
-	// the list, whatever its dates: the other certificates of the key (a
-	// renewal that kept it, appended to the file) are left out, and the
-	// one checked is the one sent.
-	certs = slices.DeleteFunc(slices.Clone(certs), func(c *x509.Certificate) bool {
-		return c != cert && key.(*rsa.PrivateKey).PublicKey.Equal(c.PublicKey)
-	})
 	return certs, key, cert, nil
+}
+
+// sentWith returns the certificates to give the identity library with
+// cert, which the file's key signs for at now (checkCertificateKey), and
+// when the first of the others of its key not valid at now starts (zero:
+// none does), for the credential to be built again then. The library
+// signs for the last certificate of the key in the list, whatever its
+// dates: the others of the key (a renewal that kept it, appended to the
+// file) are left out, and the one checked is the one sent. Chosen once,
+// a renewal appended before its start was not sent until the file
+// changed or the login host refused the certificate that had expired.
+func sentWith(certs []*x509.Certificate, cert *x509.Certificate, now time.Time) ([]*x509.Certificate, time.Time) {
+	var next time.Time
+	sent := slices.DeleteFunc(slices.Clone(certs), func(c *x509.Certificate) bool {
+		other := c != cert && cert.PublicKey.(*rsa.PublicKey).Equal(c.PublicKey)
+		if other && c.NotBefore.After(now) && (next.IsZero() || c.NotBefore.Before(next)) {
+			next = c.NotBefore
+		}
+		return other
+	})
+	return sent, next
 }
 
 // parseCertificates reads a certificate file's certificates and key, as
@@ -511,6 +527,9 @@ type certificateCredential struct {
 	*azidentity.ClientCertificateCredential
 	notAfter time.Time
 	certs    tokenID // tells the file's certificates from others (sourceOf)
+	// renewed is when another certificate of the key in the file starts
+	// (zero: none): the credential is built again then, to choose anew.
+	renewed time.Time
 }
 
 func (c certificateCredential) source(context.Context) (tokenID, bool) { return c.certs, true }
@@ -1371,7 +1390,15 @@ func (c *Credential) stale() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	now := c.now()
-	return c.reload || c.fileChanged(now) || c.outlived(now)
+	return c.reload || c.fileChanged(now) || c.outlived(now) || c.renewedAt(now)
+}
+
+// renewedAt says whether another certificate of the key in the
+// credential's file has started by now (certificateCredential.renewed).
+// c.mu is held.
+func (c *Credential) renewedAt(now time.Time) bool {
+	cc, ok := c.current.(certificateCredential)
+	return ok && !cc.renewed.IsZero() && !now.Before(cc.renewed)
 }
 
 // rebuildStale builds the credential again, unless another call did

@@ -125,3 +125,38 @@ func TestCertificateFileWithTwoExpiredCertificatesOfItsKey(t *testing.T) {
 		}
 	}
 }
+
+// TestCertificateFileRenewalTakenAtItsStart: a renewal with the same key
+// appended to the file before it starts is taken at its start. The
+// certificate was chosen when the credential was built, and kept until
+// the file changed or the login host refused it: the expiry gauge showed
+// the old certificate's end, for its alert to fire with the renewal in
+// place, and the old certificate was sent until it expired and a token
+// request was refused.
+func TestCertificateFileRenewalTakenAtItsStart(t *testing.T) {
+	t.Parallel()
+	f := setupCertLogin(t)
+	data, err := os.ReadFile(f.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	current, key := pem.Decode(data) // valid from an hour ago for a day, then its key
+	later, data := certificateFor(t, f.key, time.Now().Add(2*time.Hour), time.Now().Add(48*time.Hour))
+	renewal, _ := pem.Decode(data)
+	replaceFile(t, f.certFile, append(append(pem.EncodeToMemory(current), pem.EncodeToMemory(renewal)...), key...))
+	cred := f.newCredential(t)
+	if _, err := f.getToken(cred); err != nil {
+		t.Fatalf("GetToken: %v", err)
+	}
+	f.sim.AddTenant(mdesim.Tenant{TenantID: simTenantID, ClientID: simClientID, Certificate: later})
+	setNow(cred, 3*time.Hour)
+	if notAfter, _ := cred.CertificateExpiry(); !notAfter.Equal(later.NotAfter) {
+		t.Errorf("CertificateExpiry after the renewal's start: %s, want the renewal's %s", notAfter, later.NotAfter)
+	}
+	if _, err := f.getToken(cred); err != nil {
+		t.Errorf("GetToken after the renewal's start: %v", err)
+	}
+	if n := f.sim.TokenRequests(simTenantID); n != 2 {
+		t.Errorf("token requests = %d, want 2: the renewal's, once it started", n)
+	}
+}
