@@ -145,3 +145,41 @@ func TestRerunWithRowsCutWhileTheirRequestsWait(t *testing.T) {
 		t.Errorf("the cancelled campaign: exit %d, stdout %q, stderr %q; want its 2 rows reported cancelled", code, out, errs)
 	}
 }
+
+// TestRerunWithRowsCutWhoseRequestsWereAnswered: a row cut from the CSV
+// whose request was answered but is still in the request stream (the
+// worker stopped between its ack and its delete, which the sweep makes
+// up for within 10 minutes) offboards nothing more: the run goes on.
+// Such a row was refused as a request still waiting, exit 2.
+func TestRerunWithRowsCutWhoseRequestsWereAnswered(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	dir := t.TempDir()
+	body := "machineId\n"
+	for n := 1; n <= 3; n++ {
+		id, device := fmt.Sprintf("gone-%06d", n), strings.Repeat(fmt.Sprint(n), 40)
+		publishRaw(t, js, "mde.offboard.request.contoso.bulk", "contoso:"+id,
+			fmt.Sprintf(`{"requestId":"%s","machineId":"%s","source":"campaign:gone"}`, id, device))
+		seq := lastRequestSeq(t, js)
+		publishRaw(t, js, "mde.offboard.result.contoso", "result:contoso:"+id,
+			fmt.Sprintf(`{"requestId":"%s","tenant":"contoso","machineId":"%s","outcome":"created","attempt":1,"requestSeq":%d}`, id, device, seq))
+		if n < 3 {
+			body += device + "\n"
+		}
+	}
+	// Rows 1 and 2 answered and deleted; row 3 answered, left in the stream.
+	s, err := js.Stream(t.Context(), "MDE_OFFBOARD_REQUESTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		if err := s.DeleteMsg(t.Context(), seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "gone.csv", body),
+		"--report", filepath.Join(dir, "gone-report.csv"), "--timeout", "10s")
+	if code != exitOK || !strings.Contains(out, "created 2") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and the 2 rows' results", code, out, errs, exitOK)
+	}
+}

@@ -124,11 +124,15 @@ type campaignRun struct {
 	marks                          *campaign.Watcher // the campaign marks, set before publishing
 	progress                       progress          // shows the progress, set before publishing
 
-	// seqMu guards own and held: which result invalid_request is a row's
-	// (campaign.ResultRow).
+	// seqMu guards own, held and beyond: which result invalid_request is a
+	// row's (campaign.ResultRow), and which requests past the CSV's end
+	// are answered (checkCut).
 	seqMu sync.Mutex
 	own   []uint64                    // by row: its request's place in the request stream; 0: not known
 	held  map[uint64]*offboard.Result // invalid_request results of rows at no place known yet, by requestSeq
+	// beyond: the requests past the CSV's end, of the campaign's source,
+	// found waiting (earlierWaiting.beyond), less those a result answers.
+	beyond map[uint64]int
 
 	seed    maphash.Seed
 	devices []uint64      // the CSV's devices, hashed (readCSV)
@@ -420,7 +424,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err != nil {
 		return r.beforeStart(ctx, err)
 	}
-	r.own, r.held = otherWaiting.seqs, map[uint64]*offboard.Result{}
+	r.own, r.held, r.beyond = otherWaiting.seqs, map[uint64]*offboard.Result{}, otherWaiting.beyond
 	if r.f.timeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, r.f.timeout, &flagTimeout{r.f.timeout})
@@ -446,7 +450,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 		return r.beforeStart(ctx, err)
 	}
 	defer stopWatch()
-	if err := r.readyToPublish(otherWaiting.beyond); err != nil {
+	if err := r.readyToPublish(); err != nil {
 		return err
 	}
 	waitErr := r.publishAndWait(ctx)
@@ -454,13 +458,13 @@ func (r *campaignRun) run(ctx context.Context) error {
 }
 
 // readyToPublish refuses a CSV cut short while requests of its campaign
-// past its end wait (checkCut, beyond), unless the campaign is cancelled:
-// those are answered cancelled, and offboard nothing. Then it warns of
-// the rows that name an earlier row's device: once the run is sure to
-// publish, so that a refused run's error stays its one line.
-func (r *campaignRun) readyToPublish(beyond int) error {
+// past its end wait (checkCut), unless the campaign is cancelled: those
+// are answered cancelled, and offboard nothing. Then it warns of the rows
+// that name an earlier row's device: once the run is sure to publish, so
+// that a refused run's error stays its one line.
+func (r *campaignRun) readyToPublish() error {
 	if !r.cancelledNow() {
-		if err := r.checkCut(beyond); err != nil {
+		if err := r.checkCut(); err != nil {
 			return err
 		}
 	}
@@ -672,17 +676,17 @@ func (r *campaignRun) checkEarlierResults() error {
 type earlierWaiting struct {
 	otherDryRun, otherDevice int
 	device                   string
-	retries                  map[int]int // row: the highest attempt of its retries waiting (dead retry)
-	rows                     []bool      // by row: a request of it waits
-	seqs                     []uint64    // by row: the place of its request waiting (of its latest attempt); 0: none
-	beyond                   int         // the first row past the CSV's end whose request, of the campaign's source, waits; 0: none
+	retries                  map[int]int    // row: the highest attempt of its retries waiting (dead retry)
+	rows                     []bool         // by row: a request of it waits
+	seqs                     []uint64       // by row: the place of its request waiting (of its latest attempt); 0: none
+	beyond                   map[uint64]int // by place in the request stream: the row past the CSV's end of a request waiting, of the campaign's source
 }
 
 // otherRunWaiting reads the requests of earlier runs under the same name
 // that still wait in the request stream, unanswered, and finds those of
 // the CSV's rows that this run could not take as its own (earlierWaiting).
 func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, error) {
-	w := earlierWaiting{retries: map[int]int{}, rows: make([]bool, r.total+1), seqs: make([]uint64, r.total+1)}
+	w := earlierWaiting{retries: map[int]int{}, rows: make([]bool, r.total+1), seqs: make([]uint64, r.total+1), beyond: map[uint64]int{}}
 	err := campaignRequests(ctx, r.js, r.c.subjects, r.f.tenant, r.f.name, func(_ offboard.Priority, row, attempt int, m jetstream.Msg) {
 		// A copy that fails the request's checks, or names another
 		// request id in its body, is answered apart from the row
@@ -698,8 +702,8 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		if row > r.total {
 			// Only a request of the campaign's source is its own (a
 			// CMDB's inc-004711 is not campaign inc's row).
-			if req.Source == campaign.Source(r.f.name) && (w.beyond == 0 || row < w.beyond) {
-				w.beyond = row
+			if meta, err := m.Metadata(); err == nil && req.Source == campaign.Source(r.f.name) {
+				w.beyond[meta.Sequence.Stream] = row
 			}
 			return
 		}
@@ -799,11 +803,22 @@ func (r *campaignRun) checkMoved(waiting []bool) error {
 
 // checkCut refuses, before anything is published, a run whose CSV ends
 // before a row whose request, of the campaign's source, still waits
-// (beyond, from otherRunWaiting; 0: none): the CSV was cut short after
-// an earlier run published the rows cut. Their requests still offboard
-// their devices, which the CSV no longer lists, and no report would tell
-// their outcome: the run ended as if the campaign were whole.
-func (r *campaignRun) checkCut(beyond int) error {
+// unanswered (r.beyond): the CSV was cut short after an earlier run
+// published the rows cut. Their requests still offboard their devices,
+// which the CSV no longer lists, and no report would tell their outcome:
+// the run ended as if the campaign were whole. A request answered stays
+// in the stream a while (a worker stopped between its ack and its delete,
+// until the sweep), and one may be answered since it was read: its
+// result, read by now, spares it.
+func (r *campaignRun) checkCut() error {
+	r.seqMu.Lock()
+	beyond := 0
+	for _, row := range r.beyond {
+		if beyond == 0 || row < beyond {
+			beyond = row
+		}
+	}
+	r.seqMu.Unlock()
 	if beyond == 0 {
 		return nil
 	}
@@ -848,6 +863,10 @@ func (r *campaignRun) onResult(m jetstream.Msg) {
 	}
 	r.seqMu.Lock()
 	n, ok := campaign.ResultRow(r.f.name, res, r.ownRequest)
+	if row, had := r.beyond[res.RequestSeq]; had && row == n {
+		// A request past the CSV's end answered (checkCut).
+		delete(r.beyond, res.RequestSeq)
+	}
 	if _, isRow := campaign.RowOf(r.f.name, res.RequestID); !ok && isRow {
 		r.held[res.RequestSeq] = res
 	}
