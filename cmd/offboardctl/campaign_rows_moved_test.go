@@ -183,3 +183,31 @@ func TestRerunWithRowsCutWhoseRequestsWereAnswered(t *testing.T) {
 		t.Errorf("exit %d, stdout %q, stderr %q; want %d and the 2 rows' results", code, out, errs, exitOK)
 	}
 }
+
+// TestRerunWithRowsCutWhoseDryRunRequestsWait: a row cut from the CSV of
+// a dry run, whose --dry-run request still waits, offboards nothing: the
+// dry run again with the CSV cut goes on. It was refused, exit 2, saying
+// that request would still offboard its device.
+func TestRerunWithRowsCutWhoseDryRunRequestsWait(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	dir := t.TempDir()
+	body := "machineId\n"
+	for n := 1; n <= 2; n++ {
+		id, device := fmt.Sprintf("try-%06d", n), strings.Repeat(fmt.Sprint(n), 40)
+		publishRaw(t, js, "mde.offboard.result.contoso", "result:contoso:"+id,
+			fmt.Sprintf(`{"requestId":"%s","tenant":"contoso","machineId":"%s","outcome":"dry_run","attempt":1}`, id, device))
+		body += device + "\n"
+	}
+	publishRaw(t, js, "mde.offboard.request.contoso.bulk", "contoso:try-000003",
+		fmt.Sprintf(`{"requestId":"try-000003","machineId":"%s","source":"campaign:try","dryRun":true}`, strings.Repeat("3", 40)))
+	published := lastRequestSeq(t, js)
+	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--dry-run", "--csv", writeFile(t, dir, "try.csv", body),
+		"--report", filepath.Join(dir, "try-report.csv"), "--timeout", "10s")
+	if code != exitOK || !strings.Contains(out, "dry_run 2") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want %d and the 2 rows' results", code, out, errs, exitOK)
+	}
+	if n := lastRequestSeq(t, js); n != published {
+		t.Errorf("%d requests published, want none", n-published)
+	}
+}

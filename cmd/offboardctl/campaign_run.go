@@ -679,7 +679,7 @@ type earlierWaiting struct {
 	retries                  map[int]int    // row: the highest attempt of its retries waiting (dead retry)
 	rows                     []bool         // by row: a request of it waits
 	seqs                     []uint64       // by row: the place of its request waiting (of its latest attempt); 0: none
-	beyond                   map[uint64]int // by place in the request stream: the row past the CSV's end of a request waiting, of the campaign's source
+	beyond                   map[uint64]int // by place in the request stream: the row past the CSV's end of a request waiting, of the campaign's source, not --dry-run
 }
 
 // otherRunWaiting reads the requests of earlier runs under the same name
@@ -701,8 +701,9 @@ func (r *campaignRun) otherRunWaiting(ctx context.Context) (earlierWaiting, erro
 		r.noteMoved(row, req.MachineID, req.ComputerDNSName, req.Source)
 		if row > r.total {
 			// Only a request of the campaign's source is its own (a
-			// CMDB's inc-004711 is not campaign inc's row).
-			if meta, err := m.Metadata(); err == nil && req.Source == campaign.Source(r.f.name) {
+			// CMDB's inc-004711 is not campaign inc's row); a --dry-run
+			// one offboards nothing (checkCut).
+			if meta, err := m.Metadata(); err == nil && req.Source == campaign.Source(r.f.name) && !req.DryRun {
 				w.beyond[meta.Sequence.Stream] = row
 			}
 			return
@@ -802,8 +803,8 @@ func (r *campaignRun) checkMoved(waiting []bool) error {
 }
 
 // checkCut refuses, before anything is published, a run whose CSV ends
-// before a row whose request, of the campaign's source, still waits
-// unanswered (r.beyond): the CSV was cut short after an earlier run
+// before a row whose request, of the campaign's source and not a dry
+// run's, still waits unanswered (r.beyond): the CSV was cut short after an earlier run
 // published the rows cut. Their requests still offboard their devices,
 // which the CSV no longer lists, and no report would tell their outcome:
 // the run ended as if the campaign were whole. A request answered stays
