@@ -211,3 +211,33 @@ func TestRerunWithRowsCutWhoseDryRunRequestsWait(t *testing.T) {
 		t.Errorf("%d requests published, want none", n-published)
 	}
 }
+
+// TestRerunWithARowCutInTheMiddleWhileItsRequestWaits: a row cut from the
+// middle of the CSV while its request waits moves the rows after it up
+// one, and the run is refused for the row whose waiting request names
+// another device. That request still offboards the device cut: the
+// refusal says so, and how to withdraw it, not only to give the CSV a new
+// --name, after which the device cut was offboarded with no report.
+func TestRerunWithARowCutInTheMiddleWhileItsRequestWaits(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a, b, c := strings.Repeat("a", 40), strings.Repeat("b", 40), strings.Repeat("c", 40)
+	for n, device := range []string{a, b, c} {
+		id := fmt.Sprintf("mid-%06d", n+1)
+		publishRaw(t, js, "mde.offboard.request.contoso.bulk", "contoso:"+id,
+			fmt.Sprintf(`{"requestId":"%s","machineId":"%s","source":"campaign:mid"}`, id, device))
+	}
+	published := lastRequestSeq(t, js)
+	dir := t.TempDir()
+	code, out, errs := ctl(t, url, "campaign", "run", "--tenant", "contoso", "--csv", writeFile(t, dir, "mid.csv", "machineId\n"+a+"\n"+c+"\n"),
+		"--report", filepath.Join(dir, "mid-report.csv"), "--timeout", "2s")
+	if code != exitUsage || strings.Count(errs, "\n") != 1 || !strings.Contains(errs, "row 2 (mid-000002)") || !strings.Contains(errs, b) {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want %d and one line naming row 2 and its device", code, out, errs, exitUsage)
+	}
+	if !strings.Contains(errs, "will still offboard") || !strings.Contains(errs, "offboardctl campaign cancel") {
+		t.Errorf("stderr %q: want it to say the waiting request still offboards its device, and how to withdraw it", errs)
+	}
+	if n := lastRequestSeq(t, js); n != published {
+		t.Errorf("%d requests published, want none", n-published)
+	}
+}

@@ -840,7 +840,11 @@ func (r *campaignRun) checkCut() error {
 func (r *campaignRun) checkWaitingRequests(w earlierWaiting) error {
 	switch {
 	case w.otherDevice != 0:
-		return usagef("row %d (%s) has a request still waiting that names %q, not the row's device: campaign %s was run before with another CSV; give this one a new --name",
+		// A row cut from the middle moves the rows after it up one: the
+		// waiting request is the cut row's, and still offboards its
+		// device, whatever the new CSV's name.
+		return usagef("row %d (%s) has a request still waiting that names %q, not the row's device: campaign %s was run before with another CSV, and that request will still offboard that device; "+
+			"if it is not to be, withdraw the campaign's waiting requests with offboardctl campaign cancel; give this CSV a new --name",
 			w.otherDevice, campaign.RequestID(r.f.name, w.otherDevice), w.device, r.f.name)
 	case w.otherDryRun == 0:
 		return nil
