@@ -804,8 +804,8 @@ func (r *campaignRun) checkMoved(waiting []bool) error {
 
 // checkCut refuses, before anything is published, a run whose CSV ends
 // before a row whose request, of the campaign's source and not a dry
-// run's, still waits unanswered (r.beyond): the CSV was cut short after an earlier run
-// published the rows cut. Their requests still offboard their devices,
+// run's, still waits unanswered (r.beyond): the CSV was cut short after
+// an earlier run published the rows cut. Their requests still offboard their devices,
 // which the CSV no longer lists, and no report would tell their outcome:
 // the run ended as if the campaign were whole. A request answered stays
 // in the stream a while (a worker stopped between its ack and its delete,
