@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -67,6 +68,19 @@ func (e *env) announcements() map[string][]byte {
 	return out
 }
 
+// waitCanCall waits until the replica id announces that it can make
+// calls (no "aside" in its announcement).
+func (e *env) waitCanCall(id string) {
+	e.t.Helper()
+	eventually(e.t, 10*time.Second, id+" announcing it can call", func() bool {
+		data, ok := e.announcements()[id]
+		var a struct {
+			Aside bool `json:"aside"`
+		}
+		return ok && json.Unmarshal(data, &a) == nil && !a.Aside
+	})
+}
+
 // crash stops an app as if its process died: its announcement stays in
 // the presence bucket (put back after the stop withdrew it), so the other
 // replicas learn of it only when the announcement expires.
@@ -98,9 +112,21 @@ func TestTenantsSpreadAcrossReplicas(t *testing.T) {
 	e.opts.ReplicaID = "replica-a"
 	e.start()
 	regA := e.reg
+	// A replica announces itself aside until it has read the quota
+	// journal, and says it can call at its next look (a quarter beat):
+	// B started meanwhile would split the tenants with A as two replicas
+	// aside, then take them back and forth as each can call.
+	e.waitCanCall("replica-a")
 	before := e.announcements()
 	e.opts.ReplicaID = "replica-b"
 	b := e.startReplica(names...)
+	// Requests published before B can call would go to A, and their
+	// tenants' later ones to B.
+	e.waitCanCall("replica-b")
+	eventually(t, 10*time.Second, "the tenants split between A and B", func() bool {
+		onA, onB := assignedTenants(t, e.reg), assignedTenants(t, b.opts.Registry)
+		return len(onA)+len(onB) == len(names) && len(onA) > 0 && len(onB) > 0
+	})
 	var idB string
 	var annB []byte
 	for id, a := range e.announcements() {
