@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestAnsweredBeforeCountsOnlyEarlierAnswers: a run again whose row's
@@ -26,9 +27,22 @@ func TestAnsweredBeforeCountsOnlyEarlierAnswers(t *testing.T) {
 	id := fmt.Sprintf("ans-%06d", rows+1)
 	publishRaw(t, js, offboard.Subjects{}.Request(tenant, offboard.Bulk), tenant+":"+id,
 		`{"requestId":"`+id+`","machineId":"`+last+`","source":"campaign:ans"}`)
-	before := lastRequestSeq(t, js)
 	// Its result comes once the run publishes its first row, long before
 	// the run comes to the last (one acknowledgement outstanding at most).
+	runAnsweredWhilePublishing(t, url, js, csvPath, rows, func() {
+		publishRaw(t, js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":"+id,
+			`{"requestId":"`+id+`","tenant":"contoso","machineId":"`+last+`","outcome":"created","attempt":1}`)
+	}, "the row whose request waited at the start")
+}
+
+// runAnsweredWhilePublishing runs the campaign of csvPath (rows numbered
+// rows and a last one), calls answer once the run has published
+// its first row, long before it comes to the last (one acknowledgement
+// outstanding at most), and wants the last row created, counted
+// published before and none answered before (which, for the error).
+func runAnsweredWhilePublishing(t *testing.T, url string, js jetstream.JetStream, csvPath string, rows int, answer func(), which string) {
+	t.Helper()
+	before := lastRequestSeq(t, js)
 	answered := make(chan struct{})
 	go func() {
 		defer close(answered)
@@ -37,17 +51,16 @@ func TestAnsweredBeforeCountsOnlyEarlierAnswers(t *testing.T) {
 				return
 			}
 		}
-		publishRaw(t, js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":"+id,
-			`{"requestId":"`+id+`","tenant":"contoso","machineId":"`+last+`","outcome":"created","attempt":1}`)
+		answer()
 	}()
 	res := runUntilLine(t, url, fmt.Sprintf("published %d (before", rows), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
-		"--report", filepath.Join(dir, "r.csv"), "--max-pending", "1", "--progress-every", "50ms")
+		"--report", filepath.Join(filepath.Dir(csvPath), "r.csv"), "--max-pending", "1", "--progress-every", "50ms")
 	<-answered
 	if !strings.Contains(res.out, "created 1,") {
 		t.Fatalf("the last row's result was not taken: stdout %q, stderr %q", res.out, res.err)
 	}
 	if !strings.Contains(res.out, fmt.Sprintf("published %d, published before 1, answered before 0;", rows)) {
-		t.Errorf("summary %q: want the row whose request waited at the start published before, and none answered before", lastLine(res.out))
+		t.Errorf("summary %q: want %s published before, and none answered before", lastLine(res.out), which)
 	}
 }
 
@@ -71,28 +84,11 @@ func TestRowAnsweredDuringThePublishingIsNotAnsweredBefore(t *testing.T) {
 	csvPath := writeFile(t, dir, "other.csv", numberedCSV(rows)+last+"\n")
 	id := fmt.Sprintf("other-%06d", rows+1)
 	// Once this run publishes its first row, the other run publishes the
-	// last row and it is answered, long before this run comes to it (one
-	// acknowledgement outstanding at most).
-	answered := make(chan struct{})
-	go func() {
-		defer close(answered)
-		for deadline := time.Now().Add(time.Minute); lastRequestSeq(t, js) == 0; time.Sleep(5 * time.Millisecond) {
-			if time.Now().After(deadline) {
-				return
-			}
-		}
+	// last row and it is answered.
+	runAnsweredWhilePublishing(t, url, js, csvPath, rows, func() {
 		publishRaw(t, js, offboard.Subjects{}.Request(tenant, offboard.Bulk), tenant+":"+id,
 			`{"requestId":"`+id+`","machineId":"`+last+`","source":"campaign:other"}`)
 		publishRaw(t, js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":"+id,
 			`{"requestId":"`+id+`","tenant":"contoso","machineId":"`+last+`","outcome":"created","attempt":1}`)
-	}()
-	res := runUntilLine(t, url, fmt.Sprintf("published %d (before", rows), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
-		"--report", filepath.Join(dir, "r.csv"), "--max-pending", "1", "--progress-every", "50ms")
-	<-answered
-	if !strings.Contains(res.out, "created 1,") {
-		t.Fatalf("the last row's result was not taken: stdout %q, stderr %q", res.out, res.err)
-	}
-	if !strings.Contains(res.out, fmt.Sprintf("published %d, published before 1, answered before 0;", rows)) {
-		t.Errorf("summary %q: want the row answered during the publishing published before, and none answered before", lastLine(res.out))
-	}
+	}, "the row answered during the publishing")
 }
