@@ -185,29 +185,7 @@ func TestBarDescriptionFits(t *testing.T) {
 // output on a pseudo-terminal of cols columns, and returns what it wrote.
 func campaignOnATerminal(t *testing.T, cols uint16, rows int) string {
 	t.Helper()
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	defer func() { _ = ptmx.Close() }()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols}); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var screen bytes.Buffer
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	})
+	tty, shown, closed := openTerminal(t, cols)
 	e := newEnv(t, rows)
 	e.startWorker()
 	b := idsCSV(e.machines)
@@ -218,14 +196,11 @@ func campaignOnATerminal(t *testing.T, cols uint16, rows int) string {
 	}
 	var errb bytes.Buffer
 	code := runContext(t.Context(), []string{"--nats-url", e.url, "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(dir, "r.csv")}, tty, &errb)
-	_ = tty.Close()
-	wg.Wait()
+	closed()
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	mu.Lock()
-	got := screen.String()
-	mu.Unlock()
+	got := shown()
 	t.Logf("terminal: %q", got[max(0, len(got)-400):])
 	return got
 }
@@ -448,4 +423,37 @@ func TestCampaignPlanTooLongInHours(t *testing.T) {
 			t.Errorf("%s: exit %d, stderr %q: want %d, not a positive duration", v, code, errb.String(), exitUsage)
 		}
 	}
+}
+
+// openTerminal opens a pseudo-terminal of cols columns (the test is
+// skipped where there is none) and reads what is drawn on it: tty is the
+// side a command writes to, shown what it drew so far, and closed closes
+// tty and waits for the last of it.
+func openTerminal(t *testing.T, cols uint16) (tty *os.File, shown func() string, closed func()) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { _ = ptmx.Close() })
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var screen bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ptmx.Read(buf)
+			mu.Lock()
+			screen.Write(buf[:n])
+			mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	})
+	shown = func() string { mu.Lock(); defer mu.Unlock(); return screen.String() }
+	return tty, shown, func() { _ = tty.Close(); wg.Wait() }
 }

@@ -1,18 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
-
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
-	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // The notice that a cancel stopped the publishing, on standard error,
@@ -22,41 +17,9 @@ import (
 func TestCancelNoticeDoesNotJoinTheProgressBar(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
-	// The stream stores the rows but does not acknowledge them: the run
-	// sends one row and waits, its bar drawn, until the cancel.
-	s, err := js.Stream(t.Context(), offboard.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.NoAck = true
-	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	defer func() { _ = ptmx.Close() }()
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: 100}); err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var screen bytes.Buffer
-	shown := func() string { mu.Lock(); defer mu.Unlock(); return screen.String() }
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := ptmx.Read(buf)
-			mu.Lock()
-			screen.Write(buf[:n])
-			mu.Unlock()
-			if err != nil {
-				return
-			}
-		}
-	})
+	// The run sends one row and waits, its bar drawn, until the cancel.
+	stallRequests(t, js)
+	tty, shown, closed := openTerminal(t, 100)
 	dir := t.TempDir()
 	csvPath := writeFile(t, dir, "bar.csv", numberedCSV(20))
 	ctx, interrupt := context.WithCancel(t.Context())
@@ -84,8 +47,7 @@ func TestCancelNoticeDoesNotJoinTheProgressBar(t *testing.T) {
 	waitUntil("the notice of the cancel", func() bool { return strings.Contains(shown(), notice) })
 	interrupt()
 	testwait.For(t, done, time.Minute, "the interrupted run")
-	_ = tty.Close()
-	wg.Wait()
+	closed()
 	got := shown()
 	before := got[:strings.Index(got, notice)]
 	if line := before[strings.LastIndexAny(before, "\r\n")+1:]; strings.TrimSpace(line) != "" {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A run whose publishing stalls (the stream stores the rows but its
@@ -21,15 +22,7 @@ import (
 func TestCancelStopsAStalledPublishing(t *testing.T) {
 	t.Parallel()
 	url, js := natsWithStreams(t)
-	s, err := js.Stream(t.Context(), offboard.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	cfg.NoAck = true
-	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
+	stallRequests(t, js)
 	dir := t.TempDir()
 	csvPath := writeFile(t, dir, "stall.csv", numberedCSV(20))
 	// Interrupted once its progress shows the rows not sent cancelled,
@@ -63,5 +56,20 @@ func TestCancelStopsAStalledPublishing(t *testing.T) {
 	}
 	if !strings.Contains(res.err, "campaign stall was cancelled: publishing stopped (rows sent before the cancel: 2)") {
 		t.Errorf("stderr %q does not say how many rows were sent before the cancel", res.err)
+	}
+}
+
+// stallRequests sets the request stream to store what is published
+// without acknowledging it.
+func stallRequests(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	s, err := js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.NoAck = true
+	if _, err := js.UpdateStream(t.Context(), cfg); err != nil {
+		t.Fatal(err)
 	}
 }
