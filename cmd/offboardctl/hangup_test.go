@@ -74,7 +74,13 @@ func TestHangupEndsACampaignRunAsAnInterrupt(t *testing.T) {
 		select {
 		case err = <-done:
 		case <-time.After(time.Minute):
-			t.Fatalf("%s: the run did not end", name)
+			// Its goroutines, for what it waits for.
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+			}
+			t.Fatalf("%s: the run did not end; stdout %q, stderr:\n%s", name, out.String(), errb.String())
 		}
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) || exit.ExitCode() != exitFailed ||
