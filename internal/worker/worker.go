@@ -559,6 +559,12 @@ func (b *bulkPlaces) give() {
 		return
 	}
 	<-b.free
+	b.wake()
+}
+
+// wake says that a place was given back, to a fetch of normal requests
+// alone waiting for one, or to the loop's next fetch.
+func (b *bulkPlaces) wake() {
 	select {
 	case b.freed <- struct{}{}:
 	default:
@@ -684,6 +690,12 @@ func fetchNormalAlone(ctx context.Context, t *tenantRun, bulk *bulkPlaces, n int
 		select {
 		case <-bulk.freed:
 			cancel()
+			// Said again: this watch may outlive its fetch (one that
+			// returned with normal requests as the place was given
+			// back), and the wake-up taken here would be lost to the
+			// loop's next fetch of normal requests alone, which would
+			// then wait for one with the bulk place free.
+			bulk.wake()
 		case <-landed.Done():
 			cancel()
 		case <-stop:
