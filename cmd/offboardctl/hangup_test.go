@@ -35,6 +35,12 @@ func TestOffboardctlChild(t *testing.T) {
 	}
 	if os.Getenv(childNohup) != "" {
 		signal.Ignore(syscall.SIGHUP)
+	} else {
+		// The tests run under nohup (a suite left running after its
+		// session) start it with hangups ignored, which offboardctl
+		// keeps: a handler of its own undoes that, as a terminal's
+		// session would start it.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP)
 	}
 	os.Exit(run(strings.Split(args, "\x1f"), os.Stdout, os.Stderr))
 }
