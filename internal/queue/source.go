@@ -107,6 +107,13 @@ type Room interface {
 // pulled never waits for room. The caller gives back each returned
 // request's room.
 func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prios ...offboard.Priority) ([]Delivery, error) {
+	return s.NextBatchUpTo(ctx, limit, limit, room, prios...)
+}
+
+// NextBatchUpTo is NextBatchWithin with at most bulkLimit bulk requests
+// of the limit: a caller whose bulk requests may hold only some of its
+// places still takes its normal ones in one pull.
+func (s *Source) NextBatchUpTo(ctx context.Context, limit, bulkLimit int, room Room, prios ...offboard.Priority) ([]Delivery, error) {
 	limit = max(limit, 1)
 	for {
 		poll := s.pollNeeded(time.Now(), prios)
@@ -115,7 +122,7 @@ func (s *Source) NextBatchWithin(ctx context.Context, limit int, room Room, prio
 				return nil, err
 			}
 		}
-		out, err := s.pullWithin(ctx, limit, room, prios)
+		out, err := s.pullWithin(ctx, limit, bulkLimit, room, prios)
 		if err != nil || len(out) > 0 {
 			return out, err
 		}
@@ -156,12 +163,12 @@ func (s *Source) NextBatchNow(ctx context.Context, limit int, room Room, prios .
 		}
 	}
 	s.mu.Unlock()
-	return s.pullWithin(ctx, max(limit, 1), room, prios)
+	return s.pullWithin(ctx, max(limit, 1), max(limit, 1), room, prios)
 }
 
 // pullWithin pulls up to limit requests from the lanes that may have
-// some, normal first, within room.
-func (s *Source) pullWithin(ctx context.Context, limit int, room Room, prios []offboard.Priority) ([]Delivery, error) {
+// some, normal first, within room; bulk ones up to bulkLimit.
+func (s *Source) pullWithin(ctx context.Context, limit, bulkLimit int, room Room, prios []offboard.Priority) ([]Delivery, error) {
 	if !s.mayHave(prios) {
 		return nil, nil
 	}
@@ -185,7 +192,14 @@ func (s *Source) pullWithin(ctx context.Context, limit int, room Room, prios []o
 		if !slices.Contains(prios, l.prio) {
 			continue
 		}
-		msgs, err := s.pull(ctx, l, limit-len(out))
+		want := limit - len(out)
+		if l.prio == offboard.Bulk {
+			want = min(want, bulkLimit)
+		}
+		if want <= 0 {
+			continue
+		}
+		msgs, err := s.pull(ctx, l, want)
 		for _, m := range msgs {
 			out = append(out, Delivery{Msg: m, Prio: l.prio})
 		}

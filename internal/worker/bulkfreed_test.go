@@ -18,7 +18,6 @@ func TestBulkPlaceFreedWakesTheWaitEveryTime(t *testing.T) {
 	t.Parallel()
 	tr := &tenantRun{landed: context.Background()}
 	prios := []offboard.Priority{offboard.Normal, offboard.Bulk}
-	slots := make(chan struct{}, 2)
 	missed := 0
 	const rounds = 300
 	for range rounds {
@@ -27,7 +26,7 @@ func TestBulkPlaceFreedWakesTheWaitEveryTime(t *testing.T) {
 			t.Fatal("no bulk place")
 		}
 		// A normal request comes at once.
-		_, _, _ = fetchWithinBulkPlaces(t.Context(), tr, slots, bulk, 1, prios, func(context.Context, int, []offboard.Priority) ([]queue.Delivery, error) {
+		_, _ = fetchWithinBulkPlaces(t.Context(), tr, bulk, 1, prios, func(context.Context, int, int, []offboard.Priority) ([]queue.Delivery, error) {
 			return []queue.Delivery{{Prio: offboard.Normal}}, nil
 		})
 		// None comes: the fetch waits until the bulk place frees.
@@ -35,7 +34,7 @@ func TestBulkPlaceFreedWakesTheWaitEveryTime(t *testing.T) {
 		done := make(chan error, 1)
 		ctx, cancel := context.WithCancel(t.Context())
 		go func() {
-			_, _, err := fetchWithinBulkPlaces(ctx, tr, slots, bulk, 1, prios, func(ctx context.Context, _ int, _ []offboard.Priority) ([]queue.Delivery, error) {
+			_, err := fetchWithinBulkPlaces(ctx, tr, bulk, 1, prios, func(ctx context.Context, _, _ int, _ []offboard.Priority) ([]queue.Delivery, error) {
 				close(waiting)
 				<-ctx.Done()
 				return nil, ctx.Err()

@@ -621,8 +621,8 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 	} else {
 		n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).AvailableWithin(w.clock.Now(), fetchAhead, cap(slots))-1)
 		placed = true
-		ds, n, err = fetchWithinBulkPlaces(nextCtx, t, slots, bulk, n, prios, func(ctx context.Context, n int, prios []offboard.Priority) ([]queue.Delivery, error) {
-			return t.source.NextBatchWithin(ctx, n, w.room(), prios...)
+		ds, err = fetchWithinBulkPlaces(nextCtx, t, bulk, n, prios, func(ctx context.Context, n, bulkMax int, prios []offboard.Priority) ([]queue.Delivery, error) {
+			return t.source.NextBatchUpTo(ctx, n, bulkMax, w.room(), prios...)
 		})
 	}
 	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
@@ -634,16 +634,13 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 // fetchWithinBulkPlaces fetches up to n requests of prios (the loop holds
 // n slots for them) with fetch, bulk ones only on bulk places: when none
 // is free, normal requests alone (fetchNormalAlone); when fewer are free
-// than n, no more requests than there are bulk places, the other slots
-// given back. It keeps the bulk
-// places of the bulk requests fetched and says how many slots the loop
-// still holds for them.
-func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{}, bulk *bulkPlaces, n int, prios []offboard.Priority,
-	fetch func(context.Context, int, []offboard.Priority) ([]queue.Delivery, error),
-) ([]queue.Delivery, int, error) {
+// than n, no more bulk requests than there are, normal ones up to n. It
+// keeps the bulk places of the bulk requests fetched.
+func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, bulk *bulkPlaces, n int, prios []offboard.Priority,
+	fetch func(ctx context.Context, n, bulkMax int, prios []offboard.Priority) ([]queue.Delivery, error),
+) ([]queue.Delivery, error) {
 	if !slices.Contains(prios, offboard.Bulk) {
-		ds, err := fetch(ctx, n, prios)
-		return ds, n, err
+		return fetch(ctx, n, n, prios)
 	}
 	select {
 	case <-bulk.freed: // taken into account by the take below
@@ -651,14 +648,9 @@ func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{
 	}
 	took := bulk.take(n)
 	if took == 0 {
-		ds, err := fetchNormalAlone(ctx, t, bulk, n, prios, fetch)
-		return ds, n, err
+		return fetchNormalAlone(ctx, t, bulk, n, prios, fetch)
 	}
-	for range n - took {
-		<-slots // no more requests than bulk places
-	}
-	n = took
-	ds, err := fetch(ctx, n, prios)
+	ds, err := fetch(ctx, n, took, prios)
 	kept := 0
 	for _, d := range ds {
 		if d.Prio == offboard.Bulk {
@@ -668,7 +660,7 @@ func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{
 	for range took - kept {
 		bulk.give()
 	}
-	return ds, n, err
+	return ds, err
 }
 
 // fetchNormalAlone fetches up to n normal requests of prios with fetch,
@@ -678,7 +670,7 @@ func fetchWithinBulkPlaces(ctx context.Context, t *tenantRun, slots chan struct{
 // need no bulk place (fetchWithdrawn), and would otherwise wait behind
 // those holding them, for as long as a read's quota.
 func fetchNormalAlone(ctx context.Context, t *tenantRun, bulk *bulkPlaces, n int, prios []offboard.Priority,
-	fetch func(context.Context, int, []offboard.Priority) ([]queue.Delivery, error),
+	fetch func(ctx context.Context, n, bulkMax int, prios []offboard.Priority) ([]queue.Delivery, error),
 ) ([]queue.Delivery, error) {
 	prios = slices.DeleteFunc(slices.Clone(prios), func(p offboard.Priority) bool { return p == offboard.Bulk })
 	fctx, cancel := context.WithCancel(ctx)
@@ -715,7 +707,7 @@ func fetchNormalAlone(ctx context.Context, t *tenantRun, bulk *bulkPlaces, n int
 		}
 		return nil, waitOver()
 	}
-	ds, err := fetch(fctx, n, prios)
+	ds, err := fetch(fctx, n, 0, prios)
 	if err != nil && ctx.Err() == nil && fctx.Err() != nil {
 		return nil, waitOver()
 	}
