@@ -3,8 +3,6 @@ package limiter
 import (
 	"testing"
 	"time"
-
-	"github.com/contoso-secops/mde-offboard/internal/limiter/steptest"
 )
 
 // TestStepDuringAnotherReplicasCallCountsItOnce: another replica's call
@@ -16,11 +14,7 @@ import (
 // already, and its end counted it a second time: a place of the hour
 // lost for an hour.
 func TestStepDuringAnotherReplicasCallCountsItOnce(t *testing.T) {
-	j := &memJournal{last: map[string]uint64{}}
-	ca, cb := steptest.NewClock(t), steptest.NewClock(t)
-	const margin = 100 * time.Millisecond
-	a, la := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: 10 * time.Second}, Default())
-	b, lb := j.processWith(t, SharedOptions{Clock: cb, Margin: margin, Lease: 10 * time.Second}, Default())
+	_, cb, a, la, b, lb := steppedPair(t)
 	probe(b)
 	p := call(t, la)
 	cb.Step(2 * time.Hour)

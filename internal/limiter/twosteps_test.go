@@ -16,11 +16,7 @@ import (
 // behind the server's time and cut it to the margin, and calls went out
 // into the 429's pause.
 func TestTwoStepsBackKeepAnotherReplicasPause(t *testing.T) {
-	j := &memJournal{last: map[string]uint64{}}
-	ca, cb := steptest.NewClock(t), steptest.NewClock(t)
-	const margin = 100 * time.Millisecond
-	a, _ := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: 10 * time.Second}, Default())
-	b, _ := j.processWith(t, SharedOptions{Clock: cb, Margin: margin, Lease: 10 * time.Second}, Default())
+	ca, cb, a, _, b, _ := steppedPair(t)
 	probe(b)
 	cb.Step(-time.Hour)
 	b.LookAtClock()
@@ -50,11 +46,7 @@ func TestTwoStepsBackKeepAnotherReplicasPause(t *testing.T) {
 // been found before: the cap counted from two hours past the server's
 // time, and the tenant was paused for three hours.
 func TestStepSettingAClockAheadRightCapsFromTheServer(t *testing.T) {
-	j := &memJournal{last: map[string]uint64{}}
-	ca, cb := steptest.NewClock(t), steptest.NewClock(t)
-	const margin = 100 * time.Millisecond
-	a, _ := j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: 10 * time.Second}, Default())
-	b, _ := j.processWith(t, SharedOptions{Clock: cb, Margin: margin, Lease: 10 * time.Second}, Default())
+	ca, cb, a, _, b, _ := steppedPair(t)
 	cb.Step(2 * time.Hour)
 	b.LookAtClock()
 	probe(b) // measured two hours ahead
@@ -69,4 +61,17 @@ func TestStepSettingAClockAheadRightCapsFromTheServer(t *testing.T) {
 	if left := b.Tenant("contoso").PausedUntil().Sub(cb.Now()); left > MaxPause+time.Minute {
 		t.Errorf("paused for %v more, want an hour at most", left.Round(time.Minute))
 	}
+}
+
+// steppedPair is two processes on one journal, each on a clock the test
+// steps (a margin of 100 ms, a lease of 10 s): a on ca with its limiter
+// la of contoso's offboard calls, b on cb with lb.
+func steppedPair(t *testing.T) (ca, cb *steptest.Clock, a *Shared, la *Limiter, b *Shared, lb *Limiter) {
+	t.Helper()
+	j := &memJournal{last: map[string]uint64{}}
+	ca, cb = steptest.NewClock(t), steptest.NewClock(t)
+	const margin = 100 * time.Millisecond
+	a, la = j.processWith(t, SharedOptions{Clock: ca, Margin: margin, Lease: 10 * time.Second}, Default())
+	b, lb = j.processWith(t, SharedOptions{Clock: cb, Margin: margin, Lease: 10 * time.Second}, Default())
+	return ca, cb, a, la, b, lb
 }
