@@ -570,13 +570,7 @@ func TestRestartWithTheClockAheadReadsTheJournal(t *testing.T) {
 	// Set right: the step is seen at the next look, and a probe written
 	// at once (not after probeInterval) measures the clock again.
 	clock.Step(-2 * time.Hour)
-	deadline := time.Now().Add(5 * time.Second)
-	for err := shared.Healthy(); err != nil; err = shared.Healthy() {
-		if time.Now().After(deadline) {
-			t.Fatalf("5s after the clock was set right: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitClockRight(t, shared)
 	if got := l.Remaining(clock.Now()); got[0] != 0 || got[1] != 1400 {
 		t.Errorf("remaining %v, want [0 1400]: the other replica's 100 calls of a moment ago", got)
 	}
@@ -761,5 +755,18 @@ func TestClockOffProbesLessAndLess(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	if n := probes() - before; n > 30 {
 		t.Errorf("%d probes over ten minutes with the clock off, want at most 30", n)
+	}
+}
+
+// waitClockRight waits, 5 s at most (real time: a bound, not a measure),
+// until shared may make calls again once the test set its clock right.
+func waitClockRight(t *testing.T, shared *limiter.Shared) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for err := shared.Healthy(); err != nil; err = shared.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatalf("5s after the clock was set right: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

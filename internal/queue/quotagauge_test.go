@@ -47,13 +47,7 @@ func TestQuotaGaugeDuringAStepForgetsNoCall(t *testing.T) {
 	clock.Step(2 * time.Hour)
 	l.Remaining(clock.Now()) // the gauges, by the stepped clock
 	clock.Step(-2 * time.Hour)
-	deadline = time.Now().Add(5 * time.Second)
-	for err := shared.Healthy(); err != nil; err = shared.Healthy() {
-		if time.Now().After(deadline) {
-			t.Fatalf("5s after the clock was set right: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitClockRight(t, shared)
 	if got := l.Remaining(clock.Now()); got[0] != 0 || got[1] != 1400 {
 		t.Errorf("remaining %v, want [0 1400]: the other replica's 100 calls of a moment ago", got)
 	}
