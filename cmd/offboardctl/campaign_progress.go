@@ -65,8 +65,8 @@ type progress interface {
 	show(progressSnapshot)
 	// note writes line to w, standard error, which may be the terminal
 	// the bar is drawn on: the bar is cleared first, so that the line
-	// stands on its own rather than after the bar, and the bar is drawn
-	// again below it.
+	// stands on its own rather than after the bar; the bar comes back
+	// below it at its next refresh.
 	note(w io.Writer, line string)
 	finish()
 }
