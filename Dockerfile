@@ -38,6 +38,10 @@ USER nonroot:nonroot
 # /metrics, /healthz and /readyz (--listen).
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/worker"]
+# Arguments given to docker run replace CMD: the variable keeps the
+# tenants file where it is for them too (docker run ... mde-offboard
+# --check-config, docker exec ... worker --check-config).
+ENV MDE_OFFBOARD_CONFIG=/etc/mde-offboard/worker.yaml
 # Every flag can also be set by its environment variable
 # (MDE_OFFBOARD_NATS_URL, ...);
 # a flag given here wins over the variable.

@@ -258,6 +258,18 @@ func TestDockerfile(t *testing.T) {
 	if code := run(append(localConfig(t, container{Args: cmd, VolumeMounts: c.VolumeMounts}), "--check-config"), io.Discard, io.Discard); code != 0 {
 		t.Errorf("worker %v --check-config: exit code %d", cmd, code)
 	}
+	// docker run IMAGE --check-config replaces CMD: the image's
+	// environment must still name the file CMD names.
+	for _, m := range regexp.MustCompile(`(?m)^ENV (\w+)=(\S+)\s*$`).FindAllStringSubmatch(text, -1) {
+		t.Setenv(m[1], m[2])
+	}
+	cl, err := parseFlags([]string{"--check-config"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.TrimPrefix(cmd[0], "--config="); cl.o.ConfigPath != want {
+		t.Errorf("docker run IMAGE --check-config reads %q, want CMD's %s", cl.o.ConfigPath, want)
+	}
 	_, port, _ := net.SplitHostPort(app.DefaultListen)
 	if !regexp.MustCompile(`(?m)^EXPOSE ` + port + `$`).MatchString(text) {
 		t.Errorf("the Dockerfile does not EXPOSE the worker's port %s", port)
