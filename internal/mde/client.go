@@ -297,14 +297,24 @@ func (c *Client) send(ctx context.Context, method, path string, q url.Values, bo
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	reqCtx, stop := sendTwice(ctx)
+	reqCtx, stop, unconnected := sendTwice(ctx)
 	defer stop(nil)
 	resp, err := c.http.Do(req.WithContext(reqCtx))
 	if err != nil {
 		if cause := context.Cause(reqCtx); errors.Is(cause, errSentAgain) || errors.Is(cause, errNoPlaceToSendAgain) {
 			err = cause
 		}
-		return ClassifyError(ctx, fmt.Errorf("%s %s: %w", method, path, tokenScrubbed{redactURL(err), tok.Token}), true)
+		err = fmt.Errorf("%s %s: %w", method, path, tokenScrubbed{redactURL(err), tok.Token})
+		if unconnected() {
+			// No connection was had (the host refused it or did not
+			// answer, no name, a TLS handshake or a proxy's CONNECT
+			// that failed): the request went nowhere. Counted as sent,
+			// an API host that cannot be reached spent the tenant's
+			// quota, and each offboard attempt was taken for one that
+			// may have acted, to be looked for.
+			return ClassifyError(ctx, errNoConnection{err}, false)
+		}
+		return ClassifyError(ctx, err, true)
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if stream != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -532,14 +542,24 @@ func WithResend(ctx context.Context, take func() bool) context.Context {
 // server that read the request and closed the connection without an
 // answer may have counted it. Attempts that took a connection and wrote
 // nothing do not count.
-func sendTwice(ctx context.Context) (context.Context, context.CancelCauseFunc) {
+//
+// unconnected, asked once the request ended, says whether the transport
+// looked for a connection for it and got none: nothing was sent. Go's
+// transport reports both in the request's goroutine, before it hands the
+// request to a connection; one that reports neither (not Go's) is taken
+// to have sent it.
+func sendTwice(ctx context.Context) (_ context.Context, _ context.CancelCauseFunc, unconnected func() bool) {
 	take, _ := ctx.Value(resendKey{}).(func() bool)
 	ctx, cancel := context.WithCancelCause(ctx)
 	var wrote atomic.Int32
 	var placed atomic.Bool // the resend's place is taken
+	var looked, got atomic.Bool
+	unconnected = func() bool { return looked.Load() && !got.Load() }
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
 		WroteHeaders: func() { wrote.Add(1) },
+		GetConn:      func(string) { looked.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) {
+			got.Store(true)
 			switch n := wrote.Load(); {
 			case n >= 2:
 				cancel(errSentAgain)
@@ -551,8 +571,14 @@ func sendTwice(ctx context.Context) (context.Context, context.CancelCauseFunc) {
 				placed.Store(true)
 			}
 		},
-	}), cancel
+	}), cancel, unconnected
 }
+
+// errNoConnection is a transport error that came before the request had
+// a connection: it was not sent.
+type errNoConnection struct{ error }
+
+func (e errNoConnection) Unwrap() error { return e.error }
 
 // redactURL strips the URL from a *url.Error: it holds nothing secret, but
 // the query makes log lines long and the caller already says what it did.

@@ -692,8 +692,8 @@ func TestClientTransportErrors(t *testing.T) {
 			if outer.Err() != nil {
 				t.Fatalf("the call ended only with the test's own deadline: %v", v.Error())
 			}
-			if v.Status != 0 || v.Class != Retry || v.Reason != tt.wantReason || !v.Sent {
-				t.Errorf("verdict = {status %d, %v, %v, sent %v}, want {0, retry, %v, sent true}", v.Status, v.Class, v.Reason, v.Sent, tt.wantReason)
+			if v.Status != 0 || v.Class != Retry || v.Reason != tt.wantReason || v.Sent != !tt.closed {
+				t.Errorf("verdict = {status %d, %v, %v, sent %v}, want {0, retry, %v, sent %v}", v.Status, v.Class, v.Reason, v.Sent, tt.wantReason, !tt.closed)
 			}
 			if strings.Contains(v.Error(), testToken) {
 				t.Errorf("message holds the token")

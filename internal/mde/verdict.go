@@ -307,7 +307,8 @@ func withoutCredentials(s string) string {
 
 // ClassifyError turns an attempt that got no HTTP answer into a Verdict.
 // sent says whether the request may have left (false: it failed before,
-// getting its token or being built). ctx is the call's context.
+// getting its token, being built or getting a connection). ctx is the
+// call's context.
 func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 	v := &Verdict{Class: Retry, Sent: sent}
 	var tokErr *TokenError
@@ -320,6 +321,10 @@ func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 		v.cause = tokErr.Error()
 	case errors.As(err, &tokErr):
 		v.Reason, v.cause, v.RetryAfter = ReasonToken, safeText(tokErr), tokErr.RetryAfter
+	case errors.As(err, new(errNoConnection)) && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()):
+		v.Reason, v.cause = ReasonTimeout, "no connection to the API in time: not sent"
+	case errors.As(err, new(errNoConnection)):
+		v.Reason, v.cause = ReasonNetwork, "no connection to the API, not sent: "+safeText(err)
 	case !sent && !errors.Is(err, errBuild):
 		// Another credential's error text may hold what the login host
 		// said, token included: it is not shown.

@@ -436,6 +436,13 @@ func (c *caller) sent(t *tenantRun, api string, permit *limiter.Permit, resent *
 	resent.settle(v)
 	if v != nil && !v.Sent {
 		permit.Release() // nothing was sent
+		if v.Reason == mde.ReasonNetwork || v.Reason == mde.ReasonTimeout {
+			// No connection to the API host: no call, but the host's
+			// trouble all the same, counted as a call that got no
+			// answer, so that the error ratio still shows an API host
+			// that cannot be reached.
+			c.m.APICalls.WithLabelValues(t.name, api, "error").Inc()
+		}
 		return
 	}
 	permit.CompleteNow() // also when do panicked
