@@ -266,7 +266,9 @@ func TestGuardsPassAndReadFailures(t *testing.T) {
 	if r.Error == nil || r.Error.Code != offboard.CodeMachineNotFound || r.Error.HTTPStatus != http.StatusNotFound || r.Policy == nil || r.Policy.LastSeen != "" {
 		t.Errorf("unreadable device (404): %+v policy %+v; want machine_not_found with the policy and no lastSeen", r.Error, r.Policy)
 	}
-	g.sim.InjectStatus(contoso, mde.APIMachines, http.StatusForbidden, "Forbidden", "Missing application roles. API required roles: Machine.Read.All", 1, 0)
+	// Twice: the read is tried once more with a new token, which may
+	// have the roles (TestConsentGrantedTakesANewToken).
+	g.sim.InjectStatus(contoso, mde.APIMachines, http.StatusForbidden, "Forbidden", "Missing application roles. API required roles: Machine.Read.All", 2, 0)
 	r = g.request("contoso", map[string]any{"requestId": "p-403", "machineId": g.inactive2.ID})
 	if r.Error == nil || r.Error.Code != offboard.CodeForbidden || r.Error.HTTPStatus != http.StatusForbidden || r.Error.Rule != "" {
 		t.Errorf("unreadable device (403): %+v; want forbidden", r.Error)

@@ -133,7 +133,8 @@ type Verdict struct {
 	// the quota, and a write may have taken effect.
 	Sent bool
 	// RefreshToken hints that a new token may help (the API refused the
-	// one sent): get one, then try once more.
+	// one sent, or found it without the roles the call needs): get one,
+	// then try once more.
 	RefreshToken bool
 	// FailureCode is the contract's code when the attempt is final (or
 	// not found).
@@ -202,6 +203,12 @@ func Classify(status int, header http.Header, body []byte, now time.Time) *Verdi
 		v.RefreshToken = true
 	case status == http.StatusForbidden:
 		v.Class, v.Reason, v.FailureCode = Final, ReasonForbidden, offboard.CodeForbidden
+		// The application's roles are in its token as Entra ID issued
+		// it: a token had before admin consent was granted lacks them
+		// for the hour it lives, and every call, a retry of those
+		// refused included, was refused with it. A new one may have
+		// them: got once, then the call tried once more, as for a 401.
+		v.RefreshToken = v.Err != nil && strings.Contains(strings.ToLower(v.Err.Message), missingRoles)
 	case status == http.StatusBadRequest && strings.EqualFold(code, "ActiveRequestAlreadyExists"):
 		v.Class, v.Reason = AlreadyPending, ReasonAlreadyPending
 	case status == http.StatusBadRequest && strings.EqualFold(code, "OsPlatformNotSupported"):
@@ -258,6 +265,11 @@ func readAPIError(body []byte) *APIError {
 	e.Code, e.Message, e.Target = text(eb.Error.Code), text(eb.Error.Message), text(eb.Error.Target)
 	return e
 }
+
+// missingRoles is in the API's message, in lower case, for a token
+// without the roles the call needs: "Missing application roles. API
+// required roles: Machine.Offboard".
+const missingRoles = "missing application roles"
 
 // alreadyInProgress is the API's message, in lower case, for an action
 // refused because one of its type is pending: "Action is already in

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -227,7 +228,12 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 	case v.RefreshToken:
 		// The cached token may have been revoked or the app's credentials
 		// rotated: get a new token once and try again.
-		t.repeats.log(j.log, zap.WarnLevel, "401:"+spec.api, "API answered 401: getting a new token", zap.String("api", spec.api))
+		if v.Status == http.StatusForbidden {
+			// Its token may be one had before the roles were granted.
+			t.repeats.log(j.log, zap.WarnLevel, "403:"+spec.api, "API answered 403, roles missing: getting a new token", zap.String("api", spec.api))
+		} else {
+			t.repeats.log(j.log, zap.WarnLevel, "401:"+spec.api, "API answered 401: getting a new token", zap.String("api", spec.api))
+		}
 		if err := t.Cred.TokenRefused(v); err != nil {
 			//nolint:nilerr // the failure is the request's result
 			return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), v), nil
