@@ -287,13 +287,18 @@ type inForce struct {
 // fileBudget is the tenants file's budget of the tenant, as the worker
 // records it in its consumers (status reads it there too): "" when the
 // file sets none. known is false when no worker has set up the tenant
-// (--unknown-tenant), or its consumer cannot be read.
+// (--unknown-tenant), its consumer cannot be read, or it does not record
+// the file's budget (made by hand: fileBudgetRecorded).
 func fileBudget(ctx context.Context, js jetstream.JetStream, tenant string) (budget string, known bool) {
 	cons, err := tenantConsumer(ctx, js, tenant)
 	if err != nil || cons == nil {
 		return "", false
 	}
-	budget = cons.CachedInfo().Config.Metadata[queue.MetaBudget]
+	meta := cons.CachedInfo().Config.Metadata
+	if !fileBudgetRecorded(meta) {
+		return "", false
+	}
+	budget = meta[queue.MetaBudget]
 	if w, err := limiter.ParseWindow(budget); err == nil {
 		budget = w.Spec() // 500/24h, not the 500/24h0m0s recorded
 	}

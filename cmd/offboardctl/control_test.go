@@ -603,7 +603,10 @@ func TestResumeOfOnePrioritySaysWhatStaysPaused(t *testing.T) {
 func TestBudgetClearSaysWhatApplies(t *testing.T) {
 	t.Parallel()
 	nc, js := natstest.Connect(t)
-	s := queue.Settings{Tenants: []string{"contoso", "fabrikam"}, Budgets: map[string]string{"contoso": "500/24h0m0s"}}
+	// As a worker sets them up: the limits of every tenant, the budget
+	// of those whose file sets one.
+	s := queue.Settings{Tenants: []string{"contoso", "fabrikam"}, Budgets: map[string]string{"contoso": "500/24h0m0s"},
+		Limits: map[string]string{"contoso": "100/1m0s,1500/1h0m0s", "fabrikam": "100/1m0s,1500/1h0m0s"}}
 	if _, err := queue.Ensure(t.Context(), js, s); err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,9 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		for _, p := range st.MissingConsumers {
 			fmt.Fprintf(w, "%s: its %s consumer is missing (a worker makes it again): its %s backlog is not known\n", st.Tenant, p, p)
 		}
+		if st.Budget.FileNotKnown {
+			fmt.Fprintf(w, "%s: its consumers do not record the tenants file's budget (made by hand, for a worker under --no-setup): a budget the file sets holds the tenant all the same\n", st.Tenant)
+		}
 		if st.LimitsDefault {
 			fmt.Fprintf(w, "%s: its consumers record no limits; the documented 100/1m, 1500/1h are assumed\n", st.Tenant)
 		}
@@ -124,7 +127,10 @@ func pausedCell(st tenantStatus) string {
 // backlog it holds.
 func budgetCell(b budgetStatus, held uint64) string {
 	s := "file " + printable(b.InForce) // a consumer's metadata
-	if b.InForce == "" {
+	switch {
+	case b.FileNotKnown:
+		s = "file's not known"
+	case b.InForce == "":
 		s = "none"
 	}
 	switch {

@@ -113,8 +113,12 @@ type budgetStatus struct {
 	Ignored string `json:"overrideIgnored,omitempty"`
 	By      string `json:"by,omitempty"`
 	Reason  string `json:"reason,omitempty"`
-	Used    *int   `json:"used"`
-	Left    *int   `json:"left"`
+	// FileNotKnown says the tenant's consumers do not record the tenants
+	// file's budget (made from deploy/nats for a worker under
+	// --no-setup): with no override in force, the budget is not known.
+	FileNotKnown bool `json:"fileNotKnown,omitempty"`
+	Used         *int `json:"used"`
+	Left         *int `json:"left"`
 }
 
 type windowStatus struct {
@@ -500,6 +504,10 @@ func readBudgetStatus(ctx context.Context, journals *statusJournals, name string
 func budgetInForce(name string, meta map[string]string, view *control.View, h budgetHorizon) (string, budgetStatus) {
 	var st budgetStatus
 	budget := meta[queue.MetaBudget]
+	// A budget is recorded only when the file sets one: its absence says
+	// "none" only on consumers the worker made itself, which record the
+	// limits too.
+	st.FileNotKnown = !fileBudgetRecorded(meta)
 	if e, ok := view.Budget(name); ok {
 		// Not quoted when it is no budget, as the worker logs it: a
 		// secret pasted there is shown to nobody.
@@ -514,12 +522,25 @@ func budgetInForce(name string, meta map[string]string, view *control.View, h bu
 		}
 	}
 	st.InForce = budget
+	if st.InForce != "" {
+		st.FileNotKnown = false
+	}
 	if w, err := limiter.ParseWindow(budget); err == nil {
 		// One way, as an override is stored: the tenants file's, as the
 		// worker records it, reads 500/24h0m0s.
 		st.InForce = w.Spec()
 	}
 	return budget, st
+}
+
+// fileBudgetRecorded says whether the tenant's consumers record the
+// tenants file's budget, or its absence: the worker's own setup records
+// the tenant's offboard limits always, and the budget when the file sets
+// one. Consumers made from deploy/nats (a worker under --no-setup), or
+// none at all, record neither, and the file may set a budget the worker
+// applies.
+func fileBudgetRecorded(meta map[string]string) bool {
+	return meta[queue.MetaLimits] != "" || meta[queue.MetaBudget] != ""
 }
 
 // budgetPace is a budget in force and the slots already counted against
