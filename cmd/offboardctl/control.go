@@ -337,10 +337,20 @@ func knownTenant(ctx context.Context, js jetstream.JetStream, tenant, undone, ov
 	// made the streams yet, and the tenant is not the mistake (run says
 	// what to do of a missing stream). Another error (a user who may not
 	// read the stream) leaves the tenant's.
-	if _, err := js.Stream(ctx, offboard.StreamRequests); errors.Is(err, jetstream.ErrStreamNotFound) {
+	stream, err := js.Stream(ctx, offboard.StreamRequests)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return fmt.Errorf("stream %s: %w", offboard.StreamRequests, err)
 	}
 	msg := fmt.Sprintf("tenant %s: no worker has set up its consumers (not in any tenants file?); %s. offboardctl status lists the tenants", tenant, undone)
+	// With no tenant's consumers at all (a lone NATS server restarted
+	// loses them until a worker makes them again), the tenant cannot be
+	// checked: it is no more a typo than any other, and status lists
+	// none.
+	if err == nil {
+		if tenants, err := listTenants(ctx, stream); err == nil && len(tenants) == 0 {
+			msg = fmt.Sprintf("tenant %s cannot be checked: no worker has set up any tenant's consumers (a lone NATS server restarted loses them until a worker runs); %s", tenant, undone)
+		}
+	}
 	if override != "" {
 		msg += "; --unknown-tenant " + override + " all the same"
 	}
