@@ -139,7 +139,10 @@ type App struct {
 	follow       func()          // stops the quota journal feed
 	budget       *limiter.Shared // the budgets' journal (budget.go)
 	followBudget func()          // stops the budget journal feed
-	worker       *worker.Worker
+	// budgetKept is how long the budget journal's stream keeps its
+	// entries when that is longer than --budget-history (keptBudget).
+	budgetKept time.Duration
+	worker     *worker.Worker
 
 	ready    sync.Mutex
 	readyAt  time.Time
@@ -740,6 +743,7 @@ func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("prepare streams: %w", queue.ExplainNoJetStream(ctx, a.js, err))
 	}
+	a.keptBudget(ctx)
 	for _, name := range stale {
 		a.log.Warn("consumer of a tenant no longer configured: its requests are answered unknown_tenant; remove it once empty",
 			zap.String("consumer", name))

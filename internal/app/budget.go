@@ -7,6 +7,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // budgetHorizon is the longest budget the budget journal can count: its
@@ -14,10 +15,36 @@ import (
 // leaves none (worker.Options.BudgetHorizon), also at exactly zero, which
 // the worker would take for its default of 24h.
 func (a *App) budgetHorizon() time.Duration {
-	if h := queue.BudgetHorizon(a.opts.Queue.BudgetHistory, a.opts.QuotaMargin); h > 0 {
+	if h := queue.BudgetHorizon(a.budgetHistory(), a.opts.QuotaMargin); h > 0 {
 		return h
 	}
 	return -1
+}
+
+// budgetHistory is how far back the budget journal is read and counted:
+// --budget-history, or longer where the journal's stream keeps its
+// entries longer (keptBudget).
+func (a *App) budgetHistory() time.Duration {
+	return max(a.opts.Queue.BudgetHistory, a.budgetKept)
+}
+
+// keptBudget reads how long the budget journal's stream keeps its
+// entries. Setup never shortens it (queue.keptHistory), and under
+// --no-setup it is what deploy/nats or an operator set: a replica whose
+// --budget-history is shorter (a flag lowered, a rolling update) runs
+// over a stream that keeps more. offboardctl budget takes the longest
+// window it may set from the stream, and status shows such an override
+// in force: counted from the flag alone, the replica ignored it, and the
+// tenant went on under the tenants file's budget, or none. A stream that
+// keeps its entries for ever (no max age) leaves the flag's history.
+func (a *App) keptBudget(ctx context.Context) {
+	stream, err := a.js.Stream(ctx, offboard.StreamBudget)
+	if err != nil {
+		return // the journal's feed says what is wrong with the stream
+	}
+	if keep := stream.CachedInfo().Config.MaxAge; keep > a.opts.Queue.BudgetHistory {
+		a.budgetKept = keep
+	}
 }
 
 // checkBudgets refuses a tenants file whose budgets the budget journal
@@ -62,6 +89,6 @@ func (a *App) openBudget(ctx context.Context) error {
 // startBudgetFeed reads the budget journal's whole history, then follows
 // it.
 func (a *App) startBudgetFeed(ctx context.Context) (err error) {
-	a.followBudget, err = queue.FollowBudget(ctx, a.js, a.opts.Queue.Subjects, a.budget, a.opts.Queue.BudgetHistory, a.log)
+	a.followBudget, err = queue.FollowBudget(ctx, a.js, a.opts.Queue.Subjects, a.budget, a.budgetHistory(), a.log)
 	return err
 }
