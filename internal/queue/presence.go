@@ -167,6 +167,7 @@ type Presence struct {
 	// requests waiting rather than answer them unknown_tenant.
 	gone    map[string]seen
 	live    []string  // the other replicas live at the last look, sorted
+	twinned []string  // the other replicas with two processes live under their id (seen.twins) at the last look, sorted
 	moved   bool      // a replica's entry changed or left since the last look
 	echo    time.Time // when the watch last brought this process's own announcement
 	putRev  uint64    // the revision of this process's last announcement stored
@@ -989,7 +990,7 @@ func (p *Presence) look() {
 			delete(p.gone, id)
 		}
 	}
-	var live []string
+	var live, twinned []string
 	for id, s := range p.others {
 		if p.forget > 0 && now.Sub(s.at) >= p.forget {
 			// A replica that died without withdrawing: its entry has
@@ -1000,8 +1001,12 @@ func (p *Presence) look() {
 		if p.liveLocked(s, now) {
 			live = append(live, id)
 		}
+		if s.twins && p.liveLocked(*s.twin, now) {
+			twinned = append(twinned, id)
+		}
 	}
 	slices.Sort(live)
+	slices.Sort(twinned)
 	var yield []string
 	if now.Sub(p.stored) >= p.ttl {
 		yield = live
@@ -1012,8 +1017,11 @@ func (p *Presence) look() {
 	changed := !slices.Equal(yield, p.yield) || twinAhead != p.twinAhead
 	p.yield, p.twinAhead = yield, twinAhead
 	switch {
-	case p.knownLocked(now) && (!slices.Equal(live, p.live) || p.moved):
-		p.live, p.moved = live, false
+	// Of two processes under one id, the one whose last announcement
+	// stops counting (it died) works its tenants no more (worksLocked),
+	// though the id's entries, the other's, go on unchanged.
+	case p.knownLocked(now) && (!slices.Equal(live, p.live) || !slices.Equal(twinned, p.twinned) || p.moved):
+		p.live, p.twinned, p.moved = live, twinned, false
 		changed = true
 	case p.moved:
 		// Behind, the live replicas stay as they were; but Assigned reads
@@ -1050,8 +1058,10 @@ func (p *Presence) Changed() <-chan struct{} {
 // hand-over two replicas may briefly work one tenant: the quota journal
 // keeps that safe; the assignment only saves contention. Of two processes
 // started with one replica id by mistake, which rank alike, one works the
-// tenants both serve. A replica aside (PresenceOptions.Aside) works only
-// the tenants no other live replica that can make calls serves.
+// tenants both serve, and the other replicas count the id as working each
+// tenant either works (worksLocked). A replica aside
+// (PresenceOptions.Aside) works only the tenants no other live replica
+// that can make calls serves.
 func (p *Presence) Assigned(tenant string) bool {
 	if !slices.Contains(p.tenants, tenant) {
 		return false
@@ -1063,7 +1073,7 @@ func (p *Presence) Assigned(tenant string) bool {
 	}
 	for _, id := range p.yield {
 		// Not to one aside while this one can call: it makes no call.
-		if s := p.others[id]; s.tenants[tenant] && !s.leaving && (!s.aside || p.aside) {
+		if works, aside := p.worksLocked(id, tenant); works && (!aside || p.aside) {
 			return false
 		}
 	}
@@ -1072,15 +1082,40 @@ func (p *Presence) Assigned(tenant string) bool {
 	}
 	mine := rank(p.id, tenant)
 	for _, id := range p.live {
-		s := p.others[id]
-		if !s.tenants[tenant] || s.leaving || s.aside && !p.aside {
+		works, aside := p.worksLocked(id, tenant)
+		if !works || aside && !p.aside {
 			continue // a replica that stops takes no more requests; one aside, none while another can
 		}
-		if r := rank(id, tenant); p.aside && !s.aside || r > mine || r == mine && id > p.id {
+		if r := rank(id, tenant); p.aside && !aside || r > mine || r == mine && id > p.id {
 			return false
 		}
 	}
 	return true
+}
+
+// worksLocked says whether another replica takes the tenant's requests
+// (it serves it and does not stop), and whether it is aside. Of two
+// processes under its id (seen.twins) live at the last look, whose
+// entries take turns, the replica works the tenant while either does,
+// aside only while every one that does is: the two leave it to the one
+// that can call, or that does not stop, whichever entry was read last.
+// Read from the last entry alone, the tenant moved to this replica at
+// each beat of the one aside or stopping, and back at the other's. p.mu
+// held.
+func (p *Presence) worksLocked(id, tenant string) (works, aside bool) {
+	s := p.others[id]
+	works, aside = s.tenants[tenant] && !s.leaving, s.aside
+	if _, twinned := slices.BinarySearch(p.twinned, id); !twinned || !s.twins {
+		return works, aside
+	}
+	tw := s.twin
+	switch twinWorks := tw.tenants[tenant] && !tw.leaving; {
+	case twinWorks && !works:
+		return true, tw.aside
+	case twinWorks:
+		return true, aside && tw.aside
+	}
+	return works, aside
 }
 
 // Disputed says why no replica works tenant now ("": it is not so): a
