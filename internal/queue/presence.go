@@ -177,7 +177,8 @@ type Presence struct {
 	// negative), from this process's last announcement: when it was
 	// stored by each. A withdrawal read without its announcement is
 	// dated by the server (withdrawalRead).
-	ahead time.Duration
+	ahead      time.Duration
+	aheadKnown bool // ahead was measured
 	// made is this process's last announcement made: its withdrawal
 	// carries it (deleteAt).
 	made []byte
@@ -225,7 +226,10 @@ type seen struct {
 	leaving  bool              // announcement.Leaving
 	aside    bool              // announcement.Aside
 	at       time.Time         // when this replica first read this revision of the entry
-	rev      uint64            // the entry's revision
+	// staleAt, for an entry this replica's start read, stored long
+	// before, is when it stops counting in the assignment (Presence.staleAt).
+	staleAt time.Time
+	rev     uint64 // the entry's revision
 	// twin is the last announcement of another process under this
 	// replica id, read before this one; twins says the two took turns
 	// (the other announced after this one before): two processes alive
@@ -498,7 +502,7 @@ func (p *Presence) measureAhead(ctx context.Context) {
 // rev), stored at created by the server's clock. p.mu held.
 func (p *Presence) aheadOf(rev uint64, created time.Time) {
 	if rev == p.putRev && !created.IsZero() {
-		p.ahead = p.stored.Round(0).Sub(created)
+		p.ahead, p.aheadKnown = p.stored.Round(0).Sub(created), true
 	}
 }
 
@@ -657,19 +661,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	defer p.look()
 	now := p.clock.Now()
 	if e.Operation() != jetstream.KeyValuePut {
-		if old, known := p.others[e.Key()]; known {
-			p.moved = true // Assigned reads the entries of the replicas live at the last look
-			p.withdrawnLocked(e.Key(), old, now)
-		} else if e.Key() != p.id {
-			p.withdrawalRead(e, now)
-		}
-		delete(p.others, e.Key())
-		if e.Key() == p.id {
-			if twin, ok := p.twinLocked(); ok {
-				p.withdrawnLocked(p.id, twin, now)
-			}
-			p.twinSeen = time.Time{} // another process under this id withdrew
-		}
+		p.deletedLocked(e, now)
 		return
 	}
 	// Announced again (restarted under its name): its entry says what it
@@ -682,7 +674,8 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	}
 	// Liveness is measured on this replica's clock, from when it read the
 	// entry: no two clocks are compared. An entry of a replica that died
-	// without withdrawing counts for PresenceTTL after this one starts.
+	// without withdrawing counts for PresenceTTL after this one starts;
+	// the assignment may count it less (staleAt).
 	if e.Key() == p.id {
 		p.ownEntry(a, e.Revision(), e.Created(), now)
 		return
@@ -692,6 +685,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
 	s := seenOf(a, e.Revision(), now, old)
+	s.staleAt = p.staleAt(e.Created(), now)
 	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps) || old.leaving != s.leaving || old.aside != s.aside) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
@@ -708,6 +702,50 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 				zap.String("tenant", t), zap.String("other_name", other), zap.String("replica", e.Key()))
 		}
 	}
+}
+
+// deletedLocked records the deletion e (a withdrawal) of a replica's
+// entry, read now. p.mu held.
+func (p *Presence) deletedLocked(e jetstream.KeyValueEntry, now time.Time) {
+	if old, known := p.others[e.Key()]; known {
+		p.moved = true // Assigned reads the entries of the replicas live at the last look
+		p.withdrawnLocked(e.Key(), old, now)
+	} else if e.Key() != p.id {
+		p.withdrawalRead(e, now)
+	}
+	delete(p.others, e.Key())
+	if e.Key() == p.id {
+		if twin, ok := p.twinLocked(); ok {
+			p.withdrawnLocked(p.id, twin, now)
+		}
+		p.twinSeen = time.Time{} // another process under this id withdrew
+	}
+}
+
+// staleAt is when another replica's entry, stored at created by the
+// server's clock and read now by the watch of this replica's start,
+// stops counting in the assignment: ttl after it was stored, on this
+// clock as measured against the server's (ahead). Zero: it counts as
+// long as it is live (liveLocked). An entry of a replica that died long
+// before without withdrawing (its pod lost, rescheduled under another
+// name) so takes no tenant: counted from its reading, it kept those it
+// ranks first from this replica for three beats, while the replicas
+// that saw it die gave them to this one, and nobody worked them. A live
+// replica's entry is at most a beat old, unless NATS was away: taken
+// for gone until its next beat, its tenants are worked here too
+// meanwhile, which the quota journal keeps safe. It still counts as
+// alive for everything else (Serves, Running): a live replica's call is
+// never taken for a dead one's. A watch made again (NATS back) reads
+// entries of replicas that could not announce themselves meanwhile:
+// those count from when they are read. p.mu held.
+func (p *Presence) staleAt(created, now time.Time) time.Time {
+	if p.wasCurrentLocked() || !p.aheadKnown || created.IsZero() {
+		return time.Time{}
+	}
+	if at := created.Add(p.ahead); at.Before(now) {
+		return at.Add(p.ttl)
+	}
+	return time.Time{}
 }
 
 // withdrawnLocked records that replica id withdrew its announcement s,
@@ -858,6 +896,17 @@ func (p *Presence) ownEntry(a announcement, rev uint64, created, now time.Time) 
 	}
 }
 
+// wasCurrentLocked says whether the watch of this replica's start has
+// read every entry. p.mu held.
+func (p *Presence) wasCurrentLocked() bool {
+	select {
+	case <-p.current:
+		return true
+	default:
+		return false
+	}
+}
+
 // liveLocked says whether another replica's entry still counts: read
 // within the last ttl, the time the view was behind not counted. A
 // replica that died counts for ttl after the view is current again; one
@@ -998,7 +1047,7 @@ func (p *Presence) look() {
 			delete(p.others, id)
 			continue
 		}
-		if p.liveLocked(s, now) {
+		if p.liveLocked(s, now) && (s.staleAt.IsZero() || now.Before(s.staleAt)) {
 			live = append(live, id)
 		}
 		if s.twins && p.liveLocked(*s.twin, now) {
