@@ -854,9 +854,10 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Beat: a.opts.PresenceBeat,
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
 		// A replica whose clock is off makes no call, nor does one that
-		// has not read the quota journal yet (a start): its tenants go to
-		// the others meanwhile.
-		Aside: func() bool { return a.shared.ClockOff() || !a.shared.CaughtUp() },
+		// has not read the quota journal yet (a start), nor one whose
+		// journal was made anew under it (until it is restarted): its
+		// tenants go to the others meanwhile.
+		Aside: func() bool { return a.shared.ClockOff() || !a.shared.CaughtUp() || a.shared.Remade() },
 	})
 	if err != nil {
 		return nil, err

@@ -517,6 +517,11 @@ func (s *Shared) Resume(holds uint64, remade error) {
 	wake(tenants)
 }
 
+// Remade says whether the journal was found deleted or made anew under
+// this process (Resume): no call of any tenant goes out from it until it
+// is restarted.
+func (s *Shared) Remade() bool { return s.remadeErr() != nil }
+
 // remadeErr is Resume's error once the journal was found made anew, or
 // nil.
 func (s *Shared) remadeErr() error {
