@@ -95,8 +95,13 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 					list.add(d)
 				}
 			})
-			if err != nil && cmd.Context().Err() != nil {
+			switch {
+			case err != nil && cmd.Context().Err() != nil:
 				err = fmt.Errorf("interrupted: the list is not whole (%d listed; %w)", list.n, context.Cause(cmd.Context()))
+			case err != nil && list.n > 0:
+				// NATS lost after a part was listed: that part reads as a
+				// whole list, unless told.
+				err = fmt.Errorf("the list is not whole (%d listed): %w", list.n, err)
 			}
 			return list.end(err)
 		},

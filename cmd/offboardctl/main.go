@@ -465,7 +465,14 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	if c.js == nil {
 		return err
 	}
-	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !errors.As(err, new(*flagTimeout)) {
+	timedOut := errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && !errors.As(err, new(*flagTimeout))
+	if timedOut && !c.nc.IsConnected() {
+		// The server went away under the command (a read of many
+		// messages, between two fetches): no election, nor a flag,
+		// is to blame.
+		return fmt.Errorf("%w (the connection to NATS at %s was lost, and is not back: run it again once NATS is)", err, queue.RedactURLs(c.conn.URL))
+	}
+	if timedOut {
 		// NATS took the connection but JetStream did not answer in
 		// time: "bucket MDE_OFFBOARD_CONTROL: context deadline exceeded"
 		// said nothing of why, or of what to do.

@@ -108,6 +108,7 @@ func scanFromSeq(ctx context.Context, js jetstream.JetStream, stream, subject st
 func scanWith(ctx context.Context, js jetstream.JetStream, stream, subject string, cfg jetstream.OrderedConsumerConfig,
 	since time.Time, last uint64, first time.Duration, limit uint64, fn func(jetstream.Msg),
 ) error {
+	cfg.MaxResetAttempts = scanResets
 	cons, err := js.OrderedConsumer(ctx, stream, cfg)
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
@@ -118,7 +119,7 @@ func scanWith(ctx context.Context, js jetstream.JetStream, stream, subject strin
 		if limit > 0 {
 			batch = int(min(limit-read, 512)) //nolint:gosec // at most 512
 		}
-		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(wait))
+		msgs, err := fetch(ctx, cons, batch, wait)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
@@ -154,6 +155,35 @@ func scanWith(ctx context.Context, js jetstream.JetStream, stream, subject strin
 		if err != nil || !more {
 			return err
 		}
+	}
+}
+
+// scanResets is how many times a fetch of scan tries to make its reader
+// (an ordered consumer makes one for each fetch) before the scan fails:
+// a server back within about 20 s (each try waits 10 s for an answer)
+// is ridden out. nats.go tries for ever by default: with the server gone
+// between two fetches, dead ls, status or campaign status waited for as
+// long as it was away, minutes or for good.
+const scanResets = 2
+
+// fetch is cons.Fetch, ended by ctx: an interrupt (Ctrl-C, SIGTERM)
+// ends a fetch that waits for its reader to be made, which does not
+// look at ctx, at once.
+func fetch(ctx context.Context, cons jetstream.Consumer, batch int, wait time.Duration) (jetstream.MessageBatch, error) {
+	type fetched struct {
+		msgs jetstream.MessageBatch
+		err  error
+	}
+	done := make(chan fetched, 1)
+	go func() {
+		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(wait))
+		done <- fetched{msgs, err}
+	}()
+	select {
+	case f := <-done:
+		return f.msgs, f.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 }
 
