@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -144,7 +145,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 	if err != nil {
 		return err
 	}
-	return c.retryEach(ctx, tenant, picked, x.highest, answered, waiting)
+	return c.retryEach(ctx, tenant, picked, x.highest, answered, waiting, c.budgetLeft(ctx, tenant))
 }
 
 // retriesWaiting reads the tenant's requests waiting in the request
@@ -460,7 +461,9 @@ type answer struct {
 // retryEach re-publishes each picked dead letter as its request id's next
 // attempt after the highest one, and says what became of each. One
 // answered since (answered), or whose retry waits (waiting), is not.
-func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer, waiting map[string]bool) error {
+func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer, waiting map[string]bool,
+	room *budgetRoom,
+) error {
 	var retried, dup, left, since int
 	var errs []error
 	stopped := false // at a retry not published, rather than interrupted
@@ -506,7 +509,7 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		}
 	}
 	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n%s",
-		retried, dup, len(errs)+left, since, c.behindAPause(ctx, tenant, sent))
+		retried, dup, len(errs)+left, since, c.behindAPause(ctx, tenant, sent, room))
 	if stopped {
 		return stoppedAt(errs, left)
 	}
@@ -523,9 +526,11 @@ func (c *cli) priorityOf(d deadLetter) offboard.Priority {
 // behindAPause is a line on how many of the retries in the request
 // stream (sent, by priority) an operator's pause holds, and how to let
 // them go: the worker takes none of a paused priority's requests, and
-// they would wait unanswered with nothing said. "" when none does, or
-// when the controls cannot be read.
-func (c *cli) behindAPause(ctx context.Context, tenant string, sent map[offboard.Priority]int) string {
+// they would wait unanswered with nothing said. Without a pause that
+// holds them, the line on those a spent budget holds (room, as read
+// before they were published). "" when none is held, or when the
+// controls cannot be read.
+func (c *cli) behindAPause(ctx context.Context, tenant string, sent map[offboard.Priority]int, room *budgetRoom) string {
 	if sent[offboard.Normal]+sent[offboard.Bulk] == 0 {
 		return ""
 	}
@@ -552,7 +557,7 @@ func (c *cli) behindAPause(ctx context.Context, tenant string, sent map[offboard
 		}
 	}
 	if held == 0 {
-		return ""
+		return room.behind(tenant, sent[offboard.Normal]+sent[offboard.Bulk])
 	}
 	resume := ps[0]
 	if len(ps) > 1 {
@@ -560,6 +565,68 @@ func (c *cli) behindAPause(ctx context.Context, tenant string, sent map[offboard
 	}
 	return fmt.Sprintf("%d of them wait behind the pause of %s's %s requests: offboardctl resume %s --priority %s lets them go\n",
 		held, tenant, strings.Join(ps, " and "), tenant, resume)
+}
+
+// budgetRoom is the tenant's budget in force and the slots it had left
+// before the retries were published: those past them wait in the request
+// stream until a slot frees, a day later with a budget of a day.
+type budgetRoom struct {
+	window limiter.Window
+	left   int
+}
+
+// budgetLeft reads the budget in force for the tenant as status reads it,
+// and the slots it has left now; nil without a budget, or when it cannot
+// be read. Read before the retries are published: one the worker takes
+// at once spends a slot, and the budget read afterwards looks spent.
+func (c *cli) budgetLeft(ctx context.Context, tenant string) *budgetRoom {
+	js, err := c.connect(ctx)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	h, err := readBudgetHorizon(ctx, js)
+	if err != nil {
+		return nil
+	}
+	store, err := control.Open(ctx, js, c.subjects)
+	if err != nil {
+		return nil
+	}
+	view, err := store.Load(ctx)
+	if err != nil {
+		return nil
+	}
+	file, _ := fileBudget(ctx, js, tenant)
+	budget, _ := budgetInForce(tenant, map[string]string{queue.MetaBudget: file}, view, h)
+	now := time.Now()
+	w, slots, ok, err := (&statusJournals{js: js, subjects: c.subjects}).budgetSlots(ctx, tenant, budget, h, now)
+	if err != nil || !ok {
+		return nil
+	}
+	used := 0
+	for _, at := range slots {
+		if at.After(now.Add(-w.Length)) {
+			used++
+		}
+	}
+	return &budgetRoom{window: w, left: max(w.Count-used, 0)}
+}
+
+// behind is a line on how many of n retries in the request stream the
+// budget holds, and how to let them go: they would wait unanswered with
+// nothing said. "" when it holds none.
+func (r *budgetRoom) behind(tenant string, n int) string {
+	if r == nil || n <= r.left {
+		return ""
+	}
+	held, wait := n-r.left, "wait"
+	if held == 1 {
+		wait = "waits"
+	}
+	return fmt.Sprintf("%d of them %s for %s's budget (%s, %d left): offboardctl budget %s COUNT/WINDOW raises it; else they go as its slots free\n",
+		held, wait, tenant, r.window.Spec(), r.left, tenant)
 }
 
 // errRetryWaits is a dead letter whose retry was published before and

@@ -69,3 +69,28 @@ func TestDeadRetryBehindAPauseSaysToResume(t *testing.T) {
 		t.Errorf("dead retry after the resume: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// TestDeadRetryBehindASpentBudgetSaysSo: dead retry of a tenant whose
+// budget is spent says how many of its retries the budget holds and how
+// to let them go, as it does for a pause: the worker takes none of the
+// tenant's requests until a slot frees, a day later here, and they
+// waited with nothing said but "retried".
+func TestDeadRetryBehindASpentBudgetSaysSo(t *testing.T) {
+	t.Parallel()
+	e := budgetedEnv(t, 3, 1)
+	// With a slot left, nothing is said: the retry takes it.
+	publishDead(t, e.js, offboard.CodeAPIError, `{"requestId":"spend-1","machineId":"`+e.machines[0].ID+`"}`)
+	code, out, errs := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "1 retried") || strings.Contains(out, "budget") {
+		t.Errorf("dead retry with a slot of the budget left: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	e.waitFor("the retry's action", time.Minute, func() bool { return len(e.results()) == 1 })
+	e.waitBudgetLeft(0)
+
+	publishDead(t, e.js, offboard.CodeAPIError, `{"requestId":"held-1","machineId":"`+e.machines[1].ID+`"}`)
+	code, out, errs = e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	want := "1 of them waits for contoso's budget (1/24h, 0 left): offboardctl budget contoso COUNT/WINDOW raises it"
+	if code != exitOK || !strings.Contains(out, "retried held-1 attempt 2") || !strings.Contains(out, want) {
+		t.Errorf("dead retry with the budget spent: exit %d, stdout %q, stderr %q; want %q", code, out, errs, want)
+	}
+}
