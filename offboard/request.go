@@ -135,6 +135,14 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 	if len(data) > MaxRequestSize {
 		return Request{}, fmt.Errorf("request is %d bytes, more than %d", len(data), MaxRequestSize)
 	}
+	// UTF-32 first: its little-endian byte order mark begins as UTF-16's
+	// does, and its first character holds a zero byte beside an ASCII one.
+	if bytes.HasPrefix(data, []byte{0xff, 0xfe, 0, 0}) || bytes.HasPrefix(data, []byte{0, 0, 0xfe, 0xff}) {
+		return Request{}, errors.New("request is UTF-32, not UTF-8 (it starts with a UTF-32 byte order mark)")
+	}
+	if unmarkedUTF32(data) {
+		return Request{}, errors.New("request is UTF-32, not UTF-8 (it has no byte order mark, and its first character is three zero bytes beside an ASCII one)")
+	}
 	if bytes.HasPrefix(data, []byte{0xff, 0xfe}) || bytes.HasPrefix(data, []byte{0xfe, 0xff}) {
 		return Request{}, errors.New("request is UTF-16, not UTF-8 (it starts with a UTF-16 byte order mark)")
 	}
@@ -169,6 +177,20 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 // and the publisher would look for it in the JSON.
 func unmarkedUTF16(data []byte) bool {
 	return len(data) >= 2 && (data[0] == 0) != (data[1] == 0) && data[0] < utf8.RuneSelf && data[1] < utf8.RuneSelf
+}
+
+// unmarkedUTF32 says whether data is UTF-32 without a byte order mark,
+// as .NET's Encoding.UTF32.GetBytes writes it (little-endian), or its
+// big-endian form: its first character, ASCII in a JSON text, takes four
+// bytes, three of them zero. Read as UTF-16, or as UTF-8 (a syntax error
+// at byte 1), the publisher would be sent looking for the wrong fault.
+func unmarkedUTF32(data []byte) bool {
+	if len(data) < 4 {
+		return false
+	}
+	le := data[0] != 0 && data[0] < utf8.RuneSelf && data[1] == 0 && data[2] == 0 && data[3] == 0
+	be := data[0] == 0 && data[1] == 0 && data[2] == 0 && data[3] != 0 && data[3] < utf8.RuneSelf
+	return le || be
 }
 
 // loneSurrogate finds a \u escape that stands for half of a UTF-16

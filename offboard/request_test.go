@@ -219,7 +219,7 @@ func TestHiddenAllocatesNothing(t *testing.T) {
 
 // A body that is no JSON object says what it is instead: an empty body, a
 // byte order mark (which .NET and PowerShell write before UTF-8 unless
-// told not to), UTF-16, or another kind of JSON value. "not a JSON
+// told not to), UTF-16 or UTF-32, or another kind of JSON value. "not a JSON
 // object of the documented form" alone sends the publisher looking for a
 // fault in a body that reads right.
 func TestParseRequestSaysWhatANonObjectIs(t *testing.T) {
@@ -227,21 +227,25 @@ func TestParseRequestSaysWhatANonObjectIs(t *testing.T) {
 	const ok = `{"requestId":"r1","machineId":"1e5bc9d7e413ddd7902c2932e418702b84d0cc07"}`
 	const form = "request is not a JSON object of the documented form: "
 	for body, want := range map[string]string{
-		"":                          form + "it is empty",
-		" \r\n ":                    form + "it is empty",
-		"\xef\xbb\xbf" + ok:         form + "it starts with a byte order mark (U+FEFF): send the JSON without one",
-		"\xff\xfe{\x00\"\x00":       "request is UTF-16, not UTF-8",
-		"\xfe\xff\x00{\x00\"":       "request is UTF-16, not UTF-8",
-		"{\x00\"\x00r\x00":          "request is UTF-16, not UTF-8",
-		"\x00{\x00\"\x00r":          "request is UTF-16, not UTF-8",
-		"\r\x00\n\x00{\x00":         "request is UTF-16, not UTF-8",
-		"null":                      form + "it is null",
-		"[" + ok + "]":              form + "it is a JSON array",
-		`"r1"`:                      form + "it is a JSON string",
-		" 42 ":                      form + "it is a JSON number",
-		"true":                      form + "it is a JSON boolean",
-		"requestId=r1":              form + "syntax error at byte 1",
-		"{\"requestId\":\"r1\"\x00": form + "syntax error at byte",
+		"":                              form + "it is empty",
+		" \r\n ":                        form + "it is empty",
+		"\xef\xbb\xbf" + ok:             form + "it starts with a byte order mark (U+FEFF): send the JSON without one",
+		"\xff\xfe{\x00\"\x00":           "request is UTF-16, not UTF-8",
+		"\xfe\xff\x00{\x00\"":           "request is UTF-16, not UTF-8",
+		"{\x00\"\x00r\x00":              "request is UTF-16, not UTF-8",
+		"\x00{\x00\"\x00r":              "request is UTF-16, not UTF-8",
+		"\r\x00\n\x00{\x00":             "request is UTF-16, not UTF-8",
+		"\xff\xfe\x00\x00{\x00\x00\x00": "request is UTF-32, not UTF-8",
+		"\x00\x00\xfe\xff\x00\x00\x00{": "request is UTF-32, not UTF-8",
+		"{\x00\x00\x00\"\x00\x00\x00":   "request is UTF-32, not UTF-8",
+		"\x00\x00\x00{\x00\x00\x00\"":   "request is UTF-32, not UTF-8",
+		"null":                          form + "it is null",
+		"[" + ok + "]":                  form + "it is a JSON array",
+		`"r1"`:                          form + "it is a JSON string",
+		" 42 ":                          form + "it is a JSON number",
+		"true":                          form + "it is a JSON boolean",
+		"requestId=r1":                  form + "syntax error at byte 1",
+		"{\"requestId\":\"r1\"\x00":     form + "syntax error at byte",
 	} {
 		_, err := ParseRequest([]byte(body), "contoso")
 		if err == nil || !strings.Contains(err.Error(), want) {
