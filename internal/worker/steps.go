@@ -829,6 +829,11 @@ func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Res
 		if res, err := w.readDevice(ctx, j, dev, ""); err != nil || res != nil {
 			return res, err
 		}
+		if dev.policy != nil {
+			// The guards needed no read (machineIds alone): the policy
+			// records what this one read, as after any read.
+			dev.policy.LastSeen = lastSeen(dev.machine)
+		}
 	}
 	r := j.result(offboard.OutcomeDryRun)
 	if r.ComputerDNSName == "" {
