@@ -106,8 +106,11 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	pol, rule, why, res, err := w.judge(ctx, j, &dev)
 	dev.policy = pol
-	if rule != "" {
+	switch {
+	case rule != "":
 		res, err = w.refused(j, &dev, rule, why)
+	case w.unreadAfterCall(j, res):
+		res, err = nil, errUnreadAfterLostAnswer
 	}
 	if err == nil && res == nil {
 		res, err = w.act(ctx, j, &dev, permit)
@@ -295,11 +298,7 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if rule != "" {
 		return w.refused(j, dev, rule, why)
 	}
-	if res != nil && w.mayHaveCalled(j) {
-		// The device could not be read (an intermittent 404, a read
-		// failing): the request is not answered failed while its action
-		// may exist, but taken again to look for it.
-		j.log.Info("device not read again after a call whose answer was lost", zap.String("code", res.Error.Code))
+	if w.unreadAfterCall(j, res) {
 		return nil, errUnreadAfterLostAnswer
 	}
 	if err != nil || res != nil {
@@ -434,9 +433,24 @@ func (w *Worker) controlsBeforeCall(j *job) (*offboard.Result, error) {
 var errUnlistedAfterCall = errLeave("the device's actions could not be listed, and a call of the request may have created one: taken again to look for it")
 
 // errUnreadAfterLostAnswer leaves a request whose device could not be read
-// again for the guards after an attempt whose answer was lost, as
-// errRefusedAfterLostAnswer does for a refusal.
-var errUnreadAfterLostAnswer = errLeave("the device could not be read again, and an earlier call's answer was lost: taken again to look for its action")
+// (for the guards, or for a dry run) after a call of it whose answer was
+// lost, as errRefusedAfterLostAnswer does for a refusal.
+var errUnreadAfterLostAnswer = errLeave("the device could not be read, and an earlier call's answer was lost: taken again to look for its action")
+
+// unreadAfterCall says whether res, the failed result of a read of the
+// device (an intermittent 404, a read failing; nil: none), comes while a
+// call of the request may have created an action that lists do not show
+// yet (mayHaveCalled): an earlier delivery's or a stopped replica's, or
+// an attempt of this one whose answer was lost. The request is then not
+// answered failed, its device perhaps offboarded, but taken again to look
+// for that action (errUnreadAfterLostAnswer).
+func (w *Worker) unreadAfterCall(j *job, res *offboard.Result) bool {
+	if res == nil || !w.mayHaveCalled(j) {
+		return false
+	}
+	j.log.Info("device not read after a call of the request that may have acted", zap.String("code", res.Error.Code))
+	return true
+}
 
 // refused answers a device a guard refuses: blocked, unless a call of the
 // request may have created an action that lists do not show yet; then
@@ -827,6 +841,9 @@ func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(con
 func (w *Worker) dryRun(ctx context.Context, j *job, dev *device) (*offboard.Result, error) {
 	if dev.machine == nil {
 		if res, err := w.readDevice(ctx, j, dev, ""); err != nil || res != nil {
+			if w.unreadAfterCall(j, res) {
+				return nil, errUnreadAfterLostAnswer
+			}
 			return res, err
 		}
 		if dev.policy != nil {
