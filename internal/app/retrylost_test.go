@@ -10,8 +10,9 @@ import (
 )
 
 // TestRetryOfAFailedCallLooksForItsAction: a request whose call's answer
-// was lost, and whose action lists showed only after the worker's looks,
-// is answered failed (api_error) while the action exists. The device
+// was lost, and whose action lists showed only after the worker's looks
+// (later than ActionShowsWithin after the call), is answered failed
+// (api_error) while the action exists. The device
 // takes the action and it finishes. A retry of the request (offboardctl
 // dead retry, as the runbook for api_error says) went straight to a call,
 // which the API takes, the first action no longer pending: a second
@@ -30,7 +31,12 @@ func TestRetryOfAFailedCallLooksForItsAction(t *testing.T) {
 
 func retryOfAFailedCall(t *testing.T, byName bool) {
 	const hidden = 3 * time.Second
-	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, sim: mdesim.Options{ActionVisibleAfter: hidden, ActionCompleteAfter: hidden}})
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true, sim: mdesim.Options{ActionVisibleAfter: hidden, ActionCompleteAfter: hidden}})
+	// The first attempt looks for its action for as long as a new one may
+	// take to show: shorter here than the action takes, so that it ends
+	// failed.
+	e.opts.ActionShowsWithin = time.Second
+	e.start()
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
 	e.sim.LoseAnswers(tt.tenantID, 1)

@@ -61,3 +61,24 @@ func TestUnreadDeviceAfterAStoppedReplicasCall(t *testing.T) {
 		})
 	}
 }
+
+// TestRefusedRepeatAfterAStoppedReplicasCall: a stopped replica's call
+// created the action, which lists show 8 s later; taken again before,
+// the request looks for it, finds none, and calls: the API refuses the
+// repeat as an offboard already pending. The request looks for that
+// action until it shows (an action may take ActionShowsWithin to), and
+// is answered with it, as the contract has a request that meets the
+// action it created itself. It was answered api_error ("lists no
+// unfinished Offboard action") after four looks within a second.
+func TestRefusedRepeatAfterAStoppedReplicasCall(t *testing.T) {
+	t.Parallel()
+	e, r, actionID := callOfAStoppedReplica(t, "", 8*time.Second, -time.Second, true, nil)
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	if (r.Outcome != offboard.OutcomeCreated && r.Outcome != offboard.OutcomeAlreadyPending) || got.ID != actionID {
+		t.Errorf("result %s %+v with action %q, want created or already_pending with the stopped replica's action %s", r.Outcome, r.Error, got.ID, actionID)
+	}
+	if n := len(e.sim.Actions(e.tenants["contoso"].tenantID)); n != 1 {
+		t.Errorf("%d actions, want 1", n)
+	}
+}

@@ -1055,7 +1055,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
 		}
-		if look >= w.caller.retry.NotFoundCheck {
+		if look >= w.caller.retry.NotFoundCheck && !w.mayBeUnlisted(j) {
 			if refused.FailureCode != "" {
 				// Taken for a duplicate by its message alone (mde.Classify),
 				// and not borne out: the refusal it is, in the API's words.
@@ -1067,6 +1067,17 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 			return nil, err
 		}
 	}
+}
+
+// mayBeUnlisted says whether an action a call of the request made may
+// still be missing from lists: the call (an earlier delivery's or a
+// stopped replica's, or an attempt of this message whose answer was
+// lost) went out less than ActionShowsWithin ago. A repeat refused as a
+// duplicate then most likely met that very action: it is looked for
+// until it would have shown, not answered api_error after a few looks.
+func (w *Worker) mayBeUnlisted(j *job) bool {
+	within := func(t time.Time) bool { return !t.IsZero() && w.clock.Since(t) < w.opts.ActionShowsWithin }
+	return within(j.earlierCall) || within(j.lostAt)
 }
 
 // findOwnAction looks for the Offboard action a call of this request may
