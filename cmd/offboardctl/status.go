@@ -504,10 +504,6 @@ func readBudgetStatus(ctx context.Context, journals *statusJournals, name string
 func budgetInForce(name string, meta map[string]string, view *control.View, h budgetHorizon) (string, budgetStatus) {
 	var st budgetStatus
 	budget := meta[queue.MetaBudget]
-	// A budget is recorded only when the file sets one: its absence says
-	// "none" only on consumers the worker made itself, which record the
-	// limits too.
-	st.FileNotKnown = !fileBudgetRecorded(meta)
 	if e, ok := view.Budget(name); ok {
 		// Not quoted when it is no budget, as the worker logs it: a
 		// secret pasted there is shown to nobody.
@@ -522,9 +518,11 @@ func budgetInForce(name string, meta map[string]string, view *control.View, h bu
 		}
 	}
 	st.InForce = budget
-	if st.InForce != "" {
-		st.FileNotKnown = false
-	}
+	// A budget is recorded only when the file sets one: its absence says
+	// "none" only on consumers the worker made itself, which record the
+	// limits too. Set after the override's entry, which an override the
+	// worker ignores leaves the file's budget to.
+	st.FileNotKnown = budget == "" && !fileBudgetRecorded(meta)
 	if w, err := limiter.ParseWindow(budget); err == nil {
 		// One way, as an override is stored: the tenants file's, as the
 		// worker records it, reads 500/24h0m0s.

@@ -5,8 +5,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestFileBudgetNotRecordedIsNotShownAsNone: consumers made from
@@ -51,5 +53,40 @@ func TestFileBudgetNotRecordedIsNotShownAsNone(t *testing.T) {
 	code, out, errs = ctl(t, url, "budget", "contoso", "--clear")
 	if code != exitOK || strings.Contains(out, "sets no budget") || !strings.Contains(out, "cleared: the tenants file's budget applies;") {
 		t.Errorf("budget --clear: exit %d, stdout %q, stderr %q; want the file's budget, not none", code, out, errs)
+	}
+}
+
+// TestFileBudgetNotRecordedBesideAnIgnoredOverride: an override the
+// worker ignores (unreadable, or a window longer than the budget journal
+// counts) leaves the tenants file's budget in force. On consumers that
+// do not record it, status showed "none (override … ignored)", without
+// the line that the file's budget holds the tenant: the override's
+// entry took the place of what the consumers said.
+func TestFileBudgetNotRecordedBesideAnIgnoredOverride(t *testing.T) {
+	t.Parallel()
+	nc, js := natstest.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	store, err := control.Open(t.Context(), js, offboard.Subjects{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Longer than the 48h the budget journal keeps, less the lease.
+	if _, err := store.Apply(t.Context(), control.Change{Tenant: "contoso", Action: control.ActionBudget, Value: "10/47h", By: "bob"}); err != nil {
+		t.Fatal(err)
+	}
+	url := nc.ConnectedUrl()
+	_, out, _ := ctl(t, url, "status", "contoso")
+	if !strings.Contains(out, "file's not known (override 10/47h ignored)") || !strings.Contains(out, "contoso: its consumers do not record the tenants file's budget") {
+		t.Errorf("status of a tenant whose consumers record no budget, its override ignored:\n%s", out)
+	}
+	_, out, _ = ctl(t, url, "status", "contoso", "--json")
+	var sts []tenantStatus
+	if err := json.Unmarshal([]byte(out), &sts); err != nil || len(sts) != 1 {
+		t.Fatalf("status --json: %v: %s", err, out)
+	}
+	if b := sts[0].Budget; !b.FileNotKnown || b.Ignored == "" || b.InForce != "" {
+		t.Errorf("status --json, its override ignored: budget %+v, want the file's not known", b)
 	}
 }
