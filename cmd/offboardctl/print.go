@@ -50,7 +50,11 @@ func printTable(w io.Writer, sts []tenantStatus, now time.Time) {
 		if b := st.Budget; b.Ignored != "" {
 			fmt.Fprintf(w, "%s: budget override %s ignored by the worker: %s\n", st.Tenant, printable(b.Override), b.Ignored)
 		}
-		if st.notSetUp {
+		switch {
+		case st.noneSetUp:
+			fmt.Fprintf(w, "%s: no worker has set up any tenant's consumers (a lone NATS server restarted loses them until a worker runs): its controls apply once one does; its backlog is not known\n", st.Tenant)
+			continue
+		case st.notSetUp:
 			fmt.Fprintf(w, "%s: no worker has set up its consumers (not in any tenants file?): its controls apply once one does; its backlog is not known\n", st.Tenant)
 			continue
 		}

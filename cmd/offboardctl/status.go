@@ -62,8 +62,9 @@ type tenantStatus struct {
 	LastAnnounced *time.Time `json:"lastAnnounced,omitempty"`
 	NoWorker      bool       `json:"noWorker,omitempty"`
 	// notSetUp: no worker has set the tenant up (every consumer
-	// missing); it is shown for its controls in force.
-	notSetUp bool
+	// missing); it is shown for its controls in force. noneSetUp: no
+	// tenant has consumers at all, so the tenant cannot be checked.
+	notSetUp, noneSetUp bool
 }
 
 // noWorkerAfter is how long without an announcement status takes a
@@ -207,8 +208,8 @@ type tenantConsumers struct {
 	meta map[string]string
 	info map[offboard.Priority]*jetstream.ConsumerInfo
 	// notSetUp: the tenant has no consumer at all, only controls in
-	// force.
-	notSetUp bool
+	// force; noneSetUp: no tenant has any (knownTenant).
+	notSetUp, noneSetUp bool
 }
 
 // status gathers the status of one tenant, or of every tenant whose
@@ -232,29 +233,10 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 	if err != nil {
 		return nil, err
 	}
-	// A tenant no worker has set up yet may have controls in force
-	// (--unknown-tenant, for a tenant about to be added): shown, as the
-	// command that set them said, without consumers.
-	for _, name := range view.Tenants() {
-		if tenants[name] == nil && offboard.TenantName.MatchString(name) {
-			tenants[name] = &tenantConsumers{notSetUp: true}
-		}
+	names, err := shownTenants(tenants, view, tenant)
+	if err != nil {
+		return nil, err
 	}
-	names := make([]string, 0, len(tenants))
-	for name := range tenants {
-		if tenant == "" || name == tenant {
-			names = append(names, name)
-		}
-	}
-	switch {
-	case tenant != "" && len(names) == 0:
-		return nil, fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file)", tenant)
-	case len(names) == 0:
-		// A lone server restarted loses them (kept in memory) until a
-		// worker makes them again; the requests wait all the same.
-		return nil, errors.New("no worker has set up any tenant's consumers: no tenant to show (start a worker; a lone NATS server restarted loses them until one runs)")
-	}
-	slices.Sort(names)
 	r := &statusRead{stream: stream, view: view, horizon: horizon, journals: &statusJournals{js: js, subjects: c.subjects}, now: now,
 		announced: readAnnounced(ctx, js), cancels: readCancels(ctx, js)}
 	if tenant == "" {
@@ -277,6 +259,40 @@ func (c *cli) status(ctx context.Context, tenant string, now time.Time) ([]tenan
 		return nil, err
 	}
 	return out, nil
+}
+
+// shownTenants adds to tenants those shown for their controls alone, and
+// names the ones status shows: tenant, or every one when it is "".
+func shownTenants(tenants map[string]*tenantConsumers, view *control.View, tenant string) ([]string, error) {
+	// A tenant no worker has set up yet may have controls in force
+	// (--unknown-tenant, for a tenant about to be added): shown, as the
+	// command that set them said, without consumers. With no tenant's
+	// consumers at all (a lone NATS server restarted loses them until a
+	// worker makes them again), it is no more a typo than any other.
+	noneSetUp := len(tenants) == 0
+	for _, name := range view.Tenants() {
+		if tenants[name] == nil && offboard.TenantName.MatchString(name) {
+			tenants[name] = &tenantConsumers{notSetUp: true, noneSetUp: noneSetUp}
+		}
+	}
+	names := make([]string, 0, len(tenants))
+	for name := range tenants {
+		if tenant == "" || name == tenant {
+			names = append(names, name)
+		}
+	}
+	switch {
+	case tenant != "" && len(names) == 0 && noneSetUp:
+		return nil, fmt.Errorf("tenant %s cannot be checked: no worker has set up any tenant's consumers (start a worker; a lone NATS server restarted loses them until one runs)", tenant)
+	case tenant != "" && len(names) == 0:
+		return nil, fmt.Errorf("tenant %s: no worker has set up its consumers (not in any tenants file)", tenant)
+	case len(names) == 0:
+		// A lone server restarted loses them (kept in memory) until a
+		// worker makes them again; the requests wait all the same.
+		return nil, errors.New("no worker has set up any tenant's consumers: no tenant to show (start a worker; a lone NATS server restarted loses them until one runs)")
+	}
+	slices.Sort(names)
+	return names, nil
 }
 
 // statusReaders is how many tenants status reads at a time, and how many
@@ -334,7 +350,7 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 		Backlog: map[offboard.Priority]uint64{}, OldestWaiting: map[offboard.Priority]time.Time{}, OldestAge: map[offboard.Priority]float64{},
 	}
 	st.setWorkers(r.announced, now)
-	st.notSetUp = tc.notSetUp
+	st.notSetUp, st.noneSetUp = tc.notSetUp, tc.noneSetUp
 	served := r.readBacklog(ctx, name, tc, &st)
 	// What the worker answers cancelled takes neither quota nor budget.
 	toCall := max(served-r.withdrawnWaiting(ctx, name, tc, &st), 0)
