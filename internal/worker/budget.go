@@ -86,7 +86,8 @@ func (b *budget) update(ctrl Control) bool {
 		case w.Length > b.horizon.Length:
 			ignored = o
 			warn = func() {
-				b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history",
+				b.log.Warn("budget override ignored: its window is longer than the budget journal can count; raise --budget-history, "+
+					"or restart the worker if the budget stream was made to keep its entries longer since it started",
 					zap.String("budget", o), zap.Duration("longest", b.horizon.Length))
 			}
 		default:

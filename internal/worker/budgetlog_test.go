@@ -100,4 +100,12 @@ func TestIgnoredBudgetOverrideWarnedOnce(t *testing.T) {
 			t.Fatalf("after %q: %d warnings, want %d: %v", step.override, got, step.want, logs.All())
 		}
 	}
+	// A replica counts as far back as the budget stream kept when it
+	// started: one made to keep longer since needs a restart, which the
+	// warning says beside the flag.
+	for _, e := range logs.FilterMessageSnippet("longer than the budget journal can count").All() {
+		if !strings.Contains(e.Message, "restart the worker") {
+			t.Errorf("warning %q does not say a restart takes a longer budget stream up", e.Message)
+		}
+	}
 }
