@@ -51,6 +51,10 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 type tries struct {
 	retries, notFound, throttles int
 	refreshed                    bool
+	// unknown says that an attempt may have reached the API and acted
+	// without an answer (one with a recheck): a later attempt that was
+	// not sent (no connection to the API host) leaves it so.
+	unknown bool
 }
 
 // next is what the caller does after an attempt.
@@ -204,6 +208,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 	t := j.t
 	step := c.retry.decide(n, v, t.Cred != nil)
 	unknown := spec.recheck != nil && v.Sent && v.Class == mde.Retry
+	n.unknown = n.unknown || unknown
 	switch {
 	case step == nextDone:
 		return v, nil, nil
@@ -213,7 +218,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 			// request must not call into the throttling.
 			c.pause(ctx, t, spec.api, v, j.log)
 		}
-		if unknown { // the last attempt may have worked after all
+		if n.unknown { // an attempt may have worked after all, the last or an earlier one
 			if res, err := spec.recheck(ctx); err != nil || res != nil {
 				return nil, res, err
 			}
