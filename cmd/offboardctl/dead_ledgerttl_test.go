@@ -30,6 +30,10 @@ func TestDeadRetryOfACalledRequestTheLedgerForgot(t *testing.T) {
 	const hidden = 2 * time.Second
 	e := newEnvSim(t, 1, "5000/1m", mdesim.Options{ActionVisibleAfter: hidden, ActionCompleteAfter: hidden})
 	e.opts.Queue.LedgerTTL = 3 * time.Second
+	// The call looks for its action for as long as a new one may take to
+	// show: shorter here than the action is hidden, so that it ends
+	// failed.
+	e.opts.ActionShowsWithin = time.Second
 	e.startWorker()
 	e.sim.LoseAnswers(e.tenantID, 1)
 	r := offboard.Request{RequestID: "lost-1", MachineID: e.machines[0].ID}
