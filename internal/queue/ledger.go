@@ -356,7 +356,8 @@ func (l *Ledger) TrackNew(ctx context.Context, tenant, actionID string, state []
 // ScanTracked calls fn with the tracking state of each of a tenant's
 // followed actions, in one pass over the bucket (a consumer, not one read
 // per action), and holds nothing itself: the caller keeps what it needs.
-// It stops at fn's first error. The states are pulled trackScanBatch at a
+// It stops at fn's first error, and fails when states were sent that it
+// did not receive (a reconnect). The states are pulled trackScanBatch at a
 // time: a watcher's push consumer was sent as many as the server's flow
 // control lets through (up to 32 MiB), held in memory until fn took them,
 // for each tracking tenant's scan at once.
@@ -403,14 +404,22 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 			}
 			return fmt.Errorf("ledger scan tracked: %w", err)
 		}
+		meta, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("ledger scan tracked: %w", err)
+		}
+		// The consumer acknowledges nothing: a state sent and not
+		// received (on the wire when the connection broke, or dropped
+		// by the client when the pull asked again at a reconnect
+		// overflowed the states still to be read) is not sent again.
+		if meta.Sequence.Consumer != waits.got.Load()+1 {
+			return fmt.Errorf("ledger scan tracked: %w", errScanLost)
+		}
+		waits.got.Store(meta.Sequence.Consumer)
 		if op := m.Headers().Get(kvOperation); op == "" {
 			if err := fn(m.Data()); err != nil {
 				return err
 			}
-		}
-		meta, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("ledger scan tracked: %w", err)
 		}
 		if meta.NumPending == 0 { // every stored state has been seen
 			return nil
@@ -424,15 +433,24 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 type scanWaits struct {
 	waiting atomic.Bool  // the reader waits for the next state
 	read    atomic.Int64 // the states it has had so far
+	// got is the consumer sequence of the last state it has had, every
+	// one before it had too.
+	got atomic.Uint64
 }
 
 // errScanDrained ends a scan that has nothing left to read.
 var errScanDrained = errors.New("no tracked state left to read")
 
+// errScanLost ends a scan that has missed states its consumer sent: it
+// has not seen every followed action.
+var errScanLost = errors.New("tracked states sent were not received (the connection to NATS was lost mid-scan)")
+
 // watch ends a scan whose reader has waited trackScanStall for its next
 // state with none pending: the states counted when its consumer was made
 // may have expired since (the ledger's TTL), and the last one to come
-// would never come. A consumer gone ends it with the error.
+// would never come. A consumer gone ends it with the error, and states
+// sent that the reader never had (the last ones, lost with a connection)
+// with errScanLost.
 func (w *scanWaits) watch(ctx context.Context, cons jetstream.Consumer, stop context.CancelCauseFunc) {
 	ticker := time.NewTicker(trackScanStall)
 	defer ticker.Stop()
@@ -454,6 +472,11 @@ func (w *scanWaits) watch(ctx context.Context, cons jetstream.Consumer, stop con
 			return
 		case err != nil:
 			stop(err)
+			return
+		case w.read.Load() != read: // one came meanwhile
+			continue
+		case info.Delivered.Consumer > w.got.Load():
+			stop(errScanLost)
 			return
 		case info.NumPending == 0:
 			stop(errScanDrained)
