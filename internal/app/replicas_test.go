@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -67,6 +68,25 @@ func TestReplicasShareTheQuotaAndARestartKeepsIt(t *testing.T) {
 		regs = append(regs, o.Registry)
 	}
 
+	// A replica starts aside, until it has read the quota journal:
+	// requests published before the last can call would go to another,
+	// and the tenant would move to it mid-drain.
+	eventually(t, 10*time.Second, "the three replicas announcing they can call, one working the tenant", func() bool {
+		all := e.announcements()
+		for _, data := range all {
+			var a struct {
+				Aside bool `json:"aside"`
+			}
+			if json.Unmarshal(data, &a) != nil || a.Aside {
+				return false
+			}
+		}
+		working := 0
+		for _, reg := range regs {
+			working += len(assignedTenants(t, reg))
+		}
+		return len(all) == 3 && working == 1
+	})
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "r", 0, 40)
 	res.wait(t, 40, 30*time.Second)
