@@ -855,9 +855,12 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
 		// A replica whose clock is off makes no call, nor does one that
 		// has not read the quota journal yet (a start), nor one whose
-		// journal was made anew under it (until it is restarted): its
-		// tenants go to the others meanwhile.
-		Aside: func() bool { return a.shared.ClockOff() || !a.shared.CaughtUp() || a.shared.Remade() },
+		// quota or budget journal was made anew under it (until it is
+		// restarted; the budget's takes no slot, so no call of a tenant
+		// with a budget): its tenants go to the others meanwhile.
+		Aside: func() bool {
+			return a.shared.ClockOff() || !a.shared.CaughtUp() || a.shared.Remade() || a.budget.Remade()
+		},
 	})
 	if err != nil {
 		return nil, err
