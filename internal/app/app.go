@@ -854,12 +854,15 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Beat: a.opts.PresenceBeat,
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
 		// A replica whose clock is off makes no call, nor does one that
-		// has not read the quota journal yet (a start), nor one whose
-		// quota or budget journal was made anew under it (until it is
-		// restarted; the budget's takes no slot, so no call of a tenant
-		// with a budget): its tenants go to the others meanwhile.
+		// has not read the quota and budget journals yet (a start; the
+		// budget journal's day of history may take longer), nor one
+		// whose quota or budget journal was made anew under it (until it
+		// is restarted; without the budget journal no slot is taken, so
+		// no call of a tenant with a budget goes out): its tenants go to
+		// the others meanwhile.
 		Aside: func() bool {
-			return a.shared.ClockOff() || !a.shared.CaughtUp() || a.shared.Remade() || a.budget.Remade()
+			return a.shared.ClockOff() || !a.shared.CaughtUp() || !a.budget.CaughtUp() ||
+				a.shared.Remade() || a.budget.Remade()
 		},
 	})
 	if err != nil {
