@@ -226,10 +226,12 @@ type seen struct {
 	leaving  bool              // announcement.Leaving
 	aside    bool              // announcement.Aside
 	at       time.Time         // when this replica first read this revision of the entry
-	// staleAt, for an entry this replica's start read, stored long
-	// before, is when it stops counting in the assignment (Presence.staleAt).
-	staleAt time.Time
-	rev     uint64 // the entry's revision
+	// stored, for an entry the watch of this replica's start read, is
+	// when the server stored it, by the server's clock (zero for any
+	// other): stored long before, it stops counting in the assignment
+	// sooner (Presence.staleLocked).
+	stored time.Time
+	rev    uint64 // the entry's revision
 	// twin is the last announcement of another process under this
 	// replica id, read before this one; twins says the two took turns
 	// (the other announced after this one before): two processes alive
@@ -675,7 +677,7 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 	// Liveness is measured on this replica's clock, from when it read the
 	// entry: no two clocks are compared. An entry of a replica that died
 	// without withdrawing counts for PresenceTTL after this one starts;
-	// the assignment may count it less (staleAt).
+	// the assignment may count it less (staleLocked).
 	if e.Key() == p.id {
 		p.ownEntry(a, e.Revision(), e.Created(), now)
 		return
@@ -685,7 +687,9 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 		return // the same entry again (a new watch reads every entry): no sign of life
 	}
 	s := seenOf(a, e.Revision(), now, old)
-	s.staleAt = p.staleAt(e.Created(), now)
+	if !p.wasCurrentLocked() {
+		s.stored = e.Created()
+	}
 	if known && (!maps.Equal(old.tenants, s.tenants) || !maps.Equal(old.apps, s.apps) || old.leaving != s.leaving || old.aside != s.aside) {
 		p.moved = true // the same replica serves other tenants: the assignment changes
 	}
@@ -722,30 +726,30 @@ func (p *Presence) deletedLocked(e jetstream.KeyValueEntry, now time.Time) {
 	}
 }
 
-// staleAt is when another replica's entry, stored at created by the
-// server's clock and read now by the watch of this replica's start,
-// stops counting in the assignment: ttl after it was stored, on this
-// clock as measured against the server's (ahead). Zero: it counts as
-// long as it is live (liveLocked). An entry of a replica that died long
-// before without withdrawing (its pod lost, rescheduled under another
-// name) so takes no tenant: counted from its reading, it kept those it
-// ranks first from this replica for three beats, while the replicas
-// that saw it die gave them to this one, and nobody worked them. A live
-// replica's entry is at most a beat old, unless NATS was away: taken
-// for gone until its next beat, its tenants are worked here too
-// meanwhile, which the quota journal keeps safe. It still counts as
-// alive for everything else (Serves, Running): a live replica's call is
-// never taken for a dead one's. A watch made again (NATS back) reads
-// entries of replicas that could not announce themselves meanwhile:
-// those count from when they are read. p.mu held.
-func (p *Presence) staleAt(created, now time.Time) time.Time {
-	if p.wasCurrentLocked() || !p.aheadKnown || created.IsZero() {
-		return time.Time{}
+// staleLocked says whether another replica's entry s, read by the watch
+// of this replica's start, stops counting in the assignment by now: ttl
+// after the server stored it, on this clock as measured against the
+// server's (ahead). An entry of a replica that died long before without
+// withdrawing (its pod lost, rescheduled under another name) so takes
+// no tenant: counted from its reading, it kept those it ranks first from
+// this replica for three beats, while the replicas that saw it die gave
+// them to this one, and nobody worked them. Until the offset is measured
+// (the read of this process's first announcement failed: its watch
+// brings that announcement after the others') the entry counts from its
+// reading; once it is, from when it was stored. A live replica's entry
+// is at most a beat old, unless NATS was away: taken for gone until its
+// next beat, its tenants are worked here too meanwhile, which the quota
+// journal keeps safe. It still counts as alive for everything else
+// (Serves, Running): a live replica's call is never taken for a dead
+// one's. A watch made again (NATS back) reads entries of replicas that
+// could not announce themselves meanwhile: those count from when they
+// are read. p.mu held.
+func (p *Presence) staleLocked(s seen, now time.Time) bool {
+	if s.stored.IsZero() || !p.aheadKnown {
+		return false
 	}
-	if at := created.Add(p.ahead); at.Before(now) {
-		return at.Add(p.ttl)
-	}
-	return time.Time{}
+	at := s.stored.Add(p.ahead)
+	return at.Before(s.at) && !now.Before(at.Add(p.ttl))
 }
 
 // withdrawnLocked records that replica id withdrew its announcement s,
@@ -1047,7 +1051,7 @@ func (p *Presence) look() {
 			delete(p.others, id)
 			continue
 		}
-		if p.liveLocked(s, now) && (s.staleAt.IsZero() || now.Before(s.staleAt)) {
+		if p.liveLocked(s, now) && !p.staleLocked(s, now) {
 			live = append(live, id)
 		}
 		if s.twins && p.liveLocked(*s.twin, now) {
