@@ -61,7 +61,7 @@ func newJournalMetrics(reg prometheus.Registerer, journal, written, unreadable s
 		}),
 		caughtUp: f.NewGauge(prometheus.GaugeOpts{
 			Namespace: ns, Name: name("caught_up"),
-			Help: "1 once this process has read the " + journal + " journal's recent entries; before that it makes no call.",
+			Help: "1 once this process has read the " + journal + " journal's recent entries; 0 before that, and from when it finds the journal deleted or made anew until a restart: it makes no call meanwhile.",
 		}),
 	}
 }

@@ -292,7 +292,9 @@ func (s *Shared) WaitCaughtUp(ctx context.Context) error {
 func (s *Shared) MarkCaughtUp(pos uint64) {
 	s.mu.Lock()
 	s.ready = true
-	s.metrics.caughtUp.Set(1)
+	if s.remade == nil {
+		s.metrics.caughtUp.Set(1)
+	}
 	if s.from == 0 {
 		s.from = pos + 1
 	}
@@ -510,6 +512,12 @@ func (s *Shared) Resume(holds uint64, remade error) {
 	if remade != nil && s.remade == nil {
 		s.remade = fmt.Errorf("%s: %w (%w): restart the worker", s.opts.Name, ErrJournalEntryGone, remade)
 		s.metrics.failures.Inc()
+		// The journal as it is now was never read: no call goes out until
+		// a restart reads it. The process stands aside and writes
+		// nothing more, so the failure above is counted once; caught up
+		// 0 keeps saying the journal cannot be used, as before it was
+		// first read (MdeOffboardQuotaJournalUnavailable).
+		s.metrics.caughtUp.Set(0)
 	}
 	s.signalLocked()
 	tenants := s.tenantsLocked()
