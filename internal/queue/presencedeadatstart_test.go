@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestPresenceStartedAfterADeathLeavesNoTenantUnworked: a replica that
@@ -21,6 +23,16 @@ import (
 func TestPresenceStartedAfterADeathLeavesNoTenantUnworked(t *testing.T) {
 	t.Parallel()
 	_, js := connect(t)
+	startedAfterADeath(t, js, js)
+}
+
+// startedAfterADeath leaves a dead replica's announcement in the presence
+// bucket, starts replica "old" over js, which takes the dead one's
+// tenant once its announcement expired, then replica "new" over
+// newJS, and checks that one of the two works the tenant at every look
+// for the three beats new could count the dead one alive.
+func startedAfterADeath(t *testing.T, js, newJS jetstream.JetStream) {
+	t.Helper()
 	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +59,7 @@ func TestPresenceStartedAfterADeathLeavesNoTenantUnworked(t *testing.T) {
 	waitFor(t, 5*time.Second, "old takes the tenant once the dead replica's announcement expired", func() bool {
 		return !old.Running("dead") && old.Assigned(tenant)
 	})
-	started := startAsidePresence(t, js, "new", &never, tenant)
+	started := startAsidePresence(t, newJS, "new", &never, tenant)
 	waitFor(t, 5*time.Second, "old reads new's announcement", func() bool { return old.Running(started.Instance()) })
 	// Three beats of 250 ms: as long as new counted the dead one alive.
 	looks, nobody := 0, 0

@@ -1,11 +1,7 @@
 package queue
 
 import (
-	"encoding/json"
-	"fmt"
-	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -35,43 +31,5 @@ func TestPresenceStartedAfterADeathUnmeasuredLeavesNoTenantUnworked(t *testing.T
 		}})
 	_, js := natstest.ConnectTo(t, url, nats.UserInfo("admin", "a"))
 	_, unread := natstest.ConnectTo(t, url, nats.UserInfo("unread", "u"))
-	if _, err := js.CreateOrUpdateKeyValue(t.Context(), Settings{}.Presence()); err != nil {
-		t.Fatal(err)
-	}
-	var tenant string
-	for i := 0; ; i++ {
-		tenant = fmt.Sprintf("t%d", i)
-		if rank("dead", tenant) > rank("new", tenant) && rank("new", tenant) > rank("old", tenant) {
-			break
-		}
-	}
-	kv, err := js.KeyValue(t.Context(), BucketPresence)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data, err := json.Marshal(announcement{Tenants: []string{tenant}, Instance: "dead"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := kv.Put(t.Context(), "dead", data); err != nil {
-		t.Fatal(err)
-	}
-	var never atomic.Bool
-	old := startAsidePresence(t, js, "old", &never, tenant)
-	waitFor(t, 5*time.Second, "old takes the tenant once the dead replica's announcement expired", func() bool {
-		return !old.Running("dead") && old.Assigned(tenant)
-	})
-	started := startAsidePresence(t, unread, "new", &never, tenant)
-	waitFor(t, 5*time.Second, "old reads new's announcement", func() bool { return old.Running(started.Instance()) })
-	// Three beats of 250 ms: as long as new counted the dead one alive.
-	looks, nobody := 0, 0
-	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
-		looks++
-		if !old.Assigned(tenant) && !started.Assigned(tenant) {
-			nobody++
-		}
-	}
-	if nobody > 0 {
-		t.Errorf("nobody worked %s at %d of %d looks after new started", tenant, nobody, looks)
-	}
+	startedAfterADeath(t, js, unread)
 }
