@@ -33,21 +33,7 @@ func TestUnreachableAPIHostIsNotSent(t *testing.T) {
 	}
 	// silent accepts connections and never answers the TLS handshake.
 	silent := func(t *testing.T) string {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				t.Cleanup(func() { c.Close() })
-			}
-		}()
-		return "https://" + ln.Addr().String()
+		return "https://" + serveTCP(t, func(c net.Conn) { t.Cleanup(func() { c.Close() }) })
 	}
 	// cutAfterRequest reads the whole request and closes the connection
 	// without an answer: the API may have acted on it.
@@ -63,26 +49,14 @@ func TestUnreachableAPIHostIsNotSent(t *testing.T) {
 	}
 	// refusingProxy answers every CONNECT 407.
 	refusingProxy := func(t *testing.T) *url.URL {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
+		return &url.URL{Scheme: "http", Host: serveTCP(t, func(c net.Conn) {
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
+					c.Write([]byte("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"))
 				}
-				go func() {
-					defer c.Close()
-					if _, err := http.ReadRequest(bufio.NewReader(c)); err == nil {
-						c.Write([]byte("HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n"))
-					}
-				}()
-			}
-		}()
-		return &url.URL{Scheme: "http", Host: ln.Addr().String()}
+			}()
+		})}
 	}
 	for _, tt := range []struct {
 		name     string
@@ -131,4 +105,24 @@ func TestUnreachableAPIHostIsNotSent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// serveTCP listens on a free local port until the test ends and hands
+// each connection to accepted; it returns the port's address.
+func serveTCP(t *testing.T, accepted func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			accepted(c)
+		}
+	}()
+	return ln.Addr().String()
 }

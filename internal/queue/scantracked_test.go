@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -51,18 +52,7 @@ func TestScanOfTrackedActionsHoldsABatchAtATime(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	release := make(chan struct{})
-	read := 0
-	done := make(chan error, 1)
-	go func() {
-		done <- l.ScanTracked(ctx, "contoso", func([]byte) error {
-			if read == 0 {
-				<-release
-			}
-			read++
-			return nil
-		})
-	}()
+	release, read, done := heldScan(ctx, l, "contoso")
 	stream, err := js.Stream(ctx, "KV_"+offboard.BucketLedger)
 	if err != nil {
 		t.Fatal(err)
@@ -98,8 +88,8 @@ func TestScanOfTrackedActionsHoldsABatchAtATime(t *testing.T) {
 	if sent > trackScanBatch {
 		t.Errorf("%d states sent to the scan while it read the first one, want at most %d", sent, trackScanBatch)
 	}
-	if read != n-2 {
-		t.Errorf("the scan read %d states, want %d (the two deleted left out)", read, n-2)
+	if *read != n-2 {
+		t.Errorf("the scan read %d states, want %d (the two deleted left out)", *read, n-2)
 	}
 	for ci := range stream.ListConsumers(ctx).Info() {
 		t.Errorf("consumer %s left on the ledger after the scan", ci.Name)
@@ -137,18 +127,7 @@ func TestScanOfTrackedActionsEndsWhenTheLastStateIsGone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	release := make(chan struct{})
-	read := 0
-	done := make(chan error, 1)
-	go func() {
-		done <- l.ScanTracked(ctx, "contoso", func([]byte) error {
-			if read == 0 {
-				<-release
-			}
-			read++
-			return nil
-		})
-	}()
+	release, read, done := heldScan(ctx, l, "contoso")
 	waitScan(t, stream)
 	// Gone as the TTL removes it: no delete marker left.
 	if err := stream.Purge(ctx, jetstream.WithPurgeSubject(l.subject(trackKey("contoso", fmt.Sprintf("act-%d", n-1))))); err != nil {
@@ -163,8 +142,8 @@ func TestScanOfTrackedActionsEndsWhenTheLastStateIsGone(t *testing.T) {
 	case <-time.After(4 * trackScanStall):
 		t.Fatalf("the scan still waits for a state gone, %v on", 4*trackScanStall)
 	}
-	if read != n-1 {
-		t.Errorf("the scan read %d states, want the %d left", read, n-1)
+	if *read != n-1 {
+		t.Errorf("the scan read %d states, want the %d left", *read, n-1)
 	}
 }
 
@@ -183,4 +162,21 @@ func waitScan(t *testing.T, stream jetstream.Stream) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// heldScan runs a scan of tenant's followed actions that holds at its
+// first state until release is closed; read counts the states it had,
+// to be read once done has the scan's end.
+func heldScan(ctx context.Context, l *Ledger, tenant string) (release chan struct{}, read *int, done chan error) {
+	release, read, done = make(chan struct{}), new(int), make(chan error, 1)
+	go func() {
+		done <- l.ScanTracked(ctx, tenant, func([]byte) error {
+			if *read == 0 {
+				<-release
+			}
+			*read++
+			return nil
+		})
+	}()
+	return release, read, done
 }
