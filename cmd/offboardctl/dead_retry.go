@@ -599,19 +599,13 @@ func (c *cli) budgetLeft(ctx context.Context, tenant string) *budgetRoom {
 		return nil
 	}
 	file, _ := fileBudget(ctx, js, tenant)
-	budget, _ := budgetInForce(tenant, map[string]string{queue.MetaBudget: file}, view, h)
-	now := time.Now()
-	w, slots, ok, err := (&statusJournals{js: js, subjects: c.subjects}).budgetSlots(ctx, tenant, budget, h, now)
-	if err != nil || !ok {
+	var st tenantStatus
+	pace, err := readBudgetStatus(ctx, &statusJournals{js: js, subjects: c.subjects}, tenant,
+		map[string]string{queue.MetaBudget: file}, view, h, time.Now(), &st)
+	if err != nil || pace == nil {
 		return nil
 	}
-	used := 0
-	for _, at := range slots {
-		if at.After(now.Add(-w.Length)) {
-			used++
-		}
-	}
-	return &budgetRoom{window: w, left: max(w.Count-used, 0)}
+	return &budgetRoom{window: pace.window, left: *st.Budget.Left}
 }
 
 // behind is a line on how many of n retries in the request stream the
