@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -413,10 +412,12 @@ func (c *cli) checkServedPrefix(ctx context.Context, js jetstream.JetStream) err
 	}
 	want := c.subjects.AllRequests()
 	subjects := stream.CachedInfo().Config.Subjects
-	// Exactly the worker's subjects: the worker makes the stream take
-	// <prefix>.request.> alone, and a prefix whose subjects it would
-	// take too (mde.offboard.request) names nothing anyone publishes.
-	if slices.Contains(subjects, want) {
+	// The worker's rule: its setup makes the stream take
+	// <prefix>.request.> alone, and a worker under --no-setup also runs
+	// with a stream written in another form (one subject per priority).
+	// A prefix whose subjects the stream would take too
+	// (mde.offboard.request) names nothing anyone publishes.
+	if queue.TakesRequestsOf(subjects, c.subjects) {
 		return nil
 	}
 	return fmt.Errorf("--subject-prefix %s is not the worker's: stream %s takes %s, not %s; give the prefix the worker runs with",

@@ -378,13 +378,21 @@ func Ensure(ctx context.Context, js jetstream.JetStream, s Settings) (stale []st
 // stream whose subjects, written in another form, all fall under this
 // worker's requests (one per priority) is this worker's.
 func otherPrefix(have *jetstream.StreamConfig, s Settings) error {
-	want := s.Subjects.AllRequests()
-	if have == nil || slices.Contains(have.Subjects, want) ||
-		len(have.Subjects) > 0 && !slices.ContainsFunc(have.Subjects, func(sub string) bool { return !subjectWithin(sub, want) }) {
+	if have == nil || TakesRequestsOf(have.Subjects, s.Subjects) {
 		return nil
 	}
 	return fmt.Errorf("stream %s takes %s, not %s: another worker runs with another --subject-prefix; give every replica the same one (to change it, stop every worker and edit the streams' subjects)",
-		offboard.StreamRequests, strings.Join(have.Subjects, ", "), want)
+		offboard.StreamRequests, strings.Join(have.Subjects, ", "), s.Subjects.AllRequests())
+}
+
+// TakesRequestsOf says whether a request stream of these subjects is the
+// one of subjects' prefix: it takes that prefix's requests, or its
+// subjects, written in another form, all fall under them. The worker
+// (setup, or --no-setup) and offboardctl go by the same rule.
+func TakesRequestsOf(streamSubjects []string, subjects offboard.Subjects) bool {
+	want := subjects.AllRequests()
+	return slices.Contains(streamSubjects, want) ||
+		len(streamSubjects) > 0 && !slices.ContainsFunc(streamSubjects, func(sub string) bool { return !subjectWithin(sub, want) })
 }
 
 // subjectWithin says whether every subject sub matches (sub may hold
