@@ -731,11 +731,12 @@ func raiseMaxConsumers(ctx context.Context, js jetstream.JetStream, want int) er
 // what the worker sets in what decides which requests it holds and keeps,
 // and how it hands them out (nats consumer edit leaves the metadata, and
 // so MetaConfig, as it was): requests it no longer holds, or drops after a
-// delivery limit, would never be answered, and a consumer whose pull
+// delivery limit, would never be answered, a consumer whose pull
 // limits are lower than the worker's pulls refuses every pull, or drops
-// itself when idle.
+// itself when idle, and one that delivers headers only hands out
+// requests without their bodies.
 func editedByHand(have, want jetstream.ConsumerConfig) bool {
-	return have.FilterSubject != want.FilterSubject || len(have.FilterSubjects) > 0 ||
+	return have.FilterSubject != want.FilterSubject || len(have.FilterSubjects) > 0 || have.HeadersOnly != want.HeadersOnly ||
 		have.MaxDeliver != want.MaxDeliver || have.AckWait != want.AckWait || have.MaxAckPending != want.MaxAckPending ||
 		have.MaxRequestBatch != want.MaxRequestBatch || have.MaxRequestExpires != want.MaxRequestExpires ||
 		have.MaxRequestMaxBytes != want.MaxRequestMaxBytes || have.InactiveThreshold != want.InactiveThreshold
