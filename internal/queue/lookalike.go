@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,3 +56,44 @@ func Lookalikes(ctx context.Context, requests jetstream.Stream, cons jetstream.C
 	}
 	return found, nil
 }
+
+// msgSizeHeader is the header a consumer that delivers headers only puts
+// in place of a message's body: the size of the body left out.
+const msgSizeHeader = "Nats-Msg-Size"
+
+// Whole is msg as the stream stored it, when its consumer delivered its
+// headers only (headers_only, set on the consumer by hand: nats consumer
+// edit): read as it came, a request has no body, and was answered
+// invalid_request, its dead letter empty, and deleted, its content lost.
+// The stored message is read by its place in the stream; any other msg is
+// returned as it is. An error (NATS away) says the request cannot be read
+// now: it is taken again later.
+func Whole(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg) (jetstream.Msg, error) {
+	if len(msg.Data()) > 0 || msg.Headers().Get(msgSizeHeader) == "" {
+		return msg, nil
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		return msg, nil //nolint:nilerr // not delivered by a consumer: nothing to read it from
+	}
+	ctx, cancel := StepCtx(ctx)
+	defer cancel()
+	stream, err := js.Stream(ctx, meta.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("read request %d whose consumer delivered its headers only: %w", meta.Sequence.Stream, err)
+	}
+	stored, err := stream.GetMsg(ctx, meta.Sequence.Stream)
+	if err != nil {
+		return nil, fmt.Errorf("read request %d whose consumer delivered its headers only: %w", meta.Sequence.Stream, err)
+	}
+	return wholeMsg{Msg: msg, stored: stored}, nil
+}
+
+// wholeMsg is a delivery with the body and headers its stream stored.
+type wholeMsg struct {
+	jetstream.Msg
+	stored *jetstream.RawStreamMsg
+}
+
+func (m wholeMsg) Data() []byte         { return m.stored.Data }
+func (m wholeMsg) Headers() nats.Header { return m.stored.Header }

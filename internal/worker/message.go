@@ -133,7 +133,15 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 			w.finish(ctx, j, j.failed(offboard.CodeInternal, "the worker met an internal error; see its log", nil))
 		}
 	}()
-	req, err := offboard.ParseRequest(msg.Data(), t.name)
+	// A consumer set by hand to deliver headers only hands out the
+	// request without its body: read whole from the stream.
+	whole, err := queue.Whole(ctx, w.opts.JS, msg)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	j.msg = whole
+	req, err := offboard.ParseRequest(whole.Data(), t.name)
 	j.req = req
 	j.log = j.log.WithLazy(zap.String("request_id", req.RequestID))
 	if err != nil {

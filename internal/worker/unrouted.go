@@ -414,6 +414,15 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	if meta, err := msg.Metadata(); err == nil {
 		j.seq = meta.Sequence.Stream
 	}
+	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
+	// A consumer set by hand to deliver headers only hands out the
+	// request without its body: read whole from the stream.
+	whole, err := queue.Whole(ctx, w.opts.JS, msg)
+	if err != nil {
+		w.leave(j, err)
+		return
+	}
+	j.msg, msg = whole, whole
 	// Best effort: keep the checked fields in the answer.
 	req, perr := offboard.ParseRequest(msg.Data(), token)
 	j.req = req
@@ -421,7 +430,6 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 		j.t.name = queue.UnknownTenant
 	}
 	w.countReceived(j)
-	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
 	const answered = "request of an unserved tenant answered"
 	if !ok {
 		w.answerSeq(ctx, j, j.failed(offboard.CodeInvalidRequest, "subject "+offboard.Quote(msg.Subject())+" is not "+s.Request("<tenant>", offboard.Normal)+"[.bulk]", nil), answered)
