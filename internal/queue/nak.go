@@ -41,17 +41,27 @@ func Nak(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg, delay t
 
 // Ack acknowledges a delivered message and waits for the server to say
 // it has it (DoubleAck). As with a nak, no one answers while its
-// consumer has no leader. A consumer gone is no error: nothing holds the
-// delivery any more, and the ack sent again would wait for an answer
-// that never comes (a lone server restarted while the worker stops: the
-// stop makes no consumer again). One still there is an Outage error.
+// consumer has no leader. A consumer gone is ErrConsumerGone: nothing
+// holds the delivery any more, and the ack sent again would wait for an
+// answer that never comes (a lone server restarted while the worker
+// stops: the stop makes no consumer again). One still there is an Outage
+// error.
 func Ack(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg) error {
 	err := msg.DoubleAck(ctx)
 	if errors.Is(err, nats.ErrNoResponders) && msg.Reply() != "" {
-		return consumerLeaderless(ctx, js, msg, "ack", err)
+		if err := consumerLeaderless(ctx, js, msg, "ack", err); err != nil {
+			return err
+		}
+		return ErrConsumerGone
 	}
 	return err
 }
+
+// ErrConsumerGone says that an ack found its message's consumer gone: the
+// ack is done with. The message's stream may be gone with it, or made
+// again (a lone server back without its store, an operator's delete),
+// and hold another message at the place the acked one had.
+var ErrConsumerGone = errors.New("the message's consumer is gone")
 
 // consumerLeaderless is the error of a nak or an ack (what) no one
 // answered (err): nil when the message's consumer is gone, or cannot be

@@ -1053,10 +1053,24 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 		j.stopAlive()
 	}
 	ack := j.msg.DoubleAck
+	consumerGone := false
 	if w.opts.JS != nil {
-		ack = func(ctx context.Context) error { return queue.Ack(ctx, w.opts.JS, j.msg) }
+		ack = func(ctx context.Context) error {
+			err := queue.Ack(ctx, w.opts.JS, j.msg)
+			if errors.Is(err, queue.ErrConsumerGone) {
+				consumerGone = true
+				return nil
+			}
+			return err
+		}
 	}
 	if !w.untilDone(ctx, j, "ack request", ack) {
+		return
+	}
+	if consumerGone && !w.storedInThisStream(ctx, j) {
+		// The stream may have been made again: its request at this
+		// place is another one, not answered yet.
+		j.log.Info("answered request not deleted: its consumer is gone, and the request stream is gone or made again since it stored the request")
 		return
 	}
 	w.untilDone(ctx, j, "delete answered request", func(ctx context.Context) error {
@@ -1119,6 +1133,24 @@ func (w *Worker) storedInAStreamGone(ctx context.Context, j *job) error {
 		return fmt.Errorf("stream %s was made again at %s, after it stored the request", offboard.StreamRequests, info.Created.UTC().Format(time.RFC3339Nano))
 	}
 	return nil
+}
+
+// storedInThisStream says whether the request stream is known to be the
+// one that stored j's request: there, and not made again since. A look
+// that fails says no: an answered request left in the stream is
+// delivered again and answered from the ledger, while one deleted in
+// another's place is lost.
+func (w *Worker) storedInThisStream(ctx context.Context, j *job) bool {
+	if w.requests == nil {
+		return true
+	}
+	if j.stored.IsZero() {
+		return false
+	}
+	sctx, cancel := queue.StepCtx(ctx)
+	defer cancel()
+	info, err := w.requests.Info(sctx)
+	return err == nil && !info.Created.After(j.stored)
 }
 
 // streamLook bounds a look at the request stream after a step failed,

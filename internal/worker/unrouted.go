@@ -412,7 +412,7 @@ func (w *Worker) answerUnrouted(ctx context.Context, log *zap.Logger, msg jetstr
 	token, prio, ok := s.ParseRequest(msg.Subject())
 	j := &job{msg: msg, prio: prio, received: w.clock.Now().UTC(), t: &tenantRun{name: token}}
 	if meta, err := msg.Metadata(); err == nil {
-		j.seq = meta.Sequence.Stream
+		j.seq, j.stored = meta.Sequence.Stream, meta.Timestamp
 	}
 	j.log = log.WithLazy(zap.String("subject", offboard.Quote(msg.Subject())), zap.Uint64("request_seq", j.seq))
 	// A consumer set by hand to deliver headers only hands out the
