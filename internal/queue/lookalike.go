@@ -86,6 +86,11 @@ func Whole(ctx context.Context, js jetstream.JetStream, msg jetstream.Msg) (jets
 	if err != nil {
 		return nil, fmt.Errorf("read request %d whose consumer delivered its headers only: %w", meta.Sequence.Stream, err)
 	}
+	// A stream deleted and made again since the delivery holds another
+	// message at its place: not this one's body.
+	if !stored.Time.Equal(meta.Timestamp) || stored.Subject != msg.Subject() {
+		return nil, fmt.Errorf("read request %d whose consumer delivered its headers only: the stream holds another message there (made again since)", meta.Sequence.Stream)
+	}
 	return wholeMsg{Msg: msg, stored: stored}, nil
 }
 
