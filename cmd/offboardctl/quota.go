@@ -294,13 +294,23 @@ func (c *cli) journalETA(ctx context.Context, js jetstream.JetStream, tenant str
 	if err != nil {
 		return 0, err
 	}
+	return quotaETA(lws, calls, pausedUntil, waiting+inFlightToCall(calls, inFlight, now), now), nil
+}
+
+// inFlightToCall is how many of the requests in flight (fetched, not
+// answered) still need an offboard call: those in flight less the calls
+// under way, which offboardCalls counts as made now and which belong to
+// some of them. A request in flight may wait for its call (a retry after
+// a 5xx, a place another request took): with nothing left in the stream,
+// leaving those out read "now" for a call a full window held an hour.
+func inFlightToCall(calls []time.Time, inFlight int, now time.Time) int {
 	underWay := 0
 	for _, at := range calls {
 		if at.Equal(now) { // offboardCalls counts a call under way as made now
 			underWay++
 		}
 	}
-	return quotaETA(lws, calls, pausedUntil, waiting+max(inFlight-underWay, 0), now), nil
+	return max(inFlight-underWay, 0)
 }
 
 // etaCap is how many calls eta schedules one by one; beyond, it goes on

@@ -379,8 +379,11 @@ func (r *statusRead) tenantStatus(ctx context.Context, name string, tc *tenantCo
 	if served > 0 || st.InFlight > 0 || st.Held == 0 {
 		var d time.Duration
 		if toCall > 0 || st.InFlight > 0 {
-			// A 429's pause holds what waits or is in flight, not nothing.
-			d = quotaETA(ws, calls, paused, toCall, now)
+			// A 429's pause holds what waits or is in flight, not nothing;
+			// so does a full window, for a request in flight whose call
+			// has not gone out.
+			inFlight := int(min(st.InFlight, 1<<40)) //nolint:gosec // bounded
+			d = quotaETA(ws, calls, paused, toCall+inFlightToCall(calls, inFlight, now), now)
 		}
 		if pace != nil {
 			// Each request waiting creates an action at most, and so does
