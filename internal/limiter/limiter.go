@@ -221,8 +221,8 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 // place frees; it must not go out before. Until then the permit counts as
 // a call under way here, and, once entered in the journal, in the other
 // replicas too: the place is counted early, never late. While a caller
-// waits in Acquire for its permit, no place is taken ahead of it: woken
-// as its place frees, the waiter would find it gone every time.
+// waits in Acquire for its permit, no place is taken ahead of it, nor the
+// place it waits for as it frees (nextAfterWaitersLocked).
 func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
@@ -230,7 +230,7 @@ func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, 
 	if l.waiting > 0 {
 		ahead = 0 // the place frees for a caller that waits for it
 	}
-	next, ok, recheck := l.nextLocked(now, false, false)
+	next, ok, recheck := l.nextAfterWaitersLocked(now, false)
 	if !ok || recheck {
 		return nil, 0
 	}
@@ -275,6 +275,7 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 	defer t.mu.Unlock()
 	held := l.held
 	defer func() { l.held = held }()
+	l.held += l.waiting // their places are theirs (nextAfterWaitersLocked)
 	by := now.Add(lead)
 	n := 0
 	for n < limit {
@@ -398,13 +399,21 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 		if waiting {
 			t.mu.Lock()
 			l.waiting--
+			t.notifyLocked() // those that counted its place look again
 			t.mu.Unlock()
 		}
 	}()
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
-		next, ok, recheck := l.nextLocked(now, low, false)
+		var next time.Time
+		var ok, recheck bool
+		if waiting {
+			// One waiter among others: they take the places as they free.
+			next, ok, recheck = l.nextLocked(now, low, false)
+		} else {
+			next, ok, recheck = l.nextAfterWaitersLocked(now, low)
+		}
 		lead := ahead
 		if recheck || take && l.waiting > 0 {
 			lead = 0 // a look again is no place, and a waiter's place is no place ahead
@@ -427,6 +436,20 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 			return nil, err
 		}
 	}
+}
+
+// nextAfterWaitersLocked is nextLocked for a caller that does not wait
+// in Acquire for its permit (a request just fetched, the tenant's loop
+// looking how many it may fetch, one that has not waited yet): the places
+// the waiters there wait for are theirs, and count as taken. A waiter
+// woken as its place frees must still run to take it, and a request that
+// came later took it first: the waiter then waited for the next place,
+// for which the loop had fetched another request by then, for as long as
+// the backlog lasted.
+func (l *Limiter) nextAfterWaitersLocked(now time.Time, low bool) (next time.Time, ok, recheck bool) {
+	l.held += l.waiting
+	defer func() { l.held -= l.waiting }()
+	return l.nextLocked(now, low, false)
 }
 
 // wait returns when ctx ends, changed is closed, or (if ok) next comes.

@@ -662,8 +662,10 @@ func TestPermitAheadLeavesAWaitersPlace(t *testing.T) {
 	clock.Advance(95 * time.Millisecond) // +995ms: the place frees in 5 ms
 	if p, wait := l.TryAcquireAhead(clock.Now(), 5*time.Millisecond); p != nil {
 		t.Fatalf("TryAcquireAhead took the place a waiter waits for (NotBefore +%v)", p.NotBefore().Sub(epoch))
-	} else if wait != 5*time.Millisecond {
-		t.Errorf("TryAcquireAhead with a waiter: wait %v, want 5ms", wait)
+	} else if wait != 0 {
+		// The place that frees in 5 ms is the waiter's; the next comes
+		// a window after its call ends: no time is known yet.
+		t.Errorf("TryAcquireAhead with a waiter: wait %v, want 0", wait)
 	}
 	testwait.Waiters(t, clock, 1)
 	clock.Advance(5 * time.Millisecond)
