@@ -438,7 +438,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err != nil {
 		return r.beforeStart(ctx, err)
 	}
-	defer fol.stop()
+	defer fol.stop(ctx)
 	if err := fol.wait(ctx); err != nil {
 		return r.beforeStart(ctx, err)
 	}
@@ -449,7 +449,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	if err != nil {
 		return r.beforeStart(ctx, err)
 	}
-	defer stopWatch()
+	defer stopUnlessEnded(ctx, stopWatch)
 	if err := r.readyToPublish(); err != nil {
 		return err
 	}

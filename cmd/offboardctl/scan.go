@@ -24,6 +24,10 @@ type follower struct {
 	cc       jetstream.ConsumeContext
 	caughtUp chan struct{}
 	once     sync.Once
+
+	// mu guards stopped: once stopped, fn is handed no more messages.
+	mu      sync.Mutex
+	stopped bool
 }
 
 // follow starts a follower of subject in stream, handing each message to fn
@@ -46,6 +50,11 @@ func follow(ctx context.Context, js jetstream.JetStream, stream, subject string,
 		return nil, fmt.Errorf("read %s: %w", subject, err)
 	}
 	f.cc, err = cons.Consume(func(m jetstream.Msg) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.stopped {
+			return
+		}
 		fn(m)
 		if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream >= last {
 			f.once.Do(func() { close(f.caughtUp) })
@@ -67,7 +76,33 @@ func (f *follower) wait(ctx context.Context) error {
 	}
 }
 
-func (f *follower) stop() { f.cc.Stop() }
+// stop hands fn no more messages and stops the read; it waits for the
+// read to stop unless ctx ended (stopUnlessEnded).
+func (f *follower) stop(ctx context.Context) {
+	f.mu.Lock()
+	f.stopped = true
+	f.mu.Unlock()
+	stopUnlessEnded(ctx, f.cc.Stop)
+}
+
+// stopUnlessEnded calls stop and waits for it to return, unless ctx ends
+// first. The stop of a read or of a watch waits for the server: the
+// read's while it is making its reader again (up to 10 s a try), the
+// watch's for the delete of its consumer (5 s). A run interrupted, or
+// whose --timeout ran out, on a server that stopped answering (frozen,
+// partitioned: the connection stays open) ended that much later; left
+// behind, the stop ends with the connection.
+func stopUnlessEnded(ctx context.Context, stop func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		stop()
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
 
 // scan reads every message stored now on subject, in order, then stops:
 // when the last one read says nothing is pending, or a fetch finds nothing

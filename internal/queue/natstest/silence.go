@@ -1,0 +1,90 @@
+package natstest
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// Silencer forwards TCP connections to a server until Silence: from then
+// on it drops every byte both ways and closes nothing, as a server frozen
+// (a stopped container, a paused VM), a partition or a firewall's
+// forgotten flow does. A client sees its writes go out and nothing come
+// back, until its pings tell it.
+type Silencer struct {
+	lis    net.Listener
+	target string
+	silent atomic.Bool
+	wg     sync.WaitGroup
+	mu     sync.Mutex
+	conns  []net.Conn
+}
+
+// NewSilencer forwards to target (host:port) until the test ends.
+func NewSilencer(tb testing.TB, target string) *Silencer {
+	tb.Helper()
+	lis, err := (&net.ListenConfig{}).Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &Silencer{lis: lis, target: target}
+	s.wg.Go(s.accept)
+	tb.Cleanup(func() {
+		_ = lis.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+	return s
+}
+
+// URL is the URL clients connect to.
+func (s *Silencer) URL() string { return "nats://" + s.lis.Addr().String() }
+
+// Silence drops every byte from now on, both ways.
+func (s *Silencer) Silence() { s.silent.Store(true) }
+
+func (s *Silencer) accept() {
+	for {
+		in, err := s.lis.Accept()
+		if err != nil {
+			return
+		}
+		out, err := (&net.Dialer{}).DialContext(context.Background(), "tcp", s.target)
+		if err != nil {
+			_ = in.Close()
+			continue
+		}
+		s.mu.Lock()
+		s.conns = append(s.conns, in, out)
+		s.mu.Unlock()
+		s.wg.Go(func() { s.pipe(out, in) })
+		s.wg.Go(func() { s.pipe(in, out) })
+	}
+}
+
+// pipe copies from src to dst, dropping what it reads once silent.
+func (s *Silencer) pipe(dst, src net.Conn) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !s.silent.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				_ = dst.Close()
+			}
+			return
+		}
+	}
+}
