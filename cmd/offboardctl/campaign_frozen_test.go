@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestCampaignRunEndsAtOnceOnAFrozenServer: a run waiting for results
@@ -73,5 +78,59 @@ func TestCampaignRunEndsAtOnceOnAFrozenServer(t *testing.T) {
 				t.Fatal("the run did not end within a minute")
 			}
 		})
+	}
+}
+
+// TestCampaignRunGoesOnAfterItsConnectionWentSilent: a run waiting for
+// results whose connection to NATS went silent without being closed (a
+// firewall or a NAT that dropped its flow, a node cut off) notices within
+// half a minute, connects again and reads the results stored meanwhile:
+// it ends, exit 0. Before, the client library's pings, every two
+// minutes with two unanswered allowed, took four to six minutes to
+// notice; here the run had not ended after 90 s.
+func TestCampaignRunGoesOnAfterItsConnectionWentSilent(t *testing.T) {
+	t.Parallel()
+	srv := natstest.Start(t, 1)
+	_, js := srv.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{tenant}}); err != nil {
+		t.Fatal(err)
+	}
+	hole := natstest.NewSilencer(t, strings.TrimPrefix(srv.URLs(), "nats://"))
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "silent.csv", numberedCSV(2))
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	done := runInBackground(ctx, "--nats-url", hole.URL(), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
+		"--report", filepath.Join(dir, "silent-report.csv"), "--progress-every", "1h")
+	deadline := time.Now().Add(20 * time.Second)
+	for lastRequestSeq(t, js) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not publish its rows within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hole.Cut()
+	since := time.Now()
+	// The rows answered while the run's connection is silent.
+	for n := 1; n <= 2; n++ {
+		id := campaign.RequestID("silent", n)
+		res, err := (&offboard.Result{RequestID: id, Tenant: tenant, MachineID: fmt.Sprintf("%040x", n), Outcome: offboard.OutcomeCreated, Attempt: 1}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := js.Publish(t.Context(), offboard.Subjects{}.Result(tenant), res, jetstream.WithMsgID(offboard.ResultMsgID(tenant, id, 1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case e := <-done:
+		t.Logf("exit %d %s after the cut: %s", e.code, time.Since(since).Round(time.Millisecond), e.out)
+		if e.code != exitOK || !strings.Contains(e.out, "created 2") {
+			t.Errorf("exit %d, stdout %q, stderr %q: want 0 and both rows created", e.code, e.out, e.err)
+		}
+	case <-time.After(90 * time.Second):
+		cancel()
+		e := <-done
+		t.Fatalf("the run did not end within 90s of its connection going silent; interrupted: exit %d: %s", e.code, e.out)
 	}
 }

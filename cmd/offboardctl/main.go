@@ -339,6 +339,12 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 	}
 	closed := make(chan struct{})
 	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout),
+		// A connection gone silent without being closed (a firewall or a
+		// NAT that dropped its flow, a server frozen) is noticed after
+		// two pings unanswered, within half a minute, and made again:
+		// with the client library's ping every two minutes, a campaign
+		// run waited four to six minutes for results stored meanwhile.
+		nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2),
 		// A refused permission is told once, in the command's error
 		// (explainRefused), not as a raw line of its own.
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
@@ -486,6 +492,10 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 	}
 	return err
 }
+
+// pingInterval is how often the connection to NATS is checked, as the
+// worker's is by default.
+const pingInterval = 10 * time.Second
 
 // close closes the connection, if one was made, once what was published
 // on it is flushed.

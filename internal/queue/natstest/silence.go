@@ -14,7 +14,9 @@ import (
 // on it drops every byte both ways and closes nothing, as a server frozen
 // (a stopped container, a paused VM), a partition or a firewall's
 // forgotten flow does. A client sees its writes go out and nothing come
-// back, until its pings tell it.
+// back, until its pings tell it. Cut does so to the connections open
+// now only, as a firewall or a NAT that forgot their flows: a connection
+// made again works.
 type Silencer struct {
 	lis    net.Listener
 	target string
@@ -22,6 +24,7 @@ type Silencer struct {
 	wg     sync.WaitGroup
 	mu     sync.Mutex
 	conns  []net.Conn
+	cut    []*atomic.Bool // by connection forwarded: its bytes are dropped
 }
 
 // NewSilencer forwards to target (host:port) until the test ends.
@@ -51,6 +54,16 @@ func (s *Silencer) URL() string { return "nats://" + s.lis.Addr().String() }
 // Silence drops every byte from now on, both ways.
 func (s *Silencer) Silence() { s.silent.Store(true) }
 
+// Cut drops every byte of the connections open now, both ways; those
+// made later are forwarded.
+func (s *Silencer) Cut() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.cut {
+		c.Store(true)
+	}
+}
+
 func (s *Silencer) accept() {
 	for {
 		in, err := s.lis.Accept()
@@ -62,20 +75,22 @@ func (s *Silencer) accept() {
 			_ = in.Close()
 			continue
 		}
+		cut := new(atomic.Bool)
 		s.mu.Lock()
-		s.conns = append(s.conns, in, out)
+		s.conns, s.cut = append(s.conns, in, out), append(s.cut, cut)
 		s.mu.Unlock()
-		s.wg.Go(func() { s.pipe(out, in) })
-		s.wg.Go(func() { s.pipe(in, out) })
+		s.wg.Go(func() { s.pipe(out, in, cut) })
+		s.wg.Go(func() { s.pipe(in, out, cut) })
 	}
 }
 
-// pipe copies from src to dst, dropping what it reads once silent.
-func (s *Silencer) pipe(dst, src net.Conn) {
+// pipe copies from src to dst, dropping what it reads once silent or
+// cut.
+func (s *Silencer) pipe(dst, src net.Conn, cut *atomic.Bool) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !s.silent.Load() {
+		if n > 0 && !s.silent.Load() && !cut.Load() {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
