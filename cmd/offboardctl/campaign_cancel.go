@@ -280,6 +280,11 @@ type campaignState struct {
 	ETASeconds *float64 `json:"etaSeconds"`
 	ETA        string   `json:"eta"` // "paused" while a pause holds every request waiting
 	Paused     bool     `json:"paused,omitempty"`
+	// LastAnnounced and NoWorker are status's, told while requests of
+	// the campaign wait: with no worker, the ETA is what they take once
+	// one runs.
+	LastAnnounced *time.Time `json:"lastAnnounced,omitempty"`
+	NoWorker      bool       `json:"noWorker,omitempty"`
 
 	waitingBy map[offboard.Priority]int
 	ahead     int // the tenant's backlog served before the campaign's last request

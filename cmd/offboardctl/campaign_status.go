@@ -108,6 +108,9 @@ func (c *cli) showCampaign(ctx context.Context, tenant, name string, ws []campai
 	if err := c.campaignETA(ctx, js, st, ws, inFlight, view, horizon); err != nil {
 		return err
 	}
+	if st.Waiting > 0 {
+		st.LastAnnounced, st.NoWorker = workersOf(readAnnounced(ctx, js), tenant, time.Now())
+	}
 	if asJSON {
 		// A cancel mark written by hand, and a result's error code, are
 		// shown with what a terminal acts on escaped, as status shows
@@ -207,6 +210,13 @@ func (st *campaignState) print(c *cli) {
 	}
 	fmt.Fprintf(w, "  waiting    %d (tenant backlog %d)\n", st.Waiting, st.Backlog)
 	fmt.Fprintf(w, "  ETA        %s\n", st.ETA)
+	if st.NoWorker {
+		since := ""
+		if st.LastAnnounced != nil {
+			since = " for " + roundAge(time.Since(*st.LastAnnounced)).String()
+		}
+		fmt.Fprintf(w, "  no worker has announced tenant %s%s: nothing works its requests; the ETA is what they take once one runs\n", st.Tenant, since)
+	}
 }
 
 func orNone(s string) string {

@@ -7,6 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -64,4 +67,45 @@ func TestStatusSaysWhenNoWorkerServesATenant(t *testing.T) {
 	if want := tenant + ": no worker has announced it for 2m"; !strings.Contains(b.String(), want) {
 		t.Errorf("status says:\n%s\nwant a line starting %q", b.String(), want)
 	}
+}
+
+// TestCampaignStatusSaysWhenNoWorkerServesTheTenant: campaign status of
+// a campaign whose requests wait while no worker runs says so under its
+// ETA, and noWorker in its JSON, as status does: the ETA is what the
+// requests take once a worker runs. It showed the ETA alone, as if a
+// worker were at them.
+func TestCampaignStatusSaysWhenNoWorkerServesTheTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	e.startWorker()
+	e.stopWorker() // it withdraws its announcement
+	for i, m := range e.machines {
+		id := campaign.RequestID("nw", i+1)
+		body := fmt.Sprintf(`{"requestId":"%s","machineId":"%s","source":"campaign:nw"}`, id, m.ID)
+		if _, err := e.js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Bulk), []byte(body),
+			jetstream.WithMsgID(offboard.RequestMsgID(tenant, id, 1))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "nw")
+	if code != exitOK {
+		t.Fatalf("campaign status: exit %d, stderr %q", code, errs)
+	}
+	if want := "no worker has announced tenant " + tenant + ": nothing works its requests"; !strings.Contains(out, want) {
+		t.Errorf("campaign status says:\n%s\nwant a line with %q", out, want)
+	}
+	_, out, _ = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "nw", "--json")
+	if !strings.Contains(out, `"noWorker": true`) {
+		t.Errorf("campaign status --json says:\n%s\nwant noWorker true", out)
+	}
+
+	// A worker running, the requests held by a pause: no such line.
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "bulk"); code != exitOK {
+		t.Fatalf("pause: exit %d, stderr %q", code, errs)
+	}
+	e.startWorker()
+	e.waitFor("the worker's announcement", 20*time.Second, func() bool {
+		_, out, _ = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "nw")
+		return strings.Contains(out, "waiting    3") && !strings.Contains(out, "no worker")
+	})
 }

@@ -86,15 +86,22 @@ func readAnnounced(ctx context.Context, js jetstream.JetStream) map[string]time.
 
 // setWorkers fills what status says of the workers serving the tenant.
 func (st *tenantStatus) setWorkers(announced map[string]time.Time, now time.Time) {
+	st.LastAnnounced, st.NoWorker = workersOf(announced, st.Tenant, now)
+}
+
+// workersOf is when a worker replica last announced tenant (nil: never),
+// and whether none has for noWorkerAfter, or ever; nil and false when
+// announced is not known (readAnnounced).
+func workersOf(announced map[string]time.Time, tenant string, now time.Time) (last *time.Time, none bool) {
 	if announced == nil {
-		return
+		return nil, false
 	}
-	at, ok := announced[st.Tenant]
+	at, ok := announced[tenant]
 	if ok {
 		at = at.UTC()
-		st.LastAnnounced = &at
+		last = &at
 	}
-	st.NoWorker = !ok || now.Sub(at) > noWorkerAfter
+	return last, !ok || now.Sub(at) > noWorkerAfter
 }
 
 type pauseB struct {
