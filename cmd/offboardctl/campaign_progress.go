@@ -24,13 +24,25 @@ type progressSnapshot struct {
 	etaUnknown            bool // no rate of answers measured yet, and the quota is not the limit
 	paused                bool // the campaign's priority is paused
 	byBudget              bool // the tenant's budget, not the quota, sets the ETA
+	noWorker              bool // no worker has announced the tenant lately
 }
 
 func (s progressSnapshot) line() string {
 	c := s.counts
-	return fmt.Sprintf("campaign %s (%s): %d/%d answered: created %d, already_pending %d, dry_run %d, failed %d; waiting %d%s; published %d (before %d); ETA %s",
+	return fmt.Sprintf("campaign %s (%s): %d/%d answered: created %d, already_pending %d, dry_run %d, failed %d; waiting %d%s; published %d (before %d); ETA %s%s",
 		s.name, s.tenant, c.Answered(), c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting,
-		unpublishedNote(c, "; "), s.published, s.duplicates, s.etaText())
+		unpublishedNote(c, "; "), s.published, s.duplicates, s.etaText(), s.noWorkerNote("; "))
+}
+
+// noWorkerNote says, after sep, that no worker has announced the tenant
+// while rows wait: nothing works them, and the ETA, as status's, is what
+// they take once one runs. It showed that time alone, the same at every
+// line, as if a worker were at them. Empty otherwise.
+func (s progressSnapshot) noWorkerNote(sep string) string {
+	if !s.noWorker || s.counts.Waiting == 0 {
+		return ""
+	}
+	return sep + "no worker has announced the tenant: the ETA counts once one runs"
 }
 
 // unpublishedNote counts, after sep, the rows whose publish failed (an
@@ -125,8 +137,8 @@ func (p *barProgress) room() int {
 // waiting and the ETA, with that bar or none, cut short if need be.
 func fitDescription(s progressSnapshot, room int) string {
 	c := s.counts
-	d := fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d%s · ETA %s",
-		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, unpublishedNote(c, " · "), s.etaText())
+	d := fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d%s · ETA %s%s",
+		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, unpublishedNote(c, " · "), s.etaText(), s.noWorkerNote(" · "))
 	if room < 0 || utf8.RuneCountInString(d) <= room-barMinWidth {
 		return d
 	}
@@ -143,7 +155,11 @@ func fitDescription(s progressSnapshot, room int) string {
 	if c.Unpublished > 0 {
 		parts = append(parts, unpublishedNote(c, ""))
 	}
-	d = strings.Join(append(parts, "ETA "+s.etaText()), ", ")
+	parts = append(parts, "ETA "+s.etaText())
+	if s.noWorker && c.Waiting > 0 {
+		parts = append(parts, "no worker")
+	}
+	d = strings.Join(parts, ", ")
 	if rs := []rune(d); len(rs) > room { // with no bar left
 		d = ""
 		if room > 0 {

@@ -116,6 +116,7 @@ type campaignRun struct {
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
 	paused                         atomic.Bool  // an operator paused the campaign's priority
+	noWorker                       atomic.Bool  // no worker has announced the tenant lately (workersOf)
 	stateErr                       atomic.Value
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
@@ -1070,6 +1071,12 @@ func isClosed(ch <-chan struct{}) bool {
 func (r *campaignRun) refreshAhead(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	// With no worker, the ETA is what the rows take once one runs: the
+	// progress says so, as status does, where it showed that time as if
+	// a worker were at them. Not known (the presence bucket not read):
+	// nothing said.
+	_, none := workersOf(readAnnounced(ctx, r.js), r.f.tenant, time.Now())
+	r.noWorker.Store(none)
 	view, horizon, err := readControls(ctx, r.js, r.c.subjects)
 	if err != nil {
 		return // no estimate update; the last one stands
@@ -1182,7 +1189,7 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 		}
 	}
 	return progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
-		duplicates: r.duplicates.Load(), eta: eta, etaUnknown: !known, paused: r.paused.Load(), byBudget: byBudget}
+		duplicates: r.duplicates.Load(), eta: eta, etaUnknown: !known, paused: r.paused.Load(), byBudget: byBudget, noWorker: r.noWorker.Load()}
 }
 
 // publishRows publishes every row that has no result yet, asynchronously

@@ -79,7 +79,7 @@ func TestCampaignRunETABehindACancelledCampaign(t *testing.T) {
 	wave := writeFile(t, dir, "wave.csv", idsCSV(e.machines[:20]))
 	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", wave,
 		"--report", wave+".report", "--timeout", "1s", "--progress-every", "1h")
-	if code != exitFailed || !strings.Contains(out, "; ETA 1m00s\n") {
+	if code != exitFailed || !strings.Contains(out, "; ETA 1m00s"+noWorkerNote+"\n") {
 		t.Errorf("campaign behind a cancelled one: exit %d, stdout %q, stderr %q; want an ETA of 1m00s", code, out, errs)
 	}
 }

@@ -57,7 +57,7 @@ func TestCampaignRunETAWithNormalPaused(t *testing.T) {
 	wave := writeFile(t, dir, "wave.csv", idsCSV(e.machines[:20]))
 	code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", wave,
 		"--report", wave+".report", "--timeout", "1s", "--progress-every", "1h")
-	if code != exitFailed || !strings.Contains(out, "; ETA 1m00s\n") {
+	if code != exitFailed || !strings.Contains(out, "; ETA 1m00s"+noWorkerNote+"\n") {
 		t.Errorf("bulk campaign with normal paused: exit %d, stdout %q, stderr %q; want an ETA of 1m00s", code, out, errs)
 	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -108,4 +109,47 @@ func TestCampaignStatusSaysWhenNoWorkerServesTheTenant(t *testing.T) {
 		_, out, _ = e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "nw")
 		return strings.Contains(out, "waiting    3") && !strings.Contains(out, "no worker")
 	})
+}
+
+// noWorkerNote ends a campaign run's progress line while no worker has
+// announced the tenant.
+const noWorkerNote = "; no worker has announced the tenant: the ETA counts once one runs"
+
+// TestCampaignRunSaysWhenNoWorkerServesTheTenant: a campaign run whose
+// rows wait while no worker runs says so in its progress, after the ETA,
+// which is what they take once one runs: it showed that time alone (ETA
+// 2m00s for 30 rows at 10/1m), the same at every line, as if a worker
+// were at them. With a worker running, the progress does not say so.
+func TestCampaignRunSaysWhenNoWorkerServesTheTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	e.startWorker()
+	e.stopWorker() // it withdraws its announcement
+	csvPath := writeFile(t, e.dir, "nwrun.csv", numberedCSV(30))
+	run := func() string {
+		t.Helper()
+		code, out, errs := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath, "--report", filepath.Join(e.dir, "nwrun-report.csv"),
+			"--rate", "10/1m", "--progress-every", "100ms", "--timeout", "2s")
+		if code != exitFailed {
+			t.Fatalf("campaign run: exit %d, want 1 (--timeout): stderr %q", code, errs)
+		}
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		return lines[len(lines)-2] // the last progress line, before the summary
+	}
+	if line, want := run(), "ETA 2m00s"+noWorkerNote; !strings.HasSuffix(line, want) {
+		t.Errorf("with no worker, the progress says:\n%s\nwant it to end %q", line, want)
+	}
+
+	// A worker running, the rows held by a pause.
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "bulk"); code != exitOK {
+		t.Fatalf("pause: exit %d, stderr %q", code, errs)
+	}
+	e.startWorker()
+	e.waitFor("the worker's announcement", 20*time.Second, func() bool {
+		_, out, _ := e.ctl(t.Context(), "status", tenant)
+		return !strings.Contains(out, "no worker")
+	})
+	if line := run(); !strings.HasSuffix(line, "ETA paused") {
+		t.Errorf("with a worker running and the rows paused, the progress says:\n%s\nwant ETA paused", line)
+	}
 }
