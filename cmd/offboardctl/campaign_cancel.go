@@ -135,6 +135,10 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 	if view, err := controlView(ctx, js, c.subjects); err == nil {
 		note = pausedNote(view, st)
 	}
+	if _, none := workersOf(readAnnounced(ctx, js), tenant, time.Now()); none {
+		// Only a worker answers them, as status says of the backlog.
+		note += "; no worker has announced the tenant: none is answered before one runs"
+	}
 	fmt.Fprintf(c.stdout, "campaign %s of tenant %s cancelled: %s\n", name, tenant, cancelCounts(st, note))
 	return nil
 }

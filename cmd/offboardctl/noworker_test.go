@@ -80,14 +80,7 @@ func TestCampaignStatusSaysWhenNoWorkerServesTheTenant(t *testing.T) {
 	e := newEnv(t, 3)
 	e.startWorker()
 	e.stopWorker() // it withdraws its announcement
-	for i, m := range e.machines {
-		id := campaign.RequestID("nw", i+1)
-		body := fmt.Sprintf(`{"requestId":"%s","machineId":"%s","source":"campaign:nw"}`, id, m.ID)
-		if _, err := e.js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Bulk), []byte(body),
-			jetstream.WithMsgID(offboard.RequestMsgID(tenant, id, 1))); err != nil {
-			t.Fatal(err)
-		}
-	}
+	e.publishCampaign(t, "nw")
 	code, out, errs := e.ctl(t.Context(), "campaign", "status", "--tenant", tenant, "--name", "nw")
 	if code != exitOK {
 		t.Fatalf("campaign status: exit %d, stderr %q", code, errs)
@@ -151,5 +144,35 @@ func TestCampaignRunSaysWhenNoWorkerServesTheTenant(t *testing.T) {
 	})
 	if line := run(); !strings.HasSuffix(line, "ETA paused") {
 		t.Errorf("with a worker running and the rows paused, the progress says:\n%s\nwant ETA paused", line)
+	}
+}
+
+// TestCampaignCancelSaysWhenNoWorkerServesTheTenant: campaign cancel of
+// requests waiting while no worker runs says that none is answered
+// before one runs, as it says when a pause holds them. It said they
+// would be answered cancelled, and nothing came.
+func TestCampaignCancelSaysWhenNoWorkerServesTheTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 3)
+	e.startWorker()
+	e.stopWorker() // it withdraws its announcement
+	e.publishCampaign(t, "nwc")
+	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "nwc")
+	if want := "3 requests waiting will be answered cancelled; no worker has announced the tenant: none is answered before one runs; 0 answered so far"; code != exitOK || !strings.Contains(out, want) {
+		t.Errorf("campaign cancel: exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errs, want)
+	}
+}
+
+// publishCampaign publishes a bulk request of campaign name for each of
+// the machines, as campaign run does.
+func (e *testEnv) publishCampaign(t *testing.T, name string) {
+	t.Helper()
+	for i, m := range e.machines {
+		id := campaign.RequestID(name, i+1)
+		body := fmt.Sprintf(`{"requestId":"%s","machineId":"%s","source":"%s"}`, id, m.ID, campaign.Source(name))
+		if _, err := e.js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Bulk), []byte(body),
+			jetstream.WithMsgID(offboard.RequestMsgID(tenant, id, 1))); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
