@@ -54,6 +54,15 @@ type tracked struct {
 	// for its mark (see stop). Any later final event repeats that one,
 	// under its message id: never a second, different final event.
 	Final string `json:"final,omitempty"`
+	// Seen is the status of the event published, or being published,
+	// when the state was stored, if it is not Status: a change whose
+	// event may be out, Status staying the one before so that a look
+	// publishes it again should it not be. An end before that look
+	// carries it, the last status seen: with Status, an action whose
+	// InProgress event went out (its acknowledgement lost, or the
+	// replica stopped before the state was written) ended Pending,
+	// final, as if it had gone back.
+	Seen string `json:"seen,omitempty"`
 	// Published says that the final event is out and the ended mark is
 	// all that is left to store: set when its write fails, so that the
 	// next try stores the mark, with no look and no final event again.
@@ -483,11 +492,13 @@ func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string,
 	keep.Next = tr.storedNext(tr.clock.Now(), bounded(keep.Interval))
 	if final {
 		keep.Final = st.Status
+	} else {
+		keep.Seen = st.Status
 	}
 	if err := tr.save(ctx, &keep); err != nil {
 		return err
 	}
-	st.rev, st.Final = keep.rev, keep.Final
+	st.rev, st.Final, st.Seen = keep.rev, keep.Final, keep.Seen
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
 
@@ -1227,6 +1238,9 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 			return tr.settle(st, err)
 		}
 	}
+	// What this look read, published or no change, is the last status
+	// seen, whatever an earlier look's event left in Seen.
+	st.Seen = ""
 	if final {
 		return tr.stop(ctx, st)
 	}
@@ -1275,8 +1289,11 @@ func (tr *tracker) end(ctx context.Context, st *tracked) error {
 		return tr.stop(ctx, st)
 	}
 	status, previous := st.Status, st.Status
-	if st.Final != "" {
+	switch {
+	case st.Final != "":
 		st.Status = st.Final
+	case st.Seen != "":
+		st.Status = st.Seen // as a look that saw it at the end publishes it
 	}
 	if err := tr.publishOwn(ctx, st, previous, nil, true); err != nil {
 		st.Status = status

@@ -1,0 +1,85 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestTrackingGivenUpCarriesTheLastStatusSeen: an action seen InProgress,
+// whose event was stored but its acknowledgement lost (NATS slow a
+// moment, or the replica stopped before the state was written), is given
+// up at maxAge before the next look. Its final event carries InProgress,
+// the last status seen. Before, it carried the Pending stored before the
+// InProgress event went out: the events went Pending, InProgress, then
+// Pending, final, as if the action had gone back.
+func TestTrackingGivenUpCarriesTheLastStatusSeen(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	api := scriptedFor(clock, "InProgress")
+	_, js := natstest.Connect(t)
+	log := &eventLog{}
+	var once sync.Once
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
+		// A look at 1 minute, then the action's end at 2 minutes comes
+		// before the back-off's next look.
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(2 * time.Minute)},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			lost := false
+			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
+				once.Do(func() { lost = true })
+			}
+			if lost {
+				return errors.New("nats: timeout") // stored, its acknowledgement lost
+			}
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTrackingPending(t, tr)
+	held := func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.queue) == 1
+	}
+	waitFor(t, "the action held", held)
+	testwait.Waiters(t, clock, 1)
+	clock.Advance(time.Minute) // the first look: InProgress
+	waitFor(t, "the InProgress event", func() bool { return len(log.all()) == 2 })
+	final := func() bool {
+		events := log.all()
+		return len(events) > 0 && events[len(events)-1].Final
+	}
+	for !final() && clock.Since(start) < time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Second)
+	}
+	var got []string
+	for _, ev := range log.all() {
+		got = append(got, fmt.Sprintf("%s<-%s final=%v at %v", ev.Status, ev.PreviousStatus, ev.Final, ev.ObservedAt.Sub(start)))
+	}
+	t.Logf("events %v, %d looks", got, api.count())
+	if !final() {
+		t.Fatalf("no final event within an hour of a 2-minute maxAge: %v", got)
+	}
+	if last := log.all()[len(got)-1]; last.Status != "InProgress" {
+		t.Errorf("events %v: the final event carries %s, after InProgress was seen and published", got, last.Status)
+	}
+}
