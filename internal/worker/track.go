@@ -1228,10 +1228,18 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge) && tr.clockTrusted()
 	final := action.Finished() || expired
 	if action.Status != st.Status || final {
-		previous := st.Status
+		before, previous := st.Status, st.Status
+		if st.Seen != "" && (action.Status != st.Seen || final) {
+			// The status before this one is the last seen, whose event
+			// may be out; the same status seen again is published as it
+			// was, from the one before it, so that a repeat is dropped,
+			// but for an end, which carries it as an end without a look
+			// does (see end).
+			previous = st.Seen
+		}
 		st.Status = action.Status
 		if err := tr.publishOwn(ctx, st, previous, action.Raw, final); err != nil {
-			st.Status = previous
+			st.Status = before
 			if errors.Is(err, errEventTooLarge) {
 				return tr.statusTooLong(ctx, st, len(action.Status), expired, now)
 			}
@@ -1293,7 +1301,9 @@ func (tr *tracker) end(ctx context.Context, st *tracked) error {
 	case st.Final != "":
 		st.Status = st.Final
 	case st.Seen != "":
-		st.Status = st.Seen // as a look that saw it at the end publishes it
+		// The last status seen, unchanged since, as an end without a
+		// look carries it.
+		st.Status, previous = st.Seen, st.Seen
 	}
 	if err := tr.publishOwn(ctx, st, previous, nil, true); err != nil {
 		st.Status = status

@@ -83,3 +83,47 @@ func TestTrackingGivenUpCarriesTheLastStatusSeen(t *testing.T) {
 		t.Errorf("events %v: the final event carries %s, after InProgress was seen and published", got, last.Status)
 	}
 }
+
+// TestTrackingPreviousStatusIsTheLastSeen: an action seen InProgress,
+// whose event was stored but its acknowledgement lost, then seen
+// Succeeded, has a final event whose previousStatus is InProgress. Before,
+// it was Pending, stored before the InProgress event went out: the events
+// read Pending, InProgress from Pending, then Succeeded from Pending.
+func TestTrackingPreviousStatusIsTheLastSeen(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	api := scriptedFor(clock, "InProgress", "Succeeded")
+	_, js := natstest.Connect(t)
+	log := &eventLog{}
+	var once sync.Once
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			lost := false
+			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
+				once.Do(func() { lost = true })
+			}
+			if lost {
+				return errors.New("nats: timeout") // stored, its acknowledgement lost
+			}
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTrackingPending(t, tr)
+	trackTenMinutes(t, clock)
+	var got []string
+	for _, ev := range log.all() {
+		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
+	}
+	want := []string{"Pending<- final=false", "InProgress<-Pending final=false", "Succeeded<-InProgress final=true"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("events %v, want %v", got, want)
+	}
+}
