@@ -1340,8 +1340,18 @@ func (tr *tracker) stop(ctx context.Context, st *tracked) error {
 	return nil
 }
 
-// reschedule saves a followed action's state and plans its next look.
+// reschedule saves a followed action's state and plans its next look,
+// after a look that saw no change or said nothing. One whose final event
+// is out, or was on its way when the replica that published it stopped
+// before storing the end (Final), ends instead, that event published
+// again under its message id: the look was only to send it with the
+// action as it is now. Looked at again while the looks said nothing
+// (the credentials refused, the API failing), it was published again at
+// maxAge, past the results stream's duplicate window, and stored twice.
 func (tr *tracker) reschedule(ctx context.Context, st *tracked, now time.Time) error {
+	if st.Final != "" {
+		return tr.end(ctx, st)
+	}
 	st.Next = tr.nextLook(st, now)
 	if err := tr.save(ctx, st); err != nil {
 		return tr.settle(st, err)

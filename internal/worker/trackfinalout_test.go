@@ -1,0 +1,105 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/limiter"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testwait"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// refusedActions answers every look 401: the tenant's credentials
+// refused (a secret rotated), which says nothing of the action.
+type refusedActions struct{ fakeActions }
+
+func (r *refusedActions) permit(context.Context) (*limiter.Permit, error) {
+	return r.lim.AcquireLow(context.Background())
+}
+
+func (r *refusedActions) get(_ context.Context, p *limiter.Permit, _ string) (*mde.Verdict, error) {
+	p.Complete(r.clock.Now())
+	r.mu.Lock()
+	r.all = append(r.all, r.clock.Now())
+	r.mu.Unlock()
+	return &mde.Verdict{Class: mde.Final, Reason: mde.ReasonUnauthorized, Status: 401, Sent: true}, nil
+}
+
+// TestTrackingFinalEventOutIsRepeatedAfterALookThatSaysNothing: a
+// replica stopped right after an action's final event went out, before
+// the end of its tracking was stored, leaves the state that records that
+// final event. The replica that takes the action up looks, and when the
+// look says nothing (the credentials refused meanwhile), publishes that
+// event again at once, under its message id (the results stream drops
+// it), and stores the end. Before, it looked again and again until
+// maxAge, a week on (172 looks), and published the final event then,
+// past the stream's duplicate window of a day, which stored it twice.
+func TestTrackingFinalEventOutIsRepeatedAfterALookThatSaysNothing(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	oneTracked(t, ledger, start)
+	cfg := config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+		MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)}
+	log := &eventLog{}
+	lim := func() *limiter.Limiter { return limiter.NewTenant(clock).Add(mde.APIMachineActions, trackWindows) }
+
+	// The first replica sees Succeeded and stops once its final event is
+	// out.
+	killed, kill := context.WithCancel(context.Background())
+	api := scriptedFor(clock, "Succeeded")
+	first := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			kill()
+			return errors.New("nats: connection closed")
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); first.run(killed) }()
+	testwait.For(t, done, 20*time.Second, "the first replica's final event")
+	events := log.all()
+	if len(events) != 1 || !events[0].Final || events[0].Status != "Succeeded" {
+		t.Fatalf("events %+v, want the final Succeeded", events)
+	}
+
+	// The other replica takes the action up while the API refuses the
+	// credentials.
+	refused := &refusedActions{fakeActions{clock: clock, windows: trackWindows, lim: lim()}}
+	runTracker(t, newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: refused, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	}))
+	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Minute)
+	}
+	events = log.all()
+	if len(events) < 2 {
+		t.Fatalf("the final event not published again in 8 days, %d looks", refused.count())
+	}
+	again := events[1].ObservedAt.Sub(events[0].ObservedAt)
+	t.Logf("final event published again %v after the first, %d looks by the other replica", again, refused.count())
+	if again >= 24*time.Hour || refused.count() > 1 {
+		t.Errorf("final event published again %v after the first (the duplicate window is 24h), after %d looks", again, refused.count())
+	}
+	waitFor(t, "the tracking's end stored", func() bool {
+		data, _, err := ledger.TrackedState(t.Context(), "contoso", "act-1")
+		st, ok := storedTracked(data)
+		return err == nil && !ok && st == nil && data != nil
+	})
+}
