@@ -794,14 +794,21 @@ func (tr *tracker) permit(ctx context.Context, st *tracked, rev uint64) (*limite
 
 // nextEnd is when the soonest end at maxAge of st or a held action comes:
 // a held action's at its next look, if that is later (a failed end backs
-// off).
+// off). One whose final event is out (Final) ends at its next look: a
+// look was only to send that event again with the action as it is now.
 func (tr *tracker) nextEnd(st *tracked) time.Time {
 	maxAge := time.Duration(tr.cfg.MaxAge)
 	soonest := st.Since.Add(maxAge)
+	if st.Final != "" {
+		soonest = st.Next
+	}
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	for _, a := range tr.queue {
 		end := a.Since.Add(maxAge)
+		if a.Final != "" {
+			end = a.Next
+		}
 		if a.Next.After(end) {
 			end = a.Next
 		}
@@ -813,7 +820,8 @@ func (tr *tracker) nextEnd(st *tracked) time.Time {
 }
 
 // endDue gives up, without a look, the held actions that are due and
-// older than maxAge, once the clock is trusted (see endUnlooked).
+// older than maxAge, or whose final event is out, once the clock is
+// trusted (see endUnlooked).
 func (tr *tracker) endDue(ctx context.Context) error {
 	if !tr.clockTrusted() {
 		return sleepCtx(ctx, tr.clock, trackClockWait) // for the clock to be trusted again
@@ -823,7 +831,7 @@ func (tr *tracker) endDue(ctx context.Context) error {
 	tr.mu.Lock()
 	kept := tr.queue[:0]
 	for _, a := range tr.queue {
-		if !a.Next.After(now) && tr.expired(a) {
+		if !a.Next.After(now) && (tr.expired(a) || a.Final != "") {
 			due = append(due, a) // its id stays: it is being looked at
 		} else {
 			kept = append(kept, a)
@@ -1084,6 +1092,16 @@ func (tr *tracker) claimLook(ctx context.Context, st *tracked) (*limiter.Permit,
 	cur, rev, due, err := tr.dueInLedger(ctx, st)
 	if err != nil || !due {
 		return nil, err
+	}
+	if cur.Final != "" {
+		// Its final event is out, or was on its way when the replica
+		// that published it stopped before storing the end. A look is
+		// made only if quota comes within the gauges' refresh (see
+		// nextEnd); else the end publishes the event again without one:
+		// waiting for quota while the offboard lookups took it, the
+		// event came again only at maxAge, past the results stream's
+		// duplicate window.
+		st.Final = cur.Final
 	}
 	// The permit, then the claim over the revision read: a claim held
 	// while waiting for quota could run out, and another replica look at

@@ -2,7 +2,9 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -101,5 +103,50 @@ func TestTrackingFinalEventOutIsRepeatedAfterALookThatSaysNothing(t *testing.T) 
 		data, _, err := ledger.TrackedState(t.Context(), "contoso", "act-1")
 		st, ok := storedTracked(data)
 		return err == nil && !ok && st == nil && data != nil
+	})
+}
+
+// TestTrackingFinalEventOutIsRepeatedWhileLooksGetNoQuota: an action
+// whose final event went out, the end of its tracking not stored (its
+// replica stopped in between), is taken up by a replica whose looks get
+// no quota (the offboard lookups take it all). It publishes the final
+// event again and stores the end without waiting for a look. Before, its
+// look waited for quota until maxAge, a week, and the event came again
+// past the results stream's duplicate window.
+func TestTrackingFinalEventOutIsRepeatedWhileLooksGetNoQuota(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
+		Status: "Pending", Final: "Succeeded", Since: start, Next: start, Interval: time.Minute}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	runTracker(t, newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(),
+		actions: &starvedActions{fakeActions{clock: clock, windows: trackWindows}},
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3, lagRefresh: 10 * time.Millisecond,
+	}))
+	deadline := time.Now().Add(5 * time.Second)
+	for len(log.all()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	events := log.all()
+	if len(events) != 1 || events[0].Status != "Succeeded" || !events[0].Final {
+		t.Fatalf("events %+v within 5 s of a look waiting for quota, want the final Succeeded again", events)
+	}
+	waitFor(t, "the tracking's end stored", func() bool {
+		data, _, err := ledger.TrackedState(t.Context(), "contoso", "act-1")
+		_, ok := storedTracked(data)
+		return err == nil && data != nil && !ok
 	})
 }
