@@ -7,18 +7,6 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
-// cut closes every connection the black hole holds and lets new ones
-// through: the silence is noticed, and the client reconnects at once.
-func (b *blackHole) cut() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, c := range b.conns {
-		_ = c.Close()
-	}
-	b.conns = nil
-	b.closed.Store(false)
-}
-
 // TestRequestLeftIntoASilentConnectionComesBackAtOnce: the connection
 // goes silent (a partition, a server host lost without a word) while a
 // request's result is being stored. The store times out, and the request
@@ -33,8 +21,8 @@ func TestRequestLeftIntoASilentConnectionComesBackAtOnce(t *testing.T) {
 	const ackWait = time.Minute
 	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, ackWait: ackWait, noStart: true})
 	srv := natstest.Start(t, 1)
-	hole := newBlackHole(t, srv.URLs()[len("nats://"):])
-	e.opts.NATSURL = hole.url()
+	hole := natstest.NewSilencer(t, srv.URLs()[len("nats://"):])
+	e.opts.NATSURL = hole.URL()
 	// Pings too far apart to notice the silence before the store times
 	// out (queue.StepTimeout): the nak goes into the silent connection.
 	e.opts.PingInterval = time.Minute
@@ -46,12 +34,12 @@ func TestRequestLeftIntoASilentConnectionComesBackAtOnce(t *testing.T) {
 	release := e.sim.HoldAnswers(tt.tenantID, tt.machines[0].ID)
 	e.offboardEach("contoso", "r-", 0, 1)
 	eventually(t, 10*time.Second, "the call under way", func() bool { return e.apiCalls("offboard") == 1 })
-	hole.closed.Store(true)
+	hole.Silence()
 	release()
 	// The result's store (2 s at most) times out and the request is left
 	// meanwhile, its nak into the silence.
 	time.Sleep(4 * time.Second)
-	hole.cut()
+	hole.Reopen()
 	back := time.Now()
 	got := res.wait(t, 1, ackWait)
 	if took := time.Since(back); took > 20*time.Second {

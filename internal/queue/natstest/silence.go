@@ -54,6 +54,22 @@ func (s *Silencer) URL() string { return "nats://" + s.lis.Addr().String() }
 // Silence drops every byte from now on, both ways.
 func (s *Silencer) Silence() { s.silent.Store(true) }
 
+// Resume forwards again what Silence dropped.
+func (s *Silencer) Resume() { s.silent.Store(false) }
+
+// Reopen closes every connection open now and forwards from then on, as
+// a host that comes back does: the client sees its connections end, and
+// reconnects at once.
+func (s *Silencer) Reopen() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	s.conns = nil
+	s.silent.Store(false)
+}
+
 // Cut drops every byte of the connections open now, both ways; those
 // made later are forwarded.
 func (s *Silencer) Cut() {
