@@ -287,7 +287,8 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 		l.held++ // as if taken: the next one counts it
 	}
 	if l.spread != nil {
-		n = min(n, int(l.spread.TokensAt(by)))
+		// The waiters take the first tokens (nextAfterWaitersLocked).
+		n = min(n, max(int(l.spread.TokensAt(by))-l.waiting, 0))
 	}
 	return n
 }
@@ -448,8 +449,14 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 // the backlog lasted.
 func (l *Limiter) nextAfterWaitersLocked(now time.Time, low bool) (next time.Time, ok, recheck bool) {
 	l.held += l.waiting
-	defer func() { l.held -= l.waiting }()
-	return l.nextLocked(now, low, false)
+	next, ok, recheck = l.nextLocked(now, low, false)
+	l.held -= l.waiting
+	if ok && !recheck {
+		// So are the spreading tokens they wait for (spreadBurst): with
+		// room in the windows, the bucket alone sets their places.
+		next = l.tokensLocked(now, next, 1+l.waiting)
+	}
+	return next, ok, recheck
 }
 
 // wait returns when ctx ends, changed is closed, or (if ok) next comes.
@@ -514,15 +521,25 @@ func (l *Limiter) nextLocked(now time.Time, low, entry bool) (next time.Time, ok
 			next = at
 		}
 	}
-	if l.spread != nil && !entry { // the permit took its token already
-		if missing := 1 - l.spread.TokensAt(now); missing > 0 {
-			wait := time.Duration(missing / float64(l.spread.Limit()) * float64(time.Second))
-			if at := now.Add(wait + time.Microsecond); at.After(next) {
-				next = at
-			}
-		}
+	if !entry { // the permit took its token already
+		next = l.tokensLocked(now, next, 1)
 	}
 	return next, true, false
+}
+
+// tokensLocked is next, or later if the spreading bucket holds fewer than
+// n tokens by then: when it will have had n.
+func (l *Limiter) tokensLocked(now, next time.Time, n int) time.Time {
+	if l.spread == nil {
+		return next
+	}
+	if missing := float64(n) - l.spread.TokensAt(now); missing > 0 {
+		wait := time.Duration(missing / float64(l.spread.Limit()) * float64(time.Second))
+		if at := now.Add(wait + time.Microsecond); at.After(next) {
+			next = at
+		}
+	}
+	return next
 }
 
 // inFlightLocked counts the calls under way: this process's and the other
