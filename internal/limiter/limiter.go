@@ -186,8 +186,10 @@ type Limiter struct {
 	held     int // permits of this process not yet in the journal (without one: calls under way)
 	reserved int // this process's calls in the journal whose answer has not arrived
 	// waiting are the callers blocked in Acquire for a permit at their
-	// place: no permit is taken ahead of a place one of them waits for.
-	waiting int
+	// place, in the order they came: no permit is taken ahead of a place
+	// one of them waits for, by a later one either. waited numbers them.
+	waiting []uint64
+	waited  uint64
 	// foreign are other replicas' calls under way, with the time by which
 	// their answer must have arrived (Unix ns); expired are those that
 	// passed it and now stand in others, so that a late completion is not
@@ -227,7 +229,7 @@ func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, 
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if l.waiting > 0 {
+	if len(l.waiting) > 0 {
 		ahead = 0 // the place frees for a caller that waits for it
 	}
 	next, ok, recheck := l.nextAfterWaitersLocked(now, false)
@@ -275,7 +277,7 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 	defer t.mu.Unlock()
 	held := l.held
 	defer func() { l.held = held }()
-	l.held += l.waiting // their places are theirs (nextAfterWaitersLocked)
+	l.held += len(l.waiting) // their places are theirs (nextAfterWaitersLocked)
 	by := now.Add(lead)
 	n := 0
 	for n < limit {
@@ -288,7 +290,7 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 	}
 	if l.spread != nil {
 		// The waiters take the first tokens (nextAfterWaitersLocked).
-		n = min(n, max(int(l.spread.TokensAt(by))-l.waiting, 0))
+		n = min(n, max(int(l.spread.TokensAt(by))-len(l.waiting), 0))
 	}
 	return n
 }
@@ -395,11 +397,13 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 	// waits: no permit is taken ahead of that place (the loop's, for a
 	// request fetched since), which would leave the waiter, woken as the
 	// place frees, without it every time.
-	waiter, waiting := take && ahead == 0 && !low, false
+	waiter, waiting, number := take && ahead == 0 && !low, false, uint64(0)
 	defer func() {
 		if waiting {
 			t.mu.Lock()
-			l.waiting--
+			if i, found := slices.BinarySearch(l.waiting, number); found {
+				l.waiting = slices.Delete(l.waiting, i, i+1)
+			}
 			t.notifyLocked() // those that counted its place look again
 			t.mu.Unlock()
 		}
@@ -407,16 +411,17 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 	for {
 		t.mu.Lock()
 		now := t.clock.Now()
-		var next time.Time
-		var ok, recheck bool
+		// The places of the waiters that came before it are theirs: a
+		// waiter looking again (as anything frees capacity on the
+		// tenant) would otherwise take one, the earlier waiter woken as
+		// it frees but run after it.
+		before := len(l.waiting)
 		if waiting {
-			// One waiter among others: they take the places as they free.
-			next, ok, recheck = l.nextLocked(now, low, false)
-		} else {
-			next, ok, recheck = l.nextAfterWaitersLocked(now, low)
+			before, _ = slices.BinarySearch(l.waiting, number)
 		}
+		next, ok, recheck := l.nextAfterLocked(now, low, before)
 		lead := ahead
-		if recheck || take && l.waiting > 0 {
+		if recheck || take && len(l.waiting) > 0 {
 			lead = 0 // a look again is no place, and a waiter's place is no place ahead
 		}
 		if ok && !next.After(now.Add(lead)) {
@@ -428,7 +433,9 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 			return p, nil
 		}
 		if waiter && !waiting {
-			l.waiting++
+			l.waited++
+			number = l.waited
+			l.waiting = append(l.waiting, number)
 			waiting = true
 		}
 		changed := t.changed
@@ -448,13 +455,19 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 // for which the loop had fetched another request by then, for as long as
 // the backlog lasted.
 func (l *Limiter) nextAfterWaitersLocked(now time.Time, low bool) (next time.Time, ok, recheck bool) {
-	l.held += l.waiting
+	return l.nextAfterLocked(now, low, len(l.waiting))
+}
+
+// nextAfterLocked is nextLocked for a caller after n waiters in Acquire,
+// whose places count as taken.
+func (l *Limiter) nextAfterLocked(now time.Time, low bool, n int) (next time.Time, ok, recheck bool) {
+	l.held += n
 	next, ok, recheck = l.nextLocked(now, low, false)
-	l.held -= l.waiting
+	l.held -= n
 	if ok && !recheck {
 		// So are the spreading tokens they wait for (spreadBurst): with
 		// room in the windows, the bucket alone sets their places.
-		next = l.tokensLocked(now, next, 1+l.waiting)
+		next = l.tokensLocked(now, next, 1+n)
 	}
 	return next, ok, recheck
 }
