@@ -40,7 +40,7 @@ type budget struct {
 	ignored string // the override last ignored (warned of), "" none
 
 	waiting [2]atomic.Int64 // requests fetched that wait for a slot, normal and bulk (waitingOf)
-	pending atomic.Uint64   // requests of served priorities in the stream, last read
+	pending atomic.Uint64   // requests of served priorities not answered, last read (setPending)
 }
 
 // waitingOf counts the requests of priority p fetched that wait for a
@@ -183,21 +183,26 @@ func (b *budget) holds(w *Worker) bool {
 	return b.active() && b.l.Available(w.clock.Now(), 1) == 0
 }
 
-// setPending records the requests of the served priorities waiting in the
-// stream (the backlog last read).
-func (b *budget) setPending(backlog map[offboard.Priority]uint64, ctrl Control) {
+// setPending records the requests of the served priorities not answered,
+// as last read: those waiting in the stream (backlog) and those delivered
+// and not acked (unacked), which are the ones fetched, here or by another
+// replica, and the ones handed back to the stream for a redelivery.
+func (b *budget) setPending(backlog, unacked map[offboard.Priority]uint64, ctrl Control) {
 	var n uint64
-	for p, v := range backlog {
+	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
 		if !ctrl.Paused(b.tenant, p) {
-			n += v
+			n += backlog[p] + unacked[p]
 		}
 	}
 	b.pending.Store(n)
 }
 
 // setBudgetGauges sets the tenant's budget left and the requests its
-// spent budget holds: those of served priorities fetched that wait for a
-// slot and, while no slot can be taken (holds), those in the stream. A
+// spent budget holds: those of served priorities fetched here that wait
+// for a slot and, while no slot can be taken (holds), every one not
+// answered. A request handed back to the stream (its worker stopped while
+// it waited for a slot) is delivered again only once a slot is free: it
+// waits as one never fetched does, counted among those not acked. A
 // paused priority's are the pause's (setPaused): a slot would only take
 // them to their call, which hands them back to the stream.
 func (w *Worker) setBudgetGauges(t *tenantRun) {
@@ -208,7 +213,9 @@ func (w *Worker) setBudgetGauges(t *tenantRun) {
 		held += float64(b.waitingOf(p).Load())
 	}
 	if b.holds(w) {
-		held += float64(b.pending.Load())
+		// Those waiting here are among the requests not acked when the
+		// counts are newer than their fetch.
+		held = max(held, float64(b.pending.Load()))
 	}
 	w.m.BudgetRemaining.WithLabelValues(t.name).Set(left)
 	w.m.HeldRequests.WithLabelValues(t.name, HeldBudget).Set(held)

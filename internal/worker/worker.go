@@ -832,7 +832,7 @@ func (w *Worker) runStats(ctx context.Context) {
 			}
 			w.setPaused(t)
 			t.created.prune(w.clock.Now())
-			t.budget.setPending(t.backlog, w.opts.Control)
+			t.budget.setPending(t.backlog, t.unacked, w.opts.Control)
 			w.setBudgetGauges(t)
 		}
 		w.answerLookalikes(ctx)
