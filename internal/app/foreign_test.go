@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -155,6 +156,9 @@ func TestActionsListWithOtherDevices(t *testing.T) {
 	hc := *e.opts.HTTPClient
 	hc.Transport = dropMachineClause{next: hc.Transport}
 	e.opts.HTTPClient = &hc
+	// A refusal under ActiveRequestAlreadyExists is looked for until an
+	// action could show in lists: a second here, not a minute.
+	e.opts.ActionShowsWithin = time.Second
 	e.start()
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]

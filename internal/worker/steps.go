@@ -1026,8 +1026,17 @@ func (w *Worker) lookForOwnAction(ctx context.Context, j *job, since time.Time, 
 // for another request: createdActions), finished or not; else already
 // pending with the device's unfinished Offboard action. With neither, a
 // refusal taken for a duplicate by its message alone fails as the 4xx it
-// is (api_rejected), one by its code api_error.
+// is (api_rejected), one by its code api_error once lists would have
+// shown the pending action (ActionShowsWithin after the refusal).
 func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdict, since time.Time, comment string) (*offboard.Result, error) {
+	// A refusal under the API's code says that an Offboard action of the
+	// device is pending now, and one made a moment ago (another request's
+	// for the device, just before this one's call) may take
+	// ActionShowsWithin to show in lists: it is looked for until then. A
+	// refusal taken for a duplicate by its message alone may be of another
+	// kind of action, and gets only the few looks.
+	refusedAt := w.clock.Now()
+	byCode := refused.FailureCode == ""
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
 	for look := 0; ; look++ {
@@ -1055,7 +1064,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 				return j.withAction(offboard.OutcomeAlreadyPending, a), nil
 			}
 		}
-		if look >= w.caller.retry.NotFoundCheck && !w.mayBeUnlisted(j) {
+		if look >= w.caller.retry.NotFoundCheck && !w.mayBeUnlisted(j) && (!byCode || w.clock.Since(refusedAt) >= w.opts.ActionShowsWithin) {
 			if refused.FailureCode != "" {
 				// Taken for a duplicate by its message alone (mde.Classify),
 				// and not borne out: the refusal it is, in the API's words.
