@@ -233,9 +233,12 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		// id could get two different answers.
 		w.leaveFor(j, fmt.Errorf("request id is being worked on by request %d, past its calling lease", entry.Seq), time.Minute)
 		return true
-	case entry.State == queue.StateCalling && entry.Seq == j.seq && w.callElsewhere(ctx, j, entry):
-		w.leaveFor(j, errCallUnderWay, w.opts.Settings.AckWait)
-		return true
+	case entry.State == queue.StateCalling && entry.Seq == j.seq:
+		if wait := w.callElsewhere(ctx, j, entry); wait > 0 {
+			w.leaveFor(j, errCallUnderWay, wait)
+			return true
+		}
+		return false // a call cut off, as below
 	default:
 		// A call of this id may have been sent (a crash): it is under
 		// way, and finishes whatever a cancel says.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
@@ -102,33 +103,51 @@ func (w *Worker) askWorking(ctx context.Context, instance, tenant string, seq ui
 	return false, false
 }
 
-// callElsewhere says whether this message's call, whose "calling" entry a
-// delivery of it meets, may still be under way in another process: the
-// delivery that called may still be at work there, in a backoff or a 429
-// pause. The process that wrote the entry is asked; one that does not
-// answer counts as at work while the replicas' announcements say it lives
-// (a moment cut off from NATS) or cannot say (this replica's view of the
-// others is behind), and as gone otherwise (a process that died counts
-// as alive until its announcement expires, 15 s). A process that handles
-// the request no more (it left it, or stopped) or is gone has ended its
-// call, and the request is taken up as a call cut off (the action it may
-// have made is looked for first). This process's own entry is no call
-// under way: a delivery still at work here is never handled twice
-// (tenantRun.working). An entry that names no process (an earlier
-// release's) counts as under way for an ack wait; any other, past the
-// calling lease, only while its process says so (stillAtWork).
-func (w *Worker) callElsewhere(ctx context.Context, j *job, e *queue.Entry) bool {
+// callElsewhere says how long a delivery of this message that meets its
+// "calling" entry is left for, as its call may still be under way in
+// another process (0: it is not): the delivery that called may still be
+// at work there, in a backoff or a 429 pause. The process that wrote the
+// entry is asked; one that says it is at work holds the request for an
+// ack wait. One that does not answer counts as at work while the
+// replicas' announcements say it lives (a moment cut off from NATS) or
+// cannot say (this replica's view of the others is behind), and as gone
+// otherwise (a process that died counts as alive until its announcement
+// expires, 15 s): it is asked again after silentWriterWait, as it is
+// most likely dead (killed mid-call, its worker restarted as another
+// process); left for an ack wait, its request waited that long past the
+// end of the announcement. A process that handles the request no more
+// (it left it, or stopped) or is gone has ended its call, and the
+// request is taken up as a call cut off (the action it may have made is
+// looked for first). This process's own entry is no call under way: a
+// delivery still at work here is never handled twice (tenantRun.working).
+// An entry that names no process (an earlier release's) counts as under
+// way for an ack wait; any other, past the calling lease, only while its
+// process says so (stillAtWork).
+func (w *Worker) callElsewhere(ctx context.Context, j *job, e *queue.Entry) time.Duration {
+	ackWait := w.opts.Settings.AckWait
 	age := w.clock.Since(e.Started)
 	switch {
 	case e.Writer == "":
-		return age < w.opts.Settings.AckWait
+		return ifUnderWay(age < ackWait, ackWait)
 	case e.Writer == w.opts.Presence.Instance():
-		return false
+		return 0
 	case age >= w.opts.CallingLease:
-		return w.stillAtWork(ctx, j.t.name, e)
+		return ifUnderWay(w.stillAtWork(ctx, j.t.name, e), ackWait)
 	}
 	if busy, answered := w.askWorking(ctx, e.Writer, j.t.name, j.seq); answered {
-		return busy
+		return ifUnderWay(busy, ackWait)
 	}
-	return w.opts.Presence.Running(e.Writer)
+	return ifUnderWay(w.opts.Presence.Running(e.Writer), min(ackWait, silentWriterWait))
+}
+
+// silentWriterWait is how soon a request is taken again whose call's
+// process did not answer while its announcement still counted.
+const silentWriterWait = 5 * time.Second
+
+// ifUnderWay is wait when the call is under way elsewhere, else 0.
+func ifUnderWay(underWay bool, wait time.Duration) time.Duration {
+	if underWay {
+		return wait
+	}
+	return 0
 }
