@@ -153,6 +153,8 @@ func TestBudgetCountsAnAcceptedCallWhoseActionDoesNotShow(t *testing.T) {
 	// The held request waits in the stream, counted by the stats loop:
 	// at its default 15 s period, the wait below could end before a pass.
 	e.opts.StatsEvery = 100 * time.Millisecond
+	// The action is looked for until it would have shown: a second here.
+	e.opts.ActionShowsWithin = time.Second
 	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
 		if isOffboard(req) && status/100 == 2 {
 			return nil

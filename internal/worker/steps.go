@@ -993,13 +993,22 @@ func mayBeOwnAction(a mde.Action, comment string, since time.Time) bool {
 
 // acceptedUnread answers an offboard the API accepted (any 2xx is a
 // success: MDE-API.md) with an answer that is not a Machine Action (empty,
-// cut short, a proxy's page): the action exists, so it is looked for, a
-// few times as a fresh action can be missing from lists for a moment.
+// cut short, a proxy's page): the action exists, so it is looked for
+// until it would have shown in lists (ActionShowsWithin after the call
+// went out, since), as a fresh action can be missing from them that long.
 // Not found, the request fails; the call counts as one that acted.
 func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, since time.Time, comment string, parseErr error) (*offboard.Result, error) {
-	res, err := w.lookForOwnAction(ctx, j, since, comment)
-	if err != nil || res != nil {
-		return res, err
+	for look := 0; ; look++ {
+		res, err := w.findOwnAction(ctx, j, since, comment)
+		if err != nil || res != nil {
+			return res, err
+		}
+		if look >= w.caller.retry.NotFoundCheck && w.clock.Since(since) >= w.opts.ActionShowsWithin {
+			break
+		}
+		if err := w.caller.backoff(ctx, look+1); err != nil {
+			return nil, err
+		}
 	}
 	return j.failed(offboard.CodeAPIError, "the API accepted the call but its answer is not a Machine Action ("+parseErr.Error()+
 		"), and the device's offboard actions show none of ours", v), nil

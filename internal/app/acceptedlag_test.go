@@ -1,0 +1,42 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestAcceptedCallWhoseActionShowsLateIsCreated: the API accepts an
+// offboard (2xx) with an answer that is not a Machine Action (empty: a
+// proxy cut it), and the new action is missing from the device's list of
+// actions for a moment longer than the worker's few looks take. The
+// action exists and shows within ActionShowsWithin: the request must be
+// answered created with it. Before, it was answered failed api_error,
+// with a dead letter, while its device was offboarded.
+func TestAcceptedCallWhoseActionShowsLateIsCreated(t *testing.T) {
+	t.Parallel()
+	const lag = 1500 * time.Millisecond // longer than the test's few looks (backoff of 20 to 200 ms)
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true,
+		sim: mdesim.Options{ActionVisibleAfter: lag}})
+	e.opts.ActionShowsWithin = 3 * lag
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if isOffboard(req) && status/100 == 2 {
+			return nil
+		}
+		return body
+	})
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "accepted-1", "machineId": tt.machines[0].ID})
+	actions := e.sim.Actions(tt.tenantID)
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	if len(actions) != 1 || r.Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("result %s %+v with %d actions; want created with the call's action", r.Outcome, r.Error, len(actions))
+	}
+}
