@@ -318,9 +318,18 @@ func (l *Limiter) takeAtLocked(now, next time.Time, low bool) *Permit {
 	return &Permit{l: l, low: low, notBefore: next}
 }
 
-// Acquire blocks until a call may start, then returns its permit.
+// Acquire blocks until a call may start, then returns its permit. While
+// it waits its place is kept: no caller that came after it takes it.
 func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
 	return l.acquire(ctx, false, true, 0)
+}
+
+// AcquireBehind is Acquire for work that must not hold up the rest (a
+// bulk request, which must never delay a normal one): it waits without
+// keeping a place, so that callers that came after it may take the place
+// first, and it takes none that a caller waiting in Acquire keeps.
+func (l *Limiter) AcquireBehind(ctx context.Context) (*Permit, error) {
+	return l.acquireWith(ctx, false, true, 0, true)
 }
 
 // AcquireAhead is AcquireWithin for a call prepared ahead of its place
@@ -335,7 +344,7 @@ func (l *Limiter) AcquireAhead(ctx context.Context, lead, ahead time.Duration) *
 	}
 	actx, cancel := clockwork.WithTimeout(ctx, clock, 2*lead)
 	defer cancel()
-	if p, _ = l.acquireWith(actx, false, true, ahead); p == nil && ctx.Err() == nil {
+	if p, _ = l.acquireWith(actx, false, true, ahead, false); p == nil && ctx.Err() == nil {
 		p, _ = l.TryAcquireAhead(clock.Now(), ahead)
 	}
 	return p
@@ -356,7 +365,8 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitWithin(ctx, 0) 
 // frees within lead, for twice the lead at most: a place that goes
 // elsewhere, or a pause, ends the wait. nil: no permit within the lead
 // (or ctx ended); the caller waits for one its own way.
-func (l *Limiter) AcquireWithin(ctx context.Context, lead time.Duration) *Permit {
+// With behind, it waits as AcquireBehind does.
+func (l *Limiter) AcquireWithin(ctx context.Context, lead time.Duration, behind bool) *Permit {
 	clock := l.tenant.clock
 	p, wait := l.TryAcquire(clock.Now())
 	if p != nil || wait == 0 || wait > lead {
@@ -364,7 +374,7 @@ func (l *Limiter) AcquireWithin(ctx context.Context, lead time.Duration) *Permit
 	}
 	actx, cancel := clockwork.WithTimeout(ctx, clock, 2*lead)
 	defer cancel()
-	if p, _ = l.Acquire(actx); p == nil && ctx.Err() == nil {
+	if p, _ = l.acquireWith(actx, false, true, 0, behind); p == nil && ctx.Err() == nil {
 		// The bound and the place may have come together (a stalled
 		// caller): look once more, so that no one else takes it.
 		p, _ = l.TryAcquire(clock.Now())
@@ -386,18 +396,19 @@ func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duratio
 	if take {
 		lead = 0 // a permit is handed out early only with its NotBefore (AcquireAhead)
 	}
-	return l.acquireWith(ctx, low, take, lead)
+	return l.acquireWith(ctx, low, take, lead, false)
 }
 
 // acquireWith waits until a call may start within ahead of now and, if
 // take, takes its permit: for a place not free yet, with its NotBefore.
-func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Duration) (*Permit, error) {
+// behind: the caller keeps no place while it waits (AcquireBehind).
+func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Duration, behind bool) (*Permit, error) {
 	t := l.tenant
 	// A caller that waits for a permit at its place is counted while it
 	// waits: no permit is taken ahead of that place (the loop's, for a
 	// request fetched since), which would leave the waiter, woken as the
 	// place frees, without it every time.
-	waiter, waiting, number := take && ahead == 0 && !low, false, uint64(0)
+	waiter, waiting, number := take && ahead == 0 && !low && !behind, false, uint64(0)
 	defer func() {
 		if waiting {
 			t.mu.Lock()

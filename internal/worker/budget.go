@@ -272,7 +272,13 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			j.log.Info("budget spent: request waits for it")
 			var err error
 			slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
-				return asideFor(ctx, b.l.Acquire, (*limiter.Permit).Release)
+				// A bulk request keeps no place while it waits: a normal
+				// one that comes meanwhile takes the next slot first.
+				acquire := b.l.Acquire
+				if j.prio == offboard.Bulk {
+					acquire = b.l.AcquireBehind
+				}
+				return asideFor(ctx, acquire, (*limiter.Permit).Release)
 			})
 			b.waitingOf(j.prio).Add(-1)
 			if err != nil {

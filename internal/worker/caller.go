@@ -163,7 +163,7 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 			if spec.acquire != nil {
 				permit, err = spec.acquire(ctx)
 			} else {
-				permit, err = c.acquire(ctx, t, spec.api)
+				permit, err = c.acquire(ctx, t, spec.api, j.prio == offboard.Bulk)
 			}
 			if err != nil {
 				return nil, nil, err
@@ -502,21 +502,28 @@ func untilPlace(ctx context.Context, clock clockwork.Clock, p *limiter.Permit) e
 	return nil
 }
 
-// acquire waits for quota, aside when it must wait.
-func (c *caller) acquire(ctx context.Context, t *tenantRun, api string) (*limiter.Permit, error) {
+// acquire waits for quota, aside when it must wait. A bulk request waits
+// behind (limiter.AcquireBehind): keeping its place while it waits, it
+// would hold up a normal request fetched after it, and bulk never delays
+// normal.
+func (c *caller) acquire(ctx context.Context, t *tenantRun, api string, bulk bool) (*limiter.Permit, error) {
 	start := c.clock.Now()
 	defer func() { c.m.LimiterWait.WithLabelValues(api).Observe(c.clock.Since(start).Seconds()) }()
 	l := t.limits.API(api)
 	// A place free now, or within fetchAhead (a retry, or a request whose
 	// place went elsewhere): the request keeps its room for so short a
 	// wait. Otherwise it waits aside like any other.
-	if p := l.AcquireWithin(ctx, fetchAhead); p != nil {
+	if p := l.AcquireWithin(ctx, fetchAhead, bulk); p != nil {
 		return p, nil
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	return asideFor(ctx, l.Acquire, (*limiter.Permit).Release)
+	acquire := l.Acquire
+	if bulk {
+		acquire = l.AcquireBehind
+	}
+	return asideFor(ctx, acquire, (*limiter.Permit).Release)
 }
 
 // backoff waits before retry n: capped exponential with full jitter.

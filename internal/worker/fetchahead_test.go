@@ -38,7 +38,7 @@ func TestFetchedAheadGivesItsRoomBackForAPause(t *testing.T) {
 	tr := &tenantRun{name: "contoso", limits: lt}
 	got := make(chan error, 1)
 	go func() {
-		p, err := c.acquire(ctx, tr, mde.APIOffboard)
+		p, err := c.acquire(ctx, tr, mde.APIOffboard, false)
 		if p != nil {
 			p.Release()
 		}

@@ -399,7 +399,7 @@ func (rd *inventoryRead) quotaNote() string {
 func (p *planner) timedAcquire(t *tenantRun, rd *inventoryRead) func(context.Context) (*limiter.Permit, error) {
 	return func(ctx context.Context) (*limiter.Permit, error) {
 		began := p.w.clock.Now()
-		permit, err := p.w.caller.acquire(ctx, t, mde.APIMachines)
+		permit, err := p.w.caller.acquire(ctx, t, mde.APIMachines, false)
 		rd.quotaWait += p.w.clock.Since(began)
 		rd.waitingQuota = err != nil
 		return permit, err

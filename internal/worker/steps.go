@@ -769,7 +769,7 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 	pctx, cancel := untilStop(ctx)
 	defer cancel()
 	return unlessWithdrawn(pctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
-		return w.caller.acquire(ctx, j.t, mde.APIOffboard)
+		return w.caller.acquire(ctx, j.t, mde.APIOffboard, j.prio == offboard.Bulk)
 	})
 }
 
@@ -824,7 +824,7 @@ func (w *Worker) read(ctx context.Context, j *job, api, what string, do func(con
 		// A cancel of the request's campaign ends the wait for the
 		// read's place, as for the offboard call's.
 		return unlessWithdrawn(ctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
-			return w.caller.acquire(ctx, j.t, api)
+			return w.caller.acquire(ctx, j.t, api, j.prio == offboard.Bulk)
 		})
 	}
 	v, res, err := w.caller.call(ctx, j, callSpec{api: api, do: do, acquire: acquire}, nil)
