@@ -1234,6 +1234,13 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	action.Status = mde.StatusSpelled(action.Status)
 	if action.Status == "" { // read without a status: no change known, until maxAge at most
 		action.Status = st.Status
+		if st.Seen != "" {
+			// No change from the last status seen, whose event may not
+			// be out: taken for the status stored before it, the look
+			// cleared it, and the end carried that older status, as if
+			// the action had gone back.
+			action.Status = st.Seen
+		}
 	}
 	if st.Final != "" && action.Status != st.Final {
 		// Its final event went out (or was on its way) with another

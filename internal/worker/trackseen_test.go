@@ -127,3 +127,62 @@ func TestTrackingPreviousStatusIsTheLastSeen(t *testing.T) {
 		t.Errorf("events %v, want %v", got, want)
 	}
 }
+
+// TestTrackingLookWithoutStatusKeepsTheLastStatusSeen: an action seen
+// InProgress, whose event was stored but its acknowledgement lost, is
+// read next without a status (the API may answer any member null), then
+// given up at maxAge. Its final event carries InProgress, the last status
+// seen. Before, the look without a status was taken as no change from the
+// Pending stored before the InProgress event went out, and the final
+// event carried Pending, as if the action had gone back.
+func TestTrackingLookWithoutStatusKeepsTheLastStatusSeen(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	api := scriptedFor(clock, "InProgress", "null")
+	_, js := natstest.Connect(t)
+	log := &eventLog{}
+	var once sync.Once
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(20 * time.Minute)},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			lost := false
+			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
+				once.Do(func() { lost = true })
+			}
+			if lost {
+				return errors.New("nats: timeout") // stored, its acknowledgement lost
+			}
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTrackingPending(t, tr)
+	final := func() bool {
+		events := log.all()
+		return len(events) > 0 && events[len(events)-1].Final
+	}
+	for !final() && clock.Since(start) < time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Second)
+	}
+	var got []string
+	for _, ev := range log.all() {
+		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
+	}
+	t.Logf("events %v, %d looks", got, api.count())
+	if !final() {
+		t.Fatalf("no final event within an hour of a 20-minute maxAge: %v", got)
+	}
+	if api.count() < 2 {
+		t.Fatalf("events %v: %d looks, want the look without a status before the end", got, api.count())
+	}
+	if last := log.all()[len(got)-1]; last.Status != "InProgress" {
+		t.Errorf("events %v: the final event carries %s, after InProgress was seen and published", got, last.Status)
+	}
+}
