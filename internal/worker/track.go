@@ -1325,6 +1325,12 @@ func (tr *tracker) end(ctx context.Context, st *tracked) error {
 	switch {
 	case st.Final != "":
 		st.Status = st.Final
+		if st.Seen != "" {
+			// Published with a last status seen, the final event named
+			// it as its previous one; a failed try leaves Status the
+			// one stored before that status's event.
+			previous = st.Seen
+		}
 	case st.Seen != "":
 		// The last status seen, unchanged since, as an end without a
 		// look carries it.

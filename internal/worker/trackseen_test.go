@@ -186,3 +186,75 @@ func TestTrackingLookWithoutStatusKeepsTheLastStatusSeen(t *testing.T) {
 		t.Errorf("events %v: the final event carries %s, after InProgress was seen and published", got, last.Status)
 	}
 }
+
+// TestTrackingEndTriedAgainKeepsTheLastStatusSeen: an action seen
+// InProgress, whose event was stored but its acknowledgement lost, is
+// given up at maxAge before the next look; that final event is refused
+// (NATS away a moment) and the end tried again. The final event stored
+// is InProgress from InProgress, as the first try made it. Before, the
+// try again named Pending, the status stored before the InProgress event
+// went out, as its previous one: InProgress from Pending, after
+// InProgress from Pending.
+func TestTrackingEndTriedAgainKeepsTheLastStatusSeen(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	api := scriptedFor(clock, "InProgress")
+	_, js := natstest.Connect(t)
+	log := &eventLog{}
+	var lostOnce, refusedOnce sync.Once
+	tr := newTracker(trackerConfig{
+		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(2 * time.Minute)},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			refused := false
+			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress")+":ended" {
+				refusedOnce.Do(func() { refused = true })
+			}
+			if refused {
+				return errors.New("nats: no responders available for request") // not stored
+			}
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			lost := false
+			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
+				lostOnce.Do(func() { lost = true })
+			}
+			if lost {
+				return errors.New("nats: timeout") // stored, its acknowledgement lost
+			}
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	runTrackingPending(t, tr)
+	waitFor(t, "the action held", func() bool {
+		tr.mu.Lock()
+		defer tr.mu.Unlock()
+		return len(tr.queue) == 1
+	})
+	testwait.Waiters(t, clock, 1)
+	clock.Advance(time.Minute) // the first look: InProgress
+	waitFor(t, "the InProgress event", func() bool { return len(log.all()) == 2 })
+	final := func() bool {
+		events := log.all()
+		return len(events) > 0 && events[len(events)-1].Final
+	}
+	for !final() && clock.Since(start) < time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Second)
+	}
+	var got []string
+	for _, ev := range log.all() {
+		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
+	}
+	t.Logf("events %v, %d looks", got, api.count())
+	if !final() {
+		t.Fatalf("no final event within an hour of a 2-minute maxAge: %v", got)
+	}
+	if want := "InProgress<-InProgress final=true"; got[len(got)-1] != want {
+		t.Errorf("events %v: the final event is %s, want %s", got, got[len(got)-1], want)
+	}
+}
