@@ -1251,7 +1251,11 @@ func (tr *tracker) observe(ctx context.Context, st *tracked, v *mde.Verdict, now
 	// followed on: its next look is due at once, and ends it once the
 	// clock is trusted (endUnlooked), if it is old by then.
 	expired := now.Sub(st.Since) >= time.Duration(tr.cfg.MaxAge) && tr.clockTrusted()
-	final := action.Finished() || expired
+	// An action whose final event is out (Final, the status read here)
+	// ends with that event again: an end that failed left Status the one
+	// before the last status seen, and the look published that status as
+	// a change, not final, after the final event.
+	final := action.Finished() || expired || st.Final != ""
 	if action.Status != st.Status || final {
 		before, previous := st.Status, st.Status
 		if st.Seen != "" && (action.Status != st.Seen || final) {
