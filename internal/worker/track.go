@@ -489,18 +489,31 @@ func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string,
 	}
 	keep := *st
 	keep.Status = previous
-	keep.Next = tr.storedNext(tr.clock.Now(), bounded(keep.Interval))
+	claim := bounded(keep.Interval)
 	if final {
 		keep.Final = st.Status
+		// The end is stored right after the event: should this replica
+		// stop in between, another publishes the event again once the
+		// claim runs out. Held for the action's interval (maxInterval
+		// a day or more), it came past the results stream's duplicate
+		// window, and was stored twice.
+		claim = min(claim, trackEndClaim)
 	} else {
 		keep.Seen = st.Status
 	}
+	keep.Next = tr.storedNext(tr.clock.Now(), claim)
 	if err := tr.save(ctx, &keep); err != nil {
 		return err
 	}
 	st.rev, st.Final, st.Seen = keep.rev, keep.Final, keep.Seen
 	return tr.publish(ctx, tr.subjects.Action(tr.tenant), id, data)
 }
+
+// trackEndClaim is the longest a replica holds an action while it
+// publishes its final event and stores the end: far more than a publish
+// waits (queue.StepTimeout), far less than the results stream's
+// duplicate window.
+const trackEndClaim = 5 * time.Minute
 
 func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
 	id, data, err := tr.actionEvent(st, previous, raw, final)

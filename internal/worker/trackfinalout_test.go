@@ -150,3 +150,70 @@ func TestTrackingFinalEventOutIsRepeatedWhileLooksGetNoQuota(t *testing.T) {
 		return err == nil && data != nil && !ok
 	})
 }
+
+// TestTrackingFinalEventOutIsRepeatedWithinTheWindowAtALongInterval: with
+// looks a day or more apart (maxInterval), a replica stopped right after
+// an action's final event went out, before the end of its tracking was
+// stored, leaves the action to another replica within minutes, which
+// publishes that event again inside the results stream's duplicate
+// window of a day. Before, the state stored with the final event held
+// the action for its whole interval, 48 h, and the event came again past
+// the window, stored twice.
+func TestTrackingFinalEventOutIsRepeatedWithinTheWindowAtALongInterval(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
+		Status: "Pending", Since: start, Next: start, Interval: 48 * time.Hour}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+		MaxInterval: config.Duration(48 * time.Hour), MaxAge: config.Duration(168 * time.Hour)}
+	log := &eventLog{}
+
+	killed, kill := context.WithCancel(context.Background())
+	api := scriptedFor(clock, "Succeeded")
+	first := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			kill()
+			return errors.New("nats: connection closed")
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); first.run(killed) }()
+	testwait.For(t, done, 20*time.Second, "the first replica's final event")
+	if events := log.all(); len(events) != 1 || !events[0].Final {
+		t.Fatalf("events %+v, want the final Succeeded", events)
+	}
+
+	other := scriptedFor(clock, "Succeeded")
+	runTracker(t, newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &other, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	}))
+	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Minute)
+	}
+	events := log.all()
+	if len(events) < 2 {
+		t.Fatalf("the final event not published again in 8 days")
+	}
+	again := events[1].ObservedAt.Sub(events[0].ObservedAt)
+	t.Logf("final event published again %v after the first", again)
+	if events[1].Status != "Succeeded" || again >= 24*time.Hour {
+		t.Errorf("final event %s published again %v after the first (the duplicate window is 24h)", events[1].Status, again)
+	}
+}
