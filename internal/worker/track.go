@@ -515,6 +515,11 @@ func (tr *tracker) publishOwn(ctx context.Context, st *tracked, previous string,
 // duplicate window.
 const trackEndClaim = 5 * time.Minute
 
+// trackEndRetry is the longest a failed end waits before it is tried
+// again: the default maxInterval, well inside the results stream's
+// duplicate window.
+const trackEndRetry = time.Hour
+
 func (tr *tracker) publishAction(ctx context.Context, st *tracked, previous string, raw json.RawMessage, final bool) error {
 	id, data, err := tr.actionEvent(st, previous, raw, final)
 	if err != nil {
@@ -630,6 +635,13 @@ func (tr *tracker) backOff(ctx context.Context, st *tracked) {
 	st.Interval = tr.doubled(st.Interval)
 	now := tr.clock.Now()
 	st.Next = tr.storedNext(now, max(st.Interval, tr.spread()))
+	if retry := now.Add(trackEndRetry); st.Final != "" && st.Next.After(retry) {
+		// Its final event may be out (its acknowledgement lost): tried
+		// again past the results stream's duplicate window (a
+		// maxInterval, or a spread, of a day or more), it was stored
+		// twice.
+		st.Next = retry
+	}
 	if end := st.Since.Add(time.Duration(tr.cfg.MaxAge)); end.After(now) && st.Next.After(end) {
 		st.Next = end
 	}

@@ -217,3 +217,58 @@ func TestTrackingFinalEventOutIsRepeatedWithinTheWindowAtALongInterval(t *testin
 		t.Errorf("final event %s published again %v after the first (the duplicate window is 24h)", events[1].Status, again)
 	}
 }
+
+// TestTrackingFinalEventRefusedIsTriedAgainWithinTheWindow: with looks a
+// day or more apart (maxInterval), an action's final event stored but its
+// acknowledgement lost (NATS slow a moment) is tried again within the
+// results stream's duplicate window of a day, so the stream drops the
+// repeat. Before, the try again was backed off as any failed look,
+// doubled up to maxInterval: 48 h on, past the window, stored twice.
+func TestTrackingFinalEventRefusedIsTriedAgainWithinTheWindow(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	ledger := contosoLedger(t, js)
+	start := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	clock := clockwork.NewFakeClockAt(start)
+	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
+		Status: "Pending", Since: start, Next: start, Interval: 48 * time.Hour}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
+		t.Fatal(err)
+	}
+	log := &eventLog{}
+	lost := true
+	api := scriptedFor(clock, "Succeeded")
+	runTracker(t, newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(48 * time.Hour), MaxAge: config.Duration(168 * time.Hour)},
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			if lost {
+				lost = false
+				return errors.New("nats: timeout") // stored, its acknowledgement lost
+			}
+			return nil
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	}))
+	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Minute)
+	}
+	events := log.all()
+	if len(events) < 2 {
+		t.Fatalf("the final event not tried again in 8 days")
+	}
+	again := events[1].ObservedAt.Sub(events[0].ObservedAt)
+	t.Logf("final event tried again %v after the first", again)
+	if events[1].Status != "Succeeded" || again >= 24*time.Hour {
+		t.Errorf("final event %s tried again %v after the first (the duplicate window is 24h)", events[1].Status, again)
+	}
+}
