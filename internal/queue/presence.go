@@ -173,6 +173,9 @@ type Presence struct {
 	putRev  uint64    // the revision of this process's last announcement stored
 	echoRev uint64    // the revision of its last announcement the watch brought back
 	stored  time.Time // when this process's last announcement was stored
+	// putting says that an announcement is on its way to the bucket: the
+	// others may read it before its store is acknowledged here.
+	putting bool
 	// ahead is how far this clock runs ahead of the NATS server's (behind:
 	// negative), from this process's last announcement: when it was
 	// stored by each. A withdrawal read without its announcement is
@@ -466,7 +469,20 @@ func (p *Presence) announce(ctx context.Context) error {
 	}
 	p.mu.Lock()
 	p.made = data
+	// The others leave this replica its tenants the moment they read the
+	// announcement, which may come before its store is acknowledged
+	// here: it stops leaving them to the others (yield) as it sends it,
+	// so that the two overlap (the quota journal keeps that safe) rather
+	// than leave a tenant unworked between them.
+	p.putting = true
+	p.look()
 	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.putting = false
+		p.look()
+		p.mu.Unlock()
+	}()
 	rev, err := p.kv.Put(ctx, p.id, data)
 	if err != nil && p.remake != nil && bucketMissing(err) {
 		p.log.Warn("presence bucket missing: making it again", zap.Error(err))
@@ -1061,7 +1077,7 @@ func (p *Presence) look() {
 	slices.Sort(live)
 	slices.Sort(twinned)
 	var yield []string
-	if now.Sub(p.stored) >= p.ttl {
+	if !p.putting && now.Sub(p.stored) >= p.ttl {
 		yield = live
 	}
 	// Of the two, one aside leaves the tenants both serve to the other.
