@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -33,6 +34,40 @@ func TestAcceptedCallWhoseActionShowsLateIsCreated(t *testing.T) {
 	c := e.collect("mde.offboard.result.>")
 	tt := e.tenants["contoso"]
 	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "accepted-1", "machineId": tt.machines[0].ID})
+	actions := e.sim.Actions(tt.tenantID)
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	if len(actions) != 1 || r.Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("result %s %+v with %d actions; want created with the call's action", r.Outcome, r.Error, len(actions))
+	}
+}
+
+// TestAcceptedCallAfterAPauseWhoseActionShowsLateIsCreated: as above, but
+// the request's first attempt was answered 429 and the accepted attempt
+// went out after the pause, longer than ActionShowsWithin after the
+// request's "calling" entry was written. The look for the action must
+// run until ActionShowsWithin after the accepted attempt, not after the
+// entry: before, the pause counted as time the action had to show, and
+// the request was answered failed api_error after the few looks, with
+// its device offboarded.
+func TestAcceptedCallAfterAPauseWhoseActionShowsLateIsCreated(t *testing.T) {
+	t.Parallel()
+	const lag = 1500 * time.Millisecond // longer than the test's few looks (backoff of 20 to 200 ms)
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true,
+		sim: mdesim.Options{ActionVisibleAfter: lag}})
+	e.opts.ActionShowsWithin = 3 * lag
+	withRewrite(e, func(req *http.Request, status int, body []byte) []byte {
+		if isOffboard(req) && status/100 == 2 {
+			return nil
+		}
+		return body
+	})
+	tt := e.tenants["contoso"]
+	// The first attempt's pause outlasts ActionShowsWithin.
+	e.sim.InjectStatus(tt.tenantID, mde.APIOffboard, http.StatusTooManyRequests, "429", "API calls quota exceeded! maximum allowed 100 per 00:01:00", 1, 4*lag)
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	r := e.one(c, "mde.offboard.request.contoso", map[string]any{"requestId": "accepted-late-1", "machineId": tt.machines[0].ID})
 	actions := e.sim.Actions(tt.tenantID)
 	var got struct{ ID string }
 	_ = json.Unmarshal(r.MachineAction, &got)

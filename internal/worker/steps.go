@@ -995,15 +995,21 @@ func mayBeOwnAction(a mde.Action, comment string, since time.Time) bool {
 // success: MDE-API.md) with an answer that is not a Machine Action (empty,
 // cut short, a proxy's page): the action exists, so it is looked for
 // until it would have shown in lists (ActionShowsWithin after the call
-// went out, since), as a fresh action can be missing from them that long.
-// Not found, the request fails; the call counts as one that acted.
+// was answered), as a fresh action can be missing from them that long.
+// Actions made since the "calling" entry (since) count as the call's:
+// an earlier attempt whose answer was lost may have made one. Not found,
+// the request fails; the call counts as one that acted.
 func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, since time.Time, comment string, parseErr error) (*offboard.Result, error) {
+	// Measured from the answer, not from the entry: the accepted attempt
+	// may have gone out long after the entry was written (a 429's pause,
+	// a backoff), and the action is as fresh as that attempt.
+	acceptedAt := w.clock.Now()
 	for look := 0; ; look++ {
 		res, err := w.findOwnAction(ctx, j, since, comment)
 		if err != nil || res != nil {
 			return res, err
 		}
-		if look >= w.caller.retry.NotFoundCheck && w.clock.Since(since) >= w.opts.ActionShowsWithin {
+		if look >= w.caller.retry.NotFoundCheck && w.clock.Since(acceptedAt) >= w.opts.ActionShowsWithin {
 			break
 		}
 		if err := w.caller.backoff(ctx, look+1); err != nil {
