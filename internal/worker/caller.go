@@ -536,12 +536,33 @@ func (c *caller) backoff(ctx context.Context, n int) error {
 // attempts is longer than the policy allows, which the call's ledger
 // entry and budget slot are sized for.
 func (c *caller) backoffAtLeast(ctx context.Context, n int, floor time.Duration) error {
+	d := max(c.delay(n), min(floor, c.retry.Max))
+	return c.sleep(ctx, d)
+}
+
+// backoffUntil is backoff that ends by until when that comes sooner: a
+// look that lasts until a time (an action that may not show in lists
+// yet) takes its last look then, not a whole backoff later, holding its
+// slot and its device that much longer.
+func (c *caller) backoffUntil(ctx context.Context, n int, until time.Time) error {
+	d := c.delay(n)
+	if left := until.Sub(c.clock.Now()); left > 0 {
+		d = min(d, left)
+	}
+	return c.sleep(ctx, d)
+}
+
+// delay is backoff n's wait: capped exponential with full jitter.
+func (c *caller) delay(n int) time.Duration {
 	d := c.retry.Base << min(n-1, 20)
 	d = min(d, c.retry.Max)
 	c.mu.Lock()
-	d = d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
-	c.mu.Unlock()
-	d = max(d, min(floor, c.retry.Max))
+	defer c.mu.Unlock()
+	return d/2 + time.Duration(c.rng.Int64N(int64(d/2)+1))
+}
+
+// sleep waits d, aside (without the request's room).
+func (c *caller) sleep(ctx context.Context, d time.Duration) error {
 	return aside(ctx, func(ctx context.Context) error { return sleepCtx(ctx, c.clock, d) })
 }
 

@@ -1012,7 +1012,7 @@ func (w *Worker) acceptedUnread(ctx context.Context, j *job, v *mde.Verdict, sin
 		if look >= w.caller.retry.NotFoundCheck && w.clock.Since(acceptedAt) >= w.opts.ActionShowsWithin {
 			break
 		}
-		if err := w.caller.backoff(ctx, look+1); err != nil {
+		if err := w.caller.backoffUntil(ctx, look+1, acceptedAt.Add(w.opts.ActionShowsWithin)); err != nil {
 			return nil, err
 		}
 	}
@@ -1052,6 +1052,10 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 	// kind of action, and gets only the few looks.
 	refusedAt := w.clock.Now()
 	byCode := refused.FailureCode == ""
+	until := w.unlistedUntil(j)
+	if byCode && refusedAt.Add(w.opts.ActionShowsWithin).After(until) {
+		until = refusedAt.Add(w.opts.ActionShowsWithin)
+	}
 	// A fresh action can be missing from lists for a moment: look again a
 	// few times before saying so.
 	for look := 0; ; look++ {
@@ -1087,7 +1091,7 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 			}
 			return j.failed(offboard.CodeAPIError, "the API reports an offboard already pending, but lists no unfinished Offboard action for the device", refused), nil
 		}
-		if err := w.caller.backoff(ctx, look+1); err != nil {
+		if err := w.caller.backoffUntil(ctx, look+1, until); err != nil {
 			return nil, err
 		}
 	}
@@ -1102,6 +1106,18 @@ func (w *Worker) existingAction(ctx context.Context, j *job, refused *mde.Verdic
 func (w *Worker) mayBeUnlisted(j *job) bool {
 	within := func(t time.Time) bool { return !t.IsZero() && w.clock.Since(t) < w.opts.ActionShowsWithin }
 	return within(j.earlierCall) || within(j.lostAt)
+}
+
+// unlistedUntil is when an action a call of the request made shows in
+// lists at the latest (mayBeUnlisted); zero with no such call.
+func (w *Worker) unlistedUntil(j *job) time.Time {
+	var until time.Time
+	for _, t := range []time.Time{j.earlierCall, j.lostAt} {
+		if !t.IsZero() && t.Add(w.opts.ActionShowsWithin).After(until) {
+			until = t.Add(w.opts.ActionShowsWithin)
+		}
+	}
+	return until
 }
 
 // findOwnAction looks for the Offboard action a call of this request may
