@@ -14,6 +14,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -58,22 +59,7 @@ func TestTrackingFinalEventOutIsRepeatedAfterALookThatSaysNothing(t *testing.T) 
 
 	// The first replica sees Succeeded and stops once its final event is
 	// out.
-	killed, kill := context.WithCancel(context.Background())
-	api := scriptedFor(clock, "Succeeded")
-	first := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			kill()
-			return errors.New("nats: connection closed")
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
-	done := make(chan struct{})
-	go func() { defer close(done); first.run(killed) }()
-	testwait.For(t, done, 20*time.Second, "the first replica's final event")
+	stoppedAfterFinalEvent(t, ledger, clock, cfg, log)
 	events := log.all()
 	if len(events) != 1 || !events[0].Final || events[0].Status != "Succeeded" {
 		t.Fatalf("events %+v, want the final Succeeded", events)
@@ -86,10 +72,7 @@ func TestTrackingFinalEventOutIsRepeatedAfterALookThatSaysNothing(t *testing.T) 
 		tenant: "contoso", store: ledger, actions: refused, clock: clock, log: zap.NewNop(), cfg: cfg,
 		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
 	}))
-	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
-		testwait.Waiters(t, clock, 1)
-		clock.Advance(10 * time.Minute)
-	}
+	untilRepeated(t, clock, log, start)
 	events = log.all()
 	if len(events) < 2 {
 		t.Fatalf("the final event not published again in 8 days, %d looks", refused.count())
@@ -121,13 +104,7 @@ func TestTrackingFinalEventOutIsRepeatedWhileLooksGetNoQuota(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(start)
 	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
 		Status: "Pending", Final: "Succeeded", Since: start, Next: start, Interval: time.Minute}
-	data, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
-		t.Fatal(err)
-	}
+	storeTracked(t, ledger, st)
 	log := &eventLog{}
 	runTracker(t, newTracker(trackerConfig{
 		tenant: "contoso", store: ledger, clock: clock, log: zap.NewNop(),
@@ -167,33 +144,12 @@ func TestTrackingFinalEventOutIsRepeatedWithinTheWindowAtALongInterval(t *testin
 	clock := clockwork.NewFakeClockAt(start)
 	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
 		Status: "Pending", Since: start, Next: start, Interval: 48 * time.Hour}
-	data, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
-		t.Fatal(err)
-	}
+	storeTracked(t, ledger, st)
 	cfg := config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
 		MaxInterval: config.Duration(48 * time.Hour), MaxAge: config.Duration(168 * time.Hour)}
 	log := &eventLog{}
 
-	killed, kill := context.WithCancel(context.Background())
-	api := scriptedFor(clock, "Succeeded")
-	first := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			kill()
-			return errors.New("nats: connection closed")
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
-	done := make(chan struct{})
-	go func() { defer close(done); first.run(killed) }()
-	testwait.For(t, done, 20*time.Second, "the first replica's final event")
+	stoppedAfterFinalEvent(t, ledger, clock, cfg, log)
 	if events := log.all(); len(events) != 1 || !events[0].Final {
 		t.Fatalf("events %+v, want the final Succeeded", events)
 	}
@@ -203,10 +159,7 @@ func TestTrackingFinalEventOutIsRepeatedWithinTheWindowAtALongInterval(t *testin
 		tenant: "contoso", store: ledger, actions: &other, clock: clock, log: zap.NewNop(), cfg: cfg,
 		publish: log.publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
 	}))
-	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
-		testwait.Waiters(t, clock, 1)
-		clock.Advance(10 * time.Minute)
-	}
+	untilRepeated(t, clock, log, start)
 	events := log.all()
 	if len(events) < 2 {
 		t.Fatalf("the final event not published again in 8 days")
@@ -232,13 +185,7 @@ func TestTrackingFinalEventRefusedIsTriedAgainWithinTheWindow(t *testing.T) {
 	clock := clockwork.NewFakeClockAt(start)
 	st := tracked{RequestID: "r-1", MachineID: fmt.Sprintf("%040x", 1), ActionID: "act-1",
 		Status: "Pending", Since: start, Next: start, Interval: 48 * time.Hour}
-	data, err := json.Marshal(st)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
-		t.Fatal(err)
-	}
+	storeTracked(t, ledger, st)
 	log := &eventLog{}
 	lost := true
 	api := scriptedFor(clock, "Succeeded")
@@ -258,10 +205,7 @@ func TestTrackingFinalEventRefusedIsTriedAgainWithinTheWindow(t *testing.T) {
 		},
 		subjects: offboard.Subjects{}, notFoundCheck: 3,
 	}))
-	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
-		testwait.Waiters(t, clock, 1)
-		clock.Advance(10 * time.Minute)
-	}
+	untilRepeated(t, clock, log, start)
 	events := log.all()
 	if len(events) < 2 {
 		t.Fatalf("the final event not tried again in 8 days")
@@ -270,5 +214,53 @@ func TestTrackingFinalEventRefusedIsTriedAgainWithinTheWindow(t *testing.T) {
 	t.Logf("final event tried again %v after the first", again)
 	if events[1].Status != "Succeeded" || again >= 24*time.Hour {
 		t.Errorf("final event %s tried again %v after the first (the duplicate window is 24h)", events[1].Status, again)
+	}
+}
+
+// stoppedAfterFinalEvent runs a replica over ledger that reads act-1
+// Succeeded and stops right after its final event is published, before
+// it hears back, as a replica killed then does: the event stored, the end
+// of the tracking not. It returns once that replica has stopped.
+func stoppedAfterFinalEvent(t *testing.T, ledger *queue.Ledger, clock clockwork.Clock, cfg config.Tracking, log *eventLog) {
+	t.Helper()
+	killed, kill := context.WithCancel(context.Background())
+	api := scriptedFor(clock, "Succeeded")
+	first := newTracker(trackerConfig{
+		tenant: "contoso", store: ledger, actions: &api, clock: clock, log: zap.NewNop(), cfg: cfg,
+		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+			if err := log.publish(ctx, subject, msgID, data); err != nil {
+				return err
+			}
+			kill()
+			return errors.New("nats: connection closed")
+		},
+		subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+	done := make(chan struct{})
+	go func() { defer close(done); first.run(killed) }()
+	testwait.For(t, done, 20*time.Second, "the first replica's final event")
+}
+
+// storeTracked stores st in ledger as a replica leaves it, so that a test
+// starts from a state the code under test did not write.
+func storeTracked(t *testing.T, ledger *queue.Ledger, st tracked) {
+	t.Helper()
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ledger.TrackNew(t.Context(), "contoso", st.ActionID, data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// untilRepeated moves the clock on in steps of 10 minutes, each once the
+// tracker waits, until log holds a second event or 8 days have gone since
+// start: past a week's maxAge, so that a repeat left to the end shows.
+func untilRepeated(t *testing.T, clock *clockwork.FakeClock, log *eventLog, start time.Time) {
+	t.Helper()
+	for len(log.all()) < 2 && clock.Since(start) < 8*24*time.Hour {
+		testwait.Waiters(t, clock, 1)
+		clock.Advance(10 * time.Minute)
 	}
 }

@@ -2,17 +2,12 @@ package worker
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/jonboulle/clockwork"
-	"go.uber.org/zap"
 
-	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -57,29 +52,9 @@ func TestTrackingEndedWithTheLastStatusSeenStaysEnded(t *testing.T) {
 	_, js := natstest.Connect(t)
 	ledger := contosoLedger(t, js)
 	log := &eventLog{}
-	var lostOnce, endLostOnce sync.Once
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: ledger, actions: api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			lost := false
-			switch msgID {
-			case offboard.ActionMsgID("contoso", "act-1", "InProgress"):
-				lostOnce.Do(func() { lost = true })
-			case offboard.ActionMsgID("contoso", "act-1", "InProgress") + ":ended":
-				endLostOnce.Do(func() { lost = true })
-			}
-			if lost {
-				return errors.New("nats: timeout") // stored, its acknowledgement lost
-			}
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	tr := trackingSeen(ledger, api, clock, 168*time.Hour, ackLostOnce(log,
+		offboard.ActionMsgID("contoso", "act-1", "InProgress"),
+		offboard.ActionMsgID("contoso", "act-1", "InProgress")+":ended"))
 	runTrackingPending(t, tr)
 	ended := func() bool {
 		data, _, err := ledger.TrackedState(t.Context(), "contoso", "act-1")
@@ -90,11 +65,11 @@ func TestTrackingEndedWithTheLastStatusSeenStaysEnded(t *testing.T) {
 		testwait.Waiters(t, clock, 1)
 		clock.Advance(time.Minute)
 	}
-	var got []string
+	events := log.all()
+	got := statusChanges(events)
 	finalSeen := false
 	var after []string
-	for _, ev := range log.all() {
-		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
+	for _, ev := range events {
 		if finalSeen && !ev.Final {
 			after = append(after, ev.Status)
 		}

@@ -31,52 +31,19 @@ func TestTrackingGivenUpCarriesTheLastStatusSeen(t *testing.T) {
 	api := scriptedFor(clock, "InProgress")
 	_, js := natstest.Connect(t)
 	log := &eventLog{}
-	var once sync.Once
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
-		// A look at 1 minute, then the action's end at 2 minutes comes
-		// before the back-off's next look.
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(2 * time.Minute)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			lost := false
-			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
-				once.Do(func() { lost = true })
-			}
-			if lost {
-				return errors.New("nats: timeout") // stored, its acknowledgement lost
-			}
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	// A look at 1 minute, then the action's end at 2 minutes comes
+	// before the back-off's next look.
+	tr := trackingSeen(contosoLedger(t, js), &api, clock, 2*time.Minute,
+		ackLostOnce(log, offboard.ActionMsgID("contoso", "act-1", "InProgress")))
 	runTrackingPending(t, tr)
-	held := func() bool {
-		tr.mu.Lock()
-		defer tr.mu.Unlock()
-		return len(tr.queue) == 1
-	}
-	waitFor(t, "the action held", held)
-	testwait.Waiters(t, clock, 1)
-	clock.Advance(time.Minute) // the first look: InProgress
-	waitFor(t, "the InProgress event", func() bool { return len(log.all()) == 2 })
-	final := func() bool {
-		events := log.all()
-		return len(events) > 0 && events[len(events)-1].Final
-	}
-	for !final() && clock.Since(start) < time.Hour {
-		testwait.Waiters(t, clock, 1)
-		clock.Advance(10 * time.Second)
-	}
+	firstLookInProgress(t, tr, clock, log)
+	untilFinal(t, clock, log, start)
 	var got []string
 	for _, ev := range log.all() {
 		got = append(got, fmt.Sprintf("%s<-%s final=%v at %v", ev.Status, ev.PreviousStatus, ev.Final, ev.ObservedAt.Sub(start)))
 	}
 	t.Logf("events %v, %d looks", got, api.count())
-	if !final() {
+	if !lastFinal(log) {
 		t.Fatalf("no final event within an hour of a 2-minute maxAge: %v", got)
 	}
 	if last := log.all()[len(got)-1]; last.Status != "InProgress" {
@@ -96,32 +63,11 @@ func TestTrackingPreviousStatusIsTheLastSeen(t *testing.T) {
 	api := scriptedFor(clock, "InProgress", "Succeeded")
 	_, js := natstest.Connect(t)
 	log := &eventLog{}
-	var once sync.Once
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(168 * time.Hour)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			lost := false
-			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
-				once.Do(func() { lost = true })
-			}
-			if lost {
-				return errors.New("nats: timeout") // stored, its acknowledgement lost
-			}
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	tr := trackingSeen(contosoLedger(t, js), &api, clock, 168*time.Hour,
+		ackLostOnce(log, offboard.ActionMsgID("contoso", "act-1", "InProgress")))
 	runTrackingPending(t, tr)
 	trackTenMinutes(t, clock)
-	var got []string
-	for _, ev := range log.all() {
-		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
-	}
+	got := statusChanges(log.all())
 	want := []string{"Pending<- final=false", "InProgress<-Pending final=false", "Succeeded<-InProgress final=true"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("events %v, want %v", got, want)
@@ -142,41 +88,13 @@ func TestTrackingLookWithoutStatusKeepsTheLastStatusSeen(t *testing.T) {
 	api := scriptedFor(clock, "InProgress", "null")
 	_, js := natstest.Connect(t)
 	log := &eventLog{}
-	var once sync.Once
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(20 * time.Minute)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			lost := false
-			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
-				once.Do(func() { lost = true })
-			}
-			if lost {
-				return errors.New("nats: timeout") // stored, its acknowledgement lost
-			}
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+	tr := trackingSeen(contosoLedger(t, js), &api, clock, 20*time.Minute,
+		ackLostOnce(log, offboard.ActionMsgID("contoso", "act-1", "InProgress")))
 	runTrackingPending(t, tr)
-	final := func() bool {
-		events := log.all()
-		return len(events) > 0 && events[len(events)-1].Final
-	}
-	for !final() && clock.Since(start) < time.Hour {
-		testwait.Waiters(t, clock, 1)
-		clock.Advance(10 * time.Second)
-	}
-	var got []string
-	for _, ev := range log.all() {
-		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
-	}
+	untilFinal(t, clock, log, start)
+	got := statusChanges(log.all())
 	t.Logf("events %v, %d looks", got, api.count())
-	if !final() {
+	if !lastFinal(log) {
 		t.Fatalf("no final event within an hour of a 20-minute maxAge: %v", got)
 	}
 	if api.count() < 2 {
@@ -202,12 +120,10 @@ func TestTrackingEndTriedAgainKeepsTheLastStatusSeen(t *testing.T) {
 	api := scriptedFor(clock, "InProgress")
 	_, js := natstest.Connect(t)
 	log := &eventLog{}
-	var lostOnce, refusedOnce sync.Once
-	tr := newTracker(trackerConfig{
-		tenant: "contoso", store: contosoLedger(t, js), actions: &api, clock: clock, log: zap.NewNop(),
-		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
-			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(2 * time.Minute)},
-		publish: func(ctx context.Context, subject, msgID string, data []byte) error {
+	lost := ackLostOnce(log, offboard.ActionMsgID("contoso", "act-1", "InProgress"))
+	var refusedOnce sync.Once
+	tr := trackingSeen(contosoLedger(t, js), &api, clock, 2*time.Minute,
+		func(ctx context.Context, subject, msgID string, data []byte) error {
 			refused := false
 			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress")+":ended" {
 				refusedOnce.Do(func() { refused = true })
@@ -215,21 +131,66 @@ func TestTrackingEndTriedAgainKeepsTheLastStatusSeen(t *testing.T) {
 			if refused {
 				return errors.New("nats: no responders available for request") // not stored
 			}
-			if err := log.publish(ctx, subject, msgID, data); err != nil {
-				return err
-			}
-			lost := false
-			if msgID == offboard.ActionMsgID("contoso", "act-1", "InProgress") {
-				lostOnce.Do(func() { lost = true })
-			}
-			if lost {
-				return errors.New("nats: timeout") // stored, its acknowledgement lost
-			}
-			return nil
-		},
-		subjects: offboard.Subjects{}, notFoundCheck: 3,
-	})
+			return lost(ctx, subject, msgID, data)
+		})
 	runTrackingPending(t, tr)
+	firstLookInProgress(t, tr, clock, log)
+	untilFinal(t, clock, log, start)
+	got := statusChanges(log.all())
+	t.Logf("events %v, %d looks", got, api.count())
+	if !lastFinal(log) {
+		t.Fatalf("no final event within an hour of a 2-minute maxAge: %v", got)
+	}
+	if want := "InProgress<-InProgress final=true"; got[len(got)-1] != want {
+		t.Errorf("events %v: the final event is %s, want %s", got, got[len(got)-1], want)
+	}
+}
+
+// trackingSeen is contoso's tracker over store, reading api: a first look
+// after a minute, then the interval doubled up to an hour, until maxAge.
+// Its events go out through publish, which answers for NATS: a test
+// loses or refuses an event there, where a replica meets it.
+func trackingSeen(store trackStore, api actionReader, clock clockwork.Clock, maxAge time.Duration,
+	publish func(ctx context.Context, subject, msgID string, data []byte) error) *tracker {
+	return newTracker(trackerConfig{
+		tenant: "contoso", store: store, actions: api, clock: clock, log: zap.NewNop(),
+		cfg: config.Tracking{Enabled: true, FirstCheck: config.Duration(time.Minute),
+			MaxInterval: config.Duration(time.Hour), MaxAge: config.Duration(maxAge)},
+		publish: publish, subjects: offboard.Subjects{}, notFoundCheck: 3,
+	})
+}
+
+// ackLostOnce publishes to log, and answers the first publish of each of
+// msgIDs with a timeout: the event is stored, but its acknowledgement is
+// lost (NATS slow a moment, or the replica stopped before the state was
+// written), so the tracker cannot tell it went out.
+func ackLostOnce(log *eventLog, msgIDs ...string) func(ctx context.Context, subject, msgID string, data []byte) error {
+	var mu sync.Mutex
+	toLose := make(map[string]bool, len(msgIDs))
+	for _, id := range msgIDs {
+		toLose[id] = true
+	}
+	return func(ctx context.Context, subject, msgID string, data []byte) error {
+		if err := log.publish(ctx, subject, msgID, data); err != nil {
+			return err
+		}
+		mu.Lock()
+		lost := toLose[msgID]
+		delete(toLose, msgID)
+		mu.Unlock()
+		if lost {
+			return errors.New("nats: timeout") // stored, its acknowledgement lost
+		}
+		return nil
+	}
+}
+
+// firstLookInProgress waits for tr to hold its one action, then moves the
+// clock to the first look, a minute on, and waits for the InProgress event
+// it publishes: the end that follows then comes after InProgress was seen,
+// whatever the clock does next.
+func firstLookInProgress(t *testing.T, tr *tracker, clock *clockwork.FakeClock, log *eventLog) {
+	t.Helper()
 	waitFor(t, "the action held", func() bool {
 		tr.mu.Lock()
 		defer tr.mu.Unlock()
@@ -238,23 +199,33 @@ func TestTrackingEndTriedAgainKeepsTheLastStatusSeen(t *testing.T) {
 	testwait.Waiters(t, clock, 1)
 	clock.Advance(time.Minute) // the first look: InProgress
 	waitFor(t, "the InProgress event", func() bool { return len(log.all()) == 2 })
-	final := func() bool {
-		events := log.all()
-		return len(events) > 0 && events[len(events)-1].Final
-	}
-	for !final() && clock.Since(start) < time.Hour {
+}
+
+// untilFinal moves the clock on in steps of 10 s, each once the tracker
+// waits, until the last event in log is final or an hour has gone since
+// start. Steps that short keep an end due at maxAge before a look due
+// later, as real time would.
+func untilFinal(t *testing.T, clock *clockwork.FakeClock, log *eventLog, start time.Time) {
+	t.Helper()
+	for !lastFinal(log) && clock.Since(start) < time.Hour {
 		testwait.Waiters(t, clock, 1)
 		clock.Advance(10 * time.Second)
 	}
+}
+
+// lastFinal says whether the last event in log is final: the tracking
+// has ended, whatever came before.
+func lastFinal(log *eventLog) bool {
+	events := log.all()
+	return len(events) > 0 && events[len(events)-1].Final
+}
+
+// statusChanges writes events as Status<-PreviousStatus final=..., one a
+// string, so that a test compares them and prints them whole.
+func statusChanges(events []ActionEvent) []string {
 	var got []string
-	for _, ev := range log.all() {
+	for _, ev := range events {
 		got = append(got, fmt.Sprintf("%s<-%s final=%v", ev.Status, ev.PreviousStatus, ev.Final))
 	}
-	t.Logf("events %v, %d looks", got, api.count())
-	if !final() {
-		t.Fatalf("no final event within an hour of a 2-minute maxAge: %v", got)
-	}
-	if want := "InProgress<-InProgress final=true"; got[len(got)-1] != want {
-		t.Errorf("events %v: the final event is %s, want %s", got, got[len(got)-1], want)
-	}
+	return got
 }
