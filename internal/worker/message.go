@@ -432,6 +432,9 @@ func (w *Worker) keepAlive(j *job) func() {
 	// Real time: this paces messages to the server, not logic. A timer,
 	// not a goroutine: most requests finish long before the first tick.
 	// Set under mu: the first tick reads it.
+	// The delivery as it is now: j.msg may be replaced meanwhile by the
+	// same delivery read whole (queue.Whole), which it is kept alive as.
+	msg := j.msg
 	mu.Lock()
 	defer mu.Unlock()
 	tick = time.AfterFunc(every, func() {
@@ -440,7 +443,7 @@ func (w *Worker) keepAlive(j *job) func() {
 		if stopped {
 			return
 		}
-		if err := j.msg.InProgress(); err != nil {
+		if err := msg.InProgress(); err != nil {
 			j.log.Warn("extend ack wait", zap.Error(err))
 		}
 		tick.Reset(every)
