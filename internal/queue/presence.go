@@ -176,6 +176,10 @@ type Presence struct {
 	// putting says that an announcement is on its way to the bucket: the
 	// others may read it before its store is acknowledged here.
 	putting bool
+	// unstored says that the last announcement failed (NATS away from
+	// this replica, a permission withdrawn): the next is not taken to
+	// reach the others before it is answered.
+	unstored bool
 	// ahead is how far this clock runs ahead of the NATS server's (behind:
 	// negative), from this process's last announcement: when it was
 	// stored by each. A withdrawal read without its announcement is
@@ -456,7 +460,7 @@ func (p *Presence) watchAgain(ctx context.Context) jetstream.KeyWatcher {
 	return w
 }
 
-func (p *Presence) announce(ctx context.Context) error {
+func (p *Presence) announce(ctx context.Context) (err error) {
 	p.announcing.Lock()
 	defer p.announcing.Unlock()
 	p.mu.Lock()
@@ -473,13 +477,17 @@ func (p *Presence) announce(ctx context.Context) error {
 	// announcement, which may come before its store is acknowledged
 	// here: it stops leaving them to the others (yield) as it sends it,
 	// so that the two overlap (the quota journal keeps that safe) rather
-	// than leave a tenant unworked between them.
-	p.putting = true
+	// than leave a tenant unworked between them. Not after one failed:
+	// each announcement of a replica that NATS does not answer would
+	// take its tenants back from the others for as long as it waits for
+	// its answer (its timeout, up to a beat), for as long as NATS does
+	// not answer.
+	p.putting = !p.unstored
 	p.look()
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
-		p.putting = false
+		p.putting, p.unstored = false, err != nil
 		p.look()
 		p.mu.Unlock()
 	}()

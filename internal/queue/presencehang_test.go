@@ -1,0 +1,79 @@
+package queue
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+)
+
+// hangingPuts is a presence bucket whose writes, while hang is set, get
+// no answer: each fails once its time is up (jetstream's default timeout,
+// for the context Run gives it, which has none), its reads going on.
+type hangingPuts struct {
+	jetstream.KeyValue
+	hang    atomic.Bool
+	timeout time.Duration
+}
+
+func (h *hangingPuts) Put(ctx context.Context, key string, value []byte) (uint64, error) {
+	if !h.hang.Load() {
+		return h.KeyValue.Put(ctx, key, value)
+	}
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(h.timeout):
+		return 0, context.DeadlineExceeded
+	}
+}
+
+// TestPresenceWhoseAnnouncementsHangLetsGo: as
+// TestPresenceThatCannotAnnounceLetsGo, but each announcement waits half
+// a beat for an answer that never comes before it fails (NATS away from
+// this replica alone): the replica lets go of the tenant the other took,
+// and does not take it back while each announcement is on its way. Before,
+// it kept the tenant half the time, the two working it for as long as its
+// announcements failed, and it was told of a change twice a beat.
+func TestPresenceWhoseAnnouncementsHangLetsGo(t *testing.T) {
+	t.Parallel()
+	const beat = 100 * time.Millisecond
+	tenant := rankedFirst(t, "a", "b")
+	_, js := connect(t)
+	cfg := Settings{}.Presence()
+	if _, err := js.CreateOrUpdateKeyValue(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	a, err := NewPresence(t.Context(), js, PresenceOptions{ID: "a", Tenants: []string{tenant}, Beat: beat, Bucket: cfg, Clock: clockwork.NewRealClock(), Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hangingPuts{KeyValue: a.kv, timeout: beat / 2}
+	a.kv = h
+	runCurrent(t, a)
+	b := runPresence(t, js, "b", []string{tenant}, beat, zap.NewNop())
+	waitFor(t, 5*time.Second, "a works the tenant, b not", func() bool { return a.Assigned(tenant) && !b.Assigned(tenant) })
+
+	h.hang.Store(true)
+	waitFor(t, 5*time.Second, "b takes a for gone", func() bool { return b.Assigned(tenant) })
+	// a's announcement on its way then fails: from the next on, a takes
+	// the tenant back no more.
+	time.Sleep(2 * beat)
+	looks, both := 0, 0
+	for end := time.Now().Add(30 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
+		looks++
+		if a.Assigned(tenant) && b.Assigned(tenant) {
+			both++
+		}
+	}
+	if both > 0 {
+		t.Errorf("both replicas worked the tenant at %d of %d looks while a's announcements hung", both, looks)
+	}
+
+	h.hang.Store(false)
+	waitFor(t, 5*time.Second, "a works the tenant again, b not", func() bool { return a.Assigned(tenant) && !b.Assigned(tenant) })
+}
