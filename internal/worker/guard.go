@@ -48,8 +48,27 @@ func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.
 		return pol, "", "", nil, nil
 	}
 	pol.LastSeen = lastSeen(dev.machine)
-	rule, why = refusal(g, dev.id, dev.machine, w.clock.Now())
+	rule, why = refusal(g, dev.id, dev.machine, w.guardNow(dev))
 	return pol, rule, why, nil, nil
+}
+
+// guardNow is the time the device's lastSeen is measured from: now by
+// this host's clock, or by the API's when the answer that read the
+// device gave its Date and that is earlier (moved on by the time since
+// the read). lastSeen is the API's time: a host clock that runs ahead
+// (its time synchronisation failed, and a NATS server on the same host
+// runs as far ahead, so nothing tells it off) would take a device seen
+// an hour ago for one inactive for days. The earlier of the two errs
+// toward refusing.
+func (w *Worker) guardNow(dev *device) time.Time {
+	now := w.clock.Now()
+	if dev.served.IsZero() {
+		return now
+	}
+	if api := dev.served.Add(sinceBoth(w.clock, dev.read)); api.Before(now) {
+		return api
+	}
+	return now
 }
 
 // lastSeen is the device's lastSeen as a result's policy records it, in
@@ -85,7 +104,7 @@ func (w *Worker) readDevice(ctx context.Context, j *job, dev *device, what strin
 	if !strings.EqualFold(m.ID, dev.id) {
 		return j.failed(offboard.CodeAPIError, "the API answered the read of the device with another device", v), nil
 	}
-	dev.machine, dev.read = &m, w.clock.Now()
+	dev.machine, dev.read, dev.served = &m, w.clock.Now(), v.ServerTime
 	return nil, nil
 }
 

@@ -35,6 +35,9 @@ type device struct {
 	// (a name lookup returns it); nil when not read. read is when.
 	machine *mde.Machine
 	read    time.Time
+	// served is the API's clock when it answered that read (its Date;
+	// zero: it gave none).
+	served time.Time
 	// policy is the guards applied, for the result (nil: the tenant has
 	// none), as last applied.
 	policy *offboard.Policy
@@ -889,7 +892,7 @@ func (w *Worker) resolve(ctx context.Context, j *job, dev *device) (*offboard.Re
 		if !offboard.ValidMachineID(machines[0].ID) {
 			return j.failed(offboard.CodeAPIError, "the API gave a device id that is not 40 hexadecimal characters", nil), nil
 		}
-		dev.id, dev.machine, dev.read = strings.ToLower(machines[0].ID), &machines[0], w.clock.Now()
+		dev.id, dev.machine, dev.read, dev.served = strings.ToLower(machines[0].ID), &machines[0], w.clock.Now(), v.ServerTime
 		return nil, nil
 	}
 	msg := fmt.Sprintf("%d devices are named %s; give the machineId of the one to offboard", found.Count, offboard.Quote(j.req.ComputerDNSName))
