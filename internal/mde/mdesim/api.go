@@ -56,6 +56,12 @@ type MachineAction struct {
 	RelatedFileInfo         json.RawMessage   `json:"relatedFileInfo"`
 	Commands                []json.RawMessage `json:"commands"`
 	TroubleshootInfo        json.RawMessage   `json:"troubleshootInfo"`
+
+	// sensorStopped: the device's sensor had been stopped by an earlier
+	// offboard that succeeded when this action was made. The device never
+	// comes online for it, so it stays Pending whatever
+	// Options.ActionCompleteAfter says.
+	sensorStopped bool
 }
 
 type actionWire struct {
@@ -468,14 +474,11 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 	}
 	machineKey := strings.ToLower(m.ID)
 	mine := tn.offboards[machineKey]
-	for i := len(mine) - 1; i >= 0; i-- {
-		v := s.viewLocked(mine[i], now)
-		if v.Status != StatusPending && v.Status != StatusInProgress {
-			continue
-		}
+	unfinished, stopped := s.earlierOffboardsLocked(mine, now)
+	if unfinished != nil {
 		if s.opts.DuplicateReturnsExisting {
-			call.ActionID = v.ID
-			return s.actionReply(s.opts.OffboardStatus, v, true)
+			call.ActionID = unfinished.ID
+			return s.actionReply(s.opts.OffboardStatus, *unfinished, true)
 		}
 		return errorReply(http.StatusBadRequest, "ActiveRequestAlreadyExists",
 			"Action is already in progress.")
@@ -498,12 +501,31 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		LastUpdateDateTimeUTC: now.UTC(),
 		RequestSource:         "PublicApi",
 		Commands:              []json.RawMessage{},
+		sensorStopped:         stopped,
 	}
 	tn.actions = append(tn.actions, a)
 	tn.offboards[machineKey] = append(mine, a)
 	tn.actionByID[strings.ToLower(a.ID)] = a
 	call.ActionID = a.ID
 	return s.actionReply(s.opts.OffboardStatus, *a, true)
+}
+
+// earlierOffboardsLocked reads a device's offboard actions at now: the
+// latest one still Pending or InProgress, as read (nil: none), and
+// whether one has succeeded, which stopped the device's sensor.
+func (s *Server) earlierOffboardsLocked(mine []*MachineAction, now time.Time) (unfinished *MachineAction, stopped bool) {
+	for i := len(mine) - 1; i >= 0; i-- {
+		v := s.viewLocked(mine[i], now)
+		switch v.Status {
+		case StatusSucceeded:
+			stopped = true
+		case StatusPending, StatusInProgress:
+			if unfinished == nil {
+				unfinished = &v
+			}
+		}
+	}
+	return unfinished, stopped
 }
 
 // parseOffboardBody extracts the required, case-sensitive "Comment" field.
@@ -532,10 +554,12 @@ func (s *Server) actionReply(status int, a MachineAction, fresh bool) reply {
 }
 
 // viewLocked returns the action as read at now: a Pending action reads as
-// Succeeded once Options.ActionCompleteAfter has passed since its creation.
+// Succeeded once Options.ActionCompleteAfter has passed since its creation,
+// unless its device had been offboarded before it (offboarding stops the
+// sensor: the device does not come online to take it).
 func (s *Server) viewLocked(a *MachineAction, now time.Time) MachineAction {
 	v := *a
-	if v.Status == StatusPending && s.opts.ActionCompleteAfter > 0 {
+	if v.Status == StatusPending && s.opts.ActionCompleteAfter > 0 && !a.sensorStopped {
 		done := v.CreationDateTimeUTC.Add(s.opts.ActionCompleteAfter)
 		if !now.Before(done) {
 			v.Status = StatusSucceeded

@@ -101,7 +101,8 @@ type Options struct {
 	// ActionCompleteAfter, when positive, makes a Pending action read as
 	// Succeeded once that long has passed since its creation. Zero leaves
 	// offboard actions Pending forever, as for a device that never comes
-	// back online.
+	// back online. An offboard of a device whose earlier offboard had
+	// succeeded stays Pending either way: its sensor is stopped.
 	ActionCompleteAfter time.Duration
 	// DuplicateReturnsExisting selects the answer to an offboard request for
 	// a machine that already has an unfinished offboard action: false gives
