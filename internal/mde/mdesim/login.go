@@ -284,7 +284,7 @@ func (s *Server) scopeAudience(scope string, app *tenant) (string, *aadError) {
 }
 
 // checkAssertion verifies a certificate client assertion: signature by the
-// registered certificate's key, thumbprint header if present, iss and sub
+// registered certificate's key, named by a thumbprint header, iss and sub
 // equal to the client id, aud holding the token endpoint, and the validity
 // period.
 func checkAssertion(assertion string, app *tenant, tokenEndpoint string, now time.Time) *aadError {
@@ -328,8 +328,14 @@ func checkAssertion(assertion string, app *tenant, tokenEndpoint string, now tim
 }
 
 // thumbprintMatches checks the x5t (SHA-1) and x5t#S256 headers, when
-// present, against cert.
+// present, against cert. One of them must be: Entra ID finds the key of
+// an assertion by its thumbprint, and refuses one that names none.
 func thumbprintMatches(h map[string]any, cert *x509.Certificate) bool {
+	_, sha1Named := h["x5t"]
+	_, sha256Named := h["x5t#S256"]
+	if !sha1Named && !sha256Named {
+		return false
+	}
 	check := func(name string, sum []byte) bool {
 		v, ok := h[name]
 		if !ok {
