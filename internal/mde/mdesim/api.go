@@ -553,14 +553,19 @@ func (s *Server) actionReply(status int, a MachineAction, fresh bool) reply {
 	return reply{status: status, body: a.wire(fresh && s.opts.NullActionMachineFields && a.Status == StatusPending)}
 }
 
-// viewLocked returns the action as read at now: a Pending action reads as
-// Succeeded once Options.ActionCompleteAfter has passed since its creation,
-// unless its device had been offboarded before it (offboarding stops the
-// sensor: the device does not come online to take it).
+// viewLocked returns the action as read at now: a Pending or InProgress
+// action reads as Succeeded once Options.ActionCompleteAfter has passed
+// since its creation (and not before it was last updated), unless its
+// device had been offboarded before it (offboarding stops the sensor: the
+// device does not come online to take it).
 func (s *Server) viewLocked(a *MachineAction, now time.Time) MachineAction {
 	v := *a
-	if v.Status == StatusPending && s.opts.ActionCompleteAfter > 0 && !a.sensorStopped {
+	unfinished := v.Status == StatusPending || v.Status == StatusInProgress
+	if unfinished && s.opts.ActionCompleteAfter > 0 && !a.sensorStopped {
 		done := v.CreationDateTimeUTC.Add(s.opts.ActionCompleteAfter)
+		if done.Before(v.LastUpdateDateTimeUTC) {
+			done = v.LastUpdateDateTimeUTC
+		}
 		if !now.Before(done) {
 			v.Status = StatusSucceeded
 			v.LastUpdateDateTimeUTC = done.UTC()

@@ -98,8 +98,9 @@ type Options struct {
 	MaxPage int
 	// TokenLifetime is the lifetime of issued access tokens; default 1h.
 	TokenLifetime time.Duration
-	// ActionCompleteAfter, when positive, makes a Pending action read as
-	// Succeeded once that long has passed since its creation. Zero leaves
+	// ActionCompleteAfter, when positive, makes a Pending action, or one
+	// set InProgress, read as Succeeded once that long has passed since
+	// its creation. Zero leaves
 	// offboard actions Pending forever, as for a device that never comes
 	// back online. An offboard of a device whose earlier offboard had
 	// succeeded stays Pending either way: its sensor is stopped.
