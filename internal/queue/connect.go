@@ -379,10 +379,11 @@ func RedactURLs(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-// withoutWordPort is a URL's rest after its scheme, with no at sign, with
-// its host and port left out, as "…", when its port is not a number: a
-// user and password whose '@' and host were left out ("alice:S3CR3T"),
-// the password read as the port. No NATS server listens there.
+// withoutWordPort is a URL's rest after its scheme, with no at sign, as
+// "…" when its port is not a number: a user and password whose '@' and
+// host were left out ("alice:S3CR3T"), the password read as the port. No
+// NATS server listens there. What follows goes too: a '/' in the
+// password (base64's) starts what reads as the path.
 func withoutWordPort(rest string) string {
 	end := strings.IndexAny(rest, "/?#")
 	if end < 0 {
@@ -394,7 +395,7 @@ func withoutWordPort(rest string) string {
 		return rest
 	}
 	if port := host[i+1:]; strings.Trim(port, "0123456789") != "" {
-		return "…" + rest[end:]
+		return "…"
 	}
 	return rest
 }

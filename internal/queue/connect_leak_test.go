@@ -14,7 +14,8 @@ import (
 // in a token or after a password's digits, two ',', a '/', '?' or '#'
 // ending the authority early. A schemeless URL with a user after another
 // URL cannot be told from these: it is refused too. Nor does a
-// password that reads as a port, its '@' and host left out.
+// password that reads as a port, its '@' and host left out, nor the
+// part of it after a '/'.
 func TestCheckRefusesURLsThatLeakAPassword(t *testing.T) {
 	t.Parallel()
 	for _, u := range []string{
@@ -43,6 +44,11 @@ func TestCheckRefusesURLsThatLeakAPassword(t *testing.T) {
 		"alice:S3CR3T",
 		"nats://n1:4222,nats://alice:S3CR3T",
 		"tls://alice:S3CR3T/",
+		// Such a password with a '/' in it (base64's): the part after
+		// the '/' read as the path.
+		"nats://alice:pw/S3CR3T",
+		"alice:pw/S3CR3T",
+		"nats://n1:4222,nats://alice:pw/x/S3CR3T",
 	} {
 		err := Conn{URL: u}.Check()
 		if err == nil {
