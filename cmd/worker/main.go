@@ -287,6 +287,19 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 		// a file.
 		return c, errors.New("--config: empty; give the tenants file, such as --config worker.yaml")
 	}
+	// A URL where a path belongs (a NATS URL given to the wrong flag, or
+	// a Secret's key mapped to the wrong variable) is named by its flag:
+	// the tenants file's open error quoted it whole, twice, and the
+	// embedded server's start line logged it as its storage, password
+	// and all.
+	for _, p := range []struct{ flag, path, want string }{
+		{"--config", c.o.ConfigPath, "the tenants file, such as --config worker.yaml"},
+		{"--data-dir", c.o.DataDir, "the embedded NATS server's storage, such as --data-dir ./data"},
+	} {
+		if strings.Contains(p.path, "://") {
+			return c, fmt.Errorf("%s: a URL, not a path; give %s", p.flag, p.want)
+		}
+	}
 	if c.o.DataDir == "" && c.o.NATSURL == "" {
 		// So for the embedded server's storage: the app's default,
 		// ./data of the working directory, took the streams, not the
