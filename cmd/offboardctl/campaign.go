@@ -50,7 +50,7 @@ func checkName(name string) error {
 		return usagef("--name is required")
 	}
 	if !campaign.ValidName(name) {
-		return usagef("campaign name %s: want 1 to 120 of [a-z0-9._-], not starting or ending with '.', without '..'", offboard.Quote(name))
+		return usagef("campaign name %s: want 1 to 120 of [a-z0-9._-], not starting or ending with '.', without '..'", offboard.Quote(queue.RedactURLs(name)))
 	}
 	return nil
 }

@@ -358,6 +358,11 @@ func fileKind(m os.FileMode) string {
 // as /dev/zero would be read until memory ran out. A symbolic link to a
 // file is fine; a path that cannot be read is told by its open.
 func checkCSVFile(path string) error {
+	if strings.Contains(path, "://") {
+		// A NATS URL given to the wrong flag: the path is quoted by
+		// every error about the file, password and all.
+		return usagef("--csv: a URL, not a file; give the CSV's path, such as --csv devices.csv")
+	}
 	fi, err := os.Stat(path)
 	if err != nil && path == "-" {
 		// Not standard input, which a pipe feeds once.

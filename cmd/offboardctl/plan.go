@@ -14,6 +14,7 @@ import (
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -80,7 +81,7 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 		return offboard.PlanRequest{}, usagef("--inactive-for %s: %v", offboard.Quote(f.inactiveFor), err)
 	}
 	if err != nil || d <= 0 {
-		return offboard.PlanRequest{}, usagef("--inactive-for %s is not a positive duration such as 90d or 2160h", offboard.Quote(f.inactiveFor))
+		return offboard.PlanRequest{}, usagef("--inactive-for %s is not a positive duration such as 90d or 2160h", offboard.Quote(queue.RedactURLs(f.inactiveFor)))
 	}
 	if f.timeout <= 0 {
 		return offboard.PlanRequest{}, usagef("--timeout %v: want a positive duration", f.timeout)
