@@ -36,12 +36,7 @@ func TestCampaignRunEndsAtOnceOnAFrozenServer(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			srv := natstest.Start(t, 1)
-			_, js := srv.Connect(t)
-			if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{tenant}}); err != nil {
-				t.Fatal(err)
-			}
-			hole := natstest.NewSilencer(t, strings.TrimPrefix(srv.URLs(), "nats://"))
+			js, hole := silencedServer(t)
 			dir := t.TempDir()
 			csvPath := writeFile(t, dir, "frozen.csv", numberedCSV(2))
 			report := filepath.Join(dir, "frozen-report.csv")
@@ -50,13 +45,7 @@ func TestCampaignRunEndsAtOnceOnAFrozenServer(t *testing.T) {
 			done := runInBackground(ctx, append([]string{"--nats-url", hole.URL(), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
 				"--report", report, "--progress-every", "1h"}, c.args...)...)
 			// No worker: the rows wait in the stream once published.
-			deadline := time.Now().Add(20 * time.Second)
-			for lastRequestSeq(t, js) < 2 {
-				if time.Now().After(deadline) {
-					t.Fatal("the run did not publish its rows within 20s")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+			rowsPublished(t, js)
 			hole.Silence()
 			since := time.Now()
 			if c.interrupt {
@@ -90,25 +79,14 @@ func TestCampaignRunEndsAtOnceOnAFrozenServer(t *testing.T) {
 // notice; here the run had not ended after 90 s.
 func TestCampaignRunGoesOnAfterItsConnectionWentSilent(t *testing.T) {
 	t.Parallel()
-	srv := natstest.Start(t, 1)
-	_, js := srv.Connect(t)
-	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{tenant}}); err != nil {
-		t.Fatal(err)
-	}
-	hole := natstest.NewSilencer(t, strings.TrimPrefix(srv.URLs(), "nats://"))
+	js, hole := silencedServer(t)
 	dir := t.TempDir()
 	csvPath := writeFile(t, dir, "silent.csv", numberedCSV(2))
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	done := runInBackground(ctx, "--nats-url", hole.URL(), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
 		"--report", filepath.Join(dir, "silent-report.csv"), "--progress-every", "1h")
-	deadline := time.Now().Add(20 * time.Second)
-	for lastRequestSeq(t, js) < 2 {
-		if time.Now().After(deadline) {
-			t.Fatal("the run did not publish its rows within 20s")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	rowsPublished(t, js)
 	hole.Cut()
 	since := time.Now()
 	// The rows answered while the run's connection is silent.
@@ -132,5 +110,30 @@ func TestCampaignRunGoesOnAfterItsConnectionWentSilent(t *testing.T) {
 		cancel()
 		e := <-done
 		t.Fatalf("the run did not end within 90s of its connection going silent; interrupted: exit %d: %s", e.code, e.out)
+	}
+}
+
+// silencedServer starts a NATS server set up for the tenant and a
+// Silencer in front of it: offboardctl connects through the Silencer,
+// the test through js.
+func silencedServer(t *testing.T) (jetstream.JetStream, *natstest.Silencer) {
+	t.Helper()
+	srv := natstest.Start(t, 1)
+	_, js := srv.Connect(t)
+	if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{tenant}}); err != nil {
+		t.Fatal(err)
+	}
+	return js, natstest.NewSilencer(t, strings.TrimPrefix(srv.URLs(), "nats://"))
+}
+
+// rowsPublished waits until the run has published its two rows.
+func rowsPublished(t *testing.T, js jetstream.JetStream) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for lastRequestSeq(t, js) < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the run did not publish its rows within 20s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
