@@ -302,6 +302,14 @@ func TestNewSourceCountsFromItsConsumers(t *testing.T) {
 		}
 		_ = ds[0].Msg.Ack()
 	}
+	// The copies of the requests reach the counting subscription's
+	// callback after the requests' answers: wait for the two, then for
+	// any more to come.
+	waitFor(t, 5*time.Second, "the two consumer info requests counted", func() bool { return infos.Load() >= 2 })
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
 	if n := infos.Load(); n != 2 {
 		t.Errorf("%d consumer info requests to make a source and take its 3 waiting requests, want 2 (the consumers)", n)
 	}
