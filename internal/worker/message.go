@@ -532,7 +532,10 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	case errors.Is(err, errNotNew):
 		j.log.Info("request left for redelivery: its id is in the ledger already; taken again to go by its entry")
 	case errors.Is(err, errCallUnderWay):
-		j.log.Info("request left for redelivery: its call may still be under way elsewhere", zap.Duration("for", delay))
+		// Every 5 s per request while a silent process's announcement
+		// counts (silentWriterWait): thousands a second after a crash.
+		msg := "request left for redelivery: its call may still be under way elsewhere"
+		j.t.repeats.log(j.log, zap.InfoLevel, msg, msg, zap.Duration("for", delay))
 	case errors.Is(err, errPausedWhileWaiting):
 		j.log.Info("request left for redelivery: its tenant was paused while it waited")
 	case errors.Is(err, errControlsUnread):
