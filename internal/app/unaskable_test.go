@@ -1,12 +1,16 @@
 package app
 
 import (
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
 
 // TestCallUnderWayElsewhereIsToldOncePerMinute: a request whose "calling"
@@ -39,4 +43,30 @@ func TestCallUnderWayElsewhereIsToldOncePerMinute(t *testing.T) {
 	if n := logs.FilterMessage(line).FilterLevelExact(zapcore.DebugLevel).Len(); n < 2 {
 		t.Errorf("%d lines at debug, want the rounds left out (2 or more)", n)
 	}
+}
+
+// TestWorkerThatCannotBeAskedSaysSo: a worker whose NATS user may not
+// subscribe to mde.offboard.working.> cannot tell other replicas whether
+// a request is in its hands; one that takes up such a request after a
+// consumer was made again leaves it, asking every 5 s, until the calling
+// lease (2 h) ends. NATS says no to the subscription only in an
+// asynchronous error, which nothing logged: the worker now checks its
+// subscription at the start and logs an error naming what to grant.
+func TestWorkerThatCannotBeAskedSaysSo(t *testing.T) {
+	t.Parallel()
+	url := natstest.StartWithUsers(t, &server.User{Username: "admin", Password: "a"}, &server.User{Username: "worker", Password: "w", Permissions: &server.Permissions{
+		Subscribe: &server.SubjectPermission{Allow: []string{">"}, Deny: []string{"mde.offboard.working.>"}},
+	}})
+	core, logs := observer.New(zap.WarnLevel)
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 1, logger: zap.New(core), noStart: true})
+	e.opts.NATSURL = strings.Replace(url, "nats://", "nats://worker:w@", 1)
+	e.start()
+	eventually(t, 10*time.Second, "an error about the working subscription", func() bool {
+		for _, l := range logs.FilterLevelExact(zapcore.ErrorLevel).All() {
+			if strings.Contains(l.Message, "mde.offboard.working.>") {
+				return true
+			}
+		}
+		return false
+	})
 }

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"time"
@@ -44,6 +45,24 @@ func (w *Worker) serveWorking() {
 		return
 	}
 	w.workingSub = sub
+	w.checkWorkingSub(sub.Subject)
+}
+
+// checkWorkingSub logs an error when NATS refused this process the
+// subscription to subject, which it says only in an asynchronous error:
+// other replicas could not ask it whether a request is in its hands, and
+// one that takes up such a request while this process lives leaves it,
+// asking every few seconds, until its calling lease ends (2 h).
+func (w *Worker) checkWorkingSub(subject string) {
+	nc := w.opts.JS.Conn()
+	if err := nc.FlushTimeout(queue.StepTimeout); err != nil {
+		return // no word from the server: nothing to say
+	}
+	last := nc.LastError()
+	if errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `Subscription to "`+subject+`"`) {
+		w.log.Error("other replicas cannot ask this one whether a request is in its hands: NATS refused the subscription; grant this process's user subscribe on "+
+			w.opts.Settings.Subjects.Working(">"), zap.Error(last))
+	}
 }
 
 // stillAtWork says whether the message that wrote a "calling" entry past
