@@ -345,7 +345,7 @@ func planFailed(tenant, code, msg string) *offboard.PlanReply {
 func (p *planner) plan(ctx context.Context, t *tenantRun, req offboard.PlanRequest, rd *inventoryRead) *offboard.PlanReply {
 	now := p.w.clock.Now().UTC()
 	b := newPlanBuilder(t, req, now)
-	pages, failed := p.readInventory(ctx, t, mde.InactiveFilter(b.reply.Cutoff, req.Health, req.OS), b.add, rd)
+	pages, failed := p.readInventory(ctx, t, mde.InactiveFilter(b.reply.Cutoff, req.Health, req.OS), b, rd)
 	if failed != nil {
 		return failed
 	}
@@ -407,8 +407,9 @@ func (p *planner) timedAcquire(t *tenantRun, rd *inventoryRead) func(context.Con
 }
 
 // readInventory reads the inventory pages matching filter, each under the
-// tenant's machines quota, and gives every device to add. It returns the
-// pages read, or a failed reply; rd follows the read.
+// tenant's machines quota, and gives every device to b, after the time
+// the API answered its page (b.answeredAt). It returns the pages read, or
+// a failed reply; rd follows the read.
 //
 // The inventory changes while it is read: a device seen again leaves the
 // filtered list, and those after it move up, so that a page asked from
@@ -416,7 +417,7 @@ func (p *planner) timedAcquire(t *tenantRun, rd *inventoryRead) func(context.Con
 // after the first is asked from a little before that count, and must hold
 // a device read already (the list's order kept, nothing between was
 // missed); one that holds none is asked again from further back.
-func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, add func(mde.Machine), rd *inventoryRead) (int, *offboard.PlanReply) {
+func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string, b *planBuilder, rd *inventoryRead) (int, *offboard.PlanReply) {
 	j := &job{t: t, log: t.log.Named("plan")}
 	acquire := p.timedAcquire(t, rd)
 	top := p.opts.PageSize
@@ -453,9 +454,10 @@ func (p *planner) readInventory(ctx context.Context, t *tenantRun, filter string
 			back = min(2*back, next)
 			continue
 		}
+		b.answeredAt(v.ServerTime)
 		for _, m := range machines {
 			read[strings.ToLower(m.ID)] = true
-			add(m)
+			b.add(m)
 		}
 		next = skip + len(machines)
 		back = max(len(machines)/100, 1)
@@ -557,6 +559,26 @@ func planLimits(t *tenantRun) []offboard.PlanLimit {
 		out = append(out, offboard.PlanLimit{Count: w.Count, Window: w.Length})
 	}
 	return out
+}
+
+// answeredAt takes the API's clock when it answered a page (its Date;
+// zero: not said): the cutoff is now less the plan's inactiveFor by the
+// earlier of this host's clock and the API's, as requireInactiveFor's
+// (guardNow). lastSeen is the API's time: a host clock that runs days
+// ahead (its time synchronisation failed, and a NATS server on the same
+// host as far ahead) would list a device seen an hour ago as unseen for
+// days. The filter sent to the API used the host's cutoff, which is then
+// later: the devices it let through past the cutoff are left out (add).
+// A Date is in whole seconds: the API's clock said up to a second more,
+// which is taken, or a plan of exactly the age of a device seen a moment
+// before the plan would leave it out.
+func (b *planBuilder) answeredAt(served time.Time) {
+	if served.IsZero() {
+		return
+	}
+	if cutoff := served.Add(time.Second - b.req.InactiveFor); cutoff.Before(b.reply.Cutoff) {
+		b.reply.Cutoff = cutoff
+	}
 }
 
 // add takes one device of the inventory: whatever the API's filter let
