@@ -967,7 +967,7 @@ func consumerConfigs(ctx context.Context, stream jetstream.Stream) (map[string]j
 	return have, nil
 }
 
-// Check reports whether every stream, consumer and the ledger the worker
+// Check reports whether every stream, consumer and bucket the worker
 // needs exist. /readyz uses it.
 func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 	for _, cfg := range s.Streams() {
@@ -994,6 +994,11 @@ func Check(ctx context.Context, js jetstream.JetStream, s Settings) error {
 		if _, err := js.KeyValue(ctx, bucket); err != nil {
 			return fmt.Errorf("bucket %s: %w", bucket, err)
 		}
+	}
+	// A plan too large for its reply goes through this bucket: without
+	// it, every such plan fails.
+	if _, err := js.ObjectStore(ctx, offboard.BucketPlans); err != nil {
+		return fmt.Errorf("bucket %s: %w", offboard.BucketPlans, err)
 	}
 	return nil
 }
