@@ -76,6 +76,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 	lines := powerShellType(br)
 	comma, sep := excelSeparator(br)
 	lines += sep
+	head, _ := br.Peek(br.Size())
 	cr := csv.NewReader(&recordLimit{r: crLines{br}})
 	cr.Comma = comma
 	cr.FieldsPerRecord = -1 // a short row lacks its optional columns
@@ -85,7 +86,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, errors.New("the CSV is empty: it needs a header row")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("header row: %w", inFile(err, lines))
+		return nil, fmt.Errorf("header row: %w%s", inFile(err, lines), otherSeparator(err, comma, head))
 	}
 	cols := map[string]int{}
 	for i, h := range header {
@@ -265,6 +266,28 @@ func noDeviceColumn(header []string) error {
 		hint = ": is it separated by tabs? save it separated by ','"
 	}
 	return fmt.Errorf("%w: its cells are %s%s", ErrNoDeviceColumn, strings.Join(cells, ", "), hint)
+}
+
+// otherSeparator says what a header that fails its parse at a quote
+// closed before a ';' or a tab likely is: a file of quoted cells
+// separated by it, as PowerShell's Export-Csv -UseCulture writes in much
+// of Europe. Read with ',', such a header is no CSV at all, and the parse
+// error names only a stray quote. head is the file from its header on.
+func otherSeparator(err error, comma rune, head []byte) string {
+	if comma != ',' || !errors.Is(err, csv.ErrQuote) {
+		return ""
+	}
+	line := string(head)
+	if end := strings.IndexAny(line, "\r\n"); end >= 0 {
+		line = line[:end]
+	}
+	switch {
+	case strings.Contains(line, `";`):
+		return ": is it separated by ';'? save it separated by ','"
+	case strings.Contains(line, "\"\t"):
+		return ": is it separated by tabs? save it separated by ','"
+	}
+	return ""
 }
 
 // crLines turns a carriage return that does not start a CRLF into a line
