@@ -94,6 +94,11 @@ func (f *planFlags) request() (offboard.PlanRequest, error) {
 			// Defender's values have neither: such a value matches no
 			// device, and the plan would be empty without a word.
 			return offboard.PlanRequest{}, usagef("--health and --os take one value each, without spaces around it (%s); repeat the flag for several", offboard.Quote(v))
+		case strings.ContainsFunc(v, offboard.Unseen):
+			// A line break or a zero-width space pasted with the
+			// value: no value of Defender's holds one, and the plan
+			// would be empty without a word.
+			return offboard.PlanRequest{}, usagef("--health and --os take a value without control or formatting characters (%s)", offboard.Quote(v))
 		}
 	}
 	// Defender's inventory filter takes a healthStatus spelled as

@@ -157,16 +157,10 @@ func (p *planner) receive(t *tenantRun, m *nats.Msg) {
 		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeInvalid, "the plan request is not JSON with a positive inactiveFor"))
 		return
 	}
-	// The inventory's filter takes a healthStatus spelled as documented,
-	// and refuses any other value (400): a value in another case is
-	// spelled so, one that is none is refused here.
-	health, unknown, ok := mde.HealthStatusesSpelled(req.Health)
-	if !ok {
-		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeInvalid, fmt.Sprintf(
-			"healthStatus %s is none of Defender's: want one of %s", strconv.Quote(unknown), strings.Join(mde.HealthStatuses, ", "))))
+	if problem := filterValues(&req); problem != "" {
+		p.send(t, m.Reply, planFailed(t.name, offboard.PlanCodeInvalid, problem))
 		return
 	}
-	req.Health = health
 	if req.Timeout < 0 {
 		// The time left of the asker's deadline, spent before it sent
 		// the request: nobody reads the plan. Taken for a timeout not
@@ -334,6 +328,28 @@ func (p *planner) sendWithReply(t *tenantRun, subject, replyTo string, r *offboa
 	if err != nil {
 		t.log.Warn("answer a plan request", zap.Error(err))
 	}
+}
+
+// filterValues checks the values a plan request filters on, and spells
+// its healthStatus values as Defender does; it says what is wrong, ""
+// when nothing is. An osPlatform value no device has (empty, or holding
+// a control or formatting character, a line break pasted with it) would
+// go into the inventory's filter and make the plan empty without a word.
+// The inventory's filter takes a healthStatus spelled as documented, and
+// refuses any other value (400): a value in another case is spelled so,
+// one that is none is refused here.
+func filterValues(req *offboard.PlanRequest) string {
+	for _, v := range req.OS {
+		if strings.TrimSpace(v) == "" || strings.ContainsFunc(v, offboard.Unseen) {
+			return fmt.Sprintf("osPlatform %s is empty or holds control or formatting characters", offboard.Quote(v))
+		}
+	}
+	health, unknown, ok := mde.HealthStatusesSpelled(req.Health)
+	if !ok {
+		return fmt.Sprintf("healthStatus %s is none of Defender's: want one of %s", strconv.Quote(unknown), strings.Join(mde.HealthStatuses, ", "))
+	}
+	req.Health = health
+	return ""
 }
 
 func planFailed(tenant, code, msg string) *offboard.PlanReply {
