@@ -175,6 +175,7 @@ type Credential struct {
 	token      azcore.AccessToken
 	scopes     string
 	tokenUntil time.Time
+	tokenEnd   time.Time        // when token stops serving while the login host cannot give the next one (lastResort)
 	gen        uint64           // counts the credentials built, and the refusals of one that could not be rebuilt
 	now        func() time.Time // wall clock; a field so tests can move it
 	// failed is why the last build failed, nil after one succeeded. Only
@@ -226,6 +227,11 @@ const refusalHold = 30 * time.Second
 // tokenMargin is how long before its expiry a cached token is no longer
 // handed out: a call that takes it has time to finish.
 const tokenMargin = 5 * time.Minute
+
+// lastTokenUse is how long before its expiry a token past its reuse is
+// no longer handed out while the login host cannot give the next one (a
+// 429, a 5xx, no answer): the call that takes it has time to finish.
+const lastTokenUse = time.Minute
 
 // Bounds of a token's reuse, whatever lifetime the login host gave it.
 // A token of less than tokenMargin (expires_in 0, negative, or 10^10,
@@ -1150,9 +1156,14 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	// One token request at a time: the calls that found no token wait
 	// for it and take its token, or its refusal, where each asked the
 	// login host (a queue's first calls each sent a refused secret).
-	release, err := c.ask(ctx)
-	if err != nil {
-		return azcore.AccessToken{}, classifyTokenError(ctx, c.host, c.managed, err)
+	// While another asks, a token in hand that may still be sent serves
+	// instead: a login host that hangs held each call its whole time.
+	release, tok, err := c.ask(ctx, reusable, scopes)
+	switch {
+	case err != nil:
+		return c.lastResort(ctx, reusable, scopes, classifyTokenError(ctx, c.host, c.managed, err))
+	case release == nil:
+		return tok, nil
 	}
 	defer release()
 	tok, ask, err := c.answer(ctx, reusable, scopes)
@@ -1164,7 +1175,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	tok, err = tc.GetToken(ctx, opts)
 	if fe := (*credentialFileError)(nil); errors.As(err, &fe) {
 		// Not final: the file may be put right.
-		return azcore.AccessToken{}, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()}
+		return c.lastResort(ctx, reusable, scopes, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()})
 	}
 	if err != nil {
 		te := classifyTokenError(ctx, c.host, c.managed, err)
@@ -1172,7 +1183,7 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 		if te.Final {
 			c.readAgain(gen)
 		}
-		return azcore.AccessToken{}, te
+		return c.lastResort(ctx, reusable, scopes, te)
 	}
 	if !sendable(tok.Token) {
 		return azcore.AccessToken{}, c.unsendable(gen)
@@ -1182,7 +1193,12 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	c.mu.Lock()
 	if reusable && c.gen == gen { // not rebuilt meanwhile
-		c.token, c.scopes, c.tokenUntil = tok, scopes, reuseUntil(tok, c.now())
+		at := c.now()
+		c.token, c.scopes, c.tokenUntil = tok, scopes, reuseUntil(tok, at)
+		c.tokenEnd = tok.ExpiresOn.Add(-lastTokenUse)
+		if most := at.Add(maxTokenReuse); c.tokenEnd.After(most) {
+			c.tokenEnd = most
+		}
 	}
 	if c.held.Final {
 		c.heldUntil = time.Time{}
@@ -1221,11 +1237,10 @@ func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (
 			// last good content got serves until it expires: a file gone
 			// or broken fails the tenant's calls only once it has.
 			c.mu.Lock()
-			defer c.mu.Unlock()
-			if reusable && c.scopes == scopes && c.fresh(c.now()) {
-				return c.token, nil, nil
-			}
-			return azcore.AccessToken{}, nil, c.credentialError()
+			te := c.credentialError()
+			c.mu.Unlock()
+			tok, err := c.lastResort(ctx, reusable, scopes, te)
+			return tok, nil, err
 		}
 	}
 	c.mu.Lock()
@@ -1241,14 +1256,52 @@ func (c *Credential) answer(ctx context.Context, reusable bool, scopes string) (
 		if te.Final {
 			c.readAgain(gen)
 		}
-		return azcore.AccessToken{}, nil, te
+		tok, err := c.lastResort(ctx, reusable, scopes, te)
+		return tok, nil, err
 	}
 	return azcore.AccessToken{}, &asking{tc, gen}, nil
 }
 
+// lastResort answers a token request the login host could not answer
+// now, with te, the reason: the token in hand when it is past its reuse
+// but has more than lastTokenUse left (and was got within
+// maxTokenReuse), as azcore's own token refresh keeps its token while a
+// refresh fails. The API takes it until it expires: a login host that
+// throttles, fails or hangs in a token's last 5 minutes (or after its
+// refresh_in, hours before its end) failed every call of the tenant,
+// each request counting an attempt; so did a credential file that
+// changed into one that cannot be used, though its last token was good
+// for 5 minutes more. A refusal of the credentials is not covered so:
+// it stands; nor is a call whose time ran out (a login host that hung):
+// it has no time left to send a token, and its failure would read as no
+// connection to the API.
+func (c *Credential) lastResort(ctx context.Context, reusable bool, scopes string, te *TokenError) (azcore.AccessToken, error) {
+	if te.Final || ctx.Err() != nil {
+		return azcore.AccessToken{}, te
+	}
+	if tok, ok := c.inHand(reusable, scopes); ok {
+		return tok, nil
+	}
+	return azcore.AccessToken{}, te
+}
+
+// inHand returns the token in hand for scopes while it may be handed
+// out when no other can be had (tokenEnd).
+func (c *Credential) inHand(reusable bool, scopes string) (azcore.AccessToken, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !reusable || c.scopes != scopes || c.token.Token == "" || !c.now().Before(c.tokenEnd) {
+		return azcore.AccessToken{}, false
+	}
+	return c.token, true
+}
+
 // ask returns once the call may ask the login host for a token, and the
-// function that lets the next one; an error when ctx ends first.
-func (c *Credential) ask(ctx context.Context) (func(), error) {
+// function that lets the next one; an error when ctx ends first. While
+// another call asks, it returns at once, without the function, the
+// token in hand when lastResort would hand it out: a login host that
+// hangs held each call its whole time.
+func (c *Credential) ask(ctx context.Context, reusable bool, scopes string) (func(), azcore.AccessToken, error) {
 	c.mu.Lock()
 	if c.asking == nil {
 		c.asking = make(chan struct{}, 1)
@@ -1257,9 +1310,17 @@ func (c *Credential) ask(ctx context.Context) (func(), error) {
 	c.mu.Unlock()
 	select {
 	case turn <- struct{}{}:
-		return func() { <-turn }, nil
+		return func() { <-turn }, azcore.AccessToken{}, nil
+	default:
+	}
+	if tok, ok := c.inHand(reusable, scopes); ok {
+		return nil, tok, nil
+	}
+	select {
+	case turn <- struct{}{}:
+		return func() { <-turn }, azcore.AccessToken{}, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, azcore.AccessToken{}, ctx.Err()
 	}
 }
 
