@@ -134,15 +134,14 @@ func (c *config) check() error {
 	}
 	if c.secretFile != "" {
 		// Read as the worker reads its secret files: the errors name the
-		// flag, not the path, which may be the secret itself.
-		b, err := mde.ReadCredentialFile("--client-secret-file", c.secretFile, maxSecretFile)
+		// flag, not the path, which may be the secret itself, and a byte
+		// order mark is no part of the secret, which the worker sends
+		// without it.
+		secret, err := mde.ReadSecretFile("--client-secret-file", c.secretFile)
 		if err != nil {
 			return err
 		}
-		c.secret = strings.TrimSpace(string(b))
-		if c.secret == "" {
-			return errors.New("--client-secret-file: the file it names is empty")
-		}
+		c.secret = secret
 	}
 	return nil
 }
@@ -162,10 +161,6 @@ func (c *config) checkIDs() error {
 // guid is the form of a tenant or client id the worker's tenants file
 // takes.
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// maxSecretFile bounds --client-secret-file: a client secret takes a few
-// dozen bytes.
-const maxSecretFile = 64 << 10
 
 // parse parses args into fs, whose output is discarded; on --help it
 // prints the usage on stderr.

@@ -868,6 +868,12 @@ func readSecret(field, path string) (string, error) {
 	return s, nil
 }
 
+// ReadSecretFile reads the secret in the file that path, the setting
+// named field, names, as a tenant's clientSecretFile is read: a byte
+// order mark left out, UTF-16 read as its text, white space around it
+// trimmed. Its errors name the setting, not the path.
+func ReadSecretFile(field, path string) (string, error) { return readSecret(field, path) }
+
 // fromUTF16 is data as UTF-8 when it is UTF-16 with a byte order mark,
 // little- or big-endian, the mark kept; data otherwise. A character
 // UTF-16 cannot hold (a lone surrogate) becomes U+FFFD.
