@@ -82,6 +82,14 @@ func ResolveCloud(name, apiBaseURL, authorityHost, scope string) (Cloud, error) 
 		if !strings.HasPrefix(u, "https://") {
 			return Cloud{}, fmt.Errorf("authorityHost %q: the login host must use https", authorityHost)
 		}
+		// The identity library puts the tenant's id after the host and
+		// reads the path's first segment as the tenant: an authority
+		// (the host and the tenant's id, or the token URL) sent every
+		// token request to /{tenantId}/{tenantId}/..., any other path
+		// was dropped.
+		if p, err := url.Parse(u); err != nil || p.Path != "" {
+			return Cloud{}, fmt.Errorf("authorityHost %q: want the login host alone, without a path, such as https://login.microsoftonline.us: the tenant's id (tenantId) and the token path are put after it", shownURL(u))
+		}
 		c.AuthorityHost = u
 	}
 	if scope != "" {
