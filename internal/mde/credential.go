@@ -454,6 +454,10 @@ func loadCertificate(cc CredentialConfig, now time.Time) ([]*x509.Certificate, c
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	// A PEM file with a byte order mark (Notepad's UTF-8, PowerShell 5's
+	// UTF-16) is read as the text it holds: the mark hid the first
+	// block. PKCS#12 starts with none (a DER sequence's 0x30).
+	data = bytes.TrimPrefix(fromUTF16(data), []byte("\ufeff"))
 	var password []byte
 	if cc.CertificatePasswordFile != "" {
 		p, err := readSecret("certificatePasswordFile", cc.CertificatePasswordFile)
