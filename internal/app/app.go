@@ -575,7 +575,7 @@ func caPool(caFile string) (*x509.CertPool, error) {
 	if err != nil || pool == nil {
 		pool = x509.NewCertPool()
 	}
-	if !pool.AppendCertsFromPEM(pem) {
+	if !pool.AppendCertsFromPEM(mde.PEMText(pem)) {
 		return nil, errors.New("caFile: no PEM certificate in the file it names")
 	}
 	return pool, nil

@@ -454,10 +454,9 @@ func loadCertificate(cc CredentialConfig, now time.Time) ([]*x509.Certificate, c
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	// A PEM file with a byte order mark (Notepad's UTF-8, PowerShell 5's
-	// UTF-16) is read as the text it holds: the mark hid the first
-	// block. PKCS#12 starts with none (a DER sequence's 0x30).
-	data = bytes.TrimPrefix(fromUTF16(data), []byte("\ufeff"))
+	// A PEM file with a byte order mark is read as its text; PKCS#12
+	// starts with no such mark (a DER sequence's 0x30).
+	data = PEMText(data)
 	var password []byte
 	if cc.CertificatePasswordFile != "" {
 		p, err := readSecret("certificatePasswordFile", cc.CertificatePasswordFile)
@@ -877,6 +876,12 @@ func readSecret(field, path string) (string, error) {
 // order mark left out, UTF-16 read as its text, white space around it
 // trimmed. Its errors name the setting, not the path.
 func ReadSecretFile(field, path string) (string, error) { return readSecret(field, path) }
+
+// PEMText is a PEM file's content as the text it holds: a byte order
+// mark (Notepad's UTF-8, PowerShell 5's UTF-16) left out, UTF-16 read as
+// UTF-8. The PEM reader finds no block on the mark's line: the file's
+// first certificate was not read.
+func PEMText(data []byte) []byte { return bytes.TrimPrefix(fromUTF16(data), []byte("\ufeff")) }
 
 // fromUTF16 is data as UTF-8 when it is UTF-16 with a byte order mark,
 // little- or big-endian, the mark kept; data otherwise. A character
