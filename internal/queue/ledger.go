@@ -74,7 +74,11 @@ type Entry struct {
 	// answered failed before any call of its own (its look for that
 	// action refused, say) keeps them so, and so does an unknown_tenant
 	// answer (Unrouted) written over such an entry or over a "calling"
-	// one, whose call it records then.
+	// one, whose call it records then. In a "calling" entry they are the
+	// calls made before it (a retry's over a failed result, an earlier
+	// delivery's over its own cut-off call) whose action was not found:
+	// a delivery that takes the entry up looks for their action too
+	// (CalledSince), not only for those made since the entry.
 	Calls *EarlierCalls `json:"calls,omitempty"`
 
 	revision uint64
@@ -108,6 +112,17 @@ func (e *Entry) Latest() time.Time {
 		return e.stored
 	}
 	return e.Started
+}
+
+// CalledSince is a time before every offboard call of the request id a
+// "calling" entry stands for: its own call (Since), and the earlier calls
+// it keeps for the same device (Calls).
+func (e *Entry) CalledSince() time.Time {
+	since := e.Since()
+	if c := e.Calls; c != nil && c.MachineID == e.MachineID && !c.Since.IsZero() && c.Since.Before(since) {
+		return c.Since
+	}
+	return since
 }
 
 // EarlierCalls are offboard calls of a request id whose effect is not

@@ -68,7 +68,13 @@ func setupLoopOpts(t *testing.T, offboardLimits, extra string, retry RetryPolicy
 // (not the credential's) wrapped by wrap (nil: as it is).
 func setupLoopTransport(t *testing.T, offboardLimits, extra string, retry RetryPolicy, opt func(*Options), wrap func(http.RoundTripper) http.RoundTripper) *loopEnv {
 	t.Helper()
-	e := &loopEnv{sim: mdesim.New(mdesim.Options{}), clock: clockwork.NewFakeClock(), results: make(chan offboard.Result, 16)}
+	return setupLoopSim(t, mdesim.Options{}, offboardLimits, extra, retry, opt, wrap)
+}
+
+// setupLoopSim is setupLoopTransport with the simulator's options.
+func setupLoopSim(t *testing.T, simOpts mdesim.Options, offboardLimits, extra string, retry RetryPolicy, opt func(*Options), wrap func(http.RoundTripper) http.RoundTripper) *loopEnv {
+	t.Helper()
+	e := &loopEnv{sim: mdesim.New(simOpts), clock: clockwork.NewFakeClock(), results: make(chan offboard.Result, 16)}
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
 	dir := t.TempDir()

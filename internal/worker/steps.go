@@ -70,7 +70,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	j.req.MachineID = dev.id
 	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
-		j.earlierCall, j.earlierSince = e.Latest(), e.Since()
+		j.earlierCall, j.earlierSince = e.Latest(), e.CalledSince()
 	} else if f, ok := j.failedAfterCalls(); ok && f.MachineID == j.req.MachineID {
 		// A retry of a request answered failed after calls of unknown
 		// effect (api_error: an action lists did not show yet): the
@@ -805,6 +805,14 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 		}()
 	}
 	next := j.entryNow(queue.StateCalling, w.clock.Now(), w.opts.Presence.Instance())
+	if j.calledBefore() {
+		// Earlier calls of the id whose action was not found (a retry's
+		// over a failed result, a call cut off): written over, the entry
+		// would bound a later delivery's look for their action by this
+		// call's start, and the action of a call made long before, now
+		// finished, would not be found; the API takes a new call then.
+		next.Calls = &queue.EarlierCalls{MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName, Since: j.earlierSince}
+	}
 	err := notNew(j.entry, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next))
 	if recorded != nil {
 		<-recorded // the permit is the call's again

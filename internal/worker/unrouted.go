@@ -523,7 +523,7 @@ func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result
 // device.
 func unroutedCalls(prev *queue.Entry) *queue.EarlierCalls {
 	if prev != nil && prev.State == queue.StateCalling && offboard.ValidMachineID(prev.MachineID) {
-		return &queue.EarlierCalls{MachineID: prev.MachineID, ComputerDNSName: prev.ComputerDNSName, Since: prev.Since()}
+		return &queue.EarlierCalls{MachineID: prev.MachineID, ComputerDNSName: prev.ComputerDNSName, Since: prev.CalledSince()}
 	}
 	calls, _ := callsOfFailed(prev)
 	return calls
