@@ -553,9 +553,13 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	if j.stopAlive != nil {
 		j.stopAlive()
 	}
-	if j.checked && j.entry == nil && !j.entryGone && j.delivered > 0 {
+	if j.checked && j.entry == nil && !j.entryGone && j.delivered > 0 && (j.delivered == 1 || j.t.uncalled.follows(j.seq, j.delivered)) {
 		// No entry written, so no call sent by this delivery (a "calling"
-		// entry comes first): its next delivery here is known to be new.
+		// entry comes first): its next delivery here is known to be new,
+		// if this one was. A later delivery whose claim failed does not
+		// know whether an earlier one called (its entry may be gone):
+		// noted, its next delivery skipped the look for that call's
+		// action.
 		j.t.uncalled.note(j.seq, j.delivered)
 	}
 	w.callingBackToClaim(j)

@@ -49,3 +49,13 @@ func (l *leftUncalled) next(seq, delivery uint64) bool {
 	}
 	return ok && d+1 == delivery
 }
+
+// follows says whether the delivery-th delivery of the request at seq is
+// the one after a delivery this process left with no call sent, as next
+// does, without forgetting the request.
+func (l *leftUncalled) follows(seq, delivery uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	d, ok := l.left[seq]
+	return ok && d+1 == delivery
+}
