@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -83,6 +84,44 @@ func checkWindows(api string, ws []limiter.Window) []error {
 		}
 	}
 	return errs
+}
+
+// checkAPILimits refuses the windows of an API on Microsoft's hosts that
+// let more calls through than the API's documented limits (limiter.Default:
+// 100 a minute, 1500 an hour): the API answers the rest 429, which stalls
+// every other tool of the tenant too. A window of count c and length l
+// lets at most c calls through in each stretch of l, so at most
+// c × ⌈L/l⌉ in a documented window of length L; the tightest window
+// bounds them. A simulator or a gateway of one's own (apiBaseURL) has
+// limits of its own, which the file may follow.
+func checkAPILimits(api string, ws []limiter.Window) error {
+	var over []string
+	for _, d := range limiter.Default() {
+		within := slices.ContainsFunc(ws, func(w limiter.Window) bool {
+			// Counted only for a count within d's: a larger one lets more
+			// through in any case, and a product could wrap round.
+			return w.Count <= d.Count && w.Length > 0 && w.Count*int((d.Length+w.Length-1)/w.Length) <= d.Count
+		})
+		if !within {
+			over = append(over, fmt.Sprintf("%d calls in %s", d.Count, windowName(d.Length)))
+		}
+	}
+	if len(over) == 0 {
+		return nil
+	}
+	return fmt.Errorf("limits.%s: lets more than %s through, over the API's documented limits on Microsoft's hosts (100/1m and 1500/1h), which answers the rest 429 and stalls the tenant's other tools: keep within both",
+		api, strings.Join(over, " and "))
+}
+
+// windowName is a documented window's length in words.
+func windowName(d time.Duration) string {
+	switch d {
+	case time.Minute:
+		return "a minute"
+	case time.Hour:
+		return "an hour"
+	}
+	return d.String()
 }
 
 // checkConcurrency checks maxInFlight and spreadBurst against the

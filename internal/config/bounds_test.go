@@ -47,9 +47,9 @@ func TestParseKeepsValuesWithinBounds(t *testing.T) {
 	t.Parallel()
 	for _, extra := range []string{
 		"    maxInFlight: 100\n    spreadBurst: 100\n",
-		"    limits:\n      offboard: [\"5/1s\"]\n    maxInFlight: 16\n    spreadBurst: 5\n",
-		"    limits:\n      offboard: [\"1000/1s\"]\n    maxInFlight: 1000\n",
-		"    limits:\n      offboard: [\"100/600ms\"]\n      machines: [\"100/300ms\", \"1500/18s\"]\n",
+		"    apiBaseURL: https://127.0.0.1:8443\n    limits:\n      offboard: [\"5/1s\"]\n    maxInFlight: 16\n    spreadBurst: 5\n",
+		"    apiBaseURL: https://127.0.0.1:8443\n    limits:\n      offboard: [\"1000/1s\"]\n    maxInFlight: 1000\n",
+		"    apiBaseURL: https://127.0.0.1:8443\n    limits:\n      offboard: [\"100/600ms\"]\n      machines: [\"100/300ms\", \"1500/18s\"]\n",
 		"    tracking: {enabled: true, firstCheck: 100ms, maxInterval: 200ms, maxAge: 600ms}\n",
 		"    tracking: {enabled: true, firstCheck: 1m, maxInterval: 1h, maxAge: 168h}\n",
 		"    tracking: {enabled: true, maxAge: 90d}\n",

@@ -845,12 +845,18 @@ func (t *Tenant) resolve(comments map[string]*template.Template) error {
 // one's own may serve the API under /api (and strip it), and a path with
 // an api segment elsewhere (/api/mde) is no API path.
 func apiPathInBase(base string) bool {
-	host, path, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"), "/")
-	host, _, _ = strings.Cut(strings.ToLower(host), ":")
+	_, path, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"), "/")
 	segs := strings.Split(strings.ToLower(path), "/")
 	last := segs[len(segs)-1]
-	microsoft := strings.HasSuffix(host, ".microsoft.com") || strings.HasSuffix(host, ".microsoft.us")
-	return microsoft && path != "" || len(segs) > 1 && segs[len(segs)-2] == "api" && slices.Contains(mde.APIs, last)
+	return microsoftHost(base) && path != "" || len(segs) > 1 && segs[len(segs)-2] == "api" && slices.Contains(mde.APIs, last)
+}
+
+// microsoftHost says whether the API base URL base (checked) is on one of
+// Microsoft's hosts, where the API's documented limits hold.
+func microsoftHost(base string) bool {
+	host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"), "/")
+	host, _, _ = strings.Cut(strings.ToLower(host), ":")
+	return strings.HasSuffix(host, ".microsoft.com") || strings.HasSuffix(host, ".microsoft.us")
 }
 
 // resolveLimits reads the limits of each API, the defaults where none.
@@ -877,6 +883,11 @@ func (t *Tenant) resolveLimits() []error {
 			errs = append(errs, fmt.Errorf("limits.%s: %w", api, err))
 		}
 		errs = append(errs, checkWindows(api, ws)...)
+		if err == nil && microsoftHost(t.Resolved.Cloud.APIBaseURL) {
+			if err := checkAPILimits(api, ws); err != nil {
+				errs = append(errs, err)
+			}
+		}
 		t.Resolved.Windows[api] = ws
 	}
 	return errs

@@ -98,6 +98,7 @@ func TestCommentThatRendersNoText(t *testing.T) {
 func TestParseLimitsAndComment(t *testing.T) {
 	t.Parallel()
 	f, err := Parse([]byte("tenants:" + okTenant + `    comment: "Retired {{.Source}} {{.RequestID}}"
+    apiBaseURL: https://127.0.0.1:8443
     limits:
       offboard: ["10/200ms", "40/2s"]
 `))
