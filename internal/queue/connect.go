@@ -55,6 +55,14 @@ func (c Conn) Check() error {
 	if err := c.checkFiles(); err != nil {
 		return err
 	}
+	// White space or commas alone (a Secret's value that was a line end)
+	// are no empty setting, which would mean the default server (or the
+	// worker's embedded one), yet name no server: the connection failed
+	// with "no servers available", as if a server were down. Blank
+	// items are dropped as the client library drops them.
+	if c.URL != "" && !slices.ContainsFunc(strings.Split(c.URL, ","), func(u string) bool { return strings.TrimSpace(u) != "" }) {
+		return errors.New("--nats-url: names no server (white space or commas alone): give nats://host:port")
+	}
 	for _, u := range servers(c.URL) {
 		if strings.Contains(u, ",") {
 			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list (or a URL without its scheme after another): write it %%2C, and nats:// before each URL", RedactURLs(u))
