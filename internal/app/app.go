@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
 
+	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -131,6 +132,9 @@ type App struct {
 	lost      chan struct{}    // asks keepConsumers to look for lost consumers
 	connected prometheus.Gauge // mde_offboard_nats_connected
 	js        jetstream.JetStream
+	// replicaID is this replica's name among the replicas, the one
+	// given or the one made up at start (startPresence).
+	replicaID string
 	router    *queue.Router
 	// routed is router for the reconnect handler, which may run while
 	// the start makes it.
@@ -633,7 +637,11 @@ func (a *App) Start(ctx context.Context) (err error) {
 	}
 	a.serve()
 	a.worker.Start()
-	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()))
+	// The replica id made up at start is told here alone: the other
+	// replicas' lines and the presence bucket name replicas by it.
+	a.log.Info("worker started", zap.Int("tenants", len(a.tenants)), zap.String("listen", a.lis.Addr().String()),
+		zap.String("version", buildinfo.Read().String()), zap.String("replica", a.replicaID),
+		zap.String("nats", queue.RedactURLs(a.nc.ConnectedUrl())), zap.String("subject_prefix", a.opts.SubjectPrefix))
 	return nil
 }
 
@@ -846,6 +854,7 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	if id == "" {
 		id = replicaID()
 	}
+	a.replicaID = id
 	apps := map[string]string{}
 	for _, t := range a.tenants {
 		apps[t.Config.Name] = queue.AppDigest(t.Config.TenantID, t.Config.ClientID)
