@@ -63,7 +63,12 @@ func (c Conn) Check() error {
 	if c.URL != "" && !slices.ContainsFunc(strings.Split(c.URL, ","), func(u string) bool { return strings.TrimSpace(u) != "" }) {
 		return errors.New("--nats-url: names no server (white space or commas alone): give nats://host:port")
 	}
+	var websocket []bool // of each URL
 	for _, u := range servers(c.URL) {
+		if u != "" {
+			scheme, _, found := strings.Cut(u, "://")
+			websocket = append(websocket, found && (strings.EqualFold(scheme, "ws") || strings.EqualFold(scheme, "wss")))
+		}
 		if strings.Contains(u, ",") {
 			return fmt.Errorf("NATS URL %s has a ',' in its user or password, which splits the server list (or a URL without its scheme after another): write it %%2C, and nats:// before each URL", RedactURLs(u))
 		}
@@ -91,6 +96,11 @@ func (c Conn) Check() error {
 				return fmt.Errorf("NATS URL %s: want a port from 1 to 65535", RedactURLs(u))
 			}
 		}
+	}
+	// The client library takes websocket URLs or others, not both: the
+	// connection failed at start, as if a server were down.
+	if slices.Contains(websocket, true) && slices.Contains(websocket, false) {
+		return fmt.Errorf("NATS URLs %s: websocket URLs (ws://, wss://) and others in one list, which the client refuses: give URLs of one kind", RedactURLs(c.URL))
 	}
 	p := c.InboxPrefix
 	if p == "" {
