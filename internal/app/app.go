@@ -748,6 +748,11 @@ func (a *App) setUp(ctx context.Context) ([]string, error) {
 // ledger, the router and the quota journal.
 func (a *App) prepareQueue(ctx context.Context) ([]string, *queue.Ledger, error) {
 	stale, err := a.setUp(ctx)
+	if err != nil && a.opts.Queue.Replicas > 1 && queue.ReplicasUnsupported(err) {
+		// Once, naming the flag: the server's refusal came once for each
+		// stream, naming no setting.
+		return nil, nil, fmt.Errorf("prepare streams: --stream-replicas %d: the NATS server is not clustered and keeps one copy of a stream: want 1, or the --nats-url of a cluster", a.opts.Queue.Replicas)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("prepare streams: %w", queue.ExplainNoJetStream(ctx, a.js, err))
 	}

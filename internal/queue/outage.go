@@ -21,10 +21,18 @@ func ClusterForming(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == errCodeNoPeers
 }
 
+// ReplicasUnsupported says whether err is a server that is not
+// clustered refusing a stream of more than one replica.
+func ReplicasUnsupported(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeReplicasUnsupported
+}
+
 // Codes of nats-server's JetStream API errors, as the client reads them.
 const (
-	errCodeNoPeers      = jetstream.ErrorCode(server.JSClusterNoPeersErrF)
-	errCodeNotAvailable = jetstream.ErrorCode(server.JSClusterNotAvailErr)
+	errCodeNoPeers             = jetstream.ErrorCode(server.JSClusterNoPeersErrF)
+	errCodeNotAvailable        = jetstream.ErrorCode(server.JSClusterNotAvailErr)
+	errCodeReplicasUnsupported = jetstream.ErrorCode(server.JSStreamReplicasNotSupportedErr)
 )
 
 // ExplainNoJetStream makes a "no responders" error of a JetStream request
