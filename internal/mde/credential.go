@@ -422,6 +422,12 @@ func checkClientSecret(secret string) error {
 	switch {
 	case strings.Contains(secret, "-----BEGIN "):
 		return errors.New("holds a certificate or key; use certificateFile")
+	case utf8.ValidString(secret) && strings.ContainsAny(secret, "\r\n") &&
+		!strings.ContainsFunc(secret, func(r rune) bool { return unicode.IsControl(r) && !strings.ContainsRune("\r\n\t", r) }):
+		// Text, yet no secret alone (the secret with its id or a note
+		// beside it, a .env file): not told as binary data, which sent
+		// the reader looking for a certificate.
+		return errors.New("holds several lines of text; a client secret is one line: give the secret alone")
 	case !utf8.ValidString(secret) || strings.ContainsFunc(secret, unicode.IsControl):
 		return errors.New("holds binary data, not a client secret (a PKCS#12 certificate or a key?); use certificateFile for a certificate")
 	}
