@@ -1,6 +1,7 @@
 package app
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -281,9 +282,49 @@ func (o Options) checkFlags() error {
 			return err
 		}
 		// -1: a free port, as 0 (the embedded server's own spelling).
-		return checkAddress("--embedded-listen", o.EmbeddedListen, -1)
+		if err := checkAddress("--embedded-listen", o.EmbeddedListen, -1); err != nil {
+			return err
+		}
+		// The HTTP listener is bound first: the embedded server then
+		// failed on "address already in use", exit 1, which sent the
+		// reader looking for another process.
+		if samePort(cmp.Or(o.Listen, DefaultListen), cmp.Or(o.EmbeddedListen, DefaultEmbeddedListen)) {
+			return errors.New("--embedded-listen: the port --listen takes on the same address; give the embedded NATS server and /metrics a port each")
+		}
 	}
 	return nil
+}
+
+// samePort says whether two listen addresses (checked) take one port of
+// one address: the same port number, not 0 or -1 (a free one), on the
+// same host, or where one listens on every address. No name is looked
+// up but localhost, which listens on 127.0.0.1 or ::1.
+func samePort(a, b string) bool {
+	ah, ap, aerr := net.SplitHostPort(a)
+	bh, bp, berr := net.SplitHostPort(b)
+	an, _ := strconv.Atoi(ap)
+	bn, _ := strconv.Atoi(bp)
+	if aerr != nil || berr != nil || an <= 0 || an != bn {
+		return false
+	}
+	return sameHost(ah, bh) || sameHost(bh, ah)
+}
+
+// sameHost says whether a listener on host a takes the addresses of one
+// on host b: the same host, a's every address (none, or "::", which
+// takes IPv4's too), 0.0.0.0 and any IPv4 address or name, or localhost
+// and a loopback address it stands for.
+func sameHost(a, b string) bool {
+	ai, bi := net.ParseIP(a), net.ParseIP(b)
+	switch {
+	case strings.EqualFold(a, b), a == "", ai != nil && ai.Equal(net.IPv6unspecified):
+		return true
+	case ai != nil && ai.Equal(net.IPv4zero):
+		return b == "" || bi == nil || bi.To4() != nil
+	case strings.EqualFold(a, "localhost"):
+		return bi != nil && (bi.Equal(net.IPv4(127, 0, 0, 1)) || bi.Equal(net.IPv6loopback))
+	}
+	return ai != nil && bi != nil && ai.Equal(bi)
 }
 
 // checkEmbedded refuses the settings the embedded server, one node
