@@ -206,12 +206,22 @@ func CheckPrefix(prefix string) error {
 	return nil
 }
 
+// MaxPrefixLength is the longest subject prefix, and inbox prefix, in
+// bytes. NATS takes a subject on a protocol line of at most 4 KiB, and
+// JetStream's API subjects carry a consumer's subject after its own: a
+// prefix of thousands of characters (a file's content given in its
+// place) made the server close the connection.
+const MaxPrefixLength = 255
+
 // CheckTokens says what keeps s from being the start of a subject: empty,
-// an empty token, a wildcard, white space or a control character; nil
-// when nothing does.
+// longer than MaxPrefixLength, an empty token, a wildcard, white space or
+// a control character; nil when nothing does.
 func CheckTokens(s string) error {
 	if s == "" {
 		return errors.New("empty")
+	}
+	if len(s) > MaxPrefixLength {
+		return fmt.Errorf("longer than %d bytes", MaxPrefixLength)
 	}
 	for tok := range strings.SplitSeq(s, ".") {
 		if tok == "" {

@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // TestLongValueQuotedShort: a value given on the command line that is
@@ -36,11 +38,12 @@ func TestLongValueQuotedShort(t *testing.T) {
 
 // TestLongPrefixNotTheWorkersQuotedShort: a --subject-prefix that can
 // start a subject, but is not the worker's, is quoted short in the line
-// that refuses it too, however long it is.
+// that refuses it too, however long it is (offboard.MaxPrefixLength; a
+// longer one is refused as usage).
 func TestLongPrefixNotTheWorkersQuotedShort(t *testing.T) {
 	t.Parallel()
 	url, _ := natsWithStreams(t)
-	code, out, errs := ctl(t, url, "--subject-prefix", strings.Repeat("x", 10000), "status")
+	code, out, errs := ctl(t, url, "--subject-prefix", strings.Repeat("x", offboard.MaxPrefixLength), "status")
 	if code != exitFailed || out != "" || strings.Count(errs, "\n") != 1 || len(errs) > 400 || !strings.Contains(errs, "is not the worker's") {
 		t.Errorf("exit %d, stdout %q, stderr %d bytes: %.200q", code, out, len(errs), errs)
 	}
