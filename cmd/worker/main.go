@@ -615,8 +615,10 @@ func version() string { return buildinfo.Read().String() }
 func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	// Neither value is quoted: a Secret's value mapped to the wrong
 	// variable would be shown.
+	// Above error (dpanic, panic, fatal, which zap reads too) the
+	// worker logs nothing: a start that failed said nothing at all.
 	lvl, err := zapcore.ParseLevel(level)
-	if err != nil {
+	if err != nil || lvl > zapcore.ErrorLevel {
 		return nil, errors.New("--log-level: want debug, info, warn or error")
 	}
 	var enc zapcore.Encoder
