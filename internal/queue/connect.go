@@ -286,7 +286,7 @@ func jwtShaped(s string) bool {
 
 // readable says why the file at path cannot be read, as the client
 // library would find when it connects: not there, a directory, a socket,
-// or a regular file it may not open (another user's). Only a regular
+// a device, or a regular file it may not open (another user's). Only a regular
 // file is opened, and closed unread: a named pipe's writer would take the
 // check's open for the library's, write into a pipe closed unread and
 // leave, and the library would then wait for a writer for ever; a device
@@ -300,6 +300,10 @@ func readable(path string) error {
 		return errors.New("it names a directory: give the file")
 	case fi.Mode()&fs.ModeSocket != 0:
 		return unread(syscall.ENXIO)
+	case fi.Mode()&fs.ModeDevice != 0:
+		// Read whole by the library, one that never ends (/dev/zero)
+		// grew the start until it ran out of memory.
+		return errors.New("it names a device: give the file")
 	case !fi.Mode().IsRegular():
 		return nil
 	}
