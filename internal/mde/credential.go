@@ -475,7 +475,12 @@ func loadCertificate(cc CredentialConfig, now time.Time) ([]*x509.Certificate, c
 	if err != nil && encryptedPEMKey(data) {
 		return nil, nil, nil, errors.New("certificateFile: an encrypted PEM key is not supported: export the certificate as PKCS#12 (.pfx) with its password, or the key unencrypted")
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, pkcs12.ErrIncorrectPassword) && cc.CertificatePasswordFile == "":
+		return nil, nil, nil, errors.New("certificateFile: the PKCS#12 file needs its password: set certificatePasswordFile")
+	case errors.Is(err, pkcs12.ErrIncorrectPassword):
+		return nil, nil, nil, errors.New("certificateFile: the password certificatePasswordFile holds does not open the PKCS#12 file")
+	case err != nil:
 		// The library's text is not repeated: it is about the file's
 		// contents.
 		return nil, nil, nil, errors.New("certificateFile: no certificate and private key could be read from the file it names (wrong format or password)")
@@ -530,6 +535,9 @@ func parseCertificates(data, password []byte) ([]*x509.Certificate, crypto.Priva
 		return azidentity.ParseCertificates(data, nil)
 	}
 	k, leaf, chain, perr := pkcs12.DecodeChain(data, string(password))
+	if errors.Is(perr, pkcs12.ErrIncorrectPassword) {
+		return nil, nil, perr // a PKCS#12 file, and the password to name
+	}
 	if perr != nil {
 		return nil, nil, err
 	}
