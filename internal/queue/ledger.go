@@ -55,8 +55,13 @@ type Entry struct {
 	Started         time.Time `json:"started"`
 	// Writer marks the process that wrote a claimed or calling entry
 	// (Presence.Instance); empty in entries of earlier releases.
-	Writer string          `json:"writer,omitempty"`
-	Result json.RawMessage `json:"result,omitempty"`
+	Writer string `json:"writer,omitempty"`
+	// Comment is the comment a calling entry's call went out with (empty
+	// in entries of earlier releases): a process whose tenants file
+	// renders another (a rolling update that changed the template) looks
+	// for that call's action by it, and repeats the call with it.
+	Comment string          `json:"comment,omitempty"`
+	Result  json.RawMessage `json:"result,omitempty"`
 	// Attempt is the attempt of the request the stored result answers
 	// (0 in entries written before attempts: the first).
 	Attempt int `json:"attempt,omitempty"`

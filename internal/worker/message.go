@@ -76,6 +76,9 @@ type job struct {
 	// earlierCalls counts the calls of earlier deliveries known to have
 	// gone out: 1 once their action was found (lookForEarlier).
 	earlierCalls int
+	// earlierComment is the comment the earlier call went out with, as
+	// its entry says (empty: not known, the request's own is taken).
+	earlierComment string
 	// entryGone says that this delivery, not the message's first, found
 	// no ledger entry for its request id: one an earlier delivery wrote
 	// may be gone (the bucket purged, the entry deleted or expired), and

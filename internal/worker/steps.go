@@ -70,7 +70,7 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 	}
 	j.req.MachineID = dev.id
 	if e := j.entry; e != nil && e.State == queue.StateCalling && e.MachineID == j.req.MachineID {
-		j.earlierCall, j.earlierSince = e.Latest(), e.CalledSince()
+		j.earlierCall, j.earlierSince, j.earlierComment = e.Latest(), e.CalledSince(), e.Comment
 	} else if f, ok := j.failedAfterCalls(); ok && f.MachineID == j.req.MachineID {
 		// A retry of a request answered failed after calls of unknown
 		// effect (api_error: an action lists did not show yet): the
@@ -493,8 +493,17 @@ func (w *Worker) act(ctx context.Context, j *job, dev *device, permit *limiter.P
 	return res, err
 }
 
-// comment is the request's comment, or the tenant's template's.
+// comment is the comment of the request's earlier call, if its entry
+// names one, else the request's comment, or the tenant's template's. The
+// earlier call's comment comes first: its action is found by it, also
+// when that call went out from a replica whose tenants file rendered
+// another (a rolling update that changed the template), where the
+// template's would miss it and offboard the device again once its
+// action finished; and a repeat of the call carries the same.
 func (w *Worker) comment(j *job) (string, error) {
+	if j.earlierComment != "" {
+		return j.earlierComment, nil
+	}
 	if j.req.Comment != "" {
 		return j.req.Comment, nil
 	}
@@ -555,7 +564,7 @@ func (w *Worker) offboard(ctx context.Context, j *job, dev *device, comment stri
 	// it at once, and may then wait for the call's quota journal entry (a
 	// 429's pause landing meanwhile).
 	owned := w.clock.Now()
-	next, err := w.calling(ctx, j, permit)
+	next, err := w.calling(ctx, j, comment, permit)
 	if err != nil {
 		permit.Release() // no call: its place is given back
 		return nil, err
@@ -792,8 +801,9 @@ func (w *Worker) record(ctx context.Context, j *job, p *limiter.Permit) (time.Ti
 // message read or wrote (compare-and-swap: if another message took the
 // id meanwhile, this one does not call). The call's entry in the quota
 // journal, which must be written before the call too, is written
-// meanwhile: neither waits for the other.
-func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*queue.Entry, error) {
+// meanwhile: neither waits for the other. The entry names the call's
+// comment, by which a later delivery finds its action (comment).
+func (w *Worker) calling(ctx context.Context, j *job, comment string, permit *limiter.Permit) (*queue.Entry, error) {
 	var recorded chan struct{}
 	if permit != nil {
 		// The call records it again (at no cost once written) and
@@ -813,6 +823,7 @@ func (w *Worker) calling(ctx context.Context, j *job, permit *limiter.Permit) (*
 		// finished, would not be found; the API takes a new call then.
 		next.Calls = &queue.EarlierCalls{MachineID: j.req.MachineID, ComputerDNSName: j.req.ComputerDNSName, Since: j.earlierSince}
 	}
+	next.Comment = comment
 	err := notNew(j.entry, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, j.entry, next))
 	if recorded != nil {
 		<-recorded // the permit is the call's again

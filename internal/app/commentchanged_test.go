@@ -1,0 +1,104 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"text/template"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestCallOfAReplicaWithAnotherCommentIsFound: a rolling update changes
+// the tenant's comment template. A replica of the old file wrote
+// "calling", sent the offboard with the old comment and stopped before
+// its answer (cut off at the stop, or killed); the action succeeded
+// meanwhile. The request comes back to a replica of the new file, which
+// must find that call's action rather than offboard the device again:
+// the device keeps one action.
+func TestCallOfAReplicaWithAnotherCommentIsFound(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, ackWait: 2 * time.Second, noStart: true,
+		extra: "    comment: \"Retired by the new file: {{.RequestID}}\"\n",
+		sim:   mdesim.Options{ActionCompleteAfter: time.Millisecond}})
+	e.opts.ActionShowsWithin = time.Second
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	const id = "req-1"
+	// The old file's comment, as that replica rendered it.
+	const oldComment = "Retired by the old file: req-1"
+	e.putForNextRequest(t, id, &queue.Entry{State: queue.StateCalling, MachineID: m.ID, Started: time.Now().Add(-time.Second),
+		Writer: "replica-of-the-old-file", Comment: oldComment})
+	ans := e.app.tenants[0].Client.Offboard(t.Context(), m.ID, oldComment)
+	if ans.Class != mde.Success {
+		t.Fatalf("offboard: %v", ans.Error())
+	}
+	first, err := mde.ParseAction(ans.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(10 * time.Millisecond) // the action succeeds
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": id, "machineId": m.ID}, "contoso:"+id)
+	r := c.wait(t, 1, 60*time.Second)["contoso/"+id][0]
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	actions := e.sim.Actions(tt.tenantID)
+	if len(actions) != 1 {
+		t.Errorf("%d actions for the device, want 1: the old file's call was not found and the device offboarded again", len(actions))
+	}
+	if r.Outcome != offboard.OutcomeCreated || got.ID != first.ID {
+		t.Errorf("result %s with action %q (%+v), want created with the old file's call's action %s", r.Outcome, got.ID, r.Error, first.ID)
+	}
+}
+
+// TestStoppedCallFoundAfterTheCommentTemplateChanged: the same through a
+// real stop. A replica with the default comment template is stopped at
+// once (a second signal) while its offboard call's answer is held; the
+// action succeeds; the worker comes back with another template. Before,
+// it offboarded the device a second time.
+func TestStoppedCallFoundAfterTheCommentTemplateChanged(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, ackWait: 2 * time.Second, noStart: true,
+		sim: mdesim.Options{ActionCompleteAfter: time.Millisecond}})
+	e.opts.ActionShowsWithin = time.Second
+	e.start()
+	tt := e.tenants["contoso"]
+	m := tt.machines[0]
+	release := e.sim.HoldAnswers(tt.tenantID, m.ID)
+	defer release()
+	e.publish("mde.offboard.request.contoso", map[string]any{"requestId": "req-1", "machineId": m.ID}, "contoso:req-1")
+	deadline := time.Now().Add(20 * time.Second)
+	for len(e.sim.Actions(tt.tenantID)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no offboard call within 20s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	hurried, cancel := context.WithCancel(context.Background())
+	cancel()
+	e.nc.Close()
+	if err := e.app.Stop(hurried); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	release()
+	e.opts.Tenants.Tenants[0].Resolved.Comment = template.Must(template.New("comment").Parse("Retired by the new file: {{.RequestID}}"))
+	e.reg = prometheus.NewRegistry()
+	e.opts.Registry = e.reg
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	r := c.wait(t, 1, 60*time.Second)["contoso/req-1"][0]
+	if n := len(e.sim.Actions(tt.tenantID)); n != 1 {
+		t.Errorf("%d actions for the device, want 1: the stopped call's action was not found and the device offboarded again", n)
+	}
+	if r.Outcome != offboard.OutcomeCreated {
+		t.Errorf("result %s %+v, want created with the stopped call's action", r.Outcome, r.Error)
+	}
+}
