@@ -1361,7 +1361,11 @@ func (c *Credential) ask(ctx context.Context, reusable bool, scopes string) (fun
 // meanwhile is the failure then, and the refused secret is not sent
 // again. A federated token file is read again so too: its token read
 // was kept up to tokenFileReuse, the refused token answering the hold
-// and sent again once it was over.
+// and sent again once it was over. The token in hand is no longer handed
+// out past its reuse (lastResort): a credential without files to read
+// again (a managed identity, a secret from the environment, a federated
+// token) kept it, and the calls that came while another asked the login
+// host again were sent the token of the refused credentials.
 func (c *Credential) readAgain(gen uint64) {
 	c.mu.Lock()
 	if c.gen != gen {
@@ -1371,6 +1375,7 @@ func (c *Credential) readAgain(gen uint64) {
 	if len(c.watch) > 0 {
 		c.reload = true
 	}
+	c.tokenEnd = time.Time{}
 	w, _ := c.current.(*workloadCredential)
 	c.mu.Unlock()
 	if w != nil {
