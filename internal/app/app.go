@@ -454,6 +454,10 @@ func newTenants(f *config.File, o Options) ([]*worker.Tenant, error) {
 			log.Warn("the tenant's credential cannot be built again (its files changed, or what they hold was refused): its last token serves until it expires, then every call fails",
 				zap.String("tenant", name), zap.Error(err))
 		})
+		cred.OnTokenInHand(func(err error) {
+			log.Warn("no new token could be had: the tenant's calls take the token in hand until a minute before it expires, then fail",
+				zap.String("tenant", name), zap.Error(err))
+		})
 		client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: hc, Timeout: o.CallTimeout})
 		tenants = append(tenants, &worker.Tenant{Config: tc, Client: client, Cred: cred})
 	}

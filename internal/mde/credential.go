@@ -191,6 +191,10 @@ type Credential struct {
 	failedUntil time.Time
 	// onBroken is told of a rebuild that failed (OnBrokenFile).
 	onBroken func(error)
+	// onInHand is told why no new token could be had when the token in
+	// hand serves instead (OnTokenInHand), last at inHandTold.
+	onInHand   func(error)
+	inHandTold time.Time
 	// heldUntil is the end of the wait the login host last asked for
 	// (its Retry-After), and held its answer: until then a token request
 	// gets held, the wait left in its RetryAfter, and the login host is
@@ -1068,6 +1072,37 @@ func (c *Credential) OnBrokenFile(f func(error)) {
 	c.mu.Unlock()
 }
 
+// OnTokenInHand has f told why no new token could be had (the login
+// host's 429 or 5xx, no answer, a credential file broken) when the token
+// in hand serves instead, at most once every inHandTellEvery: the
+// tenant's calls succeed meanwhile, and all fail from a minute before it
+// expires, hours later for a long-lived token past its refresh_in. f's
+// error is a *TokenError.
+func (c *Credential) OnTokenInHand(f func(error)) {
+	c.mu.Lock()
+	c.onInHand = f
+	c.mu.Unlock()
+}
+
+// inHandTellEvery is how often OnTokenInHand is told while the token in
+// hand serves: as often as a tenant's failed calls are logged.
+const inHandTellEvery = time.Minute
+
+// tellInHand tells OnTokenInHand that the token in hand serves, te why.
+// Not while it is within its reuse: a broken credential file is told
+// once by OnBrokenFile, and the token would serve anyway.
+func (c *Credential) tellInHand(te *TokenError) {
+	c.mu.Lock()
+	now, f := c.now(), c.onInHand
+	if since := now.Sub(c.inHandTold); f == nil || c.fresh(now) || !c.inHandTold.IsZero() && since >= 0 && since < inHandTellEvery {
+		c.mu.Unlock()
+		return
+	}
+	c.inHandTold = now
+	c.mu.Unlock()
+	f(te)
+}
+
 // failedBefore returns the error of the last build when it failed with
 // the files as stamp finds them, and they are not to be read again yet.
 // A file that could not be opened for want of permission is read again:
@@ -1309,6 +1344,7 @@ func (c *Credential) lastResort(ctx context.Context, reusable bool, scopes strin
 		return azcore.AccessToken{}, te
 	}
 	if tok, ok := c.inHand(reusable, scopes); ok {
+		c.tellInHand(te)
 		return tok, nil
 	}
 	return azcore.AccessToken{}, te
