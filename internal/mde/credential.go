@@ -1236,13 +1236,15 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	}
 	tc, gen := ask.tc, ask.gen
 	sent, _ := sourceOf(ctx, tc)
-	tok, err = tc.GetToken(ctx, opts)
+	askCtx, cancel := c.askTime(ctx, reusable, scopes)
+	defer cancel()
+	tok, err = tc.GetToken(askCtx, opts)
 	if fe := (*credentialFileError)(nil); errors.As(err, &fe) {
 		// Not final: the file may be put right.
 		return c.lastResort(ctx, reusable, scopes, &TokenError{Host: c.host, failure: failCredential, detail: fe.Error()})
 	}
 	if err != nil {
-		te := classifyTokenError(ctx, c.host, c.managed, err)
+		te := classifyTokenError(askCtx, c.host, c.managed, err)
 		c.hold(te, sent)
 		if te.Final {
 			c.readAgain(gen)
@@ -1255,7 +1257,16 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	if c.managed && !ofTenant(tok.Token, c.tenantID) {
 		return azcore.AccessToken{}, &TokenError{Final: true, managed: true, failure: failOtherTenant}
 	}
+	c.keep(tok, reusable, scopes, gen)
+	return tok, nil
+}
+
+// keep keeps tok, the login host's answer to a token request for scopes
+// made with the credential gen counts, as the token in hand, unless the
+// credential was built again meanwhile, and ends a refusal's hold.
+func (c *Credential) keep(tok azcore.AccessToken, reusable bool, scopes string, gen uint64) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if reusable && c.gen == gen { // not rebuilt meanwhile
 		at := c.now()
 		c.token, c.scopes, c.tokenUntil = tok, scopes, reuseUntil(tok, at)
@@ -1267,8 +1278,20 @@ func (c *Credential) GetToken(ctx context.Context, opts policy.TokenRequestOptio
 	if c.held.Final {
 		c.heldUntil = time.Time{}
 	}
-	c.mu.Unlock()
-	return tok, nil
+}
+
+// askTime is the context a token request asks the login host in: with a
+// token in hand that lastResort would hand out, half the call's time is
+// left, so that one that does not answer leaves the call the other half
+// to send that token. A lone call (a quiet tenant's request, a tracker's
+// poll) waited for a login host that hung its whole time and failed,
+// each attempt, while the token in hand went unused.
+func (c *Credential) askTime(ctx context.Context, reusable bool, scopes string) (context.Context, context.CancelFunc) {
+	deadline, ok := ctx.Deadline()
+	if _, inHand := c.inHand(reusable, scopes); !ok || !inHand {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, time.Until(deadline)/2)
 }
 
 // asking is the credential a token request asks the login host with,

@@ -146,7 +146,7 @@ func TestTokenInHandServesWhileTheLoginHostHangs(t *testing.T) {
 	cred.mu.Unlock()
 	asking := make(chan error, 1)
 	go func() {
-		_, err := get(3 * time.Second) // asks, and waits its whole time
+		_, err := get(3 * time.Second) // asks, and waits half its time
 		asking <- err
 	}()
 	for logins.Load() < 2 {
@@ -165,10 +165,10 @@ func TestTokenInHandServesWhileTheLoginHostHangs(t *testing.T) {
 	if waited != 0 {
 		t.Errorf("%d of %d calls waited for the login host, want 0: the token in hand serves", waited, calls)
 	}
-	// The call that asked has no time left for the API: it gets the
-	// login host's silence, not a token it cannot send.
-	var te *TokenError
-	if err := <-asking; !errors.As(err, &te) || te.failure != failNoAnswer {
-		t.Errorf("GetToken of the call that asked the hung login host = %v, want no answer from the login host", err)
+	// The call that asked gave the login host half its time, and takes
+	// the token in hand with the other half left for the API
+	// (askTime).
+	if err := <-asking; err != nil {
+		t.Errorf("GetToken of the call that asked the hung login host = %v, want the token in hand", err)
 	}
 }
