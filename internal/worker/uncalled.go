@@ -3,8 +3,9 @@ package worker
 import "sync"
 
 // uncalledKept bounds the requests a tenant's leftUncalled holds: past it,
-// a request left is not noted, and its next delivery looks as if its
-// entry were gone, which costs a read and errs on the safe side.
+// the oldest notes are dropped, and the next delivery of a request noted
+// so looks as if its entry were gone, which costs a read and errs on the
+// safe side.
 const uncalledKept = 4096
 
 // leftUncalled notes the requests this process left, at a delivery, with
@@ -20,8 +21,14 @@ type leftUncalled struct {
 	mu sync.Mutex
 	// left holds, by a request's stream sequence, the delivery that left
 	// it: only the next one is known not to follow a call (another
-	// replica may have taken one in between).
-	left map[uint64]uint64
+	// replica may have taken one in between). older holds the notes made
+	// before left last filled up (half of uncalledKept), and is dropped
+	// when it fills up again. A note is taken back only by the next
+	// delivery here that finds no entry: one whose next delivery another
+	// replica took, or that found the claim written as it went back, stays
+	// until then. Kept in one list, such notes filled it for good, and no
+	// request was noted any more.
+	left, older map[uint64]uint64
 }
 
 // note notes that the delivery-th delivery of the request at seq left it
@@ -29,12 +36,14 @@ type leftUncalled struct {
 func (l *leftUncalled) note(seq, delivery uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	delete(l.older, seq)
+	if len(l.left) >= uncalledKept/2 {
+		l.older, l.left = l.left, nil
+	}
 	if l.left == nil {
 		l.left = make(map[uint64]uint64)
 	}
-	if len(l.left) < uncalledKept {
-		l.left[seq] = delivery
-	}
+	l.left[seq] = delivery
 }
 
 // next says whether the delivery-th delivery of the request at seq is the
@@ -43,11 +52,10 @@ func (l *leftUncalled) note(seq, delivery uint64) {
 func (l *leftUncalled) next(seq, delivery uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	d, ok := l.left[seq]
-	if ok {
-		delete(l.left, seq)
-	}
-	return ok && d+1 == delivery
+	ok := l.followsLocked(seq, delivery)
+	delete(l.left, seq)
+	delete(l.older, seq)
+	return ok
 }
 
 // follows says whether the delivery-th delivery of the request at seq is
@@ -56,6 +64,13 @@ func (l *leftUncalled) next(seq, delivery uint64) bool {
 func (l *leftUncalled) follows(seq, delivery uint64) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l.followsLocked(seq, delivery)
+}
+
+func (l *leftUncalled) followsLocked(seq, delivery uint64) bool {
 	d, ok := l.left[seq]
+	if !ok {
+		d, ok = l.older[seq]
+	}
 	return ok && d+1 == delivery
 }
