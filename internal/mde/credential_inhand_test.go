@@ -111,27 +111,7 @@ func TestTokenInHandServesWhileTheLoginHostFails(t *testing.T) {
 // every call of the tenant failed "no answer from the login host".
 func TestTokenInHandServesWhileTheLoginHostHangs(t *testing.T) {
 	t.Parallel()
-	var logins atomic.Int32
-	hung := make(chan struct{})
-	login, c := loginHost(t, func(w http.ResponseWriter, r *http.Request) {
-		if logins.Add(1) == 1 {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"token_type":"Bearer","expires_in":299,"access_token":"in-hand-token"}`)
-			return
-		}
-		select {
-		case <-hung:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(hung) })
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	writeSecretFile(t, secretFile, "in-hand-secret-0002", time.Now())
-	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
-	later := time.Now().Add(minTokenReuse + time.Second) // past its reuse, 4 minutes left
+	cred, c, logins := hungAfterOneToken(t)
 	get := func(d time.Duration) (string, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -141,9 +121,7 @@ func TestTokenInHandServesWhileTheLoginHostHangs(t *testing.T) {
 	if tok, err := get(5 * time.Second); err != nil || tok != "in-hand-token" {
 		t.Fatalf("first GetToken = %q, %v", tok, err)
 	}
-	cred.mu.Lock()
-	cred.now = func() time.Time { return later }
-	cred.mu.Unlock()
+	pastReuse(cred)
 	asking := make(chan error, 1)
 	go func() {
 		_, err := get(3 * time.Second) // asks, and waits half its time
@@ -171,4 +149,41 @@ func TestTokenInHandServesWhileTheLoginHostHangs(t *testing.T) {
 	if err := <-asking; err != nil {
 		t.Errorf("GetToken of the call that asked the hung login host = %v, want the token in hand", err)
 	}
+}
+
+// hungAfterOneToken is a credential of a secret file whose login host
+// gives one token, "in-hand-token", good for 299 s, and then answers no
+// token request until the test ends; logins counts its token requests.
+func hungAfterOneToken(t *testing.T) (*Credential, Cloud, *atomic.Int32) {
+	t.Helper()
+	var logins atomic.Int32
+	hung := make(chan struct{})
+	login, c := loginHost(t, func(w http.ResponseWriter, r *http.Request) {
+		if logins.Add(1) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, `{"token_type":"Bearer","expires_in":299,"access_token":"in-hand-token"}`)
+			return
+		}
+		select {
+		case <-hung:
+		case <-r.Context().Done():
+		}
+	})
+	t.Cleanup(func() { close(hung) })
+	secretFile := filepath.Join(t.TempDir(), "secret")
+	writeSecretFile(t, secretFile, "in-hand-secret-0002", time.Now())
+	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cred, c, &logins
+}
+
+// pastReuse moves cred's clock past its token's reuse, 4 minutes before
+// the end of a token got now for 299 s.
+func pastReuse(cred *Credential) {
+	later := time.Now().Add(minTokenReuse + time.Second)
+	cred.mu.Lock()
+	cred.now = func() time.Time { return later }
+	cred.mu.Unlock()
 }

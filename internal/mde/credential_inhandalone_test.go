@@ -2,10 +2,6 @@ package mde
 
 import (
 	"context"
-	"fmt"
-	"net/http"
-	"path/filepath"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,26 +18,7 @@ import (
 // api_error after six.
 func TestTokenInHandServesALoneCallWhileTheLoginHostHangs(t *testing.T) {
 	t.Parallel()
-	var logins atomic.Int32
-	hung := make(chan struct{})
-	login, c := loginHost(t, func(w http.ResponseWriter, r *http.Request) {
-		if logins.Add(1) == 1 {
-			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, `{"token_type":"Bearer","expires_in":299,"access_token":"in-hand-token"}`)
-			return
-		}
-		select {
-		case <-hung:
-		case <-r.Context().Done():
-		}
-	})
-	t.Cleanup(func() { close(hung) })
-	secretFile := filepath.Join(t.TempDir(), "secret")
-	writeSecretFile(t, secretFile, "in-hand-secret-0004", time.Now())
-	cred, err := NewCredential(CredentialConfig{TenantID: simTenantID, ClientID: simClientID, ClientSecretFile: secretFile}, c, login.Client())
-	if err != nil {
-		t.Fatal(err)
-	}
+	cred, c, logins := hungAfterOneToken(t)
 	get := func(d time.Duration) (string, time.Duration, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -52,10 +29,7 @@ func TestTokenInHandServesALoneCallWhileTheLoginHostHangs(t *testing.T) {
 	if tok, _, err := get(5 * time.Second); err != nil || tok != "in-hand-token" {
 		t.Fatalf("first GetToken = %q, %v", tok, err)
 	}
-	later := time.Now().Add(minTokenReuse + time.Second) // past its reuse, 4 minutes left
-	cred.mu.Lock()
-	cred.now = func() time.Time { return later }
-	cred.mu.Unlock()
+	pastReuse(cred)
 	const calls = 3
 	served := 0
 	for range calls {
