@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
-	"io"
-	"strings"
+	"fmt"
 	"testing"
 )
 
@@ -14,17 +12,8 @@ import (
 // as if a server were down, after --check-config had said valid.
 func TestBlankNATSURLIsRefused(t *testing.T) {
 	for _, url := range []string{" ", "\n", ",", " , "} {
-		for _, check := range []bool{true, false} {
-			args := []string{"--config", "../../deploy/worker.yaml", "--nats-url", url, "--listen", "127.0.0.1:0"}
-			if check {
-				args = append(args, "--check-config", "--skip-file-checks")
-			}
-			var stderr bytes.Buffer
-			code := run(args, io.Discard, &stderr)
-			out := stderr.String()
-			if code != 2 || !strings.Contains(out, "--nats-url: names no server") || strings.Count(out, "\n") != 1 {
-				t.Errorf("--nats-url %q (check %v): exit %d, stderr %q; want 2 and one line saying it names no server", url, check, code, out)
-			}
-		}
+		refusedInOneLine(t, fmt.Sprintf("--nats-url %q", url),
+			[]string{"--config", "../../deploy/worker.yaml", "--nats-url", url, "--listen", "127.0.0.1:0"},
+			[]string{"--skip-file-checks"}, []string{"--nats-url: names no server"})
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"strings"
 	"testing"
 )
 
@@ -14,18 +13,9 @@ import (
 // names are taken; any other is refused, exit 2, in one line.
 func TestLogLevelAboveErrorIsRefused(t *testing.T) {
 	for _, level := range []string{"dpanic", "panic", "fatal", "FATAL"} {
-		for _, check := range []bool{true, false} {
-			args := []string{"--config", tenantsFile(t), "--log-level", level, "--nats-url", "nats://127.0.0.1:1", "--listen", "127.0.0.1:0"}
-			if check {
-				args = append(args, "--check-config")
-			}
-			var stderr bytes.Buffer
-			code := run(args, io.Discard, &stderr)
-			out := stderr.String()
-			if code != 2 || strings.Count(out, "\n") != 1 || !strings.Contains(out, "--log-level: want debug, info, warn or error") {
-				t.Errorf("--log-level %s (check %v): exit %d, stderr %q; want 2 and one line naming --log-level", level, check, code, out)
-			}
-		}
+		refusedInOneLine(t, "--log-level "+level,
+			[]string{"--config", tenantsFile(t), "--log-level", level, "--nats-url", "nats://127.0.0.1:1", "--listen", "127.0.0.1:0"},
+			nil, []string{"--log-level: want debug, info, warn or error"})
 	}
 	for _, level := range []string{"debug", "info", "warn", "error", "WARN"} {
 		var stderr bytes.Buffer

@@ -820,3 +820,30 @@ func TestUnknownEnvironmentVariables(t *testing.T) {
 		t.Error("--check-config shows a variable's value")
 	}
 }
+
+// refusedInOneLine runs the worker with args at start and with
+// --check-config (and checkArgs), and wants each run refused as bad
+// usage: exit 2, one line on stderr holding every one of want and none
+// of hide.
+func refusedInOneLine(t *testing.T, what string, args, checkArgs, want []string, hide ...string) {
+	t.Helper()
+	for _, check := range []bool{false, true} {
+		argv := args
+		if check {
+			argv = append(append(append([]string{}, args...), "--check-config"), checkArgs...)
+		}
+		var stderr bytes.Buffer
+		code := run(argv, io.Discard, &stderr)
+		out := stderr.String()
+		ok := code == 2 && strings.Count(out, "\n") == 1
+		for _, w := range want {
+			ok = ok && strings.Contains(out, w)
+		}
+		for _, h := range hide {
+			ok = ok && !strings.Contains(out, h)
+		}
+		if !ok {
+			t.Errorf("%s (check %v): exit %d, stderr %.300q; want 2 and one line saying %q", what, check, code, out, want)
+		}
+	}
+}

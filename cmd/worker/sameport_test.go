@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"io"
-	"strings"
 	"testing"
 )
 
@@ -21,18 +20,9 @@ func TestListenAndEmbeddedListenOnOnePort(t *testing.T) {
 		{"localhost:9090", "127.0.0.1:9090"},
 		{"", ":9090"}, // empty: the default, :9090
 	} {
-		for _, check := range []bool{true, false} {
-			args := []string{"--config", tenantsFile(t), "--data-dir", t.TempDir(), "--listen", c.listen, "--embedded-listen", c.embedded}
-			if check {
-				args = append(args, "--check-config")
-			}
-			var stderr bytes.Buffer
-			code := run(args, io.Discard, &stderr)
-			out := stderr.String()
-			if code != 2 || strings.Count(out, "\n") != 1 || !strings.Contains(out, "--embedded-listen") || !strings.Contains(out, "--listen") {
-				t.Errorf("--listen %s --embedded-listen %s (check %v): exit %d, stderr %q; want 2 and one line naming both flags", c.listen, c.embedded, check, code, out)
-			}
-		}
+		refusedInOneLine(t, "--listen "+c.listen+" --embedded-listen "+c.embedded,
+			[]string{"--config", tenantsFile(t), "--data-dir", t.TempDir(), "--listen", c.listen, "--embedded-listen", c.embedded},
+			nil, []string{"--embedded-listen", "--listen"})
 	}
 	// Other ports, or another host's, go together; so does a free port
 	// for each.
