@@ -210,3 +210,40 @@ func publishResult(t *testing.T, js jetstream.JetStream, res []byte, attempt int
 		t.Fatal(err)
 	}
 }
+
+// A request answered failed after offboard calls, retried and answered
+// failed again before any call: the retry's ledger entry keeps the
+// earlier calls, and is forgotten --ledger-ttl after the retry's failure.
+// The first failure's dead letter is no longer kept (removed by hand, or
+// past a max age set on MDE_OFFBOARD_DEAD): dead retry read the results
+// from the retry's dead letter on, found none that counts calls, and
+// retried the request once the ledger had forgotten the id; taken for a
+// new request, its call could make a second action for the device. The
+// results of a request id the ledger may have forgotten are now read
+// from its first result on. Not parallel: it sets resultsMargin.
+func TestDeadRetryOfACalledRequestWhoseFirstDeadLetterIsGone(t *testing.T) {
+	const ttl = time.Second
+	nc, js := withLedgerTTL(t, ttl)
+
+	a := strings.Repeat("a", 40)
+	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
+	for _, v := range []struct{ attempt, calls int }{{1, 2}, {2, 0}} {
+		publishResult(t, js, failedAfterCalls(t, a, v.attempt, v.calls), v.attempt)
+		publishDead(t, js, offboard.CodeAPIError, strings.Replace(body, "{", fmt.Sprintf(`{"attempt":%d,`, v.attempt), 1))
+		time.Sleep(100 * time.Millisecond) // well past resultsMargin
+	}
+	s, err := js.Stream(t.Context(), offboard.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(t.Context(), 1); err != nil { // the first failure's dead letter
+		t.Fatal(err)
+	}
+	time.Sleep(ttl + 100*time.Millisecond) // the ledger forgets the retry's entry
+
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

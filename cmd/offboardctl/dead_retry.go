@@ -322,7 +322,9 @@ func (c *cli) answersKept(ctx context.Context, picked []deadLetter) (answers, er
 // before forgets (the ledger may have forgotten it), from that dead
 // letter on (first), since a copy of the
 // request sent again and answered from the ledger has a dead letter of
-// its own but no result, its result's message id dropped as a repeat. Within the duplicate window the stream would drop its
+// its own but no result, its result's message id dropped as a repeat;
+// and from the first result kept when its first attempt's result is not
+// among them (its first dead letter removed). Within the duplicate window the stream would drop its
 // retry as a repeat; after it, the retry would be answered from the
 // ledger, its result sent again, or, once the ledger has forgotten the
 // id, make a second offboard call for the device.
@@ -346,52 +348,94 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 			}
 		}
 	}
-	out := map[string]answer{}
-	entry, calls := entriesWritten{}, map[string]bool{}
-	defer entry.setCalled(called, calls, since)
+	r := &resultsRead{wanted: since, firstRead: map[string]bool{}, highest: highest,
+		entry: entriesWritten{}, calls: map[string]bool{}, out: map[string]answer{}}
+	defer r.entry.setCalled(called, r.calls, since)
 	if len(since) == 0 {
-		return out, nil
+		return r.out, nil
 	}
 	js, err := c.connect(ctx)
 	if err != nil {
 		return nil, err
 	}
 	subject, start := c.subjects.Result(tenant), resultsSince(from)
-	more, err := storedAfter(ctx, js, offboard.StreamResults, subject, 0, start)
-	if err != nil {
+	if err := c.readResults(ctx, js, subject, start, r.add); err != nil {
 		return nil, err
 	}
-	if !more {
+	if start.IsZero() {
+		return r.out, nil
+	}
+	// A request id the ledger may have forgotten whose first attempt's
+	// result was not read had results before its first dead letter kept
+	// (the earlier ones removed by hand, or past a max age set on
+	// MDE_OFFBOARD_DEAD): an earlier attempt may have made offboard calls
+	// that the later ones' entries kept, and its retry, taken for a new
+	// request, could make a second action for the device. Its results are
+	// read again from the first; rare, as a dead letter is stored just
+	// after its result.
+	r.wanted = map[string]time.Time{}
+	for id, t := range since {
+		if !r.firstRead[id] && first[id].Before(forgets) {
+			r.wanted[id] = t
+			delete(r.entry, id) // read again in order, from the first
+		}
+	}
+	if len(r.wanted) == 0 {
+		return r.out, nil
+	}
+	if err := c.readResults(ctx, js, subject, time.Time{}, r.add); err != nil {
+		return nil, err
+	}
+	return r.out, nil
+}
+
+// resultsRead is what answeredSince gathers from the results it reads.
+type resultsRead struct {
+	wanted    map[string]time.Time // the request ids read, each with its dead letter's time
+	firstRead map[string]bool      // those whose first attempt's result was read
+	highest   map[string]int
+	entry     entriesWritten
+	calls     map[string]bool
+	out       map[string]answer
+}
+
+func (r *resultsRead) add(m jetstream.Msg) {
+	answeredSinceRead.Add(1)
+	res, ok := decodeResult(m)
+	if !ok {
+		return
+	}
+	after, ok := r.wanted[res.RequestID]
+	if !ok {
+		return
+	}
+	if max(res.Attempt, 1) == 1 {
+		r.firstRead[res.RequestID] = true
+	}
+	r.highest[res.RequestID] = max(r.highest[res.RequestID], res.Attempt)
+	meta, err := m.Metadata()
+	if err == nil {
+		r.entry.add(res.RequestID, res.Attempt, meta.Timestamp)
+	}
+	if res.Outcome == offboard.OutcomeFailed && res.Attempts > 0 {
+		r.calls[res.RequestID] = true
+	}
+	if res.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
+		r.out[res.RequestID] = answer{outcome: res.Outcome, attempt: max(res.Attempt, 1)}
+	}
+}
+
+// readResults hands fn the results on subject stored at or after start
+// (zero: all), in order; none, without waiting for them, when none was
+// stored since.
+func (c *cli) readResults(ctx context.Context, js jetstream.JetStream, subject string, start time.Time, fn func(jetstream.Msg)) error {
+	more, err := storedAfter(ctx, js, offboard.StreamResults, subject, 0, start)
+	if err != nil || !more {
 		// None stored since (the most common case): the scan's first
 		// fetch would wait out its time for them.
-		return out, nil
+		return err
 	}
-	err = scanWaiting(ctx, js, offboard.StreamResults, subject, start, scanWait, func(m jetstream.Msg) {
-		answeredSinceRead.Add(1)
-		r, ok := decodeResult(m)
-		if !ok {
-			return
-		}
-		after, wanted := since[r.RequestID]
-		if !wanted {
-			return
-		}
-		highest[r.RequestID] = max(highest[r.RequestID], r.Attempt)
-		meta, err := m.Metadata()
-		if err == nil {
-			entry.add(r.RequestID, r.Attempt, meta.Timestamp)
-		}
-		if r.Outcome == offboard.OutcomeFailed && r.Attempts > 0 {
-			calls[r.RequestID] = true
-		}
-		if r.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
-			out[r.RequestID] = answer{outcome: r.Outcome, attempt: max(r.Attempt, 1)}
-		}
-	})
-	if err != nil {
-		return nil, err
-	}
-	return out, nil
+	return scanWaiting(ctx, js, offboard.StreamResults, subject, start, scanWait, fn)
 }
 
 // entriesWritten is, per request id, the highest attempt of its results
