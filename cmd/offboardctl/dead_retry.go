@@ -553,7 +553,7 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 		}
 	}
 	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n%s",
-		retried, dup, len(errs)+left, since, c.behindAPause(ctx, tenant, sent, room))
+		retried, dup, len(errs)+left, since, c.behindAPause(ctx, tenant, sent, room)+c.noWorkerNote(ctx, tenant, sent))
 	if stopped {
 		return stoppedAt(errs, left)
 	}
@@ -609,6 +609,42 @@ func (c *cli) behindAPause(ctx context.Context, tenant string, sent map[offboard
 	}
 	return fmt.Sprintf("%d of them wait behind the pause of %s's %s requests: offboardctl resume %s --priority %s lets them go\n",
 		held, tenant, strings.Join(ps, " and "), tenant, resume)
+}
+
+// noWorkerNote is a line on the retries in the request stream (sent, by
+// priority) when no worker has announced the tenant lately (a tenant
+// removed from the tenants files, its workers stopped): none is answered
+// by its tenant's worker, and a worker that runs without serving it
+// answers them unknown_tenant, each with a dead letter more. Said only
+// "retried", the operator waited for results that did not come. "" when
+// a worker serves the tenant, or when the announcements cannot be read.
+func (c *cli) noWorkerNote(ctx context.Context, tenant string, sent map[offboard.Priority]int) string {
+	n := sent[offboard.Normal] + sent[offboard.Bulk]
+	if n == 0 {
+		return ""
+	}
+	js, err := c.connect(ctx)
+	if err != nil {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	announced, now := readAnnounced(ctx, js), time.Now()
+	if _, none := workersOf(announced, tenant, now); !none {
+		return ""
+	}
+	what := "none is answered before one runs"
+	for other := range announced {
+		if _, none := workersOf(announced, other, now); !none {
+			what = "the workers running serve other tenants and answer them unknown_tenant, each with a dead letter more"
+			break
+		}
+	}
+	waits := "wait"
+	if n == 1 {
+		waits = "waits"
+	}
+	return fmt.Sprintf("%d of them %s for a worker: no worker has announced tenant %s lately; %s\n", n, waits, tenant, what)
 }
 
 // budgetRoom is the tenant's budget in force and the slots it had left

@@ -176,3 +176,33 @@ func (e *testEnv) publishCampaign(t *testing.T, name string) {
 		}
 	}
 }
+
+// TestDeadRetrySaysWhenNoWorkerServesTheTenant: dead retry of a tenant
+// no worker has announced says that its retries are not answered before
+// one serves it, as it says when a pause holds them. It said "retried",
+// and no result came; with a worker serving the tenant it says nothing
+// more.
+func TestDeadRetrySaysWhenNoWorkerServesTheTenant(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.startWorker()
+	// No device has this name: failed, with a dead letter.
+	body := `{"requestId":"nw-1","computerDnsName":"gone.contoso.local"}`
+	if _, err := e.js.Publish(t.Context(), offboard.Subjects{}.Request(tenant, offboard.Normal), []byte(body)); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor("the request's result", 20*time.Second, func() bool { return len(e.results()) == 1 })
+	e.stopWorker() // it withdraws its announcement
+	const want = "1 of them waits for a worker: no worker has announced tenant " + tenant
+	code, out, errs := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "retried nw-1 attempt 2") || !strings.Contains(out, want) {
+		t.Errorf("dead retry with no worker: exit %d, stdout %q, stderr %q; want 0 and %q", code, out, errs, want)
+	}
+
+	e.startWorker()
+	e.waitFor("the retry answered", 20*time.Second, func() bool { return len(e.results()) == 2 && e.requestsWaiting() == 0 })
+	code, out, errs = e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "retried nw-1 attempt 3") || strings.Contains(out, "no worker") {
+		t.Errorf("dead retry with a worker: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
