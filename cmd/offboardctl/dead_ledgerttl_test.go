@@ -247,3 +247,46 @@ func TestDeadRetryOfACalledRequestWhoseFirstDeadLetterIsGone(t *testing.T) {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
 }
+
+// A request answered failed after offboard calls, sent again by its
+// publisher later on, has a dead letter of the copy younger than the
+// ledger's entry, which the copy's answer does not write again. With the
+// first failure's dead letter removed, dead retry read the results from
+// the copy's dead letter on: the copy's result, published anew, made the
+// entry look as young as it, and the request was retried once the ledger
+// had forgotten the id. Not parallel: it sets resultsMargin.
+func TestDeadRetryOfACalledRequestSentAgainWhoseFirstDeadLetterIsGone(t *testing.T) {
+	const ttl = 2 * time.Second
+	nc, js := withLedgerTTL(t, ttl)
+
+	a := strings.Repeat("a", 40)
+	// The result as the worker stores it: completed at its failure, and
+	// published anew as it was stored.
+	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", MachineID: a, Outcome: offboard.OutcomeFailed, Attempts: 2, Attempt: 1,
+		Error: &offboard.ResultError{Code: offboard.CodeAPIError, Message: "gave up"}, CompletedAt: time.Now().UTC()}).Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	publishResult(t, js, res, 1)
+	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
+	publishDead(t, js, offboard.CodeAPIError, body) // 1: its failure
+	time.Sleep(ttl / 2)                             // the copy comes later
+	// 2: sent again, answered from the ledger, its result published anew
+	// past the duplicate window; the entry is not written again.
+	publishResult(t, js, res, 1)
+	publishDead(t, js, offboard.CodeAPIError, body)
+	s, err := js.Stream(t.Context(), offboard.StreamDead)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteMsg(t.Context(), 1); err != nil { // the first failure's dead letter
+		t.Fatal(err)
+	}
+	time.Sleep(ttl/2 + 200*time.Millisecond) // the ledger forgets the entry of the failure
+
+	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
+		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
+		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

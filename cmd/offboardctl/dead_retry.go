@@ -348,8 +348,10 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 			}
 		}
 	}
-	r := &resultsRead{wanted: since, firstRead: map[string]bool{}, highest: highest,
+	r := &resultsRead{wanted: since, firstRead: map[string]bool{}, before: map[string]bool{}, highest: highest,
 		entry: entriesWritten{}, calls: map[string]bool{}, out: map[string]answer{}}
+	subject, start := c.subjects.Result(tenant), resultsSince(from)
+	r.start = start
 	defer r.entry.setCalled(called, r.calls, since)
 	if len(since) == 0 {
 		return r.out, nil
@@ -358,24 +360,26 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 	if err != nil {
 		return nil, err
 	}
-	subject, start := c.subjects.Result(tenant), resultsSince(from)
 	if err := c.readResults(ctx, js, subject, start, r.add); err != nil {
 		return nil, err
 	}
-	if start.IsZero() {
+	if start.IsZero() || forgets.IsZero() {
 		return r.out, nil
 	}
-	// A request id the ledger may have forgotten whose first attempt's
-	// result was not read had results before its first dead letter kept
-	// (the earlier ones removed by hand, or past a max age set on
-	// MDE_OFFBOARD_DEAD): an earlier attempt may have made offboard calls
-	// that the later ones' entries kept, and its retry, taken for a new
-	// request, could make a second action for the device. Its results are
-	// read again from the first; rare, as a dead letter is stored just
-	// after its result.
-	r.wanted = map[string]time.Time{}
+	// A request id whose first result was not read, with a first dead
+	// letter kept that the ledger may have forgotten, or a result read
+	// that was completed before the read's start (the stored result of a
+	// copy sent again, published anew), had results before its first dead
+	// letter kept (the earlier ones removed by hand, or past a max age set
+	// on MDE_OFFBOARD_DEAD): an earlier attempt may have made offboard
+	// calls that the later ones' entries kept, or the entry the copy was
+	// answered from is older than the copy's result. Its retry, once the
+	// ledger forgot the id, could be taken for a new request and make a
+	// second action for the device. Its results are read again from the
+	// first; rare, as a dead letter is stored just after its result.
+	r.wanted, r.start = map[string]time.Time{}, time.Time{}
 	for id, t := range since {
-		if !r.firstRead[id] && first[id].Before(forgets) {
+		if !r.firstRead[id] && (first[id].Before(forgets) || r.before[id]) {
 			r.wanted[id] = t
 			delete(r.entry, id) // read again in order, from the first
 		}
@@ -391,12 +395,20 @@ func (c *cli) answeredSince(ctx context.Context, tenant string, picked []deadLet
 
 // resultsRead is what answeredSince gathers from the results it reads.
 type resultsRead struct {
-	wanted    map[string]time.Time // the request ids read, each with its dead letter's time
-	firstRead map[string]bool      // those whose first attempt's result was read
-	highest   map[string]int
-	entry     entriesWritten
-	calls     map[string]bool
-	out       map[string]answer
+	wanted map[string]time.Time // the request ids read, each with its dead letter's time
+	// firstRead are those whose first result was read: of their first
+	// attempt, completed no earlier than start, the time the results are
+	// read from (a result answered again from the ledger is the stored one,
+	// completed when that was).
+	firstRead map[string]bool
+	start     time.Time
+	// before are those with a result read that was completed before
+	// start: answered again from the ledger, from a result stored then.
+	before  map[string]bool
+	highest map[string]int
+	entry   entriesWritten
+	calls   map[string]bool
+	out     map[string]answer
 }
 
 func (r *resultsRead) add(m jetstream.Msg) {
@@ -409,7 +421,10 @@ func (r *resultsRead) add(m jetstream.Msg) {
 	if !ok {
 		return
 	}
-	if max(res.Attempt, 1) == 1 {
+	switch {
+	case !res.CompletedAt.IsZero() && res.CompletedAt.Before(r.start):
+		r.before[res.RequestID] = true
+	case max(res.Attempt, 1) == 1:
 		r.firstRead[res.RequestID] = true
 	}
 	r.highest[res.RequestID] = max(r.highest[res.RequestID], res.Attempt)
