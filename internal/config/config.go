@@ -297,9 +297,23 @@ func decodeError(err error, data []byte) string {
 	keys := keysByLine(data)
 	lines := make([]string, len(te.Errors))
 	for i, e := range te.Errors {
-		lines[i] = withKey(quotedValue.ReplaceAllString(e, "a value"), keys)
+		lines[i] = listHint(withKey(quotedValue.ReplaceAllString(e, "a value"), keys))
 	}
 	return "yaml: unmarshal errors:\n  " + strings.Join(firstOf(lines, andMore), "\n  ")
+}
+
+// listHint adds to a decoder's error for one value where a list goes
+// what the list looks like: a window written alone (offboard: "100/1m")
+// or a single tag said only "cannot unmarshal !!str a value into
+// []string".
+func listHint(line string) string {
+	switch {
+	case !strings.HasSuffix(line, "into []string"):
+		return line
+	case strings.Contains(line, ".limits."):
+		return line + `: write a list of windows, such as ["100/1m", "1500/1h"]`
+	}
+	return line + `: write a list, such as ["a", "b"]`
 }
 
 // keysByLine is the paths of the keys written on each line of data, in

@@ -59,3 +59,21 @@ func TestParseDurationThroughAnAlias(t *testing.T) {
 		t.Errorf("Parse error = %v, want the key named", err)
 	}
 }
+
+// TestParseOneValueWhereAListGoes: a window written alone where a list of
+// windows goes (offboard: "100/1m"), or a single tag or glob, said only
+// "cannot unmarshal !!str a value into []string": the error now says to
+// write a list, with the form it takes.
+func TestParseOneValueWhereAListGoes(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct{ extra, want string }{
+		{"    limits:\n      offboard: \"100/1m\"\n", `tenants[0].limits.offboard: cannot unmarshal !!str a value into []string: write a list of windows, such as ["100/1m", "1500/1h"]`},
+		{"    limits:\n      machines: 100/1m\n", `tenants[0].limits.machines: cannot unmarshal !!str a value into []string: write a list of windows, such as ["100/1m", "1500/1h"]`},
+		{"    guards:\n      protect:\n        machineTags: DoNotOffboard\n", `tenants[0].guards.protect.machineTags: cannot unmarshal !!str a value into []string: write a list, such as ["a", "b"]`},
+	} {
+		_, err := Parse([]byte("tenants:" + okTenant + tc.extra))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: Parse error = %v, want one containing %q", tc.extra, err, tc.want)
+		}
+	}
+}
