@@ -102,3 +102,48 @@ func TestStoppedCallFoundAfterTheCommentTemplateChanged(t *testing.T) {
 		t.Errorf("result %s %+v, want created with the stopped call's action", r.Outcome, r.Error)
 	}
 }
+
+// TestRetryFoundAfterTheCommentTemplateChanged: a request whose call's
+// answer was lost, and whose action lists did not show within the
+// worker's looks, is answered failed (api_error) while the action
+// exists; it finishes. The worker comes back with another comment
+// template, and the request is retried (attempt 2, as offboardctl dead
+// retry sends it). The failed result's entry named no comment: the retry
+// looked for the earlier call's action by the new template's, missed it,
+// and offboarded the device a second time.
+func TestRetryFoundAfterTheCommentTemplateChanged(t *testing.T) {
+	t.Parallel()
+	const hidden = 3 * time.Second
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, noStart: true,
+		sim: mdesim.Options{ActionVisibleAfter: hidden, ActionCompleteAfter: hidden}})
+	e.opts.ActionShowsWithin = time.Second
+	e.start()
+	c := e.collect("mde.offboard.result.>")
+	tt := e.tenants["contoso"]
+	e.sim.LoseAnswers(tt.tenantID, 1)
+	body := map[string]any{"requestId": "lost-1", "machineId": tt.machines[0].ID}
+	r := e.one(c, "mde.offboard.request.contoso", body)
+	if r.Outcome != offboard.OutcomeFailed || len(e.sim.Actions(tt.tenantID)) != 1 {
+		t.Fatalf("first attempt: %s %+v with %d actions; want failed with the one action lists did not show yet", r.Outcome, r.Error, len(e.sim.Actions(tt.tenantID)))
+	}
+	eventually(t, 10*time.Second, "the action shown and finished", func() bool {
+		a := e.sim.Actions(tt.tenantID)
+		return len(a) == 1 && a[0].Status == mdesim.StatusSucceeded
+	})
+	c.cc.Stop()
+	e.stop()
+	e.opts.Tenants.Tenants[0].Resolved.Comment = template.Must(template.New("comment").Parse("Retired by the new file: {{.RequestID}}"))
+	e.start()
+	c = e.collect("mde.offboard.result.>")
+	body["attempt"] = 2
+	e.publish("mde.offboard.request.contoso", body, "contoso:lost-1:2")
+	eventually(t, 30*time.Second, "the retry's result", func() bool { return len(c.snapshot()["contoso/lost-1"]) == 2 })
+	r = c.snapshot()["contoso/lost-1"][1]
+	actions := e.sim.Actions(tt.tenantID)
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	t.Logf("retry: %s with action %s, %d actions for the device", r.Outcome, got.ID, len(actions))
+	if len(actions) != 1 || r.Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("retry: %s %+v with %d actions; want created with the first attempt's action, and no second", r.Outcome, r.Error, len(actions))
+	}
+}

@@ -59,7 +59,10 @@ type Entry struct {
 	// Comment is the comment a calling entry's call went out with (empty
 	// in entries of earlier releases): a process whose tenants file
 	// renders another (a rolling update that changed the template) looks
-	// for that call's action by it, and repeats the call with it.
+	// for that call's action by it, and repeats the call with it. In the
+	// entry of a failed result that records offboard calls of the request
+	// id (Calls, or the result's own attempts) it is the comment those
+	// went out with, which a retry looks for their action by.
 	Comment string          `json:"comment,omitempty"`
 	Result  json.RawMessage `json:"result,omitempty"`
 	// Attempt is the attempt of the request the stored result answers
@@ -227,13 +230,14 @@ func IsWrongLastSequence(err error) bool {
 // last read or wrote it (nil: none). The entry keeps the attempt the
 // result answers. ErrConflict means another worker changed it meanwhile.
 func (l *Ledger) Finish(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte) error {
-	return l.FinishAfter(ctx, tenant, requestID, prev, seq, result, nil)
+	return l.FinishAfter(ctx, tenant, requestID, prev, seq, result, nil, "")
 }
 
 // FinishAfter is Finish of a failed result that keeps the earlier calls
-// of its request id (nil: none) in its entry (Entry.Calls).
-func (l *Ledger) FinishAfter(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte, calls *EarlierCalls) error {
-	e := &Entry{State: StateDone, Seq: seq, Result: result, Calls: calls}
+// of its request id (nil: none) in its entry (Entry.Calls), and the
+// comment the calls it records went out with ("": none known).
+func (l *Ledger) FinishAfter(ctx context.Context, tenant, requestID string, prev *Entry, seq uint64, result []byte, calls *EarlierCalls, comment string) error {
+	e := &Entry{State: StateDone, Seq: seq, Result: result, Calls: calls, Comment: comment}
 	e.Attempt = e.StoredAttempt()
 	return l.Put(ctx, tenant, requestID, prev, e)
 }

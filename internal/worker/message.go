@@ -859,15 +859,35 @@ func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, 
 			return nil, err
 		}
 		return []queue.Stored{func(ctx context.Context) error {
-			return w.finishOverGone(ctx, j, res, data, nil, s(ctx))
+			return w.finishOverGone(ctx, j, res, data, nil, "", s(ctx))
 		}}, nil
 	}
 	var calls *queue.EarlierCalls
+	var comment string
 	if res.Outcome == offboard.OutcomeFailed {
 		calls = j.keptCalls()
+		comment = j.callsComment(res, calls)
 	}
-	err := w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, j.entry, j.seq, data, calls)
-	return nil, notNew(j.entry, w.finishOverGone(ctx, j, res, data, calls, err))
+	err := w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, j.entry, j.seq, data, calls, comment)
+	return nil, notNew(j.entry, w.finishOverGone(ctx, j, res, data, calls, comment, err))
+}
+
+// callsComment is the comment the offboard calls a failed result records
+// went out with: those it keeps from before its message (calls), and its
+// own attempts. Each went out with the comment of the entry this message
+// read or wrote: an earlier delivery's "calling" entry, a failed result's
+// entry, or the "calling" entry of its own call, whose comment was the
+// earlier calls' where they named one (Worker.comment). Left out, a retry
+// on a replica whose tenants file renders another comment (a rolling
+// update that changed the template) looked for their action by its own,
+// missed it once it had finished, and offboarded the device again. ""
+// when no call is recorded, or none named a comment (an earlier release's
+// entry).
+func (j *job) callsComment(res *offboard.Result, calls *queue.EarlierCalls) string {
+	if j.entry == nil || calls == nil && res.Attempts == 0 {
+		return ""
+	}
+	return j.entry.Comment
 }
 
 // finishOverGone stores the result as a new entry when writing it over
@@ -878,7 +898,7 @@ func (w *Worker) storeLedger(ctx context.Context, j *job, res *offboard.Result, 
 // request would be worked on as new and its device called again. An
 // entry another message wrote meanwhile is left to that message
 // (ErrConflict, as before).
-func (w *Worker) finishOverGone(ctx context.Context, j *job, res *offboard.Result, data []byte, calls *queue.EarlierCalls, err error) error {
+func (w *Worker) finishOverGone(ctx context.Context, j *job, res *offboard.Result, data []byte, calls *queue.EarlierCalls, comment string, err error) error {
 	if j.entry == nil || !errors.Is(err, queue.ErrConflict) {
 		return err
 	}
@@ -887,7 +907,7 @@ func (w *Worker) finishOverGone(ctx context.Context, j *job, res *offboard.Resul
 		return err
 	}
 	j.log.Warn("the request's ledger entry is gone (bucket purged, entry deleted or expired): its result stored as a new entry")
-	return w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, nil, j.seq, data, calls)
+	return w.opts.Ledger.FinishAfter(ctx, j.t.name, res.RequestID, nil, j.seq, data, calls, comment)
 }
 
 // storeCtx is the context results are stored and acked under: a stop must

@@ -75,8 +75,9 @@ func (w *Worker) process(ctx context.Context, j *job, permit *limiter.Permit) (*
 		// A retry of a request answered failed after calls of unknown
 		// effect (api_error: an action lists did not show yet): the
 		// action one of them made may have finished since, and the API
-		// would take a new call. Looked for first, as after a crash.
-		j.earlierCall, j.earlierSince = j.entry.Latest(), f.Since
+		// would take a new call. Looked for first, as after a crash, by
+		// the comment they went out with where the entry names it.
+		j.earlierCall, j.earlierSince, j.earlierComment = j.entry.Latest(), f.Since, j.entry.Comment
 	} else if j.entryGone && !j.stored.IsZero() {
 		// Delivered again with no entry for its id, and no result out
 		// (answeredBefore): an earlier delivery may have called and left
