@@ -147,3 +147,45 @@ func TestRetryFoundAfterTheCommentTemplateChanged(t *testing.T) {
 		t.Errorf("retry: %s %+v with %d actions; want created with the first attempt's action, and no second", r.Outcome, r.Error, len(actions))
 	}
 }
+
+// TestUnknownTenantAnswerKeepsTheCallsComment: a replica of the old
+// tenants file was cut off mid-call (its "calling" entry names the old
+// comment; the action finished). The request comes back while no replica
+// serves the tenant and is answered unknown_tenant over that entry, which
+// keeps the call. A replica of the new file serves the tenant again, and
+// the request is retried: it must look for the call's action by the
+// comment the call went out with. Before, the unknown_tenant answer's
+// entry kept the call but not its comment: the retry looked by the new
+// file's, missed the action, and offboarded the device a second time.
+func TestUnknownTenantAnswerKeepsTheCallsComment(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso", "fabrikam"}, noStart: true,
+		sim: mdesim.Options{ActionCompleteAfter: time.Millisecond}})
+	e.opts.ActionShowsWithin = time.Second
+	full := e.opts.Tenants
+	e.opts.Tenants = tenantsOnly(full, "fabrikam")
+	e.start() // never serves contoso
+	c := e.collect("mde.offboard.result.contoso")
+	tt := e.tenants["contoso"]
+	const oldComment = "Retired by the old file: cut-1"
+	cut := map[string]any{"requestId": "cut-1", "machineId": tt.machines[0].ID}
+	e.cutOffMidCallWith(full, tt, cut, oldComment, oldComment)
+	eventually(t, 10*time.Second, "the cut off call's action finished", func() bool {
+		a := e.sim.Actions(tt.tenantID)
+		return len(a) == 1 && a[0].Status == mdesim.StatusSucceeded
+	})
+	e.answeredUnknown(c, cut, "contoso:cut-1", 1)
+
+	e.startReplicaOf(e.app.NATSURL(), tenantsOnly(full, "contoso")) // the default template
+	cut["attempt"] = 2
+	e.publish("mde.offboard.request.contoso", cut, "contoso:cut-1:2")
+	eventually(t, 30*time.Second, "the retry's result", func() bool { return len(c.snapshot()["contoso/cut-1"]) == 2 })
+	r := c.snapshot()["contoso/cut-1"][1]
+	actions := e.sim.Actions(tt.tenantID)
+	var got struct{ ID string }
+	_ = json.Unmarshal(r.MachineAction, &got)
+	t.Logf("retry: %s with action %s, %d actions for the device", r.Outcome, got.ID, len(actions))
+	if len(actions) != 1 || r.Outcome != offboard.OutcomeCreated || got.ID != actions[0].ID {
+		t.Errorf("retry: %s %+v with %d actions; want created with the cut off call's action, and no second", r.Outcome, r.Error, len(actions))
+	}
+}

@@ -96,13 +96,20 @@ func TestUnknownTenantAnswerKeepsEarlierCalls(t *testing.T) {
 // of a process gone), with the action that call made, finished.
 func (e *env) cutOffMidCall(f *config.File, tt *testTenant, body map[string]any) {
 	e.t.Helper()
+	e.cutOffMidCallWith(f, tt, body, "", body["comment"].(string))
+}
+
+// cutOffMidCallWith is cutOffMidCall of a call that went out with comment,
+// its "calling" entry naming named ("": none, as an earlier release's).
+func (e *env) cutOffMidCallWith(f *config.File, tt *testTenant, body map[string]any, named, comment string) {
+	e.t.Helper()
 	ledger, err := queue.NewLedger(e.t.Context(), e.js)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	id, machine := body["requestId"].(string), body["machineId"].(string)
 	entry := &queue.Entry{State: queue.StateCalling, Seq: 1 << 40, MachineID: machine,
-		Started: time.Now().Add(-3 * time.Hour).UTC(), Writer: "gone-" + newID()}
+		Started: time.Now().Add(-3 * time.Hour).UTC(), Writer: "gone-" + newID(), Comment: named}
 	if err := ledger.Put(e.t.Context(), "contoso", id, nil, entry); err != nil {
 		e.t.Fatal(err)
 	}
@@ -120,7 +127,7 @@ func (e *env) cutOffMidCall(f *config.File, tt *testTenant, body map[string]any)
 		e.t.Fatal(err)
 	}
 	client := mde.NewClient(mde.Options{Cloud: tc.Resolved.Cloud, Credential: cred, HTTPClient: e.opts.HTTPClient})
-	if v := client.Offboard(e.t.Context(), machine, body["comment"].(string)); v.Class != mde.Success {
+	if v := client.Offboard(e.t.Context(), machine, comment); v.Class != mde.Success {
 		e.t.Fatalf("the cut off call: %v", v.Error())
 	}
 }

@@ -494,7 +494,7 @@ func (w *Worker) fromLedger(ctx context.Context, j *job, res *offboard.Result) b
 // answered (Worker.answered). Likewise, an id that replica wrote first
 // makes the write here fail. true: the request was left for redelivery,
 // to go by the entry then. The entry keeps the offboard calls of the id
-// that prev records (unroutedCalls).
+// that prev records (unroutedCalls), and their comment.
 func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result, prev *queue.Entry) bool {
 	res.Tenant = j.t.name
 	res.CompletedAt = w.clock.Now().UTC()
@@ -502,6 +502,11 @@ func (w *Worker) claimUnrouted(ctx context.Context, j *job, res *offboard.Result
 	if err == nil {
 		e := &queue.Entry{State: queue.StateDone, Seq: j.seq, Started: w.clock.Now().UTC(), Writer: w.opts.Presence.Instance(),
 			Result: data, Attempt: j.req.AttemptOrFirst(), Unrouted: true, Calls: unroutedCalls(prev)}
+		if e.Calls != nil {
+			// The comment those calls went out with: a retry looks for
+			// their action by it (Entry.Comment).
+			e.Comment = prev.Comment
+		}
 		err = notNew(prev, w.opts.Ledger.Put(ctx, j.t.name, j.req.RequestID, prev, e))
 	}
 	if err != nil {
