@@ -421,14 +421,21 @@ func (r *resultsRead) add(m jetstream.Msg) {
 	if !ok {
 		return
 	}
+	r.highest[res.RequestID] = max(r.highest[res.RequestID], res.Attempt)
+	if unchecked(res) {
+		// A copy of the request whose body failed the request's checks,
+		// answered under its request id and attempt (1 unless it said
+		// another): not the first attempt's answer, which may be older
+		// than the results read, and no ledger entry was written for it.
+		return
+	}
+	meta, err := m.Metadata()
 	switch {
 	case !res.CompletedAt.IsZero() && res.CompletedAt.Before(r.start):
 		r.before[res.RequestID] = true
 	case max(res.Attempt, 1) == 1:
 		r.firstRead[res.RequestID] = true
 	}
-	r.highest[res.RequestID] = max(r.highest[res.RequestID], res.Attempt)
-	meta, err := m.Metadata()
 	if err == nil {
 		r.entry.add(res.RequestID, res.Attempt, meta.Timestamp)
 	}
@@ -438,6 +445,14 @@ func (r *resultsRead) add(m jetstream.Msg) {
 	if res.Outcome != offboard.OutcomeFailed && err == nil && meta.Timestamp.After(after) {
 		r.out[res.RequestID] = answer{outcome: res.Outcome, attempt: max(res.Attempt, 1)}
 	}
+}
+
+// unchecked says whether res answers a request that failed the
+// request's checks: the worker answers it invalid_request, under a
+// message id of its place in the request stream, and writes no ledger
+// entry for it.
+func unchecked(res *offboard.Result) bool {
+	return res.Outcome == offboard.OutcomeFailed && res.Error != nil && res.Error.Code == offboard.CodeInvalidRequest
 }
 
 // readResults hands fn the results on subject stored at or after start
