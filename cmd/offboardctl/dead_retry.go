@@ -136,7 +136,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 	}
 	now := time.Now()
 	called := map[string]time.Time{}
-	answered, err := c.answeredSince(ctx, tenant, picked, x.highest, x.first, keptSince(now, kept.ledger), called)
+	answered, err := c.answeredSince(ctx, tenant, picked, x.highest, x.first, kept.mayForget(now), called)
 	if err != nil {
 		return err
 	}
@@ -283,8 +283,23 @@ func keptSince(now time.Time, kept time.Duration) time.Time {
 }
 
 // answers is how long the results stream keeps a result and the ledger
-// an entry (0: for ever).
-type answers struct{ results, ledger time.Duration }
+// an entry (0: for ever), and the results stream's duplicate window.
+type answers struct{ results, ledger, repeats time.Duration }
+
+// mayForget is the time before which a request id's first dead letter
+// kept was stored when the ledger may have forgotten the id (zero: it
+// keeps entries for ever). A copy sent again within the results stream's
+// duplicate window of the result its entry was written with is answered
+// from the entry, its result dropped as a repeat: its dead letter, the
+// first kept once the earlier one is removed, is younger than the entry
+// by up to that window.
+func (a answers) mayForget(now time.Time) time.Time {
+	t := keptSince(now, a.ledger)
+	if t.IsZero() {
+		return t
+	}
+	return t.Add(a.repeats)
+}
 
 // answersKept reads how long the answers of the picked dead letters'
 // request ids are kept; none when none is of a request.
@@ -306,6 +321,9 @@ func (c *cli) answersKept(ctx context.Context, picked []deadLetter) (answers, er
 			return answers{}, fmt.Errorf("stream %s: %w", v.stream, err)
 		}
 		*v.kept = s.CachedInfo().Config.MaxAge
+		if v.stream == offboard.StreamResults {
+			kept.repeats = s.CachedInfo().Config.Duplicates
+		}
 	}
 	return kept, nil
 }
