@@ -455,7 +455,7 @@ func (r *resultsRead) add(m jetstream.Msg) {
 		r.firstRead[res.RequestID] = true
 	}
 	if err == nil {
-		r.entry.add(res.RequestID, res.Attempt, meta.Timestamp)
+		r.entry.add(res.RequestID, res.Attempt, meta.Timestamp, res.CompletedAt)
 	}
 	if res.Outcome == offboard.OutcomeFailed && res.Attempts > 0 {
 		r.calls[res.RequestID] = true
@@ -489,17 +489,22 @@ func (c *cli) readResults(ctx context.Context, js jetstream.JetStream, subject s
 // entriesWritten is, per request id, the highest attempt of its results
 // read and when its first result was stored: when the worker wrote the
 // ledger entry that a copy sent again is answered from, not written
-// again, its result published anew.
+// again, its result published anew. A result of that attempt completed
+// later than the one the entry was written with is of a copy worked on
+// anew, the entry gone (forgotten by the ledger, or deleted): a new
+// entry was written with it.
 type entriesWritten map[string]written
 
 type written struct {
-	attempt int
-	at      time.Time
+	attempt   int
+	at        time.Time
+	completed time.Time // the completedAt of the result written with it
 }
 
-func (e entriesWritten) add(id string, attempt int, at time.Time) {
-	if w, ok := e[id]; !ok || max(attempt, 1) > w.attempt {
-		e[id] = written{attempt: max(attempt, 1), at: at}
+func (e entriesWritten) add(id string, attempt int, at, completed time.Time) {
+	w, ok := e[id]
+	if !ok || max(attempt, 1) > w.attempt || max(attempt, 1) == w.attempt && completed.After(w.completed) {
+		e[id] = written{attempt: max(attempt, 1), at: at, completed: completed}
 	}
 }
 
