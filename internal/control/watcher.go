@@ -20,9 +20,10 @@ import (
 // change an operator writes reaches it through a key-value watch, within
 // milliseconds on a healthy server.
 type Watcher struct {
-	kv  jetstream.KeyValue
-	nc  *nats.Conn
-	log *zap.Logger
+	kv     jetstream.KeyValue
+	stream jetstream.Stream // the bucket's, to look for entries the watch did not bring
+	nc     *nats.Conn
+	log    *zap.Logger
 
 	mu      sync.Mutex
 	view    View
@@ -34,6 +35,10 @@ type Watcher struct {
 	// kick has the watch look at once whether its connection was made
 	// again (Fresh), rather than at its next check.
 	kick chan struct{}
+	// seen is the highest revision the watch brought; missing a pause or
+	// budget entry the bucket holds that the watch had not brought when a
+	// check found it (0: none). See stalled.
+	seen, missing uint64
 }
 
 // NewWatcher opens the control bucket, which must exist (queue.Ensure).
@@ -42,7 +47,11 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, log *zap.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
 	}
-	return &Watcher{kv: kv, nc: js.Conn(), log: log.Named("control"), changed: make(chan struct{}), current: make(chan struct{}),
+	stream, err := js.Stream(ctx, "KV_"+offboard.BucketControl)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	return &Watcher{kv: kv, stream: stream, nc: js.Conn(), log: log.Named("control"), changed: make(chan struct{}), current: make(chan struct{}),
 		kick: make(chan struct{}, 1)}, nil
 }
 
@@ -52,6 +61,10 @@ const rewatchAfter = time.Second
 
 // errBucketReset ends a watch whose bucket was made again or purged.
 var errBucketReset = errors.New("the control bucket was made again or purged")
+
+// errWatchStalled ends a watch that did not bring an entry the bucket
+// holds (stalled).
+var errWatchStalled = errors.New("the control watch did not bring an entry the bucket holds")
 
 // Run follows the bucket until ctx ends. When the watch ends it watches
 // again; the entries are read again and replace what was known.
@@ -68,11 +81,19 @@ func (w *Watcher) Run(ctx context.Context) error {
 // bucket is to be read anew at once.
 func (w *Watcher) ended(ctx context.Context, err error) {
 	if errors.Is(err, errBucketReset) {
+		// A bucket made again numbers its entries anew.
+		w.mu.Lock()
+		w.seen, w.missing = 0, 0
+		w.mu.Unlock()
 		w.log.Warn("control bucket made again, purged, or an entry gone without a delete: reading it anew")
 		return
 	}
 	if errors.Is(err, queue.ErrReconnected) {
 		w.log.Info("NATS connection made again: reading the controls anew")
+		return
+	}
+	if errors.Is(err, errWatchStalled) {
+		w.log.Warn("control watch brought nothing for a second while the bucket holds a new entry (the NATS server serving the watch lost?): reading the controls anew")
 		return
 	}
 	w.log.Warn("control watch ended; watching again", zap.Error(err))
@@ -104,6 +125,7 @@ func (w *Watcher) watch(ctx context.Context) error {
 	// one once all are read: a control that is gone from the bucket is
 	// gone from the view. Until then the old one stays in force.
 	var fresh *View
+	var freshSeen uint64 // the highest revision the read anew brought
 	if w.started() {
 		fresh = &View{}
 	}
@@ -120,6 +142,9 @@ func (w *Watcher) watch(ctx context.Context) error {
 			if conn.Moved() {
 				return queue.ErrReconnected
 			}
+			if w.stalled(ctx) {
+				return errWatchStalled
+			}
 		case <-w.kick:
 			if conn.Moved() {
 				return queue.ErrReconnected
@@ -130,19 +155,71 @@ func (w *Watcher) watch(ctx context.Context) error {
 			}
 			switch {
 			case e == nil && fresh != nil:
-				w.replace(fresh, conn)
+				w.replace(fresh, conn, freshSeen)
 				fresh = nil
 			case e == nil:
 				w.markCurrent(conn)
 			case fresh != nil:
+				// Not seen until the view read anew is in force: the old
+				// one may not hold the entry a check found missing.
+				freshSeen = max(freshSeen, e.Revision())
 				if _, err := fresh.apply(e); err != nil {
 					w.log.Warn("control entry ignored or unreadable", zap.String("key", e.Key()), zap.Error(err))
 				}
 			default:
+				w.brought(e)
 				w.apply(e, w.started())
 			}
 		}
 	}
+}
+
+// brought notes an entry the watch brought. The one a check found
+// missing makes the controls fresh again, which is signalled as a change:
+// an entry ignored signals none of its own.
+func (w *Watcher) brought(e jetstream.KeyValueEntry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = max(w.seen, e.Revision())
+	if w.missing != 0 && w.seen >= w.missing {
+		w.missing = 0
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
+}
+
+// stalled says whether the watch has brought nothing for a whole check
+// while the bucket holds a pause or budget entry it did not bring. The
+// watch is a consumer of one replica on one NATS server: when that
+// server is lost and the worker's own connection is not, the watch just
+// stops, and the client library notices only once it has missed two
+// heartbeats (about ten seconds), while a pause written meanwhile is to
+// hold the calls within a second. From the check that finds such an
+// entry the controls are not fresh (Fresh); at the next, the watch is
+// made again.
+func (w *Watcher) stalled(ctx context.Context) bool {
+	w.mu.Lock()
+	missing, seen := w.missing, w.seen
+	w.mu.Unlock()
+	if missing != 0 && seen < missing {
+		return true
+	}
+	var found uint64
+	for _, key := range controlKeys() {
+		// The first entry of those keys after seen; a server that cannot
+		// answer now leaves the watch as it is.
+		m, err := w.stream.GetMsg(ctx, seen+1, jetstream.WithGetMsgSubject("$KV."+offboard.BucketControl+"."+key))
+		if err == nil && (found == 0 || m.Sequence < found) {
+			found = m.Sequence
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.missing = 0
+	if found > w.seen {
+		w.missing = found
+	}
+	return false
 }
 
 // reset says whether the bucket was made again since created, or lost an
@@ -168,10 +245,14 @@ func (w *Watcher) started() bool {
 // control in force before that has no entry at all now went with the
 // bucket (made again, or its stream purged), not with a resume: each is
 // logged as an error, as the worker goes on calling for it.
-func (w *Watcher) replace(v *View, read queue.ConnMark) {
+func (w *Watcher) replace(v *View, read queue.ConnMark, seen uint64) {
 	w.mu.Lock()
 	lost := w.view.lostIn(v)
 	w.view, w.read = *v, read
+	w.seen = max(w.seen, seen)
+	if w.missing != 0 && w.seen >= w.missing {
+		w.missing = 0
+	}
 	close(w.changed)
 	w.changed = make(chan struct{})
 	w.mu.Unlock()
@@ -251,11 +332,17 @@ func (w *Watcher) Current() <-chan struct{} { return w.current }
 // nothing of what was written during the cut, and a reconnection is
 // seen by the watch only at its next check: until the controls are read
 // anew (Changed then), a pause written meanwhile is not known. Asked
-// while they are not, the watch looks at once.
+// while they are not, the watch looks at once. Neither are they while
+// the bucket holds a pause or budget entry the watch did not bring
+// (stalled).
 func (w *Watcher) Fresh() bool {
 	w.mu.Lock()
 	read := w.read
+	behind := w.missing != 0 && w.seen < w.missing
 	w.mu.Unlock()
+	if behind {
+		return false
+	}
 	if read == (queue.ConnMark{}) || !read.Moved() {
 		return true
 	}

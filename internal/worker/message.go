@@ -542,7 +542,7 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 	case errors.Is(err, errPausedWhileWaiting):
 		j.log.Info("request left for redelivery: its tenant was paused while it waited")
 	case errors.Is(err, errControlsUnread):
-		j.log.Info("request left for redelivery: the controls were not read again yet since NATS came back")
+		j.log.Info("request left for redelivery: the controls were not read again yet since NATS came back, or their watch missed an entry")
 	case errors.Is(err, errRefusedAfterLostAnswer):
 		j.log.Info("request left for redelivery: a guard refuses the device, and a call of it may have created an action that does not show yet")
 	case queue.StoreRefused(err):

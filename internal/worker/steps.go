@@ -245,10 +245,11 @@ func (w *Worker) mayHaveCalled(j *job) bool {
 var errPausedWhileWaiting = errLeave("an operator paused the tenant while the request waited: back to the stream until resumed")
 
 // errControlsUnread leaves a request about to be sent while the controls
-// have not been read since the connection to NATS came back: a pause
-// written while it was away may hold it. It goes back to the stream, and
+// have not been read since the connection to NATS came back, or while
+// their watch did not bring an entry the bucket holds (its server lost):
+// a pause written meanwhile may hold it. It goes back to the stream, and
 // the tenant loop takes nothing until the controls are read anew.
-var errControlsUnread = errLeave("the controls have not been read since NATS came back: back to the stream until they are")
+var errControlsUnread = errLeave("the controls have not been read since NATS came back, or their watch missed an entry: back to the stream until they are")
 
 // errBudgetLowered leaves a request whose budget slot no longer fits the
 // budget in force: an operator lowered it (offboardctl budget) while the

@@ -1,0 +1,95 @@
+package app
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestClusterPauseAfterControlWatchServerLost: on a three-node cluster,
+// the server that serves the worker's watch of the controls goes down
+// and stays down, while the worker's own connection (to another server)
+// holds. A pause written then still stops the tenant's calls within a
+// second.
+func TestClusterPauseAfterControlWatchServerLost(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 3)
+	win := mdesim.Window{Count: 5, Length: 250 * time.Millisecond}
+	e := setup(t, envConfig{
+		sim:     mdesim.Options{Latency: 20 * time.Millisecond, Limits: map[string][]mdesim.Window{"offboard": {win}}},
+		limits:  `["5/250ms"]`, // 20 calls a second: the backlog outlasts the pause
+		tenants: []string{"contoso"}, machines: 200, noStart: true,
+	})
+	e.opts.NATSURL = c.URLs()
+	e.opts.Queue.Replicas = 3
+	e.start()
+	e.nc.Close()
+	e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+
+	// The watch is an ephemeral consumer of one replica, on one server;
+	// the worker is started again until that is not the server it is
+	// connected to (a reconnection has the watch read anew).
+	var w, h int
+	for tries := 0; ; tries++ {
+		w, h = c.Index(e.app.nc.ConnectedServerName()), controlWatchServer(t, e, c)
+		if w != h {
+			break
+		}
+		if tries == 10 {
+			t.Fatal("the control watch stays on the worker's server")
+		}
+		e.stop()
+		e.start()
+		e.nc.Close()
+		e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	}
+	t.Logf("worker connected to %s; shutting down %s, which serves its watch of the controls", c.Name(w), c.Name(h))
+	c.Shutdown(h)
+
+	res := e.collect("mde.offboard.result.>")
+	e.offboardEach("contoso", "c", 0, 200)
+	eventually(t, 20*time.Second, "the first results", func() bool { return res.resultsOf("contoso") >= 5 })
+	paused := e.control(control.ActionPause, "contoso", control.PriorityAll)
+	// Calls made after the pause: none once it is known; the drain would
+	// make 20 a second for 10 s without it.
+	time.Sleep(3 * time.Second)
+	calls := e.offboardCallsSince("contoso", paused)
+	late := e.offboardCallsSince("contoso", paused.Add(time.Second))
+	t.Logf("%d calls after the pause, %d of them more than a second after", len(calls), len(late))
+	if len(late) > 0 {
+		t.Errorf("%d calls more than a second after the pause, the last %v after", len(late), late[len(late)-1].Sub(paused).Round(10*time.Millisecond))
+	}
+	if n := e.sim.MaxInWindow(e.tenants["contoso"].tenantID, "offboard", win); n > win.Count {
+		t.Errorf("%d calls in a window of %d", n, win.Count)
+	}
+	e.oneActionEach("contoso", res.resultsOf("contoso"))
+}
+
+// controlWatchServer is the server that holds the worker's watch of the
+// pauses and budgets: the consumer of the control bucket's stream that
+// filters on them.
+func controlWatchServer(t *testing.T, e *env, c *natstest.Cluster) int {
+	t.Helper()
+	var at int
+	eventually(t, 10*time.Second, "the control watch's consumer", func() bool {
+		st, err := e.js.Stream(t.Context(), "KV_"+offboard.BucketControl)
+		if err != nil {
+			return false
+		}
+		at = -1
+		for ci := range st.ListConsumers(t.Context()).Info() {
+			if slices.Contains(ci.Config.FilterSubjects, "$KV."+offboard.BucketControl+".pause.>") && ci.Cluster != nil {
+				at = c.Index(ci.Cluster.Leader)
+			}
+		}
+		return at >= 0
+	})
+	return at
+}
