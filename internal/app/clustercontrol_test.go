@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -76,6 +77,12 @@ func TestClusterPauseAfterControlWatchServerLost(t *testing.T) {
 // pauses and budgets: the consumer of the control bucket's stream that
 // filters on them.
 func controlWatchServer(t *testing.T, e *env, c *natstest.Cluster) int {
+	return watchServer(t, e, c, "$KV."+offboard.BucketControl+".pause.>")
+}
+
+// watchServer is the server that holds the worker's consumer of the
+// control bucket's stream whose filters include filter.
+func watchServer(t *testing.T, e *env, c *natstest.Cluster, filter string) int {
 	t.Helper()
 	var at int
 	eventually(t, 10*time.Second, "the control watch's consumer", func() bool {
@@ -85,11 +92,80 @@ func controlWatchServer(t *testing.T, e *env, c *natstest.Cluster) int {
 		}
 		at = -1
 		for ci := range st.ListConsumers(t.Context()).Info() {
-			if slices.Contains(ci.Config.FilterSubjects, "$KV."+offboard.BucketControl+".pause.>") && ci.Cluster != nil {
+			if (ci.Config.FilterSubject == filter || slices.Contains(ci.Config.FilterSubjects, filter)) && ci.Cluster != nil {
 				at = c.Index(ci.Cluster.Leader)
 			}
 		}
 		return at >= 0
 	})
 	return at
+}
+
+// TestClusterCancelAfterMarksWatchServerLost: on a three-node cluster,
+// the server that serves the worker's watch of the campaigns' marks goes
+// down and stays down, while the worker's own connection holds. A
+// campaign cancelled then has none of its requests sent more than a
+// second after the cancel; each waiting one is answered cancelled.
+func TestClusterCancelAfterMarksWatchServerLost(t *testing.T) {
+	t.Parallel()
+	c := natstest.Start(t, 3)
+	win := mdesim.Window{Count: 5, Length: 250 * time.Millisecond}
+	e := setup(t, envConfig{
+		sim:     mdesim.Options{Latency: 20 * time.Millisecond, Limits: map[string][]mdesim.Window{"offboard": {win}}},
+		limits:  `["5/250ms"]`, // 20 calls a second: the campaign outlasts the cancel
+		tenants: []string{"contoso"}, machines: 200, noStart: true,
+	})
+	e.opts.NATSURL = c.URLs()
+	e.opts.Queue.Replicas = 3
+	e.start()
+	e.nc.Close()
+	e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	marks := "$KV." + offboard.BucketControl + ".campaign.>"
+	var w, h int
+	for tries := 0; ; tries++ {
+		w, h = c.Index(e.app.nc.ConnectedServerName()), watchServer(t, e, c, marks)
+		if w != h {
+			break
+		}
+		if tries == 10 {
+			t.Fatal("the marks' watch stays on the worker's server")
+		}
+		e.stop()
+		e.start()
+		e.nc.Close()
+		e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	}
+	t.Logf("worker connected to %s; shutting down %s, which serves its watch of the campaigns' marks", c.Name(w), c.Name(h))
+	c.Shutdown(h)
+
+	res := e.collect("mde.offboard.result.>")
+	const rows = 200
+	for i := range rows {
+		id := campaign.RequestID("wave1", i+1)
+		e.publish("mde.offboard.request.contoso.bulk", map[string]any{"requestId": id, "machineId": e.tenants["contoso"].machines[i].ID,
+			"source": campaign.Source("wave1")}, "contoso:"+id)
+	}
+	eventually(t, 20*time.Second, "the first results", func() bool { return res.resultsOf("contoso") >= 5 })
+	kv, err := campaign.ControlBucket(t.Context(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancelled := time.Now()
+	if err := campaign.SetMark(t.Context(), kv, "contoso", "wave1", campaign.Mark{Cancelled: true, By: "op", At: cancelled}); err != nil {
+		t.Fatal(err)
+	}
+	got := res.wait(t, rows, 30*time.Second)
+	calls := e.offboardCallsSince("contoso", cancelled)
+	late := e.offboardCallsSince("contoso", cancelled.Add(time.Second))
+	n := 0
+	for _, rs := range got {
+		if r := rs[len(rs)-1]; r.Error != nil && r.Error.Code == offboard.CodeCancelled {
+			n++
+		}
+	}
+	t.Logf("%d calls after the cancel, %d of them more than a second after; %d of %d answered cancelled", len(calls), len(late), n, rows)
+	if len(late) > 0 {
+		t.Errorf("%d calls more than a second after the cancel, the last %v after", len(late), late[len(late)-1].Sub(cancelled).Round(10*time.Millisecond))
+	}
+	e.oneActionEach("contoso", rows-n)
 }

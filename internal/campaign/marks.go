@@ -188,6 +188,12 @@ type Watcher struct {
 	// connection was made again (Fresh), rather than at its next check.
 	marksRead chan struct{}
 	kick      chan struct{}
+	// stream is the bucket's, to look for marks the watch did not bring
+	// (nil: not looked for); seen is the highest revision the watch
+	// brought, missing a mark the bucket holds that the watch had not
+	// brought when a check found it (0: none). See stalled.
+	stream        jetstream.Stream
+	seen, missing uint64
 }
 
 // NewWatcher starts watching the campaign marks and returns once it holds
@@ -201,7 +207,16 @@ func NewWatcher(ctx context.Context, js jetstream.JetStream, landed func(tenant 
 	if err != nil {
 		return nil, err
 	}
-	return WatchBucket(ctx, kv, js.Conn(), landed)
+	stream, err := js.Stream(ctx, "KV_"+offboard.BucketControl)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", offboard.BucketControl, err)
+	}
+	w, err := WatchBucket(ctx, kv, js.Conn(), landed)
+	if err != nil {
+		return nil, err
+	}
+	w.stream = stream // before Run, which reads it
+	return w, nil
 }
 
 // WatchBucket is NewWatcher over a control bucket opened already, whose
@@ -260,6 +275,7 @@ func (w *Watcher) read(ctx context.Context) error {
 			w.mu.Lock()
 			w.w, w.created, w.conn = kw, created, conn
 			w.cancelled, w.revisions = fresh.cancelled, fresh.revisions
+			w.seen, w.missing = fresh.seen, 0
 			close(w.marksRead)
 			w.marksRead = make(chan struct{})
 			w.mu.Unlock()
@@ -326,7 +342,7 @@ func (w *Watcher) Run(ctx context.Context) {
 				continue
 			}
 		case <-check.C:
-			if !w.reset(ctx) {
+			if !w.reset(ctx) && !w.stalled(ctx) {
 				continue
 			}
 		case <-w.kick:
@@ -357,6 +373,9 @@ func (w *Watcher) Run(ctx context.Context) {
 // at its next check: until the marks are read anew (Read then), such a
 // cancel is not known. Asked while they are not, Run looks at once.
 func (w *Watcher) Fresh() bool {
+	if w.behind() {
+		return false
+	}
 	if !w.moved() {
 		return true
 	}
@@ -373,6 +392,44 @@ func (w *Watcher) Read() <-chan struct{} {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.marksRead
+}
+
+// behind says whether the bucket holds a mark the watch did not bring
+// when a check looked (stalled).
+func (w *Watcher) behind() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.missing != 0 && w.seen < w.missing
+}
+
+// stalled says whether the watch has brought nothing for a whole check
+// while the bucket holds a mark it did not bring. The watch is a
+// consumer of one replica on one NATS server: when that server is lost
+// and the worker's own connection is not, the watch just stops, and the
+// client library notices only once it has missed two heartbeats (about
+// ten seconds), while the requests of a campaign cancelled meanwhile are
+// not to be sent. From the check that finds such a mark the marks are
+// not fresh (Fresh); at the next, the watch is made again.
+func (w *Watcher) stalled(ctx context.Context) bool {
+	if w.stream == nil {
+		return false
+	}
+	w.mu.RLock()
+	missing, seen := w.missing, w.seen
+	w.mu.RUnlock()
+	if missing != 0 && seen < missing {
+		return true
+	}
+	// The first mark after seen; a server that cannot answer now leaves
+	// the watch as it is.
+	m, err := w.stream.GetMsg(ctx, seen+1, jetstream.WithGetMsgSubject("$KV."+offboard.BucketControl+"."+keyPrefix+">"))
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.missing = 0
+	if err == nil && m.Sequence > w.seen {
+		w.missing = m.Sequence
+	}
+	return false
 }
 
 // moved says whether the connection to NATS was made again since the
@@ -403,6 +460,16 @@ func (w *Watcher) reset(ctx context.Context) bool {
 }
 
 func (w *Watcher) apply(e jetstream.KeyValueEntry) {
+	w.mu.Lock()
+	w.seen = max(w.seen, e.Revision())
+	if w.missing != 0 && w.seen >= w.missing {
+		// The mark a check found missing came: the marks are fresh
+		// again, which those waiting on Read are told.
+		w.missing = 0
+		close(w.marksRead)
+		w.marksRead = make(chan struct{})
+	}
+	w.mu.Unlock()
 	tenant, name, ok := splitKey(e.Key())
 	if !ok {
 		return
