@@ -96,11 +96,7 @@ func TestDeadRetryOfACalledRequestSentAgainTheLedgerForgot(t *testing.T) {
 	publishDead(t, js, offboard.CodeAPIError, body) // 2: sent again, answered from the ledger
 	time.Sleep(time.Second)                         // the ledger forgets the id
 
-	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
-	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
-		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
-		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
-	}
+	wantCalledRequestRefused(t, nc.ConnectedUrl())
 }
 
 // A request answered failed after offboard calls, sent again by its
@@ -143,11 +139,7 @@ func TestDeadRetryOfACalledRequestSentAgainLaterTheLedgerForgot(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
-	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
-		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
-		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
-	}
+	wantCalledRequestRefused(t, nc.ConnectedUrl())
 }
 
 // A request answered failed after offboard calls longer ago than the
@@ -241,11 +233,7 @@ func TestDeadRetryOfACalledRequestWhoseFirstDeadLetterIsGone(t *testing.T) {
 	}
 	time.Sleep(ttl + 100*time.Millisecond) // the ledger forgets the retry's entry
 
-	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
-	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
-		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
-		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
-	}
+	wantCalledRequestRefused(t, nc.ConnectedUrl())
 }
 
 // A request answered failed after offboard calls, sent again by its
@@ -284,7 +272,15 @@ func TestDeadRetryOfACalledRequestSentAgainWhoseFirstDeadLetterIsGone(t *testing
 	}
 	time.Sleep(ttl/2 + 200*time.Millisecond) // the ledger forgets the entry of the failure
 
-	code, out, errs := ctl(t, nc.ConnectedUrl(), "dead", "retry", "contoso", "--all")
+	wantCalledRequestRefused(t, nc.ConnectedUrl())
+}
+
+// wantCalledRequestRefused runs dead retry --all of contoso against url
+// and wants lost-1, answered failed after offboard calls, refused, and
+// nothing retried: exit 1.
+func wantCalledRequestRefused(t *testing.T, url string) {
+	t.Helper()
+	code, out, errs := ctl(t, url, "dead", "retry", "contoso", "--all")
 	if code != exitFailed || !strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
 		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)

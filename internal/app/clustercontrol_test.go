@@ -21,38 +21,7 @@ import (
 // second.
 func TestClusterPauseAfterControlWatchServerLost(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 3)
-	win := mdesim.Window{Count: 5, Length: 250 * time.Millisecond}
-	e := setup(t, envConfig{
-		sim:     mdesim.Options{Latency: 20 * time.Millisecond, Limits: map[string][]mdesim.Window{"offboard": {win}}},
-		limits:  `["5/250ms"]`, // 20 calls a second: the backlog outlasts the pause
-		tenants: []string{"contoso"}, machines: 200, noStart: true,
-	})
-	e.opts.NATSURL = c.URLs()
-	e.opts.Queue.Replicas = 3
-	e.start()
-	e.nc.Close()
-	e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-
-	// The watch is an ephemeral consumer of one replica, on one server;
-	// the worker is started again until that is not the server it is
-	// connected to (a reconnection has the watch read anew).
-	var w, h int
-	for tries := 0; ; tries++ {
-		w, h = c.Index(e.app.nc.ConnectedServerName()), controlWatchServer(t, e, c)
-		if w != h {
-			break
-		}
-		if tries == 10 {
-			t.Fatal("the control watch stays on the worker's server")
-		}
-		e.stop()
-		e.start()
-		e.nc.Close()
-		e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	}
-	t.Logf("worker connected to %s; shutting down %s, which serves its watch of the controls", c.Name(w), c.Name(h))
-	c.Shutdown(h)
+	e, win := watchServerLost(t, "$KV."+offboard.BucketControl+".pause.>", "its watch of the controls")
 
 	res := e.collect("mde.offboard.result.>")
 	e.offboardEach("contoso", "c", 0, 200)
@@ -73,11 +42,55 @@ func TestClusterPauseAfterControlWatchServerLost(t *testing.T) {
 	e.oneActionEach("contoso", res.resultsOf("contoso"))
 }
 
-// controlWatchServer is the server that holds the worker's watch of the
-// pauses and budgets: the consumer of the control bucket's stream that
-// filters on them.
-func controlWatchServer(t *testing.T, e *env, c *natstest.Cluster) int {
-	return watchServer(t, e, c, "$KV."+offboard.BucketControl+".pause.>")
+// watchServerLost starts a worker of tenant contoso (200 devices, 20
+// calls a second: a backlog outlasts a control) on a three-node cluster,
+// streams of three replicas, and shuts down the server that holds its
+// watch of the control bucket whose filters include filter (what, for the
+// log), for good, while the worker's own connection holds, and waits for
+// the streams written next to be led by the servers left. The watch is
+// an ephemeral consumer of one replica, on one server: the worker is
+// started again until that is not the server it is connected to (a
+// reconnection has the watch read anew). It returns the env and the
+// simulator's offboard window.
+func watchServerLost(t *testing.T, filter, what string) (*env, mdesim.Window) {
+	t.Helper()
+	c := natstest.Start(t, 3)
+	win := mdesim.Window{Count: 5, Length: 250 * time.Millisecond}
+	e := setup(t, envConfig{
+		sim:     mdesim.Options{Latency: 20 * time.Millisecond, Limits: map[string][]mdesim.Window{"offboard": {win}}},
+		limits:  `["5/250ms"]`,
+		tenants: []string{"contoso"}, machines: 200, noStart: true,
+	})
+	e.opts.NATSURL = c.URLs()
+	e.opts.Queue.Replicas = 3
+	connect := func() {
+		e.start()
+		e.nc.Close()
+		e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	}
+	connect()
+	var w, h int
+	for tries := 0; ; tries++ {
+		w, h = c.Index(e.app.nc.ConnectedServerName()), watchServer(t, e, c, filter)
+		if w != h {
+			break
+		}
+		if tries == 10 {
+			t.Fatalf("%s stays on the worker's server", what)
+		}
+		e.stop()
+		connect()
+	}
+	t.Logf("worker connected to %s; shutting down %s, which serves %s", c.Name(w), c.Name(h), what)
+	c.Shutdown(h)
+	// The requests and the controls are written at once: their streams
+	// must have chosen leaders among the servers left.
+	for _, stream := range []string{offboard.StreamRequests, "KV_" + offboard.BucketControl} {
+		eventually(t, 20*time.Second, stream+" led by a server left", func() bool {
+			return c.StreamLeader(t.Context(), e.js, stream) != h
+		})
+	}
+	return e, win
 }
 
 // watchServer is the server that holds the worker's consumer of the
@@ -108,35 +121,7 @@ func watchServer(t *testing.T, e *env, c *natstest.Cluster, filter string) int {
 // second after the cancel; each waiting one is answered cancelled.
 func TestClusterCancelAfterMarksWatchServerLost(t *testing.T) {
 	t.Parallel()
-	c := natstest.Start(t, 3)
-	win := mdesim.Window{Count: 5, Length: 250 * time.Millisecond}
-	e := setup(t, envConfig{
-		sim:     mdesim.Options{Latency: 20 * time.Millisecond, Limits: map[string][]mdesim.Window{"offboard": {win}}},
-		limits:  `["5/250ms"]`, // 20 calls a second: the campaign outlasts the cancel
-		tenants: []string{"contoso"}, machines: 200, noStart: true,
-	})
-	e.opts.NATSURL = c.URLs()
-	e.opts.Queue.Replicas = 3
-	e.start()
-	e.nc.Close()
-	e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	marks := "$KV." + offboard.BucketControl + ".campaign.>"
-	var w, h int
-	for tries := 0; ; tries++ {
-		w, h = c.Index(e.app.nc.ConnectedServerName()), watchServer(t, e, c, marks)
-		if w != h {
-			break
-		}
-		if tries == 10 {
-			t.Fatal("the marks' watch stays on the worker's server")
-		}
-		e.stop()
-		e.start()
-		e.nc.Close()
-		e.connect(c.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	}
-	t.Logf("worker connected to %s; shutting down %s, which serves its watch of the campaigns' marks", c.Name(w), c.Name(h))
-	c.Shutdown(h)
+	e, _ := watchServerLost(t, "$KV."+offboard.BucketControl+".campaign.>", "its watch of the campaigns' marks")
 
 	res := e.collect("mde.offboard.result.>")
 	const rows = 200
