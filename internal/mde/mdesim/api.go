@@ -447,6 +447,26 @@ func isWindows(platform string) bool {
 	return strings.HasPrefix(strings.ToLower(platform), "windows")
 }
 
+// oldWindows are Windows releases that no version of the Offboard
+// machine API's documentation lists (it names Windows 11, Windows 10
+// 1703 and later, Windows Server 2019 and later, and Windows Server
+// 2012 R2 and 2016 with the unified agent): they are refused whatever
+// Options.OffboardAnyPlatform says.
+var oldWindows = []string{
+	"WindowsXP", "WindowsVista", "Windows7", "Windows8", "Windows8.1",
+	"WindowsServer2003", "WindowsServer2008", "WindowsServer2008R2", "WindowsServer2012",
+}
+
+// offboardablePlatform says whether the service offboards a device of
+// platform: Windows but an old release, and with anyPlatform every
+// other platform too.
+func offboardablePlatform(platform string, anyPlatform bool) bool {
+	if slices.ContainsFunc(oldWindows, func(old string) bool { return strings.EqualFold(old, platform) }) {
+		return false
+	}
+	return anyPlatform || isWindows(platform)
+}
+
 // offboardLocked checks the request in the order the service does: body,
 // machine, platform, pending action; then it creates the action.
 func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, body []byte, bodyErr error, now time.Time, call *Call) reply {
@@ -468,7 +488,7 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		return errorReply(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("Machine %s was not found.", id))
 	}
 	call.MachineID = m.ID
-	if !s.opts.OffboardAnyPlatform && !isWindows(m.OSPlatform) {
+	if !offboardablePlatform(m.OSPlatform, s.opts.OffboardAnyPlatform) {
 		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
 			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform))
 	}

@@ -117,11 +117,13 @@ type Options struct {
 	// Found"). Other list APIs documented so were seen answering 200 with
 	// an empty set: both are possible.
 	EmptyMachineListNotFound bool
-	// OffboardAnyPlatform offboards a device of any platform, as a newer
-	// version of the Offboard machine API's documentation lists macOS
-	// and Linux among the supported platforms. False refuses a platform
-	// not starting with "Windows" with 400 OsPlatformNotSupported, as the
-	// older versions, still the most, say. Both can be met.
+	// OffboardAnyPlatform offboards a device of any platform but an old
+	// Windows release, as a newer version of the Offboard machine API's
+	// documentation lists macOS and Linux among the supported platforms.
+	// False refuses a platform not starting with "Windows" with 400
+	// OsPlatformNotSupported, as the older versions, still the most, say.
+	// Both can be met. Windows releases no version lists (Windows 7,
+	// 8.1, Server 2008 R2, Server 2012) are refused either way.
 	OffboardAnyPlatform bool
 	// NullActionMachineFields makes the answer to an offboard request carry
 	// null machineId and computerDnsName, as the real service sometimes
@@ -194,7 +196,9 @@ type Machine struct {
 	ComputerDNSName string
 	// OSPlatform is "Windows10", "Windows11", "WindowsServer2019", "Linux",
 	// "macOS"... Offboarding a platform not starting with "Windows" answers
-	// 400 OsPlatformNotSupported, unless Options.OffboardAnyPlatform.
+	// 400 OsPlatformNotSupported, unless Options.OffboardAnyPlatform, and
+	// so does one of the Windows releases the API does not offboard
+	// ("Windows7", "Windows8.1", "WindowsServer2008R2", "WindowsServer2012").
 	// Empty means "Windows11".
 	OSPlatform string
 	// HealthStatus is "Active", "Inactive", ...; empty means what the

@@ -1,6 +1,7 @@
 package mdesim_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -42,5 +43,44 @@ func TestOffboardPlatforms(t *testing.T) {
 				t.Errorf("action = %v, want a Pending Offboard of %s", a, tc.id)
 			}
 		})
+	}
+}
+
+// Windows releases older than those the Offboard machine API lists
+// (Windows 11, Windows 10 1703 and later, Windows Server 2012 R2 and
+// later) are refused 400 OsPlatformNotSupported under either list: no
+// version of the documentation names them. Those it lists are taken.
+func TestOffboardOldWindowsRefused(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		s := newSim(t, mdesim.Options{OffboardAnyPlatform: all})
+		tok := s.token(t, tenantA, clientA, secretA)
+		for i, tc := range []struct {
+			platform string
+			want     int
+		}{
+			{"Windows7", http.StatusBadRequest},
+			{"windows7", http.StatusBadRequest},
+			{"Windows8", http.StatusBadRequest},
+			{"Windows8.1", http.StatusBadRequest},
+			{"WindowsServer2008R2", http.StatusBadRequest},
+			{"WindowsServer2012", http.StatusBadRequest},
+			{"WindowsServer2012R2", http.StatusCreated},
+			{"WindowsServer2016", http.StatusCreated},
+			{"WindowsServer2022", http.StatusCreated},
+			{"Windows10", http.StatusCreated},
+		} {
+			id := fmt.Sprintf("%040x", 0xa000+i)
+			s.AddMachine(tenantA, mdesim.Machine{ID: id, ComputerDNSName: fmt.Sprintf("old-%d.contoso.local", i), OSPlatform: tc.platform})
+			r := s.do(t, http.MethodPost, "/api/machines/"+id+"/offboard", tok, "application/json", `{"Comment":"x"}`)
+			if r.status != tc.want {
+				t.Errorf("%s (any platform %v): status %d, want %d: %s", tc.platform, all, r.status, tc.want, r.body)
+				continue
+			}
+			if tc.want == http.StatusBadRequest {
+				if e := r.apiError(t); e.Code != "OsPlatformNotSupported" {
+					t.Errorf("%s (any platform %v): code %q, want OsPlatformNotSupported", tc.platform, all, e.Code)
+				}
+			}
+		}
 	}
 }
