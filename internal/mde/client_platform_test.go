@@ -30,3 +30,22 @@ func TestClientOldWindowsUnsupported(t *testing.T) {
 		t.Errorf("%d actions made, want none", n)
 	}
 }
+
+// A Windows 10 device of a version before 1703 is refused 400
+// ClientVersionNotSupported: the offboard is final,
+// unsupported_client_version.
+func TestClientWindows10BeforeVersion1703Unsupported(t *testing.T) {
+	t.Parallel()
+	const secret = "platform-secret-0002"
+	f := setupLogin(t, secret, secret)
+	client := NewClient(Options{Cloud: f.cloud, Credential: f.newCredential(t), HTTPClient: f.hc})
+	f.sim.AddMachine(simTenantID, mdesim.Machine{ID: testMachineID, ComputerDNSName: "w10.contoso.local", OSPlatform: "Windows10", Version: "1607"})
+	v := client.Offboard(context.Background(), testMachineID, "retired")
+	if v.Class != Final || v.Reason != ReasonUnsupportedClient || v.FailureCode != offboard.CodeUnsupportedClient || v.APICode() != "ClientVersionNotSupported" {
+		t.Errorf("verdict %v/%v, code %q, API code %q (%s); want final unsupported_client_version, ClientVersionNotSupported",
+			v.Class, v.Reason, v.FailureCode, v.APICode(), v.Error())
+	}
+	if n := len(f.sim.Actions(simTenantID)); n != 0 {
+		t.Errorf("%d actions made, want none", n)
+	}
+}

@@ -180,6 +180,7 @@ func machineJSON(m *Machine, context string) machineWire {
 		FirstSeen:        formatTime(m.FirstSeen),
 		LastSeen:         formatTime(m.LastSeen),
 		OSPlatform:       m.OSPlatform,
+		Version:          nullIfBlank(m.Version),
 		OSProcessor:      "x64",
 		HealthStatus:     m.HealthStatus,
 		DeviceValue:      "Normal",
@@ -191,6 +192,15 @@ func machineJSON(m *Machine, context string) machineWire {
 		OnboardingStatus: m.OnboardingStatus,
 		IPAddresses:      []any{},
 	}
+}
+
+// nullIfBlank is s as a member the service writes null when empty; a
+// copy: the answer is written after the lock is let go.
+func nullIfBlank(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // servedMachine is the record of m as the API answers it: machineJSON
@@ -467,8 +477,24 @@ func offboardablePlatform(platform string, anyPlatform bool) bool {
 	return anyPlatform || isWindows(platform)
 }
 
+// minWindows10Version is the first Windows 10 version the API offboards
+// ("Windows 10, version 1703 and later").
+const minWindows10Version = 1703
+
+// windows10TooOld says whether a device is a Windows 10 of a version,
+// written as its year and month ("1607"), before minWindows10Version.
+// Later versions are written otherwise too ("21H2").
+func windows10TooOld(m *Machine) bool {
+	if !strings.EqualFold(m.OSPlatform, "Windows10") || len(m.Version) != 4 {
+		return false
+	}
+	v, err := strconv.Atoi(m.Version)
+	return err == nil && v < minWindows10Version
+}
+
 // offboardLocked checks the request in the order the service does: body,
-// machine, platform, pending action; then it creates the action.
+// machine, platform and version, pending action; then it creates the
+// action.
 func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, body []byte, bodyErr error, now time.Time, call *Call) reply {
 	// A missing or non-JSON Content-Type is answered like an unreadable body.
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
@@ -491,6 +517,10 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 	if !offboardablePlatform(m.OSPlatform, s.opts.OffboardAnyPlatform) {
 		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
 			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform))
+	}
+	if windows10TooOld(m) {
+		return errorReply(http.StatusBadRequest, "ClientVersionNotSupported",
+			fmt.Sprintf("Offboard is supported on client version %d and above.", minWindows10Version))
 	}
 	machineKey := strings.ToLower(m.ID)
 	mine := tn.offboards[machineKey]

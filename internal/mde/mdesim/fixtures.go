@@ -53,6 +53,7 @@ type FixtureMachine struct {
 	ID              string `yaml:"id"`
 	ComputerDNSName string `yaml:"computerDnsName"`
 	OSPlatform      string `yaml:"osPlatform"`
+	Version         string `yaml:"version"`
 	// HealthStatus is one of the service's health states (Active,
 	// Inactive, NoSensorData, ...) in any case, served as the service
 	// spells it.
@@ -134,7 +135,7 @@ func (s *Server) AddFixtures(f *Fixtures) {
 			}
 			s.AddMachine(t.TenantID, Machine{
 				ID: strings.ToLower(m.ID), ComputerDNSName: m.ComputerDNSName, OSPlatform: m.OSPlatform,
-				HealthStatus: m.HealthStatus, LastSeen: lastSeen, MachineTags: m.MachineTags,
+				Version: m.Version, HealthStatus: m.HealthStatus, LastSeen: lastSeen, MachineTags: m.MachineTags,
 				RbacGroupName: m.RbacGroupName, RbacGroupID: m.RbacGroupID,
 			})
 		}

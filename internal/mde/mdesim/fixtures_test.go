@@ -54,6 +54,9 @@ tenants:
       - computerDnsName: pc-9.contoso.local
         osPlatform: Linux
         lastSeen: 2025-01-01T00:00:00Z
+      - computerDnsName: pc-10.contoso.local
+        osPlatform: Windows10
+        version: "1607"
 `
 	f, err := mdesim.ParseFixtures([]byte(file))
 	if err != nil {
@@ -62,8 +65,11 @@ tenants:
 	s := newSim(t, mdesim.Options{})
 	s.AddFixtures(f)
 	got := s.Machines("33333333-3333-4333-8333-333333333333")
-	if len(got) != 2 {
+	if len(got) != 3 {
 		t.Fatalf("machines = %+v", got)
+	}
+	if w10 := got[2]; w10.OSPlatform != "Windows10" || w10.Version != "1607" {
+		t.Errorf("pc-10 = %+v, want a Windows10 of version 1607", w10)
 	}
 	dc := got[0]
 	if dc.ID != "8888856789abcdef0123456789abcdef01234567" || dc.RbacGroupName != "Tier 0 servers" || dc.RbacGroupID != 7 ||

@@ -201,6 +201,10 @@ type Machine struct {
 	// ("Windows7", "Windows8.1", "WindowsServer2008R2", "WindowsServer2012").
 	// Empty means "Windows11".
 	OSPlatform string
+	// Version is the operating system's version as the service reports
+	// it ("1709", "22H2"); empty is served null. A "Windows10" device of
+	// a version before 1703 is refused 400 ClientVersionNotSupported.
+	Version string
 	// HealthStatus is "Active", "Inactive", ...; empty means what the
 	// service shows for LastSeen when the machine is added: "Inactive"
 	// when it is more than seven days before, else "Active".

@@ -84,3 +84,39 @@ func TestOffboardOldWindowsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A Windows 10 device of a version before 1703 is refused 400
+// ClientVersionNotSupported: the API offboards "Windows 10, version
+// 1703 and later". Its version is served in the device's record.
+func TestOffboardWindows10BeforeVersion1703(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	tok := s.token(t, tenantA, clientA, secretA)
+	for i, tc := range []struct {
+		version string
+		want    int
+	}{
+		{"1507", http.StatusBadRequest},
+		{"1607", http.StatusBadRequest},
+		{"1703", http.StatusCreated},
+		{"1709", http.StatusCreated},
+		{"22H2", http.StatusCreated},
+		{"", http.StatusCreated},
+	} {
+		id := fmt.Sprintf("%040x", 0xb000+i)
+		s.AddMachine(tenantA, mdesim.Machine{ID: id, ComputerDNSName: fmt.Sprintf("w10-%d.contoso.local", i), OSPlatform: "Windows10", Version: tc.version})
+		m := s.do(t, http.MethodGet, "/api/machines/"+id, tok, "", "").object(t)
+		if want := any(tc.version); tc.version == "" && m["version"] != nil || tc.version != "" && m["version"] != want {
+			t.Errorf("version %q: served %#v", tc.version, m["version"])
+		}
+		r := s.do(t, http.MethodPost, "/api/machines/"+id+"/offboard", tok, "application/json", `{"Comment":"x"}`)
+		if r.status != tc.want {
+			t.Errorf("Windows10 %q: status %d, want %d: %s", tc.version, r.status, tc.want, r.body)
+			continue
+		}
+		if tc.want == http.StatusBadRequest {
+			if e := r.apiError(t); e.Code != "ClientVersionNotSupported" {
+				t.Errorf("Windows10 %q: code %q, want ClientVersionNotSupported", tc.version, e.Code)
+			}
+		}
+	}
+}
