@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"regexp"
@@ -31,10 +32,13 @@ type config struct {
 	listen, tenantID, clientID, secret, secretFile, limits, caOut string
 	fixtures                                                      *mdesim.Fixtures
 	loginFault                                                    mdesim.LoginFault
-	machines                                                      int
+	machines, offboardStatus                                      int
 	failRate, spurious404Rate, lostAnswerRate                     float64
 	latency, completeAfter, tokenLifetime                         time.Duration
 	duplicateReturnsExisting, http2, verbose, version             bool
+	// The documented answers where the default is the one seen from
+	// the service (mdesim.Options).
+	emptyMachineListNotFound, offboardAnyPlatform, nullActionMachineFields bool
 }
 
 // parseFlags reads the flags; --help prints the usage on stderr. A bad
@@ -75,6 +79,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")
 	fs.BoolVar(&c.duplicateReturnsExisting, "duplicate-returns-existing", false, "answer a duplicate offboard with 201 and the pending action instead of 400")
+	fs.IntVar(&c.offboardStatus, "offboard-status", 201, "`status` of an offboard that creates its action: 201, as the service has been seen to answer, or 200, as its documentation says")
+	fs.BoolVar(&c.emptyMachineListNotFound, "empty-machine-list-not-found", false, "answer a list of no device 404, as the List machines API documents, instead of 200 with an empty list")
+	fs.BoolVar(&c.offboardAnyPlatform, "offboard-any-platform", false, "offboard macOS and Linux devices too, as a newer version of the documentation says, instead of 400 OsPlatformNotSupported")
+	fs.BoolVar(&c.nullActionMachineFields, "null-action-machine-fields", false, "answer an offboard with null machineId and computerDnsName, as the service has been seen to")
 	fs.BoolVar(&c.http2, "http2", false, "offer HTTP/2 beside HTTP/1.1")
 	fs.BoolVar(&c.verbose, "v", false, "log every API call")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
@@ -125,6 +133,9 @@ func (c *config) check() error {
 		if d.v < 0 {
 			return fmt.Errorf("--%s %v: must not be negative", d.name, d.v)
 		}
+	}
+	if c.offboardStatus != http.StatusOK && c.offboardStatus != http.StatusCreated {
+		return fmt.Errorf("--offboard-status %d: want 200 or 201", c.offboardStatus)
 	}
 	if c.tokenLifetime <= 0 {
 		return fmt.Errorf("--token-lifetime %v: must be positive", c.tokenLifetime)
@@ -294,6 +305,10 @@ func newServer(c *config) (*mdesim.Server, error) {
 		TokenLifetime:            c.tokenLifetime,
 		ActionCompleteAfter:      c.completeAfter,
 		DuplicateReturnsExisting: c.duplicateReturnsExisting,
+		OffboardStatus:           c.offboardStatus,
+		EmptyMachineListNotFound: c.emptyMachineListNotFound,
+		OffboardAnyPlatform:      c.offboardAnyPlatform,
+		NullActionMachineFields:  c.nullActionMachineFields,
 		Latency:                  c.latency,
 		FailRate:                 c.failRate,
 		Spurious404Rate:          c.spurious404Rate,
