@@ -226,9 +226,9 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 		msg := fmt.Sprintf("gave up after %d attempts: %s", n.retries+n.throttles, v.Error())
 		return nil, j.failed(offboard.CodeAPIError, msg, v), nil
 	}
-	c.m.Retries.WithLabelValues(spec.api, v.Reason.String()).Inc()
 	switch {
 	case v.Class == mde.Throttled:
+		c.retried(spec.api, v)
 		c.pause(ctx, t, spec.api, v, j.log)
 	case v.RefreshToken:
 		// The cached token may have been revoked or the app's credentials
@@ -243,6 +243,7 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 			//nolint:nilerr // the failure is the request's result
 			return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), v), nil
 		}
+		c.retried(spec.api, v)
 	default:
 		t.repeats.log(j.log, zap.WarnLevel, "failed:"+spec.api+":"+v.Reason.String(), "API call failed: trying again",
 			zap.String("api", spec.api), zap.Stringer("reason", v.Reason), zap.String("answer", v.Error()))
@@ -250,15 +251,24 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 			return nil, nil, err
 		}
 		if unknown {
-			return spec.recheckResult(ctx)
+			// The call is made again only if the recheck did not find
+			// what it did.
+			res, err := spec.recheck(ctx)
+			if res == nil && err == nil {
+				c.retried(spec.api, v)
+			}
+			return nil, res, err
 		}
+		c.retried(spec.api, v)
 	}
 	return nil, nil, nil
 }
 
-func (s callSpec) recheckResult(ctx context.Context) (*mde.Verdict, *offboard.Result, error) {
-	res, err := s.recheck(ctx)
-	return nil, res, err
+// retried counts a call about to be made again after the answer v: not
+// one whose request ends here instead (a new token refused, a recheck
+// that found the action, a stop during the backoff).
+func (c *caller) retried(api string, v *mde.Verdict) {
+	c.m.Retries.WithLabelValues(api, v.Reason.String()).Inc()
 }
 
 // pause stops the tenant's calls for a 429's Retry-After. It returns once
