@@ -247,8 +247,11 @@ func TestTrackerMemoryAndReadsStayBounded(t *testing.T) {
 	if looks == 0 {
 		t.Fatal("no look in an hour")
 	}
-	// One read per look (the claim); a scan of the ledger reads none.
-	if reads > int64(looks)+1 {
+	// One read per look (the claim), give or take a few claims under way
+	// as the hour ends (on a loaded machine, 752 reads for 750 looks); a
+	// scan of the ledger reads none, where one reading its 20,000 entries
+	// one by one would read thousands.
+	if reads > int64(looks)+10 {
 		t.Errorf("%d single ledger reads for %d looks: the scans read entries one by one", reads, looks)
 	}
 	if most := e.api.maxInHour(); most > trackBudgetPerHour {
