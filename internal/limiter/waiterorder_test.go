@@ -27,6 +27,25 @@ func waitersAt(t *testing.T, l *Limiter, n int) {
 	}
 }
 
+// endTogether ends calls under way as if their answers came in
+// together: each as Complete does, under one hold of the tenant's lock,
+// so that a waiter looks again once, at the state after all of them.
+// Ended one by one, a waiter may look between two ends and set a timer
+// it drops at the next: until it runs again the fake clock still counts
+// that timer, a wait for the waiters' timers (testwait.Waiters) can end
+// early, and a clock moved on then can come between the waiter's next
+// look and its next timer, which then fires late by as much.
+func endTogether(l *Limiter, ends map[*Permit]time.Time) {
+	l.tenant.mu.Lock()
+	defer l.tenant.mu.Unlock()
+	for p, at := range ends {
+		p.once.Do(func() {
+			l.insertLocked(at)
+			p.endLocked(at.UnixNano())
+		})
+	}
+}
+
 // TestEarlierWaiterTakesItsPlaceBeforeALaterOne: a request waits in
 // Acquire for the next place (a retry after a 5xx); another comes to
 // wait after it (a request whose place went elsewhere, another retry).
@@ -56,9 +75,9 @@ func TestEarlierWaiterTakesItsPlaceBeforeALaterOne(t *testing.T) {
 		waitersAt(t, l, 1)
 		go acquire("later")
 		waitersAt(t, l, 2)
-		// Their places free at +1.1s and +1.3s.
-		under1.Complete(epoch.Add(100 * time.Millisecond))
-		under2.Complete(epoch.Add(300 * time.Millisecond))
+		// Their places free at +1.1s and +1.3s. Both waiters look
+		// again once, and set the timers for them.
+		endTogether(l, map[*Permit]time.Time{under1: epoch.Add(100 * time.Millisecond), under2: epoch.Add(300 * time.Millisecond)})
 		testwait.Waiters(t, clock, 2)
 		clock.Advance(200 * time.Millisecond) // +1.1s: the first waiter's place frees
 		if testwait.For(t, got, 10*time.Second, "a waiter's permit") != "first" {
