@@ -220,9 +220,29 @@ func TestOverdrawnAfterALowerWindow(t *testing.T) {
 	}
 }
 
+// timerClock is a fake clock that tells the length of each timer set on
+// it, once set.
+type timerClock struct {
+	*clockwork.FakeClock
+	set chan time.Duration
+}
+
+func (c timerClock) NewTimer(d time.Duration) clockwork.Timer {
+	timer := c.FakeClock.NewTimer(d)
+	c.set <- d
+	return timer
+}
+
+// TestAcquireWaitsForWindowAndPause: a waiter waits for its place in the
+// window, and a pause that comes meanwhile has it wait to the pause's
+// end. The pause wakes the waiter, which stops its timer for the place
+// and sets one for the end; until it runs, the fake clock still counts
+// the first, so the test waits for the timer of the pause's length to be
+// set before it moves the clock: moved between the waiter's look and its
+// timer, the clock would have the timer fire a minute late.
 func TestAcquireWaitsForWindowAndPause(t *testing.T) {
 	t.Parallel()
-	clock := clockwork.NewFakeClockAt(epoch)
+	clock := timerClock{clockwork.NewFakeClockAt(epoch), make(chan time.Duration, 8)}
 	tn := NewTenant(clock)
 	l := tn.Add("offboard", []Window{{Count: 1, Length: time.Minute}})
 	ctx := t.Context()
@@ -242,16 +262,20 @@ func TestAcquireWaitsForWindowAndPause(t *testing.T) {
 		p.Release()
 		got <- clock.Now()
 	}()
-	testwait.Waiters(t, clock, 1)
+	if d := testwait.For(t, clock.set, 10*time.Second, "the waiter's timer"); d != time.Minute {
+		t.Fatalf("the waiter set a timer of %v, want 1m: its place frees then", d)
+	}
 	tn.Pause(clock.Now(), 2*time.Minute) // wakes the waiter, which must wait longer now
-	testwait.Waiters(t, clock, 1)
+	if d := testwait.For(t, clock.set, 10*time.Second, "the waiter's timer after the pause"); d != 2*time.Minute {
+		t.Fatalf("the waiter woken by the pause set a timer of %v, want 2m", d)
+	}
 	clock.Advance(time.Minute)
 	select {
 	case at := <-got:
 		t.Fatalf("acquired at %v, inside the pause", at.Sub(epoch))
 	default:
 	}
-	testwait.Waiters(t, clock, 1)
+	testwait.Waiters(t, clock.FakeClock, 1)
 	clock.Advance(time.Minute)
 	if at := testwait.For(t, got, 10*time.Second, "the waiter's permit"); at.Sub(epoch) != 2*time.Minute {
 		t.Fatalf("acquired at +%v, want +2m", at.Sub(epoch))
