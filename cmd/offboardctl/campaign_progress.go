@@ -25,13 +25,30 @@ type progressSnapshot struct {
 	paused                bool // the campaign's priority is paused
 	byBudget              bool // the tenant's budget, not the quota, sets the ETA
 	noWorker              bool // no worker has announced the tenant lately
+	// lost is set while the connection to NATS is lost and the client
+	// reconnects, for lostFor, to server (without its password).
+	lost    bool
+	lostFor time.Duration
+	server  string
 }
 
 func (s progressSnapshot) line() string {
 	c := s.counts
 	return fmt.Sprintf("campaign %s (%s): %d/%d answered: created %d, already_pending %d, dry_run %d, failed %d; waiting %d%s; published %d (before %d); ETA %s%s",
 		s.name, s.tenant, c.Answered(), c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting,
-		unpublishedNote(c, "; "), s.published, s.duplicates, s.etaText(), s.noWorkerNote("; "))
+		unpublishedNote(c, "; "), s.published, s.duplicates, s.etaText(), s.noWorkerNote("; ")) + s.lostNote("; ")
+}
+
+// lostNote says, after sep, that the connection to NATS is lost and
+// being made again: no result can come meanwhile, and the counts are
+// those of before. The lines went on unchanged, ETA included, as if the
+// rows were only slow, for the two minutes the client tries before the
+// run ends. Empty while connected.
+func (s progressSnapshot) lostNote(sep string) string {
+	if !s.lost {
+		return ""
+	}
+	return fmt.Sprintf("%sthe connection to NATS at %s was lost %s ago: reconnecting, the counts are as of then", sep, s.server, campaign.Human(s.lostFor))
 }
 
 // noWorkerNote says, after sep, that no worker has announced the tenant
@@ -39,7 +56,7 @@ func (s progressSnapshot) line() string {
 // they take once one runs. It showed that time alone, the same at every
 // line, as if a worker were at them. Empty otherwise.
 func (s progressSnapshot) noWorkerNote(sep string) string {
-	if !s.noWorker || s.counts.Waiting == 0 {
+	if !s.noWorker || s.counts.Waiting == 0 || s.lost {
 		return ""
 	}
 	return sep + "no worker has announced the tenant: the ETA counts once one runs"
@@ -139,6 +156,9 @@ func fitDescription(s progressSnapshot, room int) string {
 	c := s.counts
 	d := fmt.Sprintf("created %d · pending %d · dry %d · failed %d · waiting %d%s · ETA %s%s",
 		c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting, unpublishedNote(c, " · "), s.etaText(), s.noWorkerNote(" · "))
+	if s.lost {
+		d += " · NATS lost " + campaign.Human(s.lostFor) + " ago, reconnecting"
+	}
 	if room < 0 || utf8.RuneCountInString(d) <= room-barMinWidth {
 		return d
 	}
@@ -156,8 +176,11 @@ func fitDescription(s progressSnapshot, room int) string {
 		parts = append(parts, unpublishedNote(c, ""))
 	}
 	parts = append(parts, "ETA "+s.etaText())
-	if s.noWorker && c.Waiting > 0 {
+	if s.noWorker && c.Waiting > 0 && !s.lost {
 		parts = append(parts, "no worker")
+	}
+	if s.lost {
+		parts = append(parts, "NATS lost")
 	}
 	d = strings.Join(parts, ", ")
 	if rs := []rune(d); len(rs) > room { // with no bar left

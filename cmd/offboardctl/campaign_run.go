@@ -1193,8 +1193,13 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 			eta, byBudget, known = b, true, true
 		}
 	}
-	return progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
+	s := progressSnapshot{name: r.f.name, tenant: r.f.tenant, counts: c, published: r.published.Load(),
 		duplicates: r.duplicates.Load(), eta: eta, etaUnknown: !known, paused: r.paused.Load(), byBudget: byBudget, noWorker: r.noWorker.Load()}
+	if r.c != nil {
+		s.lostFor, s.lost = r.c.lostFor(time.Now())
+		s.server = queue.RedactURLs(r.c.conn.URL)
+	}
+	return s
 }
 
 // publishRows publishes every row that has no result yet, asynchronously

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -126,6 +127,9 @@ type cli struct {
 	// closed closes once the connection is closed for good: the client
 	// gave up reconnecting, or the server refused its credentials.
 	closed chan struct{}
+	// lostSince is when the connection was lost (Unix nanoseconds), 0
+	// while it is up: the client is reconnecting meanwhile.
+	lostSince atomic.Int64
 	// helpErr is a mistake found while --help was asked for, when cobra
 	// shows help instead of running anything.
 	helpErr error
@@ -348,6 +352,9 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 		// A refused permission is told once, in the command's error
 		// (explainRefused), not as a raw line of its own.
 		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+		// Real time: when the connection went, for the progress to say.
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.lostSince.CompareAndSwap(0, time.Now().UnixNano()) }),
+		nats.ReconnectHandler(func(*nats.Conn) { c.lostSince.Store(0) }),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
 	type connected struct {
 		nc  *nats.Conn
@@ -442,6 +449,16 @@ func mayReadStream(nc *nats.Conn, stream string, timeout time.Duration) bool {
 	}
 	last := nc.LastError()
 	return !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), subject)
+}
+
+// lostFor is how long the connection has been lost, as of now, while
+// the client reconnects; false while it is up.
+func (c *cli) lostFor(now time.Time) (time.Duration, bool) {
+	since := c.lostSince.Load()
+	if since == 0 {
+		return 0, false
+	}
+	return max(now.Sub(time.Unix(0, since)), 0), true
 }
 
 // whileConnected is ctx, ended once the connection (connect) is closed
