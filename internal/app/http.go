@@ -11,6 +11,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -24,7 +25,10 @@ import (
 func (a *App) listen(ctx context.Context) error {
 	lis, err := (&net.ListenConfig{}).Listen(ctx, "tcp", a.opts.Listen)
 	if err != nil {
-		return fmt.Errorf("listen %s: %w", a.opts.Listen, err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--listen %s: %w: another process (another worker?) listens there; stop it, or give another --listen", a.opts.Listen, err)
+		}
+		return fmt.Errorf("--listen %s: %w", a.opts.Listen, err)
 	}
 	a.lis = lis
 	// Closes the listener when the start failed before serving; once

@@ -26,6 +26,15 @@ func (a *App) connect() error {
 		if se := (*queue.StorageError)(nil); errors.As(err, &se) {
 			return fmt.Errorf("data dir %s: %w", a.opts.DataDir, err)
 		}
+		if le := (*queue.ListenError)(nil); errors.As(err, &le) {
+			// The server's own words named no setting: a NATS server
+			// already running on the default port (one of the
+			// operator's own) is the likely case, and its URL the fix.
+			if le.InUse {
+				return fmt.Errorf("--embedded-listen %s: %w: another NATS server (or another worker's embedded one) listens there; to use it, give its URL as --nats-url, else give another --embedded-listen", le.Addr, err)
+			}
+			return fmt.Errorf("--embedded-listen %s: %w", le.Addr, err)
+		}
 		if err != nil {
 			return err
 		}

@@ -67,14 +67,15 @@ func StartEmbedded(o EmbeddedOptions) (*server.Server, error) {
 	fatal := &fatalLogger{}
 	ns.SetLogger(fatal, false, false)
 	ns.Start()
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
 	if msg := fatal.message(); msg != "" {
 		ns.Shutdown()
-		return nil, fatalError(msg)
+		return nil, fatalError(addr, msg)
 	}
 	if !ns.ReadyForConnections(10 * time.Second) {
 		ns.Shutdown()
 		if msg := fatal.message(); msg != "" {
-			return nil, fatalError(msg)
+			return nil, fatalError(addr, msg)
 		}
 		return nil, fmt.Errorf("embedded NATS: not ready after 10s")
 	}
@@ -88,9 +89,23 @@ type StorageError struct{ Message string }
 
 func (e *StorageError) Error() string { return "embedded NATS: " + e.Message }
 
-// fatalError is the error of the server's fatal message msg.
-func fatalError(msg string) error {
-	if strings.Contains(msg, "JetStream") {
+// ListenError is StartEmbedded's error when the server cannot listen on
+// its client address, Addr; InUse says another process listens there.
+type ListenError struct {
+	Addr    string
+	Message string
+	InUse   bool
+}
+
+func (e *ListenError) Error() string { return "embedded NATS: " + e.Message }
+
+// fatalError is the error of the server's fatal message msg, the server
+// listening on addr.
+func fatalError(addr, msg string) error {
+	switch {
+	case strings.HasPrefix(msg, "Error listening on port"):
+		return &ListenError{Addr: addr, Message: msg, InUse: strings.Contains(msg, "address already in use")}
+	case strings.Contains(msg, "JetStream"):
 		return &StorageError{Message: msg}
 	}
 	return fmt.Errorf("embedded NATS: %s", msg)
