@@ -364,7 +364,7 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 	go func() {
 		nc, err := nats.Connect(c.conn.URL, opts...)
 		if err != nil {
-			done <- connected{err: fmt.Errorf("connect to NATS at %s: %w", queue.RedactURLs(c.conn.URL), err)}
+			done <- connected{err: fmt.Errorf("connect to NATS at %s: %w%s", queue.RedactURLs(c.conn.URL), err, c.noServerHint(err))}
 			return
 		}
 		if err := queue.CheckReplies(nc, c.timeout); err != nil {
@@ -449,6 +449,20 @@ func mayReadStream(nc *nats.Conn, stream string, timeout time.Duration) bool {
 	}
 	last := nc.LastError()
 	return !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), subject)
+}
+
+// noServerHint says, after a connection refused everywhere, where the
+// NATS server was looked for and what to do: "no servers available for
+// connection" alone left a first run, the worker not started, guessing.
+func (c *cli) noServerHint(err error) string {
+	if !errors.Is(err, nats.ErrNoServers) {
+		return ""
+	}
+	if c.conn.URL == nats.DefaultURL {
+		return " (no NATS server answers there: is the worker running? its embedded server listens there; " +
+			"with a NATS server of your own, give its URL as --nats-url)"
+	}
+	return " (no NATS server answers there: is it running, and is " + c.flagName("nats-url") + " the worker's?)"
 }
 
 // lostFor is how long the connection has been lost, as of now, while

@@ -1,0 +1,43 @@
+package main
+
+import (
+	"bytes"
+	"net"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+)
+
+// TestNoNATSServerSaysWhatToCheck: a URL where nothing listens is
+// answered in one line, exit 1, that says what to check: the worker (its
+// embedded server) when the URL is the default, the server and
+// --nats-url, named with the variable that set it, otherwise. Before,
+// "nats: no servers available for connection" alone, on a first run
+// whose worker was not started yet.
+func TestNoNATSServerSaysWhatToCheck(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "nats://" + l.Addr().String()
+	_ = l.Close() // nothing listens there now
+	t.Setenv("MDE_OFFBOARD_NATS_URL", url)
+	var out, errb bytes.Buffer
+	code := run([]string{"--connect-timeout", "1s", "status"}, &out, &errb)
+	if code != exitFailed || strings.Count(errb.String(), "\n") != 1 ||
+		!strings.Contains(errb.String(), "no NATS server answers there: is it running, and is --nats-url (from MDE_OFFBOARD_NATS_URL) the worker's?") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+	// The default URL: whether something listens on 4222 here is not
+	// the test's to choose, so the hint is asked for directly.
+	c := &cli{}
+	c.conn.URL = nats.DefaultURL
+	if hint := c.noServerHint(nats.ErrNoServers); !strings.Contains(hint, "is the worker running? its embedded server listens there") ||
+		!strings.Contains(hint, "give its URL as --nats-url") {
+		t.Errorf("hint for the default URL: %q", hint)
+	}
+	if hint := c.noServerHint(nats.ErrAuthorization); hint != "" {
+		t.Errorf("hint for a refused user: %q", hint)
+	}
+}
