@@ -454,7 +454,11 @@ func mayReadStream(nc *nats.Conn, stream string, timeout time.Duration) bool {
 // noServerHint says, after a connection refused everywhere, where the
 // NATS server was looked for and what to do: "no servers available for
 // connection" alone left a first run, the worker not started, guessing.
+// So it does for a server without the TLS the settings ask for.
 func (c *cli) noServerHint(err error) string {
+	if hint := queue.NoTLSHint(err); hint != "" {
+		return hint
+	}
 	if !errors.Is(err, nats.ErrNoServers) {
 		return ""
 	}

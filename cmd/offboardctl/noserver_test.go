@@ -3,10 +3,15 @@ package main
 import (
 	"bytes"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/internal/testcert"
 )
 
 // TestNoNATSServerSaysWhatToCheck: a URL where nothing listens is
@@ -39,5 +44,25 @@ func TestNoNATSServerSaysWhatToCheck(t *testing.T) {
 	}
 	if hint := c.noServerHint(nats.ErrAuthorization); hint != "" {
 		t.Errorf("hint for a refused user: %q", hint)
+	}
+}
+
+// TestNATSWithoutTLSSaysSo: TLS settings given for a server without TLS
+// are named, exit 1, in one line. Before, "nats: secure connection not
+// available" alone.
+func TestNATSWithoutTLSSaysSo(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	url := js.Conn().ConnectedUrl()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	_, certPEM := testcert.Write(t, filepath.Join(t.TempDir(), "cert.pem"), "nats")
+	if err := os.WriteFile(ca, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", url, "--tlsca", ca, "status"}, &out, &errb)
+	if code != exitFailed || strings.Count(errb.String(), "\n") != 1 ||
+		!strings.Contains(errb.String(), "the server offers no TLS, which --tlsca, --tlscert and --tlskey ask for") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -506,3 +506,13 @@ func CheckReplies(nc *nats.Conn, timeout time.Duration) error {
 	}
 	return nil
 }
+
+// NoTLSHint explains a connection refused because the server offers no
+// TLS while the TLS settings ask for it ("nats: secure connection not
+// available" named neither side); empty for any other error.
+func NoTLSHint(err error) string {
+	if !errors.Is(err, nats.ErrSecureConnWanted) {
+		return ""
+	}
+	return " (the server offers no TLS, which --tlsca, --tlscert and --tlskey ask for: give the URL of the server with TLS, or leave them out)"
+}
