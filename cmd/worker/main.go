@@ -260,6 +260,11 @@ func parseFlags(args []string, stderr io.Writer) (c cli, err error) {
 			fmt.Fprintln(stderr, "Usage of worker:")
 			fs.SetOutput(stderr)
 			fs.PrintDefaults()
+			// The flags' variables, which the list above does not show.
+			fmt.Fprintln(stderr, "\nEvery flag can also be set by an environment variable: "+envPrefix+" and the flag's name in\n"+
+				"upper case with - as _ (--nats-url: "+envPrefix+"NATS_URL), or, when that one is not set, the name\n"+
+				"without the prefix (NATS_URL; not for --version, --check-config and --skip-file-checks).\n"+
+				"A flag given on the command line wins over its variables.")
 			return c, err
 		}
 		if name, from, ok := unreadValue(err); ok {
