@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -67,6 +68,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		b, err := os.ReadFile(v)
 		if err != nil {
 			return err
+		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			// YAML's own word for it was "EOF".
+			return fmt.Errorf("%s is empty: give tenants, such as tenants: [{tenantId: ..., machines: [{computerDnsName: pc-1.contoso.local}]}]", v)
 		}
 		c.fixtures, err = mdesim.ParseFixtures(b)
 		if err != nil {
