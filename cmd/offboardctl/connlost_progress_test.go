@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 )
@@ -150,5 +151,24 @@ func (w *progressLines) waitFor(t *testing.T, from int, limit time.Duration, mat
 			t.Fatalf("no such line within %v; the last: %q", limit, last)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBarSaysNATSIsLost: on a terminal, the bar's description says the
+// connection is lost too, whole where it fits, "NATS lost" where the
+// counts are shortened.
+func TestBarSaysNATSIsLost(t *testing.T) {
+	t.Parallel()
+	s := progressSnapshot{counts: campaign.Counts{Rows: 100000, Created: 12345, Waiting: 87655}, eta: time.Hour,
+		lost: true, lostFor: 12 * time.Second, server: "nats://127.0.0.1:4222"}
+	if d := fitDescription(s, -1); !strings.Contains(d, "NATS lost 12s ago, reconnecting") {
+		t.Errorf("wide: %q", d)
+	}
+	if d := fitDescription(s, 80-12-len("(100000/100000)")); !strings.HasSuffix(d, "NATS lost") {
+		t.Errorf("80 columns: %q", d)
+	}
+	s.lost = false
+	if d := fitDescription(s, -1); strings.Contains(d, "NATS") {
+		t.Errorf("connected: %q", d)
 	}
 }
