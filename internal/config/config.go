@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"reflect"
 	"regexp"
 	"slices"
 	"strconv"
@@ -297,7 +298,7 @@ func decodeError(err error, data []byte) string {
 	keys := keysByLine(data)
 	lines := make([]string, len(te.Errors))
 	for i, e := range te.Errors {
-		lines[i] = listHint(withKey(quotedValue.ReplaceAllString(e, "a value"), keys))
+		lines[i] = spellingHint(listHint(withKey(quotedValue.ReplaceAllString(e, "a value"), keys)))
 	}
 	return "yaml: unmarshal errors:\n  " + strings.Join(firstOf(lines, andMore), "\n  ")
 }
@@ -314,6 +315,38 @@ func listHint(line string) string {
 		return line + `: write a list of windows, such as ["100/1m", "1500/1h"]`
 	}
 	return line + `: write a list, such as ["a", "b"]`
+}
+
+// unknownSetting is the decoder's error for a key no setting has.
+var unknownSetting = regexp.MustCompile(`field (\S+) not found in type config\.(\w+)$`)
+
+// settingsOf is the settings of each type the decoder names in its
+// errors, by the type's name.
+var settingsOf = map[string]reflect.Type{
+	"Tenant": reflect.TypeFor[Tenant](), "Tracking": reflect.TypeFor[Tracking](),
+	"Guards": reflect.TypeFor[Guards](), "Protect": reflect.TypeFor[Protect](), "File": reflect.TypeFor[File](),
+}
+
+// spellingHint adds to a decoder's error for an unknown key the setting
+// it is most likely meant as, written otherwise (apiBaseUrl for
+// apiBaseURL, clientSecretFIle): "field apiBaseUrl not found" did not
+// say that only the case was wrong.
+func spellingHint(line string) string {
+	m := unknownSetting.FindStringSubmatch(line)
+	if m == nil {
+		return line
+	}
+	t, ok := settingsOf[m[2]]
+	if !ok {
+		return line
+	}
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+		if name != "" && name != "-" && strings.EqualFold(name, m[1]) {
+			return line + ": settings are case-sensitive; write " + name
+		}
+	}
+	return line
 }
 
 // keysByLine is the paths of the keys written on each line of data, in
