@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -170,8 +171,26 @@ func (c *cli) plan(cmd *cobra.Command, f planFlags) error {
 		return err
 	}
 	reply.WriteSummary(c.stdout, f.out)
+	emptyWithOS(c.stdout, reply.Count, f.os)
 	c.planPaused(ctx, js, f.tenant)
 	return nil
+}
+
+// emptyWithOS says, under the summary of an empty plan asked with --os,
+// how Defender spells osPlatform: the values are not checked (new
+// platforms come), and a value it does not spell so (Win10, Windows 11)
+// matched no device and gave an empty plan, exit 0, that read as nothing
+// to offboard.
+func emptyWithOS(w io.Writer, count int, platforms []string) {
+	if count > 0 || len(platforms) == 0 {
+		return
+	}
+	quoted := make([]string, len(platforms))
+	for i, v := range platforms {
+		quoted[i] = offboard.Quote(v)
+	}
+	fmt.Fprintf(w, "  --os             %s: no device; if some were expected, give osPlatform as Defender spells it "+
+		"(Windows10, Windows11, WindowsServer2019, WindowsServer2022, Linux, macOS, ...; in any case)\n", strings.Join(quoted, ", "))
 }
 
 // planPaused says, under the summary, when the tenant's bulk requests (a
