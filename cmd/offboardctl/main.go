@@ -80,7 +80,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	// that succeeded.
 	defer c.close()
 	root.SetArgs(args)
-	err := cmp.Or(root.ExecuteContext(ctx), c.helpErr)
+	err := cmp.Or(root.ExecuteContext(ctx), c.helpErr, versionArgs(root))
 	if err == nil {
 		return exitOK
 	}
@@ -90,6 +90,18 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// versionArgs refuses an argument given with --version, which cobra
+// ignored: `offboardctl --version extra` showed the version, exit 0.
+func versionArgs(root *cobra.Command) error {
+	if shown, _ := root.Flags().GetBool("version"); !shown {
+		return nil
+	}
+	if rest := root.Flags().Args(); len(rest) > 0 {
+		return usagef("--version takes no argument, not %s", offboard.Quote(queue.RedactURLs(rest[0])))
+	}
+	return nil
 }
 
 // interrupted names the interrupt (ctx's cause) in an error it ended
@@ -167,6 +179,9 @@ func newRoot(stdout, stderr io.Writer) (*cobra.Command, *cli) {
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(flagError)
+	// cobra shows the version whatever else is given; with an argument
+	// (`--version extra`) it shows nothing and runContext refuses it.
+	root.SetVersionTemplate(`{{if not .Flags.Args}}{{printf "%s version %s" .DisplayName .Version}}` + "\n{{end}}")
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.conn.URL, "nats-url", nats.DefaultURL, "NATS server URL(s), comma-separated (env MDE_OFFBOARD_NATS_URL, NATS_URL)")
 	pf.StringVar(&c.conn.Creds, "nats-creds", "", "NATS credentials file (env MDE_OFFBOARD_NATS_CREDS, NATS_CREDS)")

@@ -199,6 +199,16 @@ func TestVersion(t *testing.T) {
 	if code := run([]string{"--version"}, &out, &errb); code != exitOK || !strings.Contains(out.String(), "offboardctl version") {
 		t.Errorf("--version: exit %d, stdout %q", code, out.String())
 	}
+	// An argument beside it is bad usage: before, the version was shown,
+	// exit 0.
+	for _, args := range [][]string{{"--version", "extra"}, {"extra", "--version"}, {"-v", "status2"}} {
+		out.Reset()
+		errb.Reset()
+		code := run(args, &out, &errb)
+		if code != exitUsage || out.Len() != 0 || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 || !strings.Contains(errb.String(), "--version") {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q: want 2, nothing shown, one line naming --version", args, code, out.String(), errb.String())
+		}
+	}
 }
 
 // An interrupt while NATS has not answered the connection ends the
