@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -65,13 +66,21 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return err
 	})
 	fs.Func("fixtures", "add the tenants and devices of `file` (YAML or JSON; see mdesim.Fixtures); a tenant without clientId or clientSecret gets the flags' ones", func(v string) error {
+		if name, ok := flagGiven(fs, v); ok {
+			return flagAsValue(name)
+		}
+		// The path is not quoted: a secret given in its place would be
+		// shown.
 		b, err := os.ReadFile(v)
+		if pe := (*iofs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err
+		}
 		if err != nil {
-			return err
+			return fmt.Errorf("the file it names could not be read: %w", err)
 		}
 		if len(bytes.TrimSpace(b)) == 0 {
 			// YAML's own word for it was "EOF".
-			return fmt.Errorf("%s is empty: give tenants, such as tenants: [{tenantId: ..., machines: [{computerDnsName: pc-1.contoso.local}]}]", v)
+			return errors.New("the file it names is empty: give tenants, such as tenants: [{tenantId: ..., machines: [{computerDnsName: pc-1.contoso.local}]}]")
 		}
 		c.fixtures, err = mdesim.ParseFixtures(b)
 		if err != nil {
@@ -94,8 +103,16 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if err := parse(fs, args, stderr); err != nil {
 		return c, err
 	}
+	// A flag that lost its value (a variable not set) takes the next
+	// flag as its value, and leaves that flag's value as an argument:
+	// neither is quoted, as either may be the client secret.
+	for _, name := range []string{"listen", "tenant-id", "client-id", "client-secret", "client-secret-file", "limits", "ca-out"} {
+		if given, ok := flagGiven(fs, fs.Lookup(name).Value.String()); ok {
+			return c, fmt.Errorf("--%s: %w", name, flagAsValue(given))
+		}
+	}
 	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return c, fmt.Errorf("%d argument(s) after the flags, not shown: mdesim takes flags only (a flag before them without its value, or a value with a space not quoted?)", fs.NArg())
 	}
 	err := c.check() // before c is returned: it sets the secret
 	return c, err
@@ -110,7 +127,8 @@ func (c *config) check() error {
 	}
 	_, port, err := net.SplitHostPort(c.listen)
 	if err != nil {
-		return fmt.Errorf("--listen: %w", err)
+		// The address is not quoted, as the worker's --listen.
+		return errors.New("--listen: want host:port, such as 127.0.0.1:8443")
 	}
 	// A port out of range failed only at the listen, exit 1, as if
 	// it were taken.
@@ -177,6 +195,23 @@ func (c *config) checkIDs() error {
 // guid is the form of a tenant or client id the worker's tenants file
 // takes.
 var guid = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// flagGiven says whether v, a flag's value, is one of fs's flags
+// ("--name" or "--name=value"), and gives its name: the flag before it
+// lost its value.
+func flagGiven(fs *flag.FlagSet, v string) (string, bool) {
+	if !strings.HasPrefix(v, "-") {
+		return "", false
+	}
+	name, _, _ := strings.Cut(strings.TrimLeft(v, "-"), "=")
+	return name, name != "" && fs.Lookup(name) != nil
+}
+
+// flagAsValue is the error of a flag whose value is the flag name, named
+// alone: its value may be a secret.
+func flagAsValue(name string) error {
+	return fmt.Errorf("its value is the flag --%s: give the value before it (a variable not set?)", name)
+}
 
 // parse parses args into fs, whose output is discarded; on --help it
 // prints the usage on stderr.

@@ -1,6 +1,7 @@
 package mdesim
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -23,7 +24,8 @@ func DefaultLimits() map[string][]Window {
 // DefaultLimits; "none" gives no limits. APIs not named keep their default
 // limits; "api=none" removes the limits of that API. A window is
 // COUNT/DURATION with a time.ParseDuration duration; a bare unit ("100/m")
-// means one of it.
+// means one of it. Its errors name a limit and a window by their place,
+// never quote them: a secret given in the flag's place would be shown.
 func ParseLimits(spec string) (map[string][]Window, error) {
 	spec = strings.TrimSpace(spec)
 	limits := DefaultLimits()
@@ -38,28 +40,32 @@ func ParseLimits(spec string) (map[string][]Window, error) {
 	if spec == "" {
 		return limits, nil
 	}
+	n := 0 // the limit's place, counted from 1
 	for part := range strings.SplitSeq(spec, ";") {
 		part = strings.TrimSpace(part)
 		if part == "" {
 			continue
 		}
+		n++
 		api, windows, ok := strings.Cut(part, "=")
 		api = strings.ToLower(strings.TrimSpace(api))
 		if !ok {
-			return nil, fmt.Errorf("limit %q: want api=count/duration pairs separated by commas", part)
+			return nil, fmt.Errorf("limit %d: want api=count/duration pairs separated by commas", n)
 		}
 		if _, known := limits[api]; !known {
-			return nil, fmt.Errorf("limit %q: unknown API %q (want %s, %s or %s)", part, api, APIOffboard, APIMachines, APIMachineActions)
+			return nil, fmt.Errorf("limit %d: unknown API (want %s, %s or %s)", n, APIOffboard, APIMachines, APIMachineActions)
 		}
 		if strings.EqualFold(strings.TrimSpace(windows), "none") {
 			limits[api] = nil
 			continue
 		}
 		var ws []Window
+		k := 0
 		for ws1 := range strings.SplitSeq(windows, ",") {
+			k++
 			w, err := parseWindow(strings.TrimSpace(ws1))
 			if err != nil {
-				return nil, fmt.Errorf("limit %q: %w", part, err)
+				return nil, fmt.Errorf("limit %d, window %d: %w", n, k, err)
 			}
 			ws = append(ws, w)
 		}
@@ -71,11 +77,11 @@ func ParseLimits(spec string) (map[string][]Window, error) {
 func parseWindow(s string) (Window, error) {
 	count, dur, ok := strings.Cut(s, "/")
 	if !ok {
-		return Window{}, fmt.Errorf("window %q: want count/duration", s)
+		return Window{}, errors.New("want count/duration")
 	}
 	n, err := strconv.Atoi(strings.TrimSpace(count))
 	if err != nil || n < 0 {
-		return Window{}, fmt.Errorf("window %q: bad count", s)
+		return Window{}, errors.New("the count is not a whole number of 0 or more")
 	}
 	dur = strings.TrimSpace(dur)
 	if dur != "" && (dur[0] < '0' || dur[0] > '9') && dur[0] != '.' {
@@ -83,10 +89,11 @@ func parseWindow(s string) (Window, error) {
 	}
 	d, err := time.ParseDuration(dur)
 	if err != nil {
-		return Window{}, fmt.Errorf("window %q: %w", s, err)
+		// time's error quotes the duration.
+		return Window{}, errors.New("the duration does not read, such as 1m or 1h")
 	}
 	if d <= 0 {
-		return Window{}, fmt.Errorf("window %q: duration must be positive", s)
+		return Window{}, errors.New("the duration must be positive")
 	}
 	return Window{Count: n, Length: d}, nil
 }
