@@ -43,6 +43,33 @@ type config struct {
 	emptyMachineListNotFound, offboardAnyPlatform, nullActionMachineFields bool
 }
 
+// fixturesFlag reads --fixtures into c. The path is not quoted: a secret
+// given in its place would be shown.
+func fixturesFlag(fs *flag.FlagSet, c *config) func(string) error {
+	return func(v string) error {
+		if name, ok := flagGiven(fs, v); ok {
+			return flagAsValue(name)
+		}
+		b, err := os.ReadFile(v)
+		if pe := (*iofs.PathError)(nil); errors.As(err, &pe) {
+			err = pe.Err
+		}
+		if err != nil {
+			return fmt.Errorf("the file it names could not be read: %w", err)
+		}
+		if len(bytes.TrimSpace(b)) == 0 {
+			// YAML's own word for it was "EOF".
+			return errors.New("the file it names is empty: give tenants, such as tenants: [{tenantId: ..., machines: [{computerDnsName: pc-1.contoso.local}]}]")
+		}
+		c.fixtures, err = mdesim.ParseFixtures(b)
+		if err != nil {
+			// YAML's errors and the fixtures' own come one a line.
+			return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
+		}
+		return nil
+	}
+}
+
 // parseFlags reads the flags; --help prints the usage on stderr. A bad
 // flag is only an error: run makes it one line.
 func parseFlags(args []string, stderr io.Writer) (config, error) {
@@ -65,30 +92,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		c.loginFault = f
 		return err
 	})
-	fs.Func("fixtures", "add the tenants and devices of `file` (YAML or JSON; see mdesim.Fixtures); a tenant without clientId or clientSecret gets the flags' ones", func(v string) error {
-		if name, ok := flagGiven(fs, v); ok {
-			return flagAsValue(name)
-		}
-		// The path is not quoted: a secret given in its place would be
-		// shown.
-		b, err := os.ReadFile(v)
-		if pe := (*iofs.PathError)(nil); errors.As(err, &pe) {
-			err = pe.Err
-		}
-		if err != nil {
-			return fmt.Errorf("the file it names could not be read: %w", err)
-		}
-		if len(bytes.TrimSpace(b)) == 0 {
-			// YAML's own word for it was "EOF".
-			return errors.New("the file it names is empty: give tenants, such as tenants: [{tenantId: ..., machines: [{computerDnsName: pc-1.contoso.local}]}]")
-		}
-		c.fixtures, err = mdesim.ParseFixtures(b)
-		if err != nil {
-			// YAML's errors and the fixtures' own come one a line.
-			return errors.New(strings.ReplaceAll(err.Error(), "\n", "; "))
-		}
-		return nil
-	})
+	fs.Func("fixtures", "add the tenants and devices of `file` (YAML or JSON; see mdesim.Fixtures); a tenant without clientId or clientSecret gets the flags' ones", fixturesFlag(fs, &c))
 	fs.DurationVar(&c.latency, "latency", 0, "latency added to every API answer")
 	fs.DurationVar(&c.completeAfter, "action-complete-after", 0, "offboard actions read as Succeeded after this `duration` (0: Pending forever)")
 	fs.DurationVar(&c.tokenLifetime, "token-lifetime", time.Hour, "access token lifetime")

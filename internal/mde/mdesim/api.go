@@ -492,6 +492,20 @@ func windows10TooOld(m *Machine) bool {
 	return err == nil && v < minWindows10Version
 }
 
+// unsupported is the service's refusal of a device it cannot offboard:
+// its platform, or its version of Windows 10.
+func unsupported(m *Machine, anyPlatform bool) (reply, bool) {
+	if !offboardablePlatform(m.OSPlatform, anyPlatform) {
+		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
+			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform)), true
+	}
+	if windows10TooOld(m) {
+		return errorReply(http.StatusBadRequest, "ClientVersionNotSupported",
+			fmt.Sprintf("Offboard is supported on client version %d and above.", minWindows10Version)), true
+	}
+	return reply{}, false
+}
+
 // offboardLocked checks the request in the order the service does: body,
 // machine, platform and version, pending action; then it creates the
 // action.
@@ -514,13 +528,8 @@ func (s *Server) offboardLocked(r *http.Request, tok *accessToken, id string, bo
 		return errorReply(http.StatusNotFound, "ResourceNotFound", fmt.Sprintf("Machine %s was not found.", id))
 	}
 	call.MachineID = m.ID
-	if !offboardablePlatform(m.OSPlatform, s.opts.OffboardAnyPlatform) {
-		return errorReply(http.StatusBadRequest, "OsPlatformNotSupported",
-			fmt.Sprintf("Offboard is not supported for OS platform %s.", m.OSPlatform))
-	}
-	if windows10TooOld(m) {
-		return errorReply(http.StatusBadRequest, "ClientVersionNotSupported",
-			fmt.Sprintf("Offboard is supported on client version %d and above.", minWindows10Version))
+	if rep, refused := unsupported(m, s.opts.OffboardAnyPlatform); refused {
+		return rep
 	}
 	machineKey := strings.ToLower(m.ID)
 	mine := tn.offboards[machineKey]
