@@ -368,6 +368,7 @@ func TestOneTenantUnderTwoNamesWithOtherGuards(t *testing.T) {
 		"another letter":         {guards("      protect:\n        machineTags: [İstanbul]\n"), guards("      protect:\n        machineTags: [estanbul]\n"), true},
 		"an en dash":             {guards("      protect:\n        machineTags: [Tier - 0]\n"), guards("      protect:\n        machineTags: [Tier \u2013 0]\n"), false},
 		"final and medial sigma": {guards("      protect:\n        rbacGroups: [ΟΔΟΣ]\n"), guards("      protect:\n        rbacGroups: [οδος]\n"), false},
+		"German capitals":        {guards("      protect:\n        machineTags: [Außendienst]\n"), guards("      protect:\n        machineTags: [AUSSENDIENST]\n"), false},
 		"a full-width glob":      {guards("      protect:\n        computerDnsNames: [\"ｄｃ*\"]\n"), guards("      protect:\n        computerDnsNames: [\"dc*\"]\n"), false},
 	} {
 		_, err := Parse([]byte("tenants:" + okTenant + c.first + namedTenant("contoso-eu") + c.second))

@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode"
 
+	"golang.org/x/text/cases"
 	"golang.org/x/text/unicode/norm"
 
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
@@ -338,6 +339,17 @@ func Words(s string) string {
 	return strings.Join(strings.Fields(Visible(lookalikes.Replace(norm.NFKC.String(s)))), " ")
 }
 
+// Folded is a tag or device group name as the guards compare it
+// beyond one letter for another: Words in Unicode's full case folding
+// (cases.Fold), in NFKC form again, as folding can leave letters
+// decomposed. German capitals write ß as SS ("AUSSENDIENST" is
+// "Außendienst"), and Swiss German writes ss for it: compared letter by
+// letter (strings.EqualFold), a device tagged in capitals went
+// unprotected.
+func Folded(s string) string {
+	return norm.NFKC.String(cases.Fold().String(Words(s)))
+}
+
 // lookalikes writes the Turkish dotted capital I and dotless i as the
 // letters I and i, and the hyphens, dashes and the minus sign as the
 // hyphen-minus (NFKC has written the non-breaking hyphen as the hyphen,
@@ -401,7 +413,7 @@ func guardsKey(g *Guards) string {
 		keys := slices.Clone(l.list)
 		for i, s := range keys {
 			if l.words {
-				keys[i] = folded(Words(s))
+				keys[i] = folded(Folded(s))
 			}
 		}
 		slices.Sort(keys)

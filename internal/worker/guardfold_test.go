@@ -1,0 +1,50 @@
+package worker
+
+import (
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestGuardFullCaseFolding: a tag or a device group matches in any case
+// as Unicode's full case folding has it: German capitals write ß as SS
+// ("AUSSENDIENST" is "Außendienst" in capitals), and Swiss German writes
+// ss for it. Compared one letter for another (strings.EqualFold), the
+// device carrying the capitals went unprotected and was offboarded.
+func TestGuardFullCaseFolding(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, tc := range []struct{ name, listed, has string }{
+		{"capitals on the device", "Außendienst", "AUSSENDIENST"},
+		{"capitals in the file", "GROSSKUNDEN", "Großkunden"},
+		{"Swiss spelling on the device", "Außendienst", "Aussendienst"},
+		{"capital sharp s on the device", "Außendienst", "AU\u1e9eENDIENST"},
+		{"capitals and spaces", "Server Straße 1", "SERVER\u00a0 STRASSE 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tags := &config.Guards{Protect: config.Protect{MachineTags: []string{tc.listed}}}
+			if rule, _ := refusal(tags, id, &mde.Machine{ID: id, MachineTags: []string{tc.has}}, now); rule != offboard.RuleMachineTags {
+				t.Errorf("tag %q listed as %q: rule %q, want %s", tc.has, tc.listed, rule, offboard.RuleMachineTags)
+			}
+			groups := &config.Guards{Protect: config.Protect{RbacGroups: []string{tc.listed}}}
+			if rule, _ := refusal(groups, id, &mde.Machine{ID: id, RbacGroupName: tc.has, RbacGroupID: "7"}, now); rule != offboard.RuleRbacGroups {
+				t.Errorf("group %q listed as %q: rule %q, want %s", tc.has, tc.listed, rule, offboard.RuleRbacGroups)
+			}
+		})
+	}
+	// Other words stay other words.
+	for _, tc := range []struct{ listed, has string }{
+		{"Außendienst", "Außendiens"},
+		{"Critical", "Criticals"},
+	} {
+		g := &config.Guards{Protect: config.Protect{MachineTags: []string{tc.listed}}}
+		if rule, why := refusal(g, id, &mde.Machine{ID: id, MachineTags: []string{tc.has}}, now); rule != "" {
+			t.Errorf("tag %q listed as %q: refused by %s (%s), want none", tc.has, tc.listed, rule, why)
+		}
+	}
+}
