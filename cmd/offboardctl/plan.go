@@ -45,8 +45,8 @@ func newCampaignPlanCmd(c *cli) *cobra.Command {
 		Use:   "plan --tenant T --inactive-for DURATION [--health STATUS]... [--os PLATFORM]... [--out FILE]",
 		Short: "List the tenant's devices not seen for DURATION as a campaign CSV",
 		Long: `Asks a worker serving the tenant for its devices that Defender has not seen
-for at least DURATION (lastSeen older than now - DURATION; Go durations or
-days: 90d), optionally only those with one of the --health or --os values,
+for at least DURATION (lastSeen older than now - DURATION; Go durations, d
+for days too: 90d, 1d12h), optionally only those with one of the --health or --os values,
 and writes them, oldest first, as a CSV that "campaign run" takes as it is.
 Devices the tenant's guards protect are left out and counted. Nothing is
 offboarded; offboardctl needs only its NATS connection.`,

@@ -65,8 +65,8 @@ type Tracking struct {
 	MaxAge      Duration `yaml:"maxAge"`      // stop following after this, default 168h
 }
 
-// Duration is a time.Duration written as a Go duration string ("90s"), or
-// as a whole number of days ("90d").
+// Duration is a time.Duration written as a Go duration string ("90s"), in
+// which d stands for days too ("90d", "1d12h").
 type Duration time.Duration
 
 // UnmarshalYAML reads a Go duration string or a number of days. Its

@@ -3,10 +3,10 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"path"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -270,7 +270,8 @@ func (p *Protect) checkVisible() []error {
 	return errs
 }
 
-// ParseDuration reads a Go duration, or a whole number of days ("90d").
+// ParseDuration reads a Go duration in which d stands for days too
+// ("90d", "1d12h", "1.5d").
 func ParseDuration(s string) (time.Duration, error) { return parseDuration(s) }
 
 // ErrTooManyDays is the error of a number of days ("100000d") past
@@ -285,24 +286,55 @@ var ErrTooLong = errors.New("longer than a duration holds (2562047h, about 292 y
 // time.ParseDuration gives one too long the error of a malformed one.
 var goDuration = regexp.MustCompile(`^\+?(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+$`)
 
+// dayDuration is goDuration's form with d for days among its units, and
+// durationPart one number and unit of it.
+var (
+	dayDuration  = regexp.MustCompile(`^\+?(([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d))+$`)
+	durationPart = regexp.MustCompile(`([0-9]+\.?[0-9]*|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h|d)`)
+)
+
 // MaxDays is the most days a duration may be written as: few enough not
 // to overflow a Duration (which holds about 106,751 days).
 const MaxDays = 99999
 
-// parseDuration reads a Go duration, or a whole number of days ("90d").
+// parseDuration reads a Go duration in which d stands for days (24h) as
+// a unit like the others: "90d", "1d12h", "1.5d". Go durations, plus d
+// for days, is the contract's form of --inactive-for, and "1d12h" read as
+// no duration at all.
 func parseDuration(s string) (time.Duration, error) {
-	if days, ok := strings.CutSuffix(s, "d"); ok && days != "" && strings.Trim(days, "0123456789") == "" {
-		n, err := strconv.Atoi(days)
-		if err != nil || n > MaxDays {
+	if !strings.Contains(s, "d") { // no Go unit holds a d
+		d, err := time.ParseDuration(s)
+		if err != nil && goDuration.MatchString(s) {
+			return 0, ErrTooLong
+		}
+		return d, err
+	}
+	if !dayDuration.MatchString(s) {
+		return 0, errors.New("not a Go duration, with d for days")
+	}
+	var days time.Duration
+	var rest strings.Builder
+	for _, part := range durationPart.FindAllStringSubmatch(s, -1) {
+		if part[2] != "d" {
+			rest.WriteString(part[0])
+			continue
+		}
+		// As many hours as days, then times 24: a fraction of a day is
+		// read as exactly as time.ParseDuration reads one of an hour.
+		h, err := time.ParseDuration(part[1] + "h")
+		if err != nil || h > MaxDays*time.Hour-days/24 {
 			return 0, ErrTooManyDays
 		}
-		return time.Duration(n) * 24 * time.Hour, nil
+		days += 24 * h
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil && goDuration.MatchString(s) {
-		return 0, ErrTooLong
+	if rest.Len() == 0 {
+		return days, nil
 	}
-	return d, err
+	d, err := time.ParseDuration(rest.String())
+	if err != nil || d > math.MaxInt64-days {
+		return 0, ErrTooLong // of the right form, so too long
+	}
+	return days + d, nil
 }
 
 // sameGuards refuses a tenant whose Entra ID tenant another name of the

@@ -149,7 +149,7 @@ func TestParseGuardErrors(t *testing.T) {
 		{"tag of a variation selector", guards + "      protect:\n        machineTags: [\"\ufe0f\"]\n", "guards.protect.machineTags[0]: empty"},
 		{"group of a Hangul filler", guards + "      protect:\n        rbacGroups: [\"\u3164\u034f\"]\n", "guards.protect.rbacGroups[0]: empty"},
 		{"bad duration", guards + "      requireInactiveFor: 3 months\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration such as 90s, 5m, 1h or 90d"},
-		{"bad days", guards + "      requireInactiveFor: 1.5d\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration"},
+		{"bad days", guards + "      requireInactiveFor: 1.5 days\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration"},
 		{"negative days", guards + "      requireInactiveFor: -1d\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration"},
 		{"negative duration", guards + "      requireInactiveFor: -1h\n", "line 7: tenants[0].guards.requireInactiveFor is not a duration"},
 		{"zero", guards + "      requireInactiveFor: 0s\n", "guards.requireInactiveFor must be positive"},
@@ -181,27 +181,42 @@ func TestParseGuardErrors(t *testing.T) {
 	}
 }
 
+// TestDurationDays: a duration is a Go duration in which d stands for
+// days, as a unit like the others: "1d12h" and "1.5d" were refused as no
+// duration, whole days alone taken.
 func TestDurationDays(t *testing.T) {
 	t.Parallel()
-	for in, want := range map[string]time.Duration{"90d": 90 * 24 * time.Hour, "0d": 0, "72h": 72 * time.Hour, "1h30m": 90 * time.Minute} {
+	for in, want := range map[string]time.Duration{
+		"90d": 90 * 24 * time.Hour, "0d": 0, "72h": 72 * time.Hour, "1h30m": 90 * time.Minute,
+		// Go durations, plus d for days: a unit like the others.
+		"1d12h": 36 * time.Hour, "12h1d": 36 * time.Hour, "1.5d": 36 * time.Hour, ".5d": 12 * time.Hour,
+		"+1d": 24 * time.Hour, "7d0h": 7 * 24 * time.Hour, "1d1ms": 24*time.Hour + time.Millisecond, "0.1d": 144 * time.Minute,
+	} {
 		if got, err := parseDuration(in); err != nil || got != want {
 			t.Errorf("parseDuration(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, bad := range []string{"d", "+1d", "1 d", "99999999999d", "100000d", "1d12h", "90"} {
+	for _, bad := range []string{"d", "1 d", "99999999999d", "100000d", "90", "1dd", "d1", "-1d", "1d-2h", "1d 2h", "1D", "1d2"} {
 		if got, err := parseDuration(bad); err == nil {
 			t.Errorf("parseDuration(%q) = %v, want an error", bad, got)
 		}
 	}
 	// Too many days is told as such, not as a unit time.ParseDuration
 	// does not know.
-	for _, long := range []string{"100000d", "99999999999999999999999d"} {
+	for _, long := range []string{"100000d", "99999999999999999999999d", "99999d1d", "50000d50000d", "99999.5d"} {
 		if _, err := parseDuration(long); !errors.Is(err, ErrTooManyDays) {
 			t.Errorf("parseDuration(%q): %v, want %v", long, err, ErrTooManyDays)
 		}
 	}
 	if got, err := parseDuration("99999d"); err != nil || got != MaxDays*24*time.Hour {
 		t.Errorf("parseDuration(99999d) = %v, %v", got, err)
+	}
+	if got, err := parseDuration("99998d24h"); err != nil || got != MaxDays*24*time.Hour {
+		t.Errorf("parseDuration(99998d24h) = %v, %v", got, err)
+	}
+	// Days and hours past what a duration holds are told as too long.
+	if _, err := parseDuration("99999d2562047h"); !errors.Is(err, ErrTooLong) {
+		t.Errorf("parseDuration(99999d2562047h): %v, want %v", err, ErrTooLong)
 	}
 }
 
