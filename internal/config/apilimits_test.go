@@ -20,6 +20,7 @@ func TestParseRefusesLimitsLooserThanTheAPIs(t *testing.T) {
 		{"short windows", "    limits:\n      machineactions: [\"100/600ms\"]\n", "limits.machineactions: lets more than 100 calls in a minute and 1500 calls in an hour through"},
 		{"halves of a minute", "    limits:\n      offboard: [\"60/30s\", \"1500/1h\"]\n", "limits.offboard: lets more than 100 calls in a minute through"},
 		{"a geo host", "    apiBaseURL: https://eu.api.security.microsoft.com\n    limits:\n      offboard: [\"200/1m\", \"1500/1h\"]\n", "limits.offboard: lets more than 100"},
+		{"a host written with its final dot", "    apiBaseURL: https://api.securitycenter.microsoft.com.\n    limits:\n      offboard: [\"200/1m\", \"1500/1h\"]\n", "limits.offboard: lets more than 100"},
 		{"a government cloud", "    cloud: gcc-high\n    limits:\n      offboard: [\"100/1m\", \"3000/1h\"]\n", "limits.offboard: lets more than 1500"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

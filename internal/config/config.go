@@ -903,6 +903,8 @@ func apiPathInBase(base string) bool {
 func microsoftHost(base string) bool {
 	host, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(base, "https://"), "http://"), "/")
 	host, _, _ = strings.Cut(strings.ToLower(host), ":")
+	// A DNS name may end in its root's dot (api.securitycenter.microsoft.com.).
+	host = strings.TrimSuffix(host, ".")
 	return strings.HasSuffix(host, ".microsoft.com") || strings.HasSuffix(host, ".microsoft.us")
 }
 
