@@ -60,9 +60,10 @@ func TestPresenceWhoseAnnouncementsHangLetsGo(t *testing.T) {
 
 	h.hang.Store(true)
 	waitFor(t, 5*time.Second, "b takes a for gone", func() bool { return b.Assigned(tenant) })
-	// a's announcement on its way then fails: from the next on, a takes
-	// the tenant back no more.
-	time.Sleep(2 * beat)
+	// a's announcement on its way then fails and a lets go: from then on,
+	// it takes the tenant back no more (a fixed two beats' wait was too
+	// short on a loaded machine).
+	waitFor(t, 5*time.Second, "a lets go of the tenant", func() bool { return !a.Assigned(tenant) })
 	looks, both := 0, 0
 	for end := time.Now().Add(30 * beat); time.Now().Before(end); time.Sleep(beat / 10) {
 		looks++
