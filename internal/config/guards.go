@@ -371,15 +371,20 @@ func Words(s string) string {
 	return strings.Join(strings.Fields(Visible(lookalikes.Replace(norm.NFKC.String(s)))), " ")
 }
 
-// Folded is a tag or device group name as the guards compare it
-// beyond one letter for another: Words in Unicode's full case folding
-// (cases.Fold), in NFKC form again, as folding can leave letters
-// decomposed. German capitals write ß as SS ("AUSSENDIENST" is
-// "Außendienst"), and Swiss German writes ss for it: compared letter by
-// letter (strings.EqualFold), a device tagged in capitals went
-// unprotected.
+// Folded is a tag or device group name as the guards compare it: two
+// are the same when their Folded forms are. It is Words in Unicode's
+// full case folding (cases.Fold), in NFKC form again, as folding can
+// leave letters decomposed, with each letter then the least of its case
+// folding orbit (folded). German capitals write ß as SS ("AUSSENDIENST"
+// is "Außendienst"), and Swiss German writes ss for it: compared letter
+// by letter (strings.EqualFold), a device tagged in capitals went
+// unprotected. cases.Fold alone is no one form: it writes the Cherokee
+// letters in the other case (Ꮳ as ꮳ, ꮳ as Ꮳ), and "ꮳꮃꭹ STRASSE" folded
+// apart from "ᏣᎳᎩ Straße". Two names alike letter for letter
+// (strings.EqualFold of their Words) have one Folded form
+// (TestFoldedKeepsLetterForLetter).
 func Folded(s string) string {
-	return norm.NFKC.String(cases.Fold().String(Words(s)))
+	return folded(norm.NFKC.String(cases.Fold().String(Words(s))))
 }
 
 // lookalikes writes the Turkish dotted capital I and dotless i as the
@@ -416,8 +421,8 @@ func Visible(s string) string {
 }
 
 // folded is s with each letter the least of its case folding orbit:
-// two strings are the same as strings.EqualFold compares them, as the
-// worker compares tags and groups, when their folded forms are. Lower
+// two strings are the same as strings.EqualFold compares them when their
+// folded forms are. Lower
 // case is not that: "İ" lower-cases to "i", a letter it does not fold
 // to, and "Σ" to "σ", which "ς" folds to without being it.
 func folded(s string) string {
@@ -433,8 +438,8 @@ func folded(s string) string {
 // guardsKey is what a tenant's protect and requireInactiveFor guards
 // protect, in one string: each list sorted, compared as the guards
 // compare. Device ids and globs are matched as check left them (lower
-// case); tags and groups case (folded), white space and encoding
-// aside.
+// case); tags and groups in their Folded form, as the worker matches them
+// (case, white space and encoding aside).
 func guardsKey(g *Guards) string {
 	var b strings.Builder
 	p := &g.Protect
@@ -445,7 +450,7 @@ func guardsKey(g *Guards) string {
 		keys := slices.Clone(l.list)
 		for i, s := range keys {
 			if l.words {
-				keys[i] = folded(Folded(s))
+				keys[i] = Folded(s)
 			}
 		}
 		slices.Sort(keys)

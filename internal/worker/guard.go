@@ -313,9 +313,9 @@ func matchesName(glob, name string) bool {
 // writes a no-break space where one types a space, macOS a decomposed
 // accent, an East Asian input method full-width letters; seen alike, one
 // entry would match no device. Case goes by Unicode's full case folding
-// too (config.Folded): "AUSSENDIENST" is "Außendienst".
+// (config.Folded): "AUSSENDIENST" is "Außendienst".
 func sameWords(a, b string) bool {
-	return strings.EqualFold(config.Words(a), config.Words(b)) || config.Folded(a) == config.Folded(b)
+	return config.Folded(a) == config.Folded(b)
 }
 
 // tooRecent says why the device does not show the required inactivity:

@@ -48,3 +48,34 @@ func TestGuardFullCaseFolding(t *testing.T) {
 		}
 	}
 }
+
+// TestGuardFoldingIsOneForm: tags and groups compare in one form, in
+// which letters of one case folding orbit are one letter: cases.Fold
+// writes the Cherokee letters in the other case (Ꮳ as ꮳ, ꮳ as Ꮳ), so a
+// device tagged "ꮳꮃꭹ STRASSE" matched no protected "ᏣᎳᎩ Straße" (nor
+// compared letter for letter, ß against SS), though the start's check
+// of two names of one tenant took the two spellings as one, and a device
+// one name protected was offboarded through the other.
+func TestGuardFoldingIsOneForm(t *testing.T) {
+	t.Parallel()
+	const id = "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	for _, listed := range []string{"ᏣᎳᎩ Straße", "ꮳꮃꭹ Straße", "ᏣᎳᎩ STRASSE"} {
+		for _, has := range []string{"ᏣᎳᎩ STRASSE", "ꮳꮃꭹ STRASSE", "ꮳꮃꭹ strasse", "ꮳᎳꭹ STRAẞE", "ᏣᎳᎩ Straße"} {
+			tags := &config.Guards{Protect: config.Protect{MachineTags: []string{"Other", listed}}}
+			if rule, _ := refusal(tags, id, &mde.Machine{ID: id, MachineTags: []string{"x", has}}, now); rule != offboard.RuleMachineTags {
+				t.Errorf("tag %q listed as %q: rule %q, want %s", has, listed, rule, offboard.RuleMachineTags)
+			}
+			groups := &config.Guards{Protect: config.Protect{RbacGroups: []string{listed}}}
+			if rule, _ := refusal(groups, id, &mde.Machine{ID: id, RbacGroupName: has, RbacGroupID: "7"}, now); rule != offboard.RuleRbacGroups {
+				t.Errorf("group %q listed as %q: rule %q, want %s", has, listed, rule, offboard.RuleRbacGroups)
+			}
+		}
+	}
+	g := &config.Guards{Protect: config.Protect{MachineTags: []string{"ᏣᎳᎩ Straße"}, RbacGroups: []string{"ᏣᎳᎩ Straße"}}}
+	for _, has := range []string{"ᏣᎳ STRASSE", "ꮳꮃꭹ STRASS"} {
+		if rule, why := refusal(g, id, &mde.Machine{ID: id, MachineTags: []string{has}, RbacGroupName: has, RbacGroupID: "7"}, now); rule != "" {
+			t.Errorf("%q: refused by %s (%s), want none", has, rule, why)
+		}
+	}
+}
