@@ -69,7 +69,7 @@ type Tracking struct {
 // which d stands for days too ("90d", "1d12h").
 type Duration time.Duration
 
-// UnmarshalYAML reads a Go duration string or a number of days. Its
+// UnmarshalYAML reads a Go duration string, d for days among its units. Its
 // error does not hold the value (a secret pasted in the wrong place would
 // be shown): Parse names the key.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
