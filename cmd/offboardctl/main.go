@@ -471,7 +471,7 @@ func mayReadStream(nc *nats.Conn, stream string, timeout time.Duration) bool {
 // connection" alone left a first run, the worker not started, guessing.
 // So it does for a server without the TLS the settings ask for.
 func (c *cli) noServerHint(err error) string {
-	if hint := queue.NoTLSHint(err); hint != "" {
+	if hint := c.conn.NoTLSHint(err); hint != "" {
 		return hint
 	}
 	if !errors.Is(err, nats.ErrNoServers) {

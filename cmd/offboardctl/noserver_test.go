@@ -66,3 +66,20 @@ func TestNATSWithoutTLSSaysSo(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// TestTLSURLWithoutTLSNamesTheScheme: a tls:// URL, no TLS flag given,
+// for a server without TLS is answered in one line, exit 1, naming the
+// scheme, not the flags. Before, the line asked to leave out --tlsca,
+// --tlscert and --tlskey, none of them given.
+func TestTLSURLWithoutTLSNamesTheScheme(t *testing.T) {
+	t.Parallel()
+	_, js := natstest.Connect(t)
+	url := strings.Replace(js.Conn().ConnectedUrl(), "nats://", "tls://", 1)
+	var out, errb bytes.Buffer
+	code := run([]string{"--nats-url", url, "status"}, &out, &errb)
+	if code != exitFailed || strings.Count(errb.String(), "\n") != 1 ||
+		!strings.Contains(errb.String(), "the server offers no TLS, which the URL's tls:// scheme asks for") ||
+		strings.Contains(errb.String(), "--tls") {
+		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}

@@ -50,7 +50,7 @@ func (a *App) connect() error {
 	a.connected = a.natsConnectedGauge()
 	nc, err := nats.Connect(url, a.natsOptions()...)
 	if err != nil {
-		return fmt.Errorf("connect to NATS at %s: %w%s", queue.RedactURLs(url), err, queue.NoTLSHint(err))
+		return fmt.Errorf("connect to NATS at %s: %w%s", queue.RedactURLs(url), err, a.opts.natsConn().NoTLSHint(err))
 	}
 	a.nc = nc
 	a.setConnected(true)

@@ -508,11 +508,16 @@ func CheckReplies(nc *nats.Conn, timeout time.Duration) error {
 }
 
 // NoTLSHint explains a connection refused because the server offers no
-// TLS while the TLS settings ask for it ("nats: secure connection not
-// available" named neither side); empty for any other error.
-func NoTLSHint(err error) string {
+// TLS while the TLS settings, or the URL's tls:// scheme alone, ask for
+// it ("nats: secure connection not available" named neither side); empty
+// for any other error. Without a TLS setting the flags are not named: a
+// tls:// URL was told to leave out flags it was never given.
+func (c Conn) NoTLSHint(err error) string {
 	if !errors.Is(err, nats.ErrSecureConnWanted) {
 		return ""
+	}
+	if c.TLSCA == "" && c.TLSCert == "" && c.TLSKey == "" {
+		return " (the server offers no TLS, which the URL's tls:// scheme asks for: give the URL of the server with TLS, or nats:// for one without)"
 	}
 	return " (the server offers no TLS, which --tlsca, --tlscert and --tlskey ask for: give the URL of the server with TLS, or leave them out)"
 }
