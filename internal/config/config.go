@@ -908,13 +908,25 @@ func microsoftHost(base string) bool {
 	return strings.HasSuffix(host, ".microsoft.com") || strings.HasSuffix(host, ".microsoft.us")
 }
 
+// apiCaseHint names the API a limits key written in another case is
+// meant as (machineActions for machineactions), as spellingHint does for
+// the other settings; empty for any other key.
+func apiCaseHint(key string) string {
+	for _, api := range mde.APIs {
+		if strings.EqualFold(api, key) {
+			return ": the APIs are case-sensitive; write " + api
+		}
+	}
+	return ""
+}
+
 // resolveLimits reads the limits of each API, the defaults where none.
 func (t *Tenant) resolveLimits() []error {
 	var errs []error
 	t.Resolved.Windows = map[string][]limiter.Window{}
 	for api := range t.Limits {
 		if !isAPI(api) {
-			errs = append(errs, fmt.Errorf("limits: unknown API %q (want %s)", api, strings.Join(mde.APIs, ", ")))
+			errs = append(errs, fmt.Errorf("limits: unknown API %q (want %s)%s", api, strings.Join(mde.APIs, ", "), apiCaseHint(api)))
 		}
 	}
 	for _, api := range mde.APIs {

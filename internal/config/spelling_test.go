@@ -19,6 +19,8 @@ func TestSettingWrittenInAnotherCaseNamesTheSetting(t *testing.T) {
 		{"tenants:" + okTenant + "    tracking:\n      maxage: 24h\n", "tenants[0].tracking.maxage: field maxage not found in type config.Tracking: settings are case-sensitive; write maxAge"},
 		{"tenants:" + okTenant + "    guards:\n      protect:\n        machinetags: [x]\n", "write machineTags"},
 		{"Tenants:" + okTenant, "write tenants"},
+		{"tenants:" + okTenant + "    limits:\n      machineActions: [\"10/1m\"]\n", `limits: unknown API "machineActions" (want offboard, machines, machineactions): the APIs are case-sensitive; write machineactions`},
+		{"tenants:" + okTenant + "    limits:\n      Offboard: [\"10/1m\"]\n", "write offboard"},
 	} {
 		_, err := Parse([]byte(tc.file))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -28,5 +30,9 @@ func TestSettingWrittenInAnotherCaseNamesTheSetting(t *testing.T) {
 	_, err := Parse([]byte("tenants:" + okTenant + "    caFiles: ca.pem\n"))
 	if err == nil || !strings.Contains(err.Error(), "field caFiles not found") || strings.Contains(err.Error(), "write") {
 		t.Errorf("a key that is no setting: %v", err)
+	}
+	_, err = Parse([]byte("tenants:" + okTenant + "    limits:\n      machine_actions: [\"10/1m\"]\n"))
+	if err == nil || !strings.Contains(err.Error(), `unknown API "machine_actions"`) || strings.Contains(err.Error(), "write") {
+		t.Errorf("an API that is none in any case: %v", err)
 	}
 }
