@@ -152,6 +152,10 @@ type callSpec struct {
 func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limiter.Permit) (*mde.Verdict, *offboard.Result, error) {
 	t := j.t
 	var n tries
+	// again is the answer after which the call is to be made again:
+	// counted a retry once its permit is had, so a stop during a 429's
+	// pause, a backoff or the wait for a place counts none.
+	var again *mde.Verdict
 	for {
 		if permit != nil && t.limits.PausedUntil().After(c.clock.Now()) {
 			// Taken before a 429 paused the tenant: wait for the pause.
@@ -168,6 +172,10 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 			if err != nil {
 				return nil, nil, err
 			}
+		}
+		if again != nil {
+			c.retried(spec.api, again)
+			again = nil
 		}
 		if spec.api == mde.APIOffboard {
 			j.attempts++
@@ -196,10 +204,12 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		if ctx.Err() != nil {
 			return nil, nil, ctx.Err()
 		}
+		last := v
 		v, res, err = c.after(ctx, j, spec, &n, v)
 		if v != nil || res != nil || err != nil {
 			return v, res, err
 		}
+		again = last
 	}
 }
 
@@ -228,7 +238,6 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 	}
 	switch {
 	case v.Class == mde.Throttled:
-		c.retried(spec.api, v)
 		c.pause(ctx, t, spec.api, v, j.log)
 	case v.RefreshToken:
 		// The cached token may have been revoked or the app's credentials
@@ -243,7 +252,6 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 			//nolint:nilerr // the failure is the request's result
 			return nil, j.failed(offboard.CodeUnauthorized, "the API refused the token and no new one could be had: "+err.Error(), v), nil
 		}
-		c.retried(spec.api, v)
 	default:
 		t.repeats.log(j.log, zap.WarnLevel, "failed:"+spec.api+":"+v.Reason.String(), "API call failed: trying again",
 			zap.String("api", spec.api), zap.Stringer("reason", v.Reason), zap.String("answer", v.Error()))
@@ -254,19 +262,15 @@ func (c *caller) after(ctx context.Context, j *job, spec callSpec, n *tries, v *
 			// The call is made again only if the recheck did not find
 			// what it did.
 			res, err := spec.recheck(ctx)
-			if res == nil && err == nil {
-				c.retried(spec.api, v)
-			}
 			return nil, res, err
 		}
-		c.retried(spec.api, v)
 	}
 	return nil, nil, nil
 }
 
-// retried counts a call about to be made again after the answer v: not
-// one whose request ends here instead (a new token refused, a recheck
-// that found the action, a stop during the backoff).
+// retried counts a call made again after the answer v, its permit had:
+// not one whose request ends before (a new token refused, a recheck that
+// found the action, a stop during a 429's pause or the backoff).
 func (c *caller) retried(api string, v *mde.Verdict) {
 	c.m.Retries.WithLabelValues(api, v.Reason.String()).Inc()
 }
