@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -357,7 +358,12 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 		return c.js, nil
 	}
 	closed := make(chan struct{})
+	// Whether a server of the list took the connection: nats.go tells
+	// "no servers available" when the last it tries refuses it, even
+	// after another that answered and refused the credentials.
+	var answered atomic.Bool
 	opts := append(c.conn.Options(), nats.Name("offboardctl"), nats.Timeout(c.timeout),
+		nats.SetCustomDialer(answeringDialer{d: &net.Dialer{Timeout: c.timeout}, answered: &answered}),
 		// A connection gone silent without being closed (a firewall or a
 		// NAT that dropped its flow, a server frozen) is noticed after
 		// two pings unanswered, within half a minute, and made again:
@@ -379,7 +385,7 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 	go func() {
 		nc, err := nats.Connect(c.conn.URL, opts...)
 		if err != nil {
-			done <- connected{err: fmt.Errorf("connect to NATS at %s: %w%s", queue.RedactURLs(c.conn.URL), err, c.noServerHint(err))}
+			done <- connected{err: fmt.Errorf("connect to NATS at %s: %w%s", queue.RedactURLs(c.conn.URL), err, c.noServerHint(err, answered.Load()))}
 			return
 		}
 		if err := queue.CheckReplies(nc, c.timeout); err != nil {
@@ -470,18 +476,40 @@ func mayReadStream(nc *nats.Conn, stream string, timeout time.Duration) bool {
 // NATS server was looked for and what to do: "no servers available for
 // connection" alone left a first run, the worker not started, guessing.
 // So it does for a server without the TLS the settings ask for.
-func (c *cli) noServerHint(err error) string {
+// A server that took the connection (answered), then refused it, is no
+// absent server: with several URLs, nats.go reports the last one's
+// refusal alone.
+func (c *cli) noServerHint(err error, answered bool) string {
 	if hint := c.conn.NoTLSHint(err); hint != "" {
 		return hint
 	}
 	if !errors.Is(err, nats.ErrNoServers) {
 		return ""
 	}
+	if answered {
+		return " (a server of the list took the connection, then refused it, the others not answering: " +
+			"check the user and password, or " + c.flagName("nats-creds") + ", and the TLS settings for that server)"
+	}
 	if c.conn.URL == nats.DefaultURL {
 		return " (no NATS server answers there: is the worker running? its embedded server listens there; " +
 			"with a NATS server of your own, give its URL as --nats-url)"
 	}
 	return " (no NATS server answers there: is it running, and is " + c.flagName("nats-url") + " the worker's?)"
+}
+
+// answeringDialer dials as d does and records in answered that a
+// server took a connection.
+type answeringDialer struct {
+	d        *net.Dialer
+	answered *atomic.Bool
+}
+
+func (a answeringDialer) Dial(network, address string) (net.Conn, error) {
+	conn, err := a.d.Dial(network, address)
+	if err == nil {
+		a.answered.Store(true)
+	}
+	return conn, err
 }
 
 // lostFor is how long the connection has been lost, as of now, while

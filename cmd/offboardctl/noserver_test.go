@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -38,11 +39,11 @@ func TestNoNATSServerSaysWhatToCheck(t *testing.T) {
 	// the test's to choose, so the hint is asked for directly.
 	c := &cli{}
 	c.conn.URL = nats.DefaultURL
-	if hint := c.noServerHint(nats.ErrNoServers); !strings.Contains(hint, "is the worker running? its embedded server listens there") ||
+	if hint := c.noServerHint(nats.ErrNoServers, false); !strings.Contains(hint, "is the worker running? its embedded server listens there") ||
 		!strings.Contains(hint, "give its URL as --nats-url") {
 		t.Errorf("hint for the default URL: %q", hint)
 	}
-	if hint := c.noServerHint(nats.ErrAuthorization); hint != "" {
+	if hint := c.noServerHint(nats.ErrAuthorization, false); hint != "" {
 		t.Errorf("hint for a refused user: %q", hint)
 	}
 }
@@ -81,5 +82,38 @@ func TestTLSURLWithoutTLSNamesTheScheme(t *testing.T) {
 		!strings.Contains(errb.String(), "the server offers no TLS, which the URL's tls:// scheme asks for") ||
 		strings.Contains(errb.String(), "--tls") {
 		t.Errorf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+// TestRefusedAndAbsentServersAreToldApart: of two URLs, one a server that
+// refuses the password and one where nothing listens, the line does not
+// say that no server answers: nats.go told "no servers available" alone
+// when it tried the absent one last, and the hint sent the operator
+// looking for a server that runs. The password is not shown.
+func TestRefusedAndAbsentServersAreToldApart(t *testing.T) {
+	t.Parallel()
+	url := natstest.StartWithUsers(t, &server.User{Username: "alice", Password: "right"})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	absent := "nats://" + l.Addr().String()
+	_ = l.Close()
+	// Both orders: the client tries the URLs in a random order unless
+	// told otherwise, and the refusal told last was named as it is.
+	for _, urls := range []string{
+		strings.Replace(url, "nats://", "nats://alice:s3cretpw@", 1) + "," + absent,
+		absent + "," + strings.Replace(url, "nats://", "nats://alice:s3cretpw@", 1),
+	} {
+		for range 3 {
+			var out, errb bytes.Buffer
+			code := run([]string{"--connect-timeout", "2s", "--nats-url", urls, "status"}, &out, &errb)
+			e := errb.String()
+			if code != exitFailed || strings.Count(e, "\n") != 1 || strings.Contains(e, "s3cretpw") ||
+				strings.Contains(e, "no NATS server answers there") ||
+				!(strings.Contains(e, "Authorization Violation") || strings.Contains(e, "a server of the list took the connection, then refused it")) {
+				t.Errorf("exit %d, stderr %q", code, e)
+			}
+		}
 	}
 }
