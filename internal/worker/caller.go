@@ -144,6 +144,15 @@ type callSpec struct {
 	record func(context.Context, *limiter.Permit) (time.Time, error)
 }
 
+// permitFor waits for a place for spec's next call: by spec.acquire if
+// set, else in the tenant's limiter of spec's API.
+func (c *caller) permitFor(ctx context.Context, j *job, spec callSpec) (*limiter.Permit, error) {
+	if spec.acquire != nil {
+		return spec.acquire(ctx)
+	}
+	return c.acquire(ctx, j.t, spec.api, j.prio == offboard.Bulk)
+}
+
 // call makes one API call for a request and repeats it as the policy says.
 // It returns the last verdict when it is the call's answer (success,
 // already pending, final, not found); a failed result when retries ran
@@ -164,12 +173,7 @@ func (c *caller) call(ctx context.Context, j *job, spec callSpec, permit *limite
 		}
 		if permit == nil {
 			var err error
-			if spec.acquire != nil {
-				permit, err = spec.acquire(ctx)
-			} else {
-				permit, err = c.acquire(ctx, t, spec.api, j.prio == offboard.Bulk)
-			}
-			if err != nil {
+			if permit, err = c.permitFor(ctx, j, spec); err != nil {
 				return nil, nil, err
 			}
 		}
