@@ -217,13 +217,7 @@ func TestDeadRetryOfACalledRequestWhoseFirstDeadLetterIsGone(t *testing.T) {
 	const ttl = time.Second
 	nc, js := withLedgerTTL(t, ttl)
 
-	a := strings.Repeat("a", 40)
-	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
-	for _, v := range []struct{ attempt, calls int }{{1, 2}, {2, 0}} {
-		publishResult(t, js, failedAfterCalls(t, a, v.attempt, v.calls), v.attempt)
-		publishDead(t, js, offboard.CodeAPIError, strings.Replace(body, "{", fmt.Sprintf(`{"attempt":%d,`, v.attempt), 1))
-		time.Sleep(100 * time.Millisecond) // well past resultsMargin
-	}
+	calledThenRetriedWithoutCalls(t, js)
 	s, err := js.Stream(t.Context(), offboard.StreamDead)
 	if err != nil {
 		t.Fatal(err)
@@ -285,4 +279,19 @@ func wantCalledRequestRefused(t *testing.T, url string) {
 		!strings.Contains(errs, "lost-1 was answered failed after offboard calls ") {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
 	}
+}
+
+// calledThenRetriedWithoutCalls publishes the results and dead letters of
+// request lost-1 of a device (returned): failed after two offboard calls,
+// then retried and failed again before any call.
+func calledThenRetriedWithoutCalls(t *testing.T, js jetstream.JetStream) (device string) {
+	t.Helper()
+	device = strings.Repeat("a", 40)
+	body := `{"requestId":"lost-1","machineId":"` + device + `"}`
+	for _, v := range []struct{ attempt, calls int }{{1, 2}, {2, 0}} {
+		publishResult(t, js, failedAfterCalls(t, device, v.attempt, v.calls), v.attempt)
+		publishDead(t, js, offboard.CodeAPIError, strings.Replace(body, "{", fmt.Sprintf(`{"attempt":%d,`, v.attempt), 1))
+		time.Sleep(100 * time.Millisecond) // well past resultsMargin
+	}
+	return device
 }

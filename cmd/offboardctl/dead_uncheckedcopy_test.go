@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -25,13 +24,7 @@ func TestDeadRetryOfACalledRequestWithAnUncheckedCopy(t *testing.T) {
 	const ttl = time.Second
 	nc, js := withLedgerTTL(t, ttl)
 
-	a := strings.Repeat("a", 40)
-	body := `{"requestId":"lost-1","machineId":"` + a + `"}`
-	for _, v := range []struct{ attempt, calls int }{{1, 2}, {2, 0}} {
-		publishResult(t, js, failedAfterCalls(t, a, v.attempt, v.calls), v.attempt)
-		publishDead(t, js, offboard.CodeAPIError, strings.Replace(body, "{", fmt.Sprintf(`{"attempt":%d,`, v.attempt), 1))
-		time.Sleep(100 * time.Millisecond) // well past resultsMargin
-	}
+	calledThenRetriedWithoutCalls(t, js)
 	// 3: the copy that fails the request's checks, and its answer.
 	res, err := (&offboard.Result{RequestID: "lost-1", Tenant: "contoso", Outcome: offboard.OutcomeFailed, Attempt: 1,
 		Error: &offboard.ResultError{Code: offboard.CodeInvalidRequest, Message: "machineId is not a machine id"}, CompletedAt: time.Now().UTC()}).Marshal()
