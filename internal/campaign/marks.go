@@ -420,14 +420,13 @@ func (w *Watcher) stalled(ctx context.Context) bool {
 	if missing != 0 && seen < missing {
 		return true
 	}
-	// The first mark after seen; a server that cannot answer now leaves
-	// the watch as it is.
-	m, err := w.stream.GetMsg(ctx, seen+1, jetstream.WithGetMsgSubject("$KV."+offboard.BucketControl+"."+keyPrefix+">"))
+	// A server that cannot answer now leaves the watch as it is.
+	found := queue.FirstEntryAfter(ctx, w.stream, offboard.BucketControl, seen, keyPrefix+">")
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.missing = 0
-	if err == nil && m.Sequence > w.seen {
-		w.missing = m.Sequence
+	if found > w.seen {
+		w.missing = found
 	}
 	return false
 }

@@ -204,15 +204,8 @@ func (w *Watcher) stalled(ctx context.Context) bool {
 	if missing != 0 && seen < missing {
 		return true
 	}
-	var found uint64
-	for _, key := range controlKeys() {
-		// The first entry of those keys after seen; a server that cannot
-		// answer now leaves the watch as it is.
-		m, err := w.stream.GetMsg(ctx, seen+1, jetstream.WithGetMsgSubject("$KV."+offboard.BucketControl+"."+key))
-		if err == nil && (found == 0 || m.Sequence < found) {
-			found = m.Sequence
-		}
-	}
+	// A server that cannot answer now leaves the watch as it is.
+	found := queue.FirstEntryAfter(ctx, w.stream, offboard.BucketControl, seen, controlKeys()...)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.missing = 0

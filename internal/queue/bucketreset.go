@@ -103,3 +103,20 @@ func EachEntry(ctx context.Context, kv jetstream.KeyValue, fn func(jetstream.Key
 		}
 	}
 }
+
+// FirstEntryAfter is the revision of the first entry of bucket's keys
+// (KV key filters) after revision seen in stream, the bucket's: 0 when
+// there is none, or when the server cannot answer now. A watch of those
+// keys that has not brought it within a while has stalled: it is a
+// consumer of one replica on one server, which may be lost while the
+// client's own connection to another holds.
+func FirstEntryAfter(ctx context.Context, stream jetstream.Stream, bucket string, seen uint64, keys ...string) uint64 {
+	var first uint64
+	for _, key := range keys {
+		m, err := stream.GetMsg(ctx, seen+1, jetstream.WithGetMsgSubject("$KV."+bucket+"."+key))
+		if err == nil && (first == 0 || m.Sequence < first) {
+			first = m.Sequence
+		}
+	}
+	return first
+}
