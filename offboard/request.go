@@ -400,7 +400,9 @@ func joined(r rune) bool {
 // checkMembers refuses what encoding/json would read differently from a
 // case-sensitive reader (an approval step, an audit): a member that repeats,
 // or one that differs from a field name only in case ({"DryRun": false}
-// next to {"dryRun": true}). Other unknown members are ignored. refused
+// next to {"dryRun": true}); and a member written as a field's name in
+// another naming style ({"dry_run": true}), which its publisher meant as
+// the field. Other unknown members are ignored. refused
 // names the fields such members stand for: which of their values
 // encoding/json keeps is not what the request says, so none is echoed.
 func checkMembers(data []byte) (refused map[string]bool, err error) {
@@ -415,6 +417,22 @@ func checkMembers(data []byte) (refused map[string]bool, err error) {
 	return j.refused, j.err
 }
 
+// withoutSeparators is name without the separators other naming styles
+// put between words ("dry_run", "dry-run", "dry.run", "dry run"). Such a
+// member is meant as the field: ignored as an unknown one, a publisher's
+// {"dry_run": true} would make a real offboard.
+func withoutSeparators(name string) string {
+	if !strings.ContainsAny(name, "_-. ") {
+		return name
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '_' || r == '-' || r == '.' || r == ' ' {
+			return -1
+		}
+		return r
+	}, name)
+}
+
 // memberJudge applies the member rules one name at a time.
 type memberJudge struct {
 	refused map[string]bool
@@ -423,9 +441,9 @@ type memberJudge struct {
 }
 
 func (j *memberJudge) judge(key string) {
-	field := ""
+	field, bare := "", withoutSeparators(key)
 	for _, f := range fieldNames {
-		if strings.EqualFold(key, f) {
+		if strings.EqualFold(bare, f) {
 			field = f
 		}
 	}
@@ -433,6 +451,8 @@ func (j *memberJudge) judge(key string) {
 	switch {
 	case j.seen[key]:
 		problem = fmt.Errorf("member %s appears twice", Quote(key))
+	case field != "" && bare != key:
+		problem = fmt.Errorf("member %s: field names are written in camel case, without separators: write %q", Quote(key), field)
 	case field != "" && key != field:
 		problem = fmt.Errorf("member %s: field names are case-sensitive, write %q", Quote(key), field)
 	}

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -78,7 +79,7 @@ func requestCases() []requestCase {
 		{name: "name with underscore and final dot", body: `{"requestId":"r1","computerDnsName":"_srv.pc-1.contoso.local."}`, valid: true},
 		{name: "every field", body: byID + `,"comment":"Retired in CMDB (CHG0012345)","tenant":"contoso","requestedBy":"cmdb-sync",` +
 			`"source":"servicenow:CHG0012345","dryRun":true,"attempt":3}`, valid: true},
-		{name: "unknown members ignored", body: byID + `,"extra":{"a":[1,null]},"machine_id":"x","requestIdx":5}`, valid: true},
+		{name: "unknown members ignored", body: byID + `,"extra":{"a":[1,null]},"change_ticket":"x","x-trace-id":"y","requestIdx":5}`, valid: true},
 		{name: "request id of 128 characters", body: `{"requestId":"` + long("a", 128) + `","machineId":"` + deviceID + `"}`, valid: true},
 		{name: "comment of 1000 characters", body: byID + `,"comment":"` + long("é", 1000) + `"}`, valid: true},
 		{name: "requestedBy of 256 characters", body: byID + `,"requestedBy":"` + long("ü", 256) + `"}`, valid: true},
@@ -161,6 +162,8 @@ func requestCases() []requestCase {
 		{name: "member in other case alone", body: `{"requestId":"r1","MachineId":"` + deviceID + `"}`},
 		{name: "member in upper case", body: byID + `,"REQUESTID":"r2"}`},
 		{name: "member with the long s", body: byID + `,"requeſtId":"r2"}`}, // U+017F folds to s
+		{name: "dry run in snake case", body: byID + `,"dry_run":true}`},
+		{name: "dry run in kebab case beside the field", body: byID + `,"dryRun":false,"dry-run":true}`},
 
 		// Refused by the worker only: no JSON Schema can say it.
 		{name: "not UTF-8", body: byID + ",\"comment\":\"\xff\"}",
@@ -190,12 +193,18 @@ func requestCases() []requestCase {
 }
 
 // caseVariantCases refuses, for every field of Request, its name in upper
-// case and with the first letter's case flipped.
+// case and with the first letter's case flipped, and in snake and kebab
+// case ("dry_run", "DRY-RUN") and with a separator before or after it.
 func caseVariantCases() []requestCase {
 	var cases []requestCase
 	for _, name := range jsonFields(reflect.TypeFor[offboard.Request]()) {
 		flipped := strings.ToUpper(name[:1]) + name[1:]
-		for _, v := range []string{strings.ToUpper(name), flipped} {
+		snake := strings.ToLower(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(name, "${1}_${2}"))
+		variants := []string{strings.ToUpper(name), flipped, "_" + name, name + ".", name[:1] + " " + name[1:]}
+		if snake != strings.ToLower(name) {
+			variants = append(variants, snake, strings.ToUpper(strings.ReplaceAll(snake, "_", "-")))
+		}
+		for _, v := range variants {
 			cases = append(cases, requestCase{name: "member " + v, body: byID + `,"` + v + `":null}`})
 		}
 	}
@@ -205,7 +214,7 @@ func caseVariantCases() []requestCase {
 // Every parser failure, by the words of its message: the table must show
 // each of them.
 var parseFailures = []string{
-	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive",
+	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive", "without separators",
 	"requestId is missing", "does not match [A-Za-z0-9._:-]{1,128}", "not 40 hexadecimal", "not a DNS name",
 	"characters, more than", "control or formatting", "does not match the subject", "attempt must be at least 1",
 	"not both", "is required", "nested more than 10000 levels deep",
