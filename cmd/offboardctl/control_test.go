@@ -158,7 +158,7 @@ func TestPauseStatusResume(t *testing.T) {
 		t.Errorf("ETA with the budget spent: %s", out)
 	}
 	_, out, _ = ctl(t, url, "status", "contoso")
-	if !strings.Contains(out, "(budget)") || !strings.Contains(out, "24h0m0s (budget)") {
+	if !strings.Contains(out, "(budget)") || !strings.Contains(out, "24h00m (budget)") {
 		t.Errorf("status with the budget spent:\n%s", out)
 	}
 }

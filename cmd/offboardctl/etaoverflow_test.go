@@ -58,3 +58,25 @@ func TestCampaignBudgetETAPastTheYear2262(t *testing.T) {
 		t.Errorf("ETA %v (by budget %v), want the longest, %v, by the budget", s.eta, s.byBudget, time.Duration(math.MaxInt64))
 	}
 }
+
+// TestStatusETAWrittenAsCampaignRunWritesIt: status writes an ETA in the
+// form campaign run's progress and campaign status use (58m06s, 2h05m),
+// not Go's (58m6s, 2h5m0s), so one backlog reads alike in all three.
+func TestStatusETAWrittenAsCampaignRunWritesIt(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		eta  time.Duration
+		want string
+	}{
+		{58*time.Minute + 6*time.Second, "58m06s"},
+		{2*time.Hour + 5*time.Minute, "2h05m"},
+		{24 * time.Hour, "24h00m"},
+		{12 * time.Second, "12s"},
+	} {
+		secs := c.eta.Seconds()
+		st := tenantStatus{ETA: &secs, Backlog: map[offboard.Priority]uint64{offboard.Bulk: 10}}
+		if got := etaCell(st); got != c.want || got != campaign.Human(c.eta) {
+			t.Errorf("status ETA cell for %v: %q, want %q as campaign run writes it", c.eta, got, c.want)
+		}
+	}
+}

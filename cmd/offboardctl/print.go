@@ -11,6 +11,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/limiter"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -210,7 +211,7 @@ func etaCell(st tenantStatus) string {
 	}
 	s := "now"
 	if *st.ETA >= 1 {
-		s = roundAge(fromSeconds(*st.ETA)).String()
+		s = campaign.Human(fromSeconds(*st.ETA)) // as campaign run and campaign status write it
 	}
 	if st.ETAByBudget {
 		s += " (budget)"
