@@ -25,6 +25,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
+	"golang.org/x/net/http/httpproxy"
 
 	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 	"github.com/contoso-secops/mde-offboard/internal/config"
@@ -584,12 +585,14 @@ func addCapped(a, b time.Duration) time.Duration {
 // one each; the extras are closed once one is up. Over
 // HTTP/1.1 each call under way takes a connection, and up to idle of them
 // stay open per host: with Go's default of two, most calls paid a new TLS
-// handshake. A call is bounded by callTimeout (--call-timeout), its
-// context's; the client's own bounds catch what no context bounds, and
-// are never shorter.
+// handshake. The environment's proxy settings apply, but not to the
+// instance metadata service (proxyFor). A call is bounded by callTimeout
+// (--call-timeout), its context's; the client's own bounds catch what no
+// context bounds, and are never shorter.
 func httpClient(caFile string, idle int, callTimeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = idle
+	tr.Proxy = proxyFor(httpproxy.FromEnvironment())
 	tr.MaxIdleConns = 0 // no limit over all hosts: the per-host one holds
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	// A custom TLS configuration turns HTTP/2 off unless asked for.
