@@ -56,8 +56,12 @@ type TokenError struct {
 	// "<resource>/.default"), not the credentials.
 	scope  bool
 	detail string // why a credential file could not be read: the setting and the reason, never the path or content
-	cause  error  // only the context's error, which holds no secret
-	err    error  // what went wrong, when no field says it; never printed
+	// unreached says, in a fixed text, why the login host or the
+	// identity endpoint could not be reached, when the transport said
+	// (noAnswerCause); "" otherwise.
+	unreached string
+	cause     error // only the context's error, which holds no secret
+	err       error // what went wrong, when no field says it; never printed
 }
 
 // tokenFailure says which fixed text a TokenError has.
@@ -108,6 +112,9 @@ func (e *TokenError) Error() string {
 	case failUnreadable:
 		return "get token: the answer of " + e.asked() + " could not be read"
 	case failNoAnswer:
+		if e.unreached != "" {
+			return "get token: no answer from " + e.asked() + ": " + e.unreached
+		}
 		return "get token: no answer from " + e.asked()
 	case failUnknown:
 		return "get token: " + e.asked() + " gave no token"
@@ -173,7 +180,7 @@ func classifyTokenError(ctx context.Context, host string, managed bool, err erro
 		// MSAL puts the whole answer, token included, in this text.
 		te.failure = failUnreadable
 	case strings.Contains(text, "server response error"):
-		te.failure = failNoAnswer
+		te.failure, te.unreached = failNoAnswer, noAnswerCause(text)
 	default:
 		te.failure = failUnknown
 	}
@@ -186,6 +193,27 @@ func classifyTokenError(ctx context.Context, host string, managed bool, err erro
 		}
 	}
 	return te
+}
+
+// noAnswerCause names, in a fixed text, why the transport reached no
+// answer, from the identity library's error text (its chain of errors
+// ends in text: the library formats its transport's error into it); ""
+// when the text says nothing known. The text itself is never shown: it
+// may hold what the login host said.
+func noAnswerCause(text string) string {
+	switch {
+	case strings.Contains(text, "proxyconnect "):
+		return "the proxy that HTTPS_PROXY names could not be reached"
+	case strings.Contains(text, "no such host"):
+		return "its name does not resolve (check the DNS; where the internet is reached through a proxy, set HTTPS_PROXY)"
+	case strings.Contains(text, "x509: "), strings.Contains(text, "tls: failed to verify"):
+		return "its TLS certificate is not accepted: not trusted, expired or of another name (a TLS-inspecting proxy's CA goes in the tenant's caFile)"
+	case strings.Contains(text, "connection refused"):
+		return "the connection was refused"
+	case strings.Contains(text, "i/o timeout"):
+		return "the connection timed out"
+	}
+	return ""
 }
 
 // loginRetryAfter is the wait an error answer of the login host asks
