@@ -233,6 +233,9 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 	if out := run("dead", "ls", "contoso"); !strings.Contains(out, "chg-2") {
 		t.Errorf("dead ls: %s", out)
 	}
+	if out := run("results", "contoso", "--request-id", "chg-2"); !strings.Contains(out, "chg-2") {
+		t.Errorf("results: %s", out)
+	}
 	if out := run("dead", "retry", "contoso", "--all"); !strings.Contains(out, "retried chg-2 attempt 2") {
 		t.Errorf("dead retry: %s", out)
 	}

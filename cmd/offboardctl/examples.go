@@ -48,6 +48,13 @@ var examples = map[string][]string{
 	"offboardctl campaign cancel": {
 		`offboardctl campaign cancel --tenant contoso --name retire-2026 --reason "wrong list"`,
 	},
+	"offboardctl results": {
+		"# Who offboarded a device, when, and its Machine Action",
+		"offboardctl results contoso --machine-id 1e5bc9d7e413ddd7902c2932e418702b84d0cc07",
+		"offboardctl results contoso --name laptop-123.contoso.local --since 30d",
+		"offboardctl results contoso --request-id 3f0c2a1e-8d4b-4f51-9a6e-2b7c1d0e9f88 --json",
+		"offboardctl results contoso --outcome failed --since 24h",
+	},
 	"offboardctl dead ls": {
 		"offboardctl dead ls",
 		"offboardctl dead ls contoso --code machine_not_found",

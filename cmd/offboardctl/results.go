@@ -1,0 +1,228 @@
+package main
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+func init() { commands = append(commands, newResultsCmd) }
+
+// resultsFilter is what results lists: every condition given holds.
+type resultsFilter struct {
+	requestID, machineID, name, outcome, since string
+
+	sinceAt time.Time // from since, when given
+}
+
+func newResultsCmd(c *cli) *cobra.Command {
+	var f resultsFilter
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "results TENANT [--request-id ID] [--machine-id ID] [--name DNSNAME] [--outcome OUTCOME] [--since DURATION]",
+		Short: "List a tenant's stored results: who asked for which device, when, and what came of it",
+		Long: `List a tenant's results as the worker stored them (MDE_OFFBOARD_RESULTS),
+oldest first: when each was stored, the request id and its attempt, the
+outcome, the device, who asked and from where, and the Machine Action or
+the failure. Every filter given must hold. The results kept are those of
+the results stream's max age (--results-max-age of the worker).`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usagef("%s takes one tenant; see %s --help", cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			tenant := args[0]
+			if err := checkTenantArg(tenant); err != nil {
+				return err
+			}
+			if err := f.check(time.Now()); err != nil {
+				return err
+			}
+			list := newResultList(c, asJSON)
+			err := c.eachResult(cmd.Context(), tenant, f.sinceAt, func(m jetstream.Msg, r *offboard.Result) {
+				if f.match(r) {
+					list.add(m, r)
+				}
+			})
+			switch {
+			case err != nil && cmd.Context().Err() != nil:
+				err = fmt.Errorf("interrupted: the list is not whole (%d listed; %w)", list.n, context.Cause(cmd.Context()))
+			case err != nil && list.n > 0:
+				err = fmt.Errorf("the list is not whole (%d listed): %w", list.n, err)
+			}
+			return list.end(err)
+		},
+	}
+	fl := cmd.Flags()
+	onceFlag(fl, &f.requestID, "request-id", "", "only the results of this request id")
+	onceFlag(fl, &f.machineID, "machine-id", "", "only the results for this device id (40 hexadecimal characters)")
+	onceFlag(fl, &f.name, "name", "", "only the results for this computerDnsName (any case, a final dot aside)")
+	onceFlag(fl, &f.outcome, "outcome", "", "only results of this outcome: "+joinOutcomes())
+	onceFlag(fl, &f.since, "since", "", "only results stored within this long: 24h, 30d")
+	fl.BoolVar(&asJSON, "json", false, "JSON output: the results as stored")
+	return cmd
+}
+
+// check refuses a filter that could match nothing by its form, in one
+// line, and reads --since against now.
+func (f *resultsFilter) check(now time.Time) error {
+	if f.requestID != "" && !offboard.ValidRequestID(f.requestID) {
+		return usagef("--request-id %s is not a request id: [A-Za-z0-9._:-]{1,128}", offboard.Quote(f.requestID))
+	}
+	if f.machineID != "" && !offboard.ValidMachineID(f.machineID) {
+		return usagef("--machine-id %s is not a device id: 40 hexadecimal characters", offboard.Quote(f.machineID))
+	}
+	if f.name != "" && !oneLine(f.name) {
+		return usagef("--name holds a control character or is not UTF-8: give a host name")
+	}
+	if f.outcome != "" && !slices.Contains(offboard.Outcomes, offboard.Outcome(f.outcome)) {
+		return usagef("--outcome %s is none of %s", offboard.Quote(f.outcome), joinOutcomes())
+	}
+	if f.since != "" {
+		d, err := config.ParseDuration(f.since)
+		if err != nil || d <= 0 {
+			return usagef("--since %s is not a positive duration such as 24h or 30d", offboard.Quote(f.since))
+		}
+		f.sinceAt = now.Add(-d)
+	}
+	return nil
+}
+
+// match says whether r holds every condition given.
+func (f *resultsFilter) match(r *offboard.Result) bool {
+	switch {
+	case f.requestID != "" && r.RequestID != f.requestID:
+	case f.machineID != "" && !strings.EqualFold(r.MachineID, f.machineID):
+	case f.name != "" && !strings.EqualFold(strings.TrimSuffix(r.ComputerDNSName, "."), strings.TrimSuffix(f.name, ".")):
+	case f.outcome != "" && string(r.Outcome) != f.outcome:
+	default:
+		return true
+	}
+	return false
+}
+
+func joinOutcomes() string {
+	names := make([]string, len(offboard.Outcomes))
+	for i, o := range offboard.Outcomes {
+		names[i] = string(o)
+	}
+	return strings.Join(names, ", ")
+}
+
+// eachResult hands fn each result of tenant stored at or after since
+// (zero: every one kept), oldest first. A message on the subject that is
+// no result is passed over. With none read, a tenant no worker has set
+// up (a typo) is told so.
+func (c *cli) eachResult(ctx context.Context, tenant string, since time.Time, fn func(jetstream.Msg, *offboard.Result)) error {
+	js, err := c.connect(ctx)
+	if err != nil {
+		return err
+	}
+	seen := false
+	err = scanWaiting(ctx, js, offboard.StreamResults, c.subjects.Result(tenant), since, scanWait, func(m jetstream.Msg) {
+		seen = true
+		if r, ok := decodeResult(m); ok {
+			fn(m, r)
+		}
+	})
+	if err != nil || seen {
+		return err
+	}
+	kctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	return knownTenant(kctx, js, tenant, "it has no results either", "")
+}
+
+// resultList writes the results listed, one at a time: a JSON array of
+// the results as stored, or a table aligned as a whole when it ends.
+type resultList struct {
+	c      *cli
+	asJSON bool
+	tw     *tabwriter.Writer
+	n      int
+	err    error
+}
+
+func newResultList(c *cli, asJSON bool) *resultList {
+	l := &resultList{c: c, asJSON: asJSON}
+	if !asJSON {
+		l.tw = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(l.tw, "STORED\tREQUEST ID\tATTEMPT\tOUTCOME\tDEVICE\tNAME\tREQUESTED BY\tSOURCE\tACTION / ERROR")
+	}
+	return l
+}
+
+func (l *resultList) add(m jetstream.Msg, r *offboard.Result) {
+	if l.err != nil {
+		return
+	}
+	l.n++
+	if l.asJSON {
+		var b bytes.Buffer
+		if err := json.Indent(&b, m.Data(), "  ", "  "); err != nil {
+			l.err = err
+			return
+		}
+		sep := ",\n  "
+		if l.n == 1 {
+			sep = "[\n  "
+		}
+		_, l.err = fmt.Fprintf(l.c.stdout, "%s%s", sep, jsonPrintable(b.Bytes()))
+		return
+	}
+	stored := "-"
+	if meta, err := m.Metadata(); err == nil {
+		stored = meta.Timestamp.UTC().Format(time.RFC3339)
+	}
+	fmt.Fprintf(l.tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", stored, shownID(r.RequestID), max(r.Attempt, 1), printable(string(r.Outcome)),
+		orNone(printable(r.MachineID)), orNone(printable(r.ComputerDNSName)), orNone(printable(r.RequestedBy)), orNone(printable(r.Source)), actionOrError(r))
+}
+
+// actionOrError is a result's Machine Action (its id and status) or its
+// failure (code and message, cut to 80 characters).
+func actionOrError(r *offboard.Result) string {
+	if r.Error != nil {
+		msg := printable(r.Error.Code + ": " + r.Error.Message)
+		if rs := []rune(msg); len(rs) > 80 {
+			msg = string(rs[:79]) + "…"
+		}
+		return msg
+	}
+	var a struct{ ID, Status string }
+	if json.Unmarshal(r.MachineAction, &a) != nil || a.ID == "" {
+		return "-"
+	}
+	return printable(strings.TrimSpace(a.ID + " " + a.Status))
+}
+
+// end writes what closes the list, as deadList.end does.
+func (l *resultList) end(readErr error) error {
+	var err error
+	switch {
+	case l.err != nil:
+		return l.err
+	case readErr != nil && l.n == 0:
+		return readErr
+	case !l.asJSON:
+		err = l.tw.Flush()
+	case l.n == 0:
+		_, err = fmt.Fprintln(l.c.stdout, "[]")
+	default:
+		_, err = fmt.Fprintln(l.c.stdout, "\n]")
+	}
+	return cmp.Or(readErr, err)
+}
