@@ -80,35 +80,7 @@ const (
 func (e *TokenError) Error() string {
 	switch e.failure {
 	case failRefused:
-		what := fmt.Sprintf("answered HTTP %d", e.Status)
-		switch {
-		case e.page:
-			what += " without an error of Entra ID's (a proxy's or another server's page?)"
-		case e.Final && e.scope:
-			// The government clouds' default scopes are a guess: the
-			// setting that changes it is named, not the credentials,
-			// which are not what was refused.
-			what = "refused the token's scope, which the tenant's scope setting (or its cloud's default) gives"
-		case e.Final:
-			what = refusals[e.AADSTS]
-			switch {
-			case what != "":
-			case e.managed:
-				what = "refused the identity: check that the managed identity is assigned to this host (clientId names a user-assigned one)"
-			default:
-				what = "refused the credentials: check the tenant's tenantId, clientId and its secret, certificate or federated token"
-			}
-		case e.Status == http.StatusTooManyRequests:
-			what += ": it throttles the application's token requests; tried again after its Retry-After"
-		}
-		codes := []string{fmt.Sprintf("HTTP %d", e.Status)}
-		if e.AADSTS != "" {
-			codes = append(codes, e.AADSTS)
-		}
-		if e.CorrelationID != "" {
-			codes = append(codes, "correlation id "+e.CorrelationID)
-		}
-		return fmt.Sprintf("get token: %s %s (%s)", e.asked(), what, strings.Join(codes, ", "))
+		return e.refusedText()
 	case failUnreadable:
 		return "get token: the answer of " + e.asked() + " could not be read"
 	case failNoAnswer:
@@ -131,6 +103,40 @@ func (e *TokenError) Error() string {
 	default:
 		return "get token: no token, no request sent"
 	}
+}
+
+// refusedText is the text of a failRefused error: the login host's status,
+// what the refusal points at, and its codes.
+func (e *TokenError) refusedText() string {
+	what := fmt.Sprintf("answered HTTP %d", e.Status)
+	switch {
+	case e.page:
+		what += " without an error of Entra ID's (a proxy's or another server's page?)"
+	case e.Final && e.scope:
+		// The government clouds' default scopes are a guess: the
+		// setting that changes it is named, not the credentials,
+		// which are not what was refused.
+		what = "refused the token's scope, which the tenant's scope setting (or its cloud's default) gives"
+	case e.Final:
+		what = refusals[e.AADSTS]
+		switch {
+		case what != "":
+		case e.managed:
+			what = "refused the identity: check that the managed identity is assigned to this host (clientId names a user-assigned one)"
+		default:
+			what = "refused the credentials: check the tenant's tenantId, clientId and its secret, certificate or federated token"
+		}
+	case e.Status == http.StatusTooManyRequests:
+		what += ": it throttles the application's token requests; tried again after its Retry-After"
+	}
+	codes := []string{fmt.Sprintf("HTTP %d", e.Status)}
+	if e.AADSTS != "" {
+		codes = append(codes, e.AADSTS)
+	}
+	if e.CorrelationID != "" {
+		codes = append(codes, "correlation id "+e.CorrelationID)
+	}
+	return fmt.Sprintf("get token: %s %s (%s)", e.asked(), what, strings.Join(codes, ", "))
 }
 
 // asked names what the token was asked of: a managed identity's failures
