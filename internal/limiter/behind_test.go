@@ -88,3 +88,95 @@ func TestWaiterBehindKeepsNoPlace(t *testing.T) {
 		}
 	}
 }
+
+// TestWaiterBehindKeepsItsPlaceAmongBulk: a bulk request waits behind for
+// its permit (a retry after a 5xx) while its campaign's bulk requests
+// keep being fetched. A bulk request fetched after it takes no place it
+// waits for (AcquireAheadBehind), and a later bulk waiter none either:
+// the first waiter has the next place. Before, every bulk request
+// fetched took the place first, and the waiter waited for as long as the
+// campaign's backlog lasted. A normal request still comes first.
+func TestWaiterBehindKeepsItsPlaceAmongBulk(t *testing.T) {
+	t.Parallel()
+	clock := clockwork.NewFakeClockAt(epoch)
+	l := NewTenant(clock).Add("offboard", []Window{{Count: 1, Length: time.Second}})
+	first, _ := l.TryAcquire(epoch)
+	first.Complete(epoch) // its place frees at +1s
+	waiter := func() chan *Permit {
+		got := make(chan *Permit, 1)
+		go func() {
+			p, err := l.AcquireBehind(t.Context())
+			if err != nil {
+				p = nil
+			}
+			got <- p
+		}()
+		return got
+	}
+	earlier := waiter()
+	testwait.Waiters(t, clock, 1)
+	clock.Advance(995 * time.Millisecond) // the loop takes a permit 5 ms ahead
+	if p := l.AcquireAheadBehind(t.Context(), 10*time.Millisecond, 5*time.Millisecond); p != nil {
+		t.Fatalf("a bulk request fetched after a bulk one waiting took its place (at +%v)", p.NotBefore().Sub(epoch))
+	}
+	later := waiter()
+	// The later one waits for no time (the place after the earlier
+	// one's is not known yet): its turn in the line says it waits.
+	for deadline := time.Now().Add(10 * time.Second); l.waitingBehind() < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the later bulk waiter does not wait within 10 s")
+		}
+	}
+
+	clock.Advance(5 * time.Millisecond) // +1s: the place frees
+	if q, _ := l.TryAcquireBehind(clock.Now()); q != nil {
+		t.Fatal("a bulk request's TryAcquireBehind took the place a bulk waiter waits for")
+	}
+	p := testwait.For(t, earlier, 10*time.Second, "the earlier bulk waiter's permit")
+	if p == nil {
+		t.Fatal("the earlier bulk waiter had no permit")
+	}
+	select {
+	case q := <-later:
+		t.Fatalf("the later bulk waiter had a permit beside the earlier one's (%v)", q != nil)
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.Complete(clock.Now()) // the next place frees at +2s
+
+	// A normal request fetched now takes the next place before the later
+	// bulk waiter: bulk never delays normal.
+	clock.Advance(995 * time.Millisecond)
+	normal, _ := l.TryAcquireAhead(clock.Now(), 5*time.Millisecond)
+	if normal == nil {
+		t.Fatal("a normal request fetched while a bulk one waits had no permit for the place freeing")
+	}
+	normal.Complete(normal.NotBefore()) // the next place frees at +3s
+	clock.Advance(995 * time.Millisecond)
+	if q := l.AcquireAheadBehind(t.Context(), 10*time.Millisecond, 5*time.Millisecond); q != nil {
+		t.Fatalf("a bulk request fetched took the later bulk waiter's place (at +%v)", q.NotBefore().Sub(epoch))
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		clock.Advance(time.Millisecond)
+		select {
+		case q := <-later:
+			if q == nil {
+				t.Fatal("the later bulk waiter had no permit")
+			}
+			if at := clock.Now().Sub(epoch); at < 3*time.Second {
+				t.Errorf("the later bulk waiter's permit at +%v, before the normal request's place", at)
+			}
+			return
+		case <-time.After(time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("the later bulk waiter had no permit within 10 s")
+			}
+		}
+	}
+}
+
+// waitingBehind is how many callers wait in AcquireBehind.
+func (l *Limiter) waitingBehind() int {
+	l.tenant.mu.Lock()
+	defer l.tenant.mu.Unlock()
+	return len(l.behind)
+}

@@ -190,6 +190,12 @@ type Limiter struct {
 	// one of them waits for, by a later one either. waited numbers them.
 	waiting []uint64
 	waited  uint64
+	// behind are the callers blocked in AcquireBehind, in the order they
+	// came (numbered with waiting's): each waits behind every caller in
+	// waiting, whenever it came, and keeps its place before the later
+	// ones of behind and before a behind caller that has not waited
+	// (a bulk request just fetched, AcquireAheadBehind).
+	behind []uint64
 	// foreign are other replicas' calls under way, with the time by which
 	// their answer must have arrived (Unix ns); expired are those that
 	// passed it and now stand in others, so that a late completion is not
@@ -226,13 +232,27 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 // waits in Acquire for its permit, no place is taken ahead of it, nor the
 // place it waits for as it frees (nextAfterWaitersLocked).
 func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, time.Duration) {
+	return l.tryAcquireAhead(now, ahead, false)
+}
+
+// TryAcquireBehind is TryAcquire for a caller that waits behind (a bulk
+// request): it takes no place a caller in AcquireBehind waits for.
+func (l *Limiter) TryAcquireBehind(now time.Time) (*Permit, time.Duration) {
+	return l.tryAcquireAhead(now, 0, true)
+}
+
+// tryAcquireAhead is TryAcquireAhead; with behind, for a caller that
+// waits behind (a bulk request): the places the callers in AcquireBehind
+// wait for count as taken too.
+func (l *Limiter) tryAcquireAhead(now time.Time, ahead time.Duration, behind bool) (*Permit, time.Duration) {
 	t := l.tenant
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(l.waiting) > 0 {
+	waiters := l.waitersBefore(behind)
+	if waiters > 0 {
 		ahead = 0 // the place frees for a caller that waits for it
 	}
-	next, ok, recheck := l.nextAfterWaitersLocked(now, false)
+	next, ok, recheck := l.nextAfterLocked(now, false, waiters)
 	if !ok || recheck {
 		return nil, 0
 	}
@@ -325,9 +345,13 @@ func (l *Limiter) Acquire(ctx context.Context) (*Permit, error) {
 }
 
 // AcquireBehind is Acquire for work that must not hold up the rest (a
-// bulk request, which must never delay a normal one): it waits without
-// keeping a place, so that callers that came after it may take the place
-// first, and it takes none that a caller waiting in Acquire keeps.
+// bulk request, which must never delay a normal one): it waits behind,
+// keeping no place from a caller of Acquire or TryAcquireAhead, which may
+// take the place first, whenever it came, and it takes none that a
+// caller waiting in Acquire keeps. Among those that wait behind it keeps
+// its place: a caller of AcquireBehind that came later, or of
+// AcquireAheadBehind (a bulk request fetched since), takes a place only
+// after it.
 func (l *Limiter) AcquireBehind(ctx context.Context) (*Permit, error) {
 	return l.acquireWith(ctx, false, true, 0, true)
 }
@@ -337,15 +361,28 @@ func (l *Limiter) AcquireBehind(ctx context.Context) (*Permit, error) {
 // that frees within lead, and takes it ahead once it frees within ahead.
 // nil: no permit within the lead (or ctx ended).
 func (l *Limiter) AcquireAhead(ctx context.Context, lead, ahead time.Duration) *Permit {
+	return l.acquireAhead(ctx, lead, ahead, false)
+}
+
+// AcquireAheadBehind is AcquireAhead for a call that waits behind (a bulk
+// request just fetched): it takes no place a caller in AcquireBehind
+// waits for either, so that a bulk request waiting for its permit (a
+// retry) is not passed over by every bulk request fetched after it for as
+// long as the campaign lasts. A caller in Acquire still comes first.
+func (l *Limiter) AcquireAheadBehind(ctx context.Context, lead, ahead time.Duration) *Permit {
+	return l.acquireAhead(ctx, lead, ahead, true)
+}
+
+func (l *Limiter) acquireAhead(ctx context.Context, lead, ahead time.Duration, behind bool) *Permit {
 	clock := l.tenant.clock
-	p, wait := l.TryAcquireAhead(clock.Now(), ahead)
+	p, wait := l.tryAcquireAhead(clock.Now(), ahead, behind)
 	if p != nil || wait == 0 || wait > lead {
 		return p
 	}
 	actx, cancel := clockwork.WithTimeout(ctx, clock, 2*lead)
 	defer cancel()
-	if p, _ = l.acquireWith(actx, false, true, ahead, false); p == nil && ctx.Err() == nil {
-		p, _ = l.TryAcquireAhead(clock.Now(), ahead)
+	if p, _ = l.acquireWith(actx, false, true, ahead, behind); p == nil && ctx.Err() == nil {
+		p, _ = l.tryAcquireAhead(clock.Now(), ahead, behind)
 	}
 	return p
 }
@@ -368,7 +405,7 @@ func (l *Limiter) Wait(ctx context.Context) error { return l.WaitWithin(ctx, 0) 
 // With behind, it waits as AcquireBehind does.
 func (l *Limiter) AcquireWithin(ctx context.Context, lead time.Duration, behind bool) *Permit {
 	clock := l.tenant.clock
-	p, wait := l.TryAcquire(clock.Now())
+	p, wait := l.tryAcquireAhead(clock.Now(), 0, behind)
 	if p != nil || wait == 0 || wait > lead {
 		return p
 	}
@@ -377,7 +414,7 @@ func (l *Limiter) AcquireWithin(ctx context.Context, lead time.Duration, behind 
 	if p, _ = l.acquireWith(actx, false, true, 0, behind); p == nil && ctx.Err() == nil {
 		// The bound and the place may have come together (a stalled
 		// caller): look once more, so that no one else takes it.
-		p, _ = l.TryAcquire(clock.Now())
+		p, _ = l.tryAcquireAhead(clock.Now(), 0, behind)
 	}
 	return p
 }
@@ -401,19 +438,26 @@ func (l *Limiter) acquire(ctx context.Context, low, take bool, lead time.Duratio
 
 // acquireWith waits until a call may start within ahead of now and, if
 // take, takes its permit: for a place not free yet, with its NotBefore.
-// behind: the caller keeps no place while it waits (AcquireBehind).
+// behind: the caller waits behind (AcquireBehind, AcquireAheadBehind):
+// after every caller in Acquire, and after those in AcquireBehind that
+// came before it.
 func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Duration, behind bool) (*Permit, error) {
 	t := l.tenant
 	// A caller that waits for a permit at its place is counted while it
 	// waits: no permit is taken ahead of that place (the loop's, for a
 	// request fetched since), which would leave the waiter, woken as the
-	// place frees, without it every time.
-	waiter, waiting, number := take && ahead == 0 && !low && !behind, false, uint64(0)
+	// place frees, without it every time. One that waits behind is
+	// counted among those that wait behind.
+	waiter, waiting, number := take && ahead == 0 && !low, false, uint64(0)
+	queue := &l.waiting
+	if behind {
+		queue = &l.behind
+	}
 	defer func() {
 		if waiting {
 			t.mu.Lock()
-			if i, found := slices.BinarySearch(l.waiting, number); found {
-				l.waiting = slices.Delete(l.waiting, i, i+1)
+			if i, found := slices.BinarySearch(*queue, number); found {
+				*queue = slices.Delete(*queue, i, i+1)
 			}
 			t.notifyLocked() // those that counted its place look again
 			t.mu.Unlock()
@@ -426,13 +470,16 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 		// waiter looking again (as anything frees capacity on the
 		// tenant) would otherwise take one, the earlier waiter woken as
 		// it frees but run after it.
-		before := len(l.waiting)
+		before := l.waitersBefore(behind)
 		if waiting {
-			before, _ = slices.BinarySearch(l.waiting, number)
+			before, _ = slices.BinarySearch(*queue, number)
+			if behind {
+				before += len(l.waiting)
+			}
 		}
 		next, ok, recheck := l.nextAfterLocked(now, low, before)
 		lead := ahead
-		if recheck || take && len(l.waiting) > 0 {
+		if recheck || take && l.waitersBefore(behind) > 0 {
 			lead = 0 // a look again is no place, and a waiter's place is no place ahead
 		}
 		if ok && !next.After(now.Add(lead)) {
@@ -446,7 +493,7 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 		if waiter && !waiting {
 			l.waited++
 			number = l.waited
-			l.waiting = append(l.waiting, number)
+			*queue = append(*queue, number)
 			waiting = true
 		}
 		changed := t.changed
@@ -455,6 +502,16 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 			return nil, err
 		}
 	}
+}
+
+// waitersBefore is how many callers wait for their permits ahead of a
+// caller that has not waited yet: those in Acquire, and with behind (a
+// caller that waits behind) those in AcquireBehind too.
+func (l *Limiter) waitersBefore(behind bool) int {
+	if behind {
+		return len(l.waiting) + len(l.behind)
+	}
+	return len(l.waiting)
 }
 
 // nextAfterWaitersLocked is nextLocked for a caller that does not wait

@@ -258,8 +258,12 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 	bctx, cancel := untilStop(ctx)
 	defer cancel()
 	var slot *limiter.Permit
+	try := b.l.TryAcquire
+	if j.prio == offboard.Bulk {
+		try = b.l.TryAcquireBehind // after the bulk requests that wait for a slot
+	}
 	for slot == nil {
-		if slot, _ = b.l.TryAcquire(w.clock.Now()); slot == nil {
+		if slot, _ = try(w.clock.Now()); slot == nil {
 			if permit != nil {
 				permit.Release()
 				permit = nil

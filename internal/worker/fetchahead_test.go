@@ -131,7 +131,7 @@ func TestCallTakenAheadGoesOutWhenItsPlaceFrees(t *testing.T) {
 	clock.Advance(time.Second - recordAhead + time.Millisecond)
 	w := &Worker{clock: clock}
 	tr := &tenantRun{name: "contoso", limits: lt}
-	p := w.aheadPermit(t.Context(), tr)
+	p := w.aheadPermit(t.Context(), tr, false)
 	if p == nil || !p.NotBefore().Equal(epoch.Add(time.Second)) {
 		t.Fatalf("aheadPermit %v before the place frees: %v", recordAhead-time.Millisecond, p)
 	}

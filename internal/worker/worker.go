@@ -476,7 +476,7 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 			// Usually the quota is there, or comes within the lead; if a
 			// retry took it meanwhile, the request waits for its permit
 			// like a retry does, kept alive.
-			permit := w.aheadPermit(fetchCtx, t)
+			permit := w.aheadPermit(fetchCtx, t, d.Prio == offboard.Bulk)
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
 			if d.Prio == offboard.Bulk && placed {
 				slot.bulk = bulk // nextRequests took its bulk place
@@ -745,8 +745,14 @@ func (w *Worker) waitQuota(ctx context.Context, t *tenantRun) error {
 // waits for its permit itself. A permit taken before its place frees
 // (limiter.Permit.NotBefore) has its journal and ledger entries written
 // meanwhile, and its call goes out when the place frees (sendChecked).
-func (w *Worker) aheadPermit(ctx context.Context, t *tenantRun) *limiter.Permit {
-	return t.limits.API(mde.APIOffboard).AcquireAhead(ctx, fetchAhead, recordAhead)
+func (w *Worker) aheadPermit(ctx context.Context, t *tenantRun, bulk bool) *limiter.Permit {
+	l := t.limits.API(mde.APIOffboard)
+	if bulk {
+		// Behind the bulk requests that wait for their permits (retries):
+		// fetched after them, it does not take their places.
+		return l.AcquireAheadBehind(ctx, fetchAhead, recordAhead)
+	}
+	return l.AcquireAhead(ctx, fetchAhead, recordAhead)
 }
 
 // recordAhead is how long before its place frees a fetched request's
