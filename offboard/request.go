@@ -440,13 +440,21 @@ type memberJudge struct {
 	err     error
 }
 
-func (j *memberJudge) judge(key string) {
-	field, bare := "", withoutSeparators(key)
+// FieldNamed is the request field that name stands for, written in any
+// case or naming style ("dry_run", "Dry-Run", "DRYRUN" stand for
+// "dryRun"); "" when it stands for none.
+func FieldNamed(name string) string {
+	bare := withoutSeparators(name)
 	for _, f := range fieldNames {
 		if strings.EqualFold(bare, f) {
-			field = f
+			return f
 		}
 	}
+	return ""
+}
+
+func (j *memberJudge) judge(key string) {
+	field, bare := FieldNamed(key), withoutSeparators(key)
 	var problem error
 	switch {
 	case j.seen[key]:

@@ -54,6 +54,11 @@ const utf16LE, utf16BE = "\xff\xfe", "\xfe\xff"
 // ErrNoDeviceColumn means the header names neither device column.
 var ErrNoDeviceColumn = errors.New("the header row has neither a machineId nor a computerDnsName column")
 
+// ErrDryRunColumn means the header has a column named dryRun, in any case
+// or naming style. Ignored as another column, it would make the rows it
+// marks real offboards in a run without --dry-run.
+var ErrDryRunColumn = errors.New("the header row has a dryRun column")
+
 // ErrMoreCells means a row has more cells than the header: a comma
 // outside quotes split one cell, and each cell after it stands under the
 // next column's name, a device column included.
@@ -91,6 +96,10 @@ func NewReader(r io.Reader) (*Reader, error) {
 	cols := map[string]int{}
 	for i, h := range header {
 		h = strings.TrimSpace(h)
+		if offboard.FieldNamed(h) == "dryRun" {
+			return nil, fmt.Errorf("%w (%s): a campaign is a dry run with --dry-run, every row of it, and a real run without it; remove the column",
+				ErrDryRunColumn, offboard.Quote(h))
+		}
 		for _, c := range []string{ColMachineID, ColComputerDNSName, ColComment, ColRequestedBy, ColSource} {
 			if strings.EqualFold(h, c) {
 				if _, dup := cols[c]; dup {
