@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -166,7 +167,79 @@ func ParseRequest(data []byte, subjectTenant string) (Request, error) {
 		r, _ := w.check(subjectTenant)
 		return r, fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
 	}
+	if err := nestedDryRun(data); err != nil {
+		r, _ := w.check(subjectTenant)
+		return r, err
+	}
 	return w.check(subjectTenant)
+}
+
+// nestedDryRun refuses a member named dryRun, in any case or naming
+// style, inside the value of another member, at any depth, in an array
+// too: {"options": {"dryRun": true}} was meant as a dry run, and the
+// member that holds it, unknown, would be ignored and the device
+// offboarded. data is a well-formed request, at most maxJSONDepth deep.
+func nestedDryRun(data []byte) error {
+	if !bytes.Contains(bytes.ToLower(data), []byte("dry")) && !bytes.Contains(data, []byte(`\u`)) {
+		return nil // no member can be named so
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber() // a number no float holds (1e999) is no error here
+	// The JSON reader has read data whole: an error here is not expected,
+	// and is not taken for the absence of the member.
+	notRead := func(err error) error {
+		return fmt.Errorf("request is not a JSON object of the documented form: %s", jsonProblem(err))
+	}
+	if _, err := dec.Token(); err != nil {
+		return notRead(err)
+	}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return notRead(err)
+		}
+		key, _ := tok.(string)
+		var v any
+		if err := dec.Decode(&v); err != nil {
+			return notRead(err)
+		}
+		if FieldNamed(key) != "" {
+			continue // a field (or one in another style, refused as such): no object
+		}
+		if name, ok := memberNamedDryRun(v); ok {
+			return fmt.Errorf("member %s holds a member %s: dryRun is read at the request's top level alone, write it there", Quote(key), Quote(name))
+		}
+	}
+	return nil
+}
+
+// memberNamedDryRun finds in v, a decoded JSON value, a member named
+// dryRun in any case or naming style, at any depth; the first in the
+// order of member names, then of array elements.
+func memberNamedDryRun(v any) (string, bool) {
+	switch v := v.(type) {
+	case map[string]any:
+		keys := make([]string, 0, len(v))
+		for k := range v {
+			keys = append(keys, k)
+		}
+		slices.Sort(keys)
+		for _, k := range keys {
+			if FieldNamed(k) == "dryRun" {
+				return k, true
+			}
+			if name, ok := memberNamedDryRun(v[k]); ok {
+				return name, true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if name, ok := memberNamedDryRun(e); ok {
+				return name, true
+			}
+		}
+	}
+	return "", false
 }
 
 // unmarkedUTF16 says whether data is UTF-16 without a byte order mark,

@@ -164,6 +164,9 @@ func requestCases() []requestCase {
 		{name: "member with the long s", body: byID + `,"requeſtId":"r2"}`}, // U+017F folds to s
 		{name: "dry run in snake case", body: byID + `,"dry_run":true}`},
 		{name: "dry run in kebab case beside the field", body: byID + `,"dryRun":false,"dry-run":true}`},
+		{name: "dry run in an unknown member", body: byID + `,"options":{"dryRun":true}}`},
+		{name: "dry run deep in an unknown member's array", body: byID + `,"meta":[1,{"a":{"DRY-RUN":false}}]}`},
+		{name: "members like dry run's words in an unknown member", body: byID + `,"dryRun":true,"options":{"dry":1,"run":[{"dryRunner":2}]}}`, valid: true},
 
 		// Refused by the worker only: no JSON Schema can say it.
 		{name: "not UTF-8", body: byID + ",\"comment\":\"\xff\"}",
