@@ -515,7 +515,8 @@ type memberJudge struct {
 
 // FieldNamed is the request field that name stands for, written in any
 // case or naming style ("dry_run", "Dry-Run", "DRYRUN" stand for
-// "dryRun"); "" when it stands for none.
+// "dryRun"), or, for the flag dryRun, with "is" before it as C# and Java
+// name flags ("isDryRun", "is_dry_run"); "" when it stands for none.
 func FieldNamed(name string) string {
 	bare := withoutSeparators(name)
 	for _, f := range fieldNames {
@@ -523,7 +524,23 @@ func FieldNamed(name string) string {
 			return f
 		}
 	}
+	if rest, ok := cutFoldPrefix(bare, "is"); ok && strings.EqualFold(rest, "dryRun") {
+		return "dryRun"
+	}
 	return ""
+}
+
+// cutFoldPrefix is s without prefix, which s starts with in any case (as
+// strings.EqualFold compares: the long s U+017F for s too).
+func cutFoldPrefix(s, prefix string) (string, bool) {
+	n := 0
+	for i := range s {
+		if n == len(prefix) {
+			return s[i:], strings.EqualFold(s[:i], prefix)
+		}
+		n++
+	}
+	return "", false
 }
 
 func (j *memberJudge) judge(key string) {
@@ -532,6 +549,8 @@ func (j *memberJudge) judge(key string) {
 	switch {
 	case j.seen[key]:
 		problem = fmt.Errorf("member %s appears twice", Quote(key))
+	case field != "" && !strings.EqualFold(bare, field):
+		problem = fmt.Errorf("member %s: a flag's name is written without \"is\" before it: write %q", Quote(key), field)
 	case field != "" && bare != key:
 		problem = fmt.Errorf("member %s: field names are written in camel case, without separators: write %q", Quote(key), field)
 	case field != "" && key != field:

@@ -164,7 +164,10 @@ func requestCases() []requestCase {
 		{name: "member with the long s", body: byID + `,"requeſtId":"r2"}`}, // U+017F folds to s
 		{name: "dry run in snake case", body: byID + `,"dry_run":true}`},
 		{name: "dry run in kebab case beside the field", body: byID + `,"dryRun":false,"dry-run":true}`},
+		{name: "dry run with is before it", body: byID + `,"isDryRun":true}`},
+		{name: "dry run with is before it, in snake case", body: byID + `,"is_dry_run":true}`},
 		{name: "dry run in an unknown member", body: byID + `,"options":{"dryRun":true}}`},
+		{name: "dry run with is before it in an unknown member", body: byID + `,"options":{"IsDryRun":true}}`},
 		{name: "dry run deep in an unknown member's array", body: byID + `,"meta":[1,{"a":{"DRY-RUN":false}}]}`},
 		{name: "members like dry run's words in an unknown member", body: byID + `,"dryRun":true,"options":{"dry":1,"run":[{"dryRunner":2}]}}`, valid: true},
 
@@ -217,7 +220,7 @@ func caseVariantCases() []requestCase {
 // Every parser failure, by the words of its message: the table must show
 // each of them.
 var parseFailures = []string{
-	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive", "without separators",
+	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive", "without separators", `without "is"`,
 	"requestId is missing", "does not match [A-Za-z0-9._:-]{1,128}", "not 40 hexadecimal", "not a DNS name",
 	"characters, more than", "control or formatting", "does not match the subject", "attempt must be at least 1",
 	"not both", "is required", "nested more than 10000 levels deep",

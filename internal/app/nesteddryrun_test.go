@@ -40,3 +40,29 @@ func TestDryRunNestedInAnotherMemberIsRefused(t *testing.T) {
 		t.Errorf("%d dead letters, want 2", n)
 	}
 }
+
+// TestDryRunWithIsBeforeItIsRefused: C# and Java name a flag with "is"
+// before it; a publisher serializing its IsDryRun property sent
+// {"isDryRun": true}, an unknown member, and the device was offboarded.
+// It is answered invalid_request, naming dryRun, with no API call.
+func TestDryRunWithIsBeforeItIsRefused(t *testing.T) {
+	t.Parallel()
+	e := setup(t, envConfig{tenants: []string{"contoso"}, machines: 2})
+	c := e.collect("mde.offboard.result.>")
+	ms := e.tenants["contoso"].machines
+	for i, body := range []map[string]any{
+		{"requestId": "is-1", "machineId": ms[0].ID, "isDryRun": true},
+		{"requestId": "is-2", "computerDnsName": ms[1].ComputerDNSName, "IsDryRun": true},
+	} {
+		r := e.one(c, "mde.offboard.request.contoso", body)
+		if r.Outcome != offboard.OutcomeFailed || r.Error == nil || r.Error.Code != offboard.CodeInvalidRequest ||
+			!strings.Contains(r.Error.Message, `write "dryRun"`) {
+			t.Errorf("request %d: %s %+v, want failed invalid_request naming dryRun", i+1, r.Outcome, r.Error)
+		}
+	}
+	for _, call := range e.sim.Calls() {
+		if call.API == "offboard" {
+			t.Errorf("offboard call for %s: a dry run was asked for", call.MachineID)
+		}
+	}
+}
