@@ -188,9 +188,10 @@ func TestCancelAppliesToARequestLeftBeforeItsFirstAttempt(t *testing.T) {
 // attempt went out, and that an operator's pause then sent back to the
 // stream, its campaign cancelled meanwhile:
 //   - answered 503, the attempt may have created the action: the request
-//     keeps its "calling" entry, and its redelivery within
-//     ActionShowsWithin looks for the action and calls again rather than
-//     answer cancelled;
+//     keeps its "calling" entry, and its redelivery looks for the action;
+//     none shown by ActionShowsWithin after the attempt, it is answered
+//     cancelled with no other call. Before, it called again after the
+//     cancel, and offboarded the device of a cancelled campaign;
 //   - answered 429, the API turned it away before acting: its entry,
 //     written back as its claim, says no call of it went out, and it is
 //     answered cancelled with no other call. Before, its "calling" entry
@@ -203,7 +204,7 @@ func TestCancelAfterTheFirstAttempt(t *testing.T) {
 		state  string // the ledger entry's, once the request left
 		cancel bool   // answered cancelled, the first attempt its only call
 	}{
-		{"503", http.StatusServiceUnavailable, queue.StateCalling, false},
+		{"503", http.StatusServiceUnavailable, queue.StateCalling, true},
 		{"429", http.StatusTooManyRequests, queue.StateClaimed, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -225,6 +226,9 @@ func TestCancelAfterTheFirstAttempt(t *testing.T) {
 				t.Errorf("ledger entry %q after the request left after a %d, want %q", st, tc.status, tc.state)
 			}
 			e.cancelSeen(t, "wave1", id)
+			// Past the time the 503's action would take to show: taken
+			// again within it, the request would only look and leave.
+			e.clock.Advance(time.Hour + time.Minute)
 			board.resume("contoso", offboard.Bulk)
 			r := e.resultDriven(t)
 			cancelled := r.RequestID == id && r.Error != nil && r.Error.Code == offboard.CodeCancelled

@@ -244,7 +244,8 @@ func (w *Worker) answered(ctx context.Context, j *job) bool {
 		return false // a call cut off, as below
 	default:
 		// A call of this id may have been sent (a crash): it is under
-		// way, and finishes whatever a cancel says.
+		// way, and its action is its answer whatever a cancel says;
+		// after a cancel, no call of it goes out again (beforeCall).
 		return false
 	}
 	return w.withdrawn(ctx, j)
@@ -545,6 +546,8 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: the controls were not read again yet since NATS came back, or their watch missed an entry")
 	case errors.Is(err, errRefusedAfterLostAnswer):
 		j.log.Info("request left for redelivery: a guard refuses the device, and a call of it may have created an action that does not show yet")
+	case errors.Is(err, errCancelledAfterLostAnswer):
+		j.log.Info("request left for redelivery: its campaign was cancelled, and a call of it may have created an action that does not show yet")
 	case queue.StoreRefused(err):
 		// Until an operator acts: it waits in the stream, taken
 		// again every few seconds, not as after an outage.

@@ -425,13 +425,24 @@ func (w *Worker) controlsBeforeCall(j *job) (*offboard.Result, error) {
 		// the request looks for its action before it needs a slot.
 		return nil, errBudgetSet
 	}
-	if !w.mayHaveCalled(j) {
-		if res := w.cancelled(j); res != nil {
-			return res, nil
+	if res := w.cancelled(j); res != nil {
+		if w.mayHaveCalled(j) {
+			// The action may exist and not show yet: the cancel is
+			// not the answer, but no call goes out after it either.
+			return nil, errCancelledAfterLostAnswer
 		}
+		return res, nil
 	}
 	return nil, nil
 }
+
+// errCancelledAfterLostAnswer leaves a request whose campaign was
+// cancelled after a call of it that may have acted (an answer lost, a
+// 5xx), as errRefusedAfterLostAnswer does for a guard's refusal: no call
+// goes out again, and taken again, the request looks for that call's
+// action; with none shown by the time an action takes to show, it is
+// answered cancelled.
+var errCancelledAfterLostAnswer = errLeave("the request's campaign was cancelled, and an earlier call's answer was lost: taken again to look for its action")
 
 // errUnlistedAfterCall leaves a request whose device's actions could not
 // be listed to look for the action a call of it may have made.
