@@ -70,6 +70,8 @@ and writes the same report: an interrupted campaign resumes.`,
 	for _, name := range []string{"comment", "timeout", "rate"} {
 		once(fl, name)
 	}
+	// --dry-run --dry-run=false ran for real.
+	onceBool(fl, "dry-run")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "publish to a tenant no worker has set up yet (not in any tenants file)")
 	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")

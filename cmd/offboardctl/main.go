@@ -735,6 +735,18 @@ func once(fs *pflag.FlagSet, name string) {
 	f.Value = &onceOf{Value: f.Value}
 }
 
+// onceBool is once for a bool flag: `campaign run --dry-run
+// --dry-run=false` (a wrapper's default after the operator's flag) ran
+// for real without a word. The flag's NoOptDefVal, set when it was
+// defined, still lets it stand alone (--dry-run is --dry-run=true).
+func onceBool(fs *pflag.FlagSet, name string) {
+	f := fs.Lookup(name)
+	if f.Value.Type() != "bool" || f.NoOptDefVal == "" {
+		panic("onceBool: --" + name + " is no bool flag")
+	}
+	f.Value = &onceOf{Value: f.Value}
+}
+
 // unknownCommand names the argument without user information: a NATS URL
 // lands here when the flag before it lost its value (--nats-creds
 // "$UNSET" --nats-url URL).
