@@ -230,7 +230,7 @@ func (l *Limiter) TryAcquire(now time.Time) (*Permit, time.Duration) {
 // a call under way here, and, once entered in the journal, in the other
 // replicas too: the place is counted early, never late. While a caller
 // waits in Acquire for its permit, no place is taken ahead of it, nor the
-// place it waits for as it frees (nextAfterWaitersLocked).
+// place it waits for as it frees (waitersBefore).
 func (l *Limiter) TryAcquireAhead(now time.Time, ahead time.Duration) (*Permit, time.Duration) {
 	return l.tryAcquireAhead(now, ahead, false)
 }
@@ -297,7 +297,7 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 	defer t.mu.Unlock()
 	held := l.held
 	defer func() { l.held = held }()
-	l.held += len(l.waiting) // their places are theirs (nextAfterWaitersLocked)
+	l.held += len(l.waiting) // their places are theirs (waitersBefore)
 	by := now.Add(lead)
 	n := 0
 	for n < limit {
@@ -309,7 +309,7 @@ func (l *Limiter) AvailableWithin(now time.Time, lead time.Duration, limit int) 
 		l.held++ // as if taken: the next one counts it
 	}
 	if l.spread != nil {
-		// The waiters take the first tokens (nextAfterWaitersLocked).
+		// The waiters take the first tokens (waitersBefore).
 		n = min(n, max(int(l.spread.TokensAt(by))-len(l.waiting), 0))
 	}
 	return n
@@ -505,25 +505,19 @@ func (l *Limiter) acquireWith(ctx context.Context, low, take bool, ahead time.Du
 }
 
 // waitersBefore is how many callers wait for their permits ahead of a
-// caller that has not waited yet: those in Acquire, and with behind (a
-// caller that waits behind) those in AcquireBehind too.
+// caller that does not wait yet (a request just fetched, the tenant's
+// loop looking how many it may fetch): those in Acquire, and with behind
+// (a caller that waits behind) those in AcquireBehind too. The places
+// they wait for are theirs, and count as taken: a waiter woken as its
+// place frees must still run to take it, and a request that came later
+// took it first; the waiter then waited for the next place, for which
+// the loop had fetched another request by then, for as long as the
+// backlog lasted.
 func (l *Limiter) waitersBefore(behind bool) int {
 	if behind {
 		return len(l.waiting) + len(l.behind)
 	}
 	return len(l.waiting)
-}
-
-// nextAfterWaitersLocked is nextLocked for a caller that does not wait
-// in Acquire for its permit (a request just fetched, the tenant's loop
-// looking how many it may fetch, one that has not waited yet): the places
-// the waiters there wait for are theirs, and count as taken. A waiter
-// woken as its place frees must still run to take it, and a request that
-// came later took it first: the waiter then waited for the next place,
-// for which the loop had fetched another request by then, for as long as
-// the backlog lasted.
-func (l *Limiter) nextAfterWaitersLocked(now time.Time, low bool) (next time.Time, ok, recheck bool) {
-	return l.nextAfterLocked(now, low, len(l.waiting))
 }
 
 // nextAfterLocked is nextLocked for a caller after n waiters in Acquire,

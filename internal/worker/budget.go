@@ -241,6 +241,25 @@ func (w *Worker) runBudgets(ctx context.Context) {
 // (a panic): counted if a call was made.
 var errNotFinished = errors.New("request not finished")
 
+// tryFor is how a request of prio takes a slot at once: a bulk one after
+// the bulk requests that wait for one (TryAcquireBehind).
+func (b *budget) tryFor(prio offboard.Priority) func(time.Time) (*limiter.Permit, time.Duration) {
+	if prio == offboard.Bulk {
+		return b.l.TryAcquireBehind
+	}
+	return b.l.TryAcquire
+}
+
+// acquireFor is how a request of prio waits for a slot: a bulk one
+// keeps no place from a normal one, which takes the next slot first
+// (AcquireBehind).
+func (b *budget) acquireFor(prio offboard.Priority) func(context.Context) (*limiter.Permit, error) {
+	if prio == offboard.Bulk {
+		return b.l.AcquireBehind
+	}
+	return b.l.Acquire
+}
+
 // reserveBudget takes a budget slot for the request's offboard call,
 // waiting while the budget is spent: the request stays fetched, kept
 // alive, and fails nothing (a cancel of its campaign ends the wait:
@@ -258,12 +277,8 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 	bctx, cancel := untilStop(ctx)
 	defer cancel()
 	var slot *limiter.Permit
-	try := b.l.TryAcquire
-	if j.prio == offboard.Bulk {
-		try = b.l.TryAcquireBehind // after the bulk requests that wait for a slot
-	}
 	for slot == nil {
-		if slot, _ = try(w.clock.Now()); slot == nil {
+		if slot, _ = b.tryFor(j.prio)(w.clock.Now()); slot == nil {
 			if permit != nil {
 				permit.Release()
 				permit = nil
@@ -276,13 +291,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			j.log.Info("budget spent: request waits for it")
 			var err error
 			slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
-				// A bulk request keeps no place while it waits: a normal
-				// one that comes meanwhile takes the next slot first.
-				acquire := b.l.Acquire
-				if j.prio == offboard.Bulk {
-					acquire = b.l.AcquireBehind
-				}
-				return asideFor(ctx, acquire, (*limiter.Permit).Release)
+				return asideFor(ctx, b.acquireFor(j.prio), (*limiter.Permit).Release)
 			})
 			b.waitingOf(j.prio).Add(-1)
 			if err != nil {
