@@ -35,7 +35,9 @@ from its latest dead letter, as one more than the highest attempt of its
 dead letters and of its results stored since: --seq of an older one retries from the latest, and --code is
 matched against the latest one, with --seq as with --all. Without --code,
 --all leaves out the dead letters of requests a campaign's cancel
-answered: the cancel stands, and they would be cancelled again. A dead letter
+answered (the cancel stands, and they would be cancelled again) and of
+those a guard refused (blocked_by_policy: the refusal stands; retried,
+one whose guard was lifted since would offboard its device). A dead letter
 whose body fails the request's checks is not retried, nor taken for its
 request id's latest.
 A request whose stored result is created, already_pending or dry_run is
@@ -110,7 +112,7 @@ func (c *cli) retryDead(ctx context.Context, tenant string, seq uint64, codes co
 	}
 	picked := x.picked()
 	if seq == 0 && len(codes) == 0 {
-		picked = c.leaveOutCancelled(picked)
+		picked = c.leaveOutStanding(picked)
 	}
 	if seq != 0 {
 		// An older dead letter of a request id is retried from the
@@ -217,21 +219,30 @@ func (c *cli) notOfTenant(ctx context.Context, tenant string, seq uint64) error 
 	return fmt.Errorf("dead letter %d is tenant %s's, not %s's: offboardctl dead retry %s --seq %d retries it", seq, other, tenant, other, seq)
 }
 
-// leaveOutCancelled drops from --all without --code the dead letters of
-// requests a campaign's cancel answered, and says how many: the cancel
-// stands, and each retry would be cancelled again, with a result and a
-// dead letter more. --code cancelled retries them (a cancel mark deleted
-// by hand, say).
-func (c *cli) leaveOutCancelled(picked []deadLetter) []deadLetter {
-	n := len(picked)
-	picked = slices.DeleteFunc(picked, func(d deadLetter) bool { return ofRequest(d) && d.Code == offboard.CodeCancelled })
-	if left := n - len(picked); left > 0 {
-		letters := "dead letters"
-		if left == 1 {
-			letters = "dead letter"
+// leaveOutStanding drops from --all without --code the dead letters of
+// requests whose answer stands, and says how many of each: those a
+// campaign's cancel answered (each retry would be cancelled again, with a
+// result and a dead letter more), and those a guard refused. A guard's
+// refusal is a decision, not a passing failure: retried with the
+// transient ones after an outage, a request whose guard was lifted since
+// (a tag taken off the device, a tenants file changed) would offboard its
+// device though nobody asked again. --code cancelled or --code
+// blocked_by_policy retries them (a cancel mark deleted by hand, a guard
+// that was wrong).
+func (c *cli) leaveOutStanding(picked []deadLetter) []deadLetter {
+	for _, s := range []struct{ code, what, why string }{
+		{offboard.CodeCancelled, "of cancelled campaigns", "the cancel stands, and a retry would be cancelled again"},
+		{offboard.CodeBlockedByPolicy, "refused by a guard", "the refusal stands, and a retry would offboard the device if the guard was lifted since"},
+	} {
+		n := len(picked)
+		picked = slices.DeleteFunc(picked, func(d deadLetter) bool { return ofRequest(d) && d.Code == s.code })
+		if left := n - len(picked); left > 0 {
+			letters := "dead letters"
+			if left == 1 {
+				letters = "dead letter"
+			}
+			fmt.Fprintf(c.stdout, "%d %s %s left out: %s; --code %s retries them\n", left, letters, s.what, s.why, s.code)
 		}
-		fmt.Fprintf(c.stdout, "%d %s of cancelled campaigns left out: the cancel stands, and a retry would be cancelled again; --code %s retries them\n",
-			left, letters, offboard.CodeCancelled)
 	}
 	return picked
 }

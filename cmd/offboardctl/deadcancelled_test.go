@@ -49,3 +49,35 @@ func TestDeadRetryAllLeavesOutCancelledCampaigns(t *testing.T) {
 		t.Fatalf("retries %v, want the two cancelled too", got)
 	}
 }
+
+// TestDeadRetryAllLeavesOutGuardRefusals: a guard's refusal is a
+// decision, not a passing failure. dead retry --all without --code, run
+// to retry the failures of an outage, leaves out the requests a guard
+// refused and says how many, with the flag that retries them: retried,
+// one whose guard was lifted since (a tag taken off the device) would
+// offboard its device though nobody asked again. Before, --all retried
+// them with the rest. --code blocked_by_policy retries them.
+func TestDeadRetryAllLeavesOutGuardRefusals(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 0)
+	e.startWorker()
+	e.stopWorker() // dead letters published by hand
+	e.publishBulkDead(t, `{"requestId":"dc-1","machineId":"`+strings.Repeat("a", 40)+`"}`, offboard.CodeBlockedByPolicy)
+	e.publishBulkDead(t, `{"requestId":"x-2","machineId":"`+strings.Repeat("b", 40)+`"}`, offboard.CodeAPIError)
+	code, out, errOut := e.ctl(t.Context(), "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "1 retried") ||
+		!strings.Contains(out, "1 dead letter refused by a guard left out") || !strings.Contains(out, "--code blocked_by_policy") {
+		t.Fatalf("exit %d: %s %s", code, out, errOut)
+	}
+	var ids []string
+	err := scan(t.Context(), e.js, offboard.StreamRequests, offboard.Subjects{}.Request(tenant, offboard.Bulk), func(m jetstream.Msg) {
+		ids = append(ids, m.Headers().Get(jetstream.MsgIDHeader))
+	})
+	if err != nil || len(ids) != 1 || ids[0] != "contoso:x-2:2" {
+		t.Fatalf("retries %v (%v), want x-2's alone", ids, err)
+	}
+	code, out, errOut = e.ctl(t.Context(), "dead", "retry", tenant, "--all", "--code", offboard.CodeBlockedByPolicy)
+	if code != exitOK || !strings.Contains(out, "1 retried") || strings.Contains(out, "left out") {
+		t.Fatalf("--code blocked_by_policy: exit %d: %s %s", code, out, errOut)
+	}
+}
