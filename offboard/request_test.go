@@ -91,6 +91,7 @@ func TestParseRequest(t *testing.T) {
 		{name: "other fields with is before them", body: `{"requestId":"r1","machineId":"` + id + `","isAttempt":1,"isSource":"x","isDry":true}`, wantID: "r1"},
 		{name: "dry run in an unknown member", body: `{"requestId":"r1","machineId":"` + id + `","options":{"dryRun":true}}`, wantErr: `member "options" holds a member "dryRun": dryRun is read at the request's top level alone`, wantID: "r1"},
 		{name: "dry run deep in an array", body: `{"requestId":"r1","machineId":"` + id + `","meta":[1,{"a":{"Dry_Run":false}}]}`, wantErr: `member "meta" holds a member "Dry_Run"`, wantID: "r1"},
+		{name: "dry run with a separator in each word in an unknown member", body: `{"requestId":"r1","machineId":"` + id + `","o":{"d-ry_r.un":true}}`, wantErr: `member "o" holds a member "d-ry_r.un"`, wantID: "r1"},
 		{name: "dry run escaped in an unknown member", body: `{"requestId":"r1","machineId":"` + id + `","o":{"\u0064ryRun":true,"n":1e999}}`, wantErr: `member "o" holds a member "dryRun"`, wantID: "r1"},
 		{name: "dry run at the top level beside an unknown member", body: `{"requestId":"r1","machineId":"` + id + `","dryRun":true,"options":{"dryness":1,"run":2}}`, wantID: "r1"},
 		{name: "unknown member with separators", body: `{"requestId":"r1","machineId":"` + id + `","change_ticket":"CHG1","x-trace":"a"}`, wantID: "r1"},
@@ -229,6 +230,33 @@ func TestHiddenAllocatesNothing(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = Hidden(comment) }); n != 0 {
 		t.Errorf("Hidden allocates %v times for a comment of %d characters", n, utf8.RuneCountInString(comment))
+	}
+}
+
+// A publisher's own metadata may fill a request's 64 KiB, and words like
+// "dry" in it (a CMDB's "dryRunSupported", a note) have every member name
+// looked at for a nested dryRun: that look reads the names off the bytes,
+// as it does when no value says "dry". It decoded every value of the
+// request into maps and slices, about six times the work of reading it.
+func TestNestedDryRunLookCostsNothingMore(t *testing.T) {
+	id := "1e5bc9d7e413ddd7902c2932e418702b84d0cc07"
+	meta := strings.Repeat(`{"k":[1,2,3,"dryer"],"n":{"m":"dry"}},`, 1700)
+	body := func(word string) []byte {
+		return []byte(`{"requestId":"r1","machineId":"` + id + `","meta":[` + strings.ReplaceAll(meta, "dry", word) + `1]}`)
+	}
+	dry, wet := body("dry"), body("wet")
+	if len(dry) < 60<<10 || len(dry) > MaxRequestSize {
+		t.Fatalf("request of %d bytes, want about 64 KiB", len(dry))
+	}
+	for _, b := range [][]byte{dry, wet} {
+		if _, err := ParseRequest(b, "contoso"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	withDry := testing.AllocsPerRun(5, func() { _, _ = ParseRequest(dry, "contoso") })
+	without := testing.AllocsPerRun(5, func() { _, _ = ParseRequest(wet, "contoso") })
+	if withDry > without+10 {
+		t.Errorf("ParseRequest allocates %v times for a 64 KiB request whose metadata says \"dry\", %v without", withDry, without)
 	}
 }
 

@@ -169,6 +169,7 @@ func requestCases() []requestCase {
 		{name: "dry run in an unknown member", body: byID + `,"options":{"dryRun":true}}`},
 		{name: "dry run with is before it in an unknown member", body: byID + `,"options":{"IsDryRun":true}}`},
 		{name: "dry run deep in an unknown member's array", body: byID + `,"meta":[1,{"a":{"DRY-RUN":false}}]}`},
+		{name: "dry run with a separator in each word in an unknown member", body: byID + `,"o":{"d-ry_r.un":true}}`},
 		{name: "members like dry run's words in an unknown member", body: byID + `,"dryRun":true,"options":{"dry":1,"run":[{"dryRunner":2}]}}`, valid: true},
 
 		// Refused by the worker only: no JSON Schema can say it.
