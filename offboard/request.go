@@ -487,19 +487,28 @@ func checkMembers(data []byte) (refused map[string]bool, err error) {
 }
 
 // withoutSeparators is name without the separators other naming styles
-// put between words ("dry_run", "dry-run", "dry.run", "dry run"). Such a
-// member is meant as the field: ignored as an unknown one, a publisher's
+// put between words ("dry_run", "dry-run", "dry.run", "dry run"), and
+// without the characters one does not see (Unseen: "dry\u200bRun" reads
+// dryRun on a screen, in an approval or an audit). Such a member is
+// meant as the field: ignored as an unknown one, a publisher's
 // {"dry_run": true} would make a real offboard.
 func withoutSeparators(name string) string {
-	if !strings.ContainsAny(name, "_-. ") {
+	if !strings.ContainsFunc(name, isSeparator) {
 		return name
 	}
 	return strings.Map(func(r rune) rune {
-		if r == '_' || r == '-' || r == '.' || r == ' ' {
+		if isSeparator(r) {
 			return -1
 		}
 		return r
 	}, name)
+}
+
+// isSeparator: '_', '-', '.', a space of any kind (a no-break space, as
+// a spreadsheet writes in a header cell), or a character one does not
+// see.
+func isSeparator(r rune) bool {
+	return r == '_' || r == '-' || r == '.' || unicode.IsSpace(r) || Unseen(r)
 }
 
 // memberJudge applies the member rules one name at a time.
@@ -547,6 +556,8 @@ func (j *memberJudge) judge(key string) {
 		problem = fmt.Errorf("member %s appears twice", Quote(key))
 	case field != "" && !strings.EqualFold(bare, field):
 		problem = fmt.Errorf("member %s: a flag's name is written without \"is\" before it: write %q", Quote(key), field)
+	case field != "" && strings.ContainsFunc(key, Unseen):
+		problem = fmt.Errorf("member %s holds a character one does not see: write %q", Quote(key), field)
 	case field != "" && bare != key:
 		problem = fmt.Errorf("member %s: field names are written in camel case, without separators: write %q", Quote(key), field)
 	case field != "" && key != field:

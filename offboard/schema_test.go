@@ -169,6 +169,11 @@ func requestCases() []requestCase {
 		{name: "dry run in an unknown member", body: byID + `,"options":{"dryRun":true}}`},
 		{name: "dry run with is before it in an unknown member", body: byID + `,"options":{"IsDryRun":true}}`},
 		{name: "dry run deep in an unknown member's array", body: byID + `,"meta":[1,{"a":{"DRY-RUN":false}}]}`},
+		{name: "dry run with a zero-width space", body: byID + `,"dry\u200bRun":true}`},
+		{name: "dry run with a soft hyphen as it is", body: byID + ",\"dry\u00adRun\":true}"},
+		{name: "dry run with a no-break space", body: byID + `,"Dry\u00a0Run":true}`},
+		{name: "dry run with a zero-width joiner in an unknown member", body: byID + `,"o":[{"dry\u200dRun":true}]}`},
+		{name: "unknown member with a no-break space", body: byID + `,"change\u00a0ticket":"CHG1"}`, valid: true},
 		{name: "dry run with a separator in each word in an unknown member", body: byID + `,"o":{"d-ry_r.un":true}}`},
 		{name: "members like dry run's words in an unknown member", body: byID + `,"dryRun":true,"options":{"dry":1,"run":[{"dryRunner":2}]}}`, valid: true},
 
@@ -221,7 +226,7 @@ func caseVariantCases() []requestCase {
 // Every parser failure, by the words of its message: the table must show
 // each of them.
 var parseFailures = []string{
-	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive", "without separators", `without "is"`,
+	"more than 65536", "not UTF-8", "not a JSON object", "must be a", "appears twice", "case-sensitive", "without separators", "one does not see", `without "is"`,
 	"requestId is missing", "does not match [A-Za-z0-9._:-]{1,128}", "not 40 hexadecimal", "not a DNS name",
 	"characters, more than", "control or formatting", "does not match the subject", "attempt must be at least 1",
 	"not both", "is required", "nested more than 10000 levels deep",

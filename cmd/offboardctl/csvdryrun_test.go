@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestCSVDryRunColumnRefused(t *testing.T) {
 	e := newEnv(t, 2)
 	e.startWorker()
 	dir := t.TempDir()
-	for i, col := range []string{"dryRun", "DryRun", "dry_run", "Dry Run", "DRY-RUN", " dryrun "} {
+	for i, col := range []string{"dryRun", "DryRun", "dry_run", "Dry Run", "DRY-RUN", " dryrun ", "Dry\u00a0Run", "dry\u200bRun"} {
 		body := "machineId," + col + "\n" + e.machines[0].ID + ",true\n" + e.machines[1].ID + ",yes\n"
 		name := "wave" + string(rune('a'+i))
 		p := writeFile(t, dir, name+".csv", body)
@@ -26,7 +27,7 @@ func TestCSVDryRunColumnRefused(t *testing.T) {
 				args = append(args, "--dry-run")
 			}
 			code, out, errs := e.ctl(t.Context(), args...)
-			if code != exitUsage || !strings.Contains(errs, "--dry-run") || !strings.Contains(errs, strings.TrimSpace(col)) ||
+			if code != exitUsage || !strings.Contains(errs, "--dry-run") || !strings.Contains(errs, strings.Trim(fmt.Sprintf("%+q", strings.TrimSpace(col)), `"`)) ||
 				strings.Count(strings.TrimSpace(errs), "\n") != 0 {
 				t.Errorf("column %q, --dry-run %v: exit %d, stdout %q, stderr %q; want exit 2, one line naming the column and --dry-run",
 					col, dry, code, out, errs)
