@@ -71,6 +71,12 @@ func ValidRequestID(id string) bool {
 	return true
 }
 
+// ValidDNSName says whether name has the form of a computerDnsName: at
+// most MaxDNSNameLength bytes, labels of letters, digits, '-' and '_' (1
+// to 63, not starting with '-'), joined by dots, with an optional final
+// dot.
+func ValidDNSName(name string) bool { return len(name) <= MaxDNSNameLength && validDNSName(name) }
+
 // validDNSName: labels of letters, digits, '-' and '_' (1 to 63, not
 // starting with '-'), joined by dots, with an optional final dot.
 func validDNSName(name string) bool {

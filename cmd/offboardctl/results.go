@@ -86,8 +86,10 @@ func (f *resultsFilter) check(now time.Time) error {
 	if f.machineID != "" && !offboard.ValidMachineID(f.machineID) {
 		return usagef("--machine-id %s is not a device id: 40 hexadecimal characters", offboard.Quote(f.machineID))
 	}
-	if f.name != "" && !oneLine(f.name) {
-		return usagef("--name holds a control character or is not UTF-8: give a host name")
+	if f.name != "" && !offboard.ValidDNSName(f.name) {
+		// "." (--name "$HOST." with HOST unset) matched every result
+		// without a name, as if they were that device's.
+		return usagef("--name %s is not a DNS name: labels of letters, digits, '-' and '_', joined by dots", offboard.Quote(f.name))
 	}
 	if f.outcome != "" && !slices.Contains(offboard.Outcomes, offboard.Outcome(f.outcome)) {
 		return usagef("--outcome %s is none of %s", offboard.Quote(f.outcome), joinOutcomes())

@@ -98,6 +98,9 @@ func TestResultsBadUsage(t *testing.T) {
 		{"results", "contoso", "--since", "-1h"},
 		{"results", "contoso", "--since", "soon"},
 		{"results", "contoso", "--name", "pc\x1b[2J"},
+		{"results", "contoso", "--name", "."},
+		{"results", "contoso", "--name", "pc-1..contoso.local"},
+		{"results", "contoso", "--name", "pc 1"},
 	} {
 		code, out, errs := ctl(t, "nats://127.0.0.1:1", args...)
 		if code != exitUsage || out != "" || strings.Count(strings.TrimSpace(errs), "\n") != 0 || strings.Contains(errs, "\x1b") {
