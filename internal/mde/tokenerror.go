@@ -208,6 +208,10 @@ func classifyTokenError(ctx context.Context, host string, managed bool, err erro
 // may hold what the login host said.
 func noAnswerCause(text string) string {
 	switch {
+	case strings.Contains(text, proxyRefusedText+" 407"):
+		return "the proxy that HTTPS_PROXY names asks for a user name and password, and its URL gives none or others (http://user:password@host:port)"
+	case strings.Contains(text, proxyRefusedText):
+		return "the proxy that HTTPS_PROXY names refused to open a connection to it (is the host among those it lets through?)"
 	case strings.Contains(text, "proxyconnect "):
 		return "the proxy that HTTPS_PROXY names could not be reached"
 	case strings.Contains(text, "no such host"):
