@@ -510,11 +510,13 @@ func withoutSeparators(name string) string {
 	}, name)
 }
 
-// isSeparator: '_', '-', '.', a space of any kind (a no-break space, as
-// a spreadsheet writes in a header cell), or a character one does not
-// see.
+// isSeparator: '_', '.', a hyphen or dash of any kind or a minus sign
+// (the non-breaking hyphen or en dash a word processor writes for '-'), a
+// space of any kind (a no-break space, as a spreadsheet writes in a
+// header cell), or a character one does not see.
 func isSeparator(r rune) bool {
-	return r == '_' || r == '-' || r == '.' || unicode.IsSpace(r) || Unseen(r)
+	return r == '_' || r == '-' || r == '.' || unicode.IsSpace(r) || Unseen(r) ||
+		r > unicode.MaxASCII && (unicode.Is(unicode.Pd, r) || r == '\u2212')
 }
 
 // memberJudge applies the member rules one name at a time.

@@ -17,7 +17,7 @@ func TestCSVDryRunColumnRefused(t *testing.T) {
 	e := newEnv(t, 2)
 	e.startWorker()
 	dir := t.TempDir()
-	for i, col := range []string{"dryRun", "DryRun", "dry_run", "Dry Run", "DRY-RUN", " dryrun ", "Dry\u00a0Run", "dry\u200bRun"} {
+	for i, col := range []string{"dryRun", "DryRun", "dry_run", "Dry Run", "DRY-RUN", " dryrun ", "Dry\u00a0Run", "dry\u200bRun", "dry\u2011run"} {
 		body := "machineId," + col + "\n" + e.machines[0].ID + ",true\n" + e.machines[1].ID + ",yes\n"
 		name := "wave" + string(rune('a'+i))
 		p := writeFile(t, dir, name+".csv", body)
