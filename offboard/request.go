@@ -528,9 +528,21 @@ type memberJudge struct {
 
 // FieldNamed is the request field that name stands for, written in any
 // case or naming style ("dry_run", "Dry-Run", "DRYRUN" stand for
-// "dryRun"), or, for the flag dryRun, with "is" before it as C# and Java
+// "dryRun"; "_comment" and "source_" stand for none), or, for the flag dryRun, with "is" before it as C# and Java
 // name flags ("isDryRun", "is_dry_run"); "" when it stands for none.
 func FieldNamed(name string) string {
+	// A name that begins or ends with a visible separator ("_comment",
+	// "source_") is one of its own by convention (a JSON comment, a
+	// private or reserved member: Elasticsearch's "_source"), not the
+	// field written in another style; spaces and characters one does
+	// not see there still do not count.
+	trimmed := strings.TrimFunc(name, func(r rune) bool { return unicode.IsSpace(r) || Unseen(r) })
+	if first, _ := utf8.DecodeRuneInString(trimmed); trimmed != "" && isSeparator(first) {
+		return ""
+	}
+	if last, _ := utf8.DecodeLastRuneInString(trimmed); trimmed != "" && isSeparator(last) {
+		return ""
+	}
 	bare := withoutSeparators(name)
 	for _, f := range fieldNames {
 		if strings.EqualFold(bare, f) {

@@ -208,19 +208,25 @@ func requestCases() []requestCase {
 }
 
 // caseVariantCases refuses, for every field of Request, its name in upper
-// case and with the first letter's case flipped, and in snake and kebab
-// case ("dry_run", "DRY-RUN") and with a separator before or after it.
+// case and with the first letter's case flipped, in snake and kebab case
+// ("dry_run", "DRY-RUN"), with a space between its letters or a character
+// one does not see before it; and accepts it with a visible separator
+// before or after it ("_comment", "source."), a name of its own by
+// convention (a JSON comment, Elasticsearch's "_source").
 func caseVariantCases() []requestCase {
 	var cases []requestCase
 	for _, name := range jsonFields(reflect.TypeFor[offboard.Request]()) {
 		flipped := strings.ToUpper(name[:1]) + name[1:]
 		snake := strings.ToLower(regexp.MustCompile(`([a-z])([A-Z])`).ReplaceAllString(name, "${1}_${2}"))
-		variants := []string{strings.ToUpper(name), flipped, "_" + name, name + ".", name[:1] + " " + name[1:]}
+		variants := []string{strings.ToUpper(name), flipped, name[:1] + " " + name[1:], `\u200b` + name, name + " "}
 		if snake != strings.ToLower(name) {
 			variants = append(variants, snake, strings.ToUpper(strings.ReplaceAll(snake, "_", "-")))
 		}
 		for _, v := range variants {
 			cases = append(cases, requestCase{name: "member " + v, body: byID + `,"` + v + `":null}`})
+		}
+		for _, v := range []string{"_" + name, name + ".", "-" + name, name + "_"} {
+			cases = append(cases, requestCase{name: "member " + v + " of its own", body: byID + `,"` + v + `":"x"}`, valid: true})
 		}
 	}
 	return cases
