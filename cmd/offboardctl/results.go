@@ -5,6 +5,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/config"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -96,8 +98,11 @@ func (f *resultsFilter) check(now time.Time) error {
 	}
 	if f.since != "" {
 		d, err := config.ParseDuration(f.since)
+		if errors.Is(err, config.ErrTooManyDays) || errors.Is(err, config.ErrTooLong) {
+			return usagef("--since %s: %v", offboard.Quote(f.since), err)
+		}
 		if err != nil || d <= 0 {
-			return usagef("--since %s is not a positive duration such as 24h or 30d", offboard.Quote(f.since))
+			return usagef("--since %s is not a positive duration such as 24h or 30d", offboard.Quote(queue.RedactURLs(f.since)))
 		}
 		f.sinceAt = now.Add(-d)
 	}

@@ -97,6 +97,7 @@ func TestResultsBadUsage(t *testing.T) {
 		{"results", "contoso", "--outcome", "creatd"},
 		{"results", "contoso", "--since", "-1h"},
 		{"results", "contoso", "--since", "soon"},
+		{"results", "contoso", "--since", "100000d"},
 		{"results", "contoso", "--name", "pc\x1b[2J"},
 		{"results", "contoso", "--name", "."},
 		{"results", "contoso", "--name", "pc-1..contoso.local"},
