@@ -290,7 +290,7 @@ func (w *Worker) reserveBudget(ctx context.Context, j *job, permit *limiter.Perm
 			w.kickStats()
 			j.log.Info("budget spent: request waits for it")
 			var err error
-			slot, err = unlessWithdrawn(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+			slot, err = unlessCancelled(bctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
 				return asideFor(ctx, b.acquireFor(j.prio), (*limiter.Permit).Release)
 			})
 			b.waitingOf(j.prio).Add(-1)

@@ -349,7 +349,7 @@ func (c *caller) sendChecked(ctx context.Context, t *tenantRun, api string, perm
 	due, err := record(ctx, permit)
 	if err != nil {
 		permit.Release()
-		if wd := (*withdrawnError)(nil); errors.As(err, &wd) {
+		if wd := (*withdrawnError)(nil); errors.As(err, &wd) || errors.Is(err, errCancelledAfterLostAnswer) {
 			return nil, nil, err
 		}
 		return nil, nil, fmt.Errorf("%w: %w", errQuotaJournal, err)

@@ -26,6 +26,11 @@ type cancels struct {
 	mu     sync.Mutex
 	landed context.Context // ends at the next cancel
 	land   context.CancelFunc
+	// back is when the last request of a cancelled campaign that left
+	// after its cancel is back in the stream (landBackIn), and again the
+	// timer that ends the waits then.
+	back  time.Time
+	again *time.Timer
 }
 
 func newCancels() *cancels {
@@ -50,9 +55,49 @@ func (c *cancels) next() context.Context {
 func (c *cancels) landedNow() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.landLocked()
+}
+
+func (c *cancels) landLocked() {
 	c.land()
 	c.landed, c.land = context.WithCancel(context.Background())
 }
+
+// landBackIn ends the waits as a cancel does once more when a request of
+// a cancelled campaign, left after the cancel with a nak's delay of d
+// (errCancelledAfterLostAnswer), is back in the stream: the tenant's loop
+// takes it then without quota or budget (fetchWithdrawn), which it needs
+// neither of. Otherwise it came back only with a place in the quota and a
+// budget slot, hours later when either was spent. The delay runs on the
+// server's real time, and so does the timer; one timer serves all such
+// requests, ending the waits again as long as one is due.
+func (c *cancels) landBackIn(d time.Duration) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if at := time.Now().Add(d + backInStream); at.After(c.back) {
+		c.back = at
+	}
+	if c.again == nil {
+		c.again = time.AfterFunc(time.Until(c.back), c.landBack)
+	}
+}
+
+func (c *cancels) landBack() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.landLocked()
+	c.again = nil
+	if wait := time.Until(c.back); wait > 0 {
+		c.again = time.AfterFunc(wait, c.landBack)
+	}
+}
+
+// backInStream is how long after its nak's delay a request is taken to be
+// back in the stream for a pull.
+const backInStream = 500 * time.Millisecond
 
 // cancelLanded is told by the campaign watcher of each cancel it reads.
 func (w *Worker) cancelLanded(tenant string) {
@@ -149,15 +194,32 @@ func (e *withdrawnError) Error() string {
 // offboard call (for its device, a budget slot, its place in the quota),
 // so that a cancel of its campaign ends it, also one landing meanwhile:
 // the error is then a *withdrawnError. A request a call of which may have
-// gone out (mayHaveCalled) is not withdrawn, as in beforeCall. A cancel of
-// another campaign of the tenant has the wait go on.
+// gone out (mayHaveCalled) is not withdrawn, as in beforeCall; a wait for
+// what only the call needs (unlessCancelled) ends all the same. A cancel
+// of another campaign of the tenant has the wait go on.
 func unlessWithdrawn[T any](ctx context.Context, w *Worker, j *job, wait func(context.Context) (T, error)) (T, error) {
+	return untilCancel(ctx, w, j, false, wait)
+}
+
+// unlessCancelled is unlessWithdrawn for a wait that only the offboard
+// call needs (its quota, its journal entry, a budget slot, its device),
+// not a read: a request a call of which may have acted leaves at the
+// cancel (errCancelledAfterLostAnswer), since no call of it goes out
+// after it, rather than wait for them, up to hours with the quota spent.
+func unlessCancelled[T any](ctx context.Context, w *Worker, j *job, wait func(context.Context) (T, error)) (T, error) {
+	return untilCancel(ctx, w, j, true, wait)
+}
+
+func untilCancel[T any](ctx context.Context, w *Worker, j *job, forCall bool, wait func(context.Context) (T, error)) (T, error) {
 	for {
 		landed := j.t.cancels.next()
-		if !w.mayHaveCalled(j) {
-			if res := w.cancelled(j); res != nil {
-				var zero T
+		if res := w.cancelled(j); res != nil {
+			var zero T
+			switch {
+			case !w.mayHaveCalled(j):
 				return zero, &withdrawnError{res: res}
+			case forCall:
+				return zero, errCancelledAfterLostAnswer
 			}
 		}
 		wctx, cancel := context.WithCancel(ctx)

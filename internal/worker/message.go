@@ -548,6 +548,7 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.log.Info("request left for redelivery: a guard refuses the device, and a call of it may have created an action that does not show yet")
 	case errors.Is(err, errCancelledAfterLostAnswer):
 		j.log.Info("request left for redelivery: its campaign was cancelled, and a call of it may have created an action that does not show yet")
+		j.t.cancels.landBackIn(delay)
 	case queue.StoreRefused(err):
 		// Until an operator acts: it waits in the stream, taken
 		// again every few seconds, not as after an outage.

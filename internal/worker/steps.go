@@ -539,7 +539,7 @@ func (w *Worker) lockDevice(ctx context.Context, j *job, permit *limiter.Permit)
 	if err := w.claimBeforeWaiting(ctx, j); err != nil {
 		return nil, nil, err
 	}
-	unlock, err := unlessWithdrawn(ctx, w, j, func(ctx context.Context) (func(), error) {
+	unlock, err := unlessCancelled(ctx, w, j, func(ctx context.Context) (func(), error) {
 		return asideFor(ctx, func(ctx context.Context) (func(), error) { return j.t.devices.lock(ctx, j.req.MachineID) }, func(unlock func()) { unlock() })
 	})
 	return unlock, nil, err
@@ -793,7 +793,7 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 	// the request goes back to the stream rather than hold the shutdown.
 	pctx, cancel := untilStop(ctx)
 	defer cancel()
-	return unlessWithdrawn(pctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
+	return unlessCancelled(pctx, w, j, func(ctx context.Context) (*limiter.Permit, error) {
 		return w.caller.acquire(ctx, j.t, mde.APIOffboard, j.prio == offboard.Bulk)
 	})
 }
@@ -802,11 +802,11 @@ func (w *Worker) offboardPermit(ctx context.Context, j *job) (*limiter.Permit, e
 // waits when the windows have no room for it any more: a 429's pause, or
 // a place another replica took, landing after the permit was taken. A
 // cancel of the request's campaign ends that wait, as it ends the wait
-// for the permit (unlessWithdrawn), and so does a stop (untilStop).
+// for the permit (unlessCancelled), and so does a stop (untilStop).
 func (w *Worker) record(ctx context.Context, j *job, p *limiter.Permit) (time.Time, error) {
 	ctx, cancel := untilStop(ctx)
 	defer cancel()
-	return unlessWithdrawn(ctx, w, j, p.Record)
+	return unlessCancelled(ctx, w, j, p.Record)
 }
 
 // calling writes in the ledger, before the call goes out, that a call for

@@ -1,0 +1,56 @@
+package worker
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/mde"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestCancelAfterA5xxWaitsForNoQuota: a campaign's request whose only
+// call was answered 503, its campaign cancelled during the backoff, makes
+// no call after the cancel: it leaves at once, and, back in the stream, is
+// taken without quota, finds no action and is answered cancelled. Before,
+// its retry waited in the worker for a place in the offboard quota (a day
+// away here: the 503 took the only one) to find the cancel, and, once it
+// left, it waited in the stream for a place again: the tenant's loop took
+// requests without quota only as a cancel landed. A campaign cancelled
+// during an outage of 5xx had such requests answered hours later.
+func TestCancelAfterA5xxWaitsForNoQuota(t *testing.T) {
+	t.Parallel()
+	board := newSwitchboard()
+	e := setupLoopOpts(t, `["1/24h"]`, "", RetryPolicy{Base: time.Second, Max: time.Second}, func(o *Options) {
+		// Past by the time the request leaves (the looks for the
+		// attempt's action and the backoff take longer): its
+		// redelivery looks once and settles it.
+		o.Control, o.Presence, o.ActionShowsWithin = board, marked{instance: "w-1"}, 2*time.Second
+	})
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+	id := campaign.RequestID("wave1", 1)
+	e.publishPrio(t, id, offboard.Bulk)
+	e.waitForCalls(t, mde.APIOffboard, 1)
+	e.cancelSeen(t, "wave1", id) // the attempt's backoff waits on the fake clock
+	start := e.clock.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case r := <-e.results:
+			if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+				t.Errorf("result %s %s %+v, want %s cancelled", r.RequestID, r.Outcome, r.Error, id)
+			}
+			if n := e.offboardCalls(); n != 1 {
+				t.Errorf("%d offboard calls, want only the one answered 503", n)
+			}
+			return
+		case <-tick.C:
+			e.clock.Advance(time.Second)
+		case <-deadline:
+			t.Fatalf("no result %v after the cancel (driven on the fake clock): the request waits for the offboard quota", e.clock.Since(start))
+		}
+	}
+}
