@@ -54,3 +54,45 @@ func TestCancelAfterA5xxWaitsForNoQuota(t *testing.T) {
 		}
 	}
 }
+
+// TestCancelAfterA5xxIsTakenAgainOnceItsActionWouldShow: a campaign's
+// request whose call was answered 503, its campaign cancelled during the
+// backoff, leaves until the call's action would show in lists
+// (ActionShowsWithin after it): taken again then, one look settles it.
+// Before, it came back 5 s later, read the device's actions a few times
+// and left again, over and over until then: for each request of a
+// campaign cancelled during an outage of 5xx, a dozen reads or more
+// where one does.
+func TestCancelAfterA5xxIsTakenAgainOnceItsActionWouldShow(t *testing.T) {
+	t.Parallel()
+	board := newSwitchboard()
+	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{Base: 100 * time.Millisecond, Max: 100 * time.Millisecond}, func(o *Options) {
+		o.Control, o.Presence, o.ActionShowsWithin = board, marked{instance: "w-1"}, 20*time.Second
+	})
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+	id := campaign.RequestID("wave1", 1)
+	e.publishPrio(t, id, offboard.Bulk)
+	e.waitForCalls(t, mde.APIOffboard, 1)
+	e.cancelSeen(t, "wave1", id)
+	e.waitLeft(t, 100*time.Millisecond) // the looks and the backoff, about a second
+	reads := func() int {
+		n := 0
+		for _, c := range e.sim.Calls() {
+			if c.API == mde.APIMachineActions {
+				n++
+			}
+		}
+		return n
+	}
+	before := reads()
+	// The fake clock stands still: the action would show 19 s or so
+	// from now, and the request is not taken again within 7 s.
+	for deadline := time.Now().Add(7 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if e.busy() || reads() > before {
+			t.Fatalf("taken again %v after it left, before its call's action would show; %d reads of actions, %d before", 7*time.Second-time.Until(deadline), reads(), before)
+		}
+	}
+	if n := e.offboardCalls(); n != 1 {
+		t.Errorf("%d offboard calls, want only the one answered 503", n)
+	}
+}

@@ -477,8 +477,29 @@ func (w *Worker) leave(j *job, err error) {
 		delay = outageRetry
 	case heldByAControl(err):
 		delay = 0
+	case errors.Is(err, errCancelledAfterLostAnswer):
+		delay = max(delay, min(w.untilShown(j), w.opts.ActionShowsWithin))
 	}
 	w.leaveFor(j, err, delay)
+}
+
+// untilShown is how long until the action a call of the request may have
+// made shows in lists for sure (ActionShowsWithin after the call): taken
+// again no sooner, the request of a cancelled campaign looks for it once
+// and is answered. Taken again every few seconds meanwhile, it read the
+// device's actions a few times at each delivery, to leave again.
+func (w *Worker) untilShown(j *job) time.Duration {
+	last := j.earlierCall
+	if j.mayHaveActed {
+		at := j.lostAt
+		if at.IsZero() {
+			at = w.clock.Now() // no time kept: as if just now
+		}
+		if at.After(last) {
+			last = at
+		}
+	}
+	return w.opts.ActionShowsWithin - w.clock.Since(last)
 }
 
 // heldByAControl says whether a request leaves for an operator's control
