@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -238,6 +239,10 @@ func TestCancelAfterTheFirstAttempt(t *testing.T) {
 				t.Errorf("result %s %s %+v after %d offboard calls, want %s cancelled with only the %d", r.RequestID, r.Outcome, r.Error, e.offboardCalls(), id, tc.status)
 			case !tc.cancel && !created:
 				t.Errorf("result %s %s %+v, want %s created: its earlier attempt may have acted, so the cancel does not apply", r.RequestID, r.Outcome, r.Error, id)
+			case cancelled && (tc.state == queue.StateCalling) != strings.Contains(r.Error.Message, "before the cancel created no action"):
+				// After a 503 a call went out: the message says so, not
+				// that the cancel came before the call.
+				t.Errorf("cancelled after a %d: message %q", tc.status, r.Error.Message)
 			}
 		})
 	}

@@ -397,7 +397,13 @@ func (w *Worker) cancelled(j *job) *offboard.Result {
 	if !cancelled {
 		return nil
 	}
-	return j.failed(offboard.CodeCancelled, "campaign "+offboard.Quote(name)+" was cancelled by an operator before the request's offboard call", nil)
+	r := j.failed(offboard.CodeCancelled, "campaign "+offboard.Quote(name)+" was cancelled by an operator before the request's offboard call", nil)
+	if r.Attempts > 0 || j.mayHaveActed || j.calledBefore() {
+		// A call went out before the cancel (answered 5xx, or its answer
+		// lost), and no action of it showed: none goes out after it.
+		r.Error.Message = "campaign " + offboard.Quote(name) + " was cancelled by an operator; an offboard call of the request before the cancel created no action that shows, and no call went out after it"
+	}
+	return r
 }
 
 // cancelStored is when a request counts as stored for a campaign's
