@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strconv"
 	"strings"
@@ -162,18 +163,24 @@ func (l *deadList) add(d deadLetter) {
 // part listed reads as a table or as JSON; readErr is returned, and the
 // exit status says the list is not whole.
 func (l *deadList) end(readErr error) error {
+	return endList(l.c.stdout, l.tw, l.n, l.err, readErr)
+}
+
+// endList closes a list written one item at a time to out: the table tw
+// (nil: a JSON array) of n items, whose writing failed with writeErr.
+func endList(out io.Writer, tw *tabwriter.Writer, n int, writeErr, readErr error) error {
 	var err error
 	switch {
-	case l.err != nil:
-		return l.err
-	case readErr != nil && l.n == 0:
+	case writeErr != nil:
+		return writeErr
+	case readErr != nil && n == 0:
 		return readErr
-	case !l.asJSON:
-		err = l.tw.Flush()
-	case l.n == 0:
-		_, err = fmt.Fprintln(l.c.stdout, "[]")
+	case tw != nil:
+		err = tw.Flush()
+	case n == 0:
+		_, err = fmt.Fprintln(out, "[]")
 	default:
-		_, err = fmt.Fprintln(l.c.stdout, "\n]")
+		_, err = fmt.Fprintln(out, "\n]")
 	}
 	return cmp.Or(readErr, err)
 }

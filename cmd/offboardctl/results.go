@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -218,18 +217,5 @@ func actionOrError(r *offboard.Result) string {
 
 // end writes what closes the list, as deadList.end does.
 func (l *resultList) end(readErr error) error {
-	var err error
-	switch {
-	case l.err != nil:
-		return l.err
-	case readErr != nil && l.n == 0:
-		return readErr
-	case !l.asJSON:
-		err = l.tw.Flush()
-	case l.n == 0:
-		_, err = fmt.Fprintln(l.c.stdout, "[]")
-	default:
-		_, err = fmt.Fprintln(l.c.stdout, "\n]")
-	}
-	return cmp.Or(readErr, err)
+	return endList(l.c.stdout, l.tw, l.n, l.err, readErr)
 }

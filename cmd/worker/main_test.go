@@ -84,36 +84,47 @@ func TestRunServesAndStopsOnSIGTERM(t *testing.T) {
 		}
 	}
 
-	nc, err := nats.Connect("nats://" + natsAddr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{"requestId": "cmd-1", "machineId": machine.ID})
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_RESULTS", jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := cons.Next(jetstream.FetchMaxWait(20 * time.Second))
+	data, err := firstResult(t, natsAddr, "cmd-1", machine.ID, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var res struct{ Outcome string }
-	if err := json.Unmarshal(msg.Data(), &res); err != nil || res.Outcome != "created" {
-		t.Fatalf("result %s, want created", msg.Data())
+	if err := json.Unmarshal(data, &res); err != nil || res.Outcome != "created" {
+		t.Fatalf("result %s, want created", data)
 	}
-	nc.Close()
 
 	if code := sigterm(t, exit, 20*time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)
 	}
+}
+
+// firstResult publishes a request of tenant contoso for machineID to the
+// worker's NATS server at natsAddr and returns the first result stored,
+// waiting up to within for it.
+func firstResult(t *testing.T, natsAddr, requestID, machineID string, within time.Duration) ([]byte, error) {
+	t.Helper()
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := json.Marshal(map[string]any{"requestId": requestID, "machineId": machineID})
+	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
+		return nil, err
+	}
+	cons, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_RESULTS", jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return nil, err
+	}
+	msg, err := cons.Next(jetstream.FetchMaxWait(within))
+	if err != nil {
+		return nil, fmt.Errorf("no result: %w", err)
+	}
+	return msg.Data(), nil
 }
 
 // TestRunRejectsBadConfiguration: a bad tenants file or flag exits 2 with

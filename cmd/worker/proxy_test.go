@@ -18,9 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 )
 
@@ -98,30 +95,13 @@ func TestLoginAndAPIThroughHTTPSProxy(t *testing.T) {
 	}()
 	waitReady(t, httpAddr, exit)
 
-	nc, err := nats.Connect("nats://" + natsAddr)
+	data, err := firstResult(t, natsAddr, "proxied-1", machine.ID, 30*time.Second)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := json.Marshal(map[string]any{"requestId": "proxied-1", "machineId": machine.ID})
-	if _, err := js.Publish(t.Context(), "mde.offboard.request.contoso", body); err != nil {
-		t.Fatal(err)
-	}
-	cons, err := js.OrderedConsumer(t.Context(), "MDE_OFFBOARD_RESULTS", jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msg, err := cons.Next(jetstream.FetchMaxWait(30 * time.Second))
-	if err != nil {
-		t.Fatalf("no result: %v\n%s", err, stderr.String())
+		t.Fatalf("%v\n%s", err, stderr.String())
 	}
 	var res struct{ Outcome string }
-	if err := json.Unmarshal(msg.Data(), &res); err != nil || res.Outcome != "created" || len(sim.Actions(tenantID)) != 1 {
-		t.Errorf("result %s, %d actions; want created, through the proxy\n%s", msg.Data(), len(sim.Actions(tenantID)), stderr.String())
+	if err := json.Unmarshal(data, &res); err != nil || res.Outcome != "created" || len(sim.Actions(tenantID)) != 1 {
+		t.Errorf("result %s, %d actions; want created, through the proxy\n%s", data, len(sim.Actions(tenantID)), stderr.String())
 	}
 	for _, host := range []string{"login.sim.test:" + port, "api.sim.test:" + port} {
 		if !slices.Contains(proxy.tunnels(), host) {
