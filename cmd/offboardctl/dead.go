@@ -90,10 +90,10 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 			// Each dead letter is written as it is read, without its
 			// body: a stream of hundreds of thousands is listed in the
 			// memory of its table's text alone.
-			list := newDeadList(c, asJSON)
+			list := newListing(c.stdout, asJSON, "SEQ\tTENANT\tREQUEST ID\tATTEMPT\tCODE\tMESSAGE\tAGE")
 			err := c.eachDead(cmd.Context(), tenant, func(d deadLetter) {
 				if codes.match(d.Code) {
-					list.add(d)
+					list.addDead(d)
 				}
 			})
 			switch {
@@ -112,49 +112,54 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 	return cmd
 }
 
-// deadList writes the dead letters listed, one at a time: a JSON array,
-// or a table aligned as a whole when it ends.
-type deadList struct {
-	c      *cli
-	asJSON bool
-	tw     *tabwriter.Writer
-	n      int
-	err    error
+// listing writes a list one item at a time: a JSON array, or a table
+// aligned as a whole when it ends. dead ls and results list so: a stream
+// of hundreds of thousands is listed in the memory of its table's text
+// alone.
+type listing struct {
+	out io.Writer
+	tw  *tabwriter.Writer // nil: JSON
+	n   int
+	err error
 }
 
-func newDeadList(c *cli, asJSON bool) *deadList {
-	l := &deadList{c: c, asJSON: asJSON}
+// newListing starts a list on out: a table under header (its columns
+// separated by tabs), or with asJSON an array.
+func newListing(out io.Writer, asJSON bool, header string) *listing {
+	l := &listing{out: out}
 	if !asJSON {
-		l.tw = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(l.tw, "SEQ\tTENANT\tREQUEST ID\tATTEMPT\tCODE\tMESSAGE\tAGE")
+		l.tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(l.tw, header)
 	}
 	return l
 }
 
-func (l *deadList) add(d deadLetter) {
+// json says whether the list is a JSON array.
+func (l *listing) json() bool { return l.tw == nil }
+
+// row adds a table row of cells separated by tabs.
+func (l *listing) row(format string, a ...any) {
+	if l.err == nil {
+		l.n++
+		fmt.Fprintf(l.tw, format+"\n", a...)
+	}
+}
+
+// item adds an array's item: JSON text indented by two spaces, written
+// as jsonPrintable writes it.
+func (l *listing) item(b []byte, err error) {
 	if l.err != nil {
 		return
 	}
+	if l.err = err; err != nil {
+		return
+	}
 	l.n++
-	if !l.asJSON {
-		msg := printable(d.Message)
-		if r := []rune(msg); len(r) > 80 {
-			msg = string(r[:79]) + "…"
-		}
-		fmt.Fprintf(l.tw, "%d\t%s\t%s\t%d\t%s\t%s\t%s\n", d.Seq, printable(d.Tenant), shownID(d.RequestID), d.Attempt, printable(d.Code), msg, d.Age)
-		return
-	}
-	b, err := json.MarshalIndent(d, "  ", "  ")
-	if err != nil {
-		l.err = err
-		return
-	}
-	b = jsonPrintable(b)
 	sep := ",\n  "
 	if l.n == 1 {
 		sep = "[\n  "
 	}
-	_, l.err = fmt.Fprintf(l.c.stdout, "%s%s", sep, b)
+	_, l.err = fmt.Fprintf(l.out, "%s%s", sep, jsonPrintable(b))
 }
 
 // end writes what closes the list: the table, or the array's end ([] when
@@ -162,27 +167,34 @@ func (l *deadList) add(d deadLetter) {
 // Ctrl-C, a lost connection) still closes what was written, so that the
 // part listed reads as a table or as JSON; readErr is returned, and the
 // exit status says the list is not whole.
-func (l *deadList) end(readErr error) error {
-	return endList(l.c.stdout, l.tw, l.n, l.err, readErr)
-}
-
-// endList closes a list written one item at a time to out: the table tw
-// (nil: a JSON array) of n items, whose writing failed with writeErr.
-func endList(out io.Writer, tw *tabwriter.Writer, n int, writeErr, readErr error) error {
+func (l *listing) end(readErr error) error {
 	var err error
 	switch {
-	case writeErr != nil:
-		return writeErr
-	case readErr != nil && n == 0:
+	case l.err != nil:
+		return l.err
+	case readErr != nil && l.n == 0:
 		return readErr
-	case tw != nil:
-		err = tw.Flush()
-	case n == 0:
-		_, err = fmt.Fprintln(out, "[]")
+	case l.tw != nil:
+		err = l.tw.Flush()
+	case l.n == 0:
+		_, err = fmt.Fprintln(l.out, "[]")
 	default:
-		_, err = fmt.Fprintln(out, "\n]")
+		_, err = fmt.Fprintln(l.out, "\n]")
 	}
 	return cmp.Or(readErr, err)
+}
+
+// addDead lists a dead letter, without its body.
+func (l *listing) addDead(d deadLetter) {
+	if l.json() {
+		l.item(json.MarshalIndent(d, "  ", "  "))
+		return
+	}
+	msg := printable(d.Message)
+	if r := []rune(msg); len(r) > 80 {
+		msg = string(r[:79]) + "…"
+	}
+	l.row("%d\t%s\t%s\t%d\t%s\t%s\t%s", d.Seq, printable(d.Tenant), shownID(d.RequestID), d.Attempt, printable(d.Code), msg, d.Age)
 }
 
 // codeFilter is --code of dead ls and dead retry: the failure codes of

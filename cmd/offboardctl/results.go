@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -53,10 +52,10 @@ the results stream's max age (--results-max-age of the worker).`,
 			if err := f.check(time.Now()); err != nil {
 				return err
 			}
-			list := newResultList(c, asJSON)
+			list := newListing(c.stdout, asJSON, resultsHeader)
 			err := c.eachResult(cmd.Context(), tenant, f.sinceAt, func(m jetstream.Msg, r *offboard.Result) {
 				if f.match(r) {
-					list.add(m, r)
+					list.addResult(m, r)
 				}
 			})
 			switch {
@@ -153,48 +152,22 @@ func (c *cli) eachResult(ctx context.Context, tenant string, since time.Time, fn
 	return knownTenant(kctx, js, tenant, "it has no results either", "")
 }
 
-// resultList writes the results listed, one at a time: a JSON array of
-// the results as stored, or a table aligned as a whole when it ends.
-type resultList struct {
-	c      *cli
-	asJSON bool
-	tw     *tabwriter.Writer
-	n      int
-	err    error
-}
+// resultsHeader is the header of results' table.
+const resultsHeader = "STORED\tREQUEST ID\tATTEMPT\tOUTCOME\tDEVICE\tNAME\tREQUESTED BY\tSOURCE\tACTION / ERROR"
 
-func newResultList(c *cli, asJSON bool) *resultList {
-	l := &resultList{c: c, asJSON: asJSON}
-	if !asJSON {
-		l.tw = tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(l.tw, "STORED\tREQUEST ID\tATTEMPT\tOUTCOME\tDEVICE\tNAME\tREQUESTED BY\tSOURCE\tACTION / ERROR")
-	}
-	return l
-}
-
-func (l *resultList) add(m jetstream.Msg, r *offboard.Result) {
-	if l.err != nil {
-		return
-	}
-	l.n++
-	if l.asJSON {
+// addResult lists a result: as stored (JSON), or as a row.
+func (l *listing) addResult(m jetstream.Msg, r *offboard.Result) {
+	if l.json() {
 		var b bytes.Buffer
-		if err := json.Indent(&b, m.Data(), "  ", "  "); err != nil {
-			l.err = err
-			return
-		}
-		sep := ",\n  "
-		if l.n == 1 {
-			sep = "[\n  "
-		}
-		_, l.err = fmt.Fprintf(l.c.stdout, "%s%s", sep, jsonPrintable(b.Bytes()))
+		err := json.Indent(&b, m.Data(), "  ", "  ")
+		l.item(b.Bytes(), err)
 		return
 	}
 	stored := "-"
 	if meta, err := m.Metadata(); err == nil {
 		stored = meta.Timestamp.UTC().Format(time.RFC3339)
 	}
-	fmt.Fprintf(l.tw, "%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\n", stored, shownID(r.RequestID), max(r.Attempt, 1), printable(string(r.Outcome)),
+	l.row("%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s", stored, shownID(r.RequestID), max(r.Attempt, 1), printable(string(r.Outcome)),
 		orNone(printable(r.MachineID)), orNone(printable(r.ComputerDNSName)), orNone(printable(r.RequestedBy)), orNone(printable(r.Source)), actionOrError(r))
 }
 
@@ -213,9 +186,4 @@ func actionOrError(r *offboard.Result) string {
 		return "-"
 	}
 	return printable(strings.TrimSpace(a.ID + " " + a.Status))
-}
-
-// end writes what closes the list, as deadList.end does.
-func (l *resultList) end(readErr error) error {
-	return endList(l.c.stdout, l.tw, l.n, l.err, readErr)
 }
