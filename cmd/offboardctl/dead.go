@@ -96,15 +96,7 @@ func newDeadLsCmd(c *cli) *cobra.Command {
 					list.addDead(d)
 				}
 			})
-			switch {
-			case err != nil && cmd.Context().Err() != nil:
-				err = fmt.Errorf("interrupted: the list is not whole (%d listed; %w)", list.n, context.Cause(cmd.Context()))
-			case err != nil && list.n > 0:
-				// NATS lost after a part was listed: that part reads as a
-				// whole list, unless told.
-				err = fmt.Errorf("the list is not whole (%d listed): %w", list.n, err)
-			}
-			return list.end(err)
+			return list.end(list.cutShort(cmd.Context(), err))
 		},
 	}
 	codes.flag(cmd)
@@ -160,6 +152,20 @@ func (l *listing) item(b []byte, err error) {
 		sep = "[\n  "
 	}
 	_, l.err = fmt.Fprintf(l.out, "%s%s", sep, jsonPrintable(b))
+}
+
+// cutShort is the error of a read that ended with err: one interrupted
+// (ctx ended), or, with a part listed, one that says the list is not
+// whole (NATS lost after a part was listed: that part reads as a whole
+// list, unless told).
+func (l *listing) cutShort(ctx context.Context, err error) error {
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("interrupted: the list is not whole (%d listed; %w)", l.n, context.Cause(ctx))
+	case err != nil && l.n > 0:
+		return fmt.Errorf("the list is not whole (%d listed): %w", l.n, err)
+	}
+	return err
 }
 
 // end writes what closes the list: the table, or the array's end ([] when

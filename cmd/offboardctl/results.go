@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -58,13 +57,7 @@ the results stream's max age (--results-max-age of the worker).`,
 					list.addResult(m, r)
 				}
 			})
-			switch {
-			case err != nil && cmd.Context().Err() != nil:
-				err = fmt.Errorf("interrupted: the list is not whole (%d listed; %w)", list.n, context.Cause(cmd.Context()))
-			case err != nil && list.n > 0:
-				err = fmt.Errorf("the list is not whole (%d listed): %w", list.n, err)
-			}
-			return list.end(err)
+			return list.end(list.cutShort(cmd.Context(), err))
 		},
 	}
 	fl := cmd.Flags()

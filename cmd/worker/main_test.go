@@ -527,6 +527,19 @@ func newHeldCall(t *testing.T, shutdownTimeout string) *heldCall {
 	t.Cleanup(api.Close)
 
 	dir := t.TempDir()
+	cfg := oneTenantFile(t, dir, tenantID, clientID, "cmd-test-secret", api.Certificate().Raw, api.URL, api.URL)
+	h.httpAddr, h.natsAddr = freePort(t), freePort(t)
+	h.args = []string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"), "--embedded-listen", h.natsAddr,
+		"--listen", h.httpAddr, "--shutdown-timeout", shutdownTimeout, "--log-format", "console", "--ack-wait", "5s"}
+	return h
+}
+
+// oneTenantFile writes, in dir, the tenants file of tenant contoso with
+// a client secret file holding secret and a CA file of the certificate
+// caDER, its API at apiBase and its login host at authority, and
+// returns its path.
+func oneTenantFile(t *testing.T, dir, tenantID, clientID, secret string, caDER []byte, apiBase, authority string) string {
+	t.Helper()
 	write := func(name string, content []byte) string {
 		p := filepath.Join(dir, name)
 		if err := os.WriteFile(p, content, 0o600); err != nil {
@@ -534,9 +547,9 @@ func newHeldCall(t *testing.T, shutdownTimeout string) *heldCall {
 		}
 		return p
 	}
-	secret := write("secret", []byte("cmd-test-secret\n"))
-	ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: api.Certificate().Raw}))
-	cfg := write("worker.yaml", fmt.Appendf(nil, `tenants:
+	secretFile := write("secret", []byte(secret+"\n"))
+	ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}))
+	return write("worker.yaml", fmt.Appendf(nil, `tenants:
   - name: contoso
     tenantId: %s
     clientId: %s
@@ -544,11 +557,7 @@ func newHeldCall(t *testing.T, shutdownTimeout string) *heldCall {
     apiBaseURL: %s
     authorityHost: %s
     caFile: %s
-`, tenantID, clientID, secret, api.URL, api.URL, ca))
-	h.httpAddr, h.natsAddr = freePort(t), freePort(t)
-	h.args = []string{"--config", cfg, "--data-dir", filepath.Join(dir, "nats"), "--embedded-listen", h.natsAddr,
-		"--listen", h.httpAddr, "--shutdown-timeout", shutdownTimeout, "--log-format", "console", "--ack-wait", "5s"}
-	return h
+`, tenantID, clientID, secretFile, apiBase, authority, ca))
 }
 
 // startAndCall runs the worker, publishes one request and returns once

@@ -3,8 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"encoding/pem"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -60,24 +58,8 @@ func TestLoginAndAPIThroughHTTPSProxy(t *testing.T) {
 	proxy := startConnectProxy(t, ln.Addr().String())
 
 	dir := t.TempDir()
-	write := func(name string, content []byte) string {
-		p := filepath.Join(dir, name)
-		if err := os.WriteFile(p, content, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
-	secret := write("secret", []byte("proxy-test-secret\n"))
-	ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}))
-	cfg := write("worker.yaml", fmt.Appendf(nil, `tenants:
-  - name: contoso
-    tenantId: %s
-    clientId: %s
-    clientSecretFile: %s
-    apiBaseURL: https://api.sim.test:%s
-    authorityHost: https://login.sim.test:%s
-    caFile: %s
-`, tenantID, clientID, secret, port, port, ca))
+	cfg := oneTenantFile(t, dir, tenantID, clientID, "proxy-test-secret", cert.Leaf.Raw,
+		"https://api.sim.test:"+port, "https://login.sim.test:"+port)
 	httpAddr, natsAddr := freePort(t), freePort(t)
 
 	cmd := exec.CommandContext(t.Context(), os.Args[0], "--config", cfg, "--data-dir", filepath.Join(dir, "nats"),
