@@ -586,14 +586,14 @@ func addCapped(a, b time.Duration) time.Duration {
 // HTTP/1.1 each call under way takes a connection, and up to idle of them
 // stay open per host: with Go's default of two, most calls paid a new TLS
 // handshake. The environment's proxy settings apply, but not to the
-// instance metadata service (proxyFor); a proxy that refuses a tunnel is
+// instance metadata service and other managed identity endpoints (proxyFor); a proxy that refuses a tunnel is
 // told by its status (mde.ProxyConnectAnswer). A call is bounded by callTimeout
 // (--call-timeout), its context's; the client's own bounds catch what no
 // context bounds, and are never shorter.
 func httpClient(caFile string, idle int, callTimeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = idle
-	tr.Proxy = proxyFor(httpproxy.FromEnvironment())
+	tr.Proxy = proxyFor(httpproxy.FromEnvironment(), os.Getenv)
 	// A proxy's refused tunnel is told by its status.
 	tr.OnProxyConnectResponse = mde.ProxyConnectAnswer
 	tr.MaxIdleConns = 0 // no limit over all hosts: the per-host one holds

@@ -18,13 +18,17 @@ import (
 // HTTPS_PROXY set for the login and API hosts, as a corporate network
 // sets both, the worker's client sends a managed identity's token
 // request to the instance metadata service (169.254.169.254, a
-// link-local address) directly. Through the proxy, Go's default, it
+// link-local address) directly, and so the endpoint an identity
+// variable names (Service Fabric's IDENTITY_ENDPOINT, a private address
+// of the node; MSI_ENDPOINT). Through the proxy, Go's default, it
 // failed, or brought back the token of the proxy's own identity.
 func TestNoProxyForTheInstanceMetadataService(t *testing.T) {
 	const proxy = "http://proxy.corp.example:3128"
 	t.Setenv("HTTP_PROXY", proxy)
 	t.Setenv("HTTPS_PROXY", proxy)
 	t.Setenv("NO_PROXY", "")
+	t.Setenv("IDENTITY_ENDPOINT", "https://10.0.0.4:2377/metadata/identity/oauth2/token")
+	t.Setenv("MSI_ENDPOINT", " http://Node-7.cluster.local/msi/token")
 	client, err := httpClient("", 2, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -40,6 +44,10 @@ func TestNoProxyForTheInstanceMetadataService(t *testing.T) {
 		{"https://api.securitycenter.microsoft.com/api/machines/abc/offboard", true},
 		{"https://login.microsoftonline.com/tenant/oauth2/v2.0/token", true},
 		{"http://169.255.0.1/", true},
+		{"https://10.0.0.4:2377/metadata/identity/oauth2/token?api-version=2019-07-01-preview", false},
+		{"https://10.0.0.4/metadata/identity/oauth2/token", true},
+		{"http://node-7.cluster.local:80/msi/token", false},
+		{"https://node-7.cluster.local/msi/token", true},
 	} {
 		req, err := http.NewRequest(http.MethodGet, c.url, nil)
 		if err != nil {
