@@ -485,6 +485,11 @@ type Router struct {
 	sub      *nats.Subscription
 	late     sync.WaitGroup // pulls given up on, still read
 	closed   chan struct{}
+	// missed is signalled when the connection dropped wake-ups (a slow
+	// consumer); lookout, its reader, has every source look again.
+	missed  chan struct{}
+	dropped int // the subscription's drops so far, as last looked at (handler only)
+	lookout sync.WaitGroup
 
 	mu      sync.Mutex
 	sources map[string]*Source
@@ -498,30 +503,78 @@ type Router struct {
 // NewRouter subscribes to the request subjects. The wake-ups of the
 // tenants expected that come before their source is made are kept for it.
 func NewRouter(nc *nats.Conn, s offboard.Subjects, expected ...string) (*Router, error) {
-	r := &Router{subjects: s, sources: map[string]*Source{}, early: map[string]*[2]uint64{}, closed: make(chan struct{})}
+	r := &Router{subjects: s, sources: map[string]*Source{}, early: map[string]*[2]uint64{}, closed: make(chan struct{}),
+		missed: make(chan struct{}, 1)}
 	for _, t := range expected {
 		r.early[t] = new([2]uint64)
 	}
 	sub, err := nc.Subscribe(s.AllRequests(), func(m *nats.Msg) {
-		tenant, p, ok := s.ParseRequest(m.Subject)
-		if !ok {
-			return
-		}
-		r.mu.Lock()
-		src := r.sources[tenant]
-		if early := r.early[tenant]; src == nil && early != nil {
-			early[laneOf(p)]++
-		}
-		r.mu.Unlock()
-		if src != nil {
-			src.woken(p, 1)
-		}
+		r.heard(m.Subject)
+		r.checkDropped(m.Sub)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("subscribe %s: %w", s.AllRequests(), err)
 	}
 	r.sub = sub
+	r.lookout.Go(r.lookOut)
 	return r, nil
+}
+
+// heard wakes the source of the tenant a request was published for.
+func (r *Router) heard(subject string) {
+	tenant, p, ok := r.subjects.ParseRequest(subject)
+	if !ok {
+		return
+	}
+	r.mu.Lock()
+	src := r.sources[tenant]
+	if early := r.early[tenant]; src == nil && early != nil {
+		early[laneOf(p)]++
+	}
+	r.mu.Unlock()
+	if src != nil {
+		src.woken(p, 1)
+	}
+}
+
+// checkDropped signals missed when the connection dropped messages of the
+// subscription since the handler last looked (a slow consumer: the
+// handler held up, a burst of large requests). A drop happens only while
+// messages wait for the handler, so the handler always runs again after
+// the last one and sees it. Which tenants' wake-ups were lost is not
+// known: every source looks (lookOut), where an idle tenant's request
+// would otherwise wait for the next safety poll, up to IdlePoll.
+func (r *Router) checkDropped(sub *nats.Subscription) {
+	n, err := sub.Dropped()
+	if err != nil || n <= r.dropped {
+		return
+	}
+	r.dropped = n
+	select {
+	case r.missed <- struct{}{}:
+	default: // a look is due already
+	}
+}
+
+// lookOut has every source look at its consumers each time wake-ups were
+// dropped, apart from the handler, which must not fall further behind.
+func (r *Router) lookOut() {
+	for {
+		select {
+		case <-r.closed:
+			return
+		case <-r.missed:
+		}
+		r.mu.Lock()
+		srcs := slices.Collect(maps.Values(r.sources))
+		r.mu.Unlock()
+		for _, src := range srcs {
+			// As a wake-up of each lane: the request whose wake-up
+			// was dropped may not be stored yet.
+			src.woken(offboard.Normal, 0)
+			src.woken(offboard.Bulk, 0)
+		}
+	}
 }
 
 // Source returns the tenant's source; poll bounds how long a missed wake-up
@@ -601,10 +654,12 @@ var sourceCounted = func(string) {}
 // counts what is left: a test publishes there.
 var sourcePulled = func() {}
 
-// Close stops the subscription and the reading of pulls given up on.
+// Close stops the subscription, the reading of pulls given up on and the
+// look after dropped wake-ups.
 func (r *Router) Close() error {
 	close(r.closed)
 	r.late.Wait()
+	r.lookout.Wait()
 	return r.sub.Unsubscribe()
 }
 
