@@ -133,6 +133,7 @@ type App struct {
 	goneOnce  sync.Once
 	lost      chan struct{}    // asks keepConsumers to look for lost consumers
 	connected prometheus.Gauge // mde_offboard_nats_connected
+	slow      *slowConsumers   // the connection's slow consumer reports
 	js        jetstream.JetStream
 	// replicaID is this replica's name among the replicas, the one
 	// given or the one made up at start (startPresence).

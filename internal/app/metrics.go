@@ -72,3 +72,30 @@ func (a *App) registerCertificateExpiry() {
 		a.log.Warn("register the certificate expiry metric", zap.Error(err))
 	}
 }
+
+// newSlowConsumersCounter is mde_offboard_nats_slow_consumers_total, not
+// registered.
+func newSlowConsumersCounter() prometheus.Counter {
+	return prometheus.NewCounter(prometheus.CounterOpts{
+		Namespace: "mde_offboard", Name: "nats_slow_consumers_total",
+		Help: "Times a subscription of the worker's NATS connection fell behind and the client dropped its messages (slow consumer).",
+	})
+}
+
+// slowConsumersCounter returns mde_offboard_nats_slow_consumers_total,
+// registered once per registry (a test may start several apps on one).
+func (a *App) slowConsumersCounter() prometheus.Counter {
+	c := newSlowConsumersCounter()
+	err := a.reg.Register(c)
+	var already prometheus.AlreadyRegisteredError
+	switch {
+	case err == nil:
+	case errors.As(err, &already):
+		if existing, ok := already.ExistingCollector.(prometheus.Counter); ok {
+			return existing
+		}
+	default:
+		a.log.Warn("register the NATS slow consumer metric", zap.Error(err))
+	}
+	return c
+}

@@ -7,8 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -48,6 +50,7 @@ func (a *App) connect() error {
 		a.log.Info("embedded NATS server started", zap.String("url", url), zap.String("data_dir", a.opts.DataDir))
 	}
 	a.connected = a.natsConnectedGauge()
+	a.slow = &slowConsumers{log: a.log, clock: a.opts.Clock, reports: a.slowConsumersCounter()}
 	nc, err := nats.Connect(url, a.natsOptions()...)
 	if err != nil {
 		return fmt.Errorf("connect to NATS at %s: %w%s", queue.RedactURLs(url), err, a.opts.natsConn().NoTLSHint(err))
@@ -100,7 +103,12 @@ func (a *App) natsOptions() []nats.Option {
 		}),
 		// Errors NATS reports on its own (a permission refused, a slow
 		// subscription) go to the log, not as a raw line on stderr.
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) && sub != nil {
+				dropped, _ := sub.Dropped()
+				a.slow.seen(sub.Subject, dropped)
+				return
+			}
 			a.log.Warn("NATS reported an error", zap.Error(err))
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
@@ -174,4 +182,50 @@ func (a *App) drainNATS(ctx context.Context) error {
 		a.nc.Close()
 		return fmt.Errorf("drain: %w", ctx.Err())
 	}
+}
+
+// slowConsumers counts and logs the reports of a subscription that fell
+// behind: past its pending limits (the client's defaults: 512k messages,
+// 64 MiB) the client drops its messages and reports it once, then again
+// only after the subscription took a message. One that stays just behind
+// its publishers is so reported about once per message it takes: every
+// report is counted, and a line logged at most once a minute.
+//
+// What a drop costs depends on the subscription: the requests' wake-ups
+// are looked for again at once (queue.Router), a key-value watch or the
+// journals' feeds (ordered consumers) fetch what they missed, a question
+// of another replica or of offboardctl is asked again or times out.
+type slowConsumers struct {
+	log     *zap.Logger
+	clock   clockwork.Clock
+	reports prometheus.Counter
+
+	mu   sync.Mutex
+	next time.Time // when a line may be logged again
+	held int       // reports since the last line, not logged
+}
+
+// slowConsumerLine is the message of the line logged.
+const slowConsumerLine = "a NATS subscription fell behind: the client dropped messages (slow consumer)"
+
+// slowConsumerEvery is how often a line is logged at most.
+const slowConsumerEvery = time.Minute
+
+// seen counts a report of the subscription on subject, which has had
+// dropped messages dropped so far, and logs it unless a line was logged
+// within slowConsumerEvery.
+func (s *slowConsumers) seen(subject string, dropped int) {
+	s.reports.Inc()
+	s.mu.Lock()
+	now := s.clock.Now()
+	s.held++
+	if now.Before(s.next) {
+		s.mu.Unlock()
+		return
+	}
+	held := s.held
+	s.held, s.next = 0, now.Add(slowConsumerEvery)
+	s.mu.Unlock()
+	s.log.Warn(slowConsumerLine, zap.String("subject", subject), zap.Int("dropped", dropped),
+		zap.Int("reports_since_last_line", held))
 }
