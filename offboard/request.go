@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode"
 	"unicode/utf8"
 )
@@ -49,6 +51,11 @@ type Request struct {
 	// Attempt is 1 (or 0, meaning 1) for a first request; a higher
 	// attempt retries a request whose stored result is failed.
 	Attempt int `json:"attempt,omitempty"`
+	// NotSeenSince, when set, is the premise the request was made on:
+	// Defender has not seen the device since. The device is offboarded
+	// only if its lastSeen, as the worker reads it before the call, is not
+	// after this time (a campaign row carries its plan's lastSeen).
+	NotSeenSince time.Time `json:"notSeenSince,omitzero"`
 }
 
 // AttemptOrFirst is the request's attempt, 1 when not given.
@@ -117,7 +124,7 @@ func ValidMachineID(id string) bool {
 	return true
 }
 
-var fieldNames = []string{"requestId", "machineId", "computerDnsName", "comment", "tenant", "requestedBy", "source", "dryRun", "attempt"}
+var fieldNames = []string{"requestId", "machineId", "computerDnsName", "comment", "tenant", "requestedBy", "source", "dryRun", "attempt", "notSeenSince"}
 
 // wire is a request as decoded, before its fields are checked.
 type wire struct {
@@ -130,6 +137,7 @@ type wire struct {
 	Source          string `json:"source"`
 	DryRun          bool   `json:"dryRun"`
 	Attempt         *int   `json:"attempt"`
+	NotSeenSince    string `json:"notSeenSince"`
 }
 
 // ParseRequest reads and checks a request published on subjectTenant's
@@ -355,6 +363,14 @@ func (w wire) check(subjectTenant string) (Request, error) {
 	} else if w.Attempt != nil {
 		r.Attempt = *w.Attempt
 	}
+	if w.NotSeenSince != "" {
+		since, err := ParseNotSeenSince("notSeenSince", w.NotSeenSince)
+		if err != nil {
+			errs = append(errs, err)
+		} else {
+			r.NotSeenSince = since
+		}
+	}
 	switch {
 	case w.MachineID != "" && w.ComputerDNSName != "":
 		errs = append(errs, errors.New("give machineId or computerDnsName, not both"))
@@ -365,6 +381,71 @@ func (w wire) check(subjectTenant string) (Request, error) {
 		return r, errs[0]
 	}
 	return r, nil
+}
+
+// EarliestNotSeenSince is the earliest notSeenSince taken: Defender for
+// Endpoint came out in 2016, and a device's lastSeen before 2000 is a
+// placeholder for a device never seen (.NET's 0001-01-01), not a
+// sighting. An earlier time is a mistake (a cell read as a number, a
+// zero time), and every device would be refused under it.
+var EarliestNotSeenSince = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// ClockSkew is how far a publisher's clock and the worker's may disagree:
+// a notSeenSince later than the worker's now by more is refused
+// (Request.CheckTime).
+const ClockSkew = 5 * time.Minute
+
+// rfc3339 is the form of an RFC 3339 date-time (section 5.6), as JSON
+// Schema's date-time format takes it: T and Z in either case, a fraction
+// of any length, a numeric offset with its colon.
+var rfc3339 = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:[Zz]|[+-][0-9]{2}:[0-9]{2})$`)
+
+// ParseNotSeenSince reads a notSeenSince: an RFC 3339 date-time (a leap
+// second too, 23:59:60 in UTC, read as the next second) not before
+// EarliestNotSeenSince. field names the value in the error (a campaign's
+// CSV calls it lastSeen), which shows it quoted.
+func ParseNotSeenSince(field, s string) (time.Time, error) {
+	bad := func(why string) (time.Time, error) {
+		return time.Time{}, fmt.Errorf("%s %s %s", field, Quote(s), why)
+	}
+	if !rfc3339.MatchString(s) {
+		return bad("is not an RFC 3339 time (2026-08-01T09:12:00Z)")
+	}
+	v := strings.ToUpper(s)
+	if off := v[len(v)-6:]; off[0] == '+' || off[0] == '-' {
+		if off[1:3] > "23" || off[4:6] > "59" {
+			return bad("has an offset out of range")
+		}
+	}
+	leap := v[17:19] == "60"
+	if leap {
+		v = v[:17] + "59" + v[19:]
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return bad("is not a time: its date or time is out of range")
+	}
+	if leap {
+		if u := t.UTC(); u.Hour() != 23 || u.Minute() != 59 {
+			return bad("is not a time: a leap second is 23:59:60 in UTC")
+		}
+		t = t.Add(time.Second)
+	}
+	if t.Before(EarliestNotSeenSince) {
+		return bad("is before 2000: no device was seen then")
+	}
+	return t, nil
+}
+
+// CheckTime makes the checks of a parsed request that need the time
+// (now, by the reader's clock): a notSeenSince later than now by more
+// than ClockSkew is refused, as under it every device seen until now
+// would be offboarded: the premise says nothing.
+func (r Request) CheckTime(now time.Time) error {
+	if r.NotSeenSince.After(now.Add(ClockSkew)) {
+		return fmt.Errorf("notSeenSince %s is in the future", r.NotSeenSince.Format(time.RFC3339Nano))
+	}
+	return nil
 }
 
 func checkRequestID(id string) error {
@@ -667,6 +748,8 @@ func (w *wire) drop(fields map[string]bool) {
 			w.DryRun = false
 		case "attempt":
 			w.Attempt = nil
+		case "notSeenSince":
+			w.NotSeenSince = ""
 		}
 	}
 }

@@ -118,15 +118,19 @@ const (
 	RuleMachineTags        = "protect.machineTags"
 	RuleRbacGroups         = "protect.rbacGroups"
 	RuleRequireInactiveFor = "requireInactiveFor"
+	// RuleNotSeenSince is the request's own premise (its notSeenSince),
+	// checked after the tenant's guards.
+	RuleNotSeenSince = "notSeenSince"
 )
 
 // Rules lists every guard rule, for metric labels known up front.
-var Rules = []string{RuleMachineIDs, RuleComputerDNSNames, RuleMachineTags, RuleRbacGroups, RuleRequireInactiveFor}
+var Rules = []string{RuleMachineIDs, RuleComputerDNSNames, RuleMachineTags, RuleRbacGroups, RuleRequireInactiveFor, RuleNotSeenSince}
 
 // Policy records the guards applied to a request's device.
 type Policy struct {
 	// Checked lists the kinds of guard configured: "protect",
-	// "requireInactiveFor".
+	// "requireInactiveFor"; and "notSeenSince" when the request carried
+	// one.
 	Checked []string `json:"checked"`
 	// LastSeen is the device's lastSeen as Defender reported it, in RFC
 	// 3339 and UTC with Defender's precision, when the device was read

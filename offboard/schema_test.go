@@ -78,7 +78,7 @@ func requestCases() []requestCase {
 		{name: "by name", body: `{"requestId":"r:1.x-y_z","computerDnsName":"laptop-123.contoso.local"}`, valid: true},
 		{name: "name with underscore and final dot", body: `{"requestId":"r1","computerDnsName":"_srv.pc-1.contoso.local."}`, valid: true},
 		{name: "every field", body: byID + `,"comment":"Retired in CMDB (CHG0012345)","tenant":"contoso","requestedBy":"cmdb-sync",` +
-			`"source":"servicenow:CHG0012345","dryRun":true,"attempt":3}`, valid: true},
+			`"source":"servicenow:CHG0012345","dryRun":true,"attempt":3,"notSeenSince":"2026-08-01T09:12:00.1234567Z"}`, valid: true},
 		{name: "unknown members ignored", body: byID + `,"extra":{"a":[1,null]},"change_ticket":"x","x-trace-id":"y","requestIdx":5}`, valid: true},
 		{name: "request id of 128 characters", body: `{"requestId":"` + long("a", 128) + `","machineId":"` + deviceID + `"}`, valid: true},
 		{name: "comment of 1000 characters", body: byID + `,"comment":"` + long("é", 1000) + `"}`, valid: true},
@@ -99,6 +99,13 @@ func requestCases() []requestCase {
 		{name: "comment of white space alone counts as absent", body: byID + `,"comment":" \u00a0\u3000 "}`, valid: true},
 		{name: "null counts as absent", body: byID + `,"computerDnsName":null,"comment":null,"tenant":null,"dryRun":null,"attempt":null}`, valid: true},
 		{name: "largest attempt", body: byID + `,"attempt":9223372036854775807}`, valid: true},
+		{name: "notSeenSince with an offset", body: byID + `,"notSeenSince":"2026-08-01T11:12:00+02:00"}`, valid: true},
+		{name: "notSeenSince in lower case, a long fraction", body: byID + `,"notSeenSince":"2026-08-01t09:12:00.123456789123z"}`, valid: true},
+		{name: "notSeenSince at a leap second", body: byID + `,"notSeenSince":"2016-12-31T23:59:60Z"}`, valid: true},
+		{name: "notSeenSince at a leap second, with an offset", body: byID + `,"notSeenSince":"2017-01-01T00:59:60+01:00"}`, valid: true},
+		{name: "notSeenSince at the start of 2000", body: byID + `,"notSeenSince":"2000-01-01T00:00:00Z"}`, valid: true},
+		{name: "empty notSeenSince counts as absent", body: byID + `,"notSeenSince":"","attempt":null}`, valid: true},
+		{name: "null notSeenSince counts as absent", body: byID + `,"notSeenSince":null}`, valid: true},
 
 		// Refused by the schema and by the worker alike.
 		{name: "not JSON", body: `{"requestId":`},
@@ -158,6 +165,18 @@ func requestCases() []requestCase {
 		{name: "fractional attempt", body: byID + `,"attempt":1.5}`},
 		{name: "attempt is a string", body: byID + `,"attempt":"2"}`},
 		{name: "attempt beyond Go's int", body: byID + `,"attempt":9223372036854775808}`},
+		{name: "notSeenSince that is no time", body: byID + `,"notSeenSince":"yesterday"}`},
+		{name: "notSeenSince as a date alone", body: byID + `,"notSeenSince":"2026-08-01"}`},
+		{name: "notSeenSince without a zone", body: byID + `,"notSeenSince":"2026-08-01T09:12:00"}`},
+		{name: "notSeenSince with a space for T", body: byID + `,"notSeenSince":"2026-08-01 09:12:00Z"}`},
+		{name: "notSeenSince with a comma before its fraction", body: byID + `,"notSeenSince":"2026-08-01T09:12:00,5Z"}`},
+		{name: "notSeenSince on the 30th of February", body: byID + `,"notSeenSince":"2026-02-30T09:12:00Z"}`},
+		{name: "notSeenSince at hour 24", body: byID + `,"notSeenSince":"2026-08-01T24:00:00Z"}`},
+		{name: "notSeenSince with an offset of 24 hours", body: byID + `,"notSeenSince":"2026-08-01T09:12:00+24:00"}`},
+		{name: "notSeenSince at a leap second of another time", body: byID + `,"notSeenSince":"2016-12-31T12:59:60Z"}`},
+		{name: "notSeenSince before 2000", body: byID + `,"notSeenSince":"1999-12-31T23:59:59Z"}`},
+		{name: "notSeenSince at .NET's zero time", body: byID + `,"notSeenSince":"0001-01-01T00:00:00Z"}`},
+		{name: "notSeenSince as a number", body: byID + `,"notSeenSince":1785575520}`},
 		{name: "member in other case next to it", body: byID + `,"dryRun":true,"DryRun":false}`},
 		{name: "member in other case alone", body: `{"requestId":"r1","MachineId":"` + deviceID + `"}`},
 		{name: "member in upper case", body: byID + `,"REQUESTID":"r2"}`},
@@ -195,6 +214,8 @@ func requestCases() []requestCase {
 			parserOnly: "JSON Schema counts 1.0 as an integer; Go's encoding/json does not", listed: "attempt is written as an integer literal"},
 		{name: "attempt written as 2e0", body: byID + `,"attempt":2e0}`,
 			parserOnly: "JSON Schema counts 2e0 as an integer; Go's encoding/json does not", listed: "attempt is written as an integer literal"},
+		{name: "notSeenSince in 2000 as written, 1999 in UTC", body: byID + `,"notSeenSince":"2000-01-01T00:30:00+01:00"}`,
+			parserOnly: "the schema's pattern reads the year as written, not in UTC", listed: "notSeenSince is not before 2000-01-01T00:00:00Z in UTC"},
 		{name: "unknown member nested 10001 deep", body: byID + `,"extra":` + long("[", 10001) + long("]", 10001) + `}`,
 			parserOnly: "a schema has no keyword for the depth of what it lets through", listed: "nests at most 10000 levels deep",
 			instance: func() any {
@@ -239,6 +260,7 @@ var parseFailures = []string{
 	"requestId is missing", "does not match [A-Za-z0-9._:-]{1,128}", "not 40 hexadecimal", "not a DNS name",
 	"characters, more than", "control or formatting", "does not match the subject", "attempt must be at least 1",
 	"not both", "is required", "nested more than 10000 levels deep",
+	"is not an RFC 3339 time", "date or time is out of range", "offset out of range", "a leap second is 23:59:60 in UTC", "is before 2000",
 }
 
 func TestRequestSchemaAgreesWithParseRequest(t *testing.T) {
@@ -304,12 +326,13 @@ func jsonFields(typ reflect.Type) []string {
 }
 
 // requiredFields lists the JSON member names a struct always writes (no
-// omitempty).
+// omitempty, no omitzero).
 func requiredFields(typ reflect.Type) []string {
 	var names []string
 	for _, f := range reflect.VisibleFields(typ) {
 		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
-		if f.IsExported() && name != "-" && name != "" && !slices.Contains(strings.Split(opts, ","), "omitempty") {
+		omitted := slices.Contains(strings.Split(opts, ","), "omitempty") || slices.Contains(strings.Split(opts, ","), "omitzero")
+		if f.IsExported() && name != "-" && name != "" && !omitted {
 			names = append(names, name)
 		}
 	}

@@ -188,10 +188,8 @@ func TestGuardsBlock(t *testing.T) {
 	// A refusal is counted with its result, once it is stored, which may
 	// be just after a subscriber has it.
 	counted := func(rule string) (got, want float64) {
-		want = map[string]float64{offboard.RuleComputerDNSNames: 2, offboard.RuleMachineTags: 2}[rule]
-		if want == 0 {
-			want = 1
-		}
+		want = map[string]float64{offboard.RuleMachineIDs: 1, offboard.RuleComputerDNSNames: 2, offboard.RuleMachineTags: 2,
+			offboard.RuleRbacGroups: 1, offboard.RuleRequireInactiveFor: 1}[rule] // none of notSeenSince: no request carries one
 		return metricValue(t, g.env, "mde_offboard_blocked_total", map[string]string{"tenant": "contoso", "rule": rule}), want
 	}
 	eventually(t, 5*time.Second, "every refusal counted", func() bool {

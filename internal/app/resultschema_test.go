@@ -141,7 +141,9 @@ func schemaCases(t *testing.T, e *env) []schemaCase {
 	twin2 := mdesim.Machine{ID: newID(), ComputerDNSName: "TWIN.contoso.local", LastSeen: old, HealthStatus: "Inactive"}
 	tagged := mdesim.Machine{ID: newID(), ComputerDNSName: "tagged.fabrikam.local", LastSeen: old, MachineTags: []string{"DoNotOffboard"}}
 	inactive := mdesim.Machine{ID: newID(), ComputerDNSName: "inactive.fabrikam.local", LastSeen: old}
-	for _, x := range []mdesim.Machine{linux, twin1, twin2} {
+	back := mdesim.Machine{ID: newID(), ComputerDNSName: "back.contoso.local", LastSeen: time.Now().Add(-time.Hour)}
+	gone := mdesim.Machine{ID: newID(), ComputerDNSName: "gone.contoso.local", LastSeen: old}
+	for _, x := range []mdesim.Machine{linux, twin1, twin2, back, gone} {
 		e.sim.AddMachine(co.tenantID, x)
 	}
 	for _, x := range []mdesim.Machine{tagged, inactive} {
@@ -169,6 +171,9 @@ func schemaCases(t *testing.T, e *env) []schemaCase {
 		{name: "created by name", body: req("by-name", "computerDnsName", m[2].ComputerDNSName+"."), outcome: offboard.OutcomeCreated},
 		{name: "created with guards", subject: "mde.offboard.request.fabrikam.bulk", body: req("guarded", "machineId", inactive.ID), outcome: offboard.OutcomeCreated},
 		{name: "blocked", subject: "mde.offboard.request.fabrikam", body: req("blocked", "machineId", tagged.ID), outcome: failed, code: offboard.CodeBlockedByPolicy},
+		{name: "seen after notSeenSince", body: req("back", "machineId", back.ID, "notSeenSince", old.Format(time.RFC3339)), outcome: failed, code: offboard.CodeBlockedByPolicy},
+		{name: "not seen since", body: req("gone", "machineId", gone.ID, "notSeenSince", old.Add(time.Second).Format(time.RFC3339)), outcome: offboard.OutcomeCreated},
+		{name: "notSeenSince in the future", body: req("future", "machineId", gone.ID, "notSeenSince", time.Now().Add(time.Hour).Format(time.RFC3339)), outcome: failed, code: invalid},
 		{name: "invalid", body: req("a b", "machineId", "zz", "comment", "\u202e"), outcome: failed, code: invalid},
 		{name: "no object", body: "[]", outcome: failed, code: invalid},
 		{name: "lone surrogate", body: `{"requestId":"sur","machineId":"` + m[3].ID + `","comment":"\ud800"}`, outcome: failed, code: invalid},

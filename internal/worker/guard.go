@@ -18,15 +18,22 @@ import (
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// judge applies the tenant's guards to a resolved device, before any
-// destructive call (dry runs included). It returns the policy to record on
-// the request's result (nil: the tenant has no guards), the rule that
-// refuses the device and why ("" when none does: the caller answers a
-// refusal with blocked), and a result when the device cannot be read: a
-// device the guards cannot see is never offboarded.
+// judge applies the tenant's guards, and the request's own premise (its
+// notSeenSince), to a resolved device, before any destructive call (dry
+// runs included). It returns the policy to record on the request's result
+// (nil: the tenant has no guards and the request no premise), the rule
+// that refuses the device and why ("" when none does: the caller answers
+// a refusal with blocked), and a result when the device cannot be read: a
+// device the guards cannot see is never offboarded. The premise is judged
+// on the read the guards make, or on the record a name lookup returned:
+// it adds no read to one the guards make.
 func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.Policy, rule, why string, res *offboard.Result, err error) {
 	g := &j.t.Config.Guards
 	checked := g.Checked()
+	since := j.req.NotSeenSince
+	if !since.IsZero() {
+		checked = append(checked, offboard.RuleNotSeenSince)
+	}
 	if checked == nil {
 		return nil, "", "", nil, nil
 	}
@@ -38,7 +45,7 @@ func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.
 		pol.LastSeen = lastSeen(dev.machine)
 		return pol, rule, why, nil, nil
 	}
-	if g.NeedsDevice() && dev.machine == nil {
+	if j.needsDevice() && dev.machine == nil {
 		res, err := w.readDevice(ctx, j, dev, "read the device for the guards: ")
 		if err != nil || res != nil {
 			return pol, "", "", res, err
@@ -49,7 +56,41 @@ func (w *Worker) judge(ctx context.Context, j *job, dev *device) (pol *offboard.
 	}
 	pol.LastSeen = lastSeen(dev.machine)
 	rule, why = refusal(g, dev.id, dev.machine, w.guardNow(dev))
+	if rule == "" && !since.IsZero() {
+		if why = seenSince(since, dev.machine); why != "" {
+			rule = offboard.RuleNotSeenSince
+		}
+	}
 	return pol, rule, why, nil, nil
+}
+
+// needsDevice says whether the request's checks look at the device
+// record: a guard other than protect.machineIds, or the request's
+// notSeenSince.
+func (j *job) needsDevice() bool {
+	return j.t.Config.Guards.NeedsDevice() || !j.req.NotSeenSince.IsZero()
+}
+
+// seenSince says why the request's premise does not hold: Defender saw
+// the device after since (its lastSeen is later), or gives no lastSeen
+// that reads as the time of a sighting, which cannot show that it was
+// not seen; "" when the premise holds. lastSeen is compared as Defender
+// gives it, to the request's time, with no clock of this host between
+// them: a plan writes the lastSeen it read, to the digit.
+func seenSince(since time.Time, m *mde.Machine) string {
+	last, ok := m.LastSeenTime()
+	want := "; the request offboards it only if it was not seen after " + since.UTC().Format(time.RFC3339Nano)
+	switch {
+	case m.LastSeen == "":
+		return "Defender gives no lastSeen for the device" + want
+	case !ok:
+		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is not a time" + want
+	case last.Before(mde.EarliestSighting):
+		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is a placeholder, not a sighting" + want
+	case last.After(since):
+		return "Defender saw the device again (lastSeen " + offboard.Quote(m.LastSeen) + ")" + want
+	}
+	return ""
 }
 
 // guardNow is the time the device's lastSeen is measured from: now by

@@ -145,6 +145,13 @@ func (w *Worker) handle(ctx context.Context, t *tenantRun, msg jetstream.Msg, pr
 	}
 	j.msg = whole
 	req, err := offboard.ParseRequest(whole.Data(), t.name)
+	if err == nil {
+		// By the time the worker took it: a request that waited is
+		// not refused for a time its publisher's clock gave.
+		if err = req.CheckTime(j.received); err != nil {
+			req.NotSeenSince = time.Time{} // not echoed: it failed its check
+		}
+	}
 	j.req = req
 	j.log = j.log.WithLazy(zap.String("request_id", req.RequestID))
 	if err != nil {
@@ -325,8 +332,8 @@ func (w *Worker) readEntry(ctx context.Context, j *job) bool {
 
 // fresh says whether the request is taken to be new without a claim: its
 // first delivery, its first attempt, and nothing to call before the
-// offboard call (a machine id, no dry run, no guard that reads the
-// device). Nearly every such request is new. Its first ledger write, the
+// offboard call (a machine id, no dry run, no guard or notSeenSince that
+// reads the device). Nearly every such request is new. Its first ledger write, the
 // "calling" entry before its call or its result, creates the id's entry,
 // and fails if the id has one after all (the same request id sent again
 // as a new message, a consumer made again): then nothing was sent, the
@@ -336,7 +343,7 @@ func (w *Worker) readEntry(ctx context.Context, j *job) bool {
 // already answered spends no read; a fresh request that must wait is
 // claimed before it waits (claimBeforeWaiting).
 func (j *job) fresh() bool {
-	return j.delivered == 1 && j.req.AttemptOrFirst() == 1 && j.req.MachineID != "" && !j.req.DryRun && !j.t.Config.Guards.NeedsDevice()
+	return j.delivered == 1 && j.req.AttemptOrFirst() == 1 && j.req.MachineID != "" && !j.req.DryRun && !j.needsDevice()
 }
 
 // claim writes a "claimed" entry for a request id the ledger does not

@@ -291,7 +291,7 @@ func (w *Worker) beforeCall(ctx context.Context, j *job, dev *device) (*offboard
 	if res, err := w.controlsBeforeCall(j); err != nil || res != nil {
 		return res, err
 	}
-	if dev.policy == nil || !j.t.Config.Guards.NeedsDevice() || !guardReadStale(w.clock, dev.read) {
+	if dev.policy == nil || !j.needsDevice() || !guardReadStale(w.clock, dev.read) {
 		return nil, nil
 	}
 	j.log.Info("device read again for the guards: the request waited", zap.Duration("since_read", sinceBoth(w.clock, dev.read)))
