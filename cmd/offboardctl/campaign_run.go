@@ -30,7 +30,7 @@ import (
 // runFlags are campaign run's flags.
 type runFlags struct {
 	tenant, csv, name, priority, comment, report, rate string
-	dryRun, unknownTenant                              bool
+	dryRun, unknownTenant, ignoreLastSeen              bool
 	timeout, every                                     time.Duration
 	maxPending                                         int
 }
@@ -42,6 +42,10 @@ func newCampaignRunCmd(c *cli) *cobra.Command {
 		Short: "Publish a CSV's devices as offboard requests, wait for every result, write the report",
 		Long: `Publishes one request per CSV row (request id <NAME>-<row as 6 digits>,
 source campaign:<NAME>), waits for every row's result and writes the report.
+A CSV with a lastSeen column (a plan's) offboards a row's device only if
+Defender has not seen it since that time (the request's notSeenSince): a
+device seen again after the plan is refused, blocked_by_policy, rule
+notSeenSince; --ignore-last-seen leaves the column out.
 Running the same command again publishes nothing that was published before
 and writes the same report: an interrupted campaign resumes.`,
 		Args: exactArgs(0),
@@ -62,6 +66,7 @@ and writes the same report: an interrupted campaign resumes.`,
 	onceFlag(fl, &f.priority, "priority", string(offboard.Bulk), "bulk or normal")
 	fl.BoolVar(&f.dryRun, "dry-run", false, "publish every row as a dry run (name it apart from the real run: their request ids must differ)")
 	fl.StringVar(&f.comment, "comment", "", "comment of rows without their own")
+	fl.BoolVar(&f.ignoreLastSeen, "ignore-last-seen", false, "offboard each row's device even if Defender saw it after the CSV's lastSeen")
 	onceFlag(fl, &f.report, "report", "", "report file (default <NAME>-report.csv)")
 	fl.DurationVar(&f.timeout, "timeout", 0, "give up waiting after this long (0: wait for every result)")
 	fl.StringVar(&f.rate, "rate", "", "the tenant's offboard limits for the ETA, as 100/1m,1500/1h (default: those its worker recorded, else the documented ones)")
@@ -72,6 +77,7 @@ and writes the same report: an interrupted campaign resumes.`,
 	}
 	// --dry-run --dry-run=false ran for real.
 	onceBool(fl, "dry-run")
+	onceBool(fl, "ignore-last-seen")
 	fl.DurationVar(&f.every, "progress-every", 5*time.Second, "how often a progress line is printed when not on a terminal")
 	fl.BoolVar(&f.unknownTenant, "unknown-tenant", false, "publish to a tenant no worker has set up yet (not in any tenants file)")
 	fl.IntVar(&f.maxPending, "max-pending", 4096, "publishes awaiting the server's acknowledgement at most")
@@ -168,7 +174,7 @@ func newCampaignRun(c *cli, f runFlags) (*campaignRun, error) {
 		return nil, err
 	}
 	r := &campaignRun{c: c, f: f, prio: offboard.Priority(f.priority), windows: campaign.DefaultWindows,
-		set: campaign.Settings{Tenant: f.tenant, Name: f.name, Comment: f.comment, DryRun: f.dryRun}}
+		set: campaign.Settings{Tenant: f.tenant, Name: f.name, Comment: f.comment, DryRun: f.dryRun, IgnoreLastSeen: f.ignoreLastSeen}}
 	if r.prio != offboard.Bulk && r.prio != offboard.Normal {
 		return nil, usagef("--priority %s: want bulk or normal", offboard.Quote(f.priority))
 	}

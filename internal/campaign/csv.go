@@ -23,6 +23,10 @@ type Row struct {
 	Comment         string
 	RequestedBy     string
 	Source          string
+	// LastSeen is the row's lastSeen cell: in a plan's CSV, the device's
+	// lastSeen when the plan was made, which its request carries as
+	// notSeenSince.
+	LastSeen string
 	// shifted is why the row's cells cannot be taken under the header's
 	// columns (more cells than the header); nil when they can.
 	shifted error
@@ -44,6 +48,10 @@ const (
 	ColComment         = "comment"
 	ColRequestedBy     = "requestedBy"
 	ColSource          = "source"
+	// ColLastSeen is the plan's lastSeen column: a row's request is
+	// offboarded only if Defender has not seen the device since
+	// (offboard.Request.NotSeenSince), unless Settings.IgnoreLastSeen.
+	ColLastSeen = "lastSeen"
 )
 
 const utf8BOM = "\ufeff"
@@ -100,7 +108,7 @@ func NewReader(r io.Reader) (*Reader, error) {
 			return nil, fmt.Errorf("%w (%s): a campaign is a dry run with --dry-run, every row of it, and a real run without it; remove the column",
 				ErrDryRunColumn, offboard.Quote(h))
 		}
-		for _, c := range []string{ColMachineID, ColComputerDNSName, ColComment, ColRequestedBy, ColSource} {
+		for _, c := range []string{ColMachineID, ColComputerDNSName, ColComment, ColRequestedBy, ColSource, ColLastSeen} {
 			if strings.EqualFold(h, c) {
 				if _, dup := cols[c]; dup {
 					return nil, fmt.Errorf("header row: column %s appears twice", c)
@@ -395,7 +403,7 @@ func (r *Reader) Next() (Row, error) {
 	return Row{
 		N: r.n, Line: line, MachineID: get(ColMachineID), ComputerDNSName: get(ColComputerDNSName),
 		Comment: get(ColComment), RequestedBy: get(ColRequestedBy), Source: get(ColSource),
-		shifted: shifted,
+		LastSeen: get(ColLastSeen), shifted: shifted,
 	}, nil
 }
 
@@ -405,6 +413,9 @@ type Settings struct {
 	Name    string
 	Comment string // for rows without their own
 	DryRun  bool
+	// IgnoreLastSeen leaves the rows' lastSeen out of their requests:
+	// each device is offboarded whenever Defender saw it last.
+	IgnoreLastSeen bool
 }
 
 // CheckComment refuses a comment for rows without their own that the
@@ -454,6 +465,12 @@ func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 	if r.Source == "" {
 		r.Source = Source(s.Name)
 	}
+	// A lastSeen that is no time is named after the other fields'
+	// problems: notSeenSince is the request's last field.
+	var lastSeenErr error
+	if row.LastSeen != "" && !s.IgnoreLastSeen {
+		r.NotSeenSince, lastSeenErr = offboard.ParseNotSeenSince(ColLastSeen, row.LastSeen)
+	}
 	// JSON would carry invalid bytes as U+FFFD: a name or comment in
 	// another encoding (Latin-1) would be sent altered, not refused. The
 	// first such cell in the request's field order is named, as the
@@ -474,6 +491,9 @@ func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 	checked, err := offboard.ParseRequest(data, s.Tenant)
 	if err != nil {
 		return checked, nil, err
+	}
+	if lastSeenErr != nil {
+		return checked, nil, lastSeenErr
 	}
 	return checked, data, nil
 }

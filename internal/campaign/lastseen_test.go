@@ -1,0 +1,58 @@
+package campaign
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestRowLastSeenIsTheRequestsPremise: a CSV's lastSeen column (a
+// plan's) gives each row's request its notSeenSince, unless
+// IgnoreLastSeen; an empty cell gives none; a cell that is no time makes
+// the row invalid, naming the column and the line, after a problem of
+// another field, as the request's checks go in field order.
+func TestRowLastSeenIsTheRequestsPremise(t *testing.T) {
+	t.Parallel()
+	csv := strings.Join(offboard.PlanHeader, ",") + "\n" +
+		strings.Repeat("a", 40) + ",pc-1.contoso.local,2026-08-01T09:12:00.1234567Z,Windows11,Inactive,,\n" +
+		strings.Repeat("b", 40) + ",pc-2.contoso.local,,Windows11,Inactive,,\n" +
+		strings.Repeat("c", 40) + ",pc-3.contoso.local,01/08/2026 09:12,Windows11,Inactive,,\n" +
+		"x" + strings.Repeat("d", 39) + ",pc-4.contoso.local,yesterday,Windows11,Inactive,,\n"
+	read := func(s Settings) (reqs []offboard.Request, errs []error) {
+		rd, err := NewReader(strings.NewReader(csv))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 4 {
+			row, err := rd.Next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			req, _, err := s.Request(row)
+			reqs, errs = append(reqs, req), append(errs, err)
+		}
+		return reqs, errs
+	}
+	want := time.Date(2026, 8, 1, 9, 12, 0, 123456700, time.UTC)
+	reqs, errs := read(Settings{Tenant: "contoso", Name: "retire"})
+	if errs[0] != nil || !reqs[0].NotSeenSince.Equal(want) {
+		t.Errorf("row 1: notSeenSince %v (%v), want %v", reqs[0].NotSeenSince, errs[0], want)
+	}
+	if errs[1] != nil || !reqs[1].NotSeenSince.IsZero() {
+		t.Errorf("row 2, its lastSeen empty: notSeenSince %v (%v), want none", reqs[1].NotSeenSince, errs[1])
+	}
+	if errs[2] == nil || !strings.Contains(errs[2].Error(), `line 4: lastSeen "01/08/2026 09:12" is not an RFC 3339 time`) {
+		t.Errorf("row 3: %v, want its lastSeen refused", errs[2])
+	}
+	if errs[3] == nil || !strings.Contains(errs[3].Error(), "machineId") {
+		t.Errorf("row 4, its machineId and lastSeen bad: %v, want the machineId named, the first field", errs[3])
+	}
+	reqs, errs = read(Settings{Tenant: "contoso", Name: "retire", IgnoreLastSeen: true})
+	for i := range reqs[:3] {
+		if errs[i] != nil || !reqs[i].NotSeenSince.IsZero() {
+			t.Errorf("row %d with IgnoreLastSeen: notSeenSince %v (%v), want none", i+1, reqs[i].NotSeenSince, errs[i])
+		}
+	}
+}
