@@ -6,14 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
-	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -132,9 +130,6 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 		return nil //nolint:nilerr // the cancel stands; the count is only information
 	}
 	note := ""
-	if view, err := controlView(ctx, js, c.subjects); err == nil {
-		note = pausedNote(view, st)
-	}
 	if _, none := workersOf(readAnnounced(ctx, js), tenant, time.Now()); none {
 		// Only a worker answers them, as status says of the backlog.
 		note += "; no worker has announced the tenant: none is answered before one runs"
@@ -160,32 +155,6 @@ func cancelCounts(st *campaignState, note string) string {
 		waiting = fmt.Sprintf("%d requests waiting will be answered cancelled%s", st.Waiting, note)
 	}
 	return fmt.Sprintf("%s; %d answered so far%s", waiting, st.Answered, cancelled)
-}
-
-// pausedNote says which of the campaign's waiting requests an operator's
-// pause holds, and how to let them go: the worker leaves a paused
-// priority's requests alone, cancelled ones too, and answers them only
-// once it is resumed.
-func pausedNote(view *control.View, st *campaignState) string {
-	held := 0
-	var ps []string
-	for _, p := range control.Priorities {
-		if n := st.waitingBy[p]; n > 0 && view.Paused(st.Tenant, p) {
-			held += n
-			ps = append(ps, string(p))
-		}
-	}
-	if held == 0 {
-		return ""
-	}
-	how := fmt.Sprintf("once %s is resumed (offboardctl resume %s --priority %s)", ps[0], st.Tenant, ps[0])
-	if len(ps) > 1 {
-		how = fmt.Sprintf("once %s are resumed (offboardctl resume %s --priority %s)", strings.Join(ps, " and "), st.Tenant, control.PriorityAll)
-	}
-	if held < st.Waiting {
-		return fmt.Sprintf(", %d of them %s", held, how)
-	}
-	return " " + how
 }
 
 // campaignExists refuses a campaign name none of the tenant's requests

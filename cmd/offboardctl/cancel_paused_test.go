@@ -5,16 +5,18 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
-// A cancel of a campaign whose requests wait behind an operator's pause
-// says that they are answered once the priority is resumed, and how: a
-// paused priority's requests are left alone, cancelled ones too, and the
-// cancel said they "will be answered cancelled" while the run went on
-// waiting for them.
-func TestCampaignCancelBehindAPauseSaysToResume(t *testing.T) {
+// TestCampaignCancelAnswersRequestsBehindAPause: a cancel of a campaign
+// whose requests wait behind an operator's pause has them answered
+// cancelled while the pause holds. Before, the worker left a paused
+// priority's requests alone, cancelled ones too, and the cancel said
+// they would be answered once the priority was resumed
+// (`offboardctl resume`), which called nothing for them then either.
+func TestCampaignCancelAnswersRequestsBehindAPause(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 1)
 	e.startWorker()
@@ -26,26 +28,29 @@ func TestCampaignCancelBehindAPauseSaysToResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "camp")
-	want := "1 request waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 0 answered so far\n"
-	if code != exitOK || !strings.HasSuffix(out, want) || strings.Count(out, "\n") != 1 {
-		t.Errorf("campaign cancel: exit %d, stdout %q (want it to end %q), stderr %q", code, out, want, errs)
+	if code != exitOK || strings.Contains(out, "resume") || strings.Count(out, "\n") != 1 {
+		t.Errorf("campaign cancel: exit %d, stdout %q (want one line, no resume), stderr %q", code, out, errs)
 	}
-	if e.requestsWaiting() != 1 {
-		t.Errorf("%d requests waiting; want the paused one", e.requestsWaiting())
+	e.waitFor("the paused request answered", 10*time.Second, func() bool { return e.requestsWaiting() == 0 })
+	rs := e.results()
+	if len(rs) != 1 || rs[0].Error == nil || rs[0].Error.Code != offboard.CodeCancelled {
+		t.Errorf("results %+v, want camp-000001 cancelled", rs)
+	}
+	if n := len(e.sim.Actions(e.tenantID)); n != 0 {
+		t.Errorf("%d actions, want none", n)
 	}
 }
 
 // A cancel counts the campaign's results once its mark is set, and the
 // worker answers waiting requests cancelled as soon as it reads the mark:
 // "answered so far" then held requests the cancel itself answered. It
-// says how many of them are cancelled.
+// says how many of them are cancelled. No worker runs: the request left
+// waits.
 func TestCampaignCancelSaysHowManyAnsweredAreCancelled(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2)
 	e.startWorker()
-	if code, _, errs := e.ctl(t.Context(), "pause", tenant, "--priority", "bulk"); code != exitOK {
-		t.Fatalf("pause: exit %d %s", code, errs)
-	}
+	e.stopWorker() // it withdraws its announcement
 	for i, m := range e.machines[:2] {
 		id := fmt.Sprintf("camp-%06d", i+1)
 		if _, err := offboard.Publish(t.Context(), e.js, offboard.Subjects{}, tenant, offboard.Bulk,
@@ -57,7 +62,7 @@ func TestCampaignCancelSaysHowManyAnsweredAreCancelled(t *testing.T) {
 	publishRaw(t, e.js, offboard.Subjects{}.Result(tenant), "result:"+tenant+":camp-000001",
 		`{"requestId":"camp-000001","tenant":"`+tenant+`","outcome":"failed","attempt":1,"error":{"code":"cancelled","message":"campaign cancelled"}}`)
 	code, out, errs := e.ctl(t.Context(), "campaign", "cancel", "--tenant", tenant, "--name", "camp")
-	want := "1 request waiting will be answered cancelled once bulk is resumed (offboardctl resume contoso --priority bulk); 1 answered so far, 1 of them cancelled\n"
+	want := "1 request waiting will be answered cancelled; no worker has announced the tenant: none is answered before one runs; 1 answered so far, 1 of them cancelled\n"
 	if code != exitOK || !strings.HasSuffix(out, want) {
 		t.Errorf("campaign cancel: exit %d, stdout %q (want it to end %q), stderr %q", code, out, want, errs)
 	}

@@ -60,20 +60,36 @@ func (noControl) Budget(string) (string, bool)          { return "", false }
 // served returns the tenant's priorities not paused, waiting while every
 // one is, and while the controls or the campaigns' cancels may be out of
 // date (controlsFresh);
-// changed is closed at the next change after the answer was read.
-func (w *Worker) served(ctx context.Context, tenant string) (prios []offboard.Priority, changed <-chan struct{}, err error) {
+// changed is closed at the next change after the answer was read. Once
+// landed is closed (a cancel of one of the tenant's campaigns landed), it
+// returns with the controls fresh even when every priority is paused
+// (prios empty): the cancel withdraws the campaign's requests from the
+// stream, paused or not (nextRequests). nil: never.
+func (w *Worker) served(ctx context.Context, tenant string, landed <-chan struct{}) (prios []offboard.Priority, changed <-chan struct{}, err error) {
 	for {
 		changed = w.opts.Control.Changed()
 		read := w.marksRead()
-		if prios = w.unpaused(tenant); len(prios) > 0 && w.controlsFresh() {
+		prios = w.unpaused(tenant)
+		if w.controlsFresh() && (len(prios) > 0 || isClosed(landed)) {
 			return prios, changed, nil
 		}
 		select {
 		case <-changed:
 		case <-read:
+		case <-landed:
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
+	}
+}
+
+// isClosed says whether c is closed (nil: never).
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -65,7 +65,7 @@ func TestUntilPausedEndsOnlyTheWaitsAPauseConcerns(t *testing.T) {
 
 	waits := map[string]context.Context{}
 	for _, tenant := range []string{"contoso", "fabrikam", "northwind"} {
-		prios, changed, err := w.served(t.Context(), tenant)
+		prios, changed, err := w.served(t.Context(), tenant, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

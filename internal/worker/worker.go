@@ -475,8 +475,13 @@ func (w *Worker) runTenant(fetchCtx, workCtx context.Context, t *tenantRun) {
 		for _, d := range ds {
 			// Usually the quota is there, or comes within the lead; if a
 			// retry took it meanwhile, the request waits for its permit
-			// like a retry does, kept alive.
-			permit := w.aheadPermit(fetchCtx, t, d.Prio == offboard.Bulk)
+			// like a retry does, kept alive. A request fetched for a
+			// cancel (not placed) is answered without a call: it takes
+			// no place in the quota.
+			var permit *limiter.Permit
+			if placed {
+				permit = w.aheadPermit(fetchCtx, t, d.Prio == offboard.Bulk)
+			}
 			slot := &inFlight{slots: slots, finishing: finishing, place: w.newPlace()}
 			if d.Prio == offboard.Bulk && placed {
 				slot.bulk = bulk // nextRequests took its bulk place
@@ -580,6 +585,17 @@ var errBulkPlaceFreed = errors.New("a bulk place freed")
 // withdraws (fetchWithdrawn).
 var errCancelLanded = errors.New("a campaign's cancel landed")
 
+// bothPriorities are the priorities of requests, in the order they are
+// served.
+var bothPriorities = []offboard.Priority{offboard.Normal, offboard.Bulk}
+
+// closedChan is a channel closed from the start.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // errPausesChanged ends a wait for a request when a pause or resume
 // changed which of the tenant's priorities are served.
 var errPausesChanged = errors.New("the tenant's pauses changed")
@@ -592,13 +608,27 @@ var errPausesChanged = errors.New("the tenant's pauses changed")
 // fetched: its requests wait in the stream. A cancel of one of the
 // tenant's campaigns ends the wait for quota and budget: the requests
 // there are then fetched without it, for as long as they hold requests of
-// a cancelled campaign (cancels.go). Bulk requests are fetched only on
-// the tenant's bulk places (bulkPlaces); placed says that each bulk
-// request returned holds one.
+// a cancelled campaign (cancels.go). So does an operator's pause: the
+// requests of a cancelled campaign are fetched from every priority,
+// paused or not, as they are answered without a call; the others go back
+// to the stream at once. Bulk requests are fetched only on the tenant's
+// bulk places (bulkPlaces); placed says that the requests returned are
+// to be called: each bulk one holds a bulk place, and each needs its
+// permit (not so for those fetched for a cancel).
 func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan struct{}, bulk *bulkPlaces) (ds []queue.Delivery, n int, placed bool, err error) {
-	prios, changed, err := w.served(ctx, t.name)
+	landed := t.landed.Done()
+	if t.withdrawing {
+		landed = closedChan
+	}
+	prios, changed, err := w.served(ctx, t.name, landed)
 	if err != nil {
 		return nil, 1, false, err
+	}
+	if !t.withdrawing && len(prios) < len(bothPriorities) && t.landed.Err() != nil {
+		// A cancel landed with a priority paused: the loop takes no
+		// request of it, nor waits for quota and budget when every one
+		// is, so the cancel takes the campaign's requests now.
+		t.withdrawing = true
 	}
 	if !t.withdrawing {
 		if err := w.waitCall(ctx, t); err != nil {
@@ -617,13 +647,27 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 	if t.withdrawing {
 		// Requests of a cancelled campaign, answered without a call:
 		// bulk ones hold no bulk place.
-		ds, n, t.withdrawing, err = w.fetchWithdrawn(nextCtx, t, slots, prios)
+		ds, n, t.withdrawing, err = w.fetchWithdrawn(nextCtx, t, slots, bothPriorities)
 	} else {
 		n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).AvailableWithin(w.clock.Now(), fetchAhead, cap(slots))-1)
 		placed = true
-		ds, err = fetchWithinBulkPlaces(nextCtx, t, bulk, n, prios, func(ctx context.Context, n, bulkMax int, prios []offboard.Priority) ([]queue.Delivery, error) {
+		fetchCtx, stopFetch := nextCtx, func() bool { return false }
+		if len(prios) < len(bothPriorities) {
+			// A priority is paused: a cancel landing while the fetch
+			// waits for a request of the others takes the campaign's
+			// requests of the paused one.
+			var cancel context.CancelFunc
+			fetchCtx, cancel = context.WithCancel(nextCtx)
+			defer cancel()
+			stopFetch = context.AfterFunc(t.landed, cancel)
+		}
+		ds, err = fetchWithinBulkPlaces(fetchCtx, t, bulk, n, prios, func(ctx context.Context, n, bulkMax int, prios []offboard.Priority) ([]queue.Delivery, error) {
 			return t.source.NextBatchUpTo(ctx, n, bulkMax, w.room(), prios...)
 		})
+		if stopFetch(); err != nil && nextCtx.Err() == nil && t.landed.Err() != nil {
+			t.withdrawing = true
+			return nil, n, placed, errCancelLanded
+		}
 	}
 	if err != nil && ctx.Err() == nil && nextCtx.Err() != nil {
 		return nil, n, placed, errPausesChanged
