@@ -166,6 +166,15 @@ func (s *Source) NextBatchNow(ctx context.Context, limit int, room Room, prios .
 	return s.pullWithin(ctx, max(limit, 1), max(limit, 1), room, prios)
 }
 
+// Returned says that a request of priority p this source handed out went
+// back to the stream at once (a nak without delay): its lane has a
+// request to hand out again, whatever a pull since found.
+func (s *Source) Returned(p offboard.Priority) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lanes[laneOf(p)].maybe = true
+}
+
 // pullWithin pulls up to limit requests from the lanes that may have
 // some, normal first, within room; bulk ones up to bulkLimit.
 func (s *Source) pullWithin(ctx context.Context, limit, bulkLimit int, room Room, prios []offboard.Priority) ([]Delivery, error) {

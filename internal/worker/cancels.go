@@ -125,51 +125,86 @@ func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
 	return w.waitBudget(wctx, t)
 }
 
-// fetchWithdrawn takes the requests of the served priorities there are
-// now, as many as the free slots allow (it takes those slots; with the one
-// the caller holds, n of them), for a cancel: those of a cancelled
-// campaign are answered at once, without a call; any other goes back to
-// the stream. It says whether the batch held a request of a cancelled
-// campaign: if so, the loop takes the next batch the same way.
+// fetchWithdrawn takes the requests of a cancelled campaign there are
+// now in the given priorities, up to as many as the free slots allow (it
+// takes those slots; with the one the caller holds, n of them), for a
+// cancel: they are answered at once, without a call. The others pulled
+// on the way are set aside until the pull is over, then go back to the
+// stream at once, in their order: given back one pull at a time, they
+// would be the next pull's again (a redelivery comes first), and a
+// cancelled campaign's requests behind n others would never be reached.
+// It pulls until the priorities have no request left to hand out, the
+// slots are full, or withdrawScan requests are set aside. It says
+// whether it took a request of a cancelled campaign: if so, the loop
+// takes the next ones the same way.
 func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
 	// Read before the fetch: a cancel landing from now on is taken
 	// again.
 	t.landed = t.cancels.next()
 	n = 1 + takeSlots(slots, cap(slots)-1)
-	ds, err = t.source.NextBatchNow(ctx, n, w.room(), prios...)
-	if err != nil {
-		return nil, n, true, err // taken again after the error
-	}
-	withdrawn := w.keepWithdrawn(t, ds)
-	return withdrawn, n, len(withdrawn) > 0, nil
-}
-
-// keepWithdrawn keeps the requests of a cancelled campaign and gives the
-// others back to the stream at once, with the room the pull took for
-// them: held in the worker for a place in the quota, they would take the
-// next places ahead of requests that come before them (normal priority
-// before bulk). At once, not after a delay: set aside, a normal request
-// would let a bulk one take the next place, and one whose place frees
-// meanwhile would wait out the delay.
-func (w *Worker) keepWithdrawn(t *tenantRun, ds []queue.Delivery) []queue.Delivery {
-	kept := ds[:0]
-	for _, d := range ds {
-		req, err := offboard.ParseRequest(d.Msg.Data(), t.name)
-		if err == nil && w.campaigns != nil {
-			if _, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, storedAt(d.Msg))); ok {
-				kept = append(kept, d)
+	var aside []queue.Delivery
+	defer func() { w.giveBack(t, aside) }()
+	for len(ds) < n && len(aside) < withdrawScan {
+		got, err := t.source.NextBatchNow(ctx, min(n-len(ds), withdrawScan-len(aside)), w.room(), prios...)
+		if err != nil {
+			if len(ds) > 0 {
+				return ds, n, true, nil // the error comes back with the next pull
+			}
+			return nil, n, true, err // taken again after the error
+		}
+		if len(got) == 0 {
+			break
+		}
+		for _, d := range got {
+			if w.withdrawable(t, d) {
+				ds = append(ds, d)
 				continue
 			}
+			aside = append(aside, d)
+			// Its room is given back now: back in the stream within
+			// the pull, it must not hold up the pull's next requests.
+			w.newPlace().give()
 		}
-		if meta, merr := d.Msg.Metadata(); err == nil && merr == nil && meta.NumDelivered == 1 {
-			w.claimReturned(t, meta.Sequence.Stream, req)
+	}
+	return ds, n, len(ds) > 0, nil
+}
+
+// withdrawScan is how many requests a pull for a cancel sets aside at
+// most: far more than a tenant's in-flight slots, well within the
+// consumers' cap on requests delivered and not acked (256 by default).
+const withdrawScan = 200
+
+// withdrawable says whether a request taken for a cancel is a cancelled
+// campaign's.
+func (w *Worker) withdrawable(t *tenantRun, d queue.Delivery) bool {
+	req, err := offboard.ParseRequest(d.Msg.Data(), t.name)
+	if err != nil || w.campaigns == nil {
+		return false
+	}
+	_, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, storedAt(d.Msg)))
+	return ok
+}
+
+// giveBack gives the requests a pull for a cancel set aside back to the
+// stream at once, in their order: held in the worker for a place in the
+// quota, they would take the next places ahead of requests that come
+// before them (normal priority before bulk). At once, not after a delay:
+// set aside, a normal request would let a bulk one take the next place,
+// and one whose place frees meanwhile would wait out the delay.
+func (w *Worker) giveBack(t *tenantRun, ds []queue.Delivery) {
+	for _, d := range ds {
+		if meta, err := d.Msg.Metadata(); err == nil && meta.NumDelivered == 1 {
+			if req, err := offboard.ParseRequest(d.Msg.Data(), t.name); err == nil {
+				w.claimReturned(t, meta.Sequence.Stream, req)
+			}
 		}
 		if err := d.Msg.Nak(); err != nil {
 			t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))
 		}
-		w.newPlace().give() // the room NextBatchNow took for it
+		// A pull of the pass after it found its lane empty: the loop's
+		// next fetch must look there first.
+		t.source.Returned(d.Prio)
 	}
-	return kept
 }
 
 // storedAt is when the server stored a request in the stream (zero: not

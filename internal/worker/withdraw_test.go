@@ -156,7 +156,7 @@ func (e *loopEnv) cancelCampaign(t *testing.T, name string) {
 // TestCancelPassGivesBackTheRoomOfRequestsItReturns: the worker's bound on
 // the requests it works on (Options.MaxRequests, 512 by default) is taken
 // by the cancel pass's pulls (NextBatchNow with w.room()); a request the
-// pass gives back to the stream (keepWithdrawn) gives its room back too.
+// pass gives back to the stream (giveBack) gives its room back too.
 // Here the room is 3: a pass that returns three requests of another
 // campaign must not leave the worker with no room for ever.
 func TestCancelPassGivesBackTheRoomOfRequestsItReturns(t *testing.T) {
