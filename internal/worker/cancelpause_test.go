@@ -2,6 +2,7 @@ package worker
 
 import (
 	"fmt"
+	"net/http"
 	"testing"
 	"time"
 
@@ -96,5 +97,45 @@ func TestCancelWhilePaused(t *testing.T) {
 				t.Errorf("%d offboard calls, want 2 (%s)", n, fmt.Sprint(got))
 			}
 		})
+	}
+}
+
+// TestCancelWhilePausedAfterA5xx: a campaign's request whose call was
+// answered 503 waits out its backoff when an operator pauses its
+// priority, then its campaign is cancelled: it leaves for the stream
+// until the call's action would show (ActionShowsWithin), and, taken
+// again while the pause holds, one look for the action settles it:
+// answered cancelled, no call after the cancel.
+func TestCancelWhilePausedAfterA5xx(t *testing.T) {
+	t.Parallel()
+	board := newSwitchboard()
+	e := setupLoopOpts(t, `["100/1m"]`, "", RetryPolicy{Base: time.Second, Max: time.Second}, func(o *Options) {
+		o.Control, o.Presence, o.ActionShowsWithin = board, marked{instance: "w-1"}, 2*time.Second
+	})
+	e.sim.InjectStatus(loopTenantID, mde.APIOffboard, http.StatusServiceUnavailable, "", "", 1, 0)
+	id := campaign.RequestID("wave1", 1)
+	e.publishPrio(t, id, offboard.Bulk)
+	e.waitForCalls(t, mde.APIOffboard, 1)
+	board.pause("contoso", offboard.Bulk)
+	e.cancelSeen(t, "wave1", id) // its backoff waits on the fake clock
+	start := time.Now()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case r := <-e.results:
+			if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+				t.Errorf("result %s %s %+v, want %s cancelled", r.RequestID, r.Outcome, r.Error, id)
+			}
+			if n := e.offboardCalls(); n != 1 {
+				t.Errorf("%d offboard calls, want only the one answered 503", n)
+			}
+			return
+		case <-tick.C:
+			e.clock.Advance(time.Second)
+		case <-deadline:
+			t.Fatalf("no result %v after the cancel, bulk paused", time.Since(start).Round(time.Second))
+		}
 	}
 }

@@ -576,6 +576,11 @@ func (w *Worker) leaveFor(j *job, err error, delay time.Duration) {
 		j.t.repeats.log(j.log, zap.InfoLevel, msg, msg, zap.Duration("for", delay))
 	case errors.Is(err, errPausedWhileWaiting):
 		j.log.Info("request left for redelivery: its tenant was paused while it waited")
+		if j.checked && w.cancelled(j) != nil {
+			// Its campaign's cancel landed as it left: the tenant's
+			// loop takes it once it is back in the stream, paused.
+			j.t.cancels.landBackIn(delay)
+		}
 	case errors.Is(err, errControlsUnread):
 		j.log.Info("request left for redelivery: the controls were not read again yet since NATS came back, or their watch missed an entry")
 	case errors.Is(err, errRefusedAfterLostAnswer):

@@ -404,11 +404,22 @@ func (w *Worker) lookForEarlier(ctx context.Context, j *job) (*offboard.Result, 
 }
 
 // controlsBeforeCall checks the operators' controls as an offboard call
-// is about to go out (beforeCall): a pause of the request's tenant and
-// priority, a budget lowered or set, a cancel of its campaign.
+// is about to go out (beforeCall): a cancel of its campaign, a pause of
+// the request's tenant and priority, a budget lowered or set.
 func (w *Worker) controlsBeforeCall(j *job) (*offboard.Result, error) {
 	if !w.controlsFresh() {
 		return nil, errControlsUnread
+	}
+	// A cancel first: no call goes out after either, but a request sent
+	// back for a pause would wait in the stream behind it, its cancel
+	// unanswered, when the cancel landed before it got there.
+	if res := w.cancelled(j); res != nil {
+		if w.mayHaveCalled(j) {
+			// The action may exist and not show yet: the cancel is
+			// not the answer, but no call goes out after it either.
+			return nil, errCancelledAfterLostAnswer
+		}
+		return res, nil
 	}
 	if w.opts.Control.Paused(j.t.name, j.prio) {
 		return nil, errPausedWhileWaiting
@@ -424,14 +435,6 @@ func (w *Worker) controlsBeforeCall(j *job) (*offboard.Result, error) {
 		// As above after an attempt whose answer was lost: taken again,
 		// the request looks for its action before it needs a slot.
 		return nil, errBudgetSet
-	}
-	if res := w.cancelled(j); res != nil {
-		if w.mayHaveCalled(j) {
-			// The action may exist and not show yet: the cancel is
-			// not the answer, but no call goes out after it either.
-			return nil, errCancelledAfterLostAnswer
-		}
-		return res, nil
 	}
 	return nil, nil
 }
