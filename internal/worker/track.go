@@ -10,6 +10,7 @@ import (
 	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -125,6 +126,10 @@ type tracker struct {
 	// heldBy is why looks are held now (the tenant disputed), as last
 	// logged; "" while they are not. Read and set by run's goroutine.
 	heldBy string
+	// forbidden says the last look the API answered was refused for a
+	// permission (403), as last logged: the line is said on a change,
+	// not at every look.
+	forbidden atomic.Bool
 }
 
 // trackStore keeps followed actions' states (queue.Ledger).
@@ -1066,6 +1071,9 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 		// nothing about the action: keep following it (maxAge still
 		// bounds that), backing off as a look that saw no change does:
 		// each look asks the login host for a token, or spends a call.
+		if v.Reason == mde.ReasonForbidden {
+			tr.sayForbidden(v)
+		}
 		if v.RefreshToken {
 			tr.actions.refreshToken(v)
 		}
@@ -1091,7 +1099,24 @@ func (tr *tracker) poll(ctx context.Context, st *tracked) error {
 	case v.Class != mde.Success:
 		return tr.reschedule(ctx, st, now)
 	}
+	if tr.forbidden.CompareAndSwap(true, false) {
+		tr.log.Info("action tracking: actions can be read again", zap.String("api", mde.APIMachineActions))
+	}
 	return tr.observe(ctx, st, v, now)
+}
+
+// sayForbidden logs, once until a read works again, that the API refused
+// a look at an action for a permission: the tenant's application lacks
+// Machine.Read.All, or its admin consent. No request fails for it, so
+// nothing else tells the operator why no status change is published.
+// The answer is the API's status, code and message: never the token.
+func (tr *tracker) sayForbidden(v *mde.Verdict) {
+	if !tr.forbidden.CompareAndSwap(false, true) {
+		return
+	}
+	tr.log.Warn("action tracking: the API refused to read actions (403): the tenant's application lacks the permission Machine.Read.All, or its admin consent; "+
+		"actions stay followed, and no status change is published until it is granted",
+		zap.String("api", mde.APIMachineActions), zap.String("answer", v.Error()))
 }
 
 // claimLook readies a look at st: its permit, then its claim. nil and no
