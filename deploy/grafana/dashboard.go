@@ -252,6 +252,11 @@ func quota() row {
 			// it, it shows 0 rather than "No data", which reads as a broken
 			// query.
 			NoValue("0"),
+		series(26, "Calls without a token (last hour)",
+			"API calls not sent because no token could be had, per tenant and reason, in the last hour, whatever made the call (action tracking's looks included, which fail no request). refused: the login host refused the credentials (alert MdeOffboardCredentialsRejected); no_answer, throttled, error_answer: the login host; credential: the secret or certificate file (alert MdeOffboardTokenUnavailable).",
+			"short", half,
+			query("A", `tenant_reason:mde_offboard_token_failures:increase1h{tenant=~"$tenant"} > 0`, "{{tenant}} {{reason}}")).
+			NoValue("0"),
 		series(8, "API latency (all tenants)",
 			"50th and 95th percentile of the Defender API's answer time, by API, all tenants.",
 			"s", half,

@@ -105,6 +105,23 @@ func (e *TokenError) Error() string {
 	}
 }
 
+// failureReason is the error's reason among TokenFailureReasons.
+func (e *TokenError) failureReason() string {
+	switch {
+	case e.Final:
+		return TokenRefused
+	case e.failure == failRefused && e.Status == http.StatusTooManyRequests:
+		return TokenThrottled
+	case e.failure == failRefused, e.failure == failUnreadable:
+		return TokenErrorAnswer
+	case e.failure == failNoAnswer:
+		return TokenNoAnswer
+	case e.failure == failCredential:
+		return TokenCredential
+	}
+	return TokenOther
+}
+
 // refusedText is the text of a failRefused error: the login host's status,
 // what the refusal points at, and its codes.
 func (e *TokenError) refusedText() string {

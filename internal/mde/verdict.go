@@ -148,7 +148,42 @@ type Verdict struct {
 	// set: Credential.TokenRefused renews it once for all the calls it
 	// was refused to. A hash, never the token: a verdict is printed.
 	refused tokenID
+	// tokenFailure is why no token could be had for the attempt, one of
+	// TokenFailureReasons; "" when one was, or the attempt failed before.
+	tokenFailure string
 }
+
+// Reasons no token could be had for a call, as
+// mde_offboard_token_failures_total labels them: a fixed list, so that
+// the label's values are known up front and never carry the identity
+// library's or the login host's text.
+const (
+	// TokenRefused: the login host refused the credentials (a wrong or
+	// expired secret, a certificate it does not take, a wrong tenantId
+	// or clientId), the scope asked for, or the managed identity. Final.
+	TokenRefused = "refused"
+	// TokenThrottled: the login host answered 429.
+	TokenThrottled = "throttled"
+	// TokenErrorAnswer: another error answer (a 5xx, a proxy's page), or
+	// an answer that could not be read.
+	TokenErrorAnswer = "error_answer"
+	// TokenNoAnswer: the login host, or the managed identity endpoint,
+	// could not be reached in time.
+	TokenNoAnswer = "no_answer"
+	// TokenCredential: the credential held here (a secret, certificate
+	// or federated token file) could not be read or used.
+	TokenCredential = "credential"
+	// TokenOther: the identity library gave no token for another reason.
+	TokenOther = "other"
+)
+
+// TokenFailureReasons lists every reason a token failure is counted by.
+var TokenFailureReasons = []string{TokenRefused, TokenThrottled, TokenErrorAnswer, TokenNoAnswer, TokenCredential, TokenOther}
+
+// TokenFailure says why no token could be had for the attempt (one of
+// TokenFailureReasons); "" when the attempt did not fail for want of a
+// token.
+func (v *Verdict) TokenFailure() string { return v.tokenFailure }
 
 // tokenID tells a token from another without holding it.
 type tokenID [sha256.Size]byte
@@ -330,9 +365,10 @@ func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 		v.Reason, v.cause = ReasonCancelled, "the call was cancelled"
 	case errors.As(err, &tokErr) && tokErr.Final:
 		v.Class, v.Reason, v.FailureCode = Final, ReasonCredentialsRejected, offboard.CodeUnauthorized
-		v.cause = tokErr.Error()
+		v.cause, v.tokenFailure = tokErr.Error(), tokErr.failureReason()
 	case errors.As(err, &tokErr):
 		v.Reason, v.cause, v.RetryAfter = ReasonToken, safeText(tokErr), tokErr.RetryAfter
+		v.tokenFailure = tokErr.failureReason()
 	case errors.As(err, new(errNoConnection)) && (errors.Is(err, context.DeadlineExceeded) || errors.As(err, &netErr) && netErr.Timeout()):
 		v.Reason, v.cause = ReasonTimeout, "no connection to the API in time: not sent"
 	case errors.As(err, new(errNoConnection)):
@@ -340,7 +376,7 @@ func ClassifyError(ctx context.Context, err error, sent bool) *Verdict {
 	case !sent && !errors.Is(err, errBuild):
 		// Another credential's error text may hold what the login host
 		// said, token included: it is not shown.
-		v.Reason, v.cause = ReasonToken, "get token: the credential gave no token"
+		v.Reason, v.cause, v.tokenFailure = ReasonToken, "get token: the credential gave no token", TokenOther
 	case !sent:
 		v.Class, v.Reason, v.FailureCode = Final, ReasonRejected, offboard.CodeInternal
 		v.cause = safeText(err)

@@ -465,6 +465,12 @@ func (c *caller) sent(t *tenantRun, api string, permit *limiter.Permit, resent *
 	resent.settle(v)
 	if v != nil && !v.Sent {
 		permit.Release() // nothing was sent
+		if reason := v.TokenFailure(); reason != "" {
+			// Counted whatever made the call: a tracker's look, which
+			// fails no request, is the only sign of it for a tenant
+			// with nothing else to do.
+			c.m.TokenFailures.WithLabelValues(t.name, reason).Inc()
+		}
 		if v.Reason == mde.ReasonNetwork || v.Reason == mde.ReasonTimeout {
 			// No connection to the API host: no call, but the host's
 			// trouble all the same, counted as a call that got no

@@ -36,6 +36,7 @@ type Metrics struct {
 	InFlight         gaugeVec                 // tenant
 	Retries          *prometheus.CounterVec   // api, reason
 	Blocked          counterVec               // tenant, rule
+	TokenFailures    counterVec               // tenant, reason (mde.TokenFailureReasons)
 	TrackedActions   gaugeVec                 // tenant
 	TrackingLag      gaugeVec                 // tenant
 	Assigned         gaugeVec                 // tenant
@@ -105,13 +106,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "blocked_total",
 			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
+		TokenFailures: newCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Name: "token_failures_total",
+			Help: "API calls not sent because no token could be had, by reason; whatever made the call (a request, action tracking, a plan).",
+		}, []string{"tenant", "reason"}),
 	}
 	m.addLatency()
 	m.addTracking()
 	m.addControlMetrics(ns)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait, m.QuotaRemaining,
 		m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked, m.OldestWaiting, m.RequestToResult,
-		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining, m.Assigned)
+		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining, m.Assigned,
+		m.TokenFailures)
 	return m
 }
 
@@ -160,7 +166,8 @@ func (m *Metrics) addControlMetrics(ns string) {
 }
 
 // initTenant creates a tenant's series at zero, so that the first event
-// after a start shows in rate() and increase(). Failure codes are left to
+// after a start shows in rate() and increase() (a token refused to a
+// tracker's look included). Failure codes are left to
 // their first result: thirteen series a tenant that are nearly always zero
 // (the alerts on them also fire on a series that just appeared).
 func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
@@ -188,6 +195,9 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	m.Assigned.WithLabelValues(name)
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
+	}
+	for _, reason := range mde.TokenFailureReasons {
+		m.TokenFailures.WithLabelValues(name, reason)
 	}
 }
 
