@@ -252,6 +252,13 @@ func quota() row {
 			// it, it shows 0 rather than "No data", which reads as a broken
 			// query.
 			NoValue("0"),
+		series(27, "429 pause left",
+			"Time left of the pause a 429's Retry-After asked for, per tenant (the latest end any replica knows of): no call of the tenant goes out until it ends, and its requests wait (alert MdeOffboardThrottled stays on meanwhile, MdeOffboardBacklogNotDraining quiet).",
+			"s", half,
+			query("A", `max by (tenant) (mde_offboard_throttled_until_timestamp_seconds{tenant=~"$tenant"}) - time() > 0`, "{{tenant}}")).
+			// > 0 leaves out the tenants not paused; with none, the usual
+			// case, no time is left: 0.
+			NoValue("0"),
 		series(26, "Calls without a token (last hour)",
 			"API calls not sent because no token could be had, per tenant and reason, in the last hour, whatever made the call (action tracking's looks included, which fail no request). refused: the login host refused the credentials (alert MdeOffboardCredentialsRejected); no_answer, throttled, error_answer: the login host; credential: the secret or certificate file (alert MdeOffboardTokenUnavailable).",
 			"short", half,

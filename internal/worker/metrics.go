@@ -2,6 +2,7 @@ package worker
 
 import (
 	"math"
+	"time"
 
 	"github.com/contoso-secops/mde-offboard/internal/buildinfo"
 
@@ -30,6 +31,7 @@ type Metrics struct {
 	QuotaRemaining   gaugeVec                 // tenant, api, window
 	QuotaLimit       gaugeVec                 // tenant, api, window
 	Throttled        counterVec               // tenant, api
+	ThrottledUntil   gaugeVec                 // tenant
 	Backlog          gaugeVec                 // tenant, priority
 	OldestWaiting    gaugeVec                 // tenant, priority
 	RequestToResult  *prometheus.HistogramVec // priority, outcome
@@ -90,6 +92,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "throttled_total",
 			Help: "429 answers; each pauses the tenant for its Retry-After.",
 		}, []string{"tenant", "api"}),
+		ThrottledUntil: newGaugeVec(prometheus.GaugeOpts{
+			Namespace: ns, Name: "throttled_until_timestamp_seconds",
+			Help: "When the tenant's latest 429 pause ends or ended (Unix time), this replica's or another's from the quota journal; 0 before any.",
+		}, []string{"tenant"}),
 		Backlog: newGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "backlog_requests",
 			Help: "Requests waiting in the stream, by tenant and priority.",
@@ -117,7 +123,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait, m.QuotaRemaining,
 		m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked, m.OldestWaiting, m.RequestToResult,
 		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining, m.Assigned,
-		m.TokenFailures)
+		m.TokenFailures, m.ThrottledUntil)
 	return m
 }
 
@@ -193,12 +199,23 @@ func (m *Metrics) initTenant(name string, windows map[string][]limiter.Window) {
 	m.BudgetRemaining.WithLabelValues(name).Set(math.NaN())
 	m.InFlight.WithLabelValues(name)
 	m.Assigned.WithLabelValues(name)
+	m.ThrottledUntil.WithLabelValues(name)
 	for _, rule := range offboard.Rules {
 		m.Blocked.WithLabelValues(name, rule)
 	}
 	for _, reason := range mde.TokenFailureReasons {
 		m.TokenFailures.WithLabelValues(name, reason)
 	}
+}
+
+// setThrottledUntil shows when a tenant's 429 pause ends: the alerts
+// keep MdeOffboardThrottled on, and MdeOffboardBacklogNotDraining quiet,
+// while the API's own pause holds the tenant's requests.
+func (m *Metrics) setThrottledUntil(name string, until time.Time) {
+	if until.IsZero() {
+		return
+	}
+	m.ThrottledUntil.WithLabelValues(name).Set(float64(until.UnixNano()) / 1e9)
 }
 
 // shownWindows are the places in ws of the windows the quota gauges show,

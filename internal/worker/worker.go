@@ -875,6 +875,8 @@ func (w *Worker) runStats(ctx context.Context) {
 					w.m.QuotaRemaining.WithLabelValues(t.name, api, ws[i].Label()).Set(float64(rem[i]))
 				}
 			}
+			// Another replica's pause comes through the quota journal.
+			w.m.setThrottledUntil(t.name, t.limits.PausedUntil())
 			w.refreshWaiting(ctx, t)
 			if w.clock.Since(t.swept) >= w.opts.SweepEvery {
 				w.sweep(ctx, t)
