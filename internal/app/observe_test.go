@@ -26,7 +26,13 @@ const maxSeriesPerTenant = 50
 // scrape reads /metrics over HTTP.
 func scrape(t *testing.T, e *env) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get("http://" + e.app.HTTPAddr() + "/metrics")
+	return scrapeApp(t, e.app)
+}
+
+// scrapeApp reads a's /metrics over HTTP.
+func scrapeApp(t *testing.T, a *App) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + a.HTTPAddr() + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,16 +37,21 @@ type scrapedSeries struct {
 	samples []chunks.Sample
 }
 
-// scrapeAt reads e's /metrics and stores it as scraped at.
+// scrapeAt reads the /metrics of e's worker and stores it as scraped at.
 func (s *scraped) scrapeAt(t *testing.T, e *env, at time.Time) {
+	t.Helper()
+	s.scrapeOf(t, e.app, "10.0.0.1:9090", at)
+}
+
+// scrapeOf reads a's /metrics and stores it as instance's, scraped at.
+func (s *scraped) scrapeOf(t *testing.T, a *App, instance string, at time.Time) {
 	t.Helper()
 	if s.series == nil {
 		s.series = map[string]*scrapedSeries{}
 	}
-	const instance = "10.0.0.1:9090"
 	ts := at.UnixMilli()
 	s.add(labels.FromStrings("__name__", "up", "job", "mde-offboard", "instance", instance), ts, 1)
-	for name, mf := range scrape(t, e) {
+	for name, mf := range scrapeApp(t, a) {
 		for _, m := range mf.GetMetric() {
 			b := labels.NewBuilder(labels.EmptyLabels())
 			b.Set("job", "mde-offboard")

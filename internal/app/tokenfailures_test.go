@@ -15,7 +15,8 @@ import (
 // mde_offboard_token_failures_total{reason="refused"}, a series that
 // exists at zero from the start for every reason. Before, such a
 // refusal showed in no metric at all: the tracker's looks fail no
-// request, and a call without a token is no API call.
+// request, and a call without a token is no API call; and the alert,
+// which counted unauthorized results alone, did not page.
 func TestTokenFailuresOfTrackingAreCounted(t *testing.T) {
 	t.Parallel()
 	e := setup(t, envConfig{machines: 1, tenants: []string{"contoso"}, extra: fastTracking})
@@ -23,6 +24,9 @@ func TestTokenFailuresOfTrackingAreCounted(t *testing.T) {
 	failures := func(reason string) float64 {
 		return metricValue(t, e, "mde_offboard_token_failures_total", map[string]string{"tenant": "contoso", "reason": reason})
 	}
+	var sc scraped // as Prometheus stores the worker's scrapes
+	start := time.Now()
+	sc.scrapeAt(t, e, start)
 	var reasons []string
 	mfs := scrape(t, e)
 	if mf := mfs["mde_offboard_token_failures_total"]; mf != nil {
@@ -57,6 +61,14 @@ func TestTokenFailuresOfTrackingAreCounted(t *testing.T) {
 	}
 	t.Logf("after %v: token failures of contoso: refused %v, others %v", time.Since(t0), failures("refused"),
 		failures("throttled")+failures("error_answer")+failures("no_answer")+failures("credential")+failures("other"))
+
+	// Read by Prometheus' query engine over the worker's scrapes, the
+	// refusal pages MdeOffboardCredentialsRejected.
+	sc.scrapeAt(t, e, start.Add(time.Minute))
+	sc.scrapeAt(t, e, start.Add(2*time.Minute))
+	if got := sc.eval(t, alertExpr(t, "MdeOffboardCredentialsRejected"), start.Add(2*time.Minute)); len(got) != 1 || got[0].Metric.Get("tenant") != "contoso" {
+		t.Errorf("MdeOffboardCredentialsRejected over the scrapes: %v, want contoso", got)
+	}
 
 	resp, err := http.Get("http://" + e.app.HTTPAddr() + "/metrics")
 	if err != nil {
