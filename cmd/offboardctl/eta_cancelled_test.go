@@ -40,12 +40,14 @@ func keepBesideCancelledWave(t *testing.T) *testEnv {
 }
 
 // runUnanswered runs campaign NAME of csv (saved in dir) with no worker
-// running: it publishes every row and ends at its --timeout, exit 1.
+// running: it publishes every row and ends at its --timeout, exit 1. The
+// timeout bounds the publishing too: 3s, where 1s cut it short on a
+// loaded machine.
 func (e *testEnv) runUnanswered(t *testing.T, dir, name, csv string, args ...string) {
 	t.Helper()
 	p := writeFile(t, dir, name+".csv", csv)
 	args = append([]string{"campaign", "run", "--tenant", tenant, "--csv", p, "--name", name,
-		"--report", p + ".report", "--timeout", "1s"}, args...)
+		"--report", p + ".report", "--timeout", "3s"}, args...)
 	if code, _, errs := e.ctl(t.Context(), args...); code != exitFailed {
 		t.Fatalf("campaign run %s: exit %d: %s", name, code, errs)
 	}

@@ -65,6 +65,11 @@ func TestPauseHoldsTheBacklogOfALeavingTenant(t *testing.T) {
 	t.Parallel()
 	e, a := fabrikamServedByA(t, 6)
 	e.control("pause", "fabrikam", "normal")
+	// A takes the pause within a second of its write; a request published
+	// sooner may be called before it shows.
+	eventually(t, 10*time.Second, "A sees the pause", func() bool {
+		return gaugeOf(t, a.reg, "mde_offboard_tenant_paused", map[string]string{"tenant": "fabrikam", "priority": "normal"}) == 1
+	})
 	res := e.collect("mde.offboard.result.fabrikam")
 	e.offboardEach("fabrikam", "f-", 0, 5)
 	unrouted, err := e.js.Consumer(e.t.Context(), offboard.StreamRequests, queue.ConsumerUnrouted)
