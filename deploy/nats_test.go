@@ -104,6 +104,15 @@ func TestNATSAccounts(t *testing.T) {
 		if got, want := mayPublish(p, "mde.offboard.control.contoso"), user == "offboardctl"; got != want {
 			t.Errorf("%s: may publish control changes: %v", user, got)
 		}
+		// offboardctl guards asks every replica for a tenant's guards.
+		if got, want := mayPublish(p, "mde.offboard.guards.contoso"), user == "offboardctl"; got != want {
+			t.Errorf("%s: may ask for a tenant's guards: %v", user, got)
+		}
+	}
+	if w := users["mde-offboard-worker"]; w == nil || w.Subscribe == nil || !slices.ContainsFunc(w.Subscribe.Allow, func(f string) bool {
+		return server.SubjectMatchesFilter("mde.offboard.guards.contoso", f)
+	}) {
+		t.Errorf("mde-offboard-worker may not subscribe to guards requests (mde.offboard.guards.<tenant>)")
 	}
 
 	// offboardctl and the worker's durable consumers of every tenant.

@@ -91,6 +91,13 @@ func (s Subjects) Working(instance string) string { return s.prefix() + ".workin
 // Plan is the subject a worker answers campaign plan requests on.
 func (s Subjects) Plan(tenant string) string { return s.prefix() + ".plan." + tenant }
 
+// Guards is the subject every worker replica that serves the tenant
+// answers with the tenant's guards (GuardsReply) on.
+func (s Subjects) Guards(tenant string) string { return s.prefix() + ".guards." + tenant }
+
+// AllGuards is the subject of every tenant's guards requests.
+func (s Subjects) AllGuards() string { return s.prefix() + ".guards.*" }
+
 // ParseRequest reads the tenant token and priority of a request subject.
 // ok is false when the subject has neither contract form.
 func (s Subjects) ParseRequest(subject string) (tenant string, p Priority, ok bool) {

@@ -138,7 +138,9 @@ type App struct {
 	// replicaID is this replica's name among the replicas, the one
 	// given or the one made up at start (startPresence).
 	replicaID string
-	router    *queue.Router
+	// presence is this replica's presence once started (startPresence).
+	presence atomic.Pointer[queue.Presence]
+	router   *queue.Router
 	// routed is router for the reconnect handler, which may run while
 	// the start makes it.
 	routed       atomic.Pointer[queue.Router]
@@ -197,6 +199,7 @@ func New(o Options) (*App, error) {
 		return nil, err
 	}
 	a.registerCertificateExpiry()
+	a.registerGuardsDisagree()
 	a.opts.Queue.Subjects = offboard.Subjects{Prefix: o.SubjectPrefix}
 	a.opts.Queue.Tenants = nil
 	a.opts.Queue.Limits = map[string]string{}
@@ -912,12 +915,13 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 		id = replicaID()
 	}
 	a.replicaID = id
-	apps := map[string]string{}
+	apps, guards := map[string]string{}, map[string]string{}
 	for _, t := range a.tenants {
 		apps[t.Config.Name] = queue.AppDigest(t.Config.TenantID, t.Config.ClientID)
+		guards[t.Config.Name] = config.GuardsDigest(&t.Config.Guards)
 	}
 	p, err := queue.NewPresence(ctx, a.js, queue.PresenceOptions{
-		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Beat: a.opts.PresenceBeat,
+		ID: id, Tenants: a.opts.Queue.Tenants, Apps: apps, Guards: guards, Beat: a.opts.PresenceBeat,
 		Bucket: a.opts.Queue.Presence(), NoSetup: a.opts.NoSetup, Clock: a.opts.Clock, Logger: a.log,
 		// A replica whose clock is off makes no call, nor does one that
 		// has not read the quota and budget journals yet (a start; the
@@ -936,6 +940,10 @@ func (a *App) startPresence(ctx context.Context) (*queue.Presence, error) {
 	}
 	if err := a.runService(ctx, "presence", p.Run, p.Current()); err != nil {
 		return nil, err
+	}
+	a.presence.Store(p)
+	if err := a.answerGuards(); err != nil {
+		return nil, fmt.Errorf("answer guards requests: %w", err)
 	}
 	return p, nil
 }

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -461,4 +463,45 @@ func guardsKey(g *Guards) string {
 		fmt.Fprintf(&b, "%d", time.Duration(*g.RequireInactiveFor))
 	}
 	return b.String()
+}
+
+// GuardsDigest is what a replica announces of a tenant's guards to the
+// others: a digest of its protect lists, requireInactiveFor (guardsKey:
+// compared as the worker matches them) and budget. Two replicas whose
+// digests for one tenant differ apply other guards to its requests,
+// depending on which of them takes each.
+func GuardsDigest(g *Guards) string {
+	key := guardsKey(g) + "\x00"
+	if g.BudgetWindow != nil {
+		key += g.BudgetWindow.Spec()
+	}
+	sum := sha256.Sum256([]byte(key))
+	return hex.EncodeToString(sum[:8])
+}
+
+// GuardsReply is the tenant's guards as a replica tells them
+// (offboard.GuardsReply): nothing else of the tenant's settings.
+func GuardsReply(tenant, replica string, g *Guards) offboard.GuardsReply {
+	r := offboard.GuardsReply{
+		Tenant: tenant, Replica: replica, Digest: GuardsDigest(g),
+		Protect: offboard.GuardsProtect{
+			MachineIDs: orEmpty(g.Protect.MachineIDs), ComputerDNSNames: orEmpty(g.Protect.ComputerDNSNames),
+			MachineTags: orEmpty(g.Protect.MachineTags), RbacGroups: orEmpty(g.Protect.RbacGroups),
+		},
+	}
+	if g.RequireInactiveFor != nil {
+		r.RequireInactiveFor = time.Duration(*g.RequireInactiveFor).String()
+	}
+	if g.BudgetWindow != nil {
+		r.Budget = g.BudgetWindow.Spec()
+	}
+	return r
+}
+
+// orEmpty is list, or an empty one for none: a list the JSON shows as [].
+func orEmpty(list []string) []string {
+	if list == nil {
+		return []string{}
+	}
+	return slices.Clone(list)
 }

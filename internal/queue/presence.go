@@ -60,6 +60,11 @@ type announcement struct {
 	// tenant name to different ones would offboard in the wrong tenant
 	// for each other's requests. Empty from a release before it.
 	Apps map[string]string `json:"apps,omitempty"`
+	// Guards holds, for each tenant, a digest of the guards the replica
+	// applies to it (config.GuardsDigest): a replica whose guards differ
+	// from another's offboards devices the other protects. Empty from a
+	// release before it.
+	Guards map[string]string `json:"guards,omitempty"`
 	// Instance tells this process's announcements from those of another
 	// process started with the same replica id by mistake.
 	Instance string `json:"instance,omitempty"`
@@ -140,6 +145,7 @@ type Presence struct {
 	instance string // this process's own mark in its announcements
 	tenants  []string
 	apps     map[string]string // tenant: AppDigest
+	guards   map[string]string // tenant: guards digest
 	clock    clockwork.Clock
 	log      *zap.Logger
 	beat     time.Duration // how often this replica announces itself
@@ -229,6 +235,7 @@ type seen struct {
 	instance string // the process that announced itself (announcement.Instance)
 	tenants  map[string]bool
 	apps     map[string]string // announcement.Apps
+	guards   map[string]string // announcement.Guards
 	names    map[string]string // a tenant name by its AppDigest
 	leaving  bool              // announcement.Leaving
 	aside    bool              // announcement.Aside
@@ -256,6 +263,9 @@ type PresenceOptions struct {
 	Tenants []string
 	// Apps is each tenant's AppDigest, announced with the tenants.
 	Apps map[string]string
+	// Guards is each tenant's guards digest (config.GuardsDigest),
+	// announced with the tenants.
+	Guards map[string]string
 	// Beat is how often the replica announces itself (0: PresenceBeat);
 	// an announcement counts for three beats, so every replica must use
 	// the same beat.
@@ -286,7 +296,7 @@ func NewPresence(ctx context.Context, js jetstream.JetStream, o PresenceOptions)
 		beat = PresenceBeat
 	}
 	p := &Presence{
-		kv: kv, js: js, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), clock: o.Clock, log: o.Logger.Named("presence"),
+		kv: kv, js: js, nc: js.Conn(), id: o.ID, instance: nuid.Next(), tenants: slices.Clone(o.Tenants), apps: maps.Clone(o.Apps), guards: maps.Clone(o.Guards), clock: o.Clock, log: o.Logger.Named("presence"),
 		beat: beat, ttl: 3 * beat, forget: forgetAfter(o.Bucket.TTL, beat),
 		others: map[string]seen{}, gone: map[string]seen{}, current: make(chan struct{}), changed: make(chan struct{}), asideNow: o.Aside,
 	}
@@ -466,7 +476,7 @@ func (p *Presence) announce(ctx context.Context) (err error) {
 	p.mu.Lock()
 	leaving, aside := p.leaving, p.aside
 	p.mu.Unlock()
-	data, err := encodeAnnouncement(announcement{Tenants: p.tenants, Apps: p.apps, Instance: p.instance, Leaving: leaving, Aside: aside},
+	data, err := encodeAnnouncement(announcement{Tenants: p.tenants, Apps: p.apps, Guards: p.guards, Instance: p.instance, Leaving: leaving, Aside: aside},
 		int(p.nc.MaxPayload())-announcementHeaders)
 	if err != nil {
 		return err
@@ -729,6 +739,11 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 				"neither replica works it until the files agree (its requests wait)",
 				zap.String("tenant", t), zap.String("other_name", other), zap.String("replica", e.Key()))
 		}
+		if p.otherGuards(s, t) && (!known || !p.otherGuards(old, t) || old.guards[t] != s.guards[t]) {
+			p.log.Warn("another replica applies other guards to this tenant: a request it takes may offboard a device "+
+				"this replica protects, or the other way round (offboardctl guards shows both)",
+				zap.String("tenant", t), zap.String("replica", e.Key()))
+		}
 	}
 }
 
@@ -815,7 +830,7 @@ func (p *Presence) withdrawalRead(e jetstream.KeyValueEntry, now time.Time) {
 // seenOf is a's entry, of revision rev read at now, that follows old
 // under the same replica id (none: the zero seen).
 func seenOf(a announcement, rev uint64, now time.Time, old seen) seen {
-	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, names: map[string]string{}, leaving: a.Leaving, aside: a.Aside, at: now, rev: rev}
+	s := seen{instance: a.Instance, tenants: map[string]bool{}, apps: a.Apps, guards: a.Guards, names: map[string]string{}, leaving: a.Leaving, aside: a.Aside, at: now, rev: rev}
 	for _, t := range a.Tenants {
 		s.tenants[t] = true
 		if d := a.Apps[t]; d != "" {
@@ -869,6 +884,43 @@ func LastAnnounced(ctx context.Context, js jetstream.JetStream) (map[string]time
 	return last, nil
 }
 
+// Announced is one replica's entry of the presence bucket as
+// ReadAnnounced reads it.
+type Announced struct {
+	Replica string
+	Tenants []string
+	// Guards is each tenant's guards digest; empty from a release before
+	// it.
+	Guards  map[string]string
+	Leaving bool
+	// At is when the entry was stored, by the server's clock: a live
+	// replica stores one every beat.
+	At time.Time
+}
+
+// ReadAnnounced reads every replica's entry of the presence bucket as it
+// is now, sorted by replica id. A replica that withdrew has none; one
+// that died keeps its last until the bucket's TTL drops it (At tells).
+func ReadAnnounced(ctx context.Context, js jetstream.JetStream) ([]Announced, error) {
+	kv, err := js.KeyValue(ctx, BucketPresence)
+	if err != nil {
+		return nil, fmt.Errorf("presence bucket %s: %w", BucketPresence, err)
+	}
+	var all []Announced
+	err = EachEntry(ctx, kv, func(e jetstream.KeyValueEntry) {
+		var a announcement
+		if decodeAnnouncement(e.Value(), &a) != nil {
+			return
+		}
+		all = append(all, Announced{Replica: e.Key(), Tenants: a.Tenants, Guards: a.Guards, Leaving: a.Leaving, At: e.Created()})
+	}, jetstream.IgnoreDeletes())
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", BucketPresence, err)
+	}
+	slices.SortFunc(all, func(a, b Announced) int { return strings.Compare(a.Replica, b.Replica) })
+	return all, nil
+}
+
 // otherName is the name under which s serves this replica's Entra tenant
 // and application of tenant, when that is another name ("": none). Two
 // names of one application would each have their own quota journal,
@@ -890,6 +942,34 @@ func (p *Presence) otherApp(s seen, tenant string) bool {
 	mine, theirs := p.apps[tenant], s.apps[tenant]
 	return s.tenants[tenant] && mine != "" && theirs != "" && mine != theirs
 }
+
+// otherGuards says whether s serves tenant with other guards than this
+// replica's (both announced). p.mu held.
+func (p *Presence) otherGuards(s seen, tenant string) bool {
+	mine, theirs := p.guards[tenant], s.guards[tenant]
+	return s.tenants[tenant] && mine != "" && theirs != "" && mine != theirs
+}
+
+// GuardsDiffer lists, sorted, the other live replicas that serve tenant
+// with other guards than this one's (their announced digests differ);
+// none while the view is not Known, which cannot tell.
+func (p *Presence) GuardsDiffer(tenant string) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.knownLocked(p.clock.Now()) {
+		return nil
+	}
+	var ids []string
+	for _, id := range p.live {
+		if p.otherGuards(p.others[id], tenant) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// ID is this replica's id among the replicas.
+func (p *Presence) ID() string { return p.id }
 
 // AppDigest is what a replica announces of the Entra tenant and
 // application a tenant name stands for: a digest, not the ids.
