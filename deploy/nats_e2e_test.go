@@ -230,6 +230,10 @@ func TestNATSAccountsEndToEnd(t *testing.T) {
 	run("pause", "contoso", "--priority", "bulk", "--reason", "test")
 	run("resume", "contoso", "--reason", "test")
 	run("budget", "contoso", "50/24h")
+	// The worker answers a guards request on offboardctl's inbox.
+	if out := run("guards", "contoso"); !strings.Contains(out, "(agree)") || !strings.Contains(out, "budget override            50/24h") {
+		t.Errorf("guards: %s", out)
+	}
 	if out := run("dead", "ls", "contoso"); !strings.Contains(out, "chg-2") {
 		t.Errorf("dead ls: %s", out)
 	}

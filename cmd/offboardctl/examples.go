@@ -32,6 +32,12 @@ var examples = map[string][]string{
 		"# Every tenant, for scripts",
 		"offboardctl status --json",
 	},
+	"offboardctl guards": {
+		"# After a rollout: exit 0 when the replicas serving contoso hold the same guards",
+		"offboardctl guards contoso",
+		"# Every tenant, the protect lists whole, for scripts",
+		"offboardctl guards --json",
+	},
 	"offboardctl campaign plan": {
 		"# Windows clients not seen for 90 days, as a CSV to review",
 		"offboardctl campaign plan --tenant contoso --inactive-for 90d --os Windows10 --os Windows11 --out retire-2026.csv",
