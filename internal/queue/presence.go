@@ -225,6 +225,10 @@ type Presence struct {
 	// asked at the start and a few times a beat); asideNow asks.
 	aside    bool
 	asideNow func() bool
+	// guardsWarned holds, by replica id and tenant, the guards digest of
+	// another live replica that differs from this one's, once warned of:
+	// a warning per change, not per beat.
+	guardsWarned map[guardsOf]string
 	// starting says this replica has been aside since its first
 	// announcement and has made no call yet: the end of that is no
 	// "again".
@@ -739,11 +743,6 @@ func (p *Presence) apply(e jetstream.KeyValueEntry) {
 				"neither replica works it until the files agree (its requests wait)",
 				zap.String("tenant", t), zap.String("other_name", other), zap.String("replica", e.Key()))
 		}
-		if p.otherGuards(s, t) && (!known || !p.otherGuards(old, t) || old.guards[t] != s.guards[t]) {
-			p.log.Warn("another replica applies other guards to this tenant: a request it takes may offboard a device "+
-				"this replica protects, or the other way round (offboardctl guards shows both)",
-				zap.String("tenant", t), zap.String("replica", e.Key()))
-		}
 	}
 }
 
@@ -948,6 +947,37 @@ func (p *Presence) otherApp(s seen, tenant string) bool {
 func (p *Presence) otherGuards(s seen, tenant string) bool {
 	mine, theirs := p.guards[tenant], s.guards[tenant]
 	return s.tenants[tenant] && mine != "" && theirs != "" && mine != theirs
+}
+
+// guardsOf names a tenant's guards as another replica announces them.
+type guardsOf struct{ replica, tenant string }
+
+// warnGuardsLocked warns once of each live replica that serves one of
+// this replica's tenants with other guards, and again when its guards
+// change; a replica no longer live, or agreeing, is forgotten. Only
+// while the view is Known: behind, the live replicas are not known.
+// p.mu held.
+func (p *Presence) warnGuardsLocked(now time.Time) {
+	if len(p.guards) == 0 || !p.knownLocked(now) {
+		return
+	}
+	warned := make(map[guardsOf]string, len(p.guardsWarned))
+	for _, id := range p.live {
+		s := p.others[id]
+		for t, theirs := range s.guards {
+			if !p.otherGuards(s, t) {
+				continue
+			}
+			key := guardsOf{id, t}
+			if p.guardsWarned[key] != theirs {
+				p.log.Warn("another replica applies other guards to this tenant: a request it takes may offboard a device "+
+					"this replica protects, or the other way round (offboardctl guards shows both)",
+					zap.String("tenant", t), zap.String("replica", id))
+			}
+			warned[key] = theirs
+		}
+	}
+	p.guardsWarned = warned
 }
 
 // GuardsDiffer lists, sorted, the other live replicas that serve tenant
@@ -1187,6 +1217,7 @@ func (p *Presence) look() {
 		p.moved = false
 		changed = true
 	}
+	p.warnGuardsLocked(now)
 	if !changed {
 		return
 	}
