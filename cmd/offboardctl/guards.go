@@ -336,7 +336,9 @@ func guardsVerdict(tenants []*tenantGuards) error {
 // replicas disagree, a line that says so and the differences; then each
 // tenant's guards, each set with the replicas that hold it.
 func printGuards(w io.Writer, tenants []*tenantGuards) {
+	said := false // a line before the tenants' blocks, which a blank one follows
 	for _, tg := range tenants {
+		said = said || tg.differ || len(tg.NotAnswered) > 0
 		if tg.differ {
 			fmt.Fprintf(w, "GUARDS DIFFER for tenant %s: %s\n", tg.Tenant, heldBy(tg.Guards))
 			for _, d := range differences(tg.Guards) {
@@ -348,7 +350,10 @@ func printGuards(w io.Writer, tenants []*tenantGuards) {
 				tg.Tenant, strings.Join(tg.NotAnswered, ", "), guardsWait)
 		}
 	}
-	for _, tg := range tenants {
+	for i, tg := range tenants {
+		if i > 0 || said {
+			fmt.Fprintln(w)
+		}
 		state := "agree"
 		switch {
 		case tg.differ:
@@ -356,7 +361,7 @@ func printGuards(w io.Writer, tenants []*tenantGuards) {
 		case !tg.Agree:
 			state = "NOT ALL ANSWERED"
 		}
-		fmt.Fprintf(w, "\nTENANT %s  replicas %s (%s)\n", tg.Tenant, strings.Join(tg.Replicas, ", "), state)
+		fmt.Fprintf(w, "TENANT %s  replicas %s (%s)\n", tg.Tenant, strings.Join(tg.Replicas, ", "), state)
 		for i := range tg.Guards {
 			g := &tg.Guards[i]
 			indent := "  "
@@ -455,10 +460,30 @@ func orNothing(only []string) string {
 	return "of its own " + shortList(only)
 }
 
-// noneIf is s, or "none" for a guard not set.
+// noneIf is s, or "none" for a guard not set; a duration as an operator
+// writes it (shortDuration).
 func noneIf(s string) string {
 	if s == "" {
 		return "none"
 	}
+	if d, err := time.ParseDuration(s); err == nil {
+		return shortDuration(d)
+	}
 	return s
+}
+
+// shortDuration is d without Go's zero minutes and seconds, and in days
+// when it is whole days: 720h0m0s is 30d (720h), 1h30m0s is 1h30m.
+func shortDuration(d time.Duration) string {
+	h := d.String()
+	if strings.HasSuffix(h, "m0s") {
+		h = strings.TrimSuffix(h, "0s")
+	}
+	if strings.HasSuffix(h, "h0m") {
+		h = strings.TrimSuffix(h, "0m")
+	}
+	if day := 24 * time.Hour; d >= day && d%day == 0 {
+		return fmt.Sprintf("%dd (%s)", d/day, h)
+	}
+	return h
 }

@@ -83,7 +83,7 @@ func TestGuardsReplicasAgree(t *testing.T) {
 		`protect.computerDnsNames   2  "dc*.contoso.local", "*.tier0.contoso.local"`,
 		`protect.machineTags        1  "DoNotOffboard"`,
 		"protect.machineIds         0",
-		"requireInactiveFor         72h0m0s",
+		"requireInactiveFor         3d (72h)",
 		"budget                     500/24h",
 		"budget override            none",
 	} {
@@ -296,5 +296,23 @@ func TestGuardsReplicaNotAnswering(t *testing.T) {
 	}
 	if strings.Contains(out, "GUARDS DIFFER") || errOut != "offboardctl: a replica serving contoso did not answer within 2s\n" {
 		t.Errorf("a replica not answering told as guards that differ, or stderr %q:\n%s", errOut, out)
+	}
+}
+
+// TestGuardsDurationAsWritten: the table writes requireInactiveFor as an
+// operator writes it, not in Go's form: 30d (720h), not 720h0m0s.
+func TestGuardsDurationAsWritten(t *testing.T) {
+	for in, want := range map[string]string{
+		"720h0m0s": "30d (720h)",
+		"72h0m0s":  "3d (72h)",
+		"1h30m0s":  "1h30m",
+		"45m0s":    "45m",
+		"1h0m30s":  "1h0m30s",
+		"":         "none",
+		"3/1h":     "3/1h",
+	} {
+		if got := noneIf(in); got != want {
+			t.Errorf("noneIf(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
