@@ -54,7 +54,8 @@ type Request struct {
 	// NotSeenSince, when set, is the premise the request was made on:
 	// Defender has not seen the device since. The device is offboarded
 	// only if its lastSeen, as the worker reads it before the call, is not
-	// after this time (a campaign row carries its plan's lastSeen).
+	// in a later second than this time (a campaign row carries its plan's
+	// lastSeen, whose fractions a spreadsheet may have cut or rounded).
 	NotSeenSince time.Time `json:"notSeenSince,omitzero"`
 }
 

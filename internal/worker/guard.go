@@ -72,11 +72,15 @@ func (j *job) needsDevice() bool {
 }
 
 // seenSince says why the request's premise does not hold: Defender saw
-// the device after since (its lastSeen is later), or gives no lastSeen
-// that reads as the time of a sighting, which cannot show that it was
-// not seen; "" when the premise holds. lastSeen is compared as Defender
-// gives it, to the request's time, with no clock of this host between
-// them: a plan writes the lastSeen it read, to the digit.
+// the device after since (its lastSeen is in a later second), or gives
+// no lastSeen that reads as the time of a sighting, which cannot show
+// that it was not seen; "" when the premise holds. lastSeen is compared
+// as Defender gives it, to the request's time, with no clock of this host
+// between them, to the second: a plan's lastSeen whose fractions a
+// spreadsheet cut or rounded, or a record Defender gives with seven
+// digits where the plan's read gave none, is the same sighting, and a
+// device sends its full report about once a day, so one seen again is
+// later by hours, not by a fraction of a second.
 func seenSince(since time.Time, m *mde.Machine) string {
 	last, ok := m.LastSeenTime()
 	want := "; the request offboards it only if it was not seen after " + since.UTC().Format(time.RFC3339Nano)
@@ -87,7 +91,7 @@ func seenSince(since time.Time, m *mde.Machine) string {
 		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is not a time" + want
 	case last.Before(mde.EarliestSighting):
 		return "the device's lastSeen " + offboard.Quote(m.LastSeen) + " is a placeholder, not a sighting" + want
-	case last.After(since):
+	case last.Truncate(time.Second).After(since):
 		return "Defender saw the device again (lastSeen " + offboard.Quote(m.LastSeen) + ")" + want
 	}
 	return ""
