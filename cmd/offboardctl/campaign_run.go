@@ -45,7 +45,8 @@ source campaign:<NAME>), waits for every row's result and writes the report.
 A CSV with a lastSeen column (a plan's) offboards a row's device only if
 Defender has not seen it since that time (the request's notSeenSince): a
 device seen again after the plan is refused, blocked_by_policy, rule
-notSeenSince; --ignore-last-seen leaves the column out.
+notSeenSince; a lastSeen cell that is no time refuses the CSV before
+anything is published; --ignore-last-seen leaves the column out.
 Running the same command again publishes nothing that was published before
 and writes the same report: an interrupted campaign resumes.`,
 		Args: exactArgs(0),
@@ -401,11 +402,33 @@ func (r *campaignRun) readCSV() error {
 		if len(r.devices) > campaign.MaxRows {
 			return false, fmt.Errorf("more than %d rows; split the campaign", campaign.MaxRows)
 		}
+		if err := r.checkLastSeen(row); err != nil {
+			return false, err
+		}
 		r.devices = append(r.devices, maphash.String(r.seed, deviceOf(row.MachineID, row.ComputerDNSName)))
 		return true, nil
 	})
 	r.total = len(r.devices) - 1
 	return err
+}
+
+// checkLastSeen refuses, before anything is published, a CSV with a
+// lastSeen cell that is no time, unless --ignore-last-seen: a plan's
+// file a spreadsheet saved in its locale's form (6/10/2026 15:52) has
+// such a cell in every row, each row would be invalid, and the
+// campaign would run to offboard nothing. A row that repeats the header
+// (two plans' files joined) is named as such.
+func (r *campaignRun) checkLastSeen(row campaign.Row) error {
+	if r.f.ignoreLastSeen || row.LastSeen == "" {
+		return nil
+	}
+	if row.HeaderAgain() {
+		return fmt.Errorf("line %d repeats the header row (files joined?): remove it (a plan's lastSeen column is each row's premise; --ignore-last-seen leaves it out)", row.Line)
+	}
+	if _, err := campaign.ParseLastSeen(row.LastSeen); err != nil {
+		return fmt.Errorf("line %d: %w: write it as campaign plan did (2026-06-10T15:52:54.1234567Z; a spreadsheet's 2026-06-10 15:52:54 is taken as UTC), plan again, or give --ignore-last-seen to offboard each device whenever it was seen last", row.Line, err)
+	}
+	return nil
 }
 
 func (r *campaignRun) run(ctx context.Context) error {

@@ -54,7 +54,7 @@ func (e *planEnv) machineCalls(id string) int {
 // notSeenSince: the device seen again is refused, blocked_by_policy, rule
 // notSeenSince, with no offboard call, and the others are created. A dry
 // run shows the refusal too; --ignore-last-seen offboards it; a lastSeen
-// cell that is no time makes its row invalid_request, unpublished.
+// cell that is no time refuses the file, unless --ignore-last-seen.
 // Before, the device seen again was offboarded.
 func TestCampaignRunRefusesADeviceSeenSinceThePlan(t *testing.T) {
 	e := setupPlanWith(t, worker.PlanOptions{}, "1m", true)
@@ -121,23 +121,118 @@ func TestCampaignRunRefusesADeviceSeenSinceThePlan(t *testing.T) {
 	e.seenAgain(byID[rows[7][0]])
 	want(run(ignore, "--ignore-last-seen"), offboard.OutcomeCreated, offboard.OutcomeCreated)
 
-	// A lastSeen cell that is no time: its row is invalid_request, and
-	// not published (its device is not even read).
+	// A lastSeen cell that is no time: the file is refused, nothing
+	// published (its devices are not even read); with
+	// --ignore-last-seen the cell is not read, and the rows run.
 	bad := filepath.Join(e.dir, "retire-bad.csv")
 	badRow := append([]string(nil), rows[8]...)
 	badRow[2] = "last week"
 	writeRows(t, bad, [][]string{badRow, rows[9]})
-	report := run(bad)
-	if line := report[0]; line[4] != offboard.OutcomeFailed || line[5] != offboard.CodeInvalidRequest || !strings.Contains(line[6], `lastSeen "last week" is not an RFC 3339 time`) {
-		t.Errorf("row with a bad lastSeen: %v; want invalid_request naming it", line)
+	if code, _, stderr := e.ctl("campaign", "run", "--tenant", "contoso", "--csv", bad, "--report", filepath.Join(e.dir, "refused-report.csv"), "--timeout", "1m"); code != exitUsage ||
+		!strings.Contains(stderr, `line 2: lastSeen "last week" is not an RFC 3339 time`) || !strings.Contains(stderr, "--ignore-last-seen") {
+		t.Errorf("a lastSeen that is no time: exit %d, %q; want exit 2 naming the line and --ignore-last-seen", code, stderr)
 	}
-	if report[1][4] != offboard.OutcomeCreated {
-		t.Errorf("row after it: %v; want created", report[1])
+	if n := e.machineCalls(badRow[0]) + e.machineCalls(rows[9][0]); n != 0 {
+		t.Errorf("the devices of the refused file were read %d times: its rows were published", n)
 	}
-	if n := e.machineCalls(badRow[0]); n != 0 {
-		t.Errorf("the device of the invalid row was read %d times: the row was published", n)
+	want(run(bad, "--ignore-last-seen"), offboard.OutcomeCreated, offboard.OutcomeCreated)
+	if n := len(e.sim.Actions(e.tenantID)); n != 7 {
+		t.Errorf("%d actions in all, want 7", n)
 	}
-	if n := len(e.sim.Actions(e.tenantID)); n != 6 {
-		t.Errorf("%d actions in all, want 6", n)
+}
+
+// TestCampaignRunTakesAPlanASpreadsheetSaved: a plan's CSV opened and
+// saved in a spreadsheet comes back with a byte order mark, CRLF line
+// ends and its lastSeen rewritten: fractions cut (2026-06-10T15:52:54Z),
+// a space for the T and no zone (2026-06-10 15:52:54, the spreadsheet's
+// form of the same UTC time), fractions rounded to milliseconds, an
+// offset for the Z. Each is the plan's sighting: the devices not seen
+// since are offboarded, none is refused as seen again. A lastSeen the
+// spreadsheet wrote in its locale's form (6/10/2026 15:52: no seconds,
+// the day and month in an order the file does not tell) or a second
+// header row (two plans joined) refuses the whole file before anything
+// is published, one line naming the line and --ignore-last-seen, exit
+// 2. Before, the first file's rows were refused, every one, as devices
+// seen again, and the other two ran, each such row invalid_request.
+func TestCampaignRunTakesAPlanASpreadsheetSaved(t *testing.T) {
+	e := setupPlanWith(t, worker.PlanOptions{}, "1m", true)
+	plan := filepath.Join(e.dir, "plan.csv")
+	if code, _, stderr := e.ctl("campaign", "plan", "--tenant", "contoso", "--inactive-for", "90d", "--out", plan); code != exitOK {
+		t.Fatalf("plan: exit %d: %s", code, stderr)
+	}
+	rows := readCSV(t, plan)[1:6]
+	lastSeen := func(row []string) time.Time {
+		t.Helper()
+		v, err := time.Parse(time.RFC3339Nano, row[2])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v.Nanosecond()%int(time.Millisecond) == 0 {
+			t.Fatalf("lastSeen %s: the simulator gives 7 digits; the test needs them", row[2])
+		}
+		return v.UTC()
+	}
+	saved := [][]string{}
+	for i, row := range rows[:4] {
+		row = append([]string(nil), row...)
+		v := lastSeen(row)
+		switch i {
+		case 0:
+			row[2] = v.Format("2006-01-02T15:04:05Z07:00")
+		case 1:
+			row[2] = v.Format("2006-01-02 15:04:05")
+		case 2:
+			row[2] = v.Round(time.Millisecond).Format("2006-01-02T15:04:05.000Z07:00")
+		case 3:
+			row[2] = v.In(time.FixedZone("", 2*3600)).Truncate(time.Second).Format("2006-01-02T15:04:05-07:00")
+		}
+		saved = append(saved, row)
+	}
+	write := func(name string, rows [][]string, header ...[]string) string {
+		t.Helper()
+		var b strings.Builder
+		b.WriteString("\ufeff" + strings.Join(offboard.PlanHeader, ",") + "\r\n")
+		for _, row := range rows {
+			b.WriteString(strings.Join(row, ",") + "\r\n")
+		}
+		path := filepath.Join(e.dir, name)
+		if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	csvFile := write("saved.csv", saved)
+	report := filepath.Join(e.dir, "saved-report.csv")
+	if code, stdout, stderr := e.ctl("campaign", "run", "--tenant", "contoso", "--csv", csvFile, "--report", report, "--timeout", "1m"); code != exitOK {
+		t.Fatalf("run: exit %d: %s%s", code, stdout, stderr)
+	}
+	for i, line := range readCSV(t, report)[1:] {
+		if line[4] != offboard.OutcomeCreated {
+			t.Errorf("row %d, lastSeen %s: %v; want created (Defender's lastSeen %s)", i+1, saved[i][2], line, rows[i][2])
+		}
+	}
+
+	// A locale's form, or a second header: the file is refused whole.
+	locale := append([]string(nil), rows[4]...)
+	locale[2] = lastSeen(locale).Format("1/2/2006 15:04")
+	header := append([]string(nil), offboard.PlanHeader...)
+	before := len(e.sim.Calls())
+	for _, tc := range []struct {
+		name string
+		rows [][]string
+		says string
+	}{
+		{"locale.csv", [][]string{locale}, `line 2: lastSeen "` + locale[2] + `" is not an RFC 3339 time`},
+		{"joined.csv", [][]string{rows[4], header, rows[4]}, "line 3 repeats the header row"},
+	} {
+		code, _, stderr := e.ctl("campaign", "run", "--tenant", "contoso", "--csv", write(tc.name, tc.rows),
+			"--report", filepath.Join(e.dir, "refused-report.csv"), "--timeout", "1m")
+		if code != exitUsage || !strings.Contains(stderr, tc.says) || !strings.Contains(stderr, "--ignore-last-seen") ||
+			strings.Count(strings.TrimSpace(stderr), "\n") != 0 {
+			t.Errorf("%s: exit %d, %q; want exit 2, one line saying %q and naming --ignore-last-seen", tc.name, code, stderr, tc.says)
+		}
+	}
+	if n := len(e.sim.Calls()) - before; n != 0 {
+		t.Errorf("%d calls for the refused files: something was published", n)
 	}
 }

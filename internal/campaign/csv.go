@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -407,6 +409,36 @@ func (r *Reader) Next() (Row, error) {
 	}, nil
 }
 
+// spreadsheetTime is the form a spreadsheet writes back an RFC 3339 time
+// it took for a date: a space for the T, no zone, its fractions kept or
+// cut.
+var spreadsheetTime = regexp.MustCompile(`^[0-9]{4}-[0-9]{2}-[0-9]{2}[ Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?$`)
+
+// ParseLastSeen reads a row's lastSeen cell as its request's
+// notSeenSince: an RFC 3339 time (offboard.ParseNotSeenSince), or the
+// same written back by a spreadsheet (2026-06-10 15:52:54), which is the
+// plan's UTC time without its Z: a spreadsheet shifts no zone. A form
+// without seconds, or with the day and month in a locale's order
+// (6/10/2026 15:52), is refused: what it stands for cannot be told.
+func ParseLastSeen(cell string) (time.Time, error) {
+	if spreadsheetTime.MatchString(cell) {
+		v := cell[:10] + "T" + cell[11:] + "Z"
+		t, err := offboard.ParseNotSeenSince(ColLastSeen, v)
+		if err != nil {
+			// Named as the cell is written, not as read.
+			return t, errors.New(strings.Replace(err.Error(), offboard.Quote(v), offboard.Quote(cell), 1))
+		}
+		return t, nil
+	}
+	return offboard.ParseNotSeenSince(ColLastSeen, cell)
+}
+
+// HeaderAgain says whether a row repeats the header row of a plan's CSV
+// (two plans' files joined): its lastSeen cell is the column's name.
+func (row Row) HeaderAgain() bool {
+	return strings.EqualFold(strings.TrimSpace(row.LastSeen), ColLastSeen)
+}
+
 // Settings are the campaign's choices that every row's request carries.
 type Settings struct {
 	Tenant  string
@@ -469,7 +501,7 @@ func (s Settings) request(row Row) (offboard.Request, []byte, error) {
 	// problems: notSeenSince is the request's last field.
 	var lastSeenErr error
 	if row.LastSeen != "" && !s.IgnoreLastSeen {
-		r.NotSeenSince, lastSeenErr = offboard.ParseNotSeenSince(ColLastSeen, row.LastSeen)
+		r.NotSeenSince, lastSeenErr = ParseLastSeen(row.LastSeen)
 	}
 	// JSON would carry invalid bytes as U+FFFD: a name or comment in
 	// another encoding (Latin-1) would be sent altered, not refused. The

@@ -56,3 +56,31 @@ func TestRowLastSeenIsTheRequestsPremise(t *testing.T) {
 		}
 	}
 }
+
+// TestParseLastSeenAsASpreadsheetWritesIt: a plan's lastSeen written back
+// by a spreadsheet, a space for the T and no zone, is the same UTC time;
+// a locale's form, without seconds, is refused, and a refusal quotes the
+// cell as written.
+func TestParseLastSeenAsASpreadsheetWritesIt(t *testing.T) {
+	t.Parallel()
+	for cell, want := range map[string]time.Time{
+		"2026-06-10 15:52:54":          time.Date(2026, 6, 10, 15, 52, 54, 0, time.UTC),
+		"2026-06-10 15:52:54.123":      time.Date(2026, 6, 10, 15, 52, 54, 123000000, time.UTC),
+		"2026-06-10T15:52:54.1234567":  time.Date(2026, 6, 10, 15, 52, 54, 123456700, time.UTC),
+		"2026-06-10T15:52:54.1234567Z": time.Date(2026, 6, 10, 15, 52, 54, 123456700, time.UTC),
+	} {
+		if got, err := ParseLastSeen(cell); err != nil || !got.Equal(want) {
+			t.Errorf("%q: %v (%v), want %v", cell, got, err, want)
+		}
+	}
+	for cell, says := range map[string]string{
+		"6/10/2026 15:52":     `lastSeen "6/10/2026 15:52" is not an RFC 3339 time`,
+		"2026-06-10 15:52":    `lastSeen "2026-06-10 15:52" is not an RFC 3339 time`,
+		"1999-12-31 23:59:59": `lastSeen "1999-12-31 23:59:59" is before 2000`,
+		"2026-02-30 10:00:00": `lastSeen "2026-02-30 10:00:00" is not a time`,
+	} {
+		if _, err := ParseLastSeen(cell); err == nil || !strings.Contains(err.Error(), says) {
+			t.Errorf("%q: %v, want %q", cell, err, says)
+		}
+	}
+}
