@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -110,6 +111,10 @@ func NewReader(r io.Reader) (*Reader, error) {
 			return nil, fmt.Errorf("%w (%s): a campaign is a dry run with --dry-run, every row of it, and a real run without it; remove the column",
 				ErrDryRunColumn, offboard.Quote(h))
 		}
+		if premiseNamedOtherwise(h) {
+			return nil, fmt.Errorf("header row: column %s is not read: a row's premise (Defender has not seen the device since) is its lastSeen column, as campaign plan writes it; name the column lastSeen, or remove it",
+				offboard.Quote(h))
+		}
 		for _, c := range []string{ColMachineID, ColComputerDNSName, ColComment, ColRequestedBy, ColSource, ColLastSeen} {
 			if strings.EqualFold(h, c) {
 				if _, dup := cols[c]; dup {
@@ -125,6 +130,24 @@ func NewReader(r io.Reader) (*Reader, error) {
 		return nil, noDeviceColumn(header)
 	}
 	return &Reader{r: cr, cols: cols, width: len(header), lines: lines}, nil
+}
+
+// premiseNamedOtherwise says whether a header cell names a row's
+// premise otherwise than ColLastSeen: the request's notSeenSince, or
+// lastSeen in another naming style (last_seen, Last Seen). Ignored as
+// another column, it would leave every row without its premise, and a
+// device seen again would be offboarded.
+func premiseNamedOtherwise(h string) bool {
+	if strings.EqualFold(h, ColLastSeen) {
+		return false
+	}
+	letters := strings.Map(func(r rune) rune {
+		if unicode.IsLetter(r) || unicode.IsDigit(r) {
+			return r
+		}
+		return -1
+	}, h)
+	return offboard.FieldNamed(h) == "notSeenSince" || strings.EqualFold(letters, ColLastSeen)
 }
 
 // errUTF16 refuses a CSV in UTF-16 (PowerShell's > and Out-File, and

@@ -84,3 +84,24 @@ func TestParseLastSeenAsASpreadsheetWritesIt(t *testing.T) {
 		}
 	}
 }
+
+// TestPremiseColumnNamedOtherwise: a column that names a row's premise
+// otherwise than lastSeen (the request's notSeenSince, lastSeen in
+// another naming style) refuses the CSV, naming the column: ignored as
+// another column, it left its rows without their premise, and a device
+// seen again was offboarded. lastSeen in any case is the column, and a
+// name that only begins so (lastSeenBy) is another.
+func TestPremiseColumnNamedOtherwise(t *testing.T) {
+	t.Parallel()
+	for _, h := range []string{"notSeenSince", "not_seen_since", "last_seen", "Last Seen", "LAST-SEEN", " lastSeen. "} {
+		_, err := NewReader(strings.NewReader("machineId," + h + "\n" + strings.Repeat("a", 40) + ",2026-08-01T09:12:00Z\n"))
+		if err == nil || !strings.Contains(err.Error(), "column "+offboard.Quote(strings.TrimSpace(h))) || !strings.Contains(err.Error(), "lastSeen") {
+			t.Errorf("column %q: %v, want the CSV refused naming it", h, err)
+		}
+	}
+	for _, h := range []string{"lastSeen", "LASTSEEN", " lastseen ", "lastSeenBy", "seen"} {
+		if _, err := NewReader(strings.NewReader("machineId," + h + "\n" + strings.Repeat("a", 40) + ",x\n")); err != nil {
+			t.Errorf("column %q: %v, want it taken", h, err)
+		}
+	}
+}
