@@ -82,3 +82,50 @@ func consumerLeaderless(ctx context.Context, js jetstream.JetStream, msg jetstre
 		return nil // gone, or not ours to look up: the nak is not held
 	}
 }
+
+// NakInOrder hands delivered messages back for redelivery at once (a nak
+// without delay), in their order, and waits until the server has taken
+// each back: their consumer then hands them out again in that order,
+// ahead of any message not delivered yet. Sent without waiting, a nak
+// travels apart from the pull that follows it (the server takes acks and
+// pulls on queues of their own), and that pull could get a later message
+// first. The naks go out together and their answers are awaited together,
+// one round trip for all. An error says some may not have arrived; they
+// come back after their ack wait all the same.
+func NakInOrder(ctx context.Context, js jetstream.JetStream, msgs []jetstream.Msg) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	nc := js.Conn()
+	inbox := nc.NewInbox()
+	answers := make(chan *nats.Msg, len(msgs))
+	sub, err := nc.ChanSubscribe(inbox, answers)
+	if err != nil {
+		return fmt.Errorf("nak: %w", err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	want := 0
+	for _, m := range msgs {
+		if m.Reply() == "" {
+			if err := m.Nak(); err != nil {
+				return err
+			}
+			continue
+		}
+		if err := nc.PublishMsg(&nats.Msg{Subject: m.Reply(), Reply: inbox, Data: []byte("-NAK")}); err != nil {
+			return fmt.Errorf("nak: %w", err)
+		}
+		want++
+	}
+	for got := range want {
+		select {
+		case a := <-answers:
+			if a.Header.Get("Status") == "503" {
+				return fmt.Errorf("nak: %w", nats.ErrNoResponders)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("nak: %d of %d not answered: %w", want-got, want, ctx.Err())
+		}
+	}
+	return nil
+}

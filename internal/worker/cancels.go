@@ -191,16 +191,37 @@ func (w *Worker) withdrawable(t *tenantRun, d queue.Delivery) bool {
 // before them (normal priority before bulk). At once, not after a delay:
 // set aside, a normal request would let a bulk one take the next place,
 // and one whose place frees meanwhile would wait out the delay.
+//
+// The pass waits until the server has taken them back (queue.NakInOrder):
+// the next pass, or the loop's next fetch, follows at once, and a pull
+// ahead of the naks would get requests published after them first.
 func (w *Worker) giveBack(t *tenantRun, ds []queue.Delivery) {
+	if len(ds) == 0 {
+		return
+	}
+	msgs := make([]jetstream.Msg, 0, len(ds))
 	for _, d := range ds {
 		if meta, err := d.Msg.Metadata(); err == nil && meta.NumDelivered == 1 {
 			if req, err := offboard.ParseRequest(d.Msg.Data(), t.name); err == nil {
 				w.claimReturned(t, meta.Sequence.Stream, req)
 			}
 		}
-		if err := d.Msg.Nak(); err != nil {
-			t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))
+		msgs = append(msgs, d.Msg)
+	}
+	if w.opts.JS == nil {
+		for _, m := range msgs {
+			if err := m.Nak(); err != nil {
+				t.log.Warn("nak a request taken with a cancelled campaign's", zap.Error(err))
+			}
 		}
+	} else {
+		ctx, cancel := queue.StepCtx(context.Background())
+		if err := queue.NakInOrder(ctx, w.opts.JS, msgs); err != nil {
+			t.log.Warn("nak the requests taken with a cancelled campaign's: those not taken back come back after their ack wait", zap.Int("requests", len(msgs)), zap.Error(err))
+		}
+		cancel()
+	}
+	for _, d := range ds {
 		// A pull of the pass after it found its lane empty: the loop's
 		// next fetch must look there first.
 		t.source.Returned(d.Prio)
