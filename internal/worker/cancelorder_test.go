@@ -51,3 +51,39 @@ func TestCancelPassGivesBackInOrder(t *testing.T) {
 		e.clock.Advance(time.Hour) // the next call's place
 	}
 }
+
+// TestResumeDuringACancelPassKeepsTheOrder: a pause of both priorities
+// holds 190 normal requests and 12 bulk rows of a campaign that is
+// cancelled; the pause is lifted as soon as the rows are answered, while
+// the last pass pulls the normal requests set aside again. The first
+// three requests called are the first three published. Before, the
+// resume cut that pass short: the requests it had set aside went back
+// behind those it had not pulled again yet, and a later request was
+// called first.
+func TestResumeDuringACancelPassKeepsTheOrder(t *testing.T) {
+	t.Parallel()
+	board := newSwitchboard()
+	e := setupLoopOpts(t, `["1/1h"]`, "", RetryPolicy{}, func(o *Options) { o.Control = board })
+	board.pause("contoso", offboard.Normal)
+	board.pause("contoso", offboard.Bulk)
+	for i := range 190 {
+		e.publishPrio(t, fmt.Sprintf("n-%03d", i+1), offboard.Normal)
+	}
+	rows := map[string]bool{}
+	for i := range 12 {
+		id := campaign.RequestID("wave1", i+1)
+		e.publishPrio(t, id, offboard.Bulk)
+		rows[id] = true
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave1")
+	e.wantCancelled(t, rows)
+	board.resume("contoso", offboard.Normal)
+	board.resume("contoso", offboard.Bulk)
+	for i := range 3 {
+		want := fmt.Sprintf("n-%03d", i+1)
+		if r := e.resultOnceTheQuotaFrees(t, want); r.RequestID != want || r.Outcome != offboard.OutcomeCreated {
+			t.Fatalf("result %s %s %+v, want %s created: the requests given back keep their order", r.RequestID, r.Outcome, r.Error, want)
+		}
+	}
+}

@@ -646,8 +646,12 @@ func (w *Worker) nextRequests(ctx context.Context, t *tenantRun, slots chan stru
 	defer stopNext()
 	if t.withdrawing {
 		// Requests of a cancelled campaign, answered without a call:
-		// bulk ones hold no bulk place.
-		ds, n, t.withdrawing, err = w.fetchWithdrawn(nextCtx, t, slots, bothPriorities)
+		// bulk ones hold no bulk place. A pause or resume landing
+		// meanwhile does not cut the pass short: it pulls every
+		// priority whatever their pauses, and cut short it would give
+		// the requests it set aside back behind those it had not
+		// pulled again yet, out of their order.
+		ds, n, t.withdrawing, err = w.fetchWithdrawn(ctx, t, slots, bothPriorities)
 	} else {
 		n = 1 + takeSlots(slots, t.limits.API(mde.APIOffboard).AvailableWithin(w.clock.Now(), fetchAhead, cap(slots))-1)
 		placed = true
