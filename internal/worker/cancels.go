@@ -133,8 +133,10 @@ func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
 // stream at once, in their order: given back one pull at a time, they
 // would be the next pull's again (a redelivery comes first), and a
 // cancelled campaign's requests behind n others would never be reached.
-// It pulls until the priorities have no request left to hand out, the
-// slots are full, or withdrawScan requests are set aside. It says
+// It pulls each priority in turn, normal first, until it has no request
+// left to hand out, the slots are full, or withdrawScan of its requests
+// are set aside: the priorities are lanes of their own, and a bulk
+// campaign's requests wait behind no normal request there. It says
 // whether it took a request of a cancelled campaign: if so, the loop
 // takes the next ones the same way.
 func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
@@ -144,34 +146,39 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 	n = 1 + takeSlots(slots, cap(slots)-1)
 	var aside []queue.Delivery
 	defer func() { w.giveBack(t, aside) }()
-	for len(ds) < n && len(aside) < withdrawScan {
-		got, err := t.source.NextBatchNow(ctx, min(n-len(ds), withdrawScan-len(aside)), w.room(), prios...)
-		if err != nil {
-			if len(ds) > 0 {
-				return ds, n, true, nil // the error comes back with the next pull
+	for _, p := range prios {
+		setAside := 0
+		for len(ds) < n && setAside < withdrawScan {
+			got, err := t.source.NextBatchNow(ctx, min(n-len(ds), withdrawScan-setAside), w.room(), p)
+			if err != nil {
+				if len(ds) > 0 {
+					return ds, n, true, nil // the error comes back with the next pull
+				}
+				return nil, n, true, err // taken again after the error
 			}
-			return nil, n, true, err // taken again after the error
-		}
-		if len(got) == 0 {
-			break
-		}
-		for _, d := range got {
-			if w.withdrawable(t, d) {
-				ds = append(ds, d)
-				continue
+			if len(got) == 0 {
+				break
 			}
-			aside = append(aside, d)
-			// Its room is given back now: back in the stream within
-			// the pull, it must not hold up the pull's next requests.
-			w.newPlace().give()
+			for _, d := range got {
+				if w.withdrawable(t, d) {
+					ds = append(ds, d)
+					continue
+				}
+				aside = append(aside, d)
+				setAside++
+				// Its room is given back now: back in the stream within
+				// the pull, it must not hold up the pull's next requests.
+				w.newPlace().give()
+			}
 		}
 	}
 	return ds, n, len(ds) > 0, nil
 }
 
-// withdrawScan is how many requests a pull for a cancel sets aside at
-// most: far more than a tenant's in-flight slots, well within the
-// consumers' cap on requests delivered and not acked (256 by default).
+// withdrawScan is how many requests of one priority a pull for a cancel
+// sets aside at most: far more than a tenant's in-flight slots, well
+// within each priority's consumer's cap on requests delivered and not
+// acked (256 by default).
 const withdrawScan = 200
 
 // withdrawable says whether a request taken for a cancel is a cancelled
