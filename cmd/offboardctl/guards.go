@@ -192,6 +192,10 @@ func gatherGuards(ctx context.Context, nc *nats.Conn, subjects offboard.Subjects
 	wctx, cancel := context.WithTimeout(ctx, guardsWait)
 	defer cancel()
 	replies := map[string]map[string]offboard.GuardsReply{}
+	// The parts of answers too large for one message (Encode), by
+	// tenant and replica, until all are there.
+	type from struct{ tenant, replica string }
+	parts := map[from][]offboard.GuardsReply{}
 	for got := 0; got < expected; {
 		m, err := sub.NextMsgWithContext(wctx)
 		if err != nil {
@@ -203,6 +207,16 @@ func gatherGuards(ctx context.Context, nc *nats.Conn, subjects offboard.Subjects
 		var r offboard.GuardsReply
 		if json.Unmarshal(m.Data, &r) != nil || !slices.Contains(tenants, r.Tenant) || r.Replica == "" {
 			continue
+		}
+		if r.Parts > 1 {
+			k := from{r.Tenant, r.Replica}
+			parts[k] = append(parts[k], r)
+			whole, ok := offboard.JoinGuardsParts(parts[k])
+			if !ok {
+				continue
+			}
+			delete(parts, k)
+			r = whole
 		}
 		if replies[r.Tenant] == nil {
 			replies[r.Tenant] = map[string]offboard.GuardsReply{}

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 
@@ -20,16 +19,23 @@ import (
 // offboardctl guards can tell when they differ. One subscription for
 // every tenant: a request of a tenant not served here is not answered.
 func (a *App) answerGuards() error {
-	replies := make(map[string][]byte, len(a.tenants))
+	// An answer larger than the server's max_payload (a tier-0 export
+	// of 50,000 device ids) goes in parts, headers left room.
+	limit := int(a.nc.MaxPayload()) - 1024
+	log := a.log.Named("guards")
+	replies := make(map[string][][]byte, len(a.tenants))
 	for _, t := range a.tenants {
-		data, err := json.Marshal(config.GuardsReply(t.Config.Name, a.replicaID, &t.Config.Guards))
+		data, err := config.GuardsReply(t.Config.Name, a.replicaID, &t.Config.Guards).Encode(limit)
 		if err != nil {
-			return err
+			// A server whose max_payload is too small for one entry:
+			// the tenant's guards requests go unanswered, and
+			// offboardctl guards says so; the worker works on.
+			log.Warn("guards requests of the tenant will not be answered", zap.String("tenant", t.Config.Name), zap.Error(err))
+			continue
 		}
 		replies[t.Config.Name] = data
 	}
 	prefix := a.opts.Queue.Subjects.Guards("")
-	log := a.log.Named("guards")
 	sub, err := a.nc.Subscribe(a.opts.Queue.Subjects.AllGuards(), func(m *nats.Msg) {
 		data, ok := replies[strings.TrimPrefix(m.Subject, prefix)]
 		if !ok || m.Reply == "" {
@@ -41,8 +47,11 @@ func (a *App) answerGuards() error {
 			log.Warn("guards request not answered: its reply subject is not an inbox", zap.String("under", taken))
 			return
 		}
-		if err := m.Respond(data); err != nil {
-			log.Warn("answer a guards request", zap.Error(err))
+		for _, part := range data {
+			if err := m.Respond(part); err != nil {
+				log.Warn("answer a guards request", zap.Error(err))
+				return
+			}
 		}
 	})
 	if err != nil {
