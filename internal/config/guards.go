@@ -439,20 +439,24 @@ func folded(s string) string {
 
 // guardsKey is what a tenant's protect and requireInactiveFor guards
 // protect, in one string: each list sorted, compared as the guards
-// compare. Device ids and globs are matched as check left them (lower
-// case); tags and groups in their Folded form, as the worker matches them
-// (case, white space and encoding aside).
+// compare. Device ids are matched as check left them (lower case), globs
+// as check left them and written one way (sameGlob); tags and groups in
+// their Folded form, as the worker matches them (case, white space and
+// encoding aside).
 func guardsKey(g *Guards) string {
 	var b strings.Builder
 	p := &g.Protect
 	for _, l := range []struct {
-		list  []string
-		words bool
-	}{{p.MachineIDs, false}, {p.ComputerDNSNames, false}, {p.MachineTags, true}, {p.RbacGroups, true}} {
+		list         []string
+		words, globs bool
+	}{{p.MachineIDs, false, false}, {p.ComputerDNSNames, false, true}, {p.MachineTags, true, false}, {p.RbacGroups, true, false}} {
 		keys := slices.Clone(l.list)
 		for i, s := range keys {
-			if l.words {
+			switch {
+			case l.words:
 				keys[i] = Folded(s)
+			case l.globs:
+				keys[i] = sameGlob(s)
 			}
 		}
 		slices.Sort(keys)
@@ -504,4 +508,59 @@ func orEmpty(list []string) []string {
 		return []string{}
 	}
 	return slices.Clone(list)
+}
+
+// sameGlob is a glob (as check left it) written one way of those that
+// match the same names: a character escaped that needs no escape
+// ("dc\-01") unescaped, a class of one character ("dc0[1]") written as
+// the character, and a run of stars ("dc**") as one star. Two tenants
+// files that wrote a glob apart protect the same devices, and their
+// replicas agree.
+func sameGlob(glob string) string {
+	rs := []rune(glob)
+	var b strings.Builder
+	// literal writes a character that stands for itself, escaped only
+	// where path.Match would read it otherwise.
+	literal := func(r rune) {
+		if strings.ContainsRune(`*?[\`, r) {
+			b.WriteRune('\\')
+		}
+		b.WriteRune(r)
+	}
+	for i := 0; i < len(rs); i++ {
+		switch r := rs[i]; r {
+		case '*':
+			if !strings.HasSuffix(b.String(), "*") || strings.HasSuffix(b.String(), `\*`) {
+				b.WriteRune('*')
+			}
+		case '\\':
+			if i+1 < len(rs) {
+				i++
+				literal(rs[i])
+			} else {
+				b.WriteRune(r)
+			}
+		case '[':
+			end := i + 1
+			for end < len(rs) && rs[end] != ']' {
+				if rs[end] == '\\' {
+					end++
+				}
+				end++
+			}
+			class := rs[i+1 : min(end, len(rs))]
+			switch {
+			case len(class) == 1 && class[0] != '^' && class[0] != '\\' && class[0] != '-':
+				literal(class[0])
+			case len(class) == 2 && class[0] == '\\':
+				literal(class[1])
+			default:
+				b.WriteString(string(rs[i:min(end+1, len(rs))]))
+			}
+			i = end
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
