@@ -146,6 +146,23 @@ func (t *Tenant) PausedUntil() time.Time {
 	return t.pauseEndLocked(t.clock.Now())
 }
 
+// LastPause reports when the tenant's latest pause known ends or ended,
+// this process's or another replica's from the journal, past or not
+// (zero if none is known). A process started after a pause ended knows
+// it from the journal, as the one that met the 429 does.
+func (t *Tenant) LastPause() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	now := t.clock.Now()
+	end := t.pausedUntil
+	if t.journalPause != 0 {
+		if theirs := now.Add(time.Duration(t.journalPause - now.UnixNano())); theirs.After(end) {
+			end = theirs
+		}
+	}
+	return end
+}
+
 // pauseEndLocked is when the tenant's pause ends, this process's or
 // another replica's from the journal, whichever is later, on now's clock.
 func (t *Tenant) pauseEndLocked(now time.Time) time.Time {

@@ -286,7 +286,7 @@ func (c *caller) retried(api string, v *mde.Verdict) {
 func (c *caller) pause(ctx context.Context, t *tenantRun, api string, v *mde.Verdict, log *zap.Logger) {
 	c.m.Throttled.WithLabelValues(t.name, api).Inc()
 	t.limits.Pause(c.clock.Now(), v.RetryAfter)
-	c.m.setThrottledUntil(t.name, t.limits.PausedUntil())
+	c.m.setThrottledUntil(t.name, t.limits.LastPause())
 	log.Warn("throttled: tenant paused", zap.String("api", api), zap.Duration("retry_after", v.RetryAfter))
 	if err := t.limits.Flush(ctx); err != nil && ctx.Err() == nil {
 		// Still pending: the journal's writer tries again.

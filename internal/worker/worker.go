@@ -879,8 +879,9 @@ func (w *Worker) runStats(ctx context.Context) {
 					w.m.QuotaRemaining.WithLabelValues(t.name, api, ws[i].Label()).Set(float64(rem[i]))
 				}
 			}
-			// Another replica's pause comes through the quota journal.
-			w.m.setThrottledUntil(t.name, t.limits.PausedUntil())
+			// Another replica's pause comes through the quota journal;
+			// so does this process's own, met before it started.
+			w.m.setThrottledUntil(t.name, t.limits.LastPause())
 			w.refreshWaiting(ctx, t)
 			if w.clock.Since(t.swept) >= w.opts.SweepEvery {
 				w.sweep(ctx, t)
