@@ -440,11 +440,23 @@ func heldBy(sets []guardsHeld) string {
 // for a value, each set's.
 func differences(sets []guardsHeld) []string {
 	var lines []string
+	differ := differing(sets)
 	for _, f := range guardsFields {
-		if !slices.Contains(differing(sets), f.name) {
+		if !slices.Contains(differ, f.name) {
 			continue
 		}
 		var parts []string
+		// Each set's entries, looked up once per entry: a tier-0 list
+		// holds 50,000.
+		held := make([]map[string]bool, len(sets))
+		for i := range sets {
+			if f.one == nil {
+				held[i] = map[string]bool{}
+				for _, e := range f.list(&sets[i]) {
+					held[i][e] = true
+				}
+			}
+		}
 		for i := range sets {
 			g := &sets[i]
 			who := "replica " + strings.Join(g.Replicas, ", ")
@@ -454,7 +466,7 @@ func differences(sets []guardsHeld) []string {
 			}
 			var only []string
 			for _, e := range f.list(g) {
-				if slices.ContainsFunc(sets, func(o guardsHeld) bool { return !slices.Contains(f.list(&o), e) }) {
+				if slices.ContainsFunc(held, func(o map[string]bool) bool { return !o[e] }) {
 					only = append(only, e)
 				}
 			}
