@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/control"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
@@ -278,18 +279,22 @@ func compareGuards(tenant string, serving map[string]string, replies map[string]
 var guardsFields = []struct {
 	name string
 	list func(*guardsHeld) []string
+	// same is a list entry as the worker compares it (two entries
+	// written apart that protect the same devices are one).
+	same func(string) string
 	one  func(*guardsHeld) string
 }{
-	{name: "protect.machineIds", list: func(g *guardsHeld) []string { return g.Protect.MachineIDs }},
-	{name: "protect.computerDnsNames", list: func(g *guardsHeld) []string { return g.Protect.ComputerDNSNames }},
-	{name: "protect.machineTags", list: func(g *guardsHeld) []string { return g.Protect.MachineTags }},
-	{name: "protect.rbacGroups", list: func(g *guardsHeld) []string { return g.Protect.RbacGroups }},
+	{name: "protect.machineIds", list: func(g *guardsHeld) []string { return g.Protect.MachineIDs }, same: strings.ToLower},
+	{name: "protect.computerDnsNames", list: func(g *guardsHeld) []string { return g.Protect.ComputerDNSNames }, same: config.SameGlob},
+	{name: "protect.machineTags", list: func(g *guardsHeld) []string { return g.Protect.MachineTags }, same: config.Folded},
+	{name: "protect.rbacGroups", list: func(g *guardsHeld) []string { return g.Protect.RbacGroups }, same: config.Folded},
 	{name: "requireInactiveFor", one: func(g *guardsHeld) string { return g.RequireInactiveFor }},
 	{name: "budget", one: func(g *guardsHeld) string { return g.Budget }},
 }
 
 // differing names the fields whose values are not the same in every
-// set of guards (lists compared as sets).
+// set of guards (lists compared as sets, their entries as the worker
+// compares them).
 func differing(sets []guardsHeld) []string {
 	var names []string
 	for _, f := range guardsFields {
@@ -297,7 +302,7 @@ func differing(sets []guardsHeld) []string {
 			if f.one != nil {
 				return f.one(g)
 			}
-			l := slices.Clone(f.list(g))
+			l := sameEntries(f.list(g), f.same)
 			slices.Sort(l)
 			return strings.Join(slices.Compact(l), "\x00")
 		}
@@ -446,14 +451,14 @@ func differences(sets []guardsHeld) []string {
 			continue
 		}
 		var parts []string
-		// Each set's entries, looked up once per entry: a tier-0 list
-		// holds 50,000.
+		// Each set's entries as the worker compares them, looked up once
+		// per entry: a tier-0 list holds 50,000.
 		held := make([]map[string]bool, len(sets))
 		for i := range sets {
 			if f.one == nil {
 				held[i] = map[string]bool{}
 				for _, e := range f.list(&sets[i]) {
-					held[i][e] = true
+					held[i][f.same(e)] = true
 				}
 			}
 		}
@@ -466,7 +471,8 @@ func differences(sets []guardsHeld) []string {
 			}
 			var only []string
 			for _, e := range f.list(g) {
-				if slices.ContainsFunc(held, func(o map[string]bool) bool { return !o[e] }) {
+				k := f.same(e)
+				if slices.ContainsFunc(held, func(o map[string]bool) bool { return !o[k] }) {
 					only = append(only, e)
 				}
 			}
@@ -475,6 +481,15 @@ func differences(sets []guardsHeld) []string {
 		lines = append(lines, fmt.Sprintf("%-26s %s", f.name, strings.Join(parts, "; ")))
 	}
 	return lines
+}
+
+// sameEntries is a list's entries as the worker compares them.
+func sameEntries(list []string, same func(string) string) []string {
+	l := make([]string, len(list))
+	for i, e := range list {
+		l[i] = same(e)
+	}
+	return l
 }
 
 // orNothing is the entries only one set holds, joined, or says there

@@ -440,7 +440,7 @@ func folded(s string) string {
 // guardsKey is what a tenant's protect and requireInactiveFor guards
 // protect, in one string: each list sorted, compared as the guards
 // compare. Device ids are matched as check left them (lower case), globs
-// as check left them and written one way (sameGlob); tags and groups in
+// as check left them and written one way (SameGlob); tags and groups in
 // their Folded form, as the worker matches them (case, white space and
 // encoding aside).
 func guardsKey(g *Guards) string {
@@ -456,7 +456,7 @@ func guardsKey(g *Guards) string {
 			case l.words:
 				keys[i] = Folded(s)
 			case l.globs:
-				keys[i] = sameGlob(s)
+				keys[i] = SameGlob(s)
 			}
 		}
 		slices.Sort(keys)
@@ -510,13 +510,14 @@ func orEmpty(list []string) []string {
 	return slices.Clone(list)
 }
 
-// sameGlob is a glob (as check left it) written one way of those that
+// SameGlob is a glob (as check left it, or as a replica's guards answer
+// shows it) written one way of those that
 // match the same names: a character escaped that needs no escape
 // ("dc\-01") unescaped, a class of one character ("dc0[1]") written as
 // the character, and a run of stars ("dc**") as one star. Two tenants
 // files that wrote a glob apart protect the same devices, and their
 // replicas agree.
-func sameGlob(glob string) string {
+func SameGlob(glob string) string {
 	rs := []rune(glob)
 	var b strings.Builder
 	// literal writes a character that stands for itself, escaped only
