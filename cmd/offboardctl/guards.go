@@ -180,23 +180,14 @@ func gatherGuards(ctx context.Context, nc *nats.Conn, subjects offboard.Subjects
 		return nil, fmt.Errorf("subscribe to the answers: %w", err)
 	}
 	defer func() { _ = sub.Unsubscribe() }()
-	expected := 0
-	for _, t := range tenants {
-		expected += len(serving[t])
-		if err := nc.PublishRequest(subjects.Guards(t), inbox, nil); err != nil {
-			return nil, fmt.Errorf("ask for the guards of %s: %w", t, err)
-		}
-	}
-	if err := nc.FlushWithContext(ctx); err != nil {
-		return nil, fmt.Errorf("ask for the guards: %w", err)
+	expected, err := askGuards(ctx, nc, subjects, tenants, serving, inbox)
+	if err != nil {
+		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, guardsWait)
 	defer cancel()
-	replies := map[string]map[string]offboard.GuardsReply{}
-	// The parts of answers too large for one message (Encode), by
-	// tenant and replica, until all are there.
-	type from struct{ tenant, replica string }
-	parts := map[from][]offboard.GuardsReply{}
+	g := guardsAnswers{tenants: tenants, serving: serving, replies: map[string]map[string]offboard.GuardsReply{},
+		parts: map[guardsFrom][]offboard.GuardsReply{}}
 	for got := 0; got < expected; {
 		m, err := sub.NextMsgWithContext(wctx)
 		if err != nil {
@@ -205,31 +196,68 @@ func gatherGuards(ctx context.Context, nc *nats.Conn, subjects offboard.Subjects
 			}
 			break // the replicas not heard from are told as such
 		}
-		var r offboard.GuardsReply
-		if json.Unmarshal(m.Data, &r) != nil || !slices.Contains(tenants, r.Tenant) || r.Replica == "" {
-			continue
-		}
-		if r.Parts > 1 {
-			k := from{r.Tenant, r.Replica}
-			parts[k] = append(parts[k], r)
-			whole, ok := offboard.JoinGuardsParts(parts[k])
-			if !ok {
-				continue
-			}
-			delete(parts, k)
-			r = whole
-		}
-		if replies[r.Tenant] == nil {
-			replies[r.Tenant] = map[string]offboard.GuardsReply{}
-		}
-		if _, again := replies[r.Tenant][r.Replica]; !again {
-			replies[r.Tenant][r.Replica] = r
-			if _, ok := serving[r.Tenant][r.Replica]; ok {
-				got++
-			}
+		if g.add(m.Data) {
+			got++
 		}
 	}
-	return replies, nil
+	return g.replies, nil
+}
+
+// askGuards publishes the question of each tenant's guards, answered on
+// inbox, and says how many answers the replicas serving them make.
+func askGuards(ctx context.Context, nc *nats.Conn, subjects offboard.Subjects, tenants []string, serving map[string]map[string]string, inbox string) (int, error) {
+	expected := 0
+	for _, t := range tenants {
+		expected += len(serving[t])
+		if err := nc.PublishRequest(subjects.Guards(t), inbox, nil); err != nil {
+			return 0, fmt.Errorf("ask for the guards of %s: %w", t, err)
+		}
+	}
+	if err := nc.FlushWithContext(ctx); err != nil {
+		return 0, fmt.Errorf("ask for the guards: %w", err)
+	}
+	return expected, nil
+}
+
+// guardsFrom is a tenant's answer from one replica.
+type guardsFrom struct{ tenant, replica string }
+
+// guardsAnswers gathers the answers of gatherGuards: the whole ones by
+// tenant and replica, and the parts of answers too large for one message
+// (Encode) until all of an answer's are there.
+type guardsAnswers struct {
+	tenants []string
+	serving map[string]map[string]string
+	replies map[string]map[string]offboard.GuardsReply
+	parts   map[guardsFrom][]offboard.GuardsReply
+}
+
+// add reads one message; it says whether it completed the first answer
+// of a replica expected to answer.
+func (g *guardsAnswers) add(data []byte) bool {
+	var r offboard.GuardsReply
+	if json.Unmarshal(data, &r) != nil || !slices.Contains(g.tenants, r.Tenant) || r.Replica == "" {
+		return false
+	}
+	if r.Parts > 1 {
+		k := guardsFrom{r.Tenant, r.Replica}
+		g.parts[k] = append(g.parts[k], r)
+		whole, ok := offboard.JoinGuardsParts(g.parts[k])
+		if !ok {
+			return false
+		}
+		delete(g.parts, k)
+		r = whole
+	}
+	if g.replies[r.Tenant] == nil {
+		g.replies[r.Tenant] = map[string]offboard.GuardsReply{}
+	}
+	if _, again := g.replies[r.Tenant][r.Replica]; again {
+		return false
+	}
+	g.replies[r.Tenant][r.Replica] = r
+	_, ok := g.serving[r.Tenant][r.Replica]
+	return ok
 }
 
 // compareGuards groups the replicas serving tenant by the guards they

@@ -88,14 +88,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "quota_limit_calls",
 			Help: "Configured calls allowed in each sliding window of each API.",
 		}, []string{"tenant", "api", "window"}),
-		Throttled: newCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "throttled_total",
-			Help: "429 answers; each pauses the tenant for its Retry-After.",
-		}, []string{"tenant", "api"}),
-		ThrottledUntil: newGaugeVec(prometheus.GaugeOpts{
-			Namespace: ns, Name: "throttled_until_timestamp_seconds",
-			Help: "When the tenant's latest 429 pause ends or ended (Unix time), this replica's or another's from the quota journal; 0 before any.",
-		}, []string{"tenant"}),
 		Backlog: newGaugeVec(prometheus.GaugeOpts{
 			Namespace: ns, Name: "backlog_requests",
 			Help: "Requests waiting in the stream, by tenant and priority.",
@@ -112,19 +104,33 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: ns, Name: "blocked_total",
 			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
-		TokenFailures: newCounterVec(prometheus.CounterOpts{
-			Namespace: ns, Name: "token_failures_total",
-			Help: "API calls not sent because no token could be had, by reason; whatever made the call (a request, action tracking, a plan).",
-		}, []string{"tenant", "reason"}),
 	}
 	m.addLatency()
 	m.addTracking()
 	m.addControlMetrics(ns)
+	m.addCallsHeld(ns)
 	reg.MustRegister(m.RequestsReceived, m.Results, m.APICalls, m.APILatency, m.LimiterWait, m.QuotaRemaining,
 		m.QuotaLimit, m.Throttled, m.Backlog, m.InFlight, m.Retries, m.Blocked, m.OldestWaiting, m.RequestToResult,
 		m.TrackedActions, m.TrackingLag, buildInfo(), m.TenantPaused, m.HeldRequests, m.BudgetRemaining, m.Assigned,
 		m.TokenFailures, m.ThrottledUntil)
 	return m
+}
+
+// addCallsHeld creates the metrics of calls the API or the login host
+// held back: 429 answers and their pauses, calls sent without a token.
+func (m *Metrics) addCallsHeld(ns string) {
+	m.Throttled = newCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "throttled_total",
+		Help: "429 answers; each pauses the tenant for its Retry-After.",
+	}, []string{"tenant", "api"})
+	m.ThrottledUntil = newGaugeVec(prometheus.GaugeOpts{
+		Namespace: ns, Name: "throttled_until_timestamp_seconds",
+		Help: "When the tenant's latest 429 pause ends or ended (Unix time), this replica's or another's from the quota journal; 0 before any.",
+	}, []string{"tenant"})
+	m.TokenFailures = newCounterVec(prometheus.CounterOpts{
+		Namespace: ns, Name: "token_failures_total",
+		Help: "API calls not sent because no token could be had, by reason; whatever made the call (a request, action tracking, a plan).",
+	}, []string{"tenant", "reason"})
 }
 
 // addLatency creates the metrics of how long requests wait: the oldest
