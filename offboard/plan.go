@@ -307,17 +307,17 @@ func (r *PlanReply) WriteSummary(w io.Writer, file string) {
 	fmt.Fprintln(w)
 	limits := make([]string, len(r.Limits))
 	for i, l := range r.Limits {
-		limits[i] = fmt.Sprintf("%d/%s", l.Count, shortDuration(l.Window))
+		limits[i] = fmt.Sprintf("%d/%s", l.Count, ShortDuration(l.Window))
 	}
 	pace, windows := strings.Join(limits, " and "), r.Limits
 	if b := r.Budget; b != nil {
 		// Each request creates an action at most: the budget paces them too.
-		pace += fmt.Sprintf(", budget %d/%s", b.Count, shortDuration(b.Window))
+		pace += fmt.Sprintf(", budget %d/%s", b.Count, ShortDuration(b.Window))
 		windows = append(slices.Clip(windows), *b)
 	}
 	eta := DrainTime(windows, r.Backlog+r.Count)
 	fmt.Fprintf(w, "  campaign run     about %s at %s (%d requests of the tenant waiting ahead of it); inventory pages read: %d\n",
-		shortDuration(eta.Round(time.Second)), pace, r.Backlog, r.Pages)
+		ShortDuration(eta.Round(time.Second)), pace, r.Backlog, r.Pages)
 }
 
 func writeCounts(w io.Writer, what string, c Counts) {
@@ -361,8 +361,9 @@ func Printable(s string) string {
 
 func notPrintable(r rune) bool { return !unicode.IsPrint(r) }
 
-// shortDuration writes 1h0m0s as 1h, 1m0s as 1m, 90m as 1h30m.
-func shortDuration(d time.Duration) string {
+// ShortDuration writes a duration without Go's zero minutes and
+// seconds: 1h0m0s as 1h, 1m0s as 1m, 90m as 1h30m.
+func ShortDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

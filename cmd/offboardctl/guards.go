@@ -541,16 +541,10 @@ func noneIf(s string) string {
 	return s
 }
 
-// shortDuration is d without Go's zero minutes and seconds, and in days
+// shortDuration is d as offboard.ShortDuration writes it, and in days
 // when it is whole days: 720h0m0s is 30d (720h), 1h30m0s is 1h30m.
 func shortDuration(d time.Duration) string {
-	h := d.String()
-	if strings.HasSuffix(h, "m0s") {
-		h = strings.TrimSuffix(h, "0s")
-	}
-	if strings.HasSuffix(h, "h0m") {
-		h = strings.TrimSuffix(h, "0m")
-	}
+	h := offboard.ShortDuration(d)
 	if day := 24 * time.Hour; d >= day && d%day == 0 {
 		return fmt.Sprintf("%dd (%s)", d/day, h)
 	}
