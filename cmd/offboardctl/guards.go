@@ -81,6 +81,9 @@ type tenantGuards struct {
 	// differ says the replicas' digests, those announced by the ones
 	// that did not answer included, are not one.
 	differ bool
+	// silentOther are the replicas that did not answer and announced
+	// guards that no replica that answered holds, by digest.
+	silentOther map[string][]string
 }
 
 // guardsHeld is one set of guards and the replicas that hold it.
@@ -296,6 +299,14 @@ func compareGuards(tenant string, serving map[string]string, replies map[string]
 	for i := range tg.Guards {
 		tg.Guards[i].Replicas = byDigest[tg.Guards[i].Digest].Replicas
 	}
+	for _, id := range tg.NotAnswered {
+		if d := serving[id]; d != "" && byDigest[d] == nil {
+			if tg.silentOther == nil {
+				tg.silentOther = map[string][]string{}
+			}
+			tg.silentOther[d] = append(tg.silentOther[d], id)
+		}
+	}
 	tg.Differ = differing(tg.Guards)
 	tg.differ = len(digests) > 1
 	tg.Agree = !tg.differ && len(tg.NotAnswered) == 0
@@ -387,7 +398,7 @@ func printGuards(w io.Writer, tenants []*tenantGuards) {
 	for _, tg := range tenants {
 		said = said || tg.differ || len(tg.NotAnswered) > 0
 		if tg.differ {
-			fmt.Fprintf(w, "GUARDS DIFFER for tenant %s: %s\n", tg.Tenant, heldBy(tg.Guards))
+			fmt.Fprintf(w, "GUARDS DIFFER for tenant %s: %s\n", tg.Tenant, heldBy(tg.Guards, tg.silentOther))
 			for _, d := range differences(tg.Guards) {
 				fmt.Fprintf(w, "  %s\n", d)
 			}
@@ -459,11 +470,16 @@ func shortList(l []string) string {
 	return s
 }
 
-// heldBy says which replicas hold which set of guards.
-func heldBy(sets []guardsHeld) string {
-	parts := make([]string, len(sets))
-	for i, g := range sets {
-		parts[i] = "replica " + strings.Join(g.Replicas, ", ")
+// heldBy says which replicas hold which set of guards: those that
+// answered, then those that did not and announced other guards
+// (silentOther, by digest).
+func heldBy(sets []guardsHeld, silentOther map[string][]string) string {
+	parts := make([]string, 0, len(sets)+len(silentOther))
+	for _, g := range sets {
+		parts = append(parts, "replica "+strings.Join(g.Replicas, ", "))
+	}
+	for _, d := range slices.Sorted(maps.Keys(silentOther)) {
+		parts = append(parts, "replica "+strings.Join(silentOther[d], ", ")+" (not answered: by the digest it announced)")
 	}
 	return strings.Join(parts, " and ") + " hold other guards; a request is judged by the guards of the replica that takes it"
 }
