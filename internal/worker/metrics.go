@@ -102,7 +102,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"api", "reason"}),
 		Blocked: newCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Name: "blocked_total",
-			Help: "Devices a guard refused to offboard (blocked_by_policy), by the rule that refused.",
+			Help: "Devices a guard, or a request's notSeenSince, refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
 	}
 	m.addLatency()
