@@ -134,11 +134,12 @@ func aheadOf(p offboard.Priority, waitingBy map[offboard.Priority]int, normalPau
 
 // campaignETA sets the campaign's ETA: "paused" while a pause holds every
 // request of it waiting, else the quota's pace over the tenant's backlog,
-// or the budget's when that is slower.
+// or the budget's when that is slower. A pause holds no request of a
+// cancelled campaign: the worker answers them cancelled, paused or not.
 func (c *cli) campaignETA(ctx context.Context, js jetstream.JetStream, st *campaignState, ws []campaign.Window, inFlight int,
 	view *control.View, horizon budgetHorizon,
 ) error {
-	st.Paused = st.Waiting > 0
+	st.Paused = st.Waiting > 0 && st.Cancelled == nil
 	for p, n := range st.waitingBy {
 		if n > 0 {
 			st.Paused = st.Paused && view.Paused(st.Tenant, p)
