@@ -115,7 +115,7 @@ func demo(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := campaign(ctx, os.Stdout, js); err != nil {
+	if err := campaignPart(ctx, os.Stdout, js, e); err != nil {
 		return err
 	}
 	keep(ctx, os.Stdout, e)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -30,11 +31,17 @@ func staleMachine(i int) mdesim.Machine {
 	}
 }
 
-// campaign plans contoso's devices not seen for 60 days, as `offboardctl
-// campaign plan` does, prints the plan's summary, then publishes its rows
-// as `campaign run` does (request ids <name>-<row>, bulk subject) and
-// prints a short report.
-func campaign(ctx context.Context, out io.Writer, js jetstream.JetStream) error {
+// seenAgainRow is the plan's row whose device comes back before the run:
+// a laptop taken out of storage, seen by Defender after the plan.
+const seenAgainRow = 3
+
+// campaignPart plans contoso's devices not seen for 60 days, as `offboardctl
+// campaign plan` does, prints the plan's summary, has one planned device
+// seen again, then publishes the plan's rows as `campaign run` does
+// (request ids <name>-<row>, bulk subject, each row's lastSeen as its
+// request's notSeenSince) and prints a short report: the device seen
+// again is refused.
+func campaignPart(ctx context.Context, out io.Writer, js jetstream.JetStream, e *env) error {
 	const tenant, name = "contoso", "contoso-inactive-60d"
 	fmt.Fprintf(out, "\nCampaign: offboardctl campaign plan --tenant %s --inactive-for 60d\n", tenant)
 	reply, data, err := offboard.RequestPlan(ctx, js, offboard.Subjects{}, tenant, offboard.PlanRequest{InactiveFor: 60 * 24 * time.Hour}, 10*time.Second)
@@ -50,6 +57,11 @@ func campaign(ctx context.Context, out io.Writer, js jetstream.JetStream) error 
 		return err
 	}
 	rows = rows[1:] // the header
+	if len(rows) >= seenAgainRow {
+		back := rows[seenAgainRow-1]
+		seenAgain(e, back[0])
+		fmt.Fprintf(out, "\nMeanwhile %s (row %d) is seen again: Defender's lastSeen is now, no longer %s\n", back[1], seenAgainRow, back[2])
+	}
 	results, stop, err := follow(ctx, js, tenant, name)
 	if err != nil {
 		return err
@@ -57,7 +69,12 @@ func campaign(ctx context.Context, out io.Writer, js jetstream.JetStream) error 
 	defer stop()
 	start := time.Now()
 	for n, row := range rows {
-		req := offboard.Request{RequestID: fmt.Sprintf("%s-%06d", name, n+1), MachineID: row[0], RequestedBy: "demo", Source: "campaign:" + name}
+		premise, err := campaign.ParseLastSeen(row[2])
+		if err != nil {
+			return fmt.Errorf("plan row %d: %w", n+1, err)
+		}
+		req := offboard.Request{RequestID: fmt.Sprintf("%s-%06d", name, n+1), MachineID: row[0], RequestedBy: "demo", Source: "campaign:" + name,
+			NotSeenSince: premise}
 		if _, err := offboard.Publish(ctx, js, offboard.Subjects{}, tenant, offboard.Bulk, req); err != nil {
 			return err
 		}
@@ -74,11 +91,31 @@ func campaign(ctx context.Context, out io.Writer, js jetstream.JetStream) error 
 		fmt.Fprintf(w, "%d\t%s\t%s\t%s\t%s\n", n+1, r.RequestID, row[1], r.Outcome, detail(r))
 	}
 	_ = w.Flush()
-	fmt.Fprintf(out, "report: %d rows, every one answered in %.1fs\n", len(rows), time.Since(start).Seconds())
+	refused := 0
+	for _, r := range got {
+		if r.Error != nil && r.Error.Rule == offboard.RuleNotSeenSince {
+			refused++
+		}
+	}
+	fmt.Fprintf(out, "report: %d rows, every one answered in %.1fs; %d refused, its device seen since the plan\n", len(rows), time.Since(start).Seconds(), refused)
 	return nil
 }
 
+// seenAgain has Defender see the tenant's device id now.
+func seenAgain(e *env, id string) {
+	tenantID := e.tenants[0].tenantID
+	for _, m := range e.sim.Machines(tenantID) {
+		if strings.EqualFold(m.ID, id) {
+			m.LastSeen, m.HealthStatus = time.Now(), "Active"
+			e.sim.AddMachine(tenantID, m)
+		}
+	}
+}
+
 func detail(r offboard.Result) string {
+	if r.Error != nil && r.Error.Rule != "" {
+		return r.Error.Code + ", rule " + r.Error.Rule
+	}
 	if r.Error != nil {
 		return r.Error.Code
 	}
