@@ -499,6 +499,9 @@ type Router struct {
 	missed  chan struct{}
 	dropped int // the subscription's drops so far, as last looked at (handler only)
 	lookout sync.WaitGroup
+	// looks counts lookOut's looks (under mu): a source made while one
+	// took its sources looks itself (Source).
+	looks int
 
 	mu      sync.Mutex
 	sources map[string]*Source
@@ -596,16 +599,26 @@ func (r *Router) lookOut() {
 		}
 		last = time.Now()
 		r.mu.Lock()
+		r.looks++
 		srcs := slices.Collect(maps.Values(r.sources))
 		r.mu.Unlock()
 		for _, src := range srcs {
-			// As a wake-up of each lane: the request whose wake-up
-			// was dropped may not be stored yet.
-			src.woken(offboard.Normal, 0)
-			src.woken(offboard.Bulk, 0)
+			src.lookAfterDrop()
 		}
+		lookedOut()
 	}
 }
+
+// lookAfterDrop has the source look as after a wake-up of each lane: the
+// request whose wake-up was dropped may not be stored yet.
+func (s *Source) lookAfterDrop() {
+	s.woken(offboard.Normal, 0)
+	s.woken(offboard.Bulk, 0)
+}
+
+// lookedOut is called as lookOut has had every source look: a test
+// waits for it.
+var lookedOut = func() {}
 
 // Source returns the tenant's source; poll bounds how long a missed wake-up
 // can delay a request while the tenant has requests under way (IdlePoll
@@ -619,6 +632,7 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	if r.early[tenant] == nil {
 		r.early[tenant] = new([2]uint64)
 	}
+	looks := r.looks
 	r.mu.Unlock()
 	normal, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName(tenant, offboard.Normal))
 	if err != nil {
@@ -638,11 +652,19 @@ func (r *Router) Source(ctx context.Context, js jetstream.JetStream, tenant stri
 	early := r.early[tenant]
 	delete(r.early, tenant)
 	r.sources[tenant] = src
+	// A look after dropped wake-ups (lookOut) made since the counts
+	// were asked for did not see this source: its request published
+	// after the counts were read, its wake-up dropped, would wait for
+	// the idle poll.
+	missed := r.looks != looks
 	r.mu.Unlock()
 	for i, l := range src.lanes {
 		if early[i] > 0 {
 			src.woken(l.prio, early[i])
 		}
+	}
+	if missed {
+		src.lookAfterDrop()
 	}
 	return src, nil
 }
