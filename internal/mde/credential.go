@@ -838,11 +838,31 @@ func managedIdentityBuilder(cc CredentialConfig, opts azcore.ClientOptions, _ bo
 		// The same client as the others: it follows no redirect, which
 		// would carry the identity endpoint's secret header elsewhere.
 		o := &azidentity.ManagedIdentityCredentialOptions{ClientOptions: opts}
+		if b, ok := opts.Transport.(boundedAnswers); ok && onServiceFabric() {
+			// Service Fabric's endpoint is reached with the node's
+			// certificate pinned, in a copy of the client the identity
+			// library makes: it takes an *http.Client only, and refused
+			// the wrapper that bounds the answers. The client still
+			// follows no redirect; the answer is the node's own.
+			o.ClientOptions.Transport = b.c
+		}
 		if cc.ClientID != "" {
 			o.ID = azidentity.ClientID(cc.ClientID)
 		}
 		return azidentity.NewManagedIdentityCredential(o)
 	}, nil
+}
+
+// onServiceFabric says whether the environment names Service Fabric's
+// managed identity endpoint, as the identity library tells it: the
+// endpoint, its secret and its certificate's thumbprint.
+func onServiceFabric() bool {
+	for _, v := range []string{"IDENTITY_ENDPOINT", "IDENTITY_HEADER", "IDENTITY_SERVER_THUMBPRINT"} {
+		if os.Getenv(v) == "" {
+			return false
+		}
+	}
+	return true
 }
 
 // hostOf returns the host of a login host's URL, for messages.
