@@ -192,9 +192,10 @@ func (a *App) drainNATS(ctx context.Context) error {
 // report is counted, and a line logged at most once a minute.
 //
 // What a drop costs depends on the subscription: the requests' wake-ups
-// are looked for again at once (queue.Router), a key-value watch or the
-// journals' feeds (ordered consumers) fetch what they missed, a question
-// of another replica or of offboardctl is asked again or times out.
+// are looked for again at once, then at most every 5 s while drops go on
+// (queue.Router), a key-value watch or the journals' feeds (ordered
+// consumers) fetch what they missed, a question of another replica or
+// of offboardctl is asked again or times out.
 type slowConsumers struct {
 	log     *zap.Logger
 	clock   clockwork.Clock
