@@ -44,19 +44,10 @@ const seenAgainRow = 3
 func campaignPart(ctx context.Context, out io.Writer, js jetstream.JetStream, e *env) error {
 	const tenant, name = "contoso", "contoso-inactive-60d"
 	fmt.Fprintf(out, "\nCampaign: offboardctl campaign plan --tenant %s --inactive-for 60d\n", tenant)
-	reply, data, err := offboard.RequestPlan(ctx, js, offboard.Subjects{}, tenant, offboard.PlanRequest{InactiveFor: 60 * 24 * time.Hour}, 10*time.Second)
+	rows, err := planRows(ctx, out, js, tenant)
 	if err != nil {
 		return err
 	}
-	if reply.State != offboard.PlanDone {
-		return fmt.Errorf("plan: %s", reply.Error.Message)
-	}
-	reply.WriteSummary(out, "")
-	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
-	if err != nil {
-		return err
-	}
-	rows = rows[1:] // the header
 	if len(rows) >= seenAgainRow {
 		back := rows[seenAgainRow-1]
 		seenAgain(e, back[0])
@@ -68,6 +59,39 @@ func campaignPart(ctx context.Context, out io.Writer, js jetstream.JetStream, e 
 	}
 	defer stop()
 	start := time.Now()
+	if err := publishRows(ctx, js, tenant, name, rows); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\nRunning it (offboardctl campaign run --tenant %s --csv %s.csv): %d requests on the bulk subject\n", tenant, name, len(rows))
+	got, err := results.wait(ctx, len(rows), time.Minute)
+	if err != nil {
+		return err
+	}
+	report(out, name, rows, got, time.Since(start))
+	return nil
+}
+
+// planRows plans the tenant's devices not seen for 60 days, prints the
+// plan's summary and returns its CSV's rows, the header left out.
+func planRows(ctx context.Context, out io.Writer, js jetstream.JetStream, tenant string) ([][]string, error) {
+	reply, data, err := offboard.RequestPlan(ctx, js, offboard.Subjects{}, tenant, offboard.PlanRequest{InactiveFor: 60 * 24 * time.Hour}, 10*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if reply.State != offboard.PlanDone {
+		return nil, fmt.Errorf("plan: %s", reply.Error.Message)
+	}
+	reply.WriteSummary(out, "")
+	rows, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	return rows[1:], nil
+}
+
+// publishRows publishes the plan's rows as campaign run does: request
+// ids <name>-<row>, bulk subject, each row's lastSeen as notSeenSince.
+func publishRows(ctx context.Context, js jetstream.JetStream, tenant, name string, rows [][]string) error {
 	for n, row := range rows {
 		premise, err := campaign.ParseLastSeen(row[2])
 		if err != nil {
@@ -79,11 +103,11 @@ func campaignPart(ctx context.Context, out io.Writer, js jetstream.JetStream, e 
 			return err
 		}
 	}
-	fmt.Fprintf(out, "\nRunning it (offboardctl campaign run --tenant %s --csv %s.csv): %d requests on the bulk subject\n", tenant, name, len(rows))
-	got, err := results.wait(ctx, len(rows), time.Minute)
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+// report prints each row's result and a line of counts.
+func report(out io.Writer, name string, rows [][]string, got map[string]offboard.Result, took time.Duration) {
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "ROW\tREQUEST\tDEVICE\tOUTCOME\tACTION / ERROR")
 	for n, row := range rows {
@@ -97,8 +121,7 @@ func campaignPart(ctx context.Context, out io.Writer, js jetstream.JetStream, e 
 			refused++
 		}
 	}
-	fmt.Fprintf(out, "report: %d rows, every one answered in %.1fs; %d refused, its device seen since the plan\n", len(rows), time.Since(start).Seconds(), refused)
-	return nil
+	fmt.Fprintf(out, "report: %d rows, every one answered in %.1fs; %d refused, its device seen since the plan\n", len(rows), took.Seconds(), refused)
 }
 
 // seenAgain has Defender see the tenant's device id now.
