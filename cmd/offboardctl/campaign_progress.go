@@ -22,7 +22,7 @@ type progressSnapshot struct {
 	published, duplicates int64
 	eta                   time.Duration
 	etaUnknown            bool // no rate of answers measured yet, and the quota is not the limit
-	paused                bool // the campaign's priority is paused
+	paused                bool // the campaign's priority is paused, and the campaign not cancelled
 	byBudget              bool // the tenant's budget, not the quota, sets the ETA
 	noWorker              bool // no worker has announced the tenant lately
 	// lost is set while the connection to NATS is lost and the client

@@ -124,7 +124,7 @@ type campaignRun struct {
 	pubErr                         atomic.Value // first publish error
 	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
 	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
-	paused                         atomic.Bool  // an operator paused the campaign's priority
+	paused                         atomic.Bool  // an operator paused the campaign's priority, and it is not cancelled
 	noWorker                       atomic.Bool  // no worker has announced the tenant lately (workersOf)
 	stateErr                       atomic.Value
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
@@ -1103,7 +1103,9 @@ func isClosed(ch <-chan struct{}) bool {
 
 // refreshAhead reads the tenant's backlog that is served before the
 // campaign's end: normal priority (unless it is paused, for a bulk
-// campaign: bulk goes on meanwhile), bulk too for a bulk campaign.
+// campaign: bulk goes on meanwhile), bulk too for a bulk campaign; and
+// whether a pause holds the campaign's rows, which it does not once the
+// campaign is cancelled.
 func (r *campaignRun) refreshAhead(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -1117,7 +1119,9 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 	if err != nil {
 		return // no estimate update; the last one stands
 	}
-	r.paused.Store(view.Paused(r.f.tenant, r.prio))
+	// A pause holds no request of a cancelled campaign: the worker
+	// answers them cancelled, paused or not, as campaign status counts.
+	r.paused.Store(view.Paused(r.f.tenant, r.prio) && !r.cancelledNow())
 	// Read before the backlog: a row published in between counts twice
 	// (the estimate errs long), never not at all.
 	unread := r.unread.Load()
