@@ -75,15 +75,23 @@ type tenantGuards struct {
 	// NotAnswered are the replicas that announced the tenant and did
 	// not answer within guardsWait: their guards are not shown.
 	NotAnswered []string `json:"notAnswered,omitempty"`
+	// DifferNotAnswered are those of NotAnswered that announced guards
+	// no replica that answered holds, by the digest announced: the
+	// guards differ by them, though Differ cannot name the fields.
+	DifferNotAnswered []guardsAnnounced `json:"differNotAnswered,omitempty"`
 	// BudgetOverride is the operators' override (offboardctl budget),
 	// one for every replica; nil: none.
 	BudgetOverride *guardsOverride `json:"budgetOverride,omitempty"`
 	// differ says the replicas' digests, those announced by the ones
 	// that did not answer included, are not one.
 	differ bool
-	// silentOther are the replicas that did not answer and announced
-	// guards that no replica that answered holds, by digest.
-	silentOther map[string][]string
+}
+
+// guardsAnnounced is a digest of guards announced by replicas that did
+// not answer, and those replicas.
+type guardsAnnounced struct {
+	Replicas []string `json:"replicas"`
+	Digest   string   `json:"digest"`
 }
 
 // guardsHeld is one set of guards and the replicas that hold it.
@@ -299,18 +307,29 @@ func compareGuards(tenant string, serving map[string]string, replies map[string]
 	for i := range tg.Guards {
 		tg.Guards[i].Replicas = byDigest[tg.Guards[i].Digest].Replicas
 	}
-	for _, id := range tg.NotAnswered {
-		if d := serving[id]; d != "" && byDigest[d] == nil {
-			if tg.silentOther == nil {
-				tg.silentOther = map[string][]string{}
-			}
-			tg.silentOther[d] = append(tg.silentOther[d], id)
-		}
-	}
 	tg.Differ = differing(tg.Guards)
 	tg.differ = len(digests) > 1
 	tg.Agree = !tg.differ && len(tg.NotAnswered) == 0
+	if tg.differ {
+		tg.DifferNotAnswered = differNotAnswered(tg.NotAnswered, serving, byDigest)
+	}
 	return tg
+}
+
+// differNotAnswered groups by digest the replicas of notAnswered that
+// announced guards no replica that answered holds (byDigest).
+func differNotAnswered(notAnswered []string, serving map[string]string, byDigest map[string]*guardsHeld) []guardsAnnounced {
+	silent := map[string][]string{}
+	for _, id := range notAnswered {
+		if d := serving[id]; d != "" && byDigest[d] == nil {
+			silent[d] = append(silent[d], id)
+		}
+	}
+	var out []guardsAnnounced
+	for _, d := range slices.Sorted(maps.Keys(silent)) {
+		out = append(out, guardsAnnounced{Replicas: silent[d], Digest: d})
+	}
+	return out
 }
 
 // guardsFields are a set of guards' fields as guards names and shows
@@ -398,7 +417,7 @@ func printGuards(w io.Writer, tenants []*tenantGuards) {
 	for _, tg := range tenants {
 		said = said || tg.differ || len(tg.NotAnswered) > 0
 		if tg.differ {
-			fmt.Fprintf(w, "GUARDS DIFFER for tenant %s: %s\n", tg.Tenant, heldBy(tg.Guards, tg.silentOther))
+			fmt.Fprintf(w, "GUARDS DIFFER for tenant %s: %s\n", tg.Tenant, heldBy(tg.Guards, tg.DifferNotAnswered))
 			for _, d := range differences(tg.Guards) {
 				fmt.Fprintf(w, "  %s\n", d)
 			}
@@ -473,13 +492,13 @@ func shortList(l []string) string {
 // heldBy says which replicas hold which set of guards: those that
 // answered, then those that did not and announced other guards
 // (silentOther, by digest).
-func heldBy(sets []guardsHeld, silentOther map[string][]string) string {
+func heldBy(sets []guardsHeld, silentOther []guardsAnnounced) string {
 	parts := make([]string, 0, len(sets)+len(silentOther))
 	for _, g := range sets {
 		parts = append(parts, "replica "+strings.Join(g.Replicas, ", "))
 	}
-	for _, d := range slices.Sorted(maps.Keys(silentOther)) {
-		parts = append(parts, "replica "+strings.Join(silentOther[d], ", ")+" (not answered: by the digest it announced)")
+	for _, a := range silentOther {
+		parts = append(parts, "replica "+strings.Join(a.Replicas, ", ")+" (not answered: by the digest it announced)")
 	}
 	return strings.Join(parts, " and ") + " hold other guards; a request is judged by the guards of the replica that takes it"
 }
