@@ -41,7 +41,11 @@ requireInactiveFor and the budget, with the budget override in force.
 When the replicas serving a tenant hold other guards, it says so first,
 names the replicas and shows what differs. Exit status 0 when every
 tenant's replicas agree, 1 when they do not, when a replica does not
-answer, or when no worker serves the tenant.`,
+answer, or when no worker serves the tenant. With --json, guards that
+differ or a replica that does not answer are in the JSON; a failure that
+leaves nothing to show (no worker serves the tenant, NATS not reached)
+writes nothing on standard output, as status --json does, and its one
+line on standard error.`,
 		Args: rangeArgs(0, 1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			tenant := ""

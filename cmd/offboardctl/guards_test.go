@@ -162,13 +162,18 @@ func TestGuardsOneReplica(t *testing.T) {
 }
 
 // No replica serves the tenant (none ever did, or the only one
-// stopped): one line, exit 1.
+// stopped): one line, exit 1, nothing on stdout, --json or not.
 func TestGuardsNoReplica(t *testing.T) {
 	e := newEnv(t, 0)
 	a := e.startReplica("replica-a", guardsDC)
 	code, out, errOut := e.ctl(t.Context(), "guards", "fabrikam")
 	if code != exitFailed || out != "" || errOut != "offboardctl: no worker serves tenant fabrikam (no replica announced it within 1m0s)\n" {
 		t.Errorf("a tenant no replica serves: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// --json writes nothing either, as status --json does on failure.
+	code, out, errOut = e.ctl(t.Context(), "guards", "fabrikam", "--json")
+	if code != exitFailed || out != "" || errOut != "offboardctl: no worker serves tenant fabrikam (no replica announced it within 1m0s)\n" {
+		t.Errorf("--json of a tenant no replica serves: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
 	if err := a.Stop(context.Background()); err != nil {
 		t.Fatal(err)
