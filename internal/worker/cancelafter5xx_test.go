@@ -33,26 +33,7 @@ func TestCancelAfterA5xxWaitsForNoQuota(t *testing.T) {
 	e.publishPrio(t, id, offboard.Bulk)
 	e.waitForCalls(t, mde.APIOffboard, 1)
 	e.cancelSeen(t, "wave1", id) // the attempt's backoff waits on the fake clock
-	start := e.clock.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case r := <-e.results:
-			if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-				t.Errorf("result %s %s %+v, want %s cancelled", r.RequestID, r.Outcome, r.Error, id)
-			}
-			if n := e.offboardCalls(); n != 1 {
-				t.Errorf("%d offboard calls, want only the one answered 503", n)
-			}
-			return
-		case <-tick.C:
-			e.clock.Advance(time.Second)
-		case <-deadline:
-			t.Fatalf("no result %v after the cancel (driven on the fake clock): the request waits for the offboard quota", e.clock.Since(start))
-		}
-	}
+	e.cancelledOnTheFakeClock(t, id, "the request waits for the offboard quota")
 }
 
 // TestCancelAfterA5xxIsTakenAgainOnceItsActionWouldShow: a campaign's

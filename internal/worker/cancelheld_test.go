@@ -90,11 +90,7 @@ func TestCancelWhileHeld(t *testing.T) {
 			}
 			tc.lift(e, t)
 			e.clock.Advance(2 * time.Hour)
-			select {
-			case r := <-e.results:
-				t.Errorf("result %s %s %+v after the hold: a cancelled row answered twice", r.RequestID, r.Outcome, r.Error)
-			case <-time.After(500 * time.Millisecond):
-			}
+			e.noResultFor(t, "after the hold: a cancelled row answered twice")
 			if n := e.offboardCalls(); n != tc.after {
 				t.Errorf("%d offboard calls, want %d", n, tc.after)
 			}
@@ -148,11 +144,7 @@ func TestCancelWhilePausedAndStopped(t *testing.T) {
 	if d := time.Since(started); d > 5*time.Second {
 		t.Errorf("answered cancelled %v after the start, want within seconds", d.Round(100*time.Millisecond))
 	}
-	select {
-	case r := <-e.results:
-		t.Fatalf("result %s %s %+v while paused", r.RequestID, r.Outcome, r.Error)
-	case <-time.After(500 * time.Millisecond):
-	}
+	e.noResultFor(t, "while paused")
 	if n := e.offboardCalls(); n != 0 {
 		t.Errorf("%d offboard calls while paused, want 0", n)
 	}

@@ -62,11 +62,7 @@ func TestCancelWhilePaused(t *testing.T) {
 			if d := time.Since(cancelled); d > 5*time.Second {
 				t.Errorf("answered cancelled %v after the cancel, want within seconds", d.Round(100*time.Millisecond))
 			}
-			select {
-			case r := <-e.results:
-				t.Fatalf("result %s %s %+v while paused", r.RequestID, r.Outcome, r.Error)
-			case <-time.After(500 * time.Millisecond):
-			}
+			e.noResultFor(t, "while paused")
 			if n := e.offboardCalls(); n != 0 {
 				t.Errorf("%d offboard calls while paused, want 0", n)
 			}
@@ -88,11 +84,7 @@ func TestCancelWhilePaused(t *testing.T) {
 			if !got[campaign.RequestID("wave2", 1)] || !got["single-1"] {
 				t.Errorf("created after the resume: %v, want wave2's row and single-1", got)
 			}
-			select {
-			case r := <-e.results:
-				t.Errorf("result %s %s %+v after the resume: the cancelled rows were answered", r.RequestID, r.Outcome, r.Error)
-			case <-time.After(500 * time.Millisecond):
-			}
+			e.noResultFor(t, "after the resume: the cancelled rows were answered")
 			if n := e.offboardCalls(); n != 2 {
 				t.Errorf("%d offboard calls, want 2 (%s)", n, fmt.Sprint(got))
 			}
@@ -118,24 +110,5 @@ func TestCancelWhilePausedAfterA5xx(t *testing.T) {
 	e.waitForCalls(t, mde.APIOffboard, 1)
 	board.pause("contoso", offboard.Bulk)
 	e.cancelSeen(t, "wave1", id) // its backoff waits on the fake clock
-	start := time.Now()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	deadline := time.After(20 * time.Second)
-	for {
-		select {
-		case r := <-e.results:
-			if r.RequestID != id || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-				t.Errorf("result %s %s %+v, want %s cancelled", r.RequestID, r.Outcome, r.Error, id)
-			}
-			if n := e.offboardCalls(); n != 1 {
-				t.Errorf("%d offboard calls, want only the one answered 503", n)
-			}
-			return
-		case <-tick.C:
-			e.clock.Advance(time.Second)
-		case <-deadline:
-			t.Fatalf("no result %v after the cancel, bulk paused", time.Since(start).Round(time.Second))
-		}
-	}
+	e.cancelledOnTheFakeClock(t, id, "bulk paused")
 }
