@@ -96,3 +96,65 @@ func TestRunbooks(t *testing.T) {
 		}
 	}
 }
+
+// notOnTheDashboard are the metrics the dashboard shows in no panel, and
+// why.
+var notOnTheDashboard = map[string]string{
+	"mde_offboard_requests_received_total": "redeliveries included: Results by outcome and In flight show the flow",
+}
+
+// TestEveryMetricOnTheDashboard: each metric of the README's table is
+// shown by a panel, directly or through a recorded series, or listed in
+// notOnTheDashboard with the reason.
+func TestEveryMetricOnTheDashboard(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	documented := regexp.MustCompile("(?m)^\\| `(mde_offboard_[a-z_]+)`").FindAllStringSubmatch(string(readme), -1)
+	if len(documented) < 20 {
+		t.Fatalf("the README's metrics table lists %d metrics, want its whole table", len(documented))
+	}
+	qs, err := Queries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string][]string{}
+	var panels []string
+	for _, q := range qs {
+		names, err := MetricNames(q.Expr)
+		if err != nil {
+			t.Fatalf("%s: %v", q.Where, err)
+		}
+		switch {
+		case q.Record != "":
+			recorded[q.Record] = append(recorded[q.Record], names...)
+		case strings.HasPrefix(q.Where, "dashboard: ") && !strings.HasPrefix(q.Where, "dashboard: variable "):
+			panels = append(panels, names...)
+		}
+	}
+	shown := map[string]bool{}
+	var show func(name string)
+	show = func(name string) {
+		if shown[name] {
+			return
+		}
+		shown[name] = true
+		for _, n := range recorded[name] {
+			show(n)
+		}
+	}
+	for _, n := range panels {
+		show(n)
+	}
+	for _, m := range documented {
+		name := m[1]
+		_, excused := notOnTheDashboard[name]
+		if !shown[name] && !shown[name+"_bucket"] && !excused {
+			t.Errorf("%s is on no panel of the dashboard", name)
+		}
+		if shown[name] && excused {
+			t.Errorf("%s is on the dashboard and listed in notOnTheDashboard", name)
+		}
+	}
+}

@@ -269,6 +269,16 @@ func quota() row {
 			"s", half,
 			query("A", `histogram_quantile(0.95, sum by (le, api) (rate(mde_offboard_api_call_duration_seconds_bucket[$__rate_interval])))`, "p95 {{api}}"),
 			query("B", `histogram_quantile(0.5, sum by (le, api) (rate(mde_offboard_api_call_duration_seconds_bucket[$__rate_interval])))`, "p50 {{api}}")),
+		series(31, "Calls repeated (all tenants)",
+			"API calls made again per second, by API and reason (network, timeout, server_error, throttled, token, unauthorized, forbidden, not_found), all tenants. A steady rate of one reason points at the API, the network or the application's roles.",
+			"reqps", half,
+			query("A", "sum by (api, reason) (rate(mde_offboard_api_retries_total[$__rate_interval])) > 0", "{{api}} {{reason}}")).
+			NoValue("0"),
+		series(32, "Wait for quota (all tenants)",
+			"95th and 50th percentile of the time requests waited for a place in the quota before their call, by API, all tenants. Minutes mean the windows are full: by design while a backlog drains.",
+			"s", half,
+			query("A", `histogram_quantile(0.95, sum by (le, api) (rate(mde_offboard_limiter_wait_seconds_bucket[$__rate_interval])))`, "p95 {{api}}"),
+			query("B", `histogram_quantile(0.5, sum by (le, api) (rate(mde_offboard_limiter_wait_seconds_bucket[$__rate_interval])))`, "p50 {{api}}")),
 	}}
 }
 
@@ -394,5 +404,20 @@ func health() row {
 			Unit("s").
 			// Only tenants that sign in with a certificate have the series.
 			NoValue("no certificate in use"),
+		series(28, "Tenants per replica",
+			"Tenants whose requests each replica takes. Each tenant is worked by one replica at a time; a replica that stops hands its tenants over at once, one that dies after about 16 s. A replica at 0 serves none: it starts (until it has read the quota journal), its clock is off, or its file's tenants are all held.",
+			"short", third,
+			query("A", "sum by (instance) (mde_offboard_tenant_assigned)", "{{instance}}")),
+		series(29, "Guards that differ",
+			"Other live replicas serving the tenant with other guards (protect lists, requireInactiveFor, budget) than this replica's tenants file: one tenant's requests judged by different guards depending on the replica (alert MdeOffboardGuardsDisagree; offboardctl guards shows what differs).",
+			"short", third,
+			query("A", `max by (tenant) (mde_offboard_guards_disagree{tenant=~"$tenant"}) > 0`, "{{tenant}}")).
+			// > 0 keeps the agreeing tenants off the panel.
+			NoValue("0"),
+		series(30, "NATS slow consumers",
+			"Times a replica's NATS subscriptions fell behind and the client dropped messages, per replica. The worker notices a dropped wake-up and looks for requests itself; many in a row point at a replica short of CPU.",
+			"short", third,
+			query("A", "increase(mde_offboard_nats_slow_consumers_total[$__rate_interval]) > 0", "{{instance}}")).
+			NoValue("0"),
 	}}
 }

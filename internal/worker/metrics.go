@@ -105,6 +105,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Devices a guard, or a request's notSeenSince, refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
 	}
+	// Every API and reason a call is made again for, at zero: a panel and
+	// a rate() see the first repeat after a start (24 series, all
+	// tenants together).
+	for _, api := range mde.APIs {
+		for _, r := range retryReasons {
+			m.Retries.WithLabelValues(api, r.String())
+		}
+	}
 	m.addLatency()
 	m.addTracking()
 	m.addControlMetrics(ns)
@@ -175,6 +183,13 @@ func (m *Metrics) addControlMetrics(ns string) {
 		Namespace: ns, Name: "budget_remaining",
 		Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
 	}, []string{"tenant"})
+}
+
+// retryReasons are the answers after which a call is made again
+// (mde_offboard_api_retries_total's reasons).
+var retryReasons = []mde.Reason{
+	mde.ReasonNetwork, mde.ReasonTimeout, mde.ReasonServerError, mde.ReasonNotFound,
+	mde.ReasonThrottled, mde.ReasonToken, mde.ReasonUnauthorized, mde.ReasonForbidden,
 }
 
 // initTenant creates a tenant's series at zero, so that the first event
