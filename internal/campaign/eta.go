@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -23,12 +24,18 @@ type Window struct {
 var DefaultWindows = []Window{{100, time.Minute}, {1500, time.Hour}}
 
 // ParseWindows reads "100/1m,1500/1h". Its error names the whole list,
-// and the limit in it that is wrong when there are several.
+// and the limit in it that is wrong when there are several. A window
+// shorter than the tenants file allows (config.MinWindow) is refused: it
+// is no tenant's limit, and a slip of the unit (5/1ms for 5/1m) read as
+// one made every ETA 0s.
 func ParseWindows(s string) ([]Window, error) {
 	var ws []Window
 	for part := range strings.SplitSeq(s, ",") {
 		w, ok := parseWindow(part)
 		switch {
+		case ok && w.Length < config.MinWindow:
+			return nil, fmt.Errorf("rate %s: limit %s has a window shorter than %s, which no tenant's limits have; want COUNT/DURATION, as 100/1m,1500/1h",
+				offboard.Quote(s), offboard.Quote(strings.TrimSpace(part)), config.MinWindow)
 		case ok:
 			ws = append(ws, w)
 		case part == s:

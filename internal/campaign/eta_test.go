@@ -104,3 +104,23 @@ func TestParseWindowsNamesTheWholeRate(t *testing.T) {
 		}
 	}
 }
+
+// TestParseWindowsRefusesAWindowNoTenantHas: a window shorter than the
+// tenants file allows (config.MinWindow) is no tenant's limit: --rate
+// 5/1ms, typed for 5/1m, gave an ETA of 0s for any backlog, exit 0.
+func TestParseWindowsRefusesAWindowNoTenantHas(t *testing.T) {
+	for in, want := range map[string]string{
+		"5/1ms":           `rate "5/1ms": limit "5/1ms" has a window shorter than 100ms, which no tenant's limits have; want COUNT/DURATION, as 100/1m,1500/1h`,
+		"100/1m,1500/1ns": `rate "100/1m,1500/1ns": limit "1500/1ns" has a window shorter than 100ms, which no tenant's limits have; want COUNT/DURATION, as 100/1m,1500/1h`,
+	} {
+		_, err := ParseWindows(in)
+		if err == nil || err.Error() != want {
+			t.Errorf("ParseWindows(%q): %v\nwant %s", in, err, want)
+		}
+	}
+	for _, in := range []string{"100/100ms", "100/1m,1500/1h"} {
+		if _, err := ParseWindows(in); err != nil {
+			t.Errorf("ParseWindows(%q): %v, want the windows", in, err)
+		}
+	}
+}
