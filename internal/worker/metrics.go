@@ -147,7 +147,7 @@ func (m *Metrics) addLatency() {
 	const ns = "mde_offboard"
 	m.OldestWaiting = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "oldest_waiting_seconds",
-		Help: "Age of the oldest request waiting in the stream (0: none waits), by tenant and priority.",
+		Help: "Age of the oldest request not answered yet (0: none), by tenant and priority: waiting in the stream, under way, or handed back for a later redelivery.",
 	}, []string{"tenant", "priority"})
 	m.RequestToResult = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: ns, Name: "request_to_result_seconds",
@@ -177,7 +177,7 @@ func (m *Metrics) addControlMetrics(ns string) {
 	}, []string{"tenant", "priority"})
 	m.HeldRequests = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "held_requests",
-		Help: "Requests waiting in the stream because of a pause or a spent budget.",
+		Help: "Requests waiting because of a pause or a spent budget: in the stream, and those fetched and waiting in a worker.",
 	}, []string{"tenant", "reason"})
 	m.BudgetRemaining = newGaugeVec(prometheus.GaugeOpts{
 		Namespace: ns, Name: "budget_remaining",
