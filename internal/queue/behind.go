@@ -1,0 +1,92 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// behindBatch is how many requests one pull of ReadUndelivered asks for.
+const behindBatch = 500
+
+// ReadUndelivered reads the requests cons has not delivered yet, as the
+// request stream stores them, in their order, and hands each to each:
+// those waiting behind the ones it delivered, however many. It reads
+// through a consumer of its own, made for the read and deleted after it
+// (no acks: it takes nothing from cons, and counts nothing against its
+// cap on requests delivered and not acked), one pull per behindBatch
+// requests, up to the last request stored when the read began. It
+// returns how many it read.
+func ReadUndelivered(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer, each func(*jetstream.RawStreamMsg)) (int, error) {
+	sctx, cancel := StepCtx(ctx)
+	defer cancel()
+	info, err := cons.Info(sctx)
+	if err != nil {
+		return 0, err
+	}
+	if info.NumPending == 0 {
+		return 0, nil
+	}
+	sinfo, err := requests.Info(sctx)
+	if err != nil {
+		return 0, err
+	}
+	last := sinfo.State.LastSeq
+	filter := info.Config.FilterSubject
+	reader, err := requests.CreateConsumer(sctx, jetstream.ConsumerConfig{
+		Description:   "reads the requests waiting behind those " + info.Name + " delivered, for a campaign's cancel",
+		FilterSubject: filter,
+		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:   info.Delivered.Stream + 1,
+		AckPolicy:     jetstream.AckNonePolicy,
+		MaxDeliver:    1,
+		MemoryStorage: true,
+		// Left by a reader that died: the server removes it.
+		InactiveThreshold: time.Minute,
+		Replicas:          1,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("make a reader of %s: %w", filter, err)
+	}
+	name := reader.CachedInfo().Name
+	defer func() {
+		dctx, cancel := StepCtx(context.WithoutCancel(ctx))
+		defer cancel()
+		_ = requests.DeleteConsumer(dctx, name) // else removed once inactive
+	}()
+	read := 0
+	for {
+		if err := ctx.Err(); err != nil {
+			return read, err
+		}
+		batch, err := reader.FetchNoWait(behindBatch)
+		if err != nil {
+			return read, fmt.Errorf("read the requests of %s: %w", filter, err)
+		}
+		got, done := 0, false
+		for m := range batch.Messages() {
+			got++
+			meta, err := m.Metadata()
+			if err != nil || done {
+				continue
+			}
+			if meta.Sequence.Stream > last {
+				done = true // stored after the read began
+				continue
+			}
+			each(&jetstream.RawStreamMsg{Subject: m.Subject(), Sequence: meta.Sequence.Stream, Header: m.Headers(), Data: m.Data(), Time: meta.Timestamp})
+			read++
+			if meta.NumPending == 0 || meta.Sequence.Stream == last {
+				done = true
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return read, fmt.Errorf("read the requests of %s: %w", filter, err)
+		}
+		if done || got == 0 {
+			return read, nil
+		}
+	}
+}
