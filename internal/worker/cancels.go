@@ -136,7 +136,11 @@ func (w *Worker) waitCall(ctx context.Context, t *tenantRun) error {
 // It pulls each priority in turn, normal first, until it has no request
 // left to hand out, the slots are full, or withdrawScan of its requests
 // are set aside: the priorities are lanes of their own, and a bulk
-// campaign's requests wait behind no normal request there. It says
+// campaign's requests wait behind no normal request there. A lane whose
+// pull stopped at withdrawScan is read past them, once for the cancel,
+// and the cancelled campaigns' requests found there are answered where
+// they wait (withdrawBehind): pulled, they would come only once those
+// ahead of them were called. It says
 // whether it took a request of a cancelled campaign: if so, the loop
 // takes the next ones the same way.
 func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan struct{}, prios []offboard.Priority) (ds []queue.Delivery, n int, more bool, err error) {
@@ -144,8 +148,14 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 	// again.
 	t.landed = t.cancels.next()
 	n = 1 + takeSlots(slots, cap(slots)-1)
-	var aside []queue.Delivery
-	defer func() { w.giveBack(t, aside) }()
+	var (
+		aside  []queue.Delivery
+		behind []offboard.Priority // lanes with requests past those set aside
+	)
+	defer func() {
+		w.giveBack(t, aside)
+		w.withdrawBehind(ctx, t, behind)
+	}()
 	for _, p := range prios {
 		setAside := 0
 		for len(ds) < n && setAside < withdrawScan {
@@ -171,6 +181,12 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 				w.newPlace().give()
 			}
 		}
+		if setAside >= withdrawScan && t.readBehind[p] != t.landed {
+			// The lane holds more: read past the requests set aside,
+			// once for this cancel (withdrawBehind).
+			t.readBehind[p] = t.landed
+			behind = append(behind, p)
+		}
 	}
 	return ds, n, len(ds) > 0, nil
 }
@@ -178,17 +194,24 @@ func (w *Worker) fetchWithdrawn(ctx context.Context, t *tenantRun, slots chan st
 // withdrawScan is how many requests of one priority a pull for a cancel
 // sets aside at most: far more than a tenant's in-flight slots, well
 // within each priority's consumer's cap on requests delivered and not
-// acked (256 by default).
+// acked (256 by default). Those behind them are read, not pulled
+// (withdrawBehind).
 const withdrawScan = 200
 
 // withdrawable says whether a request taken for a cancel is a cancelled
 // campaign's.
 func (w *Worker) withdrawable(t *tenantRun, d queue.Delivery) bool {
-	req, err := offboard.ParseRequest(d.Msg.Data(), t.name)
+	return w.ofCancelled(t, d.Msg.Data(), storedAt(d.Msg))
+}
+
+// ofCancelled says whether a request of the tenant, stored in the stream
+// at stored, is a cancelled campaign's.
+func (w *Worker) ofCancelled(t *tenantRun, data []byte, stored time.Time) bool {
+	req, err := offboard.ParseRequest(data, t.name)
 	if err != nil || w.campaigns == nil {
 		return false
 	}
-	_, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, storedAt(d.Msg)))
+	_, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, stored))
 	return ok
 }
 

@@ -133,6 +133,11 @@ type tenantRun struct {
 	// the loop takes requests for a cancel (both the fetch loop's own).
 	landed      context.Context
 	withdrawing bool
+	// readBehind is, for each priority, the cancel (landed) for which a
+	// pass last had its lane read past the requests it set aside (the
+	// fetch loop's own); behind runs those reads.
+	readBehind map[offboard.Priority]context.Context
+	behind     behindReads
 	// repeats bounds the tenant's lines that can come once per request
 	// and attempt.
 	repeats *repeats
@@ -307,6 +312,7 @@ func (w *Worker) addTenant(t *Tenant, src *queue.Source) {
 	tr := &tenantRun{
 		Tenant: t, name: name, limits: lt, source: src, gate: newGate(), log: w.log.WithLazy(zap.String("tenant", name)), cancels: newCancels(),
 		backlog: map[offboard.Priority]uint64{}, unacked: map[offboard.Priority]uint64{}, repeats: newRepeats(w.clock),
+		readBehind: map[offboard.Priority]context.Context{},
 	}
 	// Before the campaign watcher reads the marks: a tenant with a
 	// cancelled campaign looks for its requests once, at its first wait.

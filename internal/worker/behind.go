@@ -1,0 +1,169 @@
+package worker
+
+import (
+	"context"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// This file carries a campaign's cancel to the requests of the campaign
+// that wait behind more of a lane's requests than a cancel pass sets
+// aside (withdrawScan): a campaign's rows published behind another's
+// thousands on the bulk subject, or behind hundreds of normal requests
+// held by a spent quota or a pause. Pulled, they would come only once
+// the requests ahead of them were called, hours or days later. They are
+// read from the stream instead, past the requests the lane's consumer
+// delivered, and answered where they are, as a delivered request is
+// (answered): the ledger tells a request answered or worked on elsewhere
+// meanwhile, and no call goes out. The others are only read: they keep
+// their places and their order.
+
+// behindReads runs a tenant's reads past the requests a pass set aside:
+// one at a time, the lanes asked for meanwhile read after it.
+type behindReads struct {
+	mu      sync.Mutex
+	asked   map[offboard.Priority]bool
+	running bool
+}
+
+// behindAnswers bounds the requests a read answers at once.
+const behindAnswers = 8
+
+// behindRetry is how soon a read cut off by an outage is taken again.
+const behindRetry = time.Second
+
+// withdrawBehind reads the tenant's lanes of the given priorities past
+// the requests the consumer delivered, in the background, and answers
+// the cancelled campaigns' requests found there (readBehind). The read
+// ends with ctx: the tenant's assignment here, or a stop.
+func (w *Worker) withdrawBehind(ctx context.Context, t *tenantRun, prios []offboard.Priority) {
+	if len(prios) == 0 || w.opts.JS == nil || w.requests == nil {
+		return
+	}
+	b := &t.behind
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.asked == nil {
+		b.asked = map[offboard.Priority]bool{}
+	}
+	for _, p := range prios {
+		b.asked[p] = true
+	}
+	if b.running {
+		return // read once it is over: a cancel landed during the read
+	}
+	b.running = true
+	w.fetchers.Go(func() { w.runBehind(ctx, t) })
+}
+
+func (w *Worker) runBehind(ctx context.Context, t *tenantRun) {
+	b := &t.behind
+	for {
+		b.mu.Lock()
+		var prios []offboard.Priority
+		for _, p := range bothPriorities {
+			if b.asked[p] {
+				prios = append(prios, p)
+			}
+		}
+		clear(b.asked)
+		if len(prios) == 0 || ctx.Err() != nil {
+			b.running = false
+			b.mu.Unlock()
+			return
+		}
+		b.mu.Unlock()
+		for _, p := range prios {
+			w.readBehind(ctx, t, p)
+		}
+	}
+}
+
+// readBehind reads the lane of priority p past the requests its consumer
+// delivered (queue.ReadUndelivered) and answers each request of a
+// cancelled campaign found there (answerBehind), a few at a time. A read
+// cut off by an outage (NATS away, no leader) is made again, from the
+// consumer's delivered point then (the requests answered meanwhile are
+// deleted), until ctx ends; any other failure gives it up, and the
+// requests not reached are answered cancelled as they are delivered.
+func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priority) {
+	for {
+		var (
+			wg    sync.WaitGroup
+			slots = make(chan struct{}, behindAnswers)
+			found int
+		)
+		read, err := queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
+			if !w.ofCancelled(t, m.Data, m.Time) {
+				return
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			found++
+			wg.Go(func() {
+				defer func() { <-slots }()
+				w.answerBehind(ctx, t, m, p)
+			})
+		})
+		wg.Wait()
+		if err == nil || ctx.Err() != nil {
+			if read > 0 {
+				t.log.Info("read the requests waiting behind those a cancel's pass set aside",
+					zap.String("priority", string(p)), zap.Int("read", read), zap.Int("cancelled", found), zap.Error(err))
+			}
+			return
+		}
+		if !queue.Outage(err) {
+			t.log.Warn("read the requests waiting behind those a cancel's pass set aside: given up, those of the cancelled campaigns are answered as they are delivered",
+				zap.String("priority", string(p)), zap.Int("read", read), zap.Int("cancelled", found), zap.Error(err))
+			return
+		}
+		msg := "read the requests waiting behind those a cancel's pass set aside: read again"
+		t.repeats.log(t.log, zap.WarnLevel, causeOf(msg, err), msg, zap.String("priority", string(p)), zap.Error(err))
+		if sleepCtx(ctx, realClock, behindRetry) != nil {
+			return
+		}
+	}
+}
+
+// answerBehind answers a request of a cancelled campaign read from the
+// stream, not delivered (storedRequest), as a delivered one is: its
+// ledger entry, its result under its message id, its dead letter, then
+// its delete from the stream (there is no delivery to ack). The ledger
+// decides, as for any delivery: a request answered already is answered
+// from it again (the repeat dropped by its message id), one worked on
+// elsewhere, or whose call may have gone out, is left to its delivery;
+// one that this process works on now too. Nothing here calls the API.
+func (w *Worker) answerBehind(ctx context.Context, t *tenantRun, m *jetstream.RawStreamMsg, p offboard.Priority) {
+	j := w.newJob(t, storedRequest{m}, p)
+	if !j.mark() {
+		return // delivered here meanwhile: answered by that delivery
+	}
+	defer j.unmark()
+	defer func() {
+		if r := recover(); r != nil {
+			j.log.Error("answering a request of a cancelled campaign read from the stream panicked: left to its delivery", zap.Any("panic", r), zap.ByteString("stack", debug.Stack()))
+		}
+	}()
+	req, err := offboard.ParseRequest(m.Data, t.name)
+	if err == nil {
+		err = req.CheckTime(j.received)
+	}
+	if err != nil {
+		return // answered invalid_request when delivered
+	}
+	j.req = req
+	j.log = j.log.WithLazy(zap.String("request_id", req.RequestID))
+	j.checked = true
+	w.answered(ctx, j) // false: left to its delivery, which goes by the ledger
+}
