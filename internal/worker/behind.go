@@ -99,9 +99,15 @@ func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priori
 			wg    sync.WaitGroup
 			slots = make(chan struct{}, behindAnswers)
 			found int
+			ids   = map[string]bool{} // request ids being answered
+			// again are more messages of a request id being answered:
+			// answered after it, from the ledger, rather than left for
+			// the claim under way.
+			again []*jetstream.RawStreamMsg
 		)
-		read, err := queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
-			if !w.ofCancelled(t, m.Data, m.Time) {
+		answer := func(id string, m *jetstream.RawStreamMsg) {
+			if ids[id] {
+				again = append(again, m)
 				return
 			}
 			select {
@@ -109,13 +115,29 @@ func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priori
 			case <-ctx.Done():
 				return
 			}
+			ids[id] = true
 			found++
 			wg.Go(func() {
 				defer func() { <-slots }()
 				w.answerBehind(ctx, t, m, p)
 			})
+		}
+		read, err := queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
+			if id, ok := w.ofCancelled(t, m.Data, m.Time); ok {
+				answer(id, m)
+			}
 		})
 		wg.Wait()
+		for len(again) > 0 && ctx.Err() == nil {
+			clear(ids)
+			next := again
+			again = nil
+			for _, m := range next {
+				id, _ := w.ofCancelled(t, m.Data, m.Time)
+				answer(id, m)
+			}
+			wg.Wait()
+		}
 		if err == nil || ctx.Err() != nil {
 			if read > 0 {
 				t.log.Info("read the requests waiting behind those a cancel's pass set aside",

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"testing"
 	"time"
 
@@ -219,5 +220,98 @@ func TestCancelReachesRowsFarBehindInTheirLane(t *testing.T) {
 				t.Errorf("result %s %s %+v first, want %s called: the others keep their order", r.RequestID, r.Outcome, r.Error, campaign.RequestID("wave1", 1))
 			}
 		})
+	}
+}
+
+// TestCancelFarBehindTakesEachMessageOfARequestOnce: far behind others
+// in their lane (past withdrawScan), a cancelled campaign's requests
+// sent twice each (two messages, one request id) get one result each,
+// and both of their messages leave the stream: the second is answered
+// from the ledger once the first is, not left to wait behind the others
+// for the claim it met. A request of the campaign's id form stored
+// after its cancel is not the campaign's: a second cancel, of another
+// campaign, reads the lane again, answers that campaign's row and
+// leaves the later one waiting.
+func TestCancelFarBehindTakesEachMessageOfARequestOnce(t *testing.T) {
+	t.Parallel()
+	e := setupLoopOpts(t, `["1/1h"]`, "", RetryPolicy{}, func(o *Options) { sharedQuota(t, o) })
+	e.publish(t, "r-1")
+	e.wantCreated(t, "r-1") // the hour's only call is spent
+	const others = withdrawScan + 100
+	ids := make([]string, 0, others)
+	for i := range others {
+		ids = append(ids, campaign.RequestID("wave1", i+1))
+	}
+	e.publishMany(t, ids, offboard.Bulk)
+	const rows = 100
+	twice := map[string]bool{}
+	for i := range rows {
+		id := campaign.RequestID("wave2", i+1)
+		twice[id] = true
+		for _, msgID := range []string{"contoso:" + id, "contoso:" + id + ":sent-again"} {
+			data, _ := json.Marshal(map[string]any{"requestId": id, "machineId": loopMachine})
+			m := nats.NewMsg(offboard.Subjects{}.Request("contoso", offboard.Bulk))
+			m.Data = data
+			m.Header.Set(jetstream.MsgIDHeader, msgID)
+			if _, err := e.js.PublishMsg(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave2")
+	// A second message answered from the ledger sends its result again,
+	// which the results stream drops as a repeat of its message id (a
+	// subscriber to the subject sees it).
+	for want := maps.Clone(twice); len(want) > 0; {
+		select {
+		case r := <-e.results:
+			if !twice[r.RequestID] || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
+				t.Fatalf("result %s %s %+v, want one of %v cancelled", r.RequestID, r.Outcome, r.Error, want)
+			}
+			delete(want, r.RequestID)
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%v not answered within 15 s of the cancel", want)
+		}
+	}
+	subjects := offboard.Subjects{}
+	lane := subjects.Request("contoso", offboard.Bulk)
+	deadline := time.Now().Add(10 * time.Second)
+	for e.storedCount(t, offboard.StreamRequests, lane) != others {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d bulk requests in the stream 10 s after the cancel, want the other campaign's %d: a second message of a request answered left waiting",
+				e.storedCount(t, offboard.StreamRequests, lane), others)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stored := e.storedPerRequest(t, offboard.StreamResults, subjects.Result("contoso"))
+	for id := range twice {
+		if stored[id] != 1 {
+			t.Errorf("%d results stored for %s, want 1", stored[id], id)
+		}
+	}
+	for drained := false; !drained; {
+		select {
+		case r := <-e.results:
+			if !twice[r.RequestID] {
+				t.Fatalf("result %s %s %+v, want none but one of %v again", r.RequestID, r.Outcome, r.Error, twice)
+			}
+		case <-time.After(500 * time.Millisecond):
+			drained = true
+		}
+	}
+
+	time.Sleep(campaign.ClockMargin + time.Second)
+	later := campaign.RequestID("wave2", rows+1)
+	e.publishMany(t, []string{later, campaign.RequestID("wave3", 1)}, offboard.Bulk)
+	time.Sleep(300 * time.Millisecond)
+	e.cancelCampaign(t, "wave3")
+	e.wantCancelled(t, map[string]bool{campaign.RequestID("wave3", 1): true})
+	e.noResultFor(t, "for "+later+", stored after its campaign's cancel")
+	if n := e.storedCount(t, offboard.StreamRequests, lane); n != others+1 {
+		t.Errorf("%d bulk requests in the stream, want %d: the other campaign's and %s", n, others+1, later)
+	}
+	if n := e.offboardCalls(); n != 1 {
+		t.Errorf("%d offboard calls, want only r-1's", n)
 	}
 }

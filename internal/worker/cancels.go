@@ -201,18 +201,19 @@ const withdrawScan = 200
 // withdrawable says whether a request taken for a cancel is a cancelled
 // campaign's.
 func (w *Worker) withdrawable(t *tenantRun, d queue.Delivery) bool {
-	return w.ofCancelled(t, d.Msg.Data(), storedAt(d.Msg))
+	_, ok := w.ofCancelled(t, d.Msg.Data(), storedAt(d.Msg))
+	return ok
 }
 
 // ofCancelled says whether a request of the tenant, stored in the stream
-// at stored, is a cancelled campaign's.
-func (w *Worker) ofCancelled(t *tenantRun, data []byte, stored time.Time) bool {
+// at stored, is a cancelled campaign's, and its request id.
+func (w *Worker) ofCancelled(t *tenantRun, data []byte, stored time.Time) (string, bool) {
 	req, err := offboard.ParseRequest(data, t.name)
 	if err != nil || w.campaigns == nil {
-		return false
+		return "", false
 	}
 	_, ok := w.campaigns.Cancelled(t.name, req, cancelStored(req, stored))
-	return ok
+	return req.RequestID, ok
 }
 
 // giveBack gives the requests a pull for a cancel set aside back to the
