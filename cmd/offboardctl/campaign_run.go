@@ -441,7 +441,7 @@ func (r *campaignRun) run(ctx context.Context) error {
 	ctx, released := r.c.whileConnected(ctx)
 	defer released()
 	js, err := jetstream.New(r.c.nc, jetstream.WithPublishAsyncMaxPending(r.f.maxPending),
-		jetstream.WithPublishAsyncTimeout(30*time.Second))
+		jetstream.WithPublishAsyncTimeout(publishAckWait))
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
@@ -1273,6 +1273,64 @@ func (r *campaignRun) publishRows(ctx context.Context) error {
 type pendingAck struct {
 	row int
 	f   jetstream.PubAckFuture
+	// again: the row was published again after its acknowledgement did
+	// not come (publishAgain).
+	again bool
+}
+
+// publishAckWait bounds the wait for a publish's acknowledgement, after
+// which the row is published again (publishAgain). On a cluster, a
+// publish that reached the request stream's leader as it went down is
+// never answered: the wait is what the run loses then. A healthy server
+// answers within milliseconds; one published again that had been stored
+// is dropped as a duplicate.
+const publishAckWait = 5 * time.Second
+
+// publishAgainPause is the pause before a row whose publish was refused
+// at once (no stream answered: a leader being elected) is published
+// again.
+const publishAgainPause = 250 * time.Millisecond
+
+// publishAgain publishes row p.row's message again, under the same
+// message id, after its publish failed with err for want of an answer:
+// its acknowledgement did not come (the request stream's leader lost
+// with it, on a cluster), the connection was lost before it came, or no
+// stream answered (a leader being elected). The stream drops it as a
+// duplicate if the first one was stored. Not once the run is ending
+// (ctx), nor once the campaign is cancelled, nor for a refusal (the
+// stream's answer): false then, and the row is counted not published.
+func (r *campaignRun) publishAgain(ctx context.Context, p pendingAck, err error) (jetstream.PubAckFuture, bool) {
+	if !unanswered(err) || p.f.Msg() == nil {
+		return nil, false
+	}
+	if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
+		// Failed at once: not at a pace the server cannot answer.
+		t := time.NewTimer(publishAgainPause)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, false
+		case <-t.C:
+		}
+	}
+	for ctx.Err() == nil && !r.cancelledNow() {
+		f, err := r.js.PublishMsgAsync(p.f.Msg())
+		switch {
+		case err == nil:
+			return f, true
+		case errors.Is(err, jetstream.ErrTooManyStalledMsgs):
+			continue // the server is behind: wait for its acknowledgements
+		}
+		return nil, false
+	}
+	return nil, false
+}
+
+// unanswered says whether a publish failed for want of an answer, not
+// by the stream's refusal.
+func unanswered(err error) bool {
+	return errors.Is(err, jetstream.ErrAsyncPublishTimeout) || errors.Is(err, nats.ErrDisconnected) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
 }
 
 func (r *campaignRun) publishRow(ctx context.Context, subject string, row campaign.Row, acks chan<- pendingAck) error {
@@ -1319,7 +1377,7 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 		switch {
 		case err == nil:
 			r.sent.Add(1)
-			acks <- pendingAck{row.N, f}
+			acks <- pendingAck{row: row.N, f: f}
 			return nil
 		case errors.Is(err, jetstream.ErrTooManyStalledMsgs) && ctx.Err() == nil:
 			continue // the server is behind: wait for its acknowledgements
@@ -1373,9 +1431,13 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 		for answered := false; !answered; {
 			select {
 			case ack := <-p.f.Ok():
-				r.countAck(p.row, ack)
+				r.countAck(p, ack)
 				answered = true
 			case err := <-p.f.Err():
+				if f, ok := r.publishAgain(ctx, p, err); ok {
+					p.f, p.again = f, true
+					continue
+				}
 				r.rows.Unpublished(p.row)
 				r.pubErr.CompareAndSwap(nil, err)
 				answered = true
@@ -1391,7 +1453,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				// An answer that came at the same time still counts.
 				select {
 				case ack := <-p.f.Ok():
-					r.countAck(p.row, ack)
+					r.countAck(p, ack)
 				case err := <-p.f.Err():
 					r.rows.Unpublished(p.row)
 					r.pubErr.CompareAndSwap(nil, err)
@@ -1404,9 +1466,13 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 	}
 }
 
-func (r *campaignRun) countAck(n int, ack *jetstream.PubAck) {
-	r.placed(n, ack.Sequence)
-	if ack.Duplicate {
+// countAck counts a publish the stream answered: stored, or dropped as
+// a duplicate. A row published again (publishAgain) dropped so was
+// stored by its first publish, whose answer was lost: this run published
+// it.
+func (r *campaignRun) countAck(p pendingAck, ack *jetstream.PubAck) {
+	r.placed(p.row, ack.Sequence)
+	if ack.Duplicate && !p.again {
 		r.duplicates.Add(1)
 	} else {
 		r.published.Add(1)

@@ -25,6 +25,7 @@ import (
 	"github.com/contoso-secops/mde-offboard/internal/config"
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/internal/worker"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -82,7 +83,30 @@ func newEnvSim(t *testing.T, machines int, offboardLimit string, sim mdesim.Opti
 	}
 	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
 	e.url = ns.ClientURL()
-	nc, err := nats.Connect(e.url)
+	e.setup(machines, offboardLimit, sim)
+	return e
+}
+
+// newClusterEnv is newEnv on three clustered NATS servers, the worker's
+// streams of three replicas; e.url names all three.
+func newClusterEnv(t *testing.T, machines int) (*testEnv, *natstest.Cluster) {
+	t.Helper()
+	c := natstest.Start(t, 3)
+	e := &testEnv{t: t, dir: t.TempDir(), tenantID: "11111111-2222-3333-4444-" + randHex(6), url: c.URLs()}
+	e.setup(machines, "5000/1m", mdesim.Options{})
+	e.opts.Queue.Replicas = 3
+	return e, c
+}
+
+// serverURL is the URL of server i of c alone.
+func serverURL(c *natstest.Cluster, i int) string { return strings.Split(c.URLs(), ",")[i] }
+
+// setup connects to e.url and sets up the simulator, with machines
+// devices, and the worker's options (see newEnvSim).
+func (e *testEnv) setup(machines int, offboardLimit string, sim mdesim.Options) {
+	t := e.t
+	t.Helper()
+	nc, err := nats.Connect(e.url, nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +155,6 @@ func newEnvSim(t *testing.T, machines int, offboardLimit string, sim mdesim.Opti
 		Poll:  100 * time.Millisecond,
 		Queue: queue.Settings{AckWait: 10 * time.Second},
 	}
-	return e
 }
 
 // startWorker starts a worker; it is stopped at the end of the test, or by

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/csv"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestCampaignRunRepublishesWhatALostLeaderTook: on three clustered
+// servers, the request stream's leader is shut down while a campaign run
+// publishes through another server, and restarted 2 s later. The
+// publishes the leader had taken but not stored get no answer: the run
+// publishes them again, under the same message ids, and every row is
+// answered, once, exit 0. Before, they were counted not published once
+// their acknowledgements had been awaited 30 s, the publishing stalled
+// meanwhile, and the run ended, exit 1, telling to run it again.
+func TestCampaignRunRepublishesWhatALostLeaderTook(t *testing.T) {
+	t.Parallel()
+	clusterCampaignRun(t, func(leader int) (via, lost int) { return (leader + 1) % 3, leader })
+}
+
+// TestCampaignRunWhoseServerIsLost: as above, the server the run was
+// given (the only URL: it learns the others from it) shut down
+// mid-publish, the request stream led by another.
+func TestCampaignRunWhoseServerIsLost(t *testing.T) {
+	t.Parallel()
+	clusterCampaignRun(t, func(leader int) (via, lost int) { return (leader + 1) % 3, (leader + 1) % 3 })
+}
+
+// clusterCampaignRun runs a campaign of 500 rows on three clustered
+// servers, through server via, and shuts server lost down once a fifth
+// of the rows are published, restarting it 2 s later (choose picks them
+// from the request stream's leader). Every row must be answered once,
+// exit 0.
+func clusterCampaignRun(t *testing.T, choose func(leader int) (via, lost int)) {
+	t.Helper()
+	const rows = 500
+	e, c := newClusterEnv(t, rows)
+	e.startWorker()
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	report := filepath.Join(dir, "wave-report.csv")
+	leader := c.StreamLeader(t.Context(), e.js, offboard.StreamRequests)
+	via, lost := choose(leader)
+	seen := make(chan *nats.Msg, rows)
+	sub, err := e.js.Conn().ChanSubscribe(offboard.Subjects{}.Request(tenant, offboard.Bulk), seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	// A few publishes awaited at a time: the server is lost mid-publish.
+	done := runInBackground(t.Context(), "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
+		"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s", "--max-pending", "16")
+	for range rows / 5 {
+		<-seen
+	}
+	_ = sub.Unsubscribe()
+	c.Shutdown(lost)
+	lostAt := time.Since(start)
+	time.Sleep(2 * time.Second)
+	c.Restart(lost)
+	r := <-done
+	t.Logf("run via %s, request stream led by %s, %s shut down %v into it, back 2 s later; exit %d after %v: %s%s",
+		c.Name(via), c.Name(leader), c.Name(lost), lostAt.Round(time.Millisecond), r.code, time.Since(start).Round(time.Millisecond), r.out, r.err)
+	if r.code != exitOK || r.err != "" {
+		t.Errorf("exit %d, want 0 and nothing on stderr: %q", r.code, r.err)
+	}
+	if !strings.Contains(r.out, "no result 0; published 500, published before 0, answered before 0") {
+		t.Errorf("summary: %q", r.out)
+	}
+	checkClusterCampaign(t, e, report, rows)
+}
+
+// checkClusterCampaign checks that each of a campaign's rows is reported
+// created, that one result answers each request id, and that each device
+// has one action.
+func checkClusterCampaign(t *testing.T, e *testEnv, report string, rows int) {
+	t.Helper()
+	b, err := os.ReadFile(report)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(strings.NewReader(string(b))).ReadAll()
+	if err != nil || len(recs) != rows+1 {
+		t.Fatalf("report: %d lines, %v", len(recs), err)
+	}
+	for _, rec := range recs[1:] {
+		if rec[4] != offboard.OutcomeCreated {
+			t.Errorf("report: row %s: %q", rec[0], rec[4:7])
+		}
+	}
+	ids := map[string]int{}
+	for _, res := range e.results() {
+		ids[res.RequestID]++
+	}
+	if len(ids) != rows {
+		t.Errorf("results for %d request ids, want %d", len(ids), rows)
+	}
+	for id, n := range ids {
+		if n != 1 {
+			t.Errorf("%s: %d results", id, n)
+		}
+	}
+	per := map[string]int{}
+	for _, a := range e.sim.Actions(e.tenantID) {
+		per[a.MachineID]++
+	}
+	if len(per) != rows {
+		t.Errorf("actions for %d devices, want %d", len(per), rows)
+	}
+	for m, n := range per {
+		if n != 1 {
+			t.Errorf("device %s: %d actions", m, n)
+		}
+	}
+}
