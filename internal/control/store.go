@@ -97,7 +97,7 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	written, err := s.put(ctx, keys, data)
 	if err != nil {
 		if ev.Priority == "" {
-			return Event{}, err
+			return Event{}, budgetNotWritten(c, err)
 		}
 		return s.partly(ctx, c, ev, keys, written, err)
 	}
@@ -190,8 +190,7 @@ func notAllWritten(c Change, keys []string, written map[string]uint64, err error
 		verb = "resumed"
 	}
 	var failed *keyError
-	unanswered := errors.As(err, &failed) &&
-		(errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout))
+	unanswered := errors.As(err, &failed) && Unanswered(err)
 	states := make([]string, 0, len(keys))
 	for _, k := range keys {
 		_, _, p, _ := ParseKey(k)
@@ -206,6 +205,31 @@ func notAllWritten(c Change, keys []string, written map[string]uint64, err error
 	}
 	return fmt.Errorf("%s of %s failed: %s (%w); offboardctl status %s shows what is in force, and the same %s again finishes it",
 		c.Action, c.Tenant, strings.Join(states, ", "), err, c.Tenant, c.Action)
+}
+
+// budgetNotWritten is the error of a budget change whose write failed.
+// A write that got no answer (a timeout, an interrupt: the stream's
+// leader lost between its write and its reply) may have been stored: it
+// says so, as notAllWritten does for a pause. Told only that the write
+// ran out of time, the operator took the budget for unchanged.
+func budgetNotWritten(c Change, err error) error {
+	var failed *keyError
+	if !errors.As(err, &failed) || !Unanswered(err) {
+		return err
+	}
+	what := fmt.Sprintf("budget of %s not known to be set to %s", c.Tenant, c.Value)
+	if c.Action == ActionBudgetClear {
+		what = fmt.Sprintf("budget override of %s not known to be cleared", c.Tenant)
+	}
+	return fmt.Errorf("%s: its write got no answer, and may have been stored (%w); offboardctl status %s shows what is in force, and the same command again finishes it",
+		what, err, c.Tenant)
+}
+
+// Unanswered says whether a write failed for want of an answer (a
+// timeout, an interrupt), not by the server's refusal: it may have been
+// stored all the same.
+func Unanswered(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout)
 }
 
 // putTries is how many times put writes a change with compare-and-swap

@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -25,6 +26,10 @@ type Silencer struct {
 	mu     sync.Mutex
 	conns  []net.Conn
 	cut    []*atomic.Bool // by connection forwarded: its bytes are dropped
+	// deafAfter: once a client sends these bytes, what the server sends
+	// back is dropped (DeafAfter); deaf says that it was sent.
+	deafAfter atomic.Pointer[[]byte]
+	deaf      atomic.Bool
 }
 
 // NewSilencer forwards to target (host:port) until the test ends.
@@ -56,6 +61,19 @@ func (s *Silencer) Silence() { s.silent.Store(true) }
 
 // Resume forwards again what Silence dropped.
 func (s *Silencer) Resume() { s.silent.Store(false) }
+
+// DeafAfter drops, from the moment a client sends pattern (a subject it
+// publishes on, say) and for good, every byte the server sends back,
+// while what clients send still goes through: a message the server takes
+// whose answer is lost, as with a server's node lost between its write
+// and its reply, or a partition that opens one way only.
+func (s *Silencer) DeafAfter(pattern string) {
+	b := []byte(pattern)
+	s.deafAfter.Store(&b)
+}
+
+// Deaf says whether DeafAfter's pattern was sent.
+func (s *Silencer) Deaf() bool { return s.deaf.Load() }
 
 // Reopen closes every connection open now and forwards from then on, as
 // a host that comes back does: the client sees its connections end, and
@@ -95,18 +113,26 @@ func (s *Silencer) accept() {
 		s.mu.Lock()
 		s.conns, s.cut = append(s.conns, in, out), append(s.cut, cut)
 		s.mu.Unlock()
-		s.wg.Go(func() { s.pipe(out, in, cut) })
-		s.wg.Go(func() { s.pipe(in, out, cut) })
+		s.wg.Go(func() { s.pipe(out, in, cut, true) })
+		s.wg.Go(func() { s.pipe(in, out, cut, false) })
 	}
 }
 
 // pipe copies from src to dst, dropping what it reads once silent or
-// cut.
-func (s *Silencer) pipe(dst, src net.Conn, cut *atomic.Bool) {
+// cut, or, from the server (toServer false), once deaf.
+func (s *Silencer) pipe(dst, src net.Conn, cut *atomic.Bool, toServer bool) {
 	buf := make([]byte, 32<<10)
+	var tail []byte // the last bytes sent to the server: a pattern cut in two reads
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !s.silent.Load() && !cut.Load() {
+		if p := s.deafAfter.Load(); toServer && n > 0 && p != nil && !s.deaf.Load() {
+			seen := append(tail, buf[:n]...)
+			if bytes.Contains(seen, *p) {
+				s.deaf.Store(true)
+			}
+			tail = append([]byte(nil), seen[max(len(seen)-len(*p), 0):]...)
+		}
+		if n > 0 && !s.silent.Load() && !cut.Load() && (toServer || !s.deaf.Load()) {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
+	"github.com/contoso-secops/mde-offboard/offboard"
+)
+
+// TestControlWriteStoredButUnansweredIsNotReportedFailed: a budget, a
+// pause and a campaign cancel whose write the server stores but whose answer is
+// lost (a node lost between its write and its reply, a partition that
+// opens one way only) is in force: the command fails, exit 1, one line,
+// but says that the change may be in force and where to look, as a
+// pause does. Before, it said only that the write ran out of time, and
+// "run it again": the operator took the old budget, or the campaign, to
+// be still in force.
+func TestControlWriteStoredButUnansweredIsNotReportedFailed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name, subject string
+		args          []string
+		inForce       func(t *testing.T, kvGet func(string) []byte) bool
+		want          string
+	}{
+		{"budget", "$KV." + offboard.BucketControl + "." + control.BudgetKey(tenant), []string{"budget", tenant, "5/1h"},
+			func(t *testing.T, get func(string) []byte) bool {
+				var e control.Entry
+				return json.Unmarshal(get(control.BudgetKey(tenant)), &e) == nil && e.Value == "5/1h"
+			}, "budget of contoso not known to be set to 5/1h"},
+		{"pause", "$KV." + offboard.BucketControl + "." + control.PauseKey(tenant, offboard.Bulk), []string{"pause", tenant, "--priority", "bulk"},
+			func(t *testing.T, get func(string) []byte) bool {
+				var e control.Entry
+				return json.Unmarshal(get(control.PauseKey(tenant, offboard.Bulk)), &e) == nil && e.Paused
+			}, "bulk not known to be paused"},
+		{"campaign cancel", "$KV." + offboard.BucketControl + "." + campaign.Key(tenant, "wave"), []string{"campaign", "cancel", "--tenant", tenant, "--name", "wave"},
+			func(t *testing.T, get func(string) []byte) bool {
+				var m campaign.Mark
+				return json.Unmarshal(get(campaign.Key(tenant, "wave")), &m) == nil && m.Cancelled
+			}, "campaign wave of tenant contoso not known to be cancelled"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c := natstest.Start(t, 1)
+			_, js := c.Connect(t)
+			if _, err := queue.Ensure(t.Context(), js, queue.Settings{Tenants: []string{tenant}}); err != nil {
+				t.Fatal(err)
+			}
+			// A request of the campaign, waiting: the campaign exists.
+			m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Bulk))
+			m.Data = []byte(`{"requestId":"` + campaign.RequestID("wave", 1) + `","machineId":"` + strings.Repeat("a", 40) + `","source":"campaign:wave"}`)
+			m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(tenant, campaign.RequestID("wave", 1), 1))
+			if _, err := js.PublishMsg(t.Context(), m); err != nil {
+				t.Fatal(err)
+			}
+			kv, err := js.KeyValue(t.Context(), offboard.BucketControl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			get := func(key string) []byte {
+				e, err := kv.Get(context.Background(), key)
+				if err != nil {
+					return nil
+				}
+				return e.Value()
+			}
+			s := natstest.NewSilencer(t, strings.TrimPrefix(c.URLs(), "nats://"))
+			// Its publish (PUB or HPUB), not a read of the key (a direct
+			// get names it after its own subject).
+			s.DeafAfter("PUB " + tc.subject + " ")
+			var out, errb strings.Builder
+			code := runContext(t.Context(), append([]string{"--nats-url", s.URL(), "--connect-timeout", "1s"}, tc.args...), &out, &errb)
+			t.Logf("exit %d: %s%s", code, out.String(), errb.String())
+			if !s.Deaf() || !tc.inForce(t, get) {
+				t.Fatalf("the write was not stored with its answer lost (sent %v)", s.Deaf())
+			}
+			if code != exitFailed || strings.Count(strings.TrimSpace(errb.String()), "\n") != 0 || !strings.Contains(errb.String(), tc.want) {
+				t.Errorf("exit %d, want 1 and one line saying %q: %q", code, tc.want, errb.String())
+			}
+		})
+	}
+}
