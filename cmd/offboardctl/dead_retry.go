@@ -572,7 +572,7 @@ type answer struct {
 func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter, highest map[string]int, answered map[string]answer, waiting map[string]bool,
 	room *budgetRoom,
 ) error {
-	var retried, dup, left, since int
+	var retried, dup, left, since, unknown int
 	var errs []error
 	stopped := false // at a retry not published, rather than interrupted
 	// The retries in the request stream, by priority, for behindAPause.
@@ -599,6 +599,9 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			left = len(picked) - i // its retry may have been stored: run again, the stream drops a repeat
 		case err != nil:
 			var stop bool
+			if errors.As(err, new(unansweredRetry)) {
+				unknown++
+			}
 			stop, err = retryFailed(d, err)
 			fmt.Fprintln(c.stdout, err)
 			errs = append(errs, err)
@@ -616,8 +619,12 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			break
 		}
 	}
-	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since\n%s",
-		retried, dup, len(errs)+left, since, c.behindAPause(ctx, tenant, sent, room)+c.noWorkerNote(ctx, tenant, sent))
+	unanswered := ""
+	if unknown > 0 {
+		unanswered = fmt.Sprintf(", %d not known to be retried (no answer)", unknown)
+	}
+	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since%s\n%s",
+		retried, dup, len(errs)-unknown+left, since, unanswered, c.behindAPause(ctx, tenant, sent, room)+c.noWorkerNote(ctx, tenant, sent))
 	if stopped {
 		return stoppedAt(errs, left)
 	}
@@ -818,7 +825,7 @@ func retryFailed(d deadLetter, err error) (stop bool, why error) {
 	if refusedAlone(err) {
 		return false, fmt.Errorf("dead letter %d: %w: it is not retried as it is (make it smaller and publish it anew)", d.Seq, err)
 	}
-	return errors.As(err, new(notPublished)), fmt.Errorf("dead letter %d: %w", d.Seq, err)
+	return errors.As(err, new(notPublished)) || errors.As(err, new(unansweredRetry)), fmt.Errorf("dead letter %d: %w", d.Seq, err)
 }
 
 // stoppedAt is retryEach's error when it stopped at a retry not
@@ -843,6 +850,21 @@ type notPublished struct{ err error }
 
 func (e notPublished) Error() string { return e.err.Error() }
 func (e notPublished) Unwrap() error { return e.err }
+
+// publishRefused says whether NATS refused the connection a publish on
+// subject: the publish then times out, and was not stored.
+func publishRefused(nc *nats.Conn, subject string) bool {
+	last := nc.LastError()
+	return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"`+subject+`"`)
+}
+
+// unansweredRetry is a retry sent whose publish got no answer: it may
+// have been stored, and is not counted among those not retried. Told
+// "not retried", it was worked on all the same.
+type unansweredRetry struct{ err error }
+
+func (e unansweredRetry) Error() string { return e.err.Error() }
+func (e unansweredRetry) Unwrap() error { return e.err }
 
 // refusedAlone says whether a retry was refused for something of its own
 // (its size over the request stream's max_msg_size or the server's
@@ -959,6 +981,12 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	ack, err := js.PublishMsg(pctx, m)
+	if err != nil && ctx.Err() == nil && control.Unanswered(err) && !publishRefused(js.Conn(), d.subject) {
+		// Sent, and no answer: the stream may have stored it (its
+		// leader lost between its write and its reply, on a cluster).
+		return nil, unansweredRetry{fmt.Errorf("the retry of %s attempt %d got no answer, and may have been published (%w): the same command again tells, and publishes it only if it was not",
+			d.RequestID, attempt, err)}
+	}
 	if err != nil {
 		return nil, notPublished{fmt.Errorf("publish the retry of %s: %w", d.RequestID, err)}
 	}

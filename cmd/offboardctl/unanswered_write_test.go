@@ -89,3 +89,36 @@ func TestControlWriteStoredButUnansweredIsNotReportedFailed(t *testing.T) {
 		})
 	}
 }
+
+// TestDeadRetryStoredButUnansweredIsNotCountedNotRetried: a dead
+// letter's retry that the request stream stores but whose answer is
+// lost is worked on: dead retry says it may have been published, counts
+// it apart from those not retried, and stops there, exit 1, one line;
+// run again, it finds the retry waiting and publishes only the rest.
+// Before, it was told "publish the retry of y-1: context deadline
+// exceeded" and counted not retried.
+func TestDeadRetryStoredButUnansweredIsNotCountedNotRetried(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithStreams(t)
+	a := strings.Repeat("a", 40)
+	publishDead(t, js, offboard.CodeAPIError, `{"requestId":"y-1","machineId":"`+a+`"}`, `{"requestId":"y-2","machineId":"`+a+`"}`)
+	s := natstest.NewSilencer(t, strings.TrimPrefix(url, "nats://"))
+	s.DeafAfter("PUB " + offboard.Subjects{}.Request(tenant, offboard.Normal) + " ")
+	code, out, errs := ctl(t, s.URL(), "--connect-timeout", "1s", "dead", "retry", tenant, "--all")
+	t.Logf("exit %d: %s%s", code, out, errs)
+	st, err := js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := st.Info(t.Context()); err != nil || info.State.Msgs != 1 {
+		t.Fatalf("the retry was not stored with its answer lost: %v", err)
+	}
+	if code != exitFailed || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(out, "y-1 attempt 2 got no answer, and may have been published") ||
+		!strings.Contains(out, "0 retried, 0 retried before (the stream dropped the repeat), 1 not retried, 0 answered since, 1 not known to be retried (no answer)") {
+		t.Errorf("exit %d, want 1, one line, and y-1 told as not known to be retried: stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = ctl(t, url, "dead", "retry", tenant, "--all")
+	if code != exitOK || !strings.Contains(out, "1 retried, 1 retried before (the stream dropped the repeat), 0 not retried") {
+		t.Errorf("again: exit %d: %s%s", code, out, errs)
+	}
+}
