@@ -2,12 +2,17 @@ package main
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 	"github.com/contoso-secops/mde-offboard/internal/testwait"
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // unansweredAck is a publish whose acknowledgement never comes: a server
@@ -39,5 +44,40 @@ func TestInterruptedRunGivesUpOnEveryUnansweredAck(t *testing.T) {
 	testwait.For(t, done, 4*ackGrace, "the acknowledgements given up after the grace")
 	if n := r.unconfirmed.Load(); n != pending {
 		t.Errorf("%d publishes counted sent unconfirmed, want %d", n, pending)
+	}
+}
+
+// A row whose publish no stream answers (the request stream deleted, or
+// without a leader for longer than an election takes) is published again
+// for a bounded time only, then counted not published: the run ends,
+// telling to run it again, as it did before rows were published again,
+// where it would otherwise publish it again until interrupted.
+func TestRowPublishedAgainForABoundedTime(t *testing.T) {
+	t.Parallel()
+	nc, _ := natstest.Connect(t) // no stream takes the subject
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := campaign.NewRows("gone", 1, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rows.Close() })
+	r := &campaignRun{js: js, rows: rows, againFor: 500 * time.Millisecond}
+	m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Bulk))
+	m.Data = []byte(`{}`)
+	f, err := js.PublishMsgAsync(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	acks := make(chan pendingAck, 1)
+	acks <- pendingAck{row: 1, f: f}
+	close(acks)
+	done := make(chan struct{})
+	go func() { defer close(done); r.collectAcks(t.Context(), acks) }()
+	testwait.For(t, done, 10*time.Second, "the row given up")
+	if c := rows.Counts(); c.Unpublished != 1 || !errors.Is(r.pubErr.Load().(error), jetstream.ErrNoStreamResponse) {
+		t.Errorf("counts %+v, error %v; want the row not published, no stream answering", c, r.pubErr.Load())
 	}
 }

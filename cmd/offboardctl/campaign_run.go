@@ -144,6 +144,9 @@ type campaignRun struct {
 	// found waiting (earlierWaiting.beyond), less those a result answers.
 	beyond map[uint64]int
 
+	// againFor is publishAgainFor, shorter in tests.
+	againFor time.Duration
+
 	seed    maphash.Seed
 	devices []uint64      // the CSV's devices, hashed (readCSV)
 	repeats string        // the warning of rows naming an earlier row's device; "": none (noteRepeats)
@@ -1274,8 +1277,9 @@ type pendingAck struct {
 	row int
 	f   jetstream.PubAckFuture
 	// again: the row was published again after its acknowledgement did
-	// not come (publishAgain).
+	// not come (publishAgain), first when its first publish failed so.
 	again bool
+	first time.Time
 }
 
 // publishAckWait bounds the wait for a publish's acknowledgement, after
@@ -1285,6 +1289,12 @@ type pendingAck struct {
 // answers within milliseconds; one published again that had been stored
 // is dropped as a duplicate.
 const publishAckWait = 5 * time.Second
+
+// publishAgainFor bounds how long a row is published again: past it, a
+// stream that answers no publish (deleted, or without a leader for
+// longer than an election takes) counts the row not published, and the
+// run ends telling to run it again, as it did before it published again.
+const publishAgainFor = 30 * time.Second
 
 // publishAgainPause is the pause before a row whose publish was refused
 // at once (no stream answered: a leader being elected) is published
@@ -1298,9 +1308,10 @@ const publishAgainPause = 250 * time.Millisecond
 // stream answered (a leader being elected). The stream drops it as a
 // duplicate if the first one was stored. Not once the run is ending
 // (ctx), nor once the campaign is cancelled, nor for a refusal (the
-// stream's answer): false then, and the row is counted not published.
+// stream's answer), nor past publishAgainFor since the first failure:
+// false then, and the row is counted not published.
 func (r *campaignRun) publishAgain(ctx context.Context, p pendingAck, err error) (jetstream.PubAckFuture, bool) {
-	if !unanswered(err) || p.f.Msg() == nil {
+	if !unanswered(err) || p.f.Msg() == nil || p.again && time.Since(p.first) > cmp.Or(r.againFor, publishAgainFor) {
 		return nil, false
 	}
 	if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
@@ -1434,6 +1445,9 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				r.countAck(p, ack)
 				answered = true
 			case err := <-p.f.Err():
+				if !p.again {
+					p.first = time.Now()
+				}
 				if f, ok := r.publishAgain(ctx, p, err); ok {
 					p.f, p.again = f, true
 					continue
