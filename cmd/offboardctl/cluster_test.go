@@ -1,14 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
 
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -120,4 +125,116 @@ func checkClusterCampaign(t *testing.T, e *testEnv, report string, rows int) {
 			t.Errorf("device %s: %d actions", m, n)
 		}
 	}
+}
+
+// TestCampaignRunFollowsResultsPastALostServer: on three clustered
+// servers, the server that holds a campaign run's reader of the results
+// is shut down for good while the run waits, its own connection to
+// another server holding. The run reads the results stored meanwhile
+// within seconds of NATS having them all. Before, its reader was made
+// again only after two missed heartbeats of 5 s: the progress stood
+// still, and the run ended 5-8 s after the last result was stored.
+func TestCampaignRunFollowsResultsPastALostServer(t *testing.T) {
+	t.Parallel()
+	const rows = 300
+	e, c := newClusterEnv(t, rows)
+	e.startWorker()
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
+	report := filepath.Join(dir, "wave-report.csv")
+	// Paused while the run is started again until its reader is not on
+	// the server it connects to (the server places it).
+	if code, _, errs := e.ctl(t.Context(), "pause", tenant); code != exitOK {
+		t.Fatalf("pause: %s", errs)
+	}
+	var (
+		done      <-chan ran
+		via, lost int
+	)
+	for try := 0; ; try++ {
+		if try == 10 {
+			t.Fatal("the run's reader of the results stays on the server it connects to")
+		}
+		via = try % 3
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		done = runInBackground(ctx, "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
+			"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s")
+		for lost = -1; lost < 0; lost = resultsReader(t, e, c) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if lost != via {
+			break
+		}
+		cancel()
+		<-done
+	}
+	seen := make(chan *nats.Msg, rows)
+	sub, err := e.js.Conn().ChanSubscribe(offboard.Subjects{}.Result(tenant), seen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
+		t.Fatalf("resume: %s", errs)
+	}
+	for range rows / 5 {
+		<-seen
+	}
+	_ = sub.Unsubscribe()
+	c.Shutdown(lost)
+	lostAt := time.Since(start)
+	// When every row's result is stored.
+	allStored := make(chan time.Time, 1)
+	go func() {
+		subject := offboard.Subjects{}.Result(tenant)
+		for {
+			if n, err := e.js.Stream(t.Context(), offboard.StreamResults); err == nil {
+				if info, err := n.Info(t.Context(), jetstream.WithSubjectFilter(subject)); err == nil && info.State.Subjects[subject] >= rows {
+					allStored <- time.Now()
+					return
+				}
+			}
+			select {
+			case <-t.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	r := <-done
+	ended := time.Now()
+	var stored time.Time
+	select {
+	case stored = <-allStored:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the rows were not all answered; exit %d: %s%s", r.code, r.out, r.err)
+	}
+	lag := ended.Sub(stored)
+	t.Logf("run via %s, %s (its reader's) shut down %v after the resume; every row answered %v after it, the run ended %v later: exit %d: %s%s",
+		c.Name(via), c.Name(lost), lostAt.Round(time.Millisecond), stored.Sub(start).Round(time.Millisecond), lag.Round(time.Millisecond), r.code, r.out, r.err)
+	if r.code != exitOK || r.err != "" {
+		t.Errorf("exit %d, want 0 and nothing on stderr: %q", r.code, r.err)
+	}
+	if lag > 4*time.Second {
+		t.Errorf("the run ended %v after every row was answered", lag.Round(time.Millisecond))
+	}
+	checkClusterCampaign(t, e, report, rows)
+}
+
+// resultsReader is the server that holds the consumer reading the
+// tenant's results (a campaign run's); -1 while there is none.
+func resultsReader(t *testing.T, e *testEnv, c *natstest.Cluster) int {
+	t.Helper()
+	st, err := e.js.Stream(t.Context(), offboard.StreamResults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	subject := offboard.Subjects{}.Result(tenant)
+	for ci := range st.ListConsumers(t.Context()).Info() {
+		if (ci.Config.FilterSubject == subject || slices.Contains(ci.Config.FilterSubjects, subject)) && ci.Cluster != nil {
+			return c.Index(ci.Cluster.Leader)
+		}
+	}
+	return -1
 }

@@ -59,12 +59,20 @@ func follow(ctx context.Context, js jetstream.JetStream, stream, subject string,
 		if meta, err := m.Metadata(); err == nil && meta.Sequence.Stream >= last {
 			f.once.Do(func() { close(f.caughtUp) })
 		}
-	})
+	}, jetstream.PullHeartbeat(followHeartbeat))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", subject, err)
 	}
 	return f, nil
 }
+
+// followHeartbeat is how often the server holding a follower's reader
+// says it is there; two missed, the reader is made again. The reader is
+// one server's: on a cluster, that server lost while the connection to
+// another holds, the library's 5 s left a campaign run's progress
+// standing still, and its end waiting, about 10 s while the results
+// were stored.
+const followHeartbeat = time.Second
 
 // wait blocks until the follower caught up or ctx ends.
 func (f *follower) wait(ctx context.Context) error {
