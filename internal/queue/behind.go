@@ -2,10 +2,15 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
 // behindBatch is how many requests one pull of ReadUndelivered asks for.
@@ -89,4 +94,24 @@ func ReadUndelivered(ctx context.Context, requests jetstream.Stream, cons jetstr
 			return read, nil
 		}
 	}
+}
+
+// ReadRefused turns err, a failure of ReadUndelivered that reads as an
+// outage (a request with no answer), into a refusal when NATS refused
+// nc's user the consumer API on the request stream meanwhile: a user
+// narrowed for --no-setup to no consumer create there. NATS answers such
+// a request with nothing but an error on the connection, and the read,
+// made again, would be refused again for as long as the user stays so.
+// The refusal is no outage (Outage); any other err is returned as it is.
+func ReadRefused(nc *nats.Conn, err error) error {
+	if nc == nil || !Outage(err) {
+		return err
+	}
+	last := nc.LastError()
+	if !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), `"$JS.API.CONSUMER.`) ||
+		!strings.Contains(last.Error(), "."+offboard.StreamRequests) {
+		return err
+	}
+	return fmt.Errorf("NATS refused the user the consumer API on %s, which the read needs ($JS.API.CONSUMER.CREATE, .MSG.NEXT and .DELETE): %v; %v",
+		offboard.StreamRequests, last, err)
 }

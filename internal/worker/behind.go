@@ -138,6 +138,9 @@ func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priori
 			}
 			wg.Wait()
 		}
+		if err != nil {
+			err = queue.ReadRefused(w.opts.JS.Conn(), err)
+		}
 		if err == nil || ctx.Err() != nil {
 			if read > 0 {
 				t.log.Info("read the requests waiting behind those a cancel's pass set aside",
