@@ -1126,7 +1126,10 @@ func (w *Worker) startTracking(ctx context.Context, j *job, res *offboard.Result
 // the request stream (queue.Retire). The ack comes first so that the
 // delete finds the request no longer pending: deleting a pending message
 // makes the server report it terminated. The delete is sent even when the
-// ack failed: it ends the delivery as well.
+// ack failed: it ends the delivery as well. A request whose consumer is
+// gone, or read from the stream rather than delivered, is deleted only
+// while the stream is the one that stored it: one made again holds
+// another request at its place.
 func (w *Worker) ack(ctx context.Context, j *job) {
 	if j.stopAlive != nil {
 		j.stopAlive()
@@ -1146,10 +1149,14 @@ func (w *Worker) ack(ctx context.Context, j *job) {
 	if !w.untilDone(ctx, j, "ack request", ack) {
 		return
 	}
-	if consumerGone && !w.storedInThisStream(ctx, j) {
+	// A request read from the stream (storedRequest) has no delivery
+	// whose ack would tell: the stream may have been made again while it
+	// was answered.
+	_, read := j.msg.(storedRequest)
+	if (consumerGone || read) && !w.storedInThisStream(ctx, j) {
 		// The stream may have been made again: its request at this
 		// place is another one, not answered yet.
-		j.log.Info("answered request not deleted: its consumer is gone, and the request stream is gone or made again since it stored the request")
+		j.log.Info("answered request not deleted: the request stream is gone or made again since it stored the request", zap.Bool("consumer_gone", consumerGone))
 		return
 	}
 	w.untilDone(ctx, j, "delete answered request", func(ctx context.Context) error {

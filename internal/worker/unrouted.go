@@ -608,7 +608,7 @@ func (w *Worker) answerLookalikes(ctx context.Context) {
 	}
 	for _, m := range found {
 		token, prio, _ := w.opts.Settings.Subjects.ParseRequest(m.Subject)
-		j := &job{msg: storedRequest{m}, seq: m.Sequence, prio: prio, received: w.clock.Now().UTC(), t: &tenantRun{name: token}}
+		j := &job{msg: storedRequest{m}, seq: m.Sequence, stored: m.Time, prio: prio, received: w.clock.Now().UTC(), t: &tenantRun{name: token}}
 		if !offboard.TenantName.MatchString(token) {
 			j.t.name = queue.UnknownTenant
 		}
