@@ -39,6 +39,16 @@ const behindAnswers = 8
 // behindRetry is how soon a read cut off by an outage is taken again.
 const behindRetry = time.Second
 
+// behindReadsAtOnce bounds the reads under way at once, all tenants
+// together: each has a consumer of the request stream of its own, and
+// answers behindAnswers requests at once. Unbounded, a thousand tenants'
+// cancels at once made a thousand such consumers, the whole room the
+// request stream's max_consumers (2N + 1001) keeps beside the tenants'
+// own, for stale consumers and operators', and answered eight thousand
+// requests at once, past the worker's bound on the requests it works on
+// (Options.MaxRequests). The others wait their turn.
+const behindReadsAtOnce = 4
+
 // withdrawBehind reads the tenant's lanes of the given priorities past
 // the requests the consumer delivered, in the background, and answers
 // the cancelled campaigns' requests found there (readBehind). The read
@@ -88,7 +98,8 @@ func (w *Worker) runBehind(ctx context.Context, t *tenantRun) {
 
 // readBehind reads the lane of priority p past the requests its consumer
 // delivered (queue.ReadUndelivered) and answers each request of a
-// cancelled campaign found there (answerBehind), a few at a time. A read
+// cancelled campaign found there (answerBehind), a few at a time, once
+// one of the worker's behindReadsAtOnce reads is free. A read
 // cut off by an outage (NATS away, no leader) is made again, from the
 // consumer's delivered point then (the requests answered meanwhile are
 // deleted), until ctx ends; any other failure gives it up, and the
@@ -122,6 +133,11 @@ func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priori
 				w.answerBehind(ctx, t, m, p)
 			})
 		}
+		select {
+		case w.behindSlots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
 		read, err := queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
 			if id, ok := w.ofCancelled(t, m.Data, m.Time); ok {
 				answer(id, m)
@@ -138,6 +154,7 @@ func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priori
 			}
 			wg.Wait()
 		}
+		<-w.behindSlots
 		if err != nil {
 			err = queue.ReadRefused(w.opts.JS.Conn(), err)
 		}

@@ -164,6 +164,9 @@ type Worker struct {
 	requests jetstream.Stream // the request stream: deletes, sweeps, the stats loop
 	capacity capacity         // one per request worked on (Options.MaxRequests); nil: no bound
 	pauses   pauseWatches     // the tenant loops' waits for requests (untilPaused)
+	// behindSlots bounds the tenants' reads past a cancel's pass under
+	// way at once (behindReadsAtOnce).
+	behindSlots chan struct{}
 
 	// campaigns knows which campaigns are cancelled (package campaign).
 	campaigns *campaign.Watcher
@@ -266,6 +269,7 @@ func New(ctx context.Context, opts Options, tenants []*Tenant) (*Worker, error) 
 	}
 	w.epoch.created, w.epoch.seen = stream.CachedInfo().Created, stream.CachedInfo().TimeStamp
 	w.requests = stream
+	w.behindSlots = make(chan struct{}, behindReadsAtOnce)
 	if w.campaigns, err = campaign.NewWatcher(ctx, opts.JS, w.cancelLanded); err != nil {
 		return nil, err
 	}
