@@ -39,15 +39,28 @@ func ReadUndelivered(ctx context.Context, requests jetstream.Stream, cons jetstr
 		return 0, err
 	}
 	last := sinfo.State.LastSeq
-	filter := info.Config.FilterSubject
+	// The lane as cons has it: a consumer defined by hand (--no-setup)
+	// may give its subject as a list of one (filter_subjects), and its
+	// filter_subject is then empty, which would read the whole stream,
+	// every tenant's requests.
+	filter, filters := info.Config.FilterSubject, info.Config.FilterSubjects
+	if filter == "" && len(filters) == 0 {
+		return 0, fmt.Errorf("consumer %s takes every subject of the stream: no lane of a tenant to read", info.Name)
+	}
+	if filter == "" {
+		filter = strings.Join(filters, ",") // named in errors
+	} else {
+		filters = nil
+	}
 	reader, err := requests.CreateConsumer(sctx, jetstream.ConsumerConfig{
-		Description:   "reads the requests waiting behind those " + info.Name + " delivered, for a campaign's cancel",
-		FilterSubject: filter,
-		DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:   info.Delivered.Stream + 1,
-		AckPolicy:     jetstream.AckNonePolicy,
-		MaxDeliver:    1,
-		MemoryStorage: true,
+		Description:    "reads the requests waiting behind those " + info.Name + " delivered, for a campaign's cancel",
+		FilterSubject:  info.Config.FilterSubject,
+		FilterSubjects: filters,
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    info.Delivered.Stream + 1,
+		AckPolicy:      jetstream.AckNonePolicy,
+		MaxDeliver:     1,
+		MemoryStorage:  true,
 		// Left by a reader that died: the server removes it.
 		InactiveThreshold: time.Minute,
 		Replicas:          1,
