@@ -178,17 +178,7 @@ func TestCancelReachesRowsFarBehindInTheirLane(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			e.cancelCampaign(t, "wave2")
 			cancelled, fake := time.Now(), e.clock.Now()
-			for len(want) > 0 {
-				select {
-				case r := <-e.results:
-					if !want[r.RequestID] || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-						t.Fatalf("result %s %s %+v, want one of %v cancelled", r.RequestID, r.Outcome, r.Error, want)
-					}
-					delete(want, r.RequestID)
-				case <-time.After(15 * time.Second):
-					t.Fatalf("%v not answered within 15 s of the cancel: they wait behind %d other requests of their lane", want, other)
-				}
-			}
+			e.wantCancelledWithin(t, want, 15*time.Second, fmt.Sprintf("within 15 s of the cancel: they wait behind %d other requests of their lane", other))
 			t.Logf("%d rows far behind answered %v after the cancel", len(far), time.Since(cancelled).Round(10*time.Millisecond))
 			if d := e.clock.Since(fake); d > 5*time.Second {
 				t.Errorf("answered %v of fake time after the cancel, want within seconds", d)

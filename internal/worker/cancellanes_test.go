@@ -43,17 +43,7 @@ func TestCancelReachesBulkRowsBehindManyNormalRequests(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 			e.cancelCampaign(t, "wave1")
 			cancelled := time.Now()
-			for len(want) > 0 {
-				select {
-				case r := <-e.results:
-					if !want[r.RequestID] || r.Error == nil || r.Error.Code != offboard.CodeCancelled {
-						t.Fatalf("result %s %s %+v, want one of %v cancelled", r.RequestID, r.Outcome, r.Error, want)
-					}
-					delete(want, r.RequestID)
-				case <-time.After(10 * time.Second):
-					t.Fatalf("%v not answered within 10 s of the cancel, %d normal requests ahead in their own lane", want, ahead)
-				}
-			}
+			e.wantCancelledWithin(t, want, 10*time.Second, fmt.Sprintf("within 10 s of the cancel, %d normal requests ahead in their own lane", ahead))
 			if d := time.Since(cancelled); d > 5*time.Second {
 				t.Errorf("answered cancelled %v after the cancel, want within seconds", d.Round(100*time.Millisecond))
 			}

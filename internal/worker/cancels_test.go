@@ -129,6 +129,13 @@ func TestCancelPassTakesALaterRetryOfTheCampaign(t *testing.T) {
 // answered cancelled, and fails at any other result first.
 func (e *loopEnv) wantCancelled(t *testing.T, want map[string]bool) {
 	t.Helper()
+	e.wantCancelledWithin(t, want, 20*time.Second, "while the quota is spent")
+}
+
+// wantCancelledWithin is wantCancelled waiting at most within for the
+// next result; why ends the failure's message.
+func (e *loopEnv) wantCancelledWithin(t *testing.T, want map[string]bool, within time.Duration, why string) {
+	t.Helper()
 	for len(want) > 0 {
 		select {
 		case r := <-e.results:
@@ -136,8 +143,8 @@ func (e *loopEnv) wantCancelled(t *testing.T, want map[string]bool) {
 				t.Fatalf("result %s %s %+v, want one of %v cancelled", r.RequestID, r.Outcome, r.Error, want)
 			}
 			delete(want, r.RequestID)
-		case <-time.After(20 * time.Second):
-			t.Fatalf("%v not answered while the quota is spent", want)
+		case <-time.After(within):
+			t.Fatalf("%v not answered %s", want, why)
 		}
 	}
 }
