@@ -338,7 +338,7 @@ func controls() row {
 }
 
 func health() row {
-	return row{id: 18, title: "Health", panels: []cog.Builder[dashboard.Panel]{
+	return row{id: 18, title: "Health", panels: append([]cog.Builder[dashboard.Panel]{
 		stat.NewPanelBuilder().
 			Id(19).
 			Title("NATS connected").
@@ -404,6 +404,13 @@ func health() row {
 			Unit("s").
 			// Only tenants that sign in with a certificate have the series.
 			NoValue("no certificate in use"),
+	}, replicas()...)}
+}
+
+// replicas are the health panels of the replicas together: the tenants'
+// spread, their guards, their NATS subscriptions.
+func replicas() []cog.Builder[dashboard.Panel] {
+	return []cog.Builder[dashboard.Panel]{
 		series(28, "Tenants per replica",
 			"Tenants whose requests each replica takes. Each tenant is worked by one replica at a time; a replica that stops hands its tenants over at once, one that dies after about 16 s. A replica at 0 serves none: it starts (until it has read the quota journal), its clock is off, or its file's tenants are all held.",
 			"short", third,
@@ -419,5 +426,5 @@ func health() row {
 			"short", third,
 			query("A", "increase(mde_offboard_nats_slow_consumers_total[$__rate_interval]) > 0", "{{instance}}")).
 			NoValue("0"),
-	}}
+	}
 }

@@ -38,21 +38,37 @@ func ReadUndelivered(ctx context.Context, requests jetstream.Stream, cons jetstr
 	if err != nil {
 		return 0, err
 	}
-	last := sinfo.State.LastSeq
-	// The lane as cons has it: a consumer defined by hand (--no-setup)
+	reader, filter, err := makeReader(sctx, requests, info)
+	if err != nil {
+		return 0, err
+	}
+	name := reader.CachedInfo().Name
+	defer func() {
+		dctx, cancel := StepCtx(context.WithoutCancel(ctx))
+		defer cancel()
+		_ = requests.DeleteConsumer(dctx, name) // else removed once inactive
+	}()
+	return readUpTo(ctx, reader, filter, sinfo.State.LastSeq, each)
+}
+
+// makeReader makes the consumer ReadUndelivered reads through: the lane
+// of the consumer described by info, from past what it delivered. It
+// returns the lane's subjects too, to name in errors.
+func makeReader(ctx context.Context, requests jetstream.Stream, info *jetstream.ConsumerInfo) (jetstream.Consumer, string, error) {
+	// The lane as the consumer has it: one defined by hand (--no-setup)
 	// may give its subject as a list of one (filter_subjects), and its
 	// filter_subject is then empty, which would read the whole stream,
 	// every tenant's requests.
 	filter, filters := info.Config.FilterSubject, info.Config.FilterSubjects
 	if filter == "" && len(filters) == 0 {
-		return 0, fmt.Errorf("consumer %s takes every subject of the stream: no lane of a tenant to read", info.Name)
+		return nil, "", fmt.Errorf("consumer %s takes every subject of the stream: no lane of a tenant to read", info.Name)
 	}
 	if filter == "" {
 		filter = strings.Join(filters, ",") // named in errors
 	} else {
 		filters = nil
 	}
-	reader, err := requests.CreateConsumer(sctx, jetstream.ConsumerConfig{
+	reader, err := requests.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		Description:    "reads the requests waiting behind those " + info.Name + " delivered, for a campaign's cancel",
 		FilterSubject:  info.Config.FilterSubject,
 		FilterSubjects: filters,
@@ -66,14 +82,14 @@ func ReadUndelivered(ctx context.Context, requests jetstream.Stream, cons jetstr
 		Replicas:          1,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("make a reader of %s: %w", filter, err)
+		return nil, "", fmt.Errorf("make a reader of %s: %w", filter, err)
 	}
-	name := reader.CachedInfo().Name
-	defer func() {
-		dctx, cancel := StepCtx(context.WithoutCancel(ctx))
-		defer cancel()
-		_ = requests.DeleteConsumer(dctx, name) // else removed once inactive
-	}()
+	return reader, filter, nil
+}
+
+// readUpTo pulls reader's requests, behindBatch at a time, and hands
+// each stored up to the sequence last to each. It returns how many.
+func readUpTo(ctx context.Context, reader jetstream.Consumer, filter string, last uint64, each func(*jetstream.RawStreamMsg)) (int, error) {
 	read := 0
 	for {
 		if err := ctx.Err(); err != nil {
@@ -125,6 +141,7 @@ func ReadRefused(nc *nats.Conn, err error) error {
 		!strings.Contains(last.Error(), "."+offboard.StreamRequests) {
 		return err
 	}
-	return fmt.Errorf("NATS refused the user the consumer API on %s, which the read needs ($JS.API.CONSUMER.CREATE, .MSG.NEXT and .DELETE): %v; %v",
-		offboard.StreamRequests, last, err)
+	// The outage is named, not wrapped: the refusal is none.
+	return fmt.Errorf("NATS refused the user the consumer API on %s, which the read needs ($JS.API.CONSUMER.CREATE, .MSG.NEXT and .DELETE): %w; %v",
+		offboard.StreamRequests, last, err) //nolint:errorlint // see above
 }

@@ -96,6 +96,61 @@ func (w *Worker) runBehind(ctx context.Context, t *tenantRun) {
 	}
 }
 
+// readBehindOnce is one read of readBehind, once a place among the
+// worker's behindReadsAtOnce is free: it returns how many requests it
+// read (-1: none, ctx ended before its place) and answered.
+func (w *Worker) readBehindOnce(ctx context.Context, t *tenantRun, p offboard.Priority) (read, found int, err error) {
+	var (
+		wg    sync.WaitGroup
+		slots = make(chan struct{}, behindAnswers)
+		ids   = map[string]bool{} // request ids being answered
+		// again are more messages of a request id being answered:
+		// answered after it, from the ledger, rather than left for the
+		// claim under way.
+		again []*jetstream.RawStreamMsg
+	)
+	answer := func(id string, m *jetstream.RawStreamMsg) {
+		if ids[id] {
+			again = append(again, m)
+			return
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		ids[id] = true
+		found++
+		wg.Go(func() {
+			defer func() { <-slots }()
+			w.answerBehind(ctx, t, m, p)
+		})
+	}
+	select {
+	case w.behindSlots <- struct{}{}:
+	case <-ctx.Done():
+		return -1, 0, ctx.Err()
+	}
+	defer func() { <-w.behindSlots }()
+	read, err = queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
+		if id, ok := w.ofCancelled(t, m.Data, m.Time); ok {
+			answer(id, m)
+		}
+	})
+	wg.Wait()
+	for len(again) > 0 && ctx.Err() == nil {
+		clear(ids)
+		next := again
+		again = nil
+		for _, m := range next {
+			id, _ := w.ofCancelled(t, m.Data, m.Time)
+			answer(id, m)
+		}
+		wg.Wait()
+	}
+	return read, found, err
+}
+
 // readBehind reads the lane of priority p past the requests its consumer
 // delivered (queue.ReadUndelivered) and answers each request of a
 // cancelled campaign found there (answerBehind), a few at a time, once
@@ -106,55 +161,7 @@ func (w *Worker) runBehind(ctx context.Context, t *tenantRun) {
 // requests not reached are answered cancelled as they are delivered.
 func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priority) {
 	for {
-		var (
-			wg    sync.WaitGroup
-			slots = make(chan struct{}, behindAnswers)
-			found int
-			ids   = map[string]bool{} // request ids being answered
-			// again are more messages of a request id being answered:
-			// answered after it, from the ledger, rather than left for
-			// the claim under way.
-			again []*jetstream.RawStreamMsg
-		)
-		answer := func(id string, m *jetstream.RawStreamMsg) {
-			if ids[id] {
-				again = append(again, m)
-				return
-			}
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			ids[id] = true
-			found++
-			wg.Go(func() {
-				defer func() { <-slots }()
-				w.answerBehind(ctx, t, m, p)
-			})
-		}
-		select {
-		case w.behindSlots <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		read, err := queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
-			if id, ok := w.ofCancelled(t, m.Data, m.Time); ok {
-				answer(id, m)
-			}
-		})
-		wg.Wait()
-		for len(again) > 0 && ctx.Err() == nil {
-			clear(ids)
-			next := again
-			again = nil
-			for _, m := range next {
-				id, _ := w.ofCancelled(t, m.Data, m.Time)
-				answer(id, m)
-			}
-			wg.Wait()
-		}
-		<-w.behindSlots
+		read, found, err := w.readBehindOnce(ctx, t, p)
 		if err != nil {
 			err = queue.ReadRefused(w.opts.JS.Conn(), err)
 		}

@@ -105,14 +105,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Devices a guard, or a request's notSeenSince, refused to offboard (blocked_by_policy), by the rule that refused.",
 		}, []string{"tenant", "rule"}),
 	}
-	// Every API and reason a call is made again for, at zero: a panel and
-	// a rate() see the first repeat after a start (24 series, all
-	// tenants together).
-	for _, api := range mde.APIs {
-		for _, r := range retryReasons {
-			m.Retries.WithLabelValues(api, r.String())
-		}
-	}
+	m.initRetries()
 	m.addLatency()
 	m.addTracking()
 	m.addControlMetrics(ns)
@@ -183,6 +176,17 @@ func (m *Metrics) addControlMetrics(ns string) {
 		Namespace: ns, Name: "budget_remaining",
 		Help: "Devices the tenant's budget still allows in its window; NaN while no budget is counted.",
 	}, []string{"tenant"})
+}
+
+// initRetries creates every API and reason a call is made again for at
+// zero: a panel and a rate() see the first repeat after a start (24
+// series, all tenants together).
+func (m *Metrics) initRetries() {
+	for _, api := range mde.APIs {
+		for _, r := range retryReasons {
+			m.Retries.WithLabelValues(api, r.String())
+		}
+	}
 }
 
 // retryReasons are the answers after which a call is made again
