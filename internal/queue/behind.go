@@ -127,12 +127,16 @@ func readUpTo(ctx context.Context, reader jetstream.Consumer, filter string, las
 
 // ReadRefused turns err, a failure of ReadUndelivered that reads as an
 // outage (a request with no answer), into a refusal when NATS refused
-// nc's user the consumer API on the request stream meanwhile: a user
-// narrowed for --no-setup to no consumer create there. NATS answers such
-// a request with nothing but an error on the connection, and the read,
-// made again, would be refused again for as long as the user stays so.
-// The refusal is no outage (Outage); any other err is returned as it is.
-func ReadRefused(nc *nats.Conn, err error) error {
+// nc's user the consumer API on the request stream during the read: a
+// user narrowed for --no-setup to no consumer create there. NATS answers
+// such a request with nothing but an error on the connection, and the
+// read, made again, would be refused again for as long as the user stays
+// so. before is nc's last error as the read began: the connection keeps
+// its last error until it reconnects, and a refusal already there then
+// (an earlier read's, before the user was granted the API) is none of
+// this read's, whose failure is then the outage it reads as. The refusal
+// is no outage (Outage); any other err is returned as it is.
+func ReadRefused(nc *nats.Conn, before, err error) error {
 	if nc == nil || !Outage(err) {
 		return err
 	}
@@ -140,6 +144,9 @@ func ReadRefused(nc *nats.Conn, err error) error {
 	if !errors.Is(last, nats.ErrPermissionViolation) || !strings.Contains(last.Error(), `"$JS.API.CONSUMER.`) ||
 		!strings.Contains(last.Error(), "."+offboard.StreamRequests) {
 		return err
+	}
+	if before != nil && errors.Is(last, before) {
+		return err // refused before the read began
 	}
 	// The outage is named, not wrapped: the refusal is none.
 	return fmt.Errorf("NATS refused the user the consumer API on %s, which the read needs ($JS.API.CONSUMER.CREATE, .MSG.NEXT and .DELETE): %w; %v",

@@ -98,7 +98,8 @@ func (w *Worker) runBehind(ctx context.Context, t *tenantRun) {
 
 // readBehindOnce is one read of readBehind, once a place among the
 // worker's behindReadsAtOnce is free: it returns how many requests it
-// read (-1: none, ctx ended before its place) and answered.
+// read (-1: none, ctx ended before its place) and answered. A read NATS
+// refused the user fails with the refusal (queue.ReadRefused).
 func (w *Worker) readBehindOnce(ctx context.Context, t *tenantRun, p offboard.Priority) (read, found int, err error) {
 	var (
 		wg    sync.WaitGroup
@@ -132,11 +133,16 @@ func (w *Worker) readBehindOnce(ctx context.Context, t *tenantRun, p offboard.Pr
 		return -1, 0, ctx.Err()
 	}
 	defer func() { <-w.behindSlots }()
+	nc := w.opts.JS.Conn()
+	before := nc.LastError() // a refusal the read did not meet
 	read, err = queue.ReadUndelivered(ctx, w.requests, t.source.Consumer(p), func(m *jetstream.RawStreamMsg) {
 		if id, ok := w.ofCancelled(t, m.Data, m.Time); ok {
 			answer(id, m)
 		}
 	})
+	if err != nil {
+		err = queue.ReadRefused(nc, before, err)
+	}
 	wg.Wait()
 	for len(again) > 0 && ctx.Err() == nil {
 		clear(ids)
@@ -162,9 +168,6 @@ func (w *Worker) readBehindOnce(ctx context.Context, t *tenantRun, p offboard.Pr
 func (w *Worker) readBehind(ctx context.Context, t *tenantRun, p offboard.Priority) {
 	for {
 		read, found, err := w.readBehindOnce(ctx, t, p)
-		if err != nil {
-			err = queue.ReadRefused(w.opts.JS.Conn(), err)
-		}
 		if err == nil || ctx.Err() != nil {
 			if read > 0 {
 				t.log.Info("read the requests waiting behind those a cancel's pass set aside",
