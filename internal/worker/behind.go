@@ -28,8 +28,12 @@ import (
 // behindReads runs a tenant's reads past the requests a pass set aside:
 // one at a time, the lanes asked for meanwhile read after it.
 type behindReads struct {
-	mu      sync.Mutex
-	asked   map[offboard.Priority]bool
+	mu    sync.Mutex
+	asked map[offboard.Priority]bool
+	// ctx is the last ask's: the tenant's assignment then. The reads
+	// asked for go under it, not under the one the running reads began
+	// with, which may have ended since (the tenant moved away and back).
+	ctx     context.Context
 	running bool
 }
 
@@ -66,17 +70,21 @@ func (w *Worker) withdrawBehind(ctx context.Context, t *tenantRun, prios []offbo
 	for _, p := range prios {
 		b.asked[p] = true
 	}
+	b.ctx = ctx
 	if b.running {
 		return // read once it is over: a cancel landed during the read
 	}
 	b.running = true
-	w.fetchers.Go(func() { w.runBehind(ctx, t) })
+	w.fetchers.Go(func() { w.runBehind(t) })
 }
 
-func (w *Worker) runBehind(ctx context.Context, t *tenantRun) {
+// runBehind makes the reads asked for (withdrawBehind) until none is
+// left, each under the context of the last ask.
+func (w *Worker) runBehind(t *tenantRun) {
 	b := &t.behind
 	for {
 		b.mu.Lock()
+		ctx := b.ctx
 		var prios []offboard.Priority
 		for _, p := range bothPriorities {
 			if b.asked[p] {
