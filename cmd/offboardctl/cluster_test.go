@@ -63,9 +63,7 @@ func clusterCampaignRun(t *testing.T, choose func(leader int) (via, lost int)) {
 	// A few publishes awaited at a time: the server is lost mid-publish.
 	done := runInBackground(t.Context(), "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
 		"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s", "--max-pending", "16")
-	for range rows / 5 {
-		<-seen
-	}
+	waitMsgs(t, seen, rows/5, 30*time.Second)
 	_ = sub.Unsubscribe()
 	c.Shutdown(lost)
 	lostAt := time.Since(start)
@@ -178,9 +176,7 @@ func TestCampaignRunFollowsResultsPastALostServer(t *testing.T) {
 	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
 		t.Fatalf("resume: %s", errs)
 	}
-	for range rows / 5 {
-		<-seen
-	}
+	waitMsgs(t, seen, rows/5, 30*time.Second)
 	_ = sub.Unsubscribe()
 	c.Shutdown(lost)
 	lostAt := time.Since(start)
@@ -237,4 +233,18 @@ func resultsReader(t *testing.T, e *testEnv, c *natstest.Cluster) int {
 		}
 	}
 	return -1
+}
+
+// waitMsgs takes n messages from seen, and fails if they have not come
+// within the given time.
+func waitMsgs(t *testing.T, seen <-chan *nats.Msg, n int, within time.Duration) {
+	t.Helper()
+	deadline := time.After(within)
+	for i := range n {
+		select {
+		case <-seen:
+		case <-deadline:
+			t.Fatalf("%d of %d messages within %v", i, n, within)
+		}
+	}
 }
