@@ -81,3 +81,44 @@ func TestRowPublishedAgainForABoundedTime(t *testing.T) {
 		t.Errorf("counts %+v, error %v; want the row not published, no stream answering", c, r.pubErr.Load())
 	}
 }
+
+// The bound on publishing again is the run's, not each row's: the rows'
+// answers are awaited one after the other, and each row given its own
+// bound from when its turn came, a stream gone kept a run of N rows for
+// N times the bound (30 s each: over eight hours for a thousand rows).
+// Past the bound with no publish answered, every row left unanswered is
+// given up at once.
+func TestRowsPublishedAgainForOneBoundedTime(t *testing.T) {
+	t.Parallel()
+	nc, _ := natstest.Connect(t) // no stream takes the subject
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	rows, err := campaign.NewRows("gone", n, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rows.Close() })
+	const bound = 500 * time.Millisecond
+	r := &campaignRun{js: js, rows: rows, againFor: bound}
+	acks := make(chan pendingAck, n)
+	for i := range n {
+		m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Bulk))
+		m.Data = []byte(`{}`)
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks <- pendingAck{row: i + 1, f: f}
+	}
+	close(acks)
+	done := make(chan struct{})
+	go func() { defer close(done); r.collectAcks(t.Context(), acks) }()
+	// Row by row, it took n times the bound and its pauses: 7-8 s.
+	testwait.For(t, done, 4*time.Second, "the rows given up once the bound is past")
+	if c := rows.Counts(); c.Unpublished != n {
+		t.Errorf("counts %+v; want the %d rows not published", c, n)
+	}
+}

@@ -146,6 +146,9 @@ type campaignRun struct {
 
 	// againFor is publishAgainFor, shorter in tests.
 	againFor time.Duration
+	// unansweredSince is when the run's publishes went unanswered, since
+	// the last one answered (collectAcks's alone); zero while answered.
+	unansweredSince time.Time
 
 	seed    maphash.Seed
 	devices []uint64      // the CSV's devices, hashed (readCSV)
@@ -1277,9 +1280,8 @@ type pendingAck struct {
 	row int
 	f   jetstream.PubAckFuture
 	// again: the row was published again after its acknowledgement did
-	// not come (publishAgain), first when its first publish failed so.
+	// not come (publishAgain).
 	again bool
-	first time.Time
 }
 
 // publishAckWait bounds the wait for a publish's acknowledgement, after
@@ -1290,10 +1292,14 @@ type pendingAck struct {
 // is dropped as a duplicate.
 const publishAckWait = 5 * time.Second
 
-// publishAgainFor bounds how long a row is published again: past it, a
-// stream that answers no publish (deleted, or without a leader for
-// longer than an election takes) counts the row not published, and the
+// publishAgainFor bounds how long rows are published again while no
+// publish is answered: past it, a stream that answers none (deleted, or
+// without a leader for longer than an election takes) counts the row
+// waited on and every later one left unanswered not published, and the
 // run ends telling to run it again, as it did before it published again.
+// It is the run's, not each row's: counted row by row, as the rows'
+// answers are awaited one after the other, a stream gone kept a run of
+// N rows for N times 30 s.
 const publishAgainFor = 30 * time.Second
 
 // publishAgainPause is the pause before a row whose publish was refused
@@ -1308,10 +1314,10 @@ const publishAgainPause = 250 * time.Millisecond
 // stream answered (a leader being elected). The stream drops it as a
 // duplicate if the first one was stored. Not once the run is ending
 // (ctx), nor once the campaign is cancelled, nor for a refusal (the
-// stream's answer), nor past publishAgainFor since the first failure:
-// false then, and the row is counted not published.
+// stream's answer), nor past publishAgainFor since the run's publishes went
+// unanswered: false then, and the row is counted not published.
 func (r *campaignRun) publishAgain(ctx context.Context, p pendingAck, err error) (jetstream.PubAckFuture, bool) {
-	if !unanswered(err) || p.f.Msg() == nil || p.again && time.Since(p.first) > cmp.Or(r.againFor, publishAgainFor) {
+	if !unanswered(err) || p.f.Msg() == nil || time.Since(r.unansweredSince) > cmp.Or(r.againFor, publishAgainFor) {
 		return nil, false
 	}
 	if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {
@@ -1442,11 +1448,15 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 		for answered := false; !answered; {
 			select {
 			case ack := <-p.f.Ok():
+				r.unansweredSince = time.Time{}
 				r.countAck(p, ack)
 				answered = true
 			case err := <-p.f.Err():
-				if !p.again {
-					p.first = time.Now()
+				switch {
+				case !unanswered(err):
+					r.unansweredSince = time.Time{} // the stream's refusal: an answer
+				case r.unansweredSince.IsZero():
+					r.unansweredSince = time.Now()
 				}
 				if f, ok := r.publishAgain(ctx, p, err); ok {
 					p.f, p.again = f, true
