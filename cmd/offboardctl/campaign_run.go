@@ -1314,10 +1314,16 @@ const publishAgainPause = 250 * time.Millisecond
 // stream answered (a leader being elected). The stream drops it as a
 // duplicate if the first one was stored. Not once the run is ending
 // (ctx), nor once the campaign is cancelled, nor for a refusal (the
-// stream's answer), nor past publishAgainFor since the run's publishes went
+// stream's answer, or the server's for a permission: that publish too
+// times out), nor past publishAgainFor since the run's publishes went
 // unanswered: false then, and the row is counted not published.
 func (r *campaignRun) publishAgain(ctx context.Context, p pendingAck, err error) (jetstream.PubAckFuture, bool) {
 	if !unanswered(err) || p.f.Msg() == nil || time.Since(r.unansweredSince) > cmp.Or(r.againFor, publishAgainFor) {
+		return nil, false
+	}
+	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) && publishRefused(r.js.Conn(), p.f.Msg().Subject) {
+		// Refused, not lost: published again, it would be refused
+		// again, each row's tries taking the run 30 s in silence.
 		return nil, false
 	}
 	if !errors.Is(err, jetstream.ErrAsyncPublishTimeout) {

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -57,5 +59,30 @@ func TestDeadRetrySkipsATooLargeRetry(t *testing.T) {
 		!strings.Contains(out, "2 retried, 0 retried before (the stream dropped the repeat), 1 not retried") ||
 		strings.Contains(errs, "left") || strings.Count(errs, "\n") != 1 {
 		t.Errorf("dead retry --all: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestCampaignRunRefusedPublishIsNotPublishedAgain: campaign run under a
+// user that may not publish requests (NATS refuses each publish, which
+// then times out with no answer) counts the rows not published once their
+// publish times out, and says why in one line, the password left out.
+// Each was published again for 30 s, one row after the other, in
+// silence: 3 rows took 105 s, or ran out a --timeout.
+func TestCampaignRunRefusedPublishIsNotPublishedAgain(t *testing.T) {
+	t.Parallel()
+	url, _ := natsWithReader(t, "mde.offboard.request.>")
+	dir := t.TempDir()
+	p := writeFile(t, dir, "c.csv", "computerDnsName\npc-1\npc-2\npc-3\n")
+	start := time.Now()
+	code, out, errs := ctl(t, url, "--connect-timeout", "1s", "campaign", "run", "--tenant", "contoso", "--csv", p,
+		"--report", filepath.Join(dir, "r.csv"), "--timeout", "20s")
+	took := time.Since(start)
+	t.Logf("%v: exit %d: stderr %q", took, code, errs)
+	if code != exitFailed || !strings.Contains(errs, "3 rows could not be published") || !strings.Contains(errs, "Permissions Violation") ||
+		strings.Count(strings.TrimSpace(errs), "\n") != 0 || strings.Contains(errs, "pw@") || strings.Contains(errs, "ran out") {
+		t.Errorf("exit %d, want 1 and one line saying the 3 rows were refused: stdout %q, stderr %q", code, out, errs)
+	}
+	if took > publishAckWait+5*time.Second {
+		t.Errorf("the run took %v, want the rows given up once their publish timed out (%v)", took, publishAckWait)
 	}
 }
