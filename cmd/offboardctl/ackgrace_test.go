@@ -77,8 +77,8 @@ func TestRowPublishedAgainForABoundedTime(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); r.collectAcks(t.Context(), acks) }()
 	testwait.For(t, done, 10*time.Second, "the row given up")
-	if c := rows.Counts(); c.Unpublished != 1 || !errors.Is(r.pubErr.Load().(error), jetstream.ErrNoStreamResponse) {
-		t.Errorf("counts %+v, error %v; want the row not published, no stream answering", c, r.pubErr.Load())
+	if c := rows.Counts(); c.Unpublished != 1 || !errors.Is(r.pubError(), jetstream.ErrNoStreamResponse) {
+		t.Errorf("counts %+v, error %v; want the row not published, no stream answering", c, r.pubError())
 	}
 }
 
@@ -120,5 +120,43 @@ func TestRowsPublishedAgainForOneBoundedTime(t *testing.T) {
 	testwait.For(t, done, 4*time.Second, "the rows given up once the bound is past")
 	if c := rows.Counts(); c.Unpublished != n {
 		t.Errorf("counts %+v; want the %d rows not published", c, n)
+	}
+}
+
+// failedAck is a publish that failed with err, its message not kept.
+type failedAck struct{ err chan error }
+
+func newFailedAck(err error) failedAck {
+	ch := make(chan error, 1)
+	ch <- err
+	return failedAck{ch}
+}
+
+func (failedAck) Ok() <-chan *jetstream.PubAck { return nil }
+func (a failedAck) Err() <-chan error          { return a.err }
+func (failedAck) Msg() *nats.Msg               { return nil }
+
+// Rows whose publishes failed with errors of different types (the
+// connection lost under some, the acknowledgement of others timed out,
+// the stream refused one) are each counted not published, and the first
+// error is told. The second such error crashed the run, a stack in place
+// of its report: the first error was kept in an atomic.Value, which
+// panics at a value of another type.
+func TestRowsNotPublishedForErrorsOfSeveralTypes(t *testing.T) {
+	t.Parallel()
+	rows, err := campaign.NewRows("mixed", 3, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rows.Close() })
+	r := &campaignRun{rows: rows}
+	acks := make(chan pendingAck, 3)
+	acks <- pendingAck{row: 1, f: newFailedAck(nats.ErrDisconnected)}
+	acks <- pendingAck{row: 2, f: newFailedAck(jetstream.ErrAsyncPublishTimeout)}
+	acks <- pendingAck{row: 3, f: newFailedAck(&jetstream.APIError{Code: 503, ErrorCode: 10047, Description: "maximum bytes exceeded"})}
+	close(acks)
+	r.collectAcks(t.Context(), acks)
+	if c := rows.Counts(); c.Unpublished != 3 || !errors.Is(r.pubError(), nats.ErrDisconnected) {
+		t.Errorf("counts %+v, error %v; want the 3 rows not published, the connection lost", c, r.pubError())
 	}
 }

@@ -117,15 +117,15 @@ type campaignRun struct {
 	quota atomic.Pointer[etaRead]
 
 	published, duplicates, skipped atomic.Int64
-	sent                           atomic.Int64 // publishes sent by this run, acknowledged or not
-	stopTold                       atomic.Bool  // the stop of the publishing at a cancel was told (withdraw)
-	unconfirmed                    atomic.Int64 // publishes sent whose acknowledgement did not come (interrupted)
-	unread                         atomic.Int64 // rows to publish that the publishing has not reached yet (toPublish)
-	pubErr                         atomic.Value // first publish error
-	ahead                          atomic.Int64 // the tenant's backlog served before the campaign's end
-	aheadUnread                    atomic.Int64 // the rows not published yet when ahead was read
-	paused                         atomic.Bool  // an operator paused the campaign's priority, and it is not cancelled
-	noWorker                       atomic.Bool  // no worker has announced the tenant lately (workersOf)
+	sent                           atomic.Int64          // publishes sent by this run, acknowledged or not
+	stopTold                       atomic.Bool           // the stop of the publishing at a cancel was told (withdraw)
+	unconfirmed                    atomic.Int64          // publishes sent whose acknowledgement did not come (interrupted)
+	unread                         atomic.Int64          // rows to publish that the publishing has not reached yet (toPublish)
+	pubErr                         atomic.Pointer[error] // first publish error, of any type (notePubErr)
+	ahead                          atomic.Int64          // the tenant's backlog served before the campaign's end
+	aheadUnread                    atomic.Int64          // the rows not published yet when ahead was read
+	paused                         atomic.Bool           // an operator paused the campaign's priority, and it is not cancelled
+	noWorker                       atomic.Bool           // no worker has announced the tenant lately (workersOf)
 	stateErr                       atomic.Value
 	checked                        atomic.Bool       // results are checked against the CSV's devices as they come
 	waiting                        []bool            // by row: a request of it waits in the request stream; set before publishing
@@ -1406,7 +1406,7 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 			continue // the server is behind: wait for its acknowledgements
 		}
 		r.rows.Unpublished(row.N)
-		r.pubErr.CompareAndSwap(nil, err)
+		r.notePubErr(err)
 		return fmt.Errorf("publish row %d: %w", row.N, err)
 	}
 }
@@ -1469,7 +1469,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 					continue
 				}
 				r.rows.Unpublished(p.row)
-				r.pubErr.CompareAndSwap(nil, err)
+				r.notePubErr(err)
 				answered = true
 			case <-interrupted:
 				grace = time.NewTimer(ackGrace)
@@ -1486,7 +1486,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 					r.countAck(p, ack)
 				case err := <-p.f.Err():
 					r.rows.Unpublished(p.row)
-					r.pubErr.CompareAndSwap(nil, err)
+					r.notePubErr(err)
 				default:
 					r.unconfirmed.Add(1)
 				}
@@ -1494,6 +1494,19 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 			}
 		}
 	}
+}
+
+// notePubErr keeps err if it is the first publish error. Not in an
+// atomic.Value: one holding an error of one type panics at a swap with
+// another (a lost connection's, then a timeout's or a refusal's).
+func (r *campaignRun) notePubErr(err error) { r.pubErr.CompareAndSwap(nil, &err) }
+
+// pubError is the first publish error, nil if none.
+func (r *campaignRun) pubError() error {
+	if p := r.pubErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // countAck counts a publish the stream answered: stored, or dropped as
@@ -1539,7 +1552,7 @@ func (r *campaignRun) finish(waitErr error) error {
 	case waitErr != nil:
 		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
 	case c.Unpublished > 0:
-		err, _ := r.pubErr.Load().(error)
+		err := r.pubError()
 		return fmt.Errorf("campaign %s: %d rows could not be published (%w); run the same command again", r.f.name, c.Unpublished, err)
 	}
 	return nil
