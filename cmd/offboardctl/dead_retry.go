@@ -858,6 +858,17 @@ func publishRefused(nc *nats.Conn, subject string) bool {
 	return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"`+subject+`"`)
 }
 
+// retryPublishWait bounds the wait for a retry's acknowledgement.
+const retryPublishWait = 10 * time.Second
+
+// ownWait is a publish that ran out a wait of the command's own, which
+// --connect-timeout does not set: explainNoResponders does not tell to
+// raise it, as it did after a retry refused or left unanswered.
+type ownWait struct{ err error }
+
+func (e ownWait) Error() string { return e.err.Error() }
+func (e ownWait) Unwrap() error { return e.err }
+
 // unansweredRetry is a retry sent whose publish got no answer: it may
 // have been stored, and is not counted among those not retried. Told
 // "not retried", it was worked on all the same.
@@ -978,14 +989,18 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 	if err != nil {
 		return nil, err
 	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	pctx, cancel := context.WithTimeout(ctx, retryPublishWait)
 	defer cancel()
 	ack, err := js.PublishMsg(pctx, m)
+	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
+		// The wait is the retry's own, not --connect-timeout's.
+		err = ownWait{err}
+	}
 	if err != nil && ctx.Err() == nil && control.Unanswered(err) && !publishRefused(js.Conn(), d.subject) {
 		// Sent, and no answer: the stream may have stored it (its
 		// leader lost between its write and its reply, on a cluster).
-		return nil, unansweredRetry{fmt.Errorf("the retry of %s attempt %d got no answer, and may have been published (%w): the same command again tells, and publishes it only if it was not",
-			d.RequestID, attempt, err)}
+		return nil, unansweredRetry{fmt.Errorf("the retry of %s attempt %d got no answer in %v, and may have been published (%w): the same command again tells, and publishes it only if it was not",
+			d.RequestID, attempt, retryPublishWait, err)}
 	}
 	if err != nil {
 		return nil, notPublished{fmt.Errorf("publish the retry of %s: %w", d.RequestID, err)}
