@@ -119,12 +119,14 @@ func (c *cli) cancelCampaign(ctx context.Context, tenant, name string, m campaig
 			was = &campaign.Mark{Cancelled: true}
 		}
 		return c.cancelledAlready(tenant, name, was)
-	case err != nil && control.Unanswered(err):
+	case err != nil && control.Unanswered(err) && !control.WriteRefused(js.Conn(), campaign.Key(tenant, name)):
 		// The mark may have been stored, its answer lost (the bucket's
 		// leader lost between the write and the reply): the cancel may
 		// be in force, and the worker acting on it.
 		return fmt.Errorf("campaign %s of tenant %s not known to be cancelled: its mark got no answer, and may have been stored (%w); "+
 			"offboardctl campaign status --tenant %s --name %s shows whether it is, and the same campaign cancel again finishes it", name, tenant, err, tenant, name)
+	case err != nil && control.Unanswered(err):
+		return fmt.Errorf("campaign %s of tenant %s not cancelled: its mark was refused (%w)", name, tenant, err)
 	case err != nil:
 		return err
 	}

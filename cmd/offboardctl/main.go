@@ -557,6 +557,11 @@ func (c *cli) explainNoResponders(ctx context.Context, err error) error {
 		// is to blame.
 		return fmt.Errorf("%w (the connection to NATS at %s was lost, and is not back: run it again once NATS is)", err, queue.RedactURLs(c.conn.URL))
 	}
+	if timedOut && errors.Is(c.nc.LastError(), nats.ErrPermissionViolation) {
+		// The timeout is NATS's refusal of a publish, which
+		// queue.Refusal tells: no election, nor a flag, is to blame.
+		return err
+	}
 	if timedOut && errors.As(err, new(ownWait)) {
 		// A wait of the command's own, which --connect-timeout does not
 		// set: its error says what to do.

@@ -124,3 +124,40 @@ func TestDeadRetryStoredButUnansweredIsNotCountedNotRetried(t *testing.T) {
 		t.Errorf("again: exit %d: %s%s", code, out, errs)
 	}
 }
+
+// TestControlWriteRefusedIsNotToldMayBeStored: a budget, a pause and a
+// campaign cancel whose write NATS refuses the user (no permission to
+// publish on the control bucket's key) also times out, but was not
+// stored: the command says it is not in force and that NATS refused the
+// user, in one line. It said that the change might have been stored, that
+// the same command again would finish it, and blamed a leader election
+// or --connect-timeout, beside "NATS refused this user".
+func TestControlWriteRefusedIsNotToldMayBeStored(t *testing.T) {
+	t.Parallel()
+	url, js := natsWithReader(t, "$KV.>")
+	m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Bulk))
+	m.Data = []byte(`{"requestId":"` + campaign.RequestID("wave", 1) + `","machineId":"` + strings.Repeat("a", 40) + `","source":"campaign:wave"}`)
+	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(tenant, campaign.RequestID("wave", 1), 1))
+	if _, err := js.PublishMsg(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"budget", tenant, "5/1h"}, "budget of contoso not set to 5/1h: its write was refused"},
+		{[]string{"pause", tenant, "--priority", "bulk"}, "bulk not paused"},
+		{[]string{"campaign", "cancel", "--tenant", tenant, "--name", "wave"}, "campaign wave of tenant contoso not cancelled: its mark was refused"},
+	} {
+		code, _, errs := ctl(t, url, append([]string{"--connect-timeout", "1s"}, tc.args...)...)
+		if code != exitFailed || strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, tc.want) ||
+			!strings.Contains(errs, "Permissions Violation") || strings.Contains(errs, "pw@") {
+			t.Errorf("%v: exit %d, want 1 and one line saying %q and the refusal: %q", tc.args, code, tc.want, errs)
+		}
+		for _, wrong := range []string{"may have been stored", "not known", "finishes it", "leader election", "connect-timeout"} {
+			if strings.Contains(errs, wrong) {
+				t.Errorf("%v: %q says %q of a write NATS refused", tc.args, errs, wrong)
+			}
+		}
+	}
+}

@@ -96,6 +96,11 @@ func (s *Store) Apply(ctx context.Context, c Change) (Event, error) {
 	}
 	written, err := s.put(ctx, keys, data)
 	if err != nil {
+		var failed *keyError
+		if errors.As(err, &failed) && WriteRefused(s.js.Conn(), failed.key) {
+			// Refused, not lost: it was not stored.
+			err = refusedWrite{err}
+		}
 		if ev.Priority == "" {
 			return Event{}, budgetNotWritten(c, err)
 		}
@@ -190,7 +195,7 @@ func notAllWritten(c Change, keys []string, written map[string]uint64, err error
 		verb = "resumed"
 	}
 	var failed *keyError
-	unanswered := errors.As(err, &failed) && Unanswered(err)
+	unanswered := errors.As(err, &failed) && Unanswered(err) && !errors.As(err, new(refusedWrite))
 	states := make([]string, 0, len(keys))
 	for _, k := range keys {
 		_, _, p, _ := ParseKey(k)
@@ -203,6 +208,11 @@ func notAllWritten(c Change, keys []string, written map[string]uint64, err error
 			states = append(states, fmt.Sprintf("%s not %s", p, verb))
 		}
 	}
+	if errors.As(err, new(refusedWrite)) {
+		// Refused again, the same command finishes nothing.
+		return fmt.Errorf("%s of %s failed: %s (%w); offboardctl status %s shows what is in force",
+			c.Action, c.Tenant, strings.Join(states, ", "), err, c.Tenant)
+	}
 	return fmt.Errorf("%s of %s failed: %s (%w); offboardctl status %s shows what is in force, and the same %s again finishes it",
 		c.Action, c.Tenant, strings.Join(states, ", "), err, c.Tenant, c.Action)
 }
@@ -214,6 +224,12 @@ func notAllWritten(c Change, keys []string, written map[string]uint64, err error
 // ran out of time, the operator took the budget for unchanged.
 func budgetNotWritten(c Change, err error) error {
 	var failed *keyError
+	if errors.As(err, new(refusedWrite)) {
+		if c.Action == ActionBudgetClear {
+			return fmt.Errorf("budget override of %s not cleared: its write was refused (%w)", c.Tenant, err)
+		}
+		return fmt.Errorf("budget of %s not set to %s: its write was refused (%w)", c.Tenant, c.Value, err)
+	}
 	if !errors.As(err, &failed) || !Unanswered(err) {
 		return err
 	}
@@ -224,6 +240,24 @@ func budgetNotWritten(c Change, err error) error {
 	return fmt.Errorf("%s: its write got no answer, and may have been stored (%w); offboardctl status %s shows what is in force, and the same command again finishes it",
 		what, err, c.Tenant)
 }
+
+// WriteRefused says whether NATS refused the connection nc the publish
+// that writes key of the control bucket (a user without the
+// permission): that write times out as one whose answer was lost does,
+// but was not stored, and the same command again is refused again.
+func WriteRefused(nc *nats.Conn, key string) bool {
+	if nc == nil {
+		return false
+	}
+	last := nc.LastError()
+	return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"$KV.`+offboard.BucketControl+"."+key+`"`)
+}
+
+// refusedWrite is a write NATS refused (WriteRefused).
+type refusedWrite struct{ err error }
+
+func (e refusedWrite) Error() string { return e.err.Error() }
+func (e refusedWrite) Unwrap() error { return e.err }
 
 // Unanswered says whether a write failed for want of an answer (a
 // timeout, an interrupt), not by the server's refusal: it may have been
