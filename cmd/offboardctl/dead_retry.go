@@ -832,6 +832,11 @@ func retryFailed(d deadLetter, err error) (stop bool, why error) {
 // published, with left dead letters after it not tried.
 func stoppedAt(errs []error, left int) error {
 	last := errs[len(errs)-1]
+	if left == 0 && len(errs) > 1 && errors.As(last, new(unansweredRetry)) {
+		// The last may have been retried: counted apart, as the
+		// command's last line of output counts it.
+		return &severalNotRetried{errs: errs, unknown: 1}
+	}
 	if left == 0 {
 		return notRetried(context.Background(), errs, 0)
 	}
@@ -909,7 +914,7 @@ func notRetried(ctx context.Context, errs []error, left int) error {
 	case 1:
 		failed = errs[0]
 	default:
-		failed = &severalNotRetried{errs}
+		failed = &severalNotRetried{errs: errs}
 	}
 	if left == 0 {
 		return failed
@@ -925,9 +930,17 @@ func notRetried(ctx context.Context, errs []error, left int) error {
 // on its own line of the output: one line that counts them, where
 // errors.Join would write each on a line of its own without the command's
 // name.
-type severalNotRetried struct{ errs []error }
+type severalNotRetried struct {
+	errs []error
+	// unknown: how many of errs are retries not known to be retried
+	// (unansweredRetry), not counted among those not retried.
+	unknown int
+}
 
 func (e *severalNotRetried) Error() string {
+	if e.unknown > 0 {
+		return fmt.Sprintf("%d dead letters not retried, %d not known to be retried (no answer; each said why above)", len(e.errs)-e.unknown, e.unknown)
+	}
 	return fmt.Sprintf("%d dead letters not retried (each said why above)", len(e.errs))
 }
 

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -159,5 +161,23 @@ func TestControlWriteRefusedIsNotToldMayBeStored(t *testing.T) {
 				t.Errorf("%v: %q says %q of a write NATS refused", tc.args, errs, wrong)
 			}
 		}
+	}
+}
+
+// A retry left unanswered that is the last dead letter, after one not
+// retried (its body fails the request's checks), is counted apart in
+// the command's error as in its last line of output ("1 not retried, 1
+// not known to be retried"): the error said "2 dead letters not
+// retried".
+func TestDeadRetryLastUnansweredIsNotCountedNotRetried(t *testing.T) {
+	t.Parallel()
+	refused := fmt.Errorf("dead letter 1: its body fails the request's checks")
+	unknown := fmt.Errorf("dead letter 2: %w", unansweredRetry{errors.New("the retry of y-1 attempt 2 got no answer in 10s, and may have been published")})
+	err := stoppedAt([]error{refused, unknown}, 0)
+	if want := "1 dead letters not retried, 1 not known to be retried (no answer; each said why above)"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %q", err, want)
+	}
+	if !errors.Is(err, refused) || !errors.As(err, new(unansweredRetry)) {
+		t.Errorf("error %v does not hold both", err)
 	}
 }
