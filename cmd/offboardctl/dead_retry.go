@@ -619,16 +619,21 @@ func (c *cli) retryEach(ctx context.Context, tenant string, picked []deadLetter,
 			break
 		}
 	}
-	unanswered := ""
-	if unknown > 0 {
-		unanswered = fmt.Sprintf(", %d not known to be retried (no answer)", unknown)
-	}
 	fmt.Fprintf(c.stdout, "%d retried, %d retried before (the stream dropped the repeat), %d not retried, %d answered since%s\n%s",
-		retried, dup, len(errs)-unknown+left, since, unanswered, c.behindAPause(ctx, tenant, sent, room)+c.noWorkerNote(ctx, tenant, sent))
+		retried, dup, len(errs)-unknown+left, since, notKnownRetried(unknown), c.behindAPause(ctx, tenant, sent, room)+c.noWorkerNote(ctx, tenant, sent))
 	if stopped {
 		return stoppedAt(errs, left)
 	}
 	return notRetried(ctx, errs, left)
+}
+
+// notKnownRetried is the summary's part on the retries whose publish got
+// no answer: "" when none.
+func notKnownRetried(unknown int) string {
+	if unknown == 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %d not known to be retried (no answer)", unknown)
 }
 
 // priorityOf is the priority of a dead letter's retry: that of its
