@@ -225,5 +225,9 @@ func (w *Worker) answerBehind(ctx context.Context, t *tenantRun, m *jetstream.Ra
 	j.req = req
 	j.log = j.log.WithLazy(zap.String("request_id", req.RequestID))
 	j.checked = true
+	// Counted as a delivered request is, in
+	// mde_offboard_requests_received_total: else the tenant had results
+	// of requests never counted received.
+	w.countReceived(j)
 	w.answered(ctx, j) // false: left to its delivery, which goes by the ledger
 }

@@ -552,7 +552,8 @@ func (e errLeave) Error() string { return string(e) }
 
 // countReceived counts a request answered apart from its tenant's
 // consumers (a tenant no replica serves, a subject of no contract form, a
-// status lookalike) in mde_offboard_requests_received_total, as handle
+// status lookalike, a cancelled campaign's request read far behind others
+// in its lane) in mde_offboard_requests_received_total, as handle
 // counts the others: under its tenant when configured, else
 // queue.UnknownTenant, and without a priority when its subject gives none.
 func (w *Worker) countReceived(j *job) {
