@@ -133,6 +133,16 @@ func TestSeriesVecIsSmall(t *testing.T) {
 		t.Errorf("gaugeVec: %.0f bytes per series, want at most 200", ownBytes)
 	}
 
+	// A counter keeps its created timestamp too, shared by the series
+	// made within the same second (64 bytes a series before).
+	counter := newCounterVec(prometheus.CounterOpts{Namespace: "mde_offboard", Name: "results_total", Help: "Results."}, []string{"tenant", "kind"})
+	counterBytes := heapPerSeries(n, func(tenant, kind string) { counter.WithLabelValues(tenant, kind).Inc() })
+	runtime.KeepAlive(counter)
+	t.Logf("heap per series: counterVec %.0f bytes", counterBytes)
+	if counterBytes > ownBytes+32 {
+		t.Errorf("counterVec: %.0f bytes per series, gaugeVec %.0f: want its created timestamp shared", counterBytes, ownBytes)
+	}
+
 	// A scrape builds no label pairs: it allocates no more than the
 	// library's, which keeps them built.
 	perScrape := func(c prometheus.Collector) uint64 {
