@@ -863,10 +863,7 @@ func (e notPublished) Unwrap() error { return e.err }
 
 // publishRefused says whether NATS refused the connection a publish on
 // subject: the publish then times out, and was not stored.
-func publishRefused(nc *nats.Conn, subject string) bool {
-	last := nc.LastError()
-	return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"`+subject+`"`)
-}
+func publishRefused(nc *nats.Conn, subject string) bool { return queue.PublishRefused(nc, subject) }
 
 // retryPublishWait bounds the wait for a retry's acknowledgement.
 const retryPublishWait = 10 * time.Second

@@ -371,12 +371,13 @@ func (c *cli) connect(ctx context.Context) (jetstream.JetStream, error) {
 		// run waited four to six minutes for results stored meanwhile.
 		nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(2),
 		// A refused permission is told once, in the command's error
-		// (explainRefused), not as a raw line of its own.
-		nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {}),
+		// (explainRefused), not as a raw line of its own; a refused
+		// publish's subject is remembered (queue.PublishRefused).
+		nats.ErrorHandler(queue.NoteRefusal),
 		// Real time: when the connection went, for the progress to say.
 		nats.DisconnectErrHandler(func(*nats.Conn, error) { c.lostSince.CompareAndSwap(0, time.Now().UnixNano()) }),
 		nats.ReconnectHandler(func(*nats.Conn) { c.lostSince.Store(0) }),
-		nats.ClosedHandler(func(*nats.Conn) { close(closed) }))
+		nats.ClosedHandler(func(nc *nats.Conn) { queue.ForgetRefusals(nc); close(closed) }))
 	type connected struct {
 		nc  *nats.Conn
 		err error

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -8,6 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/control"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -85,5 +89,51 @@ func TestCampaignRunRefusedPublishIsNotPublishedAgain(t *testing.T) {
 	}
 	if took > publishAckWait+5*time.Second {
 		t.Errorf("the run took %v, want the rows given up once their publish timed out (%v)", took, publishAckWait)
+	}
+}
+
+// TestPublishRefusedOutlivesAnotherRefusal: a publish NATS refused stays
+// refused when a refusal of another subject comes before its timeout is
+// looked at (campaign run reads the workers' presence every 5 s, which a
+// user that may not publish requests may not read either). Only the
+// connection's last error was looked at: the run published such rows
+// again, refused each time, until a timeout fell before the next read,
+// or for 30 s; a control write so refused was told as perhaps stored.
+// A refusal of another subject does not make a publish refused.
+func TestPublishRefusedOutlivesAnotherRefusal(t *testing.T) {
+	t.Parallel()
+	other := "$JS.API.STREAM.INFO.KV_" + queue.BucketPresence
+	url, _ := natsWithReader(t, "mde.offboard.request.>", "$KV.>", other)
+	c := &cli{conn: queue.Conn{URL: url}, timeout: 5 * time.Second, stdout: io.Discard, stderr: io.Discard}
+	if _, err := c.connect(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
+	req := offboard.Subjects{}.Request("contoso", offboard.Bulk)
+	key := campaign.Key("contoso", "wave")
+	for _, subject := range []string{req, "$KV." + offboard.BucketControl + "." + key, other} {
+		if err := c.nc.Publish(subject, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.nc.FlushTimeout(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if last := c.nc.LastError(); last == nil || !strings.Contains(last.Error(), other) {
+		t.Fatalf("last error %v, want the refusal of %s", last, other)
+	}
+	// The refusals reach the connection's error handler a moment after
+	// its last error is set; a publish's timeout is seconds later.
+	deadline := time.Now().Add(2 * time.Second)
+	for (!publishRefused(c.nc, req) || !control.WriteRefused(c.nc, key)) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !publishRefused(c.nc, req) || !control.WriteRefused(c.nc, key) {
+		t.Errorf("after a refusal of %s: publish of %s refused %v, write of %s refused %v; want both refused",
+			other, req, publishRefused(c.nc, req), key, control.WriteRefused(c.nc, key))
+	}
+	normal := offboard.Subjects{}.Request("contoso", offboard.Normal)
+	if publishRefused(c.nc, normal) || control.WriteRefused(c.nc, campaign.Key("contoso", "other")) {
+		t.Errorf("a subject never published counts refused")
 	}
 }

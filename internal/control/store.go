@@ -246,11 +246,7 @@ func budgetNotWritten(c Change, err error) error {
 // permission): that write times out as one whose answer was lost does,
 // but was not stored, and the same command again is refused again.
 func WriteRefused(nc *nats.Conn, key string) bool {
-	if nc == nil {
-		return false
-	}
-	last := nc.LastError()
-	return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"$KV.`+offboard.BucketControl+"."+key+`"`)
+	return queue.PublishRefused(nc, "$KV."+offboard.BucketControl+"."+key)
 }
 
 // refusedWrite is a write NATS refused (WriteRefused).

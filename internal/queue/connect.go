@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -485,6 +486,54 @@ func Refusal(nc *nats.Conn, err error) (refused bool, explained error) {
 		return true, fmt.Errorf("%w; NATS refused this user: %w (check its permissions and --nats-inbox-prefix)", err, last)
 	}
 	return false, err
+}
+
+// refusedPublishes holds, by connection, the subjects NATS refused it a
+// publish on (NoteRefusal): a set of strings, one per subject.
+var refusedPublishes sync.Map // *nats.Conn → *sync.Map
+
+// NoteRefusal, a connection's nats.ErrorHandler, remembers the subject of
+// each publish NATS refused it for a permission. The connection's last
+// error alone, where the refusal is told too, is replaced by the next
+// refusal of another subject (a read of another bucket the user may not
+// make): by the time a refused publish times out, seconds later, it may
+// name another subject.
+func NoteRefusal(nc *nats.Conn, _ *nats.Subscription, err error) {
+	const at = `Publish to "`
+	if nc == nil || !errors.Is(err, nats.ErrPermissionViolation) {
+		return
+	}
+	msg := err.Error()
+	i := strings.Index(msg, at)
+	if i < 0 {
+		return
+	}
+	subject, _, ok := strings.Cut(msg[i+len(at):], `"`)
+	if !ok {
+		return
+	}
+	set, _ := refusedPublishes.LoadOrStore(nc, &sync.Map{})
+	set.(*sync.Map).Store(subject, struct{}{})
+}
+
+// ForgetRefusals drops what NoteRefusal remembers of nc, once closed.
+func ForgetRefusals(nc *nats.Conn) { refusedPublishes.Delete(nc) }
+
+// PublishRefused says whether NATS refused nc a publish on subject (a
+// user without the permission): that publish times out with no answer,
+// as one whose answer was lost does, but was not stored. Told by
+// NoteRefusal when it is nc's error handler, else by nc's last error.
+func PublishRefused(nc *nats.Conn, subject string) bool {
+	if nc == nil {
+		return false
+	}
+	if set, ok := refusedPublishes.Load(nc); ok {
+		if _, ok := set.(*sync.Map).Load(subject); ok {
+			return true
+		}
+	}
+	last := nc.LastError()
+	return errors.Is(last, nats.ErrPermissionViolation) && strings.Contains(last.Error(), `"`+subject+`"`)
 }
 
 // CheckReplies makes sure the connection may read its own replies: it
