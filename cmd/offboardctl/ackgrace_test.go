@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -158,5 +160,54 @@ func TestRowsNotPublishedForErrorsOfSeveralTypes(t *testing.T) {
 	r.collectAcks(t.Context(), acks)
 	if c := rows.Counts(); c.Unpublished != 3 || !errors.Is(r.pubError(), nats.ErrDisconnected) {
 		t.Errorf("counts %+v, error %v; want the 3 rows not published, the connection lost", c, r.pubError())
+	}
+}
+
+// Rows whose publish went unanswered past the bound (taken by a stream
+// leader lost with them, say) may have been stored: the run's last line
+// says they are not known to be published and that running it again
+// publishes those that were not, where it said they could not be
+// published, while the worker was offboarding their devices.
+func TestRowsUnansweredPastTheBoundAreNotKnownPublished(t *testing.T) {
+	t.Parallel()
+	nc, _ := natstest.Connect(t)
+	subject := offboard.Subjects{}.Request(tenant, offboard.Bulk)
+	// Takes each publish and never answers.
+	if _, err := nc.Subscribe(subject, func(*nats.Msg) {}); err != nil {
+		t.Fatal(err)
+	}
+	js, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	dir := t.TempDir()
+	rows, err := campaign.NewRows("lost", n, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rows.Close() })
+	var stdout strings.Builder
+	r := &campaignRun{c: &cli{stdout: &stdout}, js: js, rows: rows, againFor: 300 * time.Millisecond,
+		src: writeFile(t, dir, "lost.csv", "computerDnsName\npc-1\npc-2\npc-3\n"),
+		f:   runFlags{name: "lost", tenant: tenant, report: filepath.Join(dir, "r.csv")}}
+	acks := make(chan pendingAck, n)
+	for i := range n {
+		m := nats.NewMsg(subject)
+		m.Data = []byte(`{}`)
+		f, err := js.PublishMsgAsync(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acks <- pendingAck{row: i + 1, f: f}
+	}
+	close(acks)
+	done := make(chan struct{})
+	go func() { defer close(done); r.collectAcks(t.Context(), acks) }()
+	testwait.For(t, done, 4*time.Second, "the rows given up once the bound is past")
+	err = r.finish(nil)
+	if c := rows.Counts(); c.Unpublished != n || err == nil || !strings.Contains(err.Error(), "3 rows not known to be published") ||
+		!strings.Contains(err.Error(), "may have been stored") || strings.Contains(err.Error(), "could not be published") {
+		t.Errorf("counts %+v, error %v; want the %d rows told not known to be published", c, err, n)
 	}
 }

@@ -120,6 +120,7 @@ type campaignRun struct {
 	sent                           atomic.Int64          // publishes sent by this run, acknowledged or not
 	stopTold                       atomic.Bool           // the stop of the publishing at a cancel was told (withdraw)
 	unconfirmed                    atomic.Int64          // publishes sent whose acknowledgement did not come (interrupted)
+	unknown                        atomic.Int64          // rows not published that may have been stored all the same (noteUnpublished)
 	unread                         atomic.Int64          // rows to publish that the publishing has not reached yet (toPublish)
 	pubErr                         atomic.Pointer[error] // first publish error, of any type (notePubErr)
 	ahead                          atomic.Int64          // the tenant's backlog served before the campaign's end
@@ -1468,8 +1469,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 					p.f, p.again = f, true
 					continue
 				}
-				r.rows.Unpublished(p.row)
-				r.notePubErr(err)
+				r.noteUnpublished(p, err)
 				answered = true
 			case <-interrupted:
 				grace = time.NewTimer(ackGrace)
@@ -1485,8 +1485,7 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				case ack := <-p.f.Ok():
 					r.countAck(p, ack)
 				case err := <-p.f.Err():
-					r.rows.Unpublished(p.row)
-					r.notePubErr(err)
+					r.noteUnpublished(p, err)
 				default:
 					r.unconfirmed.Add(1)
 				}
@@ -1494,6 +1493,27 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 			}
 		}
 	}
+}
+
+// noteUnpublished records row p.row not published, its publish given up
+// with err, and counts it apart if it may have been stored all the
+// same: its publish, or an earlier one of the row (p.again), reached a
+// server whose answer did not come (a timeout NATS's permission refusal
+// does not explain, the connection lost), as when a stream leader is
+// lost with the publishes it took.
+func (r *campaignRun) noteUnpublished(p pendingAck, err error) {
+	r.rows.Unpublished(p.row)
+	r.notePubErr(err)
+	switch {
+	case p.again && unanswered(err), errors.Is(err, nats.ErrDisconnected):
+	case errors.Is(err, jetstream.ErrAsyncPublishTimeout):
+		if m := p.f.Msg(); m != nil && r.js != nil && publishRefused(r.js.Conn(), m.Subject) {
+			return
+		}
+	default:
+		return
+	}
+	r.unknown.Add(1)
 }
 
 // notePubErr keeps err if it is the first publish error. Not in an
@@ -1552,10 +1572,26 @@ func (r *campaignRun) finish(waitErr error) error {
 	case waitErr != nil:
 		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
 	case c.Unpublished > 0:
-		err := r.pubError()
-		return fmt.Errorf("campaign %s: %d rows could not be published (%w); run the same command again", r.f.name, c.Unpublished, err)
+		return r.unpublishedError(c.Unpublished)
 	}
 	return nil
+}
+
+// unpublishedError tells the n rows not published, those that may have
+// been stored all the same apart (noteUnpublished): told they could not
+// be published, the operator took their devices for untouched while the
+// worker offboarded them.
+func (r *campaignRun) unpublishedError(n int) error {
+	err := r.pubError()
+	switch unknown := int(min(r.unknown.Load(), int64(n))); {
+	case unknown == n:
+		return fmt.Errorf("campaign %s: %d rows not known to be published: their publish got no answer (%w), and may have been stored; "+
+			"run the same command again: it publishes those that were not", r.f.name, n, err)
+	case unknown > 0:
+		return fmt.Errorf("campaign %s: %d rows could not be published (%w), and %d more not known to be: their publish got no answer, and may have been stored; "+
+			"run the same command again: it publishes those that were not", r.f.name, n-unknown, err, unknown)
+	}
+	return fmt.Errorf("campaign %s: %d rows could not be published (%w); run the same command again", r.f.name, n, err)
 }
 
 // writeReport writes the report next to its final name, then renames it.
