@@ -492,7 +492,7 @@ func Refusal(nc *nats.Conn, err error) (refused bool, explained error) {
 // publish on (NoteRefusal): a set of strings, one per subject.
 var refusedPublishes sync.Map // *nats.Conn → *sync.Map
 
-// NoteRefusal, a connection's nats.ErrorHandler, remembers the subject of
+// NoteRefusal is a connection's nats.ErrorHandler: it remembers the subject of
 // each publish NATS refused it for a permission. The connection's last
 // error alone, where the refusal is told too, is replaced by the next
 // refusal of another subject (a read of another bucket the user may not
