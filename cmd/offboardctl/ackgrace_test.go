@@ -105,21 +105,8 @@ func TestRowsPublishedAgainForOneBoundedTime(t *testing.T) {
 	t.Cleanup(func() { _ = rows.Close() })
 	const bound = 500 * time.Millisecond
 	r := &campaignRun{js: js, rows: rows, againFor: bound}
-	acks := make(chan pendingAck, n)
-	for i := range n {
-		m := nats.NewMsg(offboard.Subjects{}.Request(tenant, offboard.Bulk))
-		m.Data = []byte(`{}`)
-		f, err := js.PublishMsgAsync(m)
-		if err != nil {
-			t.Fatal(err)
-		}
-		acks <- pendingAck{row: i + 1, f: f}
-	}
-	close(acks)
-	done := make(chan struct{})
-	go func() { defer close(done); r.collectAcks(t.Context(), acks) }()
 	// Row by row, it took n times the bound and its pauses: 7-8 s.
-	testwait.For(t, done, 4*time.Second, "the rows given up once the bound is past")
+	publishAndCollect(t, js, r, offboard.Subjects{}.Request(tenant, offboard.Bulk), n)
 	if c := rows.Counts(); c.Unpublished != n {
 		t.Errorf("counts %+v; want the %d rows not published", c, n)
 	}
@@ -191,6 +178,19 @@ func TestRowsUnansweredPastTheBoundAreNotKnownPublished(t *testing.T) {
 	r := &campaignRun{c: &cli{stdout: &stdout}, js: js, rows: rows, againFor: 300 * time.Millisecond,
 		src: writeFile(t, dir, "lost.csv", "computerDnsName\npc-1\npc-2\npc-3\n"),
 		f:   runFlags{name: "lost", tenant: tenant, report: filepath.Join(dir, "r.csv")}}
+	publishAndCollect(t, js, r, subject, n)
+	err = r.finish(nil)
+	if c := rows.Counts(); c.Unpublished != n || err == nil || !strings.Contains(err.Error(), "3 rows not known to be published") ||
+		!strings.Contains(err.Error(), "may have been stored") || strings.Contains(err.Error(), "could not be published") {
+		t.Errorf("counts %+v, error %v; want the %d rows told not known to be published", c, err, n)
+	}
+}
+
+// publishAndCollect publishes n rows of {} on subject and has r collect
+// their acknowledgements, which must be over within 4 s: the rows given
+// up once r's bound is past.
+func publishAndCollect(t *testing.T, js jetstream.JetStream, r *campaignRun, subject string, n int) {
+	t.Helper()
 	acks := make(chan pendingAck, n)
 	for i := range n {
 		m := nats.NewMsg(subject)
@@ -205,9 +205,4 @@ func TestRowsUnansweredPastTheBoundAreNotKnownPublished(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); r.collectAcks(t.Context(), acks) }()
 	testwait.For(t, done, 4*time.Second, "the rows given up once the bound is past")
-	err = r.finish(nil)
-	if c := rows.Counts(); c.Unpublished != n || err == nil || !strings.Contains(err.Error(), "3 rows not known to be published") ||
-		!strings.Contains(err.Error(), "may have been stored") || strings.Contains(err.Error(), "could not be published") {
-		t.Errorf("counts %+v, error %v; want the %d rows told not known to be published", c, err, n)
-	}
 }
