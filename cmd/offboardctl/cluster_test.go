@@ -158,8 +158,13 @@ func TestCampaignRunFollowsResultsPastALostServer(t *testing.T) {
 		defer cancel()
 		done = runInBackground(ctx, "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
 			"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s")
-		for lost = -1; lost < 0; lost = resultsReader(t, e, c) {
-			time.Sleep(20 * time.Millisecond)
+		var ended *ran
+		lost, ended = waitResultsReader(t, e, c, done)
+		if ended != nil {
+			// Ended before its reader was seen (a step timed out on a
+			// busy machine): started again.
+			t.Logf("try %d: the run ended, exit %d, before its reader of the results was seen: %s%s", try, ended.code, ended.out, ended.err)
+			continue
 		}
 		if lost != via {
 			break
@@ -233,6 +238,27 @@ func resultsReader(t *testing.T, e *testEnv, c *natstest.Cluster) int {
 		}
 	}
 	return -1
+}
+
+// waitResultsReader waits for a campaign run's reader of the results to
+// be made, and returns the server that leads it, or how the run ended if
+// it ended first (done). It fails if neither comes within 30 s.
+func waitResultsReader(t *testing.T, e *testEnv, c *natstest.Cluster, done <-chan ran) (int, *ran) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if lost := resultsReader(t, e, c); lost >= 0 {
+			return lost, nil
+		}
+		select {
+		case r := <-done:
+			return -1, &r
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no reader of the results within 30 s of the run's start")
+		}
+	}
 }
 
 // waitMsgs takes n messages from seen, and fails if they have not come
