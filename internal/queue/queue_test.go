@@ -484,6 +484,73 @@ func TestSweepTrustsOnlyTheWorkersConsumers(t *testing.T) {
 	}
 }
 
+// TestSweepKeepsRequestsGivenBackInPlace: a sweep removes a request
+// acked but left in the stream while two later ones were handed back at
+// once (a nak without delay, as a pause or a campaign's cancel does).
+// They are the next pull's, in their order. A purge had the server drop
+// every request queued for redelivery below its next new one: handed
+// back, they came again only after their ack wait, a minute on, behind
+// requests published later.
+func TestSweepKeepsRequestsGivenBackInPlace(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	subject := s.Subjects.Request("contoso", offboard.Normal)
+	for i := range 4 {
+		if _, err := js.Publish(ctx, subject, fmt.Appendf(nil, `{"n":%d}`, i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fetchNow(t, cons, 3)
+	if len(got) != 3 {
+		t.Fatalf("pulled %d, want 3", len(got))
+	}
+	if err := got[0].DoubleAck(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := NakInOrder(ctx, js, got[1:]); err != nil {
+		t.Fatal(err)
+	}
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if floor, err := Sweep(ctx, requests, cons, subject); err != nil || floor != 1 {
+		t.Fatalf("sweep: %d, %v; want the first request removed", floor, err)
+	}
+	if _, err := requests.GetMsg(ctx, 1); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the request acked is still there after the sweep: %v", err)
+	}
+	var order []string
+	for _, m := range fetchNow(t, cons, 3) {
+		order = append(order, string(m.Data()))
+	}
+	if want := []string{`{"n":2}`, `{"n":3}`, `{"n":4}`}; !slices.Equal(order, want) {
+		t.Errorf("pulled after the sweep: %v, want %v: the requests given back first, at once", order, want)
+	}
+}
+
+// fetchNow pulls up to n messages there are now from cons.
+func fetchNow(t *testing.T, cons jetstream.Consumer, n int) []jetstream.Msg {
+	t.Helper()
+	batch, err := cons.FetchNoWait(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for m := range batch.Messages() {
+		msgs = append(msgs, m)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
+		t.Fatal(err)
+	}
+	return msgs
+}
+
 // ensureContoso starts a NATS server with the worker's streams and
 // consumers for tenant contoso.
 func ensureContoso(t *testing.T) (jetstream.JetStream, Settings) {

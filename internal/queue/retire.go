@@ -55,8 +55,8 @@ func sweepable(cfg jetstream.ConsumerConfig) bool {
 // failed, or a replica of an earlier release (interest retention, no
 // delete). A tenant's consumer acks a request only once its result is
 // stored, so every request of its subject at or below its ack floor is
-// answered. It returns the ack floor when it removed requests, 0 when
-// there were none.
+// answered. It returns the sequence of the last request it removed, 0
+// when there were none.
 func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer, subject string) (uint64, error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
@@ -65,7 +65,7 @@ func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consum
 	if !sweepable(info.Config) || info.Config.FilterSubject != subject || len(info.Config.FilterSubjects) > 0 {
 		return 0, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
 	}
-	return purgeBelow(ctx, requests, subject, info.AckFloor.Stream)
+	return removeBelow(ctx, requests, subject, info.AckFloor.Stream)
 }
 
 // SweepUnrouted removes from the request stream the requests that the
@@ -101,12 +101,12 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 		}
 		if !literal(subject) {
 			// A request published on mde.offboard.request.* (a server
-			// not in pedantic mode stores it): as a purge filter, its
+			// not in pedantic mode stores it): as a filter, its
 			// subject would match every tenant's requests. Left alone;
 			// the unrouted consumer deletes it once answered.
 			continue
 		}
-		removed, err := purgeBelow(ctx, requests, subject, floor)
+		removed, err := removeBelow(ctx, requests, subject, floor)
 		if err != nil {
 			return swept, err
 		}
@@ -129,25 +129,37 @@ func literal(subject string) bool {
 	return true
 }
 
-// purgeBelow removes the requests on subject at or below floor. It
-// returns floor when there were some, else 0.
-func purgeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64) (uint64, error) {
-	if floor == 0 {
-		return 0, nil
+// removeBelow removes the requests on subject at or below floor, sweepMax
+// at most (the next sweep goes on). It returns the sequence of the last
+// one removed, 0 when there were none.
+//
+// It deletes them one at a time, not with a purge: a purge has the server
+// drop, from each consumer of the subject, every request queued for
+// redelivery below its next new one (nats-server's consumer.purge), so
+// requests handed back at once (a pause, a cancel's pass) came again only
+// after their ack wait, behind requests published later. A delete of a
+// request acked touches no consumer's state. Most sweeps find nothing:
+// one look at the subject's first request.
+func removeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64) (uint64, error) {
+	var last uint64
+	for seq, n := uint64(1), 0; seq <= floor && n < sweepMax; n++ {
+		m, err := requests.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return last, nil
+		case err != nil:
+			return last, err
+		case m.Sequence > floor:
+			return last, nil
+		}
+		if err := Retire(ctx, requests, m.Sequence); err != nil {
+			return last, fmt.Errorf("remove request %d of %s: %w", m.Sequence, subject, err)
+		}
+		last, seq = m.Sequence, m.Sequence+1
 	}
-	// Most sweeps find nothing: one look at the subject's first request
-	// spares the purge.
-	first, err := requests.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(subject))
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-		return 0, nil
-	case err != nil:
-		return 0, err
-	case first.Sequence > floor:
-		return 0, nil
-	}
-	if err := requests.Purge(ctx, jetstream.WithPurgeSubject(subject), jetstream.WithPurgeSequence(floor+1)); err != nil {
-		return 0, fmt.Errorf("purge %s below %d: %w", subject, floor+1, err)
-	}
-	return floor, nil
+	return last, nil
 }
+
+// sweepMax bounds the requests one sweep removes from a subject: two
+// round trips each.
+const sweepMax = 1000
