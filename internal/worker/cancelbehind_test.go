@@ -31,12 +31,7 @@ func TestCancelReachesRequestsBehindOthers(t *testing.T) {
 			for i := range 6 {
 				e.publishPrio(t, campaign.RequestID("wave2", i+1), tc.ahead)
 			}
-			want := map[string]bool{}
-			for i := range 3 {
-				id := campaign.RequestID("wave1", i+1)
-				e.publishPrio(t, id, offboard.Bulk)
-				want[id] = true
-			}
+			want := e.publishRows(t, "wave1", 3, offboard.Bulk)
 			time.Sleep(300 * time.Millisecond)
 			e.cancelCampaign(t, "wave1")
 			cancelled := time.Now()

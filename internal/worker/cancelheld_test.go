@@ -71,12 +71,7 @@ func TestCancelWhileHeld(t *testing.T) {
 			t.Parallel()
 			e := setupLoopWith(t, `["100/1m"]`, tc.extra, RetryPolicy{})
 			tc.hold(e, t)
-			want := map[string]bool{}
-			for i := range 3 {
-				id := campaign.RequestID("wave1", i+1)
-				e.publishPrio(t, id, offboard.Bulk)
-				want[id] = true
-			}
+			want := e.publishRows(t, "wave1", 3, offboard.Bulk)
 			e.publishPrio(t, campaign.RequestID("wave2", 1), offboard.Bulk)
 			time.Sleep(300 * time.Millisecond)
 			e.cancelCampaign(t, "wave1")

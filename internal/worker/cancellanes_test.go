@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -34,12 +33,7 @@ func TestCancelReachesBulkRowsBehindManyNormalRequests(t *testing.T) {
 			for i := range ahead {
 				e.publishPrio(t, fmt.Sprintf("n-%03d", i+1), offboard.Normal)
 			}
-			want := map[string]bool{}
-			for i := range 3 {
-				id := campaign.RequestID("wave1", i+1)
-				e.publishPrio(t, id, offboard.Bulk)
-				want[id] = true
-			}
+			want := e.publishRows(t, "wave1", 3, offboard.Bulk)
 			time.Sleep(300 * time.Millisecond)
 			e.cancelCampaign(t, "wave1")
 			cancelled := time.Now()

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/contoso-secops/mde-offboard/internal/campaign"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -27,12 +26,7 @@ func TestCancelPassGivesBackInOrder(t *testing.T) {
 	for i := range 190 {
 		e.publishPrio(t, fmt.Sprintf("n-%03d", i+1), offboard.Normal)
 	}
-	rows := map[string]bool{}
-	for i := range 12 {
-		id := campaign.RequestID("wave1", i+1)
-		e.publishPrio(t, id, offboard.Normal)
-		rows[id] = true
-	}
+	rows := e.publishRows(t, "wave1", 12, offboard.Normal)
 	for i := range 50 {
 		e.publishPrio(t, fmt.Sprintf("m-%03d", i+1), offboard.Normal)
 	}
@@ -69,12 +63,7 @@ func TestResumeDuringACancelPassKeepsTheOrder(t *testing.T) {
 	for i := range 190 {
 		e.publishPrio(t, fmt.Sprintf("n-%03d", i+1), offboard.Normal)
 	}
-	rows := map[string]bool{}
-	for i := range 12 {
-		id := campaign.RequestID("wave1", i+1)
-		e.publishPrio(t, id, offboard.Bulk)
-		rows[id] = true
-	}
+	rows := e.publishRows(t, "wave1", 12, offboard.Bulk)
 	time.Sleep(300 * time.Millisecond)
 	e.cancelCampaign(t, "wave1")
 	e.wantCancelled(t, rows)

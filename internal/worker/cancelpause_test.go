@@ -47,12 +47,7 @@ func TestCancelWhilePaused(t *testing.T) {
 					t.Fatal("the pause is not in force")
 				}
 			}
-			want := map[string]bool{}
-			for i := range 3 {
-				id := campaign.RequestID("wave1", i+1)
-				e.publishPrio(t, id, tc.campaign)
-				want[id] = true
-			}
+			want := e.publishRows(t, "wave1", 3, tc.campaign)
 			e.publishPrio(t, campaign.RequestID("wave2", 1), tc.campaign)
 			e.publishPrio(t, "single-1", tc.campaign)
 			time.Sleep(300 * time.Millisecond)

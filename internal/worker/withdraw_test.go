@@ -34,6 +34,19 @@ func (e *loopEnv) publishPrio(t *testing.T, id string, prio offboard.Priority) {
 	}
 }
 
+// publishRows publishes rows 1 to n of campaign id at priority prio, each
+// for a device of its own, and returns their request ids.
+func (e *loopEnv) publishRows(t *testing.T, id string, n int, prio offboard.Priority) map[string]bool {
+	t.Helper()
+	rows := make(map[string]bool, n)
+	for i := range n {
+		row := campaign.RequestID(id, i+1)
+		e.publishPrio(t, row, prio)
+		rows[row] = true
+	}
+	return rows
+}
+
 // TestCancelDoesNotLetBulkOvertakeNormal: CONTRACT.md "bulk never delays
 // normal priority within a tenant". With the quota spent, a cancel of one
 // campaign makes the loop pull the bulk backlog without waiting for the
