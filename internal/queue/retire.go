@@ -160,6 +160,8 @@ func removeBelow(ctx context.Context, requests jetstream.Stream, subject string,
 	return last, nil
 }
 
-// sweepMax bounds the requests one sweep removes from a subject: two
-// round trips each.
-const sweepMax = 1000
+// sweepMax bounds the requests one sweep removes from a subject, two
+// round trips each, well within the sweep's 5 s on a cluster. Few are
+// ever left (one per request under way when a worker stopped); more are
+// removed at the next sweeps.
+const sweepMax = 200
