@@ -103,24 +103,24 @@ func checkClusterCampaign(t *testing.T, e *testEnv, report string, rows int) {
 	for _, res := range e.results() {
 		ids[res.RequestID]++
 	}
-	if len(ids) != rows {
-		t.Errorf("results for %d request ids, want %d", len(ids), rows)
-	}
-	for id, n := range ids {
-		if n != 1 {
-			t.Errorf("%s: %d results", id, n)
-		}
-	}
+	wantOnceEach(t, "results", "request ids", ids, rows)
 	per := map[string]int{}
 	for _, a := range e.sim.Actions(e.tenantID) {
 		per[a.MachineID]++
 	}
-	if len(per) != rows {
-		t.Errorf("actions for %d devices, want %d", len(per), rows)
+	wantOnceEach(t, "actions", "devices", per, rows)
+}
+
+// wantOnceEach checks that counts, what there is of each key (keys are
+// what they are of), holds want keys, each counted once.
+func wantOnceEach(t *testing.T, what, keys string, counts map[string]int, want int) {
+	t.Helper()
+	if len(counts) != want {
+		t.Errorf("%s for %d %s, want %d", what, len(counts), keys, want)
 	}
-	for m, n := range per {
+	for k, n := range counts {
 		if n != 1 {
-			t.Errorf("device %s: %d actions", m, n)
+			t.Errorf("%s: %d %s", k, n, what)
 		}
 	}
 }
