@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -23,7 +24,8 @@ import (
 // saw a request published, or the consumer's last count or info said so).
 // A safety poll covers a missed wake-up: every poll while requests are
 // under way it pulls the consumers not known to hold a message; every
-// IdlePoll it reads both consumers' counts (two consumer infos).
+// IdlePoll, or up to a tenth sooner (idleEvery), it reads both consumers'
+// counts (two consumer infos).
 type Source struct {
 	lanes [2]*lane // normal, then bulk
 	wake  chan struct{}
@@ -35,7 +37,10 @@ type Source struct {
 	// counted is when the consumers' counts were last read from the
 	// server (lastPoll also moves when a poll was not needed).
 	counted time.Time
-	busy    bool // requests under way or just published: poll soon
+	// idle is how long after the counts an idle source looks again
+	// (idleEvery), drawn anew at each count.
+	idle time.Duration
+	busy bool // requests under way or just published: poll soon
 }
 
 // lane is one priority's consumer and what the source knows of it.
@@ -54,9 +59,20 @@ type lane struct {
 	published uint64
 }
 
-// IdlePoll is how often an idle source looks at its consumers in case a
-// wake-up was missed.
+// IdlePoll is how often, at most, an idle source looks at its consumers
+// in case a wake-up was missed.
 const IdlePoll = 30 * time.Second
+
+// idleEvery is how long after reading its consumers' counts a source
+// reads them again, at the latest: IdlePoll less up to a tenth, drawn at
+// random. Sources made together (a worker's start) read their counts
+// together; at the same interval they would go on doing so, every
+// tenant's two consumer infos in one burst on the server's JetStream API
+// queue, and in one burst of the worker's garbage, every IdlePoll. Drawn
+// at each count, the reads spread over the last tenth of the interval.
+func idleEvery() time.Duration {
+	return IdlePoll - rand.N(IdlePoll/10)
+}
 
 // wakeWait is how long a pull after a wake-up waits for the message: the
 // wake-up can come a moment before the stream has stored it.
@@ -256,7 +272,7 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 	if s.lastPoll.IsZero() {
 		return 0
 	}
-	every := IdlePoll
+	every := s.idle
 	if s.busy {
 		every = s.poll
 	}
@@ -286,7 +302,7 @@ func (s *Source) pollNeeded(now time.Time, prios []offboard.Priority) pollKind {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.counted.IsZero() || now.Sub(s.counted) >= IdlePoll {
+	if s.counted.IsZero() || now.Sub(s.counted) >= s.idle {
 		return pollCounts
 	}
 	for _, l := range s.lanes {
@@ -320,6 +336,7 @@ func (s *Source) counts(infos [2]*jetstream.ConsumerInfo, at time.Time) {
 	defer s.mu.Unlock()
 	s.lastPoll = at
 	s.counted = at
+	s.idle = idleEvery()
 	s.busy = false
 	for i, l := range s.lanes {
 		l.pending = infos[i].NumPending

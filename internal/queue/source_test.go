@@ -643,3 +643,34 @@ func TestPullOfADeletedConsumerSaysItIsMissing(t *testing.T) {
 		t.Errorf("pull from a deleted consumer: %v; want %v", err, jetstream.ErrConsumerNotFound)
 	}
 }
+
+// TestSourcesMadeTogetherCountApart: a hundred tenants' sources made
+// at once, as at a worker's start, read their consumers' counts again
+// within IdlePoll, spread over its last tenth, not all at one instant:
+// a thousand tenants' two consumer infos each came in one burst on the
+// server's JetStream API queue, and in one burst of the worker's
+// garbage, every 30 s.
+func TestSourcesMadeTogetherCountApart(t *testing.T) {
+	t.Parallel()
+	nc, js := connect(t)
+	tenants := make([]string, 100)
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("t%03d", i)
+	}
+	_, srcs := idleSources(t, nc, js, tenants, make(chan struct{}))
+	now := time.Now()
+	earliest, latest := time.Duration(1<<62), time.Duration(0)
+	for _, src := range srcs {
+		// As a count made now would leave it.
+		src.counts([2]*jetstream.ConsumerInfo{{}, {}}, now)
+		d := src.untilPoll(now)
+		earliest, latest = min(earliest, d), max(latest, d)
+	}
+	t.Logf("next counts of %d sources counted together: %v to %v later", len(srcs), earliest, latest)
+	if earliest <= IdlePoll*9/10 || latest > IdlePoll {
+		t.Errorf("next counts %v to %v later, want within (%v, %v]", earliest, latest, IdlePoll*9/10, IdlePoll)
+	}
+	if latest-earliest < IdlePoll/20 {
+		t.Errorf("next counts within %v of each other, want them spread over at least %v", latest-earliest, IdlePoll/20)
+	}
+}
