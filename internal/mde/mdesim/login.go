@@ -151,13 +151,42 @@ func (s *Server) tokenForm(w http.ResponseWriter, r *http.Request) (url.Values, 
 	return form, true
 }
 
+// accessTokenText is a new access token as the service writes one: a
+// JWT signed RS256, its claims those of an app-only token, about 1.4 KB
+// (a client carries it in every call and keeps one per tenant, so its
+// size counts). Its signature is random: the simulator knows its tokens
+// by their text.
+func accessTokenText(tn, app *tenant, audience string, now time.Time, lifetime time.Duration) string {
+	if audience == "" {
+		audience = "https://api.securitycenter.microsoft.com" // the API's own
+	}
+	var kid [20]byte
+	rand.Read(kid[:])
+	header, _ := json.Marshal(map[string]string{"typ": "JWT", "alg": "RS256",
+		"x5t": base64.RawURLEncoding.EncodeToString(kid[:]), "kid": base64.RawURLEncoding.EncodeToString(kid[:])})
+	var aio, uti [48]byte
+	rand.Read(aio[:])
+	rand.Read(uti[:16])
+	claims, _ := json.Marshal(map[string]any{
+		"aud": audience, "iss": "https://sts.windows.net/" + tn.id + "/",
+		"iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(lifetime).Unix(),
+		"aio": base64.RawURLEncoding.EncodeToString(aio[:]), "app_displayname": "mde-offboard",
+		"appid": app.clientID, "appidacr": "1", "idp": "https://sts.windows.net/" + tn.id + "/",
+		"oid": uuid.NewString(), "rh": "0.AXkA" + base64.RawURLEncoding.EncodeToString(aio[:24]) + ".",
+		"roles": app.roles, "sub": uuid.NewString(), "tid": tn.id,
+		"uti": base64.RawURLEncoding.EncodeToString(uti[:16]), "ver": "1.0",
+	})
+	var sig [256]byte
+	rand.Read(sig[:])
+	return base64.RawURLEncoding.EncodeToString(header) + "." + base64.RawURLEncoding.EncodeToString(claims) + "." +
+		base64.RawURLEncoding.EncodeToString(sig[:])
+}
+
 // issueToken records a new access token of the tenant's application and
 // answers with it.
 func (s *Server) issueToken(w http.ResponseWriter, tn *tenant, app *tenant, audience string, now time.Time) {
-	var b [32]byte
-	rand.Read(b[:])
-	raw := base64.RawURLEncoding.EncodeToString(b[:])
 	lifetime := s.opts.TokenLifetime
+	raw := accessTokenText(tn, app, audience, now, lifetime)
 	s.mu.Lock()
 	for k, t := range s.tokens {
 		if !now.Before(t.expires) {

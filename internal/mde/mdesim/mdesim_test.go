@@ -1794,3 +1794,39 @@ func TestUnlimitedIgnoresLimits(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenIsAJWTOfTheRealSize: an access token is a JWT (three base64url
+// parts, RS256, an app-only token's claims for the tenant, the
+// application and the API) of 1-2 KB, as the service's are: a client
+// sends it in every call and keeps one per tenant, so the benchmarks'
+// figures depend on its size. The simulator's tokens were 43 characters.
+func TestTokenIsAJWTOfTheRealSize(t *testing.T) {
+	s := newSim(t, mdesim.Options{})
+	tok := s.token(t, tenantA, clientA, secretA)
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 || len(tok) < 1000 || len(tok) > 2500 {
+		t.Fatalf("token of %d characters in %d parts, want a JWT of 1-2.5 KB", len(tok), len(parts))
+	}
+	var header struct{ Alg, Typ string }
+	var claims struct {
+		Aud, Tid, Appid string
+		Roles           []string
+		Exp, Nbf        int64
+	}
+	for i, v := range []any{&header, &claims} {
+		b, err := base64.RawURLEncoding.DecodeString(parts[i])
+		if err != nil {
+			t.Fatalf("part %d: %v", i, err)
+		}
+		if err := json.Unmarshal(b, v); err != nil {
+			t.Fatalf("part %d: %s: %v", i, b, err)
+		}
+	}
+	if header.Alg != "RS256" || header.Typ != "JWT" || claims.Tid != tenantA || claims.Appid != clientA ||
+		!strings.Contains(claims.Aud, "securitycenter") || claims.Exp <= claims.Nbf {
+		t.Errorf("header %+v, claims %+v", header, claims)
+	}
+	if r := s.offboard(t, tok, winID, "retired"); r.status != http.StatusCreated {
+		t.Errorf("offboard with the token: status %d: %s", r.status, r.body)
+	}
+}
