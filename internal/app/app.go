@@ -594,9 +594,8 @@ func addCapped(a, b time.Duration) time.Duration {
 // told by its status (mde.ProxyConnectAnswer). A call is bounded by callTimeout
 // (--call-timeout), its context's; the client's own bounds catch what no
 // context bounds, and are never shorter.
-// httpBuffer is the size of each HTTP/1.1 connection's read and write
-// buffers.
-const httpBuffer = 2 << 10
+// httpReadBuffer is the size of each HTTP/1.1 connection's read buffer.
+const httpReadBuffer = 2 << 10
 
 func httpClient(caFile string, idle int, callTimeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -617,12 +616,12 @@ func httpClient(caFile string, idle int, callTimeout time.Duration) (*http.Clien
 	// exchange at 60 s, they failed every call a longer --call-timeout
 	// was set to wait for (a slow gateway), and the flag did nothing.
 	tr.ResponseHeaderTimeout = max(30*time.Second, callTimeout)
-	// Each HTTP/1.1 connection holds a read and a write buffer: 4 KiB
-	// each by default, where a call's request (a bearer token of 1-2 KiB
-	// and a short JSON body) and its answer's headers need about half of
-	// that, and a longer body is read past the buffer. Over HTTP/1.1 a
-	// call under way holds a connection: at 512 of them, 2 MiB less.
-	tr.ReadBufferSize, tr.WriteBufferSize = httpBuffer, httpBuffer
+	// Each HTTP/1.1 connection holds a read buffer, 4 KiB by default,
+	// where an answer's headers need about a quarter of that and a
+	// longer body is read past the buffer: at 512 calls under way, 1 MiB
+	// less. The write buffer stays at 4 KiB: a call's request, with a
+	// bearer token of 1-2 KiB, goes out in one TLS record.
+	tr.ReadBufferSize = httpReadBuffer
 	if caFile != "" {
 		pool, err := caPool(caFile)
 		if err != nil {

@@ -14,13 +14,14 @@ import (
 )
 
 // TestHTTPClientCarriesMoreThanItsBuffers: the API client's connections
-// hold read and write buffers of httpBuffer, smaller than a request with
-// a long bearer token, an answer's long header or its body. Over HTTP/1.1
-// each crosses them whole, in both directions, on one connection.
+// hold a read buffer of httpReadBuffer and a write buffer of 4 KiB,
+// smaller than a request with a long bearer token, an answer's long
+// header or its body. Over HTTP/1.1 each crosses them whole, in both
+// directions, on one connection.
 func TestHTTPClientCarriesMoreThanItsBuffers(t *testing.T) {
 	t.Parallel()
-	token := strings.Repeat("t", 3*httpBuffer)
-	body := bytes.Repeat([]byte("b"), 20*httpBuffer)
+	token := strings.Repeat("t", 12<<10)
+	body := bytes.Repeat([]byte("b"), 20*httpReadBuffer)
 	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "Bearer "+token || r.ProtoMajor != 1 {
 			http.Error(w, "token cut or not HTTP/1.1", http.StatusBadRequest)
