@@ -476,7 +476,7 @@ func TestSweepTrustsOnlyTheWorkersConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Sweep(ctx, requests, cons, s.Subjects.Request("contoso", offboard.Normal)); !errors.Is(err, ErrNotSweepable) {
+	if _, _, err := Sweep(ctx, requests, cons, s.Subjects.Request("contoso", offboard.Normal)); !errors.Is(err, ErrNotSweepable) {
 		t.Errorf("sweep of a consumer that delivers new requests only: %v, want ErrNotSweepable", err)
 	}
 	if info, err := requests.Info(ctx); err != nil || info.State.Msgs != 2 {
@@ -519,7 +519,7 @@ func TestSweepKeepsRequestsGivenBackInPlace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if floor, err := Sweep(ctx, requests, cons, subject); err != nil || floor != 1 {
+	if floor, more, err := Sweep(ctx, requests, cons, subject); err != nil || floor != 1 || more {
 		t.Fatalf("sweep: %d, %v; want the first request removed", floor, err)
 	}
 	if _, err := requests.GetMsg(ctx, 1); !errors.Is(err, jetstream.ErrMsgNotFound) {
@@ -582,7 +582,7 @@ func TestSweepUnroutedRemovesOnlyWhatNoConsumerHolds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	swept, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects)
+	swept, _, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects)
 	if err != nil || !slices.Equal(swept, []string{"mde.offboard.request.a.b"}) {
 		t.Errorf("swept %v, %v; want the subject of no contract form only", swept, err)
 	}
@@ -646,7 +646,7 @@ func TestSweepUnroutedLeavesWildcardSubjectsAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects); err != nil {
+	if _, _, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects); err != nil {
 		t.Fatal(err)
 	}
 	info, err := requests.Info(ctx, jetstream.WithSubjectFilter("mde.offboard.request.contoso.>"))
@@ -904,4 +904,57 @@ func editContosoConsumer(t *testing.T, js jetstream.JetStream, edit func(*jetstr
 		t.Fatal(err)
 	}
 	return name
+}
+
+// TestSweepSaysWhenMoreAreLeft: a sweep removes sweepMax answered requests
+// of a subject at most, and says when more are left, so that the stats
+// loop goes on at its next pass; the next sweep removes the rest and says
+// none are. The same for the unrouted consumer's subjects.
+func TestSweepSaysWhenMoreAreLeft(t *testing.T) {
+	t.Parallel()
+	js, s := ensureContoso(t)
+	ctx := t.Context()
+	noForm := slices.Repeat([]string{"mde.offboard.request.a.b"}, sweepMax+1)
+	unrouted := unroutedAcked(t, js, noForm...)
+	requests, err := js.Stream(ctx, offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{true, false} {
+		swept, more, err := SweepUnrouted(ctx, requests, unrouted, s.Subjects)
+		if err != nil || more != want || !slices.Equal(swept, noForm[:1]) {
+			t.Errorf("unrouted sweep %d: %v, more left %v, %v; want %v, %v", i+1, swept, more, err, noForm[:1], want)
+		}
+	}
+
+	subject := s.Subjects.Request("contoso", offboard.Normal)
+	cons, err := js.Consumer(ctx, offboard.StreamRequests, ConsumerName("contoso", offboard.Normal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range sweepMax + 1 {
+		if _, err := js.Publish(ctx, subject, []byte(`{}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for acked := 0; acked <= sweepMax; {
+		msgs := fetchNow(t, cons, min(100, sweepMax+1-acked))
+		if len(msgs) == 0 {
+			t.Fatalf("%d of %d requests delivered", acked, sweepMax+1)
+		}
+		for _, m := range msgs {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		acked += len(msgs)
+	}
+	for i, want := range []bool{true, false} {
+		if last, more, err := Sweep(ctx, requests, cons, subject); err != nil || more != want || last == 0 {
+			t.Errorf("sweep %d: up to %d, more left %v, %v; want some removed, %v", i+1, last, more, err, want)
+		}
+	}
+	if info, err := requests.Info(ctx); err != nil || info.State.Msgs != 0 {
+		t.Errorf("request stream after the sweeps: %+v, %v; want empty", info, err)
+	}
 }

@@ -55,15 +55,16 @@ func sweepable(cfg jetstream.ConsumerConfig) bool {
 // failed, or a replica of an earlier release (interest retention, no
 // delete). A tenant's consumer acks a request only once its result is
 // stored, so every request of its subject at or below its ack floor is
-// answered. It returns the sequence of the last request it removed, 0
-// when there were none.
-func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer, subject string) (uint64, error) {
+// answered. It returns the sequence of the last request it removed (0:
+// none), also with an error that stopped it midway, and whether it
+// stopped at sweepMax with more answered requests left: sweep again soon.
+func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consumer, subject string) (last uint64, more bool, err error) {
 	info, err := cons.Info(ctx)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	if !sweepable(info.Config) || info.Config.FilterSubject != subject || len(info.Config.FilterSubjects) > 0 {
-		return 0, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
+		return 0, false, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
 	}
 	return removeBelow(ctx, requests, subject, info.AckFloor.Stream)
 }
@@ -77,24 +78,25 @@ func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consum
 // memory): whether such a request was answered cannot be told from the
 // floor, so those are left to Restore, which makes the tenant's consumers
 // again and answers them once (orphans). It returns the subjects it
-// removed requests from.
-func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects) ([]string, error) {
+// removed requests from, also with an error that stopped it midway, and
+// whether it stopped at sweepMax on one of them with more answered
+// requests left: sweep again soon.
+func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jetstream.Consumer, subjects offboard.Subjects) (swept []string, more bool, err error) {
 	info, err := unrouted.Info(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if !sweepable(info.Config) {
-		return nil, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
+		return nil, false, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
 	}
 	floor := info.AckFloor.Stream
 	if floor == 0 {
-		return nil, nil
+		return nil, false, nil
 	}
 	state, err := requests.Info(ctx, jetstream.WithSubjectFilter(subjects.AllRequests()))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	var swept []string
 	for subject := range state.State.Subjects {
 		if _, _, ok := tenantSubject(subjects, subject); ok {
 			continue
@@ -106,16 +108,18 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 			// the unrouted consumer deletes it once answered.
 			continue
 		}
-		removed, err := removeBelow(ctx, requests, subject, floor)
-		if err != nil {
-			return swept, err
-		}
+		removed, left, err := removeBelow(ctx, requests, subject, floor)
 		if removed > 0 {
 			swept = append(swept, subject)
 		}
+		if err != nil {
+			slices.Sort(swept)
+			return swept, more, err
+		}
+		more = more || left
 	}
 	slices.Sort(swept)
-	return swept, nil
+	return swept, more, nil
 }
 
 // literal says whether subject has no wildcard token: as a filter, it
@@ -130,8 +134,9 @@ func literal(subject string) bool {
 }
 
 // removeBelow removes the requests on subject at or below floor, sweepMax
-// at most (the next sweep goes on). It returns the sequence of the last
-// one removed, 0 when there were none.
+// at most. It returns the sequence of the last one removed (0: none),
+// also with an error, and whether more are left at or below floor once
+// it removed sweepMax: a sweep again soon goes on.
 //
 // It deletes them one at a time, not with a purge: a purge has the server
 // drop, from each consumer of the subject, every request queued for
@@ -140,28 +145,30 @@ func literal(subject string) bool {
 // after their ack wait, behind requests published later. A delete of a
 // request acked touches no consumer's state. Most sweeps find nothing:
 // one look at the subject's first request.
-func removeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64) (uint64, error) {
-	var last uint64
-	for seq, n := uint64(1), 0; seq <= floor && n < sweepMax; n++ {
+func removeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64) (last uint64, more bool, err error) {
+	for seq, n := uint64(1), 0; seq <= floor; n++ {
 		m, err := requests.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
-			return last, nil
+			return last, false, nil
 		case err != nil:
-			return last, err
+			return last, false, err
 		case m.Sequence > floor:
-			return last, nil
+			return last, false, nil
+		case n == sweepMax:
+			return last, true, nil
 		}
 		if err := Retire(ctx, requests, m.Sequence); err != nil {
-			return last, fmt.Errorf("remove request %d of %s: %w", m.Sequence, subject, err)
+			return last, false, fmt.Errorf("remove request %d of %s: %w", m.Sequence, subject, err)
 		}
 		last, seq = m.Sequence, m.Sequence+1
 	}
-	return last, nil
+	return last, false, nil
 }
 
 // sweepMax bounds the requests one sweep removes from a subject, two
 // round trips each, well within the sweep's 5 s on a cluster. Few are
-// ever left (one per request under way when a worker stopped); more are
-// removed at the next sweeps.
+// usually left (one per request under way when a worker stopped); a
+// replica of an earlier release leaves every request it answers, and the
+// stats loop sweeps again at its next pass while more are left.
 const sweepMax = 200

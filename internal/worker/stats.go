@@ -46,46 +46,59 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
 }
 
 // sweep removes the tenant's answered requests left in the request
-// stream (queue.Sweep). Only the stats loop calls it.
-func (w *Worker) sweep(ctx context.Context, t *tenantRun) {
+// stream (queue.Sweep). It says whether more are left than one sweep
+// removes: the stats loop sweeps again at its next pass. Only the stats
+// loop calls it.
+func (w *Worker) sweep(ctx context.Context, t *tenantRun) (more bool) {
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		w.sweepConsumer(ctx, t.log, t.source.Consumer(p), w.opts.Settings.Subjects.Request(t.name, p))
+		if w.sweepConsumer(ctx, t.log, t.source.Consumer(p), w.opts.Settings.Subjects.Request(t.name, p)) {
+			more = true
+		}
 	}
+	return more
 }
 
 // sweepOthers removes the answered requests left in the request stream
 // that no configured tenant's consumer reads: those the unrouted consumer
 // and the consumers of tenants no longer configured answered
-// (queue.SweepUnrouted, queue.Sweep). Only the stats loop calls it.
-func (w *Worker) sweepOthers(ctx context.Context) {
+// (queue.SweepUnrouted, queue.Sweep). It says whether more are left than
+// one sweep removes, as sweep does. Only the stats loop calls it.
+func (w *Worker) sweepOthers(ctx context.Context) (more bool) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	swept, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
+	swept, more, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		w.log.Warn("sweep answered requests of unserved tenants", zap.Error(err))
+		w.log.Warn("sweep answered requests of unserved tenants", zap.Strings("subjects_swept", swept), zap.Error(err))
 	case len(swept) > 0:
-		w.log.Info("removed answered requests of unserved tenants left in the request stream", zap.Strings("subjects", swept))
+		w.log.Info("removed answered requests of unserved tenants left in the request stream", zap.Strings("subjects", swept), zap.Bool("more_left", more))
 	}
 	for token, conss := range w.staleConsumers() {
 		for _, cons := range conss {
 			p := offboard.Priority(cons.CachedInfo().Config.Metadata[queue.MetaPriority])
-			w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p))
+			if w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p)) {
+				more = true
+			}
 		}
 	}
+	return more
 }
 
-// sweepConsumer sweeps one consumer's subject (queue.Sweep).
-func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, subject string) {
+// sweepConsumer sweeps one consumer's subject (queue.Sweep). It says
+// whether more are left than one sweep removes.
+func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, subject string) bool {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	floor, err := queue.Sweep(sctx, w.requests, cons, subject)
+	last, more, err := queue.Sweep(sctx, w.requests, cons, subject)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		log.Warn("sweep answered requests", zap.String("subject", subject), zap.Error(err))
-	case floor > 0:
-		log.Info("removed answered requests left in the request stream", zap.String("subject", subject), zap.Uint64("up_to_seq", floor))
+		// Requests removed before the error are said: the sweep is
+		// not without effect.
+		log.Warn("sweep answered requests", zap.String("subject", subject), zap.Uint64("removed_up_to_seq", last), zap.Error(err))
+	case last > 0:
+		log.Info("removed answered requests left in the request stream", zap.String("subject", subject), zap.Uint64("up_to_seq", last), zap.Bool("more_left", more))
 	}
+	return more
 }
 
 // observeResult records a published result's time from the request's

@@ -53,7 +53,9 @@ type Options struct {
 	StatsEvery time.Duration
 	// SweepEvery is how often the stats loop looks, for each tenant, for
 	// answered requests left in the request stream (queue.Sweep); the
-	// tenants are spread over that time. Default 10 minutes.
+	// tenants are spread over that time, and a tenant whose sweep left
+	// more than it may remove is swept again at the next StatsEvery.
+	// Default 10 minutes.
 	SweepEvery time.Duration
 	// Shared, when set, keeps every tenant's quota in the journal all
 	// replicas share; nil keeps it in this process.
@@ -893,8 +895,9 @@ func (w *Worker) runStats(ctx context.Context) {
 			// so does this process's own, met before it started.
 			w.m.setThrottledUntil(t.name, t.limits.LastPause())
 			w.refreshWaiting(ctx, t)
-			if w.clock.Since(t.swept) >= w.opts.SweepEvery {
-				w.sweep(ctx, t)
+			// A sweep that left more than it may remove goes on at the
+			// next pass, not a SweepEvery later.
+			if w.clock.Since(t.swept) >= w.opts.SweepEvery && !w.sweep(ctx, t) {
 				t.swept = w.clock.Now()
 			}
 			w.setPaused(t)
@@ -903,8 +906,7 @@ func (w *Worker) runStats(ctx context.Context) {
 			w.setBudgetGauges(t)
 		}
 		w.answerLookalikes(ctx)
-		if w.clock.Since(sweptOthers) >= w.opts.SweepEvery {
-			w.sweepOthers(ctx)
+		if w.clock.Since(sweptOthers) >= w.opts.SweepEvery && !w.sweepOthers(ctx) {
 			sweptOthers = w.clock.Now()
 		}
 		// A control change refreshes the paused and held gauges at once.
