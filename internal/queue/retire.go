@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -66,7 +67,7 @@ func Sweep(ctx context.Context, requests jetstream.Stream, cons jetstream.Consum
 	if !sweepable(info.Config) || info.Config.FilterSubject != subject || len(info.Config.FilterSubjects) > 0 {
 		return 0, false, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
 	}
-	return removeBelow(ctx, requests, subject, info.AckFloor.Stream)
+	return removeBelow(ctx, requests, subject, info.AckFloor.Stream, info.TimeStamp)
 }
 
 // SweepUnrouted removes from the request stream the requests that the
@@ -89,7 +90,7 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 	if !sweepable(info.Config) {
 		return nil, false, fmt.Errorf("%s: %w", info.Name, ErrNotSweepable)
 	}
-	floor := info.AckFloor.Stream
+	floor, asOf := info.AckFloor.Stream, info.TimeStamp
 	if floor == 0 {
 		return nil, false, nil
 	}
@@ -108,7 +109,7 @@ func SweepUnrouted(ctx context.Context, requests jetstream.Stream, unrouted jets
 			// the unrouted consumer deletes it once answered.
 			continue
 		}
-		removed, left, err := removeBelow(ctx, requests, subject, floor)
+		removed, left, err := removeBelow(ctx, requests, subject, floor, asOf)
 		if removed > 0 {
 			swept = append(swept, subject)
 		}
@@ -133,10 +134,18 @@ func literal(subject string) bool {
 	return true
 }
 
-// removeBelow removes the requests on subject at or below floor, sweepMax
-// at most. It returns the sequence of the last one removed (0: none),
-// also with an error, and whether more are left at or below floor once
-// it removed sweepMax: a sweep again soon goes on.
+// removeBelow removes the requests on subject at or below floor, read
+// from a consumer at asOf (its info's time), sweepMax at most. It returns
+// the sequence of the last one removed (0: none), also with an error, and
+// whether more are left at or below floor once it removed sweepMax: a
+// sweep again soon goes on.
+//
+// A request stored after asOf was not acked when the floor was read: the
+// stream was made again since (a lone server back without its store, an
+// operator's delete), and holds another request at that place, not
+// answered yet. It and those after it are left alone. A server's clock
+// ahead of the consumer's leader's leaves a request just answered for the
+// next sweep; a server that does not say when (zero asOf) is not asked.
 //
 // It deletes them one at a time, not with a purge: a purge has the server
 // drop, from each consumer of the subject, every request queued for
@@ -145,7 +154,7 @@ func literal(subject string) bool {
 // after their ack wait, behind requests published later. A delete of a
 // request acked touches no consumer's state. Most sweeps find nothing:
 // one look at the subject's first request.
-func removeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64) (last uint64, more bool, err error) {
+func removeBelow(ctx context.Context, requests jetstream.Stream, subject string, floor uint64, asOf time.Time) (last uint64, more bool, err error) {
 	for seq, n := uint64(1), 0; seq <= floor; n++ {
 		m, err := requests.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subject))
 		switch {
@@ -153,7 +162,7 @@ func removeBelow(ctx context.Context, requests jetstream.Stream, subject string,
 			return last, false, nil
 		case err != nil:
 			return last, false, err
-		case m.Sequence > floor:
+		case m.Sequence > floor, !asOf.IsZero() && m.Time.After(asOf):
 			return last, false, nil
 		case n == sweepMax:
 			return last, true, nil
