@@ -580,6 +580,9 @@ func addCapped(a, b time.Duration) time.Duration {
 	return a + b
 }
 
+// httpReadBuffer is the size of each HTTP/1.1 connection's read buffer.
+const httpReadBuffer = 2 << 10
+
 // httpClient returns an HTTP client for the login and API hosts, trusting
 // an extra CA bundle when one is given (a TLS-inspecting proxy, a test
 // double). It speaks HTTP/2 to a host that offers it: the calls under way,
@@ -594,9 +597,6 @@ func addCapped(a, b time.Duration) time.Duration {
 // told by its status (mde.ProxyConnectAnswer). A call is bounded by callTimeout
 // (--call-timeout), its context's; the client's own bounds catch what no
 // context bounds, and are never shorter.
-// httpReadBuffer is the size of each HTTP/1.1 connection's read buffer.
-const httpReadBuffer = 2 << 10
-
 func httpClient(caFile string, idle int, callTimeout time.Duration) (*http.Client, error) {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = idle
