@@ -281,10 +281,15 @@ func (s *Source) untilPoll(now time.Time) time.Duration {
 	if s.lastPoll.IsZero() {
 		return 0
 	}
+	counts := s.counted.Add(s.idle).Sub(now)
 	if s.busy {
-		return s.lastPoll.Add(s.poll).Sub(now)
+		// The counts are due at the time drawn for them, not at the
+		// first poll after it: polls every 2 s from one count would put
+		// the next at 28 or 30 s, and busy tenants counted together
+		// would count together again.
+		return min(s.lastPoll.Add(s.poll).Sub(now), counts)
 	}
-	return s.counted.Add(s.idle).Sub(now)
+	return counts
 }
 
 // idleAgain makes a busy source idle again, without reading the counts,
