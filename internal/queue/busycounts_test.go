@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
@@ -16,10 +15,7 @@ import (
 // 2000 consumer infos in two bursts.
 func TestBusySourcesMadeTogetherCountApart(t *testing.T) {
 	t.Parallel()
-	tenants := make([]string, 50)
-	for i := range tenants {
-		tenants[i] = fmt.Sprintf("b%02d", i)
-	}
+	tenants := tenantNames("b", 50)
 	_, js, r, _ := routed(t, tenants...)
 	at := time.Now()
 	seen := map[time.Duration]bool{}

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -22,10 +21,7 @@ import (
 // counting together again. Its next counts stay where they were due.
 func TestLookAfterDropReadsNoCounts(t *testing.T) {
 	t.Parallel()
-	tenants := make([]string, 20)
-	for i := range tenants {
-		tenants[i] = fmt.Sprintf("d%02d", i)
-	}
+	tenants := tenantNames("d", 20)
 	nc, js, r, _ := routed(t, tenants...)
 	const poll = 50 * time.Millisecond
 	srcs := make([]*Source, len(tenants))

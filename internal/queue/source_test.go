@@ -88,10 +88,7 @@ func idleSources(t *testing.T, nc *nats.Conn, js jetstream.JetStream, tenants []
 func TestIdleSourcesBarelyAskTheServer(t *testing.T) {
 	t.Parallel()
 	nc, js := connect(t)
-	tenants := make([]string, 10)
-	for i := range tenants {
-		tenants[i] = fmt.Sprintf("t%02d", i)
-	}
+	tenants := tenantNames("t", 10)
 	gate := make(chan struct{})
 	got, srcs := idleSources(t, nc, js, tenants, gate)
 	api := countAPI(t, nc)
@@ -653,10 +650,7 @@ func TestPullOfADeletedConsumerSaysItIsMissing(t *testing.T) {
 func TestSourcesMadeTogetherCountApart(t *testing.T) {
 	t.Parallel()
 	nc, js := connect(t)
-	tenants := make([]string, 100)
-	for i := range tenants {
-		tenants[i] = fmt.Sprintf("t%03d", i)
-	}
+	tenants := tenantNames("t", 100)
 	_, srcs := idleSources(t, nc, js, tenants, make(chan struct{}))
 	now := time.Now()
 	earliest, latest := time.Duration(1<<62), time.Duration(0)
@@ -673,4 +667,14 @@ func TestSourcesMadeTogetherCountApart(t *testing.T) {
 	if latest-earliest < IdlePoll/20 {
 		t.Errorf("next counts within %v of each other, want them spread over at least %v", latest-earliest, IdlePoll/20)
 	}
+}
+
+// tenantNames is n tenant names: prefix and a number of its own, from 0,
+// of two digits at least and as wide as the largest.
+func tenantNames(prefix string, n int) []string {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("%s%0*d", prefix, max(2, len(fmt.Sprint(n-1))), i)
+	}
+	return names
 }
