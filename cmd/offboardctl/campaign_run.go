@@ -1322,7 +1322,7 @@ func (r *campaignRun) publishAgain(ctx context.Context, p pendingAck, err error)
 	if !unanswered(err) || p.f.Msg() == nil || time.Since(r.unansweredSince) > cmp.Or(r.againFor, publishAgainFor) {
 		return nil, false
 	}
-	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) && publishRefused(r.js.Conn(), p.f.Msg().Subject) {
+	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) && r.refused(p) {
 		// Refused, not lost: published again, it would be refused
 		// again, each row's tries taking the run 30 s in silence.
 		return nil, false
@@ -1507,13 +1507,21 @@ func (r *campaignRun) noteUnpublished(p pendingAck, err error) {
 	switch {
 	case p.again && unanswered(err), errors.Is(err, nats.ErrDisconnected):
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout):
-		if m := p.f.Msg(); m != nil && r.js != nil && publishRefused(r.js.Conn(), m.Subject) {
+		if r.refused(p) {
 			return
 		}
 	default:
 		return
 	}
 	r.unknown.Add(1)
+}
+
+// refused says whether NATS refused the connection row p's publish for
+// a permission (queue.PublishRefused): it times out as one whose answer
+// was lost does, but was not stored.
+func (r *campaignRun) refused(p pendingAck) bool {
+	m := p.f.Msg()
+	return m != nil && r.js != nil && queue.PublishRefused(r.js.Conn(), m.Subject)
 }
 
 // notePubErr keeps err if it is the first publish error. Not in an

@@ -47,11 +47,7 @@ func TestCampaignRunWhoseServerIsLost(t *testing.T) {
 func clusterCampaignRun(t *testing.T, choose func(leader int) (via, lost int)) {
 	t.Helper()
 	const rows = 500
-	e, c := newClusterEnv(t, rows)
-	e.startWorker()
-	dir := t.TempDir()
-	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
-	report := filepath.Join(dir, "wave-report.csv")
+	e, c, csvPath, report := clusterCampaign(t, rows)
 	leader := c.StreamLeader(t.Context(), e.js, offboard.StreamRequests)
 	via, lost := choose(leader)
 	seen := make(chan *nats.Msg, rows)
@@ -79,6 +75,17 @@ func clusterCampaignRun(t *testing.T, choose func(leader int) (via, lost int)) {
 		t.Errorf("summary: %q", r.out)
 	}
 	checkClusterCampaign(t, e, report, rows)
+}
+
+// clusterCampaign starts three clustered servers and a worker with rows
+// devices, and writes a campaign CSV of them: its path, and where its
+// report goes.
+func clusterCampaign(t *testing.T, rows int) (e *testEnv, c *natstest.Cluster, csvPath, report string) {
+	t.Helper()
+	e, c = newClusterEnv(t, rows)
+	e.startWorker()
+	dir := t.TempDir()
+	return e, c, writeFile(t, dir, "wave.csv", idsCSV(e.machines)), filepath.Join(dir, "wave-report.csv")
 }
 
 // checkClusterCampaign checks that each of a campaign's rows is reported
@@ -135,11 +142,7 @@ func wantOnceEach(t *testing.T, what, keys string, counts map[string]int, want i
 func TestCampaignRunFollowsResultsPastALostServer(t *testing.T) {
 	t.Parallel()
 	const rows = 300
-	e, c := newClusterEnv(t, rows)
-	e.startWorker()
-	dir := t.TempDir()
-	csvPath := writeFile(t, dir, "wave.csv", idsCSV(e.machines))
-	report := filepath.Join(dir, "wave-report.csv")
+	e, c, csvPath, report := clusterCampaign(t, rows)
 	// Paused while the run is started again until its reader is not on
 	// the server it connects to (the server places it).
 	if code, _, errs := e.ctl(t.Context(), "pause", tenant); code != exitOK {

@@ -861,10 +861,6 @@ type notPublished struct{ err error }
 func (e notPublished) Error() string { return e.err.Error() }
 func (e notPublished) Unwrap() error { return e.err }
 
-// publishRefused says whether NATS refused the connection a publish on
-// subject: the publish then times out, and was not stored.
-func publishRefused(nc *nats.Conn, subject string) bool { return queue.PublishRefused(nc, subject) }
-
 // retryPublishWait bounds the wait for a retry's acknowledgement.
 const retryPublishWait = 10 * time.Second
 
@@ -1011,7 +1007,7 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 		// The wait is the retry's own, not --connect-timeout's.
 		err = ownWait{err}
 	}
-	if err != nil && ctx.Err() == nil && control.Unanswered(err) && !publishRefused(js.Conn(), d.subject) {
+	if err != nil && ctx.Err() == nil && control.Unanswered(err) && !queue.PublishRefused(js.Conn(), d.subject) {
 		// Sent, and no answer: the stream may have stored it (its
 		// leader lost between its write and its reply, on a cluster).
 		return nil, unansweredRetry{fmt.Errorf("the retry of %s attempt %d got no answer in %v, and may have been published (%w): the same command again tells, and publishes it only if it was not",

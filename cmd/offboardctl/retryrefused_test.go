@@ -125,15 +125,15 @@ func TestPublishRefusedOutlivesAnotherRefusal(t *testing.T) {
 	// The refusals reach the connection's error handler a moment after
 	// its last error is set; a publish's timeout is seconds later.
 	deadline := time.Now().Add(2 * time.Second)
-	for (!publishRefused(c.nc, req) || !control.WriteRefused(c.nc, key)) && time.Now().Before(deadline) {
+	for (!queue.PublishRefused(c.nc, req) || !control.WriteRefused(c.nc, key)) && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if !publishRefused(c.nc, req) || !control.WriteRefused(c.nc, key) {
+	if !queue.PublishRefused(c.nc, req) || !control.WriteRefused(c.nc, key) {
 		t.Errorf("after a refusal of %s: publish of %s refused %v, write of %s refused %v; want both refused",
-			other, req, publishRefused(c.nc, req), key, control.WriteRefused(c.nc, key))
+			other, req, queue.PublishRefused(c.nc, req), key, control.WriteRefused(c.nc, key))
 	}
 	normal := offboard.Subjects{}.Request("contoso", offboard.Normal)
-	if publishRefused(c.nc, normal) || control.WriteRefused(c.nc, campaign.Key("contoso", "other")) {
+	if queue.PublishRefused(c.nc, normal) || control.WriteRefused(c.nc, campaign.Key("contoso", "other")) {
 		t.Errorf("a subject never published counts refused")
 	}
 }
