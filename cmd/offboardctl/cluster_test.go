@@ -5,12 +5,12 @@ import (
 	"encoding/csv"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/queue/natstest"
@@ -50,17 +50,22 @@ func clusterCampaignRun(t *testing.T, choose func(leader int) (via, lost int)) {
 	e, c, csvPath, report := clusterCampaign(t, rows)
 	leader := c.StreamLeader(t.Context(), e.js, offboard.StreamRequests)
 	via, lost := choose(leader)
-	seen := make(chan *nats.Msg, rows)
-	sub, err := e.js.Conn().ChanSubscribe(offboard.Subjects{}.Request(tenant, offboard.Bulk), seen)
-	if err != nil {
-		t.Fatal(err)
-	}
+	before := lastRequestSeq(t, e.js)
 	start := time.Now()
 	// A few publishes awaited at a time: the server is lost mid-publish.
 	done := runInBackground(t.Context(), "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
 		"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s", "--max-pending", "16")
-	waitMsgs(t, seen, rows/5, 30*time.Second)
-	_ = sub.Unsubscribe()
+	waitRun(t, "requests stored", rows/5, done, func() (uint64, error) {
+		s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+		if err != nil {
+			return 0, err
+		}
+		info, err := s.Info(t.Context())
+		if err != nil {
+			return 0, err
+		}
+		return info.State.LastSeq - before, nil
+	})
 	c.Shutdown(lost)
 	lostAt := time.Since(start)
 	time.Sleep(2 * time.Second)
@@ -175,29 +180,32 @@ func TestCampaignRunFollowsResultsPastALostServer(t *testing.T) {
 		cancel()
 		<-done
 	}
-	seen := make(chan *nats.Msg, rows)
-	sub, err := e.js.Conn().ChanSubscribe(offboard.Subjects{}.Result(tenant), seen)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
 	if code, _, errs := e.ctl(t.Context(), "resume", tenant); code != exitOK {
 		t.Fatalf("resume: %s", errs)
 	}
-	waitMsgs(t, seen, rows/5, 30*time.Second)
-	_ = sub.Unsubscribe()
+	results := func() (uint64, error) {
+		subject := offboard.Subjects{}.Result(tenant)
+		s, err := e.js.Stream(t.Context(), offboard.StreamResults)
+		if err != nil {
+			return 0, err
+		}
+		info, err := s.Info(t.Context(), jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			return 0, err
+		}
+		return info.State.Subjects[subject], nil
+	}
+	waitRun(t, "results stored", rows/5, done, results)
 	c.Shutdown(lost)
 	lostAt := time.Since(start)
 	// When every row's result is stored.
 	allStored := make(chan time.Time, 1)
 	go func() {
-		subject := offboard.Subjects{}.Result(tenant)
 		for {
-			if n, err := e.js.Stream(t.Context(), offboard.StreamResults); err == nil {
-				if info, err := n.Info(t.Context(), jetstream.WithSubjectFilter(subject)); err == nil && info.State.Subjects[subject] >= rows {
-					allStored <- time.Now()
-					return
-				}
+			if n, err := results(); err == nil && n >= rows {
+				allStored <- time.Now()
+				return
 			}
 			select {
 			case <-t.Context().Done():
@@ -264,16 +272,43 @@ func waitResultsReader(t *testing.T, e *testEnv, c *natstest.Cluster, done <-cha
 	}
 }
 
-// waitMsgs takes n messages from seen, and fails if they have not come
-// within the given time.
-func waitMsgs(t *testing.T, seen <-chan *nats.Msg, n int, within time.Duration) {
+// waitRun waits for count, what a campaign run has done so far, to
+// reach n. It fails if the run ends first, with what the run said, or if
+// 30 s pass, with the stacks of the run's goroutines.
+func waitRun(t *testing.T, what string, n uint64, done <-chan ran, count func() (uint64, error)) {
 	t.Helper()
-	deadline := time.After(within)
-	for i := range n {
+	deadline := time.After(30 * time.Second)
+	var (
+		got     uint64
+		lastErr error
+	)
+	for {
+		if got, lastErr = count(); lastErr == nil && got >= n {
+			return
+		}
 		select {
-		case <-seen:
+		case r := <-done:
+			t.Fatalf("the run ended, exit %d, with %d of %d %s: %s%s", r.code, got, n, what, r.out, r.err)
 		case <-deadline:
-			t.Fatalf("%d of %d messages within %v", i, n, within)
+			t.Fatalf("%d of %d %s within 30 s (last error %v); the run's goroutines:\n%s", got, n, what, lastErr, runStacks())
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// runStacks is the stacks of the goroutines running offboardctl's own
+// code, not its tests'.
+func runStacks() string {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	var keep []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		for line := range strings.SplitSeq(g, "\n") {
+			if strings.Contains(line, "/cmd/offboardctl/") && !strings.Contains(line, "_test.go") {
+				keep = append(keep, g)
+				break
+			}
+		}
+	}
+	return strings.Join(keep, "\n\n")
 }

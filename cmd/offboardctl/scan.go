@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/contoso-secops/mde-offboard/internal/campaign"
+	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
 
@@ -157,6 +158,7 @@ func scanWith(ctx context.Context, js jetstream.JetStream, stream, subject strin
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
 	read := uint64(0)
+	var noResponders queue.NoResponders
 	for wait := first; ; wait = scanWait {
 		batch := 512
 		if limit > 0 {
@@ -189,9 +191,13 @@ func scanWith(ctx context.Context, js jetstream.JetStream, stream, subject strin
 			return nil
 		}
 		if err := msgs.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			if n == 0 && noResponders.Again(ctx, err) {
+				continue
+			}
 			return fmt.Errorf("read %s: %w", subject, err)
 		}
 		if n > 0 {
+			noResponders.Answered()
 			continue
 		}
 		more, err := storedAfter(ctx, js, stream, subject, last, since)

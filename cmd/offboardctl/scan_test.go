@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"testing"
@@ -126,5 +127,43 @@ func TestStatusOfManyTenantsWithCalls(t *testing.T) {
 	}
 	if took > 4*time.Second {
 		t.Errorf("status of %d tenants took %v", len(names), took)
+	}
+}
+
+// unansweredJS is a JetStream whose ordered consumers have their first
+// pulls answered "no responders" (natstest.Unanswered).
+type unansweredJS struct {
+	jetstream.JetStream
+	u *natstest.Unanswered
+}
+
+func (js unansweredJS) OrderedConsumer(ctx context.Context, stream string, cfg jetstream.OrderedConsumerConfig) (jetstream.Consumer, error) {
+	c, err := js.JetStream.OrderedConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return js.u.Wrap(c), nil
+}
+
+// TestScanRidesOutPullsUnanswered: an ordered consumer makes its reader
+// anew at each fetch and pulls it at once; on a freshly made three-server
+// cluster the server answered such a pull "no responders" (it had not yet
+// learnt which server leads the reader), and campaign run ended, exit 1,
+// before publishing a row ("read mde.offboard.request.contoso.bulk: nats:
+// no responders available for request"). A scan sends such pulls again
+// and reads every message.
+func TestScanRidesOutPullsUnanswered(t *testing.T) {
+	t.Parallel()
+	_, js := natsWithStreams(t)
+	subject := offboard.Subjects{}.Dead("contoso")
+	for i := range 50 {
+		if _, err := js.Publish(t.Context(), subject, fmt.Appendf(nil, `{"requestId":"d-%d"}`, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := natstest.NewUnanswered(t, js, offboard.StreamDead, 3)
+	read := 0
+	if err := scan(t.Context(), unansweredJS{js, u}, offboard.StreamDead, subject, func(jetstream.Msg) { read++ }); err != nil || read != 50 {
+		t.Fatalf("after %d pulls unanswered: read %d of 50: %v", u.Sent(), read, err)
 	}
 }

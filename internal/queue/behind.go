@@ -91,6 +91,7 @@ func makeReader(ctx context.Context, requests jetstream.Stream, info *jetstream.
 // each stored up to the sequence last to each. It returns how many.
 func readUpTo(ctx context.Context, reader jetstream.Consumer, filter string, last uint64, each func(*jetstream.RawStreamMsg)) (int, error) {
 	read := 0
+	var noResponders NoResponders
 	for {
 		if err := ctx.Err(); err != nil {
 			return read, err
@@ -117,11 +118,15 @@ func readUpTo(ctx context.Context, reader jetstream.Consumer, filter string, las
 			}
 		}
 		if err := batch.Error(); err != nil {
+			if got == 0 && noResponders.Again(ctx, err) {
+				continue
+			}
 			return read, fmt.Errorf("read the requests of %s: %w", filter, err)
 		}
 		if done || got == 0 {
 			return read, nil
 		}
+		noResponders.Answered()
 	}
 }
 

@@ -85,7 +85,10 @@ func seqOfMsgID(ctx context.Context, results jetstream.Stream, subject, msgID st
 		defer cancel()
 		_ = results.DeleteConsumer(dctx, cons.CachedInfo().Name) // else gone once inactive
 	}()
-	var found uint64
+	var (
+		found        uint64
+		noResponders NoResponders
+	)
 	for pending := cons.CachedInfo().NumPending; pending > 0; {
 		batch, err := cons.Fetch(int(min(pending, 512)), jetstream.FetchMaxWait(StepTimeout)) //nolint:gosec // at most 512
 		if err != nil {
@@ -104,11 +107,15 @@ func seqOfMsgID(ctx context.Context, results jetstream.Stream, subject, msgID st
 			found = meta.Sequence.Stream
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+			if n == 0 && noResponders.Again(ctx, err) {
+				continue
+			}
 			return 0, fmt.Errorf("look for result %s: %w", msgID, err)
 		}
 		if n == 0 {
 			break // the rest went meanwhile (their max age)
 		}
+		noResponders.Answered()
 		pending -= min(n, pending)
 	}
 	return found, nil
