@@ -74,6 +74,22 @@ func setupLoopTransport(t *testing.T, offboardLimits, extra string, retry RetryP
 // setupLoopSim is setupLoopTransport with the simulator's options.
 func setupLoopSim(t *testing.T, simOpts mdesim.Options, offboardLimits, extra string, retry RetryPolicy, opt func(*Options), wrap func(http.RoundTripper) http.RoundTripper) *loopEnv {
 	t.Helper()
+	e := newLoopEnv(t, simOpts, offboardLimits, extra, retry, opt, wrap)
+	e.w.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := e.w.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	return e
+}
+
+// newLoopEnv is setupLoopSim with the worker made and not started: its
+// loops do not run, a test calls what it needs of them.
+func newLoopEnv(t *testing.T, simOpts mdesim.Options, offboardLimits, extra string, retry RetryPolicy, opt func(*Options), wrap func(http.RoundTripper) http.RoundTripper) *loopEnv {
+	t.Helper()
 	e := &loopEnv{sim: mdesim.New(simOpts), clock: clockwork.NewFakeClock(), results: make(chan offboard.Result, 16)}
 	base := e.sim.StartTLS()
 	t.Cleanup(e.sim.Close)
@@ -158,14 +174,6 @@ func setupLoopSim(t *testing.T, simOpts mdesim.Options, offboardLimits, extra st
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.w.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := e.w.Stop(ctx); err != nil {
-			t.Error(err)
-		}
-	})
 	return e
 }
 

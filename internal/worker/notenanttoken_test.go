@@ -63,7 +63,7 @@ func TestRequestOfNoTenantNameIsAnsweredWhateverThePresenceSays(t *testing.T) {
 		info, err := unrouted.Info(t.Context())
 		return err == nil && info.AckFloor.Stream >= uint64(len(tokens))
 	})
-	e.w.sweepOthers(t.Context())
+	e.w.sweepOthers(t.Context(), &sweepPass{})
 	stream, err := e.js.Stream(t.Context(), offboard.StreamRequests)
 	if err != nil {
 		t.Fatal(err)

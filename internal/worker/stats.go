@@ -1,7 +1,9 @@
 package worker
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,13 +47,76 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
 	}
 }
 
+// sweepPass counts, over one pass of the stats loop, the sweeps that
+// stopped at their bound with more answered requests left (queue.Sweep):
+// each removed as many as a sweep may, two round trips each. Once
+// sweepsFullPerPass did, the pass sweeps no more, and the sweeps due wait
+// for the next pass: with many tenants each holding more than a sweep
+// removes (a replica of an earlier release, which never deleted, working
+// beside this one), a pass swept them all, about 0.3 s a tenant, minutes
+// at a thousand, and the gauges it sets went stale meanwhile.
+type sweepPass struct{ full int }
+
+// sweepsFullPerPass bounds the full sweeps of one pass: about 1,000
+// requests removed, a second or two of round trips.
+const sweepsFullPerPass = 5
+
+// spent says whether the pass swept as much as it may.
+func (p *sweepPass) spent() bool { return p.full >= sweepsFullPerPass }
+
+// swept counts a sweep; more says it stopped at its bound.
+func (p *sweepPass) swept(more bool) bool {
+	if more {
+		p.full++
+	}
+	return more
+}
+
+// sweepSome makes the sweeps of a pass of the stats loop: of the tenants
+// whose sweep is due, then of the requests no configured tenant's
+// consumer reads, every SweepEvery from sweptOthers (which it sets once
+// a sweep of them left nothing), as far as the pass may sweep.
+func (w *Worker) sweepSome(ctx context.Context, sweptOthers *time.Time) {
+	var pass sweepPass
+	w.sweepDue(ctx, &pass)
+	if w.clock.Since(*sweptOthers) >= w.opts.SweepEvery && !pass.spent() && !w.sweepOthers(ctx, &pass) {
+		*sweptOthers = w.clock.Now()
+	}
+}
+
+// sweepDue sweeps the tenants whose sweep is due (SweepEvery after the
+// last that left nothing: one that left more goes on at the next pass),
+// the one tried longest ago first, until the pass has swept as much as it
+// may: every tenant holding more than a sweep removes gets its turn. Only
+// the stats loop calls it.
+func (w *Worker) sweepDue(ctx context.Context, pass *sweepPass) {
+	var due []*tenantRun
+	for _, t := range w.tenants {
+		if w.clock.Since(t.swept) >= w.opts.SweepEvery {
+			due = append(due, t)
+		}
+	}
+	slices.SortFunc(due, func(a, b *tenantRun) int {
+		return cmp.Or(a.sweepTried.Compare(b.sweepTried), cmp.Compare(a.name, b.name))
+	})
+	for _, t := range due {
+		if pass.spent() || ctx.Err() != nil {
+			return
+		}
+		t.sweepTried = w.clock.Now()
+		if !w.sweep(ctx, t, pass) {
+			t.swept = w.clock.Now()
+		}
+	}
+}
+
 // sweep removes the tenant's answered requests left in the request
 // stream (queue.Sweep). It says whether more are left than one sweep
 // removes: the stats loop sweeps again at its next pass. Only the stats
 // loop calls it.
-func (w *Worker) sweep(ctx context.Context, t *tenantRun) (more bool) {
+func (w *Worker) sweep(ctx context.Context, t *tenantRun, pass *sweepPass) (more bool) {
 	for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
-		if w.sweepConsumer(ctx, t.log, t.source.Consumer(p), w.opts.Settings.Subjects.Request(t.name, p)) {
+		if pass.swept(w.sweepConsumer(ctx, t.log, t.source.Consumer(p), w.opts.Settings.Subjects.Request(t.name, p))) {
 			more = true
 		}
 	}
@@ -61,12 +126,14 @@ func (w *Worker) sweep(ctx context.Context, t *tenantRun) (more bool) {
 // sweepOthers removes the answered requests left in the request stream
 // that no configured tenant's consumer reads: those the unrouted consumer
 // and the consumers of tenants no longer configured answered
-// (queue.SweepUnrouted, queue.Sweep). It says whether more are left than
-// one sweep removes, as sweep does. Only the stats loop calls it.
-func (w *Worker) sweepOthers(ctx context.Context) (more bool) {
+// (queue.SweepUnrouted, queue.Sweep), until the pass has swept as much
+// as it may. It says whether more are left, or not looked at: the stats
+// loop sweeps again at its next pass. Only the stats loop calls it.
+func (w *Worker) sweepOthers(ctx context.Context, pass *sweepPass) (more bool) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	swept, more, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
+	pass.swept(more)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		w.log.Warn("sweep answered requests of unserved tenants", zap.Strings("subjects_swept", swept), zap.Error(err))
@@ -75,8 +142,11 @@ func (w *Worker) sweepOthers(ctx context.Context) (more bool) {
 	}
 	for token, conss := range w.staleConsumers() {
 		for _, cons := range conss {
+			if pass.spent() {
+				return true
+			}
 			p := offboard.Priority(cons.CachedInfo().Config.Metadata[queue.MetaPriority])
-			if w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p)) {
+			if pass.swept(w.sweepConsumer(ctx, w.log.With(zap.String("tenant", token)), cons, w.opts.Settings.Subjects.Request(token, p))) {
 				more = true
 			}
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
 	"github.com/contoso-secops/mde-offboard/offboard"
 )
@@ -55,19 +56,95 @@ func TestSweepGoesOnAtTheNextStatsPass(t *testing.T) {
 	}
 }
 
+// TestSweepsOfAPassAreBounded: with many tenants each holding more
+// answered requests than a sweep removes (here twelve no longer
+// configured, as a replica of an earlier release leaves them, and the
+// tenant served), a pass of the stats loop sweeps at most
+// sweepsFullPerPass of them to their bound, and the next passes go on
+// with the others, until none is left. Before, one pass swept every
+// tenant: 2,600 requests removed in it (about 0.3 s a tenant, minutes
+// at a thousand, the gauges stale meanwhile).
+func TestSweepsOfAPassAreBounded(t *testing.T) {
+	t.Parallel()
+	const (
+		left = 250 // above the 200 a sweep removes from a subject
+		old  = 12
+	)
+	tenants := []string{"contoso"}
+	for i := range old {
+		tenants = append(tenants, fmt.Sprintf("old%02d", i))
+	}
+	// Passes of the stats loop made here, the loop not running.
+	e := newLoopEnv(t, mdesim.Options{}, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
+		o.SweepEvery = 15 * time.Second
+		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: tenants}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tenant := range tenants {
+			ackLeftBehindOf(t, o.JS, tenant, left)
+			if tenant != "contoso" {
+				o.Stale = append(o.Stale, queue.ConsumerName(tenant, offboard.Normal), queue.ConsumerName(tenant, offboard.Bulk))
+			}
+		}
+	}, nil)
+	// The watch of the campaigns' marks New began, which the worker's
+	// start would run and its stop end: ended with the test.
+	t.Cleanup(func() { e.w.campaigns.Run(t.Context()) })
+	stream, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := func() uint64 {
+		info, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	// At most the full sweeps a pass may make, and a sweep of what is
+	// left after a full one (left-200) for every tenant.
+	const most = sweepsFullPerPass*200 + (old+1)*(left-200)
+	var (
+		sweptOthers time.Time
+		removed     []uint64
+	)
+	for n := msgs(); n > 0 && len(removed) < 10; {
+		e.clock.Advance(e.w.opts.SweepEvery) // every tenant due
+		e.w.sweepSome(t.Context(), &sweptOthers)
+		was := n
+		n = msgs()
+		removed = append(removed, was-n)
+	}
+	t.Logf("removed at each pass: %v", removed)
+	for i, r := range removed {
+		if r > most {
+			t.Errorf("pass %d removed %d requests, want %d at most", i+1, r, most)
+		}
+	}
+	if n := msgs(); n > 0 {
+		t.Errorf("%d of %d answered requests left after %d passes", n, left*(old+1), len(removed))
+	}
+}
+
 // ackLeftBehind publishes n requests of contoso and acks them through its
 // consumer without deleting them, as a worker of an earlier release did.
 func ackLeftBehind(t *testing.T, js jetstream.JetStream, n int) {
 	t.Helper()
+	ackLeftBehindOf(t, js, "contoso", n)
+}
+
+// ackLeftBehindOf is ackLeftBehind for tenant's normal requests.
+func ackLeftBehindOf(t *testing.T, js jetstream.JetStream, tenant string, n int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	subject := offboard.Subjects{}.Request("contoso", offboard.Normal)
+	subject := offboard.Subjects{}.Request(tenant, offboard.Normal)
 	for i := range n {
 		if _, err := js.Publish(ctx, subject, fmt.Appendf(nil, `{"requestId":"left-%d","machineId":%q}`, i, loopMachine)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName("contoso", offboard.Normal))
+	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, offboard.Normal))
 	if err != nil {
 		t.Fatal(err)
 	}

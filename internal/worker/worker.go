@@ -128,8 +128,11 @@ type tenantRun struct {
 	log      *zap.Logger
 	backlog  map[offboard.Priority]uint64 // waiting, not delivered: last read by runStats
 	unacked  map[offboard.Priority]uint64 // delivered, not acked: last read by runStats
-	swept    time.Time                    // last sweep (runStats)
-	cancels  *cancels                     // its campaigns' cancels as they land
+	swept    time.Time                    // last sweep that left nothing (runStats)
+	// sweepTried is when runStats last began a sweep of the tenant: the
+	// due tenant tried longest ago is swept first.
+	sweepTried time.Time
+	cancels    *cancels // its campaigns' cancels as they land
 	// landed ends when a cancel of one of the tenant's campaigns lands
 	// after the loop last took requests for one; withdrawing says that
 	// the loop takes requests for a cancel (both the fetch loop's own).
@@ -895,20 +898,13 @@ func (w *Worker) runStats(ctx context.Context) {
 			// so does this process's own, met before it started.
 			w.m.setThrottledUntil(t.name, t.limits.LastPause())
 			w.refreshWaiting(ctx, t)
-			// A sweep that left more than it may remove goes on at the
-			// next pass, not a SweepEvery later.
-			if w.clock.Since(t.swept) >= w.opts.SweepEvery && !w.sweep(ctx, t) {
-				t.swept = w.clock.Now()
-			}
 			w.setPaused(t)
 			t.created.prune(w.clock.Now())
 			t.budget.setPending(t.backlog, t.unacked, w.opts.Control)
 			w.setBudgetGauges(t)
 		}
 		w.answerLookalikes(ctx)
-		if w.clock.Since(sweptOthers) >= w.opts.SweepEvery && !w.sweepOthers(ctx) {
-			sweptOthers = w.clock.Now()
-		}
+		w.sweepSome(ctx, &sweptOthers)
 		// A control change refreshes the paused and held gauges at once.
 		timer := w.clock.NewTimer(w.opts.StatsEvery)
 		select {
