@@ -1562,15 +1562,15 @@ func (r *campaignRun) finish(waitErr error) error {
 	if n := r.unconfirmed.Load(); n > 0 {
 		unconfirmed = fmt.Sprintf(", %d sent unconfirmed (stored or not: running again publishes them once)", n)
 	}
-	fmt.Fprintf(r.c.stdout, "campaign %s (tenant %s): %d rows: created %d, already_pending %d, dry_run %d, failed %d, no result %d; "+
+	fmt.Fprintf(r.c.stdout, "campaign %s (tenant %s): %s: created %d, already_pending %d, dry_run %d, failed %d, no result %d; "+
 		"published %d, published before %d%s, answered before %d; report %s\n",
-		r.f.name, r.f.tenant, c.Rows, c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
+		r.f.name, r.f.tenant, rowCount(c.Rows), c.Created, c.AlreadyPending, c.DryRun, c.Failed, c.Waiting+c.Unpublished,
 		r.published.Load(), r.duplicates.Load(), unconfirmed, r.skipped.Load(), report)
 	switch {
 	case reportErr != nil && waitErr != nil && !errors.As(waitErr, new(notTheRowsError)):
 		// One line, which says what ended the wait as well: the results
 		// are stored, and the same command writes the report again.
-		return fmt.Errorf("campaign %s: %d rows without a result (%w), and %w; run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr, reportErr)
+		return fmt.Errorf("campaign %s: %s without a result (%w), and %w; run the same command again to resume", r.f.name, rowCount(c.Waiting+c.Unpublished), waitErr, reportErr)
 	case reportErr != nil && waitErr != nil:
 		return fmt.Errorf("%w; and %w", waitErr, reportErr)
 	case reportErr != nil:
@@ -1578,7 +1578,7 @@ func (r *campaignRun) finish(waitErr error) error {
 	case errors.As(waitErr, new(notTheRowsError)):
 		return waitErr
 	case waitErr != nil:
-		return fmt.Errorf("campaign %s: %d rows without a result (%w); run the same command again to resume", r.f.name, c.Waiting+c.Unpublished, waitErr)
+		return fmt.Errorf("campaign %s: %s without a result (%w); run the same command again to resume", r.f.name, rowCount(c.Waiting+c.Unpublished), waitErr)
 	case c.Unpublished > 0:
 		return r.unpublishedError(c.Unpublished)
 	}
@@ -1593,13 +1593,29 @@ func (r *campaignRun) unpublishedError(n int) error {
 	err := r.pubError()
 	switch unknown := int(min(r.unknown.Load(), int64(n))); {
 	case unknown == n:
-		return fmt.Errorf("campaign %s: %d rows not known to be published: their publish got no answer (%w), and may have been stored; "+
-			"run the same command again: it publishes those that were not", r.f.name, n, err)
+		return fmt.Errorf("campaign %s: %s not known to be published: %s publish got no answer (%w), and may have been stored; "+
+			"run the same command again: it publishes those that were not", r.f.name, rowCount(n), theirs(n), err)
 	case unknown > 0:
-		return fmt.Errorf("campaign %s: %d rows could not be published (%w), and %d more not known to be: their publish got no answer, and may have been stored; "+
-			"run the same command again: it publishes those that were not", r.f.name, n-unknown, err, unknown)
+		return fmt.Errorf("campaign %s: %s could not be published (%w), and %d more not known to be: %s publish got no answer, and may have been stored; "+
+			"run the same command again: it publishes those that were not", r.f.name, rowCount(n-unknown), err, unknown, theirs(unknown))
 	}
-	return fmt.Errorf("campaign %s: %d rows could not be published (%w); run the same command again", r.f.name, n, err)
+	return fmt.Errorf("campaign %s: %s could not be published (%w); run the same command again", r.f.name, rowCount(n), err)
+}
+
+// rowCount is n rows, "1 row" for one.
+func rowCount(n int) string {
+	if n == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", n)
+}
+
+// theirs is the possessive of n rows: "its" for one.
+func theirs(n int) string {
+	if n == 1 {
+		return "its"
+	}
+	return "their"
 }
 
 // writeReport writes the report next to its final name, then renames it.

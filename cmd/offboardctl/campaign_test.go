@@ -1147,3 +1147,21 @@ func (w *cancelAtLine) Write(p []byte) (int, error) {
 	}
 	return w.Builder.Write(p)
 }
+
+// TestCampaignRunOfOneRow: the summary of a campaign of one row says
+// "1 row", not "1 rows".
+func TestCampaignRunOfOneRow(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 1)
+	e.startWorker()
+	dir := t.TempDir()
+	csvPath := writeFile(t, dir, "one.csv", idsCSV(e.machines))
+	code, out, errOut := e.ctl(t.Context(), "campaign", "run", "--tenant", tenant, "--csv", csvPath,
+		"--report", filepath.Join(dir, "one-report.csv"), "--progress-every", "1h")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !strings.Contains(out, "campaign one (tenant contoso): 1 row: created 1,") {
+		t.Errorf("summary: %q", out)
+	}
+}
