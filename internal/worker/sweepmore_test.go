@@ -27,17 +27,7 @@ func TestSweepGoesOnAtTheNextStatsPass(t *testing.T) {
 		o.SweepEvery = 10 * time.Minute
 		ackLeftBehind(t, o.JS, left)
 	})
-	stream, err := e.js.Stream(t.Context(), offboard.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := func() uint64 {
-		info, err := stream.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
+	msgs := requestsStored(t, e.js)
 	// The stats loop turns on the fake clock, a pass a tick at most; the
 	// next tick waits until the stream's count settles (a sweep under way
 	// is done). The tenant's first sweep falls half a SweepEvery after the
@@ -90,17 +80,7 @@ func TestSweepsOfAPassAreBounded(t *testing.T) {
 	// The watch of the campaigns' marks New began, which the worker's
 	// start would run and its stop end: ended with the test.
 	t.Cleanup(func() { e.w.campaigns.Run(t.Context()) })
-	stream, err := e.js.Stream(t.Context(), offboard.StreamRequests)
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs := func() uint64 {
-		info, err := stream.Info(t.Context())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return info.State.Msgs
-	}
+	msgs := requestsStored(t, e.js)
 	// At most the full sweeps a pass may make, and a sweep of what is
 	// left after a full one (left-200) for every tenant.
 	const most = sweepsFullPerPass*200 + (old+1)*(left-200)
@@ -123,6 +103,22 @@ func TestSweepsOfAPassAreBounded(t *testing.T) {
 	}
 	if n := msgs(); n > 0 {
 		t.Errorf("%d of %d answered requests left after %d passes", n, left*(old+1), len(removed))
+	}
+}
+
+// requestsStored is a count of the requests the request stream holds.
+func requestsStored(t *testing.T, js jetstream.JetStream) func() uint64 {
+	t.Helper()
+	stream, err := js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return func() uint64 {
+		info, err := stream.Info(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
 	}
 }
 
