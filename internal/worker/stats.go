@@ -54,7 +54,10 @@ func (w *Worker) refreshWaiting(ctx context.Context, t *tenantRun) {
 // for the next pass: with many tenants each holding more than a sweep
 // removes (a replica of an earlier release, which never deleted, working
 // beside this one), a pass swept them all, about 0.3 s a tenant, minutes
-// at a thousand, and the gauges it sets went stale meanwhile.
+// at a thousand, and the gauges it sets went stale meanwhile. A sweep
+// that failed counts as one that stopped at its bound: with NATS away or
+// slow each fails after up to its 5 s, and a pass that tried every
+// tenant's took hours at a thousand.
 type sweepPass struct{ full int }
 
 // sweepsFullPerPass bounds the full sweeps of one pass: about 1,000
@@ -64,9 +67,10 @@ const sweepsFullPerPass = 5
 // spent says whether the pass swept as much as it may.
 func (p *sweepPass) spent() bool { return p.full >= sweepsFullPerPass }
 
-// swept counts a sweep; more says it stopped at its bound.
-func (p *sweepPass) swept(more bool) bool {
-	if more {
+// swept counts a sweep; more says it stopped at its bound, err that it
+// failed. It returns more.
+func (p *sweepPass) swept(more bool, err error) bool {
+	if more || err != nil {
 		p.full++
 	}
 	return more
@@ -133,7 +137,7 @@ func (w *Worker) sweepOthers(ctx context.Context, pass *sweepPass) (more bool) {
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	swept, more, err := queue.SweepUnrouted(sctx, w.requests, w.unknown, w.opts.Settings.Subjects)
-	pass.swept(more)
+	pass.swept(more, err)
 	switch {
 	case err != nil && ctx.Err() == nil:
 		w.log.Warn("sweep answered requests of unserved tenants", zap.Strings("subjects_swept", swept), zap.Error(err))
@@ -155,8 +159,9 @@ func (w *Worker) sweepOthers(ctx context.Context, pass *sweepPass) (more bool) {
 }
 
 // sweepConsumer sweeps one consumer's subject (queue.Sweep). It says
-// whether more are left than one sweep removes.
-func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, subject string) bool {
+// whether more are left than one sweep removes, and the error that
+// stopped it (logged here).
+func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstream.Consumer, subject string) (bool, error) {
 	sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	last, more, err := queue.Sweep(sctx, w.requests, cons, subject)
@@ -168,7 +173,7 @@ func (w *Worker) sweepConsumer(ctx context.Context, log *zap.Logger, cons jetstr
 	case last > 0:
 		log.Info("removed answered requests left in the request stream", zap.String("subject", subject), zap.Uint64("up_to_seq", last), zap.Bool("more_left", more))
 	}
-	return more
+	return more, err
 }
 
 // observeResult records a published result's time from the request's

@@ -6,7 +6,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/contoso-secops/mde-offboard/internal/mde/mdesim"
 	"github.com/contoso-secops/mde-offboard/internal/queue"
@@ -157,6 +160,58 @@ func ackLeftBehindOf(t *testing.T, js jetstream.JetStream, tenant string, n int)
 		}
 		if err := batch.Error(); err != nil {
 			t.Fatalf("%d of %d acked: %v", acked, n, err)
+		}
+	}
+}
+
+// TestFailedSweepsOfAPassAreBounded: with NATS away or slow, every sweep
+// of a pass fails, each after up to its 5 s when the server does not
+// answer; a failed sweep counts against the pass's bound as one that
+// stopped at it, so a pass tries at most sweepsFullPerPass. Before, only
+// the sweeps that stopped at their bound counted: a pass tried every
+// tenant's consumers (here the served tenant's two, the unserved
+// tenants' sweep and twelve stale tenants' 24), hours at a thousand
+// tenants with the server not answering, the gauges stale meanwhile.
+func TestFailedSweepsOfAPassAreBounded(t *testing.T) {
+	t.Parallel()
+	const old = 12
+	tenants := []string{"contoso"}
+	for i := range old {
+		tenants = append(tenants, fmt.Sprintf("old%02d", i))
+	}
+	core, logs := observer.New(zap.WarnLevel)
+	var nc *nats.Conn
+	e := newLoopEnv(t, mdesim.Options{}, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
+		o.SweepEvery = 15 * time.Second
+		o.Logger = zap.New(core)
+		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: tenants}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tenant := range tenants[1:] {
+			o.Stale = append(o.Stale, queue.ConsumerName(tenant, offboard.Normal), queue.ConsumerName(tenant, offboard.Bulk))
+		}
+		// The worker's own connection, closed below: its every
+		// request fails at once, as one to a server away fails after
+		// its timeout.
+		var err error
+		if nc, err = nats.Connect(o.JS.Conn().ConnectedUrl()); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		if o.JS, err = jetstream.New(nc); err != nil {
+			t.Fatal(err)
+		}
+	}, nil)
+	t.Cleanup(func() { e.w.campaigns.Run(t.Context()) })
+	nc.Close()
+	var sweptOthers time.Time
+	for pass := range 3 {
+		e.clock.Advance(e.w.opts.SweepEvery) // every tenant due
+		failed := func() int { return logs.FilterMessageSnippet("sweep answered requests").Len() }
+		before := failed()
+		e.w.sweepSome(t.Context(), &sweptOthers)
+		if n := failed() - before; n > sweepsFullPerPass {
+			t.Errorf("pass %d: %d sweeps failed, want %d at most", pass+1, n, sweepsFullPerPass)
 		}
 	}
 }
