@@ -76,40 +76,62 @@ func (p *sweepPass) swept(more bool, err error) bool {
 	return more
 }
 
-// sweepSome makes the sweeps of a pass of the stats loop: of the tenants
-// whose sweep is due, then of the requests no configured tenant's
-// consumer reads, every SweepEvery from sweptOthers (which it sets once
-// a sweep of them left nothing), as far as the pass may sweep.
-func (w *Worker) sweepSome(ctx context.Context, sweptOthers *time.Time) {
-	var pass sweepPass
-	w.sweepDue(ctx, &pass)
-	if w.clock.Since(*sweptOthers) >= w.opts.SweepEvery && !pass.spent() && !w.sweepOthers(ctx, &pass) {
-		*sweptOthers = w.clock.Now()
-	}
-}
+// othersSweep is what the stats loop knows of its sweeps of the
+// requests no configured tenant's consumer reads (sweepOthers): the last
+// that left nothing, and when it last began one.
+type othersSweep struct{ swept, tried time.Time }
 
-// sweepDue sweeps the tenants whose sweep is due (SweepEvery after the
-// last that left nothing: one that left more goes on at the next pass),
-// the one tried longest ago first, until the pass has swept as much as it
-// may: every tenant holding more than a sweep removes gets its turn. Only
-// the stats loop calls it.
-func (w *Worker) sweepDue(ctx context.Context, pass *sweepPass) {
-	var due []*tenantRun
+// sweepSome makes the sweeps of a pass of the stats loop: of the tenants
+// whose sweep is due (SweepEvery after the last that left nothing: one
+// that left more goes on at the next pass), and of the requests no
+// configured tenant's consumer reads, every SweepEvery from the last of
+// those that left nothing, as far as the pass may sweep. Each is a turn,
+// the one tried longest ago first (the unserved tenants' first of those
+// tried as long ago): every tenant holding more than a sweep removes, and
+// the unserved tenants', gets its turn. Before, the unserved tenants'
+// came after every due tenant's, and were never swept while the tenants
+// due kept a pass spent. Only the stats loop calls it.
+func (w *Worker) sweepSome(ctx context.Context, others *othersSweep) {
+	var pass sweepPass
+	type turn struct {
+		tried time.Time
+		t     *tenantRun // nil: the unserved tenants'
+	}
+	var turns []turn
 	for _, t := range w.tenants {
 		if w.clock.Since(t.swept) >= w.opts.SweepEvery {
-			due = append(due, t)
+			turns = append(turns, turn{t.sweepTried, t})
 		}
 	}
-	slices.SortFunc(due, func(a, b *tenantRun) int {
-		return cmp.Or(a.sweepTried.Compare(b.sweepTried), cmp.Compare(a.name, b.name))
+	if w.clock.Since(others.swept) >= w.opts.SweepEvery {
+		turns = append(turns, turn{others.tried, nil})
+	}
+	slices.SortFunc(turns, func(a, b turn) int {
+		if c := a.tried.Compare(b.tried); c != 0 {
+			return c
+		}
+		switch {
+		case a.t == nil:
+			return -1
+		case b.t == nil:
+			return 1
+		}
+		return cmp.Compare(a.t.name, b.t.name)
 	})
-	for _, t := range due {
+	for _, u := range turns {
 		if pass.spent() || ctx.Err() != nil {
 			return
 		}
-		t.sweepTried = w.clock.Now()
-		if !w.sweep(ctx, t, pass) {
-			t.swept = w.clock.Now()
+		if u.t == nil {
+			others.tried = w.clock.Now()
+			if !w.sweepOthers(ctx, &pass) {
+				others.swept = w.clock.Now()
+			}
+			continue
+		}
+		u.t.sweepTried = w.clock.Now()
+		if !w.sweep(ctx, u.t, &pass) {
+			u.t.swept = w.clock.Now()
 		}
 	}
 }

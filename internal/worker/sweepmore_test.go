@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -88,12 +89,12 @@ func TestSweepsOfAPassAreBounded(t *testing.T) {
 	// left after a full one (left-200) for every tenant.
 	const most = sweepsFullPerPass*200 + (old+1)*(left-200)
 	var (
-		sweptOthers time.Time
-		removed     []uint64
+		others  othersSweep
+		removed []uint64
 	)
 	for n := msgs(); n > 0 && len(removed) < 10; {
 		e.clock.Advance(e.w.opts.SweepEvery) // every tenant due
-		e.w.sweepSome(t.Context(), &sweptOthers)
+		e.w.sweepSome(t.Context(), &others)
 		was := n
 		n = msgs()
 		removed = append(removed, was-n)
@@ -135,15 +136,21 @@ func ackLeftBehind(t *testing.T, js jetstream.JetStream, n int) {
 // ackLeftBehindOf is ackLeftBehind for tenant's normal requests.
 func ackLeftBehindOf(t *testing.T, js jetstream.JetStream, tenant string, n int) {
 	t.Helper()
+	ackLeftBehindOn(t, js, tenant, offboard.Normal, n)
+}
+
+// ackLeftBehindOn is ackLeftBehind for tenant's requests of prio.
+func ackLeftBehindOn(t *testing.T, js jetstream.JetStream, tenant string, prio offboard.Priority, n int) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	subject := offboard.Subjects{}.Request(tenant, offboard.Normal)
+	subject := offboard.Subjects{}.Request(tenant, prio)
 	for i := range n {
 		if _, err := js.Publish(ctx, subject, fmt.Appendf(nil, `{"requestId":"left-%d","machineId":%q}`, i, loopMachine)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, offboard.Normal))
+	cons, err := js.Consumer(ctx, offboard.StreamRequests, queue.ConsumerName(tenant, prio))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,14 +211,76 @@ func TestFailedSweepsOfAPassAreBounded(t *testing.T) {
 	}, nil)
 	t.Cleanup(func() { e.w.campaigns.Run(t.Context()) })
 	nc.Close()
-	var sweptOthers time.Time
+	var others othersSweep
 	for pass := range 3 {
 		e.clock.Advance(e.w.opts.SweepEvery) // every tenant due
 		failed := func() int { return logs.FilterMessageSnippet("sweep answered requests").Len() }
 		before := failed()
-		e.w.sweepSome(t.Context(), &sweptOthers)
+		e.w.sweepSome(t.Context(), &others)
 		if n := failed() - before; n > sweepsFullPerPass {
 			t.Errorf("pass %d: %d sweeps failed, want %d at most", pass+1, n, sweepsFullPerPass)
 		}
+	}
+}
+
+// TestUnservedTenantsSweptWhileTenantsFillPasses: while the tenants
+// served hold more answered requests than the passes of the stats loop
+// may sweep (here three, each of their six subjects holding two sweeps'
+// worth and more), the requests of an unserved tenant are swept in
+// their turn, not once the tenants' sweeps leave room. Before, they came
+// after every due tenant's: with tenants whose requests keep coming
+// faster than the passes sweep them (an earlier release's replica at a
+// thousand tenants), never.
+func TestUnservedTenantsSweptWhileTenantsFillPasses(t *testing.T) {
+	t.Parallel()
+	const left = 450 // two sweeps' worth of a subject, and more
+	served := []string{"contoso", "fabrikam", "northwind"}
+	e := newLoopEnv(t, mdesim.Options{}, `["100/1m"]`, "", RetryPolicy{}, func(o *Options) {
+		o.SweepEvery = 15 * time.Second
+		o.Settings.Tenants = served
+		if _, err := queue.Ensure(t.Context(), o.JS, queue.Settings{Tenants: append(slices.Clone(served), "gone")}); err != nil {
+			t.Fatal(err)
+		}
+		for _, tenant := range served {
+			for _, p := range []offboard.Priority{offboard.Normal, offboard.Bulk} {
+				ackLeftBehindOn(t, o.JS, tenant, p, left)
+			}
+		}
+		ackLeftBehindOf(t, o.JS, "gone", 50)
+		o.Stale = append(o.Stale, queue.ConsumerName("gone", offboard.Normal), queue.ConsumerName("gone", offboard.Bulk))
+	}, nil)
+	t.Cleanup(func() { e.w.campaigns.Run(t.Context()) })
+	// The other tenants served as contoso is, on the same simulator.
+	tenants := []*Tenant{e.w.tenants["contoso"].Tenant}
+	for _, name := range served[1:] {
+		tc := *tenants[0].Config
+		tc.Name = name
+		tenants = append(tenants, &Tenant{Config: &tc, Client: tenants[0].Client, Cred: tenants[0].Cred})
+	}
+	w, err := New(t.Context(), e.w.opts, tenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.campaigns.Run(t.Context()) })
+	stream, err := e.js.Stream(t.Context(), offboard.StreamRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := func() uint64 {
+		subject := offboard.Subjects{}.Request("gone", offboard.Normal)
+		info, err := stream.Info(t.Context(), jetstream.WithSubjectFilter(subject))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[subject]
+	}
+	var others othersSweep
+	const passes = 2
+	for range passes {
+		e.clock.Advance(w.opts.SweepEvery) // every tenant due
+		w.sweepSome(t.Context(), &others)
+	}
+	if n := gone(); n > 0 {
+		t.Errorf("%d of the unserved tenant's 50 answered requests left after %d passes; want none", n, passes)
 	}
 }

@@ -883,7 +883,7 @@ func (a tenantActions) refreshToken(v *mde.Verdict) {
 
 // runStats refreshes the backlog, oldest waiting age and quota gauges.
 func (w *Worker) runStats(ctx context.Context) {
-	var sweptOthers time.Time // the first pass sweeps them
+	var others othersSweep // the first pass sweeps them
 	for {
 		changed := w.opts.Control.Changed() // before the controls are read
 		for _, t := range w.tenants {
@@ -904,7 +904,7 @@ func (w *Worker) runStats(ctx context.Context) {
 			w.setBudgetGauges(t)
 		}
 		w.answerLookalikes(ctx)
-		w.sweepSome(ctx, &sweptOthers)
+		w.sweepSome(ctx, &others)
 		// A control change refreshes the paused and held gauges at once.
 		timer := w.clock.NewTimer(w.opts.StatsEvery)
 		select {
