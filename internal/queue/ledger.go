@@ -406,7 +406,7 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 	if cons.CachedInfo().NumPending == 0 {
 		return nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(trackScanBatch))
+	it, err := cons.Messages(jetstream.PullMaxMessages(trackScanBatch), jetstream.PullHeartbeat(trackScanBeat))
 	if err != nil {
 		return fmt.Errorf("ledger scan tracked: %w", err)
 	}
@@ -415,11 +415,18 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 	defer stop(nil)
 	var waits scanWaits
 	go waits.watch(sctx, cons, stop)
+	unheard := 0
 	for {
 		waits.waiting.Store(true)
 		m, err := it.Next(jetstream.NextContext(sctx))
 		waits.waiting.Store(false)
 		waits.read.Add(1)
+		if errors.Is(err, jetstream.ErrNoHeartbeat) && sctx.Err() == nil && unheard < trackScanUnheard {
+			// The pull was not taken: the next Next asks again. A
+			// state sent and lost meanwhile fails the scan below.
+			unheard++
+			continue
+		}
 		if err != nil {
 			if cause := context.Cause(sctx); errors.Is(cause, errScanDrained) {
 				return nil
@@ -440,6 +447,7 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 			return fmt.Errorf("ledger scan tracked: %w", errScanLost)
 		}
 		waits.got.Store(meta.Sequence.Consumer)
+		unheard = 0
 		if op := m.Headers().Get(kvOperation); op == "" {
 			if err := fn(m.Data()); err != nil {
 				return err
@@ -531,6 +539,18 @@ func (l *Ledger) Tracked(ctx context.Context, tenant string) ([][]byte, error) {
 	})
 	return out, err
 }
+
+// trackScanBeat is how often the server says that a pull of a scan of
+// the followed actions still waits: a pull it did not take (a server of
+// a cluster answers "no responders" to the first pulls of a consumer just
+// made until it learns which server leads it, and the client reads that
+// answer as nothing) is asked again after two beats that did not come,
+// not after the 30 s nats.go waits by default, when it failed the scan.
+const trackScanBeat = 2 * time.Second
+
+// trackScanUnheard bounds the pulls in a row whose beats did not come
+// that a scan asks again.
+const trackScanUnheard = 3
 
 // trackScanBatch is how many states a scan of a tenant's followed
 // actions asks the server for at a time.

@@ -109,3 +109,53 @@ func TestPublishedResultRidesOutPullsUnanswered(t *testing.T) {
 		t.Fatalf("found %d: %v", seq, err)
 	}
 }
+
+// unansweredJetStream is a JetStream whose consumers made have their
+// first pulls unanswered (natstest.Unanswered).
+type unansweredJetStream struct {
+	jetstream.JetStream
+	u *natstest.Unanswered
+}
+
+func (j unansweredJetStream) CreateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	c, err := j.JetStream.CreateConsumer(ctx, stream, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return j.u.Wrap(c), nil
+}
+
+// TestScanTrackedRidesOutAPullUnanswered: the consumer a scan of the
+// followed actions makes is pulled at once; on a cluster the server may
+// answer that pull "no responders" until it learns which server leads
+// the consumer, and the client, reading it as a stream of messages, hears
+// of it only when the server's beats do not come. The scan pulls again
+// then and reads every state, within seconds; before, it waited 30 s for
+// the beats and failed ("no heartbeat received"), and the tracker's load
+// with it.
+func TestScanTrackedRidesOutAPullUnanswered(t *testing.T) {
+	t.Parallel()
+	_, js := connect(t)
+	if _, err := Ensure(t.Context(), js, Settings{Tenants: []string{"contoso"}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 20
+	storeTracked(t, js, "contoso", n)
+	l, err := NewLedger(t.Context(), js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := natstest.NewUnanswered(t, js, "KV_"+offboard.BucketLedger, 1)
+	l.js = unansweredJetStream{JetStream: js, u: u}
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	start, read := time.Now(), 0
+	err = l.ScanTracked(ctx, "contoso", func([]byte) error { read++; return nil })
+	took := time.Since(start)
+	if err != nil || read != n || u.Sent() != 1 {
+		t.Fatalf("scan: %d of %d states read, %d pulls unanswered, after %v: %v", read, n, u.Sent(), took, err)
+	}
+	if took > 3*trackScanBeat {
+		t.Errorf("scan took %v; want at most %v", took, 3*trackScanBeat)
+	}
+}

@@ -80,3 +80,45 @@ func (c *unansweredConsumer) FetchNoWait(batch int) (jetstream.MessageBatch, err
 	}
 	return c.Consumer.FetchNoWait(batch)
 }
+
+// Messages is c's Messages whose first pulls, while any of the n are
+// left, go to the gone consumer: unanswered, the client hears nothing of
+// them but that the server's beats stopped (jetstream.ErrNoHeartbeat), as
+// it does of a pull a server of a cluster answered "no responders". The
+// next message asked for comes from c.
+func (c *unansweredConsumer) Messages(opts ...jetstream.PullMessagesOpt) (jetstream.MessagesContext, error) {
+	if !c.u.take() {
+		return c.Consumer.Messages(opts...)
+	}
+	gone, err := c.u.gone.Messages(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return &unansweredMessages{MessagesContext: gone, cons: c, opts: opts}, nil
+}
+
+// unansweredMessages reads the gone consumer until its first error, then
+// c.
+type unansweredMessages struct {
+	jetstream.MessagesContext
+	cons *unansweredConsumer
+	opts []jetstream.PullMessagesOpt
+	gone bool // the gone consumer's error was handed over
+}
+
+func (m *unansweredMessages) Next(opts ...jetstream.NextOpt) (jetstream.Msg, error) {
+	if m.gone {
+		return m.MessagesContext.Next(opts...)
+	}
+	msg, err := m.MessagesContext.Next(opts...)
+	if err == nil {
+		return msg, nil
+	}
+	m.MessagesContext.Stop()
+	real, rerr := m.cons.Messages(m.opts...)
+	if rerr != nil {
+		return nil, rerr
+	}
+	m.MessagesContext, m.gone = real, true
+	return nil, err
+}
