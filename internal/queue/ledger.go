@@ -406,30 +406,45 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 	if cons.CachedInfo().NumPending == 0 {
 		return nil
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(trackScanBatch), jetstream.PullHeartbeat(trackScanBeat))
+	var waits scanWaits
+	for unpulled := 0; ; {
+		from := waits.got.Load()
+		err := readTracked(ctx, cons, &waits, fn)
+		if !errors.Is(err, errScanUnpulled) {
+			return err
+		}
+		if waits.got.Load() != from {
+			unpulled = 0
+		}
+		if unpulled++; unpulled > trackScanUnheard {
+			return fmt.Errorf("ledger scan tracked: %w", err)
+		}
+	}
+}
+
+// readTracked reads cons's states into fn with one pull iterator until
+// every stored state has been seen, or fails; errScanUnpulled: its pull
+// was not taken, and nothing is on its way, so a new iterator may pull
+// again.
+func readTracked(ctx context.Context, cons jetstream.Consumer, waits *scanWaits, fn func(state []byte) error) error {
+	it, err := cons.Messages(jetstream.PullMaxMessages(trackScanBatch))
 	if err != nil {
 		return fmt.Errorf("ledger scan tracked: %w", err)
 	}
 	defer it.Stop()
 	sctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	var waits scanWaits
 	go waits.watch(sctx, cons, stop)
-	unheard := 0
 	for {
 		waits.waiting.Store(true)
 		m, err := it.Next(jetstream.NextContext(sctx))
 		waits.waiting.Store(false)
 		waits.read.Add(1)
-		if errors.Is(err, jetstream.ErrNoHeartbeat) && sctx.Err() == nil && unheard < trackScanUnheard {
-			// The pull was not taken: the next Next asks again. A
-			// state sent and lost meanwhile fails the scan below.
-			unheard++
-			continue
-		}
 		if err != nil {
 			if cause := context.Cause(sctx); errors.Is(cause, errScanDrained) {
 				return nil
+			} else if errors.Is(cause, errScanUnpulled) {
+				return errScanUnpulled
 			} else if cause != nil {
 				return fmt.Errorf("ledger scan tracked: %w", cause)
 			}
@@ -447,7 +462,6 @@ func (l *Ledger) ScanTracked(ctx context.Context, tenant string, fn func(state [
 			return fmt.Errorf("ledger scan tracked: %w", errScanLost)
 		}
 		waits.got.Store(meta.Sequence.Consumer)
-		unheard = 0
 		if op := m.Headers().Get(kvOperation); op == "" {
 			if err := fn(m.Data()); err != nil {
 				return err
@@ -473,6 +487,9 @@ type scanWaits struct {
 // errScanDrained ends a scan that has nothing left to read.
 var errScanDrained = errors.New("no tracked state left to read")
 
+// errScanUnpulled ends a scan's read whose pull was not taken.
+var errScanUnpulled = errors.New("the scan's pull was not taken")
+
 // errScanLost ends a scan that has missed states its consumer sent: it
 // has not seen every followed action.
 var errScanLost = errors.New("tracked states sent were not received (the connection to NATS was lost mid-scan)")
@@ -482,11 +499,19 @@ var errScanLost = errors.New("tracked states sent were not received (the connect
 // may have expired since (the ledger's TTL), and the last one to come
 // would never come. A consumer gone ends it with the error, and states
 // sent that the reader never had (the last ones, lost with a connection)
-// with errScanLost.
+// with errScanLost. A reader that has waited trackScanUnpulled, whose
+// consumer holds no pull and has sent every state the reader had, twice
+// in a row a tick apart, has had its pull not taken (a server of a
+// cluster answers "no responders" to the first pulls of a consumer just
+// made until it learns which server leads it, and the client reads that
+// answer as nothing): its read ends with errScanUnpulled, to pull again.
+// The library's missed beats do not say so: a pull a busy server took
+// late misses them too, and asked again on top of it, both answers at
+// once overflowed what the client holds for the reader.
 func (w *scanWaits) watch(ctx context.Context, cons jetstream.Consumer, stop context.CancelCauseFunc) {
-	ticker := time.NewTicker(trackScanStall)
+	ticker := time.NewTicker(trackScanTick)
 	defer ticker.Stop()
-	last := int64(-1)
+	last, idle, unpulled := int64(-1), time.Duration(0), 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -495,25 +520,42 @@ func (w *scanWaits) watch(ctx context.Context, cons jetstream.Consumer, stop con
 		}
 		read := w.read.Load()
 		if read != last || !w.waiting.Load() {
-			last = read
+			last, idle, unpulled = read, 0, 0
 			continue
 		}
+		if idle += trackScanTick; idle < trackScanUnpulled {
+			continue
+		}
+		stalled := idle >= trackScanStall
 		info, err := cons.Info(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case err != nil:
-			stop(err)
-			return
+			if stalled {
+				stop(err)
+				return
+			}
 		case w.read.Load() != read: // one came meanwhile
 			continue
 		case info.Delivered.Consumer > w.got.Load():
-			stop(errScanLost)
-			return
+			if stalled {
+				stop(errScanLost)
+				return
+			}
 		case info.NumPending == 0:
-			stop(errScanDrained)
-			return
+			if stalled {
+				stop(errScanDrained)
+				return
+			}
+		case info.NumWaiting == 0:
+			if unpulled++; unpulled >= 2 {
+				stop(errScanUnpulled)
+				return
+			}
+			continue
 		}
+		unpulled = 0
 	}
 }
 
@@ -524,6 +566,13 @@ const kvOperation = "KV-Operation"
 // trackScanStall is how long a scan's reader waits for its next state
 // before the scan looks at whether any is left to read.
 const trackScanStall = 5 * time.Second
+
+// trackScanUnpulled is how long a scan's reader waits for its next state
+// before the scan looks at whether its pull was taken.
+const trackScanUnpulled = 2 * time.Second
+
+// trackScanTick is how often a scan looks at whether its reader waits.
+const trackScanTick = time.Second
 
 // trackScanIdle is how long the server keeps a scan's consumer that is
 // read no more (its process gone mid-scan).
@@ -540,16 +589,8 @@ func (l *Ledger) Tracked(ctx context.Context, tenant string) ([][]byte, error) {
 	return out, err
 }
 
-// trackScanBeat is how often the server says that a pull of a scan of
-// the followed actions still waits: a pull it did not take (a server of
-// a cluster answers "no responders" to the first pulls of a consumer just
-// made until it learns which server leads it, and the client reads that
-// answer as nothing) is asked again after two beats that did not come,
-// not after the 30 s nats.go waits by default, when it failed the scan.
-const trackScanBeat = 2 * time.Second
-
-// trackScanUnheard bounds the pulls in a row whose beats did not come
-// that a scan asks again.
+// trackScanUnheard bounds the pulls in a row not taken that a scan asks
+// again.
 const trackScanUnheard = 3
 
 // trackScanBatch is how many states a scan of a tenant's followed

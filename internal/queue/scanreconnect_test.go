@@ -1,8 +1,8 @@
 package queue
 
 import (
+	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"strings"
 	"sync"
@@ -155,6 +155,17 @@ type cuttableLink struct {
 	held  atomic.Bool // what the server sends is not passed on
 	mu    sync.Mutex
 	conns []net.Conn
+	// upHeld: what the client sends is kept, in order, until holdUp(false);
+	// kept is it, and pulls the pulls among it.
+	upHeld bool
+	kept   []keptBytes
+	pulls  int
+}
+
+// keptBytes is what a client sent, kept for its server.
+type keptBytes struct {
+	srv net.Conn
+	b   []byte
 }
 
 func newCuttableLink(t *testing.T, target string) *cuttableLink {
@@ -179,7 +190,7 @@ func newCuttableLink(t *testing.T, target string) *cuttableLink {
 			k.mu.Lock()
 			k.conns = append(k.conns, client, srv)
 			k.mu.Unlock()
-			go func() { _, _ = io.Copy(srv, client); _ = srv.Close() }()
+			go func() { k.passUp(srv, client); _ = srv.Close() }()
 			go func() { k.pass(client, srv); _ = client.Close() }()
 		}
 	}()
@@ -203,6 +214,53 @@ func (k *cuttableLink) pass(client, srv net.Conn) {
 			return
 		}
 	}
+}
+
+// passUp copies what the client sends to the server, but keeps it while
+// held up.
+func (k *cuttableLink) passUp(srv, client net.Conn) {
+	buf := make([]byte, 32*1024)
+	for {
+		n, err := client.Read(buf)
+		if n > 0 {
+			k.mu.Lock()
+			var werr error
+			if k.upHeld {
+				k.kept = append(k.kept, keptBytes{srv, bytes.Clone(buf[:n])})
+				k.pulls += bytes.Count(buf[:n], []byte(".CONSUMER.MSG.NEXT."))
+			} else {
+				_, werr = srv.Write(buf[:n])
+			}
+			k.mu.Unlock()
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// holdUp keeps what clients send from their server, as a server too
+// busy to read it does, or passes what it kept on and passes again.
+func (k *cuttableLink) holdUp(on bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if !on {
+		for _, b := range k.kept {
+			_, _ = b.srv.Write(b.b)
+		}
+		k.kept = nil
+	}
+	k.upHeld, k.pulls = on, 0
+}
+
+// pullsKept is how many pulls the link keeps from the server.
+func (k *cuttableLink) pullsKept() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.pulls
 }
 
 // hold stops passing on what the server sends, or passes it again.
