@@ -231,12 +231,7 @@ func readStoredSince(ctx context.Context, js jetstream.JetStream, stream, subjec
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}
-	// Beats every followHeartbeat: a first pull a server of a cluster
-	// answered "no responders" (it did not know yet which server leads
-	// the consumer just made) is heard of only when they stop, and the
-	// read makes its consumer again; with the library's 5 s, the read of
-	// each journal so met stood still 10 s.
-	msgs, err := cons.Messages(jetstream.PullMaxMessages(readBatch), jetstream.PullHeartbeat(followHeartbeat))
+	msgs, err := cons.Messages(jetstream.PullMaxMessages(readBatch))
 	if err != nil {
 		return fmt.Errorf("read %s: %w", subject, err)
 	}

@@ -50,13 +50,6 @@ func (u *Unanswered) Wrap(c jetstream.Consumer) jetstream.Consumer {
 	return &unansweredConsumer{Consumer: c, u: u}
 }
 
-// WrapOrdered is Wrap for an ordered consumer: its Messages hands over
-// no error of the gone consumer's, and reads on from c, as an ordered
-// consumer makes its reader again when the beats stop coming.
-func (u *Unanswered) WrapOrdered(c jetstream.Consumer) jetstream.Consumer {
-	return &unansweredConsumer{Consumer: c, u: u, ordered: true}
-}
-
 // take says whether the next pull goes unanswered.
 func (u *Unanswered) take() bool {
 	u.mu.Lock()
@@ -71,8 +64,7 @@ func (u *Unanswered) take() bool {
 
 type unansweredConsumer struct {
 	jetstream.Consumer
-	u       *Unanswered
-	ordered bool // WrapOrdered's
+	u *Unanswered
 }
 
 func (c *unansweredConsumer) Fetch(batch int, opts ...jetstream.FetchOpt) (jetstream.MessageBatch, error) {
@@ -128,8 +120,5 @@ func (m *unansweredMessages) Next(opts ...jetstream.NextOpt) (jetstream.Msg, err
 		return nil, rerr
 	}
 	m.MessagesContext, m.gone = real, true
-	if m.cons.ordered {
-		return m.MessagesContext.Next(opts...)
-	}
 	return nil, err
 }
