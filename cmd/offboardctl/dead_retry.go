@@ -864,6 +864,15 @@ func (e notPublished) Unwrap() error { return e.err }
 // retryPublishWait bounds the wait for a retry's acknowledgement.
 const retryPublishWait = 10 * time.Second
 
+// retryInProcessPause is the pause before a retry is published again
+// whose message id the stream was storing for another publish: a store
+// on the replicas takes milliseconds.
+const retryInProcessPause = 20 * time.Millisecond
+
+// retryPublishing is called with a retry's message as it is about to be
+// published: a test publishes there.
+var retryPublishing = func(jetstream.JetStream, *nats.Msg) {}
+
 // ownWait is a publish that ran out a wait of the command's own, which
 // --connect-timeout does not set: explainNoResponders does not tell to
 // raise it, as it did after a retry refused or left unanswered.
@@ -1002,7 +1011,22 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 	}
 	pctx, cancel := context.WithTimeout(ctx, retryPublishWait)
 	defer cancel()
+	retryPublishing(js, m)
 	ack, err := js.PublishMsg(pctx, m)
+	for queue.InProcess(err) {
+		// A copy under the same message id (another operator's retry,
+		// on a cluster) is being stored: published again once it is,
+		// the retry is dropped as its repeat.
+		pause := time.NewTimer(retryInProcessPause)
+		select {
+		case <-pctx.Done():
+			pause.Stop()
+		case <-pause.C:
+			ack, err = js.PublishMsg(pctx, m)
+			continue
+		}
+		break
+	}
 	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
 		// The wait is the retry's own, not --connect-timeout's.
 		err = ownWait{err}

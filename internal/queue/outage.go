@@ -28,8 +28,19 @@ func ReplicasUnsupported(err error) bool {
 	return errors.As(err, &api) && api.ErrorCode == errCodeReplicasUnsupported
 }
 
+// InProcess says whether err is a clustered stream's answer to a publish
+// whose message id is that of another publish it has not stored yet:
+// "duplicate message id is in process". The answer says nothing of the
+// publish's fate: published again a moment later, it is dropped as a
+// duplicate once the other is stored, or stored if the other was not.
+func InProcess(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeInProcess
+}
+
 // Codes of nats-server's JetStream API errors, as the client reads them.
 const (
+	errCodeInProcess           = jetstream.ErrorCode(server.JSStreamDuplicateMessageConflict)
 	errCodeNoPeers             = jetstream.ErrorCode(server.JSClusterNoPeersErrF)
 	errCodeNotAvailable        = jetstream.ErrorCode(server.JSClusterNotAvailErr)
 	errCodeReplicasUnsupported = jetstream.ErrorCode(server.JSStreamReplicasNotSupportedErr)
