@@ -1312,14 +1312,16 @@ const publishAgainPause = 250 * time.Millisecond
 // message id, after its publish failed with err for want of an answer:
 // its acknowledgement did not come (the request stream's leader lost
 // with it, on a cluster), the connection was lost before it came, or no
-// stream answered (a leader being elected). The stream drops it as a
-// duplicate if the first one was stored. Not once the run is ending
+// stream answered (a leader being elected); or the stream was storing
+// another publish of the row (another run's, on a cluster: "duplicate
+// message id is in process"). The stream drops it as a duplicate if the
+// first one was stored. Not once the run is ending
 // (ctx), nor once the campaign is cancelled, nor for a refusal (the
 // stream's answer, or the server's for a permission: that publish too
 // times out), nor past publishAgainFor since the run's publishes went
 // unanswered: false then, and the row is counted not published.
 func (r *campaignRun) publishAgain(ctx context.Context, p pendingAck, err error) (jetstream.PubAckFuture, bool) {
-	if !unanswered(err) || p.f.Msg() == nil || time.Since(r.unansweredSince) > cmp.Or(r.againFor, publishAgainFor) {
+	if !(unanswered(err) || queue.InProcess(err)) || p.f.Msg() == nil || time.Since(r.unansweredSince) > cmp.Or(r.againFor, publishAgainFor) {
 		return nil, false
 	}
 	if errors.Is(err, jetstream.ErrAsyncPublishTimeout) && r.refused(p) {
@@ -1389,6 +1391,7 @@ func (r *campaignRun) publishRow(ctx context.Context, subject string, row campai
 	m.Data = data
 	m.Header.Set(jetstream.MsgIDHeader, offboard.RequestMsgID(r.f.tenant, req.RequestID, req.Attempt))
 	m.Header.Set("Content-Type", "application/json")
+	rowPublishing(r.js, m)
 	for {
 		// Looked at before each try: while the server is behind, a try
 		// waits for its acknowledgements a moment at most, and a cancel
@@ -1423,6 +1426,10 @@ func (r *campaignRun) withdraw(row campaign.Row) error {
 	}
 	return r.rows.Withdrawn(row.N, row)
 }
+
+// rowPublishing is called with a row's message as it is about to be
+// published: a test publishes there.
+var rowPublishing = func(jetstream.JetStream, *nats.Msg) {}
 
 // closedTime is a closed channel: a wait whose time is over.
 var closedTime = func() <-chan time.Time {
@@ -1460,6 +1467,13 @@ func (r *campaignRun) collectAcks(ctx context.Context, acks <-chan pendingAck) {
 				answered = true
 			case err := <-p.f.Err():
 				switch {
+				case queue.InProcess(err):
+					// Another publish of the row (another run's) is
+					// being stored: published again until it is, within
+					// publishAgainFor.
+					if r.unansweredSince.IsZero() {
+						r.unansweredSince = time.Now()
+					}
 				case !unanswered(err):
 					r.unansweredSince = time.Time{} // the stream's refusal: an answer
 				case r.unansweredSince.IsZero():
@@ -1505,7 +1519,7 @@ func (r *campaignRun) noteUnpublished(p pendingAck, err error) {
 	r.rows.Unpublished(p.row)
 	r.notePubErr(err)
 	switch {
-	case p.again && unanswered(err), errors.Is(err, nats.ErrDisconnected):
+	case p.again && unanswered(err), errors.Is(err, nats.ErrDisconnected), queue.InProcess(err):
 	case errors.Is(err, jetstream.ErrAsyncPublishTimeout):
 		if r.refused(p) {
 			return
