@@ -125,6 +125,7 @@ type campaignRun struct {
 	pubErr                         atomic.Pointer[error] // first publish error, of any type (notePubErr)
 	ahead                          atomic.Int64          // the tenant's backlog served before the campaign's end
 	aheadUnread                    atomic.Int64          // the rows not published yet when ahead was read
+	aheadRead                      atomic.Bool           // ahead was read at least once (refreshAhead)
 	paused                         atomic.Bool           // an operator paused the campaign's priority, and it is not cancelled
 	noWorker                       atomic.Bool           // no worker has announced the tenant lately (workersOf)
 	stateErr                       atomic.Value
@@ -1152,6 +1153,7 @@ func (r *campaignRun) refreshAhead(ctx context.Context) {
 	waiting -= min(uint64(withdrawnAhead(ctx, r.js, r.marks, r.f.tenant, infos, "")), waiting) //nolint:gosec // not negative
 	r.ahead.Store(int64(waiting + inFlight))
 	r.aheadUnread.Store(unread)
+	r.aheadRead.Store(true)
 	r.refreshQuota(ctx, int(min(waiting, 1<<40))+int(unread), int(min(inFlight, 1<<40)))     //nolint:gosec // bounded
 	r.refreshBudget(ctx, view, horizon, int(min(waiting, 1<<40)), int(min(inFlight, 1<<40))) //nolint:gosec // bounded
 }
@@ -1225,6 +1227,13 @@ func (r *campaignRun) snapshot(c campaign.Counts, seen int, elapsed time.Duratio
 		est.Quota = q.left()
 	}
 	eta, byBudget, known := est.ETA(), false, est.Known()
+	if !r.aheadRead.Load() {
+		// No read of the backlog has finished yet (NATS slow to answer
+		// within refreshAhead's bound): nothing counted ahead is not
+		// nothing ahead, and an ETA of 0s while the window is full is
+		// wrong (TestCampaignETAUnknownUntilTheBacklogIsRead).
+		known = false
+	}
 	if c.Waiting == 0 {
 		// Every row is answered: the tenant's backlog is not the campaign's.
 		eta, known = 0, true

@@ -856,6 +856,7 @@ func TestCampaignProgressETAWhenNothingWaits(t *testing.T) {
 	t.Parallel()
 	r := &campaignRun{f: runFlags{tenant: tenant, name: "wave"}, windows: campaign.DefaultWindows}
 	r.ahead.Store(5000)
+	r.aheadRead.Store(true)
 	for _, c := range []campaign.Counts{{}, {Rows: 3, Created: 2, Failed: 1}} {
 		if got := r.snapshot(c, c.Answered(), time.Second).etaText(); got != "0s" {
 			t.Errorf("%+v: ETA %s, want 0s", c, got)

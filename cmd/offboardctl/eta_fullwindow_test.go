@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -49,5 +50,26 @@ func TestCampaignETAWhileTheWindowIsFull(t *testing.T) {
 	s := r.snapshot(campaign.Counts{Rows: 10, Created: 5, Waiting: 5}, 5, 2*time.Second)
 	if s.etaUnknown || s.eta < 30*time.Second || s.eta > time.Minute {
 		t.Errorf("progress: %q; want the minute's wait, 30 to 60 s", s.line())
+	}
+}
+
+// TestCampaignETAUnknownUntilTheBacklogIsRead: a run whose reads of the
+// backlog have not finished yet (NATS slow to answer within
+// refreshAhead's bound of 2 s, here a context already over) knows
+// nothing of what is ahead of its rows: its progress says the ETA is
+// unknown. It read "ETA 0s" while the rows waited behind a full window,
+// the backlog counted as empty.
+func TestCampaignETAUnknownUntilTheBacklogIsRead(t *testing.T) {
+	t.Parallel()
+	e := newEnvLimited(t, 1, 0, "5/1m")
+	c, js := e.connected()
+	r := &campaignRun{c: c, f: runFlags{tenant: tenant, name: "wave"}, js: js, prio: offboard.Bulk,
+		windows: []campaign.Window{{Count: 5, Length: time.Minute}}}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	r.refreshAhead(ctx)
+	s := r.snapshot(campaign.Counts{Rows: 10, Created: 5, Waiting: 5}, 5, 2*time.Second)
+	if !s.etaUnknown {
+		t.Errorf("progress before the backlog was read: %q; want the ETA unknown", s.line())
 	}
 }

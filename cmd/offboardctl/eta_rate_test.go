@@ -16,6 +16,7 @@ func TestCampaignProgressETAWhenTheQuotaIsNotTheLimit(t *testing.T) {
 	t.Parallel()
 	r := &campaignRun{f: runFlags{tenant: tenant, name: "wave"}, windows: []campaign.Window{{Count: 1000000, Length: time.Minute}}}
 	r.ahead.Store(9842)
+	r.aheadRead.Store(true)
 	c := campaign.Counts{Rows: 20000, Created: 10158, Waiting: 9842}
 	if line := r.snapshot(c, 10, 2*time.Second).line(); !strings.HasSuffix(line, "; ETA unknown") {
 		t.Errorf("before a rate is measured: %q", line)
