@@ -42,11 +42,17 @@ func TestCampaignETAWhileTheWindowIsFull(t *testing.T) {
 			st.Answered, st.Waiting, st.ETA, secs)
 	}
 
-	// A run's progress, at its read of the backlog.
+	// A run's progress, at its read of the backlog. refreshAhead bounds
+	// its reads to 2 s together, which a loaded machine can take (a
+	// progress then keeps the last estimate, or none): read again until
+	// the backlog and the quota journal were both read.
 	c, js := e.connected()
 	r := &campaignRun{c: c, f: runFlags{tenant: tenant, name: "wave"}, js: js, prio: offboard.Bulk,
 		windows: []campaign.Window{{Count: 5, Length: time.Minute}}}
-	r.refreshAhead(t.Context())
+	e.waitFor("the backlog and the quota journal read", 30*time.Second, func() bool {
+		r.refreshAhead(t.Context())
+		return r.aheadRead.Load() && r.quota.Load() != nil
+	})
 	s := r.snapshot(campaign.Counts{Rows: 10, Created: 5, Waiting: 5}, 5, 2*time.Second)
 	if s.etaUnknown || s.eta < 30*time.Second || s.eta > time.Minute {
 		t.Errorf("progress: %q; want the minute's wait, 30 to 60 s", s.line())
