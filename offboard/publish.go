@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
@@ -50,6 +51,16 @@ func checkUTF8(r Request) error {
 //     the request may be stored. Publishing it again is safe: the stream
 //     drops the repeat, and Duplicate says so.
 //   - *jetstream.APIError: the stream refused the message.
+//
+// On a cluster, the stream answers a publish whose message id is that of
+// another publish it is still storing "duplicate message id is in
+// process": the same request published again at once after a lost
+// answer, or by another publisher. That is no refusal, and says nothing
+// of the request's fate: Publish publishes it again every
+// inProcessPause until the stream drops it as the repeat (Duplicate) or
+// stores it; past ctx, or inProcessFor, that answer is returned (an
+// *jetstream.APIError of code 409, after which publishing the request
+// again is safe, as after a lost answer).
 func Publish(ctx context.Context, js jetstream.JetStream, s Subjects, tenant string, p Priority, r Request) (*jetstream.PubAck, error) {
 	if !TenantName.MatchString(tenant) {
 		return nil, fmt.Errorf("request %s: %w: tenant %s is not a tenant name (%s)", Quote(r.RequestID), ErrInvalidRequest, Quote(tenant), TenantName)
@@ -75,8 +86,46 @@ func Publish(ctx context.Context, js jetstream.JetStream, s Subjects, tenant str
 	m.Header.Set(jetstream.MsgIDHeader, RequestMsgID(tenant, r.RequestID, r.Attempt))
 	m.Header.Set("Content-Type", "application/json")
 	ack, err := js.PublishMsg(ctx, m)
+	for until := time.Now().Add(inProcessFor); inProcess(err) && time.Now().Before(until) && sleepCtx(ctx, inProcessPause); {
+		ack, err = js.PublishMsg(ctx, m)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("publish request %s to %s: %w", r.RequestID, m.Subject, err)
 	}
 	return ack, nil
+}
+
+// inProcessPause is the pause before Publish publishes again a request
+// whose message id the stream was storing for another publish: a store
+// on a cluster's replicas takes milliseconds.
+const inProcessPause = 20 * time.Millisecond
+
+// inProcessFor bounds how long Publish publishes again a request "in
+// process", whatever ctx: the client's own default wait for an answer. A
+// store that takes longer is a stream in trouble, whose answer the
+// caller hears.
+const inProcessFor = 5 * time.Second
+
+// errCodeInProcess is nats-server's code of "duplicate message id is in
+// process" (JSStreamDuplicateMessageConflict), which the client does not
+// name.
+const errCodeInProcess jetstream.ErrorCode = 10158
+
+// inProcess says whether err is a clustered stream's answer to a publish
+// whose message id is that of another publish it has not stored yet.
+func inProcess(err error) bool {
+	var api *jetstream.APIError
+	return errors.As(err, &api) && api.ErrorCode == errCodeInProcess
+}
+
+// sleepCtx waits d, or until ctx ends: false then.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
