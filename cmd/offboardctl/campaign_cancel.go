@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -190,14 +191,22 @@ func (c *cli) publishCancelEvent(ctx context.Context, js jetstream.JetStream, te
 	}
 	// Waited for as long as the command's JetStream requests are
 	// (--connect-timeout), not queue.PublishJSON's step: the ack says
-	// whether the stream dropped a repeat.
+	// whether the stream dropped a repeat. Another operator's cancel,
+	// which found the mark set, may be storing the same event (on a
+	// cluster, "in process"): published again once it is, within that
+	// time, the event is dropped as its repeat.
 	msg := queue.JSONMsg(c.subjects.Control(tenant), fmt.Sprintf("control:%s:campaign.cancel:%s:%d", tenant, name, m.At.UnixNano()), ev)
-	ack, err := js.PublishMsg(ctx, msg)
+	cancelEventPublishing(js, msg)
+	ack, err := publishPastInProcess(ctx, js, msg, c.timeout)
 	if err != nil {
 		return false, fmt.Errorf("publish to %s: %w", msg.Subject, err)
 	}
 	return !ack.Duplicate, nil
 }
+
+// cancelEventPublishing is called with a cancel's control event as it is
+// about to be published: a test publishes there.
+var cancelEventPublishing = func(jetstream.JetStream, *nats.Msg) {}
 
 // storeMissedEvent publishes again the control event of a cancel found
 // in force, which its own command may have failed to store (the

@@ -864,10 +864,32 @@ func (e notPublished) Unwrap() error { return e.err }
 // retryPublishWait bounds the wait for a retry's acknowledgement.
 const retryPublishWait = 10 * time.Second
 
-// retryInProcessPause is the pause before a retry is published again
+// inProcessPause is the pause before a message is published again
 // whose message id the stream was storing for another publish: a store
 // on the replicas takes milliseconds.
-const retryInProcessPause = 20 * time.Millisecond
+const inProcessPause = 20 * time.Millisecond
+
+// publishPastInProcess publishes m, and publishes it again every
+// inProcessPause while the stream answers "duplicate message id is in
+// process" (queue.InProcess: on a cluster, another publish of the same
+// message id not stored yet), for as long as within and ctx allow; that
+// answer is returned past them. It says nothing of m's fate; published
+// again once the other is stored, m is dropped as its repeat (the
+// acknowledgement's Duplicate), or stored if the other was lost.
+func publishPastInProcess(ctx context.Context, js jetstream.JetStream, m *nats.Msg, within time.Duration) (*jetstream.PubAck, error) {
+	ack, err := js.PublishMsg(ctx, m)
+	for until := time.Now().Add(within); queue.InProcess(err) && time.Now().Before(until); {
+		pause := time.NewTimer(inProcessPause)
+		select {
+		case <-ctx.Done():
+			pause.Stop()
+			return ack, err
+		case <-pause.C:
+		}
+		ack, err = js.PublishMsg(ctx, m)
+	}
+	return ack, err
+}
 
 // retryPublishing is called with a retry's message as it is about to be
 // published: a test publishes there.
@@ -1012,21 +1034,10 @@ func (c *cli) retryOne(ctx context.Context, tenant string, d deadLetter, attempt
 	pctx, cancel := context.WithTimeout(ctx, retryPublishWait)
 	defer cancel()
 	retryPublishing(js, m)
-	ack, err := js.PublishMsg(pctx, m)
-	for queue.InProcess(err) {
-		// A copy under the same message id (another operator's retry,
-		// on a cluster) is being stored: published again once it is,
-		// the retry is dropped as its repeat.
-		pause := time.NewTimer(retryInProcessPause)
-		select {
-		case <-pctx.Done():
-			pause.Stop()
-		case <-pause.C:
-			ack, err = js.PublishMsg(pctx, m)
-			continue
-		}
-		break
-	}
+	// A copy under the same message id (another operator's retry, on a
+	// cluster) may be being stored: published again once it is, the
+	// retry is dropped as its repeat.
+	ack, err := publishPastInProcess(pctx, js, m, retryPublishWait)
 	if err != nil && ctx.Err() == nil && pctx.Err() != nil {
 		// The wait is the retry's own, not --connect-timeout's.
 		err = ownWait{err}
