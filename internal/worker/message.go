@@ -484,16 +484,28 @@ func (w *Worker) keepAlive(j *job) func() {
 // A fresh request whose id had an entry after all (errNotNew) is taken
 // again at once too: its redelivery reads the entry and goes by it.
 func (w *Worker) leave(j *job, err error) {
+	w.leaveFor(j, err, w.leaveDelay(j, err))
+}
+
+// leaveDelay is how long a request that leaves for err stays away.
+//
+// A result, dead letter or action event answered "duplicate message id
+// is in process" (queue.InProcess: on a cluster, another publish of the
+// same message id, another delivery's, or this one's own whose answer ran
+// out of time, still being stored) comes back as soon as after an
+// outage: that store takes milliseconds, and the request, taken again,
+// finds its answer stored and is acked. It stayed away 5 s.
+func (w *Worker) leaveDelay(j *job, err error) time.Duration {
 	delay := 5 * time.Second
 	switch {
-	case errors.Is(err, errNotNew) || queue.Outage(err):
+	case errors.Is(err, errNotNew) || queue.Outage(err) || queue.InProcess(err):
 		delay = outageRetry
 	case heldByAControl(err):
 		delay = 0
 	case errors.Is(err, errCancelledAfterLostAnswer):
 		delay = max(delay, min(w.untilShown(j), w.opts.ActionShowsWithin))
 	}
-	w.leaveFor(j, err, delay)
+	return delay
 }
 
 // untilShown is how long until the action a call of the request may have
