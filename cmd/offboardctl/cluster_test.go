@@ -39,6 +39,14 @@ func TestCampaignRunWhoseServerIsLost(t *testing.T) {
 	clusterCampaignRun(t, func(leader int) (via, lost int) { return (leader + 1) % 3, (leader + 1) % 3 })
 }
 
+// clusterRunTimeout bounds a cluster test's campaign run: it only stops
+// a run that hangs, and is not what the tests check. Nine servers, a
+// worker and the run share the test process; under -race, with the
+// package's other tests beside them on two busy cores, the worker
+// answered 3-5 rows a second (45 alone) and runs of 500 rows took up to
+// 72 s, so a bound of 25 s ended them, exit 1, with rows unanswered.
+const clusterRunTimeout = "3m"
+
 // clusterCampaignRun runs a campaign of 500 rows on three clustered
 // servers, through server via, and shuts server lost down once a fifth
 // of the rows are published, restarting it 2 s later (choose picks them
@@ -54,7 +62,7 @@ func clusterCampaignRun(t *testing.T, choose func(leader int) (via, lost int)) {
 	start := time.Now()
 	// A few publishes awaited at a time: the server is lost mid-publish.
 	done := runInBackground(t.Context(), "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
-		"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s", "--max-pending", "16")
+		"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", clusterRunTimeout, "--max-pending", "16")
 	waitRun(t, "requests stored", rows/5, done, func() (uint64, error) {
 		s, err := e.js.Stream(t.Context(), offboard.StreamRequests)
 		if err != nil {
@@ -165,7 +173,7 @@ func TestCampaignRunFollowsResultsPastALostServer(t *testing.T) {
 		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
 		done = runInBackground(ctx, "--nats-url", serverURL(c, via), "campaign", "run", "--tenant", tenant,
-			"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", "25s")
+			"--csv", csvPath, "--report", report, "--progress-every", "1h", "--timeout", clusterRunTimeout)
 		var ended *ran
 		lost, ended = waitResultsReader(t, e, c, done)
 		if ended != nil {
