@@ -107,9 +107,17 @@ func nakAcrossAStepDown(t *testing.T, nc *nats.Conn, js jetstream.JetStream, nam
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := cons.Next(jetstream.FetchMaxWait(10 * time.Second))
-	if err != nil {
-		t.Fatal(err)
+	// A pull of the consumer just made may find no one to answer it
+	// ("no responders") until the server learns which server leads it
+	// (see NoResponders): sent again.
+	var m jetstream.Msg
+	for made := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		if m, err = cons.Next(jetstream.FetchMaxWait(10 * time.Second)); err == nil {
+			break
+		}
+		if !errors.Is(err, nats.ErrNoResponders) || time.Since(made) > 10*time.Second {
+			t.Fatal(err)
+		}
 	}
 	// The request goes to the meta leader, which may not answer for a
 	// moment ("no responders") on a loaded machine: asked again.
