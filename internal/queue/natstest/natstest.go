@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -31,6 +32,10 @@ type Cluster struct {
 	// a bound, not a measure: on a machine busy with other tests a server
 	// recovering its store has taken more than 10 s).
 	ready time.Duration
+	// restarted marks the servers started again (Restart): in a cluster,
+	// each makes its streams and consumers anew after it accepts clients
+	// (catchUp).
+	restarted []bool
 }
 
 // Start starts n servers (n > 1: clustered, with routes between all) and
@@ -65,7 +70,7 @@ func newCluster(tb testing.TB, n int) *Cluster {
 	for i := range n {
 		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[n+i]))
 	}
-	c := &Cluster{tb: tb, srv: make([]*server.Server, n), ready: 30 * time.Second}
+	c := &Cluster{tb: tb, srv: make([]*server.Server, n), ready: 30 * time.Second, restarted: make([]bool, n)}
 	for i := range n {
 		o := &server.Options{
 			ServerName: fmt.Sprintf("n%d", i+1),
@@ -224,6 +229,9 @@ func (c *Cluster) Restart(i int) {
 	if err := c.start(i); err != nil {
 		c.tb.Fatal(err)
 	}
+	c.mu.Lock()
+	c.restarted[i] = true
+	c.mu.Unlock()
 }
 
 // errPortTaken says that a server did not start because another socket
@@ -273,9 +281,44 @@ func portsTaken(o *server.Options) string {
 	return strings.Join(taken, "; ")
 }
 
+// shutdownAll shuts every server down, at the test's end, once the
+// servers restarted have caught up (catchUp).
 func (c *Cluster) shutdownAll() {
+	c.catchUp()
 	for i := range c.srv {
 		c.Shutdown(i)
+	}
+}
+
+// catchUpWait bounds catchUp's wait for one server: a bound, not a
+// measure; past it the server is shut down all the same.
+const catchUpWait = 20 * time.Second
+
+// catchUp waits, up to catchUpWait each, until every server of a cluster
+// restarted and still up has every stream and consumer placed on it and
+// is current with them (its health check passes). A restarted server
+// accepts clients first, then makes its streams as it reads the
+// cluster's state: the others' answers can end a test meanwhile, and a
+// stream's store made while its server shut down was never closed, its
+// goroutines outliving the server (goleak failed the package after
+// TestEnsureNeverLowersTheReplicas, whose node back with an empty store
+// was shut down as it made its streams again).
+func (c *Cluster) catchUp() {
+	if len(c.srv) < 2 {
+		return
+	}
+	for i := range c.srv {
+		c.mu.Lock()
+		s, restarted := c.srv[i], c.restarted[i]
+		c.mu.Unlock()
+		if s == nil || !restarted {
+			continue
+		}
+		for deadline := time.Now().Add(catchUpWait); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+			if s.Healthz(nil).StatusCode == http.StatusOK {
+				break
+			}
+		}
 	}
 }
 

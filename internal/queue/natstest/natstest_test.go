@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,29 @@ func TestClusterTakesStreamsAtOnce(t *testing.T) {
 				t.Fatalf("a stream with three replicas as the cluster is up: %v", err)
 			}
 		})
+	}
+}
+
+// TestRestartedServerCatchesUpBeforeItsShutdown: a cluster's server
+// restarted with an empty store (a node that lost its disk) is shut down
+// at the test's end only once it holds again the streams placed on it.
+// Before, it was shut down while it still read the cluster's state and
+// made its streams: a stream's store made so was never closed, and
+// goleak failed the package after TestEnsureNeverLowersTheReplicas,
+// though every test passed.
+func TestRestartedServerCatchesUpBeforeItsShutdown(t *testing.T) {
+	t.Parallel()
+	c := Start(t, 3)
+	_, js := c.Connect(t)
+	if _, err := js.CreateStream(t.Context(), jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3"}, Replicas: 3}); err != nil {
+		t.Fatal(err)
+	}
+	c.Shutdown(2)
+	c.Wipe(2)
+	c.Restart(2)
+	c.shutdownAll()
+	if _, err := os.Stat(filepath.Join(c.opts[2].StoreDir, "jetstream", "$G", "streams", "R3")); err != nil {
+		t.Errorf("the server restarted with an empty store was shut down without its copy of the stream: %v", err)
 	}
 }
 
