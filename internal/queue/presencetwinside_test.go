@@ -117,9 +117,55 @@ func TestPresenceTwinsFilesDifferKeepsTheirTenantsFromAnother(t *testing.T) {
 	var aside1 atomic.Bool
 	tenant, p1, _, other := twinAndAnother(t, js, &aside1, true)
 	waitFor(t, 5*time.Second, "the process of pod-0 that serves the tenant works it", func() bool { return p1.Assigned(tenant) })
-	if n, of := timesAssigned(other, tenant); n > 0 {
-		t.Errorf("pod-1 worked %s at %d of %d looks while pod-0's process that serves it did", tenant, n, of)
+	looks, both, late := 0, 0, 0
+	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(25 * time.Millisecond) {
+		looks++
+		before := other.liveInstance("pod-0", p1.Instance())
+		worked := other.Assigned(tenant)
+		after := other.liveInstance("pod-0", p1.Instance())
+		switch {
+		case !worked:
+		case before.IsZero() || after.IsZero() || after.Sub(before) >= other.ttl:
+			// The announcements of the process that serves the tenant,
+			// or pod-1's own, came late to pod-1 (a loaded machine):
+			// pod-1 took that process for gone, as it should.
+			late++
+		default:
+			both++
+		}
 	}
+	if both > 0 {
+		t.Errorf("pod-1 worked %s at %d of %d looks while pod-0's process that serves it did and pod-1 counted that one alive", tenant, both, looks)
+	}
+	if late > 0 {
+		t.Logf("pod-1 worked %s at %d of %d looks, the announcements of pod-0's process that serves it late to pod-1", tenant, late, looks)
+	}
+}
+
+// liveInstance is when p first read the last entry of process instance
+// under replica id that it holds (the id's entry, or the one before it
+// of another process under that id, seen.twin), if that entry counts in
+// the assignment now and p's view is Known; zero if not. Read twice
+// around another look, two times less than a TTL apart say that the
+// process's entries counted all along: an entry stops counting a TTL
+// after it was read, and the next one came before. A view not Known
+// (p's own announcements late to it) keeps the live replicas of its last
+// look, which may have taken the process for gone, rightly.
+func (p *Presence) liveInstance(id, instance string) time.Time {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.others[id]
+	now := p.clock.Now()
+	if !ok || !p.knownLocked(now) || !p.liveLocked(s, now) || p.staleLocked(s, now) {
+		return time.Time{}
+	}
+	if s.instance == instance {
+		return s.at
+	}
+	if s.twin == nil || s.twin.instance != instance || !p.liveLocked(*s.twin, now) {
+		return time.Time{}
+	}
+	return s.twin.at
 }
 
 // TestPresenceTwinGoneLeavesItsTenantsToAnother: of two processes under
