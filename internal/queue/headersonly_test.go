@@ -74,9 +74,7 @@ func TestWholeRefusesAStreamMadeAgain(t *testing.T) {
 	if err := js.DeleteStream(ctx, cfg.Name); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := js.CreateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
+	natstest.CreateStreamAgain(t, js, cfg)
 	if _, err := js.Publish(ctx, "whole.b", []byte(`{"second":true}`)); err != nil {
 		t.Fatal(err)
 	}

@@ -532,3 +532,24 @@ func StartWithOptions(tb testing.TB, tweak func(*server.Options)) string {
 	tweak(o)
 	return startLone(tb, o).ClientURL()
 }
+
+// CreateStreamAgain creates the stream of cfg again right after a test
+// deleted it. The server answers such a create "error creating store for
+// stream" (10049) while it is still removing the old stream's store,
+// which a loaded machine makes last: seen once in a CI run. It is created
+// again every 20 ms for up to 5 s; another error fails the test at once.
+func CreateStreamAgain(tb testing.TB, js jetstream.JetStream, cfg jetstream.StreamConfig) jetstream.Stream {
+	tb.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s, err := js.CreateStream(tb.Context(), cfg)
+		var api *jetstream.APIError
+		switch {
+		case err == nil:
+			return s
+		case !errors.As(err, &api) || api.ErrorCode != jetstream.ErrorCode(server.JSStreamCreateErrF) || time.Now().After(deadline):
+			tb.Fatalf("create stream %s again: %v", cfg.Name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
